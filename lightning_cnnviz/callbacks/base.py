@@ -1,0 +1,344 @@
+"""``Monitor``: what every lightning-cnnviz callback shares.
+
+A monitor is a thin ``schedule -> capture -> compute -> render -> sink``. This
+base class owns the schedule (on ``trainer.global_step``, never ``batch_idx``),
+the shared arguments and their checks, layer resolution in ``setup()``, the
+probe sets, the sink, the step-aside-on-failure rule and the checkpoint state.
+A subclass sets ``section`` (its TensorBoard section), optionally an ``auto``
+layer rule, and implements ``log_event``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import nn
+from torch.utils.data import DataLoader
+from typing_extensions import override
+
+from lightning_cnnviz.capture import count_call_sites, model_device, probe_mode, site_name
+from lightning_cnnviz.probe import Probe, draw_probe, probe_from_indices
+from lightning_cnnviz.selection import LayerSpec, resolve_layers, unwrap_model
+from lightning_cnnviz.sinks import Sink
+
+__all__ = ["Monitor", "check_choice", "check_positive", "check_range", "find_dataset"]
+
+_SPLIT_SEED_OFFSET = {"val": 0, "train": 7919}
+
+
+def check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a positive int (or ``None`` when allowed)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+
+
+def check_range(name: str, value: Any, low: float, high: float) -> None:
+    """Raise ``ValueError`` unless ``low <= value <= high``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"`{name}` must be a number in [{low}, {high}], got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}")
+
+
+def _dataset_of(loaders: Any) -> Any:
+    if isinstance(loaders, DataLoader):
+        return loaders.dataset
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    if isinstance(loaders, list | tuple) and loaders:
+        return _dataset_of(loaders[0])
+    return None
+
+
+def find_dataset(trainer: Trainer, split: str) -> Any:
+    """The dataset behind the run's ``"train"`` or ``"val"`` loader, without iterating it.
+
+    Falls back from val to train when the run has no validation data.
+    """
+    if split == "val":
+        dataset = _dataset_of(trainer.val_dataloaders)
+        source = trainer.fit_loop.epoch_loop.val_loop._data_source
+        if dataset is None and source.instance is not None and source.is_defined():
+            dataset = _dataset_of(source.dataloader())
+        if dataset is not None:
+            return dataset
+    dataset = _dataset_of(trainer.train_dataloader)
+    source = trainer.fit_loop._data_source
+    if dataset is None and source.instance is not None and source.is_defined():
+        dataset = _dataset_of(source.dataloader())
+    if dataset is None:
+        raise RuntimeError("cannot find a dataset to draw probe samples from")
+    return dataset
+
+
+class Monitor(Callback):
+    """Base class of every lightning-cnnviz monitor.
+
+    Args:
+        layers: ``"auto"`` (the monitor's default), a module name, glob or type
+            name, or a list of them.
+        every_n_steps: log every this many optimizer steps (``trainer.global_step``).
+        every_n_epochs: log at the end of every this many training epochs.
+            Set at most one of the two; with neither, the monitor's default applies.
+        num_samples: probe size.
+        tag_prefix: prepended to every TensorBoard tag.
+        strict: raise when the monitor itself fails, instead of warning once and
+            stepping aside while training goes on.
+        seed: seed of the monitor's own generator (probe draws).
+    """
+
+    section: ClassVar[str] = "monitor"
+    default_every_n_steps: ClassVar[int | None] = 200
+    default_every_n_epochs: ClassVar[int | None] = None
+    # Whether every rank must run ``log_event`` (collectives); else rank zero only.
+    all_ranks: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        layers: str | list[str] = "auto",
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        num_samples: int = 16,
+        tag_prefix: str = "",
+        strict: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(layers, str) and not (
+            isinstance(layers, Sequence) and layers and all(isinstance(p, str) for p in layers)
+        ):
+            raise ValueError(
+                "`layers` must be 'auto', a pattern or a non-empty list of patterns, "
+                f"got {layers!r}"
+            )
+        check_positive("every_n_steps", every_n_steps, allow_none=True)
+        check_positive("every_n_epochs", every_n_epochs, allow_none=True)
+        if every_n_steps is not None and every_n_epochs is not None:
+            raise ValueError(
+                "Set only one of `every_n_steps` and `every_n_epochs`, got "
+                f"every_n_steps={every_n_steps!r} and every_n_epochs={every_n_epochs!r}"
+            )
+        check_positive("num_samples", num_samples)
+        if not isinstance(tag_prefix, str):
+            raise ValueError(f"`tag_prefix` must be a string, got {tag_prefix!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"`seed` must be an integer, got {seed!r}")
+        if every_n_steps is None and every_n_epochs is None:
+            every_n_steps, every_n_epochs = self.default_every_n_steps, self.default_every_n_epochs
+        self.layers: LayerSpec = layers
+        self.every_n_steps = every_n_steps
+        self.every_n_epochs = every_n_epochs
+        self.num_samples = num_samples
+        self.tag_prefix = tag_prefix
+        self.strict = strict
+        self.seed = seed
+        self.disabled = False
+        self.last_logged_step = -1
+        self.selected: dict[str, nn.Module] = {}
+        self.shared: set[str] = set()
+        self.timings: dict[str, float] = defaultdict(float)
+        self.events = 0
+        self._probes: dict[str, Probe] = {}
+        self._probe_indices: dict[str, list[int]] = {}
+        self._sink: Sink | None = None
+        self._layers_logged = False
+        self._call_counts: dict[str, int] = {}
+
+    # ----------------------------------------------------------------- for subclasses
+    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+        """Names ``layers="auto"`` picks (override per monitor; default: none)."""
+        return []
+
+    def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Do one logging event: capture, compute, render, write."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        """Monitor-specific state to checkpoint (accumulators, previous values)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``extra_state`` returned."""
+
+    def tag(self, *parts: str) -> str:
+        """``tag_prefix`` + ``section/part/...``."""
+        return self.tag_prefix + "/".join((self.section, *parts))
+
+    @property
+    def sink(self) -> Sink:
+        """Where this run's records go."""
+        assert self._sink is not None, "the sink exists from `setup()` on"
+        return self._sink
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a phase of a logging event (capture, compute, render, write)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] += time.perf_counter() - start
+
+    def probe(self, trainer: Trainer, split: str = "val") -> Probe:
+        """The fixed probe of ``split``, drawn on first use with the monitor's own generator."""
+        if split not in self._probes:
+            dataset = find_dataset(trainer, split)
+            indices = self._probe_indices.get(split)
+            if indices:
+                probe = probe_from_indices(dataset, indices)
+            else:
+                generator = torch.Generator().manual_seed(self.seed + _SPLIT_SEED_OFFSET[split])
+                probe = draw_probe(dataset, self.num_samples, generator)
+            self._probes[split] = probe
+            self._probe_indices[split] = probe.indices
+        return self._probes[split]
+
+    def probe_input(
+        self, trainer: Trainer, pl_module: nn.Module, split: str = "val"
+    ) -> torch.Tensor:
+        """The probe images on the model's device, in its parameter dtype."""
+        model = unwrap_model(pl_module)
+        param = next(model.parameters(), None)
+        dtype = param.dtype if param is not None and param.is_floating_point() else None
+        return self.probe(trainer, split).to(model_device(model), dtype)
+
+    def sites(self) -> list[str]:
+        """Selected layers by call site (``relu#0``, ``relu#1`` for a module called twice)."""
+        names: list[str] = []
+        for name in self.selected:
+            count = self._call_counts.get(name, 1) if name in self.shared else 1
+            names += [site_name(name, i, self.shared) for i in range(count)]
+        return names
+
+    def find_call_sites(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Run one probe pass to learn which selected modules are called more than once."""
+        model = unwrap_model(pl_module)
+        x = self.probe_input(trainer, pl_module)[:1]
+        counts = count_call_sites(model, self.selected, lambda: model(x))
+        self._call_counts = counts
+        self.shared = {name for name, count in counts.items() if count > 1}
+
+    def describe_layers(self) -> str:
+        """The text logged once to ``cnnviz/layers``."""
+        parts = [f"`{s}` ({type(self.selected[s.split('#')[0]]).__name__})" for s in self.sites()]
+        return f"**{type(self).__name__}** ({self.section}): " + ", ".join(parts)
+
+    # ----------------------------------------------------------------- Lightning hooks
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(tag_prefix=self.tag_prefix, layers=str(self.layers))
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._call_counts: dict[str, int] = {}
+        self._probes = {}
+        self._layers_logged = False
+        self.last_logged_step = -1  # a checkpoint restored after setup() overrides this
+        self._sink = Sink.of(trainer)
+        self.disabled = not self._sink.active
+        # A pattern that matches nothing is the user's error: raise, never step aside.
+        self.selected = resolve_layers(pl_module, self.layers, self.auto_layers)
+
+    def _due_on_step(self, trainer: Trainer) -> bool:
+        step = trainer.global_step
+        return (
+            self.every_n_steps is not None
+            and step > 0
+            and step % self.every_n_steps == 0
+            and step != self.last_logged_step
+        )
+
+    def _due_on_epoch(self, trainer: Trainer) -> bool:
+        return (
+            self.every_n_epochs is not None
+            and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+            and trainer.global_step != self.last_logged_step
+        )
+
+    def _fire(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.disabled or trainer.sanity_checking:
+            return
+        if not self.all_ranks and not trainer.is_global_zero:
+            self.last_logged_step = trainer.global_step
+            return
+        try:
+            if not self._layers_logged:
+                self._layers_logged = True
+                if self.selected and self.needs_call_sites:
+                    self.find_call_sites(trainer, pl_module)
+                self.sink.text("cnnviz/layers", self.describe_layers(), trainer.global_step)
+            with self.phase("total"):
+                self.log_event(trainer, pl_module)
+            self.events += 1
+        except Exception as err:
+            if self.strict:
+                raise
+            self.disabled = True
+            rank_zero_warn(
+                f"{type(self).__name__} failed and steps aside for the rest of this run "
+                f"(training goes on): {type(err).__name__}: {err}. "
+                "Pass `strict=True` to raise instead."
+            )
+        finally:
+            self.last_logged_step = trainer.global_step
+
+    # Monitors that hook layers during a forward pass need per-call-site names.
+    needs_call_sites: ClassVar[bool] = True
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._due_on_step(trainer):
+            self._fire(trainer, pl_module)
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._due_on_epoch(trainer):
+            self._fire(trainer, pl_module)
+
+    @override
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._sink is not None:
+            self._sink.flush()
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "last_logged_step": self.last_logged_step,
+            "probe_indices": {k: list(v) for k, v in self._probe_indices.items()},
+            "extra": self.extra_state(),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seed = state_dict.get("seed", self.seed)
+        self.last_logged_step = state_dict.get("last_logged_step", -1)
+        self._probe_indices = {k: list(v) for k, v in state_dict.get("probe_indices", {}).items()}
+        self._probes = {}
+        self.load_extra_state(state_dict.get("extra", {}))
+
+
+def with_probe(
+    model: nn.Module, grad: bool = False
+) -> contextlib.AbstractContextManager[nn.Module]:
+    """``probe_mode`` on the unwrapped model (the one place monitors enter it)."""
+    return probe_mode(unwrap_model(model), grad=grad)

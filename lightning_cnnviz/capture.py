@@ -1,0 +1,227 @@
+"""The only place hooks are registered, and the probe-pass context.
+
+``LayerCapture`` attaches forward hooks to selected modules for the duration of a
+``with`` block and removes every handle in ``finally``; ``probe_mode`` puts a
+model in eval mode for a probe pass and restores each module's own ``training``
+flag afterwards, so a probe never changes how training continues.
+
+Example::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True))
+    >>> with probe_mode(net), LayerCapture({"0": net[0], "1": net[1]}) as cap:
+    ...     _ = net(torch.randn(1, 1, 5, 5))
+    >>> sorted(cap.outputs), tuple(cap.outputs["0"].shape)
+    (['0', '1'], (1, 2, 3, 3))
+    >>> len(net[0]._forward_hooks)
+    0
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "LayerCapture",
+    "OutputFn",
+    "count_call_sites",
+    "first_tensor",
+    "hook_count",
+    "model_device",
+    "probe_mode",
+    "site_name",
+]
+
+# Called with (site name, module output) for every call of a hooked module.
+OutputFn = Callable[[str, Tensor], None]
+
+
+def first_tensor(output: Any, key: str | int | None = None) -> Tensor:
+    """The tensor a module or model returned: itself, ``output[key]``, or the first tensor found.
+
+    Handles tuples, lists, namedtuples and dicts (e.g. a model returning
+    ``(logits, aux)`` in training, or ``{"logits": ...}``).
+
+    Example::
+
+        >>> first_tensor((torch.zeros(2), torch.ones(3))).shape
+        torch.Size([2])
+        >>> first_tensor({"aux": torch.zeros(1), "logits": torch.ones(4)}, "logits").shape
+        torch.Size([4])
+    """
+    if isinstance(output, Tensor):
+        return output
+    if key is not None:
+        if isinstance(key, str) and hasattr(output, key) and not isinstance(output, Mapping):
+            return first_tensor(getattr(output, key))
+        return first_tensor(output[key])
+    values = output.values() if isinstance(output, Mapping) else output
+    if isinstance(values, Collection) and not isinstance(values, str | bytes):
+        for value in values:
+            with contextlib.suppress(TypeError):
+                return first_tensor(value)
+    raise TypeError(f"expected a tensor (or a tuple/dict holding one), got {type(output).__name__}")
+
+
+def site_name(name: str, call_index: int, shared: Collection[str] = ()) -> str:
+    """Name of one call site: ``conv1``, or ``relu#0``/``relu#1`` for a module called twice."""
+    return f"{name}#{call_index}" if name in shared else name
+
+
+def hook_count(model: nn.Module) -> dict[str, int]:
+    """Number of forward (pre-)hooks and backward hooks on every module (for leak checks)."""
+    return {
+        name: len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
+        + len(getattr(m, "_backward_pre_hooks", {}))
+        for name, m in model.named_modules()
+    }
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter or buffer (CPU for a model without either)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+class LayerCapture:
+    """Record what selected layers output while the ``with`` block runs.
+
+    Every kept tensor is detached and cloned (an in-place activation after the
+    layer would otherwise rewrite it) and, by default, cast to float32 so that
+    statistics are exact under autocast. With ``on_output`` the outputs are
+    handed to the function instead of kept (for reductions that must not hold
+    whole activations). Handles are removed in ``__exit__``, also after an
+    exception, and ``remove()`` is safe to call twice.
+
+    Args:
+        layers: ``{name: module}`` to hook (e.g. from ``resolve_layers``).
+        shared: names of modules called more than once per forward pass; their
+            records are named per call site, ``name#0``, ``name#1``, ...
+        inputs: also record each layer's first positional input.
+        on_output: if given, called as ``on_output(site, output)`` instead of keeping outputs.
+        float32: cast recorded tensors to float32.
+    """
+
+    def __init__(
+        self,
+        layers: Mapping[str, nn.Module],
+        *,
+        shared: Collection[str] = (),
+        inputs: bool = False,
+        on_output: OutputFn | None = None,
+        float32: bool = True,
+    ) -> None:
+        self.layers = dict(layers)
+        self.shared = set(shared)
+        self.record_inputs = inputs
+        self.on_output = on_output
+        self.float32 = float32
+        self.outputs: dict[str, Tensor] = {}
+        self.inputs: dict[str, Tensor] = {}
+        self._calls: dict[str, int] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _keep(self, tensor: Tensor) -> Tensor:
+        tensor = tensor.detach()
+        if self.float32 and tensor.is_floating_point():
+            return tensor.float() if tensor.dtype != torch.float32 else tensor.clone()
+        return tensor.clone()
+
+    def _hook(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            index = self._calls.get(name, 0)
+            self._calls[name] = index + 1
+            site = site_name(name, index, self.shared)
+            out = first_tensor(output)
+            if self.on_output is not None:
+                self.on_output(site, out)
+            else:
+                self.outputs[site] = self._keep(out)
+            if self.record_inputs and args and isinstance(args[0], Tensor):
+                self.inputs[site] = self._keep(args[0])
+
+        return hook
+
+    @property
+    def call_counts(self) -> dict[str, int]:
+        """How often each hooked module ran inside the block."""
+        return dict(self._calls)
+
+    def __enter__(self) -> LayerCapture:
+        try:
+            for name, module in self.layers.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        """Remove every hook this capture registered (idempotent)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def count_call_sites(
+    model: nn.Module, layers: Mapping[str, nn.Module], run: Callable[[], Any]
+) -> dict[str, int]:
+    """How many times each layer runs in one forward pass (``run`` performs the pass).
+
+    Example::
+
+        >>> relu = nn.ReLU()
+        >>> net = nn.Sequential(nn.Linear(2, 2), relu, nn.Linear(2, 2), relu)
+        >>> count_call_sites(net, {"1": relu}, lambda: net(torch.zeros(1, 2)))
+        {'1': 2}
+    """
+    with probe_mode(model), LayerCapture(layers, on_output=lambda site, out: None) as cap:
+        run()
+    return {name: cap.call_counts.get(name, 0) for name in layers}
+
+
+@contextlib.contextmanager
+def probe_mode(
+    model: nn.Module, *, grad: bool = False, autocast: bool = False
+) -> Iterator[nn.Module]:
+    """Eval mode for a probe pass, restoring every module's own ``training`` flag afterwards.
+
+    Works inside Lightning's ``torch.inference_mode()`` (validation) because it
+    leaves inference mode; ``grad=True`` enables autograd (for Grad-CAM, which
+    differentiates w.r.t. activations only). ``autocast=False`` (default) turns
+    autocast off so that probe numerics are float32 under mixed precision.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Dropout(), nn.BatchNorm1d(2))
+        >>> _ = net[1].train(False)  # a frozen BatchNorm inside a training model
+        >>> with probe_mode(net):
+        ...     net.training
+        False
+        >>> net.training, net[0].training, net[1].training
+        (True, True, False)
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    device_type = model_device(model).type
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.set_grad_enabled(grad))
+            if not autocast and device_type in ("cpu", "cuda", "xpu", "mps"):
+                stack.enter_context(torch.autocast(device_type=device_type, enabled=False))
+            model.eval()
+            yield model
+    finally:
+        for module, flag in flags:
+            module.training = flag

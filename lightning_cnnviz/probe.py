@@ -1,0 +1,169 @@
+"""The fixed probe set: a few class-balanced samples drawn by index, with our own generator.
+
+The probe is drawn once from a dataset (never from the user's DataLoader:
+iterating one draws a seed from the global RNG and would change training),
+kept on the CPU, and moved to the model's device when used. Its indices are
+what a monitor saves in ``state_dict``, so a resumed run shows the same images.
+
+Example::
+
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> data = TensorDataset(torch.randn(40, 1, 4, 4), torch.arange(40) % 4)
+    >>> probe = draw_probe(data, 8, torch.Generator().manual_seed(0))
+    >>> probe.labels.tolist()
+    [0, 1, 2, 3, 0, 1, 2, 3]
+    >>> again = probe_from_indices(data, probe.indices)
+    >>> torch.equal(again.images, probe.images)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["Probe", "dataset_labels", "draw_probe", "probe_from_indices", "split_sample"]
+
+_IMAGE_KEYS = ("image", "images", "img", "input", "inputs", "x", "pixel_values")
+_LABEL_KEYS = ("label", "labels", "target", "targets", "y", "class")
+
+
+@dataclass
+class Probe:
+    """Probe samples: ``images`` (N, C, ...) on the CPU, ``labels`` (N,) or ``None``."""
+
+    indices: list[int]
+    images: Tensor
+    labels: Tensor | None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Tensor:
+        """The images on ``device`` (and in ``dtype`` if given), ready for a probe pass."""
+        return self.images.to(device=device, dtype=dtype or self.images.dtype, non_blocking=True)
+
+
+def split_sample(sample: Any) -> tuple[Tensor, int | None]:
+    """Split one dataset item into (input tensor, label or None).
+
+    Handles ``(x, y)`` tuples/lists, dicts with usual keys and bare tensors.
+
+    Example::
+
+        >>> split_sample((torch.zeros(1, 2, 2), 3))[1]
+        3
+        >>> split_sample({"image": torch.zeros(1, 2, 2), "label": torch.tensor(5)})[1]
+        5
+        >>> split_sample(torch.zeros(1, 2, 2))[1] is None
+        True
+    """
+    if isinstance(sample, Tensor):
+        return sample, None
+    if isinstance(sample, Mapping):
+        x = next((sample[k] for k in _IMAGE_KEYS if k in sample), None)
+        if x is None:
+            x = next((v for v in sample.values() if isinstance(v, Tensor) and v.dim() >= 2), None)
+        y = next((sample[k] for k in _LABEL_KEYS if k in sample), None)
+    elif isinstance(sample, Sequence) and sample:
+        x, y = sample[0], (sample[1] if len(sample) > 1 else None)
+    else:
+        x, y = None, None
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            "cannot find the input tensor in a dataset item of type "
+            f"{type(sample).__name__}; expected a tensor, an (input, label) tuple or a dict "
+            f"with one of the keys {_IMAGE_KEYS}"
+        )
+    if isinstance(y, Tensor):
+        y = int(y.item()) if y.numel() == 1 else None
+    elif not isinstance(y, int):
+        y = None
+    return x, y
+
+
+def dataset_labels(dataset: Any) -> Tensor | None:
+    """All labels of a dataset without loading its items, where it exposes them.
+
+    Follows ``torch.utils.data.Subset`` chains down to a dataset with ``targets``
+    or ``labels`` (torchvision datasets have them) or a ``TensorDataset(x, y)``;
+    ``None`` otherwise.
+    """
+    indices = None
+    while True:
+        for attr in ("targets", "labels"):
+            labels = getattr(dataset, attr, None)
+            if labels is not None and len(labels) > 0:
+                labels = torch.as_tensor(labels).long().reshape(-1)
+                return labels if indices is None else labels[indices]
+        tensors = getattr(dataset, "tensors", None)  # TensorDataset(x, y)
+        if isinstance(tensors, tuple) and len(tensors) > 1 and tensors[1].dim() == 1:
+            labels = tensors[1].long()
+            return labels if indices is None else labels[indices]
+        inner, sub = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
+        if inner is None or sub is None:
+            return None
+        sub = torch.as_tensor(list(sub)).long()
+        indices = sub if indices is None else sub[indices]
+        dataset = inner
+
+
+def probe_from_indices(dataset: Any, indices: Sequence[int]) -> Probe:
+    """Load the samples at ``indices`` (e.g. restored from a checkpoint) into a probe."""
+    xs, ys = zip(*(split_sample(dataset[i]) for i in indices), strict=True) if indices else ((), ())
+    if not xs:
+        raise ValueError("a probe needs at least one sample")
+    images = torch.stack([torch.as_tensor(x) for x in xs]).detach().cpu()
+    labels = None if any(y is None for y in ys) else torch.tensor(ys, dtype=torch.long)
+    return Probe(list(map(int, indices)), images, labels)
+
+
+def draw_probe(
+    dataset: Any,
+    num_samples: int,
+    generator: torch.Generator,
+    *,
+    class_balanced: bool = True,
+    label_pool: int = 2048,
+) -> Probe:
+    """Draw ``num_samples`` items by index with ``generator``, balanced over classes.
+
+    Classes take turns (0, 1, ..., 9, 0, 1, ...) so that every class appears
+    before any repeats. Labels come from ``dataset.targets`` when available,
+    else from reading at most ``label_pool`` items.
+
+    Raises:
+        ValueError: ``num_samples`` exceeds the dataset size.
+    """
+    size = len(dataset)
+    if num_samples > size:
+        raise ValueError(
+            f"`num_samples` ({num_samples}) is larger than the dataset the probe is drawn "
+            f"from ({size} items); pass a smaller `num_samples`"
+        )
+    order = torch.randperm(size, generator=generator)
+    if not class_balanced:
+        return probe_from_indices(dataset, order[:num_samples].tolist())
+    labels = dataset_labels(dataset)
+    candidates = order if labels is not None else order[: max(num_samples, label_pool)]
+    if labels is None:
+        found = [split_sample(dataset[int(i)])[1] for i in candidates]
+        if any(y is None for y in found):
+            return probe_from_indices(dataset, order[:num_samples].tolist())
+        labels_of = torch.tensor(found, dtype=torch.long)
+    else:
+        labels_of = labels[candidates]
+    by_class = {int(c): candidates[labels_of == c].tolist() for c in labels_of.unique()}
+    picked: list[int] = []
+    turn = 0
+    while len(picked) < num_samples:
+        for queue in by_class.values():
+            if turn < len(queue) and len(picked) < num_samples:
+                picked.append(queue[turn])
+        turn += 1
+    return probe_from_indices(dataset, picked)

@@ -1,0 +1,52 @@
+"""Every monitor the safety contract holds, with test-friendly arguments.
+
+Each later monitor adds itself here; ``test_contract.py`` runs the whole
+contract for every entry on every model of the zoo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from lightning_cnnviz.callbacks.base import Monitor, with_probe
+from lightning_cnnviz.capture import LayerCapture
+
+
+@dataclass(frozen=True)
+class MonitorCase:
+    """How to build a monitor for the contract tests.
+
+    Attributes:
+        make: builds a fresh monitor that logs often (``every_n_steps`` small).
+        every_n_steps: its logging period, to know which steps are logging steps.
+        window: how many training batches before a logging step may carry hooks
+            (the activation monitor samples a window; all others: 0).
+    """
+
+    make: Callable[[], Monitor]
+    every_n_steps: int = 2
+    window: int = 0
+
+
+class CaptureOnlyMonitor(Monitor):
+    """The trivial monitor: one probe pass that captures conv and ReLU outputs, logs their mean."""
+
+    section = "capture_only"
+
+    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+        return [n for n, m in available.items() if isinstance(m, nn.Conv2d | nn.ReLU)]
+
+    def log_event(self, trainer, pl_module) -> None:
+        x = self.probe_input(trainer, pl_module)
+        with with_probe(pl_module), LayerCapture(self.selected, shared=self.shared) as cap:
+            pl_module(x)
+        means = {self.tag(site, "mean"): float(v.mean()) for site, v in cap.outputs.items()}
+        self.sink.scalars(means, trainer.global_step)
+
+
+MONITORS: dict[str, MonitorCase] = {
+    "capture_only": MonitorCase(lambda: CaptureOnlyMonitor(every_n_steps=2, num_samples=4)),
+}

@@ -1,0 +1,160 @@
+"""The safety contract (DESIGN.md), for every registered monitor on every zoo model.
+
+1. No observer effect: bit-identical weights with vs without the monitor.
+2. A probe pass leaves BatchNorm buffers, ``training`` flags and ``param.grad`` alone.
+3. No leaked hooks: after fit, after a failing fit, after a second fit.
+4. Works with ``inference_mode`` on and off.
+5. No hook between logging steps (seen from inside ``training_step``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lightning_cnnviz.capture import hook_count
+from tests.contract.registry import MONITORS
+from tests.contract.zoo import ZOO, ZooData
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+STEPS = 6  # optimizer steps per fit; with accumulate_grad_batches=2 that is 12 batches
+
+
+def fit(
+    tmp_path, model_name, callbacks=(), *, inference_mode=True, seed=0, model=None, steps=STEPS
+):
+    L.seed_everything(seed, verbose=False)
+    model = model or ZOO[model_name]()
+    trainer = L.Trainer(
+        default_root_dir=tmp_path,
+        max_steps=steps,
+        max_epochs=-1,
+        accumulate_grad_batches=2,
+        limit_val_batches=2,
+        val_check_interval=4,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=1,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=list(callbacks),
+        inference_mode=inference_mode,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        deterministic=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, datamodule=ZooData())
+    return model, trainer
+
+
+_baseline: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def baseline_state(tmp_path_factory, model_name):
+    if model_name not in _baseline:
+        model, _ = fit(tmp_path_factory.mktemp("baseline"), model_name)
+        _baseline[model_name] = {k: v.clone() for k, v in model.state_dict().items()}
+    return _baseline[model_name]
+
+
+cases = pytest.mark.parametrize("monitor_name", sorted(MONITORS))
+models = pytest.mark.parametrize("model_name", sorted(ZOO))
+
+
+@cases
+@models
+def test_contract_training_is_bit_identical(tmp_path, tmp_path_factory, monitor_name, model_name):
+    monitor = MONITORS[monitor_name].make()
+    model, _ = fit(tmp_path, model_name, [monitor])
+    assert monitor.events > 0 and not monitor.disabled, "the monitor never logged"
+    expected = baseline_state(tmp_path_factory, model_name)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected[key]), f"{key} differs with {monitor_name}"
+
+
+class ProbeSpy(L.Callback):
+    """Mid-accumulation (after the first micro-batch's backward), fire the monitor directly."""
+
+    def __init__(self, monitor) -> None:
+        self.monitor = monitor
+        self.checked = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx % 2 != 0 or batch_idx == 0:
+            return  # odd batches finish an accumulation window; we want the middle of one
+        grads = {n: p.grad.clone() for n, p in pl_module.named_parameters() if p.grad is not None}
+        buffers = {n: b.clone() for n, b in pl_module.named_buffers()}
+        flags = {n: m.training for n, m in pl_module.named_modules()}
+        assert grads, "expected accumulated gradients mid-accumulation"
+        self.monitor.strict = True
+        self.monitor._fire(trainer, pl_module)
+        for n, p in pl_module.named_parameters():
+            if n in grads:
+                assert torch.equal(p.grad, grads[n]), f"param.grad of {n} changed"
+            else:
+                assert p.grad is None, f"param.grad of {n} appeared"
+        for n, b in pl_module.named_buffers():
+            assert torch.equal(b, buffers[n]), f"buffer {n} changed"
+        assert {n: m.training for n, m in pl_module.named_modules()} == flags
+        self.checked += 1
+
+
+@cases
+@models
+def test_contract_probe_pass_leaves_model_state(tmp_path, monitor_name, model_name):
+    monitor = MONITORS[monitor_name].make()
+    monitor.every_n_steps = 10_000  # only the spy fires it
+    spy = ProbeSpy(monitor)
+    fit(tmp_path, model_name, [monitor, spy], steps=3)
+    assert spy.checked >= 1 and monitor.events >= 1
+
+
+@cases
+@models
+def test_contract_no_leaked_hooks(tmp_path, monitor_name, model_name):
+    model = ZOO[model_name]()
+    before = hook_count(model)
+    monitor = MONITORS[monitor_name].make()
+    fit(tmp_path / "a", model_name, [monitor], model=model)
+    assert hook_count(model) == before, "hooks left after fit"
+    model.raise_at_step = 5  # inside a sampled window for every schedule used here
+    with pytest.raises(RuntimeError, match="planted failure"):
+        fit(tmp_path / "b", model_name, [monitor], model=model)
+    assert hook_count(model) == before, "hooks left after a failing fit"
+    model.raise_at_step = None
+    fit(tmp_path / "c", model_name, [monitor], model=model)
+    assert hook_count(model) == before, "hooks left after a second fit"
+    assert monitor.events > 0
+
+
+@cases
+@pytest.mark.parametrize("inference_mode", [True, False])
+def test_contract_works_with_inference_mode(tmp_path, monitor_name, inference_mode):
+    monitor = MONITORS[monitor_name].make()
+    monitor.strict = True
+    fit(tmp_path, "bn_dropout", [monitor], inference_mode=inference_mode)
+    assert monitor.events > 0 and not monitor.disabled
+
+
+@cases
+@models
+def test_contract_no_hooks_between_logging_steps(tmp_path, monitor_name, model_name):
+    case = MONITORS[monitor_name]
+    model = ZOO[model_name]()
+    baseline = sum(hook_count(model).values())
+    fit(tmp_path, model_name, [case.make()], model=model)
+    assert model.hook_log
+    for step, batch_idx, hooks in model.hook_log:
+        # The batch runs towards optimizer step `step + 1`; a window of w steps before
+        # a logging step may carry hooks, every other batch must run bare.
+        steps_to_log = -(step + 1) % case.every_n_steps
+        if steps_to_log >= case.window:
+            assert hooks == baseline, (
+                f"{hooks - baseline} hook(s) attached at global_step={step}, batch {batch_idx}"
+            )

@@ -1,0 +1,183 @@
+"""A small zoo of test models that exercise the safety contract's corner cases.
+
+Each model is a LightningModule over 1x16x16 inputs and 4 classes:
+
+* ``bn_dropout``: BatchNorm + Dropout (train/eval differences, running buffers);
+* ``inplace_relu``: ``ReLU(inplace=True)`` after each conv;
+* ``functional_relu``: activations applied with ``F.relu`` (no activation modules);
+* ``shared_relu``: one ReLU module called at two call sites;
+* ``conv_logits``: a 1x1-conv logits head (Grad-CAM's auto must not pick it);
+* ``frozen_backbone``: conv features with ``requires_grad=False``, trainable head.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+NUM_CLASSES = 4
+
+
+class ZooModel(L.LightningModule):
+    """Shared training logic: cross-entropy, SGD with momentum (exercises optimizer state)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_log: list[tuple[int, int, int]] = []  # (global_step, batch_idx, hook count)
+        self.raise_at_step: int | None = None
+
+    def training_step(self, batch, batch_idx):
+        from lightning_cnnviz.capture import hook_count
+
+        self.hook_log.append((self.trainer.global_step, batch_idx, sum(hook_count(self).values())))
+        if self.raise_at_step is not None and batch_idx == self.raise_at_step:
+            raise RuntimeError("planted failure in training_step")
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val/loss", F.cross_entropy(self(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(
+            (p for p in self.parameters() if p.requires_grad), lr=0.05, momentum=0.9
+        )
+
+
+class BNDropout(ZooModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(6)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout(0.3)
+        self.fc = nn.Linear(8 * 4 * 4, NUM_CLASSES)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
+        return self.fc(self.dropout(x.flatten(1)))
+
+
+class InplaceReLU(ZooModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Linear(8 * 4 * 4, NUM_CLASSES)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+class FunctionalReLU(ZooModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, NUM_CLASSES)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc(x.flatten(1))
+
+
+class SharedReLU(ZooModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.act = nn.ReLU()  # called twice: two call sites
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(8 * 4 * 4, NUM_CLASSES)
+
+    def forward(self, x):
+        x = self.pool(self.act(self.conv1(x)))
+        x = self.pool(self.act(self.conv2(x)))
+        return self.fc(x.flatten(1))
+
+
+class ConvLogits(ZooModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.AdaptiveAvgPool2d(1)
+        self.logits = nn.Conv2d(8, NUM_CLASSES, 1)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        return self.logits(x).flatten(1)
+
+
+class FrozenBackbone(ZooModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(
+            nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.backbone.requires_grad_(False)
+        self.head = nn.Linear(8 * 4 * 4, NUM_CLASSES)
+
+    def forward(self, x):
+        return self.head(self.backbone(x).flatten(1))
+
+
+ZOO: dict[str, type[ZooModel]] = {
+    "bn_dropout": BNDropout,
+    "inplace_relu": InplaceReLU,
+    "functional_relu": FunctionalReLU,
+    "shared_relu": SharedReLU,
+    "conv_logits": ConvLogits,
+    "frozen_backbone": FrozenBackbone,
+}
+
+
+def make_data(n: int = 64, seed: int = 123) -> TensorDataset:
+    """Blob images whose position depends on the class, so the models can learn something."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % NUM_CLASSES
+    x = 0.3 * torch.randn(n, 1, 16, 16, generator=g)
+    for i, label in enumerate(y.tolist()):
+        r, c = divmod(label, 2)
+        x[i, 0, 2 + 8 * r : 6 + 8 * r, 2 + 8 * c : 6 + 8 * c] += 2.0
+    return TensorDataset(x, y)
+
+
+class ZooData(L.LightningDataModule):
+    """Shuffled training loader (draws from the global RNG), fixed validation loader."""
+
+    def __init__(self, batch_size: int = 8) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.train_set = make_data(64, seed=1)
+        self.val_set = make_data(32, seed=2)
+
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=self.batch_size)

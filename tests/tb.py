@@ -1,0 +1,29 @@
+"""Read back what was really written to TensorBoard event files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+_ALL = {"images": 0, "scalars": 0, "tensors": 0, "histograms": 0}
+
+
+def events(logdir: str | Path) -> EventAccumulator:
+    """All records under ``logdir`` (the folder holding the events file, found recursively)."""
+    files = sorted(Path(logdir).rglob("events.out.tfevents.*"))
+    assert files, f"no event file under {logdir}"
+    acc = EventAccumulator(str(files[-1].parent), size_guidance=_ALL)
+    acc.Reload()
+    return acc
+
+
+def texts(acc: EventAccumulator, tag: str) -> list[str]:
+    """Text entries of ``tag`` (TensorBoard stores them as string tensors)."""
+    return [
+        b"".join(e.tensor_proto.string_val).decode() for e in acc.Tensors(f"{tag}/text_summary")
+    ]
+
+
+def image_tags(acc: EventAccumulator) -> list[str]:
+    return acc.Tags()["images"]

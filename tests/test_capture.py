@@ -1,0 +1,94 @@
+import pytest
+import torch
+from torch import nn
+
+from lightning_cnnviz.capture import (
+    LayerCapture,
+    count_call_sites,
+    first_tensor,
+    hook_count,
+    probe_mode,
+)
+
+
+def test_capture_clones_before_inplace_activation():
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    net = nn.Sequential(conv, nn.ReLU(inplace=True))
+    x = torch.randn(2, 1, 5, 5)
+    with LayerCapture({"conv": conv}) as cap:
+        out = net(x)
+    assert (cap.outputs["conv"] < 0).any(), "the capture must keep the pre-ReLU values"
+    assert torch.equal(cap.outputs["conv"].clamp(min=0), out)
+    assert not cap.outputs["conv"].requires_grad
+
+
+def test_capture_hooks_removed_after_exception():
+    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    before = hook_count(net)
+    with pytest.raises(RuntimeError), LayerCapture({"0": net[0], "1": net[1]}) as cap:
+        assert sum(hook_count(net).values()) == 2
+        raise RuntimeError("boom")
+    assert hook_count(net) == before
+    cap.remove()  # safe to call twice
+    assert hook_count(net) == before
+
+
+def test_capture_names_call_sites_of_shared_module():
+    relu = nn.ReLU()
+    net = nn.Sequential(nn.Linear(2, 3), relu, nn.Linear(3, 3), relu)
+    x = torch.tensor([[1.0, -1.0]])
+    assert count_call_sites(net, {"1": relu}, lambda: net(x)) == {"1": 2}
+    with LayerCapture({"1": relu}, shared={"1"}) as cap:
+        net(x)
+    assert sorted(cap.outputs) == ["1#0", "1#1"]
+    assert cap.outputs["1#0"].shape == (1, 3)
+
+
+def test_capture_inputs_and_float32_under_bf16():
+    lin = nn.Linear(2, 2).to(torch.bfloat16)
+    with LayerCapture({"lin": lin}, inputs=True) as cap:
+        lin(torch.ones(1, 2, dtype=torch.bfloat16))
+    assert cap.outputs["lin"].dtype == torch.float32
+    assert torch.equal(cap.inputs["lin"], torch.ones(1, 2))
+
+
+def test_capture_on_output_receives_instead_of_keeping():
+    lin = nn.Linear(2, 2)
+    seen = []
+    with LayerCapture({"lin": lin}, on_output=lambda site, t: seen.append((site, t.shape))):
+        lin(torch.ones(3, 2))
+    assert seen == [("lin", torch.Size([3, 2]))]
+
+
+def test_probe_mode_restores_flags_and_leaves_inference_mode():
+    net = nn.Sequential(nn.Dropout(), nn.BatchNorm1d(2), nn.Linear(2, 2))
+    net[2].eval()  # a user's frozen submodule stays as it was
+    with torch.inference_mode(), probe_mode(net, grad=True):
+        assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+        assert not any(m.training for m in net.modules())
+        y = net(torch.ones(3, 2, requires_grad=True))
+        assert y.requires_grad
+    assert [m.training for m in net.modules()] == [True, True, True, False]
+    with pytest.raises(ValueError), probe_mode(net):
+        raise ValueError
+    assert [m.training for m in net.modules()] == [True, True, True, False]
+
+
+def test_probe_mode_turns_autocast_off():
+    lin = nn.Linear(4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert lin(torch.ones(1, 4)).dtype == torch.bfloat16
+        with probe_mode(lin):
+            assert lin(torch.ones(1, 4)).dtype == torch.float32
+
+
+def test_first_tensor_finds_logits_in_containers():
+    from collections import namedtuple
+
+    Out = namedtuple("Out", ["logits", "aux"])
+    t = torch.ones(2)
+    assert first_tensor(Out(t, None)) is t
+    assert first_tensor(Out(None, t), "aux") is t
+    assert first_tensor([{"a": t}]) is t
+    with pytest.raises(TypeError):
+        first_tensor("text")

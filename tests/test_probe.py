@@ -1,0 +1,61 @@
+import pytest
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from lightning_cnnviz.probe import dataset_labels, draw_probe, probe_from_indices, split_sample
+
+
+class DictDataset(Dataset):
+    def __init__(self, n=30):
+        self.x = torch.randn(n, 1, 4, 4)
+        self.y = torch.arange(n) % 3
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"image": self.x[i], "label": self.y[i]}
+
+
+def tensor_data(n=50, classes=5):
+    return TensorDataset(torch.randn(n, 1, 4, 4), torch.arange(n) % classes)
+
+
+def test_probe_is_class_balanced_and_seeded():
+    data = tensor_data()
+    a = draw_probe(data, 10, torch.Generator().manual_seed(3))
+    b = draw_probe(data, 10, torch.Generator().manual_seed(3))
+    c = draw_probe(data, 10, torch.Generator().manual_seed(4))
+    assert a.indices == b.indices and a.indices != c.indices
+    assert sorted(a.labels.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert a.images.device.type == "cpu" and a.images.shape == (10, 1, 4, 4)
+
+
+def test_probe_leaves_global_rng_untouched():
+    data = tensor_data()
+    state = torch.get_rng_state()
+    draw_probe(data, 8, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_probe_round_trips_through_indices():
+    data = tensor_data()
+    probe = draw_probe(data, 7, torch.Generator().manual_seed(1))
+    again = probe_from_indices(data, list(probe.indices))
+    assert torch.equal(again.images, probe.images) and torch.equal(again.labels, probe.labels)
+
+
+def test_probe_reads_dicts_subsets_and_bare_tensors():
+    probe = draw_probe(DictDataset(), 6, torch.Generator().manual_seed(0))
+    assert sorted(probe.labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    data = tensor_data()
+    sub = Subset(data, list(range(10, 20)))
+    assert dataset_labels(sub).tolist() == (torch.arange(10, 20) % 5).tolist()
+    bare = draw_probe([torch.zeros(1, 2, 2)] * 5, 3, torch.Generator().manual_seed(0))
+    assert bare.labels is None and bare.images.shape == (3, 1, 2, 2)
+    assert split_sample((torch.zeros(1), torch.tensor(4)))[1] == 4
+
+
+def test_probe_larger_than_dataset_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"`num_samples` \(60\) is larger than the dataset"):
+        draw_probe(tensor_data(), 60, torch.Generator())

@@ -1,0 +1,58 @@
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from lightning_cnnviz.sinks import Sink
+from tests.tb import events, texts
+
+
+def trainer_with(tmp_path, **kwargs):
+    return L.Trainer(default_root_dir=tmp_path, enable_progress_bar=False, **kwargs)
+
+
+def test_sink_writes_images_scalars_text_to_tensorboard(tmp_path):
+    trainer = trainer_with(tmp_path, logger=TensorBoardLogger(tmp_path, name="tb"))
+    sink = Sink.of(trainer)
+    assert Sink.of(trainer) is sink
+    image = torch.zeros(3, 5, 7, dtype=torch.uint8)
+    image[0, 1, 2] = 255
+    sink.image("kernels/conv1", image, step=3)
+    sink.scalars({"kernels/conv1/mean_abs": 0.25}, step=3)
+    sink.text("cnnviz/layers", "conv1 (Conv2d)", step=3)
+    sink.flush()
+    acc = events(tmp_path / "tb")
+    (img,) = acc.Images("kernels/conv1")
+    assert (img.step, img.width, img.height) == (3, 7, 5)
+    (scalar,) = acc.Scalars("kernels/conv1/mean_abs")
+    assert (scalar.step, scalar.value) == (3, 0.25)
+    assert texts(acc, "cnnviz/layers") == ["conv1 (Conv2d)"]
+
+
+def test_sink_falls_back_to_png_without_tensorboard(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    trainer = trainer_with(tmp_path, logger=CSVLogger(tmp_path, name="csv"))
+    sink = Sink.of(trainer)
+    image = torch.full((3, 4, 4), 200, dtype=torch.uint8)
+    sink.image("gradcam/val", image, step=12)
+    sink.scalars({"gradcam/val/concentration": 0.5}, step=12)
+    sink.text("diagnosis", "all good", step=12)
+    trainer.loggers[0].save()
+    png = sink.image_dir / "gradcam" / "val" / "step_00000012.png"
+    assert png.is_file() and torch.equal(
+        torch.from_numpy(np.array(Image.open(png))).permute(2, 0, 1), image
+    )
+    assert "all good" in (sink.image_dir / "diagnosis.md").read_text()
+    metrics = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
+    assert "gradcam/val/concentration" in metrics and "0.5" in metrics
+
+
+def test_sink_steps_aside_under_fast_dev_run(tmp_path):
+    trainer = trainer_with(tmp_path, fast_dev_run=True)
+    with pytest.warns(UserWarning, match="step aside"):
+        sink = Sink.of(trainer)
+    assert not sink.active
+    sink.image("x", torch.zeros(3, 2, 2, dtype=torch.uint8), 0)  # no error, nothing written
+    assert not sink.image_dir.exists()
