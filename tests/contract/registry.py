@@ -47,6 +47,25 @@ class CaptureOnlyMonitor(Monitor):
         self.sink.scalars(means, trainer.global_step)
 
 
-MONITORS: dict[str, MonitorCase] = {
-    "capture_only": MonitorCase(lambda: CaptureOnlyMonitor(every_n_steps=2, num_samples=4)),
-}
+def _discover() -> dict[str, MonitorCase]:
+    """The trivial monitor plus every ``CASES`` dict of ``tests/contract/cases_*.py``.
+
+    Each monitor adds itself in a file of its own, e.g. ``cases_kernels.py``::
+
+        CASES = {"kernels": MonitorCase(lambda: KernelMonitor(every_n_steps=2))}
+    """
+    import importlib
+    import pkgutil
+
+    import tests.contract as package
+
+    found = {
+        "capture_only": MonitorCase(lambda: CaptureOnlyMonitor(every_n_steps=2, num_samples=4))
+    }
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("cases_"):
+            found.update(importlib.import_module(f"{package.__name__}.{info.name}").CASES)
+    return found
+
+
+MONITORS: dict[str, MonitorCase] = _discover()
