@@ -1,0 +1,132 @@
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lightning_cnnviz.callbacks.base import Monitor
+from tests.contract.registry import CaptureOnlyMonitor
+from tests.contract.zoo import BNDropout, ZooData
+from tests.tb import events, texts
+
+
+class Recorder(CaptureOnlyMonitor):
+    def __init__(self, *args, fail_at=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.steps = []
+        self.fail_at = fail_at
+
+    def log_event(self, trainer, pl_module):
+        assert not trainer.sanity_checking
+        self.steps.append(trainer.global_step)
+        if trainer.global_step == self.fail_at:
+            raise RuntimeError("planted monitor failure")
+        super().log_event(trainer, pl_module)
+
+
+def run(tmp_path, monitor, **kwargs):
+    L.seed_everything(0, verbose=False)
+    model = BNDropout()
+    args = dict(
+        default_root_dir=tmp_path,
+        max_epochs=3,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[monitor],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    args.update(kwargs)
+    trainer = L.Trainer(**args)
+    trainer.fit(model, datamodule=ZooData())
+    return trainer
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"every_n_steps": 0}, "`every_n_steps` must be a positive integer, got 0"),
+        ({"every_n_steps": -5}, "`every_n_steps` must be a positive integer, got -5"),
+        ({"every_n_epochs": 1.5}, "`every_n_epochs` must be a positive integer, got 1.5"),
+        ({"every_n_steps": 3, "every_n_epochs": 1}, "Set only one of `every_n_steps`"),
+        ({"num_samples": 0}, "`num_samples` must be a positive integer, got 0"),
+        ({"layers": []}, "`layers` must be 'auto', a pattern or a non-empty list"),
+        ({"layers": 3}, "got 3"),
+        ({"tag_prefix": None}, "`tag_prefix` must be a string, got None"),
+    ],
+)
+def test_monitor_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        CaptureOnlyMonitor(**kwargs)
+
+
+def test_monitor_schedule_follows_global_step_across_epochs(tmp_path):
+    # 8 batches per epoch, accumulation 3: optimizer steps do not align with epochs or batch_idx
+    monitor = Recorder(every_n_steps=2, num_samples=4)
+    trainer = run(tmp_path, monitor, accumulate_grad_batches=3, num_sanity_val_steps=2)
+    assert trainer.global_step == 9
+    assert monitor.steps == [2, 4, 6, 8]
+    acc = events(tmp_path / "tb")
+    assert [e.step for e in acc.Scalars("capture_only/conv1/mean")] == [2, 4, 6, 8]
+    assert len(texts(acc, "cnnviz/layers")) == 1
+    assert "`conv1` (Conv2d)" in texts(acc, "cnnviz/layers")[0]
+
+
+def test_monitor_every_n_epochs(tmp_path):
+    monitor = Recorder(every_n_epochs=2, num_samples=4)
+    run(tmp_path, monitor)
+    assert monitor.steps == [16]  # end of the second epoch, 8 steps each
+
+
+def test_monitor_failure_warns_once_and_steps_aside(tmp_path):
+    monitor = Recorder(every_n_steps=2, num_samples=4, fail_at=4)
+    with pytest.warns(
+        UserWarning, match="Recorder failed and steps aside.*planted monitor failure"
+    ):
+        trainer = run(tmp_path, monitor)
+    assert monitor.steps == [2, 4] and monitor.disabled
+    assert trainer.global_step == 24, "training went on"
+
+
+def test_monitor_strict_raises(tmp_path):
+    monitor = Recorder(every_n_steps=2, num_samples=4, fail_at=2, strict=True)
+    with pytest.raises(RuntimeError, match="planted monitor failure"):
+        run(tmp_path, monitor)
+
+
+def test_monitor_unknown_layer_raises_in_setup(tmp_path):
+    monitor = CaptureOnlyMonitor(layers=["conv1", "nope.*"])
+    with pytest.raises(ValueError, match=r"'nope\.\*' matches no module.*'conv1' \(Conv2d\)"):
+        run(tmp_path, monitor)
+
+
+def test_monitor_state_dict_round_trip(tmp_path):
+    monitor = Recorder(every_n_steps=4, num_samples=6, seed=5)
+    run(tmp_path, monitor, max_epochs=1)
+    state = monitor.state_dict()
+    assert state["last_logged_step"] == 8 and len(state["probe_indices"]["val"]) == 6
+    fresh = Recorder(every_n_steps=4, num_samples=6, seed=99)
+    fresh.load_state_dict(state)
+    assert fresh.seed == 5 and fresh.last_logged_step == 8
+    assert fresh._probe_indices == monitor._probe_indices
+
+
+def test_monitor_probe_is_class_balanced_and_leaves_global_rng(tmp_path):
+    monitor = Recorder(every_n_steps=4, num_samples=8)
+    trainer = run(tmp_path, monitor, max_epochs=1)
+    state = torch.get_rng_state()
+    probe = monitor.probe(trainer, "val")
+    assert torch.equal(torch.get_rng_state(), state)
+    assert sorted(probe.labels.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_monitor_steps_aside_under_fast_dev_run(tmp_path):
+    monitor = Recorder(every_n_steps=1, num_samples=4)
+    with pytest.warns(UserWarning, match="step aside"):
+        run(tmp_path, monitor, fast_dev_run=2, logger=None)
+    assert monitor.steps == []
+
+
+def test_monitor_state_key_distinguishes_instances():
+    a, b = CaptureOnlyMonitor(tag_prefix="a/"), CaptureOnlyMonitor(tag_prefix="b/")
+    assert a.state_key != b.state_key
+    assert isinstance(a, Monitor)
