@@ -1,0 +1,250 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_cnnviz.stats import (
+    ActivationStats,
+    DeadHistory,
+    Recorder,
+    batch_stats,
+    batches_to_log,
+    compute_stats,
+    dead_alerts,
+    diagnosis_text,
+    dormant_mask,
+    fallback_layers,
+    merge,
+    new_state,
+    output_bounds,
+    strip_append,
+    strip_column,
+    to_host,
+    trace_sites,
+    weight_grad_norm,
+)
+
+
+def test_stats_hand_computed_conv_channels():
+    # (N=2, C=3, 1x2): channel 0 active once, channel 1 never (negative/zero), channel 2 always.
+    x = torch.tensor(
+        [
+            [[[1.0, 0.0]], [[-1.0, 0.0]], [[2.0, 2.0]]],
+            [[[0.0, 0.0]], [[-3.0, 0.0]], [[4.0, 2.0]]],
+        ]
+    )
+    stats = ActivationStats(3)
+    stats.update(x[:1])
+    stats.update(x[1:])  # two batches accumulate like one
+    out = stats.compute(tau=0.025)
+    assert out["dead"].tolist() == [False, True, False]
+    assert out["active_share"].tolist() == [0.25, 0.0, 1.0]
+    assert float(out["dead_fraction"]) == pytest.approx(1 / 3)
+    assert float(out["zero_fraction"]) == pytest.approx(5 / 12)
+    assert float(out["mean"]) == pytest.approx(7 / 12)
+    assert float(out["std"]) == pytest.approx(math.sqrt(39 / 12 - (7 / 12) ** 2), rel=1e-6)
+    assert float(out["max_abs"]) == 4.0
+    assert float(out["nonfinite"]) == 0.0
+    # channel means |a|: 0.25, 1.0, 2.5; layer mean 1.25; none below 0.025 * 1.25
+    assert out["dormant"].tolist() == [False, False, False]
+    assert float(out["count"]) == 4.0
+
+
+def test_stats_symmetric_and_saturation_for_tanh():
+    x = torch.tensor([[0.995, 0.0], [-0.999, 0.0], [0.5, 0.0]])
+    bounds = output_bounds(nn.Tanh())
+    out = compute_stats(_merged(x, channel_dim=1, symmetric=True, bounds=bounds), tau=0.025)
+    assert out["dead"].tolist() == [False, True]  # |a| > 0 counts for Tanh
+    assert float(out["saturation"]) == pytest.approx(2 / 6)  # |a| >= 0.99 of the range
+    sig = compute_stats(_merged(torch.tensor([[0.001, 0.5, 0.999]]), bounds=(0.0, 1.0)), 0.025)
+    assert float(sig["saturation"]) == pytest.approx(2 / 3)
+    assert output_bounds(nn.Sigmoid()) == (0.0, 1.0) and output_bounds(nn.ReLU6()) is None
+
+
+def _merged(x, **kwargs):
+    batch = batch_stats(x, **kwargs)
+    state = new_state(batch["active"].numel())
+    merge(state, batch)
+    return state
+
+
+def test_stats_channel_last_for_linear_on_sequences():
+    x = torch.zeros(2, 5, 4)
+    x[..., 1] = 1.0
+    out = compute_stats(_merged(x, channel_dim=-1), tau=0.025)
+    assert out["dead"].tolist() == [True, False, True, True]
+    assert float(out["count"]) == 10.0
+
+
+def test_stats_dormant_mask_and_all_zero_layer():
+    assert dormant_mask(torch.tensor([100.0, 0.5, 0.0]), torch.tensor(1.0), 0.025).tolist() == [
+        False,
+        True,
+        True,
+    ]
+    assert dormant_mask(torch.zeros(3), torch.tensor(4.0), 0.025).tolist() == [True] * 3
+
+
+def test_stats_nonfinite_counted_not_active():
+    x = torch.tensor([[float("nan"), 1.0], [float("inf"), -1.0]])
+    out = compute_stats(_merged(x), tau=0.025)
+    assert float(out["nonfinite"]) == 2.0
+    assert out["dead"].tolist() == [False, False]  # +inf > 0 is active, NaN is not
+
+
+def test_stats_to_host_keeps_shapes_and_values():
+    tensors = {
+        "mask": torch.tensor([True, False, True]),
+        "m": torch.ones(2, 2),
+        "s": torch.tensor(3),
+    }
+    host = to_host(tensors)
+    assert host["mask"].tolist() == [1.0, 0.0, 1.0]
+    assert host["m"].shape == (2, 2) and float(host["s"]) == 3.0
+    assert all(t.device.type == "cpu" and t.dtype == torch.float32 for t in host.values())
+
+
+def test_stats_strip_columns_grouped_and_history_bounded():
+    share = torch.zeros(600)
+    share[:300] = 1.0
+    column = strip_column(share, max_rows=256)
+    assert column.shape == (200,) and column.dtype == torch.uint8  # groups of 3 channels
+    assert column[:100].tolist() == [255] * 100 and column[100:].tolist() == [0] * 100
+    history = None
+    for i in range(10):
+        history = strip_append(history, torch.full((4,), i, dtype=torch.uint8), max_columns=6)
+    assert history.shape == (4, 6) and history[0].tolist() == [4, 5, 6, 7, 8, 9]
+    assert strip_append(history, torch.zeros(5, dtype=torch.uint8)).shape == (5, 1)
+
+
+def _simulate(num_batches, epochs, accumulate, every_n_steps):
+    """Lightning's stepping: a step every `accumulate` batches and at the end of each epoch.
+
+    Returns (global_step at batch start, batch_idx, batches until the batch completing
+    the next logging step, this one included) for every batch.
+    """
+    rows, step = [], 0
+    for _ in range(epochs):
+        for b in range(num_batches):
+            stepped = (b + 1) % accumulate == 0 or b == num_batches - 1
+            rows.append([step, b, stepped])
+            step += stepped
+    out = []
+    for i, (g, b, _) in enumerate(rows):
+        steps, k = g, i
+        while True:
+            steps += rows[k][2]
+            if rows[k][2] and steps % every_n_steps == 0:
+                break
+            k += 1
+            if k == len(rows):
+                k = None
+                break
+        out.append((g, b, None if k is None else k - i + 1))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("num_batches", "accumulate", "every_n_steps"), [(12, 1, 5), (12, 2, 3), (12, 3, 2), (16, 4, 1)]
+)
+def test_stats_batches_to_log_matches_lightning_stepping(num_batches, accumulate, every_n_steps):
+    for g, b, truth in _simulate(num_batches, 3, accumulate, every_n_steps):
+        ahead = batches_to_log(g, b, accumulate, num_batches, every_n_steps)
+        if truth is not None:
+            assert ahead[0] == truth, (g, b)
+
+
+def test_stats_batches_to_log_across_a_short_epoch_is_an_upper_bound():
+    # 7 batches per epoch with accumulate=2: the last batch of an epoch steps alone.
+    for g, b, truth in _simulate(7, 3, 2, 3):
+        ahead = batches_to_log(g, b, 2, 7, 3)
+        if truth is not None:
+            assert ahead[0] >= truth, (g, b)
+
+
+def test_stats_batches_to_log_epoch_schedule():
+    assert batches_to_log(0, 5, 1, 8, None, epoch_due=True) == (3, 0)
+    assert batches_to_log(0, 7, 1, 8, None, epoch_due=True) == (1, 1)
+    assert batches_to_log(0, 7, 1, 8, None, epoch_due=False) is None
+    assert batches_to_log(0, 7, 1, float("inf"), None, epoch_due=True) is None
+
+
+class _Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3)
+        self.bn = nn.BatchNorm2d(3)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(3, 5)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, x):
+        x = self.act(self.bn(self.conv(x))).mean((2, 3))
+        return self.head(F.relu(self.act(self.fc(x))))
+
+
+def test_stats_trace_sites_producers_and_call_sites():
+    net = _Functional()
+    selected = {"act": net.act, "fc": net.fc}
+    counts, sites = trace_sites(net, selected, lambda: net(torch.zeros(2, 1, 5, 5)))
+    assert counts == {"act": 2, "fc": 1}
+    assert {s: (i.producer, i.channel_dim, i.channels) for s, i in sites.items()} == {
+        "act#0": ("conv", 1, 3),  # BatchNorm (1-D weight) is not the producer
+        "fc": ("fc", -1, 5),
+        "act#1": ("fc", -1, 5),
+    }
+    assert net.training and all(not m._forward_hooks for m in net.modules())
+
+
+def test_stats_fallback_layers_skip_output_layer_and_conv_before_bn():
+    net = _Functional()
+    assert fallback_layers(dict(net.named_children())) == ["bn", "fc"]
+
+
+def test_stats_weight_grad_norm_reads_only():
+    lin = nn.Linear(2, 2)
+    assert weight_grad_norm(lin) is None
+    lin(torch.ones(1, 2)).sum().backward()
+    before = [p.grad.clone() for p in lin.parameters()]
+    expected = torch.cat([p.grad.flatten() for p in lin.parameters()]).norm()
+    assert torch.allclose(weight_grad_norm(lin), expected)
+    assert all(torch.equal(p.grad, b) for p, b in zip(lin.parameters(), before, strict=True))
+
+
+def test_stats_dead_alerts_cross_or_rise():
+    assert dead_alerts({"a": 0.25}, {}, 0.25) == [("a", 0.25, None)]
+    assert dead_alerts({"a": 0.3}, {"a": 0.3}, 0.25) == []  # already above: said once
+    assert dead_alerts({"a": 0.2}, {"a": 0.05}, 0.25) == [("a", 0.2, 0.05)]  # rose by 0.15
+    assert dead_alerts({"a": 0.12}, {}, 0.25) == []  # first log: no rise to measure
+    text = diagnosis_text([("relu1", 0.5, 0.1)], {"relu1": list(range(20))}, 40, 1)
+    assert "`relu1`: 50%" in text and "step 40 (epoch 1)" in text and "..." in text
+    for remedy in ("learning rate", "LeakyReLU", "initialisation", "BatchNorm", "bias"):
+        assert remedy in text
+
+
+def test_stats_dead_history_round_trip():
+    history = DeadHistory(0.25, strip_length=3)
+    for _ in range(5):
+        history.update({"r": torch.tensor([0.0, 1.0])}, {"r": 0.5})
+    again = DeadHistory(0.25, strip_length=3)
+    again.load_state_dict(history.state_dict())
+    assert torch.equal(again.strips["r"], history.strips["r"]) and again.previous == {"r": 0.5}
+    assert again.update({"r": torch.tensor([0.0, 1.0])}, {"r": 0.5}) == []
+
+
+def test_stats_recorder_ignores_eval_passes_and_keeps_failures():
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    rec = Recorder()
+    rec.trace(net, {"1": net[1]}, torch.zeros(1, 2))
+    rec.attach({"1": net[1]})
+    net(torch.ones(4, 2))
+    net.eval()
+    net(torch.ones(8, 2))  # another monitor's probe pass: not counted
+    net.train()
+    rec.detach()
+    rec.detach()  # idempotent
+    assert float(rec.stats["1"].state["count"]) == 4 and not net[1]._forward_hooks
+    rec.record("1", torch.ones(2, 7))  # wrong width: kept, never raised
+    assert isinstance(rec.failure, RuntimeError)
