@@ -1,0 +1,203 @@
+"""``ActivationMonitor``: per-layer activation statistics and dead-unit detection over time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lightning_cnnviz import rendering, stats
+from lightning_cnnviz.callbacks.base import Monitor, check_choice, check_positive, check_range
+from lightning_cnnviz.findings import Finding, report
+from lightning_cnnviz.selection import ACTIVATION_TYPES, unwrap_model
+
+
+class ActivationMonitor(Monitor):
+    """Per-layer activation statistics with dead- and dormant-unit detection.
+
+    A unit (conv channel, linear unit) is dead when it is active (``> eps``; ``|a| > eps``
+    for Tanh-like activations) on no entry of the last ``window`` training batches
+    before a logging step (hooked only then) nor of the probe set; under DDP a unit
+    active on any rank is alive. Tags and how to read them: ``docs/activations.md``.
+
+    Args:
+        window: training batches sampled before each logging step.
+        eps: activity threshold.
+        tau: dormant when a channel's mean ``|a|`` is below ``tau`` x the layer's.
+        dead_threshold: dead fraction that triggers the diagnosis (so does a rise
+            of more than 0.1 since the last log).
+        histograms: also log subsampled histograms of the probe activations.
+        strip_length: logs kept in the ``dead_strip`` image (oldest dropped).
+        layers: ``"auto"`` = every activation module (else conv/BN/linear outputs);
+            the other arguments are the shared ``Monitor`` ones.
+
+    Example::
+
+        >>> from lightning_cnnviz import ActivationMonitor
+        >>> monitor = ActivationMonitor(every_n_steps=50, window=8)
+        >>> monitor.tag("relu1", "dead_fraction")
+        'activations/relu1/dead_fraction'
+    """
+
+    section = "activations"
+    default_every_n_steps = 200
+    all_ranks = True  # dead masks are reduced across ranks, every rank on the same schedule
+    needs_call_sites = False  # traced before the first window instead (``_trace``)
+
+    def __init__(
+        self,
+        layers: str | list[str] = "auto",
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        num_samples: int = 16,
+        window: int = 8,
+        eps: float = 0.0,
+        tau: float = 0.025,
+        dead_threshold: float = 0.25,
+        histograms: bool = False,
+        strip_length: int = 128,
+        tag_prefix: str = "",
+        strict: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
+        )
+        check_positive("window", window)
+        check_range("eps", eps, 0.0, float("inf"))
+        check_range("tau", tau, 0.0, 1.0)
+        check_range("dead_threshold", dead_threshold, 0.0, 1.0)
+        check_choice("histograms", histograms, [False, True])
+        check_positive("strip_length", strip_length)
+        self.window, self.eps, self.tau, self.dead_threshold = window, eps, tau, dead_threshold
+        self.histograms, self.strip_length, self.fallback = histograms, strip_length, False
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self._rec = stats.Recorder(self.eps, self.histograms)
+        self.history = stats.DeadHistory(self.dead_threshold, self.strip_length)
+        self.dead_channels: dict[str, list[int]] = {}  # last log: dead channels per call site
+        self._grads_due = self._said_nonfinite = self._mute = False
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            self._fresh()
+
+    @override
+    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+        found = [n for n, m in available.items() if isinstance(m, ACTIVATION_TYPES)]
+        self.fallback = not found
+        return found or stats.fallback_layers(available)
+
+    @override
+    def describe_layers(self) -> str:
+        note = " No activation module: conv/BN/linear outputs, dead = *never positive*."
+        return super().describe_layers() + (note if self.fallback else "")
+
+    def _trace(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._rec.sites:
+            x = self.probe_input(trainer, pl_module)[:1]
+            self._rec.trace(unwrap_model(pl_module), self.selected, x)
+            self._call_counts, self.shared = self._rec.counts, self._rec.shared
+
+    @override
+    def on_exception(self, *args: Any, **kwargs: Any) -> None:  # fit raised (training_step)
+        self._rec.detach()
+
+    teardown = on_exception  # hooks come off after every batch, on failure and at the end
+
+    @override
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._rec.detach()
+        if self.disabled or trainer.sanity_checking or self._rec.failure is not None:
+            return
+        epoch_due = self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        ahead = stats.batches_to_log(
+            trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
+            trainer.num_training_batches, self.every_n_steps, bool(epoch_due),
+        )  # fmt: skip
+        self._grads_due = ahead is not None and ahead[0] == ahead[1]
+        if ahead is None or ahead[0] > self.window:
+            return
+        try:
+            self._trace(trainer, pl_module)
+            self._rec.attach(self.selected)  # detached in on_train_batch_end / on_exception
+        except Exception as err:
+            self._rec.failure = err  # raised in log_event: the base warns and steps aside
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: Trainer, pl_module: LightningModule, optimizer: Any
+    ) -> None:
+        if self._grads_due and not self.disabled:
+            self._rec.read_grads(unwrap_model(pl_module))
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._rec.detach()
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    @override
+    def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._rec.failure is not None:  # a failure inside the window's hooks
+            raise self._rec.failure
+        self._trace(trainer, pl_module)
+        with self.phase("capture"):
+            x = self.probe_input(trainer, pl_module)
+            self._rec.probe(unwrap_model(pl_module), self.selected, x)
+        with self.phase("compute"):  # collectives on every rank, then one host transfer
+            figures, grads = self._rec.gather(self.tau)
+        if trainer.is_global_zero and not self._mute:
+            try:
+                self._publish(trainer, figures, grads)
+            except Exception as err:
+                if self.strict or trainer.world_size == 1:
+                    raise
+                self._mute = True  # keep joining the collectives, or the other ranks would wait
+                rank_zero_warn(f"ActivationMonitor stops writing (training goes on): {err!r}")
+
+    def _publish(
+        self, trainer: Trainer, figures: dict[str, dict[str, Tensor]], grads: dict
+    ) -> None:
+        step, epoch, scalars = trainer.global_step, trainer.current_epoch, {}
+        for site, f in figures.items():
+            values = stats.site_scalars(f, self._rec.sites[site], grads)
+            scalars.update({self.tag(site, key): value for key, value in values.items()})
+            self.dead_channels[site] = f["dead"].nonzero().flatten().tolist()
+            if values["nonfinite"] > 0 and not self._said_nonfinite:
+                self._said_nonfinite = True
+                rank_zero_warn(f"ActivationMonitor: non-finite activations in `{site}` ({step=})")
+        self.sink.scalars(scalars, step)
+        alerts = self.history.update(
+            {site: f["active_share"] for site, f in figures.items()},
+            {site: float(f["dead_fraction"]) for site, f in figures.items()},
+        )
+        with self.phase("render"):
+            for site in figures:
+                image = rendering.apply_colormap(self.history.strips[site] / 255, "inferno")
+                self.sink.image(self.tag(site, "dead_strip"), rendering.upscale_to(image, 64), step)
+                if (sample := self._rec.samples.pop(site, None)) is not None:
+                    self.sink.histogram(self.tag(site, "histogram"), sample, step)
+        if alerts:
+            message = stats.diagnosis_text(alerts, self.dead_channels, step, epoch)
+            rank_zero_warn(message)
+            self.sink.text(self.tag("diagnosis"), message, step)
+            found = {site: fraction for site, fraction, _ in alerts}
+            report(trainer, Finding(self.section, "dead_units", step, epoch, message, found))
+
+    @override
+    def extra_state(self) -> dict[str, Any]:
+        return self.history.state_dict()
+
+    @override
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.history.load_state_dict(state)
