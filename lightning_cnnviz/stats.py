@@ -12,7 +12,8 @@ A channel (conv) or unit (linear) is *active* on an entry when its output is
 ``> eps`` (rectifiers, and pre-activations read as "is it ever positive"), or
 ``|output| > eps`` for zero-centred activations (Tanh, Hardtanh, Softsign). It is
 *dead* when it is active on no entry of the accumulated window, and *dormant*
-when its mean ``|a|`` is below ``tau`` times the layer's mean ``|a|``.
+when its mean ``|a|`` is below ``tau`` times the layer's mean ``|a|`` (for a
+pre-activation: its mean ``max(a, 0)``, what a following ReLU lets through).
 
 Example::
 
@@ -36,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.capture import LayerCapture, probe_mode, site_name
-from lightning_cnnviz.selection import CONV_TYPES, named_layers
+from lightning_cnnviz.selection import ACTIVATION_TYPES, CONV_TYPES, named_layers
 
 __all__ = [
     "MAX_KEYS",
@@ -114,7 +115,7 @@ def batch_stats(
     *,
     channel_dim: int = 1,
     eps: float = 0.0,
-    symmetric: bool = False,
+    mode: str = "positive",
     bounds: tuple[float, float] | None = None,
 ) -> dict[str, Tensor]:
     """One batch's contribution to the state (all reductions on ``x``'s device, no sync).
@@ -123,7 +124,10 @@ def batch_stats(
         x: a layer output, ``(N, C, ...)`` for ``channel_dim=1`` or ``(..., C)`` for ``-1``.
         channel_dim: the channel axis.
         eps: activity threshold.
-        symmetric: active means ``|a| > eps`` instead of ``a > eps``.
+        mode: ``"positive"`` (rectifier-like activation: active = ``a > eps``),
+            ``"magnitude"`` (zero-centred activation: active = ``|a| > eps``) or
+            ``"preactivation"`` (a conv/BN/linear output read as a ReLU input: active =
+            ``a > eps``, and dormancy and zeros measured on ``max(a, 0)``).
         bounds: output range of a saturating activation, to count saturated entries.
     """
     x = x.detach()
@@ -133,8 +137,8 @@ def batch_stats(
     dim = channel_dim % x.dim()
     dims = [i for i in range(x.dim()) if i != dim]
     dtype = _acc_dtype(x.device)
-    magnitude = x.abs()
-    active = (magnitude if symmetric else x) > eps
+    magnitude = x.clamp_min(0) if mode == "preactivation" else x.abs()
+    active = (magnitude if mode == "magnitude" else x) > eps
     out = {
         "active": active.sum(dims, dtype=dtype),
         "abs_sum": magnitude.sum(dims, dtype=dtype),
@@ -143,7 +147,7 @@ def batch_stats(
         "sumsq": (x * x).sum(dtype=dtype),
         "zeros": (magnitude <= eps).sum(dtype=dtype),
         "nonfinite": (~torch.isfinite(x)).sum(dtype=dtype),
-        "max_abs": magnitude.amax().to(dtype)
+        "max_abs": x.abs().amax().to(dtype)
         if x.numel()
         else torch.zeros((), dtype=dtype, device=x.device),
     }
@@ -225,7 +229,7 @@ class ActivationStats:
             given, else on the first ``update``.
         channel_dim: the channel axis of the outputs (1 for conv, -1 for linear).
         eps: activity threshold.
-        symmetric: active means ``|a| > eps`` (Tanh-like) instead of ``a > eps``.
+        mode: ``"positive"``, ``"magnitude"`` or ``"preactivation"`` (see ``batch_stats``).
         bounds: output range for the saturation share (Sigmoid/Tanh), else None.
         device: where the state lives.
     """
@@ -236,13 +240,13 @@ class ActivationStats:
         *,
         channel_dim: int = 1,
         eps: float = 0.0,
-        symmetric: bool = False,
+        mode: str = "positive",
         bounds: tuple[float, float] | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
         self.channel_dim = channel_dim
         self.eps = eps
-        self.symmetric = symmetric
+        self.mode = mode
         self.bounds = bounds
         self.channels = channels
         self.device = torch.device(device)
@@ -256,7 +260,7 @@ class ActivationStats:
     def update(self, x: Tensor) -> None:
         """Accumulate one output tensor (no host sync)."""
         batch = batch_stats(
-            x, channel_dim=self.channel_dim, eps=self.eps, symmetric=self.symmetric,
+            x, channel_dim=self.channel_dim, eps=self.eps, mode=self.mode,
             bounds=self.bounds,
         )  # fmt: skip
         if not self.state:
@@ -396,7 +400,9 @@ class SiteInfo:
             in execution order, or the module itself: whose weight gradient to read.
         channel_dim: channel axis of its output (-1 after a linear layer, else 1).
         channels: number of channels (units).
-        symmetric: active means ``|a| > eps`` (zero-centred activation).
+        mode: how activity is read (``batch_stats``): ``"positive"`` for rectifier-like
+            activation modules, ``"magnitude"`` for zero-centred ones (Tanh),
+            ``"preactivation"`` for any other module (dead = never positive).
         bounds: output range of a saturating activation, else None.
     """
 
@@ -404,8 +410,14 @@ class SiteInfo:
     producer: str | None
     channel_dim: int
     channels: int
-    symmetric: bool
+    mode: str
     bounds: tuple[float, float] | None
+
+
+def _mode(module: nn.Module) -> str:
+    if isinstance(module, SYMMETRIC_TYPES):
+        return "magnitude"
+    return "positive" if isinstance(module, ACTIVATION_TYPES) else "preactivation"
 
 
 def _has_weight_matrix(module: nn.Module) -> bool:
@@ -453,7 +465,7 @@ def trace_sites(
         dim = -1 if linear or len(shape) <= 2 else 1
         sites[site] = SiteInfo(
             name, producer, dim, shape[dim] if shape else 1,
-            isinstance(module, SYMMETRIC_TYPES), output_bounds(module),
+            _mode(module), output_bounds(module),
         )  # fmt: skip
     return counts, sites
 
@@ -505,7 +517,7 @@ def make_stats(
             info.channels,
             channel_dim=info.channel_dim,
             eps=eps,
-            symmetric=info.symmetric,
+            mode=info.mode,
             bounds=info.bounds,
             device=device,
         )

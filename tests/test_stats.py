@@ -55,12 +55,23 @@ def test_stats_hand_computed_conv_channels():
 def test_stats_symmetric_and_saturation_for_tanh():
     x = torch.tensor([[0.995, 0.0], [-0.999, 0.0], [0.5, 0.0]])
     bounds = output_bounds(nn.Tanh())
-    out = compute_stats(_merged(x, channel_dim=1, symmetric=True, bounds=bounds), tau=0.025)
+    out = compute_stats(_merged(x, channel_dim=1, mode="magnitude", bounds=bounds), tau=0.025)
     assert out["dead"].tolist() == [False, True]  # |a| > 0 counts for Tanh
     assert float(out["saturation"]) == pytest.approx(2 / 6)  # |a| >= 0.99 of the range
     sig = compute_stats(_merged(torch.tensor([[0.001, 0.5, 0.999]]), bounds=(0.0, 1.0)), 0.025)
     assert float(sig["saturation"]) == pytest.approx(2 / 3)
     assert output_bounds(nn.Sigmoid()) == (0.0, 1.0) and output_bounds(nn.ReLU6()) is None
+
+
+def test_stats_preactivation_dormancy_reads_the_positive_part():
+    x = torch.tensor([[-100.0, 2.0, 0.01], [-50.0, 4.0, 0.0]])
+    out = compute_stats(_merged(x, mode="preactivation"), tau=0.025)
+    assert out["dead"].tolist() == [True, False, False]
+    assert out["dormant"].tolist() == [True, False, True]  # 0.005 < 0.025 * 1.0025
+    assert float(out["zero_fraction"]) == pytest.approx(3 / 6)  # what a ReLU would zero
+    assert float(out["max_abs"]) == 100.0
+    raw = compute_stats(_merged(x), tau=0.025)  # read as an activation: |a| is large
+    assert raw["dormant"].tolist() == [False, False, True]
 
 
 def _merged(x, **kwargs):
