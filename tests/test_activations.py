@@ -1,8 +1,10 @@
 import io
+import json
 import os
+import re
+import socket
 import subprocess
 import sys
-import textwrap
 import warnings
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_cnnviz.callbacks.activations import ActivationMonitor
 from lightning_cnnviz.capture import hook_count
 from lightning_cnnviz.findings import findings_of
-from lightning_cnnviz.stats import all_reduce_states, new_state
+from lightning_cnnviz.stats import ActivationStats, all_reduce_states
 from tests.tb import events, texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PLANTED = {
     "relu1": [1, 4],
     "conv2": [0, 5, 6],
+    "conv3": [2],  # read before the ReLU(inplace=True) that follows it rewrites its output
     "act#0": [2],
     "act#1": [3, 7, 8, 15],
     "fc2": [0, 11],
 }
-WIDTH = {"relu1": 8, "conv2": 8, "act#0": 8, "act#1": 16, "fc2": 12}
+WIDTH = {"relu1": 8, "conv2": 8, "conv3": 8, "act#0": 8, "act#1": 16, "fc2": 12}
 
 
 class Planted(L.LightningModule):
@@ -111,9 +114,10 @@ def strip_rows(tmp_path, tag, rows):
 
 
 def test_activations_planted_dead_channels_exact(tmp_path):
-    monitor = ActivationMonitor(layers=["relu1", "conv2", "act", "fc2"], every_n_steps=4, window=3)
-    trainer, model, said = fit(tmp_path, monitor, max_steps=8)
-    assert monitor.sites() == ["relu1", "conv2", "act#0", "act#1", "fc2"]
+    layers = ["relu1", "conv2", "conv3", "act", "fc2"]
+    monitor = ActivationMonitor(layers=layers, every_n_steps=4, window=3)
+    trainer, _, said = fit(tmp_path, monitor, max_steps=8)
+    assert monitor.sites() == ["relu1", "conv2", "conv3", "act#0", "act#1", "fc2"]
     assert monitor.dead_channels == PLANTED
     for site, dead in PLANTED.items():
         assert scalars(tmp_path, f"activations/{site}/dead_fraction") == {
@@ -126,6 +130,9 @@ def test_activations_planted_dead_channels_exact(tmp_path):
         brightness = strip_rows(tmp_path, f"activations/{site}/dead_strip", WIDTH[site])
         dark = [i for i, b in enumerate(brightness) if b < 40]
         assert dark == dead, (site, brightness)
+    # conv3's output is kept before the in-place ReLU: its planted channel is negative
+    assert scalars(tmp_path, "activations/conv3/mean")[8] == pytest.approx(-93 / 8, abs=0.05)
+    assert scalars(tmp_path, "activations/act#0/mean")[8] == pytest.approx(7 / 8, abs=0.05)
     # relu1 (2/8), conv2 (3/8) and act#1 (4/16) reach the 0.25 threshold: one warning, once
     dead_warnings = [m for m in said if m.startswith("Dead units")]
     assert len(dead_warnings) == 1
@@ -137,3 +144,254 @@ def test_activations_planted_dead_channels_exact(tmp_path):
     assert "step 4 (epoch 0)" in text and "LeakyReLU" in text
     (finding,) = findings_of(trainer)
     assert finding.kind == "dead_units" and finding.figures["relu1"] == pytest.approx(0.25)
+
+
+def hooked(model):
+    return {(step, batch) for step, batch, hooks in model.hook_log if hooks}
+
+
+def test_activations_hooks_only_for_window_batches_with_accumulation(tmp_path):
+    # 8 batches per epoch, a step every 2: step 3 ends batch 5, step 6 ends epoch 1's batch 3.
+    monitor = ActivationMonitor(layers="relu1", every_n_steps=3, window=3)
+    _, model, _ = fit(tmp_path, monitor, max_epochs=-1, max_steps=6, accumulate_grad_batches=2)
+    assert hooked(model) == {(1, 3), (2, 4), (2, 5), (4, 1), (5, 2), (5, 3)}
+    assert sorted(scalars(tmp_path, "activations/relu1/dead_fraction")) == [3, 6]
+    assert sum(hook_count(model).values()) == 0
+
+
+def test_activations_epoch_schedule_hooks_last_batches(tmp_path):
+    monitor = ActivationMonitor(layers="relu1", every_n_epochs=1, window=3)
+    _, model, _ = fit(tmp_path, monitor, max_epochs=2)
+    assert hooked(model) == {(5, 5), (6, 6), (7, 7), (13, 5), (14, 6), (15, 7)}
+    assert sorted(scalars(tmp_path, "activations/relu1/dead_fraction")) == [8, 16]
+
+
+class GradSpy(L.Callback):
+    def __init__(self) -> None:
+        self.norms = {}
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        grads = [p.grad for p in pl_module.conv1.parameters()]
+        self.norms[trainer.global_step + 1] = float(torch.cat([g.flatten() for g in grads]).norm())
+
+
+def test_activations_grad_norm_of_producer_on_logging_steps(tmp_path):
+    spy = GradSpy()
+    monitor = ActivationMonitor(layers="relu1", every_n_steps=2, window=1)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=4, enable_progress_bar=False, callbacks=[monitor, spy],
+        logger=TensorBoardLogger(tmp_path, name="tb"), enable_checkpointing=False,
+    )  # fmt: skip
+    trainer.fit(Planted(lr=0.01), loaders()[0])
+    assert monitor._rec.sites["relu1"].producer == "conv1"
+    logged = scalars(tmp_path, "activations/relu1/grad_norm")
+    assert logged == {2: pytest.approx(spy.norms[2]), 4: pytest.approx(spy.norms[4])}
+
+
+class TanhNet(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(1, 2, bias=False)
+        self.tanh = nn.Tanh()
+        self.out = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[10.0], [0.1]]))
+
+    def forward(self, x):
+        return self.out(self.tanh(self.fc(x.flatten(1)[:, :1])))
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def test_activations_tanh_saturation_hand_computed(tmp_path):
+    x = torch.tensor([1.0, -1.0]).repeat(16).view(32, 1, 1, 1)
+    data = DataLoader(TensorDataset(x, torch.arange(32) % 2), batch_size=8)
+    monitor = ActivationMonitor(every_n_steps=2, window=2, num_samples=4)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=2, enable_progress_bar=False, callbacks=[monitor],
+        logger=TensorBoardLogger(tmp_path, name="tb"), enable_checkpointing=False,
+    )  # fmt: skip
+    trainer.fit(TanhNet(), data, data)
+    assert monitor.sites() == ["tanh"]  # auto: the activation module
+    assert scalars(tmp_path, "activations/tanh/saturation") == {2: pytest.approx(0.5)}
+    assert scalars(tmp_path, "activations/tanh/dead_fraction") == {2: 0.0}  # |a| > 0 for Tanh
+    assert scalars(tmp_path, "activations/tanh/mean") == {2: pytest.approx(0.0, abs=1e-6)}
+    expected_std = ((np.tanh(10.0) ** 2 + np.tanh(0.1) ** 2) / 2) ** 0.5
+    assert scalars(tmp_path, "activations/tanh/std")[2] == pytest.approx(expected_std, rel=1e-5)
+
+
+class FunctionalNet(Planted):
+    def __init__(self) -> None:
+        super().__init__()
+        del self.relu1, self.act  # no activation module at all
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
+        x = F.relu(self.fc1(F.relu(self.conv3(x)).flatten(1)))
+        return self.head(F.relu(self.fc2(x)))
+
+
+def test_activations_auto_falls_back_to_preactivations_and_says_so(tmp_path):
+    monitor = ActivationMonitor(every_n_steps=4, window=2)
+    fit(tmp_path, monitor, FunctionalNet(), max_steps=4)
+    assert monitor.sites() == ["conv1", "conv2", "conv3", "fc1", "fc2"]  # head left out
+    (layers,) = texts(events(tmp_path), "cnnviz/layers")
+    assert "never positive" in layers
+    assert monitor.dead_channels["fc1"] == [3, 7, 8, 15]
+
+
+def test_activations_nonfinite_one_warning_finite_images(tmp_path):
+    monitor = ActivationMonitor(layers="relu1", every_n_steps=2, window=8)
+    _, _, said = fit(tmp_path, monitor, nan=True, max_steps=8)
+    assert len([m for m in said if "non-finite" in m]) == 1
+    assert scalars(tmp_path, "activations/relu1/nonfinite")[2] > 0
+    assert len(events(tmp_path).Images("activations/relu1/dead_strip")) == 4
+
+
+def test_activations_histograms_opt_in(tmp_path):
+    fit(tmp_path / "off", ActivationMonitor(layers="relu1", every_n_steps=4), max_steps=4)
+    assert events(tmp_path / "off").Tags()["histograms"] == []
+    on = ActivationMonitor(layers="relu1", every_n_steps=4, histograms=True)
+    fit(tmp_path / "on", on, max_steps=4)
+    (hist,) = events(tmp_path / "on").Histograms("activations/relu1/histogram")
+    assert hist.histogram_value.num == 16 * 8 * 8 * 8 // 2  # 16 probe images, every 2nd value
+
+
+def test_activations_strip_resumes_from_checkpoint(tmp_path):
+    first = ActivationMonitor(layers="relu1", every_n_steps=4, window=2)
+    fit(tmp_path, first, max_steps=8, enable_checkpointing=True)
+    assert first.history.strips["relu1"].shape == (8, 2)
+    (ckpt,) = (tmp_path / "tb").rglob("*.ckpt")
+    second = ActivationMonitor(layers="relu1", every_n_steps=4, window=2)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=16, enable_progress_bar=False, callbacks=[second],
+        logger=TensorBoardLogger(tmp_path, name="tb2"), enable_checkpointing=False,
+    )  # fmt: skip
+    trainer.fit(Planted(), loaders()[0], ckpt_path=ckpt)
+    assert second.history.strips["relu1"].shape == (8, 4)
+    assert second.history.previous["relu1"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"window": 0}, "`window` must be a positive integer, got 0"),
+        ({"tau": 1.5}, "`tau` must be a number in [0.0, 1.0], got 1.5"),
+        ({"dead_threshold": -0.1}, "`dead_threshold` must be a number in [0.0, 1.0], got -0.1"),
+        ({"eps": "small"}, "`eps` must be a number"),
+        ({"histograms": "yes"}, "`histograms` must be one of [False, True], got 'yes'"),
+        ({"strip_length": 2.5}, "`strip_length` must be a positive integer, got 2.5"),
+    ],
+)
+def test_activations_arguments_checked(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ActivationMonitor(**kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _reduce_worker(rank: int, port: int, out_dir: str) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+    )
+    try:
+        stats = ActivationStats(3)
+        x = torch.zeros(4, 3)
+        x[:, rank] = 1.0 + rank  # unit 0 fires on rank 0 only, unit 1 on rank 1 only
+        stats.update(x)
+        all_reduce_states([stats.state])
+        out = stats.compute()
+        torch.save({k: v for k, v in out.items()}, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_activations_ddp_reduction_unit_active_on_one_rank_is_alive(tmp_path):
+    mp.spawn(_reduce_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        out = torch.load(tmp_path / f"rank{rank}.pt")
+        assert out["dead"].tolist() == [False, False, True]
+        assert float(out["dead_fraction"]) == pytest.approx(1 / 3)
+        assert float(out["max_abs"]) == 2.0 and float(out["count"]) == 8.0
+
+
+DDP_SCRIPT = """
+import json, sys
+import lightning as L
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning_cnnviz.callbacks.activations import ActivationMonitor
+
+
+class TwoRanks(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.relu, self.out = nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)
+        with torch.no_grad():  # unit k = relu(x_k - 0.5) for k < 2; unit 2 = relu(-1)
+            self.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+            self.fc.bias.copy_(torch.tensor([-0.5, -0.5, -1.0]))
+
+    def forward(self, x):
+        return self.out(self.relu(self.fc(x)))
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def train_dataloader(self):  # rank 0 sees only x = (1, 0), rank 1 only x = (0, 1)
+        x = torch.zeros(16, 2)
+        x[:, self.global_rank] = 1.0
+        return DataLoader(TensorDataset(x, torch.arange(16) % 2), batch_size=4)
+
+    def val_dataloader(self):  # the probe: all zeros, activates nothing
+        return DataLoader(TensorDataset(torch.zeros(8, 2), torch.arange(8) % 2), batch_size=4)
+
+
+if __name__ == "__main__":
+    out = sys.argv[1]
+    monitor = ActivationMonitor(every_n_steps=2, window=2, num_samples=4, strict=True)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", max_steps=2, default_root_dir=out,
+        logger=TensorBoardLogger(out, name="tb"), callbacks=[monitor], enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False, limit_val_batches=1,
+        num_sanity_val_steps=0, use_distributed_sampler=False,
+    )
+    trainer.fit(TwoRanks())
+    result = {"rank": trainer.global_rank, "events": monitor.events, "dead": monitor.dead_channels}
+    with open(f"{out}/rank{trainer.global_rank}.json", "w") as file:
+        json.dump(result, file)
+"""
+
+
+def test_activations_ddp_two_process_fit_reduces_dead_masks(tmp_path):
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(DDP_SCRIPT)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True,
+        timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert rank0["events"] == rank1["events"] == 1  # both ranks joined the collective
+    assert rank0["dead"] == {"relu": [2]}  # units 0 and 1 each fired on one rank only
+    assert scalars(tmp_path, "activations/relu/dead_fraction") == {2: pytest.approx(1 / 3)}
