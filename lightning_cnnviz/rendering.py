@@ -1,0 +1,320 @@
+"""Tensors to uint8 images: normalisation, colormaps, overlays, upscaling, labels, grids.
+
+Nothing here knows about Lightning or pyplot. Images are channels-first tensors,
+float in ``[0, 1]`` while being composed and ``uint8`` when they are ready for a
+sink; every function that returns a finished picture returns ``uint8``.
+
+* ``normalize`` maps any real tensor to ``[0, 1]``: ``per_image`` (each map on
+  its own), ``shared`` (one range for the whole tensor, e.g. a layer's batch),
+  ``symmetric`` (0 -> 0.5, so a diverging colormap shows 0 as neutral) or
+  ``fixed`` (a given range, clamped). NaN and Inf never reach a pixel.
+* ``apply_colormap`` looks values up in a 256-entry table built once from
+  matplotlib's published colormap data (gray, viridis, inferno, coolwarm).
+* Labels use Pillow's bundled 6x11 bitmap font, rasterised once into an atlas
+  so that drawing is tensor indexing.
+
+Example::
+
+    >>> import torch
+    >>> x = torch.tensor([[[-2.0, 0.0], [1.0, 2.0]]])
+    >>> normalize(x, "symmetric")[0].tolist()
+    [[0.0, 0.5], [0.75, 1.0]]
+    >>> apply_colormap(torch.tensor([[0.0, 1.0]]), "gray")[:, 0].tolist()
+    [[0, 255], [0, 255], [0, 255]]
+    >>> upscale_to(torch.zeros(1, 28, 28), 112).shape
+    torch.Size([1, 112, 112])
+    >>> caption(torch.zeros(3, 28, 28, dtype=torch.uint8), "true 7 / pred 1 0.83").shape
+    torch.Size([3, 41, 122])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cache
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.utils import make_grid
+
+__all__ = [
+    "CMAPS",
+    "apply_colormap",
+    "bar_chart",
+    "border",
+    "caption",
+    "colormap",
+    "denormalize",
+    "dim",
+    "draw_text",
+    "grid",
+    "hstack",
+    "normalize",
+    "overlay",
+    "text_size",
+    "to_rgb",
+    "to_uint8",
+    "upscale",
+    "upscale_to",
+    "vstack",
+]
+
+CMAPS = ("gray", "viridis", "inferno", "coolwarm")
+NormMode = Literal["per_image", "shared", "symmetric", "fixed"]
+Color = tuple[int, int, int]
+
+# 33 anchor colours (hex RGB) sampled evenly from matplotlib's colormap data and
+# interpolated to 256 entries, so that rendering needs no matplotlib import.
+_ANCHORS: dict[str, str] = {
+    "gray": "000000 ffffff",
+    "viridis": (
+        "440154 470d60 48186a 482374 472d7b 453781 424086 3e4989 3b528b 375b8d 33638d "
+        "2f6b8e 2c728e 297a8e 26828e 23898e 21918c 1f988b 1fa088 22a785 28ae80 32b67a "
+        "3fbc73 4ec36b 5ec962 70cf57 84d44b 98d83e addc30 c2df23 d8e219 ece51b fde725"
+    ),
+    "inferno": (
+        "000004 040312 0b0724 150b37 210c4a 2f0a5b 3d0965 4a0c6b 57106e 64156e 71196e "
+        "7d1e6d 8a226a 972766 a32c61 b0315b bc3754 c73e4c d24644 db503b e45a31 eb6628 "
+        "f1731d f68013 f98e09 fb9d07 fcac11 fbbc21 f9cb35 f5db4c f2ea69 f3f68a fcffa4"
+    ),
+    "coolwarm": (
+        "3b4cc0 445acc 4e68d8 5875e1 6282ea 6c8ff1 779af7 82a6fb 8db0fe 98b9ff a3c2fe "
+        "aec9fc b9d0f9 c3d5f4 ccd9ed d5dbe5 dddcdc e5d8d1 ecd3c5 f1ccb8 f5c4ac f7ba9f "
+        "f7b093 f6a586 f4987a f08b6e eb7d62 e46e56 dd5f4b d44e41 ca3b37 be242e b40426"
+    ),
+}
+
+
+@cache
+def colormap(name: str) -> Tensor:
+    """The ``(256, 3)`` float lookup table of a colormap in ``CMAPS``."""
+    if name not in _ANCHORS:
+        raise ValueError(f"`cmap` must be one of {CMAPS}, got {name!r}")
+    rgb = [bytes.fromhex(code) for code in _ANCHORS[name].split()]
+    anchors = torch.tensor(rgb, dtype=torch.float32).T[None] / 255  # (1, 3, K)
+    return F.interpolate(anchors, size=256, mode="linear", align_corners=True)[0].T.contiguous()
+
+
+def normalize(
+    x: Tensor,
+    mode: NormMode = "per_image",
+    value_range: tuple[float, float] | None = None,
+    dims: int = 2,
+) -> Tensor:
+    """Map ``x`` to float ``[0, 1]``; non-finite values count as 0, constant maps give 0.
+
+    Args:
+        x: Any real tensor.
+        mode: ``per_image`` (min-max over the last ``dims`` dims of each item),
+            ``shared`` (one min-max over the whole tensor), ``symmetric`` (``x / max|x|``
+            scaled so that 0 -> 0.5) or ``fixed`` (``value_range``, clamped).
+        value_range: ``(low, high)`` for ``fixed``.
+        dims: How many trailing dims form one image for ``per_image``.
+    """
+    x = torch.nan_to_num(x.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
+    if mode == "fixed":
+        if value_range is None:
+            raise ValueError("`value_range` is required for mode 'fixed'")
+        low, high = value_range
+        return ((x - low) / max(high - low, 1e-12)).clamp(0, 1)
+    if mode == "symmetric":
+        return (x / x.abs().amax().clamp_min(1e-12) * 0.5 + 0.5).clamp(0, 1)
+    if mode == "shared":
+        low, high = x.amin(), x.amax()
+    elif mode == "per_image":
+        flat = x.flatten(-dims) if x.dim() >= dims else x.reshape(1, -1)
+        low = flat.amin(-1).reshape(*flat.shape[:-1], *[1] * dims)
+        high = flat.amax(-1).reshape(*flat.shape[:-1], *[1] * dims)
+    else:
+        raise ValueError(f"`mode` must be one of {NormMode.__args__}, got {mode!r}")
+    return ((x - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
+
+
+def to_uint8(x01: Tensor) -> Tensor:
+    """Float ``[0, 1]`` (NaN -> 0) to uint8."""
+    return (torch.nan_to_num(x01.float(), nan=0.0).clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _float(img: Tensor) -> Tensor:
+    return img.float() / 255 if img.dtype == torch.uint8 else img.float()
+
+
+def apply_colormap(x01: Tensor, cmap: str = "viridis") -> Tensor:
+    """Colour ``(..., H, W)`` values in ``[0, 1]`` -> uint8 ``(..., 3, H, W)``."""
+    index = (torch.nan_to_num(x01.float(), nan=0.0).clamp(0, 1) * 255).round().long()
+    return to_uint8(colormap(cmap).to(x01.device)[index].movedim(-1, -3))
+
+
+def to_rgb(img: Tensor) -> Tensor:
+    """Repeat a single channel ``(..., 1, H, W)`` to three; RGB passes through."""
+    return img.expand(*img.shape[:-3], 3, *img.shape[-2:]) if img.shape[-3] == 1 else img
+
+
+def denormalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """Undo ``(x - mean) / std`` per channel ``(..., C, H, W)``, clamped to ``[0, 1]``."""
+    shape = (-1, 1, 1)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(shape)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(shape)
+    return torch.nan_to_num(x.float() * std_t + mean_t, nan=0.0).clamp(0, 1)
+
+
+def upscale(img: Tensor, factor: int) -> Tensor:
+    """Nearest-neighbour upscaling of the last two dims by an integer ``factor``."""
+    if factor <= 1:
+        return img
+    return img.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def upscale_to(img: Tensor, min_size: int) -> Tensor:
+    """Upscale by the smallest integer factor that makes ``min(H, W) >= min_size``."""
+    return upscale(img, math.ceil(min_size / max(1, min(img.shape[-2:]))))
+
+
+def overlay(image: Tensor, heat01: Tensor, cmap: str = "inferno", alpha: float = 0.5) -> Tensor:
+    """Blend a heatmap ``(..., H, W)`` over an image ``(..., 1|3, H, W)`` -> uint8 RGB."""
+    base = to_rgb(_float(image))
+    heat = _float(apply_colormap(heat01, cmap))
+    return to_uint8((1 - alpha) * base + alpha * heat)
+
+
+@cache
+def _font_atlas() -> Tensor:
+    """Printable ASCII (32-126) as a bool tensor ``(95, 11, 6)`` from Pillow's bitmap font."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default_imagefont()
+    glyphs = []
+    for code in range(32, 127):
+        canvas = Image.new("L", (6, 11))
+        ImageDraw.Draw(canvas).text((0, 0), chr(code), fill=255, font=font)
+        glyphs.append(
+            torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8).reshape(11, 6)
+        )
+    return torch.stack(glyphs) > 0
+
+
+GLYPH_W, GLYPH_H = 6, 11
+
+
+def text_size(text: str, scale: int = 1) -> tuple[int, int]:
+    """Width and height in pixels of ``text`` drawn at ``scale``."""
+    return len(text) * GLYPH_W * scale, GLYPH_H * scale
+
+
+def _text_mask(text: str, scale: int) -> Tensor:
+    codes = torch.tensor([min(max(ord(c), 32), 126) - 32 for c in text] or [0])
+    mask = _font_atlas()[codes].permute(1, 0, 2).reshape(GLYPH_H, -1)  # glyphs side by side
+    return upscale(mask[:, : len(text) * GLYPH_W], scale)
+
+
+def draw_text(
+    img: Tensor, text: str, x: int, y: int, color: Color = (255, 255, 255), scale: int = 1
+) -> Tensor:
+    """Burn ``text`` into a copy of a uint8 ``(3, H, W)`` image at ``(x, y)``; clipped."""
+    out = img.clone()
+    mask = _text_mask(text, scale)
+    h, w = min(mask.shape[0], out.shape[-2] - y), min(mask.shape[1], out.shape[-1] - x)
+    if h <= 0 or w <= 0 or not text:
+        return out
+    region = out[:, y : y + h, x : x + w]
+    paint = torch.tensor(color, dtype=out.dtype, device=out.device)[:, None, None]
+    region[:] = torch.where(mask[:h, :w].to(out.device), paint, region)
+    return out
+
+
+def caption(
+    img: Tensor, text: str, color: Color = (255, 255, 255), scale: int = 1, margin: int = 1
+) -> Tensor:
+    """A tile with a label strip above it, widened where the text is longer than the tile."""
+    img = to_rgb(img)
+    text_w, text_h = text_size(text, scale)
+    width = max(img.shape[-1], text_w + 2 * margin)
+    strip = torch.zeros(3, text_h + 2 * margin, width, dtype=torch.uint8, device=img.device)
+    strip = draw_text(strip, text, margin, margin, color, scale)
+    return vstack([strip, img], gap=0)
+
+
+def border(img: Tensor, color: Color = (255, 0, 0), width: int = 1) -> Tensor:
+    """A copy of a uint8 ``(3, H, W)`` image with a coloured frame drawn inside its edge."""
+    out = to_rgb(img).clone()
+    paint = torch.tensor(color, dtype=torch.uint8, device=out.device)[:, None, None]
+    for edge in (
+        out[:, :width],
+        out[:, -width:],
+        out[:, :, :width],
+        out[:, :, -width:],
+    ):
+        edge[:] = paint
+    return out
+
+
+def dim(img: Tensor, factor: float = 0.35) -> Tensor:
+    """Darken a uint8 image (e.g. a dead channel) to ``factor`` of its brightness."""
+    return to_uint8(_float(img) * factor)
+
+
+def grid(
+    tiles: Tensor | Sequence[Tensor], nrow: int = 8, padding: int = 1, pad_value: int = 0
+) -> Tensor:
+    """Lay out uint8 tiles ``(N, 3, H, W)`` (or differently sized ones) with ``make_grid``."""
+    tiles = _same_size([to_rgb(t) for t in tiles])
+    grid01 = make_grid(_float(torch.stack(tiles)), nrow=nrow, padding=padding, pad_value=pad_value)
+    return to_uint8(grid01)
+
+
+def _same_size(images: Sequence[Tensor], pad_value: int = 0) -> list[Tensor]:
+    h = max(i.shape[-2] for i in images)
+    w = max(i.shape[-1] for i in images)
+    return [
+        F.pad(to_rgb(i), (0, w - i.shape[-1], 0, h - i.shape[-2]), value=pad_value) for i in images
+    ]
+
+
+def hstack(images: Sequence[Tensor], gap: int = 2, pad_value: int = 0) -> Tensor:
+    """Place uint8 images side by side (top-aligned), ``gap`` pixels apart."""
+    return _stack(images, gap, pad_value, axis=-1)
+
+
+def vstack(images: Sequence[Tensor], gap: int = 2, pad_value: int = 0) -> Tensor:
+    """Place uint8 images one above the other (left-aligned), ``gap`` pixels apart."""
+    return _stack(images, gap, pad_value, axis=-2)
+
+
+def _stack(images: Sequence[Tensor], gap: int, pad_value: int, axis: int) -> Tensor:
+    other = -2 if axis == -1 else -1
+    size = max(i.shape[other] for i in images)
+    parts = []
+    for k, image in enumerate(images):
+        image = to_rgb(image)
+        pad = [0, 0, 0, size - image.shape[other]] if axis == -1 else [0, size - image.shape[-1]]
+        parts.append(F.pad(image, pad, value=pad_value))
+        if gap and k < len(images) - 1:
+            shape = list(parts[-1].shape)
+            shape[axis] = gap
+            parts.append(torch.full(shape, pad_value, dtype=image.dtype, device=image.device))
+    return torch.cat(parts, dim=axis)
+
+
+def bar_chart(
+    values: Tensor | Sequence[float],
+    labels: Sequence[str],
+    height: int = 64,
+    bar_width: int = 12,
+    color: Color = (76, 175, 80),
+) -> Tensor:
+    """Vertical bars for values in ``[0, 1]`` with a label under each and the value above."""
+    values = torch.nan_to_num(torch.as_tensor(values, dtype=torch.float32), nan=0.0).clamp(0, 1)
+    slot = max(bar_width, max(text_size(str(label))[0] for label in labels)) + 4
+    _, text_h = text_size("0")
+    canvas = torch.zeros(3, height + 2 * text_h + 4, slot * len(values), dtype=torch.uint8)
+    paint = torch.tensor(color, dtype=torch.uint8)[:, None, None]
+    for k, (value, label) in enumerate(zip(values.tolist(), labels, strict=True)):
+        x0 = k * slot + (slot - bar_width) // 2
+        bar_h = round(value * height)
+        top = text_h + 2 + height - bar_h
+        canvas[:, top : top + bar_h, x0 : x0 + bar_width] = paint
+        canvas = draw_text(canvas, f"{round(value * 100)}", k * slot + 1, max(0, top - text_h - 1))
+        canvas = draw_text(canvas, str(label), k * slot + 2, text_h + 4 + height)
+    return canvas
