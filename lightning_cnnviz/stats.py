@@ -361,6 +361,12 @@ def strip_append(history: Tensor | None, column: Tensor, max_columns: int = 256)
     return torch.cat([history, column], dim=1)[:, -max_columns:]
 
 
+def _example_state() -> dict[str, Tensor]:
+    state = new_state(2)
+    merge(state, batch_stats(torch.tensor([[0.0, 1.0], [0.0, 2.0]])))
+    return state
+
+
 _FALLBACK_TYPES = (*CONV_TYPES, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Linear)
 
 
@@ -723,24 +729,29 @@ class DeadHistory:
     Example::
 
         >>> history = DeadHistory(threshold=0.25)
-        >>> history.update({"relu": torch.tensor([0.0, 0.5])}, {"relu": 0.5})
+        >>> figures = compute_stats(_example_state(), tau=0.025)
+        >>> history.update({"relu": figures})
         [('relu', 0.5, None)]
-        >>> history.strips["relu"].tolist()
-        [[0], [128]]
+        >>> history.strips["relu"].tolist(), history.dead
+        ([[0], [255]], {'relu': [0]})
     """
 
     def __init__(self, threshold: float, strip_length: int = 128, rise: float = 0.1) -> None:
         self.threshold, self.strip_length, self.rise = threshold, strip_length, rise
         self.strips: dict[str, Tensor] = {}
         self.previous: dict[str, float] = {}
+        self.dead: dict[str, list[int]] = {}  # dead channels per site at the last log
 
     def update(
-        self, shares: Mapping[str, Tensor], fractions: Mapping[str, float]
+        self, figures: Mapping[str, Mapping[str, Tensor]]
     ) -> list[tuple[str, float, float | None]]:
-        """Add one column per site (active share per channel) and return the ``dead_alerts``."""
-        for site, share in shares.items():
-            column = strip_column(share)
+        """Take one log's figures per site (host tensors); return the ``dead_alerts``."""
+        fractions = {}
+        for site, f in figures.items():
+            column = strip_column(f["active_share"])
             self.strips[site] = strip_append(self.strips.get(site), column, self.strip_length)
+            self.dead[site] = f["dead"].nonzero().flatten().tolist()
+            fractions[site] = float(f["dead_fraction"])
         alerts = dead_alerts(fractions, self.previous, self.threshold, self.rise)
         self.previous.update(fractions)
         return alerts

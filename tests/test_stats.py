@@ -236,13 +236,15 @@ def test_stats_dead_alerts_cross_or_rise():
 
 
 def test_stats_dead_history_round_trip():
+    figures = {"r": compute_stats(_merged(torch.tensor([[0.0, 1.0]])), tau=0.025)}
     history = DeadHistory(0.25, strip_length=3)
     for _ in range(5):
-        history.update({"r": torch.tensor([0.0, 1.0])}, {"r": 0.5})
+        history.update(figures)
     again = DeadHistory(0.25, strip_length=3)
     again.load_state_dict(history.state_dict())
     assert torch.equal(again.strips["r"], history.strips["r"]) and again.previous == {"r": 0.5}
-    assert again.update({"r": torch.tensor([0.0, 1.0])}, {"r": 0.5}) == []
+    assert again.strips["r"].shape == (2, 3) and history.dead == {"r": [0]}
+    assert again.update(figures) == []
 
 
 def test_stats_recorder_ignores_eval_passes_and_keeps_failures():

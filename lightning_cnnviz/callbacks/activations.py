@@ -79,7 +79,6 @@ class ActivationMonitor(Monitor):
     def _fresh(self) -> None:
         self._rec = stats.Recorder(self.eps, self.histograms)
         self.history = stats.DeadHistory(self.dead_threshold, self.strip_length)
-        self.dead_channels: dict[str, list[int]] = {}  # last log: dead channels per call site
         self._grads_due = self._said_nonfinite = self._mute = False
 
     @override
@@ -87,6 +86,11 @@ class ActivationMonitor(Monitor):
         super().setup(trainer, pl_module, stage)
         if stage == "fit":
             self._fresh()
+
+    @property
+    def dead_channels(self) -> dict[str, list[int]]:
+        """Dead channels per call site at the last log."""
+        return self.history.dead
 
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
@@ -172,15 +176,11 @@ class ActivationMonitor(Monitor):
         for site, f in figures.items():
             values = stats.site_scalars(f, self._rec.sites[site], grads)
             scalars.update({self.tag(site, key): value for key, value in values.items()})
-            self.dead_channels[site] = f["dead"].nonzero().flatten().tolist()
             if values["nonfinite"] > 0 and not self._said_nonfinite:
                 self._said_nonfinite = True
                 rank_zero_warn(f"ActivationMonitor: non-finite activations in `{site}` ({step=})")
         self.sink.scalars(scalars, step)
-        alerts = self.history.update(
-            {site: f["active_share"] for site, f in figures.items()},
-            {site: float(f["dead_fraction"]) for site, f in figures.items()},
-        )
+        alerts = self.history.update(figures)
         with self.phase("render"):
             for site in figures:
                 image = rendering.apply_colormap(self.history.strips[site] / 255, "inferno")
@@ -188,7 +188,7 @@ class ActivationMonitor(Monitor):
                 if (sample := self._rec.samples.pop(site, None)) is not None:
                     self.sink.histogram(self.tag(site, "histogram"), sample, step)
         if alerts:
-            message = stats.diagnosis_text(alerts, self.dead_channels, step, epoch)
+            message = stats.diagnosis_text(alerts, self.history.dead, step, epoch)
             rank_zero_warn(message)
             self.sink.text(self.tag("diagnosis"), message, step)
             found = {site: fraction for site, fraction, _ in alerts}
