@@ -106,6 +106,8 @@ class Monitor(Callback):
     default_every_n_epochs: ClassVar[int | None] = None
     # Whether every rank must run ``log_event`` (collectives); else rank zero only.
     all_ranks: ClassVar[bool] = False
+    # False for a monitor that reads the model's outputs only (no `layers` to resolve).
+    watches_layers: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -254,7 +256,8 @@ class Monitor(Callback):
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active
         # A pattern that matches nothing is the user's error: raise, never step aside.
-        self.selected = resolve_layers(pl_module, self.layers, self.auto_layers)
+        if self.watches_layers:
+            self.selected = resolve_layers(pl_module, self.layers, self.auto_layers)
 
     def _due_on_step(self, trainer: Trainer) -> bool:
         step = trainer.global_step
