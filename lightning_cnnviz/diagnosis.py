@@ -26,22 +26,28 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from lightning_cnnviz import rendering
 from lightning_cnnviz.findings import Finding
 
 __all__ = [
     "Evaluation",
     "Onset",
     "OverfittingDetector",
+    "custom_scalars_layout",
     "diagnosis_text",
     "expected_calibration_error",
+    "headline",
     "per_class_accuracy",
+    "per_class_image",
+    "pick_metric",
     "summary_text",
 ]
 
@@ -93,11 +99,23 @@ class Evaluation:
     ece_val: float | None = None
 
     @property
+    def gap_loss(self) -> float | None:
+        """``val_loss - train_loss``."""
+        return _minus(self.val_loss, self.train_loss)
+
+    @property
+    def gap_acc(self) -> float | None:
+        """``train_acc - val_acc`` (positive when the model does better on what it trained on)."""
+        return _minus(self.train_acc, self.val_acc)
+
+    @property
     def ece_gap(self) -> float | None:
         """``ece_val - ece_train`` (over-confidence on unseen data)."""
-        if self.ece_val is None or self.ece_train is None:
-            return None
-        return self.ece_val - self.ece_train
+        return _minus(self.ece_val, self.ece_train)
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 @dataclass(frozen=True)
@@ -128,8 +146,9 @@ class OverfittingDetector:
       improving while validation gets worse). An evaluation that fails either
       condition resets the count; the onset is the first evaluation of the run.
     * ``ece_gap``: ``ece_val - ece_train`` rose at each of the last ``patience``
-      evaluations and is now above ``ece_margin`` (the model grows over-confident
-      on unseen data while staying calibrated on what it memorised).
+      evaluations and was above ``ece_margin`` at each of them (the model grows
+      over-confident on unseen data while staying calibrated on what it memorised);
+      the onset is the first of those evaluations.
 
     Args:
         tolerance: relative margin above the best validation loss (0.1 = 10%).
@@ -178,8 +197,8 @@ class OverfittingDetector:
         if len(recent) <= self.patience or any(g is None for g in gaps):
             return None
         rising = all(b > a for a, b in itertools.pairwise(gaps))
-        if rising and gaps[-1] > self.ece_margin:
-            return Onset("ece_gap", recent[-1], recent[0], self.best)
+        if rising and all(g > self.ece_margin for g in gaps[1:]):
+            return Onset("ece_gap", recent[-1], recent[1], self.best)
         return None
 
     def state_dict(self) -> dict[str, Any]:
@@ -256,6 +275,21 @@ def _others_note(others: Sequence[Finding]) -> str:
     return "How this relates: " + "; ".join(why) + " (weight decay and augmentation help here too)."
 
 
+def headline(onset: Onset, tolerance: float = 0.1) -> str:
+    """One plain sentence for the warning, the ``Finding`` and the end-of-fit summary."""
+    now, since, best = onset.detected, onset.since, onset.best
+    if onset.signal == "val_loss" and best is not None:
+        return (
+            f"Overfitting since {_when(since)}: val loss {_num(now.val_loss)} is more than "
+            f"{tolerance:.0%} above its best ({_num(best.val_loss)} at epoch {best.epoch}) "
+            f"while train loss fell to {_num(now.train_loss)}."
+        )
+    return (
+        f"Overfitting (calibration) since {_when(since)}: the gap between validation and "
+        f"training ECE rose to {_num(now.ece_gap)}."
+    )
+
+
 def diagnosis_text(
     onset: Onset,
     others: Sequence[Finding] = (),
@@ -287,20 +321,10 @@ def diagnosis_text(
             f"- Best epoch so far: **{_when(best)}**: val loss {_num(best.val_loss)}, "
             f"val acc {_num(best.val_acc, True)}, train loss {_num(best.train_loss)}."
         )
-    gap_loss = (
-        now.val_loss - now.train_loss
-        if now.val_loss is not None and now.train_loss is not None
-        else None
-    )
-    gap_acc = (
-        now.train_acc - now.val_acc
-        if now.train_acc is not None and now.val_acc is not None
-        else None
-    )
     lines += [
         f"- Now, {_when(now)}: train loss {_num(now.train_loss)}, val loss {_num(now.val_loss)} "
-        f"(gap {_num(gap_loss)}); train acc {_num(now.train_acc, True)}, val acc "
-        f"{_num(now.val_acc, True)} (gap {_points(gap_acc)}).",
+        f"(gap {_num(now.gap_loss)}); train acc {_num(now.train_acc, True)}, val acc "
+        f"{_num(now.val_acc, True)} (gap {_points(now.gap_acc)}).",
         f"- Calibration (ECE, 15 bins, probe images): val {_num(now.ece_val)}, train "
         f"{_num(now.ece_train)}, gap {_num(now.ece_gap)}.",
         "",
@@ -329,3 +353,51 @@ def summary_text(findings: Sequence[Finding]) -> str:
         text = text if len(text) <= 200 else text[:197] + "..."
         lines.append(f"  - [{f.source}/{f.kind}] epoch {f.epoch}, step {f.step}: {text}")
     return "\n".join(lines)
+
+
+def pick_metric(metrics: Mapping[str, Any], key: str, epoch_level: bool) -> Tensor | None:
+    """A logged value as a 0-dim float tensor, or ``None``.
+
+    ``self.log(key, on_step=True, on_epoch=True)`` logs ``key_step`` and ``key_epoch``;
+    ``epoch_level`` prefers ``key_epoch`` (current once the training epoch ended),
+    else the latest value (``key``, ``key_step``).
+
+    Example::
+
+        >>> float(pick_metric({"a": 1.0, "a_step": 1.0, "a_epoch": 2.0}, "a", epoch_level=True))
+        2.0
+        >>> float(pick_metric({"a": 1.0, "a_epoch": 2.0}, "a", epoch_level=False))
+        1.0
+    """
+    order = ("_epoch", "", "_step") if epoch_level else ("", "_step", "_epoch")
+    value = next((metrics[key + s] for s in order if key + s in metrics), None)
+    return None if value is None else torch.as_tensor(value).detach().float().reshape(())
+
+
+def custom_scalars_layout(
+    train_loss: str, val_loss: str, train_acc: str, val_acc: str, tag: Callable[[str], str]
+) -> dict[str, dict[str, list[Any]]]:
+    """TensorBoard custom-scalars layout: train vs val overlaid per metric (regex tag sets)."""
+
+    def pair(a: str, b: str) -> list[Any]:
+        return ["Multiline", [rf"^{re.escape(k)}(_epoch)?$" for k in (a, b)]]
+
+    return {
+        tag("train vs val"): {
+            "loss": pair(train_loss, val_loss),
+            "accuracy": pair(train_acc, val_acc),
+            "calibration error (ECE)": pair(tag("ece_train"), tag("ece_val")),
+            "generalisation gap": pair(tag("gap_loss"), tag("gap_acc")),
+        }
+    }
+
+
+def per_class_image(per_class: Tensor, epoch: int, max_bars: int = 40) -> Tensor:
+    """uint8 bar chart of per-class accuracy (the ``max_bars`` worst classes if more)."""
+    per_class = per_class.detach().float().cpu()
+    order = torch.arange(len(per_class))
+    if len(per_class) > max_bars:
+        order = torch.nan_to_num(per_class, nan=2.0).argsort()[:max_bars].sort().values
+    chart = rendering.bar_chart(per_class[order], [str(int(k)) for k in order])
+    title = f"val accuracy per class (%), epoch {epoch}"
+    return rendering.upscale(rendering.caption(chart, title), 2)

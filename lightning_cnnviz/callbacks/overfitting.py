@@ -1,0 +1,236 @@
+"""``OverfittingMonitor``: generalisation gap, calibration, per-class accuracy and a diagnosis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from torch import Tensor
+from typing_extensions import override
+
+from lightning_cnnviz import diagnosis as dx
+from lightning_cnnviz.callbacks.base import (
+    Monitor,
+    check_positive,
+    check_range,
+    find_dataset,
+    with_probe,
+)
+from lightning_cnnviz.capture import first_tensor
+from lightning_cnnviz.findings import Finding, findings_of, report
+from lightning_cnnviz.probe import Probe, draw_probe
+
+_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
+
+
+class OverfittingMonitor(Monitor):
+    """Tells in plain words when and why a model starts to overfit.
+
+    At each validation end (training steps never carry anything) it reads the train
+    and val loss/accuracy the module logs, runs the model on a val and a train probe
+    (eval mode, no gradients, no hooks) for calibration and per-class accuracy, and
+    feeds ``diagnosis.OverfittingDetector``. Epoch-level train values are read once
+    the training epoch ends (``train/loss_epoch`` is current only then). Tags, rules
+    and how to read the diagnosis: ``docs/overfitting.md``.
+
+    Args:
+        train_loss_key, val_loss_key, train_acc_key, val_acc_key: logged metric names
+            (``name_epoch``/``name_step`` variants are found too).
+        tolerance: val loss more than this fraction above its best counts as worse.
+        patience: consecutive evaluations a detection rule must hold.
+        ece_margin: smallest ``ece_val - ece_train`` the growing-ECE-gap rule reports.
+        num_samples: images per probe (val and train), class-balanced.
+        every_n_steps / every_n_epochs: evaluate only at validations at least this many
+            steps apart / in every n-th epoch (default: every validation).
+
+    Example::
+
+        >>> from lightning_cnnviz import OverfittingMonitor
+        >>> monitor = OverfittingMonitor(tolerance=0.1, patience=2)
+        >>> monitor.tag("gap_loss")
+        'overfitting/gap_loss'
+    """
+
+    section = "overfitting"
+    default_every_n_steps, default_every_n_epochs = None, 1
+    needs_call_sites = watches_layers = False
+
+    def __init__(
+        self,
+        train_loss_key: str = "train/loss",
+        val_loss_key: str = "val/loss",
+        train_acc_key: str = "train/acc",
+        val_acc_key: str = "val/acc",
+        tolerance: float = 0.1,
+        patience: int = 2,
+        ece_margin: float = 0.05,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        num_samples: int = 256,
+        tag_prefix: str = "",
+        strict: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            "auto", every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
+        )
+        keys = (train_loss_key, val_loss_key, train_acc_key, val_acc_key)
+        for name, key in zip(_KEYS, keys, strict=True):
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"`{name}_key` must be a non-empty string, got {key!r}")
+        check_range("tolerance", tolerance, 0.0, float("inf"))
+        check_positive("patience", patience)
+        check_range("ece_margin", ece_margin, 0.0, 1.0)
+        self.keys = dict(zip(_KEYS, keys, strict=True))
+        self.tolerance, self.patience, self.ece_margin = tolerance, patience, ece_margin
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self.detector = dx.OverfittingDetector(self.tolerance, self.patience, self.ece_margin)
+        self._pending = self._epoch_end = self._said_missing = self._layout = False
+        self._others_told = 0
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            self._fresh()
+
+    @override
+    def describe_layers(self) -> str:
+        keys = ", ".join(f"`{k}`" for k in self.keys.values())
+        return f"**OverfittingMonitor** (overfitting): reads {keys}; model outputs on the probes"
+
+    @override
+    def probe(self, trainer: Trainer, split: str = "val") -> Probe:
+        if split not in self._probes and not self._probe_indices.get(split):
+            dataset = find_dataset(trainer, split)  # a small train set: use all of it
+            generator = torch.Generator().manual_seed(self.seed + (split == "train") * 7919)
+            self._probes[split] = draw_probe(
+                dataset, min(self.num_samples, len(dataset)), generator
+            )
+            self._probe_indices[split] = self._probes[split].indices
+        return super().probe(trainer, split)
+
+    # ------------------------------------------------ schedule: validation ends only
+    @override
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or self.disabled:
+            return
+        step, last = trainer.global_step, self.last_logged_step
+        if self.every_n_epochs is not None:
+            due = (trainer.current_epoch + 1) % self.every_n_epochs == 0 and step != last
+        else:
+            due = last < 0 or step - last >= self.every_n_steps
+        self._pending = self._pending or due  # evaluated once train metrics are current
+
+    def _flush(self, trainer: Trainer, pl_module: LightningModule, epoch_end: bool) -> None:
+        if self._pending:
+            self._pending, self._epoch_end = False, epoch_end
+            self._fire(trainer, pl_module)
+
+    @override
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *_: Any) -> None:
+        self._flush(trainer, pl_module, epoch_end=False)  # after a mid-epoch validation
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._flush(trainer, pl_module, epoch_end=True)
+
+    @override
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._flush(trainer, pl_module, epoch_end=False)
+        rank_zero_info(dx.summary_text(findings_of(trainer)))
+        super().on_fit_end(trainer, pl_module)
+
+    # ------------------------------------------------ one evaluation
+    def _logits(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Tensor | None:
+        labels = self.probe(trainer, split).labels
+        x = self.probe_input(trainer, pl_module, split)
+        with self.phase("capture"), with_probe(pl_module):
+            logits = torch.cat([first_tensor(pl_module(c)).float() for c in x.split(128)])
+        ok = labels is not None and logits.dim() == 2 and logits.shape[1] > int(labels.max())
+        return logits if ok else None
+
+    def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
+        """Logged metrics and probe figures, moved to the host in one transfer."""
+        found = {
+            n: dx.pick_metric(trainer.callback_metrics, k, self._epoch_end or n[:3] == "val")
+            for n, k in self.keys.items()
+        }
+        logits = {s: self._logits(trainer, pl_module, s) for s in ("val", "train")}
+        self._say_missing(trainer, found, logits)
+        with self.phase("compute"):
+            values = {n: v for n, v in found.items() if v is not None}
+            for split, out in logits.items():
+                if out is not None:
+                    labels = self.probe(trainer, split).labels.to(out.device)
+                    values[f"ece_{split}"] = dx.expected_calibration_error(out, labels)
+            if (out := logits["val"]) is not None:
+                per_class = dx.per_class_accuracy(out, self.probe(trainer, "val").labels)
+                values.update({f"class{k}": v for k, v in enumerate(per_class)})
+            device = next((v.device for v in values.values()), "cpu")
+            flat = torch.stack([v.to(device) for v in values.values()]).tolist() if values else []
+        host = dict(zip(values, flat, strict=True))
+        per_class = [host.pop(f"class{k}") for k in range(sum(n[:5] == "class" for n in host))]
+        return dx.Evaluation(trainer.global_step, trainer.current_epoch, **host), per_class
+
+    @override
+    def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        ev, per_class = self._measure(trainer, pl_module)
+        step, epoch = ev.step, ev.epoch
+        scalars = {k: getattr(ev, k) for k in ("gap_loss", "gap_acc", "ece_val", "ece_train")}
+        self.sink.scalars({self.tag(k): v for k, v in scalars.items() if v is not None}, step)
+        if per_class:
+            with self.phase("render"):
+                image = dx.per_class_image(torch.tensor(per_class), epoch)
+                self.sink.image(self.tag("per_class"), image, step)
+        self._write_layout()
+        if (onset := self.detector.update(ev)) is not None:
+            message = dx.headline(onset, self.tolerance)
+            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
+            figures = {k: v for k, v in vars(ev).items() if v is not None}
+            report(trainer, Finding(self.section, "overfitting", step, epoch, message, figures))
+        others = [f for f in findings_of(trainer) if f.source != self.section]
+        if self.detector.onset and (onset or len(others) > self._others_told):
+            self._others_told = len(others)  # rewritten when other monitors add findings
+            text = dx.diagnosis_text(
+                self.detector.onset, others, tolerance=self.tolerance, val_key=self.keys["val_loss"]
+            )
+            self.sink.text(self.tag("diagnosis"), text, step)
+
+    def _say_missing(self, trainer: Trainer, found: dict, logits: dict) -> None:  # once
+        missing = [f"`{self.keys[n]}`" for n, v in found.items() if v is None]
+        if logits["val"] is None or logits["train"] is None:
+            missing.append("class labels / (N, classes) logits on the probes (ECE, per_class)")
+        if missing and not self._said_missing:
+            self._said_missing = True
+            rank_zero_warn(
+                f"OverfittingMonitor cannot find {', '.join(missing)} (logged: "
+                f"{sorted(trainer.callback_metrics)}); what needs them is skipped. Log them "
+                "with `self.log(...)` or pass the names as `train_loss_key=` etc."
+            )
+
+    def _write_layout(self) -> None:
+        if not self._layout and self.sink.writer is not None:
+            self._layout = True
+            keys = self.keys.values()
+            self.sink.writer.add_custom_scalars(dx.custom_scalars_layout(*keys, tag=self.tag))
+
+    @override
+    def extra_state(self) -> dict[str, Any]:
+        return self.detector.state_dict()
+
+    @override
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.detector.load_state_dict(state)
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
