@@ -1,0 +1,323 @@
+"""Grad-CAM through Captum, the layer Grad-CAM looks at, and the CAM metrics over time.
+
+Nothing here knows about Lightning. ``grad_cam`` runs ``captum.attr.LayerGradCam``
+(``relu_attributions=True``) or ``captum.attr.GuidedGradCam`` on a model in
+probe mode (eval, flags restored, out of ``inference_mode``, autograd on,
+autocast off) and upsamples the map to the input size with bilinear
+interpolation (``LayerAttribution.interpolate``). Captum differentiates with
+``torch.autograd.grad`` w.r.t. the layer's output (and, for guided Grad-CAM, the
+input) only, so no ``param.grad`` is ever written; its hooks live inside its
+call. The input is a detached clone that requires grad, so that a frozen
+backbone (``requires_grad=False`` before the layer) still has a graph.
+
+The class score is picked inside the forward function (``target`` per sample,
+or the argmax), so one forward and one backward pass give the CAM *and* the
+logits that label the tiles.
+
+Metrics, per image (``NaN`` where undefined; ``means_to_host`` averages them):
+
+* ``concentration``: share of the CAM's mass in its top 10% of pixels
+  (0.1 for a flat map, 1.0 when all mass is in a tenth of the image);
+* ``on_object``: share of the CAM's mass inside the foreground mask (input
+  pixels brighter than a threshold after de-normalisation);
+* ``drift``: ``1 - Pearson correlation`` with the same image's CAM at the
+  previous log (0 = unchanged, 1 = unrelated, 2 = inverted).
+
+Example::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    ...                     nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    >>> cam, logits = grad_cam(net, net[2], torch.randn(2, 1, 8, 8))
+    >>> tuple(cam.shape), tuple(logits.shape), bool((cam >= 0).all())
+    ((2, 8, 8), (2, 3), True)
+    >>> flat, eye = torch.ones(1, 10, 10), torch.eye(10)[None]
+    >>> round(float(concentration(flat)), 6), round(float(drift(flat + eye, 2 * eye)), 6)
+    (0.1, 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lightning_cnnviz.capture import LayerCapture, first_tensor, probe_mode
+
+__all__ = [
+    "RAW_TYPES",
+    "SKIP_TYPES",
+    "TOP_SHARE",
+    "Call",
+    "block_output",
+    "concentration",
+    "drift",
+    "foreground",
+    "grad_cam",
+    "means_to_host",
+    "on_object",
+    "trace_calls",
+]
+
+TOP_SHARE = 0.1  # ``concentration``: the top 10% of pixels
+# Pass-through modules ``block_output`` never picks (they repeat what came before).
+SKIP_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+)
+# Modules whose output is a block's *raw* output (before its activation).
+RAW_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d,
+)  # fmt: skip
+
+
+class _Score(nn.Module):
+    """The model followed by "pick one logit per sample": (N, 1) scores for Captum.
+
+    Keeps the (detached, float32) logits of its last call for the tile labels.
+    A ``Module`` (holding the model) so that ``GuidedBackprop`` finds its ReLUs.
+    """
+
+    def __init__(self, model: nn.Module, target: Tensor | None, output_key: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.target = target
+        self.output_key = output_key
+        self.logits: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = first_tensor(self.model(x), self.output_key)
+        if logits.dim() != 2:
+            raise ValueError(
+                f"Grad-CAM needs (batch, classes) logits, the model returned shape "
+                f"{tuple(logits.shape)}; pick the logits with `output_key`"
+            )
+        self.logits = logits.detach().float()
+        index = logits.argmax(1) if self.target is None else self.target.to(logits.device)
+        return logits.gather(1, index.view(-1, 1).long())
+
+
+def grad_cam(
+    model: nn.Module,
+    layer: nn.Module,
+    x: Tensor,
+    target: Tensor | int | None = None,
+    *,
+    output_key: str | int | None = None,
+    method: str = "gradcam",
+) -> tuple[Tensor, Tensor]:
+    """Grad-CAM of ``layer`` for a batch, upsampled (bilinear) to the input size.
+
+    Args:
+        model: the classifier (unwrapped); its ``training`` flags are restored.
+        layer: a module of ``model`` with (N, C, h, w) output. A module called
+            several times per forward pass is attributed at its last call.
+        x: input batch (N, C, H, W), in the dtype of the model's parameters.
+        target: class per sample ((N,) tensor), one class for all (int), or
+            ``None`` for the predicted class.
+        output_key: picks the logits from a tuple/dict model output.
+        method: ``"gradcam"`` (``LayerGradCam``, ``relu_attributions=True``) or
+            ``"guided_gradcam"`` (``GuidedGradCam``; the map is the absolute
+            value summed over input channels).
+
+    Returns:
+        ``(cam, logits)``: non-negative float32 maps (N, H, W) and float32 logits (N, K).
+
+    Raises:
+        ValueError: the layer's output is not (N, C, h, w), or the logits are not 2-D.
+    """
+    from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
+
+    if isinstance(target, int):
+        target = torch.full((x.shape[0],), target, dtype=torch.long)
+    score = _Score(model, target, output_key)
+    with probe_mode(model, grad=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GuidedBackprop announces its temporary ReLU hooks
+        inputs = x.detach().clone().requires_grad_(True)
+        if method == "guided_gradcam":
+            attr = GuidedGradCam(score, layer).attribute(
+                inputs, target=0, interpolate_mode="bilinear"
+            )
+            cam = attr.detach().float().abs().sum(1)
+        else:
+            attr = LayerGradCam(score, layer).attribute(inputs, target=0, relu_attributions=True)
+            if attr.dim() != 4:
+                raise ValueError(
+                    "Grad-CAM needs a layer with (N, C, H, W) output; the selected layer "
+                    f"gives a map of shape {tuple(attr.shape)}"
+                )
+            up = LayerAttribution.interpolate(attr, tuple(x.shape[2:]), interpolate_mode="bilinear")
+            cam = up.detach().float()[:, 0]
+    assert score.logits is not None
+    return cam, score.logits
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a module during the shape-tracing probe pass (``trace_calls``).
+
+    Attributes:
+        name: the module's name; ``index``: which call of it (0, 1, ... for a shared module).
+        shape: its output shape.
+        first_with_output: position (in the list of calls) of the first call that
+            returned this very tensor object (a ``Sequential`` returns its last
+            child's output, an in-place ReLU its input).
+        feeds_next: its output is exactly the input of the module called next
+            (``False`` when a functional op such as ``F.relu`` came in between).
+    """
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    first_with_output: int
+    feeds_next: bool
+
+
+def trace_calls(
+    model: nn.Module, layers: Mapping[str, nn.Module], x: Tensor
+) -> tuple[list[Call], tuple[int, ...]]:
+    """One probe pass (use one sample): every call of ``layers`` in the order it finished.
+
+    Returns:
+        ``([Call, ...], model_output_shape)`` (``()`` when the output holds no tensor).
+    """
+    raw: list[tuple[str, int, Tensor, Tensor]] = []
+    seen: dict[str, int] = {}
+
+    def record(site: str, out: Tensor) -> None:
+        name = site.rpartition("#")[0]
+        seen[name] = seen.get(name, -1) + 1
+        raw.append((name, seen[name], out, out.detach().float().clone()))
+
+    capture = LayerCapture(layers, shared=set(layers), inputs=True, on_output=record)
+    with probe_mode(model), capture:
+        output = model(x)
+    calls = []
+    first: dict[int, int] = {}
+    for k, (name, index, out, kept) in enumerate(raw):
+        nxt = capture.inputs.get(f"{raw[k + 1][0]}#{raw[k + 1][1]}") if k + 1 < len(raw) else None
+        feeds = nxt is not None and nxt.shape == out.shape and torch.equal(nxt.float(), kept)
+        first_k = first.setdefault(id(out), k)
+        calls.append(Call(name, index, tuple(out.shape), first_k, feeds))
+    try:
+        shape = tuple(first_tensor(output).shape)
+    except TypeError:
+        shape = ()
+    return calls, shape
+
+
+def block_output(
+    calls: list[Call], modules: Mapping[str, nn.Module], num_logits: int | None = None
+) -> tuple[str | None, str | None]:
+    """The output of the last conv block: Grad-CAM's ``layers="auto"``.
+
+    The last module (in the order calls finish) whose output is 4-D with a
+    spatial size above 1x1, at its last call (Captum attributes a shared
+    module's last call). A block's activation or pooling module finishes after
+    its conv, so it wins over the raw conv; a container that only passes on its
+    last child's output gives way to that child; pass-through modules (dropout,
+    identity) are skipped, and so is everything from a 1x1 conv with
+    ``num_logits`` output channels on (a convolutional logits head).
+
+    Returns:
+        ``(name, note)``: ``note`` explains a poor pick (a raw conv or norm whose
+        output goes through a functional activation that no module exposes), else ``None``.
+    """
+    last_call = {call.name: call.index for call in calls}
+    pick: Call | None = None
+    for call in calls:
+        module = modules[call.name]
+        if (
+            num_logits
+            and isinstance(module, nn.Conv2d)
+            and module.kernel_size == (1, 1)
+            and module.out_channels == num_logits
+        ):
+            break  # a logits head: nothing from here on explains a class
+        spatial = math.prod(call.shape[2:]) if len(call.shape) == 4 else 0
+        if spatial <= 1 or call.index != last_call[call.name] or isinstance(module, SKIP_TYPES):
+            continue
+        container = next(module.children(), None) is not None
+        if container and pick is not None and call.first_with_output == pick.first_with_output:
+            continue  # the same tensor under a container's name: keep the leaf
+        pick = call
+    if pick is None:
+        return None, None
+    module = modules[pick.name]
+    if isinstance(module, RAW_TYPES) and not pick.feeds_next and pick is not calls[-1]:
+        return pick.name, (
+            f"`{pick.name}` ({type(module).__name__}) is the last module with a spatial "
+            "output, but a functional op (e.g. `F.relu`) follows it, so the CAM is taken "
+            "before the activation and tends to be less on the object. Make the "
+            "activation a module (`nn.ReLU`) or name a layer in `layers`."
+        )
+    return pick.name, None
+
+
+def concentration(cam: Tensor, top: float = TOP_SHARE) -> Tensor:
+    """Per image: share of the CAM's mass in its top ``top`` share of pixels (N,)."""
+    flat = cam.flatten(1).clamp_min(0)
+    k = max(1, math.ceil(top * flat.shape[1]))
+    total = flat.sum(1)
+    share = flat.topk(k, dim=1).values.sum(1) / total
+    return torch.where(total > 0, share, torch.full_like(share, math.nan))
+
+
+def foreground(image01: Tensor, threshold: float) -> Tensor:
+    """Foreground mask (N, H, W): channel-mean brightness above ``threshold``.
+
+    ``image01`` is the de-normalised input (N, C, H, W), values in [0, 1].
+    """
+    return image01.float().mean(1) > threshold
+
+
+def on_object(cam: Tensor, mask: Tensor) -> Tensor:
+    """Per image: share of the CAM's mass inside ``mask`` (N,); ``NaN`` for an all-zero CAM."""
+    flat = cam.flatten(1).clamp_min(0)
+    total = flat.sum(1)
+    share = (flat * mask.flatten(1).to(flat.dtype)).sum(1) / total
+    return torch.where(total > 0, share, torch.full_like(share, math.nan))
+
+
+def drift(cam: Tensor, previous: Tensor) -> Tensor:
+    """Per image: ``1 - Pearson correlation`` with ``previous`` (N,); ``NaN`` where one is flat."""
+    a = cam.flatten(1).double()
+    b = previous.to(cam.device).flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    norm = a.norm(dim=1) * b.norm(dim=1)
+    corr = (a * b).sum(1) / norm
+    out = torch.where(norm > 0, 1.0 - corr, torch.full_like(corr, math.nan))
+    return out.float()
+
+
+def means_to_host(values: Mapping[str, Tensor]) -> dict[str, float]:
+    """Mean of each tensor's finite entries, moved to the host in one transfer.
+
+    Entries with no finite value at all are left out (nothing to plot).
+
+    Example::
+
+        >>> means_to_host({"a": torch.tensor([0.2, float("nan"), 0.4]), "b": torch.tensor([])})
+        {'a': 0.30000001192092896}
+    """
+    if not values:
+        return {}
+    means = []
+    for value in values.values():
+        finite = torch.isfinite(value)
+        total = torch.where(finite, value, torch.zeros_like(value)).sum()
+        means.append(total.float() / finite.sum())  # 0 / 0 = NaN when none is finite
+    host = torch.stack(means).tolist()
+    return {k: v for k, v in zip(values, host, strict=True) if math.isfinite(v)}

@@ -1,0 +1,282 @@
+"""attribution.py: Grad-CAM by hand on fixed-weight models, the auto rule, the metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_cnnviz.attribution import (
+    block_output,
+    concentration,
+    drift,
+    foreground,
+    grad_cam,
+    means_to_host,
+    on_object,
+    trace_calls,
+)
+from lightning_cnnviz.capture import hook_count
+from lightning_cnnviz.selection import named_layers
+
+# A 4x4 single-channel image with positive and negative pixels.
+X = torch.tensor(
+    [[1.0, -2.0, 0.0, 3.0], [0.5, 4.0, -1.0, 0.0], [-3.0, 0.0, 2.0, 1.0], [0.0, -0.5, 1.5, -4.0]]
+)
+# Class weights on the two channels relu(x) and relu(-x).
+W = torch.tensor([[2.0, 1.0], [0.0, -1.0], [-1.0, 3.0]])
+
+
+class Fixed(nn.Module):
+    """conv 1x1 (weights +1, -1, no bias) -> ReLU -> [pool] -> global mean -> linear ``W``.
+
+    Channel 0 is relu(x), channel 1 relu(-x); the score of class c is
+    ``sum_k W[c, k] * mean(A_k)``, so dy/dA_k = W[c, k] / (h * w) everywhere.
+    """
+
+    def __init__(self, pool: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 1, bias=False)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        self.fc = nn.Linear(2, 3, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+            self.fc.weight.copy_(W)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.relu(self.conv(x))).mean((2, 3)))
+
+
+def expected_cam(cls: int) -> torch.Tensor:
+    """Grad-CAM of the ReLU output by hand: relu(sum_k W[c, k] / 16 * A_k)."""
+    a0, a1 = X.clamp_min(0), (-X).clamp_min(0)
+    return (W[cls, 0] / 16 * a0 + W[cls, 1] / 16 * a1).clamp_min(0)
+
+
+def test_attribution_grad_cam_exact_on_fixed_model():
+    net = Fixed()
+    x = X.view(1, 1, 4, 4).repeat(3, 1, 1, 1)
+    cam, logits = grad_cam(net, net.relu, x, torch.tensor([0, 1, 2]))
+    for c in range(3):
+        torch.testing.assert_close(cam[c], expected_cam(c), rtol=0, atol=1e-7)
+    # logits by hand: mean(relu(x)) = 13 / 16, mean(relu(-x)) = 10.5 / 16
+    means = torch.tensor([13.0, 10.5]) / 16
+    torch.testing.assert_close(logits, (W @ means).expand(3, 3), rtol=0, atol=1e-6)
+    assert cam.dtype == torch.float32 and logits.dtype == torch.float32
+    # class 1 only has a negative weight on a non-negative channel: an all-zero CAM
+    assert cam[1].abs().sum() == 0
+
+
+def test_attribution_grad_cam_targets_pred_and_int():
+    net = Fixed()
+    x = X.view(1, 1, 4, 4)
+    # logits: [2*13 + 10.5, -10.5, -13 + 3*10.5] / 16: class 0 (36.5/16) beats class 2 (18.5/16)
+    pred, _ = grad_cam(net, net.relu, x)
+    torch.testing.assert_close(pred[0], expected_cam(0), rtol=0, atol=1e-7)
+    two, _ = grad_cam(net, net.relu, x, 2)
+    torch.testing.assert_close(two[0], expected_cam(2), rtol=0, atol=1e-7)
+
+
+def test_attribution_grad_cam_bilinear_upsampling_by_hand():
+    net = Fixed(pool=True)
+    x = X.view(1, 1, 4, 4)
+    cam, _ = grad_cam(net, net.pool, x, 0)
+    # pooled maps (2x2): max of each 2x2 block of relu(x) and relu(-x); dy/dA = W / 4
+    p0 = F.max_pool2d(X.clamp_min(0).view(1, 1, 4, 4), 2)[0, 0]
+    p1 = F.max_pool2d((-X).clamp_min(0).view(1, 1, 4, 4), 2)[0, 0]
+    small = (2 / 4 * p0 + 1 / 4 * p1).clamp_min(0)
+    # block maxima of relu(x) / relu(-x): [[4, 3], [0, 2]] / [[2, 1], [3, 4]]
+    torch.testing.assert_close(small, torch.tensor([[2.5, 1.75], [0.75, 2.0]]))
+    # bilinear 2 -> 4 (align_corners=False): rows/cols are v0, .75 v0 + .25 v1, .25 v0 + .75 v1, v1
+    m = torch.tensor([[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]])
+    torch.testing.assert_close(cam[0], m @ small @ m.T, rtol=0, atol=1e-6)
+
+
+def test_attribution_guided_grad_cam_by_hand():
+    net = Fixed()
+    x = X.view(1, 1, 4, 4)
+    cam, _ = grad_cam(net, net.relu, x, 0, method="guided_gradcam")
+    # guided backprop to the input: 2/16 where x > 0 (channel +x), -1/16 where x < 0 (channel -x)
+    guided = 2 / 16 * (X > 0).float() - 1 / 16 * (X < 0).float()
+    torch.testing.assert_close(cam[0], guided.abs() * expected_cam(0), rtol=0, atol=1e-8)
+
+
+def test_attribution_grad_cam_is_safe():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Flatten(), nn.Linear(4 * 6 * 6, 3),
+    )  # fmt: skip
+    net.train()
+    net[0].requires_grad_(False)  # a frozen backbone still gets a CAM
+    net[5].weight.grad = torch.ones_like(net[5].weight)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    hooks = hook_count(net)
+    x = torch.randn(2, 1, 6, 6)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        cam, logits = grad_cam(net, net[2], x)
+    assert cam.dtype == torch.float32 and torch.isfinite(cam).all() and cam.sum() > 0
+    assert logits.dtype == torch.float32
+    assert net.training and all(m.training for m in net.modules())
+    assert torch.equal(net[5].weight.grad, torch.ones_like(net[5].weight))
+    assert net[5].bias.grad is None and net[0].weight.grad is None
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert hook_count(net) == hooks
+    assert not net[0].weight.requires_grad
+
+
+def test_attribution_grad_cam_output_key_and_errors():
+    class Dict(Fixed):
+        def forward(self, x):
+            return {"aux": x, "logits": super().forward(x)}
+
+    net = Dict()
+    cam, _ = grad_cam(net, net.relu, X.view(1, 1, 4, 4), 0, output_key="logits")
+    torch.testing.assert_close(cam[0], expected_cam(0), rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="output_key"):
+        grad_cam(net, net.relu, X.view(1, 1, 4, 4), 0, output_key="aux")
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        grad_cam(net, net.fc, X.view(1, 1, 4, 4), 0, output_key="logits")
+
+
+class Reference(nn.Module):
+    """The reference CNN's layout (conv, relu, pool) x 2, fc, relu, fc."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.relu1, self.pool1 = (
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.conv2, self.relu2, self.pool2 = (
+            nn.Conv2d(4, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.fc1, self.relu3, self.fc2 = nn.Linear(8 * 7 * 7, 16), nn.ReLU(), nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        return self.fc2(self.relu3(self.fc1(x.flatten(1))))
+
+
+class Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 7 * 7, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        return self.fc(F.max_pool2d(F.relu(self.conv2(x)), 2).flatten(1))
+
+
+class Block(nn.Module):
+    """A block that ends in a functional ReLU: its own output is the rectified one."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class Blocks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(Block(1, 4), nn.MaxPool2d(2), Block(4, 8), nn.Dropout2d())
+        self.logits = nn.Conv2d(8, 10, 1)  # a 1x1 conv logits head, then global pooling
+        self.gap = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return self.gap(self.logits(self.features(x))).flatten(1)
+
+
+@pytest.mark.parametrize(
+    ("model", "expected", "warns"),
+    [
+        (Reference, "pool2", False),
+        (Functional, "conv2", True),
+        (Blocks, "features.2", False),
+        (
+            lambda: nn.Sequential(
+                nn.Conv2d(1, 4, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(4 * 26 * 26, 10)
+            ),
+            "1",
+            False,
+        ),
+    ],
+)
+def test_attribution_block_output_picks_last_block(model, expected, warns):
+    net = model()
+    layers = named_layers(net)
+    hooks = hook_count(net)
+    calls, shape = trace_calls(net, layers, torch.randn(1, 1, 28, 28))
+    assert hook_count(net) == hooks
+    name, note = block_output(calls, layers, shape[-1])
+    assert name == expected
+    assert (note is not None) == warns
+    if warns:
+        assert "F.relu" in note and "layers" in note
+
+
+def test_attribution_block_output_skips_logits_conv_and_1x1():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Conv2d(4, 10, 1))
+    layers = named_layers(net)
+    calls, _ = trace_calls(net, layers, torch.randn(1, 1, 8, 8))
+    assert block_output(calls, layers, 10) == ("1", None)
+
+
+def test_attribution_grad_cam_shared_module_last_call():
+    relu, pool = nn.ReLU(), nn.MaxPool2d(2)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), relu, pool, nn.Conv2d(2, 3, 3, padding=1),
+                        relu, pool, nn.Flatten(), nn.Linear(3 * 2 * 2, 4))  # fmt: skip
+    layers = named_layers(net)
+    calls, _ = trace_calls(net, layers, torch.randn(1, 1, 8, 8))
+    assert block_output(calls, layers, 4) == ("2", None)
+    x = torch.randn(2, 1, 8, 8)
+    cam, _ = grad_cam(net, pool, x, 1)
+    # by hand on the second call: A = output of net[:6], dy/dA = fc weight of class 1
+    with torch.no_grad():
+        a = net[:6](x)
+    alpha = net[7].weight[1].detach().view(3, 2, 2).mean((1, 2))
+    small = (alpha.view(1, 3, 1, 1) * a).sum(1, keepdim=True).clamp_min(0)
+    up = F.interpolate(small, size=(8, 8), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(cam, up, rtol=1e-5, atol=1e-6)
+
+
+def test_attribution_metrics_by_hand():
+    flat = torch.ones(1, 10, 10)
+    spike = torch.zeros(1, 10, 10)
+    spike[0, 0, :5] = 1.0  # 5 pixels carry all the mass; the top 10 pixels hold all of it
+    zero = torch.zeros(1, 10, 10)
+    cams = torch.cat([flat, spike, zero])
+    conc = concentration(cams)
+    assert conc[:2].tolist() == pytest.approx([0.1, 1.0]) and math.isnan(conc[2])
+    ramp = torch.arange(100.0).view(1, 10, 10)
+    # top 10 pixels: 90..99 sum 945 of 4950
+    assert float(concentration(ramp)) == pytest.approx(945 / 4950)
+
+    image = torch.zeros(3, 1, 10, 10)
+    image[:, 0, :2] = 0.9  # the two top rows are the object
+    mask = foreground(image, 0.2)
+    assert mask.shape == (3, 10, 10) and int(mask[0].sum()) == 20
+    obj = on_object(cams, mask)
+    assert obj[:2].tolist() == pytest.approx([0.2, 1.0]) and math.isnan(obj[2])
+
+    a = torch.tensor([[[1.0, 2.0, 3.0, 4.0]]])
+    assert float(drift(a, a * 2 + 1)) == pytest.approx(0.0, abs=1e-7)
+    assert float(drift(a, -a)) == pytest.approx(2.0)
+    b = torch.tensor([[[1.0, -1.0, -1.0, 1.0]]])  # uncorrelated with a ramp
+    assert float(drift(a, b)) == pytest.approx(1.0)
+    assert math.isnan(float(drift(a, torch.zeros(1, 1, 4))))
+
+    means = means_to_host({"c": conc, "o": obj, "none": torch.tensor([math.nan])})
+    assert means == pytest.approx({"c": 0.55, "o": 0.6})
