@@ -1,0 +1,16 @@
+"""OverfittingMonitor in the safety contract.
+
+It never hooks a layer: it runs the model on its probes (eval mode, no gradients)
+once per validation, after the validation ends. The zoo models log ``train/loss``
+and ``val/loss`` but no accuracy: the monitor says once which keys it misses and
+goes on with what it has.
+"""
+
+from lightning_cnnviz.callbacks.overfitting import OverfittingMonitor
+from tests.contract.registry import MonitorCase
+
+CASES = {
+    "overfitting": MonitorCase(
+        lambda: OverfittingMonitor(every_n_steps=2, num_samples=8), every_n_steps=2, window=0
+    ),
+}
