@@ -46,6 +46,7 @@ __all__ = [
     "SEPARATOR",
     "dilate",
     "feature_grid_shape",
+    "first_linear_after_conv",
     "hf_energy",
     "kernel_grid",
     "kernel_slices",
@@ -287,6 +288,31 @@ def feature_grid_shape(in_features: int, channels: int) -> tuple[int, int] | Non
         return None
     side = math.isqrt(in_features // channels)
     return (side, side) if side * side * channels == in_features else None
+
+
+def first_linear_after_conv(
+    layers: dict[str, torch.nn.Module],
+) -> tuple[str, tuple[int, int, int]] | None:
+    """The first Linear after a Conv2d (in module order) and the ``(C, H, W)`` map it flattens.
+
+    ``None`` when there is no such Linear or its input size is not ``C x H x H``
+    for the last conv's ``C`` output channels.
+
+    Example::
+
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(1568, 10))
+        >>> first_linear_after_conv(dict(net.named_children()))
+        ('3', (32, 7, 7))
+    """
+    channels = None
+    for name, module in layers.items():
+        if isinstance(module, torch.nn.Conv2d):
+            channels = module.out_channels
+        elif isinstance(module, torch.nn.Linear) and channels is not None:
+            shape = feature_grid_shape(module.in_features, channels)
+            return (name, (channels, *shape)) if shape is not None else None
+    return None
 
 
 def linear_unit_slices(

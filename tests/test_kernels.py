@@ -1,10 +1,20 @@
+import io
 import math
 
+import lightning as L
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz import kernels, rendering
+from lightning_cnnviz.callbacks.kernels import KernelMonitor
+from lightning_cnnviz.capture import hook_count
+from tests.tb import events, image_tags
 
 EDGE = torch.tensor([[-1.0, 0.0, 1.0]] * 3)  # vertical edge detector: - left, + right
 
@@ -157,3 +167,151 @@ def test_kernels_linear_views():
     big = kernels.linear_heatmap(torch.randn(128, 1568))
     assert big.shape == (3, 128, 392) and big.dtype == torch.uint8
     assert math.prod(big.shape) < 200_000
+
+
+# ----------------------------------------------------------------------------- KernelMonitor
+
+
+class EdgeNet(L.LightningModule):
+    """conv1 holds the hand-set edge kernel (filter 0) and its negative (filter 1)."""
+
+    def __init__(self, lr: float = 0.0) -> None:
+        super().__init__()
+        self.lr = lr
+        self.conv1 = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(2, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+        self.hooks: list[int] = []
+        with torch.no_grad():
+            self.conv1.weight.copy_(torch.stack([EDGE, -EDGE])[:, None])
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc(x.flatten(1))
+
+    def training_step(self, batch, batch_idx):
+        self.hooks.append(sum(hook_count(self).values()))
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+def loader(n: int = 32) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(n, 1, 16, 16, generator=g), torch.arange(n) % 3)
+    return DataLoader(data, batch_size=4)
+
+
+def run(tmp_path, monitor, model=None, steps=6, ckpt=None):
+    model = model or EdgeNet()
+    trainer = L.Trainer(
+        default_root_dir=tmp_path,
+        max_steps=steps,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[monitor],
+    )
+    trainer.fit(model, loader(), ckpt_path=ckpt)
+    return model, trainer, events(tmp_path)
+
+
+def read_images(acc, tag) -> list[tuple[int, np.ndarray]]:
+    return [
+        (e.step, np.asarray(Image.open(io.BytesIO(e.encoded_image_string)).convert("RGB")))
+        for e in acc.Images(tag)
+    ]
+
+
+def test_kernels_monitor_images_and_scalars_read_back(tmp_path):
+    model, _, acc = run(tmp_path, KernelMonitor(every_n_steps=2))
+    assert sorted(image_tags(acc)) == ["kernels/conv1", "kernels/conv2"]
+    conv1 = read_images(acc, "kernels/conv1")
+    assert [step for step, _ in conv1] == [2, 4, 6]  # one image per tag per log
+    _, img = conv1[0]
+    assert img.shape == (26, 51, 3)  # 2 filters side by side, 24 px each + separators
+    for r in range(3):  # filter 0: - left, + right; filter 1 the opposite
+        y, x0 = centre(0, 0, r, 0)
+        assert img[y, x0].tolist() == [0, 0, 0] and img[y, x0 + 16].tolist() == [255] * 3
+        y, x1 = centre(0, 1, r, 0)
+        assert img[y, x1].tolist() == [255] * 3 and img[y, x1 + 16].tolist() == [0, 0, 0]
+    _, img2 = read_images(acc, "kernels/conv2")[0]
+    assert img2.shape == (4 * 25 + 1, 2 * 25 + 1, 3)  # a row per filter, a slice per input
+    scalars = acc.Tags()["scalars"]
+    for layer in ("conv1", "conv2"):
+        for key in ("mean_abs", "hf_energy", "relative_change"):
+            assert f"kernels/{layer}/{key}" in scalars
+    mean_abs = acc.Scalars("kernels/conv1/mean_abs")
+    assert [e.step for e in mean_abs] == [2, 4, 6]
+    assert mean_abs[0].value == pytest.approx(6 / 9)
+    hf = acc.Scalars("kernels/conv1/hf_energy")[0].value
+    assert hf == pytest.approx(float(kernels.hf_energy(model.conv1.weight)), rel=1e-6)
+    change = acc.Scalars("kernels/conv1/relative_change")
+    assert [e.step for e in change] == [4, 6] and change[0].value == 0.0  # lr = 0
+    assert model.hooks and set(model.hooks) == {0}  # weights only: never a hook
+
+
+def test_kernels_monitor_relative_change_delta_and_symmetric(tmp_path):
+    model = EdgeNet(lr=0.02)
+    before = model.conv2.weight.detach().clone()
+    monitor = KernelMonitor(every_n_steps=3, normalization="layer_symmetric", log_delta=True)
+    _, _, acc = run(tmp_path, monitor, model=model)
+    change = acc.Scalars("kernels/conv2/relative_change")
+    assert [e.step for e in change] == [6] and change[0].value > 0
+    assert "kernels/conv2/delta" in image_tags(acc) and "kernels/conv1/delta" in image_tags(acc)
+    assert [e.step for e in acc.Images("kernels/conv2/delta")] == [6]
+    _, img = read_images(acc, "kernels/conv1")[0]
+    neutral = coolwarm(0.5)
+    for r in range(3):  # the middle column of the edge kernel moved little from 0
+        y, x = centre(0, 0, r, 1)
+        assert np.abs(img[y, x].astype(int) - neutral).max() < 40
+    assert not torch.equal(before, model.conv2.weight)
+
+
+def test_kernels_monitor_linear_option(tmp_path):
+    monitor = KernelMonitor(every_n_steps=3, linear=True, max_filters=2)
+    _, _, acc = run(tmp_path, monitor)
+    assert sorted(image_tags(acc)) == [
+        "kernels/conv1", "kernels/conv2", "kernels/fc", "kernels/fc/units",
+    ]  # fmt: skip
+    _, heat = read_images(acc, "kernels/fc")[0]
+    assert heat.shape == (33, 64, 3)  # 3 units x 64 inputs, rows stretched 11x
+    _, units = read_images(acc, "kernels/fc/units")[0]
+    assert units.shape == (2 * 25 + 1, 4 * 25 + 1, 3)  # 2 units, 4 channels of 4x4 (6x)
+    assert "kernels/fc/mean_abs" in acc.Tags()["scalars"]
+    assert "kernels/fc/hf_energy" not in acc.Tags()["scalars"]
+
+
+def test_kernels_monitor_resume_keeps_previous(tmp_path):
+    monitor = KernelMonitor(every_n_steps=2)
+    model, _, _ = run(tmp_path / "a", monitor, model=EdgeNet(lr=0.1), steps=2)
+    state = monitor.state_dict()
+    assert set(state["extra"]["previous"]) == {"conv1", "conv2"}
+    again = KernelMonitor(every_n_steps=2)
+    again.load_state_dict(state)
+    assert torch.equal(again._previous["conv1"], model.conv1.weight.detach())
+
+
+def test_kernels_monitor_arguments():
+    for kwargs, name, value in [
+        ({"normalization": "minmax"}, "normalization", "minmax"),
+        ({"in_channel_mode": "sum"}, "in_channel_mode", "sum"),
+        ({"max_filters": 0}, "max_filters", 0),
+        ({"max_in_channels": -1}, "max_in_channels", -1),
+        ({"cmap": "jet"}, "cmap", "jet"),
+        ({"log_delta": "yes"}, "log_delta", "yes"),
+        ({"every_n_steps": 0}, "every_n_steps", 0),
+    ]:
+        with pytest.raises(ValueError, match=f"`{name}`.*{value!r}"):
+            KernelMonitor(**kwargs)
+
+
+def test_kernels_monitor_rejects_non_weight_layers(tmp_path):
+    model = EdgeNet()
+    model.act = nn.ReLU()
+    with pytest.raises(ValueError, match=r"Conv1d/2d/3d or Linear modules, got \['act'\]"):
+        run(tmp_path, KernelMonitor(layers=["conv1", "act"], every_n_steps=2), model=model)
