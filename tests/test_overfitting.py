@@ -1,0 +1,305 @@
+import logging
+import math
+import warnings
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.plugins.custom_scalar import layout_pb2
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz.callbacks.overfitting import OverfittingMonitor
+from lightning_cnnviz.findings import Finding, findings_of, report
+from tests.tb import events, image_tags, texts
+
+# Scripted per-epoch metrics: best val loss at epoch 2 (0.8), more than 10% above it
+# (> 0.88) from epoch 4 on while train loss keeps falling -> onset epoch 4, detected at 5.
+TRAIN = [2.0, 1.0, 0.6, 0.4, 0.3, 0.2, 0.1]
+VAL = [2.0, 1.1, 0.8, 0.85, 0.9, 0.95, 1.0]
+HEALTHY = [2.0, 1.0, 0.7, 0.6, 0.55, 0.52, 0.5]
+STEPS_PER_EPOCH = 2
+
+
+def two_class(confidences, predicted, labels):
+    """Inputs that an identity linear layer turns into logits with these softmax confidences."""
+    x = torch.tensor(
+        [
+            [math.log(c), math.log(1 - c)][:: 1 if p == 0 else -1]
+            for c, p in zip(confidences, predicted, strict=True)
+        ]
+    )
+    return TensorDataset(x.view(-1, 1, 1, 2), torch.tensor(labels))
+
+
+# Val probe: conf 0.9 right + 0.9 wrong (one bin), 0.65 right, 0.7 right -> ECE 0.3625;
+# per class: class 0 1/1, class 1 2/3. Train probe: all right at 0.8 -> ECE 0.2.
+VAL_SET = two_class([0.9, 0.9, 0.65, 0.7], [0, 0, 1, 1], [0, 1, 1, 1])
+TRAIN_SET = two_class([0.8, 0.8, 0.8, 0.8], [0, 1, 0, 1], [0, 1, 0, 1])
+
+
+class Scripted(L.LightningModule):
+    """Fixed identity weights (lr 0); logs the scripted train/val metrics of each epoch."""
+
+    def __init__(self, train=TRAIN, val=VAL, acc=True, step_and_epoch=True) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.eye(2))
+            self.fc.bias.zero_()
+        self.train_series, self.val_series, self.acc = train, val, acc
+        self.step_and_epoch = step_and_epoch
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        e = self.current_epoch
+        kw = {"on_step": True, "on_epoch": True} if self.step_and_epoch else {}
+        self.log("train/loss", self.train_series[e], **kw)
+        if self.acc:
+            self.log("train/acc", 0.8 + 0.03 * e, **kw)
+        return F.cross_entropy(self(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.val_series[self.current_epoch])
+        if self.acc:
+            self.log("val/acc", 0.75)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def fit(tmp_path, monitor, model=None, epochs=7, callbacks=(), ckpt_path=None, **kw):
+    trainer = L.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=epochs,
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0),
+        callbacks=[monitor, *callbacks],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        log_every_n_steps=1,
+        **kw,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(
+            model or Scripted(),
+            DataLoader(TRAIN_SET, batch_size=2),
+            DataLoader(VAL_SET, batch_size=2),
+            ckpt_path=ckpt_path,
+        )
+    return trainer, [str(w.message) for w in caught]
+
+
+def scalars(acc, tag):
+    return {e.step: e.value for e in acc.Scalars(tag)}
+
+
+def test_overfitting_detects_onset_at_exact_epoch(tmp_path, caplog):
+    monitor = OverfittingMonitor(num_samples=4)
+    with caplog.at_level(logging.INFO):
+        trainer, said = fit(tmp_path, monitor)
+    acc = events(tmp_path / "tb")
+    steps = [STEPS_PER_EPOCH * (e + 1) for e in range(len(TRAIN))]
+    gap_loss = scalars(acc, "overfitting/gap_loss")
+    assert list(gap_loss) == steps  # once per validation, none at the sanity check (step 0)
+    assert [round(v, 5) for v in gap_loss.values()] == [
+        round(v - t, 5) for t, v in zip(TRAIN, VAL, strict=True)
+    ]
+    gap_acc = scalars(acc, "overfitting/gap_acc")
+    assert [round(v, 5) for v in gap_acc.values()] == [round(0.05 + 0.03 * e, 5) for e in range(7)]
+    assert all(
+        v == pytest.approx(0.3625, abs=1e-5) for v in scalars(acc, "overfitting/ece_val").values()
+    )
+    assert all(
+        v == pytest.approx(0.2, abs=1e-5) for v in scalars(acc, "overfitting/ece_train").values()
+    )
+    assert "overfitting/per_class" in image_tags(acc)
+    assert [e.step for e in acc.Images("overfitting/per_class")] == steps
+    (text,) = texts(acc, "overfitting/diagnosis")
+    assert acc.Tensors("overfitting/diagnosis/text_summary")[0].step == 12
+    assert text.startswith(
+        "**Overfitting since epoch 4 (step 10)** (detected at epoch 5 (step 12))"
+    )
+    assert "Best epoch so far: **epoch 2 (step 6)**: val loss 0.8, val acc 75.0%" in text
+    assert "train loss 0.2, val loss 0.95 (gap 0.75)" in text
+    assert "val 0.3625, train 0.2" in text and "weight decay" in text
+    warned = [m for m in said if "Overfitting since" in m]
+    assert len(warned) == 1 and "overfitting/diagnosis" in warned[0]
+    assert not [m for m in said if "cannot find" in m]
+    (finding,) = findings_of(trainer)
+    assert (finding.source, finding.kind, finding.step, finding.epoch) == (
+        "overfitting",
+        "overfitting",
+        12,
+        5,
+    )
+    assert finding.figures["val_loss"] == pytest.approx(0.95)
+    assert "lightning-cnnviz: 1 finding(s) in this run:" in caplog.text
+    assert "[overfitting/overfitting] epoch 5, step 12: Overfitting since epoch 4" in caplog.text
+
+
+def test_overfitting_writes_custom_scalars_layout(tmp_path):
+    fit(tmp_path, OverfittingMonitor(num_samples=4, tag_prefix="run1/"), epochs=2)
+    acc = events(tmp_path / "tb")
+    (config,) = acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(config.tensor_proto.string_val[0])
+    (category,) = layout.category
+    assert category.title == "run1/overfitting/train vs val"
+    charts = {c.title: list(c.multiline.tag) for c in category.chart}
+    assert charts["loss"] == [r"^train/loss(_epoch)?$", r"^val/loss(_epoch)?$"]
+    assert charts["accuracy"] == [r"^train/acc(_epoch)?$", r"^val/acc(_epoch)?$"]
+    assert charts["calibration error (ECE)"][1] == r"^run1/overfitting/ece_val(_epoch)?$"
+    assert "run1/overfitting/gap_loss" in acc.Tags()["scalars"]
+
+
+def test_overfitting_healthy_run_has_no_finding(tmp_path, caplog):
+    monitor = OverfittingMonitor(num_samples=4)
+    with caplog.at_level(logging.INFO):
+        trainer, said = fit(tmp_path, monitor, Scripted(val=HEALTHY))
+    acc = events(tmp_path / "tb")
+    assert findings_of(trainer) == [] and monitor.detector.onset is None
+    assert "overfitting/diagnosis/text_summary" not in acc.Tags()["tensors"]
+    assert not [m for m in said if "Overfitting" in m]
+    assert "lightning-cnnviz: no problems found in this run." in caplog.text
+    assert len(monitor.detector.history) == 7
+
+
+def test_overfitting_reads_epoch_level_train_values(tmp_path):
+    # Per-step values that differ from the epoch mean: the epoch mean must be used.
+    class Steps(Scripted):
+        def training_step(self, batch, batch_idx):
+            self.log("train/loss", 1.0 + batch_idx, on_step=True, on_epoch=True)  # mean 1.5
+            return F.cross_entropy(self(batch[0]), batch[1])
+
+    fit(tmp_path, OverfittingMonitor(num_samples=4), Steps(), epochs=2)
+    gap = scalars(events(tmp_path / "tb"), "overfitting/gap_loss")
+    assert gap == {2: pytest.approx(2.0 - 1.5), 4: pytest.approx(1.1 - 1.5)}
+
+
+def test_overfitting_mid_epoch_validation_uses_latest_values(tmp_path):
+    monitor = OverfittingMonitor(num_samples=4)
+    fit(tmp_path, monitor, Scripted(step_and_epoch=False), epochs=2, val_check_interval=1)
+    gap = scalars(events(tmp_path / "tb"), "overfitting/gap_loss")
+    assert list(gap) == [1, 2, 3, 4]  # every validation, at its own step
+    assert gap[1] == pytest.approx(0.0) and gap[3] == pytest.approx(0.1)
+
+
+def test_overfitting_every_n_epochs(tmp_path):
+    fit(tmp_path, OverfittingMonitor(num_samples=4, every_n_epochs=2), epochs=5)
+    assert list(scalars(events(tmp_path / "tb"), "overfitting/ece_val")) == [4, 8]
+
+
+def test_overfitting_every_n_steps(tmp_path):
+    fit(tmp_path, OverfittingMonitor(num_samples=4, every_n_steps=3), epochs=5)
+    assert list(scalars(events(tmp_path / "tb"), "overfitting/ece_val")) == [2, 6, 10]
+
+
+def test_overfitting_missing_keys_said_once(tmp_path):
+    monitor = OverfittingMonitor(num_samples=4)
+    trainer, said = fit(tmp_path, monitor, Scripted(acc=False))
+    missing = [m for m in said if "cannot find" in m]
+    assert len(missing) == 1
+    assert (
+        "`train/acc`" in missing[0] and "`val/acc`" in missing[0] and "`val/loss`" not in missing[0]
+    )
+    acc = events(tmp_path / "tb")
+    assert "overfitting/gap_loss" in acc.Tags()["scalars"]
+    assert "overfitting/gap_acc" not in acc.Tags()["scalars"]
+    assert [f.kind for f in findings_of(trainer)] == ["overfitting"]  # loss rule still works
+    (text,) = texts(acc, "overfitting/diagnosis")
+    assert "train acc n/a" in text
+
+
+def test_overfitting_custom_keys(tmp_path):
+    class Renamed(Scripted):
+        def validation_step(self, batch, batch_idx):
+            self.log("loss_val", self.val_series[self.current_epoch])
+
+    monitor = OverfittingMonitor(num_samples=4, val_loss_key="loss_val", val_acc_key="acc_val")
+    trainer, said = fit(tmp_path, monitor, Renamed())
+    assert [f.epoch for f in findings_of(trainer)] == [5]
+    assert "`acc_val`" in next(m for m in said if "cannot find" in m)
+    assert (
+        'EarlyStopping(monitor="loss_val"'
+        in texts(events(tmp_path / "tb"), "overfitting/diagnosis")[0]
+    )
+
+
+def test_overfitting_gathers_other_findings(tmp_path):
+    class Reporter(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            e = trainer.current_epoch
+            if e == 3:
+                report(trainer, Finding("activations", "dead_units", 6, 3, "relu1: 40% dead", {}))
+            if e == 6:
+                report(trainer, Finding("kernels", "hf_energy", 12, 6, "conv1 hf_energy up", {}))
+
+    trainer, _ = fit(tmp_path, OverfittingMonitor(num_samples=4), callbacks=[Reporter()])
+    acc = events(tmp_path / "tb")
+    first, updated = texts(acc, "overfitting/diagnosis")
+    assert [e.step for e in acc.Tensors("overfitting/diagnosis/text_summary")] == [12, 14]
+    assert "- **activations** (dead_units, epoch 3, step 6): relu1: 40% dead" in first
+    assert "kernels" not in first
+    assert "relu1: 40% dead" in updated and "conv1 hf_energy up" in updated
+    assert updated.startswith("**Overfitting since epoch 4 (step 10)**")
+    assert [f.kind for f in findings_of(trainer)] == ["dead_units", "overfitting", "hf_energy"]
+
+
+def test_overfitting_resume_continues_the_series(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    first = OverfittingMonitor(num_samples=4)
+    fit(tmp_path / "a", first, epochs=5, callbacks=[ckpt])  # the streak started at epoch 4
+    assert first.detector.onset is None and len(first.detector.streak) == 1
+    resumed = OverfittingMonitor(num_samples=4)
+    trainer, _ = fit(tmp_path / "b", resumed, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    assert resumed._probe_indices == first._probe_indices
+    assert [(f.epoch, f.step) for f in findings_of(trainer)] == [(5, 12)]
+    assert len(resumed.detector.history) == 7
+    assert texts(events(tmp_path / "b" / "tb"), "overfitting/diagnosis")[0].startswith(
+        "**Overfitting since epoch 4 (step 10)**"
+    )
+
+
+def test_overfitting_probe_is_capped_at_dataset_size(tmp_path):
+    monitor = OverfittingMonitor()  # 256 requested, 4 available per split
+    fit(tmp_path, monitor, epochs=1)
+    assert sorted(monitor._probe_indices["val"]) == [0, 1, 2, 3]
+    assert sorted(monitor._probe_indices["train"]) == [0, 1, 2, 3]
+    assert monitor.events == 1 and not monitor.disabled
+
+
+def test_overfitting_steps_aside_under_fast_dev_run(tmp_path):
+    monitor = OverfittingMonitor(num_samples=4)
+    L.Trainer(default_root_dir=tmp_path, fast_dev_run=2, callbacks=[monitor]).fit(
+        Scripted(), DataLoader(TRAIN_SET, batch_size=2), DataLoader(VAL_SET, batch_size=2)
+    )
+    assert monitor.events == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tolerance": -0.1}, "`tolerance` must be a number in [0.0, inf], got -0.1"),
+        ({"tolerance": "10%"}, "`tolerance` must be a number"),
+        ({"patience": 0}, "`patience` must be a positive integer, got 0"),
+        ({"patience": 1.5}, "`patience` must be a positive integer, got 1.5"),
+        ({"ece_margin": 2.0}, "`ece_margin` must be a number in [0.0, 1.0], got 2.0"),
+        ({"val_loss_key": ""}, "`val_loss_key` must be a non-empty string, got ''"),
+        ({"train_acc_key": None}, "`train_acc_key` must be a non-empty string, got None"),
+        ({"num_samples": 0}, "`num_samples` must be a positive integer, got 0"),
+        ({"every_n_steps": 1, "every_n_epochs": 1}, "Set only one of"),
+    ],
+)
+def test_overfitting_argument_validation(tmp_path, kwargs, message):
+    with pytest.raises(
+        ValueError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")
+    ):
+        OverfittingMonitor(**kwargs)
