@@ -1,0 +1,173 @@
+"""``EmbeddingMonitor``: penultimate features of validation samples in TensorBoard's projector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lightning_cnnviz import embedding
+from lightning_cnnviz.callbacks._data import norm_stats, to_image01
+from lightning_cnnviz.callbacks.base import Monitor, check_positive, find_dataset, with_probe
+from lightning_cnnviz.capture import LayerCapture, first_tensor, model_device
+from lightning_cnnviz.probe import probe_from_indices
+from lightning_cnnviz.selection import CONV_TYPES, unwrap_model
+
+_POINTS_SEED_OFFSET = 104729
+
+
+class EmbeddingMonitor(Monitor):
+    """Features of the probe and up to ``max_points`` validation samples, for the projector.
+
+    Every event writes one embedding per selected layer (``embeddings/{layer}``)
+    with label and prediction metadata and a sprite of the de-normalised input
+    images, so that PCA / t-SNE / UMAP in TensorBoard's *Projector* tab show the
+    classes pull apart as training goes on; and one scalar per layer,
+    ``embeddings/{layer}/class_separation`` (mean distance between class
+    centroids / mean distance of a point to its own class centroid). The points
+    are drawn once by index with the monitor's own generator (kept in the
+    checkpoint) and forwarded in probe mode, ``batch_size`` at a time.
+
+    Args:
+        layers: ``"auto"`` = the *input* of the last ``Linear`` (or of the last
+            conv, for a convolutional logits head), tagged with that layer's name;
+            else the output of the named layers, averaged over space if 4-D.
+        max_points: points per embedding (the probe first, then other validation samples).
+        batch_size: samples per probe forward pass.
+        every_n_epochs: default 1; the other arguments are the shared ``Monitor`` ones.
+
+    Example::
+
+        >>> from lightning_cnnviz import EmbeddingMonitor
+        >>> monitor = EmbeddingMonitor(max_points=500)
+        >>> monitor.tag("fc2", "class_separation")
+        'embeddings/fc2/class_separation'
+    """
+
+    section = "embeddings"
+    default_every_n_steps = None
+    default_every_n_epochs = 1
+
+    def __init__(
+        self,
+        layers: str | list[str] = "auto",
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        num_samples: int = 16,
+        max_points: int = 1000,
+        batch_size: int = 256,
+        tag_prefix: str = "",
+        strict: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
+        )
+        check_positive("max_points", max_points)
+        check_positive("batch_size", batch_size)
+        self.max_points, self.batch_size = max_points, batch_size
+        self.point_indices: list[int] = []
+        self._points: tuple[Tensor, Tensor | None] | None = None
+
+    @override
+    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+        heads = [n for n, m in available.items() if isinstance(m, (nn.Linear, *CONV_TYPES))]
+        return heads[-1:]
+
+    @property
+    def reads_input(self) -> bool:
+        """``layers="auto"``: the features are the selected layer's input."""
+        return self.layers == "auto"
+
+    @override
+    def describe_layers(self) -> str:
+        note = " (the input of each: the penultimate features)" if self.reads_input else ""
+        return super().describe_layers() + note
+
+    def points(self, trainer: Trainer) -> tuple[Tensor, Tensor | None]:
+        """Images and labels of the embedded samples, drawn once by index and kept on the CPU."""
+        if self._points is None:
+            dataset = find_dataset(trainer, "val")
+            if not self.point_indices:
+                generator = torch.Generator().manual_seed(self.seed + _POINTS_SEED_OFFSET)
+                keep = self.probe(trainer, "val").indices
+                self.point_indices = embedding.draw_indices(
+                    len(dataset), self.max_points, keep, generator
+                )
+            loaded = probe_from_indices(dataset, self.point_indices)
+            self._points = (loaded.images, loaded.labels)
+        return self._points
+
+    def features(self, pl_module: LightningModule, images: Tensor) -> tuple[dict, Tensor | None]:
+        """Pooled features per call site ``(N, D)`` and predictions ``(N,)`` (if 2-D logits)."""
+        model = unwrap_model(pl_module)
+        device, param = model_device(model), next(model.parameters(), None)
+        dtype = param.dtype if param is not None and param.is_floating_point() else None
+        parts: dict[str, list[Tensor]] = {}
+        predictions: list[Tensor] = []
+        with with_probe(model):
+            for start in range(0, images.shape[0], self.batch_size):
+                x = images[start : start + self.batch_size].to(device, dtype)
+                with LayerCapture(self.selected, shared=self.shared, inputs=self.reads_input) as c:
+                    logits = first_tensor(model(x))
+                kept = c.inputs if self.reads_input else c.outputs
+                for site, value in kept.items():
+                    parts.setdefault(site, []).append(embedding.pool_features(value))
+                if logits.dim() == 2:
+                    predictions.append(logits.argmax(1))
+        feats = {site: torch.cat(chunks) for site, chunks in parts.items()}
+        return feats, torch.cat(predictions) if predictions else None
+
+    @override
+    def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        step = trainer.global_step
+        with self.phase("capture"):
+            images, labels = self.points(trainer)
+            feats, predictions = self.features(pl_module, images)
+        with self.phase("compute"):
+            separation = {}
+            if labels is not None:
+                for site, value in feats.items():
+                    separation[self.tag(site, "class_separation")] = embedding.class_separation(
+                        value, labels
+                    )
+            host = torch.stack(list(separation.values())).tolist() if separation else []
+            feats = {site: value.cpu() for site, value in feats.items()}
+            predictions = predictions.cpu() if predictions is not None else None
+        with self.phase("render"):
+            sprite = embedding.thumbnails(to_image01(images, norm_stats(trainer)))
+            if sprite.shape[1] not in (1, 3):
+                sprite = sprite.mean(1, keepdim=True)
+            header, metadata = _metadata(labels, predictions, len(images))
+        with self.phase("write"):
+            scalars = {k: v for k, v in zip(separation, host, strict=True) if v == v}
+            self.sink.scalars(scalars, step)
+            for site, value in feats.items():
+                self.sink.embedding(
+                    self.tag(site), value, step,
+                    metadata=metadata, metadata_header=header, label_img=sprite,
+                )  # fmt: skip
+
+    @override
+    def extra_state(self) -> dict[str, Any]:
+        return {"point_indices": list(self.point_indices)}
+
+    @override
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.point_indices = list(state.get("point_indices", []))
+        self._points = None
+
+
+def _metadata(
+    labels: Tensor | None, predictions: Tensor | None, n: int
+) -> tuple[list[str] | None, list[Any] | None]:
+    columns = {"label": labels, "predicted": predictions}
+    columns = {k: v.tolist() for k, v in columns.items() if v is not None and len(v) == n}
+    if not columns:
+        return None, None
+    if len(columns) == 1:
+        return None, [str(v) for v in next(iter(columns.values()))]
+    return list(columns), [list(map(str, row)) for row in zip(*columns.values(), strict=True)]
