@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,7 +44,9 @@ __all__ = [
     "custom_scalars_layout",
     "diagnosis_text",
     "expected_calibration_error",
+    "figures",
     "headline",
+    "missing_text",
     "per_class_accuracy",
     "per_class_image",
     "pick_metric",
@@ -83,6 +85,38 @@ def per_class_accuracy(logits: Tensor, labels: Tensor, num_classes: int | None =
     )
     hits = torch.zeros_like(total).index_add_(0, labels, correct)
     return torch.where(total > 0, hits / total.clamp_min(1), torch.full_like(total, math.nan))
+
+
+def figures(
+    logged: Mapping[str, Tensor | None],
+    logits: Mapping[str, Tensor | None],
+    labels: Mapping[str, Tensor | None],
+) -> tuple[dict[str, float], list[float]]:
+    """Logged values plus ``ece_{split}`` per probe, and per-class val accuracy, on the host.
+
+    Everything is reduced where the logits live and moved to the host in one transfer.
+    A ``None`` entry (not logged, no usable logits) is left out.
+
+    Example::
+
+        >>> logits = {"val": torch.tensor([[2.0, 0.0], [0.0, 1.0]]), "train": None}
+        >>> host, per_class = figures({"val_loss": torch.tensor(0.5)}, logits,
+        ...                           {"val": torch.tensor([0, 0]), "train": None})
+        >>> sorted(host), per_class
+        (['ece_val', 'val_loss'], [0.5, nan])
+    """
+    values = {name: value for name, value in logged.items() if value is not None}
+    for split, out in logits.items():
+        if out is not None and labels[split] is not None:
+            values[f"ece_{split}"] = expected_calibration_error(out, labels[split])
+    device = next((v.device for v in values.values()), torch.device("cpu"))
+    parts = [
+        torch.stack([*(v.to(device) for v in values.values()), torch.zeros((), device=device)])
+    ]
+    if logits.get("val") is not None and labels.get("val") is not None:
+        parts.append(per_class_accuracy(logits["val"], labels["val"]).to(device))
+    flat = torch.cat(parts).tolist()
+    return dict(zip(values, flat, strict=False)), flat[len(values) + 1 :]
 
 
 @dataclass(frozen=True)
@@ -401,3 +435,15 @@ def per_class_image(per_class: Tensor, epoch: int, max_bars: int = 40) -> Tensor
     chart = rendering.bar_chart(per_class[order], [str(int(k)) for k in order])
     title = f"val accuracy per class (%), epoch {epoch}"
     return rendering.upscale(rendering.caption(chart, title), 2)
+
+
+def missing_text(missing: Sequence[str], probes: bool, logged: Iterable[str]) -> str:
+    """The one message saying which metrics (or probe labels) the monitor cannot find."""
+    parts = [f"`{key}`" for key in missing]
+    if not probes:
+        parts.append("class labels or (N, classes) logits on the probes (ECE, per_class)")
+    return (
+        f"OverfittingMonitor cannot find {', '.join(parts)} (logged: {sorted(logged)}); "
+        "what needs them is skipped. Log them with `self.log(...)` or pass their names "
+        "(`train_loss_key=`, `val_loss_key=`, `train_acc_key=`, `val_acc_key=`)."
+    )

@@ -106,17 +106,15 @@ class OverfittingMonitor(Monitor):
     @override
     def probe(self, trainer: Trainer, split: str = "val") -> Probe:
         if split not in self._probes and not self._probe_indices.get(split):
-            dataset = find_dataset(trainer, split)  # a small train set: use all of it
-            generator = torch.Generator().manual_seed(self.seed + (split == "train") * 7919)
-            self._probes[split] = draw_probe(
-                dataset, min(self.num_samples, len(dataset)), generator
-            )
+            data = find_dataset(trainer, split)  # a small train set: use all of it
+            gen = torch.Generator().manual_seed(self.seed + (split == "train") * 7919)
+            self._probes[split] = draw_probe(data, min(self.num_samples, len(data)), gen)
             self._probe_indices[split] = self._probes[split].indices
         return super().probe(trainer, split)
 
     # ------------------------------------------------ schedule: validation ends only
     @override
-    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:  # never on train steps
         pass
 
     @override
@@ -165,20 +163,14 @@ class OverfittingMonitor(Monitor):
             for n, k in self.keys.items()
         }
         logits = {s: self._logits(trainer, pl_module, s) for s in ("val", "train")}
-        self._say_missing(trainer, found, logits)
+        missing = [self.keys[n] for n, v in found.items() if v is None]
+        probes = logits["val"] is not None and logits["train"] is not None
+        if (missing or not probes) and not self._said_missing:  # said once
+            self._said_missing = True
+            rank_zero_warn(dx.missing_text(missing, probes, trainer.callback_metrics))
+        labels = {s: self.probe(trainer, s).labels for s in logits}
         with self.phase("compute"):
-            values = {n: v for n, v in found.items() if v is not None}
-            for split, out in logits.items():
-                if out is not None:
-                    labels = self.probe(trainer, split).labels.to(out.device)
-                    values[f"ece_{split}"] = dx.expected_calibration_error(out, labels)
-            if (out := logits["val"]) is not None:
-                per_class = dx.per_class_accuracy(out, self.probe(trainer, "val").labels)
-                values.update({f"class{k}": v for k, v in enumerate(per_class)})
-            device = next((v.device for v in values.values()), "cpu")
-            flat = torch.stack([v.to(device) for v in values.values()]).tolist() if values else []
-        host = dict(zip(values, flat, strict=True))
-        per_class = [host.pop(f"class{k}") for k in range(sum(n[:5] == "class" for n in host))]
+            host, per_class = dx.figures(found, logits, labels)  # one transfer to the host
         return dx.Evaluation(trainer.global_step, trainer.current_epoch, **host), per_class
 
     @override
@@ -205,18 +197,6 @@ class OverfittingMonitor(Monitor):
             )
             self.sink.text(self.tag("diagnosis"), text, step)
 
-    def _say_missing(self, trainer: Trainer, found: dict, logits: dict) -> None:  # once
-        missing = [f"`{self.keys[n]}`" for n, v in found.items() if v is None]
-        if logits["val"] is None or logits["train"] is None:
-            missing.append("class labels / (N, classes) logits on the probes (ECE, per_class)")
-        if missing and not self._said_missing:
-            self._said_missing = True
-            rank_zero_warn(
-                f"OverfittingMonitor cannot find {', '.join(missing)} (logged: "
-                f"{sorted(trainer.callback_metrics)}); what needs them is skipped. Log them "
-                "with `self.log(...)` or pass the names as `train_loss_key=` etc."
-            )
-
     def _write_layout(self) -> None:
         if not self._layout and self.sink.writer is not None:
             self._layout = True
@@ -230,7 +210,3 @@ class OverfittingMonitor(Monitor):
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.detector.load_state_dict(state)
-
-
-def _minus(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
