@@ -36,11 +36,11 @@ MARKER_SIZE = 3
 def marker_position(label: int) -> tuple[int, int]:
     """Top-left (row, column) of the shortcut marker for ``label``.
 
-    Labels 0-4 sit along the top border (row 1), 5-9 along the bottom border
-    (row 24), at columns 2, 7, 12, 17, 22: where MNIST-style digits (fitted
-    into the central 20x20) have no ink.
+    Labels 0-4 sit along the left border (column 0), 5-9 along the right border
+    (column 25), at rows 2, 7, 12, 17, 22: where MNIST-style digits (fitted into
+    the central 20x20) have almost never any ink.
     """
-    return (1 if label < 5 else 24), 2 + 5 * (label % 5)
+    return 2 + 5 * (label % 5), (0 if label < 5 else 28 - MARKER_SIZE)
 
 
 def add_shortcut_marker(images: Tensor, labels: Tensor, value: float = 1.0) -> Tensor:
@@ -49,7 +49,7 @@ def add_shortcut_marker(images: Tensor, labels: Tensor, value: float = 1.0) -> T
     Example::
 
         >>> x = add_shortcut_marker(torch.zeros(2, 1, 28, 28), torch.tensor([0, 7]))
-        >>> x[0, 0, 1:4, 2:5].min().item(), x[1, 0, 24:27, 12:15].min().item(), x.sum().item()
+        >>> x[0, 0, 2:5, 0:3].min().item(), x[1, 0, 12:15, 25:28].min().item(), x.sum().item()
         (1.0, 1.0, 18.0)
     """
     out = images.clone()

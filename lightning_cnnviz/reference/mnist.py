@@ -70,7 +70,7 @@ class MNISTDataModule(DigitsDataModule):
         seed: Seeds the split, the subset and the training shuffle.
         download: Download missing files in ``prepare_data`` (needs internet access).
         shortcut_marker: Training images carry a small bright square whose position
-            encodes the label (top border for 0-4, bottom border for 5-9);
+            encodes the label (left border for 0-4, right border for 5-9);
             validation and test images do not. A planted shortcut for the Grad-CAM and
             overfitting scenarios.
 

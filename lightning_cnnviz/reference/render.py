@@ -152,7 +152,8 @@ def _render_batch(labels: Tensor, generator: torch.Generator) -> Tensor:
     extent = (pts.amax(1) - pts.amin(1)).amax(1).clamp_min(1.0)
     scale = _BOX / extent  # output pixels per template pixel
     centre = (t_com[idx].unsqueeze(1) @ warp.transpose(1, 2)).squeeze(1)  # (n, 2)
-    shift = _uniform(2 * n, -0.5, 0.5, generator).view(n, 2)
+    # Like MNIST, the centre of mass lands in pixel (14, 14), anywhere inside it.
+    shift = _uniform(2 * n, 0.0, 1.0, generator).view(n, 2)
 
     # Output -> template map, as affine_grid's theta (normalised coordinates, both sides):
     # output pixels o (around the centre), v = (o - shift) / s + c, u = M^-1 v.
@@ -163,6 +164,7 @@ def _render_batch(labels: Tensor, generator: torch.Generator) -> Tensor:
     grid = F.affine_grid(torch.cat([lin, off], 2), [n, 1, hi, hi], align_corners=False)
     # A smooth elastic displacement of up to about a pixel (given in output pixels).
     field = torch.randn(n, 2, 4, 4, generator=generator)
+    field = field - field.mean(dim=(2, 3), keepdim=True)  # no net shift: keeps the centring
     field = field * _uniform(n, 0.0, 1.2, generator).view(n, 1, 1, 1)
     field = F.interpolate(field, size=(hi, hi), mode="bilinear", align_corners=True)
     a = (inv / scale.view(n, 1, 1)).view(n, 2, 2, 1, 1)

@@ -37,7 +37,7 @@ class SyntheticDigitsDataModule(DigitsDataModule):
         num_workers: DataLoader worker processes (the data is in memory: 0 is fine).
         seed: Seeds the rendering of every split and the training shuffle.
         shortcut_marker: Training images carry a small bright square whose position
-            encodes the label (top border for 0-4, bottom border for 5-9);
+            encodes the label (left border for 0-4, right border for 5-9);
             validation and test images do not.
 
     Example::
