@@ -46,9 +46,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_cnnviz.capture import LayerCapture, first_tensor, probe_mode
+from lightning_cnnviz.capture import LayerCapture, first_tensor, model_device, probe_mode
 
 __all__ = [
     "RAW_TYPES",
@@ -56,8 +57,12 @@ __all__ = [
     "TOP_SHARE",
     "Call",
     "block_output",
+    "cam_grid",
+    "cam_metrics",
     "concentration",
     "drift",
+    "fell_off",
+    "find_misclassified",
     "foreground",
     "grad_cam",
     "means_to_host",
@@ -186,7 +191,10 @@ class Call:
 
 
 def trace_calls(
-    model: nn.Module, layers: Mapping[str, nn.Module], x: Tensor
+    model: nn.Module,
+    layers: Mapping[str, nn.Module],
+    x: Tensor,
+    output_key: str | int | None = None,
 ) -> tuple[list[Call], tuple[int, ...]]:
     """One probe pass (use one sample): every call of ``layers`` in the order it finished.
 
@@ -212,8 +220,8 @@ def trace_calls(
         first_k = first.setdefault(id(out), k)
         calls.append(Call(name, index, tuple(out.shape), first_k, feeds))
     try:
-        shape = tuple(first_tensor(output).shape)
-    except TypeError:
+        shape = tuple(first_tensor(output, output_key).shape)
+    except (TypeError, KeyError, IndexError):
         shape = ()
     return calls, shape
 
@@ -266,6 +274,33 @@ def block_output(
     return pick.name, None
 
 
+def find_misclassified(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    output_key: str | int | None = None,
+    batch_size: int = 128,
+) -> Tensor:
+    """Positions (CPU, ascending) of the ``images`` that ``model`` gets wrong.
+
+    Runs in probe mode (eval, no autograd) in batches on the model's device,
+    in its parameter dtype; one host transfer at the end.
+    """
+    device = model_device(model)
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else images.dtype
+    wrong = []
+    with probe_mode(model):
+        for start in range(0, len(images), batch_size):
+            xb = images[start : start + batch_size].to(device, dtype)
+            pred = first_tensor(model(xb), output_key).argmax(1)
+            wrong.append(pred != labels[start : start + batch_size].to(device))
+    if not wrong:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.cat(wrong).nonzero()[:, 0].cpu()
+
+
 def concentration(cam: Tensor, top: float = TOP_SHARE) -> Tensor:
     """Per image: share of the CAM's mass in its top ``top`` share of pixels (N,)."""
     flat = cam.flatten(1).clamp_min(0)
@@ -300,6 +335,82 @@ def drift(cam: Tensor, previous: Tensor) -> Tensor:
     corr = (a * b).sum(1) / norm
     out = torch.where(norm > 0, 1.0 - corr, torch.full_like(corr, math.nan))
     return out.float()
+
+
+def cam_metrics(
+    cam: Tensor, image01: Tensor, previous: Tensor | None, threshold: float | None
+) -> dict[str, Tensor]:
+    """Per-image CAM metrics (N,) by name.
+
+    ``concentration``; ``on_object`` unless ``threshold`` is ``None``; ``drift``
+    when a ``previous`` CAM of the same shape is given.
+    """
+    out = {"concentration": concentration(cam)}
+    if threshold is not None:
+        out["on_object"] = on_object(cam, foreground(image01, threshold))
+    if previous is not None and previous.shape == cam.shape:
+        out["drift"] = drift(cam, previous.float())
+    return out
+
+
+def fell_off(state: dict[str, Any], value: float, ratio: float = 0.5, margin: float = 0.2) -> bool:
+    """Track ``on_object`` over time; ``True`` when it has just fallen markedly.
+
+    Markedly: below ``ratio`` x its first value, or more than ``margin`` below its
+    running maximum. ``state`` (``first``, ``max``, ``low``) is updated in place;
+    after a fall it reports again only once the value has recovered.
+
+    Example::
+
+        >>> state = {}
+        >>> [fell_off(state, v) for v in (0.3, 0.5, 0.28, 0.25, 0.4, 0.1)]
+        [False, False, True, False, False, True]
+    """
+    state["first"] = value if state.get("first") is None else state["first"]
+    state["max"] = max(value, state.get("max") or value)
+    low = value < ratio * state["first"] or value < state["max"] - margin
+    fell, state["low"] = low and not state.get("low", False), low
+    return fell
+
+
+def cam_grid(
+    image01: Tensor,
+    cam: Tensor,
+    logits: Tensor,
+    labels: Tensor | None,
+    *,
+    cmap: str = "inferno",
+    alpha: float = 0.5,
+    shared_scale: bool = False,
+    min_size: int = 84,
+    max_size: int = 160,
+) -> tuple[Tensor, int]:
+    """Heatmaps over the images, each tile labelled ``true 7 / pred 1 0.83``, in a grid.
+
+    Labels are green where the prediction is right, red where it is wrong. Tiles
+    are upscaled (nearest) to at least ``min_size`` and shrunk to at most ``max_size``.
+
+    Returns:
+        ``(uint8 (3, H, W) grid, number of all-zero or non-finite CAMs)`` (those show blank).
+    """
+    from lightning_cnnviz import rendering as R
+
+    flat = cam.flatten(1)
+    bad = (~torch.isfinite(flat).all(1)) | (flat.nan_to_num().amax(1) <= 0)
+    heat = R.normalize(cam, "shared" if shared_scale else "per_image")
+    tiles = R.upscale_to(R.overlay(image01, heat, cmap, alpha), min_size)
+    if max(tiles.shape[-2:]) > max_size:
+        scale = max_size / max(tiles.shape[-2:])
+        size = (round(tiles.shape[-2] * scale), round(tiles.shape[-1] * scale))
+        tiles = F.interpolate(tiles.float(), size=size, mode="area").round().byte()
+    conf, pred = logits.float().softmax(1).max(1)
+    host = torch.stack([conf, pred.float(), bad.float()]).cpu().tolist()
+    out = []
+    for i, tile in enumerate(tiles.cpu()):
+        p, c, y = int(host[1][i]), host[0][i], None if labels is None else int(labels[i])
+        text = f"pred {p} {c:.2f}" if y is None else f"true {y} / pred {p} {c:.2f}"
+        out.append(R.caption(tile, text, (120, 230, 120) if y in (None, p) else (255, 90, 90)))
+    return R.grid(out, nrow=min(8, len(out)), padding=2), int(sum(host[2]))
 
 
 def means_to_host(values: Mapping[str, Tensor]) -> dict[str, float]:

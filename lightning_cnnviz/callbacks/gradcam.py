@@ -1,0 +1,204 @@
+"""GradCAMMonitor: Captum Grad-CAM on fixed probe images during training, safely."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lightning_cnnviz import attribution as A
+from lightning_cnnviz import rendering as R
+from lightning_cnnviz.callbacks.base import (
+    Monitor,
+    check_choice,
+    check_positive,
+    check_range,
+    find_dataset,
+)
+from lightning_cnnviz.findings import Finding, report
+from lightning_cnnviz.probe import Probe, probe_from_indices
+from lightning_cnnviz.selection import unwrap_model
+
+DROP_RATIO, DROP_MARGIN = 0.5, 0.2  # on_object below 0.5x its first value or max - 0.2: report
+_POOL_SEED_OFFSET = 104_729
+
+
+class GradCAMMonitor(Monitor):
+    """Grad-CAM overlays of train, val and misclassified samples, and CAM metrics over time.
+
+    Runs at train batch end or train epoch end, never inside validation, in probe
+    mode (eval, out of ``inference_mode``, float32); gradients w.r.t. activations
+    only. Writes ``gradcam/{train,val,misclassified}`` (one row per layer) and
+    ``gradcam/{split}/{concentration,on_object,drift}``; reports a ``cam_off_object``
+    finding when ``gradcam/train/on_object`` falls below half its first value or
+    0.2 below its running maximum.
+
+    Args:
+        layers: ``"auto"`` (the output of the last conv block: its activation or
+            pooling module, never a 1x1 logits conv) or any selection.
+        method: ``"gradcam"`` (``LayerGradCam``) or ``"guided_gradcam"``.
+        target: ``"pred"``, ``"true"`` or a class index (int or digit string).
+        output_key: picks the logits from a tuple/dict model output.
+        misclassified_pool: how many val samples (drawn once by index) to search
+            for misclassified ones.
+        alpha: heatmap opacity over the image. cmap: a colormap of ``rendering.CMAPS``.
+        shared_scale: one colour scale per grid instead of one per image.
+        foreground_threshold: de-normalised brightness above which a pixel is the
+            object (``on_object``); ``None`` turns ``on_object`` off.
+        every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed: see ``Monitor``.
+
+    Example::
+
+        >>> from lightning_cnnviz import GradCAMMonitor
+        >>> GradCAMMonitor(every_n_steps=100, target="true").target
+        'true'
+    """
+
+    section = "gradcam"
+    default_every_n_steps = 200
+    needs_call_sites = False
+
+    def __init__(
+        self,
+        layers: str | list[str] = "auto",
+        method: Literal["gradcam", "guided_gradcam"] = "gradcam",
+        target: str | int = "pred",
+        output_key: str | int | None = None,
+        misclassified_pool: int = 512,
+        alpha: float = 0.5,
+        cmap: str = "inferno",
+        shared_scale: bool = False,
+        foreground_threshold: float | None = 0.2,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        num_samples: int = 16,
+        tag_prefix: str = "",
+        strict: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
+        )
+        check_choice("method", method, ("gradcam", "guided_gradcam"))
+        if isinstance(target, str) and target.isdigit():
+            target = int(target)
+        if isinstance(target, bool) or not (
+            target in ("pred", "true") or (isinstance(target, int) and target >= 0)
+        ):
+            raise ValueError(f"`target` must be 'pred', 'true' or a class index, got {target!r}")
+        check_positive("misclassified_pool", misclassified_pool)
+        check_range("alpha", alpha, 0.0, 1.0)
+        check_choice("cmap", cmap, R.CMAPS)
+        if foreground_threshold is not None:
+            check_range("foreground_threshold", foreground_threshold, 0.0, 1.0)
+        self.method, self.target, self.output_key = method, target, output_key
+        self.misclassified_pool, self.alpha, self.cmap = misclassified_pool, alpha, cmap
+        self.shared_scale, self.foreground_threshold = shared_scale, foreground_threshold
+        self._previous: dict[str, Tensor] = {}
+        self._on_object: dict[str, Any] = {}
+        self._pool: Probe | None = None
+        self._warned = False
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._trainer, self._pool = trainer, None  # auto_layers (in setup) needs the data
+        super().setup(trainer, pl_module, stage)
+
+    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+        """The last conv block's output, found by a shape-tracing probe pass on one val sample."""
+        x = self.probe_input(self._trainer, model, "val")[:1]
+        calls, shape = A.trace_calls(model, available, x, self.output_key)
+        name, note = A.block_output(calls, available, shape[-1] if len(shape) == 2 else None)
+        if note:
+            rank_zero_warn(f"GradCAMMonitor(layers='auto'): {note}")
+        return [name] if name else []
+
+    def _samples(self, trainer: Trainer, model: nn.Module, split: str) -> Probe | None:
+        if split != "misclassified":
+            return self.probe(trainer, split)
+        if self._pool is None:
+            dataset = find_dataset(trainer, "val")
+            generator = torch.Generator().manual_seed(self.seed + _POOL_SEED_OFFSET)
+            order = torch.randperm(len(dataset), generator=generator)
+            self._pool = probe_from_indices(dataset, order[: self.misclassified_pool].tolist())
+        if self._pool.labels is None:
+            return None
+        found = A.find_misclassified(
+            model, self._pool.images, self._pool.labels, output_key=self.output_key
+        )[: self.num_samples].tolist()
+        pick = [self._pool.indices[i] for i in found]
+        return Probe(pick, self._pool.images[found], self._pool.labels[found]) if found else None
+
+    def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Grad-CAM of every split and layer: grids, metrics, findings."""
+        model, values = unwrap_model(pl_module), {}
+        for split in ("train", "val", "misclassified"):
+            with self.phase("capture"):
+                probe = self._samples(trainer, model, split)
+            if probe is not None:
+                rows = [self._row(trainer, model, probe, split, n, values) for n in self.selected]
+                with self.phase("write"):
+                    self.sink.image(self.tag(split), R.vstack(rows, gap=4), trainer.global_step)
+        with self.phase("write"):
+            scalars = A.means_to_host(values)
+            self.sink.scalars(scalars, trainer.global_step)
+        self._check_on_object(trainer, scalars.get(self.tag("train", "on_object")))
+
+    def _row(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str, name: str,
+             values: dict[str, Tensor]) -> Tensor:  # fmt: skip
+        param = next(model.parameters())
+        x, labels = probe.to(param.device, param.dtype), probe.labels
+        target = labels if self.target == "true" else None if self.target == "pred" else self.target
+        with self.phase("compute"):
+            cam, logits = A.grad_cam(model, self.selected[name], x, target,
+                                     output_key=self.output_key, method=self.method)  # fmt: skip
+            image01 = self._image01(trainer, x)
+            if split != "misclassified":
+                values.update(self._metrics(split, name, cam, image01))
+        with self.phase("render"):
+            grid, bad = A.cam_grid(image01, cam, logits, labels, cmap=self.cmap, alpha=self.alpha,
+                                 shared_scale=self.shared_scale)  # fmt: skip
+        if bad and not self._warned:
+            self._warned = True
+            rank_zero_warn(f"GradCAMMonitor: {bad} CAM(s) of `{name}` ({split}) are all zero "
+                           "or not finite; they show blank")  # fmt: skip
+        return grid
+
+    def _image01(self, trainer: Trainer, x: Tensor) -> Tensor:
+        data = getattr(trainer, "datamodule", None)
+        mean, std = getattr(data, "mean", None), getattr(data, "std", None)
+        ok = mean is not None and std is not None
+        return R.denormalize(x, mean, std) if ok else R.normalize(x, "per_image", dims=3)
+
+    def _metrics(self, split: str, name: str, cam: Tensor, image01: Tensor) -> dict[str, Tensor]:
+        key = f"{split}/{name}"
+        previous, self._previous[key] = self._previous.get(key), cam.detach().half().cpu()
+        out = A.cam_metrics(cam, image01, previous, self.foreground_threshold)
+        tags = {self.tag(key, m): v for m, v in out.items()} if len(self.selected) > 1 else {}
+        last = name == list(self.selected)[-1]  # the deepest layer also gets the plain tags
+        return tags | ({self.tag(split, m): v for m, v in out.items()} if last else {})
+
+    def _check_on_object(self, trainer: Trainer, value: float | None) -> None:
+        if value is None or not A.fell_off(self._on_object, value, DROP_RATIO, DROP_MARGIN):
+            return
+        first, best = self._on_object["first"], self._on_object["max"]
+        message = (
+            f"Grad-CAM moved off the object: {value:.2f} of its mass lies on the object "
+            f"(first log {first:.2f}, best {best:.2f}); the model may be learning a shortcut"
+        )
+        figures = {"on_object": value, "first": first, "max": best}
+        report(trainer, Finding(self.section, "cam_off_object", trainer.global_step,
+                                trainer.current_epoch, message, figures))  # fmt: skip
+
+    @override
+    def extra_state(self) -> dict[str, Any]:
+        return {"previous": dict(self._previous), "on_object": dict(self._on_object)}
+
+    @override
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self._previous = dict(state.get("previous", {}))
+        self._on_object = dict(state.get("on_object", self._on_object))
