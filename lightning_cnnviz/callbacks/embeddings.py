@@ -73,6 +73,11 @@ class EmbeddingMonitor(Monitor):
         self._points: tuple[Tensor, Tensor | None] | None = None
 
     @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._points = None  # a new fit may bring new datasets; the indices stay
+
+    @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
         heads = [n for n, m in available.items() if isinstance(m, (nn.Linear, *CONV_TYPES))]
         return heads[-1:]
