@@ -278,9 +278,11 @@ def test_overfitting_probe_is_capped_at_dataset_size(tmp_path):
 
 def test_overfitting_steps_aside_under_fast_dev_run(tmp_path):
     monitor = OverfittingMonitor(num_samples=4)
-    L.Trainer(default_root_dir=tmp_path, fast_dev_run=2, callbacks=[monitor]).fit(
-        Scripted(), DataLoader(TRAIN_SET, batch_size=2), DataLoader(VAL_SET, batch_size=2)
-    )
+    trainer = L.Trainer(default_root_dir=tmp_path, fast_dev_run=2, callbacks=[monitor])
+    with pytest.warns(UserWarning, match="step aside"):
+        trainer.fit(
+            Scripted(), DataLoader(TRAIN_SET, batch_size=2), DataLoader(VAL_SET, batch_size=2)
+        )
     assert monitor.events == 0
 
 
