@@ -1,0 +1,108 @@
+"""A 2-process CPU DDP fit with every landed monitor (run as a script by test_distributed.py).
+
+``python tests/ddp_fit.py OUT [sync_batchnorm]``: Lightning's ``strategy="ddp"`` re-runs this
+script for rank 1. Each rank writes ``OUT/rank{r}.json`` with what its monitors did.
+
+PyTorch's ``SyncBatchNorm`` refuses CPU modules under DDP ("SyncBatchNorm layers only work
+with GPU modules"), so on CPU the BatchNorms are replaced by ``AllReduceBatchNorm2d``: the
+same synchronisation (an all-reduce of per-channel sums in every training-mode forward) over
+gloo. A probe pass run by rank zero alone in training mode would hang it exactly like
+SyncBatchNorm; the module counts its collectives so the test can compare the ranks. With two
+or more GPUs the real ``sync_batchnorm=True`` is used.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import lightning as L
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+
+from tests.monitors import TinyCNN, available, loaders, make_monitor
+
+
+class AllReduceBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training-mode statistics are all-reduced over the process group."""
+
+    collectives = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        type(self).collectives += 1
+        dims = [0, 2, 3]
+        count = x.new_full((1,), x.numel() / x.shape[1])
+        totals = dist_fn.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        c = x.shape[1]
+        n = totals[-1]
+        mean, var = totals[:c] / n, totals[c : 2 * c] / n - (totals[:c] / n) ** 2
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(m * mean.detach())
+            self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
+            self.num_batches_tracked += 1
+        shape = (1, c, 1, 1)
+        x = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        return x * self.weight.view(shape) + self.bias.view(shape)
+
+
+def synced(model: nn.Module) -> nn.Module:
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(model, name, AllReduceBatchNorm2d(child.num_features))
+        else:
+            synced(child)
+    return model
+
+
+def main(out: str, sync_batchnorm: bool) -> None:
+    L.seed_everything(0, verbose=False)
+    torch.set_num_threads(1)
+    real_sync = sync_batchnorm and torch.cuda.device_count() >= 2
+    model = TinyCNN()
+    if sync_batchnorm and not real_sync:
+        model = synced(model)
+    monitors = {name: make_monitor(name) for name in available()}
+    trainer = L.Trainer(
+        devices=2, strategy="ddp", max_epochs=1, limit_train_batches=2,
+        limit_val_batches=1, num_sanity_val_steps=0, default_root_dir=out,
+        logger=TensorBoardLogger(out, name="tb"), callbacks=list(monitors.values()),
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+        sync_batchnorm=real_sync, accelerator="gpu" if real_sync else "cpu",
+    )  # fmt: skip
+    train, val = loaders(n_train=32, n_val=16, batch_size=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, train, val)
+    rank = trainer.global_rank
+    result = {
+        "rank": rank,
+        "global_step": trainer.global_step,
+        "sync_bn": any(
+            isinstance(m, nn.SyncBatchNorm | AllReduceBatchNorm2d)
+            for m in trainer.lightning_module.modules()
+        ),
+        "collectives": AllReduceBatchNorm2d.collectives,
+        "monitors": {
+            name: {
+                "events": m.events,
+                "disabled": m.disabled,
+                "last_logged_step": m.last_logged_step,
+                "dead": getattr(m, "dead_channels", None),
+            }
+            for name, m in monitors.items()
+        },
+        "warnings": [str(w.message) for w in caught],
+    }
+    with open(f"{out}/rank{rank}.json", "w") as file:
+        json.dump(result, file)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], len(sys.argv) > 2 and sys.argv[2] == "sync_batchnorm")
