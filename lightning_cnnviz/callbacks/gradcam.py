@@ -176,7 +176,8 @@ class GradCAMMonitor(Monitor):
 
     def _metrics(self, split: str, name: str, cam: Tensor, image01: Tensor) -> dict[str, Tensor]:
         key = f"{split}/{name}"
-        previous, self._previous[key] = self._previous.get(key), cam.detach().half().cpu()
+        peak = cam.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1)  # drift is scale-free
+        previous, self._previous[key] = self._previous.get(key), (cam / peak).half().cpu()
         out = A.cam_metrics(cam, image01, previous, self.foreground_threshold)
         tags = {self.tag(key, m): v for m, v in out.items()} if len(self.selected) > 1 else {}
         last = name == list(self.selected)[-1]  # the deepest layer also gets the plain tags

@@ -11,9 +11,12 @@ CASES = {
     ),
     "gradcam_guided": MonitorCase(
         lambda: GradCAMMonitor(
-            every_n_steps=2, num_samples=4, method="guided_gradcam", target="true",
+            every_n_steps=2,
+            num_samples=4,
+            method="guided_gradcam",
+            target="true",
             misclassified_pool=16,
-        ),  # fmt: skip
+        ),
         every_n_steps=2,
         window=0,
     ),

@@ -1,0 +1,266 @@
+"""GradCAMMonitor: what lands in TensorBoard, safety under Lightning's modes, resume, findings,
+and agreement with the independent ``pytorch_grad_cam`` package on the trained reference model."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lightning_cnnviz import attribution
+from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
+from lightning_cnnviz.findings import findings_of
+from tests.contract.zoo import ZOO, ZooData
+from tests.tb import events, image_tags, texts
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+
+
+def fit(tmp_path, monitor, model="bn_dropout", steps=4, ckpt_path=None, **trainer_args):
+    L.seed_everything(0, verbose=False)
+    net = ZOO[model]() if isinstance(model, str) else model
+    args = dict(
+        default_root_dir=tmp_path,
+        max_steps=steps,
+        max_epochs=-1,
+        limit_val_batches=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[monitor],
+    )
+    trainer = L.Trainer(**(args | trainer_args))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(net, datamodule=ZooData(), ckpt_path=ckpt_path)
+    return net, trainer
+
+
+def scalars(acc, tag):
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_gradcam_writes_grids_and_metrics_under_inference_mode(tmp_path):
+    monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified_pool=32, strict=True)
+    fit(tmp_path, monitor, inference_mode=True)
+    assert list(monitor.selected) == ["pool2"] and monitor.events == 2
+    acc = events(tmp_path / "tb")
+    assert {"gradcam/train", "gradcam/val", "gradcam/misclassified"} <= set(image_tags(acc))
+    for tag in ("gradcam/train", "gradcam/val"):
+        images = acc.Images(tag)
+        assert [i.step for i in images] == [2, 4]
+        # 4 tiles of 28x28 (16 px upscaled x2... to >= 84: x6 = 96) side by side, with captions
+        assert images[0].width >= 4 * 96 and images[0].height >= 96
+    for split in ("train", "val"):
+        conc = scalars(acc, f"gradcam/{split}/concentration")
+        assert [s for s, _ in conc] == [2, 4] and all(0.1 <= v <= 1 for _, v in conc)
+        obj = scalars(acc, f"gradcam/{split}/on_object")
+        assert all(0 <= v <= 1 for _, v in obj)
+        drift = scalars(acc, f"gradcam/{split}/drift")  # from the second log on
+        assert [s for s, _ in drift] == [4] and 0 <= drift[0][1] <= 2
+    assert "`pool2` (MaxPool2d)" in texts(acc, "cnnviz/layers")[0]
+
+
+def test_gradcam_grid_labels_and_overlay():
+    image01 = torch.zeros(2, 1, 4, 4)
+    cam = torch.zeros(2, 4, 4)
+    cam[0, 0, 0] = 1.0
+    logits = torch.tensor([[0.0, math.log(3.0)], [2.0, 0.0]])  # softmax 0.75 on class 1 / 0.88
+    grid, bad = attribution.cam_grid(image01, cam, logits, torch.tensor([1, 1]), alpha=1.0)
+    assert bad == 1  # the second CAM is all zero
+    assert grid.dtype == torch.uint8 and grid.shape[0] == 3
+    # tiles are 84x84 (4 px x 21) under an 11 + 2 px caption strip, 2 px grid padding
+    assert grid.shape[-2] == 2 + 13 + 84 + 2
+    green = (grid[1] == 230) & (grid[0] == 120)
+    red = (grid[0] == 255) & (grid[1] == 90)
+    assert green.any() and red.any()  # "true 1 / pred 1 0.75" right, "true 1 / pred 0 0.88" wrong
+
+
+def test_gradcam_frozen_backbone_gets_cams(tmp_path):
+    monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified_pool=16, strict=True)
+    net, _ = fit(tmp_path, monitor, model="frozen_backbone")
+    assert list(monitor.selected) == ["backbone.5"]
+    assert all(not p.requires_grad and p.grad is None for p in net.backbone.parameters())
+    acc = events(tmp_path / "tb")
+    conc = scalars(acc, "gradcam/train/concentration")  # NaN (all-zero CAMs) would be left out
+    assert len(conc) == 2 and all(0.1 <= v <= 1 for _, v in conc)
+
+
+def test_gradcam_bf16_mixed_on_cpu_gives_finite_float32_cams(tmp_path, monkeypatch):
+    seen = []
+    real = attribution.grad_cam
+
+    def spy(*args, **kwargs):
+        cam, logits = real(*args, **kwargs)
+        seen.append((cam.dtype, bool(torch.isfinite(cam).all()), float(cam.amax())))
+        return cam, logits
+
+    monkeypatch.setattr(attribution, "grad_cam", spy)
+    monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified_pool=16, strict=True)
+    fit(tmp_path, monitor, precision="bf16-mixed")
+    assert seen and all(
+        dtype == torch.float32 and finite and peak > 0 for dtype, finite, peak in seen
+    )
+    acc = events(tmp_path / "tb")
+    assert all(math.isfinite(v) for _, v in scalars(acc, "gradcam/val/concentration"))
+
+
+def test_gradcam_epoch_schedule_guided_and_int_target(tmp_path, monkeypatch):
+    targets = []
+    real = attribution.grad_cam
+
+    def spy(model, layer, x, target=None, **kwargs):
+        targets.append(target)
+        return real(model, layer, x, target, **kwargs)
+
+    monkeypatch.setattr(attribution, "grad_cam", spy)
+    monitor = GradCAMMonitor(
+        every_n_epochs=1, num_samples=4, method="guided_gradcam", target="2",
+        misclassified_pool=16, strict=True, layers=["relu2", "pool2"],
+    )  # fmt: skip
+    assert monitor.target == 2
+    fit(tmp_path, monitor, steps=16, limit_train_batches=8)  # two epochs of 8 batches
+    assert targets and all(t == 2 for t in targets)
+    acc = events(tmp_path / "tb")
+    assert [i.step for i in acc.Images("gradcam/val")] == [8, 16]
+    assert [i.step for i in acc.Images("gradcam/train")] == [8, 16]
+    # one row per layer: two grids of 4 tiles stacked
+    assert acc.Images("gradcam/val")[0].height > 2 * (84 + 13)
+    # (class 2's Grad-CAM may be all zero on other classes' images: those metrics are NaN
+    # and left out; the tags that do appear are per layer plus the plain deepest-layer tags)
+    tags = set(acc.Tags()["scalars"])
+    assert {"gradcam/val/relu2/concentration", "gradcam/val/relu2/on_object"} <= tags
+
+
+def test_gradcam_true_target_and_per_layer_tags(tmp_path):
+    monitor = GradCAMMonitor(
+        every_n_steps=2, num_samples=4, target="true", misclassified_pool=16, strict=True,
+        layers=["relu2", "pool2"],
+    )  # fmt: skip
+    fit(tmp_path, monitor, steps=2)
+    tags = set(events(tmp_path / "tb").Tags()["scalars"])
+    for split in ("train", "val"):
+        assert {f"gradcam/{split}/{layer}/{metric}" for layer in ("relu2", "pool2")
+                for metric in ("concentration", "on_object")} <= tags  # fmt: skip
+        assert f"gradcam/{split}/concentration" in tags  # the deepest layer, plain tag
+
+
+def test_gradcam_resume_continues_drift(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=2)
+    first = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified_pool=16, strict=True)
+    fit(tmp_path / "a", first, steps=2, callbacks=[first, ckpt], enable_checkpointing=True)
+    assert set(first.state_dict()["extra"]["previous"]) == {"train/pool2", "val/pool2"}
+    second = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified_pool=16, strict=True)
+    fit(tmp_path / "b", second, steps=4, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    acc = events(tmp_path / "b" / "tb")
+    assert [s for s, _ in scalars(acc, "gradcam/val/drift")] == [4]  # compared with step 2
+    assert second.state_dict()["probe_indices"] == first.state_dict()["probe_indices"]
+
+
+def test_gradcam_reports_cam_off_object():
+    monitor = GradCAMMonitor()
+    trainer = SimpleNamespace(global_step=0, current_epoch=0)
+    for step, value in enumerate([0.30, 0.45, 0.40, 0.22, 0.20, 0.35, 0.10]):
+        trainer.global_step = step
+        monitor._check_on_object(trainer, value)
+    found = findings_of(trainer)
+    # 0.22 < 0.45 - 0.2 (max minus margin); again at 0.10 < 0.5 x 0.30, after a recovery
+    assert [(f.kind, f.step) for f in found] == [("cam_off_object", 3), ("cam_off_object", 6)]
+    assert found[0].source == "gradcam" and found[0].figures["max"] == 0.45
+    assert "0.22" in found[0].message
+    restored = GradCAMMonitor()
+    restored.load_state_dict(monitor.state_dict())
+    assert restored._on_object == monitor._on_object
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "cam"}, "`method` must be one of"),
+        ({"target": "best"}, "`target` must be 'pred', 'true' or a class index, got 'best'"),
+        ({"target": -1}, "got -1"),
+        ({"target": True}, "got True"),
+        ({"misclassified_pool": 0}, "`misclassified_pool` must be a positive integer, got 0"),
+        ({"alpha": 1.5}, "`alpha` must be a number in [0.0, 1.0], got 1.5"),
+        ({"cmap": "jet"}, "`cmap` must be one of"),
+        ({"foreground_threshold": 2}, "`foreground_threshold` must be a number"),
+        ({"every_n_steps": 0}, "`every_n_steps` must be a positive integer, got 0"),
+    ],
+)
+def test_gradcam_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        GradCAMMonitor(**kwargs)
+
+
+def test_gradcam_foreground_threshold_none_turns_on_object_off(tmp_path):
+    monitor = GradCAMMonitor(
+        every_n_steps=2, num_samples=4, foreground_threshold=None, misclassified_pool=16
+    )
+    fit(tmp_path, monitor, steps=2)
+    tags = events(tmp_path / "tb").Tags()["scalars"]
+    assert "gradcam/train/concentration" in tags and "gradcam/train/on_object" not in tags
+
+
+def train_reference(tmp_path, steps=100):
+    """The reference CNN trained briefly on the shared real MNIST digits, and a val batch."""
+    from lightning_cnnviz.reference import MNISTClassifier, MNISTDataModule
+    from tests.mnist_files import mnist_root
+
+    L.seed_everything(0, verbose=False)
+    data = MNISTDataModule(root=mnist_root(tmp_path), val_size=2000, batch_size=64, download=False)
+    model = MNISTClassifier()
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=steps, limit_val_batches=0, logger=False,
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, datamodule=data)
+    x = torch.stack([data.val_dataset[i][0] for i in range(64)])
+    return model, x
+
+
+def per_image_correlation(a, b):
+    a = attribution.drift(a, b)  # 1 - Pearson correlation, per image
+    return 1 - a
+
+
+@pytest.mark.skipif(
+    not __import__("tests.mnist_files", fromlist=["have_mnist"]).have_mnist(),
+    reason="shared MNIST files not found",
+)
+def test_gradcam_agrees_with_pytorch_grad_cam_on_reference_model(tmp_path):
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from lightning_cnnviz import rendering
+    from lightning_cnnviz.selection import named_layers
+
+    model, x = train_reference(tmp_path)
+    layers = named_layers(model)
+    calls, shape = attribution.trace_calls(model, layers, x[:1])
+    assert attribution.block_output(calls, layers, shape[-1]) == ("pool2", None)
+
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    ours, logits = attribution.grad_cam(model, model.pool2, x)
+    after = [p.grad for p in model.parameters()]  # our pass writes no param.grad
+    assert all(a is b or torch.equal(a, b) for a, b in zip(after, grads, strict=True))
+    reference = copy.deepcopy(model)  # pytorch_grad_cam calls eval() and backward() on it
+    targets = [ClassifierOutputTarget(int(c)) for c in logits.argmax(1)]
+    with GradCAM(model=reference, target_layers=[reference.pool2]) as cam:
+        theirs = torch.from_numpy(cam(input_tensor=x, targets=targets))
+    # the same normalisation for both: per-image min-max to [0, 1]
+    ours01, theirs01 = rendering.normalize(ours), rendering.normalize(theirs)
+    live = ours.flatten(1).amax(1) > 0  # an all-zero CAM has no correlation
+    assert live.sum() >= 60
+    assert torch.equal(live, theirs.flatten(1).amax(1) > 0)
+    corr = per_image_correlation(ours01[live], theirs01[live])
+    assert corr.min() >= 0.999, corr.min()
