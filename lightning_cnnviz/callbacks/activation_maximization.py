@@ -1,0 +1,157 @@
+"""``ActivationMaximizationMonitor``: the inputs that make channels and classes fire most."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lightning_cnnviz import embedding, feature_vis, rendering
+from lightning_cnnviz.callbacks._data import norm_stats
+from lightning_cnnviz.callbacks.base import Monitor, check_positive, check_range, with_probe
+from lightning_cnnviz.capture import LayerCapture, first_tensor
+from lightning_cnnviz.feature_vis import Target
+from lightning_cnnviz.selection import CONV_TYPES, unwrap_model
+
+_TILE = 56  # tiles are upscaled (nearest) to at least this size
+_MAX_SIDE = 128  # and larger inputs shrunk to at most this
+
+
+def _count(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"`{name}` must be an integer in [{low}, {high}], got {value!r}")
+
+
+class ActivationMaximizationMonitor(Monitor):
+    """Feature visualisation: optimised inputs for top channels and for every class logit.
+
+    On each event the probe picks the ``channels`` most active channels of each
+    selected layer; for each of them, and for each of the first ``classes``
+    logits, an input starts from seeded noise (the same every event, so changes
+    come from the model) and climbs the channel's mean activation (the logit)
+    for ``steps`` Adam steps with random jitter, total-variation and L2
+    penalties, clamped to valid pixels when the data module tells the
+    normalisation. Only the inputs are optimised (``torch.autograd.grad``
+    w.r.t. the input batch): the model's parameters, ``.grad`` and
+    ``requires_grad`` flags stay as they are. Writes the grids
+    ``activation_maximization/{layer}`` (captions: channel index) and
+    ``activation_maximization/classes``; the cost is in ``self.timings``.
+
+    Args:
+        layers: ``"auto"`` = the last conv layer; else any layers with (N, C, ...) outputs.
+        channels: top channels per layer (by mean activation on the probe); 0 = none.
+        classes: class logits visualised (the first ones); 0 = none.
+        steps: optimisation steps per event.
+        lr: Adam's learning rate (input units).
+        jitter: largest random shift in pixels before each step.
+        tv_weight: total-variation penalty weight (smoothness).
+        l2_weight: L2 penalty weight on the input.
+        every_n_epochs: default 1; the other arguments are the shared ``Monitor`` ones.
+
+    Example::
+
+        >>> from lightning_cnnviz import ActivationMaximizationMonitor
+        >>> monitor = ActivationMaximizationMonitor(channels=4, steps=32)
+        >>> monitor.tag("classes")
+        'activation_maximization/classes'
+    """
+
+    section = "activation_maximization"
+    default_every_n_steps = None
+    default_every_n_epochs = 1
+
+    def __init__(
+        self,
+        layers: str | list[str] = "auto",
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        num_samples: int = 16,
+        channels: int = 8,
+        classes: int = 10,
+        steps: int = 64,
+        lr: float = 0.1,
+        jitter: int = 2,
+        tv_weight: float = 0.1,
+        l2_weight: float = 0.01,
+        tag_prefix: str = "",
+        strict: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
+        )
+        _count("channels", channels, 0, 256)
+        _count("classes", classes, 0, 1000)
+        if channels == 0 and classes == 0:
+            raise ValueError("`channels` and `classes` are both 0: nothing to visualise")
+        check_positive("steps", steps)
+        check_range("lr", lr, 1e-8, 100.0)
+        _count("jitter", jitter, 0, 64)
+        check_range("tv_weight", tv_weight, 0.0, float("inf"))
+        check_range("l2_weight", l2_weight, 0.0, float("inf"))
+        self.channels, self.classes, self.steps, self.lr = channels, classes, steps, lr
+        self.jitter, self.tv_weight, self.l2_weight = jitter, tv_weight, l2_weight
+        self.scores: dict[str, list[float]] = {}
+
+    @override
+    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+        return [n for n, m in available.items() if isinstance(m, CONV_TYPES)][-1:]
+
+    def targets(self, pl_module: LightningModule, x: Tensor) -> list[Target]:
+        """Top channels per call site on the probe, then the first ``classes`` logits."""
+        with with_probe(pl_module), LayerCapture(self.selected, shared=self.shared) as cap:
+            logits = first_tensor(unwrap_model(pl_module)(x))
+        sites = [s for s in self.sites() if s in cap.outputs and cap.outputs[s].dim() >= 2]
+        top = [feature_vis.top_channels(cap.outputs[s], self.channels) for s in sites]
+        host = torch.cat(top).tolist() if self.channels and top else []
+        targets, start = [], 0
+        for site, chosen in zip(sites, top, strict=True):
+            targets += [Target(site, c) for c in host[start : start + len(chosen)]]
+            start += len(chosen)
+        num_classes = logits.shape[1] if logits.dim() == 2 else 0
+        return targets + [Target(None, k) for k in range(min(self.classes, num_classes))]
+
+    @override
+    def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        model = unwrap_model(pl_module)
+        with self.phase("capture"):
+            x = self.probe_input(trainer, pl_module)
+            targets = self.targets(pl_module, x)
+        with self.phase("compute"):
+            stats, bounds = norm_stats(trainer), None
+            if stats is not None and len(stats[0]) in (1, x.shape[1]):
+                mean = torch.tensor(stats[0], device=x.device).view(-1, 1, 1)
+                std = torch.tensor(stats[1], device=x.device).view(-1, 1, 1)
+                bounds = (-mean / std, (1 - mean) / std)
+            images, scores = feature_vis.maximize(
+                model, self.selected, targets, tuple(x.shape[1:]),
+                steps=self.steps, lr=self.lr, jitter=self.jitter, tv_weight=self.tv_weight,
+                l2_weight=self.l2_weight, seed=self.seed, shared=self.shared, bounds=bounds,
+            )  # fmt: skip
+            images, scores = images.cpu(), scores.cpu().tolist()
+        with self.phase("render"):
+            grids = self.render(targets, images)
+        with self.phase("write"):
+            step = trainer.global_step
+            for name, image in grids.items():
+                self.sink.image(self.tag(name), image, step)
+            self.scores = {}
+            for target, score in zip(targets, scores, strict=True):
+                self.scores.setdefault(target.site or "classes", []).append(score)
+
+    def render(self, targets: list[Target], images: Tensor) -> dict[str, Tensor]:
+        """One captioned grid per call site (``ch {c}``) and one for the classes."""
+        if images.dim() == 4 and images.shape[-1] > _MAX_SIDE:
+            images = embedding.thumbnails(images, _MAX_SIDE)
+        if images.dim() == 4 and images.shape[1] not in (1, 3):
+            images = images.mean(1, keepdim=True)
+        images01 = rendering.normalize(images, "per_image", dims=images.dim() - 1)
+        tiles = rendering.upscale_to(rendering.to_rgb(rendering.to_uint8(images01)), _TILE)
+        groups: dict[str, list[Tensor]] = {}
+        for target, tile in zip(targets, tiles, strict=True):
+            text = f"ch {target.channel}" if target.site else f"class {target.channel}"
+            groups.setdefault(target.site or "classes", []).append(rendering.caption(tile, text))
+        return {
+            name: rendering.grid(group, nrow=min(8, len(group))) for name, group in groups.items()
+        }
