@@ -193,14 +193,14 @@ def trainer_for(tmp_path, callbacks, logger=True, **args):
     )  # fmt: skip
 
 
-def fit(tmp_path, callbacks, model=None, data=None, logger=True, **args):
+def fit(tmp_path, callbacks, model=None, data=None, logger=True, ckpt_path=None, **args):
     """Fit (default: TinyCNN on quadrant digits); returns (trainer, model, warning texts)."""
     model = model if model is not None else TinyCNN()
     train, val = data if data is not None else loaders()
     trainer = trainer_for(tmp_path, callbacks, logger=logger, **args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer.fit(model, train, val)
+        trainer.fit(model, train, val, ckpt_path=ckpt_path)
     return trainer, model, [str(w.message) for w in caught]
 
 
@@ -239,3 +239,20 @@ def layers_text(logdir: str | Path) -> dict[str, list[str]]:
         if match:
             out[match.group(1)] = re.findall(r"`([^`]+)`", entry)
     return out
+
+
+def raw_steps(logdir: str | Path) -> dict[str, list[int]]:
+    """Every record's step per tag, read raw from all event files in write order.
+
+    Unlike ``EventAccumulator`` nothing is purged or deduplicated, so a step written
+    twice (e.g. by a resumed run) shows up twice.
+    """
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    steps: dict[str, list[int]] = {}
+    files = sorted(Path(logdir).rglob("events.out.tfevents.*"), key=lambda p: p.name)
+    for file in files:
+        for event in EventFileLoader(str(file)).Load():
+            for value in event.summary.value:
+                steps.setdefault(value.tag.removesuffix("/text_summary"), []).append(event.step)
+    return steps

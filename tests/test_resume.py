@@ -1,0 +1,86 @@
+"""Stop after N steps, resume from the checkpoint: every monitor's series continues exactly.
+
+Run A trains 4 steps (3 batches per epoch, so it stops inside epoch 1) and saves a
+checkpoint; run B resumes from it with a fresh monitor instance to step 8, writing into
+the same TensorBoard folder. Read back raw from the event files (nothing deduplicated):
+each of the monitor's series has every scheduled step from its first record on, exactly
+once (step schedule: every 2 steps; epoch schedule: each validation end); the probe
+indices are the same after the resume; series that compare with the previous log
+(relative change, drift) go on at the first log after the resume, so what they compare
+with came back from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from tests.monitors import (
+    TinyCNN,
+    failures,
+    fit,
+    loaders,
+    make_monitor,
+    monitor_params,
+    raw_steps,
+    section,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+STEPS_A, STEPS_B, BATCHES = 4, 8, 3
+STEP_SCHEDULE = [2, 4, 6, 8]
+EPOCH_SCHEDULE = [3, 6]  # validation ends: epoch 0 ends at step 3, epoch 1 at step 6
+
+
+def _fit(tmp_path, monitor, max_steps, model=None, ckpt_path=None):
+    logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
+    data = loaders(n_train=24, n_val=16, batch_size=8)
+    return fit(tmp_path, [monitor], model=model, data=data, logger=logger, ckpt_path=ckpt_path,
+               max_steps=max_steps, max_epochs=-1, limit_train_batches=BATCHES)  # fmt: skip
+
+
+def _expected(monitor, first: int) -> list[int]:
+    schedule = STEP_SCHEDULE if monitor.every_n_steps is not None else EPOCH_SCHEDULE
+    return [s for s in schedule if s >= first]
+
+
+@pytest.mark.parametrize("name", monitor_params())
+def test_resume_series_continue_without_duplicates_or_gaps(tmp_path, name):
+    torch.manual_seed(0)
+    first = make_monitor(name)
+    trainer, _, messages = _fit(tmp_path, first, STEPS_A)
+    assert trainer.global_step == STEPS_A and not failures(messages, name)
+    ckpt = tmp_path / "stop.ckpt"
+    trainer.save_checkpoint(ckpt)
+    state_a = first.state_dict()
+
+    second = make_monitor(name)
+    trainer, _, messages = _fit(tmp_path, second, STEPS_B, model=TinyCNN(), ckpt_path=str(ckpt))
+    assert trainer.global_step == STEPS_B and not failures(messages, name)
+    assert not second.disabled and second.events >= 1
+
+    state_b = second.state_dict()
+    assert state_b["seed"] == state_a["seed"]
+    for split, indices in state_a["probe_indices"].items():  # the same probe samples
+        assert state_b["probe_indices"][split] == indices
+    assert set(state_b["extra"]) == set(state_a["extra"])
+
+    steps = {t: s for t, s in raw_steps(tmp_path).items() if t.startswith(section(name) + "/")}
+    if name != "EmbeddingMonitor":  # the projector writes files, its scalar may be NaN-free only
+        assert steps, f"no series from {name}"
+    for tag, written in steps.items():
+        assert written == _expected(second, written[0]), (tag, written)
+    layers = raw_steps(tmp_path).get("cnnviz/layers", [])
+    assert len(layers) <= 2  # at most once per fit
+
+
+def test_resume_kernels_relative_change_continues_across_the_resume(tmp_path):
+    """relative_change at step 6 needs the step-4 weights, which only the checkpoint has."""
+    pytest.importorskip("lightning_cnnviz.callbacks.kernels")
+    trainer, _, _ = _fit(tmp_path, make_monitor("KernelMonitor"), STEPS_A)
+    trainer.save_checkpoint(tmp_path / "stop.ckpt")
+    _fit(tmp_path, make_monitor("KernelMonitor"), STEPS_B, model=TinyCNN(),
+         ckpt_path=str(tmp_path / "stop.ckpt"))  # fmt: skip
+    assert raw_steps(tmp_path)["kernels/conv1/relative_change"] == [4, 6, 8]
