@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_cnnviz.reference.strokes import stroke_digits
+
 __all__ = ["FACES", "render_digits"]
 
 #: Font files (in matplotlib's ``fonts/ttf`` folder) the glyphs are drawn from.
@@ -46,6 +48,7 @@ _BLUR = 3  # template blur (pixels) behind the stroke-width threshold
 _HI = 3  # supersampling factor of the output (28 * 3 = 84), then average-pooled
 _BOX = 20.0  # MNIST: the digit's bounding box is fitted into 20x20 ...
 _SIDE = 28  # ... and centred by its centre of mass in 28x28
+_PEN_SHARE = 0.6  # share of handwriting-like pen strokes (the rest: font glyphs)
 
 
 def _font_dir() -> str:
@@ -129,15 +132,8 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Ten
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
-def _render_batch(labels: Tensor, generator: torch.Generator) -> Tensor:
-    images, t_labels, t_com, t_points = _templates()
-    n = labels.numel()
-    # A template of the right digit for every sample.
-    counts = torch.bincount(t_labels, minlength=10)
-    starts = torch.cumsum(counts, 0) - counts  # templates are sorted by digit
-    idx = starts[labels] + (torch.rand(n, generator=generator) * counts[labels]).long()
-
-    # Forward warp M (template -> warped glyph): rotation, shear (slant), aspect.
+def _warps(n: int, generator: torch.Generator) -> Tensor:
+    """Per-sample linear warps (n, 2, 2): rotation, shear (slant) and aspect."""
     angle = _uniform(n, -12.0, 12.0, generator) * math.pi / 180
     shear = _uniform(n, -0.35, 0.25, generator)
     aspect = torch.exp(_uniform(n, math.log(0.7), math.log(1.2), generator))
@@ -145,15 +141,23 @@ def _render_batch(labels: Tensor, generator: torch.Generator) -> Tensor:
     rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
     shr = torch.zeros(n, 2, 2)
     shr[:, 0, 0], shr[:, 0, 1], shr[:, 1, 1] = aspect, shear, 1.0
-    warp = rot @ shr  # (n, 2, 2)
+    return rot @ shr
+
+
+def _font_digits(labels: Tensor, warp: Tensor, shift: Tensor, generator: torch.Generator) -> Tensor:
+    """Font glyphs of ``labels``, warped and framed like MNIST: (n, 1, 28, 28) in [0, 1]."""
+    images, t_labels, t_com, t_points = _templates()
+    n = labels.numel()
+    # A template of the right digit for every sample.
+    counts = torch.bincount(t_labels, minlength=10)
+    starts = torch.cumsum(counts, 0) - counts  # templates are sorted by digit
+    idx = starts[labels] + (torch.rand(n, generator=generator) * counts[labels]).long()
 
     # MNIST framing: fit the warped bounding box into 20x20, centre the centre of mass.
     pts = t_points[idx] @ warp.transpose(1, 2)  # (n, P, 2)
     extent = (pts.amax(1) - pts.amin(1)).amax(1).clamp_min(1.0)
     scale = _BOX / extent  # output pixels per template pixel
     centre = (t_com[idx].unsqueeze(1) @ warp.transpose(1, 2)).squeeze(1)  # (n, 2)
-    # Like MNIST, the centre of mass lands in pixel (14, 14), anywhere inside it.
-    shift = _uniform(2 * n, 0.0, 1.0, generator).view(n, 2)
 
     # Output -> template map, as affine_grid's theta (normalised coordinates, both sides):
     # output pixels o (around the centre), v = (o - shift) / s + c, u = M^-1 v.
@@ -176,7 +180,19 @@ def _render_batch(labels: Tensor, generator: torch.Generator) -> Tensor:
     # Stroke width: threshold the blurred glyph lower (thicker) or higher (thinner).
     level = _uniform(n, 0.25, 0.5, generator).view(n, 1, 1, 1)
     x = ((x - level) / 0.25).clamp(0.0, 1.0)
-    x = F.avg_pool2d(x, _HI)  # (n, 1, 28, 28), anti-aliased
+    return F.avg_pool2d(x, _HI)  # (n, 1, 28, 28), anti-aliased
+
+
+def _render_batch(labels: Tensor, generator: torch.Generator) -> Tensor:
+    n = labels.numel()
+    warp = _warps(n, generator)
+    # Like MNIST, the centre of mass lands in pixel (14, 14), anywhere inside it.
+    shift = _uniform(2 * n, 0.0, 1.0, generator).view(n, 2)
+    pen = torch.rand(n, generator=generator) < _PEN_SHARE
+    x = torch.empty(n, 1, _SIDE, _SIDE)
+    for mask, draw in ((pen, stroke_digits), (~pen, _font_digits)):
+        if mask.any():
+            x[mask] = draw(labels[mask], warp[mask], shift[mask], generator)
 
     # Blur (per-sample sigma), re-saturate the stroke core, noise.
     sigma = _uniform(n, 0.05, 0.8, generator)
