@@ -1,0 +1,218 @@
+"""``FeatureMapMonitor``: what each conv block outputs for a fixed set of probe images."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lightning_cnnviz import feature_maps as fm
+from lightning_cnnviz.callbacks.base import Monitor, check_choice, check_positive, with_probe
+from lightning_cnnviz.capture import LayerCapture
+from lightning_cnnviz.rendering import CMAPS
+from lightning_cnnviz.selection import named_layers, unwrap_model
+
+
+class FeatureMapMonitor(Monitor):
+    """Feature maps of the probe images, one grid per selected layer.
+
+    On logging steps only, one probe forward pass in eval mode with hooks on the
+    selected layers (removed right after). Per layer (``feature_maps/{layer}``):
+    one row per probe sample, the input first, then a mean-activation heatmap
+    over the input, then the chosen channels; channels zero on the whole probe
+    are dimmed and framed in red. With ``stages``, each conv also gets
+    ``feature_maps/{conv}/stages``: for the first sample, the same channels after
+    the conv, after its activation and after its pooling. How to read them:
+    ``docs/feature_maps.md``.
+
+    Args:
+        layers: ``"auto"`` = every Conv2d and 2-D pooling module (``max_layers`` of them).
+        every_n_steps: log every this many optimizer steps (default 1000).
+        every_n_epochs: or at the end of every this many epochs.
+        num_samples: probe size (channel activity and ranges are measured on all of it).
+        max_layers: cap of the ``auto`` selection (evenly spaced through the network).
+        max_samples_shown: probe samples drawn, one row each.
+        channel_select: ``"top_k"`` (most active on the probe), ``"all"`` (capped at
+            ``max_channels``) or a list of channel indices.
+        top_k: channels shown with ``"top_k"``.
+        max_channels: cap for ``"all"`` and for a list.
+        normalization: ``"per_layer_fixed"`` (one range per layer, kept from the first
+            log, so a channel is comparable across steps) or ``"per_map"``.
+        stages: also log conv -> activation -> pooling side by side for each conv.
+        cmap: colormap of the maps.
+        tile_size: short side of a tile in pixels (inputs are upscaled by an integer).
+        tag_prefix: prepended to every tag.
+        strict: raise instead of warning and stepping aside when the monitor fails.
+        seed: seed of the probe draw.
+
+    Example::
+
+        >>> from lightning_cnnviz import FeatureMapMonitor
+        >>> monitor = FeatureMapMonitor(every_n_steps=200, channel_select="all")
+        >>> monitor.tag("conv1", "stages")
+        'feature_maps/conv1/stages'
+    """
+
+    section = "feature_maps"
+    default_every_n_steps = 1000
+
+    def __init__(
+        self,
+        layers: str | list[str] = "auto",
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        num_samples: int = 16,
+        max_layers: int = 6,
+        max_samples_shown: int = 4,
+        channel_select: Literal["top_k", "all"] | list[int] = "top_k",
+        top_k: int = 8,
+        max_channels: int = 32,
+        normalization: Literal["per_layer_fixed", "per_map"] = "per_layer_fixed",
+        stages: bool = True,
+        cmap: str = "viridis",
+        tile_size: int = 56,
+        tag_prefix: str = "",
+        strict: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
+        )
+        for name, value in [("max_layers", max_layers), ("max_samples_shown", max_samples_shown)]:
+            check_positive(name, value)
+        for name, value in [("top_k", top_k), ("max_channels", max_channels)]:
+            check_positive(name, value)
+        check_positive("tile_size", tile_size)
+        if not (channel_select in ("top_k", "all") or _index_list(channel_select)):
+            raise ValueError(
+                "`channel_select` must be 'top_k', 'all' or a non-empty list of channel "
+                f"indices, got {channel_select!r}"
+            )
+        check_choice("normalization", normalization, ["per_layer_fixed", "per_map"])
+        check_choice("stages", stages, [False, True])
+        check_choice("cmap", cmap, CMAPS)
+        self.max_layers, self.max_samples_shown = max_layers, max_samples_shown
+        self.channel_select, self.top_k, self.max_channels = channel_select, top_k, max_channels
+        self.normalization, self.stages, self.cmap = normalization, stages, cmap
+        self.tile_size = tile_size
+        self._ranges: dict[str, Tensor] = {}
+        self._stages: dict[str, list[str]] = {}
+        self._hooked: dict[str, nn.Module] = {}
+        self._hook_shared: set[str] = set()
+        self._warned = False
+
+    @override
+    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+        return fm.auto_layers(available, self.max_layers)
+
+    @override
+    def find_call_sites(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """One traced pass (no clones): call sites, and each conv's activation and pooling."""
+        model, order = unwrap_model(pl_module), []
+        layers = named_layers(model)
+        kinds = {n: fm.stage_kind(m) if self.stages else None for n, m in layers.items()}
+        watch = {n: m for n, m in layers.items() if n in self.selected or kinds[n]}
+        x = self.probe_input(trainer, pl_module)[:1]
+        with with_probe(model), LayerCapture(watch, on_output=lambda s, o: order.append(s)):
+            model(x)
+        counts = Counter(order)
+        self._call_counts = {n: counts.get(n, 1) for n in self.selected}
+        self.shared = {n for n in self.selected if counts[n] > 1}
+        pairs = fm.stage_pairs([(n, kinds[n] or "other") for n in order])
+        self._stages = {
+            site: [s for s in (site, *pairs[site]) if s is not None]
+            for site in self.sites()
+            if any(pairs.get(site, ()))
+        }
+        names = {s.split("#")[0] for sites in self._stages.values() for s in sites}
+        self._hooked = {n: m for n, m in layers.items() if n in self.selected or n in names}
+        self._hook_shared = {n for n in self._hooked if counts[n] > 1}
+
+    def _show(self, trainer: Trainer, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        data = getattr(trainer, "datamodule", None)
+        size = fm.tile_shape(*x.shape[-2:], self.tile_size)
+        image = fm.input_image(x, getattr(data, "mean", None), getattr(data, "std", None))
+        return fm.resize(image, size), size
+
+    @override
+    def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        model, step, shown = unwrap_model(pl_module), trainer.global_step, self.max_samples_shown
+        x = self.probe_input(trainer, pl_module)
+        hooks = LayerCapture(self._hooked, shared=self._hook_shared)
+        with self.phase("capture"), with_probe(model), hooks as cap:  # the only hooks
+            model(x)
+        outs = cap.outputs
+        with self.phase("compute"):
+            plans, skipped = {}, []
+            for site in self.sites():
+                act = outs.get(site)
+                if act is None or act.dim() != 4:
+                    skipped.append(site)
+                    continue
+                if self.normalization == "per_layer_fixed" and site not in self._ranges:
+                    self._ranges[site] = fm.value_range(act)
+                activity = fm.channel_activity(act)
+                chosen = fm.choose_channels(
+                    activity, self.channel_select, self.top_k, self.max_channels
+                )
+                plans[site] = (act, chosen)
+            flags = [(~torch.isfinite(a).all()).long().view(1) for a, _ in plans.values()]
+            host = torch.cat([c for _, c in plans.values()] + flags).tolist() if plans else []
+        if (skipped or any(host[len(host) - len(flags) :])) and not self._warned:
+            self._warned = True
+            rank_zero_warn(
+                f"FeatureMapMonitor: skipped {skipped} (no 4-D output) or met non-finite "
+                "activations (drawn as 0)."
+            )
+        with self.phase("render"):
+            inputs01, size = self._show(trainer, x[:shown])
+            for site, (act, chosen) in plans.items():
+                labels = [str(c) for c in host[: chosen.numel()]]
+                host = host[chosen.numel() :]
+                if not labels:
+                    continue
+                dead = fm.dead_channels(act)[chosen]
+                maps = fm.normalize_maps(
+                    act[:shown, chosen], self.normalization, self._ranges.get(site)
+                )
+                heat = fm.mean_heat(act[:shown], size)
+                image = fm.layer_grid(
+                    inputs01, heat, fm.resize(maps, size), dead, labels, self.cmap
+                )
+                self.sink.image(self.tag(site), image, step)
+                if site in self._stages:
+                    self._log_stages(site, outs, chosen, labels, size, step)
+
+    def _log_stages(
+        self, site: str, outs: dict[str, Tensor], chosen: Tensor, labels: list[str], size, step
+    ) -> None:
+        acts = [(s, outs[s]) for s in self._stages[site] if s in outs]
+        acts = [(s, a) for s, a in acts if a.dim() == 4 and a.shape[1] == outs[site].shape[1]]
+        maps = [a[0, chosen] for _, a in acts]
+        span = self._ranges.get(site, fm.value_range(torch.cat([m.flatten() for m in maps])))
+        rows = [
+            (s, fm.resize(fm.normalize_maps(m, "fixed", span), size), fm.dead_channels(a)[chosen])
+            for (s, a), m in zip(acts, maps, strict=True)
+        ]
+        self.sink.image(self.tag(site, "stages"), fm.stages_grid(rows, labels, self.cmap), step)
+
+    @override
+    def extra_state(self) -> dict[str, Any]:
+        return {"ranges": {k: v.detach().cpu().tolist() for k, v in self._ranges.items()}}
+
+    @override
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self._ranges = {k: torch.tensor(v) for k, v in state.get("ranges", {}).items()}
+
+
+def _index_list(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    )

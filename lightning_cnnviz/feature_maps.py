@@ -1,0 +1,279 @@
+"""Pure feature-map computations: layer and channel choice, ranges, stage pairing, pictures.
+
+Nothing here knows about Lightning. Activations are ``(N, C, H, W)`` tensors
+(detached float32 copies from a probe pass) and stay on their device; every
+function that returns a picture returns uint8 ``(3, H, W)``.
+
+* ``auto_layers``: every Conv2d and 2-D pooling module, evenly thinned to a cap.
+* ``channel_activity`` / ``dead_channels`` / ``choose_channels``: which channels to
+  show (``top_k`` most active on the probe, ``all`` capped, or an explicit list)
+  and which were zero on the whole probe (drawn dimmed with a red border).
+* ``value_range``: the ``per_layer_fixed`` range (kept from the first log).
+* ``stage_pairs``: conv -> activation -> pooling, from the order modules ran in.
+* ``mean_heat``: the mean ``|activation|`` over channels, upsampled to the input.
+* ``layer_grid`` / ``stages_grid``: the logged pictures.
+
+Example::
+
+    >>> import torch
+    >>> act = torch.zeros(2, 3, 4, 4)
+    >>> act[:, 1] = 2.0
+    >>> act[0, 2, 0, 0] = 1.0
+    >>> channel_activity(act).tolist(), dead_channels(act).tolist()
+    ([0.0, 2.0, 0.03125], [True, False, False])
+    >>> choose_channels(channel_activity(act), "top_k", k=2).tolist()
+    [1, 2]
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_cnnviz import rendering
+from lightning_cnnviz.kernels import kernel_grid
+from lightning_cnnviz.selection import ACTIVATION_TYPES, POOL_TYPES
+
+__all__ = [
+    "POOL_2D",
+    "auto_layers",
+    "channel_activity",
+    "choose_channels",
+    "dead_channels",
+    "input_image",
+    "layer_grid",
+    "mean_heat",
+    "normalize_maps",
+    "resize",
+    "stage_kind",
+    "stage_pairs",
+    "stages_grid",
+    "tile_shape",
+    "value_range",
+]
+
+POOL_2D = tuple(t for t in POOL_TYPES if t.__name__.endswith("2d"))
+HEADER = (200, 200, 200)  # label colour
+RED = (255, 0, 0)
+
+
+def auto_layers(available: dict[str, nn.Module], max_layers: int) -> list[str]:
+    """Every Conv2d and 2-D pooling module in model order, evenly thinned to ``max_layers``.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3))
+        >>> auto_layers(dict(net.named_children()), 2)
+        ['0', '3']
+    """
+    names = [n for n, m in available.items() if isinstance(m, (nn.Conv2d, *POOL_2D))]
+    if len(names) <= max_layers:
+        return names
+    if max_layers == 1:
+        return names[-1:]
+    step = (len(names) - 1) / (max_layers - 1)
+    return [names[round(i * step)] for i in range(max_layers)]
+
+
+def stage_kind(module: nn.Module) -> str | None:
+    """``"conv"``, ``"act"``, ``"pool"`` or ``None``: the module's part in a conv block."""
+    if isinstance(module, nn.Conv2d):
+        return "conv"
+    if isinstance(module, ACTIVATION_TYPES):
+        return "act"
+    return "pool" if isinstance(module, POOL_2D) else None
+
+
+def stage_pairs(trace: Sequence[tuple[str, str]]) -> dict[str, tuple[str | None, str | None]]:
+    """For each conv call site, the activation and pooling sites that follow it.
+
+    ``trace`` lists ``(module name, kind)`` in the order the modules ran in one
+    forward pass; a module that runs twice gets per-call-site names (``act#0``,
+    ``act#1``). Only the first activation and the first pooling before the next
+    conv belong to a conv (a BatchNorm in between does not matter).
+
+    Example::
+
+        >>> trace = [("c1", "conv"), ("act", "act"), ("p", "pool"), ("c2", "conv"),
+        ...          ("act", "act"), ("p", "pool"), ("c3", "conv")]
+        >>> stage_pairs(trace)
+        {'c1': ('act#0', 'p#0'), 'c2': ('act#1', 'p#1'), 'c3': (None, None)}
+    """
+    calls = Counter(name for name, _ in trace)
+    seen: Counter[str] = Counter()
+    pairs: dict[str, tuple[str | None, str | None]] = {}
+    current: str | None = None
+    for name, kind in trace:
+        site = f"{name}#{seen[name]}" if calls[name] > 1 else name
+        seen[name] += 1
+        if kind == "conv":
+            current = site
+            pairs[site] = (None, None)
+        elif current is not None:
+            act, pool = pairs[current]
+            if kind == "act" and act is None and pool is None:
+                pairs[current] = (site, None)
+            elif kind == "pool" and pool is None:
+                pairs[current] = (act, site)
+                current = None  # the block ends with its pooling
+    return pairs
+
+
+def channel_activity(act: Tensor) -> Tensor:
+    """Mean ``|a|`` of each channel over samples and positions, ``(C,)`` (non-finite -> 0)."""
+    return torch.nan_to_num(act.float(), nan=0.0, posinf=0.0, neginf=0.0).abs().mean((0, 2, 3))
+
+
+def dead_channels(act: Tensor) -> Tensor:
+    """Channels that are exactly zero on every sample and position, ``(C,)`` bool."""
+    return act.float().abs().amax((0, 2, 3)) == 0
+
+
+def choose_channels(
+    activity: Tensor, select: str | Sequence[int], k: int = 8, max_channels: int = 32
+) -> Tensor:
+    """Indices of the channels to show, ascending: ``top_k``, ``all`` (capped) or a list.
+
+    An explicit list keeps the channels the layer has (layers differ in width),
+    at most ``max_channels`` of them; it may come back empty.
+    """
+    count = activity.numel()
+    if select == "top_k":
+        return activity.topk(min(k, count)).indices.sort().values
+    if select == "all":
+        return torch.arange(min(count, max_channels), device=activity.device)
+    kept = [c for c in select if 0 <= c < count][:max_channels]
+    return torch.as_tensor(kept, dtype=torch.long, device=activity.device)
+
+
+def value_range(act: Tensor) -> Tensor:
+    """``[min, max]`` over the finite values of a layer's activations (``[0, 0]`` if none)."""
+    x = act.float()
+    finite = torch.isfinite(x)
+    low = torch.where(finite, x, torch.inf).amin()
+    high = torch.where(finite, x, -torch.inf).amax()
+    return torch.where(finite.any(), torch.stack([low, high]), torch.zeros(2, device=x.device))
+
+
+def normalize_maps(maps: Tensor, mode: str, value_range: Tensor | None = None) -> Tensor:
+    """``per_map`` (each map min-max) or a fixed ``value_range`` ``[low, high]`` -> ``[0, 1]``."""
+    x = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    if mode == "per_map" or value_range is None:
+        return rendering.normalize(x, "per_image")
+    low, high = value_range.to(x.device).unbind()
+    return ((x - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
+
+
+def tile_shape(height: int, width: int, tile_size: int) -> tuple[int, int]:
+    """Tile size for an input: an integer upscale to ``tile_size`` on the short side, or a cap.
+
+    Example::
+
+        >>> tile_shape(28, 28, 56), tile_shape(20, 30, 56), tile_shape(224, 224, 56)
+        ((56, 56), (60, 90), (56, 56))
+    """
+    short = min(height, width)
+    if short <= tile_size:
+        factor = math.ceil(tile_size / short)
+        return height * factor, width * factor
+    return max(1, round(height * tile_size / short)), max(1, round(width * tile_size / short))
+
+
+def resize(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize ``(..., h, w)`` to ``size``: nearest when enlarging, area averaging when shrinking."""
+    lead = maps.shape[:-2]
+    x = maps.reshape(-1, 1, *maps.shape[-2:]).float()
+    mode = "area" if x.shape[-2] > size[0] or x.shape[-1] > size[1] else "nearest"
+    return F.interpolate(x, size=size, mode=mode).reshape(*lead, *size)
+
+
+def input_image(
+    x: Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> Tensor:
+    """Probe inputs ``(N, C, H, W)`` as float ``[0, 1]`` ``(N, 1|3, H, W)`` for display.
+
+    De-normalised with ``mean``/``std`` when they match the channels, else each
+    image rescaled to its own range; inputs with other than 1 or 3 channels show
+    their first channel.
+    """
+    x = x.float()
+    if x.shape[1] not in (1, 3):
+        x = x[:, :1]
+    if mean is not None and std is not None and len(mean) == len(std) == x.shape[1]:
+        return rendering.denormalize(x, mean, std)
+    return rendering.normalize(x, "per_image", dims=3)
+
+
+def mean_heat(act: Tensor, size: tuple[int, int]) -> Tensor:
+    """Mean ``|a|`` over channels, upsampled (bilinear) to ``size``, min-max per sample."""
+    heat = (
+        torch.nan_to_num(act.float(), nan=0.0, posinf=0.0, neginf=0.0).abs().mean(1, keepdim=True)
+    )
+    heat = F.interpolate(heat, size=size, mode="bilinear", align_corners=False)[:, 0]
+    return rendering.normalize(heat, "per_image")
+
+
+def _mark(tiles: Tensor, dead: Tensor) -> Tensor:
+    """Dim and frame in red the tiles ``(K, 3, h, w)`` of dead channels ``(K,)``."""
+    marked = torch.stack([rendering.border(rendering.dim(t), RED) for t in tiles])
+    return torch.where(dead.to(tiles.device)[:, None, None, None], marked, tiles)
+
+
+def _with_header(body: Tensor, labels: Sequence[str], tile_w: int, left: int = 0) -> Tensor:
+    _, text_h = rendering.text_size("0")
+    strip = torch.zeros(3, text_h + 2, body.shape[-1], dtype=torch.uint8, device=body.device)
+    for col, label in enumerate(labels):
+        strip = rendering.draw_text(strip, label, left + 2 + col * (tile_w + 1), 1, HEADER)
+    return rendering.vstack([strip, body], gap=0)
+
+
+def layer_grid(
+    inputs01: Tensor,
+    heat01: Tensor,
+    maps01: Tensor,
+    dead: Tensor,
+    labels: Sequence[str],
+    cmap: str = "viridis",
+) -> Tensor:
+    """One row per sample: input, mean-activation overlay, then the chosen channel maps.
+
+    Args:
+        inputs01: ``(S, 1|3, T, T')`` inputs in ``[0, 1]`` at tile size.
+        heat01: ``(S, T, T')`` mean-activation heat in ``[0, 1]``.
+        maps01: ``(S, K, T, T')`` channel maps in ``[0, 1]`` at tile size.
+        dead: ``(K,)`` channels zero on the whole probe (dimmed, red frame).
+        labels: ``K`` column labels (channel indices).
+        cmap: colormap of the channel maps.
+    """
+    samples, k, _, tw = maps01.shape
+    first = rendering.to_uint8(rendering.to_rgb(inputs01))
+    heat = rendering.overlay(inputs01, heat01, "inferno", alpha=0.6)
+    maps = _mark(rendering.apply_colormap(maps01.flatten(0, 1), cmap), dead.repeat(samples))
+    tiles = torch.cat([first[:, None], heat[:, None], maps.unflatten(0, (samples, k))], dim=1)
+    body = kernel_grid(tiles.flatten(0, 1), per_row=k + 2, min_px=0)
+    return _with_header(body, ["input", "mean", *labels], tw)
+
+
+def stages_grid(
+    rows: Sequence[tuple[str, Tensor, Tensor]], labels: Sequence[str], cmap: str = "viridis"
+) -> Tensor:
+    """One sample's chosen channels after each stage (conv, activation, pooling), a row each.
+
+    ``rows`` holds ``(stage name, maps01 (K, T, T'), dead (K,))``; a name column on
+    the left says which stage a row is.
+    """
+    k, _, tw = rows[0][1].shape
+    name_w = max(rendering.text_size(name)[0] for name, _, _ in rows) + 4
+    body_rows = []
+    for name, maps, dead in rows:
+        line = kernel_grid(_mark(rendering.apply_colormap(maps, cmap), dead), per_row=k, min_px=0)
+        line = line[:, 1:] if body_rows else line  # one separator line between rows
+        tag = torch.zeros(3, line.shape[-2], name_w, dtype=torch.uint8, device=line.device)
+        tag = rendering.draw_text(tag, name, 2, (line.shape[-2] - 11) // 2, HEADER)
+        body_rows.append(rendering.hstack([tag, line], gap=0))
+    return _with_header(rendering.vstack(body_rows, gap=0), labels, tw, left=name_w)
