@@ -9,7 +9,7 @@ from torch import Tensor
 
 from lightning_cnnviz import rendering
 
-__all__ = ["norm_stats", "to_image01"]
+__all__ = ["Stats", "norm_stats", "to_image01"]
 
 Stats = tuple[Sequence[float], Sequence[float]]
 

@@ -1,0 +1,167 @@
+"""``AdversarialMonitor``: accuracy under a small FGSM attack, and what it changes inside."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lightning_cnnviz import robustness
+from lightning_cnnviz.attribution import block_output, grad_cam, trace_calls
+from lightning_cnnviz.callbacks._data import Stats, norm_stats, to_image01
+from lightning_cnnviz.callbacks.base import Monitor, check_positive, check_range, with_probe
+from lightning_cnnviz.capture import LayerCapture, first_tensor
+from lightning_cnnviz.selection import CONV_TYPES, named_layers, resolve_layers, unwrap_model
+
+
+class AdversarialMonitor(Monitor):
+    """Accuracy of the probe under an FGSM attack (``captum.robust.FGSM``) over time.
+
+    Each event attacks the validation probe with one signed-gradient step of
+    size ``epsilon`` (pixel units: ``epsilon / std`` in the model's normalised
+    units when the data module has ``mean``/``std``, clamped to valid pixels)
+    and writes ``adversarial/accuracy_clean`` and ``adversarial/accuracy_attacked``
+    (without labels: agreement with the clean predictions, only the latter). For
+    the first ``samples_shown`` probe images, ``adversarial/examples`` shows one
+    row each: input, perturbation (coolwarm, symmetric), attacked input (red frame
+    where the prediction flipped), Grad-CAM before and after, and the channel
+    mean of the watched layer's feature maps before and after. The model's
+    parameters and ``param.grad`` are never written (checked on every event).
+
+    Args:
+        layers: whose feature maps are shown; ``"auto"`` = the first conv layer.
+        epsilon: attack size, in [0, 1] pixel units (input units without ``std``).
+        samples_shown: rows of the example image (0: scalars only).
+        cam_layer: Grad-CAM's layer; ``"auto"`` = the output of the last conv block.
+        num_samples: probe size (default 64: the accuracies' sample); every_n_epochs:
+            default 1; the other arguments are the shared ``Monitor`` ones.
+
+    Example::
+
+        >>> from lightning_cnnviz import AdversarialMonitor
+        >>> monitor = AdversarialMonitor(epsilon=0.05, samples_shown=3)
+        >>> monitor.tag("accuracy_attacked")
+        'adversarial/accuracy_attacked'
+    """
+
+    section = "adversarial"
+    default_every_n_steps = None
+    default_every_n_epochs = 1
+
+    def __init__(
+        self,
+        layers: str | list[str] = "auto",
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        num_samples: int = 64,
+        epsilon: float = 0.1,
+        samples_shown: int = 4,
+        cam_layer: str = "auto",
+        tag_prefix: str = "",
+        strict: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
+        )
+        check_range("epsilon", epsilon, 0.0, float("inf"))
+        if epsilon <= 0:
+            raise ValueError(f"`epsilon` must be a positive number, got {epsilon!r}")
+        if samples_shown != 0:
+            check_positive("samples_shown", samples_shown)
+        if not isinstance(cam_layer, str) or not cam_layer:
+            raise ValueError(f"`cam_layer` must be 'auto' or a layer name, got {cam_layer!r}")
+        self.epsilon, self.samples_shown, self.cam_layer = epsilon, samples_shown, cam_layer
+        self._cam: tuple[str, nn.Module] | None = None
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._cam = None
+
+    @override
+    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+        return [n for n, m in available.items() if isinstance(m, CONV_TYPES)][:1]
+
+    def cam_module(self, model: nn.Module, x: Tensor) -> tuple[str, nn.Module]:
+        """Grad-CAM's layer: ``cam_layer``, or the last conv block's output (traced once)."""
+        if self._cam is None:
+            if self.cam_layer == "auto":
+                available = named_layers(model)
+                calls, shape = trace_calls(model, available, x[:1])
+                name, _ = block_output(calls, available, shape[-1] if len(shape) == 2 else None)
+                if name is None:
+                    raise ValueError("no layer with a spatial output for Grad-CAM; set `cam_layer`")
+                self._cam = (name, available[name])
+            else:
+                self._cam = next(iter(resolve_layers(model, self.cam_layer).items()))
+        return self._cam
+
+    @override
+    def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        model, step = unwrap_model(pl_module), trainer.global_step
+        with self.phase("capture"):
+            x, stats = self.probe_input(trainer, pl_module), norm_stats(trainer)
+            labels = self.probe(trainer).labels
+            with with_probe(model):
+                clean = first_tensor(model(x)).float()
+            target = clean.argmax(1) if labels is None else labels.to(x.device)
+            mean, std = stats if stats and len(stats[0]) in (1, x.shape[1]) else (None, None)
+            adv = robustness.fgsm(model, x, target, self.epsilon, mean=mean, std=std)
+            with with_probe(model):
+                attacked = first_tensor(model(adv)).float()
+        with self.phase("compute"):
+            names, values = ["accuracy_attacked"], [robustness.accuracy(attacked, target)]
+            if labels is not None:
+                names, values = (
+                    ["accuracy_clean", *names],
+                    [robustness.accuracy(clean, target), *values],
+                )
+            host = torch.stack(values).tolist()
+            scalars = {self.tag(n): v for n, v in zip(names, host, strict=True)}
+        usable = (mean, std) if mean is not None else None
+        image = self.examples(model, x, adv, clean, attacked, labels, usable)
+        with self.phase("write"):
+            self.sink.scalars(scalars, step)
+            if image is not None:
+                self.sink.image(self.tag("examples"), image, step)
+
+    def examples(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        adv: Tensor,
+        clean: Tensor,
+        attacked: Tensor,
+        labels: Tensor | None,
+        stats: Stats | None,
+    ) -> Tensor | None:
+        """The ``adversarial/examples`` image of the first ``samples_shown`` probe samples."""
+        k = min(self.samples_shown, x.shape[0])
+        if k == 0:
+            return None
+        site = self.sites()[0]
+        with self.phase("compute"):
+            with with_probe(model), LayerCapture(self.selected, shared=self.shared) as cap:
+                model(torch.cat([x[:k], adv[:k]]))
+            fmap = cap.outputs[site].float()
+            fmap = fmap.flatten(1, -3).mean(1) if fmap.dim() > 3 else fmap
+            layer = self.cam_module(model, x)[1]
+            cams = (grad_cam(model, layer, x[:k])[0], grad_cam(model, layer, adv[:k])[0])
+        with self.phase("render"):
+            if stats is not None:  # de-normalised pictures; epsilon is in their units
+                epsilon = self.epsilon
+                before, after = to_image01(x[:k], stats), to_image01(adv[:k], stats)
+            else:  # one range for both, so that the perturbation shows
+                low, high = x[:k].amin(), x[:k].amax()
+                span = (high - low).clamp_min(1e-12)
+                before = ((x[:k] - low) / span).clamp(0, 1)
+                after = ((adv[:k] - low) / span).clamp(0, 1)
+                epsilon = self.epsilon / float(span)
+            predicted = (clean[:k].argmax(1).tolist(), attacked[:k].argmax(1).tolist())
+            return robustness.example_rows(
+                before.float().cpu(), after.float().cpu(), epsilon,
+                (cams[0].cpu(), cams[1].cpu()), (fmap[:k].cpu(), fmap[k:].cpu()),
+                None if labels is None else labels[:k].tolist(), predicted, site,
+            )  # fmt: skip

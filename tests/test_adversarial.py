@@ -1,0 +1,92 @@
+import pytest
+import torch
+from torch import nn
+
+from lightning_cnnviz import rendering
+from lightning_cnnviz.callbacks.adversarial import AdversarialMonitor
+from lightning_cnnviz.robustness import accuracy, fgsm
+from tests.tb import events
+from tests.views_helpers import DigitsData, reference_model, run
+
+
+def _linear():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[1.0, -1.0, 2.0, 0.5], [0.0, 1.0, -1.0, 1.0]]))
+        net[1].bias.zero_()
+    return net
+
+
+def test_adversarial_fgsm_hand_computed():
+    # d CE / dx = (p1 - [y == 1]) (W1 - W0); for y = 0 the sign is sign(W1 - W0) = (-, +, -, +)
+    net, x = _linear(), torch.zeros(2, 1, 2, 2)
+    adv = fgsm(net, x, torch.tensor([0, 1]), 0.1, mean=[0.5], std=[0.25])
+    step = 0.1 / 0.25
+    torch.testing.assert_close(adv[0].flatten(), step * torch.tensor([-1.0, 1, -1, 1]))
+    torch.testing.assert_close(adv[1].flatten(), -step * torch.tensor([-1.0, 1, -1, 1]))
+    # clamped to the normalised images of pixels 0 and 1: [-2, 2] here
+    near_edge = torch.full((1, 1, 2, 2), 1.9)
+    adv = fgsm(net, near_edge, torch.tensor([0]), 0.1, mean=[0.5], std=[0.25])
+    assert adv.flatten().tolist() == pytest.approx([1.5, 2.0, 1.5, 2.0])
+    # without the normalisation: epsilon in input units, no clamp
+    adv = fgsm(net, near_edge, torch.tensor([0]), 0.5)
+    assert adv.flatten().tolist() == pytest.approx([1.4, 2.4, 1.4, 2.4])
+    assert float(accuracy(torch.tensor([[1.0, 0], [0, 1], [1, 0]]), torch.tensor([0, 0, 0]))) == (
+        pytest.approx(2 / 3)
+    )
+
+
+def test_adversarial_fgsm_leaves_params_and_grads_alone():
+    model = reference_model()
+    model.conv1.requires_grad_(False)
+    sentinels = {n: torch.full_like(p, 0.25) for n, p in model.named_parameters()}
+    for n, p in model.named_parameters():
+        p.grad = sentinels[n]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    x = DigitsData(train_size=8, val_size=8).val_dataset.tensors[0]
+    adv = fgsm(model, x, torch.arange(8), 0.1, mean=[0.1307], std=[0.3081])
+    assert not adv.requires_grad and adv.shape == x.shape and not torch.equal(adv, x)
+    for n, p in model.named_parameters():
+        assert p.grad is sentinels[n] and torch.equal(p.grad, torch.full_like(p, 0.25))
+        assert torch.equal(p, before[n]) and p.requires_grad == (not n.startswith("conv1"))
+    assert all(m.training for m in model.modules())
+
+
+def test_adversarial_scalars_and_examples(tmp_path):
+    monitor = AdversarialMonitor(every_n_steps=4, num_samples=40)
+    run(tmp_path, [monitor], steps=8)
+    acc = events(tmp_path)
+    clean = acc.Scalars("adversarial/accuracy_clean")
+    attacked = acc.Scalars("adversarial/accuracy_attacked")
+    assert [e.step for e in clean] == [4, 8] == [e.step for e in attacked]
+    for c, a in zip(clean, attacked, strict=True):
+        assert 0 <= a.value <= c.value <= 1
+    assert attacked[-1].value < clean[-1].value and clean[-1].value > 0.5
+    image = acc.Images("adversarial/examples")[-1]
+    caption_h = rendering.text_size("y0 p0")[1] + 2
+    assert (image.width, image.height) == (7 * 56 + 6 * 2, 4 * (56 + caption_h) + 3 * 4)
+    assert monitor.cam_module(None, None)[0] == "pool2"  # Grad-CAM's auto: last block's output
+    assert all(monitor.timings[p] > 0 for p in ("capture", "compute", "render", "write"))
+
+
+def test_adversarial_scalars_only(tmp_path):
+    monitor = AdversarialMonitor(every_n_steps=4, num_samples=10, samples_shown=0, epsilon=0.3)
+    run(tmp_path, [monitor], steps=4)
+    acc = events(tmp_path)
+    assert "adversarial/examples" not in acc.Tags()["images"]
+    assert len(acc.Scalars("adversarial/accuracy_attacked")) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"epsilon": 0.0}, "`epsilon` must be a positive number, got 0.0"),
+        ({"epsilon": "0.1"}, "`epsilon` must be a number in"),
+        ({"samples_shown": -1}, "`samples_shown` must be a positive integer, got -1"),
+        ({"cam_layer": ""}, "`cam_layer` must be 'auto' or a layer name, got ''"),
+    ],
+)
+def test_adversarial_arguments_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AdversarialMonitor(**kwargs)
