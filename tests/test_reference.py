@@ -23,6 +23,15 @@ NAMES = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc1", "relu3", "
 BRIGHT = (1.0 - 0.1307) / 0.3081  # a white pixel after the normalisation
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on shared CPUs two threads can be several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _trainer(tmp_path, **kwargs):
     defaults = dict(
         default_root_dir=tmp_path,
@@ -288,7 +297,6 @@ def test_reference_loaders_seeded_and_leave_global_rng_alone():
 
 
 @requires_mnist
-@pytest.mark.slow
 def test_reference_mnist_training_reaches_97_5(tmp_path):
     """8,000 / 2,000 real digits, seed 0, 3 epochs of Adam(1e-3), batch 64."""
     seed_everything(0)
@@ -296,4 +304,6 @@ def test_reference_mnist_training_reaches_97_5(tmp_path):
     trainer = _trainer(tmp_path, max_epochs=3)
     trainer.fit(MNISTClassifier(), dm)
     assert len(dm.train_dataset) == 8000
-    assert float(trainer.callback_metrics["val/acc"]) >= 0.975
+    accuracy = float(trainer.callback_metrics["val/acc"])
+    print(f"MNIST 8k/2k, 3 epochs: val/acc {accuracy:.4f}")
+    assert accuracy >= 0.975
