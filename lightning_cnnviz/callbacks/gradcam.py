@@ -38,13 +38,11 @@ class GradCAMMonitor(Monitor):
     0.2 below its running maximum.
 
     Args:
-        layers: ``"auto"`` (the output of the last conv block: its activation or
-            pooling module, never a 1x1 logits conv) or any selection.
+        layers: ``"auto"`` (the last conv block's activation or pooling output) or any selection.
         method: ``"gradcam"`` (``LayerGradCam``) or ``"guided_gradcam"``.
         target: ``"pred"``, ``"true"`` or a class index (int or digit string).
         output_key: picks the logits from a tuple/dict model output.
-        misclassified_pool: how many val samples (drawn once by index) to search
-            for misclassified ones.
+        misclassified_pool: val samples (drawn once, by index) searched for misclassified ones.
         alpha: heatmap opacity over the image. cmap: a colormap of ``rendering.CMAPS``.
         shared_scale: one colour scale per grid instead of one per image.
         foreground_threshold: de-normalised brightness above which a pixel is the
@@ -84,11 +82,8 @@ class GradCAMMonitor(Monitor):
             layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
         )
         check_choice("method", method, ("gradcam", "guided_gradcam"))
-        if isinstance(target, str) and target.isdigit():
-            target = int(target)
-        if isinstance(target, bool) or not (
-            target in ("pred", "true") or (isinstance(target, int) and target >= 0)
-        ):
+        target = int(target) if isinstance(target, str) and target.isdigit() else target
+        if target not in ("pred", "true") and (type(target) is not int or target < 0):
             raise ValueError(f"`target` must be 'pred', 'true' or a class index, got {target!r}")
         check_positive("misclassified_pool", misclassified_pool)
         check_range("alpha", alpha, 0.0, 1.0)
@@ -98,9 +93,9 @@ class GradCAMMonitor(Monitor):
         self.method, self.target, self.output_key = method, target, output_key
         self.misclassified_pool, self.alpha, self.cmap = misclassified_pool, alpha, cmap
         self.shared_scale, self.foreground_threshold = shared_scale, foreground_threshold
-        self._previous: dict[str, Tensor] = {}
-        self._on_object: dict[str, Any] = {}
-        self._pool: Probe | None = None
+        self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
+        self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
+        self._pool: Probe | None = None  # val samples searched for misclassified ones
         self._warned = False
 
     @override
