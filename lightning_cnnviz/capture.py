@@ -218,6 +218,9 @@ def probe_mode(
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.inference_mode(False))
             stack.enter_context(torch.set_grad_enabled(grad))
+            # A compiled graph may have been traced with other (or no) hooks: run probes eagerly.
+            if hasattr(torch.compiler, "set_stance"):
+                stack.enter_context(torch.compiler.set_stance("force_eager"))
             if not autocast and device_type in ("cpu", "cuda", "xpu", "mps"):
                 stack.enter_context(torch.autocast(device_type=device_type, enabled=False))
             model.eval()
