@@ -54,19 +54,12 @@ MODULES = {
 COMMON: dict[str, Any] = {"every_n_steps": 2, "num_samples": 4}
 CHEAP: dict[str, dict[str, Any]] = {
     "KernelMonitor": {"max_filters": 16, "max_in_channels": 4},
-    "FeatureMapMonitor": {"max_layers": 4, "max_samples_shown": 2, "k": 4, "top_k": 4},
+    "FeatureMapMonitor": {"max_layers": 4, "max_samples_shown": 2, "top_k": 4, "tile_size": 16},
     "ActivationMonitor": {"window": 2},
     "GradCAMMonitor": {"misclassified_pool": 16},
     "OverfittingMonitor": {"every_n_steps": None, "every_n_epochs": 1, "patience": 1},
     "EmbeddingMonitor": {"max_points": 16},
-    "ActivationMaximizationMonitor": {
-        "steps": 3,
-        "num_steps": 3,
-        "iterations": 3,
-        "max_channels": 2,
-        "num_channels": 2,
-        "image_size": 32,
-    },
+    "ActivationMaximizationMonitor": {"steps": 3, "channels": 2, "classes": 2},
     "AdversarialMonitor": {"max_shown": 2},
 }
 

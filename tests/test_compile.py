@@ -1,0 +1,116 @@
+"""Every monitor on a ``torch.compile``'d model (``backend="eager"``: fast, same numerics).
+
+Two ways users compile: the whole LightningModule (``trainer.fit(torch.compile(module))``:
+Lightning compiles its ``forward`` and steps) and a compiled submodule
+(``self.net = torch.compile(net)``: names gain ``_orig_mod.``). One fit per way with every
+landed monitor, and one uncompiled fit of the same seeded model as the reference. Per
+monitor: names carry no ``_orig_mod.``; the same tags as uncompiled (the submodule's under
+``net.``); and the same values at both logging events (steps 2 and 4), so hooks really ran
+inside the compiled graph, on the current event (not a stale hook baked into a cached graph).
+A monitor that cannot work under compile may instead step aside with a warning naming
+``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from tests.monitors import (
+    TinyCNN,
+    available,
+    fit,
+    layers_text,
+    make_monitor,
+    monitor_params,
+    section,
+)
+from tests.tb import events
+
+pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::UserWarning")]
+
+
+class CompiledInside(L.LightningModule):
+    """A LightningModule holding a compiled network as ``self.net``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = torch.compile(net, backend="eager")
+
+    def forward(self, x):
+        return self.net(x)
+
+    _step = TinyCNN._step
+    training_step = TinyCNN.training_step
+    validation_step = TinyCNN.validation_step
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+
+def _run(tmp_path_factory, how: str):
+    torch.manual_seed(0)
+    net = TinyCNN()
+    model = {
+        "eager": lambda: net,
+        "compiled_module": lambda: torch.compile(net, backend="eager"),
+        "compiled_submodule": lambda: CompiledInside(net),
+    }[how]()
+    monitors = {n: make_monitor(n) for n in available()}
+    tmp = tmp_path_factory.mktemp(how)
+    torch._dynamo.reset()
+    _, _, messages = fit(tmp, list(monitors.values()), model=model, limit_train_batches=4)
+    acc = events(tmp)
+    scalars = {t: {e.step: e.value for e in acc.Scalars(t)} for t in acc.Tags()["scalars"]}
+    images = set(acc.Tags()["images"])
+    return {"monitors": monitors, "warnings": messages, "scalars": scalars, "images": images,
+            "layers": layers_text(tmp), "dir": tmp}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return {how: _run(tmp_path_factory, how) for how in ("eager", "compiled_module",
+                                                         "compiled_submodule")}  # fmt: skip
+
+
+def _stepped_aside(run, name) -> bool:
+    said = [w for w in run["warnings"] if name in w and "compile" in w]
+    return run["monitors"][name].disabled and bool(said)
+
+
+@pytest.mark.parametrize("how", ["compiled_module", "compiled_submodule"])
+@pytest.mark.parametrize("name", monitor_params())
+def test_compile_monitor_matches_uncompiled(runs, name, how):
+    run, ref = runs[how], runs["eager"]
+    monitor = run["monitors"][name]
+    if _stepped_aside(run, name):
+        return
+    failed = [w for w in run["warnings"] if w.startswith(f"{name} failed")]
+    assert not failed and not monitor.disabled and monitor.events >= 1, failed
+    prefix = "net." if how == "compiled_submodule" else ""
+    assert all("_orig_mod" not in n for n in monitor.selected)
+    assert [n.removeprefix(prefix) for n in monitor.selected] == list(
+        ref["monitors"][name].selected
+    )
+    for site in run["layers"].get(name, []):
+        assert "_orig_mod" not in site
+    sec = section(name) + "/"
+
+    def ours(tags):
+        return {t.replace(sec + prefix, sec) for t in tags if t.startswith(sec)}
+
+    assert ours(run["images"]) == ours(ref["images"])
+    mine = {t.replace(sec + prefix, sec): v for t, v in run["scalars"].items() if t.startswith(sec)}
+    theirs = {t: v for t, v in ref["scalars"].items() if t.startswith(sec)}
+    assert set(mine) == set(theirs)
+    for tag, series in theirs.items():
+        assert set(mine[tag]) == set(series), tag
+        for step, value in series.items():
+            got = mine[tag][step]
+            assert (math.isnan(got) and math.isnan(value)) or got == pytest.approx(
+                value, rel=1e-4, abs=1e-5
+            ), (tag, step, got, value)
