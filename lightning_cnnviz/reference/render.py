@@ -48,7 +48,7 @@ _BLUR = 3  # template blur (pixels) behind the stroke-width threshold
 _HI = 3  # supersampling factor of the output (28 * 3 = 84), then average-pooled
 _BOX = 20.0  # MNIST: the digit's bounding box is fitted into 20x20 ...
 _SIDE = 28  # ... and centred by its centre of mass in 28x28
-_PEN_SHARE = 0.6  # share of handwriting-like pen strokes (the rest: font glyphs)
+_PEN_SHARE = 0.8  # share of handwriting-like pen strokes (the rest: font glyphs)
 
 
 def _font_dir() -> str:
@@ -195,7 +195,7 @@ def _render_batch(labels: Tensor, generator: torch.Generator) -> Tensor:
             x[mask] = draw(labels[mask], warp[mask], shift[mask], generator)
 
     # Blur (per-sample sigma), re-saturate the stroke core, noise.
-    sigma = _uniform(n, 0.05, 0.8, generator)
+    sigma = _uniform(n, 0.05, 0.6, generator)
     taps = torch.arange(-2, 3, dtype=torch.float32)
     kernel = torch.exp(-(taps.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
     kernel = kernel / kernel.sum(1, keepdim=True)

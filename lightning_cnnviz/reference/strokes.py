@@ -137,7 +137,7 @@ def stroke_digits(labels: Tensor, warp: Tensor, shift: Tensor, g: torch.Generato
     out = torch.zeros(n, 1, _SIDE, _SIDE)
     width = 1.4 + 2.0 * torch.rand(n, generator=g)
     soft = 0.7 + 0.8 * torch.rand(n, generator=g)
-    jitter = 0.015 + 0.035 * torch.rand(n, generator=g)
+    jitter = 0.03 + 0.05 * torch.rand(n, generator=g)
     variant = torch.rand(n, generator=g)
     for digit, skeletons in SKELETONS.items():
         for v, skeleton in enumerate(skeletons):
