@@ -97,7 +97,10 @@ def make_monitor(name: str, **overrides: Any) -> Any:
     """A monitor that logs at step 2 with tiny probes; ``overrides`` win (dropped if unknown)."""
     cls = monitor_class(name)
     kwargs = {**COMMON, **CHEAP.get(name, {}), **overrides}
-    if kwargs.get("every_n_epochs") is not None and "every_n_steps" not in overrides:
+    # A schedule given in `overrides` replaces the other one; else an epoch schedule wins.
+    if "every_n_steps" in overrides and "every_n_epochs" not in overrides:
+        kwargs["every_n_epochs"] = None
+    elif kwargs.get("every_n_epochs") is not None and "every_n_steps" not in overrides:
         kwargs["every_n_steps"] = None
     return cls(**accepted(cls, kwargs))
 

@@ -5,7 +5,7 @@ Lightning compiles its ``forward`` and steps) and a compiled submodule
 (``self.net = torch.compile(net)``: names gain ``_orig_mod.``). One fit per way with every
 landed monitor, and one uncompiled fit of the same seeded model as the reference. Per
 monitor: names carry no ``_orig_mod.``; the same tags as uncompiled (the submodule's under
-``net.``); and the same values at both logging events (steps 2 and 4), so hooks really ran
+``net.``); and the same values at both logging events (steps 3 and 6), so hooks really ran
 inside the compiled graph, on the current event (not a stale hook baked into a cached graph).
 A monitor that cannot work under compile may instead step aside with a warning naming
 ``torch.compile``.
@@ -60,10 +60,13 @@ def _run(tmp_path_factory, how: str):
         "compiled_module": lambda: torch.compile(net, backend="eager"),
         "compiled_submodule": lambda: CompiledInside(net),
     }[how]()
-    monitors = {n: make_monitor(n) for n in available()}
+    # Logging at steps 3 and 6 with a 1-batch activation window: hooks come and go between
+    # compiled training steps (a graph traced without them must not skip them, nor a graph
+    # traced with them keep calling them after they were removed).
+    monitors = {n: make_monitor(n, every_n_steps=3, window=1) for n in available()}
     tmp = tmp_path_factory.mktemp(how)
     torch._dynamo.reset()
-    _, _, messages = fit(tmp, list(monitors.values()), model=model, limit_train_batches=4)
+    _, _, messages = fit(tmp, list(monitors.values()), model=model, limit_train_batches=6)
     acc = events(tmp)
     scalars = {t: {e.step: e.value for e in acc.Scalars(t)} for t in acc.Tags()["scalars"]}
     images = set(acc.Tags()["images"])
@@ -82,8 +85,27 @@ def _stepped_aside(run, name) -> bool:
     return run["monitors"][name].disabled and bool(said)
 
 
+# Known: hooks added to a compiled model after it was traced are skipped silently
+# (torch._dynamo.config.skip_nnmodule_hook_guards=True), and hooks traced into a graph keep
+# firing after removal. Probe passes run eagerly (capture.probe_mode), but ActivationMonitor's
+# training-batch window runs inside the user's compiled training step and sees the wrong
+# batches: its zero_fraction/mean/std differ from the uncompiled run. Remove once fixed.
+WINDOW_UNDER_COMPILE = pytest.mark.xfail(
+    strict=True, reason="ActivationMonitor's training window under torch.compile"
+)
+
+
+def _params():
+    return [
+        pytest.param(*p.values, marks=[*p.marks, WINDOW_UNDER_COMPILE], id=p.id)
+        if p.values[0] == "ActivationMonitor"
+        else p
+        for p in monitor_params()
+    ]
+
+
 @pytest.mark.parametrize("how", ["compiled_module", "compiled_submodule"])
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", _params())
 def test_compile_monitor_matches_uncompiled(runs, name, how):
     run, ref = runs[how], runs["eager"]
     monitor = run["monitors"][name]
