@@ -70,7 +70,8 @@ def fit(root: Path, steps: int, callbacks=()) -> float:
     L.seed_everything(0, verbose=False)
     trainer = L.Trainer(
         default_root_dir=root, max_steps=steps, max_epochs=-1, limit_val_batches=4,
-        val_check_interval=steps, num_sanity_val_steps=0, enable_progress_bar=False,
+        val_check_interval=steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False,
         logger=TensorBoardLogger(root, name="tb"), callbacks=list(callbacks),
     )  # fmt: skip

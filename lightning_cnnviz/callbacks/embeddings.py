@@ -85,7 +85,7 @@ class EmbeddingMonitor(Monitor):
     @property
     def reads_input(self) -> bool:
         """``layers="auto"``: the features are the selected layer's input."""
-        return self.layers == "auto"
+        return self.layers == "auto" or list(self.layers) == ["auto"]
 
     @override
     def describe_layers(self) -> str:
