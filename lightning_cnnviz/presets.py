@@ -1,0 +1,86 @@
+"""Ready-made sets of monitors: ``light``, ``standard`` and ``full``.
+
+* ``light``: statistics that cost next to nothing: activation statistics with
+  dead-unit detection, kernel change, the overfitting diagnosis.
+* ``standard``: ``light`` plus pictures at their default frequencies: kernel
+  grids, feature maps of the probe images, Grad-CAM on train and val probes.
+  Chosen to cost at most 3% of training time on the reference model
+  (``benchmarks/overhead.py`` measures it).
+* ``full``: everything, more often: histograms, misclassified CAMs, embeddings,
+  activation maximisation and adversarial sensitivity every epoch.
+
+From YAML, name a preset at the top level of a ``cnnviz`` config (``preset:
+standard``); the monitors are added to ``trainer.callbacks``.
+
+Example::
+
+    >>> [type(m).__name__ for m in callbacks("light")]
+    ['ActivationMonitor', 'KernelMonitor', 'OverfittingMonitor']
+    >>> len(callbacks("standard")), len(callbacks("full"))
+    (5, 8)
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Literal
+
+from lightning_cnnviz.callbacks.activation_maximization import ActivationMaximizationMonitor
+from lightning_cnnviz.callbacks.activations import ActivationMonitor
+from lightning_cnnviz.callbacks.adversarial import AdversarialMonitor
+from lightning_cnnviz.callbacks.base import Monitor
+from lightning_cnnviz.callbacks.embeddings import EmbeddingMonitor
+from lightning_cnnviz.callbacks.feature_maps import FeatureMapMonitor
+from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
+from lightning_cnnviz.callbacks.kernels import KernelMonitor
+from lightning_cnnviz.callbacks.overfitting import OverfittingMonitor
+
+__all__ = ["PRESETS", "Preset", "callbacks"]
+
+Preset = Literal["light", "standard", "full"]
+PRESETS: tuple[str, ...] = Preset.__args__
+
+# (monitor class, its arguments) per preset; defaults everywhere else
+_SETS: dict[str, list[tuple[type[Monitor], dict[str, Any]]]] = {
+    "light": [
+        (ActivationMonitor, {}),
+        (KernelMonitor, {}),
+        (OverfittingMonitor, {}),
+    ],
+    "standard": [
+        (ActivationMonitor, {}),
+        (KernelMonitor, {}),
+        (OverfittingMonitor, {}),
+        (FeatureMapMonitor, {}),
+        (GradCAMMonitor, {}),
+    ],
+    "full": [
+        (ActivationMonitor, {"histograms": True}),
+        (KernelMonitor, {"log_delta": True, "linear": True}),
+        (OverfittingMonitor, {}),
+        (FeatureMapMonitor, {"every_n_epochs": 1}),
+        (GradCAMMonitor, {"every_n_epochs": 1}),
+        (EmbeddingMonitor, {}),
+        (ActivationMaximizationMonitor, {}),
+        (AdversarialMonitor, {}),
+    ],
+}
+
+
+def callbacks(preset: Preset = "standard", **shared: Any) -> list[Monitor]:
+    """The monitors of a preset, new instances each call.
+
+    Args:
+        preset: ``"light"``, ``"standard"`` or ``"full"``.
+        **shared: Arguments given to every monitor that accepts them, e.g.
+            ``output_key=0`` for a model that returns ``(logits, features)``,
+            ``tag_prefix="run_a/"`` or ``strict=True``.
+    """
+    if preset not in _SETS:
+        raise ValueError(f"`preset` must be one of {PRESETS}, got {preset!r}")
+    monitors = []
+    for cls, args in _SETS[preset]:
+        accepted = inspect.signature(cls).parameters
+        extra = {key: value for key, value in shared.items() if key in accepted}
+        monitors.append(cls(**{**args, **extra}))
+    return monitors
