@@ -1,8 +1,8 @@
 """Train the reference CNN on real MNIST with the monitors on, from Python.
 
-    python examples/train_mnist.py              # downloads MNIST into data/ once
-    python examples/train_mnist.py --synthetic  # offline: embedded synthetic digits
-    tensorboard --logdir runs --samples_per_plugin images=200
+python examples/train_mnist.py              # downloads MNIST into data/ once
+python examples/train_mnist.py --synthetic  # offline: embedded synthetic digits
+tensorboard --logdir runs --samples_per_plugin images=200
 """
 
 import argparse
