@@ -226,6 +226,25 @@ def trace_calls(
     return calls, shape
 
 
+def _spatial_size(shape: tuple[int, ...]) -> int:
+    return math.prod(shape[2:]) if len(shape) == 4 else 0
+
+
+def _is_logits_head(module: nn.Module, rest: list[Call], num_logits: int) -> bool:
+    """A 1x1 conv to ``num_logits`` channels after which no spatial map has other channels.
+
+    The second half tells a head (SqueezeNet's classifier) from a squeeze-excitation
+    ``fc1`` that happens to have as many channels as there are classes.
+    """
+    if not (
+        isinstance(module, nn.Conv2d)
+        and module.kernel_size == (1, 1)
+        and module.out_channels == num_logits
+    ):
+        return False
+    return all(c.shape[1] == num_logits for c in rest if _spatial_size(c.shape) > 1)
+
+
 def block_output(
     calls: list[Call], modules: Mapping[str, nn.Module], num_logits: int | None = None
 ) -> tuple[str | None, str | None]:
@@ -245,16 +264,11 @@ def block_output(
     """
     last_call = {call.name: call.index for call in calls}
     pick: Call | None = None
-    for call in calls:
+    for k, call in enumerate(calls):
         module = modules[call.name]
-        if (
-            num_logits
-            and isinstance(module, nn.Conv2d)
-            and module.kernel_size == (1, 1)
-            and module.out_channels == num_logits
-        ):
+        if num_logits and _is_logits_head(module, calls[k:], num_logits):
             break  # a logits head: nothing from here on explains a class
-        spatial = math.prod(call.shape[2:]) if len(call.shape) == 4 else 0
+        spatial = _spatial_size(call.shape)
         if spatial <= 1 or call.index != last_call[call.name] or isinstance(module, SKIP_TYPES):
             continue
         container = next(module.children(), None) is not None

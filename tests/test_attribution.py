@@ -199,10 +199,27 @@ class Blocks(nn.Module):
         return self.gap(self.logits(self.features(x))).flatten(1)
 
 
+class SqueezeExcite(nn.Module):
+    """A block whose squeeze-excitation ``fc1`` is a 1x1 conv to as many channels as classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.relu1 = nn.Conv2d(1, 16, 3, padding=1), nn.ReLU()
+        self.fc1, self.fc2 = nn.Conv2d(16, 10, 1), nn.Conv2d(10, 16, 1)
+        self.conv2, self.relu2 = nn.Conv2d(16, 8, 3, padding=1), nn.ReLU()
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.relu1(self.conv1(x))
+        x = x * torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return self.head(self.relu2(self.conv2(x)).mean((2, 3)))
+
+
 @pytest.mark.parametrize(
     ("model", "expected", "warns"),
     [
         (Reference, "pool2", False),
+        (SqueezeExcite, "relu2", False),
         (Functional, "conv2", True),
         (Blocks, "features.2", False),
         (
