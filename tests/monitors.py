@@ -60,7 +60,7 @@ CHEAP: dict[str, dict[str, Any]] = {
     "OverfittingMonitor": {"every_n_steps": None, "every_n_epochs": 1, "patience": 1},
     "EmbeddingMonitor": {"max_points": 16},
     "ActivationMaximizationMonitor": {"steps": 3, "channels": 2, "classes": 2},
-    "AdversarialMonitor": {"max_shown": 2},
+    "AdversarialMonitor": {"samples_shown": 2},
 }
 
 

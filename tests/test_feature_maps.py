@@ -184,7 +184,7 @@ def test_feature_maps_monitor_edge_pattern_at_expected_pixels(tmp_path):
 
 def test_feature_maps_monitor_stages_dead_channels_and_fixed_ranges(tmp_path):
     monitor = FeatureMapMonitor(every_n_steps=3, num_samples=4, channel_select="all", tile_size=16)
-    model, acc = run(tmp_path, monitor)
+    _, acc = run(tmp_path, monitor)
     assert sorted(image_tags(acc)) == [
         "feature_maps/conv1", "feature_maps/conv1/stages", "feature_maps/pool1",
     ]  # fmt: skip

@@ -143,9 +143,11 @@ class EmbeddingMonitor(Monitor):
             feats = {site: value.cpu() for site, value in feats.items()}
             predictions = predictions.cpu() if predictions is not None else None
         with self.phase("render"):
-            sprite = embedding.thumbnails(to_image01(images, norm_stats(trainer)))
-            if sprite.shape[1] not in (1, 3):
-                sprite = sprite.mean(1, keepdim=True)
+            sprite = None  # the projector's sprite needs images; vectors go without
+            if images.dim() == 4:
+                sprite = embedding.thumbnails(to_image01(images, norm_stats(trainer)))
+                if sprite.shape[1] not in (1, 3):
+                    sprite = sprite.mean(1, keepdim=True)
             header, metadata = _metadata(labels, predictions, len(images))
         with self.phase("write"):
             scalars = {k: v for k, v in zip(separation, host, strict=True) if v == v}

@@ -41,7 +41,8 @@ class OverfittingMonitor(Monitor):
         tolerance: val loss more than this fraction above its best counts as worse.
         patience: consecutive evaluations a detection rule must hold.
         ece_margin: smallest ``ece_val - ece_train`` the growing-ECE-gap rule reports.
-        num_samples: images per probe (val and train), class-balanced.
+        num_samples: images per probe (val and train), class-balanced; the whole set when
+            it is smaller (calibration error wants every sample it can get).
         every_n_steps / every_n_epochs: evaluate only at validations at least this many
             steps apart / in every n-th epoch (default: every validation).
 

@@ -1,4 +1,4 @@
-"""AdversarialMonitor in the safety contract (FGSM + Grad-CAM + feature maps on a 4-sample probe)."""
+"""AdversarialMonitor in the safety contract (FGSM, Grad-CAM, feature maps; 4-sample probe)."""
 
 from lightning_cnnviz.callbacks.adversarial import AdversarialMonitor
 from tests.contract.registry import MonitorCase
