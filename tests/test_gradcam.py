@@ -188,6 +188,7 @@ def test_gradcam_reports_cam_off_object():
         ({"target": "best"}, "`target` must be 'pred', 'true' or a class index, got 'best'"),
         ({"target": -1}, "got -1"),
         ({"target": True}, "got True"),
+        ({"misclassified": "yes"}, "`misclassified` must be one of [True, False], got 'yes'"),
         ({"misclassified_pool": 0}, "`misclassified_pool` must be a positive integer, got 0"),
         ({"alpha": 1.5}, "`alpha` must be a number in [0.0, 1.0], got 1.5"),
         ({"cmap": "jet"}, "`cmap` must be one of"),
@@ -207,6 +208,16 @@ def test_gradcam_foreground_threshold_none_turns_on_object_off(tmp_path):
     fit(tmp_path, monitor, steps=2)
     tags = events(tmp_path / "tb").Tags()["scalars"]
     assert "gradcam/train/concentration" in tags and "gradcam/train/on_object" not in tags
+
+
+def test_gradcam_misclassified_false_skips_search_and_image(tmp_path):
+    monitor = GradCAMMonitor(
+        every_n_steps=2, num_samples=4, misclassified=False, misclassified_pool=32, strict=True
+    )
+    fit(tmp_path, monitor)  # the first test: the same run with the default writes the image
+    assert monitor.events == 2 and monitor._pool is None  # the pool was never drawn or searched
+    images = set(image_tags(events(tmp_path / "tb")))
+    assert {"gradcam/train", "gradcam/val"} <= images and "gradcam/misclassified" not in images
 
 
 def train_reference(tmp_path, steps=100):

@@ -42,7 +42,8 @@ class GradCAMMonitor(Monitor):
         method: ``"gradcam"`` (``LayerGradCam``) or ``"guided_gradcam"``.
         target: ``"pred"``, ``"true"`` or a class index (int or digit string).
         output_key: picks the logits from a tuple/dict model output.
-        misclassified_pool: val samples (drawn once, by index) searched for misclassified ones.
+        misclassified: search ``misclassified_pool`` val samples (drawn once, by index;
+            one forward pass per log) for ``gradcam/misclassified``; ``False``: no search, no image.
         alpha: heatmap opacity over the image. cmap: a colormap of ``rendering.CMAPS``.
         shared_scale: one colour scale per grid instead of one per image.
         foreground_threshold: de-normalised brightness above which a pixel is the
@@ -66,6 +67,7 @@ class GradCAMMonitor(Monitor):
         method: Literal["gradcam", "guided_gradcam"] = "gradcam",
         target: str | int = "pred",
         output_key: str | int | None = None,
+        misclassified: bool = True,
         misclassified_pool: int = 512,
         alpha: float = 0.5,
         cmap: str = "inferno",
@@ -85,13 +87,15 @@ class GradCAMMonitor(Monitor):
         target = int(target) if isinstance(target, str) and target.isdigit() else target
         if target not in ("pred", "true") and (type(target) is not int or target < 0):
             raise ValueError(f"`target` must be 'pred', 'true' or a class index, got {target!r}")
+        check_choice("misclassified", misclassified, (True, False))
         check_positive("misclassified_pool", misclassified_pool)
         check_range("alpha", alpha, 0.0, 1.0)
         check_choice("cmap", cmap, R.CMAPS)
         if foreground_threshold is not None:
             check_range("foreground_threshold", foreground_threshold, 0.0, 1.0)
         self.method, self.target, self.output_key = method, target, output_key
-        self.misclassified_pool, self.alpha, self.cmap = misclassified_pool, alpha, cmap
+        self.misclassified, self.misclassified_pool = misclassified, misclassified_pool
+        self.alpha, self.cmap = alpha, cmap
         self.shared_scale, self.foreground_threshold = shared_scale, foreground_threshold
         self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
@@ -131,7 +135,8 @@ class GradCAMMonitor(Monitor):
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Grad-CAM of every split and layer: grids, metrics, findings."""
         model, values = unwrap_model(pl_module), {}
-        for split in ("train", "val", "misclassified"):
+        splits = ("train", "val", "misclassified")[: 3 if self.misclassified else 2]
+        for split in splits:
             with self.phase("capture"):
                 probe = self._samples(trainer, model, split)
             if probe is not None:
