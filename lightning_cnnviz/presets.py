@@ -52,7 +52,7 @@ _SETS: dict[str, list[tuple[type[Monitor], dict[str, Any]]]] = {
         (KernelMonitor, {}),
         (OverfittingMonitor, {}),
         (FeatureMapMonitor, {}),
-        (GradCAMMonitor, {}),
+        (GradCAMMonitor, {"misclassified": False}),  # the pool search is `full` only
     ],
     "full": [
         (ActivationMonitor, {"histograms": True}),
