@@ -215,11 +215,12 @@ class OverfittingDetector:
             self.best, self.streak = ev, []
             return None
         above = ev.val_loss - best.val_loss > self.tolerance * abs(best.val_loss)
-        falling = (
-            ev.train_loss is not None
-            and best.train_loss is not None
-            and ev.train_loss < best.train_loss
-        )
+        # the train loss to beat: the best evaluation's, or (when the best came before any
+        # train epoch loss existed, e.g. at epoch 0) the first one seen since
+        start = next(i for i, e in enumerate(self.history) if e is best)
+        earlier = (e.train_loss for e in self.history[start:-1] if e.train_loss is not None)
+        reference = next(earlier, None)
+        falling = ev.train_loss is not None and (reference is None or ev.train_loss < reference)
         self.streak = [*self.streak, ev] if above and falling else []
         if len(self.streak) >= self.patience:
             return Onset("val_loss", ev, self.streak[0], best)

@@ -113,6 +113,17 @@ def test_diagnosis_detects_val_loss_upturn_at_exact_epoch(tmp_path):
     assert (loose.since.epoch, loose.detected.epoch) == (7, 8)  # > 1.04 from epoch 7
 
 
+def test_diagnosis_detects_upturn_when_best_is_the_first_evaluation(tmp_path):
+    # Lightning validates before the training epoch ends: at epoch 0 no train epoch loss
+    # exists yet, so the best (first) evaluation has none; the first one seen since counts.
+    evs = series([None, 0.24, 0.0003, 0.0001], [0.45, 0.58, 0.60, 0.61])
+    onset = first_onset(OverfittingDetector(tolerance=0.1, patience=2), evs)
+    assert (onset.since.epoch, onset.detected.epoch, onset.best.epoch) == (1, 2, 0)
+    # ...but a train loss that rises from there is divergence, not overfitting
+    rising = series([None, 0.24, 0.3, 0.4], [0.45, 0.58, 0.60, 0.61])
+    assert first_onset(OverfittingDetector(tolerance=0.1, patience=2), rising) is None
+
+
 def test_diagnosis_reports_the_onset_once(tmp_path):
     detector = OverfittingDetector()
     evs = series([1, 0.5, 0.4, 0.3, 0.2, 0.1], [1, 0.5, 0.8, 0.9, 1.0, 1.1])
