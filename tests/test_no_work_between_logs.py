@@ -1,0 +1,131 @@
+"""Between logging steps every monitor stays out of the training loop (not timed).
+
+``tests/contract/test_contract.py`` already checks, on the zoo, that no module hook is
+seen from inside ``training_step`` between logging steps. This file checks what it
+does not, for every monitor on a short fit (``every_n_steps=3``, validation every 3
+steps), batch by batch, from a spy before and one after all monitors' batch hooks:
+
+* on a batch where the monitor does not log, the model's forward runs exactly once
+  (the training forward: no probe pass) and the monitor's phase timings stay put;
+* after every monitor's ``on_train_batch_start`` and ``on_train_batch_end`` no hook
+  is attached to any module (``hook_count``), no global module hook exists and no
+  parameter carries a tensor hook; the one exception is ActivationMonitor's sampled
+  window, the ``window`` batches just before its logging step (hooked on purpose,
+  detached again at that batch's end).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn.modules import module as torch_module
+
+from lightning_cnnviz.capture import hook_count
+from tests.monitors import TinyCNN, fit, loaders, make_monitor, monitor_params
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+EVERY = 3
+BATCHES = 8  # optimizer steps 1..8: logs at 3 and 6 (validation after 3 and 6 too)
+
+
+class CountingCNN(TinyCNN):
+    """TinyCNN that counts its forward calls outside the validation loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forwards = 0
+
+    def forward(self, x):
+        if not self.trainer.validating:
+            self.forwards += 1
+        return super().forward(x)
+
+
+def global_hooks() -> int:
+    names = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks")
+    names += ("_global_backward_pre_hooks",)
+    return sum(len(getattr(torch_module, n, {})) for n in names)
+
+
+def hooks(model: torch.nn.Module) -> int:
+    tensor_hooks = sum(len(p._backward_hooks or {}) for p in model.parameters())
+    return sum(hook_count(model).values()) + tensor_hooks + global_hooks()
+
+
+class Spy:
+    """Records per training batch what the monitor did; ``before`` runs ahead of it."""
+
+    def __init__(self, monitor) -> None:
+        self.monitor, self.baseline = monitor, None
+        self.intervals: list[dict] = []  # one per batch: batch start to the next batch start
+        self.hooked: list[tuple[int, str, int]] = []  # (global_step, where, extra hooks)
+
+    def snapshot(self, model) -> tuple:
+        return model.forwards, dict(self.monitor.timings), self.monitor.events
+
+    def open(self, trainer, model) -> None:
+        self.close(model)
+        self.intervals.append({"step": trainer.global_step, "at": self.snapshot(model)})
+
+    def close(self, model) -> None:
+        if self.intervals and "until" not in self.intervals[-1]:
+            self.intervals[-1]["until"] = self.snapshot(model)
+
+    def check_hooks(self, trainer, model, where: str) -> None:
+        extra = hooks(model) - self.baseline
+        if extra:
+            self.hooked.append((trainer.global_step, where, extra))
+
+
+def spies(monitor):
+    import lightning as L
+
+    spy = Spy(monitor)
+
+    class Before(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            spy.baseline = hooks(pl_module)
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            spy.open(trainer, pl_module)
+
+        def on_train_end(self, trainer, pl_module):
+            spy.close(pl_module)
+
+    class After(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            spy.check_hooks(trainer, pl_module, "start")
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            spy.check_hooks(trainer, pl_module, "end")
+
+    return spy, Before(), After()
+
+
+@pytest.mark.parametrize("name", monitor_params())
+def test_no_work_between_logs_no_hooks_one_forward_frozen_timings(tmp_path, name):
+    monitor = make_monitor(name, every_n_steps=EVERY, window=1, strict=True)
+    spy, before, after = spies(monitor)
+    model = CountingCNN()
+    fit(
+        tmp_path, [before, monitor, after], model=model,
+        data=loaders(n_train=8 * BATCHES, batch_size=8),
+        limit_train_batches=BATCHES, val_check_interval=EVERY,
+    )  # fmt: skip
+    assert monitor.events >= 2 and not monitor.disabled, f"{name} logged {monitor.events} times"
+    quiet = [i for i in spy.intervals if i["at"][2] == i["until"][2]]
+    assert len(quiet) >= BATCHES - 3, f"only {len(quiet)} batches without a logging event"
+    for interval in quiet:
+        (f0, t0, _), (f1, t1, _) = interval["at"], interval["until"]
+        step = interval["step"]
+        assert f1 - f0 == 1, f"{f1 - f0} forward calls in the batch at global_step={step}"
+        assert t1 == t0, f"timings changed at global_step={step} without a logging event"
+    window = getattr(monitor, "window", 0)  # ActivationMonitor hooks the batches before a log
+    for step, where, extra in spy.hooked:
+        to_log = -(step + 1) % EVERY  # batches after this one until the logging step
+        assert where == "start" and to_log < window, (
+            f"{extra} hook(s) after all on_train_batch_{where} hooks at global_step={step}"
+        )
+    if window:
+        assert spy.hooked, "ActivationMonitor's window should have hooked a batch"
