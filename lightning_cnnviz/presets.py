@@ -40,6 +40,8 @@ __all__ = ["PRESETS", "Preset", "callbacks"]
 Preset = Literal["light", "standard", "full"]
 PRESETS: tuple[str, ...] = Preset.__args__
 
+_SCHEDULE = {"every_n_steps", "every_n_epochs"}
+
 # (monitor class, its arguments) per preset; defaults everywhere else
 _SETS: dict[str, list[tuple[type[Monitor], dict[str, Any]]]] = {
     "light": [
@@ -47,12 +49,15 @@ _SETS: dict[str, list[tuple[type[Monitor], dict[str, Any]]]] = {
         (KernelMonitor, {}),
         (OverfittingMonitor, {}),
     ],
+    # Tuned for cost (benchmarks/overhead.py, row `standard@class-defaults` = untuned):
+    # statistics every 500 steps, Grad-CAM of 8 train + 8 val probes every 500 steps and
+    # no misclassified search (`full` only); kernels every 500, feature maps every 1000.
     "standard": [
-        (ActivationMonitor, {}),
+        (ActivationMonitor, {"every_n_steps": 500}),
         (KernelMonitor, {}),
         (OverfittingMonitor, {}),
         (FeatureMapMonitor, {}),
-        (GradCAMMonitor, {"misclassified": False}),  # the pool search is `full` only
+        (GradCAMMonitor, {"every_n_steps": 500, "num_samples": 8, "misclassified": False}),
     ],
     "full": [
         (ActivationMonitor, {"histograms": True}),
@@ -74,7 +79,8 @@ def callbacks(preset: Preset = "standard", **shared: Any) -> list[Monitor]:
         preset: ``"light"``, ``"standard"`` or ``"full"``.
         **shared: Arguments given to every monitor that accepts them, e.g.
             ``output_key=0`` for a model that returns ``(logits, features)``,
-            ``tag_prefix="run_a/"`` or ``strict=True``.
+            ``tag_prefix="run_a/"`` or ``strict=True``. A schedule given here
+            (``every_n_steps`` or ``every_n_epochs``) replaces the preset's.
     """
     if preset not in _SETS:
         raise ValueError(f"`preset` must be one of {PRESETS}, got {preset!r}")
@@ -82,5 +88,7 @@ def callbacks(preset: Preset = "standard", **shared: Any) -> list[Monitor]:
     for cls, args in _SETS[preset]:
         accepted = inspect.signature(cls).parameters
         extra = {key: value for key, value in shared.items() if key in accepted}
+        if extra.keys() & _SCHEDULE:  # a schedule given replaces the preset's own
+            args = {key: value for key, value in args.items() if key not in _SCHEDULE}
         monitors.append(cls(**{**args, **extra}))
     return monitors
