@@ -4,9 +4,12 @@ The MNIST reference CNN (``MNISTClassifier``, batch 64) trains for ``--steps``
 optimizer steps from the same seed, once per configuration: bare (no monitors),
 each preset (``light``, ``standard``, ``full``) and each monitor alone, all at
 their default arguments and frequencies, plus the peer ``wandb.watch(model,
-log="all", log_freq=N)`` (offline) at ActivationMonitor's frequency. The
-configurations alternate within each of ``--repeats`` repetitions (the order
-rotates every repetition) so that drift on a shared machine hits all alike.
+log="all", log_freq=N)`` (offline) at ActivationMonitor's frequency, and the
+standard monitors at their class defaults (``standard@class-defaults``, the
+preset before tuning). Runs alternate A/B: bare, A, bare, B, bare, ... in each
+of ``--repeats`` repetitions (the order rotates every repetition), and each run
+is compared with the bare runs right before and after it, so that drift on a
+shared machine cancels.
 Data: synthetic digits (default; ``--train-size`` digits, MNIST's 55,000 by
 default, so epochs and per-epoch monitors run at MNIST's pace) or the shared
 real MNIST files (``--mnist DIR``: the 10k test digits as 8k train / 2k val).
@@ -14,8 +17,11 @@ real MNIST files (``--mnist DIR``: the 10k test digits as 8k train / 2k val).
 Reported per configuration:
 
 * wall-time ratio vs bare (training loop, ``on_train_start`` to ``on_fit_end``,
-  validation included): median over repetitions, with min and max, each
-  repetition's run divided by the same repetition's bare run;
+  validation included): median over repetitions, with min and max, each run
+  divided by the mean of its two neighbouring bare runs (the ``bare`` row: each
+  bare run over the one before it, the noise floor);
+* work %: the monitors' own measured time (``timings["total"]``) as a share of
+  the bare run's time (robust to drift; leaves out hook costs between events);
 * the quiet-step ratio: the median duration of training batches on which no
   monitor worked and no hook was attached, over the bare run's median batch;
 * per logging event of every monitor: ms in capture / compute / render / write
@@ -243,22 +249,18 @@ def machine() -> str:
 
 
 def summarize(runs: dict[str, list[dict]], steps: int) -> dict[str, dict]:
-    bare = runs["bare"]
+    """Each run against its bare reference (the mean of the bare runs either side of it)."""
     rows = {}
-    for config, results in runs.items():
-        ratios = [r["seconds"] / b["seconds"] for r, b in zip(results, bare, strict=True)]
-        quiet = [
-            r["quiet_step_ms"] / b["step_ms"]
-            for r, b in zip(results, bare, strict=True)
-            if r["quiet_step_ms"] is not None
-        ]
+    for config, all_results in runs.items():
+        results = [r for r in all_results if "ref" in r]
+        pairs = [(r, r["ref"]) for r in results]
+        ratios = [r["seconds"] / b["seconds"] for r, b in pairs]
+        quiet = [r["quiet_step_ms"] / b["step_ms"] for r, b in pairs if r["quiet_step_ms"]]
         work = [
             sum(m.get("total", 0.0) for m in r["monitors"].values()) / b["seconds"]
-            for r, b in zip(results, bare, strict=True)
+            for r, b in pairs
         ]
-        extra = statistics.median(
-            r["bytes"] - b["bytes"] for r, b in zip(results, bare, strict=True)
-        )
+        extra = statistics.median(r["bytes"] - b["bytes"] for r, b in pairs)
         phases: dict[str, dict[str, float]] = {}
         for name in results[0]["monitors"]:
             per = [r["monitors"][name] for r in results]
@@ -295,11 +297,10 @@ def print_table(result: dict) -> None:
     print(f"{'configuration':30s} {'ratio':>6s} {'min':>6s} {'max':>6s} {'work%':>6s} "
           f"{'quiet':>6s} {'KB/1k st':>9s} {'MB/10k':>7s}")  # fmt: skip
     for config, row in result["configs"].items():
-        if config == "bare":
-            continue
         quiet = row["quiet_step_ratio"]
+        label = "bare vs bare (noise floor)" if config == "bare" else config
         print(
-            f"{config:30s} {row['ratio_median']:6.3f} {row['ratio_min']:6.3f} "
+            f"{label:30s} {row['ratio_median']:6.3f} {row['ratio_min']:6.3f} "
             f"{row['ratio_max']:6.3f} {100 * row['monitor_work_share']:6.2f} "
             f"{'' if quiet is None else f'{quiet:6.3f}':>6s} "
             f"{row['bytes_per_1000_steps'] / 1024:9.1f} {row['mb_per_10000_steps']:7.2f}"
@@ -371,12 +372,23 @@ def main() -> None:
         data = data_module(args, root / "data")
         run("bare", data, root / "warmup", min(args.steps, 50), every)  # imports, caches
         runs: dict[str, list[dict]] = {c: [] for c in configs}
-        for rep in range(args.repeats):
-            order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
-            for config in order:
+        for rep in range(args.repeats):  # bare, A, bare, B, bare, ... (order rotates)
+            others = [c for c in configs if c != "bare"]
+            others = others[rep % len(others) :] + others[: rep % len(others)]
+            before = run("bare", data, root / f"r{rep}-bare-0", args.steps, every)
+            runs["bare"].append(before)
+            for i, config in enumerate(others, 1):
                 result = run(config, data, root / f"r{rep}-{config}", args.steps, every)
+                after = run("bare", data, root / f"r{rep}-bare-{i}", args.steps, every)
+                result["ref"] = {
+                    k: (before[k] + after[k]) / 2 for k in ("seconds", "step_ms", "bytes")
+                }
+                after["ref"] = before  # bare vs the bare before it: the noise floor
                 runs[config].append(result)
-                print(f"rep {rep} {config:30s} {result['seconds']:7.2f} s", file=sys.stderr)
+                runs["bare"].append(after)
+                before = after
+                print(f"rep {rep} {config:30s} {result['seconds']:7.2f} s, "
+                      f"bare {after['seconds']:7.2f} s", file=sys.stderr)  # fmt: skip
         memory = None
         if args.events > 0:
             memory = memory_growth(data, root / "memory", args.events)
