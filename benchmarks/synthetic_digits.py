@@ -1,11 +1,12 @@
 """Synthetic digits: quickstart-style fit time and accuracy, and realism on real MNIST.
 
-Trains the reference CNN on ``SyntheticDigitsDataModule`` (quickstart settings) and
+Trains the reference CNN on ``SyntheticDigitsDataModule`` with the model settings and
+epochs of ``configs/quickstart.yaml`` (no monitors) and
 reports the fit wall time (data generation included), the synthetic validation
 accuracy, and the accuracy of that model on the real MNIST test set (10,000 digits,
 ``../shared/data/mnist`` or ``--mnist``), a realism check of the generator.
 
-    python benchmarks/synthetic_digits.py [--threads 1] [--epochs 2]
+    python benchmarks/synthetic_digits.py [--threads 1] [--epochs N]
 """
 
 import argparse
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from lightning_cnnviz.reference.data import DigitsDataset
 from lightning_cnnviz.reference.mnist import read_idx
@@ -22,7 +24,9 @@ from lightning_cnnviz.reference.mnist import read_idx
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=2)
+    quickstart = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    config = yaml.safe_load(quickstart.read_text())
+    parser.add_argument("--epochs", type=int, default=config["trainer"]["max_epochs"])
     parser.add_argument("--train-size", type=int, default=6000)
     parser.add_argument("--val-size", type=int, default=1000)
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -38,7 +42,7 @@ def main() -> None:
 
     seed_everything(0)
     dm = SyntheticDigitsDataModule(train_size=args.train_size, val_size=args.val_size, seed=0)
-    model = MNISTClassifier()
+    model = MNISTClassifier(**config["model"].get("init_args", {}))
     trainer = Trainer(
         default_root_dir=tempfile.mkdtemp(),
         max_epochs=args.epochs,
@@ -50,6 +54,7 @@ def main() -> None:
     wall = time.perf_counter() - start
     val = float(trainer.callback_metrics["val/acc"])
     print(f"threads={torch.get_num_threads()} train={args.train_size} val={args.val_size}")
+    print(f"model: {dict(model.hparams)}")
     print(f"fit wall time (imports + generation + training): {wall:.1f} s")
     print(f"synthetic val/acc after {args.epochs} epochs: {val:.4f}")
 
