@@ -18,8 +18,11 @@ Metrics, per image (``NaN`` where undefined; ``means_to_host`` averages them):
 
 * ``concentration``: share of the CAM's mass in its top 10% of pixels
   (0.1 for a flat map, 1.0 when all mass is in a tenth of the image);
-* ``on_object``: share of the CAM's mass inside the foreground mask (input
-  pixels brighter than a threshold after de-normalisation);
+* ``on_object``: share of the CAM's mass inside the foreground mask: input
+  pixels brighter than a threshold after de-normalisation, in connected
+  components (8-neighbourhood) of at least a quarter of the largest one's area,
+  so that a small isolated bright blob (a watermark, a planted marker, noise)
+  does not count as the object;
 * ``drift``: ``1 - Pearson correlation`` with the same image's CAM at the
   previous log (0 = unchanged, 1 = unrelated, 2 = inverted).
 
@@ -59,6 +62,7 @@ __all__ = [
     "block_output",
     "cam_grid",
     "cam_metrics",
+    "components",
     "concentration",
     "drift",
     "fell_off",
@@ -67,10 +71,16 @@ __all__ = [
     "grad_cam",
     "means_to_host",
     "on_object",
+    "on_object_findings",
     "trace_calls",
+    "train_val_gap",
 ]
 
 TOP_SHARE = 0.1  # ``concentration``: the top 10% of pixels
+# ``on_object_findings``: train on_object below 0.5x its first value or 0.2 below its maximum;
+DROP_RATIO, DROP_MARGIN = 0.5, 0.2
+# train on_object below val's by 0.1 and below 0.75x val's, 2 logs in a row.
+GAP_MARGIN, GAP_RATIO, GAP_PATIENCE = 0.1, 0.75, 2
 # Pass-through modules ``block_output`` never picks (they repeat what came before).
 SKIP_TYPES: tuple[type[nn.Module], ...] = (
     nn.Dropout,
@@ -133,9 +143,16 @@ def grad_cam(
         target: class per sample ((N,) tensor), one class for all (int), or
             ``None`` for the predicted class.
         output_key: picks the logits from a tuple/dict model output.
-        method: ``"gradcam"`` (``LayerGradCam``, ``relu_attributions=True``) or
-            ``"guided_gradcam"`` (``GuidedGradCam``; the map is the absolute
-            value summed over input channels).
+        method: ``"gradcam"`` (``LayerGradCam``, ``relu_attributions=True``),
+            ``"hirescam"`` (HiResCAM, Draelos & Carin 2020: gradient times
+            activation summed over channels, then ReLU, via
+            ``LayerGradientXActivation``) or ``"guided_gradcam"``
+            (``GuidedGradCam``; the map is the absolute value summed over input
+            channels). Grad-CAM weighs each channel by its gradient averaged
+            over space, so it cannot show *where* a flatten + linear head reads
+            a channel: a cue that a model reads by its position (a marker in a
+            corner) stays invisible. HiResCAM keeps the gradient per position
+            and shows it; on a global-average-pooling head both agree.
 
     Returns:
         ``(cam, logits)``: non-negative float32 maps (N, H, W) and float32 logits (N, K).
@@ -143,7 +160,12 @@ def grad_cam(
     Raises:
         ValueError: the layer's output is not (N, C, h, w), or the logits are not 2-D.
     """
-    from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
+    from captum.attr import (
+        GuidedGradCam,
+        LayerAttribution,
+        LayerGradCam,
+        LayerGradientXActivation,
+    )
 
     if isinstance(target, int):
         target = torch.full((x.shape[0],), target, dtype=torch.long)
@@ -157,7 +179,13 @@ def grad_cam(
             )
             cam = attr.detach().float().abs().sum(1)
         else:
-            attr = LayerGradCam(score, layer).attribute(inputs, target=0, relu_attributions=True)
+            if method == "hirescam":
+                attr = LayerGradientXActivation(score, layer).attribute(inputs, target=0)
+                attr = attr.sum(1, keepdim=True).clamp_min(0) if attr.dim() == 4 else attr
+            else:
+                attr = LayerGradCam(score, layer).attribute(
+                    inputs, target=0, relu_attributions=True
+                )
             if attr.dim() != 4:
                 raise ValueError(
                     "Grad-CAM needs a layer with (N, C, H, W) output; the selected layer "
@@ -324,12 +352,61 @@ def concentration(cam: Tensor, top: float = TOP_SHARE) -> Tensor:
     return torch.where(total > 0, share, torch.full_like(share, math.nan))
 
 
-def foreground(image01: Tensor, threshold: float) -> Tensor:
-    """Foreground mask (N, H, W): channel-mean brightness above ``threshold``.
+def components(mask: Tensor) -> Tensor:
+    """Connected components (8-neighbourhood) of a boolean mask (N, H, W).
+
+    Every pixel of the mask gets the label of its component (the largest
+    ``1 + flat index`` in it); pixels off the mask get 0. Vectorised: labels
+    spread by a 3x3 max-pool restricted to the mask until nothing changes (as
+    many rounds as the longest path inside a component; one host check every 8).
+
+    Example::
+
+        >>> mask = torch.tensor([[[1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]]]).bool()
+        >>> components(mask).tolist()
+        [[[2, 2, 0, 0], [0, 0, 0, 12], [0, 0, 0, 12]]]
+    """
+    h, w = mask.shape[-2:]
+    keep = mask.float()
+    ids = torch.arange(1, h * w + 1, device=mask.device, dtype=torch.float32).view(1, h, w)
+    labels = ids * keep
+    for i in range(h * w):
+        grown = F.max_pool2d(labels.unsqueeze(1), 3, stride=1, padding=1).squeeze(1) * keep
+        if i % 8 == 7 and torch.equal(grown, labels):
+            break
+        labels = grown
+    return labels.long()
+
+
+def foreground(image01: Tensor, threshold: float, min_component: float = 0.25) -> Tensor:
+    """Foreground mask (N, H, W): the object's bright pixels.
+
+    Pixels whose channel-mean brightness is above ``threshold``, in connected
+    components (8-neighbourhood) of at least ``min_component`` x the largest
+    component's area: the object is the big bright shape; small isolated blobs
+    (a watermark, a planted marker, noise specks) are not. ``min_component=0``
+    keeps every bright pixel.
 
     ``image01`` is the de-normalised input (N, C, H, W), values in [0, 1].
+
+    Example::
+
+        >>> image = torch.zeros(1, 1, 6, 6)
+        >>> image[0, 0, 1:5, 2:4] = 1.0  # the object: 8 pixels
+        >>> image[0, 0, 0, 5] = 1.0  # an isolated speck
+        >>> int(foreground(image, 0.2).sum()), int(foreground(image, 0.2, 0.0).sum())
+        (8, 9)
     """
-    return image01.float().mean(1) > threshold
+    mask = image01.float().mean(1) > threshold
+    if min_component <= 0:
+        return mask
+    labels = components(mask).flatten(1)
+    sizes = torch.zeros(labels.shape[0], labels.shape[1] + 1, device=labels.device)
+    sizes.scatter_add_(1, labels, torch.ones_like(labels, dtype=sizes.dtype))
+    sizes[:, 0] = 0  # background
+    size = sizes.gather(1, labels)  # the area of each pixel's component
+    big = size >= min_component * sizes.amax(1, keepdim=True)
+    return (big & mask.flatten(1)).view_as(mask)
 
 
 def on_object(cam: Tensor, mask: Tensor) -> Tensor:
@@ -385,6 +462,71 @@ def fell_off(state: dict[str, Any], value: float, ratio: float = 0.5, margin: fl
     low = value < ratio * state["first"] or value < state["max"] - margin
     fell, state["low"] = low and not state.get("low", False), low
     return fell
+
+
+def train_val_gap(
+    state: dict[str, Any],
+    train: float,
+    val: float,
+    margin: float = 0.1,
+    ratio: float = 0.75,
+    patience: int = 2,
+) -> bool:
+    """Track train vs val ``on_object``; ``True`` when train has stayed markedly below val.
+
+    Train and val images come from the same distribution, so their CAMs should
+    sit on the object about equally. Markedly below: ``train < val - margin`` and
+    ``train < ratio * val``, at ``patience`` consecutive logs. A CAM that leaves the
+    object on training images only points at a cue that only training images
+    carry (a shortcut). ``state`` (``gap_run``) is updated in place; reports once
+    per run of such logs.
+
+    Example::
+
+        >>> state = {}
+        >>> pairs = [(0.3, 0.35), (0.1, 0.3), (0.15, 0.3), (0.12, 0.3), (0.3, 0.3), (0.1, 0.4)]
+        >>> [train_val_gap(state, t, v) for t, v in [*pairs, (0.1, 0.4)]]
+        [False, False, True, False, False, False, True]
+    """
+    low = train < val - margin and train < ratio * val
+    state["gap_run"] = state.get("gap_run", 0) + 1 if low else 0
+    return state["gap_run"] == patience
+
+
+def on_object_findings(
+    state: dict[str, Any], train: float | None, val: float | None = None
+) -> list[tuple[str, str, dict[str, float]]]:
+    """What the train (and val) ``on_object`` of one log tell: ``[(kind, message, figures)]``.
+
+    ``cam_off_object``: train ``on_object`` fell (``fell_off`` with ``DROP_RATIO``,
+    ``DROP_MARGIN``). ``cam_shortcut``: it stayed below val's (``train_val_gap`` with
+    ``GAP_MARGIN``, ``GAP_RATIO``, ``GAP_PATIENCE``). ``state`` is updated in place.
+
+    Example::
+
+        >>> state = {}
+        >>> [k for t, v in ((0.3, 0.3), (0.12, 0.3), (0.1, 0.3)) for k, *_ in
+        ...  on_object_findings(state, t, v)]
+        ['cam_off_object', 'cam_shortcut']
+    """
+    if train is None:
+        return []
+    found = []
+    if fell_off(state, train, DROP_RATIO, DROP_MARGIN):
+        first, best = state["first"], state["max"]
+        message = (
+            f"Grad-CAM moved off the object: {train:.2f} of its mass lies on the object "
+            f"(first log {first:.2f}, best {best:.2f}); the model may be learning a shortcut"
+        )
+        found.append(("cam_off_object", message, {"on_object": train, "first": first, "max": best}))
+    if val is not None and train_val_gap(state, train, val, GAP_MARGIN, GAP_RATIO, GAP_PATIENCE):
+        message = (
+            f"Grad-CAM looks off the object on training images only: {train:.2f} of its mass "
+            f"lies on the object there vs {val:.2f} on validation images ({GAP_PATIENCE} logs "
+            "in a row); the model relies on a cue that only training images carry (a shortcut)"
+        )
+        found.append(("cam_shortcut", message, {"on_object": train, "val_on_object": val}))
+    return found
 
 
 def cam_grid(

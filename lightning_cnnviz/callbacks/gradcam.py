@@ -23,7 +23,6 @@ from lightning_cnnviz.findings import Finding, report
 from lightning_cnnviz.probe import Probe, probe_from_indices
 from lightning_cnnviz.selection import unwrap_model
 
-DROP_RATIO, DROP_MARGIN = 0.5, 0.2  # on_object below 0.5x its first value or max - 0.2: report
 _POOL_SEED_OFFSET = 104_729
 
 
@@ -35,11 +34,15 @@ class GradCAMMonitor(Monitor):
     only. Writes ``gradcam/{train,val,misclassified}`` (one row per layer) and
     ``gradcam/{split}/{concentration,on_object,drift}``; reports a ``cam_off_object``
     finding when ``gradcam/train/on_object`` falls below half its first value or
-    0.2 below its running maximum.
+    0.2 below its running maximum, and a ``cam_shortcut`` finding when it stays
+    below val's (by 0.1 and below 0.75x) for 2 logs in a row: the model looks off
+    the object on training images only, at a cue only they carry.
 
     Args:
         layers: ``"auto"`` (the last conv block's activation or pooling output) or any selection.
-        method: ``"gradcam"`` (``LayerGradCam``) or ``"guided_gradcam"``.
+        method: ``"gradcam"`` (``LayerGradCam``), ``"hirescam"`` (gradient x activation
+            per position: shows cues a linear head reads by position, which Grad-CAM
+            cannot) or ``"guided_gradcam"``.
         target: ``"pred"``, ``"true"`` or a class index (int or digit string).
         output_key: picks the logits from a tuple/dict model output.
         misclassified: search ``misclassified_pool`` val samples (drawn once, by index;
@@ -47,7 +50,8 @@ class GradCAMMonitor(Monitor):
         alpha: heatmap opacity over the image. cmap: a colormap of ``rendering.CMAPS``.
         shared_scale: one colour scale per grid instead of one per image.
         foreground_threshold: de-normalised brightness above which a pixel is the
-            object (``on_object``); ``None`` turns ``on_object`` off.
+            object (``on_object``; small isolated bright blobs are not, see
+            ``attribution.foreground``); ``None`` turns ``on_object`` off.
         every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed: see ``Monitor``.
 
     Example::
@@ -64,7 +68,7 @@ class GradCAMMonitor(Monitor):
     def __init__(
         self,
         layers: str | list[str] = "auto",
-        method: Literal["gradcam", "guided_gradcam"] = "gradcam",
+        method: Literal["gradcam", "hirescam", "guided_gradcam"] = "gradcam",
         target: str | int = "pred",
         output_key: str | int | None = None,
         misclassified: bool = True,
@@ -83,7 +87,7 @@ class GradCAMMonitor(Monitor):
         super().__init__(
             layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
         )
-        check_choice("method", method, ("gradcam", "guided_gradcam"))
+        check_choice("method", method, ("gradcam", "hirescam", "guided_gradcam"))
         target = int(target) if isinstance(target, str) and target.isdigit() else target
         if target not in ("pred", "true") and (type(target) is not int or target < 0):
             raise ValueError(f"`target` must be 'pred', 'true' or a class index, got {target!r}")
@@ -146,7 +150,8 @@ class GradCAMMonitor(Monitor):
         with self.phase("write"):
             scalars = A.means_to_host(values)
             self.sink.scalars(scalars, trainer.global_step)
-        self._check_on_object(trainer, scalars.get(self.tag("train", "on_object")))
+        on_object = [scalars.get(self.tag(split, "on_object")) for split in ("train", "val")]
+        self._check_on_object(trainer, *on_object)
 
     def _row(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str, name: str,
              values: dict[str, Tensor]) -> Tensor:  # fmt: skip
@@ -183,17 +188,12 @@ class GradCAMMonitor(Monitor):
         last = name == list(self.selected)[-1]  # the deepest layer also gets the plain tags
         return tags | ({self.tag(split, m): v for m, v in out.items()} if last else {})
 
-    def _check_on_object(self, trainer: Trainer, value: float | None) -> None:
-        if value is None or not A.fell_off(self._on_object, value, DROP_RATIO, DROP_MARGIN):
-            return
-        first, best = self._on_object["first"], self._on_object["max"]
-        message = (
-            f"Grad-CAM moved off the object: {value:.2f} of its mass lies on the object "
-            f"(first log {first:.2f}, best {best:.2f}); the model may be learning a shortcut"
-        )
-        figures = {"on_object": value, "first": first, "max": best}
-        report(trainer, Finding(self.section, "cam_off_object", trainer.global_step,
-                                trainer.current_epoch, message, figures))  # fmt: skip
+    def _check_on_object(self, trainer: Trainer, value: float | None, val: float | None = None
+                         ) -> None:  # fmt: skip
+        for kind, message, figures in A.on_object_findings(self._on_object, value, val):
+            rank_zero_warn(f"GradCAMMonitor: {message}.")
+            report(trainer, Finding(self.section, kind, trainer.global_step, trainer.current_epoch,
+                                    message, figures))  # fmt: skip
 
     @override
     def extra_state(self) -> dict[str, Any]:

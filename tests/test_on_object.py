@@ -1,0 +1,89 @@
+"""The on-object part of Grad-CAM: foreground, HiResCAM, and the shortcut rules (hand-built)."""
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_cnnviz import attribution as A
+from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
+from lightning_cnnviz.findings import findings_of
+
+
+def test_on_object_components_label_each_blob():
+    mask = torch.zeros(2, 5, 5, dtype=torch.bool)
+    mask[0, 0, 0] = mask[0, 1, 1] = True  # diagonal neighbours: one component (8-neighbourhood)
+    mask[0, 3:5, 3:5] = True  # a second one
+    mask[1] = True  # one component covering the image
+    labels = A.components(mask)
+    assert labels.dtype == torch.long and (labels[~mask] == 0).all()
+    assert labels[0, 0, 0] == labels[0, 1, 1] == 7  # 1 + flat index of (1, 1)
+    assert (labels[0, 3:, 3:] == 25).all()
+    assert (labels[1] == 25).all()
+    assert (A.components(torch.zeros(1, 3, 3, dtype=torch.bool)) == 0).all()
+
+
+def test_on_object_foreground_drops_small_isolated_blobs():
+    image = torch.zeros(3, 1, 12, 12)
+    image[:, 0, 2:10, 5:7] = 0.9  # a stroke: 16 pixels
+    image[0, 0, 0, 0:3] = 1.0  # a marker: 3 pixels, isolated (< 0.25 x 16)
+    image[1, 0, 0:3, 0:2] = 1.0  # a 6-pixel blob: >= 0.25 x 16, kept (a broken stroke)
+    image[2, 0, 1, 6] = 1.0  # touching the stroke: part of the object
+    fg = A.foreground(image, 0.2)
+    assert fg.sum((1, 2)).tolist() == [16, 22, 17]
+    assert not fg[0, 0, 0:3].any() and fg[1, 0:3, 0:2].all()
+    assert A.foreground(image, 0.2, min_component=0.0).sum((1, 2)).tolist() == [19, 22, 17]
+    assert not A.foreground(torch.zeros(1, 3, 4, 4), 0.2).any()  # no object: empty, no error
+    # the CAM all on the marker is not on the object any more
+    cam = torch.zeros(3, 12, 12)
+    cam[:, 0, 0:3] = 1.0
+    assert A.on_object(cam, fg)[0] == 0.0
+    assert A.on_object(cam, A.foreground(image, 0.2, 0.0))[0] == 1.0
+
+
+def test_on_object_hirescam_sees_a_cue_read_by_position():
+    # identity conv + ReLU + a linear head that reads pixel (0, 0) for, (3, 3) against class 0
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    head = nn.Linear(16, 2, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1] = 1.0
+        head.weight.zero_()
+        head.weight[0, 0], head.weight[0, 15] = 1.0, -1.0
+    net = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), head)
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 0, 0] = x[0, 0, 3, 3] = 2.0
+    hires, logits = A.grad_cam(net, net[1], x, 0, method="hirescam")
+    expected = torch.zeros(1, 4, 4)
+    expected[0, 0, 0] = 2.0  # gradient 1 x activation 2; (3, 3) is -2, clipped by the ReLU
+    assert torch.allclose(hires, expected) and logits[0].tolist() == [0.0, 0.0]
+    # Grad-CAM weighs the channel by its mean gradient (1 - 1) / 16 = 0: blind to the cue
+    plain, _ = A.grad_cam(net, net[1], x, 0)
+    assert float(plain.abs().max()) == 0.0
+    assert GradCAMMonitor(method="hirescam").method == "hirescam"
+
+
+def test_on_object_train_val_gap_needs_patience_and_both_margins():
+    state = {}
+    # 0.25 vs 0.3: not 0.1 below; 0.5 vs 0.65: 0.15 below but above 0.75 x 0.65 = 0.4875
+    assert not A.train_val_gap(state, 0.25, 0.3) and not A.train_val_gap(state, 0.5, 0.65)
+    assert [A.train_val_gap(state, 0.1, 0.3) for _ in range(4)] == [False, True, False, False]
+    assert not A.train_val_gap(state, 0.3, 0.3)  # recovered: a new run may report again
+    assert [A.train_val_gap(state, 0.1, 0.3, patience=1)] == [True]
+
+
+def test_on_object_monitor_reports_cam_shortcut_once():
+    monitor = GradCAMMonitor()
+    trainer = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    with pytest.warns(UserWarning, match="training images only: 0.14"):
+        for step, (train, val) in enumerate([(0.30, 0.31), (0.14, 0.31), (0.14, 0.30)]):
+            trainer.global_step = step
+            monitor._check_on_object(trainer, train, val)
+        monitor._check_on_object(trainer, 0.14, 0.31)
+    found = [(f.kind, f.step) for f in findings_of(trainer)]
+    assert found == [("cam_off_object", 1), ("cam_shortcut", 2)]
+    shortcut = findings_of(trainer)[1]
+    assert shortcut.figures == {"on_object": 0.14, "val_on_object": 0.30}
+    assert "0.14" in shortcut.message and "0.30 on validation" in shortcut.message
+    restored = GradCAMMonitor()
+    restored.load_state_dict(monitor.state_dict())
+    assert restored._on_object["gap_run"] == 3
