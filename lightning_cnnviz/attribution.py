@@ -72,6 +72,7 @@ __all__ = [
     "means_to_host",
     "on_object",
     "on_object_findings",
+    "on_object_text",
     "trace_calls",
     "train_val_gap",
 ]
@@ -527,6 +528,23 @@ def on_object_findings(
         )
         found.append(("cam_shortcut", message, {"on_object": train, "val_on_object": val}))
     return found
+
+
+def on_object_text(message: str, step: int, epoch: int) -> str:
+    """The ``gradcam/diagnosis`` text of an ``on_object_findings`` message: when, what, remedies.
+
+    Example::
+
+        >>> on_object_text("Grad-CAM moved off the object", 50, 1)[:48]
+        'Grad-CAM at step 50 (epoch 1): Grad-CAM moved of'
+    """
+    return (
+        f"Grad-CAM at step {step} (epoch {epoch}): {message}.\n\n"
+        "Compare `gradcam/train` with `gradcam/val`: what the training CAMs light up off the "
+        "object is the cue. Remove it from the training images (or add it to the validation "
+        "images to measure how much the model depends on it), augment it away (random crops, "
+        "cutout, colour jitter), or balance the data so that it no longer predicts the label."
+    )
 
 
 def cam_grid(

@@ -34,9 +34,9 @@ class GradCAMMonitor(Monitor):
     only. Writes ``gradcam/{train,val,misclassified}`` (one row per layer) and
     ``gradcam/{split}/{concentration,on_object,drift}``; reports a ``cam_off_object``
     finding when ``gradcam/train/on_object`` falls below half its first value or
-    0.2 below its running maximum, and a ``cam_shortcut`` finding when it stays
-    below val's (by 0.1 and below 0.75x) for 2 logs in a row: the model looks off
-    the object on training images only, at a cue only they carry.
+    0.2 below its running maximum, and ``cam_shortcut`` when it stays below val's (by
+    0.1 and below 0.75x) for 2 logs in a row: the model looks off the object on
+    training images only, at a cue only they carry (a warning + ``gradcam/diagnosis``).
 
     Args:
         layers: ``"auto"`` (the last conv block's activation or pooling output) or any selection.
@@ -190,10 +190,12 @@ class GradCAMMonitor(Monitor):
 
     def _check_on_object(self, trainer: Trainer, value: float | None, val: float | None = None
                          ) -> None:  # fmt: skip
+        step, epoch = trainer.global_step, trainer.current_epoch
         for kind, message, figures in A.on_object_findings(self._on_object, value, val):
-            rank_zero_warn(f"GradCAMMonitor: {message}.")
-            report(trainer, Finding(self.section, kind, trainer.global_step, trainer.current_epoch,
-                                    message, figures))  # fmt: skip
+            rank_zero_warn(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
+            if self._sink is not None:
+                self.sink.text(self.tag("diagnosis"), A.on_object_text(message, step, epoch), step)
+            report(trainer, Finding(self.section, kind, step, epoch, message, figures))
 
     @override
     def extra_state(self) -> dict[str, Any]:
