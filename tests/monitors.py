@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tests.tb import events, texts
+from tests.tb import events, layer_lists
 
 ALL_MONITORS: list[str] = [
     "KernelMonitor",
@@ -230,7 +230,7 @@ def tags_of(tags: dict[str, set[str]], prefix: str) -> dict[str, set[str]]:
 def layers_text(logdir: str | Path) -> dict[str, list[str]]:
     """The ``cnnviz/layers`` entries by monitor class: the names in backticks."""
     out: dict[str, list[str]] = {}
-    for entry in texts(events(logdir), "cnnviz/layers"):
+    for entry in layer_lists(events(logdir)):
         match = re.match(r"\*\*(\w+)\*\*", entry)
         if match:
             out[match.group(1)] = re.findall(r"`([^`]+)`", entry)

@@ -25,5 +25,16 @@ def texts(acc: EventAccumulator, tag: str) -> list[str]:
     ]
 
 
+def layer_lists(acc: EventAccumulator) -> list[str]:
+    """Each monitor's ``cnnviz/layers`` block, as TensorBoard shows them.
+
+    Monitors logging first at the same step share one entry (the last one written
+    at that step holds them all), so the last entry per step is split into blocks.
+    """
+    last = {e.step: b"".join(e.tensor_proto.string_val).decode()
+            for e in acc.Tensors("cnnviz/layers/text_summary")}  # fmt: skip
+    return [block for entry in last.values() for block in entry.split("\n\n")]
+
+
 def image_tags(acc: EventAccumulator) -> list[str]:
     return acc.Tags()["images"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.monitors import available, failures, monitor_params, section
-from tests.tb import events, texts
+from tests.tb import events, layer_lists
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_distributed_one_event_file_written_by_rank_zero(ddp_run):
     for tag in scalars:
         steps = [e.step for e in acc.Scalars(tag)]
         assert len(steps) == len(set(steps)), (tag, steps)
-    layers = Counter(t.split("**")[1] for t in texts(acc, "cnnviz/layers"))
+    layers = Counter(t.split("**")[1] for t in layer_lists(acc))
     watching = [n for n in available() if n != "OverfittingMonitor"]
     assert all(layers[n] == 1 for n in watching), layers
 

@@ -275,6 +275,19 @@ class Monitor(Callback):
             and trainer.global_step != self.last_logged_step
         )
 
+    def _log_layers(self, trainer: Trainer) -> None:
+        """Write ``cnnviz/layers``: this monitor's selection and those written at the same step.
+
+        TensorBoard shows one text per tag and step, so the last entry holds them all.
+        """
+        shared = getattr(trainer, "_cnnviz_layers", None)
+        if shared is None:
+            shared = {}
+            trainer._cnnviz_layers = shared  # type: ignore[attr-defined]
+        at_step = shared.setdefault(trainer.global_step, [])
+        at_step.append(self.describe_layers())
+        self.sink.text("cnnviz/layers", "\n\n".join(at_step), trainer.global_step)
+
     def _fire(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.disabled or trainer.sanity_checking:
             return
@@ -286,7 +299,7 @@ class Monitor(Callback):
                 self._layers_logged = True
                 if self.selected and self.needs_call_sites:
                     self.find_call_sites(trainer, pl_module)
-                self.sink.text("cnnviz/layers", self.describe_layers(), trainer.global_step)
+                self._log_layers(trainer)
             with self.phase("total"):
                 self.log_event(trainer, pl_module)
             self.events += 1
