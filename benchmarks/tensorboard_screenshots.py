@@ -1,0 +1,142 @@
+"""The README's TensorBoard screenshots, from real runs in a real browser.
+
+Runs two of the shipped configs into one temporary folder, as a user would
+(``cnnviz fit --config configs/quickstart.yaml`` and ``configs/dead_relu.yaml``), or
+uses ``--logdir`` of a folder holding finished runs; starts TensorBoard on it exactly
+as the README says (``--samples_per_plugin images=200``), opens the dashboards in
+headless Chromium (``tests/tensorboard_ui.py``) and saves:
+
+* ``tensorboard_scalars.png``: the Scalars dashboard filtered to ActivationMonitor's
+  curves of the fc layer's ReLU, the healthy quickstart run beside the dying-ReLU run;
+* ``tensorboard_images.png``: the Images dashboard with kernels, feature maps and
+  Grad-CAM of the quickstart run;
+* ``tensorboard_text.png``: the Text dashboard with the dying-ReLU diagnosis and the
+  ``cnnviz/layers`` selections.
+
+Each is a PNG under 300 KB (quantised to a 256-colour palette when needed).
+
+Usage::
+
+    python benchmarks/tensorboard_screenshots.py [--logdir RUNS_DIR] [--out docs/images]
+
+Needs Chromium (``$CHROMIUM`` or ``chromium`` on the PATH). The two fits take about
+four minutes on 2 busy CPU cores; the screenshots about half a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.tensorboard_ui import chromium_page, tensorboard_server  # noqa: E402
+
+MAX_BYTES = 300_000
+
+# Every <img> in every shadow root loaded (TensorBoard loads image cards after the text).
+_IMAGES_LOADED = """(() => {
+  const imgs = [];
+  const walk = (n) => {
+    if (n.shadowRoot) walk(n.shadowRoot);
+    for (const c of n.children || []) walk(c);
+    if (n.tagName === 'IMG') imgs.push(n);
+  };
+  walk(document.documentElement);
+  return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
+})()"""
+
+
+CONFIGS = ("quickstart", "dead_relu")
+
+
+def fit_configs(save_dir: Path) -> Path:
+    """Runs each of CONFIGS into ``save_dir`` (one run folder each); returns ``save_dir``."""
+    for name in CONFIGS:
+        command = [
+            "cnnviz", "fit", "--config", str(ROOT / "configs" / f"{name}.yaml"),
+            "--trainer.logger.init_args.save_dir", str(save_dir),
+            "--trainer.enable_progress_bar", "false",
+        ]  # fmt: skip
+        print("running:", " ".join(command), flush=True)
+        start = time.perf_counter()
+        subprocess.run(command, check=True, cwd=ROOT)
+        print(f"{name} fit took {time.perf_counter() - start:.0f} s", flush=True)
+    return save_dir
+
+
+def pattern(*regexes: str) -> str:
+    return urllib.parse.quote("^(" + "|".join(regexes) + ")$")
+
+
+def save_small(png: bytes, path: Path, crop: tuple[int, int, int, int] | None) -> None:
+    """Saves ``png`` (cropped to ``crop``) under MAX_BYTES: optimised, else a 256-colour palette."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    if crop is not None:
+        image = image.crop(crop)
+    for attempt in range(4):
+        buffer = io.BytesIO()
+        if attempt == 0:
+            image.save(buffer, "PNG", optimize=True)
+        else:
+            scale = 1.0 - 0.15 * (attempt - 1)
+            size = (round(image.width * scale), round(image.height * scale))
+            small = image.resize(size, Image.LANCZOS) if scale < 1 else image
+            small.quantize(256, method=Image.Quantize.MEDIANCUT).save(buffer, "PNG", optimize=True)
+        if buffer.tell() <= MAX_BYTES:
+            break
+    path.write_bytes(buffer.getvalue())
+    print(f"wrote {path} ({buffer.tell() / 1000:.0f} KB)")
+
+
+def shoot(page, url: str, needles: list[str], images: bool = False, settle_s: float = 2.0) -> bytes:
+    page.goto(url)
+    text = page.wait_for_text(needles, timeout=60)
+    missing = [n for n in needles if n not in text]
+    if missing:
+        raise RuntimeError(f"{url}: {missing} not rendered")
+    deadline = time.monotonic() + 30
+    while images and time.monotonic() < deadline and not page.evaluate(_IMAGES_LOADED):
+        time.sleep(0.5)
+    time.sleep(settle_s)  # charts animate in
+    return page.screenshot()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--logdir", type=Path, help="finished runs (default: fit CONFIGS)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cnnviz-shots-") as tmp:
+        logdir = args.logdir or fit_configs(Path(tmp))
+        with tensorboard_server(logdir) as tb, chromium_page(1400, 1000) as page:
+            print("TensorBoard at", tb.url, "on", logdir, "runs", tb.get_json("/data/runs"))
+            scalars = [
+                f"activations/relu3/{s}" for s in ("dead_fraction", "dormant_fraction", "mean")
+            ]
+            png = shoot(page, f"{tb.url}/#scalars&tagFilter={pattern(*scalars)}", scalars)
+            save_small(png, args.out / "tensorboard_scalars.png", crop=(0, 0, 1400, 770))
+
+            images = ["kernels/conv1", "feature_maps/pool1", "gradcam/val"]
+            url = f"{tb.url}/#images&tagFilter={pattern(*images)}"
+            png = shoot(page, url, images, images=True)
+            save_small(png, args.out / "tensorboard_images.png", crop=(0, 0, 1400, 940))
+
+            served = {t for tags in tb.get_json("/data/plugin/text/tags").values() for t in tags}
+            wanted = sorted(t for t in served if t.split("/")[-2] in ("diagnosis", "layers"))
+            png = shoot(page, f"{tb.url}/#text&tagFilter={pattern(*wanted)}", wanted)
+            save_small(png, args.out / "tensorboard_text.png", crop=None)
+
+
+if __name__ == "__main__":
+    main()
