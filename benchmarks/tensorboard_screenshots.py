@@ -134,6 +134,10 @@ def main() -> None:
 
             served = {t for tags in tb.get_json("/data/plugin/text/tags").values() for t in tags}
             wanted = sorted(t for t in served if t.split("/")[-2] in ("diagnosis", "layers"))
+            page.call(  # taller: both runs' entries
+                "Emulation.setDeviceMetricsOverride",
+                width=1400, height=1560, deviceScaleFactor=1, mobile=False,
+            )  # fmt: skip
             png = shoot(page, f"{tb.url}/#text&tagFilter={pattern(*wanted)}", wanted)
             save_small(png, args.out / "tensorboard_text.png", crop=None)
 

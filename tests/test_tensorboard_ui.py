@@ -61,8 +61,9 @@ def server(run_dir, written):
         # The data server loads files in the background: wait until every tag is in.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            served = tb.get_json("/data/plugin/scalars/tags").get(RUN, {})
-            if written["scalars"] <= set(served):
+            scalars = set(tb.get_json("/data/plugin/scalars/tags").get(RUN, {}))
+            images = set(tb.get_json("/data/plugin/images/tags").get(RUN, {}))
+            if written["scalars"] <= scalars and written["images"] <= images:
                 break
             time.sleep(0.5)
         yield tb
