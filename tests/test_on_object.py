@@ -49,13 +49,14 @@ def test_on_object_hirescam_sees_a_cue_read_by_position():
         conv.weight[0, 0, 1, 1] = 1.0
         head.weight.zero_()
         head.weight[0, 0], head.weight[0, 15] = 1.0, -1.0
-    net = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), head)
+    net = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), head).train()
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, 0, 0] = x[0, 0, 3, 3] = 2.0
     hires, logits = A.grad_cam(net, net[1], x, 0, method="hirescam")
     expected = torch.zeros(1, 4, 4)
     expected[0, 0, 0] = 2.0  # gradient 1 x activation 2; (3, 3) is -2, clipped by the ReLU
     assert torch.allclose(hires, expected) and logits[0].tolist() == [0.0, 0.0]
+    assert all(p.grad is None for p in net.parameters()) and net.training  # no side effects
     # Grad-CAM weighs the channel by its mean gradient (1 - 1) / 16 = 0: blind to the cue
     plain, _ = A.grad_cam(net, net[1], x, 0)
     assert float(plain.abs().max()) == 0.0
