@@ -379,14 +379,19 @@ def components(mask: Tensor) -> Tensor:
     return labels.long()
 
 
-def foreground(image01: Tensor, threshold: float, min_component: float = 0.25) -> Tensor:
+def foreground(
+    image01: Tensor, threshold: float, min_component: float = 0.25, max_side: int = 64
+) -> Tensor:
     """Foreground mask (N, H, W): the object's bright pixels.
 
     Pixels whose channel-mean brightness is above ``threshold``, in connected
     components (8-neighbourhood) of at least ``min_component`` x the largest
     component's area: the object is the big bright shape; small isolated blobs
     (a watermark, a planted marker, noise specks) are not. ``min_component=0``
-    keeps every bright pixel.
+    keeps every bright pixel. Images larger than ``max_side`` find their components
+    on a grid of ``ceil(side / max_side)``-pixel cells (a cell is bright when any of
+    its pixels is), so the cost stays that of a 64x64 image; blobs closer than a
+    cell then count as one.
 
     ``image01`` is the de-normalised input (N, C, H, W), values in [0, 1].
 
@@ -401,13 +406,20 @@ def foreground(image01: Tensor, threshold: float, min_component: float = 0.25) -
     mask = image01.float().mean(1) > threshold
     if min_component <= 0:
         return mask
-    labels = components(mask).flatten(1)
+    h, w = mask.shape[-2:]
+    cell = max(1, math.ceil(max(h, w) / max_side))
+    coarse = mask
+    if cell > 1:
+        coarse = F.max_pool2d(mask.float().unsqueeze(1), cell, ceil_mode=True).squeeze(1) > 0
+    labels = components(coarse).flatten(1)
     sizes = torch.zeros(labels.shape[0], labels.shape[1] + 1, device=labels.device)
     sizes.scatter_add_(1, labels, torch.ones_like(labels, dtype=sizes.dtype))
     sizes[:, 0] = 0  # background
-    size = sizes.gather(1, labels)  # the area of each pixel's component
-    big = size >= min_component * sizes.amax(1, keepdim=True)
-    return (big & mask.flatten(1)).view_as(mask)
+    size = sizes.gather(1, labels)  # the area of each cell's component
+    big = (size >= min_component * sizes.amax(1, keepdim=True)).view_as(coarse)
+    if cell > 1:
+        big = big.repeat_interleave(cell, 1).repeat_interleave(cell, 2)[:, :h, :w]
+    return big & mask
 
 
 def on_object(cam: Tensor, mask: Tensor) -> Tensor:

@@ -40,6 +40,17 @@ def test_on_object_foreground_drops_small_isolated_blobs():
     assert A.on_object(cam, A.foreground(image, 0.2, 0.0))[0] == 1.0
 
 
+def test_on_object_foreground_of_large_images_on_coarse_cells():
+    image = torch.zeros(2, 3, 150, 130)  # cells of ceil(150 / 64) = 3 pixels
+    image[:, :, 20:120, 30:100] = 1.0  # the object: 7000 pixels
+    image[0, :, 140:143, 5:8] = 1.0  # a 9-pixel speck far away: dropped
+    image[1, :, 10:14, 30:100] = 0.9  # a bar 6 px above the object (2 cells): its own blob
+    fg = A.foreground(image, 0.2)
+    assert fg.shape == (2, 150, 130) and fg.sum((1, 2)).tolist() == [7000, 7000]
+    assert A.foreground(image, 0.2, max_side=150)[1].sum() == 7000  # same at full resolution
+    assert (A.foreground(image, 0.2) <= (image.mean(1) > 0.2)).all()  # never adds a pixel
+
+
 def test_on_object_hirescam_sees_a_cue_read_by_position():
     # identity conv + ReLU + a linear head that reads pixel (0, 0) for, (3, 3) against class 0
     conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
