@@ -6,7 +6,7 @@
   grids, feature maps of the probe images, Grad-CAM on train and val probes.
   Chosen to cost at most 3% of training time on the reference model
   (``benchmarks/overhead.py`` measures it).
-* ``full``: everything, more often: histograms, misclassified CAMs, embeddings,
+* ``full``: everything, more often: histograms, misclassified CAMs, saliency rows, embeddings,
   activation maximisation and adversarial sensitivity every epoch.
 
 From YAML, name a preset at the top level of a ``cnnviz`` config (``preset:
@@ -64,7 +64,7 @@ _SETS: dict[str, list[tuple[type[Monitor], dict[str, Any]]]] = {
         (KernelMonitor, {"log_delta": True, "linear": True}),
         (OverfittingMonitor, {}),
         (FeatureMapMonitor, {"every_n_epochs": 1}),
-        (GradCAMMonitor, {"every_n_epochs": 1}),
+        (GradCAMMonitor, {"every_n_epochs": 1, "saliency": ["saliency", "integrated_gradients"]}),
         (EmbeddingMonitor, {}),
         (ActivationMaximizationMonitor, {}),
         (AdversarialMonitor, {}),

@@ -220,6 +220,24 @@ def test_gradcam_misclassified_false_skips_search_and_image(tmp_path):
     assert {"gradcam/train", "gradcam/val"} <= images and "gradcam/misclassified" not in images
 
 
+def test_gradcam_saliency_rows_appended_and_training_unchanged(tmp_path):
+    plain = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified=False, strict=True)
+    net_plain, _ = fit(tmp_path / "plain", plain)
+    rich = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified=False, strict=True,
+                          saliency=["saliency", "integrated_gradients"], smooth=True)  # fmt: skip
+    net_rich, _ = fit(tmp_path / "rich", rich)
+    for a, b in zip(net_plain.state_dict().values(), net_rich.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # bit-identical training with the saliency rows on
+    for tag in ("gradcam/train", "gradcam/val"):
+        (one,) = {(i.width, i.height) for i in events(tmp_path / "plain" / "tb").Images(tag)}
+        images = events(tmp_path / "rich" / "tb").Images(tag)
+        assert [i.step for i in images] == [2, 4]
+        # the CAM row, then two captioned saliency rows of the same tiles (4 px gaps)
+        assert images[-1].width == one[0] and images[-1].height > 3 * one[1] + 8
+    with pytest.raises(ValueError, match="`saliency` must be one of"):
+        GradCAMMonitor(saliency=["lime"])
+
+
 def train_reference(tmp_path, steps=100):
     """The reference CNN trained briefly on the shared real MNIST digits, and a val batch."""
     from lightning_cnnviz.reference import MNISTClassifier, MNISTDataModule

@@ -19,8 +19,10 @@ from lightning_cnnviz.callbacks.base import (
     check_range,
     find_dataset,
 )
+from lightning_cnnviz.capture import first_tensor, probe_mode
 from lightning_cnnviz.findings import Finding, report
 from lightning_cnnviz.probe import Probe, probe_from_indices
+from lightning_cnnviz.saliency import SALIENCY_METHODS, input_saliency
 from lightning_cnnviz.selection import unwrap_model
 
 _POOL_SEED_OFFSET = 104_729
@@ -52,6 +54,9 @@ class GradCAMMonitor(Monitor):
         foreground_threshold: de-normalised brightness above which a pixel is the
             object (``on_object``; small isolated bright blobs are not, see
             ``attribution.foreground``); ``None`` turns ``on_object`` off.
+        saliency: extra rows of input-gradient maps, opt-in: any of ``"saliency"``
+            (Captum ``Saliency``) and ``"integrated_gradients"`` (from a black image).
+        smooth: wrap the saliency methods in Captum's ``NoiseTunnel`` (SmoothGrad).
         every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed: see ``Monitor``.
 
     Example::
@@ -77,6 +82,8 @@ class GradCAMMonitor(Monitor):
         cmap: str = "inferno",
         shared_scale: bool = False,
         foreground_threshold: float | None = 0.2,
+        saliency: list[str] | None = None,
+        smooth: bool = False,
         every_n_steps: int | None = None,
         every_n_epochs: int | None = None,
         num_samples: int = 16,
@@ -97,6 +104,9 @@ class GradCAMMonitor(Monitor):
         check_choice("cmap", cmap, R.CMAPS)
         if foreground_threshold is not None:
             check_range("foreground_threshold", foreground_threshold, 0.0, 1.0)
+        for name in saliency or []:
+            check_choice("saliency", name, SALIENCY_METHODS)
+        self.saliency, self.smooth = list(saliency or []), bool(smooth)
         self.method, self.target, self.output_key = method, target, output_key
         self.misclassified, self.misclassified_pool = misclassified, misclassified_pool
         self.alpha, self.cmap = alpha, cmap
@@ -145,6 +155,7 @@ class GradCAMMonitor(Monitor):
                 probe = self._samples(trainer, model, split)
             if probe is not None:
                 rows = [self._row(trainer, model, probe, split, n, values) for n in self.selected]
+                rows += self._saliency_rows(trainer, model, probe)
                 with self.phase("write"):
                     self.sink.image(self.tag(split), R.vstack(rows, gap=4), trainer.global_step)
         with self.phase("write"):
@@ -172,6 +183,39 @@ class GradCAMMonitor(Monitor):
             rank_zero_warn(f"GradCAMMonitor: {bad} CAM(s) of `{name}` ({split}) are all zero "
                            "or not finite; they show blank")  # fmt: skip
         return grid
+
+    def _saliency_rows(self, trainer: Trainer, model: nn.Module, probe: Probe) -> list[Tensor]:
+        """One captioned row per ``saliency`` method, for the same target as the CAMs."""
+        if not self.saliency:
+            return []
+        param = next(model.parameters())
+        x, labels = probe.to(param.device, param.dtype), probe.labels
+        with self.phase("compute"):
+            with probe_mode(model):
+                logits = first_tensor(model(x), self.output_key).float()
+            if self.target == "true" and labels is not None:
+                target = labels
+            elif isinstance(self.target, int):
+                target = torch.full((len(x),), self.target, dtype=torch.long)
+            else:
+                target = logits.argmax(1)
+            data = getattr(trainer, "datamodule", None)
+            mean, std = getattr(data, "mean", None), getattr(data, "std", None)
+            black = -mean[0] / std[0] if mean is not None and std is not None else float(x.min())
+            maps = {
+                name: input_saliency(model, x, target, name, output_key=self.output_key,
+                                     baseline=black, smooth=self.smooth, seed=self.seed)
+                for name in self.saliency
+            }  # fmt: skip
+            image01 = self._image01(trainer, x)
+        with self.phase("render"):
+            suffix = " (SmoothGrad)" if self.smooth else ""
+            return [
+                R.caption(A.cam_grid(image01, heat, logits, labels, cmap=self.cmap,
+                                     alpha=self.alpha, shared_scale=self.shared_scale)[0],
+                          name.replace("_", " ") + suffix)
+                for name, heat in maps.items()
+            ]  # fmt: skip
 
     def _image01(self, trainer: Trainer, x: Tensor) -> Tensor:
         data = getattr(trainer, "datamodule", None)

@@ -20,4 +20,14 @@ CASES = {
         every_n_steps=2,
         window=0,
     ),
+    "gradcam_saliency": MonitorCase(
+        lambda: GradCAMMonitor(
+            every_n_steps=2,
+            num_samples=4,
+            misclassified=False,
+            saliency=["saliency", "integrated_gradients"],  # SmoothGrad: tests/test_saliency.py
+        ),
+        every_n_steps=2,
+        window=0,
+    ),
 }
