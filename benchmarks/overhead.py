@@ -114,7 +114,8 @@ class Clock(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         if self.first:
-            self.record.update(start=time.perf_counter(), batches=[], hooks=_hooks(pl_module))
+            self.record.update(start=time.perf_counter(), cpu_start=time.process_time())
+            self.record.update(batches=[], hooks=_hooks(pl_module))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.first:
@@ -129,7 +130,7 @@ class Clock(L.Callback):
 
     def on_fit_end(self, trainer, pl_module):
         if not self.first:
-            self.record["end"] = time.perf_counter()
+            self.record.update(end=time.perf_counter(), cpu_end=time.process_time())
 
 
 def _hooks(model: torch.nn.Module) -> int:
@@ -179,6 +180,7 @@ def run(config: str, data: L.LightningDataModule, root: Path, steps: int, every:
     quiet = [d for d, q in log["batches"][5:] if q]
     return {
         "seconds": log["end"] - log["start"],
+        "cpu_seconds": log["cpu_end"] - log["cpu_start"],
         "step_ms": 1000 * statistics.median(durations),
         "quiet_step_ms": 1000 * statistics.median(quiet) if quiet else None,
         "quiet_steps": len(quiet),
@@ -255,6 +257,7 @@ def summarize(runs: dict[str, list[dict]], steps: int) -> dict[str, dict]:
         results = [r for r in all_results if "ref" in r]
         pairs = [(r, r["ref"]) for r in results]
         ratios = [r["seconds"] / b["seconds"] for r, b in pairs]
+        cpu = [r["cpu_seconds"] / b["cpu_seconds"] for r, b in pairs]
         quiet = [r["quiet_step_ms"] / b["step_ms"] for r, b in pairs if r["quiet_step_ms"]]
         work = [
             sum(m.get("total", 0.0) for m in r["monitors"].values()) / b["seconds"]
@@ -274,6 +277,9 @@ def summarize(runs: dict[str, list[dict]], steps: int) -> dict[str, dict]:
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
             "ratios": ratios,
+            "cpu_ratio_median": statistics.median(cpu),
+            "cpu_ratio_min": min(cpu),
+            "cpu_ratio_max": max(cpu),
             "monitor_work_share": statistics.median(work),
             "quiet_step_ratio": statistics.median(quiet) if quiet else None,
             "quiet_steps_per_run": statistics.median(r["quiet_steps"] for r in results),
@@ -294,17 +300,27 @@ def print_table(result: dict) -> None:
     bare = result["configs"]["bare"]
     print(f"bare: {statistics.median(bare['seconds']):.1f} s/run, "
           f"{s['bare_step_ms']:.1f} ms/batch (median)\n")  # fmt: skip
-    print(f"{'configuration':30s} {'ratio':>6s} {'min':>6s} {'max':>6s} {'work%':>6s} "
-          f"{'quiet':>6s} {'KB/1k st':>9s} {'MB/10k':>7s}")  # fmt: skip
+    print(f"{'':30s} {'wall-time ratio':>20s} {'CPU-time ratio':>20s}")
+    print(f"{'configuration':30s} {'median':>6s} {'min':>6s} {'max':>6s} {'median':>6s} "
+          f"{'min':>6s} {'max':>6s} {'work%':>6s} {'quiet':>6s} {'KB/1k st':>9s} "
+          f"{'MB/10k':>7s}")  # fmt: skip
     for config, row in result["configs"].items():
         quiet = row["quiet_step_ratio"]
         label = "bare vs bare (noise floor)" if config == "bare" else config
+        cells = [row[f"{kind}_{stat}"] for kind in ("ratio", "cpu_ratio")
+                 for stat in ("median", "min", "max")]  # fmt: skip
         print(
-            f"{label:30s} {row['ratio_median']:6.3f} {row['ratio_min']:6.3f} "
-            f"{row['ratio_max']:6.3f} {100 * row['monitor_work_share']:6.2f} "
+            f"{label:30s} "
+            + " ".join(f"{c:6.3f}" for c in cells)
+            + f" {100 * row['monitor_work_share']:6.2f} "
             f"{'' if quiet is None else f'{quiet:6.3f}':>6s} "
             f"{row['bytes_per_1000_steps'] / 1024:9.1f} {row['mb_per_10000_steps']:7.2f}"
         )
+    print(
+        "  wall/CPU-time ratio: vs the neighbouring bare runs (CPU: this process's CPU time);"
+        " work%: the monitors' own time over bare;\n  quiet: median batch without monitor work"
+        " or hooks over bare's median batch; KB/1k st, MB/10k: bytes written beyond bare"
+    )
     for note in result["notes"]:
         print(f"  note: {note}")
     print("\nper logging event (ms), each monitor alone and within `standard`:")
@@ -380,9 +396,8 @@ def main() -> None:
             for i, config in enumerate(others, 1):
                 result = run(config, data, root / f"r{rep}-{config}", args.steps, every)
                 after = run("bare", data, root / f"r{rep}-bare-{i}", args.steps, every)
-                result["ref"] = {
-                    k: (before[k] + after[k]) / 2 for k in ("seconds", "step_ms", "bytes")
-                }
+                keys = ("seconds", "cpu_seconds", "step_ms", "bytes")
+                result["ref"] = {k: (before[k] + after[k]) / 2 for k in keys}
                 after["ref"] = before  # bare vs the bare before it: the noise floor
                 runs[config].append(result)
                 runs["bare"].append(after)
