@@ -7,7 +7,7 @@ as the README says (``--samples_per_plugin images=200``), opens the dashboards i
 headless Chromium (``tests/tensorboard_ui.py``) and saves:
 
 * ``tensorboard_scalars.png``: the Scalars dashboard filtered to ActivationMonitor's
-  curves of the fc layer's ReLU, the healthy quickstart run beside the dying-ReLU run;
+  curves of the second conv layer's ReLU, the healthy quickstart run beside the dying-ReLU run;
 * ``tensorboard_images.png``: the Images dashboard with kernels, feature maps and
   Grad-CAM of the quickstart run;
 * ``tensorboard_text.png``: the Text dashboard with the dying-ReLU diagnosis and the
@@ -124,7 +124,7 @@ def main() -> None:
         with tensorboard_server(logdir) as tb, chromium_page(1400, 1000) as page:
             print("TensorBoard at", tb.url, "on", logdir, "runs", tb.get_json("/data/runs"))
             scalars = [
-                f"activations/relu3/{s}" for s in ("dead_fraction", "dormant_fraction", "mean")
+                f"activations/relu2/{s}" for s in ("dead_fraction", "dormant_fraction", "mean")
             ]
             png = shoot(page, f"{tb.url}/#scalars&tagFilter={pattern(*scalars)}", scalars)
             save_small(png, args.out / "tensorboard_scalars.png", crop=(0, 0, 1400, 770))
