@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.capture import first_tensor, probe_mode
 
-__all__ = ["SALIENCY_METHODS", "input_saliency"]
+__all__ = ["SALIENCY_METHODS", "clip_peaks", "input_saliency"]
 
 SALIENCY_METHODS: tuple[str, ...] = ("saliency", "integrated_gradients")
 
@@ -100,3 +100,18 @@ def input_saliency(
             else:
                 attr = explainer.attribute(inputs, **kwargs)
     return attr.detach().float().abs().sum(1) if attr.dim() == 4 else attr.detach().float().abs()
+
+
+def clip_peaks(maps: Tensor, quantile: float = 0.99) -> Tensor:
+    """Clip each map (N, H, W) at its ``quantile``, so that per-image normalisation shows it.
+
+    Gradient maps are dominated by a few pixels, which would leave the rest black.
+
+    Example::
+
+        >>> clip_peaks(torch.tensor([[[0.0, 1.0], [2.0, 100.0]]]), quantile=0.5).tolist()
+        [[[0.0, 1.0], [1.5, 1.5]]]
+    """
+    flat = maps.flatten(1)
+    top = flat.quantile(quantile, dim=1).view(-1, *([1] * (maps.dim() - 1)))
+    return torch.minimum(maps, top)

@@ -22,7 +22,7 @@ from lightning_cnnviz.callbacks.base import (
 from lightning_cnnviz.capture import first_tensor, probe_mode
 from lightning_cnnviz.findings import Finding, report
 from lightning_cnnviz.probe import Probe, probe_from_indices
-from lightning_cnnviz.saliency import SALIENCY_METHODS, input_saliency
+from lightning_cnnviz.saliency import SALIENCY_METHODS, clip_peaks, input_saliency
 from lightning_cnnviz.selection import unwrap_model
 
 _POOL_SEED_OFFSET = 104_729
@@ -203,8 +203,8 @@ class GradCAMMonitor(Monitor):
             mean, std = getattr(data, "mean", None), getattr(data, "std", None)
             black = -mean[0] / std[0] if mean is not None and std is not None else float(x.min())
             maps = {
-                name: input_saliency(model, x, target, name, output_key=self.output_key,
-                                     baseline=black, smooth=self.smooth, seed=self.seed)
+                name: clip_peaks(input_saliency(model, x, target, name, output_key=self.output_key,
+                                                baseline=black, smooth=self.smooth, seed=self.seed))
                 for name in self.saliency
             }  # fmt: skip
             image01 = self._image01(trainer, x)
