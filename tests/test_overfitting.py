@@ -143,6 +143,8 @@ def test_overfitting_detects_onset_at_exact_epoch(tmp_path, caplog):
     assert finding.figures["val_loss"] == pytest.approx(0.95)
     assert "lightning-cnnviz: 1 finding(s) in this run:" in caplog.text
     assert "[overfitting/overfitting] epoch 5, step 12: Overfitting since epoch 4" in caplog.text
+    (summary,) = texts(acc, "overfitting/summary")  # the console summary, in the Text tab too
+    assert summary.startswith("lightning-cnnviz: 1 finding(s) in this run:")
 
 
 def test_overfitting_writes_custom_scalars_layout(tmp_path):
@@ -169,6 +171,7 @@ def test_overfitting_healthy_run_has_no_finding(tmp_path, caplog):
     assert "overfitting/diagnosis/text_summary" not in acc.Tags()["tensors"]
     assert not [m for m in said if "Overfitting" in m]
     assert "lightning-cnnviz: no problems found in this run." in caplog.text
+    assert texts(acc, "overfitting/summary") == ["lightning-cnnviz: no problems found in this run."]
     assert len(monitor.detector.history) == 7
 
 

@@ -145,7 +145,10 @@ class OverfittingMonitor(Monitor):
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer, pl_module, epoch_end=False)
-        rank_zero_info(dx.summary_text(findings_of(trainer)))
+        summary = dx.summary_text(findings_of(trainer))
+        rank_zero_info(summary)
+        if not self.disabled:  # also in TensorBoard's Text tab, so a clean run says so there
+            self.sink.text(self.tag("summary"), summary, trainer.global_step)
         super().on_fit_end(trainer, pl_module)
 
     # ------------------------------------------------ one evaluation
