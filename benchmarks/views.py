@@ -1,9 +1,12 @@
-"""Cost per event of the EmbeddingMonitor, ActivationMaximizationMonitor and AdversarialMonitor.
+"""Cost per event of the issue-10 views: embeddings, activation maximisation, adversarial, saliency.
 
 On the reference CNN (``MNISTClassifier``) trained on the shared real MNIST digits
 (synthetic digits where those are missing), two fits of ``--steps`` optimizer
-steps from the same seed run side by side: one bare, one with the three monitors
-at their default arguments, logging every ``--every`` steps. Reported, measured
+steps from the same seed run side by side: one bare, one with the Embedding,
+ActivationMaximization and Adversarial monitors at their default arguments, the
+KernelMonitor with dense-layer weights, and GradCAMMonitor with CAM rows only,
+with saliency rows, and with SmoothGrad-ed saliency rows (the differences between
+the last three are the saliency options' cost), logging every ``--every`` steps. Reported, measured
 in the same run: the bare time per training step, each monitor's milliseconds per
 event (its ``timings["total"] / events``, phases too) and that cost in training
 steps, and the overhead of the whole fit.
@@ -41,6 +44,8 @@ from lightning_cnnviz import rendering
 from lightning_cnnviz.callbacks.activation_maximization import ActivationMaximizationMonitor
 from lightning_cnnviz.callbacks.adversarial import AdversarialMonitor
 from lightning_cnnviz.callbacks.embeddings import EmbeddingMonitor
+from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
+from lightning_cnnviz.callbacks.kernels import KernelMonitor
 from lightning_cnnviz.reference import MNISTClassifier, MNISTDataModule, SyntheticDigitsDataModule
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -138,6 +143,21 @@ def main() -> None:
                 every_n_steps=args.every
             ),
             "AdversarialMonitor": AdversarialMonitor(every_n_steps=args.every),
+            "KernelMonitor(linear=True)": KernelMonitor(every_n_steps=args.every, linear=True),
+            "GradCAMMonitor (CAM rows only)": GradCAMMonitor(
+                every_n_steps=args.every, misclassified=False
+            ),
+            "GradCAMMonitor + saliency rows": GradCAMMonitor(
+                every_n_steps=args.every,
+                misclassified=False,
+                saliency=["saliency", "integrated_gradients"],
+            ),
+            "GradCAMMonitor + saliency rows, SmoothGrad": GradCAMMonitor(
+                every_n_steps=args.every,
+                misclassified=False,
+                saliency=["saliency", "integrated_gradients"],
+                smooth=True,
+            ),
         }
         watched = fit(root / "watched", args.steps, monitors.values())
         if args.pictures is not None:
@@ -156,12 +176,12 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"bare training: {step_ms:.1f} ms/step; fit overhead {100 * result['overhead']:.0f}%")
-    print(f"{'monitor':32s} {'events':>6s} {'ms/event':>9s} {'steps':>6s}  phases (ms)")
+    print(f"{'monitor':44s} {'events':>6s} {'ms/event':>9s} {'steps':>6s}  phases (ms)")
     for name, row in rows.items():
         ms = row["ms_per_event"]
         phases = ", ".join(f"{k} {v:.0f}" for k, v in ms.items() if k != "total")
         total = ms.get("total", 0.0)
-        print(f"{name:32s} {row['events']:6d} {total:9.0f} {total / step_ms:6.1f}  {phases}")
+        print(f"{name:44s} {row['events']:6d} {total:9.0f} {total / step_ms:6.1f}  {phases}")
 
 
 if __name__ == "__main__":
