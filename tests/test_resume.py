@@ -67,7 +67,9 @@ def test_resume_series_continue_without_duplicates_or_gaps(tmp_path, name):
         assert state_b["probe_indices"][split] == indices
     assert set(state_b["extra"]) == set(state_a["extra"])
 
-    steps = {t: s for t, s in raw_steps(tmp_path).items() if t.startswith(section(name) + "/")}
+    per_fit = {"overfitting/summary"}  # written once at the end of each fit, by design
+    steps = {t: s for t, s in raw_steps(tmp_path).items()
+             if t.startswith(section(name) + "/") and t not in per_fit}  # fmt: skip
     if name != "EmbeddingMonitor":  # the projector writes files, its scalar may be NaN-free only
         assert steps, f"no series from {name}"
     for tag, written in steps.items():
