@@ -145,18 +145,20 @@ def main() -> None:
             "AdversarialMonitor": AdversarialMonitor(every_n_steps=args.every),
             "KernelMonitor(linear=True)": KernelMonitor(every_n_steps=args.every, linear=True),
             "GradCAMMonitor (CAM rows only)": GradCAMMonitor(
-                every_n_steps=args.every, misclassified=False
+                every_n_steps=args.every, misclassified=False, tag_prefix="cam/"
             ),
             "GradCAMMonitor + saliency rows": GradCAMMonitor(
                 every_n_steps=args.every,
                 misclassified=False,
                 saliency=["saliency", "integrated_gradients"],
+                tag_prefix="saliency/",
             ),
             "GradCAMMonitor + saliency rows, SmoothGrad": GradCAMMonitor(
                 every_n_steps=args.every,
                 misclassified=False,
                 saliency=["saliency", "integrated_gradients"],
                 smooth=True,
+                tag_prefix="smoothgrad/",
             ),
         }
         watched = fit(root / "watched", args.steps, monitors.values())
