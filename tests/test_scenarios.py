@@ -99,7 +99,6 @@ def test_scenarios_healthy_quickstart_finds_nothing(tmp_path):
     assert len(val_loss) == 3 and val_loss[-1] < val_loss[0]
 
 
-
 @requires_mnist
 def test_scenarios_healthy_mnist_keeps_every_layer_alive(tmp_path):
     """``configs/mnist.yaml``'s model and optimiser on 8k real digits, 3 epochs."""
@@ -126,6 +125,7 @@ def test_scenarios_healthy_mnist_keeps_every_layer_alive(tmp_path):
     assert max(v for _, v in dead["relu3"]) < 0.25
     assert max(v for step, v in dead["relu3"] if step >= 250) < 0.05
     assert scalars(acc, "val/acc")[-1][1] > 0.95
+
 
 def test_scenarios_dead_relu_found_in_epoch_0(tmp_path):
     config = config_of("dead_relu")
