@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,26 +136,33 @@ def batch_stats(
     if x.dim() < 2:
         x = x.unsqueeze(0)
     dim = channel_dim % x.dim()
-    dims = [i for i in range(x.dim()) if i != dim]
+    # (before, C, after): a view for the usual layouts, so the per-channel sums run over
+    # two axes of one contiguous block; one batch's sums are float32 (Torch sums pairwise),
+    # the running state adds them up in float64
+    channels = x.shape[dim]
+    x3 = x.reshape(math.prod(x.shape[:dim]), channels, math.prod(x.shape[dim + 1 :]))
     dtype = _acc_dtype(x.device)
-    magnitude = x.clamp_min(0) if mode == "preactivation" else x.abs()
-    active = (magnitude if mode == "magnitude" else x) > eps
+    magnitude = x3.clamp_min(0) if mode == "preactivation" else x3.abs()
+    active = (magnitude if mode == "magnitude" else x3) > eps
+    entries = x.numel()
+    channel_active = active.sum((0, 2))
     out = {
-        "active": active.sum(dims, dtype=dtype),
-        "abs_sum": magnitude.sum(dims, dtype=dtype),
-        "count": torch.tensor(x.numel() // max(x.shape[dim], 1), dtype=dtype, device=x.device),
-        "sum": x.sum(dtype=dtype),
-        "sumsq": (x * x).sum(dtype=dtype),
-        "zeros": (magnitude <= eps).sum(dtype=dtype),
-        "nonfinite": (~torch.isfinite(x)).sum(dtype=dtype),
-        "max_abs": x.abs().amax().to(dtype)
-        if x.numel()
+        "active": channel_active.to(dtype),
+        "abs_sum": magnitude.sum((0, 2)).to(dtype),
+        "count": torch.tensor(entries // max(channels, 1), dtype=dtype, device=x.device),
+        "sum": x3.sum().to(dtype),
+        "sumsq": torch.dot(x3.flatten(), x3.flatten()).to(dtype),
+        "zeros": (magnitude <= eps).sum().to(dtype),
+        # x - x is NaN exactly where x is NaN or infinite, and NaN counts as non-zero
+        "nonfinite": torch.count_nonzero(x3 - x3).to(dtype),
+        "max_abs": (magnitude if mode != "preactivation" else x3.abs()).amax().to(dtype)
+        if entries
         else torch.zeros((), dtype=dtype, device=x.device),
     }
     if bounds is not None:
         low, high = bounds
         margin = _SATURATION_MARGIN * (high - low)
-        out["saturated"] = ((x <= low + margin) | (x >= high - margin)).sum(dtype=dtype)
+        out["saturated"] = ((x3 <= low + margin) | (x3 >= high - margin)).sum().to(dtype)
     else:
         out["saturated"] = torch.zeros((), dtype=dtype, device=x.device)
     return out
