@@ -83,6 +83,17 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` or any submodule runs through ``torch.compile``.
+
+    Covers ``trainer.fit(torch.compile(module))`` (Lightning unwraps it and keeps a
+    ``_compiler_ctx``) and compiled submodules (``self.net = torch.compile(net)``).
+    """
+    if getattr(model, "_compiler_ctx", None) is not None:
+        return True
+    return any(hasattr(m, "_orig_mod") for m in model.modules())
+
+
 def clean_name(name: str) -> str:
     """Strip every ``_orig_mod.`` segment that ``torch.compile`` inserts into module names."""
     return name.replace(_COMPILE_PREFIX, "").removeprefix("_orig_mod")

@@ -85,6 +85,11 @@ def _stepped_aside(run, name) -> bool:
     return run["monitors"][name].disabled and bool(said)
 
 
+def _stepped_aside(run, name) -> bool:
+    said = [w for w in run["warnings"] if name in w and "compile" in w]
+    return run["monitors"][name].disabled and bool(said)
+
+
 # Known: hooks added to a compiled model after it was traced are skipped silently
 # (torch._dynamo.config.skip_nnmodule_hook_guards=True), and hooks traced into a graph keep
 # firing after removal. Probe passes run eagerly (capture.probe_mode), but ActivationMonitor's
@@ -105,7 +110,7 @@ def _params():
 
 
 @pytest.mark.parametrize("how", ["compiled_module", "compiled_submodule"])
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", monitor_params())
 def test_compile_monitor_matches_uncompiled(runs, name, how):
     run, ref = runs[how], runs["eager"]
     monitor = run["monitors"][name]
@@ -129,8 +134,17 @@ def test_compile_monitor_matches_uncompiled(runs, name, how):
     mine = {t.replace(sec + prefix, sec): v for t, v in run["scalars"].items() if t.startswith(sec)}
     theirs = {t: v for t, v in ref["scalars"].items() if t.startswith(sec)}
     assert set(mine) == set(theirs)
+    # ActivationMonitor cannot hook compiled training steps (they would see the wrong
+    # batches): it says so and measures on the probe images only, so its values differ
+    probe_only = [
+        w for w in run["warnings"] if w.startswith(name) and "torch.compile" in w and "probe" in w
+    ]
+    assert bool(probe_only) == (name == "ActivationMonitor"), probe_only
     for tag, series in theirs.items():
         assert set(mine[tag]) == set(series), tag
+        if probe_only:
+            assert all(math.isfinite(v) for v in mine[tag].values()), tag
+            continue
         for step, value in series.items():
             got = mine[tag][step]
             assert (math.isnan(got) and math.isnan(value)) or got == pytest.approx(

@@ -12,7 +12,7 @@ from typing_extensions import override
 from lightning_cnnviz import rendering, stats
 from lightning_cnnviz.callbacks.base import Monitor, check_choice, check_positive, check_range
 from lightning_cnnviz.findings import Finding, report
-from lightning_cnnviz.selection import ACTIVATION_TYPES, unwrap_model
+from lightning_cnnviz.selection import ACTIVATION_TYPES, is_compiled, unwrap_model
 
 
 class ActivationMonitor(Monitor):
@@ -80,6 +80,7 @@ class ActivationMonitor(Monitor):
         self._rec = stats.Recorder(self.eps, self.histograms)
         self.history = stats.DeadHistory(self.dead_threshold, self.strip_length)
         self._grads_due = self._said_nonfinite = self._mute = False
+        self._compiled: bool | None = None  # known at the first training batch
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -132,9 +133,22 @@ class ActivationMonitor(Monitor):
             return
         try:
             self._trace(trainer, pl_module)
-            self._rec.attach(self.selected)  # detached in on_train_batch_end / on_exception
+            if not self._probe_only(pl_module):
+                self._rec.attach(self.selected)  # detached in on_train_batch_end / on_exception
         except Exception as err:
             self._rec.failure = err  # raised in log_event: the base warns and steps aside
+
+    def _probe_only(self, pl_module: LightningModule) -> bool:
+        """Under ``torch.compile`` the window's hooks would see stale or no batches: say so."""
+        if self._compiled is None:
+            self._compiled = is_compiled(pl_module)
+            if self._compiled:
+                rank_zero_warn(
+                    "ActivationMonitor: the model runs through torch.compile, where hooks on "
+                    "training steps see the wrong batches; dead units and statistics come "
+                    f"from the {self.num_samples} probe images only (eager probe passes)."
+                )
+        return self._compiled
 
     @override
     def on_before_optimizer_step(
