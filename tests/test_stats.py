@@ -9,6 +9,8 @@ from lightning_cnnviz.stats import (
     ActivationStats,
     DeadHistory,
     Recorder,
+    _exact_counts,
+    _finite_counts,
     batch_stats,
     batches_to_log,
     compute_stats,
@@ -103,6 +105,23 @@ def test_stats_nonfinite_counted_not_active():
     out = compute_stats(_merged(x), tau=0.025)
     assert float(out["nonfinite"]) == 2.0
     assert out["dead"].tolist() == [False, False]  # +inf > 0 is active, NaN is not
+
+
+@pytest.mark.parametrize("mode", ["positive", "magnitude", "preactivation"])
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+@pytest.mark.parametrize("signed", [False, True])
+def test_stats_finite_fast_path_matches_the_exact_masks(mode, eps, signed):
+    generator = torch.Generator().manual_seed(int(eps * 10) + 2 * signed)
+    x = torch.randn(8, 6, 50, generator=generator)
+    x = x if signed else x.relu()
+    x[:, 2] = 0.0  # a dead channel
+    x[0, 3, :5] = eps  # entries exactly at the threshold are not active
+    fast, exact = _finite_counts(x, eps, mode), _exact_counts(x, eps, mode)
+    assert fast.keys() == exact.keys()
+    for key in ("active", "zeros", "nonfinite", "max_abs"):
+        assert fast[key].tolist() == exact[key].tolist(), key
+    torch.testing.assert_close(fast["abs_sum"], exact["abs_sum"])
+    assert fast["active"][2] == 0 and fast["active"].max() > 0
 
 
 def test_stats_to_host_keeps_shapes_and_values():
