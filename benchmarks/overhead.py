@@ -20,12 +20,15 @@ Reported per configuration:
   validation included): median over repetitions, with min and max, each run
   divided by the mean of its two neighbouring bare runs (the ``bare`` row: each
   bare run over the one before it, the noise floor);
-* work %: the monitors' own measured time (``timings["total"]``) as a share of
-  the bare run's time (robust to drift; leaves out hook costs between events);
+* work %: the monitors' own measured time (``timings["total"]`` of the logging
+  events plus ActivationMonitor's ``timings["window"]``, its statistics on the
+  hooked batches before each log) as a share of the bare run's time (robust to
+  drift; leaves out the hook calls themselves);
 * the quiet-step ratio: the median duration of training batches on which no
   monitor worked and no hook was attached, over the bare run's median batch;
 * per logging event of every monitor: ms in capture / compute / render / write
-  (``Monitor.timings``; ``other`` = the rest of ``total``);
+  (``Monitor.timings``; ``other`` = the rest of ``total``; ``window``: the
+  window batches' statistics per event, not part of ``total``);
 * event-file bytes per 1,000 steps beyond the bare run's own (every file in the
   run's log directory; the wandb row: its offline run directory);
 * resident memory (RSS) growth over ``--events`` logging events of the
@@ -76,6 +79,7 @@ from lightning_cnnviz.reference import MNISTClassifier, MNISTDataModule, Synthet
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 MONITORS = {cls.__name__: cls for cls, _ in _SETS["full"]}
 PHASES = ("capture", "compute", "render", "write")
+COLUMNS = (*PHASES, "other", "total", "window")  # per-event table
 WANDB = "wandb.watch"
 DEFAULTS = "standard@class-defaults"  # the standard monitors untuned (the preset before tuning)
 MB = 1 << 20
@@ -112,7 +116,7 @@ class Clock(L.Callback):
         self.monitors, self.first, self.record = monitors, first, log
 
     def _work(self) -> float:
-        return sum(m.timings.get("total", 0.0) for m in self.monitors)
+        return sum(monitor_seconds(m.timings) for m in self.monitors)
 
     def on_train_start(self, trainer, pl_module):
         if self.first:
@@ -133,6 +137,11 @@ class Clock(L.Callback):
     def on_fit_end(self, trainer, pl_module):
         if not self.first:
             self.record.update(end=time.perf_counter(), cpu_end=time.process_time())
+
+
+def monitor_seconds(timings: dict[str, float]) -> float:
+    """A monitor's own time: its logging events plus, for ActivationMonitor, its window hooks."""
+    return timings.get("total", 0.0) + timings.get("window", 0.0)
 
 
 def _hooks(model: torch.nn.Module) -> int:
@@ -264,8 +273,7 @@ def summarize(runs: dict[str, list[dict]], steps: int) -> dict[str, dict]:
         cpu = [r["cpu_seconds"] / b["cpu_seconds"] for r, b in pairs]
         quiet = [r["quiet_step_ms"] / b["step_ms"] for r, b in pairs if r["quiet_step_ms"]]
         work = [
-            sum(m.get("total", 0.0) for m in r["monitors"].values()) / b["seconds"]
-            for r, b in pairs
+            sum(monitor_seconds(m) for m in r["monitors"].values()) / b["seconds"] for r, b in pairs
         ]
         extra = statistics.median(r["bytes"] - b["bytes"] for r, b in pairs)
         phases: dict[str, dict[str, float]] = {}
@@ -275,6 +283,7 @@ def summarize(runs: dict[str, list[dict]], steps: int) -> dict[str, dict]:
             ms = {k: 1000 * sum(p.get(k, 0.0) for p in per) / max(events, 1) for k in PHASES}
             ms["total"] = 1000 * sum(p.get("total", 0.0) for p in per) / max(events, 1)
             ms["other"] = ms["total"] - sum(ms[k] for k in PHASES)
+            ms["window"] = 1000 * sum(p.get("window", 0.0) for p in per) / max(events, 1)
             phases[name] = {"events_per_run": events / len(per), "ms_per_event": ms}
         rows[config] = {
             "ratio_median": statistics.median(ratios),
@@ -328,17 +337,14 @@ def print_table(result: dict) -> None:
     for note in result["notes"]:
         print(f"  note: {note}")
     print("\nper logging event (ms), each monitor alone and within `standard`:")
-    print(
-        f"{'monitor':40s} {'ev/run':>6s} "
-        + " ".join(f"{p:>8s}" for p in (*PHASES, "other", "total"))
-    )
+    print(f"{'monitor':40s} {'ev/run':>6s} " + " ".join(f"{p:>8s}" for p in COLUMNS))
     for config, row in result["configs"].items():
         if config not in MONITORS and config != "standard":
             continue
         for name, m in row["monitors"].items():
             label = name if config in MONITORS else f"  in standard: {name}"
             ms = m["ms_per_event"]
-            cells = " ".join(f"{ms[p]:8.1f}" for p in (*PHASES, "other", "total"))
+            cells = " ".join(f"{ms.get(p, 0.0):8.1f}" for p in COLUMNS)
             print(f"{label:40s} {m['events_per_run']:6.1f} {cells}")
     mem = result.get("memory")
     if mem:

@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -705,6 +706,7 @@ class Recorder:
         self.root: nn.Module | None = None
         self.failure: Exception | None = None
         self.counts: dict[str, int] = {}
+        self.window_seconds = 0.0  # spent in ``record``, read and reset by the monitor
         self._capture: LayerCapture | None = None
 
     @property
@@ -730,12 +732,14 @@ class Recorder:
             self._capture = None
 
     def record(self, site: str, out: Tensor) -> None:
-        """Hook ``on_output`` for training batches."""
+        """Hook ``on_output`` for training batches (its time adds up in ``window_seconds``)."""
         if self.root is not None and self.root.training and site in self.stats:
+            start = time.perf_counter()
             try:  # reduced at once, so a later in-place op (ReLU(inplace=True)) cannot alter it
                 self.stats[site].update(out)
             except Exception as err:  # never break the user's training step
                 self.failure = err
+            self.window_seconds += time.perf_counter() - start
 
     def probe(self, model: nn.Module, selected: Mapping[str, nn.Module], x: Tensor) -> None:
         """One probe pass on ``x`` (eval mode, flags restored), counted like a window batch."""

@@ -159,6 +159,16 @@ def test_activations_hooks_only_for_window_batches_with_accumulation(tmp_path):
     assert sum(hook_count(model).values()) == 0
 
 
+def test_activations_window_time_kept_apart_from_the_events(tmp_path):
+    due = ActivationMonitor(layers="relu1", every_n_steps=4, window=3)
+    fit(tmp_path / "due", due, max_steps=8)
+    assert due.events == 2 and due.timings["window"] > 0
+    assert due._rec.window_seconds == 0.0  # moved into the timings at each batch end
+    never = ActivationMonitor(layers="relu1", every_n_steps=100, window=3)
+    fit(tmp_path / "never", never, max_steps=8)
+    assert never.events == 0 and never.timings["window"] == 0.0
+
+
 def test_activations_epoch_schedule_hooks_last_batches(tmp_path):
     monitor = ActivationMonitor(layers="relu1", every_n_epochs=1, window=3)
     _, model, _ = fit(tmp_path, monitor, max_epochs=2)

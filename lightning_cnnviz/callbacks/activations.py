@@ -22,6 +22,7 @@ class ActivationMonitor(Monitor):
     for Tanh-like activations) on no entry of the last ``window`` training batches
     before a logging step (hooked only then) nor of the probe set; under DDP a unit
     active on any rank is alive. Tags and how to read them: ``docs/activations.md``.
+    ``timings["window"]`` adds up the seconds spent on the window's statistics.
 
     Args:
         window: training batches sampled before each logging step.
@@ -162,6 +163,9 @@ class ActivationMonitor(Monitor):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._rec.detach()
+        if self._rec.window_seconds:  # the window's share of the cost, beside the events'
+            self.timings["window"] += self._rec.window_seconds
+            self._rec.window_seconds = 0.0
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     @override
