@@ -48,10 +48,10 @@ def _stack(images: list[Image.Image]) -> Image.Image:
 def dead(acc: EventAccumulator, rows: int = 32) -> Image.Image:
     """``activations/relu{1,2,3}/dead_strip`` side by side (the first ``rows`` units each)."""
     panels = []
-    for layer in ("relu1", "relu2", "relu3"):
+    for layer, units in (("relu1", 32), ("relu2", 64), ("relu3", 128)):
         tag = f"activations/{layer}/dead_strip"
         strip = Image.open(io.BytesIO(acc.Images(tag)[-1].encoded_image_string)).convert("RGB")
-        scale = strip.width // 7 if strip.width >= 7 else 1  # one column per log, upscaled
+        scale = strip.height // units  # a row per unit, upscaled
         strip = strip.crop((0, 0, strip.width, min(strip.height, rows * scale)))
         panel = Image.new("RGB", (max(strip.width, 96), strip.height + 16))
         panel.paste(strip, (0, 16))

@@ -57,6 +57,7 @@ __all__ = [
     "to_rgb",
     "to_uint8",
     "upscale",
+    "upscale_cells_to",
     "upscale_to",
     "vstack",
 ]
@@ -160,16 +161,33 @@ def denormalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tenso
     return torch.nan_to_num(x.float() * std_t + mean_t, nan=0.0).clamp(0, 1)
 
 
-def upscale(img: Tensor, factor: int) -> Tensor:
-    """Nearest-neighbour upscaling of the last two dims by an integer ``factor``."""
-    if factor <= 1:
-        return img
-    return img.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+def upscale(img: Tensor, factor: int | tuple[int, int]) -> Tensor:
+    """Nearest-neighbour upscaling of the last two dims by an integer ``factor`` or ``(fy, fx)``."""
+    fy, fx = (factor, factor) if isinstance(factor, int) else factor
+    if fy > 1:
+        img = img.repeat_interleave(fy, dim=-2)
+    return img.repeat_interleave(fx, dim=-1) if fx > 1 else img
 
 
 def upscale_to(img: Tensor, min_size: int) -> Tensor:
     """Upscale by the smallest integer factor that makes ``min(H, W) >= min_size``."""
     return upscale(img, math.ceil(min_size / max(1, min(img.shape[-2:]))))
+
+
+def upscale_cells_to(img: Tensor, min_size: int, min_factor: int = 2) -> Tensor:
+    """Upscale height and width by separate integer factors, each making its side >= ``min_size``.
+
+    For cell images such as a (channels x time) strip: one column does not blow the
+    height up to ``min_size`` rows per channel; every cell is at least ``min_factor`` px.
+
+    Example::
+
+        >>> upscale_cells_to(torch.zeros(3, 128, 1), 64).shape
+        torch.Size([3, 256, 64])
+    """
+    height, width = img.shape[-2:]
+    factors = (max(min_factor, math.ceil(min_size / max(1, side))) for side in (height, width))
+    return upscale(img, tuple(factors))
 
 
 def overlay(image: Tensor, heat01: Tensor, cmap: str = "inferno", alpha: float = 0.5) -> Tensor:

@@ -71,6 +71,15 @@ def test_rendering_upscale_nearest_integer():
     assert r.upscale_to(torch.zeros(3, 28, 28), 112).shape == (3, 112, 112)
     assert r.upscale_to(torch.zeros(3, 28, 20), 112).shape == (3, 28 * 6, 20 * 6)
     assert r.upscale_to(torch.zeros(1, 200, 200), 112).shape == (1, 200, 200)
+    assert r.upscale(img, (1, 2))[0].tolist() == [[1, 1, 2, 2], [3, 3, 4, 4]]
+
+
+def test_rendering_upscale_cells_scales_each_side_on_its_own():
+    strip = torch.arange(32.0).reshape(1, 32, 1)
+    big = r.upscale_cells_to(strip, 64)
+    assert big.shape == (1, 64, 64)  # not 2048 x 64, as one factor for both sides would give
+    assert big[0, ::2, 0].tolist() == strip[0, :, 0].tolist() and big[0, 1, 63] == 0
+    assert r.upscale_cells_to(torch.zeros(3, 300, 200), 64).shape == (3, 600, 400)  # 2 px cells
 
 
 def test_rendering_denormalize_and_overlay_blend():

@@ -202,7 +202,8 @@ class ActivationMonitor(Monitor):
         with self.phase("render"):
             for site in figures:
                 image = rendering.apply_colormap(self.history.strips[site] / 255, "inferno")
-                self.sink.image(self.tag(site, "dead_strip"), rendering.upscale_to(image, 64), step)
+                strip = rendering.upscale_cells_to(image, 64, min_factor=4)
+                self.sink.image(self.tag(site, "dead_strip"), strip, step)
                 if (sample := self._rec.samples.pop(site, None)) is not None:
                     self.sink.histogram(self.tag(site, "histogram"), sample, step)
         if alerts:
