@@ -22,7 +22,8 @@ Reported per configuration:
   bare run over the one before it, the noise floor);
 * work %: the monitors' own measured time (``timings["total"]`` of the logging
   events plus ActivationMonitor's ``timings["window"]``, its statistics on the
-  hooked batches before each log) as a share of the bare run's time (robust to
+  hooked batches before each log; for wandb.watch, the time in its histograms,
+  ``TorchHistory.log_tensor_stats``) as a share of the bare run's time (robust to
   drift; leaves out the hook calls themselves);
 * the quiet-step ratio: the median duration of training batches on which no
   monitor worked and no hook was attached, over the bare run's median batch;
@@ -165,12 +166,13 @@ def run(config: str, data: L.LightningDataModule, root: Path, steps: int, every:
     L.seed_everything(0, verbose=False)
     data._shuffle.manual_seed(data.seed)  # the same batch order in every run
     model, monitors, log = MNISTClassifier(), monitors_of(config), {}
-    wandb_run = None
+    wandb_run, peer = None, contextlib.nullcontext({})
     if config == WANDB:
         import wandb
 
         wandb_run = wandb.init(project="cnnviz-overhead", dir=str(root), mode="offline")
         wandb.watch(model, log="all", log_freq=every)
+        peer = wandb_work(2 * len(list(model.parameters())))
     trainer = L.Trainer(
         default_root_dir=root, max_steps=steps, max_epochs=-1, num_sanity_val_steps=0,
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
@@ -178,7 +180,7 @@ def run(config: str, data: L.LightningDataModule, root: Path, steps: int, every:
         callbacks=[Clock(monitors, True, log), *monitors, Clock(monitors, False, log)],
     )  # fmt: skip
     gc.collect()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), peer as peer_timings:
         warnings.simplefilter("ignore")
         trainer.fit(model, datamodule=data)
     if wandb_run is not None:
@@ -201,8 +203,35 @@ def run(config: str, data: L.LightningDataModule, root: Path, steps: int, every:
         "monitors": {
             type(m).__name__: {"events": m.events, "disabled": m.disabled, **dict(m.timings)}
             for m in monitors
-        },
+        }
+        | ({WANDB: peer_timings} if peer_timings else {}),
     }
+
+
+@contextlib.contextmanager
+def wandb_work(tensors_per_event: int) -> Any:
+    """Time wandb.watch's own work as ``Monitor.timings`` time ours: its histograms.
+
+    ``TorchHistory.log_tensor_stats`` is what its hooks call on a logging step, once
+    per parameter and once per gradient (``tensors_per_event`` calls per event).
+    """
+    from wandb.integration.torch.wandb_torch import TorchHistory
+
+    original, timings = TorchHistory.log_tensor_stats, {"events": 0.0, "total": 0.0}
+
+    def timed(self: Any, tensor: torch.Tensor, name: str) -> None:
+        start = time.perf_counter()
+        try:
+            original(self, tensor, name)
+        finally:
+            timings["total"] += time.perf_counter() - start
+            timings["events"] += 1 / tensors_per_event
+
+    TorchHistory.log_tensor_stats = timed
+    try:
+        yield timings
+    finally:
+        TorchHistory.log_tensor_stats = original
 
 
 # ------------------------------------------------------------------- memory
@@ -336,13 +365,13 @@ def print_table(result: dict) -> None:
     )
     for note in result["notes"]:
         print(f"  note: {note}")
-    print("\nper logging event (ms), each monitor alone and within `standard`:")
+    print("\nper logging event (ms), each monitor alone, within `standard`, and wandb.watch's")
     print(f"{'monitor':40s} {'ev/run':>6s} " + " ".join(f"{p:>8s}" for p in COLUMNS))
     for config, row in result["configs"].items():
-        if config not in MONITORS and config != "standard":
+        if config not in MONITORS and config not in ("standard", WANDB):
             continue
         for name, m in row["monitors"].items():
-            label = name if config in MONITORS else f"  in standard: {name}"
+            label = f"  in standard: {name}" if config == "standard" else name
             ms = m["ms_per_event"]
             cells = " ".join(f"{ms.get(p, 0.0):8.1f}" for p in COLUMNS)
             print(f"{label:40s} {m['events_per_run']:6.1f} {cells}")
