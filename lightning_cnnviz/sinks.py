@@ -8,12 +8,19 @@ One ``Sink`` per trainer (shared by all monitors, so each message is said once):
   (TensorBoard, CSV, W&B, MLflow, ...);
 * ``fast_dev_run`` replaces loggers with a ``DummyLogger``: the sink is then
   inactive and monitors step aside, with one warning;
-* only global rank zero writes.
+* only global rank zero writes;
+* images and histograms are encoded on the sink's own thread, off the training
+  thread, as are jobs handed to ``later`` (a bounded queue: a full one makes the
+  caller wait). ``flush`` (at the end of fit) waits for them, and their errors come
+  back on the training thread through ``check``.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,9 @@ from torch import Tensor
 __all__ = ["Sink"]
 
 _ATTR = "_cnnviz_sink"
+QUEUE_SIZE = 16  # jobs waiting for the sink's thread; more make the caller wait
+
+OnError = Callable[[Exception], None]
 
 
 class Sink:
@@ -47,6 +57,9 @@ class Sink:
         base = self.loggers[0].log_dir if self.loggers and self.loggers[0].log_dir else None
         self.image_dir = Path(base or trainer.default_root_dir) / "cnnviz"
         self._said_where = False
+        self._jobs: queue.Queue[tuple[Callable[[], None], OnError | None] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._errors: list[tuple[Exception, OnError | None]] = []
         if not self.active:
             rank_zero_warn(
                 "lightning-cnnviz monitors step aside: this run uses a DummyLogger "
@@ -77,13 +90,18 @@ class Sink:
         """Write a uint8 (3, H, W) image."""
         if not (self.active and self.is_writer):
             return
-        image = image.detach().to("cpu", torch.uint8).contiguous()
-        if self.writer is not None:
+        host = image.detach().to("cpu", torch.uint8).contiguous()
+        host = host.clone() if host is image else host  # the caller may reuse its tensor
+        if self.writer is None:
+            self._fallback_note()
+        self.later(lambda: self._write_image(tag, host, step))
+
+    def _write_image(self, tag: str, image: Tensor, step: int) -> None:
+        if self.writer is not None:  # PNG encoding happens in here
             self.writer.add_image(tag, image, step, dataformats="CHW")
             return
         from PIL import Image
 
-        self._fallback_note()
         path = self.image_dir / tag / f"step_{step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(os.fspath(path))
@@ -111,7 +129,10 @@ class Sink:
     def histogram(self, tag: str, values: Tensor, step: int) -> None:
         """Write a histogram (TensorBoard only; skipped elsewhere)."""
         if self.active and self.is_writer and self.writer is not None:
-            self.writer.add_histogram(tag, values.detach().float().cpu(), step)
+            host = values.detach().float().cpu()
+            host = host.clone() if host is values else host
+            writer = self.writer
+            self.later(lambda: writer.add_histogram(tag, host, step))
 
     def embedding(self, tag: str, features: Tensor, step: int, **kwargs: Any) -> None:
         """Write an embedding for TensorBoard's projector (TensorBoard only)."""
@@ -120,7 +141,64 @@ class Sink:
                 features.detach().float().cpu(), tag=tag, global_step=step, **kwargs
             )
 
+    # ------------------------------------------------------------ the sink's thread
+    def later(self, job: Callable[[], None], on_error: OnError | None = None) -> None:
+        """Run ``job`` (rendering, encoding, writing) on the sink's thread, in order.
+
+        At most ``QUEUE_SIZE`` jobs wait; a full queue makes the caller wait. An error
+        in ``job`` comes back through ``check`` to ``on_error`` (default: a warning).
+        Called from a job itself, the new job runs at once.
+
+        Example::
+
+            >>> import lightning as L
+            >>> sink = Sink.of(L.Trainer(logger=False, enable_progress_bar=False))
+            >>> done = []
+            >>> sink.later(lambda: done.append(1))
+            >>> sink.flush()
+            >>> done
+            [1]
+        """
+        if not (self.active and self.is_writer):
+            return
+        if threading.current_thread() is self._thread:
+            job()
+            return
+        if self._thread is None:
+            self._jobs = queue.Queue(maxsize=QUEUE_SIZE)
+            self._thread = threading.Thread(target=self._work, name="cnnviz-sink", daemon=True)
+            self._thread.start()
+        assert self._jobs is not None
+        self._jobs.put((job, on_error))
+
+    def _work(self) -> None:
+        assert self._jobs is not None
+        while (item := self._jobs.get()) is not None:
+            job, on_error = item
+            try:
+                job()
+            except Exception as err:  # handed back to the training thread by ``check``
+                self._errors.append((err, on_error))
+
+    def wait(self) -> None:
+        """Wait until every job handed to ``later`` has run (the thread then ends)."""
+        if self._thread is not None and self._jobs is not None:
+            self._jobs.put(None)
+            self._thread.join()
+        self._thread = self._jobs = None
+
+    def check(self) -> None:
+        """Hand the errors of finished jobs to their ``on_error`` (which may raise)."""
+        while self._errors:
+            err, on_error = self._errors.pop(0)
+            if on_error is None:
+                rank_zero_warn(f"lightning-cnnviz could not write a record: {err!r}")
+            else:
+                on_error(err)
+
     def flush(self) -> None:
-        """Flush pending records to disk."""
+        """Wait for the sink's thread, flush pending records to disk, then ``check``."""
+        self.wait()
         if self.writer is not None:
             self.writer.flush()
+        self.check()

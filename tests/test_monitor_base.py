@@ -130,3 +130,45 @@ def test_monitor_state_key_distinguishes_instances():
     a, b = CaptureOnlyMonitor(tag_prefix="a/"), CaptureOnlyMonitor(tag_prefix="b/")
     assert a.state_key != b.state_key
     assert isinstance(a, Monitor)
+
+
+class BackgroundRecorder(Recorder):
+    """Renders on the sink's thread; the job at ``fail_at`` raises there."""
+
+    def log_event(self, trainer, pl_module):
+        super().log_event(trainer, pl_module)
+        step = trainer.global_step
+
+        def render():
+            if step == self.fail_at_background:
+                raise RuntimeError("planted background failure")
+            self.sink.image(self.tag("drawn"), torch.full((3, 4, 4), step, dtype=torch.uint8), step)
+
+        self.in_background(render)
+
+
+def test_monitor_in_background_writes_and_times_jobs(tmp_path):
+    monitor = BackgroundRecorder(every_n_steps=4, num_samples=4)
+    monitor.fail_at_background = None
+    run(tmp_path, monitor)
+    acc = events(tmp_path / "tb")
+    assert [e.step for e in acc.Images("capture_only/drawn")] == [4, 8, 12, 16, 20, 24]
+    assert monitor.background_seconds > 0 and "render" not in monitor.timings
+
+
+def test_monitor_in_background_failure_steps_aside_at_next_event(tmp_path):
+    monitor = BackgroundRecorder(every_n_steps=4, num_samples=4)
+    monitor.fail_at_background = 8
+    with pytest.warns(UserWarning, match="failed and steps aside.*planted background failure"):
+        trainer = run(tmp_path, monitor)
+    assert monitor.disabled and trainer.global_step == 24, "training went on"
+    # the failure is seen at the next event (12) at the latest: nothing logged after it
+    assert monitor.steps[:2] == [4, 8] and max(monitor.steps) <= 12
+    assert [e.step for e in events(tmp_path / "tb").Images("capture_only/drawn")] == [4]
+
+
+def test_monitor_in_background_failure_raises_when_strict(tmp_path):
+    monitor = BackgroundRecorder(every_n_steps=4, num_samples=4, strict=True)
+    monitor.fail_at_background = 24  # the last event: raised by the flush at the end of fit
+    with pytest.raises(RuntimeError, match="planted background failure"):
+        run(tmp_path, monitor)

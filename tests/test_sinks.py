@@ -39,6 +39,7 @@ def test_sink_falls_back_to_png_without_tensorboard(tmp_path):
     sink.image("gradcam/val", image, step=12)
     sink.scalars({"gradcam/val/concentration": 0.5}, step=12)
     sink.text("diagnosis", "all good", step=12)
+    sink.flush()
     trainer.loggers[0].save()
     png = sink.image_dir / "gradcam" / "val" / "step_00000012.png"
     assert png.is_file() and torch.equal(
@@ -56,3 +57,50 @@ def test_sink_steps_aside_under_fast_dev_run(tmp_path):
     assert not sink.active
     sink.image("x", torch.zeros(3, 2, 2, dtype=torch.uint8), 0)  # no error, nothing written
     assert not sink.image_dir.exists()
+
+
+def test_sink_later_runs_jobs_in_order_off_the_calling_thread(tmp_path):
+    import threading
+
+    sink = Sink.of(trainer_with(tmp_path, logger=TensorBoardLogger(tmp_path, name="tb")))
+    ran = []
+    for i in range(40):  # more than the queue holds
+        sink.later(lambda i=i: ran.append((i, threading.current_thread().name)))
+    sink.flush()
+    assert [i for i, _ in ran] == list(range(40))
+    assert {name for _, name in ran} == {"cnnviz-sink"}
+    assert sink._thread is None, "flush ends the thread"
+
+
+def test_sink_later_queue_is_bounded(tmp_path):
+    import threading
+
+    from lightning_cnnviz.sinks import QUEUE_SIZE
+
+    sink = Sink.of(trainer_with(tmp_path, logger=TensorBoardLogger(tmp_path, name="tb")))
+    release, started = threading.Event(), threading.Event()
+    sink.later(lambda: (started.set(), release.wait(10)))
+    started.wait(10)
+    for _ in range(QUEUE_SIZE):  # the queue is now full
+        sink.later(lambda: None)
+    extra = threading.Thread(target=sink.later, args=(lambda: None,))
+    extra.start()
+    extra.join(0.3)
+    assert extra.is_alive(), "a full queue makes the caller wait"
+    release.set()
+    extra.join(10)
+    assert not extra.is_alive()
+    sink.flush()
+
+
+def test_sink_later_errors_come_back_through_check(tmp_path):
+    sink = Sink.of(trainer_with(tmp_path, logger=TensorBoardLogger(tmp_path, name="tb")))
+    caught = []
+    sink.later(lambda: 1 / 0, caught.append)
+    sink.wait()
+    assert caught == [], "errors wait for check, on the training thread"
+    sink.check()
+    assert len(caught) == 1 and isinstance(caught[0], ZeroDivisionError)
+    sink.later(lambda: [][1])  # no handler: a warning at flush
+    with pytest.warns(UserWarning, match="could not write a record: IndexError"):
+        sink.flush()

@@ -112,10 +112,13 @@ class ActivationMonitor(Monitor):
             self._call_counts, self.shared = self._rec.counts, self._rec.shared
 
     @override
-    def on_exception(self, *args: Any, **kwargs: Any) -> None:  # fit raised (training_step)
-        self._rec.detach()
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
+        self._rec.detach()  # hooks come off after every batch, on failure and at the end
+        super().on_exception(trainer, pl_module, exception)
 
-    teardown = on_exception  # hooks come off after every batch, on failure and at the end
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._rec.detach()
 
     @override
     def on_train_batch_start(

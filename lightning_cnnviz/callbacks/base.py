@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -153,6 +153,7 @@ class Monitor(Callback):
         self.selected: dict[str, nn.Module] = {}
         self.shared: set[str] = set()
         self.timings: dict[str, float] = defaultdict(float)
+        self.background_seconds = 0.0  # time of ``in_background`` jobs on the sink's thread
         self.events = 0
         self._probes: dict[str, Probe] = {}
         self._probe_indices: dict[str, list[int]] = {}
@@ -194,6 +195,32 @@ class Monitor(Callback):
             yield
         finally:
             self.timings[name] += time.perf_counter() - start
+
+    def in_background(self, job: Callable[[], None]) -> None:
+        """Run ``job`` (rendering and writing, on host copies) on the sink's thread.
+
+        It must not touch the model or the trainer. A failure makes this monitor step
+        aside (or raise, with ``strict``) at the next event or at the end of fit.
+        """
+
+        def timed() -> None:
+            start = time.perf_counter()
+            try:
+                job()
+            finally:
+                self.background_seconds += time.perf_counter() - start
+
+        self.sink.later(timed, self._step_aside)
+
+    def _step_aside(self, err: Exception) -> None:
+        if self.strict:
+            raise err
+        self.disabled = True
+        rank_zero_warn(
+            f"{type(self).__name__} failed and steps aside for the rest of this run "
+            f"(training goes on): {type(err).__name__}: {err}. "
+            "Pass `strict=True` to raise instead."
+        )
 
     def probe(self, trainer: Trainer, split: str = "val") -> Probe:
         """The fixed probe of ``split``, drawn on first use with the monitor's own generator."""
@@ -289,6 +316,8 @@ class Monitor(Callback):
         self.sink.text("cnnviz/layers", "\n\n".join(at_step), trainer.global_step)
 
     def _fire(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._sink is not None:
+            self._sink.check()  # failures of earlier background jobs (any monitor's)
         if self.disabled or trainer.sanity_checking:
             return
         if not self.all_ranks and not trainer.is_global_zero:
@@ -304,14 +333,7 @@ class Monitor(Callback):
                 self.log_event(trainer, pl_module)
             self.events += 1
         except Exception as err:
-            if self.strict:
-                raise
-            self.disabled = True
-            rank_zero_warn(
-                f"{type(self).__name__} failed and steps aside for the rest of this run "
-                f"(training goes on): {type(err).__name__}: {err}. "
-                "Pass `strict=True` to raise instead."
-            )
+            self._step_aside(err)
         finally:
             self.last_logged_step = trainer.global_step
 
@@ -333,7 +355,12 @@ class Monitor(Callback):
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._sink is not None:
-            self._sink.flush()
+            self._sink.flush()  # waits for the sink's thread; its errors are raised or warned
+
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
+        if self._sink is not None:
+            self._sink.wait()  # the run's own error is the one to show
 
     @override
     def state_dict(self) -> dict[str, Any]:

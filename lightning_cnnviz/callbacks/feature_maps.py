@@ -133,12 +133,6 @@ class FeatureMapMonitor(Monitor):
         self._hooked = {n: m for n, m in layers.items() if n in self.selected or n in names}
         self._hook_shared = {n for n in self._hooked if counts[n] > 1}
 
-    def _show(self, trainer: Trainer, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        data = getattr(trainer, "datamodule", None)
-        size = fm.tile_shape(*x.shape[-2:], self.tile_size)
-        image = fm.input_image(x, getattr(data, "mean", None), getattr(data, "std", None))
-        return fm.resize(image, size), size
-
     @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         model, step, shown = unwrap_model(pl_module), trainer.global_step, self.max_samples_shown
@@ -169,24 +163,37 @@ class FeatureMapMonitor(Monitor):
                 f"FeatureMapMonitor: skipped {skipped} (no 4-D output) or met non-finite "
                 "activations (drawn as 0)."
             )
-        with self.phase("render"):
-            inputs01, size = self._show(trainer, x[:shown])
-            for site, (act, chosen) in plans.items():
-                labels = [str(c) for c in host[: chosen.numel()]]
-                host = host[chosen.numel() :]
-                if not labels:
-                    continue
-                dead = fm.dead_channels(act)[chosen]
-                maps = fm.normalize_maps(
-                    act[:shown, chosen], self.normalization, self._ranges.get(site)
-                )
-                heat = fm.mean_heat(act[:shown], size)
-                image = fm.layer_grid(
-                    inputs01, heat, fm.resize(maps, size), dead, labels, self.cmap
-                )
-                self.sink.image(self.tag(site), image, step)
-                if site in self._stages:
-                    self._log_stages(site, outs, chosen, labels, size, step)
+        with self.phase("render"):  # host copies; the grids are drawn on the sink's thread
+            data = getattr(trainer, "datamodule", None)
+            inputs = fm.input_image(
+                x[:shown], getattr(data, "mean", None), getattr(data, "std", None)
+            )
+            needed = {s for site in plans for s in self._stages.get(site, [site])}
+            outs = {s: a.cpu() for s, a in outs.items() if s in needed}
+            plans = {site: (outs[site], chosen.cpu()) for site, (_, chosen) in plans.items()}
+            self.in_background(lambda: self._render(inputs.cpu(), plans, outs, host, step))
+
+    def _render(
+        self, inputs: Tensor, plans: dict[str, tuple[Tensor, Tensor]], outs: dict[str, Tensor],
+        host: list[int], step: int,
+    ) -> None:  # fmt: skip
+        shown = self.max_samples_shown
+        size = fm.tile_shape(*inputs.shape[-2:], self.tile_size)
+        inputs01 = fm.resize(inputs, size)
+        for site, (act, chosen) in plans.items():
+            labels = [str(c) for c in host[: chosen.numel()]]
+            host = host[chosen.numel() :]
+            if not labels:
+                continue
+            dead = fm.dead_channels(act)[chosen]
+            maps = fm.normalize_maps(
+                act[:shown, chosen], self.normalization, self._ranges.get(site)
+            )
+            heat = fm.mean_heat(act[:shown], size)
+            image = fm.layer_grid(inputs01, heat, fm.resize(maps, size), dead, labels, self.cmap)
+            self.sink.image(self.tag(site), image, step)
+            if site in self._stages:
+                self._log_stages(site, outs, chosen, labels, size, step)
 
     def _log_stages(
         self, site: str, outs: dict[str, Tensor], chosen: Tensor, labels: list[str], size, step
