@@ -119,6 +119,7 @@ def batch_stats(
     eps: float = 0.0,
     mode: str = "positive",
     bounds: tuple[float, float] | None = None,
+    nonnegative: bool = False,
 ) -> dict[str, Tensor]:
     """One batch's contribution to the state (all reductions on ``x``'s device, no sync).
 
@@ -131,6 +132,8 @@ def batch_stats(
             ``"preactivation"`` (a conv/BN/linear output read as a ReLU input: active =
             ``a > eps``, and dormancy and zeros measured on ``max(a, 0)``).
         bounds: output range of a saturating activation, to count saturated entries.
+        nonnegative: ``x`` is known to be ``>= 0`` wherever finite (the output of a
+            ReLU or ReLU6), so no minimum is taken on the fast path.
     """
     x = x.detach()
     x = x.float() if x.dtype != torch.float32 else x
@@ -145,13 +148,14 @@ def batch_stats(
     flat = x3.flatten()
     out = {
         "count": torch.tensor(x.numel() // max(channels, 1), device=x.device),
-        "sum": x3.sum(),
         "sumsq": torch.dot(flat, flat),  # finite exactly when every entry is (bar overflow)
     }
     # On the CPU reading that back costs no device sync: all-finite batches (the usual
     # case) take the float path, several times faster than boolean masks
-    if flat.numel() and x.device.type == "cpu" and bool(torch.isfinite(out["sumsq"])):
-        out.update(_finite_counts(x3, eps, mode))
+    fast = flat.numel() > 0 and x.device.type == "cpu"
+    high = x3.amax() if fast and nonnegative else None  # NaN and Inf show in the maximum
+    if fast and bool(torch.isfinite(out["sumsq"] if high is None else high)):
+        out.update(_finite_counts(x3, eps, mode, high))
     else:
         out.update(_exact_counts(x3, eps, mode))
     if bounds is not None:
@@ -171,6 +175,7 @@ def _exact_counts(x3: Tensor, eps: float, mode: str) -> dict[str, Tensor]:
     return {
         "active": active.sum((0, 2)),
         "abs_sum": magnitude.sum((0, 2)),
+        "sum": x3.sum(),
         "zeros": (magnitude <= eps).sum(),
         # x - x is NaN exactly where x is NaN or infinite, and NaN counts as non-zero
         "nonfinite": torch.count_nonzero(x3 - x3),
@@ -178,11 +183,20 @@ def _exact_counts(x3: Tensor, eps: float, mode: str) -> dict[str, Tensor]:
     }
 
 
-def _finite_counts(x3: Tensor, eps: float, mode: str) -> dict[str, Tensor]:
-    """``_exact_counts`` for an all-finite, non-empty CPU batch: float ops and host branches."""
-    low, high = torch.aminmax(x3)
+def _finite_counts(
+    x3: Tensor, eps: float, mode: str, high: Tensor | None = None
+) -> dict[str, Tensor]:
+    """``_exact_counts`` for an all-finite, non-empty CPU batch: float ops and host branches.
+
+    ``high``: the batch's maximum where it is known to be ``>= 0`` (no minimum taken).
+    """
+    if high is None:
+        low, high = torch.aminmax(x3)
+    else:
+        low = torch.zeros((), device=x3.device)
     nonnegative = bool(low >= 0)  # ReLU-like outputs: |a| = max(a, 0) = a, no copy needed
     magnitude = x3 if nonnegative else _magnitude(x3, mode)
+    abs_sum = magnitude.sum((0, 2))
     active = _count_above(magnitude if mode == "magnitude" else x3, eps, nonnegative)
     if mode == "positive" and not nonnegative:  # |a| > eps also where a < -eps
         magnitude_active = _count_above(magnitude, eps, True).sum()
@@ -190,7 +204,8 @@ def _finite_counts(x3: Tensor, eps: float, mode: str) -> dict[str, Tensor]:
         magnitude_active = active.sum()
     return {
         "active": active,
-        "abs_sum": magnitude.sum((0, 2)),
+        "abs_sum": abs_sum,
+        "sum": abs_sum.sum() if nonnegative else x3.sum(),  # a = |a| here
         "zeros": x3.numel() - magnitude_active,
         "nonfinite": torch.zeros((), device=x3.device),
         "max_abs": torch.maximum(-low, high),
@@ -280,6 +295,7 @@ class ActivationStats:
         eps: activity threshold.
         mode: ``"positive"``, ``"magnitude"`` or ``"preactivation"`` (see ``batch_stats``).
         bounds: output range for the saturation share (Sigmoid/Tanh), else None.
+        nonnegative: outputs are ``>= 0`` wherever finite (ReLU, ReLU6).
         device: where the state lives.
     """
 
@@ -291,9 +307,10 @@ class ActivationStats:
         eps: float = 0.0,
         mode: str = "positive",
         bounds: tuple[float, float] | None = None,
+        nonnegative: bool = False,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.channel_dim = channel_dim
+        self.channel_dim, self.nonnegative = channel_dim, nonnegative
         self.eps = eps
         self.mode = mode
         self.bounds = bounds
@@ -310,7 +327,7 @@ class ActivationStats:
         """Accumulate one output tensor (no host sync)."""
         batch = batch_stats(
             x, channel_dim=self.channel_dim, eps=self.eps, mode=self.mode,
-            bounds=self.bounds,
+            bounds=self.bounds, nonnegative=self.nonnegative,
         )  # fmt: skip
         if not self.state:
             self.channels, self.device = batch["active"].numel(), x.device
@@ -459,6 +476,7 @@ class SiteInfo:
             activation modules, ``"magnitude"`` for zero-centred ones (Tanh),
             ``"preactivation"`` for any other module (dead = never positive).
         bounds: output range of a saturating activation, else None.
+        nonnegative: the output is ``>= 0`` wherever finite (a plain ReLU or ReLU6).
     """
 
     module: str
@@ -467,6 +485,7 @@ class SiteInfo:
     channels: int
     mode: str
     bounds: tuple[float, float] | None
+    nonnegative: bool = False
 
 
 def _mode(module: nn.Module) -> str:
@@ -520,7 +539,7 @@ def trace_sites(
         dim = -1 if linear or len(shape) <= 2 else 1
         sites[site] = SiteInfo(
             name, producer, dim, shape[dim] if shape else 1,
-            _mode(module), output_bounds(module),
+            _mode(module), output_bounds(module), type(module) in (nn.ReLU, nn.ReLU6),
         )  # fmt: skip
     return counts, sites
 
@@ -574,6 +593,7 @@ def make_stats(
             eps=eps,
             mode=info.mode,
             bounds=info.bounds,
+            nonnegative=info.nonnegative,
             device=device,
         )
         for site, info in sites.items()

@@ -116,12 +116,31 @@ def test_stats_finite_fast_path_matches_the_exact_masks(mode, eps, signed):
     x = x if signed else x.relu()
     x[:, 2] = 0.0  # a dead channel
     x[0, 3, :5] = eps  # entries exactly at the threshold are not active
-    fast, exact = _finite_counts(x, eps, mode), _exact_counts(x, eps, mode)
-    assert fast.keys() == exact.keys()
-    for key in ("active", "zeros", "nonfinite", "max_abs"):
-        assert fast[key].tolist() == exact[key].tolist(), key
-    torch.testing.assert_close(fast["abs_sum"], exact["abs_sum"])
-    assert fast["active"][2] == 0 and fast["active"].max() > 0
+    exact = _exact_counts(x, eps, mode)
+    paths = [_finite_counts(x, eps, mode)]
+    if not signed:  # a ReLU's output: the maximum given, no minimum taken
+        paths.append(_finite_counts(x, eps, mode, x.amax()))
+    for fast in paths:
+        assert fast.keys() == exact.keys()
+        for key in ("active", "zeros", "nonfinite", "max_abs"):
+            assert fast[key].tolist() == exact[key].tolist(), key
+        torch.testing.assert_close(fast["abs_sum"], exact["abs_sum"])
+        torch.testing.assert_close(fast["sum"], exact["sum"])
+        assert fast["active"][2] == 0 and fast["active"].max() > 0
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+def test_stats_nonnegative_hint_gives_the_same_figures(eps):
+    x = torch.randn(4, 5, 6, 6, generator=torch.Generator().manual_seed(1)).relu()
+    x[:, 1] = 0.0
+    nan = x.clone()
+    nan[0, 0, 0, 0] = float("nan")  # the hint must not hide it: the exact path counts it
+    for batch in (x, nan):
+        plain = batch_stats(batch, eps=eps)
+        hinted = batch_stats(batch, eps=eps, nonnegative=True)
+        for key in plain:
+            torch.testing.assert_close(hinted[key], plain[key], equal_nan=True, msg=key)
+    assert float(batch_stats(nan, nonnegative=True)["nonfinite"]) == 1.0
 
 
 def test_stats_to_host_keeps_shapes_and_values():
@@ -224,6 +243,12 @@ def test_stats_trace_sites_producers_and_call_sites():
         "act#0": ("conv", 1, 3),  # BatchNorm (1-D weight) is not the producer
         "fc": ("fc", -1, 5),
         "act#1": ("fc", -1, 5),
+    }
+    # a ReLU's output is known to be >= 0 (no minimum taken); a linear layer's is not
+    assert {s: i.nonnegative for s, i in sites.items()} == {
+        "act#0": True,
+        "fc": False,
+        "act#1": True,
     }
     assert net.training and all(not m._forward_hooks for m in net.modules())
 
