@@ -27,9 +27,13 @@ Reported per configuration:
   drift; leaves out the hook calls themselves);
 * the quiet-step ratio: the median duration of training batches on which no
   monitor worked and no hook was attached, over the bare run's median batch;
+* sink %: the time the sink's thread spent drawing and encoding images off the
+  training thread (``Sink.busy_seconds``), as a share of the bare run's time; the
+  wall time includes waiting for it at the end of fit;
 * per logging event of every monitor: ms in capture / compute / render / write
   (``Monitor.timings``; ``other`` = the rest of ``total``; ``window``: the
-  window batches' statistics per event, not part of ``total``);
+  window batches' statistics per event, not part of ``total``; ``sink``: the
+  sink's thread, for a monitor alone);
 * event-file bytes per 1,000 steps beyond the bare run's own (every file in the
   run's log directory; the wandb row: its offline run directory);
 * resident memory (RSS) growth over ``--events`` logging events of the
@@ -76,11 +80,12 @@ from lightning_cnnviz.callbacks.activations import ActivationMonitor
 from lightning_cnnviz.capture import hook_count
 from lightning_cnnviz.presets import _SETS, PRESETS, callbacks
 from lightning_cnnviz.reference import MNISTClassifier, MNISTDataModule, SyntheticDigitsDataModule
+from lightning_cnnviz.sinks import Sink
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 MONITORS = {cls.__name__: cls for cls, _ in _SETS["full"]}
 PHASES = ("capture", "compute", "render", "write")
-COLUMNS = (*PHASES, "other", "total", "window")  # per-event table
+COLUMNS = (*PHASES, "other", "total", "window", "sink")  # per-event table
 WANDB = "wandb.watch"
 DEFAULTS = "standard@class-defaults"  # the standard monitors untuned (the preset before tuning)
 MB = 1 << 20
@@ -200,6 +205,7 @@ def run(config: str, data: L.LightningDataModule, root: Path, steps: int, every:
         "quiet_step_ms": 1000 * statistics.median(quiet) if quiet else None,
         "quiet_steps": len(quiet),
         "bytes": written,
+        "sink_seconds": Sink.of(trainer).busy_seconds,
         "monitors": {
             type(m).__name__: {"events": m.events, "disabled": m.disabled, **dict(m.timings)}
             for m in monitors
@@ -305,6 +311,7 @@ def summarize(runs: dict[str, list[dict]], steps: int) -> dict[str, dict]:
             sum(monitor_seconds(m) for m in r["monitors"].values()) / b["seconds"] for r, b in pairs
         ]
         extra = statistics.median(r["bytes"] - b["bytes"] for r, b in pairs)
+        sink = [r.get("sink_seconds", 0.0) / b["seconds"] for r, b in pairs]
         phases: dict[str, dict[str, float]] = {}
         for name in results[0]["monitors"]:
             per = [r["monitors"][name] for r in results]
@@ -313,6 +320,9 @@ def summarize(runs: dict[str, list[dict]], steps: int) -> dict[str, dict]:
             ms["total"] = 1000 * sum(p.get("total", 0.0) for p in per) / max(events, 1)
             ms["other"] = ms["total"] - sum(ms[k] for k in PHASES)
             ms["window"] = 1000 * sum(p.get("window", 0.0) for p in per) / max(events, 1)
+            if len(results[0]["monitors"]) == 1:  # alone: the sink's thread worked for it
+                off = sum(r.get("sink_seconds", 0.0) for r in results)
+                ms["sink"] = 1000 * off / max(events, 1)
             phases[name] = {"events_per_run": events / len(per), "ms_per_event": ms}
         rows[config] = {
             "ratio_median": statistics.median(ratios),
@@ -323,6 +333,7 @@ def summarize(runs: dict[str, list[dict]], steps: int) -> dict[str, dict]:
             "cpu_ratio_min": min(cpu),
             "cpu_ratio_max": max(cpu),
             "monitor_work_share": statistics.median(work),
+            "sink_thread_share": statistics.median(sink),
             "quiet_step_ratio": statistics.median(quiet) if quiet else None,
             "quiet_steps_per_run": statistics.median(r["quiet_steps"] for r in results),
             "seconds": [r["seconds"] for r in results],
@@ -344,8 +355,8 @@ def print_table(result: dict) -> None:
           f"{s['bare_step_ms']:.1f} ms/batch (median)\n")  # fmt: skip
     print(f"{'':30s} {'wall-time ratio':>20s} {'CPU-time ratio':>20s}")
     print(f"{'configuration':30s} {'median':>6s} {'min':>6s} {'max':>6s} {'median':>6s} "
-          f"{'min':>6s} {'max':>6s} {'work%':>6s} {'quiet':>6s} {'KB/1k st':>9s} "
-          f"{'MB/10k':>7s}")  # fmt: skip
+          f"{'min':>6s} {'max':>6s} {'work%':>6s} {'sink%':>6s} {'quiet':>6s} "
+          f"{'KB/1k st':>9s} {'MB/10k':>7s}")  # fmt: skip
     for config, row in result["configs"].items():
         quiet = row["quiet_step_ratio"]
         label = "bare vs bare (noise floor)" if config == "bare" else config
@@ -354,13 +365,15 @@ def print_table(result: dict) -> None:
         print(
             f"{label:30s} "
             + " ".join(f"{c:6.3f}" for c in cells)
-            + f" {100 * row['monitor_work_share']:6.2f} "
+            + f" {100 * row['monitor_work_share']:6.2f}"
+            f" {100 * row.get('sink_thread_share', 0.0):6.2f} "
             f"{'' if quiet is None else f'{quiet:6.3f}':>6s} "
             f"{row['bytes_per_1000_steps'] / 1024:9.1f} {row['mb_per_10000_steps']:7.2f}"
         )
     print(
         "  wall/CPU-time ratio: vs the neighbouring bare runs (CPU: this process's CPU time);"
-        " work%: the monitors' own time over bare;\n  quiet: median batch without monitor work"
+        " work%: the monitors' own time over bare;\n  sink%: the sink's thread (drawing and"
+        " encoding off the training thread) over bare;\n  quiet: median batch without monitor work"
         " or hooks over bare's median batch; KB/1k st, MB/10k: bytes written beyond bare"
     )
     for note in result["notes"]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class Sink:
 
     Attributes:
         active: False when the monitors must step aside (``fast_dev_run``).
+        busy_seconds: time the sink's thread spent on jobs (off the training thread).
         writer: the TensorBoard ``SummaryWriter`` or ``None`` (PNG fallback).
         image_dir: where PNG files go when there is no TensorBoard logger.
     """
@@ -60,6 +62,7 @@ class Sink:
         self._jobs: queue.Queue[tuple[Callable[[], None], OnError | None] | None] | None = None
         self._thread: threading.Thread | None = None
         self._errors: list[tuple[Exception, OnError | None]] = []
+        self.busy_seconds = 0.0  # time the sink's thread spent on jobs
         if not self.active:
             rank_zero_warn(
                 "lightning-cnnviz monitors step aside: this run uses a DummyLogger "
@@ -175,10 +178,12 @@ class Sink:
         assert self._jobs is not None
         while (item := self._jobs.get()) is not None:
             job, on_error = item
+            start = time.perf_counter()
             try:
                 job()
             except Exception as err:  # handed back to the training thread by ``check``
                 self._errors.append((err, on_error))
+            self.busy_seconds += time.perf_counter() - start
 
     def wait(self) -> None:
         """Wait until every job handed to ``later`` has run (the thread then ends)."""

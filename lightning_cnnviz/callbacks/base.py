@@ -153,7 +153,6 @@ class Monitor(Callback):
         self.selected: dict[str, nn.Module] = {}
         self.shared: set[str] = set()
         self.timings: dict[str, float] = defaultdict(float)
-        self.background_seconds = 0.0  # time of ``in_background`` jobs on the sink's thread
         self.events = 0
         self._probes: dict[str, Probe] = {}
         self._probe_indices: dict[str, list[int]] = {}
@@ -199,18 +198,12 @@ class Monitor(Callback):
     def in_background(self, job: Callable[[], None]) -> None:
         """Run ``job`` (rendering and writing, on host copies) on the sink's thread.
 
+        Its time shows in ``sink.busy_seconds``, not in ``timings``.
+
         It must not touch the model or the trainer. A failure makes this monitor step
         aside (or raise, with ``strict``) at the next event or at the end of fit.
         """
-
-        def timed() -> None:
-            start = time.perf_counter()
-            try:
-                job()
-            finally:
-                self.background_seconds += time.perf_counter() - start
-
-        self.sink.later(timed, self._step_aside)
+        self.sink.later(job, self._step_aside)
 
     def _step_aside(self, err: Exception) -> None:
         if self.strict:
