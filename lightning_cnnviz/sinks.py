@@ -5,7 +5,7 @@ One ``Sink`` per trainer (shared by all monitors, so each message is said once):
 * images and text go to the run's TensorBoard logger, or, where the run has
   none, to PNG / Markdown files under the run directory (one message says where);
 * scalars go to every configured logger through Lightning's logger API
-  (TensorBoard, CSV, W&B, MLflow, ...);
+  (TensorBoard, CSV, W&B, MLflow, ...), TensorBoard's from the sink's thread;
 * ``fast_dev_run`` replaces loggers with a ``DummyLogger``: the sink is then
   inactive and monitors step aside, with one warning;
 * only global rank zero writes;
@@ -114,7 +114,10 @@ class Sink:
         if not (self.active and self.is_writer) or not metrics:
             return
         for logger in self.loggers:
-            logger.log_metrics(dict(metrics), step)
+            if isinstance(logger, TensorBoardLogger):  # its writer queues events under a lock
+                self.later(lambda logger=logger, copy=dict(metrics): logger.log_metrics(copy, step))
+            else:  # other loggers may not be thread-safe: here, on the training thread
+                logger.log_metrics(dict(metrics), step)
 
     def text(self, tag: str, text: str, step: int) -> None:
         """Write a Markdown text entry."""
