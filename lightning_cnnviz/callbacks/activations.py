@@ -202,11 +202,10 @@ class ActivationMonitor(Monitor):
                 rank_zero_warn(f"ActivationMonitor: non-finite activations in `{site}` ({step=})")
         self.sink.scalars(scalars, step)
         alerts = self.history.update(figures)
-        with self.phase("render"):
+        with self.phase("render"):  # strips are new tensors each log: safe to hand over
+            strips = {site: self.history.strips[site] for site in figures}
+            self.in_background(lambda: self._draw_strips(strips, step))
             for site in figures:
-                image = rendering.apply_colormap(self.history.strips[site] / 255, "inferno")
-                strip = rendering.upscale_cells_to(image, 64, min_factor=4)
-                self.sink.image(self.tag(site, "dead_strip"), strip, step)
                 if (sample := self._rec.samples.pop(site, None)) is not None:
                     self.sink.histogram(self.tag(site, "histogram"), sample, step)
         if alerts:
@@ -215,6 +214,12 @@ class ActivationMonitor(Monitor):
             self.sink.text(self.tag("diagnosis"), message, step)
             found = {site: fraction for site, fraction, _ in alerts}
             report(trainer, Finding(self.section, "dead_units", step, epoch, message, found))
+
+    def _draw_strips(self, strips: dict[str, Tensor], step: int) -> None:  # the sink's thread
+        for site, history in strips.items():
+            image = rendering.apply_colormap(history / 255, "inferno")
+            strip = rendering.upscale_cells_to(image, 64, min_factor=4)
+            self.sink.image(self.tag(site, "dead_strip"), strip, step)
 
     @override
     def extra_state(self) -> dict[str, Any]:
