@@ -59,6 +59,7 @@ __all__ = [
     "SKIP_TYPES",
     "TOP_SHARE",
     "Call",
+    "blank_cams",
     "block_output",
     "cam_grid",
     "cam_metrics",
@@ -559,6 +560,18 @@ def on_object_text(message: str, step: int, epoch: int) -> str:
     )
 
 
+def blank_cams(cam: Tensor) -> Tensor:
+    """Per map of ``(N, H, W)``, whether it is all zero or not finite (drawn blank).
+
+    Example::
+
+        >>> blank_cams(torch.tensor([[[0.0, 1.0]], [[0.0, 0.0]], [[float("nan"), 1.0]]])).tolist()
+        [False, True, True]
+    """
+    flat = cam.flatten(1)
+    return (~torch.isfinite(flat).all(1)) | (flat.nan_to_num().amax(1) <= 0)
+
+
 def cam_grid(
     image01: Tensor,
     cam: Tensor,
@@ -581,8 +594,7 @@ def cam_grid(
     """
     from lightning_cnnviz import rendering as R
 
-    flat = cam.flatten(1)
-    bad = (~torch.isfinite(flat).all(1)) | (flat.nan_to_num().amax(1) <= 0)
+    bad = blank_cams(cam)
     heat = R.normalize(cam, "shared" if shared_scale else "per_image")
     tiles = R.upscale_to(R.overlay(image01, heat, cmap, alpha), min_size)
     if max(tiles.shape[-2:]) > max_size:

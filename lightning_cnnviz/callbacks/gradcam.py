@@ -147,25 +147,35 @@ class GradCAMMonitor(Monitor):
         return Probe(pick, self._pool.images[found], self._pool.labels[found]) if found else None
 
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Grad-CAM of every split and layer: grids, metrics, findings."""
-        model, values = unwrap_model(pl_module), {}
+        """Grad-CAM of every split and layer: metrics and findings here, grids drawn off-thread."""
+        model, values, panels = unwrap_model(pl_module), {}, []
         splits = ("train", "val", "misclassified")[: 3 if self.misclassified else 2]
         for split in splits:
             with self.phase("capture"):
                 probe = self._samples(trainer, model, split)
             if probe is not None:
                 rows = [self._row(trainer, model, probe, split, n, values) for n in self.selected]
-                rows += self._saliency_rows(trainer, model, probe)
-                with self.phase("write"):
-                    self.sink.image(self.tag(split), R.vstack(rows, gap=4), trainer.global_step)
+                panels.append((split, rows + self._saliency_rows(trainer, model, probe)))
         with self.phase("write"):
             scalars = A.means_to_host(values)
             self.sink.scalars(scalars, trainer.global_step)
+            self.in_background(lambda step=trainer.global_step: self._draw(panels, step))
         on_object = [scalars.get(self.tag(split, "on_object")) for split in ("train", "val")]
         self._check_on_object(trainer, *on_object)
 
+    def _draw(self, panels: list[tuple[str, list[tuple]]], step: int) -> None:
+        """On the sink's thread: one image per split, a captioned grid per row."""
+        for split, rows in panels:
+            grids = []
+            for image01, heat, logits, labels, caption in rows:
+                grid, _ = A.cam_grid(image01, heat, logits, labels, cmap=self.cmap,
+                                     alpha=self.alpha, shared_scale=self.shared_scale)  # fmt: skip
+                grids.append(grid if caption is None else R.caption(grid, caption))
+            self.sink.image(self.tag(split), R.vstack(grids, gap=4), step)
+
     def _row(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str, name: str,
-             values: dict[str, Tensor]) -> Tensor:  # fmt: skip
+             values: dict[str, Tensor]) -> tuple:  # fmt: skip
+        """The CAMs of one layer, their metrics into ``values``, and what ``_draw`` needs."""
         param = next(model.parameters())
         x, labels = probe.to(param.device, param.dtype), probe.labels
         target = labels if self.target == "true" else None if self.target == "pred" else self.target
@@ -175,16 +185,16 @@ class GradCAMMonitor(Monitor):
             image01 = self._image01(trainer, x)
             if split != "misclassified":
                 values.update(self._metrics(split, name, cam, image01))
-        with self.phase("render"):
-            grid, bad = A.cam_grid(image01, cam, logits, labels, cmap=self.cmap, alpha=self.alpha,
-                                 shared_scale=self.shared_scale)  # fmt: skip
+        with self.phase("render"):  # host copies for the sink's thread
+            row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, None)
+            bad = int(A.blank_cams(row[1]).sum())
         if bad and not self._warned:
             self._warned = True
             rank_zero_warn(f"GradCAMMonitor: {bad} CAM(s) of `{name}` ({split}) are all zero "
                            "or not finite; they show blank")  # fmt: skip
-        return grid
+        return row
 
-    def _saliency_rows(self, trainer: Trainer, model: nn.Module, probe: Probe) -> list[Tensor]:
+    def _saliency_rows(self, trainer: Trainer, model: nn.Module, probe: Probe) -> list[tuple]:
         """One captioned row per ``saliency`` method, for the same target as the CAMs."""
         if not self.saliency:
             return []
@@ -210,12 +220,11 @@ class GradCAMMonitor(Monitor):
             image01 = self._image01(trainer, x)
         with self.phase("render"):
             suffix = " (SmoothGrad)" if self.smooth else ""
+            image01, logits = image01.cpu(), logits.cpu()
             return [
-                R.caption(A.cam_grid(image01, heat, logits, labels, cmap=self.cmap,
-                                     alpha=self.alpha, shared_scale=self.shared_scale)[0],
-                          name.replace("_", " ") + suffix)
+                (image01, heat.cpu(), logits, labels, name.replace("_", " ") + suffix)
                 for name, heat in maps.items()
-            ]  # fmt: skip
+            ]
 
     def _image01(self, trainer: Trainer, x: Tensor) -> Tensor:
         data = getattr(trainer, "datamodule", None)
