@@ -145,18 +145,15 @@ def batch_stats(
     # the running state adds them up in float64
     channels = x.shape[dim]
     x3 = x.reshape(math.prod(x.shape[:dim]), channels, math.prod(x.shape[dim + 1 :]))
-    flat = x3.flatten()
-    out = {
-        "count": torch.tensor(x.numel() // max(channels, 1), device=x.device),
-        "sumsq": torch.dot(flat, flat),  # finite exactly when every entry is (bar overflow)
-    }
-    # On the CPU reading that back costs no device sync: all-finite batches (the usual
-    # case) take the float path, several times faster than boolean masks
-    fast = flat.numel() > 0 and x.device.type == "cpu"
-    high = x3.amax() if fast and nonnegative else None  # NaN and Inf show in the maximum
-    if fast and bool(torch.isfinite(out["sumsq"] if high is None else high)):
-        out.update(_finite_counts(x3, eps, mode, high))
+    out = {"count": torch.tensor(x.numel() // max(channels, 1), device=x.device)}
+    # On the CPU reading back costs no device sync: all-finite batches (the usual case)
+    # take the float path, several times faster than boolean masks
+    fast = _sliced_counts(x3, eps, mode, nonnegative) if x.device.type == "cpu" else None
+    if fast is not None:
+        out.update(fast)
     else:
+        flat = x3.flatten()
+        out["sumsq"] = torch.dot(flat, flat)
         out.update(_exact_counts(x3, eps, mode))
     if bounds is not None:
         low, high = bounds
@@ -181,6 +178,35 @@ def _exact_counts(x3: Tensor, eps: float, mode: str) -> dict[str, Tensor]:
         "nonfinite": torch.count_nonzero(x3 - x3),
         "max_abs": x3.abs().amax() if x3.numel() else torch.zeros((), device=x3.device),
     }
+
+
+_SLICE_ENTRIES = 1 << 18  # 1 MB of float32: a slice's temporaries stay in cache
+
+
+def _sliced_counts(x3: Tensor, eps: float, mode: str, nonnegative: bool) -> dict | None:
+    """``_finite_counts`` plus ``sumsq``, a slice of samples at a time; None unless all finite.
+
+    Each slice is read while in cache, and the allocator reuses its small temporaries
+    (a whole-batch temporary is a fresh mapping, page-faulted in every time).
+    """
+    if not x3.numel():
+        return None
+    total: dict[str, Tensor] = {}
+    for part in x3.split(max(1, _SLICE_ENTRIES // max(1, x3[0].numel()))):
+        flat = part.flatten()
+        sumsq = torch.dot(flat, flat)  # finite exactly when every entry is (bar overflow)
+        high = part.amax() if nonnegative else None  # NaN and Inf show in the maximum
+        if not bool(torch.isfinite(sumsq if high is None else high)):
+            return None
+        counts = _finite_counts(part, eps, mode, high) | {"sumsq": sumsq}
+        for key, value in counts.items():
+            if key not in total:
+                total[key] = value
+            elif key == "max_abs":
+                total[key] = torch.maximum(total[key], value)
+            else:
+                total[key] = total[key] + value
+    return total
 
 
 def _finite_counts(

@@ -305,3 +305,22 @@ def test_stats_recorder_ignores_eval_passes_and_keeps_failures():
     assert float(rec.stats["1"].state["count"]) == 4 and not net[1]._forward_hooks
     rec.record("1", torch.ones(2, 7))  # wrong width: kept, never raised
     assert isinstance(rec.failure, RuntimeError)
+
+
+@pytest.mark.parametrize("nonnegative", [False, True])
+def test_stats_sliced_batches_match_the_whole_batch(nonnegative):
+    # 40 samples of 16,000 entries: slices of 16 samples, the last one short
+    x = torch.randn(40, 8, 2000, generator=torch.Generator().manual_seed(3))
+    x = x.relu() if nonnegative else x
+    x[:, 5] = 0.0
+    x[39, 5, 7] = 0.5  # channel 5 active on one entry of the last slice only
+    exact = _exact_counts(x, 0.0, "positive")
+    out = batch_stats(x, nonnegative=nonnegative)
+    for key in ("active", "zeros", "nonfinite", "max_abs"):
+        assert out[key].tolist() == exact[key].double().tolist(), key
+    torch.testing.assert_close(out["abs_sum"], exact["abs_sum"].double(), rtol=1e-5, atol=1e-3)
+    expected = torch.dot(x.flatten().double(), x.flatten().double())
+    torch.testing.assert_close(out["sumsq"], expected, rtol=1e-5, atol=0)
+    assert out["active"][5] == 1
+    x[39, 0, 0] = float("inf")  # in the last slice: the whole batch goes the exact way
+    assert float(batch_stats(x, nonnegative=nonnegative)["nonfinite"]) == 1.0
