@@ -191,14 +191,16 @@ def _sliced_counts(x3: Tensor, eps: float, mode: str, nonnegative: bool) -> dict
     """
     if not x3.numel():
         return None
+    parts = x3.split(max(1, _SLICE_ENTRIES // max(1, x3[0].numel())))
+    if nonnegative:  # a ReLU's output: four reductions per slice, combined once
+        return _nonnegative_counts(parts, eps)
     total: dict[str, Tensor] = {}
-    for part in x3.split(max(1, _SLICE_ENTRIES // max(1, x3[0].numel()))):
+    for part in parts:
         flat = part.flatten()
         sumsq = torch.dot(flat, flat)  # finite exactly when every entry is (bar overflow)
-        high = part.amax() if nonnegative else None  # NaN and Inf show in the maximum
-        if not bool(torch.isfinite(sumsq if high is None else high)):
+        if not bool(torch.isfinite(sumsq)):
             return None
-        counts = _finite_counts(part, eps, mode, high) | {"sumsq": sumsq}
+        counts = _finite_counts(part, eps, mode) | {"sumsq": sumsq}
         for key, value in counts.items():
             if key not in total:
                 total[key] = value
@@ -209,17 +211,33 @@ def _sliced_counts(x3: Tensor, eps: float, mode: str, nonnegative: bool) -> dict
     return total
 
 
-def _finite_counts(
-    x3: Tensor, eps: float, mode: str, high: Tensor | None = None
-) -> dict[str, Tensor]:
-    """``_exact_counts`` for an all-finite, non-empty CPU batch: float ops and host branches.
+def _nonnegative_counts(parts: Sequence[Tensor], eps: float) -> dict | None:
+    """``_sliced_counts`` for entries known to be ``>= 0`` wherever finite (ReLU, ReLU6)."""
+    sumsq, high, abs_sum, active = [], [], [], []
+    for part in parts:
+        flat = part.flatten()
+        sumsq.append(torch.dot(flat, flat))
+        high.append(part.amax())  # NaN and Inf show in the maximum
+        abs_sum.append(part.sum((0, 2)))  # a = |a| here
+        active.append(_count_above(part, eps, True))
+    top = torch.stack(high).amax()
+    if not bool(torch.isfinite(top)):
+        return None
+    abs_total, active_total = torch.stack(abs_sum).sum(0), torch.stack(active).sum(0)
+    return {
+        "sumsq": torch.stack(sumsq).sum(),
+        "active": active_total,
+        "abs_sum": abs_total,
+        "sum": abs_total.sum(),
+        "zeros": sum(p.numel() for p in parts) - active_total.sum(),
+        "nonfinite": torch.zeros((), device=top.device),
+        "max_abs": top,
+    }
 
-    ``high``: the batch's maximum where it is known to be ``>= 0`` (no minimum taken).
-    """
-    if high is None:
-        low, high = torch.aminmax(x3)
-    else:
-        low = torch.zeros((), device=x3.device)
+
+def _finite_counts(x3: Tensor, eps: float, mode: str) -> dict[str, Tensor]:
+    """``_exact_counts`` for an all-finite, non-empty CPU batch: float ops and host branches."""
+    low, high = torch.aminmax(x3)
     nonnegative = bool(low >= 0)  # ReLU-like outputs: |a| = max(a, 0) = a, no copy needed
     magnitude = x3 if nonnegative else _magnitude(x3, mode)
     abs_sum = magnitude.sum((0, 2))
