@@ -40,6 +40,12 @@ QUEUE_SIZE = 16  # jobs waiting for the sink's thread; more make the caller wait
 OnError = Callable[[Exception], None]
 
 
+def _host_copy(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    """``tensor`` on the host in ``dtype``, sharing no memory with it (the caller may reuse it)."""
+    host = tensor.detach().to("cpu", dtype)
+    return host.clone() if host.data_ptr() == tensor.data_ptr() else host
+
+
 class Sink:
     """Writes one run's records. Get it with ``Sink.of(trainer)``.
 
@@ -93,8 +99,7 @@ class Sink:
         """Write a uint8 (3, H, W) image."""
         if not (self.active and self.is_writer):
             return
-        host = image.detach().to("cpu", torch.uint8).contiguous()
-        host = host.clone() if host is image else host  # the caller may reuse its tensor
+        host = _host_copy(image, torch.uint8).contiguous()
         if self.writer is None:
             self._fallback_note()
         self.later(lambda: self._write_image(tag, host, step))
@@ -135,8 +140,7 @@ class Sink:
     def histogram(self, tag: str, values: Tensor, step: int) -> None:
         """Write a histogram (TensorBoard only; skipped elsewhere)."""
         if self.active and self.is_writer and self.writer is not None:
-            host = values.detach().float().cpu()
-            host = host.clone() if host is values else host
+            host = _host_copy(values, torch.float32)
             writer = self.writer
             self.later(lambda: writer.add_histogram(tag, host, step))
 

@@ -1,7 +1,11 @@
+import io
+
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from PIL import Image
 
 from lightning_cnnviz.sinks import Sink
 from tests.tb import events, texts
@@ -30,9 +34,6 @@ def test_sink_writes_images_scalars_text_to_tensorboard(tmp_path):
 
 
 def test_sink_falls_back_to_png_without_tensorboard(tmp_path):
-    import numpy as np
-    from PIL import Image
-
     trainer = trainer_with(tmp_path, logger=CSVLogger(tmp_path, name="csv"))
     sink = Sink.of(trainer)
     image = torch.full((3, 4, 4), 200, dtype=torch.uint8)
@@ -104,3 +105,19 @@ def test_sink_later_errors_come_back_through_check(tmp_path):
     sink.later(lambda: [][1])  # no handler: a warning at flush
     with pytest.warns(UserWarning, match="could not write a record: IndexError"):
         sink.flush()
+
+
+def test_sink_image_keeps_its_own_copy_while_queued(tmp_path):
+    import threading
+
+    sink = Sink.of(trainer_with(tmp_path, logger=TensorBoardLogger(tmp_path, name="tb")))
+    release = threading.Event()
+    sink.later(lambda: release.wait(10))  # hold the thread so the image waits in the queue
+    image = torch.full((3, 4, 6), 200, dtype=torch.uint8)
+    sink.image("reused", image, step=1)
+    image.zero_()  # the caller reuses its buffer before the image is encoded
+    release.set()
+    sink.flush()
+    (img,) = events(tmp_path / "tb").Images("reused")
+    pixels = np.array(Image.open(io.BytesIO(img.encoded_image_string)))
+    assert (img.width, img.height) == (6, 4) and (pixels == 200).all()

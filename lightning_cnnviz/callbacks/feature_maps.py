@@ -167,11 +167,11 @@ class FeatureMapMonitor(Monitor):
             data = getattr(trainer, "datamodule", None)
             inputs = fm.input_image(
                 x[:shown], getattr(data, "mean", None), getattr(data, "std", None)
-            )
+            ).cpu()
             needed = {s for site in plans for s in self._stages.get(site, [site])}
             outs = {s: a.cpu() for s, a in outs.items() if s in needed}
             plans = {site: (outs[site], chosen.cpu()) for site, (_, chosen) in plans.items()}
-            self.in_background(lambda: self._render(inputs.cpu(), plans, outs, host, step))
+            self.in_background(lambda: self._render(inputs, plans, outs, host, step))
 
     def _render(
         self, inputs: Tensor, plans: dict[str, tuple[Tensor, Tensor]], outs: dict[str, Tensor],
