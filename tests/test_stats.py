@@ -5,28 +5,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_cnnviz.stats import (
-    ActivationStats,
+from lightning_cnnviz.activity import (
     DeadHistory,
     Recorder,
+    batches_to_log,
+    dead_alerts,
+    diagnosis_text,
+    fallback_layers,
+    strip_append,
+    strip_column,
+    trace_sites,
+    weight_grad_norm,
+)
+from lightning_cnnviz.stats import (
+    ActivationStats,
     _exact_counts,
     _finite_counts,
     _nonnegative_counts,
     batch_stats,
-    batches_to_log,
     compute_stats,
-    dead_alerts,
-    diagnosis_text,
     dormant_mask,
-    fallback_layers,
     merge,
     new_state,
     output_bounds,
-    strip_append,
-    strip_column,
     to_host,
-    trace_sites,
-    weight_grad_norm,
 )
 
 

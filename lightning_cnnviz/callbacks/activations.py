@@ -9,7 +9,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz import rendering, stats
+from lightning_cnnviz import activity, rendering
 from lightning_cnnviz.callbacks.base import Monitor, check_choice, check_positive, check_range
 from lightning_cnnviz.findings import Finding, report
 from lightning_cnnviz.selection import ACTIVATION_TYPES, is_compiled, unwrap_model
@@ -78,8 +78,8 @@ class ActivationMonitor(Monitor):
         self._fresh()
 
     def _fresh(self) -> None:
-        self._rec = stats.Recorder(self.eps, self.histograms)
-        self.history = stats.DeadHistory(self.dead_threshold, self.strip_length)
+        self._rec = activity.Recorder(self.eps, self.histograms)
+        self.history = activity.DeadHistory(self.dead_threshold, self.strip_length)
         self._grads_due = self._said_nonfinite = self._mute = False
         self._compiled: bool | None = None  # known at the first training batch
 
@@ -98,7 +98,7 @@ class ActivationMonitor(Monitor):
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
         found = [n for n, m in available.items() if isinstance(m, ACTIVATION_TYPES)]
         self.fallback = not found
-        return found or stats.fallback_layers(available)
+        return found or activity.fallback_layers(available)
 
     @override
     def describe_layers(self) -> str:
@@ -128,7 +128,7 @@ class ActivationMonitor(Monitor):
         if self.disabled or trainer.sanity_checking or self._rec.failure is not None:
             return
         epoch_due = self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        ahead = stats.batches_to_log(
+        ahead = activity.batches_to_log(
             trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
             trainer.num_training_batches, self.every_n_steps, bool(epoch_due),
         )  # fmt: skip
@@ -195,7 +195,7 @@ class ActivationMonitor(Monitor):
     ) -> None:
         step, epoch, scalars = trainer.global_step, trainer.current_epoch, {}
         for site, f in figures.items():
-            values = stats.site_scalars(f, self._rec.sites[site], grads)
+            values = activity.site_scalars(f, self._rec.sites[site], grads)
             scalars.update({self.tag(site, key): value for key, value in values.items()})
             if values["nonfinite"] > 0 and not self._said_nonfinite:
                 self._said_nonfinite = True
@@ -209,7 +209,7 @@ class ActivationMonitor(Monitor):
                 if (sample := self._rec.samples.pop(site, None)) is not None:
                     self.sink.histogram(self.tag(site, "histogram"), sample, step)
         if alerts:
-            message = stats.diagnosis_text(alerts, self.history.dead, step, epoch)
+            message = activity.diagnosis_text(alerts, self.history.dead, step, epoch)
             rank_zero_warn(message)
             self.sink.text(self.tag("diagnosis"), message, step)
             found = {site: fraction for site, fraction, _ in alerts}
