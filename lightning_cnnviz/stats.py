@@ -30,7 +30,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -138,8 +138,6 @@ def batch_stats(
         low, high = bounds
         margin = _SATURATION_MARGIN * (high - low)
         out["saturated"] = ((x3 <= low + margin) | (x3 >= high - margin)).sum()
-    else:
-        out["saturated"] = torch.zeros((), device=x.device)
     dtype = _acc_dtype(x.device)
     return {key: value.to(dtype) for key, value in out.items()}
 
@@ -190,6 +188,11 @@ def _sliced_counts(x3: Tensor, eps: float, mode: str, nonnegative: bool) -> dict
     return total
 
 
+def _combine(values: list[Tensor], reduce: Callable[..., Tensor]) -> Tensor:
+    """The slices' values reduced into one (a lone slice's value as it is: fewer ops)."""
+    return values[0] if len(values) == 1 else reduce(torch.stack(values), 0)
+
+
 def _nonnegative_counts(parts: Sequence[Tensor], eps: float) -> dict | None:
     """``_sliced_counts`` for entries known to be ``>= 0`` wherever finite (ReLU, ReLU6)."""
     sumsq, high, abs_sum, active = [], [], [], []
@@ -199,12 +202,13 @@ def _nonnegative_counts(parts: Sequence[Tensor], eps: float) -> dict | None:
         high.append(part.amax())  # NaN and Inf show in the maximum
         abs_sum.append(part.sum((0, 2)))  # a = |a| here
         active.append(_count_above(part, eps, True))
-    top = torch.stack(high).amax()
+
+    top = _combine(high, torch.amax)
     if not bool(torch.isfinite(top)):
         return None
-    abs_total, active_total = torch.stack(abs_sum).sum(0), torch.stack(active).sum(0)
+    abs_total, active_total = _combine(abs_sum, torch.sum), _combine(active, torch.sum)
     return {
-        "sumsq": torch.stack(sumsq).sum(),
+        "sumsq": _combine(sumsq, torch.sum),
         "active": active_total,
         "abs_sum": abs_total,
         "sum": abs_total.sum(),
@@ -248,9 +252,13 @@ def _magnitude(x3: Tensor, mode: str) -> Tensor:
 
 
 def merge(state: dict[str, Tensor], batch: Mapping[str, Tensor]) -> None:
-    """Add one batch's contribution into ``state`` in place (sums add, maxima take the max)."""
+    """Add one batch's contribution into ``state`` in place (sums add, maxima take the max).
+
+    A key the batch lacks adds nothing (``saturated`` exists for saturating activations only).
+    """
     for key in SUM_KEYS:
-        state[key].add_(batch[key])
+        if key in batch:
+            state[key].add_(batch[key])
     for key in MAX_KEYS:
         torch.maximum(state[key], batch[key], out=state[key])
 
