@@ -40,12 +40,6 @@ QUEUE_SIZE = 16  # jobs waiting for the sink's thread; more make the caller wait
 OnError = Callable[[Exception], None]
 
 
-def _host_copy(tensor: Tensor, dtype: torch.dtype) -> Tensor:
-    """``tensor`` on the host in ``dtype``, sharing no memory with it (the caller may reuse it)."""
-    host = tensor.detach().to("cpu", dtype)
-    return host.clone() if host.data_ptr() == tensor.data_ptr() else host
-
-
 class Sink:
     """Writes one run's records. Get it with ``Sink.of(trainer)``.
 
@@ -99,7 +93,7 @@ class Sink:
         """Write a uint8 (3, H, W) image."""
         if not (self.active and self.is_writer):
             return
-        host = _host_copy(image, torch.uint8).contiguous()
+        host = self._host_copy(image, torch.uint8).contiguous()
         if self.writer is None:
             self._fallback_note()
         self.later(lambda: self._write_image(tag, host, step))
@@ -140,7 +134,7 @@ class Sink:
     def histogram(self, tag: str, values: Tensor, step: int) -> None:
         """Write a histogram (TensorBoard only; skipped elsewhere)."""
         if self.active and self.is_writer and self.writer is not None:
-            host = _host_copy(values, torch.float32)
+            host = self._host_copy(values, torch.float32)
             writer = self.writer
             self.later(lambda: writer.add_histogram(tag, host, step))
 
@@ -152,6 +146,12 @@ class Sink:
             )
 
     # ------------------------------------------------------------ the sink's thread
+    def _host_copy(self, tensor: Tensor, dtype: torch.dtype) -> Tensor:
+        """``tensor`` on the host in ``dtype``; a queued one shares no memory with the caller's."""
+        host = tensor.detach().to("cpu", dtype)
+        queued = threading.current_thread() is not self._thread  # a job's own tensors are safe
+        return host.clone() if queued and host.data_ptr() == tensor.data_ptr() else host
+
     def later(self, job: Callable[[], None], on_error: OnError | None = None) -> None:
         """Run ``job`` (rendering, encoding, writing) on the sink's thread, in order.
 

@@ -171,21 +171,17 @@ def _sliced_counts(x3: Tensor, eps: float, mode: str, nonnegative: bool) -> dict
     parts = x3.split(max(1, _SLICE_ENTRIES // max(1, x3[0].numel())))
     if nonnegative:  # a ReLU's output: four reductions per slice, combined once
         return _nonnegative_counts(parts, eps)
-    total: dict[str, Tensor] = {}
+    counts = []
     for part in parts:
         flat = part.flatten()
         sumsq = torch.dot(flat, flat)  # finite exactly when every entry is (bar overflow)
         if not bool(torch.isfinite(sumsq)):
             return None
-        counts = _finite_counts(part, eps, mode) | {"sumsq": sumsq}
-        for key, value in counts.items():
-            if key not in total:
-                total[key] = value
-            elif key == "max_abs":
-                total[key] = torch.maximum(total[key], value)
-            else:
-                total[key] = total[key] + value
-    return total
+        counts.append(_finite_counts(part, eps, mode) | {"sumsq": sumsq})
+    return {
+        key: _combine([c[key] for c in counts], torch.amax if key in MAX_KEYS else torch.sum)
+        for key in counts[0]
+    }
 
 
 def _combine(values: list[Tensor], reduce: Callable[..., Tensor]) -> Tensor:
@@ -202,7 +198,6 @@ def _nonnegative_counts(parts: Sequence[Tensor], eps: float) -> dict | None:
         high.append(part.amax())  # NaN and Inf show in the maximum
         abs_sum.append(part.sum((0, 2)))  # a = |a| here
         active.append(_count_above(part, eps, True))
-
     top = _combine(high, torch.amax)
     if not bool(torch.isfinite(top)):
         return None
