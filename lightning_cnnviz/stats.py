@@ -3,9 +3,12 @@
 Nothing here knows about Lightning. The shape follows torchmetrics: a pure
 ``batch_stats`` (one batch's contribution), ``merge`` (add it to a running
 state), ``compute_stats`` (the figures) and a small class, ``ActivationStats``,
-that holds the state of one layer (call site) on the layer's device. The host
-sees the numbers once per log, through ``to_host`` (one transfer for many
-tensors); ``all_reduce_states`` combines the states of all ranks with two
+that holds the state of one layer (call site) on the layer's device. Inside a
+forward hook every op costs (the caches are cold after the layer's own kernels),
+so ``ActivationStats.update`` keeps a batch as ``batch_parts`` (a few reductions per
+1 MB slice, not yet added up) and ``fold`` adds a window's parts up when the state
+is read. The host sees the numbers once per log, through ``to_host`` (one transfer
+for many tensors); ``all_reduce_states`` combines the states of all ranks with two
 collectives (sums and maxima).
 
 A channel (conv) or unit (linear) is *active* on an entry when its output is
@@ -30,21 +33,25 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "CHANNEL_KEYS",
+    "FOLD_EVERY",
     "MAX_KEYS",
     "SUM_KEYS",
     "SYMMETRIC_TYPES",
     "ActivationStats",
     "all_reduce_states",
+    "batch_parts",
     "batch_stats",
     "compute_stats",
     "dead_mask",
     "dormant_mask",
+    "fold",
     "merge",
     "new_state",
     "output_bounds",
@@ -52,8 +59,9 @@ __all__ = [
 ]
 
 # Per channel: entries where active, sum of |a|. Per layer: entries per channel,
-# sum, sum of squares, zero entries, non-finite entries, saturated entries.
-SUM_KEYS = ("active", "abs_sum", "count", "sum", "sumsq", "zeros", "nonfinite", "saturated")
+# sum, sum of squares, non-zero entries, non-finite entries, saturated entries.
+CHANNEL_KEYS = ("active", "abs_sum")
+SUM_KEYS = (*CHANNEL_KEYS, "count", "sum", "sumsq", "nonzero", "nonfinite", "saturated")
 MAX_KEYS = ("max_abs",)
 # Zero-centred activations: active means |a| > eps (every other module: a > eps).
 SYMMETRIC_TYPES: tuple[type[nn.Module], ...] = (nn.Tanh, nn.Hardtanh, nn.Softsign, nn.Tanhshrink)
@@ -91,6 +99,10 @@ def new_state(channels: int, device: torch.device | str = "cpu") -> dict[str, Te
     return state
 
 
+Parts = dict[str, list[Tensor | float]]
+"""Per state key, values whose sum (maximum for ``MAX_KEYS``) is the key's contribution."""
+
+
 def batch_stats(
     x: Tensor,
     *,
@@ -113,6 +125,33 @@ def batch_stats(
         bounds: output range of a saturating activation, to count saturated entries.
         nonnegative: ``x`` is known to be ``>= 0`` wherever finite (the output of a
             ReLU or ReLU6), so no minimum is taken on the fast path.
+
+    Example::
+
+        >>> out = batch_stats(torch.tensor([[1.0, 0.0], [3.0, 0.0]]))
+        >>> out["active"].tolist(), float(out["nonzero"]), float(out["sumsq"])
+        ([2.0, 0.0], 2.0, 10.0)
+    """
+    parts = batch_parts(
+        x, channel_dim=channel_dim, eps=eps, mode=mode, bounds=bounds, nonnegative=nonnegative
+    )
+    return fold(parts)
+
+
+def batch_parts(
+    x: Tensor,
+    *,
+    channel_dim: int = 1,
+    eps: float = 0.0,
+    mode: str = "positive",
+    bounds: tuple[float, float] | None = None,
+    nonnegative: bool = False,
+) -> Parts:
+    """``batch_stats`` before anything is added up: few ops per batch, ``fold`` adds later.
+
+    A hook pays per op (a cold cache after the layer's own kernels), so a window's
+    batches keep their per-slice values and ``fold`` reduces them all at once.
+    Same arguments as ``batch_stats``.
     """
     x = x.detach()
     x = x.float() if x.dtype != torch.float32 else x
@@ -121,25 +160,57 @@ def batch_stats(
     dim = channel_dim % x.dim()
     # (before, C, after): a view for the usual layouts, so the per-channel sums run over
     # two axes of one contiguous block; one batch's sums are float32 (Torch sums pairwise),
-    # the running state adds them up in float64
+    # ``fold`` adds them up in float64
     channels = x.shape[dim]
     x3 = x.reshape(math.prod(x.shape[:dim]), channels, math.prod(x.shape[dim + 1 :]))
-    out = {"count": torch.tensor(x.numel() // max(channels, 1), device=x.device)}
+    parts: Parts = {"count": [x.numel() // max(channels, 1)], "nonfinite": [0]}
     # On the CPU reading back costs no device sync: all-finite batches (the usual case)
     # take the float path, several times faster than boolean masks
-    fast = _sliced_counts(x3, eps, mode, nonnegative) if x.device.type == "cpu" else None
-    if fast is not None:
-        out.update(fast)
-    else:
+    fast = _finite_parts(x3, eps, mode, nonnegative) if x.device.type == "cpu" else None
+    if fast is None:
         flat = x3.flatten()
-        out["sumsq"] = torch.dot(flat, flat)
-        out.update(_exact_counts(x3, eps, mode))
+        exact = _exact_counts(x3, eps, mode) | {"sumsq": torch.dot(flat, flat)}
+        fast = {key: [value] for key, value in exact.items()}
+    parts.update(fast)
     if bounds is not None:
         low, high = bounds
         margin = _SATURATION_MARGIN * (high - low)
-        out["saturated"] = ((x3 <= low + margin) | (x3 >= high - margin)).sum()
-    dtype = _acc_dtype(x.device)
-    return {key: value.to(dtype) for key, value in out.items()}
+        parts["saturated"] = [((x3 <= low + margin) | (x3 >= high - margin)).sum()]
+    return parts
+
+
+def fold(parts: Mapping[str, Sequence[Tensor | float]]) -> dict[str, Tensor]:
+    """Add up ``Parts`` (of one batch or many) into one contribution, in the state's dtype.
+
+    Per-channel keys (``CHANNEL_KEYS``) add their vectors; the other keys add (or, for
+    ``MAX_KEYS``, take the maximum of) every entry of their values, numbers included.
+
+    Example::
+
+        >>> fold({"active": [torch.ones(2), torch.ones(2)], "sum": [torch.ones(2), 3]})
+        {'active': tensor([2., 2.], dtype=torch.float64), 'sum': tensor(5., dtype=torch.float64)}
+    """
+    device = parts["active"][0].device
+    dtype = _acc_dtype(device)
+    out = {}
+    for key, values in parts.items():
+        if key in CHANNEL_KEYS:  # float64 before adding: counts stay exact past 2**24
+            out[key] = torch.stack(values).to(dtype).sum(0)
+            continue
+        reduce = torch.amax if key in MAX_KEYS else torch.sum
+        by_shape: dict[tuple[int, ...], list[Tensor]] = {}
+        numbers = []
+        for value in values:
+            if isinstance(value, Tensor):
+                by_shape.setdefault(tuple(value.shape), []).append(value)
+            else:
+                numbers.append(value)
+        totals = [reduce(torch.stack(group).to(dtype)) for group in by_shape.values()]
+        if numbers:
+            total = max(numbers) if key in MAX_KEYS else sum(numbers)
+            totals.append(torch.tensor(total, dtype=dtype, device=device))
+        out[key] = totals[0] if len(totals) == 1 else reduce(torch.stack(totals))
+    return out
 
 
 def _exact_counts(x3: Tensor, eps: float, mode: str) -> dict[str, Tensor]:
@@ -150,7 +221,8 @@ def _exact_counts(x3: Tensor, eps: float, mode: str) -> dict[str, Tensor]:
         "active": active.sum((0, 2)),
         "abs_sum": magnitude.sum((0, 2)),
         "sum": x3.sum(),
-        "zeros": (magnitude <= eps).sum(),
+        # NaN is neither zero nor above ``eps``: counted with the non-zero entries
+        "nonzero": x3.numel() - (magnitude <= eps).sum(),
         # x - x is NaN exactly where x is NaN or infinite, and NaN counts as non-zero
         "nonfinite": torch.count_nonzero(x3 - x3),
         "max_abs": x3.abs().amax() if x3.numel() else torch.zeros((), device=x3.device),
@@ -160,78 +232,41 @@ def _exact_counts(x3: Tensor, eps: float, mode: str) -> dict[str, Tensor]:
 _SLICE_ENTRIES = 1 << 18  # 1 MB of float32: a slice's temporaries stay in cache
 
 
-def _sliced_counts(x3: Tensor, eps: float, mode: str, nonnegative: bool) -> dict | None:
-    """``_finite_counts`` plus ``sumsq``, a slice of samples at a time; None unless all finite.
+def _finite_parts(x3: Tensor, eps: float, mode: str, nonnegative: bool) -> Parts | None:
+    """The parts of an all-finite, non-empty CPU batch, a slice of samples at a time; else None.
 
-    Each slice is read while in cache, and the allocator reuses its small temporaries
-    (a whole-batch temporary is a fresh mapping, page-faulted in every time).
+    One pass finds the range (a host branch: NaN/Inf go the exact way); each slice is
+    then read while in cache, and the allocator reuses its small temporaries (a
+    whole-batch temporary is a fresh mapping, page-faulted in every time). A ReLU's
+    output (``>= 0``) takes three reductions per slice and no minimum.
     """
     if not x3.numel():
         return None
-    parts = x3.split(max(1, _SLICE_ENTRIES // max(1, x3[0].numel())))
-    if nonnegative:  # a ReLU's output: four reductions per slice, combined once
-        return _nonnegative_counts(parts, eps)
-    counts = []
-    for part in parts:
-        flat = part.flatten()
-        sumsq = torch.dot(flat, flat)  # finite exactly when every entry is (bar overflow)
-        if not bool(torch.isfinite(sumsq)):
-            return None
-        counts.append(_finite_counts(part, eps, mode) | {"sumsq": sumsq})
-    return {
-        key: _combine([c[key] for c in counts], torch.amax if key in MAX_KEYS else torch.sum)
-        for key in counts[0]
-    }
-
-
-def _combine(values: list[Tensor], reduce: Callable[..., Tensor]) -> Tensor:
-    """The slices' values reduced into one (a lone slice's value as it is: fewer ops)."""
-    return values[0] if len(values) == 1 else reduce(torch.stack(values), 0)
-
-
-def _nonnegative_counts(parts: Sequence[Tensor], eps: float) -> dict | None:
-    """``_sliced_counts`` for entries known to be ``>= 0`` wherever finite (ReLU, ReLU6)."""
-    sumsq, high, abs_sum, active = [], [], [], []
-    for part in parts:
-        flat = part.flatten()
-        sumsq.append(torch.dot(flat, flat))
-        high.append(part.amax())  # NaN and Inf show in the maximum
-        abs_sum.append(part.sum((0, 2)))  # a = |a| here
-        active.append(_count_above(part, eps, True))
-    top = _combine(high, torch.amax)
-    if not bool(torch.isfinite(top)):
+    if nonnegative:
+        low, high = 0.0, x3.amax().item()
+    else:
+        low, high = (v.item() for v in torch.aminmax(x3))
+    if not (math.isfinite(low) and math.isfinite(high)):
         return None
-    abs_total, active_total = _combine(abs_sum, torch.sum), _combine(active, torch.sum)
-    return {
-        "sumsq": _combine(sumsq, torch.sum),
-        "active": active_total,
-        "abs_sum": abs_total,
-        "sum": abs_total.sum(),
-        "zeros": sum(p.numel() for p in parts) - active_total.sum(),
-        "nonfinite": torch.zeros((), device=top.device),
-        "max_abs": top,
-    }
-
-
-def _finite_counts(x3: Tensor, eps: float, mode: str) -> dict[str, Tensor]:
-    """``_exact_counts`` for an all-finite, non-empty CPU batch: float ops and host branches."""
-    low, high = torch.aminmax(x3)
-    nonnegative = bool(low >= 0)  # ReLU-like outputs: |a| = max(a, 0) = a, no copy needed
-    magnitude = x3 if nonnegative else _magnitude(x3, mode)
-    abs_sum = magnitude.sum((0, 2))
-    active = _count_above(magnitude if mode == "magnitude" else x3, eps, nonnegative)
-    if mode == "positive" and not nonnegative:  # |a| > eps also where a < -eps
-        magnitude_active = _count_above(magnitude, eps, True).sum()
-    else:  # here |a| > eps (or max(a, 0) > eps) exactly where the unit is active
-        magnitude_active = active.sum()
-    return {
-        "active": active,
-        "abs_sum": abs_sum,
-        "sum": abs_sum.sum() if nonnegative else x3.sum(),  # a = |a| here
-        "zeros": x3.numel() - magnitude_active,
-        "nonfinite": torch.zeros((), device=x3.device),
-        "max_abs": torch.maximum(-low, high),
-    }
+    nonnegative = low >= 0  # then |a| = max(a, 0) = a in every mode: no copy, fewer sums
+    out: Parts = {"sumsq": [], "abs_sum": [], "active": [], "max_abs": [max(-low, high)]}
+    sums, nonzero = [], []
+    for part in x3.split(max(1, _SLICE_ENTRIES // max(1, x3[0].numel()))):
+        flat = part.flatten()
+        out["sumsq"].append(torch.dot(flat, flat))
+        magnitude = part if nonnegative else _magnitude(part, mode)
+        out["abs_sum"].append(magnitude.sum((0, 2)))
+        active = _count_above(magnitude if mode == "magnitude" else part, eps, nonnegative)
+        out["active"].append(active)
+        if not nonnegative:
+            sums.append(part.sum())
+            if mode == "positive":  # |a| > eps also where a < -eps
+                nonzero.append(_count_above(magnitude, eps, True))
+    # with a >= 0 the sum is the channels' sum of |a|; unless |a| > eps can hold where the
+    # unit is inactive (a signed output read as a rectifier's), non-zero means active
+    out["sum"] = out["abs_sum"] if nonnegative else sums
+    out["nonzero"] = nonzero or out["active"]
+    return out
 
 
 def _count_above(x3: Tensor, eps: float, nonnegative: bool) -> Tensor:
@@ -298,7 +333,7 @@ def compute_stats(state: Mapping[str, Tensor], tau: float) -> dict[str, Tensor]:
         "active_share": state["active"] / count.clamp_min(1),
         "dead_fraction": dead.double().mean(),
         "dormant_fraction": dormant.double().mean(),
-        "zero_fraction": state["zeros"] / entries,
+        "zero_fraction": (count * channels - state["nonzero"]) / entries,
         "mean": mean,
         "std": var.sqrt(),
         "max_abs": state["max_abs"],
@@ -309,6 +344,9 @@ def compute_stats(state: Mapping[str, Tensor], tau: float) -> dict[str, Tensor]:
     return {
         key: value.float() if value.is_floating_point() else value for key, value in out.items()
     }
+
+
+FOLD_EVERY = 32  # batches kept as parts at most: a window's worth, and bounded memory
 
 
 class ActivationStats:
@@ -342,23 +380,45 @@ class ActivationStats:
         self.bounds = bounds
         self.channels = channels
         self.device = torch.device(device)
-        self.state: dict[str, Tensor] = {}
+        self._state: dict[str, Tensor] = {}
+        self._parts: dict[str, list[Tensor | float]] = {}
+        self._pending = 0  # batches in ``_parts``, not yet in the state
         self.reset()
+
+    @property
+    def state(self) -> dict[str, Tensor]:
+        """The running state (``new_state``'s keys), with every pending batch added in."""
+        if self._pending:
+            self._state = self._state or new_state(self.channels, self.device)
+            merge(self._state, fold(self._parts))
+            self._parts, self._pending = {}, 0
+        return self._state
 
     def reset(self) -> None:
         """Zero the state (kept allocated when the channel count is known)."""
-        self.state = new_state(self.channels, self.device) if self.channels else {}
+        self._state = new_state(self.channels, self.device) if self.channels else {}
+        self._parts, self._pending = {}, 0
 
     def update(self, x: Tensor) -> None:
-        """Accumulate one output tensor (no host sync)."""
-        batch = batch_stats(
+        """Accumulate one output tensor (no host sync).
+
+        The batch's ``batch_parts`` wait to be added up with the others when the state
+        is read (every ``FOLD_EVERY`` batches at the latest): a hook's cost is per op.
+        """
+        parts = batch_parts(
             x, channel_dim=self.channel_dim, eps=self.eps, mode=self.mode,
             bounds=self.bounds, nonnegative=self.nonnegative,
         )  # fmt: skip
-        if not self.state:
-            self.channels, self.device = batch["active"].numel(), x.device
-            self.state = new_state(self.channels, self.device)
-        merge(self.state, batch)
+        width = parts["active"][0].numel()
+        if self.channels is None:
+            self.channels, self.device = width, x.device
+        elif width != self.channels:  # caught here, not later when the parts are added up
+            raise ValueError(f"expected {self.channels} channels, got an output with {width}")
+        for key, values in parts.items():
+            self._parts.setdefault(key, []).extend(values)
+        self._pending += 1
+        if self._pending >= FOLD_EVERY:
+            self.state  # noqa: B018 (the property adds the pending batches in)
 
     def compute(self, tau: float = 0.025) -> dict[str, Tensor]:
         """The layer's figures (see ``compute_stats``), on the device."""

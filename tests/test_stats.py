@@ -20,11 +20,12 @@ from lightning_cnnviz.activity import (
 from lightning_cnnviz.stats import (
     ActivationStats,
     _exact_counts,
-    _finite_counts,
-    _nonnegative_counts,
+    _finite_parts,
+    batch_parts,
     batch_stats,
     compute_stats,
     dormant_mask,
+    fold,
     merge,
     new_state,
     output_bounds,
@@ -113,23 +114,55 @@ def test_stats_nonfinite_counted_not_active():
 @pytest.mark.parametrize("mode", ["positive", "magnitude", "preactivation"])
 @pytest.mark.parametrize("eps", [0.0, 0.3])
 @pytest.mark.parametrize("signed", [False, True])
-def test_stats_finite_fast_path_matches_the_exact_masks(mode, eps, signed):
+def test_stats_finite_fast_path_matches_the_exact_masks(mode, eps, signed, monkeypatch):
+    monkeypatch.setattr("lightning_cnnviz.stats._SLICE_ENTRIES", 1000)  # slices of 3 samples
     generator = torch.Generator().manual_seed(int(eps * 10) + 2 * signed)
     x = torch.randn(8, 6, 50, generator=generator)
     x = x if signed else x.relu()
     x[:, 2] = 0.0  # a dead channel
     x[0, 3, :5] = eps  # entries exactly at the threshold are not active
     exact = _exact_counts(x, eps, mode)
-    paths = [_finite_counts(x, eps, mode)]
-    if not signed and mode == "positive":  # a ReLU's output, in two slices: no minimum taken
-        paths.append(_nonnegative_counts(x.split(5), eps))
-    for fast in paths:
-        assert fast.keys() - {"sumsq"} == exact.keys()
-        for key in ("active", "zeros", "nonfinite", "max_abs"):
-            assert fast[key].tolist() == exact[key].tolist(), key
-        torch.testing.assert_close(fast["abs_sum"], exact["abs_sum"])
-        torch.testing.assert_close(fast["sum"], exact["sum"])
+    hints = [False, True] if not signed else [False]  # a ReLU's output: no minimum taken
+    for nonnegative in hints:
+        parts = _finite_parts(x, eps, mode, nonnegative)
+        assert len(parts["sumsq"]) == 3  # 3 + 3 + 2 samples
+        fast = fold(parts)
+        assert fast.keys() - {"sumsq"} == exact.keys() - {"nonfinite"}
+        for key in ("active", "nonzero", "max_abs"):
+            assert fast[key].tolist() == exact[key].double().tolist(), key
+        torch.testing.assert_close(fast["abs_sum"].float(), exact["abs_sum"])  # float32 sums
+        torch.testing.assert_close(fast["sum"].float(), exact["sum"])
         assert fast["active"][2] == 0 and fast["active"].max() > 0
+
+
+def test_stats_fold_adds_many_batches_like_one():
+    batches = [torch.randn(5, 3, 7, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    batches[2] = batches[2].relu()
+    batches[3][0, 0, 0] = float("nan")  # an exact-path batch among float-path ones
+    parts = {}
+    for batch in batches:
+        for key, values in batch_parts(batch).items():
+            parts.setdefault(key, []).extend(values)
+    whole = batch_stats(torch.cat(batches))
+    folded = fold(parts)
+    assert folded.keys() == whole.keys()
+    for key in whole:
+        torch.testing.assert_close(folded[key], whole[key], equal_nan=True, msg=key)
+    assert float(folded["count"]) == 4 * 5 * 7 and float(folded["nonfinite"]) == 1.0
+
+
+def test_stats_activation_stats_folds_pending_batches_when_read():
+    stats, whole = ActivationStats(channels=3), ActivationStats(channels=3)
+    batches = [torch.randn(4, 3, generator=torch.Generator().manual_seed(i)) for i in range(40)]
+    for batch in batches:
+        stats.update(batch)
+    assert 0 < stats._pending < 32  # 32 were added in on the way, the rest wait
+    whole.update(torch.cat(batches))
+    for key, value in whole.state.items():
+        torch.testing.assert_close(stats.state[key], value, msg=key)
+    assert stats._pending == 0 and float(stats.state["count"]) == 160
+    stats.reset()
+    assert float(stats.state["count"]) == 0 and not stats._parts
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.3])
@@ -307,7 +340,7 @@ def test_stats_recorder_ignores_eval_passes_and_keeps_failures():
     rec.detach()  # idempotent
     assert float(rec.stats["1"].state["count"]) == 4 and not net[1]._forward_hooks
     rec.record("1", torch.ones(2, 7))  # wrong width: kept, never raised
-    assert isinstance(rec.failure, RuntimeError)
+    assert isinstance(rec.failure, ValueError)
 
 
 @pytest.mark.parametrize("nonnegative", [False, True])
@@ -319,7 +352,7 @@ def test_stats_sliced_batches_match_the_whole_batch(nonnegative):
     x[39, 5, 7] = 0.5  # channel 5 active on one entry of the last slice only
     exact = _exact_counts(x, 0.0, "positive")
     out = batch_stats(x, nonnegative=nonnegative)
-    for key in ("active", "zeros", "nonfinite", "max_abs"):
+    for key in ("active", "nonzero", "nonfinite", "max_abs"):
         assert out[key].tolist() == exact[key].double().tolist(), key
     torch.testing.assert_close(out["abs_sum"], exact["abs_sum"].double(), rtol=1e-5, atol=1e-3)
     expected = torch.dot(x.flatten().double(), x.flatten().double())
