@@ -6,6 +6,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from PIL import Image
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from lightning_cnnviz.sinks import Sink
 from tests.tb import events, texts
@@ -28,9 +29,37 @@ def test_sink_writes_images_scalars_text_to_tensorboard(tmp_path):
     acc = events(tmp_path / "tb")
     (img,) = acc.Images("kernels/conv1")
     assert (img.step, img.width, img.height) == (3, 7, 5)
+    pixels = np.array(Image.open(io.BytesIO(img.encoded_image_string)))  # lossless, RGB
+    assert torch.equal(torch.from_numpy(pixels).permute(2, 0, 1), image)
     (scalar,) = acc.Scalars("kernels/conv1/mean_abs")
     assert (scalar.step, scalar.value) == (3, 0.25)
     assert texts(acc, "cnnviz/layers") == ["conv1 (Conv2d)"]
+
+
+def test_sink_palette_image_reads_back_as_its_colours(tmp_path):
+    sink = Sink.of(trainer_with(tmp_path, logger=TensorBoardLogger(tmp_path, name="tb")))
+    palette = torch.randint(0, 256, (256, 3), generator=torch.Generator().manual_seed(0))
+    indices = torch.arange(6 * 50, dtype=torch.int64).reshape(6, 50) % 256
+    sink.image("activations/relu/dead_strip", indices.to(torch.uint8), step=2, palette=palette)
+    sink.flush()
+    (img,) = events(tmp_path / "tb").Images("activations/relu/dead_strip")
+    decoded = Image.open(io.BytesIO(img.encoded_image_string))
+    assert decoded.mode == "P" and (img.width, img.height) == (50, 6)  # one byte per pixel
+    rgb = torch.from_numpy(np.array(decoded.convert("RGB")))
+    assert torch.equal(rgb, palette[indices].to(torch.uint8))
+
+
+def test_sink_scalars_go_as_one_event_with_the_logger_prefix(tmp_path):
+    logger = TensorBoardLogger(tmp_path, name="tb", prefix="run")
+    sink = Sink.of(trainer_with(tmp_path, logger=logger))
+    sink.scalars({"activations/relu/mean": 0.5, "activations/relu/std": 2.0}, step=7)
+    sink.flush()
+    acc = events(tmp_path / "tb")
+    read = {tag: [(s.step, s.value) for s in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    assert read == {"run-activations/relu/mean": [(7, 0.5)], "run-activations/relu/std": [(7, 2.0)]}
+    (path,) = (tmp_path / "tb").rglob("events.out.tfevents.*")
+    records = [e for e in EventFileLoader(str(path)).Load() if e.HasField("summary")]
+    assert len(records) == 1 and len(records[0].summary.value) == 2  # one event, two values
 
 
 def test_sink_falls_back_to_png_without_tensorboard(tmp_path):

@@ -216,10 +216,10 @@ class ActivationMonitor(Monitor):
             report(trainer, Finding(self.section, "dead_units", step, epoch, message, found))
 
     def _draw_strips(self, strips: dict[str, Tensor], step: int) -> None:  # the sink's thread
+        palette = rendering.to_uint8(rendering.colormap("inferno"))  # history values index it
         for site, history in strips.items():
-            image = rendering.apply_colormap(history / 255, "inferno")
-            strip = rendering.upscale_cells_to(image, 64, min_factor=4)
-            self.sink.image(self.tag(site, "dead_strip"), strip, step)
+            strip = rendering.upscale_cells_to(history, 64, min_factor=4)
+            self.sink.image(self.tag(site, "dead_strip"), strip, step, palette=palette)
 
     @override
     def extra_state(self) -> dict[str, Any]:
