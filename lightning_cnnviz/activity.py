@@ -62,16 +62,17 @@ def strip_column(active_share: Tensor, max_rows: int = 256) -> Tensor:
         >>> strip_column(torch.tensor([0.0, 1.0, 0.001])).tolist()
         [0, 255, 1]
     """
-    share = active_share.detach().float().cpu().clamp(0, 1).nan_to_num(0.0)
+    share = active_share.detach().float().cpu()
     if share.numel() > max_rows:
+        share = share.clamp(0, 1).nan_to_num(0.0)
         group = -(-share.numel() // max_rows)
         rows = -(-share.numel() // group)
         pad = group * rows - share.numel()
         share = torch.cat([share, share.new_full((pad,), float("nan"))]).view(rows, group)
-        share = share.nanmean(dim=1).nan_to_num(0.0)
-    column = (share * 255).round()
-    column = torch.where((share > 0) & (column < 1), torch.ones_like(column), column)
-    return column.to(torch.uint8)
+        share = share.nanmean(dim=1)
+    # at most max_rows values: plain Python beats a dozen tiny tensor ops (NaN -> 0)
+    column = [max(1, round(min(v, 1.0) * 255)) if v > 0 else 0 for v in share.tolist()]
+    return torch.tensor(column, dtype=torch.uint8)
 
 
 def strip_append(history: Tensor | None, column: Tensor, max_columns: int = 256) -> Tensor:

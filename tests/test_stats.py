@@ -197,6 +197,8 @@ def test_stats_strip_columns_grouped_and_history_bounded():
     column = strip_column(share, max_rows=256)
     assert column.shape == (200,) and column.dtype == torch.uint8  # groups of 3 channels
     assert column[:100].tolist() == [255] * 100 and column[100:].tolist() == [0] * 100
+    odd = torch.tensor([float("nan"), float("inf"), -1.0, 1e-6, 0.5, 2.0, 0.2])
+    assert strip_column(odd).tolist() == [0, 255, 0, 1, 128, 255, 51]  # only dead is 0
     history = None
     for i in range(10):
         history = strip_append(history, torch.full((4,), i, dtype=torch.uint8), max_columns=6)
