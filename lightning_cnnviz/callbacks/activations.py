@@ -200,8 +200,8 @@ class ActivationMonitor(Monitor):
             if values["nonfinite"] > 0 and not self._said_nonfinite:
                 self._said_nonfinite = True
                 rank_zero_warn(f"ActivationMonitor: non-finite activations in `{site}` ({step=})")
-        self.sink.scalars(scalars, step)
-        alerts = self.history.update(figures)
+        alerts = self.history.update(figures)  # the training thread's work first, then
+        self.sink.scalars(scalars, step)  # the sink's jobs (they share the interpreter lock)
         with self.phase("render"):  # strips are new tensors each log: safe to hand over
             strips = {site: self.history.strips[site] for site in figures}
             self.in_background(lambda: self._draw_strips(strips, step))
