@@ -201,15 +201,22 @@ class ActivationStats:
     def state(self) -> dict[str, Tensor]:
         """The running state (``new_state``'s keys), with every pending batch added in."""
         if self._pending:
-            self._state = self._state or new_state(self.channels, self.device)
-            merge(self._state, fold(self._parts))
+            batch = fold(self._parts)  # fresh tensors: after a reset they become the state
+            if self._state:
+                merge(self._state, batch)
+            else:
+                self._state = batch
+                for key in SUM_KEYS + MAX_KEYS:  # absent from the batch: saturated, maybe
+                    if key not in batch:
+                        batch[key] = torch.zeros((), dtype=batch["count"].dtype, device=self.device)
             self._parts, self._pending = {}, 0
+        elif not self._state and self.channels:
+            self._state = new_state(self.channels, self.device)
         return self._state
 
     def reset(self) -> None:
-        """Zero the state (kept allocated when the channel count is known)."""
-        self._state = new_state(self.channels, self.device) if self.channels else {}
-        self._parts, self._pending = {}, 0
+        """Zero the state (made again when next read: from the next batches, or zeros)."""
+        self._state, self._parts, self._pending = {}, {}, 0
 
     def update(self, x: Tensor) -> None:
         """Accumulate one output tensor (no host sync).
@@ -267,6 +274,9 @@ def all_reduce_states(states: Sequence[dict[str, Tensor]]) -> None:
 def to_host(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Move many small tensors to the CPU with one transfer (float32; masks as 0/1).
 
+    CPU tensors need no transfer: they are only converted (float32 ones come back as
+    they are).
+
     Example::
 
         >>> out = to_host({"a": torch.tensor([True, False]), "b": torch.tensor(2.5)})
@@ -276,6 +286,8 @@ def to_host(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
     if not tensors:
         return {}
     device = next(iter(tensors.values())).device
+    if device.type == "cpu":  # already there: no gathering into one block and back
+        return {key: t.detach().to(torch.float32) for key, t in tensors.items()}
     parts = [t.detach().to(device, torch.float32).reshape(-1) for t in tensors.values()]
     flat = torch.cat(parts).cpu()
     out, offset = {}, 0

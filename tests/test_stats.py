@@ -160,6 +160,13 @@ def test_stats_activation_stats_folds_pending_batches_when_read():
     assert stats._pending == 0 and float(stats.state["count"]) == 160
     stats.reset()
     assert float(stats.state["count"]) == 0 and not stats._parts
+    stats.reset()  # made again from the next batches alone, with every key of a state
+    stats.update(batches[0])
+    stats.update(batches[1])
+    assert stats.state.keys() == new_state(3).keys()
+    fresh = batch_stats(torch.cat(batches[:2]))
+    for key, value in fresh.items():
+        torch.testing.assert_close(stats.state[key], value, msg=key)
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.3])
