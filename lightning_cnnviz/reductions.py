@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,7 +55,21 @@ Parts = dict[str, list[Tensor | float]]
 """Per state key, values whose sum (maximum for ``MAX_KEYS``) is the key's contribution."""
 
 
-def batch_stats(
+def batch_stats(x: Tensor, **options: Any) -> dict[str, Tensor]:
+    """One batch's contribution to the state (all reductions on ``x``'s device, no sync).
+
+    ``fold(batch_parts(x, **options))``: the same arguments as ``batch_parts``.
+
+    Example::
+
+        >>> out = batch_stats(torch.tensor([[1.0, 0.0], [3.0, 0.0]]))
+        >>> out["active"].tolist(), float(out["nonzero"]), float(out["sumsq"])
+        ([2.0, 0.0], 2.0, 10.0)
+    """
+    return fold(batch_parts(x, **options))
+
+
+def batch_parts(
     x: Tensor,
     *,
     channel_dim: int = 1,
@@ -62,8 +77,11 @@ def batch_stats(
     mode: str = "positive",
     bounds: tuple[float, float] | None = None,
     nonnegative: bool = False,
-) -> dict[str, Tensor]:
-    """One batch's contribution to the state (all reductions on ``x``'s device, no sync).
+) -> Parts:
+    """One batch's contribution before anything is added up: ``fold`` adds it later.
+
+    A hook pays per op (a cold cache after the layer's own kernels), so a window's
+    batches keep their per-slice values and ``fold`` reduces them all at once.
 
     Args:
         x: a layer output, ``(N, C, ...)`` for ``channel_dim=1`` or ``(..., C)`` for ``-1``.
@@ -76,33 +94,6 @@ def batch_stats(
         bounds: output range of a saturating activation, to count saturated entries.
         nonnegative: ``x`` is known to be ``>= 0`` wherever finite (the output of a
             ReLU or ReLU6), so no minimum is taken on the fast path.
-
-    Example::
-
-        >>> out = batch_stats(torch.tensor([[1.0, 0.0], [3.0, 0.0]]))
-        >>> out["active"].tolist(), float(out["nonzero"]), float(out["sumsq"])
-        ([2.0, 0.0], 2.0, 10.0)
-    """
-    parts = batch_parts(
-        x, channel_dim=channel_dim, eps=eps, mode=mode, bounds=bounds, nonnegative=nonnegative
-    )
-    return fold(parts)
-
-
-def batch_parts(
-    x: Tensor,
-    *,
-    channel_dim: int = 1,
-    eps: float = 0.0,
-    mode: str = "positive",
-    bounds: tuple[float, float] | None = None,
-    nonnegative: bool = False,
-) -> Parts:
-    """``batch_stats`` before anything is added up: few ops per batch, ``fold`` adds later.
-
-    A hook pays per op (a cold cache after the layer's own kernels), so a window's
-    batches keep their per-slice values and ``fold`` reduces them all at once.
-    Same arguments as ``batch_stats``.
     """
     x = x.detach()
     x = x.float() if x.dtype != torch.float32 else x
