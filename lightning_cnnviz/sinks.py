@@ -136,9 +136,10 @@ class Sink:
         if not (self.active and self.is_writer):
             return
         host = self._host_copy(image, torch.uint8).contiguous()
+        colours = None if palette is None else self._host_copy(palette, torch.uint8)
         if self.writer is None:
             self._fallback_note()
-        self.later(lambda: self._write_image(tag, host, step, palette))
+        self.later(lambda: self._write_image(tag, host, step, colours))
 
     def _write_image(self, tag: str, image: Tensor, step: int, palette: Tensor | None) -> None:
         png = encode_png(image, palette)

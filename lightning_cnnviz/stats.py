@@ -193,9 +193,12 @@ class ActivationStats:
         self.channels = channels
         self.device = torch.device(device)
         self._state: dict[str, Tensor] = {}
-        self._parts: dict[str, list[Tensor | float]] = {}
-        self._pending = 0  # batches in ``_parts``, not yet in the state
-        self.reset()
+        self._parts: dict[str, list[Tensor | float]] = {}  # batches not yet in the state
+
+    @property
+    def _pending(self) -> int:
+        """Batches kept as parts, not yet in the state (each adds one ``count`` part)."""
+        return len(self._parts.get("count", ()))
 
     @property
     def state(self) -> dict[str, Tensor]:
@@ -209,14 +212,14 @@ class ActivationStats:
                 for key in SUM_KEYS + MAX_KEYS:  # absent from the batch: saturated, maybe
                     if key not in batch:
                         batch[key] = torch.zeros((), dtype=batch["count"].dtype, device=self.device)
-            self._parts, self._pending = {}, 0
+            self._parts = {}
         elif not self._state and self.channels:
             self._state = new_state(self.channels, self.device)
         return self._state
 
     def reset(self) -> None:
         """Zero the state (made again when next read: from the next batches, or zeros)."""
-        self._state, self._parts, self._pending = {}, {}, 0
+        self._state, self._parts = {}, {}
 
     def update(self, x: Tensor) -> None:
         """Accumulate one output tensor (no host sync).
@@ -235,7 +238,6 @@ class ActivationStats:
             raise ValueError(f"expected {self.channels} channels, got an output with {width}")
         for key, values in parts.items():
             self._parts.setdefault(key, []).extend(values)
-        self._pending += 1
         if self._pending >= FOLD_EVERY:
             self.state  # noqa: B018 (the property adds the pending batches in)
 
