@@ -35,8 +35,9 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lightning_cnnviz import attribution, rendering
-from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.gradcam import attribution
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.reference import MNISTClassifier, MNISTDataModule, SyntheticDigitsDataModule
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

@@ -76,11 +76,11 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lightning_cnnviz.callbacks.activations import ActivationMonitor
-from lightning_cnnviz.capture import hook_count
+from lightning_cnnviz.activations.callback import ActivationMonitor
+from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.core.sinks import Sink
 from lightning_cnnviz.presets import _SETS, PRESETS, callbacks
 from lightning_cnnviz.reference import MNISTClassifier, MNISTDataModule, SyntheticDigitsDataModule
-from lightning_cnnviz.sinks import Sink
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 MONITORS = {cls.__name__: cls for cls, _ in _SETS["full"]}

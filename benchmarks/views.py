@@ -40,12 +40,12 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 
-from lightning_cnnviz import rendering
-from lightning_cnnviz.callbacks.activation_maximization import ActivationMaximizationMonitor
-from lightning_cnnviz.callbacks.adversarial import AdversarialMonitor
-from lightning_cnnviz.callbacks.embeddings import EmbeddingMonitor
-from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
-from lightning_cnnviz.callbacks.kernels import KernelMonitor
+from lightning_cnnviz.activation_maximization.callback import ActivationMaximizationMonitor
+from lightning_cnnviz.adversarial.callback import AdversarialMonitor
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.embeddings.callback import EmbeddingMonitor
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
+from lightning_cnnviz.kernels.callback import KernelMonitor
 from lightning_cnnviz.reference import MNISTClassifier, MNISTDataModule, SyntheticDigitsDataModule
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

@@ -16,15 +16,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _MONITORS = {
-    "Monitor": "lightning_cnnviz.callbacks.base",
-    "KernelMonitor": "lightning_cnnviz.callbacks.kernels",
-    "FeatureMapMonitor": "lightning_cnnviz.callbacks.feature_maps",
-    "ActivationMonitor": "lightning_cnnviz.callbacks.activations",
-    "GradCAMMonitor": "lightning_cnnviz.callbacks.gradcam",
-    "OverfittingMonitor": "lightning_cnnviz.callbacks.overfitting",
-    "EmbeddingMonitor": "lightning_cnnviz.callbacks.embeddings",
-    "ActivationMaximizationMonitor": "lightning_cnnviz.callbacks.activation_maximization",
-    "AdversarialMonitor": "lightning_cnnviz.callbacks.adversarial",
+    "Monitor": "lightning_cnnviz.core.monitor",
+    "KernelMonitor": "lightning_cnnviz.kernels.callback",
+    "FeatureMapMonitor": "lightning_cnnviz.feature_maps.callback",
+    "ActivationMonitor": "lightning_cnnviz.activations.callback",
+    "GradCAMMonitor": "lightning_cnnviz.gradcam.callback",
+    "OverfittingMonitor": "lightning_cnnviz.overfitting.callback",
+    "EmbeddingMonitor": "lightning_cnnviz.embeddings.callback",
+    "ActivationMaximizationMonitor": "lightning_cnnviz.activation_maximization.callback",
+    "AdversarialMonitor": "lightning_cnnviz.adversarial.callback",
 }
 
 __all__ = [*_MONITORS, "__version__"]

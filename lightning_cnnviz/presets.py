@@ -25,15 +25,15 @@ from __future__ import annotations
 import inspect
 from typing import Any, Literal
 
-from lightning_cnnviz.callbacks.activation_maximization import ActivationMaximizationMonitor
-from lightning_cnnviz.callbacks.activations import ActivationMonitor
-from lightning_cnnviz.callbacks.adversarial import AdversarialMonitor
-from lightning_cnnviz.callbacks.base import Monitor
-from lightning_cnnviz.callbacks.embeddings import EmbeddingMonitor
-from lightning_cnnviz.callbacks.feature_maps import FeatureMapMonitor
-from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
-from lightning_cnnviz.callbacks.kernels import KernelMonitor
-from lightning_cnnviz.callbacks.overfitting import OverfittingMonitor
+from lightning_cnnviz.activation_maximization.callback import ActivationMaximizationMonitor
+from lightning_cnnviz.activations.callback import ActivationMonitor
+from lightning_cnnviz.adversarial.callback import AdversarialMonitor
+from lightning_cnnviz.core.monitor import Monitor
+from lightning_cnnviz.embeddings.callback import EmbeddingMonitor
+from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
+from lightning_cnnviz.kernels.callback import KernelMonitor
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 
 __all__ = ["PRESETS", "Preset", "callbacks"]
 

@@ -39,14 +39,14 @@ ALL_MONITORS: list[str] = [
 ]
 
 MODULES = {
-    "KernelMonitor": "lightning_cnnviz.callbacks.kernels",
-    "FeatureMapMonitor": "lightning_cnnviz.callbacks.feature_maps",
-    "ActivationMonitor": "lightning_cnnviz.callbacks.activations",
-    "GradCAMMonitor": "lightning_cnnviz.callbacks.gradcam",
-    "OverfittingMonitor": "lightning_cnnviz.callbacks.overfitting",
-    "EmbeddingMonitor": "lightning_cnnviz.callbacks.embeddings",
-    "ActivationMaximizationMonitor": "lightning_cnnviz.callbacks.activation_maximization",
-    "AdversarialMonitor": "lightning_cnnviz.callbacks.adversarial",
+    "KernelMonitor": "lightning_cnnviz.kernels.callback",
+    "FeatureMapMonitor": "lightning_cnnviz.feature_maps.callback",
+    "ActivationMonitor": "lightning_cnnviz.activations.callback",
+    "GradCAMMonitor": "lightning_cnnviz.gradcam.callback",
+    "OverfittingMonitor": "lightning_cnnviz.overfitting.callback",
+    "EmbeddingMonitor": "lightning_cnnviz.embeddings.callback",
+    "ActivationMaximizationMonitor": "lightning_cnnviz.activation_maximization.callback",
+    "AdversarialMonitor": "lightning_cnnviz.adversarial.callback",
 }
 
 # Cheap settings: log at step 2, tiny probes, few iterations, small pools. Keys a monitor

@@ -2,10 +2,15 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_cnnviz import rendering
-from lightning_cnnviz.callbacks.activation_maximization import ActivationMaximizationMonitor
-from lightning_cnnviz.feature_vis import Target, maximize, top_channels, total_variation
-from lightning_cnnviz.guard import grads_untouched
+from lightning_cnnviz.activation_maximization.callback import ActivationMaximizationMonitor
+from lightning_cnnviz.activation_maximization.optimize import (
+    Target,
+    maximize,
+    top_channels,
+    total_variation,
+)
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.guard import grads_untouched
 from tests.tb import events
 from tests.views_helpers import reference_model, run
 

@@ -19,10 +19,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_cnnviz.callbacks.activations import ActivationMonitor
-from lightning_cnnviz.capture import hook_count
-from lightning_cnnviz.findings import findings_of
-from lightning_cnnviz.stats import ActivationStats, all_reduce_states
+from lightning_cnnviz.activations.callback import ActivationMonitor
+from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_states
+from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.core.findings import findings_of
 from tests.tb import events, texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -342,7 +342,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning_cnnviz.callbacks.activations import ActivationMonitor
+from lightning_cnnviz.activations.callback import ActivationMonitor
 
 
 class TwoRanks(L.LightningModule):

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_cnnviz import rendering
-from lightning_cnnviz.callbacks.adversarial import AdversarialMonitor
-from lightning_cnnviz.robustness import accuracy, fgsm
+from lightning_cnnviz.adversarial.callback import AdversarialMonitor
+from lightning_cnnviz.adversarial.fgsm import accuracy, fgsm
+from lightning_cnnviz.core import rendering
 from tests.tb import events
 from tests.views_helpers import DigitsData, reference_model, run
 

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_cnnviz.attribution import (
+from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.core.selection import named_layers
+from lightning_cnnviz.gradcam.attribution import (
     block_output,
     concentration,
     drift,
@@ -19,8 +21,6 @@ from lightning_cnnviz.attribution import (
     on_object,
     trace_calls,
 )
-from lightning_cnnviz.capture import hook_count
-from lightning_cnnviz.selection import named_layers
 
 # A 4x4 single-channel image with positive and negative pixels.
 X = torch.tensor(

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_cnnviz.capture import (
+from lightning_cnnviz.core.capture import (
     LayerCapture,
     count_call_sites,
     first_tensor,

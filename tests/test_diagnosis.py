@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from lightning_cnnviz.diagnosis import (
+from lightning_cnnviz.core.findings import Finding
+from lightning_cnnviz.overfitting.diagnosis import (
     Evaluation,
     OverfittingDetector,
     custom_scalars_layout,
@@ -15,7 +16,6 @@ from lightning_cnnviz.diagnosis import (
     pick_metric,
     summary_text,
 )
-from lightning_cnnviz.findings import Finding
 
 
 def logits_for(confidences, predicted, num_classes=2):

@@ -5,8 +5,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lightning_cnnviz.callbacks.embeddings import EmbeddingMonitor
-from lightning_cnnviz.embedding import class_separation, draw_indices, pool_features, thumbnails
+from lightning_cnnviz.embeddings.callback import EmbeddingMonitor
+from lightning_cnnviz.embeddings.features import (
+    class_separation,
+    draw_indices,
+    pool_features,
+    thumbnails,
+)
 from tests.tb import events
 from tests.views_helpers import run
 

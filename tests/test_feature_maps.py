@@ -10,10 +10,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_cnnviz import feature_maps as fm
-from lightning_cnnviz import rendering
-from lightning_cnnviz.callbacks.feature_maps import FeatureMapMonitor
-from lightning_cnnviz.capture import hook_count
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.feature_maps import draw as fm
+from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
 from tests.tb import events, image_tags
 
 EDGE = torch.tensor([[-1.0, 0.0, 1.0]] * 3)

@@ -14,9 +14,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lightning_cnnviz import attribution
-from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
-from lightning_cnnviz.findings import findings_of
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.gradcam import attribution
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from tests.contract.zoo import ZOO, ZooData
 from tests.tb import events, image_tags, texts
 
@@ -270,8 +270,8 @@ def test_gradcam_agrees_with_pytorch_grad_cam_on_reference_model(tmp_path):
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from lightning_cnnviz import rendering
-    from lightning_cnnviz.selection import named_layers
+    from lightning_cnnviz.core import rendering
+    from lightning_cnnviz.core.selection import named_layers
 
     model, x = train_reference(tmp_path)
     layers = named_layers(model)

@@ -11,9 +11,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_cnnviz import kernels, rendering
-from lightning_cnnviz.callbacks.kernels import KernelMonitor
-from lightning_cnnviz.capture import hook_count
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.kernels import figures as kernels
+from lightning_cnnviz.kernels.callback import KernelMonitor
 from tests.tb import events, image_tags
 
 EDGE = torch.tensor([[-1.0, 0.0, 1.0]] * 3)  # vertical edge detector: - left, + right

@@ -3,8 +3,8 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lightning_cnnviz.callbacks.base import Monitor
-from lightning_cnnviz.sinks import Sink
+from lightning_cnnviz.core.monitor import Monitor
+from lightning_cnnviz.core.sinks import Sink
 from tests.contract.registry import CaptureOnlyMonitor
 from tests.contract.zoo import BNDropout, ZooData
 from tests.tb import events, texts

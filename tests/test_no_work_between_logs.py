@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch.nn.modules import module as torch_module
 
-from lightning_cnnviz.capture import hook_count
+from lightning_cnnviz.core.capture import hook_count
 from tests.monitors import TinyCNN, fit, loaders, make_monitor, monitor_params
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_cnnviz import attribution as A
-from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
-from lightning_cnnviz.findings import findings_of
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.gradcam import attribution as A
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 
 
 def test_on_object_components_label_each_blob():

@@ -12,8 +12,8 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_cnnviz.callbacks.overfitting import OverfittingMonitor
-from lightning_cnnviz.findings import Finding, findings_of, report
+from lightning_cnnviz.core.findings import Finding, findings_of, report
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from tests.tb import events, image_tags, texts
 
 # Scripted per-epoch metrics: best val loss at epoch 2 (0.8), more than 10% above it

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from lightning_cnnviz.probe import dataset_labels, draw_probe, probe_from_indices, split_sample
+from lightning_cnnviz.core.probe import dataset_labels, draw_probe, probe_from_indices, split_sample
 
 
 class DictDataset(Dataset):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lightning_cnnviz import rendering as r
+from lightning_cnnviz.core import rendering as r
 
 
 def test_rendering_normalize_modes_hand_values():

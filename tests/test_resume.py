@@ -80,7 +80,7 @@ def test_resume_series_continue_without_duplicates_or_gaps(tmp_path, name):
 
 def test_resume_kernels_relative_change_continues_across_the_resume(tmp_path):
     """relative_change at step 6 needs the step-4 weights, which only the checkpoint has."""
-    pytest.importorskip("lightning_cnnviz.callbacks.kernels")
+    pytest.importorskip("lightning_cnnviz.kernels.callback")
     trainer, _, _ = _fit(tmp_path, make_monitor("KernelMonitor"), STEPS_A)
     trainer.save_checkpoint(tmp_path / "stop.ckpt")
     _fit(tmp_path, make_monitor("KernelMonitor"), STEPS_B, model=TinyCNN(),

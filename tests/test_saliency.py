@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_cnnviz.saliency import input_saliency
+from lightning_cnnviz.gradcam.saliency import input_saliency
 
 
 def _linear(weight: torch.Tensor) -> nn.Module:

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from lightning_cnnviz.cli import make_cli
-from lightning_cnnviz.findings import Finding, findings_of
+from lightning_cnnviz.core.findings import Finding, findings_of
 from tests.mnist_files import mnist_root, requires_mnist
 from tests.tb import events, texts
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_cnnviz.selection import clean_name, named_layers, of_type, resolve_layers
+from lightning_cnnviz.core.selection import clean_name, named_layers, of_type, resolve_layers
 
 
 def net():

@@ -8,7 +8,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from lightning_cnnviz.sinks import Sink
+from lightning_cnnviz.core.sinks import Sink
 from tests.tb import events, texts
 
 
@@ -105,7 +105,7 @@ def test_sink_later_runs_jobs_in_order_off_the_calling_thread(tmp_path):
 def test_sink_later_queue_is_bounded(tmp_path):
     import threading
 
-    from lightning_cnnviz.sinks import QUEUE_SIZE
+    from lightning_cnnviz.core.sinks import QUEUE_SIZE
 
     sink = Sink.of(trainer_with(tmp_path, logger=TensorBoardLogger(tmp_path, name="tb")))
     release, started = threading.Event(), threading.Event()

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_cnnviz.activity import (
+from lightning_cnnviz.activations.activity import (
     DeadHistory,
     Recorder,
     batches_to_log,
@@ -17,8 +17,8 @@ from lightning_cnnviz.activity import (
     trace_sites,
     weight_grad_norm,
 )
-from lightning_cnnviz.reductions import _exact_counts, _finite_parts, batch_parts, fold
-from lightning_cnnviz.stats import (
+from lightning_cnnviz.activations.reductions import _exact_counts, _finite_parts, batch_parts, fold
+from lightning_cnnviz.activations.stats import (
     ActivationStats,
     batch_stats,
     compute_stats,
@@ -112,7 +112,9 @@ def test_stats_nonfinite_counted_not_active():
 @pytest.mark.parametrize("eps", [0.0, 0.3])
 @pytest.mark.parametrize("signed", [False, True])
 def test_stats_finite_fast_path_matches_the_exact_masks(mode, eps, signed, monkeypatch):
-    monkeypatch.setattr("lightning_cnnviz.reductions._SLICE_ENTRIES", 1000)  # slices of 3 samples
+    monkeypatch.setattr(
+        "lightning_cnnviz.activations.reductions._SLICE_ENTRIES", 1000
+    )  # slices of 3 samples
     generator = torch.Generator().manual_seed(int(eps * 10) + 2 * signed)
     x = torch.randn(8, 6, 50, generator=generator)
     x = x if signed else x.relu()

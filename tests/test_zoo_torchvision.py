@@ -33,7 +33,7 @@ from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 from torchvision.models.densenet import DenseNet
 from torchvision.models.googlenet import GoogLeNetOutputs
 
-from lightning_cnnviz.selection import ACTIVATION_TYPES, POOL_TYPES, named_layers
+from lightning_cnnviz.core.selection import ACTIVATION_TYPES, POOL_TYPES, named_layers
 from tests.monitors import (
     available,
     digits,

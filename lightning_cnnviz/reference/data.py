@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from lightning_cnnviz.reference._checks import check_int
+from lightning_cnnviz.core.checks import check_int
 
 __all__ = [
     "MARKER_SIZE",

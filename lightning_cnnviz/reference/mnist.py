@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_cnnviz.reference._checks import check_int
+from lightning_cnnviz.core.checks import check_int
 from lightning_cnnviz.reference.data import DigitsDataModule, DigitsDataset
 
 __all__ = ["MNISTDataModule", "MNISTNotFoundError", "read_idx"]

@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz.reference._checks import check_choice, check_number
+from lightning_cnnviz.core.checks import check_choice, check_number
 
 __all__ = ["MNISTClassifier"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from typing_extensions import override
 
-from lightning_cnnviz.reference._checks import check_int
+from lightning_cnnviz.core.checks import check_int
 from lightning_cnnviz.reference.data import DigitsDataModule, DigitsDataset
 from lightning_cnnviz.reference.render import render_digits
 

@@ -1,6 +1,6 @@
 """ActivationMaximizationMonitor in the safety contract (few steps, two channels, all classes)."""
 
-from lightning_cnnviz.callbacks.activation_maximization import ActivationMaximizationMonitor
+from lightning_cnnviz.activation_maximization.callback import ActivationMaximizationMonitor
 from tests.contract.registry import MonitorCase
 
 CASES = {

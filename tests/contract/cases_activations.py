@@ -7,7 +7,7 @@ batches that run towards steps 3 and 6 carry hooks, every other batch runs bare
 (with ``every_n_steps=3``; batch 5, where the failing fit raises, is inside a window).
 """
 
-from lightning_cnnviz.callbacks.activations import ActivationMonitor
+from lightning_cnnviz.activations.callback import ActivationMonitor
 from tests.contract.registry import MonitorCase
 
 ACCUMULATE = 2  # test_contract.fit's accumulate_grad_batches

@@ -1,6 +1,6 @@
 """AdversarialMonitor in the safety contract (FGSM, Grad-CAM, feature maps; 4-sample probe)."""
 
-from lightning_cnnviz.callbacks.adversarial import AdversarialMonitor
+from lightning_cnnviz.adversarial.callback import AdversarialMonitor
 from tests.contract.registry import MonitorCase
 
 CASES = {

@@ -1,6 +1,6 @@
 """EmbeddingMonitor in the safety contract (probe + up to 24 validation samples, batches of 8)."""
 
-from lightning_cnnviz.callbacks.embeddings import EmbeddingMonitor
+from lightning_cnnviz.embeddings.callback import EmbeddingMonitor
 from tests.contract.registry import MonitorCase
 
 CASES = {

@@ -1,6 +1,6 @@
 """FeatureMapMonitor in the safety contract: hooks only during its probe pass on logging steps."""
 
-from lightning_cnnviz.callbacks.feature_maps import FeatureMapMonitor
+from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
 from tests.contract.registry import MonitorCase
 
 CASES = {

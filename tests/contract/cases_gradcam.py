@@ -1,6 +1,6 @@
 """GradCAMMonitor in the safety contract: a probe pass with autograd at train batch end only."""
 
-from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from tests.contract.registry import MonitorCase
 
 CASES = {

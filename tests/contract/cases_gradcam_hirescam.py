@@ -1,6 +1,6 @@
 """GradCAMMonitor(method="hirescam") in the safety contract: gradient x activation per position."""
 
-from lightning_cnnviz.callbacks.gradcam import GradCAMMonitor
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from tests.contract.registry import MonitorCase
 
 CASES = {

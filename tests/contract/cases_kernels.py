@@ -1,6 +1,6 @@
 """KernelMonitor in the safety contract: it reads weights only (no hooks, no forward pass)."""
 
-from lightning_cnnviz.callbacks.kernels import KernelMonitor
+from lightning_cnnviz.kernels.callback import KernelMonitor
 from tests.contract.registry import MonitorCase
 
 CASES = {

@@ -6,7 +6,7 @@ and ``val/loss`` but no accuracy: the monitor says once which keys it misses and
 goes on with what it has.
 """
 
-from lightning_cnnviz.callbacks.overfitting import OverfittingMonitor
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from tests.contract.registry import MonitorCase
 
 CASES = {

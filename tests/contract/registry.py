@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from lightning_cnnviz.callbacks.base import Monitor, with_probe
-from lightning_cnnviz.capture import LayerCapture
+from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.core.monitor import Monitor, with_probe
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lightning_cnnviz.capture import hook_count
+from lightning_cnnviz.core.capture import hook_count
 from tests.contract.registry import MONITORS
 from tests.contract.zoo import ZOO, ZooData
 

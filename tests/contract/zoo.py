@@ -30,7 +30,7 @@ class ZooModel(L.LightningModule):
         self.raise_at_step: int | None = None
 
     def training_step(self, batch, batch_idx):
-        from lightning_cnnviz.capture import hook_count
+        from lightning_cnnviz.core.capture import hook_count
 
         self.hook_log.append((self.trainer.global_step, batch_idx, sum(hook_count(self).values())))
         if self.raise_at_step is not None and batch_idx == self.raise_at_step:

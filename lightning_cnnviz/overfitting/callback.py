@@ -10,17 +10,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_cnnviz import diagnosis as dx
-from lightning_cnnviz.callbacks.base import (
-    Monitor,
-    check_positive,
-    check_range,
-    find_dataset,
-    with_probe,
-)
-from lightning_cnnviz.capture import first_tensor
-from lightning_cnnviz.findings import Finding, findings_of, report
-from lightning_cnnviz.probe import Probe, draw_probe
+from lightning_cnnviz.core.capture import first_tensor
+from lightning_cnnviz.core.checks import check_int, check_number
+from lightning_cnnviz.core.findings import Finding, findings_of, report
+from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.probe import Probe, draw_probe, find_dataset
+from lightning_cnnviz.overfitting import diagnosis as dx
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
 
@@ -81,9 +76,9 @@ class OverfittingMonitor(Monitor):
         for name, key in zip(_KEYS, keys, strict=True):
             if not isinstance(key, str) or not key:
                 raise ValueError(f"`{name}_key` must be a non-empty string, got {key!r}")
-        check_range("tolerance", tolerance, 0.0, float("inf"))
-        check_positive("patience", patience)
-        check_range("ece_margin", ece_margin, 0.0, 1.0)
+        check_number("tolerance", tolerance, low=0.0)
+        check_int("patience", patience)
+        check_number("ece_margin", ece_margin, low=0.0, high=1.0)
         self.keys = dict(zip(_KEYS, keys, strict=True))
         self.tolerance, self.patience, self.ece_margin = tolerance, patience, ece_margin
         self._fresh()

@@ -7,12 +7,13 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz import robustness
-from lightning_cnnviz.attribution import block_output, grad_cam, trace_calls
-from lightning_cnnviz.callbacks._data import Stats, norm_stats, to_image01
-from lightning_cnnviz.callbacks.base import Monitor, check_positive, check_range, with_probe
-from lightning_cnnviz.capture import LayerCapture, first_tensor
-from lightning_cnnviz.selection import CONV_TYPES, named_layers, resolve_layers, unwrap_model
+from lightning_cnnviz.adversarial import fgsm as robustness
+from lightning_cnnviz.core.capture import LayerCapture, first_tensor
+from lightning_cnnviz.core.checks import check_int, check_number
+from lightning_cnnviz.core.inputs import Norm, norm_stats, to_image01
+from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.selection import CONV_TYPES, named_layers, resolve_layers, unwrap_model
+from lightning_cnnviz.gradcam.attribution import block_output, grad_cam, trace_calls
 
 
 class AdversarialMonitor(Monitor):
@@ -65,11 +66,11 @@ class AdversarialMonitor(Monitor):
         super().__init__(
             layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
         )
-        check_range("epsilon", epsilon, 0.0, float("inf"))
+        check_number("epsilon", epsilon, low=0.0)
         if epsilon <= 0:
             raise ValueError(f"`epsilon` must be a positive number, got {epsilon!r}")
         if samples_shown != 0:
-            check_positive("samples_shown", samples_shown)
+            check_int("samples_shown", samples_shown)
         if not isinstance(cam_layer, str) or not cam_layer:
             raise ValueError(f"`cam_layer` must be 'auto' or a layer name, got {cam_layer!r}")
         self.epsilon, self.samples_shown, self.cam_layer = epsilon, samples_shown, cam_layer
@@ -135,7 +136,7 @@ class AdversarialMonitor(Monitor):
         clean: Tensor,
         attacked: Tensor,
         labels: Tensor | None,
-        stats: Stats | None,
+        stats: Norm | None,
     ) -> Tensor | None:
         """The ``adversarial/examples`` image of the first ``samples_shown`` probe samples."""
         k = min(self.samples_shown, x.shape[0])

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.capture import first_tensor, probe_mode
+from lightning_cnnviz.core.capture import first_tensor, probe_mode
 
 __all__ = ["SALIENCY_METHODS", "clip_peaks", "input_saliency"]
 

@@ -9,10 +9,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz import activity, rendering
-from lightning_cnnviz.callbacks.base import Monitor, check_choice, check_positive, check_range
-from lightning_cnnviz.findings import Finding, report
-from lightning_cnnviz.selection import ACTIVATION_TYPES, is_compiled, unwrap_model
+from lightning_cnnviz.activations import activity
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.checks import check_choice, check_int, check_number
+from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.core.monitor import Monitor
+from lightning_cnnviz.core.selection import ACTIVATION_TYPES, is_compiled, unwrap_model
 
 
 class ActivationMonitor(Monitor):
@@ -67,12 +69,12 @@ class ActivationMonitor(Monitor):
         super().__init__(
             layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
         )
-        check_positive("window", window)
-        check_range("eps", eps, 0.0, float("inf"))
-        check_range("tau", tau, 0.0, 1.0)
-        check_range("dead_threshold", dead_threshold, 0.0, 1.0)
+        check_int("window", window)
+        check_number("eps", eps, low=0.0)
+        check_number("tau", tau, low=0.0, high=1.0)
+        check_number("dead_threshold", dead_threshold, low=0.0, high=1.0)
         check_choice("histograms", histograms, [False, True])
-        check_positive("strip_length", strip_length)
+        check_int("strip_length", strip_length)
         self.window, self.eps, self.tau, self.dead_threshold = window, eps, tau, dead_threshold
         self.histograms, self.strip_length, self.fallback = histograms, strip_length, False
         self._fresh()

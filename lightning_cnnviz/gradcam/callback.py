@@ -10,20 +10,15 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz import attribution as A
-from lightning_cnnviz import rendering as R
-from lightning_cnnviz.callbacks.base import (
-    Monitor,
-    check_choice,
-    check_positive,
-    check_range,
-    find_dataset,
-)
-from lightning_cnnviz.capture import first_tensor, probe_mode
-from lightning_cnnviz.findings import Finding, report
-from lightning_cnnviz.probe import Probe, probe_from_indices
-from lightning_cnnviz.saliency import SALIENCY_METHODS, clip_peaks, input_saliency
-from lightning_cnnviz.selection import unwrap_model
+from lightning_cnnviz.core import rendering as R
+from lightning_cnnviz.core.capture import first_tensor, probe_mode
+from lightning_cnnviz.core.checks import check_choice, check_int, check_number
+from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.core.monitor import Monitor
+from lightning_cnnviz.core.probe import Probe, find_dataset, probe_from_indices
+from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.gradcam import attribution as A
+from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS, clip_peaks, input_saliency
 
 _POOL_SEED_OFFSET = 104_729
 
@@ -99,11 +94,11 @@ class GradCAMMonitor(Monitor):
         if target not in ("pred", "true") and (type(target) is not int or target < 0):
             raise ValueError(f"`target` must be 'pred', 'true' or a class index, got {target!r}")
         check_choice("misclassified", misclassified, (True, False))
-        check_positive("misclassified_pool", misclassified_pool)
-        check_range("alpha", alpha, 0.0, 1.0)
+        check_int("misclassified_pool", misclassified_pool)
+        check_number("alpha", alpha, low=0.0, high=1.0)
         check_choice("cmap", cmap, R.CMAPS)
         if foreground_threshold is not None:
-            check_range("foreground_threshold", foreground_threshold, 0.0, 1.0)
+            check_number("foreground_threshold", foreground_threshold, low=0.0, high=1.0)
         for name in saliency or []:
             check_choice("saliency", name, SALIENCY_METHODS)
         self.saliency, self.smooth = list(saliency or []), bool(smooth)

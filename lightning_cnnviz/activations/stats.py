@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.reductions import (
+from lightning_cnnviz.activations.reductions import (
     MAX_KEYS,
     SUM_KEYS,
     accumulator_dtype,

@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.capture import LayerCapture, first_tensor, model_device, probe_mode
-from lightning_cnnviz.guard import grads_untouched
+from lightning_cnnviz.core.capture import LayerCapture, first_tensor, model_device, probe_mode
+from lightning_cnnviz.core.guard import grads_untouched
 
 __all__ = ["Target", "maximize", "top_channels", "total_variation"]
 

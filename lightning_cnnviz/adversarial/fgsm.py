@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_cnnviz import rendering
-from lightning_cnnviz.capture import first_tensor, probe_mode
-from lightning_cnnviz.guard import grads_untouched
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.capture import first_tensor, probe_mode
+from lightning_cnnviz.core.guard import grads_untouched
 
 __all__ = ["accuracy", "example_rows", "fgsm"]
 

@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_cnnviz import rendering
-from lightning_cnnviz.findings import Finding
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.findings import Finding
 
 __all__ = [
     "Evaluation",

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_cnnviz.capture import LayerCapture, first_tensor, model_device, probe_mode
+from lightning_cnnviz.core.capture import LayerCapture, first_tensor, model_device, probe_mode
 
 __all__ = [
     "RAW_TYPES",
@@ -592,7 +592,7 @@ def cam_grid(
     Returns:
         ``(uint8 (3, H, W) grid, number of all-zero or non-finite CAMs)`` (those show blank).
     """
-    from lightning_cnnviz import rendering as R
+    from lightning_cnnviz.core import rendering as R
 
     bad = blank_cams(cam)
     heat = R.normalize(cam, "shared" if shared_scale else "per_image")

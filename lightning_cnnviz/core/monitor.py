@@ -13,76 +13,30 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-from torch import nn
-from torch.utils.data import DataLoader
+from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz.capture import count_call_sites, model_device, probe_mode, site_name
-from lightning_cnnviz.probe import Probe, draw_probe, probe_from_indices
-from lightning_cnnviz.selection import LayerSpec, resolve_layers, unwrap_model
-from lightning_cnnviz.sinks import Sink
+from lightning_cnnviz.core.capture import count_call_sites, probe_mode, site_name
+from lightning_cnnviz.core.checks import check_int, check_layers
+from lightning_cnnviz.core.inputs import to_model
+from lightning_cnnviz.core.probe import (
+    Probe,
+    draw_probe,
+    find_dataset,
+    generator_for,
+    probe_from_indices,
+)
+from lightning_cnnviz.core.schedule import Schedule
+from lightning_cnnviz.core.selection import LayerSpec, resolve_layers, unwrap_model
+from lightning_cnnviz.core.sinks import Sink
 
-__all__ = ["Monitor", "check_choice", "check_positive", "check_range", "find_dataset"]
-
-_SPLIT_SEED_OFFSET = {"val": 0, "train": 7919}
-
-
-def check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
-    """Raise ``ValueError`` unless ``value`` is a positive int (or ``None`` when allowed)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-
-
-def check_range(name: str, value: Any, low: float, high: float) -> None:
-    """Raise ``ValueError`` unless ``low <= value <= high``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"`{name}` must be a number in [{low}, {high}], got {value!r}")
-
-
-def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}")
-
-
-def _dataset_of(loaders: Any) -> Any:
-    if isinstance(loaders, DataLoader):
-        return loaders.dataset
-    if isinstance(loaders, dict):
-        loaders = list(loaders.values())
-    if isinstance(loaders, list | tuple) and loaders:
-        return _dataset_of(loaders[0])
-    return None
-
-
-def find_dataset(trainer: Trainer, split: str) -> Any:
-    """The dataset behind the run's ``"train"`` or ``"val"`` loader, without iterating it.
-
-    Falls back from val to train when the run has no validation data.
-    """
-    if split == "val":
-        dataset = _dataset_of(trainer.val_dataloaders)
-        source = trainer.fit_loop.epoch_loop.val_loop._data_source
-        if dataset is None and source.instance is not None and source.is_defined():
-            dataset = _dataset_of(source.dataloader())
-        if dataset is not None:
-            return dataset
-    dataset = _dataset_of(trainer.train_dataloader)
-    source = trainer.fit_loop._data_source
-    if dataset is None and source.instance is not None and source.is_defined():
-        dataset = _dataset_of(source.dataloader())
-    if dataset is None:
-        raise RuntimeError("cannot find a dataset to draw probe samples from")
-    return dataset
+__all__ = ["Monitor", "with_probe"]
 
 
 class Monitor(Callback):
@@ -120,21 +74,15 @@ class Monitor(Callback):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not isinstance(layers, str) and not (
-            isinstance(layers, Sequence) and layers and all(isinstance(p, str) for p in layers)
-        ):
-            raise ValueError(
-                "`layers` must be 'auto', a pattern or a non-empty list of patterns, "
-                f"got {layers!r}"
-            )
-        check_positive("every_n_steps", every_n_steps, allow_none=True)
-        check_positive("every_n_epochs", every_n_epochs, allow_none=True)
+        check_layers(layers)
+        check_int("every_n_steps", every_n_steps, allow_none=True)
+        check_int("every_n_epochs", every_n_epochs, allow_none=True)
         if every_n_steps is not None and every_n_epochs is not None:
             raise ValueError(
                 "Set only one of `every_n_steps` and `every_n_epochs`, got "
                 f"every_n_steps={every_n_steps!r} and every_n_epochs={every_n_epochs!r}"
             )
-        check_positive("num_samples", num_samples)
+        check_int("num_samples", num_samples)
         if not isinstance(tag_prefix, str):
             raise ValueError(f"`tag_prefix` must be a string, got {tag_prefix!r}")
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -144,6 +92,7 @@ class Monitor(Callback):
         self.layers: LayerSpec = layers
         self.every_n_steps = every_n_steps
         self.every_n_epochs = every_n_epochs
+        self.schedule = Schedule(every_n_steps, every_n_epochs)
         self.num_samples = num_samples
         self.tag_prefix = tag_prefix
         self.strict = strict
@@ -159,6 +108,7 @@ class Monitor(Callback):
         self._sink: Sink | None = None
         self._layers_logged = False
         self._call_counts: dict[str, int] = {}
+        self._warned: set[str] = set()
 
     # ----------------------------------------------------------------- for subclasses
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
@@ -205,6 +155,15 @@ class Monitor(Callback):
         """
         self.sink.later(job, self._step_aside)
 
+    def warn_once(self, key: str, message: str) -> None:
+        """Warn ``message`` (prefixed with the monitor's name) the first time ``key`` comes up.
+
+        The one warn-once mechanism: keys are remembered per monitor for the run.
+        """
+        if key not in self._warned:
+            self._warned.add(key)
+            rank_zero_warn(f"{type(self).__name__}: {message}")
+
     def _step_aside(self, err: Exception) -> None:
         if self.strict:
             raise err
@@ -223,20 +182,15 @@ class Monitor(Callback):
             if indices:
                 probe = probe_from_indices(dataset, indices)
             else:
-                generator = torch.Generator().manual_seed(self.seed + _SPLIT_SEED_OFFSET[split])
+                generator = generator_for(self.seed, f"probe/{split}")
                 probe = draw_probe(dataset, self.num_samples, generator)
             self._probes[split] = probe
             self._probe_indices[split] = probe.indices
         return self._probes[split]
 
-    def probe_input(
-        self, trainer: Trainer, pl_module: nn.Module, split: str = "val"
-    ) -> torch.Tensor:
+    def probe_input(self, trainer: Trainer, pl_module: nn.Module, split: str = "val") -> Tensor:
         """The probe images on the model's device, in its parameter dtype."""
-        model = unwrap_model(pl_module)
-        param = next(model.parameters(), None)
-        dtype = param.dtype if param is not None and param.is_floating_point() else None
-        return self.probe(trainer, split).to(model_device(model), dtype)
+        return to_model(self.probe(trainer, split).images, unwrap_model(pl_module))
 
     def sites(self) -> list[str]:
         """Selected layers by call site (``relu#0``, ``relu#1`` for a module called twice)."""
@@ -280,19 +234,11 @@ class Monitor(Callback):
             self.selected = resolve_layers(pl_module, self.layers, self.auto_layers)
 
     def _due_on_step(self, trainer: Trainer) -> bool:
-        step = trainer.global_step
-        return (
-            self.every_n_steps is not None
-            and step > 0
-            and step % self.every_n_steps == 0
-            and step != self.last_logged_step
-        )
+        return self.schedule.due_on_step(trainer.global_step, self.last_logged_step)
 
     def _due_on_epoch(self, trainer: Trainer) -> bool:
-        return (
-            self.every_n_epochs is not None
-            and (trainer.current_epoch + 1) % self.every_n_epochs == 0
-            and trainer.global_step != self.last_logged_step
+        return self.schedule.due_on_epoch(
+            trainer.current_epoch, trainer.global_step, self.last_logged_step
         )
 
     def _log_layers(self, trainer: Trainer) -> None:

@@ -9,10 +9,11 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz import kernels
-from lightning_cnnviz.callbacks.base import Monitor, check_choice, check_positive
-from lightning_cnnviz.rendering import CMAPS
-from lightning_cnnviz.selection import CONV_TYPES, named_layers, unwrap_model
+from lightning_cnnviz.core.checks import check_choice, check_int
+from lightning_cnnviz.core.monitor import Monitor
+from lightning_cnnviz.core.rendering import CMAPS
+from lightning_cnnviz.core.selection import CONV_TYPES, named_layers, unwrap_model
+from lightning_cnnviz.kernels import figures as kernels
 
 
 class KernelMonitor(Monitor):
@@ -78,8 +79,8 @@ class KernelMonitor(Monitor):
         )
         check_choice("normalization", normalization, ["per_filter", "layer_symmetric"])
         check_choice("in_channel_mode", in_channel_mode, ["tile", "norm"])
-        check_positive("max_filters", max_filters)
-        check_positive("max_in_channels", max_in_channels)
+        check_int("max_filters", max_filters)
+        check_int("max_in_channels", max_in_channels)
         check_choice("cmap", cmap, [None, *CMAPS])
         check_choice("log_delta", log_delta, [False, True])
         check_choice("linear", linear, [False, True])

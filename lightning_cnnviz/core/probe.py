@@ -26,11 +26,82 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
-__all__ = ["Probe", "dataset_labels", "draw_probe", "probe_from_indices", "split_sample"]
+__all__ = [
+    "Probe",
+    "dataset_labels",
+    "draw_probe",
+    "find_dataset",
+    "generator_for",
+    "probe_from_indices",
+    "split_sample",
+]
+
+# One seed scheme: each stream of random draws gets its own offset from the monitor's
+# `seed`. Every monitor draws its probe from the same "probe/<split>" stream, so all
+# views show the same images; other draws (pools, point sets) get streams of their own.
+_STREAMS = {
+    "probe/val": 0,
+    "probe/train": 7919,
+    "gradcam/misclassified": 104729,
+    "embeddings/points": 130363,
+}
 
 _IMAGE_KEYS = ("image", "images", "img", "input", "inputs", "x", "pixel_values")
 _LABEL_KEYS = ("label", "labels", "target", "targets", "y", "class")
+
+
+def generator_for(seed: int, stream: str) -> torch.Generator:
+    """A fresh CPU generator for one named stream of draws (never the global RNG).
+
+    Example::
+
+        >>> a = torch.rand(2, generator=generator_for(0, "probe/val"))
+        >>> b = torch.rand(2, generator=generator_for(0, "probe/train"))
+        >>> bool((a != b).all())
+        True
+    """
+    return torch.Generator().manual_seed(seed + _STREAMS[stream])
+
+
+def _dataset_of(loaders: Any) -> Any:
+    if isinstance(loaders, DataLoader):
+        return loaders.dataset
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    if isinstance(loaders, list | tuple) and loaders:
+        return _dataset_of(loaders[0])
+    return None
+
+
+def _defined_loaders(loop: Any) -> Any:
+    """The loaders a fit loop will use, before it has loaded them.
+
+    Lightning keeps them behind the private ``_data_source`` until the loop starts
+    (e.g. validation before the first validation run); no public API gives them.
+    """
+    source = loop._data_source
+    return source.dataloader() if source.instance is not None and source.is_defined() else None
+
+
+def find_dataset(trainer: Any, split: str) -> Any:
+    """The dataset behind the run's ``"train"`` or ``"val"`` loader, without iterating it.
+
+    Falls back from val to train when the run has no validation data.
+    """
+    if split == "val":
+        dataset = _dataset_of(trainer.val_dataloaders)
+        if dataset is None:
+            dataset = _dataset_of(_defined_loaders(trainer.fit_loop.epoch_loop.val_loop))
+        if dataset is not None:
+            return dataset
+    dataset = _dataset_of(trainer.train_dataloader)
+    if dataset is None:
+        dataset = _dataset_of(_defined_loaders(trainer.fit_loop))
+    if dataset is None:
+        raise RuntimeError("cannot find a dataset to draw probe samples from")
+    return dataset
 
 
 @dataclass

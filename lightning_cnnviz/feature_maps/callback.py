@@ -11,11 +11,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz import feature_maps as fm
-from lightning_cnnviz.callbacks.base import Monitor, check_choice, check_positive, with_probe
-from lightning_cnnviz.capture import LayerCapture
-from lightning_cnnviz.rendering import CMAPS
-from lightning_cnnviz.selection import named_layers, unwrap_model
+from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.core.checks import check_choice, check_int
+from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.rendering import CMAPS
+from lightning_cnnviz.core.selection import named_layers, unwrap_model
+from lightning_cnnviz.feature_maps import draw as fm
 
 
 class FeatureMapMonitor(Monitor):
@@ -84,10 +85,10 @@ class FeatureMapMonitor(Monitor):
             layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
         )
         for name, value in [("max_layers", max_layers), ("max_samples_shown", max_samples_shown)]:
-            check_positive(name, value)
+            check_int(name, value)
         for name, value in [("top_k", top_k), ("max_channels", max_channels)]:
-            check_positive(name, value)
-        check_positive("tile_size", tile_size)
+            check_int(name, value)
+        check_int("tile_size", tile_size)
         if not (channel_select in ("top_k", "all") or _index_list(channel_select)):
             raise ValueError(
                 "`channel_select` must be 'top_k', 'all' or a non-empty list of channel "

@@ -9,12 +9,13 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz import embedding
-from lightning_cnnviz.callbacks._data import norm_stats, to_image01
-from lightning_cnnviz.callbacks.base import Monitor, check_positive, find_dataset, with_probe
-from lightning_cnnviz.capture import LayerCapture, first_tensor, model_device
-from lightning_cnnviz.probe import probe_from_indices
-from lightning_cnnviz.selection import CONV_TYPES, unwrap_model
+from lightning_cnnviz.core.capture import LayerCapture, first_tensor, model_device
+from lightning_cnnviz.core.checks import check_int
+from lightning_cnnviz.core.inputs import norm_stats, to_image01
+from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.probe import find_dataset, probe_from_indices
+from lightning_cnnviz.core.selection import CONV_TYPES, unwrap_model
+from lightning_cnnviz.embeddings import features as embedding
 
 _POINTS_SEED_OFFSET = 104729
 
@@ -66,8 +67,8 @@ class EmbeddingMonitor(Monitor):
         super().__init__(
             layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
         )
-        check_positive("max_points", max_points)
-        check_positive("batch_size", batch_size)
+        check_int("max_points", max_points)
+        check_int("batch_size", batch_size)
         self.max_points, self.batch_size = max_points, batch_size
         self.point_indices: list[int] = []
         self._points: tuple[Tensor, Tensor | None] | None = None

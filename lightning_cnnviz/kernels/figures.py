@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from lightning_cnnviz import rendering
+from lightning_cnnviz.core import rendering
 
 __all__ = [
     "FFT_SIZE",

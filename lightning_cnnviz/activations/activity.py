@@ -19,9 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.capture import LayerCapture, probe_mode, site_name
-from lightning_cnnviz.selection import ACTIVATION_TYPES, CONV_TYPES, named_layers
-from lightning_cnnviz.stats import (
+from lightning_cnnviz.activations.stats import (
     SYMMETRIC_TYPES,
     ActivationStats,
     all_reduce_states,
@@ -31,6 +29,8 @@ from lightning_cnnviz.stats import (
     output_bounds,
     to_host,
 )
+from lightning_cnnviz.core.capture import LayerCapture, probe_mode, site_name
+from lightning_cnnviz.core.selection import ACTIVATION_TYPES, CONV_TYPES, named_layers
 
 __all__ = [
     "REMEDIES",
@@ -466,7 +466,7 @@ class DeadHistory:
     Example::
 
         >>> history = DeadHistory(threshold=0.25)
-        >>> from lightning_cnnviz.stats import compute_stats
+        >>> from lightning_cnnviz.activations.stats import compute_stats
         >>> figures = compute_stats(_example_state(), tau=0.025)
         >>> history.update({"relu": figures})
         [('relu', 0.5, None)]

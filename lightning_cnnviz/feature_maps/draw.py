@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_cnnviz import rendering
-from lightning_cnnviz.kernels import kernel_grid
-from lightning_cnnviz.selection import ACTIVATION_TYPES, POOL_TYPES
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.selection import ACTIVATION_TYPES, POOL_TYPES
+from lightning_cnnviz.kernels.figures import kernel_grid
 
 __all__ = [
     "POOL_2D",

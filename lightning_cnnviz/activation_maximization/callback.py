@@ -7,20 +7,18 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz import embedding, feature_vis, rendering
-from lightning_cnnviz.callbacks._data import norm_stats
-from lightning_cnnviz.callbacks.base import Monitor, check_positive, check_range, with_probe
-from lightning_cnnviz.capture import LayerCapture, first_tensor
-from lightning_cnnviz.feature_vis import Target
-from lightning_cnnviz.selection import CONV_TYPES, unwrap_model
+from lightning_cnnviz.activation_maximization import optimize as feature_vis
+from lightning_cnnviz.activation_maximization.optimize import Target
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.capture import LayerCapture, first_tensor
+from lightning_cnnviz.core.checks import check_int, check_number
+from lightning_cnnviz.core.inputs import norm_stats
+from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.selection import CONV_TYPES, unwrap_model
+from lightning_cnnviz.embeddings import features as embedding
 
 _TILE = 56  # tiles are upscaled (nearest) to at least this size
 _MAX_SIDE = 128  # and larger inputs shrunk to at most this
-
-
-def _count(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"`{name}` must be an integer in [{low}, {high}], got {value!r}")
 
 
 class ActivationMaximizationMonitor(Monitor):
@@ -81,15 +79,15 @@ class ActivationMaximizationMonitor(Monitor):
         super().__init__(
             layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
         )
-        _count("channels", channels, 0, 256)
-        _count("classes", classes, 0, 1000)
+        check_int("channels", channels, minimum=0, maximum=256)
+        check_int("classes", classes, minimum=0, maximum=1000)
         if channels == 0 and classes == 0:
             raise ValueError("`channels` and `classes` are both 0: nothing to visualise")
-        check_positive("steps", steps)
-        check_range("lr", lr, 1e-8, 100.0)
-        _count("jitter", jitter, 0, 64)
-        check_range("tv_weight", tv_weight, 0.0, float("inf"))
-        check_range("l2_weight", l2_weight, 0.0, float("inf"))
+        check_int("steps", steps)
+        check_number("lr", lr, low=1e-8, high=100.0)
+        check_int("jitter", jitter, minimum=0, maximum=64)
+        check_number("tv_weight", tv_weight, low=0.0)
+        check_number("l2_weight", l2_weight, low=0.0)
         self.channels, self.classes, self.steps, self.lr = channels, classes, steps, lr
         self.jitter, self.tv_weight, self.l2_weight = jitter, tv_weight, l2_weight
         self.scores: dict[str, list[float]] = {}

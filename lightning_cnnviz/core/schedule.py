@@ -1,0 +1,49 @@
+"""When a monitor logs: every ``n`` optimizer steps or at the end of every ``n`` epochs.
+
+Steps are ``trainer.global_step`` (never ``batch_idx``, which restarts every
+epoch). "Every ``n`` steps" means at every multiple of ``n``, or at the first
+chance after it for a monitor that can only log at certain moments (the
+overfitting check logs at validation ends), and never twice at one step.
+
+Example::
+
+    >>> schedule = Schedule(every_n_steps=100)
+    >>> [schedule.due_on_step(s, last=-1) for s in (0, 99, 100, 150)]
+    [False, False, True, False]
+    >>> schedule.due_on_step(150, last=-1, first_chance=True)  # no log since step 0
+    True
+    >>> Schedule(every_n_epochs=2).due_on_epoch(epoch=1, step=60, last=-1)
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Schedule"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Every ``every_n_steps`` optimizer steps or every ``every_n_epochs`` epochs (one of them)."""
+
+    every_n_steps: int | None = None
+    every_n_epochs: int | None = None
+
+    def due_on_step(self, step: int, last: int, first_chance: bool = False) -> bool:
+        """Whether to log at ``step``, given the step of the last log (``-1``: none yet).
+
+        With ``first_chance`` (a monitor that can only log at certain moments), the
+        first chance of the run counts, and so does a multiple of ``n`` passed since ``last``.
+        """
+        n = self.every_n_steps
+        if n is None or step <= 0 or step == last:
+            return False
+        if first_chance:
+            return last < 0 or step // n > last // n
+        return step % n == 0
+
+    def due_on_epoch(self, epoch: int, step: int, last: int) -> bool:
+        """Whether to log at the end of ``epoch`` (0-based), never twice at one step."""
+        n = self.every_n_epochs
+        return n is not None and (epoch + 1) % n == 0 and step != last
