@@ -22,24 +22,33 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["check_choice", "check_int", "check_key", "check_layers", "check_number"]
+__all__ = [
+    "check_choice",
+    "check_int",
+    "check_key",
+    "check_layers",
+    "check_number",
+    "check_str",
+]
 
 
 def check_int(
     name: str,
     value: Any,
     *,
-    minimum: int = 1,
+    minimum: int | None = 1,
     maximum: int | None = None,
     allow_none: bool = False,
 ) -> None:
-    """Raise unless ``value`` is an int in ``[minimum, maximum]`` (or ``None`` when allowed)."""
+    """Raise unless ``value`` is an int in ``[minimum, maximum]`` (``None``: unbounded)."""
     if value is None and allow_none:
         return
-    ok = not isinstance(value, bool) and isinstance(value, int) and value >= minimum
-    if ok and (maximum is None or value <= maximum):
+    ok = not isinstance(value, bool) and isinstance(value, int)
+    if ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
         return
-    if maximum is not None:
+    if minimum is None:
+        kind = "an integer"
+    elif maximum is not None:
         kind = f"an integer in [{minimum}, {maximum}]"
     else:
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
@@ -76,6 +85,12 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     """Raise unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}")
+
+
+def check_str(name: str, value: Any) -> None:
+    """Raise unless ``value`` is a string (possibly empty)."""
+    if not isinstance(value, str):
+        raise ValueError(f"`{name}` must be a string, got {value!r}")
 
 
 def check_key(name: str, value: Any, *, allow_none: bool = False) -> None:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.capture import count_call_sites, probe_mode, site_name
-from lightning_cnnviz.core.checks import check_int, check_layers
+from lightning_cnnviz.core.checks import check_int, check_layers, check_str
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.probe import (
     Probe,
@@ -75,24 +75,14 @@ class Monitor(Callback):
     ) -> None:
         super().__init__()
         check_layers(layers)
-        check_int("every_n_steps", every_n_steps, allow_none=True)
-        check_int("every_n_epochs", every_n_epochs, allow_none=True)
-        if every_n_steps is not None and every_n_epochs is not None:
-            raise ValueError(
-                "Set only one of `every_n_steps` and `every_n_epochs`, got "
-                f"every_n_steps={every_n_steps!r} and every_n_epochs={every_n_epochs!r}"
-            )
+        default = Schedule(self.default_every_n_steps, self.default_every_n_epochs)
+        self.schedule = Schedule.chosen(every_n_steps, every_n_epochs, default)
         check_int("num_samples", num_samples)
-        if not isinstance(tag_prefix, str):
-            raise ValueError(f"`tag_prefix` must be a string, got {tag_prefix!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"`seed` must be an integer, got {seed!r}")
-        if every_n_steps is None and every_n_epochs is None:
-            every_n_steps, every_n_epochs = self.default_every_n_steps, self.default_every_n_epochs
+        check_str("tag_prefix", tag_prefix)
+        check_int("seed", seed, minimum=None)
         self.layers: LayerSpec = layers
-        self.every_n_steps = every_n_steps
-        self.every_n_epochs = every_n_epochs
-        self.schedule = Schedule(every_n_steps, every_n_epochs)
+        self.every_n_steps = self.schedule.every_n_steps
+        self.every_n_epochs = self.schedule.every_n_epochs
         self.num_samples = num_samples
         self.tag_prefix = tag_prefix
         self.strict = strict
@@ -241,19 +231,6 @@ class Monitor(Callback):
             trainer.current_epoch, trainer.global_step, self.last_logged_step
         )
 
-    def _log_layers(self, trainer: Trainer) -> None:
-        """Write ``cnnviz/layers``: this monitor's selection and those written at the same step.
-
-        TensorBoard shows one text per tag and step, so the last entry holds them all.
-        """
-        shared = getattr(trainer, "_cnnviz_layers", None)
-        if shared is None:
-            shared = {}
-            trainer._cnnviz_layers = shared  # type: ignore[attr-defined]
-        at_step = shared.setdefault(trainer.global_step, [])
-        at_step.append(self.describe_layers())
-        self.sink.text("cnnviz/layers", "\n\n".join(at_step), trainer.global_step)
-
     def _fire(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._sink is not None:
             self._sink.check()  # failures of earlier background jobs (any monitor's)
@@ -267,7 +244,7 @@ class Monitor(Callback):
                 self._layers_logged = True
                 if self.selected and self.needs_call_sites:
                     self.find_call_sites(trainer, pl_module)
-                self._log_layers(trainer)
+                self.sink.layers(self.describe_layers(), trainer.global_step)
             with self.phase("total"):
                 self.log_event(trainer, pl_module)
             self.events += 1

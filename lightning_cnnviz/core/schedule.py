@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lightning_cnnviz.core.checks import check_int
+
 __all__ = ["Schedule"]
 
 
@@ -29,6 +31,28 @@ class Schedule:
 
     every_n_steps: int | None = None
     every_n_epochs: int | None = None
+
+    @classmethod
+    def chosen(
+        cls, every_n_steps: int | None, every_n_epochs: int | None, default: Schedule
+    ) -> Schedule:
+        """The user's schedule (checked: at most one of the two), else ``default``.
+
+        Example::
+
+            >>> Schedule.chosen(None, 2, default=Schedule(every_n_steps=200)).every_n_epochs
+            2
+        """
+        check_int("every_n_steps", every_n_steps, allow_none=True)
+        check_int("every_n_epochs", every_n_epochs, allow_none=True)
+        if every_n_steps is not None and every_n_epochs is not None:
+            raise ValueError(
+                "Set only one of `every_n_steps` and `every_n_epochs`, got "
+                f"every_n_steps={every_n_steps!r} and every_n_epochs={every_n_epochs!r}"
+            )
+        if every_n_steps is None and every_n_epochs is None:
+            return default
+        return cls(every_n_steps, every_n_epochs)
 
     def due_on_step(self, step: int, last: int, first_chance: bool = False) -> bool:
         """Whether to log at ``step``, given the step of the last log (``-1``: none yet).

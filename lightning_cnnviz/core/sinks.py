@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.logger import DummyLogger
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import WarningCache, rank_zero_warn
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 
@@ -96,7 +96,8 @@ class Sink:
         self.writer = tensorboard.experiment if (tensorboard and self.is_writer) else None
         base = self.loggers[0].log_dir if self.loggers and self.loggers[0].log_dir else None
         self.image_dir = Path(base or trainer.default_root_dir) / "cnnviz"
-        self._said_where = False
+        self._said = WarningCache()
+        self._layers: dict[int, list[str]] = {}  # `cnnviz/layers` entries by step
         self._jobs: queue.Queue[tuple[Callable[[], None], OnError | None] | None] | None = None
         self._thread: threading.Thread | None = None
         self._errors: list[tuple[Exception, OnError | None]] = []
@@ -120,12 +121,20 @@ class Sink:
         return sink
 
     def _fallback_note(self) -> None:
-        if not self._said_where:
-            self._said_where = True
-            rank_zero_info(
-                f"lightning-cnnviz: no TensorBoard logger in this run; images and text go to "
-                f"{self.image_dir}"
-            )
+        self._said.info(
+            f"lightning-cnnviz: no TensorBoard logger in this run; images and text go to "
+            f"{self.image_dir}"
+        )
+
+    def layers(self, description: str, step: int) -> None:
+        """Add a monitor's resolved selection to ``cnnviz/layers`` at ``step``.
+
+        TensorBoard shows one text per tag and step, so the entry written last holds
+        every monitor's selection made at that step.
+        """
+        at_step = self._layers.setdefault(step, [])
+        at_step.append(description)
+        self.text("cnnviz/layers", "\n\n".join(at_step), step)
 
     def image(self, tag: str, image: Tensor, step: int, palette: Tensor | None = None) -> None:
         """Write a uint8 ``(3, H, W)`` image, or ``(H, W)`` uint8 indices into ``palette``.
