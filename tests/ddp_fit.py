@@ -1,4 +1,4 @@
-"""A 2-process CPU DDP fit with every landed monitor (run as a script by test_distributed.py).
+"""A 2-process CPU DDP fit with every monitor (run as a script by test_distributed.py).
 
 ``python tests/ddp_fit.py OUT [sync_batchnorm]``: Lightning's ``strategy="ddp"`` re-runs this
 script for rank 1. Each rank writes ``OUT/rank{r}.json`` with what its monitors did.
@@ -24,7 +24,7 @@ import torch.distributed.nn.functional as dist_fn
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
-from tests.monitors import TinyCNN, available, loaders, make_monitor
+from tests.monitors import ALL_MONITORS, TinyCNN, loaders, make_monitor
 
 
 class AllReduceBatchNorm2d(nn.BatchNorm2d):
@@ -68,7 +68,7 @@ def main(out: str, sync_batchnorm: bool) -> None:
     model = TinyCNN()
     if sync_batchnorm and not real_sync:
         model = synced(model)
-    monitors = {name: make_monitor(name) for name in available()}
+    monitors = {name: make_monitor(name) for name in ALL_MONITORS}
     trainer = L.Trainer(
         devices=2, strategy="ddp", max_epochs=1, limit_train_batches=2,
         limit_val_batches=1, num_sanity_val_steps=0, default_root_dir=out,

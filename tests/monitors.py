@@ -9,8 +9,6 @@ between monitors), so one table serves all eight.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import re
 import warnings
@@ -18,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import lightning_cnnviz
+from lightning_cnnviz.core.monitor import Monitor
 from tests.tb import events, layer_lists
 
 ALL_MONITORS: list[str] = [
@@ -38,16 +37,8 @@ ALL_MONITORS: list[str] = [
     "AdversarialMonitor",
 ]
 
-MODULES = {
-    "KernelMonitor": "lightning_cnnviz.kernels.callback",
-    "FeatureMapMonitor": "lightning_cnnviz.feature_maps.callback",
-    "ActivationMonitor": "lightning_cnnviz.activations.callback",
-    "GradCAMMonitor": "lightning_cnnviz.gradcam.callback",
-    "OverfittingMonitor": "lightning_cnnviz.overfitting.callback",
-    "EmbeddingMonitor": "lightning_cnnviz.embeddings.callback",
-    "ActivationMaximizationMonitor": "lightning_cnnviz.activation_maximization.callback",
-    "AdversarialMonitor": "lightning_cnnviz.adversarial.callback",
-}
+# Looked up now, by public name: a monitor missing from the package fails every suite.
+CLASSES: dict[str, type[Monitor]] = {name: getattr(lightning_cnnviz, name) for name in ALL_MONITORS}
 
 # Cheap settings: log at step 2, tiny probes, few iterations, small pools. Keys a monitor
 # does not take are dropped (e.g. only one of `steps`/`num_steps`/`iterations` exists).
@@ -64,32 +55,27 @@ CHEAP: dict[str, dict[str, Any]] = {
 }
 
 
-def landed(name: str) -> bool:
-    """Whether the monitor's module exists yet (monitors land one by one)."""
-    return importlib.util.find_spec(MODULES[name]) is not None
+def monitor_class(name: str) -> type[Monitor]:
+    return CLASSES[name]
 
 
-def monitor_params(names: list[str] | None = None) -> list[Any]:
-    """``names`` (default: all) as pytest params; the ones not landed yet are skipped."""
-    return [
-        pytest.param(n, id=n, marks=() if landed(n) else pytest.mark.skip(reason="not landed"))
-        for n in (names or ALL_MONITORS)
-    ]
-
-
-def available() -> list[str]:
-    """The monitors that exist now."""
-    return [n for n in ALL_MONITORS if landed(n)]
-
-
-def monitor_class(name: str) -> type:
-    return getattr(importlib.import_module(MODULES[name]), name)
+def init_params(cls: type) -> set[str]:
+    """The keyword arguments ``cls(...)`` takes: its own, and ``Monitor``'s when it forwards
+    ``**kwargs`` there (as do the base classes in between)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if klass is Monitor or not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def accepted(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return dict(kwargs)
+    """``kwargs`` less the ones ``cls`` does not take (settings meant for other monitors)."""
+    params = init_params(cls)
     return {k: v for k, v in kwargs.items() if k in params}
 
 

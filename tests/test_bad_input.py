@@ -24,12 +24,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests.monitors import (
+    ALL_MONITORS,
     TinyCNN,
-    available,
+    init_params,
     loaders,
     make_monitor,
     monitor_class,
-    monitor_params,
     section,
     trainer_for,
 )
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(600)
 
 
 # ------------------------------------------------------------------- arguments
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_bad_input_unknown_layer_names_the_pattern_and_lists_modules(tmp_path, name):
     if not monitor_class(name).watches_layers:
         pytest.skip(f"{name} reads model outputs only (no `layers`)")
@@ -62,11 +62,11 @@ def test_bad_input_unknown_layer_names_the_pattern_and_lists_modules(tmp_path, n
         ({"num_samples": 0}, "`num_samples` must be a positive integer, got 0"),
     ],
 )  # fmt: skip
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_bad_input_wrong_argument_message(name, args, message):
     cls = monitor_class(name)
-    if "num_samples" in args and "num_samples" not in cls.__init__.__code__.co_varnames:
-        pytest.skip(f"{name} has no `num_samples`")
+    if not set(args) <= init_params(cls):
+        pytest.skip(f"{name} takes no {sorted(set(args) - init_params(cls))}")
     with pytest.raises(ValueError, match=re.escape(message)):
         cls(**args)
 
@@ -129,7 +129,7 @@ def env(request, tmp_path_factory):
     _, baseline, _, _ = _fit(bare, case, [])
     tmp = tmp_path_factory.mktemp(case)
     kwargs = CASES[case].get("monitor", {})
-    monitors = {n: make_monitor(n, **kwargs) for n in available()}
+    monitors = {n: make_monitor(n, **kwargs) for n in ALL_MONITORS}
     trainer, model, messages, infos = _fit(tmp, case, list(monitors.values()))
     same = _same(model, baseline)
     return {"case": case, "dir": Path(tmp), "trainer": trainer, "monitors": monitors,
@@ -145,7 +145,7 @@ def _failed(env, name):
     return [w for w in env["warnings"] if w.startswith(f"{name} failed")]
 
 
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_bad_input_environment(env, name):
     monitor, case = env["monitors"][name], env["case"]
     assert env["same_weights"], "training was changed"
@@ -179,13 +179,14 @@ def test_bad_input_environment(env, name):
 
 
 UP_TO_NUM_SAMPLES = {"OverfittingMonitor"}  # calibration error: as many samples as there are
+WITHOUT_PROBE = {"KernelMonitor"}  # weights only: no probe to draw, whatever `num_samples` says
 
 
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_bad_input_num_samples_larger_than_dataset(tmp_path, name):
     """Said in the probe's words: before training (a selection that needs the probe) or at
     the first log (one warning, the monitor steps aside, training unchanged)."""
-    if "num_samples" not in monitor_class(name).__init__.__code__.co_varnames:
+    if name in WITHOUT_PROBE or "num_samples" not in init_params(monitor_class(name)):
         pytest.skip(f"{name} has no probe")
     if name in UP_TO_NUM_SAMPLES:
         pytest.skip(f"{name}: `num_samples` is an upper bound (its probe takes the whole set)")
@@ -231,7 +232,7 @@ NEEDS_IMAGES = {"KernelMonitor", "FeatureMapMonitor", "GradCAMMonitor",
                 "ActivationMaximizationMonitor", "AdversarialMonitor"}  # fmt: skip
 
 
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_bad_input_non_image_model(tmp_path, name):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(32, 10, generator=g), torch.arange(32) % 4

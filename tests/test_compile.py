@@ -3,7 +3,7 @@
 Two ways users compile: the whole LightningModule (``trainer.fit(torch.compile(module))``:
 Lightning compiles its ``forward`` and steps) and a compiled submodule
 (``self.net = torch.compile(net)``: names gain ``_orig_mod.``). One fit per way with every
-landed monitor, and one uncompiled fit of the same seeded model as the reference. Per
+monitor, and one uncompiled fit of the same seeded model as the reference. Per
 monitor: names carry no ``_orig_mod.``; the same tags as uncompiled (the submodule's under
 ``net.``); and the same values at both logging events (steps 3 and 6), so hooks really ran
 inside the compiled graph, on the current event (not a stale hook baked into a cached graph).
@@ -21,12 +21,11 @@ import torch
 from torch import nn
 
 from tests.monitors import (
+    ALL_MONITORS,
     TinyCNN,
-    available,
     fit,
     layers_text,
     make_monitor,
-    monitor_params,
     section,
 )
 from tests.tb import events
@@ -63,7 +62,7 @@ def _run(tmp_path_factory, how: str):
     # Logging at steps 3 and 6 with a 1-batch activation window: hooks come and go between
     # compiled training steps (a graph traced without them must not skip them, nor a graph
     # traced with them keep calling them after they were removed).
-    monitors = {n: make_monitor(n, every_n_steps=3, window=1) for n in available()}
+    monitors = {n: make_monitor(n, every_n_steps=3, window=1) for n in ALL_MONITORS}
     tmp = tmp_path_factory.mktemp(how)
     torch._dynamo.reset()
     _, _, messages = fit(tmp, list(monitors.values()), model=model, limit_train_batches=6)
@@ -85,32 +84,8 @@ def _stepped_aside(run, name) -> bool:
     return run["monitors"][name].disabled and bool(said)
 
 
-def _stepped_aside(run, name) -> bool:
-    said = [w for w in run["warnings"] if name in w and "compile" in w]
-    return run["monitors"][name].disabled and bool(said)
-
-
-# Known: hooks added to a compiled model after it was traced are skipped silently
-# (torch._dynamo.config.skip_nnmodule_hook_guards=True), and hooks traced into a graph keep
-# firing after removal. Probe passes run eagerly (capture.probe_mode), but ActivationMonitor's
-# training-batch window runs inside the user's compiled training step and sees the wrong
-# batches: its zero_fraction/mean/std differ from the uncompiled run. Remove once fixed.
-WINDOW_UNDER_COMPILE = pytest.mark.xfail(
-    strict=True, reason="ActivationMonitor's training window under torch.compile"
-)
-
-
-def _params():
-    return [
-        pytest.param(*p.values, marks=[*p.marks, WINDOW_UNDER_COMPILE], id=p.id)
-        if p.values[0] == "ActivationMonitor"
-        else p
-        for p in monitor_params()
-    ]
-
-
 @pytest.mark.parametrize("how", ["compiled_module", "compiled_submodule"])
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_compile_monitor_matches_uncompiled(runs, name, how):
     run, ref = runs[how], runs["eager"]
     monitor = run["monitors"][name]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.monitors import available, failures, monitor_params, section
+from tests.monitors import ALL_MONITORS, failures, section
 from tests.tb import events, layer_lists
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_distributed_one_event_file_written_by_rank_zero(ddp_run):
     files = list(Path(out).rglob("events.out.tfevents.*"))
     assert len(files) == 1, files
     acc = events(out)
-    ours = tuple(section(n) + "/" for n in available())
+    ours = tuple(section(n) + "/" for n in ALL_MONITORS)
     images = [t for t in acc.Tags()["images"] if t.startswith(ours)]
     scalars = [t for t in acc.Tags()["scalars"] if t.startswith(ours)]
     assert images and scalars
@@ -67,11 +67,11 @@ def test_distributed_one_event_file_written_by_rank_zero(ddp_run):
         steps = [e.step for e in acc.Scalars(tag)]
         assert len(steps) == len(set(steps)), (tag, steps)
     layers = Counter(t.split("**")[1] for t in layer_lists(acc))
-    watching = [n for n in available() if n != "OverfittingMonitor"]
+    watching = [n for n in ALL_MONITORS if n != "OverfittingMonitor"]
     assert all(layers[n] == 1 for n in watching), layers
 
 
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_distributed_monitor_ran_on_rank_zero_only(ddp_run, name):
     out, (rank0, rank1) = ddp_run
     assert not failures(rank0["warnings"], name) and not failures(rank1["warnings"], name)

@@ -21,7 +21,7 @@ import torch
 from torch.nn.modules import module as torch_module
 
 from lightning_cnnviz.core.capture import hook_count
-from tests.monitors import TinyCNN, fit, loaders, make_monitor, monitor_params
+from tests.monitors import ALL_MONITORS, TinyCNN, fit, loaders, make_monitor
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -103,7 +103,7 @@ def spies(monitor):
     return spy, Before(), After()
 
 
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_no_work_between_logs_no_hooks_one_forward_frozen_timings(tmp_path, name):
     monitor = make_monitor(name, every_n_steps=EVERY, window=1, strict=True)
     spy, before, after = spies(monitor)

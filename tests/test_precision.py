@@ -1,6 +1,6 @@
 """Every monitor under ``precision="bf16-mixed"`` and on a ``channels_last`` model.
 
-Three fits of the same seeded 3-channel CNN with every landed monitor: float32
+Three fits of the same seeded 3-channel CNN with every monitor: float32
 (reference), ``channels_last`` (float32) and ``bf16-mixed`` + ``channels_last``. Per
 monitor: no failure and no non-finite warning; the same tags as float32; every scalar
 finite; values equal to float32 up to the layout's rounding (``channels_last``) or
@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.monitors import TinyCNN, available, fit, loaders, make_monitor, monitor_params, section
+from tests.monitors import ALL_MONITORS, TinyCNN, fit, loaders, make_monitor, section
 from tests.tb import events
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -36,7 +36,7 @@ def _run(tmp_path_factory, config: str):
     model = TinyCNN(channels=3)
     if config != "float32":
         model = model.to(memory_format=torch.channels_last)
-    monitors = {n: make_monitor(n) for n in available()}
+    monitors = {n: make_monitor(n) for n in ALL_MONITORS}
     tmp = tmp_path_factory.mktemp(config)
     _, _, messages = fit(tmp, list(monitors.values()), model=model,
                          data=loaders(channels=3), **CONFIGS[config])  # fmt: skip
@@ -58,7 +58,7 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("config", ["channels_last", "bf16_channels_last"])
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_precision_finite_and_close_to_float32(runs, name, config):
     run, ref = runs[config], runs["float32"]
     monitor = run["monitors"][name]

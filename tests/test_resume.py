@@ -17,12 +17,12 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from tests.monitors import (
+    ALL_MONITORS,
     TinyCNN,
     failures,
     fit,
     loaders,
     make_monitor,
-    monitor_params,
     raw_steps,
     section,
 )
@@ -46,7 +46,7 @@ def _expected(monitor, first: int) -> list[int]:
     return [s for s in schedule if s >= first]
 
 
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_resume_series_continue_without_duplicates_or_gaps(tmp_path, name):
     torch.manual_seed(0)
     first = make_monitor(name)
@@ -80,7 +80,6 @@ def test_resume_series_continue_without_duplicates_or_gaps(tmp_path, name):
 
 def test_resume_kernels_relative_change_continues_across_the_resume(tmp_path):
     """relative_change at step 6 needs the step-4 weights, which only the checkpoint has."""
-    pytest.importorskip("lightning_cnnviz.kernels.callback")
     trainer, _, _ = _fit(tmp_path, make_monitor("KernelMonitor"), STEPS_A)
     trainer.save_checkpoint(tmp_path / "stop.ckpt")
     _fit(tmp_path, make_monitor("KernelMonitor"), STEPS_B, model=TinyCNN(),

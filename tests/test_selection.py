@@ -1,8 +1,17 @@
+import lightning as L
 import pytest
 import torch
 from torch import nn
 
-from lightning_cnnviz.core.selection import clean_name, named_layers, of_type, resolve_layers
+from lightning_cnnviz.core.selection import (
+    clean_name,
+    named_layers,
+    of_type,
+    resolve_layers,
+    unwrap_model,
+)
+from tests.monitors import TinyCNN, failures, fit, make_monitor
+from tests.tb import events
 
 
 def net():
@@ -55,3 +64,52 @@ def test_selection_shared_module_listed_once():
 def test_selection_rejects_empty_list():
     with pytest.raises(ValueError, match="at least one"):
         resolve_layers(net(), [])
+
+
+class NetInModule(L.LightningModule):
+    """Keeps its network in ``self.module`` (not a wrapper) and normalises in ``forward``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.module = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 4),
+        )
+        self.probe_calls = 0
+
+    def forward(self, x):
+        if not self.training and self._trainer is not None and self._trainer.training:
+            self.probe_calls += 1  # eval mode inside the training loop: a monitor's probe pass
+        return self.module((x - 0.5) / 0.25)
+
+    _step = TinyCNN._step
+    training_step = TinyCNN.training_step
+    validation_step = TinyCNN.validation_step
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def test_selection_attribute_named_module_is_not_a_wrapper():
+    model = NetInModule()
+    assert unwrap_model(model) is model
+    assert list(resolve_layers(model, "module.0")) == ["module.0"]
+    # real wrappers still come off, by type
+    assert unwrap_model(torch.compile(model, backend="eager")) is model
+    assert unwrap_model(nn.DataParallel(model)) is model
+
+
+def test_selection_model_with_a_module_attribute_probes_through_its_forward(tmp_path):
+    model = NetInModule()
+    monitor = make_monitor("ActivationMonitor", layers="module.1")
+    _, _, messages = fit(tmp_path, [monitor], model=model)
+    assert not failures(messages, "ActivationMonitor"), messages
+    assert list(monitor.selected) == ["module.1"] and monitor.events == 2
+    scalars = events(tmp_path).Tags()["scalars"]
+    assert any(t.startswith("activations/module.1/") for t in scalars), scalars
+    # every probe pass went through the model's own forward (its normalisation included),
+    # never straight into the network it keeps
+    assert model.probe_calls >= monitor.events

@@ -2,7 +2,7 @@
 looked at in headless Chromium.
 
 The run: the reference ``MNISTClassifier`` on a few batches of synthetic digits, every
-monitor that exists logging at step 2 (``tests/monitors.py``), two epochs, about two seconds.
+monitor logging at step 2 (``tests/monitors.py``), two epochs, about two seconds.
 The server: ``python -m tensorboard.main`` exactly as a user starts it (default data loader,
 ``--samples_per_plugin images=200``) on 127.0.0.1 with a port the OS picks.
 The browser part needs Chromium; it is skipped when none is found, unless
@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.monitors import available, make_monitor, section, trainer_for, written_tags
+from tests.monitors import ALL_MONITORS, make_monitor, section, trainer_for, written_tags
 from tests.tb import events, texts
 from tests.tensorboard_ui import chromium_page, find_chromium, tensorboard_server
 
@@ -38,7 +38,7 @@ def run_dir(tmp_path_factory):
     torch.manual_seed(0)
     monitors = [
         make_monitor(name, **({"histograms": True} if name == "ActivationMonitor" else {}))
-        for name in available()
+        for name in ALL_MONITORS
     ]
     trainer = trainer_for(root, monitors, max_epochs=2, limit_val_batches=2)
     data = SyntheticDigitsDataModule(train_size=64, val_size=32, batch_size=16)
@@ -86,11 +86,10 @@ def test_tensorboard_ui_serves_every_tag_written(server, written):
     assert histograms == set(events(server.logdir).Tags()["histograms"])
     # one dashboard section per monitor, as DESIGN.md names them
     shown = {t.split("/", 1)[0] for t in scalars | images | text | histograms}
-    monitors = {section(name) for name in available()}
+    monitors = {section(name) for name in ALL_MONITORS}
     assert monitors <= shown | {"embeddings"}, monitors - shown  # embeddings: projector
     assert "cnnviz/layers" in text
-    if "ActivationMonitor" in available():
-        assert {"activations/relu1/histogram", "activations/relu2/histogram"} <= histograms
+    assert {"activations/relu1/histogram", "activations/relu2/histogram"} <= histograms
 
 
 def test_tensorboard_ui_scalar_values_match_the_event_file(server):
@@ -146,8 +145,6 @@ def test_tensorboard_ui_shows_every_monitors_layer_list(server):
 
 
 def test_tensorboard_ui_custom_scalars_layout_of_overfitting_monitor(server, written):
-    if "OverfittingMonitor" not in available():
-        pytest.skip("OverfittingMonitor not landed")
     layout = server.get_json("/data/plugin/custom_scalars/layout")
     (category,) = layout["category"]
     assert category["title"].startswith("overfitting/")
@@ -159,8 +156,6 @@ def test_tensorboard_ui_custom_scalars_layout_of_overfitting_monitor(server, wri
 
 
 def test_tensorboard_ui_projector_serves_the_embeddings(server, written):
-    if "EmbeddingMonitor" not in available():
-        pytest.skip("EmbeddingMonitor not landed")
     assert server.get_json("/data/plugin/projector/runs") == [RUN]
     config = server.get_json("/data/plugin/projector/info", run=RUN)
     embeddings = config["embeddings"]
@@ -227,11 +222,7 @@ def test_tensorboard_ui_browser_scalars_text_custom_scalars_projector(page, serv
     if activation:
         dashboard(page, server, "#scalars&tagFilter=^activations/", activation[:6])
     dashboard(page, server, "#text", ["cnnviz/layers/text_summary", "Monitor"])
-    if "OverfittingMonitor" in available():
-        dashboard(
-            page, server, "#custom_scalars", ["overfitting/train vs val", "generalisation gap"]
-        )
-    if "EmbeddingMonitor" in available():
-        # the projector is an iframe; its left panel counts the tensors of the run
-        embeddings = server.get_json("/data/plugin/projector/info", run=RUN)["embeddings"]
-        dashboard(page, server, "#projector", [f"{len(embeddings)} tensor", "Label by"])
+    dashboard(page, server, "#custom_scalars", ["overfitting/train vs val", "generalisation gap"])
+    # the projector is an iframe; its left panel counts the tensors of the run
+    embeddings = server.get_json("/data/plugin/projector/info", run=RUN)["embeddings"]
+    dashboard(page, server, "#projector", [f"{len(embeddings)} tensor", "Label by"])

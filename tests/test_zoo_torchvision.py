@@ -1,6 +1,6 @@
 """Every monitor on torchvision architectures (random weights, no downloads, 64x64 inputs).
 
-One fit per architecture with every landed monitor attached at once (two optimizer
+One fit per architecture with every monitor attached at once (two optimizer
 steps, one logging event each, one validation); the tests per (architecture,
 monitor) read that run back: the monitor ran and wrote under its section, and its
 ``auto`` selection is sensible for the architecture. Together the architectures
@@ -35,13 +35,12 @@ from torchvision.models.googlenet import GoogLeNetOutputs
 
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, POOL_TYPES, named_layers
 from tests.monitors import (
-    available,
+    ALL_MONITORS,
     digits,
     failures,
     fit,
     layers_text,
     make_monitor,
-    monitor_params,
     section,
     tags_of,
     written_tags,
@@ -179,8 +178,7 @@ def zoo(request, tmp_path_factory) -> ZooRun:
     arch = request.param
     torch.manual_seed(0)
     model = TorchvisionModule(ARCHS[arch][0](), always_tuple=arch == "googlenet")
-    names = available()
-    monitors = {n: make_monitor(n, output_key="logits") for n in names}
+    monitors = {n: make_monitor(n, output_key="logits") for n in ALL_MONITORS}
     train = DataLoader(digits(8, channels=3, side=SIDE, classes=NUM_CLASSES, seed=1), batch_size=4)
     val = DataLoader(digits(8, channels=3, side=SIDE, classes=NUM_CLASSES, seed=2), batch_size=4)
     tmp = tmp_path_factory.mktemp(arch)
@@ -194,7 +192,7 @@ def zoo(request, tmp_path_factory) -> ZooRun:
     return run
 
 
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_zoo_torchvision_monitor_runs(zoo, name):
     monitor = zoo.monitors[name]
     assert not failures(zoo.warnings, name), failures(zoo.warnings, name)
@@ -209,7 +207,7 @@ def _spatial(shape: tuple[int, ...]) -> bool:
     return len(shape) == 4 and shape[2] > 1 and shape[3] > 1
 
 
-@pytest.mark.parametrize("name", monitor_params())
+@pytest.mark.parametrize("name", ALL_MONITORS)
 def test_zoo_torchvision_auto_selection_is_sensible(zoo, name):
     monitor = zoo.monitors[name]
     modules = named_layers(zoo.model)
@@ -294,9 +292,9 @@ def test_zoo_torchvision_auto_table():
     """Print (``-s``) and optionally save what ``auto`` picked per architecture and monitor."""
     if not AUTO_TABLE:
         pytest.skip("run with the other zoo tests to fill the table")
-    lines = [f"| arch | {' | '.join(available())} |", "|---" * (len(available()) + 1) + "|"]
+    lines = [f"| arch | {' | '.join(ALL_MONITORS)} |", "|---" * (len(ALL_MONITORS) + 1) + "|"]
     for arch, picks in AUTO_TABLE.items():
-        lines.append(f"| {arch} | " + " | ".join(picks.get(n, "") for n in available()) + " |")
+        lines.append(f"| {arch} | " + " | ".join(picks.get(n, "") for n in ALL_MONITORS) + " |")
     table = "\n".join(lines)
     print("\n" + table)
     if os.environ.get("CNNVIZ_ZOO_TABLE"):

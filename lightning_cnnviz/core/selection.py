@@ -20,6 +20,7 @@ import fnmatch
 from collections.abc import Callable, Sequence
 
 from torch import nn
+from torch._dynamo import OptimizedModule
 
 __all__ = [
     "ACTIVATION_TYPES",
@@ -28,6 +29,7 @@ __all__ = [
     "AutoRule",
     "LayerSpec",
     "clean_name",
+    "is_compiled",
     "named_layers",
     "of_type",
     "resolve_layers",
@@ -70,17 +72,34 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 _COMPILE_PREFIX = "_orig_mod."
+# Wrappers that hold the real model as `.module` (by type: any module may own a `.module`).
+_WRAPPERS = (nn.parallel.DistributedDataParallel, nn.DataParallel)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """Return the module that really runs: unwraps ``torch.compile`` and DDP-style wrappers."""
-    seen = set()
-    while id(model) not in seen:
-        seen.add(id(model))
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-        if isinstance(inner, nn.Module):
-            model = inner
-    return model
+    """Return the module that really runs: unwraps ``torch.compile`` and data-parallel wrappers.
+
+    Only real wrappers are unwrapped (by type, not by attribute name): a model that keeps
+    its network in ``self.module`` is its own model, and its ``forward`` must run.
+
+    Example::
+
+        >>> import torch
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3))
+        >>> unwrap_model(torch.compile(net)) is net
+        True
+        >>> holder = nn.Module()
+        >>> holder.module = net
+        >>> unwrap_model(holder) is holder
+        True
+    """
+    while True:
+        if isinstance(model, OptimizedModule):
+            model = model._orig_mod
+        elif isinstance(model, _WRAPPERS):
+            model = model.module
+        else:
+            return model
 
 
 def is_compiled(model: nn.Module) -> bool:

@@ -1,7 +1,7 @@
 """Every monitor the safety contract holds, with test-friendly arguments.
 
-Each later monitor adds itself here; ``test_contract.py`` runs the whole
-contract for every entry on every model of the zoo.
+Each monitor adds its case in a file of its own (``cases_<monitor>.py``);
+``test_contract.py`` runs the whole contract for every entry on every model of the zoo.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.core.schedule import Schedule
 from tests.contract.registry import MONITORS
 from tests.contract.zoo import ZOO, ZooData
 
@@ -109,7 +110,9 @@ class ProbeSpy(L.Callback):
 @models
 def test_contract_probe_pass_leaves_model_state(tmp_path, monitor_name, model_name):
     monitor = MONITORS[monitor_name].make()
-    monitor.every_n_steps = 10_000  # only the spy fires it
+    # only the spy fires it: the schedule decides, `every_n_steps` is what monitors read
+    monitor.schedule = Schedule(every_n_steps=10_000)
+    monitor.every_n_steps = monitor.schedule.every_n_steps
     spy = ProbeSpy(monitor)
     fit(tmp_path, model_name, [monitor, spy], steps=3)
     assert spy.checked >= 1 and monitor.events >= 1
