@@ -1,8 +1,7 @@
 """Shared fixtures for the embedding, activation-maximisation and adversarial monitor tests.
 
 Real MNIST digits (the shared 10k test set, split into train/val here) and the
-reference CNN, with a local copy of its architecture where the reference
-package is not importable yet.
+reference CNN.
 """
 
 from __future__ import annotations
@@ -15,10 +14,10 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz.reference import MNISTClassifier
 
 MNIST = Path("/work/shared/data/mnist")
 MEAN, STD = 0.1307, 0.3081
@@ -62,49 +61,8 @@ class DigitsData(L.LightningDataModule):
         return DataLoader(self.val_dataset, batch_size=self.batch_size)
 
 
-class LocalMNISTClassifier(L.LightningModule):
-    """Same layers as ``lightning_cnnviz.reference.MNISTClassifier``."""
-
-    def __init__(self, lr: float = 1e-3) -> None:
-        super().__init__()
-        self.lr = lr
-        self.conv1, self.relu1, self.pool1 = (
-            nn.Conv2d(1, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.conv2, self.relu2, self.pool2 = (
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.fc1, self.relu3, self.fc2 = nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = self.pool1(self.relu1(self.conv1(x)))
-        x = self.pool2(self.relu2(self.conv2(x)))
-        return self.fc2(self.relu3(self.fc1(x.flatten(1))))
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.cross_entropy(self(x), y)
-        self.log("train/loss", loss)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val/loss", F.cross_entropy(self(x), y))
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
-
-
 def reference_model(lr: float = 1e-3) -> L.LightningModule:
-    """The reference ``MNISTClassifier`` (or its local twin while that package is unfinished)."""
-    try:
-        from lightning_cnnviz.reference import MNISTClassifier
-    except ImportError:
-        return LocalMNISTClassifier(lr)
+    """The reference ``MNISTClassifier``."""
     return MNISTClassifier(lr=lr)
 
 

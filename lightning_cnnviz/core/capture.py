@@ -34,6 +34,7 @@ __all__ = [
     "first_tensor",
     "hook_count",
     "model_device",
+    "module_name",
     "probe_mode",
     "site_name",
 ]
@@ -70,8 +71,19 @@ def first_tensor(output: Any, key: str | int | None = None) -> Tensor:
 
 
 def site_name(name: str, call_index: int, shared: Collection[str] = ()) -> str:
-    """Name of one call site: ``conv1``, or ``relu#0``/``relu#1`` for a module called twice."""
+    """Name of one call site: ``conv1``, or ``relu#0``/``relu#1`` for a module called twice.
+
+    Example::
+
+        >>> site_name("relu", 1, shared={"relu"}), module_name("relu#1"), module_name("conv1")
+        ('relu#1', 'relu', 'conv1')
+    """
     return f"{name}#{call_index}" if name in shared else name
+
+
+def module_name(site: str) -> str:
+    """The module name of a call site (``relu#1`` -> ``relu``); the inverse of ``site_name``."""
+    return site.partition("#")[0]
 
 
 def hook_count(model: nn.Module) -> dict[str, int]:

@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz.core.capture import count_call_sites, probe_mode, site_name
+from lightning_cnnviz.core.capture import count_call_sites, module_name, probe_mode, site_name
 from lightning_cnnviz.core.checks import check_int, check_layers, check_str
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.probe import (
@@ -81,8 +81,6 @@ class Monitor(Callback):
         check_str("tag_prefix", tag_prefix)
         check_int("seed", seed, minimum=None)
         self.layers: LayerSpec = layers
-        self.every_n_steps = self.schedule.every_n_steps
-        self.every_n_epochs = self.schedule.every_n_epochs
         self.num_samples = num_samples
         self.tag_prefix = tag_prefix
         self.strict = strict
@@ -99,6 +97,16 @@ class Monitor(Callback):
         self._layers_logged = False
         self._call_counts: dict[str, int] = {}
         self._warned: set[str] = set()
+
+    @property
+    def every_n_steps(self) -> int | None:
+        """The schedule's step interval (``None`` for an epoch schedule)."""
+        return self.schedule.every_n_steps
+
+    @property
+    def every_n_epochs(self) -> int | None:
+        """The schedule's epoch interval (``None`` for a step schedule)."""
+        return self.schedule.every_n_epochs
 
     # ----------------------------------------------------------------- for subclasses
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
@@ -200,7 +208,7 @@ class Monitor(Callback):
 
     def describe_layers(self) -> str:
         """The text logged once to ``cnnviz/layers``."""
-        parts = [f"`{s}` ({type(self.selected[s.split('#')[0]]).__name__})" for s in self.sites()]
+        parts = [f"`{s}` ({type(self.selected[module_name(s)]).__name__})" for s in self.sites()]
         return f"**{type(self).__name__}** ({self.section}): " + ", ".join(parts)
 
     # ----------------------------------------------------------------- Lightning hooks
