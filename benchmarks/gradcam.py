@@ -36,8 +36,9 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_cnnviz.core import rendering
-from lightning_cnnviz.gradcam import attribution
+from lightning_cnnviz.core.cam import grad_cam
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
+from lightning_cnnviz.gradcam.metrics import drift
 from lightning_cnnviz.reference import MNISTClassifier, MNISTDataModule, SyntheticDigitsDataModule
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -113,15 +114,15 @@ def main() -> None:
     model = model.to(args.device)
     x = torch.stack([data.val_dataset[i][0] for i in range(args.batch)]).to(args.device)
 
-    ours, logits = attribution.grad_cam(model, model.pool2, x)
+    ours, logits = grad_cam(model, model.pool2, x)
     reference = copy.deepcopy(model)  # pytorch_grad_cam calls eval() and backward() on it
     targets = [ClassifierOutputTarget(int(c)) for c in logits.argmax(1)]
     cam = GradCAM(model=reference, target_layers=[reference.pool2])
     theirs = torch.from_numpy(cam(input_tensor=x, targets=targets)).to(ours.device)
     live = (ours.flatten(1).amax(1) > 0) & (theirs.flatten(1).amax(1) > 0)
-    corr = 1 - attribution.drift(rendering.normalize(ours[live]), rendering.normalize(theirs[live]))
+    corr = 1 - drift(rendering.normalize(ours[live]), rendering.normalize(theirs[live]))
 
-    t_ours = timed(lambda: attribution.grad_cam(model, model.pool2, x), args.repeats, args.device)
+    t_ours = timed(lambda: grad_cam(model, model.pool2, x), args.repeats, args.device)
     t_theirs = timed(lambda: cam(input_tensor=x, targets=targets), args.repeats, args.device)
     cam.__exit__(None, None, None)
 

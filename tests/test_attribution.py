@@ -1,4 +1,5 @@
-"""attribution.py: Grad-CAM by hand on fixed-weight models, the auto rule, the metrics."""
+"""Grad-CAM by hand on fixed-weight models (core/cam.py), the auto rule (core/target_layer.py),
+the metrics (gradcam/metrics.py)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_cnnviz.core.cam import grad_cam
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.selection import named_layers
-from lightning_cnnviz.gradcam.attribution import (
-    block_output,
+from lightning_cnnviz.core.target_layer import block_output, trace_calls
+from lightning_cnnviz.gradcam.metrics import (
     concentration,
     drift,
     foreground,
-    grad_cam,
     means_to_host,
     on_object,
-    trace_calls,
 )
 
 # A 4x4 single-channel image with positive and negative pixels.

@@ -14,16 +14,20 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lightning_cnnviz.core import cam as core_cam
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.gradcam import attribution
+from lightning_cnnviz.core.target_layer import block_output, trace_calls
+from lightning_cnnviz.gradcam import metrics
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
+from lightning_cnnviz.gradcam.draw import cam_grid
 from tests.contract.zoo import ZOO, ZooData
 from tests.tb import events, image_tags, texts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
 
-def fit(tmp_path, monitor, model="bn_dropout", steps=4, ckpt_path=None, **trainer_args):
+def fit(tmp_path, monitor, model="bn_dropout", steps=4, ckpt_path=None, data=None,
+        **trainer_args):  # fmt: skip
     L.seed_everything(0, verbose=False)
     net = ZOO[model]() if isinstance(model, str) else model
     args = dict(
@@ -40,7 +44,7 @@ def fit(tmp_path, monitor, model="bn_dropout", steps=4, ckpt_path=None, **traine
     trainer = L.Trainer(**(args | trainer_args))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(net, datamodule=ZooData(), ckpt_path=ckpt_path)
+        trainer.fit(net, datamodule=data or ZooData(), ckpt_path=ckpt_path)
     return net, trainer
 
 
@@ -74,7 +78,7 @@ def test_gradcam_grid_labels_and_overlay():
     cam = torch.zeros(2, 4, 4)
     cam[0, 0, 0] = 1.0
     logits = torch.tensor([[0.0, math.log(3.0)], [2.0, 0.0]])  # softmax 0.75 on class 1 / 0.88
-    grid, bad = attribution.cam_grid(image01, cam, logits, torch.tensor([1, 1]), alpha=1.0)
+    grid, bad = cam_grid(image01, cam, logits, torch.tensor([1, 1]), alpha=1.0)
     assert bad == 1  # the second CAM is all zero
     assert grid.dtype == torch.uint8 and grid.shape[0] == 3
     # tiles are 84x84 (4 px x 21) under an 11 + 2 px caption strip, 2 px grid padding
@@ -96,14 +100,14 @@ def test_gradcam_frozen_backbone_gets_cams(tmp_path):
 
 def test_gradcam_bf16_mixed_on_cpu_gives_finite_float32_cams(tmp_path, monkeypatch):
     seen = []
-    real = attribution.grad_cam
+    real = core_cam.grad_cam
 
     def spy(*args, **kwargs):
         cam, logits = real(*args, **kwargs)
         seen.append((cam.dtype, bool(torch.isfinite(cam).all()), float(cam.amax())))
         return cam, logits
 
-    monkeypatch.setattr(attribution, "grad_cam", spy)
+    monkeypatch.setattr(core_cam, "grad_cam", spy)
     monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified_pool=16, strict=True)
     fit(tmp_path, monitor, precision="bf16-mixed")
     assert seen and all(
@@ -115,13 +119,13 @@ def test_gradcam_bf16_mixed_on_cpu_gives_finite_float32_cams(tmp_path, monkeypat
 
 def test_gradcam_epoch_schedule_guided_and_int_target(tmp_path, monkeypatch):
     targets = []
-    real = attribution.grad_cam
+    real = core_cam.grad_cam
 
     def spy(model, layer, x, target=None, **kwargs):
         targets.append(target)
         return real(model, layer, x, target, **kwargs)
 
-    monkeypatch.setattr(attribution, "grad_cam", spy)
+    monkeypatch.setattr(core_cam, "grad_cam", spy)
     monitor = GradCAMMonitor(
         every_n_epochs=1, num_samples=4, method="guided_gradcam", target="2",
         misclassified_pool=16, strict=True, layers=["relu2", "pool2"],
@@ -238,6 +242,31 @@ def test_gradcam_saliency_rows_appended_and_training_unchanged(tmp_path):
         GradCAMMonitor(saliency=["lime"])
 
 
+class FloatNormData(ZooData):
+    """Normalisation statistics given as plain floats (one for every channel)."""
+
+    mean, std = 0.5, 0.25
+
+
+def test_gradcam_saliency_rows_with_float_mean_std(tmp_path):
+    # Regression: float `mean`/`std` were indexed (`mean[0]`) for the Integrated Gradients
+    # baseline, a TypeError that made the monitor step aside at its first event.
+    plain = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified=False)
+    fit(tmp_path / "plain", plain, data=FloatNormData())
+    rich = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified=False,
+                          saliency=["saliency", "integrated_gradients"])  # fmt: skip
+    fit(tmp_path / "rich", rich, data=FloatNormData())
+    assert not rich.disabled and rich.events == 2
+    acc = events(tmp_path / "rich" / "tb")
+    for tag in ("gradcam/train", "gradcam/val"):
+        (one,) = {(i.width, i.height) for i in events(tmp_path / "plain" / "tb").Images(tag)}
+        images = acc.Images(tag)
+        assert [i.step for i in images] == [2, 4]  # both events: the monitor did not step aside
+        # the CAM row, then two captioned saliency rows of the same tiles (4 px gaps)
+        assert images[-1].width == one[0] and images[-1].height > 3 * one[1] + 8
+    assert [s for s, _ in scalars(acc, "gradcam/val/concentration")] == [2, 4]
+
+
 def train_reference(tmp_path, steps=100):
     """The reference CNN trained briefly on the shared real MNIST digits, and a val batch."""
     from lightning_cnnviz.reference import MNISTClassifier, MNISTDataModule
@@ -258,7 +287,7 @@ def train_reference(tmp_path, steps=100):
 
 
 def per_image_correlation(a, b):
-    a = attribution.drift(a, b)  # 1 - Pearson correlation, per image
+    a = metrics.drift(a, b)  # 1 - Pearson correlation, per image
     return 1 - a
 
 
@@ -275,11 +304,11 @@ def test_gradcam_agrees_with_pytorch_grad_cam_on_reference_model(tmp_path):
 
     model, x = train_reference(tmp_path)
     layers = named_layers(model)
-    calls, shape = attribution.trace_calls(model, layers, x[:1])
-    assert attribution.block_output(calls, layers, shape[-1]) == ("pool2", None)
+    calls, shape = trace_calls(model, layers, x[:1])
+    assert block_output(calls, layers, shape[-1]) == ("pool2", None)
 
     grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
-    ours, logits = attribution.grad_cam(model, model.pool2, x)
+    ours, logits = core_cam.grad_cam(model, model.pool2, x)
     after = [p.grad for p in model.parameters()]  # our pass writes no param.grad
     assert all(a is b or torch.equal(a, b) for a, b in zip(after, grads, strict=True))
     reference = copy.deepcopy(model)  # pytorch_grad_cam calls eval() and backward() on it

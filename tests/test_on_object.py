@@ -4,9 +4,11 @@ import pytest
 import torch
 from torch import nn
 
+from lightning_cnnviz.core.cam import grad_cam
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.gradcam import attribution as A
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
+from lightning_cnnviz.gradcam.metrics import components, foreground, on_object
+from lightning_cnnviz.gradcam.shortcut import train_val_gap
 
 
 def test_on_object_components_label_each_blob():
@@ -14,12 +16,12 @@ def test_on_object_components_label_each_blob():
     mask[0, 0, 0] = mask[0, 1, 1] = True  # diagonal neighbours: one component (8-neighbourhood)
     mask[0, 3:5, 3:5] = True  # a second one
     mask[1] = True  # one component covering the image
-    labels = A.components(mask)
+    labels = components(mask)
     assert labels.dtype == torch.long and (labels[~mask] == 0).all()
     assert labels[0, 0, 0] == labels[0, 1, 1] == 7  # 1 + flat index of (1, 1)
     assert (labels[0, 3:, 3:] == 25).all()
     assert (labels[1] == 25).all()
-    assert (A.components(torch.zeros(1, 3, 3, dtype=torch.bool)) == 0).all()
+    assert (components(torch.zeros(1, 3, 3, dtype=torch.bool)) == 0).all()
 
 
 def test_on_object_foreground_drops_small_isolated_blobs():
@@ -28,16 +30,16 @@ def test_on_object_foreground_drops_small_isolated_blobs():
     image[0, 0, 0, 0:3] = 1.0  # a marker: 3 pixels, isolated (< 0.25 x 16)
     image[1, 0, 0:3, 0:2] = 1.0  # a 6-pixel blob: >= 0.25 x 16, kept (a broken stroke)
     image[2, 0, 1, 6] = 1.0  # touching the stroke: part of the object
-    fg = A.foreground(image, 0.2)
+    fg = foreground(image, 0.2)
     assert fg.sum((1, 2)).tolist() == [16, 22, 17]
     assert not fg[0, 0, 0:3].any() and fg[1, 0:3, 0:2].all()
-    assert A.foreground(image, 0.2, min_component=0.0).sum((1, 2)).tolist() == [19, 22, 17]
-    assert not A.foreground(torch.zeros(1, 3, 4, 4), 0.2).any()  # no object: empty, no error
+    assert foreground(image, 0.2, min_component=0.0).sum((1, 2)).tolist() == [19, 22, 17]
+    assert not foreground(torch.zeros(1, 3, 4, 4), 0.2).any()  # no object: empty, no error
     # the CAM all on the marker is not on the object any more
     cam = torch.zeros(3, 12, 12)
     cam[:, 0, 0:3] = 1.0
-    assert A.on_object(cam, fg)[0] == 0.0
-    assert A.on_object(cam, A.foreground(image, 0.2, 0.0))[0] == 1.0
+    assert on_object(cam, fg)[0] == 0.0
+    assert on_object(cam, foreground(image, 0.2, 0.0))[0] == 1.0
 
 
 def test_on_object_foreground_of_large_images_on_coarse_cells():
@@ -45,10 +47,10 @@ def test_on_object_foreground_of_large_images_on_coarse_cells():
     image[:, :, 20:120, 30:100] = 1.0  # the object: 7000 pixels
     image[0, :, 140:143, 5:8] = 1.0  # a 9-pixel speck far away: dropped
     image[1, :, 10:14, 30:100] = 0.9  # a bar 6 px above the object (2 cells): its own blob
-    fg = A.foreground(image, 0.2)
+    fg = foreground(image, 0.2)
     assert fg.shape == (2, 150, 130) and fg.sum((1, 2)).tolist() == [7000, 7000]
-    assert A.foreground(image, 0.2, max_side=150)[1].sum() == 7000  # same at full resolution
-    assert (A.foreground(image, 0.2) <= (image.mean(1) > 0.2)).all()  # never adds a pixel
+    assert foreground(image, 0.2, max_side=150)[1].sum() == 7000  # same at full resolution
+    assert (foreground(image, 0.2) <= (image.mean(1) > 0.2)).all()  # never adds a pixel
 
 
 def test_on_object_hirescam_sees_a_cue_read_by_position():
@@ -63,13 +65,13 @@ def test_on_object_hirescam_sees_a_cue_read_by_position():
     net = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), head).train()
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, 0, 0] = x[0, 0, 3, 3] = 2.0
-    hires, logits = A.grad_cam(net, net[1], x, 0, method="hirescam")
+    hires, logits = grad_cam(net, net[1], x, 0, method="hirescam")
     expected = torch.zeros(1, 4, 4)
     expected[0, 0, 0] = 2.0  # gradient 1 x activation 2; (3, 3) is -2, clipped by the ReLU
     assert torch.allclose(hires, expected) and logits[0].tolist() == [0.0, 0.0]
     assert all(p.grad is None for p in net.parameters()) and net.training  # no side effects
     # Grad-CAM weighs the channel by its mean gradient (1 - 1) / 16 = 0: blind to the cue
-    plain, _ = A.grad_cam(net, net[1], x, 0)
+    plain, _ = grad_cam(net, net[1], x, 0)
     assert float(plain.abs().max()) == 0.0
     assert GradCAMMonitor(method="hirescam").method == "hirescam"
 
@@ -77,10 +79,10 @@ def test_on_object_hirescam_sees_a_cue_read_by_position():
 def test_on_object_train_val_gap_needs_patience_and_both_margins():
     state = {}
     # 0.25 vs 0.3: not 0.1 below; 0.5 vs 0.65: 0.15 below but above 0.75 x 0.65 = 0.4875
-    assert not A.train_val_gap(state, 0.25, 0.3) and not A.train_val_gap(state, 0.5, 0.65)
-    assert [A.train_val_gap(state, 0.1, 0.3) for _ in range(4)] == [False, True, False, False]
-    assert not A.train_val_gap(state, 0.3, 0.3)  # recovered: a new run may report again
-    assert [A.train_val_gap(state, 0.1, 0.3, patience=1)] == [True]
+    assert not train_val_gap(state, 0.25, 0.3) and not train_val_gap(state, 0.5, 0.65)
+    assert [train_val_gap(state, 0.1, 0.3) for _ in range(4)] == [False, True, False, False]
+    assert not train_val_gap(state, 0.3, 0.3)  # recovered: a new run may report again
+    assert [train_val_gap(state, 0.1, 0.3, patience=1)] == [True]
 
 
 def test_on_object_monitor_reports_cam_shortcut_once():

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.adversarial import fgsm as robustness
+from lightning_cnnviz.core import cam as C
+from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.capture import LayerCapture, first_tensor
 from lightning_cnnviz.core.checks import check_int, check_number
 from lightning_cnnviz.core.inputs import Norm, norm_stats, to_image01
 from lightning_cnnviz.core.monitor import Monitor, with_probe
-from lightning_cnnviz.core.selection import CONV_TYPES, named_layers, resolve_layers, unwrap_model
-from lightning_cnnviz.gradcam.attribution import block_output, grad_cam, trace_calls
+from lightning_cnnviz.core.selection import (
+    CONV_TYPES,
+    named_layers,
+    of_type,
+    resolve_layers,
+    unwrap_model,
+)
+from lightning_cnnviz.core.target_layer import auto_cam_layer
 
 
 class AdversarialMonitor(Monitor):
@@ -35,8 +45,9 @@ class AdversarialMonitor(Monitor):
         epsilon: attack size, in [0, 1] pixel units (input units without ``std``).
         samples_shown: rows of the example image (0: scalars only).
         cam_layer: Grad-CAM's layer; ``"auto"`` = the output of the last conv block.
-        num_samples: probe size (default 64: the accuracies' sample); every_n_epochs:
-            default 1; the other arguments are the shared ``Monitor`` ones.
+        num_samples: probe size (default 64: the accuracies' sample).
+        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``
+            (default 1), ``tag_prefix``, ``strict``, ``seed``).
 
     Example::
 
@@ -53,19 +64,13 @@ class AdversarialMonitor(Monitor):
     def __init__(
         self,
         layers: str | list[str] = "auto",
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
-        num_samples: int = 64,
         epsilon: float = 0.1,
         samples_shown: int = 4,
         cam_layer: str = "auto",
-        tag_prefix: str = "",
-        strict: bool = False,
-        seed: int = 0,
+        num_samples: int = 64,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
-        )
+        super().__init__(layers, num_samples=num_samples, **kwargs)
         check_number("epsilon", epsilon, low=0.0)
         if epsilon <= 0:
             raise ValueError(f"`epsilon` must be a positive number, got {epsilon!r}")
@@ -83,15 +88,14 @@ class AdversarialMonitor(Monitor):
 
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        return [n for n, m in available.items() if isinstance(m, CONV_TYPES)][:1]
+        return of_type(*CONV_TYPES)(model, available)[:1]
 
     def cam_module(self, model: nn.Module, x: Tensor) -> tuple[str, nn.Module]:
         """Grad-CAM's layer: ``cam_layer``, or the last conv block's output (traced once)."""
         if self._cam is None:
             if self.cam_layer == "auto":
                 available = named_layers(model)
-                calls, shape = trace_calls(model, available, x[:1])
-                name, _ = block_output(calls, available, shape[-1] if len(shape) == 2 else None)
+                name, _ = auto_cam_layer(model, available, x)
                 if name is None:
                     raise ValueError("no layer with a spatial output for Grad-CAM; set `cam_layer`")
                 self._cam = (name, available[name])
@@ -103,12 +107,13 @@ class AdversarialMonitor(Monitor):
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         model, step = unwrap_model(pl_module), trainer.global_step
         with self.phase("capture"):
-            x, stats = self.probe_input(trainer, pl_module), norm_stats(trainer)
+            x, norm = self.probe_input(trainer, pl_module), norm_stats(trainer)
+            norm = norm if norm is not None and norm.fits(x.shape[1]) else None
             labels = self.probe(trainer).labels
             with with_probe(model):
                 clean = first_tensor(model(x)).float()
             target = clean.argmax(1) if labels is None else labels.to(x.device)
-            mean, std = stats if stats and len(stats[0]) in (1, x.shape[1]) else (None, None)
+            mean, std = norm if norm is not None else (None, None)
             adv = robustness.fgsm(model, x, target, self.epsilon, mean=mean, std=std)
             with with_probe(model):
                 attacked = first_tensor(model(adv)).float()
@@ -121,8 +126,7 @@ class AdversarialMonitor(Monitor):
                 )
             host = torch.stack(values).tolist()
             scalars = {self.tag(n): v for n, v in zip(names, host, strict=True)}
-        usable = (mean, std) if mean is not None else None
-        image = self.examples(model, x, adv, clean, attacked, labels, usable)
+        image = self.examples(model, x, adv, clean, attacked, labels, norm)
         with self.phase("write"):
             self.sink.scalars(scalars, step)
             if image is not None:
@@ -136,9 +140,12 @@ class AdversarialMonitor(Monitor):
         clean: Tensor,
         attacked: Tensor,
         labels: Tensor | None,
-        stats: Norm | None,
+        norm: Norm | None,
     ) -> Tensor | None:
-        """The ``adversarial/examples`` image of the first ``samples_shown`` probe samples."""
+        """The ``adversarial/examples`` image of the first ``samples_shown`` probe samples.
+
+        ``norm``: the inputs' normalisation when it fits their channels, else ``None``.
+        """
         k = min(self.samples_shown, x.shape[0])
         if k == 0:
             return None
@@ -149,17 +156,17 @@ class AdversarialMonitor(Monitor):
             fmap = cap.outputs[site].float()
             fmap = fmap.flatten(1, -3).mean(1) if fmap.dim() > 3 else fmap
             layer = self.cam_module(model, x)[1]
-            cams = (grad_cam(model, layer, x[:k])[0], grad_cam(model, layer, adv[:k])[0])
+            cams = (C.grad_cam(model, layer, x[:k])[0], C.grad_cam(model, layer, adv[:k])[0])
         with self.phase("render"):
-            if stats is not None:  # de-normalised pictures; epsilon is in their units
+            if norm is not None:  # de-normalised pictures; epsilon is in their units
                 epsilon = self.epsilon
-                before, after = to_image01(x[:k], stats), to_image01(adv[:k], stats)
+                before, after = to_image01(x[:k], norm), to_image01(adv[:k], norm)
             else:  # one range for both, so that the perturbation shows
-                low, high = x[:k].amin(), x[:k].amax()
-                span = (high - low).clamp_min(1e-12)
-                before = ((x[:k] - low) / span).clamp(0, 1)
-                after = ((adv[:k] - low) / span).clamp(0, 1)
-                epsilon = self.epsilon / float(span)
+                low, high = torch.stack(torch.aminmax(x[:k].float())).tolist()
+                before, after = (
+                    rendering.normalize(t[:k], "fixed", value_range=(low, high)) for t in (x, adv)
+                )
+                epsilon = self.epsilon / max(high - low, 1e-12)
             predicted = (clean[:k].argmax(1).tolist(), attacked[:k].argmax(1).tolist())
             return robustness.example_rows(
                 before.float().cpu(), after.float().cpu(), epsilon,

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.capture import first_tensor, probe_mode
 from lightning_cnnviz.core.guard import grads_untouched
+from lightning_cnnviz.core.inputs import Norm, input_bounds
 
 __all__ = ["accuracy", "example_rows", "fgsm"]
 
@@ -60,7 +61,7 @@ def fgsm(
         x: inputs ``(N, C, H, W)`` in the model's (normalised) units.
         labels: true classes ``(N,)``: the attack raises their cross-entropy.
         epsilon: step size in pixel units (with ``mean``/``std``), else in input units.
-        mean: per-channel mean of the inputs' normalisation, if known.
+        mean: per-channel mean of the inputs' normalisation, if known (one value: all channels).
         std: per-channel standard deviation of the inputs' normalisation, if known.
         output_key: picks the logits from a tuple/dict model output.
     """
@@ -75,13 +76,13 @@ def fgsm(
     attack = FGSM(forward, loss)
     attack.zero_thresh = 0.0
     mask = None
-    if mean is not None and std is not None:
+    norm = None if mean is None or std is None else Norm(tuple(mean), tuple(std))
+    bounds = input_bounds(norm, x.shape[1])
+    if bounds is not None:
         shape = (1, -1, *([1] * (x.dim() - 2)))
-        mean_t = torch.as_tensor(mean, dtype=x.dtype, device=x.device).reshape(shape)
-        std_t = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(shape)
-        low, high = -mean_t / std_t, (1 - mean_t) / std_t
+        low, high = (b.to(x).reshape(shape) for b in bounds)
         attack.bound = lambda t: torch.maximum(torch.minimum(t, high), low)
-        mask = (1 / std_t).expand_as(x).contiguous()
+        mask = (high - low).expand_as(x).contiguous()  # 1 / std: pixel units to input units
     inputs = x.detach().clone().requires_grad_(True)  # ours; Captum would warn otherwise
     with grads_untouched(model), probe_mode(model, grad=True):
         adv = attack.perturb(inputs, epsilon, labels.to(x.device).long(), mask=mask)

@@ -10,17 +10,24 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
+from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.capture import first_tensor, probe_mode
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.core.inputs import input_bounds, norm_stats, to_image01, to_model
 from lightning_cnnviz.core.monitor import Monitor
-from lightning_cnnviz.core.probe import Probe, find_dataset, probe_from_indices
+from lightning_cnnviz.core.probe import Probe, find_dataset
 from lightning_cnnviz.core.selection import unwrap_model
-from lightning_cnnviz.gradcam import attribution as A
+from lightning_cnnviz.core.target_layer import auto_cam_layer
+from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
+from lightning_cnnviz.gradcam.metrics import cam_metrics, means_to_host
+from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
 from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS, clip_peaks, input_saliency
+from lightning_cnnviz.gradcam.shortcut import on_object_findings, on_object_text
 
-_POOL_SEED_OFFSET = 104_729
+# One row of a split's image: (image01, heat, logits, labels, caption or None), host copies.
+Row = tuple[Tensor, Tensor, Tensor, Tensor | None, str | None]
 
 
 class GradCAMMonitor(Monitor):
@@ -44,15 +51,17 @@ class GradCAMMonitor(Monitor):
         output_key: picks the logits from a tuple/dict model output.
         misclassified: search ``misclassified_pool`` val samples (drawn once, by index;
             one forward pass per log) for ``gradcam/misclassified``; ``False``: no search, no image.
+        misclassified_pool: how many val samples the search looks at.
         alpha: heatmap opacity over the image. cmap: a colormap of ``rendering.CMAPS``.
         shared_scale: one colour scale per grid instead of one per image.
         foreground_threshold: de-normalised brightness above which a pixel is the
             object (``on_object``; small isolated bright blobs are not, see
-            ``attribution.foreground``); ``None`` turns ``on_object`` off.
+            ``gradcam.metrics.foreground``); ``None`` turns ``on_object`` off.
         saliency: extra rows of input-gradient maps, opt-in: any of ``"saliency"``
             (Captum ``Saliency``) and ``"integrated_gradients"`` (from a black image).
         smooth: wrap the saliency methods in Captum's ``NoiseTunnel`` (SmoothGrad).
-        every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed: see ``Monitor``.
+        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``,
+            ``num_samples``, ``tag_prefix``, ``strict``, ``seed``).
 
     Example::
 
@@ -79,17 +88,10 @@ class GradCAMMonitor(Monitor):
         foreground_threshold: float | None = 0.2,
         saliency: list[str] | None = None,
         smooth: bool = False,
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
-        num_samples: int = 16,
-        tag_prefix: str = "",
-        strict: bool = False,
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
-        )
-        check_choice("method", method, ("gradcam", "hirescam", "guided_gradcam"))
+        super().__init__(layers, **kwargs)
+        check_choice("method", method, C.CAM_METHODS)
         target = int(target) if isinstance(target, str) and target.isdigit() else target
         if target not in ("pred", "true") and (type(target) is not int or target < 0):
             raise ValueError(f"`target` must be 'pred', 'true' or a class index, got {target!r}")
@@ -109,18 +111,17 @@ class GradCAMMonitor(Monitor):
         self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
         self._pool: Probe | None = None  # val samples searched for misclassified ones
-        self._warned = False
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._trainer, self._pool = trainer, None  # auto_layers (in setup) needs the data
         super().setup(trainer, pl_module, stage)
 
+    @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
         """The last conv block's output, found by a shape-tracing probe pass on one val sample."""
-        x = self.probe_input(self._trainer, model, "val")[:1]
-        calls, shape = A.trace_calls(model, available, x, self.output_key)
-        name, note = A.block_output(calls, available, shape[-1] if len(shape) == 2 else None)
+        x = self.probe_input(self._trainer, model, "val")
+        name, note = auto_cam_layer(model, available, x, self.output_key)
         if note:
             rank_zero_warn(f"GradCAMMonitor(layers='auto'): {note}")
         return [name] if name else []
@@ -129,18 +130,10 @@ class GradCAMMonitor(Monitor):
         if split != "misclassified":
             return self.probe(trainer, split)
         if self._pool is None:
-            dataset = find_dataset(trainer, "val")
-            generator = torch.Generator().manual_seed(self.seed + _POOL_SEED_OFFSET)
-            order = torch.randperm(len(dataset), generator=generator)
-            self._pool = probe_from_indices(dataset, order[: self.misclassified_pool].tolist())
-        if self._pool.labels is None:
-            return None
-        found = A.find_misclassified(
-            model, self._pool.images, self._pool.labels, output_key=self.output_key
-        )[: self.num_samples].tolist()
-        pick = [self._pool.indices[i] for i in found]
-        return Probe(pick, self._pool.images[found], self._pool.labels[found]) if found else None
+            self._pool = draw_pool(find_dataset(trainer, "val"), self.misclassified_pool, self.seed)
+        return misclassified_probe(model, self._pool, self.num_samples, self.output_key)
 
+    @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Grad-CAM of every split and layer: metrics and findings here, grids drawn off-thread."""
         model, values, panels = unwrap_model(pl_module), {}, []
@@ -152,49 +145,46 @@ class GradCAMMonitor(Monitor):
                 rows = [self._row(trainer, model, probe, split, n, values) for n in self.selected]
                 panels.append((split, rows + self._saliency_rows(trainer, model, probe)))
         with self.phase("write"):
-            scalars = A.means_to_host(values)
+            scalars = means_to_host(values)
             self.sink.scalars(scalars, trainer.global_step)
             self.in_background(lambda step=trainer.global_step: self._draw(panels, step))
         on_object = [scalars.get(self.tag(split, "on_object")) for split in ("train", "val")]
         self._check_on_object(trainer, *on_object)
 
-    def _draw(self, panels: list[tuple[str, list[tuple]]], step: int) -> None:
+    def _draw(self, panels: list[tuple[str, list[Row]]], step: int) -> None:
         """On the sink's thread: one image per split, a captioned grid per row."""
         for split, rows in panels:
             grids = []
             for image01, heat, logits, labels, caption in rows:
-                grid, _ = A.cam_grid(image01, heat, logits, labels, cmap=self.cmap,
-                                     alpha=self.alpha, shared_scale=self.shared_scale)  # fmt: skip
+                grid, _ = cam_grid(image01, heat, logits, labels, cmap=self.cmap,
+                                   alpha=self.alpha, shared_scale=self.shared_scale)  # fmt: skip
                 grids.append(grid if caption is None else R.caption(grid, caption))
             self.sink.image(self.tag(split), R.vstack(grids, gap=4), step)
 
     def _row(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str, name: str,
-             values: dict[str, Tensor]) -> tuple:  # fmt: skip
+             values: dict[str, Tensor]) -> Row:  # fmt: skip
         """The CAMs of one layer, their metrics into ``values``, and what ``_draw`` needs."""
-        param = next(model.parameters())
-        x, labels = probe.to(param.device, param.dtype), probe.labels
+        x, labels = to_model(probe.images, model), probe.labels
         target = labels if self.target == "true" else None if self.target == "pred" else self.target
         with self.phase("compute"):
-            cam, logits = A.grad_cam(model, self.selected[name], x, target,
+            cam, logits = C.grad_cam(model, self.selected[name], x, target,
                                      output_key=self.output_key, method=self.method)  # fmt: skip
-            image01 = self._image01(trainer, x)
+            image01 = to_image01(x, norm_stats(trainer))
             if split != "misclassified":
                 values.update(self._metrics(split, name, cam, image01))
         with self.phase("render"):  # host copies for the sink's thread
             row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, None)
-            bad = int(A.blank_cams(row[1]).sum())
-        if bad and not self._warned:
-            self._warned = True
-            rank_zero_warn(f"GradCAMMonitor: {bad} CAM(s) of `{name}` ({split}) are all zero "
-                           "or not finite; they show blank")  # fmt: skip
+            bad = int(blank_cams(row[1]).sum())
+        if bad:
+            self.warn_once("blank", f"{bad} CAM(s) of `{name}` ({split}) are all zero "
+                                    "or not finite; they show blank")  # fmt: skip
         return row
 
-    def _saliency_rows(self, trainer: Trainer, model: nn.Module, probe: Probe) -> list[tuple]:
+    def _saliency_rows(self, trainer: Trainer, model: nn.Module, probe: Probe) -> list[Row]:
         """One captioned row per ``saliency`` method, for the same target as the CAMs."""
         if not self.saliency:
             return []
-        param = next(model.parameters())
-        x, labels = probe.to(param.device, param.dtype), probe.labels
+        x, labels, norm = to_model(probe.images, model), probe.labels, norm_stats(trainer)
         with self.phase("compute"):
             with probe_mode(model):
                 logits = first_tensor(model(x), self.output_key).float()
@@ -204,15 +194,14 @@ class GradCAMMonitor(Monitor):
                 target = torch.full((len(x),), self.target, dtype=torch.long)
             else:
                 target = logits.argmax(1)
-            data = getattr(trainer, "datamodule", None)
-            mean, std = getattr(data, "mean", None), getattr(data, "std", None)
-            black = -mean[0] / std[0] if mean is not None and std is not None else float(x.min())
+            bounds = input_bounds(norm, x.shape[1])  # Integrated Gradients from a black image
+            black = float(x.min()) if bounds is None else bounds[0].to(x).expand_as(x[:1])
             maps = {
                 name: clip_peaks(input_saliency(model, x, target, name, output_key=self.output_key,
                                                 baseline=black, smooth=self.smooth, seed=self.seed))
                 for name in self.saliency
             }  # fmt: skip
-            image01 = self._image01(trainer, x)
+            image01 = to_image01(x, norm)
         with self.phase("render"):
             suffix = " (SmoothGrad)" if self.smooth else ""
             image01, logits = image01.cpu(), logits.cpu()
@@ -221,17 +210,11 @@ class GradCAMMonitor(Monitor):
                 for name, heat in maps.items()
             ]
 
-    def _image01(self, trainer: Trainer, x: Tensor) -> Tensor:
-        data = getattr(trainer, "datamodule", None)
-        mean, std = getattr(data, "mean", None), getattr(data, "std", None)
-        ok = mean is not None and std is not None
-        return R.denormalize(x, mean, std) if ok else R.normalize(x, "per_image", dims=3)
-
     def _metrics(self, split: str, name: str, cam: Tensor, image01: Tensor) -> dict[str, Tensor]:
         key = f"{split}/{name}"
         peak = cam.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1)  # drift is scale-free
         previous, self._previous[key] = self._previous.get(key), (cam / peak).half().cpu()
-        out = A.cam_metrics(cam, image01, previous, self.foreground_threshold)
+        out = cam_metrics(cam, image01, previous, self.foreground_threshold)
         tags = {self.tag(key, m): v for m, v in out.items()} if len(self.selected) > 1 else {}
         last = name == list(self.selected)[-1]  # the deepest layer also gets the plain tags
         return tags | ({self.tag(split, m): v for m, v in out.items()} if last else {})
@@ -239,10 +222,10 @@ class GradCAMMonitor(Monitor):
     def _check_on_object(self, trainer: Trainer, value: float | None, val: float | None = None
                          ) -> None:  # fmt: skip
         step, epoch = trainer.global_step, trainer.current_epoch
-        for kind, message, figures in A.on_object_findings(self._on_object, value, val):
+        for kind, message, figures in on_object_findings(self._on_object, value, val):
             rank_zero_warn(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
             if self._sink is not None:
-                self.sink.text(self.tag("diagnosis"), A.on_object_text(message, step, epoch), step)
+                self.sink.text(self.tag("diagnosis"), on_object_text(message, step, epoch), step)
             report(trainer, Finding(self.section, kind, step, epoch, message, figures))
 
     @override

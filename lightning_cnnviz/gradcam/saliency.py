@@ -42,7 +42,7 @@ def input_saliency(
     method: str,
     *,
     output_key: str | int | None = None,
-    baseline: float = 0.0,
+    baseline: float | Tensor = 0.0,
     smooth: bool = False,
     smooth_samples: int = 8,
     smooth_stdev: float = 0.15,
@@ -60,8 +60,9 @@ def input_saliency(
             ``"integrated_gradients"`` (Sundararajan et al. 2017, from a constant
             ``baseline`` image).
         output_key: picks the logits from a tuple/dict model output.
-        baseline: the Integrated Gradients baseline value (in the model's input
-            space; pass the normalised black to start from a black image).
+        baseline: the Integrated Gradients baseline: a value or a ``(1, C, H, W)``
+            image, in the model's input space (pass the normalised black, e.g. the
+            low end of ``core.inputs.input_bounds``, to start from a black image).
         smooth: wrap the method in ``NoiseTunnel`` (SmoothGrad: the mean over noisy copies).
         smooth_samples: noisy copies per image.
         smooth_stdev: noise standard deviation as a share of the batch's value range.

@@ -1,0 +1,196 @@
+"""The layer Grad-CAM looks at by default: the output of the last conv block.
+
+Nothing here knows about Lightning. ``auto_cam_layer`` is Grad-CAM's
+``layers="auto"`` wherever a monitor shows a CAM: one shape-tracing probe pass
+(``trace_calls``) records every call of every module in the order the calls
+finish, and ``block_output`` picks the last one with a 4-D output whose spatial
+size is above 1x1. A block's activation or pooling module finishes after its
+conv, so it wins over the raw conv: on the reference CNN, Grad-CAM on the raw
+``conv2`` output puts less of its mass on the digit than on the rectified,
+pooled output of the same block. A 1x1 conv logits head is never picked.
+
+Example::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from lightning_cnnviz.core.selection import named_layers
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    ...                     nn.Dropout(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    >>> auto_cam_layer(net, named_layers(net), torch.randn(1, 1, 8, 8))
+    ('2', None)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lightning_cnnviz.core.capture import (
+    LayerCapture,
+    first_tensor,
+    module_name,
+    probe_mode,
+    site_name,
+)
+
+__all__ = ["RAW_TYPES", "SKIP_TYPES", "Call", "auto_cam_layer", "block_output", "trace_calls"]
+
+# Pass-through modules ``block_output`` never picks (they repeat what came before).
+SKIP_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+)
+# Modules whose output is a block's *raw* output (before its activation).
+RAW_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a module during the shape-tracing probe pass (``trace_calls``).
+
+    Attributes:
+        name: the module's name; ``index``: which call of it (0, 1, ... for a shared module).
+        shape: its output shape.
+        first_with_output: position (in the list of calls) of the first call that
+            returned this very tensor object (a ``Sequential`` returns its last
+            child's output, an in-place ReLU its input).
+        feeds_next: its output is exactly the input of the module called next
+            (``False`` when a functional op such as ``F.relu`` came in between).
+    """
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    first_with_output: int
+    feeds_next: bool
+
+
+def trace_calls(
+    model: nn.Module,
+    layers: Mapping[str, nn.Module],
+    x: Tensor,
+    output_key: str | int | None = None,
+) -> tuple[list[Call], tuple[int, ...]]:
+    """One probe pass (use one sample): every call of ``layers`` in the order it finished.
+
+    Returns:
+        ``([Call, ...], model_output_shape)`` (``()`` when the output holds no tensor).
+    """
+    raw: list[tuple[str, int, Tensor, Tensor]] = []
+    seen: dict[str, int] = {}
+
+    def record(site: str, out: Tensor) -> None:
+        name = module_name(site)
+        seen[name] = seen.get(name, -1) + 1
+        raw.append((name, seen[name], out, out.detach().float().clone()))
+
+    capture = LayerCapture(layers, shared=set(layers), inputs=True, on_output=record)
+    with probe_mode(model), capture:
+        output = model(x)
+    calls = []
+    first: dict[int, int] = {}
+    for k, (name, index, out, kept) in enumerate(raw):
+        nxt = None
+        if k + 1 < len(raw):  # every layer counts as shared: sites are `name#index`
+            nxt = capture.inputs.get(site_name(raw[k + 1][0], raw[k + 1][1], layers))
+        feeds = nxt is not None and nxt.shape == out.shape and torch.equal(nxt.float(), kept)
+        first_k = first.setdefault(id(out), k)
+        calls.append(Call(name, index, tuple(out.shape), first_k, feeds))
+    try:
+        shape = tuple(first_tensor(output, output_key).shape)
+    except (TypeError, KeyError, IndexError):
+        shape = ()
+    return calls, shape
+
+
+def _spatial_size(shape: tuple[int, ...]) -> int:
+    return math.prod(shape[2:]) if len(shape) == 4 else 0
+
+
+def _is_logits_head(module: nn.Module, rest: list[Call], num_logits: int) -> bool:
+    """A 1x1 conv to ``num_logits`` channels after which no spatial map has other channels.
+
+    The second half tells a head (SqueezeNet's classifier) from a squeeze-excitation
+    ``fc1`` that happens to have as many channels as there are classes.
+    """
+    if not (
+        isinstance(module, nn.Conv2d)
+        and module.kernel_size == (1, 1)
+        and module.out_channels == num_logits
+    ):
+        return False
+    return all(c.shape[1] == num_logits for c in rest if _spatial_size(c.shape) > 1)
+
+
+def block_output(
+    calls: list[Call], modules: Mapping[str, nn.Module], num_logits: int | None = None
+) -> tuple[str | None, str | None]:
+    """The output of the last conv block, among traced ``calls``.
+
+    The last module (in the order calls finish) whose output is 4-D with a
+    spatial size above 1x1, at its last call (Captum attributes a shared
+    module's last call). A block's activation or pooling module finishes after
+    its conv, so it wins over the raw conv; a container that only passes on its
+    last child's output gives way to that child; pass-through modules (dropout,
+    identity) are skipped, and so is everything from a 1x1 conv with
+    ``num_logits`` output channels on (a convolutional logits head).
+
+    Returns:
+        ``(name, note)``: ``note`` explains a poor pick (a raw conv or norm whose
+        output goes through a functional activation that no module exposes), else ``None``.
+    """
+    last_call = {call.name: call.index for call in calls}
+    pick: Call | None = None
+    for k, call in enumerate(calls):
+        module = modules[call.name]
+        if num_logits and _is_logits_head(module, calls[k:], num_logits):
+            break  # a logits head: nothing from here on explains a class
+        spatial = _spatial_size(call.shape)
+        if spatial <= 1 or call.index != last_call[call.name] or isinstance(module, SKIP_TYPES):
+            continue
+        container = next(module.children(), None) is not None
+        if container and pick is not None and call.first_with_output == pick.first_with_output:
+            continue  # the same tensor under a container's name: keep the leaf
+        pick = call
+    if pick is None:
+        return None, None
+    module = modules[pick.name]
+    if isinstance(module, RAW_TYPES) and not pick.feeds_next and pick is not calls[-1]:
+        return pick.name, (
+            f"`{pick.name}` ({type(module).__name__}) is the last module with a spatial "
+            "output, but a functional op (e.g. `F.relu`) follows it, so the CAM is taken "
+            "before the activation and tends to be less on the object. Make the "
+            "activation a module (`nn.ReLU`) or name a layer in `layers`."
+        )
+    return pick.name, None
+
+
+def auto_cam_layer(
+    model: nn.Module,
+    layers: Mapping[str, nn.Module],
+    x: Tensor,
+    output_key: str | int | None = None,
+) -> tuple[str | None, str | None]:
+    """Grad-CAM's ``layers="auto"``: the last conv block's output among ``layers``.
+
+    Traces one probe pass on ``x[:1]`` (in the model's dtype, on its device); a 2-D
+    model output gives the number of logits, so that a 1x1 conv logits head is skipped.
+
+    Returns:
+        ``(name, note)`` as ``block_output``: ``name`` is ``None`` when no module
+        has a spatial output; ``note`` explains a poor pick.
+    """
+    calls, shape = trace_calls(model, layers, x[:1], output_key)
+    return block_output(calls, layers, shape[-1] if len(shape) == 2 else None)

@@ -1,0 +1,76 @@
+"""The ``gradcam/{split}`` pictures: heatmaps over the images, labelled tiles in a grid.
+
+Nothing here knows about Lightning. ``cam_grid`` draws one row of a split's image
+(one layer, or one saliency method) from host copies; it runs on the sink's thread.
+Colours, captions and grids come from ``core.rendering``.
+
+Example::
+
+    >>> import torch
+    >>> image01, cam = torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4)
+    >>> cam[0, 0, 0] = 1.0  # the second CAM is all zero: drawn blank
+    >>> grid, blank = cam_grid(image01, cam, torch.tensor([[0.0, 1.0], [1.0, 0.0]]), None)
+    >>> grid.dtype, grid.shape[0], blank
+    (torch.uint8, 3, 1)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lightning_cnnviz.core import rendering as R
+
+__all__ = ["blank_cams", "cam_grid"]
+
+_RIGHT, _WRONG = (120, 230, 120), (255, 90, 90)  # caption colours: prediction right / wrong
+
+
+def blank_cams(cam: Tensor) -> Tensor:
+    """Per map of ``(N, H, W)``, whether it is all zero or not finite (drawn blank).
+
+    Example::
+
+        >>> blank_cams(torch.tensor([[[0.0, 1.0]], [[0.0, 0.0]], [[float("nan"), 1.0]]])).tolist()
+        [False, True, True]
+    """
+    flat = cam.flatten(1)
+    return (~torch.isfinite(flat).all(1)) | (flat.nan_to_num().amax(1) <= 0)
+
+
+def cam_grid(
+    image01: Tensor,
+    cam: Tensor,
+    logits: Tensor,
+    labels: Tensor | None,
+    *,
+    cmap: str = "inferno",
+    alpha: float = 0.5,
+    shared_scale: bool = False,
+    min_size: int = 84,
+    max_size: int = 160,
+) -> tuple[Tensor, int]:
+    """Heatmaps over the images, each tile labelled ``true 7 / pred 1 0.83``, in a grid.
+
+    Labels are green where the prediction is right, red where it is wrong. Tiles
+    are upscaled (nearest) to at least ``min_size`` and shrunk to at most ``max_size``.
+
+    Returns:
+        ``(uint8 (3, H, W) grid, number of all-zero or non-finite CAMs)`` (those show blank).
+    """
+    bad = blank_cams(cam)
+    heat = R.normalize(cam, "shared" if shared_scale else "per_image")
+    tiles = R.upscale_to(R.overlay(image01, heat, cmap, alpha), min_size)
+    if max(tiles.shape[-2:]) > max_size:
+        scale = max_size / max(tiles.shape[-2:])
+        size = (round(tiles.shape[-2] * scale), round(tiles.shape[-1] * scale))
+        tiles = F.interpolate(tiles.float(), size=size, mode="area").round().byte()
+    conf, pred = logits.float().softmax(1).max(1)
+    host = torch.stack([conf, pred.float(), bad.float()]).cpu().tolist()
+    out = []
+    for i, tile in enumerate(tiles.cpu()):
+        p, c, y = int(host[1][i]), host[0][i], None if labels is None else int(labels[i])
+        text = f"pred {p} {c:.2f}" if y is None else f"true {y} / pred {p} {c:.2f}"
+        out.append(R.caption(tile, text, _RIGHT if y in (None, p) else _WRONG))
+    return R.grid(out, nrow=min(8, len(out)), padding=2), int(sum(host[2]))

@@ -1,0 +1,123 @@
+"""Shortcut findings: when Grad-CAM leaves the object, over time or on training images only.
+
+Nothing here knows about Lightning. The rules read ``gradcam/{train,val}/on_object``
+(``gradcam.metrics``) log by log and keep their state in a plain dict (checkpointed
+by the monitor):
+
+* ``cam_off_object``: train ``on_object`` fell below half its first value, or more
+  than 0.2 below its running maximum (``fell_off``);
+* ``cam_shortcut``: train ``on_object`` stayed below val's by 0.1 and below 0.75x
+  of it for 2 logs in a row (``train_val_gap``). Train and val images come from the
+  same distribution, so a CAM that leaves the object on training images only points
+  at a cue that only training images carry.
+
+Example::
+
+    >>> state = {}
+    >>> [kind for train, val in ((0.3, 0.3), (0.12, 0.3), (0.1, 0.3))
+    ...  for kind, *_ in on_object_findings(state, train, val)]
+    ['cam_off_object', 'cam_shortcut']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["fell_off", "on_object_findings", "on_object_text", "train_val_gap"]
+
+# ``cam_off_object``: train on_object below 0.5x its first value or 0.2 below its maximum;
+DROP_RATIO, DROP_MARGIN = 0.5, 0.2
+# ``cam_shortcut``: train on_object below val's by 0.1 and below 0.75x val's, 2 logs in a row.
+GAP_MARGIN, GAP_RATIO, GAP_PATIENCE = 0.1, 0.75, 2
+
+
+def fell_off(state: dict[str, Any], value: float, ratio: float = 0.5, margin: float = 0.2) -> bool:
+    """Track ``on_object`` over time; ``True`` when it has just fallen markedly.
+
+    Markedly: below ``ratio`` x its first value, or more than ``margin`` below its
+    running maximum. ``state`` (``first``, ``max``, ``low``) is updated in place;
+    after a fall it reports again only once the value has recovered.
+
+    Example::
+
+        >>> state = {}
+        >>> [fell_off(state, v) for v in (0.3, 0.5, 0.28, 0.25, 0.4, 0.1)]
+        [False, False, True, False, False, True]
+    """
+    state["first"] = value if state.get("first") is None else state["first"]
+    state["max"] = max(value, state.get("max") or value)
+    low = value < ratio * state["first"] or value < state["max"] - margin
+    fell, state["low"] = low and not state.get("low", False), low
+    return fell
+
+
+def train_val_gap(
+    state: dict[str, Any],
+    train: float,
+    val: float,
+    margin: float = 0.1,
+    ratio: float = 0.75,
+    patience: int = 2,
+) -> bool:
+    """Track train vs val ``on_object``; ``True`` when train has stayed markedly below val.
+
+    Markedly below: ``train < val - margin`` and ``train < ratio * val``, at
+    ``patience`` consecutive logs. ``state`` (``gap_run``) is updated in place;
+    reports once per run of such logs.
+
+    Example::
+
+        >>> state = {}
+        >>> pairs = [(0.3, 0.35), (0.1, 0.3), (0.15, 0.3), (0.12, 0.3), (0.3, 0.3), (0.1, 0.4)]
+        >>> [train_val_gap(state, t, v) for t, v in [*pairs, (0.1, 0.4)]]
+        [False, False, True, False, False, False, True]
+    """
+    low = train < val - margin and train < ratio * val
+    state["gap_run"] = state.get("gap_run", 0) + 1 if low else 0
+    return state["gap_run"] == patience
+
+
+def on_object_findings(
+    state: dict[str, Any], train: float | None, val: float | None = None
+) -> list[tuple[str, str, dict[str, float]]]:
+    """What the train (and val) ``on_object`` of one log tell: ``[(kind, message, figures)]``.
+
+    ``cam_off_object``: train ``on_object`` fell (``fell_off`` with ``DROP_RATIO``,
+    ``DROP_MARGIN``). ``cam_shortcut``: it stayed below val's (``train_val_gap`` with
+    ``GAP_MARGIN``, ``GAP_RATIO``, ``GAP_PATIENCE``). ``state`` is updated in place.
+    """
+    if train is None:
+        return []
+    found = []
+    if fell_off(state, train, DROP_RATIO, DROP_MARGIN):
+        first, best = state["first"], state["max"]
+        message = (
+            f"Grad-CAM moved off the object: {train:.2f} of its mass lies on the object "
+            f"(first log {first:.2f}, best {best:.2f}); the model may be learning a shortcut"
+        )
+        found.append(("cam_off_object", message, {"on_object": train, "first": first, "max": best}))
+    if val is not None and train_val_gap(state, train, val, GAP_MARGIN, GAP_RATIO, GAP_PATIENCE):
+        message = (
+            f"Grad-CAM looks off the object on training images only: {train:.2f} of its mass "
+            f"lies on the object there vs {val:.2f} on validation images ({GAP_PATIENCE} logs "
+            "in a row); the model relies on a cue that only training images carry (a shortcut)"
+        )
+        found.append(("cam_shortcut", message, {"on_object": train, "val_on_object": val}))
+    return found
+
+
+def on_object_text(message: str, step: int, epoch: int) -> str:
+    """The ``gradcam/diagnosis`` text of an ``on_object_findings`` message: when, what, remedies.
+
+    Example::
+
+        >>> on_object_text("Grad-CAM moved off the object", 50, 1)[:48]
+        'Grad-CAM at step 50 (epoch 1): Grad-CAM moved of'
+    """
+    return (
+        f"Grad-CAM at step {step} (epoch {epoch}): {message}.\n\n"
+        "Compare `gradcam/train` with `gradcam/val`: what the training CAMs light up off the "
+        "object is the cue. Remove it from the training images (or add it to the validation "
+        "images to measure how much the model depends on it), augment it away (random crops, "
+        "cutout, colour jitter), or balance the data so that it no longer predicts the label."
+    )
