@@ -5,7 +5,11 @@ Add monitors to a Lightning ``Trainer`` and open TensorBoard::
     from lightning_cnnviz import GradCAMMonitor, KernelMonitor
     trainer = Trainer(callbacks=[KernelMonitor(), GradCAMMonitor()])
 
-Monitors are imported on first use, so ``import lightning_cnnviz`` stays cheap.
+After ``trainer.fit(...)``, ``lightning_cnnviz.findings_of(trainer)`` returns what the
+monitors noticed (dead units, Grad-CAM leaving the object, overfitting), oldest first,
+each with ``source``, ``kind``, ``step``, ``epoch``, ``message`` and ``figures``.
+
+Public names are imported on first use, so ``import lightning_cnnviz`` stays cheap.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_MONITORS = {
+# public name -> the module that defines it (imported on first access)
+_PUBLIC = {
     "Monitor": "lightning_cnnviz.core.monitor",
     "KernelMonitor": "lightning_cnnviz.kernels.callback",
     "FeatureMapMonitor": "lightning_cnnviz.feature_maps.callback",
@@ -25,14 +30,15 @@ _MONITORS = {
     "EmbeddingMonitor": "lightning_cnnviz.embeddings.callback",
     "ActivationMaximizationMonitor": "lightning_cnnviz.activation_maximization.callback",
     "AdversarialMonitor": "lightning_cnnviz.adversarial.callback",
+    "findings_of": "lightning_cnnviz.core.findings",
 }
 
-__all__ = [*_MONITORS, "__version__"]
+__all__ = [*_PUBLIC, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MONITORS:
-        return getattr(importlib.import_module(_MONITORS[name]), name)
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'lightning_cnnviz' has no attribute {name!r}")
 
 

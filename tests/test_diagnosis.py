@@ -3,19 +3,16 @@ import math
 import pytest
 import torch
 
-from lightning_cnnviz.core.findings import Finding
-from lightning_cnnviz.overfitting.diagnosis import (
+from lightning_cnnviz.core.findings import Finding, summary_text
+from lightning_cnnviz.overfitting.detector import OverfittingDetector
+from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image
+from lightning_cnnviz.overfitting.metrics import (
     Evaluation,
-    OverfittingDetector,
-    custom_scalars_layout,
-    diagnosis_text,
     expected_calibration_error,
-    headline,
     per_class_accuracy,
-    per_class_image,
     pick_metric,
-    summary_text,
 )
+from lightning_cnnviz.overfitting.text import diagnosis_text, headline
 
 
 def logits_for(confidences, predicted, num_classes=2):

@@ -1,5 +1,7 @@
 import logging
 import math
+import subprocess
+import sys
 import warnings
 
 import lightning as L
@@ -12,6 +14,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import lightning_cnnviz
 from lightning_cnnviz.core.findings import Finding, findings_of, report
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from tests.tb import events, image_tags, texts
@@ -201,8 +204,10 @@ def test_overfitting_every_n_epochs(tmp_path):
 
 
 def test_overfitting_every_n_steps(tmp_path):
+    # Validations at steps 2, 4, ..., 10: the run's first one, then the first at or after
+    # each multiple of 3 (3 -> 4, 6 -> 6, 9 -> 10), as `Schedule.due_on_step(first_chance=True)`.
     fit(tmp_path, OverfittingMonitor(num_samples=4, every_n_steps=3), epochs=5)
-    assert list(scalars(events(tmp_path / "tb"), "overfitting/ece_val")) == [2, 6, 10]
+    assert list(scalars(events(tmp_path / "tb"), "overfitting/ece_val")) == [2, 4, 6, 10]
 
 
 def test_overfitting_missing_keys_said_once(tmp_path):
@@ -254,6 +259,36 @@ def test_overfitting_gathers_other_findings(tmp_path):
     assert "relu1: 40% dead" in updated and "conv1 hf_energy up" in updated
     assert updated.startswith("**Overfitting since epoch 4 (step 10)**")
     assert [f.kind for f in findings_of(trainer)] == ["dead_units", "overfitting", "hf_energy"]
+
+
+def test_overfitting_finding_read_back_through_public_findings_of(tmp_path):
+    trainer, _ = fit(tmp_path, OverfittingMonitor(num_samples=4))
+    (finding,) = lightning_cnnviz.findings_of(trainer)
+    assert (finding.source, finding.kind, finding.step, finding.epoch) == (
+        "overfitting",
+        "overfitting",
+        12,
+        5,
+    )
+    assert finding.message.startswith("Overfitting since epoch 4 (step 10): val loss 0.95")
+    assert finding.figures["val_loss"] == pytest.approx(0.95)
+    assert finding.figures["train_loss"] == pytest.approx(0.2)
+    assert finding.figures["ece_val"] == pytest.approx(0.3625, abs=1e-5)
+    assert "findings_of" in dir(lightning_cnnviz)
+
+
+def test_overfitting_public_findings_of_is_cheap_to_import():
+    code = (
+        "import sys, lightning_cnnviz; lightning_cnnviz.findings_of; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_overfitting_takes_no_layers():
+    with pytest.raises(TypeError, match="takes no `layers`"):
+        OverfittingMonitor(layers="conv1")
 
 
 def test_overfitting_resume_continues_the_series(tmp_path):

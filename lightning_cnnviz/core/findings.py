@@ -1,9 +1,9 @@
-"""A small shared record of what the monitors noticed during one run.
+"""Finding records and the end-of-fit summary: what the monitors noticed during one run.
 
-Monitors report problems here (dead units, CAMs leaving the object, noisy
-kernels, overfitting onset); the ``OverfittingMonitor`` gathers them into one
-diagnosis and the end-of-fit summary. The record lives on the trainer, so
-monitors never reach into each other.
+Monitors report problems here (dead units, CAMs leaving the object, overfitting
+onset); the ``OverfittingMonitor`` gathers them into its diagnosis and prints
+``summary_text`` at the end of fit. The record lives on the trainer, so monitors
+never reach into each other; ``lightning_cnnviz.findings_of(trainer)`` reads it.
 
 Example::
 
@@ -13,14 +13,18 @@ Example::
     ...                     message="relu1: 30% of channels dead", figures={"dead": 0.3}))
     >>> [f.kind for f in findings_of(run)]
     ['dead_units']
+    >>> print(summary_text(findings_of(run)))
+    lightning-cnnviz: 1 finding(s) in this run:
+      - [activations/dead_units] epoch 0, step 40: relu1: 30% of channels dead
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Finding", "findings_of", "report"]
+__all__ = ["Finding", "findings_of", "report", "summary_text"]
 
 _ATTR = "_cnnviz_findings"
 
@@ -45,6 +49,18 @@ class Finding:
     message: str
     figures: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def first_line(self) -> str:
+        r"""The message's first line (``""`` for an empty message): what lists show of it.
+
+        Example::
+
+            >>> Finding("gradcam", "off_object", 5, 0, "on_object fell\nDetails").first_line
+            'on_object fell'
+        """
+        text = self.message.strip()
+        return text.splitlines()[0] if text else ""
+
 
 def findings_of(trainer: object) -> list[Finding]:
     """The run's findings so far, oldest first (a live list)."""
@@ -58,3 +74,21 @@ def findings_of(trainer: object) -> list[Finding]:
 def report(trainer: object, finding: Finding) -> None:
     """Add a finding to the run's record."""
     findings_of(trainer).append(finding)
+
+
+def summary_text(findings: Sequence[Finding]) -> str:
+    """The end-of-fit console summary: one line per finding, or "no problems found".
+
+    Example::
+
+        >>> summary_text([])
+        'lightning-cnnviz: no problems found in this run.'
+    """
+    if not findings:
+        return "lightning-cnnviz: no problems found in this run."
+    lines = [f"lightning-cnnviz: {len(findings)} finding(s) in this run:"]
+    for f in findings:
+        text = f.first_line.replace("**", "")
+        text = text if len(text) <= 200 else text[:197] + "..."
+        lines.append(f"  - [{f.source}/{f.kind}] epoch {f.epoch}, step {f.step}: {text}")
+    return "\n".join(lines)

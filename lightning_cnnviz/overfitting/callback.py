@@ -11,11 +11,14 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_cnnviz.core.capture import first_tensor
-from lightning_cnnviz.core.checks import check_int, check_number
-from lightning_cnnviz.core.findings import Finding, findings_of, report
+from lightning_cnnviz.core.checks import check_int, check_key, check_number
+from lightning_cnnviz.core.findings import Finding, findings_of, report, summary_text
 from lightning_cnnviz.core.monitor import Monitor, with_probe
-from lightning_cnnviz.core.probe import Probe, draw_probe, find_dataset
-from lightning_cnnviz.overfitting import diagnosis as dx
+from lightning_cnnviz.core.probe import Probe, draw_probe, find_dataset, generator_for
+from lightning_cnnviz.overfitting.detector import OverfittingDetector
+from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image
+from lightning_cnnviz.overfitting.metrics import Evaluation, figures, pick_metric
+from lightning_cnnviz.overfitting.text import diagnosis_text, headline, missing_text
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
 
@@ -26,9 +29,10 @@ class OverfittingMonitor(Monitor):
     At each validation end (training steps never carry anything) it reads the train
     and val loss/accuracy the module logs, runs the model on a val and a train probe
     (eval mode, no gradients, no hooks) for calibration and per-class accuracy, and
-    feeds ``diagnosis.OverfittingDetector``. Epoch-level train values are read once
-    the training epoch ends (``train/loss_epoch`` is current only then). Tags, rules
-    and how to read the diagnosis: ``docs/overfitting.md``.
+    feeds an ``OverfittingDetector``. Epoch-level train values are read once the
+    training epoch ends (``train/loss_epoch`` is current only then). At the end of fit
+    it prints the summary of every monitor's findings. Tags, rules and how to read
+    the diagnosis: ``docs/overfitting.md``.
 
     Args:
         train_loss_key, val_loss_key, train_acc_key, val_acc_key: logged metric names
@@ -38,8 +42,12 @@ class OverfittingMonitor(Monitor):
         ece_margin: smallest ``ece_val - ece_train`` the growing-ECE-gap rule reports.
         num_samples: images per probe (val and train), class-balanced; the whole set when
             it is smaller (calibration error wants every sample it can get).
-        every_n_steps / every_n_epochs: evaluate only at validations at least this many
-            steps apart / in every n-th epoch (default: every validation).
+        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``,
+            ``tag_prefix``, ``strict``, ``seed``). Evaluations happen at validation ends
+            only: ``every_n_steps=n`` takes the first validation of the run and the first
+            after each multiple of ``n`` steps, ``every_n_epochs=n`` the validations of
+            every n-th epoch (default: every validation). No ``layers``: the monitor
+            reads the model's outputs only.
 
     Example::
 
@@ -62,20 +70,17 @@ class OverfittingMonitor(Monitor):
         tolerance: float = 0.1,
         patience: int = 2,
         ece_margin: float = 0.05,
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
         num_samples: int = 256,
-        tag_prefix: str = "",
-        strict: bool = False,
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            "auto", every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
-        )
+        if "layers" in kwargs:
+            raise TypeError(
+                "OverfittingMonitor reads the model's outputs only: it takes no `layers`"
+            )
+        super().__init__("auto", num_samples=num_samples, **kwargs)
         keys = (train_loss_key, val_loss_key, train_acc_key, val_acc_key)
         for name, key in zip(_KEYS, keys, strict=True):
-            if not isinstance(key, str) or not key:
-                raise ValueError(f"`{name}_key` must be a non-empty string, got {key!r}")
+            check_key(f"{name}_key", key)
         check_number("tolerance", tolerance, low=0.0)
         check_int("patience", patience)
         check_number("ece_margin", ece_margin, low=0.0, high=1.0)
@@ -84,8 +89,9 @@ class OverfittingMonitor(Monitor):
         self._fresh()
 
     def _fresh(self) -> None:
-        self.detector = dx.OverfittingDetector(self.tolerance, self.patience, self.ece_margin)
-        self._pending = self._epoch_end = self._said_missing = self._layout = False
+        self.detector = OverfittingDetector(self.tolerance, self.patience, self.ece_margin)
+        self._pending = self._epoch_end = self._layout = False
+        self._warned.clear()  # a second fit says again what it misses
         self._others_told = 0
 
     @override
@@ -102,8 +108,8 @@ class OverfittingMonitor(Monitor):
     @override
     def probe(self, trainer: Trainer, split: str = "val") -> Probe:
         if split not in self._probes and not self._probe_indices.get(split):
-            data = find_dataset(trainer, split)  # a small train set: use all of it
-            gen = torch.Generator().manual_seed(self.seed + (split == "train") * 7919)
+            data = find_dataset(trainer, split)  # a small set: use all of it
+            gen = generator_for(self.seed, f"probe/{split}")
             self._probes[split] = draw_probe(data, min(self.num_samples, len(data)), gen)
             self._probe_indices[split] = self._probes[split].indices
         return super().probe(trainer, split)
@@ -118,11 +124,9 @@ class OverfittingMonitor(Monitor):
         if trainer.sanity_checking or trainer.state.fn != "fit" or self.disabled:
             return
         step, last = trainer.global_step, self.last_logged_step
-        if self.every_n_epochs is not None:
-            due = (trainer.current_epoch + 1) % self.every_n_epochs == 0 and step != last
-        else:
-            due = last < 0 or step - last >= self.every_n_steps
-        self._pending = self._pending or due  # evaluated once train metrics are current
+        due = self.schedule.due_on_step(step, last, first_chance=True)
+        # evaluated once the train metrics are current (the next batch or the epoch end)
+        self._pending = self._pending or due or self._due_on_epoch(trainer)
 
     def _flush(self, trainer: Trainer, pl_module: LightningModule, epoch_end: bool) -> None:
         if self._pending:
@@ -140,7 +144,7 @@ class OverfittingMonitor(Monitor):
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer, pl_module, epoch_end=False)
-        summary = dx.summary_text(findings_of(trainer))
+        summary = summary_text(findings_of(trainer))
         rank_zero_info(summary)
         if not self.disabled:  # also in TensorBoard's Text tab, so a clean run says so there
             self.sink.text(self.tag("summary"), summary, trainer.global_step)
@@ -158,19 +162,18 @@ class OverfittingMonitor(Monitor):
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
         """Logged metrics and probe figures, moved to the host in one transfer."""
         found = {
-            n: dx.pick_metric(trainer.callback_metrics, k, self._epoch_end or n[:3] == "val")
+            n: pick_metric(trainer.callback_metrics, k, self._epoch_end or n[:3] == "val")
             for n, k in self.keys.items()
         }
         logits = {s: self._logits(trainer, pl_module, s) for s in ("val", "train")}
         missing = [self.keys[n] for n, v in found.items() if v is None]
         probes = logits["val"] is not None and logits["train"] is not None
-        if (missing or not probes) and not self._said_missing:  # said once
-            self._said_missing = True
-            rank_zero_warn(dx.missing_text(missing, probes, trainer.callback_metrics))
+        if missing or not probes:
+            self.warn_once("missing", missing_text(missing, probes, trainer.callback_metrics))
         labels = {s: self.probe(trainer, s).labels for s in logits}
         with self.phase("compute"):
-            host, per_class = dx.figures(found, logits, labels)  # one transfer to the host
-        return dx.Evaluation(trainer.global_step, trainer.current_epoch, **host), per_class
+            host, per_class = figures(found, logits, labels)  # one transfer to the host
+        return Evaluation(trainer.global_step, trainer.current_epoch, **host), per_class
 
     @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -180,18 +183,18 @@ class OverfittingMonitor(Monitor):
         self.sink.scalars({self.tag(k): v for k, v in scalars.items() if v is not None}, step)
         if per_class:
             with self.phase("render"):
-                image = dx.per_class_image(torch.tensor(per_class), epoch)
+                image = per_class_image(torch.tensor(per_class), epoch)
                 self.sink.image(self.tag("per_class"), image, step)
         self._write_layout()
         if (onset := self.detector.update(ev)) is not None:
-            message = dx.headline(onset, self.tolerance)
+            message = headline(onset, self.tolerance)
             rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
-            figures = {k: v for k, v in vars(ev).items() if v is not None}
-            report(trainer, Finding(self.section, "overfitting", step, epoch, message, figures))
+            numbers = {k: v for k, v in vars(ev).items() if v is not None}
+            report(trainer, Finding(self.section, "overfitting", step, epoch, message, numbers))
         others = [f for f in findings_of(trainer) if f.source != self.section]
         if self.detector.onset and (onset or len(others) > self._others_told):
             self._others_told = len(others)  # rewritten when other monitors add findings
-            text = dx.diagnosis_text(
+            text = diagnosis_text(
                 self.detector.onset, others, tolerance=self.tolerance, val_key=self.keys["val_loss"]
             )
             self.sink.text(self.tag("diagnosis"), text, step)
@@ -200,7 +203,7 @@ class OverfittingMonitor(Monitor):
         if not self._layout and self.sink.writer is not None:
             self._layout = True
             keys = self.keys.values()
-            self.sink.writer.add_custom_scalars(dx.custom_scalars_layout(*keys, tag=self.tag))
+            self.sink.writer.add_custom_scalars(custom_scalars_layout(*keys, tag=self.tag))
 
     @override
     def extra_state(self) -> dict[str, Any]:
