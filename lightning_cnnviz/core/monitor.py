@@ -224,6 +224,7 @@ class Monitor(Callback):
         self._call_counts: dict[str, int] = {}
         self._probes = {}
         self._layers_logged = False
+        self._warned.clear()  # each fit says once what it could not do
         self.last_logged_step = -1  # a checkpoint restored after setup() overrides this
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active

@@ -91,7 +91,6 @@ class OverfittingMonitor(Monitor):
     def _fresh(self) -> None:
         self.detector = OverfittingDetector(self.tolerance, self.patience, self.ece_margin)
         self._pending = self._epoch_end = self._layout = False
-        self._warned.clear()  # a second fit says again what it misses
         self._others_told = 0
 
     @override
