@@ -5,13 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
+from lightning_cnnviz.core.rendering import thumbnails
 from lightning_cnnviz.embeddings.callback import EmbeddingMonitor
-from lightning_cnnviz.embeddings.features import (
-    class_separation,
-    draw_indices,
-    pool_features,
-    thumbnails,
-)
+from lightning_cnnviz.embeddings.features import class_separation, draw_indices, pool_features
 from tests.tb import events
 from tests.views_helpers import run
 

@@ -12,7 +12,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.core.inputs import Norm
 from lightning_cnnviz.feature_maps import draw as fm
+from lightning_cnnviz.feature_maps import layers
 from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
 from tests.tb import events, image_tags
 
@@ -31,15 +33,15 @@ def test_feature_maps_auto_layers_and_stage_pairs():
         nn.Conv2d(2, 2, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(2, 2, 1), nn.Flatten(),
     )  # fmt: skip
     available = dict(net.named_children())
-    assert fm.auto_layers(available, 8) == ["0", "3", "4", "6", "7"]
-    assert fm.auto_layers(available, 3) == ["0", "4", "7"]  # evenly spaced, first and last
-    assert fm.auto_layers(available, 1) == ["7"]
-    kinds = [fm.stage_kind(m) for m in net]
+    assert layers.auto_layers(net, available, 8) == ["0", "3", "4", "6", "7"]
+    assert layers.auto_layers(net, available, 3) == ["0", "4", "7"]  # evenly spaced, first and last
+    assert layers.auto_layers(net, available, 1) == ["7"]
+    kinds = [layers.stage_kind(m) for m in net]
     assert kinds == ["conv", None, "act", "pool", "conv", "act", "pool", "conv", None]
     trace = [(n, k or "other") for n, k in zip(available, kinds, strict=True)]
-    assert fm.stage_pairs(trace) == {"0": ("2", "3"), "4": ("5", "6"), "7": (None, None)}
+    assert layers.stage_pairs(trace) == {"0": ("2", "3"), "4": ("5", "6"), "7": (None, None)}
     # a pooling straight after the conv; an activation after the pooling is not the conv's
-    assert fm.stage_pairs([("c", "conv"), ("p", "pool"), ("a", "act")]) == {"c": (None, "p")}
+    assert layers.stage_pairs([("c", "conv"), ("p", "pool"), ("a", "act")]) == {"c": (None, "p")}
 
 
 def test_feature_maps_channel_choice_and_ranges():
@@ -71,7 +73,7 @@ def test_feature_maps_tiles_inputs_and_heat():
     assert big[0].tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
     assert fm.resize(big, (2, 2)).tolist() == m.tolist()  # area averaging when shrinking
     x = torch.full((1, 1, 2, 2), -0.1307 / 0.3081)
-    assert fm.input_image(x, (0.1307,), (0.3081,)).abs().max() < 1e-6  # de-normalised to 0
+    assert fm.input_image(x, Norm((0.1307,), (0.3081,))).abs().max() < 1e-6  # de-normalised to 0
     assert fm.input_image(torch.randn(2, 5, 3, 3)).shape == (2, 1, 3, 3)
     heat = fm.mean_heat(torch.tensor([[[[0.0, 2.0]], [[0.0, -4.0]]]]), (1, 2))
     assert heat.tolist() == [[[0.0, 1.0]]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
@@ -12,10 +14,9 @@ from lightning_cnnviz.activation_maximization.optimize import Target
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.capture import LayerCapture, first_tensor
 from lightning_cnnviz.core.checks import check_int, check_number
-from lightning_cnnviz.core.inputs import norm_stats
+from lightning_cnnviz.core.inputs import input_bounds, norm_stats
 from lightning_cnnviz.core.monitor import Monitor, with_probe
-from lightning_cnnviz.core.selection import CONV_TYPES, unwrap_model
-from lightning_cnnviz.embeddings import features as embedding
+from lightning_cnnviz.core.selection import CONV_TYPES, of_type, unwrap_model
 
 _TILE = 56  # tiles are upscaled (nearest) to at least this size
 _MAX_SIDE = 128  # and larger inputs shrunk to at most this
@@ -45,7 +46,8 @@ class ActivationMaximizationMonitor(Monitor):
         jitter: largest random shift in pixels before each step.
         tv_weight: total-variation penalty weight (smoothness).
         l2_weight: L2 penalty weight on the input.
-        every_n_epochs: default 1; the other arguments are the shared ``Monitor`` ones.
+        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``
+            (default 1), ``num_samples``, ``tag_prefix``, ``strict``, ``seed``).
 
     Example::
 
@@ -62,9 +64,6 @@ class ActivationMaximizationMonitor(Monitor):
     def __init__(
         self,
         layers: str | list[str] = "auto",
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
-        num_samples: int = 16,
         channels: int = 8,
         classes: int = 10,
         steps: int = 64,
@@ -72,13 +71,9 @@ class ActivationMaximizationMonitor(Monitor):
         jitter: int = 2,
         tv_weight: float = 0.1,
         l2_weight: float = 0.01,
-        tag_prefix: str = "",
-        strict: bool = False,
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
-        )
+        super().__init__(layers, **kwargs)
         check_int("channels", channels, minimum=0, maximum=256)
         check_int("classes", classes, minimum=0, maximum=1000)
         if channels == 0 and classes == 0:
@@ -94,7 +89,7 @@ class ActivationMaximizationMonitor(Monitor):
 
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        return [n for n, m in available.items() if isinstance(m, CONV_TYPES)][-1:]
+        return of_type(*CONV_TYPES)(model, available)[-1:]
 
     def targets(self, pl_module: LightningModule, x: Tensor) -> list[Target]:
         """Top channels per call site on the probe, then the first ``classes`` logits."""
@@ -117,11 +112,7 @@ class ActivationMaximizationMonitor(Monitor):
             x = self.probe_input(trainer, pl_module)
             targets = self.targets(pl_module, x)
         with self.phase("compute"):
-            stats, bounds = norm_stats(trainer), None
-            if stats is not None and len(stats[0]) in (1, x.shape[1]):
-                mean = torch.tensor(stats[0], device=x.device).view(-1, 1, 1)
-                std = torch.tensor(stats[1], device=x.device).view(-1, 1, 1)
-                bounds = (-mean / std, (1 - mean) / std)
+            bounds = input_bounds(norm_stats(trainer), x.shape[1])
             images, scores = feature_vis.maximize(
                 model, self.selected, targets, tuple(x.shape[1:]),
                 steps=self.steps, lr=self.lr, jitter=self.jitter, tv_weight=self.tv_weight,
@@ -141,7 +132,7 @@ class ActivationMaximizationMonitor(Monitor):
     def render(self, targets: list[Target], images: Tensor) -> dict[str, Tensor]:
         """One captioned grid per call site (``ch {c}``) and one for the classes."""
         if images.dim() == 4 and images.shape[-1] > _MAX_SIDE:
-            images = embedding.thumbnails(images, _MAX_SIDE)
+            images = rendering.thumbnails(images, _MAX_SIDE)
         if images.dim() == 4 and images.shape[1] not in (1, 3):
             images = images.mean(1, keepdim=True)
         images01 = rendering.normalize(images, "per_image", dims=images.dim() - 1)

@@ -34,8 +34,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import LayerCapture, first_tensor, model_device, probe_mode
+from lightning_cnnviz.core.capture import LayerCapture, first_tensor, probe_mode
 from lightning_cnnviz.core.guard import grads_untouched
+from lightning_cnnviz.core.inputs import model_device, to_model
 
 __all__ = ["Target", "maximize", "top_channels", "total_variation"]
 
@@ -91,8 +92,8 @@ def maximize(
         l2_weight: weight of the mean squared input (no runaway pixels).
         seed: seeds the start noise and the shifts (same seed, same sequence).
         shared: names of modules called more than once (sites ``name#k``).
-        bounds: per-channel ``(low, high)`` tensors broadcastable to the input,
-            e.g. the normalised images of pixel values 0 and 1.
+        bounds: per-channel ``(low, high)`` tensors broadcastable to the input, e.g.
+            the normalised images of pixel values 0 and 1 (``core.inputs.input_bounds``).
         output_key: picks the logits from a tuple/dict model output.
 
     Returns:
@@ -103,9 +104,9 @@ def maximize(
     start = 0.1 * torch.randn((len(targets), *shape), generator=generator)
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=generator).tolist()
     device = model_device(model)
-    param = next(model.parameters(), None)
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    x = start.to(device, dtype).requires_grad_(True)
+    x = to_model(start, model, torch.float32).requires_grad_(True)
+    if bounds is not None:  # input_bounds gives them on the CPU
+        bounds = (bounds[0].to(device), bounds[1].to(device))
     rows: dict[str | None, tuple[Tensor, Tensor]] = {}
     for site in dict.fromkeys(t.site for t in targets):
         index = [i for i, t in enumerate(targets) if t.site == site]

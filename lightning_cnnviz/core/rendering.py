@@ -8,8 +8,9 @@ sink; every function that returns a finished picture returns ``uint8``.
   its own), ``shared`` (one range for the whole tensor, e.g. a layer's batch),
   ``symmetric`` (0 -> 0.5, so a diverging colormap shows 0 as neutral) or
   ``fixed`` (a given range, clamped). NaN and Inf never reach a pixel.
-* ``apply_colormap`` looks values up in a 256-entry table built once from
-  matplotlib's published colormap data (gray, viridis, inferno, coolwarm).
+* ``apply_colormap`` looks values up in matplotlib's own 256-entry table of the
+  colormap (gray, viridis, inferno, coolwarm), built once; no figure is drawn.
+* ``grid`` lays tiles out with torchvision's ``make_grid``; ``thumbnails`` shrinks.
 * Labels use Pillow's bundled 6x11 bitmap font, rasterised once into an atlas
   so that drawing is tensor indexing.
 
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -41,12 +43,12 @@ from torchvision.utils import make_grid
 
 __all__ = [
     "CMAPS",
+    "SEPARATOR",
     "apply_colormap",
     "bar_chart",
     "border",
     "caption",
     "colormap",
-    "denormalize",
     "dim",
     "draw_text",
     "grid",
@@ -54,6 +56,7 @@ __all__ = [
     "normalize",
     "overlay",
     "text_size",
+    "thumbnails",
     "to_rgb",
     "to_uint8",
     "upscale",
@@ -65,63 +68,67 @@ __all__ = [
 CMAPS = ("gray", "viridis", "inferno", "coolwarm")
 NormMode = Literal["per_image", "shared", "symmetric", "fixed"]
 Color = tuple[int, int, int]
-
-# 33 anchor colours (hex RGB) sampled evenly from matplotlib's colormap data and
-# interpolated to 256 entries, so that rendering needs no matplotlib import.
-_ANCHORS: dict[str, str] = {
-    "gray": "000000 ffffff",
-    "viridis": (
-        "440154 470d60 48186a 482374 472d7b 453781 424086 3e4989 3b528b 375b8d 33638d "
-        "2f6b8e 2c728e 297a8e 26828e 23898e 21918c 1f988b 1fa088 22a785 28ae80 32b67a "
-        "3fbc73 4ec36b 5ec962 70cf57 84d44b 98d83e addc30 c2df23 d8e219 ece51b fde725"
-    ),
-    "inferno": (
-        "000004 040312 0b0724 150b37 210c4a 2f0a5b 3d0965 4a0c6b 57106e 64156e 71196e "
-        "7d1e6d 8a226a 972766 a32c61 b0315b bc3754 c73e4c d24644 db503b e45a31 eb6628 "
-        "f1731d f68013 f98e09 fb9d07 fcac11 fbbc21 f9cb35 f5db4c f2ea69 f3f68a fcffa4"
-    ),
-    "coolwarm": (
-        "3b4cc0 445acc 4e68d8 5875e1 6282ea 6c8ff1 779af7 82a6fb 8db0fe 98b9ff a3c2fe "
-        "aec9fc b9d0f9 c3d5f4 ccd9ed d5dbe5 dddcdc e5d8d1 ecd3c5 f1ccb8 f5c4ac f7ba9f "
-        "f7b093 f6a586 f4987a f08b6e eb7d62 e46e56 dd5f4b d44e41 ca3b37 be242e b40426"
-    ),
-}
+SEPARATOR = 40  # gray level of the 1 px lines between the tiles of kernel and feature-map grids
 
 
 @cache
 def colormap(name: str) -> Tensor:
-    """The ``(256, 3)`` float lookup table of a colormap in ``CMAPS``."""
-    if name not in _ANCHORS:
+    """The ``(256, 3)`` float lookup table of a colormap in ``CMAPS``, matplotlib's own colours.
+
+    Example::
+
+        >>> colormap("gray")[[0, 128, 255], 0].mul(255).round().tolist()
+        [0.0, 128.0, 255.0]
+    """
+    if name not in CMAPS:
         raise ValueError(f"`cmap` must be one of {CMAPS}, got {name!r}")
-    rgb = [bytes.fromhex(code) for code in _ANCHORS[name].split()]
-    anchors = torch.tensor(rgb, dtype=torch.float32).T[None] / 255  # (1, 3, K)
-    return F.interpolate(anchors, size=256, mode="linear", align_corners=True)[0].T.contiguous()
+    import matplotlib  # imported here: rendering itself needs only the 256 colours
+
+    rgba = matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))
+    return torch.tensor(rgba[:, :3], dtype=torch.float32)
 
 
 def normalize(
     x: Tensor,
     mode: NormMode = "per_image",
-    value_range: tuple[float, float] | None = None,
+    value_range: tuple[float | Tensor, float | Tensor] | None = None,
     dims: int = 2,
+    *,
+    scale: float | Tensor | None = None,
+    constant: float = 0.0,
 ) -> Tensor:
-    """Map ``x`` to float ``[0, 1]``; non-finite values count as 0, constant maps give 0.
+    """Map ``x`` to float ``[0, 1]``; non-finite values count as 0.
 
     Args:
         x: Any real tensor.
         mode: ``per_image`` (min-max over the last ``dims`` dims of each item),
-            ``shared`` (one min-max over the whole tensor), ``symmetric`` (``x / max|x|``
-            scaled so that 0 -> 0.5) or ``fixed`` (``value_range``, clamped).
-        value_range: ``(low, high)`` for ``fixed``.
+            ``shared`` (one min-max over the whole tensor), ``symmetric``
+            (``0.5 + 0.5 * x / scale``, so that 0 -> 0.5) or ``fixed``
+            (``value_range``, clamped).
+        value_range: ``(low, high)`` for ``fixed`` (numbers or 0-d tensors).
         dims: How many trailing dims form one image for ``per_image``.
+        scale: The ``|x|`` that ``symmetric`` maps to 0 and 1 (default: the largest
+            ``|x|``), e.g. a whole layer's when only some of its filters are drawn.
+        constant: What a constant image (``per_image``, ``shared``) maps to.
+
+    Example::
+
+        >>> normalize(torch.tensor([[1.0, 3.0], [2.0, 2.0]]), dims=1, constant=0.5).tolist()
+        [[0.0, 1.0], [0.5, 0.5]]
+        >>> normalize(torch.tensor([-1.0, 2.0]), "symmetric", scale=4.0).tolist()
+        [0.375, 0.75]
     """
     x = torch.nan_to_num(x.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
     if mode == "fixed":
         if value_range is None:
             raise ValueError("`value_range` is required for mode 'fixed'")
         low, high = value_range
-        return ((x - low) / max(high - low, 1e-12)).clamp(0, 1)
+        span = high - low
+        span = span.clamp_min(1e-12) if isinstance(span, Tensor) else max(span, 1e-12)
+        return ((x - low) / span).clamp(0, 1)
     if mode == "symmetric":
-        return (x / x.abs().amax().clamp_min(1e-12) * 0.5 + 0.5).clamp(0, 1)
+        s = x.abs().amax() if scale is None else torch.as_tensor(scale, device=x.device)
+        return (x / s.clamp_min(1e-12) * 0.5 + 0.5).clamp(0, 1)
     if mode == "shared":
         low, high = x.amin(), x.amax()
     elif mode == "per_image":
@@ -130,7 +137,9 @@ def normalize(
         high = flat.amax(-1).reshape(*flat.shape[:-1], *[1] * dims)
     else:
         raise ValueError(f"`mode` must be one of {NormMode.__args__}, got {mode!r}")
-    return ((x - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
+    span = high - low
+    out = ((x - low) / span.clamp_min(1e-12)).clamp(0, 1)
+    return out if constant == 0 else torch.where(span > 0, out, torch.full_like(out, constant))
 
 
 def to_uint8(x01: Tensor) -> Tensor:
@@ -151,14 +160,6 @@ def apply_colormap(x01: Tensor, cmap: str = "viridis") -> Tensor:
 def to_rgb(img: Tensor) -> Tensor:
     """Repeat a single channel ``(..., 1, H, W)`` to three; RGB passes through."""
     return img.expand(*img.shape[:-3], 3, *img.shape[-2:]) if img.shape[-3] == 1 else img
-
-
-def denormalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """Undo ``(x - mean) / std`` per channel ``(..., C, H, W)``, clamped to ``[0, 1]``."""
-    shape = (-1, 1, 1)
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(shape)
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(shape)
-    return torch.nan_to_num(x.float() * std_t + mean_t, nan=0.0).clamp(0, 1)
 
 
 def upscale(img: Tensor, factor: int | tuple[int, int]) -> Tensor:
@@ -276,10 +277,42 @@ def dim(img: Tensor, factor: float = 0.35) -> Tensor:
 def grid(
     tiles: Tensor | Sequence[Tensor], nrow: int = 8, padding: int = 1, pad_value: int = 0
 ) -> Tensor:
-    """Lay out uint8 tiles ``(N, 3, H, W)`` (or differently sized ones) with ``make_grid``."""
-    tiles = _same_size([to_rgb(t) for t in tiles])
-    grid01 = make_grid(_float(torch.stack(tiles)), nrow=nrow, padding=padding, pad_value=pad_value)
-    return to_uint8(grid01)
+    """Lay out uint8 tiles ``(N, 1|3, H, W)`` (or differently sized ones) with ``make_grid``.
+
+    ``nrow`` tiles a row, ``padding`` pixels of gray level ``pad_value`` between the
+    tiles and around them. Unlike ``make_grid``, a single tile is framed too, so that
+    one filter looks like many. Smaller tiles are padded at the bottom right.
+
+    Example::
+
+        >>> grid(torch.zeros(4, 3, 3, 3, dtype=torch.uint8), nrow=2, pad_value=40)[:, :2, 0]
+        tensor([[40, 40],
+                [40, 40],
+                [40, 40]], dtype=torch.uint8)
+    """
+    if not isinstance(tiles, Tensor):
+        tiles = torch.stack(_same_size(tiles, pad_value))
+    tiles = to_rgb(tiles)
+    if tiles.shape[0] == 1:  # make_grid hands a lone tile back without its frame
+        return F.pad(tiles[0], [padding] * 4, value=pad_value)
+    return make_grid(tiles, nrow=nrow, padding=padding, pad_value=pad_value)
+
+
+def thumbnails(images01: Tensor, size: int = 32) -> Tensor:
+    """Images ``(N, C, H, W)`` shrunk (area average) so that ``max(H, W) <= size``, float.
+
+    Keeps many images small: 1000 thumbnails of 32x32 (a projector sprite) are about 1 MB.
+
+    Example::
+
+        >>> thumbnails(torch.rand(2, 3, 224, 100)).shape
+        torch.Size([2, 3, 32, 15])
+    """
+    height, width = images01.shape[-2:]
+    factor = math.ceil(max(height, width) / size)
+    if factor <= 1:
+        return images01.float()
+    return F.avg_pool2d(images01.float(), factor, ceil_mode=True)
 
 
 def _same_size(images: Sequence[Tensor], pad_value: int = 0) -> list[Tensor]:

@@ -9,15 +9,14 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz.core.capture import LayerCapture, first_tensor, model_device
+from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.capture import LayerCapture, first_tensor
 from lightning_cnnviz.core.checks import check_int
-from lightning_cnnviz.core.inputs import norm_stats, to_image01
+from lightning_cnnviz.core.inputs import norm_stats, to_image01, to_model
 from lightning_cnnviz.core.monitor import Monitor, with_probe
-from lightning_cnnviz.core.probe import find_dataset, probe_from_indices
-from lightning_cnnviz.core.selection import CONV_TYPES, unwrap_model
+from lightning_cnnviz.core.probe import find_dataset, generator_for, probe_from_indices
+from lightning_cnnviz.core.selection import CONV_TYPES, of_type, unwrap_model
 from lightning_cnnviz.embeddings import features as embedding
-
-_POINTS_SEED_OFFSET = 104729
 
 
 class EmbeddingMonitor(Monitor):
@@ -38,7 +37,8 @@ class EmbeddingMonitor(Monitor):
             else the output of the named layers, averaged over space if 4-D.
         max_points: points per embedding (the probe first, then other validation samples).
         batch_size: samples per probe forward pass.
-        every_n_epochs: default 1; the other arguments are the shared ``Monitor`` ones.
+        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``
+            (default 1), ``num_samples``, ``tag_prefix``, ``strict``, ``seed``).
 
     Example::
 
@@ -55,18 +55,11 @@ class EmbeddingMonitor(Monitor):
     def __init__(
         self,
         layers: str | list[str] = "auto",
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
-        num_samples: int = 16,
         max_points: int = 1000,
         batch_size: int = 256,
-        tag_prefix: str = "",
-        strict: bool = False,
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
-        )
+        super().__init__(layers, **kwargs)
         check_int("max_points", max_points)
         check_int("batch_size", batch_size)
         self.max_points, self.batch_size = max_points, batch_size
@@ -80,8 +73,7 @@ class EmbeddingMonitor(Monitor):
 
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        heads = [n for n, m in available.items() if isinstance(m, (nn.Linear, *CONV_TYPES))]
-        return heads[-1:]
+        return of_type(nn.Linear, *CONV_TYPES)(model, available)[-1:]
 
     @property
     def reads_input(self) -> bool:
@@ -98,7 +90,7 @@ class EmbeddingMonitor(Monitor):
         if self._points is None:
             dataset = find_dataset(trainer, "val")
             if not self.point_indices:
-                generator = torch.Generator().manual_seed(self.seed + _POINTS_SEED_OFFSET)
+                generator = generator_for(self.seed, "embeddings/points")
                 keep = self.probe(trainer, "val").indices
                 self.point_indices = embedding.draw_indices(
                     len(dataset), self.max_points, keep, generator
@@ -110,13 +102,11 @@ class EmbeddingMonitor(Monitor):
     def features(self, pl_module: LightningModule, images: Tensor) -> tuple[dict, Tensor | None]:
         """Pooled features per call site ``(N, D)`` and predictions ``(N,)`` (if 2-D logits)."""
         model = unwrap_model(pl_module)
-        device, param = model_device(model), next(model.parameters(), None)
-        dtype = param.dtype if param is not None and param.is_floating_point() else None
         parts: dict[str, list[Tensor]] = {}
         predictions: list[Tensor] = []
         with with_probe(model):
             for start in range(0, images.shape[0], self.batch_size):
-                x = images[start : start + self.batch_size].to(device, dtype)
+                x = to_model(images[start : start + self.batch_size], model)
                 with LayerCapture(self.selected, shared=self.shared, inputs=self.reads_input) as c:
                     logits = first_tensor(model(x))
                 kept = c.inputs if self.reads_input else c.outputs
@@ -146,7 +136,7 @@ class EmbeddingMonitor(Monitor):
         with self.phase("render"):
             sprite = None  # the projector's sprite needs images; vectors go without
             if images.dim() == 4:
-                sprite = embedding.thumbnails(to_image01(images, norm_stats(trainer)))
+                sprite = rendering.thumbnails(to_image01(images, norm_stats(trainer)))
                 if sprite.shape[1] not in (1, 3):
                     sprite = sprite.mean(1, keepdim=True)
             header, metadata = _metadata(labels, predictions, len(images))

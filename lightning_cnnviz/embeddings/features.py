@@ -4,8 +4,8 @@ Nothing here knows about Lightning. The ``EmbeddingMonitor`` embeds the probe
 plus up to ``max_points`` validation samples drawn by index (``draw_indices``),
 reduces each layer's output to one vector per sample (``pool_features``: global
 average over the spatial dims of a conv map), sends them to TensorBoard's
-projector with small thumbnails (``thumbnails``) and logs one cheap number over
-time, ``class_separation``.
+projector with small thumbnails (``core.rendering.thumbnails``) and logs one
+cheap number over time, ``class_separation``.
 
 Example::
 
@@ -28,9 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["SPRITE_SIZE", "class_separation", "draw_indices", "pool_features", "thumbnails"]
-
-SPRITE_SIZE = 32  # largest side of one projector thumbnail, in pixels
+__all__ = ["class_separation", "draw_indices", "pool_features"]
 
 
 def draw_indices(
@@ -86,15 +84,3 @@ def class_separation(features: Tensor, labels: Tensor) -> Tensor:
     between = F.pdist(centroids).mean()
     within = (features - centroids[index]).norm(dim=1).mean()
     return torch.where(within > 0, between / within, torch.full_like(between, math.nan))
-
-
-def thumbnails(images01: Tensor, size: int = SPRITE_SIZE) -> Tensor:
-    """Images in ``[0, 1]`` ``(N, C, H, W)`` shrunk (area average) so that ``max(H, W) <= size``.
-
-    Keeps the projector's sprite small: 1000 thumbnails of 32x32 are about 1 MB.
-    """
-    height, width = images01.shape[-2:]
-    factor = math.ceil(max(height, width) / size)
-    if factor <= 1:
-        return images01.float()
-    return F.avg_pool2d(images01.float(), factor, ceil_mode=True)

@@ -7,16 +7,17 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_choice, check_int
+from lightning_cnnviz.core.inputs import norm_stats
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import named_layers, unwrap_model
 from lightning_cnnviz.feature_maps import draw as fm
+from lightning_cnnviz.feature_maps.layers import auto_layers, stage_kind, stage_pairs
 
 
 class FeatureMapMonitor(Monitor):
@@ -33,9 +34,6 @@ class FeatureMapMonitor(Monitor):
 
     Args:
         layers: ``"auto"`` = every Conv2d and 2-D pooling module (``max_layers`` of them).
-        every_n_steps: log every this many optimizer steps (default 1000).
-        every_n_epochs: or at the end of every this many epochs.
-        num_samples: probe size (channel activity and ranges are measured on all of it).
         max_layers: cap of the ``auto`` selection (evenly spaced through the network).
         max_samples_shown: probe samples drawn, one row each.
         channel_select: ``"top_k"`` (most active on the probe), ``"all"`` (capped at
@@ -47,9 +45,9 @@ class FeatureMapMonitor(Monitor):
         stages: also log conv -> activation -> pooling side by side for each conv.
         cmap: colormap of the maps.
         tile_size: short side of a tile in pixels (inputs are upscaled by an integer).
-        tag_prefix: prepended to every tag.
-        strict: raise instead of warning and stepping aside when the monitor fails.
-        seed: seed of the probe draw.
+        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps`` (default 1000),
+            ``every_n_epochs``, ``num_samples`` (channel activity and ranges are measured
+            on the whole probe), ``tag_prefix``, ``strict``, ``seed``).
 
     Example::
 
@@ -65,9 +63,6 @@ class FeatureMapMonitor(Monitor):
     def __init__(
         self,
         layers: str | list[str] = "auto",
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
-        num_samples: int = 16,
         max_layers: int = 6,
         max_samples_shown: int = 4,
         channel_select: Literal["top_k", "all"] | list[int] = "top_k",
@@ -77,13 +72,9 @@ class FeatureMapMonitor(Monitor):
         stages: bool = True,
         cmap: str = "viridis",
         tile_size: int = 56,
-        tag_prefix: str = "",
-        strict: bool = False,
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
-        )
+        super().__init__(layers, **kwargs)
         for name, value in [("max_layers", max_layers), ("max_samples_shown", max_samples_shown)]:
             check_int(name, value)
         for name, value in [("top_k", top_k), ("max_channels", max_channels)]:
@@ -105,18 +96,17 @@ class FeatureMapMonitor(Monitor):
         self._stages: dict[str, list[str]] = {}
         self._hooked: dict[str, nn.Module] = {}
         self._hook_shared: set[str] = set()
-        self._warned = False
 
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        return fm.auto_layers(available, self.max_layers)
+        return auto_layers(model, available, self.max_layers)
 
     @override
     def find_call_sites(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """One traced pass (no clones): call sites, and each conv's activation and pooling."""
         model, order = unwrap_model(pl_module), []
         layers = named_layers(model)
-        kinds = {n: fm.stage_kind(m) if self.stages else None for n, m in layers.items()}
+        kinds = {n: stage_kind(m) if self.stages else None for n, m in layers.items()}
         watch = {n: m for n, m in layers.items() if n in self.selected or kinds[n]}
         x = self.probe_input(trainer, pl_module)[:1]
         with with_probe(model), LayerCapture(watch, on_output=lambda s, o: order.append(s)):
@@ -124,7 +114,7 @@ class FeatureMapMonitor(Monitor):
         counts = Counter(order)
         self._call_counts = {n: counts.get(n, 1) for n in self.selected}
         self.shared = {n for n in self.selected if counts[n] > 1}
-        pairs = fm.stage_pairs([(n, kinds[n] or "other") for n in order])
+        pairs = stage_pairs([(n, kinds[n] or "other") for n in order])
         self._stages = {
             site: [s for s in (site, *pairs[site]) if s is not None]
             for site in self.sites()
@@ -158,17 +148,13 @@ class FeatureMapMonitor(Monitor):
                 plans[site] = (act, chosen)
             flags = [(~torch.isfinite(a).all()).long().view(1) for a, _ in plans.values()]
             host = torch.cat([c for _, c in plans.values()] + flags).tolist() if plans else []
-        if (skipped or any(host[len(host) - len(flags) :])) and not self._warned:
-            self._warned = True
-            rank_zero_warn(
-                f"FeatureMapMonitor: skipped {skipped} (no 4-D output) or met non-finite "
-                "activations (drawn as 0)."
+        if skipped or any(host[len(host) - len(flags) :]):
+            self.warn_once(
+                "skipped_or_non_finite",
+                f"skipped {skipped} (no 4-D output) or met non-finite activations (drawn as 0).",
             )
         with self.phase("render"):  # host copies; the grids are drawn on the sink's thread
-            data = getattr(trainer, "datamodule", None)
-            inputs = fm.input_image(
-                x[:shown], getattr(data, "mean", None), getattr(data, "std", None)
-            ).cpu()
+            inputs = fm.input_image(x[:shown], norm_stats(trainer)).cpu()
             needed = {s for site in plans for s in self._stages.get(site, [site])}
             outs = {s: a.cpu() for s, a in outs.items() if s in needed}
             plans = {site: (outs[site], chosen.cpu()) for site, (_, chosen) in plans.items()}

@@ -1,15 +1,15 @@
-"""Pure feature-map computations: layer and channel choice, ranges, stage pairing, pictures.
+"""Pure feature-map computations: channel choice, ranges, pictures.
 
 Nothing here knows about Lightning. Activations are ``(N, C, H, W)`` tensors
 (detached float32 copies from a probe pass) and stay on their device; every
-function that returns a picture returns uint8 ``(3, H, W)``.
+function that returns a picture returns uint8 ``(3, H, W)``. Which layers are
+drawn, and which activation and pooling follow a conv, is ``layers.py``'s part.
 
-* ``auto_layers``: every Conv2d and 2-D pooling module, evenly thinned to a cap.
 * ``channel_activity`` / ``dead_channels`` / ``choose_channels``: which channels to
   show (``top_k`` most active on the probe, ``all`` capped, or an explicit list)
   and which were zero on the whole probe (drawn dimmed with a red border).
-* ``value_range``: the ``per_layer_fixed`` range (kept from the first log).
-* ``stage_pairs``: conv -> activation -> pooling, from the order modules ran in.
+* ``value_range`` / ``normalize_maps``: the ``per_layer_fixed`` range (kept from
+  the first log) and maps scaled to ``[0, 1]`` with it, or each on its own.
 * ``mean_heat``: the mean ``|activation|`` over channels, upsampled to the input.
 * ``layer_grid`` / ``stages_grid``: the logged pictures.
 
@@ -28,20 +28,16 @@ Example::
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from lightning_cnnviz.core import rendering
-from lightning_cnnviz.core.selection import ACTIVATION_TYPES, POOL_TYPES
-from lightning_cnnviz.kernels.figures import kernel_grid
+from lightning_cnnviz.core.inputs import Norm, to_image01
 
 __all__ = [
-    "POOL_2D",
-    "auto_layers",
     "channel_activity",
     "choose_channels",
     "dead_channels",
@@ -50,78 +46,13 @@ __all__ = [
     "mean_heat",
     "normalize_maps",
     "resize",
-    "stage_kind",
-    "stage_pairs",
     "stages_grid",
     "tile_shape",
     "value_range",
 ]
 
-POOL_2D = tuple(t for t in POOL_TYPES if t.__name__.endswith("2d"))
 HEADER = (200, 200, 200)  # label colour
 RED = (255, 0, 0)
-
-
-def auto_layers(available: dict[str, nn.Module], max_layers: int) -> list[str]:
-    """Every Conv2d and 2-D pooling module in model order, evenly thinned to ``max_layers``.
-
-    Example::
-
-        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3))
-        >>> auto_layers(dict(net.named_children()), 2)
-        ['0', '3']
-    """
-    names = [n for n, m in available.items() if isinstance(m, (nn.Conv2d, *POOL_2D))]
-    if len(names) <= max_layers:
-        return names
-    if max_layers == 1:
-        return names[-1:]
-    step = (len(names) - 1) / (max_layers - 1)
-    return [names[round(i * step)] for i in range(max_layers)]
-
-
-def stage_kind(module: nn.Module) -> str | None:
-    """``"conv"``, ``"act"``, ``"pool"`` or ``None``: the module's part in a conv block."""
-    if isinstance(module, nn.Conv2d):
-        return "conv"
-    if isinstance(module, ACTIVATION_TYPES):
-        return "act"
-    return "pool" if isinstance(module, POOL_2D) else None
-
-
-def stage_pairs(trace: Sequence[tuple[str, str]]) -> dict[str, tuple[str | None, str | None]]:
-    """For each conv call site, the activation and pooling sites that follow it.
-
-    ``trace`` lists ``(module name, kind)`` in the order the modules ran in one
-    forward pass; a module that runs twice gets per-call-site names (``act#0``,
-    ``act#1``). Only the first activation and the first pooling before the next
-    conv belong to a conv (a BatchNorm in between does not matter).
-
-    Example::
-
-        >>> trace = [("c1", "conv"), ("act", "act"), ("p", "pool"), ("c2", "conv"),
-        ...          ("act", "act"), ("p", "pool"), ("c3", "conv")]
-        >>> stage_pairs(trace)
-        {'c1': ('act#0', 'p#0'), 'c2': ('act#1', 'p#1'), 'c3': (None, None)}
-    """
-    calls = Counter(name for name, _ in trace)
-    seen: Counter[str] = Counter()
-    pairs: dict[str, tuple[str | None, str | None]] = {}
-    current: str | None = None
-    for name, kind in trace:
-        site = f"{name}#{seen[name]}" if calls[name] > 1 else name
-        seen[name] += 1
-        if kind == "conv":
-            current = site
-            pairs[site] = (None, None)
-        elif current is not None:
-            act, pool = pairs[current]
-            if kind == "act" and act is None and pool is None:
-                pairs[current] = (site, None)
-            elif kind == "pool" and pool is None:
-                pairs[current] = (act, site)
-                current = None  # the block ends with its pooling
-    return pairs
 
 
 def channel_activity(act: Tensor) -> Tensor:
@@ -162,11 +93,9 @@ def value_range(act: Tensor) -> Tensor:
 
 def normalize_maps(maps: Tensor, mode: str, value_range: Tensor | None = None) -> Tensor:
     """``per_map`` (each map min-max) or a fixed ``value_range`` ``[low, high]`` -> ``[0, 1]``."""
-    x = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
     if mode == "per_map" or value_range is None:
-        return rendering.normalize(x, "per_image")
-    low, high = value_range.to(x.device).unbind()
-    return ((x - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
+        return rendering.normalize(maps, "per_image")
+    return rendering.normalize(maps, "fixed", tuple(value_range.to(maps.device).unbind()))
 
 
 def tile_shape(height: int, width: int, tile_size: int) -> tuple[int, int]:
@@ -192,21 +121,13 @@ def resize(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode=mode).reshape(*lead, *size)
 
 
-def input_image(
-    x: Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
-) -> Tensor:
+def input_image(x: Tensor, norm: Norm | None = None) -> Tensor:
     """Probe inputs ``(N, C, H, W)`` as float ``[0, 1]`` ``(N, 1|3, H, W)`` for display.
 
-    De-normalised with ``mean``/``std`` when they match the channels, else each
-    image rescaled to its own range; inputs with other than 1 or 3 channels show
-    their first channel.
+    ``core.inputs.to_image01`` (de-normalised when ``norm`` fits, else each image
+    rescaled); inputs with other than 1 or 3 channels show their first channel.
     """
-    x = x.float()
-    if x.shape[1] not in (1, 3):
-        x = x[:, :1]
-    if mean is not None and std is not None and len(mean) == len(std) == x.shape[1]:
-        return rendering.denormalize(x, mean, std)
-    return rendering.normalize(x, "per_image", dims=3)
+    return to_image01(x if x.shape[1] in (1, 3) else x[:, :1], norm)
 
 
 def mean_heat(act: Tensor, size: tuple[int, int]) -> Tensor:
@@ -255,7 +176,7 @@ def layer_grid(
     heat = rendering.overlay(inputs01, heat01, "inferno", alpha=0.6)
     maps = _mark(rendering.apply_colormap(maps01.flatten(0, 1), cmap), dead.repeat(samples))
     tiles = torch.cat([first[:, None], heat[:, None], maps.unflatten(0, (samples, k))], dim=1)
-    body = kernel_grid(tiles.flatten(0, 1), per_row=k + 2, min_px=0)
+    body = rendering.grid(tiles.flatten(0, 1), nrow=k + 2, pad_value=rendering.SEPARATOR)
     return _with_header(body, ["input", "mean", *labels], tw)
 
 
@@ -271,7 +192,8 @@ def stages_grid(
     name_w = max(rendering.text_size(name)[0] for name, _, _ in rows) + 4
     body_rows = []
     for name, maps, dead in rows:
-        line = kernel_grid(_mark(rendering.apply_colormap(maps, cmap), dead), per_row=k, min_px=0)
+        tiles = _mark(rendering.apply_colormap(maps, cmap), dead)
+        line = rendering.grid(tiles, nrow=k, pad_value=rendering.SEPARATOR)
         line = line[:, 1:] if body_rows else line  # one separator line between rows
         tag = torch.zeros(3, line.shape[-2], name_w, dtype=torch.uint8, device=line.device)
         tag = rendering.draw_text(tag, name, 2, (line.shape[-2] - 11) // 2, HEADER)

@@ -12,8 +12,8 @@ from typing_extensions import override
 from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
-from lightning_cnnviz.core.selection import CONV_TYPES, named_layers, unwrap_model
-from lightning_cnnviz.kernels import figures as kernels
+from lightning_cnnviz.core.selection import CONV_TYPES, named_layers, of_type, unwrap_model
+from lightning_cnnviz.kernels import dense, draw, figures
 
 
 class KernelMonitor(Monitor):
@@ -32,8 +32,6 @@ class KernelMonitor(Monitor):
 
     Args:
         layers: ``"auto"`` = every Conv1d/2d/3d (plus every Linear with ``linear``).
-        every_n_steps: log every this many optimizer steps (default 500).
-        every_n_epochs: or at the end of every this many epochs.
         normalization: ``"per_filter"`` (min-max per filter, gray) or
             ``"layer_symmetric"`` (one scale per layer, diverging colours, 0 neutral).
         in_channel_mode: ``"tile"`` or ``"norm"`` for filters with more than 3 inputs.
@@ -44,8 +42,9 @@ class KernelMonitor(Monitor):
         linear: also draw Linear layers: the weight matrix as a heatmap, and for
             the first Linear after the conv stack each unit's weights as
             ``C x H x W`` maps (``kernels/{layer}/units``).
-        tag_prefix: prepended to every tag.
-        strict: raise instead of warning and stepping aside when the monitor fails.
+        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps`` (default 500),
+            ``every_n_epochs``, ``tag_prefix``, ``strict``; no probe: ``num_samples`` and
+            ``seed`` do nothing here).
 
     Example::
 
@@ -62,8 +61,6 @@ class KernelMonitor(Monitor):
     def __init__(
         self,
         layers: str | list[str] = "auto",
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
         normalization: Literal["per_filter", "layer_symmetric"] = "per_filter",
         in_channel_mode: Literal["tile", "norm"] = "tile",
         max_filters: int = 64,
@@ -71,12 +68,9 @@ class KernelMonitor(Monitor):
         cmap: str | None = None,
         log_delta: bool = False,
         linear: bool = False,
-        tag_prefix: str = "",
-        strict: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            layers, every_n_steps, every_n_epochs, tag_prefix=tag_prefix, strict=strict
-        )
+        super().__init__(layers, **kwargs)
         check_choice("normalization", normalization, ["per_filter", "layer_symmetric"])
         check_choice("in_channel_mode", in_channel_mode, ["tile", "norm"])
         check_int("max_filters", max_filters)
@@ -93,7 +87,7 @@ class KernelMonitor(Monitor):
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
         types = (*CONV_TYPES, nn.Linear) if self.linear else CONV_TYPES
-        return [name for name, m in available.items() if isinstance(m, types)]
+        return of_type(*types)(model, available)
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -105,32 +99,28 @@ class KernelMonitor(Monitor):
             raise ValueError(
                 f"`layers` of KernelMonitor must select Conv1d/2d/3d or Linear modules, got {wrong}"
             )
-        found = kernels.first_linear_after_conv(named_layers(unwrap_model(pl_module)))
+        found = dense.first_linear_after_conv(named_layers(unwrap_model(pl_module)))
         self._unit_grid = dict([found]) if found and found[0] in self.selected else {}
 
     def _images(self, name: str, module: nn.Module, weight: Tensor) -> dict[str, Tensor]:
         opts = {"max_filters": self.max_filters, "max_in_channels": self.max_in_channels}
         if isinstance(module, nn.Linear):
-            images = {self.tag(name): kernels.linear_heatmap(weight)}
+            images = {self.tag(name): dense.linear_heatmap(weight)}
             if name in self._unit_grid:
-                channels, h, w = self._unit_grid[name]
-                units = kernels.linear_unit_slices(
-                    weight, channels, (h, w), max_units=self.max_filters,
+                images[self.tag(name, "units")] = dense.render_units(
+                    weight, self._unit_grid[name], max_units=self.max_filters,
                     max_in_channels=self.max_in_channels,
                 )  # fmt: skip
-                x01 = kernels.normalize_slices(units, "layer_symmetric")
-                tiles = kernels.slices_to_rgb(x01, "coolwarm")
-                images[self.tag(name, "units")] = kernels.kernel_grid(tiles, units.shape[1])
             return images
         dilation = tuple(module.dilation)
-        image = kernels.render_kernels(
+        image = draw.render_kernels(
             weight, normalization=self.normalization, cmap=self.cmap, dilation=dilation,
             in_channel_mode=self.in_channel_mode, **opts,
         )  # fmt: skip
         images = {self.tag(name): image}
         previous = self._previous.get(name)
         if self.log_delta and previous is not None and previous.shape == weight.shape:
-            images[self.tag(name, "delta")] = kernels.render_kernels(
+            images[self.tag(name, "delta")] = draw.render_kernels(
                 weight - previous, normalization="layer_symmetric", dilation=dilation,
                 in_channel_mode=self.in_channel_mode, **opts,
             )  # fmt: skip
@@ -142,15 +132,15 @@ class KernelMonitor(Monitor):
         with self.phase("compute"):
             for name, module in self.selected.items():
                 weight = module.weight.detach()
-                values[self.tag(name, "mean_abs")] = kernels.mean_abs(weight)
+                values[self.tag(name, "mean_abs")] = figures.mean_abs(weight)
                 if isinstance(module, CONV_TYPES):
-                    hf = kernels.hf_energy(weight)
+                    hf = figures.hf_energy(weight)
                     if hf is not None:
                         values[self.tag(name, "hf_energy")] = hf
                 previous = self._previous.get(name)
                 if previous is not None and previous.shape == weight.shape:
                     previous = previous.to(weight.device)
-                    values[self.tag(name, "relative_change")] = kernels.relative_change(
+                    values[self.tag(name, "relative_change")] = figures.relative_change(
                         weight, previous
                     )
                     self._previous[name] = previous

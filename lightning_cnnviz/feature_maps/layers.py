@@ -1,0 +1,88 @@
+"""Which layers the feature-map view draws, and how conv blocks line up in a forward pass.
+
+Nothing here knows about Lightning. ``auto_layers`` picks every Conv2d and 2-D
+pooling module, evenly thinned to a cap; ``stage_kind`` and ``stage_pairs`` find,
+for each conv call site, the activation and pooling that follow it (the
+``stages`` picture: conv -> activation -> pooling).
+
+Example::
+
+    >>> from torch import nn
+    >>> [stage_kind(m) for m in (nn.Conv2d(1, 1, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())]
+    ['conv', 'act', 'pool', None]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from torch import nn
+
+from lightning_cnnviz.core.selection import ACTIVATION_TYPES, POOL_TYPES, of_type
+
+__all__ = ["POOL_2D", "auto_layers", "stage_kind", "stage_pairs"]
+
+POOL_2D = tuple(t for t in POOL_TYPES if t.__name__.endswith("2d"))
+
+
+def auto_layers(model: nn.Module, available: dict[str, nn.Module], max_layers: int) -> list[str]:
+    """Every Conv2d and 2-D pooling module in model order, evenly thinned to ``max_layers``.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3))
+        >>> auto_layers(net, dict(net.named_children()), 2)
+        ['0', '3']
+    """
+    names = of_type(nn.Conv2d, *POOL_2D)(model, available)
+    if len(names) <= max_layers:
+        return names
+    if max_layers == 1:
+        return names[-1:]
+    step = (len(names) - 1) / (max_layers - 1)
+    return [names[round(i * step)] for i in range(max_layers)]
+
+
+def stage_kind(module: nn.Module) -> str | None:
+    """``"conv"``, ``"act"``, ``"pool"`` or ``None``: the module's part in a conv block."""
+    if isinstance(module, nn.Conv2d):
+        return "conv"
+    if isinstance(module, ACTIVATION_TYPES):
+        return "act"
+    return "pool" if isinstance(module, POOL_2D) else None
+
+
+def stage_pairs(trace: Sequence[tuple[str, str]]) -> dict[str, tuple[str | None, str | None]]:
+    """For each conv call site, the activation and pooling sites that follow it.
+
+    ``trace`` lists ``(module name, kind)`` in the order the modules ran in one
+    forward pass; a module that runs twice gets per-call-site names (``act#0``,
+    ``act#1``). Only the first activation and the first pooling before the next
+    conv belong to a conv (a BatchNorm in between does not matter).
+
+    Example::
+
+        >>> trace = [("c1", "conv"), ("act", "act"), ("p", "pool"), ("c2", "conv"),
+        ...          ("act", "act"), ("p", "pool"), ("c3", "conv")]
+        >>> stage_pairs(trace)
+        {'c1': ('act#0', 'p#0'), 'c2': ('act#1', 'p#1'), 'c3': (None, None)}
+    """
+    calls = Counter(name for name, _ in trace)
+    seen: Counter[str] = Counter()
+    pairs: dict[str, tuple[str | None, str | None]] = {}
+    current: str | None = None
+    for name, kind in trace:
+        site = f"{name}#{seen[name]}" if calls[name] > 1 else name
+        seen[name] += 1
+        if kind == "conv":
+            current = site
+            pairs[site] = (None, None)
+        elif current is not None:
+            act, pool = pairs[current]
+            if kind == "act" and act is None and pool is None:
+                pairs[current] = (site, None)
+            elif kind == "pool" and pool is None:
+                pairs[current] = (act, site)
+                current = None  # the block ends with its pooling
+    return pairs
