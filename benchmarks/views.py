@@ -43,6 +43,7 @@ from PIL import Image
 from lightning_cnnviz.activation_maximization.callback import ActivationMaximizationMonitor
 from lightning_cnnviz.adversarial.callback import AdversarialMonitor
 from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.embeddings.callback import EmbeddingMonitor
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.kernels.callback import KernelMonitor
@@ -99,7 +100,7 @@ def pca_scatter(tensors: np.ndarray, labels: list[int], size: int = 320) -> torc
     for (px, py), label in zip(pix.tolist(), labels, strict=True):
         canvas[:, size - py - 2 : size - py + 1, px - 1 : px + 2] = PALETTE[label][:, None, None]
     legend = rendering.hstack(
-        [rendering.caption(torch.zeros(3, 4, 14, dtype=torch.uint8) + PALETTE[k][:, None, None],
+        [caption(torch.zeros(3, 4, 14, dtype=torch.uint8) + PALETTE[k][:, None, None],
                            str(k), color=tuple(PALETTE[k].tolist())) for k in range(10)],
         gap=4,
     )  # fmt: skip

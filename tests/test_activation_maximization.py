@@ -9,7 +9,7 @@ from lightning_cnnviz.activation_maximization.optimize import (
     top_channels,
     total_variation,
 )
-from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core import labels
 from lightning_cnnviz.core.guard import grads_untouched
 from tests.tb import events
 from tests.views_helpers import reference_model, run
@@ -98,7 +98,7 @@ def test_activation_maximization_top_channels_and_tv():
 
 
 def _size(tiles, text, nrow):
-    tile = rendering.caption(torch.zeros(3, 56, 56, dtype=torch.uint8), text)
+    tile = labels.caption(torch.zeros(3, 56, 56, dtype=torch.uint8), text)
     rows = -(-tiles // nrow)
     return nrow * (tile.shape[2] + 1) + 1, rows * (tile.shape[1] + 1) + 1
 

@@ -4,7 +4,7 @@ from torch import nn
 
 from lightning_cnnviz.adversarial.callback import AdversarialMonitor
 from lightning_cnnviz.adversarial.fgsm import accuracy, fgsm
-from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core import labels
 from tests.tb import events
 from tests.views_helpers import DigitsData, reference_model, run
 
@@ -64,7 +64,7 @@ def test_adversarial_scalars_and_examples(tmp_path):
         assert 0 <= a.value <= c.value <= 1
     assert attacked[-1].value < clean[-1].value and clean[-1].value > 0.5
     image = acc.Images("adversarial/examples")[-1]
-    caption_h = rendering.text_size("y0 p0")[1] + 2
+    caption_h = labels.text_size("y0 p0")[1] + 2
     assert (image.width, image.height) == (7 * 56 + 6 * 2, 4 * (56 + caption_h) + 3 * 4)
     assert monitor.cam_module(None, None)[0] == "pool2"  # Grad-CAM's auto: last block's output
     assert all(monitor.timings[p] > 0 for p in ("capture", "compute", "render", "write"))

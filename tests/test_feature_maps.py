@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core import labels, rendering
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.inputs import Norm
 from lightning_cnnviz.feature_maps import draw as fm
@@ -192,7 +192,7 @@ def test_feature_maps_monitor_stages_dead_channels_and_fixed_ranges(tmp_path):
     ]  # fmt: skip
     assert [e.step for e in acc.Images("feature_maps/conv1/stages")] == [3, 6]
     _, stages = read_images(acc, "feature_maps/conv1/stages")[0]
-    name_w = rendering.text_size("conv1")[0] + 4
+    name_w = labels.text_size("conv1")[0] + 4
     assert stages.shape == (HEADER + 3 * 17 + 1, name_w + 3 * 17 + 1, 3)  # conv, relu, pool
     x0, y_relu = name_w + 1 + 2 * 17, HEADER + 1 + 17  # channel 2 (all zero) in the relu row
     assert stages[y_relu, x0].tolist() == [255, 0, 0]  # dead on the whole probe: red frame

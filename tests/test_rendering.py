@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from lightning_cnnviz.core import labels
 from lightning_cnnviz.core import rendering as r
 from lightning_cnnviz.core.inputs import Norm, to_image01
 
@@ -94,23 +95,23 @@ def test_rendering_denormalize_and_overlay_blend():
 
 def test_rendering_draw_text_pixels_present_and_clipped():
     canvas = torch.zeros(3, 20, 40, dtype=torch.uint8)
-    out = r.draw_text(canvas, "7", 2, 3, color=(255, 0, 0))
+    out = labels.draw_text(canvas, "7", 2, 3, color=(255, 0, 0))
     painted = out[0] > 0
     rows, cols = painted.nonzero().unbind(1)
     assert painted.any() and not out[1:].any()  # red only
     assert rows.min() >= 3 and rows.max() < 3 + 11 and cols.min() >= 2 and cols.max() < 2 + 6
     assert not canvas.any()  # a copy
-    assert torch.equal(r.draw_text(canvas, " ", 0, 0), canvas)
-    edge = r.draw_text(canvas, "88888888", 30, 15)  # runs off the right and bottom edges
+    assert torch.equal(labels.draw_text(canvas, " ", 0, 0), canvas)
+    edge = labels.draw_text(canvas, "88888888", 30, 15)  # runs off the right and bottom edges
     assert edge.shape == canvas.shape and edge[:, 15:, 30:].any()
-    two = r.draw_text(canvas, "7", 0, 0, scale=2)[0] > 0
+    two = labels.draw_text(canvas, "7", 0, 0, scale=2)[0] > 0
     assert two.sum() == 4 * painted.sum()
 
 
 def test_rendering_caption_label_strip_above_tile():
     tile = torch.full((3, 112, 112), 100, dtype=torch.uint8)
-    labelled = r.caption(tile, "true 7 / pred 1 0.83")
-    text_w, text_h = r.text_size("true 7 / pred 1 0.83")
+    labelled = labels.caption(tile, "true 7 / pred 1 0.83")
+    text_w, text_h = labels.text_size("true 7 / pred 1 0.83")
     assert labelled.shape == (3, 112 + text_h + 2, max(112, text_w + 2))
     assert torch.equal(labelled[:, text_h + 2 :, :112], tile)
     assert (labelled[:, : text_h + 2] == 255).any()  # white label pixels
@@ -134,7 +135,7 @@ def test_rendering_stacks_border_dim_and_bars():
     framed = r.border(torch.zeros(3, 5, 5, dtype=torch.uint8), (255, 0, 0))
     assert framed[:, 0, 0].tolist() == [255, 0, 0] and framed[:, 2, 2].tolist() == [0, 0, 0]
     assert r.dim(torch.full((3, 1, 1), 200, dtype=torch.uint8), 0.5).flatten().tolist() == [100] * 3
-    bars = r.bar_chart([1.0, 0.0], ["a", "b"], height=20, bar_width=6)
+    bars = labels.bar_chart([1.0, 0.0], ["a", "b"], height=20, bar_width=6)
     green = (bars[1] == 175) & (bars[0] == 76)
     half = bars.shape[-1] // 2
     assert green[:, :half].sum() == 20 * 6 and not green[:, half:].any()

@@ -11,7 +11,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.activation_maximization import optimize as feature_vis
 from lightning_cnnviz.activation_maximization.optimize import Target
-from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core import labels, rendering
 from lightning_cnnviz.core.capture import LayerCapture, first_tensor
 from lightning_cnnviz.core.checks import check_int, check_number
 from lightning_cnnviz.core.inputs import input_bounds, norm_stats
@@ -140,7 +140,7 @@ class ActivationMaximizationMonitor(Monitor):
         groups: dict[str, list[Tensor]] = {}
         for target, tile in zip(targets, tiles, strict=True):
             text = f"ch {target.channel}" if target.site else f"class {target.channel}"
-            groups.setdefault(target.site or "classes", []).append(rendering.caption(tile, text))
+            groups.setdefault(target.site or "classes", []).append(labels.caption(tile, text))
         return {
             name: rendering.grid(group, nrow=min(8, len(group))) for name, group in groups.items()
         }

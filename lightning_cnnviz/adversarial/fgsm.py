@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core import labels, rendering
 from lightning_cnnviz.core.capture import first_tensor, probe_mode
 from lightning_cnnviz.core.guard import grads_untouched
 from lightning_cnnviz.core.inputs import Norm, input_bounds
@@ -97,7 +97,7 @@ def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
 def _tile(image: Tensor, text: str, frame: bool = False) -> Tensor:
     tile = rendering.upscale_to(rendering.to_rgb(image), _TILE)
     tile = rendering.border(tile, (255, 60, 60)) if frame else tile
-    return rendering.caption(tile, text)
+    return labels.caption(tile, text)
 
 
 def example_rows(

@@ -1,4 +1,4 @@
-"""Tensors to uint8 images: normalisation, colormaps, overlays, upscaling, labels, grids.
+"""Tensors to uint8 images: normalisation, colormaps, overlays, upscaling, grids.
 
 Nothing here knows about Lightning or pyplot. Images are channels-first tensors,
 float in ``[0, 1]`` while being composed and ``uint8`` when they are ready for a
@@ -11,8 +11,7 @@ sink; every function that returns a finished picture returns ``uint8``.
 * ``apply_colormap`` looks values up in matplotlib's own 256-entry table of the
   colormap (gray, viridis, inferno, coolwarm), built once; no figure is drawn.
 * ``grid`` lays tiles out with torchvision's ``make_grid``; ``thumbnails`` shrinks.
-* Labels use Pillow's bundled 6x11 bitmap font, rasterised once into an atlas
-  so that drawing is tensor indexing.
+* Text on images (captions, bar labels) lives in ``labels``.
 
 Example::
 
@@ -24,8 +23,6 @@ Example::
     [[0, 255], [0, 255], [0, 255]]
     >>> upscale_to(torch.zeros(1, 28, 28), 112).shape
     torch.Size([1, 112, 112])
-    >>> caption(torch.zeros(3, 28, 28, dtype=torch.uint8), "true 7 / pred 1 0.83").shape
-    torch.Size([3, 41, 122])
 """
 
 from __future__ import annotations
@@ -45,17 +42,13 @@ __all__ = [
     "CMAPS",
     "SEPARATOR",
     "apply_colormap",
-    "bar_chart",
     "border",
-    "caption",
     "colormap",
     "dim",
-    "draw_text",
     "grid",
     "hstack",
     "normalize",
     "overlay",
-    "text_size",
     "thumbnails",
     "to_rgb",
     "to_uint8",
@@ -198,63 +191,6 @@ def overlay(image: Tensor, heat01: Tensor, cmap: str = "inferno", alpha: float =
     return to_uint8((1 - alpha) * base + alpha * heat)
 
 
-@cache
-def _font_atlas() -> Tensor:
-    """Printable ASCII (32-126) as a bool tensor ``(95, 11, 6)`` from Pillow's bitmap font."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default_imagefont()
-    glyphs = []
-    for code in range(32, 127):
-        canvas = Image.new("L", (6, 11))
-        ImageDraw.Draw(canvas).text((0, 0), chr(code), fill=255, font=font)
-        glyphs.append(
-            torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8).reshape(11, 6)
-        )
-    return torch.stack(glyphs) > 0
-
-
-GLYPH_W, GLYPH_H = 6, 11
-
-
-def text_size(text: str, scale: int = 1) -> tuple[int, int]:
-    """Width and height in pixels of ``text`` drawn at ``scale``."""
-    return len(text) * GLYPH_W * scale, GLYPH_H * scale
-
-
-def _text_mask(text: str, scale: int) -> Tensor:
-    codes = torch.tensor([min(max(ord(c), 32), 126) - 32 for c in text] or [0])
-    mask = _font_atlas()[codes].permute(1, 0, 2).reshape(GLYPH_H, -1)  # glyphs side by side
-    return upscale(mask[:, : len(text) * GLYPH_W], scale)
-
-
-def draw_text(
-    img: Tensor, text: str, x: int, y: int, color: Color = (255, 255, 255), scale: int = 1
-) -> Tensor:
-    """Burn ``text`` into a copy of a uint8 ``(3, H, W)`` image at ``(x, y)``; clipped."""
-    out = img.clone()
-    mask = _text_mask(text, scale)
-    h, w = min(mask.shape[0], out.shape[-2] - y), min(mask.shape[1], out.shape[-1] - x)
-    if h <= 0 or w <= 0 or not text:
-        return out
-    region = out[:, y : y + h, x : x + w]
-    paint = torch.tensor(color, dtype=out.dtype, device=out.device)[:, None, None]
-    region[:] = torch.where(mask[:h, :w].to(out.device), paint, region)
-    return out
-
-
-def caption(
-    img: Tensor, text: str, color: Color = (255, 255, 255), scale: int = 1, margin: int = 1
-) -> Tensor:
-    """A tile with a label strip above it, widened where the text is longer than the tile."""
-    img = to_rgb(img)
-    text_w, text_h = text_size(text, scale)
-    width = max(img.shape[-1], text_w + 2 * margin)
-    strip = torch.zeros(3, text_h + 2 * margin, width, dtype=torch.uint8, device=img.device)
-    strip = draw_text(strip, text, margin, margin, color, scale)
-    return vstack([strip, img], gap=0)
-
-
 def border(img: Tensor, color: Color = (255, 0, 0), width: int = 1) -> Tensor:
     """A copy of a uint8 ``(3, H, W)`` image with a coloured frame drawn inside its edge."""
     out = to_rgb(img).clone()
@@ -346,26 +282,3 @@ def _stack(images: Sequence[Tensor], gap: int, pad_value: int, axis: int) -> Ten
             shape[axis] = gap
             parts.append(torch.full(shape, pad_value, dtype=image.dtype, device=image.device))
     return torch.cat(parts, dim=axis)
-
-
-def bar_chart(
-    values: Tensor | Sequence[float],
-    labels: Sequence[str],
-    height: int = 64,
-    bar_width: int = 12,
-    color: Color = (76, 175, 80),
-) -> Tensor:
-    """Vertical bars for values in ``[0, 1]`` with a label under each and the value above."""
-    values = torch.nan_to_num(torch.as_tensor(values, dtype=torch.float32), nan=0.0).clamp(0, 1)
-    slot = max(bar_width, max(text_size(str(label))[0] for label in labels)) + 4
-    _, text_h = text_size("0")
-    canvas = torch.zeros(3, height + 2 * text_h + 4, slot * len(values), dtype=torch.uint8)
-    paint = torch.tensor(color, dtype=torch.uint8)[:, None, None]
-    for k, (value, label) in enumerate(zip(values.tolist(), labels, strict=True)):
-        x0 = k * slot + (slot - bar_width) // 2
-        bar_h = round(value * height)
-        top = text_h + 2 + height - bar_h
-        canvas[:, top : top + bar_h, x0 : x0 + bar_width] = paint
-        canvas = draw_text(canvas, f"{round(value * 100)}", k * slot + 1, max(0, top - text_h - 1))
-        canvas = draw_text(canvas, str(label), k * slot + 2, text_h + 4 + height)
-    return canvas

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.inputs import Norm, to_image01
+from lightning_cnnviz.core.labels import draw_text, text_size
 
 __all__ = [
     "channel_activity",
@@ -146,10 +147,10 @@ def _mark(tiles: Tensor, dead: Tensor) -> Tensor:
 
 
 def _with_header(body: Tensor, labels: Sequence[str], tile_w: int, left: int = 0) -> Tensor:
-    _, text_h = rendering.text_size("0")
+    _, text_h = text_size("0")
     strip = torch.zeros(3, text_h + 2, body.shape[-1], dtype=torch.uint8, device=body.device)
     for col, label in enumerate(labels):
-        strip = rendering.draw_text(strip, label, left + 2 + col * (tile_w + 1), 1, HEADER)
+        strip = draw_text(strip, label, left + 2 + col * (tile_w + 1), 1, HEADER)
     return rendering.vstack([strip, body], gap=0)
 
 
@@ -189,13 +190,13 @@ def stages_grid(
     the left says which stage a row is.
     """
     k, _, tw = rows[0][1].shape
-    name_w = max(rendering.text_size(name)[0] for name, _, _ in rows) + 4
+    name_w = max(text_size(name)[0] for name, _, _ in rows) + 4
     body_rows = []
     for name, maps, dead in rows:
         tiles = _mark(rendering.apply_colormap(maps, cmap), dead)
         line = rendering.grid(tiles, nrow=k, pad_value=rendering.SEPARATOR)
         line = line[:, 1:] if body_rows else line  # one separator line between rows
         tag = torch.zeros(3, line.shape[-2], name_w, dtype=torch.uint8, device=line.device)
-        tag = rendering.draw_text(tag, name, 2, (line.shape[-2] - 11) // 2, HEADER)
+        tag = draw_text(tag, name, 2, (line.shape[-2] - 11) // 2, HEADER)
         body_rows.append(rendering.hstack([tag, line], gap=0))
     return _with_header(rendering.vstack(body_rows, gap=0), labels, tw, left=name_w)

@@ -16,6 +16,7 @@ from lightning_cnnviz.core.capture import first_tensor, probe_mode
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.inputs import input_bounds, norm_stats, to_image01, to_model
+from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import Probe, find_dataset
 from lightning_cnnviz.core.selection import unwrap_model
@@ -155,10 +156,10 @@ class GradCAMMonitor(Monitor):
         """On the sink's thread: one image per split, a captioned grid per row."""
         for split, rows in panels:
             grids = []
-            for image01, heat, logits, labels, caption in rows:
+            for image01, heat, logits, labels, title in rows:
                 grid, _ = cam_grid(image01, heat, logits, labels, cmap=self.cmap,
                                    alpha=self.alpha, shared_scale=self.shared_scale)  # fmt: skip
-                grids.append(grid if caption is None else R.caption(grid, caption))
+                grids.append(grid if title is None else caption(grid, title))
             self.sink.image(self.tag(split), R.vstack(grids, gap=4), step)
 
     def _row(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str, name: str,

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnnviz.core import rendering as R
+from lightning_cnnviz.core.labels import caption
 
 __all__ = ["blank_cams", "cam_grid"]
 
@@ -72,5 +73,5 @@ def cam_grid(
     for i, tile in enumerate(tiles.cpu()):
         p, c, y = int(host[1][i]), host[0][i], None if labels is None else int(labels[i])
         text = f"pred {p} {c:.2f}" if y is None else f"true {y} / pred {p} {c:.2f}"
-        out.append(R.caption(tile, text, _RIGHT if y in (None, p) else _WRONG))
+        out.append(caption(tile, text, _RIGHT if y in (None, p) else _WRONG))
     return R.grid(out, nrow=min(8, len(out)), padding=2), int(sum(host[2]))

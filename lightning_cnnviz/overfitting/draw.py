@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core import labels, rendering
 
 __all__ = ["custom_scalars_layout", "per_class_image"]
 
@@ -53,6 +53,6 @@ def per_class_image(per_class: Tensor, epoch: int, max_bars: int = 40) -> Tensor
     order = torch.arange(len(per_class))
     if len(per_class) > max_bars:
         order = torch.nan_to_num(per_class, nan=2.0).argsort()[:max_bars].sort().values
-    chart = rendering.bar_chart(per_class[order], [str(int(k)) for k in order])
+    chart = labels.bar_chart(per_class[order], [str(int(k)) for k in order])
     title = f"val accuracy per class (%), epoch {epoch}"
-    return rendering.upscale(rendering.caption(chart, title), 2)
+    return rendering.upscale(labels.caption(chart, title), 2)

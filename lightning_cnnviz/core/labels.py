@@ -1,0 +1,105 @@
+"""Text on uint8 images: captions above tiles, labels, bar charts.
+
+Labels use Pillow's bundled 6x11 bitmap font, rasterised once into an atlas so
+that drawing is tensor indexing (no figure, no pyplot).
+
+Example::
+
+    >>> import torch
+    >>> caption(torch.zeros(3, 28, 28, dtype=torch.uint8), "true 7 / pred 1 0.83").shape
+    torch.Size([3, 41, 122])
+    >>> text_size("conv1", scale=2)
+    (60, 22)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+import torch
+from torch import Tensor
+
+from lightning_cnnviz.core.rendering import Color, to_rgb, upscale, vstack
+
+__all__ = ["GLYPH_H", "GLYPH_W", "bar_chart", "caption", "draw_text", "text_size"]
+
+
+@cache
+def _font_atlas() -> Tensor:
+    """Printable ASCII (32-126) as a bool tensor ``(95, 11, 6)`` from Pillow's bitmap font."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default_imagefont()
+    glyphs = []
+    for code in range(32, 127):
+        canvas = Image.new("L", (6, 11))
+        ImageDraw.Draw(canvas).text((0, 0), chr(code), fill=255, font=font)
+        glyphs.append(
+            torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8).reshape(11, 6)
+        )
+    return torch.stack(glyphs) > 0
+
+
+GLYPH_W, GLYPH_H = 6, 11
+
+
+def text_size(text: str, scale: int = 1) -> tuple[int, int]:
+    """Width and height in pixels of ``text`` drawn at ``scale``."""
+    return len(text) * GLYPH_W * scale, GLYPH_H * scale
+
+
+def _text_mask(text: str, scale: int) -> Tensor:
+    codes = torch.tensor([min(max(ord(c), 32), 126) - 32 for c in text] or [0])
+    mask = _font_atlas()[codes].permute(1, 0, 2).reshape(GLYPH_H, -1)  # glyphs side by side
+    return upscale(mask[:, : len(text) * GLYPH_W], scale)
+
+
+def draw_text(
+    img: Tensor, text: str, x: int, y: int, color: Color = (255, 255, 255), scale: int = 1
+) -> Tensor:
+    """Burn ``text`` into a copy of a uint8 ``(3, H, W)`` image at ``(x, y)``; clipped."""
+    out = img.clone()
+    mask = _text_mask(text, scale)
+    h, w = min(mask.shape[0], out.shape[-2] - y), min(mask.shape[1], out.shape[-1] - x)
+    if h <= 0 or w <= 0 or not text:
+        return out
+    region = out[:, y : y + h, x : x + w]
+    paint = torch.tensor(color, dtype=out.dtype, device=out.device)[:, None, None]
+    region[:] = torch.where(mask[:h, :w].to(out.device), paint, region)
+    return out
+
+
+def caption(
+    img: Tensor, text: str, color: Color = (255, 255, 255), scale: int = 1, margin: int = 1
+) -> Tensor:
+    """A tile with a label strip above it, widened where the text is longer than the tile."""
+    img = to_rgb(img)
+    text_w, text_h = text_size(text, scale)
+    width = max(img.shape[-1], text_w + 2 * margin)
+    strip = torch.zeros(3, text_h + 2 * margin, width, dtype=torch.uint8, device=img.device)
+    strip = draw_text(strip, text, margin, margin, color, scale)
+    return vstack([strip, img], gap=0)
+
+
+def bar_chart(
+    values: Tensor | Sequence[float],
+    labels: Sequence[str],
+    height: int = 64,
+    bar_width: int = 12,
+    color: Color = (76, 175, 80),
+) -> Tensor:
+    """Vertical bars for values in ``[0, 1]`` with a label under each and the value above."""
+    values = torch.nan_to_num(torch.as_tensor(values, dtype=torch.float32), nan=0.0).clamp(0, 1)
+    slot = max(bar_width, max(text_size(str(label))[0] for label in labels)) + 4
+    _, text_h = text_size("0")
+    canvas = torch.zeros(3, height + 2 * text_h + 4, slot * len(values), dtype=torch.uint8)
+    paint = torch.tensor(color, dtype=torch.uint8)[:, None, None]
+    for k, (value, label) in enumerate(zip(values.tolist(), labels, strict=True)):
+        x0 = k * slot + (slot - bar_width) // 2
+        bar_h = round(value * height)
+        top = text_h + 2 + height - bar_h
+        canvas[:, top : top + bar_h, x0 : x0 + bar_width] = paint
+        canvas = draw_text(canvas, f"{round(value * 100)}", k * slot + 1, max(0, top - text_h - 1))
+        canvas = draw_text(canvas, str(label), k * slot + 2, text_h + 4 + height)
+    return canvas
