@@ -5,19 +5,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_cnnviz.activations.activity import (
+from lightning_cnnviz.activations.dead import (
     DeadHistory,
-    Recorder,
-    batches_to_log,
     dead_alerts,
     diagnosis_text,
-    fallback_layers,
     strip_append,
     strip_column,
-    trace_sites,
-    weight_grad_norm,
 )
+from lightning_cnnviz.activations.recorder import Recorder, batches_to_log, weight_grad_norm
 from lightning_cnnviz.activations.reductions import _exact_counts, _finite_parts, batch_parts, fold
+from lightning_cnnviz.activations.sites import fallback_layers, trace_sites
 from lightning_cnnviz.activations.stats import (
     ActivationStats,
     batch_stats,

@@ -1,1 +1,8 @@
-"""activations."""
+"""``ActivationMonitor``: per-layer activation statistics and dead units over training.
+
+``callback.py`` the monitor; ``sites.py`` what it watches (the ``"auto"`` fallback,
+call sites and how each is read); ``recorder.py`` the hooks on the window's training
+batches and the probe pass, and the one host transfer per log; ``stats.py`` and
+``reductions.py`` the statistics themselves (device accumulators, one batch's
+contribution); ``dead.py`` the dead-strip history, alerts and diagnosis.
+"""

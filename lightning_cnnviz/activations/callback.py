@@ -9,12 +9,14 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz.activations import activity
+from lightning_cnnviz.activations.dead import DeadHistory, diagnosis_text
+from lightning_cnnviz.activations.recorder import Recorder, batches_to_log, site_scalars
+from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.monitor import Monitor
-from lightning_cnnviz.core.selection import ACTIVATION_TYPES, is_compiled, unwrap_model
+from lightning_cnnviz.core.selection import ACTIVATION_TYPES, is_compiled, of_type, unwrap_model
 
 
 class ActivationMonitor(Monitor):
@@ -27,6 +29,7 @@ class ActivationMonitor(Monitor):
     ``timings["window"]`` adds up the seconds spent on the window's statistics.
 
     Args:
+        layers: ``"auto"`` = every activation module (else conv/BN/linear outputs).
         window: training batches sampled before each logging step.
         eps: activity threshold.
         tau: dormant when a channel's mean ``|a|`` is below ``tau`` x the layer's.
@@ -34,8 +37,8 @@ class ActivationMonitor(Monitor):
             of more than 0.1 since the last log).
         histograms: also log subsampled histograms of the probe activations.
         strip_length: logs kept in the ``dead_strip`` image (oldest dropped).
-        layers: ``"auto"`` = every activation module (else conv/BN/linear outputs);
-            the other arguments are the shared ``Monitor`` ones.
+        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``,
+            ``num_samples``, ``tag_prefix``, ``strict``, ``seed``).
 
     Example::
 
@@ -53,22 +56,15 @@ class ActivationMonitor(Monitor):
     def __init__(
         self,
         layers: str | list[str] = "auto",
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
-        num_samples: int = 16,
         window: int = 8,
         eps: float = 0.0,
         tau: float = 0.025,
         dead_threshold: float = 0.25,
         histograms: bool = False,
         strip_length: int = 128,
-        tag_prefix: str = "",
-        strict: bool = False,
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            layers, every_n_steps, every_n_epochs, num_samples, tag_prefix, strict, seed
-        )
+        super().__init__(layers, **kwargs)
         check_int("window", window)
         check_number("eps", eps, low=0.0)
         check_number("tau", tau, low=0.0, high=1.0)
@@ -80,9 +76,9 @@ class ActivationMonitor(Monitor):
         self._fresh()
 
     def _fresh(self) -> None:
-        self._rec = activity.Recorder(self.eps, self.histograms)
-        self.history = activity.DeadHistory(self.dead_threshold, self.strip_length)
-        self._grads_due = self._said_nonfinite = self._mute = False
+        self._rec = Recorder(self.eps, self.histograms)
+        self.history = DeadHistory(self.dead_threshold, self.strip_length)
+        self._grads_due = self._mute = False
         self._compiled: bool | None = None  # known at the first training batch
 
     @override
@@ -98,9 +94,9 @@ class ActivationMonitor(Monitor):
 
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        found = [n for n, m in available.items() if isinstance(m, ACTIVATION_TYPES)]
+        found = of_type(*ACTIVATION_TYPES)(model, available)
         self.fallback = not found
-        return found or activity.fallback_layers(available)
+        return found or fallback_layers(available)
 
     @override
     def describe_layers(self) -> str:
@@ -129,10 +125,10 @@ class ActivationMonitor(Monitor):
         self._rec.detach()
         if self.disabled or trainer.sanity_checking or self._rec.failure is not None:
             return
-        epoch_due = self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        ahead = activity.batches_to_log(
+        ahead = batches_to_log(
             trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
-            trainer.num_training_batches, self.every_n_steps, bool(epoch_due),
+            trainer.num_training_batches, self.schedule.every_n_steps,
+            self.schedule.due_after_epoch(trainer.current_epoch),
         )  # fmt: skip
         self._grads_due = ahead is not None and ahead[0] == ahead[1]
         if ahead is None or ahead[0] > self.window:
@@ -149,10 +145,11 @@ class ActivationMonitor(Monitor):
         if self._compiled is None:
             self._compiled = is_compiled(pl_module)
             if self._compiled:
-                rank_zero_warn(
-                    "ActivationMonitor: the model runs through torch.compile, where hooks on "
-                    "training steps see the wrong batches; dead units and statistics come "
-                    f"from the {self.num_samples} probe images only (eager probe passes)."
+                self.warn_once(
+                    "compiled",
+                    "the model runs through torch.compile, where hooks on training steps see "
+                    "the wrong batches; dead units and statistics come from the "
+                    f"{self.num_samples} probe images only (eager probe passes).",
                 )
         return self._compiled
 
@@ -197,11 +194,10 @@ class ActivationMonitor(Monitor):
     ) -> None:
         step, epoch, scalars = trainer.global_step, trainer.current_epoch, {}
         for site, f in figures.items():
-            values = activity.site_scalars(f, self._rec.sites[site], grads)
+            values = site_scalars(f, self._rec.sites[site], grads)
             scalars.update({self.tag(site, key): value for key, value in values.items()})
-            if values["nonfinite"] > 0 and not self._said_nonfinite:
-                self._said_nonfinite = True
-                rank_zero_warn(f"ActivationMonitor: non-finite activations in `{site}` ({step=})")
+            if values["nonfinite"] > 0:
+                self.warn_once("nonfinite", f"non-finite activations in `{site}` ({step=})")
         alerts = self.history.update(figures)  # the training thread's work first, then
         self.sink.scalars(scalars, step)  # the sink's jobs (they share the interpreter lock)
         with self.phase("render"):  # strips are new tensors each log: safe to hand over
@@ -211,7 +207,7 @@ class ActivationMonitor(Monitor):
                 if (sample := self._rec.samples.pop(site, None)) is not None:
                     self.sink.histogram(self.tag(site, "histogram"), sample, step)
         if alerts:
-            message = activity.diagnosis_text(alerts, self.history.dead, step, epoch)
+            message = diagnosis_text(alerts, self.history.dead, step, epoch)
             rank_zero_warn(message)
             self.sink.text(self.tag("diagnosis"), message, step)
             found = {site: fraction for site, fraction, _ in alerts}

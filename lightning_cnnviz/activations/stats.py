@@ -3,12 +3,12 @@
 Nothing here knows about Lightning. The shape follows torchmetrics: a pure
 ``batch_stats`` (one batch's contribution, from ``reductions``), ``merge`` (add it
 to a running state), ``compute_stats`` (the figures) and a small class,
-``ActivationStats``, that holds the state of one layer (call site) on the layer's
-device; its ``update`` keeps a batch as ``reductions.batch_parts`` and adds a
-window's parts up (``reductions.fold``) when the state is read. The host sees the
-numbers once per log, through ``to_host`` (one transfer for many tensors);
-``all_reduce_states`` combines the states of all ranks with two collectives (sums
-and maxima).
+``ActivationStats``, that holds the state of one layer (``recorder`` keeps one per
+call site) on the layer's device; its ``update`` keeps a batch as
+``reductions.batch_parts`` and adds a window's parts up (``reductions.fold``) when
+the state is read. The host sees the numbers once per log, through ``to_host`` (one
+transfer for many tensors); ``all_reduce_states`` combines the states of all ranks
+with two collectives (sums and maxima).
 
 A channel (conv) or unit (linear) is *active* on an entry when its output is
 ``> eps`` (rectifiers, and pre-activations read as "is it ever positive"), or
@@ -169,7 +169,8 @@ class ActivationStats:
             given, else on the first ``update``.
         channel_dim: the channel axis of the outputs (1 for conv, -1 for linear).
         eps: activity threshold.
-        mode: ``"positive"``, ``"magnitude"`` or ``"preactivation"`` (see ``batch_stats``).
+        mode: ``"positive"``, ``"magnitude"`` or ``"preactivation"`` (see
+            ``reductions.batch_parts``; ``sites.SiteInfo`` picks it per call site).
         bounds: output range for the saturation share (Sigmoid/Tanh), else None.
         nonnegative: outputs are ``>= 0`` wherever finite (ReLU, ReLU6).
         device: where the state lives.

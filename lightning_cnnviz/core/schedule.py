@@ -69,5 +69,33 @@ class Schedule:
 
     def due_on_epoch(self, epoch: int, step: int, last: int) -> bool:
         """Whether to log at the end of ``epoch`` (0-based), never twice at one step."""
+        return self.due_after_epoch(epoch) and step != last
+
+    def next_step(self, step: int) -> int | None:
+        """The first step after ``step`` at which a step schedule logs; None for an epoch one.
+
+        For a monitor that prepares ahead of a log (hooks the batches before it);
+        the same steps as ``due_on_step`` without ``first_chance``.
+
+        Example::
+
+            >>> Schedule(every_n_steps=100).next_step(100), Schedule(every_n_steps=100).next_step(0)
+            (200, 100)
+            >>> Schedule(every_n_epochs=1).next_step(5) is None
+            True
+        """
+        n = self.every_n_steps
+        return None if n is None else (step // n + 1) * n
+
+    def due_after_epoch(self, epoch: int) -> bool:
+        """Whether an epoch schedule logs at the end of ``epoch`` (0-based), whatever the step.
+
+        Known from the epoch's first batch on, for a monitor that prepares ahead of a log.
+
+        Example::
+
+            >>> [Schedule(every_n_epochs=2).due_after_epoch(e) for e in range(4)]
+            [False, True, False, True]
+        """
         n = self.every_n_epochs
-        return n is not None and (epoch + 1) % n == 0 and step != last
+        return n is not None and (epoch + 1) % n == 0

@@ -1,0 +1,282 @@
+"""The window recorder: activation statistics per call site, fed by forward hooks.
+
+Before a logging step the monitor hooks the watched layers for the last
+``window`` training batches (``batches_to_log`` says when that window opens);
+``Recorder`` feeds each call site's ``ActivationStats`` from those batches and from
+the probe pass, keeps the producers' weight-gradient norms, and ``gather`` reduces
+across ranks and moves every figure to the host in one transfer. Nothing here
+knows about Lightning.
+
+Example::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> relu = nn.ReLU()
+    >>> net = nn.Sequential(nn.Flatten(), relu)
+    >>> x = torch.tensor([[1.0, -1.0, 2.0], [3.0, -2.0, 0.0]])
+    >>> recorder = Recorder()
+    >>> recorder.trace(net, {"1": relu}, x)  # learns the call site "1" (3 units)
+    >>> recorder.attach({"1": relu})  # a training batch...
+    >>> _ = net(x)
+    >>> recorder.detach()
+    >>> recorder.probe(net, {"1": relu}, x)  # ...and the probe pass
+    >>> figures, grads = recorder.gather(tau=0.025)
+    >>> figures["1"]["dead"].tolist(), float(figures["1"]["count"]), grads
+    ([0.0, 1.0, 0.0], 4.0, {})
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from lightning_cnnviz.activations.sites import SiteInfo, trace_sites
+from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_states, to_host
+from lightning_cnnviz.core.capture import LayerCapture, probe_mode
+from lightning_cnnviz.core.schedule import Schedule
+from lightning_cnnviz.core.selection import named_layers
+
+__all__ = [
+    "Recorder",
+    "batches_to_log",
+    "gather",
+    "make_stats",
+    "site_scalars",
+    "weight_grad_norm",
+]
+
+
+@functools.cache  # asked before every training batch: one Schedule per interval, not per call
+def _step_schedule(every_n_steps: int | None) -> Schedule:
+    return Schedule(every_n_steps=every_n_steps)
+
+
+def batches_to_log(
+    global_step: int,
+    batch_idx: int,
+    accumulate: int,
+    num_batches: float,
+    every_n_steps: int | None = None,
+    epoch_due: bool = False,
+) -> tuple[int, int] | None:
+    """How many training batches, this one included, until the next logging event.
+
+    Returns ``(to_log, in_accumulation)``: batches until the batch that completes
+    the logging step (``Schedule.next_step``; or ends the epoch, for an epoch
+    schedule), and batches until the end of this batch's accumulation (when both are
+    equal, the optimizer step that follows this batch is the logging step). ``None``
+    when no log is ahead (epoch schedule, epoch not due or of unknown length). Epoch
+    ends shorten an accumulation, so across one the count is an upper bound (never
+    too early).
+
+    Example::
+
+        >>> # every 3 steps, 2 batches per step: batch 4 starts the accumulation of step 3
+        >>> batches_to_log(2, 4, accumulate=2, num_batches=8, every_n_steps=3)
+        (2, 2)
+        >>> batches_to_log(1, 3, accumulate=2, num_batches=8, every_n_steps=3)
+        (3, 1)
+    """
+    finite = num_batches != float("inf")
+    target = _step_schedule(every_n_steps).next_step(global_step)
+    if target is None:
+        if not (epoch_due and finite):
+            return None
+        left = int(num_batches) - batch_idx
+        return left, 1 if left == 1 else 0
+    in_accumulation = accumulate - batch_idx % accumulate
+    if finite:
+        in_accumulation = min(in_accumulation, int(num_batches) - batch_idx)
+    return in_accumulation + (target - global_step - 1) * accumulate, in_accumulation
+
+
+def make_stats(
+    sites: Mapping[str, SiteInfo], eps: float, device: torch.device | str
+) -> dict[str, ActivationStats]:
+    """One zeroed ``ActivationStats`` per traced call site, on ``device``.
+
+    Example::
+
+        >>> info = SiteInfo("fc", "fc", -1, 3, "positive", None)
+        >>> make_stats({"fc": info}, eps=0.0, device="cpu")["fc"].channels
+        3
+    """
+    return {
+        site: ActivationStats(
+            info.channels,
+            channel_dim=info.channel_dim,
+            eps=eps,
+            mode=info.mode,
+            bounds=info.bounds,
+            nonnegative=info.nonnegative,
+            device=device,
+        )
+        for site, info in sites.items()
+    }
+
+
+def gather(
+    stats: Mapping[str, ActivationStats], extra: Mapping[str, Tensor], tau: float
+) -> tuple[dict[str, dict[str, Tensor]], dict[str, float]]:
+    """Reduce across ranks, compute every site's figures, move them to the host in one transfer.
+
+    Returns ``({site: figures}, {name: float(extra)})`` with the sites that saw no
+    data left out, and resets the accumulators.
+
+    Example::
+
+        >>> seen, unseen = ActivationStats(2), ActivationStats(2)
+        >>> seen.update(torch.tensor([[0.0, 1.0]]))
+        >>> figures, extras = gather({"a": seen, "b": unseen}, {"g": torch.tensor(2.0)}, 0.025)
+        >>> list(figures), figures["a"]["dead_fraction"].item(), extras
+        (['a'], 0.5, {'g': 2.0})
+    """
+    all_reduce_states([s.state for s in stats.values()])
+    figures = {f"{site}\t{k}": v for site, s in stats.items() for k, v in s.compute(tau).items()}
+    figures.update({f"\textra\t{name}": value for name, value in extra.items()})
+    host = to_host(figures)
+    for s in stats.values():
+        s.reset()
+    per_site: dict[str, dict[str, Tensor]] = {}
+    for key, value in host.items():
+        site, name = key.rsplit("\t", 1)
+        per_site.setdefault(site, {})[name] = value
+    extras = {k: float(v) for k, v in per_site.pop("\textra", {}).items()}
+    return {s: f for s, f in per_site.items() if float(f["count"]) > 0}, extras
+
+
+def weight_grad_norm(module: nn.Module) -> Tensor | None:
+    """L2 norm of the gradients of ``module``'s own parameters (read only), or None.
+
+    Example::
+
+        >>> lin = nn.Linear(2, 1, bias=False)
+        >>> weight_grad_norm(lin) is None
+        True
+        >>> lin.weight.grad = torch.tensor([[3.0, 4.0]])
+        >>> weight_grad_norm(lin).item()
+        5.0
+    """
+    grads = [p.grad.detach() for p in module.parameters(recurse=False) if p.grad is not None]
+    if not grads:
+        return None
+    return torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])
+    )
+
+
+_SCALARS = ("dead_fraction", "dormant_fraction", "zero_fraction", "mean", "std", "max_abs")
+
+
+def site_scalars(
+    figures: Mapping[str, Tensor], info: SiteInfo, grads: Mapping[str, float]
+) -> dict[str, float]:
+    """The scalars logged for one site: ``{"dead_fraction": ..., "grad_norm": ...}``.
+
+    Example::
+
+        >>> stats = ActivationStats(2)
+        >>> stats.update(torch.tensor([[0.0, 1.0]]))
+        >>> info = SiteInfo("relu", "fc", -1, 2, "positive", None)
+        >>> scalars = site_scalars(stats.compute(), info, {"fc": 0.5})
+        >>> scalars["dead_fraction"], scalars["grad_norm"], "saturation" in scalars
+        (0.5, 0.5, False)
+    """
+    keys = (*_SCALARS, "nonfinite", *(("saturation",) if info.bounds else ()))
+    out = {key: float(figures[key]) for key in keys}
+    if info.producer in grads:
+        out["grad_norm"] = grads[info.producer]
+    return out
+
+
+class Recorder:
+    """Statistics of the watched layers per call site, fed by forward hooks (no Lightning).
+
+    ``trace`` learns the call sites once (one probe pass); ``attach`` hooks the layers
+    (through ``LayerCapture``) for training batches until ``detach``, with ``record``
+    as ``on_output``: it counts only while ``root.training`` (other monitors'
+    eval-mode probe passes are ignored) and never raises into the training step (a
+    failure is kept in ``failure``); ``probe`` feeds the probe pass (and keeps a
+    subsample for histograms); ``read_grads`` reads the producers' weight-gradient
+    norms; ``gather`` reduces, computes, moves to the host once, and resets.
+
+    Args:
+        eps: activity threshold.
+        histograms: keep up to ``4096`` probe values per site for histograms.
+    """
+
+    def __init__(self, eps: float = 0.0, histograms: bool = False) -> None:
+        self.eps, self.histograms = eps, histograms
+        self.sites: dict[str, SiteInfo] = {}
+        self.stats: dict[str, ActivationStats] = {}
+        self.samples: dict[str, Tensor] = {}
+        self.grad_norms: dict[str, Tensor] = {}
+        self.root: nn.Module | None = None
+        self.failure: Exception | None = None
+        self.counts: dict[str, int] = {}
+        self.window_seconds = 0.0  # spent in ``record``, read and reset by the monitor
+        self._capture: LayerCapture | None = None
+
+    @property
+    def shared(self) -> set[str]:
+        """Watched modules called more than once per forward pass."""
+        return {name for name, count in self.counts.items() if count > 1}
+
+    def trace(self, model: nn.Module, selected: Mapping[str, nn.Module], x: Tensor) -> None:
+        """Learn the call sites with one probe pass on ``x`` (call counts, ``SiteInfo``)."""
+        self.counts, self.sites = trace_sites(model, selected, lambda: model(x))
+        self.stats, self.root = make_stats(self.sites, self.eps, x.device), model
+
+    def attach(self, selected: Mapping[str, nn.Module]) -> None:
+        """Hook the watched layers for training batches, until ``detach``."""
+        self.detach()
+        self._capture = LayerCapture(selected, shared=self.shared, on_output=self.record)
+        self._capture.__enter__()
+
+    def detach(self) -> None:
+        """Remove the training-batch hooks (idempotent)."""
+        if self._capture is not None:
+            self._capture.remove()
+            self._capture = None
+
+    def record(self, site: str, out: Tensor) -> None:
+        """Hook ``on_output`` for training batches (its time adds up in ``window_seconds``)."""
+        if self.root is not None and self.root.training and site in self.stats:
+            start = time.perf_counter()
+            try:  # reduced at once, so a later in-place op (ReLU(inplace=True)) cannot alter it
+                self.stats[site].update(out)
+            except Exception as err:  # never break the user's training step
+                self.failure = err
+            self.window_seconds += time.perf_counter() - start
+
+    def probe(self, model: nn.Module, selected: Mapping[str, nn.Module], x: Tensor) -> None:
+        """One probe pass on ``x`` (eval mode, flags restored), counted like a window batch."""
+        capture = LayerCapture(selected, shared=self.shared, on_output=self.record_probe)
+        with probe_mode(model), capture:
+            model(x)
+
+    def record_probe(self, site: str, out: Tensor) -> None:
+        """Hook ``on_output`` for the probe pass."""
+        if site in self.stats:
+            self.stats[site].update(out)
+        if self.histograms:
+            flat = out.detach().reshape(-1)
+            self.samples[site] = flat[:: max(1, flat.numel() // 4096)].float().clone()
+
+    def read_grads(self, model: nn.Module) -> None:
+        """Keep the weight-gradient norm of every site's producer (reads ``p.grad`` only)."""
+        modules = named_layers(model)
+        for name in {info.producer for info in self.sites.values() if info.producer}:
+            norm = weight_grad_norm(modules[name])
+            if norm is not None:
+                self.grad_norms[name] = norm
+
+    def gather(self, tau: float) -> tuple[dict[str, dict[str, Tensor]], dict[str, float]]:
+        """``gather`` over the sites and the kept gradient norms (then cleared)."""
+        out = gather(self.stats, self.grad_norms, tau)
+        self.grad_norms = {}
+        return out

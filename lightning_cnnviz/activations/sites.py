@@ -1,0 +1,145 @@
+"""What the activation monitor watches: the layers ``"auto"`` falls back to, and their call sites.
+
+A watched module may run more than once per forward pass (one ``nn.ReLU`` reused
+after every conv); each run is a call site (``relu#0``, ``relu#1``) with its own
+statistics. ``trace_sites`` learns them in one probe pass, with what each needs
+(``SiteInfo``): its channel axis and width, how activity is read (``mode``), and
+which layer's weight gradient belongs to it. ``fallback_layers`` picks what to
+watch in a model without activation modules (``F.relu`` in ``forward``).
+
+Example::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Tanh())
+    >>> counts, sites = trace_sites(net, {"1": net[1]}, lambda: net(torch.zeros(1, 1, 3, 3)))
+    >>> sites["1"].producer, sites["1"].channels, sites["1"].mode, sites["1"].bounds
+    ('0', 4, 'magnitude', (-1.0, 1.0))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from lightning_cnnviz.activations.stats import SYMMETRIC_TYPES, output_bounds
+from lightning_cnnviz.core.capture import LayerCapture, probe_mode, site_name
+from lightning_cnnviz.core.selection import ACTIVATION_TYPES, CONV_TYPES, named_layers
+
+__all__ = ["SiteInfo", "fallback_layers", "trace_sites"]
+
+_FALLBACK_TYPES = (*CONV_TYPES, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Linear)
+
+
+def fallback_layers(available: Mapping[str, nn.Module]) -> list[str]:
+    """Pre-activation layers to watch when a model has no activation module (``F.relu``).
+
+    Conv, BatchNorm and Linear outputs, read as "is it ever positive"; a conv
+    directly followed by a BatchNorm gives way to it (the BN output is what the
+    activation sees), and the last of them (the output layer) is left out.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Linear(8, 2))
+        >>> fallback_layers(dict(net.named_children()))
+        ['1']
+    """
+    names = list(available)
+    # the rule looks at each module's successor, so it filters here rather than
+    # through ``selection.of_type`` (whose rules need the model, not just the names)
+    picked = [n for n, m in available.items() if isinstance(m, _FALLBACK_TYPES)][:-1]
+    return [
+        n
+        for n in picked
+        if not (
+            isinstance(available[n], CONV_TYPES)
+            and names.index(n) + 1 < len(names)
+            and isinstance(available[names[names.index(n) + 1]], nn.modules.batchnorm._BatchNorm)
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What a probe pass taught about one call site of a watched layer.
+
+    Attributes:
+        module: the watched module's name.
+        producer: the nearest preceding module with a weight matrix (conv, linear)
+            in execution order, or the module itself: whose weight gradient to read.
+        channel_dim: channel axis of its output (-1 after a linear layer, else 1).
+        channels: number of channels (units).
+        mode: how activity is read (``reductions.batch_parts``): ``"positive"`` for
+            rectifier-like activation modules, ``"magnitude"`` for zero-centred ones
+            (Tanh), ``"preactivation"`` for any other module (dead = never positive).
+        bounds: output range of a saturating activation, else None.
+        nonnegative: the output is ``>= 0`` wherever finite (a plain ReLU or ReLU6).
+    """
+
+    module: str
+    producer: str | None
+    channel_dim: int
+    channels: int
+    mode: str
+    bounds: tuple[float, float] | None
+    nonnegative: bool = False
+
+
+def _mode(module: nn.Module) -> str:
+    if isinstance(module, SYMMETRIC_TYPES):
+        return "magnitude"
+    return "positive" if isinstance(module, ACTIVATION_TYPES) else "preactivation"
+
+
+def _has_weight_matrix(module: nn.Module) -> bool:
+    weight = getattr(module, "weight", None)
+    return isinstance(weight, Tensor) and weight.dim() >= 2
+
+
+def trace_sites(
+    model: nn.Module, selected: Mapping[str, nn.Module], run: Callable[[], Any]
+) -> tuple[dict[str, int], dict[str, SiteInfo]]:
+    """Call counts of the selected modules and a ``SiteInfo`` per call site, from one pass.
+
+    ``run`` performs the forward pass (in eval mode, without gradients).
+
+    Example::
+
+        >>> import torch
+        >>> relu = nn.ReLU()
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), relu, nn.Flatten(), nn.Linear(4, 3), relu)
+        >>> counts, sites = trace_sites(net, {"1": relu}, lambda: net(torch.zeros(2, 1, 3, 3)))
+        >>> counts, [(s, i.producer, i.channel_dim, i.channels) for s, i in sites.items()]
+        ({'1': 2}, [('1#0', '0', 1, 4), ('1#1', '3', -1, 3)])
+    """
+    weighted = {n: m for n, m in named_layers(model).items() if _has_weight_matrix(m)}
+    events: list[tuple[str, tuple[int, ...]]] = []
+    with (
+        probe_mode(model),
+        LayerCapture(
+            {**weighted, **selected}, on_output=lambda n, out: events.append((n, tuple(out.shape)))
+        ),
+    ):
+        run()
+    counts = {name: sum(1 for n, _ in events if n == name) for name in selected}
+    shared = {name for name, count in counts.items() if count > 1}
+    calls = dict.fromkeys(selected, 0)
+    sites: dict[str, SiteInfo] = {}
+    producer = None
+    for name, shape in events:
+        producer = name if name in weighted else producer
+        if name not in selected:
+            continue
+        site = site_name(name, calls[name], shared)
+        calls[name] += 1
+        module = selected[name]
+        linear = isinstance(weighted.get(producer or ""), nn.Linear | nn.Bilinear)
+        dim = -1 if linear or len(shape) <= 2 else 1
+        sites[site] = SiteInfo(
+            name, producer, dim, shape[dim] if shape else 1,
+            _mode(module), output_bounds(module), type(module) in (nn.ReLU, nn.ReLU6),
+        )  # fmt: skip
+    return counts, sites
