@@ -73,19 +73,14 @@ class ActivationMonitor(Monitor):
         check_int("strip_length", strip_length)
         self.window, self.eps, self.tau, self.dead_threshold = window, eps, tau, dead_threshold
         self.histograms, self.strip_length, self.fallback = histograms, strip_length, False
-        self._fresh()
+        self.reset()
 
-    def _fresh(self) -> None:
+    @override
+    def reset(self) -> None:
         self._rec = Recorder(self.eps, self.histograms)
         self.history = DeadHistory(self.dead_threshold, self.strip_length)
         self._grads_due = self._mute = False
         self._compiled: bool | None = None  # known at the first training batch
-
-    @override
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage == "fit":
-            self._fresh()
 
     @property
     def dead_channels(self) -> dict[str, list[int]]:

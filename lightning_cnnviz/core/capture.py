@@ -27,13 +27,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.core.inputs import model_device
+
 __all__ = [
     "LayerCapture",
     "OutputFn",
     "count_call_sites",
     "first_tensor",
     "hook_count",
-    "model_device",
     "module_name",
     "probe_mode",
     "site_name",
@@ -95,13 +96,6 @@ def hook_count(model: nn.Module) -> dict[str, int]:
         + len(getattr(m, "_backward_pre_hooks", {}))
         for name, m in model.named_modules()
     }
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter or buffer (CPU for a model without either)."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 class LayerCapture:

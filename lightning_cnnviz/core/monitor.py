@@ -117,6 +117,9 @@ class Monitor(Callback):
         """Do one logging event: capture, compute, render, write."""
         raise NotImplementedError
 
+    def reset(self) -> None:
+        """Put per-fit state back to its start (called at the setup of every fit)."""
+
     def extra_state(self) -> dict[str, Any]:
         """Monitor-specific state to checkpoint (accumulators, previous values)."""
         return {}
@@ -225,6 +228,7 @@ class Monitor(Callback):
         self._probes = {}
         self._layers_logged = False
         self._warned.clear()  # each fit says once what it could not do
+        self.reset()
         self.last_logged_step = -1  # a checkpoint restored after setup() overrides this
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active

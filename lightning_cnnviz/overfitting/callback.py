@@ -86,18 +86,13 @@ class OverfittingMonitor(Monitor):
         check_number("ece_margin", ece_margin, low=0.0, high=1.0)
         self.keys = dict(zip(_KEYS, keys, strict=True))
         self.tolerance, self.patience, self.ece_margin = tolerance, patience, ece_margin
-        self._fresh()
+        self.reset()
 
-    def _fresh(self) -> None:
+    @override
+    def reset(self) -> None:
         self.detector = OverfittingDetector(self.tolerance, self.patience, self.ece_margin)
         self._pending = self._epoch_end = self._layout = False
         self._others_told = 0
-
-    @override
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage == "fit":
-            self._fresh()
 
     @override
     def describe_layers(self) -> str:
