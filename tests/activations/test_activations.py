@@ -25,7 +25,7 @@ from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.findings import findings_of
 from tests.tb import events, texts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Planted dead channels, per watched call site (module ReLU, functional ReLU read from its
 # producing conv, a shared ReLU module at two call sites, a functional ReLU after a linear).

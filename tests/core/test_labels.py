@@ -1,0 +1,27 @@
+import torch
+
+from lightning_cnnviz.core import labels
+
+
+def test_labels_draw_text_pixels_present_and_clipped():
+    canvas = torch.zeros(3, 20, 40, dtype=torch.uint8)
+    out = labels.draw_text(canvas, "7", 2, 3, color=(255, 0, 0))
+    painted = out[0] > 0
+    rows, cols = painted.nonzero().unbind(1)
+    assert painted.any() and not out[1:].any()  # red only
+    assert rows.min() >= 3 and rows.max() < 3 + 11 and cols.min() >= 2 and cols.max() < 2 + 6
+    assert not canvas.any()  # a copy
+    assert torch.equal(labels.draw_text(canvas, " ", 0, 0), canvas)
+    edge = labels.draw_text(canvas, "88888888", 30, 15)  # runs off the right and bottom edges
+    assert edge.shape == canvas.shape and edge[:, 15:, 30:].any()
+    two = labels.draw_text(canvas, "7", 0, 0, scale=2)[0] > 0
+    assert two.sum() == 4 * painted.sum()
+
+
+def test_labels_caption_label_strip_above_tile():
+    tile = torch.full((3, 112, 112), 100, dtype=torch.uint8)
+    labelled = labels.caption(tile, "true 7 / pred 1 0.83")
+    text_w, text_h = labels.text_size("true 7 / pred 1 0.83")
+    assert labelled.shape == (3, 112 + text_h + 2, max(112, text_w + 2))
+    assert torch.equal(labelled[:, text_h + 2 :, :112], tile)
+    assert (labelled[:, : text_h + 2] == 255).any()  # white label pixels
