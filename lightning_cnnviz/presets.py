@@ -2,12 +2,15 @@
 
 * ``light``: statistics that cost next to nothing: activation statistics with
   dead-unit detection, kernel change, the overfitting diagnosis.
-* ``standard``: ``light`` plus pictures at their default frequencies: kernel
-  grids, feature maps of the probe images, Grad-CAM on train and val probes.
-  Chosen to cost at most 3% of training time on the reference model
-  (``benchmarks/overhead.py`` measures it).
-* ``full``: everything, more often: histograms, misclassified CAMs, saliency rows, embeddings,
-  activation maximisation and adversarial sensitivity every epoch.
+* ``standard``: ``light`` plus pictures: kernel grids, feature maps of the probe
+  images, Grad-CAM on train and val probes.
+* ``full``: everything: histograms, misclassified CAMs, saliency rows, embeddings,
+  activation maximisation and adversarial sensitivity.
+
+Every monitor runs on the automatic schedule (dense early, fitted to the run's
+length); the monitors of a preset share a budget of 1% of training time
+(``PRESET_BUDGET``), so expensive ones log less often (``benchmarks/overhead.py``
+measures it).
 
 From YAML, name a preset at the top level of a ``cnnviz`` config (``preset:
 standard``); the monitors are added to ``trainer.callbacks``.
@@ -22,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 from lightning_cnnviz.activation_maximization.callback import ActivationMaximizationMonitor
@@ -35,12 +37,13 @@ from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.kernels.callback import KernelMonitor
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 
-__all__ = ["PRESETS", "Preset", "callbacks"]
+__all__ = ["PRESETS", "PRESET_BUDGET", "Preset", "callbacks"]
 
 Preset = Literal["light", "standard", "full"]
 PRESETS: tuple[str, ...] = Preset.__args__
 
 _SCHEDULE = {"every_n_steps", "every_n_epochs"}
+PRESET_BUDGET = 0.01  # a preset's monitors together spend at most 1% of training time
 
 # (monitor class, its arguments) per preset; defaults everywhere else
 _SETS: dict[str, list[tuple[type[Monitor], dict[str, Any]]]] = {
@@ -49,22 +52,20 @@ _SETS: dict[str, list[tuple[type[Monitor], dict[str, Any]]]] = {
         (KernelMonitor, {}),
         (OverfittingMonitor, {}),
     ],
-    # Tuned for cost (benchmarks/overhead.py, row `standard@class-defaults` = untuned):
-    # statistics every 500 steps, Grad-CAM of 8 train + 8 val probes every 500 steps and
-    # no misclassified search (`full` only); kernels every 500, feature maps every 1000.
+    # Grad-CAM of 8 train + 8 val probes and no misclassified search (`full` only).
     "standard": [
-        (ActivationMonitor, {"every_n_steps": 500}),
+        (ActivationMonitor, {}),
         (KernelMonitor, {}),
         (OverfittingMonitor, {}),
         (FeatureMapMonitor, {}),
-        (GradCAMMonitor, {"every_n_steps": 500, "num_samples": 8, "misclassified": False}),
+        (GradCAMMonitor, {"num_samples": 8, "misclassified": False}),
     ],
     "full": [
         (ActivationMonitor, {"histograms": True}),
         (KernelMonitor, {"log_delta": True, "linear": True}),
         (OverfittingMonitor, {}),
-        (FeatureMapMonitor, {"every_n_epochs": 1}),
-        (GradCAMMonitor, {"every_n_epochs": 1, "saliency": ["saliency", "integrated_gradients"]}),
+        (FeatureMapMonitor, {}),
+        (GradCAMMonitor, {"saliency": ["saliency", "integrated_gradients"]}),
         (EmbeddingMonitor, {}),
         (ActivationMaximizationMonitor, {}),
         (AdversarialMonitor, {}),
@@ -85,9 +86,10 @@ def callbacks(preset: Preset = "standard", **shared: Any) -> list[Monitor]:
     if preset not in _SETS:
         raise ValueError(f"`preset` must be one of {PRESETS}, got {preset!r}")
     monitors = []
+    budget = PRESET_BUDGET / len(_SETS[preset])  # the set shares the budget
     for cls, args in _SETS[preset]:
-        accepted = inspect.signature(cls).parameters
-        extra = {key: value for key, value in shared.items() if key in accepted}
+        args = {"budget": budget, **args}
+        extra = {key: value for key, value in shared.items() if key in cls.arguments()}
         if extra.keys() & _SCHEDULE:  # a schedule given replaces the preset's own
             args = {key: value for key, value in args.items() if key not in _SCHEDULE}
         monitors.append(cls(**{**args, **extra}))

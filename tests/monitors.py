@@ -9,7 +9,6 @@ between monitors), so one table serves all eight.
 
 from __future__ import annotations
 
-import inspect
 import re
 import warnings
 from pathlib import Path
@@ -60,17 +59,8 @@ def monitor_class(name: str) -> type[Monitor]:
 
 
 def init_params(cls: type) -> set[str]:
-    """The keyword arguments ``cls(...)`` takes: its own, and ``Monitor``'s when it forwards
-    ``**kwargs`` there (as do the base classes in between)."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if klass is Monitor or not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return names
+    """The keyword arguments ``cls(...)`` takes (``Monitor.arguments``)."""
+    return cls.arguments()
 
 
 def accepted(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -46,8 +46,8 @@ class ActivationMaximizationMonitor(Monitor):
         jitter: largest random shift in pixels before each step.
         tv_weight: total-variation penalty weight (smoothness).
         l2_weight: L2 penalty weight on the input.
-        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``
-            (default 1), ``num_samples``, ``tag_prefix``, ``strict``, ``seed``).
+        **kwargs: the shared arguments of ``Monitor`` (schedule, ``num_samples``, ``tag_prefix``,
+            ``strict``, ``seed``, ``budget``).
 
     Example::
 
@@ -58,8 +58,6 @@ class ActivationMaximizationMonitor(Monitor):
     """
 
     section = "activation_maximization"
-    default_every_n_steps = None
-    default_every_n_epochs = 1
 
     def __init__(
         self,

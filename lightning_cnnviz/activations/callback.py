@@ -37,8 +37,8 @@ class ActivationMonitor(Monitor):
             of more than 0.1 since the last log).
         histograms: also log subsampled histograms of the probe activations.
         strip_length: logs kept in the ``dead_strip`` image (oldest dropped).
-        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``,
-            ``num_samples``, ``tag_prefix``, ``strict``, ``seed``).
+        **kwargs: the shared arguments of ``Monitor`` (schedule, ``num_samples``, ``tag_prefix``,
+            ``strict``, ``seed``, ``budget``).
 
     Example::
 
@@ -49,7 +49,6 @@ class ActivationMonitor(Monitor):
     """
 
     section = "activations"
-    default_every_n_steps = 200
     all_ranks = True  # dead masks are reduced across ranks, every rank on the same schedule
     needs_call_sites = False  # traced before the first window instead (``_trace``)
 
@@ -122,7 +121,7 @@ class ActivationMonitor(Monitor):
             return
         ahead = batches_to_log(
             trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
-            trainer.num_training_batches, self.schedule.every_n_steps,
+            trainer.num_training_batches, self.schedule.next_step(trainer.global_step),
             self.schedule.due_after_epoch(trainer.current_epoch),
         )  # fmt: skip
         self._grads_due = ahead is not None and ahead[0] == ahead[1]
@@ -162,6 +161,7 @@ class ActivationMonitor(Monitor):
         self._rec.detach()
         if self._rec.window_seconds:  # the window's share of the cost, beside the events'
             self.timings["window"] += self._rec.window_seconds
+            self.budget.add(self._rec.window_seconds)
             self._rec.window_seconds = 0.0
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 

@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Mapping
 
@@ -37,7 +36,6 @@ from torch import Tensor, nn
 from lightning_cnnviz.activations.sites import SiteInfo, trace_sites
 from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_states, to_host
 from lightning_cnnviz.core.capture import LayerCapture, probe_mode
-from lightning_cnnviz.core.schedule import Schedule
 from lightning_cnnviz.core.selection import named_layers
 
 __all__ = [
@@ -50,25 +48,21 @@ __all__ = [
 ]
 
 
-@functools.cache  # asked before every training batch: one Schedule per interval, not per call
-def _step_schedule(every_n_steps: int | None) -> Schedule:
-    return Schedule(every_n_steps=every_n_steps)
-
-
 def batches_to_log(
     global_step: int,
     batch_idx: int,
     accumulate: int,
     num_batches: float,
-    every_n_steps: int | None = None,
+    next_step: int | None = None,
     epoch_due: bool = False,
 ) -> tuple[int, int] | None:
     """How many training batches, this one included, until the next logging event.
 
     Returns ``(to_log, in_accumulation)``: batches until the batch that completes
-    the logging step (``Schedule.next_step``; or ends the epoch, for an epoch
-    schedule), and batches until the end of this batch's accumulation (when both are
-    equal, the optimizer step that follows this batch is the logging step). ``None``
+    the logging step ``next_step`` (``Schedule.next_step``; or that ends the epoch,
+    for an epoch schedule, where ``next_step`` is ``None``), and batches until the
+    end of this batch's accumulation (when both are equal, the optimizer step that
+    follows this batch is the logging step). ``None``
     when no log is ahead (epoch schedule, epoch not due or of unknown length). Epoch
     ends shorten an accumulation, so across one the count is an upper bound (never
     too early).
@@ -76,13 +70,13 @@ def batches_to_log(
     Example::
 
         >>> # every 3 steps, 2 batches per step: batch 4 starts the accumulation of step 3
-        >>> batches_to_log(2, 4, accumulate=2, num_batches=8, every_n_steps=3)
+        >>> batches_to_log(2, 4, accumulate=2, num_batches=8, next_step=3)
         (2, 2)
-        >>> batches_to_log(1, 3, accumulate=2, num_batches=8, every_n_steps=3)
+        >>> batches_to_log(1, 3, accumulate=2, num_batches=8, next_step=3)
         (3, 1)
     """
     finite = num_batches != float("inf")
-    target = _step_schedule(every_n_steps).next_step(global_step)
+    target = next_step
     if target is None:
         if not (epoch_due and finite):
             return None

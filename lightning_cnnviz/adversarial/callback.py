@@ -46,8 +46,8 @@ class AdversarialMonitor(Monitor):
         samples_shown: rows of the example image (0: scalars only).
         cam_layer: Grad-CAM's layer; ``"auto"`` = the output of the last conv block.
         num_samples: probe size (default 64: the accuracies' sample).
-        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``
-            (default 1), ``tag_prefix``, ``strict``, ``seed``).
+        **kwargs: the shared arguments of ``Monitor`` (schedule, ``tag_prefix``, ``strict``,
+            ``seed``, ``budget``).
 
     Example::
 
@@ -58,8 +58,6 @@ class AdversarialMonitor(Monitor):
     """
 
     section = "adversarial"
-    default_every_n_steps = None
-    default_every_n_epochs = 1
 
     def __init__(
         self,

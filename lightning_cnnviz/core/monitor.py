@@ -11,6 +11,7 @@ layer rule, and implements ``log_event``.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -22,8 +23,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
+from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.capture import count_call_sites, module_name, probe_mode, site_name
-from lightning_cnnviz.core.checks import check_int, check_layers, check_str
+from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.probe import (
     Probe,
@@ -47,17 +49,20 @@ class Monitor(Callback):
             name, or a list of them.
         every_n_steps: log every this many optimizer steps (``trainer.global_step``).
         every_n_epochs: log at the end of every this many training epochs.
-            Set at most one of the two; with neither, the monitor's default applies.
+            Set at most one of the two; with neither, the automatic schedule applies:
+            dense early, then fitted to the run's length and to ``budget``
+            (``core/schedule.py``).
         num_samples: probe size.
         tag_prefix: prepended to every TensorBoard tag.
         strict: raise when the monitor itself fails, instead of warning once and
             stepping aside while training goes on.
         seed: seed of the monitor's own generator (probe draws).
+        budget: the share of training time the monitor may spend (default 0.25%; the
+            presets share 1% among their monitors). The automatic schedule spaces
+            events out to stay within it; an explicit schedule is kept as given.
     """
 
     section: ClassVar[str] = "monitor"
-    default_every_n_steps: ClassVar[int | None] = 200
-    default_every_n_epochs: ClassVar[int | None] = None
     # Whether every rank must run ``log_event`` (collectives); else rank zero only.
     all_ranks: ClassVar[bool] = False
     # False for a monitor that reads the model's outputs only (no `layers` to resolve).
@@ -72,11 +77,13 @@ class Monitor(Callback):
         tag_prefix: str = "",
         strict: bool = False,
         seed: int = 0,
+        budget: float = DEFAULT_SHARE,
     ) -> None:
         super().__init__()
         check_layers(layers)
-        default = Schedule(self.default_every_n_steps, self.default_every_n_epochs)
-        self.schedule = Schedule.chosen(every_n_steps, every_n_epochs, default)
+        self.schedule = Schedule.chosen(every_n_steps, every_n_epochs)
+        check_number("budget", budget, low=0.0, high=1.0, low_open=True)
+        self.budget = Budget(budget)
         check_int("num_samples", num_samples)
         check_str("tag_prefix", tag_prefix)
         check_int("seed", seed, minimum=None)
@@ -107,6 +114,28 @@ class Monitor(Callback):
     def every_n_epochs(self) -> int | None:
         """The schedule's epoch interval (``None`` for a step schedule)."""
         return self.schedule.every_n_epochs
+
+    @classmethod
+    def arguments(cls) -> set[str]:
+        """The keyword arguments ``cls(...)`` takes: its own and, through ``**kwargs``, Monitor's.
+
+        Example::
+
+            >>> from lightning_cnnviz import ActivationMonitor, OverfittingMonitor
+            >>> {"window", "every_n_steps", "budget"} <= ActivationMonitor.arguments()
+            True
+            >>> "layers" in OverfittingMonitor.arguments()
+            False
+        """
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass):
+                continue
+            params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            if klass is Monitor or not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return names if cls.watches_layers else names - {"layers"}
 
     # ----------------------------------------------------------------- for subclasses
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
@@ -230,6 +259,7 @@ class Monitor(Callback):
         self._warned.clear()  # each fit says once what it could not do
         self.reset()
         self.last_logged_step = -1  # a checkpoint restored after setup() overrides this
+        self.budget = Budget(self.budget.share)
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active
         # A pattern that matches nothing is the user's error: raise, never step aside.
@@ -245,13 +275,18 @@ class Monitor(Callback):
         )
 
     def _fire(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if trainer.world_size > 1:  # every rank is here at the same step: keep one schedule
+            self.schedule.factor = trainer.strategy.broadcast(self.schedule.factor, src=0)
         if self._sink is not None:
             self._sink.check()  # failures of earlier background jobs (any monitor's)
-        if self.disabled or trainer.sanity_checking:
+        if self.disabled:
             return
         if not self.all_ranks and not trainer.is_global_zero:
             self.last_logged_step = trainer.global_step
             return
+        start = time.perf_counter()
         try:
             if not self._layers_logged:
                 self._layers_logged = True
@@ -265,14 +300,21 @@ class Monitor(Callback):
             self._step_aside(err)
         finally:
             self.last_logged_step = trainer.global_step
+        self.budget.add(time.perf_counter() - start)
+        self.budget.event_ended(self.schedule)
 
     # Monitors that hook layers during a forward pass need per-call-site names.
     needs_call_sites: ClassVar[bool] = True
 
     @override
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.schedule.fit_to(trainer.estimated_stepping_batches)
+
+    @override
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        self.budget.step_ended()
         if self._due_on_step(trainer):
             self._fire(trainer, pl_module)
 
@@ -297,6 +339,7 @@ class Monitor(Callback):
             "seed": self.seed,
             "last_logged_step": self.last_logged_step,
             "probe_indices": {k: list(v) for k, v in self._probe_indices.items()},
+            "schedule": self.schedule.state_dict(),
             "extra": self.extra_state(),
         }
 
@@ -306,6 +349,7 @@ class Monitor(Callback):
         self.last_logged_step = state_dict.get("last_logged_step", -1)
         self._probe_indices = {k: list(v) for k, v in state_dict.get("probe_indices", {}).items()}
         self._probes = {}
+        self.schedule.load_state_dict(state_dict.get("schedule", {}))
         self.load_extra_state(state_dict.get("extra", {}))
 
 

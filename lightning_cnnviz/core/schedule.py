@@ -1,16 +1,30 @@
-"""When a monitor logs: every ``n`` optimizer steps or at the end of every ``n`` epochs.
+"""When a monitor logs: automatically, or exactly every ``n`` optimizer steps or epochs.
 
-Steps are ``trainer.global_step`` (never ``batch_idx``, which restarts every
-epoch). "Every ``n`` steps" means at every multiple of ``n``, or at the first
-chance after it for a monitor that can only log at certain moments (the
-overfitting check logs at validation ends), and never twice at one step.
+Steps are ``trainer.global_step`` (never ``batch_idx``, which restarts every epoch).
+
+**Automatic** (neither ``every_n_steps`` nor ``every_n_epochs``): failures start early,
+so the first event comes within the first 3% of the run (at most 50 steps in); the
+gaps then double until they reach a steady interval fitted to the run's length (about
+``EVENTS`` events per run, rounded to 1, 2 or 5 x 10^k steps, so that monitors log at
+the same steps). A run of unknown length (an infinite ``estimated_stepping_batches``)
+is planned as ``UNKNOWN_LENGTH`` steps, and keeps its steady interval afterwards.
+The cost budget may then stretch the steady interval (``stretch``): a monitor whose
+events are expensive logs less often, on the same grid, but keeps at least
+``MIN_STEADY`` steady events over the run.
+
+**Explicit** ``every_n_steps=n``: at every multiple of ``n`` (or at the first chance
+after it, for a monitor that can only log at certain moments, like the overfitting
+check at validation ends); ``every_n_epochs=n``: at the end of every ``n``-th epoch.
 
 Example::
 
-    >>> schedule = Schedule(every_n_steps=100)
-    >>> [schedule.due_on_step(s, last=-1) for s in (0, 99, 100, 150)]
-    [False, False, True, False]
-    >>> schedule.due_on_step(150, last=-1, first_chance=True)  # no log since step 0
+    >>> auto = Schedule()
+    >>> auto.fit_to(10_000)
+    >>> [s for s in range(1, 2001) if auto.due_on_step(s, last=-1)]
+    [50, 100, 200, 500, 1000, 1500, 2000]
+    >>> Schedule(every_n_steps=100).due_on_step(150, last=-1)
+    False
+    >>> Schedule(every_n_steps=100).due_on_step(150, last=-1, first_chance=True)
     True
     >>> Schedule(every_n_epochs=2).due_on_epoch(epoch=1, step=60, last=-1)
     True
@@ -18,30 +32,76 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from typing import Any
 
 from lightning_cnnviz.core.checks import check_int
 
-__all__ = ["Schedule"]
+__all__ = [
+    "EVENTS",
+    "FIRST_SHARE",
+    "FIRST_STEP_MAX",
+    "MIN_STEADY",
+    "UNKNOWN_LENGTH",
+    "Schedule",
+    "plan",
+]
+
+EVENTS = 20  # steady events an automatic schedule aims at over the run
+FIRST_SHARE = 0.03  # the first event within this share of the run...
+FIRST_STEP_MAX = 50  # ...and at most this many steps in
+UNKNOWN_LENGTH = 10_000  # steps planned for when the run's length is unknown
+MIN_STEADY = 6  # steady events the budget leaves a monitor at least, over the planned run
 
 
-@dataclass(frozen=True)
+def _nice(x: float) -> int:
+    """The smallest 1, 2 or 5 x 10^k at or above ``x`` (at least 1)."""
+    if x <= 1:
+        return 1
+    base = 10 ** math.floor(math.log10(x))
+    return next(m * base for m in (1, 2, 5, 10) if m * base >= x)
+
+
+def _planned(total_steps: float | None) -> int:
+    known = total_steps is not None and math.isfinite(total_steps)
+    return max(int(total_steps if known else UNKNOWN_LENGTH), 1)
+
+
+def plan(total_steps: float | None) -> tuple[int, int]:
+    """``(first, steady)`` steps of the automatic schedule for a run of ``total_steps``.
+
+    Example::
+
+        >>> [plan(n) for n in (100, 1_000, 10_000, 1_000_000, None)]
+        [(3, 5), (30, 50), (50, 500), (50, 50000), (50, 500)]
+    """
+    total = _planned(total_steps)
+    first = max(1, min(FIRST_STEP_MAX, math.ceil(FIRST_SHARE * total)))
+    return first, max(_nice(total / EVENTS), first)
+
+
 class Schedule:
-    """Every ``every_n_steps`` optimizer steps or every ``every_n_epochs`` epochs (one of them)."""
+    """Every ``every_n_steps`` steps, every ``every_n_epochs`` epochs, or automatic (neither).
 
-    every_n_steps: int | None = None
-    every_n_epochs: int | None = None
+    An automatic schedule is fitted to the run by ``fit_to(total_steps)`` (at the start
+    of fit) and stretched by the cost budget through ``stretch``; before ``fit_to`` it
+    plans for a run of unknown length.
+    """
+
+    def __init__(self, every_n_steps: int | None = None, every_n_epochs: int | None = None):
+        self.every_n_steps = every_n_steps
+        self.every_n_epochs = every_n_epochs
+        self.fit_to(None)
+        self.factor = 1  # the budget's stretch of the steady interval
 
     @classmethod
-    def chosen(
-        cls, every_n_steps: int | None, every_n_epochs: int | None, default: Schedule
-    ) -> Schedule:
-        """The user's schedule (checked: at most one of the two), else ``default``.
+    def chosen(cls, every_n_steps: int | None, every_n_epochs: int | None) -> Schedule:
+        """The user's schedule, checked (at most one of the two; neither = automatic).
 
         Example::
 
-            >>> Schedule.chosen(None, 2, default=Schedule(every_n_steps=200)).every_n_epochs
-            2
+            >>> Schedule.chosen(None, 2).every_n_epochs, Schedule.chosen(None, None).automatic
+            (2, True)
         """
         check_int("every_n_steps", every_n_steps, allow_none=True)
         check_int("every_n_epochs", every_n_epochs, allow_none=True)
@@ -50,42 +110,97 @@ class Schedule:
                 "Set only one of `every_n_steps` and `every_n_epochs`, got "
                 f"every_n_steps={every_n_steps!r} and every_n_epochs={every_n_epochs!r}"
             )
-        if every_n_steps is None and every_n_epochs is None:
-            return default
         return cls(every_n_steps, every_n_epochs)
+
+    @property
+    def automatic(self) -> bool:
+        """Whether the schedule is the automatic one (no explicit interval)."""
+        return self.every_n_steps is None and self.every_n_epochs is None
+
+    def fit_to(self, total_steps: float | None) -> None:
+        """Fit the automatic schedule to a run of ``total_steps`` optimizer steps."""
+        self.first, self.steady = plan(total_steps)
+        self.max_factor = max(1, _planned(total_steps) // (MIN_STEADY * self.steady))
+
+    def stretch(self, event_steps: float, budget: float) -> None:
+        """Space the steady events so that each event's cost stays within ``budget``.
+
+        ``event_steps`` is what one event costs, in training steps; ``budget`` a share of
+        training time. The steady interval becomes a multiple of the planned one (the
+        same grid), never shorter, and never so long that fewer than ``MIN_STEADY``
+        steady events remain in the run: a monitor never goes silent.
+
+        Example::
+
+            >>> auto = Schedule()
+            >>> auto.fit_to(10_000)
+            >>> auto.stretch(event_steps=3.0, budget=0.002)  # needs 1,500 steps between events
+            >>> auto.interval
+            1500
+            >>> auto.stretch(event_steps=30.0, budget=0.002)  # would leave too few events
+            >>> auto.interval
+            1500
+        """
+        if self.automatic:
+            needed = event_steps / budget if budget > 0 else math.inf
+            self.factor = min(self.max_factor, max(1, math.ceil(min(needed, 1e12) / self.steady)))
+
+    @property
+    def interval(self) -> int | None:
+        """The steady interval in steps (``None`` for an epoch schedule)."""
+        if self.automatic:
+            return self.steady * self.factor
+        return self.every_n_steps
+
+    def _early(self) -> list[int]:
+        """The automatic schedule's dense early steps (doubling gaps up to the planned interval).
+
+        The budget's stretch does not thin them: they are few and failures start early.
+        """
+        steps, step = [], self.first
+        while step * 1.5 <= self.steady:
+            steps.append(step)
+            step *= 2
+        return steps or [self.first]
 
     def due_on_step(self, step: int, last: int, first_chance: bool = False) -> bool:
         """Whether to log at ``step``, given the step of the last log (``-1``: none yet).
 
         With ``first_chance`` (a monitor that can only log at certain moments), the
-        first chance of the run counts, and so does a multiple of ``n`` passed since ``last``.
+        first chance of the run counts, and so does a due step passed since ``last``.
         """
-        n = self.every_n_steps
-        if n is None or step <= 0 or step == last:
+        if step <= 0 or step == last or self.every_n_epochs is not None:
             return False
         if first_chance:
-            return last < 0 or step // n > last // n
-        return step % n == 0
+            return last < 0 or self.next_step(max(last, 0)) <= step
+        if self.automatic and step < self.interval:
+            return step in self._early()
+        return step % self.interval == 0
+
+    def next_step(self, step: int) -> int | None:
+        """The first step after ``step`` at which a step schedule logs; ``None`` for an epoch one.
+
+        For a monitor that prepares ahead of a log (hooks the batches before it).
+
+        Example::
+
+            >>> auto = Schedule()
+            >>> auto.fit_to(1_000)
+            >>> [auto.next_step(s) for s in (0, 30, 50, 120)]
+            [30, 50, 100, 150]
+        """
+        if self.every_n_epochs is not None:
+            return None
+        if self.automatic:
+            early = [s for s in self._early() if s > step]
+            if early and early[0] < self.interval:
+                return early[0]
+        interval = self.interval
+        return (step // interval + 1) * interval
 
     def due_on_epoch(self, epoch: int, step: int, last: int) -> bool:
         """Whether to log at the end of ``epoch`` (0-based), never twice at one step."""
         return self.due_after_epoch(epoch) and step != last
-
-    def next_step(self, step: int) -> int | None:
-        """The first step after ``step`` at which a step schedule logs; None for an epoch one.
-
-        For a monitor that prepares ahead of a log (hooks the batches before it);
-        the same steps as ``due_on_step`` without ``first_chance``.
-
-        Example::
-
-            >>> Schedule(every_n_steps=100).next_step(100), Schedule(every_n_steps=100).next_step(0)
-            (200, 100)
-            >>> Schedule(every_n_epochs=1).next_step(5) is None
-            True
-        """
-        n = self.every_n_steps
-        return None if n is None else (step // n + 1) * n
 
     def due_after_epoch(self, epoch: int) -> bool:
         """Whether an epoch schedule logs at the end of ``epoch`` (0-based), whatever the step.
@@ -99,3 +214,11 @@ class Schedule:
         """
         n = self.every_n_epochs
         return n is not None and (epoch + 1) % n == 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue the same series (the budget's stretch)."""
+        return {"factor": self.factor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.factor = int(state.get("factor", 1))

@@ -37,8 +37,8 @@ class EmbeddingMonitor(Monitor):
             else the output of the named layers, averaged over space if 4-D.
         max_points: points per embedding (the probe first, then other validation samples).
         batch_size: samples per probe forward pass.
-        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``
-            (default 1), ``num_samples``, ``tag_prefix``, ``strict``, ``seed``).
+        **kwargs: the shared arguments of ``Monitor`` (schedule, ``num_samples``, ``tag_prefix``,
+            ``strict``, ``seed``, ``budget``).
 
     Example::
 
@@ -49,8 +49,6 @@ class EmbeddingMonitor(Monitor):
     """
 
     section = "embeddings"
-    default_every_n_steps = None
-    default_every_n_epochs = 1
 
     def __init__(
         self,

@@ -45,9 +45,9 @@ class FeatureMapMonitor(Monitor):
         stages: also log conv -> activation -> pooling side by side for each conv.
         cmap: colormap of the maps.
         tile_size: short side of a tile in pixels (inputs are upscaled by an integer).
-        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps`` (default 1000),
-            ``every_n_epochs``, ``num_samples`` (channel activity and ranges are measured
-            on the whole probe), ``tag_prefix``, ``strict``, ``seed``).
+        **kwargs: the shared arguments of ``Monitor`` (schedule, ``budget``, ``num_samples``
+            (channel activity and ranges are measured on the whole probe), ``tag_prefix``,
+            ``strict``, ``seed``).
 
     Example::
 
@@ -58,7 +58,6 @@ class FeatureMapMonitor(Monitor):
     """
 
     section = "feature_maps"
-    default_every_n_steps = 1000
 
     def __init__(
         self,

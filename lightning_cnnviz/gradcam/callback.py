@@ -61,8 +61,8 @@ class GradCAMMonitor(Monitor):
         saliency: extra rows of input-gradient maps, opt-in: any of ``"saliency"``
             (Captum ``Saliency``) and ``"integrated_gradients"`` (from a black image).
         smooth: wrap the saliency methods in Captum's ``NoiseTunnel`` (SmoothGrad).
-        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``,
-            ``num_samples``, ``tag_prefix``, ``strict``, ``seed``).
+        **kwargs: the shared arguments of ``Monitor`` (schedule, ``num_samples``, ``tag_prefix``,
+            ``strict``, ``seed``, ``budget``).
 
     Example::
 
@@ -72,7 +72,6 @@ class GradCAMMonitor(Monitor):
     """
 
     section = "gradcam"
-    default_every_n_steps = 200
     needs_call_sites = False
 
     def __init__(

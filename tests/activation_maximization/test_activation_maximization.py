@@ -104,7 +104,7 @@ def _size(tiles, text, nrow):
 
 
 def test_activation_maximization_images_written(tmp_path):
-    monitor = ActivationMaximizationMonitor(steps=8, num_samples=8)
+    monitor = ActivationMaximizationMonitor(steps=8, num_samples=8, every_n_epochs=1)
     run(tmp_path, [monitor], steps=3, epochs=2)
     acc = events(tmp_path)
     layer, classes = (

@@ -1,3 +1,5 @@
+import time
+
 import lightning as L
 import pytest
 import torch
@@ -31,7 +33,7 @@ def run(tmp_path, monitor, **kwargs):
         default_root_dir=tmp_path,
         max_epochs=3,
         logger=TensorBoardLogger(tmp_path, name="tb"),
-        callbacks=[monitor],
+        callbacks=monitor if isinstance(monitor, list) else [monitor],
         enable_progress_bar=False,
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -175,3 +177,38 @@ def test_monitor_in_background_failure_raises_when_strict(tmp_path):
     monitor.fail_at_background = 24  # the last event: raised by the flush at the end of fit
     with pytest.raises(RuntimeError, match="planted background failure"):
         run(tmp_path, monitor)
+
+
+class Slow(Recorder):
+    """Every event costs `seconds` on the training thread."""
+
+    def __init__(self, seconds, **kwargs):
+        super().__init__(**kwargs)
+        self.seconds = seconds
+
+    def log_event(self, trainer, pl_module):
+        time.sleep(self.seconds)
+        super().log_event(trainer, pl_module)
+
+
+def test_monitor_automatic_schedule_logs_early_in_a_short_run(tmp_path):
+    monitor = Recorder()  # no schedule given: the automatic one
+    trainer = run(tmp_path, monitor, max_epochs=4)  # 8 batches per epoch: 32 steps
+    assert trainer.global_step == 32 and monitor.schedule.automatic
+    assert monitor.steps[:2] == [1, 2]  # the first event in the first 3% (at least step 1)
+    assert len(monitor.steps) >= 1 + 6  # the budget leaves at least 6 steady events
+    logged = {e.step for e in events(tmp_path / "tb").Scalars(monitor.tag("conv1", "mean"))}
+    assert sorted(logged) == monitor.steps
+
+
+def test_monitor_budget_stretches_the_schedule_of_a_slow_monitor(tmp_path):
+    cheap, slow = Recorder(tag_prefix="cheap/", budget=1.0), Slow(0.05, tag_prefix="slow/")
+    run(tmp_path, [cheap, slow], max_epochs=-1, max_steps=2000)
+    assert cheap.schedule.interval == 100  # planned for 2,000 steps: 20 steady events
+    assert cheap.steps[:2] == slow.steps[:2] == [50, 100]  # the first event, then the grid
+    # a slow event costs many steps of this tiny model: stretched as far as the floor allows
+    assert slow.schedule.interval == 300 == 100 * slow.schedule.max_factor
+    late = [s for s in slow.steps if s > 100]  # stretched after its second event
+    assert late == list(range(300, 2001, 300)) and len(late) >= 6
+    assert cheap.steps == [50, *range(100, 2001, 100)]
+    assert slow.state_dict()["schedule"] == {"factor": 3}

@@ -46,7 +46,7 @@ def _projector(log_dir):
 
 
 def test_embeddings_projector_files_and_scalar(tmp_path):
-    monitor = EmbeddingMonitor(max_points=200, num_samples=10)
+    monitor = EmbeddingMonitor(max_points=200, num_samples=10, every_n_epochs=1)
     run(tmp_path, [monitor], steps=4)
     root, config = _projector(tmp_path)
     assert 'tensor_name: "embeddings/fc2:00004"' in config
@@ -79,7 +79,7 @@ def test_embeddings_class_separation_grows_with_training(tmp_path):
     def separation(lr, name):
         from tests.views_helpers import reference_model
 
-        monitor = EmbeddingMonitor(max_points=256)
+        monitor = EmbeddingMonitor(max_points=256, every_n_epochs=1)
         run(tmp_path / name, [monitor], model=reference_model(lr), steps=30)
         return events(tmp_path / name).Scalars("embeddings/fc2/class_separation")[0].value
 
