@@ -22,7 +22,7 @@ _TILE = 56  # tiles are upscaled (nearest) to at least this size
 _MAX_SIDE = 128  # and larger inputs shrunk to at most this
 
 
-class ActivationMaximizationMonitor(Monitor):
+class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
     """Feature visualisation: optimised inputs for top channels and for every class logit.
 
     On each event the probe picks the ``channels`` most active channels of each
@@ -56,8 +56,6 @@ class ActivationMaximizationMonitor(Monitor):
         >>> monitor.tag("classes")
         'activation_maximization/classes'
     """
-
-    section = "activation_maximization"
 
     def __init__(
         self,

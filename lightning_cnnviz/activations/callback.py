@@ -19,7 +19,7 @@ from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, is_compiled, of_type, unwrap_model
 
 
-class ActivationMonitor(Monitor):
+class ActivationMonitor(Monitor, section="activations"):
     """Per-layer activation statistics with dead- and dormant-unit detection.
 
     A unit (conv channel, linear unit) is dead when it is active (``> eps``; ``|a| > eps``
@@ -48,7 +48,6 @@ class ActivationMonitor(Monitor):
         'activations/relu1/dead_fraction'
     """
 
-    section = "activations"
     all_ranks = True  # dead masks are reduced across ranks, every rank on the same schedule
     needs_call_sites = False  # traced before the first window instead (``_trace``)
 

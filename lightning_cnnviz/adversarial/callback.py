@@ -26,7 +26,7 @@ from lightning_cnnviz.core.selection import (
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 
 
-class AdversarialMonitor(Monitor):
+class AdversarialMonitor(Monitor, section="adversarial"):
     """Accuracy of the probe under an FGSM attack (``captum.robust.FGSM``) over time.
 
     Each event attacks the validation probe with one signed-gradient step of
@@ -56,8 +56,6 @@ class AdversarialMonitor(Monitor):
         >>> monitor.tag("accuracy_attacked")
         'adversarial/accuracy_attacked'
     """
-
-    section = "adversarial"
 
     def __init__(
         self,

@@ -1,11 +1,11 @@
 """``Monitor``: what every lightning-cnnviz callback shares.
 
 A monitor is a thin ``schedule -> capture -> compute -> render -> sink``. This
-base class owns the schedule (on ``trainer.global_step``, never ``batch_idx``),
-the shared arguments and their checks, layer resolution in ``setup()``, the
+base class owns the schedule (on ``trainer.global_step``, never ``batch_idx``)
+and the cost budget, the shared arguments, layer resolution in ``setup()``, the
 probe sets, the sink, the step-aside-on-failure rule and the checkpoint state.
-A subclass sets ``section`` (its TensorBoard section), optionally an ``auto``
-layer rule, and implements ``log_event``.
+A subclass names its TensorBoard section (``class X(Monitor, section="x")``),
+optionally an ``auto`` layer rule, and implements ``log_event``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Monitor(Callback):
             events out to stay within it; an explicit schedule is kept as given.
     """
 
-    section: ClassVar[str] = "monitor"
+    section: ClassVar[str] = "monitor"  # its TensorBoard section: `class X(Monitor, section=...)`
     # Whether every rank must run ``log_event`` (collectives); else rank zero only.
     all_ranks: ClassVar[bool] = False
     # False for a monitor that reads the model's outputs only (no `layers` to resolve).
@@ -114,6 +114,11 @@ class Monitor(Callback):
     def every_n_epochs(self) -> int | None:
         """The schedule's epoch interval (``None`` for a step schedule)."""
         return self.schedule.every_n_epochs
+
+    def __init_subclass__(cls, section: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if section is not None:
+            cls.section = section
 
     @classmethod
     def arguments(cls) -> set[str]:

@@ -19,7 +19,7 @@ from lightning_cnnviz.core.selection import CONV_TYPES, of_type, unwrap_model
 from lightning_cnnviz.embeddings import features as embedding
 
 
-class EmbeddingMonitor(Monitor):
+class EmbeddingMonitor(Monitor, section="embeddings"):
     """Features of the probe and up to ``max_points`` validation samples, for the projector.
 
     Every event writes one embedding per selected layer (``embeddings/{layer}``)
@@ -47,8 +47,6 @@ class EmbeddingMonitor(Monitor):
         >>> monitor.tag("fc2", "class_separation")
         'embeddings/fc2/class_separation'
     """
-
-    section = "embeddings"
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ from lightning_cnnviz.feature_maps import draw as fm
 from lightning_cnnviz.feature_maps.layers import auto_layers, stage_kind, stage_pairs
 
 
-class FeatureMapMonitor(Monitor):
+class FeatureMapMonitor(Monitor, section="feature_maps"):
     """Feature maps of the probe images, one grid per selected layer.
 
     On logging steps only, one probe forward pass in eval mode with hooks on the
@@ -56,8 +56,6 @@ class FeatureMapMonitor(Monitor):
         >>> monitor.tag("conv1", "stages")
         'feature_maps/conv1/stages'
     """
-
-    section = "feature_maps"
 
     def __init__(
         self,

@@ -31,7 +31,7 @@ from lightning_cnnviz.gradcam.shortcut import on_object_findings, on_object_text
 Row = tuple[Tensor, Tensor, Tensor, Tensor | None, str | None]
 
 
-class GradCAMMonitor(Monitor):
+class GradCAMMonitor(Monitor, section="gradcam"):
     """Grad-CAM overlays of train, val and misclassified samples, and CAM metrics over time.
 
     Runs at train batch end or train epoch end, never inside validation, in probe
@@ -71,7 +71,6 @@ class GradCAMMonitor(Monitor):
         'true'
     """
 
-    section = "gradcam"
     needs_call_sites = False
 
     def __init__(
