@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -16,7 +16,33 @@ from lightning_cnnviz.core.selection import CONV_TYPES, named_layers, of_type, u
 from lightning_cnnviz.kernels import dense, draw, figures
 
 
-class KernelMonitor(Monitor):
+def evenly_spaced(names: list[str], count: int | None) -> list[str]:
+    """At most ``count`` of ``names``, evenly spread, the first and the last included.
+
+    Example::
+
+        >>> evenly_spaced(list("abcdefg"), 3), evenly_spaced(list("ab"), 3)
+        (['a', 'd', 'g'], ['a', 'b'])
+    """
+    if count is None or len(names) <= count:
+        return names
+    if count == 1:
+        return names[:1]
+    step = (len(names) - 1) / (count - 1)
+    return [names[round(i * step)] for i in range(count)]
+
+
+class _Picture(NamedTuple):
+    """One image of an event: what to draw, as a host copy, and the layer's colour scale."""
+
+    tag: str
+    kind: str  # "kernels", "delta" (conv weights), "heatmap", "units" (Linear weights)
+    tensor: Tensor
+    scale: Tensor | None = None
+    layout: tuple[int, ...] = ()  # a conv's dilation, or the (C, H, W) map Linear units read
+
+
+class KernelMonitor(Monitor, section="kernels"):
     """What the convolution filters look like, per layer, as training goes on.
 
     Reads the weights only: no hooks, no forward pass. Per selected conv layer it
@@ -37,13 +63,16 @@ class KernelMonitor(Monitor):
         in_channel_mode: ``"tile"`` or ``"norm"`` for filters with more than 3 inputs.
         max_filters: filters drawn per layer.
         max_in_channels: input-channel slices drawn per filter in ``"tile"`` mode.
+        max_drawn_layers: images are drawn for at most this many of the selected
+            layers, evenly spread from the first to the last (``None``: every one), so
+            that a deep network's pictures stay cheap; the scalars cover every layer.
         cmap: colormap name (``None``: gray, or coolwarm for ``layer_symmetric``).
         log_delta: also log ``W_t - W_prev`` as ``kernels/{layer}/delta`` (layer-symmetric).
         linear: also draw Linear layers: the weight matrix as a heatmap, and for
             the first Linear after the conv stack each unit's weights as
             ``C x H x W`` maps (``kernels/{layer}/units``).
-        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps`` (default 500),
-            ``every_n_epochs``, ``tag_prefix``, ``strict``; no probe: ``num_samples`` and
+        **kwargs: the shared arguments of ``Monitor`` (schedule, ``budget``, ``tag_prefix``,
+            ``strict``; no probe: ``num_samples`` and
             ``seed`` do nothing here).
 
     Example::
@@ -54,8 +83,6 @@ class KernelMonitor(Monitor):
         'kernels/conv1/hf_energy'
     """
 
-    section = "kernels"
-    default_every_n_steps = 500
     needs_call_sites = False  # weights only: no forward pass, no hooks
 
     def __init__(
@@ -65,6 +92,7 @@ class KernelMonitor(Monitor):
         in_channel_mode: Literal["tile", "norm"] = "tile",
         max_filters: int = 64,
         max_in_channels: int = 8,
+        max_drawn_layers: int | None = 16,
         cmap: str | None = None,
         log_delta: bool = False,
         linear: bool = False,
@@ -75,11 +103,14 @@ class KernelMonitor(Monitor):
         check_choice("in_channel_mode", in_channel_mode, ["tile", "norm"])
         check_int("max_filters", max_filters)
         check_int("max_in_channels", max_in_channels)
+        check_int("max_drawn_layers", max_drawn_layers, allow_none=True)
         check_choice("cmap", cmap, [None, *CMAPS])
         check_choice("log_delta", log_delta, [False, True])
         check_choice("linear", linear, [False, True])
         self.normalization, self.in_channel_mode, self.cmap = normalization, in_channel_mode, cmap
         self.max_filters, self.max_in_channels = max_filters, max_in_channels
+        self.max_drawn_layers = max_drawn_layers
+        self._drawn: set[str] = set()
         self.log_delta, self.linear = log_delta, linear
         self._previous: dict[str, Tensor] = {}
         self._unit_grid: dict[str, tuple[int, int, int]] = {}
@@ -99,36 +130,67 @@ class KernelMonitor(Monitor):
             raise ValueError(
                 f"`layers` of KernelMonitor must select Conv1d/2d/3d or Linear modules, got {wrong}"
             )
+        self._drawn = set(evenly_spaced(list(self.selected), self.max_drawn_layers))
         found = dense.first_linear_after_conv(named_layers(unwrap_model(pl_module)))
         self._unit_grid = dict([found]) if found and found[0] in self.selected else {}
 
-    def _images(self, name: str, module: nn.Module, weight: Tensor) -> dict[str, Tensor]:
-        opts = {"max_filters": self.max_filters, "max_in_channels": self.max_in_channels}
+    def _pictures(self, name: str, module: nn.Module, weight: Tensor) -> list[_Picture]:
+        """What the layer's images need, as host copies (drawn later, off this thread).
+
+        Only the filters (units) drawn are copied; the layer-wide colour scales are
+        computed here, on the weight's device. The sink's thread then draws from
+        copies that the optimizer cannot change meanwhile.
+        """
+        w, mode, shown = weight.float(), self.in_channel_mode, slice(self.max_filters)
         if isinstance(module, nn.Linear):
-            images = {self.tag(name): dense.linear_heatmap(weight)}
+            heatmap = dense.shrink_matrix(w)
+            pictures = [_Picture(self.tag(name), "heatmap", heatmap, dense.matrix_scale(w))]
             if name in self._unit_grid:
-                images[self.tag(name, "units")] = dense.render_units(
-                    weight, self._unit_grid[name], max_units=self.max_filters,
+                grid = self._unit_grid[name]
+                pictures.append(_Picture(self.tag(name, "units"), "units", w[shown], None, grid))
+        else:
+            dilation = tuple(module.dilation)
+            symmetric = self.normalization == "layer_symmetric"
+            scale = draw.layer_scale(w, in_channel_mode=mode) if symmetric else None
+            pictures = [_Picture(self.tag(name), "kernels", w[shown], scale, dilation)]
+            previous = self._previous.get(name)
+            if self.log_delta and previous is not None and previous.shape == w.shape:
+                delta = w - previous
+                scale = draw.layer_scale(delta, in_channel_mode=mode)
+                pictures.append(
+                    _Picture(self.tag(name, "delta"), "delta", delta[shown], scale, dilation)
+                )
+        return [
+            p._replace(
+                tensor=p.tensor.to("cpu", copy=True),
+                scale=None if p.scale is None else p.scale.to("cpu"),
+            )
+            for p in pictures
+        ]
+
+    def _draw(self, pictures: list[_Picture], step: int) -> None:
+        """Draw and write the images of one event (a job on the sink's thread)."""
+        opts = {"max_filters": self.max_filters, "max_in_channels": self.max_in_channels}
+        for p in pictures:
+            if p.kind == "heatmap":
+                image = dense.linear_heatmap(p.tensor, scale=p.scale)
+            elif p.kind == "units":
+                image = dense.render_units(
+                    p.tensor, p.layout, max_units=self.max_filters,
                     max_in_channels=self.max_in_channels,
                 )  # fmt: skip
-            return images
-        dilation = tuple(module.dilation)
-        image = draw.render_kernels(
-            weight, normalization=self.normalization, cmap=self.cmap, dilation=dilation,
-            in_channel_mode=self.in_channel_mode, **opts,
-        )  # fmt: skip
-        images = {self.tag(name): image}
-        previous = self._previous.get(name)
-        if self.log_delta and previous is not None and previous.shape == weight.shape:
-            images[self.tag(name, "delta")] = draw.render_kernels(
-                weight - previous, normalization="layer_symmetric", dilation=dilation,
-                in_channel_mode=self.in_channel_mode, **opts,
-            )  # fmt: skip
-        return images
+            else:  # a delta is always layer-symmetric, in the diverging default colours
+                delta = p.kind == "delta"
+                image = draw.render_kernels(
+                    p.tensor, normalization="layer_symmetric" if delta else self.normalization,
+                    cmap=None if delta else self.cmap, dilation=p.layout, scale=p.scale,
+                    in_channel_mode=self.in_channel_mode, **opts,
+                )  # fmt: skip
+            self.sink.image(p.tag, image, step)
 
     @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        step, values, images = trainer.global_step, {}, {}
+        step, values, pictures = trainer.global_step, {}, []
         with self.phase("compute"):
             for name, module in self.selected.items():
                 weight = module.weight.detach()
@@ -144,20 +206,28 @@ class KernelMonitor(Monitor):
                         weight, previous
                     )
                     self._previous[name] = previous
-        with self.phase("render"):
+        with self.phase("render"):  # only the copies: the drawing runs on the sink's thread
             for name, module in self.selected.items():
-                images.update(self._images(name, module, module.weight.detach().float()))
-                self._previous[name] = module.weight.detach().float().clone()
+                weight = module.weight.detach()
+                if name in self._drawn:
+                    pictures += self._pictures(name, module, weight)
+                kept = self._previous.get(name)
+                if kept is not None and kept.shape == weight.shape and kept.device == weight.device:
+                    kept.copy_(weight)  # reuse the buffer: no allocation of the model's size
+                else:
+                    self._previous[name] = weight.to(torch.float32, copy=True)
         with self.phase("write"):  # one host transfer for every scalar
             host = torch.stack([v.float() for v in values.values()]).cpu().tolist()
             self.sink.scalars(dict(zip(values, host, strict=True)), step)
-            for tag, image in images.items():
-                self.sink.image(tag, image, step)
+        self.in_background(lambda: self._draw(pictures, step))
 
     @override
     def extra_state(self) -> dict[str, Any]:
-        return {"previous": {k: v.detach().cpu() for k, v in self._previous.items()}}
+        # copies: the buffers are updated in place at the next event
+        return {"previous": {k: v.to("cpu", copy=True) for k, v in self._previous.items()}}
 
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self._previous = dict(state.get("previous", {}))
+        self._previous = {
+            k: v.to(torch.float32, copy=True) for k, v in state.get("previous", {}).items()
+        }

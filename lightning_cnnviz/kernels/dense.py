@@ -27,7 +27,9 @@ __all__ = [
     "first_linear_after_conv",
     "linear_heatmap",
     "linear_unit_slices",
+    "matrix_scale",
     "render_units",
+    "shrink_matrix",
 ]
 
 
@@ -100,27 +102,54 @@ def render_units(
     return draw.tile_grid(tiles, units.shape[1])
 
 
-def linear_heatmap(weight: Tensor, *, max_side: int = 512, min_side: int = 32) -> Tensor:
-    """A Linear weight matrix ``(out, in)`` as a diverging heatmap (0 neutral), uint8 RGB.
+def matrix_scale(weight: Tensor) -> Tensor:
+    """The heatmap's colour scale: the largest finite ``|w|``, 0-d, on the weight's device."""
+    return _finite(weight).abs().amax()
 
-    Rows are units, columns inputs. A side longer than ``max_side`` is averaged
-    down in equal groups; a side shorter than ``min_side`` is stretched by an
-    integer factor (cells may be non-square). The colour scale is the largest
-    ``|w|`` before averaging.
+
+def _finite(weight: Tensor) -> Tensor:
+    return torch.nan_to_num(weight.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def shrink_matrix(weight: Tensor, max_side: int = 512) -> Tensor:
+    """A weight matrix averaged down in equal groups to at most ``max_side`` per side, float32.
+
+    Non-finite values count as 0; a side already short enough is kept.
 
     Example::
 
-        >>> linear_heatmap(torch.randn(10, 1568)).shape
-        torch.Size([3, 40, 392])
+        >>> shrink_matrix(torch.ones(3, 1000)).shape
+        torch.Size([3, 500])
     """
-    w = torch.nan_to_num(weight.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
-    scale = w.abs().amax()
+    w = _finite(weight)
     for dim in (0, 1):
         if w.shape[dim] > max_side:
             group = math.ceil(w.shape[dim] / max_side)
             pad = (0, group * math.ceil(w.shape[dim] / group) - w.shape[dim])
             moved = torch.nn.functional.pad(w.movedim(dim, -1), pad)
             w = moved.unflatten(-1, (-1, group)).mean(-1).movedim(-1, dim)
+    return w
+
+
+def linear_heatmap(
+    weight: Tensor, *, max_side: int = 512, min_side: int = 32, scale: Tensor | None = None
+) -> Tensor:
+    """A Linear weight matrix ``(out, in)`` as a diverging heatmap (0 neutral), uint8 RGB.
+
+    Rows are units, columns inputs. A side longer than ``max_side`` is averaged
+    down in equal groups (``shrink_matrix``); a side shorter than ``min_side`` is
+    stretched by an integer factor (cells may be non-square). The colour scale is
+    the largest ``|w|`` before averaging, or ``scale`` when given (for a weight
+    already shrunk).
+
+    Example::
+
+        >>> linear_heatmap(torch.randn(10, 1568)).shape
+        torch.Size([3, 40, 392])
+    """
+    if scale is None:
+        scale = matrix_scale(weight)
+    w = shrink_matrix(weight, max_side)
     image = rendering.apply_colormap(rendering.normalize(w, "symmetric", scale=scale), "coolwarm")
     factors = (max(1, min(math.ceil(min_side / size), max_side // size)) for size in w.shape)
     return rendering.upscale(image, tuple(factors))  # cells may be non-square

@@ -29,6 +29,7 @@ __all__ = [
     "MIN_KERNEL_PX",
     "dilate",
     "kernel_slices",
+    "layer_scale",
     "layout_per_row",
     "normalize_slices",
     "render_kernels",
@@ -138,6 +139,25 @@ def layout_per_row(filters: int, slices: int, spatial: int) -> int:
     return max(1, math.ceil(math.sqrt(filters)))
 
 
+def layer_scale(weight: Tensor, *, in_channel_mode: str = "tile", rgb: bool = True) -> Tensor:
+    """The ``layer_symmetric`` scale: the largest ``|value|`` drawn from any filter, 0-d.
+
+    Over every filter and input channel of the layer, not only those drawn (in
+    ``"norm"`` mode over the per-filter norm maps); non-finite values count as 0.
+    Stays on the weight's device.
+
+    Example::
+
+        >>> layer_scale(torch.tensor([[[-3.0, 1.0]], [[2.0, float("nan")]]]))
+        tensor(3.)
+    """
+    every = kernel_slices(
+        weight, in_channel_mode=in_channel_mode, rgb=rgb,
+        max_filters=weight.shape[0], max_in_channels=weight.shape[1],
+    )  # fmt: skip
+    return torch.nan_to_num(every, nan=0.0, posinf=0.0, neginf=0.0).abs().amax()
+
+
 def render_kernels(
     weight: Tensor,
     *,
@@ -148,13 +168,16 @@ def render_kernels(
     max_filters: int = 64,
     max_in_channels: int = 8,
     rgb: bool = True,
+    scale: Tensor | float | None = None,
 ) -> Tensor:
     """One conv weight as a uint8 ``(3, H, W)`` grid of its filters (the picture logged).
 
     ``cmap`` defaults to ``"gray"`` for ``per_filter`` and to the diverging
     ``"coolwarm"`` for ``layer_symmetric`` (0 is its neutral middle colour). The
     symmetric scale is the largest ``|w|`` of the whole layer, not only of the
-    filters shown, so brightness means the same across a layer's filters.
+    filters shown, so brightness means the same across a layer's filters:
+    ``layer_scale(weight)``, or ``scale`` when given (then ``weight`` may hold only
+    the first ``max_filters`` filters of the layer).
 
     Example::
 
@@ -167,12 +190,8 @@ def render_kernels(
     slices = kernel_slices(
         weight, max_filters=max_filters, max_in_channels=max_in_channels, **options
     )
-    scale = None
-    if normalization == "layer_symmetric":  # over every filter and input channel of the layer
-        every = kernel_slices(
-            weight, max_filters=weight.shape[0], max_in_channels=weight.shape[1], **options
-        )
-        scale = torch.nan_to_num(every, nan=0.0, posinf=0.0, neginf=0.0).abs().amax()
+    if normalization == "layer_symmetric" and scale is None:
+        scale = layer_scale(weight, in_channel_mode=in_channel_mode, rgb=rgb)
     x01 = normalize_slices(slices, normalization, scale)
     cmap = cmap or ("coolwarm" if normalization == "layer_symmetric" else "gray")
     tiles = slices_to_rgb(x01, cmap)

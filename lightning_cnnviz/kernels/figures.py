@@ -4,24 +4,32 @@ Nothing here knows about Lightning. ``hf_energy``, ``relative_change`` and
 ``mean_abs`` reduce a weight to 0-d tensors on its device (no host sync); the
 pictures are drawn in ``kernels/draw.py`` and ``kernels/dense.py``.
 
-**hf_energy.** Each filter (all of its input-channel slices) is zero-padded to
-``FFT_SIZE`` (16) taps per spatial axis, so that even a 3x3 kernel has a spectrum
-fine enough to split, and transformed with an N-d FFT. Its *high-frequency
-share* is the part of its spectral energy at a radius above ``cutoff`` cycles
-per pixel (default 0.25, half the Nyquist frequency), summed over input
-channels; ``hf_energy`` is the mean share over the filters that are not all
-zero. White noise and a single tap (delta) give 207/256 = 0.809 in 2-D (the
-share of the frequency grid outside the disc), smooth blobs 0.1-0.3, a
-checkerboard close to 1. Dilation is not applied (the taps are what is learned).
-1x1 kernels have no spatial spectrum: ``hf_energy`` is ``None`` for them.
+**hf_energy.** Each filter (all of its input-channel slices) is seen zero-padded
+to ``FFT_SIZE`` (16) taps per spatial axis, so that even a 3x3 kernel has a
+spectrum fine enough to split. Its *high-frequency share* is the part of its
+spectral energy at a radius above ``cutoff`` cycles per pixel (default 0.25, half
+the Nyquist frequency), summed over input channels; ``hf_energy`` is the mean
+share over the filters that are not all zero. White noise and a single tap
+(delta) give 207/256 = 0.809 in 2-D (the share of the frequency grid outside the
+disc), smooth blobs 0.1-0.3, a checkerboard close to 1. Dilation is not applied
+(the taps are what is learned). 1x1 kernels have no spatial spectrum:
+``hf_energy`` is ``None`` for them.
+
+No FFT is taken: the energy of a slice ``s`` inside a fixed frequency mask ``M``
+is the quadratic form ``s^T Q s`` with ``Q[t, t'] = sum_{f in M} cos(2 pi f.(t - t'))``
+(Parseval), and the total energy is ``N ||s||^2`` for ``N`` frequency bins. ``Q``
+is positive semi-definite, so it is stored as ``L`` with ``Q = L L^T`` and the
+energy is ``||s L||^2``: one small matmul over every slice of a layer, a sum of
+squares (no cancellation), two orders of magnitude cheaper than padded FFTs on
+ResNets (``benchmarks/kernel_cost.py``).
 
 Example::
 
     >>> import torch
     >>> delta = torch.zeros(1, 1, 3, 3)
     >>> delta[0, 0, 1, 1] = 1.0
-    >>> float(hf_energy(delta))
-    0.80859375
+    >>> round(float(hf_energy(delta)), 6)
+    0.808594
     >>> float(hf_energy(torch.ones(1, 1, 3, 3))) < 0.3
     True
     >>> float(relative_change(torch.full((2, 2), 3.0), torch.full((2, 2), 2.0)))
@@ -30,20 +38,59 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
 
-__all__ = ["FFT_SIZE", "HF_CUTOFF", "hf_energy", "mean_abs", "relative_change"]
+__all__ = [
+    "FFT_SIZE",
+    "HF_CUTOFF",
+    "hf_energy",
+    "high_frequency_factor",
+    "mean_abs",
+    "relative_change",
+]
 
-FFT_SIZE = 16  # taps per axis the kernel is zero-padded to before the FFT
+FFT_SIZE = 16  # taps per axis the kernel is zero-padded to (frequency bins per axis)
 HF_CUTOFF = 0.25  # cycles per pixel; half the Nyquist frequency
-_FFT_BUDGET = 1 << 22
 
 
-def _spatial_dims(weight: Tensor) -> tuple[int, ...]:
-    return tuple(range(2, weight.dim()))
+@functools.lru_cache(maxsize=64)
+def high_frequency_factor(
+    kernel: tuple[int, ...], cutoff: float = HF_CUTOFF, device: torch.device | None = None
+) -> tuple[Tensor, int]:
+    """``(L, N)``: ``||s L||^2`` is a slice's spectral energy above ``cutoff``, ``N`` the bins.
+
+    ``s`` is a flattened ``kernel``-shaped slice seen zero-padded to
+    ``max(FFT_SIZE, k)`` taps per axis; ``N`` is the padded grid's size, so the
+    slice's total spectral energy is ``N * ||s||^2``. ``L`` (float32, on
+    ``device``) factors ``Q = L L^T``, built in float64 and cached per kernel
+    shape, cutoff and device.
+
+    Example::
+
+        >>> factor, bins = high_frequency_factor((3,))
+        >>> tuple(factor.shape), bins
+        ((3, 3), 16)
+        >>> round(float(factor.square().sum()) / (3 * bins), 6)  # white noise: 7 of 16 bins
+        0.4375
+    """
+    sizes = [max(FFT_SIZE, k) for k in kernel]
+    grids = torch.meshgrid(
+        *[torch.fft.fftfreq(n, dtype=torch.float64) for n in sizes], indexing="ij"
+    )
+    # float64 grid: bins exactly on the cutoff radius reliably count as low
+    high = sum(g.square() for g in grids) > cutoff**2 + 1e-12
+    freqs = torch.stack([g[high] for g in grids], dim=1)  # (bins in the mask, axes)
+    taps = torch.cartesian_prod(*[torch.arange(k, dtype=torch.float64) for k in kernel])
+    phase = 2 * math.pi * freqs @ taps.reshape(-1, len(kernel)).T  # (bins, taps)
+    # Q = C^T C + S^T S (cos and sin parts of the DFT rows in the mask): real, symmetric, PSD.
+    q = phase.cos().T @ phase.cos() + phase.sin().T @ phase.sin()
+    eigenvalues, vectors = torch.linalg.eigh(q)
+    factor = vectors * eigenvalues.clamp_min(0).sqrt()
+    return factor.to(device=device, dtype=torch.float32), math.prod(sizes)
 
 
 def hf_energy(weight: Tensor, cutoff: float = HF_CUTOFF) -> Tensor | None:
@@ -56,22 +103,17 @@ def hf_energy(weight: Tensor, cutoff: float = HF_CUTOFF) -> Tensor | None:
     Returns:
         A 0-d float32 tensor on the weight's device, or ``None`` for 1x1 kernels.
     """
-    dims = _spatial_dims(weight)
-    if not dims or all(weight.shape[d] == 1 for d in dims):
+    kernel = tuple(weight.shape[2:])
+    if not kernel or all(k == 1 for k in kernel):
         return None
+    factor, bins = high_frequency_factor(kernel, float(cutoff), weight.device)
     w = weight.detach().float()
-    sizes = [max(FFT_SIZE, weight.shape[d]) for d in dims]
-    grids = torch.meshgrid(*[torch.fft.fftfreq(n, device=w.device) for n in sizes], indexing="ij")
-    high = sum(g.square() for g in grids) > cutoff**2 + 1e-12
-    # Chunk over filters so that a wide layer never holds more than ~4M spectrum entries.
-    chunk = max(1, _FFT_BUDGET // max(1, w.shape[1] * math.prod(sizes)))
-    shares, alive = [], []
-    for part in w.split(chunk):
-        power = torch.fft.fftn(part, s=sizes, dim=dims).abs().square().sum(dim=1)
-        total = power.flatten(1).sum(1)
-        shares.append((power * high).flatten(1).sum(1) / total.clamp_min(1e-30))
-        alive.append(total > 0)
-    share, live = torch.cat(shares), torch.cat(alive)
+    filters = w.shape[0]
+    # (slices, taps) @ (taps, taps): a temporary of the weight's own size, nothing bigger.
+    projected = w.reshape(-1, math.prod(kernel)) @ factor
+    high = torch.linalg.vector_norm(projected.reshape(filters, -1), dim=1).square()
+    total = torch.linalg.vector_norm(w.reshape(filters, -1), dim=1).square() * bins
+    share, live = high / total.clamp_min(1e-30), total > 0
     return (share * live).sum() / live.sum().clamp_min(1)
 
 
@@ -82,5 +124,6 @@ def relative_change(weight: Tensor, previous: Tensor) -> Tensor:
 
 
 def mean_abs(weight: Tensor) -> Tensor:
-    """Mean absolute weight, 0-d float32."""
-    return weight.detach().float().abs().mean()
+    """Mean absolute weight, 0-d float32 (one pass, no temporary)."""
+    l1 = torch.linalg.vector_norm(weight.detach(), ord=1, dtype=torch.float32)
+    return l1 / max(1, weight.numel())
