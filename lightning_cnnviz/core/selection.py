@@ -29,6 +29,7 @@ __all__ = [
     "AutoRule",
     "LayerSpec",
     "clean_name",
+    "evenly_spaced",
     "is_compiled",
     "named_layers",
     "of_type",
@@ -212,3 +213,23 @@ def of_type(*types: type[nn.Module]) -> AutoRule:
         return [n for n, m in available.items() if isinstance(m, types)]
 
     return rule
+
+
+def evenly_spaced(names: list[str], count: int | None, single: str = "last") -> list[str]:
+    """At most ``count`` of ``names``, evenly spread, the first and the last included.
+
+    With ``count == 1`` the ``single`` one (``"first"`` or ``"last"``) is kept.
+
+    Example::
+
+        >>> evenly_spaced(list("abcdefg"), 3), evenly_spaced(list("ab"), 3)
+        (['a', 'd', 'g'], ['a', 'b'])
+        >>> evenly_spaced(list("abc"), 1), evenly_spaced(list("abc"), 1, single="first")
+        (['c'], ['a'])
+    """
+    if count is None or len(names) <= count:
+        return names
+    if count == 1:
+        return names[:1] if single == "first" else names[-1:]
+    step = (len(names) - 1) / (count - 1)
+    return [names[round(i * step)] for i in range(count)]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from lightning_cnnviz.core.selection import ACTIVATION_TYPES, POOL_TYPES, of_type
+from lightning_cnnviz.core.selection import ACTIVATION_TYPES, POOL_TYPES, evenly_spaced, of_type
 
 __all__ = ["POOL_2D", "auto_layers", "stage_kind", "stage_pairs"]
 
@@ -35,13 +35,7 @@ def auto_layers(model: nn.Module, available: dict[str, nn.Module], max_layers: i
         >>> auto_layers(net, dict(net.named_children()), 2)
         ['0', '3']
     """
-    names = of_type(nn.Conv2d, *POOL_2D)(model, available)
-    if len(names) <= max_layers:
-        return names
-    if max_layers == 1:
-        return names[-1:]
-    step = (len(names) - 1) / (max_layers - 1)
-    return [names[round(i * step)] for i in range(max_layers)]
+    return evenly_spaced(of_type(nn.Conv2d, *POOL_2D)(model, available), max_layers)
 
 
 def stage_kind(module: nn.Module) -> str | None:

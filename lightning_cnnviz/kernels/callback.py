@@ -12,24 +12,14 @@ from typing_extensions import override
 from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
-from lightning_cnnviz.core.selection import CONV_TYPES, named_layers, of_type, unwrap_model
+from lightning_cnnviz.core.selection import (
+    CONV_TYPES,
+    evenly_spaced,
+    named_layers,
+    of_type,
+    unwrap_model,
+)
 from lightning_cnnviz.kernels import dense, draw, figures
-
-
-def evenly_spaced(names: list[str], count: int | None) -> list[str]:
-    """At most ``count`` of ``names``, evenly spread, the first and the last included.
-
-    Example::
-
-        >>> evenly_spaced(list("abcdefg"), 3), evenly_spaced(list("ab"), 3)
-        (['a', 'd', 'g'], ['a', 'b'])
-    """
-    if count is None or len(names) <= count:
-        return names
-    if count == 1:
-        return names[:1]
-    step = (len(names) - 1) / (count - 1)
-    return [names[round(i * step)] for i in range(count)]
 
 
 class _Picture(NamedTuple):
@@ -130,7 +120,7 @@ class KernelMonitor(Monitor, section="kernels"):
             raise ValueError(
                 f"`layers` of KernelMonitor must select Conv1d/2d/3d or Linear modules, got {wrong}"
             )
-        self._drawn = set(evenly_spaced(list(self.selected), self.max_drawn_layers))
+        self._drawn = set(evenly_spaced(list(self.selected), self.max_drawn_layers, single="first"))
         found = dense.first_linear_after_conv(named_layers(unwrap_model(pl_module)))
         self._unit_grid = dict([found]) if found and found[0] in self.selected else {}
 

@@ -8,7 +8,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from lightning_cnnviz.kernels import callback, draw
+from lightning_cnnviz.core.selection import evenly_spaced
+from lightning_cnnviz.kernels import draw
 from lightning_cnnviz.kernels.callback import KernelMonitor
 from tests.kernels.test_kernels import EdgeNet, read_images, run
 from tests.tb import events, image_tags
@@ -46,8 +47,8 @@ def test_kernels_monitor_draws_an_evenly_spread_subset_of_layers(tmp_path):
     )
     assert len(image_tags(acc)) == 7
     assert KernelMonitor().max_drawn_layers == 16
-    assert callback.evenly_spaced([f"c{i}" for i in range(53)], 16)[:3] == ["c0", "c3", "c7"]
-    assert callback.evenly_spaced(["a", "b", "c"], 1) == ["a"]
+    assert evenly_spaced([f"c{i}" for i in range(53)], 16)[:3] == ["c0", "c3", "c7"]
+    assert evenly_spaced(["a", "b", "c"], 1, single="first") == ["a"]
     with pytest.raises(ValueError, match=r"`max_drawn_layers`.*0"):
         KernelMonitor(max_drawn_layers=0)
 
