@@ -23,7 +23,7 @@ from lightning_cnnviz.overfitting.text import diagnosis_text, headline, missing_
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
 
 
-class OverfittingMonitor(Monitor):
+class OverfittingMonitor(Monitor, section="overfitting"):
     """Tells in plain words when and why a model starts to overfit.
 
     At each validation end (training steps never carry anything) it reads the train
@@ -34,6 +34,12 @@ class OverfittingMonitor(Monitor):
     it prints the summary of every monitor's findings. Tags, rules and how to read
     the diagnosis: ``docs/overfitting.md``.
 
+    Its work on the training thread is timed in ``timings``: ``total`` per evaluation
+    (within it ``probe``, drawing the probes once, ``capture``, the forward pass,
+    ``compute``, ``render`` and ``write``), and outside the evaluations ``setup``,
+    ``summary`` (the end-of-fit summary) and
+    ``flush`` (waiting for the sink's thread at the end of fit).
+
     Args:
         train_loss_key, val_loss_key, train_acc_key, val_acc_key: logged metric names
             (``name_epoch``/``name_step`` variants are found too).
@@ -41,12 +47,14 @@ class OverfittingMonitor(Monitor):
         patience: consecutive evaluations a detection rule must hold.
         ece_margin: smallest ``ece_val - ece_train`` the growing-ECE-gap rule reports.
         num_samples: images per probe (val and train), class-balanced; the whole set when
-            it is smaller (calibration error wants every sample it can get).
-        **kwargs: the shared arguments of ``Monitor`` (``every_n_steps``, ``every_n_epochs``,
-            ``tag_prefix``, ``strict``, ``seed``). Evaluations happen at validation ends
-            only: ``every_n_steps=n`` takes the first validation of the run and the first
-            after each multiple of ``n`` steps, ``every_n_epochs=n`` the validations of
-            every n-th epoch (default: every validation). No ``layers``: the monitor
+            it is smaller. The probe pass (2 x ``num_samples`` images forward, no gradients)
+            is most of an evaluation's cost; ``ece_margin`` suits 256: a smaller probe
+            biases the ECE of the val probe upward, so the calibration rule fires sooner.
+        **kwargs: the shared arguments of ``Monitor`` (schedule, ``tag_prefix``, ``strict``,
+            ``seed``, ``budget``). Evaluations happen at validation ends only:
+            ``every_n_steps=n`` takes the first validation of the run and the first after
+            each multiple of ``n`` steps, ``every_n_epochs=n`` the validations of every n-th
+            epoch (automatic, the default: every validation). No ``layers``: the monitor
             reads the model's outputs only.
 
     Example::
@@ -57,8 +65,6 @@ class OverfittingMonitor(Monitor):
         'overfitting/gap_loss'
     """
 
-    section = "overfitting"
-    default_every_n_steps, default_every_n_epochs = None, 1
     needs_call_sites = watches_layers = False
 
     def __init__(
@@ -101,24 +107,33 @@ class OverfittingMonitor(Monitor):
 
     @override
     def probe(self, trainer: Trainer, split: str = "val") -> Probe:
-        if split not in self._probes and not self._probe_indices.get(split):
-            data = find_dataset(trainer, split)  # a small set: use all of it
-            gen = generator_for(self.seed, f"probe/{split}")
-            self._probes[split] = draw_probe(data, min(self.num_samples, len(data)), gen)
-            self._probe_indices[split] = self._probes[split].indices
-        return super().probe(trainer, split)
+        if split in self._probes:
+            return self._probes[split]
+        with self.phase("probe"):  # once per fit: `dataset[i]` for every probe image
+            if not self._probe_indices.get(split):
+                data = find_dataset(trainer, split)  # a small set: use all of it
+                gen = generator_for(self.seed, f"probe/{split}")
+                self._probes[split] = draw_probe(data, min(self.num_samples, len(data)), gen)
+                self._probe_indices[split] = self._probes[split].indices
+            return super().probe(trainer, split)
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        with self.phase("setup"):
+            super().setup(trainer, pl_module, stage)
 
     # ------------------------------------------------ schedule: validation ends only
     @override
     def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:  # never on train steps
-        pass
+        self.budget.step_ended()
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or self.disabled:
             return
         step, last = trainer.global_step, self.last_logged_step
-        due = self.schedule.due_on_step(step, last, first_chance=True)
+        # automatic: every validation (which costs far more than this check)
+        due = self.schedule.automatic or self.schedule.due_on_step(step, last, first_chance=True)
         # evaluated once the train metrics are current (the next batch or the epoch end)
         self._pending = self._pending or due or self._due_on_epoch(trainer)
 
@@ -138,11 +153,13 @@ class OverfittingMonitor(Monitor):
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer, pl_module, epoch_end=False)
-        summary = summary_text(findings_of(trainer))
-        rank_zero_info(summary)
-        if not self.disabled:  # also in TensorBoard's Text tab, so a clean run says so there
-            self.sink.text(self.tag("summary"), summary, trainer.global_step)
-        super().on_fit_end(trainer, pl_module)
+        with self.phase("summary"):
+            summary = summary_text(findings_of(trainer))
+            rank_zero_info(summary)
+            if not self.disabled:  # also in TensorBoard's Text tab, so a clean run says so there
+                self.sink.text(self.tag("summary"), summary, trainer.global_step)
+        with self.phase("flush"):  # what the sink's thread still has to write
+            super().on_fit_end(trainer, pl_module)
 
     # ------------------------------------------------ one evaluation
     def _logits(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Tensor | None:
@@ -155,15 +172,16 @@ class OverfittingMonitor(Monitor):
 
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
         """Logged metrics and probe figures, moved to the host in one transfer."""
+        logged = trainer.callback_metrics  # read once: each read recomputes Lightning's results
         found = {
-            n: pick_metric(trainer.callback_metrics, k, self._epoch_end or n[:3] == "val")
+            n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")
             for n, k in self.keys.items()
         }
         logits = {s: self._logits(trainer, pl_module, s) for s in ("val", "train")}
         missing = [self.keys[n] for n, v in found.items() if v is None]
         probes = logits["val"] is not None and logits["train"] is not None
         if missing or not probes:
-            self.warn_once("missing", missing_text(missing, probes, trainer.callback_metrics))
+            self.warn_once("missing", missing_text(missing, probes, logged))
         labels = {s: self.probe(trainer, s).labels for s in logits}
         with self.phase("compute"):
             host, per_class = figures(found, logits, labels)  # one transfer to the host
@@ -174,12 +192,15 @@ class OverfittingMonitor(Monitor):
         ev, per_class = self._measure(trainer, pl_module)
         step, epoch = ev.step, ev.epoch
         scalars = {k: getattr(ev, k) for k in ("gap_loss", "gap_acc", "ece_val", "ece_train")}
-        self.sink.scalars({self.tag(k): v for k, v in scalars.items() if v is not None}, step)
+        image = None
         if per_class:
             with self.phase("render"):
                 image = per_class_image(torch.tensor(per_class), epoch)
+        with self.phase("write"):
+            self.sink.scalars({self.tag(k): v for k, v in scalars.items() if v is not None}, step)
+            if image is not None:
                 self.sink.image(self.tag("per_class"), image, step)
-        self._write_layout()
+            self._write_layout()
         if (onset := self.detector.update(ev)) is not None:
             message = headline(onset, self.tolerance)
             rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")

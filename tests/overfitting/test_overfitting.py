@@ -2,7 +2,9 @@ import logging
 import math
 import subprocess
 import sys
+import time
 import warnings
+from collections import defaultdict
 
 import lightning as L
 import pytest
@@ -304,6 +306,33 @@ def test_overfitting_resume_continues_the_series(tmp_path):
     assert texts(events(tmp_path / "b" / "tb"), "overfitting/diagnosis")[0].startswith(
         "**Overfitting since epoch 4 (step 10)**"
     )
+
+
+def test_overfitting_times_all_its_work(tmp_path):
+    # Wall time is what a user pays: every hook's work must show in `timings`.
+    monitor = OverfittingMonitor(num_samples=4)
+    spent = defaultdict(float)
+
+    def timed(name, hook):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - start
+
+        return run
+
+    hooks = ("setup", "on_validation_end", "on_train_batch_start", "on_train_batch_end")
+    for name in (*hooks, "on_train_epoch_end", "on_fit_end"):
+        setattr(monitor, name, timed(name, getattr(monitor, name)))
+    fit(tmp_path, monitor, epochs=3)
+    t = monitor.timings
+    parts = {"probe", "capture", "compute", "render", "write"}
+    assert parts | {"total", "setup", "summary", "flush"} <= set(t)
+    own = t["total"] + t["setup"] + t["summary"] + t["flush"]
+    assert sum(t[k] for k in parts) <= t["total"]
+    assert sum(spent.values()) - own < 0.01 + 0.1 * own
 
 
 def test_overfitting_probe_is_capped_at_dataset_size(tmp_path):
