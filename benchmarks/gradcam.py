@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -34,6 +35,9 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import mnist_root
 
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.cam import grad_cam
@@ -49,13 +53,7 @@ def data_module(root: Path, batch_size: int) -> L.LightningDataModule:
     """Real MNIST (the shared 10k digits, 8k train / 2k val) or synthetic digits."""
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         return SyntheticDigitsDataModule(train_size=4000, val_size=1000, batch_size=batch_size)
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for kind in ("images-idx3", "labels-idx1"):
-        for split in ("train", "t10k"):
-            link = raw / f"{split}-{kind}-ubyte.gz"
-            if not link.exists():
-                link.symlink_to(SHARED_MNIST / f"t10k-{kind}-ubyte.gz")
+    mnist_root(SHARED_MNIST, root)
     return MNISTDataModule(root=str(root), val_size=2000, batch_size=batch_size, download=False)
 
 

@@ -71,11 +71,13 @@ class RandomImagesDataModule(L.LightningDataModule):
 
 
 class Classifier(L.LightningModule):
-    """A torchvision classifier trained with Adam; logs the keys ``OverfittingMonitor`` reads."""
+    """A torchvision classifier (Adam 1e-3, or SGD 0.05 with momentum); logs the keys
+    ``OverfittingMonitor`` reads."""
 
-    def __init__(self, arch: str) -> None:
+    def __init__(self, arch: str, optimizer: str = "adam") -> None:
         super().__init__()
         self.net = getattr(torchvision.models, arch)(weights=None, num_classes=10)
+        self.optimizer = optimizer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -97,6 +99,8 @@ class Classifier(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
         return torch.optim.Adam(self.parameters(), lr=1e-3)
 
 
@@ -125,19 +129,29 @@ class Setup:
             shuffle.manual_seed(self.data.seed)
 
 
+def mnist_root(files: Path, root: Path) -> Path:
+    """Lay the shared MNIST test files (10k digits) out as torchvision's MNIST ``root``.
+
+    Both the train and the test file names link to the t10k files; the data module then
+    splits them (no download).
+    """
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for kind in ("images-idx3", "labels-idx1"):
+        for split in ("train", "t10k"):
+            link = raw / f"{split}-{kind}-ubyte.gz"
+            if not link.exists():
+                link.symlink_to(files.resolve() / f"t10k-{kind}-ubyte.gz")
+    return root
+
+
 def reference(train_size: int, val_size: int, epochs: int, mnist: Path | None, root: Path) -> Setup:
     """The reference CNN at its defaults: synthetic digits, or real MNIST files from ``mnist``."""
     if mnist is None:
         data = SyntheticDigitsDataModule(train_size=train_size, val_size=val_size, seed=0)
         what = f"synthetic digits ({train_size} train / {val_size} val)"
     else:  # the shared MNIST test files (10k digits) laid out as torchvision's root: 8k / 2k
-        raw = root / "MNIST" / "raw"
-        raw.mkdir(parents=True, exist_ok=True)
-        for kind in ("images-idx3", "labels-idx1"):
-            for split in ("train", "t10k"):
-                link = raw / f"{split}-{kind}-ubyte.gz"
-                if not link.exists():
-                    link.symlink_to(Path(mnist).resolve() / f"t10k-{kind}-ubyte.gz")
+        mnist_root(Path(mnist), root)
         data = MNISTDataModule(root=str(root), val_size=2000, download=False)
         what = "MNIST t10k as 8k train / 2k val"
     data.setup("fit")  # once: every run reuses the same tensors

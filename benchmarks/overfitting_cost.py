@@ -60,10 +60,12 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import Classifier
 
 from lightning_cnnviz.core.sinks import Sink
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
@@ -74,38 +76,6 @@ HOOKS = sorted(
     {n for n in dir(Callback) if n.startswith("on_")}
     | {"setup", "teardown", "state_dict", "load_state_dict"}
 )
-
-
-class ResNetClassifier(L.LightningModule):
-    """torchvision's resnet18 (no weights, 10 classes), logging what MNISTClassifier logs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        from torchvision.models import resnet18
-
-        self.net = resnet18(weights=None, num_classes=10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def _step(self, batch: Any, stage: str) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        acc = (logits.argmax(dim=1) == y).float().mean()
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True)
-        self.log(f"{stage}/acc", acc, on_step=on_step, on_epoch=True)
-        return loss
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
 
 
 class StepTimer(Callback):
@@ -179,7 +149,7 @@ def resnet_setup(quick: bool) -> tuple[Callable[[], Any], dict[str, Any]]:
             DataLoader(train, batch_size=batch, shuffle=True, generator=shuffle),
             DataLoader(val, batch_size=batch),
         )
-        return ResNetClassifier(), loaders
+        return Classifier("resnet18", optimizer="sgd"), loaders
 
     return parts, {"max_steps": steps, "val_check_interval": steps // 2}
 

@@ -29,6 +29,7 @@ import io
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -39,6 +40,9 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import mnist_root
 
 from lightning_cnnviz.activation_maximization.callback import ActivationMaximizationMonitor
 from lightning_cnnviz.adversarial.callback import AdversarialMonitor
@@ -62,13 +66,7 @@ def data_module(root: Path) -> L.LightningDataModule:
     """Real MNIST (the shared 10k digits, 8k train / 2k val) or synthetic digits."""
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         return SyntheticDigitsDataModule(train_size=4000, val_size=1000, batch_size=64)
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for kind in ("images-idx3", "labels-idx1"):
-        for split in ("train", "t10k"):
-            link = raw / f"{split}-{kind}-ubyte.gz"
-            if not link.exists():
-                link.symlink_to(SHARED_MNIST / f"t10k-{kind}-ubyte.gz")
+    mnist_root(SHARED_MNIST, root)
     return MNISTDataModule(root=str(root), val_size=2000, batch_size=64, download=False)
 
 
