@@ -14,7 +14,7 @@ Example::
     >>> [f.kind for f in findings_of(run)]
     ['dead_units']
     >>> print(summary_text(findings_of(run)))
-    lightning-cnnviz: 1 finding(s) in this run:
+    lightning-cnnviz: 1 problem(s) in this run:
       - [activations/dead_units] epoch 0, step 40: relu1: 30% of channels dead
 """
 
@@ -22,9 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["Finding", "findings_of", "report", "summary_text"]
+__all__ = ["SEVERITIES", "Finding", "Severity", "findings_of", "problems", "report", "summary_text"]
+
+Severity = Literal["problem", "note"]
+SEVERITIES: tuple[str, ...] = ("problem", "note")
 
 _ATTR = "_cnnviz_findings"
 
@@ -40,6 +43,8 @@ class Finding:
         epoch: ``trainer.current_epoch`` when it was noticed.
         message: one plain-words sentence for the user.
         figures: the numbers behind it.
+        severity: ``"problem"`` (training is going wrong: the monitor warns) or ``"note"``
+            (true and worth knowing, not hurting this run: listed in the summary only).
     """
 
     source: str
@@ -48,6 +53,11 @@ class Finding:
     epoch: int
     message: str
     figures: dict[str, Any] = field(default_factory=dict)
+    severity: Severity = "problem"
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"`severity` must be one of {SEVERITIES}, got {self.severity!r}")
 
     @property
     def first_line(self) -> str:
@@ -76,19 +86,39 @@ def report(trainer: object, finding: Finding) -> None:
     findings_of(trainer).append(finding)
 
 
+def problems(findings: Sequence[Finding]) -> list[Finding]:
+    """The findings of severity ``"problem"``, in order."""
+    return [f for f in findings if f.severity == "problem"]
+
+
 def summary_text(findings: Sequence[Finding]) -> str:
-    """The end-of-fit console summary: one line per finding, or "no problems found".
+    """The end-of-fit console summary: one line per problem, then one per note.
 
     Example::
 
         >>> summary_text([])
         'lightning-cnnviz: no problems found in this run.'
+        >>> print(summary_text([Finding("activations", "dead_units", 9, 0, "fc1: 25% silent",
+        ...                             severity="note")]))
+        lightning-cnnviz: no problems found in this run. 1 note:
+          - [activations/dead_units] epoch 0, step 9: fc1: 25% silent
     """
-    if not findings:
-        return "lightning-cnnviz: no problems found in this run."
-    lines = [f"lightning-cnnviz: {len(findings)} finding(s) in this run:"]
-    for f in findings:
-        text = f.first_line.replace("**", "")
-        text = text if len(text) <= 200 else text[:197] + "..."
-        lines.append(f"  - [{f.source}/{f.kind}] epoch {f.epoch}, step {f.step}: {text}")
+    found = problems(findings)
+    notes = [f for f in findings if f.severity == "note"]
+    noted = f"{len(notes)} note{'s' if len(notes) > 1 else ''}:"
+    if found:
+        lines = [f"lightning-cnnviz: {len(found)} problem(s) in this run:"]
+        lines += [_line(f) for f in found]
+        lines += [noted] if notes else []
+    else:
+        lines = [
+            "lightning-cnnviz: no problems found in this run." + (f" {noted}" if notes else "")
+        ]
+    lines += [_line(f) for f in notes]
     return "\n".join(lines)
+
+
+def _line(f: Finding) -> str:
+    text = f.first_line.replace("**", "")
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"  - [{f.source}/{f.kind}] epoch {f.epoch}, step {f.step}: {text}"

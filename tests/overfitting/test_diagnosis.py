@@ -236,7 +236,7 @@ def test_diagnosis_summary_text(tmp_path):
         Finding("kernels", "hf_energy", 40, 3, "x" * 300, {}),
     ]
     lines = summary_text(found).splitlines()
-    assert lines[0] == "lightning-cnnviz: 3 finding(s) in this run:"
+    assert lines[0] == "lightning-cnnviz: 3 problem(s) in this run:"
     assert lines[1] == "  - [overfitting/overfitting] epoch 5, step 60: Overfitting since epoch 4."
     assert lines[2] == "  - [activations/dead_units] epoch 3, step 40: relu1: dead"
     assert len(lines[3]) < 260 and lines[3].endswith("...")

@@ -146,10 +146,10 @@ def test_overfitting_detects_onset_at_exact_epoch(tmp_path, caplog):
         5,
     )
     assert finding.figures["val_loss"] == pytest.approx(0.95)
-    assert "lightning-cnnviz: 1 finding(s) in this run:" in caplog.text
+    assert "lightning-cnnviz: 1 problem(s) in this run:" in caplog.text
     assert "[overfitting/overfitting] epoch 5, step 12: Overfitting since epoch 4" in caplog.text
     (summary,) = texts(acc, "overfitting/summary")  # the console summary, in the Text tab too
-    assert summary.startswith("lightning-cnnviz: 1 finding(s) in this run:")
+    assert summary.startswith("lightning-cnnviz: 1 problem(s) in this run:")
 
 
 def test_overfitting_writes_custom_scalars_layout(tmp_path):
