@@ -22,7 +22,7 @@ from lightning_cnnviz.core.probe import Probe, find_dataset
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
-from lightning_cnnviz.gradcam.metrics import cam_metrics, means_to_host
+from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, means_to_host
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
 from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS, clip_peaks, input_saliency
 from lightning_cnnviz.gradcam.shortcut import on_object_findings, on_object_text
@@ -110,6 +110,7 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
         self._pool: Probe | None = None  # val samples searched for misclassified ones
+        self._masks: dict[str, tuple[Tensor, Tensor]] = {}  # split -> (images, foreground)
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -213,10 +214,20 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         key = f"{split}/{name}"
         peak = cam.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1)  # drift is scale-free
         previous, self._previous[key] = self._previous.get(key), (cam / peak).half().cpu()
-        out = cam_metrics(cam, image01, previous, self.foreground_threshold)
+        out = cam_metrics(cam, self._foreground(split, image01), previous)
         tags = {self.tag(key, m): v for m, v in out.items()} if len(self.selected) > 1 else {}
         last = name == list(self.selected)[-1]  # the deepest layer also gets the plain tags
         return tags | ({self.tag(split, m): v for m, v in out.items()} if last else {})
+
+    def _foreground(self, split: str, image01: Tensor) -> Tensor | None:
+        """The probe objects' mask, found once: the probe images stay the same all run."""
+        if self.foreground_threshold is None:
+            return None
+        images, mask = self._masks.get(split, (None, None))
+        if images is None or images.shape != image01.shape or not torch.equal(images, image01):
+            mask = foreground(image01, self.foreground_threshold)
+            self._masks[split] = (image01, mask)
+        return mask
 
     def _check_on_object(self, trainer: Trainer, value: float | None, val: float | None = None
                          ) -> None:  # fmt: skip
