@@ -183,12 +183,21 @@ class Monitor(Callback):
     def in_background(self, job: Callable[[], None]) -> None:
         """Run ``job`` (rendering and writing, on host copies) on the sink's thread.
 
-        Its time shows in ``sink.busy_seconds``, not in ``timings``.
+        Its time shows in ``sink.busy_seconds``, not in ``timings``, and counts in the budget.
 
         It must not touch the model or the trainer. A failure makes this monitor step
         aside (or raise, with ``strict``) at the next event or at the end of fit.
         """
-        self.sink.later(job, self._step_aside)
+        budget = self.budget
+
+        def timed() -> None:
+            start = time.perf_counter()
+            try:
+                job()
+            finally:
+                budget.add_background(time.perf_counter() - start)
+
+        self.sink.later(timed, self._step_aside)
 
     def warn_once(self, key: str, message: str) -> None:
         """Warn ``message`` (prefixed with the monitor's name) the first time ``key`` comes up.
@@ -322,6 +331,10 @@ class Monitor(Callback):
         self.budget.step_ended()
         if self._due_on_step(trainer):
             self._fire(trainer, pl_module)
+
+    @override
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.budget.pause()  # the next step's time would include the validation run
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
