@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
@@ -27,6 +26,7 @@ from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.capture import count_call_sites, module_name, probe_mode, site_name
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.inputs import to_model
+from lightning_cnnviz.core.namespaces import Callback
 from lightning_cnnviz.core.probe import (
     Probe,
     draw_probe,
