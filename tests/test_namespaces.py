@@ -66,3 +66,17 @@ def test_namespaces_a_single_monitor_is_a_callback_of_either_trainer(tmp_path, n
     assert isinstance(monitor, package(namespace).Callback)
     trainer, _ = fit_in(namespace, tmp_path, monitor)  # passed alone, not in a list
     assert monitor in trainer.callbacks and monitor.events >= 1
+
+
+def test_namespaces_importing_the_monitors_keeps_lightning_log_routing():
+    import subprocess
+    import sys
+
+    code = (
+        "import lightning.pytorch\n"
+        "from lightning_utilities.core import rank_zero\n"
+        "import lightning_cnnviz.core.monitor, pytorch_lightning\n"  # both Callbacks in place
+        "print(rank_zero.log.name)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "lightning.pytorch.utilities.rank_zero"

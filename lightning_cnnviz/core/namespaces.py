@@ -37,8 +37,16 @@ NAMESPACES = ("lightning.pytorch", "pytorch_lightning")
 def _both_callbacks() -> type:
     if importlib.util.find_spec("pytorch_lightning") is None:
         return _LightningCallback
+    # Importing a Lightning package points the rank-zero messages of both (one shared
+    # module-level logger) at its own logger name: keep them where they were, so that
+    # importing lightning-cnnviz changes nothing in a `lightning.pytorch` user's logs.
+    from lightning_utilities.core import rank_zero
+
+    log = rank_zero.log
     # ~0.07 s once `lightning` is imported (they share their dependencies).
     from pytorch_lightning.callbacks import Callback as _PLCallback
+
+    rank_zero.log = log
 
     class Callback(_LightningCallback, _PLCallback):  # type: ignore[misc]
         """A callback for ``lightning.pytorch`` and ``pytorch_lightning`` Trainers alike."""
