@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tests.tb import events
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("WANDB_CONSOLE", "off")  # W&B would wrap (and garble) our stdout
 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for a database
 
 LOGGERS = ["tensorboard", "csv", "wandb", "mlflow", "none"]
@@ -139,6 +141,11 @@ def written(kind: str, root: Path) -> dict[str, Any]:
             "text": text,
             "scalars": set(tags["scalars"]),
             "histograms": set(tags["histograms"]),
+            "projector": {
+                name.rsplit(":", 1)[0]
+                for config in (root / "tb").rglob("projector_config.pbtxt")
+                for name in re.findall(r'tensor_name: "([^"]+)"', config.read_text())
+            },
             "where": root / "tb",
         }
     if kind == "wandb":

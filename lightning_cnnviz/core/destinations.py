@@ -89,9 +89,14 @@ def _pil(png: bytes) -> Any:
 
 
 class Destination:
-    """Where images and text go; ``name`` says which, in messages."""
+    """Where images and text go; ``name`` says which, in messages.
+
+    ``thread_safe``: whether ``image`` may run on the sink's thread while the training
+    thread logs to the same run (else the training thread writes it).
+    """
 
     name = "destination"
+    thread_safe = True
 
     def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:
         """Write one PNG image of ``size`` (height, width) under ``tag`` at ``step``."""
@@ -125,6 +130,7 @@ class Wandb(Destination):
     """A ``WandbLogger`` (either Lightning package)."""
 
     name = "W&B"
+    thread_safe = False  # `wandb.Run.log` takes no lock
 
     def __init__(self, logger: Any) -> None:
         self.logger = logger
@@ -142,6 +148,7 @@ class MLflow(Destination):
     """An ``MLFlowLogger`` (either Lightning package): artifacts of its run."""
 
     name = "MLflow"
+    thread_safe = False  # a client of a tracking server: on one thread, like Lightning's
 
     def __init__(self, logger: Any) -> None:
         self.logger = logger

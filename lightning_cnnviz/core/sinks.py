@@ -22,6 +22,8 @@ for ``lightning.pytorch`` and ``pytorch_lightning`` trainers alike:
 
 from __future__ import annotations
 
+import collections
+import functools
 import io
 import queue
 import threading
@@ -128,6 +130,9 @@ class Sink:
         self._jobs: queue.Queue[tuple[Callable[[], None], OnError | None] | None] | None = None
         self._thread: threading.Thread | None = None
         self._errors: list[tuple[Exception, OnError | None]] = []
+        # Writes the sink's thread hands back to the training thread: W&B's `log` is not
+        # thread-safe, and Lightning logs to the same run from the training thread.
+        self._handoff: collections.deque[Callable[[], None]] = collections.deque()
         self.busy_seconds = 0.0  # time the sink's thread spent on jobs
         if not self.active:
             rank_zero_warn(
@@ -209,7 +214,10 @@ class Sink:
         png = encode_png(image, palette)  # once, for every destination
         size = (image.shape[-2], image.shape[-1])
         for destination in where:
-            destination.image(tag, png, size, step)
+            if destination.thread_safe:
+                destination.image(tag, png, size, step)
+            else:  # written by the training thread, at its next `check`
+                self._handoff.append(functools.partial(destination.image, tag, png, size, step))
 
     def scalars(self, metrics: dict[str, float], step: int) -> None:
         """Write scalars to every logger (values already on the host)."""
@@ -308,7 +316,17 @@ class Sink:
         self._thread = self._jobs = None
 
     def check(self) -> None:
-        """Hand the errors of finished jobs to their ``on_error`` (which may raise)."""
+        """Write what the sink's thread handed back, then pass on the errors of its jobs.
+
+        Images for W&B and MLflow are written here, on the training thread; errors go
+        to their job's ``on_error`` (which may raise).
+        """
+        while self._handoff:
+            write = self._handoff.popleft()
+            try:
+                write()
+            except Exception as err:  # a logger's failure costs that record only
+                rank_zero_warn(f"lightning-cnnviz could not write a record: {err!r}")
         while self._errors:
             err, on_error = self._errors.pop(0)
             if on_error is None:

@@ -85,3 +85,26 @@ def test_destinations_mlflow_name_keeps_distinct_sites_distinct():
     names = ["activations/relu#0/mean", "activations/relu#1/mean", "kernels/layer1.0.conv1/x y"]
     mapped = [mlflow_name(n) for n in names]
     assert mapped == ["activations/relu_0/mean", "activations/relu_1/mean", names[2]]
+
+
+def test_destinations_wandb_images_are_written_on_the_training_thread(tmp_path):
+    import threading
+
+    from lightning_cnnviz.core.destinations import Wandb
+
+    calls = []
+
+    class Logger:  # records where W&B's API is called from
+        def log_image(self, key, images, step):
+            calls.append((key, step, images[0].size, threading.current_thread().name))
+
+    trainer = package("lightning.pytorch").Trainer(
+        logger=make_logger("csv", "lightning.pytorch", tmp_path), enable_progress_bar=False
+    )
+    sink = Sink.of(trainer)
+    sink.destinations = [Wandb(Logger())]
+    sink.image("gradcam/val", IMAGE, step=1)
+    sink.wait()  # encoded on the sink's thread, handed back
+    assert calls == []
+    sink.check()  # the training thread writes it (wandb.Run.log takes no lock)
+    assert calls == [("gradcam/val", 1, (5, 4), threading.current_thread().name)]
