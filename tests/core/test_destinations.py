@@ -51,6 +51,7 @@ def test_destinations_images_text_scalars_reach_each_logger(tmp_path, kind, name
     else:
         assert expected.get(kind, "activations/relu#0/mean") in got["scalars"]
         assert not [m for m in said if "no logger" in m]
+    assert not [m for m in said if "MLFlow only allows" in m]  # no name was rejected
     if kind != "tensorboard":  # the PNG the tool stored holds our pixels
         (png,) = got["where"].rglob("*.png")
         pixels = torch.from_numpy(np.array(Image.open(io.BytesIO(png.read_bytes())).convert("RGB")))
@@ -108,3 +109,19 @@ def test_destinations_wandb_images_are_written_on_the_training_thread(tmp_path):
     assert calls == []
     sink.check()  # the training thread writes it (wandb.Run.log takes no lock)
     assert calls == [("gradcam/val", 1, (5, 4), threading.current_thread().name)]
+
+
+def test_destinations_histograms_and_projector_need_tensorboard_said_once(tmp_path, caplog):
+    logger = make_logger("csv", "lightning.pytorch", tmp_path)
+    sink = Sink.of(package("lightning.pytorch").Trainer(logger=logger, enable_progress_bar=False))
+    with caplog.at_level("INFO"):
+        for step in range(3):
+            sink.histogram("activations/relu/histogram", torch.rand(50), step)
+            sink.embedding("embeddings/fc", torch.rand(8, 4), step)
+    sink.flush()
+    said = [r.getMessage() for r in caplog.records if "need a TensorBoard logger" in r.getMessage()]
+    assert said == [
+        "lightning-cnnviz: histograms need a TensorBoard logger; skipped",
+        "lightning-cnnviz: projector embeddings need a TensorBoard logger; skipped",
+    ]
+    assert not list(tmp_path.rglob("events.out.*")) and not list(tmp_path.rglob("*.tsv"))
