@@ -11,14 +11,15 @@ optionally an ``auto`` layer rule, and implements ``log_event``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
@@ -27,6 +28,7 @@ from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.capture import count_call_sites, module_name, probe_mode, site_name
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.inputs import to_model
+from lightning_cnnviz.core.namespaces import Callback
 from lightning_cnnviz.core.probe import (
     Probe,
     draw_probe,
@@ -104,6 +106,8 @@ class Monitor(Callback):
         self._layers_logged = False
         self._call_counts: dict[str, int] = {}
         self._warned: set[str] = set()
+        self._initial_state: dict[str, Any] | None = None  # state_dict before the first fit
+        self._model: weakref.ref[nn.Module] | None = None  # the model of the last fit
 
     @property
     def every_n_steps(self) -> int | None:
@@ -266,7 +270,9 @@ class Monitor(Callback):
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
+            _say_fit_only(trainer, stage)
             return
+        self._start_model(pl_module)
         self._call_counts: dict[str, int] = {}
         self._probes = {}
         self._layers_logged = False
@@ -279,6 +285,19 @@ class Monitor(Callback):
         # A pattern that matches nothing is the user's error: raise, never step aside.
         if self.watches_layers:
             self.selected = resolve_layers(pl_module, self.layers, self.auto_layers)
+
+    def _start_model(self, pl_module: LightningModule) -> None:
+        """Start the per-model state afresh when this fit trains another model than the last.
+
+        The per-model state is what ``state_dict`` holds (previous kernels and CAMs,
+        histories, probe indices): a resumed run, whose checkpoint is loaded after
+        ``setup``, still continues from it.
+        """
+        if self._initial_state is None:
+            self._initial_state = copy.deepcopy(self.state_dict())
+        elif self._model is None or self._model() is not pl_module:
+            self.load_state_dict(copy.deepcopy(self._initial_state))
+        self._model = weakref.ref(pl_module)
 
     def _due_on_step(self, trainer: Trainer) -> bool:
         return self.schedule.due_on_step(trainer.global_step, self.last_logged_step)
@@ -369,6 +388,19 @@ class Monitor(Callback):
         self._probes = {}
         self.schedule.load_state_dict(state_dict.get("schedule", {}))
         self.load_extra_state(state_dict.get("extra", {}))
+
+
+def _say_fit_only(trainer: Trainer, stage: str) -> None:
+    """Say once per trainer and stage (naming every monitor) that monitors log in fit only."""
+    stage = str(getattr(stage, "value", stage))  # a `TrainerFn` (a str enum) in Lightning
+    said = trainer.__dict__.setdefault("_cnnviz_fit_only_said", set())
+    if stage not in said:
+        said.add(stage)
+        names = ", ".join(type(c).__name__ for c in trainer.callbacks if isinstance(c, Monitor))
+        rank_zero_warn(
+            f"lightning-cnnviz monitors log during `trainer.fit()` only: {names} "
+            f"log nothing in `trainer.{stage}()`."
+        )
 
 
 def with_probe(

@@ -34,6 +34,7 @@ __all__ = [
     "draw_probe",
     "find_dataset",
     "generator_for",
+    "has_val_data",
     "probe_from_indices",
     "split_sample",
 ]
@@ -85,17 +86,25 @@ def _defined_loaders(loop: Any) -> Any:
     return source.dataloader() if source.instance is not None and source.is_defined() else None
 
 
+def _val_dataset(trainer: Any) -> Any:
+    dataset = _dataset_of(trainer.val_dataloaders)
+    if dataset is None:
+        dataset = _dataset_of(_defined_loaders(trainer.fit_loop.epoch_loop.val_loop))
+    return dataset
+
+
+def has_val_data(trainer: Any) -> bool:
+    """Whether the run has validation data of its own (``find_dataset`` falls back to train)."""
+    return _val_dataset(trainer) is not None
+
+
 def find_dataset(trainer: Any, split: str) -> Any:
     """The dataset behind the run's ``"train"`` or ``"val"`` loader, without iterating it.
 
     Falls back from val to train when the run has no validation data.
     """
-    if split == "val":
-        dataset = _dataset_of(trainer.val_dataloaders)
-        if dataset is None:
-            dataset = _dataset_of(_defined_loaders(trainer.fit_loop.epoch_loop.val_loop))
-        if dataset is not None:
-            return dataset
+    if split == "val" and (dataset := _val_dataset(trainer)) is not None:
+        return dataset
     dataset = _dataset_of(trainer.train_dataloader)
     if dataset is None:
         dataset = _dataset_of(_defined_loaders(trainer.fit_loop))

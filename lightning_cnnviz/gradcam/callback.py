@@ -18,7 +18,7 @@ from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.inputs import input_bounds, norm_stats, to_image01, to_model
 from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
-from lightning_cnnviz.core.probe import Probe, find_dataset
+from lightning_cnnviz.core.probe import Probe, find_dataset, has_val_data
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
@@ -138,6 +138,10 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         """Grad-CAM of every split and layer: metrics and findings here, grids drawn off-thread."""
         model, values, panels = unwrap_model(pl_module), {}, []
         splits = ("train", "val", "misclassified")[: 3 if self.misclassified else 2]
+        if not has_val_data(trainer):  # never training images under the names val/misclassified
+            splits = ("train",)
+            self.warn_once("no_val", "the run has no validation data: only `gradcam/train` is "
+                           "drawn (no `val` or `misclassified` panels)")  # fmt: skip
         for split in splits:
             with self.phase("capture"):
                 probe = self._samples(trainer, model, split)

@@ -12,9 +12,21 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
-from lightning_cnnviz.core.findings import Finding, findings_of, report, summary_text
+from lightning_cnnviz.core.findings import (
+    Finding,
+    findings_of,
+    record_skipped,
+    report,
+    summary_text,
+)
 from lightning_cnnviz.core.monitor import Monitor, with_probe
-from lightning_cnnviz.core.probe import Probe, draw_probe, find_dataset, generator_for
+from lightning_cnnviz.core.probe import (
+    Probe,
+    draw_probe,
+    find_dataset,
+    generator_for,
+    has_val_data,
+)
 from lightning_cnnviz.overfitting.detector import OverfittingDetector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image
 from lightning_cnnviz.overfitting.metrics import Evaluation, figures, pick_metric
@@ -153,6 +165,9 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer, pl_module, epoch_end=False)
+        if self.events == 0 and not self.disabled and trainer.is_global_zero:
+            why = "no validation ran" if has_val_data(trainer) else "the run has no validation data"
+            record_skipped(trainer, self.section, f"train vs val comparison ({why})")
         with self.phase("summary"):
             summary = summary_text(findings_of(trainer))
             rank_zero_info(summary)
