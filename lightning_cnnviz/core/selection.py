@@ -28,6 +28,8 @@ __all__ = [
     "POOL_TYPES",
     "AutoRule",
     "LayerSpec",
+    "NoAutoLayers",
+    "NoMatch",
     "clean_name",
     "evenly_spaced",
     "is_compiled",
@@ -73,6 +75,16 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 _COMPILE_PREFIX = "_orig_mod."
+
+
+class NoMatch(ValueError):
+    """A ``layers`` pattern matches no module: the user's error, always raised."""
+
+
+class NoAutoLayers(ValueError):
+    """``layers="auto"`` found nothing this monitor can watch (not the user's error)."""
+
+
 # Wrappers that hold the real model as `.module` (by type: any module may own a `.module`).
 _WRAPPERS = (nn.parallel.DistributedDataParallel, nn.DataParallel)
 
@@ -179,13 +191,13 @@ def resolve_layers(
                 raise ValueError("`layers='auto'` is not supported by this monitor")
             found = auto(unwrap_model(model), available)
             if not found:
-                raise ValueError(
+                raise NoAutoLayers(
                     f"`layers='auto'` found no suitable module. Available: {_listing(available)}"
                 )
         else:
             found = [n for n, m in available.items() if _matches(pattern, n, m)]
             if not found:
-                raise ValueError(
+                raise NoMatch(
                     f"`layers` pattern {pattern!r} matches no module. "
                     f"Available: {_listing(available)}"
                 )
