@@ -194,7 +194,7 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         with self.phase("render"):  # host copies for the sink's thread
             row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, title)
             bad = int(blank_cams(row[1]).sum())
-        if bad:
+        if bad and title is None:  # a class row is blank where that class is not predicted
             self.warn_once("blank", f"{bad} CAM(s) of `{name}` ({split}) are all zero "
                                     "or not finite; they show blank")  # fmt: skip
         return row
