@@ -169,8 +169,9 @@ def resolve_layers(
         auto: the monitor's rule for ``"auto"``.
 
     Raises:
-        ValueError: a pattern matches nothing (the message lists the available
-            names), or ``"auto"`` was asked for with no rule or found nothing.
+        NoMatch: a pattern matches nothing (the message lists the available names).
+        NoAutoLayers: ``"auto"`` found nothing (a monitor steps aside on it).
+        ValueError: ``"auto"`` was asked for with no rule, or an empty list.
 
     Example::
 
@@ -178,7 +179,7 @@ def resolve_layers(
         >>> resolve_layers(net, "conv*")
         Traceback (most recent call last):
         ...
-        ValueError: `layers` pattern 'conv*' matches no module. Available: '0' (Conv2d), '1' (ReLU)
+        lightning_cnnviz.core.selection.NoMatch: `layers` pattern 'conv*' matches no module. ...
     """
     available = named_layers(unwrap_model(model))
     patterns = [layers] if isinstance(layers, str) else list(layers)
