@@ -29,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 __all__ = [
+    "LABEL_KEYS",
     "Probe",
     "dataset_labels",
     "draw_probe",
@@ -51,6 +52,7 @@ _STREAMS = {
 
 _IMAGE_KEYS = ("image", "images", "img", "input", "inputs", "x", "pixel_values")
 _LABEL_KEYS = ("label", "labels", "target", "targets", "y", "class")
+LABEL_KEYS = _LABEL_KEYS  # the label keys known without `label_key`
 
 
 def generator_for(seed: int, stream: str) -> torch.Generator:
@@ -129,10 +131,10 @@ class Probe:
         return self.images.to(device=device, dtype=dtype or self.images.dtype, non_blocking=True)
 
 
-def split_sample(sample: Any) -> tuple[Tensor, int | None]:
+def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None]:
     """Split one dataset item into (input tensor, label or None).
 
-    Handles ``(x, y)`` tuples/lists, dicts with usual keys and bare tensors.
+    Handles ``(x, y)`` tuples/lists, dicts with usual keys (or ``label_key``) and bare tensors.
 
     Example::
 
@@ -149,9 +151,11 @@ def split_sample(sample: Any) -> tuple[Tensor, int | None]:
         x = next((sample[k] for k in _IMAGE_KEYS if k in sample), None)
         if x is None:
             x = next((v for v in sample.values() if isinstance(v, Tensor) and v.dim() >= 2), None)
-        y = next((sample[k] for k in _LABEL_KEYS if k in sample), None)
+        keys = (label_key,) if label_key is not None else _LABEL_KEYS
+        y = next((sample[k] for k in keys if k in sample), None)
     elif isinstance(sample, Sequence) and sample:
-        x, y = sample[0], (sample[1] if len(sample) > 1 else None)
+        at = label_key if isinstance(label_key, int) else 1
+        x, y = sample[0], (sample[at] if len(sample) > at else None)
     else:
         x, y = None, None
     if not isinstance(x, Tensor):
@@ -193,9 +197,10 @@ def dataset_labels(dataset: Any) -> Tensor | None:
         dataset = inner
 
 
-def probe_from_indices(dataset: Any, indices: Sequence[int]) -> Probe:
+def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = None) -> Probe:
     """Load the samples at ``indices`` (e.g. restored from a checkpoint) into a probe."""
-    xs, ys = zip(*(split_sample(dataset[i]) for i in indices), strict=True) if indices else ((), ())
+    items = (split_sample(dataset[i], label_key) for i in indices)
+    xs, ys = zip(*items, strict=True) if indices else ((), ())
     if not xs:
         raise ValueError("a probe needs at least one sample")
     images = torch.stack([torch.as_tensor(x) for x in xs]).detach().cpu()
@@ -210,12 +215,14 @@ def draw_probe(
     *,
     class_balanced: bool = True,
     label_pool: int = 2048,
+    label_key: Any = None,
 ) -> Probe:
     """Draw ``num_samples`` items by index with ``generator``, balanced over classes.
 
     Classes take turns (0, 1, ..., 9, 0, 1, ...) so that every class appears
     before any repeats. Labels come from ``dataset.targets`` when available,
-    else from reading at most ``label_pool`` items.
+    else from reading at most ``label_pool`` items (``label_key`` names the label of a
+    dict item).
 
     Raises:
         ValueError: ``num_samples`` exceeds the dataset size.
@@ -228,13 +235,13 @@ def draw_probe(
         )
     order = torch.randperm(size, generator=generator)
     if not class_balanced:
-        return probe_from_indices(dataset, order[:num_samples].tolist())
+        return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
     labels = dataset_labels(dataset)
     candidates = order if labels is not None else order[: max(num_samples, label_pool)]
     if labels is None:
-        found = [split_sample(dataset[int(i)])[1] for i in candidates]
+        found = [split_sample(dataset[int(i)], label_key)[1] for i in candidates]
         if any(y is None for y in found):
-            return probe_from_indices(dataset, order[:num_samples].tolist())
+            return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
         labels_of = torch.tensor(found, dtype=torch.long)
     else:
         labels_of = labels[candidates]
@@ -246,4 +253,4 @@ def draw_probe(
             if turn < len(queue) and len(picked) < num_samples:
                 picked.append(queue[turn])
         turn += 1
-    return probe_from_indices(dataset, picked)
+    return probe_from_indices(dataset, picked, label_key)

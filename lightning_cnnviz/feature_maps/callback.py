@@ -12,12 +12,13 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_choice, check_int
-from lightning_cnnviz.core.inputs import norm_stats
+from lightning_cnnviz.core.inputs import as_pictures, norm_stats
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import named_layers, unwrap_model
+from lightning_cnnviz.core.target_layer import trace_calls
 from lightning_cnnviz.feature_maps import draw as fm
-from lightning_cnnviz.feature_maps.layers import auto_layers, stage_kind, stage_pairs
+from lightning_cnnviz.feature_maps.layers import auto_layers, candidates, stage_kind, stage_pairs
 
 
 class FeatureMapMonitor(Monitor, section="feature_maps"):
@@ -57,6 +58,8 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         'feature_maps/conv1/stages'
     """
 
+    auto_description = "it draws conv and pooling layers whose maps have more than one position"
+
     def __init__(
         self,
         layers: str | list[str] = "auto",
@@ -95,8 +98,18 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         self._hook_shared: set[str] = set()
 
     @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._trainer = trainer  # auto_layers (in setup) traces one probe sample
+        super().setup(trainer, pl_module, stage)
+
+    @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        return auto_layers(model, available, self.max_layers)
+        """Conv and pooling modules whose maps have more than one position (traced once)."""
+        x = self.probe_input(self._trainer, model)[:1]
+        watched = {n: available[n] for n in candidates(model, available)}
+        calls, _ = trace_calls(model, watched, x)
+        shapes = {call.name: call.shape for call in calls}
+        return auto_layers(model, available, self.max_layers, shapes, x.dim())
 
     @override
     def find_call_sites(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -128,7 +141,8 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         hooks = LayerCapture(self._hooked, shared=self._hook_shared)
         with self.phase("capture"), with_probe(model), hooks as cap:  # the only hooks
             model(x)
-        outs = cap.outputs
+        # signals: one heat strip per channel; volumes: depth slices side by side
+        outs = {s: _pictures(a, x.dim()) for s, a in cap.outputs.items()}
         with self.phase("compute"):
             plans, skipped = {}, []
             for site in self.sites():
@@ -148,10 +162,13 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         if skipped or any(host[len(host) - len(flags) :]):
             self.warn_once(
                 "skipped_or_non_finite",
-                f"skipped {skipped} (no 4-D output) or met non-finite activations (drawn as 0).",
+                f"skipped {skipped} (output not shaped like the input) or met non-finite "
+                "activations (drawn as 0).",
             )
         with self.phase("render"):  # host copies; the grids are drawn on the sink's thread
-            inputs = fm.input_image(x[:shown], norm_stats(trainer)).cpu()
+            strip = max(1, x.shape[-1] // 4)  # a signal's strip: a quarter as high as long
+            pictures = as_pictures(x[:shown], strip=strip)[0]
+            inputs = fm.input_image(pictures, norm_stats(trainer)).cpu()
             needed = {s for site in plans for s in self._stages.get(site, [site])}
             outs = {s: a.cpu() for s, a in outs.items() if s in needed}
             plans = {site: (outs[site], chosen.cpu()) for site, (_, chosen) in plans.items()}
@@ -199,6 +216,13 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._ranges = {k: torch.tensor(v) for k, v in state.get("ranges", {}).items()}
+
+
+def _pictures(act: Tensor, ndim: int) -> Tensor:
+    """A signal's (N, C, L) or a volume's (N, C, D, H, W) maps as (N, C, h, w) pictures."""
+    if act.dim() == ndim and ndim in (3, 5):
+        return as_pictures(act, strip=1, stack_channels=False)[0]
+    return act
 
 
 def _index_list(value: Any) -> bool:

@@ -21,7 +21,7 @@ Example::
     (0.1, 0.0)
     >>> image = torch.zeros(1, 1, 10, 10)
     >>> image[0, 0, :2] = 0.9  # the object: the two top rows
-    >>> metrics = cam_metrics(flat, image, None, threshold=0.2)
+    >>> metrics = cam_metrics(flat, foreground(image, 0.2), None)
     >>> {name: round(float(value), 6) for name, value in metrics.items()}
     {'concentration': 0.1, 'on_object': 0.2}
 """
