@@ -23,7 +23,7 @@ Example::
     >>> image[0, 0, :2] = 0.9  # the object: the two top rows
     >>> metrics = cam_metrics(flat, image, None, threshold=0.2)
     >>> {name: round(float(value), 6) for name, value in metrics.items()}
-    {'concentration': 0.1, 'on_object': 0.2}
+    {'concentration': 0.1, 'on_object': 0.2, 'object_share': 0.2}
 """
 
 from __future__ import annotations
@@ -151,12 +151,15 @@ def cam_metrics(
 ) -> dict[str, Tensor]:
     """Per-image CAM metrics (N,) by name.
 
-    ``concentration``; ``on_object`` unless ``threshold`` is ``None``; ``drift``
-    when a ``previous`` CAM of the same shape is given.
+    ``concentration``; ``on_object`` and ``object_share`` (the object's share of the
+    image area: what ``on_object`` of a CAM spread evenly would be) unless ``threshold``
+    is ``None``; ``drift`` when a ``previous`` CAM of the same shape is given.
     """
     out = {"concentration": concentration(cam)}
     if threshold is not None:
-        out["on_object"] = on_object(cam, foreground(image01, threshold))
+        mask = foreground(image01, threshold)
+        out["on_object"] = on_object(cam, mask)
+        out["object_share"] = mask.flatten(1).float().mean(1)
     if previous is not None and previous.shape == cam.shape:
         out["drift"] = drift(cam, previous.float())
     return out
