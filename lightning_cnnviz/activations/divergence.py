@@ -45,6 +45,7 @@ SMOOTH = 5  # steps per median: one odd batch is not a spike
 SPIKE_OVER_START = 1.5  # smoothed loss above 1.5x its start: diverged
 SPIKE_OVER_BEST = 3.0  # ... or 3x its best while having lost half the progress made
 LOST_SHARE = 0.5
+MIN_STEPS = 20  # losses needed before ``progress`` says anything
 JUMP = 10.0  # one step's loss 10x where it started: no batch is that much harder
 
 REMEDIES = (
@@ -149,7 +150,8 @@ def loss_spike(
 def progress(series: Sequence[tuple[int, float]], recent: int = 20) -> float | None:
     """``1 - loss now / loss at the start`` (median of the last ``recent`` steps; first step).
 
-    None with fewer than ``2 * SMOOTH`` finite losses (too early to tell).
+    None with fewer than ``MIN_STEPS`` finite losses (too early to tell: the first
+    steps of a healthy run may barely move the loss).
 
     Example::
 
@@ -157,7 +159,7 @@ def progress(series: Sequence[tuple[int, float]], recent: int = 20) -> float | N
         0.75
     """
     finite = [v for _, v in series if math.isfinite(v)]
-    if len(finite) < 2 * SMOOTH:
+    if len(finite) < MIN_STEPS:
         return None
     start, now = finite[0], statistics.median(finite[-recent:])
     return 1.0 - now / start if start > 0 else None

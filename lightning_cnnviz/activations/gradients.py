@@ -99,7 +99,7 @@ def gradient_findings(
         )
         if saturated:
             text += "; saturated " + ", ".join(f"`{s}` {v:.0%}" for s, v in saturated.items())
-        text += "" if stalled is False else "; the loss has stopped falling"
+        text += "; the loss has stopped falling" if stalled else ""
         fig = figures | {f"saturation/{s}": v for s, v in saturated.items()}
         found.append(
             ("vanishing_gradients", severity, _with_remedies(text, "vanishing_gradients"), fig)
