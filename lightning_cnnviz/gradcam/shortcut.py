@@ -10,11 +10,13 @@ by the monitor):
   of it for 2 logs in a row (``train_val_gap``). Train and val images come from the
   same distribution, so a CAM that leaves the object on training images only points
   at a cue that only training images carry;
-* ``cam_shortcut`` (``splits="both"``): on both splits ``on_object`` stayed below half
+* ``cam_shortcut`` (``splits="both"``): on both splits ``on_object`` stayed below 0.9x
   the object's share of the image area (``object_share``: a CAM spread evenly over
-  the image would score it) for 2 logs in a row (``below_area``). A CAM that avoids
-  the object on every image, validation included, means the model reads something
-  else, a cue present on both splits (``train_val_gap`` cannot see it: no gap).
+  the image would score it) for 2 logs in a row (``below_area``). A CAM no more on the
+  object than chance, on every image, validation included, means the model reads
+  something else, a cue present on both splits (``train_val_gap`` cannot see it: no
+  gap). Measured on the reference model: 1.7-1.9x the area share without a cue,
+  0.77-0.87x with a label-coding marker on both splits.
 
 Example::
 
@@ -23,7 +25,7 @@ Example::
     ...  for kind, *_ in on_object_findings(state, train, val)]
     ['cam_off_object', 'cam_shortcut']
     >>> state, areas = {}, (0.2, 0.2)
-    >>> [(kind, figures["splits"]) for pair in ((0.05, 0.06), (0.05, 0.05))
+    >>> [(kind, figures["splits"]) for pair in ((0.14, 0.15), (0.13, 0.15))
     ...  for kind, _, figures in on_object_findings(state, *pair, areas)]
     [('cam_shortcut', 'both')]
 """
@@ -38,8 +40,8 @@ __all__ = ["below_area", "fell_off", "on_object_findings", "on_object_text", "tr
 DROP_RATIO, DROP_MARGIN = 0.5, 0.2
 # ``cam_shortcut``: train on_object below val's by 0.1 and below 0.75x val's, 2 logs in a row.
 GAP_MARGIN, GAP_RATIO, GAP_PATIENCE = 0.1, 0.75, 2
-# ``cam_shortcut`` on both splits: on_object below 0.5x the object's area share, 2 logs in a row.
-AREA_RATIO, AREA_PATIENCE = 0.5, 2
+# ``cam_shortcut`` on both splits: on_object below 0.9x the object's area share, 2 logs in a row.
+AREA_RATIO, AREA_PATIENCE = 0.9, 2
 
 
 def fell_off(state: dict[str, Any], value: float, ratio: float = 0.5, margin: float = 0.2) -> bool:
@@ -104,7 +106,7 @@ def below_area(
     Example::
 
         >>> state = {}
-        >>> [below_area(state, v, (0.2, 0.2)) for v in [(0.05, 0.3), (0.05, 0.05), (0.04, 0.06)]]
+        >>> [below_area(state, v, (0.2, 0.2)) for v in [(0.1, 0.3), (0.1, 0.15), (0.12, 0.16)]]
         [False, False, True]
     """
     low = all(v < ratio * a for v, a in zip(values, areas, strict=True))
@@ -147,9 +149,10 @@ def on_object_findings(
     if val is not None and None not in areas and below_area(state, (train, val), areas):  # type: ignore[arg-type]
         area, val_area = areas
         message = (
-            f"Grad-CAM avoids the object on training and validation images alike: {train:.2f} "
+            f"Grad-CAM is not on the object, on training and validation images alike: {train:.2f} "
             f"(train) and {val:.2f} (val) of its mass lies on the object, which covers "
-            f"{area:.2f} and {val_area:.2f} of the image ({AREA_PATIENCE} logs in a row); the "
+            f"{area:.2f} and {val_area:.2f} of the image: no more than a CAM spread evenly "
+            f"would give ({AREA_PATIENCE} logs in a row); the "
             "model relies on a cue that validation images carry too (a shortcut), so "
             "validation accuracy cannot reveal it"
         )
