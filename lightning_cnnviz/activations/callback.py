@@ -211,7 +211,7 @@ class ActivationMonitor(Monitor, section="activations"):
             step, epoch, figures, self._rec.sites, profile,
             lambda: nonfinite_parameters(list(model.named_parameters())),
         )  # fmt: skip
-        scalars.update({self.tag("grad_rms", name): value for name, value in profile})
+        scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})
         self.sink.scalars(scalars, step)  # the training thread's work first, then the sink's
         with self.phase("render"):  # strips are new tensors each log: safe to hand over
             strips = {site: self.history.strips[site] for site in figures}

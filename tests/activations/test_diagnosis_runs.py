@@ -93,7 +93,7 @@ def test_diagnosis_runs_deep_sigmoid_cnn_vanishing_gradients(tmp_path):
     (vanishing,) = [f for f in findings_of(trainer) if f.kind == "vanishing_gradients"]
     assert vanishing.severity == "problem" and vanishing.step == 25
     acc = events(tmp_path)
-    first, last = (acc.Scalars(f"activations/grad_rms/net.{i}")[-1].value for i in (0, 19))
+    first, last = (acc.Scalars(f"activations/net.{i}/grad_rms")[-1].value for i in (0, 19))
     assert vanishing.figures["first_rms"] == pytest.approx(first)
     assert vanishing.figures["depth_ratio"] < 1e-3 and first < 1e-3 * last
     assert "`net.0`" in vanishing.message and "Sigmoid" in vanishing.message
