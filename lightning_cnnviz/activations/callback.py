@@ -9,10 +9,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz.activations.dead import DeadHistory, diagnosis_text
+from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
+from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.recorder import Recorder, batches_to_log, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.activation_kind import is_activation
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.monitor import Monitor
@@ -76,7 +78,8 @@ class ActivationMonitor(Monitor, section="activations"):
     @override
     def reset(self) -> None:
         self._rec = Recorder(self.eps, self.histograms)
-        self.history = DeadHistory(self.dead_threshold, self.strip_length)
+        self.diagnosis = TrainingDiagnosis(self.dead_threshold, self.strip_length, self.tau)
+        self.history = self.diagnosis.history
         self._grads_due = self._mute = False
         self._compiled: bool | None = None  # known at the first training batch
 
@@ -87,7 +90,9 @@ class ActivationMonitor(Monitor, section="activations"):
 
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        found = of_type(*ACTIVATION_TYPES)(model, available)
+        known = set(of_type(*ACTIVATION_TYPES)(model, available))
+        # timm's GELU/Swish classes and users' own: recognised by what they compute
+        found = [n for n, m in available.items() if n in known or is_activation(m)]
         self.fallback = not found
         return found or fallback_layers(available)
 
@@ -158,6 +163,8 @@ class ActivationMonitor(Monitor, section="activations"):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._rec.detach()
+        if not self.disabled and not trainer.sanity_checking:
+            self.diagnosis.loss.add(trainer.global_step, outputs)  # a reference: no sync
         if self._rec.window_seconds:  # the window's share of the cost, beside the events'
             self.timings["window"] += self._rec.window_seconds
             self.budget.add(self._rec.window_seconds)
@@ -174,9 +181,11 @@ class ActivationMonitor(Monitor, section="activations"):
             self._rec.probe(unwrap_model(pl_module), self.selected, x)
         with self.phase("compute"):  # collectives on every rank, then one host transfer
             figures, grads = self._rec.gather(self.tau)
+        if not trainer.is_global_zero:
+            self.diagnosis.loss.drop()
         if trainer.is_global_zero and not self._mute:
             try:
-                self._publish(trainer, figures, grads)
+                self._publish(trainer, pl_module, figures, grads)
             except Exception as err:
                 if self.strict or trainer.world_size == 1:
                     raise
@@ -184,28 +193,39 @@ class ActivationMonitor(Monitor, section="activations"):
                 rank_zero_warn(f"ActivationMonitor stops writing (training goes on): {err!r}")
 
     def _publish(
-        self, trainer: Trainer, figures: dict[str, dict[str, Tensor]], grads: dict
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        figures: dict[str, dict[str, Tensor]],
+        grads: dict,
     ) -> None:
         step, epoch, scalars = trainer.global_step, trainer.current_epoch, {}
+        profile = self._rec.split_profile(grads)
         for site, f in figures.items():
             values = site_scalars(f, self._rec.sites[site], grads)
             scalars.update({self.tag(site, key): value for key, value in values.items()})
             if values["nonfinite"] > 0:
                 self.warn_once("nonfinite", f"non-finite activations in `{site}` ({step=})")
-        alerts = self.history.update(figures)  # the training thread's work first, then
-        self.sink.scalars(scalars, step)  # the sink's jobs (they share the interpreter lock)
+        model = unwrap_model(pl_module)
+        verdicts = self.diagnosis.review(
+            step, epoch, figures, self._rec.sites, profile,
+            lambda: nonfinite_parameters(list(model.named_parameters())),
+        )  # fmt: skip
+        scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})
+        self.sink.scalars(scalars, step)  # the training thread's work first, then the sink's
         with self.phase("render"):  # strips are new tensors each log: safe to hand over
             strips = {site: self.history.strips[site] for site in figures}
             self.in_background(lambda: self._draw_strips(strips, step))
             for site in figures:
                 if (sample := self._rec.samples.pop(site, None)) is not None:
                     self.sink.histogram(self.tag(site, "histogram"), sample, step)
-        if alerts:
-            message = diagnosis_text(alerts, self.history.dead, step, epoch)
-            rank_zero_warn(message)
-            self.sink.text(self.tag("diagnosis"), message, step)
-            found = {site: fraction for site, fraction, _ in alerts}
-            report(trainer, Finding(self.section, "dead_units", step, epoch, message, found))
+        if verdicts:  # one text per log: TensorBoard keeps one entry per tag and step
+            self.sink.text(self.tag("diagnosis"), "\n\n".join(v.message for v in verdicts), step)
+        for v in verdicts:
+            if v.severity == "problem":  # notes go to the summary and the text only
+                rank_zero_warn(v.message)
+            report(trainer, Finding(self.section, v.kind, step, epoch, v.message, v.figures,
+                                    severity=v.severity))  # fmt: skip
 
     def _draw_strips(self, strips: dict[str, Tensor], step: int) -> None:  # the sink's thread
         palette = rendering.to_uint8(rendering.colormap("inferno"))  # history values index it

@@ -24,10 +24,14 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DORMANT_REMEDIES",
     "REMEDIES",
     "DeadHistory",
     "dead_alerts",
+    "dead_severity",
+    "dead_text",
     "diagnosis_text",
+    "dormant_text",
     "strip_append",
     "strip_column",
 ]
@@ -101,6 +105,12 @@ REMEDIES = (
     "use He (kaiming) initialisation; put BatchNorm before the activation; check the bias "
     "(a large negative bias switches a unit off for every input)"
 )
+# Rectifiers that already pass gradient below zero get the same advice minus the swap.
+DORMANT_REMEDIES = (
+    "lower the learning rate; use He (kaiming) initialisation; put a normalisation layer "
+    "before the activation; for reinforcement-style non-stationary targets, ReDo-style "
+    "re-initialisation of dormant units (Sokar et al. 2023)"
+)
 
 
 def diagnosis_text(
@@ -126,6 +136,79 @@ def diagnosis_text(
     return (
         f"Dead units at step {step} (epoch {epoch}): {'; '.join(parts)}. "
         f"Units that never activate get no gradient and stop learning. Try: {REMEDIES}."
+    )
+
+
+LARGE = 0.75  # a layer this silent has lost most of its width: a problem whatever the loss
+FAST_RISE = 0.2  # dead share up this much since the last log while the loss is not falling well
+STALLED = 0.2  # the loss fell less than 20% since the first steps: learning has stalled
+SLOW = 0.3  # the reference model has fallen 45% by step 25 (Adam 1e-3)
+
+
+def dead_severity(fraction: float, before: float | None, progress: float | None) -> str:
+    """``"problem"`` when dead units hurt, else ``"note"``.
+
+    Hurt: a ``LARGE`` share of the layer; or the share reached the threshold while
+    learning stalled (``progress < STALLED``); or it rose by ``FAST_RISE`` since the last
+    log while the loss is not falling well (``progress < SLOW``). ``progress`` (``1 -
+    loss now / loss at the start``) None means unknown: only the share decides.
+
+    Example::
+
+        >>> dead_severity(0.34, None, 0.9), dead_severity(0.34, None, 0.05)
+        ('note', 'problem')
+        >>> dead_severity(0.4, 0.1, 0.25), dead_severity(0.8, None, 0.9)
+        ('problem', 'problem')
+    """
+    if fraction >= LARGE:
+        return "problem"
+    if progress is None:
+        return "note"
+    rising = before is not None and fraction - before >= FAST_RISE
+    return "problem" if progress < STALLED or (rising and progress < SLOW) else "note"
+
+
+def dead_text(
+    alerts: Sequence[tuple[str, float, float | None]],
+    dead: Mapping[str, Sequence[int]],
+    step: int,
+    epoch: int,
+    severity: str,
+    progress: float | None,
+) -> str:
+    """``diagnosis_text`` with the severity's reason: why it hurts, or why it does not."""
+    text = diagnosis_text(alerts, dead, step, epoch)
+    if severity == "problem":
+        return text
+    head = text.split(" Units that never")[0].rstrip(".")
+    why = (
+        f"learning goes on (the loss fell {progress:.0%} since the first step)"
+        if progress is not None
+        else "too few steps yet to tell whether learning suffers"
+    )
+    return (
+        f"{head}. A note, not a problem: {why}; dense layers after a flatten often keep a "
+        "share of silent units without harm. Watch it if it keeps rising."
+    )
+
+
+def dormant_text(
+    alerts: Sequence[tuple[str, float, float | None]], step: int, epoch: int, tau: float
+) -> str:
+    """Dormant units of activations that pass gradient below zero (never called dead).
+
+    Example::
+
+        >>> dormant_text([("act", 0.5, None)], 9, 0, 0.025)[:60]
+        'Dormant units at step 9 (epoch 0): `act`: 50% of units below'
+    """
+    parts = [f"`{site}`: {share:.0%} of units below {tau:g}x the layer's mean activity"
+             + (f" (was {before:.0%})" if before is not None else "")
+             for site, share, before in alerts]  # fmt: skip
+    return (
+        f"Dormant units at step {step} (epoch {epoch}): {'; '.join(parts)}. These activations "
+        "pass gradient below zero, so the units are not dead, only little used (dormant, "
+        f"Sokar et al. 2023). If it keeps rising: {DORMANT_REMEDIES}."
     )
 
 
@@ -156,15 +239,25 @@ class DeadHistory:
         self.dead: dict[str, list[int]] = {}  # dead channels per site at the last log
 
     def update(
-        self, figures: Mapping[str, Mapping[str, Tensor]]
+        self,
+        figures: Mapping[str, Mapping[str, Tensor]],
+        kinds: Mapping[str, str | None] | None = None,
     ) -> list[tuple[str, float, float | None]]:
-        """Take one log's figures per site (host tensors); return the ``dead_alerts``."""
+        """Take one log's figures per site (host tensors); return the ``dead_alerts``.
+
+        ``kinds`` (``SiteInfo.kind`` per site): ``"leaky"`` sites are measured by their
+        dormant share (they cannot die), ``"saturating"`` ones not at all (the gradient
+        rules read their saturation); the rest by their dead share.
+        """
         fractions = {}
         for site, f in figures.items():
             column = strip_column(f["active_share"])
             self.strips[site] = strip_append(self.strips.get(site), column, self.strip_length)
             self.dead[site] = f["dead"].nonzero().flatten().tolist()
-            fractions[site] = float(f["dead_fraction"])
+            kind = (kinds or {}).get(site, "rectifier")
+            if kind == "saturating":
+                continue
+            fractions[site] = float(f["dormant_fraction" if kind == "leaky" else "dead_fraction"])
         alerts = dead_alerts(fractions, self.previous, self.threshold, self.rise)
         self.previous.update(fractions)
         return alerts

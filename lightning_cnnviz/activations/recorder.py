@@ -163,6 +163,7 @@ def weight_grad_norm(module: nn.Module) -> Tensor | None:
     )
 
 
+_RMS = "rms:"  # the depth profile's keys among gather's extras (module names hold no ':')
 _SCALARS = ("dead_fraction", "dormant_fraction", "zero_fraction", "mean", "std", "max_abs")
 
 
@@ -209,6 +210,8 @@ class Recorder:
         self.stats: dict[str, ActivationStats] = {}
         self.samples: dict[str, Tensor] = {}
         self.grad_norms: dict[str, Tensor] = {}
+        self.depth: list[str] = []  # layers with a weight matrix, in forward order
+        self.grad_rms: dict[str, Tensor] = {}
         self.root: nn.Module | None = None
         self.failure: Exception | None = None
         self.counts: dict[str, int] = {}
@@ -222,7 +225,8 @@ class Recorder:
 
     def trace(self, model: nn.Module, selected: Mapping[str, nn.Module], x: Tensor) -> None:
         """Learn the call sites with one probe pass on ``x`` (call counts, ``SiteInfo``)."""
-        self.counts, self.sites = trace_sites(model, selected, lambda: model(x))
+        self.depth = []
+        self.counts, self.sites = trace_sites(model, selected, lambda: model(x), self.depth)
         self.stats, self.root = make_stats(self.sites, self.eps, x.device), model
 
     def attach(self, selected: Mapping[str, nn.Module]) -> None:
@@ -262,15 +266,32 @@ class Recorder:
             self.samples[site] = flat[:: max(1, flat.numel() // 4096)].float().clone()
 
     def read_grads(self, model: nn.Module) -> None:
-        """Keep the weight-gradient norm of every site's producer (reads ``p.grad`` only)."""
+        """Keep the weight-gradient norm of every site's producer and the depth profile.
+
+        The profile: the RMS of each weight-matrix layer's weight gradient (``||g|| /
+        sqrt(numel)``), in forward order. Reads ``p.grad`` only, no sync.
+        """
         modules = named_layers(model)
         for name in {info.producer for info in self.sites.values() if info.producer}:
             norm = weight_grad_norm(modules[name])
             if norm is not None:
                 self.grad_norms[name] = norm
+        for name in self.depth:
+            grad = getattr(modules.get(name), "weight", None)
+            grad = grad.grad if isinstance(grad, Tensor) else None
+            if grad is not None and grad.numel():
+                rms = torch.linalg.vector_norm(grad.detach().float()) / grad.numel() ** 0.5
+                self.grad_rms[name] = rms
 
     def gather(self, tau: float) -> tuple[dict[str, dict[str, Tensor]], dict[str, float]]:
         """``gather`` over the sites and the kept gradient norms (then cleared)."""
-        out = gather(self.stats, self.grad_norms, tau)
-        self.grad_norms = {}
-        return out
+        rms = {f"{_RMS}{name}": value for name, value in self.grad_rms.items()}
+        figures, extras = gather(self.stats, {**self.grad_norms, **rms}, tau)
+        self.grad_norms, self.grad_rms = {}, {}
+        return figures, extras
+
+    @staticmethod
+    def split_profile(extras: dict[str, float]) -> list[tuple[str, float]]:
+        """Take the depth profile out of ``gather``'s extras: ``[(layer, rms)]`` in order."""
+        keys = [key for key in extras if key.startswith(_RMS)]
+        return [(key.removeprefix(_RMS), extras.pop(key)) for key in keys]

@@ -23,10 +23,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.activations.stats import SYMMETRIC_TYPES, output_bounds
-from lightning_cnnviz.core.capture import LayerCapture, probe_mode, site_name
+from lightning_cnnviz.core.activation_kind import activation_kind, saturation_range
+from lightning_cnnviz.core.capture import LayerCapture, module_name, probe_mode, site_name
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, CONV_TYPES, named_layers
 
 __all__ = ["SiteInfo", "fallback_layers", "trace_sites"]
@@ -77,6 +79,9 @@ class SiteInfo:
             (Tanh), ``"preactivation"`` for any other module (dead = never positive).
         bounds: output range of a saturating activation, else None.
         nonnegative: the output is ``>= 0`` wherever finite (a plain ReLU or ReLU6).
+        kind: what the module computes (``core.activation_kind``): ``"rectifier"``
+            (units can die), ``"leaky"`` (never dead, maybe dormant), ``"saturating"``;
+            None for a pre-activation (a conv/BN/linear output, read as a ReLU input).
     """
 
     module: str
@@ -86,12 +91,29 @@ class SiteInfo:
     mode: str
     bounds: tuple[float, float] | None
     nonnegative: bool = False
+    kind: str | None = "rectifier"
 
 
-def _mode(module: nn.Module) -> str:
-    if isinstance(module, SYMMETRIC_TYPES):
+def _mode(module: nn.Module, kind: str | None, bounds: tuple[float, float] | None) -> str:
+    if isinstance(module, SYMMETRIC_TYPES) or (kind == "saturating" and bounds and bounds[0] < 0):
         return "magnitude"
-    return "positive" if isinstance(module, ACTIVATION_TYPES) else "preactivation"
+    return "positive" if isinstance(module, ACTIVATION_TYPES) or kind else "preactivation"
+
+
+def _is_branch(k: int, events: list[tuple[str, Tensor, Tensor | None]]) -> bool:
+    """Event ``k`` reads the output of an earlier event, not of the one just before it.
+
+    That is a shortcut (a residual block's downsampling conv, run after the main
+    path): the activation after the addition belongs to the main path's layer.
+    """
+    inp = events[k][2]
+    if inp is None or k < 2 or _same(inp, events[k - 1][1]):
+        return False
+    return any(_same(inp, out) for _, out, _ in events[: k - 1])
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and torch.equal(a, b)
 
 
 def _has_weight_matrix(module: nn.Module) -> bool:
@@ -100,11 +122,17 @@ def _has_weight_matrix(module: nn.Module) -> bool:
 
 
 def trace_sites(
-    model: nn.Module, selected: Mapping[str, nn.Module], run: Callable[[], Any]
+    model: nn.Module,
+    selected: Mapping[str, nn.Module],
+    run: Callable[[], Any],
+    order: list[str] | None = None,
 ) -> tuple[dict[str, int], dict[str, SiteInfo]]:
     """Call counts of the selected modules and a ``SiteInfo`` per call site, from one pass.
 
-    ``run`` performs the forward pass (in eval mode, without gradients).
+    ``run`` performs the forward pass (in eval mode, without gradients). A site's
+    producer skips a shortcut conv run between the main path and the activation
+    (``_is_branch``). ``order``, if given, receives the layers with a weight matrix
+    in the order of their first call (depth order, for the gradient profile).
 
     Example::
 
@@ -115,31 +143,41 @@ def trace_sites(
         >>> counts, [(s, i.producer, i.channel_dim, i.channels) for s, i in sites.items()]
         ({'1': 2}, [('1#0', '0', 1, 4), ('1#1', '3', -1, 3)])
     """
-    weighted = {n: m for n, m in named_layers(model).items() if _has_weight_matrix(m)}
-    events: list[tuple[str, tuple[int, ...]]] = []
-    with (
-        probe_mode(model),
-        LayerCapture(
-            {**weighted, **selected}, on_output=lambda n, out: events.append((n, tuple(out.shape)))
-        ),
-    ):
+    layers = named_layers(model)
+    weighted = {n: m for n, m in layers.items() if _has_weight_matrix(m)}
+    watched = {**weighted, **selected}
+    # every call named apart (``name#i``), with its input, in call order
+    with probe_mode(model), LayerCapture(watched, shared=set(watched), inputs=True) as cap:
         run()
-    counts = {name: sum(1 for n, _ in events if n == name) for name in selected}
+    events = [(module_name(key), out, cap.inputs.get(key)) for key, out in cap.outputs.items()]
+    counts = {name: sum(1 for n, *_ in events if n == name) for name in selected}
+    if order is not None:
+        order.extend(dict.fromkeys(n for n, *_ in events if n in weighted))
     shared = {name for name, count in counts.items() if count > 1}
     calls = dict.fromkeys(selected, 0)
     sites: dict[str, SiteInfo] = {}
     producer = None
-    for name, shape in events:
-        producer = name if name in weighted else producer
+    for k, (name, out, _) in enumerate(events):
+        if name in weighted:
+            keep = producer is not None and _is_branch(k, events)
+            producer = producer if keep else name
         if name not in selected:
             continue
+        shape = tuple(out.shape)
         site = site_name(name, calls[name], shared)
         calls[name] += 1
         module = selected[name]
         linear = isinstance(weighted.get(producer or ""), nn.Linear | nn.Bilinear)
         dim = -1 if linear or len(shape) <= 2 else 1
+        channels = shape[dim] if shape else 1
+        kind = (
+            activation_kind(module, channels) if not isinstance(module, _FALLBACK_TYPES) else None
+        )
+        bounds = output_bounds(module) or (
+            saturation_range(module) if kind == "saturating" else None
+        )
         sites[site] = SiteInfo(
-            name, producer, dim, shape[dim] if shape else 1,
-            _mode(module), output_bounds(module), type(module) in (nn.ReLU, nn.ReLU6),
+            name, producer, dim, channels, _mode(module, kind, bounds), bounds,
+            type(module) in (nn.ReLU, nn.ReLU6), kind,
         )  # fmt: skip
     return counts, sites

@@ -170,7 +170,8 @@ class GradCAMMonitor(Monitor, section="gradcam"):
             self.sink.scalars(scalars, trainer.global_step)
             self.in_background(lambda step=trainer.global_step: self._draw(panels, step))
         on_object = [scalars.get(self.tag(split, "on_object")) for split in ("train", "val")]
-        self._check_on_object(trainer, *on_object)
+        areas = tuple(scalars.get(self.tag(split, "object_share")) for split in ("train", "val"))
+        self._check_on_object(trainer, *on_object, areas=areas)
 
     def _draw(self, panels: list[tuple[str, list[Row]]], step: int) -> None:
         """On the sink's thread: one image per split, a captioned grid per row."""
@@ -285,10 +286,15 @@ class GradCAMMonitor(Monitor, section="gradcam"):
             self._masks[split] = (image01, mask)
         return mask
 
-    def _check_on_object(self, trainer: Trainer, value: float | None, val: float | None = None
-                         ) -> None:  # fmt: skip
+    def _check_on_object(
+        self,
+        trainer: Trainer,
+        value: float | None,
+        val: float | None = None,
+        areas: tuple[float | None, float | None] = (None, None),
+    ) -> None:
         step, epoch = trainer.global_step, trainer.current_epoch
-        for kind, message, figures in on_object_findings(self._on_object, value, val):
+        for kind, message, figures in on_object_findings(self._on_object, value, val, areas):
             rank_zero_warn(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
             if self._sink is not None:
                 self.sink.text(self.tag("diagnosis"), on_object_text(message, step, epoch), step)

@@ -23,7 +23,7 @@ Example::
     >>> image[0, 0, :2] = 0.9  # the object: the two top rows
     >>> metrics = cam_metrics(flat, foreground(image, 0.2), None)
     >>> {name: round(float(value), 6) for name, value in metrics.items()}
-    {'concentration': 0.1, 'on_object': 0.2}
+    {'concentration': 0.1, 'on_object': 0.2, 'object_share': 0.2}
 """
 
 from __future__ import annotations
@@ -149,12 +149,15 @@ def drift(cam: Tensor, previous: Tensor) -> Tensor:
 def cam_metrics(cam: Tensor, mask: Tensor | None, previous: Tensor | None) -> dict[str, Tensor]:
     """Per-image CAM metrics (N,) by name.
 
-    ``concentration``; ``on_object`` when a foreground ``mask`` (``foreground``) is
-    given; ``drift`` when a ``previous`` CAM of the same shape is given.
+    ``concentration``; ``on_object`` and ``object_share`` (the object's share of the
+    image area: what ``on_object`` of a CAM spread evenly would be) when a foreground
+    ``mask`` (``foreground``) is given; ``drift`` when a ``previous`` CAM of the same
+    shape is given.
     """
     out = {"concentration": concentration(cam)}
     if mask is not None:
         out["on_object"] = on_object(cam, mask)
+        out["object_share"] = mask.flatten(1).float().mean(1)
     if previous is not None and previous.shape == cam.shape:
         out["drift"] = drift(cam, previous.float())
     return out

@@ -133,17 +133,23 @@ def test_activations_planted_dead_channels_exact(tmp_path):
     # conv3's output is kept before the in-place ReLU: its planted channel is negative
     assert scalars(tmp_path, "activations/conv3/mean")[8] == pytest.approx(-93 / 8, abs=0.05)
     assert scalars(tmp_path, "activations/act#0/mean")[8] == pytest.approx(7 / 8, abs=0.05)
-    # relu1 (2/8), conv2 (3/8) and act#1 (4/16) reach the 0.25 threshold: one warning, once
-    dead_warnings = [m for m in said if m.startswith("Dead units")]
-    assert len(dead_warnings) == 1
-    assert "`relu1`: 25% of units dead (1, 4)" in dead_warnings[0]
-    assert "`act#1`: 25% of units dead (3, 7, 8, 15)" in dead_warnings[0]
-    assert "`conv2`: 38%" in dead_warnings[0]
-    assert "`fc2`" not in dead_warnings[0] and "`act#0`" not in dead_warnings[0]
-    (text,) = texts(events(tmp_path), "activations/diagnosis")
-    assert "step 4 (epoch 0)" in text and "LeakyReLU" in text
-    (finding,) = findings_of(trainer)
-    assert finding.kind == "dead_units" and finding.figures["relu1"] == pytest.approx(0.25)
+    # relu1 (2/8), conv2 (3/8) and act#1 (4/16) reach the 0.25 threshold: one finding, once;
+    # after 4 steps nothing tells that learning suffers (too few losses): a note, no warning
+    assert not [m for m in said if m.startswith("Dead units")]
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "dead_units"]
+    assert (finding.kind, finding.severity, finding.step) == ("dead_units", "note", 4)
+    assert finding.figures["relu1"] == pytest.approx(0.25) and "progress" not in finding.figures
+    text = finding.message
+    assert "`relu1`: 25% of units dead (1, 4)" in text
+    assert "`act#1`: 25% of units dead (3, 7, 8, 15)" in text
+    assert "`conv2`: 38%" in text
+    assert "`fc2`" not in text and "`act#0`" not in text
+    (written,) = texts(events(tmp_path), "activations/diagnosis")
+    assert text in written and "A note, not a problem" in text and "LeakyReLU" not in text
+    assert "too few steps yet" in text
+    # the planted weights (0.001 x randn) shrink the gradient at every layer on the way down
+    (vanishing,) = [f for f in findings_of(trainer) if f.kind == "vanishing_gradients"]
+    assert vanishing.figures["depth_ratio"] < 1e-6 and "`conv1`" in vanishing.message
 
 
 def hooked(model):
@@ -256,8 +262,14 @@ def test_activations_auto_falls_back_to_preactivations_and_says_so(tmp_path):
 
 def test_activations_nonfinite_one_warning_finite_images(tmp_path):
     monitor = ActivationMonitor(layers="relu1", every_n_steps=2, window=8)
-    _, _, said = fit(tmp_path, monitor, nan=True, max_steps=8)
-    assert len([m for m in said if "non-finite" in m]) == 1
+    trainer, _, said = fit(tmp_path, monitor, nan=True, max_steps=8)
+    assert len([m for m in said if m.startswith("ActivationMonitor: non-finite")]) == 1
+    # the NaN pixel in the first batch makes the first loss NaN: a divergence, told once
+    (diverged,) = [f for f in findings_of(trainer) if f.kind == "divergence"]
+    assert diverged.severity == "problem" and diverged.step == 2
+    assert diverged.figures["first_nonfinite_step"] == 1
+    assert diverged.figures["first_nonfinite_layer"] == "relu1"
+    assert "check the inputs and labels for NaN/Inf" in diverged.message
     assert scalars(tmp_path, "activations/relu1/nonfinite")[2] > 0
     assert len(events(tmp_path).Images("activations/relu1/dead_strip")) == 4
 

@@ -96,8 +96,35 @@ def test_on_object_monitor_reports_cam_shortcut_once():
     found = [(f.kind, f.step) for f in findings_of(trainer)]
     assert found == [("cam_off_object", 1), ("cam_shortcut", 2)]
     shortcut = findings_of(trainer)[1]
-    assert shortcut.figures == {"on_object": 0.14, "val_on_object": 0.30}
+    assert shortcut.figures == {"on_object": 0.14, "val_on_object": 0.30, "splits": "train"}
     assert "0.14" in shortcut.message and "0.30 on validation" in shortcut.message
     restored = GradCAMMonitor()
     restored.load_state_dict(monitor.state_dict())
     assert restored._on_object["gap_run"] == 3
+
+
+def test_on_object_monitor_reports_cue_on_both_splits():
+    """No train/val gap, but the CAM avoids the object on both splits: a shared shortcut."""
+    monitor = GradCAMMonitor()
+    trainer = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    areas = (0.19, 0.20)  # the digit covers about a fifth of the image
+    logs = [(0.30, 0.31), (0.15, 0.14), (0.13, 0.15), (0.14, 0.15)]
+    with pytest.warns(UserWarning, match="training and validation images alike"):
+        for step, (train, val) in enumerate(logs):
+            trainer.global_step = step
+            monitor._check_on_object(trainer, train, val, areas=areas)
+    found = [(f.kind, f.step, f.figures.get("splits")) for f in findings_of(trainer)]
+    assert ("cam_shortcut", 2, "both") in found  # the second low log in a row
+    assert [k for k, *_ in found].count("cam_shortcut") == 1
+    both = next(f for f in findings_of(trainer) if f.figures.get("splits") == "both")
+    assert both.figures["object_share"] == 0.19 and both.figures["val_on_object"] == 0.15
+    assert "0.15 (val)" in both.message and "covers 0.19 and 0.20" in both.message
+
+
+def test_on_object_cam_on_the_object_or_spread_evenly_is_not_a_shortcut():
+    monitor = GradCAMMonitor()
+    trainer = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    for step, value in enumerate([0.30, 0.35, 0.18, 0.19, 0.10]):  # >= 0.9x the area share,
+        trainer.global_step = step  # or below it once only
+        monitor._check_on_object(trainer, value, value, areas=(0.2, 0.2))
+    assert [f for f in findings_of(trainer) if f.kind == "cam_shortcut"] == []

@@ -1,0 +1,221 @@
+"""Divergence: the training loss step by step, its spikes, and non-finite values.
+
+Nothing here knows about Lightning. ``LossTrace`` keeps every training step's loss
+(the detached tensor Lightning hands to ``on_train_batch_end``) on its device, with
+no host sync, and moves them to the host in one transfer at a log (``read``). From
+that series:
+
+* ``first_nonfinite``: the first step whose loss is NaN or infinite;
+* ``loss_spike``: the loss (median of 5 steps, so one odd batch is not a spike)
+  rose above 1.5x where it started, or lost more than half the progress made to
+  its best, while at least 3x its best: the optimiser is overshooting;
+* ``progress``: how much the loss fell since the first steps (for "learning stalled");
+* ``divergence_text``: the finding in words, with where non-finite values first showed.
+
+Example::
+
+    >>> steps = list(range(1, 31))
+    >>> losses = [2.3] * 5 + [1.0] * 10 + [0.5] * 5 + [4.0] * 10
+    >>> loss_spike(list(zip(steps, losses)))
+    (23, 4.0, 0.5, 2.3)
+    >>> first_nonfinite([(1, 2.3), (2, float("nan")), (3, float("inf"))])
+    2
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "LossTrace",
+    "divergence_text",
+    "first_nonfinite",
+    "loss_spike",
+    "nonfinite_parameters",
+    "progress",
+]
+
+SMOOTH = 5  # steps per median: one odd batch is not a spike
+SPIKE_OVER_START = 1.5  # smoothed loss above 1.5x its start: diverged
+SPIKE_OVER_BEST = 3.0  # ... or 3x its best while having lost half the progress made
+LOST_SHARE = 0.5
+MIN_STEPS = 20  # losses needed before ``progress`` says anything
+JUMP = 10.0  # one step's loss 10x where it started: no batch is that much harder
+
+REMEDIES = (
+    "lower the learning rate (10x); clip gradients (Trainer(gradient_clip_val=1.0)); add a "
+    "learning-rate warmup; check the inputs and labels for NaN/Inf and the loss for log(0) or "
+    "division by zero; under 16-bit precision use bf16 or keep the loss scaler"
+)
+
+
+def _loss_of(outputs: Any) -> Tensor | None:
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+    return loss if isinstance(loss, Tensor) and loss.numel() == 1 else None
+
+
+class LossTrace:
+    """Training losses per step, on the device until ``read`` (no sync in between).
+
+    Args:
+        fold_every: pending losses are stacked into one tensor every this many steps
+            (one device op), so a long interval between logs keeps few tensors.
+    """
+
+    def __init__(self, fold_every: int = 1024) -> None:
+        self.fold_every = fold_every
+        self.series: list[tuple[int, float]] = []  # (step, loss) on the host, whole run
+        self._pending: list[Tensor] = []
+        self._steps: list[int] = []
+
+    def add(self, step: int, outputs: Any) -> None:
+        """Keep the loss in ``outputs`` (a tensor, or a mapping with ``"loss"``) for ``step``."""
+        loss = _loss_of(outputs)
+        if loss is None:
+            return
+        self._pending.append(loss.detach().reshape(1))
+        self._steps.append(step)
+        if len(self._pending) >= self.fold_every:
+            self._pending = [torch.cat(self._pending)]
+
+    def read(self) -> list[tuple[int, float]]:
+        """Move the pending losses to the host (one transfer); return the whole series."""
+        if self._pending:
+            values = torch.cat(self._pending).float().cpu().tolist()
+            self.series.extend(zip(self._steps, values, strict=True))
+        self._pending, self._steps = [], []
+        return self.series
+
+    def drop(self) -> None:
+        """Forget the pending losses (ranks other than zero never read them)."""
+        self._pending, self._steps = [], []
+
+
+def first_nonfinite(series: Sequence[tuple[int, float]]) -> int | None:
+    """The first step whose loss is not finite, else None."""
+    return next((step for step, value in series if not math.isfinite(value)), None)
+
+
+def _smoothed(series: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    values = [v for _, v in series]
+    return [
+        (series[i][0], statistics.median(values[i - SMOOTH + 1 : i + 1]))
+        for i in range(SMOOTH - 1, len(series))
+    ]
+
+
+def loss_spike(
+    series: Sequence[tuple[int, float]], since: int = -1
+) -> tuple[int, float, float, float] | None:
+    """The first spike after step ``since``: ``(step, smoothed loss, best, start)``, else None.
+
+    ``start`` is the first step's loss (the untrained model's), ``best`` the lowest smoothed
+    loss before the step. A spike: smoothed loss above ``SPIKE_OVER_START`` x start, or
+    above ``SPIKE_OVER_BEST`` x best having lost over ``LOST_SHARE`` of the progress
+    (start - best); or one step's loss above ``JUMP`` x start (a blow-up the optimiser
+    may hide at once by killing the network: the loss then sits at chance). Only finite
+    losses count (``first_nonfinite`` tells the rest).
+
+    Example::
+
+        >>> loss_spike([(1, 2.3), (2, 584.0), (3, 48.9)] + [(i, 2.3) for i in range(4, 9)])
+        (2, 584.0, 2.3, 2.3)
+    """
+    finite = [(s, v) for s, v in series if math.isfinite(v)]
+    if len(finite) < SMOOTH:
+        return None
+    start = finite[0][1]  # the untrained model's loss: later blow-ups cannot move it
+    jump = next(((s, v) for s, v in finite if s > since and v > JUMP * start > 0), None)
+    best = math.inf
+    for step, value in _smoothed(finite):
+        if jump is not None and jump[0] <= step:
+            break
+        if step > since and best < math.inf:
+            lost = value - best > LOST_SHARE * max(start - best, 0.0)
+            if value > SPIKE_OVER_START * start or (value > SPIKE_OVER_BEST * best and lost):
+                return step, value, best, start
+        best = min(best, value)
+    if jump is not None:
+        before = [v for s, v in finite if s < jump[0]]
+        return jump[0], jump[1], min(before, default=start), start
+    return None
+
+
+def progress(series: Sequence[tuple[int, float]], recent: int = 20) -> float | None:
+    """``1 - loss now / loss at the start`` (median of the last ``recent`` steps; first step).
+
+    None with fewer than ``MIN_STEPS`` finite losses (too early to tell: the first
+    steps of a healthy run may barely move the loss).
+
+    Example::
+
+        >>> progress([(i, 2.0) for i in range(10)] + [(10 + i, 0.5) for i in range(20)])
+        0.75
+    """
+    finite = [v for _, v in series if math.isfinite(v)]
+    if len(finite) < MIN_STEPS:
+        return None
+    start, now = finite[0], statistics.median(finite[-recent:])
+    return 1.0 - now / start if start > 0 else None
+
+
+def nonfinite_parameters(named: Sequence[tuple[str, Tensor]]) -> list[str]:
+    """Names of the parameters holding a NaN or Inf, in order (one host transfer)."""
+    if not named:
+        return []
+    flags = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).cpu().tolist()
+    return [name for (name, _), ok in zip(named, flags, strict=True) if not ok]
+
+
+def divergence_text(
+    step: int,
+    epoch: int,
+    *,
+    nonfinite_step: int | None,
+    spike: tuple[int, float, float, float] | None,
+    first_weights: str | None,
+    first_activations: str | None,
+    first_grads: str | None,
+    died: Mapping[str, float],
+) -> str:
+    """The divergence finding in words: what went wrong when, where first, what to try.
+
+    Example::
+
+        >>> print(divergence_text(40, 0, nonfinite_step=12, spike=None, first_weights="fc.weight",
+        ...       first_activations="relu1", first_grads=None, died={})[:80])
+        Training diverged (seen at step 40, epoch 0): the loss became non-finite (NaN or
+    """
+    what = []
+    if nonfinite_step is not None:
+        what.append(f"the loss became non-finite (NaN or Inf) at step {nonfinite_step}")
+    if spike is not None:
+        at, value, best, start = spike
+        what.append(
+            f"the loss spiked to {value:.3g} at step {at} (best {best:.3g}, start {start:.3g})"
+        )
+    where = [
+        f"{label} `{name}`"
+        for label, name in (
+            ("first parameter with non-finite values:", first_weights),
+            ("first layer with non-finite activations:", first_activations),
+            ("first layer with non-finite gradients:", first_grads),
+        )
+        if name
+    ]
+    text = f"Training diverged (seen at step {step}, epoch {epoch}): {'; '.join(what)}."
+    if where:
+        text += " " + "; ".join(where).capitalize() + "."
+    if died:
+        dead = ", ".join(f"`{site}` {share:.0%}" for site, share in died.items())
+        text += f" Units that stopped activating with it ({dead}) are a consequence, not the cause."
+    return (
+        text + " The updates are too large for this model and data: the optimiser overshoots. "
+        f"Try: {REMEDIES}."
+    )

@@ -1,0 +1,159 @@
+"""The training-side rules on synthetic series and figures: divergence, gradients, dead units."""
+
+import math
+
+import pytest
+import torch
+
+from lightning_cnnviz.activations.dead import dead_severity
+from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
+from lightning_cnnviz.activations.divergence import (
+    LossTrace,
+    first_nonfinite,
+    loss_spike,
+    progress,
+)
+from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
+from lightning_cnnviz.activations.sites import SiteInfo
+
+
+def healthy_losses(steps=200, seed=0):
+    """Cross-entropy falling from ln(10) towards 0.1, with batch noise (+-30%)."""
+    g = torch.Generator().manual_seed(seed)
+    noise = 1 + 0.3 * (2 * torch.rand(steps, generator=g) - 1)
+    return [(s + 1, (0.1 + 2.2 * math.exp(-s / 30)) * float(n)) for s, n in enumerate(noise)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_divergence_healthy_noisy_loss_has_no_spike(seed):
+    series = healthy_losses(seed=seed)
+    assert loss_spike(series) is None and first_nonfinite(series) is None
+    assert progress(series) > 0.9
+
+
+def test_divergence_spike_after_progress_and_blow_up_at_start():
+    series = healthy_losses(60)
+    series += [(61 + i, 3.0) for i in range(10)]  # back above where it started
+    step, value, best, start = loss_spike(series)
+    assert step == 63 and value == 3.0 and best < 0.5 and start == pytest.approx(series[0][1])
+    # one step 250x the start, then a dead network at chance: SGD/Adam lr far too high
+    blow_up = [(1, 2.3), (2, 584.0), (3, 48.9)] + [(s, 2.3) for s in range(4, 40)]
+    assert loss_spike(blow_up)[:2] == (2, 584.0)
+    assert progress(blow_up) == pytest.approx(0.0)
+
+
+def test_divergence_loss_trace_reads_once_and_keeps_the_steps():
+    trace = LossTrace(fold_every=3)
+    for step, value in enumerate([2.3, 2.0, float("nan"), 1.0, 0.5]):
+        trace.add(step, {"loss": torch.tensor(value)} if step % 2 else torch.tensor(value))
+    trace.add(9, None)  # manual optimisation: no loss, nothing kept
+    series = trace.read()
+    assert [s for s, _ in series] == [0, 1, 2, 3, 4] and first_nonfinite(series) == 2
+    assert trace.read() is series and len(series) == 5
+
+
+def test_gradients_depth_ratio_vanishing_exploding_and_healthy():
+    healthy = [("c1", 2e-3), ("c2", 1e-3), ("c3", 3e-3), ("fc", 5e-3)]
+    assert gradient_findings(healthy, 2e-3, {}, stalled=False) == []
+    vanishing = [("c1", 1e-10), ("c2", 1e-8), ("c3", 1e-6), ("c4", 1e-4), ("fc", 1e-2)]
+    assert depth_ratio(vanishing) == pytest.approx(1e-8)
+    ((kind, severity, message, figures),) = gradient_findings(vanishing, None, {"sig": 0.9}, True)
+    assert (kind, severity) == ("vanishing_gradients", "problem")
+    assert "`c1` 1.0e-10 vs `fc` 1.0e-02" in message and "`sig` 90%" in message
+    assert figures["saturation/sig"] == 0.9
+    # the same profile while the loss keeps falling: true, worth knowing, not a problem
+    assert gradient_findings(vanishing, None, {}, stalled=False)[0][1] == "note"
+    grown = [(name, 1000 * v) for name, v in healthy]
+    ((kind, severity, message, _),) = gradient_findings(grown, 2e-3, {}, stalled=False)
+    assert kind == "exploding_gradients" and severity == "problem" and "grew" in message
+
+
+def test_gradients_saturation_alone_is_its_own_kind():
+    found = gradient_findings([("a", 1e-3)] * 3, None, {"sig": 0.8, "tanh": 0.2}, True)
+    assert [(k, s) for k, s, *_ in found] == [("saturated_activations", "problem")]
+    assert "`tanh`" not in found[0][2]
+
+
+def test_dead_severity_reference_head_is_a_note():
+    # measured: reference MNISTClassifier, Adam 1e-3, relu3 32-34% dead while the loss falls
+    assert dead_severity(0.34, None, 0.45) == "note"
+    assert dead_severity(0.34, 0.05, 0.45) == "note"  # a rise, with learning going well
+    assert dead_severity(0.34, 0.05, 0.25) == "problem"  # a rise, with learning slow
+    assert dead_severity(0.28, None, 0.03) == "problem"  # learning stalled
+    assert dead_severity(0.80, None, 0.90) == "problem"  # most of the layer
+    assert dead_severity(0.30, None, None) == "note"  # too early to tell
+
+
+def figures(dead=0.0, dormant=0.0, nonfinite=0.0, saturation=None, width=8):
+    out = {
+        "active_share": torch.ones(width),
+        "dead": torch.zeros(width),
+        "dead_fraction": torch.tensor(dead),
+        "dormant_fraction": torch.tensor(dormant),
+        "nonfinite": torch.tensor(nonfinite),
+    }
+    out["dead"][: round(dead * width)] = 1.0
+    if saturation is not None:
+        out["saturation"] = torch.tensor(saturation)
+    return out
+
+
+def info(kind):
+    return SiteInfo("m", "conv", 1, 8, "positive", None, kind == "rectifier", kind)
+
+
+def review(diagnosis, step, losses, figs, kinds, profile=()):
+    for s, value in losses:
+        diagnosis.loss.add(s, torch.tensor(value))
+    sites = {site: info(kind) for site, kind in kinds.items()}
+    return diagnosis.review(step, 0, figs, sites, list(profile), lambda: ["conv1.weight"])
+
+
+def test_review_leaky_units_are_dormant_never_dead():
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    figs = {"gelu": figures(dead=0.5, dormant=0.4), "relu": figures()}
+    (verdict,) = review(
+        diagnosis, 25, healthy_losses(25), figs, {"gelu": "leaky", "relu": "rectifier"}
+    )
+    assert (verdict.kind, verdict.severity) == ("dormant_units", "note")
+    assert "`gelu`: 40% of units below 0.025x" in verdict.message
+    assert "dead" not in verdict.message.split("not dead")[0]
+
+
+def test_review_dead_units_with_a_divergence_are_part_of_it():
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    losses = [(1, 2.3), (2, 584.0), (3, 48.9)] + [(s, 2.3) for s in range(4, 26)]
+    figs = {"relu2": figures(dead=1.0), "relu3": figures(dead=0.95)}
+    (verdict,) = review(diagnosis, 25, losses, figs, {"relu2": "rectifier", "relu3": "leaky"})
+    assert verdict.kind == "divergence" and verdict.figures["spike_step"] == 2
+    assert verdict.figures["died/relu2"] == 1.0 and "LeakyReLU" not in verdict.message
+    assert "consequence, not the cause" in verdict.message
+    # later logs: the dead layers and the gradients are not reported on their own
+    later = review(diagnosis, 50, [(s, 2.3) for s in range(26, 51)], figs, {"relu2": "rectifier"},
+                   [("a", 1e-12), ("b", 1e-9), ("c", 1e-2)])  # fmt: skip
+    assert later == []
+
+
+def test_review_nonfinite_loss_names_first_step_parameter_and_layer():
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    losses = [(s, 2.3 - 0.01 * s) for s in range(1, 12)] + [(12, float("nan")), (13, float("nan"))]
+    figs = {"relu1": figures(nonfinite=8.0), "relu2": figures(nonfinite=8.0)}
+    (verdict,) = review(diagnosis, 20, losses, figs, {"relu1": "rectifier", "relu2": "rectifier"})
+    assert verdict.figures["first_nonfinite_step"] == 12
+    assert verdict.figures["first_nonfinite_parameter"] == "conv1.weight"
+    assert verdict.figures["first_nonfinite_layer"] == "relu1"
+    assert "non-finite (NaN or Inf) at step 12" in verdict.message
+    assert review(diagnosis, 40, [(21, float("nan"))], figs, {"relu1": "rectifier"}) == []
+
+
+def test_review_dead_note_then_problem_once_each():
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    first = review(
+        diagnosis, 25, healthy_losses(25), {"fc": figures(dead=0.3)}, {"fc": "rectifier"}
+    )
+    assert [(v.kind, v.severity) for v in first] == [("dead_units", "note")]
+    assert "A note, not a problem" in first[0].message
+    assert review(diagnosis, 50, [], {"fc": figures(dead=0.3)}, {"fc": "rectifier"}) == []
+    worse = review(diagnosis, 75, [], {"fc": figures(dead=0.8)}, {"fc": "rectifier"})
+    assert [(v.kind, v.severity) for v in worse] == [("dead_units", "problem")]
+    assert "lower the learning rate" in worse[0].message

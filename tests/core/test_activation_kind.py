@@ -1,0 +1,49 @@
+"""Activation kinds are told by what a module computes, not by its class name."""
+
+import pytest
+import torch
+from timm.layers import activations as timm_act
+from torch import nn
+
+from lightning_cnnviz.core.activation_kind import activation_kind, is_activation, saturation_range
+
+
+class Custom(nn.Module):
+    """A user's own activation, unknown by name: x * sigmoid(x) (Swish)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+@pytest.mark.parametrize(
+    ("module", "kind"),
+    [
+        (nn.ReLU(), "rectifier"), (nn.ReLU(inplace=True), "rectifier"), (nn.ReLU6(), "rectifier"),
+        (nn.LeakyReLU(0.01), "leaky"), (nn.PReLU(8), "leaky"), (nn.ELU(), "leaky"),
+        (nn.SELU(), "leaky"), (nn.GELU(), "leaky"), (nn.SiLU(), "leaky"), (nn.Mish(), "leaky"),
+        (nn.Hardswish(), "leaky"), (nn.Softplus(), "leaky"), (timm_act.GELU(), "leaky"),
+        (timm_act.Swish(), "leaky"), (timm_act.HardSwish(), "leaky"), (Custom(), "leaky"),
+        (nn.Sigmoid(), "saturating"), (nn.Tanh(), "saturating"), (nn.Hardtanh(), "saturating"),
+        (nn.Hardsigmoid(), "saturating"), (timm_act.Sigmoid(), "saturating"),
+        (nn.Identity(), None), (nn.Dropout(0.5), None), (nn.MaxPool2d(2), None),
+        (nn.AdaptiveAvgPool2d(1), None), (nn.Softmax(dim=1), None), (nn.Flatten(), None),
+    ],
+)  # fmt: skip
+def test_activation_kind_by_what_the_module_computes(module, kind):
+    module.train()
+    state = torch.random.get_rng_state()
+    assert activation_kind(module, channels=8) == kind
+    assert module.training  # its mode is restored
+    assert torch.equal(torch.random.get_rng_state(), state)  # no random number drawn
+
+
+def test_activation_kind_is_activation_needs_a_parameter_free_leaf():
+    assert is_activation(timm_act.GELU()) and is_activation(Custom())
+    assert not is_activation(nn.PReLU())  # it has a parameter: picked by type instead
+    assert not is_activation(nn.Sequential(nn.ReLU()))
+
+
+def test_activation_kind_saturation_range_read_from_the_rails():
+    assert saturation_range(nn.Tanh()) == (-1.0, 1.0)
+    assert saturation_range(nn.Hardtanh(-2.0, 3.0)) == (-2.0, 3.0)
+    assert saturation_range(nn.GELU()) is None

@@ -1,0 +1,55 @@
+"""A shortcut whose cue is on validation images too: found on both splits, and only then."""
+
+import warnings
+
+import lightning as L
+import pytest
+import torch
+
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
+from lightning_cnnviz.reference import MNISTClassifier
+from lightning_cnnviz.reference.data import DigitsDataset
+from lightning_cnnviz.reference.render import render_digits
+from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
+
+
+class CueOnBothSplits(SyntheticDigitsDataModule):
+    """Synthetic digits whose label-coding marker (if on) is on every split, not train only."""
+
+    def _make(self, split, size):
+        generator = torch.Generator().manual_seed(1_000 + len(split) + size)
+        labels = torch.arange(size) % 10
+        labels = labels[torch.randperm(size, generator=generator)]
+        images = render_digits(labels, generator)
+        marker = self.shortcut_marker
+        return DigitsDataset(images, labels, self.mean, self.std, shortcut_marker=marker)
+
+
+def fit(tmp_path, marker, steps=40):
+    L.seed_everything(0, verbose=False)
+    data = CueOnBothSplits(train_size=64 * steps, val_size=128, shortcut_marker=marker)
+    monitor = GradCAMMonitor(every_n_steps=10, method="hirescam")
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=steps, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor],
+        limit_val_batches=2, val_check_interval=20,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(MNISTClassifier(), data)
+    return trainer
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_shortcut_runs_cue_on_both_splits_found_control_silent(tmp_path):
+    trainer = fit(tmp_path / "cue", marker=True)
+    assert float(trainer.callback_metrics["val/acc"]) > 0.95  # the cue is read on val too
+    (shortcut,) = [f for f in findings_of(trainer) if f.kind == "cam_shortcut"]
+    assert shortcut.figures["splits"] == "both" and shortcut.step <= 30
+    for split in ("", "val_"):
+        assert (
+            shortcut.figures[f"{split}on_object"] < 0.9 * shortcut.figures[f"{split}object_share"]
+        )
+    control = fit(tmp_path / "control", marker=False)
+    assert [f.kind for f in findings_of(control) if f.source == "gradcam"] == []
