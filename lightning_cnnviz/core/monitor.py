@@ -19,13 +19,14 @@ from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.capture import count_call_sites, module_name, probe_mode, site_name
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
+from lightning_cnnviz.core.findings import checks_of, findings_of, record_check, summary_text
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.probe import (
     Probe,
@@ -93,6 +94,7 @@ class Monitor(Callback):
         self.strict = strict
         self.seed = seed
         self.disabled = False
+        self.aside_reason = ""  # why it stepped aside, for the end-of-fit summary
         self.last_logged_step = -1
         self.selected: dict[str, nn.Module] = {}
         self.shared: set[str] = set()
@@ -203,6 +205,7 @@ class Monitor(Callback):
         if self.strict:
             raise err
         self.disabled = True
+        self.aside_reason = f"stepped aside: {type(err).__name__}: {err}"
         rank_zero_warn(
             f"{type(self).__name__} failed and steps aside for the rest of this run "
             f"(training goes on): {type(err).__name__}: {err}. "
@@ -267,6 +270,7 @@ class Monitor(Callback):
         self.budget = Budget(self.budget.share)
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active
+        self.aside_reason = "" if self._sink.active else "fast_dev_run: nothing would be kept"
         # A pattern that matches nothing is the user's error: raise, never step aside.
         if self.watches_layers:
             self.selected = resolve_layers(pl_module, self.layers, self.auto_layers)
@@ -332,6 +336,25 @@ class Monitor(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._sink is not None:
             self._sink.flush()  # waits for the sink's thread; its errors are raised or warned
+        self._end_of_fit(trainer)
+
+    def never_logged_reason(self, trainer: Trainer) -> str:
+        """Why the monitor never logged in this run, for the end-of-fit summary."""
+        return "never logged in this run (shorter than its first scheduled event)"
+
+    def _end_of_fit(self, trainer: Trainer) -> None:
+        """Record whether this monitor ran; the run's last monitor prints the summary, once."""
+        why = self.aside_reason if self.disabled else ""
+        if not why and self.events == 0 and trainer.is_global_zero:
+            why = self.never_logged_reason(trainer)
+        record_check(trainer, type(self).__name__, "", ran=not why, why=why)
+        if [c for c in trainer.callbacks if isinstance(c, Monitor)][-1] is not self:
+            return
+        summary = summary_text(findings_of(trainer), checks_of(trainer).values())
+        rank_zero_info(summary)
+        if self._sink is not None and self._sink.active:  # in the Text tab too
+            self._sink.text(self.tag_prefix + "cnnviz/summary", summary, trainer.global_step)
+            self._sink.flush()
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
