@@ -20,6 +20,7 @@ from lightning_cnnviz.core.findings import Finding, findings_of, record_check, r
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.probe import Probe, draw_probe, find_dataset, generator_for
 from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.overfitting import rules
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import confused_pairs, confusion_image, pairs_text
 from lightning_cnnviz.overfitting.detector import Change, Detector
@@ -31,7 +32,7 @@ _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
 _CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "overfitting": "a validation loss",
     "memorisation": "train and val accuracy (logged, or class labels on the probes)",
-    "not learning": "class labels and (N, classes) logits on the val probe",
+    "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
     "BatchNorm train/eval": "BatchNorm layers in training mode",
 }
 
@@ -184,7 +185,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         ran = {
             "overfitting": any(e.val_loss is not None for e in h),
             "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
-            "not learning": any(e.classes is not None for e in h),
+            "not learning": any(rules.stuck(e) is not None for e in h),
             "BatchNorm train/eval": any(e.probe_acc_bn is not None for e in h),
         }
         for name, did in ran.items():

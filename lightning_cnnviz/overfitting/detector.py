@@ -100,9 +100,9 @@ class Detector:
         if kind == "memorisation" and best is not None and ev.val_accuracy is not None:
             return ev.val_accuracy > best.val_accuracy  # type: ignore[operator]
         if kind == "not_learning":
-            return rules._stuck(ev) is False
+            return rules.stuck(ev) is False
         if kind == "bn_mismatch":
-            return rules._parted(ev) is False
+            return rules.parted(ev) is False
         return False
 
     @property

@@ -35,6 +35,8 @@ __all__ = [
     "noise",
     "not_learning",
     "overfitting",
+    "parted",
+    "stuck",
 ]
 
 
@@ -66,12 +68,14 @@ def _finite(value: float | None) -> bool:
 def noise(values: Sequence[float], window: int = 50) -> float:
     """Robust epoch-to-epoch noise (a standard deviation) of the last ``window`` values.
 
-    Second differences cancel a locally straight trend; their median ignores a few
-    outliers and the few large ones a trend still bending (the fast early drop of a
-    loss) adds. For white noise of std ``s``, ``median |d2| = 0.6745 * sqrt(6) * s``.
-    The whole run is used: on simulated runs a short window misjudged the noise often
-    enough to double the false alarms. Fewer than four values: 0 (unknown: the rules'
-    floors apply).
+    Second differences ``a - 2b + c`` cancel a locally straight trend; their median
+    ignores outliers and the few large ones a trend still bending adds (the fast early
+    drop of a loss: early in a run this overestimates the noise, so a rise must be
+    clearer to be reported). For white noise of std ``s``,
+    ``median |d2| = 0.6745 * sqrt(6) * s``. The whole run is used: on simulated runs a
+    short window (10) misjudged the noise often enough to triple the false alarms, and
+    leaving the bending triples out (``a - b > b - c > 0``) made healthy runs fire.
+    Fewer than four values: 0 (unknown: the rules' floors apply).
 
     Example::
 
@@ -198,7 +202,8 @@ def chance_band(classes: int, probe_size: int) -> float:
     return p + 3 * math.sqrt(p * (1 - p) / max(1, probe_size))
 
 
-def _stuck(e: Evaluation) -> bool | None:
+def stuck(e: Evaluation) -> bool | None:
+    """Whether the val probe is at chance (``None``: it cannot tell)."""
     if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
         return None
     if not _finite(e.probe_loss_val):
@@ -216,9 +221,9 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     From the start of the run, or after a collapse (an earlier evaluation above chance).
     The probe's own cross-entropy is compared with its chance level ``ln K``.
     """
-    evs = [e for e in history if _stuck(e) is not None]
+    evs = [e for e in history if stuck(e) is not None]
     streak = 0
-    while streak < len(evs) and _stuck(evs[-1 - streak]):
+    while streak < len(evs) and stuck(evs[-1 - streak]):
         streak += 1
     if streak < patience:
         return None
@@ -239,7 +244,8 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     return Verdict("not_learning", since, now, peak, figures)
 
 
-def _parted(e: Evaluation) -> bool | None:
+def parted(e: Evaluation) -> bool | None:
+    """Whether eval mode is far worse than batch statistics (``None``: not measured)."""
     if e.probe_acc_bn is None or e.probe_acc_val is None:
         return None
     p, n = e.probe_acc_bn, max(1.0, e.probe_size or 0.0)
@@ -260,9 +266,9 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     ``max(5 points, 3 standard errors)`` below, or the eval loss more than
     ``max(0.1, the batch-statistics loss)`` above, for ``patience`` evaluations.
     """
-    evs = [e for e in history if _parted(e) is not None]
+    evs = [e for e in history if parted(e) is not None]
     streak = 0
-    while streak < len(evs) and _parted(evs[-1 - streak]):
+    while streak < len(evs) and parted(evs[-1 - streak]):
         streak += 1
     if streak < patience:
         return None
