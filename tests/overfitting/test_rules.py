@@ -165,8 +165,9 @@ def test_rules_bn_mismatch_when_eval_and_batch_statistics_part():
     verdict = first(rules.bn_mismatch, probe_run(rows))
     assert (verdict.since.epoch, verdict.detected.epoch) == (1, 2)
     assert verdict.figures["gap_acc"] == pytest.approx(0.39)
-    loss_only = [bn(0.9, 0.9, 1.5, 0.3), bn(0.9, 0.9, 1.6, 0.3)]  # same accuracy, 5x the loss
-    assert first(rules.bn_mismatch, probe_run(loss_only)) is not None
+    # the same accuracy at 5x the loss: running statistics lagging early, harmless
+    loss_only = [bn(0.9, 0.9, 1.5, 0.3), bn(0.9, 0.9, 1.6, 0.3)]
+    assert first(rules.bn_mismatch, probe_run(loss_only)) is None
 
 
 def test_rules_bn_mismatch_quiet_within_probe_noise():
