@@ -222,6 +222,9 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         if not norms:
             self._bn_why = "no BatchNorm layer in training mode"
             return None
+        if any(isinstance(m, torch.nn.SyncBatchNorm) for m in norms):  # would sync across ranks
+            self._bn_why = "SyncBatchNorm: its batch statistics need every rank"
+            return None
         x = self.probe_input(trainer, pl_module, "val")
         try:
             with self.phase("capture"), with_probe(pl_module):

@@ -125,7 +125,7 @@ def overfitting(
     """Val loss risen above its best beyond its own noise while the train loss still falls.
 
     The best is the minimum of the val loss smoothed over 3 evaluations;
-    ``margin = max(tolerance * best, Z * noise)``; confirmed when the latest val loss and
+    ``margin = max(tolerance * best, 0.01, Z * noise)``; confirmed when the latest val loss and
     the mean of the last ``patience`` ones (all after the best) exceed ``best + margin``,
     and the train loss (when logged) is below its value at the lowest val loss. The
     onset is the evaluation after the lowest raw val loss (``best``, what
@@ -133,7 +133,9 @@ def overfitting(
     """
     evs = [e for e in history if _finite(e.val_loss)]
     vals: list[float] = [e.val_loss for e in evs]  # type: ignore[misc]
-    found = _episode(vals, patience, tolerance * abs(min(vals, default=0.0)))
+    # below 0.01 (nats) a rise is meaningless: a model at 100% val accuracy whose val
+    # loss wanders between 1e-4 and 3e-4 is no overfitting worth stopping for
+    found = _episode(vals, patience, max(tolerance * abs(min(vals, default=0.0)), 0.01))
     if found is None:
         return None
     raw, _, margin = found

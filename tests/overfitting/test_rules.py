@@ -78,6 +78,12 @@ def test_rules_overfitting_needs_the_train_loss_to_keep_falling():
     assert first(rules.overfitting, run(val_loss=vals)) is not None
 
 
+def test_rules_overfitting_ignores_rises_of_a_loss_near_zero():
+    # 100% val accuracy: the val loss doubles from 1e-4, a meaningless rise
+    vals = [0.5, 0.05, 0.002, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004]
+    assert first(rules.overfitting, run(val_loss=vals, train_loss=TRAIN[:8])) is None
+
+
 def test_rules_memorisation_told_apart_from_overfitting():
     # noisy labels: val acc peaks at epoch 4 then falls ~25 points while train acc climbs;
     # val loss still falls (the model is unsure, not over-confident)
