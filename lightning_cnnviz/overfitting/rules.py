@@ -103,7 +103,10 @@ def _episode(
     The lowest value of a noisy curve is itself lower than the curve by chance, so the
     bar is the best plus one noise deviation; the latest value and the mean of the last
     ``patience`` values (the smoothed curve now, all after the best) must both exceed it
-    by ``margin = max(floor, Z * noise)``. Returns ``(best index, rise, margin)``.
+    by ``margin = max(floor, Z * noise)``. A slow rise is confirmed by its trend instead:
+    with five or more values after the best, their least-squares slope more than ``Z``
+    standard errors above zero and the smoothed rise past ``floor``. Returns
+    ``(best index, rise, margin)``.
     """
     v, n = list(values), len(values)
     if n < patience + 1:
@@ -114,9 +117,19 @@ def _episode(
     sigma = noise(v)
     margin, bar = max(floor, Z * sigma), v[best] + sigma
     rise = statistics.fmean(v[-patience:]) - bar
-    if rise <= margin or v[-1] - bar <= margin:
+    if rise > margin and v[-1] - bar > margin:
+        return best, rise, margin
+    # a slow rise hides in the noise of single values but not in their trend: the slope of
+    # the values after the best, Z standard errors above zero, and the rise past the floor
+    after = v[best + 1 :]
+    k = len(after)
+    if k < 5 or sigma <= 0 or rise <= floor:
         return None
-    return best, rise, margin
+    mean_x, mean_y = (k - 1) / 2, statistics.fmean(after)
+    slope = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(after))
+    slope /= sum((i - mean_x) ** 2 for i in range(k))
+    standard_error = sigma * math.sqrt(12 / (k * (k * k - 1)))
+    return (best, rise, margin) if slope > Z * standard_error else None
 
 
 def overfitting(
@@ -165,7 +178,9 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     rises, val accuracy holds), the model now gets *more* val images wrong.
     ``margin = max(2 points, Z * noise of val accuracy)``; confirmed like
     ``overfitting`` (latest and smoothed drop beyond the margin), with the train
-    accuracy above its value at the peak and more than ``margin`` above val accuracy.
+    accuracy more than a point above its value at the peak. With noisy labels the
+    train accuracy (against those labels) may stay below the val accuracy for long: it
+    climbing is the sign, its passing val accuracy comes later.
     """
     evs = [e for e in history if _finite(e.val_accuracy)]
     found = _episode([-e.val_accuracy for e in evs], patience, 0.02)  # type: ignore[operator]
@@ -174,10 +189,8 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     raw, _, margin = found
     peak, now = evs[raw], evs[-1]
     train, train_then = now.train_accuracy, peak.train_accuracy
-    if train is None or train - now.val_accuracy <= margin:  # type: ignore[operator]
-        return None
-    if train_then is not None and not train > train_then:
-        return None
+    if train is None or (train_then is not None and not train > train_then + 0.01):
+        return None  # training does not improve either: a collapse, not memorisation
     figures = {
         "best_epoch": peak.epoch,
         "best_step": peak.step,

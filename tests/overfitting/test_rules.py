@@ -78,6 +78,22 @@ def test_rules_overfitting_needs_the_train_loss_to_keep_falling():
     assert first(rules.overfitting, run(val_loss=vals)) is not None
 
 
+# A real run (reference CNN, Adam 1e-3, 300 MNIST digits, 2000 val): the val loss has its
+# minimum at epoch 14 (0.427) and creeps up within its noise (0.016 per epoch)
+REAL = [2.1072, 1.7312, 1.2702, 0.8919, 0.7187, 0.6429, 0.584, 0.4947, 0.5062, 0.4523, 0.4785,
+        0.4556, 0.4434, 0.4568, 0.427, 0.4317, 0.4402, 0.4677, 0.4426, 0.4433, 0.4606, 0.4561,
+        0.4634, 0.4751, 0.4734, 0.4778, 0.4829, 0.4881, 0.4865, 0.4929]  # fmt: skip
+
+
+def test_rules_overfitting_slow_rise_confirmed_by_its_trend():
+    evs = run(val_loss=REAL, train_loss=TRAIN[:30])
+    verdict = first(rules.overfitting, evs)
+    # no single value leaves best + 4 noise deviations (0.49) until epoch 29; the slope of
+    # the values since epoch 15 is 3 standard errors above zero at epoch 26
+    assert (verdict.detected.epoch, verdict.since.epoch, verdict.best.epoch) == (26, 15, 14)
+    assert verdict.figures["noise"] == pytest.approx(0.0156, abs=1e-3)
+
+
 def test_rules_overfitting_ignores_rises_of_a_loss_near_zero():
     # 100% val accuracy: the val loss doubles from 1e-4, a meaningless rise
     vals = [0.5, 0.05, 0.002, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004]
@@ -109,7 +125,20 @@ def test_rules_memorisation_told_apart_from_overfitting():
     assert first(rules.memorisation, evs) is None
 
 
-def test_rules_memorisation_needs_train_accuracy_above_val():
+def test_rules_memorisation_on_a_real_noisy_label_run():
+    # reference CNN, Adam 1e-3, 2000 MNIST digits with half their labels random: val
+    # accuracy peaks at epoch 6; train accuracy (against the noisy labels) climbs slowly
+    # and passes val accuracy only at epoch 17
+    val_acc = [0.801, 0.873, 0.882, 0.886, 0.897, 0.903, 0.919, 0.901, 0.874, 0.844, 0.848,
+               0.845, 0.814, 0.755, 0.765, 0.748, 0.734, 0.72, 0.65, 0.694]  # fmt: skip
+    train_acc = [0.305, 0.465, 0.493, 0.511, 0.518, 0.522, 0.534, 0.545, 0.553, 0.563, 0.575,
+                 0.6, 0.614, 0.635, 0.659, 0.691, 0.721, 0.748, 0.769, 0.808]  # fmt: skip
+    verdict = first(rules.memorisation, run(val_acc=val_acc, train_acc=train_acc))
+    assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (6, 7, 8)
+    assert verdict.figures["drop"] == pytest.approx(0.045)
+
+
+def test_rules_memorisation_needs_train_accuracy_climbing():
     val_acc = [0.6, 0.8, 0.9, 0.8, 0.7, 0.6]
     train_acc = [0.6, 0.75, 0.85, 0.75, 0.65, 0.55]  # both fall: a collapse, not memorising
     assert first(rules.memorisation, run(val_acc=val_acc, train_acc=train_acc)) is None
