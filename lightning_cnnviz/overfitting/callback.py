@@ -251,13 +251,12 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         with self.phase("compute"):
             host, per_class, counts = figures(found, logits, labels)  # one transfer to the host
             pairs = []
-            if counts is not None and any(
-                counts[i][j] for i in range(len(counts)) for j in range(len(counts)) if i != j
-            ):
-                probe = self.probe(trainer, "val")
-                predicted = logits["val"].argmax(dim=1).tolist()  # type: ignore[union-attr]
-                pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[union-attr]
-        size = float(len(self.probe(trainer, "val")))
+            val, probe = logits["val"], self.probe(trainer, "val")
+            wrong = counts is not None and host.get("probe_acc_val", 1.0) < 1.0
+            if wrong and val is not None and probe.labels is not None:  # which images: 2nd transfer
+                predicted = val.argmax(dim=1).tolist()
+                pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
+        size = float(len(probe))
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size, **host)
         return ev, per_class, counts, pairs
 
