@@ -222,8 +222,8 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         if not norms:
             self._bn_why = "no BatchNorm layer in training mode"
             return None
-        if any(isinstance(m, torch.nn.SyncBatchNorm) for m in norms):  # would sync across ranks
-            self._bn_why = "SyncBatchNorm: its batch statistics need every rank"
+        if trainer.world_size > 1:  # rank zero alone: a training-mode BatchNorm may all-reduce
+            self._bn_why = "distributed run: batch statistics may need every rank"
             return None
         x = self.probe_input(trainer, pl_module, "val")
         try:
