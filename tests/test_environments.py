@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.core.findings import checks_of
 from tests.monitors import TinyCNN, fit, loaders, make_monitor, trainer_for
 from tests.tb import events, texts
 
@@ -21,10 +21,10 @@ def test_environments_no_validation_data_said_honestly(tmp_path):
     assert [t for t in acc.Tags()["images"] if t.startswith("gradcam/")] == ["gradcam/train"]
     assert not [t for t in acc.Tags()["scalars"] if t.startswith(("gradcam/val", "gradcam/mis"))]
     assert len([m for m in said if "GradCAMMonitor: the run has no validation data" in m]) == 1
-    (skipped,) = [f for f in findings_of(trainer) if f.kind == "skipped"]
-    assert skipped.source == "overfitting" and "no validation data" in skipped.message
-    (summary,) = texts(acc, "overfitting/summary")
-    assert "could not run" in summary and "no validation data" in summary
+    check = checks_of(trainer)[("OverfittingMonitor", "overfitting")]
+    assert not check.ran and "no validation data" in check.why
+    (summary,) = texts(acc, "cnnviz/summary")
+    assert "did not run" in summary and "no validation data" in summary
 
 
 def test_environments_validate_and_test_alone_say_fit_only_once(tmp_path):

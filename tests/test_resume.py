@@ -67,7 +67,7 @@ def test_resume_series_continue_without_duplicates_or_gaps(tmp_path, name):
         assert state_b["probe_indices"][split] == indices
     assert set(state_b["extra"]) == set(state_a["extra"])
 
-    per_fit = {"overfitting/summary"}  # written once at the end of each fit, by design
+    per_fit = {"cnnviz/summary"}  # written once at the end of each fit, by design
     steps = {t: s for t, s in raw_steps(tmp_path).items()
              if t.startswith(section(name) + "/") and t not in per_fit}  # fmt: skip
     if name != "EmbeddingMonitor":  # the projector writes files, its scalar may be NaN-free only

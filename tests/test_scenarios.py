@@ -147,10 +147,13 @@ def test_scenarios_dead_relu_found_in_epoch_0(tmp_path):
 def test_scenarios_overfit_found_on_real_mnist(tmp_path):
     config = config_of("overfit")
     config["data"]["init_args"].update(root=mnist_root(tmp_path), download=False)
-    config["trainer"]["max_epochs"] = 18
+    config["trainer"]["max_epochs"] = 19
     trainer, acc = fit(tmp_path, config)
     onset = the(trainer, "overfitting")
-    assert onset.source == "overfitting" and onset.epoch <= 17
+    # val loss lowest at epoch 11, then a slow rise within the curve's noise: confirmed
+    # at epoch 18 (the noise-aware rule trades this delay for quiet healthy plateaus)
+    assert onset.source == "overfitting" and onset.epoch <= 18
+    assert onset.figures["best_epoch"] == 11 and onset.figures["since_epoch"] == 12
     assert onset.figures["train_loss"] < 0.05 and onset.figures["val_acc"] > 0.8
     text = texts(acc, "overfitting/diagnosis")
     assert text and text[0].startswith("**Overfitting since epoch")

@@ -1,9 +1,11 @@
 """Finding records and the end-of-fit summary: what the monitors noticed during one run.
 
 Monitors report problems here (dead units, CAMs leaving the object, overfitting
-onset); the ``OverfittingMonitor`` gathers them into its diagnosis and prints
-``summary_text`` at the end of fit. The record lives on the trainer, so monitors
-never reach into each other; ``lightning_cnnviz.findings_of(trainer)`` reads it.
+onset) and say which of their checks ran (``record_check``); at the end of fit the
+last monitor prints ``summary_text`` once for the whole run. A finding that evolves
+(an overfitting onset that worsens) is ``replace``d in place, so the record shows
+its latest state. The record lives on the trainer, so monitors never reach into
+each other; ``lightning_cnnviz.findings_of(trainer)`` reads it.
 
 Example::
 
@@ -20,17 +22,20 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
     "SEVERITIES",
+    "Check",
     "Finding",
     "Severity",
+    "checks_of",
     "findings_of",
     "problems",
-    "record_skipped",
+    "record_check",
+    "replace",
     "report",
     "summary_text",
 ]
@@ -39,6 +44,7 @@ Severity = Literal["problem", "note"]
 SEVERITIES: tuple[str, ...] = ("problem", "note")
 
 _ATTR = "_cnnviz_findings"
+_CHECKS = "_cnnviz_checks"
 
 
 @dataclass(frozen=True)
@@ -95,30 +101,60 @@ def report(trainer: object, finding: Finding) -> None:
     findings_of(trainer).append(finding)
 
 
-def record_skipped(trainer: Any, source: str, reason: str) -> None:
-    """Record that a check of ``source`` could not run in this run, and why (said once).
-
-    It is kept as a ``"skipped"`` note, so the summary never reads as a clean bill
-    for a check that never ran.
+def replace(trainer: object, old: Finding, new: Finding) -> None:
+    """Put ``new`` where ``old`` is in the run's record (appended if ``old`` is not there).
 
     Example::
 
-        >>> class Run:
-        ...     global_step, current_epoch = 0, 0
-        >>> run = Run()
-        >>> record_skipped(run, "overfitting", "the run has no validation data")
-        >>> record_skipped(run, "overfitting", "the run has no validation data")
-        >>> [(f.kind, f.message) for f in findings_of(run)]
-        [('skipped', 'check could not run: the run has no validation data')]
+        >>> class Run: ...
+        >>> run, a = Run(), Finding("overfitting", "overfitting", 5, 1, "rose 10%")
+        >>> report(run, a)
+        >>> replace(run, a, Finding("overfitting", "overfitting", 7, 2, "rose 30%"))
+        >>> [f.message for f in findings_of(run)]
+        ['rose 30%']
     """
-    message = f"check could not run: {reason}"
-    if any(
-        f.kind == "skipped" and (f.source, f.message) == (source, message)
-        for f in findings_of(trainer)
-    ):
-        return
-    step, epoch = getattr(trainer, "global_step", 0), getattr(trainer, "current_epoch", 0)
-    report(trainer, Finding(source, "skipped", step, epoch, message, severity="note"))
+    found = findings_of(trainer)
+    index = next((i for i, f in enumerate(found) if f is old), None)
+    if index is None:
+        found.append(new)
+    else:
+        found[index] = new
+
+
+@dataclass(frozen=True)
+class Check:
+    """Whether one check of a monitor ran in this run, and why not.
+
+    Attributes:
+        source: the monitor's class name (``"OverfittingMonitor"``).
+        name: the check (``"overfitting"``); ``""`` stands for the monitor as a whole.
+        ran: whether it looked at the run at least once.
+        why: why it did not run (or stepped aside).
+    """
+
+    source: str
+    name: str
+    ran: bool
+    why: str = ""
+
+    @property
+    def label(self) -> str:
+        """``source`` or ``source/name``."""
+        return f"{self.source}/{self.name}" if self.name else self.source
+
+
+def checks_of(trainer: object) -> dict[tuple[str, str], Check]:
+    """The run's checks by ``(source, name)``, in the order they were first recorded."""
+    found = getattr(trainer, _CHECKS, None)
+    if found is None:
+        found = {}
+        setattr(trainer, _CHECKS, found)
+    return found
+
+
+def record_check(trainer: object, source: str, name: str, ran: bool, why: str = "") -> None:
+    """Record (or overwrite) whether a check ran."""
+    checks_of(trainer)[(source, name)] = Check(source, name, ran, why)
 
 
 def problems(findings: Sequence[Finding]) -> list[Finding]:
@@ -126,8 +162,10 @@ def problems(findings: Sequence[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == "problem"]
 
 
-def summary_text(findings: Sequence[Finding]) -> str:
-    """The end-of-fit console summary: one line per problem, then one per note.
+def summary_text(findings: Sequence[Finding], checks: Iterable[Check] | None = None) -> str:
+    """The end-of-fit console summary: problems, notes, then which checks ran and which did not.
+
+    "No problems found" speaks only for the checks that ran; a run where none ran says so.
 
     Example::
 
@@ -137,20 +175,43 @@ def summary_text(findings: Sequence[Finding]) -> str:
         ...                             severity="note")]))
         lightning-cnnviz: no problems found in this run. 1 note:
           - [activations/dead_units] epoch 0, step 9: fc1: 25% silent
+        >>> checks = [Check("ActivationMonitor", "", True),
+        ...           Check("OverfittingMonitor", "overfitting", False, "no val data")]
+        >>> print(summary_text([], checks))
+        lightning-cnnviz: no problems found by the checks that ran.
+          Checks that ran: ActivationMonitor.
+          Checks that did not run: OverfittingMonitor/overfitting (no val data).
     """
+    checks = None if checks is None else list(checks)
     found = problems(findings)
     notes = [f for f in findings if f.severity == "note"]
     noted = f"{len(notes)} note{'s' if len(notes) > 1 else ''}:"
+    where = "in this run" if checks is None else "by the checks that ran"
     if found:
         lines = [f"lightning-cnnviz: {len(found)} problem(s) in this run:"]
         lines += [_line(f) for f in found]
         lines += [noted] if notes else []
+    elif checks is not None and not any(c.ran for c in checks):
+        lines = ["lightning-cnnviz: no check ran in this run, so it cannot say whether training "
+                 "went well." + (f" {noted}" if notes else "")]  # fmt: skip
     else:
-        lines = [
-            "lightning-cnnviz: no problems found in this run." + (f" {noted}" if notes else "")
-        ]
+        lines = [f"lightning-cnnviz: no problems found {where}." + (f" {noted}" if notes else "")]
     lines += [_line(f) for f in notes]
+    if checks:
+        ran, not_ran = _grouped([c for c in checks if c.ran]), [c for c in checks if not c.ran]
+        lines += [f"  Checks that ran: {ran}."] if ran else []
+        if not_ran:
+            told = "; ".join(f"{c.label} ({c.why})" if c.why else c.label for c in not_ran)
+            lines.append(f"  Checks that did not run: {told}.")
     return "\n".join(lines)
+
+
+def _grouped(checks: Sequence[Check]) -> str:
+    """``Monitor (check, check), Other`` from checks that ran."""
+    names: dict[str, list[str]] = {}
+    for c in checks:
+        names.setdefault(c.source, []).extend([c.name] if c.name else [])
+    return ", ".join(f"{s} ({', '.join(n)})" if n else s for s, n in names.items())
 
 
 def _line(f: Finding) -> str:

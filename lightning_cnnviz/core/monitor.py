@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -33,7 +33,7 @@ from lightning_cnnviz.core.capture import (
     site_name,
 )
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
-from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.core.findings import checks_of, findings_of, record_check, summary_text
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.namespaces import Callback
 from lightning_cnnviz.core.outputs import (
@@ -138,6 +138,7 @@ class Monitor(Callback):
         self._trainer_ref: Any = None  # the fit's trainer, for step-aside notes in the summary
         self.dense_output = False  # set with the logits key
         self.disabled = False
+        self.aside_reason = ""  # why it stepped aside, for the end-of-fit summary
         self.last_logged_step = -1
         self.selected: dict[str, nn.Module] = {}
         self.shared: set[str] = set()
@@ -269,21 +270,14 @@ class Monitor(Callback):
     def step_aside(self, reason: str) -> None:
         """Stop for the rest of this run because the model or data do not fit this monitor.
 
-        One warning naming the monitor and ``reason`` (even with ``strict``: nothing failed),
-        and a note in the end-of-fit summary.
+        One warning naming the monitor and ``reason`` (even with ``strict``: nothing failed);
+        the end-of-fit summary lists it among the checks that did not run, with ``reason``.
         """
         if self.disabled:
             return
-        self.disabled = True
+        self.disabled, self.aside_reason = True, f"stepped aside: {reason}"
         name = type(self).__name__
         rank_zero_warn(f"{name} steps aside for the rest of this run (training goes on): {reason}")
-        self._note("stepped_aside", f"{name} stepped aside: {reason}")
-
-    def _note(self, kind: str, message: str) -> None:
-        trainer = self._trainer_ref
-        if trainer is not None:
-            step, epoch = int(trainer.global_step), int(trainer.current_epoch)
-            report(trainer, Finding(self.section, kind, step, epoch, message, severity="note"))
 
     def _step_aside(self, err: Exception) -> None:
         if isinstance(err, NotApplicable):
@@ -292,12 +286,12 @@ class Monitor(Callback):
         if self.strict:
             raise err
         self.disabled = True
+        self.aside_reason = f"stepped aside: {type(err).__name__}: {err}"
         rank_zero_warn(
             f"{type(self).__name__} failed and steps aside for the rest of this run "
             f"(training goes on): {type(err).__name__}: {err}. "
             "Pass `strict=True` to raise instead."
         )
-        self._note("failed", f"{type(self).__name__} failed: {type(err).__name__}: {err}")
 
     # ----------------------------------------------------------------- model outputs, labels
     def num_classes(self, trainer: Trainer) -> int | None:
@@ -437,6 +431,7 @@ class Monitor(Callback):
         self.budget = Budget(self.budget.share)
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active
+        self.aside_reason = "" if self._sink.active else "fast_dev_run: nothing would be kept"
         # A pattern that matches nothing is the user's error: raise, never step aside.
         # "auto" finding nothing (a model this monitor cannot read) steps aside, saying why.
         if self.watches_layers:
@@ -532,6 +527,25 @@ class Monitor(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._sink is not None:
             self._sink.flush()  # waits for the sink's thread; its errors are raised or warned
+        self._end_of_fit(trainer)
+
+    def never_logged_reason(self, trainer: Trainer) -> str:
+        """Why the monitor never logged in this run, for the end-of-fit summary."""
+        return "never logged in this run (shorter than its first scheduled event)"
+
+    def _end_of_fit(self, trainer: Trainer) -> None:
+        """Record whether this monitor ran; the run's last monitor prints the summary, once."""
+        why = self.aside_reason if self.disabled else ""
+        if not why and self.events == 0 and trainer.is_global_zero:
+            why = self.never_logged_reason(trainer)
+        record_check(trainer, type(self).__name__, "", ran=not why, why=why)
+        if [c for c in trainer.callbacks if isinstance(c, Monitor)][-1] is not self:
+            return
+        summary = summary_text(findings_of(trainer), checks_of(trainer).values())
+        rank_zero_info(summary)
+        if self._sink is not None and self._sink.active:  # in the Text tab too
+            self._sink.text(self.tag_prefix + "cnnviz/summary", summary, trainer.global_step)
+            self._sink.flush()
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:

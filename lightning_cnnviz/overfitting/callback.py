@@ -1,4 +1,8 @@
-"""``OverfittingMonitor``: generalisation gap, calibration, per-class accuracy and a diagnosis."""
+"""``OverfittingMonitor``: the diagnosis read from validation and the probes.
+
+Overfitting, memorisation, not learning and BatchNorm train/eval mismatch, with
+calibration, per-class accuracy and the most confused classes as evidence.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,12 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
-from lightning_cnnviz.core.findings import (
-    Finding,
-    findings_of,
-    record_skipped,
-    report,
-    summary_text,
-)
+from lightning_cnnviz.core.findings import Finding, findings_of, record_check, replace, report
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.probe import (
     Probe,
@@ -26,41 +24,58 @@ from lightning_cnnviz.core.probe import (
     generator_for,
     has_val_data,
 )
-from lightning_cnnviz.overfitting.detector import OverfittingDetector
+from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.overfitting import rules
+from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
+from lightning_cnnviz.overfitting.confusion import confused_pairs, confusion_image, pairs_text
+from lightning_cnnviz.overfitting.detector import Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image
 from lightning_cnnviz.overfitting.metrics import Evaluation, figures, pick_metric
 from lightning_cnnviz.overfitting.text import diagnosis_text, headline, missing_text
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
+_CHECKS = {  # check name -> what it needs, for the end-of-fit summary
+    "overfitting": "a validation loss",
+    "memorisation": "train and val accuracy (logged, or class labels on the probes)",
+    "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
+    "BatchNorm train/eval": "BatchNorm layers in training mode",
+}
 
 
 class OverfittingMonitor(Monitor, section="overfitting"):
-    """Tells in plain words when and why a model starts to overfit.
+    """Tells in plain words when validation shows that training goes wrong, and why.
 
     At each validation end (training steps never carry anything) it reads the train
     and val loss/accuracy the module logs, runs the model on a val and a train probe
-    (eval mode, no gradients, no hooks) for calibration and per-class accuracy, and
-    feeds an ``OverfittingDetector``. Epoch-level train values are read once the
-    training epoch ends (``train/loss_epoch`` is current only then). At the end of fit
-    it prints the summary of every monitor's findings. Tags, rules and how to read
-    the diagnosis: ``docs/overfitting.md``.
+    (eval mode, no gradients, no hooks), and the val probe once more with BatchNorm on
+    batch statistics (copies of its buffers: the running statistics are never
+    touched). A ``Detector`` runs the rules of ``rules.py`` on the whole series:
+    ``overfitting`` (val loss rising beyond its own noise while train loss falls),
+    ``memorisation`` (val accuracy falling while train accuracy climbs past it),
+    ``not_learning`` (val probe at chance accuracy, or non-finite outputs) and
+    ``bn_mismatch`` (eval mode far worse than batch statistics). Each is reported once
+    as a ``Finding``, then updated in place while it worsens, and turned into a note
+    when it goes away. Calibration (signed: over- or under-confident) and the most
+    confused classes are evidence in the ``overfitting/diagnosis`` entry, never a
+    finding of their own. Rules, thresholds and why: ``docs/diagnosis.md``.
 
     Its work on the training thread is timed in ``timings``: ``total`` per evaluation
-    (within it ``probe``, drawing the probes once, ``capture``, the forward pass,
+    (within it ``probe``, drawing the probes once, ``capture``, the forward passes,
     ``compute``, ``render`` and ``write``), and outside the evaluations ``setup``,
-    ``summary`` (the end-of-fit summary) and
-    ``flush`` (waiting for the sink's thread at the end of fit).
+    ``summary`` (recording which checks ran) and ``flush`` (waiting for the sink's
+    thread at the end of fit, and the run's summary when this is the last monitor).
 
     Args:
         train_loss_key, val_loss_key, train_acc_key, val_acc_key: logged metric names
             (``name_epoch``/``name_step`` variants are found too).
-        tolerance: val loss more than this fraction above its best counts as worse.
-        patience: consecutive evaluations a detection rule must hold.
-        ece_margin: smallest ``ece_val - ece_train`` the growing-ECE-gap rule reports.
+        tolerance: the smallest relative rise of val loss above its best that counts
+            as overfitting (the rule also waits for the rise to exceed the curve's noise).
+        patience: evaluations a rule's smoothed signal must hold (2: reported one
+            validation after its onset at the earliest).
         num_samples: images per probe (val and train), class-balanced; the whole set when
-            it is smaller. The probe pass (2 x ``num_samples`` images forward, no gradients)
-            is most of an evaluation's cost; ``ece_margin`` suits 256: a smaller probe
-            biases the ECE of the val probe upward, so the calibration rule fires sooner.
+            it is smaller. Three probe passes (val, train, val with batch statistics; no
+            gradients) are most of an evaluation's cost. The rules read means over the
+            probe (accuracy, confidence, loss) whose standard errors they account for.
         **kwargs: the shared arguments of ``Monitor`` (schedule, ``tag_prefix``, ``strict``,
             ``seed``, ``budget``). Evaluations happen at validation ends only:
             ``every_n_steps=n`` takes the first validation of the run and the first after
@@ -84,10 +99,9 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         val_loss_key: str = "val/loss",
         train_acc_key: str = "train/acc",
         val_acc_key: str = "val/acc",
-        tolerance: float = 0.1,
+        tolerance: float = 0.05,
         patience: int = 2,
-        ece_margin: float = 0.05,
-        num_samples: int = 256,
+        num_samples: int = 128,
         **kwargs: Any,
     ) -> None:
         if "layers" in kwargs:
@@ -100,16 +114,17 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             check_key(f"{name}_key", key)
         check_number("tolerance", tolerance, low=0.0)
         check_int("patience", patience)
-        check_number("ece_margin", ece_margin, low=0.0, high=1.0)
         self.keys = dict(zip(_KEYS, keys, strict=True))
-        self.tolerance, self.patience, self.ece_margin = tolerance, patience, ece_margin
+        self.tolerance, self.patience = tolerance, patience
         self.reset()
 
     @override
     def reset(self) -> None:
-        self.detector = OverfittingDetector(self.tolerance, self.patience, self.ece_margin)
+        self.detector = Detector(self.tolerance, self.patience)
         self._pending = self._epoch_end = self._layout = False
         self._others_told = 0
+        self._findings: dict[str, Finding] = {}
+        self._bn_why = ""  # why the BatchNorm check could not run
 
     @override
     def describe_layers(self) -> str:
@@ -165,16 +180,38 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer, pl_module, epoch_end=False)
-        if self.events == 0 and not self.disabled and trainer.is_global_zero:
-            why = "no validation ran" if has_val_data(trainer) else "the run has no validation data"
-            record_skipped(trainer, self.section, f"train vs val comparison ({why})")
         with self.phase("summary"):
-            summary = summary_text(findings_of(trainer))
-            rank_zero_info(summary)
-            if not self.disabled:  # also in TensorBoard's Text tab, so a clean run says so there
-                self.sink.text(self.tag("summary"), summary, trainer.global_step)
-        with self.phase("flush"):  # what the sink's thread still has to write
+            self._record_checks(trainer)
+        with self.phase("flush"):  # the sink's thread; the run's summary if this monitor is last
             super().on_fit_end(trainer, pl_module)
+
+    def _record_checks(self, trainer: Trainer) -> None:
+        """Say which of the rules could look at this run, and why the others could not."""
+        h = self.detector.history
+        ran = {
+            "overfitting": any(e.val_loss is not None for e in h),
+            "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
+            "not learning": any(rules.stuck(e) is not None for e in h),
+            "BatchNorm train/eval": any(e.probe_acc_bn is not None for e in h),
+        }
+        for name, did in ran.items():
+            if did:
+                why = ""
+            elif self.disabled:
+                why = self.aside_reason or "the monitor stepped aside"
+            elif not h:
+                why = self.never_logged_reason(trainer)
+            elif name == "BatchNorm train/eval" and self._bn_why:
+                why = self._bn_why
+            else:
+                why = f"needs {_CHECKS[name]}"
+            record_check(trainer, type(self).__name__, name, did, why)
+
+    @override
+    def never_logged_reason(self, trainer: Trainer) -> str:
+        if not has_val_data(trainer):
+            return "the run has no validation data"
+        return "validation never ran after training started"
 
     # ------------------------------------------------ one evaluation
     def _logits(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Tensor | None:
@@ -194,6 +231,24 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         ok = labels is not None and logits.shape[1] > int(labels.max())
         return logits if ok else None
 
+    def _batch_stats(self, trainer: Trainer, pl_module: LightningModule) -> Tensor | None:
+        """The val probe with BatchNorm on batch statistics (``None`` when it cannot run)."""
+        norms = batch_norms(unwrap_model(pl_module))
+        if not norms:
+            self._bn_why = "no BatchNorm layer in training mode"
+            return None
+        if trainer.world_size > 1:  # rank zero alone: a training-mode BatchNorm may all-reduce
+            self._bn_why = "distributed run: batch statistics may need every rank"
+            return None
+        x = self.probe_input(trainer, pl_module, "val")
+        try:
+            with self.phase("capture"), with_probe(pl_module):
+                output = lambda out: self.logits_of(out, image_level=False)  # noqa: E731
+                return batch_stats_logits(pl_module, norms, x, output=output)
+        except Exception as err:  # e.g. a batch of one: the other checks go on
+            self._bn_why = f"batch statistics failed: {type(err).__name__}: {err}"
+            return None
+
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
         """Logged metrics and probe figures, moved to the host in one transfer."""
         logged = trainer.callback_metrics  # read once: each read recomputes Lightning's results
@@ -206,37 +261,73 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         probes = logits["val"] is not None and logits["train"] is not None
         if missing or not probes:
             self.warn_once("missing", missing_text(missing, probes, logged))
-        labels = {s: self.probe(trainer, s).labels for s in logits}
+        if logits["val"] is not None:
+            logits["bn"] = self._batch_stats(trainer, pl_module)
+        labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
         with self.phase("compute"):
-            host, per_class = figures(found, logits, labels)  # one transfer to the host
-        return Evaluation(trainer.global_step, trainer.current_epoch, **host), per_class
+            host, per_class, counts = figures(found, logits, labels)  # one transfer to the host
+            pairs = []
+            val, probe = logits["val"], self.probe(trainer, "val")
+            wrong = counts is not None and host.get("probe_acc_val", 1.0) < 1.0
+            if wrong and val is not None and probe.labels is not None:  # which images: 2nd transfer
+                predicted = val.argmax(dim=1).tolist()
+                pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
+        size = float(len(probe))
+        ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size, **host)
+        return ev, per_class, counts, pairs
 
     @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        ev, per_class = self._measure(trainer, pl_module)
+        ev, per_class, counts, pairs = self._measure(trainer, pl_module)
         step, epoch = ev.step, ev.epoch
-        scalars = {k: getattr(ev, k) for k in ("gap_loss", "gap_acc", "ece_val", "ece_train")}
-        image = None
-        if per_class:
-            with self.phase("render"):
-                image = per_class_image(torch.tensor(per_class), epoch)
+        names = ("gap_loss", "gap_acc", "ece_val", "ece_train", "overconfidence_val")
+        scalars = {k: getattr(ev, k) for k in (*names, "overconfidence_train", "bn_gap_acc")}
+        images = {}
+        with self.phase("render"):
+            if per_class:
+                images["per_class"] = per_class_image(torch.tensor(per_class), epoch)
+            if counts is not None and len(counts) <= 40:
+                images["confusion"] = confusion_image(counts, epoch)
         with self.phase("write"):
             self.sink.scalars({self.tag(k): v for k, v in scalars.items() if v is not None}, step)
-            if image is not None:
-                self.sink.image(self.tag("per_class"), image, step)
+            for name, image in images.items():
+                self.sink.image(self.tag(name), image, step)
             self._write_layout()
-        if (onset := self.detector.update(ev)) is not None:
-            message = headline(onset, self.tolerance)
-            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
-            numbers = {k: v for k, v in vars(ev).items() if v is not None}
-            report(trainer, Finding(self.section, "overfitting", step, epoch, message, numbers))
+        changes = self.detector.update(ev)
+        for change in changes:
+            self._tell(trainer, change, ev, pairs)
         others = [f for f in findings_of(trainer) if f.source != self.section]
-        if self.detector.onset and (onset or len(others) > self._others_told):
+        if changes or (self.detector.reported and len(others) > self._others_told):
             self._others_told = len(others)  # rewritten when other monitors add findings
             text = diagnosis_text(
-                self.detector.onset, others, tolerance=self.tolerance, val_key=self.keys["val_loss"]
+                self.detector.active,
+                ev,
+                others,
+                confusion=pairs_text(pairs),
+                val_key=self.keys["val_loss"],
             )
             self.sink.text(self.tag("diagnosis"), text, step)
+
+    def _tell(self, trainer: Trainer, change: Change, ev: Evaluation, pairs: list[Any]) -> None:
+        """Report a new finding (with a warning), or update the one reported before."""
+        v = change.verdict
+        message = headline(v)
+        numbers = {k: x for k, x in vars(ev).items() if x is not None}
+        numbers.update(v.figures)
+        numbers.update(since_epoch=v.since.epoch, since_step=v.since.step, change=change.change)
+        if ev.overconfidence_val is not None:
+            numbers["overconfidence_val"] = ev.overconfidence_val
+        if pairs:
+            numbers["confused_pairs"] = [(p.true, p.predicted, p.count) for p in pairs]
+        finding = Finding(self.section, v.kind, ev.step, ev.epoch, message, numbers, v.severity)  # type: ignore[arg-type]
+        old = self._findings.get(v.kind)
+        self._findings[v.kind] = finding
+        if old is None:
+            report(trainer, finding)
+        else:
+            replace(trainer, old, finding)
+        if change.change == "new":
+            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
 
     def _write_layout(self) -> None:
         if not self._layout and self.sink.writer is not None:

@@ -30,6 +30,7 @@ from torch import Tensor
 
 __all__ = [
     "Evaluation",
+    "confusion_counts",
     "expected_calibration_error",
     "figures",
     "per_class_accuracy",
@@ -106,37 +107,82 @@ def pick_metric(metrics: Mapping[str, Any], key: str, epoch_level: bool) -> Tens
     return None if value is None else torch.as_tensor(value).detach().float().reshape(())
 
 
+def _probe_figures(out: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    """Mean top confidence, accuracy and cross-entropy of one probe pass (0-dim each)."""
+    out, labels = out.float(), labels.to(out.device).long()
+    confidence, predicted = torch.softmax(out, dim=1).max(dim=1)
+    return {
+        "conf": confidence.mean(),
+        "acc": (predicted == labels).float().mean(),
+        "loss": torch.nn.functional.cross_entropy(out, labels),
+    }
+
+
 def figures(
     logged: Mapping[str, Tensor | None],
     logits: Mapping[str, Tensor | None],
     labels: Mapping[str, Tensor | None],
-) -> tuple[dict[str, float], list[float]]:
-    """Logged values plus ``ece_{split}`` per probe, and per-class val accuracy, on the host.
+) -> tuple[dict[str, float], list[float], list[list[float]] | None]:
+    """Logged values, probe figures, per-class val accuracy and confusion counts, on the host.
 
-    Everything is reduced where the logits live and moved to the host in one transfer.
-    A ``None`` entry (not logged, no usable logits) is left out.
+    For each probe pass ``split`` (``"val"``, ``"train"``; ``"bn"`` is the val probe with
+    batch statistics) it adds ``ece_{split}``, ``conf_{split}`` (mean top softmax
+    probability), ``probe_acc_{split}`` and ``probe_loss_{split}`` (cross-entropy), plus
+    ``classes`` (the logits' width). Everything is reduced where the logits live and moved
+    to the host in one transfer. A ``None`` entry (not logged, no usable logits) is left out.
 
     Example::
 
         >>> logits = {"val": torch.tensor([[2.0, 0.0], [0.0, 1.0]]), "train": None}
-        >>> host, per_class = figures({"val_loss": torch.tensor(0.5)}, logits,
-        ...                           {"val": torch.tensor([0, 0]), "train": None})
-        >>> sorted(host), per_class
-        (['ece_val', 'val_loss'], [0.5, nan])
+        >>> host, per_class, confusion = figures({"val_loss": torch.tensor(0.5)}, logits,
+        ...                                      {"val": torch.tensor([0, 0]), "train": None})
+        >>> sorted(host)
+        ['classes', 'conf_val', 'ece_val', 'probe_acc_val', 'probe_loss_val', 'val_loss']
+        >>> per_class, confusion
+        ([0.5, nan], [[1.0, 1.0], [0.0, 0.0]])
     """
     values = {name: value for name, value in logged.items() if value is not None}
+    val_labels = labels.get("val")
     for split, out in logits.items():
-        if out is not None and labels[split] is not None:
-            values[f"ece_{split}"] = expected_calibration_error(out, labels[split])
+        truth = val_labels if split == "bn" else labels.get(split)
+        if out is None or truth is None:
+            continue
+        values[f"ece_{split}"] = expected_calibration_error(out, truth)
+        for name, value in _probe_figures(out, truth).items():
+            values[f"{'probe_' if name != 'conf' else ''}{name}_{split}"] = value
     device = next((v.device for v in values.values()), torch.device("cpu"))
+    val = logits.get("val")
+    if val is not None and val_labels is not None:
+        values["classes"] = torch.tensor(float(val.shape[1]), device=device)
     # the trailing zero keeps the stack non-empty when nothing was logged
     parts = [
         torch.stack([*(v.to(device) for v in values.values()), torch.zeros((), device=device)])
     ]
-    if logits.get("val") is not None and labels.get("val") is not None:
-        parts.append(per_class_accuracy(logits["val"], labels["val"]).to(device))
+    if val is not None and val_labels is not None:
+        parts.append(per_class_accuracy(val, val_labels).to(device))
+        parts.append(confusion_counts(val, val_labels).flatten().to(device))
     flat = torch.cat(parts).tolist()
-    return dict(zip(values, flat, strict=False)), flat[len(values) + 1 :]
+    host = dict(zip(values, flat, strict=False))
+    if val is None or val_labels is None:
+        return host, [], None
+    k, n = val.shape[1], len(values) + 1
+    matrix = flat[n + k :]
+    return host, flat[n : n + k], [matrix[i * k : (i + 1) * k] for i in range(k)]
+
+
+def confusion_counts(logits: Tensor, labels: Tensor) -> Tensor:
+    """``(K, K)`` float32 counts: row = true class, column = predicted class.
+
+    Example::
+
+        >>> confusion_counts(torch.eye(2)[[0, 0, 1]], torch.tensor([0, 1, 1])).tolist()
+        [[1.0, 0.0], [1.0, 1.0]]
+    """
+    k = logits.shape[1]
+    labels = labels.to(logits.device).long()
+    index = labels * k + logits.argmax(dim=1)
+    ones = torch.ones_like(index, dtype=torch.float32)
+    return torch.zeros(k * k, device=logits.device).index_add_(0, index, ones).view(k, k)
 
 
 @dataclass(frozen=True)
@@ -158,6 +204,18 @@ class Evaluation:
     val_acc: float | None = None
     ece_train: float | None = None
     ece_val: float | None = None
+    conf_train: float | None = None
+    conf_val: float | None = None
+    probe_acc_train: float | None = None
+    probe_acc_val: float | None = None
+    probe_loss_train: float | None = None
+    probe_loss_val: float | None = None
+    conf_bn: float | None = None
+    probe_acc_bn: float | None = None
+    probe_loss_bn: float | None = None
+    ece_bn: float | None = None
+    classes: float | None = None
+    probe_size: float | None = None
 
     @property
     def gap_loss(self) -> float | None:
@@ -171,8 +229,36 @@ class Evaluation:
 
     @property
     def ece_gap(self) -> float | None:
-        """``ece_val - ece_train`` (over-confidence on unseen data)."""
+        """``ece_val - ece_train``."""
         return _minus(self.ece_val, self.ece_train)
+
+    @property
+    def overconfidence_val(self) -> float | None:
+        """Signed calibration of the val probe: mean confidence minus accuracy.
+
+        Positive: over-confident; negative: under-confident.
+        """
+        return _minus(self.conf_val, self.probe_acc_val)
+
+    @property
+    def overconfidence_train(self) -> float | None:
+        """Signed calibration of the train probe (mean confidence minus accuracy)."""
+        return _minus(self.conf_train, self.probe_acc_train)
+
+    @property
+    def val_accuracy(self) -> float | None:
+        """The logged val accuracy, else the val probe's."""
+        return self.val_acc if self.val_acc is not None else self.probe_acc_val
+
+    @property
+    def train_accuracy(self) -> float | None:
+        """The logged train accuracy, else the train probe's (eval mode)."""
+        return self.train_acc if self.train_acc is not None else self.probe_acc_train
+
+    @property
+    def bn_gap_acc(self) -> float | None:
+        """Val probe accuracy with batch statistics minus in eval mode (running statistics)."""
+        return _minus(self.probe_acc_bn, self.probe_acc_val)
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

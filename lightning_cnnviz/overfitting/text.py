@@ -1,35 +1,33 @@
-"""The overfitting diagnosis in words: the warning's headline and the Markdown entry.
+"""The validation diagnosis in words: headlines, the Markdown entry, what is missing.
 
 Nothing here knows about Lightning. ``headline`` is the one sentence of the
-warning, the ``Finding`` and the end-of-fit summary; ``diagnosis_text`` is the
-``overfitting/diagnosis`` entry: since when, the numbers, the best epoch, what to
-do, and what the other monitors noticed; ``missing_text`` says which metrics the
-monitor cannot find.
+warning, the ``Finding`` and the end-of-fit summary for a ``Verdict``;
+``diagnosis_text`` is the ``overfitting/diagnosis`` entry: each finding with its
+evidence and what to try, the calibration (signed) and the most confused classes as
+supporting evidence, and what the other monitors noticed; ``missing_text`` says which
+metrics the monitor cannot find.
 
 Example::
 
-    >>> from lightning_cnnviz.overfitting.detector import Onset
-    >>> from lightning_cnnviz.overfitting.metrics import Evaluation
+    >>> from lightning_cnnviz.overfitting.rules import Verdict
     >>> best = Evaluation(step=20, epoch=1, train_loss=0.5, val_loss=0.5)
     >>> since = Evaluation(step=30, epoch=2, train_loss=0.3, val_loss=0.6)
     >>> now = Evaluation(step=40, epoch=3, train_loss=0.2, val_loss=0.7)
-    >>> print(headline(Onset("val_loss", now, since, best)))
-    Overfitting since epoch 2 (step 30): val loss 0.7 is more than 10% above its best
-    (0.5 at epoch 1) while train loss fell to 0.2.
-    >>> diagnosis_text(Onset("val_loss", now, since, best)).splitlines()[2]
-    '- Best epoch so far: **epoch 1 (step 20)**: val loss 0.5, val acc n/a, train loss 0.5.'
+    >>> headline(Verdict("overfitting", since, now, best, {"rise": 0.4}))[:75]
+    'Overfitting since epoch 2 (step 30): val loss 0.7 is 40% above its best (0.'
+    >>> headline(Verdict("overfitting", since, now, best, {"rise": 0.4}))[75:]
+    '5 at epoch 1) while train loss fell to 0.2; stop at epoch 1.'
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 from lightning_cnnviz.core.findings import Finding
-from lightning_cnnviz.overfitting.detector import Onset
 from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["diagnosis_text", "headline", "missing_text"]
+__all__ = ["calibration_text", "diagnosis_text", "headline", "missing_text"]
 
 
 def _num(value: float | None, percent: bool = False) -> str:
@@ -38,109 +36,180 @@ def _num(value: float | None, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
 
 
-def _points(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} points"
-
-
 def _when(ev: Evaluation) -> str:
     return f"epoch {ev.epoch} (step {ev.step})"
 
 
-_REMEDIES = (
-    '**Stop at the best epoch**: {best}; add `EarlyStopping(monitor="{val_key}", '
-    'patience=...)` and `ModelCheckpoint(monitor="{val_key}")` to keep those weights '
-    "(or train for fewer epochs).",
-    "**Augment the training data** (random shifts, small rotations, crops, noise) so the "
-    "model cannot memorise exact images.",
-    "**Add weight decay** (e.g. `weight_decay=5e-4`; with Adam prefer AdamW).",
-    "**Add dropout** before the classifier (e.g. 0.25-0.5).",
-    "**Use more training data** if you can: overfitting is a small data set's symptom.",
-)
+def calibration_text(ev: Evaluation) -> str:
+    """Signed calibration of the val probe in words (confidence minus accuracy).
+
+    Example::
+
+        >>> calibration_text(Evaluation(step=1, epoch=0, conf_val=0.52, probe_acc_val=0.925))
+        'under-confident on validation images: mean confidence 0.52 at 92.5% accuracy (-0.405)'
+    """
+    over = ev.overconfidence_val
+    if over is None:
+        return "calibration: n/a (no class labels or logits on the probe)"
+    if abs(over) < 0.03:
+        words = "well calibrated on validation images"
+    else:
+        words = f"{'over' if over > 0 else 'under'}-confident on validation images"
+    return (
+        f"{words}: mean confidence {_num(ev.conf_val)} at {_num(ev.probe_acc_val, True)} "
+        f"accuracy ({over:+.3f})"
+    )
+
+
+def headline(v: Verdict) -> str:
+    """One plain sentence for the warning, the ``Finding`` and the end-of-fit summary."""
+    f, now, since, best = v.figures, v.detected, v.since, v.best
+    gone = v.severity == "note"
+    if v.kind == "overfitting":
+        assert best is not None
+        if gone:
+            return (
+                f"Val loss rose from epoch {since.epoch} but reached a new low "
+                f"({_num(now.val_loss)} at epoch {now.epoch}): a temporary bump, no lasting "
+                "overfitting so far."
+            )
+        return (
+            f"Overfitting since {_when(since)}: val loss {_num(now.val_loss)} is "
+            f"{f['rise']:.0%} above its best ({_num(best.val_loss)} at epoch {best.epoch}) "
+            f"while train loss fell to {_num(now.train_loss)}; stop at epoch {best.epoch}."
+        )
+    if v.kind == "memorisation":
+        assert best is not None
+        if gone:
+            return (
+                f"Val accuracy fell from epoch {since.epoch} but reached a new high "
+                f"({_num(now.val_accuracy, True)} at epoch {now.epoch}): no lasting memorisation."
+            )
+        return (
+            f"Memorisation since {_when(since)}: val accuracy fell from "
+            f"{_num(best.val_accuracy, True)} (epoch {best.epoch}) to "
+            f"{_num(now.val_accuracy, True)} while train accuracy climbed to "
+            f"{_num(now.train_accuracy, True)}: the model fits training labels that do not "
+            "generalise (noisy or wrong labels?)."
+        )
+    if v.kind == "not_learning":
+        if gone:
+            return (
+                f"Accuracy was at chance from {_when(since)} and is above it again at "
+                f"epoch {now.epoch} ({_num(now.probe_acc_val, True)})."
+            )
+        start = "from the start" if f["from_start"] else "after a collapse"
+        if f["non_finite"]:
+            loss = "the model's outputs are not finite (NaN/inf: training diverged)"
+        else:
+            k = round(1 / f["chance_acc"])
+            loss = f"probe loss {_num(now.probe_loss_val)}, chance level ln({k}) = "
+            loss += _num(f["chance_loss"])
+        peak = (
+            f" (it had reached {_num(f['peak_acc_before'], True)})" if not f["from_start"] else ""
+        )
+        return (
+            f"Not learning since {_when(since)} ({start}{peak}): val probe accuracy "
+            f"{_num(now.probe_acc_val, True)} is at chance ({_num(f['chance_acc'], True)}); {loss}."
+        )
+    if gone:
+        return f"BatchNorm eval/train mismatch from {_when(since)} closed at epoch {now.epoch}."
+    return (
+        f"BatchNorm running statistics do not match the batches since {_when(since)}: val probe "
+        f"accuracy {_num(f['eval_acc'], True)} in eval mode vs {_num(f['batch_stats_acc'], True)} "
+        f"with batch statistics (loss {_num(f['eval_loss'])} vs {_num(f['batch_stats_loss'])})."
+    )
+
+
+_REMEDIES = {
+    "overfitting": (
+        '**Stop at the best epoch** ({best}): add `EarlyStopping(monitor="{val_key}", '
+        'patience=...)` and `ModelCheckpoint(monitor="{val_key}")` to keep those weights.',
+        "**Augment the training data** (random shifts, small rotations, crops, noise).",
+        "**Add weight decay** (e.g. `weight_decay=5e-4`; with Adam prefer AdamW) or dropout.",
+        "**Use more training data** or a smaller model.",
+    ),
+    "memorisation": (
+        "**Check the training labels**: look at the training images with the highest loss; "
+        "noisy or wrong labels are what a model can only memorise.",
+        "**Keep the weights of the best val accuracy** ({best}): "
+        '`ModelCheckpoint(monitor="val/acc", mode="max")`, or train for fewer epochs.',
+        "**Use a loss robust to label noise**: label smoothing "
+        "(`F.cross_entropy(..., label_smoothing=0.1)`), mixup, or a noise-robust loss.",
+        "**Regularise**: weight decay, dropout, augmentation slow memorisation down.",
+    ),
+    "not_learning": (
+        "**Lower the learning rate** (by 10x); a rate far too high keeps a model at chance "
+        "or makes it diverge (NaN).",
+        "**Check the data and the loss**: labels aligned with images, inputs normalised, "
+        "logits (not probabilities) into `cross_entropy`.",
+        "**Check the gradients reach the first layers** (`ActivationMonitor`, the gradient "
+        "norms): saturating activations or a missing normalisation stop learning.",
+    ),
+    "bn_mismatch": (
+        "**Let the running statistics catch up**: a larger BatchNorm `momentum` (e.g. 0.1 "
+        "-> 0.3), or recompute them on training batches before evaluating.",
+        "**Use larger or more varied batches**; tiny or class-sorted batches give batch "
+        "statistics far from the whole data's.",
+        "**Replace BatchNorm by GroupNorm/LayerNorm** where batches must stay small.",
+    ),
+}
+
+
+def _section(v: Verdict, val_key: str) -> list[str]:
+    now, best = v.detected, v.best
+    head = headline(v)
+    if v.severity == "note":
+        return [f"**Note**: {head}", ""]
+    lines = [f"**{head}**", ""]
+    if best is not None and v.kind in ("overfitting", "memorisation"):
+        lines.append(
+            f"- Best so far: **{_when(best)}**: val loss {_num(best.val_loss)}, val acc "
+            f"{_num(best.val_accuracy, True)}, train loss {_num(best.train_loss)}."
+        )
+    lines.append(
+        f"- Now, {_when(now)}: train loss {_num(now.train_loss)}, val loss "
+        f"{_num(now.val_loss)}; train acc {_num(now.train_accuracy, True)}, val acc "
+        f"{_num(now.val_accuracy, True)}."
+    )
+    if "noise" in v.figures:
+        lines.append(
+            f"- Noise of the curve (per validation): {_num(v.figures['noise'])}; a change counts "
+            f"beyond {_num(v.figures['margin'])}."
+        )
+    lines += ["", "What to try:", ""]
+    best_text = _when(best) if best is not None else "the best epoch"
+    for i, remedy in enumerate(_REMEDIES[v.kind], 1):
+        lines.append(f"{i}. {remedy.format(best=best_text, val_key=val_key)}")
+    return [*lines, ""]
 
 
 def _other_line(f: Finding) -> str:
     text = f.first_line or f.kind
-    return f"- **{f.source}** ({f.kind}, epoch {f.epoch}, step {f.step}): {text}"
-
-
-_WHY = {  # what another monitor's finding means for generalisation, by source
-    "activations": "dead units lower the capacity the model has left to generalise",
-    "gradcam": "Grad-CAM leaving the object means the model relies on a shortcut or the "
-    "background rather than the digit",
-}
-
-
-def _others_note(others: Sequence[Finding]) -> str:
-    why = [_WHY[s] for s in dict.fromkeys(f.source for f in others) if s in _WHY]
-    if not why:
-        return ""
-    return "How this relates: " + "; ".join(why) + " (weight decay and augmentation help here too)."
-
-
-def headline(onset: Onset, tolerance: float = 0.1) -> str:
-    """One plain sentence for the warning, the ``Finding`` and the end-of-fit summary."""
-    now, since, best = onset.detected, onset.since, onset.best
-    if onset.signal == "val_loss" and best is not None:
-        return (
-            f"Overfitting since {_when(since)}: val loss {_num(now.val_loss)} is more than "
-            f"{tolerance:.0%} above its best ({_num(best.val_loss)} at epoch {best.epoch}) "
-            f"while train loss fell to {_num(now.train_loss)}."
-        )
-    return (
-        f"Overfitting (calibration) since {_when(since)}: the gap between validation and "
-        f"training ECE rose to {_num(now.ece_gap)}."
-    )
+    return f"- **{f.source}** ({f.kind}, {f.severity}, epoch {f.epoch}, step {f.step}): {text}"
 
 
 def diagnosis_text(
-    onset: Onset,
+    verdicts: Sequence[Verdict],
+    now: Evaluation,
     others: Sequence[Finding] = (),
     *,
-    tolerance: float = 0.1,
+    confusion: str = "",
     val_key: str = "val/loss",
 ) -> str:
-    """The ``overfitting/diagnosis`` entry (Markdown) for an onset and what other monitors saw."""
-    now, since, best = onset.detected, onset.since, onset.best
-    if onset.signal == "val_loss":
-        assert best is not None and best.val_loss is not None and now.val_loss is not None
-        rise = (now.val_loss - best.val_loss) / abs(best.val_loss) if best.val_loss else math.inf
-        head = (
-            f"**Overfitting since {_when(since)}** (detected at {_when(now)}): the validation "
-            f"loss has stayed more than {tolerance:.0%} above its best while the training loss "
-            f"keeps falling. The model is memorising the training set instead of learning what "
-            f"generalises. Val loss now {_num(now.val_loss)}, {rise:+.0%} above its best."
-        )
-    else:
-        head = (
-            f"**Overfitting (calibration) since {_when(since)}** (detected at {_when(now)}): "
-            f"the model grows over-confident on validation images while staying calibrated "
-            f"on training images; the ECE gap rose from {_num(since.ece_gap)} to "
-            f"{_num(now.ece_gap)}."
-        )
-    lines = [head, ""]
-    if best is not None:
-        lines.append(
-            f"- Best epoch so far: **{_when(best)}**: val loss {_num(best.val_loss)}, "
-            f"val acc {_num(best.val_acc, True)}, train loss {_num(best.train_loss)}."
-        )
-    lines += [
-        f"- Now, {_when(now)}: train loss {_num(now.train_loss)}, val loss {_num(now.val_loss)} "
-        f"(gap {_num(now.gap_loss)}); train acc {_num(now.train_acc, True)}, val acc "
-        f"{_num(now.val_acc, True)} (gap {_points(now.gap_acc)}).",
-        f"- Calibration (ECE, 15 bins, probe images): val {_num(now.ece_val)}, train "
-        f"{_num(now.ece_train)}, gap {_num(now.ece_gap)}.",
-        "",
-        "What to do:",
-        "",
-    ]
-    best_text = f"{_when(best)} had the lowest val loss" if best else "the best epoch"
-    lines += [
-        f"{i}. {r.format(best=best_text, val_key=val_key)}" for i, r in enumerate(_REMEDIES, 1)
-    ]
+    """The ``overfitting/diagnosis`` entry (Markdown): findings first, then the evidence."""
+    lines: list[str] = []
+    for v in verdicts:
+        lines += _section(v, val_key)
+    if not verdicts:
+        lines += [f"No validation problem found up to {_when(now)}.", ""]
+    lines.append(f"Calibration (val probe, {_when(now)}): {calibration_text(now)}.")
+    if now.ece_val is not None:
+        lines.append(f"ECE (15 bins): val {_num(now.ece_val)}, train {_num(now.ece_train)}.")
+    if confusion:
+        lines += ["", "Most confused classes (val probe):", "", confusion]
     if others:
         lines += ["", "Other monitors noticed:", "", *map(_other_line, others)]
-        if note := _others_note(others):
-            lines += ["", note]
     return "\n".join(lines)
 
 

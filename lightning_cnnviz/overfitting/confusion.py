@@ -1,0 +1,90 @@
+"""Which classes the model confuses: the most confused pairs and the confusion-matrix image.
+
+Nothing here knows about Lightning. ``confused_pairs`` reads the val probe's
+confusion counts (row = true class, column = predicted, from
+``metrics.confusion_counts``) and names the pairs with the most mistakes, with
+example probe images (their dataset indices); ``confusion_image`` draws the matrix
+with ``core.rendering``.
+
+Example::
+
+    >>> counts = [[8.0, 2.0, 0.0], [0.0, 10.0, 0.0], [1.0, 5.0, 4.0]]
+    >>> pairs = confused_pairs(counts, predicted=[0] * 8 + [1] * 2 + [1] * 10 + [0] + [1] * 5
+    ...                        + [2] * 4, labels=[0] * 10 + [1] * 10 + [2] * 10,
+    ...                        indices=list(range(100, 130)))
+    >>> [(p.true, p.predicted, p.count, p.share) for p in pairs]
+    [(2, 1, 5, 0.5), (0, 1, 2, 0.2), (2, 0, 1, 0.1)]
+    >>> pairs[0].examples
+    [121, 122, 123]
+    >>> print(pairs_text(pairs[:1]))
+    - true **2** taken for **1**: 5 of 10 probe images (50%), e.g. dataset indices 121, 122, 123
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lightning_cnnviz.core import labels as text_labels
+from lightning_cnnviz.core import rendering
+
+__all__ = ["Pair", "confused_pairs", "confusion_image", "pairs_text"]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """``count`` probe images of class ``true`` predicted as ``predicted`` (``share`` of the class).
+
+    ``examples`` are their dataset indices (up to three).
+    """
+
+    true: int
+    predicted: int
+    count: int
+    share: float
+    examples: list[int]
+
+
+def confused_pairs(
+    counts: Sequence[Sequence[float]],
+    predicted: Sequence[int],
+    labels: Sequence[int],
+    indices: Sequence[int],
+    top: int = 3,
+) -> list[Pair]:
+    """The ``top`` (true, predicted) pairs with the most mistakes, most first."""
+    k = len(counts)
+    off = [(counts[t][p], t, p) for t in range(k) for p in range(k) if t != p and counts[t][p] > 0]
+    pairs = []
+    for count, t, p in sorted(off, key=lambda c: (-c[0], c[1], c[2]))[:top]:
+        total = sum(counts[t])
+        examples = [
+            int(indices[i])
+            for i, (y, yhat) in enumerate(zip(labels, predicted, strict=True))
+            if y == t and yhat == p
+        ][:3]
+        pairs.append(Pair(t, p, int(count), count / total if total else 0.0, examples))
+    return pairs
+
+
+def pairs_text(pairs: Sequence[Pair]) -> str:
+    """One Markdown line per pair."""
+    return "\n".join(
+        f"- true **{p.true}** taken for **{p.predicted}**: {p.count} of "
+        f"{round(p.count / p.share) if p.share else 0} probe images ({p.share:.0%}), e.g. "
+        f"dataset indices {', '.join(map(str, p.examples))}"
+        for p in pairs
+    )
+
+
+def confusion_image(counts: Sequence[Sequence[float]], epoch: int, cell: int = 12) -> Tensor:
+    """uint8 ``(3, H, W)`` image of the row-normalised confusion matrix (true rows)."""
+    matrix = torch.tensor(counts, dtype=torch.float32)
+    rows = matrix.sum(dim=1, keepdim=True).clamp_min(1)
+    heat = rendering.apply_colormap((matrix / rows) ** 0.5, "viridis")  # sqrt: rare errors show
+    image = rendering.upscale(heat, cell)
+    title = f"val probe confusion (rows: true, columns: predicted), epoch {epoch}"
+    return text_labels.caption(image, title)

@@ -1,0 +1,296 @@
+"""The validation-side diagnosis rules: pure functions of the run's evaluations so far.
+
+Nothing here knows about Lightning. Each rule reads the list of ``Evaluation`` s
+(one per validation, oldest first) and returns a ``Verdict`` when its failure is
+present *now*, or ``None``. Rules keep no state of their own: the detector
+(``detector.py``) compares each verdict with what it reported before to tell a new
+finding from one that worsened or went away. Thresholds and why:
+``docs/diagnosis.md``.
+
+Example::
+
+    >>> vals = [2.0, 1.1, 0.8, 0.85, 0.9, 0.95, 1.0]
+    >>> evs = [Evaluation(step=10 * i, epoch=i, train_loss=1.0 / (i + 1), val_loss=v)
+    ...        for i, v in enumerate(vals)]
+    >>> v = overfitting(evs)
+    >>> v.kind, v.since.epoch, v.detected.epoch, v.best.epoch, round(v.figures["rise"], 3)
+    ('overfitting', 3, 6, 2, 0.25)
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightning_cnnviz.overfitting.metrics import Evaluation
+
+__all__ = [
+    "Verdict",
+    "bn_mismatch",
+    "chance_band",
+    "memorisation",
+    "noise",
+    "not_learning",
+    "overfitting",
+    "parted",
+    "stuck",
+]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one rule concludes at the latest evaluation.
+
+    Attributes:
+        kind: ``"overfitting"``, ``"memorisation"``, ``"not_learning"`` or ``"bn_mismatch"``.
+        since: the evaluation where the failure began (its onset).
+        detected: the latest evaluation (the one the verdict speaks for).
+        best: the evaluation to go back to (lowest val loss, highest val accuracy), if any.
+        figures: the evidence, by name (see ``docs/diagnosis.md``).
+        severity: ``"problem"``, or ``"note"`` once the failure went away.
+    """
+
+    kind: str
+    since: Evaluation
+    detected: Evaluation
+    best: Evaluation | None
+    figures: dict[str, Any] = field(default_factory=dict)
+    severity: str = "problem"
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def noise(values: Sequence[float], window: int = 50) -> float:
+    """Robust epoch-to-epoch noise (a standard deviation) of the last ``window`` values.
+
+    Second differences ``a - 2b + c`` cancel a locally straight trend; their median
+    ignores outliers and the few large ones a trend still bending adds (the fast early
+    drop of a loss: early in a run this overestimates the noise, so a rise must be
+    clearer to be reported). For white noise of std ``s``,
+    ``median |d2| = 0.6745 * sqrt(6) * s``. The whole run is used: on simulated runs a
+    short window (10) misjudged the noise often enough to triple the false alarms, and
+    leaving the bending triples out (``a - b > b - c > 0``) made healthy runs fire.
+    Fewer than four values: 0 (unknown: the rules' floors apply).
+
+    Example::
+
+        >>> round(noise([1.0, 0.9, 0.8, 0.7]), 6), round(noise([1.0, 1.1, 1.0, 1.1, 1.0]), 3)
+        (0.0, 0.121)
+    """
+    v = list(values)[-window:]
+    if len(v) < 4:
+        return 0.0
+    d2 = [abs(a - 2 * b + c) for a, b, c in zip(v, v[1:], v[2:], strict=False)]
+    return 1.4826 * statistics.median(d2) / math.sqrt(6)
+
+
+# How far (in noise standard deviations) the smoothed curve must move past its best.
+# Measured on simulated runs (docs/diagnosis.md): a trade-off between false alarms on
+# long flat noisy plateaus and the delay on slow rises.
+Z = 3.0
+
+
+def _episode(
+    values: Sequence[float], patience: int, floor: float
+) -> tuple[int, float, float] | None:
+    """Where a curve (lower is better) had its best, and how far it is above it now.
+
+    The lowest value of a noisy curve is itself lower than the curve by chance, so the
+    bar is the best plus one noise deviation; the latest value and the mean of the last
+    ``patience`` values (the smoothed curve now, all after the best) must both exceed it
+    by ``margin = max(floor, Z * noise)``. A slow rise is confirmed by its trend instead:
+    with five or more values after the best, their least-squares slope more than ``Z``
+    standard errors above zero and the smoothed rise past ``floor``. Returns
+    ``(best index, rise, margin)``.
+    """
+    v, n = list(values), len(values)
+    if n < patience + 1:
+        return None
+    best = min(range(n), key=v.__getitem__)
+    if best > n - 1 - patience:
+        return None
+    sigma = noise(v)
+    margin, bar = max(floor, Z * sigma), v[best] + sigma
+    rise = statistics.fmean(v[-patience:]) - bar
+    if rise > margin and v[-1] - bar > margin:
+        return best, rise, margin
+    # a slow rise hides in the noise of single values but not in their trend: the slope of
+    # the values after the best, Z standard errors above zero, and the rise past the floor
+    after = v[best + 1 :]
+    k = len(after)
+    if k < 5 or sigma <= 0 or rise <= floor:
+        return None
+    mean_x, mean_y = (k - 1) / 2, statistics.fmean(after)
+    slope = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(after))
+    slope /= sum((i - mean_x) ** 2 for i in range(k))
+    standard_error = sigma * math.sqrt(12 / (k * (k * k - 1)))
+    return (best, rise, margin) if slope > Z * standard_error else None
+
+
+def overfitting(
+    history: Sequence[Evaluation], tolerance: float = 0.05, patience: int = 2
+) -> Verdict | None:
+    """Val loss risen above its best beyond its own noise while the train loss still falls.
+
+    The best is the minimum of the val loss smoothed over 3 evaluations;
+    ``margin = max(tolerance * best, 0.01, Z * noise)``; confirmed when the latest val loss and
+    the mean of the last ``patience`` ones (all after the best) exceed ``best + margin``,
+    and the train loss (when logged) is below its value at the lowest val loss. The
+    onset is the evaluation after the lowest raw val loss (``best``, what
+    ``ModelCheckpoint`` keeps).
+    """
+    evs = [e for e in history if _finite(e.val_loss)]
+    vals: list[float] = [e.val_loss for e in evs]  # type: ignore[misc]
+    # below 0.01 (nats) a rise is meaningless: a model at 100% val accuracy whose val
+    # loss wanders between 1e-4 and 3e-4 is no overfitting worth stopping for
+    found = _episode(vals, patience, max(tolerance * abs(min(vals, default=0.0)), 0.01))
+    if found is None:
+        return None
+    raw, _, margin = found
+    best, now = evs[raw], evs[-1]
+    if now.train_loss is not None:  # training must still improve: else it is no overfitting
+        later = (e.train_loss for e in evs[raw:-1] if e.train_loss is not None)
+        reference = next(later, None)
+        if reference is not None and not now.train_loss < reference:
+            return None
+    figures = {
+        "best_epoch": best.epoch,
+        "best_step": best.step,
+        "best_val_loss": best.val_loss,
+        "val_loss": now.val_loss,
+        "rise": (now.val_loss - best.val_loss) / abs(best.val_loss) if best.val_loss else math.inf,
+        "rise_abs": now.val_loss - best.val_loss,
+        "noise": noise(vals),
+        "margin": margin,
+    }
+    return Verdict("overfitting", evs[raw + 1], now, best, figures)
+
+
+def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """Val accuracy falling from its peak while train accuracy climbs past it.
+
+    The signature of noisy or memorised labels: unlike plain overfitting (val loss
+    rises, val accuracy holds), the model now gets *more* val images wrong.
+    ``margin = max(2 points, Z * noise of val accuracy)``; confirmed like
+    ``overfitting`` (latest and smoothed drop beyond the margin), with the train
+    accuracy more than a point above its value at the peak. With noisy labels the
+    train accuracy (against those labels) may stay below the val accuracy for long: it
+    climbing is the sign, its passing val accuracy comes later.
+    """
+    evs = [e for e in history if _finite(e.val_accuracy)]
+    found = _episode([-e.val_accuracy for e in evs], patience, 0.02)  # type: ignore[operator]
+    if found is None:
+        return None
+    raw, _, margin = found
+    peak, now = evs[raw], evs[-1]
+    train, train_then = now.train_accuracy, peak.train_accuracy
+    if train is None or (train_then is not None and not train > train_then + 0.01):
+        return None  # training does not improve either: a collapse, not memorisation
+    figures = {
+        "best_epoch": peak.epoch,
+        "best_step": peak.step,
+        "best_val_acc": peak.val_accuracy,
+        "val_acc": now.val_accuracy,
+        "drop": peak.val_accuracy - now.val_accuracy,  # type: ignore[operator]
+        "train_acc": train,
+        "train_acc_at_best": train_then,
+        "noise": noise([e.val_accuracy for e in evs]),  # type: ignore[misc]
+        "margin": margin,
+    }
+    return Verdict("memorisation", evs[raw + 1], now, peak, figures)
+
+
+def chance_band(classes: int, probe_size: int) -> float:
+    """Highest probe accuracy still at chance: ``1/K`` plus 3 binomial standard errors.
+
+    Example::
+
+        >>> round(chance_band(10, 128), 3)
+        0.18
+    """
+    p = 1.0 / classes
+    return p + 3 * math.sqrt(p * (1 - p) / max(1, probe_size))
+
+
+def stuck(e: Evaluation) -> bool | None:
+    """Whether the val probe is at chance (``None``: it cannot tell)."""
+    if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
+        return None
+    if not _finite(e.probe_loss_val):
+        return True  # non-finite outputs: nothing is learnt any more
+    k = int(e.classes)
+    band = chance_band(k, int(e.probe_size or 0))
+    if band > 1 / k + 0.5 * (1 - 1 / k):  # a probe too small to tell chance from learning
+        return None
+    return e.probe_acc_val <= band
+
+
+def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """The val probe at chance accuracy (or non-finite) for the last ``patience`` evaluations.
+
+    From the start of the run, or after a collapse (an earlier evaluation above chance).
+    The probe's own cross-entropy is compared with its chance level ``ln K``.
+    """
+    evs = [e for e in history if stuck(e) is not None]
+    streak = 0
+    while streak < len(evs) and stuck(evs[-1 - streak]):
+        streak += 1
+    if streak < patience:
+        return None
+    since, now = evs[-streak], evs[-1]
+    before = evs[: len(evs) - streak]
+    peak = max(before, key=lambda e: e.probe_acc_val or 0.0) if before else None
+    k = int(now.classes or 0)
+    figures = {
+        "probe_acc": now.probe_acc_val,
+        "probe_loss": now.probe_loss_val,
+        "chance_acc": 1.0 / k,
+        "chance_loss": math.log(k),
+        "chance_band": chance_band(k, int(now.probe_size or 0)),
+        "from_start": not before,
+        "peak_acc_before": peak.probe_acc_val if peak else None,
+        "non_finite": not _finite(now.probe_loss_val),
+    }
+    return Verdict("not_learning", since, now, peak, figures)
+
+
+def parted(e: Evaluation) -> bool | None:
+    """Whether eval mode is far worse than batch statistics (``None``: not measured)."""
+    if e.probe_acc_bn is None or e.probe_acc_val is None:
+        return None
+    p, n = e.probe_acc_bn, max(1.0, e.probe_size or 0.0)
+    # accuracy only: early in a run the running statistics always lag (a higher eval loss
+    # at equal accuracy), which harms nothing and passes within a few dozen steps
+    return e.probe_acc_bn - e.probe_acc_val > max(
+        0.05, 3 * math.sqrt(2 * max(p * (1 - p), 0.01) / n)
+    )
+
+
+def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """Eval-mode val probe far worse than the same probe with batch statistics.
+
+    The running statistics BatchNorm uses in eval mode no longer match the batch
+    statistics the model trains with: eval accuracy more than
+    ``max(5 points, 3 standard errors)`` below for ``patience`` evaluations (the losses
+    are reported as evidence).
+    """
+    evs = [e for e in history if parted(e) is not None]
+    streak = 0
+    while streak < len(evs) and parted(evs[-1 - streak]):
+        streak += 1
+    if streak < patience:
+        return None
+    now = evs[-1]
+    figures = {
+        "eval_acc": now.probe_acc_val,
+        "batch_stats_acc": now.probe_acc_bn,
+        "eval_loss": now.probe_loss_val,
+        "batch_stats_loss": now.probe_loss_bn,
+        "gap_acc": now.bn_gap_acc,
+    }
+    return Verdict("bn_mismatch", evs[-streak], now, None, figures)

@@ -1,0 +1,132 @@
+"""The detector: a finding told once, updated while it worsens, a note once it went away."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
+from lightning_cnnviz.overfitting.confusion import confused_pairs, confusion_image, pairs_text
+from lightning_cnnviz.overfitting.detector import Detector
+from lightning_cnnviz.overfitting.metrics import Evaluation, figures
+from lightning_cnnviz.overfitting.text import calibration_text, diagnosis_text, headline
+
+
+def feed(detector, vals, train=None, **extra):
+    """Feed val losses one by one; the changes by epoch as (epoch, change, kind, best epoch)."""
+    out = []
+    for e, v in enumerate(vals):
+        t = train[e] if train else 1.0 / (e + 1)
+        ev = Evaluation(step=10 * (e + 1), epoch=e, train_loss=t, val_loss=v, **extra)
+        for c in detector.update(ev):
+            best = c.verdict.best.epoch if c.verdict.best else None
+            out.append((e, c.change, c.verdict.kind, best, c.verdict.severity))
+    return out
+
+
+def test_detector_updates_a_worsening_onset_instead_of_freezing_it():
+    vals = [2.0, 1.1, 0.8, 0.85, 0.9, 0.95, 1.0, 1.1, 1.05, 1.2]
+    detector = Detector()
+    changes = feed(detector, vals)
+    assert changes[0] == (6, "new", "overfitting", 2, "problem")
+    assert [c[:2] for c in changes[1:]] == [(7, "worse"), (9, "worse")]  # 1.05 is no worse
+    (latest,) = detector.active
+    assert latest.detected.epoch == 9 and latest.figures["rise"] == pytest.approx(0.5)
+
+
+def test_detector_bump_within_the_noise_is_not_reported():
+    # a 2-epoch bump as large as the curve's own wiggles, a new low, then a sustained rise
+    vals = [2.0, 1.0, 0.6, 0.5, 0.7, 0.75, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert feed(Detector(), vals) == [(12, "new", "overfitting", 6, "problem")]
+
+
+def test_detector_bump_then_new_low_becomes_a_note_then_a_new_onset():
+    # a smooth curve (no noise to hide in): a clear 2-epoch bump, a new low, a real rise
+    smooth = [0.3 + math.exp(-i / 2) for i in range(10)]
+    vals = [*smooth, 0.45, 0.5, 0.3, 0.31, 0.4, 0.5, 0.6]
+    detector = Detector()
+    changes = feed(detector, vals)
+    assert changes[0] == (11, "new", "overfitting", 9, "problem")
+    assert changes[1] == (12, "gone", "overfitting", 9, "note")
+    # the bump now counts in the noise: the rise from epoch 13 needs more to stand out
+    assert changes[2] == (16, "new", "overfitting", 12, "problem")
+    (latest,) = detector.active
+    assert latest.since.epoch == 13 and "stop at epoch 12" in headline(latest)
+    note = Detector()
+    feed(note, vals[:13])
+    assert "temporary bump" in headline(note.reported["overfitting"])
+
+
+def test_detector_state_round_trip_keeps_what_was_reported():
+    vals = [2.0, 1.1, 0.8, 0.85, 0.9, 0.95, 1.0]
+    first = Detector()
+    feed(first, vals)
+    resumed = Detector()
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.history == first.history
+    assert resumed.reported["overfitting"].best.epoch == 2
+    ev = Evaluation(step=80, epoch=7, train_loss=0.1, val_loss=1.2)
+    assert [c.change for c in resumed.update(ev)] == ["worse"]  # not told as new again
+
+
+def test_detector_under_confidence_is_never_overfitting():
+    # the issue's memorisation run: val loss still falling, val probe under-confident
+    # (confidence 0.52 at 92.5%) while the ECE gap grows: nothing to report yet
+    detector = Detector()
+    for e in range(6):
+        ev = Evaluation(
+            step=e, epoch=e, train_loss=1 / (e + 1), val_loss=1.0 - 0.1 * e,
+            ece_val=0.1 + 0.1 * e, ece_train=0.05, conf_val=0.52, probe_acc_val=0.925,
+        )  # fmt: skip
+        assert detector.update(ev) == []
+    assert ev.overconfidence_val == pytest.approx(-0.405)
+    text = calibration_text(ev)
+    assert text.startswith("under-confident on validation images") and "over-confident" not in text
+    assert "Overfitting" not in diagnosis_text(detector.active, ev)
+
+
+def test_detector_figures_are_signed_and_count_confusions():
+    # val probe: two sure and right, one sure and wrong (class 1 taken for 0), one unsure
+    val = torch.tensor([[4.0, 0.0], [4.0, 0.0], [0.0, 4.0], [0.1, 0.0]])
+    labels = torch.tensor([0, 1, 1, 0])
+    host, per_class, counts = figures({}, {"val": val, "bn": val}, {"val": labels})
+    sure, unsure = torch.sigmoid(torch.tensor([4.0, 0.1])).tolist()  # top softmax of 2 classes
+    assert host["conf_val"] == pytest.approx((3 * sure + unsure) / 4, rel=1e-5)
+    assert host["probe_acc_val"] == 0.75 and host["probe_acc_bn"] == 0.75
+    assert host["probe_loss_val"] == pytest.approx(
+        torch.nn.functional.cross_entropy(val, labels).item(), rel=1e-6
+    )
+    assert host["classes"] == 2 and per_class == [1.0, 0.5]
+    assert counts == [[2.0, 0.0], [1.0, 1.0]]
+    pairs = confused_pairs(counts, val.argmax(1).tolist(), labels.tolist(), [10, 11, 12, 13])
+    assert [(p.true, p.predicted, p.count, p.examples) for p in pairs] == [(1, 0, 1, [11])]
+    assert pairs_text(pairs).startswith("- true **1** taken for **0**: 1 of 2 probe images (50%)")
+    image = confusion_image(counts, epoch=3)
+    assert image.dtype == torch.uint8 and image.shape[0] == 3 and image.shape[-1] >= 24
+
+
+def test_detector_batch_statistics_leave_the_running_buffers_alone():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Dropout(0.5), nn.Linear(6, 2))
+    frozen = nn.BatchNorm1d(6)
+    net.append(nn.Identity())
+    frozen.eval()
+    norms = batch_norms(net)
+    assert norms == [net[1]]
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(16, 4) * 3 + 2
+    net.eval()
+    with torch.no_grad():
+        out = batch_stats_logits(net, norms, x, chunk=8)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k  # running_mean, running_var, num_batches_tracked
+    assert [m.training for m in net.modules()] == [False] * 6
+    reference = nn.Sequential(*[m for m in net]).eval()  # same modules: BN in train, rest eval
+    with torch.no_grad():
+        h = net[0](x[:8])
+        mean, var = h.mean(0), h.var(0, unbiased=False)
+        bn = (h - mean) / torch.sqrt(var + net[1].eps) * net[1].weight + net[1].bias
+        expected = reference[3](bn)
+    assert torch.allclose(out[:8], expected, atol=1e-5)
+    assert not math.isclose(float(out.std()), 0.0)

@@ -1,0 +1,134 @@
+"""Short real runs: each validation rule read back from findings_of and TensorBoard text,
+and the run-level end-of-fit summary."""
+
+import logging
+import warnings
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.core.monitor import Monitor
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+from tests.tb import events, texts
+
+
+class Net(L.LightningModule):
+    """A small classifier logging loss and accuracy under the monitor's default keys."""
+
+    def __init__(self, net: nn.Module, lr: float) -> None:
+        super().__init__()
+        self.net, self.lr = net, lr
+
+    def forward(self, x):
+        return self.net(x)
+
+    def _step(self, batch, split):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.log(f"{split}/loss", loss, on_epoch=True, on_step=False)
+        self.log(f"{split}/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+def blobs(n=64, seed=0, offset=3.0):
+    """Two classes told apart by the sign of one pixel (around a large offset)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 1, 4, 4, generator=g) + offset
+    x[:, 0, 0, 0] = offset + torch.where(y == 1, 1.0, -1.0) * (1 + torch.rand(n, generator=g))
+    return TensorDataset(x, y)
+
+
+def fit(tmp_path, model, callbacks, epochs=4, val=True, caplog=None):
+    trainer = L.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=epochs,
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0),
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(
+            model,
+            DataLoader(blobs(), batch_size=16, shuffle=False),
+            DataLoader(blobs(seed=1), batch_size=16) if val else None,
+        )
+    return trainer, [str(w.message) for w in caught]
+
+
+def test_monitor_rules_bn_mismatch_found_and_buffers_untouched(tmp_path):
+    torch.manual_seed(0)
+    # running statistics that barely move (momentum 1e-3) lag far behind the batches
+    norm = nn.BatchNorm1d(16, momentum=1e-3)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 16), norm, nn.ReLU(), nn.Linear(16, 2))
+    trainer, said = fit(tmp_path, Net(net, lr=0.05), [OverfittingMonitor(num_samples=64)])
+    assert int(norm.num_batches_tracked) == 4 * 4  # training batches only: no probe counted
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "bn_mismatch"]
+    # parted from epoch 1, told at epoch 2 (one validation later), updated as it widened
+    assert (finding.severity, finding.figures["since_epoch"], finding.epoch) == ("problem", 1, 3)
+    assert finding.figures["change"] == "worse"
+    assert finding.figures["batch_stats_acc"] - finding.figures["eval_acc"] > 0.05
+    assert finding.message.startswith("BatchNorm running statistics do not match the batches")
+    assert any("BatchNorm running statistics" in m for m in said)
+    acc = events(tmp_path / "tb")
+    gap = [e.value for e in acc.Scalars("overfitting/bn_gap_acc")]
+    assert len(gap) == 4 and gap[-1] == finding.figures["gap_acc"]
+    assert "momentum" in texts(acc, "overfitting/diagnosis")[-1]
+
+
+def test_monitor_rules_not_learning_at_chance_from_the_start(tmp_path):
+    head = nn.Linear(16, 2)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    net = nn.Sequential(nn.Flatten(), head)
+    trainer, _ = fit(tmp_path, Net(net, lr=0.0), [OverfittingMonitor(num_samples=64)], epochs=3)
+    (finding,) = findings_of(trainer)
+    assert (finding.kind, finding.epoch, finding.figures["since_epoch"]) == ("not_learning", 1, 0)
+    assert finding.figures["probe_acc"] == 0.5 and finding.figures["from_start"] is True
+    assert "ln(2) = 0.6931" in finding.message
+    assert "Lower the learning rate" in texts(events(tmp_path / "tb"), "overfitting/diagnosis")[0]
+
+
+class Broken(Monitor, section="broken"):
+    """A monitor that fails at its first event (and so steps aside)."""
+
+    watches_layers = needs_call_sites = False
+
+    def log_event(self, trainer, pl_module):
+        raise RuntimeError("boom")
+
+
+def test_monitor_rules_summary_once_per_fit_says_what_did_not_run(tmp_path, caplog):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    monitors = [OverfittingMonitor(num_samples=64), Broken(every_n_steps=1)]
+    with caplog.at_level(logging.INFO):
+        trainer, said = fit(tmp_path, Net(net, lr=0.01), monitors, epochs=2, val=False)
+    assert findings_of(trainer) == []
+    assert caplog.text.count("lightning-cnnviz: no check ran") == 1  # once, by the last monitor
+    (summary,) = texts(events(tmp_path / "tb"), "cnnviz/summary")
+    assert summary.startswith("lightning-cnnviz: no check ran in this run")
+    assert "no problems found" not in summary
+    assert "OverfittingMonitor/overfitting (the run has no validation data)" in summary
+    assert "Broken (stepped aside: RuntimeError: boom)" in summary
+    assert any("Broken failed and steps aside" in m for m in said)

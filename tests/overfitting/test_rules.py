@@ -1,0 +1,212 @@
+"""The validation rules on synthetic metric series: they fire on time, and not on healthy noise."""
+
+import math
+import random
+
+import pytest
+
+from lightning_cnnviz.overfitting import rules
+from lightning_cnnviz.overfitting.metrics import Evaluation
+
+
+def run(**columns):
+    """Evaluations at epochs 0, 1, ... (10 steps each) from equal-length columns."""
+    n = len(next(iter(columns.values())))
+    return [
+        Evaluation(step=10 * (e + 1), epoch=e, **{k: v[e] for k, v in columns.items()})
+        for e in range(n)
+    ]
+
+
+def first(rule, evs, **kw):
+    """The first verdict of ``rule`` as evaluations arrive one by one (None if it never fires)."""
+    for i in range(1, len(evs) + 1):
+        if (verdict := rule(evs[:i], **kw)) is not None:
+            return verdict
+    return None
+
+
+def decay(n, base=0.3, amp=1.5, tau=2.0, sigma=0.0, seed=0, rise_from=None, slope=0.0):
+    rng = random.Random(seed)
+    return [
+        base
+        + amp * math.exp(-i / tau)
+        + (slope * (i - rise_from) if rise_from is not None and i > rise_from else 0.0)
+        + rng.gauss(0, sigma)
+        for i in range(n)
+    ]
+
+
+TRAIN = [1.0 / (i + 1) for i in range(40)]  # always falling
+
+
+def test_rules_noise_reads_white_noise_not_the_trend():
+    rng = random.Random(3)
+    noisy = [0.5 + rng.gauss(0, 0.02) for _ in range(40)]
+    assert rules.noise(noisy) == pytest.approx(0.02, rel=0.35)
+    smooth = decay(40)  # a smooth curve: its bend is no noise
+    assert rules.noise(smooth) < 0.01
+
+
+def test_rules_overfitting_reports_within_one_validation_of_a_clear_onset():
+    for seed in range(5):
+        vals = decay(30, sigma=0.01, seed=seed, rise_from=14, slope=0.05)
+        verdict = first(rules.overfitting, run(val_loss=vals, train_loss=TRAIN[:30]))
+        assert verdict is not None and verdict.detected.epoch <= 16, seed  # onset: epoch 15
+        assert verdict.since.epoch == verdict.best.epoch + 1
+        assert 10 <= verdict.best.epoch <= 14  # the lowest val loss of the noisy plateau
+        assert verdict.figures["rise"] > 0 and verdict.figures["margin"] > 0
+
+
+@pytest.mark.parametrize("sigma", [0.003, 0.01, 0.03])
+def test_rules_overfitting_quiet_on_healthy_noisy_curves(sigma):
+    # falling then flat with noise, train loss still falling: never overfitting
+    for seed in range(8):
+        vals = decay(30, sigma=sigma, seed=100 + seed)
+        evs = run(val_loss=vals, train_loss=TRAIN[:30])
+        assert first(rules.overfitting, evs) is None, (sigma, seed)
+
+
+def test_rules_overfitting_needs_the_train_loss_to_keep_falling():
+    vals = [2.0, 1.1, 0.8, 0.85, 0.9, 0.95, 1.0, 1.1]
+    rising_train = [1.0, 0.6, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8]  # diverging, not overfitting
+    assert first(rules.overfitting, run(val_loss=vals, train_loss=rising_train)) is None
+    verdict = first(rules.overfitting, run(val_loss=vals, train_loss=TRAIN[:8]))
+    assert (verdict.since.epoch, verdict.detected.epoch, verdict.best.epoch) == (3, 6, 2)
+    assert verdict.figures["rise"] == pytest.approx(0.25)
+    # without a logged train loss the val loss alone decides
+    assert first(rules.overfitting, run(val_loss=vals)) is not None
+
+
+# A real run (reference CNN, Adam 1e-3, 300 MNIST digits, 2000 val): the val loss has its
+# minimum at epoch 14 (0.427) and creeps up within its noise (0.016 per epoch)
+REAL = [2.1072, 1.7312, 1.2702, 0.8919, 0.7187, 0.6429, 0.584, 0.4947, 0.5062, 0.4523, 0.4785,
+        0.4556, 0.4434, 0.4568, 0.427, 0.4317, 0.4402, 0.4677, 0.4426, 0.4433, 0.4606, 0.4561,
+        0.4634, 0.4751, 0.4734, 0.4778, 0.4829, 0.4881, 0.4865, 0.4929]  # fmt: skip
+
+
+def test_rules_overfitting_slow_rise_confirmed_by_its_trend():
+    evs = run(val_loss=REAL, train_loss=TRAIN[:30])
+    verdict = first(rules.overfitting, evs)
+    # no single value leaves best + 4 noise deviations (0.49) until epoch 29; the slope of
+    # the values since epoch 15 is 3 standard errors above zero at epoch 26
+    assert (verdict.detected.epoch, verdict.since.epoch, verdict.best.epoch) == (26, 15, 14)
+    assert verdict.figures["noise"] == pytest.approx(0.0156, abs=1e-3)
+
+
+def test_rules_overfitting_ignores_rises_of_a_loss_near_zero():
+    # 100% val accuracy: the val loss doubles from 1e-4, a meaningless rise
+    vals = [0.5, 0.05, 0.002, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004]
+    assert first(rules.overfitting, run(val_loss=vals, train_loss=TRAIN[:8])) is None
+
+
+def test_rules_memorisation_told_apart_from_overfitting():
+    # noisy labels: val acc peaks at epoch 4 then falls ~25 points while train acc climbs;
+    # val loss still falls (the model is unsure, not over-confident)
+    val_acc = [0.6, 0.8, 0.9, 0.93, 0.95, 0.9, 0.84, 0.78, 0.72, 0.7]
+    train_acc = [0.5, 0.7, 0.8, 0.85, 0.88, 0.92, 0.95, 0.97, 0.99, 0.995]
+    val_loss = [1.5, 1.0, 0.8, 0.7, 0.65, 0.62, 0.6, 0.59, 0.58, 0.57]
+    evs = run(val_acc=val_acc, train_acc=train_acc, val_loss=val_loss, train_loss=TRAIN[:10])
+    verdict = first(rules.memorisation, evs)
+    assert verdict.kind == "memorisation" and verdict.best.epoch == 4
+    # a 5-point fall is within what the steep start makes the rule read as noise (margin
+    # 7.3 points); the 11-point fall one validation later is not
+    assert verdict.since.epoch == 5 and verdict.detected.epoch == 7
+    assert verdict.figures["margin"] == pytest.approx(0.0726, abs=1e-3)
+    assert verdict.figures["drop"] == pytest.approx(0.17)
+    assert verdict.figures["train_acc"] == pytest.approx(0.97)
+    assert first(rules.overfitting, evs) is None  # val loss never rose
+    # plain overfitting: val loss rises, val acc holds (small noise): no memorisation
+    rng = random.Random(0)
+    flat_acc = [
+        min(0.99, 0.9 + 0.02 * i) if i < 4 else 0.97 + rng.gauss(0, 0.003) for i in range(12)
+    ]
+    evs = run(val_acc=flat_acc, train_acc=[0.9 + 0.008 * i for i in range(12)])
+    assert first(rules.memorisation, evs) is None
+
+
+def test_rules_memorisation_on_a_real_noisy_label_run():
+    # reference CNN, Adam 1e-3, 2000 MNIST digits with half their labels random: val
+    # accuracy peaks at epoch 6; train accuracy (against the noisy labels) climbs slowly
+    # and passes val accuracy only at epoch 17
+    val_acc = [0.801, 0.873, 0.882, 0.886, 0.897, 0.903, 0.919, 0.901, 0.874, 0.844, 0.848,
+               0.845, 0.814, 0.755, 0.765, 0.748, 0.734, 0.72, 0.65, 0.694]  # fmt: skip
+    train_acc = [0.305, 0.465, 0.493, 0.511, 0.518, 0.522, 0.534, 0.545, 0.553, 0.563, 0.575,
+                 0.6, 0.614, 0.635, 0.659, 0.691, 0.721, 0.748, 0.769, 0.808]  # fmt: skip
+    verdict = first(rules.memorisation, run(val_acc=val_acc, train_acc=train_acc))
+    assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (6, 7, 8)
+    assert verdict.figures["drop"] == pytest.approx(0.045)
+
+
+def test_rules_memorisation_needs_train_accuracy_climbing():
+    val_acc = [0.6, 0.8, 0.9, 0.8, 0.7, 0.6]
+    train_acc = [0.6, 0.75, 0.85, 0.75, 0.65, 0.55]  # both fall: a collapse, not memorising
+    assert first(rules.memorisation, run(val_acc=val_acc, train_acc=train_acc)) is None
+
+
+def probe(acc, loss=None, classes=10, size=128, **kw):
+    return dict(
+        probe_acc_val=acc,
+        probe_loss_val=math.log(classes) if loss is None else loss,
+        classes=float(classes),
+        probe_size=float(size),
+        **kw,
+    )
+
+
+def probe_run(rows):
+    return [Evaluation(step=10 * (i + 1), epoch=i, **row) for i, row in enumerate(rows)]
+
+
+def test_rules_not_learning_from_the_start_and_after_a_collapse():
+    stuck = probe_run([probe(0.1), probe(0.12), probe(0.09)])
+    verdict = first(rules.not_learning, stuck)
+    assert verdict.detected.epoch == 1 and verdict.since.epoch == 0
+    assert verdict.figures["from_start"] is True
+    assert verdict.figures["chance_loss"] == pytest.approx(math.log(10))
+    collapse = probe_run([probe(0.9, 0.3), probe(0.95, 0.2), probe(0.1), probe(0.1)])
+    verdict = first(rules.not_learning, collapse)
+    assert (verdict.since.epoch, verdict.detected.epoch) == (2, 3)
+    assert verdict.figures["from_start"] is False and verdict.figures["peak_acc_before"] == 0.95
+
+
+def test_rules_not_learning_counts_non_finite_outputs():
+    nan = probe_run([probe(0.8, 0.5), probe(0.1, math.nan), probe(0.1, math.nan)])
+    verdict = first(rules.not_learning, nan)
+    assert verdict.figures["non_finite"] is True and verdict.since.epoch == 1
+
+
+def test_rules_not_learning_quiet_on_learning_runs_and_tiny_probes():
+    learning = probe_run([probe(0.2, 2.0), probe(0.5, 1.2), probe(0.8, 0.6)])
+    assert first(rules.not_learning, learning) is None
+    one_slow_start = probe_run([probe(0.12), probe(0.4, 1.6), probe(0.1, 2.2), probe(0.6, 1.0)])
+    assert first(rules.not_learning, one_slow_start) is None  # never two in a row
+    tiny = probe_run([probe(0.5, classes=2, size=4)] * 4)  # 4 images cannot tell chance
+    assert first(rules.not_learning, tiny) is None
+
+
+def bn(eval_acc, bn_acc, eval_loss=0.1, bn_loss=0.1):
+    return dict(
+        probe_acc_val=eval_acc,
+        probe_acc_bn=bn_acc,
+        probe_loss_val=eval_loss,
+        probe_loss_bn=bn_loss,
+        probe_size=128.0,
+    )
+
+
+def test_rules_bn_mismatch_when_eval_and_batch_statistics_part():
+    rows = [bn(0.9, 0.91), bn(0.75, 0.95), bn(0.58, 0.97)]
+    verdict = first(rules.bn_mismatch, probe_run(rows))
+    assert (verdict.since.epoch, verdict.detected.epoch) == (1, 2)
+    assert verdict.figures["gap_acc"] == pytest.approx(0.39)
+    # the same accuracy at 5x the loss: running statistics lagging early, harmless
+    loss_only = [bn(0.9, 0.9, 1.5, 0.3), bn(0.9, 0.9, 1.6, 0.3)]
+    assert first(rules.bn_mismatch, probe_run(loss_only)) is None
+
+
+def test_rules_bn_mismatch_quiet_within_probe_noise():
+    rows = [bn(0.96, 0.97), bn(0.95, 0.98), bn(0.97, 0.975), bn(0.9, 0.93)]
+    assert first(rules.bn_mismatch, probe_run(rows)) is None
+    rows = [bn(0.97, 0.9), bn(0.98, 0.85)]  # eval better than batch statistics: no problem
+    assert first(rules.bn_mismatch, probe_run(rows)) is None
