@@ -110,6 +110,7 @@ class ActivationMonitor(Monitor, section="activations"):
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._rec.detach()
+        super().teardown(trainer, pl_module, stage)
 
     @override
     def on_train_batch_start(

@@ -27,6 +27,7 @@ from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.capture import count_call_sites, module_name, probe_mode, site_name
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.inputs import to_model
+from lightning_cnnviz.core.logs import announce_logs
 from lightning_cnnviz.core.probe import (
     Probe,
     draw_probe,
@@ -269,7 +270,9 @@ class Monitor(Callback):
         self.disabled = not self._sink.active
         # A pattern that matches nothing is the user's error: raise, never step aside.
         if self.watches_layers:
-            self.selected = resolve_layers(pl_module, self.layers, self.auto_layers)
+            self.selected = resolve_layers(
+                pl_module, self.layers, self.auto_layers, owner=type(self).__name__
+            )
 
     def _due_on_step(self, trainer: Trainer) -> bool:
         return self.schedule.due_on_step(trainer.global_step, self.last_logged_step)
@@ -332,6 +335,11 @@ class Monitor(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._sink is not None:
             self._sink.flush()  # waits for the sink's thread; its errors are raised or warned
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":  # after every callback's on_fit_end; not after an exception
+            announce_logs(trainer)
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
