@@ -33,9 +33,12 @@ def logs_message(trainer: Trainer) -> str | None:
     logger = trainer.logger
     if logger is None or trainer.fast_dev_run:
         return None
-    run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+    # not trainer.log_dir: it broadcasts, and only rank zero comes here
+    run_dir = Path(getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir)
     # TensorBoard lists every run under the logger's root (e.g. runs/), so point it there
     root = Path(logger.save_dir) if logger.save_dir else run_dir
+    if _relative(root) == Path(".") and getattr(logger, "root_dir", None):
+        root = Path(logger.root_dir)  # Lightning's default: ./lightning_logs, not all of .
     return (
         f"lightning-cnnviz: logs of this run are in {_relative(run_dir)}\n"
         f"View them with:\n    {tensorboard_command(_relative(root))}"
