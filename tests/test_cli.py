@@ -201,3 +201,19 @@ def test_cli_quiets_lightning_tips_and_leafspec_but_the_library_does_not(caplog)
     finally:
         for lg, filters in zip(loggers, kept, strict=True):
             lg.filters[:] = filters
+
+
+def test_cli_mnist_offline_one_message_no_folders_left(tmp_path, capsys, monkeypatch):
+    from torchvision import datasets
+
+    def offline(root, train, download):  # what torchvision does without a network
+        (tmp_path / root / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets, "MNIST", offline)
+    config = Path(__file__).parents[1] / "configs" / "mnist.yaml"
+    code, err = _error_of(["fit", "--config", str(config), "--trainer.logger=false"], capsys)
+    assert code == 1 and err.startswith("cnnviz: error: MNIST files not found")
+    assert "--data SyntheticDigitsDataModule" in err and "Traceback" not in err
+    assert not (tmp_path / "data").exists()
