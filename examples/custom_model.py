@@ -7,7 +7,12 @@ the last conv block, and ``output_key`` says which output holds the logits.
 
     python examples/custom_model.py
     tensorboard --logdir runs --samples_per_plugin images=200
+
+At the end of fit the monitors print where the logs are. In TensorBoard: kernels/,
+feature_maps/, activations/, gradcam/ and overfitting/ sections (the `standard` preset).
 """
+
+import argparse
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +41,10 @@ class TinyNet(LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = F.cross_entropy(self(x)[0], y)
+        logits = self(x)[0]  # one forward pass per step
+        loss = F.cross_entropy(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True)
-        self.log("train/acc", (self(x)[0].argmax(1) == y).float().mean(), on_epoch=True)
+        self.log("train/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -51,15 +57,22 @@ class TinyNet(LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--limit-batches", type=int, default=None, help="batches per epoch")
+    parser.add_argument("--root", default="runs", help="TensorBoard log folder")
+    args = parser.parse_args(argv)
+
     seed_everything(0)
     trainer = Trainer(
-        max_epochs=2,
-        logger=TensorBoardLogger("runs", name="custom_model"),
+        max_epochs=args.epochs,
+        limit_train_batches=args.limit_batches,
+        limit_val_batches=args.limit_batches,
+        logger=TensorBoardLogger(args.root, name="custom_model"),
         callbacks=callbacks("standard", output_key=0),
     )
     trainer.fit(TinyNet(), SyntheticDigitsDataModule(train_size=4000, val_size=1000))
-    print(f"logs: {trainer.log_dir}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,15 @@
 
 Subclass mode, so ``--model`` and ``--data`` take class paths (your own
 LightningModule works too) and the monitors are listed under
-``trainer.callbacks`` in YAML. Without a config it trains the reference CNN on
-the embedded synthetic digits. At the end of ``fit`` it prints where the logs
-are and the TensorBoard command that shows them.
+``trainer.callbacks`` in YAML. Without a config it trains the reference CNN
+(``MNISTClassifier``: Adam, lr 1e-3) on the embedded synthetic digits. At the end of
+``fit`` it prints where the logs are and the TensorBoard command that shows them
+(``core.logs``, the same line a Python run prints).
+
+The command, not the library, keeps the console readable: a configuration mistake
+is answered in a few lines (``cnnviz: error: ...``, the Python API's own message,
+exit code 2) instead of a traceback; missing MNIST files likewise (exit code 1);
+Lightning's product tips and known-harmless deprecation warnings are silenced.
 
 Example::
 
@@ -15,36 +21,88 @@ Example::
 
 from __future__ import annotations
 
-import os
-import shlex
+import logging
+import re
+import sys
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_cnnviz import presets
-from lightning_cnnviz.presets import Preset
+from lightning_cnnviz.core.logs import announce_logs, tensorboard_command
+from lightning_cnnviz.core.selection import LayerNotFoundError
+from lightning_cnnviz.reference.mnist import MNISTNotFoundError
 
-__all__ = ["CNNVizCLI", "main", "make_cli", "tensorboard_command"]
+__all__ = ["CNNVizCLI", "ConfigError", "main", "make_cli", "tensorboard_command"]
 
 DEFAULT_MODEL = "lightning_cnnviz.reference.MNISTClassifier"
 DEFAULT_DATA = "lightning_cnnviz.reference.SyntheticDigitsDataModule"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+DESCRIPTION = f"""\
+Train a CNN with lightning-cnnviz monitors and look at it in TensorBoard.
+
+Start here (every monitor, synthetic digits, no download, about a minute on a CPU):
+    cnnviz fit --config configs/quickstart.yaml
+    tensorboard --logdir runs --samples_per_plugin images=200
+
+Shipped configs (configs/): quickstart.yaml (every monitor), mnist.yaml (real MNIST),
+dead_relu.yaml, overfit.yaml, shortcut.yaml (one planted failure each).
+Presets (add a set of monitors): --preset {" | ".join(presets.PRESETS)}.
+Without --model / --data: the reference CNN (MNISTClassifier, Adam lr 1e-3) on
+synthetic digits. Options of a subcommand: cnnviz fit --help; of one monitor:
+cnnviz fit --trainer.callbacks.help lightning_cnnviz.ActivationMonitor"""
+
+_SCHEDULE_ARGS = ("every_n_steps", "every_n_epochs")
+_AUTOMATIC = (
+    "automatic schedule (docs/schedule.md) unless one of every_n_steps / every_n_epochs is set"
+)
+_TIPS = "💡 Tip:"  # Lightning's advertisements for other products
 
 
-def tensorboard_command(logdir: str | os.PathLike) -> str:
-    """The command that opens a run's logs in TensorBoard, with room for many images.
+class ConfigError(ValueError):
+    """A configuration mistake, said in one message (the Python API's own)."""
 
-    Example::
 
-        >>> tensorboard_command("runs/quickstart")
-        'tensorboard --logdir runs/quickstart --samples_per_plugin images=200'
-    """
-    return f"tensorboard --logdir {shlex.quote(str(logdir))} --samples_per_plugin images=200"
+class _HelpFormatter(DefaultHelpFormatter):
+    """Says what a schedule argument left at ``None`` means: the automatic schedule."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))  # as written
+
+    def _get_help_string(self, action: Any) -> str:
+        text = super()._get_help_string(action)
+        if action.dest.rsplit(".", 1)[-1] in _SCHEDULE_ARGS and action.default is None:
+            text = text.replace("default: %(default)s", f"default: {_AUTOMATIC}")
+        return text
+
+
+class _Parser(LightningArgumentParser):
+    """Parse errors in a few lines: the message and where to find help, no usage dump."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)  # also for a monitor's --help
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        _exit(_short(message), 2)
 
 
 class CNNVizCLI(LightningCLI):
     """LightningCLI with the reference model and synthetic digits as defaults."""
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """Our parser class, help formatter and, on the main parser, the description."""
+        kwargs.setdefault("description", DESCRIPTION)
+        kwargs.setdefault("prog", "cnnviz")
+        kwargs.setdefault("dump_header", None)
+        return super().init_parser(**kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Default to the reference CNN on synthetic digits when no class is given."""
@@ -52,10 +110,23 @@ class CNNVizCLI(LightningCLI):
         parser.set_defaults({"data": {"class_path": DEFAULT_DATA}})
         parser.add_argument(
             "--preset",
-            type=Preset | None,
+            type=str | None,
             default=None,
-            help="Add a preset set of monitors (light | standard | full) to trainer.callbacks.",
+            help=f"Add a set of monitors ({' | '.join(presets.PRESETS)}) to trainer.callbacks.",
         )
+
+    def before_instantiate_classes(self) -> None:
+        """Check the preset with the Python API's own check before building anything."""
+        preset = self._get(self.config, "preset")
+        if preset is not None and preset not in presets.PRESETS:
+            _exit(f"`preset` must be one of {presets.PRESETS}, got {preset!r}", 2)
+
+    def instantiate_classes(self) -> None:
+        """Build the classes; a bad value is answered with the constructor's own message."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:  # jsonargparse wraps the constructor's error twice
+            _exit(_config_error(err, self._get(self.config, "trainer")), 2)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         preset = self._get(self.config_init, "preset")
@@ -64,26 +135,75 @@ class CNNVizCLI(LightningCLI):
         )
 
     def after_fit(self) -> None:
-        """Say where the logs went and how to look at them."""
-        trainer = self.trainer
-        if not trainer.is_global_zero or trainer.fast_dev_run:
-            return
-        logger = trainer.logger
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
-        # TensorBoard lists every run under the logger's root (e.g. runs/), so point it there
-        root = Path(logger.save_dir) if logger is not None and logger.save_dir else run_dir
-        print(
-            f"\nlightning-cnnviz: logs of this run are in {_relative(run_dir)}\n"
-            f"View them with:\n    {tensorboard_command(_relative(root))}\n",
-            flush=True,
-        )
+        """Say where the logs went and how to look at them (once, also without monitors)."""
+        announce_logs(self.trainer)
 
 
-def _relative(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(Path.cwd())
-    except ValueError:
-        return path
+def _root_cause(err: BaseException) -> BaseException:
+    while (inner := err.__cause__ or err.__context__) is not None:
+        err = inner
+    return err
+
+
+def _config_error(err: BaseException, trainer_config: Any) -> str:
+    """``trainer.callbacks[i] (Name): message`` for a monitor's bad value, else the message."""
+    cause = _root_cause(err)
+    message = str(cause).strip() or type(cause).__name__
+    for i, spec in enumerate(_get(trainer_config, "callbacks") or []):
+        class_path, init_args = _get(spec, "class_path"), _get(spec, "init_args")
+        if not class_path:
+            continue
+        try:
+            module, name = class_path.rsplit(".", 1)
+            cls = getattr(__import__(module, fromlist=[name]), name)
+            kwargs = init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args or {})
+            cls(**kwargs)
+        except Exception as bad:
+            return f"trainer.callbacks[{i}] ({name}): {str(_root_cause(bad)).strip()}"
+    return message
+
+
+def _get(config: Any, key: str) -> Any:
+    if config is None:
+        return None
+    return config.get(key) if hasattr(config, "get") else getattr(config, key, None)
+
+
+def _short(message: str) -> str:
+    """A jsonargparse parse error in one line, without its typing jargon.
+
+    Example::
+
+        >>> _short('Parser key "config": File does not exist: x.yaml')
+        '`config`: File does not exist: x.yaml'
+    """
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    key = ".".join(re.findall(r'Parser key "([^"]+)"', message))
+    if m := re.search(r"Expected a typing\.Literal\[(.*?)\]\.? Got value: (.*)", message):
+        return f"`{key}` must be one of ({m[1]}), got {m[2].strip()!r}"
+    if "Union subtypes" in message:
+        reasons = [ln[2:] for ln in lines if ln.startswith("- ") and "NoneType" not in ln]
+        given = next((ln.split(":", 1)[1].strip() for ln in lines if "Given value:" in ln), "?")
+        return f"`{key}`: {reasons[0] if reasons else 'invalid value'}, got {given}"
+    return re.sub(r'^Parser key "([^"]+)":\s*', r"`\1`: ", " ".join(lines))
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    sys.stderr.write(f"cnnviz: error: {message}\n(cnnviz --help lists the configs and presets)\n")
+    raise SystemExit(code)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_TIPS)
+
+
+def quiet_console() -> None:
+    """Silence Lightning's product tips and known-harmless deprecation warnings (CLI only)."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch"):
+        logging.getLogger(name).addFilter(_DropTips())
+    # Lightning 2.6 calls torch's deprecated LeafSpec; harmless, fixed upstream
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def make_cli(args: list[str] | None = None, run: bool = True) -> CNNVizCLI:
@@ -91,6 +211,7 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> CNNVizCLI:
     return CNNVizCLI(
         LightningModule,
         LightningDataModule,
+        parser_class=_Parser,
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=0,
@@ -103,7 +224,11 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> CNNVizCLI:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``cnnviz`` console script."""
-    make_cli(args)
+    quiet_console()
+    try:
+        make_cli(args)
+    except (MNISTNotFoundError, LayerNotFoundError) as err:  # clear already; no traceback
+        _exit(str(err), 1 if isinstance(err, MNISTNotFoundError) else 2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,3 +81,139 @@ def test_cli_preset_adds_its_monitors():
     names = [type(c).__name__ for c in cli.trainer.callbacks]
     assert {"ActivationMonitor", "KernelMonitor", "OverfittingMonitor"} <= set(names)
     assert "GradCAMMonitor" not in names
+
+
+# ------------------------------------------------------------- mistakes, help, a quiet console
+def _error_of(args, capsys):
+    """``cnnviz`` on ``args``: (exit code, what it wrote to stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_cli_bad_monitor_value_answered_in_the_python_api_words(tmp_path, capsys):
+    from lightning_cnnviz import ActivationMonitor
+
+    with pytest.raises(ValueError) as python_api:
+        ActivationMonitor(every_n_steps=-5)
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "trainer:\n  max_epochs: 1\n  callbacks:\n"
+        "    - class_path: lightning_cnnviz.ActivationMonitor\n"
+        "      init_args:\n        every_n_steps: -5\n"
+    )
+    code, err = _error_of(["fit", "--config", str(config), "--trainer.logger=false"], capsys)
+    assert code == 2
+    assert err.splitlines()[0] == (
+        f"cnnviz: error: trainer.callbacks[0] (ActivationMonitor): {python_api.value}"
+    )
+    assert len(err.splitlines()) <= 3 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["fit", "--config", "no_such.yaml"], "`config`: File does not exist"),
+        (["fit", "--preset", "bogus"],
+         "`preset` must be one of ('light', 'standard', 'full'), got 'bogus'"),
+        (["fit", "--model.optimizer", "adamw"],
+         "`model.optimizer` must be one of ('adam', 'sgd'), got 'adamw'"),
+        (["fit", "--model.lr", "-1"], "`lr` must be a positive number, got -1.0"),
+    ],
+)  # fmt: skip
+def test_cli_mistakes_answered_in_a_few_lines(args, says, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = _error_of([*args, "--trainer.logger=false"], capsys)
+    assert code == 2 and says in err.splitlines()[0]
+    assert len(err.splitlines()) <= 3 and "usage:" not in err and "Traceback" not in err
+
+
+def test_cli_preset_message_is_the_python_api_message(capsys):
+    with pytest.raises(ValueError) as python_api:
+        callbacks("bogus")
+    _, err = _error_of(["fit", "--preset", "bogus"], capsys)
+    assert str(python_api.value) in err
+
+
+def test_cli_wrong_layer_names_the_monitor_and_the_closest(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--trainer.callbacks+=lightning_cnnviz.ActivationMonitor",
+            "--trainer.callbacks.layers=[relu4]", "--trainer.logger=false",
+            "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false"]  # fmt: skip
+    code, err = _error_of(args, capsys)
+    first = err.splitlines()[0]
+    assert code == 2 and "Traceback" not in err
+    assert first.startswith("cnnviz: error: ActivationMonitor: `layers` pattern 'relu4'")
+    assert "did you mean 'relu3' or 'relu2' or 'relu1'?" in first
+
+
+def test_cli_help_names_configs_presets_and_quickstart(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "cnnviz fit --config configs/quickstart.yaml" in out
+    for path in CONFIGS:
+        assert path.name in out
+    assert "--preset light | standard | full" in out
+
+
+def test_cli_monitor_help_shows_the_automatic_schedule(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--trainer.callbacks.help", "lightning_cnnviz.GradCAMMonitor"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "default: automatic schedule (docs/schedule.md)" in out
+    assert "every_n_steps EVERY_N_STEPS log every this many optimizer steps" in out
+    assert "default: null" not in out.split("every_n_steps EVERY_N_STEPS", 2)[2][:300]
+
+
+def test_cli_quiets_lightning_tips_and_leafspec_but_the_library_does_not(caplog):
+    import logging
+    import warnings
+
+    from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+    from lightning_cnnviz.cli import quiet_console
+
+    tip = "💡 Tip: For seamless cloud logging, try installing [litlogger]"
+    leafspec = (
+        "`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec)`"
+    )
+    names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch")
+    loggers = [logging.getLogger(name) for name in names]
+    kept = [list(lg.filters) for lg in loggers]
+    for lg in loggers:  # as in a fresh process: earlier tests ran `main` in this one
+        lg.filters[:] = [f for f in lg.filters if type(f).__name__ != "_DropTips"]
+    with caplog.at_level(logging.INFO):
+        rank_zero_info(tip)  # a user's own script: untouched
+    assert tip in caplog.text
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            quiet_console()
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                rank_zero_info(tip)
+                rank_zero_info("GPU available: False")
+            warnings.warn(leafspec, FutureWarning, stacklevel=1)
+            warnings.warn("something else", UserWarning, stacklevel=1)
+        assert tip not in caplog.text and "GPU available" in caplog.text
+        assert [str(w.message) for w in caught] == ["something else"]
+    finally:
+        for lg, filters in zip(loggers, kept, strict=True):
+            lg.filters[:] = filters
+
+
+def test_cli_mnist_offline_one_message_no_folders_left(tmp_path, capsys, monkeypatch):
+    from torchvision import datasets
+
+    def offline(root, train, download):  # what torchvision does without a network
+        (tmp_path / root / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets, "MNIST", offline)
+    config = Path(__file__).parents[1] / "configs" / "mnist.yaml"
+    code, err = _error_of(["fit", "--config", str(config), "--trainer.logger=false"], capsys)
+    assert code == 1 and err.startswith("cnnviz: error: MNIST files not found")
+    assert "--data SyntheticDigitsDataModule" in err and "Traceback" not in err
+    assert not (tmp_path / "data").exists()

@@ -11,9 +11,9 @@ from typing_extensions import override
 
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.divergence import nonfinite_parameters
+from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.recorder import Recorder, batches_to_log, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
-from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.activation_kind import is_activation
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, report
@@ -115,6 +115,7 @@ class ActivationMonitor(Monitor, section="activations"):
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._rec.detach()
+        super().teardown(trainer, pl_module, stage)
 
     @override
     def on_train_batch_start(
@@ -215,7 +216,8 @@ class ActivationMonitor(Monitor, section="activations"):
         self.sink.scalars(scalars, step)  # the training thread's work first, then the sink's
         with self.phase("render"):  # strips are new tensors each log: safe to hand over
             strips = {site: self.history.strips[site] for site in figures}
-            self.in_background(lambda: self._draw_strips(strips, step))
+            units = {site: figures[site]["active_share"].numel() for site in figures}
+            self.in_background(lambda: self._draw_strips(strips, units, step))
             for site in figures:
                 if (sample := self._rec.samples.pop(site, None)) is not None:
                     self.sink.histogram(self.tag(site, "histogram"), sample, step)
@@ -227,11 +229,10 @@ class ActivationMonitor(Monitor, section="activations"):
             report(trainer, Finding(self.section, v.kind, step, epoch, v.message, v.figures,
                                     severity=v.severity))  # fmt: skip
 
-    def _draw_strips(self, strips: dict[str, Tensor], step: int) -> None:  # the sink's thread
-        palette = rendering.to_uint8(rendering.colormap("inferno"))  # history values index it
-        for site, history in strips.items():
-            strip = rendering.upscale_cells_to(history, 64, min_factor=4)
-            self.sink.image(self.tag(site, "dead_strip"), strip, step, palette=palette)
+    def _draw_strips(self, strips: dict[str, Tensor], units: dict[str, int], step: int) -> None:
+        for site, history in strips.items():  # on the sink's thread
+            image = dead_strip_image(history, units[site], title=site)
+            self.sink.image(self.tag(site, "dead_strip"), image, step)
 
     @override
     def extra_state(self) -> dict[str, Any]:

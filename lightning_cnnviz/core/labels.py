@@ -22,7 +22,19 @@ from torch import Tensor
 
 from lightning_cnnviz.core.rendering import Color, to_rgb, upscale, vstack
 
-__all__ = ["GLYPH_H", "GLYPH_W", "bar_chart", "caption", "draw_text", "text_size"]
+__all__ = [
+    "CARD_WIDTH",
+    "GLYPH_H",
+    "GLYPH_W",
+    "MIN_GLYPH_PX",
+    "bar_chart",
+    "caption",
+    "columns_that_fit",
+    "draw_text",
+    "legible_width",
+    "rendered_glyph_px",
+    "text_size",
+]
 
 
 @cache
@@ -42,6 +54,41 @@ def _font_atlas() -> Tensor:
 
 
 GLYPH_W, GLYPH_H = 6, 11
+CARD_WIDTH = 350  # px: TensorBoard's image card, at its default size, scales images to this
+MIN_GLYPH_PX = 7  # label glyphs at least this tall once scaled to CARD_WIDTH
+
+
+def rendered_glyph_px(image_width: int, scale: int = 1) -> float:
+    """How tall a glyph drawn at ``scale`` shows once the image is scaled to ``CARD_WIDTH``.
+
+    Example::
+
+        >>> rendered_glyph_px(550), round(rendered_glyph_px(994), 1)
+        (7.0, 3.9)
+    """
+    return GLYPH_H * scale * CARD_WIDTH / max(1, image_width)
+
+
+def legible_width(scale: int = 1) -> int:
+    """The widest image whose ``scale`` glyphs stay ``MIN_GLYPH_PX`` tall in a card.
+
+    Example::
+
+        >>> legible_width(), legible_width(2)
+        (550, 1100)
+    """
+    return GLYPH_H * scale * CARD_WIDTH // MIN_GLYPH_PX
+
+
+def columns_that_fit(slot_width: int, count: int, scale: int = 1, most: int = 8) -> int:
+    """Tiles a row (at most ``most``) so that a grid of ``slot_width`` tiles stays legible.
+
+    Example::
+
+        >>> columns_that_fit(124, 16)
+        4
+    """
+    return max(1, min(most, count, legible_width(scale) // max(1, slot_width)))
 
 
 def text_size(text: str, scale: int = 1) -> tuple[int, int]:
@@ -91,7 +138,8 @@ def bar_chart(
 ) -> Tensor:
     """Vertical bars for values in ``[0, 1]`` with a label under each and the value above."""
     values = torch.nan_to_num(torch.as_tensor(values, dtype=torch.float32), nan=0.0).clamp(0, 1)
-    slot = max(bar_width, max(text_size(str(label))[0] for label in labels)) + 4
+    widest = max([text_size(str(label))[0] for label in labels] + [text_size("100")[0]])
+    slot = max(bar_width, widest) + GLYPH_W  # a glyph's width between neighbouring labels
     _, text_h = text_size("0")
     canvas = torch.zeros(3, height + 2 * text_h + 4, slot * len(values), dtype=torch.uint8)
     paint = torch.tensor(color, dtype=torch.uint8)[:, None, None]
@@ -100,6 +148,9 @@ def bar_chart(
         bar_h = round(value * height)
         top = text_h + 2 + height - bar_h
         canvas[:, top : top + bar_h, x0 : x0 + bar_width] = paint
-        canvas = draw_text(canvas, f"{round(value * 100)}", k * slot + 1, max(0, top - text_h - 1))
-        canvas = draw_text(canvas, str(label), k * slot + 2, text_h + 4 + height)
+        number, name = f"{round(value * 100)}", str(label)  # centred over / under the bar
+        x_number = k * slot + (slot - text_size(number)[0]) // 2
+        canvas = draw_text(canvas, number, x_number, max(0, top - text_h - 1))
+        canvas = draw_text(canvas, name, k * slot + (slot - text_size(name)[0]) // 2,
+                           text_h + 4 + height)  # fmt: skip
     return canvas

@@ -35,6 +35,7 @@ from lightning_cnnviz.core.capture import (
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.findings import checks_of, findings_of, record_check, summary_text
 from lightning_cnnviz.core.inputs import to_model
+from lightning_cnnviz.core.logs import announce_logs
 from lightning_cnnviz.core.namespaces import Callback
 from lightning_cnnviz.core.outputs import (
     NotApplicable,
@@ -52,9 +53,9 @@ from lightning_cnnviz.core.probe import (
 )
 from lightning_cnnviz.core.schedule import Schedule
 from lightning_cnnviz.core.selection import (
+    LayerNotFoundError,
     LayerSpec,
     NoAutoLayers,
-    NoMatch,
     resolve_layers,
     unwrap_model,
 )
@@ -436,14 +437,16 @@ class Monitor(Callback):
         # "auto" finding nothing (a model this monitor cannot read) steps aside, saying why.
         if self.watches_layers:
             try:
-                self.selected = resolve_layers(pl_module, self.layers, self.auto_layers)
+                self.selected = resolve_layers(
+                    pl_module, self.layers, self.auto_layers, owner=type(self).__name__
+                )
             except NoAutoLayers:
                 self.selected = {}
                 self.step_aside(
                     f"`layers='auto'` found no layer it can watch in this model "
                     f"({self.auto_description}); name layers with `layers=` to watch others"
                 )
-            except NoMatch:
+            except LayerNotFoundError:
                 raise
             except Exception as err:  # the auto rule's probe pass failed: step aside (or raise)
                 self.selected = {}
@@ -546,6 +549,11 @@ class Monitor(Callback):
         if self._sink is not None and self._sink.active:  # in the Text tab too
             self._sink.text(self.tag_prefix + "cnnviz/summary", summary, trainer.global_step)
             self._sink.flush()
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":  # after every callback's on_fit_end; not after an exception
+            announce_logs(trainer)
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Callable, Sequence
 
@@ -27,9 +28,9 @@ __all__ = [
     "CONV_TYPES",
     "POOL_TYPES",
     "AutoRule",
+    "LayerNotFoundError",
     "LayerSpec",
     "NoAutoLayers",
-    "NoMatch",
     "clean_name",
     "evenly_spaced",
     "is_compiled",
@@ -75,10 +76,6 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 _COMPILE_PREFIX = "_orig_mod."
-
-
-class NoMatch(ValueError):
-    """A ``layers`` pattern matches no module: the user's error, always raised."""
 
 
 class NoAutoLayers(ValueError):
@@ -154,10 +151,15 @@ def _matches(pattern: str, name: str, module: nn.Module) -> bool:
     return any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(name, pattern)
 
 
+class LayerNotFoundError(ValueError):
+    """A ``layers`` pattern matches no module of the model (a configuration mistake)."""
+
+
 def resolve_layers(
     model: nn.Module,
     layers: LayerSpec,
     auto: AutoRule | None = None,
+    owner: str = "",
 ) -> dict[str, nn.Module]:
     """Resolve ``layers`` to ``{name: module}`` in model order.
 
@@ -167,19 +169,29 @@ def resolve_layers(
             exact module name (``"conv1"``), a glob (``"features.*"``) or a
             module type name (``"Conv2d"``).
         auto: the monitor's rule for ``"auto"``.
+        owner: who asks (a monitor's name), to begin an error message with.
 
     Raises:
-        NoMatch: a pattern matches nothing (the message lists the available names).
+        LayerNotFoundError: a pattern matches nothing (the message suggests the
+            closest names and lists the available ones).
         NoAutoLayers: ``"auto"`` found nothing (a monitor steps aside on it).
         ValueError: ``"auto"`` was asked for with no rule, or an empty list.
 
     Example::
 
         >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
-        >>> resolve_layers(net, "conv*")
-        Traceback (most recent call last):
-        ...
-        lightning_cnnviz.core.selection.NoMatch: `layers` pattern 'conv*' matches no module. ...
+        >>> try:
+        ...     resolve_layers(net, "conv*")
+        ... except LayerNotFoundError as err:
+        ...     print(err)
+        `layers` pattern 'conv*' matches no module. Available: '0' (Conv2d), '1' (ReLU)
+        >>> named = nn.Sequential()
+        >>> named.add_module("conv1", nn.Conv2d(1, 2, 3))
+        >>> try:
+        ...     resolve_layers(named, "cnv1", owner="M")
+        ... except LayerNotFoundError as err:
+        ...     print(str(err).split(" Available")[0])
+        M: `layers` pattern 'cnv1' matches no module; did you mean 'conv1'?
     """
     available = named_layers(unwrap_model(model))
     patterns = [layers] if isinstance(layers, str) else list(layers)
@@ -198,9 +210,11 @@ def resolve_layers(
         else:
             found = [n for n, m in available.items() if _matches(pattern, n, m)]
             if not found:
-                raise NoMatch(
-                    f"`layers` pattern {pattern!r} matches no module. "
-                    f"Available: {_listing(available)}"
+                close = difflib.get_close_matches(pattern, list(available), n=3, cutoff=0.5)
+                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "."
+                raise LayerNotFoundError(
+                    f"{owner + ': ' if owner else ''}`layers` pattern {pattern!r} matches no "
+                    f"module{hint} Available: {_listing(available)}"
                 )
         picked.update(found)
     return {name: module for name, module in available.items() if name in picked}

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -200,9 +200,18 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         with self.phase("render"):  # host copies for the sink's thread
             row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, title)
             bad = int(blank_cams(row[1]).sum())
-        if bad and title is None:  # a class row is blank where that class is not predicted
-            self.warn_once("blank", f"{bad} CAM(s) of `{name}` ({split}) are all zero "
-                                    "or not finite; they show blank")  # fmt: skip
+            broken = int((~torch.isfinite(row[1].flatten(1)).all(1)).sum()) if bad else 0
+        if broken:
+            self.warn_once("nonfinite", f"{broken} CAM(s) of `{name}` ({split}) are not finite "
+                                        "(NaN or Inf gradients); they show blank")  # fmt: skip
+        elif (
+            bad and title is None and "blank" not in self._warned
+        ):  # class rows: by design  # normal, so said once as information
+            self._warned.add("blank")
+            rank_zero_info(f"{type(self).__name__}: "
+                           f"{bad} of {len(row[1])} Grad-CAMs of `{name}` ({split}) "
+                           "are zero everywhere (no region raises the target class's score, "
+                           "common early in training); those tiles show no heat")  # fmt: skip
         return row
 
     def _class_rows(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnnviz.core import rendering as R
-from lightning_cnnviz.core.labels import caption
+from lightning_cnnviz.core.labels import caption, columns_that_fit
 
 __all__ = ["blank_cams", "cam_grid"]
 
@@ -54,6 +54,9 @@ def cam_grid(
 ) -> tuple[Tensor, int]:
     """Heatmaps over the images, each tile labelled ``true 7 / pred 1 0.83``, in a grid.
 
+    As many tiles a row as keep the labels legible when TensorBoard scales the
+    picture to its card width (``labels.columns_that_fit``).
+
     Labels are green where the prediction is right, red where it is wrong. Tiles
     are upscaled (nearest) to at least ``min_size`` and shrunk to at most ``max_size``.
 
@@ -74,4 +77,6 @@ def cam_grid(
         p, c, y = int(host[1][i]), host[0][i], None if labels is None else int(labels[i])
         text = f"pred {p} {c:.2f}" if y is None else f"true {y} / pred {p} {c:.2f}"
         out.append(caption(tile, text, _RIGHT if y in (None, p) else _WRONG))
-    return R.grid(out, nrow=min(8, len(out)), padding=2), int(sum(host[2]))
+    # as many tiles a row as keep the captions legible in a TensorBoard card
+    columns = columns_that_fit(max(t.shape[-1] for t in out) + 2, len(out))
+    return R.grid(out, nrow=columns, padding=2), int(sum(host[2]))

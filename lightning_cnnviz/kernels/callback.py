@@ -136,7 +136,8 @@ class KernelMonitor(Monitor, section="kernels"):
         w, mode, shown = weight.float(), self.in_channel_mode, slice(self.max_filters)
         if isinstance(module, nn.Linear):
             heatmap = dense.shrink_matrix(w)
-            pictures = [_Picture(self.tag(name), "heatmap", heatmap, dense.matrix_scale(w))]
+            scale = dense.matrix_scale(heatmap)  # of what is drawn (averaged), for contrast
+            pictures = [_Picture(self.tag(name), "heatmap", heatmap, scale)]
             if name in self._unit_grid:
                 grid = self._unit_grid[name]
                 pictures.append(_Picture(self.tag(name, "units"), "units", w[shown], None, grid))

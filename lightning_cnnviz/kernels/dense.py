@@ -92,19 +92,37 @@ def render_units(
 ) -> Tensor:
     """Each unit's weights over the ``grid = (C, H, W)`` map it reads, a row of maps per unit.
 
-    One diverging scale (0 neutral) over the units drawn; uint8 ``(3, H', W')``.
+    One diverging scale (0 neutral, ``matrix_scale``) over the units drawn; uint8 ``(3, H', W')``.
     """
     channels, height, width = grid
     units = linear_unit_slices(
         weight, channels, (height, width), max_units=max_units, max_in_channels=max_in_channels
     )
-    tiles = draw.slices_to_rgb(draw.normalize_slices(units, "layer_symmetric"), "coolwarm")
+    scale = matrix_scale(units)  # robust: the few largest weights would grey out the rest
+    tiles = draw.slices_to_rgb(draw.normalize_slices(units, "layer_symmetric", scale), "coolwarm")
     return draw.tile_grid(tiles, units.shape[1])
 
 
-def matrix_scale(weight: Tensor) -> Tensor:
-    """The heatmap's colour scale: the largest finite ``|w|``, 0-d, on the weight's device."""
-    return _finite(weight).abs().amax()
+SATURATE = 0.02  # share of the largest |w| drawn at full colour: structure, not one outlier
+
+
+def matrix_scale(weight: Tensor, saturate: float = SATURATE) -> Tensor:
+    """The colour scale of a dense picture: the ``1 - saturate`` quantile of finite ``|w|``.
+
+    Not the largest ``|w|``: a dense layer's weights are many small values and a few
+    large ones, and scaling by the largest draws nearly every cell neutral grey. The
+    largest ``saturate`` share is drawn at full colour instead. 0-d, on the weight's
+    device; at least the tiniest positive float.
+
+    Example::
+
+        >>> float(matrix_scale(torch.tensor([0.0, 1.0, 2.0, 100.0]), saturate=0.5))
+        1.5
+    """
+    magnitude = _finite(weight).abs().flatten()
+    if magnitude.numel() > 1 << 20:  # quantile's limit is 16M; a strided sample is enough
+        magnitude = magnitude[:: magnitude.numel() // (1 << 20) + 1]
+    return torch.quantile(magnitude, 1.0 - saturate).clamp_min(torch.finfo(torch.float32).tiny)
 
 
 def _finite(weight: Tensor) -> Tensor:
@@ -139,17 +157,16 @@ def linear_heatmap(
     Rows are units, columns inputs. A side longer than ``max_side`` is averaged
     down in equal groups (``shrink_matrix``); a side shorter than ``min_side`` is
     stretched by an integer factor (cells may be non-square). The colour scale is
-    the largest ``|w|`` before averaging, or ``scale`` when given (for a weight
-    already shrunk).
+    ``matrix_scale`` of the averaged matrix (what is drawn), or ``scale`` when given.
 
     Example::
 
         >>> linear_heatmap(torch.randn(10, 1568)).shape
         torch.Size([3, 40, 392])
     """
-    if scale is None:
-        scale = matrix_scale(weight)
     w = shrink_matrix(weight, max_side)
+    if scale is None:
+        scale = matrix_scale(w)
     image = rendering.apply_colormap(rendering.normalize(w, "symmetric", scale=scale), "coolwarm")
     factors = (max(1, min(math.ceil(min_side / size), max_side // size)) for size in w.shape)
     return rendering.upscale(image, tuple(factors))  # cells may be non-square

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core import labels, rendering
 
-__all__ = ["custom_scalars_layout", "per_class_image"]
+__all__ = ["BARS_PER_ROW", "custom_scalars_layout", "per_class_image"]
 
 
 def custom_scalars_layout(
@@ -47,12 +47,22 @@ def custom_scalars_layout(
     }
 
 
+BARS_PER_ROW = 20  # at 2x, 20 bars of 3-digit labels stay legible in a TensorBoard card
+
+
 def per_class_image(per_class: Tensor, epoch: int, max_bars: int = 40) -> Tensor:
-    """uint8 bar chart of per-class accuracy (the ``max_bars`` worst classes if more)."""
+    """uint8 bar chart of per-class accuracy (the ``max_bars`` worst classes if more).
+
+    Drawn at twice the glyph size, ``BARS_PER_ROW`` bars a row, so that the labels stay
+    legible when TensorBoard scales the picture to its card width.
+    """
     per_class = per_class.detach().float().cpu()
     order = torch.arange(len(per_class))
     if len(per_class) > max_bars:
         order = torch.nan_to_num(per_class, nan=2.0).argsort()[:max_bars].sort().values
-    chart = labels.bar_chart(per_class[order], [str(int(k)) for k in order])
+    rows = [order[i : i + BARS_PER_ROW] for i in range(0, len(order), BARS_PER_ROW)]
+    chart = rendering.vstack(
+        [labels.bar_chart(per_class[row], [str(int(k)) for k in row]) for row in rows], gap=6
+    )
     title = f"val accuracy per class (%), epoch {epoch}"
     return rendering.upscale(labels.caption(chart, title), 2)

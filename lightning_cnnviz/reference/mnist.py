@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 from pathlib import Path
@@ -140,12 +141,18 @@ class MNISTDataModule(DigitsDataModule):
             if self._missing(TRAIN_FILES):
                 raise self._not_found(missing, "Downloading is off (`download=False`).")
             return  # enough to train; `setup("test")` reports the test files if needed
+        # folders the download creates; removed again if it fails and leaves them empty
+        created = [p for p in (self.raw_folder, self.raw_folder.parent, Path(self.root))
+                   if not p.exists()]  # fmt: skip
         try:
             from torchvision import datasets
 
             for train in (True, False):
                 datasets.MNIST(self.root, train=train, download=True)
         except Exception as err:  # no network, a proxy, a mirror down, ...
+            for folder in created:  # innermost first; rmdir leaves a non-empty one alone
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             why = f"Downloading them failed ({type(err).__name__}: {err})."
             raise self._not_found(missing, why.replace("\n", " ")) from err
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.activations.callback import ActivationMonitor
+from lightning_cnnviz.activations.draw import strip_layout
 from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_states
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.findings import findings_of
@@ -106,11 +107,13 @@ def scalars(tmp_path, tag):
 
 
 def strip_rows(tmp_path, tag, rows):
-    """Per-row brightness of the last dead-strip image (rows sampled at their centres)."""
+    """Per-row brightness of the last column of the last dead-strip image (cell centres)."""
     encoded = events(tmp_path).Images(tag)[-1].encoded_image_string
     image = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"), dtype=np.float64)
-    height = image.shape[0]
-    return [image[int((i + 0.5) * height / rows)].mean() for i in range(rows)]
+    columns = len(events(tmp_path).Images(tag))  # one column per log
+    top, left, row_px, column_px = strip_layout(rows, columns, title=tag.split("/")[1])
+    x = left + (columns - 1) * column_px + column_px // 2
+    return [image[top + i * row_px + row_px // 2, x].mean() for i in range(rows)]
 
 
 def test_activations_planted_dead_channels_exact(tmp_path):

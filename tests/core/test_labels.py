@@ -25,3 +25,30 @@ def test_labels_caption_label_strip_above_tile():
     assert labelled.shape == (3, 112 + text_h + 2, max(112, text_w + 2))
     assert torch.equal(labelled[:, text_h + 2 :, :112], tile)
     assert (labelled[:, : text_h + 2] == 255).any()  # white label pixels
+
+
+def _words(band: torch.Tensor, min_gap: int = 3) -> int:
+    """How many words a ``(3, h, w)`` text band holds: inked columns ``min_gap`` blanks apart."""
+    inked = (band > 0).any(0).any(0).tolist()
+    words, blank = 0, min_gap
+    for on in inked:
+        if on and blank >= min_gap:
+            words += 1
+        blank = 0 if on else blank + 1
+    return words
+
+
+def test_labels_bar_chart_numbers_and_names_stand_apart():
+    chart = labels.bar_chart([1.0] * 10, [str(k) for k in range(10)])
+    numbers = chart[:, : labels.GLYPH_H, :]  # "100" above every bar
+    names = chart[:, -labels.GLYPH_H :, :]
+    assert _words(numbers) == 10  # ten "100"s at least 3 px apart, not "100100100..."
+    assert _words(names) == 10
+
+
+def test_labels_legible_width_keeps_glyphs_seven_px_in_a_card():
+    for scale in (1, 2):
+        width = labels.legible_width(scale)
+        assert labels.rendered_glyph_px(width, scale) >= labels.MIN_GLYPH_PX
+        assert labels.rendered_glyph_px(width + 2, scale) < labels.MIN_GLYPH_PX + 0.1
+    assert labels.columns_that_fit(124, 16) * 124 <= labels.legible_width()

@@ -160,7 +160,7 @@ def test_kernels_linear_views():
     s = dense.linear_unit_slices(w, 2, (2, 2), max_units=2, max_in_channels=8)
     assert s.shape == (2, 2, 1, 2, 2)
     assert s[0, 0, 0, 1, 1] == 1.0 and s[0, 1, 0, 0, 0] == -1.0
-    heat = dense.linear_heatmap(torch.tensor([[-2.0, 0.0, 1.0]]))
+    heat = dense.linear_heatmap(torch.tensor([[-2.0, 0.0, 1.0]]), scale=torch.tensor(2.0))
     assert heat.shape == (3, 32, 33)  # each axis stretched to >= 32 px
     assert pixel(heat, 0, 0) == coolwarm(0.0)
     assert pixel(heat, 0, 16) == coolwarm(0.5)
@@ -168,6 +168,21 @@ def test_kernels_linear_views():
     big = dense.linear_heatmap(torch.randn(128, 1568))
     assert big.shape == (3, 128, 392) and big.dtype == torch.uint8
     assert math.prod(big.shape) < 200_000
+
+
+def test_kernels_dense_pictures_have_contrast():
+    """fc1-like weights (many small, a few large, averaged 4:1) span the colour scale."""
+    torch.manual_seed(0)
+    w = torch.randn(128, 1568) * 0.02
+    w[:, ::97] *= 20  # a few large weights must not grey out the rest
+    heat = dense.linear_heatmap(w)
+    red = heat[0].float()
+    assert float(red.min()) < 80 and float(red.max()) > 230  # coolwarm's blue and red ends
+    by_largest = dense.linear_heatmap(w, scale=w.abs().max())[0].float()  # the old scale
+    assert float(red.std()) > 5 * float(by_largest.std())  # 25 vs 2 grey levels
+    units = dense.render_units(w, (32, 7, 7), max_units=8, max_in_channels=8)
+    assert float(units[0].float().std()) > 40
+    assert float(dense.matrix_scale(w)) < float(w.abs().max()) / 5
 
 
 # ----------------------------------------------------------------------------- KernelMonitor

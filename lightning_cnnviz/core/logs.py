@@ -1,0 +1,61 @@
+"""Where a run's logs are, said once at the end of ``fit``: the one place that prints it.
+
+Both the monitors (the Python API) and the ``cnnviz`` command call ``announce_logs``;
+it prints once per trainer, on rank zero, and not for ``fast_dev_run`` (no logs).
+
+Example::
+
+    >>> tensorboard_command("runs/quickstart")
+    'tensorboard --logdir runs/quickstart --samples_per_plugin images=200'
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import weakref
+from pathlib import Path
+
+from lightning.pytorch import Trainer
+
+__all__ = ["announce_logs", "logs_message", "tensorboard_command"]
+
+_ANNOUNCED: weakref.WeakSet[Trainer] = weakref.WeakSet()
+
+
+def tensorboard_command(logdir: str | os.PathLike) -> str:
+    """The command that opens a run's logs in TensorBoard, with room for many images."""
+    return f"tensorboard --logdir {shlex.quote(str(logdir))} --samples_per_plugin images=200"
+
+
+def logs_message(trainer: Trainer) -> str | None:
+    """Where ``trainer``'s logs are and how to view them; ``None`` when it writes none."""
+    logger = trainer.logger
+    if logger is None or trainer.fast_dev_run:
+        return None
+    # not trainer.log_dir: it broadcasts, and only rank zero comes here
+    run_dir = Path(getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir)
+    # TensorBoard lists every run under the logger's root (e.g. runs/), so point it there
+    root = Path(logger.save_dir) if logger.save_dir else run_dir
+    if _relative(root) == Path(".") and getattr(logger, "root_dir", None):
+        root = Path(logger.root_dir)  # Lightning's default: ./lightning_logs, not all of .
+    return (
+        f"lightning-cnnviz: logs of this run are in {_relative(run_dir)}\n"
+        f"View them with:\n    {tensorboard_command(_relative(root))}"
+    )
+
+
+def announce_logs(trainer: Trainer) -> None:
+    """Print ``logs_message`` once per trainer, on rank zero."""
+    if trainer in _ANNOUNCED or not trainer.is_global_zero:
+        return
+    _ANNOUNCED.add(trainer)
+    if (message := logs_message(trainer)) is not None:
+        print(f"\n{message}\n", flush=True)
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
