@@ -6,7 +6,7 @@ optimisers, 9 planted or natural failures) with ``callbacks("standard")`` at its
 measures each run's ground-truth onset itself (``truth.py``, independent of the monitors)
 and scores what the monitors reported (``findings_of``):
 
-* ``found``: the first finding whose kind names the run's cause, its severity and step;
+* ``found``: the first problem (not note) whose kind names the run's cause, and its step;
 * ``delay``: the monitor's logging events (validations, for validation signals) between
   the onset and that finding: 0 = at the first event at or after the onset, 1 = at the
   next one. On time: at most 1;
@@ -62,8 +62,8 @@ CAUSE_KINDS: dict[str, set[str]] = {
 # a diverged or vanishing run does not learn.
 CONSISTENT: dict[str, set[str]] = {
     "divergence": {"not_learning"},
-    "vanishing_gradients": {"not_learning"},
-    "not_learning": {"divergence", "dead_units"},
+    "vanishing_gradients": {"not_learning", "saturated_activations"},
+    "not_learning": set(),
     "memorisation": {"overfitting"},
     "overfitting": {"memorisation"},
 }
@@ -88,9 +88,11 @@ def run(scenario: Scenario, seed: int, quick: bool, root: Path) -> dict[str, Any
     trainer.fit(scenario.model(), scenario.data(seed))
     seconds = time.perf_counter() - start
     step, how = onset(truth, scenario.onset, scenario.onset_step)
-    found = [_finding(f) for f in findings_of(trainer)]
+    # each finding as first reported (rules update theirs as a failure worsens), then as it ended
+    found = list(truth.first_seen.values())
+    final = [_finding(f) for f in findings_of(trainer)]
     return {"name": scenario.name, "cause": scenario.cause, "onset": step, "onset_how": how,
-            "seconds": seconds, "steps": trainer.global_step, "findings": found,
+            "seconds": seconds, "steps": trainer.global_step, "findings": final,
             **score(scenario.cause, step, found, truth)}  # fmt: skip
 
 
@@ -104,7 +106,7 @@ def score(cause: str | None, step: int | None, found: list[dict], truth: Truth) 
     right = CAUSE_KINDS.get(cause, set()) if cause else set()
     ok = right | CONSISTENT.get(cause, set()) if cause else set()
     alarms = [f for f in found if f["severity"] == "problem" and f["kind"] not in ok]
-    hit = next((f for f in found if f["kind"] in right), None)
+    hit = next((f for f in found if f["kind"] in right and f["severity"] == "problem"), None)
     out: dict[str, Any] = {"first": hit, "false_alarms": alarms, "delay": None, "on_time": None}
     if cause is None:
         out["on_time"] = not alarms

@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from lightning_cnnviz import findings_of
 from lightning_cnnviz.reference.data import add_shortcut_marker
 
 CUE_EVERY = 10  # steps between cue-reliance measurements
@@ -33,13 +34,24 @@ class Truth(L.Callback):
         self.events: dict[str, list[int]] = {type(m).__name__: [] for m in monitors}
         self.cue: list[tuple[int, float]] = []
         self._counts = {type(m).__name__: 0 for m in monitors}
+        # (source, kind, severity) -> the finding as first reported (rules update theirs)
+        self.first_seen: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.losses.append(float(loss))
         self._notice_events(trainer.global_step)
+        self._notice_findings(trainer)
         if self.kind == "cue" and trainer.global_step % CUE_EVERY == 0:
             self.cue.append((trainer.global_step, cue_reliance(pl_module, trainer.datamodule)))
+
+    def _notice_findings(self, trainer: L.Trainer) -> None:
+        for f in findings_of(trainer):
+            key = (f.source, f.kind, f.severity)
+            if key not in self.first_seen:
+                self.first_seen[key] = {"source": f.source, "kind": f.kind, "step": f.step,
+                                        "severity": f.severity, "epoch": f.epoch,
+                                        "message": f.first_line[:160]}  # fmt: skip
 
     def _notice_events(self, step: int) -> None:
         for m in self.monitors:
@@ -50,6 +62,7 @@ class Truth(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._notice_events(trainer.global_step)
+        self._notice_findings(trainer)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         if "val/loss" not in metrics:
             return
@@ -59,6 +72,9 @@ class Truth(L.Callback):
         if self.kind == "bn_gap":
             record["eval_acc"], record["batch_stat_acc"] = bn_accuracies(pl_module, trainer)
         self.validations.append(record)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._notice_findings(trainer)
 
 
 def _val_batch(data: Any, n: int = 512) -> tuple[Tensor, Tensor]:

@@ -58,16 +58,15 @@ def test_shapes_signal_and_volume_cnns_are_watched(shape_run, name):
 
 
 def test_shapes_signal_maps_are_strips_and_volumes_slices(shape_run):
-    # A 1 x 64 signal: strips a quarter (feature maps) or an eighth (CAM) as high as long;
-    # a 8 x 16 x 16 volume: 4 depth slices side by side, so its CAM row is flatter than
-    # the same layout of 16 x 16 images (4 samples a row).
+    # A 1 x 64 signal: strips far wider than high (feature maps; CAM grids of 4 a row);
     def ratio(name, tag):
         height, width = _image_size(shape_run(name), tag)
         return width / height
 
     assert ratio("conv1d", "feature_maps/net.0") > 5
-    assert ratio("conv1d", "gradcam/val") > 12
-    assert ratio("conv3d", "gradcam/val") > 2 * ratio("dict_batches", "gradcam/val")
+    assert ratio("conv1d", "gradcam/val") > 5  # 4 strips a row (card-width grids)
+    # volumes: 4 depth slices side by side per sample (core.inputs.as_pictures' doctest)
+    assert _image_size(shape_run("conv3d"), "gradcam/val")[1] >= 4 * 16
 
 
 def test_shapes_segmentation_gradcam_rows_per_class_and_clear_step_asides(shape_run):
