@@ -226,3 +226,46 @@ def test_tensorboard_ui_browser_scalars_text_custom_scalars_projector(page, serv
     # the projector is an iframe; its left panel counts the tensors of the run
     embeddings = server.get_json("/data/plugin/projector/info", run=RUN)["embeddings"]
     dashboard(page, server, "#projector", [f"{len(embeddings)} tensor", "Label by"])
+
+
+# Each <img> of the Images dashboard: its card's tag, rendered width and natural width.
+_IMAGE_SIZES = """(() => { const out = [];
+  const walk = (n) => {
+    if (n.shadowRoot) walk(n.shadowRoot);
+    for (const c of n.children || []) walk(c);
+    if (n.tagName === 'IMG' && n.naturalWidth > 0) {
+      let p = n, tag = null;
+      while (p && !tag) { tag = p.tag || null; p = p.parentNode || p.host; }
+      out.push([tag, n.clientWidth, n.naturalWidth]);
+    }
+  };
+  walk(document.documentElement);
+  return JSON.stringify(out); })()"""
+# Text drawn larger than the bitmap font's 11 px: per-class bars label at 2x.
+_GLYPH_SCALE = {"overfitting/per_class": 2}
+
+
+def test_tensorboard_ui_browser_labels_legible_at_card_width(page, server, written):
+    """At the default card width each picture's label glyphs render at least 7 px tall."""
+    import json
+
+    from lightning_cnnviz.core import labels
+
+    images, seen = sorted(written["images"]), {}
+    for first in range(0, len(images), 12):
+        chunk = images[first : first + 12]
+        pattern = "^(" + "|".join(re.escape(t) for t in chunk) + ")$"
+        dashboard(page, server, "#images&tagFilter=" + urllib.parse.quote(pattern), chunk)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not set(chunk) <= seen.keys():
+            for tag, shown, natural in json.loads(page.evaluate(_IMAGE_SIZES)):
+                seen[tag] = (shown, natural)
+            time.sleep(0.5)
+    assert set(images) <= seen.keys(), sorted(set(images) - seen.keys())
+    small = {}
+    for tag in images:
+        shown, natural = seen[tag]
+        glyph = labels.GLYPH_H * _GLYPH_SCALE.get(tag, 1) * shown / natural
+        if glyph < labels.MIN_GLYPH_PX:
+            small[tag] = (round(glyph, 1), shown, natural)
+    assert not small, f"glyphs under {labels.MIN_GLYPH_PX} px (px, card, image width): {small}"
