@@ -13,6 +13,7 @@ from typing_extensions import override
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.inputs import as_pictures, norm_stats
+from lightning_cnnviz.core.labels import legible_width
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import named_layers, unwrap_model
@@ -179,7 +180,10 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         host: list[int], step: int,
     ) -> None:  # fmt: skip
         shown = self.max_samples_shown
-        size = fm.tile_shape(*inputs.shape[-2:], self.tile_size)
+        # the widest grid (input, mean, chosen channels) fits a card with legible labels
+        columns = max((chosen.numel() for _, chosen in plans.values()), default=0) + 2
+        cap = legible_width() // columns - 2
+        size = fm.tile_shape(*inputs.shape[-2:], self.tile_size, max_width=cap)
         inputs01 = fm.resize(inputs, size)
         for site, (act, chosen) in plans.items():
             labels = [str(c) for c in host[: chosen.numel()]]

@@ -99,19 +99,30 @@ def normalize_maps(maps: Tensor, mode: str, value_range: Tensor | None = None) -
     return rendering.normalize(maps, "fixed", tuple(value_range.to(maps.device).unbind()))
 
 
-def tile_shape(height: int, width: int, tile_size: int) -> tuple[int, int]:
+def tile_shape(
+    height: int, width: int, tile_size: int, max_width: int | None = None
+) -> tuple[int, int]:
     """Tile size for an input: an integer upscale to ``tile_size`` on the short side, or a cap.
+
+    ``max_width`` caps the tile's width (so that a grid of them fits a card legibly).
 
     Example::
 
         >>> tile_shape(28, 28, 56), tile_shape(20, 30, 56), tile_shape(224, 224, 56)
         ((56, 56), (60, 90), (56, 56))
+        >>> tile_shape(28, 28, 56, max_width=53), tile_shape(224, 224, 56, max_width=40)
+        ((28, 28), (40, 40))
     """
     short = min(height, width)
     if short <= tile_size:
         factor = math.ceil(tile_size / short)
+        if max_width is not None:
+            factor = max(1, min(factor, max_width // width))
         return height * factor, width * factor
-    return max(1, round(height * tile_size / short)), max(1, round(width * tile_size / short))
+    scale = tile_size / short
+    if max_width is not None:
+        scale = min(scale, max_width / width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def resize(maps: Tensor, size: tuple[int, int]) -> Tensor:
