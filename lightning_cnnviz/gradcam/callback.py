@@ -21,6 +21,8 @@ from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import Probe, find_dataset
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
+from lightning_cnnviz.core.token_cam import cam_layouts, token_grad_cam
+from lightning_cnnviz.core.tokens import Layout
 from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
 from lightning_cnnviz.gradcam.metrics import cam_metrics, means_to_host
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
@@ -110,10 +112,11 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
         self._pool: Probe | None = None  # val samples searched for misclassified ones
+        self._layouts: dict[str, Layout | None] | None = None  # token layers (transformers)
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._trainer, self._pool = trainer, None  # auto_layers (in setup) needs the data
+        self._trainer, self._pool, self._layouts = trainer, None, None  # auto_layers needs data
         super().setup(trainer, pl_module, stage)
 
     @override
@@ -166,8 +169,24 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         x, labels = to_model(probe.images, model), probe.labels
         target = labels if self.target == "true" else None if self.target == "pred" else self.target
         with self.phase("compute"):
-            cam, logits = C.grad_cam(model, self.selected[name], x, target,
-                                     output_key=self.output_key, method=self.method)  # fmt: skip
+            if self._layouts is None:  # one traced pass: which layers output tokens
+                self._layouts = cam_layouts(model, self.selected, x, self.output_key)
+            layout = self._layouts.get(name)
+            if layout is not None and layout.kind != "nchw":
+                cam, logits = token_grad_cam(
+                    model,
+                    self.selected[name],
+                    x,
+                    layout,
+                    target,
+                    output_key=self.output_key,
+                    method=self.method,
+                )
+            else:
+                cam, logits = C.grad_cam(
+                    model, self.selected[name], x, target,
+                    output_key=self.output_key, method=self.method,
+                )  # fmt: skip
             image01 = to_image01(x, norm_stats(trainer))
             if split != "misclassified":
                 values.update(self._metrics(split, name, cam, image01))
