@@ -1,0 +1,197 @@
+"""AttentionMonitor: where a vision transformer's attention goes on fixed probe images."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lightning_cnnviz.attention.draw import attention_grid
+from lightning_cnnviz.attention.rollout import cls_attention, entropy, rollout
+from lightning_cnnviz.attention.weights import (
+    global_attention,
+    is_window_attention,
+    window_received,
+)
+from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.core.checks import check_choice, check_int, check_number
+from lightning_cnnviz.core.inputs import norm_stats, to_image01
+from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.rendering import CMAPS
+from lightning_cnnviz.core.selection import evenly_spaced, unwrap_model
+from lightning_cnnviz.core.tokens import block_norm, grid_layout, is_attention, prefix_tokens
+
+
+class AttentionMonitor(Monitor, section="attention"):
+    """Class-token attention per head, and attention rollout, over the probe images.
+
+    On logging steps only, one probe forward pass in eval mode keeps each attention
+    module's input (global attention) or its Swin block's first-norm output
+    (window attention); the weights are recomputed from the module's own
+    projections (``attention.weights``), so fused ``scaled_dot_product_attention``
+    is no obstacle. Writes, per selected attention module, ``attention/{layer}``
+    (per probe image: the image, the head-averaged map, then each head; ViT/DeiT:
+    the class token's attention to the patches; Swin: the attention each token
+    receives inside its window) and ``attention/{layer}/entropy`` (normalised
+    entropy of those maps, 1 = uniform); for global attention also
+    ``attention/rollout`` and ``attention/rollout/entropy`` (Abnar & Zuidema
+    2020, over every block). A model without attention: one warning, and the
+    monitor steps aside. How to read them: ``docs/attention.md``.
+
+    Args:
+        layers: ``"auto"`` (the first and last attention modules, ``max_layers`` of
+            them) or any selection of attention modules.
+        max_layers: cap of the ``auto`` selection.
+        max_heads: heads drawn per layer (the first ones; the mean uses all).
+        max_samples_shown: probe images drawn, one row each.
+        rollout: also log attention rollout (global attention only).
+        cmap: colormap of the maps. alpha: their opacity over the image.
+        **kwargs: the shared arguments of ``Monitor`` (schedule, ``budget``,
+            ``num_samples``, ``tag_prefix``, ``strict``, ``seed``).
+
+    Example::
+
+        >>> from lightning_cnnviz import AttentionMonitor
+        >>> AttentionMonitor(every_n_steps=100).tag("rollout")
+        'attention/rollout'
+    """
+
+    needs_call_sites = False
+
+    def __init__(
+        self,
+        layers: str | list[str] = "auto",
+        max_layers: int = 2,
+        max_heads: int = 6,
+        max_samples_shown: int = 4,
+        rollout: bool = True,
+        cmap: str = "inferno",
+        alpha: float = 0.6,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(layers, **kwargs)
+        for name, value in [("max_layers", max_layers), ("max_heads", max_heads),
+                            ("max_samples_shown", max_samples_shown)]:  # fmt: skip
+            check_int(name, value)
+        check_choice("rollout", rollout, (True, False))
+        check_choice("cmap", cmap, CMAPS)
+        check_number("alpha", alpha, low=0.0, high=1.0)
+        self.max_layers, self.max_heads, self.max_samples_shown = (
+            max_layers,
+            max_heads,
+            max_samples_shown,
+        )
+        self.rollout, self.cmap, self.alpha = rollout, cmap, alpha
+        self._global: dict[str, nn.Module] = {}  # every global attention module (rollout)
+        self._blocks: dict[str, nn.Module] = {}  # window attention name -> its block
+
+    @override
+    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+        return evenly_spaced([n for n, m in available.items() if is_attention(m)], self.max_layers)
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        from lightning_cnnviz.core.selection import named_layers
+
+        available = named_layers(unwrap_model(pl_module)) if stage == "fit" else {}
+        attention = {n: m for n, m in available.items() if is_attention(m)}
+        if stage == "fit" and self.layers == "auto" and not attention:
+            self.selected, self.disabled = {}, True
+            message = ("the model has no attention module (an `nn.MultiheadAttention` or "
+                       "one with `qkv` and `num_heads`); it steps aside")  # fmt: skip
+            self.warn_once("none", message)
+            return
+        super().setup(trainer, pl_module, stage)
+        if stage != "fit":
+            return
+        wrong = [n for n, m in self.selected.items() if not is_attention(m)]
+        if wrong:
+            raise ValueError(f"`layers` of AttentionMonitor must select attention modules, "
+                             f"got {wrong}; attention modules: {list(attention)}")  # fmt: skip
+        self._global = {n: m for n, m in attention.items() if not is_window_attention(m)}
+        self._blocks = {}
+        for name, module in self.selected.items():
+            if is_window_attention(module):
+                parent = name.rpartition(".")[0]
+                self._blocks[name] = available[parent]
+
+    def _hooks(self) -> tuple[dict[str, nn.Module], dict[str, str]]:
+        """Modules to hook: attention modules (inputs) and Swin blocks' norms (outputs)."""
+        hooked = dict(self._global if self.rollout else {})
+        hooked |= {n: m for n, m in self.selected.items() if n not in self._blocks}
+        norms = {}
+        for name, block in self._blocks.items():
+            norm = f"{name.rpartition('.')[0]}.{block_norm(block)}"
+            norms[name] = norm
+            hooked[norm] = dict(block.named_modules())[norm.rpartition(".")[2]]
+        return hooked, norms
+
+    @override
+    def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        model, step = unwrap_model(pl_module), trainer.global_step
+        x = self.probe_input(trainer, pl_module)
+        hooked, norms = self._hooks()
+        with self.phase("capture"), with_probe(model), LayerCapture(hooked, inputs=True) as cap:
+            model(x)
+        image_hw, prefix = (int(x.shape[-2]), int(x.shape[-1])), prefix_tokens(model)
+        maps: dict[str, tuple[Tensor, list[str]]] = {}
+        values: dict[str, Tensor] = {}
+        with self.phase("compute"), with_probe(model):
+            weights, layouts = {}, {}
+            for name in hooked:
+                if name in self._global or (name in self.selected and name not in self._blocks):
+                    with contextlib.suppress(ValueError):  # not a token sequence: skipped
+                        w = global_attention(hooked[name], cap.inputs[name], len(x))
+                        shape = (len(x), w.shape[-1], 1)
+                        layouts[name] = grid_layout(shape, image_hw, prefix, batch=len(x))
+                        weights[name] = w
+            for name, module in self.selected.items():
+                layout = layouts.get(name)
+                if name in self._blocks:
+                    heads = window_received(module, self._blocks[name], cap.outputs[norms[name]])
+                elif layout is not None:
+                    heads = cls_attention(weights[name], layout.prefix, layout.hw)
+                else:
+                    continue
+                values[self.tag(name, "entropy")] = entropy(heads).mean()
+                shown = heads[:, : self.max_heads]
+                maps[name] = (torch.cat([heads.mean(1, keepdim=True), shown], 1),
+                              ["mean"] + [f"head {h}" for h in range(shown.shape[1])])  # fmt: skip
+            chain = _last_run([(weights[n], layouts[n]) for n in self._global if n in weights])
+            layout = layouts.get(next(reversed(weights))) if weights else None
+            if self.rollout and chain and layout is not None:
+                rolled = rollout(chain, layout.prefix, layout.hw)
+                values[self.tag("rollout", "entropy")] = entropy(rolled).mean()
+                maps["rollout"] = (rolled[:, None], ["rollout"])
+            image01 = to_image01(x, norm_stats(trainer))
+        if len(maps) < len(self.selected) + (1 if self.rollout and self._global else 0):
+            self.warn_once("layout", "some attention maps could not be laid on the patch "
+                           "grid (tokens do not match the input's aspect); skipped")  # fmt: skip
+        with self.phase("write"):
+            shown = self.max_samples_shown
+            scalars = dict(zip(values, torch.stack(list(values.values())).tolist(), strict=True)
+                           ) if values else {}  # fmt: skip
+            self.sink.scalars(scalars, step)
+            host = {k: (m[:shown].cpu(), titles) for k, (m, titles) in maps.items()}
+            image01 = image01[:shown].cpu()
+            self.in_background(lambda: self._draw(image01, host, step))
+
+    def _draw(self, image01: Tensor, maps: dict[str, tuple[Tensor, list[str]]], step: int) -> None:
+        """On the sink's thread: one overlay grid per selected layer and for the rollout."""
+        for name, (heat, titles) in maps.items():
+            grid = attention_grid(image01, heat, titles, cmap=self.cmap, alpha=self.alpha)
+            self.sink.image(self.tag(name), grid, step)
+
+
+def _last_run(items: list[tuple[Tensor, Any]]) -> list[Tensor]:
+    """The trailing blocks whose weights share the last one's token count and grid (rollout)."""
+    run: list[Tensor] = []
+    for weights, layout in reversed(items):
+        if layout is None or (run and weights.shape != run[0].shape):
+            break
+        run.insert(0, weights)
+    return run
