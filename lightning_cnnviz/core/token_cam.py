@@ -38,11 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core.capture import LayerCapture, first_tensor, probe_mode
 from lightning_cnnviz.core.target_layer import trace_calls
 from lightning_cnnviz.core.tokens import Layout, grid_layout, prefix_tokens, to_grid
 
-__all__ = ["cam_layouts", "token_grad_cam"]
+__all__ = ["any_grad_cam", "cam_layouts", "token_grad_cam"]
 
 
 def cam_layouts(
@@ -114,3 +115,25 @@ def token_grad_cam(
     cam = (weights * act).sum(1, keepdim=True).clamp_min(0)
     cam = F.interpolate(cam, size=tuple(x.shape[2:]), mode="bilinear", align_corners=False)
     return cam[:, 0].detach(), logits.detach().float()
+
+
+def any_grad_cam(
+    model: nn.Module,
+    layer: nn.Module,
+    x: Tensor,
+    target: Tensor | int | None = None,
+    *,
+    output_key: str | int | None = None,
+    method: str = "gradcam",
+    layout: Layout | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Grad-CAM of any layer: Captum's (``core.cam``) on a CNN map, ``token_grad_cam`` on tokens.
+
+    ``layout`` (from ``cam_layouts``) saves the traced pass that finds it when not given.
+    """
+    if layout is None:
+        layout = cam_layouts(model, {"layer": layer}, x, output_key)["layer"]
+    if layout is not None and layout.kind != "nchw":
+        return token_grad_cam(model, layer, x, layout, target, output_key=output_key,
+                              method=method)  # fmt: skip
+    return C.grad_cam(model, layer, x, target, output_key=output_key, method=method)

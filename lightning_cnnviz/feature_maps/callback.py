@@ -16,6 +16,7 @@ from lightning_cnnviz.core.inputs import norm_stats
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import named_layers, unwrap_model
+from lightning_cnnviz.core.tokens import grid_layout, prefix_tokens, to_grid
 from lightning_cnnviz.feature_maps import draw as fm
 from lightning_cnnviz.feature_maps.layers import auto_layers, stage_kind, stage_pairs
 
@@ -33,7 +34,8 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
     ``docs/feature_maps.md``.
 
     Args:
-        layers: ``"auto"`` = every Conv2d and 2-D pooling module (``max_layers`` of them).
+        layers: ``"auto"`` = every Conv2d, 2-D pooling module and transformer block (tokens
+            drawn on the patch grid; ``max_layers`` of them).
         max_layers: cap of the ``auto`` selection (evenly spaced through the network).
         max_samples_shown: probe samples drawn, one row each.
         channel_select: ``"top_k"`` (most active on the probe), ``"all"`` (capped at
@@ -132,10 +134,11 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         with self.phase("compute"):
             plans, skipped = {}, []
             for site in self.sites():
-                act = outs.get(site)
-                if act is None or act.dim() != 4:
+                act = _as_map(outs.get(site), self.selected[site.split("#")[0]], model, x)
+                if act is None:
                     skipped.append(site)
                     continue
+                outs[site] = act
                 if self.normalization == "per_layer_fixed" and site not in self._ranges:
                     self._ranges[site] = fm.value_range(act)
                 activity = fm.channel_activity(act)
@@ -148,7 +151,8 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         if skipped or any(host[len(host) - len(flags) :]):
             self.warn_once(
                 "skipped_or_non_finite",
-                f"skipped {skipped} (no 4-D output) or met non-finite activations (drawn as 0).",
+                f"skipped {skipped} (no map or token-grid output) or met non-finite "
+                "activations (drawn as 0).",
             )
         with self.phase("render"):  # host copies; the grids are drawn on the sink's thread
             inputs = fm.input_image(x[:shown], norm_stats(trainer)).cpu()
@@ -199,6 +203,17 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._ranges = {k: torch.tensor(v) for k, v in state.get("ranges", {}).items()}
+
+
+def _as_map(act: Tensor | None, module: nn.Module, model: nn.Module, x: Tensor) -> Tensor | None:
+    """A layer's output as (N, C, h, w): a CNN map as it is, tokens laid on the patch grid."""
+    if act is None:
+        return None
+    image_hw = (int(x.shape[-2]), int(x.shape[-1]))
+    layout = grid_layout(tuple(act.shape), image_hw, prefix_tokens(model), module, len(x))
+    if layout is None:
+        return act if act.dim() == 4 else None
+    return to_grid(act, layout).contiguous()
 
 
 def _index_list(value: Any) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, POOL_TYPES, evenly_spaced, of_type
+from lightning_cnnviz.core.tokens import transformer_blocks
 
 __all__ = ["POOL_2D", "auto_layers", "stage_kind", "stage_pairs"]
 
@@ -27,7 +28,10 @@ POOL_2D = tuple(t for t in POOL_TYPES if t.__name__.endswith("2d"))
 
 
 def auto_layers(model: nn.Module, available: dict[str, nn.Module], max_layers: int) -> list[str]:
-    """Every Conv2d and 2-D pooling module in model order, evenly thinned to ``max_layers``.
+    """Every Conv2d, 2-D pooling module and transformer block, in model order, evenly thinned.
+
+    A transformer block (``core.tokens.transformer_blocks``) outputs tokens; the
+    callback lays them on the patch grid.
 
     Example::
 
@@ -35,7 +39,9 @@ def auto_layers(model: nn.Module, available: dict[str, nn.Module], max_layers: i
         >>> auto_layers(net, dict(net.named_children()), 2)
         ['0', '3']
     """
-    return evenly_spaced(of_type(nn.Conv2d, *POOL_2D)(model, available), max_layers)
+    blocks = set(transformer_blocks(available))
+    maps = set(of_type(nn.Conv2d, *POOL_2D)(model, available))
+    return evenly_spaced([n for n in available if n in maps or n in blocks], max_layers)
 
 
 def stage_kind(module: nn.Module) -> str | None:

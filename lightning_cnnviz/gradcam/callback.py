@@ -21,7 +21,7 @@ from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import Probe, find_dataset
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
-from lightning_cnnviz.core.token_cam import cam_layouts, token_grad_cam
+from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.core.tokens import Layout
 from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
 from lightning_cnnviz.gradcam.metrics import cam_metrics, means_to_host
@@ -171,22 +171,9 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         with self.phase("compute"):
             if self._layouts is None:  # one traced pass: which layers output tokens
                 self._layouts = cam_layouts(model, self.selected, x, self.output_key)
-            layout = self._layouts.get(name)
-            if layout is not None and layout.kind != "nchw":
-                cam, logits = token_grad_cam(
-                    model,
-                    self.selected[name],
-                    x,
-                    layout,
-                    target,
-                    output_key=self.output_key,
-                    method=self.method,
-                )
-            else:
-                cam, logits = C.grad_cam(
-                    model, self.selected[name], x, target,
-                    output_key=self.output_key, method=self.method,
-                )  # fmt: skip
+            cam, logits = any_grad_cam(model, self.selected[name], x, target,
+                                       output_key=self.output_key, method=self.method,
+                                       layout=self._layouts.get(name))  # fmt: skip
             image01 = to_image01(x, norm_stats(trainer))
             if split != "misclassified":
                 values.update(self._metrics(split, name, cam, image01))
