@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
@@ -11,19 +10,14 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.attention.draw import attention_grid
-from lightning_cnnviz.attention.rollout import cls_attention, entropy, rollout
-from lightning_cnnviz.attention.weights import (
-    global_attention,
-    is_window_attention,
-    window_received,
-)
-from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.attention.maps import Sites, attention_maps, attention_sites
+from lightning_cnnviz.attention.rollout import entropy
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
-from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
-from lightning_cnnviz.core.selection import evenly_spaced, unwrap_model
-from lightning_cnnviz.core.tokens import block_norm, grid_layout, is_attention, prefix_tokens
+from lightning_cnnviz.core.selection import evenly_spaced, named_layers, unwrap_model
+from lightning_cnnviz.core.tokens import is_attention
 
 
 class AttentionMonitor(Monitor, section="attention"):
@@ -86,8 +80,7 @@ class AttentionMonitor(Monitor, section="attention"):
             max_samples_shown,
         )
         self.rollout, self.cmap, self.alpha = rollout, cmap, alpha
-        self._global: dict[str, nn.Module] = {}  # every global attention module (rollout)
-        self._blocks: dict[str, nn.Module] = {}  # window attention name -> its block
+        self._sites: Sites | None = None  # the model's attention modules, sorted in setup
 
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
@@ -95,10 +88,8 @@ class AttentionMonitor(Monitor, section="attention"):
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        from lightning_cnnviz.core.selection import named_layers
-
         available = named_layers(unwrap_model(pl_module)) if stage == "fit" else {}
-        attention = {n: m for n, m in available.items() if is_attention(m)}
+        attention = [n for n, m in available.items() if is_attention(m)]
         if stage == "fit" and self.layers == "auto" and not attention:
             self.selected, self.disabled = {}, True
             message = ("the model has no attention module (an `nn.MultiheadAttention` or "
@@ -111,64 +102,28 @@ class AttentionMonitor(Monitor, section="attention"):
         wrong = [n for n, m in self.selected.items() if not is_attention(m)]
         if wrong:
             raise ValueError(f"`layers` of AttentionMonitor must select attention modules, "
-                             f"got {wrong}; attention modules: {list(attention)}")  # fmt: skip
-        self._global = {n: m for n, m in attention.items() if not is_window_attention(m)}
-        self._blocks = {}
-        for name, module in self.selected.items():
-            if is_window_attention(module):
-                parent = name.rpartition(".")[0]
-                self._blocks[name] = available[parent]
-
-    def _hooks(self) -> tuple[dict[str, nn.Module], dict[str, str]]:
-        """Modules to hook: attention modules (inputs) and Swin blocks' norms (outputs)."""
-        hooked = dict(self._global if self.rollout else {})
-        hooked |= {n: m for n, m in self.selected.items() if n not in self._blocks}
-        norms = {}
-        for name, block in self._blocks.items():
-            norm = f"{name.rpartition('.')[0]}.{block_norm(block)}"
-            norms[name] = norm
-            hooked[norm] = dict(block.named_modules())[norm.rpartition(".")[2]]
-        return hooked, norms
+                             f"got {wrong}; attention modules: {attention}")  # fmt: skip
+        self._sites = attention_sites(available, list(self.selected))
 
     @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         model, step = unwrap_model(pl_module), trainer.global_step
         x = self.probe_input(trainer, pl_module)
-        hooked, norms = self._hooks()
-        with self.phase("capture"), with_probe(model), LayerCapture(hooked, inputs=True) as cap:
-            model(x)
-        image_hw, prefix = (int(x.shape[-2]), int(x.shape[-1])), prefix_tokens(model)
-        maps: dict[str, tuple[Tensor, list[str]]] = {}
-        values: dict[str, Tensor] = {}
-        with self.phase("compute"), with_probe(model):
-            weights, layouts = {}, {}
-            for name in hooked:
-                if name in self._global or (name in self.selected and name not in self._blocks):
-                    with contextlib.suppress(ValueError):  # not a token sequence: skipped
-                        w = global_attention(hooked[name], cap.inputs[name], len(x))
-                        shape = (len(x), w.shape[-1], 1)
-                        layouts[name] = grid_layout(shape, image_hw, prefix, batch=len(x))
-                        weights[name] = w
-            for name, module in self.selected.items():
-                layout = layouts.get(name)
-                if name in self._blocks:
-                    heads = window_received(module, self._blocks[name], cap.outputs[norms[name]])
-                elif layout is not None:
-                    heads = cls_attention(weights[name], layout.prefix, layout.hw)
-                else:
-                    continue
-                values[self.tag(name, "entropy")] = entropy(heads).mean()
-                shown = heads[:, : self.max_heads]
-                maps[name] = (torch.cat([heads.mean(1, keepdim=True), shown], 1),
+        assert self._sites is not None
+        with self.phase("compute"):  # one probe pass (capture) and the recomputed weights
+            heads, rolled = attention_maps(model, x, self._sites, self.rollout)
+            maps: dict[str, tuple[Tensor, list[str]]] = {}
+            values: dict[str, Tensor] = {}
+            for name, per_head in heads.items():
+                values[self.tag(name, "entropy")] = entropy(per_head).mean()
+                shown = per_head[:, : self.max_heads]
+                maps[name] = (torch.cat([per_head.mean(1, keepdim=True), shown], 1),
                               ["mean"] + [f"head {h}" for h in range(shown.shape[1])])  # fmt: skip
-            chain = _last_run([(weights[n], layouts[n]) for n in self._global if n in weights])
-            layout = layouts.get(next(reversed(weights))) if weights else None
-            if self.rollout and chain and layout is not None:
-                rolled = rollout(chain, layout.prefix, layout.hw)
+            if rolled is not None:
                 values[self.tag("rollout", "entropy")] = entropy(rolled).mean()
                 maps["rollout"] = (rolled[:, None], ["rollout"])
             image01 = to_image01(x, norm_stats(trainer))
-        if len(maps) < len(self.selected) + (1 if self.rollout and self._global else 0):
+        if len(heads) < len(self.selected):
             self.warn_once("layout", "some attention maps could not be laid on the patch "
                            "grid (tokens do not match the input's aspect); skipped")  # fmt: skip
         with self.phase("write"):
@@ -185,13 +140,3 @@ class AttentionMonitor(Monitor, section="attention"):
         for name, (heat, titles) in maps.items():
             grid = attention_grid(image01, heat, titles, cmap=self.cmap, alpha=self.alpha)
             self.sink.image(self.tag(name), grid, step)
-
-
-def _last_run(items: list[tuple[Tensor, Any]]) -> list[Tensor]:
-    """The trailing blocks whose weights share the last one's token count and grid (rollout)."""
-    run: list[Tensor] = []
-    for weights, layout in reversed(items):
-        if layout is None or (run and weights.shape != run[0].shape):
-            break
-        run.insert(0, weights)
-    return run

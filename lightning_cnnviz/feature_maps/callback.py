@@ -206,9 +206,16 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
 
 
 def _as_map(act: Tensor | None, module: nn.Module, model: nn.Module, x: Tensor) -> Tensor | None:
-    """A layer's output as (N, C, h, w): a CNN map as it is, tokens laid on the patch grid."""
+    """A layer's output as (N, C, h, w): a CNN map as it is, tokens laid on the patch grid.
+
+    MobileViT attends within groups of pixels (its unfolded patches, (N * P, L, C)):
+    the P groups of an image are averaged.
+    """
     if act is None:
         return None
+    batch = len(x)
+    if act.dim() == 3 and act.shape[0] != batch and act.shape[0] % batch == 0:
+        act = act.view(batch, -1, *act.shape[1:]).mean(1)  # MobileViT: pixel groups per image
     image_hw = (int(x.shape[-2]), int(x.shape[-1]))
     layout = grid_layout(tuple(act.shape), image_hw, prefix_tokens(model), module, len(x))
     if layout is None:
