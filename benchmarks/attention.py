@@ -119,7 +119,8 @@ def train(steps: int, every: int, root: str, n_train: int = 2048, seed: int = 0)
     trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=TensorBoardLogger(root, name="tb"),
                         callbacks=monitors, enable_progress_bar=False, enable_model_summary=False,
                         enable_checkpointing=False, num_sanity_val_steps=0, limit_val_batches=1,
-                        val_check_interval=min(steps, 64), default_root_dir=root)  # fmt: skip
+                        val_check_interval=min(steps, n_train // 32),
+                        default_root_dir=root)  # fmt: skip
     model = Classifier(tiny_vit())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -27,17 +27,32 @@ TRANSFORMERS: dict[str, Callable[[], nn.Module]] = {
     "timm_vit_reg": lambda: timm.create_model("vit_tiny_patch16_224", reg_tokens=4, **TINY_VIT),
     "timm_deit": lambda: timm.create_model("deit_tiny_distilled_patch16_224", **TINY_VIT),
     "timm_swin": lambda: timm.create_model(
-        "swin_tiny_patch4_window7_224", img_size=32, patch_size=2, window_size=4, embed_dim=24,
-        depths=(2, 2), num_heads=(1, 2), num_classes=4,
-    ),  # fmt: skip
+        "swin_tiny_patch4_window7_224",
+        img_size=32,
+        patch_size=2,
+        window_size=4,
+        embed_dim=24,
+        depths=(2, 2),
+        num_heads=(1, 2),
+        num_classes=4,
+    ),
     "tv_vit": lambda: VisionTransformer(
-        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
         num_classes=4,
-    ),  # fmt: skip
+    ),
     "tv_swin": lambda: SwinTransformer(
-        patch_size=[2, 2], embed_dim=24, depths=[2, 2], num_heads=[1, 2], window_size=[4, 4],
+        patch_size=[2, 2],
+        embed_dim=24,
+        depths=[2, 2],
+        num_heads=[1, 2],
+        window_size=[4, 4],
         num_classes=4,
-    ),  # fmt: skip
+    ),
 }
 HYBRIDS: dict[str, Callable[[], nn.Module]] = {
     "timm_convnext": lambda: timm.create_model("convnext_atto", num_classes=4),
