@@ -152,6 +152,7 @@ def shares(model: nn.Module, n: int = 128, seed: int = 3) -> dict[str, float]:
         "gradcam_on_object": float(cam_on.mean()),
         "rollout_on_object": float(roll_on.mean()),
         "gradcam_above_area": float((cam_on > area).float().mean()),
+        "gradcam_blank": float((cam.flatten(1).amax(1) <= 0).float().mean()),
         "rollout_above_area": float((roll_on > area).float().mean()),
     }
 
