@@ -51,11 +51,14 @@ def global_attention(module: nn.Module, x: Tensor, batch: int | None = None) -> 
             image (its unfolded patches): their weights are averaged per image.
 
     Raises:
-        ValueError: the input is not a token sequence (e.g. CoAtNet's 2-D attention).
+        ValueError: the input is neither a token sequence nor, for a module with a
+            conv ``qkv`` (CoAtNet's ``Attention2d``), an (N, C, H, W) map.
     """
-    if x.dim() != 3:
+    if x.dim() == 4 and isinstance(module.qkv, nn.Conv2d):
+        weights = _map_attention(module, x)
+    elif x.dim() != 3:
         raise ValueError(f"attention over a {x.dim()}-D input is not supported")
-    if isinstance(module, nn.MultiheadAttention):
+    elif isinstance(module, nn.MultiheadAttention):
         x = x if module.batch_first else x.transpose(0, 1)
         _, weights = module(x, x, x, need_weights=True, average_attn_weights=False)
     else:
@@ -74,6 +77,25 @@ def _qkv_attention(module: nn.Module, x: Tensor) -> Tensor:
     k = getattr(module, "k_norm", nn.Identity())(k)
     scale = getattr(module, "scale", q.shape[-1] ** -0.5)
     return ((q * scale) @ k.transpose(-2, -1)).float().softmax(-1)
+
+
+def _map_attention(module: nn.Module, x: Tensor) -> Tensor:
+    """Weights of timm's ``Attention2d`` (CoAtNet, MaxViT 2-D blocks): tokens = map positions.
+
+    Its relative position bias is added; a bias shared across blocks (passed at call
+    time) is not known here and is left out.
+    """
+    batch, heads = x.shape[0], module.num_heads
+    qkv = module.qkv(x)
+    if getattr(module, "head_first", True):
+        q, k, _ = qkv.view(batch, heads, -1, x.shape[2] * x.shape[3]).chunk(3, dim=2)
+    else:
+        q, k, _ = qkv.reshape(batch, 3, heads, qkv.shape[1] // (3 * heads), -1).unbind(1)
+    logits = (q * module.scale).transpose(-2, -1) @ k
+    rel_pos = getattr(module, "rel_pos", None)
+    if rel_pos is not None and hasattr(rel_pos, "get_bias"):
+        logits = logits + rel_pos.get_bias()
+    return logits.float().softmax(-1)
 
 
 def _pair(value: object) -> tuple[int, int]:

@@ -4,7 +4,7 @@
 few CPU steps: timm ViT (with and without register tokens), DeiT (distilled: two
 prefix tokens), Swin (windows, shifts, NHWC), torchvision's ``VisionTransformer``
 (``nn.MultiheadAttention``) and ``SwinTransformer``; ``HYBRIDS`` the modern and hybrid
-CNNs (timm ConvNeXt, MobileViT) over 3x64x64.
+CNNs (timm ConvNeXt, MobileViT, CoAtNet) over 3x64x64.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ TRANSFORMERS: dict[str, Callable[[], nn.Module]] = {
 HYBRIDS: dict[str, Callable[[], nn.Module]] = {
     "timm_convnext": lambda: timm.create_model("convnext_atto", num_classes=4),
     "timm_mobilevit": lambda: timm.create_model("mobilevit_xxs", num_classes=4),
+    "timm_coatnet": lambda: timm.create_model("coatnet_nano_rw_224", num_classes=4, img_size=64),
 }
 
 

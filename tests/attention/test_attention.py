@@ -70,6 +70,13 @@ def test_attention_monitor_on_hybrids_and_step_aside_without_attention(tmp_path)
     _, _, messages = fit(tmp_path / "c", [convnext], model=Classifier(HYBRIDS["timm_convnext"]()),
                          data=data, limit_train_batches=2)  # fmt: skip
     said = [m for m in messages if m.startswith("AttentionMonitor: the model has no attention")]
+    coatnet = AttentionMonitor(
+        every_n_steps=2, num_samples=4, strict=True, layers="net.stages.3.*.attn"
+    )
+    fit(tmp_path / "a", [coatnet], model=Classifier(HYBRIDS["timm_coatnet"]()), data=data,
+        limit_train_batches=2)  # fmt: skip
+    written = written_tags(tmp_path / "a")["images"]
+    assert {"attention/rollout", "attention/net.stages.3.blocks.2.attn"} <= written
     assert len(said) == 1 and convnext.disabled and convnext.events == 0
 
 

@@ -11,7 +11,7 @@ import torchvision.models.swin_transformer as tv_swin
 
 from lightning_cnnviz.attention.rollout import cls_attention, entropy, rollout
 from lightning_cnnviz.attention.weights import global_attention, window_received
-from tests.attention.models import TRANSFORMERS
+from tests.attention.models import HYBRIDS, TRANSFORMERS
 
 
 def _received(weights, x, block, window, shift):
@@ -39,6 +39,21 @@ def test_global_attention_equals_timm_unfused_weights(name):
     got = global_attention(attn, seen["x"])
     assert got.shape == seen["w"].shape
     assert torch.allclose(got, seen["w"], atol=1e-6)
+
+
+def test_global_attention_equals_coatnet_attention2d_weights():
+    torch.manual_seed(0)
+    net = HYBRIDS["timm_coatnet"]().eval()
+    attn = net.stages[3].blocks[1].attn  # (blocks[0] downsamples; timm's explicit path fails there)
+    attn.fused_attn = False
+    seen = {}
+    hooks = [attn.attn_drop.register_forward_hook(lambda m, i, o: seen.setdefault("w", o)),
+             attn.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0]))]  # fmt: skip
+    net(torch.randn(2, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    assert seen["x"].dim() == 4  # attention over an (N, C, H, W) map
+    assert torch.allclose(global_attention(attn, seen["x"]), seen["w"], atol=1e-6)
 
 
 def test_global_attention_of_multihead_attention_is_a_distribution():
