@@ -157,12 +157,13 @@ def attention_child(block: nn.Module) -> nn.Module | None:
 
 
 def block_norm(block: nn.Module) -> str | None:
-    """The name of a transformer block's first norm child (``norm1``, ``ln_1``), if any."""
+    """The name of a transformer block's first norm child (``norm1``, ``ln_1``), if any.
+
+    A norm module, or a child named like one (CoAtNet's ``norm1`` holds a norm and
+    a downsampling).
+    """
     for name, child in block.named_children():
-        leaf = next(child.children(), None) is None
-        if isinstance(child, nn.LayerNorm | nn.GroupNorm | nn.BatchNorm2d) or (
-            leaf and "norm" in name
-        ):
+        if isinstance(child, nn.LayerNorm | nn.GroupNorm | nn.BatchNorm2d) or "norm" in name:
             return name
     return None
 
