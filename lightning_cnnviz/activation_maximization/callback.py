@@ -12,10 +12,10 @@ from typing_extensions import override
 from lightning_cnnviz.activation_maximization import optimize as feature_vis
 from lightning_cnnviz.activation_maximization.optimize import Target
 from lightning_cnnviz.core import labels, rendering
-from lightning_cnnviz.core.capture import LayerCapture, first_tensor
+from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_int, check_number
 from lightning_cnnviz.core.inputs import input_bounds, norm_stats
-from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.monitor import Monitor, NotApplicable, with_probe
 from lightning_cnnviz.core.selection import CONV_TYPES, of_type, unwrap_model
 
 _TILE = 56  # tiles are upscaled (nearest) to at least this size
@@ -57,6 +57,8 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
         'activation_maximization/classes'
     """
 
+    auto_description = "it optimises inputs for the last conv layer's channels"
+
     def __init__(
         self,
         layers: str | list[str] = "auto",
@@ -90,7 +92,7 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
     def targets(self, pl_module: LightningModule, x: Tensor) -> list[Target]:
         """Top channels per call site on the probe, then the first ``classes`` logits."""
         with with_probe(pl_module), LayerCapture(self.selected, shared=self.shared) as cap:
-            logits = first_tensor(unwrap_model(pl_module)(x))
+            logits = self.logits_of(unwrap_model(pl_module)(x), image_level=False)
         sites = [s for s in self.sites() if s in cap.outputs and cap.outputs[s].dim() >= 2]
         top = [feature_vis.top_channels(cap.outputs[s], self.channels) for s in sites]
         host = torch.cat(top).tolist() if self.channels and top else []
@@ -99,6 +101,10 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
             targets += [Target(site, c) for c in host[start : start + len(chosen)]]
             start += len(chosen)
         num_classes = logits.shape[1] if logits.dim() == 2 else 0
+        if logits.dim() > 2 and self.classes:
+            self.warn_once("dense", "class images need one score per class per sample; the "
+                           f"model's logits have shape {tuple(logits.shape[1:])} per sample "
+                           "(per-position scores): only channel images are made")  # fmt: skip
         return targets + [Target(None, k) for k in range(min(self.classes, num_classes))]
 
     @override
@@ -106,13 +112,23 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
         model = unwrap_model(pl_module)
         with self.phase("capture"):
             x = self.probe_input(trainer, pl_module)
+            if x.dim() != 4:
+                kind = {3: "signals (N, C, L)", 5: "volumes (N, C, D, H, W)"}.get(x.dim(), "")
+                raise NotApplicable(
+                    f"it optimises images (N, C, H, W); this model's inputs are "
+                    f"{kind or f'{x.dim()}-D'} of shape {tuple(x.shape[1:])} per sample"
+                )
+            self.logits_key(trainer, pl_module)
             targets = self.targets(pl_module, x)
+            if not targets:
+                raise NotApplicable("it found no channel or class to optimise an image for")
         with self.phase("compute"):
             bounds = input_bounds(norm_stats(trainer), x.shape[1])
             images, scores = feature_vis.maximize(
                 model, self.selected, targets, tuple(x.shape[1:]),
                 steps=self.steps, lr=self.lr, jitter=self.jitter, tv_weight=self.tv_weight,
                 l2_weight=self.l2_weight, seed=self.seed, shared=self.shared, bounds=bounds,
+                output_key=self._logits_key,
             )  # fmt: skip
             images, scores = images.cpu(), scores.cpu().tolist()
         with self.phase("render"):

@@ -11,7 +11,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.adversarial import fgsm as robustness
 from lightning_cnnviz.core import rendering
-from lightning_cnnviz.core.capture import LayerCapture, first_tensor
+from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_int, check_number
 from lightning_cnnviz.core.inputs import Norm, norm_stats, to_image01
 from lightning_cnnviz.core.monitor import Monitor, with_probe
@@ -57,6 +57,8 @@ class AdversarialMonitor(Monitor, section="adversarial"):
         'adversarial/accuracy_attacked'
     """
 
+    auto_description = "it shows the first conv layer's maps"
+
     def __init__(
         self,
         layers: str | list[str] = "auto",
@@ -91,7 +93,7 @@ class AdversarialMonitor(Monitor, section="adversarial"):
         if self._cam is None:
             if self.cam_layer == "auto":
                 available = named_layers(model)
-                name, _ = auto_cam_layer(model, available, x)
+                name, _ = auto_cam_layer(model, available, x, self._logits_key)
                 if name is None:
                     raise ValueError("no layer with a spatial output for Grad-CAM; set `cam_layer`")
                 self._cam = (name, available[name])
@@ -106,13 +108,15 @@ class AdversarialMonitor(Monitor, section="adversarial"):
             x, norm = self.probe_input(trainer, pl_module), norm_stats(trainer)
             norm = norm if norm is not None and norm.fits(x.shape[1]) else None
             labels = self.probe(trainer).labels
+            key = self.logits_key(trainer, pl_module)
             with with_probe(model):
-                clean = first_tensor(model(x)).float()
+                clean = self.logits_of(model(x)).float()  # steps aside on dense logits
             target = clean.argmax(1) if labels is None else labels.to(x.device)
             mean, std = norm if norm is not None else (None, None)
-            adv = robustness.fgsm(model, x, target, self.epsilon, mean=mean, std=std)
+            adv = robustness.fgsm(model, x, target, self.epsilon, mean=mean, std=std,
+                                  output_key=key)  # fmt: skip
             with with_probe(model):
-                attacked = first_tensor(model(adv)).float()
+                attacked = self.logits_of(model(adv)).float()
         with self.phase("compute"):
             names, values = ["accuracy_attacked"], [robustness.accuracy(attacked, target)]
             if labels is not None:
@@ -122,10 +126,18 @@ class AdversarialMonitor(Monitor, section="adversarial"):
                 )
             host = torch.stack(values).tolist()
             scalars = {self.tag(n): v for n, v in zip(names, host, strict=True)}
-        image = self.examples(model, x, adv, clean, attacked, labels, norm)
-        with self.phase("write"):
+        with self.phase("write"):  # the scalars first: they hold whatever the image does
             self.sink.scalars(scalars, step)
-            if image is not None:
+        if x.dim() != 4:
+            self.warn_once(
+                "examples",
+                "the `examples` image shows images (N, C, H, W); this model's inputs are "
+                f"{x.dim()}-D: the accuracy scalars only",
+            )
+            return
+        image = self.examples(model, x, adv, clean, attacked, labels, norm)
+        if image is not None:
+            with self.phase("write"):
                 self.sink.image(self.tag("examples"), image, step)
 
     def examples(
@@ -152,7 +164,8 @@ class AdversarialMonitor(Monitor, section="adversarial"):
             fmap = cap.outputs[site].float()
             fmap = fmap.flatten(1, -3).mean(1) if fmap.dim() > 3 else fmap
             layer = self.cam_module(model, x)[1]
-            cams = (any_grad_cam(model, layer, x[:k])[0], any_grad_cam(model, layer, adv[:k])[0])
+            key = self._logits_key
+            cams = tuple(any_grad_cam(model, layer, t[:k], output_key=key)[0] for t in (x, adv))
         with self.phase("render"):
             if norm is not None:  # de-normalised pictures; epsilon is in their units
                 epsilon = self.epsilon

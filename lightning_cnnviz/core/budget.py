@@ -1,8 +1,9 @@
 """A monitor's cost budget: its share of training time, measured, and the schedule stretched to fit.
 
-A monitor measures two things on the training thread with ``time.perf_counter``
-(no device sync): how long a training step takes without it, and what its own
-work costs (events, and any work between them such as a hook window). After each
+A monitor measures two things with ``time.perf_counter`` (no device sync): how long
+a training step takes without it (validation left out), and what its own work costs
+(events, any work between them such as a hook window, and its drawing and writing on
+the sink's thread, which competes with training wherever cores are busy). After each
 event it tells its automatic ``Schedule`` how many training steps one event costs,
 and the schedule spaces its steady events so that the monitor's share of training
 time stays within ``share``. The first event is not counted: it carries one-time
@@ -39,6 +40,7 @@ class Budget:
     Attributes:
         share: the share of training time the monitor may spend.
         spent: seconds the monitor spent on the training thread, in total.
+        background: seconds its jobs spent on the sink's thread, in total.
         step_seconds: running mean of a training step's time without the monitor's work.
         event_seconds: running mean of one event's cost (with the work since the last one).
     """
@@ -46,16 +48,26 @@ class Budget:
     def __init__(self, share: float = DEFAULT_SHARE) -> None:
         self.share = share
         self.spent = 0.0
+        self.background = 0.0
         self.step_seconds: float | None = None
         self.event_seconds: float | None = None
         self.events = 0
         self._last_tick: float | None = None
         self._spent_at_tick = 0.0
         self._spent_at_event = 0.0
+        self._background_at_event = 0.0
 
     def add(self, seconds: float) -> None:
         """Count ``seconds`` of the monitor's own work on the training thread."""
         self.spent += seconds
+
+    def add_background(self, seconds: float) -> None:
+        """Count ``seconds`` of the monitor's jobs on the sink's thread (called there)."""
+        self.background += seconds
+
+    def pause(self) -> None:
+        """Call when something other than training steps runs (validation): not a step's time."""
+        self._last_tick = None
 
     def step_ended(self) -> None:
         """Call at the end of every training batch: measures the step without our work."""
@@ -68,7 +80,9 @@ class Budget:
 
     def event_ended(self, schedule: Schedule) -> None:
         """Call after each event: stretch ``schedule`` so the monitor stays within its share."""
-        cost, self._spent_at_event = self.spent - self._spent_at_event, self.spent
+        background = self.background  # the sink's jobs of earlier events, finished by now
+        cost = self.spent - self._spent_at_event + background - self._background_at_event
+        self._spent_at_event, self._background_at_event = self.spent, background
         self.events += 1
         if self.events == 1:  # one-time work: not what later events cost
             return

@@ -28,7 +28,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -39,6 +41,8 @@ from lightning_cnnviz.core.capture import first_tensor, probe_mode
 __all__ = ["CAM_METHODS", "grad_cam"]
 
 CAM_METHODS: tuple[str, ...] = ("gradcam", "hirescam", "guided_gradcam")
+# Upsampling of a map to the input, by the input's dims: signals, images, volumes.
+_INTERPOLATE = {3: "linear", 4: "bilinear", 5: "trilinear"}
 
 
 class _Score(nn.Module):
@@ -57,14 +61,47 @@ class _Score(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         logits = first_tensor(self.model(x), self.output_key)
-        if logits.dim() != 2:
+        if logits.dim() < 2:
             raise ValueError(
                 f"Grad-CAM needs (batch, classes) logits, the model returned shape "
                 f"{tuple(logits.shape)}; pick the logits with `output_key`"
             )
+        if logits.dim() > 2:  # dense (segmentation): per-position class scores
+            return self._dense(logits)
         self.logits = logits.detach().float()
         index = logits.argmax(1) if self.target is None else self.target.to(logits.device)
         return logits.gather(1, index.view(-1, 1).long())
+
+    def _dense(self, logits: Tensor) -> Tensor:
+        """A class's score summed over the positions predicted as that class.
+
+        The usual segmentation-CAM target; the class is ``target``, else the one predicted
+        at most positions. ``self.logits`` keeps the scores averaged over positions.
+        """
+        scores = logits.flatten(2)  # (N, K, P)
+        self.logits = scores.detach().float().mean(2)
+        predicted = scores.argmax(1)  # (N, P)
+        if self.target is None:
+            index = torch.mode(predicted, dim=1).values
+        else:
+            index = self.target.to(logits.device).long()
+        mask = (predicted == index.view(-1, 1)).to(scores.dtype)
+        picked = scores.gather(1, index.view(-1, 1, 1).expand(-1, 1, scores.shape[2]))[:, 0]
+        return (picked * mask).sum(1, keepdim=True)
+
+
+@contextlib.contextmanager
+def _unused_layer(output_key: Any) -> Iterator[None]:
+    """Say in words when the scores do not depend on the layer (autograd's bare error)."""
+    try:
+        yield
+    except RuntimeError as err:
+        if "not have been used in the graph" not in str(err):
+            raise
+        raise ValueError(
+            "the scores Grad-CAM differentiates do not depend on the selected layer "
+            f"(output_key={output_key!r}); pick the logits with `output_key`"
+        ) from err
 
 
 def grad_cam(
@@ -76,13 +113,16 @@ def grad_cam(
     output_key: str | int | None = None,
     method: str = "gradcam",
 ) -> tuple[Tensor, Tensor]:
-    """Grad-CAM of ``layer`` for a batch, upsampled (bilinear) to the input size.
+    """Grad-CAM of ``layer`` for a batch, upsampled (linear/bilinear/trilinear) to the input size.
 
     Args:
-        model: the classifier (unwrapped); its ``training`` flags are restored.
-        layer: a module of ``model`` with (N, C, h, w) output. A module called
-            several times per forward pass is attributed at its last call.
-        x: input batch (N, C, H, W), in the dtype of the model's parameters.
+        model: the classifier or segmentation net (unwrapped); its ``training`` flags
+            are restored.
+        layer: a module of ``model`` with output shaped like ``x`` ((N, C, h, w) for
+            images). A module called several times per forward pass is attributed at
+            its last call.
+        x: input batch (N, C, L), (N, C, H, W) or (N, C, D, H, W), in the dtype of the
+            model's parameters.
         target: class per sample ((N,) tensor), one class for all (int), or
             ``None`` for the predicted class.
         output_key: picks the logits from a tuple/dict model output.
@@ -98,10 +138,14 @@ def grad_cam(
             and shows it; on a global-average-pooling head both agree.
 
     Returns:
-        ``(cam, logits)``: non-negative float32 maps (N, H, W) and float32 logits (N, K).
+        ``(cam, logits)``: non-negative float32 maps shaped like the input's positions
+        ((N, L) signals, (N, H, W) images, (N, D, H, W) volumes) and float32 logits (N, K)
+        (for dense (N, K, H, W) logits: the scores averaged over positions; the CAM's
+        target is then the class's score summed over the positions predicted as it).
 
     Raises:
-        ValueError: the layer's output is not (N, C, h, w), or the logits are not 2-D.
+        ValueError: the layer's output is not shaped like the input, or the logits have
+            no class dim.
     """
     from captum.attr import (
         GuidedGradCam,
@@ -113,28 +157,27 @@ def grad_cam(
     if isinstance(target, int):
         target = torch.full((x.shape[0],), target, dtype=torch.long)
     score = _Score(model, target, output_key)
-    with probe_mode(model, grad=True), warnings.catch_warnings():
+    with probe_mode(model, grad=True), warnings.catch_warnings(), _unused_layer(output_key):
         warnings.simplefilter("ignore")  # GuidedBackprop announces its temporary ReLU hooks
         inputs = x.detach().clone().requires_grad_(True)
+        mode = _INTERPOLATE.get(x.dim(), "bilinear")
         if method == "guided_gradcam":
-            attr = GuidedGradCam(score, layer).attribute(
-                inputs, target=0, interpolate_mode="bilinear"
-            )
+            attr = GuidedGradCam(score, layer).attribute(inputs, target=0, interpolate_mode=mode)
             cam = attr.detach().float().abs().sum(1)
         else:
             if method == "hirescam":
                 attr = LayerGradientXActivation(score, layer).attribute(inputs, target=0)
-                attr = attr.sum(1, keepdim=True).clamp_min(0) if attr.dim() == 4 else attr
+                attr = attr.sum(1, keepdim=True).clamp_min(0) if attr.dim() == x.dim() else attr
             else:
                 attr = LayerGradCam(score, layer).attribute(
                     inputs, target=0, relu_attributions=True
                 )
-            if attr.dim() != 4:
+            if attr.dim() != x.dim():
                 raise ValueError(
-                    "Grad-CAM needs a layer with (N, C, H, W) output; the selected layer "
-                    f"gives a map of shape {tuple(attr.shape)}"
+                    f"Grad-CAM needs a layer whose output is {x.dim()}-D like the input "
+                    f"{tuple(x.shape)}; the selected layer gives a map of shape {tuple(attr.shape)}"
                 )
-            up = LayerAttribution.interpolate(attr, tuple(x.shape[2:]), interpolate_mode="bilinear")
+            up = LayerAttribution.interpolate(attr, tuple(x.shape[2:]), interpolate_mode=mode)
             cam = up.detach().float()[:, 0]
     assert score.logits is not None
     return cam, score.logits

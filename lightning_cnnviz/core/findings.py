@@ -24,7 +24,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["SEVERITIES", "Finding", "Severity", "findings_of", "problems", "report", "summary_text"]
+__all__ = [
+    "SEVERITIES",
+    "Finding",
+    "Severity",
+    "findings_of",
+    "problems",
+    "record_skipped",
+    "report",
+    "summary_text",
+]
 
 Severity = Literal["problem", "note"]
 SEVERITIES: tuple[str, ...] = ("problem", "note")
@@ -84,6 +93,32 @@ def findings_of(trainer: object) -> list[Finding]:
 def report(trainer: object, finding: Finding) -> None:
     """Add a finding to the run's record."""
     findings_of(trainer).append(finding)
+
+
+def record_skipped(trainer: Any, source: str, reason: str) -> None:
+    """Record that a check of ``source`` could not run in this run, and why (said once).
+
+    It is kept as a ``"skipped"`` note, so the summary never reads as a clean bill
+    for a check that never ran.
+
+    Example::
+
+        >>> class Run:
+        ...     global_step, current_epoch = 0, 0
+        >>> run = Run()
+        >>> record_skipped(run, "overfitting", "the run has no validation data")
+        >>> record_skipped(run, "overfitting", "the run has no validation data")
+        >>> [(f.kind, f.message) for f in findings_of(run)]
+        [('skipped', 'check could not run: the run has no validation data')]
+    """
+    message = f"check could not run: {reason}"
+    if any(
+        f.kind == "skipped" and (f.source, f.message) == (source, message)
+        for f in findings_of(trainer)
+    ):
+        return
+    step, epoch = getattr(trainer, "global_step", 0), getattr(trainer, "current_epoch", 0)
+    report(trainer, Finding(source, "skipped", step, epoch, message, severity="note"))
 
 
 def problems(findings: Sequence[Finding]) -> list[Finding]:

@@ -32,6 +32,7 @@ from lightning_cnnviz.core import rendering
 
 __all__ = [
     "Norm",
+    "as_pictures",
     "input_bounds",
     "model_device",
     "model_dtype",
@@ -117,3 +118,55 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
 def to_model(x: Tensor, model: nn.Module, default_dtype: torch.dtype | None = None) -> Tensor:
     """``x`` on the model's device, in its parameter dtype (else ``default_dtype`` or as it is)."""
     return x.to(model_device(model), model_dtype(model) or default_dtype)
+
+
+def slice_indices(depth: int, count: int = 4) -> list[int]:
+    """At most ``count`` evenly spaced depth indices of a volume (first and last included).
+
+    Example::
+
+        >>> slice_indices(8), slice_indices(2)
+        ([0, 2, 5, 7], [0, 1])
+    """
+    if depth <= count:
+        return list(range(depth))
+    return [round(i * (depth - 1) / (count - 1)) for i in range(count)]
+
+
+def as_pictures(
+    x: Tensor, maps: Tensor | None = None, strip: int = 8, stack_channels: bool = True
+) -> tuple[Tensor, Tensor | None]:
+    """Inputs of any dimensionality as 2-D pictures, with per-position ``maps`` following them.
+
+    * signals (N, C, L): each channel a strip ``strip`` rows high, stacked: (N, 1, C*strip, L)
+      (``stack_channels=False``: one strip per channel, (N, C, strip, L), as feature maps
+      are drawn); a map (N, L) becomes a heat strip over time, (N, C*strip, L);
+    * images (N, C, H, W): unchanged;
+    * volumes (N, C, D, H, W): up to 4 evenly spaced depth slices side by side: (N, C, H, k*W),
+      and a map (N, D, H, W) the same slices.
+
+    Example::
+
+        >>> pics, heat = as_pictures(torch.zeros(2, 3, 10), torch.ones(2, 10), strip=2)
+        >>> tuple(pics.shape), tuple(heat.shape)
+        ((2, 1, 6, 10), (2, 6, 10))
+        >>> tuple(as_pictures(torch.zeros(2, 3, 10), strip=2, stack_channels=False)[0].shape)
+        (2, 3, 2, 10)
+        >>> pics, heat = as_pictures(torch.zeros(2, 1, 8, 5, 6), torch.ones(2, 8, 5, 6))
+        >>> tuple(pics.shape), tuple(heat.shape)
+        ((2, 1, 5, 24), (2, 5, 24))
+    """
+    if x.dim() == 3:
+        n, c, length = x.shape
+        pics = x.unsqueeze(2).expand(n, c, strip, length)
+        if not stack_channels:
+            return pics, None
+        pics = pics.reshape(n, 1, c * strip, length)
+        heat = None if maps is None else maps.unsqueeze(1).expand(n, c * strip, length)
+        return pics, heat
+    if x.dim() == 5:
+        picked = slice_indices(x.shape[2])
+        pics = torch.cat([x[:, :, d] for d in picked], dim=-1)
+        heat = None if maps is None else torch.cat([maps[:, d] for d in picked], dim=-1)
+        return pics, heat
+    return x, maps

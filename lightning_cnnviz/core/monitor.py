@@ -11,23 +11,39 @@ optionally an ``auto`` layer rule, and implements ``log_event``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import time
+import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
-from lightning_cnnviz.core.capture import count_call_sites, module_name, probe_mode, site_name
+from lightning_cnnviz.core.capture import (
+    count_call_sites,
+    first_tensor,
+    module_name,
+    probe_mode,
+    site_name,
+)
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
+from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.inputs import to_model
+from lightning_cnnviz.core.namespaces import Callback
+from lightning_cnnviz.core.outputs import (
+    NotApplicable,
+    guess_label_key,
+    guess_output_key,
+    key_name,
+)
 from lightning_cnnviz.core.probe import (
+    LABEL_KEYS,
     Probe,
     draw_probe,
     find_dataset,
@@ -35,10 +51,18 @@ from lightning_cnnviz.core.probe import (
     probe_from_indices,
 )
 from lightning_cnnviz.core.schedule import Schedule
-from lightning_cnnviz.core.selection import LayerSpec, resolve_layers, unwrap_model
+from lightning_cnnviz.core.selection import (
+    LayerSpec,
+    NoAutoLayers,
+    NoMatch,
+    resolve_layers,
+    unwrap_model,
+)
 from lightning_cnnviz.core.sinks import Sink
 
-__all__ = ["Monitor", "with_probe"]
+__all__ = ["Monitor", "NotApplicable", "with_probe"]
+
+_UNSET: Any = object()
 
 
 class Monitor(Callback):
@@ -60,6 +84,13 @@ class Monitor(Callback):
         budget: the share of training time the monitor may spend (default 0.25%; the
             presets share 1% among their monitors). The automatic schedule spaces
             events out to stay within it; an explicit schedule is kept as given.
+        output_key: where the logits are in a model that returns a tuple, list or dict
+            (an index or a key: ``1``, ``"logits"``). ``None``: a tensor output is the
+            logits; of a tuple/dict, the entry whose class dim equals the number of
+            classes, else one named like logits, else the first (the guess is said once).
+        label_key: where the class label is in a dict data item (``"cls"``), or its index
+            in a tuple item. ``None``: the usual keys (``label``, ``target``, ``y``, ...),
+            else the one integer scalar entry (the guess is said once).
     """
 
     section: ClassVar[str] = "monitor"  # its TensorBoard section: `class X(Monitor, section=...)`
@@ -67,6 +98,8 @@ class Monitor(Callback):
     all_ranks: ClassVar[bool] = False
     # False for a monitor that reads the model's outputs only (no `layers` to resolve).
     watches_layers: ClassVar[bool] = True
+    # What `layers="auto"` looks for, in words (said when it finds nothing).
+    auto_description: ClassVar[str] = "it looks for conv layers"
 
     def __init__(
         self,
@@ -78,8 +111,15 @@ class Monitor(Callback):
         strict: bool = False,
         seed: int = 0,
         budget: float = DEFAULT_SHARE,
+        output_key: str | int | None = None,
+        label_key: str | int | None = None,
     ) -> None:
         super().__init__()
+        for name, key in (("output_key", output_key), ("label_key", label_key)):
+            if key is not None and (not isinstance(key, str | int) or key == ""):
+                raise ValueError(
+                    f"`{name}` must be a key (str), an index (int) or None, got {key!r}"
+                )
         check_layers(layers)
         self.schedule = Schedule.chosen(every_n_steps, every_n_epochs)
         check_number("budget", budget, low=0.0, high=1.0, low_open=True)
@@ -92,6 +132,11 @@ class Monitor(Callback):
         self.tag_prefix = tag_prefix
         self.strict = strict
         self.seed = seed
+        self.output_key, self.label_key = output_key, label_key
+        self._logits_key: Any = _UNSET  # output_key, or the guess (per fit)
+        self._label_key: Any = _UNSET
+        self._trainer_ref: Any = None  # the fit's trainer, for step-aside notes in the summary
+        self.dense_output = False  # set with the logits key
         self.disabled = False
         self.last_logged_step = -1
         self.selected: dict[str, nn.Module] = {}
@@ -104,6 +149,8 @@ class Monitor(Callback):
         self._layers_logged = False
         self._call_counts: dict[str, int] = {}
         self._warned: set[str] = set()
+        self._initial_state: dict[str, Any] | None = None  # state_dict before the first fit
+        self._model: weakref.ref[nn.Module] | None = None  # the model of the last fit
 
     @property
     def every_n_steps(self) -> int | None:
@@ -183,12 +230,21 @@ class Monitor(Callback):
     def in_background(self, job: Callable[[], None]) -> None:
         """Run ``job`` (rendering and writing, on host copies) on the sink's thread.
 
-        Its time shows in ``sink.busy_seconds``, not in ``timings``.
+        Its time shows in ``sink.busy_seconds``, not in ``timings``, and counts in the budget.
 
         It must not touch the model or the trainer. A failure makes this monitor step
         aside (or raise, with ``strict``) at the next event or at the end of fit.
         """
-        self.sink.later(job, self._step_aside)
+        budget = self.budget
+
+        def timed() -> None:
+            start = time.perf_counter()
+            try:
+                job()
+            finally:
+                budget.add_background(time.perf_counter() - start)
+
+        self.sink.later(timed, self._step_aside)
 
     def warn_once(self, key: str, message: str) -> None:
         """Warn ``message`` (prefixed with the monitor's name) the first time ``key`` comes up.
@@ -199,7 +255,40 @@ class Monitor(Callback):
             self._warned.add(key)
             rank_zero_warn(f"{type(self).__name__}: {message}")
 
+    def say_once_per_run(self, key: str, message: str) -> None:
+        """Warn ``message`` once per run, whichever monitor comes to it first (e.g. a guess)."""
+        trainer = self._trainer_ref
+        said: set[str] = getattr(trainer, "_cnnviz_said", set()) if trainer is not None else set()
+        if key in said:
+            return
+        said.add(key)
+        if trainer is not None:
+            trainer._cnnviz_said = said  # type: ignore[attr-defined]
+        rank_zero_warn(f"lightning-cnnviz: {message}")
+
+    def step_aside(self, reason: str) -> None:
+        """Stop for the rest of this run because the model or data do not fit this monitor.
+
+        One warning naming the monitor and ``reason`` (even with ``strict``: nothing failed),
+        and a note in the end-of-fit summary.
+        """
+        if self.disabled:
+            return
+        self.disabled = True
+        name = type(self).__name__
+        rank_zero_warn(f"{name} steps aside for the rest of this run (training goes on): {reason}")
+        self._note("stepped_aside", f"{name} stepped aside: {reason}")
+
+    def _note(self, kind: str, message: str) -> None:
+        trainer = self._trainer_ref
+        if trainer is not None:
+            step, epoch = int(trainer.global_step), int(trainer.current_epoch)
+            report(trainer, Finding(self.section, kind, step, epoch, message, severity="note"))
+
     def _step_aside(self, err: Exception) -> None:
+        if isinstance(err, NotApplicable):
+            self.step_aside(str(err))
+            return
         if self.strict:
             raise err
         self.disabled = True
@@ -208,17 +297,94 @@ class Monitor(Callback):
             f"(training goes on): {type(err).__name__}: {err}. "
             "Pass `strict=True` to raise instead."
         )
+        self._note("failed", f"{type(self).__name__} failed: {type(err).__name__}: {err}")
+
+    # ----------------------------------------------------------------- model outputs, labels
+    def num_classes(self, trainer: Trainer) -> int | None:
+        """The number of classes the probe's labels show (``None`` without labels)."""
+        labels = self.probe(trainer).labels
+        return None if labels is None or not len(labels) else int(labels.max()) + 1
+
+    def logits_key(self, trainer: Trainer, pl_module: nn.Module) -> Any:
+        """Where the logits are in the model's output: ``output_key``, or a guess said once.
+
+        One probe pass on one probe sample, once per fit; it also sets ``dense_output``
+        (per-position logits, as a segmentation net's (N, classes, H, W)).
+        """
+        if self._logits_key is _UNSET:
+            model = unwrap_model(pl_module)
+            x = self.probe_input(trainer, pl_module)[:1]
+            with probe_mode(model):
+                output = model(x)
+            key = self.output_key
+            if key is None:
+                key, why = guess_output_key(output, self.num_classes(trainer))
+                if why:
+                    self.say_once_per_run(
+                        f"output_key={key!r}",
+                        f"the model returns a {type(output).__name__}; the monitors read "
+                        f"{key_name(key)} as the logits ({why}). Pass `output_key` to choose.",
+                    )
+            self._logits_key = key
+            self.dense_output = first_tensor(output, key).dim() > 2
+        return self._logits_key
+
+    def logits_of(self, output: Any, image_level: bool = True) -> Tensor:
+        """The logits in ``output`` (after ``logits_key``).
+
+        Raises:
+            NotApplicable: ``image_level`` and the logits are not (N, classes), e.g. a
+                segmentation net's (N, classes, H, W): the monitor steps aside, saying why.
+        """
+        key = None if self._logits_key is _UNSET else self._logits_key
+        logits = first_tensor(output, key)
+        if image_level and logits.dim() != 2:
+            raise NotApplicable(
+                "it needs one score per class per sample ((N, classes) logits), and the "
+                f"model's output{'' if key is None else f' [{key!r}]'} has shape "
+                f"{tuple(logits.shape)}"
+                + (
+                    " (per-position scores, as a segmentation net gives)"
+                    if logits.dim() > 2
+                    else "; pick the logits with `output_key`"
+                )
+            )
+        return logits
+
+    def probe_label_key(self, dataset: Any) -> Any:
+        """Where the label is in the dataset's items: ``label_key``, or a guess said once."""
+        if self._label_key is _UNSET:
+            key = self.label_key
+            item = dataset[0] if key is None and len(dataset) else None
+            if isinstance(item, Mapping) and not any(k in item for k in LABEL_KEYS):
+                key, why = guess_label_key(item)
+                keys = list(item)
+                if key is not None:
+                    self.say_once_per_run(
+                        f"label_key={key!r}",
+                        f"the data items are dicts with keys {keys}; the monitors read "
+                        f"{key_name(key)} as the class label ({why}). Pass `label_key` to choose.",
+                    )
+                else:
+                    self.say_once_per_run(
+                        "label_key=None",
+                        f"no class label found in the data items (dicts with keys {keys}); "
+                        "what needs labels is skipped. Pass `label_key` to name it.",
+                    )
+            self._label_key = key
+        return self._label_key
 
     def probe(self, trainer: Trainer, split: str = "val") -> Probe:
         """The fixed probe of ``split``, drawn on first use with the monitor's own generator."""
         if split not in self._probes:
             dataset = find_dataset(trainer, split)
+            label_key = self.probe_label_key(dataset)
             indices = self._probe_indices.get(split)
             if indices:
-                probe = probe_from_indices(dataset, indices)
+                probe = probe_from_indices(dataset, indices, label_key)
             else:
                 generator = generator_for(self.seed, f"probe/{split}")
-                probe = draw_probe(dataset, self.num_samples, generator)
+                probe = draw_probe(dataset, self.num_samples, generator, label_key=label_key)
             self._probes[split] = probe
             self._probe_indices[split] = probe.indices
         return self._probes[split]
@@ -257,19 +423,49 @@ class Monitor(Callback):
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
+            _say_fit_only(trainer, stage)
             return
+        self._start_model(pl_module)
         self._call_counts: dict[str, int] = {}
         self._probes = {}
         self._layers_logged = False
         self._warned.clear()  # each fit says once what it could not do
+        self._logits_key = self._label_key = _UNSET
+        self._trainer_ref = trainer
         self.reset()
         self.last_logged_step = -1  # a checkpoint restored after setup() overrides this
         self.budget = Budget(self.budget.share)
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active
         # A pattern that matches nothing is the user's error: raise, never step aside.
+        # "auto" finding nothing (a model this monitor cannot read) steps aside, saying why.
         if self.watches_layers:
-            self.selected = resolve_layers(pl_module, self.layers, self.auto_layers)
+            try:
+                self.selected = resolve_layers(pl_module, self.layers, self.auto_layers)
+            except NoAutoLayers:
+                self.selected = {}
+                self.step_aside(
+                    f"`layers='auto'` found no layer it can watch in this model "
+                    f"({self.auto_description}); name layers with `layers=` to watch others"
+                )
+            except NoMatch:
+                raise
+            except Exception as err:  # the auto rule's probe pass failed: step aside (or raise)
+                self.selected = {}
+                self._step_aside(err)
+
+    def _start_model(self, pl_module: LightningModule) -> None:
+        """Start the per-model state afresh when this fit trains another model than the last.
+
+        The per-model state is what ``state_dict`` holds (previous kernels and CAMs,
+        histories, probe indices): a resumed run, whose checkpoint is loaded after
+        ``setup``, still continues from it.
+        """
+        if self._initial_state is None:
+            self._initial_state = copy.deepcopy(self.state_dict())
+        elif self._model is None or self._model() is not pl_module:
+            self.load_state_dict(copy.deepcopy(self._initial_state))
+        self._model = weakref.ref(pl_module)
 
     def _due_on_step(self, trainer: Trainer) -> bool:
         return self.schedule.due_on_step(trainer.global_step, self.last_logged_step)
@@ -324,6 +520,10 @@ class Monitor(Callback):
             self._fire(trainer, pl_module)
 
     @override
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.budget.pause()  # the next step's time would include the validation run
+
+    @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._due_on_epoch(trainer):
             self._fire(trainer, pl_module)
@@ -356,6 +556,19 @@ class Monitor(Callback):
         self._probes = {}
         self.schedule.load_state_dict(state_dict.get("schedule", {}))
         self.load_extra_state(state_dict.get("extra", {}))
+
+
+def _say_fit_only(trainer: Trainer, stage: str) -> None:
+    """Say once per trainer and stage (naming every monitor) that monitors log in fit only."""
+    stage = str(getattr(stage, "value", stage))  # a `TrainerFn` (a str enum) in Lightning
+    said = trainer.__dict__.setdefault("_cnnviz_fit_only_said", set())
+    if stage not in said:
+        said.add(stage)
+        names = ", ".join(type(c).__name__ for c in trainer.callbacks if isinstance(c, Monitor))
+        rank_zero_warn(
+            f"lightning-cnnviz monitors log during `trainer.fit()` only: {names} "
+            f"log nothing in `trainer.{stage}()`."
+        )
 
 
 def with_probe(

@@ -29,11 +29,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 __all__ = [
+    "LABEL_KEYS",
     "Probe",
     "dataset_labels",
     "draw_probe",
     "find_dataset",
     "generator_for",
+    "has_val_data",
     "probe_from_indices",
     "split_sample",
 ]
@@ -50,6 +52,7 @@ _STREAMS = {
 
 _IMAGE_KEYS = ("image", "images", "img", "input", "inputs", "x", "pixel_values")
 _LABEL_KEYS = ("label", "labels", "target", "targets", "y", "class")
+LABEL_KEYS = _LABEL_KEYS  # the label keys known without `label_key`
 
 
 def generator_for(seed: int, stream: str) -> torch.Generator:
@@ -85,17 +88,25 @@ def _defined_loaders(loop: Any) -> Any:
     return source.dataloader() if source.instance is not None and source.is_defined() else None
 
 
+def _val_dataset(trainer: Any) -> Any:
+    dataset = _dataset_of(trainer.val_dataloaders)
+    if dataset is None:
+        dataset = _dataset_of(_defined_loaders(trainer.fit_loop.epoch_loop.val_loop))
+    return dataset
+
+
+def has_val_data(trainer: Any) -> bool:
+    """Whether the run has validation data of its own (``find_dataset`` falls back to train)."""
+    return _val_dataset(trainer) is not None
+
+
 def find_dataset(trainer: Any, split: str) -> Any:
     """The dataset behind the run's ``"train"`` or ``"val"`` loader, without iterating it.
 
     Falls back from val to train when the run has no validation data.
     """
-    if split == "val":
-        dataset = _dataset_of(trainer.val_dataloaders)
-        if dataset is None:
-            dataset = _dataset_of(_defined_loaders(trainer.fit_loop.epoch_loop.val_loop))
-        if dataset is not None:
-            return dataset
+    if split == "val" and (dataset := _val_dataset(trainer)) is not None:
+        return dataset
     dataset = _dataset_of(trainer.train_dataloader)
     if dataset is None:
         dataset = _dataset_of(_defined_loaders(trainer.fit_loop))
@@ -120,10 +131,10 @@ class Probe:
         return self.images.to(device=device, dtype=dtype or self.images.dtype, non_blocking=True)
 
 
-def split_sample(sample: Any) -> tuple[Tensor, int | None]:
+def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None]:
     """Split one dataset item into (input tensor, label or None).
 
-    Handles ``(x, y)`` tuples/lists, dicts with usual keys and bare tensors.
+    Handles ``(x, y)`` tuples/lists, dicts with usual keys (or ``label_key``) and bare tensors.
 
     Example::
 
@@ -140,9 +151,11 @@ def split_sample(sample: Any) -> tuple[Tensor, int | None]:
         x = next((sample[k] for k in _IMAGE_KEYS if k in sample), None)
         if x is None:
             x = next((v for v in sample.values() if isinstance(v, Tensor) and v.dim() >= 2), None)
-        y = next((sample[k] for k in _LABEL_KEYS if k in sample), None)
+        keys = (label_key,) if label_key is not None else _LABEL_KEYS
+        y = next((sample[k] for k in keys if k in sample), None)
     elif isinstance(sample, Sequence) and sample:
-        x, y = sample[0], (sample[1] if len(sample) > 1 else None)
+        at = label_key if isinstance(label_key, int) else 1
+        x, y = sample[0], (sample[at] if len(sample) > at else None)
     else:
         x, y = None, None
     if not isinstance(x, Tensor):
@@ -184,9 +197,10 @@ def dataset_labels(dataset: Any) -> Tensor | None:
         dataset = inner
 
 
-def probe_from_indices(dataset: Any, indices: Sequence[int]) -> Probe:
+def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = None) -> Probe:
     """Load the samples at ``indices`` (e.g. restored from a checkpoint) into a probe."""
-    xs, ys = zip(*(split_sample(dataset[i]) for i in indices), strict=True) if indices else ((), ())
+    items = (split_sample(dataset[i], label_key) for i in indices)
+    xs, ys = zip(*items, strict=True) if indices else ((), ())
     if not xs:
         raise ValueError("a probe needs at least one sample")
     images = torch.stack([torch.as_tensor(x) for x in xs]).detach().cpu()
@@ -201,12 +215,14 @@ def draw_probe(
     *,
     class_balanced: bool = True,
     label_pool: int = 2048,
+    label_key: Any = None,
 ) -> Probe:
     """Draw ``num_samples`` items by index with ``generator``, balanced over classes.
 
     Classes take turns (0, 1, ..., 9, 0, 1, ...) so that every class appears
     before any repeats. Labels come from ``dataset.targets`` when available,
-    else from reading at most ``label_pool`` items.
+    else from reading at most ``label_pool`` items (``label_key`` names the label of a
+    dict item).
 
     Raises:
         ValueError: ``num_samples`` exceeds the dataset size.
@@ -219,13 +235,13 @@ def draw_probe(
         )
     order = torch.randperm(size, generator=generator)
     if not class_balanced:
-        return probe_from_indices(dataset, order[:num_samples].tolist())
+        return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
     labels = dataset_labels(dataset)
     candidates = order if labels is not None else order[: max(num_samples, label_pool)]
     if labels is None:
-        found = [split_sample(dataset[int(i)])[1] for i in candidates]
+        found = [split_sample(dataset[int(i)], label_key)[1] for i in candidates]
         if any(y is None for y in found):
-            return probe_from_indices(dataset, order[:num_samples].tolist())
+            return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
         labels_of = torch.tensor(found, dtype=torch.long)
     else:
         labels_of = labels[candidates]
@@ -237,4 +253,4 @@ def draw_probe(
             if turn < len(queue) and len(picked) < num_samples:
                 picked.append(queue[turn])
         turn += 1
-    return probe_from_indices(dataset, picked)
+    return probe_from_indices(dataset, picked, label_key)

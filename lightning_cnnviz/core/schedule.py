@@ -52,6 +52,7 @@ FIRST_SHARE = 0.03  # the first event within this share of the run...
 FIRST_STEP_MAX = 50  # ...and at most this many steps in
 UNKNOWN_LENGTH = 10_000  # steps planned for when the run's length is unknown
 MIN_STEADY = 6  # steady events the budget leaves a monitor at least, over the planned run
+_SHRINK = 0.8  # the interval shrinks only when the cost fits this share of a shorter one
 
 
 def _nice(x: float) -> int:
@@ -128,7 +129,9 @@ class Schedule:
         ``event_steps`` is what one event costs, in training steps; ``budget`` a share of
         training time. The steady interval becomes a multiple of the planned one (the
         same grid), never shorter, and never so long that fewer than ``MIN_STEADY``
-        steady events remain in the run: a monitor never goes silent.
+        steady events remain in the run: a monitor never goes silent. It shrinks back
+        only when the cost has clearly fallen (by a fifth), so that event-to-event noise
+        in the cost does not make the interval jump back and forth.
 
         Example::
 
@@ -140,10 +143,16 @@ class Schedule:
             >>> auto.stretch(event_steps=30.0, budget=0.002)  # would leave too few events
             >>> auto.interval
             1500
+            >>> auto.stretch(event_steps=0.5, budget=0.002)  # clearly cheaper now
+            >>> auto.interval
+            500
         """
         if self.automatic:
-            needed = event_steps / budget if budget > 0 else math.inf
-            self.factor = min(self.max_factor, max(1, math.ceil(min(needed, 1e12) / self.steady)))
+            needed = min(event_steps / budget if budget > 0 else math.inf, 1e12) / self.steady
+            factor = min(self.max_factor, max(1, math.ceil(needed * (1 - 1e-9))))
+            if factor < self.factor and needed > _SHRINK * (self.factor - 1):
+                factor = self.factor  # not clearly cheaper than before: keep the spacing
+            self.factor = factor
 
     @property
     def interval(self) -> int | None:

@@ -28,6 +28,8 @@ __all__ = [
     "POOL_TYPES",
     "AutoRule",
     "LayerSpec",
+    "NoAutoLayers",
+    "NoMatch",
     "clean_name",
     "evenly_spaced",
     "is_compiled",
@@ -73,6 +75,16 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 _COMPILE_PREFIX = "_orig_mod."
+
+
+class NoMatch(ValueError):
+    """A ``layers`` pattern matches no module: the user's error, always raised."""
+
+
+class NoAutoLayers(ValueError):
+    """``layers="auto"`` found nothing this monitor can watch (not the user's error)."""
+
+
 # Wrappers that hold the real model as `.module` (by type: any module may own a `.module`).
 _WRAPPERS = (nn.parallel.DistributedDataParallel, nn.DataParallel)
 
@@ -157,8 +169,9 @@ def resolve_layers(
         auto: the monitor's rule for ``"auto"``.
 
     Raises:
-        ValueError: a pattern matches nothing (the message lists the available
-            names), or ``"auto"`` was asked for with no rule or found nothing.
+        NoMatch: a pattern matches nothing (the message lists the available names).
+        NoAutoLayers: ``"auto"`` found nothing (a monitor steps aside on it).
+        ValueError: ``"auto"`` was asked for with no rule, or an empty list.
 
     Example::
 
@@ -166,7 +179,7 @@ def resolve_layers(
         >>> resolve_layers(net, "conv*")
         Traceback (most recent call last):
         ...
-        ValueError: `layers` pattern 'conv*' matches no module. Available: '0' (Conv2d), '1' (ReLU)
+        lightning_cnnviz.core.selection.NoMatch: `layers` pattern 'conv*' matches no module. ...
     """
     available = named_layers(unwrap_model(model))
     patterns = [layers] if isinstance(layers, str) else list(layers)
@@ -179,13 +192,13 @@ def resolve_layers(
                 raise ValueError("`layers='auto'` is not supported by this monitor")
             found = auto(unwrap_model(model), available)
             if not found:
-                raise ValueError(
+                raise NoAutoLayers(
                     f"`layers='auto'` found no suitable module. Available: {_listing(available)}"
                 )
         else:
             found = [n for n, m in available.items() if _matches(pattern, n, m)]
             if not found:
-                raise ValueError(
+                raise NoMatch(
                     f"`layers` pattern {pattern!r} matches no module. "
                     f"Available: {_listing(available)}"
                 )

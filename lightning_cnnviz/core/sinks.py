@@ -1,11 +1,16 @@
 """Where images, scalars and text go. Knows about loggers, nothing about CNNs.
 
-One ``Sink`` per trainer (shared by all monitors, so each message is said once):
+One ``Sink`` per trainer (shared by all monitors, so each message is said once),
+for ``lightning.pytorch`` and ``pytorch_lightning`` trainers alike:
 
-* images and text go to the run's TensorBoard logger, or, where the run has
-  none, to PNG / Markdown files under the run directory (one message says where);
-* scalars go to every configured logger through Lightning's logger API
-  (TensorBoard, CSV, W&B, MLflow, ...), TensorBoard's from the sink's thread;
+* images and text go to each TensorBoard, W&B and MLflow logger of the run through
+  its own API (``core/destinations.py``); a run with none of them (CSV only, or
+  ``logger=False``) gets a folder of its own, ``<log dir>/cnnviz`` (``cnnviz_1``, ...
+  if taken), said once;
+* scalars go to every configured logger through Lightning's logger API,
+  TensorBoard's from the sink's thread, MLflow's with names it accepts
+  (``destinations.mlflow_name``); ``logger=False`` keeps none, said once;
+* histograms and projector embeddings are TensorBoard-only (said once elsewhere);
 * ``fast_dev_run`` replaces loggers with a ``DummyLogger``: the sink is then
   inactive and monitors step aside, with one warning;
 * only global rank zero writes;
@@ -17,6 +22,8 @@ One ``Sink`` per trainer (shared by all monitors, so each message is said once):
 
 from __future__ import annotations
 
+import collections
+import functools
 import io
 import queue
 import threading
@@ -26,12 +33,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.loggers.logger import DummyLogger
 from lightning.pytorch.utilities.rank_zero import WarningCache, rank_zero_warn
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
+
+from lightning_cnnviz.core.destinations import (
+    Destination,
+    Folder,
+    MLflow,
+    TensorBoard,
+    Wandb,
+    add_summary,
+    mlflow_name,
+    run_folder,
+)
+from lightning_cnnviz.core.namespaces import is_logger
 
 __all__ = ["Sink", "encode_png"]
 
@@ -41,16 +57,22 @@ QUEUE_SIZE = 16  # jobs waiting for the sink's thread; more make the caller wait
 OnError = Callable[[Exception], None]
 
 
-def _write_scalars(logger: TensorBoardLogger, metrics: dict[str, float], step: int) -> None:
+def _write_scalars(logger: Any, metrics: dict[str, float], step: int) -> None:
     """``logger.log_metrics`` as one event of many values (not an event per scalar)."""
     prefix = f"{logger._prefix}{logger.LOGGER_JOIN_CHAR}" if logger._prefix else ""
     values = [Summary.Value(tag=prefix + k, simple_value=float(v)) for k, v in metrics.items()]
-    _add_summary(logger.experiment, Summary(value=values), step)
+    add_summary(logger.experiment, Summary(value=values), step)
 
 
-def _add_summary(writer: Any, summary: Summary, step: int) -> None:
-    """Queue a built summary the way ``SummaryWriter.add_*`` do (on its file writer)."""
-    writer._get_file_writer().add_summary(summary, step)
+def _destination(logger: Any) -> TensorBoard | Wandb | MLflow | None:
+    """Where ``logger`` takes images and text, or ``None`` (scalars only, e.g. CSV)."""
+    if is_logger(logger, "TensorBoardLogger"):
+        return TensorBoard(logger.experiment)
+    if is_logger(logger, "WandbLogger"):
+        return Wandb(logger)
+    if is_logger(logger, "MLFlowLogger"):
+        return MLflow(logger)
+    return None
 
 
 def encode_png(image: Tensor, palette: Tensor | None = None, compress_level: int = 1) -> bytes:
@@ -84,23 +106,33 @@ class Sink:
     Attributes:
         active: False when the monitors must step aside (``fast_dev_run``).
         busy_seconds: time the sink's thread spent on jobs (off the training thread).
-        writer: the TensorBoard ``SummaryWriter`` or ``None`` (PNG fallback).
-        image_dir: where PNG files go when there is no TensorBoard logger.
+        writer: the TensorBoard ``SummaryWriter`` or ``None``.
+        destinations: where images and text go (TensorBoard, W&B, MLflow or a folder).
+        image_dir: the run's own folder, used when no logger takes images.
     """
 
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, trainer: Any) -> None:
         self.is_writer = trainer.is_global_zero
-        self.loggers = [lg for lg in trainer.loggers if not isinstance(lg, DummyLogger)]
-        self.active = not any(isinstance(lg, DummyLogger) for lg in trainer.loggers)
-        tensorboard = next((lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
-        self.writer = tensorboard.experiment if (tensorboard and self.is_writer) else None
-        base = self.loggers[0].log_dir if self.loggers and self.loggers[0].log_dir else None
+        dummy = any(is_logger(lg, "DummyLogger") for lg in trainer.loggers)
+        self.active = not (dummy or getattr(trainer, "fast_dev_run", False))
+        self.loggers = [lg for lg in trainer.loggers if not is_logger(lg, "DummyLogger")]
+        writing = self.active and self.is_writer
+        found = [_destination(lg) for lg in self.loggers] if writing else []
+        self.destinations: list[Destination] = [d for d in found if d is not None]
+        self.writer = next(
+            (d.writer for d in self.destinations if isinstance(d, TensorBoard)), None
+        )
+        base = next((d for lg in self.loggers for d in (lg.log_dir, lg.save_dir) if d), None)
         self.image_dir = Path(base or trainer.default_root_dir) / "cnnviz"
         self._said = WarningCache()
+        self._started = False  # whether the loggers' experiments exist
         self._layers: dict[int, list[str]] = {}  # `cnnviz/layers` entries by step
         self._jobs: queue.Queue[tuple[Callable[[], None], OnError | None] | None] | None = None
         self._thread: threading.Thread | None = None
         self._errors: list[tuple[Exception, OnError | None]] = []
+        # Writes the sink's thread hands back to the training thread: W&B's `log` is not
+        # thread-safe, and Lightning logs to the same run from the training thread.
+        self._handoff: collections.deque[Callable[[], None]] = collections.deque()
         self.busy_seconds = 0.0  # time the sink's thread spent on jobs
         if not self.active:
             rank_zero_warn(
@@ -108,9 +140,15 @@ class Sink:
                 "(`fast_dev_run`), so nothing would be kept. Run without `fast_dev_run` "
                 "to see the visualisations."
             )
+        if writing and not self.loggers:
+            rank_zero_warn(
+                "lightning-cnnviz: this run has no logger (`logger=False`), so the monitors' "
+                "scalars are not recorded; images and text go to a folder of this run. "
+                "Pass a logger (e.g. TensorBoardLogger) to keep them all."
+            )
 
     @classmethod
-    def of(cls, trainer: Trainer) -> Sink:
+    def of(cls, trainer: Any) -> Sink:
         """The trainer's sink, made on first use (per set of loggers)."""
         key = tuple(id(lg) for lg in trainer.loggers)
         sink = getattr(trainer, _ATTR, None)
@@ -120,11 +158,32 @@ class Sink:
             setattr(trainer, _ATTR, sink)
         return sink
 
-    def _fallback_note(self) -> None:
-        self._said.info(
-            f"lightning-cnnviz: no TensorBoard logger in this run; images and text go to "
-            f"{self.image_dir}"
-        )
+    def _where(self) -> list[Destination]:
+        """The destinations of images and text (on the training thread).
+
+        A run without a logger that takes images (CSV only, or none) gets a folder of
+        its own, made on first use (after the loggers made theirs) and named once.
+        """
+        if not self._started:  # made here, never by two threads at once (two W&B runs)
+            self._started = True  # and before our folder (a CSV logger warns if its is not empty)
+            for logger in self.loggers:
+                _ = logger.experiment
+        if not self.destinations:
+            self.image_dir = run_folder(self.image_dir.parent)
+            self.destinations = [Folder(self.image_dir)]
+            self._said.info(
+                f"lightning-cnnviz: no TensorBoard logger in this run (nor W&B or MLflow); "
+                f"images and text go to {self.image_dir}"
+            )
+        return self.destinations
+
+    def tensorboard_only(self, what: str) -> bool:
+        """Whether ``what`` (histograms, embeddings) can be written; if not, say so once."""
+        if not (self.active and self.is_writer):
+            return False
+        if self.writer is None:
+            self._said.info(f"lightning-cnnviz: {what} need a TensorBoard logger; skipped")
+        return self.writer is not None
 
     def layers(self, description: str, step: int) -> None:
         """Add a monitor's resolved selection to ``cnnviz/layers`` at ``step``.
@@ -146,32 +205,31 @@ class Sink:
             return
         host = self._host_copy(image, torch.uint8).contiguous()
         colours = None if palette is None else self._host_copy(palette, torch.uint8)
-        if self.writer is None:
-            self._fallback_note()
-        self.later(lambda: self._write_image(tag, host, step, colours))
+        where = self._where()
+        self.later(lambda: self._write_image(where, tag, host, step, colours))
 
-    def _write_image(self, tag: str, image: Tensor, step: int, palette: Tensor | None) -> None:
-        png = encode_png(image, palette)
-        if self.writer is not None:  # what ``add_image`` writes, from our faster encoding
-            height, width = image.shape[-2:]
-            encoded = Summary.Image(
-                height=height, width=width, colorspace=3, encoded_image_string=png
-            )
-            _add_summary(self.writer, Summary(value=[Summary.Value(tag=tag, image=encoded)]), step)
-            return
-        path = self.image_dir / tag / f"step_{step:08d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png)
+    def _write_image(
+        self, where: list[Destination], tag: str, image: Tensor, step: int, palette: Tensor | None
+    ) -> None:
+        png = encode_png(image, palette)  # once, for every destination
+        size = (image.shape[-2], image.shape[-1])
+        for destination in where:
+            if destination.thread_safe:
+                destination.image(tag, png, size, step)
+            else:  # written by the training thread, at its next `check`
+                self._handoff.append(functools.partial(destination.image, tag, png, size, step))
 
     def scalars(self, metrics: dict[str, float], step: int) -> None:
         """Write scalars to every logger (values already on the host)."""
         if not (self.active and self.is_writer) or not metrics:
             return
         for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):  # its writer queues events under a lock
+            if is_logger(logger, "TensorBoardLogger"):  # its writer queues events under a lock
                 self.later(
                     lambda logger=logger, copy=dict(metrics): _write_scalars(logger, copy, step)
                 )
+            elif is_logger(logger, "MLFlowLogger"):
+                logger.log_metrics({mlflow_name(k): v for k, v in metrics.items()}, step)
             else:  # other loggers may not be thread-safe: here, on the training thread
                 logger.log_metrics(dict(metrics), step)
 
@@ -179,25 +237,19 @@ class Sink:
         """Write a Markdown text entry."""
         if not (self.active and self.is_writer):
             return
-        if self.writer is not None:
-            self.writer.add_text(tag, text, step)
-            return
-        self._fallback_note()
-        path = self.image_dir / f"{tag.replace('/', '_')}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as file:
-            file.write(f"## step {step}\n\n{text}\n\n")
+        for destination in self._where():
+            destination.text(tag, text, step)
 
     def histogram(self, tag: str, values: Tensor, step: int) -> None:
-        """Write a histogram (TensorBoard only; skipped elsewhere)."""
-        if self.active and self.is_writer and self.writer is not None:
+        """Write a histogram (TensorBoard only; skipped elsewhere, said once)."""
+        if self.tensorboard_only("histograms"):
             host = self._host_copy(values, torch.float32)
             writer = self.writer
             self.later(lambda: writer.add_histogram(tag, host, step))
 
     def embedding(self, tag: str, features: Tensor, step: int, **kwargs: Any) -> None:
-        """Write an embedding for TensorBoard's projector (TensorBoard only)."""
-        if self.active and self.is_writer and self.writer is not None:
+        """Write an embedding for TensorBoard's projector (TensorBoard only, said once)."""
+        if self.tensorboard_only("projector embeddings"):
             self.writer.add_embedding(
                 features.detach().float().cpu(), tag=tag, global_step=step, **kwargs
             )
@@ -218,8 +270,11 @@ class Sink:
 
         Example::
 
+            >>> import tempfile
             >>> import lightning as L
-            >>> sink = Sink.of(L.Trainer(logger=False, enable_progress_bar=False))
+            >>> from lightning.pytorch.loggers import CSVLogger
+            >>> logger = CSVLogger(tempfile.mkdtemp())
+            >>> sink = Sink.of(L.Trainer(logger=logger, enable_progress_bar=False))
             >>> done = []
             >>> sink.later(lambda: done.append(1))
             >>> sink.flush()
@@ -261,7 +316,17 @@ class Sink:
         self._thread = self._jobs = None
 
     def check(self) -> None:
-        """Hand the errors of finished jobs to their ``on_error`` (which may raise)."""
+        """Write what the sink's thread handed back, then pass on the errors of its jobs.
+
+        Images for W&B and MLflow are written here, on the training thread; errors go
+        to their job's ``on_error`` (which may raise).
+        """
+        while self._handoff:
+            write = self._handoff.popleft()
+            try:
+                write()
+            except Exception as err:  # a logger's failure costs that record only
+                rank_zero_warn(f"lightning-cnnviz could not write a record: {err!r}")
         while self._errors:
             err, on_error = self._errors.pop(0)
             if on_error is None:

@@ -124,8 +124,9 @@ def trace_calls(
     return calls, shape
 
 
-def _spatial_size(shape: tuple[int, ...]) -> int:
-    return math.prod(shape[2:]) if len(shape) == 4 else 0
+def _spatial_size(shape: tuple[int, ...], ndim: int = 4) -> int:
+    """Positions of a map shaped like the input (``ndim``: 3 signals, 4 images, 5 volumes)."""
+    return math.prod(shape[2:]) if len(shape) == ndim else 0
 
 
 def _is_logits_head(module: nn.Module, rest: list[Call], num_logits: int) -> bool:
@@ -135,25 +136,28 @@ def _is_logits_head(module: nn.Module, rest: list[Call], num_logits: int) -> boo
     ``fc1`` that happens to have as many channels as there are classes.
     """
     if not (
-        isinstance(module, nn.Conv2d)
-        and module.kernel_size == (1, 1)
+        isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d)
+        and set(module.kernel_size) == {1}
         and module.out_channels == num_logits
     ):
         return False
-    return all(c.shape[1] == num_logits for c in rest if _spatial_size(c.shape) > 1)
+    return all(c.shape[1] == num_logits for c in rest if math.prod(c.shape[2:]) > 1)
 
 
 def block_output(
-    calls: list[Call], modules: Mapping[str, nn.Module], num_logits: int | None = None
+    calls: list[Call],
+    modules: Mapping[str, nn.Module],
+    num_logits: int | None = None,
+    ndim: int = 4,
 ) -> tuple[str | None, str | None]:
     """The output of the last conv block, among traced ``calls``.
 
-    The last module (in the order calls finish) whose output is 4-D with a
-    spatial size above 1x1, at its last call (Captum attributes a shared
-    module's last call). A block's activation or pooling module finishes after
-    its conv, so it wins over the raw conv; a container that only passes on its
-    last child's output gives way to that child; pass-through modules (dropout,
-    identity) are skipped, and so is everything from a 1x1 conv with
+    The last module (in the order calls finish) whose output has the input's ``ndim``
+    (3 for signals, 4 for images, 5 for volumes) with a spatial size above 1, at its
+    last call (Captum attributes a shared module's last call). A block's activation or
+    pooling module finishes after its conv, so it wins over the raw conv; a container
+    that only passes on its last child's output gives way to that child; pass-through
+    modules (dropout, identity) are skipped, and so is everything from a 1x1 conv with
     ``num_logits`` output channels on (a convolutional logits head).
 
     Returns:
@@ -166,7 +170,7 @@ def block_output(
         module = modules[call.name]
         if num_logits and _is_logits_head(module, calls[k:], num_logits):
             break  # a logits head: nothing from here on explains a class
-        spatial = _spatial_size(call.shape)
+        spatial = _spatial_size(call.shape, ndim)
         if spatial <= 1 or call.index != last_call[call.name] or isinstance(module, SKIP_TYPES):
             continue
         container = next(module.children(), None) is not None
@@ -194,18 +198,22 @@ def auto_cam_layer(
 ) -> tuple[str | None, str | None]:
     """Grad-CAM's ``layers="auto"``: the last conv block's output among ``layers``.
 
-    Traces one probe pass on ``x[:1]`` (in the model's dtype, on its device); a 2-D
-    model output gives the number of logits, so that a 1x1 conv logits head is skipped.
+    A vision transformer's layer (token grids on an image's patch grid) is
+    ``transformer_cam_layer``'s pick instead. Traces one probe pass on ``x[:1]`` (in the
+    model's dtype, on its device); the model output gives the number of logits (its
+    dim 1: (N, K) or a segmentation net's (N, K, H, W)), so that a 1x1 conv logits head
+    is skipped.
 
     Returns:
         ``(name, note)`` as ``block_output``: ``name`` is ``None`` when no module
         has a spatial output; ``note`` explains a poor pick.
     """
     calls, shape = trace_calls(model, layers, x[:1], output_key)
-    name = transformer_cam_layer(calls, layers, tuple(x.shape[2:]), prefix_tokens(model))
-    if name is not None:
-        return name, None
-    return block_output(calls, layers, shape[-1] if len(shape) == 2 else None)
+    if x.dim() == 4:  # token grids lie on an image's patch grid
+        name = transformer_cam_layer(calls, layers, tuple(x.shape[2:]), prefix_tokens(model))
+        if name is not None:
+            return name, None
+    return block_output(calls, layers, shape[1] if len(shape) >= 2 else None, x.dim())
 
 
 # --------------------------------------------------------------- transformers (token grids)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_cnnviz.core import cam as C
-from lightning_cnnviz.core.capture import LayerCapture, first_tensor, probe_mode
+from lightning_cnnviz.core.capture import LayerCapture, probe_mode
 from lightning_cnnviz.core.target_layer import trace_calls
 from lightning_cnnviz.core.tokens import Layout, grid_layout, prefix_tokens, to_grid
 
@@ -53,6 +53,8 @@ def cam_layouts(
     output_key: str | int | None = None,
 ) -> dict[str, Layout | None]:
     """How each layer's output lies on the patch grid (its last call), from one traced pass."""
+    if x.dim() != 4:  # signals and volumes: no patch grid, every layer is Captum's
+        return dict.fromkeys(layers)
     calls, _ = trace_calls(model, layers, x[:1], output_key)
     shapes = {call.name: call.shape for call in calls}
     prefix, image_hw = prefix_tokens(model), (int(x.shape[-2]), int(x.shape[-1]))
@@ -86,10 +88,11 @@ def token_grad_cam(
         method: ``"gradcam"`` or ``"hirescam"``.
 
     Returns:
-        ``(cam, logits)``: non-negative float32 maps (N, H, W) and float32 logits (N, K).
+        ``(cam, logits)``: non-negative float32 maps (N, H, W) and float32 logits (N, K)
+        (a segmentation net's averaged over positions, as ``core.cam``).
 
     Raises:
-        ValueError: ``guided_gradcam`` (it needs a conv layer), or logits not 2-D.
+        ValueError: ``guided_gradcam`` (it needs a conv layer), or logits below 2-D.
     """
     if method not in ("gradcam", "hirescam"):
         raise ValueError(f"`method={method!r}` needs a conv layer; on token layers use "
@@ -99,22 +102,19 @@ def token_grad_cam(
         probe_mode(model, grad=True),
         LayerCapture({"layer": layer}, on_output=lambda site, out: kept.append(out)),
     ):
-        logits = first_tensor(model(x.detach().clone().requires_grad_(True)), output_key)
-        if logits.dim() != 2:
-            raise ValueError(
-                f"Grad-CAM needs (batch, classes) logits, the model returned shape "
-                f"{tuple(logits.shape)}; pick the logits with `output_key`"
-            )
         if isinstance(target, int):
             target = torch.full((x.shape[0],), target, dtype=torch.long)
-        index = logits.argmax(1) if target is None else target.to(logits.device).long()
-        score = logits.gather(1, index.view(-1, 1)).sum()
+        # core.cam's class score: one logit per sample, or a segmentation class's positions
+        scorer = C._Score(model, target, output_key)
+        score = scorer(x.detach().clone().requires_grad_(True)).sum()
         (grad,) = torch.autograd.grad(score, kept[-1])
+        assert scorer.logits is not None
+        logits = scorer.logits
     act, grad = to_grid(kept[-1].detach().float(), layout), to_grid(grad.float(), layout)
     weights = grad if method == "hirescam" else grad.mean((2, 3), keepdim=True)
     cam = (weights * act).sum(1, keepdim=True).clamp_min(0)
     cam = F.interpolate(cam, size=tuple(x.shape[2:]), mode="bilinear", align_corners=False)
-    return cam[:, 0].detach(), logits.detach().float()
+    return cam[:, 0].detach(), logits
 
 
 def any_grad_cam(
@@ -131,7 +131,7 @@ def any_grad_cam(
 
     ``layout`` (from ``cam_layouts``) saves the traced pass that finds it when not given.
     """
-    if layout is None:
+    if layout is None and x.dim() == 4:
         layout = cam_layouts(model, {"layer": layer}, x, output_key)["layer"]
     if layout is not None and layout.kind != "nchw":
         return token_grad_cam(model, layer, x, layout, target, output_key=output_key,

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.core import rendering
-from lightning_cnnviz.core.capture import LayerCapture, first_tensor
+from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_int
 from lightning_cnnviz.core.inputs import norm_stats, to_image01, to_model
 from lightning_cnnviz.core.monitor import Monitor, with_probe
@@ -47,6 +47,8 @@ class EmbeddingMonitor(Monitor, section="embeddings"):
         >>> monitor.tag("fc2", "class_separation")
         'embeddings/fc2/class_separation'
     """
+
+    auto_description = "it embeds the input of the last linear or conv layer"
 
     def __init__(
         self,
@@ -91,7 +93,7 @@ class EmbeddingMonitor(Monitor, section="embeddings"):
                 self.point_indices = embedding.draw_indices(
                     len(dataset), self.max_points, keep, generator
                 )
-            loaded = probe_from_indices(dataset, self.point_indices)
+            loaded = probe_from_indices(dataset, self.point_indices, self.probe_label_key(dataset))
             self._points = (loaded.images, loaded.labels)
         return self._points
 
@@ -104,7 +106,7 @@ class EmbeddingMonitor(Monitor, section="embeddings"):
             for start in range(0, images.shape[0], self.batch_size):
                 x = to_model(images[start : start + self.batch_size], model)
                 with LayerCapture(self.selected, shared=self.shared, inputs=self.reads_input) as c:
-                    logits = first_tensor(model(x))
+                    logits = self.logits_of(model(x), image_level=False)
                 kept = c.inputs if self.reads_input else c.outputs
                 for site, value in kept.items():
                     parts.setdefault(site, []).append(embedding.pool_features(value))
@@ -117,6 +119,7 @@ class EmbeddingMonitor(Monitor, section="embeddings"):
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         step = trainer.global_step
         with self.phase("capture"):
+            self.logits_key(trainer, pl_module)
             images, labels = self.points(trainer)
             feats, predictions = self.features(pl_module, images)
         with self.phase("compute"):

@@ -12,13 +12,14 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_choice, check_int
-from lightning_cnnviz.core.inputs import norm_stats
+from lightning_cnnviz.core.inputs import as_pictures, norm_stats
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import named_layers, unwrap_model
+from lightning_cnnviz.core.target_layer import trace_calls
 from lightning_cnnviz.core.tokens import grid_layout, prefix_tokens, to_grid
 from lightning_cnnviz.feature_maps import draw as fm
-from lightning_cnnviz.feature_maps.layers import auto_layers, stage_kind, stage_pairs
+from lightning_cnnviz.feature_maps.layers import auto_layers, candidates, stage_kind, stage_pairs
 
 
 class FeatureMapMonitor(Monitor, section="feature_maps"):
@@ -34,8 +35,9 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
     ``docs/feature_maps.md``.
 
     Args:
-        layers: ``"auto"`` = every Conv2d, 2-D pooling module and transformer block (tokens
-            drawn on the patch grid; ``max_layers`` of them).
+        layers: ``"auto"`` = every conv and pooling module whose maps have more than one
+            position, and every transformer block (tokens drawn on the patch grid;
+            ``max_layers`` of them).
         max_layers: cap of the ``auto`` selection (evenly spaced through the network).
         max_samples_shown: probe samples drawn, one row each.
         channel_select: ``"top_k"`` (most active on the probe), ``"all"`` (capped at
@@ -58,6 +60,11 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         >>> monitor.tag("conv1", "stages")
         'feature_maps/conv1/stages'
     """
+
+    auto_description = (
+        "it draws conv and pooling layers whose maps have more than one position, and "
+        "transformer blocks"
+    )
 
     def __init__(
         self,
@@ -97,8 +104,18 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         self._hook_shared: set[str] = set()
 
     @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._trainer = trainer  # auto_layers (in setup) traces one probe sample
+        super().setup(trainer, pl_module, stage)
+
+    @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        return auto_layers(model, available, self.max_layers)
+        """Conv and pooling modules with maps above one position (traced), transformer blocks."""
+        x = self.probe_input(self._trainer, model)[:1]
+        watched = {n: available[n] for n in candidates(model, available)}
+        calls, _ = trace_calls(model, watched, x)
+        shapes = {call.name: call.shape for call in calls}
+        return auto_layers(model, available, self.max_layers, shapes, x.dim())
 
     @override
     def find_call_sites(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -130,7 +147,8 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         hooks = LayerCapture(self._hooked, shared=self._hook_shared)
         with self.phase("capture"), with_probe(model), hooks as cap:  # the only hooks
             model(x)
-        outs = cap.outputs
+        # signals: one heat strip per channel; volumes: depth slices side by side
+        outs = {s: _pictures(a, x.dim()) for s, a in cap.outputs.items()}
         with self.phase("compute"):
             plans, skipped = {}, []
             for site in self.sites():
@@ -151,11 +169,14 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         if skipped or any(host[len(host) - len(flags) :]):
             self.warn_once(
                 "skipped_or_non_finite",
-                f"skipped {skipped} (no map or token-grid output) or met non-finite "
+                f"skipped {skipped} (output neither shaped like the input nor a token grid) "
+                "or met non-finite activations (drawn as 0).",
                 "activations (drawn as 0).",
             )
         with self.phase("render"):  # host copies; the grids are drawn on the sink's thread
-            inputs = fm.input_image(x[:shown], norm_stats(trainer)).cpu()
+            strip = max(1, x.shape[-1] // 4)  # a signal's strip: a quarter as high as long
+            pictures = as_pictures(x[:shown], strip=strip)[0]
+            inputs = fm.input_image(pictures, norm_stats(trainer)).cpu()
             needed = {s for site in plans for s in self._stages.get(site, [site])}
             outs = {s: a.cpu() for s, a in outs.items() if s in needed}
             plans = {site: (outs[site], chosen.cpu()) for site, (_, chosen) in plans.items()}
@@ -205,14 +226,24 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         self._ranges = {k: torch.tensor(v) for k, v in state.get("ranges", {}).items()}
 
 
+def _pictures(act: Tensor, ndim: int) -> Tensor:
+    """A signal's (N, C, L) or a volume's (N, C, D, H, W) maps as (N, C, h, w) pictures."""
+    if act.dim() == ndim and ndim in (3, 5):
+        return as_pictures(act, strip=1, stack_channels=False)[0]
+    return act
+
+
 def _as_map(act: Tensor | None, module: nn.Module, model: nn.Module, x: Tensor) -> Tensor | None:
     """A layer's output as (N, C, h, w): a CNN map as it is, tokens laid on the patch grid.
 
-    MobileViT attends within groups of pixels (its unfolded patches, (N * P, L, C)):
-    the P groups of an image are averaged.
+    Token grids only come from images (4-D ``x``); a signal's or volume's maps are
+    already pictures (``_pictures``). MobileViT attends within groups of pixels (its
+    unfolded patches, (N * P, L, C)): the P groups of an image are averaged.
     """
     if act is None:
         return None
+    if x.dim() != 4:
+        return act if act.dim() == 4 else None
     batch = len(x)
     if act.dim() == 3 and act.shape[0] != batch and act.shape[0] % batch == 0:
         act = act.view(batch, -1, *act.shape[1:]).mean(1)  # MobileViT: pixel groups per image

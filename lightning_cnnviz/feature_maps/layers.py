@@ -1,9 +1,10 @@
 """Which layers the feature-map view draws, and how conv blocks line up in a forward pass.
 
-Nothing here knows about Lightning. ``auto_layers`` picks every Conv2d and 2-D
-pooling module, evenly thinned to a cap; ``stage_kind`` and ``stage_pairs`` find,
-for each conv call site, the activation and pooling that follow it (the
-``stages`` picture: conv -> activation -> pooling).
+Nothing here knows about Lightning. ``auto_layers`` picks every conv and pooling
+module whose maps have more than one position and every transformer block, evenly
+thinned to a cap;
+``stage_kind`` and ``stage_pairs`` find, for each conv call site, the activation and
+pooling that follow it (the ``stages`` picture: conv -> activation -> pooling).
 
 Example::
 
@@ -14,43 +15,77 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
 from torch import nn
 
-from lightning_cnnviz.core.selection import ACTIVATION_TYPES, POOL_TYPES, evenly_spaced, of_type
+from lightning_cnnviz.core.selection import (
+    ACTIVATION_TYPES,
+    CONV_TYPES,
+    POOL_TYPES,
+    evenly_spaced,
+    of_type,
+)
 from lightning_cnnviz.core.tokens import transformer_blocks
 
-__all__ = ["POOL_2D", "auto_layers", "stage_kind", "stage_pairs"]
+__all__ = ["POOL_2D", "auto_layers", "candidates", "stage_kind", "stage_pairs"]
 
 POOL_2D = tuple(t for t in POOL_TYPES if t.__name__.endswith("2d"))
+_POOLS = (*POOL_TYPES, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.AdaptiveAvgPool3d,
+          nn.AdaptiveMaxPool3d)  # fmt: skip
 
 
-def auto_layers(model: nn.Module, available: dict[str, nn.Module], max_layers: int) -> list[str]:
-    """Every Conv2d, 2-D pooling module and transformer block, in model order, evenly thinned.
+def candidates(model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+    """Every conv (1-D, 2-D, 3-D), pooling module and transformer block, in model order."""
+    maps = set(of_type(*CONV_TYPES, *_POOLS)(model, available))
+    blocks = set(transformer_blocks(available))
+    return [n for n in available if n in maps or n in blocks]
 
-    A transformer block (``core.tokens.transformer_blocks``) outputs tokens; the
-    callback lays them on the patch grid.
+
+def auto_layers(
+    model: nn.Module,
+    available: dict[str, nn.Module],
+    max_layers: int,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    ndim: int = 4,
+) -> list[str]:
+    """Conv and pooling modules with maps above one position, and transformer blocks, thinned.
+
+    ``shapes`` (each module's output shape in a traced pass) drops maps of 1 position
+    (a global pool, a squeeze-excitation conv) and those not shaped like the input
+    (``ndim``); without it every candidate counts. A transformer block
+    (``core.tokens.transformer_blocks``) outputs tokens, which the callback lays on the
+    patch grid, so its shape is not checked here. Evenly thinned to ``max_layers``.
 
     Example::
 
         >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3))
         >>> auto_layers(net, dict(net.named_children()), 2)
         ['0', '3']
+        >>> auto_layers(net, dict(net.named_children()), 6, {"0": (1, 2, 6, 6), "2": (1, 2, 3, 3),
+        ...                                                   "3": (1, 2, 1, 1)})
+        ['0', '2']
     """
-    blocks = set(transformer_blocks(available))
-    maps = set(of_type(nn.Conv2d, *POOL_2D)(model, available))
-    return evenly_spaced([n for n in available if n in maps or n in blocks], max_layers)
+    names = candidates(model, available)
+    if shapes is not None:
+        blocks = set(transformer_blocks(available))
+        names = [
+            n for n in names
+            if n in blocks
+            or (n in shapes and len(shapes[n]) == ndim and math.prod(shapes[n][2:]) > 1)
+        ]  # fmt: skip
+    return evenly_spaced(names, max_layers)
 
 
 def stage_kind(module: nn.Module) -> str | None:
     """``"conv"``, ``"act"``, ``"pool"`` or ``None``: the module's part in a conv block."""
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, CONV_TYPES):
         return "conv"
     if isinstance(module, ACTIVATION_TYPES):
         return "act"
-    return "pool" if isinstance(module, POOL_2D) else None
+    return "pool" if isinstance(module, _POOLS) else None
 
 
 def stage_pairs(trace: Sequence[tuple[str, str]]) -> dict[str, tuple[str | None, str | None]]:

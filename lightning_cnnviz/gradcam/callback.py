@@ -12,19 +12,25 @@ from typing_extensions import override
 
 from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core import rendering as R
-from lightning_cnnviz.core.capture import first_tensor, probe_mode
+from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, report
-from lightning_cnnviz.core.inputs import input_bounds, norm_stats, to_image01, to_model
+from lightning_cnnviz.core.inputs import (
+    as_pictures,
+    input_bounds,
+    norm_stats,
+    to_image01,
+    to_model,
+)
 from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
-from lightning_cnnviz.core.probe import Probe, find_dataset
+from lightning_cnnviz.core.probe import Probe, find_dataset, has_val_data
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.core.tokens import Layout
 from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
-from lightning_cnnviz.gradcam.metrics import cam_metrics, means_to_host
+from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, means_to_host
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
 from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS, clip_peaks, input_saliency
 from lightning_cnnviz.gradcam.shortcut import on_object_findings, on_object_text
@@ -50,8 +56,12 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         method: ``"gradcam"`` (``LayerGradCam``), ``"hirescam"`` (gradient x activation
             per position: shows cues a linear head reads by position, which Grad-CAM
             cannot) or ``"guided_gradcam"``.
-        target: ``"pred"``, ``"true"`` or a class index (int or digit string).
-        output_key: picks the logits from a tuple/dict model output.
+        target: ``"pred"``, ``"true"`` or a class index (int or digit string). For a
+            segmentation net ((N, classes, H, W) logits) the CAM's target is a class's
+            score summed over the pixels predicted as that class: ``"pred"`` is the class
+            predicted at most pixels, and one more row per class predicted in the probe
+            (up to 4) shows where each comes from. Signals (N, C, L) show the CAM over
+            time under each channel's strip, volumes (N, C, D, H, W) on 4 depth slices.
         misclassified: search ``misclassified_pool`` val samples (drawn once, by index;
             one forward pass per log) for ``gradcam/misclassified``; ``False``: no search, no image.
         misclassified_pool: how many val samples the search looks at.
@@ -64,7 +74,7 @@ class GradCAMMonitor(Monitor, section="gradcam"):
             (Captum ``Saliency``) and ``"integrated_gradients"`` (from a black image).
         smooth: wrap the saliency methods in Captum's ``NoiseTunnel`` (SmoothGrad).
         **kwargs: the shared arguments of ``Monitor`` (schedule, ``num_samples``, ``tag_prefix``,
-            ``strict``, ``seed``, ``budget``).
+            ``strict``, ``seed``, ``budget``, ``output_key``, ``label_key``).
 
     Example::
 
@@ -73,6 +83,8 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         'true'
     """
 
+    auto_description = "it looks for the last layer whose output is a map shaped like the input"
+
     needs_call_sites = False
 
     def __init__(
@@ -80,7 +92,6 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         layers: str | list[str] = "auto",
         method: Literal["gradcam", "hirescam", "guided_gradcam"] = "gradcam",
         target: str | int = "pred",
-        output_key: str | int | None = None,
         misclassified: bool = True,
         misclassified_pool: int = 512,
         alpha: float = 0.5,
@@ -105,7 +116,7 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         for name in saliency or []:
             check_choice("saliency", name, SALIENCY_METHODS)
         self.saliency, self.smooth = list(saliency or []), bool(smooth)
-        self.method, self.target, self.output_key = method, target, output_key
+        self.method, self.target = method, target
         self.misclassified, self.misclassified_pool = misclassified, misclassified_pool
         self.alpha, self.cmap = alpha, cmap
         self.shared_scale, self.foreground_threshold = shared_scale, foreground_threshold
@@ -113,6 +124,7 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
         self._pool: Probe | None = None  # val samples searched for misclassified ones
         self._layouts: dict[str, Layout | None] | None = None  # token layers (transformers)
+        self._masks: dict[str, tuple[Tensor, Tensor]] = {}  # split -> (images, foreground)
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -123,7 +135,7 @@ class GradCAMMonitor(Monitor, section="gradcam"):
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
         """The last conv block's output, found by a shape-tracing probe pass on one val sample."""
         x = self.probe_input(self._trainer, model, "val")
-        name, note = auto_cam_layer(model, available, x, self.output_key)
+        name, note = auto_cam_layer(model, available, x, self.logits_key(self._trainer, model))
         if note:
             rank_zero_warn(f"GradCAMMonitor(layers='auto'): {note}")
         return [name] if name else []
@@ -131,20 +143,30 @@ class GradCAMMonitor(Monitor, section="gradcam"):
     def _samples(self, trainer: Trainer, model: nn.Module, split: str) -> Probe | None:
         if split != "misclassified":
             return self.probe(trainer, split)
+        if self.dense_output:  # per-pixel predictions: no image is simply "misclassified"
+            return None
         if self._pool is None:
-            self._pool = draw_pool(find_dataset(trainer, "val"), self.misclassified_pool, self.seed)
-        return misclassified_probe(model, self._pool, self.num_samples, self.output_key)
+            data = find_dataset(trainer, "val")
+            key = self.probe_label_key(data)
+            self._pool = draw_pool(data, self.misclassified_pool, self.seed, key)
+        return misclassified_probe(model, self._pool, self.num_samples, self._logits_key)
 
     @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Grad-CAM of every split and layer: metrics and findings here, grids drawn off-thread."""
         model, values, panels = unwrap_model(pl_module), {}, []
+        self.logits_key(trainer, model)
         splits = ("train", "val", "misclassified")[: 3 if self.misclassified else 2]
+        if not has_val_data(trainer):  # never training images under the names val/misclassified
+            splits = ("train",)
+            self.warn_once("no_val", "the run has no validation data: only `gradcam/train` is "
+                           "drawn (no `val` or `misclassified` panels)")  # fmt: skip
         for split in splits:
             with self.phase("capture"):
                 probe = self._samples(trainer, model, split)
             if probe is not None:
                 rows = [self._row(trainer, model, probe, split, n, values) for n in self.selected]
+                rows += self._class_rows(trainer, model, probe, split)
                 panels.append((split, rows + self._saliency_rows(trainer, model, probe)))
         with self.phase("write"):
             scalars = means_to_host(values)
@@ -164,35 +186,67 @@ class GradCAMMonitor(Monitor, section="gradcam"):
             self.sink.image(self.tag(split), R.vstack(grids, gap=4), step)
 
     def _row(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str, name: str,
-             values: dict[str, Tensor]) -> Row:  # fmt: skip
+             values: dict[str, Tensor] | None, target: Any = None, title: str | None = None
+             ) -> Row:  # fmt: skip
         """The CAMs of one layer, their metrics into ``values``, and what ``_draw`` needs."""
         x, labels = to_model(probe.images, model), probe.labels
-        target = labels if self.target == "true" else None if self.target == "pred" else self.target
+        if target is None:
+            target = {"true": labels, "pred": None}.get(self.target, self.target)  # type: ignore[call-overload]
         with self.phase("compute"):
             if self._layouts is None:  # one traced pass: which layers output tokens
-                self._layouts = cam_layouts(model, self.selected, x, self.output_key)
+                self._layouts = cam_layouts(model, self.selected, x, self._logits_key)
             cam, logits = any_grad_cam(model, self.selected[name], x, target,
-                                       output_key=self.output_key, method=self.method,
+                                       output_key=self._logits_key, method=self.method,
                                        layout=self._layouts.get(name))  # fmt: skip
-            image01 = to_image01(x, norm_stats(trainer))
-            if split != "misclassified":
-                values.update(self._metrics(split, name, cam, image01))
+            pictures, cam = as_pictures(x, cam)  # signals and volumes as 2-D pictures
+            image01 = to_image01(pictures, norm_stats(trainer))
+            if split != "misclassified" and values is not None:
+                values.update(self._metrics(split, name, cam, image01, x.dim() == 4))
         with self.phase("render"):  # host copies for the sink's thread
-            row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, None)
+            row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, title)
             bad = int(blank_cams(row[1]).sum())
-        if bad:
+        if bad and title is None:  # a class row is blank where that class is not predicted
             self.warn_once("blank", f"{bad} CAM(s) of `{name}` ({split}) are all zero "
                                     "or not finite; they show blank")  # fmt: skip
         return row
+
+    def _class_rows(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str
+                    ) -> list[Row]:  # fmt: skip
+        """Segmentation: the deepest layer's CAM for each class predicted in the probe (up to 4)."""
+        if not self.dense_output or split == "misclassified":
+            return []
+        x = to_model(probe.images, model)
+        with self.phase("compute"), probe_mode(model):
+            predicted = self.logits_of(model(x), image_level=False).argmax(1)
+        counts = torch.bincount(predicted.flatten().cpu())
+        classes = [int(c) for c in counts.argsort(descending=True) if counts[c] > 0][:4]
+        name = list(self.selected)[-1]
+        return [
+            self._row(
+                trainer,
+                model,
+                probe,
+                split,
+                name,
+                None,
+                torch.full((len(x),), c, dtype=torch.long),
+                f"class {c}",
+            )
+            for c in classes
+        ]
 
     def _saliency_rows(self, trainer: Trainer, model: nn.Module, probe: Probe) -> list[Row]:
         """One captioned row per ``saliency`` method, for the same target as the CAMs."""
         if not self.saliency:
             return []
+        if self.dense_output:
+            self.warn_once("saliency_dense", "`saliency` rows need (N, classes) logits; a "
+                           "segmentation output gets the Grad-CAM rows only")  # fmt: skip
+            return []
         x, labels, norm = to_model(probe.images, model), probe.labels, norm_stats(trainer)
         with self.phase("compute"):
             with probe_mode(model):
-                logits = first_tensor(model(x), self.output_key).float()
+                logits = self.logits_of(model(x)).float()
             if self.target == "true" and labels is not None:
                 target = labels
             elif isinstance(self.target, int):
@@ -202,11 +256,12 @@ class GradCAMMonitor(Monitor, section="gradcam"):
             bounds = input_bounds(norm, x.shape[1])  # Integrated Gradients from a black image
             black = float(x.min()) if bounds is None else bounds[0].to(x).expand_as(x[:1])
             maps = {
-                name: clip_peaks(input_saliency(model, x, target, name, output_key=self.output_key,
-                                                baseline=black, smooth=self.smooth, seed=self.seed))
+                name: as_pictures(x, clip_peaks(input_saliency(
+                    model, x, target, name, output_key=self._logits_key, baseline=black,
+                    smooth=self.smooth, seed=self.seed)))[1]
                 for name in self.saliency
             }  # fmt: skip
-            image01 = to_image01(x, norm)
+            image01 = to_image01(as_pictures(x)[0], norm)
         with self.phase("render"):
             suffix = " (SmoothGrad)" if self.smooth else ""
             image01, logits = image01.cpu(), logits.cpu()
@@ -215,14 +270,26 @@ class GradCAMMonitor(Monitor, section="gradcam"):
                 for name, heat in maps.items()
             ]
 
-    def _metrics(self, split: str, name: str, cam: Tensor, image01: Tensor) -> dict[str, Tensor]:
+    def _metrics(self, split: str, name: str, cam: Tensor, image01: Tensor, images: bool = True
+                 ) -> dict[str, Tensor]:  # fmt: skip
         key = f"{split}/{name}"
         peak = cam.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1)  # drift is scale-free
         previous, self._previous[key] = self._previous.get(key), (cam / peak).half().cpu()
-        out = cam_metrics(cam, image01, previous, self.foreground_threshold)
+        mask = self._foreground(split, image01) if images else None  # "on the object": images
+        out = cam_metrics(cam, mask, previous)
         tags = {self.tag(key, m): v for m, v in out.items()} if len(self.selected) > 1 else {}
         last = name == list(self.selected)[-1]  # the deepest layer also gets the plain tags
         return tags | ({self.tag(split, m): v for m, v in out.items()} if last else {})
+
+    def _foreground(self, split: str, image01: Tensor) -> Tensor | None:
+        """The probe objects' mask, found once: the probe images stay the same all run."""
+        if self.foreground_threshold is None:
+            return None
+        images, mask = self._masks.get(split, (None, None))
+        if images is None or images.shape != image01.shape or not torch.equal(images, image01):
+            mask = foreground(image01, self.foreground_threshold)
+            self._masks[split] = (image01, mask)
+        return mask
 
     def _check_on_object(self, trainer: Trainer, value: float | None, val: float | None = None
                          ) -> None:  # fmt: skip

@@ -21,7 +21,7 @@ Example::
     (0.1, 0.0)
     >>> image = torch.zeros(1, 1, 10, 10)
     >>> image[0, 0, :2] = 0.9  # the object: the two top rows
-    >>> metrics = cam_metrics(flat, image, None, threshold=0.2)
+    >>> metrics = cam_metrics(flat, foreground(image, 0.2), None)
     >>> {name: round(float(value), 6) for name, value in metrics.items()}
     {'concentration': 0.1, 'on_object': 0.2}
 """
@@ -146,17 +146,15 @@ def drift(cam: Tensor, previous: Tensor) -> Tensor:
     return out.float()
 
 
-def cam_metrics(
-    cam: Tensor, image01: Tensor, previous: Tensor | None, threshold: float | None
-) -> dict[str, Tensor]:
+def cam_metrics(cam: Tensor, mask: Tensor | None, previous: Tensor | None) -> dict[str, Tensor]:
     """Per-image CAM metrics (N,) by name.
 
-    ``concentration``; ``on_object`` unless ``threshold`` is ``None``; ``drift``
-    when a ``previous`` CAM of the same shape is given.
+    ``concentration``; ``on_object`` when a foreground ``mask`` (``foreground``) is
+    given; ``drift`` when a ``previous`` CAM of the same shape is given.
     """
     out = {"concentration": concentration(cam)}
-    if threshold is not None:
-        out["on_object"] = on_object(cam, foreground(image01, threshold))
+    if mask is not None:
+        out["on_object"] = on_object(cam, mask)
     if previous is not None and previous.shape == cam.shape:
         out["drift"] = drift(cam, previous.float())
     return out

@@ -34,10 +34,10 @@ from lightning_cnnviz.core.probe import Probe, generator_for, probe_from_indices
 __all__ = ["draw_pool", "find_misclassified", "misclassified_probe"]
 
 
-def draw_pool(dataset: Any, size: int, seed: int) -> Probe:
+def draw_pool(dataset: Any, size: int, seed: int, label_key: Any = None) -> Probe:
     """Up to ``size`` samples of ``dataset``, drawn by index once per ``seed``."""
     order = torch.randperm(len(dataset), generator=generator_for(seed, "gradcam/misclassified"))
-    return probe_from_indices(dataset, order[:size].tolist())
+    return probe_from_indices(dataset, order[:size].tolist(), label_key)
 
 
 def find_misclassified(

@@ -100,7 +100,7 @@ def input_saliency(
                 )  # fmt: skip
             else:
                 attr = explainer.attribute(inputs, **kwargs)
-    return attr.detach().float().abs().sum(1) if attr.dim() == 4 else attr.detach().float().abs()
+    return attr.detach().float().abs().sum(1) if attr.dim() >= 3 else attr.detach().float().abs()
 
 
 def clip_peaks(maps: Tensor, quantile: float = 0.99) -> Tensor:

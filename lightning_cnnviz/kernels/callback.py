@@ -73,6 +73,8 @@ class KernelMonitor(Monitor, section="kernels"):
         'kernels/conv1/hf_energy'
     """
 
+    auto_description = "it draws the weights of conv layers; `linear=True` adds linear ones"
+
     needs_call_sites = False  # weights only: no forward pass, no hooks
 
     def __init__(

@@ -10,11 +10,22 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
-from lightning_cnnviz.core.findings import Finding, findings_of, report, summary_text
+from lightning_cnnviz.core.findings import (
+    Finding,
+    findings_of,
+    record_skipped,
+    report,
+    summary_text,
+)
 from lightning_cnnviz.core.monitor import Monitor, with_probe
-from lightning_cnnviz.core.probe import Probe, draw_probe, find_dataset, generator_for
+from lightning_cnnviz.core.probe import (
+    Probe,
+    draw_probe,
+    find_dataset,
+    generator_for,
+    has_val_data,
+)
 from lightning_cnnviz.overfitting.detector import OverfittingDetector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image
 from lightning_cnnviz.overfitting.metrics import Evaluation, figures, pick_metric
@@ -113,7 +124,8 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             if not self._probe_indices.get(split):
                 data = find_dataset(trainer, split)  # a small set: use all of it
                 gen = generator_for(self.seed, f"probe/{split}")
-                self._probes[split] = draw_probe(data, min(self.num_samples, len(data)), gen)
+                size, key = min(self.num_samples, len(data)), self.probe_label_key(data)
+                self._probes[split] = draw_probe(data, size, gen, label_key=key)
                 self._probe_indices[split] = self._probes[split].indices
             return super().probe(trainer, split)
 
@@ -153,6 +165,9 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer, pl_module, epoch_end=False)
+        if self.events == 0 and not self.disabled and trainer.is_global_zero:
+            why = "no validation ran" if has_val_data(trainer) else "the run has no validation data"
+            record_skipped(trainer, self.section, f"train vs val comparison ({why})")
         with self.phase("summary"):
             summary = summary_text(findings_of(trainer))
             rank_zero_info(summary)
@@ -165,9 +180,18 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     def _logits(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Tensor | None:
         labels = self.probe(trainer, split).labels
         x = self.probe_input(trainer, pl_module, split)
+        with self.phase("capture"):
+            self.logits_key(trainer, pl_module)
         with self.phase("capture"), with_probe(pl_module):
-            logits = torch.cat([first_tensor(pl_module(c)).float() for c in x.split(128)])
-        ok = labels is not None and logits.dim() == 2 and logits.shape[1] > int(labels.max())
+            outputs = [self.logits_of(pl_module(c), image_level=False) for c in x.split(128)]
+            logits = torch.cat([o.float() for o in outputs])
+        if logits.dim() != 2:
+            self.warn_once("dense", "calibration (ECE) and per-class accuracy need one score "
+                           f"per class per sample; the model's logits have shape "
+                           f"{tuple(logits.shape[1:])} per sample (per-position scores, as a "
+                           "segmentation net gives): they are skipped")  # fmt: skip
+            return None
+        ok = labels is not None and logits.shape[1] > int(labels.max())
         return logits if ok else None
 
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:

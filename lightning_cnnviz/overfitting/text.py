@@ -155,8 +155,16 @@ def missing_text(missing: Sequence[str], probes: bool, logged: Iterable[str]) ->
     parts = [f"`{key}`" for key in missing]
     if not probes:
         parts.append("class labels or (N, classes) logits on the probes (ECE, per_class)")
-    return (
-        f"cannot find {', '.join(parts)} (logged: {sorted(logged)}); "
-        "what needs them is skipped. Log them with `self.log(...)` or pass their names "
-        "(`train_loss_key=`, `val_loss_key=`, `train_acc_key=`, `val_acc_key=`)."
-    )
+    text = f"cannot find {', '.join(parts)}"
+    text += f" (logged: {sorted(logged)}); what needs them is skipped." if missing else "; skipped."
+    if missing:
+        text += (
+            " Log them with `self.log(...)` or pass their names "
+            "(`train_loss_key=`, `val_loss_key=`, `train_acc_key=`, `val_acc_key=`)."
+        )
+    if not probes:
+        text += (
+            " For the probes: name the label of a data item with `label_key` and the "
+            "logits in the model's output with `output_key`."
+        )
+    return text

@@ -28,3 +28,46 @@ def test_budget_ignores_the_first_event_and_stretches_after_later_ones():
     budget.add(0.01)  # one training step per event: 1,000 steps apart at 0.1%
     budget.event_ended(schedule)
     assert abs(budget.event_steps - 1.0) < 1e-9 and schedule.interval == 1000
+
+
+def test_budget_leaves_a_validation_run_out_of_the_step_time(monkeypatch):
+    clock = iter([0.0, 1.0, 9.0, 10.0])  # validation runs between 1 s and 8 s
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    budget = Budget(share=0.01)
+    budget.step_ended()
+    budget.step_ended()
+    budget.pause()  # on_validation_start
+    budget.step_ended()  # 8 s since the last step: not a step's time
+    assert budget.step_seconds == 1.0
+    budget.step_ended()
+    assert budget.step_seconds == 1.0
+
+
+def test_budget_counts_the_sink_threads_work_in_an_events_cost():
+    schedule, budget = Schedule(), Budget(share=0.001)
+    schedule.fit_to(10_000)
+    budget.step_seconds = 0.01
+    budget.add(0.5)
+    budget.event_ended(schedule)  # the first event
+    budget.add(0.005)
+    budget.add_background(0.005)  # its drawing on the sink's thread
+    budget.event_ended(schedule)
+    assert abs(budget.event_steps - 1.0) < 1e-9 and schedule.interval == 1000
+
+
+def test_monitor_budget_counts_its_background_jobs(tmp_path):
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lightning_cnnviz import FeatureMapMonitor
+    from lightning_cnnviz.reference import MNISTClassifier, SyntheticDigitsDataModule
+
+    monitor = FeatureMapMonitor(every_n_steps=2)
+    trainer = L.Trainer(default_root_dir=tmp_path, max_steps=4, logger=TensorBoardLogger(tmp_path),
+                        callbacks=[monitor], enable_progress_bar=False, enable_checkpointing=False,
+                        num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+    trainer.fit(
+        MNISTClassifier(), SyntheticDigitsDataModule(train_size=64, val_size=32, batch_size=8)
+    )
+    assert monitor.events == 2
+    assert monitor.budget.background > 0  # the grids were drawn on the sink's thread

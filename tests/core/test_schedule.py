@@ -82,7 +82,10 @@ def test_schedule_budget_stretches_the_steady_interval_on_its_grid():
     assert steps == [50, 100, 200, *range(1000, 10_001, 1000)]  # the early ones stay
     schedule.stretch(event_steps=20.0, budget=0.002)  # 10,000 apart would leave 1 event
     assert schedule.interval == 1500 and len(_steps(schedule, 10_000)) - 3 >= 6
-    schedule.stretch(event_steps=2.0, budget=0.002)
+    schedule.stretch(event_steps=2.0, budget=0.002)  # needs 1,000 apart, but only just
+    assert schedule.interval == 1500  # not clearly cheaper: no back and forth on noise
+    schedule.stretch(event_steps=1.5, budget=0.002)  # needs 750: fits 1,000 comfortably
+    assert schedule.interval == 1000
     restored = Schedule()
     restored.load_state_dict(schedule.state_dict())
     restored.fit_to(10_000)

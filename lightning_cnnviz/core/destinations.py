@@ -1,0 +1,185 @@
+"""Where images and text go, per kind of logger. Used by ``core/sinks.py`` only.
+
+Each destination takes encoded PNG bytes and Markdown text:
+
+* TensorBoard: image and text summaries in the run's event file;
+* Weights & Biases: ``WandbLogger.log_image`` / ``log_text`` (a one-row table per entry);
+* MLflow: artifacts of the run, ``cnnviz/<tag>/step_<step>.png`` / ``.md``
+  (``cnnviz/layers/...`` for the ``cnnviz/layers`` text);
+* a folder: ``<tag>/step_<step>.png`` and ``<tag with / as _>.md`` (entries appended)
+  under a per-run folder (``run_folder``).
+
+Metric names go to MLflow through ``mlflow_name``: MLflow accepts letters, digits and
+``_ - . / space`` only (Lightning drops any other character with a warning per name,
+so ``relu#0`` and ``relu#1`` would both become ``relu0`` / ``relu1``); every other
+character becomes ``_``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from tensorboard.compat.proto.summary_pb2 import Summary
+from typing_extensions import override
+
+__all__ = [
+    "Destination",
+    "Folder",
+    "MLflow",
+    "TensorBoard",
+    "Wandb",
+    "add_summary",
+    "mlflow_name",
+    "run_folder",
+]
+
+_NOT_MLFLOW = re.compile(r"[^a-zA-Z0-9_/. -]")
+
+
+def mlflow_name(name: str) -> str:
+    """``name`` as MLflow accepts it: each character MLflow rejects becomes ``_``.
+
+    Example::
+
+        >>> mlflow_name("activations/relu#0/mean"), mlflow_name("a:b")
+        ('activations/relu_0/mean', 'a_b')
+    """
+    return _NOT_MLFLOW.sub("_", name)
+
+
+def add_summary(writer: Any, summary: Summary, step: int) -> None:
+    """Queue a built summary the way ``SummaryWriter.add_*`` do (on its file writer)."""
+    writer._get_file_writer().add_summary(summary, step)
+
+
+def run_folder(base: str | Path) -> Path:
+    """A new folder ``<base>/cnnviz`` (or ``cnnviz_1``, ``cnnviz_2``, ... if taken), made now.
+
+    Example::
+
+        >>> import tempfile
+        >>> base = tempfile.mkdtemp()
+        >>> run_folder(base).name, run_folder(base).name
+        ('cnnviz', 'cnnviz_1')
+    """
+    for n in range(10_000):
+        path = Path(base) / ("cnnviz" if n == 0 else f"cnnviz_{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"no free cnnviz folder under {base}")
+
+
+def _artifact_folder(tag: str) -> str:
+    """``cnnviz/<tag>``: the run's artifacts hold other things too (checkpoints)."""
+    return tag if tag.startswith("cnnviz/") else f"cnnviz/{tag}"
+
+
+def _pil(png: bytes) -> Any:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    return image
+
+
+class Destination:
+    """Where images and text go; ``name`` says which, in messages.
+
+    ``thread_safe``: whether ``image`` may run on the sink's thread while the training
+    thread logs to the same run (else the training thread writes it).
+    """
+
+    name = "destination"
+    thread_safe = True
+
+    def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:
+        """Write one PNG image of ``size`` (height, width) under ``tag`` at ``step``."""
+        raise NotImplementedError
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        """Write one Markdown entry under ``tag`` at ``step``."""
+        raise NotImplementedError
+
+
+class TensorBoard(Destination):
+    """A TensorBoard ``SummaryWriter``."""
+
+    name = "TensorBoard"
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    @override
+    def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:
+        height, width = size
+        encoded = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
+        add_summary(self.writer, Summary(value=[Summary.Value(tag=tag, image=encoded)]), step)
+
+    @override
+    def text(self, tag: str, text: str, step: int) -> None:
+        self.writer.add_text(tag, text, step)
+
+
+class Wandb(Destination):
+    """A ``WandbLogger`` (either Lightning package)."""
+
+    name = "W&B"
+    thread_safe = False  # `wandb.Run.log` takes no lock
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    @override
+    def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:
+        self.logger.log_image(key=tag, images=[_pil(png)], step=step)
+
+    @override
+    def text(self, tag: str, text: str, step: int) -> None:
+        self.logger.log_text(key=tag, columns=["step", "text"], data=[[step, text]], step=step)
+
+
+class MLflow(Destination):
+    """An ``MLFlowLogger`` (either Lightning package): artifacts of its run."""
+
+    name = "MLflow"
+    thread_safe = False  # a client of a tracking server: on one thread, like Lightning's
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    @override
+    def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:
+        file = f"{_artifact_folder(tag)}/step_{step:08d}.png"
+        self.logger.experiment.log_image(self.logger.run_id, _pil(png), artifact_file=file)
+
+    @override
+    def text(self, tag: str, text: str, step: int) -> None:
+        file = f"{_artifact_folder(tag)}/step_{step:08d}.md"
+        self.logger.experiment.log_text(self.logger.run_id, text, artifact_file=file)
+
+
+class Folder(Destination):
+    """PNG and Markdown files under one run's folder."""
+
+    name = "folder"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @override
+    def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:
+        path = self.path / tag / f"step_{step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+
+    @override
+    def text(self, tag: str, text: str, step: int) -> None:
+        path = self.path / f"{tag.replace('/', '_')}.md"
+        with path.open("a", encoding="utf-8") as file:
+            file.write(f"## step {step}\n\n{text}\n\n")

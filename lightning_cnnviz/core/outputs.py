@@ -1,0 +1,117 @@
+"""Which entry of a model's output holds the logits, and which entry of a data item the label.
+
+A model may return ``(features, logits)`` or ``{"logits": ..., "aux": ...}``; a dataset may
+yield ``{"pixels": x, "cls": y}``. Monitors read them through the shared ``output_key`` and
+``label_key`` arguments; when those are not given, the functions here guess, and say what
+they guessed and why (the monitor warns it once).
+
+Example::
+
+    >>> import torch
+    >>> out = (torch.zeros(2, 64), torch.zeros(2, 10))
+    >>> guess_output_key(out, num_classes=10)
+    (1, 'shape (2, 10): its last dim equals the 10 classes')
+    >>> guess_label_key({"pixels": torch.zeros(1, 4, 4), "cls": torch.tensor(3)})
+    ('cls', 'the only integer scalar entry')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "NotApplicable",
+    "dense_output",
+    "guess_label_key",
+    "guess_output_key",
+    "key_name",
+    "tensor_entries",
+]
+
+_LOGIT_NAMES = ("logits", "logit", "out", "output", "pred", "preds", "scores", "y_hat")
+
+
+class NotApplicable(Exception):
+    """The model or data has a shape this monitor cannot read: it steps aside, saying why.
+
+    Not a failure of the monitor: it steps aside with a warning even under ``strict=True``.
+    """
+
+
+def tensor_entries(output: Any) -> list[tuple[Any, Tensor]]:
+    """The top-level ``(key, tensor)`` entries of a tuple, list, namedtuple or dict output."""
+    if isinstance(output, Mapping):
+        items = list(output.items())
+    elif isinstance(output, Sequence) and not isinstance(output, str | bytes):
+        items = list(enumerate(output))
+    else:
+        return []
+    return [(k, v) for k, v in items if isinstance(v, Tensor)]
+
+
+def guess_output_key(output: Any, num_classes: int | None = None) -> tuple[Any, str]:
+    """The key of the logits in a tuple/dict ``output``, and why (``(None, "")`` for a tensor).
+
+    In order: the one 2-D entry whose last dim equals ``num_classes``; a dict entry named like
+    logits (``"logits"``, ``"out"``, ...); the first tensor.
+
+    Example::
+
+        >>> import torch
+        >>> guess_output_key({"aux": torch.zeros(2, 3), "out": torch.zeros(2, 3)})
+        ('out', 'named like logits')
+        >>> guess_output_key(torch.zeros(2, 3))
+        (None, '')
+    """
+    entries = tensor_entries(output)
+    if not entries:
+        return None, ""
+    if num_classes is not None:
+        fits = [(k, v) for k, v in entries if v.dim() >= 2 and v.shape[1] == num_classes]
+        fits = [(k, v) for k, v in fits if v.dim() == 2] or fits
+        if len(fits) == 1:
+            k, v = fits[0]
+            dim = "last" if v.dim() == 2 else "second"
+            return k, f"shape {tuple(v.shape)}: its {dim} dim equals the {num_classes} classes"
+    named = [k for k, _ in entries if isinstance(k, str) and k.lower() in _LOGIT_NAMES]
+    if named:
+        return named[0], "named like logits"
+    k, v = entries[0]
+    return k, f"shape {tuple(v.shape)}: the first tensor"
+
+
+def key_name(key: Any) -> str:
+    """How a message names an output or item entry: ``entry 1`` or ``'logits'``."""
+    return f"entry {key}" if isinstance(key, int) else repr(key)
+
+
+def guess_label_key(item: Any) -> tuple[Any, str]:
+    """The key of the class label in one dict data item, and why (``(None, "")`` if none).
+
+    The label is the one integer entry holding a single value (``cls``: ``tensor(3)``).
+    """
+    if not isinstance(item, Mapping):
+        return None, ""
+    found = [
+        k
+        for k, v in item.items()
+        if (isinstance(v, int) and not isinstance(v, bool))
+        or (
+            isinstance(v, Tensor)
+            and v.numel() == 1
+            and not v.is_floating_point()
+            and v.dtype is not torch.bool
+        )
+    ]
+    if len(found) == 1:
+        return found[0], "the only integer scalar entry"
+    return None, ""
+
+
+def dense_output(logits: Tensor) -> bool:
+    """Whether ``logits`` are per position (N, K, ...) rather than per image (N, K)."""
+    return logits.dim() > 2

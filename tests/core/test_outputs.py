@@ -1,0 +1,26 @@
+"""Guessing where the logits and the labels are (``core/outputs.py``)."""
+
+import torch
+
+from lightning_cnnviz.core.outputs import guess_label_key, guess_output_key
+
+
+def test_outputs_guess_prefers_class_count_then_name_then_first():
+    feats, logits = torch.zeros(2, 10), torch.zeros(2, 4)
+    assert guess_output_key((feats, logits), num_classes=4)[0] == 1
+    assert guess_output_key({"emb": feats, "out": logits}, num_classes=None)[0] == "out"
+    # two entries fit the class count: the name decides, else the first
+    key, why = guess_output_key({"a": logits, "b": logits}, num_classes=4)
+    assert key == "a" and "first tensor" in why
+    seg = torch.zeros(2, 4, 8, 8)
+    key, why = guess_output_key((feats, seg), num_classes=4)
+    assert key == 1 and "second dim equals the 4 classes" in why
+
+
+def test_outputs_guess_label_only_one_integer_scalar():
+    x = torch.zeros(3, 4, 4)
+    assert guess_label_key({"pixels": x, "cls": torch.tensor(2)})[0] == "cls"
+    assert guess_label_key({"pixels": x, "cls": 2, "flag": True})[0] == "cls"
+    assert guess_label_key({"pixels": x, "a": 1, "b": torch.tensor(0)}) == (None, "")
+    assert guess_label_key({"pixels": x, "w": torch.tensor(0.5)}) == (None, "")
+    assert guess_label_key((x, 1)) == (None, "")

@@ -1,0 +1,70 @@
+"""How people run training: no validation data, validate/test alone, one callback reused.
+
+Each test reads back what was written (TensorBoard, the findings, warning text).
+"""
+
+import warnings
+
+import torch
+
+from lightning_cnnviz.core.findings import findings_of
+from tests.monitors import TinyCNN, fit, loaders, make_monitor, trainer_for
+from tests.tb import events, texts
+
+
+def test_environments_no_validation_data_said_honestly(tmp_path):
+    train, _ = loaders()
+    gradcam, overfitting = make_monitor("GradCAMMonitor"), make_monitor("OverfittingMonitor")
+    trainer, _, said = fit(tmp_path, [gradcam, overfitting], data=(train, None))
+    acc = events(tmp_path / "tb")
+    assert gradcam.events >= 1
+    assert [t for t in acc.Tags()["images"] if t.startswith("gradcam/")] == ["gradcam/train"]
+    assert not [t for t in acc.Tags()["scalars"] if t.startswith(("gradcam/val", "gradcam/mis"))]
+    assert len([m for m in said if "GradCAMMonitor: the run has no validation data" in m]) == 1
+    (skipped,) = [f for f in findings_of(trainer) if f.kind == "skipped"]
+    assert skipped.source == "overfitting" and "no validation data" in skipped.message
+    (summary,) = texts(acc, "overfitting/summary")
+    assert "could not run" in summary and "no validation data" in summary
+
+
+def test_environments_validate_and_test_alone_say_fit_only_once(tmp_path):
+    monitors = [make_monitor("KernelMonitor"), make_monitor("GradCAMMonitor")]
+    trainer = trainer_for(tmp_path, monitors)
+    model, (_, val) = TinyCNN(), loaders()
+    model.test_step = model.validation_step
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            trainer.validate(model, val, verbose=False)
+        trainer.test(model, val, verbose=False)
+    said = [str(w.message) for w in caught if "log during `trainer.fit()` only" in str(w.message)]
+    assert len(said) == 2  # once for validate, once for test
+    assert "KernelMonitor, GradCAMMonitor log nothing in `trainer.validate()`" in said[0]
+    assert "`trainer.test()`" in said[1]
+    assert all(m.events == 0 for m in monitors)
+    assert not list(tmp_path.rglob("*.png"))
+
+
+def _scalars(logdir):
+    acc = events(logdir)
+    return {t: [(s.step, s.value) for s in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+
+def _fit_b(tmp_path, name, monitors):
+    torch.manual_seed(1)
+    model = TinyCNN()
+    fit(tmp_path / name, monitors, model=model)
+    return _scalars(tmp_path / name / "tb")
+
+
+def test_environments_reused_callbacks_start_afresh_on_another_model(tmp_path):
+    names = ["KernelMonitor", "GradCAMMonitor", "ActivationMonitor", "FeatureMapMonitor"]
+    reused = [make_monitor(n) for n in names]
+    torch.manual_seed(0)
+    fit(tmp_path / "a", reused, model=TinyCNN())
+    again = _fit_b(tmp_path, "b_reused", reused)
+    fresh = _fit_b(tmp_path, "b_fresh", [make_monitor(n) for n in names])
+    mine = {t for t in fresh if t.split("/")[0] in {"kernels", "gradcam", "activations"}}
+    assert "kernels/conv1/relative_change" in mine and any("drift" in t for t in mine)
+    for tag in sorted(mine):  # as if the callbacks had never seen the first model
+        assert again[tag] == fresh[tag], tag
