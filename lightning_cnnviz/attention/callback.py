@@ -45,7 +45,8 @@ class AttentionMonitor(Monitor, section="attention"):
         rollout: also log attention rollout (global attention only).
         cmap: colormap of the maps. alpha: their opacity over the image.
         **kwargs: the shared arguments of ``Monitor`` (schedule, ``budget``,
-            ``num_samples``, ``tag_prefix``, ``strict``, ``seed``).
+            ``num_samples``, ``tag_prefix``, ``strict``, ``seed``, ``output_key``,
+            ``label_key``).
 
     Example::
 
@@ -55,6 +56,10 @@ class AttentionMonitor(Monitor, section="attention"):
     """
 
     needs_call_sites = False
+    auto_description = (
+        "it looks for attention modules: an `nn.MultiheadAttention` or one with `qkv` "
+        "and `num_heads`"
+    )
 
     def __init__(
         self,
@@ -88,17 +93,12 @@ class AttentionMonitor(Monitor, section="attention"):
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        available = named_layers(unwrap_model(pl_module)) if stage == "fit" else {}
-        attention = [n for n, m in available.items() if is_attention(m)]
-        if stage == "fit" and self.layers == "auto" and not attention:
-            self.selected, self.disabled = {}, True
-            message = ("the model has no attention module (an `nn.MultiheadAttention` or "
-                       "one with `qkv` and `num_heads`); it steps aside")  # fmt: skip
-            self.warn_once("none", message)
-            return
+        # "auto" on a model without attention: the base steps aside, saying why
         super().setup(trainer, pl_module, stage)
-        if stage != "fit":
+        if stage != "fit" or not self.selected:
             return
+        available = named_layers(unwrap_model(pl_module))
+        attention = [n for n, m in available.items() if is_attention(m)]
         wrong = [n for n, m in self.selected.items() if not is_attention(m)]
         if wrong:
             raise ValueError(f"`layers` of AttentionMonitor must select attention modules, "

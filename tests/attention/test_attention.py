@@ -69,7 +69,8 @@ def test_attention_monitor_on_hybrids_and_step_aside_without_attention(tmp_path)
     )
     _, _, messages = fit(tmp_path / "c", [convnext], model=Classifier(HYBRIDS["timm_convnext"]()),
                          data=data, limit_train_batches=2)  # fmt: skip
-    said = [m for m in messages if m.startswith("AttentionMonitor: the model has no attention")]
+    said = [m for m in messages if m.startswith("AttentionMonitor steps aside") and
+            "it looks for attention modules" in m]  # fmt: skip
     coatnet = AttentionMonitor(
         every_n_steps=2, num_samples=4, strict=True, layers="net.stages.3.*.attn"
     )
@@ -117,4 +118,6 @@ def test_preset_full_has_the_attention_view_only():
 def test_attention_monitor_on_cnn_warns_once(tmp_path):
     monitor = AttentionMonitor(every_n_steps=1)
     _, _, messages = fit(tmp_path, [monitor], model=TinyCNN())
-    assert sum("has no attention" in m for m in messages) == 1
+    said = [m for m in messages if m.startswith("AttentionMonitor steps aside")]
+    assert len(said) == 1 and "found no layer it can watch" in said[0], messages
+    assert monitor.disabled and monitor.events == 0
