@@ -121,3 +121,53 @@ def test_attention_monitor_on_cnn_warns_once(tmp_path):
     said = [m for m in messages if m.startswith("AttentionMonitor steps aside")]
     assert len(said) == 1 and "found no layer it can watch" in said[0], messages
     assert monitor.disabled and monitor.events == 0
+
+
+def test_attention_and_token_gradcam_under_pytorch_lightning_with_output_key(tmp_path):
+    """A ViT whose model returns a dict, trained by ``pytorch_lightning``: the shared keys pick."""
+    import pytorch_lightning as PL
+    import torch.nn.functional as F
+
+    from tests.loggers import make_logger
+
+    class DictViT(PL.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = TRANSFORMERS["timm_vit"]()
+
+        def forward(self, x):
+            return {"aux": x.mean((1, 2, 3)), "logits": self.net(x)}
+
+        def training_step(self, batch, batch_idx):
+            return F.cross_entropy(self(batch[0])["logits"], batch[1])
+
+        def validation_step(self, batch, batch_idx):
+            return F.cross_entropy(self(batch[0])["logits"], batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+    torch.manual_seed(0)
+    monitors = [
+        AttentionMonitor(
+            every_n_steps=2, num_samples=4, strict=True, output_key="logits", label_key=1
+        ),
+        lightning_cnnviz.GradCAMMonitor(
+            every_n_steps=2, num_samples=4, strict=True, output_key="logits", label_key=1
+        ),
+    ]
+    assert all(isinstance(m, PL.Callback) for m in monitors)
+    trainer = PL.Trainer(
+        default_root_dir=tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+        num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=monitors,
+        logger=make_logger("tensorboard", "pytorch_lightning", tmp_path),
+    )  # fmt: skip
+    trainer.fit(DictViT(), *loaders(channels=3, side=32))
+    tags = events(tmp_path / "tb").Tags()
+    assert {"attention/net.blocks.0.attn", "attention/rollout", "gradcam/val"} <= set(
+        tags["images"]
+    )
+    assert "attention/rollout/entropy" in tags["scalars"]
+    assert all(m.events > 0 and not m.disabled for m in monitors)
+    assert monitors[1].selected and next(iter(monitors[1].selected)).startswith("net.blocks.")
