@@ -127,3 +127,39 @@ def test_token_grad_cam_never_writes_param_grad():
     assert all(p.grad is None for p in net.parameters())
     with pytest.raises(ValueError, match="needs a conv layer"):
         any_grad_cam(net, layer, torch.randn(1, 3, 32, 32), method="guided_gradcam")
+
+
+def test_token_grad_cam_on_a_segmentation_output_matches_the_cnn_path():
+    """Dense (N, K, h, w) logits: a token layer scores like ``core.cam`` (class over its pixels)."""
+    torch.manual_seed(0)
+
+    class Seg(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.mix, self.head = (
+                nn.Conv2d(3, 6, 4, 4),
+                nn.Conv2d(6, 6, 1),
+                nn.Conv2d(6, 3, 1),
+            )
+
+        def forward(self, x):
+            return self.head(torch.relu(self.mix(self.embed(x))))
+
+    class Tokens(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.mix = net, nn.Identity()
+
+        def forward(self, x):
+            fmap = self.net.mix(self.net.embed(x))
+            tokens = self.mix(fmap.flatten(2).transpose(1, 2))  # (N, 16, 6)
+            return self.net.head(torch.relu(tokens.transpose(1, 2).reshape(fmap.shape)))
+
+    net, x = Seg(), torch.randn(3, 3, 16, 16)
+    tok = Tokens(net)
+    for target in (None, 2):
+        cam_tok, logits_tok = token_grad_cam(tok, tok.mix, x, Layout("tokens", 0, (4, 4)), target)
+        cam_cnn, logits_cnn = any_grad_cam(net, net.mix, x, target)
+        assert logits_tok.shape == (3, 3) and torch.allclose(logits_tok, logits_cnn, atol=1e-6)
+        assert torch.allclose(cam_tok, cam_cnn, atol=1e-5)
+        assert cam_tok.amax() > 0 or target is not None  # a class predicted nowhere: blank
