@@ -83,7 +83,10 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         'true'
     """
 
-    auto_description = "it looks for the last layer whose output is a map shaped like the input"
+    auto_description = (
+        "it looks for the last layer whose output is a map shaped like the input, or a "
+        "transformer's last token grid"
+    )
 
     needs_call_sites = False
 
