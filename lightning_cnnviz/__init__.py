@@ -30,6 +30,7 @@ _PUBLIC = {
     "EmbeddingMonitor": "lightning_cnnviz.embeddings.callback",
     "ActivationMaximizationMonitor": "lightning_cnnviz.activation_maximization.callback",
     "AdversarialMonitor": "lightning_cnnviz.adversarial.callback",
+    "AttentionMonitor": "lightning_cnnviz.attention.callback",
     "findings_of": "lightning_cnnviz.core.findings",
 }
 

@@ -5,7 +5,8 @@
 * ``standard``: ``light`` plus pictures: kernel grids, feature maps of the probe
   images, Grad-CAM on train and val probes.
 * ``full``: everything: histograms, misclassified CAMs, saliency rows, embeddings,
-  activation maximisation and adversarial sensitivity.
+  activation maximisation, adversarial sensitivity and attention maps
+  (vision transformers; the attention view steps aside on a model without attention).
 
 Every monitor runs on the automatic schedule (dense early, fitted to the run's
 length); the monitors of a preset share a budget of 1% of training time
@@ -20,7 +21,7 @@ Example::
     >>> [type(m).__name__ for m in callbacks("light")]
     ['ActivationMonitor', 'KernelMonitor', 'OverfittingMonitor']
     >>> len(callbacks("standard")), len(callbacks("full"))
-    (5, 8)
+    (5, 9)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, Literal
 from lightning_cnnviz.activation_maximization.callback import ActivationMaximizationMonitor
 from lightning_cnnviz.activations.callback import ActivationMonitor
 from lightning_cnnviz.adversarial.callback import AdversarialMonitor
+from lightning_cnnviz.attention.callback import AttentionMonitor
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.embeddings.callback import EmbeddingMonitor
 from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
@@ -69,6 +71,7 @@ _SETS: dict[str, list[tuple[type[Monitor], dict[str, Any]]]] = {
         (EmbeddingMonitor, {}),
         (ActivationMaximizationMonitor, {}),
         (AdversarialMonitor, {}),
+        (AttentionMonitor, {}),  # steps aside (one warning) on a model without attention
     ],
 }
 

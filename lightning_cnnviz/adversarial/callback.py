@@ -10,7 +10,6 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.adversarial import fgsm as robustness
-from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_int, check_number
@@ -24,6 +23,7 @@ from lightning_cnnviz.core.selection import (
     unwrap_model,
 )
 from lightning_cnnviz.core.target_layer import auto_cam_layer
+from lightning_cnnviz.core.token_cam import any_grad_cam
 
 
 class AdversarialMonitor(Monitor, section="adversarial"):
@@ -165,7 +165,7 @@ class AdversarialMonitor(Monitor, section="adversarial"):
             fmap = fmap.flatten(1, -3).mean(1) if fmap.dim() > 3 else fmap
             layer = self.cam_module(model, x)[1]
             key = self._logits_key
-            cams = tuple(C.grad_cam(model, layer, t[:k], output_key=key)[0] for t in (x, adv))
+            cams = tuple(any_grad_cam(model, layer, t[:k], output_key=key)[0] for t in (x, adv))
         with self.phase("render"):
             if norm is not None:  # de-normalised pictures; epsilon is in their units
                 epsilon = self.epsilon

@@ -36,8 +36,17 @@ from lightning_cnnviz.core.capture import (
     probe_mode,
     site_name,
 )
+from lightning_cnnviz.core.tokens import block_norm, grid_layout, prefix_tokens, transformer_blocks
 
-__all__ = ["RAW_TYPES", "SKIP_TYPES", "Call", "auto_cam_layer", "block_output", "trace_calls"]
+__all__ = [
+    "RAW_TYPES",
+    "SKIP_TYPES",
+    "Call",
+    "auto_cam_layer",
+    "block_output",
+    "trace_calls",
+    "transformer_cam_layer",
+]
 
 # Pass-through modules ``block_output`` never picks (they repeat what came before).
 SKIP_TYPES: tuple[type[nn.Module], ...] = (
@@ -189,13 +198,50 @@ def auto_cam_layer(
 ) -> tuple[str | None, str | None]:
     """Grad-CAM's ``layers="auto"``: the last conv block's output among ``layers``.
 
-    Traces one probe pass on ``x[:1]`` (in the model's dtype, on its device); the model
-    output gives the number of logits (its dim 1: (N, K) or a segmentation net's
-    (N, K, H, W)), so that a 1x1 conv logits head is skipped.
+    A vision transformer's layer (token grids on an image's patch grid) is
+    ``transformer_cam_layer``'s pick instead. Traces one probe pass on ``x[:1]`` (in the
+    model's dtype, on its device); the model output gives the number of logits (its
+    dim 1: (N, K) or a segmentation net's (N, K, H, W)), so that a 1x1 conv logits head
+    is skipped.
 
     Returns:
         ``(name, note)`` as ``block_output``: ``name`` is ``None`` when no module
         has a spatial output; ``note`` explains a poor pick.
     """
     calls, shape = trace_calls(model, layers, x[:1], output_key)
+    if x.dim() == 4:  # token grids lie on an image's patch grid
+        name = transformer_cam_layer(calls, layers, tuple(x.shape[2:]), prefix_tokens(model))
+        if name is not None:
+            return name, None
     return block_output(calls, layers, shape[1] if len(shape) >= 2 else None, x.dim())
+
+
+# --------------------------------------------------------------- transformers (token grids)
+def transformer_cam_layer(
+    calls: list[Call],
+    modules: Mapping[str, nn.Module],
+    image_hw: tuple[int, ...],
+    prefix: int | None = None,
+) -> str | None:
+    """The first norm (``norm1``, ``ln_1``) of the last transformer block, if there is one.
+
+    The usual Grad-CAM layer of a vision transformer: after the last block only the
+    class token reaches the head, so the patch tokens of the final norm get no
+    gradient; inside the last block they still reach it through attention. The
+    block is the last one (by when its call finished) whose norm output lies on a
+    patch grid above 1x1 (``core.tokens.grid_layout``: MobileViT's unfolded
+    patches are not a grid, so such a model keeps the conv rule).
+    """
+    finished = {call.name: call for call in calls}  # the last call of each module
+    order = sorted(transformer_blocks(modules), key=lambda n: calls.index(finished[n])
+                   if n in finished else -1)  # fmt: skip
+    for block in reversed(order):
+        norm = f"{block}.{block_norm(modules[block])}"
+        call = finished.get(norm)
+        if call is None:
+            continue
+        hw = (int(image_hw[0]), int(image_hw[1]))
+        layout = grid_layout(call.shape, hw, prefix, modules[norm], batch=1)
+        if layout is not None and layout.hw[0] * layout.hw[1] > 1:
+            return norm
+    return None

@@ -18,6 +18,7 @@ from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import named_layers, unwrap_model
 from lightning_cnnviz.core.target_layer import trace_calls
+from lightning_cnnviz.core.tokens import grid_layout, prefix_tokens, to_grid
 from lightning_cnnviz.feature_maps import draw as fm
 from lightning_cnnviz.feature_maps.layers import auto_layers, candidates, stage_kind, stage_pairs
 
@@ -35,7 +36,9 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
     ``docs/feature_maps.md``.
 
     Args:
-        layers: ``"auto"`` = every Conv2d and 2-D pooling module (``max_layers`` of them).
+        layers: ``"auto"`` = every conv and pooling module whose maps have more than one
+            position, and every transformer block (tokens drawn on the patch grid;
+            ``max_layers`` of them).
         max_layers: cap of the ``auto`` selection (evenly spaced through the network).
         max_samples_shown: probe samples drawn, one row each.
         channel_select: ``"top_k"`` (most active on the probe), ``"all"`` (capped at
@@ -59,7 +62,10 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         'feature_maps/conv1/stages'
     """
 
-    auto_description = "it draws conv and pooling layers whose maps have more than one position"
+    auto_description = (
+        "it draws conv and pooling layers whose maps have more than one position, and "
+        "transformer blocks"
+    )
 
     def __init__(
         self,
@@ -105,7 +111,7 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
 
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        """Conv and pooling modules whose maps have more than one position (traced once)."""
+        """Conv and pooling modules with maps above one position (traced), transformer blocks."""
         x = self.probe_input(self._trainer, model)[:1]
         watched = {n: available[n] for n in candidates(model, available)}
         calls, _ = trace_calls(model, watched, x)
@@ -147,10 +153,11 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         with self.phase("compute"):
             plans, skipped = {}, []
             for site in self.sites():
-                act = outs.get(site)
-                if act is None or act.dim() != 4:
+                act = _as_map(outs.get(site), self.selected[site.split("#")[0]], model, x)
+                if act is None:
                     skipped.append(site)
                     continue
+                outs[site] = act
                 if self.normalization == "per_layer_fixed" and site not in self._ranges:
                     self._ranges[site] = fm.value_range(act)
                 activity = fm.channel_activity(act)
@@ -163,7 +170,8 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         if skipped or any(host[len(host) - len(flags) :]):
             self.warn_once(
                 "skipped_or_non_finite",
-                f"skipped {skipped} (output not shaped like the input) or met non-finite "
+                f"skipped {skipped} (output neither shaped like the input nor a token grid) "
+                "or met non-finite activations (drawn as 0).",
                 "activations (drawn as 0).",
             )
         with self.phase("render"):  # host copies; the grids are drawn on the sink's thread
@@ -227,6 +235,27 @@ def _pictures(act: Tensor, ndim: int) -> Tensor:
     if act.dim() == ndim and ndim in (3, 5):
         return as_pictures(act, strip=1, stack_channels=False)[0]
     return act
+
+
+def _as_map(act: Tensor | None, module: nn.Module, model: nn.Module, x: Tensor) -> Tensor | None:
+    """A layer's output as (N, C, h, w): a CNN map as it is, tokens laid on the patch grid.
+
+    Token grids only come from images (4-D ``x``); a signal's or volume's maps are
+    already pictures (``_pictures``). MobileViT attends within groups of pixels (its
+    unfolded patches, (N * P, L, C)): the P groups of an image are averaged.
+    """
+    if act is None:
+        return None
+    if x.dim() != 4:
+        return act if act.dim() == 4 else None
+    batch = len(x)
+    if act.dim() == 3 and act.shape[0] != batch and act.shape[0] % batch == 0:
+        act = act.view(batch, -1, *act.shape[1:]).mean(1)  # MobileViT: pixel groups per image
+    image_hw = (int(x.shape[-2]), int(x.shape[-1]))
+    layout = grid_layout(tuple(act.shape), image_hw, prefix_tokens(model), module, len(x))
+    if layout is None:
+        return act if act.dim() == 4 else None
+    return to_grid(act, layout).contiguous()
 
 
 def _index_list(value: Any) -> bool:

@@ -1,7 +1,8 @@
 """Which layers the feature-map view draws, and how conv blocks line up in a forward pass.
 
 Nothing here knows about Lightning. ``auto_layers`` picks every conv and pooling
-module whose maps have more than one position, evenly thinned to a cap;
+module whose maps have more than one position and every transformer block, evenly
+thinned to a cap;
 ``stage_kind`` and ``stage_pairs`` find, for each conv call site, the activation and
 pooling that follow it (the ``stages`` picture: conv -> activation -> pooling).
 
@@ -27,6 +28,7 @@ from lightning_cnnviz.core.selection import (
     evenly_spaced,
     of_type,
 )
+from lightning_cnnviz.core.tokens import transformer_blocks
 
 __all__ = ["POOL_2D", "auto_layers", "candidates", "stage_kind", "stage_pairs"]
 
@@ -36,8 +38,10 @@ _POOLS = (*POOL_TYPES, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.AdaptiveAv
 
 
 def candidates(model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-    """Every conv (1-D, 2-D, 3-D) and pooling module, in model order."""
-    return of_type(*CONV_TYPES, *_POOLS)(model, available)
+    """Every conv (1-D, 2-D, 3-D), pooling module and transformer block, in model order."""
+    maps = set(of_type(*CONV_TYPES, *_POOLS)(model, available))
+    blocks = set(transformer_blocks(available))
+    return [n for n in available if n in maps or n in blocks]
 
 
 def auto_layers(
@@ -47,11 +51,13 @@ def auto_layers(
     shapes: dict[str, tuple[int, ...]] | None = None,
     ndim: int = 4,
 ) -> list[str]:
-    """Every conv and pooling module whose maps are larger than one position, thinned.
+    """Conv and pooling modules with maps above one position, and transformer blocks, thinned.
 
     ``shapes`` (each module's output shape in a traced pass) drops maps of 1 position
     (a global pool, a squeeze-excitation conv) and those not shaped like the input
-    (``ndim``); without it every candidate counts. Evenly thinned to ``max_layers``.
+    (``ndim``); without it every candidate counts. A transformer block
+    (``core.tokens.transformer_blocks``) outputs tokens, which the callback lays on the
+    patch grid, so its shape is not checked here. Evenly thinned to ``max_layers``.
 
     Example::
 
@@ -64,9 +70,11 @@ def auto_layers(
     """
     names = candidates(model, available)
     if shapes is not None:
+        blocks = set(transformer_blocks(available))
         names = [
             n for n in names
-            if n in shapes and len(shapes[n]) == ndim and math.prod(shapes[n][2:]) > 1
+            if n in blocks
+            or (n in shapes and len(shapes[n]) == ndim and math.prod(shapes[n][2:]) > 1)
         ]  # fmt: skip
     return evenly_spaced(names, max_layers)
 

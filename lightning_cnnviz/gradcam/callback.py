@@ -27,6 +27,8 @@ from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import Probe, find_dataset, has_val_data
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
+from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
+from lightning_cnnviz.core.tokens import Layout
 from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
 from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, means_to_host
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
@@ -81,7 +83,10 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         'true'
     """
 
-    auto_description = "it looks for the last layer whose output is a map shaped like the input"
+    auto_description = (
+        "it looks for the last layer whose output is a map shaped like the input, or a "
+        "transformer's last token grid"
+    )
 
     needs_call_sites = False
 
@@ -121,11 +126,12 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
         self._pool: Probe | None = None  # val samples searched for misclassified ones
+        self._layouts: dict[str, Layout | None] | None = None  # token layers (transformers)
         self._masks: dict[str, tuple[Tensor, Tensor]] = {}  # split -> (images, foreground)
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._trainer, self._pool = trainer, None  # auto_layers (in setup) needs the data
+        self._trainer, self._pool, self._layouts = trainer, None, None  # auto_layers needs data
         super().setup(trainer, pl_module, stage)
 
     @override
@@ -191,8 +197,11 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         if target is None:
             target = {"true": labels, "pred": None}.get(self.target, self.target)  # type: ignore[call-overload]
         with self.phase("compute"):
-            cam, logits = C.grad_cam(model, self.selected[name], x, target,
-                                     output_key=self._logits_key, method=self.method)  # fmt: skip
+            if self._layouts is None:  # one traced pass: which layers output tokens
+                self._layouts = cam_layouts(model, self.selected, x, self._logits_key)
+            cam, logits = any_grad_cam(model, self.selected[name], x, target,
+                                       output_key=self._logits_key, method=self.method,
+                                       layout=self._layouts.get(name))  # fmt: skip
             pictures, cam = as_pictures(x, cam)  # signals and volumes as 2-D pictures
             image01 = to_image01(pictures, norm_stats(trainer))
             if split != "misclassified" and values is not None:
