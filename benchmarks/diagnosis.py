@@ -1,8 +1,8 @@
 """The diagnosis scoreboard: is each failure found, in time, with the right cause, and are
 healthy runs left alone?
 
-Trains every run of ``scenarios.py`` (6 healthy runs of different architectures and
-optimisers, 9 planted or natural failures) with ``callbacks("standard")`` at its defaults,
+Trains every run of ``scenarios.py`` (5 healthy runs of different architectures and
+optimisers, 10 planted or natural failures) with ``callbacks("standard")`` at its defaults,
 measures each run's ground-truth onset itself (``truth.py``, independent of the monitors)
 and scores what the monitors reported (``findings_of``):
 

@@ -1,17 +1,14 @@
 """The README's TensorBoard screenshots, from real runs in a real browser.
 
-Runs two of the shipped configs into one temporary folder, as a user would
-(``cnnviz fit --config configs/dead_relu.yaml``, then ``configs/quickstart.yaml``), or
-uses ``--logdir`` of a folder holding finished runs; starts TensorBoard on it exactly
-as the README says (``--samples_per_plugin images=200``), opens the dashboards in
-headless Chromium (``tests/tensorboard_ui.py``) and saves:
+Runs the quickstart as a user would (``cnnviz fit --config configs/quickstart.yaml``)
+into a temporary folder, or uses ``--logdir`` of a folder holding a finished run;
+starts TensorBoard on it exactly as the README says (``--samples_per_plugin
+images=200``), opens the dashboards in headless Chromium (``tests/tensorboard_ui.py``)
+as a user first sees them (no tag filter) and saves:
 
-* ``tensorboard_scalars.png``: the Scalars dashboard filtered to ActivationMonitor's
-  curves of the second conv layer's ReLU, the healthy quickstart run beside the dying-ReLU run;
-* ``tensorboard_images.png``: the Images dashboard with kernels, feature maps and
-  Grad-CAM of the quickstart run;
-* ``tensorboard_text.png``: the Text dashboard with the dying-ReLU diagnosis and the
-  ``cnnviz/layers`` selections.
+* ``tensorboard_scalars.png``: the Scalars dashboard;
+* ``tensorboard_images.png``: the Images dashboard;
+* ``tensorboard_text.png``: the Text dashboard (the run's summary and layer selections).
 
 Each is a PNG under 300 KB (quantised to a 256-colour palette when needed).
 
@@ -19,8 +16,8 @@ Usage::
 
     python benchmarks/tensorboard_screenshots.py [--logdir RUNS_DIR] [--out docs/images]
 
-Needs Chromium (``$CHROMIUM`` or ``chromium`` on the PATH). The two fits take about
-four minutes on 2 busy CPU cores; the screenshots about half a minute.
+Needs Chromium (``$CHROMIUM`` or ``chromium`` on the PATH). The fit takes one to two
+minutes on 2 CPU cores; the screenshots about half a minute.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 
 from PIL import Image
@@ -56,9 +52,7 @@ _IMAGES_LOADED = """(() => {
 })()"""
 
 
-# Fitted in this order; TensorBoard colours runs in the order it finds them (dead_relu
-# orange, quickstart blue, as docs/tensorboard.md describes them).
-CONFIGS = ("dead_relu", "quickstart")
+CONFIGS = ("quickstart",)
 
 
 def fit_configs(save_dir: Path) -> Path:
@@ -74,10 +68,6 @@ def fit_configs(save_dir: Path) -> Path:
         subprocess.run(command, check=True, cwd=ROOT)
         print(f"{name} fit took {time.perf_counter() - start:.0f} s", flush=True)
     return save_dir
-
-
-def pattern(*regexes: str) -> str:
-    return urllib.parse.quote("^(" + "|".join(regexes) + ")$")
 
 
 def save_small(png: bytes, path: Path, crop: tuple[int, int, int, int] | None) -> None:
@@ -123,24 +113,17 @@ def main() -> None:
         logdir = args.logdir or fit_configs(Path(tmp))
         with tensorboard_server(logdir) as tb, chromium_page(1400, 1000) as page:
             print("TensorBoard at", tb.url, "on", logdir, "runs", tb.get_json("/data/runs"))
-            scalars = [
-                f"activations/relu2/{s}" for s in ("dead_fraction", "dormant_fraction", "mean")
-            ]
-            png = shoot(page, f"{tb.url}/#scalars&tagFilter={pattern(*scalars)}", scalars)
-            save_small(png, args.out / "tensorboard_scalars.png", crop=(0, 0, 1400, 770))
+            png = shoot(page, f"{tb.url}/#scalars", ["activations", "overfitting"])
+            save_small(png, args.out / "tensorboard_scalars.png", crop=None)
 
-            images = ["kernels/conv1", "feature_maps/pool1", "gradcam/val"]
-            url = f"{tb.url}/#images&tagFilter={pattern(*images)}"
-            png = shoot(page, url, images, images=True)
-            save_small(png, args.out / "tensorboard_images.png", crop=(0, 0, 1400, 940))
+            png = shoot(page, f"{tb.url}/#images", ["activations", "gradcam"], images=True)
+            save_small(png, args.out / "tensorboard_images.png", crop=None)
 
-            served = {t for tags in tb.get_json("/data/plugin/text/tags").values() for t in tags}
-            wanted = sorted(t for t in served if t.split("/")[-2] in ("diagnosis", "layers"))
-            page.call(  # taller: both runs' entries
+            page.call(  # taller: the summary and every monitor's layer selection
                 "Emulation.setDeviceMetricsOverride",
                 width=1400, height=1560, deviceScaleFactor=1, mobile=False,
             )  # fmt: skip
-            png = shoot(page, f"{tb.url}/#text&tagFilter={pattern(*wanted)}", wanted)
+            png = shoot(page, f"{tb.url}/#text", ["cnnviz/summary", "cnnviz/layers"])
             save_small(png, args.out / "tensorboard_text.png", crop=None)
 
 

@@ -143,6 +143,7 @@ LARGE = 0.75  # a layer this silent has lost most of its width: a problem whatev
 FAST_RISE = 0.2  # dead share up this much since the last log while the loss is not falling well
 STALLED = 0.2  # the loss fell less than 20% since the first steps: learning has stalled
 SLOW = 0.3  # the reference model has fallen 45% by step 25 (Adam 1e-3)
+LATE = 0.6  # the loss has fallen this much: units dying now are no early-training transient
 
 
 def dead_severity(fraction: float, before: float | None, progress: float | None) -> str:
@@ -150,8 +151,10 @@ def dead_severity(fraction: float, before: float | None, progress: float | None)
 
     Hurt: a ``LARGE`` share of the layer; or the share reached the threshold while
     learning stalled (``progress < STALLED``); or it rose by ``FAST_RISE`` since the last
-    log while the loss is not falling well (``progress < SLOW``). ``progress`` (``1 -
-    loss now / loss at the start``) None means unknown: only the share decides.
+    log while the loss is not falling well (``progress < SLOW``) or once the model has
+    learnt (``progress >= LATE``: a late collapse, not the transient of the first steps
+    in which Adam silences some dense units). ``progress`` (``1 - loss now / loss at the
+    start``) None means unknown: only the share decides.
 
     Example::
 
@@ -159,13 +162,16 @@ def dead_severity(fraction: float, before: float | None, progress: float | None)
         ('note', 'problem')
         >>> dead_severity(0.4, 0.1, 0.25), dead_severity(0.8, None, 0.9)
         ('problem', 'problem')
+        >>> dead_severity(0.5, 0.0, 0.45), dead_severity(0.5, 0.0, 0.85)  # early vs late
+        ('note', 'problem')
     """
     if fraction >= LARGE:
         return "problem"
     if progress is None:
         return "note"
     rising = before is not None and fraction - before >= FAST_RISE
-    return "problem" if progress < STALLED or (rising and progress < SLOW) else "note"
+    late_or_slow = progress < SLOW or progress >= LATE
+    return "problem" if progress < STALLED or (rising and late_or_slow) else "note"
 
 
 def dead_text(
