@@ -14,7 +14,7 @@ from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
-from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.core.findings import Finding, findings_of, problems, report
 from lightning_cnnviz.core.inputs import (
     as_pictures,
     input_bounds,
@@ -312,6 +312,8 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         areas: tuple[float | None, float | None] = (None, None),
     ) -> None:
         step, epoch = trainer.global_step, trainer.current_epoch
+        if any(f.kind == "divergence" for f in problems(findings_of(trainer))):
+            return  # where the CAM falls after a divergence is its consequence, not a shortcut
         for kind, message, figures in on_object_findings(self._on_object, value, val, areas):
             rank_zero_warn(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
             if self._sink is not None:

@@ -53,3 +53,23 @@ def test_shortcut_runs_cue_on_both_splits_found_control_silent(tmp_path):
         )
     control = fit(tmp_path / "control", marker=False)
     assert [f.kind for f in findings_of(control) if f.source == "gradcam"] == []
+
+
+def test_shortcut_not_reported_after_a_divergence():
+    from lightning_cnnviz import GradCAMMonitor
+    from lightning_cnnviz.core.findings import Finding, findings_of, report
+
+    class Run:
+        global_step, current_epoch = 50, 1
+
+    monitor, run = GradCAMMonitor(), Run()
+    report(run, Finding("activations", "divergence", 5, 0, "loss spiked"))
+    monitor._check_on_object(run, 0.05, 0.3)  # far off the object on training images
+    monitor._check_on_object(run, 0.05, 0.3)
+    assert [f.kind for f in findings_of(run)] == ["divergence"]
+    fresh = Run()
+    monitor2 = GradCAMMonitor()
+    monitor2._check_on_object(fresh, 0.3, 0.3)
+    monitor2._check_on_object(fresh, 0.05, 0.3)
+    monitor2._check_on_object(fresh, 0.05, 0.3)
+    assert "cam_shortcut" in [f.kind for f in findings_of(fresh)]  # the same values do report
