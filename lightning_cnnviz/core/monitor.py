@@ -16,40 +16,31 @@ import inspect
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
-from torch import Tensor, nn
+from torch import nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.capture import (
     count_call_sites,
-    first_tensor,
     module_name,
     probe_mode,
     site_name,
 )
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.findings import checks_of, findings_of, record_check, summary_text
-from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.logs import announce_logs
+from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.namespaces import Callback
 from lightning_cnnviz.core.outputs import (
     NotApplicable,
-    guess_label_key,
-    guess_output_key,
-    key_name,
 )
 from lightning_cnnviz.core.probe import (
-    LABEL_KEYS,
     Probe,
-    draw_probe,
-    find_dataset,
-    generator_for,
-    probe_from_indices,
 )
 from lightning_cnnviz.core.schedule import Schedule
 from lightning_cnnviz.core.selection import (
@@ -63,10 +54,8 @@ from lightning_cnnviz.core.sinks import Sink
 
 __all__ = ["Monitor", "NotApplicable", "with_probe"]
 
-_UNSET: Any = object()
 
-
-class Monitor(Callback):
+class Monitor(ProbeReader, Callback):
     """Base class of every lightning-cnnviz monitor.
 
     Args:
@@ -134,8 +123,8 @@ class Monitor(Callback):
         self.strict = strict
         self.seed = seed
         self.output_key, self.label_key = output_key, label_key
-        self._logits_key: Any = _UNSET  # output_key, or the guess (per fit)
-        self._label_key: Any = _UNSET
+        self._logits_key: Any = UNSET  # output_key, or the guess (per fit)
+        self._label_key: Any = UNSET
         self._trainer_ref: Any = None  # the fit's trainer, for step-aside notes in the summary
         self.dense_output = False  # set with the logits key
         self.disabled = False
@@ -294,100 +283,6 @@ class Monitor(Callback):
             "Pass `strict=True` to raise instead."
         )
 
-    # ----------------------------------------------------------------- model outputs, labels
-    def num_classes(self, trainer: Trainer) -> int | None:
-        """The number of classes the probe's labels show (``None`` without labels)."""
-        labels = self.probe(trainer).labels
-        return None if labels is None or not len(labels) else int(labels.max()) + 1
-
-    def logits_key(self, trainer: Trainer, pl_module: nn.Module) -> Any:
-        """Where the logits are in the model's output: ``output_key``, or a guess said once.
-
-        One probe pass on one probe sample, once per fit; it also sets ``dense_output``
-        (per-position logits, as a segmentation net's (N, classes, H, W)).
-        """
-        if self._logits_key is _UNSET:
-            model = unwrap_model(pl_module)
-            x = self.probe_input(trainer, pl_module)[:1]
-            with probe_mode(model):
-                output = model(x)
-            key = self.output_key
-            if key is None:
-                key, why = guess_output_key(output, self.num_classes(trainer))
-                if why:
-                    self.say_once_per_run(
-                        f"output_key={key!r}",
-                        f"the model returns a {type(output).__name__}; the monitors read "
-                        f"{key_name(key)} as the logits ({why}). Pass `output_key` to choose.",
-                    )
-            self._logits_key = key
-            self.dense_output = first_tensor(output, key).dim() > 2
-        return self._logits_key
-
-    def logits_of(self, output: Any, image_level: bool = True) -> Tensor:
-        """The logits in ``output`` (after ``logits_key``).
-
-        Raises:
-            NotApplicable: ``image_level`` and the logits are not (N, classes), e.g. a
-                segmentation net's (N, classes, H, W): the monitor steps aside, saying why.
-        """
-        key = None if self._logits_key is _UNSET else self._logits_key
-        logits = first_tensor(output, key)
-        if image_level and logits.dim() != 2:
-            raise NotApplicable(
-                "it needs one score per class per sample ((N, classes) logits), and the "
-                f"model's output{'' if key is None else f' [{key!r}]'} has shape "
-                f"{tuple(logits.shape)}"
-                + (
-                    " (per-position scores, as a segmentation net gives)"
-                    if logits.dim() > 2
-                    else "; pick the logits with `output_key`"
-                )
-            )
-        return logits
-
-    def probe_label_key(self, dataset: Any) -> Any:
-        """Where the label is in the dataset's items: ``label_key``, or a guess said once."""
-        if self._label_key is _UNSET:
-            key = self.label_key
-            item = dataset[0] if key is None and len(dataset) else None
-            if isinstance(item, Mapping) and not any(k in item for k in LABEL_KEYS):
-                key, why = guess_label_key(item)
-                keys = list(item)
-                if key is not None:
-                    self.say_once_per_run(
-                        f"label_key={key!r}",
-                        f"the data items are dicts with keys {keys}; the monitors read "
-                        f"{key_name(key)} as the class label ({why}). Pass `label_key` to choose.",
-                    )
-                else:
-                    self.say_once_per_run(
-                        "label_key=None",
-                        f"no class label found in the data items (dicts with keys {keys}); "
-                        "what needs labels is skipped. Pass `label_key` to name it.",
-                    )
-            self._label_key = key
-        return self._label_key
-
-    def probe(self, trainer: Trainer, split: str = "val") -> Probe:
-        """The fixed probe of ``split``, drawn on first use with the monitor's own generator."""
-        if split not in self._probes:
-            dataset = find_dataset(trainer, split)
-            label_key = self.probe_label_key(dataset)
-            indices = self._probe_indices.get(split)
-            if indices:
-                probe = probe_from_indices(dataset, indices, label_key)
-            else:
-                generator = generator_for(self.seed, f"probe/{split}")
-                probe = draw_probe(dataset, self.num_samples, generator, label_key=label_key)
-            self._probes[split] = probe
-            self._probe_indices[split] = probe.indices
-        return self._probes[split]
-
-    def probe_input(self, trainer: Trainer, pl_module: nn.Module, split: str = "val") -> Tensor:
-        """The probe images on the model's device, in its parameter dtype."""
-        return to_model(self.probe(trainer, split).images, unwrap_model(pl_module))
-
     def sites(self) -> list[str]:
         """Selected layers by call site (``relu#0``, ``relu#1`` for a module called twice)."""
         names: list[str] = []
@@ -425,7 +320,7 @@ class Monitor(Callback):
         self._probes = {}
         self._layers_logged = False
         self._warned.clear()  # each fit says once what it could not do
-        self._logits_key = self._label_key = _UNSET
+        self._logits_key = self._label_key = UNSET
         self._trainer_ref = trainer
         self.reset()
         self.last_logged_step = -1  # a checkpoint restored after setup() overrides this

@@ -1,0 +1,143 @@
+"""What a monitor reads from the run: its probe images and labels, and the model's logits.
+
+``ProbeReader`` is a part of ``Monitor`` (a mixin): the fixed probe of each split, drawn
+once with the monitor's own generator; where the class label sits in the data's items
+(``label_key``) and where the logits sit in the model's output (``output_key``), each
+guessed and said once per run when not given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from lightning_cnnviz.core.capture import first_tensor, probe_mode
+from lightning_cnnviz.core.inputs import to_model
+from lightning_cnnviz.core.outputs import NotApplicable, guess_label_key, guess_output_key, key_name
+from lightning_cnnviz.core.probe import (
+    LABEL_KEYS,
+    Probe,
+    draw_probe,
+    find_dataset,
+    generator_for,
+    probe_from_indices,
+)
+from lightning_cnnviz.core.selection import unwrap_model
+
+__all__ = ["UNSET", "ProbeReader"]
+
+UNSET: Any = object()  # a key not known yet in this fit
+
+
+class ProbeReader:
+    """Probe sets, labels and logits of one monitor (see the module docstring).
+
+    Uses the monitor's ``seed``, ``num_samples``, ``output_key``, ``label_key``, its
+    per-fit ``_probes``, ``_probe_indices``, ``_logits_key``, ``_label_key`` (``UNSET``
+    at each fit's start) and ``say_once_per_run``.
+    """
+
+    seed: int
+    num_samples: int
+    output_key: Any
+    label_key: Any
+    dense_output: bool
+    _probes: dict[str, Probe]
+    _probe_indices: dict[str, list[int]]
+    _logits_key: Any
+    _label_key: Any
+
+    def num_classes(self, trainer: Any) -> int | None:
+        """The number of classes the probe's labels show (``None`` without labels)."""
+        labels = self.probe(trainer).labels
+        return None if labels is None or not len(labels) else int(labels.max()) + 1
+
+    def logits_key(self, trainer: Any, pl_module: nn.Module) -> Any:
+        """Where the logits are in the model's output: ``output_key``, or a guess said once.
+
+        One probe pass on one probe sample, once per fit; it also sets ``dense_output``
+        (per-position logits, as a segmentation net's (N, classes, H, W)).
+        """
+        if self._logits_key is UNSET:
+            model = unwrap_model(pl_module)
+            x = self.probe_input(trainer, pl_module)[:1]
+            with probe_mode(model):
+                output = model(x)
+            key = self.output_key
+            if key is None:
+                key, why = guess_output_key(output, self.num_classes(trainer))
+                if why:
+                    self.say_once_per_run(
+                        f"output_key={key!r}",
+                        f"the model returns a {type(output).__name__}; the monitors read "
+                        f"{key_name(key)} as the logits ({why}). Pass `output_key` to choose.",
+                    )
+            self._logits_key = key
+            self.dense_output = first_tensor(output, key).dim() > 2
+        return self._logits_key
+
+    def logits_of(self, output: Any, image_level: bool = True) -> Tensor:
+        """The logits in ``output`` (after ``logits_key``).
+
+        Raises:
+            NotApplicable: ``image_level`` and the logits are not (N, classes), e.g. a
+                segmentation net's (N, classes, H, W): the monitor steps aside, saying why.
+        """
+        key = None if self._logits_key is UNSET else self._logits_key
+        logits = first_tensor(output, key)
+        if image_level and logits.dim() != 2:
+            raise NotApplicable(
+                "it needs one score per class per sample ((N, classes) logits), and the "
+                f"model's output{'' if key is None else f' [{key!r}]'} has shape "
+                f"{tuple(logits.shape)}"
+                + (
+                    " (per-position scores, as a segmentation net gives)"
+                    if logits.dim() > 2
+                    else "; pick the logits with `output_key`"
+                )
+            )
+        return logits
+
+    def probe_label_key(self, dataset: Any) -> Any:
+        """Where the label is in the dataset's items: ``label_key``, or a guess said once."""
+        if self._label_key is UNSET:
+            key = self.label_key
+            item = dataset[0] if key is None and len(dataset) else None
+            if isinstance(item, Mapping) and not any(k in item for k in LABEL_KEYS):
+                key, why = guess_label_key(item)
+                keys = list(item)
+                if key is not None:
+                    self.say_once_per_run(
+                        f"label_key={key!r}",
+                        f"the data items are dicts with keys {keys}; the monitors read "
+                        f"{key_name(key)} as the class label ({why}). Pass `label_key` to choose.",
+                    )
+                else:
+                    self.say_once_per_run(
+                        "label_key=None",
+                        f"no class label found in the data items (dicts with keys {keys}); "
+                        "what needs labels is skipped. Pass `label_key` to name it.",
+                    )
+            self._label_key = key
+        return self._label_key
+
+    def probe(self, trainer: Any, split: str = "val") -> Probe:
+        """The fixed probe of ``split``, drawn on first use with the monitor's own generator."""
+        if split not in self._probes:
+            dataset = find_dataset(trainer, split)
+            label_key = self.probe_label_key(dataset)
+            indices = self._probe_indices.get(split)
+            if indices:
+                probe = probe_from_indices(dataset, indices, label_key)
+            else:
+                generator = generator_for(self.seed, f"probe/{split}")
+                probe = draw_probe(dataset, self.num_samples, generator, label_key=label_key)
+            self._probes[split] = probe
+            self._probe_indices[split] = probe.indices
+        return self._probes[split]
+
+    def probe_input(self, trainer: Any, pl_module: nn.Module, split: str = "val") -> Tensor:
+        """The probe images on the model's device, in its parameter dtype."""
+        return to_model(self.probe(trainer, split).images, unwrap_model(pl_module))
