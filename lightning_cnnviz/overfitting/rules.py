@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,16 +230,24 @@ def stuck(e: Evaluation) -> bool | None:
     return e.probe_acc_val <= band
 
 
+def _trailing(
+    history: Sequence[Evaluation], test: Callable[[Evaluation], bool | None]
+) -> tuple[list[Evaluation], int]:
+    """The evaluations ``test`` could judge, and how many of the last ones it holds for."""
+    evs = [e for e in history if test(e) is not None]
+    streak = 0
+    while streak < len(evs) and test(evs[-1 - streak]):
+        streak += 1
+    return evs, streak
+
+
 def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """The val probe at chance accuracy (or non-finite) for the last ``patience`` evaluations.
 
     From the start of the run, or after a collapse (an earlier evaluation above chance).
     The probe's own cross-entropy is compared with its chance level ``ln K``.
     """
-    evs = [e for e in history if stuck(e) is not None]
-    streak = 0
-    while streak < len(evs) and stuck(evs[-1 - streak]):
-        streak += 1
+    evs, streak = _trailing(history, stuck)
     if streak < patience:
         return None
     since, now = evs[-streak], evs[-1]
@@ -279,10 +287,7 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     ``max(5 points, 3 standard errors)`` below for ``patience`` evaluations (the losses
     are reported as evidence).
     """
-    evs = [e for e in history if parted(e) is not None]
-    streak = 0
-    while streak < len(evs) and parted(evs[-1 - streak]):
-        streak += 1
+    evs, streak = _trailing(history, parted)
     if streak < patience:
         return None
     now = evs[-1]
