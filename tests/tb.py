@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -10,9 +11,15 @@ _ALL = {"images": 0, "scalars": 0, "tensors": 0, "histograms": 0}
 
 
 def events(logdir: str | Path) -> EventAccumulator:
-    """All records under ``logdir`` (the folder holding the events file, found recursively)."""
+    """All records of the run under ``logdir`` (its events file found recursively).
+
+    The run is the shallowest folder with an events file: the monitors' ``train`` and
+    ``val`` runs below it are read with ``events(<run>/train)``.
+    """
     files = sorted(Path(logdir).rglob("events.out.tfevents.*"))
     assert files, f"no event file under {logdir}"
+    top = min(len(f.parts) for f in files)
+    files = [f for f in files if len(f.parts) == top]
     acc = EventAccumulator(str(files[-1].parent), size_guidance=_ALL)
     acc.Reload()
     return acc
@@ -38,3 +45,12 @@ def layer_lists(acc: EventAccumulator) -> list[str]:
 
 def image_tags(acc: EventAccumulator) -> list[str]:
     return acc.Tags()["images"]
+
+
+def projector_tags(root: str | Path) -> set[str]:
+    """The tags of the Projector's tensors under ``root`` (names are ``<tag> (step N)``)."""
+    return {
+        re.sub(r" \((latest, )?step \d+\)$", "", name)
+        for config in Path(root).rglob("projector_config.pbtxt")
+        for name in re.findall(r'tensor_name: "([^"]+)"', config.read_text())
+    }

@@ -75,7 +75,8 @@ def server(run_dir, written):
 
 
 def test_tensorboard_ui_serves_every_tag_written(server, written):
-    assert server.get_json("/data/runs") == [RUN]
+    # the run, and the train/val twins the overfitting monitor writes as runs of their own
+    assert server.get_json("/data/runs") == [RUN, f"{RUN}/train", f"{RUN}/val"]
     scalars = set(server.get_json("/data/plugin/scalars/tags")[RUN])
     images = set(server.get_json("/data/plugin/images/tags")[RUN])
     text = {t.removesuffix("/text_summary") for t in server.get_json("/data/plugin/text/tags")[RUN]}
@@ -150,18 +151,30 @@ def test_tensorboard_ui_custom_scalars_layout_of_overfitting_monitor(server, wri
     assert category["title"].startswith("overfitting/")
     charts = {c["title"]: c["multiline"]["tag"] for c in category["chart"]}
     assert len(charts) >= 3, charts
+    tags = server.get_json("/data/plugin/scalars/tags")
     for title, patterns in charts.items():
         for pattern in patterns:  # every line of every chart has data behind it
-            assert any(re.search(pattern, t) for t in written["scalars"]), (title, pattern)
+            assert any(re.search(pattern, t) for t in written["scalars"] | set(tags[RUN])) or all(
+                any(re.search(pattern, t) for t in tags[f"{RUN}/{split}"])
+                for split in ("train", "val")
+            ), (title, pattern)
+    # train and val of one chart are two runs, so TensorBoard draws them in two colours
+    for split in ("train", "val"):
+        assert {"overfitting/loss", "overfitting/accuracy"} <= set(tags[f"{RUN}/{split}"])
 
 
 def test_tensorboard_ui_projector_serves_the_embeddings(server, written):
     assert server.get_json("/data/plugin/projector/runs") == [RUN]
     config = server.get_json("/data/plugin/projector/info", run=RUN)
     embeddings = config["embeddings"]
-    names = {e["tensorName"].rsplit(":", 1)[0] for e in embeddings}
+    names = {re.sub(r" \((latest, )?step \d+\)$", "", e["tensorName"]) for e in embeddings}
     assert names == written["projector"]
-    last = embeddings[-1]
+    # the Projector opens on the first name in sorted order: the newest step's tensor
+    assert len(embeddings) > len(names)  # several steps of a tag
+    first = min(e["tensorName"] for e in embeddings)
+    newest = max(embeddings, key=lambda e: int(e["tensorPath"].split("/")[0]))
+    assert first == newest["tensorName"] and "latest" in first, first
+    last = newest
     rows, dims = last["tensorShape"]
     assert rows >= 4 and dims >= 2
     tensor = server.get_bytes("/data/plugin/projector/tensor", run=RUN, name=last["tensorName"])

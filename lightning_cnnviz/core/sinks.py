@@ -11,6 +11,9 @@ for ``lightning.pytorch`` and ``pytorch_lightning`` trainers alike:
   TensorBoard's from the sink's thread, MLflow's with names it accepts
   (``destinations.mlflow_name``); ``logger=False`` keeps none, said once;
 * histograms and projector embeddings are TensorBoard-only (said once elsewhere);
+* ``split_scalars`` writes a train or val twin into a TensorBoard run of its own
+  (``<log dir>/train``, ``<log dir>/val``): TensorBoard colours lines by run, so
+  only twins in two runs get two colours in one chart;
 * ``fast_dev_run`` replaces loggers with a ``DummyLogger``: the sink is then
   inactive and monitors step aside, with one warning;
 * only global rank zero writes;
@@ -44,6 +47,7 @@ from lightning_cnnviz.core.destinations import (
     TensorBoard,
     Wandb,
     add_summary,
+    latest_embedding_first,
     mlflow_name,
     run_folder,
 )
@@ -134,6 +138,7 @@ class Sink:
         # thread-safe, and Lightning logs to the same run from the training thread.
         self._handoff: collections.deque[Callable[[], None]] = collections.deque()
         self.busy_seconds = 0.0  # time the sink's thread spent on jobs
+        self._split_writers: dict[str, Any] = {}  # TensorBoard runs of their own, by split
         if not self.active:
             rank_zero_warn(
                 "lightning-cnnviz monitors step aside: this run uses a DummyLogger "
@@ -233,6 +238,24 @@ class Sink:
             else:  # other loggers may not be thread-safe: here, on the training thread
                 logger.log_metrics(dict(metrics), step)
 
+    def split_scalars(self, split: str, metrics: dict[str, float], step: int) -> None:
+        """Write scalars into the TensorBoard run ``<log dir>/<split>`` (TensorBoard only).
+
+        A train value and its val twin under one tag (``overfitting/loss``) in the runs
+        ``train`` and ``val`` show as two colours in one chart, as Keras's callback
+        writes them. Other loggers get the twins under their own names from ``scalars``.
+        """
+        if not (self.active and self.is_writer) or self.writer is None or not metrics:
+            return
+        writer = self._split_writers.get(split)
+        if writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(Path(self.writer.get_logdir()) / split))
+            self._split_writers[split] = writer
+        values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()]
+        self.later(lambda: add_summary(writer, Summary(value=values), step))
+
     def text(self, tag: str, text: str, step: int) -> None:
         """Write a Markdown text entry."""
         if not (self.active and self.is_writer):
@@ -253,6 +276,8 @@ class Sink:
             self.writer.add_embedding(
                 features.detach().float().cpu(), tag=tag, global_step=step, **kwargs
             )
+            config = Path(self.writer.get_logdir()) / "projector_config.pbtxt"
+            config.write_text(latest_embedding_first(config.read_text()))
 
     # ------------------------------------------------------------ the sink's thread
     def _host_copy(self, tensor: Tensor, dtype: torch.dtype) -> Tensor:
@@ -339,4 +364,7 @@ class Sink:
         self.wait()
         if self.writer is not None:
             self.writer.flush()
+        for writer in self._split_writers.values():  # closed: their threads end with the fit
+            writer.close()
+        self._split_writers.clear()
         self.check()

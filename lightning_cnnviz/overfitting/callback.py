@@ -29,7 +29,7 @@ from lightning_cnnviz.overfitting import rules
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import confused_pairs, confusion_image, pairs_text
 from lightning_cnnviz.overfitting.detector import Change, Detector
-from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image
+from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.metrics import Evaluation, figures, pick_metric
 from lightning_cnnviz.overfitting.text import diagnosis_text, headline, missing_text
 
@@ -290,6 +290,8 @@ class OverfittingMonitor(Monitor, section="overfitting"):
                 images["confusion"] = confusion_image(counts, epoch)
         with self.phase("write"):
             self.sink.scalars({self.tag(k): v for k, v in scalars.items() if v is not None}, step)
+            for split, twins in split_scalars(ev, self.tag).items():
+                self.sink.split_scalars(split, twins, step)
             for name, image in images.items():
                 self.sink.image(self.tag(name), image, step)
             self._write_layout()
@@ -332,8 +334,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     def _write_layout(self) -> None:
         if not self._layout and self.sink.writer is not None:
             self._layout = True
-            keys = self.keys.values()
-            self.sink.writer.add_custom_scalars(custom_scalars_layout(*keys, tag=self.tag))
+            self.sink.writer.add_custom_scalars(custom_scalars_layout(tag=self.tag))
 
     @override
     def extra_state(self) -> dict[str, Any]:

@@ -10,9 +10,9 @@ Example::
     >>> image = per_class_image(torch.tensor([1.0, 0.5, float("nan")]), epoch=3)
     >>> image.dtype, image.shape[0]
     (torch.uint8, 3)
-    >>> layout = custom_scalars_layout("tl", "vl", "ta", "va", tag=lambda t: f"overfitting/{t}")
+    >>> layout = custom_scalars_layout(tag=lambda t: f"overfitting/{t}")
     >>> layout["overfitting/train vs val"]["loss"]
-    ['Multiline', ['^tl(_epoch)?$', '^vl(_epoch)?$']]
+    ['Multiline', ['^overfitting/loss$']]
 """
 
 from __future__ import annotations
@@ -26,23 +26,51 @@ from torch import Tensor
 
 from lightning_cnnviz.core import labels, rendering
 
-__all__ = ["BARS_PER_ROW", "custom_scalars_layout", "per_class_image"]
+__all__ = ["BARS_PER_ROW", "TWINS", "custom_scalars_layout", "per_class_image", "split_scalars"]
 
 
-def custom_scalars_layout(
-    train_loss: str, val_loss: str, train_acc: str, val_acc: str, tag: Callable[[str], str]
-) -> dict[str, dict[str, list[Any]]]:
-    """TensorBoard custom-scalars layout: train vs val overlaid per metric (regex tag sets)."""
+TWINS = {"loss": ("train_loss", "val_loss"), "accuracy": ("train_acc", "val_acc"),
+         "ece": ("ece_train", "ece_val")}  # fmt: skip
+"""Tag name -> the ``Evaluation`` fields of its train and val twins."""
 
-    def pair(a: str, b: str) -> list[Any]:
-        return ["Multiline", [rf"^{re.escape(k)}(_epoch)?$" for k in (a, b)]]
+
+def split_scalars(ev: Any, tag: Callable[[str], str]) -> dict[str, dict[str, float]]:
+    """Each split's values under shared tags, for the TensorBoard runs ``train`` and ``val``.
+
+    Example::
+
+        >>> from types import SimpleNamespace
+        >>> ev = SimpleNamespace(train_loss=0.1, val_loss=0.3, train_acc=None, val_acc=0.9,
+        ...                      ece_train=None, ece_val=None)
+        >>> twins = split_scalars(ev, tag=lambda t: f"overfitting/{t}")
+        >>> twins["train"], twins["val"]
+        ({'overfitting/loss': 0.1}, {'overfitting/loss': 0.3, 'overfitting/accuracy': 0.9})
+    """
+    out: dict[str, dict[str, float]] = {"train": {}, "val": {}}
+    for name, fields in TWINS.items():
+        for split, field in zip(out, fields, strict=True):
+            if (value := getattr(ev, field)) is not None:
+                out[split][tag(name)] = float(value)
+    return out
+
+
+def custom_scalars_layout(tag: Callable[[str], str]) -> dict[str, dict[str, list[Any]]]:
+    """TensorBoard custom-scalars layout: train vs val overlaid per metric.
+
+    Each chart matches one tag written into two runs (``train``, ``val``; see
+    ``split_scalars``): TensorBoard gives each run its own colour.
+    """
+
+    def chart(*names: str) -> list[Any]:
+        return ["Multiline", [rf"^{re.escape(tag(n))}$" for n in names]]
 
     return {
         tag("train vs val"): {
-            "loss": pair(train_loss, val_loss),
-            "accuracy": pair(train_acc, val_acc),
-            "calibration error (ECE)": pair(tag("ece_train"), tag("ece_val")),
-            "generalisation gap": pair(tag("gap_loss"), tag("gap_acc")),
+            "loss": chart("loss"),
+            "accuracy": chart("accuracy"),
+            "calibration error (ECE)": chart("ece"),
+            "generalisation gap (val - train loss)": chart("gap_loss"),
+            "generalisation gap (train - val accuracy)": chart("gap_acc"),
         }
     }
 

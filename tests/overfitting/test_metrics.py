@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from lightning_cnnviz.core.findings import Finding, summary_text
-from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image
+from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.metrics import (
+    Evaluation,
     expected_calibration_error,
     per_class_accuracy,
     pick_metric,
@@ -103,18 +104,25 @@ def test_metrics_pick_metric_prefers_current_values(tmp_path):
 def test_metrics_custom_scalars_layout(tmp_path):
     import re
 
-    layout = custom_scalars_layout(
-        "train/loss", "val/loss", "train/acc", "val/acc", tag=lambda t: f"pre/overfitting/{t}"
-    )
+    layout = custom_scalars_layout(tag=lambda t: f"pre/overfitting/{t}")
     (category,) = layout
     charts = layout[category]
     assert category == "pre/overfitting/train vs val"
-    assert set(charts) == {"loss", "accuracy", "calibration error (ECE)", "generalisation gap"}
-    kind, (train, val) = charts["loss"]
+    assert set(charts) >= {"loss", "accuracy", "calibration error (ECE)"}
+    kind, (pattern,) = charts["loss"]
     assert kind == "Multiline"
-    assert re.search(train, "train/loss_epoch") and re.search(train, "train/loss")
-    assert not re.search(train, "train/loss_step") and re.search(val, "val/loss")
-    assert re.search(charts["calibration error (ECE)"][1][1], "pre/overfitting/ece_val")
+    assert re.search(pattern, "pre/overfitting/loss")
+    assert not re.search(pattern, "pre/overfitting/loss_step")
+    assert re.search(charts["calibration error (ECE)"][1][0], "pre/overfitting/ece")
+
+
+def test_metrics_split_scalars_share_a_tag_per_twin(tmp_path):
+    ev = Evaluation(step=3, epoch=1, train_loss=0.2, val_loss=0.5, val_acc=0.8, ece_train=0.1)
+    twins = split_scalars(ev, tag=lambda t: f"overfitting/{t}")
+    assert twins == {
+        "train": {"overfitting/loss": 0.2, "overfitting/ece": 0.1},
+        "val": {"overfitting/loss": 0.5, "overfitting/accuracy": 0.8},
+    }
 
 
 def test_metrics_per_class_image(tmp_path):

@@ -177,10 +177,15 @@ def test_overfitting_writes_custom_scalars_layout(tmp_path):
     (category,) = layout.category
     assert category.title == "run1/overfitting/train vs val"
     charts = {c.title: list(c.multiline.tag) for c in category.chart}
-    assert charts["loss"] == [r"^train/loss(_epoch)?$", r"^val/loss(_epoch)?$"]
-    assert charts["accuracy"] == [r"^train/acc(_epoch)?$", r"^val/acc(_epoch)?$"]
-    assert charts["calibration error (ECE)"][1] == r"^run1/overfitting/ece_val(_epoch)?$"
+    assert charts["loss"] == [r"^run1/overfitting/loss$"]
+    assert charts["accuracy"] == [r"^run1/overfitting/accuracy$"]
     assert "run1/overfitting/gap_loss" in acc.Tags()["scalars"]
+    # each chart's tag holds the train value in the run `train`, the val value in `val`
+    logged = {k: [e.value for e in acc.Scalars(k)] for k in ("train/loss_epoch", "val/loss")}
+    for split, key in (("train", "train/loss_epoch"), ("val", "val/loss")):
+        twin = events(tmp_path / "tb" / "version_0" / split)
+        values = [e.value for e in twin.Scalars("run1/overfitting/loss")]
+        assert len(values) == 2 and values == pytest.approx(logged[key]), split
 
 
 def test_overfitting_healthy_run_has_no_finding(tmp_path, caplog):
