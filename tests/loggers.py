@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.monitors import TinyCNN
-from tests.tb import events
+from tests.tb import events, projector_tags
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -141,11 +140,7 @@ def written(kind: str, root: Path) -> dict[str, Any]:
             "text": text,
             "scalars": set(tags["scalars"]),
             "histograms": set(tags["histograms"]),
-            "projector": {
-                name.rsplit(":", 1)[0]
-                for config in (root / "tb").rglob("projector_config.pbtxt")
-                for name in re.findall(r'tensor_name: "([^"]+)"', config.read_text())
-            },
+            "projector": projector_tags(root / "tb"),
             "where": root / "tb",
         }
     if kind == "wandb":

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import lightning_cnnviz
 from lightning_cnnviz.core.monitor import Monitor
-from tests.tb import events, layer_lists
+from tests.tb import events, layer_lists, projector_tags
 
 ALL_MONITORS: list[str] = [
     "KernelMonitor",
@@ -186,11 +186,7 @@ def written_tags(logdir: str | Path) -> dict[str, set[str]]:
     acc = events(logdir)
     tags = acc.Tags()
     text = {t.removesuffix("/text_summary") for t in tags["tensors"] if t.endswith("/text_summary")}
-    projector = set()
-    for config in Path(logdir).rglob("projector_config.pbtxt"):
-        projector |= {
-            t.rsplit(":", 1)[0] for t in re.findall(r'tensor_name: "([^"]+)"', config.read_text())
-        }
+    projector = projector_tags(logdir)
     return {
         "images": set(tags["images"]),
         "scalars": set(tags["scalars"]),

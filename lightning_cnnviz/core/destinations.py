@@ -32,6 +32,7 @@ __all__ = [
     "TensorBoard",
     "Wandb",
     "add_summary",
+    "latest_embedding_first",
     "mlflow_name",
     "run_folder",
 ]
@@ -53,6 +54,45 @@ def mlflow_name(name: str) -> str:
 def add_summary(writer: Any, summary: Summary, step: int) -> None:
     """Queue a built summary the way ``SummaryWriter.add_*`` do (on its file writer)."""
     writer._get_file_writer().add_summary(summary, step)
+
+
+_STEP_NAME = re.compile(r"^(?P<tag>.*?)(:\d+| \((latest, )?step \d+\))$")
+
+
+def latest_embedding_first(config: str) -> str:
+    r"""A projector config whose newest embedding of each tag is the one the Projector opens.
+
+    The Projector opens on the first tensor in name order, and ``add_embedding`` names
+    them ``<tag>:<step>``: it would open on the earliest step. Here the newest becomes
+    ``<tag> (latest, step N)`` and the others ``<tag> (step N)`` (steps from each
+    tensor's folder, ``<step>/<tag>/tensors.tsv``).
+
+    Example::
+
+        >>> text = (
+        ...     'embeddings { tensor_name: "emb:00012" tensor_path: "00012/emb/tensors.tsv" }\n'
+        ...     'embeddings { tensor_name: "emb:00375" tensor_path: "00375/emb/tensors.tsv" }'
+        ... )
+        >>> import re
+        >>> re.findall(r'tensor_name: "([^"]+)"', latest_embedding_first(text))
+        ['emb (step 12)', 'emb (latest, step 375)']
+    """
+    from google.protobuf import text_format
+    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+    parsed = text_format.Parse(config, ProjectorConfig())
+    found = []
+    for info in parsed.embeddings:
+        match, folder = _STEP_NAME.match(info.tensor_name), info.tensor_path.split("/")[0]
+        if match and folder.isdigit():
+            found.append((info, match["tag"], int(folder)))
+    newest = {}
+    for _, tag, step in found:
+        newest[tag] = max(step, newest.get(tag, step))
+    for info, tag, step in found:
+        latest = "latest, " if step == newest[tag] else ""
+        info.tensor_name = f"{tag} ({latest}step {step})"
+    return text_format.MessageToString(parsed)
 
 
 def run_folder(base: str | Path) -> Path:

@@ -49,7 +49,7 @@ def test_embeddings_projector_files_and_scalar(tmp_path):
     monitor = EmbeddingMonitor(max_points=200, num_samples=10, every_n_epochs=1)
     run(tmp_path, [monitor], steps=4)
     root, config = _projector(tmp_path)
-    assert 'tensor_name: "embeddings/fc2:00004"' in config
+    assert 'tensor_name: "embeddings/fc2 (latest, step 4)"' in config
     step_dir = next(root.glob("00004/*"))
     tensors = np.loadtxt(step_dir / "tensors.tsv", delimiter="\t")
     assert tensors.shape == (200, 128)  # the input of fc2: relu3's 128 features
