@@ -30,6 +30,7 @@ __all__ = [
     "matrix_scale",
     "render_units",
     "shrink_matrix",
+    "unit_columns",
 ]
 
 
@@ -93,6 +94,8 @@ def render_units(
     """Each unit's weights over the ``grid = (C, H, W)`` map it reads, a row of maps per unit.
 
     One diverging scale (0 neutral, ``matrix_scale``) over the units drawn; uint8 ``(3, H', W')``.
+    The unit rows go into side-by-side columns (``unit_columns``) so that the picture is
+    about as wide as tall: one tall column would be several card widths tall in TensorBoard.
     """
     channels, height, width = grid
     units = linear_unit_slices(
@@ -100,7 +103,21 @@ def render_units(
     )
     scale = matrix_scale(units)  # robust: the few largest weights would grey out the rest
     tiles = draw.slices_to_rgb(draw.normalize_slices(units, "layer_symmetric", scale), "coolwarm")
-    return draw.tile_grid(tiles, units.shape[1])
+    per_unit = units.shape[1]
+    rows = math.ceil(len(units) / unit_columns(len(units), per_unit)) * per_unit  # tiles
+    blocks = [draw.tile_grid(tiles[i : i + rows], per_unit) for i in range(0, len(tiles), rows)]
+    return rendering.hstack(blocks, gap=6, pad_value=255)  # a white gap between columns
+
+
+def unit_columns(units: int, maps_per_unit: int) -> int:
+    """Columns of unit rows that make a grid of ``units`` rows of square maps about square.
+
+    Example::
+
+        >>> unit_columns(64, 8), unit_columns(64, 1), unit_columns(4, 8)
+        (3, 8, 1)
+    """
+    return max(1, min(units, round(math.sqrt(units / maps_per_unit))))
 
 
 SATURATE = 0.02  # share of the largest |w| drawn at full colour: structure, not one outlier

@@ -185,6 +185,18 @@ def test_kernels_dense_pictures_have_contrast():
     assert float(dense.matrix_scale(w)) < float(w.abs().max()) / 5
 
 
+def test_kernels_dense_units_picture_is_about_square():
+    """64 units x 8 maps in one column would be ~8 card widths tall in TensorBoard."""
+    w = torch.randn(128, 64 * 7 * 7)
+    image = dense.render_units(w, (64, 7, 7), max_units=64, max_in_channels=8)
+    height, width = image.shape[1:]
+    assert 0.6 < height / width < 1.4, (height, width)
+    white = (image == 255).all(0)  # the gaps between columns of units
+    assert white[:, : width // 2].all(0).any() and white[:, width // 2 :].all(0).any()
+    few = dense.render_units(w, (64, 7, 7), max_units=2, max_in_channels=8)
+    assert few.shape[2] > few.shape[1]  # two units: one column, two rows of 8 maps
+
+
 # ----------------------------------------------------------------------------- KernelMonitor
 
 
