@@ -209,18 +209,29 @@ def layers_text(logdir: str | Path) -> dict[str, list[str]]:
     return out
 
 
+def _written_order(file: Path) -> tuple[int, int]:
+    """``events.out.tfevents.<time>.<host>.<pid>.<n>``: by time, then the process's counter
+    (as numbers: ``.10`` comes after ``.9``)."""
+    parts = file.name.split(".")
+    return int(parts[3]), int(parts[-1]) if parts[-1].isdigit() else 0
+
+
 def raw_steps(logdir: str | Path) -> dict[str, list[int]]:
     """Every record's step per tag, read raw from all event files in write order.
 
     Unlike ``EventAccumulator`` nothing is purged or deduplicated, so a step written
-    twice (e.g. by a resumed run) shows up twice.
+    twice (e.g. by a resumed run) shows up twice. Tags of the runs below the run's
+    folder (the ``train`` / ``val`` twins) are named ``<tag> (<folder>)``.
     """
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     steps: dict[str, list[int]] = {}
-    files = sorted(Path(logdir).rglob("events.out.tfevents.*"), key=lambda p: p.name)
+    files = sorted(Path(logdir).rglob("events.out.tfevents.*"), key=_written_order)
+    top = min((len(f.parts) for f in files), default=0)
     for file in files:
+        below = f" ({file.parent.name})" if len(file.parts) > top else ""
         for event in EventFileLoader(str(file)).Load():
             for value in event.summary.value:
-                steps.setdefault(value.tag.removesuffix("/text_summary"), []).append(event.step)
+                tag = value.tag.removesuffix("/text_summary") + below
+                steps.setdefault(tag, []).append(event.step)
     return steps

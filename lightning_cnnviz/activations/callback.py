@@ -236,8 +236,8 @@ class ActivationMonitor(Monitor, section="activations"):
 
     @override
     def extra_state(self) -> dict[str, Any]:
-        return self.history.state_dict()
+        return self.diagnosis.state_dict()
 
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.history.load_state_dict(state)
+        self.diagnosis.load_state_dict(state)

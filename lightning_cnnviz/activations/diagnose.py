@@ -72,6 +72,40 @@ class TrainingDiagnosis:
         self.nonfinite_told = False
         self.reported: dict[str, str] = {}  # kind -> severity already reported
 
+    KEPT_LOSSES = 4096  # losses a checkpoint keeps: the run's start and its latest steps
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to go on judging: losses, baselines, what was reported.
+
+        A long run's losses are thinned to its first steps (the start a spike is
+        measured from) and its latest ones (the trend).
+        """
+        series = self.loss.read()
+        head = self.KEPT_LOSSES // 16
+        if len(series) > self.KEPT_LOSSES:
+            series = series[:head] + series[-(self.KEPT_LOSSES - head) :]
+        return {
+            "history": self.history.state_dict(),
+            "losses": list(series),
+            "first_rms": self.first_rms,
+            "diverged": self.diverged,
+            "nonfinite_told": self.nonfinite_told,
+            "reported": dict(self.reported),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (or an older checkpoint's dead-unit history)."""
+        if "history" not in state:
+            self.history.load_state_dict(state)
+            return
+        self.history.load_state_dict(state["history"])
+        self.loss = LossTrace()
+        self.loss.series = [(int(s), float(v)) for s, v in state.get("losses", [])]
+        self.first_rms = state.get("first_rms")
+        self.diverged = state.get("diverged")
+        self.nonfinite_told = bool(state.get("nonfinite_told", False))
+        self.reported = dict(state.get("reported", {}))
+
     def _new(self, kind: str, severity: str) -> bool:
         before = self.reported.get(kind)
         if before == "problem" or before == severity:

@@ -17,6 +17,7 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
@@ -32,7 +33,13 @@ from lightning_cnnviz.core.capture import (
     site_name,
 )
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
-from lightning_cnnviz.core.findings import checks_of, findings_of, record_check, summary_text
+from lightning_cnnviz.core.findings import (
+    Finding,
+    checks_of,
+    findings_of,
+    record_check,
+    summary_text,
+)
 from lightning_cnnviz.core.logs import announce_logs
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.namespaces import Callback
@@ -463,6 +470,7 @@ class Monitor(ProbeReader, Callback):
             "probe_indices": {k: list(v) for k, v in self._probe_indices.items()},
             "schedule": self.schedule.state_dict(),
             "extra": self.extra_state(),
+            "findings": [asdict(f) for f in self._own_findings()],
         }
 
     @override
@@ -472,7 +480,18 @@ class Monitor(ProbeReader, Callback):
         self._probe_indices = {k: list(v) for k, v in state_dict.get("probe_indices", {}).items()}
         self._probes = {}
         self.schedule.load_state_dict(state_dict.get("schedule", {}))
+        if self._trainer_ref is not None:  # restored after setup: the run's record goes on
+            found = findings_of(self._trainer_ref)
+            for record in state_dict.get("findings", []):
+                if (finding := Finding(**record)) not in found:
+                    found.append(finding)
         self.load_extra_state(state_dict.get("extra", {}))
+
+    def _own_findings(self) -> list[Finding]:
+        """This monitor's findings in the run's record (its section's)."""
+        if self._trainer_ref is None:
+            return []
+        return [f for f in findings_of(self._trainer_ref) if f.source == self.section]
 
 
 def _say_fit_only(trainer: Trainer, stage: str) -> None:

@@ -343,3 +343,4 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.detector.load_state_dict(state)
+        self._findings = {f.kind: f for f in self._own_findings()}  # updated, not duplicated

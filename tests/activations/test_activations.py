@@ -286,10 +286,13 @@ def test_activations_histograms_opt_in(tmp_path):
     assert hist.histogram_value.num == 16 * 8 * 8 * 8 // 2  # 16 probe images, every 2nd value
 
 
-def test_activations_strip_resumes_from_checkpoint(tmp_path):
+def test_activations_diagnosis_resumes_from_checkpoint(tmp_path):
+    """Strips, losses and findings go on: what was found before the stop is not found anew."""
     first = ActivationMonitor(layers="relu1", every_n_steps=4, window=2)
-    fit(tmp_path, first, max_steps=8, enable_checkpointing=True)
+    trainer_a, _, _ = fit(tmp_path, first, max_steps=8, enable_checkpointing=True)
     assert first.history.strips["relu1"].shape == (8, 2)
+    before = {f.kind: f for f in findings_of(trainer_a)}
+    assert {"dead_units", "vanishing_gradients"} <= set(before)
     (ckpt,) = (tmp_path / "tb").rglob("*.ckpt")
     second = ActivationMonitor(layers="relu1", every_n_steps=4, window=2)
     trainer = L.Trainer(
@@ -299,6 +302,10 @@ def test_activations_strip_resumes_from_checkpoint(tmp_path):
     trainer.fit(Planted(), loaders()[0], ckpt_path=ckpt)
     assert second.history.strips["relu1"].shape == (8, 4)
     assert second.history.previous["relu1"] == pytest.approx(0.25)
+    after = [(f.kind, f.step) for f in findings_of(trainer)]
+    assert sorted(after) == sorted((k, f.step) for k, f in before.items())  # restored, once
+    steps = [s for s, _ in second.diagnosis.loss.series]
+    assert steps == list(range(1, 17)) and second.diagnosis.reported == first.diagnosis.reported
 
 
 @pytest.mark.parametrize(
