@@ -16,6 +16,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
 from lightning_cnnviz.core.findings import Finding, findings_of, record_check, replace, report
+from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.probe import (
     Probe,
@@ -27,7 +28,12 @@ from lightning_cnnviz.core.probe import (
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.overfitting import rules
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
-from lightning_cnnviz.overfitting.confusion import confused_pairs, confusion_image, pairs_text
+from lightning_cnnviz.overfitting.confusion import (
+    confused_pairs,
+    confusion_image,
+    pairs_image,
+    pairs_text,
+)
 from lightning_cnnviz.overfitting.detector import Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.metrics import Evaluation, figures, pick_metric
@@ -276,6 +282,16 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size, **host)
         return ev, per_class, counts, pairs
 
+    def _pairs_image(self, trainer: Trainer, pairs: list[Any], epoch: int) -> Tensor | None:
+        """The most confused pairs with their example val probe images (2-D images only)."""
+        probe = self.probe(trainer, "val")
+        if probe.images.dim() != 4:
+            return None
+        where = {index: i for i, index in enumerate(probe.indices)}
+        norm = norm_stats(trainer)
+        examples = [to_image01(probe.images[[where[i] for i in p.examples]], norm) for p in pairs]
+        return pairs_image(pairs, examples, epoch)
+
     @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         ev, per_class, counts, pairs = self._measure(trainer, pl_module)
@@ -288,12 +304,15 @@ class OverfittingMonitor(Monitor, section="overfitting"):
                 images["per_class"] = per_class_image(torch.tensor(per_class), epoch)
             if counts is not None and len(counts) <= 40:
                 images["confusion"] = confusion_image(counts, epoch)
+            if pairs:
+                images["confused_pairs"] = self._pairs_image(trainer, pairs, epoch)
         with self.phase("write"):
             self.sink.scalars({self.tag(k): v for k, v in scalars.items() if v is not None}, step)
             for split, twins in split_scalars(ev, self.tag).items():
                 self.sink.split_scalars(split, twins, step)
             for name, image in images.items():
-                self.sink.image(self.tag(name), image, step)
+                if image is not None:
+                    self.sink.image(self.tag(name), image, step)
             self._write_layout()
         changes = self.detector.update(ev)
         for change in changes:

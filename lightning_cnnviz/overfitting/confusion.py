@@ -4,7 +4,7 @@ Nothing here knows about Lightning. ``confused_pairs`` reads the val probe's
 confusion counts (row = true class, column = predicted, from
 ``metrics.confusion_counts``) and names the pairs with the most mistakes, with
 example probe images (their dataset indices); ``confusion_image`` draws the matrix
-with ``core.rendering``.
+and ``pairs_image`` each pair's example images with ``core.rendering``.
 
 Example::
 
@@ -31,7 +31,7 @@ from torch import Tensor
 from lightning_cnnviz.core import labels as text_labels
 from lightning_cnnviz.core import rendering
 
-__all__ = ["Pair", "confused_pairs", "confusion_image", "pairs_text"]
+__all__ = ["Pair", "confused_pairs", "confusion_image", "pairs_image", "pairs_text"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,33 @@ def confusion_image(counts: Sequence[Sequence[float]], epoch: int, cell: int = 1
     image = rendering.upscale(heat, cell)
     title = f"val probe confusion (rows: true, columns: predicted), epoch {epoch}"
     return text_labels.caption(image, title)
+
+
+THUMB_PX = 48  # an example image's side: a digit or a small photo stays recognisable
+
+
+def pairs_image(pairs: Sequence[Pair], examples: Sequence[Tensor], epoch: int) -> Tensor:
+    """uint8 ``(3, H, W)``: a row per pair, its label and its example images.
+
+    ``examples[i]`` holds pair ``i``'s images as float ``[0, 1]`` ``(n, C, h, w)``
+    (``C`` 1 or 3), in the order of ``pairs[i].examples``. Drawn at twice the glyph
+    size so that the labels stay legible in a TensorBoard card.
+
+    Example::
+
+        >>> pair = Pair(true=7, predicted=1, count=2, share=0.2, examples=[11, 12])
+        >>> pairs_image([pair], [torch.rand(2, 1, 28, 28)], epoch=3).shape[0]
+        3
+    """
+    rows = []
+    for pair, images in zip(pairs, examples, strict=True):
+        images = images.float().clamp(0, 1)
+        if images.shape[1] not in (1, 3):
+            images = images.mean(1, keepdim=True)
+        thumbs = rendering.upscale_to(rendering.thumbnails(images, THUMB_PX), THUMB_PX)
+        tiles = [rendering.to_uint8(rendering.to_rgb(t)) for t in thumbs]
+        strip = rendering.hstack(tiles, gap=2) if tiles else torch.zeros(3, THUMB_PX, THUMB_PX)
+        label = f"true {pair.true} -> {pair.predicted}: {pair.count} ({pair.share:.0%})"
+        rows.append(text_labels.caption(strip.to(torch.uint8), label))
+    title = f"most confused val probe pairs, examples, epoch {epoch}"
+    return rendering.upscale(text_labels.caption(rendering.vstack(rows, gap=4), title), 2)

@@ -1,3 +1,4 @@
+import io
 import logging
 import math
 import subprocess
@@ -7,18 +8,22 @@ import warnings
 from collections import defaultdict
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
 from tensorboard.plugins.custom_scalar import layout_pb2
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import lightning_cnnviz
 from lightning_cnnviz.core.findings import Finding, findings_of, report
+from lightning_cnnviz.core.inputs import to_image01
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+from lightning_cnnviz.overfitting.confusion import Pair, pairs_image
 from tests.tb import events, texts
 
 # Scripted per-epoch metrics: best val loss at epoch 2 (0.8), rising from epoch 3 while
@@ -132,6 +137,13 @@ def test_overfitting_detects_onset_and_reports_it(tmp_path, caplog):
     assert "overfitting/bn_gap_acc" not in acc.Tags()["scalars"]  # no BatchNorm here
     assert [e.step for e in acc.Images("overfitting/per_class")] == steps
     assert [e.step for e in acc.Images("overfitting/confusion")] == steps
+    # the confused pair (true 1 taken for 0) with its example: val image 1, as written
+    shown = acc.Images("overfitting/confused_pairs")
+    assert [e.step for e in shown] == steps
+    example = to_image01(VAL_SET[1][0][None], None)
+    want = pairs_image([Pair(1, 0, 1, 1 / 3, [1])], [example], epoch=len(TRAIN) - 1)
+    got = np.asarray(Image.open(io.BytesIO(shown[-1].encoded_image_string)).convert("RGB"))
+    assert np.array_equal(got, want.permute(1, 2, 0).numpy())
     (text,) = texts(acc, "overfitting/diagnosis")
     assert acc.Tensors("overfitting/diagnosis/text_summary")[0].step == 14
     assert text.startswith(
