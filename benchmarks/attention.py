@@ -204,8 +204,9 @@ def save_figures(root: str, folder: Path) -> None:
     """The last attention, rollout and Grad-CAM grids written to TensorBoard, as PNGs."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    files = sorted(Path(root).rglob("events.out.tfevents.*"))
-    acc = EventAccumulator(str(files[-1].parent), size_guidance={"images": 0})
+    from lightning_cnnviz.core.logs import event_folder
+
+    acc = EventAccumulator(str(event_folder(root)), size_guidance={"images": 0})
     acc.Reload()
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {"attention/rollout": "attention_rollout.png"}

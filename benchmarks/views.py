@@ -109,8 +109,9 @@ def pictures(log_dir: Path, out: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out.mkdir(parents=True, exist_ok=True)
-    files = sorted(log_dir.rglob("events.out.tfevents.*"))
-    acc = EventAccumulator(str(files[-1].parent), size_guidance={"images": 0})
+    from lightning_cnnviz.core.logs import event_folder
+
+    acc = EventAccumulator(str(event_folder(log_dir)), size_guidance={"images": 0})
     acc.Reload()
     for tag, name in (
         ("activation_maximization/classes", "activation_maximization_classes.png"),

@@ -20,10 +20,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lightning_cnnviz.core.logs import event_folder
+
 
 def _acc(run: str) -> EventAccumulator:
-    files = sorted(Path(run).rglob("events.out.tfevents.*"))
-    acc = EventAccumulator(str(files[-1].parent), size_guidance={"images": 0, "scalars": 0})
+    acc = EventAccumulator(str(event_folder(run)), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     return acc
 

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import lightning_cnnviz
+from lightning_cnnviz.core.logs import event_folder
 from lightning_cnnviz.core.monitor import Monitor
 from tests.tb import events, layer_lists, projector_tags
 
@@ -227,9 +228,9 @@ def raw_steps(logdir: str | Path) -> dict[str, list[int]]:
 
     steps: dict[str, list[int]] = {}
     files = sorted(Path(logdir).rglob("events.out.tfevents.*"), key=_written_order)
-    top = min((len(f.parts) for f in files), default=0)
+    run = event_folder(logdir)
     for file in files:
-        below = f" ({file.parent.name})" if len(file.parts) > top else ""
+        below = "" if file.parent == run else f" ({file.parent.name})"
         for event in EventFileLoader(str(file)).Load():
             for value in event.summary.value:
                 tag = value.tag.removesuffix("/text_summary") + below

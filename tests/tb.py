@@ -7,20 +7,17 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lightning_cnnviz.core.logs import event_folder
+
 _ALL = {"images": 0, "scalars": 0, "tensors": 0, "histograms": 0}
 
 
 def events(logdir: str | Path) -> EventAccumulator:
-    """All records of the run under ``logdir`` (its events file found recursively).
+    """All records of the run under ``logdir`` (``core.logs.event_folder``: its own folder).
 
-    The run is the shallowest folder with an events file: the monitors' ``train`` and
-    ``val`` runs below it are read with ``events(<run>/train)``.
+    The monitors' ``train`` and ``val`` runs below it are read with ``events(<run>/train)``.
     """
-    files = sorted(Path(logdir).rglob("events.out.tfevents.*"))
-    assert files, f"no event file under {logdir}"
-    top = min(len(f.parts) for f in files)
-    files = [f for f in files if len(f.parts) == top]
-    acc = EventAccumulator(str(files[-1].parent), size_guidance=_ALL)
+    acc = EventAccumulator(str(event_folder(logdir)), size_guidance=_ALL)
     acc.Reload()
     return acc
 

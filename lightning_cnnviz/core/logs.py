@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lightning.pytorch import Trainer
 
-__all__ = ["announce_logs", "logs_message", "tensorboard_command"]
+__all__ = ["announce_logs", "event_folder", "logs_message", "tensorboard_command"]
 
 _ANNOUNCED: weakref.WeakSet[Trainer] = weakref.WeakSet()
 
@@ -26,6 +26,29 @@ _ANNOUNCED: weakref.WeakSet[Trainer] = weakref.WeakSet()
 def tensorboard_command(logdir: str | os.PathLike) -> str:
     """The command that opens a run's logs in TensorBoard, with room for many images."""
     return f"tensorboard --logdir {shlex.quote(str(logdir))} --samples_per_plugin images=200"
+
+
+def event_folder(root: str | os.PathLike) -> Path:
+    """The folder of a run's own TensorBoard event files, found under ``root``.
+
+    The shallowest folder holding one (the last in name order if several): the
+    ``train`` / ``val`` runs that OverfittingMonitor writes below it hold its twins.
+
+    Example::
+
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for folder in ("version_0", "version_0/train"):
+        ...     (root / folder).mkdir(parents=True)
+        ...     (root / folder / "events.out.tfevents.1.host").touch()
+        >>> event_folder(root).name
+        'version_0'
+    """
+    files = sorted(Path(root).rglob("events.out.tfevents.*"))
+    if not files:
+        raise FileNotFoundError(f"no TensorBoard event file under {root}")
+    top = min(len(f.parts) for f in files)
+    return [f for f in files if len(f.parts) == top][-1].parent
 
 
 def logs_message(trainer: Trainer) -> str | None:
