@@ -8,7 +8,8 @@ as a user first sees them (no tag filter) and saves:
 
 * ``tensorboard_scalars.png``: the Scalars dashboard;
 * ``tensorboard_images.png``: the Images dashboard;
-* ``tensorboard_text.png``: the Text dashboard (the run's summary and layer selections).
+* ``tensorboard_text.png``: the Text dashboard (the run's summary and layer selections);
+* ``tensorboard_custom_scalars.png``: Custom Scalars, train vs val in two colours.
 
 Each is a PNG under 300 KB (quantised to a 256-colour palette when needed).
 
@@ -118,6 +119,9 @@ def main() -> None:
 
             png = shoot(page, f"{tb.url}/#images", ["activations", "gradcam"], images=True)
             save_small(png, args.out / "tensorboard_images.png", crop=None)
+
+            png = shoot(page, f"{tb.url}/#custom_scalars", ["train vs val", "accuracy"])
+            save_small(png, args.out / "tensorboard_custom_scalars.png", crop=None)
 
             page.call(  # taller: the summary and every monitor's layer selection
                 "Emulation.setDeviceMetricsOverride",
