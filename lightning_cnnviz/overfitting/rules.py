@@ -93,6 +93,65 @@ def noise(values: Sequence[float], window: int = 50) -> float:
 # Measured on simulated runs (docs/diagnosis.md): a trade-off between false alarms on
 # long flat noisy plateaus and the delay on slow rises.
 Z = 3.0
+# The prompt confirmation (``_prompt``): several signals agree, so a smaller multiple of
+# the *local* noise suffices. Measured on the scenario runs and held-out healthy runs.
+Z_PROMPT = 2.0
+Z_AGREE = 1.0  # val accuracy's fall when val loss and train accuracy agree
+STEP = 4  # values before the latest ones the step up is measured from
+MODE = 0
+LOCAL = 8  # values the local noise is read from: the curve's wiggle now, not its early bend
+
+
+def _slope(values: Sequence[float]) -> float:
+    """Least-squares slope of ``values`` against their index."""
+    k = len(values)
+    mean_x, mean_y = (k - 1) / 2, statistics.fmean(values)
+    num = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(values))
+    return num / sum((i - mean_x) ** 2 for i in range(k))
+
+
+def _prompt(
+    values: Sequence[float],
+    patience: int,
+    floor: float,
+    z: float | None = None,
+    step_up: bool = True,
+) -> tuple[int, float, float] | None:
+    """The fast confirmation of a rise past the best (lower is better), one validation after it.
+
+    Every one of the last ``patience`` values (all after the best) exceeds the best by
+    ``floor``; their mean exceeds it by ``margin = max(floor, z * local noise)``, the
+    noise read from the last ``LOCAL`` values only (early in a run the steep start makes
+    the whole-run estimate several times too large); and the curve is not falling back
+    (the latest value within one local noise of the one before, and the slope from the
+    best on positive). A two-validation bump that then falls back passes this check at
+    most once: the detector turns it into a note at the next new low. Returns
+    ``(best index, rise, margin)`` like ``_episode``.
+    """
+    v, n, z = list(values), len(values), Z_PROMPT if z is None else z
+    if n < patience + 1 or patience < 1:
+        return None
+    best = min(range(n), key=v.__getitem__)
+    if best > n - 1 - patience:
+        return None
+    recent, local = v[-patience:], noise(v, LOCAL)
+    margin, rise = max(floor, z * local), statistics.fmean(recent) - v[best]
+    if min(recent) - v[best] <= floor or rise <= margin:
+        return None
+    if len(recent) > 1 and v[-1] < v[-2] - local:  # falling back: wait for the next one
+        return None
+    # a step up from the values just before them, beyond what the local noise moves
+    before = v[max(0, best - 1, n - patience - STEP) : n - patience]
+    if len(before) < 2:
+        return None
+    if not step_up:  # other signals agree: the latest value the worst of the window suffices
+        return (best, rise, margin) if v[-1] >= max(before + recent) else None
+    step = statistics.fmean(recent) - statistics.fmean(before)
+    if step <= z * local * math.sqrt(1 / patience + 1 / len(before)):
+        return None
+    if min(recent) <= max(before):  # not above the values before them: a wiggle
+        return None
+    return (best, rise, margin) if _slope(v[best:]) > 0 else None
 
 
 def _episode(
@@ -148,7 +207,8 @@ def overfitting(
     vals: list[float] = [e.val_loss for e in evs]  # type: ignore[misc]
     # below 0.01 (nats) a rise is meaningless: a model at 100% val accuracy whose val
     # loss wanders between 1e-4 and 3e-4 is no overfitting worth stopping for
-    found = _episode(vals, patience, max(tolerance * abs(min(vals, default=0.0)), 0.01))
+    floor = max(tolerance * abs(min(vals, default=0.0)), 0.01)
+    found = _prompt(vals, patience, floor) or _episode(vals, patience, floor)
     if found is None:
         return None
     raw, _, margin = found
@@ -171,6 +231,28 @@ def overfitting(
     return Verdict("overfitting", evs[raw + 1], now, best, figures)
 
 
+def _memorising(evs: Sequence[Evaluation], patience: int) -> bool:
+    """Whether val loss and train accuracy agree with a fall of val accuracy, now.
+
+    Over the last ``patience`` validations the train accuracy climbed by more than a
+    point and twice its own noise, and the latest val loss is above the lowest of the
+    ones before it: the model fits more of its training labels while it gets more
+    validation images wrong and is less sure of the right ones.
+    """
+    if len(evs) < patience + 2:
+        return False
+    train = [e.train_accuracy for e in evs]
+    val = [e.val_loss for e in evs]
+    if any(t is None for t in train[-patience - 1 :]) or not all(_finite(x) for x in val[-3:]):
+        return False
+    climb = train[-1] - train[-patience - 1]  # type: ignore[operator]
+    known = [t for t in train if t is not None]
+    if climb <= max(0.01, 2 * noise(known, LOCAL)):
+        return False
+    earlier = [x for x in val[:-1] if _finite(x)]
+    return bool(earlier) and val[-1] > min(earlier[-LOCAL:])  # type: ignore[operator]
+
+
 def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """Val accuracy falling from its peak while train accuracy climbs past it.
 
@@ -183,7 +265,10 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     climbing is the sign, its passing val accuracy comes later.
     """
     evs = [e for e in history if _finite(e.val_accuracy)]
-    found = _episode([-e.val_accuracy for e in evs], patience, 0.02)  # type: ignore[operator]
+    accs = [-e.val_accuracy for e in evs]  # type: ignore[operator]
+    found = _prompt(accs, patience, 0.02) or _episode(accs, patience, 0.02)
+    if found is None and _memorising(evs, patience):  # three signals agree: a lower bar
+        found = _prompt(accs, patience, 0.02, Z_AGREE, step_up=False)
     if found is None:
         return None
     raw, _, margin = found
