@@ -79,7 +79,8 @@ def prompt(
 
     With ``sigma`` the noise of the last ``LOCAL`` values only (the steep start of a run
     makes the whole-run estimate several times too large, and a curve's wiggle shrinks
-    as the train loss nears zero):
+    as the train loss nears zero), the smaller of the estimates with and without the
+    last ``patience`` values (the turn at the best is itself a large second difference):
 
     * every one of the last ``patience`` values (all after the best) exceeds the best by
       ``floor``, and their mean by ``margin = max(floor, z * sigma)``;
@@ -101,7 +102,7 @@ def prompt(
     best = min(range(n), key=v.__getitem__)
     if best > n - 1 - patience:
         return None
-    recent, local = v[-patience:], noise(v, LOCAL)
+    recent, local = v[-patience:], min(noise(v, LOCAL), noise(v[:-patience], LOCAL) or math.inf)
     margin, rise = max(floor, z * local), statistics.fmean(recent) - v[best]
     if min(recent) - v[best] <= floor or rise <= margin:
         return None
@@ -111,8 +112,10 @@ def prompt(
     before = v[max(0, best - 1, n - patience - STEP) : n - patience]
     if len(before) < 2:
         return None
-    if not step_up:  # other signals agree: the latest value the worst of the window suffices
-        return (best, rise, margin) if v[-1] >= max(before + recent) else None
+    if not step_up:  # other signals agree: the last ones worse than all since the best
+        return (
+            (best, rise, margin) if statistics.fmean(recent) > max(v[best : n - patience]) else None
+        )
     step = statistics.fmean(recent) - statistics.fmean(before)
     if step <= z * local * math.sqrt(1 / patience + 1 / len(before)):
         return None
