@@ -70,11 +70,12 @@ def overfitting(
 ) -> Verdict | None:
     """Val loss risen above its best beyond its own noise while the train loss still falls.
 
-    The best is the minimum of the val loss smoothed over 3 evaluations;
-    ``margin = max(tolerance * best, 0.01, Z * noise)``; confirmed when the latest val loss and
-    the mean of the last ``patience`` ones (all after the best) exceed ``best + margin``,
+    The floor is ``max(tolerance * best, 0.01)``; the rise is confirmed by
+    ``curves.prompt`` (one validation after the turn: the last ``patience`` values past
+    the floor and twice the local noise, a step up from the values before them) or by
+    ``curves.episode`` (past three whole-run noise deviations, or a significant trend),
     and the train loss (when logged) is below its value at the lowest val loss. The
-    onset is the evaluation after the lowest raw val loss (``best``, what
+    onset is the evaluation after the lowest val loss (``best``, what
     ``ModelCheckpoint`` keeps).
     """
     evs = [e for e in history if _finite(e.val_loss)]
@@ -132,9 +133,10 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
 
     The signature of noisy or memorised labels: unlike plain overfitting (val loss
     rises, val accuracy holds), the model now gets *more* val images wrong.
-    ``margin = max(2 points, Z * noise of val accuracy)``; confirmed like
-    ``overfitting`` (latest and smoothed drop beyond the margin), with the train
-    accuracy more than a point above its value at the peak. With noisy labels the
+    The fall (floor: 2 points) is confirmed like ``overfitting``'s rise; when the val
+    loss and the train accuracy agree (``_memorising``) the prompt check needs only one
+    local noise deviation. The train accuracy must be more than a point above its value
+    at the peak. With noisy labels the
     train accuracy (against those labels) may stay below the val accuracy for long: it
     climbing is the sign, its passing val accuracy comes later.
     """
