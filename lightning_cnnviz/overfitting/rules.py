@@ -20,11 +20,11 @@ Example::
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightning_cnnviz.overfitting.curves import LOCAL, Z_AGREE, episode, noise, prompt
 from lightning_cnnviz.overfitting.metrics import Evaluation
 
 __all__ = [
@@ -65,90 +65,25 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def noise(values: Sequence[float], window: int = 50) -> float:
-    """Robust epoch-to-epoch noise (a standard deviation) of the last ``window`` values.
-
-    Second differences ``a - 2b + c`` cancel a locally straight trend; their median
-    ignores outliers and the few large ones a trend still bending adds (the fast early
-    drop of a loss: early in a run this overestimates the noise, so a rise must be
-    clearer to be reported). For white noise of std ``s``,
-    ``median |d2| = 0.6745 * sqrt(6) * s``. The whole run is used: on simulated runs a
-    short window (10) misjudged the noise often enough to triple the false alarms, and
-    leaving the bending triples out (``a - b > b - c > 0``) made healthy runs fire.
-    Fewer than four values: 0 (unknown: the rules' floors apply).
-
-    Example::
-
-        >>> round(noise([1.0, 0.9, 0.8, 0.7]), 6), round(noise([1.0, 1.1, 1.0, 1.1, 1.0]), 3)
-        (0.0, 0.121)
-    """
-    v = list(values)[-window:]
-    if len(v) < 4:
-        return 0.0
-    d2 = [abs(a - 2 * b + c) for a, b, c in zip(v, v[1:], v[2:], strict=False)]
-    return 1.4826 * statistics.median(d2) / math.sqrt(6)
-
-
-# How far (in noise standard deviations) the smoothed curve must move past its best.
-# Measured on simulated runs (docs/diagnosis.md): a trade-off between false alarms on
-# long flat noisy plateaus and the delay on slow rises.
-Z = 3.0
-
-
-def _episode(
-    values: Sequence[float], patience: int, floor: float
-) -> tuple[int, float, float] | None:
-    """Where a curve (lower is better) had its best, and how far it is above it now.
-
-    The lowest value of a noisy curve is itself lower than the curve by chance, so the
-    bar is the best plus one noise deviation; the latest value and the mean of the last
-    ``patience`` values (the smoothed curve now, all after the best) must both exceed it
-    by ``margin = max(floor, Z * noise)``. A slow rise is confirmed by its trend instead:
-    with five or more values after the best, their least-squares slope more than ``Z``
-    standard errors above zero and the smoothed rise past ``floor``. Returns
-    ``(best index, rise, margin)``.
-    """
-    v, n = list(values), len(values)
-    if n < patience + 1:
-        return None
-    best = min(range(n), key=v.__getitem__)
-    if best > n - 1 - patience:
-        return None
-    sigma = noise(v)
-    margin, bar = max(floor, Z * sigma), v[best] + sigma
-    rise = statistics.fmean(v[-patience:]) - bar
-    if rise > margin and v[-1] - bar > margin:
-        return best, rise, margin
-    # a slow rise hides in the noise of single values but not in their trend: the slope of
-    # the values after the best, Z standard errors above zero, and the rise past the floor
-    after = v[best + 1 :]
-    k = len(after)
-    if k < 5 or sigma <= 0 or rise <= floor:
-        return None
-    mean_x, mean_y = (k - 1) / 2, statistics.fmean(after)
-    slope = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(after))
-    slope /= sum((i - mean_x) ** 2 for i in range(k))
-    standard_error = sigma * math.sqrt(12 / (k * (k * k - 1)))
-    return (best, rise, margin) if slope > Z * standard_error else None
-
-
 def overfitting(
     history: Sequence[Evaluation], tolerance: float = 0.05, patience: int = 2
 ) -> Verdict | None:
     """Val loss risen above its best beyond its own noise while the train loss still falls.
 
-    The best is the minimum of the val loss smoothed over 3 evaluations;
-    ``margin = max(tolerance * best, 0.01, Z * noise)``; confirmed when the latest val loss and
-    the mean of the last ``patience`` ones (all after the best) exceed ``best + margin``,
+    The floor is ``max(tolerance * best, 0.01)``; the rise is confirmed by
+    ``curves.prompt`` (one validation after the turn: the last ``patience`` values past
+    the floor and twice the local noise, a step up from the values before them) or by
+    ``curves.episode`` (past three whole-run noise deviations, or a significant trend),
     and the train loss (when logged) is below its value at the lowest val loss. The
-    onset is the evaluation after the lowest raw val loss (``best``, what
+    onset is the evaluation after the lowest val loss (``best``, what
     ``ModelCheckpoint`` keeps).
     """
     evs = [e for e in history if _finite(e.val_loss)]
     vals: list[float] = [e.val_loss for e in evs]  # type: ignore[misc]
     # below 0.01 (nats) a rise is meaningless: a model at 100% val accuracy whose val
     # loss wanders between 1e-4 and 3e-4 is no overfitting worth stopping for
-    found = _episode(vals, patience, max(tolerance * abs(min(vals, default=0.0)), 0.01))
+    floor = max(tolerance * abs(min(vals, default=0.0)), 0.01)
+    found = prompt(vals, patience, floor) or episode(vals, patience, floor)
     if found is None:
         return None
     raw, _, margin = found
@@ -171,19 +106,45 @@ def overfitting(
     return Verdict("overfitting", evs[raw + 1], now, best, figures)
 
 
+def _memorising(evs: Sequence[Evaluation], patience: int) -> bool:
+    """Whether val loss and train accuracy agree with a fall of val accuracy, now.
+
+    Over the last ``patience`` validations the train accuracy climbed by more than a
+    point and twice its own noise, and the latest val loss is above the lowest of the
+    ones before it: the model fits more of its training labels while it gets more
+    validation images wrong and is less sure of the right ones.
+    """
+    if len(evs) < patience + 2:
+        return False
+    train = [e.train_accuracy for e in evs]
+    val = [e.val_loss for e in evs]
+    if any(t is None for t in train[-patience - 1 :]) or not all(_finite(x) for x in val[-3:]):
+        return False
+    climb = train[-1] - train[-patience - 1]  # type: ignore[operator]
+    known = [t for t in train if t is not None]
+    if climb <= max(0.01, 2 * noise(known, LOCAL)):
+        return False
+    earlier = [x for x in val[:-1] if _finite(x)]
+    return bool(earlier) and val[-1] > min(earlier[-LOCAL:])  # type: ignore[operator]
+
+
 def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """Val accuracy falling from its peak while train accuracy climbs past it.
 
     The signature of noisy or memorised labels: unlike plain overfitting (val loss
     rises, val accuracy holds), the model now gets *more* val images wrong.
-    ``margin = max(2 points, Z * noise of val accuracy)``; confirmed like
-    ``overfitting`` (latest and smoothed drop beyond the margin), with the train
-    accuracy more than a point above its value at the peak. With noisy labels the
+    The fall (floor: 2 points) is confirmed like ``overfitting``'s rise; when the val
+    loss and the train accuracy agree (``_memorising``) the prompt check needs only one
+    local noise deviation. The train accuracy must be more than a point above its value
+    at the peak. With noisy labels the
     train accuracy (against those labels) may stay below the val accuracy for long: it
     climbing is the sign, its passing val accuracy comes later.
     """
     evs = [e for e in history if _finite(e.val_accuracy)]
-    found = _episode([-e.val_accuracy for e in evs], patience, 0.02)  # type: ignore[operator]
+    accs = [-e.val_accuracy for e in evs]  # type: ignore[operator]
+    found = prompt(accs, patience, 0.02) or episode(accs, patience, 0.02)
+    if found is None and _memorising(evs, patience):  # three signals agree: a lower bar
+        found = prompt(accs, patience, 0.02, Z_AGREE, step_up=False)
     if found is None:
         return None
     raw, _, margin = found

@@ -58,11 +58,22 @@ def test_rules_overfitting_reports_within_one_validation_of_a_clear_onset():
         assert verdict.figures["rise"] > 0 and verdict.figures["margin"] > 0
 
 
-@pytest.mark.parametrize("sigma", [0.003, 0.01, 0.03])
-def test_rules_overfitting_quiet_on_healthy_noisy_curves(sigma):
-    # falling then flat with noise, train loss still falling: never overfitting
+def shrinking(n, sigma, seed):
+    """``decay`` whose noise shrinks with the train loss (``sigma`` at epoch 10), as on real
+    runs: the weights move less from epoch to epoch as the train loss nears zero."""
+    rng = random.Random(seed)
+    return [0.3 + 1.5 * math.exp(-i / 2) + rng.gauss(0, sigma * math.sqrt(10 * TRAIN[i]))
+            for i in range(n)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sigma", "curve"), [(0.003, decay), (0.003, shrinking),
+                                              (0.006, shrinking)])  # fmt: skip
+def test_rules_overfitting_quiet_on_healthy_noisy_curves(sigma, curve):
+    # falling then flat with noise (1-2% of the plateau), train loss still falling: never
+    # overfitting. Noisier stationary plateaus are where the prompt check trades false
+    # alarms for speed (docs/diagnosis.md has the measured rates)
     for seed in range(8):
-        vals = decay(30, sigma=sigma, seed=100 + seed)
+        vals = curve(30, sigma=sigma, seed=100 + seed)
         evs = run(val_loss=vals, train_loss=TRAIN[:30])
         assert first(rules.overfitting, evs) is None, (sigma, seed)
 
@@ -88,10 +99,11 @@ REAL = [2.1072, 1.7312, 1.2702, 0.8919, 0.7187, 0.6429, 0.584, 0.4947, 0.5062, 0
 def test_rules_overfitting_slow_rise_confirmed_by_its_trend():
     evs = run(val_loss=REAL, train_loss=TRAIN[:30])
     verdict = first(rules.overfitting, evs)
-    # no single value leaves best + 4 noise deviations (0.49) until epoch 29; the slope of
-    # the values since epoch 15 is 3 standard errors above zero at epoch 26
-    assert (verdict.detected.epoch, verdict.since.epoch, verdict.best.epoch) == (26, 15, 14)
-    assert verdict.figures["noise"] == pytest.approx(0.0156, abs=1e-3)
+    # no single value leaves best + 4 whole-run noise deviations (0.49) until epoch 29; at
+    # epoch 24 the last two (0.4751, 0.4734) are 11% above the best, a step up from the
+    # four before beyond twice the local noise (the slope test alone waited to epoch 26)
+    assert (verdict.detected.epoch, verdict.since.epoch, verdict.best.epoch) == (24, 15, 14)
+    assert verdict.figures["noise"] == pytest.approx(0.0184, abs=1e-3)
 
 
 def test_rules_overfitting_ignores_rises_of_a_loss_near_zero():
@@ -110,9 +122,10 @@ def test_rules_memorisation_told_apart_from_overfitting():
     verdict = first(rules.memorisation, evs)
     assert verdict.kind == "memorisation" and verdict.best.epoch == 4
     # a 5-point fall is within what the steep start makes the rule read as noise (margin
-    # 7.3 points); the 11-point fall one validation later is not
+    # twice the local noise, 4.8 points, on the mean of the last two falls); the 11-point
+    # fall one validation later is not. Val loss falls: no agreement to lower the bar
     assert verdict.since.epoch == 5 and verdict.detected.epoch == 7
-    assert verdict.figures["margin"] == pytest.approx(0.0726, abs=1e-3)
+    assert verdict.figures["margin"] == pytest.approx(0.0484, abs=1e-3)
     assert verdict.figures["drop"] == pytest.approx(0.17)
     assert verdict.figures["train_acc"] == pytest.approx(0.97)
     assert first(rules.overfitting, evs) is None  # val loss never rose

@@ -1,0 +1,158 @@
+"""When a noisy validation curve has turned past its best: the onset checks the rules share.
+
+Nothing here knows about Lightning or evaluations: each check reads one curve (lower is
+better; the rules pass accuracies negated), oldest value first, and says where its best
+was and how far the curve now is past it. ``prompt`` confirms a turn one validation
+after it from the local noise and a step up; ``episode`` waits for the turn to stand out
+of the whole run's noise or to show in its trend. Thresholds and why:
+``docs/diagnosis.md``.
+
+Example::
+
+    >>> vals = [1.0, 0.6, 0.4, 0.32, 0.3, 0.301, 0.299, 0.3, 0.298, 0.33, 0.335]
+    >>> best, rise, margin = prompt(vals, patience=2, floor=0.015)
+    >>> best, round(rise, 4), round(margin, 4)
+    (8, 0.0345, 0.015)
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+__all__ = ["LOCAL", "Z_AGREE", "Z_PROMPT", "Z", "episode", "noise", "prompt"]
+
+
+def noise(values: Sequence[float], window: int = 50) -> float:
+    """Robust epoch-to-epoch noise (a standard deviation) of the last ``window`` values.
+
+    Second differences ``a - 2b + c`` cancel a locally straight trend; their median
+    ignores outliers and the few large ones a trend still bending adds (the fast early
+    drop of a loss: early in a run this overestimates the noise, so a rise must be
+    clearer to be reported). For white noise of std ``s``,
+    ``median |d2| = 0.6745 * sqrt(6) * s``. The whole run is used: on simulated runs a
+    short window (10) misjudged the noise often enough to triple the false alarms, and
+    leaving the bending triples out (``a - b > b - c > 0``) made healthy runs fire.
+    Fewer than four values: 0 (unknown: the rules' floors apply).
+
+    Example::
+
+        >>> round(noise([1.0, 0.9, 0.8, 0.7]), 6), round(noise([1.0, 1.1, 1.0, 1.1, 1.0]), 3)
+        (0.0, 0.121)
+    """
+    v = list(values)[-window:]
+    if len(v) < 4:
+        return 0.0
+    d2 = [abs(a - 2 * b + c) for a, b, c in zip(v, v[1:], v[2:], strict=False)]
+    return 1.4826 * statistics.median(d2) / math.sqrt(6)
+
+
+# How far (in noise standard deviations) the smoothed curve must move past its best.
+# Measured on simulated runs (docs/diagnosis.md): a trade-off between false alarms on
+# long flat noisy plateaus and the delay on slow rises.
+Z = 3.0
+# The prompt confirmation (``prompt``): several signals agree, so a smaller multiple of
+# the *local* noise suffices. Measured on the scenario runs and held-out healthy runs.
+Z_PROMPT = 2.0
+Z_AGREE = 1.0  # val accuracy's fall when val loss and train accuracy agree
+STEP = 4  # values before the latest ones the step up is measured from
+LOCAL = 8  # values the local noise is read from: the curve's wiggle now, not its early bend
+
+
+def _slope(values: Sequence[float]) -> float:
+    """Least-squares slope of ``values`` against their index."""
+    k = len(values)
+    mean_x, mean_y = (k - 1) / 2, statistics.fmean(values)
+    num = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(values))
+    return num / sum((i - mean_x) ** 2 for i in range(k))
+
+
+def prompt(
+    values: Sequence[float],
+    patience: int,
+    floor: float,
+    z: float | None = None,
+    step_up: bool = True,
+) -> tuple[int, float, float] | None:
+    """A turn past the best confirmed one validation after it: several signals agree.
+
+    With ``sigma`` the noise of the last ``LOCAL`` values only (the steep start of a run
+    makes the whole-run estimate several times too large, and a curve's wiggle shrinks
+    as the train loss nears zero), the smaller of the estimates with and without the
+    last ``patience`` values (the turn at the best is itself a large second difference):
+
+    * every one of the last ``patience`` values (all after the best) exceeds the best by
+      ``floor``, and their mean by ``margin = max(floor, z * sigma)``;
+    * the curve is not falling back (the latest value within ``sigma`` of the one before);
+    * a step up: their mean exceeds the mean of the up to ``STEP`` values before them
+      (from the one before the best on) by ``z`` standard errors, and each of them
+      exceeds every one of those values; the slope from the best on is positive.
+
+    ``step_up=False`` (the caller has other signals that agree) replaces the step test
+    by: the latest value is the worst of that window. On stationary white-noise
+    plateaus this check fires more often than ``episode`` (rates in
+    ``docs/diagnosis.md``); a two-validation bump that falls back is turned into a note
+    by the detector at the next new low. Returns ``(best index, rise, margin)`` like
+    ``episode``.
+    """
+    v, n, z = list(values), len(values), Z_PROMPT if z is None else z
+    if n < patience + 1 or patience < 1:
+        return None
+    best = min(range(n), key=v.__getitem__)
+    if best > n - 1 - patience:
+        return None
+    recent, local = v[-patience:], min(noise(v, LOCAL), noise(v[:-patience], LOCAL) or math.inf)
+    margin, rise = max(floor, z * local), statistics.fmean(recent) - v[best]
+    if min(recent) - v[best] <= floor or rise <= margin:
+        return None
+    if len(recent) > 1 and v[-1] < v[-2] - local:  # falling back: wait for the next one
+        return None
+    # a step up from the values just before them, beyond what the local noise moves
+    before = v[max(0, best - 1, n - patience - STEP) : n - patience]
+    if len(before) < 2:
+        return None
+    if not step_up:  # other signals agree: the last ones worse than all since the best
+        return (
+            (best, rise, margin) if statistics.fmean(recent) > max(v[best : n - patience]) else None
+        )
+    step = statistics.fmean(recent) - statistics.fmean(before)
+    if step <= z * local * math.sqrt(1 / patience + 1 / len(before)):
+        return None
+    if min(recent) <= max(before):  # not above the values before them: a wiggle
+        return None
+    return (best, rise, margin) if _slope(v[best:]) > 0 else None
+
+
+def episode(
+    values: Sequence[float], patience: int, floor: float
+) -> tuple[int, float, float] | None:
+    """Where a curve (lower is better) had its best, and how far it is above it now.
+
+    The lowest value of a noisy curve is itself lower than the curve by chance, so the
+    bar is the best plus one noise deviation; the latest value and the mean of the last
+    ``patience`` values (the smoothed curve now, all after the best) must both exceed it
+    by ``margin = max(floor, Z * noise)``. A slow rise is confirmed by its trend instead:
+    with five or more values after the best, their least-squares slope more than ``Z``
+    standard errors above zero and the smoothed rise past ``floor``. Returns
+    ``(best index, rise, margin)``.
+    """
+    v, n = list(values), len(values)
+    if n < patience + 1:
+        return None
+    best = min(range(n), key=v.__getitem__)
+    if best > n - 1 - patience:
+        return None
+    sigma = noise(v)
+    margin, bar = max(floor, Z * sigma), v[best] + sigma
+    rise = statistics.fmean(v[-patience:]) - bar
+    if rise > margin and v[-1] - bar > margin:
+        return best, rise, margin
+    # a slow rise hides in the noise of single values but not in their trend: the slope of
+    # the values after the best, Z standard errors above zero, and the rise past the floor
+    after = v[best + 1 :]
+    k = len(after)
+    if k < 5 or sigma <= 0 or rise <= floor:
+        return None
+    standard_error = sigma * math.sqrt(12 / (k * (k * k - 1)))
+    return (best, rise, margin) if _slope(after) > Z * standard_error else None
