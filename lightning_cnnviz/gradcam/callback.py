@@ -14,7 +14,7 @@ from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
-from lightning_cnnviz.core.findings import Finding, findings_of, problems, report
+from lightning_cnnviz.core.findings import Finding, findings_of, problems, record_check, report
 from lightning_cnnviz.core.inputs import (
     as_pictures,
     input_bounds,
@@ -33,7 +33,7 @@ from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
 from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, means_to_host, on_object
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
 from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS, clip_peaks, input_saliency
-from lightning_cnnviz.gradcam.shortcut import on_object_findings, on_object_text
+from lightning_cnnviz.gradcam.shortcut import MIN_OBJECT_CELLS, on_object_findings, on_object_text
 
 # Causes after which a CAM off the object is their consequence: no shortcut finding then.
 _NOT_A_SHORTCUT = frozenset({"divergence", "bn_mismatch", "not_learning"})
@@ -128,6 +128,7 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
         self._probe_acc: float | None = None  # the train probe's eval-mode accuracy (findings)
+        self._both_ran = False  # the both-splits shortcut rule had a fine enough map (summary)
         self._pool: Probe | None = None  # val samples searched for misclassified ones
         self._layouts: dict[str, Layout | None] | None = None  # token layers (transformers)
         self._masks: dict[str, tuple[Tensor, Tensor]] = {}  # split -> (images, foreground)
@@ -186,7 +187,9 @@ class GradCAMMonitor(Monitor, section="gradcam"):
             for split in ("train", "val")
         ]
         areas = tuple(scalars.get(self.tag(split, "object_share")) for split in ("train", "val"))
-        self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc)
+        cells = self._object_cells(areas)
+        self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
+                              cells=cells)  # fmt: skip
 
     def _draw(self, panels: list[tuple[str, list[Row]]], step: int) -> None:
         """On the sink's thread: one image per split, a captioned grid per row."""
@@ -326,6 +329,27 @@ class GradCAMMonitor(Monitor, section="gradcam"):
                                 method="hirescam", layout=layout)  # fmt: skip
         return {self.tag(split, "on_object_hirescam"): on_object(hires, mask)}
 
+    def _object_cells(self, areas: tuple[float | None, ...]) -> float | None:
+        """How many cells of the deepest layer's map the object covers; records the check.
+
+        The both-splits shortcut rule compares ``on_object`` with the object's area share,
+        which means nothing on a map whose cells are as large as the object: the summary
+        then lists that check among those that did not run, with the map's size.
+        """
+        layout = (self._layouts or {}).get(list(self.selected)[-1]) if self.selected else None
+        if layout is None or None in areas or not areas:
+            return None
+        (h, w), area = layout.hw, min(a for a in areas if a is not None)
+        cells = area * h * w
+        if cells >= MIN_OBJECT_CELLS:
+            self._both_ran = True
+        if self._trainer_ref is not None:
+            why = (f"the CAM's {h}x{w} map is too coarse: the object covers {cells:.1f} of its "
+                   f"cells, fewer than {MIN_OBJECT_CELLS:g}")  # fmt: skip
+            record_check(self._trainer_ref, type(self).__name__, "shortcut on both splits",
+                         self._both_ran, "" if self._both_ran else why)  # fmt: skip
+        return cells
+
     def _foreground(self, split: str, image01: Tensor) -> Tensor | None:
         """The probe objects' mask, found once: the probe images stay the same all run."""
         if self.foreground_threshold is None:
@@ -343,11 +367,12 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         val: float | None = None,
         areas: tuple[float | None, float | None] = (None, None),
         accuracy: float | None = None,
+        cells: float | None = None,
     ) -> None:
         step, epoch = trainer.global_step, trainer.current_epoch
         if any(f.kind in _NOT_A_SHORTCUT for f in problems(findings_of(trainer))):
             return  # where the CAM falls then is a consequence of that cause, not a shortcut
-        found = on_object_findings(self._on_object, value, val, areas, accuracy)
+        found = on_object_findings(self._on_object, value, val, areas, accuracy, cells)
         for kind, message, figures in found:
             rank_zero_warn(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
             if self._sink is not None:

@@ -49,6 +49,7 @@ from typing import Any
 
 __all__ = [
     "AREA_RATIO",
+    "MIN_OBJECT_CELLS",
     "MIN_PROBE_ACC",
     "below_area",
     "fell_off",
@@ -66,6 +67,9 @@ GAP_MARGIN, GAP_RATIO, GAP_PATIENCE = 0.1, 0.75, 2
 AREA_RATIO, AREA_PATIENCE = 1.2, 2
 # No finding while fewer than half the training probe images are classified right (eval mode).
 MIN_PROBE_ACC = 0.5
+# The both-splits rule needs a CAM map on which the object covers at least this many cells:
+# on a coarser one (resnet18's 2x2 map of a 32x32 image) every CAM sits at the area share.
+MIN_OBJECT_CELLS = 4.0
 
 
 def fell_off(state: dict[str, Any], value: float, ratio: float = 0.5, margin: float = 0.2) -> bool:
@@ -144,6 +148,7 @@ def on_object_findings(
     val: float | None = None,
     areas: tuple[float | None, float | None] = (None, None),
     accuracy: float | None = None,
+    cells: float | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """What the train (and val) ``on_object`` of one log tell: ``[(kind, message, figures)]``.
 
@@ -153,7 +158,9 @@ def on_object_findings(
     below ``AREA_RATIO`` x the object's share of the area (``areas``: train and val
     ``object_share``; ``below_area``; ``splits="both"``). ``state`` is updated in place,
     except while ``accuracy`` (the training probe's, in eval mode) is below
-    ``MIN_PROBE_ACC``: then the log is skipped, as if it had not happened.
+    ``MIN_PROBE_ACC``: then the log is skipped, as if it had not happened. The
+    both-splits rule runs only where ``cells`` (how many cells of the CAM's map the
+    object covers; ``None``: unknown) is at least ``MIN_OBJECT_CELLS``.
     """
     if train is None or (accuracy is not None and accuracy < MIN_PROBE_ACC):
         return []
@@ -173,7 +180,8 @@ def on_object_findings(
         )
         figures = {"on_object": train, "val_on_object": val, "splits": "train"}
         found.append(("cam_shortcut", message, figures))
-    if val is not None and None not in areas and below_area(state, (train, val), areas):  # type: ignore[arg-type]
+    fine = cells is None or cells >= MIN_OBJECT_CELLS
+    if val is not None and None not in areas and fine and below_area(state, (train, val), areas):  # type: ignore[arg-type]
         area, val_area = areas
         message = (
             f"Grad-CAM is not on the object, on training and validation images alike: {train:.2f} "

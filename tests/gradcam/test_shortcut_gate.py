@@ -3,10 +3,17 @@ eval-mode predictions explain nothing (wrong on its training probe, BatchNorm mi
 
 import pytest
 import torch
+from torch import nn
 
-from lightning_cnnviz.core.findings import Finding, findings_of, report
+from lightning_cnnviz.core.findings import Finding, checks_of, findings_of, report
+from lightning_cnnviz.core.tokens import Layout
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
-from lightning_cnnviz.gradcam.shortcut import AREA_RATIO, MIN_PROBE_ACC, on_object_findings
+from lightning_cnnviz.gradcam.shortcut import (
+    AREA_RATIO,
+    MIN_OBJECT_CELLS,
+    MIN_PROBE_ACC,
+    on_object_findings,
+)
 from tests.gradcam.test_gradcam import fit, scalars
 from tests.tb import events
 
@@ -93,3 +100,26 @@ def test_shortcut_monitor_probe_accuracy_is_the_eval_mode_one(tmp_path):
     with torch.no_grad():
         expected = float((model(probe.images).argmax(1) == probe.labels).float().mean())
     assert monitor._probe_acc == pytest.approx(expected)
+
+
+def test_shortcut_both_splits_rule_needs_a_map_finer_than_the_object():
+    low = (0.9 * AREAS[0], 0.9 * AREAS[1])  # at the area share: what any 2x2 map gives
+    coarse, fine = {}, {}
+    for _ in range(3):  # resnet18 on 32x32 images: a 2x2 map, the object 0.6 of a cell
+        assert on_object_findings(coarse, *low, AREAS, 1.0, cells=0.15 * 4) == []
+    found = [kinds(on_object_findings(fine, *low, AREAS, 1.0, cells=0.15 * 49)) for _ in "ab"]
+    assert found == [[], [("cam_shortcut", "both")]]  # a 7x7 map: 7 cells of object
+    assert MIN_OBJECT_CELLS == 4.0
+
+
+def test_shortcut_monitor_records_whether_the_both_splits_check_ran():
+    run = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    monitor = GradCAMMonitor()
+    monitor._trainer_ref, monitor.selected = run, {"layer3": nn.Identity()}
+    monitor._layouts = {"layer3": Layout("nchw", 0, (2, 2))}
+    assert monitor._object_cells((0.107, 0.099)) == pytest.approx(0.396)
+    check = checks_of(run)[("GradCAMMonitor", "shortcut on both splits")]
+    assert not check.ran and "2x2 map is too coarse" in check.why and "0.4 of its" in check.why
+    monitor._layouts = {"layer3": Layout("nchw", 0, (7, 7))}
+    assert monitor._object_cells((0.15, 0.14)) == pytest.approx(6.86)
+    assert checks_of(run)[("GradCAMMonitor", "shortcut on both splits")].ran
