@@ -33,7 +33,7 @@ from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
 from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, means_to_host, on_object
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
 from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS, clip_peaks, input_saliency
-from lightning_cnnviz.gradcam.shortcut import MIN_OBJECT_CELLS, on_object_findings, on_object_text
+from lightning_cnnviz.gradcam.shortcut import area_blocker, on_object_findings, on_object_text
 
 # Causes after which a CAM off the object is their consequence: no shortcut finding then.
 _NOT_A_SHORTCUT = frozenset({"divergence", "bn_mismatch", "not_learning"})
@@ -333,19 +333,20 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         """How many cells of the deepest layer's map the object covers; records the check.
 
         The both-splits shortcut rule compares ``on_object`` with the object's area share,
-        which means nothing on a map whose cells are as large as the object: the summary
-        then lists that check among those that did not run, with the map's size.
+        which means nothing on a map whose cells are as large as the object, or when the
+        "object" is most of the image (``area_blocker``): the summary then lists that check
+        among those that did not run, with why.
         """
         layout = (self._layouts or {}).get(list(self.selected)[-1]) if self.selected else None
-        if layout is None or None in areas or not areas:
+        if None in areas or not areas:
             return None
-        (h, w), area = layout.hw, min(a for a in areas if a is not None)
-        cells = area * h * w
-        if cells >= MIN_OBJECT_CELLS:
-            self._both_ran = True
+        cells, size = None, ""
+        if layout is not None:
+            (h, w), area = layout.hw, min(a for a in areas if a is not None)
+            cells, size = area * h * w, f"{h}x{w}"
+        why = area_blocker(areas, cells, size)
+        self._both_ran = self._both_ran or not why
         if self._trainer_ref is not None:
-            why = (f"the CAM's {h}x{w} map is too coarse: the object covers {cells:.1f} of its "
-                   f"cells, fewer than {MIN_OBJECT_CELLS:g}")  # fmt: skip
             record_check(self._trainer_ref, type(self).__name__, "shortcut on both splits",
                          self._both_ran, "" if self._both_ran else why)  # fmt: skip
         return cells

@@ -49,8 +49,10 @@ from typing import Any
 
 __all__ = [
     "AREA_RATIO",
+    "MAX_OBJECT_SHARE",
     "MIN_OBJECT_CELLS",
     "MIN_PROBE_ACC",
+    "area_blocker",
     "below_area",
     "fell_off",
     "on_object_findings",
@@ -70,6 +72,34 @@ MIN_PROBE_ACC = 0.5
 # The both-splits rule needs a CAM map on which the object covers at least this many cells:
 # on a coarser one (resnet18's 2x2 map of a 32x32 image) every CAM sits at the area share.
 MIN_OBJECT_CELLS = 4.0
+# ...and an object that leaves most of the image to the rest: where the foreground mask covers
+# more (inputs shifted bright, a bright background), every CAM is "on the object".
+MAX_OBJECT_SHARE = 0.5
+
+
+def area_blocker(
+    areas: tuple[float | None, ...], cells: float | None = None, map_size: str = ""
+) -> str:
+    """Why the both-splits rule cannot compare ``on_object`` with the area share ("": it can).
+
+    ``areas``: the train and val ``object_share``; ``cells``: how many cells of the CAM's
+    map the object covers (``None``: unknown); ``map_size``: the map's size in words.
+
+    Example::
+
+        >>> area_blocker((0.15, 0.14), 7.0), area_blocker((1.0, 1.0))[:32]
+        ('', 'the foreground mask covers 100% ')
+    """
+    known = [a for a in areas if a is not None]
+    if known and max(known) > MAX_OBJECT_SHARE:
+        return (f"the foreground mask covers {max(known):.0%} of the image (more than "
+                f"{MAX_OBJECT_SHARE:.0%}): no object to tell from the rest; "
+                "see `foreground_threshold`")  # fmt: skip
+    if cells is not None and cells < MIN_OBJECT_CELLS:
+        size = f"{map_size} " if map_size else ""
+        return (f"the CAM's {size}map is too coarse: the object covers {cells:.1f} of its "
+                f"cells, fewer than {MIN_OBJECT_CELLS:g}")  # fmt: skip
+    return ""
 
 
 def fell_off(state: dict[str, Any], value: float, ratio: float = 0.5, margin: float = 0.2) -> bool:
@@ -159,8 +189,9 @@ def on_object_findings(
     ``object_share``; ``below_area``; ``splits="both"``). ``state`` is updated in place,
     except while ``accuracy`` (the training probe's, in eval mode) is below
     ``MIN_PROBE_ACC``: then the log is skipped, as if it had not happened. The
-    both-splits rule runs only where ``cells`` (how many cells of the CAM's map the
-    object covers; ``None``: unknown) is at least ``MIN_OBJECT_CELLS``.
+    both-splits rule runs only where ``area_blocker`` finds nothing against it (an
+    object under ``MAX_OBJECT_SHARE`` of the image, on at least ``MIN_OBJECT_CELLS``
+    ``cells`` of the CAM's map).
     """
     if train is None or (accuracy is not None and accuracy < MIN_PROBE_ACC):
         return []
@@ -180,7 +211,7 @@ def on_object_findings(
         )
         figures = {"on_object": train, "val_on_object": val, "splits": "train"}
         found.append(("cam_shortcut", message, figures))
-    fine = cells is None or cells >= MIN_OBJECT_CELLS
+    fine = not area_blocker(areas, cells)
     if val is not None and None not in areas and fine and below_area(state, (train, val), areas):  # type: ignore[arg-type]
         area, val_area = areas
         message = (

@@ -10,8 +10,10 @@ from lightning_cnnviz.core.tokens import Layout
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.gradcam.shortcut import (
     AREA_RATIO,
+    MAX_OBJECT_SHARE,
     MIN_OBJECT_CELLS,
     MIN_PROBE_ACC,
+    area_blocker,
     on_object_findings,
 )
 from tests.gradcam.test_gradcam import fit, scalars
@@ -123,3 +125,19 @@ def test_shortcut_monitor_records_whether_the_both_splits_check_ran():
     monitor._layouts = {"layer3": Layout("nchw", 0, (7, 7))}
     assert monitor._object_cells((0.15, 0.14)) == pytest.approx(6.86)
     assert checks_of(run)[("GradCAMMonitor", "shortcut on both splits")].ran
+
+
+def test_shortcut_both_splits_rule_needs_an_object_smaller_than_the_image():
+    # inputs shifted bright (the BatchNorm scenario's +4): every pixel is "object"
+    state, whole = {}, (1.0, 1.0)
+    for _ in range(3):
+        assert on_object_findings(state, 1.0, 1.0, whole, 1.0, cells=49.0) == []
+    assert "covers 100% of the image" in area_blocker(whole)
+    assert area_blocker((MAX_OBJECT_SHARE, 0.3)) == ""
+    run = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    monitor = GradCAMMonitor()
+    monitor._trainer_ref, monitor.selected = run, {"pool2": nn.Identity()}
+    monitor._layouts = {"pool2": Layout("nchw", 0, (7, 7))}
+    monitor._object_cells(whole)
+    check = checks_of(run)[("GradCAMMonitor", "shortcut on both splits")]
+    assert not check.ran and "foreground_threshold" in check.why
