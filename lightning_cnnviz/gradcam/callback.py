@@ -14,7 +14,7 @@ from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
-from lightning_cnnviz.core.findings import Finding, findings_of, problems, report
+from lightning_cnnviz.core.findings import Finding, findings_of, problems, record_check, report
 from lightning_cnnviz.core.inputs import (
     as_pictures,
     input_bounds,
@@ -30,11 +30,13 @@ from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.core.tokens import Layout
 from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
-from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, means_to_host
+from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, means_to_host, on_object
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
 from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS, clip_peaks, input_saliency
-from lightning_cnnviz.gradcam.shortcut import on_object_findings, on_object_text
+from lightning_cnnviz.gradcam.shortcut import area_blocker, on_object_findings, on_object_text
 
+# Causes after which a CAM off the object is their consequence: no shortcut finding then.
+_NOT_A_SHORTCUT = frozenset({"divergence", "bn_mismatch", "not_learning"})
 # One row of a split's image: (image01, heat, logits, labels, caption or None), host copies.
 Row = tuple[Tensor, Tensor, Tensor, Tensor | None, str | None]
 
@@ -125,6 +127,8 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         self.shared_scale, self.foreground_threshold = shared_scale, foreground_threshold
         self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
+        self._probe_acc: float | None = None  # the train probe's eval-mode accuracy (findings)
+        self._both_ran = False  # the both-splits shortcut rule had a fine enough map (summary)
         self._pool: Probe | None = None  # val samples searched for misclassified ones
         self._layouts: dict[str, Layout | None] | None = None  # token layers (transformers)
         self._masks: dict[str, tuple[Tensor, Tensor]] = {}  # split -> (images, foreground)
@@ -158,6 +162,7 @@ class GradCAMMonitor(Monitor, section="gradcam"):
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Grad-CAM of every split and layer: metrics and findings here, grids drawn off-thread."""
         model, values, panels = unwrap_model(pl_module), {}, []
+        self._probe_acc = None
         self.logits_key(trainer, model)
         splits = ("train", "val", "misclassified")[: 3 if self.misclassified else 2]
         if not has_val_data(trainer):  # never training images under the names val/misclassified
@@ -175,9 +180,16 @@ class GradCAMMonitor(Monitor, section="gradcam"):
             scalars = means_to_host(values)
             self.sink.scalars(scalars, trainer.global_step)
             self.in_background(lambda step=trainer.global_step: self._draw(panels, step))
-        on_object = [scalars.get(self.tag(split, "on_object")) for split in ("train", "val")]
+        on_object = [
+            scalars.get(
+                self.tag(split, "on_object_hirescam"), scalars.get(self.tag(split, "on_object"))
+            )
+            for split in ("train", "val")
+        ]
         areas = tuple(scalars.get(self.tag(split, "object_share")) for split in ("train", "val"))
-        self._check_on_object(trainer, *on_object, areas=areas)
+        cells = self._object_cells(areas)
+        self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
+                              cells=cells)  # fmt: skip
 
     def _draw(self, panels: list[tuple[str, list[Row]]], step: int) -> None:
         """On the sink's thread: one image per split, a captioned grid per row."""
@@ -206,8 +218,13 @@ class GradCAMMonitor(Monitor, section="gradcam"):
             image01 = to_image01(pictures, norm_stats(trainer))
             if split != "misclassified" and values is not None:
                 values.update(self._metrics(split, name, cam, image01, x.dim() == 4))
+                values.update(self._hires_on_object(model, split, name, x, target, image01))
         with self.phase("render"):  # host copies for the sink's thread
             row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, title)
+            if split == "train" and values is not None and labels is not None:
+                # the findings' gate: are the eval-mode predictions worth explaining?
+                right = row[2].argmax(1) == labels.to(row[2].device)
+                self._probe_acc = None if self.dense_output else float(right.float().mean())
             bad = int(blank_cams(row[1]).sum())
             broken = int((~torch.isfinite(row[1].flatten(1)).all(1)).sum()) if bad else 0
         if broken:
@@ -294,6 +311,46 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         last = name == list(self.selected)[-1]  # the deepest layer also gets the plain tags
         return tags | ({self.tag(split, m): v for m, v in out.items()} if last else {})
 
+    def _hires_on_object(self, model: nn.Module, split: str, name: str, x: Tensor, target: Any,
+                         image01: Tensor) -> dict[str, Tensor]:  # fmt: skip
+        """``on_object_hirescam`` of the deepest layer (images), what the shortcut findings read.
+
+        Grad-CAM averages each channel's gradient over the image, so a cue read by its
+        position (a marker whose place codes the class) stays invisible to it; HiResCAM
+        keeps the gradient per position (one more backward pass on the probe, images only).
+        """
+        if name != list(self.selected)[-1] or x.dim() != 4:
+            return {}
+        layout = (self._layouts or {}).get(name)
+        mask = self._foreground(split, image01)
+        if mask is None or self.method == "hirescam" or (layout and layout.kind != "nchw"):
+            return {}
+        hires, _ = any_grad_cam(model, self.selected[name], x, target, output_key=self._logits_key,
+                                method="hirescam", layout=layout)  # fmt: skip
+        return {self.tag(split, "on_object_hirescam"): on_object(hires, mask)}
+
+    def _object_cells(self, areas: tuple[float | None, ...]) -> float | None:
+        """How many cells of the deepest layer's map the object covers; records the check.
+
+        The both-splits shortcut rule compares ``on_object`` with the object's area share,
+        which means nothing on a map whose cells are as large as the object, or when the
+        "object" is most of the image (``area_blocker``): the summary then lists that check
+        among those that did not run, with why.
+        """
+        layout = (self._layouts or {}).get(list(self.selected)[-1]) if self.selected else None
+        if None in areas or not areas:
+            return None
+        cells, size = None, ""
+        if layout is not None:
+            (h, w), area = layout.hw, min(a for a in areas if a is not None)
+            cells, size = area * h * w, f"{h}x{w}"
+        why = area_blocker(areas, cells, size)
+        self._both_ran = self._both_ran or not why
+        if self._trainer_ref is not None:
+            record_check(self._trainer_ref, type(self).__name__, "shortcut on both splits",
+                         self._both_ran, "" if self._both_ran else why)  # fmt: skip
+        return cells
+
     def _foreground(self, split: str, image01: Tensor) -> Tensor | None:
         """The probe objects' mask, found once: the probe images stay the same all run."""
         if self.foreground_threshold is None:
@@ -310,11 +367,14 @@ class GradCAMMonitor(Monitor, section="gradcam"):
         value: float | None,
         val: float | None = None,
         areas: tuple[float | None, float | None] = (None, None),
+        accuracy: float | None = None,
+        cells: float | None = None,
     ) -> None:
         step, epoch = trainer.global_step, trainer.current_epoch
-        if any(f.kind == "divergence" for f in problems(findings_of(trainer))):
-            return  # where the CAM falls after a divergence is its consequence, not a shortcut
-        for kind, message, figures in on_object_findings(self._on_object, value, val, areas):
+        if any(f.kind in _NOT_A_SHORTCUT for f in problems(findings_of(trainer))):
+            return  # where the CAM falls then is a consequence of that cause, not a shortcut
+        found = on_object_findings(self._on_object, value, val, areas, accuracy, cells)
+        for kind, message, figures in found:
             rank_zero_warn(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
             if self._sink is not None:
                 self.sink.text(self.tag("diagnosis"), on_object_text(message, step, epoch), step)

@@ -1,8 +1,8 @@
 """Shortcut findings: when Grad-CAM leaves the object, over time or on training images only.
 
 Nothing here knows about Lightning. The rules read ``gradcam/{train,val}/on_object``
-(``gradcam.metrics``) log by log and keep their state in a plain dict (checkpointed
-by the monitor):
+(``gradcam.metrics``; ``on_object_hirescam`` when the drawn CAMs are not HiResCAM) log
+by log and keep their state in a plain dict (checkpointed by the monitor):
 
 * ``cam_off_object``: train ``on_object`` fell below half its first value, or more
   than 0.2 below its running maximum (``fell_off``);
@@ -15,8 +15,19 @@ by the monitor):
   the image would score it) for 2 logs in a row (``below_area``). A CAM no more on the
   object than chance, on every image, validation included, means the model reads
   something else, a cue present on both splits (``train_val_gap`` cannot see it: no
-  gap). Measured on the reference model: 1.7-1.9x the area share without a cue,
-  0.77-0.87x with a label-coding marker on both splits.
+  gap).
+
+All three read the position-preserving map (HiResCAM: a cue a flatten + linear head
+reads by its position stays invisible to plain Grad-CAM, which averages each channel's
+gradient over the image), and only while the model classifies its training probe images
+right in eval mode (``MIN_PROBE_ACC``): a shortcut is a way of being right, and the CAM
+of a model that is wrong on its own training images in eval mode (lagging BatchNorm
+statistics, an untrained start) says nothing about what it reads. Measured (MNIST digits,
+8 probe images, HiResCAM at the last conv block): 1.6-2.1x the area share on healthy
+runs (reference model, BN CNN, GELU CNN) once the probe accuracy is 0.5 or more;
+0.90-0.96x with a label-coding marker on both splits from step 10 (when 56% of
+cue-swapped digits follow the cue); the BatchNorm-lagging ResNet's 0.75x came with 2 of
+8 probe images right.
 
 Example::
 
@@ -25,23 +36,70 @@ Example::
     ...  for kind, *_ in on_object_findings(state, train, val)]
     ['cam_off_object', 'cam_shortcut']
     >>> state, areas = {}, (0.2, 0.2)
-    >>> [(kind, figures["splits"]) for pair in ((0.14, 0.15), (0.13, 0.15))
+    >>> [(kind, figures["splits"]) for pair in ((0.2, 0.21), (0.19, 0.2))
     ...  for kind, _, figures in on_object_findings(state, *pair, areas)]
     [('cam_shortcut', 'both')]
+    >>> on_object_findings({}, 0.01, 0.3, accuracy=0.25)  # wrong on its own images: silent
+    []
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["below_area", "fell_off", "on_object_findings", "on_object_text", "train_val_gap"]
+__all__ = [
+    "AREA_RATIO",
+    "MAX_OBJECT_SHARE",
+    "MIN_OBJECT_CELLS",
+    "MIN_PROBE_ACC",
+    "area_blocker",
+    "below_area",
+    "fell_off",
+    "on_object_findings",
+    "on_object_text",
+    "train_val_gap",
+]
 
 # ``cam_off_object``: train on_object below 0.5x its first value or 0.2 below its maximum;
 DROP_RATIO, DROP_MARGIN = 0.5, 0.2
 # ``cam_shortcut``: train on_object below val's by 0.1 and below 0.75x val's, 2 logs in a row.
 GAP_MARGIN, GAP_RATIO, GAP_PATIENCE = 0.1, 0.75, 2
-# ``cam_shortcut`` on both splits: on_object below 0.9x the object's area share, 2 logs in a row.
-AREA_RATIO, AREA_PATIENCE = 0.9, 2
+# ``cam_shortcut`` on both splits: on_object below 1.2x the object's area share, 2 logs in a row
+# (healthy runs 1.6x and more, a cue on both splits 0.9-0.96x: see the module doc).
+AREA_RATIO, AREA_PATIENCE = 1.2, 2
+# No finding while fewer than half the training probe images are classified right (eval mode).
+MIN_PROBE_ACC = 0.5
+# The both-splits rule needs a CAM map on which the object covers at least this many cells:
+# on a coarser one (resnet18's 2x2 map of a 32x32 image) every CAM sits at the area share.
+MIN_OBJECT_CELLS = 4.0
+# ...and an object that leaves most of the image to the rest: where the foreground mask covers
+# more (inputs shifted bright, a bright background), every CAM is "on the object".
+MAX_OBJECT_SHARE = 0.5
+
+
+def area_blocker(
+    areas: tuple[float | None, ...], cells: float | None = None, map_size: str = ""
+) -> str:
+    """Why the both-splits rule cannot compare ``on_object`` with the area share ("": it can).
+
+    ``areas``: the train and val ``object_share``; ``cells``: how many cells of the CAM's
+    map the object covers (``None``: unknown); ``map_size``: the map's size in words.
+
+    Example::
+
+        >>> area_blocker((0.15, 0.14), 7.0), area_blocker((1.0, 1.0))[:32]
+        ('', 'the foreground mask covers 100% ')
+    """
+    known = [a for a in areas if a is not None]
+    if known and max(known) > MAX_OBJECT_SHARE:
+        return (f"the foreground mask covers {max(known):.0%} of the image (more than "
+                f"{MAX_OBJECT_SHARE:.0%}): no object to tell from the rest; "
+                "see `foreground_threshold`")  # fmt: skip
+    if cells is not None and cells < MIN_OBJECT_CELLS:
+        size = f"{map_size} " if map_size else ""
+        return (f"the CAM's {size}map is too coarse: the object covers {cells:.1f} of its "
+                f"cells, fewer than {MIN_OBJECT_CELLS:g}")  # fmt: skip
+    return ""
 
 
 def fell_off(state: dict[str, Any], value: float, ratio: float = 0.5, margin: float = 0.2) -> bool:
@@ -119,16 +177,23 @@ def on_object_findings(
     train: float | None,
     val: float | None = None,
     areas: tuple[float | None, float | None] = (None, None),
+    accuracy: float | None = None,
+    cells: float | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """What the train (and val) ``on_object`` of one log tell: ``[(kind, message, figures)]``.
 
     ``cam_off_object``: train ``on_object`` fell (``fell_off`` with ``DROP_RATIO``,
     ``DROP_MARGIN``). ``cam_shortcut``: it stayed below val's (``train_val_gap`` with
     ``GAP_MARGIN``, ``GAP_RATIO``, ``GAP_PATIENCE``; ``splits="train"``), or both stayed
-    below half the object's share of the area (``areas``: train and val
-    ``object_share``; ``below_area``; ``splits="both"``). ``state`` is updated in place.
+    below ``AREA_RATIO`` x the object's share of the area (``areas``: train and val
+    ``object_share``; ``below_area``; ``splits="both"``). ``state`` is updated in place,
+    except while ``accuracy`` (the training probe's, in eval mode) is below
+    ``MIN_PROBE_ACC``: then the log is skipped, as if it had not happened. The
+    both-splits rule runs only where ``area_blocker`` finds nothing against it (an
+    object under ``MAX_OBJECT_SHARE`` of the image, on at least ``MIN_OBJECT_CELLS``
+    ``cells`` of the CAM's map).
     """
-    if train is None:
+    if train is None or (accuracy is not None and accuracy < MIN_PROBE_ACC):
         return []
     found: list[tuple[str, str, dict[str, Any]]] = []
     if fell_off(state, train, DROP_RATIO, DROP_MARGIN):
@@ -146,12 +211,13 @@ def on_object_findings(
         )
         figures = {"on_object": train, "val_on_object": val, "splits": "train"}
         found.append(("cam_shortcut", message, figures))
-    if val is not None and None not in areas and below_area(state, (train, val), areas):  # type: ignore[arg-type]
+    fine = not area_blocker(areas, cells)
+    if val is not None and None not in areas and fine and below_area(state, (train, val), areas):  # type: ignore[arg-type]
         area, val_area = areas
         message = (
             f"Grad-CAM is not on the object, on training and validation images alike: {train:.2f} "
             f"(train) and {val:.2f} (val) of its mass lies on the object, which covers "
-            f"{area:.2f} and {val_area:.2f} of the image: no more than a CAM spread evenly "
+            f"{area:.2f} and {val_area:.2f} of the image: about what a CAM spread evenly "
             f"would give ({AREA_PATIENCE} logs in a row); the "
             "model relies on a cue that validation images carry too (a shortcut), so "
             "validation accuracy cannot reveal it"

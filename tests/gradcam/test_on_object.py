@@ -124,7 +124,7 @@ def test_on_object_monitor_reports_cue_on_both_splits():
 def test_on_object_cam_on_the_object_or_spread_evenly_is_not_a_shortcut():
     monitor = GradCAMMonitor()
     trainer = type("Run", (), {"global_step": 0, "current_epoch": 0})()
-    for step, value in enumerate([0.30, 0.35, 0.18, 0.19, 0.10]):  # >= 0.9x the area share,
+    for step, value in enumerate([0.30, 0.35, 0.25, 0.24, 0.10]):  # >= 1.2x the area share,
         trainer.global_step = step  # or below it once only
         monitor._check_on_object(trainer, value, value, areas=(0.2, 0.2))
     assert [f for f in findings_of(trainer) if f.kind == "cam_shortcut"] == []

@@ -1,0 +1,143 @@
+"""The shortcut findings read a position-preserving CAM and stay silent when the model's
+eval-mode predictions explain nothing (wrong on its training probe, BatchNorm mismatch)."""
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_cnnviz.core.findings import Finding, checks_of, findings_of, report
+from lightning_cnnviz.core.tokens import Layout
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
+from lightning_cnnviz.gradcam.shortcut import (
+    AREA_RATIO,
+    MAX_OBJECT_SHARE,
+    MIN_OBJECT_CELLS,
+    MIN_PROBE_ACC,
+    area_blocker,
+    on_object_findings,
+)
+from tests.gradcam.test_gradcam import fit, scalars
+from tests.tb import events
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+AREAS = (0.15, 0.14)  # a digit's share of a 28x28 image
+
+
+def kinds(found):
+    return [(kind, figures.get("splits")) for kind, _, figures in found]
+
+
+def test_shortcut_gate_skips_logs_whose_probe_is_mostly_wrong():
+    state = {}
+    # the BatchNorm-lagging ResNet: CAM off the object while 2 of 8 probe images are right
+    for train, val in [(0.27, 0.30), (0.01, 0.05), (0.03, 0.05)]:
+        assert on_object_findings(state, train, val, AREAS, accuracy=0.25) == []
+    assert state == {}  # skipped logs leave no trace: the first meaningful log is the baseline
+    found = on_object_findings(state, 0.03, 0.05, AREAS, accuracy=MIN_PROBE_ACC)
+    assert kinds(found) == [] and state["first"] == 0.03  # one low log: not yet a pattern
+    found = on_object_findings(state, 0.03, 0.05, AREAS, accuracy=1.0)
+    assert kinds(found) == [("cam_shortcut", "both")]
+
+
+def test_shortcut_both_splits_threshold_between_healthy_and_cue_runs():
+    # measured (HiResCAM, 8 probe digits): healthy 1.6-2.1x the area share, cue 0.90-0.96x
+    healthy = [(1.63 * AREAS[0], 1.75 * AREAS[1]), (1.88 * AREAS[0], 1.99 * AREAS[1])]
+    cue = [(0.92 * AREAS[0], 0.90 * AREAS[1]), (0.96 * AREAS[0], 0.96 * AREAS[1])]
+    assert 0.96 < AREA_RATIO < 1.63
+    state = {}
+    assert [kinds(on_object_findings(state, *p, AREAS, 1.0)) for p in healthy * 2] == [[]] * 4
+    state = {}
+    found = [kinds(on_object_findings(state, *p, AREAS, 1.0)) for p in cue]
+    assert found == [[], [("cam_shortcut", "both")]]
+
+
+@pytest.mark.parametrize("cause", ["bn_mismatch", "not_learning", "divergence"])
+def test_shortcut_monitor_silent_after_a_cause_that_explains_the_cam(cause):
+    run = type("Run", (), {"global_step": 50, "current_epoch": 1})()
+    report(run, Finding("overfitting", cause, 40, 1, "the true cause"))
+    monitor = GradCAMMonitor()
+    for _ in range(3):
+        monitor._check_on_object(run, 0.01, 0.02, areas=AREAS, accuracy=1.0)
+    assert [f.kind for f in findings_of(run)] == [cause]
+
+
+def test_shortcut_monitor_gate_uses_the_accuracy_it_is_given():
+    run = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    monitor = GradCAMMonitor()
+    for step in range(3):
+        run.global_step = step
+        monitor._check_on_object(run, 0.02, 0.02, areas=AREAS, accuracy=0.125)
+    assert findings_of(run) == []
+    with pytest.warns(UserWarning, match="training and validation images alike"):
+        for step in (3, 4):
+            run.global_step = step
+            monitor._check_on_object(run, 0.02, 0.02, areas=AREAS, accuracy=0.875)
+    assert [(f.kind, f.step) for f in findings_of(run)] == [("cam_shortcut", 4)]
+
+
+def test_shortcut_hirescam_on_object_logged_for_plain_gradcam_only(tmp_path):
+    monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified=False)
+    fit(tmp_path / "gradcam", monitor)
+    acc = events(tmp_path / "gradcam" / "tb")
+    for split in ("train", "val"):
+        hires = scalars(acc, f"gradcam/{split}/on_object_hirescam")
+        plain = scalars(acc, f"gradcam/{split}/on_object")
+        assert [s for s, _ in hires] == [2, 4] and all(0 <= v <= 1 for _, v in hires)
+        assert [v for _, v in hires] != [v for _, v in plain]  # another map, not a copy
+    assert monitor._probe_acc is not None and 0.0 <= monitor._probe_acc <= 1.0
+    hires_monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified=False,
+                                   method="hirescam")  # fmt: skip
+    fit(tmp_path / "hirescam", hires_monitor)
+    tags = events(tmp_path / "hirescam" / "tb").Tags()["scalars"]
+    assert "gradcam/train/on_object" in tags and "gradcam/train/on_object_hirescam" not in tags
+
+
+def test_shortcut_monitor_probe_accuracy_is_the_eval_mode_one(tmp_path):
+    monitor = GradCAMMonitor(every_n_steps=2, num_samples=8, misclassified=False)
+    _, trainer = fit(tmp_path, monitor)
+    assert monitor._probe_acc is not None
+    probe = monitor.probe(trainer, "train")
+    model = trainer.lightning_module.eval()
+    with torch.no_grad():
+        expected = float((model(probe.images).argmax(1) == probe.labels).float().mean())
+    assert monitor._probe_acc == pytest.approx(expected)
+
+
+def test_shortcut_both_splits_rule_needs_a_map_finer_than_the_object():
+    low = (0.9 * AREAS[0], 0.9 * AREAS[1])  # at the area share: what any 2x2 map gives
+    coarse, fine = {}, {}
+    for _ in range(3):  # resnet18 on 32x32 images: a 2x2 map, the object 0.6 of a cell
+        assert on_object_findings(coarse, *low, AREAS, 1.0, cells=0.15 * 4) == []
+    found = [kinds(on_object_findings(fine, *low, AREAS, 1.0, cells=0.15 * 49)) for _ in "ab"]
+    assert found == [[], [("cam_shortcut", "both")]]  # a 7x7 map: 7 cells of object
+    assert MIN_OBJECT_CELLS == 4.0
+
+
+def test_shortcut_monitor_records_whether_the_both_splits_check_ran():
+    run = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    monitor = GradCAMMonitor()
+    monitor._trainer_ref, monitor.selected = run, {"layer3": nn.Identity()}
+    monitor._layouts = {"layer3": Layout("nchw", 0, (2, 2))}
+    assert monitor._object_cells((0.107, 0.099)) == pytest.approx(0.396)
+    check = checks_of(run)[("GradCAMMonitor", "shortcut on both splits")]
+    assert not check.ran and "2x2 map is too coarse" in check.why and "0.4 of its" in check.why
+    monitor._layouts = {"layer3": Layout("nchw", 0, (7, 7))}
+    assert monitor._object_cells((0.15, 0.14)) == pytest.approx(6.86)
+    assert checks_of(run)[("GradCAMMonitor", "shortcut on both splits")].ran
+
+
+def test_shortcut_both_splits_rule_needs_an_object_smaller_than_the_image():
+    # inputs shifted bright (the BatchNorm scenario's +4): every pixel is "object"
+    state, whole = {}, (1.0, 1.0)
+    for _ in range(3):
+        assert on_object_findings(state, 1.0, 1.0, whole, 1.0, cells=49.0) == []
+    assert "covers 100% of the image" in area_blocker(whole)
+    assert area_blocker((MAX_OBJECT_SHARE, 0.3)) == ""
+    run = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    monitor = GradCAMMonitor()
+    monitor._trainer_ref, monitor.selected = run, {"pool2": nn.Identity()}
+    monitor._layouts = {"pool2": Layout("nchw", 0, (7, 7))}
+    monitor._object_cells(whole)
+    check = checks_of(run)[("GradCAMMonitor", "shortcut on both splits")]
+    assert not check.ran and "foreground_threshold" in check.why
