@@ -4,54 +4,45 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core import rendering as R
-from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, findings_of, problems, record_check, report
-from lightning_cnnviz.core.inputs import (
-    as_pictures,
-    input_bounds,
-    norm_stats,
-    to_image01,
-    to_model,
-)
 from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import Probe, find_dataset, has_val_data
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
-from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.core.tokens import Layout
-from lightning_cnnviz.gradcam.draw import blank_cams, cam_grid
-from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, means_to_host, on_object
+from lightning_cnnviz.gradcam.draw import cam_grid
+from lightning_cnnviz.gradcam.metrics import means_to_host
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
-from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS, clip_peaks, input_saliency
+from lightning_cnnviz.gradcam.rows import CamRows, Row
+from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS
 from lightning_cnnviz.gradcam.shortcut import area_blocker, on_object_findings, on_object_text
 
 # Causes after which a CAM off the object is their consequence: no shortcut finding then.
 _NOT_A_SHORTCUT = frozenset({"divergence", "bn_mismatch", "not_learning"})
-# One row of a split's image: (image01, heat, logits, labels, caption or None), host copies.
-Row = tuple[Tensor, Tensor, Tensor, Tensor | None, str | None]
 
 
-class GradCAMMonitor(Monitor, section="gradcam"):
+class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
     """Grad-CAM overlays of train, val and misclassified samples, and CAM metrics over time.
 
     Runs at train batch end or train epoch end, never inside validation, in probe
     mode (eval, out of ``inference_mode``, float32); gradients w.r.t. activations
     only. Writes ``gradcam/{train,val,misclassified}`` (one row per layer) and
-    ``gradcam/{split}/{concentration,on_object,drift}``; reports a ``cam_off_object``
-    finding when ``gradcam/train/on_object`` falls below half its first value or
-    0.2 below its running maximum, and ``cam_shortcut`` when it stays below val's (by
-    0.1 and below 0.75x) for 2 logs in a row: the model looks off the object on
-    training images only, at a cue only they carry (a warning + ``gradcam/diagnosis``).
+    ``gradcam/{split}/{concentration,on_object,drift}`` (and ``on_object_hirescam``,
+    what the shortcut rules read: a cue read by its position shows in HiResCAM only).
+    Reports ``cam_off_object`` when the train on-object share falls markedly, and
+    ``cam_shortcut`` when it stays below val's (a cue only training images carry) or
+    far below the object's area share on both splits (a cue they all carry); silent
+    while the eval-mode probe is mostly wrong or after a divergence, BatchNorm mismatch
+    or not-learning finding (rules: ``gradcam/shortcut.py``, ``docs/diagnosis_training.md``).
 
     Args:
         layers: ``"auto"`` (the last conv block's activation or pooling output) or any selection.
@@ -201,134 +192,6 @@ class GradCAMMonitor(Monitor, section="gradcam"):
                 grids.append(grid if title is None else caption(grid, title))
             self.sink.image(self.tag(split), R.vstack(grids, gap=4), step)
 
-    def _row(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str, name: str,
-             values: dict[str, Tensor] | None, target: Any = None, title: str | None = None
-             ) -> Row:  # fmt: skip
-        """The CAMs of one layer, their metrics into ``values``, and what ``_draw`` needs."""
-        x, labels = to_model(probe.images, model), probe.labels
-        if target is None:
-            target = {"true": labels, "pred": None}.get(self.target, self.target)  # type: ignore[call-overload]
-        with self.phase("compute"):
-            if self._layouts is None:  # one traced pass: which layers output tokens
-                self._layouts = cam_layouts(model, self.selected, x, self._logits_key)
-            cam, logits = any_grad_cam(model, self.selected[name], x, target,
-                                       output_key=self._logits_key, method=self.method,
-                                       layout=self._layouts.get(name))  # fmt: skip
-            pictures, cam = as_pictures(x, cam)  # signals and volumes as 2-D pictures
-            image01 = to_image01(pictures, norm_stats(trainer))
-            if split != "misclassified" and values is not None:
-                values.update(self._metrics(split, name, cam, image01, x.dim() == 4))
-                values.update(self._hires_on_object(model, split, name, x, target, image01))
-        with self.phase("render"):  # host copies for the sink's thread
-            row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, title)
-            if split == "train" and values is not None and labels is not None:
-                # the findings' gate: are the eval-mode predictions worth explaining?
-                right = row[2].argmax(1) == labels.to(row[2].device)
-                self._probe_acc = None if self.dense_output else float(right.float().mean())
-            bad = int(blank_cams(row[1]).sum())
-            broken = int((~torch.isfinite(row[1].flatten(1)).all(1)).sum()) if bad else 0
-        if broken:
-            self.warn_once("nonfinite", f"{broken} CAM(s) of `{name}` ({split}) are not finite "
-                                        "(NaN or Inf gradients); they show blank")  # fmt: skip
-        elif (
-            bad and title is None and "blank" not in self._warned
-        ):  # class rows: by design  # normal, so said once as information
-            self._warned.add("blank")
-            rank_zero_info(f"{type(self).__name__}: "
-                           f"{bad} of {len(row[1])} Grad-CAMs of `{name}` ({split}) "
-                           "are zero everywhere (no region raises the target class's score, "
-                           "common early in training); those tiles show no heat")  # fmt: skip
-        return row
-
-    def _class_rows(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str
-                    ) -> list[Row]:  # fmt: skip
-        """Segmentation: the deepest layer's CAM for each class predicted in the probe (up to 4)."""
-        if not self.dense_output or split == "misclassified":
-            return []
-        x = to_model(probe.images, model)
-        with self.phase("compute"), probe_mode(model):
-            predicted = self.logits_of(model(x), image_level=False).argmax(1)
-        counts = torch.bincount(predicted.flatten().cpu())
-        classes = [int(c) for c in counts.argsort(descending=True) if counts[c] > 0][:4]
-        name = list(self.selected)[-1]
-        return [
-            self._row(
-                trainer,
-                model,
-                probe,
-                split,
-                name,
-                None,
-                torch.full((len(x),), c, dtype=torch.long),
-                f"class {c}",
-            )
-            for c in classes
-        ]
-
-    def _saliency_rows(self, trainer: Trainer, model: nn.Module, probe: Probe) -> list[Row]:
-        """One captioned row per ``saliency`` method, for the same target as the CAMs."""
-        if not self.saliency:
-            return []
-        if self.dense_output:
-            self.warn_once("saliency_dense", "`saliency` rows need (N, classes) logits; a "
-                           "segmentation output gets the Grad-CAM rows only")  # fmt: skip
-            return []
-        x, labels, norm = to_model(probe.images, model), probe.labels, norm_stats(trainer)
-        with self.phase("compute"):
-            with probe_mode(model):
-                logits = self.logits_of(model(x)).float()
-            if self.target == "true" and labels is not None:
-                target = labels
-            elif isinstance(self.target, int):
-                target = torch.full((len(x),), self.target, dtype=torch.long)
-            else:
-                target = logits.argmax(1)
-            bounds = input_bounds(norm, x.shape[1])  # Integrated Gradients from a black image
-            black = float(x.min()) if bounds is None else bounds[0].to(x).expand_as(x[:1])
-            maps = {
-                name: as_pictures(x, clip_peaks(input_saliency(
-                    model, x, target, name, output_key=self._logits_key, baseline=black,
-                    smooth=self.smooth, seed=self.seed)))[1]
-                for name in self.saliency
-            }  # fmt: skip
-            image01 = to_image01(as_pictures(x)[0], norm)
-        with self.phase("render"):
-            suffix = " (SmoothGrad)" if self.smooth else ""
-            image01, logits = image01.cpu(), logits.cpu()
-            return [
-                (image01, heat.cpu(), logits, labels, name.replace("_", " ") + suffix)
-                for name, heat in maps.items()
-            ]
-
-    def _metrics(self, split: str, name: str, cam: Tensor, image01: Tensor, images: bool = True
-                 ) -> dict[str, Tensor]:  # fmt: skip
-        key = f"{split}/{name}"
-        peak = cam.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1)  # drift is scale-free
-        previous, self._previous[key] = self._previous.get(key), (cam / peak).half().cpu()
-        mask = self._foreground(split, image01) if images else None  # "on the object": images
-        out = cam_metrics(cam, mask, previous)
-        tags = {self.tag(key, m): v for m, v in out.items()} if len(self.selected) > 1 else {}
-        last = name == list(self.selected)[-1]  # the deepest layer also gets the plain tags
-        return tags | ({self.tag(split, m): v for m, v in out.items()} if last else {})
-
-    def _hires_on_object(self, model: nn.Module, split: str, name: str, x: Tensor, target: Any,
-                         image01: Tensor) -> dict[str, Tensor]:  # fmt: skip
-        """``on_object_hirescam`` of the deepest layer (images), what the shortcut findings read.
-
-        Grad-CAM averages each channel's gradient over the image, so a cue read by its
-        position (a marker whose place codes the class) stays invisible to it; HiResCAM
-        keeps the gradient per position (one more backward pass on the probe, images only).
-        """
-        if name != list(self.selected)[-1] or x.dim() != 4:
-            return {}
-        layout = (self._layouts or {}).get(name)
-        mask = self._foreground(split, image01)
-        if mask is None or self.method == "hirescam" or (layout and layout.kind != "nchw"):
-            return {}
-        hires, _ = any_grad_cam(model, self.selected[name], x, target, output_key=self._logits_key,
-                                method="hirescam", layout=layout)  # fmt: skip
-        return {self.tag(split, "on_object_hirescam"): on_object(hires, mask)}
-
     def _object_cells(self, areas: tuple[float | None, ...]) -> float | None:
         """How many cells of the deepest layer's map the object covers; records the check.
 
@@ -351,16 +214,6 @@ class GradCAMMonitor(Monitor, section="gradcam"):
                          self._both_ran, "" if self._both_ran else why)  # fmt: skip
         return cells
 
-    def _foreground(self, split: str, image01: Tensor) -> Tensor | None:
-        """The probe objects' mask, found once: the probe images stay the same all run."""
-        if self.foreground_threshold is None:
-            return None
-        images, mask = self._masks.get(split, (None, None))
-        if images is None or images.shape != image01.shape or not torch.equal(images, image01):
-            mask = foreground(image01, self.foreground_threshold)
-            self._masks[split] = (image01, mask)
-        return mask
-
     def _check_on_object(
         self,
         trainer: Trainer,
@@ -382,9 +235,11 @@ class GradCAMMonitor(Monitor, section="gradcam"):
 
     @override
     def extra_state(self) -> dict[str, Any]:
-        return {"previous": dict(self._previous), "on_object": dict(self._on_object)}
+        return {"previous": dict(self._previous), "on_object": dict(self._on_object),
+                "both_ran": self._both_ran}  # fmt: skip
 
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._previous = dict(state.get("previous", {}))
         self._on_object = dict(state.get("on_object", self._on_object))
+        self._both_ran = bool(state.get("both_ran", self._both_ran))
