@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lightning_cnnviz.activations.draw import strip_layout
 from lightning_cnnviz.core.logs import event_folder
 
 
@@ -47,22 +48,29 @@ def _stack(images: list[Image.Image]) -> Image.Image:
 
 
 def dead(acc: EventAccumulator, rows: int = 32) -> Image.Image:
-    """``activations/relu{1,2,3}/dead_strip`` side by side (the first ``rows`` units each)."""
-    panels = []
-    for layer, units in (("relu1", 32), ("relu2", 64), ("relu3", 128)):
+    """``activations/relu{1,2,3}/dead_strip`` side by side (the first ``rows`` units each).
+
+    Each strip keeps its own title and unit ticks; the legend and the log axis are
+    drawn once, below, from the first strip.
+    """
+    panels, footer = [], None
+    for layer, units in (("relu1", 16), ("relu2", 32), ("relu3", 128)):
         tag = f"activations/{layer}/dead_strip"
         strip = Image.open(io.BytesIO(acc.Images(tag)[-1].encoded_image_string)).convert("RGB")
-        scale = strip.height // units  # a row per unit, upscaled
-        strip = strip.crop((0, 0, strip.width, min(strip.height, rows * scale)))
-        panel = Image.new("RGB", (max(strip.width, 96), strip.height + 16))
-        panel.paste(strip, (0, 16))
-        ImageDraw.Draw(panel).text((2, 2), layer, fill=(255, 255, 255))
-        panels.append(panel)
-    out = Image.new("RGB", (sum(p.width + 8 for p in panels), max(p.height for p in panels)))
+        top, _, row_px, _ = strip_layout(units, 1, units, title=layer)
+        body_end = top + units * row_px  # the strip's rows end here; legend and axis follow
+        panels.append(strip.crop((0, 0, strip.width, top + min(rows, units) * row_px)))
+        if footer is None:
+            footer = strip.crop((0, body_end, strip.width, strip.height))
+    width = sum(p.width + 8 for p in panels)
+    out = Image.new(
+        "RGB", (max(width, footer.width), max(p.height for p in panels) + footer.height)
+    )
     x = 0
     for panel in panels:
         out.paste(panel, (x, 0))
         x += panel.width + 8
+    out.paste(footer, (0, max(p.height for p in panels)))
     return out
 
 
