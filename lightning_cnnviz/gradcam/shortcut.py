@@ -10,8 +10,8 @@ by log and keep their state in a plain dict (checkpointed by the monitor):
   of it for 2 logs in a row (``train_val_gap``). Train and val images come from the
   same distribution, so a CAM that leaves the object on training images only points
   at a cue that only training images carry;
-* ``cam_shortcut`` (``splits="both"``): on both splits ``on_object`` stayed below 0.9x
-  the object's share of the image area (``object_share``: a CAM spread evenly over
+* ``cam_shortcut`` (``splits="both"``): on both splits ``on_object`` stayed below
+  ``AREA_RATIO`` x the object's share of the image area (``object_share``: a CAM spread evenly over
   the image would score it) for 2 logs in a row (``below_area``). A CAM no more on the
   object than chance, on every image, validation included, means the model reads
   something else, a cue present on both splits (``train_val_gap`` cannot see it: no
