@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 
 import torch
 from torch import Tensor
@@ -96,6 +96,7 @@ def text_size(text: str, scale: int = 1) -> tuple[int, int]:
     return len(text) * GLYPH_W * scale, GLYPH_H * scale
 
 
+@lru_cache(maxsize=4096)  # labels repeat from event to event (channel numbers, legends)
 def _text_mask(text: str, scale: int) -> Tensor:
     codes = torch.tensor([min(max(ord(c), 32), 126) - 32 for c in text] or [0])
     mask = _font_atlas()[codes].permute(1, 0, 2).reshape(GLYPH_H, -1)  # glyphs side by side

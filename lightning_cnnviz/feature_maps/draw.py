@@ -153,8 +153,13 @@ def mean_heat(act: Tensor, size: tuple[int, int]) -> Tensor:
 
 def _mark(tiles: Tensor, dead: Tensor) -> Tensor:
     """Dim and frame in red the tiles ``(K, 3, h, w)`` of dead channels ``(K,)``."""
-    marked = torch.stack([rendering.border(rendering.dim(t), RED) for t in tiles])
-    return torch.where(dead.to(tiles.device)[:, None, None, None], marked, tiles)
+    which = dead.nonzero().flatten().tolist()  # usually none: only those are redrawn
+    if not which:
+        return tiles
+    out = tiles.clone()
+    for k in which:
+        out[k] = rendering.border(rendering.dim(tiles[k]), RED)
+    return out
 
 
 def _with_header(body: Tensor, labels: Sequence[str], tile_w: int, left: int = 0) -> Tensor:
