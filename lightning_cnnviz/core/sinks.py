@@ -81,6 +81,8 @@ class Sink:
     Attributes:
         active: False when the monitors must step aside (``fast_dev_run``).
         busy_seconds: time the sink's thread spent on jobs (off the training thread).
+        busy_cpu_seconds: the CPU time of those jobs (less than ``busy_seconds`` when the
+            thread waited for a core or for the GIL).
         writer: the TensorBoard ``SummaryWriter`` or ``None``.
         destinations: where images and text go (TensorBoard, W&B, MLflow or a folder).
         image_dir: the run's own folder, used when no logger takes images.
@@ -109,6 +111,7 @@ class Sink:
         # thread-safe, and Lightning logs to the same run from the training thread.
         self._handoff: collections.deque[Callable[[], None]] = collections.deque()
         self.busy_seconds = 0.0  # time the sink's thread spent on jobs
+        self.busy_cpu_seconds = 0.0  # their CPU time (a loaded machine stretches the above)
         if not self.active:
             rank_zero_warn(
                 "lightning-cnnviz monitors step aside: this run uses a DummyLogger "
@@ -276,12 +279,13 @@ class Sink:
         torch.set_num_threads(1)
         while (item := self._jobs.get()) is not None:
             job, on_error = item
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             try:
                 job()
             except Exception as err:  # handed back to the training thread by ``check``
                 self._errors.append((err, on_error))
             self.busy_seconds += time.perf_counter() - start
+            self.busy_cpu_seconds += time.thread_time() - start_cpu
 
     def wait(self) -> None:
         """Wait until every job handed to ``later`` has run (the thread then ends)."""
