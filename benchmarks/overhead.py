@@ -15,7 +15,8 @@ trains the same model from the same seed on the same batches as the bare run.
   the wait for the sink's thread included; median, min, max), the CPU-time ratio, the
   monitors' own time on the training thread (``work %``: ``timings["total"]`` plus
   ActivationMonitor's ``timings["window"]``) and the sink's thread (``Sink.busy_seconds``,
-  ``sink %``) as shares of the bare run, the median batch on which no monitor worked
+  ``sink %``; its CPU time per event, ``sink_cpu_ms_per_event``, is the figure a loaded
+  machine does not stretch) as shares of the bare run, the median batch on which no monitor worked
   (``quiet``) over bare's, bytes written beyond bare (MB per 10k steps), RSS growth over
   the run, and per monitor its events, the step of the first one and its final interval.
 * Cost models (resnet50): one bare run, then one run with every monitor logging every
@@ -189,6 +190,7 @@ def run(setup: Setup, config: str, root: Path, args: argparse.Namespace, **over:
         "steps": trainer.global_step,
         "bytes": sum(f.stat().st_size for f in root.rglob("*") if f.is_file()),
         "sink_seconds": Sink.of(trainer).busy_seconds if monitors else 0.0,
+        "sink_cpu_seconds": Sink.of(trainer).busy_cpu_seconds if monitors else 0.0,
         "rss_growth_mb": log["rss_end"] - log["rss_start"],
         "monitors": {
             type(m).__name__: {
@@ -324,6 +326,8 @@ def summarize(runs: dict[str, list[dict]], step_ms: float, ratio: bool) -> dict[
                 "sink_share": median([r["sink_seconds"] / bare_s for r in results]),
                 "sink_ms_per_event": 1000 * sink / events if events else None,
                 "sink_steps_per_event": 1000 * sink / events / step_ms if events else None,
+                "sink_cpu_ms_per_event": 1000 * sum(r["sink_cpu_seconds"] for r in results)
+                                         / events if events else None,
                 "mb_per_10k_steps": None if extra is None else 10_000 * extra / steps / MB,
                 "mb_per_10k_auto": None if extra is None else extra / per_run * per_10k / MB,
                 "rss_growth_mb": median([r["rss_growth_mb"] for r in results]),
@@ -416,7 +420,8 @@ def targets(result: dict) -> list[dict[str, Any]]:
                     f"{short(n)} {fmt(c, '.2f')} ({fmt(mons[n]['steady_steps_per_event'], '.2f')})"
                     for n, c in cost.items()
                 )
-                + f"; sink's thread {fmt(std['sink_steps_per_event'], '.2f')} per event",
+                + f"; sink's thread {fmt(std['sink_steps_per_event'], '.2f')} per event"
+                + f" ({fmt(std.get('sink_cpu_ms_per_event'), '.1f')} ms CPU)",
                 max(c or 0.0 for c in cost.values()) <= 1,
             )
         if model["kind"] == "ratio" and std.get("mb_per_10k_auto") is not None:
@@ -461,7 +466,8 @@ LEGEND = """\
    events: per run; first: step of the first event; interval: the final steady interval;
    ms/event: (total + window) / events (window: ActivationMonitor's hooked batches); 1st ms:
    the first event; steady: the others; steps: ms/event and steady over the bare step; budget:
-   the monitor's own estimate of steps per event (without the first)."""
+   the monitor's own estimate of steps per event (without the first). The sink's thread row:
+   ms/event of all monitors' jobs (wall), and in the 1st-ms column their CPU ms per event."""
 
 
 def print_table(result: dict) -> None:
@@ -503,8 +509,9 @@ def print_table(result: dict) -> None:
                                                   "budget_event_steps")),
                 ])  # fmt: skip
             if "sink_ms_per_event" in row:
-                rows.append([f"{config}: sink's thread", "", "", "",
-                             fmt(row["sink_ms_per_event"], ".1f"), "", "", "",
+                rows.append([f"{config}: sink's thread (CPU ms)", "", "", "",
+                             fmt(row["sink_ms_per_event"], ".1f"), "",
+                             fmt(row.get("sink_cpu_ms_per_event"), ".1f"), "",
                              fmt(row["sink_steps_per_event"], ".2f"), "", ""])  # fmt: skip
         table(EVENT_HEADER, rows)
     print(LEGEND)

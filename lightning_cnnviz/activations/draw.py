@@ -98,9 +98,11 @@ def dead_strip_image(history: Tensor, units: int | None = None, title: str = "")
     body = strip_palette()[history.long()].permute(2, 0, 1)  # (3, rows, logs)
     body = rendering.upscale(body, (row_px, column_px))
     axis = torch.zeros(3, body.shape[1], tick_w, dtype=torch.uint8)
-    for row, unit in _ticks(rows, row_px, units):
-        y = min(row * row_px, max(0, body.shape[1] - labels.GLYPH_H))
-        axis = labels.draw_text(axis, str(unit), 1, y, (200, 200, 200))
+    ticks = list(_ticks(rows, row_px, units))
+    bottom = max(0, body.shape[1] - labels.GLYPH_H)
+    placed = [(str(unit), 1, min(row * row_px, bottom)) for row, unit in ticks]
+    axis = labels.draw_texts(axis, placed, (200, 200, 200))
+    for row, _ in ticks:
         axis[:, row * row_px, -3:] = 200  # the tick itself
     strip = rendering.hstack([axis, body], gap=1)
     parts = [strip, _legend(max(strip.shape[-1], 200)), _x_axis(tick_w, body.shape[-1], columns)]

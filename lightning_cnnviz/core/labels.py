@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 
 import torch
 from torch import Tensor
@@ -31,6 +31,7 @@ __all__ = [
     "caption",
     "columns_that_fit",
     "draw_text",
+    "draw_texts",
     "legible_width",
     "rendered_glyph_px",
     "text_size",
@@ -96,6 +97,7 @@ def text_size(text: str, scale: int = 1) -> tuple[int, int]:
     return len(text) * GLYPH_W * scale, GLYPH_H * scale
 
 
+@lru_cache(maxsize=4096)  # labels repeat from event to event (channel numbers, legends)
 def _text_mask(text: str, scale: int) -> Tensor:
     codes = torch.tensor([min(max(ord(c), 32), 126) - 32 for c in text] or [0])
     mask = _font_atlas()[codes].permute(1, 0, 2).reshape(GLYPH_H, -1)  # glyphs side by side
@@ -106,14 +108,32 @@ def draw_text(
     img: Tensor, text: str, x: int, y: int, color: Color = (255, 255, 255), scale: int = 1
 ) -> Tensor:
     """Burn ``text`` into a copy of a uint8 ``(3, H, W)`` image at ``(x, y)``; clipped."""
+    return draw_texts(img, [(text, x, y)], color, scale)
+
+
+def draw_texts(
+    img: Tensor,
+    texts: Sequence[tuple[str, int, int]],
+    color: Color = (255, 255, 255),
+    scale: int = 1,
+) -> Tensor:
+    """Burn each ``(text, x, y)`` into one copy of a uint8 ``(3, H, W)`` image; clipped.
+
+    Example::
+
+        >>> out = draw_texts(torch.zeros(3, 11, 20, dtype=torch.uint8), [("1", 0, 0), ("2", 8, 0)])
+        >>> bool(out[:, :, :6].any()), bool(out[:, :, 8:14].any()), bool(out[:, :, 14:].any())
+        (True, True, False)
+    """
     out = img.clone()
-    mask = _text_mask(text, scale)
-    h, w = min(mask.shape[0], out.shape[-2] - y), min(mask.shape[1], out.shape[-1] - x)
-    if h <= 0 or w <= 0 or not text:
-        return out
-    region = out[:, y : y + h, x : x + w]
     paint = torch.tensor(color, dtype=out.dtype, device=out.device)[:, None, None]
-    region[:] = torch.where(mask[:h, :w].to(out.device), paint, region)
+    for text, x, y in texts:
+        mask = _text_mask(text, scale)
+        h, w = min(mask.shape[0], out.shape[-2] - y), min(mask.shape[1], out.shape[-1] - x)
+        if h <= 0 or w <= 0 or not text:
+            continue
+        region = out[:, y : y + h, x : x + w]
+        region[:] = torch.where(mask[:h, :w].to(out.device), paint, region)
     return out
 
 

@@ -10,7 +10,7 @@ sink; every function that returns a finished picture returns ``uint8``.
   ``fixed`` (a given range, clamped). NaN and Inf never reach a pixel.
 * ``apply_colormap`` looks values up in matplotlib's own 256-entry table of the
   colormap (gray, viridis, inferno, coolwarm), built once; no figure is drawn.
-* ``grid`` lays tiles out with torchvision's ``make_grid``; ``thumbnails`` shrinks.
+* ``grid`` lays tiles out as torchvision's ``make_grid`` does; ``thumbnails`` shrinks.
 * Text on images (captions, bar labels) lives in ``labels``.
 
 Example::
@@ -36,7 +36,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.utils import make_grid
 
 __all__ = [
     "CMAPS",
@@ -213,7 +212,7 @@ def dim(img: Tensor, factor: float = 0.35) -> Tensor:
 def grid(
     tiles: Tensor | Sequence[Tensor], nrow: int = 8, padding: int = 1, pad_value: int = 0
 ) -> Tensor:
-    """Lay out uint8 tiles ``(N, 1|3, H, W)`` (or differently sized ones) with ``make_grid``.
+    """Lay out uint8 tiles ``(N, 1|3, H, W)`` (or differently sized ones) as ``make_grid`` does.
 
     ``nrow`` tiles a row, ``padding`` pixels of gray level ``pad_value`` between the
     tiles and around them. Unlike ``make_grid``, a single tile is framed too, so that
@@ -229,9 +228,16 @@ def grid(
     if not isinstance(tiles, Tensor):
         tiles = torch.stack(_same_size(tiles, pad_value))
     tiles = to_rgb(tiles)
-    if tiles.shape[0] == 1:  # make_grid hands a lone tile back without its frame
-        return F.pad(tiles[0], [padding] * 4, value=pad_value)
-    return make_grid(tiles, nrow=nrow, padding=padding, pad_value=pad_value)
+    count, channels, height, width = tiles.shape
+    columns = min(nrow, count)
+    rows = -(-count // columns)
+    # make_grid's layout in one copy (it copies tile by tile): each cell is the tile
+    # with ``padding`` on its top and left; empty cells and the far edges are padding
+    cells = tiles.new_full((rows * columns, channels, height + padding, width + padding), pad_value)
+    cells[:count, :, padding:, padding:] = tiles
+    body = cells.reshape(rows, columns, channels, height + padding, width + padding)
+    body = body.permute(2, 0, 3, 1, 4).reshape(channels, rows * (height + padding), -1)
+    return F.pad(body, [0, padding, 0, padding], value=pad_value)
 
 
 def thumbnails(images01: Tensor, size: int = 32) -> Tensor:

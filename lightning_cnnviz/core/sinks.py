@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import io
 import queue
 import threading
 import time
@@ -52,6 +51,7 @@ from lightning_cnnviz.core.destinations import (
     run_folder,
 )
 from lightning_cnnviz.core.namespaces import is_logger
+from lightning_cnnviz.core.png import encode_png
 
 __all__ = ["Sink", "encode_png"]
 
@@ -79,37 +79,14 @@ def _destination(logger: Any) -> TensorBoard | Wandb | MLflow | None:
     return None
 
 
-def encode_png(image: Tensor, palette: Tensor | None = None, compress_level: int = 1) -> bytes:
-    """PNG bytes of a uint8 ``(3, H, W)`` image, or of ``(H, W)`` indices into ``palette``.
-
-    zlib level 1 with no float round trip: a 512 x 512 RGB dead strip in 4 ms (1 ms as
-    palette indices), where ``SummaryWriter.add_image`` (level 6, after a float32 copy)
-    takes 16 ms; files of flat images come out a few KB larger.
-
-    Example::
-
-        >>> png = encode_png(torch.zeros(3, 4, 5, dtype=torch.uint8))
-        >>> png[1:4], len(png) < 100
-        (b'PNG', True)
-    """
-    from PIL import Image
-
-    if palette is None:
-        pixels = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
-    else:
-        pixels = Image.fromarray(image.numpy())
-        pixels.putpalette(palette.to(torch.uint8).flatten().tolist())  # "L" becomes "P"
-    buffer = io.BytesIO()
-    pixels.save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
-
-
 class Sink:
     """Writes one run's records. Get it with ``Sink.of(trainer)``.
 
     Attributes:
         active: False when the monitors must step aside (``fast_dev_run``).
         busy_seconds: time the sink's thread spent on jobs (off the training thread).
+        busy_cpu_seconds: the CPU time of those jobs (less than ``busy_seconds`` when the
+            thread waited for a core or for the GIL).
         writer: the TensorBoard ``SummaryWriter`` or ``None``.
         destinations: where images and text go (TensorBoard, W&B, MLflow or a folder).
         image_dir: the run's own folder, used when no logger takes images.
@@ -138,6 +115,7 @@ class Sink:
         # thread-safe, and Lightning logs to the same run from the training thread.
         self._handoff: collections.deque[Callable[[], None]] = collections.deque()
         self.busy_seconds = 0.0  # time the sink's thread spent on jobs
+        self.busy_cpu_seconds = 0.0  # their CPU time (a loaded machine stretches the above)
         self._split_writers: dict[str, Any] = {}  # TensorBoard runs of their own, by split
         if not self.active:
             rank_zero_warn(
@@ -326,12 +304,13 @@ class Sink:
         torch.set_num_threads(1)
         while (item := self._jobs.get()) is not None:
             job, on_error = item
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             try:
                 job()
             except Exception as err:  # handed back to the training thread by ``check``
                 self._errors.append((err, on_error))
             self.busy_seconds += time.perf_counter() - start
+            self.busy_cpu_seconds += time.thread_time() - start_cpu
 
     def wait(self) -> None:
         """Wait until every job handed to ``later`` has run (the thread then ends)."""

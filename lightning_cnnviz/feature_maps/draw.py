@@ -36,7 +36,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.inputs import Norm, to_image01
-from lightning_cnnviz.core.labels import draw_text, text_size
+from lightning_cnnviz.core.labels import draw_text, draw_texts, text_size
 
 __all__ = [
     "channel_activity",
@@ -153,15 +153,20 @@ def mean_heat(act: Tensor, size: tuple[int, int]) -> Tensor:
 
 def _mark(tiles: Tensor, dead: Tensor) -> Tensor:
     """Dim and frame in red the tiles ``(K, 3, h, w)`` of dead channels ``(K,)``."""
-    marked = torch.stack([rendering.border(rendering.dim(t), RED) for t in tiles])
-    return torch.where(dead.to(tiles.device)[:, None, None, None], marked, tiles)
+    which = dead.nonzero().flatten().tolist()  # usually none: only those are redrawn
+    if not which:
+        return tiles
+    out = tiles.clone()
+    for k in which:
+        out[k] = rendering.border(rendering.dim(tiles[k]), RED)
+    return out
 
 
 def _with_header(body: Tensor, labels: Sequence[str], tile_w: int, left: int = 0) -> Tensor:
     _, text_h = text_size("0")
     strip = torch.zeros(3, text_h + 2, body.shape[-1], dtype=torch.uint8, device=body.device)
-    for col, label in enumerate(labels):
-        strip = draw_text(strip, label, left + 2 + col * (tile_w + 1), 1, HEADER)
+    placed = [(label, left + 2 + col * (tile_w + 1), 1) for col, label in enumerate(labels)]
+    strip = draw_texts(strip, placed, HEADER)
     return rendering.vstack([strip, body], gap=0)
 
 

@@ -52,3 +52,13 @@ def test_labels_legible_width_keeps_glyphs_seven_px_in_a_card():
         assert labels.rendered_glyph_px(width, scale) >= labels.MIN_GLYPH_PX
         assert labels.rendered_glyph_px(width + 2, scale) < labels.MIN_GLYPH_PX + 0.1
     assert labels.columns_that_fit(124, 16) * 124 <= labels.legible_width()
+
+
+def test_labels_draw_texts_equals_draw_text_one_by_one():
+    base = torch.zeros(3, 14, 40, dtype=torch.uint8)
+    placed = [("12", 1, 0), ("x", 20, 3), ("clipped", 36, 6)]
+    one_by_one = base
+    for text, x, y in placed:
+        one_by_one = labels.draw_text(one_by_one, text, x, y, (200, 100, 50))
+    together = labels.draw_texts(base, placed, (200, 100, 50))
+    assert torch.equal(together, one_by_one) and together.any() and not base.any()

@@ -115,3 +115,15 @@ def test_rendering_stacks_border_dim_and_bars():
     green = (bars[1] == 175) & (bars[0] == 76)
     half = bars.shape[-1] // 2
     assert green[:, :half].sum() == 20 * 6 and not green[:, half:].any()
+
+
+@pytest.mark.parametrize(
+    ("count", "nrow", "padding"), [(2, 8, 1), (7, 3, 2), (13, 5, 0), (64, 8, 1)]
+)
+def test_rendering_grid_equals_make_grid_pixel_for_pixel(count, nrow, padding):
+    from torchvision.utils import make_grid
+
+    gen = torch.Generator().manual_seed(count)
+    tiles = torch.randint(0, 256, (count, 3, 5, 7), dtype=torch.uint8, generator=gen)
+    expected = make_grid(tiles, nrow=nrow, padding=padding, pad_value=40)
+    assert torch.equal(r.grid(tiles, nrow=nrow, padding=padding, pad_value=40), expected)
