@@ -14,6 +14,7 @@ from lightning_cnnviz.activations.dead import strip_append, strip_column
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.core import labels
 from lightning_cnnviz.gradcam.draw import cam_grid
+from lightning_cnnviz.overfitting.confusion import Pair, pairs_image
 from lightning_cnnviz.overfitting.draw import per_class_image
 
 SEVEN = labels.MIN_GLYPH_PX
@@ -38,6 +39,14 @@ def test_card_gradcam_labels_at_least_7_px(count, side):
 def test_card_per_class_labels_at_least_7_px(classes):
     image = per_class_image(torch.rand(classes), epoch=3)
     assert _shown(image.shape[-1], 2) >= SEVEN, image.shape  # drawn at 2x
+
+
+@pytest.mark.parametrize(("channels", "side"), [(1, 28), (3, 32), (3, 224), (4, 64)])
+def test_card_confused_pairs_labels_at_least_7_px(channels, side):
+    pairs = [Pair(100, 999, 128, 1.0, [1, 2, 3]) for _ in range(3)]
+    examples = [torch.rand(3, channels, side, side) for _ in pairs]
+    image = pairs_image(pairs, examples, epoch=1000)
+    assert image.shape[0] == 3 and _shown(image.shape[-1], 2) >= SEVEN, image.shape  # 2x
 
 
 @pytest.mark.parametrize(("units", "logs"), [(16, 1), (128, 9), (256, 128), (512, 40)])

@@ -254,8 +254,8 @@ _IMAGE_SIZES = """(() => { const out = [];
   };
   walk(document.documentElement);
   return JSON.stringify(out); })()"""
-# Text drawn larger than the bitmap font's 11 px: per-class bars label at 2x.
-_GLYPH_SCALE = {"overfitting/per_class": 2}
+# Text drawn larger than the bitmap font's 11 px: per-class bars and confused pairs at 2x.
+_GLYPH_SCALE = {"overfitting/per_class": 2, "overfitting/confused_pairs": 2}
 
 
 def test_tensorboard_ui_browser_labels_legible_at_card_width(page, server, written):
