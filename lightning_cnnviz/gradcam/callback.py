@@ -119,7 +119,7 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
         self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
         self._probe_acc: float | None = None  # the train probe's eval-mode accuracy (findings)
-        self._both_ran = False  # the both-splits shortcut rule had a fine enough map (summary)
+        self._ran: dict[str, bool] = {}  # which shortcut checks looked at the run (summary)
         self._pool: Probe | None = None  # val samples searched for misclassified ones
         self._layouts: dict[str, Layout | None] | None = None  # token layers (transformers)
         self._masks: dict[str, tuple[Tensor, Tensor]] = {}  # split -> (images, foreground)
@@ -178,6 +178,10 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
             for split in ("train", "val")
         ]
         areas = tuple(scalars.get(self.tag(split, "object_share")) for split in ("train", "val"))
+        self._record("CAM on the object", on_object[0] is not None, "needs image probes and "
+                     "`foreground_threshold` (on_object)")  # fmt: skip
+        self._record("shortcut train vs val", None not in on_object, "needs `on_object` of "
+                     "training and validation images")  # fmt: skip
         cells = self._object_cells(areas)
         self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
                               cells=cells)  # fmt: skip
@@ -207,12 +211,15 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
         if layout is not None:
             (h, w), area = layout.hw, min(a for a in areas if a is not None)
             cells, size = area * h * w, f"{h}x{w}"
-        why = area_blocker(areas, cells, size)
-        self._both_ran = self._both_ran or not why
-        if self._trainer_ref is not None:
-            record_check(self._trainer_ref, type(self).__name__, "shortcut on both splits",
-                         self._both_ran, "" if self._both_ran else why)  # fmt: skip
+        self._record("shortcut on both splits", not (why := area_blocker(areas, cells, size)), why)
         return cells
+
+    def _record(self, check: str, ran: bool, why: str) -> None:
+        """Say in the run's record whether ``check`` ran (once it has, it stays so)."""
+        self._ran[check] = self._ran.get(check, False) or ran
+        if self._trainer_ref is not None:
+            ran = self._ran[check]
+            record_check(self._trainer_ref, type(self).__name__, check, ran, "" if ran else why)
 
     def _check_on_object(
         self,
@@ -236,10 +243,10 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
     @override
     def extra_state(self) -> dict[str, Any]:
         return {"previous": dict(self._previous), "on_object": dict(self._on_object),
-                "both_ran": self._both_ran}  # fmt: skip
+                "ran": dict(self._ran)}  # fmt: skip
 
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._previous = dict(state.get("previous", {}))
         self._on_object = dict(state.get("on_object", self._on_object))
-        self._both_ran = bool(state.get("both_ran", self._both_ran))
+        self._ran = dict(state.get("ran", self._ran))

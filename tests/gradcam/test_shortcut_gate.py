@@ -17,7 +17,7 @@ from lightning_cnnviz.gradcam.shortcut import (
     on_object_findings,
 )
 from tests.gradcam.test_gradcam import fit, scalars
-from tests.tb import events
+from tests.tb import events, texts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -141,3 +141,16 @@ def test_shortcut_both_splits_rule_needs_an_object_smaller_than_the_image():
     monitor._object_cells(whole)
     check = checks_of(run)[("GradCAMMonitor", "shortcut on both splits")]
     assert not check.ran and "foreground_threshold" in check.why
+
+
+def test_shortcut_summary_names_each_check_and_why_one_did_not_run(tmp_path):
+    _, trainer = fit(tmp_path / "on", GradCAMMonitor(every_n_steps=2))
+    checks = checks_of(trainer)
+    for name in ("CAM on the object", "shortcut train vs val"):
+        assert checks[("GradCAMMonitor", name)].ran, name
+    off = GradCAMMonitor(every_n_steps=2, foreground_threshold=None)
+    _, trainer = fit(tmp_path / "off", off)
+    check = checks_of(trainer)[("GradCAMMonitor", "CAM on the object")]
+    assert not check.ran and "`foreground_threshold`" in check.why
+    (summary,) = texts(events(tmp_path / "off"), "cnnviz/summary")
+    assert "Checks that did not run: GradCAMMonitor/CAM on the object (needs image" in summary
