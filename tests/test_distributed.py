@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from lightning_cnnviz.core.logs import event_folder
 from tests.monitors import ALL_MONITORS, failures, section
 from tests.tb import events, layer_lists
 
@@ -54,7 +55,10 @@ def test_distributed_both_ranks_trained_with_sync_batchnorm(ddp_run):
 def test_distributed_one_event_file_written_by_rank_zero(ddp_run):
     out, _ = ddp_run
     files = list(Path(out).rglob("events.out.tfevents.*"))
-    assert len(files) == 1, files
+    run = event_folder(out)
+    # one file for the run and one each for its train/val twins, all by one process
+    assert sorted(f.parent.relative_to(run).as_posix() for f in files) == [".", "train", "val"]
+    assert len({f.name.split(".")[-2] for f in files}) == 1, files  # ...<host>.<pid>.<n>
     acc = events(out)
     ours = tuple(section(n) + "/" for n in ALL_MONITORS)
     images = [t for t in acc.Tags()["images"] if t.startswith(ours)]
