@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import first_tensor, probe_mode
 
-__all__ = ["CAM_METHODS", "grad_cam"]
+__all__ = ["CAM_METHODS", "grad_cam", "layer_cams"]
 
 CAM_METHODS: tuple[str, ...] = ("gradcam", "hirescam", "guided_gradcam")
 # Upsampling of a map to the input, by the input's dims: signals, images, volumes.
@@ -128,7 +128,7 @@ def grad_cam(
         output_key: picks the logits from a tuple/dict model output.
         method: ``"gradcam"`` (``LayerGradCam``, ``relu_attributions=True``),
             ``"hirescam"`` (HiResCAM, Draelos & Carin 2020: gradient times
-            activation summed over channels, then ReLU, via
+            activation summed over channels, then ReLU, as
             ``LayerGradientXActivation``) or ``"guided_gradcam"``
             (``GuidedGradCam``; the map is the absolute value summed over input
             channels). Grad-CAM weighs each channel by its gradient averaged
@@ -147,37 +147,80 @@ def grad_cam(
         ValueError: the layer's output is not shaped like the input, or the logits have
             no class dim.
     """
-    from captum.attr import (
-        GuidedGradCam,
-        LayerAttribution,
-        LayerGradCam,
-        LayerGradientXActivation,
-    )
+    if method != "guided_gradcam":
+        cams, logits = layer_cams(model, layer, x, target, output_key=output_key,
+                                  methods=(method,))  # fmt: skip
+        return cams[method], logits
+    from captum.attr import GuidedGradCam
 
-    if isinstance(target, int):
-        target = torch.full((x.shape[0],), target, dtype=torch.long)
-    score = _Score(model, target, output_key)
+    score = _Score(model, _targets(target, x), output_key)
     with probe_mode(model, grad=True), warnings.catch_warnings(), _unused_layer(output_key):
         warnings.simplefilter("ignore")  # GuidedBackprop announces its temporary ReLU hooks
         inputs = x.detach().clone().requires_grad_(True)
         mode = _INTERPOLATE.get(x.dim(), "bilinear")
-        if method == "guided_gradcam":
-            attr = GuidedGradCam(score, layer).attribute(inputs, target=0, interpolate_mode=mode)
-            cam = attr.detach().float().abs().sum(1)
-        else:
-            if method == "hirescam":
-                attr = LayerGradientXActivation(score, layer).attribute(inputs, target=0)
-                attr = attr.sum(1, keepdim=True).clamp_min(0) if attr.dim() == x.dim() else attr
-            else:
-                attr = LayerGradCam(score, layer).attribute(
-                    inputs, target=0, relu_attributions=True
-                )
-            if attr.dim() != x.dim():
-                raise ValueError(
-                    f"Grad-CAM needs a layer whose output is {x.dim()}-D like the input "
-                    f"{tuple(x.shape)}; the selected layer gives a map of shape {tuple(attr.shape)}"
-                )
-            up = LayerAttribution.interpolate(attr, tuple(x.shape[2:]), interpolate_mode=mode)
-            cam = up.detach().float()[:, 0]
+        attr = GuidedGradCam(score, layer).attribute(inputs, target=0, interpolate_mode=mode)
+        cam = attr.detach().float().abs().sum(1)
     assert score.logits is not None
     return cam, score.logits
+
+
+def layer_cams(
+    model: nn.Module,
+    layer: nn.Module,
+    x: Tensor,
+    target: Tensor | int | None = None,
+    *,
+    output_key: str | int | None = None,
+    methods: tuple[str, ...] = ("gradcam", "hirescam"),
+) -> tuple[dict[str, Tensor], Tensor]:
+    """Grad-CAM and HiResCAM of ``layer`` from one forward and one backward pass.
+
+    Both read the layer's activations ``A`` and the score's gradient ``G`` w.r.t. them
+    (Captum's ``compute_layer_gradients_and_eval``, what ``LayerGradCam`` and
+    ``LayerGradientXActivation`` call): Grad-CAM is ``relu(sum_c mean(G_c) A_c)``,
+    HiResCAM ``relu(sum_c G_c A_c)``. Arguments and maps as ``grad_cam``.
+
+    Example::
+
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+        ...                     nn.Linear(4 * 8 * 8, 3))
+        >>> x = torch.randn(2, 1, 8, 8)
+        >>> cams, _ = layer_cams(net, net[1], x)
+        >>> alone, _ = grad_cam(net, net[1], x, method="hirescam")
+        >>> sorted(cams), torch.allclose(cams["hirescam"], alone)
+        (['gradcam', 'hirescam'], True)
+    """
+    from captum._utils.gradient import compute_layer_gradients_and_eval
+    from captum.attr import LayerAttribution
+
+    score = _Score(model, _targets(target, x), output_key)
+    with probe_mode(model, grad=True), _unused_layer(output_key):
+        inputs = x.detach().clone().requires_grad_(True)
+        (grads,), (acts,) = compute_layer_gradients_and_eval(score, layer, (inputs,), 0)
+        if acts.dim() != x.dim():
+            raise ValueError(
+                f"Grad-CAM needs a layer whose output is {x.dim()}-D like the input "
+                f"{tuple(x.shape)}; the selected layer gives a map of shape {tuple(acts.shape)}"
+            )
+        space = tuple(range(2, acts.dim()))
+        maps = {
+            "gradcam": lambda: (grads.mean(space, keepdim=True) * acts).sum(1, keepdim=True),
+            "hirescam": lambda: (grads * acts).sum(1, keepdim=True),
+        }
+        mode = _INTERPOLATE.get(x.dim(), "bilinear")
+        cams = {
+            m: LayerAttribution.interpolate(
+                maps[m]().clamp_min(0), tuple(x.shape[2:]), interpolate_mode=mode
+            ).detach().float()[:, 0]
+            for m in methods
+        }  # fmt: skip
+    assert score.logits is not None
+    return cams, score.logits
+
+
+def _targets(target: Tensor | int | None, x: Tensor) -> Tensor | None:
+    """``target`` as one class per sample (an int for all)."""
+    if isinstance(target, int):
+        return torch.full((x.shape[0],), target, dtype=torch.long)
+    return target

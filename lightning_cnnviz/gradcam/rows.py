@@ -16,6 +16,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 
+from lightning_cnnviz.core.cam import layer_cams
 from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.inputs import as_pictures, input_bounds, norm_stats, to_image01, to_model
 from lightning_cnnviz.core.probe import Probe
@@ -49,14 +50,20 @@ class CamRows:
         with self.phase("compute"):
             if self._layouts is None:  # one traced pass: which layers output tokens
                 self._layouts = cam_layouts(model, self.selected, x, self._logits_key)
-            cam, logits = any_grad_cam(model, self.selected[name], x, target,
-                                       output_key=self._logits_key, method=self.method,
-                                       layout=self._layouts.get(name))  # fmt: skip
+            layer, layout, hires = self.selected[name], self._layouts.get(name), None
+            if values is not None and split != "misclassified" and self._wants_hires(name, x):
+                # the shortcut rules' map from the same backward pass as the drawn one
+                cams, logits = layer_cams(model, layer, x, target, output_key=self._logits_key)
+                cam, hires = cams["gradcam"], cams["hirescam"]
+            else:
+                cam, logits = any_grad_cam(model, layer, x, target, output_key=self._logits_key,
+                                           method=self.method, layout=layout)  # fmt: skip
             pictures, cam = as_pictures(x, cam)  # signals and volumes as 2-D pictures
             image01 = to_image01(pictures, norm_stats(trainer))
             if split != "misclassified" and values is not None:
                 values.update(self._metrics(split, name, cam, image01, x.dim() == 4))
-                values.update(self._hires_on_object(model, split, name, x, target, image01))
+                if hires is not None and (mask := self._foreground(split, image01)) is not None:
+                    values[self.tag(split, "on_object_hirescam")] = on_object(hires, mask)
         with self.phase("render"):  # host copies for the sink's thread
             row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, title)
             if split == "train" and values is not None and labels is not None:
@@ -149,23 +156,23 @@ class CamRows:
         last = name == list(self.selected)[-1]  # the deepest layer also gets the plain tags
         return tags | ({self.tag(split, m): v for m, v in out.items()} if last else {})
 
-    def _hires_on_object(self, model: nn.Module, split: str, name: str, x: Tensor, target: Any,
-                         image01: Tensor) -> dict[str, Tensor]:  # fmt: skip
-        """``on_object_hirescam`` of the deepest layer (images), what the shortcut findings read.
+    def _wants_hires(self, name: str, x: Tensor) -> bool:
+        """Whether the shortcut rules need HiResCAM beside the drawn Grad-CAM here.
 
         Grad-CAM averages each channel's gradient over the image, so a cue read by its
         position (a marker whose place codes the class) stays invisible to it; HiResCAM
-        keeps the gradient per position (one more backward pass on the probe, images only).
+        keeps the gradient per position. The deepest layer's CNN map of images only
+        (``on_object`` needs an object mask); with ``method="hirescam"`` the drawn map
+        is already it.
         """
-        if name != list(self.selected)[-1] or x.dim() != 4:
-            return {}
         layout = (self._layouts or {}).get(name)
-        mask = self._foreground(split, image01)
-        if mask is None or self.method == "hirescam" or (layout and layout.kind != "nchw"):
-            return {}
-        hires, _ = any_grad_cam(model, self.selected[name], x, target, output_key=self._logits_key,
-                                method="hirescam", layout=layout)  # fmt: skip
-        return {self.tag(split, "on_object_hirescam"): on_object(hires, mask)}
+        return (
+            name == list(self.selected)[-1]
+            and x.dim() == 4
+            and self.method == "gradcam"
+            and self.foreground_threshold is not None
+            and (layout is None or layout.kind == "nchw")
+        )
 
     def _foreground(self, split: str, image01: Tensor) -> Tensor | None:
         """The probe objects' mask, found once: the probe images stay the same all run."""

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_cnnviz.core.cam import grad_cam
+from lightning_cnnviz.core.cam import grad_cam, layer_cams
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.target_layer import block_output, trace_calls
@@ -69,6 +69,28 @@ def test_attribution_grad_cam_exact_on_fixed_model():
     assert cam.dtype == torch.float32 and logits.dtype == torch.float32
     # class 1 only has a negative weight on a non-negative channel: an all-zero CAM
     assert cam[1].abs().sum() == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_attribution_layer_cams_equal_captums_methods(seed):
+    """One backward pass gives what LayerGradCam and LayerGradientXActivation give apart."""
+    from captum.attr import LayerAttribution, LayerGradCam, LayerGradientXActivation
+
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(6 * 5 * 5, 4)).eval()  # fmt: skip
+    x, target = torch.randn(5, 3, 10, 10), torch.tensor([0, 1, 2, 3, 0])
+    cams, logits = layer_cams(net, net[2], x, target)
+    score = lambda inp: net(inp).gather(1, target.view(-1, 1))  # noqa: E731
+    want = {
+        "gradcam": LayerGradCam(score, net[2]).attribute(x, 0, relu_attributions=True),
+        "hirescam": LayerGradientXActivation(score, net[2]).attribute(x, 0).sum(1, True).relu(),
+    }
+    for method, attr in want.items():
+        up = LayerAttribution.interpolate(attr, (10, 10), interpolate_mode="bilinear")[:, 0]
+        torch.testing.assert_close(cams[method], up.detach(), msg=method)
+    torch.testing.assert_close(logits, net(x).detach())
+    assert not torch.equal(cams["gradcam"], cams["hirescam"])
 
 
 def test_attribution_grad_cam_targets_pred_and_int():
