@@ -57,7 +57,11 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     and val loss/accuracy the module logs, runs the model on a val and a train probe
     (eval mode, no gradients, no hooks), and the val probe once more with BatchNorm on
     batch statistics (copies of its buffers: the running statistics are never
-    touched). A ``Detector`` runs the rules of ``rules.py`` on the whole series:
+    touched). From the second evaluation on, the val probe's eval-mode logits are read
+    from the validation loop instead (``loop_logits.py``: a tap on the module's forward
+    during that validation only, the rows of the probe's images kept on the device),
+    and its own val pass runs only where the loop cannot stand in. A ``Detector`` runs
+    the rules of ``rules.py`` on the whole series:
     ``overfitting`` (val loss rising beyond its own noise while train loss falls),
     ``memorisation`` (val accuracy falling while train accuracy climbs past it),
     ``not_learning`` (val probe at chance accuracy, or non-finite outputs) and
@@ -70,8 +74,10 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     Its work on the training thread is timed in ``timings``: ``total`` per evaluation
     (within it ``probe``, drawing the probes once, ``capture``, the forward passes,
     ``compute``, ``render`` and ``write``), and outside the evaluations ``setup``,
-    ``summary`` (recording which checks ran) and ``flush`` (waiting for the sink's
-    thread at the end of fit, and the run's summary when this is the last monitor).
+    ``summary`` (recording which checks ran), ``loop`` (keeping the validation loop's
+    outputs, timed there and counted at the evaluation that reads them) and ``flush``
+    (waiting for the sink's thread at the end of fit, and the run's summary when this is
+    the last monitor).
 
     Args:
         train_loss_key, val_loss_key, train_acc_key, val_acc_key: logged metric names
@@ -81,9 +87,10 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         patience: evaluations a rule's smoothed signal must hold (2: reported one
             validation after its onset at the earliest).
         num_samples: images per probe (val and train), class-balanced; the whole set when
-            it is smaller. Three probe passes (val, train, val with batch statistics; no
-            gradients) are most of an evaluation's cost. The rules read means over the
-            probe (accuracy, confidence, loss) whose standard errors they account for.
+            it is smaller. The probe passes (train, val with batch statistics, and val
+            where the validation loop's outputs cannot stand in; no gradients) are most
+            of an evaluation's cost. The rules read means over the probe (accuracy,
+            confidence, loss) whose standard errors they account for.
         **kwargs: the shared arguments of ``Monitor`` (schedule, ``tag_prefix``, ``strict``,
             ``seed``, ``budget``). Evaluations happen at validation ends only:
             ``every_n_steps=n`` takes the first validation of the run and the first after
