@@ -165,3 +165,35 @@ def test_loop_logits_read_the_first_val_loader_only(tmp_path):
     assert h.probe_acc_val == pytest.approx(
         (logits.argmax(1) == probe.labels).float().mean().item()
     )
+
+
+class DictItems(torch.utils.data.Dataset):
+    """The quadrant digits as dict items with the label under a key of its own."""
+
+    def __init__(self, n, seed):
+        self.x, self.y = digits(n, seed=seed).tensors
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"pixels": self.x[i], "cls": self.y[i]}
+
+
+class DictBatches(TinyCNN):
+    def training_step(self, batch, batch_idx):
+        return self._step((batch["pixels"], batch["cls"]), "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step((batch["pixels"], batch["cls"]), "val")
+
+
+def test_loop_logits_read_labels_under_label_key(tmp_path):
+    L.seed_everything(0)
+    monitor = OverfittingMonitor(num_samples=12, label_key="cls")
+    train = DataLoader(DictItems(32, 1), batch_size=8)
+    val = DataLoader(DictItems(24, 2), batch_size=8)
+    fit(tmp_path, [monitor], model=DictBatches(), data=(train, val), max_epochs=2,
+        limit_val_batches=None)  # fmt: skip
+    assert monitor.events == 2 and monitor.val_from_loop, monitor._loop.why
+    assert monitor.detector.history[-1].probe_acc_val is not None
