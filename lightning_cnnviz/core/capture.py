@@ -38,6 +38,7 @@ __all__ = [
     "module_name",
     "probe_mode",
     "site_name",
+    "tap_forward",
 ]
 
 # Called with (site name, module output) for every call of a hooked module.
@@ -178,6 +179,26 @@ class LayerCapture:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+def tap_forward(
+    module: nn.Module, fn: Callable[[tuple[Any, ...], Any], None]
+) -> torch.utils.hooks.RemovableHandle:
+    """Call ``fn(args, output)`` after every forward of ``module``, until the handle is removed.
+
+    For a hook that must outlive one ``with`` block (e.g. across a validation loop):
+    the caller removes the handle in its own ``finally`` / end hook.
+
+    Example::
+
+        >>> seen = []
+        >>> net = nn.Linear(2, 3)
+        >>> handle = tap_forward(net, lambda args, out: seen.append(tuple(out.shape)))
+        >>> _ = net(torch.zeros(4, 2)); handle.remove(); _ = net(torch.zeros(1, 2))
+        >>> seen, len(net._forward_hooks)
+        ([(4, 3)], 0)
+    """
+    return module.register_forward_hook(lambda _module, args, output: fn(args, output))
 
 
 def count_call_sites(

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 __all__ = [
     "LABEL_KEYS",
     "Probe",
+    "batch_labels",
     "dataset_labels",
     "draw_probe",
     "find_dataset",
@@ -169,6 +170,34 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
     elif not isinstance(y, int):
         y = None
     return x, y
+
+
+def batch_labels(batch: Any, label_key: Any = None) -> Tensor | None:
+    """The class labels of a collated batch, ``(B,)`` integers, where ``split_sample`` finds them.
+
+    ``None`` when the batch holds no such labels (a bare tensor, soft or one-hot targets).
+
+    Example::
+
+        >>> batch_labels((torch.zeros(2, 1, 4, 4), torch.tensor([3, 1]))).tolist()
+        [3, 1]
+        >>> batch_labels({"image": torch.zeros(2, 3), "cls": torch.tensor([0, 2])}, "cls").tolist()
+        [0, 2]
+        >>> batch_labels(torch.zeros(2, 1, 4, 4)) is None
+        True
+    """
+    if isinstance(batch, Mapping):
+        keys = (label_key,) if label_key is not None else _LABEL_KEYS
+        y = next((batch[k] for k in keys if k in batch), None)
+    elif isinstance(batch, Sequence) and not isinstance(batch, str) and batch:
+        at = label_key if isinstance(label_key, int) else 1
+        y = batch[at] if len(batch) > at else None
+    else:
+        y = None
+    if not isinstance(y, Tensor) or y.dim() != 1:
+        return None
+    integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+    return y if integer else None
 
 
 def dataset_labels(dataset: Any) -> Tensor | None:

@@ -17,6 +17,7 @@ from typing_extensions import override
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
 from lightning_cnnviz.core.findings import Finding, findings_of, record_check, replace, report
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
+from lightning_cnnviz.core.model_io import UNSET
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.probe import (
     Probe,
@@ -36,6 +37,7 @@ from lightning_cnnviz.overfitting.confusion import (
 )
 from lightning_cnnviz.overfitting.detector import Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
+from lightning_cnnviz.overfitting.loop_logits import LoopLogits
 from lightning_cnnviz.overfitting.metrics import Evaluation, figures, pick_metric
 from lightning_cnnviz.overfitting.text import diagnosis_text, headline, missing_text
 
@@ -55,7 +57,11 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     and val loss/accuracy the module logs, runs the model on a val and a train probe
     (eval mode, no gradients, no hooks), and the val probe once more with BatchNorm on
     batch statistics (copies of its buffers: the running statistics are never
-    touched). A ``Detector`` runs the rules of ``rules.py`` on the whole series:
+    touched). From the second evaluation on, the val probe's eval-mode logits are read
+    from the validation loop instead (``loop_logits.py``: a tap on the module's forward
+    during that validation only, the rows of the probe's images kept on the device),
+    and its own val pass runs only where the loop cannot stand in. A ``Detector`` runs
+    the rules of ``rules.py`` on the whole series:
     ``overfitting`` (val loss rising beyond its own noise while train loss falls),
     ``memorisation`` (val accuracy falling while train accuracy climbs past it),
     ``not_learning`` (val probe at chance accuracy, or non-finite outputs) and
@@ -68,8 +74,10 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     Its work on the training thread is timed in ``timings``: ``total`` per evaluation
     (within it ``probe``, drawing the probes once, ``capture``, the forward passes,
     ``compute``, ``render`` and ``write``), and outside the evaluations ``setup``,
-    ``summary`` (recording which checks ran) and ``flush`` (waiting for the sink's
-    thread at the end of fit, and the run's summary when this is the last monitor).
+    ``summary`` (recording which checks ran), ``loop`` (keeping the validation loop's
+    outputs, timed there and counted at the evaluation that reads them) and ``flush``
+    (waiting for the sink's thread at the end of fit, and the run's summary when this is
+    the last monitor).
 
     Args:
         train_loss_key, val_loss_key, train_acc_key, val_acc_key: logged metric names
@@ -79,9 +87,10 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         patience: evaluations a rule's smoothed signal must hold (2: reported one
             validation after its onset at the earliest).
         num_samples: images per probe (val and train), class-balanced; the whole set when
-            it is smaller. Three probe passes (val, train, val with batch statistics; no
-            gradients) are most of an evaluation's cost. The rules read means over the
-            probe (accuracy, confidence, loss) whose standard errors they account for.
+            it is smaller. The probe passes (train, val with batch statistics, and val
+            where the validation loop's outputs cannot stand in; no gradients) are most
+            of an evaluation's cost. The rules read means over the probe (accuracy,
+            confidence, loss) whose standard errors they account for.
         **kwargs: the shared arguments of ``Monitor`` (schedule, ``tag_prefix``, ``strict``,
             ``seed``, ``budget``). Evaluations happen at validation ends only:
             ``every_n_steps=n`` takes the first validation of the run and the first after
@@ -131,6 +140,10 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         self._others_told = 0
         self._findings: dict[str, Finding] = {}
         self._bn_why = ""  # why the BatchNorm check could not run
+        if hasattr(self, "_loop"):
+            self._loop.stop()
+        self._loop = LoopLogits()  # the val probe's logits from the validation loop
+        self.val_from_loop = False  # whether the latest evaluation read them (else a probe pass)
 
     @override
     def describe_layers(self) -> str:
@@ -160,15 +173,67 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:  # never on train steps
         self.budget.step_ended()
 
-    @override
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def _event_due(self, trainer: Trainer) -> bool:
+        """Whether this validation's end brings an evaluation (the same all through it)."""
         if trainer.sanity_checking or trainer.state.fn != "fit" or self.disabled:
-            return
+            return False
         step, last = trainer.global_step, self.last_logged_step
         # automatic: every validation (which costs far more than this check)
         due = self.schedule.automatic or self.schedule.due_on_step(step, last, first_chance=True)
+        return due or self._due_on_epoch(trainer)
+
+    @override
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_start(trainer, pl_module)
+        if self._event_due(trainer) and self._loop_readable(trainer):
+            logits = lambda out: self.logits_of(out, image_level=False)  # noqa: E731
+            indices = self._probes["val"].indices
+            self._loop.start(pl_module, indices, logits=logits, label_key=self._label_key)
+
+    def _loop_readable(self, trainer: Trainer) -> bool:
+        """Whether the val loop's positions are the probe's dataset indices (else a probe pass).
+
+        From the second evaluation on: the probe and the logits' key are known by then.
+        One process only (under DDP each rank sees a shard of the val set).
+        """
+        if "val" not in self._probes or self._logits_key is UNSET or trainer.world_size > 1:
+            return False
+        loaders = trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
+        sampler = getattr(loader, "sampler", None)
+        return isinstance(sampler, torch.utils.data.SequentialSampler) and getattr(
+            loader, "dataset", None
+        ) is find_dataset(trainer, "val")
+
+    @override
+    def on_validation_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._loop.batch_start(dataloader_idx)
+
+    @override
+    def on_validation_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._loop.batch_end(batch, dataloader_idx)
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._loop.stop()  # no tap outlives the validation
         # evaluated once the train metrics are current (the next batch or the epoch end)
-        self._pending = self._pending or due or self._due_on_epoch(trainer)
+        self._pending = self._pending or self._event_due(trainer)
+
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
+        self._loop.stop()
+        super().on_exception(trainer, pl_module, exception)
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._loop.stop()
+        super().teardown(trainer, pl_module, stage)
 
     def _flush(self, trainer: Trainer, pl_module: LightningModule, epoch_end: bool) -> None:
         if self._pending:
@@ -237,6 +302,22 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         ok = labels is not None and logits.shape[1] > int(labels.max())
         return logits if ok else None
 
+    def _loop_logits(self, trainer: Trainer) -> Tensor | None:
+        """The val probe's logits kept from the validation loop, if they are the probe's."""
+        kept = self._loop.take()
+        # the loop's share, timed there and counted here (validation is no logging event)
+        self.timings["loop"] += self._loop.seconds
+        self._loop.seconds = 0.0
+        labels = self.probe(trainer, "val").labels
+        if kept is None or labels is None:
+            return None
+        logits, loop_labels = kept
+        with self.phase("capture"):  # one transfer: the rows must be the probe's images
+            same = torch.equal(loop_labels.cpu(), labels) and logits.shape[1] > int(labels.max())
+        if not same:
+            self._loop.why = "the val loop's labels at the probe's indices differ from the probe's"
+        return logits if same else None
+
     def _batch_stats(self, trainer: Trainer, pl_module: LightningModule) -> Tensor | None:
         """The val probe with BatchNorm on batch statistics (``None`` when it cannot run)."""
         norms = batch_norms(unwrap_model(pl_module))
@@ -262,7 +343,11 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")
             for n, k in self.keys.items()
         }
-        logits = {s: self._logits(trainer, pl_module, s) for s in ("val", "train")}
+        logits = {"val": self._loop_logits(trainer), "train": None}
+        self.val_from_loop = logits["val"] is not None
+        if logits["val"] is None:
+            logits["val"] = self._logits(trainer, pl_module, "val")
+        logits["train"] = self._logits(trainer, pl_module, "train")
         missing = [self.keys[n] for n, v in found.items() if v is None]
         probes = logits["val"] is not None and logits["train"] is not None
         if missing or not probes:
