@@ -32,6 +32,7 @@ from lightning_cnnviz.overfitting.rules import Verdict
 __all__ = ["KINDS", "Change", "Detector"]
 
 KINDS = ("not_learning", "bn_mismatch", "memorisation", "overfitting")
+CURVE_KINDS = ("memorisation", "overfitting")  # read the eval-mode val curves
 
 # The figure that says "worse" for each kind (larger is worse).
 _WORSE = {"overfitting": "rise_abs", "memorisation": "drop", "bn_mismatch": "gap_acc"}
@@ -60,12 +61,19 @@ class Detector:
 
     def _verdicts(self) -> dict[str, Verdict | None]:
         h, p = self.history, self.patience
-        return {
+        found = {
             "not_learning": rules.not_learning(h, p),
             "bn_mismatch": rules.bn_mismatch(h, p),
             "memorisation": rules.memorisation(h, p),
             "overfitting": rules.overfitting(h, self.tolerance, p),
         }
+        if found["bn_mismatch"] is not None:
+            # eval-mode val figures now measure BatchNorm's stale running statistics, not
+            # generalisation: a val curve turning is no new overfitting or memorisation
+            for kind in CURVE_KINDS:
+                if self.reported.get(kind) is None or self.reported[kind].severity == "note":
+                    found[kind] = None
+        return found
 
     def update(self, ev: Evaluation) -> list[Change]:
         """Add one evaluation; the changes of the diagnosis it brings, in ``KINDS`` order."""

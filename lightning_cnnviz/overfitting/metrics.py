@@ -118,6 +118,22 @@ def _probe_figures(out: Tensor, labels: Tensor) -> dict[str, Tensor]:
     }
 
 
+def _discordant(eval_out: Tensor, bn_out: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    """Shares of the probe right with batch statistics only, and in eval mode only.
+
+    The two passes see the same images, so their accuracies differ by these discordant
+    pairs alone (McNemar): the gap's standard error comes from them, far smaller than
+    that of two independent accuracies.
+    """
+    labels = labels.to(eval_out.device).long()
+    right_eval = eval_out.float().argmax(dim=1) == labels
+    right_bn = bn_out.float().argmax(dim=1) == labels
+    return {
+        "bn_only": (right_bn & ~right_eval).float().mean(),
+        "eval_only": (right_eval & ~right_bn).float().mean(),
+    }
+
+
 def figures(
     logged: Mapping[str, Tensor | None],
     logits: Mapping[str, Tensor | None],
@@ -128,8 +144,10 @@ def figures(
     For each probe pass ``split`` (``"val"``, ``"train"``; ``"bn"`` is the val probe with
     batch statistics) it adds ``ece_{split}``, ``conf_{split}`` (mean top softmax
     probability), ``probe_acc_{split}`` and ``probe_loss_{split}`` (cross-entropy), plus
-    ``classes`` (the logits' width). Everything is reduced where the logits live and moved
-    to the host in one transfer. A ``None`` entry (not logged, no usable logits) is left out.
+    ``classes`` (the logits' width) and, with both val passes, ``bn_only`` / ``eval_only``
+    (shares of the val probe right in one of them only). Everything is reduced where the
+    logits live and moved to the host in one transfer. A ``None`` entry (not logged, no
+    usable logits) is left out.
 
     Example::
 
@@ -152,6 +170,8 @@ def figures(
             values[f"{'probe_' if name != 'conf' else ''}{name}_{split}"] = value
     device = next((v.device for v in values.values()), torch.device("cpu"))
     val = logits.get("val")
+    if val is not None and logits.get("bn") is not None and val_labels is not None:
+        values.update(_discordant(val, logits["bn"], val_labels))  # type: ignore[arg-type]
     if val is not None and val_labels is not None:
         values["classes"] = torch.tensor(float(val.shape[1]), device=device)
     # the trailing zero keeps the stack non-empty when nothing was logged
@@ -214,6 +234,8 @@ class Evaluation:
     probe_acc_bn: float | None = None
     probe_loss_bn: float | None = None
     ece_bn: float | None = None
+    bn_only: float | None = None
+    eval_only: float | None = None
     classes: float | None = None
     probe_size: float | None = None
 

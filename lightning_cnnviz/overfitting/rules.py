@@ -229,15 +229,24 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
 
 
 def parted(e: Evaluation) -> bool | None:
-    """Whether eval mode is far worse than batch statistics (``None``: not measured)."""
+    """Whether eval mode is far worse than batch statistics (``None``: not measured).
+
+    Both passes read the same images, so the gap's standard error is the paired one
+    (McNemar: from the images right in one pass only); the bar is
+    ``max(5 points, 3 standard errors)``. Without the paired counts, two independent
+    accuracies' error stands in.
+    """
     if e.probe_acc_bn is None or e.probe_acc_val is None:
         return None
-    p, n = e.probe_acc_bn, max(1.0, e.probe_size or 0.0)
+    gap, n = e.probe_acc_bn - e.probe_acc_val, max(1.0, e.probe_size or 0.0)
+    if e.bn_only is not None and e.eval_only is not None:
+        spread = max(e.bn_only + e.eval_only - gap * gap, 1.0 / n)  # one flip at least
+    else:
+        p = e.probe_acc_bn
+        spread = 2 * max(p * (1 - p), 0.01)
     # accuracy only: early in a run the running statistics always lag (a higher eval loss
     # at equal accuracy), which harms nothing and passes within a few dozen steps
-    return e.probe_acc_bn - e.probe_acc_val > max(
-        0.05, 3 * math.sqrt(2 * max(p * (1 - p), 0.01) / n)
-    )
+    return gap > max(0.05, 3 * math.sqrt(spread / n))
 
 
 def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
@@ -245,8 +254,8 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
 
     The running statistics BatchNorm uses in eval mode no longer match the batch
     statistics the model trains with: eval accuracy more than
-    ``max(5 points, 3 standard errors)`` below for ``patience`` evaluations (the losses
-    are reported as evidence).
+    ``max(5 points, 3 paired standard errors)`` below (``parted``) for ``patience``
+    evaluations (the losses are reported as evidence).
     """
     evs, streak = _trailing(history, parted)
     if streak < patience:

@@ -132,3 +132,33 @@ def test_detector_batch_statistics_leave_the_running_buffers_alone():
         expected = reference[3](bn)
     assert torch.allclose(out[:8], expected, atol=1e-5)
     assert not math.isclose(float(out.std()), 0.0)
+
+
+def test_detector_val_curves_wait_while_batchnorm_eval_mode_is_broken():
+    # eval-mode val accuracy falls and val loss rises because the running statistics
+    # are stale (eval 0.40 vs 0.96 with batch statistics): BatchNorm, not memorisation
+    detector = Detector()
+    rows = [
+        (0.70, 1.20, 0.80, 0.72),
+        (0.74, 1.05, 0.86, 0.80),
+        (0.56, 1.41, 0.90, 0.88),
+        (0.45, 1.63, 0.94, 0.93),
+        (0.42, 1.69, 0.97, 0.96),
+        (0.40, 1.75, 0.98, 0.97),
+    ]
+    kinds = []
+    for e, (acc, loss, train_acc, bn_acc) in enumerate(rows):
+        ev = Evaluation(step=63 * (e + 1), epoch=e, val_acc=acc, val_loss=loss,
+                        train_acc=train_acc, train_loss=1.0 / (e + 2), probe_acc_val=acc,
+                        probe_acc_bn=bn_acc, probe_size=128.0, bn_only=bn_acc - acc,
+                        eval_only=0.0)  # fmt: skip
+        kinds += [c.verdict.kind for c in detector.update(ev)]
+    assert set(kinds) == {"bn_mismatch"}
+    kinds = []
+    # the same curves with eval mode sound are memorisation and overfitting
+    sound = Detector()
+    for e, (acc, loss, train_acc, _) in enumerate(rows):
+        ev = Evaluation(step=63 * (e + 1), epoch=e, val_acc=acc, val_loss=loss,
+                        train_acc=train_acc, train_loss=1.0 / (e + 2))  # fmt: skip
+        kinds += [c.verdict.kind for c in sound.update(ev)]
+    assert {"memorisation", "overfitting"} <= set(kinds)

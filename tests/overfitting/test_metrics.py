@@ -8,6 +8,7 @@ from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_i
 from lightning_cnnviz.overfitting.metrics import (
     Evaluation,
     expected_calibration_error,
+    figures,
     per_class_accuracy,
     pick_metric,
 )
@@ -131,3 +132,14 @@ def test_metrics_per_class_image(tmp_path):
     many = per_class_image(torch.linspace(0, 1, 200), epoch=0)
     few = per_class_image(torch.linspace(0, 1, 40), epoch=0)
     assert many.shape == few.shape  # capped at the 40 worst classes
+
+
+def test_figures_discordant_shares_of_the_two_val_passes():
+    labels = torch.tensor([0, 1, 0, 1])
+    eval_out = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # right: 0, 3
+    bn_out = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # right: 0, 1, 2
+    host, _, _ = figures({}, {"val": eval_out, "bn": bn_out}, {"val": labels})
+    assert (host["bn_only"], host["eval_only"]) == (0.5, 0.25)
+    assert host["probe_acc_bn"] - host["probe_acc_val"] == 0.25
+    host, _, _ = figures({}, {"val": eval_out}, {"val": labels})
+    assert "bn_only" not in host

@@ -223,3 +223,16 @@ def test_rules_bn_mismatch_quiet_within_probe_noise():
     assert first(rules.bn_mismatch, probe_run(rows)) is None
     rows = [bn(0.97, 0.9), bn(0.98, 0.85)]  # eval better than batch statistics: no problem
     assert first(rules.bn_mismatch, probe_run(rows)) is None
+
+
+def test_rules_bn_mismatch_paired_error_sees_a_gap_two_independent_accuracies_miss():
+    # 11 points apart on the same 128 images: 13% right with batch statistics only, 2% in
+    # eval mode only. Independent errors put the bar at 18 points, the paired one at 10
+    rows = [dict(bn(0.50, 0.61), bn_only=0.13, eval_only=0.02)] * 2
+    assert rules.parted(probe_run(rows)[0]) is True
+    assert first(rules.bn_mismatch, probe_run(rows)).detected.epoch == 1
+    unpaired = [bn(0.50, 0.61)] * 2
+    assert rules.parted(probe_run(unpaired)[0]) is False
+    # the same gap from many flips both ways is within the noise
+    noisy = [dict(bn(0.50, 0.61), bn_only=0.40, eval_only=0.29)] * 2
+    assert rules.parted(probe_run(noisy)[0]) is False
