@@ -15,11 +15,13 @@ and scores what the monitors reported (``findings_of``):
 
 Usage::
 
-    python benchmarks/diagnosis.py [--only NAME_PART] [--seed 0] [--quick]
+    python benchmarks/diagnosis.py [--only NAME_PART] [--seeds 0,1,2] [--quick]
 
-Prints the scoreboard and writes ``benchmarks/results/diagnosis.json``. Runs on 2 CPU
-cores with 1 intra-op thread in under 20 minutes (``--quick``: shorter runs, a check that
-the harness works, not a score).
+Every run is trained once per seed (three by default: a rule tuned on one noise
+realisation of a validation curve fails on the next). Prints one scoreboard per seed and
+the totals, and writes ``benchmarks/results/diagnosis.json``. Runs on 2 CPU cores with 1
+intra-op thread in under 20 minutes (``--quick``: shorter runs, a check that the harness
+works, not a score).
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def run(scenario: Scenario, seed: int, quick: bool, root: Path) -> dict[str, Any
     # each finding as first reported (rules update theirs as a failure worsens), then as it ended
     found = list(truth.first_seen.values())
     final = [_finding(f) for f in findings_of(trainer)]
-    return {"name": scenario.name, "cause": scenario.cause, "onset": step, "onset_how": how,
+    return {"name": scenario.name, "seed": seed, "cause": scenario.cause, "onset": step,
+            "onset_how": how,
             "seconds": seconds, "steps": trainer.global_step, "findings": final,
             **score(scenario.cause, step, found, truth)}  # fmt: skip
 
@@ -124,6 +127,17 @@ def score(cause: str | None, step: int | None, found: list[dict], truth: Truth) 
     return out
 
 
+def totals(results: list[dict[str, Any]]) -> str:
+    """One line: runs right and in time, failures in time, quiet healthy runs, false alarms."""
+    good = sum(1 for r in results if r["on_time"])
+    failures = [r for r in results if r["cause"]]
+    healthy = [r for r in results if not r["cause"]]
+    return (f"right and in time: {good}/{len(results)}; failures found in time "
+            f"{sum(r['on_time'] for r in failures)}/{len(failures)}; healthy runs without a "
+            f"problem {sum(r['on_time'] for r in healthy)}/{len(healthy)}; false alarms "
+            f"{sum(len(r['false_alarms']) for r in results)}")  # fmt: skip
+
+
 def _monitor_of(source: str) -> str:
     names = {"activations": "ActivationMonitor", "gradcam": "GradCAMMonitor",
              "overfitting": "OverfittingMonitor", "kernels": "KernelMonitor",
@@ -131,8 +145,8 @@ def _monitor_of(source: str) -> str:
     return names.get(source, source)
 
 
-def print_board(results: list[dict[str, Any]]) -> None:
-    """The scoreboard, one row per run, then the totals."""
+def print_board(results: list[dict[str, Any]], details: bool = True) -> None:
+    """The scoreboard, one row per run, then the totals (and each run's findings)."""
     rows = [["run", "cause", "onset", "first finding (severity, step)", "delay", "ok",
              "false alarms"]]  # fmt: skip
     for r in results:
@@ -148,14 +162,8 @@ def print_board(results: list[dict[str, Any]]) -> None:
         print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
         if i == 0:
             print("-+-".join("-" * w for w in widths))
-    good = sum(1 for r in results if r["on_time"])
-    failures = [r for r in results if r["cause"]]
-    healthy = [r for r in results if not r["cause"]]
-    print(f"\nright and in time: {good}/{len(results)}; failures found in time "
-          f"{sum(r['on_time'] for r in failures)}/{len(failures)}; healthy runs without a "
-          f"problem {sum(r['on_time'] for r in healthy)}/{len(healthy)}; false alarms "
-          f"{sum(len(r['false_alarms']) for r in results)}")  # fmt: skip
-    for r in results:
+    print(f"\n{totals(results)}")
+    for r in results if details else []:
         print(f"\n{r['name']}: onset {r['onset_how']}; {r['steps']} steps, {r['seconds']:.0f} s")
         for f in r["findings"]:
             print(f"  [{f['severity']}] {f['source']}/{f['kind']} step {f['step']}: {f['message']}")
@@ -164,23 +172,28 @@ def print_board(results: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="run the scenarios whose name contains this")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one run each")
     parser.add_argument("--quick", action="store_true", help="shorter runs: a harness check")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    seeds = [int(s) for s in args.seeds.split(",")]
     start, results = time.perf_counter(), []
     with tempfile.TemporaryDirectory() as tmp:
-        for scenario in scenarios():
-            if args.only.lower() in scenario.name.lower():
-                results.append(run(scenario, args.seed, args.quick, Path(tmp)))
-                print(f"done: {scenario.name} ({results[-1]['seconds']:.0f} s)", flush=True)
-    print_board(results)
+        for seed in seeds:
+            for scenario in scenarios():
+                if args.only.lower() in scenario.name.lower():
+                    results.append(run(scenario, seed, args.quick, Path(tmp)))
+                    print(f"done: {scenario.name}, seed {seed} ({results[-1]['seconds']:.0f} s)",
+                          flush=True)  # fmt: skip
+    for seed in seeds:
+        print(f"\n## seed {seed}\n")
+        print_board([r for r in results if r["seed"] == seed], details=len(seeds) == 1)
     minutes = (time.perf_counter() - start) / 60
-    print(f"\n{minutes:.1f} min")
+    print(f"\nall seeds ({', '.join(map(str, seeds))}): {totals(results)}\n{minutes:.1f} min")
     if not args.quick and not args.only:
-        RESULTS.write_text(json.dumps({"seed": args.seed, "minutes": minutes, "runs": results},
+        RESULTS.write_text(json.dumps({"seeds": seeds, "minutes": minutes, "runs": results},
                                       indent=1, default=str))  # fmt: skip
 
 
