@@ -3,7 +3,8 @@
 A monitor is a thin ``schedule -> capture -> compute -> render -> sink``. This
 base class owns the schedule (on ``trainer.global_step``, never ``batch_idx``)
 and the cost budget, the shared arguments, layer resolution in ``setup()``, the
-probe sets, the sink, the step-aside-on-failure rule and the checkpoint state.
+probe sets and the sink; how it speaks and steps aside is ``voice.py``, its
+checkpoint state ``monitor_state.py``.
 A subclass names its TensorBoard section (``class X(Monitor, section="x")``),
 optionally an ``auto`` layer rule, and implements ``log_event``.
 """
@@ -11,13 +12,11 @@ optionally an ``auto`` layer rule, and implements ``log_event``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
@@ -34,7 +33,6 @@ from lightning_cnnviz.core.capture import (
 )
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.findings import (
-    Finding,
     checks_of,
     findings_of,
     record_check,
@@ -42,6 +40,7 @@ from lightning_cnnviz.core.findings import (
 )
 from lightning_cnnviz.core.logs import announce_logs
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
+from lightning_cnnviz.core.monitor_state import Checkpointed
 from lightning_cnnviz.core.namespaces import Callback
 from lightning_cnnviz.core.outputs import (
     NotApplicable,
@@ -58,11 +57,12 @@ from lightning_cnnviz.core.selection import (
     unwrap_model,
 )
 from lightning_cnnviz.core.sinks import Sink
+from lightning_cnnviz.core.voice import Voice
 
 __all__ = ["Monitor", "NotApplicable", "with_probe"]
 
 
-class Monitor(ProbeReader, Callback):
+class Monitor(Voice, Checkpointed, ProbeReader, Callback):
     """Base class of every lightning-cnnviz monitor.
 
     Args:
@@ -199,13 +199,6 @@ class Monitor(ProbeReader, Callback):
     def reset(self) -> None:
         """Put per-fit state back to its start (called at the setup of every fit)."""
 
-    def extra_state(self) -> dict[str, Any]:
-        """Monitor-specific state to checkpoint (accumulators, previous values)."""
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore what ``extra_state`` returned."""
-
     def tag(self, *parts: str) -> str:
         """``tag_prefix`` + ``section/part/...``."""
         return self.tag_prefix + "/".join((self.section, *parts))
@@ -243,52 +236,6 @@ class Monitor(ProbeReader, Callback):
                 budget.add_background(time.perf_counter() - start)
 
         self.sink.later(timed, self._step_aside)
-
-    def warn_once(self, key: str, message: str) -> None:
-        """Warn ``message`` (prefixed with the monitor's name) the first time ``key`` comes up.
-
-        The one warn-once mechanism: keys are remembered per monitor for the run.
-        """
-        if key not in self._warned:
-            self._warned.add(key)
-            rank_zero_warn(f"{type(self).__name__}: {message}")
-
-    def say_once_per_run(self, key: str, message: str) -> None:
-        """Warn ``message`` once per run, whichever monitor comes to it first (e.g. a guess)."""
-        trainer = self._trainer_ref
-        said: set[str] = getattr(trainer, "_cnnviz_said", set()) if trainer is not None else set()
-        if key in said:
-            return
-        said.add(key)
-        if trainer is not None:
-            trainer._cnnviz_said = said  # type: ignore[attr-defined]
-        rank_zero_warn(f"lightning-cnnviz: {message}")
-
-    def step_aside(self, reason: str) -> None:
-        """Stop for the rest of this run because the model or data do not fit this monitor.
-
-        One warning naming the monitor and ``reason`` (even with ``strict``: nothing failed);
-        the end-of-fit summary lists it among the checks that did not run, with ``reason``.
-        """
-        if self.disabled:
-            return
-        self.disabled, self.aside_reason = True, f"stepped aside: {reason}"
-        name = type(self).__name__
-        rank_zero_warn(f"{name} steps aside for the rest of this run (training goes on): {reason}")
-
-    def _step_aside(self, err: Exception) -> None:
-        if isinstance(err, NotApplicable):
-            self.step_aside(str(err))
-            return
-        if self.strict:
-            raise err
-        self.disabled = True
-        self.aside_reason = f"stepped aside: {type(err).__name__}: {err}"
-        rank_zero_warn(
-            f"{type(self).__name__} failed and steps aside for the rest of this run "
-            f"(training goes on): {type(err).__name__}: {err}. "
-            "Pass `strict=True` to raise instead."
-        )
 
     def sites(self) -> list[str]:
         """Selected layers by call site (``relu#0``, ``relu#1`` for a module called twice)."""
@@ -353,19 +300,6 @@ class Monitor(ProbeReader, Callback):
             except Exception as err:  # the auto rule's probe pass failed: step aside (or raise)
                 self.selected = {}
                 self._step_aside(err)
-
-    def _start_model(self, pl_module: LightningModule) -> None:
-        """Start the per-model state afresh when this fit trains another model than the last.
-
-        The per-model state is what ``state_dict`` holds (previous kernels and CAMs,
-        histories, probe indices): a resumed run, whose checkpoint is loaded after
-        ``setup``, still continues from it.
-        """
-        if self._initial_state is None:
-            self._initial_state = copy.deepcopy(self.state_dict())
-        elif self._model is None or self._model() is not pl_module:
-            self.load_state_dict(copy.deepcopy(self._initial_state))
-        self._model = weakref.ref(pl_module)
 
     def _due_on_step(self, trainer: Trainer) -> bool:
         return self.schedule.due_on_step(trainer.global_step, self.last_logged_step)
@@ -461,37 +395,6 @@ class Monitor(ProbeReader, Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
         if self._sink is not None:
             self._sink.wait()  # the run's own error is the one to show
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "last_logged_step": self.last_logged_step,
-            "probe_indices": {k: list(v) for k, v in self._probe_indices.items()},
-            "schedule": self.schedule.state_dict(),
-            "extra": self.extra_state(),
-            "findings": [asdict(f) for f in self._own_findings()],
-        }
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.seed = state_dict.get("seed", self.seed)
-        self.last_logged_step = state_dict.get("last_logged_step", -1)
-        self._probe_indices = {k: list(v) for k, v in state_dict.get("probe_indices", {}).items()}
-        self._probes = {}
-        self.schedule.load_state_dict(state_dict.get("schedule", {}))
-        if self._trainer_ref is not None:  # restored after setup: the run's record goes on
-            found = findings_of(self._trainer_ref)
-            for record in state_dict.get("findings", []):
-                if (finding := Finding(**record)) not in found:
-                    found.append(finding)
-        self.load_extra_state(state_dict.get("extra", {}))
-
-    def _own_findings(self) -> list[Finding]:
-        """This monitor's findings in the run's record (its section's)."""
-        if self._trainer_ref is None:
-            return []
-        return [f for f in findings_of(self._trainer_ref) if f.source == self.section]
 
 
 def _say_fit_only(trainer: Trainer, stage: str) -> None:

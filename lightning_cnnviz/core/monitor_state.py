@@ -1,0 +1,95 @@
+"""What a monitor keeps in a checkpoint, and a fresh start when it meets another model.
+
+``Checkpointed`` is mixed into ``Monitor`` (Lightning calls ``state_dict`` /
+``load_state_dict`` on callbacks): the schedule, the probe indices, the seed, the
+monitor's own ``extra_state`` and its findings, so a resumed run continues the same
+schedule and keeps what it reported.
+
+Example::
+
+    >>> from lightning_cnnviz import KernelMonitor
+    >>> state = KernelMonitor(seed=3).state_dict()
+    >>> sorted(state), state["seed"], state["last_logged_step"]
+    (['extra', 'findings', 'last_logged_step', 'probe_indices', 'schedule', 'seed'], 3, -1)
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from dataclasses import asdict
+from typing import Any
+
+from lightning.pytorch import LightningModule
+from torch import nn
+from typing_extensions import override
+
+from lightning_cnnviz.core.findings import Finding, findings_of
+from lightning_cnnviz.core.schedule import Schedule
+
+__all__ = ["Checkpointed"]
+
+
+class Checkpointed:
+    """Checkpoint state shared by every monitor (a mixin of ``Monitor``)."""
+
+    section: str
+    seed: int
+    last_logged_step: int
+    schedule: Schedule
+    _probes: dict[str, Any]
+    _probe_indices: dict[str, list[int]]
+    _trainer_ref: Any
+    _initial_state: dict[str, Any] | None
+    _model: weakref.ref[nn.Module] | None
+
+    def extra_state(self) -> dict[str, Any]:
+        """Monitor-specific state to checkpoint (accumulators, previous values)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``extra_state`` returned."""
+
+    def _start_model(self, pl_module: LightningModule) -> None:
+        """Start the per-model state afresh when this fit trains another model than the last.
+
+        The per-model state is what ``state_dict`` holds (previous kernels and CAMs,
+        histories, probe indices): a resumed run, whose checkpoint is loaded after
+        ``setup``, still continues from it.
+        """
+        if self._initial_state is None:
+            self._initial_state = copy.deepcopy(self.state_dict())
+        elif self._model is None or self._model() is not pl_module:
+            self.load_state_dict(copy.deepcopy(self._initial_state))
+        self._model = weakref.ref(pl_module)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "last_logged_step": self.last_logged_step,
+            "probe_indices": {k: list(v) for k, v in self._probe_indices.items()},
+            "schedule": self.schedule.state_dict(),
+            "extra": self.extra_state(),
+            "findings": [asdict(f) for f in self._own_findings()],
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seed = state_dict.get("seed", self.seed)
+        self.last_logged_step = state_dict.get("last_logged_step", -1)
+        self._probe_indices = {k: list(v) for k, v in state_dict.get("probe_indices", {}).items()}
+        self._probes = {}
+        self.schedule.load_state_dict(state_dict.get("schedule", {}))
+        if self._trainer_ref is not None:  # restored after setup: the run's record goes on
+            found = findings_of(self._trainer_ref)
+            for record in state_dict.get("findings", []):
+                if (finding := Finding(**record)) not in found:
+                    found.append(finding)
+        self.load_extra_state(state_dict.get("extra", {}))
+
+    def _own_findings(self) -> list[Finding]:
+        """This monitor's findings in the run's record (its section's)."""
+        if self._trainer_ref is None:
+            return []
+        return [f for f in findings_of(self._trainer_ref) if f.source == self.section]

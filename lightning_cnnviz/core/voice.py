@@ -1,0 +1,85 @@
+"""How a monitor speaks to the user: warnings said once, and stepping aside with a reason.
+
+A monitor that cannot do its job says so once, names itself and the reason, and the
+end-of-fit summary lists it (``aside_reason``). ``Voice`` is mixed into ``Monitor``;
+it reads the monitor's ``strict``, ``disabled``, ``aside_reason``, ``_warned`` and
+``_trainer_ref``.
+
+Example::
+
+    >>> import warnings
+    >>> from lightning_cnnviz import KernelMonitor
+    >>> monitor = KernelMonitor()
+    >>> with warnings.catch_warnings(record=True) as said:
+    ...     warnings.simplefilter("always")
+    ...     monitor.step_aside("no conv layer")
+    ...     monitor.step_aside("no conv layer")
+    >>> len(said), monitor.disabled, monitor.aside_reason
+    (1, True, 'stepped aside: no conv layer')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
+from lightning_cnnviz.core.outputs import NotApplicable
+
+__all__ = ["Voice"]
+
+
+class Voice:
+    """Warn-once and step-aside, shared by every monitor (a mixin of ``Monitor``)."""
+
+    strict: bool
+    disabled: bool
+    aside_reason: str
+    _warned: set[str]
+    _trainer_ref: Any
+
+    def warn_once(self, key: str, message: str) -> None:
+        """Warn ``message`` (prefixed with the monitor's name) the first time ``key`` comes up.
+
+        The one warn-once mechanism: keys are remembered per monitor for the run.
+        """
+        if key not in self._warned:
+            self._warned.add(key)
+            rank_zero_warn(f"{type(self).__name__}: {message}")
+
+    def say_once_per_run(self, key: str, message: str) -> None:
+        """Warn ``message`` once per run, whichever monitor comes to it first (e.g. a guess)."""
+        trainer = self._trainer_ref
+        said: set[str] = getattr(trainer, "_cnnviz_said", set()) if trainer is not None else set()
+        if key in said:
+            return
+        said.add(key)
+        if trainer is not None:
+            trainer._cnnviz_said = said  # type: ignore[attr-defined]
+        rank_zero_warn(f"lightning-cnnviz: {message}")
+
+    def step_aside(self, reason: str) -> None:
+        """Stop for the rest of this run because the model or data do not fit this monitor.
+
+        One warning naming the monitor and ``reason`` (even with ``strict``: nothing failed);
+        the end-of-fit summary lists it among the checks that did not run, with ``reason``.
+        """
+        if self.disabled:
+            return
+        self.disabled, self.aside_reason = True, f"stepped aside: {reason}"
+        name = type(self).__name__
+        rank_zero_warn(f"{name} steps aside for the rest of this run (training goes on): {reason}")
+
+    def _step_aside(self, err: Exception) -> None:
+        if isinstance(err, NotApplicable):
+            self.step_aside(str(err))
+            return
+        if self.strict:
+            raise err
+        self.disabled = True
+        self.aside_reason = f"stepped aside: {type(err).__name__}: {err}"
+        rank_zero_warn(
+            f"{type(self).__name__} failed and steps aside for the rest of this run "
+            f"(training goes on): {type(err).__name__}: {err}. "
+            "Pass `strict=True` to raise instead."
+        )
