@@ -144,9 +144,12 @@ FAST_RISE = 0.2  # dead share up this much since the last log while the loss is 
 STALLED = 0.2  # the loss fell less than 20% since the first steps: learning has stalled
 SLOW = 0.3  # the reference model has fallen 45% by step 25 (Adam 1e-3)
 LATE = 0.6  # the loss has fallen this much: units dying now are no early-training transient
+MIN_UNITS = 4  # fewer dead units (or fewer newly dead) hurt no layer: 2 of a squeeze-excite's 8
 
 
-def dead_severity(fraction: float, before: float | None, progress: float | None) -> str:
+def dead_severity(
+    fraction: float, before: float | None, progress: float | None, dead: int | None = None
+) -> str:
     """``"problem"`` when dead units hurt, else ``"note"``.
 
     Hurt: a ``LARGE`` share of the layer; or the share reached the threshold while
@@ -154,7 +157,10 @@ def dead_severity(fraction: float, before: float | None, progress: float | None)
     log while the loss is not falling well (``progress < SLOW``) or once the model has
     learnt (``progress >= LATE``: a late collapse, not the transient of the first steps
     in which Adam silences some dense units). ``progress`` (``1 - loss now / loss at the
-    start``) None means unknown: only the share decides.
+    start``) None means unknown: only the share decides. With ``dead`` (the count of
+    dead units) known, fewer than ``MIN_UNITS`` dead, or a rise of fewer than
+    ``MIN_UNITS`` units, is never a problem: in a tiny layer (a squeeze-excite
+    bottleneck of 8 units) one or two units are a large share and harm nothing.
 
     Example::
 
@@ -164,12 +170,18 @@ def dead_severity(fraction: float, before: float | None, progress: float | None)
         ('problem', 'problem')
         >>> dead_severity(0.5, 0.0, 0.45), dead_severity(0.5, 0.0, 0.85)  # early vs late
         ('note', 'problem')
+        >>> dead_severity(0.625, 0.375, 0.9, dead=5), dead_severity(0.125, None, 0.05, dead=1)
+        ('note', 'note')
     """
+    if dead is not None and dead < MIN_UNITS:
+        return "note"
     if fraction >= LARGE:
         return "problem"
     if progress is None:
         return "note"
     rising = before is not None and fraction - before >= FAST_RISE
+    if rising and dead is not None and fraction > 0:
+        rising = (fraction - before) * dead / fraction >= MIN_UNITS - 0.5  # type: ignore[operator]
     late_or_slow = progress < SLOW or progress >= LATE
     return "problem" if progress < STALLED or (rising and late_or_slow) else "note"
 
@@ -193,8 +205,9 @@ def dead_text(
         else "too few steps yet to tell whether learning suffers"
     )
     return (
-        f"{head}. A note, not a problem: {why}; dense layers after a flatten often keep a "
-        "share of silent units without harm. Watch it if it keeps rising."
+        f"{head}. A note, not a problem: {why}; a layer often keeps a share of silent units "
+        "without harm (dense layers after a flatten, small gating layers). Watch it if it "
+        "keeps rising."
     )
 
 

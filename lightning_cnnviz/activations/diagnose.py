@@ -37,6 +37,8 @@ from lightning_cnnviz.activations.divergence import (
     first_nonfinite,
     loss_spike,
     progress,
+    recovered,
+    transient_text,
 )
 from lightning_cnnviz.activations.gradients import gradient_findings, mean_rms
 from lightning_cnnviz.activations.sites import SiteInfo
@@ -69,6 +71,7 @@ class TrainingDiagnosis:
         self.tau = tau
         self.first_rms: float | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
+        self.transient = -1  # the step of the last spike the run recovered from on its own
         self.nonfinite_told = False
         self.reported: dict[str, str] = {}  # kind -> severity already reported
 
@@ -89,6 +92,7 @@ class TrainingDiagnosis:
             "losses": list(series),
             "first_rms": self.first_rms,
             "diverged": self.diverged,
+            "transient": self.transient,
             "nonfinite_told": self.nonfinite_told,
             "reported": dict(self.reported),
         }
@@ -103,6 +107,7 @@ class TrainingDiagnosis:
         self.loss.series = [(int(s), float(v)) for s, v in state.get("losses", [])]
         self.first_rms = state.get("first_rms")
         self.diverged = state.get("diverged")
+        self.transient = int(state.get("transient", -1))
         self.nonfinite_told = bool(state.get("nonfinite_told", False))
         self.reported = dict(state.get("reported", {}))
 
@@ -149,7 +154,10 @@ class TrainingDiagnosis:
         dormant = [a for a in alerts if kinds.get(a[0]) == "leaky"]
         if dead:
             severity = max(
-                (dead_severity(f, before, gain) for _, f, before in dead),
+                (
+                    dead_severity(f, b, gain, len(self.history.dead.get(site, [])))
+                    for site, f, b in dead
+                ),
                 key=("note", "problem").index,
             )
             if self._new("dead_units", severity):
@@ -184,7 +192,12 @@ class TrainingDiagnosis:
         weights = bad_parameters() if nonfinite is not None or bad_sites else []
         if weights and nonfinite is None:
             nonfinite = step  # no loss seen (manual optimisation): the weights tell
-        spike = loss_spike(series) if self.diverged is None else None
+        spike = loss_spike(series, since=self.transient) if self.diverged is None else None
+        if nonfinite is None and spike is not None and recovered(series):
+            self.transient = step  # came back below its start by this log: no divergence
+            if not self._new("divergence", "note"):
+                return []
+            return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
         self.nonfinite_told = self.nonfinite_told or nonfinite is not None

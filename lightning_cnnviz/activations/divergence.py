@@ -9,6 +9,8 @@ that series:
 * ``loss_spike``: the loss (median of 5 steps, so one odd batch is not a spike)
   rose above 1.5x where it started, or lost more than half the progress made to
   its best, while at least 3x its best: the optimiser is overshooting;
+* ``recovered``: the loss is back below its start by the time of a log (an early
+  transient, as Adam's first steps or a too-warm start give, not a divergence);
 * ``progress``: how much the loss fell since the first steps (for "learning stalled");
 * ``divergence_text``: the finding in words, with where non-finite values first showed.
 
@@ -39,6 +41,9 @@ __all__ = [
     "loss_spike",
     "nonfinite_parameters",
     "progress",
+    "recovered",
+    "start_loss",
+    "transient_text",
 ]
 
 SMOOTH = 5  # steps per median: one odd batch is not a spike
@@ -102,6 +107,41 @@ def first_nonfinite(series: Sequence[tuple[int, float]]) -> int | None:
     return next((step for step, value in series if not math.isfinite(value)), None)
 
 
+def start_loss(finite: Sequence[float]) -> float:
+    """The untrained model's loss: the median of the first ``SMOOTH`` finite losses.
+
+    One batch is a noisy start (a first batch easier than the next few made a healthy
+    resnet18's loss look 1.5x "above its start" at its third step), and a blow-up within
+    the first steps still stands out of a median of five.
+
+    Example::
+
+        >>> start_loss([2.7, 4.4, 5.1, 4.9, 5.4, 2.1]), start_loss([2.3, 584.0, 48.9, 2.3, 2.3])
+        (4.9, 2.3)
+    """
+    return statistics.median(finite[:SMOOTH])
+
+
+def recovered(series: Sequence[tuple[int, float]], below: float = 0.9) -> bool:
+    """Whether the latest ``SMOOTH`` finite losses have a median below ``below`` x the start.
+
+    A spike the run already came back from by the time of a log is a transient; a
+    blow-up that leaves the network dead sits at the chance-level loss, about its start,
+    hence the margin.
+
+    Example::
+
+        >>> recovered([(i, 2.3) for i in range(5)] + [(5 + i, 6.0) for i in range(5)])
+        False
+        >>> recovered([(i, 2.3) for i in range(5)] + [(5 + i, 0.9) for i in range(5)])
+        True
+    """
+    finite = [v for _, v in series if math.isfinite(v)]
+    if len(finite) < 2 * SMOOTH:
+        return False
+    return statistics.median(finite[-SMOOTH:]) < below * start_loss(finite)
+
+
 def _smoothed(series: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     values = [v for _, v in series]
     return [
@@ -115,7 +155,7 @@ def loss_spike(
 ) -> tuple[int, float, float, float] | None:
     """The first spike after step ``since``: ``(step, smoothed loss, best, start)``, else None.
 
-    ``start`` is the first step's loss (the untrained model's), ``best`` the lowest smoothed
+    ``start`` is the untrained model's loss (``start_loss``), ``best`` the lowest smoothed
     loss before the step. A spike: smoothed loss above ``SPIKE_OVER_START`` x start, or
     above ``SPIKE_OVER_BEST`` x best having lost over ``LOST_SHARE`` of the progress
     (start - best); or one step's loss above ``JUMP`` x start (a blow-up the optimiser
@@ -130,7 +170,7 @@ def loss_spike(
     finite = [(s, v) for s, v in series if math.isfinite(v)]
     if len(finite) < SMOOTH:
         return None
-    start = finite[0][1]  # the untrained model's loss: later blow-ups cannot move it
+    start = start_loss([v for _, v in finite])  # later blow-ups cannot move it
     jump = next(((s, v) for s, v in finite if s > since and v > JUMP * start > 0), None)
     best = math.inf
     for step, value in _smoothed(finite):
@@ -147,21 +187,25 @@ def loss_spike(
     return None
 
 
-def progress(series: Sequence[tuple[int, float]], recent: int = 20) -> float | None:
-    """``1 - loss now / loss at the start`` (median of the last ``recent`` steps; first step).
+def progress(series: Sequence[tuple[int, float]], recent: int = SMOOTH) -> float | None:
+    """``1 - loss now / loss at the start`` (medians of the last and first ``recent`` steps).
 
-    None with fewer than ``MIN_STEPS`` finite losses (too early to tell: the first
-    steps of a healthy run may barely move the loss).
+    The loss now is that of the last few steps: a window of 20 still held the flat
+    start of a run that had just begun to learn (a Conv3d net at ln 3 for 15 steps,
+    then down 35%, read as "stalled"). None with fewer than ``MIN_STEPS`` finite losses
+    (too early to tell: the first steps of a healthy run may barely move the loss).
 
     Example::
 
         >>> progress([(i, 2.0) for i in range(10)] + [(10 + i, 0.5) for i in range(20)])
         0.75
+        >>> round(progress([(i, 1.1) for i in range(15)] + [(15 + i, 0.7) for i in range(6)]), 2)
+        0.36
     """
     finite = [v for _, v in series if math.isfinite(v)]
     if len(finite) < MIN_STEPS:
         return None
-    start, now = finite[0], statistics.median(finite[-recent:])
+    start, now = start_loss(finite), statistics.median(finite[-recent:])
     return 1.0 - now / start if start > 0 else None
 
 
@@ -171,6 +215,31 @@ def nonfinite_parameters(named: Sequence[tuple[str, Tensor]]) -> list[str]:
         return []
     flags = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).cpu().tolist()
     return [name for (name, _), ok in zip(named, flags, strict=True) if not ok]
+
+
+def transient_text(
+    step: int,
+    epoch: int,
+    spike: tuple[int, float, float, float],
+    series: Sequence[tuple[int, float]],
+) -> str:
+    """A spike the run recovered from, in words (a note).
+
+    Example::
+
+        >>> series = [(i, 2.3) for i in range(1, 6)] + [(6, 7.0), (7, 0.9)]
+        >>> series += [(i, 0.8) for i in range(8, 13)]
+        >>> print(transient_text(12, 0, (6, 7.0, 2.3, 2.3), series))  # doctest: +ELLIPSIS
+        Loss spike at step 6 (to 7, start 2.3), recovered by step 12 (0.8): a transient...
+    """
+    at, value, _, start = spike
+    now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
+    return (
+        f"Loss spike at step {at} (to {value:.3g}, start {start:.3g}), recovered by step {step} "
+        f"({now:.3g}): a transient of the first steps (as Adam's start or a large first learning "
+        "rate give), not a divergence. A note, not a problem; if spikes recur, add a "
+        "learning-rate warmup or clip gradients."
+    )
 
 
 def divergence_text(

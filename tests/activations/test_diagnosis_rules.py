@@ -12,6 +12,7 @@ from lightning_cnnviz.activations.divergence import (
     first_nonfinite,
     loss_spike,
     progress,
+    recovered,
 )
 from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
 from lightning_cnnviz.activations.sites import SiteInfo
@@ -35,11 +36,33 @@ def test_divergence_spike_after_progress_and_blow_up_at_start():
     series = healthy_losses(60)
     series += [(61 + i, 3.0) for i in range(10)]  # back above where it started
     step, value, best, start = loss_spike(series)
-    assert step == 63 and value == 3.0 and best < 0.5 and start == pytest.approx(series[0][1])
+    first_five = sorted(v for _, v in series[:5])[2]  # the start: median of the first steps
+    assert step == 63 and value == 3.0 and best < 0.5 and start == pytest.approx(first_five)
     # one step 250x the start, then a dead network at chance: SGD/Adam lr far too high
     blow_up = [(1, 2.3), (2, 584.0), (3, 48.9)] + [(s, 2.3) for s in range(4, 40)]
     assert loss_spike(blow_up)[:2] == (2, 584.0)
     assert progress(blow_up) == pytest.approx(0.0)
+    assert not recovered(blow_up)  # at chance after the blow-up: no recovery
+
+
+def test_divergence_early_spike_recovered_is_a_transient_note():
+    # a healthy resnet18's first steps (SGD 0.05): up to 7 by step 4, 0.9 by step 14
+    losses = [2.34, 3.21, 3.43, 6.94, 6.70, 5.64, 4.82, 6.19, 2.77, 2.21, 1.43, 0.92, 0.9, 0.85]
+    series = list(enumerate(losses, start=1))
+    assert loss_spike(series) is not None and recovered(series)
+    assert not recovered(series[:8])  # at step 8 it is still a spike
+    diagnosis = TrainingDiagnosis(0.1, 16, 0.0)
+    for step, value in series:
+        diagnosis.loss.add(step, torch.tensor(value))
+    verdicts = diagnosis.review(14, 0, {}, {}, [], lambda: [])
+    assert [(v.kind, v.severity) for v in verdicts] == [("divergence", "note")]
+    assert "recovered by step 14" in verdicts[0].message and diagnosis.diverged is None
+    # a later real spike is still found: the transient is not searched again
+    for step in range(15, 30):
+        diagnosis.loss.add(step, torch.tensor(9.0))
+    later = diagnosis.review(29, 0, {}, {}, [], lambda: [])
+    assert [(v.kind, v.severity) for v in later] == [("divergence", "problem")]
+    assert later[0].figures["spike_step"] > 14
 
 
 def test_divergence_loss_trace_reads_once_and_keeps_the_steps():
