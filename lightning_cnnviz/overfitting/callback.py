@@ -6,6 +6,7 @@ calibration, per-class accuracy and the most confused classes as evidence.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from lightning_cnnviz.core.probe import (
     has_val_data,
 )
 from lightning_cnnviz.core.selection import unwrap_model
-from lightning_cnnviz.overfitting import rules
+from lightning_cnnviz.overfitting import passes, rules
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import (
     confused_pairs,
@@ -144,6 +145,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             self._loop.stop()
         self._loop = LoopLogits()  # the val probe's logits from the validation loop
         self.val_from_loop = False  # whether the latest evaluation read them (else a probe pass)
+        self.plan: passes.Plan | None = None  # the latest evaluation's passes, and why
 
     @override
     def describe_layers(self) -> str:
@@ -263,7 +265,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             "overfitting": any(e.val_loss is not None for e in h),
             "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
             "not learning": any(rules.stuck(e) is not None for e in h),
-            "BatchNorm train/eval": any(e.probe_acc_bn is not None for e in h),
+            "BatchNorm train/eval": any(rules.parted(e) is not None for e in h),
         }
         for name, did in ran.items():
             if did:
@@ -337,35 +339,64 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             return None
 
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
-        """Logged metrics and probe figures, moved to the host in one transfer."""
+        """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
         logged = trainer.callback_metrics  # read once: each read recomputes Lightning's results
+        key = self.keys["train_acc"]
         found = {
             n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")
             for n, k in self.keys.items()
         }
-        logits = {"val": self._loop_logits(trainer), "train": None}
-        self.val_from_loop = logits["val"] is not None
-        if logits["val"] is None:
-            logits["val"] = self._logits(trainer, pl_module, "val")
-        logits["train"] = self._logits(trainer, pl_module, "train")
+        # the screen's train accuracy: the higher of the epoch mean (lags while learning) and
+        # the latest step's value (one batch), so that a lag does not hide a mismatch
+        seen = {f"seen{e}": pick_metric(logged, key, e) for e in (False, True)}
+        val = self._loop_logits(trainer)
+        self.val_from_loop = val is not None
+        if val is None:
+            val = self._logits(trainer, pl_module, "val")
+        labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
+        with self.phase("compute"):  # one transfer to the host
+            host, per_class, counts = figures({**found, **seen}, {"val": val}, labels)
+        acc = [host.pop(k) for k in seen if k in host]
+        norms = bool(batch_norms(unwrap_model(pl_module)))
+        if not norms:
+            self._bn_why = "no BatchNorm layer in training mode"
+        self.plan = passes.plan(
+            self.detector.history,
+            train_acc=max(acc) if acc else None,
+            eval_acc=host.get("probe_acc_val"),
+            probe_size=float(len(self.probe(trainer, "val"))),
+            batch_norm=norms,
+        )
+        more = {"train": self._logits(trainer, pl_module, "train") if self.plan.train else None}
+        if self.plan.batch_stats:
+            more["bn"] = self._batch_stats(trainer, pl_module)
+        host.update(self._host(more, labels))
+        if self.plan.screen is not None and not self.plan.batch_stats:
+            host["bn_screen"] = self.plan.screen
         missing = [self.keys[n] for n, v in found.items() if v is None]
-        probes = logits["val"] is not None and logits["train"] is not None
+        probes = val is not None and (more["train"] is not None or not self.plan.train)
         if missing or not probes:
             self.warn_once("missing", missing_text(missing, probes, logged))
-        if logits["val"] is not None:
-            logits["bn"] = self._batch_stats(trainer, pl_module)
-        labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
-        with self.phase("compute"):
-            host, per_class, counts = figures(found, logits, labels)  # one transfer to the host
-            pairs = []
-            val, probe = logits["val"], self.probe(trainer, "val")
-            wrong = counts is not None and host.get("probe_acc_val", 1.0) < 1.0
-            if wrong and val is not None and probe.labels is not None:  # which images: 2nd transfer
-                predicted = val.argmax(dim=1).tolist()
-                pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
+        probe = self.probe(trainer, "val")
         size = float(len(probe))
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size, **host)
+        if not self.plan.train and passes.cites_train(self.detector.dry_run(ev)):
+            train = self._logits(trainer, pl_module, "train")
+            ev = dataclasses.replace(ev, **self._host({"train": train}, labels))
+            self.plan = dataclasses.replace(self.plan, train=True)
+        pairs = []
+        if counts is not None and host.get("probe_acc_val", 1.0) < 1.0 and probe.labels is not None:
+            with self.phase("compute"):  # which images: a second transfer
+                predicted = val.argmax(dim=1).tolist()  # type: ignore[union-attr]
+                pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
         return ev, per_class, counts, pairs
+
+    def _host(self, logits: dict[str, Tensor | None], labels: dict[str, Any]) -> dict[str, float]:
+        """The figures of the extra passes (train probe, batch statistics) on the host."""
+        if all(v is None for v in logits.values()):
+            return {}
+        with self.phase("compute"):
+            return figures({}, logits, labels)[0]
 
     def _pairs_image(self, trainer: Trainer, pairs: list[Any], epoch: int) -> Tensor | None:
         """The most confused pairs with their example val probe images (2-D images only)."""
@@ -383,6 +414,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         step, epoch = ev.step, ev.epoch
         names = ("gap_loss", "gap_acc", "ece_val", "ece_train", "overconfidence_val")
         scalars = {k: getattr(ev, k) for k in (*names, "overconfidence_train", "bn_gap_acc")}
+        scalars["bn_screen"] = self.plan.screen if self.plan else None
         images = {}
         with self.phase("render"):
             if per_class:

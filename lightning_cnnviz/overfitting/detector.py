@@ -78,6 +78,15 @@ class Detector:
                 changes.append(change)
         return changes
 
+    def dry_run(self, ev: Evaluation) -> list[Change]:
+        """The changes ``update(ev)`` would bring, without keeping anything."""
+        self.history.append(ev)
+        try:
+            found = (self._compare(k, v, ev) for k, v in self._verdicts().items())
+            return [c for c in found if c is not None]
+        finally:
+            self.history.pop()
+
     def _compare(self, kind: str, verdict: Verdict | None, ev: Evaluation) -> Change | None:
         old = self.reported.get(kind)
         if verdict is not None:

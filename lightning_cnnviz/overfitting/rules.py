@@ -35,6 +35,7 @@ __all__ = [
     "noise",
     "not_learning",
     "overfitting",
+    "part_threshold",
     "parted",
     "stuck",
 ]
@@ -228,16 +229,34 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     return Verdict("not_learning", since, now, peak, figures)
 
 
+def part_threshold(acc: float, probe_size: float | None) -> float:
+    """The accuracy gap ``parted`` calls a mismatch: ``max(5 points, 3 standard errors)``.
+
+    The standard error is that of a difference of two accuracies near ``acc`` on the same
+    ``probe_size`` images.
+
+    Example::
+
+        >>> round(part_threshold(0.5, 128), 4), part_threshold(0.99, 128)
+        (0.1875, 0.05)
+    """
+    n = max(1.0, probe_size or 0.0)
+    return max(0.05, 3 * math.sqrt(2 * max(acc * (1 - acc), 0.01) / n))
+
+
 def parted(e: Evaluation) -> bool | None:
-    """Whether eval mode is far worse than batch statistics (``None``: not measured)."""
-    if e.probe_acc_bn is None or e.probe_acc_val is None:
+    """Whether eval mode is far worse than batch statistics (``None``: not measured).
+
+    An evaluation whose batch-statistics pass the screen skipped (``bn_screen`` set,
+    ``passes.py``: the gap cannot be near the threshold) counts as not parted.
+    """
+    if e.probe_acc_val is None:
         return None
-    p, n = e.probe_acc_bn, max(1.0, e.probe_size or 0.0)
+    if e.probe_acc_bn is None:
+        return None if e.bn_screen is None else False
     # accuracy only: early in a run the running statistics always lag (a higher eval loss
     # at equal accuracy), which harms nothing and passes within a few dozen steps
-    return e.probe_acc_bn - e.probe_acc_val > max(
-        0.05, 3 * math.sqrt(2 * max(p * (1 - p), 0.01) / n)
-    )
+    return e.probe_acc_bn - e.probe_acc_val > part_threshold(e.probe_acc_bn, e.probe_size)
 
 
 def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:

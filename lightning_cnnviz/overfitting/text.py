@@ -205,7 +205,8 @@ def diagnosis_text(
         lines += [f"No validation problem found up to {_when(now)}.", ""]
     lines.append(f"Calibration (val probe, {_when(now)}): {calibration_text(now)}.")
     if now.ece_val is not None:
-        lines.append(f"ECE (15 bins): val {_num(now.ece_val)}, train {_num(now.ece_train)}.")
+        train = _num(now.ece_train) if now.ece_train is not None else "not measured this time"
+        lines.append(f"ECE (15 bins): val {_num(now.ece_val)}, train {train}.")
     if confusion:
         lines += ["", "Most confused classes (val probe):", "", confusion]
     if others:
