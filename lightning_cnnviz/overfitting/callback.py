@@ -55,14 +55,16 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     """Tells in plain words when validation shows that training goes wrong, and why.
 
     At each validation end (training steps never carry anything) it reads the train
-    and val loss/accuracy the module logs, runs the model on a val and a train probe
-    (eval mode, no gradients, no hooks), and the val probe once more with BatchNorm on
-    batch statistics (copies of its buffers: the running statistics are never
-    touched). From the second evaluation on, the val probe's eval-mode logits are read
-    from the validation loop instead (``loop_logits.py``: a tap on the module's forward
-    during that validation only, the rows of the probe's images kept on the device),
-    and its own val pass runs only where the loop cannot stand in. A ``Detector`` runs
-    the rules of ``rules.py`` on the whole series:
+    and val loss/accuracy the module logs and the model's outputs on a val and a train
+    probe (eval mode, no gradients, no hooks), and on the val probe with BatchNorm on
+    batch statistics (copies of its buffers: the running statistics are never touched).
+    The val probe's eval-mode logits come from the validation loop from the second
+    evaluation on (``loop_logits.py``: a tap on the module's forward during that
+    validation only, the rows of the probe's images kept on the device); the other two
+    passes run only when their figures are needed (``passes.py``: the batch-statistics
+    pass when a screen says a mismatch could be starting, the train probe every 4th
+    evaluation when the module logs its train accuracy; ``plan.why`` says why). A
+    ``Detector`` runs the rules of ``rules.py`` on the whole series:
     ``overfitting`` (val loss rising beyond its own noise while train loss falls),
     ``memorisation`` (val accuracy falling while train accuracy climbs past it),
     ``not_learning`` (val probe at chance accuracy, or non-finite outputs) and
@@ -88,10 +90,15 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         patience: evaluations a rule's smoothed signal must hold (2: reported one
             validation after its onset at the earliest).
         num_samples: images per probe (val and train), class-balanced; the whole set when
-            it is smaller. The probe passes (train, val with batch statistics, and val
-            where the validation loop's outputs cannot stand in; no gradients) are most
-            of an evaluation's cost. The rules read means over the probe (accuracy,
-            confidence, loss) whose standard errors they account for.
+            it is smaller. The probe passes (no gradients) are most of an evaluation's
+            cost: the val probe's own pass at the first evaluation only (then read from
+            the validation loop), the train probe at every evaluation when no train
+            accuracy is logged (else every 4th, and when an overfitting or memorisation
+            finding is first reported), the BatchNorm batch-statistics pass when the
+            logged train accuracy stands far enough above the eval-mode val probe's
+            (``overfitting/bn_screen``), or when there is no train accuracy to screen
+            with. The rules read means over the probe (accuracy, confidence, loss) whose
+            standard errors they account for.
         **kwargs: the shared arguments of ``Monitor`` (schedule, ``tag_prefix``, ``strict``,
             ``seed``, ``budget``). Evaluations happen at validation ends only:
             ``every_n_steps=n`` takes the first validation of the run and the first after
