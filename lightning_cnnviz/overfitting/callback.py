@@ -28,7 +28,7 @@ from lightning_cnnviz.core.probe import (
     has_val_data,
 )
 from lightning_cnnviz.core.selection import unwrap_model
-from lightning_cnnviz.overfitting import passes, rules
+from lightning_cnnviz.overfitting import passes
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import (
     confused_pairs,
@@ -36,19 +36,13 @@ from lightning_cnnviz.overfitting.confusion import (
     pairs_image,
     pairs_text,
 )
-from lightning_cnnviz.overfitting.detector import Change, Detector
+from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
 from lightning_cnnviz.overfitting.metrics import Evaluation, figures, pick_metric
-from lightning_cnnviz.overfitting.text import diagnosis_text, headline, missing_text
+from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of, missing_text
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
-_CHECKS = {  # check name -> what it needs, for the end-of-fit summary
-    "overfitting": "a validation loss",
-    "memorisation": "train and val accuracy (logged, or class labels on the probes)",
-    "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
-    "BatchNorm train/eval": "BatchNorm layers in training mode",
-}
 
 
 class OverfittingMonitor(Monitor, section="overfitting"):
@@ -268,13 +262,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     def _record_checks(self, trainer: Trainer) -> None:
         """Say which of the rules could look at this run, and why the others could not."""
         h = self.detector.history
-        ran = {
-            "overfitting": any(e.val_loss is not None for e in h),
-            "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
-            "not learning": any(rules.stuck(e) is not None for e in h),
-            "BatchNorm train/eval": any(rules.parted(e) is not None for e in h),
-        }
-        for name, did in ran.items():
+        for name, did in self.detector.checks_ran().items():
             if did:
                 why = ""
             elif self.disabled:
@@ -284,7 +272,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             elif name == "BatchNorm train/eval" and self._bn_why:
                 why = self._bn_why
             else:
-                why = f"needs {_CHECKS[name]}"
+                why = f"needs {CHECKS[name]}"
             record_check(trainer, type(self).__name__, name, did, why)
 
     @override
@@ -455,16 +443,8 @@ class OverfittingMonitor(Monitor, section="overfitting"):
 
     def _tell(self, trainer: Trainer, change: Change, ev: Evaluation, pairs: list[Any]) -> None:
         """Report a new finding (with a warning), or update the one reported before."""
-        v = change.verdict
-        message = headline(v)
-        numbers = {k: x for k, x in vars(ev).items() if x is not None}
-        numbers.update(v.figures)
-        numbers.update(since_epoch=v.since.epoch, since_step=v.since.step, change=change.change)
-        if ev.overconfidence_val is not None:
-            numbers["overconfidence_val"] = ev.overconfidence_val
-        if pairs:
-            numbers["confused_pairs"] = [(p.true, p.predicted, p.count) for p in pairs]
-        finding = Finding(self.section, v.kind, ev.step, ev.epoch, message, numbers, v.severity)  # type: ignore[arg-type]
+        finding = finding_of(self.section, change, ev, pairs)
+        message, v = finding.message, change.verdict
         old = self._findings.get(v.kind)
         self._findings[v.kind] = finding
         if old is None:

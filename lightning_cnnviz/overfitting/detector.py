@@ -31,6 +31,13 @@ from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["KINDS", "Change", "Detector"]
 
+CHECKS = {  # check name -> what it needs, for the end-of-fit summary
+    "overfitting": "a validation loss",
+    "memorisation": "train and val accuracy (logged, or class labels on the probes)",
+    "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
+    "BatchNorm train/eval": "BatchNorm layers in training mode",
+}
+
 KINDS = ("not_learning", "bn_mismatch", "memorisation", "overfitting")
 
 # The figure that says "worse" for each kind (larger is worse).
@@ -113,6 +120,16 @@ class Detector:
         if kind == "bn_mismatch":
             return rules.parted(ev) is False
         return False
+
+    def checks_ran(self) -> dict[str, bool]:
+        """For each check of ``CHECKS``, whether some evaluation gave it what it needs."""
+        h = self.history
+        return {
+            "overfitting": any(e.val_loss is not None for e in h),
+            "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
+            "not learning": any(rules.stuck(e) is not None for e in h),
+            "BatchNorm train/eval": any(rules.parted(e) is not None for e in h),
+        }
 
     @property
     def active(self) -> list[Verdict]:
