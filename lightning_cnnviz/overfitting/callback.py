@@ -6,6 +6,7 @@ calibration, per-class accuracy and the most confused classes as evidence.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from lightning_cnnviz.core.probe import (
     has_val_data,
 )
 from lightning_cnnviz.core.selection import unwrap_model
-from lightning_cnnviz.overfitting import rules
+from lightning_cnnviz.overfitting import passes
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import (
     confused_pairs,
@@ -35,33 +36,29 @@ from lightning_cnnviz.overfitting.confusion import (
     pairs_image,
     pairs_text,
 )
-from lightning_cnnviz.overfitting.detector import Change, Detector
+from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
 from lightning_cnnviz.overfitting.metrics import Evaluation, figures, pick_metric
-from lightning_cnnviz.overfitting.text import diagnosis_text, headline, missing_text
+from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of, missing_text
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
-_CHECKS = {  # check name -> what it needs, for the end-of-fit summary
-    "overfitting": "a validation loss",
-    "memorisation": "train and val accuracy (logged, or class labels on the probes)",
-    "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
-    "BatchNorm train/eval": "BatchNorm layers in training mode",
-}
 
 
 class OverfittingMonitor(Monitor, section="overfitting"):
     """Tells in plain words when validation shows that training goes wrong, and why.
 
     At each validation end (training steps never carry anything) it reads the train
-    and val loss/accuracy the module logs, runs the model on a val and a train probe
-    (eval mode, no gradients, no hooks), and the val probe once more with BatchNorm on
-    batch statistics (copies of its buffers: the running statistics are never
-    touched). From the second evaluation on, the val probe's eval-mode logits are read
-    from the validation loop instead (``loop_logits.py``: a tap on the module's forward
-    during that validation only, the rows of the probe's images kept on the device),
-    and its own val pass runs only where the loop cannot stand in. A ``Detector`` runs
-    the rules of ``rules.py`` on the whole series:
+    and val loss/accuracy the module logs and the model's outputs on a val and a train
+    probe (eval mode, no gradients, no hooks), and on the val probe with BatchNorm on
+    batch statistics (copies of its buffers: the running statistics are never touched).
+    The val probe's eval-mode logits come from the validation loop from the second
+    evaluation on (``loop_logits.py``: a tap on the module's forward during that
+    validation only, the rows of the probe's images kept on the device); the other two
+    passes run only when their figures are needed (``passes.py``: the batch-statistics
+    pass when a screen says a mismatch could be starting, the train probe every 4th
+    evaluation when the module logs its train accuracy; ``plan.why`` says why). A
+    ``Detector`` runs the rules of ``rules.py`` on the whole series:
     ``overfitting`` (val loss rising beyond its own noise while train loss falls),
     ``memorisation`` (val accuracy falling while train accuracy climbs past it),
     ``not_learning`` (val probe at chance accuracy, or non-finite outputs) and
@@ -87,10 +84,15 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         patience: evaluations a rule's smoothed signal must hold (2: reported one
             validation after its onset at the earliest).
         num_samples: images per probe (val and train), class-balanced; the whole set when
-            it is smaller. The probe passes (train, val with batch statistics, and val
-            where the validation loop's outputs cannot stand in; no gradients) are most
-            of an evaluation's cost. The rules read means over the probe (accuracy,
-            confidence, loss) whose standard errors they account for.
+            it is smaller. The probe passes (no gradients) are most of an evaluation's
+            cost: the val probe's own pass at the first evaluation only (then read from
+            the validation loop), the train probe at every evaluation when no train
+            accuracy is logged (else every 4th, and when an overfitting or memorisation
+            finding is first reported), the BatchNorm batch-statistics pass when the
+            logged train accuracy stands far enough above the eval-mode val probe's
+            (``overfitting/bn_screen``), or when there is no train accuracy to screen
+            with. The rules read means over the probe (accuracy, confidence, loss) whose
+            standard errors they account for.
         **kwargs: the shared arguments of ``Monitor`` (schedule, ``tag_prefix``, ``strict``,
             ``seed``, ``budget``). Evaluations happen at validation ends only:
             ``every_n_steps=n`` takes the first validation of the run and the first after
@@ -144,6 +146,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             self._loop.stop()
         self._loop = LoopLogits()  # the val probe's logits from the validation loop
         self.val_from_loop = False  # whether the latest evaluation read them (else a probe pass)
+        self.plan: passes.Plan | None = None  # the latest evaluation's passes, and why
 
     @override
     def describe_layers(self) -> str:
@@ -259,13 +262,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
     def _record_checks(self, trainer: Trainer) -> None:
         """Say which of the rules could look at this run, and why the others could not."""
         h = self.detector.history
-        ran = {
-            "overfitting": any(e.val_loss is not None for e in h),
-            "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
-            "not learning": any(rules.stuck(e) is not None for e in h),
-            "BatchNorm train/eval": any(e.probe_acc_bn is not None for e in h),
-        }
-        for name, did in ran.items():
+        for name, did in self.detector.checks_ran().items():
             if did:
                 why = ""
             elif self.disabled:
@@ -275,7 +272,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             elif name == "BatchNorm train/eval" and self._bn_why:
                 why = self._bn_why
             else:
-                why = f"needs {_CHECKS[name]}"
+                why = f"needs {CHECKS[name]}"
             record_check(trainer, type(self).__name__, name, did, why)
 
     @override
@@ -337,35 +334,64 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             return None
 
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
-        """Logged metrics and probe figures, moved to the host in one transfer."""
+        """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
         logged = trainer.callback_metrics  # read once: each read recomputes Lightning's results
+        key = self.keys["train_acc"]
         found = {
             n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")
             for n, k in self.keys.items()
         }
-        logits = {"val": self._loop_logits(trainer), "train": None}
-        self.val_from_loop = logits["val"] is not None
-        if logits["val"] is None:
-            logits["val"] = self._logits(trainer, pl_module, "val")
-        logits["train"] = self._logits(trainer, pl_module, "train")
+        # the screen's train accuracy: the higher of the epoch mean (lags while learning) and
+        # the latest step's value (one batch), so that a lag does not hide a mismatch
+        seen = {f"seen{e}": pick_metric(logged, key, e) for e in (False, True)}
+        val = self._loop_logits(trainer)
+        self.val_from_loop = val is not None
+        if val is None:
+            val = self._logits(trainer, pl_module, "val")
+        labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
+        with self.phase("compute"):  # one transfer to the host
+            host, per_class, counts = figures({**found, **seen}, {"val": val}, labels)
+        acc = [host.pop(k) for k in seen if k in host]
+        norms = bool(batch_norms(unwrap_model(pl_module)))
+        if not norms:
+            self._bn_why = "no BatchNorm layer in training mode"
+        self.plan = passes.plan(
+            self.detector.history,
+            train_acc=max(acc) if acc else None,
+            eval_acc=host.get("probe_acc_val"),
+            probe_size=float(len(self.probe(trainer, "val"))),
+            batch_norm=norms,
+        )
+        more = {"train": self._logits(trainer, pl_module, "train") if self.plan.train else None}
+        if self.plan.batch_stats:
+            more["bn"] = self._batch_stats(trainer, pl_module)
+        host.update(self._host(more, labels))
+        if self.plan.screen is not None and not self.plan.batch_stats:
+            host["bn_screen"] = self.plan.screen
         missing = [self.keys[n] for n, v in found.items() if v is None]
-        probes = logits["val"] is not None and logits["train"] is not None
+        probes = val is not None and (more["train"] is not None or not self.plan.train)
         if missing or not probes:
             self.warn_once("missing", missing_text(missing, probes, logged))
-        if logits["val"] is not None:
-            logits["bn"] = self._batch_stats(trainer, pl_module)
-        labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
-        with self.phase("compute"):
-            host, per_class, counts = figures(found, logits, labels)  # one transfer to the host
-            pairs = []
-            val, probe = logits["val"], self.probe(trainer, "val")
-            wrong = counts is not None and host.get("probe_acc_val", 1.0) < 1.0
-            if wrong and val is not None and probe.labels is not None:  # which images: 2nd transfer
-                predicted = val.argmax(dim=1).tolist()
-                pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
+        probe = self.probe(trainer, "val")
         size = float(len(probe))
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size, **host)
+        if not self.plan.train and passes.cites_train(self.detector.dry_run(ev)):
+            train = self._logits(trainer, pl_module, "train")
+            ev = dataclasses.replace(ev, **self._host({"train": train}, labels))
+            self.plan = dataclasses.replace(self.plan, train=True)
+        pairs = []
+        if counts is not None and host.get("probe_acc_val", 1.0) < 1.0 and probe.labels is not None:
+            with self.phase("compute"):  # which images: a second transfer
+                predicted = val.argmax(dim=1).tolist()  # type: ignore[union-attr]
+                pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
         return ev, per_class, counts, pairs
+
+    def _host(self, logits: dict[str, Tensor | None], labels: dict[str, Any]) -> dict[str, float]:
+        """The figures of the extra passes (train probe, batch statistics) on the host."""
+        if all(v is None for v in logits.values()):
+            return {}
+        with self.phase("compute"):
+            return figures({}, logits, labels)[0]
 
     def _pairs_image(self, trainer: Trainer, pairs: list[Any], epoch: int) -> Tensor | None:
         """The most confused pairs with their example val probe images (2-D images only)."""
@@ -383,6 +409,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         step, epoch = ev.step, ev.epoch
         names = ("gap_loss", "gap_acc", "ece_val", "ece_train", "overconfidence_val")
         scalars = {k: getattr(ev, k) for k in (*names, "overconfidence_train", "bn_gap_acc")}
+        scalars["bn_screen"] = self.plan.screen if self.plan else None
         images = {}
         with self.phase("render"):
             if per_class:
@@ -416,16 +443,8 @@ class OverfittingMonitor(Monitor, section="overfitting"):
 
     def _tell(self, trainer: Trainer, change: Change, ev: Evaluation, pairs: list[Any]) -> None:
         """Report a new finding (with a warning), or update the one reported before."""
-        v = change.verdict
-        message = headline(v)
-        numbers = {k: x for k, x in vars(ev).items() if x is not None}
-        numbers.update(v.figures)
-        numbers.update(since_epoch=v.since.epoch, since_step=v.since.step, change=change.change)
-        if ev.overconfidence_val is not None:
-            numbers["overconfidence_val"] = ev.overconfidence_val
-        if pairs:
-            numbers["confused_pairs"] = [(p.true, p.predicted, p.count) for p in pairs]
-        finding = Finding(self.section, v.kind, ev.step, ev.epoch, message, numbers, v.severity)  # type: ignore[arg-type]
+        finding = finding_of(self.section, change, ev, pairs)
+        message, v = finding.message, change.verdict
         old = self._findings.get(v.kind)
         self._findings[v.kind] = finding
         if old is None:

@@ -31,6 +31,13 @@ from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["KINDS", "Change", "Detector"]
 
+CHECKS = {  # check name -> what it needs, for the end-of-fit summary
+    "overfitting": "a validation loss",
+    "memorisation": "train and val accuracy (logged, or class labels on the probes)",
+    "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
+    "BatchNorm train/eval": "BatchNorm layers in training mode",
+}
+
 KINDS = ("not_learning", "bn_mismatch", "memorisation", "overfitting")
 CURVE_KINDS = ("memorisation", "overfitting")  # read the eval-mode val curves
 
@@ -87,6 +94,15 @@ class Detector:
                 changes.append(change)
         return changes
 
+    def dry_run(self, ev: Evaluation) -> list[Change]:
+        """The changes ``update(ev)`` would bring, without keeping anything."""
+        self.history.append(ev)
+        try:
+            found = (self._compare(k, v, ev) for k, v in self._verdicts().items())
+            return [c for c in found if c is not None]
+        finally:
+            self.history.pop()
+
     def _compare(self, kind: str, verdict: Verdict | None, ev: Evaluation) -> Change | None:
         old = self.reported.get(kind)
         if verdict is not None:
@@ -116,6 +132,16 @@ class Detector:
         if kind == "bn_mismatch":
             return rules.parted(ev) is False
         return False
+
+    def checks_ran(self) -> dict[str, bool]:
+        """For each check of ``CHECKS``, whether some evaluation gave it what it needs."""
+        h = self.history
+        return {
+            "overfitting": any(e.val_loss is not None for e in h),
+            "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
+            "not learning": any(rules.stuck(e) is not None for e in h),
+            "BatchNorm train/eval": any(rules.parted(e) is not None for e in h),
+        }
 
     @property
     def active(self) -> list[Verdict]:

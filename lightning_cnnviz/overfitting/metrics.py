@@ -207,7 +207,10 @@ def confusion_counts(logits: Tensor, labels: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What one validation showed. Any figure may be ``None`` (not logged).
+    """What one validation showed. Any figure may be ``None`` (not logged, or not measured).
+
+    ``bn_screen`` is set only where the batch-statistics pass was skipped because its
+    screen was quiet (``passes.py``): the estimated gap it went by.
 
     Example::
 
@@ -238,6 +241,7 @@ class Evaluation:
     eval_only: float | None = None
     classes: float | None = None
     probe_size: float | None = None
+    bn_screen: float | None = None
 
     @property
     def gap_loss(self) -> float | None:

@@ -31,10 +31,12 @@ __all__ = [
     "Verdict",
     "bn_mismatch",
     "chance_band",
+    "discordant",
     "memorisation",
     "noise",
     "not_learning",
     "overfitting",
+    "part_threshold",
     "parted",
     "stuck",
 ]
@@ -228,25 +230,51 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     return Verdict("not_learning", since, now, peak, figures)
 
 
+def discordant(e: Evaluation) -> float | None:
+    """Share of the val probe right in one of its two passes only (``None``: not counted)."""
+    return None if e.bn_only is None or e.eval_only is None else e.bn_only + e.eval_only
+
+
+def part_threshold(
+    acc: float, probe_size: float | None, discordant: float | None = None, gap: float = 0.0
+) -> float:
+    """The accuracy gap ``parted`` calls a mismatch: ``max(5 points, 3 standard errors)``.
+
+    With ``discordant`` (the share of images right in one pass only) the error is the
+    paired one, ``sqrt((discordant - gap^2) / n)``; without it, that of two independent
+    accuracies near ``acc`` (larger: 18 points instead of 10 at 61% on 128 images).
+
+    Example::
+
+        >>> round(part_threshold(0.5, 128), 4), part_threshold(0.99, 128)
+        (0.1875, 0.05)
+        >>> round(part_threshold(0.61, 128, discordant=0.15, gap=0.11), 4)
+        0.0985
+    """
+    n = max(1.0, probe_size or 0.0)
+    if discordant is not None:
+        spread = max(discordant - gap * gap, 1.0 / n)  # one flip at least
+    else:
+        spread = 2 * max(acc * (1 - acc), 0.01)
+    return max(0.05, 3 * math.sqrt(spread / n))
+
+
 def parted(e: Evaluation) -> bool | None:
     """Whether eval mode is far worse than batch statistics (``None``: not measured).
 
     Both passes read the same images, so the gap's standard error is the paired one
-    (McNemar: from the images right in one pass only); the bar is
-    ``max(5 points, 3 standard errors)``. Without the paired counts, two independent
-    accuracies' error stands in.
+    (McNemar: from the images right in one pass only, ``part_threshold``). An
+    evaluation whose batch-statistics pass the screen skipped (``bn_screen`` set,
+    ``passes.py``: the gap cannot be near the threshold) counts as not parted.
     """
-    if e.probe_acc_bn is None or e.probe_acc_val is None:
+    if e.probe_acc_val is None:
         return None
-    gap, n = e.probe_acc_bn - e.probe_acc_val, max(1.0, e.probe_size or 0.0)
-    if e.bn_only is not None and e.eval_only is not None:
-        spread = max(e.bn_only + e.eval_only - gap * gap, 1.0 / n)  # one flip at least
-    else:
-        p = e.probe_acc_bn
-        spread = 2 * max(p * (1 - p), 0.01)
+    if e.probe_acc_bn is None:
+        return None if e.bn_screen is None else False
+    gap = e.probe_acc_bn - e.probe_acc_val
     # accuracy only: early in a run the running statistics always lag (a higher eval loss
     # at equal accuracy), which harms nothing and passes within a few dozen steps
-    return gap > max(0.05, 3 * math.sqrt(spread / n))
+    return gap > part_threshold(e.probe_acc_bn, e.probe_size, discordant(e), gap)
 
 
 def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:

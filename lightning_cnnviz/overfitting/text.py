@@ -22,12 +22,14 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from lightning_cnnviz.core.findings import Finding
+from lightning_cnnviz.overfitting.detector import Change
 from lightning_cnnviz.overfitting.metrics import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["calibration_text", "diagnosis_text", "headline", "missing_text"]
+__all__ = ["calibration_text", "diagnosis_text", "finding_of", "headline", "missing_text"]
 
 
 def _num(value: float | None, percent: bool = False) -> str:
@@ -205,12 +207,26 @@ def diagnosis_text(
         lines += [f"No validation problem found up to {_when(now)}.", ""]
     lines.append(f"Calibration (val probe, {_when(now)}): {calibration_text(now)}.")
     if now.ece_val is not None:
-        lines.append(f"ECE (15 bins): val {_num(now.ece_val)}, train {_num(now.ece_train)}.")
+        train = _num(now.ece_train) if now.ece_train is not None else "not measured this time"
+        lines.append(f"ECE (15 bins): val {_num(now.ece_val)}, train {train}.")
     if confusion:
         lines += ["", "Most confused classes (val probe):", "", confusion]
     if others:
         lines += ["", "Other monitors noticed:", "", *map(_other_line, others)]
     return "\n".join(lines)
+
+
+def finding_of(section: str, change: Change, ev: Evaluation, pairs: Sequence[Any]) -> Finding:
+    """The ``Finding`` of one change: the headline, every figure of ``ev`` and the verdict's."""
+    v = change.verdict
+    numbers: dict[str, Any] = {k: x for k, x in vars(ev).items() if x is not None}
+    numbers.update(v.figures)
+    numbers.update(since_epoch=v.since.epoch, since_step=v.since.step, change=change.change)
+    if ev.overconfidence_val is not None:
+        numbers["overconfidence_val"] = ev.overconfidence_val
+    if pairs:
+        numbers["confused_pairs"] = [(p.true, p.predicted, p.count) for p in pairs]
+    return Finding(section, v.kind, ev.step, ev.epoch, headline(v), numbers, v.severity)  # type: ignore[arg-type]
 
 
 def missing_text(missing: Sequence[str], probes: bool, logged: Iterable[str]) -> str:

@@ -4,7 +4,8 @@ It never hooks a layer: it runs the model on its probes (eval mode, no gradients
 once per validation, after the validation ends, and taps the module's forward during a
 validation that brings an evaluation only (the val probe's logits, ``loop_logits.py``).
 The zoo models log ``train/loss`` and ``val/loss`` but no accuracy: the monitor says once
-which keys it misses and goes on with what it has.
+which keys it misses and goes on with what it has (the train probe and the BatchNorm
+pass then run at every evaluation, ``passes.py``: nothing to screen with).
 """
 
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor

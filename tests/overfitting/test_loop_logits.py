@@ -71,7 +71,9 @@ def test_loop_logits_figures_equal_a_probe_pass_over_the_same_images(tmp_path):
     assert {"overfitting/per_class", "overfitting/confusion"} <= set(loop_images)
     assert loop_images == ref_images
     h = monitor.detector.history
-    assert [e.probe_size for e in h] == [12.0] * EPOCHS and h[-1].probe_acc_bn is not None
+    assert [e.probe_size for e in h] == [12.0] * EPOCHS
+    # the BatchNorm check judged every evaluation: its pass ran, or its screen was quiet
+    assert all((e.probe_acc_bn is None) != (e.bn_screen is None) for e in h)
     assert monitor.timings["loop"] > 0
 
 

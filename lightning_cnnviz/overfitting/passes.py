@@ -1,0 +1,158 @@
+"""Which probe passes one evaluation runs, and why the others are skipped.
+
+Nothing here knows about Lightning. Besides the val probe's eval-mode logits (read from
+the validation loop, ``loop_logits.py``), an evaluation may run two passes of the model,
+each costing about as much as 0.5 (resnet18) to 2 (resnet50) training steps:
+
+* **batch statistics** (the val probe with BatchNorm on batch statistics, for the
+  ``bn_mismatch`` rule) runs when a cheap screen says the rule could fire. The module's
+  logged train accuracy is measured in training mode, i.e. on batch statistics; the val
+  probe's batch-statistics accuracy is no higher than it plus the generalisation gap
+  seen at the last pass (``bn_screen``: no gap assumed before the first). The pass runs
+  when that estimate of ``probe_acc_bn - probe_acc_val`` reaches half the rule's
+  threshold (``rules.part_threshold``, its paired error estimated from the share of
+  images the last pass found right in one pass only), when the module logs no train
+  accuracy (nothing to screen with), and while the latest measured evaluation was parted (a mismatch
+  starting or reported: confirmed, updated or cleared). A skipped evaluation carries the
+  estimate (``Evaluation.bn_screen``) and counts as not parted.
+* **train probe** (calibration and accuracy on training images, eval mode): every
+  evaluation when the module logs no train accuracy (the probe's stands in for it),
+  else every ``TRAIN_EVERY``-th evaluation from the second (the first already pays for
+  the val probe's own pass) and at any evaluation that reports an overfitting or
+  memorisation finding for the first time (``cites_train``: its evidence includes the
+  train/val calibration; the caller decides after a dry run of the rules). Updates of a
+  finding (worse, gone) keep the cadence: they would otherwise bring the pass at every
+  evaluation of an overfitting run.
+
+Example::
+
+    >>> from lightning_cnnviz.overfitting.metrics import Evaluation
+    >>> healthy = [Evaluation(0, 0, train_acc=0.9, probe_acc_val=0.9, probe_acc_bn=0.9)]
+    >>> p = plan(healthy, train_acc=0.92, eval_acc=0.9, probe_size=128, batch_norm=True)
+    >>> p.train, p.batch_stats, round(p.screen, 2)
+    (True, False, 0.02)
+    >>> plan(healthy, train_acc=0.95, eval_acc=0.6, probe_size=128, batch_norm=True).batch_stats
+    True
+    >>> plan(healthy, train_acc=None, eval_acc=0.9, probe_size=128, batch_norm=True).why["train"]
+    'the module logs no train accuracy: the train probe stands in for it'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from lightning_cnnviz.overfitting import rules
+from lightning_cnnviz.overfitting.detector import Change
+from lightning_cnnviz.overfitting.metrics import Evaluation
+
+__all__ = ["CITE_TRAIN", "TRAIN_EVERY", "Plan", "bn_screen", "cites_train", "plan"]
+
+TRAIN_EVERY = 4
+"""Evaluations per train probe pass when the module logs its train accuracy."""
+
+CITE_TRAIN = ("overfitting", "memorisation")
+"""The findings whose first report brings the train probe pass (train vs val calibration)."""
+
+
+def cites_train(changes: Iterable[Change]) -> bool:
+    """Whether ``changes`` report a finding of ``CITE_TRAIN`` for the first time."""
+    return any(c.change == "new" and c.verdict.kind in CITE_TRAIN for c in changes)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The passes of one evaluation.
+
+    Attributes:
+        train: run the train probe.
+        batch_stats: run the val probe with BatchNorm on batch statistics.
+        screen: the batch-statistics screen's estimated gap (``None``: no screen).
+        why: for ``"train"`` and ``"batch_stats"``, why the pass runs or is skipped.
+    """
+
+    train: bool
+    batch_stats: bool
+    screen: float | None = None
+    why: dict[str, str] = field(default_factory=dict)
+
+
+def bn_screen(history: Sequence[Evaluation], train_acc: float, eval_acc: float) -> float:
+    """Upper estimate of ``probe_acc_bn - probe_acc_val`` from the logged train accuracy.
+
+    The batch-statistics accuracy on val images is taken as that of the latest pass plus
+    any rise of the train accuracy since (the generalisation gap it showed kept), or the
+    train accuracy itself before any pass; at most 1.
+
+    Example::
+
+        >>> bn_screen([], train_acc=0.95, eval_acc=0.6)
+        0.35
+        >>> last = Evaluation(0, 0, train_acc=0.99, probe_acc_val=0.8, probe_acc_bn=0.82)
+        >>> round(bn_screen([last], train_acc=0.99, eval_acc=0.78), 2)  # the gap is generalisation
+        0.04
+    """
+    last = next(
+        (e for e in reversed(history) if e.probe_acc_bn is not None and e.train_acc is not None),
+        None,
+    )
+    if last is None:
+        batch_stats = train_acc
+    else:
+        batch_stats = last.probe_acc_bn + max(0.0, train_acc - last.train_acc)  # type: ignore[operator]
+    return min(batch_stats, 1.0) - eval_acc
+
+
+def plan(
+    history: Sequence[Evaluation],
+    *,
+    train_acc: float | None,
+    eval_acc: float | None,
+    probe_size: float,
+    batch_norm: bool,
+) -> Plan:
+    """The passes of the evaluation that follows ``history``.
+
+    Args:
+        history: the evaluations so far (oldest first).
+        train_acc: the logged train accuracy (training mode), ``None`` when not logged.
+        eval_acc: the val probe's eval-mode accuracy (``None``: no usable val logits).
+        probe_size: images in the val probe.
+        batch_norm: whether the model has BatchNorm layers in training mode.
+    """
+    why: dict[str, str] = {}
+    index = len(history)
+    if train_acc is None:
+        train, why["train"] = (
+            True,
+            "the module logs no train accuracy: the train probe stands in for it",
+        )
+    elif index % TRAIN_EVERY == 1 % TRAIN_EVERY:
+        train, why["train"] = True, f"every {TRAIN_EVERY}th evaluation from the second"
+    else:
+        train, why["train"] = (
+            False,
+            f"runs every {TRAIN_EVERY}th evaluation (train accuracy is logged)",
+        )
+    screen = None
+    if not batch_norm or eval_acc is None:
+        bn = False
+        why["batch_stats"] = (
+            "no BatchNorm layer in training mode" if not batch_norm else "no val logits"
+        )
+    elif train_acc is None:
+        bn, why["batch_stats"] = True, "no logged train accuracy to screen with"
+    else:
+        screen = bn_screen(history, train_acc, eval_acc)
+        measured = [e for e in history if e.probe_acc_bn is not None]
+        # half the rule's bar, its paired error estimated from the last pass's discordance
+        last = rules.discordant(measured[-1]) if measured else None
+        acc = min(1.0, eval_acc + max(screen, 0.0))
+        bar = 0.5 * rules.part_threshold(acc, probe_size, last, max(screen, 0.0))
+        if measured and rules.parted(measured[-1]):
+            bn, why["batch_stats"] = True, "the latest pass found a mismatch: confirm or clear it"
+        elif screen >= bar:
+            bn, why["batch_stats"] = True, f"screen: estimated gap {screen:.3f} >= {bar:.3f}"
+        else:
+            bn, why["batch_stats"] = False, f"screen quiet: estimated gap {screen:.3f} < {bar:.3f}"
+    return Plan(train, bn, screen, why)
