@@ -145,6 +145,8 @@ STALLED = 0.2  # the loss fell less than 20% since the first steps: learning has
 SLOW = 0.3  # the reference model has fallen 45% by step 25 (Adam 1e-3)
 LATE = 0.6  # the loss has fallen this much: units dying now are no early-training transient
 MIN_UNITS = 4  # fewer dead units (or fewer newly dead) hurt no layer: 2 of a squeeze-excite's 8
+SMALL_LAYER = 16  # a layer this narrow (a squeeze-excite bottleneck) is a LARGE problem only
+# while the loss is not falling well: 6 of 8 SE units silent on a healthy mobilenetv3
 
 
 def dead_severity(
@@ -160,7 +162,9 @@ def dead_severity(
     start``) None means unknown: only the share decides. With ``dead`` (the count of
     dead units) known, fewer than ``MIN_UNITS`` dead, or a rise of fewer than
     ``MIN_UNITS`` units, is never a problem: in a tiny layer (a squeeze-excite
-    bottleneck of 8 units) one or two units are a large share and harm nothing.
+    bottleneck of 8 units) one or two units are a large share and harm nothing; and a
+    layer narrower than ``SMALL_LAYER`` is a ``LARGE`` problem only while the loss is not
+    falling well.
 
     Example::
 
@@ -172,10 +176,13 @@ def dead_severity(
         ('note', 'problem')
         >>> dead_severity(0.625, 0.375, 0.9, dead=5), dead_severity(0.125, None, 0.05, dead=1)
         ('note', 'note')
+        >>> dead_severity(0.75, 0.62, 0.7, dead=6), dead_severity(0.75, 0.62, 0.1, dead=6)
+        ('note', 'problem')
     """
     if dead is not None and dead < MIN_UNITS:
         return "note"
-    if fraction >= LARGE:
+    small = dead is not None and fraction > 0 and dead / fraction < SMALL_LAYER
+    if fraction >= LARGE and not (small and progress is not None and progress >= SLOW):
         return "problem"
     if progress is None:
         return "note"
