@@ -8,7 +8,10 @@ each costing about as much as 0.5 (resnet18) to 2 (resnet50) training steps:
   ``bn_mismatch`` rule) runs when a cheap screen says the rule could fire. The module's
   logged train accuracy is measured in training mode, i.e. on batch statistics; the val
   probe's batch-statistics accuracy is no higher than it plus the generalisation gap
-  seen at the last pass (``bn_screen``: no gap assumed before the first). The pass runs
+  seen at the last pass (``bn_screen``). The first pass always runs: a logged train
+  accuracy is often an epoch's mean, far below the batch-statistics accuracy at the
+  epoch's end (a small ResNet's first validation: the screen said no gap where the pass
+  found 11 points, and the mismatch was found a validation late or not at all). It runs
   when that estimate of ``probe_acc_bn - probe_acc_val`` reaches half the rule's
   threshold (``rules.part_threshold``, its paired error estimated from the share of
   images the last pass found right in one pass only), when the module logs no train
@@ -149,7 +152,9 @@ def plan(
         last = rules.discordant(measured[-1]) if measured else None
         acc = min(1.0, eval_acc + max(screen, 0.0))
         bar = 0.5 * rules.part_threshold(acc, probe_size, last, max(screen, 0.0))
-        if measured and rules.parted(measured[-1]):
+        if not measured:  # the logged train accuracy is an epoch's mean: early, it lags
+            bn, why["batch_stats"] = True, "the first pass: the screen's baseline"
+        elif rules.parted(measured[-1]):
             bn, why["batch_stats"] = True, "the latest pass found a mismatch: confirm or clear it"
         elif screen >= bar:
             bn, why["batch_stats"] = True, f"screen: estimated gap {screen:.3f} >= {bar:.3f}"
