@@ -35,6 +35,7 @@ from lightning_cnnviz.activations.divergence import (
     LossTrace,
     divergence_text,
     first_nonfinite,
+    is_jump,
     loss_spike,
     progress,
     recovered,
@@ -72,6 +73,7 @@ class TrainingDiagnosis:
         self.first_rms: float | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.transient = -1  # the step of the last spike the run recovered from on its own
+        self.pending: int | None = None  # the log that first saw a smoothed spike
         self.nonfinite_told = False
         self.reported: dict[str, str] = {}  # kind -> severity already reported
 
@@ -93,6 +95,7 @@ class TrainingDiagnosis:
             "first_rms": self.first_rms,
             "diverged": self.diverged,
             "transient": self.transient,
+            "pending": self.pending,
             "nonfinite_told": self.nonfinite_told,
             "reported": dict(self.reported),
         }
@@ -108,6 +111,7 @@ class TrainingDiagnosis:
         self.first_rms = state.get("first_rms")
         self.diverged = state.get("diverged")
         self.transient = int(state.get("transient", -1))
+        self.pending = state.get("pending")
         self.nonfinite_told = bool(state.get("nonfinite_told", False))
         self.reported = dict(state.get("reported", {}))
 
@@ -193,11 +197,17 @@ class TrainingDiagnosis:
         if weights and nonfinite is None:
             nonfinite = step  # no loss seen (manual optimisation): the weights tell
         spike = loss_spike(series, since=self.transient) if self.diverged is None else None
-        if nonfinite is None and spike is not None and recovered(series):
-            self.transient = step  # came back below its start by this log: no divergence
-            if not self._new("divergence", "note"):
+        if nonfinite is None and spike is not None:
+            if recovered(series):
+                self.transient, self.pending = step, None  # back below its start: no divergence
+                if not self._new("divergence", "note"):
+                    return []
+                return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
+            if not is_jump(spike) and self.pending is None:
+                # a smoothed rise (not one step's blow-up) is confirmed at the next log: Adam's
+                # first steps at a high rate lift the loss 2x for a dozen steps, then it falls
+                self.pending = step
                 return []
-            return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
         self.nonfinite_told = self.nonfinite_told or nonfinite is not None

@@ -38,6 +38,7 @@ __all__ = [
     "LossTrace",
     "divergence_text",
     "first_nonfinite",
+    "is_jump",
     "loss_spike",
     "nonfinite_parameters",
     "progress",
@@ -110,9 +111,7 @@ def first_nonfinite(series: Sequence[tuple[int, float]]) -> int | None:
 def start_loss(finite: Sequence[float]) -> float:
     """The untrained model's loss: the median of the first ``SMOOTH`` finite losses.
 
-    One batch is a noisy start (a first batch easier than the next few made a healthy
-    resnet18's loss look 1.5x "above its start" at its third step), and a blow-up within
-    the first steps still stands out of a median of five.
+    What ``progress`` measures from: one batch is a noisy start.
 
     Example::
 
@@ -155,13 +154,20 @@ def _smoothed(series: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     ]
 
 
+def is_jump(spike: tuple[int, float, float, float]) -> bool:
+    """Whether a spike is one step's blow-up (``JUMP`` x the start), not a smoothed rise."""
+    _, value, _, start = spike
+    return value > JUMP * start > 0
+
+
 def loss_spike(
     series: Sequence[tuple[int, float]], since: int = -1
 ) -> tuple[int, float, float, float] | None:
     """The first spike after step ``since``: ``(step, smoothed loss, best, start)``, else None.
 
-    ``start`` is the untrained model's loss (``start_loss``), ``best`` the lowest smoothed
-    loss before the step. A spike: smoothed loss above ``SPIKE_OVER_START`` x start, or
+    ``start`` is the first step's loss (the untrained model's; a median of the first
+    steps would hide a blow-up at step 2 that never comes back), ``best`` the lowest
+    smoothed loss before the step. A spike: smoothed loss above ``SPIKE_OVER_START`` x start, or
     above ``SPIKE_OVER_BEST`` x best having lost over ``LOST_SHARE`` of the progress
     (start - best); or one step's loss above ``JUMP`` x start (a blow-up the optimiser
     may hide at once by killing the network: the loss then sits at chance). Only finite
@@ -175,7 +181,7 @@ def loss_spike(
     finite = [(s, v) for s, v in series if math.isfinite(v)]
     if len(finite) < SMOOTH:
         return None
-    start = start_loss([v for _, v in finite])  # later blow-ups cannot move it
+    start = finite[0][1]  # the untrained model's loss: later blow-ups cannot move it
     jump = next(((s, v) for s, v in finite if s > since and v > JUMP * start > 0), None)
     best = math.inf
     for step, value in _smoothed(finite):
