@@ -39,6 +39,7 @@ from lightning_cnnviz.activations.divergence import (
     loss_spike,
     progress,
     recovered,
+    still_spiked,
     transient_text,
 )
 from lightning_cnnviz.activations.gradients import gradient_findings, mean_rms
@@ -203,11 +204,15 @@ class TrainingDiagnosis:
                 if not self._new("divergence", "note"):
                     return []
                 return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
-            if not is_jump(spike) and self.pending is None:
-                # a smoothed rise (not one step's blow-up) is confirmed at the next log: Adam's
-                # first steps at a high rate lift the loss 2x for a dozen steps, then it falls
-                self.pending = step
-                return []
+            if not is_jump(spike):
+                # a smoothed rise (not one step's blow-up) is confirmed at a later log while
+                # still past its bar: Adam's first steps at a high rate lift the loss 2x for
+                # a dozen steps, then it falls (coming down but not yet below the start: wait)
+                if self.pending is None:
+                    self.pending = step
+                    return []
+                if not still_spiked(series, spike):
+                    return []
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
         self.nonfinite_told = self.nonfinite_told or nonfinite is not None

@@ -44,6 +44,7 @@ __all__ = [
     "progress",
     "recovered",
     "start_loss",
+    "still_spiked",
     "transient_text",
 ]
 
@@ -158,6 +159,26 @@ def is_jump(spike: tuple[int, float, float, float]) -> bool:
     """Whether a spike is one step's blow-up (``JUMP`` x the start), not a smoothed rise."""
     _, value, _, start = spike
     return value > JUMP * start > 0
+
+
+def still_spiked(
+    series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
+) -> bool:
+    """Whether the latest ``SMOOTH`` finite losses are still past ``spike``'s bar.
+
+    Example::
+
+        >>> still_spiked([(i, 5.0) for i in range(5)], (2, 5.0, 2.3, 2.3))
+        True
+        >>> still_spiked([(i, 3.0) for i in range(5)], (2, 5.0, 2.3, 2.3))  # coming down
+        False
+    """
+    finite = [v for _, v in series if math.isfinite(v)]
+    if not finite:
+        return False
+    now, (_, _, best, start) = statistics.median(finite[-SMOOTH:]), spike
+    lost = now - best > LOST_SHARE * max(start - best, 0.0)
+    return now > SPIKE_OVER_START * start or (now > SPIKE_OVER_BEST * best and lost)
 
 
 def loss_spike(

@@ -39,7 +39,12 @@ from lightning_cnnviz.overfitting.confusion import (
 from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
-from lightning_cnnviz.overfitting.metrics import Evaluation, figures, pick_metric
+from lightning_cnnviz.overfitting.metrics import (
+    Evaluation,
+    discordant_shares,
+    figures,
+    pick_metric,
+)
 from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of, missing_text
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -365,7 +370,7 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         more = {"train": self._logits(trainer, pl_module, "train") if self.plan.train else None}
         if self.plan.batch_stats:
             more["bn"] = self._batch_stats(trainer, pl_module)
-        host.update(self._host(more, labels))
+        host.update(self._host(more, labels, val))
         if self.plan.screen is not None and not self.plan.batch_stats:
             host["bn_screen"] = self.plan.screen
         missing = [self.keys[n] for n, v in found.items() if v is None]
@@ -386,12 +391,23 @@ class OverfittingMonitor(Monitor, section="overfitting"):
                 pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
         return ev, per_class, counts, pairs
 
-    def _host(self, logits: dict[str, Tensor | None], labels: dict[str, Any]) -> dict[str, float]:
-        """The figures of the extra passes (train probe, batch statistics) on the host."""
+    def _host(
+        self, logits: dict[str, Tensor | None], labels: dict[str, Any], val: Tensor | None = None
+    ) -> dict[str, float]:
+        """The figures of the extra passes (train probe, batch statistics) on the host.
+
+        With ``val`` (the eval-mode val logits) and a batch-statistics pass, also the
+        shares of the probe right in one of the two only (the rule's paired error).
+        """
         if all(v is None for v in logits.values()):
             return {}
         with self.phase("compute"):
-            return figures({}, logits, labels)[0]
+            host = figures({}, logits, labels)[0]
+            bn, truth = logits.get("bn"), labels.get("val")
+            if bn is not None and val is not None and truth is not None:
+                shares = discordant_shares(val, bn, truth)
+                host.update(zip(shares, torch.stack(list(shares.values())).tolist(), strict=True))
+            return host
 
     def _pairs_image(self, trainer: Trainer, pairs: list[Any], epoch: int) -> Tensor | None:
         """The most confused pairs with their example val probe images (2-D images only)."""

@@ -31,6 +31,7 @@ from torch import Tensor
 __all__ = [
     "Evaluation",
     "confusion_counts",
+    "discordant_shares",
     "expected_calibration_error",
     "figures",
     "per_class_accuracy",
@@ -118,7 +119,7 @@ def _probe_figures(out: Tensor, labels: Tensor) -> dict[str, Tensor]:
     }
 
 
-def _discordant(eval_out: Tensor, bn_out: Tensor, labels: Tensor) -> dict[str, Tensor]:
+def discordant_shares(eval_out: Tensor, bn_out: Tensor, labels: Tensor) -> dict[str, Tensor]:
     """Shares of the probe right with batch statistics only, and in eval mode only.
 
     The two passes see the same images, so their accuracies differ by these discordant
@@ -171,7 +172,7 @@ def figures(
     device = next((v.device for v in values.values()), torch.device("cpu"))
     val = logits.get("val")
     if val is not None and logits.get("bn") is not None and val_labels is not None:
-        values.update(_discordant(val, logits["bn"], val_labels))  # type: ignore[arg-type]
+        values.update(discordant_shares(val, logits["bn"], val_labels))  # type: ignore[arg-type]
     if val is not None and val_labels is not None:
         values["classes"] = torch.tensor(float(val.shape[1]), device=device)
     # the trailing zero keeps the stack non-empty when nothing was logged

@@ -194,3 +194,16 @@ def test_review_dead_note_then_problem_once_each():
     worse = review(diagnosis, 75, [], {"fc": figures(dead=0.8)}, {"fc": "rectifier"})
     assert [(v.kind, v.severity) for v in worse] == [("dead_units", "problem")]
     assert "lower the learning rate" in worse[0].message
+
+
+def test_divergence_smoothed_rise_coming_down_waits_then_is_a_transient():
+    # a healthy timm mobilenetv3, Adam 3e-3: 2.7, then 4.4-5.4 for steps 2-12, 2.1 by 30
+    losses = [2.73, 4.42, 5.1, 4.9, 5.4, 4.8, 4.6, 5.0, 4.7, 4.5, 4.6, 4.4]
+    losses += [3.9, 3.6, 3.4, 3.2, 3.0, 2.9, 2.8, 2.7] + [2.5, 2.4, 2.3, 2.3, 2.2] + [2.1] * 5
+    diagnosis, said = TrainingDiagnosis(0.1, 16, 0.0), {}
+    for step, value in enumerate(losses, start=1):
+        diagnosis.loss.add(step, torch.tensor(value))
+        if step in (9, 20, 30):
+            said[step] = [(v.kind, v.severity) for v in diagnosis.review(step, 0, {}, {}, [], list)]
+    assert said == {9: [], 20: [], 30: [("divergence", "note")]}
+    assert diagnosis.diverged is None

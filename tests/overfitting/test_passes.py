@@ -129,3 +129,17 @@ def test_passes_cites_train_when_a_dry_run_reports_overfitting_first():
     # reported at epoch 6 ("new": the pass runs), then worse at 7 (the cadence decides)
     assert [c.change for c in changes] == ["worse"]
     assert cited == [False] * 6 + [True, False]
+
+
+def test_passes_batch_stats_evaluation_carries_the_paired_counts(tmp_path):
+    torch.manual_seed(0)
+    net, norm = bn_net()
+    monitor = OverfittingMonitor(num_samples=64)
+    fit(tmp_path, Net(net, lr=0.05), [monitor, BreakRunningStats(norm, 2)], epochs=4)
+    for e in monitor.detector.history:
+        if e.probe_acc_bn is None:
+            assert e.bn_only is None
+            continue
+        # the rule's paired error: the two passes differ by exactly these images
+        assert e.probe_acc_bn - e.probe_acc_val == pytest.approx(e.bn_only - e.eval_only)
+    assert monitor.detector.history[-1].bn_only > 0.1
