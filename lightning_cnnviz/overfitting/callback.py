@@ -93,8 +93,9 @@ class OverfittingMonitor(Monitor, section="overfitting"):
             cost: the val probe's own pass at the first evaluation only (then read from
             the validation loop), the train probe at every evaluation when no train
             accuracy is logged (else every 4th, and when an overfitting or memorisation
-            finding is first reported), the BatchNorm batch-statistics pass when the
-            logged train accuracy stands far enough above the eval-mode val probe's
+            finding is first reported), the BatchNorm batch-statistics pass at the first
+            evaluation and when the logged train accuracy stands far enough above the
+            eval-mode val probe's
             (``overfitting/bn_screen``), or when there is no train accuracy to screen
             with. The rules read means over the probe (accuracy, confidence, loss) whose
             standard errors they account for.
