@@ -277,6 +277,9 @@ class OverfittingMonitor(Monitor, section="overfitting"):
                 why = self.never_logged_reason(trainer)
             elif name == "BatchNorm train/eval" and self._bn_why:
                 why = self._bn_why
+            elif name == "overfitting":  # name the key it looked for, and how to change it
+                key = self.keys["val_loss"]
+                why = f"needs a validation loss: none logged as `{key}` (set `val_loss_key=`)"
             else:
                 why = f"needs {CHECKS[name]}"
             record_check(trainer, type(self).__name__, name, did, why)

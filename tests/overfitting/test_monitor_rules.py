@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from tests.tb import events, texts
@@ -136,3 +136,12 @@ def test_monitor_rules_summary_once_per_fit_says_what_did_not_run(tmp_path, capl
     assert "OverfittingMonitor/overfitting (the run has no validation data)" in summary
     assert "Broken (stepped aside: RuntimeError: boom)" in summary
     assert any("Broken failed and steps aside" in m for m in said)
+
+
+def test_monitor_rules_summary_names_the_val_loss_key_it_missed(tmp_path):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    monitor = OverfittingMonitor(num_samples=64, val_loss_key="valid_loss")
+    trainer, _ = fit(tmp_path, Net(net, lr=0.05), [monitor], epochs=2)
+    check = checks_of(trainer)[("OverfittingMonitor", "overfitting")]
+    assert not check.ran
+    assert check.why == "needs a validation loss: none logged as `valid_loss` (set `val_loss_key=`)"
