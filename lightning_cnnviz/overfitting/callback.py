@@ -6,20 +6,17 @@ calibration, per-class accuracy and the most confused classes as evidence.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-from torch import Tensor
 from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
 from lightning_cnnviz.core.findings import Finding, findings_of, record_check, replace, report
-from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.model_io import UNSET
-from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import (
     Probe,
     draw_probe,
@@ -27,30 +24,24 @@ from lightning_cnnviz.core.probe import (
     generator_for,
     has_val_data,
 )
-from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.overfitting import passes
-from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import (
-    confused_pairs,
     confusion_image,
-    pairs_image,
     pairs_text,
 )
 from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
+from lightning_cnnviz.overfitting.measures import Measures
 from lightning_cnnviz.overfitting.metrics import (
     Evaluation,
-    discordant_shares,
-    figures,
-    pick_metric,
 )
-from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of, missing_text
+from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
 
 
-class OverfittingMonitor(Monitor, section="overfitting"):
+class OverfittingMonitor(Measures, Monitor, section="overfitting"):
     """Tells in plain words when validation shows that training goes wrong, and why.
 
     At each validation end (training steps never carry anything) it reads the train
@@ -289,139 +280,6 @@ class OverfittingMonitor(Monitor, section="overfitting"):
         if not has_val_data(trainer):
             return "the run has no validation data"
         return "validation never ran after training started"
-
-    # ------------------------------------------------ one evaluation
-    def _logits(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Tensor | None:
-        labels = self.probe(trainer, split).labels
-        x = self.probe_input(trainer, pl_module, split)
-        with self.phase("capture"):
-            self.logits_key(trainer, pl_module)
-        with self.phase("capture"), with_probe(pl_module):
-            outputs = [self.logits_of(pl_module(c), image_level=False) for c in x.split(128)]
-            logits = torch.cat([o.float() for o in outputs])
-        if logits.dim() != 2:
-            self.warn_once("dense", "calibration (ECE) and per-class accuracy need one score "
-                           f"per class per sample; the model's logits have shape "
-                           f"{tuple(logits.shape[1:])} per sample (per-position scores, as a "
-                           "segmentation net gives): they are skipped")  # fmt: skip
-            return None
-        ok = labels is not None and logits.shape[1] > int(labels.max())
-        return logits if ok else None
-
-    def _loop_logits(self, trainer: Trainer) -> Tensor | None:
-        """The val probe's logits kept from the validation loop, if they are the probe's."""
-        kept = self._loop.take()
-        # the loop's share, timed there and counted here (validation is no logging event)
-        self.timings["loop"] += self._loop.seconds
-        self._loop.seconds = 0.0
-        labels = self.probe(trainer, "val").labels
-        if kept is None or labels is None:
-            return None
-        logits, loop_labels = kept
-        with self.phase("capture"):  # one transfer: the rows must be the probe's images
-            same = torch.equal(loop_labels.cpu(), labels) and logits.shape[1] > int(labels.max())
-        if not same:
-            self._loop.why = "the val loop's labels at the probe's indices differ from the probe's"
-        return logits if same else None
-
-    def _batch_stats(self, trainer: Trainer, pl_module: LightningModule) -> Tensor | None:
-        """The val probe with BatchNorm on batch statistics (``None`` when it cannot run)."""
-        norms = batch_norms(unwrap_model(pl_module))
-        if not norms:
-            self._bn_why = "no BatchNorm layer in training mode"
-            return None
-        if trainer.world_size > 1:  # rank zero alone: a training-mode BatchNorm may all-reduce
-            self._bn_why = "distributed run: batch statistics may need every rank"
-            return None
-        x = self.probe_input(trainer, pl_module, "val")
-        try:
-            with self.phase("capture"), with_probe(pl_module):
-                output = lambda out: self.logits_of(out, image_level=False)  # noqa: E731
-                return batch_stats_logits(pl_module, norms, x, output=output)
-        except Exception as err:  # e.g. a batch of one: the other checks go on
-            self._bn_why = f"batch statistics failed: {type(err).__name__}: {err}"
-            return None
-
-    def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
-        """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
-        logged = trainer.callback_metrics  # read once: each read recomputes Lightning's results
-        key = self.keys["train_acc"]
-        found = {
-            n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")
-            for n, k in self.keys.items()
-        }
-        # the screen's train accuracy: the higher of the epoch mean (lags while learning) and
-        # the latest step's value (one batch), so that a lag does not hide a mismatch
-        seen = {f"seen{e}": pick_metric(logged, key, e) for e in (False, True)}
-        val = self._loop_logits(trainer)
-        self.val_from_loop = val is not None
-        if val is None:
-            val = self._logits(trainer, pl_module, "val")
-        labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
-        with self.phase("compute"):  # one transfer to the host
-            host, per_class, counts = figures({**found, **seen}, {"val": val}, labels)
-        acc = [host.pop(k) for k in seen if k in host]
-        norms = bool(batch_norms(unwrap_model(pl_module)))
-        if not norms:
-            self._bn_why = "no BatchNorm layer in training mode"
-        self.plan = passes.plan(
-            self.detector.history,
-            train_acc=max(acc) if acc else None,
-            eval_acc=host.get("probe_acc_val"),
-            probe_size=float(len(self.probe(trainer, "val"))),
-            batch_norm=norms,
-        )
-        more = {"train": self._logits(trainer, pl_module, "train") if self.plan.train else None}
-        if self.plan.batch_stats:
-            more["bn"] = self._batch_stats(trainer, pl_module)
-        host.update(self._host(more, labels, val))
-        if self.plan.screen is not None and not self.plan.batch_stats:
-            host["bn_screen"] = self.plan.screen
-        missing = [self.keys[n] for n, v in found.items() if v is None]
-        probes = val is not None and (more["train"] is not None or not self.plan.train)
-        if missing or not probes:
-            self.warn_once("missing", missing_text(missing, probes, logged))
-        probe = self.probe(trainer, "val")
-        size = float(len(probe))
-        ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size, **host)
-        if not self.plan.train and passes.cites_train(self.detector.dry_run(ev)):
-            train = self._logits(trainer, pl_module, "train")
-            ev = dataclasses.replace(ev, **self._host({"train": train}, labels))
-            self.plan = dataclasses.replace(self.plan, train=True)
-        pairs = []
-        if counts is not None and host.get("probe_acc_val", 1.0) < 1.0 and probe.labels is not None:
-            with self.phase("compute"):  # which images: a second transfer
-                predicted = val.argmax(dim=1).tolist()  # type: ignore[union-attr]
-                pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
-        return ev, per_class, counts, pairs
-
-    def _host(
-        self, logits: dict[str, Tensor | None], labels: dict[str, Any], val: Tensor | None = None
-    ) -> dict[str, float]:
-        """The figures of the extra passes (train probe, batch statistics) on the host.
-
-        With ``val`` (the eval-mode val logits) and a batch-statistics pass, also the
-        shares of the probe right in one of the two only (the rule's paired error).
-        """
-        if all(v is None for v in logits.values()):
-            return {}
-        with self.phase("compute"):
-            host = figures({}, logits, labels)[0]
-            bn, truth = logits.get("bn"), labels.get("val")
-            if bn is not None and val is not None and truth is not None:
-                shares = discordant_shares(val, bn, truth)
-                host.update(zip(shares, torch.stack(list(shares.values())).tolist(), strict=True))
-            return host
-
-    def _pairs_image(self, trainer: Trainer, pairs: list[Any], epoch: int) -> Tensor | None:
-        """The most confused pairs with their example val probe images (2-D images only)."""
-        probe = self.probe(trainer, "val")
-        if probe.images.dim() != 4:
-            return None
-        where = {index: i for i, index in enumerate(probe.indices)}
-        norm = norm_stats(trainer)
-        examples = [to_image01(probe.images[[where[i] for i in p.examples]], norm) for p in pairs]
-        return pairs_image(pairs, examples, epoch)
 
     @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -1,0 +1,180 @@
+"""One evaluation of ``OverfittingMonitor``: its probe passes and figures, on the host.
+
+``Measures`` is the part of the monitor that runs at a validation's end (on the
+training thread, in probe mode): the val probe's eval-mode logits (read from the
+validation loop, ``loop_logits.py``, or a pass of its own), the passes
+``passes.plan`` picks (train probe, BatchNorm on batch statistics), the logged
+metrics, and the ``Evaluation`` the rules read. The monitor itself
+(``overfitting/callback.py``) schedules, writes and tells the findings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from torch import Tensor
+
+from lightning_cnnviz.core.inputs import norm_stats, to_image01
+from lightning_cnnviz.core.monitor import with_probe
+from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.overfitting import passes
+from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
+from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
+from lightning_cnnviz.overfitting.metrics import (
+    Evaluation,
+    discordant_shares,
+    figures,
+    pick_metric,
+)
+from lightning_cnnviz.overfitting.text import missing_text
+
+__all__ = ["Measures"]
+
+
+class Measures:
+    """Runs one evaluation's passes and figures (a part of ``OverfittingMonitor``).
+
+    Reads the monitor's keys, probes, detector, loop tap and phases; sets ``plan``
+    (the passes of the latest evaluation), ``val_from_loop`` and ``_bn_why``.
+    """
+
+    keys: dict[str, str]
+    plan: Any
+    val_from_loop: bool
+    _bn_why: str
+    _epoch_end: bool
+
+    def _logits(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Tensor | None:
+        labels = self.probe(trainer, split).labels
+        x = self.probe_input(trainer, pl_module, split)
+        with self.phase("capture"):
+            self.logits_key(trainer, pl_module)
+        with self.phase("capture"), with_probe(pl_module):
+            outputs = [self.logits_of(pl_module(c), image_level=False) for c in x.split(128)]
+            logits = torch.cat([o.float() for o in outputs])
+        if logits.dim() != 2:
+            self.warn_once("dense", "calibration (ECE) and per-class accuracy need one score "
+                           f"per class per sample; the model's logits have shape "
+                           f"{tuple(logits.shape[1:])} per sample (per-position scores, as a "
+                           "segmentation net gives): they are skipped")  # fmt: skip
+            return None
+        ok = labels is not None and logits.shape[1] > int(labels.max())
+        return logits if ok else None
+
+    def _loop_logits(self, trainer: Trainer) -> Tensor | None:
+        """The val probe's logits kept from the validation loop, if they are the probe's."""
+        kept = self._loop.take()
+        # the loop's share, timed there and counted here (validation is no logging event)
+        self.timings["loop"] += self._loop.seconds
+        self._loop.seconds = 0.0
+        labels = self.probe(trainer, "val").labels
+        if kept is None or labels is None:
+            return None
+        logits, loop_labels = kept
+        with self.phase("capture"):  # one transfer: the rows must be the probe's images
+            same = torch.equal(loop_labels.cpu(), labels) and logits.shape[1] > int(labels.max())
+        if not same:
+            self._loop.why = "the val loop's labels at the probe's indices differ from the probe's"
+        return logits if same else None
+
+    def _batch_stats(self, trainer: Trainer, pl_module: LightningModule) -> Tensor | None:
+        """The val probe with BatchNorm on batch statistics (``None`` when it cannot run)."""
+        norms = batch_norms(unwrap_model(pl_module))
+        if not norms:
+            self._bn_why = "no BatchNorm layer in training mode"
+            return None
+        if trainer.world_size > 1:  # rank zero alone: a training-mode BatchNorm may all-reduce
+            self._bn_why = "distributed run: batch statistics may need every rank"
+            return None
+        x = self.probe_input(trainer, pl_module, "val")
+        try:
+            with self.phase("capture"), with_probe(pl_module):
+                output = lambda out: self.logits_of(out, image_level=False)  # noqa: E731
+                return batch_stats_logits(pl_module, norms, x, output=output)
+        except Exception as err:  # e.g. a batch of one: the other checks go on
+            self._bn_why = f"batch statistics failed: {type(err).__name__}: {err}"
+            return None
+
+    def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
+        """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
+        logged = trainer.callback_metrics  # read once: each read recomputes Lightning's results
+        key = self.keys["train_acc"]
+        found = {
+            n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")
+            for n, k in self.keys.items()
+        }
+        # the screen's train accuracy: the higher of the epoch mean (lags while learning) and
+        # the latest step's value (one batch), so that a lag does not hide a mismatch
+        seen = {f"seen{e}": pick_metric(logged, key, e) for e in (False, True)}
+        val = self._loop_logits(trainer)
+        self.val_from_loop = val is not None
+        if val is None:
+            val = self._logits(trainer, pl_module, "val")
+        labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
+        with self.phase("compute"):  # one transfer to the host
+            host, per_class, counts = figures({**found, **seen}, {"val": val}, labels)
+        acc = [host.pop(k) for k in seen if k in host]
+        norms = bool(batch_norms(unwrap_model(pl_module)))
+        if not norms:
+            self._bn_why = "no BatchNorm layer in training mode"
+        self.plan = passes.plan(
+            self.detector.history,
+            train_acc=max(acc) if acc else None,
+            eval_acc=host.get("probe_acc_val"),
+            probe_size=float(len(self.probe(trainer, "val"))),
+            batch_norm=norms,
+        )
+        more = {"train": self._logits(trainer, pl_module, "train") if self.plan.train else None}
+        if self.plan.batch_stats:
+            more["bn"] = self._batch_stats(trainer, pl_module)
+        host.update(self._host(more, labels, val))
+        if self.plan.screen is not None and not self.plan.batch_stats:
+            host["bn_screen"] = self.plan.screen
+        missing = [self.keys[n] for n, v in found.items() if v is None]
+        probes = val is not None and (more["train"] is not None or not self.plan.train)
+        if missing or not probes:
+            self.warn_once("missing", missing_text(missing, probes, logged))
+        probe = self.probe(trainer, "val")
+        size = float(len(probe))
+        ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size, **host)
+        if not self.plan.train and passes.cites_train(self.detector.dry_run(ev)):
+            train = self._logits(trainer, pl_module, "train")
+            ev = dataclasses.replace(ev, **self._host({"train": train}, labels))
+            self.plan = dataclasses.replace(self.plan, train=True)
+        pairs = []
+        if counts is not None and host.get("probe_acc_val", 1.0) < 1.0 and probe.labels is not None:
+            with self.phase("compute"):  # which images: a second transfer
+                predicted = val.argmax(dim=1).tolist()  # type: ignore[union-attr]
+                pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
+        return ev, per_class, counts, pairs
+
+    def _host(
+        self, logits: dict[str, Tensor | None], labels: dict[str, Any], val: Tensor | None = None
+    ) -> dict[str, float]:
+        """The figures of the extra passes (train probe, batch statistics) on the host.
+
+        With ``val`` (the eval-mode val logits) and a batch-statistics pass, also the
+        shares of the probe right in one of the two only (the rule's paired error).
+        """
+        if all(v is None for v in logits.values()):
+            return {}
+        with self.phase("compute"):
+            host = figures({}, logits, labels)[0]
+            bn, truth = logits.get("bn"), labels.get("val")
+            if bn is not None and val is not None and truth is not None:
+                shares = discordant_shares(val, bn, truth)
+                host.update(zip(shares, torch.stack(list(shares.values())).tolist(), strict=True))
+            return host
+
+    def _pairs_image(self, trainer: Trainer, pairs: list[Any], epoch: int) -> Tensor | None:
+        """The most confused pairs with their example val probe images (2-D images only)."""
+        probe = self.probe(trainer, "val")
+        if probe.images.dim() != 4:
+            return None
+        where = {index: i for i, index in enumerate(probe.indices)}
+        norm = norm_stats(trainer)
+        examples = [to_image01(probe.images[[where[i] for i in p.examples]], norm) for p in pairs]
+        return pairs_image(pairs, examples, epoch)
