@@ -31,30 +31,16 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import Classifier, RandomImagesDataModule
+from overfitting_cost import StepTimer
 
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 
 SHAPES = {"resnet18": (32, 32), "resnet50": (16, 64)}  # batch, image size
 EVERY, VALIDATIONS = 10, 6
-
-
-class StepTimer(Callback):
-    """Durations of training batches (``on_train_batch_start`` to ``on_train_batch_end``)."""
-
-    def __init__(self) -> None:
-        self.steps: list[float] = []
-        self._start = 0.0
-
-    def on_train_batch_start(self, *_: Any) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, *_: Any) -> None:
-        self.steps.append(time.perf_counter() - self._start)
 
 
 def timed_passes(monitor: OverfittingMonitor) -> tuple[dict[str, float], dict[str, int], list]:
