@@ -125,11 +125,9 @@ def start_loss(finite: Sequence[float]) -> float:
 def recovered(series: Sequence[tuple[int, float]], below: float = 0.9) -> bool:
     """Whether the latest ``SMOOTH`` finite losses have a median below ``below`` x the start.
 
-    The start here is the lower of the first loss and ``start_loss``.
-
-    A spike the run already came back from by the time of a log is a transient; a
-    blow-up that leaves the network dead sits at the chance-level loss, about its start,
-    hence the margin.
+    The start is the first loss, as in ``loss_spike``. A spike the run already came back
+    from by the time of a log is a transient; a blow-up that leaves the network dead sits
+    at the chance-level loss, about its start, hence the margin.
 
     Example::
 
@@ -141,10 +139,7 @@ def recovered(series: Sequence[tuple[int, float]], below: float = 0.9) -> bool:
     finite = [v for _, v in series if math.isfinite(v)]
     if len(finite) < 2 * SMOOTH:
         return False
-    # the lower of the first loss and the start: a blow-up within the first steps inflates
-    # the median, and the dead network's chance-level loss would pass for a recovery
-    start = min(finite[0], start_loss(finite))
-    return statistics.median(finite[-SMOOTH:]) < below * start
+    return statistics.median(finite[-SMOOTH:]) < below * finite[0]
 
 
 def _smoothed(series: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
