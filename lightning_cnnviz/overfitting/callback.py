@@ -6,6 +6,7 @@ calibration, per-class accuracy and the most confused classes as evidence.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -15,7 +16,6 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
 from lightning_cnnviz.core.findings import Finding, findings_of, record_check, replace, report
-from lightning_cnnviz.core.model_io import UNSET
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import (
     Probe,
@@ -48,9 +48,10 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
     and val loss/accuracy the module logs and the model's outputs on a val and a train
     probe (eval mode, no gradients, no hooks), and on the val probe with BatchNorm on
     batch statistics (copies of its buffers: the running statistics are never touched).
-    The val probe's eval-mode logits come from the validation loop from the second
-    evaluation on (``loop_logits.py``: a tap on the module's forward during that
-    validation only, the rows of the probe's images kept on the device); the other two
+    The val probe's eval-mode logits come from the validation loop (``loop_logits.py``:
+    a tap on the module's forward during that validation only, the rows of the probe's
+    images kept on the device; a pass of its own where the loop cannot stand for it,
+    ``_loop.why`` says why); the other two
     passes run only when their figures are needed (``passes.py``: the batch-statistics
     pass when a screen says a mismatch could be starting, the train probe every 4th
     evaluation when the module logs its train accuracy; ``plan.why`` says why). A
@@ -66,9 +67,10 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
 
     Its work on the training thread is timed in ``timings``: ``total`` per evaluation
     (within it ``probe``, drawing the probes once, ``capture``, the forward passes,
-    ``compute``, ``render`` and ``write``), and outside the evaluations ``setup``,
-    ``summary`` (recording which checks ran), ``loop`` (keeping the validation loop's
-    outputs, timed there and counted at the evaluation that reads them) and ``flush``
+    ``compute``, ``render`` and ``write``, and ``loop``: drawing the probe before the
+    first validation and keeping the loop's outputs, timed there and counted in the
+    ``total`` of the evaluation that reads them), and outside the evaluations ``setup``,
+    ``summary`` (recording which checks ran) and ``flush``
     (waiting for the sink's thread at the end of fit, and the run's summary when this is
     the last monitor).
 
@@ -81,12 +83,12 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
             validation after its onset at the earliest).
         num_samples: images per probe (val and train), class-balanced; the whole set when
             it is smaller. The probe passes (no gradients) are most of an evaluation's
-            cost: the val probe's own pass at the first evaluation only (then read from
-            the validation loop), the train probe at every evaluation when no train
-            accuracy is logged (else every 4th, and when an overfitting or memorisation
-            finding is first reported), the BatchNorm batch-statistics pass at the first
-            evaluation and when the logged train accuracy stands far enough above the
-            eval-mode val probe's
+            cost: the val probe's own pass only where the validation loop cannot stand
+            for it (a shuffled or distributed val loader), the train probe at every
+            evaluation when no train accuracy is logged (else every 4th, and when an
+            overfitting or memorisation finding is first reported), the BatchNorm
+            batch-statistics pass at the first evaluation and when the logged train
+            accuracy stands far enough above the eval-mode val probe's
             (``overfitting/bn_screen``), or when there is no train accuracy to screen
             with. The rules read means over the probe (accuracy, confidence, loss) whose
             standard errors they account for.
@@ -155,13 +157,17 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
         if split in self._probes:
             return self._probes[split]
         with self.phase("probe"):  # once per fit: `dataset[i]` for every probe image
-            if not self._probe_indices.get(split):
-                data = find_dataset(trainer, split)  # a small set: use all of it
-                gen = generator_for(self.seed, f"probe/{split}")
-                size, key = min(self.num_samples, len(data)), self.probe_label_key(data)
-                self._probes[split] = draw_probe(data, size, gen, label_key=key)
-                self._probe_indices[split] = self._probes[split].indices
-            return super().probe(trainer, split)
+            return self._draw(trainer, split)
+
+    def _draw(self, trainer: Trainer, split: str) -> Probe:
+        """Draw the probe of ``split`` (untimed: the caller counts it)."""
+        if not self._probe_indices.get(split):
+            data = find_dataset(trainer, split)  # a small set: use all of it
+            gen = generator_for(self.seed, f"probe/{split}")
+            size, key = min(self.num_samples, len(data)), self.probe_label_key(data)
+            self._probes[split] = draw_probe(data, size, gen, label_key=key)
+            self._probe_indices[split] = self._probes[split].indices
+        return super().probe(trainer, split)
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -186,17 +192,25 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_validation_start(trainer, pl_module)
         if self._event_due(trainer) and self._loop_readable(trainer):
+            start = time.perf_counter()
+            try:  # before the first evaluation: draw the probe, learn where the logits are
+                with torch.inference_mode(False):
+                    probe = self._probes.get("val") or self._draw(trainer, "val")
+                self.logits_key(trainer, pl_module)
+            except Exception as err:  # the evaluation's own probe pass says it, if it must
+                self._loop.why = f"the val probe could not be drawn: {type(err).__name__}: {err}"
+                return
+            finally:  # counted in the evaluation that reads the loop (``loop``, ``total``)
+                self._loop.seconds += time.perf_counter() - start
             logits = lambda out: self.logits_of(out, image_level=False)  # noqa: E731
-            indices = self._probes["val"].indices
-            self._loop.start(pl_module, indices, logits=logits, label_key=self._label_key)
+            self._loop.start(pl_module, probe.indices, logits=logits, label_key=self._label_key)
 
     def _loop_readable(self, trainer: Trainer) -> bool:
         """Whether the val loop's positions are the probe's dataset indices (else a probe pass).
 
-        From the second evaluation on: the probe and the logits' key are known by then.
         One process only (under DDP each rank sees a shard of the val set).
         """
-        if "val" not in self._probes or self._logits_key is UNSET or trainer.world_size > 1:
+        if trainer.world_size > 1:
             return False
         loaders = trainer.val_dataloaders
         loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders

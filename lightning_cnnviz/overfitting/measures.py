@@ -69,6 +69,7 @@ class Measures:
         kept = self._loop.take()
         # the loop's share, timed there and counted here (validation is no logging event)
         self.timings["loop"] += self._loop.seconds
+        self.timings["total"] += self._loop.seconds
         self._loop.seconds = 0.0
         labels = self.probe(trainer, "val").labels
         if kept is None or labels is None:

@@ -20,10 +20,11 @@ each costing about as much as 0.5 (resnet18) to 2 (resnet50) training steps:
   estimate (``Evaluation.bn_screen``) and counts as not parted.
 * **train probe** (calibration and accuracy on training images, eval mode): every
   evaluation when the module logs no train accuracy (the probe's stands in for it),
-  else every ``TRAIN_EVERY``-th evaluation from the second (the first already pays for
-  the val probe's own pass) and at any evaluation that reports an overfitting or
-  memorisation finding for the first time (``cites_train``: its evidence includes the
-  train/val calibration; the caller decides after a dry run of the rules). Updates of a
+  else every ``TRAIN_EVERY``-th evaluation from the second (the first pays for drawing
+  the probes and, with BatchNorm, the screen's baseline pass) and at any evaluation
+  that reports an overfitting or memorisation finding for the first time
+  (``cites_train``: its evidence includes the train/val calibration; the caller
+  decides after a dry run of the rules). Updates of a
   finding (worse, gone) keep the cadence: they would otherwise bring the pass at every
   evaluation of an overfitting run.
 

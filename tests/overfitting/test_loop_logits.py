@@ -15,7 +15,7 @@ from tests.tb import events
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-EPOCHS = 3  # a validation per epoch: the first evaluation draws the probe, the others read the loop
+EPOCHS = 3  # a validation per epoch, each read from the loop (the probe drawn before the first)
 
 
 def data(n_val=24, batch_size=8):
@@ -23,7 +23,7 @@ def data(n_val=24, batch_size=8):
     return train, DataLoader(digits(n_val, seed=2), batch_size=batch_size)
 
 
-def run(tmp_path, model_cls=TinyCNN, readable=True, callbacks=(), n_val=24, **kw):
+def run(tmp_path, model_cls=TinyCNN, readable=True, callbacks=(), n_val=24, sanity=0, **kw):
     """Fit with OverfittingMonitor: (monitor, model, each evaluation's source of val logits)."""
     L.seed_everything(0)
     model = model_cls()
@@ -41,7 +41,7 @@ def run(tmp_path, model_cls=TinyCNN, readable=True, callbacks=(), n_val=24, **kw
     monitor._measure = recorded
     fit(
         tmp_path, [monitor, *callbacks], model=model, data=data(n_val),
-        max_epochs=EPOCHS, limit_val_batches=None,
+        max_epochs=EPOCHS, limit_val_batches=None, num_sanity_val_steps=sanity,
     )  # fmt: skip
     return monitor, model, sources
 
@@ -56,7 +56,7 @@ def written(logdir):
 def test_loop_logits_figures_equal_a_probe_pass_over_the_same_images(tmp_path):
     monitor, _, sources = run(tmp_path / "loop")
     _, _, reference = run(tmp_path / "probe", readable=False)
-    assert sources == ["probe", "loop", "loop"], monitor._loop.why
+    assert sources == ["loop"] * EPOCHS, monitor._loop.why
     assert reference == ["probe"] * EPOCHS
     (loop_scalars, loop_images), (ref_scalars, ref_images) = (
         written(tmp_path / "loop" / "tb"),
@@ -119,9 +119,10 @@ class Spy(L.Callback):
 
 def test_loop_logits_tap_lives_only_during_due_validations(tmp_path):
     spy = Spy()
-    monitor, model, sources = run(tmp_path, callbacks=[spy])
-    assert sources == ["probe", "loop", "loop"]
-    assert spy.val == [0] * 3 + [1] * 3 + [1] * 3  # 3 batches per validation; none at the first
+    monitor, model, sources = run(tmp_path, callbacks=[spy], sanity=2)
+    assert sources == ["loop"] * EPOCHS
+    # the sanity check's 2 batches untapped, then 3 batches per validation, the first included
+    assert spy.val == [0] * 2 + [1] * 3 * EPOCHS
     assert set(spy.train) == {0}
     assert sum(hook_count(model).values()) == 0 and monitor._loop._handle is None
 
