@@ -74,10 +74,13 @@ class Detector:
             "memorisation": rules.memorisation(h, p),
             "overfitting": rules.overfitting(h, self.tolerance, p),
         }
-        if found["bn_mismatch"] is not None or rules.parted(h[-1]):
-            # eval-mode val figures now measure BatchNorm's stale running statistics, not
-            # generalisation: a val curve turning is no new overfitting or memorisation
-            # (also at a single validation whose own BatchNorm gap is past the bar)
+        broken = found["bn_mismatch"] is not None or rules.parted(h[-1])
+        chance = found["not_learning"] is not None or rules.stuck(h[-1])
+        if broken or chance:
+            # eval-mode val figures now measure BatchNorm's stale running statistics (also
+            # at a single validation whose own BatchNorm gap is past the bar), or a model
+            # at chance that has learnt nothing to overfit: a val curve turning is no new
+            # overfitting or memorisation
             for kind in CURVE_KINDS:
                 if self.reported.get(kind) is None or self.reported[kind].severity == "note":
                     found[kind] = None

@@ -198,3 +198,21 @@ def test_detector_one_validation_with_its_own_batchnorm_gap_confirms_no_val_curv
 
     assert kinds(0.27) == []
     assert kinds(0.0) == ["memorisation", "overfitting"]  # eval mode sound: both are real
+
+
+def test_detector_val_curves_wait_while_the_model_is_at_chance():
+    # resnet50, 40 steps (random-init, 10 classes): the val probe stays at chance while
+    # val loss wanders up and train loss falls; nothing was learnt, so nothing overfits
+    rows = [(0.109, 2.37, 2.94), (0.117, 2.78, 2.45), (0.102, 2.91, 2.42), (0.125, 2.68, 2.87)]
+
+    def kinds(acc_shift):
+        detector, out = Detector(), []
+        for e, (acc, loss, train_loss) in enumerate(rows):
+            ev = Evaluation(step=10 * (e + 1), epoch=0, val_acc=acc + acc_shift, val_loss=loss,
+                            train_loss=train_loss, probe_acc_val=acc + acc_shift,
+                            probe_loss_val=loss, probe_size=128.0, classes=10.0)  # fmt: skip
+            out += [c.verdict.kind for c in detector.update(ev)]
+        return out
+
+    assert kinds(0.0) == ["not_learning"]
+    assert kinds(0.6) == ["overfitting"]  # the same loss curve on a model that learnt
