@@ -167,12 +167,17 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
                 plans[site] = (act, chosen)
             flags = [(~torch.isfinite(a).all()).long().view(1) for a, _ in plans.values()]
             host = torch.cat([c for _, c in plans.values()] + flags).tolist() if plans else []
-        if skipped or any(host[len(host) - len(flags) :]):
+        if skipped:
             self.warn_once(
-                "skipped_or_non_finite",
-                f"skipped {skipped} (output neither shaped like the input nor a token grid) "
-                "or met non-finite activations (drawn as 0).",
-                "activations (drawn as 0).",
+                "skipped",
+                f"skipped {skipped}: their output is neither shaped like the input nor a "
+                "token grid.",
+            )
+        nonfinite = [s for s, bad in zip(plans, host[len(host) - len(flags) :], strict=True) if bad]
+        if nonfinite:
+            self.warn_once(
+                "non_finite",
+                f"non-finite activations in {nonfinite} at step {step} (drawn as 0).",
             )
         with self.phase("render"):  # host copies; the grids are drawn on the sink's thread
             strip = max(1, x.shape[-1] // 4)  # a signal's strip: a quarter as high as long

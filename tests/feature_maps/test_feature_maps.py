@@ -270,3 +270,31 @@ def test_feature_maps_monitor_arguments():
         with pytest.raises(ValueError, match=rf"`{name}`.*{value!r}".replace("[", r"\[")):
             FeatureMapMonitor(**kwargs)
     assert FeatureMapMonitor(channel_select=[0, 3]).channel_select == [0, 3]
+
+
+class NaNAfter(L.Callback):
+    """Plants a NaN in a layer's weight once training reaches ``step`` (a divergence)."""
+
+    def __init__(self, layer, step):
+        self.layer, self.step = layer, step
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                pl_module.get_submodule(self.layer).weight[0].fill_(float("nan"))
+
+
+def test_feature_maps_monitor_non_finite_activations_warned_once_and_still_drawn(tmp_path):
+    monitor = FeatureMapMonitor(every_n_steps=2, num_samples=4, tile_size=16, strict=True)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=8, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+        logger=TensorBoardLogger(tmp_path, name="tb"), callbacks=[NaNAfter("conv1", 3), monitor],
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="non-finite activations in .* at step 4") as caught:
+        trainer.fit(DeltaNet(), delta_loader())
+    assert not monitor.disabled and monitor.events == 4
+    said = [str(w.message) for w in caught if "non-finite" in str(w.message)]
+    assert len(said) == 1 and "FeatureMapMonitor" in said[0]
+    acc = events(tmp_path / "tb")
+    assert [step for step, _ in read_images(acc, image_tags(acc)[0])] == [2, 4, 6, 8]
