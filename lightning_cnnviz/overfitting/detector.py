@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lightning_cnnviz.overfitting import rules
+from lightning_cnnviz.overfitting import levels, rules
 from lightning_cnnviz.overfitting.metrics import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
@@ -69,13 +69,13 @@ class Detector:
     def _verdicts(self) -> dict[str, Verdict | None]:
         h, p = self.history, self.patience
         found = {
-            "not_learning": rules.not_learning(h, p),
-            "bn_mismatch": rules.bn_mismatch(h, p),
+            "not_learning": levels.not_learning(h, p),
+            "bn_mismatch": levels.bn_mismatch(h, p),
             "memorisation": rules.memorisation(h, p),
             "overfitting": rules.overfitting(h, self.tolerance, p),
         }
-        broken = found["bn_mismatch"] is not None or rules.parted(h[-1])
-        chance = found["not_learning"] is not None or rules.stuck(h[-1])
+        broken = found["bn_mismatch"] is not None or levels.parted(h[-1])
+        chance = found["not_learning"] is not None or levels.stuck(h[-1])
         if broken or chance:
             # eval-mode val figures now measure BatchNorm's stale running statistics (also
             # at a single validation whose own BatchNorm gap is past the bar), or a model
@@ -131,9 +131,9 @@ class Detector:
         if kind == "memorisation" and best is not None and ev.val_accuracy is not None:
             return ev.val_accuracy > best.val_accuracy  # type: ignore[operator]
         if kind == "not_learning":
-            return rules.stuck(ev) is False
+            return levels.stuck(ev) is False
         if kind == "bn_mismatch":
-            return rules.parted(ev) is False
+            return levels.parted(ev) is False
         return False
 
     def checks_ran(self) -> dict[str, bool]:
@@ -142,8 +142,8 @@ class Detector:
         return {
             "overfitting": any(e.val_loss is not None for e in h),
             "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
-            "not learning": any(rules.stuck(e) is not None for e in h),
-            "BatchNorm train/eval": any(rules.parted(e) is not None for e in h),
+            "not learning": any(levels.stuck(e) is not None for e in h),
+            "BatchNorm train/eval": any(levels.parted(e) is not None for e in h),
         }
 
     @property

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from lightning_cnnviz.overfitting import rules
+from lightning_cnnviz.overfitting import levels, rules
 from lightning_cnnviz.overfitting.metrics import Evaluation
 
 
@@ -173,29 +173,29 @@ def probe_run(rows):
 
 def test_rules_not_learning_from_the_start_and_after_a_collapse():
     stuck = probe_run([probe(0.1), probe(0.12), probe(0.09)])
-    verdict = first(rules.not_learning, stuck)
+    verdict = first(levels.not_learning, stuck)
     assert verdict.detected.epoch == 1 and verdict.since.epoch == 0
     assert verdict.figures["from_start"] is True
     assert verdict.figures["chance_loss"] == pytest.approx(math.log(10))
     collapse = probe_run([probe(0.9, 0.3), probe(0.95, 0.2), probe(0.1), probe(0.1)])
-    verdict = first(rules.not_learning, collapse)
+    verdict = first(levels.not_learning, collapse)
     assert (verdict.since.epoch, verdict.detected.epoch) == (2, 3)
     assert verdict.figures["from_start"] is False and verdict.figures["peak_acc_before"] == 0.95
 
 
 def test_rules_not_learning_counts_non_finite_outputs():
     nan = probe_run([probe(0.8, 0.5), probe(0.1, math.nan), probe(0.1, math.nan)])
-    verdict = first(rules.not_learning, nan)
+    verdict = first(levels.not_learning, nan)
     assert verdict.figures["non_finite"] is True and verdict.since.epoch == 1
 
 
 def test_rules_not_learning_quiet_on_learning_runs_and_tiny_probes():
     learning = probe_run([probe(0.2, 2.0), probe(0.5, 1.2), probe(0.8, 0.6)])
-    assert first(rules.not_learning, learning) is None
+    assert first(levels.not_learning, learning) is None
     one_slow_start = probe_run([probe(0.12), probe(0.4, 1.6), probe(0.1, 2.2), probe(0.6, 1.0)])
-    assert first(rules.not_learning, one_slow_start) is None  # never two in a row
+    assert first(levels.not_learning, one_slow_start) is None  # never two in a row
     tiny = probe_run([probe(0.5, classes=2, size=4)] * 4)  # 4 images cannot tell chance
-    assert first(rules.not_learning, tiny) is None
+    assert first(levels.not_learning, tiny) is None
 
 
 def bn(eval_acc, bn_acc, eval_loss=0.1, bn_loss=0.1):
@@ -210,29 +210,29 @@ def bn(eval_acc, bn_acc, eval_loss=0.1, bn_loss=0.1):
 
 def test_rules_bn_mismatch_when_eval_and_batch_statistics_part():
     rows = [bn(0.9, 0.91), bn(0.75, 0.95), bn(0.58, 0.97)]
-    verdict = first(rules.bn_mismatch, probe_run(rows))
+    verdict = first(levels.bn_mismatch, probe_run(rows))
     assert (verdict.since.epoch, verdict.detected.epoch) == (1, 2)
     assert verdict.figures["gap_acc"] == pytest.approx(0.39)
     # the same accuracy at 5x the loss: running statistics lagging early, harmless
     loss_only = [bn(0.9, 0.9, 1.5, 0.3), bn(0.9, 0.9, 1.6, 0.3)]
-    assert first(rules.bn_mismatch, probe_run(loss_only)) is None
+    assert first(levels.bn_mismatch, probe_run(loss_only)) is None
 
 
 def test_rules_bn_mismatch_quiet_within_probe_noise():
     rows = [bn(0.96, 0.97), bn(0.95, 0.98), bn(0.97, 0.975), bn(0.9, 0.93)]
-    assert first(rules.bn_mismatch, probe_run(rows)) is None
+    assert first(levels.bn_mismatch, probe_run(rows)) is None
     rows = [bn(0.97, 0.9), bn(0.98, 0.85)]  # eval better than batch statistics: no problem
-    assert first(rules.bn_mismatch, probe_run(rows)) is None
+    assert first(levels.bn_mismatch, probe_run(rows)) is None
 
 
 def test_rules_bn_mismatch_paired_error_sees_a_gap_two_independent_accuracies_miss():
     # 11 points apart on the same 128 images: 13% right with batch statistics only, 2% in
     # eval mode only. Independent errors put the bar at 18 points, the paired one at 10
     rows = [dict(bn(0.50, 0.61), bn_only=0.13, eval_only=0.02)] * 2
-    assert rules.parted(probe_run(rows)[0]) is True
-    assert first(rules.bn_mismatch, probe_run(rows)).detected.epoch == 1
+    assert levels.parted(probe_run(rows)[0]) is True
+    assert first(levels.bn_mismatch, probe_run(rows)).detected.epoch == 1
     unpaired = [bn(0.50, 0.61)] * 2
-    assert rules.parted(probe_run(unpaired)[0]) is False
+    assert levels.parted(probe_run(unpaired)[0]) is False
     # the same gap from many flips both ways is within the noise
     noisy = [dict(bn(0.50, 0.61), bn_only=0.40, eval_only=0.29)] * 2
-    assert rules.parted(probe_run(noisy)[0]) is False
+    assert levels.parted(probe_run(noisy)[0]) is False

@@ -1,0 +1,164 @@
+"""The level rules: where the probe's accuracies stand at each evaluation.
+
+Nothing here knows about Lightning. Unlike the val-curve rules (``rules.py``), which
+read how the curves turn, these read levels at each evaluation and how many of the
+latest ones hold them: the val probe at chance (``not_learning``), eval mode far below
+the same probe with batch statistics (``bn_mismatch``). Thresholds and why:
+``docs/diagnosis.md``.
+
+Example::
+
+    >>> e = Evaluation(0, 0, probe_acc_val=0.11, probe_loss_val=2.3, probe_size=128.0,
+    ...                classes=10.0)
+    >>> stuck(e), not_learning([e, e]).figures["chance_loss"] == math.log(10)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.rules import Verdict, _finite
+
+__all__ = [
+    "bn_mismatch",
+    "chance_band",
+    "discordant",
+    "not_learning",
+    "part_threshold",
+    "parted",
+    "stuck",
+]
+
+
+def chance_band(classes: int, probe_size: int) -> float:
+    """Highest probe accuracy still at chance: ``1/K`` plus 3 binomial standard errors.
+
+    Example::
+
+        >>> round(chance_band(10, 128), 3)
+        0.18
+    """
+    p = 1.0 / classes
+    return p + 3 * math.sqrt(p * (1 - p) / max(1, probe_size))
+
+
+def stuck(e: Evaluation) -> bool | None:
+    """Whether the val probe is at chance (``None``: it cannot tell)."""
+    if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
+        return None
+    if not _finite(e.probe_loss_val):
+        return True  # non-finite outputs: nothing is learnt any more
+    k = int(e.classes)
+    band = chance_band(k, int(e.probe_size or 0))
+    if band > 1 / k + 0.5 * (1 - 1 / k):  # a probe too small to tell chance from learning
+        return None
+    return e.probe_acc_val <= band
+
+
+def _trailing(
+    history: Sequence[Evaluation], test: Callable[[Evaluation], bool | None]
+) -> tuple[list[Evaluation], int]:
+    """The evaluations ``test`` could judge, and how many of the last ones it holds for."""
+    evs = [e for e in history if test(e) is not None]
+    streak = 0
+    while streak < len(evs) and test(evs[-1 - streak]):
+        streak += 1
+    return evs, streak
+
+
+def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """The val probe at chance accuracy (or non-finite) for the last ``patience`` evaluations.
+
+    From the start of the run, or after a collapse (an earlier evaluation above chance).
+    The probe's own cross-entropy is compared with its chance level ``ln K``.
+    """
+    evs, streak = _trailing(history, stuck)
+    if streak < patience:
+        return None
+    since, now = evs[-streak], evs[-1]
+    before = evs[: len(evs) - streak]
+    peak = max(before, key=lambda e: e.probe_acc_val or 0.0) if before else None
+    k = int(now.classes or 0)
+    figures = {
+        "probe_acc": now.probe_acc_val,
+        "probe_loss": now.probe_loss_val,
+        "chance_acc": 1.0 / k,
+        "chance_loss": math.log(k),
+        "chance_band": chance_band(k, int(now.probe_size or 0)),
+        "from_start": not before,
+        "peak_acc_before": peak.probe_acc_val if peak else None,
+        "non_finite": not _finite(now.probe_loss_val),
+    }
+    return Verdict("not_learning", since, now, peak, figures)
+
+
+def discordant(e: Evaluation) -> float | None:
+    """Share of the val probe right in one of its two passes only (``None``: not counted)."""
+    return None if e.bn_only is None or e.eval_only is None else e.bn_only + e.eval_only
+
+
+def part_threshold(
+    acc: float, probe_size: float | None, discordant: float | None = None, gap: float = 0.0
+) -> float:
+    """The accuracy gap ``parted`` calls a mismatch: ``max(5 points, 3 standard errors)``.
+
+    With ``discordant`` (the share of images right in one pass only) the error is the
+    paired one, ``sqrt((discordant - gap^2) / n)``; without it, that of two independent
+    accuracies near ``acc`` (larger: 18 points instead of 10 at 61% on 128 images).
+
+    Example::
+
+        >>> round(part_threshold(0.5, 128), 4), part_threshold(0.99, 128)
+        (0.1875, 0.05)
+        >>> round(part_threshold(0.61, 128, discordant=0.15, gap=0.11), 4)
+        0.0985
+    """
+    n = max(1.0, probe_size or 0.0)
+    if discordant is not None:
+        spread = max(discordant - gap * gap, 1.0 / n)  # one flip at least
+    else:
+        spread = 2 * max(acc * (1 - acc), 0.01)
+    return max(0.05, 3 * math.sqrt(spread / n))
+
+
+def parted(e: Evaluation) -> bool | None:
+    """Whether eval mode is far worse than batch statistics (``None``: not measured).
+
+    Both passes read the same images, so the gap's standard error is the paired one
+    (McNemar: from the images right in one pass only, ``part_threshold``). An
+    evaluation whose batch-statistics pass the screen skipped (``bn_screen`` set,
+    ``passes.py``: the gap cannot be near the threshold) counts as not parted.
+    """
+    if e.probe_acc_val is None:
+        return None
+    if e.probe_acc_bn is None:
+        return None if e.bn_screen is None else False
+    gap = e.probe_acc_bn - e.probe_acc_val
+    # accuracy only: early in a run the running statistics always lag (a higher eval loss
+    # at equal accuracy), which harms nothing and passes within a few dozen steps
+    return gap > part_threshold(e.probe_acc_bn, e.probe_size, discordant(e), gap)
+
+
+def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """Eval-mode val probe far worse than the same probe with batch statistics.
+
+    The running statistics BatchNorm uses in eval mode no longer match the batch
+    statistics the model trains with: eval accuracy more than
+    ``max(5 points, 3 paired standard errors)`` below (``parted``) for ``patience``
+    evaluations (the losses are reported as evidence).
+    """
+    evs, streak = _trailing(history, parted)
+    if streak < patience:
+        return None
+    now = evs[-1]
+    figures = {
+        "eval_acc": now.probe_acc_val,
+        "batch_stats_acc": now.probe_acc_bn,
+        "eval_loss": now.probe_loss_val,
+        "batch_stats_loss": now.probe_loss_bn,
+        "gap_acc": now.bn_gap_acc,
+    }
+    return Verdict("bn_mismatch", evs[-streak], now, None, figures)
