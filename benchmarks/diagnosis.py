@@ -66,8 +66,9 @@ CONSISTENT: dict[str, set[str]] = {
     "divergence": {"not_learning"},
     "vanishing_gradients": {"not_learning", "saturated_activations"},
     "not_learning": set(),
-    "memorisation": {"overfitting"},
-    "overfitting": {"memorisation"},
+    "memorisation": {"overfitting", "generalisation_gap"},
+    "overfitting": {"memorisation", "generalisation_gap"},
+    "shortcut": {"generalisation_gap"},  # a cue only training images carry opens one
 }
 VALIDATION_CAUSES = {"overfitting", "memorisation", "bn_mismatch"}
 

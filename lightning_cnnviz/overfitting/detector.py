@@ -34,15 +34,22 @@ __all__ = ["KINDS", "Change", "Detector"]
 CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "overfitting": "a validation loss",
     "memorisation": "train and val accuracy (logged, or class labels on the probes)",
+    "train/val gap": "train and val accuracy (logged, or class labels on the probes)",
     "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
     "BatchNorm train/eval": "BatchNorm layers in training mode",
 }
 
-KINDS = ("not_learning", "bn_mismatch", "memorisation", "overfitting")
+KINDS = ("not_learning", "bn_mismatch", "generalisation_gap", "memorisation", "overfitting")
 CURVE_KINDS = ("memorisation", "overfitting")  # read the eval-mode val curves
+EVAL_KINDS = ("not_learning", "generalisation_gap", *CURVE_KINDS)  # read eval-mode val figures
 
 # The figure that says "worse" for each kind (larger is worse).
-_WORSE = {"overfitting": "rise_abs", "memorisation": "drop", "bn_mismatch": "gap_acc"}
+_WORSE = {
+    "overfitting": "rise_abs",
+    "memorisation": "drop",
+    "bn_mismatch": "gap_acc",
+    "generalisation_gap": "gap",
+}
 
 
 @dataclass(frozen=True)
@@ -71,20 +78,29 @@ class Detector:
         found = {
             "not_learning": levels.not_learning(h, p),
             "bn_mismatch": levels.bn_mismatch(h, p),
+            "generalisation_gap": levels.generalisation_gap(h, p),
             "memorisation": rules.memorisation(h, p),
             "overfitting": rules.overfitting(h, self.tolerance, p),
         }
-        broken = found["bn_mismatch"] is not None or levels.parted(h[-1])
-        chance = found["not_learning"] is not None or levels.stuck(h[-1])
-        if broken or chance:
-            # eval-mode val figures now measure BatchNorm's stale running statistics (also
-            # at a single validation whose own BatchNorm gap is past the bar), or a model
-            # at chance that has learnt nothing to overfit: a val curve turning is no new
-            # overfitting or memorisation
-            for kind in CURVE_KINDS:
-                if self.reported.get(kind) is None or self.reported[kind].severity == "note":
-                    found[kind] = None
+        waiting: set[str] = set()
+        if found["bn_mismatch"] is not None or levels.parted(h[-1]):
+            # eval-mode val figures now measure BatchNorm's stale running statistics, not
+            # generalisation (also at a single validation whose own BatchNorm gap is past
+            # the bar): nothing new from them
+            waiting.update(EVAL_KINDS)
+        if found["not_learning"] is not None or levels.stuck(h[-1]):
+            waiting.update(CURVE_KINDS)  # a model at chance learnt nothing to overfit
+        if any(self._standing(k) or found[k] for k in CURVE_KINDS):
+            waiting.add("generalisation_gap")  # the gap is theirs, with their cause
+        for kind in waiting:
+            if not self._standing(kind):
+                found[kind] = None
         return found
+
+    def _standing(self, kind: str) -> bool:
+        """Whether ``kind`` was reported and is still a problem."""
+        old = self.reported.get(kind)
+        return old is not None and old.severity != "note"
 
     def update(self, ev: Evaluation) -> list[Change]:
         """Add one evaluation; the changes of the diagnosis it brings, in ``KINDS`` order."""
@@ -134,6 +150,8 @@ class Detector:
             return levels.stuck(ev) is False
         if kind == "bn_mismatch":
             return levels.parted(ev) is False
+        if kind == "generalisation_gap":
+            return levels.gapped(ev) is False
         return False
 
     def checks_ran(self) -> dict[str, bool]:
@@ -142,6 +160,7 @@ class Detector:
         return {
             "overfitting": any(e.val_loss is not None for e in h),
             "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
+            "train/val gap": any(levels.gapped(e) is not None for e in h),
             "not learning": any(levels.stuck(e) is not None for e in h),
             "BatchNorm train/eval": any(levels.parted(e) is not None for e in h),
         }

@@ -2,8 +2,9 @@
 
 Nothing here knows about Lightning. Unlike the val-curve rules (``rules.py``), which
 read how the curves turn, these read levels at each evaluation and how many of the
-latest ones hold them: the val probe at chance (``not_learning``), eval mode far below
-the same probe with batch statistics (``bn_mismatch``). Thresholds and why:
+latest ones hold them: the val probe at chance (``not_learning``), training images
+learnt and validation images not (``generalisation_gap``), eval mode far below the same
+probe with batch statistics (``bn_mismatch``). Thresholds and why:
 ``docs/diagnosis.md``.
 
 Example::
@@ -23,14 +24,23 @@ from lightning_cnnviz.overfitting.metrics import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict, _finite
 
 __all__ = [
+    "GAP",
     "bn_mismatch",
     "chance_band",
     "discordant",
+    "gapped",
+    "generalisation_gap",
     "not_learning",
     "part_threshold",
     "parted",
     "stuck",
+    "train_learns",
 ]
+
+GAP = 0.4
+"""Train accuracy this far above val accuracy is a generalisation gap. Healthy runs stay
+within a few points; a digit CNN leaning on a cue only training images carry reaches 21
+(1.0 vs 0.79), coloured shapes whose cue is on training images only 50-64."""
 
 
 def chance_band(classes: int, probe_size: int) -> float:
@@ -76,8 +86,8 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     The probe's own cross-entropy is compared with its chance level ``ln K``.
     """
     evs, streak = _trailing(history, stuck)
-    if streak < patience:
-        return None
+    if streak < patience or train_learns(evs[-1]):
+        return None  # training images learnt: a generalisation gap, not "not learning"
     since, now = evs[-streak], evs[-1]
     before = evs[: len(evs) - streak]
     peak = max(before, key=lambda e: e.probe_acc_val or 0.0) if before else None
@@ -93,6 +103,59 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "non_finite": not _finite(now.probe_loss_val),
     }
     return Verdict("not_learning", since, now, peak, figures)
+
+
+def train_learns(e: Evaluation) -> bool | None:
+    """Whether the train accuracy is at least halfway from chance to 100% (``None``: unknown).
+
+    Example::
+
+        >>> train_learns(Evaluation(0, 0, train_acc=0.999, classes=4.0))
+        True
+    """
+    if e.train_accuracy is None or e.classes is None or e.classes < 2:
+        return None
+    chance = 1.0 / e.classes
+    return e.train_accuracy >= chance + 0.5 * (1 - chance)
+
+
+def gapped(e: Evaluation) -> bool | None:
+    """Whether training images are learnt and validation images not (``None``: unknown).
+
+    Train accuracy ``GAP`` or more above val accuracy, or training images learnt
+    (``train_learns``) while the val probe is at chance (``stuck``).
+    """
+    train, val = e.train_accuracy, e.val_accuracy
+    if train is None or val is None:
+        return None
+    return train - val >= GAP or bool(stuck(e) and train_learns(e))
+
+
+def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """Training images learnt, validation images not, for the last ``patience`` evaluations.
+
+    A gap this size (``gapped``) at any time, not a val curve turning: the splits
+    differ in what decides the label (a cue only training images carry, a different
+    preprocessing of the two splits, labels that differ in meaning), or the model
+    memorises a small training set.
+
+    Example::
+
+        >>> e = Evaluation(0, 0, train_acc=0.995, val_acc=0.49)
+        >>> round(generalisation_gap([e, e]).figures["gap"], 3)
+        0.505
+    """
+    evs, streak = _trailing(history, gapped)
+    if streak < patience:
+        return None
+    now = evs[-1]
+    figures = {
+        "train_acc": now.train_accuracy,
+        "val_acc": now.val_accuracy,
+        "gap": now.train_accuracy - now.val_accuracy,  # type: ignore[operator]
+        "val_at_chance": bool(stuck(now)),
+    }
+    return Verdict("generalisation_gap", evs[-streak], now, None, figures)
 
 
 def discordant(e: Evaluation) -> float | None:

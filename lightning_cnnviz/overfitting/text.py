@@ -114,6 +114,21 @@ def headline(v: Verdict) -> str:
             f"Not learning since {_when(since)} ({start}{peak}): val probe accuracy "
             f"{_num(now.probe_acc_val, True)} is at chance ({_num(f['chance_acc'], True)}); {loss}."
         )
+    if v.kind == "generalisation_gap":
+        train, val = _num(f["train_acc"], True), _num(f["val_acc"], True)
+        if gone:
+            return (
+                f"The train/val accuracy gap from {_when(since)} closed at epoch {now.epoch} "
+                f"(train {_num(now.train_accuracy, True)}, val {_num(now.val_accuracy, True)})."
+            )
+        chance = " (at chance)" if f["val_at_chance"] else ""
+        return (
+            f"Training images learnt, validation images not, since {_when(since)}: train "
+            f"accuracy {train} vs {val}{chance} on validation. A gap this size says the splits "
+            "differ in what decides the label: a cue only training images carry (a "
+            "shortcut), a different preprocessing or augmentation of the two splits, labels "
+            "that mean different things; or the model memorises a small training set."
+        )
     if gone:
         return f"BatchNorm eval/train mismatch from {_when(since)} closed at epoch {now.epoch}."
     return (
@@ -147,6 +162,16 @@ _REMEDIES = {
         "logits (not probabilities) into `cross_entropy`.",
         "**Check the gradients reach the first layers** (`ActivationMonitor`, the gradient "
         "norms): saturating activations or a missing normalisation stop learning.",
+    ),
+    "generalisation_gap": (
+        "**Compare the splits**: look at training and validation images side by side "
+        "(`gradcam/train` vs `gradcam/val`: what the training CAMs light up off the object is "
+        "a cue); check that both go through the same preprocessing and normalisation, and "
+        "that augmentation is applied to training images only.",
+        "**Check the labels**: the same class index means the same class on both splits "
+        "(e.g. a label mapping built separately per split).",
+        "**If the splits match**, the model memorises its training set: more data, "
+        "augmentation, weight decay or a smaller model.",
     ),
     "bn_mismatch": (
         "**Let the running statistics catch up**: a larger BatchNorm `momentum` (e.g. 0.1 "

@@ -216,3 +216,29 @@ def test_detector_val_curves_wait_while_the_model_is_at_chance():
 
     assert kinds(0.0) == ["not_learning"]
     assert kinds(0.6) == ["overfitting"]  # the same loss curve on a model that learnt
+
+
+def test_detector_eval_mode_at_chance_with_batchnorm_broken_is_no_not_learning():
+    # a Conv1d net whose running statistics lag (held out): eval mode at 20%, batch
+    # statistics 100%, 5 classes: BatchNorm, not a model that learns nothing
+    detector, kinds = Detector(), []
+    for e in range(4):
+        ev = Evaluation(step=47 * (e + 1), epoch=e, val_acc=0.2, val_loss=3.0, train_acc=0.99,
+                        train_loss=0.05, probe_acc_val=0.2, probe_loss_val=3.0,
+                        probe_acc_bn=1.0, probe_loss_bn=0.01, probe_size=128.0, classes=5.0,
+                        bn_only=0.8, eval_only=0.0)  # fmt: skip
+        kinds += [c.verdict.kind for c in detector.update(ev)]
+    assert kinds == ["bn_mismatch"]
+
+
+def test_detector_gap_left_to_memorisation_when_it_stands():
+    # 50% noisy labels: val accuracy falls from its peak while train accuracy (on the noisy
+    # labels) climbs far past it; the gap is memorisation's, with its cause
+    val = [0.8, 0.9, 0.89, 0.85, 0.8, 0.75, 0.68, 0.62, 0.6, 0.55, 0.5, 0.48]
+    train = [0.3, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.997]
+    detector, kinds = Detector(), []
+    for e, (v, t) in enumerate(zip(val, train, strict=True)):
+        ev = Evaluation(step=24 * (e + 1), epoch=e, val_acc=v, train_acc=t,
+                        val_loss=1.0 + max(0, 0.9 - v), train_loss=1.0 - 0.5 * t)  # fmt: skip
+        kinds += [c.verdict.kind for c in detector.update(ev)]
+    assert "memorisation" in kinds and "generalisation_gap" not in kinds
