@@ -121,10 +121,10 @@ def headline(v: Verdict) -> str:
                 f"The train/val accuracy gap from {_when(since)} closed at epoch {now.epoch} "
                 f"(train {_num(now.train_accuracy, True)}, val {_num(now.val_accuracy, True)})."
             )
-        chance = " (at chance)" if f["val_at_chance"] else ""
+        chance = " (the val probe's is within chance)" if f["val_at_chance"] else ""
         return (
             f"Training images learnt, validation images not, since {_when(since)}: train "
-            f"accuracy {train} vs {val}{chance} on validation. A gap this size says the splits "
+            f"accuracy {train} vs {val} on validation{chance}. A gap this size says the splits "
             "differ in what decides the label: a cue only training images carry (a "
             "shortcut), a different preprocessing or augmentation of the two splits, labels "
             "that mean different things; or the model memorises a small training set."
