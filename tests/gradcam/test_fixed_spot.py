@@ -2,9 +2,12 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from lightning_cnnviz.core.findings import checks_of, findings_of
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.gradcam.fixed_spot import (
     AGREE_MARGIN,
     AGREE_MIN,
@@ -122,3 +125,25 @@ def test_fixed_spot_content_maps_and_regions_and_blocker():
     assert region(cams) == "right edge" and region(blobs([(16, 16)])) == "centre"
     assert fixed_blocker((7, 7)) == "" and "2x2" in fixed_blocker((2, 2))
     assert "HiResCAM" in fixed_blocker(None)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_fixed_spot_monitor_says_why_a_coarse_map_is_not_judged_and_reports_once():
+    run = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    monitor = GradCAMMonitor()
+    monitor._trainer_ref, monitor._probe_acc = run, 1.0
+    monitor._spot = {"train": ((2, 2), "")}  # resnet18 on 32x32 images
+    monitor._check_fixed(run, {})
+    check = checks_of(run)[("GradCAMMonitor", "CAM fixed on one place")]
+    assert not check.ran and "2x2 map is too coarse" in check.why
+    monitor._spot = {"train": ((7, 7), "bottom edge")}
+    agree = {"gradcam/train/cam_agreement": 0.9, "gradcam/train/content_agreement": 0.3,
+             "gradcam/val/cam_agreement": 0.8, "gradcam/val/content_agreement": 0.2}  # fmt: skip
+    for step in (10, 20, 30, 40):
+        run.global_step = step
+        monitor._check_fixed(run, agree)
+    assert checks_of(run)[("GradCAMMonitor", "CAM fixed on one place")].ran
+    (found,) = findings_of(run)
+    assert (found.kind, found.step, found.severity) == ("cam_shortcut", 20, "problem")
+    assert found.figures["region"] == "bottom edge" and found.figures["val_cam_agreement"] == 0.8
+    assert monitor.extra_state()["fixed"]["fixed_run"] == 4
