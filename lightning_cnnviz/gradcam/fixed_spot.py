@@ -10,8 +10,9 @@ cell), so that objects that all sit in the centre (MNIST) agree on both and do n
 as "fixed". A CAM that sits on the same spot for every image and class while the images'
 contents lie elsewhere points at a cue at a fixed place (a watermark, a corner marker, a
 border): ``fixed_findings`` reports it as ``cam_shortcut`` (``splits="fixed"``, with the
-``region``) when, on the training probe, ``cam_agreement >= AGREE_MIN`` and
-``cam_agreement >= content_agreement + AGREE_MARGIN`` for ``FIXED_PATIENCE`` logs in a row
+``region``) when, on the training probe, ``cam_agreement >= AGREE_MIN`` and the CAMs close
+at least ``AGREE_GAP`` of the gap between the images' agreement and full agreement
+(``(cam - content) / (1 - content)``) for ``FIXED_PATIENCE`` logs in a row
 and the CAMs' mass is not in the centre ninth of the image (where centred objects' CAMs all
 sit). Same guards as the other shortcut rules (``gradcam.shortcut``): only while the
 training probe is classified right in eval mode (``MIN_PROBE_ACC``), and not on a map
@@ -57,7 +58,7 @@ from torch import Tensor
 from lightning_cnnviz.gradcam.shortcut import MIN_PROBE_ACC
 
 __all__ = [
-    "AGREE_MARGIN",
+    "AGREE_GAP",
     "AGREE_MIN",
     "FIXED_PATIENCE",
     "MIN_MAP_SIDE",
@@ -70,9 +71,10 @@ __all__ = [
     "region",
 ]
 
-# ``cam_fixed``: cam_agreement >= AGREE_MIN and >= content_agreement + AGREE_MARGIN,
-# FIXED_PATIENCE logs in a row (measured values: docs/diagnosis.md).
-AGREE_MIN, AGREE_MARGIN, FIXED_PATIENCE = 0.7, 0.2, 2
+# ``cam_fixed``: cam_agreement >= AGREE_MIN, and (cam - content) >= AGREE_GAP x (1 - content):
+# a gap, not a margin, as a cue that is itself strong content at one place (a stripe) lifts the
+# images' agreement too. FIXED_PATIENCE logs in a row (measured: the module doc).
+AGREE_MIN, AGREE_GAP, FIXED_PATIENCE = 0.7, 0.5, 2
 # A map with fewer cells a side has no "places" to tell apart (resnet18's 2x2 of a 64x64 image).
 MIN_MAP_SIDE = 4
 # Pairs of different classes needed to use them alone (else all pairs count).
@@ -187,12 +189,12 @@ def cam_fixed(
     cam: float,
     content: float,
     minimum: float = AGREE_MIN,
-    margin: float = AGREE_MARGIN,
+    gap: float = AGREE_GAP,
     patience: int = FIXED_PATIENCE,
 ) -> bool:
     """Track the train probe's agreements; ``True`` once the CAM has stayed on one spot.
 
-    On one spot: ``cam >= minimum`` and ``cam >= content + margin`` at ``patience``
+    On one spot: ``cam >= minimum`` and ``cam - content >= gap * (1 - content)`` at ``patience``
     consecutive logs. ``state`` (``fixed_run``) is updated in place; reports once per run
     of such logs.
 
@@ -202,7 +204,8 @@ def cam_fixed(
         >>> [cam_fixed(state, c, 0.1) for c in (0.9, 0.3, 0.8, 0.85, 0.9)]
         [False, False, False, True, False]
     """
-    fixed = cam == cam and content == content and cam >= minimum and cam >= content + margin
+    known = cam == cam and content == content  # not NaN
+    fixed = known and cam >= minimum and cam - content >= gap * (1 - content)
     state["fixed_run"] = state.get("fixed_run", 0) + 1 if fixed else 0
     return state["fixed_run"] == patience
 

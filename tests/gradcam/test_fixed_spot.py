@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.gradcam.fixed_spot import (
-    AGREE_MARGIN,
+    AGREE_GAP,
     AGREE_MIN,
     agreement,
     content_maps,
@@ -53,7 +53,7 @@ def test_fixed_spot_cams_on_one_corner_found_with_region():
     centres, labels = moving(), torch.arange(8) % 4
     cams = upsampled(blobs([(3, 3)] * 8, noise=0.2))  # every CAM in the top-left corner
     cam, content = grid_agreements(cams, scene(centres), labels, (8, 8))
-    assert cam > 0.8 and content < 0.2 and cam - content > AGREE_MARGIN
+    assert cam > 0.8 and content < 0.2 and cam - content > AGREE_GAP * (1 - content)
     state = {}
     assert fixed_findings(state, (cam, content), accuracy=1.0, where=region(cams)) == []
     ((kind, message, figures),) = fixed_findings(state, (cam, content), (cam, content), 1.0,
@@ -82,7 +82,7 @@ def test_fixed_spot_centred_objects_agree_on_both_quiet():
     cams = upsampled(blobs(centred(0), radius=4.0))  # healthy CAMs on centred objects agree...
     cam, content = grid_agreements(cams, scene(centred(0)), torch.arange(8), (8, 8))
     assert cam > AGREE_MIN and content > AGREE_MIN  # ...and so do the images themselves
-    assert cam - content < AGREE_MARGIN
+    assert cam - content < AGREE_GAP * (1 - content)
     for seed in range(4):  # small low-contrast squares can agree less: the centre is no cue
         cams = upsampled(blobs(centred(seed), radius=4.0))
         pair = grid_agreements(cams, scene(centred(seed), seed=seed), torch.arange(8), (8, 8))
