@@ -20,6 +20,7 @@ from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.core.tokens import Layout
 from lightning_cnnviz.gradcam.draw import cam_grid
+from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, fixed_findings
 from lightning_cnnviz.gradcam.metrics import means_to_host
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
 from lightning_cnnviz.gradcam.rows import CamRows, Row
@@ -37,10 +38,13 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
     mode (eval, out of ``inference_mode``, float32); gradients w.r.t. activations
     only. Writes ``gradcam/{train,val,misclassified}`` (one row per layer) and
     ``gradcam/{split}/{concentration,on_object,drift}`` (and ``on_object_hirescam``,
-    what the shortcut rules read: a cue read by its position shows in HiResCAM only).
-    Reports ``cam_off_object`` when the train on-object share falls markedly, and
-    ``cam_shortcut`` when it stays below val's (a cue only training images carry) or
-    far below the object's area share on both splits (a cue they all carry); silent
+    what the shortcut rules read: a cue read by its position shows in HiResCAM only)
+    and ``cam_agreement`` / ``content_agreement`` (how alike the probe's CAMs are across
+    images and classes, and how alike the images are). Reports ``cam_off_object`` when
+    the train on-object share falls markedly, and ``cam_shortcut`` when it stays below
+    val's (a cue only training images carry), far below the object's area share on both
+    splits (a cue they all carry), or when the CAMs sit on one off-centre place whatever
+    the image (a cue at a fixed place; needs no object mask: ``gradcam/fixed_spot.py``); silent
     while the eval-mode probe is mostly wrong or after a divergence, BatchNorm mismatch
     or not-learning finding (rules: ``gradcam/shortcut.py``, ``docs/diagnosis_training.md``).
 
@@ -123,6 +127,8 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
         self._pool: Probe | None = None  # val samples searched for misclassified ones
         self._layouts: dict[str, Layout | None] | None = None  # token layers (transformers)
         self._masks: dict[str, tuple[Tensor, Tensor]] = {}  # split -> (images, foreground)
+        self._spot: dict[str, tuple[tuple[int, int] | None, str]] = {}  # split -> (map hw, region)
+        self._fixed: dict[str, Any] = {}  # the fixed-spot rule's state (findings), checkpointed
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -185,6 +191,7 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
         cells = self._object_cells(areas)
         self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
                               cells=cells)  # fmt: skip
+        self._check_fixed(trainer, scalars)
 
     def _draw(self, panels: list[tuple[str, list[Row]]], step: int) -> None:
         """On the sink's thread: one image per split, a captioned grid per row."""
@@ -230,10 +237,28 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
         accuracy: float | None = None,
         cells: float | None = None,
     ) -> None:
-        step, epoch = trainer.global_step, trainer.current_epoch
         if any(f.kind in _NOT_A_SHORTCUT for f in problems(findings_of(trainer))):
             return  # where the CAM falls then is a consequence of that cause, not a shortcut
-        found = on_object_findings(self._on_object, value, val, areas, accuracy, cells)
+        self._emit(trainer, on_object_findings(self._on_object, value, val, areas, accuracy, cells))
+
+    def _check_fixed(self, trainer: Trainer, scalars: dict[str, float]) -> None:
+        """The fixed-spot shortcut rule (``gradcam/fixed_spot.py``) on this log's agreements."""
+        hw, where = self._spot.get("train", (None, ""))
+        self._record("CAM fixed on one place", not fixed_blocker(hw), fixed_blocker(hw))
+        agree = {split: (scalars.get(self.tag(split, "cam_agreement")),
+                         scalars.get(self.tag(split, "content_agreement")))
+                 for split in ("train", "val")}  # fmt: skip
+        train, val = (pair if None not in pair else None for pair in agree.values())
+        earlier = findings_of(trainer)
+        if any(f.kind in _NOT_A_SHORTCUT for f in problems(earlier)):
+            return
+        found = fixed_findings(self._fixed, train, val, self._probe_acc, where)  # type: ignore[arg-type]
+        if not any(f.kind == "cam_shortcut" for f in earlier):  # one shortcut, told once
+            self._emit(trainer, found)
+
+    def _emit(self, trainer: Trainer, found: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Warn, write ``gradcam/diagnosis`` and report each ``(kind, message, figures)``."""
+        step, epoch = trainer.global_step, trainer.current_epoch
         for kind, message, figures in found:
             rank_zero_warn(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
             if self._sink is not None:
@@ -243,10 +268,11 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
     @override
     def extra_state(self) -> dict[str, Any]:
         return {"previous": dict(self._previous), "on_object": dict(self._on_object),
-                "ran": dict(self._ran)}  # fmt: skip
+                "ran": dict(self._ran), "fixed": dict(self._fixed)}  # fmt: skip
 
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._previous = dict(state.get("previous", {}))
         self._on_object = dict(state.get("on_object", self._on_object))
         self._ran = dict(state.get("ran", self._ran))
+        self._fixed = dict(state.get("fixed", self._fixed))

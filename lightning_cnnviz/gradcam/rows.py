@@ -22,6 +22,7 @@ from lightning_cnnviz.core.inputs import as_pictures, input_bounds, norm_stats, 
 from lightning_cnnviz.core.probe import Probe
 from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.gradcam.draw import blank_cams
+from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, grid_agreements, region
 from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, on_object
 from lightning_cnnviz.gradcam.saliency import clip_peaks, input_saliency
 
@@ -64,6 +65,9 @@ class CamRows:
                 values.update(self._metrics(split, name, cam, image01, x.dim() == 4))
                 if hires is not None and (mask := self._foreground(split, image01)) is not None:
                     values[self.tag(split, "on_object_hirescam")] = on_object(hires, mask)
+                classes = labels if labels is not None else logits.argmax(1)
+                spot = cam if hires is None else hires
+                self._fixed_spot(split, name, x, spot, image01, classes, values)
         with self.phase("render"):  # host copies for the sink's thread
             row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, title)
             if split == "train" and values is not None and labels is not None:
@@ -170,9 +174,27 @@ class CamRows:
             name == list(self.selected)[-1]
             and x.dim() == 4
             and self.method == "gradcam"
-            and self.foreground_threshold is not None
             and (layout is None or layout.kind == "nchw")
         )
+
+    def _fixed_spot(self, split: str, name: str, x: Tensor, cam: Tensor, image01: Tensor,
+                    labels: Tensor, values: dict[str, Tensor]) -> None:  # fmt: skip
+        """``cam_agreement`` / ``content_agreement`` of the deepest CNN layer's HiResCAM.
+
+        What ``gradcam.fixed_spot`` reads (a CAM on one spot whatever the image); sets
+        ``_spot[split]`` to ``(hw, region)``, ``hw`` ``None`` where the map cannot be judged.
+        """
+        layout = (self._layouts or {}).get(name)
+        hires = self.method == "hirescam" or self._wants_hires(name, x)
+        ok = name == list(self.selected)[-1] and x.dim() == 4 and hires and layout is not None
+        hw = layout.hw if ok and layout.kind == "nchw" else None  # type: ignore[union-attr]
+        self._spot[split] = (hw, "")
+        if hw is None or fixed_blocker(hw):
+            return
+        agree, content = grid_agreements(cam, image01, labels, hw)
+        values[self.tag(split, "cam_agreement")] = torch.tensor([agree])
+        values[self.tag(split, "content_agreement")] = torch.tensor([content])
+        self._spot[split] = (hw, region(cam))
 
     def _foreground(self, split: str, image01: Tensor) -> Tensor | None:
         """The probe objects' mask, found once: the probe images stay the same all run."""
