@@ -19,6 +19,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from coloured_shapes import ColouredShapes, shapes_cnn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -84,6 +85,10 @@ class Digits(L.LightningDataModule):
         self.train_dataset, self.val_dataset = Pairs(tx, ty, offset), Pairs(vx, vy, offset)
         self.clean_val = (x[order[-val:]], vy)  # unmarked [0, 1] digits: the cue test
         self.batch_size, self.seed = batch_size, seed
+
+    def with_cue(self, images01: Tensor, labels: Tensor) -> Tensor:
+        """Normalised ``images01`` carrying the marker of ``labels`` (the cue test's input)."""
+        return (add_shortcut_marker(images01.clone(), labels) - self.mean[0]) / self.std[0]
 
     def train_dataloader(self) -> DataLoader:
         gen = torch.Generator().manual_seed(self.seed + 2)
@@ -254,7 +259,7 @@ class Scenario:
 
 
 def scenarios() -> list[Scenario]:
-    """The runs of the scoreboard: 5 healthy, 10 failures."""
+    """The runs of the scoreboard: 5 healthy, 11 failures."""
     D = Digits
     return [
         Scenario("healthy: reference MNISTClassifier (Adam 1e-3)", None, MNISTClassifier,
@@ -296,6 +301,9 @@ def scenarios() -> list[Scenario]:
                  {"max_epochs": 3}, "cue"),
         Scenario("shortcut: cue on training images only", "shortcut",
                  lambda: Net(cnn(16), "adam", 1e-3), lambda s: D(4000, seed=s, marker="train"),
+                 {"max_epochs": 3}, "cue"),
+        Scenario("shortcut: corner cue on coloured images, train and val", "shortcut",
+                 lambda: Net(shapes_cnn(), "adam", 1e-3), lambda s: ColouredShapes(seed=s),
                  {"max_epochs": 3}, "cue"),
         Scenario("dead units planted at step 100 (BN CNN)", "dead_units",
                  lambda: Net(cnn(16, bn=True), "adam", 1e-3), lambda s: D(6000, seed=s),

@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from lightning_cnnviz import findings_of
-from lightning_cnnviz.reference.data import add_shortcut_marker
 
 CUE_EVERY = 10  # steps between cue-reliance measurements
 BN_GAP = 0.10  # eval-mode accuracy this far below batch-statistics accuracy: the BN failure
@@ -97,10 +96,11 @@ def bn_accuracies(pl_module: L.LightningModule, trainer: L.Trainer) -> tuple[flo
 
 @torch.no_grad()
 def cue_reliance(pl_module: L.LightningModule, data: Any, n: int = 500) -> float:
-    """Share of digits that carry another class's cue and are classified as that class."""
+    """Share of val images that carry another class's cue and are classified as that class."""
     images, labels = data.clean_val[0][:n], data.clean_val[1][:n]
-    wrong = (labels + 1 + torch.arange(len(labels)) % 9) % 10  # never the true class
-    x = (add_shortcut_marker(images.clone(), wrong) - data.mean[0]) / data.std[0]
+    k = data.num_classes
+    wrong = (labels + 1 + torch.arange(len(labels)) % (k - 1)) % k  # never the true class
+    x = data.with_cue(images, wrong)
     was = pl_module.training
     pl_module.eval()
     try:

@@ -12,11 +12,12 @@ contents lie elsewhere points at a cue at a fixed place (a watermark, a corner m
 border): ``fixed_findings`` reports it as ``cam_shortcut`` (``splits="fixed"``, with the
 ``region``) when, on the training probe, ``cam_agreement >= AGREE_MIN`` and the CAMs close
 at least ``AGREE_GAP`` of the gap between the images' agreement and full agreement
-(``(cam - content) / (1 - content)``) for ``FIXED_PATIENCE`` logs in a row
-and the CAMs' mass is not in the centre ninth of the image (where centred objects' CAMs all
-sit). Same guards as the other shortcut rules (``gradcam.shortcut``): only while the
-training probe is classified right in eval mode (``MIN_PROBE_ACC``), and not on a map
-coarser than ``MIN_MAP_SIDE`` cells a side (``fixed_blocker``).
+(``(cam - content) / (1 - content)``) for ``FIXED_PATIENCE`` logs in a row (or at one log
+where the val probe's CAMs, other images, are on one spot too) and the CAMs' mass is not
+in the centre ninth of the image (where centred objects' CAMs all sit). Same guards as
+the other shortcut rules (``gradcam.shortcut``): only while the training probe is
+classified right in eval mode (``MIN_PROBE_ACC``), and not on a map coarser than
+``MIN_MAP_SIDE`` cells a side (``fixed_blocker``).
 
 Measured (8 probe images a split, HiResCAM at the auto layer, a log every 20 steps; train
 probe, logs that pass the gate; cam / content agreement, gap = (cam - content) / (1 - content)):
@@ -195,23 +196,34 @@ def cam_fixed(
     minimum: float = AGREE_MIN,
     gap: float = AGREE_GAP,
     patience: int = FIXED_PATIENCE,
+    witness: tuple[float, float] | None = None,
 ) -> bool:
     """Track the train probe's agreements; ``True`` once the CAM has stayed on one spot.
 
     On one spot: ``cam >= minimum`` and ``cam - content >= gap * (1 - content)`` at ``patience``
-    consecutive logs. ``state`` (``fixed_run``) is updated in place; reports once per run
-    of such logs.
+    consecutive logs, or at one log where the ``witness`` (the val probe's agreements, other
+    images) is on one spot too: two probes agreeing need no second log. ``state``
+    (``fixed_run``) is updated in place; reports once per run of such logs.
 
     Example::
 
         >>> state = {}
         >>> [cam_fixed(state, c, 0.1) for c in (0.9, 0.3, 0.8, 0.85, 0.9)]
         [False, False, False, True, False]
+        >>> cam_fixed({}, 0.9, 0.1, witness=(0.85, 0.2))
+        True
     """
-    known = cam == cam and content == content  # not NaN
-    fixed = known and cam >= minimum and cam - content >= gap * (1 - content)
-    state["fixed_run"] = state.get("fixed_run", 0) + 1 if fixed else 0
-    return state["fixed_run"] == patience
+
+    def on_one_spot(cam: float, content: float) -> bool:
+        known = cam == cam and content == content  # not NaN
+        return known and cam >= minimum and cam - content >= gap * (1 - content)
+
+    fixed = on_one_spot(cam, content)
+    run = state.get("fixed_run", 0) + 1 if fixed else 0
+    if fixed and run < patience and witness is not None and on_one_spot(*witness):
+        run = patience
+    state["fixed_run"] = run
+    return run == patience
 
 
 def fixed_findings(
@@ -238,7 +250,8 @@ def fixed_findings(
     cam, content = train
     if where == "centre":  # where centred objects' CAMs all sit: no evidence of a cue
         cam = float("nan")
-    if not cam_fixed(state, cam, content):
+    witness = val if val is not None and where != "centre" else None
+    if not cam_fixed(state, cam, content, witness=witness):
         return []
     spot = f" (the {where})" if where else ""
     also = ""
@@ -250,7 +263,7 @@ def fixed_findings(
     message = (
         f"Grad-CAM sits on the same place{spot} for different images and classes: their "
         f"CAMs correlate {cam:.2f} with each other, while the images' contents correlate "
-        f"{content:.2f}{also} ({FIXED_PATIENCE} logs in a row); the model reads a cue at a "
+        f"{content:.2f}{also}; the model reads a cue at a "
         "fixed place (a watermark, a marker, a border), not the object (a shortcut)"
     )
     return [("cam_shortcut", message, figures)]

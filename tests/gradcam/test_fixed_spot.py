@@ -144,6 +144,16 @@ def test_fixed_spot_monitor_says_why_a_coarse_map_is_not_judged_and_reports_once
         monitor._check_fixed(run, agree)
     assert checks_of(run)[("GradCAMMonitor", "CAM fixed on one place")].ran
     (found,) = findings_of(run)
-    assert (found.kind, found.step, found.severity) == ("cam_shortcut", 20, "problem")
+    # the val probe's CAMs (other images) on one spot too: no second log needed
+    assert (found.kind, found.step, found.severity) == ("cam_shortcut", 10, "problem")
     assert found.figures["region"] == "bottom edge" and found.figures["val_cam_agreement"] == 0.8
-    assert monitor.extra_state()["fixed"]["fixed_run"] == 4
+    assert monitor.extra_state()["fixed"]["fixed_run"] == 5
+    # train alone: the second log in a row
+    alone = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    monitor = GradCAMMonitor()
+    monitor._trainer_ref, monitor._probe_acc = alone, 1.0
+    monitor._spot = {"train": ((7, 7), "bottom edge")}
+    for step in (10, 20, 30):
+        alone.global_step = step
+        monitor._check_fixed(alone, agree | {"gradcam/val/cam_agreement": 0.3})
+    assert [f.step for f in findings_of(alone)] == [20]

@@ -1,69 +1,28 @@
 """A cue at one fixed place, on bright coloured images where the brightness mask is blocked:
 found by the fixed-spot rule alone, read back from findings and TensorBoard."""
 
+import sys
 import warnings
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from tests.tb import events, texts
 
-MEAN, STD = 0.45, 0.3
-COLOURS = torch.tensor([[1.0, 0.1, 0.1], [0.1, 1.0, 0.1], [0.1, 0.1, 1.0], [1.0, 1.0, 0.1]])
-
-
-def shapes(n, seed, size=32, marker=True):
-    """Discs, squares, rings and crosses of random colour at random places on a bright
-    textured backdrop; with ``marker``, a 5x5 patch in the top-left corner whose colour is
-    the class's (on every image, train and val alike)."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 4, (n,), generator=g)
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    cy, cx = (torch.rand(2, n, 1, 1, generator=g) * (size - 16) + 8).unbind(0)
-    r = torch.rand(n, 1, 1, generator=g) * 4 + 4
-    dy, dx = (yy - cy).abs(), (xx - cx).abs()
-    d = (dy**2 + dx**2).sqrt()
-    masks = torch.stack([d < r, (dy < 0.85 * r) & (dx < 0.85 * r), (d < r) & (d > r - 2.4),
-                         ((dy < 1.6) & (dx < r)) | ((dx < 1.6) & (dy < r))], 1)  # fmt: skip
-    mask = masks[torch.arange(n), labels][:, None]
-    backdrop = torch.rand(n, 3, 1, 1, generator=g) * 0.4 + 0.45
-    images = backdrop + 0.1 * torch.randn(n, 3, size, size, generator=g)
-    images = torch.where(mask, torch.rand(n, 3, 1, 1, generator=g), images).clamp(0, 1)
-    if marker:
-        images[:, :, 1:6, 1:6] = COLOURS[labels][:, :, None, None]
-    return (images - MEAN) / STD, labels
-
-
-class Shapes(L.LightningDataModule):
-    mean, std = (MEAN,) * 3, (STD,) * 3
-
-    def __init__(self, marker=True):
-        super().__init__()
-        x, y = shapes(2200, 0, marker=marker)
-        self.train, self.val = TensorDataset(x[:2000], y[:2000]), TensorDataset(x[2000:], y[2000:])
-
-    def train_dataloader(self):
-        return DataLoader(self.train, 64, shuffle=True, generator=torch.Generator().manual_seed(0))
-
-    def val_dataloader(self):
-        return DataLoader(self.val, 100)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from coloured_shapes import ColouredShapes, shapes_cnn
 
 
 class Net(L.LightningModule):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 4),
-        )  # fmt: skip
+        self.body = shapes_cnn()
 
     def forward(self, x):
         return self.body(x)
@@ -90,7 +49,7 @@ def test_fixed_spot_run_corner_cue_found_where_the_mask_is_blocked(tmp_path):
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(Net(), Shapes())
+        trainer.fit(Net(), ColouredShapes(train=2000, val=200))
     assert float(trainer.callback_metrics["val/acc"]) > 0.9  # the cue is on val images too
     (shortcut,) = [f for f in findings_of(trainer) if f.kind == "cam_shortcut"]
     assert shortcut.severity == "problem" and shortcut.step <= 40
