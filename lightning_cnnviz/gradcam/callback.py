@@ -184,10 +184,17 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
             for split in ("train", "val")
         ]
         areas = tuple(scalars.get(self.tag(split, "object_share")) for split in ("train", "val"))
-        self._record("CAM on the object", on_object[0] is not None, "needs image probes and "
-                     "`foreground_threshold` (on_object)")  # fmt: skip
-        self._record("shortcut train vs val", None not in on_object, "needs `on_object` of "
-                     "training and validation images")  # fmt: skip
+        # a foreground mask over most of the image leaves no object to tell from the rest
+        masked = area_blocker(areas)
+        if self.foreground_threshold is None:
+            missing = "needs `foreground_threshold` (on_object)"
+        else:
+            missing = ("no CAM mass to place: the CAMs were zero on every probe image (no "
+                       "gradient reached the layer), or the probes are not images")  # fmt: skip
+        self._record("CAM on the object", on_object[0] is not None and not masked,
+                     masked or missing)  # fmt: skip
+        self._record("shortcut train vs val", None not in on_object and not masked,
+                     masked or f"{missing}, on training and validation images")  # fmt: skip
         cells = self._object_cells(areas)
         self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
                               cells=cells)  # fmt: skip

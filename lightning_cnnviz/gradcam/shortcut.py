@@ -188,12 +188,15 @@ def on_object_findings(
     below ``AREA_RATIO`` x the object's share of the area (``areas``: train and val
     ``object_share``; ``below_area``; ``splits="both"``). ``state`` is updated in place,
     except while ``accuracy`` (the training probe's, in eval mode) is below
-    ``MIN_PROBE_ACC``: then the log is skipped, as if it had not happened. The
+    ``MIN_PROBE_ACC`` or the foreground mask covers most of the image (``area_blocker``
+    of ``areas``): then the log is skipped, as if it had not happened. The
     both-splits rule runs only where ``area_blocker`` finds nothing against it (an
     object under ``MAX_OBJECT_SHARE`` of the image, on at least ``MIN_OBJECT_CELLS``
     ``cells`` of the CAM's map).
     """
     if train is None or (accuracy is not None and accuracy < MIN_PROBE_ACC):
+        return []
+    if area_blocker(areas):  # the mask covers most of the image: on_object means nothing
         return []
     found: list[tuple[str, str, dict[str, Any]]] = []
     if fell_off(state, train, DROP_RATIO, DROP_MARGIN):

@@ -4,6 +4,7 @@ eval-mode predictions explain nothing (wrong on its training probe, BatchNorm mi
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from lightning_cnnviz.core.findings import Finding, checks_of, findings_of, report
 from lightning_cnnviz.core.tokens import Layout
@@ -16,6 +17,7 @@ from lightning_cnnviz.gradcam.shortcut import (
     area_blocker,
     on_object_findings,
 )
+from tests.contract.zoo import ZooData
 from tests.gradcam.test_gradcam import fit, scalars
 from tests.tb import events, texts
 
@@ -143,14 +145,29 @@ def test_shortcut_both_splits_rule_needs_an_object_smaller_than_the_image():
     assert not check.ran and "foreground_threshold" in check.why
 
 
+class DarkZooData(ZooData):
+    """The zoo's blobs on a dark background: the foreground mask finds the blob alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("train_set", "val_set"):
+            x, y = getattr(self, name).tensors
+            setattr(self, name, TensorDataset(torch.where(x > 1.0, x, 0.0), y))
+
+
 def test_shortcut_summary_names_each_check_and_why_one_did_not_run(tmp_path):
-    _, trainer = fit(tmp_path / "on", GradCAMMonitor(every_n_steps=2))
+    _, trainer = fit(tmp_path / "on", GradCAMMonitor(every_n_steps=2), data=DarkZooData())
     checks = checks_of(trainer)
     for name in ("CAM on the object", "shortcut train vs val"):
         assert checks[("GradCAMMonitor", name)].ran, name
+    # noise specks over the threshold everywhere: no object to tell from the rest
+    _, trainer = fit(tmp_path / "noisy", GradCAMMonitor(every_n_steps=2))
+    for name in ("CAM on the object", "shortcut train vs val"):
+        check = checks_of(trainer)[("GradCAMMonitor", name)]
+        assert not check.ran and "the foreground mask covers 76% of the image" in check.why
     off = GradCAMMonitor(every_n_steps=2, foreground_threshold=None)
     _, trainer = fit(tmp_path / "off", off)
     check = checks_of(trainer)[("GradCAMMonitor", "CAM on the object")]
     assert not check.ran and "`foreground_threshold`" in check.why
     (summary,) = texts(events(tmp_path / "off"), "cnnviz/summary")
-    assert "Checks that did not run: GradCAMMonitor/CAM on the object (needs image" in summary
+    assert "Checks that did not run: GradCAMMonitor/CAM on the object (needs `foreground" in summary
