@@ -188,7 +188,7 @@ class TrainingDiagnosis:
             if kinds.get(site) == "saturating" and "saturation" in f
         }
         for kind, severity, message, fig in gradient_findings(
-            profile, self.first_rms, saturation, stalled
+            profile, self.first_rms, saturation, stalled, _at_new_low(series)
         ):
             if self._new(kind, severity):
                 out.append(
@@ -289,3 +289,20 @@ class TrainingDiagnosis:
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
         figures_out |= {f"died/{site}": f for site, f in died.items()}
         return [Verdict("divergence", "problem", message, figures_out)]
+
+
+def _at_new_low(series: list[tuple[int, float]]) -> bool:
+    """Whether the latest ``SMOOTH``-step median loss is the lowest such median yet.
+
+    Example::
+
+        >>> _at_new_low([(i, 2.3 - 0.01 * i) for i in range(12)]), _at_new_low([(0, 1.0)] * 9)
+        (True, True)
+        >>> _at_new_low([(i, 2.3 - 0.1 * i) for i in range(10)] + [(10 + i, 5.0) for i in range(5)])
+        False
+    """
+    finite = [v for _, v in series if math.isfinite(v)]
+    if len(finite) < SMOOTH:
+        return False
+    medians = [statistics.median(finite[i - SMOOTH : i]) for i in range(SMOOTH, len(finite) + 1)]
+    return medians[-1] <= min(medians)

@@ -12,7 +12,11 @@ import torch
 from lightning_cnnviz.activations.dead import dead_reason
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.episodes import UnitEpisodes, die_off
-from lightning_cnnviz.activations.gradients import gradient_findings, init_explosion
+from lightning_cnnviz.activations.gradients import (
+    depth_ratio,
+    gradient_findings,
+    init_explosion,
+)
 from tests.activations.test_diagnosis_rules import figures, healthy_losses, info, review
 
 
@@ -110,18 +114,31 @@ def test_divergence_die_off_is_a_rise_of_four_units_or_more():
     assert die_off([("conv", 0.25, 0.0)], {"conv": 16}) == {"conv": 0.25}
 
 
-def test_gradients_vanishing_first_layer_alone_with_thirds_under_a_hundredth():
+def test_gradients_vanishing_first_layer_alone_with_thirds_under_5e_3():
     # van_plain_tanh16: body.0 4.9e-7 vs the last 2.6e-3; by thirds 1.6e-3
-    profile = [("c0", 4.9e-7)] + [(f"c{i}", 1e-6 * 1.5**i) for i in range(1, 16)]
-    profile += [("fc1", 2e-3), ("fc2", 2.6e-3)]
+    firsts = [4.9e-7, 2e-6, 3e-6, 3e-6, 4e-6, 5e-6]
+    values = firsts + [1e-5] * 6 + [1e-3, 1.5e-3, 2e-3, 2e-3, 2.5e-3, 2.6e-3]
+    profile = [(f"c{i}", v) for i, v in enumerate(values)]
     ((kind, severity, message, fig),) = gradient_findings(profile, None, {}, None)
     assert (kind, severity) == ("vanishing_gradients", "problem")
-    assert 1e-3 < fig["depth_ratio"] < 1e-2
+    assert 1e-3 < fig["depth_ratio"] < 5e-3
     assert fig["first_last_ratio"] == pytest.approx(1.9e-4, 0.01)
     assert "the first layer alone 1.9e-04" in message
     # a stem far below the head, but the thirds within two orders: healthy
     healthy = [("stem", 1e-6)] + [(f"c{i}", 1e-3) for i in range(7)] + [("fc", 3e-3)]
     assert gradient_findings(healthy, None, {}, None) == []
+    # a healthy 8-conv plain ReLU CNN in its flat start: 1.4e-3 alone, 1.7e-2 by thirds
+    values = [1.4e-5, 6e-5, 6e-5, 1e-4, 1e-4, 1e-4, 3.5e-3, 3.5e-3, 1e-2]
+    plain = [(f"c{i}", v) for i, v in enumerate(values)]
+    assert gradient_findings(plain, None, {}, None) == []
+    assert depth_ratio(plain) == pytest.approx(1.7e-2, 0.01)
+
+
+def test_gradients_growth_while_the_loss_reaches_new_lows_is_no_explosion():
+    profile = [("a", 1e-3), ("b", 1e-3), ("c", 1e-3)]
+    assert gradient_findings(profile, 1e-6, {}, False, new_low=True) == []
+    ((kind, severity, message, _),) = gradient_findings(profile, 1e-6, {}, False, new_low=False)
+    assert (kind, severity) == ("exploding_gradients", "problem") and "grew 1000x" in message
 
 
 def test_init_explosion_needs_both_the_training_loss_and_the_probe_far_above_chance():
