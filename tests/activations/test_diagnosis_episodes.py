@@ -153,6 +153,8 @@ def test_init_explosion_needs_both_the_training_loss_and_the_probe_far_above_cha
     assert init_explosion([147.0] * 5, 10, 2.31) is None  # a loss summed over 64 images
     assert init_explosion([2.3] * 5, 10, 300.0) is None  # eval-mode BatchNorm at its start
     assert init_explosion([1212.0], 1, 300.0) is None  # one output: no chance level
+    # div_resnet18_sgd_hi (SGD 4.0): 2.48 before any update, 190 after the first: divergence
+    assert init_explosion([2.48, 189.9], 10, 4.3e25) is None
 
 
 def test_init_explosion_once_and_dead_units_then_name_the_weights_scale():
