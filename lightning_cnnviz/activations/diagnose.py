@@ -69,6 +69,8 @@ class TrainingDiagnosis:
         self.init_cause: str | None = None  # the weights' scale at init, when known the cause
         self.init_checked = False  # the initial-scale check ran (once, when K is known)
         self.last_step = -1  # the step of the previous log
+        self._low: tuple[list[float], float, float | None] = ([], math.inf, None)
+        self._low_seen = 0  # losses of the series read by ``_at_new_low``
         self.first_rms: float | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.transient = -1  # the step of the last spike the run recovered from on its own
@@ -130,6 +132,7 @@ class TrainingDiagnosis:
         self.init_cause = state.get("init_cause")
         self.init_checked = bool(state.get("init_checked", False))
         self.last_step = int(state.get("last_step", -1))
+        self._low, self._low_seen = ([], math.inf, None), 0  # read again from the kept losses
 
     def _new(self, kind: str, severity: str) -> bool:
         before = self.reported.get(kind)
@@ -188,7 +191,7 @@ class TrainingDiagnosis:
             if kinds.get(site) == "saturating" and "saturation" in f
         }
         for kind, severity, message, fig in gradient_findings(
-            profile, self.first_rms, saturation, stalled, _at_new_low(series)
+            profile, self.first_rms, saturation, stalled, self._at_new_low(series)
         ):
             if self._new(kind, severity):
                 out.append(
@@ -201,6 +204,21 @@ class TrainingDiagnosis:
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
             self.init_cause,
         )  # fmt: skip
+
+    def _at_new_low(self, series: list[tuple[int, float]]) -> bool:
+        """Whether the latest ``SMOOTH``-step median loss is the lowest such median yet.
+
+        Incremental: only the losses since the last log are read.
+        """
+        window, best, last = self._low
+        for _, value in series[self._low_seen :]:
+            if math.isfinite(value):
+                window = [*window, value][-SMOOTH:]
+                if len(window) == SMOOTH:
+                    last = statistics.median(window)
+                    best = min(best, last)
+        self._low, self._low_seen = (window, best, last), len(series)
+        return last is not None and last <= best
 
     def _progress(self, series: list[tuple[int, float]]) -> float | None:
         """``progress``; measured from the chance level when the start was far above it."""
@@ -289,20 +307,3 @@ class TrainingDiagnosis:
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
         figures_out |= {f"died/{site}": f for site, f in died.items()}
         return [Verdict("divergence", "problem", message, figures_out)]
-
-
-def _at_new_low(series: list[tuple[int, float]]) -> bool:
-    """Whether the latest ``SMOOTH``-step median loss is the lowest such median yet.
-
-    Example::
-
-        >>> _at_new_low([(i, 2.3 - 0.01 * i) for i in range(12)]), _at_new_low([(0, 1.0)] * 9)
-        (True, True)
-        >>> _at_new_low([(i, 2.3 - 0.1 * i) for i in range(10)] + [(10 + i, 5.0) for i in range(5)])
-        False
-    """
-    finite = [v for _, v in series if math.isfinite(v)]
-    if len(finite) < SMOOTH:
-        return False
-    medians = [statistics.median(finite[i - SMOOTH : i]) for i in range(SMOOTH, len(finite) + 1)]
-    return medians[-1] <= min(medians)

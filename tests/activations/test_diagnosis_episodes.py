@@ -185,3 +185,16 @@ def test_init_explosion_healthy_start_is_quiet():
     diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
     losses = healthy_losses(25)
     assert review_chance(diagnosis, 25, losses, {}, {}) == [] and not diagnosis.wants_chance()
+
+
+def test_gradients_growth_reads_the_loss_low_incrementally_across_logs():
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    profile = [("a", 1e-6), ("b", 1e-6), ("c", 1e-6)]
+    falling = [(s, 2.3 - 0.01 * s) for s in range(1, 31)]
+    assert review(diagnosis, 30, falling, {}, {}, profile) == []
+    grown = [(name, 1e-3) for name, _ in profile]
+    # a deep plain net's flat start ends: the gradients grow 1000x as the loss falls
+    assert review(diagnosis, 60, [(s, 2.0 - 0.01 * s) for s in range(31, 61)], {}, {}, grown) == []
+    # the loss turns up (not a spike yet): the same growth is an explosion
+    up = review(diagnosis, 90, [(s, 1.9) for s in range(61, 91)], {}, {}, grown)
+    assert [(v.kind, v.severity) for v in up] == [("exploding_gradients", "problem")]
