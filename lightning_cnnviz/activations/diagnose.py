@@ -235,10 +235,12 @@ class TrainingDiagnosis:
         series: list[tuple[int, float]],
         chance: tuple[int, float] | None,
     ) -> list[Verdict]:
-        """The initial-scale check, once, at the first log with losses and ``chance``."""
-        if self.init_checked or chance is None or not series:
+        """The initial-scale check, once, at the first log with losses (skipped without K)."""
+        if self.init_checked or not series:
             return []
-        self.init_checked = True
+        self.init_checked = True  # K unknown at the first log stays unknown: not asked again
+        if chance is None:
+            return []
         found = init_explosion([v for _, v in series], *chance)
         if found is None or not self._new(found[0], found[1]):
             return []

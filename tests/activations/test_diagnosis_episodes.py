@@ -198,3 +198,12 @@ def test_gradients_growth_reads_the_loss_low_incrementally_across_logs():
     # the loss turns up (not a spike yet): the same growth is an explosion
     up = review(diagnosis, 90, [(s, 1.9) for s in range(61, 91)], {}, {}, grown)
     assert [(v.kind, v.severity) for v in up] == [("exploding_gradients", "problem")]
+
+
+def test_init_explosion_without_a_class_count_is_skipped_and_not_asked_again():
+    # a regression head or a dict output: no K, so no chance level to compare with
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for step in range(5):
+        diagnosis.loss.add(step, torch.tensor(1212.0))
+    assert diagnosis.review(5, 0, {}, {}, [], list, chance=None) == []
+    assert not diagnosis.wants_chance()
