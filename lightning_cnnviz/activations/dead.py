@@ -25,9 +25,11 @@ from torch import Tensor
 
 __all__ = [
     "DORMANT_REMEDIES",
+    "INIT_REMEDIES",
     "REMEDIES",
     "DeadHistory",
     "dead_alerts",
+    "dead_reason",
     "dead_severity",
     "dead_text",
     "diagnosis_text",
@@ -105,6 +107,13 @@ REMEDIES = (
     "use He (kaiming) initialisation; put BatchNorm before the activation; check the bias "
     "(a large negative bias switches a unit off for every input)"
 )
+# Where the weights' scale at initialisation is the cause (zero, or far too large), the
+# learning rate is not: a learning-rate remedy reads wrong at lr 1e-4.
+INIT_REMEDIES = (
+    "a standard initialisation (PyTorch's default, or He/Kaiming for ReLU nets, Xavier for "
+    "Sigmoid/Tanh) instead of zero or over-scaled weights; a lower init gain; BatchNorm before "
+    "the activation"
+)
 # Rectifiers that already pass gradient below zero get the same advice minus the swap.
 DORMANT_REMEDIES = (
     "lower the learning rate; use He (kaiming) initialisation; put a normalisation layer "
@@ -149,22 +158,58 @@ SMALL_LAYER = 16  # a layer this narrow (a squeeze-excite bottleneck) is a LARGE
 # while the loss is not falling well: 6 of 8 SE units silent on a healthy mobilenetv3
 
 
-def dead_severity(
-    fraction: float, before: float | None, progress: float | None, dead: int | None = None
-) -> str:
-    """``"problem"`` when dead units hurt, else ``"note"``.
+def dead_reason(
+    fraction: float,
+    before: float | None,
+    progress: float | None,
+    dead: int | None = None,
+    threshold: float = 0.25,
+) -> str | None:
+    """Why dead units hurt: ``"large"``, ``"rising"``, ``"stalled"``, or None (they do not).
 
-    Hurt: a ``LARGE`` share of the layer; or the share reached the threshold while
-    learning stalled (``progress < STALLED``); or it rose by ``FAST_RISE`` since the last
-    log while the loss is not falling well (``progress < SLOW``) or once the model has
-    learnt (``progress >= LATE``: a late collapse, not the transient of the first steps
-    in which Adam silences some dense units). ``progress`` (``1 - loss now / loss at the
-    start``) None means unknown: only the share decides. With ``dead`` (the count of
-    dead units) known, fewer than ``MIN_UNITS`` dead, or a rise of fewer than
-    ``MIN_UNITS`` units, is never a problem: in a tiny layer (a squeeze-excite
+    Hurt: a ``LARGE`` share of the layer; or the share rose by ``FAST_RISE`` since the
+    last log while the loss is not falling well (``progress < SLOW``) or once the model
+    has learnt (``progress >= LATE``: a late collapse, not the transient of the first
+    steps in which Adam silences some dense units); or the share is at ``threshold``
+    while learning stalled (``progress < STALLED``: a share below the threshold, 17% of a
+    layer in the slow start of a healthy run, hurts nothing). ``progress`` (``1 - loss
+    now / loss at the start``) None means unknown: only the share decides. With ``dead``
+    (the count of dead units) known, fewer than ``MIN_UNITS`` dead, or a rise of fewer
+    than ``MIN_UNITS`` units, is never a problem: in a tiny layer (a squeeze-excite
     bottleneck of 8 units) one or two units are a large share and harm nothing; and a
     layer narrower than ``SMALL_LAYER`` is a ``LARGE`` problem only while the loss is not
     falling well.
+
+    Example::
+
+        >>> dead_reason(0.8, None, 0.9), dead_reason(0.4, 0.1, 0.25), dead_reason(0.28, None, 0.03)
+        ('large', 'rising', 'stalled')
+        >>> dead_reason(0.17, 0.05, 0.01) is None  # under the threshold, not rising fast
+        True
+    """
+    if dead is not None and dead < MIN_UNITS:
+        return None
+    small = dead is not None and fraction > 0 and dead / fraction < SMALL_LAYER
+    if fraction >= LARGE and not (small and progress is not None and progress >= SLOW):
+        return "large"
+    if progress is None:
+        return None
+    rising = before is not None and fraction - before >= FAST_RISE
+    if rising and dead is not None and fraction > 0:
+        rising = (fraction - before) * dead / fraction >= MIN_UNITS - 0.5  # type: ignore[operator]
+    if rising and (progress < SLOW or progress >= LATE):
+        return "rising"
+    return "stalled" if progress < STALLED and fraction >= threshold else None
+
+
+def dead_severity(
+    fraction: float,
+    before: float | None,
+    progress: float | None,
+    dead: int | None = None,
+    threshold: float = 0.25,
+) -> str:
+    """``"problem"`` when dead units hurt (``dead_reason``), else ``"note"``.
 
     Example::
 
@@ -179,18 +224,8 @@ def dead_severity(
         >>> dead_severity(0.75, 0.62, 0.7, dead=6), dead_severity(0.75, 0.62, 0.1, dead=6)
         ('note', 'problem')
     """
-    if dead is not None and dead < MIN_UNITS:
-        return "note"
-    small = dead is not None and fraction > 0 and dead / fraction < SMALL_LAYER
-    if fraction >= LARGE and not (small and progress is not None and progress >= SLOW):
-        return "problem"
-    if progress is None:
-        return "note"
-    rising = before is not None and fraction - before >= FAST_RISE
-    if rising and dead is not None and fraction > 0:
-        rising = (fraction - before) * dead / fraction >= MIN_UNITS - 0.5  # type: ignore[operator]
-    late_or_slow = progress < SLOW or progress >= LATE
-    return "problem" if progress < STALLED or (rising and late_or_slow) else "note"
+    reason = dead_reason(fraction, before, progress, dead, threshold)
+    return "note" if reason is None else "problem"
 
 
 def dead_text(
@@ -200,12 +235,19 @@ def dead_text(
     epoch: int,
     severity: str,
     progress: float | None,
+    cause: str | None = None,
 ) -> str:
-    """``diagnosis_text`` with the severity's reason: why it hurts, or why it does not."""
+    """``diagnosis_text`` with the severity's reason: why it hurts, or why it does not.
+
+    ``cause``: what is known to have silenced the units (the weights' scale at
+    initialisation); said instead of the learning-rate remedies.
+    """
     text = diagnosis_text(alerts, dead, step, epoch)
-    if severity == "problem":
-        return text
     head = text.split(" Units that never")[0].rstrip(".")
+    if severity == "problem":
+        if cause:
+            return f"{head}. {cause} Try: {INIT_REMEDIES}."
+        return text
     why = (
         f"learning goes on (the loss fell {progress:.0%} since the first step)"
         if progress is not None
