@@ -10,7 +10,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
+from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
 from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.gradients import zero_weights
@@ -231,6 +231,10 @@ class ActivationMonitor(Monitor, section="activations"):
             for site in figures:
                 if (sample := self._rec.samples.pop(site, None)) is not None:
                     self.sink.histogram(self.tag(site, "histogram"), sample, step)
+        self._tell(trainer, verdicts, step, epoch)
+
+    def _tell(self, trainer: Trainer, verdicts: list[Verdict], step: int, epoch: int) -> None:
+        """Write the verdicts' text, warn the problems and report them as findings."""
         if verdicts:  # one text per log: TensorBoard keeps one entry per tag and step
             self.sink.text(self.tag("diagnosis"), "\n\n".join(v.message for v in verdicts), step)
         for v in verdicts:
@@ -244,6 +248,13 @@ class ActivationMonitor(Monitor, section="activations"):
             else:
                 report(trainer, finding)
             self._findings[v.kind] = finding
+
+    @override
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.disabled and not self._mute and trainer.is_global_zero:
+            verdicts = self.diagnosis.conclude()  # before the summary: held alerts are told
+            self._tell(trainer, verdicts, self.diagnosis.last_step, self.diagnosis.last_epoch)
+        super().on_fit_end(trainer, pl_module)
 
     def _start(self, trainer: Trainer, model: nn.Module) -> dict[str, Any]:
         """What the initial-scale checks read, at the first log only: ``chance``, zero layers."""

@@ -69,6 +69,8 @@ class TrainingDiagnosis:
         self.init_cause: str | None = None  # the weights' scale at init, when known the cause
         self.init_checked = False  # the initial-scale check ran (once, when K is known)
         self.last_step = -1  # the step of the previous log
+        self.last_epoch = 0
+        self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
         self._low: tuple[list[float], float, float | None] = ([], math.inf, None)
         self._low_seen = 0  # losses of the series read by ``_at_new_low``
         self.first_rms: float | None = None
@@ -169,7 +171,7 @@ class TrainingDiagnosis:
         widths = {site: f["active_share"].numel() for site, f in figures.items()}
         dying = die_off(alerts, widths)
         out = self._divergence(step, epoch, series, figures, profile, alerts, bad_parameters, dying)
-        previous, self.last_step = self.last_step, step
+        previous, self.last_step, self.last_epoch, self._kinds = self.last_step, step, epoch, kinds
         if self.diverged is not None:
             return out  # what follows a divergence is its consequence
         if zero_layers and self.init_cause is None:
@@ -203,6 +205,21 @@ class TrainingDiagnosis:
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
             self.init_cause,
+        )  # fmt: skip
+
+    def conclude(self) -> list[Verdict]:
+        """At the end of fit: alerts held at the last log, judged as they stood there.
+
+        No later log will confirm or clear them (a run whose last log is its first
+        alert, or a spike still unconfirmed): the units were silent at the last log,
+        which is all the run has to say.
+        """
+        if not self.units.held or self.diverged is not None:
+            return []
+        gain = self._progress(self.loss.read())
+        return self.units.review(
+            self.last_step, self.last_epoch, [], self.history.previous, self._kinds,
+            self.history.dead, gain, self.init_cause,
         )  # fmt: skip
 
     def _at_new_low(self, series: list[tuple[int, float]]) -> bool:

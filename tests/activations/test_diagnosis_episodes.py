@@ -74,6 +74,25 @@ def test_episodes_stalled_alone_waits_one_log_before_it_is_a_problem():
     assert "`b`: 28% of units dead" in verdict.message and "`a`" not in verdict.message
 
 
+def test_episodes_an_alert_held_at_the_last_log_is_told_at_the_end_of_fit():
+    # configs/dead_relu.yaml in one epoch: its only log (step 25) has relu2 38% dead with
+    # the loss at chance; no later log comes to confirm it, so the end of fit does
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"relu2": "rectifier"}
+    fig = {"relu2": figures(dead=0.375, width=32)}
+    assert review(diagnosis, 25, flat(1, 26, 2.3), fig, kinds) == []
+    (verdict,) = diagnosis.conclude()
+    assert (verdict.kind, verdict.severity) == ("dead_units", "problem")
+    assert verdict.message.startswith("Dead units at step 25 (epoch 0): `relu2`: 38%")
+    assert diagnosis.conclude() == []  # told once
+
+
+def test_episodes_nothing_held_at_the_end_of_fit_tells_nothing():
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"conv": "rectifier"}
+    first = review(diagnosis, 20, flat(1, 21), {"conv": figures(dead=0.875, width=32)}, kinds)
+    assert said(first) == [("dead_units", "problem", "new")]
+    assert diagnosis.conclude() == []  # reported already, nothing held
+
+
 def smoothed_rise(diagnosis, start, stop, value):
     for s in range(start, stop):
         diagnosis.loss.add(s, torch.tensor(value))
