@@ -31,7 +31,8 @@ from typing import Any
 
 from torch import Tensor
 
-from lightning_cnnviz.activations.dead import STALLED, DeadHistory
+from lightning_cnnviz.activations.dead import DeadHistory
+from lightning_cnnviz.activations.dead_rules import STALLED
 from lightning_cnnviz.activations.divergence import (
     SMOOTH,
     LossTrace,

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_cnnviz.activations.dead import (
+from lightning_cnnviz.activations.dead_rules import (
     FAST_RISE,
     LARGE,
     MIN_UNITS,

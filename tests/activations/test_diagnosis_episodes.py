@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from lightning_cnnviz.activations.dead import dead_reason
+from lightning_cnnviz.activations.dead_rules import dead_reason
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.episodes import UnitEpisodes, die_off
 from lightning_cnnviz.activations.gradients import (
