@@ -4,5 +4,7 @@
 call sites and how each is read); ``recorder.py`` the hooks on the window's training
 batches and the probe pass, and the one host transfer per log; ``stats.py`` and
 ``reductions.py`` the statistics themselves (device accumulators, one batch's
-contribution); ``dead.py`` the dead-strip history, alerts and diagnosis.
+contribution); ``dead.py`` the dead-strip history and alerts; ``diagnose.py`` the
+training-side rules at each log (divergence, gradients, then dead units: when they hurt
+and their words in ``dead_rules.py``, their episodes in ``episodes.py``).
 """

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
+from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
 from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.draw import dead_strip_image
+from lightning_cnnviz.activations.gradients import zero_weights
 from lightning_cnnviz.activations.recorder import Recorder, batches_to_log, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.core.activation_kind import is_activation
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
-from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.core.findings import Finding, replace, report
 from lightning_cnnviz.core.monitor import Monitor
-from lightning_cnnviz.core.selection import ACTIVATION_TYPES, is_compiled, of_type, unwrap_model
+from lightning_cnnviz.core.selection import (
+    ACTIVATION_TYPES,
+    is_compiled,
+    named_layers,
+    of_type,
+    unwrap_model,
+)
 
 
 class ActivationMonitor(Monitor, section="activations"):
@@ -81,6 +89,7 @@ class ActivationMonitor(Monitor, section="activations"):
         self.diagnosis = TrainingDiagnosis(self.dead_threshold, self.strip_length, self.tau)
         self.history = self.diagnosis.history
         self._grads_due = self._mute = False
+        self._findings: dict[str, Finding] = {}  # the last reported finding of each kind
         self._compiled: bool | None = None  # known at the first training batch
 
     @property
@@ -211,6 +220,7 @@ class ActivationMonitor(Monitor, section="activations"):
         verdicts = self.diagnosis.review(
             step, epoch, figures, self._rec.sites, profile,
             lambda: nonfinite_parameters(list(model.named_parameters())),
+            **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})
         self.sink.scalars(scalars, step)  # the training thread's work first, then the sink's
@@ -221,13 +231,57 @@ class ActivationMonitor(Monitor, section="activations"):
             for site in figures:
                 if (sample := self._rec.samples.pop(site, None)) is not None:
                     self.sink.histogram(self.tag(site, "histogram"), sample, step)
+        self._tell(trainer, verdicts, step, epoch)
+
+    def _tell(self, trainer: Trainer, verdicts: list[Verdict], step: int, epoch: int) -> None:
+        """Write the verdicts' text, warn the problems and report them as findings."""
         if verdicts:  # one text per log: TensorBoard keeps one entry per tag and step
             self.sink.text(self.tag("diagnosis"), "\n\n".join(v.message for v in verdicts), step)
         for v in verdicts:
             if v.severity == "problem":  # notes go to the summary and the text only
                 rank_zero_warn(v.message)
-            report(trainer, Finding(self.section, v.kind, step, epoch, v.message, v.figures,
-                                    severity=v.severity))  # fmt: skip
+            finding = Finding(self.section, v.kind, step, epoch, v.message, v.figures,
+                              severity=v.severity)  # fmt: skip
+            old = self._findings.get(v.kind)
+            if v.change == "gone" and old is not None:
+                replace(trainer, old, finding)  # an episode that ended: its note replaces it
+            else:
+                report(trainer, finding)
+            self._findings[v.kind] = finding
+
+    @override
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.disabled and not self._mute and trainer.is_global_zero:
+            verdicts = self.diagnosis.conclude()  # before the summary: held alerts are told
+            self._tell(trainer, verdicts, self.diagnosis.last_step, self.diagnosis.last_epoch)
+        super().on_fit_end(trainer, pl_module)
+
+    def _start(self, trainer: Trainer, model: nn.Module) -> dict[str, Any]:
+        """What the initial-scale checks read, at the first log only: ``chance``, zero layers."""
+        if not self.diagnosis.wants_chance():
+            return {}
+        layers = named_layers(model)
+        named = [
+            (n, w)
+            for n in self._rec.depth
+            if isinstance(w := getattr(layers.get(n), "weight", None), Tensor)
+        ]
+        return {"chance": self._chance(trainer), "zero_layers": zero_weights(named)}
+
+    def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
+        """``(K, cross-entropy of the probe's logits)`` when the probe has labels for K logits.
+
+        K is the width of the model's output on the probe; the labels must be class
+        indices below it. Else None: the initial-scale check is skipped.
+        """
+        logits, labels = self._rec.logits, self.probe(trainer).labels
+        if logits is None or labels is None or labels.ndim != 1 or len(labels) != len(logits):
+            return None
+        k = logits.shape[1]
+        if k < 2 or int(labels.min()) < 0 or int(labels.max()) >= k:
+            return None
+        loss = F.cross_entropy(logits.float(), labels.to(logits.device))
+        return k, float(loss)
 
     def _draw_strips(self, strips: dict[str, Tensor], units: dict[str, int], step: int) -> None:
         for site, history in strips.items():  # on the sink's thread
@@ -241,3 +295,4 @@ class ActivationMonitor(Monitor, section="activations"):
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.diagnosis.load_state_dict(state)
+        self._findings = {f.kind: f for f in self._own_findings()}  # the last of each kind

@@ -1,40 +1,26 @@
-"""Dead units over time: the dead-strip history, the alerts and their plain-words diagnosis.
+"""Dead units over time: the dead-strip history and the alerts.
 
 A dead unit is active on no entry of a log's window (``stats``). ``DeadHistory``
 keeps, per call site, a strip of per-channel active shares (one column per log,
 ``strip_column`` / ``strip_append``) and the dead fractions of the last log, from
-which ``dead_alerts`` says when units died and ``diagnosis_text`` says it in words,
-with ``REMEDIES``.
+which ``dead_alerts`` says when units died; whether they hurt, and the words, are
+``dead_rules.py``'s.
 
 Example::
 
-    >>> alerts = dead_alerts({"relu1": 0.5, "relu2": 0.0}, previous={}, threshold=0.25)
-    >>> alerts
+    >>> dead_alerts({"relu1": 0.5, "relu2": 0.0}, previous={}, threshold=0.25)
     [('relu1', 0.5, None)]
-    >>> diagnosis_text(alerts, {"relu1": [0, 2]}, step=40, epoch=0).split(". ")[0]
-    'Dead units at step 40 (epoch 0): `relu1`: 50% of units dead (0, 2)'
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = [
-    "DORMANT_REMEDIES",
-    "REMEDIES",
-    "DeadHistory",
-    "dead_alerts",
-    "dead_severity",
-    "dead_text",
-    "diagnosis_text",
-    "dormant_text",
-    "strip_append",
-    "strip_column",
-]
+__all__ = ["DeadHistory", "dead_alerts", "strip_append", "strip_column"]
 
 
 def strip_column(active_share: Tensor, max_rows: int = 256) -> Tensor:
@@ -98,144 +84,6 @@ def dead_alerts(
         if crossed or (before is not None and fraction - before > rise):
             alerts.append((site, fraction, before))
     return alerts
-
-
-REMEDIES = (
-    "lower the learning rate (units die after too large an update); use LeakyReLU, ELU or GELU; "
-    "use He (kaiming) initialisation; put BatchNorm before the activation; check the bias "
-    "(a large negative bias switches a unit off for every input)"
-)
-# Rectifiers that already pass gradient below zero get the same advice minus the swap.
-DORMANT_REMEDIES = (
-    "lower the learning rate; use He (kaiming) initialisation; put a normalisation layer "
-    "before the activation; for reinforcement-style non-stationary targets, ReDo-style "
-    "re-initialisation of dormant units (Sokar et al. 2023)"
-)
-
-
-def diagnosis_text(
-    alerts: Sequence[tuple[str, float, float | None]],
-    dead: Mapping[str, Sequence[int]],
-    step: int,
-    epoch: int,
-) -> str:
-    """The plain-words diagnosis for ``dead_alerts``: layers, fractions, when, what to do.
-
-    Example::
-
-        >>> print(diagnosis_text([("relu1", 0.5, None)], {"relu1": [0, 2]}, 40, 0)[:66])
-        Dead units at step 40 (epoch 0): `relu1`: 50% of units dead (0, 2)
-    """
-    parts = [
-        f"`{site}`: {fraction:.0%} of units dead ("
-        + ", ".join(map(str, dead[site][:16]))
-        + (", ..." if len(dead[site]) > 16 else "")
-        + (f"; was {before:.0%} at the last log)" if before is not None else ")")
-        for site, fraction, before in alerts
-    ]
-    return (
-        f"Dead units at step {step} (epoch {epoch}): {'; '.join(parts)}. "
-        f"Units that never activate get no gradient and stop learning. Try: {REMEDIES}."
-    )
-
-
-LARGE = 0.75  # a layer this silent has lost most of its width: a problem whatever the loss
-FAST_RISE = 0.2  # dead share up this much since the last log while the loss is not falling well
-STALLED = 0.2  # the loss fell less than 20% since the first steps: learning has stalled
-SLOW = 0.3  # the reference model has fallen 45% by step 25 (Adam 1e-3)
-LATE = 0.6  # the loss has fallen this much: units dying now are no early-training transient
-MIN_UNITS = 4  # fewer dead units (or fewer newly dead) hurt no layer: 2 of a squeeze-excite's 8
-SMALL_LAYER = 16  # a layer this narrow (a squeeze-excite bottleneck) is a LARGE problem only
-# while the loss is not falling well: 6 of 8 SE units silent on a healthy mobilenetv3
-
-
-def dead_severity(
-    fraction: float, before: float | None, progress: float | None, dead: int | None = None
-) -> str:
-    """``"problem"`` when dead units hurt, else ``"note"``.
-
-    Hurt: a ``LARGE`` share of the layer; or the share reached the threshold while
-    learning stalled (``progress < STALLED``); or it rose by ``FAST_RISE`` since the last
-    log while the loss is not falling well (``progress < SLOW``) or once the model has
-    learnt (``progress >= LATE``: a late collapse, not the transient of the first steps
-    in which Adam silences some dense units). ``progress`` (``1 - loss now / loss at the
-    start``) None means unknown: only the share decides. With ``dead`` (the count of
-    dead units) known, fewer than ``MIN_UNITS`` dead, or a rise of fewer than
-    ``MIN_UNITS`` units, is never a problem: in a tiny layer (a squeeze-excite
-    bottleneck of 8 units) one or two units are a large share and harm nothing; and a
-    layer narrower than ``SMALL_LAYER`` is a ``LARGE`` problem only while the loss is not
-    falling well.
-
-    Example::
-
-        >>> dead_severity(0.34, None, 0.9), dead_severity(0.34, None, 0.05)
-        ('note', 'problem')
-        >>> dead_severity(0.4, 0.1, 0.25), dead_severity(0.8, None, 0.9)
-        ('problem', 'problem')
-        >>> dead_severity(0.5, 0.0, 0.45), dead_severity(0.5, 0.0, 0.85)  # early vs late
-        ('note', 'problem')
-        >>> dead_severity(0.625, 0.375, 0.9, dead=5), dead_severity(0.125, None, 0.05, dead=1)
-        ('note', 'note')
-        >>> dead_severity(0.75, 0.62, 0.7, dead=6), dead_severity(0.75, 0.62, 0.1, dead=6)
-        ('note', 'problem')
-    """
-    if dead is not None and dead < MIN_UNITS:
-        return "note"
-    small = dead is not None and fraction > 0 and dead / fraction < SMALL_LAYER
-    if fraction >= LARGE and not (small and progress is not None and progress >= SLOW):
-        return "problem"
-    if progress is None:
-        return "note"
-    rising = before is not None and fraction - before >= FAST_RISE
-    if rising and dead is not None and fraction > 0:
-        rising = (fraction - before) * dead / fraction >= MIN_UNITS - 0.5  # type: ignore[operator]
-    late_or_slow = progress < SLOW or progress >= LATE
-    return "problem" if progress < STALLED or (rising and late_or_slow) else "note"
-
-
-def dead_text(
-    alerts: Sequence[tuple[str, float, float | None]],
-    dead: Mapping[str, Sequence[int]],
-    step: int,
-    epoch: int,
-    severity: str,
-    progress: float | None,
-) -> str:
-    """``diagnosis_text`` with the severity's reason: why it hurts, or why it does not."""
-    text = diagnosis_text(alerts, dead, step, epoch)
-    if severity == "problem":
-        return text
-    head = text.split(" Units that never")[0].rstrip(".")
-    why = (
-        f"learning goes on (the loss fell {progress:.0%} since the first step)"
-        if progress is not None
-        else "too few steps yet to tell whether learning suffers"
-    )
-    return (
-        f"{head}. A note, not a problem: {why}; a layer often keeps a share of silent units "
-        "without harm (dense layers after a flatten, small gating layers). Watch it if it "
-        "keeps rising."
-    )
-
-
-def dormant_text(
-    alerts: Sequence[tuple[str, float, float | None]], step: int, epoch: int, tau: float
-) -> str:
-    """Dormant units of activations that pass gradient below zero (never called dead).
-
-    Example::
-
-        >>> dormant_text([("act", 0.5, None)], 9, 0, 0.025)[:60]
-        'Dormant units at step 9 (epoch 0): `act`: 50% of units below'
-    """
-    parts = [f"`{site}`: {share:.0%} of units below {tau:g}x the layer's mean activity"
-             + (f" (was {before:.0%})" if before is not None else "")
-             for site, share, before in alerts]  # fmt: skip
-    return (
-        f"Dormant units at step {step} (epoch {epoch}): {'; '.join(parts)}. These activations "
-        "pass gradient below zero, so the units are not dead, only little used (dormant, "
-        f"Sokar et al. 2023). If it keeps rising: {DORMANT_REMEDIES}."
-    )
 
 
 class DeadHistory:

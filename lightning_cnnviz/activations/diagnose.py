@@ -10,28 +10,31 @@ of their causes:
    it, are part of it (no separate dead-unit or gradient finding afterwards).
 2. ``vanishing_gradients`` / ``exploding_gradients`` / ``saturated_activations``
    (``gradients.py``).
+   An untrained model whose first losses sit far above the chance level ``ln K`` has
+   weights too large from the start (``gradients.init_explosion``, once, at the first
+   log that knows ``K``): said as its cause in the dead-unit findings that follow.
 3. ``dead_units`` (rectifiers) and ``dormant_units`` (activations that pass gradient
-   below zero), each a problem only when it hurts (``dead.dead_severity``).
+   below zero), each a problem only when it hurts (``dead.dead_reason``), as episodes
+   (``episodes.py``): a note once the units recover, reported anew if they die again.
+   Units dying while a loss spike waits for its confirmation are held (part of it if
+   it is confirmed); a die-off at the log that first sees a spike confirms it at once.
 
-Each kind is reported once per run, and once more if a note becomes a problem.
+The other kinds are reported once per run, and once more if a note becomes a problem.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import math
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import Tensor
 
-from lightning_cnnviz.activations.dead import (
-    STALLED,
-    DeadHistory,
-    dead_severity,
-    dead_text,
-    dormant_text,
-)
+from lightning_cnnviz.activations.dead import DeadHistory
+from lightning_cnnviz.activations.dead_rules import STALLED
 from lightning_cnnviz.activations.divergence import (
+    SMOOTH,
     LossTrace,
     divergence_text,
     first_nonfinite,
@@ -42,20 +45,11 @@ from lightning_cnnviz.activations.divergence import (
     still_spiked,
     transient_text,
 )
-from lightning_cnnviz.activations.gradients import gradient_findings, mean_rms
+from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes, Verdict, die_off
+from lightning_cnnviz.activations.gradients import gradient_findings, init_explosion, mean_rms
 from lightning_cnnviz.activations.sites import SiteInfo
 
 __all__ = ["TrainingDiagnosis", "Verdict"]
-
-
-@dataclass
-class Verdict:
-    """One finding to report: ``kind``, ``severity``, ``message``, ``figures``."""
-
-    kind: str
-    severity: str
-    message: str
-    figures: dict[str, Any] = field(default_factory=dict)
 
 
 class TrainingDiagnosis:
@@ -70,7 +64,16 @@ class TrainingDiagnosis:
     def __init__(self, dead_threshold: float, strip_length: int, tau: float) -> None:
         self.loss = LossTrace()
         self.history = DeadHistory(dead_threshold, strip_length)
+        self.units = UnitEpisodes(dead_threshold, tau)
         self.tau = tau
+        self.chance_loss: float | None = None  # ln K, once the first losses sat far above it
+        self.init_cause: str | None = None  # the weights' scale at init, when known the cause
+        self.init_checked = False  # the initial-scale check ran (once, when K is known)
+        self.last_step = -1  # the step of the previous log
+        self.last_epoch = 0
+        self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
+        self._low: tuple[list[float], float, float | None] = ([], math.inf, None)
+        self._low_seen = 0  # losses of the series read by ``_at_new_low``
         self.first_rms: float | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.transient = -1  # the step of the last spike the run recovered from on its own
@@ -99,6 +102,11 @@ class TrainingDiagnosis:
             "pending": self.pending,
             "nonfinite_told": self.nonfinite_told,
             "reported": dict(self.reported),
+            "units": self.units.state_dict(),
+            "chance_loss": self.chance_loss,
+            "init_cause": self.init_cause,
+            "init_checked": self.init_checked,
+            "last_step": self.last_step,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -115,6 +123,19 @@ class TrainingDiagnosis:
         self.pending = state.get("pending")
         self.nonfinite_told = bool(state.get("nonfinite_told", False))
         self.reported = dict(state.get("reported", {}))
+        self.units = UnitEpisodes(self.history.threshold, self.tau)
+        if "units" in state:
+            self.units.load_state_dict(state["units"])
+        else:  # an older checkpoint: a reported dead/dormant kind stands over the sites past it
+            sites = {s: f for s, f in self.history.previous.items() if f >= self.history.threshold}
+            for kind in ("dead_units", "dormant_units"):
+                if kind in self.reported:
+                    self.units.open[kind] = Episode(self.reported[kind], -1, dict(sites))
+        self.chance_loss = state.get("chance_loss")
+        self.init_cause = state.get("init_cause")
+        self.init_checked = bool(state.get("init_checked", False))
+        self.last_step = int(state.get("last_step", -1))
+        self._low, self._low_seen = ([], math.inf, None), 0  # read again from the kept losses
 
     def _new(self, kind: str, severity: str) -> bool:
         before = self.reported.get(kind)
@@ -122,6 +143,10 @@ class TrainingDiagnosis:
             return False
         self.reported[kind] = severity
         return True
+
+    def wants_chance(self) -> bool:
+        """Whether the next ``review`` reads ``chance`` (the initial-scale check is pending)."""
+        return not self.init_checked
 
     def review(
         self,
@@ -131,16 +156,36 @@ class TrainingDiagnosis:
         sites: Mapping[str, SiteInfo],
         profile: list[tuple[str, float]],
         bad_parameters: Callable[[], list[str]],
+        chance: tuple[int, float] | None = None,
+        zero_layers: Sequence[str] = (),
     ) -> list[Verdict]:
-        """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked)."""
+        """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
+
+        ``chance``: ``(K, the probe's cross-entropy)`` where the probe has class labels
+        for an output of ``K`` logits (``wants_chance``), else None (the initial-scale
+        check is skipped). ``zero_layers``: the layers whose weights are all zero, read
+        with ``chance`` (at the first log).
+        """
         series = self.loss.read()
-        gain = progress(series)
-        stalled = None if gain is None else gain < STALLED
         kinds = {site: info.kind for site, info in sites.items()}
         alerts = self.history.update(figures, kinds)
-        out = self._divergence(step, epoch, series, figures, profile, alerts, bad_parameters)
+        widths = {site: f["active_share"].numel() for site, f in figures.items()}
+        dying = die_off(alerts, widths)
+        out = self._divergence(step, epoch, series, figures, profile, alerts, bad_parameters, dying)
+        previous, self.last_step, self.last_epoch, self._kinds = self.last_step, step, epoch, kinds
         if self.diverged is not None:
             return out  # what follows a divergence is its consequence
+        if zero_layers and self.init_cause is None:
+            names = ", ".join(f"`{name}`" for name in zero_layers[:4])
+            more = f" and {len(zero_layers) - 4} more" if len(zero_layers) > 4 else ""
+            self.init_cause = (
+                f"The weights' scale at initialisation is the cause here, not the learning rate: "
+                f"{names}{more} hold all-zero weights (zero initialisation), so their units "
+                "compute nothing and no gradient reaches the layers below."
+            )
+        out += self._initial_scale(step, epoch, series, chance)
+        gain = self._progress(series)
+        stalled = None if gain is None else gain < STALLED
         first = mean_rms(profile)
         self.first_rms = first if self.first_rms is None else self.first_rms
         saturation = {
@@ -149,38 +194,82 @@ class TrainingDiagnosis:
             if kinds.get(site) == "saturating" and "saturation" in f
         }
         for kind, severity, message, fig in gradient_findings(
-            profile, self.first_rms, saturation, stalled
+            profile, self.first_rms, saturation, stalled, self._at_new_low(series)
         ):
             if self._new(kind, severity):
                 out.append(
                     Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)
                 )
-        dead = [a for a in alerts if kinds.get(a[0]) != "leaky"]
-        dormant = [a for a in alerts if kinds.get(a[0]) == "leaky"]
-        if dead:
-            severity = max(
-                (
-                    dead_severity(f, b, gain, len(self.history.dead.get(site, [])))
-                    for site, f, b in dead
-                ),
-                key=("note", "problem").index,
-            )
-            if self._new("dead_units", severity):
-                message = dead_text(dead, self.history.dead, step, epoch, severity, gain)
-                fig = {site: f for site, f, _ in dead} | (
-                    {"progress": gain} if gain is not None else {}
-                )
-                out.append(Verdict("dead_units", severity, message, fig))
-        if dormant:
-            severity = "problem" if stalled and max(f for _, f, _ in dormant) >= 0.75 else "note"
-            if self._new("dormant_units", severity):
-                fig = {site: f for site, f, _ in dormant}
-                out.append(
-                    Verdict(
-                        "dormant_units", severity, dormant_text(dormant, step, epoch, self.tau), fig
-                    )
-                )
-        return out
+        if self.pending is not None and self.pending >= previous:
+            self.units.hold(alerts)  # a spike waits for its confirmation: maybe part of it
+            return out
+        return out + self.units.review(
+            step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
+            self.init_cause,
+        )  # fmt: skip
+
+    def conclude(self) -> list[Verdict]:
+        """At the end of fit: alerts held at the last log, judged as they stood there.
+
+        No later log will confirm or clear them (a run whose last log is its first
+        alert, or a spike still unconfirmed): the units were silent at the last log,
+        which is all the run has to say.
+        """
+        if not self.units.held or self.diverged is not None:
+            return []
+        gain = self._progress(self.loss.read())
+        return self.units.review(
+            self.last_step, self.last_epoch, [], self.history.previous, self._kinds,
+            self.history.dead, gain, self.init_cause,
+        )  # fmt: skip
+
+    def _at_new_low(self, series: list[tuple[int, float]]) -> bool:
+        """Whether the latest ``SMOOTH``-step median loss is the lowest such median yet.
+
+        Incremental: only the losses since the last log are read.
+        """
+        window, best, last = self._low
+        for _, value in series[self._low_seen :]:
+            if math.isfinite(value):
+                window = [*window, value][-SMOOTH:]
+                if len(window) == SMOOTH:
+                    last = statistics.median(window)
+                    best = min(best, last)
+        self._low, self._low_seen = (window, best, last), len(series)
+        return last is not None and last <= best
+
+    def _progress(self, series: list[tuple[int, float]]) -> float | None:
+        """``progress``; measured from the chance level when the start was far above it."""
+        gain = progress(series)
+        if gain is None or self.chance_loss is None:
+            return gain
+        recent = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
+        return 1.0 - statistics.median(recent) / self.chance_loss
+
+    def _initial_scale(
+        self,
+        step: int,
+        epoch: int,
+        series: list[tuple[int, float]],
+        chance: tuple[int, float] | None,
+    ) -> list[Verdict]:
+        """The initial-scale check, once, at the first log with losses (skipped without K)."""
+        if self.init_checked or not series:
+            return []
+        self.init_checked = True  # K unknown at the first log stays unknown: not asked again
+        if chance is None:
+            return []
+        found = init_explosion([v for _, v in series], *chance)
+        if found is None or not self._new(found[0], found[1]):
+            return []
+        kind, severity, message, fig = found
+        self.chance_loss = fig["chance_loss"]
+        self.init_cause = (
+            "The weights' scale at initialisation is the cause here, not the learning rate: "
+            f"the first losses sat ~{fig['over_chance']:.0f}x above the chance level "
+            "(see `exploding_gradients`)."
+        )
+        return [Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)]
 
     def _divergence(
         self,
@@ -191,6 +280,7 @@ class TrainingDiagnosis:
         profile: list[tuple[str, float]],
         alerts: list[tuple[str, float, float | None]],
         bad_parameters: Callable[[], list[str]],
+        dying: Mapping[str, float],
     ) -> list[Verdict]:
         nonfinite = first_nonfinite(series)
         bad_sites = [site for site, f in figures.items() if float(f["nonfinite"]) > 0]
@@ -204,10 +294,11 @@ class TrainingDiagnosis:
                 if not self._new("divergence", "note"):
                     return []
                 return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
-            if not is_jump(spike):
+            if not is_jump(spike) and not dying:
                 # a smoothed rise (not one step's blow-up) is confirmed at a later log while
                 # still past its bar: Adam's first steps at a high rate lift the loss 2x for
-                # a dozen steps, then it falls (coming down but not yet below the start: wait)
+                # a dozen steps, then it falls (coming down but not yet below the start: wait);
+                # units dying at the same log are a second signal that confirms it at once
                 if self.pending is None:
                     self.pending = step
                     return []
@@ -217,7 +308,9 @@ class TrainingDiagnosis:
             return []
         self.nonfinite_told = self.nonfinite_told or nonfinite is not None
         self.diverged = step if self.diverged is None else self.diverged
-        died = {site: f for site, f, _ in alerts}
+        held = {s: self.history.previous[s] for s in self.units.held if s in self.history.previous}
+        died = held | {site: f for site, f, _ in alerts}
+        self.units.held = {}
         grads = next((name for name, v in profile if v != v or v in (float("inf"),)), None)
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=spike,

@@ -10,8 +10,14 @@ shortcut conv and a 3x3 conv compare fairly). From that profile:
   when each factor is below 1 (saturated sigmoids, poor init) the first layers get
   orders of magnitude less gradient than the last and stop learning;
 * ``vanishing``: ``depth_ratio < VANISH`` (1e-3, three orders of magnitude; healthy
-  nets measured here stay within 1e-2 .. 1e2); ``exploding``: ``depth_ratio > EXPLODE``
-  (1e3) or the mean RMS grew ``GROWTH`` (100x) above its first log;
+  nets measured here stay within 1e-2 .. 1e2); or, two signals agreeing, the first
+  layer alone below ``VANISH`` x the last layer's while ``depth_ratio < VANISH_THIRDS``
+  (5e-3): a 16-conv plain Tanh CNN at chance gets 1.3e-4 .. 3.7e-4 at its first layer,
+  1.6e-3 .. 3e-3 by thirds; a healthy 8-conv plain ReLU CNN in its flat start 1.4e-3 and
+  1.7e-2 at least; ``exploding``: ``depth_ratio > EXPLODE`` (1e3) or the mean RMS grew
+  ``GROWTH`` (100x) above its first log;
+* ``init_explosion``: the first losses far above the chance level ``ln K`` (``K``
+  classes), the probe's own cross-entropy too: the initial weights are too large;
 * ``saturated``: Sigmoid/Tanh-like layers with over ``SATURATED`` (50%) of their
   outputs within 1% of a rail, where their derivative is ~0.
 
@@ -30,9 +36,14 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 
-__all__ = ["depth_ratio", "gradient_findings", "mean_rms"]
+import torch
+from torch import Tensor
+
+__all__ = ["depth_ratio", "gradient_findings", "init_explosion", "mean_rms", "zero_weights"]
 
 VANISH, EXPLODE, GROWTH, SATURATED = 1e-3, 1e3, 100.0, 0.5
+VANISH_THIRDS = 5e-3  # by thirds, enough when the first layer alone is below VANISH
+OVER_CHANCE = 10.0  # a first loss this many times ln K: the logits are far too large
 
 REMEDIES = {
     "vanishing_gradients": (
@@ -43,6 +54,11 @@ REMEDIES = {
     "exploding_gradients": (
         "clip gradients (Trainer(gradient_clip_val=1.0)); lower the learning rate; "
         "BatchNorm between layers; smaller initial weights"
+    ),
+    "init_explosion": (
+        "a standard initialisation (PyTorch's default, or He/Kaiming with gain sqrt(2) for ReLU, "
+        "Xavier for Sigmoid/Tanh) instead of a scaled-up one; a lower init gain; normalisation "
+        "layers (BatchNorm/LayerNorm) between layers; a smaller scale on the last layer's weights"
     ),
     "saturated_activations": (
         "normalise the inputs; BatchNorm before the activation; smaller initial weights "
@@ -78,8 +94,13 @@ def gradient_findings(
     first_rms: float | None,
     saturation: Mapping[str, float],
     stalled: bool | None,
+    new_low: bool = False,
 ) -> list[tuple[str, str, str, dict[str, float]]]:
     """``[(kind, severity, message, figures)]`` for one log's gradient profile.
+
+    ``new_low``: the loss is at its lowest yet. Gradients that grew ``GROWTH`` x since
+    the first log are then no explosion: a deep plain net's flat start has tiny
+    gradients that grow 370x as it begins to learn (loss 2.29 -> 2.17 -> 1.30).
 
     ``stalled``: the loss has barely fallen (None: unknown). A finding is a problem
     when learning stalls (or when unknown), a note while the loss keeps falling.
@@ -92,10 +113,15 @@ def gradient_findings(
     figures: dict[str, float] = {"depth_ratio": ratio} if ratio is not None else {}
     if first and last:
         figures |= {"first_rms": first[1], "last_rms": last[1]}
-    if ratio is not None and ratio < VANISH:
+    first_last = first[1] / last[1] if first and last and first[1] > 0 < last[1] else None
+    if first_last is not None:
+        figures["first_last_ratio"] = first_last
+    alone = first_last is not None and first_last < VANISH  # NaN compares False
+    if ratio is not None and (ratio < VANISH or (alone and ratio < VANISH_THIRDS)):
         text = (
             f"Vanishing gradients: the first layers get {ratio:.1e} of the last layers' gradient "
-            f"per parameter (`{first[0]}` {first[1]:.1e} vs `{last[0]}` {last[1]:.1e})"
+            f"per parameter (`{first[0]}` {first[1]:.1e} vs `{last[0]}` {last[1]:.1e}"
+            + (f": the first layer alone {first_last:.1e})" if ratio >= VANISH else ")")
         )
         if saturated:
             text += "; saturated " + ", ".join(f"`{s}` {v:.0%}" for s, v in saturated.items())
@@ -116,6 +142,7 @@ def gradient_findings(
         )
     now = mean_rms(profile)
     grew = first_rms is not None and now is not None and now > GROWTH * first_rms
+    grew = grew and not new_low
     if (ratio is not None and ratio > EXPLODE) or grew:
         text = "Exploding gradients: " + (
             f"the first layers get {ratio:.1e}x the last layers' gradient per parameter"
@@ -127,6 +154,65 @@ def gradient_findings(
             ("exploding_gradients", "problem", _with_remedies(text, "exploding_gradients"), fig)
         )
     return found
+
+
+def init_explosion(
+    first_losses: Sequence[float], classes: int, probe_loss: float
+) -> tuple[str, str, str, dict[str, float]] | None:
+    """``exploding_gradients`` when the untrained model's loss is far above chance.
+
+    A classifier of ``classes`` outputs with weights at a sane scale starts near the
+    chance level ``ln K`` (logits near 0). ``first_losses`` (the training loss of the
+    first steps: the very first, before any update, and their median, so one odd batch
+    does not decide; a resnet18 at SGD 4.0 starts at 2.5 and blows up to 190 at its
+    second step: a divergence, not the init) and ``probe_loss``
+    (the monitor's own cross-entropy of the probe's logits against its labels, in eval
+    mode: so a loss summed over the batch, or not a cross-entropy, cannot pass for it)
+    both over ``OVER_CHANCE`` x ``ln K``: the logits are huge, the initial weights too
+    large (activations grow layer after layer). The divergence rule cannot see it (it
+    measures from the first loss, and the fall to chance looks like progress).
+
+    Example::
+
+        >>> init_explosion([1212.0, 800.0, 212.0], 10, 150.0)[2][:60]
+        'Exploding activations at initialisation: the initial loss 12'
+        >>> init_explosion([2.31, 2.30], 10, 2.3) is None, init_explosion([2.48, 190.0], 10, 4e25)
+        (True, None)
+    """
+    finite = [v for v in first_losses[:5] if math.isfinite(v)]
+    if classes < 2 or not finite or not math.isfinite(probe_loss):
+        return None
+    chance, start = math.log(classes), statistics.median(finite)
+    if min(start, finite[0], probe_loss) <= OVER_CHANCE * chance:
+        return None  # the first loss too: before any update, the weights are the init's
+    text = (
+        f"Exploding activations at initialisation: the initial loss {finite[0]:.4g} is "
+        f"~{start / chance:.0f}x the chance level ln {classes} = {chance:.2f} (the probe's "
+        f"cross-entropy {probe_loss:.3g}): the initial weights are too large, so the "
+        "activations (and the gradients) grow with depth and the logits start huge"
+    )
+    figures = {
+        "first_loss": finite[0], "start_loss": start, "chance_loss": chance,
+        "classes": float(classes), "probe_loss": probe_loss, "over_chance": start / chance,
+    }  # fmt: skip
+    return "exploding_gradients", "problem", _with_remedies(text, "init_explosion"), figures
+
+
+def zero_weights(named: Sequence[tuple[str, Tensor]]) -> list[str]:
+    """Names of the weight matrices that are all zero, in order (one host transfer).
+
+    A layer initialised to zero stays silent: its units compute the same nothing, its
+    ReLUs are "dead" from the start and no gradient reaches the layers below it.
+
+    Example::
+
+        >>> zero_weights([("a", torch.zeros(2, 2)), ("b", torch.ones(2))])
+        ['a']
+    """
+    if not named:
+        return []
+    flags = torch.stack([w.detach().abs().amax() == 0 for _, w in named]).cpu().tolist()
+    return [name for (name, _), zero in zip(named, flags, strict=True) if zero]
 
 
 def _with_remedies(text: str, kind: str) -> str:

@@ -216,6 +216,7 @@ class Recorder:
         self.failure: Exception | None = None
         self.counts: dict[str, int] = {}
         self.window_seconds = 0.0  # spent in ``record``, read and reset by the monitor
+        self.logits: Tensor | None = None  # the last probe pass's output, when (N, K)
         self._capture: LayerCapture | None = None
 
     @property
@@ -255,7 +256,9 @@ class Recorder:
         """One probe pass on ``x`` (eval mode, flags restored), counted like a window batch."""
         capture = LayerCapture(selected, shared=self.shared, on_output=self.record_probe)
         with probe_mode(model), capture:
-            model(x)
+            out = model(x)
+        # the logits (N, K), for the monitor's chance-level check; anything else: unknown
+        self.logits = out.detach() if isinstance(out, Tensor) and out.ndim == 2 else None
 
     def record_probe(self, site: str, out: Tensor) -> None:
         """Hook ``on_output`` for the probe pass."""

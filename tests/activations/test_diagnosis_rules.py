@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lightning_cnnviz.activations.dead import dead_severity
+from lightning_cnnviz.activations.dead_rules import dead_severity
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.divergence import (
     LossTrace,

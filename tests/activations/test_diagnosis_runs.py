@@ -1,5 +1,6 @@
 """Short real fits: each training-side rule fires on its failure, with its cause, and only there."""
 
+import math
 import warnings
 
 import lightning as L
@@ -49,6 +50,23 @@ def sigmoid_cnn(depth: int = 8) -> nn.Module:
         if i in (2, 5):
             layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(16 * 49, 10))
+
+
+def scaled_cnn(gain: float, depth: int = 6) -> nn.Module:
+    """A plain ReLU CNN, He (kaiming) init times ``gain`` per layer (1: the standard)."""
+    layers, channels = [], 1
+    for i in range(depth):
+        layers += [nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU()]
+        channels = 8
+        if i in (1, 3):
+            layers.append(nn.MaxPool2d(2))
+    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(8 * 49, 10))
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight)
+            module.weight.data.mul_(gain)
+            nn.init.zeros_(module.bias)
+    return net
 
 
 def fit(tmp_path, model, steps, every=25):
@@ -112,3 +130,71 @@ def test_diagnosis_runs_residual_activation_belongs_to_the_main_path():
         assert order.index(f"{stage}.0.downsample.0") > order.index(f"{stage}.0.conv2")
     assert sites["layer1.0.relu#1"].producer == "layer1.0.conv2"
     assert order[0] == "conv1" and order[-1] == "fc"
+
+
+def test_diagnosis_runs_weights_too_large_at_init_exploding_with_the_chance_level(tmp_path):
+    L.seed_everything(0, verbose=False)
+    trainer, said = fit(tmp_path, Net(scaled_cnn(2.0), lr=1e-4), steps=10, every=5)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "exploding_gradients"]
+    assert found.severity == "problem" and found.step == 5
+    assert found.figures["classes"] == 10 and found.figures["over_chance"] > 10
+    assert found.figures["first_loss"] > 10 * math.log(10) < found.figures["probe_loss"]
+    assert f"chance level ln 10 = {math.log(10):.2f}" in found.message
+    assert "initial weights are too large" in found.message
+    assert found.message in texts(events(tmp_path), "activations/diagnosis")[0]
+    assert [m for m in said if "Exploding activations at initialisation" in m] == [found.message]
+
+
+def test_diagnosis_runs_standard_init_starts_at_chance_quietly(tmp_path):
+    L.seed_everything(0, verbose=False)
+    trainer, _ = fit(tmp_path, Net(scaled_cnn(1.0), lr=1e-2), steps=10, every=5)
+    assert not [f for f in findings_of(trainer) if f.kind == "exploding_gradients"]
+
+
+class SwitchUnits(L.Callback):
+    """Bias -50 on 12 of the first conv's 16 channels at the ``off`` steps, restored at ``on``."""
+
+    def __init__(self, off: tuple[int, ...], on: tuple[int, ...]) -> None:
+        self.off, self.on, self.saved = off, on, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        bias = pl_module.net[0].bias
+        with torch.no_grad():
+            if trainer.global_step in self.off:
+                self.saved = bias[:12].clone()
+                bias[:12] = -50.0
+            elif trainer.global_step in self.on and self.saved is not None:
+                bias[:12] = self.saved
+
+
+def test_diagnosis_runs_dead_units_recover_to_a_note_and_die_again_as_new(tmp_path):
+    L.seed_everything(0, verbose=False)
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
+        nn.Flatten(), nn.Linear(16 * 49, 10),
+    )  # fmt: skip
+    data = SyntheticDigitsDataModule(train_size=64 * 40, val_size=64, batch_size=64)
+    monitor = ActivationMonitor(every_n_steps=5, layers=["net.1"])
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=40, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[monitor, SwitchUnits(off=(10, 30), on=(20,))],
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(Net(net, lr=0.01), data)
+    found = [(f.kind, f.severity, f.step) for f in findings_of(trainer)]
+    # the first episode's problem was replaced by its recovery note; the second is new
+    assert found == [("dead_units", "note", 25), ("dead_units", "problem", 35)]
+    recovered = findings_of(trainer)[0]
+    assert recovered.message.startswith("Dead units recovered by step 25 (epoch 0): `net.1` 0%")
+    assert "Reported at step 15 as a problem" in recovered.message
+    assert recovered.figures["reported_step"] == 15 and recovered.figures["net.1"] == 0.0
+    said = [str(w.message) for w in caught if str(w.message).startswith("Dead units")]
+    assert len(said) == 2 and all("`net.1`: 75% of units dead" in m for m in said)
+    text = texts(events(tmp_path), "activations/diagnosis")
+    assert [t.split(":")[0] for t in text] == [
+        "Dead units at step 15 (epoch 0)", "Dead units recovered by step 25 (epoch 0)",
+        "Dead units at step 35 (epoch 0)",
+    ]  # fmt: skip

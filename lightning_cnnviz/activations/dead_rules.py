@@ -1,0 +1,214 @@
+"""When silent units hurt, and how it is said: the severity rules, texts and remedies.
+
+A dead unit (``dead.py``) is a problem only when it hurts (``dead_reason``): a ``LARGE``
+share of a layer, a share rising ``FAST_RISE`` between logs while the loss is not falling
+well (or once the model has learnt), or a share at the threshold while learning stalls.
+Otherwise it is a note (``dead_severity``). ``dead_text`` and ``dormant_text`` say it in
+words, with the remedies that fit the cause (``REMEDIES``, ``INIT_REMEDIES`` where the
+weights' scale at initialisation silenced the units, ``DORMANT_REMEDIES`` for
+activations that pass gradient below zero).
+
+Example::
+
+    >>> dead_reason(0.8, None, 0.9), dead_severity(0.34, None, 0.9)
+    ('large', 'note')
+    >>> print(diagnosis_text([("relu1", 0.5, None)], {"relu1": [0, 2]}, 40, 0)[:66])
+    Dead units at step 40 (epoch 0): `relu1`: 50% of units dead (0, 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "DORMANT_REMEDIES",
+    "FAST_RISE",
+    "INIT_REMEDIES",
+    "LARGE",
+    "MIN_UNITS",
+    "REMEDIES",
+    "STALLED",
+    "dead_reason",
+    "dead_severity",
+    "dead_text",
+    "diagnosis_text",
+    "dormant_text",
+]
+
+
+REMEDIES = (
+    "lower the learning rate (units die after too large an update); use LeakyReLU, ELU or GELU; "
+    "use He (kaiming) initialisation; put BatchNorm before the activation; check the bias "
+    "(a large negative bias switches a unit off for every input)"
+)
+# Where the weights' scale at initialisation is the cause (zero, or far too large), the
+# learning rate is not: a learning-rate remedy reads wrong at lr 1e-4.
+INIT_REMEDIES = (
+    "a standard initialisation (PyTorch's default, or He/Kaiming for ReLU nets, Xavier for "
+    "Sigmoid/Tanh) instead of zero or over-scaled weights; a lower init gain; BatchNorm before "
+    "the activation"
+)
+# Rectifiers that already pass gradient below zero get the same advice minus the swap.
+DORMANT_REMEDIES = (
+    "lower the learning rate; use He (kaiming) initialisation; put a normalisation layer "
+    "before the activation; for reinforcement-style non-stationary targets, ReDo-style "
+    "re-initialisation of dormant units (Sokar et al. 2023)"
+)
+
+
+def diagnosis_text(
+    alerts: Sequence[tuple[str, float, float | None]],
+    dead: Mapping[str, Sequence[int]],
+    step: int,
+    epoch: int,
+) -> str:
+    """The plain-words diagnosis for ``dead_alerts``: layers, fractions, when, what to do.
+
+    Example::
+
+        >>> print(diagnosis_text([("relu1", 0.5, None)], {"relu1": [0, 2]}, 40, 0)[:66])
+        Dead units at step 40 (epoch 0): `relu1`: 50% of units dead (0, 2)
+    """
+    parts = [
+        f"`{site}`: {fraction:.0%} of units dead ("
+        + ", ".join(map(str, dead[site][:16]))
+        + (", ..." if len(dead[site]) > 16 else "")
+        + (f"; was {before:.0%} at the last log)" if before is not None else ")")
+        for site, fraction, before in alerts
+    ]
+    return (
+        f"Dead units at step {step} (epoch {epoch}): {'; '.join(parts)}. "
+        f"Units that never activate get no gradient and stop learning. Try: {REMEDIES}."
+    )
+
+
+LARGE = 0.75  # a layer this silent has lost most of its width: a problem whatever the loss
+FAST_RISE = 0.2  # dead share up this much since the last log while the loss is not falling well
+STALLED = 0.2  # the loss fell less than 20% since the first steps: learning has stalled
+SLOW = 0.3  # the reference model has fallen 45% by step 25 (Adam 1e-3)
+LATE = 0.6  # the loss has fallen this much: units dying now are no early-training transient
+MIN_UNITS = 4  # fewer dead units (or fewer newly dead) hurt no layer: 2 of a squeeze-excite's 8
+SMALL_LAYER = 16  # a layer this narrow (a squeeze-excite bottleneck) is a LARGE problem only
+# while the loss is not falling well: 6 of 8 SE units silent on a healthy mobilenetv3
+
+
+def dead_reason(
+    fraction: float,
+    before: float | None,
+    progress: float | None,
+    dead: int | None = None,
+    threshold: float = 0.25,
+) -> str | None:
+    """Why dead units hurt: ``"large"``, ``"rising"``, ``"stalled"``, or None (they do not).
+
+    Hurt: a ``LARGE`` share of the layer; or the share rose by ``FAST_RISE`` since the
+    last log while the loss is not falling well (``progress < SLOW``) or once the model
+    has learnt (``progress >= LATE``: a late collapse, not the transient of the first
+    steps in which Adam silences some dense units); or the share is at ``threshold``
+    while learning stalled (``progress < STALLED``: a share below the threshold, 17% of a
+    layer in the slow start of a healthy run, hurts nothing). ``progress`` (``1 - loss
+    now / loss at the start``) None means unknown: only the share decides. With ``dead``
+    (the count of dead units) known, fewer than ``MIN_UNITS`` dead, or a rise of fewer
+    than ``MIN_UNITS`` units, is never a problem: in a tiny layer (a squeeze-excite
+    bottleneck of 8 units) one or two units are a large share and harm nothing; and a
+    layer narrower than ``SMALL_LAYER`` is a ``LARGE`` problem only while the loss is not
+    falling well.
+
+    Example::
+
+        >>> dead_reason(0.8, None, 0.9), dead_reason(0.4, 0.1, 0.25), dead_reason(0.28, None, 0.03)
+        ('large', 'rising', 'stalled')
+        >>> dead_reason(0.17, 0.05, 0.01) is None  # under the threshold, not rising fast
+        True
+    """
+    if dead is not None and dead < MIN_UNITS:
+        return None
+    small = dead is not None and fraction > 0 and dead / fraction < SMALL_LAYER
+    if fraction >= LARGE and not (small and progress is not None and progress >= SLOW):
+        return "large"
+    if progress is None:
+        return None
+    rising = before is not None and fraction - before >= FAST_RISE
+    if rising and dead is not None and fraction > 0:
+        rising = (fraction - before) * dead / fraction >= MIN_UNITS - 0.5  # type: ignore[operator]
+    if rising and (progress < SLOW or progress >= LATE):
+        return "rising"
+    return "stalled" if progress < STALLED and fraction >= threshold else None
+
+
+def dead_severity(
+    fraction: float,
+    before: float | None,
+    progress: float | None,
+    dead: int | None = None,
+    threshold: float = 0.25,
+) -> str:
+    """``"problem"`` when dead units hurt (``dead_reason``), else ``"note"``.
+
+    Example::
+
+        >>> dead_severity(0.34, None, 0.9), dead_severity(0.34, None, 0.05)
+        ('note', 'problem')
+        >>> dead_severity(0.4, 0.1, 0.25), dead_severity(0.8, None, 0.9)
+        ('problem', 'problem')
+        >>> dead_severity(0.5, 0.0, 0.45), dead_severity(0.5, 0.0, 0.85)  # early vs late
+        ('note', 'problem')
+        >>> dead_severity(0.625, 0.375, 0.9, dead=5), dead_severity(0.125, None, 0.05, dead=1)
+        ('note', 'note')
+        >>> dead_severity(0.75, 0.62, 0.7, dead=6), dead_severity(0.75, 0.62, 0.1, dead=6)
+        ('note', 'problem')
+    """
+    reason = dead_reason(fraction, before, progress, dead, threshold)
+    return "note" if reason is None else "problem"
+
+
+def dead_text(
+    alerts: Sequence[tuple[str, float, float | None]],
+    dead: Mapping[str, Sequence[int]],
+    step: int,
+    epoch: int,
+    severity: str,
+    progress: float | None,
+    cause: str | None = None,
+) -> str:
+    """``diagnosis_text`` with the severity's reason: why it hurts, or why it does not.
+
+    ``cause``: what is known to have silenced the units (the weights' scale at
+    initialisation); said instead of the learning-rate remedies.
+    """
+    text = diagnosis_text(alerts, dead, step, epoch)
+    head = text.split(" Units that never")[0].rstrip(".")
+    if severity == "problem":
+        if cause:
+            return f"{head}. {cause} Try: {INIT_REMEDIES}."
+        return text
+    why = (
+        f"learning goes on (the loss fell {progress:.0%} since the first step)"
+        if progress is not None
+        else "too few steps yet to tell whether learning suffers"
+    )
+    return (
+        f"{head}. A note, not a problem: {why}; a layer often keeps a share of silent units "
+        "without harm (dense layers after a flatten, small gating layers). Watch it if it "
+        "keeps rising."
+    )
+
+
+def dormant_text(
+    alerts: Sequence[tuple[str, float, float | None]], step: int, epoch: int, tau: float
+) -> str:
+    """Dormant units of activations that pass gradient below zero (never called dead).
+
+    Example::
+
+        >>> dormant_text([("act", 0.5, None)], 9, 0, 0.025)[:60]
+        'Dormant units at step 9 (epoch 0): `act`: 50% of units below'
+    """
+    parts = [f"`{site}`: {share:.0%} of units below {tau:g}x the layer's mean activity"
+             + (f" (was {before:.0%})" if before is not None else "")
+             for site, share, before in alerts]  # fmt: skip
+    return (
+        f"Dormant units at step {step} (epoch {epoch}): {'; '.join(parts)}. These activations "
+        "pass gradient below zero, so the units are not dead, only little used (dormant, "
+        f"Sokar et al. 2023). If it keeps rising: {DORMANT_REMEDIES}."
+    )

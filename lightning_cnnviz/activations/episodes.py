@@ -1,0 +1,233 @@
+"""Dead and dormant units as episodes: reported when units die, a note once they recover.
+
+``UnitEpisodes`` turns one log's dead/dormant alerts (``DeadHistory.update``) into
+findings. An *episode* opens when a kind (``dead_units`` or ``dormant_units``) is first
+reported; it is reported once more if its note becomes a problem (its text is not
+rewritten as the die-off worsens). It ends when every site of it is back below
+``RECOVERED`` x the threshold: the finding becomes a note ("recovered by step N",
+``change="gone"``, which the callback writes over the reported finding), and a later
+die-off opens a new episode, reported as new. Without episodes, a transient in the
+slow start of a healthy run (17% of a layer, back to 0%) used up the one report, and a
+real die-off 60 steps later was never told.
+
+Two kinds of alert wait one log (*held*) before they may be a problem:
+
+* one whose only harm is stalled learning (``dead.dead_reason`` ``"stalled"``): the
+  slow start of a healthy run has 25% of a layer dead for one log, then 9%; a layer
+  still silent at the next log while learning still stalls is a problem then;
+* every alert while a loss spike waits for its confirmation (``TrainingDiagnosis``):
+  units dying with a divergence are part of it, not a dead-unit finding.
+
+Example::
+
+    >>> episodes = UnitEpisodes(threshold=0.25)
+    >>> [v.severity for v in episodes.review(40, 0, [("fc", 0.8, 0.0)], {"fc": 0.8},
+    ...                                      {"fc": "rectifier"}, {"fc": list(range(8))}, 0.1)]
+    ['problem']
+    >>> [(v.severity, v.change) for v in episodes.review(80, 1, [], {"fc": 0.0},
+    ...                                                  {"fc": "rectifier"}, {}, 0.5)]
+    [('note', 'gone')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightning_cnnviz.activations.dead_rules import (
+    FAST_RISE,
+    LARGE,
+    MIN_UNITS,
+    STALLED,
+    dead_reason,
+    dead_text,
+    dormant_text,
+)
+
+__all__ = ["RECOVERED", "Episode", "UnitEpisodes", "Verdict", "die_off"]
+
+RECOVERED = 0.5  # an episode ends when its sites are all below half the threshold
+_WORDS = {"dead_units": ("Dead units", "dead"), "dormant_units": ("Dormant units", "dormant")}
+
+
+@dataclass
+class Verdict:
+    """One finding to report: ``kind``, ``severity``, ``message``, ``figures``.
+
+    ``change``: ``"new"`` (report it) or ``"gone"`` (the finding of this kind reported
+    before has ended: write this note over it).
+    """
+
+    kind: str
+    severity: str
+    message: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    change: str = "new"
+
+
+@dataclass
+class Episode:
+    """A reported dead/dormant finding still standing: its severity, step, and sites."""
+
+    severity: str
+    since: int
+    sites: dict[str, float]  # site -> its share when reported
+
+
+Alert = tuple[str, float, float | None]
+
+
+def die_off(alerts: Sequence[Alert], units: Mapping[str, int]) -> dict[str, float]:
+    """Sites whose dead (dormant) share rose ``FAST_RISE`` since the last log, by ``MIN_UNITS``+.
+
+    The second signal that confirms a loss spike at once (``TrainingDiagnosis``).
+
+    Example::
+
+        >>> die_off([("a", 0.97, 0.0), ("b", 0.3, 0.25), ("c", 0.5, None)], {"a": 32, "b": 16})
+        {'a': 0.97}
+    """
+    return {
+        site: share
+        for site, share, before in alerts
+        if before is not None
+        and share - before >= FAST_RISE
+        and (share - before) * units.get(site, 0) >= MIN_UNITS - 0.5
+    }
+
+
+class UnitEpisodes:
+    """Dead/dormant episodes across logs, and the alerts held for one log.
+
+    Args:
+        threshold: the dead (dormant) share whose crossing is an alert.
+        tau: the dormant threshold (for the words).
+    """
+
+    def __init__(self, threshold: float, tau: float = 0.025) -> None:
+        self.threshold, self.tau = threshold, tau
+        self.open: dict[str, Episode] = {}
+        self.held: dict[str, float | None] = {}  # site -> its share before it was held
+
+    def hold(self, alerts: Sequence[Alert]) -> None:
+        """Keep ``alerts`` for the next log (a loss spike waits for its confirmation)."""
+        for site, _, before in alerts:
+            self.held.setdefault(site, before)
+
+    def review(
+        self,
+        step: int,
+        epoch: int,
+        alerts: Sequence[Alert],
+        fractions: Mapping[str, float],
+        kinds: Mapping[str, str | None],
+        dead_channels: Mapping[str, Sequence[int]],
+        progress: float | None,
+        cause: str | None = None,
+    ) -> list[Verdict]:
+        """One log's dead/dormant verdicts: episodes that ended, then new ones.
+
+        ``fractions``: every site's dead (dormant for leaky sites) share now;
+        ``dead_channels``: the dead channels per site; ``cause``: what is known to have silenced
+        the units (said instead of the learning-rate remedies).
+        """
+        out = self._ended(step, epoch, fractions)
+        merged = self._with_held(alerts, fractions)
+        stalled = progress is not None and progress < STALLED
+        dead, dormant = [], []
+        for site, share, before, persisted in merged:
+            if kinds.get(site) == "leaky":
+                dormant.append(((site, share, before), stalled and share >= LARGE))
+                continue
+            count = len(dead_channels[site]) if site in dead_channels else None
+            reason = dead_reason(share, before, progress, count, self.threshold)
+            if reason == "stalled" and not persisted:
+                self.held[site] = before  # the slow start of a healthy run: wait one log
+                continue
+            dead.append(((site, share, before), reason is not None))
+        if dead:
+            severity = "problem" if any(hurts for _, hurts in dead) else "note"
+            found = [a for a, _ in dead]
+            text = dead_text(found, dead_channels, step, epoch, severity, progress, cause)
+            out += self._opened("dead_units", severity, step, found, text, progress)
+        if dormant:
+            severity = "problem" if any(hurts for _, hurts in dormant) else "note"
+            found = [a for a, _ in dormant]
+            text = dormant_text(found, step, epoch, self.tau)
+            out += self._opened("dormant_units", severity, step, found, text, None)
+        return out
+
+    def _with_held(
+        self, alerts: Sequence[Alert], fractions: Mapping[str, float]
+    ) -> list[tuple[str, float, float | None, bool]]:
+        """This log's alerts plus the held ones still past the threshold (or risen)."""
+        held, self.held = self.held, {}
+        merged = [(s, f, held.get(s, b), s in held) for s, f, b in alerts]
+        for site, before in held.items():
+            share = fractions.get(site)
+            if site in {a[0] for a in alerts} or share is None:
+                continue
+            if share >= self.threshold or (before is not None and share - before > 0.1):
+                merged.append((site, share, before, True))
+        return merged
+
+    def _opened(
+        self,
+        kind: str,
+        severity: str,
+        step: int,
+        found: Sequence[Alert],
+        text: str,
+        progress: float | None,
+    ) -> list[Verdict]:
+        """A new episode, or a note becoming a problem: reported; else only remembered."""
+        sites = {site: share for site, share, _ in found}
+        episode = self.open.get(kind)
+        if episode is not None:
+            episode.sites |= {s: f for s, f in sites.items() if s not in episode.sites}
+            if episode.severity == "problem" or severity == "note":
+                return []
+            episode.severity = severity
+        else:
+            self.open[kind] = Episode(severity, step, dict(sites))
+        figures: dict[str, Any] = dict(sites)
+        figures |= {"progress": progress} if progress is not None else {}
+        return [Verdict(kind, severity, text, figures)]
+
+    def _ended(self, step: int, epoch: int, fractions: Mapping[str, float]) -> list[Verdict]:
+        out = []
+        for kind, episode in list(self.open.items()):
+            now = {site: fractions.get(site, 0.0) for site in episode.sites}
+            if any(share >= RECOVERED * self.threshold for share in now.values()):
+                continue
+            del self.open[kind]
+            title, word = _WORDS[kind]
+            parts = ", ".join(
+                f"`{site}` {now[site]:.0%} {word} (was {share:.0%})"
+                for site, share in episode.sites.items()
+            )
+            text = (
+                f"{title} recovered by step {step} (epoch {epoch}): {parts}. Reported at step "
+                f"{episode.since} as a {episode.severity}; a note now: the units came back on "
+                "their own. A later die-off is reported anew."
+            )
+            figures = {site: now[site] for site in episode.sites}
+            figures |= {"reported_step": episode.since, "recovered_step": step}
+            out.append(Verdict(kind, "note", text, figures, change="gone"))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Open episodes and held alerts, for a checkpoint."""
+        return {
+            "open": {k: [e.severity, e.since, dict(e.sites)] for k, e in self.open.items()},
+            "held": dict(self.held),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.open = {
+            k: Episode(str(sev), int(since), dict(sites))
+            for k, (sev, since, sites) in state.get("open", {}).items()
+        }
+        self.held = dict(state.get("held", {}))

@@ -1,0 +1,228 @@
+"""Dead/dormant episodes, holds while a spike waits, and the initial-scale and vanishing rules.
+
+Synthetic loss series and figures, fed to ``TrainingDiagnosis`` log by log as the
+monitor does; the figures mirror the failure-recall hunt's runs they came from.
+"""
+
+import math
+
+import pytest
+import torch
+
+from lightning_cnnviz.activations.dead_rules import dead_reason
+from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
+from lightning_cnnviz.activations.episodes import UnitEpisodes, die_off
+from lightning_cnnviz.activations.gradients import (
+    depth_ratio,
+    gradient_findings,
+    init_explosion,
+)
+from tests.activations.test_diagnosis_rules import figures, healthy_losses, info, review
+
+
+def said(verdicts):
+    return [(v.kind, v.severity, v.change) for v in verdicts]
+
+
+def flat(start, stop, value=1.38):
+    return [(s, value) for s in range(start, stop)]
+
+
+def test_dead_reason_under_the_threshold_in_a_slow_start_does_not_hurt():
+    # dead_planted_shapes: body.6 5% -> 17% at step 20 while the loss sat at ln 4 (slow start)
+    assert dead_reason(0.17, 0.05, 0.009, dead=11, threshold=0.25) is None
+    assert dead_reason(0.28, None, 0.03, dead=18, threshold=0.25) == "stalled"
+    assert dead_reason(0.61, 0.03, 0.214, dead=39, threshold=0.25) == "rising"  # the plant
+
+
+def test_episodes_dead_units_recover_to_a_note_then_a_new_die_off_is_reported():
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    kinds = {"conv": "rectifier"}
+    first = review(diagnosis, 20, flat(1, 21), {"conv": figures(dead=0.875, width=32)}, kinds)
+    assert said(first) == [("dead_units", "problem", "new")]
+    assert review(diagnosis, 40, flat(21, 41), {"conv": figures(dead=0.5, width=32)}, kinds) == []
+    back = review(diagnosis, 60, flat(41, 61, 0.9), {"conv": figures(dead=0.0, width=32)}, kinds)
+    assert said(back) == [("dead_units", "note", "gone")]
+    assert back[0].message.startswith("Dead units recovered by step 60 (epoch 0): `conv` 0% dead")
+    assert "Reported at step 20 as a problem" in back[0].message
+    assert back[0].figures == {"conv": 0.0, "reported_step": 20, "recovered_step": 60}
+    # a die-off later: a new episode, reported again (learning had moved on: 0.9 -> 0.9)
+    again = review(diagnosis, 80, flat(61, 81, 0.9), {"conv": figures(dead=0.875, width=32)}, kinds)
+    assert said(again) == [("dead_units", "problem", "new")]
+    assert "`conv`: 88% of units dead" in again[0].message
+
+
+def test_episodes_a_share_still_past_half_the_threshold_has_not_recovered():
+    episodes = UnitEpisodes(0.25)
+    kinds, dead = {"fc": "rectifier"}, {"fc": list(range(8))}
+    assert said(episodes.review(20, 0, [("fc", 0.8, 0.0)], {"fc": 0.8}, kinds, dead, 0.1))
+    assert episodes.review(40, 0, [], {"fc": 0.13}, kinds, dead, 0.5) == []
+    assert said(episodes.review(60, 0, [], {"fc": 0.12}, kinds, dead, 0.5)) == [
+        ("dead_units", "note", "gone")
+    ]
+
+
+def test_episodes_stalled_alone_waits_one_log_before_it_is_a_problem():
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"a": "rectifier", "b": "rectifier"}
+    width = 64  # 16+ dead units: not a small layer
+    fig = {"a": figures(dead=0.25, width=width), "b": figures(dead=0.28, width=width)}
+    assert review(diagnosis, 40, flat(1, 41), fig, kinds) == []  # held: maybe a slow start
+    # `a` fell back (a slow start's transient: dropped); `b` stays silent while learning stalls
+    fig = {"a": figures(dead=0.09, width=width), "b": figures(dead=0.28, width=width)}
+    (verdict,) = review(diagnosis, 60, flat(41, 61), fig, kinds)
+    assert (verdict.kind, verdict.severity) == ("dead_units", "problem")
+    assert "`b`: 28% of units dead" in verdict.message and "`a`" not in verdict.message
+
+
+def test_episodes_an_alert_held_at_the_last_log_is_told_at_the_end_of_fit():
+    # configs/dead_relu.yaml in one epoch: its only log (step 25) has relu2 38% dead with
+    # the loss at chance; no later log comes to confirm it, so the end of fit does
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"relu2": "rectifier"}
+    fig = {"relu2": figures(dead=0.375, width=32)}
+    assert review(diagnosis, 25, flat(1, 26, 2.3), fig, kinds) == []
+    (verdict,) = diagnosis.conclude()
+    assert (verdict.kind, verdict.severity) == ("dead_units", "problem")
+    assert verdict.message.startswith("Dead units at step 25 (epoch 0): `relu2`: 38%")
+    assert diagnosis.conclude() == []  # told once
+
+
+def test_episodes_nothing_held_at_the_end_of_fit_tells_nothing():
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"conv": "rectifier"}
+    first = review(diagnosis, 20, flat(1, 21), {"conv": figures(dead=0.875, width=32)}, kinds)
+    assert said(first) == [("dead_units", "problem", "new")]
+    assert diagnosis.conclude() == []  # reported already, nothing held
+
+
+def smoothed_rise(diagnosis, start, stop, value):
+    for s in range(start, stop):
+        diagnosis.loss.add(s, torch.tensor(value))
+
+
+def test_divergence_pending_spike_with_a_die_off_is_confirmed_at_once():
+    # div_warmup_nan_sgd: best 0.42, the loss up to 2.5 by step 100 while a GELU layer
+    # went 0% -> 97% dormant in the same log: one finding, divergence, at that log
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    kinds = {"gelu": "leaky", "relu": "rectifier"}
+    quiet = {"gelu": figures(width=32), "relu": figures(width=32)}
+    losses = [(s, 2.3 * math.exp(-s / 15) + 0.4) for s in range(1, 81)]
+    assert review(diagnosis, 80, losses, quiet, kinds) == []
+    smoothed_rise(diagnosis, 81, 101, 2.5)
+    died = {"gelu": figures(dormant=0.97, width=32), "relu": figures(width=32)}
+    (verdict,) = review(diagnosis, 100, [], died, kinds)
+    assert (verdict.kind, verdict.severity) == ("divergence", "problem")
+    assert diagnosis.pending is None
+    assert verdict.figures["died/gelu"] == pytest.approx(0.97)
+    assert "consequence, not the cause" in verdict.message
+
+
+def test_divergence_pending_spike_holds_dead_units_then_counts_them_in():
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"relu": "rectifier"}
+    losses = [(s, 2.3 * math.exp(-s / 15) + 0.4) for s in range(1, 81)]
+    assert review(diagnosis, 80, losses, {"relu": figures(dead=0.125, width=32)}, kinds) == []
+    smoothed_rise(diagnosis, 81, 101, 2.5)
+    # 12% -> 28%: past the threshold but no die-off: held while the spike waits
+    fig = {"relu": figures(dead=0.28, width=32)}
+    assert review(diagnosis, 100, [], fig, kinds) == [] and diagnosis.pending == 100
+    smoothed_rise(diagnosis, 101, 121, 2.6)
+    (verdict,) = review(diagnosis, 120, [], fig, kinds)  # still spiked: confirmed
+    assert verdict.kind == "divergence" and verdict.figures["died/relu"] == pytest.approx(0.28)
+
+
+def test_divergence_die_off_is_a_rise_of_four_units_or_more():
+    assert die_off([("se", 0.25, 0.0)], {"se": 8}) == {}  # 2 of 8 squeeze-excite units
+    assert die_off([("conv", 0.25, 0.0)], {"conv": 16}) == {"conv": 0.25}
+
+
+def test_gradients_vanishing_first_layer_alone_with_thirds_under_5e_3():
+    # van_plain_tanh16: body.0 4.9e-7 vs the last 2.6e-3; by thirds 1.6e-3
+    firsts = [4.9e-7, 2e-6, 3e-6, 3e-6, 4e-6, 5e-6]
+    values = firsts + [1e-5] * 6 + [1e-3, 1.5e-3, 2e-3, 2e-3, 2.5e-3, 2.6e-3]
+    profile = [(f"c{i}", v) for i, v in enumerate(values)]
+    ((kind, severity, message, fig),) = gradient_findings(profile, None, {}, None)
+    assert (kind, severity) == ("vanishing_gradients", "problem")
+    assert 1e-3 < fig["depth_ratio"] < 5e-3
+    assert fig["first_last_ratio"] == pytest.approx(1.9e-4, 0.01)
+    assert "the first layer alone 1.9e-04" in message
+    # a stem far below the head, but the thirds within two orders: healthy
+    healthy = [("stem", 1e-6)] + [(f"c{i}", 1e-3) for i in range(7)] + [("fc", 3e-3)]
+    assert gradient_findings(healthy, None, {}, None) == []
+    # a healthy 8-conv plain ReLU CNN in its flat start: 1.4e-3 alone, 1.7e-2 by thirds
+    values = [1.4e-5, 6e-5, 6e-5, 1e-4, 1e-4, 1e-4, 3.5e-3, 3.5e-3, 1e-2]
+    plain = [(f"c{i}", v) for i, v in enumerate(values)]
+    assert gradient_findings(plain, None, {}, None) == []
+    assert depth_ratio(plain) == pytest.approx(1.7e-2, 0.01)
+
+
+def test_gradients_growth_while_the_loss_reaches_new_lows_is_no_explosion():
+    profile = [("a", 1e-3), ("b", 1e-3), ("c", 1e-3)]
+    assert gradient_findings(profile, 1e-6, {}, False, new_low=True) == []
+    ((kind, severity, message, _),) = gradient_findings(profile, 1e-6, {}, False, new_low=False)
+    assert (kind, severity) == ("exploding_gradients", "problem") and "grew 1000x" in message
+
+
+def test_init_explosion_needs_both_the_training_loss_and_the_probe_far_above_chance():
+    (kind, severity, message, fig) = init_explosion([1212.0, 800.0, 212.0], 10, 300.0)
+    assert (kind, severity) == ("exploding_gradients", "problem")
+    assert message.startswith(
+        "Exploding activations at initialisation: the initial loss 1212 is ~347x the chance "
+        "level ln 10 = 2.30"
+    )
+    assert "initial weights are too large" in message and "Kaiming" in message
+    assert fig["over_chance"] == pytest.approx(800.0 / math.log(10))
+    assert init_explosion([147.0] * 5, 10, 2.31) is None  # a loss summed over 64 images
+    assert init_explosion([2.3] * 5, 10, 300.0) is None  # eval-mode BatchNorm at its start
+    assert init_explosion([1212.0], 1, 300.0) is None  # one output: no chance level
+    # div_resnet18_sgd_hi (SGD 4.0): 2.48 before any update, 190 after the first: divergence
+    assert init_explosion([2.48, 189.9], 10, 4.3e25) is None
+
+
+def test_init_explosion_once_and_dead_units_then_name_the_weights_scale():
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"relu": "rectifier"}
+    losses = [(0, 1212.0), (1, 900.0), (2, 212.0)]
+    (verdict,) = review_chance(diagnosis, 3, losses, {"relu": figures(width=16)}, kinds)
+    assert (verdict.kind, verdict.severity) == ("exploding_gradients", "problem")
+    assert verdict.message.startswith("At step 3 (epoch 0): Exploding activations at init")
+    assert not diagnosis.wants_chance()
+    # the loss falls to chance (ln 10), units die: the cause is the weights' scale
+    losses = [(s, 2.4) for s in range(3, 31)]
+    (dead,) = review_chance(diagnosis, 30, losses, {"relu": figures(dead=0.8125, width=16)}, kinds)
+    assert (dead.kind, dead.severity) == ("dead_units", "problem")
+    assert "weights' scale at initialisation is the cause" in dead.message
+    assert "learning rate (units die" not in dead.message
+    assert dead.figures["progress"] < 0  # measured from the chance level, not from 1212
+
+
+def review_chance(diagnosis, step, losses, figs, kinds):
+    for s, value in losses:
+        diagnosis.loss.add(s, torch.tensor(value))
+    sites = {site: info(kind) for site, kind in kinds.items()}
+    chance = (10, 300.0) if diagnosis.wants_chance() else None
+    return diagnosis.review(step, 0, figs, sites, [], list, chance=chance)
+
+
+def test_init_explosion_healthy_start_is_quiet():
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    losses = healthy_losses(25)
+    assert review_chance(diagnosis, 25, losses, {}, {}) == [] and not diagnosis.wants_chance()
+
+
+def test_gradients_growth_reads_the_loss_low_incrementally_across_logs():
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    profile = [("a", 1e-6), ("b", 1e-6), ("c", 1e-6)]
+    falling = [(s, 2.3 - 0.01 * s) for s in range(1, 31)]
+    assert review(diagnosis, 30, falling, {}, {}, profile) == []
+    grown = [(name, 1e-3) for name, _ in profile]
+    # a deep plain net's flat start ends: the gradients grow 1000x as the loss falls
+    assert review(diagnosis, 60, [(s, 2.0 - 0.01 * s) for s in range(31, 61)], {}, {}, grown) == []
+    # the loss turns up (not a spike yet): the same growth is an explosion
+    up = review(diagnosis, 90, [(s, 1.9) for s in range(61, 91)], {}, {}, grown)
+    assert [(v.kind, v.severity) for v in up] == [("exploding_gradients", "problem")]
+
+
+def test_init_explosion_without_a_class_count_is_skipped_and_not_asked_again():
+    # a regression head or a dict output: no K, so no chance level to compare with
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for step in range(5):
+        diagnosis.loss.add(step, torch.tensor(1212.0))
+    assert diagnosis.review(5, 0, {}, {}, [], list, chance=None) == []
+    assert not diagnosis.wants_chance()
