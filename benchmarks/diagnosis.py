@@ -2,7 +2,7 @@
 healthy runs left alone?
 
 Trains every run of ``scenarios.py`` (5 healthy runs of different architectures and
-optimisers, 10 planted or natural failures) with ``callbacks("standard")`` at its defaults,
+optimisers, 11 planted or natural failures) with ``callbacks("standard")`` at its defaults,
 measures each run's ground-truth onset itself (``truth.py``, independent of the monitors)
 and scores what the monitors reported (``findings_of``):
 
@@ -16,6 +16,7 @@ and scores what the monitors reported (``findings_of``):
 Usage::
 
     python benchmarks/diagnosis.py [--only NAME_PART] [--seeds 0,1,2] [--quick]
+    python benchmarks/diagnosis.py --table   # docs/diagnosis.md's table from the results
 
 Every run is trained once per seed (three by default: a rule tuned on one noise
 realisation of a validation curve fails on the next). Prints one scoreboard per seed and
@@ -170,12 +171,42 @@ def print_board(results: list[dict[str, Any]], details: bool = True) -> None:
             print(f"  [{f['severity']}] {f['source']}/{f['kind']} step {f['step']}: {f['message']}")
 
 
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    """The scoreboard as docs/diagnosis.md shows it: one row per run, one column per seed."""
+    seeds = sorted({r["seed"] for r in results})
+    names = list(dict.fromkeys(r["name"] for r in results))
+    by = {(r["name"], r["seed"]): r for r in results}
+    cells = " | ".join(f"seed {s}: onset -> first problem (delay)" for s in seeds)
+    lines = [f"| run | cause | {cells} |", "|---|---|" + "---|" * len(seeds)]
+    for name in names:
+        row = [by.get((name, s)) for s in seeds]
+        cause = next((r["cause"] for r in row if r), None) or "healthy"
+        out = []
+        for r in row:
+            if r is None:
+                out.append("-")
+            elif not r["cause"]:
+                alarms = ", ".join(f"{a['kind']}@{a['step']}" for a in r["false_alarms"])
+                out.append("quiet" if not alarms else f"{alarms} **NO**")
+            else:
+                first = r["first"]
+                hit = f"{first['kind']} @{first['step']} ({r['delay']})" if first else "none"
+                out.append(f"{r['onset']} -> {hit}" + ("" if r["on_time"] else " **NO**"))
+        lines.append(f"| {name} | {cause} | " + " | ".join(out) + " |")
+    return "\n".join(lines) + f"\n\nAll seeds: {totals(results)}."
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="run the scenarios whose name contains this")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one run each")
     parser.add_argument("--quick", action="store_true", help="shorter runs: a harness check")
+    parser.add_argument("--table", action="store_true",
+                        help="print the markdown table of the saved results and exit")  # fmt: skip
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(RESULTS.read_text())["runs"]))
+        return
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)

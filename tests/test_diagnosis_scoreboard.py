@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from diagnosis import score
+from diagnosis import markdown_table, score
 from truth import Truth, onset
 
 
@@ -69,3 +69,24 @@ def test_score_wrong_cause_is_a_false_alarm_and_not_a_hit():
     result = score("divergence", 0, [_finding("dead_units", 10)], truth)
     assert result["first"] is None and not result["on_time"]
     assert [a["kind"] for a in result["false_alarms"]] == ["dead_units"]
+
+
+def test_markdown_table_one_row_per_run_one_column_per_seed():
+    truth = _truth("step")
+    truth.events["ActivationMonitor"] = [10, 20, 60, 120, 180]
+    runs = []
+    for seed, found in ((0, 120), (1, 180)):
+        result = score("dead_units", 100, [_finding("dead_units", found)], truth)
+        runs.append(result | {"name": "planted", "seed": seed, "cause": "dead_units", "onset": 100})
+    healthy = score(None, None, [_finding("dead_units", 20)], _truth(None))
+    runs.append(healthy | {"name": "healthy", "seed": 0, "cause": None, "onset": None})
+    lines = markdown_table(runs).splitlines()
+    assert lines[0] == (
+        "| run | cause | seed 0: onset -> first problem (delay) "
+        "| seed 1: onset -> first problem (delay) |"
+    )
+    assert lines[2] == (
+        "| planted | dead_units | 100 -> dead_units @120 (0) | 100 -> dead_units @180 (1) |"
+    )
+    assert lines[3] == "| healthy | healthy | dead_units@20 **NO** | - |"
+    assert lines[-1].startswith("All seeds: right and in time: 2/3;")
