@@ -211,11 +211,14 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     The running statistics BatchNorm uses in eval mode no longer match the batch
     statistics the model trains with: eval accuracy more than
     ``max(5 points, 3 paired standard errors)`` below (``parted``) for ``patience``
-    evaluations (the losses are reported as evidence).
+    evaluations, or parted again, by twice that bar, one evaluation after it last was
+    (``_recurs``; the losses are reported as evidence).
     """
     evs, streak = _trailing(history, parted)
     if streak < patience:
-        return None
+        streak = _recurs(evs)
+        if not streak:
+            return None
     now = evs[-1]
     figures = {
         "eval_acc": now.probe_acc_val,
@@ -225,3 +228,31 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
         "gap_acc": now.bn_gap_acc,
     }
     return Verdict("bn_mismatch", evs[-streak], now, None, figures)
+
+
+def _recurs(evs: Sequence[Evaluation], window: int = 3, strength: float = 2.0) -> int:
+    """A mismatch that came back: the evaluations since it first parted, else 0.
+
+    The latest evaluation parted by ``strength`` x its bar and another of the last
+    ``window`` parted too. A small ResNet under SGD 0.1 parted at its first validation
+    (16 points, bar 14), came within 5 points at its second and parted by 26 (bar 12.5)
+    at its third and last: a streak rule never confirmed it.
+
+    Example::
+
+        >>> def ev(val, bn, disc):
+        ...     return Evaluation(0, 0, probe_acc_val=val, probe_acc_bn=bn, bn_only=disc,
+        ...                       eval_only=0.0, probe_size=128.0)
+        >>> _recurs([ev(0.46, 0.62, 0.3), ev(0.76, 0.80, 0.12), ev(0.65, 0.91, 0.29)])
+        3
+        >>> _recurs([ev(0.46, 0.62, 0.3), ev(0.76, 0.80, 0.12), ev(0.75, 0.91, 0.2)])
+        0
+    """
+    if not evs or not parted(evs[-1]):
+        return 0
+    now = evs[-1]
+    gap = now.probe_acc_bn - now.probe_acc_val  # type: ignore[operator]
+    if gap < strength * part_threshold(now.probe_acc_bn, now.probe_size, discordant(now), gap):  # type: ignore[arg-type]
+        return 0
+    earlier = [i for i, e in enumerate(evs[-window:-1]) if parted(e)]
+    return len(evs[-window:]) - earlier[0] if earlier else 0

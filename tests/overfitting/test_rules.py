@@ -247,6 +247,26 @@ def test_rules_bn_mismatch_when_eval_and_batch_statistics_part():
     assert first(levels.bn_mismatch, probe_run(loss_only)) is None
 
 
+def test_rules_bn_mismatch_that_comes_back_twice_as_far_is_confirmed():
+    # the small ResNet under SGD 0.1 (seed 2): parted at its first validation, within 5
+    # points at its second, parted by 26 points (bar 12.5) at its third and last
+    rows = [
+        dict(bn(0.461, 0.625), bn_only=0.234, eval_only=0.07),
+        dict(bn(0.758, 0.805), bn_only=0.086, eval_only=0.039),
+        dict(bn(0.648, 0.906), bn_only=0.273, eval_only=0.016),
+    ]
+    verdict = first(levels.bn_mismatch, probe_run(rows))
+    assert (verdict.since.epoch, verdict.detected.epoch) == (0, 2)
+    assert verdict.figures["gap_acc"] == pytest.approx(0.258)
+    # back by less than twice its bar: still one parted evaluation, not confirmed
+    weaker = [*rows[:2], dict(bn(0.75, 0.906), bn_only=0.2, eval_only=0.044)]
+    assert levels.parted(probe_run(weaker)[2]) is True
+    assert first(levels.bn_mismatch, probe_run(weaker)) is None
+    # a strong parting with no earlier one in the last three evaluations waits
+    alone = [rows[1], rows[1], rows[2]]
+    assert first(levels.bn_mismatch, probe_run(alone)) is None
+
+
 def test_rules_bn_mismatch_quiet_within_probe_noise():
     rows = [bn(0.96, 0.97), bn(0.95, 0.98), bn(0.97, 0.975), bn(0.9, 0.93)]
     assert first(levels.bn_mismatch, probe_run(rows)) is None
