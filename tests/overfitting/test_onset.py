@@ -22,6 +22,16 @@ MNIST_0 = dict(
     train_loss=[2.1793, 1.448, 0.8692, 0.6001, 0.4565, 0.3492, 0.2887, 0.1919, 0.1368, 0.0919,
                 0.0654, 0.0447, 0.0315, 0.0229, 0.0175, 0.0131],
 )  # fmt: skip
+# the scoreboard's wide CNN on 300 MNIST digits, seed 2: best 0.426 at epoch 15, then a
+# creep of 0.5% an epoch; onset epoch 24 (0.449, never back within 2%)
+CREEP_2 = dict(
+    val_loss=[1.965, 1.489, 0.971, 0.712, 0.614, 0.678, 0.623, 0.519, 0.508, 0.466, 0.437,
+              0.437, 0.432, 0.446, 0.431, 0.426, 0.429, 0.432, 0.436, 0.445, 0.438, 0.436,
+              0.444, 0.446, 0.449, 0.447, 0.457, 0.462, 0.464, 0.462],
+    train_loss=[2.201, 1.691, 1.093, 0.677, 0.414, 0.361, 0.32, 0.215, 0.166, 0.138, 0.087,
+                0.068, 0.047, 0.034, 0.027, 0.023, 0.016, 0.013, 0.012, 0.01, 0.008, 0.007,
+                0.006, 0.006, 0.005, 0.005, 0.004, 0.004, 0.003, 0.003],
+)  # fmt: skip
 # 50% noisy labels on real MNIST digits, seed 1: peak 0.900 at epoch 4; onset epoch 5
 MNIST_MEM_1 = dict(
     val_acc=[0.741, 0.8355, 0.8925, 0.8855, 0.9, 0.8655, 0.87, 0.835, 0.7565, 0.7635],
@@ -100,6 +110,16 @@ def test_onset_overfitting_real_runs_within_one_validation(series, onset, best):
     assert onset <= verdict.detected.epoch <= onset + 1
     assert (verdict.best.epoch, verdict.since.epoch) == (best, best + 1)
     assert verdict.figures["rise"] > 0.05  # the tolerance: never a rise smaller than 5%
+
+
+def test_onset_overfitting_slow_creep_found_by_its_trend_within_one_validation():
+    # the whole run's noise (its steep start) is 3x the plateau's wiggle: the trend is
+    # judged against its own scatter too
+    verdict = first(rules.overfitting, run(CREEP_2))
+    assert (verdict.detected.epoch, verdict.best.epoch) == (25, 15)
+    assert verdict.figures["rise"] == pytest.approx(0.021 / 0.426)
+    before = first(rules.overfitting, run({k: v[:25] for k, v in CREEP_2.items()}))
+    assert before is None  # epoch 24: the slope's t is 4.4, under its 4.5 bar
 
 
 @pytest.mark.parametrize(
