@@ -119,7 +119,9 @@ def _memorising(evs: Sequence[Evaluation], patience: int) -> bool:
         return False
     climb = train[-1] - train[-patience - 1]  # type: ignore[operator]
     known = [t for t in train if t is not None]
-    if climb <= max(0.01, 2 * noise(known, LOCAL)):
+    # its own noise now: the last LOCAL values, or the last 5 where that window still
+    # holds the steep climb of the first epochs (it doubled the bar for a noisy-label run)
+    if climb <= max(0.01, 2 * min(noise(known, LOCAL), noise(known, 5) or math.inf)):
         return False
     earlier = [x for x in val[:-1] if _finite(x)]
     return bool(earlier) and val[-1] > min(earlier[-LOCAL:])  # type: ignore[operator]

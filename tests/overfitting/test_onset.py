@@ -73,6 +73,14 @@ MEM_1 = dict(
     train_acc=[0.228, 0.4573, 0.5087, 0.5127, 0.5227, 0.5347, 0.5493, 0.5607, 0.5827, 0.572],
     val_loss=[1.4286, 1.0692, 0.8414, 0.8911, 0.8781, 1.0081, 0.8152, 0.8991, 0.922, 0.8739],
 )  # fmt: skip
+# the scoreboard's 50% noisy labels, seed 2: peak 0.8905 at epoch 4; onset epoch 5. The
+# train accuracy's climb (1.7 points in two validations) is judged against its noise now,
+# not the steep climb of its first epochs
+MEM_2 = dict(
+    val_acc=[0.7605, 0.864, 0.8525, 0.873, 0.8905, 0.8595, 0.833, 0.84, 0.816, 0.832],
+    train_acc=[0.2747, 0.4713, 0.508, 0.5273, 0.546, 0.5673, 0.5633, 0.5927, 0.6013, 0.6213],
+    val_loss=[1.2238, 1.0313, 0.9286, 0.9282, 0.8568, 0.8709, 0.9049, 0.8318, 0.8576, 0.8069],
+)  # fmt: skip
 # healthy BatchNorm CNN, AdamW, val every 1/4 epoch (train figures of single steps): val
 # loss 0.0718 and 0.0723 a third above its best 0.0542, then back to 0.051
 BN_QUARTER = dict(
@@ -123,7 +131,7 @@ def test_onset_overfitting_slow_creep_found_by_its_trend_within_one_validation()
 
 
 @pytest.mark.parametrize(
-    ("series", "onset", "peak"), [(MNIST_MEM_1, 5, 4), (MEM_0, 7, 6), (MEM_1, 4, 2)]
+    ("series", "onset", "peak"), [(MNIST_MEM_1, 5, 4), (MEM_0, 7, 6), (MEM_1, 4, 2), (MEM_2, 5, 4)]
 )
 def test_onset_memorisation_real_runs_within_one_validation(series, onset, peak):
     verdict = first(rules.memorisation, run(series))
