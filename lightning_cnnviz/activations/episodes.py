@@ -12,9 +12,14 @@ real die-off 60 steps later was never told.
 
 Two kinds of alert wait one log (*held*) before they may be a problem:
 
-* one whose only harm is stalled learning (``dead.dead_reason`` ``"stalled"``): the
-  slow start of a healthy run has 25% of a layer dead for one log, then 9%; a layer
-  still silent at the next log while learning still stalls is a problem then;
+* one whose harm is early: stalled learning, or a share rising fast while the loss is
+  not yet falling well (``dead_rules.dead_reason`` ``"stalled"``, or ``"rising"`` below
+  ``SLOW``). The slow start of a healthy run has 25% of a layer dead for one log, then
+  9%; Adam silences a third of a dense layer after a flatten in its first 20 steps
+  (8% -> 40% at 29% progress, 27% -> 47% at 12% in a Conv3d net) and the loss then falls
+  on, the share flat at 30-47% while val accuracy reaches 96-99.8%. At the next log the
+  alert is judged again from the share before it was held: a problem if learning still
+  suffers, a note if it does not;
 * every alert while a loss spike waits for its confirmation (``TrainingDiagnosis``):
   units dying with a divergence are part of it, not a dead-unit finding.
 
@@ -39,6 +44,7 @@ from lightning_cnnviz.activations.dead_rules import (
     FAST_RISE,
     LARGE,
     MIN_UNITS,
+    SLOW,
     STALLED,
     dead_reason,
     dead_text,
@@ -142,8 +148,9 @@ class UnitEpisodes:
                 continue
             count = len(dead_channels[site]) if site in dead_channels else None
             reason = dead_reason(share, before, progress, count, self.threshold)
-            if reason == "stalled" and not persisted:
-                self.held[site] = before  # the slow start of a healthy run: wait one log
+            early = reason == "stalled" or (reason == "rising" and progress < SLOW)  # type: ignore[operator]
+            if early and not persisted:
+                self.held[site] = before  # maybe the first steps' transient: wait one log
                 continue
             dead.append(((site, share, before), reason is not None))
         if dead:

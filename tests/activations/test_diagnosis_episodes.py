@@ -74,6 +74,27 @@ def test_episodes_stalled_alone_waits_one_log_before_it_is_a_problem():
     assert "`b`: 28% of units dead" in verdict.message and "`a`" not in verdict.message
 
 
+def test_episodes_an_early_fast_rise_waits_one_log_for_the_loss_to_tell():
+    # a BN CNN under Adam: the dense layer after the flatten 8% -> 40% dead at step 20,
+    # the loss down 29% (under SLOW); then the loss falls on and the share stays flat
+    kinds, dead = {"fc": "rectifier"}, {"fc": list(range(51))}
+    episodes = UnitEpisodes(0.25)
+    assert episodes.review(20, 0, [("fc", 0.40, 0.08)], {"fc": 0.40}, kinds, dead, 0.29) == []
+    (later,) = episodes.review(40, 0, [], {"fc": 0.38}, kinds, dead, 0.55)
+    assert (later.kind, later.severity) == ("dead_units", "note")
+    assert "A note, not a problem: learning goes on" in later.message
+    # the same rise while the loss still does not fall well: a problem at the next log
+    episodes = UnitEpisodes(0.25)
+    assert episodes.review(20, 0, [("fc", 0.40, 0.08)], {"fc": 0.40}, kinds, dead, 0.29) == []
+    (later,) = episodes.review(40, 0, [], {"fc": 0.41}, kinds, dead, 0.25)
+    assert (later.severity, later.figures["fc"]) == ("problem", 0.41)
+    assert "was 8% at the last log" in later.message
+    # a fast rise once the model has learnt is told at once (a late collapse)
+    episodes = UnitEpisodes(0.25)
+    (at_once,) = episodes.review(20, 0, [("fc", 0.40, 0.08)], {"fc": 0.40}, kinds, dead, 0.8)
+    assert at_once.severity == "problem"
+
+
 def test_episodes_an_alert_held_at_the_last_log_is_told_at_the_end_of_fit():
     # configs/dead_relu.yaml in one epoch: its only log (step 25) has relu2 38% dead with
     # the loss at chance; no later log comes to confirm it, so the end of fit does
