@@ -152,6 +152,8 @@ class UnitEpisodes:
             if early and not persisted:
                 self.held[site] = before  # maybe the first steps' transient: wait one log
                 continue
+            if reason == "rising" and persisted and progress >= SLOW:  # type: ignore[operator]
+                reason = None  # it rose while the loss fell slowly; it has fallen well since
             dead.append(((site, share, before), reason is not None))
         if dead:
             severity = "problem" if any(hurts for _, hurts in dead) else "note"
