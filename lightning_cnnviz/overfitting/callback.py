@@ -33,9 +33,7 @@ from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
 from lightning_cnnviz.overfitting.measures import Measures
-from lightning_cnnviz.overfitting.metrics import (
-    Evaluation,
-)
+from lightning_cnnviz.overfitting.metrics import Evaluation, IntervalLoss
 from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -146,6 +144,7 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
         self._loop = LoopLogits()  # the val probe's logits from the validation loop
         self.val_from_loop = False  # whether the latest evaluation read them (else a probe pass)
         self.plan: passes.Plan | None = None  # the latest evaluation's passes, and why
+        self._interval = IntervalLoss()  # the training loss since the last evaluation
 
     @override
     def describe_layers(self) -> str:
@@ -176,8 +175,12 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
 
     # ------------------------------------------------ schedule: validation ends only
     @override
-    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:  # never on train steps
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:  # never an evaluation on train steps
         self.budget.step_ended()
+        if not trainer.sanity_checking and not self.disabled:
+            self._interval.add(outputs)  # a device add, no sync
 
     def _event_due(self, trainer: Trainer) -> bool:
         """Whether this validation's end brings an evaluation (the same all through it)."""

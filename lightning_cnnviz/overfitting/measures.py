@@ -25,6 +25,7 @@ from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_lo
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
 from lightning_cnnviz.overfitting.metrics import (
     Evaluation,
+    IntervalLoss,
     discordant_shares,
     figures,
     pick_metric,
@@ -46,6 +47,7 @@ class Measures:
     val_from_loop: bool
     _bn_why: str
     _epoch_end: bool
+    _interval: IntervalLoss
 
     def _logits(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Tensor | None:
         labels = self.probe(trainer, split).labels
@@ -107,6 +109,11 @@ class Measures:
             n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")
             for n, k in self.keys.items()
         }
+        # mid-epoch, a step-logged key holds one batch's loss: the interval's mean instead
+        step_loss, interval = found["train_loss"], self._interval
+        if not self._epoch_end and step_loss is not None and interval.same_as_last(step_loss):
+            found["train_loss"] = interval.read()
+        interval.read()  # a new interval from this evaluation on
         # the screen's train accuracy: the higher of the epoch mean (lags while learning) and
         # the latest step's value (one batch), so that a lag does not hide a mismatch
         seen = {f"seen{e}": pick_metric(logged, key, e) for e in (False, True)}

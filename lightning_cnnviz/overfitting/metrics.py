@@ -30,6 +30,7 @@ from torch import Tensor
 
 __all__ = [
     "Evaluation",
+    "IntervalLoss",
     "confusion_counts",
     "discordant_shares",
     "expected_calibration_error",
@@ -87,6 +88,54 @@ def per_class_accuracy(logits: Tensor, labels: Tensor, num_classes: int | None =
     )
     hits = torch.zeros_like(total).index_add_(0, labels, correct)
     return torch.where(total > 0, hits / total.clamp_min(1), torch.full_like(total, math.nan))
+
+
+class IntervalLoss:
+    """The mean training loss over the steps since it was last read, kept on the device.
+
+    A validation in the middle of an epoch finds only one batch's value under a
+    step-logged key: a healthy BatchNorm CNN validated every quarter epoch read 0.057 at
+    its best val loss and 0.054 later ("the train loss still falls") while the means
+    over those intervals went 0.070 -> 0.098. Each step adds the loss ``training_step``
+    returned (no host transfer); ``read`` takes the mean and starts a new interval;
+    ``same_as_last`` tells whether a logged value is that loss (the key logs it).
+
+    Example::
+
+        >>> interval = IntervalLoss()
+        >>> for loss in (1.0, 2.0, {"loss": torch.tensor(3.0)}):
+        ...     interval.add(torch.tensor(loss) if isinstance(loss, float) else loss)
+        >>> interval.same_as_last(torch.tensor(3.0)), interval.same_as_last(torch.tensor(0.5))
+        (True, False)
+        >>> float(interval.read()), interval.read()
+        (2.0, None)
+    """
+
+    def __init__(self) -> None:
+        self.total: Tensor | None = None
+        self.last: Tensor | None = None
+        self.steps = 0
+
+    def add(self, outputs: Any) -> None:
+        """Add one step's loss: ``outputs`` as ``training_step`` returned it (else skipped)."""
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.is_floating_point():
+            return
+        loss = loss.detach().float().reshape(())
+        self.total = loss if self.total is None else self.total + loss
+        self.last, self.steps = loss, self.steps + 1
+
+    def same_as_last(self, logged: Tensor) -> bool:
+        """Whether ``logged`` is the latest step's loss (one host transfer)."""
+        if self.last is None:
+            return False
+        return bool(torch.isclose(logged.float(), self.last.to(logged.device), rtol=1e-4))
+
+    def read(self) -> Tensor | None:
+        """The mean since the last read (``None``: no step), and a new interval."""
+        total, steps = self.total, self.steps
+        self.total, self.last, self.steps = None, None, 0
+        return None if total is None else total / steps
 
 
 def pick_metric(metrics: Mapping[str, Any], key: str, epoch_level: bool) -> Tensor | None:

@@ -235,6 +235,39 @@ def test_overfitting_mid_epoch_validation_uses_latest_values(tmp_path):
     assert gap[1] == pytest.approx(0.0) and gap[3] == pytest.approx(0.1)
 
 
+def test_overfitting_mid_epoch_train_loss_is_the_interval_mean_of_the_returned_loss(tmp_path):
+    # the key logs the returned loss per step: mid-epoch it holds one batch's, so the
+    # evaluation reads the mean of the steps since the last one (the gap scalar shows it)
+    class Steps(Scripted):
+        def __init__(self):
+            super().__init__(step_and_epoch=False)
+            self.losses = []
+
+        def training_step(self, batch, batch_idx):
+            loss = torch.tensor(0.5 + batch_idx + 4 * self.current_epoch) + 0 * self.fc.bias.sum()
+            self.log("train/loss", loss, on_step=True, on_epoch=False)
+            self.log("train/acc", 0.8)
+            self.losses.append(float(loss))
+            return loss
+
+    model, monitor = Steps(), OverfittingMonitor(num_samples=4)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=1, val_check_interval=2, log_every_n_steps=1,
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0), callbacks=[monitor],
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    train = DataLoader(torch.utils.data.ConcatDataset([TRAIN_SET] * 2), batch_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, train, DataLoader(VAL_SET, batch_size=2))
+    assert model.losses == [0.5, 1.5, 2.5, 3.5]  # validations after steps 2 and 4
+    mid, end = monitor.detector.history
+    assert mid.train_loss == pytest.approx((0.5 + 1.5) / 2)  # not 1.5, the latest batch's
+    assert end.train_loss == pytest.approx(3.5)  # the epoch's end: the logged value as is
+    gap = scalars(events(tmp_path / "tb"), "overfitting/gap_loss")
+    assert gap[2] == pytest.approx(VAL[0] - 1.0)
+
+
 def test_overfitting_every_n_epochs(tmp_path):
     fit(tmp_path, OverfittingMonitor(num_samples=4, every_n_epochs=2), epochs=5)
     assert list(scalars(events(tmp_path / "tb"), "overfitting/ece_val")) == [4, 8]
