@@ -39,6 +39,7 @@ from lightning_cnnviz.activations.divergence import (
     divergence_text,
     first_nonfinite,
     is_jump,
+    level_before,
     loss_spike,
     progress,
     recovered,
@@ -289,8 +290,9 @@ class TrainingDiagnosis:
             nonfinite = step  # no loss seen (manual optimisation): the weights tell
         spike = loss_spike(series, since=self.transient) if self.diverged is None else None
         if nonfinite is None and spike is not None:
-            if recovered(series):
-                self.transient, self.pending = step, None  # back below its start: no divergence
+            if recovered(series, spike=spike):
+                # back below its start (and within BACK x its level before, after a late spike)
+                self.transient, self.pending = step, None
                 if not self._new("divergence", "note"):
                     return []
                 return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
@@ -298,11 +300,14 @@ class TrainingDiagnosis:
                 # a smoothed rise (not one step's blow-up) is confirmed at a later log while
                 # still past its bar: Adam's first steps at a high rate lift the loss 2x for
                 # a dozen steps, then it falls (coming down but not yet below the start: wait);
-                # units dying at the same log are a second signal that confirms it at once
+                # units dying at the same log are a second signal that confirms it at once.
+                # A late spike (the loss had halved before it) not back near its level
+                # before at the next log is confirmed: a BN CNN whose Adam rate jumped 30x
+                # sat at 5x its level before 40 steps on, far below the start
                 if self.pending is None:
                     self.pending = step
                     return []
-                if not still_spiked(series, spike):
+                if not still_spiked(series, spike) and level_before(series, spike) is None:
                     return []
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
@@ -311,18 +316,22 @@ class TrainingDiagnosis:
         held = {s: self.history.previous[s] for s in self.units.held if s in self.history.previous}
         died = held | {site: f for site, f, _ in alerts}
         self.units.held = {}
+        before = level_before(series, spike) if spike is not None else None
+        finite = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
+        level = (before, statistics.median(finite)) if before and finite else None
         grads = next((name for name, v in profile if v != v or v in (float("inf"),)), None)
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=spike,
             first_weights=weights[0] if weights else None,
             first_activations=bad_sites[0] if bad_sites else None,
-            first_grads=grads, died=died,
+            first_grads=grads, died=died, level=level,
         )  # fmt: skip
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:
             figures_out |= dict(
                 zip(("spike_step", "spike_loss", "best_loss", "start_loss"), spike, strict=True)
             )
+        figures_out |= {"level_before": before} if before else {}
         figures_out |= {"first_nonfinite_parameter": weights[0] if weights else None}
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
         figures_out |= {f"died/{site}": f for site, f in died.items()}

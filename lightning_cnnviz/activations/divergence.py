@@ -10,7 +10,9 @@ that series:
   rose above 1.5x where it started, or lost more than half the progress made to
   its best, while at least 3x its best: the optimiser is overshooting;
 * ``recovered``: the loss is back below its start by the time of a log (an early
-  transient, as Adam's first steps or a too-warm start give, not a divergence);
+  transient, as Adam's first steps or a too-warm start give, not a divergence); after
+  a spike late in training (``level_before``: the loss had halved before it), back
+  within ``BACK`` x its level before the spike;
 * ``progress``: how much the loss fell since the first steps (for "learning stalled");
 * ``divergence_text``: the finding in words, with where non-finite values first showed.
 
@@ -39,6 +41,7 @@ __all__ = [
     "divergence_text",
     "first_nonfinite",
     "is_jump",
+    "level_before",
     "loss_spike",
     "nonfinite_parameters",
     "progress",
@@ -54,6 +57,11 @@ SPIKE_OVER_BEST = 3.0  # ... or 3x its best while having lost half the progress 
 LOST_SHARE = 0.5
 MIN_STEPS = 20  # losses needed before ``progress`` says anything
 JUMP = 10.0  # one step's loss 10x where it started: no batch is that much harder
+LATE = 0.5  # the smoothed loss before a spike at most half its start: a late spike
+BACK = 2.5  # a late spike recovered: the latest median within 2.5x its level before it
+# (healthy batch noise: a median of 5 reads up to 1.9x the one 8 steps before on a BN CNN
+# under Adam; an Adam rate x30 at step 140 read 7-19x its level at the next log, 3-9x at
+# the one after, on 3 seeds)
 
 REMEDIES = (
     "lower the learning rate (10x); clip gradients (Trainer(gradient_clip_val=1.0)); add a "
@@ -122,12 +130,46 @@ def start_loss(finite: Sequence[float]) -> float:
     return statistics.median(finite[:SMOOTH])
 
 
-def recovered(series: Sequence[tuple[int, float]], below: float = 0.9) -> bool:
+def level_before(
+    series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
+) -> float | None:
+    """The smoothed loss just before a late ``spike``, else None (an early spike).
+
+    The median of the ``SMOOTH`` finite losses that end ``SMOOTH - 1`` steps before the
+    spike's step (the median of 5 that crossed the bar may hold the rise's first steps).
+    Late: that level is at most ``LATE`` x the start (the loss had halved). None when the
+    spike comes before ``2 * SMOOTH - 1`` steps (Adam's first steps, a too-warm start) or
+    before the loss had halved.
+
+    Example::
+
+        >>> series = [(i, 2.3) for i in range(1, 11)] + [(i, 0.2) for i in range(11, 31)]
+        >>> level_before(series + [(i, 3.0) for i in range(31, 41)], (33, 3.0, 0.2, 2.3))
+        0.2
+        >>> level_before(series[:3] + [(i, 6.9) for i in range(4, 9)], (6, 6.9, 2.3, 2.3))
+    """
+    at, _, _, start = spike
+    before = [v for s, v in series if s < at and math.isfinite(v)][: -(SMOOTH - 1)]
+    if len(before) < SMOOTH:
+        return None
+    level = statistics.median(before[-SMOOTH:])
+    return level if level <= LATE * start else None
+
+
+def recovered(
+    series: Sequence[tuple[int, float]],
+    below: float = 0.9,
+    spike: tuple[int, float, float, float] | None = None,
+) -> bool:
     """Whether the latest ``SMOOTH`` finite losses have a median below ``below`` x the start.
 
     The start is the first loss, as in ``loss_spike``. A spike the run already came back
     from by the time of a log is a transient; a blow-up that leaves the network dead sits
-    at the chance-level loss, about its start, hence the margin.
+    at the chance-level loss, about its start, hence the margin. After a late ``spike``
+    (``level_before``) the median must also be back within ``BACK`` x the level before
+    the spike: a BatchNorm CNN whose Adam rate jumped 30x at step 140 went 0.14 -> 9.7
+    and sat at 1.54 (11x its level before) at the next log, far below its start (2.33)
+    with its val accuracy down from 96% to 11%.
 
     Example::
 
@@ -135,11 +177,17 @@ def recovered(series: Sequence[tuple[int, float]], below: float = 0.9) -> bool:
         False
         >>> recovered([(i, 2.3) for i in range(5)] + [(5 + i, 0.9) for i in range(5)])
         True
+        >>> late = [(i, 2.3) for i in range(1, 11)] + [(i, 0.15) for i in range(11, 31)]
+        >>> late += [(31, 9.7), (32, 5.8), (33, 4.9)] + [(i, 1.5) for i in range(34, 44)]
+        >>> recovered(late), recovered(late, spike=(33, 4.9, 0.15, 2.3))
+        (True, False)
     """
     finite = [v for _, v in series if math.isfinite(v)]
     if len(finite) < 2 * SMOOTH:
         return False
-    return statistics.median(finite[-SMOOTH:]) < below * finite[0]
+    now = statistics.median(finite[-SMOOTH:])
+    level = None if spike is None else level_before(series, spike)
+    return now < below * finite[0] and (level is None or now <= BACK * level)
 
 
 def _smoothed(series: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -250,22 +298,37 @@ def transient_text(
     spike: tuple[int, float, float, float],
     series: Sequence[tuple[int, float]],
 ) -> str:
-    """A spike the run recovered from, in words (a note).
+    """A spike the run recovered from, in words (a note): early or late, and from what level.
 
     Example::
 
         >>> series = [(i, 2.3) for i in range(1, 6)] + [(6, 7.0), (7, 0.9)]
         >>> series += [(i, 0.8) for i in range(8, 13)]
         >>> print(transient_text(12, 0, (6, 7.0, 2.3, 2.3), series))  # doctest: +ELLIPSIS
-        Loss spike at step 6 (to 7, start 2.3), recovered by step 12 (0.8): a transient...
+        Loss spike at step 6 (to 7, start 2.3), recovered by step 12 (0.8, below the start)...
     """
     at, value, _, start = spike
     now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
+    level = level_before(series, spike)
+    tail = " A note, not a problem; if spikes recur, add a learning-rate warmup or clip gradients."
+    if level is not None:
+        return (
+            f"Loss spike at step {at}, late in training (to {value:.3g} from {level:.3g} just "
+            f"before it; start {start:.3g}), recovered by step {step} ({now:.3g}, within "
+            f"{BACK:g}x its level before the spike): a brief overshoot (an odd batch, a "
+            "learning-rate step), not a divergence." + tail
+        )
+    before = [v for s, v in series if s < at and math.isfinite(v)][: -(SMOOTH - 1)]
+    if len(before) >= SMOOTH:  # the loss had not yet halved: early in training
+        from_ = statistics.median(before[-SMOOTH:])
+        when = f"early in training (to {value:.3g} from {from_:.3g} just before it; start "
+        what = "an early transient"
+    else:
+        when, what = f"(to {value:.3g}, start ", "a transient of the first steps"
     return (
-        f"Loss spike at step {at} (to {value:.3g}, start {start:.3g}), recovered by step {step} "
-        f"({now:.3g}): a transient of the first steps (as Adam's start or a large first learning "
-        "rate give), not a divergence. A note, not a problem; if spikes recur, add a "
-        "learning-rate warmup or clip gradients."
+        f"Loss spike at step {at} {when}{start:.3g}), recovered by step {step} ({now:.3g}, "
+        f"below the start): {what} (as Adam's start or a large first learning rate give), "
+        "not a divergence." + tail
     )
 
 
@@ -279,8 +342,11 @@ def divergence_text(
     first_activations: str | None,
     first_grads: str | None,
     died: Mapping[str, float],
+    level: tuple[float, float] | None = None,
 ) -> str:
     """The divergence finding in words: what went wrong when, where first, what to try.
+
+    ``level``: after a late spike, ``(the loss just before it, the loss now)``.
 
     Example::
 
@@ -296,6 +362,11 @@ def divergence_text(
         what.append(
             f"the loss spiked to {value:.3g} at step {at} (best {best:.3g}, start {start:.3g})"
         )
+        if level is not None:
+            what[-1] += (
+                f" late in training, from {level[0]:.3g} just before it, and is still "
+                f"{level[1]:.3g} ({level[1] / level[0]:.1f}x that level) at step {step}"
+            )
     where = [
         f"{label} `{name}`"
         for label, name in (

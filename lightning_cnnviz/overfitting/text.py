@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -38,6 +39,11 @@ def _num(value: float | None, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
 
 
+def _finite(*values: float | None) -> bool:
+    """Whether every value is a finite number (a diverged model's confidence is NaN)."""
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
 def _when(ev: Evaluation) -> str:
     return f"epoch {ev.epoch} (step {ev.step})"
 
@@ -53,6 +59,8 @@ def calibration_text(ev: Evaluation) -> str:
     over = ev.overconfidence_val
     if over is None:
         return "calibration: n/a (no class labels or logits on the probe)"
+    if not _finite(over, ev.conf_val, ev.probe_acc_val):
+        return "calibration: n/a (the probe's outputs are not finite)"
     if abs(over) < 0.03:
         words = "well calibrated on validation images"
     else:
@@ -230,8 +238,11 @@ def diagnosis_text(
         lines += _section(v, val_key)
     if not verdicts:
         lines += [f"No validation problem found up to {_when(now)}.", ""]
-    lines.append(f"Calibration (val probe, {_when(now)}): {calibration_text(now)}.")
-    if now.ece_val is not None:
+    if now.overconfidence_val is None or _finite(
+        now.overconfidence_val, now.conf_val, now.probe_acc_val
+    ):  # a diverged model's confidence is NaN: nothing to say about its calibration
+        lines.append(f"Calibration (val probe, {_when(now)}): {calibration_text(now)}.")
+    if now.ece_val is not None and math.isfinite(now.ece_val):
         train = _num(now.ece_train) if now.ece_train is not None else "not measured this time"
         lines.append(f"ECE (15 bins): val {_num(now.ece_val)}, train {train}.")
     if confusion:

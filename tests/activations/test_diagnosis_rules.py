@@ -10,6 +10,7 @@ from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.divergence import (
     LossTrace,
     first_nonfinite,
+    level_before,
     loss_spike,
     progress,
     recovered,
@@ -66,6 +67,73 @@ def test_divergence_early_spike_recovered_is_a_transient_note():
     later = diagnosis.review(39, 0, {}, {}, [], lambda: [])
     assert [(v.kind, v.severity) for v in later] == [("divergence", "problem")]
     assert later[0].figures["spike_step"] > 14
+
+
+def late_jump(after):
+    """A BN CNN's Adam rate x30 at step 140 (hunt, seed 0): 0.14 -> 3.4, 9.7, 5.8, 4.9, 2.9."""
+    series = healthy_losses(140)
+    series += [(141 + i, v) for i, v in enumerate([3.37, 9.66, 5.83, 4.96, 2.91])]
+    return series + [(146 + i, v) for i, v in enumerate(after)]
+
+
+def reviews(series, logs):
+    """The divergence verdicts ``(kind, severity)`` at each log step, and the last messages."""
+    diagnosis, said, messages = TrainingDiagnosis(0.1, 16, 0.0), {}, []
+    for step, value in series:
+        diagnosis.loss.add(step, torch.tensor(value))
+        if step in logs:
+            verdicts = diagnosis.review(step, 0, {}, {}, [], list)
+            said[step] = [(v.kind, v.severity) for v in verdicts]
+            messages += [v.message for v in verdicts]
+    return said, messages, diagnosis
+
+
+def test_divergence_late_spike_settling_far_above_its_level_before_is_a_problem():
+    # measured (seed 0): 1.54 at the next log (11x its level before, below 0.9x the start
+    # 2.33: the old rule called it "a transient of the first steps"), 0.72 at the one after
+    after = [2.0] * 8 + [1.5] * 6 + [1.2] * 6 + [1.0] * 10 + [0.7] * 5 + [0.5] * 20
+    series = late_jump(after)
+    spike = loss_spike(series, since=-1)
+    assert spike is not None and spike[0] == 143
+    assert level_before(series, spike) == pytest.approx(0.1, rel=0.3)
+    assert not recovered(series[:160], spike=spike) and recovered(series[:160])
+    said, messages, diagnosis = reviews(series, (140, 160, 180, 200))
+    assert said == {140: [], 160: [], 180: [("divergence", "problem")], 200: []}
+    assert diagnosis.pending == 160 and diagnosis.diverged == 180
+    assert messages[0].startswith("Training diverged (seen at step 180, epoch 0): the loss")
+    assert "late in training, from 0.1" in messages[0] and "is still 0.7 (" in messages[0]
+
+
+def test_divergence_late_spike_back_to_its_level_before_is_a_note():
+    # one bad stretch, then the loss back at its level before (within 2.5x): a transient
+    series = late_jump([0.3, 0.2] + [0.12] * 40)
+    spike = loss_spike(series)
+    assert recovered(series[:160], spike=spike)
+    said, messages, diagnosis = reviews(series, (140, 160, 180))
+    assert said == {140: [], 160: [("divergence", "note")], 180: []}
+    assert diagnosis.diverged is None and diagnosis.transient == 160
+    assert messages[0].startswith("Loss spike at step 143, late in training (to 3.37 from 0.1")
+    assert "within 2.5x its level before the spike" in messages[0]
+    assert "first steps" not in messages[0]
+
+
+def test_divergence_early_spike_back_below_the_start_stays_a_note():
+    # the resnet18 (SGD 0.05) of the first steps: no level before the spike to return to
+    losses = [2.34, 3.21, 3.43, 6.94, 6.70, 5.64, 4.82, 6.19, 2.77, 2.21, 1.43, 0.92, 0.9, 0.85]
+    series = list(enumerate(losses, start=1))
+    assert level_before(series, loss_spike(series)) is None
+    said, messages, _ = reviews(series, (14,))
+    assert said == {14: [("divergence", "note")]}
+    assert messages[0].startswith("Loss spike at step 6 (to 5.64, start 2.34), recovered by step")
+    assert "(0.92, below the start): a transient of the first steps" in messages[0]
+    # a spike before the loss had halved (1.6 -> 4.0, start 2.3) coming back below the
+    # start is still early: back below the start is enough, at 1.9x its level before
+    series = [(i, 2.3) for i in range(1, 11)] + [(i, 1.6) for i in range(11, 21)]
+    series += [(i, 4.0) for i in range(21, 27)] + [(i, 1.9 + 0.1 * (i % 2)) for i in range(27, 40)]
+    said, messages, _ = reviews(series, (39,))
+    assert said == {39: [("divergence", "note")]}
+    assert "early in training (to 4 from 1.6 just before it; start 2.3)" in messages[0]
+    assert "an early transient" in messages[0]
 
 
 def test_divergence_a_ten_fold_jump_is_reported_at_once():

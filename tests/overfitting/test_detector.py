@@ -242,3 +242,22 @@ def test_detector_gap_left_to_memorisation_when_it_stands():
                         val_loss=1.0 + max(0, 0.9 - v), train_loss=1.0 - 0.5 * t)  # fmt: skip
         kinds += [c.verdict.kind for c in detector.update(ev)]
     assert "memorisation" in kinds and "generalisation_gap" not in kinds
+
+
+def test_detector_not_learning_after_divergence_leaves_out_a_nan_calibration():
+    # SGD 2.0 diverged (a hunt's run): the val probe's outputs are NaN, its accuracy 10.2%;
+    # the entry said "under-confident ... mean confidence nan at 10.2% accuracy (+nan)"
+    nan = float("nan")
+    detector, found = Detector(), []
+    for e in range(3):
+        ev = Evaluation(
+            step=10 * (e + 1), epoch=e, train_loss=nan, val_loss=nan, conf_val=nan,
+            probe_acc_val=0.102, probe_loss_val=nan, classes=10, probe_size=128, ece_val=nan,
+        )  # fmt: skip
+        found += [c.verdict for c in detector.update(ev)]
+    assert [v.kind for v in found] == ["not_learning"]
+    assert calibration_text(ev) == "calibration: n/a (the probe's outputs are not finite)"
+    text = diagnosis_text(detector.active, ev)
+    assert "outputs are not finite" in text
+    assert "confidence nan" not in text and "+nan" not in text and "ECE" not in text
+    assert "confident" not in text and "Calibration" not in text
