@@ -15,7 +15,8 @@ shortcut conv and a 3x3 conv compare fairly). From that profile:
   (5e-3): a 16-conv plain Tanh CNN at chance gets 1.3e-4 .. 3.7e-4 at its first layer,
   1.6e-3 .. 3e-3 by thirds; a healthy 8-conv plain ReLU CNN in its flat start 1.4e-3 and
   1.7e-2 at least; ``exploding``: ``depth_ratio > EXPLODE`` (1e3) or the mean RMS grew
-  ``GROWTH`` (100x) above its first log;
+  ``GROWTH`` (100x) above its baseline (the first log's, raised to every log's at which
+  the loss set a new low) while the loss is not at its lows;
 * ``init_explosion``: the first losses far above the chance level ``ln K`` (``K``
   classes), the probe's own cross-entropy too: the initial weights are too large;
 * ``saturated``: Sigmoid/Tanh-like layers with over ``SATURATED`` (50%) of their
