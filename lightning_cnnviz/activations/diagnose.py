@@ -24,6 +24,7 @@ The other kinds are reported once per run, and once more if a note becomes a pro
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -47,10 +48,19 @@ from lightning_cnnviz.activations.divergence import (
     transient_text,
 )
 from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes, Verdict, die_off
-from lightning_cnnviz.activations.gradients import gradient_findings, init_explosion, mean_rms
+from lightning_cnnviz.activations.gradients import (
+    FALLING,
+    SATURATED,
+    gradient_findings,
+    init_explosion,
+    mean_rms,
+    saturation_eased,
+)
 from lightning_cnnviz.activations.sites import SiteInfo
 
 __all__ = ["TrainingDiagnosis", "Verdict"]
+
+NEAR_LOW = 1.1  # a loss this close to a low set since the last log is still at its lows
 
 
 class TrainingDiagnosis:
@@ -187,20 +197,40 @@ class TrainingDiagnosis:
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
         stalled = None if gain is None else gain < STALLED
-        first = mean_rms(profile)
-        self.first_rms = first if self.first_rms is None else self.first_rms
+        now, new_low = mean_rms(profile), self._at_new_low(series)
+        if now is not None and not zero_layers:  # a zero layer blocks backprop: no baseline
+            # the baseline: the first log's level, raised to that of every log at which the
+            # loss set a new low (a flat start's or a zero head's trickle is no reference)
+            base = self.first_rms
+            self.first_rms = now if base is None or (new_low and now > base) else base
         saturation = {
             site: float(f["saturation"])
             for site, f in figures.items()
             if kinds.get(site) == "saturating" and "saturation" in f
         }
+        fall = self._fall(series, previous)
+        falling = new_low and fall is not None and fall >= FALLING  # two signals agreeing
         for kind, severity, message, fig in gradient_findings(
-            profile, self.first_rms, saturation, stalled, self._at_new_low(series)
+            profile,
+            self.first_rms,
+            saturation,
+            stalled,
+            new_low,
+            falling,
         ):
             if self._new(kind, severity):
                 out.append(
                     Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)
                 )
+        if self.reported.get("saturated_activations") == "problem" and not (
+            gain is None or stalled
+        ):  # learning has begun: the standing problem becomes a note
+            self.reported["saturated_activations"] = "note"
+            text, fig = saturation_eased(
+                gain, {s: v for s, v in saturation.items() if v > SATURATED}
+            )
+            message = f"At step {step} (epoch {epoch}): {text}."
+            out.append(Verdict("saturated_activations", "note", message, fig, change="gone"))
         if self.pending is not None and self.pending >= previous:
             self.units.hold(alerts)  # a spike waits for its confirmation: maybe part of it
             return out
@@ -225,19 +255,40 @@ class TrainingDiagnosis:
         )  # fmt: skip
 
     def _at_new_low(self, series: list[tuple[int, float]]) -> bool:
-        """Whether the latest ``SMOOTH``-step median loss is the lowest such median yet.
+        """Whether the loss is at or near a new low set since the last log.
 
-        Incremental: only the losses since the last log are read.
+        A ``SMOOTH``-step median since the last log was the lowest yet, and the latest is
+        within ``NEAR_LOW`` of it (or is the lowest itself).
+
+        Since the last log, not at this log's step alone: a loss falling fast but noisily
+        (2.30 -> 1.23 in 35 steps) is often just above its low at the step a log lands on;
+        a loss turning up (more than 10% over its low) is not. Incremental: only the
+        losses since the last log are read.
         """
         window, best, last = self._low
+        lowered = False
         for _, value in series[self._low_seen :]:
             if math.isfinite(value):
                 window = [*window, value][-SMOOTH:]
                 if len(window) == SMOOTH:
                     last = statistics.median(window)
-                    best = min(best, last)
+                    lowered, best = lowered or last < best, min(best, last)
         self._low, self._low_seen = (window, best, last), len(series)
-        return last is not None and last <= best
+        return last is not None and (last <= best or (lowered and last <= NEAR_LOW * best))
+
+    @staticmethod
+    def _fall(series: list[tuple[int, float]], previous: int) -> float | None:
+        """``1 -`` the ``SMOOTH``-step median loss now over that at the ``previous`` log.
+
+        None without ``SMOOTH`` finite losses on each side of the previous log.
+        """
+        cut = bisect.bisect_right(series, previous, key=lambda item: item[0])
+        before = [v for _, v in series[max(0, cut - 4 * SMOOTH) : cut] if math.isfinite(v)]
+        after = [v for _, v in series[cut:][-4 * SMOOTH :] if math.isfinite(v)]
+        if len(before) < SMOOTH or len(after) < SMOOTH:
+            return None
+        then, now = statistics.median(before[-SMOOTH:]), statistics.median(after[-SMOOTH:])
+        return 1.0 - now / then if then > 0 else None
 
     def _progress(self, series: list[tuple[int, float]]) -> float | None:
         """``progress``; measured from the chance level when the start was far above it."""

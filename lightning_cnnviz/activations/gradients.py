@@ -15,7 +15,8 @@ shortcut conv and a 3x3 conv compare fairly). From that profile:
   (5e-3): a 16-conv plain Tanh CNN at chance gets 1.3e-4 .. 3.7e-4 at its first layer,
   1.6e-3 .. 3e-3 by thirds; a healthy 8-conv plain ReLU CNN in its flat start 1.4e-3 and
   1.7e-2 at least; ``exploding``: ``depth_ratio > EXPLODE`` (1e3) or the mean RMS grew
-  ``GROWTH`` (100x) above its first log;
+  ``GROWTH`` (100x) above its baseline (the first log's, raised to every log's at which
+  the loss set a new low) while the loss is not at its lows;
 * ``init_explosion``: the first losses far above the chance level ``ln K`` (``K``
   classes), the probe's own cross-entropy too: the initial weights are too large;
 * ``saturated``: Sigmoid/Tanh-like layers with over ``SATURATED`` (50%) of their
@@ -39,9 +40,17 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["depth_ratio", "gradient_findings", "init_explosion", "mean_rms", "zero_weights"]
+__all__ = [
+    "depth_ratio",
+    "gradient_findings",
+    "init_explosion",
+    "mean_rms",
+    "saturation_eased",
+    "zero_weights",
+]
 
 VANISH, EXPLODE, GROWTH, SATURATED = 1e-3, 1e3, 100.0, 0.5
+FALLING = 0.03  # the loss fell this much since the previous log, to a new low: learning
 VANISH_THIRDS = 5e-3  # by thirds, enough when the first layer alone is below VANISH
 OVER_CHANCE = 10.0  # a first loss this many times ln K: the logits are far too large
 
@@ -95,15 +104,25 @@ def gradient_findings(
     saturation: Mapping[str, float],
     stalled: bool | None,
     new_low: bool = False,
+    falling: bool = False,
 ) -> list[tuple[str, str, str, dict[str, float]]]:
     """``[(kind, severity, message, figures)]`` for one log's gradient profile.
 
-    ``new_low``: the loss is at its lowest yet. Gradients that grew ``GROWTH`` x since
-    the first log are then no explosion: a deep plain net's flat start has tiny
-    gradients that grow 370x as it begins to learn (loss 2.29 -> 2.17 -> 1.30).
+    ``first_rms``: the baseline the growth is measured from (the caller raises it to
+    the level of every log at which the loss set a new low: gradients flowing while it
+    learns). ``new_low``: the loss set a new low since the previous log. Gradients that
+    grew ``GROWTH`` x since the baseline are then no explosion: a deep plain net's flat
+    start has tiny gradients that grow 370x as it begins to learn (loss 2.29 -> 2.17 ->
+    1.30); a zero-initialised head blocks backprop at first (1e-4 at step 5), 124x that by
+    step 40 with the loss down 2.30 -> 1.23.
 
-    ``stalled``: the loss has barely fallen (None: unknown). A finding is a problem
-    when learning stalls (or when unknown), a note while the loss keeps falling.
+    ``stalled``: the loss has barely fallen since the start (None: unknown). A finding
+    is a problem when learning stalls (or when unknown), a note while the loss keeps
+    falling. ``falling``: the loss fell ``FALLING`` since the previous log, to a new low
+    (two signals: a plateau's 5-step medians differ by up to 1.4% between logs);
+    saturation is then a note too (a 3-conv sigmoid net leaving its plateau at ln 4:
+    59% at a rail with the loss 1.379 -> 1.336 since the last log, 3.1%, its lowest yet;
+    74% accuracy later).
     """
     found = []
     severity = "note" if stalled is False else "problem"
@@ -137,8 +156,9 @@ def gradient_findings(
             "where its gradient is ~0"
         )
         fig = figures | {f"saturation/{s}": v for s, v in saturated.items()}
+        level = "note" if falling else severity
         found.append(
-            ("saturated_activations", severity, _with_remedies(text, "saturated_activations"), fig)
+            ("saturated_activations", level, _with_remedies(text, "saturated_activations"), fig)
         )
     now = mean_rms(profile)
     grew = first_rms is not None and now is not None and now > GROWTH * first_rms
@@ -147,13 +167,37 @@ def gradient_findings(
         text = "Exploding gradients: " + (
             f"the first layers get {ratio:.1e}x the last layers' gradient per parameter"
             if ratio is not None and ratio > EXPLODE
-            else f"the gradient grew {now / first_rms:.0f}x since the first log"
+            else f"the gradient grew {now / first_rms:.0f}x since the first log (or the last "
+            "log at which the loss set a new low), with the loss no longer at its lows"
         )
         fig = figures | ({"mean_rms": now, "first_mean_rms": first_rms} if grew else {})
         found.append(
             ("exploding_gradients", "problem", _with_remedies(text, "exploding_gradients"), fig)
         )
     return found
+
+
+def saturation_eased(
+    progress: float, saturation: Mapping[str, float]
+) -> tuple[str, dict[str, float]]:
+    """The note that replaces a standing ``saturated_activations`` problem.
+
+    Said once the loss has fallen well since the start (``progress``, ``1 - loss now /
+    loss at the start``, at least the dead-unit rules' ``STALLED``): the saturation no
+    longer holds learning back, whatever its share now.
+
+    Example::
+
+        >>> saturation_eased(0.37, {"sig": 0.88})[0][:62]
+        'Saturated activations no longer hold learning back: the loss h'
+    """
+    shares = ", ".join(f"`{s}` {v:.0%}" for s, v in saturation.items()) or "none over 50%"
+    text = (
+        f"Saturated activations no longer hold learning back: the loss has fallen "
+        f"{progress:.0%} since the start (at a rail now: {shares}). A note, not a problem: "
+        "the saturation was reported while learning stalled, and learning has since begun"
+    )
+    return text, {"progress": progress} | {f"saturation/{s}": v for s, v in saturation.items()}
 
 
 def init_explosion(

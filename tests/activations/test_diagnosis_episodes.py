@@ -235,9 +235,97 @@ def test_gradients_growth_reads_the_loss_low_incrementally_across_logs():
     grown = [(name, 1e-3) for name, _ in profile]
     # a deep plain net's flat start ends: the gradients grow 1000x as the loss falls
     assert review(diagnosis, 60, [(s, 2.0 - 0.01 * s) for s in range(31, 61)], {}, {}, grown) == []
-    # the loss turns up (not a spike yet): the same growth is an explosion
+    # the loss turns up (not a spike yet) and the gradients grow 100x above the level they
+    # reached while the loss fell: an explosion (the flat start's trickle is no baseline)
     up = review(diagnosis, 90, [(s, 1.9) for s in range(61, 91)], {}, {}, grown)
+    assert up == []
+    exploded = [(name, 0.2) for name, _ in profile]
+    up = review(diagnosis, 120, [(s, 1.9) for s in range(91, 121)], {}, {}, exploded)
     assert [(v.kind, v.severity) for v in up] == [("exploding_gradients", "problem")]
+    assert "grew 200x" in up[0].message and up[0].figures["first_mean_rms"] == pytest.approx(1e-3)
+
+
+def noisy_fall(start, stop, high, low, seed=0, noise=0.08):
+    """A loss falling linearly from ``high`` to ``low`` with +-``noise`` batch noise."""
+    g = torch.Generator().manual_seed(seed)
+    noise = 1 + noise * (2 * torch.rand(stop - start, generator=g) - 1)
+    slope = (low - high) / (stop - start)
+    return [
+        (s, (high + slope * (s - start)) * float(n))
+        for s, n in zip(range(start, stop), noise, strict=True)
+    ]
+
+
+def test_gradients_growth_from_a_zero_head_trickle_is_no_explosion():
+    # h_zero_head: a zero-initialised final Linear blocks backprop at first (1e-4 at step 5);
+    # 124x that at step 40 while the loss falls 2.30 -> 1.23, noisily: the median at step 40
+    # is just above its low (the old rule read "at its lowest" at the log's step only)
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    trickle = [(f"c{i}", 1e-4) for i in range(4)]
+    assert review(diagnosis, 5, flat(0, 6, 2.30), {}, {}, trickle) == []
+    falling = noisy_fall(6, 36, 2.30, 1.20) + flat(36, 41, 1.26)
+    flowing = [(f"c{i}", 1.24e-2) for i in range(4)]
+    assert review(diagnosis, 40, falling, {}, {}, flowing) == []
+    # later logs measure from the flowing level: the loss still falls, nothing to say
+    assert review(diagnosis, 80, noisy_fall(41, 81, 1.20, 0.60, 1), {}, {}, flowing) == []
+    assert diagnosis.first_rms == pytest.approx(1.24e-2)
+
+
+def test_gradients_growth_while_the_loss_turns_up_is_still_an_explosion():
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    healthy = [(f"c{i}", 1e-2) for i in range(4)]
+    assert review(diagnosis, 20, noisy_fall(0, 21, 2.3, 1.5), {}, {}, healthy) == []
+    # a new low early in the interval, then the loss climbs 30% over it: not at its lows
+    rising = noisy_fall(21, 26, 1.5, 1.4) + [(s, 1.4 + 0.03 * (s - 25)) for s in range(26, 41)]
+    exploded = [(name, 5.0) for name, _ in healthy]
+    up = review(diagnosis, 40, rising, {}, {}, exploded)
+    assert [(v.kind, v.severity) for v in up] == [("exploding_gradients", "problem")]
+
+
+def test_saturation_while_the_loss_falls_since_the_last_log_is_a_note():
+    # h_sigmoid_shallow seed 0: at chance until ~step 160, then 1.379 -> 1.336 by step 180
+    # (3.1%, its lowest yet) with `net.3` 59% at a rail (74% accuracy later): learning
+    found = gradient_findings([("a", 1e-3)] * 3, None, {"sig": 0.59}, True, falling=True)
+    assert [(k, s) for k, s, *_ in found] == [("saturated_activations", "note")]
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"sig": "saturating"}
+    profile = [(f"c{i}", 1e-3) for i in range(3)]
+    sat = {"sig": figures(saturation=0.25)}
+    assert review(diagnosis, 120, flat(0, 121, 1.39), sat, kinds, profile) == []
+    leaving = flat(121, 160, 1.39) + noisy_fall(160, 181, 1.39, 1.33, noise=0.02)
+    said_now = review(diagnosis, 180, leaving, {"sig": figures(saturation=0.59)}, kinds, profile)
+    assert said(said_now) == [("saturated_activations", "note", "new")]
+
+
+def test_saturation_on_a_plateau_with_a_small_dip_is_still_a_problem():
+    # a stalled run's medians move up to 1.4% between logs: no sign of learning
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"sig": "saturating"}
+    profile = [(f"c{i}", 1e-3) for i in range(3)]
+    sat = {"sig": figures(saturation=0.25)}
+    assert review(diagnosis, 120, flat(0, 121, 1.39), sat, kinds, profile) == []
+    dip = flat(121, 176, 1.39) + flat(176, 181, 1.365)  # 1.8% below, a new low
+    found = review(diagnosis, 180, dip, {"sig": figures(saturation=0.59)}, kinds, profile)
+    assert said(found) == [("saturated_activations", "problem", "new")]
+
+
+def test_saturation_problem_becomes_a_note_once_the_loss_falls_well():
+    # h_sigmoid_shallow seed 1: 73% at a rail at step 60 while at chance (a problem), then
+    # learning begins: the loss falls 29% from the start by step 360
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"sig": "saturating"}
+    profile = [(f"c{i}", 1e-3) for i in range(3)]
+    stuck = review(
+        diagnosis, 60, flat(0, 61, 1.39), {"sig": figures(saturation=0.73)}, kinds, profile
+    )
+    assert said(stuck) == [("saturated_activations", "problem", "new")]
+    slow = flat(61, 300, 1.38)
+    assert review(diagnosis, 300, slow, {"sig": figures(saturation=0.8)}, kinds, profile) == []
+    learnt = noisy_fall(300, 361, 1.30, 0.95)
+    eased = review(diagnosis, 360, learnt, {"sig": figures(saturation=0.88)}, kinds, profile)
+    assert said(eased) == [("saturated_activations", "note", "gone")]
+    assert "no longer hold learning back" in eased[0].message and "`sig` 88%" in eased[0].message
+    assert eased[0].figures["progress"] > 0.2
+    # said once: the next logs add nothing
+    more = noisy_fall(361, 421, 0.95, 0.7)
+    assert review(diagnosis, 420, more, {"sig": figures(saturation=0.9)}, kinds, profile) == []
 
 
 def test_init_explosion_without_a_class_count_is_skipped_and_not_asked_again():
