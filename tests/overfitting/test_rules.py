@@ -285,3 +285,13 @@ def test_rules_bn_mismatch_paired_error_sees_a_gap_two_independent_accuracies_mi
     # the same gap from many flips both ways is within the noise
     noisy = [dict(bn(0.50, 0.61), bn_only=0.40, eval_only=0.29)] * 2
     assert levels.parted(probe_run(noisy)[0]) is False
+
+
+def test_rules_overfitting_needs_the_train_loss_clearly_below_its_value_at_the_best():
+    # a healthy BN CNN validated every quarter epoch (interval means of the train loss):
+    # flat 0.07-0.1 while its eval-mode val loss jumped from a lucky low 0.080 to 0.197
+    val = [0.25, 0.14, 0.2, 0.112, 0.15, 0.13, 0.0797, 0.104, 0.16, 0.197]
+    flat = [0.256, 0.192, 0.148, 0.12, 0.135, 0.134, 0.07, 0.078, 0.098, 0.067]
+    assert first(rules.overfitting, run(val_loss=val, train_loss=flat)) is None
+    falling = [*flat[:7], 0.06, 0.05, 0.04]  # the same val curve while training fits on
+    assert first(rules.overfitting, run(val_loss=val, train_loss=falling)).detected.epoch == 9
