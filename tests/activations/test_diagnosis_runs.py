@@ -42,25 +42,24 @@ def leaky_cnn() -> nn.Module:
     )  # fmt: skip
 
 
-def sigmoid_cnn(depth: int = 8) -> nn.Module:
+def plain_cnn(activation: type[nn.Module], depth: int, width: int, pools: tuple[int, int]):
+    """``depth`` 3x3 convs of ``width`` channels, each with ``activation``; 28 -> 7 by two pools."""
     layers, channels = [], 1
     for i in range(depth):
-        layers += [nn.Conv2d(channels, 16, 3, padding=1), nn.Sigmoid()]
-        channels = 16
-        if i in (2, 5):
+        layers += [nn.Conv2d(channels, width, 3, padding=1), activation()]
+        channels = width
+        if i in pools:
             layers.append(nn.MaxPool2d(2))
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(16 * 49, 10))
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * 49, 10))
+
+
+def sigmoid_cnn(depth: int = 8) -> nn.Module:
+    return plain_cnn(nn.Sigmoid, depth, 16, (2, 5))
 
 
 def scaled_cnn(gain: float, depth: int = 6) -> nn.Module:
     """A plain ReLU CNN, He (kaiming) init times ``gain`` per layer (1: the standard)."""
-    layers, channels = [], 1
-    for i in range(depth):
-        layers += [nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU()]
-        channels = 8
-        if i in (1, 3):
-            layers.append(nn.MaxPool2d(2))
-    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(8 * 49, 10))
+    net = plain_cnn(nn.ReLU, depth, 8, (1, 3))
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(module.weight)
