@@ -137,13 +137,15 @@ class DeadHistory:
         return alerts
 
     def state_dict(self) -> dict[str, Any]:
-        """Strips (uint8 tensors) and last fractions, for a checkpoint."""
+        """Strips (uint8 tensors), last fractions and dead channels, for a checkpoint."""
         return {
             "strips": {k: v.clone() for k, v in self.strips.items()},
             "previous": dict(self.previous),
+            "dead": {k: list(v) for k, v in self.dead.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
         self.strips = {k: v.clone() for k, v in state.get("strips", {}).items()}
         self.previous = dict(state.get("previous", {}))
+        self.dead = {k: list(v) for k, v in state.get("dead", {}).items()}

@@ -118,6 +118,8 @@ class TrainingDiagnosis:
             "init_cause": self.init_cause,
             "init_checked": self.init_checked,
             "last_step": self.last_step,
+            "last_epoch": self.last_epoch,
+            "kinds": dict(self._kinds),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -146,6 +148,8 @@ class TrainingDiagnosis:
         self.init_cause = state.get("init_cause")
         self.init_checked = bool(state.get("init_checked", False))
         self.last_step = int(state.get("last_step", -1))
+        self.last_epoch = int(state.get("last_epoch", 0))
+        self._kinds = dict(state.get("kinds", {}))  # what ``conclude`` reads for held alerts
         self._low, self._low_seen = ([], math.inf, None), 0  # read again from the kept losses
 
     def _new(self, kind: str, severity: str) -> bool:

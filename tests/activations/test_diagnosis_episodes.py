@@ -107,6 +107,18 @@ def test_episodes_an_alert_held_at_the_last_log_is_told_at_the_end_of_fit():
     assert diagnosis.conclude() == []  # told once
 
 
+def test_episodes_an_alert_held_at_the_last_log_survives_a_checkpoint():
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for step, value in flat(1, 26, 2.3):
+        diagnosis.loss.add(step, torch.tensor(value))
+    fig = {"relu2": figures(dead=0.375, width=32)}
+    assert diagnosis.review(25, 3, fig, {"relu2": info("rectifier")}, [], lambda: []) == []
+    resumed = TrainingDiagnosis(0.25, 16, 0.025)
+    resumed.load_state_dict(diagnosis.state_dict())
+    (verdict,) = resumed.conclude()
+    assert verdict.message.startswith("Dead units at step 25 (epoch 3): `relu2`: 38%")
+
+
 def test_episodes_nothing_held_at_the_end_of_fit_tells_nothing():
     diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"conv": "rectifier"}
     first = review(diagnosis, 20, flat(1, 21), {"conv": figures(dead=0.875, width=32)}, kinds)
