@@ -130,7 +130,7 @@ def event_vs_step(repeats: int, batch: int, size: int, **options: object) -> dic
         finally:
             figures.hf_energy = quadratic
 
-    step(), event(), sink.wait()  # warm-up: the factor cache, the sink's thread
+    step(), event(), sink.wait()  # warm-up: the form cache, the sink's thread
     rows: dict[str, list[float]] = defaultdict(list)
     for _ in range(repeats):
         step()  # settles the allocator after the previous round

@@ -18,10 +18,11 @@ disc), smooth blobs 0.1-0.3, a checkerboard close to 1. Dilation is not applied
 No FFT is taken: the energy of a slice ``s`` inside a fixed frequency mask ``M``
 is the quadratic form ``s^T Q s`` with ``Q[t, t'] = sum_{f in M} cos(2 pi f.(t - t'))``
 (Parseval), and the total energy is ``N ||s||^2`` for ``N`` frequency bins. ``Q``
-is positive semi-definite, so it is stored as ``L`` with ``Q = L L^T`` and the
-energy is ``||s L||^2``: one small matmul over every slice of a layer, a sum of
-squares (no cancellation), two orders of magnitude cheaper than padded FFTs on
-ResNets (``benchmarks/kernel_cost.py``).
+does not depend on the weights, so a filter's energy over all its slices is
+``trace(Q G)`` with ``G = S^T S`` the ``taps x taps`` Gram matrix of its slices ``S``:
+one batched matmul per layer whose inner dimension is the input channels, two
+orders of magnitude cheaper than padded FFTs on ResNets
+(``benchmarks/kernel_cost.py``).
 
 Example::
 
@@ -48,7 +49,7 @@ __all__ = [
     "FFT_SIZE",
     "HF_CUTOFF",
     "hf_energy",
-    "high_frequency_factor",
+    "high_frequency_form",
     "mean_abs",
     "relative_change",
 ]
@@ -58,23 +59,22 @@ HF_CUTOFF = 0.25  # cycles per pixel; half the Nyquist frequency
 
 
 @functools.lru_cache(maxsize=64)
-def high_frequency_factor(
+def high_frequency_form(
     kernel: tuple[int, ...], cutoff: float = HF_CUTOFF, device: torch.device | None = None
 ) -> tuple[Tensor, int]:
-    """``(L, N)``: ``||s L||^2`` is a slice's spectral energy above ``cutoff``, ``N`` the bins.
+    """``(Q, N)``: ``s^T Q s`` is a slice's spectral energy above ``cutoff``, ``N`` the bins.
 
     ``s`` is a flattened ``kernel``-shaped slice seen zero-padded to
     ``max(FFT_SIZE, k)`` taps per axis; ``N`` is the padded grid's size, so the
-    slice's total spectral energy is ``N * ||s||^2``. ``L`` (float32, on
-    ``device``) factors ``Q = L L^T``, built in float64 and cached per kernel
-    shape, cutoff and device.
+    slice's total spectral energy is ``N * ||s||^2``. ``Q`` (float32, on ``device``)
+    is built in float64 and cached per kernel shape, cutoff and device.
 
     Example::
 
-        >>> factor, bins = high_frequency_factor((3,))
-        >>> tuple(factor.shape), bins
+        >>> form, bins = high_frequency_form((3,))
+        >>> tuple(form.shape), bins
         ((3, 3), 16)
-        >>> round(float(factor.square().sum()) / (3 * bins), 6)  # white noise: 7 of 16 bins
+        >>> round(float(form.trace()) / (3 * bins), 6)  # white noise: 7 of 16 bins
         0.4375
     """
     sizes = [max(FFT_SIZE, k) for k in kernel]
@@ -88,9 +88,7 @@ def high_frequency_factor(
     phase = 2 * math.pi * freqs @ taps.reshape(-1, len(kernel)).T  # (bins, taps)
     # Q = C^T C + S^T S (cos and sin parts of the DFT rows in the mask): real, symmetric, PSD.
     q = phase.cos().T @ phase.cos() + phase.sin().T @ phase.sin()
-    eigenvalues, vectors = torch.linalg.eigh(q)
-    factor = vectors * eigenvalues.clamp_min(0).sqrt()
-    return factor.to(device=device, dtype=torch.float32), math.prod(sizes)
+    return q.to(device=device, dtype=torch.float32), math.prod(sizes)
 
 
 def hf_energy(weight: Tensor, cutoff: float = HF_CUTOFF) -> Tensor | None:
@@ -106,13 +104,12 @@ def hf_energy(weight: Tensor, cutoff: float = HF_CUTOFF) -> Tensor | None:
     kernel = tuple(weight.shape[2:])
     if not kernel or all(k == 1 for k in kernel):
         return None
-    factor, bins = high_frequency_factor(kernel, float(cutoff), weight.device)
-    w = weight.detach().float()
-    filters = w.shape[0]
-    # (slices, taps) @ (taps, taps): a temporary of the weight's own size, nothing bigger.
-    projected = w.reshape(-1, math.prod(kernel)) @ factor
-    high = torch.linalg.vector_norm(projected.reshape(filters, -1), dim=1).square()
-    total = torch.linalg.vector_norm(w.reshape(filters, -1), dim=1).square() * bins
+    form, bins = high_frequency_form(kernel, float(cutoff), weight.device)
+    filters, taps = weight.shape[0], math.prod(kernel)
+    w = weight.detach().float().reshape(filters, -1, taps)
+    gram = w.transpose(1, 2) @ w  # (filters, taps, taps): summed over the input slices
+    high = (gram * form).sum(dim=(1, 2)).clamp_min(0)  # rounding: Q is PSD
+    total = gram.diagonal(dim1=1, dim2=2).sum(dim=1) * bins
     share, live = high / total.clamp_min(1e-30), total > 0
     return (share * live).sum() / live.sum().clamp_min(1)
 

@@ -91,14 +91,14 @@ def test_kernels_hf_energy_matches_fft_in_other_dtypes(dtype):
     same_as_fft(w.to(memory_format=torch.channels_last))  # a strided weight
 
 
-def test_kernels_hf_energy_factor_is_cached_per_kernel_and_cutoff():
-    a = figures.high_frequency_factor((3, 3), 0.25, torch.device("cpu"))
-    assert a is figures.high_frequency_factor((3, 3), 0.25, torch.device("cpu"))
-    assert a is not figures.high_frequency_factor((3, 3), 0.3, torch.device("cpu"))
-    factor, bins = a
-    assert factor.shape == (9, 9) and factor.dtype == torch.float32 and bins == 256
-    # Q = L L^T holds the mask's bin count on its diagonal: 207 of 256 bins are high
-    assert torch.allclose(torch.diagonal(factor @ factor.T), torch.full((9,), 207.0))
+def test_kernels_hf_energy_form_is_cached_per_kernel_and_cutoff():
+    a = figures.high_frequency_form((3, 3), 0.25, torch.device("cpu"))
+    assert a is figures.high_frequency_form((3, 3), 0.25, torch.device("cpu"))
+    assert a is not figures.high_frequency_form((3, 3), 0.3, torch.device("cpu"))
+    form, bins = a
+    assert form.shape == (9, 9) and form.dtype == torch.float32 and bins == 256
+    # Q holds the mask's bin count on its diagonal: 207 of 256 bins are high
+    assert torch.allclose(torch.diagonal(form), torch.full((9,), 207.0))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
