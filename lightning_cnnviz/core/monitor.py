@@ -262,7 +262,11 @@ class Monitor(Voice, Checkpointed, ProbeReader, Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(tag_prefix=self.tag_prefix, layers=str(self.layers))
+        # Lightning reads it at every hook call (its profiler's names): built once per value
+        key = (self.tag_prefix, str(self.layers))
+        if getattr(self, "_state_key", (None, ""))[0] != key:
+            self._state_key = (key, self._generate_state_key(tag_prefix=key[0], layers=key[1]))
+        return self._state_key[1]
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
