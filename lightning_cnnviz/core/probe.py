@@ -32,6 +32,7 @@ __all__ = [
     "LABEL_KEYS",
     "Probe",
     "batch_labels",
+    "batch_size",
     "dataset_labels",
     "draw_probe",
     "find_dataset",
@@ -198,6 +199,25 @@ def batch_labels(batch: Any, label_key: Any = None) -> Tensor | None:
         return None
     integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
     return y if integer else None
+
+
+def batch_size(batch: Any) -> int | None:
+    """Samples in a collated batch: the first axis of its first tensor (``None``: none found).
+
+    Example::
+
+        >>> batch_size((torch.zeros(8, 1, 4, 4), torch.tensor([3, 1])))
+        8
+        >>> batch_size({"image": torch.zeros(5, 3)}), batch_size("text")
+        (5, None)
+    """
+    if isinstance(batch, Tensor):
+        return int(batch.shape[0]) if batch.dim() else None
+    if isinstance(batch, Mapping):
+        batch = list(batch.values())
+    if isinstance(batch, str) or not isinstance(batch, Sequence):
+        return None
+    return next((n for n in map(batch_size, batch) if n is not None), None)
 
 
 def dataset_labels(dataset: Any) -> Tensor | None:

@@ -19,6 +19,7 @@ from lightning_cnnviz.core.findings import Finding, findings_of, record_check, r
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import (
     Probe,
+    batch_size,
     draw_probe,
     find_dataset,
     generator_for,
@@ -145,6 +146,7 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
         self.val_from_loop = False  # whether the latest evaluation read them (else a probe pass)
         self.plan: passes.Plan | None = None  # the latest evaluation's passes, and why
         self._interval = IntervalLoss()  # the training loss since the last evaluation
+        self._batch_images: int | None = None  # sizes the extra passes (``passes.pass_images``)
 
     @override
     def describe_layers(self) -> str:
@@ -181,6 +183,8 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
         self.budget.step_ended()
         if not trainer.sanity_checking and not self.disabled:
             self._interval.add(outputs)  # a device add, no sync
+            if self._batch_images is None:
+                self._batch_images = batch_size(batch)
 
     def _event_due(self, trainer: Trainer) -> bool:
         """Whether this validation's end brings an evaluation (the same all through it)."""

@@ -199,10 +199,16 @@ def parted(e: Evaluation) -> bool | None:
         return None
     if e.probe_acc_bn is None:
         return None if e.bn_screen is None else False
-    gap = e.probe_acc_bn - e.probe_acc_val
+    gap = e.bn_gap_acc
     # accuracy only: early in a run the running statistics always lag (a higher eval loss
     # at equal accuracy), which harms nothing and passes within a few dozen steps
-    return gap > part_threshold(e.probe_acc_bn, e.probe_size, discordant(e), gap)
+    return gap > _bar(e)  # type: ignore[operator]
+
+
+def _bar(e: Evaluation) -> float:
+    """``part_threshold`` of an evaluation with a batch-statistics pass, on its images."""
+    gap = e.bn_gap_acc
+    return part_threshold(e.probe_acc_bn, e.bn_size or e.probe_size, discordant(e), gap)  # type: ignore[arg-type]
 
 
 def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
@@ -221,7 +227,7 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
             return None
     now = evs[-1]
     figures = {
-        "eval_acc": now.probe_acc_val,
+        "eval_acc": now.bn_eval_acc,
         "batch_stats_acc": now.probe_acc_bn,
         "eval_loss": now.probe_loss_val,
         "batch_stats_loss": now.probe_loss_bn,
@@ -250,9 +256,7 @@ def _recurs(evs: Sequence[Evaluation], window: int = 3, strength: float = 2.0) -
     """
     if not evs or not parted(evs[-1]):
         return 0
-    now = evs[-1]
-    gap = now.probe_acc_bn - now.probe_acc_val  # type: ignore[operator]
-    if gap < strength * part_threshold(now.probe_acc_bn, now.probe_size, discordant(now), gap):  # type: ignore[arg-type]
+    if evs[-1].bn_gap_acc < strength * _bar(evs[-1]):  # type: ignore[operator]
         return 0
     earlier = [i for i, e in enumerate(evs[-window:-1]) if parted(e)]
     return len(evs[-window:]) - earlier[0] if earlier else 0

@@ -48,10 +48,18 @@ class Measures:
     _bn_why: str
     _epoch_end: bool
     _interval: IntervalLoss
+    _batch_images: int | None  # images in a training batch (None: none seen yet)
 
-    def _logits(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Tensor | None:
+    def _images(self, trainer: Trainer, split: str) -> int:
+        """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
+        return passes.pass_images(len(self.probe(trainer, split)), self._batch_images)
+
+    def _logits(
+        self, trainer: Trainer, pl_module: LightningModule, split: str, images: int | None = None
+    ) -> Tensor | None:
+        """The ``split`` probe's eval-mode logits, of its first ``images`` (``None``: all)."""
         labels = self.probe(trainer, split).labels
-        x = self.probe_input(trainer, pl_module, split)
+        x = self.probe_input(trainer, pl_module, split)[:images]
         with self.phase("capture"):
             self.logits_key(trainer, pl_module)
         with self.phase("capture"), with_probe(pl_module):
@@ -63,7 +71,7 @@ class Measures:
                            f"{tuple(logits.shape[1:])} per sample (per-position scores, as a "
                            "segmentation net gives): they are skipped")  # fmt: skip
             return None
-        ok = labels is not None and logits.shape[1] > int(labels.max())
+        ok = labels is not None and logits.shape[1] > int(labels[:images].max())
         return logits if ok else None
 
     def _loop_logits(self, trainer: Trainer) -> Tensor | None:
@@ -83,8 +91,10 @@ class Measures:
             self._loop.why = "the val loop's labels at the probe's indices differ from the probe's"
         return logits if same else None
 
-    def _batch_stats(self, trainer: Trainer, pl_module: LightningModule) -> Tensor | None:
-        """The val probe with BatchNorm on batch statistics (``None`` when it cannot run)."""
+    def _batch_stats(
+        self, trainer: Trainer, pl_module: LightningModule, images: int
+    ) -> Tensor | None:
+        """The val probe's first ``images`` with BatchNorm on batch statistics (or ``None``)."""
         norms = batch_norms(unwrap_model(pl_module))
         if not norms:
             self._bn_why = "no BatchNorm layer in training mode"
@@ -92,7 +102,7 @@ class Measures:
         if trainer.world_size > 1:  # rank zero alone: a training-mode BatchNorm may all-reduce
             self._bn_why = "distributed run: batch statistics may need every rank"
             return None
-        x = self.probe_input(trainer, pl_module, "val")
+        x = self.probe_input(trainer, pl_module, "val")[:images]
         try:
             with self.phase("capture"), with_probe(pl_module):
                 output = lambda out: self.logits_of(out, image_level=False)  # noqa: E731
@@ -124,6 +134,10 @@ class Measures:
         labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
         with self.phase("compute"):  # one transfer to the host
             host, per_class, counts = figures({**found, **seen}, {"val": val}, labels)
+        # the extra passes see the probes' first images only (the training batch sets how many)
+        sizes = {s: self._images(trainer, s) for s in labels}
+        cut = {s: None if v is None else v[: sizes[s]] for s, v in labels.items()}
+        val_cut = None if val is None else val[: sizes["val"]]
         acc = [host.pop(k) for k in seen if k in host]
         norms = bool(batch_norms(unwrap_model(pl_module)))
         if not norms:
@@ -132,13 +146,17 @@ class Measures:
             self.detector.history,
             train_acc=max(acc) if acc else None,
             eval_acc=host.get("probe_acc_val"),
-            probe_size=float(len(self.probe(trainer, "val"))),
+            probe_size=float(sizes["val"]),
             batch_norm=norms,
         )
-        more = {"train": self._logits(trainer, pl_module, "train") if self.plan.train else None}
+        more = {"train": None}
+        if self.plan.train:
+            more["train"] = self._logits(trainer, pl_module, "train", sizes["train"])
         if self.plan.batch_stats:
-            more["bn"] = self._batch_stats(trainer, pl_module)
-        host.update(self._host(more, labels, val))
+            more["bn"] = self._batch_stats(trainer, pl_module, sizes["val"])
+        host.update(self._host(more, cut, val_cut))
+        if more.get("bn") is not None:
+            host["bn_size"] = float(sizes["val"])
         if self.plan.screen is not None and not self.plan.batch_stats:
             host["bn_screen"] = self.plan.screen
         missing = [self.keys[n] for n, v in found.items() if v is None]
@@ -149,8 +167,8 @@ class Measures:
         size = float(len(probe))
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size, **host)
         if not self.plan.train and passes.cites_train(self.detector.dry_run(ev)):
-            train = self._logits(trainer, pl_module, "train")
-            ev = dataclasses.replace(ev, **self._host({"train": train}, labels))
+            train = self._logits(trainer, pl_module, "train", sizes["train"])
+            ev = dataclasses.replace(ev, **self._host({"train": train}, cut))
             self.plan = dataclasses.replace(self.plan, train=True)
         pairs = []
         if counts is not None and host.get("probe_acc_val", 1.0) < 1.0 and probe.labels is not None:

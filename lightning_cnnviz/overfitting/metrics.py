@@ -291,6 +291,7 @@ class Evaluation:
     eval_only: float | None = None
     classes: float | None = None
     probe_size: float | None = None
+    bn_size: float | None = None
     bn_screen: float | None = None
 
     @property
@@ -333,8 +334,19 @@ class Evaluation:
 
     @property
     def bn_gap_acc(self) -> float | None:
-        """Val probe accuracy with batch statistics minus in eval mode (running statistics)."""
+        """Val probe accuracy with batch statistics minus in eval mode (running statistics).
+
+        On the images the batch-statistics pass saw (``bn_size``, maybe the probe's first
+        ones only): the shares right in one pass only, where counted, give it paired.
+        """
+        if self.bn_only is not None and self.eval_only is not None:
+            return self.bn_only - self.eval_only
         return _minus(self.probe_acc_bn, self.probe_acc_val)
+
+    @property
+    def bn_eval_acc(self) -> float | None:
+        """Eval-mode accuracy on the images the batch-statistics pass saw."""
+        return _minus(self.probe_acc_bn, self.bn_gap_acc)
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

@@ -140,6 +140,19 @@ def test_passes_batch_stats_evaluation_carries_the_paired_counts(tmp_path):
         if e.probe_acc_bn is None:
             assert e.bn_only is None
             continue
+        # training batches of 16: the pass sees the probe's first 48 of 64 images, and the
+        # accuracies it compares (eval mode vs batch statistics) are counts of those
+        assert e.bn_size == passes.pass_images(64, 16) == 48 and e.probe_size == 64
+        for acc in (e.probe_acc_bn, e.bn_eval_acc, e.bn_only, e.eval_only):
+            assert acc * 48 == pytest.approx(round(acc * 48), abs=1e-4)
         # the rule's paired error: the two passes differ by exactly these images
-        assert e.probe_acc_bn - e.probe_acc_val == pytest.approx(e.bn_only - e.eval_only)
+        assert e.bn_gap_acc == pytest.approx(e.bn_only - e.eval_only)
     assert monitor.detector.history[-1].bn_only > 0.1
+
+
+def test_passes_pass_images_follow_the_training_batch():
+    assert passes.pass_images(128, 64) == 128  # a batch of 64 or more: the whole probe
+    assert passes.pass_images(128, 16) == 3 * 16
+    assert passes.pass_images(128, 2) == passes.MIN_PASS
+    assert passes.pass_images(20, 2) == 20
+    assert passes.pass_images(128, None) == 128

@@ -253,7 +253,7 @@ def test_rules_bn_mismatch_that_comes_back_twice_as_far_is_confirmed():
     rows = [
         dict(bn(0.461, 0.625), bn_only=0.234, eval_only=0.07),
         dict(bn(0.758, 0.805), bn_only=0.086, eval_only=0.039),
-        dict(bn(0.648, 0.906), bn_only=0.273, eval_only=0.016),
+        dict(bn(0.648, 0.906), bn_only=0.273, eval_only=0.015),
     ]
     verdict = first(levels.bn_mismatch, probe_run(rows))
     assert (verdict.since.epoch, verdict.detected.epoch) == (0, 2)
