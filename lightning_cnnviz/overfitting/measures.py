@@ -121,9 +121,11 @@ class Measures:
         }
         # mid-epoch, a step-logged key holds one batch's loss: the interval's mean instead
         step_loss, interval = found["train_loss"], self._interval
-        if not self._epoch_end and step_loss is not None and interval.same_as_last(step_loss):
-            found["train_loss"] = interval.read()
-        interval.read()  # a new interval from this evaluation on
+        one_batch = not self._epoch_end and step_loss is not None
+        one_batch = one_batch and interval.same_as_last(step_loss)  # type: ignore[arg-type]
+        mean = interval.read()  # and a new interval from this evaluation on
+        if one_batch:
+            found["train_loss"] = mean
         # the screen's train accuracy: the higher of the epoch mean (lags while learning) and
         # the latest step's value (one batch), so that a lag does not hide a mismatch
         seen = {f"seen{e}": pick_metric(logged, key, e) for e in (False, True)}
