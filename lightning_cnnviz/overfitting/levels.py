@@ -211,6 +211,10 @@ def _bar(e: Evaluation) -> float:
     return part_threshold(e.probe_acc_bn, e.bn_size or e.probe_size, discordant(e), gap)  # type: ignore[arg-type]
 
 
+CLOSING = 0.5
+"""A gap under this share of the one before is closing: BatchNorm's statistics catching up."""
+
+
 def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """Eval-mode val probe far worse than the same probe with batch statistics.
 
@@ -218,9 +222,14 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     statistics the model trains with: eval accuracy more than
     ``max(5 points, 3 paired standard errors)`` below (``parted``) for ``patience``
     evaluations, or parted again, by twice that bar, one evaluation after it last was
-    (``_recurs``; the losses are reported as evidence).
+    (``_recurs``; the losses are reported as evidence). A gap that shrank to under
+    ``CLOSING`` of the one before at the confirming evaluation waits one more: in a
+    resnet18's first steps under SGD, validated every 15 steps, eval mode trailed batch
+    statistics by 25 points at step 15 and 9 at step 30, and was level at step 45.
     """
     evs, streak = _trailing(history, parted)
+    if streak == patience and evs[-1].bn_gap_acc < CLOSING * evs[-2].bn_gap_acc:  # type: ignore[operator]
+        return None  # closing fast: the running statistics catching up; one more evaluation
     if streak < patience:
         streak = _recurs(evs)
         if not streak:

@@ -267,6 +267,21 @@ def test_rules_bn_mismatch_that_comes_back_twice_as_far_is_confirmed():
     assert first(levels.bn_mismatch, probe_run(alone)) is None
 
 
+def test_rules_bn_mismatch_closing_fast_waits_one_more_evaluation():
+    # h_resnet18 SGD, validated every 15 steps: eval 51.8% / 76.5% vs batch statistics
+    # 77.3% / 85.5% at steps 15 / 30 (the running statistics catching up), level at 45
+    catching_up = [
+        dict(bn(0.518, 0.773), bn_only=0.27, eval_only=0.015),
+        dict(bn(0.765, 0.855), bn_only=0.1, eval_only=0.01),
+    ]
+    assert all(levels.parted(e) for e in probe_run(catching_up))
+    assert first(levels.bn_mismatch, probe_run(catching_up)) is None
+    assert first(levels.bn_mismatch, probe_run([*catching_up, bn(0.86, 0.87)])) is None
+    # still parted at the next evaluation: a mismatch that stays, reported then
+    stays = [*catching_up, dict(bn(0.77, 0.86), bn_only=0.1, eval_only=0.01)]
+    assert first(levels.bn_mismatch, probe_run(stays)).detected.epoch == 2
+
+
 def test_rules_bn_mismatch_quiet_within_probe_noise():
     rows = [bn(0.96, 0.97), bn(0.95, 0.98), bn(0.97, 0.975), bn(0.9, 0.93)]
     assert first(levels.bn_mismatch, probe_run(rows)) is None
