@@ -29,11 +29,12 @@ each costing about as much as 0.5 (resnet18) to 2 (resnet50) training steps:
   evaluation of an overfitting run.
 
 Each extra pass sees at most ``PASS_BATCHES`` training batches' worth of the probe's
-images (its first ones; ``pass_images``, never fewer than ``MIN_PASS``): a forward pass
-without backward costs a quarter to a third of a training step per batch, so that a
-resnet50 trained at batch 16 pays 0.7-0.9 steps per pass rather than 2.5-2.8 for 128
-images; a batch of 43 or more keeps the whole 128-image probe. The batch-statistics
-rule judges the pass's own images (``Evaluation.bn_size``), paired.
+images (``pass_images``, never fewer than ``MIN_PASS``; its first ones, still balanced:
+classes take turns in a probe). A forward pass without backward costs a quarter to a
+third of a training step per batch, so a resnet50 trained at batch 16 pays 0.7-0.9
+steps per pass rather than 2.5-2.8 for 128 images; a batch of 43 or more keeps the
+whole 128-image probe. The batch-statistics rule judges the pass's own images
+(``Evaluation.bn_size``), paired.
 
 Example::
 
