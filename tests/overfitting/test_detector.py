@@ -200,6 +200,29 @@ def test_detector_one_validation_with_its_own_batchnorm_gap_confirms_no_val_curv
     assert kinds(0.0) == ["memorisation", "overfitting"]  # eval mode sound: both are real
 
 
+def test_detector_val_curves_leave_out_an_earlier_batchnorm_broken_validation():
+    # h_conv3d_adamw seed 1 (healthy, 99.5% val): eval mode broken at one validation (val
+    # loss 1.98, probe 58% in eval mode vs 99% with batch statistics), sound at the next
+    # (0.022, 75% above a best of 0.0127: a rise under the 0.01 floor)
+    rows = [(0.0230, 0.037, None), (0.0127, 0.021, None), (0.0168, 0.009, None),
+            (0.0157, 0.008, None), (0.0273, 0.007, None), (1.976, 0.012, (0.578, 0.99)),
+            (0.0221, 0.014, (1.0, 1.0))]  # fmt: skip
+
+    def kinds(measured):
+        detector, out = Detector(), []
+        for e, (val, train, bn) in enumerate(rows):
+            eval_acc, bn_acc = bn if bn and measured else (None, None)
+            gap = None if bn_acc is None else bn_acc - eval_acc
+            ev = Evaluation(step=10 * (e + 1), epoch=e, val_loss=val, train_loss=train,
+                            probe_acc_val=eval_acc, probe_acc_bn=bn_acc, probe_size=128.0,
+                            bn_only=gap, eval_only=None if gap is None else 0.0)  # fmt: skip
+            out += [c.verdict.kind for c in detector.update(ev)]
+        return out
+
+    assert kinds(measured=True) == []
+    assert kinds(measured=False) == ["overfitting"]  # the jump alone reads as a rise
+
+
 def test_detector_val_curves_wait_while_the_model_is_at_chance():
     # resnet50, 40 steps (random-init, 10 classes): the val probe stays at chance while
     # val loss wanders up and train loss falls; nothing was learnt, so nothing overfits
