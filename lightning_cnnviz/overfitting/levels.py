@@ -199,10 +199,9 @@ def parted(e: Evaluation) -> bool | None:
         return None
     if e.probe_acc_bn is None:
         return None if e.bn_screen is None else False
-    gap = e.bn_gap_acc
     # accuracy only: early in a run the running statistics always lag (a higher eval loss
     # at equal accuracy), which harms nothing and passes within a few dozen steps
-    return gap > _bar(e)  # type: ignore[operator]
+    return e.bn_gap_acc > _bar(e)  # type: ignore[operator]
 
 
 def _bar(e: Evaluation) -> float:
