@@ -2,7 +2,8 @@
 
 A dead unit (``dead.py``) is a problem only when it hurts (``dead_reason``): a ``LARGE``
 share of a layer, a share rising ``FAST_RISE`` between logs while the loss is not falling
-well (or once the model has learnt), or a share at the threshold while learning stalls.
+well (or once the model has learnt) and has not just set a new low, or a share at the
+threshold while learning stalls.
 Otherwise it is a note (``dead_severity``). ``dead_text`` and ``dormant_text`` say it in
 words, with the remedies that fit the cause (``REMEDIES``, ``INIT_REMEDIES`` where the
 weights' scale at initialisation silenced the units, ``DORMANT_REMEDIES`` for
@@ -98,6 +99,7 @@ def dead_reason(
     progress: float | None,
     dead: int | None = None,
     threshold: float = 0.25,
+    falling: bool = False,
 ) -> str | None:
     """Why dead units hurt: ``"large"``, ``"rising"``, ``"stalled"``, or None (they do not).
 
@@ -112,7 +114,13 @@ def dead_reason(
     than ``MIN_UNITS`` units, is never a problem: in a tiny layer (a squeeze-excite
     bottleneck of 8 units) one or two units are a large share and harm nothing; and a
     layer narrower than ``SMALL_LAYER`` is a ``LARGE`` problem only while the loss is not
-    falling well.
+    falling well. ``falling``: the loss fell to a new low since the last log
+    (``gradients.FALLING``): the silent units did not stop learning, so they are neither
+    ``"rising"`` nor ``"stalled"`` (a dense layer after a flatten loses 30-45% of its
+    units in the first 40 steps of a fast SGD run, a slow-starting Conv3d net 64% of a
+    layer, while the loss falls 14-80% between the logs); units silenced by a plant or
+    by too large an update show in a loss that rises or stays flat (``configs/dead_relu.yaml``:
+    -0.4% between its logs).
 
     Example::
 
@@ -120,6 +128,8 @@ def dead_reason(
         ('large', 'rising', 'stalled')
         >>> dead_reason(0.17, 0.05, 0.01) is None  # under the threshold, not rising fast
         True
+        >>> [dead_reason(0.45, 0.16, p, falling=True) for p in (0.79, 0.17)]  # learning goes on
+        [None, None]
     """
     if dead is not None and dead < MIN_UNITS:
         return None
@@ -131,9 +141,9 @@ def dead_reason(
     rising = before is not None and fraction - before >= FAST_RISE
     if rising and dead is not None and fraction > 0:
         rising = (fraction - before) * dead / fraction >= MIN_UNITS - 0.5  # type: ignore[operator]
-    if rising and (progress < SLOW or progress >= LATE):
+    if rising and not falling and (progress < SLOW or progress >= LATE):
         return "rising"
-    return "stalled" if progress < STALLED and fraction >= threshold else None
+    return "stalled" if progress < STALLED and fraction >= threshold and not falling else None
 
 
 def dead_severity(
@@ -142,6 +152,7 @@ def dead_severity(
     progress: float | None,
     dead: int | None = None,
     threshold: float = 0.25,
+    falling: bool = False,
 ) -> str:
     """``"problem"`` when dead units hurt (``dead_reason``), else ``"note"``.
 
@@ -158,7 +169,7 @@ def dead_severity(
         >>> dead_severity(0.75, 0.62, 0.7, dead=6), dead_severity(0.75, 0.62, 0.1, dead=6)
         ('note', 'problem')
     """
-    reason = dead_reason(fraction, before, progress, dead, threshold)
+    reason = dead_reason(fraction, before, progress, dead, threshold, falling)
     return "note" if reason is None else "problem"
 
 

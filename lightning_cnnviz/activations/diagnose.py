@@ -240,7 +240,7 @@ class TrainingDiagnosis:
             return out
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
-            self.init_cause,
+            self.init_cause, falling,
         )  # fmt: skip
 
     def conclude(self) -> list[Verdict]:

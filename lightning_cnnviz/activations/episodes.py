@@ -131,12 +131,14 @@ class UnitEpisodes:
         dead_channels: Mapping[str, Sequence[int]],
         progress: float | None,
         cause: str | None = None,
+        falling: bool = False,
     ) -> list[Verdict]:
         """One log's dead/dormant verdicts: episodes that ended, then new ones.
 
         ``fractions``: every site's dead (dormant for leaky sites) share now;
         ``dead_channels``: the dead channels per site; ``cause``: what is known to have silenced
-        the units (said instead of the learning-rate remedies).
+        the units (said instead of the learning-rate remedies); ``falling``: the loss fell
+        to a new low since the last log (``dead_rules.dead_reason``).
         """
         out = self._ended(step, epoch, fractions)
         merged = self._with_held(alerts, fractions)
@@ -147,7 +149,7 @@ class UnitEpisodes:
                 dormant.append(((site, share, before), stalled and share >= LARGE))
                 continue
             count = len(dead_channels[site]) if site in dead_channels else None
-            reason = dead_reason(share, before, progress, count, self.threshold)
+            reason = dead_reason(share, before, progress, count, self.threshold, falling)
             early = reason == "stalled" or (reason == "rising" and progress < SLOW)  # type: ignore[operator]
             if early and not persisted:
                 self.held[site] = before  # maybe the first steps' transient: wait one log

@@ -189,6 +189,17 @@ def test_dead_severity_reference_head_is_a_note():
     assert dead_severity(0.30, None, None) == "note"  # too early to tell
 
 
+def test_dead_severity_loss_at_a_new_low_is_a_note():
+    # measured: a BN CNN under SGD 0.1 with warmup, its dense head 16% -> 45% dead at step 40
+    # (progress 0.79), and a slow-starting Conv3d net 23% -> 64% (progress 0.17), the loss
+    # falling 80% and 14% since the last log; both end at 97-99% val accuracy
+    assert dead_severity(0.45, 0.16, 0.79) == "problem"  # a late collapse, loss unknown
+    assert dead_severity(0.45, 0.16, 0.79, falling=True) == "note"
+    assert dead_severity(0.64, 0.23, 0.17, falling=True) == "note"
+    assert dead_severity(0.28, None, 0.03, falling=True) == "note"  # not stalled: falling
+    assert dead_severity(0.80, 0.10, 0.30, falling=True) == "problem"  # most of the layer
+
+
 def figures(dead=0.0, dormant=0.0, nonfinite=0.0, saturation=None, width=8):
     out = {
         "active_share": torch.ones(width),
@@ -249,6 +260,20 @@ def test_review_nonfinite_loss_names_first_step_parameter_and_layer():
     assert verdict.figures["first_nonfinite_layer"] == "relu1"
     assert "non-finite (NaN or Inf) at step 12" in verdict.message
     assert review(diagnosis, 40, [(21, float("nan"))], figs, {"relu1": "rectifier"}) == []
+
+
+def test_review_dead_rise_while_the_loss_falls_to_a_new_low_is_a_note():
+    def run(tail, logs=(50,)):  # `fc` goes from 0% to 50% dead after the log at 25
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+        review(diagnosis, 25, [(s, 2.3) for s in range(1, 26)], {"fc": figures()},
+               {"fc": "rectifier"})  # fmt: skip
+        return [[(v.kind, v.severity) for v in review(
+            diagnosis, log, [(s, tail(s)) for s in range(log - 24, log + 1)],
+            {"fc": figures(dead=0.5)}, {"fc": "rectifier"})] for log in logs]  # fmt: skip
+
+    assert run(lambda s: 2.3 - 0.02 * (s - 25)) == [[("dead_units", "note")]]  # 2.3 -> 1.8
+    # the loss flat: held one log (maybe a transient of the first steps), then a problem
+    assert run(lambda s: 2.3, logs=(50, 75)) == [[], [("dead_units", "problem")]]
 
 
 def test_review_dead_note_then_problem_once_each():
