@@ -225,7 +225,8 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
         if layout is not None:
             (h, w), area = layout.hw, min(a for a in areas if a is not None)
             cells, size = area * h * w, f"{h}x{w}"
-        self._record("shortcut on both splits", not (why := area_blocker(areas, cells, size)), why)
+        why = area_blocker(areas, cells, size, both=True)
+        self._record("shortcut on both splits", not why, why)
         return cells
 
     def _record(self, check: str, ran: bool, why: str) -> None:

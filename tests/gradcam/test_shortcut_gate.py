@@ -136,6 +136,14 @@ def test_shortcut_both_splits_rule_needs_an_object_smaller_than_the_image():
         assert on_object_findings(state, 1.0, 1.0, whole, 1.0, cells=49.0) == []
     assert "covers 100% of the image" in area_blocker(whole)
     assert area_blocker((MAX_OBJECT_SHARE, 0.3)) == ""
+    # an object over a third of the image: the both-splits rule stays out, the others run
+    big, state = (0.39, 0.46), {}
+    assert area_blocker(big) == "" and "more than a third" in area_blocker(big, 6.2, both=True)
+    for _ in range(3):  # healthy ConvNeXt CAMs at 1.05x the share of coloured shapes
+        assert on_object_findings(state, 0.41, 0.49, big, 1.0, cells=6.2) == []
+    state, third = {}, (0.3, 0.3)  # the same CAMs on an object of 30%: at chance, found
+    found = [on_object_findings(state, 0.3, 0.3, third, 1.0, cells=6.2) for _ in range(2)]
+    assert [[kind for kind, *_ in f] for f in found] == [[], ["cam_shortcut"]]
     run = type("Run", (), {"global_step": 0, "current_epoch": 0})()
     monitor = GradCAMMonitor()
     monitor._trainer_ref, monitor.selected = run, {"pool2": nn.Identity()}
