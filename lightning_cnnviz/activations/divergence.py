@@ -21,7 +21,7 @@ Example::
     >>> steps = list(range(1, 31))
     >>> losses = [2.3] * 5 + [1.0] * 10 + [0.5] * 5 + [4.0] * 10
     >>> loss_spike(list(zip(steps, losses)))
-    (23, 4.0, 0.5, 2.3)
+    (23, 4.0, 1.0, 2.3)
     >>> first_nonfinite([(1, 2.3), (2, float("nan")), (3, float("inf"))])
     2
 """
@@ -46,12 +46,22 @@ __all__ = [
     "nonfinite_parameters",
     "progress",
     "recovered",
+    "scatter",
     "start_loss",
     "still_spiked",
     "transient_text",
 ]
 
 SMOOTH = 5  # steps per median: one odd batch is not a spike
+# steps per median of the level a spike is measured against (the best, the level before a
+# late spike): with mixup, whose batch loss follows the mixing weight drawn, medians of 5
+# wander 0.16-0.69 all run and their lowest (0.10-0.14) made 3x of it a "spike"
+BASELINE = 3 * SMOOTH
+# ...and beyond the loss's own scatter: a rise over the best (a return to the level before
+# a late spike) must be NOISE x the median absolute deviation of the SPREAD finite losses
+# before it; mixup's batch losses (the mixed targets' entropy) scatter 0.2-0.3 about a level
+# of 0.15-0.3, a BN CNN's under Adam 0.02-0.05 about 0.13
+NOISE, SPREAD = 4.0, 4 * BASELINE
 SPIKE_OVER_START = 1.5  # smoothed loss above 1.5x its start: diverged
 SPIKE_OVER_BEST = 3.0  # ... or 3x its best while having lost half the progress made
 LOST_SHARE = 0.5
@@ -135,8 +145,9 @@ def level_before(
 ) -> float | None:
     """The smoothed loss just before a late ``spike``, else None (an early spike).
 
-    The median of the ``SMOOTH`` finite losses that end ``SMOOTH - 1`` steps before the
-    spike's step (the median of 5 that crossed the bar may hold the rise's first steps).
+    The median of the (up to) ``BASELINE`` finite losses that end ``SMOOTH - 1`` steps
+    before the spike's step (the median of 5 that crossed the bar may hold the rise's
+    first steps).
     Late: that level is at most ``LATE`` x the start (the loss had halved). None when the
     spike comes before ``2 * SMOOTH - 1`` steps (Adam's first steps, a too-warm start) or
     before the loss had halved.
@@ -152,7 +163,7 @@ def level_before(
     before = [v for s, v in series if s < at and math.isfinite(v)][: -(SMOOTH - 1)]
     if len(before) < SMOOTH:
         return None
-    level = statistics.median(before[-SMOOTH:])
+    level = statistics.median(before[-BASELINE:])
     return level if level <= LATE * start else None
 
 
@@ -167,9 +178,10 @@ def recovered(
     from by the time of a log is a transient; a blow-up that leaves the network dead sits
     at the chance-level loss, about its start, hence the margin. After a late ``spike``
     (``level_before``) the median must also be back within ``BACK`` x the level before
-    the spike: a BatchNorm CNN whose Adam rate jumped 30x at step 140 went 0.14 -> 9.7
-    and sat at 1.54 (11x its level before) at the next log, far below its start (2.33)
-    with its val accuracy down from 96% to 11%.
+    the spike (or within ``NOISE`` x the losses' ``scatter`` above it): a BatchNorm CNN
+    whose Adam rate jumped 30x at step 140 went 0.14 -> 9.7 and sat at 1.54 (11x its
+    level before) at the next log, far below its start (2.33) with its val accuracy
+    down from 96% to 11%.
 
     Example::
 
@@ -187,14 +199,31 @@ def recovered(
         return False
     now = statistics.median(finite[-SMOOTH:])
     level = None if spike is None else level_before(series, spike)
-    return now < below * finite[0] and (level is None or now <= BACK * level)
+    if level is None or now <= BACK * level:
+        return now < below * finite[0]
+    return now < below * finite[0] and now - level <= NOISE * scatter(series, spike[0])
 
 
-def _smoothed(series: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+def scatter(series: Sequence[tuple[int, float]], step: int) -> float:
+    """Median absolute deviation of the (up to) ``SPREAD`` finite losses before ``step``.
+
+    Example::
+
+        >>> scatter([(i, 0.1 if i % 2 else 0.5) for i in range(1, 80)], 70)
+        0.2
+    """
+    before = [v for s, v in series if s < step and math.isfinite(v)][-SPREAD:]
+    if not before:
+        return 0.0
+    middle = statistics.median(before)
+    return statistics.median(abs(v - middle) for v in before)
+
+
+def _smoothed(series: Sequence[tuple[int, float]], width: int = SMOOTH) -> list[tuple[int, float]]:
     values = [v for _, v in series]
     return [
-        (series[i][0], statistics.median(values[i - SMOOTH + 1 : i + 1]))
-        for i in range(SMOOTH - 1, len(series))
+        (series[i][0], statistics.median(values[i - width + 1 : i + 1]))
+        for i in range(width - 1, len(series))
     ]
 
 
@@ -231,11 +260,14 @@ def loss_spike(
 
     ``start`` is the first step's loss (the untrained model's; a median of the first
     steps would hide a blow-up at step 2 that never comes back), ``best`` the lowest
-    smoothed loss before the step. A spike: smoothed loss above ``SPIKE_OVER_START`` x start, or
+    smoothed loss before the step (medians of ``BASELINE`` steps once there are that
+    many: the lowest median of 5 of a noisy loss is a lucky run of batches). A spike:
+    smoothed loss above ``SPIKE_OVER_START`` x start, or
     above ``SPIKE_OVER_BEST`` x best having lost over ``LOST_SHARE`` of the progress
-    (start - best); or one step's loss above ``JUMP`` x start (a blow-up the optimiser
-    may hide at once by killing the network: the loss then sits at chance). Only finite
-    losses count (``first_nonfinite`` tells the rest).
+    (start - best) and risen ``NOISE`` x the losses' ``scatter`` above it; or one step's
+    loss above ``JUMP`` x start (a blow-up the optimiser may hide at once by killing the
+    network: the loss then sits at chance). Only finite losses count (``first_nonfinite``
+    tells the rest).
 
     Example::
 
@@ -247,15 +279,21 @@ def loss_spike(
         return None
     start = finite[0][1]  # the untrained model's loss: later blow-ups cannot move it
     jump = next(((s, v) for s, v in finite if s > since and v > JUMP * start > 0), None)
-    best = math.inf
+    best, base = math.inf, dict(_smoothed(finite, BASELINE))
     for step, value in _smoothed(finite):
         if jump is not None and jump[0] <= step:
             break
         if step > since and best < math.inf:
             lost = value - best > LOST_SHARE * max(start - best, 0.0)
-            if value > SPIKE_OVER_START * start or (value > SPIKE_OVER_BEST * best and lost):
+            if value > SPIKE_OVER_START * start:
                 return step, value, best, start
-        best = min(best, value)
+            if (
+                value > SPIKE_OVER_BEST * best
+                and lost
+                and value - best > NOISE * scatter(finite, step)
+            ):
+                return step, value, best, start
+        best = min(best, base.get(step, value))  # medians of 5 until there are enough steps
     if jump is not None:
         before = [v for s, v in finite if s < jump[0]]
         return jump[0], jump[1], min(before, default=start), start
