@@ -219,12 +219,12 @@ def scatter(series: Sequence[tuple[int, float]], step: int) -> float:
     return statistics.median(abs(v - middle) for v in before)
 
 
-def _smoothed(series: Sequence[tuple[int, float]], width: int = SMOOTH) -> list[tuple[int, float]]:
-    values = [v for _, v in series]
-    return [
-        (series[i][0], statistics.median(values[i - width + 1 : i + 1]))
-        for i in range(width - 1, len(series))
-    ]
+def _medians(values: Tensor, width: int) -> Tensor:
+    """Running medians: entry ``i`` is that of ``values[i - width + 1 : i + 1]`` (NaN before)."""
+    out = torch.full_like(values, math.nan)
+    if len(values) >= width:
+        out[width - 1 :] = values.unfold(0, width, 1).median(1).values
+    return out
 
 
 def is_jump(spike: tuple[int, float, float, float]) -> bool:
@@ -277,26 +277,30 @@ def loss_spike(
     finite = [(s, v) for s, v in series if math.isfinite(v)]
     if len(finite) < SMOOTH:
         return None
+    steps = torch.tensor([s for s, _ in finite])
+    values = torch.tensor([v for _, v in finite], dtype=torch.float64)
     start = finite[0][1]  # the untrained model's loss: later blow-ups cannot move it
-    jump = next(((s, v) for s, v in finite if s > since and v > JUMP * start > 0), None)
-    best, base = math.inf, dict(_smoothed(finite, BASELINE))
-    for step, value in _smoothed(finite):
-        if jump is not None and jump[0] <= step:
+    jumps = ((steps > since) & (values > JUMP * start)).nonzero().flatten() if start > 0 else []
+    end = int(jumps[0]) if len(jumps) else len(finite)  # a jump ends the search there
+    smooth, long = _medians(values, SMOOTH), _medians(values, BASELINE)
+    base = torch.where(long.isnan(), smooth, long)  # medians of 5 until there are enough steps
+    best = torch.full_like(values, math.inf)  # the lowest base before each step
+    best[SMOOTH:] = base[SMOOTH - 1 : -1].cummin(0).values
+    smooth, best = smooth[:end], best[:end]
+    later = (steps[:end] > since) & best.isfinite()  # from the second median on
+    lost = smooth - best > LOST_SHARE * (start - best).clamp_min(0.0)
+    over_start = (later & (smooth > SPIKE_OVER_START * start)).nonzero().flatten()
+    first = int(over_start[0]) if len(over_start) else end
+    for i in (later & (smooth > SPIKE_OVER_BEST * best) & lost).nonzero().flatten().tolist():
+        if i >= first:
             break
-        if step > since and best < math.inf:
-            lost = value - best > LOST_SHARE * max(start - best, 0.0)
-            if value > SPIKE_OVER_START * start:
-                return step, value, best, start
-            if (
-                value > SPIKE_OVER_BEST * best
-                and lost
-                and value - best > NOISE * scatter(finite, step)
-            ):
-                return step, value, best, start
-        best = min(best, base.get(step, value))  # medians of 5 until there are enough steps
-    if jump is not None:
-        before = [v for s, v in finite if s < jump[0]]
-        return jump[0], jump[1], min(before, default=start), start
+        if smooth[i] - best[i] > NOISE * scatter(finite, finite[i][0]):
+            first = i
+            break
+    if first < end:
+        return finite[first][0], float(smooth[first]), float(best[first]), start
+    if end < len(finite):
+        return finite[end][0], finite[end][1], float(values[:end].min()) if end else start, start
     return None
 
 
