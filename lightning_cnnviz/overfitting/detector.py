@@ -78,7 +78,7 @@ class Detector:
         # the curves without the evaluations whose eval mode BatchNorm's statistics broke: a
         # Conv3d net at 99.5% val accuracy had its val loss 0.016 -> 1.98 -> 0.022 at one
         # such evaluation (batch statistics: 99%), then "overfitting" from that jump
-        curve = [e for e in h if not levels.parted(e)]
+        curve = [e for e in h if not levels.stale(e)]
         found = {
             "not_learning": levels.not_learning(h, p),
             "bn_mismatch": levels.bn_mismatch(h, p),
@@ -92,6 +92,8 @@ class Detector:
             # generalisation (also at a single validation whose own BatchNorm gap is past
             # the bar): nothing new from them
             waiting.update(EVAL_KINDS)
+        if levels.stale(h[-1]):
+            waiting.update(CURVE_KINDS)  # the curves did not move: nothing new from them
         if found["not_learning"] is not None or levels.stuck(h[-1]):
             waiting.update(CURVE_KINDS)  # a model at chance learnt nothing to overfit
         if any(self._standing(k) or found[k] for k in CURVE_KINDS):

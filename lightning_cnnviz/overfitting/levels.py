@@ -33,6 +33,7 @@ __all__ = [
     "not_learning",
     "part_threshold",
     "parted",
+    "stale",
     "stuck",
     "train_learns",
 ]
@@ -202,6 +203,35 @@ def parted(e: Evaluation) -> bool | None:
     # accuracy only: early in a run the running statistics always lag (a higher eval loss
     # at equal accuracy), which harms nothing and passes within a few dozen steps
     return e.bn_gap_acc > _bar(e)  # type: ignore[operator]
+
+
+STALE_LOSS = 2.0
+"""Eval-mode probe loss over this many times the batch-statistics one on the same images."""
+
+
+def stale(e: Evaluation) -> bool:
+    """Whether eval mode's val figures measure BatchNorm's running statistics, not the model.
+
+    ``parted``, or the eval-mode val probe's loss over ``STALE_LOSS`` x its loss with
+    batch statistics (same images). The curve rules (overfitting, memorisation) leave
+    such evaluations out: a BatchNorm CNN under mixup, whose running statistics come from
+    mixed images, went 0.094 -> 0.229 in val loss at 96% eval-mode accuracy (batch
+    statistics: probe loss 0.049, 100%), and both curve rules fired. Overfitting raises
+    the loss in both modes alike.
+
+    Example::
+
+        >>> from lightning_cnnviz.overfitting.metrics import Evaluation
+        >>> e = Evaluation(0, 0, probe_acc_val=0.97, probe_loss_val=0.214, probe_acc_bn=1.0,
+        ...                probe_loss_bn=0.049, bn_only=0.03, eval_only=0.0, classes=4,
+        ...                probe_size=128, bn_size=96)
+        >>> bool(parted(e)), stale(e)
+        (False, True)
+    """
+    if parted(e):
+        return True
+    eval_loss, bn_loss = e.probe_loss_val, e.probe_loss_bn
+    return eval_loss is not None and bn_loss is not None and eval_loss > STALE_LOSS * bn_loss
 
 
 def _bar(e: Evaluation) -> float:

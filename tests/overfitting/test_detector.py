@@ -223,6 +223,36 @@ def test_detector_val_curves_leave_out_an_earlier_batchnorm_broken_validation():
     assert kinds(measured=False) == ["overfitting"]  # the jump alone reads as a rise
 
 
+def test_detector_val_curves_leave_out_a_validation_whose_eval_loss_is_batchnorms():
+    # h_mixup seed 0 (BN CNN, mixup, healthy: 99.8% val at the end): at step 434 the val
+    # loss rose to 0.229 (best 0.094) at 96% eval-mode accuracy, while the same probe with
+    # batch statistics had loss 0.049 (eval mode 0.214), 100%: both curve rules fired
+    rows = [  # val loss, val acc, train loss, train acc, probe loss eval / batch statistics
+        (0.6761, 0.685, 1.022, 0.492, 0.629, 0.412), (0.4769, 0.797, 0.525, 0.614, 0.477, 0.169),
+        (0.0941, 0.997, 0.470, 0.682, 0.099, 0.099), (0.1157, 0.998, 0.466, 0.601, 0.119, None),
+        (0.1107, 0.988, 0.517, 0.684, 0.131, 0.101), (0.1557, 0.977, 0.432, 0.638, 0.178, 0.112),
+        (0.2292, 0.963, 0.371, 0.646, 0.214, 0.049), (0.1220, 0.998, 0.362, 0.607, 0.129, None),
+    ]  # fmt: skip
+
+    def kinds(measured):
+        detector, out = Detector(), []
+        for e, (loss, acc, train_loss, train_acc, eval_loss, bn_loss) in enumerate(rows):
+            bn = bn_loss is not None and measured
+            ev = Evaluation(step=62 * (e + 1), epoch=e, val_loss=loss, val_acc=acc,
+                            train_loss=train_loss, train_acc=train_acc, probe_acc_val=acc,
+                            probe_loss_val=eval_loss, probe_loss_bn=bn_loss if bn else None,
+                            probe_acc_bn=1.0 if bn else None, bn_only=0.0 if bn else None,
+                            eval_only=0.0 if bn else None, probe_size=128.0, bn_size=96.0,
+                            classes=4.0)  # fmt: skip
+            out += [(c.verdict.kind, c.verdict.severity) for c in detector.update(ev)
+                    if c.verdict.kind in ("overfitting", "memorisation")]  # fmt: skip
+        return out
+
+    assert kinds(measured=True) == []
+    # without the batch-statistics pass the jump reads as a curve finding
+    assert ("memorisation", "problem") in kinds(measured=False)
+
+
 def test_detector_val_curves_wait_while_the_model_is_at_chance():
     # resnet50, 40 steps (random-init, 10 classes): the val probe stays at chance while
     # val loss wanders up and train loss falls; nothing was learnt, so nothing overfits
