@@ -272,10 +272,22 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer, pl_module, epoch_end=False)
+        if not self.disabled and trainer.is_global_zero:
+            self._conclude(trainer)
         with self.phase("summary"):
             self._record_checks(trainer)
         with self.phase("flush"):  # the sink's thread; the run's summary if this monitor is last
             super().on_fit_end(trainer, pl_module)
+
+    def _conclude(self, trainer: Trainer) -> None:
+        """The last evaluation's BatchNorm mismatch, confirmed or not (``Detector.conclude``)."""
+        for change in self.detector.conclude():
+            ev = self.detector.history[-1]
+            self._tell(trainer, change, ev, [])
+            others = [f for f in findings_of(trainer) if f.source != self.section]
+            text = diagnosis_text(self.detector.active, ev, others, confusion=pairs_text([]),
+                                  val_key=self.keys["val_loss"])  # fmt: skip
+            self.sink.text(self.tag("diagnosis"), text, ev.step)
 
     def _record_checks(self, trainer: Trainer) -> None:
         """Say which of the rules could look at this run, and why the others could not."""

@@ -119,6 +119,19 @@ class Detector:
                 changes.append(change)
         return changes
 
+    def conclude(self) -> list[Change]:
+        """At the end of fit: a BatchNorm mismatch the last evaluation shows, as it stands.
+
+        ``levels.bn_mismatch_at_end``: reported (a problem) unless one stands already.
+        """
+        if not self.history or self._standing("bn_mismatch"):
+            return []
+        verdict = levels.bn_mismatch_at_end(self.history)
+        change = self._compare("bn_mismatch", verdict, self.history[-1])
+        if change is not None:
+            self.reported["bn_mismatch"] = change.verdict
+        return [] if change is None else [change]
+
     def dry_run(self, ev: Evaluation) -> list[Change]:
         """The changes ``update(ev)`` would bring, without keeping anything."""
         self.history.append(ev)

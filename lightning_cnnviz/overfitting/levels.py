@@ -26,6 +26,7 @@ from lightning_cnnviz.overfitting.rules import Verdict, _finite
 __all__ = [
     "GAP",
     "bn_mismatch",
+    "bn_mismatch_at_end",
     "chance_band",
     "discordant",
     "gapped",
@@ -263,6 +264,22 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
         streak = _recurs(evs)
         if not streak:
             return None
+    return _mismatch(evs, streak)
+
+
+def bn_mismatch_at_end(history: Sequence[Evaluation]) -> Verdict | None:
+    """At the end of fit: the last evaluation parted, confirmed or not (``bn_mismatch``).
+
+    No later evaluation can confirm it or see it close, and the model that fit hands
+    back is that much worse in eval mode: a BatchNorm CNN under mixup ended at 52% val
+    probe accuracy in eval mode vs 100% with batch statistics, its mismatch of the last
+    validation still waiting for a second one.
+    """
+    evs, streak = _trailing(history, parted)
+    return _mismatch(evs, streak) if streak else None
+
+
+def _mismatch(evs: Sequence[Evaluation], streak: int) -> Verdict:
     now = evs[-1]
     figures = {
         "eval_acc": now.bn_eval_acc,

@@ -314,3 +314,26 @@ def test_detector_not_learning_after_divergence_leaves_out_a_nan_calibration():
     assert "outputs are not finite" in text
     assert "confidence nan" not in text and "+nan" not in text and "ECE" not in text
     assert "confident" not in text and "Calibration" not in text
+
+
+def test_detector_conclude_reports_a_batchnorm_mismatch_of_the_last_validation():
+    # h_mixup seed 1: eval mode 52% vs 100% with batch statistics at the last validation;
+    # the streak rule waits for a second one, which never comes
+    def ev(step, eval_acc, bn_acc):
+        return Evaluation(step=step, epoch=step // 62, val_acc=eval_acc, probe_acc_val=eval_acc,
+                          probe_loss_val=2.0 - 1.9 * eval_acc, probe_acc_bn=bn_acc,
+                          probe_loss_bn=0.1, bn_only=bn_acc - eval_acc, eval_only=0.0,
+                          probe_size=128.0, bn_size=96.0, classes=4.0)  # fmt: skip
+
+    detector, rows = Detector(), ((62, 0.99, 1.0), (124, 1.0, 1.0), (186, 0.52, 1.0))
+    for step, eval_acc, bn_acc in rows:
+        assert detector.update(ev(step, eval_acc, bn_acc)) == []
+    (change,) = detector.conclude()
+    said = (change.change, change.verdict.kind, change.verdict.severity)
+    assert said == ("new", "bn_mismatch", "problem")
+    assert change.verdict.figures["eval_acc"] == pytest.approx(0.52)
+    assert detector.conclude() == []  # standing now: said once
+    sound = Detector()
+    for step in (62, 124):
+        sound.update(ev(step, 0.99, 1.0))
+    assert sound.conclude() == []
