@@ -74,7 +74,8 @@ def diagnosis_text(
         f"`{site}`: {fraction:.0%} of units dead ("
         + ", ".join(map(str, dead[site][:16]))
         + (", ..." if len(dead[site]) > 16 else "")
-        + (f"; was {before:.0%} at the last log)" if before is not None else ")")
+        + ("" if before is None else f"; {'up from' if fraction > before else 'was'} {before:.0%}")
+        + ")"
         for site, fraction, before in alerts
     ]
     return (

@@ -88,7 +88,7 @@ def test_episodes_an_early_fast_rise_waits_one_log_for_the_loss_to_tell():
     assert episodes.review(20, 0, [("fc", 0.40, 0.08)], {"fc": 0.40}, kinds, dead, 0.29) == []
     (later,) = episodes.review(40, 0, [], {"fc": 0.41}, kinds, dead, 0.25)
     assert (later.severity, later.figures["fc"]) == ("problem", 0.41)
-    assert "was 8% at the last log" in later.message
+    assert "41% of units dead" in later.message and "; up from 8%)" in later.message
     # a fast rise once the model has learnt is told at once (a late collapse)
     episodes = UnitEpisodes(0.25)
     (at_once,) = episodes.review(20, 0, [("fc", 0.40, 0.08)], {"fc": 0.40}, kinds, dead, 0.8)
