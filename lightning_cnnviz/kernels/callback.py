@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_choice, check_int
+from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import (
@@ -20,6 +21,7 @@ from lightning_cnnviz.core.selection import (
     unwrap_model,
 )
 from lightning_cnnviz.kernels import dense, draw, figures
+from lightning_cnnviz.kernels.frozen import STILL_EVENTS, frozen_text, still_layers
 
 
 class _Picture(NamedTuple):
@@ -105,6 +107,9 @@ class KernelMonitor(Monitor, section="kernels"):
         self._drawn: set[str] = set()
         self.log_delta, self.linear = log_delta, linear
         self._previous: dict[str, Tensor] = {}
+        self._still: dict[str, int] = {}  # events in a row without change, per layer
+        self._steps: list[int] = []  # the last events' steps
+        self._frozen_told = False
         self._unit_grid: dict[str, tuple[int, int, int]] = {}
 
     @override
@@ -211,16 +216,37 @@ class KernelMonitor(Monitor, section="kernels"):
                     self._previous[name] = weight.to(torch.float32, copy=True)
         with self.phase("write"):  # one host transfer for every scalar
             host = torch.stack([v.float() for v in values.values()]).cpu().tolist()
-            self.sink.scalars(dict(zip(values, host, strict=True)), step)
+            scalars = dict(zip(values, host, strict=True))
+            self.sink.scalars(scalars, step)
         self.in_background(lambda: self._draw(pictures, step))
+        self._check_frozen(trainer, scalars)
+
+    def _check_frozen(self, trainer: Trainer, scalars: dict[str, float]) -> None:
+        """Tell once (a note) of the layers whose weights stopped changing (``frozen.py``)."""
+        self._steps = [*self._steps, trainer.global_step][-(STILL_EVENTS + 1) :]
+        changes = {n: scalars[t] for n in self.selected
+                   if (t := self.tag(n, "relative_change")) in scalars}  # fmt: skip
+        if not still_layers(self._still, changes) or self._frozen_told:
+            return
+        self._frozen_told = True
+        names = [n for n in self.selected if self._still.get(n, 0) >= STILL_EVENTS]
+        no_grad = [n for n in names if not self.selected[n].weight.requires_grad]
+        step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
+        text = frozen_text(names, no_grad, watched, self._steps[0], step, epoch)
+        numbers = {"layers": len(names), "watched": watched, "no_grad": len(no_grad)}
+        report(trainer, Finding(self.section, "frozen_layers", step, epoch, text, numbers, "note"))
 
     @override
     def extra_state(self) -> dict[str, Any]:
         # copies: the buffers are updated in place at the next event
-        return {"previous": {k: v.to("cpu", copy=True) for k, v in self._previous.items()}}
+        previous = {k: v.to("cpu", copy=True) for k, v in self._previous.items()}
+        return {"previous": previous, "still": dict(self._still), "steps": list(self._steps),
+                "frozen_told": self._frozen_told}  # fmt: skip
 
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._previous = {
             k: v.to(torch.float32, copy=True) for k, v in state.get("previous", {}).items()
         }
+        self._still, self._steps = dict(state.get("still", {})), list(state.get("steps", []))
+        self._frozen_told = bool(state.get("frozen_told", False))

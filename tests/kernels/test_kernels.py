@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.kernels import dense, draw, figures
 from lightning_cnnviz.kernels.callback import KernelMonitor
 from tests.tb import events, image_tags
@@ -343,3 +344,26 @@ def test_kernels_monitor_rejects_non_weight_layers(tmp_path):
     model.act = nn.ReLU()
     with pytest.raises(ValueError, match=r"Conv1d/2d/3d or Linear modules, got \['act'\]"):
         run(tmp_path, KernelMonitor(layers=["conv1", "act"], every_n_steps=2), model=model)
+
+
+def test_kernels_frozen_layers_are_a_note_naming_them_and_why(tmp_path):
+    # a conv layer frozen by mistake: its weights never move while the rest trains
+    model = EdgeNet(lr=0.05)
+    model.conv1.weight.requires_grad_(False)
+    _, trainer, acc = run(tmp_path / "frozen", KernelMonitor(every_n_steps=2), model, steps=8)
+    assert [e.value for e in acc.Scalars("kernels/conv1/relative_change")] == [0.0, 0.0, 0.0]
+    assert all(e.value > 0 for e in acc.Scalars("kernels/conv2/relative_change"))
+    (note,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert (note.severity, note.step, note.figures) == (
+        "note",
+        6,
+        {"layers": 1, "watched": 2, "no_grad": 1},
+    )
+    assert "1 of 2 watched layers have not changed at all since step 2: `conv1`" in note.message
+    assert "`requires_grad=False`" in note.message
+    # left out of the optimiser (here: a learning rate of 0), every layer: the other cause
+    _, trainer, _ = run(tmp_path / "still", KernelMonitor(every_n_steps=2), EdgeNet(0.0), steps=8)
+    (note,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert "2 of 2" in note.message and "left out of the optimiser" in note.message
+    _, trainer, _ = run(tmp_path / "trained", KernelMonitor(every_n_steps=2), EdgeNet(0.05), steps=8)
+    assert [f for f in findings_of(trainer) if f.kind == "frozen_layers"] == []
