@@ -161,7 +161,7 @@ class Measures:
             host["bn_size"] = float(sizes["val"])
         if self.plan.screen is not None and not self.plan.batch_stats:
             host["bn_screen"] = self.plan.screen
-        missing = [self.keys[n] for n, v in found.items() if v is None]
+        missing = {n: self.keys[n] for n, v in found.items() if v is None}
         probes = val is not None and (more["train"] is not None or not self.plan.train)
         if missing or not probes:
             self.warn_once("missing", missing_text(missing, probes, logged))

@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_cnnviz.core.findings import Finding
@@ -265,23 +265,34 @@ def finding_of(section: str, change: Change, ev: Evaluation, pairs: Sequence[Any
     return Finding(section, v.kind, ev.step, ev.epoch, headline(v), numbers, v.severity)  # type: ignore[arg-type]
 
 
-def missing_text(missing: Sequence[str], probes: bool, logged: Iterable[str]) -> str:
+def missing_text(missing: Mapping[str, str], probes: bool, logged: Iterable[str]) -> str:
     """The one message saying which metrics (or probe labels) the monitor cannot find.
+
+    ``missing`` maps each argument (``"val_loss"`` for ``val_loss_key``) to the key not
+    found; a logged key of the same name but for separators and a ``_step``/``_epoch``
+    suffix is offered in the call that would use it.
 
     Example::
 
-        >>> print(missing_text(["val/acc"], True, ["val/loss"]).split(";")[0])
-        cannot find `val/acc` (logged: ['val/loss'])
+        >>> text = missing_text({"train_loss": "train/loss"}, True, ["train_loss_step"])
+        >>> print(text.split(";")[0])
+        cannot find `train/loss` (logged: ['train_loss_step'])
+        >>> print(text.split(": ")[-1])
+        `callbacks("standard", train_loss_key="train_loss")`, or the same to `OverfittingMonitor`.
     """
-    parts = [f"`{key}`" for key in missing]
+    logged = sorted(logged)
+    parts = [f"`{key}`" for key in missing.values()]
     if not probes:
         parts.append("class labels or (N, classes) logits on the probes (ECE, per_class)")
     text = f"cannot find {', '.join(parts)}"
-    text += f" (logged: {sorted(logged)}); what needs them is skipped." if missing else "; skipped."
+    text += f" (logged: {logged}); what needs them is skipped." if missing else "; skipped."
     if missing:
+        known = {_plain(key): key for key in logged}
+        names = {arg: _metric(known.get(_plain(key)) or f"<{arg}>") for arg, key in missing.items()}
+        call = ", ".join(f'{arg}_key="{name}"' for arg, name in names.items())
         text += (
-            " Log them with `self.log(...)` or pass their names "
-            "(`train_loss_key=`, `val_loss_key=`, `train_acc_key=`, `val_acc_key=`)."
+            " Log them with `self.log(...)` or pass the names you log: "
+            f'`callbacks("standard", {call})`, or the same to `OverfittingMonitor`.'
         )
     if not probes:
         text += (
@@ -289,3 +300,16 @@ def missing_text(missing: Sequence[str], probes: bool, logged: Iterable[str]) ->
             "logits in the model's output with `output_key`."
         )
     return text
+
+
+def _plain(key: str) -> str:
+    """A metric name without separators, case or Lightning's ``_step``/``_epoch`` suffix."""
+    return "".join(c for c in _metric(key).lower() if c.isalnum())
+
+
+def _metric(key: str) -> str:
+    """The name as logged, without Lightning's ``_step``/``_epoch`` suffix."""
+    for suffix in ("_step", "_epoch"):
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return key
