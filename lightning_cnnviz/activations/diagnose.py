@@ -348,8 +348,8 @@ class TrainingDiagnosis:
             if recovered(series, spike=spike):
                 # back below its start (and within BACK x its level before, after a late spike)
                 self.transient, self.pending = step, None
-                if not self._new("divergence", "note"):
-                    return []
+                if spike[0] >= step or not self._new("divergence", "note"):
+                    return []  # (a "spike" at this very step already back: nothing to tell)
                 return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
             if not is_jump(spike) and not dying:
                 # a smoothed rise (not one step's blow-up) is confirmed at a later log while

@@ -321,3 +321,15 @@ def test_divergence_smoothed_rise_coming_down_waits_then_is_a_transient():
             said[step] = [(v.kind, v.severity) for v in diagnosis.review(step, 0, {}, {}, [], list)]
     assert said == {9: [], 20: [], 30: [("divergence", "note")]}
     assert diagnosis.diverged is None
+
+
+def test_divergence_spike_at_the_log_step_already_back_is_not_told():
+    # the median of 5 crossed 3x the best at the log's own step, and is within 2.5x the
+    # level just before it: "spike at step 140 ... recovered by step 140" said nothing true
+    series = [(s, 2.3 - 2.2 * s / 60) for s in range(1, 61)] + [(s, 0.1) for s in range(61, 91)]
+    series += [(s, 0.1 + 0.4 * (s - 90) / 30) for s in range(91, 121)]
+    series += [(s, 0.5) for s in range(121, 138)] + [(s, 1.21) for s in range(138, 141)]
+    spike = loss_spike(series)
+    assert spike is not None and spike[0] == 140 and recovered(series, spike=spike)
+    said, _, diagnosis = reviews(series, (140,))
+    assert said == {140: []} and diagnosis.transient == 140

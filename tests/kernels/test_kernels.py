@@ -365,5 +365,6 @@ def test_kernels_frozen_layers_are_a_note_naming_them_and_why(tmp_path):
     _, trainer, _ = run(tmp_path / "still", KernelMonitor(every_n_steps=2), EdgeNet(0.0), steps=8)
     (note,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
     assert "2 of 2" in note.message and "left out of the optimiser" in note.message
-    _, trainer, _ = run(tmp_path / "trained", KernelMonitor(every_n_steps=2), EdgeNet(0.05), steps=8)
+    monitor = KernelMonitor(every_n_steps=2)
+    _, trainer, _ = run(tmp_path / "trained", monitor, EdgeNet(0.05), steps=8)
     assert [f for f in findings_of(trainer) if f.kind == "frozen_layers"] == []
