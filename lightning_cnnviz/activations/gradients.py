@@ -60,6 +60,12 @@ REMEDIES = {
         "initialisation; BatchNorm (or LayerNorm) between layers; residual connections; a "
         "shallower model"
     ),
+    # without a Sigmoid/Tanh-like layer the swap to ReLU means nothing
+    "vanishing_gradients_rectified": (
+        "He (kaiming) initialisation; BatchNorm (or LayerNorm) between layers; residual "
+        "connections; a shallower model; a lower learning rate if units are dying "
+        "(`activations/*/dead_strip`)"
+    ),
     "exploding_gradients": (
         "clip gradients (Trainer(gradient_clip_val=1.0)); lower the learning rate; "
         "BatchNorm between layers; smaller initial weights"
@@ -146,9 +152,8 @@ def gradient_findings(
             text += "; saturated " + ", ".join(f"`{s}` {v:.0%}" for s, v in saturated.items())
         text += "; the loss has stopped falling" if stalled else ""
         fig = figures | {f"saturation/{s}": v for s, v in saturated.items()}
-        found.append(
-            ("vanishing_gradients", severity, _with_remedies(text, "vanishing_gradients"), fig)
-        )
+        remedies = "vanishing_gradients" if saturation else "vanishing_gradients_rectified"
+        found.append(("vanishing_gradients", severity, _with_remedies(text, remedies), fig))
     elif saturated:
         share = ", ".join(f"`{s}` {v:.0%}" for s, v in saturated.items())
         text = (

@@ -187,8 +187,11 @@ def test_gradients_depth_ratio_vanishing_exploding_and_healthy():
     assert (kind, severity) == ("vanishing_gradients", "problem")
     assert "`c1` 1.0e-10 vs `fc` 1.0e-02" in message and "`sig` 90%" in message
     assert figures["saturation/sig"] == 0.9
+    assert "instead of Sigmoid/Tanh" in message
     # the same profile while the loss keeps falling: true, worth knowing, not a problem
-    assert gradient_findings(vanishing, None, {}, stalled=False)[0][1] == "note"
+    ((_, severity, message, _),) = gradient_findings(vanishing, None, {}, stalled=False)
+    assert severity == "note"
+    assert "Sigmoid" not in message and "kaiming" in message  # no such layer to swap
     grown = [(name, 1000 * v) for name, v in healthy]
     ((kind, severity, message, _),) = gradient_findings(grown, 2e-3, {}, stalled=False)
     assert kind == "exploding_gradients" and severity == "problem" and "grew" in message
@@ -333,3 +336,21 @@ def test_divergence_spike_at_the_log_step_already_back_is_not_told():
     assert spike is not None and spike[0] == 140 and recovered(series, spike=spike)
     said, _, diagnosis = reviews(series, (140,))
     assert said == {140: []} and diagnosis.transient == 140
+
+
+def test_review_vanishing_gradients_with_dying_units_is_the_dead_units_finding():
+    # a ReLU net whose loss was scaled 1000x: 69-94% of three layers dead at step 10, the
+    # first layers at 1e-4 of the last ones' gradient: "use ReLU instead of Sigmoid/Tanh"
+    vanishing = [("c1", 1e-8), ("c2", 1e-6), ("fc", 1e-2)]
+    losses = [(s, 2300.0 + s) for s in range(1, 11)]
+
+    def kinds(first, now):
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+        review(diagnosis, 5, losses[:5], {"relu": figures(dead=first)}, {"relu": "rectifier"},
+               [("c1", 1e-3), ("c2", 1e-3), ("fc", 1e-3)])  # fmt: skip
+        later = review(diagnosis, 10, losses[5:], {"relu": figures(dead=now)},
+                       {"relu": "rectifier"}, vanishing)  # fmt: skip
+        return [v.kind for v in later]
+
+    assert kinds(0.0, 0.875) == ["dead_units"]  # 7 of 8 units died since the last log
+    assert kinds(0.875, 0.875) == ["vanishing_gradients"]  # no die-off at this log
