@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "DATA_REMEDIES",
     "DORMANT_REMEDIES",
     "FAST_RISE",
     "INIT_REMEDIES",
@@ -48,6 +49,13 @@ INIT_REMEDIES = (
     "a standard initialisation (PyTorch's default, or He/Kaiming for ReLU nets, Xavier for "
     "Sigmoid/Tanh) instead of zero or over-scaled weights; a lower init gain; BatchNorm before "
     "the activation"
+)
+# Where the loss never left its chance level, nothing was learnt: the data comes first.
+DATA_REMEDIES = (
+    "check that each label belongs to its input (labels shuffled or misaligned against the "
+    "inputs keep the loss exactly at chance), that the loss reads the model's output and the "
+    "targets, and that the optimiser holds the model's parameters; if the units died with the "
+    "first large updates, lower the learning rate"
 )
 # Rectifiers that already pass gradient below zero get the same advice minus the swap.
 DORMANT_REMEDIES = (
@@ -182,17 +190,19 @@ def dead_text(
     severity: str,
     progress: float | None,
     cause: str | None = None,
+    remedies: str = INIT_REMEDIES,
 ) -> str:
     """``diagnosis_text`` with the severity's reason: why it hurts, or why it does not.
 
     ``cause``: what is known to have silenced the units (the weights' scale at
-    initialisation); said instead of the learning-rate remedies.
+    initialisation), or to stand behind them (a loss that never left its chance level);
+    said with its ``remedies`` instead of the learning-rate ones.
     """
     text = diagnosis_text(alerts, dead, step, epoch)
     head = text.split(" Units that never")[0].rstrip(".")
     if severity == "problem":
         if cause:
-            return f"{head}. {cause} Try: {INIT_REMEDIES}."
+            return f"{head}. {cause} Try: {remedies}."
         return text
     why = (
         f"learning goes on (the loss fell {progress:.0%} since the first step)"

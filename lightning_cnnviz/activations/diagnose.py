@@ -33,7 +33,7 @@ from typing import Any
 from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.dead_rules import STALLED
+from lightning_cnnviz.activations.dead_rules import DATA_REMEDIES, INIT_REMEDIES, STALLED
 from lightning_cnnviz.activations.divergence import (
     SMOOTH,
     LossTrace,
@@ -61,6 +61,7 @@ from lightning_cnnviz.activations.sites import SiteInfo
 __all__ = ["TrainingDiagnosis", "Verdict"]
 
 NEAR_LOW = 1.1  # a loss this close to a low set since the last log is still at its lows
+AT_CHANCE = 0.03  # every 5-step median within 3% of ln K: the loss never left its chance level
 
 
 class TrainingDiagnosis:
@@ -80,6 +81,7 @@ class TrainingDiagnosis:
         self.chance_loss: float | None = None  # ln K, once the first losses sat far above it
         self.init_cause: str | None = None  # the weights' scale at init, when known the cause
         self.init_checked = False  # the initial-scale check ran (once, when K is known)
+        self.classes: int | None = None  # K, from the first log's output
         self.last_step = -1  # the step of the previous log
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
@@ -117,6 +119,7 @@ class TrainingDiagnosis:
             "chance_loss": self.chance_loss,
             "init_cause": self.init_cause,
             "init_checked": self.init_checked,
+            "classes": self.classes,
             "last_step": self.last_step,
             "last_epoch": self.last_epoch,
             "kinds": dict(self._kinds),
@@ -147,6 +150,7 @@ class TrainingDiagnosis:
         self.chance_loss = state.get("chance_loss")
         self.init_cause = state.get("init_cause")
         self.init_checked = bool(state.get("init_checked", False))
+        self.classes = state.get("classes")
         self.last_step = int(state.get("last_step", -1))
         self.last_epoch = int(state.get("last_epoch", 0))
         self._kinds = dict(state.get("kinds", {}))  # what ``conclude`` reads for held alerts
@@ -244,9 +248,12 @@ class TrainingDiagnosis:
         if self.pending is not None and self.pending >= previous:
             self.units.hold(alerts)  # a spike waits for its confirmation: maybe part of it
             return out
+        cause, remedies = self.init_cause, INIT_REMEDIES
+        if cause is None and stalled and self._at_chance(series):
+            cause, remedies = self._chance_cause(), DATA_REMEDIES
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
-            self.init_cause, falling,
+            cause, falling, remedies,
         )  # fmt: skip
 
     def conclude(self) -> list[Verdict]:
@@ -263,6 +270,31 @@ class TrainingDiagnosis:
             self.last_step, self.last_epoch, [], self.history.previous, self._kinds,
             self.history.dead, gain, self.init_cause,
         )  # fmt: skip
+
+    def _at_chance(self, series: list[tuple[int, float]]) -> bool:
+        """Whether the loss never left its chance level ``ln K`` since the first step.
+
+        Every ``SMOOTH``-step median within ``AT_CHANCE`` of it.
+        Shuffled training labels keep a CNN at 2.29-2.31 (ln 10 = 2.303) while Adam
+        silences half its dense layer; units killed by too large an update move the
+        loss first (SGD 0.7: 2.30 -> 2.10; SGD 1.0 wanders 2.07-2.67).
+        """
+        finite = [v for _, v in series if math.isfinite(v)]
+        if self.classes is None or self.classes < 2 or len(finite) < 4 * SMOOTH:
+            return False
+        chance = math.log(self.classes)
+        return all(
+            abs(statistics.median(finite[i : i + SMOOTH]) / chance - 1) < AT_CHANCE
+            for i in range(0, len(finite) - SMOOTH + 1, SMOOTH)
+        )
+
+    def _chance_cause(self) -> str:
+        chance = math.log(self.classes or 2)
+        return (
+            f"The loss has stayed at its chance level (ln {self.classes} = {chance:.3f}) since "
+            "the first step: nothing has been learnt, and units silent in a model that learns "
+            "nothing are more likely a consequence than the cause."
+        )
 
     def _at_new_low(self, series: list[tuple[int, float]]) -> bool:
         """Whether the loss is at or near a new low set since the last log.
@@ -321,6 +353,7 @@ class TrainingDiagnosis:
         self.init_checked = True  # K unknown at the first log stays unknown: not asked again
         if chance is None:
             return []
+        self.classes = chance[0]
         found = init_explosion([v for _, v in series], *chance)
         if found is None or not self._new(found[0], found[1]):
             return []

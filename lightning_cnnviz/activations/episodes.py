@@ -42,6 +42,7 @@ from typing import Any
 
 from lightning_cnnviz.activations.dead_rules import (
     FAST_RISE,
+    INIT_REMEDIES,
     LARGE,
     MIN_UNITS,
     SLOW,
@@ -132,13 +133,14 @@ class UnitEpisodes:
         progress: float | None,
         cause: str | None = None,
         falling: bool = False,
+        remedies: str = INIT_REMEDIES,
     ) -> list[Verdict]:
         """One log's dead/dormant verdicts: episodes that ended, then new ones.
 
         ``fractions``: every site's dead (dormant for leaky sites) share now;
         ``dead_channels``: the dead channels per site; ``cause``: what is known to have silenced
-        the units (said instead of the learning-rate remedies); ``falling``: the loss fell
-        to a new low since the last log (``dead_rules.dead_reason``).
+        the units, said with its ``remedies`` instead of the learning-rate ones; ``falling``:
+        the loss fell to a new low since the last log (``dead_rules.dead_reason``).
         """
         out = self._ended(step, epoch, fractions)
         merged = self._with_held(alerts, fractions)
@@ -160,7 +162,7 @@ class UnitEpisodes:
         if dead:
             severity = "problem" if any(hurts for _, hurts in dead) else "note"
             found = [a for a, _ in dead]
-            text = dead_text(found, dead_channels, step, epoch, severity, progress, cause)
+            text = dead_text(found, dead_channels, step, epoch, severity, progress, cause, remedies)
             out += self._opened("dead_units", severity, step, found, text, progress)
         if dormant:
             severity = "problem" if any(hurts for _, hurts in dormant) else "note"

@@ -354,3 +354,27 @@ def test_review_vanishing_gradients_with_dying_units_is_the_dead_units_finding()
 
     assert kinds(0.0, 0.875) == ["dead_units"]  # 7 of 8 units died since the last log
     assert kinds(0.875, 0.875) == ["vanishing_gradients"]  # no die-off at this log
+
+
+def test_review_dead_units_while_the_loss_never_left_chance_point_at_the_data():
+    # shuffled training labels: the loss at 2.29-2.31 (ln 10) from the first step while
+    # Adam silences half the dense layer; the cause is not the learning rate
+    def run(level):
+        diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+        sites = {"fc": info("rectifier")}
+        for log, dead in ((20, 0.0), (40, 0.5), (60, 0.5)):
+            for s in range(log - 19, log + 1):
+                diagnosis.loss.add(s, torch.tensor(level(s) + 0.01 * (-1) ** s))
+            chance = (10, 2.303) if diagnosis.wants_chance() else None
+            said += diagnosis.review(log, 0, {"fc": figures(dead=dead)}, sites, [],
+                                     lambda: [], chance)  # fmt: skip
+        return [v for v in said if v.kind == "dead_units"]
+
+    (flat,) = run(lambda s: math.log(10))
+    assert (
+        flat.severity == "problem" and "stayed at its chance level (ln 10 = 2.303)" in flat.message
+    )
+    assert "check that each label belongs to its input" in flat.message
+    (moved,) = run(lambda s: math.log(10) * (1 - 0.001 * s))  # 2.30 -> 2.16: it moved
+    assert moved.severity == "problem" and "chance level" not in moved.message
+    assert "lower the learning rate (units die after too large an update)" in moved.message
