@@ -82,6 +82,8 @@ class TrainingDiagnosis:
         self.init_cause: str | None = None  # the weights' scale at init, when known the cause
         self.init_checked = False  # the initial-scale check ran (once, when K is known)
         self.classes: int | None = None  # K, from the first log's output
+        # ``_at_chance``, read incrementally: left it yet, losses read, the ones short of a median
+        self._left_chance, self._chance_seen, self._chance_rest = False, 0, []
         self.last_step = -1  # the step of the previous log
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
@@ -248,12 +250,10 @@ class TrainingDiagnosis:
         if self.pending is not None and self.pending >= previous:
             self.units.hold(alerts)  # a spike waits for its confirmation: maybe part of it
             return out
-        cause, remedies = self.init_cause, INIT_REMEDIES
-        if cause is None and stalled and self._at_chance(series):
-            cause, remedies = self._chance_cause(), DATA_REMEDIES
+        cause, remedies = self._cause(series, gain)
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
-            cause, falling, remedies,
+            cause, falling=falling, remedies=remedies,
         )  # fmt: skip
 
     def conclude(self) -> list[Verdict]:
@@ -265,36 +265,52 @@ class TrainingDiagnosis:
         """
         if not self.units.held or self.diverged is not None:
             return []
-        gain = self._progress(self.loss.read())
+        series = self.loss.read()
+        gain = self._progress(series)
+        cause, remedies = self._cause(series, gain)
         return self.units.review(
             self.last_step, self.last_epoch, [], self.history.previous, self._kinds,
-            self.history.dead, gain, self.init_cause,
+            self.history.dead, gain, cause, remedies=remedies,
         )  # fmt: skip
+
+    def _cause(self, series: list[tuple[int, float]], gain: float | None) -> tuple[str | None, str]:
+        """What stands behind silent units, and its remedies (``None``: the learning rate's).
+
+        The weights' scale at initialisation, when known; or a loss that never left its
+        chance level while learning stalls (``_at_chance``): the data comes first.
+        """
+        if self.init_cause is not None:
+            return self.init_cause, INIT_REMEDIES
+        if gain is not None and gain < STALLED and self._at_chance(series):
+            chance = math.log(self.classes or 2)
+            return (
+                f"The loss has stayed at its chance level (ln {self.classes} = {chance:.3f}) "
+                "since the first step: nothing has been learnt, and units silent in a model "
+                "that learns nothing are more likely a consequence than the cause.",
+                DATA_REMEDIES,
+            )
+        return None, INIT_REMEDIES
 
     def _at_chance(self, series: list[tuple[int, float]]) -> bool:
         """Whether the loss never left its chance level ``ln K`` since the first step.
 
-        Every ``SMOOTH``-step median within ``AT_CHANCE`` of it.
+        Every ``SMOOTH``-step median within ``AT_CHANCE`` of it, read incrementally (the
+        losses since the last call, and the ones short of a full median before them).
         Shuffled training labels keep a CNN at 2.29-2.31 (ln 10 = 2.303) while Adam
         silences half its dense layer; units killed by too large an update move the
         loss first (SGD 0.7: 2.30 -> 2.10; SGD 1.0 wanders 2.07-2.67).
         """
-        finite = [v for _, v in series if math.isfinite(v)]
-        if self.classes is None or self.classes < 2 or len(finite) < 4 * SMOOTH:
+        if self.classes is None or self.classes < 2 or self._left_chance:
             return False
         chance = math.log(self.classes)
-        return all(
-            abs(statistics.median(finite[i : i + SMOOTH]) / chance - 1) < AT_CHANCE
-            for i in range(0, len(finite) - SMOOTH + 1, SMOOTH)
-        )
-
-    def _chance_cause(self) -> str:
-        chance = math.log(self.classes or 2)
-        return (
-            f"The loss has stayed at its chance level (ln {self.classes} = {chance:.3f}) since "
-            "the first step: nothing has been learnt, and units silent in a model that learns "
-            "nothing are more likely a consequence than the cause."
-        )
+        fresh = [v for _, v in series[self._chance_seen :] if math.isfinite(v)]
+        finite = self._chance_rest + fresh
+        full = len(finite) - len(finite) % SMOOTH
+        for i in range(0, full, SMOOTH):
+            median = statistics.median(finite[i : i + SMOOTH])
+            self._left_chance |= abs(median / chance - 1) >= AT_CHANCE
+        self._chance_rest, self._chance_seen = finite[full:], len(series)
+        return not self._left_chance and len(series) >= 4 * SMOOTH
 
     def _at_new_low(self, series: list[tuple[int, float]]) -> bool:
         """Whether the loss is at or near a new low set since the last log.
