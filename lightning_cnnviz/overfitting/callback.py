@@ -281,13 +281,11 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
 
     def _conclude(self, trainer: Trainer) -> None:
         """The last evaluation's BatchNorm mismatch, confirmed or not (``Detector.conclude``)."""
-        for change in self.detector.conclude():
-            ev = self.detector.history[-1]
-            self._tell(trainer, change, ev, [])
-            others = [f for f in findings_of(trainer) if f.source != self.section]
-            text = diagnosis_text(self.detector.active, ev, others, confusion=pairs_text([]),
-                                  val_key=self.keys["val_loss"])  # fmt: skip
-            self.sink.text(self.tag("diagnosis"), text, ev.step)
+        changes, ev = self.detector.conclude(), self.detector.history[-1:]
+        for change in changes:
+            self._tell(trainer, change, ev[0], [])
+        if changes:
+            self._write_diagnosis(trainer, ev[0], [])
 
     def _record_checks(self, trainer: Trainer) -> None:
         """Say which of the rules could look at this run, and why the others could not."""
@@ -342,15 +340,15 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
             self._tell(trainer, change, ev, pairs)
         others = [f for f in findings_of(trainer) if f.source != self.section]
         if changes or (self.detector.reported and len(others) > self._others_told):
-            self._others_told = len(others)  # rewritten when other monitors add findings
-            text = diagnosis_text(
-                self.detector.active,
-                ev,
-                others,
-                confusion=pairs_text(pairs),
-                val_key=self.keys["val_loss"],
-            )
-            self.sink.text(self.tag("diagnosis"), text, step)
+            self._write_diagnosis(trainer, ev, pairs)  # rewritten when others add findings
+
+    def _write_diagnosis(self, trainer: Trainer, ev: Evaluation, pairs: list[Any]) -> None:
+        """The ``diagnosis`` text: this monitor's findings, the others', the evidence."""
+        others = [f for f in findings_of(trainer) if f.source != self.section]
+        self._others_told = len(others)
+        text = diagnosis_text(self.detector.active, ev, others, confusion=pairs_text(pairs),
+                              val_key=self.keys["val_loss"])  # fmt: skip
+        self.sink.text(self.tag("diagnosis"), text, ev.step)
 
     def _tell(self, trainer: Trainer, change: Change, ev: Evaluation, pairs: list[Any]) -> None:
         """Report a new finding (with a warning), or update the one reported before."""
