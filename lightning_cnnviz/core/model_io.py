@@ -23,6 +23,7 @@ from lightning_cnnviz.core.probe import (
     find_dataset,
     generator_for,
     probe_from_indices,
+    read_item,
 )
 from lightning_cnnviz.core.selection import unwrap_model
 
@@ -104,7 +105,7 @@ class ProbeReader:
         """Where the label is in the dataset's items: ``label_key``, or a guess said once."""
         if self._label_key is UNSET:
             key = self.label_key
-            item = dataset[0] if key is None and len(dataset) else None
+            item = read_item(dataset, 0) if key is None and len(dataset) else None
             if isinstance(item, Mapping) and not any(k in item for k in LABEL_KEYS):
                 key, why = guess_label_key(item)
                 keys = list(item)

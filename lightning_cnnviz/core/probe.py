@@ -4,6 +4,8 @@ The probe is drawn once from a dataset (never from the user's DataLoader:
 iterating one draws a seed from the global RNG and would change training),
 kept on the CPU, and moved to the model's device when used. Its indices are
 what a monitor saves in ``state_dict``, so a resumed run shows the same images.
+Reading items leaves the global random generators as they were (``rng_untouched``):
+a training set's random augmentation draws from them.
 
 Example::
 
@@ -20,10 +22,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import random
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -39,6 +44,8 @@ __all__ = [
     "generator_for",
     "has_val_data",
     "probe_from_indices",
+    "read_item",
+    "rng_untouched",
     "split_sample",
 ]
 
@@ -246,9 +253,34 @@ def dataset_labels(dataset: Any) -> Tensor | None:
         dataset = inner
 
 
+@contextlib.contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Leave the global random generators (torch's, ``random``'s, NumPy's) as they were.
+
+    Reading a training set's items runs its random augmentation, which draws from these
+    generators (torchvision's transforms from torch's, others from ``random`` or NumPy):
+    without this, every later draw of the run (shuffling, augmentation, dropout) would
+    shift, and the model train differently with the monitors on.
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def read_item(dataset: Any, index: int) -> Any:
+    """``dataset[index]``, with the global random generators left as they were."""
+    with rng_untouched():
+        return dataset[index]
+
+
 def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = None) -> Probe:
     """Load the samples at ``indices`` (e.g. restored from a checkpoint) into a probe."""
-    items = (split_sample(dataset[i], label_key) for i in indices)
+    with rng_untouched():
+        items = [split_sample(dataset[i], label_key) for i in indices]
     xs, ys = zip(*items, strict=True) if indices else ((), ())
     if not xs:
         raise ValueError("a probe needs at least one sample")
@@ -288,7 +320,8 @@ def draw_probe(
     labels = dataset_labels(dataset)
     candidates = order if labels is not None else order[: max(num_samples, label_pool)]
     if labels is None:
-        found = [split_sample(dataset[int(i)], label_key)[1] for i in candidates]
+        with rng_untouched():
+            found = [split_sample(dataset[int(i)], label_key)[1] for i in candidates]
         if any(y is None for y in found):
             return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
         labels_of = torch.tensor(found, dtype=torch.long)

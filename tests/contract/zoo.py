@@ -12,11 +12,14 @@ Each model is a LightningModule over 1x16x16 inputs and 4 classes:
 
 from __future__ import annotations
 
+import random
+
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 NUM_CLASSES = 4
 
@@ -167,13 +170,31 @@ def make_data(n: int = 64, seed: int = 123) -> TensorDataset:
     return TensorDataset(x, y)
 
 
+class Augmented(Dataset):
+    """Random augmentation drawn from the global generators, as torchvision's transforms
+    (torch's) and others (``random``'s, NumPy's) draw: a monitor that reads an item must
+    leave them as they were."""
+
+    def __init__(self, data: TensorDataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.data[index]
+        scale = 1.0 + 0.1 * random.random() + 0.1 * float(np.random.rand())
+        return scale * x + 0.05 * torch.randn_like(x), y
+
+
 class ZooData(L.LightningDataModule):
-    """Shuffled training loader (draws from the global RNG), fixed validation loader."""
+    """Shuffled, randomly augmented training loader (both draw from the global RNGs),
+    fixed validation loader."""
 
     def __init__(self, batch_size: int = 8) -> None:
         super().__init__()
         self.batch_size = batch_size
-        self.train_set = make_data(64, seed=1)
+        self.train_set = Augmented(make_data(64, seed=1))
         self.val_set = make_data(32, seed=2)
 
     def train_dataloader(self):
