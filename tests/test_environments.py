@@ -68,3 +68,30 @@ def test_environments_reused_callbacks_start_afresh_on_another_model(tmp_path):
     assert "kernels/conv1/relative_change" in mine and any("drift" in t for t in mine)
     for tag in sorted(mine):  # as if the callbacks had never seen the first model
         assert again[tag] == fresh[tag], tag
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """A dataset without ``len`` or ``[i]``, as a streaming loader gives."""
+
+    def __init__(self, loader):
+        self.dataset = loader.dataset
+
+    def __iter__(self):
+        return iter(self.dataset)
+
+
+def test_environments_iterable_datasets_every_monitor_logs(tmp_path):
+    train, val = loaders(n_train=64)
+    data = tuple(torch.utils.data.DataLoader(_Stream(d), batch_size=8) for d in (train, val))
+    names = ["KernelMonitor", "FeatureMapMonitor", "ActivationMonitor", "GradCAMMonitor",
+             "OverfittingMonitor"]  # fmt: skip
+    auto = {"every_n_steps": None, "every_n_epochs": None}  # the automatic schedule
+    monitors = [make_monitor(name, strict=True, **auto) for name in names]
+    trainer, _, _ = fit(tmp_path, monitors, data=data, max_epochs=2, limit_train_batches=None)
+    assert trainer.estimated_stepping_batches == -1  # Lightning cannot tell the run's length
+    acc = events(tmp_path / "tb")
+    for name, monitor in zip(names, monitors, strict=True):
+        assert not monitor.disabled, name
+        assert 1 <= monitor.events <= 3, (name, monitor.events)  # planned as a long run, not 1 step
+    images = {t.split("/")[0] for t in acc.Tags()["images"]}
+    assert {"kernels", "feature_maps", "activations", "gradcam", "overfitting"} <= images

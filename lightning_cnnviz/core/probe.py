@@ -5,7 +5,8 @@ iterating one draws a seed from the global RNG and would change training),
 kept on the CPU, and moved to the model's device when used. Its indices are
 what a monitor saves in ``state_dict``, so a resumed run shows the same images.
 Reading items leaves the global random generators as they were (``rng_untouched``):
-a training set's random augmentation draws from them.
+a training set's random augmentation draws from them. An iterable dataset is drawn
+from its first ``ITERABLE_HEAD`` items (``iterable_head``).
 
 Example::
 
@@ -23,7 +24,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 __all__ = [
     "LABEL_KEYS",
@@ -43,6 +46,7 @@ __all__ = [
     "find_dataset",
     "generator_for",
     "has_val_data",
+    "iterable_head",
     "probe_from_indices",
     "read_item",
     "rng_untouched",
@@ -77,9 +81,40 @@ def generator_for(seed: int, stream: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed + _STREAMS[stream])
 
 
+# An iterable dataset (no ``len``, no ``[i]``) stands in through its first items, read
+# once per dataset: enough for class-balanced probes, bounded in memory.
+ITERABLE_HEAD = 256
+_heads: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def iterable_head(dataset: Any) -> list[Any]:
+    """The first ``ITERABLE_HEAD`` items of an iterable dataset, read once (RNG untouched).
+
+    Example::
+
+        >>> class Stream(torch.utils.data.IterableDataset):
+        ...     def __iter__(self):
+        ...         return iter([(torch.zeros(1, 2, 2), i % 3) for i in range(1000)])
+        >>> head = iterable_head(Stream())
+        >>> len(head), head[4][1]
+        (256, 1)
+    """
+    try:
+        head = _heads.get(dataset)
+    except TypeError:  # unhashable: read again each time
+        head = None
+    if head is None:
+        with rng_untouched():
+            head = list(itertools.islice(iter(dataset), ITERABLE_HEAD))
+        with contextlib.suppress(TypeError):
+            _heads[dataset] = head
+    return head
+
+
 def _dataset_of(loaders: Any) -> Any:
     if isinstance(loaders, DataLoader):
-        return loaders.dataset
+        data = loaders.dataset
+        return iterable_head(data) if isinstance(data, IterableDataset) else data
     if isinstance(loaders, dict):
         loaders = list(loaders.values())
     if isinstance(loaders, list | tuple) and loaders:

@@ -6,8 +6,10 @@ Steps are ``trainer.global_step`` (never ``batch_idx``, which restarts every epo
 so the first event comes within the first 3% of the run (at most 50 steps in); the
 gaps then double until they reach a steady interval fitted to the run's length (about
 ``EVENTS`` events per run, rounded to 1, 2 or 5 x 10^k steps, so that monitors log at
-the same steps). A run of unknown length (an infinite ``estimated_stepping_batches``)
-is planned as ``UNKNOWN_LENGTH`` steps, and keeps its steady interval afterwards.
+the same steps). A run of unknown length (an infinite ``estimated_stepping_batches``,
+or -1, Lightning's answer for an iterable loader stopped by ``max_epochs``) is planned
+as ``UNKNOWN_LENGTH`` steps with its first event at step ``UNKNOWN_FIRST`` (it may be
+short), and keeps its steady interval afterwards.
 The cost budget may then stretch the steady interval (``stretch``): a monitor whose
 events are expensive logs less often, on the same grid, but keeps at least
 ``MIN_STEADY`` steady events over the run.
@@ -42,6 +44,7 @@ __all__ = [
     "FIRST_SHARE",
     "FIRST_STEP_MAX",
     "MIN_STEADY",
+    "UNKNOWN_FIRST",
     "UNKNOWN_LENGTH",
     "Schedule",
     "plan",
@@ -50,7 +53,8 @@ __all__ = [
 EVENTS = 20  # steady events an automatic schedule aims at over the run
 FIRST_SHARE = 0.03  # the first event within this share of the run...
 FIRST_STEP_MAX = 50  # ...and at most this many steps in
-UNKNOWN_LENGTH = 10_000  # steps planned for when the run's length is unknown
+UNKNOWN_LENGTH = 10_000  # steps planned for when the run's length is unknown...
+UNKNOWN_FIRST = 10  # ...with its first event this early: the run may be short
 MIN_STEADY = 6  # steady events the budget leaves a monitor at least, over the planned run
 _SHRINK = 0.8  # the interval shrinks only when the cost fits this share of a shorter one
 
@@ -63,9 +67,13 @@ def _nice(x: float) -> int:
     return next(m * base for m in (1, 2, 5, 10) if m * base >= x)
 
 
+def _known(total_steps: float | None) -> bool:
+    # unknown: None, infinite, or Lightning's -1 (an iterable loader stopped by max_epochs)
+    return total_steps is not None and math.isfinite(total_steps) and total_steps >= 1
+
+
 def _planned(total_steps: float | None) -> int:
-    known = total_steps is not None and math.isfinite(total_steps)
-    return max(int(total_steps if known else UNKNOWN_LENGTH), 1)
+    return int(total_steps) if _known(total_steps) else UNKNOWN_LENGTH
 
 
 def plan(total_steps: float | None) -> tuple[int, int]:
@@ -73,11 +81,13 @@ def plan(total_steps: float | None) -> tuple[int, int]:
 
     Example::
 
-        >>> [plan(n) for n in (100, 1_000, 10_000, 1_000_000, None)]
-        [(3, 5), (30, 50), (50, 500), (50, 50000), (50, 500)]
+        >>> [plan(n) for n in (100, 1_000, 10_000, 1_000_000, None, -1)]
+        [(3, 5), (30, 50), (50, 500), (50, 50000), (10, 500), (10, 500)]
     """
     total = _planned(total_steps)
     first = max(1, min(FIRST_STEP_MAX, math.ceil(FIRST_SHARE * total)))
+    if not _known(total_steps):
+        first = UNKNOWN_FIRST
     return first, max(_nice(total / EVENTS), first)
 
 

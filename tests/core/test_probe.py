@@ -1,8 +1,15 @@
 import pytest
 import torch
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import Dataset, IterableDataset, Subset, TensorDataset
 
-from lightning_cnnviz.core.probe import dataset_labels, draw_probe, probe_from_indices, split_sample
+from lightning_cnnviz.core.probe import (
+    ITERABLE_HEAD,
+    dataset_labels,
+    draw_probe,
+    iterable_head,
+    probe_from_indices,
+    split_sample,
+)
 
 
 class DictDataset(Dataset):
@@ -59,3 +66,25 @@ def test_probe_reads_dicts_subsets_and_bare_tensors():
 def test_probe_larger_than_dataset_is_a_clear_error():
     with pytest.raises(ValueError, match=r"`num_samples` \(60\) is larger than the dataset"):
         draw_probe(tensor_data(), 60, torch.Generator())
+
+
+class Stream(IterableDataset):
+    """A stream with random augmentation: no ``len``, no ``[i]``."""
+
+    def __init__(self, n=400):
+        self.data = tensor_data(n, classes=4)
+
+    def __iter__(self):
+        for x, y in self.data:
+            yield x + 0.1 * torch.randn_like(x), y
+
+
+def test_probe_from_an_iterable_reads_its_head_once_rng_untouched():
+    stream = Stream()
+    state = torch.get_rng_state()
+    head = iterable_head(stream)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert len(head) == ITERABLE_HEAD and iterable_head(stream) is head  # read once
+    probe = draw_probe(head, 8, torch.Generator().manual_seed(0))
+    assert sorted(probe.labels.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert max(probe.indices) < ITERABLE_HEAD

@@ -65,7 +65,7 @@ def test_schedule_automatic_is_dense_early_then_fitted_to_the_run(total, first_s
 
 
 def test_schedule_unknown_length_plans_a_default_run_and_keeps_its_interval():
-    assert plan(float("inf")) == plan(None) == plan(10_000)
+    assert plan(float("inf")) == plan(None) == plan(-1) == (10, plan(10_000)[1])  # -1: unknown too
     schedule = Schedule()
     schedule.fit_to(float("inf"))
     assert schedule.due_on_step(1_000_000, last=-1) and schedule.next_step(1_000_000) == 1_000_500
