@@ -29,7 +29,7 @@ def test_sink_writes_images_scalars_text_to_tensorboard(tmp_path):
     acc = events(tmp_path / "tb")
     (img,) = acc.Images("kernels/conv1")
     assert (img.step, img.width, img.height) == (3, 7, 5)
-    pixels = np.array(Image.open(io.BytesIO(img.encoded_image_string)))  # lossless, RGB
+    pixels = np.array(Image.open(io.BytesIO(img.encoded_image_string)).convert("RGB"))  # lossless
     assert torch.equal(torch.from_numpy(pixels).permute(2, 0, 1), image)
     (scalar,) = acc.Scalars("kernels/conv1/mean_abs")
     assert (scalar.step, scalar.value) == (3, 0.25)
@@ -73,7 +73,7 @@ def test_sink_falls_back_to_png_without_tensorboard(tmp_path):
     trainer.loggers[0].save()
     png = sink.image_dir / "gradcam" / "val" / "step_00000012.png"
     assert png.is_file() and torch.equal(
-        torch.from_numpy(np.array(Image.open(png))).permute(2, 0, 1), image
+        torch.from_numpy(np.array(Image.open(png).convert("RGB"))).permute(2, 0, 1), image
     )
     assert "all good" in (sink.image_dir / "diagnosis.md").read_text()
     metrics = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
@@ -148,5 +148,5 @@ def test_sink_image_keeps_its_own_copy_while_queued(tmp_path):
     release.set()
     sink.flush()
     (img,) = events(tmp_path / "tb").Images("reused")
-    pixels = np.array(Image.open(io.BytesIO(img.encoded_image_string)))
+    pixels = np.array(Image.open(io.BytesIO(img.encoded_image_string)).convert("RGB"))
     assert (img.width, img.height) == (6, 4) and (pixels == 200).all()
