@@ -20,6 +20,7 @@ from torch import Tensor
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting import passes
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
@@ -167,7 +168,9 @@ class Measures:
             self.warn_once("missing", missing_text(missing, probes, logged))
         probe = self.probe(trainer, "val")
         size = float(len(probe))
-        ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size, **host)
+        settings = read_settings(trainer.optimizers, unwrap_model(pl_module))
+        ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
+                        **host, **dataclasses.asdict(settings))  # fmt: skip
         if not self.plan.train and passes.cites_train(self.detector.dry_run(ev)):
             train = self._logits(trainer, pl_module, "train", sizes["train"])
             ev = dataclasses.replace(ev, **self._host({"train": train}, cut))

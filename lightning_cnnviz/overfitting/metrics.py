@@ -260,7 +260,8 @@ class Evaluation:
     """What one validation showed. Any figure may be ``None`` (not logged, or not measured).
 
     ``bn_screen`` is set only where the batch-statistics pass was skipped because its
-    screen was quiet (``passes.py``): the estimated gap it went by.
+    screen was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``dropout``:
+    the run's settings then (``core.settings.Settings``), which the remedies follow.
 
     Example::
 
@@ -293,6 +294,11 @@ class Evaluation:
     probe_size: float | None = None
     bn_size: float | None = None
     bn_screen: float | None = None
+    lr: float | None = None
+    lr_initial: float | None = None
+    weight_decay: float | None = None
+    decay_per_step: float | None = None
+    dropout: float | None = None
 
     @property
     def gap_loss(self) -> float | None:

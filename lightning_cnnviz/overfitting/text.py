@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_cnnviz.core.findings import Finding
+from lightning_cnnviz.overfitting import levels
 from lightning_cnnviz.overfitting.detector import Change
 from lightning_cnnviz.overfitting.metrics import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -103,6 +104,13 @@ def headline(v: Verdict) -> str:
             "generalise (noisy or wrong labels?)."
         )
     if v.kind == "not_learning":
+        if gone and levels.stuck(now):
+            return (
+                f"Val accuracy at chance since {_when(since)}, but training images are learnt "
+                f"at epoch {now.epoch} (train {_num(now.train_accuracy, True)}, train probe "
+                f"{_num(now.probe_acc_train, True)}): the model learns; what it learns does "
+                "not carry over to validation images."
+            )
         if gone:
             return (
                 f"Accuracy was at chance from {_when(since)} and is above it again at "
@@ -164,8 +172,8 @@ _REMEDIES = {
         "**Regularise**: weight decay, dropout, augmentation slow memorisation down.",
     ),
     "not_learning": (
-        "**Lower the learning rate** (by 10x); a rate far too high keeps a model at chance "
-        "or makes it diverge (NaN).",
+        "**Try another learning rate**: 10x lower if the loss jumps or went NaN (a rate far "
+        "too high keeps a model at chance), 10x higher if it sits flat at its chance level.",
         "**Check the data and the loss**: labels aligned with images, inputs normalised, "
         "logits (not probabilities) into `cross_entropy`.",
         "**Check the gradients reach the first layers** (`ActivationMonitor`, the gradient "
@@ -191,6 +199,55 @@ _REMEDIES = {
 }
 
 
+# The run's own settings that keep a model at chance, checked before the generic remedies.
+LR_CUT = 10  # the learning rate now this many times below its start: cut (a scheduler)
+DECAY_PER_STEP = 0.01  # lr x weight decay: decoupled decay removes 1% of each weight a step
+DROPOUT = 0.5
+
+
+def remedies(v: Verdict) -> list[str]:
+    """What to try for ``v``: for ``not_learning``, the run's settings that explain it first.
+
+    Example::
+
+        >>> from lightning_cnnviz.overfitting.metrics import Evaluation
+        >>> ev = Evaluation(46, 0, lr=5e-4, lr_initial=0.05, classes=10.0)
+        >>> remedies(Verdict("not_learning", ev, ev, None, {"non_finite": False}))[0][:33]
+        '**Raise the learning rate**: it i'
+    """
+    generic = list(_REMEDIES[v.kind])
+    if v.kind != "not_learning" or v.figures.get("non_finite"):
+        return generic
+    now, first = v.detected, []
+    chance = v.figures.get("chance_loss")
+    if now.lr == 0:
+        first.append("**Raise the learning rate**: it is 0, so no weight moves.")
+    elif now.lr and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
+        first.append(
+            f"**Raise the learning rate**: it is {now.lr:.3g} now, {now.lr_initial / now.lr:.0f}x "
+            f"below its start ({now.lr_initial:.3g}): a schedule that decays this early "
+            "stops learning before it began."
+        )
+    elif chance and now.train_loss and _finite(now.train_loss) and now.train_loss > 1.2 * chance:
+        first.append(
+            f"**Lower the learning rate** (by 10x): the training loss ({_num(now.train_loss)}) "
+            f"stands above its chance level ({_num(chance)}), as steps that overshoot leave it."
+        )
+    if now.decay_per_step is not None and now.decay_per_step >= DECAY_PER_STEP:
+        first.append(
+            f"**Lower the weight decay**: {now.weight_decay:.3g} at learning rate {now.lr:.3g} "
+            f"takes {100 * now.decay_per_step:.1f}% off every weight each step (decoupled, "
+            "as AdamW and SGD apply it), faster than the gradients can build anything up; "
+            "1e-4 to 5e-2 is usual."
+        )
+    if now.dropout is not None and now.dropout >= DROPOUT:
+        first.append(
+            f"**Lower the dropout** (p = {now.dropout:.2g}): at this rate most units are "
+            "zeroed at every step; 0.1-0.5 is usual, after the convolutions less."
+        )
+    return first + generic
+
+
 def _section(v: Verdict, val_key: str) -> list[str]:
     now, best = v.detected, v.best
     head = headline(v)
@@ -214,7 +271,7 @@ def _section(v: Verdict, val_key: str) -> list[str]:
         )
     lines += ["", "What to try:", ""]
     best_text = _when(best) if best is not None else "the best epoch"
-    for i, remedy in enumerate(_REMEDIES[v.kind], 1):
+    for i, remedy in enumerate(remedies(v), 1):
         lines.append(f"{i}. {remedy.format(best=best_text, val_key=val_key)}")
     return [*lines, ""]
 

@@ -10,7 +10,7 @@ from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_lo
 from lightning_cnnviz.overfitting.confusion import confused_pairs, confusion_image, pairs_text
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.metrics import Evaluation, figures
-from lightning_cnnviz.overfitting.text import calibration_text, diagnosis_text, headline
+from lightning_cnnviz.overfitting.text import calibration_text, diagnosis_text, headline, remedies
 
 
 def feed(detector, vals, train=None, **extra):
@@ -337,3 +337,53 @@ def test_detector_conclude_reports_a_batchnorm_mismatch_of_the_last_validation()
     for step in (62, 124):
         sound.update(ev(step, 0.99, 1.0))
     assert sound.conclude() == []
+
+
+def _shifted(e, train_acc, probe_train):
+    # val images colour-inverted (held out): val at chance, training images learnt
+    return Evaluation(step=46 * (e + 1), epoch=e, val_acc=0.12, val_loss=9.0, train_acc=train_acc,
+                      train_loss=0.9, probe_acc_val=0.12, probe_loss_val=9.0,
+                      probe_acc_train=probe_train, probe_size=128.0, classes=10.0)  # fmt: skip
+
+
+def test_detector_val_at_chance_while_the_train_probe_learns_is_a_gap_not_not_learning():
+    # the logged train accuracy is the first epoch's mean (35.7%), the train probe reads 72.7%
+    detector, changes = Detector(), []
+    for e, (logged, probe) in enumerate([(0.357, 0.727), (0.8, None), (0.9, None)]):
+        changes += [(c.change, c.verdict.kind) for c in detector.update(_shifted(e, logged, probe))]
+    assert changes[0] == ("new", "generalisation_gap") and {k for _, k in changes} == {
+        "generalisation_gap"
+    }  # then worse as the train accuracy climbs
+
+
+def test_detector_not_learning_turns_into_a_note_once_training_images_are_learnt():
+    detector, said = Detector(), []
+    for e, (logged, probe) in enumerate([(0.15, 0.2), (0.2, 0.25), (0.9, 0.93), (0.95, None)]):
+        for c in detector.update(_shifted(e, logged, probe)):
+            said.append((e, c.change, c.verdict.kind, headline(c.verdict)))
+    assert [s[:3] for s in said] == [(1, "new", "not_learning"), (2, "gone", "not_learning"),
+                                     (3, "new", "generalisation_gap")]  # fmt: skip
+    assert "training images are learnt at epoch 2 (train 90.0%, train probe 93.0%)" in said[1][3]
+
+
+@pytest.mark.parametrize(
+    ("settings", "first"),
+    [
+        ({"lr": 5e-4, "lr_initial": 0.05}, "**Raise the learning rate**: it is 0.0005 now, 100x"),
+        ({"lr": 1e-3, "weight_decay": 50.0, "decay_per_step": 0.05},
+         "**Lower the weight decay**: 50 at learning rate 0.001 takes 5.0% off"),
+        ({"lr": 1e-3, "dropout": 0.9}, "**Lower the dropout** (p = 0.9)"),
+        ({"lr": 0.5, "train_loss": 3.1}, "**Lower the learning rate** (by 10x): the training loss"),
+        ({"lr": 1e-3}, "**Try another learning rate**: 10x lower if the loss jumps"),
+    ],
+)  # fmt: skip
+def test_detector_not_learning_remedies_follow_the_runs_settings(settings, first):
+    detector, found = Detector(), []
+    for e in range(2):
+        at_chance = {"probe_acc_val": 0.1, "probe_loss_val": 2.3, "probe_size": 128.0}
+        figures = {"train_loss": 2.3, "classes": 10.0, **at_chance, **settings}
+        ev = Evaluation(step=46 * (e + 1), epoch=e, **figures)
+        found += [c.verdict for c in detector.update(ev)]
+    (verdict,) = found
+    assert remedies(verdict)[0].startswith(first)
+    assert "1. " + first in diagnosis_text([verdict], verdict.detected)

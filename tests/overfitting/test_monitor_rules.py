@@ -111,7 +111,8 @@ def test_monitor_rules_not_learning_at_chance_from_the_start(tmp_path):
     assert (finding.kind, finding.epoch, finding.figures["since_epoch"]) == ("not_learning", 1, 0)
     assert finding.figures["probe_acc"] == 0.5 and finding.figures["from_start"] is True
     assert "ln(2) = 0.6931" in finding.message
-    assert "Lower the learning rate" in texts(events(tmp_path / "tb"), "overfitting/diagnosis")[0]
+    said = texts(events(tmp_path / "tb"), "overfitting/diagnosis")[0]
+    assert "1. **Raise the learning rate**: it is 0" in said  # the run's lr, not a guess
 
 
 class Broken(Monitor, section="broken"):

@@ -1,0 +1,79 @@
+"""What the run is set to: learning rate, weight decay, dropout (for the remedies).
+
+A finding's remedies should follow the evidence: "lower the learning rate" is the
+opposite of the fix when a scheduler already cut it 100x. These are read from the
+first optimiser's first parameter group and the model's dropout modules, on the host,
+at an evaluation (no device work).
+
+Example::
+
+    >>> import torch
+    >>> import torch
+from torch import nn
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.9))
+    >>> opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=50.0)
+    >>> s = read_settings([opt], net)
+    >>> s.lr, s.decay_per_step, s.dropout
+    (0.001, 0.05, 0.9)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Settings", "read_settings"]
+
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The run's settings at one moment (``None``: not known).
+
+    Attributes:
+        lr: the learning rate now (first parameter group of the first optimiser).
+        lr_initial: the rate a scheduler started from (``initial_lr``), else ``lr``.
+        weight_decay: that group's weight decay.
+        decay_per_step: ``lr * weight_decay``, the share of each weight that weight decay
+            takes off per step where it is decoupled from the gradient's scale (SGD,
+            AdamW, ``decoupled_weight_decay=True``); ``None`` elsewhere (Adam's L2).
+        dropout: the largest dropout probability among the model's dropout modules.
+    """
+
+    lr: float | None = None
+    lr_initial: float | None = None
+    weight_decay: float | None = None
+    decay_per_step: float | None = None
+    dropout: float | None = None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # a tensor lr on another device, a schedule object
+        return None
+
+
+def read_settings(optimizers: Sequence[Any], model: nn.Module) -> Settings:
+    """The ``Settings`` of ``optimizers`` (Lightning's ``trainer.optimizers``) and ``model``."""
+    lr = initial = decay = per_step = None
+    optimizer = optimizers[0] if optimizers else None
+    groups = getattr(optimizer, "param_groups", None)
+    if groups:
+        lr = _number(groups[0].get("lr"))
+        initial = _number(groups[0].get("initial_lr", lr))
+        decay = _number(groups[0].get("weight_decay"))
+        decoupled = isinstance(optimizer, torch.optim.SGD | torch.optim.AdamW)
+        if (
+            lr is not None
+            and decay is not None
+            and (decoupled or groups[0].get("decoupled_weight_decay"))
+        ):
+            per_step = lr * decay
+    rates = [float(m.p) for m in model.modules() if isinstance(m, _DROPOUT)]
+    return Settings(lr, initial, decay, per_step, max(rates) if rates else None)
