@@ -10,15 +10,16 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
+from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
-from lightning_cnnviz.activations.divergence import nonfinite_parameters
+from lightning_cnnviz.activations.divergence import loss_of, nonfinite_parameters
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.gradients import zero_weights
 from lightning_cnnviz.activations.recorder import Recorder, batches_to_log, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.core.activation_kind import is_activation
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
-from lightning_cnnviz.core.findings import Finding, replace, report
+from lightning_cnnviz.core.findings import Finding, record_check, replace, report
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.selection import (
     ACTIVATION_TYPES,
@@ -89,6 +90,9 @@ class ActivationMonitor(Monitor, section="activations"):
         self.diagnosis = TrainingDiagnosis(self.dead_threshold, self.strip_length, self.tau)
         self.history = self.diagnosis.history
         self._grads_due = self._mute = False
+        self._stepped = False  # an optimizer step since the last backward (``carry_over.py``)
+        self._leftover: Tensor | None = None  # gradients found before a logging step's backward
+        self._backward_loss: Tensor | None = None  # this batch's loss, as backward saw it
         self._findings: dict[str, Finding] = {}  # the last reported finding of each kind
         self._compiled: bool | None = None  # known at the first training batch
 
@@ -162,9 +166,21 @@ class ActivationMonitor(Monitor, section="activations"):
         return self._compiled
 
     @override
+    def on_before_backward(
+        self, trainer: Trainer, pl_module: LightningModule, loss: Tensor
+    ) -> None:
+        first, self._stepped = self._stepped, False  # the first backward after a step
+        if len(trainer.optimizers) != 1 or self.disabled:
+            return  # several optimizers (a GAN): neither the loss nor the gradients are one's
+        self._backward_loss = loss.detach()  # the loss, where training_step returns none
+        if first and self._grads_due:
+            self._leftover = leftover_gradient(trainer.optimizers[0])  # read at the log
+
+    @override
     def on_before_optimizer_step(
         self, trainer: Trainer, pl_module: LightningModule, optimizer: Any
     ) -> None:
+        self._stepped = True
         if self._grads_due and not self.disabled:
             self._rec.read_grads(unwrap_model(pl_module))
 
@@ -174,7 +190,10 @@ class ActivationMonitor(Monitor, section="activations"):
     ) -> None:
         self._rec.detach()
         if not self.disabled and not trainer.sanity_checking:
-            self.diagnosis.loss.add(trainer.global_step, outputs)  # a reference: no sync
+            # manual optimisation may return nothing: the loss its backward saw instead
+            loss = outputs if loss_of(outputs) is not None else self._backward_loss
+            self.diagnosis.loss.add(trainer.global_step, loss)  # a reference: no sync
+        self._backward_loss = None
         if self._rec.window_seconds:  # the window's share of the cost, beside the events'
             self.timings["window"] += self._rec.window_seconds
             self.budget.add(self._rec.window_seconds)
@@ -217,9 +236,11 @@ class ActivationMonitor(Monitor, section="activations"):
             if values["nonfinite"] > 0:
                 self.warn_once("nonfinite", f"non-finite activations in `{site}` ({step=})")
         model = unwrap_model(pl_module)
+        leftover, self._leftover = self._leftover, None
         verdicts = self.diagnosis.review(
             step, epoch, figures, self._rec.sites, profile,
             lambda: nonfinite_parameters(list(model.named_parameters())),
+            leftover=None if leftover is None else float(leftover),
             **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})
@@ -254,6 +275,14 @@ class ActivationMonitor(Monitor, section="activations"):
         if not self.disabled and not self._mute and trainer.is_global_zero:
             verdicts = self.diagnosis.conclude()  # before the summary: held alerts are told
             self._tell(trainer, verdicts, self.diagnosis.last_step, self.diagnosis.last_epoch)
+            if self.events and not self.diagnosis.loss.series:
+                why = (
+                    "needs the training loss: `training_step` returned none, and the run has "
+                    f"{len(trainer.optimizers)} optimizers (one backward's loss stands in "
+                    "for a single one); return the loss, e.g. `{'loss': loss.detach()}`"
+                )
+                record_check(trainer, type(self).__name__, "divergence", False, why)
+                self.warn_once("no_loss", f"the divergence check did not run: it {why}.")
         super().on_fit_end(trainer, pl_module)
 
     def _start(self, trainer: Trainer, model: nn.Module) -> dict[str, Any]:

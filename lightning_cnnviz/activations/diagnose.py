@@ -32,6 +32,7 @@ from typing import Any
 
 from torch import Tensor
 
+from lightning_cnnviz.activations.carry_over import carry_over_verdict
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.dead_rules import DATA_REMEDIES, INIT_REMEDIES, STALLED
 from lightning_cnnviz.activations.divergence import (
@@ -179,20 +180,28 @@ class TrainingDiagnosis:
         bad_parameters: Callable[[], list[str]],
         chance: tuple[int, float] | None = None,
         zero_layers: Sequence[str] = (),
+        leftover: float | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
         ``chance``: ``(K, the probe's cross-entropy)`` where the probe has class labels
         for an output of ``K`` logits (``wants_chance``), else None (the initial-scale
         check is skipped). ``zero_layers``: the layers whose weights are all zero, read
-        with ``chance`` (at the first log).
+        with ``chance`` (at the first log). ``leftover``: the largest gradient found before
+        this step's first backward (``carry_over.py``), where it was looked for.
         """
         series = self.loss.read()
         kinds = {site: info.kind for site, info in sites.items()}
         alerts = self.history.update(figures, kinds)
         widths = {site: f["active_share"].numel() for site, f in figures.items()}
         dying = die_off(alerts, widths)
-        out = self._divergence(step, epoch, series, figures, profile, alerts, bad_parameters, dying)
+        out = []
+        if leftover and self._new("gradients_not_reset", "problem"):  # the cause of what follows
+            kind, message, fig = carry_over_verdict(leftover, step, epoch)
+            out.append(Verdict(kind, "problem", message, fig))
+        out += self._divergence(
+            step, epoch, series, figures, profile, alerts, bad_parameters, dying
+        )
         previous, self.last_step, self.last_epoch, self._kinds = self.last_step, step, epoch, kinds
         if self.diverged is not None:
             return out  # what follows a divergence is its consequence

@@ -42,6 +42,7 @@ __all__ = [
     "first_nonfinite",
     "is_jump",
     "level_before",
+    "loss_of",
     "loss_spike",
     "nonfinite_parameters",
     "progress",
@@ -80,7 +81,8 @@ REMEDIES = (
 )
 
 
-def _loss_of(outputs: Any) -> Tensor | None:
+def loss_of(outputs: Any) -> Tensor | None:
+    """The loss in a training step's ``outputs``: a scalar tensor, or a mapping's ``"loss"``."""
     loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
     return loss if isinstance(loss, Tensor) and loss.numel() == 1 else None
 
@@ -101,7 +103,7 @@ class LossTrace:
 
     def add(self, step: int, outputs: Any) -> None:
         """Keep the loss in ``outputs`` (a tensor, or a mapping with ``"loss"``) for ``step``."""
-        loss = _loss_of(outputs)
+        loss = loss_of(outputs)
         if loss is None:
             return
         self._pending.append(loss.detach().reshape(1))

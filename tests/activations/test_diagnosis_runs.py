@@ -13,7 +13,7 @@ from torch import nn
 
 from lightning_cnnviz.activations.callback import ActivationMonitor
 from lightning_cnnviz.activations.sites import trace_sites
-from lightning_cnnviz.core.findings import findings_of, problems
+from lightning_cnnviz.core.findings import checks_of, findings_of, problems
 from lightning_cnnviz.reference import MNISTClassifier
 from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
 from tests.tb import events, texts
@@ -197,3 +197,84 @@ def test_diagnosis_runs_dead_units_recover_to_a_note_and_die_again_as_new(tmp_pa
         "Dead units at step 15 (epoch 0)", "Dead units recovered by step 25 (epoch 0)",
         "Dead units at step 35 (epoch 0)",
     ]  # fmt: skip
+
+
+class NoZeroGrad(Net):
+    """``optimizer_zero_grad`` overridden to do nothing: gradients pile up step after step."""
+
+    def optimizer_zero_grad(self, epoch, batch_idx, optimizer):
+        pass
+
+
+class ManualNet(Net):
+    """Manual optimisation, gradients accumulated over 2 batches on purpose."""
+
+    def __init__(self, net: nn.Module, lr: float) -> None:
+        super().__init__(net, lr)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        loss = F.cross_entropy(self(batch[0]), batch[1])
+        self.manual_backward(loss)
+        if batch_idx % 2 == 1:
+            self.optimizers().step()
+            self.optimizers().zero_grad()
+        return loss
+
+
+def test_diagnosis_runs_forgotten_zero_grad_is_found_at_the_first_log(tmp_path):
+    trainer, said = fit(tmp_path, NoZeroGrad(leaky_cnn(), lr=0.01), steps=12, every=5)
+    found = [f for f in findings_of(trainer) if f.kind == "gradients_not_reset"]
+    assert [(f.step, f.severity) for f in found] == [(5, "problem")]
+    assert found[0].figures["leftover_grad"] > 0
+    (text,) = [t for t in texts(events(tmp_path / "tb"), "activations/diagnosis")
+               if "gradients were not reset" in t]  # fmt: skip
+    assert "optimizer_zero_grad" in text and "accumulate_grad_batches" in text
+    assert any("gradients were not reset" in m for m in said)
+
+
+@pytest.mark.parametrize("how", ["automatic", "accumulate", "manual"])
+def test_diagnosis_runs_gradients_reset_or_accumulated_on_purpose_are_quiet(tmp_path, how):
+    model = ManualNet(leaky_cnn(), lr=0.01) if how == "manual" else Net(leaky_cnn(), lr=0.01)
+    L.seed_everything(0, verbose=False)
+    monitor = ActivationMonitor(every_n_steps=3)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=9, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+        logger=False, callbacks=[monitor], accumulate_grad_batches=2 if how == "accumulate" else 1,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, SyntheticDigitsDataModule(train_size=64 * 20, val_size=64))
+    assert monitor.events == 3
+    assert [f for f in findings_of(trainer) if f.kind == "gradients_not_reset"] == []
+
+
+class QuietManual(Net):
+    """Manual optimisation whose ``training_step`` returns nothing (a GAN-like loop)."""
+
+    def __init__(self, net: nn.Module, lr: float, optimizers: int = 1) -> None:
+        super().__init__(net, lr, momentum=0.0)
+        self.automatic_optimization, self.count = False, optimizers
+
+    def training_step(self, batch, batch_idx):
+        for opt in self.optimizers() if self.count > 1 else [self.optimizers()]:
+            opt.zero_grad()
+            self.manual_backward(F.cross_entropy(self(batch[0]), batch[1]))
+            opt.step()
+
+    def configure_optimizers(self):
+        return [torch.optim.SGD(self.parameters(), lr=self.lr) for _ in range(self.count)]
+
+
+def test_diagnosis_runs_manual_loop_returning_nothing_still_finds_divergence(tmp_path):
+    trainer, _ = fit(tmp_path, QuietManual(leaky_cnn(), lr=8.0), steps=40, every=10)
+    assert "divergence" in [f.kind for f in problems(findings_of(trainer))]
+
+
+def test_diagnosis_runs_two_optimizers_without_a_loss_say_divergence_did_not_run(tmp_path):
+    gan_like = QuietManual(leaky_cnn(), lr=0.01, optimizers=2)
+    trainer, said = fit(tmp_path, gan_like, steps=10, every=5)
+    check = checks_of(trainer)[("ActivationMonitor", "divergence")]
+    assert not check.ran and "returned none" in check.why and "2 optimizers" in check.why
+    assert len([m for m in said if "the divergence check did not run" in m]) == 1
