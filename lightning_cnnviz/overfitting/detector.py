@@ -170,7 +170,7 @@ class Detector:
         if kind == "bn_mismatch":
             return levels.parted(ev) is False
         if kind == "generalisation_gap":
-            return levels.gapped(ev) is False
+            return levels.gapped(ev, slack=levels.GAP_SLACK) is False
         return False
 
     def checks_ran(self) -> dict[str, bool]:

@@ -25,6 +25,7 @@ from lightning_cnnviz.overfitting.rules import Verdict, _finite
 
 __all__ = [
     "GAP",
+    "GAP_SLACK",
     "bn_mismatch",
     "bn_mismatch_at_end",
     "chance_band",
@@ -43,6 +44,7 @@ GAP = 0.4
 """Train accuracy this far above val accuracy is a generalisation gap. Healthy runs stay
 within a few points; a digit CNN leaning on a cue only training images carry reaches 21
 (1.0 vs 0.79), coloured shapes whose cue is on training images only 50-64."""
+GAP_SLACK = 0.1  # a reported gap closes below GAP - GAP_SLACK (no flapping at the bar)
 
 
 def chance_band(classes: int, probe_size: int) -> float:
@@ -127,16 +129,23 @@ def train_learns(e: Evaluation) -> bool | None:
     return max(accs) >= chance + 0.5 * (1 - chance)
 
 
-def gapped(e: Evaluation) -> bool | None:
+def gapped(e: Evaluation, slack: float = 0.0) -> bool | None:
     """Whether training images are learnt and validation images not (``None``: unknown).
 
-    Train accuracy ``GAP`` or more above val accuracy, or training images learnt
-    (``train_learns``) while the val probe is at chance (``stuck``).
+    Train accuracy ``GAP - slack`` or more above val accuracy, or training images learnt
+    (``train_learns``) while the val probe is at chance (``stuck``). A reported gap
+    closes only below ``GAP - GAP_SLACK``: at 37 points it had been called "closed".
+
+    Example::
+
+        >>> e = Evaluation(0, 0, train_acc=0.93, val_acc=0.56)
+        >>> gapped(e), gapped(e, slack=GAP_SLACK)
+        (False, True)
     """
     train, val = e.train_accuracy, e.val_accuracy
     if train is None or val is None:
         return None
-    return train - val >= GAP or bool(stuck(e) and train_learns(e))
+    return train - val >= GAP - slack or bool(stuck(e) and train_learns(e))
 
 
 def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:

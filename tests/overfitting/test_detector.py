@@ -387,3 +387,12 @@ def test_detector_not_learning_remedies_follow_the_runs_settings(settings, first
     (verdict,) = found
     assert remedies(verdict)[0].startswith(first)
     assert "1. " + first in diagnosis_text([verdict], verdict.detected)
+
+
+def test_detector_gap_closes_only_well_below_its_bar():
+    # held out (training set 90% one class, balanced val): 37 points left was called "closed"
+    detector, said = Detector(), []
+    for e, val in enumerate([0.3, 0.35, 0.56, 0.57, 0.7]):
+        ev = Evaluation(step=31 * (e + 1), epoch=e, train_acc=0.93, val_acc=val, classes=4.0)
+        said += [(e, c.change, c.verdict.kind) for c in detector.update(ev)]
+    assert said == [(1, "new", "generalisation_gap"), (4, "gone", "generalisation_gap")]
