@@ -19,6 +19,7 @@ from lightning_cnnviz.core.outputs import NotApplicable, guess_label_key, guess_
 from lightning_cnnviz.core.probe import (
     LABEL_KEYS,
     Probe,
+    dataset_labels,
     draw_probe,
     find_dataset,
     generator_for,
@@ -51,8 +52,14 @@ class ProbeReader:
     _label_key: Any
 
     def num_classes(self, trainer: Any) -> int | None:
-        """The number of classes the probe's labels show (``None`` without labels)."""
-        labels = self.probe(trainer).labels
+        """The classes the labels show: the val set's where readable, else the probe's.
+
+        ``None`` without labels. The whole set's, so that monitors with probes of
+        different sizes (8 images miss classes of 10) guess the same logits.
+        """
+        labels = dataset_labels(find_dataset(trainer, "val"))
+        if labels is None or not len(labels):
+            labels = self.probe(trainer).labels
         return None if labels is None or not len(labels) else int(labels.max()) + 1
 
     def logits_key(self, trainer: Any, pl_module: nn.Module) -> Any:

@@ -56,8 +56,9 @@ def tensor_entries(output: Any) -> list[tuple[Any, Tensor]]:
 def guess_output_key(output: Any, num_classes: int | None = None) -> tuple[Any, str]:
     """The key of the logits in a tuple/dict ``output``, and why (``(None, "")`` for a tensor).
 
-    In order: the one 2-D entry whose last dim equals ``num_classes``; a dict entry named like
-    logits (``"logits"``, ``"out"``, ...); the first tensor.
+    In order: the one 2-D entry whose last dim equals ``num_classes`` (else the one at least
+    as wide: the labels seen may miss classes); a dict entry named like logits
+    (``"logits"``, ``"out"``, ...); the first tensor.
 
     Example::
 
@@ -66,6 +67,8 @@ def guess_output_key(output: Any, num_classes: int | None = None) -> tuple[Any, 
         ('out', 'named like logits')
         >>> guess_output_key(torch.zeros(2, 3))
         (None, '')
+        >>> guess_output_key((torch.zeros(2, 3), torch.zeros(2, 10)), num_classes=8)[0]
+        1
     """
     entries = tensor_entries(output)
     if not entries:
@@ -77,6 +80,12 @@ def guess_output_key(output: Any, num_classes: int | None = None) -> tuple[Any, 
             k, v = fits[0]
             dim = "last" if v.dim() == 2 else "second"
             return k, f"shape {tuple(v.shape)}: its {dim} dim equals the {num_classes} classes"
+        # the labels seen may not show every class: the one entry wide enough for them
+        wide = [(k, v) for k, v in entries if v.dim() == 2 and v.shape[1] >= num_classes]
+        if not fits and len(wide) == 1:
+            k, v = wide[0]
+            room = f"the one entry with room for labels 0-{num_classes - 1}"
+            return k, f"shape {tuple(v.shape)}: {room}"
     named = [k for k, _ in entries if isinstance(k, str) and k.lower() in _LOGIT_NAMES]
     if named:
         return named[0], "named like logits"

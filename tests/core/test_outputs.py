@@ -17,6 +17,14 @@ def test_outputs_guess_prefers_class_count_then_name_then_first():
     assert key == 1 and "second dim equals the 4 classes" in why
 
 
+def test_outputs_guess_with_labels_missing_classes_takes_the_one_wide_enough():
+    # an (aux, logits) model read through an 8-image probe of 10 classes: labels 0-7
+    aux, logits = torch.zeros(2, 3), torch.zeros(2, 10)
+    key, why = guess_output_key((aux, logits), num_classes=8)
+    assert key == 1 and "room for labels 0-7" in why
+    assert guess_output_key((torch.zeros(2, 12), logits), num_classes=8)[0] == 0  # no guess
+
+
 def test_outputs_guess_label_only_one_integer_scalar():
     x = torch.zeros(3, 4, 4)
     assert guess_label_key({"pixels": x, "cls": torch.tensor(2)})[0] == "cls"
