@@ -27,6 +27,12 @@ from lightning_cnnviz.gradcam.rows import CamRows, Row
 from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS
 from lightning_cnnviz.gradcam.shortcut import area_blocker, on_object_findings, on_object_text
 
+_SHORTCUT_CHECKS = (
+    "CAM on the object",
+    "shortcut train vs val",
+    "shortcut on both splits",
+    "CAM fixed on one place",
+)
 # Causes after which a CAM off the object is their consequence: no shortcut finding then.
 _NOT_A_SHORTCUT = frozenset({"divergence", "bn_mismatch", "not_learning"})
 
@@ -177,6 +183,11 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
             scalars = means_to_host(values)
             self.sink.scalars(scalars, trainer.global_step)
             self.in_background(lambda step=trainer.global_step: self._draw(panels, step))
+        if self.dense_output:  # the background class's CAM lies off the object by design
+            for check in _SHORTCUT_CHECKS:
+                self._record(check, False, "per-pixel outputs (segmentation): a class's CAM is "
+                             "that class's region, no evidence of a shortcut")  # fmt: skip
+            return
         on_object = [
             scalars.get(
                 self.tag(split, "on_object_hirescam"), scalars.get(self.tag(split, "on_object"))

@@ -15,6 +15,7 @@ class ShapeRun:
     warnings: list[str]
     tags: dict[str, set[str]]
     logdir: str
+    trainer: Any = None
 
     def written(self, monitor: str) -> list[str]:
         """Every tag (images, scalars, text, projector) the monitor wrote, sorted."""
@@ -29,5 +30,6 @@ def run_shape(tmp_path, model, **overrides: Any) -> ShapeRun:
     """Fit ``model`` (a ShapeModule with its own loaders) 4 steps with all monitors."""
     monitors = {n: make_monitor(n, strict=True, **overrides) for n in ALL_MONITORS}
     data = (model.train_dataloader(), model.val_dataloader())
-    _, _, said = fit(tmp_path, list(monitors.values()), model=model, data=data)
-    return ShapeRun(type(model.net).__name__, monitors, said, written_tags(tmp_path), str(tmp_path))
+    trainer, _, said = fit(tmp_path, list(monitors.values()), model=model, data=data)
+    tags = written_tags(tmp_path)
+    return ShapeRun(type(model.net).__name__, monitors, said, tags, str(tmp_path), trainer)

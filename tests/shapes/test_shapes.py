@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lightning_cnnviz import FeatureMapMonitor, GradCAMMonitor, OverfittingMonitor
+from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.presets import callbacks
 from tests.monitors import fit
 from tests.shapes import models
@@ -86,6 +87,10 @@ def test_shapes_segmentation_gradcam_rows_per_class_and_clear_step_asides(shape_
     assert run.said("class images need one score per class per sample")
     notes = [w for w in run.warnings if "[adversarial/stepped_aside]" in w]
     assert notes or run.monitors["AdversarialMonitor"].disabled
+    # the background class's CAM lies off the object by design: no shortcut judged
+    assert not [f for f in findings_of(run.trainer) if f.source == "gradcam"]
+    check = checks_of(run.trainer)[("GradCAMMonitor", "CAM on the object")]
+    assert not check.ran and "per-pixel outputs (segmentation)" in check.why
 
 
 def test_shapes_segmentation_cam_target_is_class_score_over_its_pixels():
