@@ -13,7 +13,7 @@ from lightning_cnnviz.adversarial import fgsm as robustness
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_int, check_number
-from lightning_cnnviz.core.inputs import Norm, norm_stats, to_image01
+from lightning_cnnviz.core.inputs import Norm, display_channels, norm_stats, to_image01
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.selection import (
     CONV_TYPES,
@@ -173,7 +173,8 @@ class AdversarialMonitor(Monitor, section="adversarial"):
             else:  # one range for both, so that the perturbation shows
                 low, high = torch.stack(torch.aminmax(x[:k].float())).tolist()
                 before, after = (
-                    rendering.normalize(t[:k], "fixed", value_range=(low, high)) for t in (x, adv)
+                    rendering.normalize(display_channels(t[:k]), "fixed", value_range=(low, high))
+                    for t in (x, adv)
                 )
                 epsilon = self.epsilon / max(high - low, 1e-12)
             predicted = (clean[:k].argmax(1).tolist(), attacked[:k].argmax(1).tolist())

@@ -33,6 +33,7 @@ from lightning_cnnviz.core import rendering
 __all__ = [
     "Norm",
     "as_pictures",
+    "display_channels",
     "input_bounds",
     "model_device",
     "model_dtype",
@@ -81,16 +82,31 @@ def _per_channel(values: tuple[float, ...], like: Tensor) -> Tensor:
 
 
 def to_image01(x: Tensor, norm: Norm | None) -> Tensor:
-    """Inputs ``(N, C, H, W)`` as float ``[0, 1]`` pictures.
+    """Inputs ``(N, C, H, W)`` as float ``[0, 1]`` pictures ``(N, 1|3, H, W)``.
 
     De-normalised (``x * std + mean``, clamped) when ``norm`` fits the channels,
-    else each image rescaled to its own range. Non-finite values become 0.
+    else each image rescaled to its own range. Non-finite values become 0. Inputs of
+    other than 1 or 3 channels show their first three as RGB (RGBA, RGB + infrared),
+    or their first (2 channels).
+
+    Example::
+
+        >>> to_image01(torch.rand(2, 4, 5, 5), None).shape
+        torch.Size([2, 3, 5, 5])
     """
     x = x.float()
     if norm is not None and norm.fits(x.shape[-3]):
         image = x * _per_channel(norm.std, x) + _per_channel(norm.mean, x)
-        return torch.nan_to_num(image, nan=0.0).clamp(0, 1)
-    return rendering.normalize(x, "per_image", dims=3)
+        image = torch.nan_to_num(image, nan=0.0).clamp(0, 1)
+    else:
+        image = rendering.normalize(x, "per_image", dims=3)
+    return display_channels(image)
+
+
+def display_channels(x: Tensor) -> Tensor:
+    """The channels of ``(N, C, H, W)`` a picture shows: all of 1 or 3, else the first 3 (or 1)."""
+    channels = x.shape[-3]
+    return x if channels in (1, 3) else x[..., : 3 if channels > 3 else 1, :, :]
 
 
 def input_bounds(norm: Norm | None, channels: int) -> tuple[Tensor, Tensor] | None:

@@ -136,10 +136,10 @@ def resize(maps: Tensor, size: tuple[int, int]) -> Tensor:
 def input_image(x: Tensor, norm: Norm | None = None) -> Tensor:
     """Probe inputs ``(N, C, H, W)`` as float ``[0, 1]`` ``(N, 1|3, H, W)`` for display.
 
-    ``core.inputs.to_image01`` (de-normalised when ``norm`` fits, else each image
-    rescaled); inputs with other than 1 or 3 channels show their first channel.
+    ``core.inputs.to_image01``: de-normalised when ``norm`` fits, else each image
+    rescaled; inputs with other than 1 or 3 channels show their first three (or one).
     """
-    return to_image01(x if x.shape[1] in (1, 3) else x[:, :1], norm)
+    return to_image01(x, norm)
 
 
 def mean_heat(act: Tensor, size: tuple[int, int]) -> Tensor:

@@ -140,6 +140,16 @@ def dict_batches() -> ShapeModule:
     return ShapeModule(net, (3, 16, 16), dict_batches=True)
 
 
+def four_channels() -> ShapeModule:
+    """RGBA (or RGB + infrared) images, 4 x 16 x 16: pictures show the first three."""
+    net = nn.Sequential(
+        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(8 * 4 * 4, NUM_CLASSES),
+    )  # fmt: skip
+    return ShapeModule(net, (4, 16, 16))
+
+
 MODELS: dict[str, Callable[[], ShapeModule]] = {
     "conv1d": conv1d,
     "conv3d": conv3d,

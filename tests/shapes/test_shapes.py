@@ -166,3 +166,15 @@ def test_shapes_keys_are_shared_arguments():
         assert {"output_key", "label_key"} <= monitor.arguments()
     with pytest.raises(ValueError, match="`label_key` must be a key"):
         GradCAMMonitor(label_key=1.5)
+
+
+def test_shapes_four_channel_images_every_monitor_draws_the_first_three(tmp_path):
+    torch.manual_seed(0)
+    run = run_shape(tmp_path, models.four_channels())
+    assert not _failed(run), _failed(run)
+    for name, tag in [
+        ("GradCAMMonitor", "gradcam/val"),
+        ("AdversarialMonitor", "adversarial/examples"),
+        ("FeatureMapMonitor", "feature_maps/net.0"),
+    ]:
+        assert tag in run.written(name), (name, run.written(name))
