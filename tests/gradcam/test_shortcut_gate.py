@@ -159,7 +159,8 @@ class DarkZooData(ZooData):
     def __init__(self) -> None:
         super().__init__()
         for name in ("train_set", "val_set"):
-            x, y = getattr(self, name).tensors
+            data = getattr(self, name)
+            x, y = getattr(data, "data", data).tensors  # the training set's augmentation off
             setattr(self, name, TensorDataset(torch.where(x > 1.0, x, 0.0), y))
 
 
