@@ -23,6 +23,8 @@ def test_environments_no_validation_data_said_honestly(tmp_path):
     assert len([m for m in said if "GradCAMMonitor: the run has no validation data" in m]) == 1
     check = checks_of(trainer)[("OverfittingMonitor", "overfitting")]
     assert not check.ran and "no validation data" in check.why
+    split = checks_of(trainer)[("GradCAMMonitor", "shortcut train vs val")]
+    assert not split.ran and split.why == "the run has no validation data"
     (summary,) = texts(acc, "cnnviz/summary")
     assert "did not run" in summary and "no validation data" in summary
 

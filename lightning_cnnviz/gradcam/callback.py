@@ -204,8 +204,11 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
                        "gradient reached the layer), or the probes are not images")  # fmt: skip
         self._record("CAM on the object", on_object[0] is not None and not masked,
                      masked or missing)  # fmt: skip
+        both = f"{missing}, on training and validation images"
+        if not has_val_data(trainer):
+            both = "the run has no validation data"
         self._record("shortcut train vs val", None not in on_object and not masked,
-                     masked or f"{missing}, on training and validation images")  # fmt: skip
+                     masked or both)  # fmt: skip
         cells = self._object_cells(areas)
         self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
                               cells=cells)  # fmt: skip

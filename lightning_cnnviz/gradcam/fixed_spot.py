@@ -182,7 +182,9 @@ def fixed_blocker(hw: tuple[int, int] | None) -> str:
         ('', "the CAM's 2x2 map is too")
     """
     if hw is None:
-        return "needs the HiResCAM of a CNN layer's map (a conv layer at the end of the model)"
+        return ("needs the HiResCAM of a map laid out like the image: the CAM layer's map "
+                "is not a CNN map with the input's aspect ratio (e.g. pooled to a fixed "
+                "square, or tokens)")  # fmt: skip
     if min(hw) < MIN_MAP_SIDE:
         return (f"the CAM's {hw[0]}x{hw[1]} map is too coarse to tell one place from another "
                 f"(fewer than {MIN_MAP_SIDE} cells a side)")  # fmt: skip
