@@ -119,6 +119,16 @@ class ActivationMonitor(Monitor, section="activations"):
             x = self.probe_input(trainer, pl_module)[:1]
             self._rec.trace(unwrap_model(pl_module), self.selected, x)
             self._call_counts, self.shared = self._rec.counts, self._rec.shared
+            unused = [name for name in self.selected if not self._call_counts.get(name)]
+            if unused:  # e.g. a GAN's generator, where forward() is the discriminator
+                names = ", ".join(f"`{n}`" for n in unused[:4])
+                more = f" and {len(unused) - 4} more" if len(unused) > 4 else ""
+                self.warn_once(
+                    "unused",
+                    f"not called by the model's forward(), so not recorded: {names}{more} (e.g. "
+                    "a GAN's generator when forward() is the discriminator); the monitor "
+                    "watches what forward() computes",
+                )
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:

@@ -278,3 +278,17 @@ def test_diagnosis_runs_two_optimizers_without_a_loss_say_divergence_did_not_run
     check = checks_of(trainer)[("ActivationMonitor", "divergence")]
     assert not check.ran and "returned none" in check.why and "2 optimizers" in check.why
     assert len([m for m in said if "the divergence check did not run" in m]) == 1
+
+
+class WithGenerator(Net):
+    """A GAN-like module: ``G`` is trained elsewhere, ``forward`` runs the discriminator."""
+
+    def __init__(self) -> None:
+        super().__init__(leaky_cnn(), lr=0.01)
+        self.G = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 28 * 28))
+
+
+def test_diagnosis_runs_layers_forward_never_calls_are_said_once(tmp_path):
+    trainer, said = fit(tmp_path, WithGenerator(), steps=10, every=5)
+    told = [m for m in said if "not called by the model's forward()" in m]
+    assert len(told) == 1 and "`G.1`" in told[0]
