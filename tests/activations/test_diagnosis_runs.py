@@ -289,6 +289,6 @@ class WithGenerator(Net):
 
 
 def test_diagnosis_runs_layers_forward_never_calls_are_said_once(tmp_path):
-    trainer, said = fit(tmp_path, WithGenerator(), steps=10, every=5)
+    _, said = fit(tmp_path, WithGenerator(), steps=10, every=5)
     told = [m for m in said if "not called by the model's forward()" in m]
     assert len(told) == 1 and "`G.1`" in told[0]
