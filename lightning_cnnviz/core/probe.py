@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import numbers
 import random
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -208,11 +209,18 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
             f"{type(sample).__name__}; expected a tensor, an (input, label) tuple or a dict "
             f"with one of the keys {_IMAGE_KEYS}"
         )
-    if isinstance(y, Tensor):
-        y = int(y.item()) if y.numel() == 1 else None
-    elif not isinstance(y, int):
+    if isinstance(y, Tensor):  # a float target (regression, soft labels) is no class
+        y = int(y.item()) if y.numel() == 1 and _integer(y) else None
+    elif isinstance(y, numbers.Integral) and not isinstance(y, bool):  # NumPy's too
+        y = int(y)
+    else:
         y = None
     return x, y
+
+
+def _integer(t: Tensor) -> bool:
+    """Whether ``t`` holds class indices: an integer dtype (not float, complex or bool)."""
+    return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
 
 
 def batch_labels(batch: Any, label_key: Any = None) -> Tensor | None:
@@ -239,8 +247,7 @@ def batch_labels(batch: Any, label_key: Any = None) -> Tensor | None:
         y = None
     if not isinstance(y, Tensor) or y.dim() != 1:
         return None
-    integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
-    return y if integer else None
+    return y if _integer(y) else None
 
 
 def batch_size(batch: Any) -> int | None:
@@ -274,10 +281,14 @@ def dataset_labels(dataset: Any) -> Tensor | None:
         for attr in ("targets", "labels"):
             labels = getattr(dataset, attr, None)
             if labels is not None and len(labels) > 0:
-                labels = torch.as_tensor(labels).long().reshape(-1)
-                return labels if indices is None else labels[indices]
+                labels = torch.as_tensor(labels).reshape(-1)
+                if not _integer(labels):
+                    return None  # regression targets
+                return labels.long() if indices is None else labels.long()[indices]
         tensors = getattr(dataset, "tensors", None)  # TensorDataset(x, y)
         if isinstance(tensors, tuple) and len(tensors) > 1 and tensors[1].dim() == 1:
+            if not _integer(tensors[1]):
+                return None
             labels = tensors[1].long()
             return labels if indices is None else labels[indices]
         inner, sub = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)

@@ -88,3 +88,16 @@ def test_probe_from_an_iterable_reads_its_head_once_rng_untouched():
     probe = draw_probe(head, 8, torch.Generator().manual_seed(0))
     assert sorted(probe.labels.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
     assert max(probe.indices) < ITERABLE_HEAD
+
+
+def test_probe_labels_are_class_indices_only():
+    import numpy as np
+
+    x = torch.zeros(1, 2, 2)
+    assert split_sample((x, np.int64(3)))[1] == 3  # a NumPy integer is a class
+    assert split_sample((x, torch.tensor(3.7)))[1] is None  # a regression target is not
+    assert split_sample((x, 2.0))[1] is None and split_sample((x, True))[1] is None
+    regression = TensorDataset(torch.randn(6, 1, 2, 2), torch.randn(6) * 5)
+    assert dataset_labels(regression) is None
+    probe = draw_probe(regression, 4, torch.Generator().manual_seed(0))
+    assert probe.labels is None and len(probe) == 4
