@@ -130,24 +130,23 @@ def dict_output() -> ShapeModule:
     return ShapeModule(_TwoHeads(True), (3, 16, 16), pick=lambda out: out["logits"])
 
 
-def dict_batches() -> ShapeModule:
-    """Batches ``{"pixels": x, "cls": y}``."""
-    net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+def _small_cnn(channels: int) -> nn.Sequential:
+    """Two conv + ReLU + pool blocks over ``channels`` x 16 x 16 images, a linear head."""
+    return nn.Sequential(
+        nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(8 * 4 * 4, NUM_CLASSES),
     )  # fmt: skip
-    return ShapeModule(net, (3, 16, 16), dict_batches=True)
+
+
+def dict_batches() -> ShapeModule:
+    """Batches ``{"pixels": x, "cls": y}``."""
+    return ShapeModule(_small_cnn(3), (3, 16, 16), dict_batches=True)
 
 
 def four_channels() -> ShapeModule:
     """RGBA (or RGB + infrared) images, 4 x 16 x 16: pictures show the first three."""
-    net = nn.Sequential(
-        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(8 * 4 * 4, NUM_CLASSES),
-    )  # fmt: skip
-    return ShapeModule(net, (4, 16, 16))
+    return ShapeModule(_small_cnn(4), (4, 16, 16))
 
 
 MODELS: dict[str, Callable[[], ShapeModule]] = {
