@@ -8,8 +8,7 @@ at an evaluation (no device work).
 Example::
 
     >>> import torch
-    >>> import torch
-from torch import nn
+    >>> from torch import nn
     >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.9))
     >>> opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=50.0)
     >>> s = read_settings([opt], net)
