@@ -184,9 +184,15 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
             self.sink.scalars(scalars, trainer.global_step)
             self.in_background(lambda step=trainer.global_step: self._draw(panels, step))
         if self.dense_output:  # the background class's CAM lies off the object by design
+            why = "per-pixel outputs (segmentation): a class's CAM is that class's region"
+        elif self._probe_acc is None:  # multi-label, regression, unreadable labels
+            why = (
+                "needs class labels on the training probe: without them a model that has "
+                "learnt nothing (its CAM anywhere) cannot be told from one using a cue"
+            )
+        if self.dense_output or self._probe_acc is None:
             for check in _SHORTCUT_CHECKS:
-                self._record(check, False, "per-pixel outputs (segmentation): a class's CAM is "
-                             "that class's region, no evidence of a shortcut")  # fmt: skip
+                self._record(check, False, why)
             return
         on_object = [
             scalars.get(

@@ -3,8 +3,9 @@ eval-mode predictions explain nothing (wrong on its training probe, BatchNorm mi
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import Finding, checks_of, findings_of, report
 from lightning_cnnviz.core.tokens import Layout
@@ -19,6 +20,8 @@ from lightning_cnnviz.gradcam.shortcut import (
 )
 from tests.contract.zoo import ZooData
 from tests.gradcam.test_gradcam import fit, scalars
+from tests.monitors import TinyCNN, loaders
+from tests.monitors import fit as monitors_fit
 from tests.tb import events, texts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -180,3 +183,26 @@ def test_shortcut_summary_names_each_check_and_why_one_did_not_run(tmp_path):
     assert not check.ran and "`foreground_threshold`" in check.why
     (summary,) = texts(events(tmp_path / "off"), "cnnviz/summary")
     assert "Checks that did not run: GradCAMMonitor/CAM on the object (needs `foreground" in summary
+
+
+class MultiLabel(TinyCNN):
+    """4 binary attributes with BCE: the data carries no class index."""
+
+    def _step(self, batch, stage):
+        loss = F.binary_cross_entropy_with_logits(self(batch[0]), batch[1])
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
+def test_shortcut_without_class_labels_is_not_judged(tmp_path):
+    multi_hot = [
+        DataLoader(TensorDataset(x, F.one_hot(y, 4).float()), batch_size=8)
+        for x, y in (loader.dataset.tensors for loader in loaders())
+    ]
+    trainer, _, _ = monitors_fit(
+        tmp_path, [GradCAMMonitor(every_n_steps=1)], model=MultiLabel(), data=multi_hot
+    )
+    assert not [f for f in findings_of(trainer) if f.source == "gradcam"]
+    for name in ("CAM on the object", "CAM fixed on one place"):
+        check = checks_of(trainer)[("GradCAMMonitor", name)]
+        assert not check.ran and check.why.startswith("needs class labels on the training probe")
