@@ -74,7 +74,8 @@ def test_feature_maps_tiles_inputs_and_heat():
     assert fm.resize(big, (2, 2)).tolist() == m.tolist()  # area averaging when shrinking
     x = torch.full((1, 1, 2, 2), -0.1307 / 0.3081)
     assert fm.input_image(x, Norm((0.1307,), (0.3081,))).abs().max() < 1e-6  # de-normalised to 0
-    assert fm.input_image(torch.randn(2, 5, 3, 3)).shape == (2, 1, 3, 3)
+    assert fm.input_image(torch.randn(2, 5, 3, 3)).shape == (2, 3, 3, 3)  # the first three
+    assert fm.input_image(torch.randn(2, 2, 3, 3)).shape == (2, 1, 3, 3)  # the first
     heat = fm.mean_heat(torch.tensor([[[[0.0, 2.0]], [[0.0, -4.0]]]]), (1, 2))
     assert heat.tolist() == [[[0.0, 1.0]]]
 
