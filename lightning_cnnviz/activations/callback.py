@@ -20,6 +20,7 @@ from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.core.activation_kind import is_activation
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, record_check, replace, report
+from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.selection import (
     ACTIVATION_TYPES,
@@ -296,7 +297,7 @@ class ActivationMonitor(Monitor, section="activations"):
         super().on_fit_end(trainer, pl_module)
 
     def _start(self, trainer: Trainer, model: nn.Module) -> dict[str, Any]:
-        """What the initial-scale checks read, at the first log only: ``chance``, zero layers."""
+        """What the first log's checks read: ``chance``, zero layers, the inputs' scale."""
         if not self.diagnosis.wants_chance():
             return {}
         layers = named_layers(model)
@@ -305,7 +306,9 @@ class ActivationMonitor(Monitor, section="activations"):
             for n in self._rec.depth
             if isinstance(w := getattr(layers.get(n), "weight", None), Tensor)
         ]
-        return {"chance": self._chance(trainer), "zero_layers": zero_weights(named)}
+        scale = raw_scale(self.probe(trainer).images)
+        return {"chance": self._chance(trainer), "zero_layers": zero_weights(named),
+                "input_scale": scale}  # fmt: skip
 
     def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
         """``(K, cross-entropy of the probe's logits)`` when the probe has labels for K logits.

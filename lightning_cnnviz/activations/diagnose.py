@@ -181,6 +181,7 @@ class TrainingDiagnosis:
         chance: tuple[int, float] | None = None,
         zero_layers: Sequence[str] = (),
         leftover: float | None = None,
+        input_scale: Mapping[str, float] | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -189,6 +190,8 @@ class TrainingDiagnosis:
         check is skipped). ``zero_layers``: the layers whose weights are all zero, read
         with ``chance`` (at the first log). ``leftover``: the largest gradient found before
         this step's first backward (``carry_over.py``), where it was looked for.
+        ``input_scale``: the probe inputs' figures where they are far from unit scale
+        (``core.inputs.raw_scale``), read at the first log: a note.
         """
         series = self.loss.read()
         kinds = {site: info.kind for site, info in sites.items()}
@@ -199,6 +202,9 @@ class TrainingDiagnosis:
         if leftover and self._new("gradients_not_reset", "problem"):  # the cause of what follows
             kind, message, fig = carry_over_verdict(leftover, step, epoch)
             out.append(Verdict(kind, "problem", message, fig))
+        if input_scale and self._new("unnormalised_inputs", "note"):
+            text, fig = _scale_text(input_scale), dict(input_scale)
+            out.append(Verdict("unnormalised_inputs", "note", text, fig))
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying
         )
@@ -455,3 +461,14 @@ class TrainingDiagnosis:
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
         figures_out |= {f"died/{site}": f for site, f in died.items()}
         return [Verdict("divergence", "problem", message, figures_out)]
+
+
+def _scale_text(f: Mapping[str, float]) -> str:
+    """The note on inputs far from unit scale: where a divergence or dead units may start."""
+    return (
+        f"The inputs are far from unit scale: the probe images reach |x| = {f['input_max']:.3g} "
+        f"(mean {f['input_mean']:.3g}, std {f['input_std']:.3g}), raw pixel values perhaps. "
+        "Unless the model normalises them itself, its first layer's outputs are that much "
+        "larger than its initialisation assumes, which makes divergence and dead units "
+        "likelier: scale them (`x / 255`) and normalise (`(x - mean) / std`)."
+    )

@@ -38,6 +38,7 @@ __all__ = [
     "model_device",
     "model_dtype",
     "norm_stats",
+    "raw_scale",
     "to_image01",
     "to_model",
 ]
@@ -107,6 +108,26 @@ def display_channels(x: Tensor) -> Tensor:
     """The channels of ``(N, C, H, W)`` a picture shows: all of 1 or 3, else the first 3 (or 1)."""
     channels = x.shape[-3]
     return x if channels in (1, 3) else x[..., : 3 if channels > 3 else 1, :, :]
+
+
+RAW_SCALE = 20.0  # inputs beyond this |x|: raw values (normalised images stay within ~3)
+
+
+def raw_scale(x: Tensor) -> dict[str, float] | None:
+    """Figures of inputs far from unit scale (raw 0..255 pixels, say), else None.
+
+    Example::
+
+        >>> raw_scale(torch.rand(2, 1, 4, 4)) is None
+        True
+        >>> raw_scale(torch.full((1, 1, 2, 2), 255.0))["input_max"]
+        255.0
+    """
+    x = torch.nan_to_num(x.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(x.abs().amax()) if x.numel() else 0.0
+    if peak <= RAW_SCALE:
+        return None
+    return {"input_mean": float(x.mean()), "input_std": float(x.std()), "input_max": peak}
 
 
 def input_bounds(norm: Norm | None, channels: int) -> tuple[Tensor, Tensor] | None:

@@ -10,12 +10,15 @@ import torch.nn.functional as F
 import torchvision
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.activations.callback import ActivationMonitor
 from lightning_cnnviz.activations.sites import trace_sites
 from lightning_cnnviz.core.findings import checks_of, findings_of, problems
 from lightning_cnnviz.reference import MNISTClassifier
 from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
+from tests.monitors import TinyCNN, loaders
+from tests.monitors import fit as monitors_fit
 from tests.tb import events, texts
 
 
@@ -292,3 +295,20 @@ def test_diagnosis_runs_layers_forward_never_calls_are_said_once(tmp_path):
     _, said = fit(tmp_path, WithGenerator(), steps=10, every=5)
     told = [m for m in said if "not called by the model's forward()" in m]
     assert len(told) == 1 and "`G.1`" in told[0]
+
+
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+def test_diagnosis_runs_raw_pixel_inputs_are_a_note_naming_their_scale(tmp_path, scale):
+    data = [
+        DataLoader(TensorDataset(x.abs() * scale, y), batch_size=8)
+        for x, y in (loader.dataset.tensors for loader in loaders())
+    ]
+    monitor = ActivationMonitor(every_n_steps=2)
+    trainer, _, _ = monitors_fit(tmp_path, [monitor], model=TinyCNN(lr=0.01), data=data)
+    found = [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"]
+    if scale == 1.0:
+        assert found == []
+    else:
+        (note,) = found
+        assert note.severity == "note" and note.figures["input_max"] > 20 * 8
+        assert "raw pixel values perhaps" in note.message and "x / 255" in note.message
