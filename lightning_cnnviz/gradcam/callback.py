@@ -183,14 +183,7 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
             scalars = means_to_host(values)
             self.sink.scalars(scalars, trainer.global_step)
             self.in_background(lambda step=trainer.global_step: self._draw(panels, step))
-        if self.dense_output:  # the background class's CAM lies off the object by design
-            why = "per-pixel outputs (segmentation): a class's CAM is that class's region"
-        elif self._probe_acc is None:  # multi-label, regression, unreadable labels
-            why = (
-                "needs class labels on the training probe: without them a model that has "
-                "learnt nothing (its CAM anywhere) cannot be told from one using a cue"
-            )
-        if self.dense_output or self._probe_acc is None:
+        if why := self._unjudgeable():
             for check in _SHORTCUT_CHECKS:
                 self._record(check, False, why)
             return
@@ -219,6 +212,17 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
         self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
                               cells=cells)  # fmt: skip
         self._check_fixed(trainer, scalars)
+
+    def _unjudgeable(self) -> str:
+        """Why no shortcut can be judged on this model's outputs ("": it can)."""
+        if self.dense_output:  # the background class's CAM lies off the object by design
+            return "per-pixel outputs (segmentation): a class's CAM is that class's region"
+        if self._probe_acc is None:  # multi-label, regression, unreadable labels
+            return (
+                "needs class labels on the training probe: without them a model that has "
+                "learnt nothing (its CAM anywhere) cannot be told from one using a cue"
+            )
+        return ""
 
     def _draw(self, panels: list[tuple[str, list[Row]]], step: int) -> None:
         """On the sink's thread: one image per split, a captioned grid per row."""
