@@ -10,7 +10,8 @@ from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_lo
 from lightning_cnnviz.overfitting.confusion import confused_pairs, confusion_image, pairs_text
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.metrics import Evaluation, figures
-from lightning_cnnviz.overfitting.text import calibration_text, diagnosis_text, headline, remedies
+from lightning_cnnviz.overfitting.remedies import remedies
+from lightning_cnnviz.overfitting.text import calibration_text, diagnosis_text, headline
 
 
 def feed(detector, vals, train=None, **extra):

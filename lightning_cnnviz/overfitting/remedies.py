@@ -1,0 +1,118 @@
+"""What to try, per kind of ``OverfittingMonitor`` finding.
+
+Fixed lists, with the run's own settings first where one explains a model at chance
+(``core.settings``: a learning rate cut or 0, weight decay, dropout).
+
+Example::
+
+    >>> from lightning_cnnviz.overfitting.metrics import Evaluation
+    >>> ev = Evaluation(46, 0, lr=1e-3, dropout=0.9, classes=10.0)
+    >>> remedies(Verdict("not_learning", ev, ev, None, {"non_finite": False}))[0][:20]
+    '**Lower the dropout*'
+"""
+
+from __future__ import annotations
+
+import math
+
+from lightning_cnnviz.overfitting.rules import Verdict
+
+__all__ = ["DECAY_PER_STEP", "DROPOUT", "LR_CUT", "REMEDIES", "remedies"]
+
+REMEDIES = {
+    "overfitting": (
+        '**Stop at the best epoch** ({best}): add `EarlyStopping(monitor="{val_key}", '
+        'patience=...)` and `ModelCheckpoint(monitor="{val_key}")` to keep those weights.',
+        "**Augment the training data** (random shifts, small rotations, crops, noise).",
+        "**Add weight decay** (e.g. `weight_decay=5e-4`; with Adam prefer AdamW) or dropout.",
+        "**Use more training data** or a smaller model.",
+    ),
+    "memorisation": (
+        "**Check the training labels**: look at the training images with the highest loss; "
+        "noisy or wrong labels are what a model can only memorise.",
+        "**Keep the weights of the best val accuracy** ({best}): "
+        '`ModelCheckpoint(monitor="val/acc", mode="max")`, or train for fewer epochs.',
+        "**Use a loss robust to label noise**: label smoothing "
+        "(`F.cross_entropy(..., label_smoothing=0.1)`), mixup, or a noise-robust loss.",
+        "**Regularise**: weight decay, dropout, augmentation slow memorisation down.",
+    ),
+    "not_learning": (
+        "**Try another learning rate**: 10x lower if the loss jumps or went NaN (a rate far "
+        "too high keeps a model at chance), 10x higher if it sits flat at its chance level.",
+        "**Check the data and the loss**: labels aligned with images, inputs normalised, "
+        "logits (not probabilities) into `cross_entropy`.",
+        "**Check the gradients reach the first layers** (`ActivationMonitor`, the gradient "
+        "norms): saturating activations or a missing normalisation stop learning.",
+    ),
+    "generalisation_gap": (
+        "**Compare the splits**: look at training and validation images side by side "
+        "(`gradcam/train` vs `gradcam/val`: what the training CAMs light up off the object is "
+        "a cue); check that both go through the same preprocessing and normalisation, and "
+        "that augmentation is applied to training images only.",
+        "**Check the labels**: the same class index means the same class on both splits "
+        "(e.g. a label mapping built separately per split).",
+        "**If the splits match**, the model memorises its training set: more data, "
+        "augmentation, weight decay or a smaller model.",
+    ),
+    "bn_mismatch": (
+        "**Let the running statistics catch up**: a larger BatchNorm `momentum` (e.g. 0.1 "
+        "-> 0.3), or recompute them on training batches before evaluating.",
+        "**Use larger or more varied batches**; tiny or class-sorted batches give batch "
+        "statistics far from the whole data's.",
+        "**Replace BatchNorm by GroupNorm/LayerNorm** where batches must stay small.",
+    ),
+}
+
+
+# The run's own settings that keep a model at chance, checked before the generic remedies.
+LR_CUT = 10  # the learning rate now this many times below its start: cut (a scheduler)
+DECAY_PER_STEP = 0.01  # lr x weight decay: decoupled decay removes 1% of each weight a step
+DROPOUT = 0.5
+
+
+def remedies(v: Verdict) -> list[str]:
+    """What to try for ``v``: for ``not_learning``, the run's settings that explain it first.
+
+    Example::
+
+        >>> from lightning_cnnviz.overfitting.metrics import Evaluation
+        >>> ev = Evaluation(46, 0, lr=5e-4, lr_initial=0.05, classes=10.0)
+        >>> remedies(Verdict("not_learning", ev, ev, None, {"non_finite": False}))[0][:33]
+        '**Raise the learning rate**: it i'
+    """
+    generic = list(REMEDIES[v.kind])
+    if v.kind != "not_learning" or v.figures.get("non_finite"):
+        return generic
+    now, first = v.detected, []
+    chance = v.figures.get("chance_loss")
+    if now.lr == 0:
+        first.append("**Raise the learning rate**: it is 0, so no weight moves.")
+    elif now.lr and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
+        first.append(
+            f"**Raise the learning rate**: it is {now.lr:.3g} now, {now.lr_initial / now.lr:.0f}x "
+            f"below its start ({now.lr_initial:.3g}): a schedule that decays this early "
+            "stops learning before it began."
+        )
+    elif (
+        chance
+        and now.train_loss
+        and math.isfinite(now.train_loss)
+        and (now.train_loss > 1.2 * chance)
+    ):
+        first.append(
+            f"**Lower the learning rate** (by 10x): the training loss ({now.train_loss:.4g}) "
+            f"stands above its chance level ({chance:.4g}), as steps that overshoot leave it."
+        )
+    if now.decay_per_step is not None and now.decay_per_step >= DECAY_PER_STEP:
+        first.append(
+            f"**Lower the weight decay**: {now.weight_decay:.3g} at learning rate {now.lr:.3g} "
+            f"takes {100 * now.decay_per_step:.1f}% off every weight each step (decoupled, "
+            "as AdamW and SGD apply it), faster than the gradients can build anything up; "
+            "1e-4 to 5e-2 is usual."
+        )
+    if now.dropout is not None and now.dropout >= DROPOUT:
+        first.append(
+            f"**Lower the dropout** (p = {now.dropout:.2g}): at this rate most units are "
+            "zeroed at every step; 0.1-0.5 is usual, after the convolutions less."
+        )
+    return first + generic
