@@ -15,16 +15,14 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import first_tensor, probe_mode
 from lightning_cnnviz.core.inputs import to_model
+from lightning_cnnviz.core.items import LABEL_KEYS, dataset_labels, read_item
 from lightning_cnnviz.core.outputs import NotApplicable, guess_label_key, guess_output_key, key_name
 from lightning_cnnviz.core.probe import (
-    LABEL_KEYS,
     Probe,
-    dataset_labels,
     draw_probe,
     find_dataset,
     generator_for,
     probe_from_indices,
-    read_item,
 )
 from lightning_cnnviz.core.selection import unwrap_model
 

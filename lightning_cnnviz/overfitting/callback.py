@@ -16,10 +16,10 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
 from lightning_cnnviz.core.findings import Finding, findings_of, record_check, replace, report
+from lightning_cnnviz.core.items import batch_size
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import (
     Probe,
-    batch_size,
     draw_probe,
     find_dataset,
     generator_for,

@@ -2,14 +2,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset, IterableDataset, Subset, TensorDataset
 
-from lightning_cnnviz.core.probe import (
-    ITERABLE_HEAD,
-    dataset_labels,
-    draw_probe,
-    iterable_head,
-    probe_from_indices,
-    split_sample,
-)
+from lightning_cnnviz.core.items import ITERABLE_HEAD, dataset_labels, iterable_head, split_sample
+from lightning_cnnviz.core.probe import draw_probe, probe_from_indices
 
 
 class DictDataset(Dataset):

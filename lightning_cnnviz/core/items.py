@@ -1,0 +1,225 @@
+"""Dataset items: where the input and the label sit, and reading them without side effects.
+
+Nothing here knows about Lightning. ``split_sample`` splits one item (tuple, dict or bare
+tensor) into input and class label; ``batch_labels`` / ``batch_size`` read a collated
+batch; ``dataset_labels`` reads every label without loading items. Class labels are
+integers only: a float target (regression, soft labels) is none. ``rng_untouched`` /
+``read_item``: reading an item runs the dataset's random augmentation, which must not
+move the global random generators. ``iterable_head``: an iterable dataset (no ``len``,
+no ``[i]``) stands in through its first items.
+
+Example::
+
+    >>> import torch
+    >>> split_sample((torch.zeros(1, 2, 2), torch.tensor(3)))[1]
+    3
+    >>> split_sample((torch.zeros(1, 2, 2), torch.tensor(0.7)))[1] is None
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import numbers
+import random
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ITERABLE_HEAD",
+    "LABEL_KEYS",
+    "batch_labels",
+    "batch_size",
+    "dataset_labels",
+    "iterable_head",
+    "read_item",
+    "rng_untouched",
+    "split_sample",
+]
+
+_IMAGE_KEYS = ("image", "images", "img", "input", "inputs", "x", "pixel_values")
+_LABEL_KEYS = ("label", "labels", "target", "targets", "y", "class")
+LABEL_KEYS = _LABEL_KEYS  # the label keys known without `label_key`
+
+
+@contextlib.contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Leave the global random generators (torch's, ``random``'s, NumPy's) as they were.
+
+    Reading a training set's items runs its random augmentation, which draws from these
+    generators (torchvision's transforms from torch's, others from ``random`` or NumPy):
+    without this, every later draw of the run (shuffling, augmentation, dropout) would
+    shift, and the model train differently with the monitors on.
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def read_item(dataset: Any, index: int) -> Any:
+    """``dataset[index]``, with the global random generators left as they were."""
+    with rng_untouched():
+        return dataset[index]
+
+
+# An iterable dataset (no ``len``, no ``[i]``) stands in through its first items, read
+# once per dataset: enough for class-balanced probes, bounded in memory.
+ITERABLE_HEAD = 256
+_heads: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def iterable_head(dataset: Any) -> list[Any]:
+    """The first ``ITERABLE_HEAD`` items of an iterable dataset, read once (RNG untouched).
+
+    Example::
+
+        >>> class Stream(torch.utils.data.IterableDataset):
+        ...     def __iter__(self):
+        ...         return iter([(torch.zeros(1, 2, 2), i % 3) for i in range(1000)])
+        >>> head = iterable_head(Stream())
+        >>> len(head), head[4][1]
+        (256, 1)
+    """
+    try:
+        head = _heads.get(dataset)
+    except TypeError:  # unhashable: read again each time
+        head = None
+    if head is None:
+        with rng_untouched():
+            head = list(itertools.islice(iter(dataset), ITERABLE_HEAD))
+        with contextlib.suppress(TypeError):
+            _heads[dataset] = head
+    return head
+
+
+def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None]:
+    """Split one dataset item into (input tensor, label or None).
+
+    Handles ``(x, y)`` tuples/lists, dicts with usual keys (or ``label_key``) and bare tensors.
+
+    Example::
+
+        >>> split_sample((torch.zeros(1, 2, 2), 3))[1]
+        3
+        >>> split_sample({"image": torch.zeros(1, 2, 2), "label": torch.tensor(5)})[1]
+        5
+        >>> split_sample(torch.zeros(1, 2, 2))[1] is None
+        True
+    """
+    if isinstance(sample, Tensor):
+        return sample, None
+    if isinstance(sample, Mapping):
+        x = next((sample[k] for k in _IMAGE_KEYS if k in sample), None)
+        if x is None:
+            x = next((v for v in sample.values() if isinstance(v, Tensor) and v.dim() >= 2), None)
+        keys = (label_key,) if label_key is not None else _LABEL_KEYS
+        y = next((sample[k] for k in keys if k in sample), None)
+    elif isinstance(sample, Sequence) and sample:
+        at = label_key if isinstance(label_key, int) else 1
+        x, y = sample[0], (sample[at] if len(sample) > at else None)
+    else:
+        x, y = None, None
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            "cannot find the input tensor in a dataset item of type "
+            f"{type(sample).__name__}; expected a tensor, an (input, label) tuple or a dict "
+            f"with one of the keys {_IMAGE_KEYS}"
+        )
+    if isinstance(y, Tensor):  # a float target (regression, soft labels) is no class
+        y = int(y.item()) if y.numel() == 1 and _integer(y) else None
+    elif isinstance(y, numbers.Integral) and not isinstance(y, bool):  # NumPy's too
+        y = int(y)
+    else:
+        y = None
+    return x, y
+
+
+def _integer(t: Tensor) -> bool:
+    """Whether ``t`` holds class indices: an integer dtype (not float, complex or bool)."""
+    return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+
+
+def batch_labels(batch: Any, label_key: Any = None) -> Tensor | None:
+    """The class labels of a collated batch, ``(B,)`` integers, where ``split_sample`` finds them.
+
+    ``None`` when the batch holds no such labels (a bare tensor, soft or one-hot targets).
+
+    Example::
+
+        >>> batch_labels((torch.zeros(2, 1, 4, 4), torch.tensor([3, 1]))).tolist()
+        [3, 1]
+        >>> batch_labels({"image": torch.zeros(2, 3), "cls": torch.tensor([0, 2])}, "cls").tolist()
+        [0, 2]
+        >>> batch_labels(torch.zeros(2, 1, 4, 4)) is None
+        True
+    """
+    if isinstance(batch, Mapping):
+        keys = (label_key,) if label_key is not None else _LABEL_KEYS
+        y = next((batch[k] for k in keys if k in batch), None)
+    elif isinstance(batch, Sequence) and not isinstance(batch, str) and batch:
+        at = label_key if isinstance(label_key, int) else 1
+        y = batch[at] if len(batch) > at else None
+    else:
+        y = None
+    if not isinstance(y, Tensor) or y.dim() != 1:
+        return None
+    return y if _integer(y) else None
+
+
+def batch_size(batch: Any) -> int | None:
+    """Samples in a collated batch: the first axis of its first tensor (``None``: none found).
+
+    Example::
+
+        >>> batch_size((torch.zeros(8, 1, 4, 4), torch.tensor([3, 1])))
+        8
+        >>> batch_size({"image": torch.zeros(5, 3)}), batch_size("text")
+        (5, None)
+    """
+    if isinstance(batch, Tensor):
+        return int(batch.shape[0]) if batch.dim() else None
+    if isinstance(batch, Mapping):
+        batch = list(batch.values())
+    if isinstance(batch, str) or not isinstance(batch, Sequence):
+        return None
+    return next((n for n in map(batch_size, batch) if n is not None), None)
+
+
+def dataset_labels(dataset: Any) -> Tensor | None:
+    """All labels of a dataset without loading its items, where it exposes them.
+
+    Follows ``torch.utils.data.Subset`` chains down to a dataset with ``targets``
+    or ``labels`` (torchvision datasets have them) or a ``TensorDataset(x, y)``;
+    ``None`` otherwise.
+    """
+    indices = None
+    while True:
+        for attr in ("targets", "labels"):
+            labels = getattr(dataset, attr, None)
+            if labels is not None and len(labels) > 0:
+                labels = torch.as_tensor(labels).reshape(-1)
+                if not _integer(labels):
+                    return None  # regression targets
+                return labels.long() if indices is None else labels.long()[indices]
+        tensors = getattr(dataset, "tensors", None)  # TensorDataset(x, y)
+        if isinstance(tensors, tuple) and len(tensors) > 1 and tensors[1].dim() == 1:
+            if not _integer(tensors[1]):
+                return None
+            labels = tensors[1].long()
+            return labels if indices is None else labels[indices]
+        inner, sub = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
+        if inner is None or sub is None:
+            return None
+        sub = torch.as_tensor(list(sub)).long()
+        indices = sub if indices is None else sub[indices]
+        dataset = inner
