@@ -43,6 +43,7 @@ __all__ = [
     "find_dataset",
     "generator_for",
     "has_val_data",
+    "labels_in_order",
     "probe_from_indices",
 ]
 
@@ -146,6 +147,31 @@ def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = No
     return Probe(list(map(int, indices)), images, labels)
 
 
+def labels_in_order(
+    dataset: Any, order: Tensor, pool: int, label_key: Any = None
+) -> tuple[Tensor, Tensor | None]:
+    """Indices and class labels of a dataset's items in ``order``, without loading where it can.
+
+    All of ``order`` where the dataset exposes its labels (``items.dataset_labels``), else
+    its first ``pool`` items, read with the random generators untouched. Labels ``None``
+    where an item carries no class label.
+
+    Example::
+
+        >>> from torch.utils.data import TensorDataset
+        >>> data = TensorDataset(torch.zeros(4, 1), torch.tensor([3, 1, 2, 0]))
+        >>> labels_in_order(data, torch.tensor([2, 0, 1, 3]), pool=2)[1].tolist()
+        [2, 3, 1, 0]
+    """
+    labels = dataset_labels(dataset)
+    if labels is not None:
+        return order, labels[order]
+    order = order[:pool]
+    with rng_untouched():
+        found = [split_sample(dataset[int(i)], label_key)[1] for i in order]
+    return order, None if any(y is None for y in found) else torch.tensor(found, dtype=torch.long)
+
+
 def draw_probe(
     dataset: Any,
     num_samples: int,
@@ -174,16 +200,9 @@ def draw_probe(
     order = torch.randperm(size, generator=generator)
     if not class_balanced:
         return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
-    labels = dataset_labels(dataset)
-    candidates = order if labels is not None else order[: max(num_samples, label_pool)]
-    if labels is None:
-        with rng_untouched():
-            found = [split_sample(dataset[int(i)], label_key)[1] for i in candidates]
-        if any(y is None for y in found):
-            return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
-        labels_of = torch.tensor(found, dtype=torch.long)
-    else:
-        labels_of = labels[candidates]
+    candidates, labels_of = labels_in_order(dataset, order, max(num_samples, label_pool), label_key)
+    if labels_of is None:
+        return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
     by_class = {int(c): candidates[labels_of == c].tolist() for c in labels_of.unique()}
     picked: list[int] = []
     turn = 0
