@@ -57,8 +57,9 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
     ``Detector`` runs the rules of ``rules.py`` on the whole series:
     ``overfitting`` (val loss rising beyond its own noise while train loss falls),
     ``memorisation`` (val accuracy falling while train accuracy climbs past it),
-    ``not_learning`` (val probe at chance accuracy, or non-finite outputs) and
-    ``bn_mismatch`` (eval mode far worse than batch statistics). Each is reported once
+    ``not_learning`` (val probe at chance accuracy, or non-finite outputs),
+    ``bn_mismatch`` (eval mode far worse than batch statistics) and ``class_imbalance``
+    (rare training classes never predicted on the val probe, ``imbalance.py``). Each is reported once
     as a ``Finding``, then updated in place while it worsens, and turned into a note
     when it goes away. Calibration (signed: over- or under-confident) and the most
     confused classes are evidence in the ``overfitting/diagnosis`` entry, never a
@@ -147,6 +148,7 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
         self.plan: passes.Plan | None = None  # the latest evaluation's passes, and why
         self._interval = IntervalLoss()  # the training loss since the last evaluation
         self._batch_images: int | None = None  # sizes the extra passes (``passes.pass_images``)
+        self._shares: Any = False  # the training labels' class shares (``imbalance.py``)
 
     @override
     def describe_layers(self) -> str:

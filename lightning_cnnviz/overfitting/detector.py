@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lightning_cnnviz.overfitting import levels, rules
+from lightning_cnnviz.overfitting import imbalance, levels, rules
 from lightning_cnnviz.overfitting.metrics import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
@@ -37,9 +37,17 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "train/val gap": "train and val accuracy (logged, or class labels on the probes)",
     "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
     "BatchNorm train/eval": "BatchNorm layers in training mode",
+    "class imbalance": "class labels on the val probe, 5 or more images of a class",
 }
 
-KINDS = ("not_learning", "bn_mismatch", "generalisation_gap", "memorisation", "overfitting")
+KINDS = (
+    "class_imbalance",
+    "not_learning",
+    "bn_mismatch",
+    "generalisation_gap",
+    "memorisation",
+    "overfitting",
+)
 CURVE_KINDS = ("memorisation", "overfitting")  # read the eval-mode val curves
 EVAL_KINDS = ("not_learning", "generalisation_gap", *CURVE_KINDS)  # read eval-mode val figures
 
@@ -49,6 +57,7 @@ _WORSE = {
     "memorisation": "drop",
     "bn_mismatch": "gap_acc",
     "generalisation_gap": "gap",
+    "class_imbalance": "left_out",
 }
 
 
@@ -80,6 +89,7 @@ class Detector:
         # such evaluation (batch statistics: 99%), then "overfitting" from that jump
         curve = [e for e in h if not levels.stale(e)]
         found = {
+            "class_imbalance": imbalance.class_imbalance(h, p),
             "not_learning": levels.not_learning(h, p),
             "bn_mismatch": levels.bn_mismatch(h, p),
             "generalisation_gap": levels.generalisation_gap(h, p),
@@ -96,6 +106,10 @@ class Detector:
             waiting.update(CURVE_KINDS)  # the curves did not move: nothing new from them
         if found["not_learning"] is not None or levels.stuck(h[-1]):
             waiting.update(CURVE_KINDS)  # a model at chance learnt nothing to overfit
+        if self._standing("class_imbalance") or found["class_imbalance"]:
+            # rare classes left out: a balanced val probe at chance or far below training
+            # accuracy says that, not "not learning" or splits that differ
+            waiting.update(("not_learning", "generalisation_gap"))
         if any(self._standing(k) or found[k] for k in CURVE_KINDS):
             waiting.add("generalisation_gap")  # the gap is theirs, with their cause
         for kind in waiting:
@@ -169,6 +183,8 @@ class Detector:
             return levels.stuck(ev) is False or bool(levels.train_learns(ev))
         if kind == "bn_mismatch":
             return levels.parted(ev) is False
+        if kind == "class_imbalance":  # every class of the probe predicted again
+            return ev.ignored is not None and not ev.ignored
         if kind == "generalisation_gap":
             return levels.gapped(ev, slack=levels.GAP_SLACK) is False
         return False
@@ -182,6 +198,7 @@ class Detector:
             "train/val gap": any(levels.gapped(e) is not None for e in h),
             "not learning": any(levels.stuck(e) is not None for e in h),
             "BatchNorm train/eval": any(levels.parted(e) is not None for e in h),
+            "class imbalance": any(e.ignored is not None for e in h),
         }
 
     @property

@@ -19,9 +19,10 @@ from torch import Tensor
 
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.monitor import with_probe
+from lightning_cnnviz.core.probe import find_dataset, generator_for, labels_in_order
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
-from lightning_cnnviz.overfitting import passes
+from lightning_cnnviz.overfitting import imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
 from lightning_cnnviz.overfitting.metrics import (
@@ -50,6 +51,7 @@ class Measures:
     _epoch_end: bool
     _interval: IntervalLoss
     _batch_images: int | None  # images in a training batch (None: none seen yet)
+    _shares: Tensor | bool | None  # the training labels' class shares (False: not read yet)
 
     def _images(self, trainer: Trainer, split: str) -> int:
         """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
@@ -169,8 +171,14 @@ class Measures:
         probe = self.probe(trainer, "val")
         size = float(len(probe))
         settings = read_settings(trainer.optimizers, unwrap_model(pl_module))
+        left_out = {}
+        if counts is not None:  # the training labels' shares: read once, when a class is left out
+            shares = None
+            if imbalance.ignored_classes(counts):
+                shares = self._train_shares(trainer, len(counts))
+            left_out = imbalance.probe_figures(counts, shares)
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
-                        **host, **dataclasses.asdict(settings))  # fmt: skip
+                        **host, **dataclasses.asdict(settings), **left_out)  # fmt: skip
         if not self.plan.train and passes.cites_train(self.detector.dry_run(ev)):
             train = self._logits(trainer, pl_module, "train", sizes["train"])
             ev = dataclasses.replace(ev, **self._host({"train": train}, cut))
@@ -181,6 +189,26 @@ class Measures:
                 predicted = val.argmax(dim=1).tolist()  # type: ignore[union-attr]
                 pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
         return ev, per_class, counts, pairs
+
+    def _train_shares(self, trainer: Trainer, classes: int) -> Tensor | None:
+        """The training labels' class shares, as the training loader draws them (once per fit).
+
+        From the dataset's labels where it exposes them, else from up to ``LABEL_POOL``
+        items read in a random order; weighted by a ``WeightedRandomSampler``'s weights.
+        ``None`` where the items carry no class labels.
+        """
+        if self._shares is False:
+            with self.phase("probe"):
+                data = find_dataset(trainer, "train")
+                order = torch.randperm(len(data), generator=generator_for(self.seed, "probe/train"))
+                at, labels = labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))
+                weights = _sampler_weights(trainer.train_dataloader)
+                if weights is not None:
+                    weights = weights[at] if len(weights) == len(data) else None
+                if labels is not None:
+                    labels = imbalance.class_shares(labels, classes, weights)
+                self._shares = labels
+        return self._shares  # type: ignore[return-value]
 
     def _host(
         self, logits: dict[str, Tensor | None], labels: dict[str, Any], val: Tensor | None = None
@@ -209,3 +237,20 @@ class Measures:
         norm = norm_stats(trainer)
         examples = [to_image01(probe.images[[where[i] for i in p.examples]], norm) for p in pairs]
         return pairs_image(pairs, examples, epoch)
+
+
+LABEL_POOL = 2048  # training items read for their labels where the dataset exposes none
+
+
+def _sampler_weights(loader: Any) -> Tensor | None:
+    """A ``WeightedRandomSampler``'s weights behind the training loader (``None``: none).
+
+    Looks through Lightning's distributed wrapper, which keeps the user's sampler.
+    """
+    sampler = getattr(loader, "sampler", None)
+    for _ in range(3):
+        if isinstance(sampler, torch.utils.data.WeightedRandomSampler):
+            return torch.as_tensor(sampler.weights)
+        inner = getattr(sampler, "dataset", None)
+        sampler = getattr(inner, "_sampler", None) or getattr(sampler, "sampler", None)
+    return None

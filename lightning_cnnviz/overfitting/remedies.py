@@ -54,6 +54,16 @@ REMEDIES = {
         "**If the splits match**, the model memorises its training set: more data, "
         "augmentation, weight decay or a smaller model.",
     ),
+    "class_imbalance": (
+        "**Balance what the model trains on**: draw batches with a `WeightedRandomSampler` "
+        "(weight 1 / class count per image), or weight the loss by class "
+        "(`F.cross_entropy(..., weight=...)`, inversely to the class shares).",
+        "**Judge it per class**: log the balanced accuracy or per-class recall (torchmetrics' "
+        '`MulticlassAccuracy(num_classes, average="macro")`); plain accuracy is carried by '
+        "the common classes.",
+        "**Get or augment more images of the rare classes**; losses made for imbalance "
+        "(focal loss, logit adjustment) help too.",
+    ),
     "bn_mismatch": (
         "**Let the running statistics catch up**: a larger BatchNorm `momentum` (e.g. 0.1 "
         "-> 0.3), or recompute them on training batches before evaluating.",

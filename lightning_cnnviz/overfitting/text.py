@@ -131,6 +131,8 @@ def headline(v: Verdict) -> str:
             f"Not learning since {_when(since)} ({start}{peak}): val probe accuracy "
             f"{_num(now.probe_acc_val, True)} is at chance ({_num(f['chance_acc'], True)}); {loss}."
         )
+    if v.kind == "class_imbalance":
+        return _imbalance_headline(v)
     if v.kind == "generalisation_gap":
         train, val = _num(f["train_acc"], True), _num(f["val_acc"], True)
         if gone:
@@ -152,6 +154,31 @@ def headline(v: Verdict) -> str:
         f"BatchNorm running statistics do not match the batches since {_when(since)}: val probe "
         f"accuracy {_num(f['eval_acc'], True)} in eval mode vs {_num(f['batch_stats_acc'], True)} "
         f"with batch statistics (loss {_num(f['eval_loss'])} vs {_num(f['batch_stats_loss'])})."
+    )
+
+
+def _imbalance_headline(v: Verdict) -> str:
+    """``class_imbalance``: which classes are left out, for which, and what hides it."""
+    f, now, since = v.figures, v.detected, v.since
+    if v.severity == "note":
+        return (
+            f"Classes left out since {_when(since)} are predicted again at epoch {now.epoch} "
+            f"(balanced accuracy {_num(now.balanced_acc_val, True)})."
+        )
+    acc, balanced = _num(f["accuracy"], True), _num(f["balanced_acc"], True)
+    if _finite(f["accuracy"], f["balanced_acc"]) and f["accuracy"] - f["balanced_acc"] >= 0.1:
+        shown = f"Val accuracy {acc} hides it: the balanced accuracy (mean over classes, "
+        shown += f"val probe) is {balanced}."
+    else:
+        shown = f"Balanced accuracy (mean over classes, val probe) {balanced}, val accuracy {acc}."
+    left = ", ".join(map(str, f["ignored"]))
+    plural = "es" if len(f["ignored"]) > 1 else ""
+    each = " each" if len(f["ignored"]) > 1 else ""
+    return (
+        f"Rare classes left out since {_when(since)}: the model (almost) never predicts "
+        f"class{plural} {left} ({_num(f['ignored_share'], True)} of the training labels or "
+        f"less{each}; the commonest class has {_num(f['top_share'], True)}) and takes their "
+        f"images for class {f['taken_for']} ({_num(f['taken_share'], True)}). {shown}"
     )
 
 

@@ -1,0 +1,175 @@
+"""Classes the model leaves out because they are rare among its training labels.
+
+Nothing here knows about Lightning. A model trained on imbalanced labels can reach
+a high accuracy by predicting the common classes only: 90% of a training set in class
+0 gave 92-94% logged train and val accuracy (val imbalanced alike) while two of four
+classes were never predicted. Neither the logged accuracies nor their gap show it; the
+class-balanced val probe does, class by class (its confusion counts).
+
+``probe_figures`` reads the val probe's confusion counts and the training labels'
+class shares into the ``Evaluation``; ``class_imbalance`` is the rule. Thresholds and
+why: ``docs/diagnosis.md``.
+
+Example::
+
+    >>> confusion = [[30, 0, 0], [9, 1, 0], [2, 0, 8]]   # class 1 taken for class 0
+    >>> shares = torch.tensor([0.9, 0.05, 0.05])
+    >>> f = probe_figures(confusion, shares)
+    >>> f["ignored"], f["taken_for"], f["ignored_share"], f["taken_share"]
+    ([1], 0, 0.05, 0.9)
+    >>> ev = Evaluation(0, 0, classes=3.0, **f)
+    >>> leaves_out(ev), class_imbalance([ev, ev]).figures["ignored"]
+    (True, [1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.rules import Verdict
+
+__all__ = [
+    "COMMON",
+    "IGNORED",
+    "MIN_IMAGES",
+    "RARE",
+    "RISING",
+    "class_imbalance",
+    "class_shares",
+    "ignored_classes",
+    "leaves_out",
+    "probe_figures",
+]
+
+MIN_IMAGES = 5  # val probe images a class needs before its recall counts
+IGNORED = 0.1  # recall at or below this: the class is left out
+RARE = 0.5  # a left-out class is rare: at most this times the uniform share 1/K in training
+COMMON = 1.5  # and the training labels imbalanced: their commonest class this times 1/K or more
+RISING = 0.15  # balanced accuracy up this much since the last evaluation: still learning, wait
+
+
+def class_shares(labels: Tensor, classes: int, weights: Tensor | None = None) -> Tensor:
+    """Each class's share of the training labels (drawn by ``weights``, a weighted sampler's).
+
+    Example::
+
+        >>> class_shares(torch.tensor([0, 0, 0, 1]), 3).tolist()
+        [0.75, 0.25, 0.0]
+        >>> class_shares(torch.tensor([0, 0, 0, 1]), 2, torch.tensor([1.0, 1, 1, 3])).tolist()
+        [0.5, 0.5]
+    """
+    labels = labels.long().reshape(-1)
+    keep = (labels >= 0) & (labels < classes)  # e.g. an ignore index of -100
+    w = torch.ones(len(labels)) if weights is None else weights.double().reshape(-1).cpu()
+    counts = torch.zeros(classes, dtype=torch.float64).index_add_(0, labels[keep], w[keep].double())
+    return (counts / counts.sum().clamp_min(1e-12)).float()
+
+
+def ignored_classes(confusion: Sequence[Sequence[float]]) -> list[int]:
+    """Classes with ``MIN_IMAGES`` or more probe images and recall at most ``IGNORED``.
+
+    ``confusion``: counts, row = true class, column = predicted class.
+
+    Example::
+
+        >>> ignored_classes([[10, 0], [10, 0]]), ignored_classes([[3, 0], [3, 0]])
+        ([1], [])
+    """
+    left = []
+    for k, row in enumerate(confusion):
+        total = sum(row)
+        if total >= MIN_IMAGES and row[k] <= IGNORED * total:
+            left.append(k)
+    return left
+
+
+def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -> dict[str, Any]:
+    """The ``Evaluation`` fields of this rule, from the val probe's confusion counts.
+
+    ``ignored`` (the left-out classes; ``None`` where no class has ``MIN_IMAGES`` images
+    on the probe), ``balanced_acc_val`` (mean recall over the classes
+    on the probe) and, with the training labels' ``shares``: ``taken_for`` (the class
+    most of the left-out images are predicted as), ``ignored_share`` (the commonest
+    left-out class's share of the training labels), ``taken_share`` (``taken_for``'s) and
+    ``top_share`` (the commonest class's).
+    """
+    k = len(confusion)
+    recalls = [row[i] / sum(row) for i, row in enumerate(confusion) if sum(row) > 0]
+    judged = any(sum(row) >= MIN_IMAGES for row in confusion)  # else: too few images to tell
+    out: dict[str, Any] = {
+        "ignored": ignored_classes(confusion) if judged else None,
+        "balanced_acc_val": sum(recalls) / len(recalls) if recalls else None,
+    }
+    if not out["ignored"] or shares is None or len(shares) != k:
+        return out
+    taken = [sum(confusion[i][j] for i in out["ignored"]) for j in range(k)]
+    for i in out["ignored"]:
+        taken[i] = 0.0  # predicted as one of the left-out classes: not "taken for" another
+    taken_for = max(range(k), key=lambda j: taken[j])
+    out["taken_for"] = taken_for
+    out["ignored_share"] = round(float(max(shares[i] for i in out["ignored"])), 6)
+    out["taken_share"] = round(float(shares[taken_for]), 6)
+    out["top_share"] = round(float(shares.max()), 6)
+    return out
+
+
+def leaves_out(e: Evaluation) -> bool | None:
+    """Whether rare classes of imbalanced training labels are left out (``None``: cannot tell).
+
+    Rare: at most ``RARE`` x the uniform share ``1/K`` among the training labels; the
+    commonest class at least ``COMMON`` x. Their images may be taken for another rare
+    class: with 90% of the training labels in class 0, a CNN told class 0 from the rest
+    and took classes 1 and 2 (3.3% each) for class 3. Without the training labels'
+    shares it cannot tell the cause.
+    """
+    if e.ignored is None:
+        return None
+    if not e.ignored:
+        return False
+    if e.ignored_share is None or e.top_share is None or not e.classes:
+        return None
+    uniform = 1.0 / e.classes
+    return e.ignored_share <= RARE * uniform and e.top_share >= COMMON * uniform
+
+
+def _rising(evs: Sequence[Evaluation]) -> bool:
+    """Whether the val probe's balanced accuracy rose by ``RISING`` at the latest evaluation."""
+    accs = [e.balanced_acc_val for e in evs[-2:] if e.balanced_acc_val is not None]
+    return len(accs) == 2 and accs[1] - accs[0] >= RISING
+
+
+def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """Rare training classes left out (``leaves_out``) for the last ``patience`` evaluations.
+
+    Not while the balanced accuracy still climbs by ``RISING`` or more per evaluation:
+    common classes are learnt first. Healthy digit CNNs whose five rare classes had 1.8%
+    or 3.5% of the training labels each left them out at two validations early in the run
+    (balanced accuracy 44% -> 70%, 48% -> 74%) and learnt them by the next; the model on
+    90% class-0 shapes rose 25% -> 33% and stayed at 50%.
+
+    Figures: the left-out classes, the class they are taken for, both training shares
+    and the val probe's balanced accuracy beside the plain one.
+    """
+    evs = [e for e in history if leaves_out(e) is not None]
+    streak = 0
+    while streak < len(evs) and leaves_out(evs[-1 - streak]):
+        streak += 1
+    if streak < patience or _rising(evs):
+        return None
+    now = evs[-1]
+    figures = {
+        "ignored": list(now.ignored or ()),
+        "left_out": len(now.ignored or ()),
+        "taken_for": now.taken_for,
+        "ignored_share": now.ignored_share,
+        "taken_share": now.taken_share,
+        "top_share": now.top_share,
+        "balanced_acc": now.balanced_acc_val,
+        "accuracy": now.val_accuracy,
+    }
+    return Verdict("class_imbalance", evs[-streak], now, None, figures)

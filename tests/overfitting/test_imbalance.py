@@ -1,0 +1,187 @@
+"""Rare classes left out: the pure rule on synthetic figures, and short real runs read back."""
+
+import warnings
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+
+from lightning_cnnviz.core.findings import checks_of, findings_of
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+from lightning_cnnviz.overfitting.detector import Detector
+from lightning_cnnviz.overfitting.imbalance import (
+    class_imbalance,
+    class_shares,
+    ignored_classes,
+    leaves_out,
+    probe_figures,
+)
+from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.remedies import remedies
+from lightning_cnnviz.overfitting.text import headline
+from tests.tb import events, texts
+
+# 4 classes: class 1 and 2 taken for class 3 (as a CNN on 90% class-0 shapes did)
+LEFT_OUT = [[40, 0, 0, 0], [0, 1, 0, 15], [0, 0, 0, 16], [0, 0, 1, 15]]
+SKEWED = torch.tensor([0.9, 0.033, 0.033, 0.034])
+
+
+def ev(step, confusion=LEFT_OUT, shares=SKEWED, **kw):
+    figures = probe_figures(confusion, shares)
+    return Evaluation(step, step // 10, classes=float(len(confusion)), **figures, **kw)
+
+
+def test_imbalance_class_shares_follow_a_weighted_sampler():
+    labels = torch.tensor([0] * 9 + [1])
+    assert class_shares(labels, 2).tolist() == pytest.approx([0.9, 0.1])
+    weights = torch.tensor([1.0] * 9 + [9.0])  # 1 / class count: balanced draws
+    assert class_shares(labels, 2, weights).tolist() == pytest.approx([0.5, 0.5])
+    assert class_shares(torch.tensor([0, -100, 1]), 2).tolist() == pytest.approx([0.5, 0.5])
+
+
+def test_imbalance_ignored_classes_needs_enough_images():
+    assert ignored_classes(LEFT_OUT) == [1, 2]
+    assert ignored_classes([[4, 0], [4, 0]]) == []  # 4 images: recall not judged
+    assert probe_figures([[4, 0], [4, 0]], None)["ignored"] is None  # so the check did not run
+
+
+def test_imbalance_probe_figures_name_the_class_taken_for():
+    f = probe_figures(LEFT_OUT, SKEWED)
+    assert f["ignored"] == [1, 2] and f["taken_for"] == 3
+    assert f["ignored_share"] == pytest.approx(0.033) and f["top_share"] == pytest.approx(0.9)
+    assert f["balanced_acc_val"] == pytest.approx((1 + 1 / 16 + 0 + 15 / 16) / 4)
+
+
+def test_imbalance_rule_needs_rare_classes_and_patience():
+    assert leaves_out(ev(10)) is True
+    assert class_imbalance([ev(10)]) is None  # one evaluation: not confirmed
+    verdict = class_imbalance([ev(10), ev(20)])
+    assert verdict.kind == "class_imbalance" and verdict.since.step == 10
+    assert verdict.figures["ignored"] == [1, 2] and verdict.figures["left_out"] == 2
+    balanced = torch.full((4,), 0.25)
+    assert leaves_out(ev(10, shares=balanced)) is False  # left out, but not for being rare
+    assert class_imbalance([ev(10, shares=balanced), ev(20, shares=balanced)]) is None
+    assert leaves_out(ev(10, shares=None)) is None  # no training labels: the cause is unknown
+    all_predicted = ev(10, confusion=[[40, 0], [0, 16]], shares=torch.tensor([0.9, 0.1]))
+    assert leaves_out(all_predicted) is False
+
+
+def test_imbalance_waits_while_balanced_accuracy_climbs():
+    early = [[40, 0, 0, 0], [16, 0, 0, 0], [16, 0, 0, 0], [0, 0, 0, 16]]  # balanced 0.5
+    assert leaves_out(ev(10, confusion=early)) and leaves_out(ev(20))
+    climbing = [
+        ev(10, confusion=[[40, 0, 0, 0], [16, 0, 0, 0], [16, 0, 0, 0], [16, 0, 0, 0]]),
+        ev(20),
+    ]
+    assert climbing[1].balanced_acc_val - climbing[0].balanced_acc_val >= 0.15
+    assert class_imbalance(climbing) is None  # still learning classes: wait
+    assert class_imbalance([*climbing, ev(30)]) is not None  # stalled: told
+
+
+def test_imbalance_detector_reports_it_instead_of_a_gap_and_tells_when_gone():
+    detector = Detector(patience=2)
+    gap = {"train_acc": 0.93, "val_acc": 0.37, "probe_acc_val": 0.37}  # balanced val
+    assert detector.update(ev(10, **gap)) == []
+    (change,) = detector.update(ev(20, **gap))
+    assert (change.change, change.verdict.kind) == ("new", "class_imbalance")
+    assert "generalisation_gap" not in detector.reported
+    learnt = [[40, 0, 0, 0], [0, 14, 0, 2], [0, 1, 15, 0], [0, 0, 1, 15]]
+    (gone,) = detector.update(ev(30, confusion=learnt, train_acc=0.95, val_acc=0.9))
+    assert (gone.change, gone.verdict.severity) == ("gone", "note")
+
+
+def test_imbalance_headline_and_remedies_say_the_cause():
+    since, now = ev(10, val_acc=0.91), ev(20, val_acc=0.91)
+    text = headline(class_imbalance([since, now]))
+    assert "never predicts classes 1, 2 (3.3% of the training labels or less each" in text
+    assert "takes their images for class 3" in text
+    assert "Val accuracy 91.0% hides it: the balanced accuracy" in text
+    low = headline(class_imbalance([ev(10, val_acc=0.4), ev(20, val_acc=0.4)]))
+    assert "hides" not in low and "val accuracy 40.0%" in low  # a balanced val set shows it
+    first = remedies(class_imbalance([since, now]))[0]
+    assert "WeightedRandomSampler" in first and "weight=" in first
+
+
+class Fixed(L.LightningModule):
+    """Reads the class from a one-hot pixel, but takes classes 1 and 2 for class 3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = torch.zeros(4, 16)
+        w[0, 0] = w[3, 1] = w[3, 2] = w[3, 3] = 5.0
+        self.register_buffer("w", w)
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.T + 0 * self.unused
+
+    def _step(self, batch, split):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.log(f"{split}/loss", loss, on_epoch=True, on_step=False)
+        self.log(f"{split}/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def one_hot_set(counts, seed=0):
+    """Images whose class sits in one pixel, ``counts[c]`` of class ``c``."""
+    y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    x = 0.05 * torch.randn(len(y), 1, 4, 4, generator=torch.Generator().manual_seed(seed))
+    x[torch.arange(len(y)), 0, 0, y] += 1.0
+    return TensorDataset(x, y)
+
+
+def run(tmp_path, train, sampler=None):
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=3, log_every_n_steps=1, num_sanity_val_steps=0,
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0),
+        callbacks=[OverfittingMonitor(num_samples=64)], enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    val = one_hot_set([60, 8, 8, 8], seed=1)  # imbalanced like training: accuracy hides it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(
+            Fixed(),
+            DataLoader(train, batch_size=32, shuffle=sampler is None, sampler=sampler),
+            DataLoader(val, batch_size=32),
+        )
+    return trainer
+
+
+def test_imbalance_found_in_a_run_and_written(tmp_path):
+    trainer = run(tmp_path, one_hot_set([270, 10, 10, 10]))
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+    assert (finding.severity, finding.epoch) == ("problem", 1)
+    assert finding.figures["ignored"] == [1, 2] and finding.figures["taken_for"] == 3
+    assert finding.figures["top_share"] == pytest.approx(0.9)
+    assert finding.figures["accuracy"] > 0.8 and finding.figures["balanced_acc"] == 0.5
+    (*_, text) = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")
+    assert "Rare classes left out since epoch 0" in text and "WeightedRandomSampler" in text
+    assert checks_of(trainer)[("OverfittingMonitor", "class imbalance")].ran
+
+
+@pytest.mark.parametrize("balanced", ["labels", "sampler"])
+def test_imbalance_quiet_when_training_is_balanced(tmp_path, balanced):
+    if balanced == "labels":
+        train, sampler = one_hot_set([75, 75, 75, 75]), None
+    else:  # imbalanced labels drawn balanced: what the model sees is balanced
+        train = one_hot_set([270, 10, 10, 10])
+        weights = 1.0 / torch.bincount(train.tensors[1]).double()[train.tensors[1]]
+        sampler = WeightedRandomSampler(weights, len(train), generator=torch.Generator())
+    trainer = run(tmp_path, train, sampler)
+    assert not [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
