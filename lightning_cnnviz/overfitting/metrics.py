@@ -143,7 +143,9 @@ def pick_metric(metrics: Mapping[str, Any], key: str, epoch_level: bool) -> Tens
 
     ``self.log(key, on_step=True, on_epoch=True)`` logs ``key_step`` and ``key_epoch``;
     ``epoch_level`` prefers ``key_epoch`` (current once the training epoch ended),
-    else the latest value (``key``, ``key_step``).
+    else the latest value (``key``, ``key_step``). With several val loaders Lightning
+    logs ``key/dataloader_idx_0``, ``_1``, ...: the first loader's is read (the one the
+    val probe is drawn from).
 
     Example::
 
@@ -151,9 +153,13 @@ def pick_metric(metrics: Mapping[str, Any], key: str, epoch_level: bool) -> Tens
         2.0
         >>> float(pick_metric({"a": 1.0, "a_epoch": 2.0}, "a", epoch_level=False))
         1.0
+        >>> float(pick_metric({"v/dataloader_idx_1": 3.0, "v/dataloader_idx_0": 4.0}, "v", True))
+        4.0
     """
     order = ("_epoch", "", "_step") if epoch_level else ("", "_step", "_epoch")
-    value = next((metrics[key + s] for s in order if key + s in metrics), None)
+    # several val loaders: Lightning suffixes each value; the first loader's is the probe's
+    names = [key + s for s in order] + [f"{key}{s}/dataloader_idx_0" for s in order]
+    value = next((metrics[name] for name in names if name in metrics), None)
     return None if value is None else torch.as_tensor(value).detach().float().reshape(())
 
 

@@ -168,6 +168,11 @@ def test_loop_logits_read_the_first_val_loader_only(tmp_path):
     assert h.probe_acc_val == pytest.approx(
         (logits.argmax(1) == probe.labels).float().mean().item()
     )
+    # Lightning suffixes the first loader's values: read as `val/loss`, `val/acc`
+    logged = trainer.callback_metrics
+    assert "val/loss" not in logged
+    assert h.val_loss == pytest.approx(float(logged["val/loss/dataloader_idx_0"]))
+    assert h.val_acc == pytest.approx(float(logged["val/acc/dataloader_idx_0"]))
 
 
 class DictItems(torch.utils.data.Dataset):
