@@ -12,9 +12,10 @@ from typing_extensions import override
 
 from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
-from lightning_cnnviz.activations.divergence import loss_of, nonfinite_parameters
+from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.gradients import zero_weights
+from lightning_cnnviz.activations.loss_trace import loss_of
 from lightning_cnnviz.activations.recorder import Recorder, batches_to_log, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.core.activation_kind import is_activation

@@ -24,7 +24,6 @@ The other kinds are reported once per run, and once more if a note becomes a pro
 
 from __future__ import annotations
 
-import bisect
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -36,14 +35,10 @@ from lightning_cnnviz.activations.carry_over import carry_over_verdict
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.dead_rules import DATA_REMEDIES, INIT_REMEDIES, STALLED
 from lightning_cnnviz.activations.divergence import (
-    SMOOTH,
-    LossTrace,
     divergence_text,
-    first_nonfinite,
     is_jump,
     level_before,
     loss_spike,
-    progress,
     recovered,
     still_spiked,
     transient_text,
@@ -57,12 +52,16 @@ from lightning_cnnviz.activations.gradients import (
     mean_rms,
     saturation_eased,
 )
+from lightning_cnnviz.activations.loss_trace import (
+    SMOOTH,
+    LossLevels,
+    LossTrace,
+    first_nonfinite,
+    progress,
+)
 from lightning_cnnviz.activations.sites import SiteInfo
 
 __all__ = ["TrainingDiagnosis", "Verdict"]
-
-NEAR_LOW = 1.1  # a loss this close to a low set since the last log is still at its lows
-AT_CHANCE = 0.03  # every 5-step median within 3% of ln K: the loss never left its chance level
 
 
 class TrainingDiagnosis:
@@ -83,13 +82,10 @@ class TrainingDiagnosis:
         self.init_cause: str | None = None  # the weights' scale at init, when known the cause
         self.init_checked = False  # the initial-scale check ran (once, when K is known)
         self.classes: int | None = None  # K, from the first log's output
-        # ``_at_chance``, read incrementally: left it yet, losses read, the ones short of a median
-        self._left_chance, self._chance_seen, self._chance_rest = False, 0, []
+        self.levels = LossLevels()  # the loss series' readings at each log, incremental
         self.last_step = -1  # the step of the previous log
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
-        self._low: tuple[list[float], float, float | None] = ([], math.inf, None)
-        self._low_seen = 0  # losses of the series read by ``_at_new_low``
         self.first_rms: float | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.transient = -1  # the step of the last spike the run recovered from on its own
@@ -157,7 +153,7 @@ class TrainingDiagnosis:
         self.last_step = int(state.get("last_step", -1))
         self.last_epoch = int(state.get("last_epoch", 0))
         self._kinds = dict(state.get("kinds", {}))  # what ``conclude`` reads for held alerts
-        self._low, self._low_seen = ([], math.inf, None), 0  # read again from the kept losses
+        self.levels = LossLevels()  # read again from the kept losses
 
     def _new(self, kind: str, severity: str) -> bool:
         before = self.reported.get(kind)
@@ -222,7 +218,7 @@ class TrainingDiagnosis:
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
         stalled = None if gain is None else gain < STALLED
-        now, new_low = mean_rms(profile), self._at_new_low(series)
+        now, new_low = mean_rms(profile), self.levels.at_new_low(series)
         if now is not None and not zero_layers:  # a zero layer blocks backprop: no baseline
             # the baseline: the first log's level, raised to that of every log at which the
             # loss set a new low (a flat start's or a zero head's trickle is no reference)
@@ -233,7 +229,7 @@ class TrainingDiagnosis:
             for site, f in figures.items()
             if kinds.get(site) == "saturating" and "saturation" in f
         }
-        fall = self._fall(series, previous)
+        fall = self.levels.fall(series, previous)
         falling = new_low and fall is not None and fall >= FALLING  # two signals agreeing
         # rectifier units dying at this log block the gradient below them: the dead-unit
         # finding tells that cause (a ReLU net whose loss was scaled 1000x: 69-94% of three
@@ -292,11 +288,11 @@ class TrainingDiagnosis:
         """What stands behind silent units, and its remedies (``None``: the learning rate's).
 
         The weights' scale at initialisation, when known; or a loss that never left its
-        chance level while learning stalls (``_at_chance``): the data comes first.
+        chance level while learning stalls (``LossLevels.at_chance``): the data comes first.
         """
         if self.init_cause is not None:
             return self.init_cause, INIT_REMEDIES
-        if gain is not None and gain < STALLED and self._at_chance(series):
+        if gain is not None and gain < STALLED and self.levels.at_chance(series, self.classes):
             chance = math.log(self.classes or 2)
             return (
                 f"The loss has stayed at its chance level (ln {self.classes} = {chance:.3f}) "
@@ -305,63 +301,6 @@ class TrainingDiagnosis:
                 DATA_REMEDIES,
             )
         return None, INIT_REMEDIES
-
-    def _at_chance(self, series: list[tuple[int, float]]) -> bool:
-        """Whether the loss never left its chance level ``ln K`` since the first step.
-
-        Every ``SMOOTH``-step median within ``AT_CHANCE`` of it, read incrementally (the
-        losses since the last call, and the ones short of a full median before them).
-        Shuffled training labels keep a CNN at 2.29-2.31 (ln 10 = 2.303) while Adam
-        silences half its dense layer; units killed by too large an update move the
-        loss first (SGD 0.7: 2.30 -> 2.10; SGD 1.0 wanders 2.07-2.67).
-        """
-        if self.classes is None or self.classes < 2 or self._left_chance:
-            return False
-        chance = math.log(self.classes)
-        fresh = [v for _, v in series[self._chance_seen :] if math.isfinite(v)]
-        finite = self._chance_rest + fresh
-        full = len(finite) - len(finite) % SMOOTH
-        for i in range(0, full, SMOOTH):
-            median = statistics.median(finite[i : i + SMOOTH])
-            self._left_chance |= abs(median / chance - 1) >= AT_CHANCE
-        self._chance_rest, self._chance_seen = finite[full:], len(series)
-        return not self._left_chance and len(series) >= 4 * SMOOTH
-
-    def _at_new_low(self, series: list[tuple[int, float]]) -> bool:
-        """Whether the loss is at or near a new low set since the last log.
-
-        A ``SMOOTH``-step median since the last log was the lowest yet, and the latest is
-        within ``NEAR_LOW`` of it (or is the lowest itself).
-
-        Since the last log, not at this log's step alone: a loss falling fast but noisily
-        (2.30 -> 1.23 in 35 steps) is often just above its low at the step a log lands on;
-        a loss turning up (more than 10% over its low) is not. Incremental: only the
-        losses since the last log are read.
-        """
-        window, best, last = self._low
-        lowered = False
-        for _, value in series[self._low_seen :]:
-            if math.isfinite(value):
-                window = [*window, value][-SMOOTH:]
-                if len(window) == SMOOTH:
-                    last = statistics.median(window)
-                    lowered, best = lowered or last < best, min(best, last)
-        self._low, self._low_seen = (window, best, last), len(series)
-        return last is not None and (last <= best or (lowered and last <= NEAR_LOW * best))
-
-    @staticmethod
-    def _fall(series: list[tuple[int, float]], previous: int) -> float | None:
-        """``1 -`` the ``SMOOTH``-step median loss now over that at the ``previous`` log.
-
-        None without ``SMOOTH`` finite losses on each side of the previous log.
-        """
-        cut = bisect.bisect_right(series, previous, key=lambda item: item[0])
-        before = [v for _, v in series[max(0, cut - 4 * SMOOTH) : cut] if math.isfinite(v)]
-        after = [v for _, v in series[cut:][-4 * SMOOTH :] if math.isfinite(v)]
-        if len(before) < SMOOTH or len(after) < SMOOTH:
-            return None
-        then, now = statistics.median(before[-SMOOTH:]), statistics.median(after[-SMOOTH:])
-        return 1.0 - now / then if then > 0 else None
 
     def _progress(self, series: list[tuple[int, float]]) -> float | None:
         """``progress``; measured from the chance level when the start was far above it."""

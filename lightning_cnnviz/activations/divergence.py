@@ -1,11 +1,8 @@
-"""Divergence: the training loss step by step, its spikes, and non-finite values.
+"""Divergence: spikes of the training loss, and non-finite values.
 
-Nothing here knows about Lightning. ``LossTrace`` keeps every training step's loss
-(the detached tensor Lightning hands to ``on_train_batch_end``) on its device, with
-no host sync, and moves them to the host in one transfer at a log (``read``). From
-that series:
+Nothing here knows about Lightning. From the loss series ``loss_trace.LossTrace``
+keeps (one value per step, on the host at a log):
 
-* ``first_nonfinite``: the first step whose loss is NaN or infinite;
 * ``loss_spike``: the loss (median of 5 steps, so one odd batch is not a spike)
   rose above 1.5x where it started, or lost more than half the progress made to
   its best, while at least 3x its best: the optimiser is overshooting;
@@ -13,7 +10,7 @@ that series:
   transient, as Adam's first steps or a too-warm start give, not a divergence); after
   a spike late in training (``level_before``: the loss had halved before it), back
   within ``BACK`` x its level before the spike;
-* ``progress``: how much the loss fell since the first steps (for "learning stalled");
+* ``nonfinite_parameters``: where non-finite weights sit;
 * ``divergence_text``: the finding in words, with where non-finite values first showed.
 
 Example::
@@ -22,8 +19,6 @@ Example::
     >>> losses = [2.3] * 5 + [1.0] * 10 + [0.5] * 5 + [4.0] * 10
     >>> loss_spike(list(zip(steps, losses)))
     (23, 4.0, 1.0, 2.3)
-    >>> first_nonfinite([(1, 2.3), (2, float("nan")), (3, float("inf"))])
-    2
 """
 
 from __future__ import annotations
@@ -31,29 +26,24 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from lightning_cnnviz.activations.loss_trace import SMOOTH
+
 __all__ = [
-    "LossTrace",
     "divergence_text",
-    "first_nonfinite",
     "is_jump",
     "level_before",
-    "loss_of",
     "loss_spike",
     "nonfinite_parameters",
-    "progress",
     "recovered",
     "scatter",
-    "start_loss",
     "still_spiked",
     "transient_text",
 ]
 
-SMOOTH = 5  # steps per median: one odd batch is not a spike
 # steps per median of the level a spike is measured against (the best, the level before a
 # late spike): with mixup, whose batch loss follows the mixing weight drawn, medians of 5
 # wander 0.16-0.69 all run and their lowest (0.10-0.14) made 3x of it a "spike"
@@ -66,7 +56,6 @@ NOISE, SPREAD = 4.0, 4 * BASELINE
 SPIKE_OVER_START = 1.5  # smoothed loss above 1.5x its start: diverged
 SPIKE_OVER_BEST = 3.0  # ... or 3x its best while having lost half the progress made
 LOST_SHARE = 0.5
-MIN_STEPS = 20  # losses needed before ``progress`` says anything
 JUMP = 10.0  # one step's loss 10x where it started: no batch is that much harder
 LATE = 0.5  # the smoothed loss before a spike at most half its start: a late spike
 BACK = 2.5  # a late spike recovered: the latest median within 2.5x its level before it
@@ -79,67 +68,6 @@ REMEDIES = (
     "learning-rate warmup; check the inputs and labels for NaN/Inf and the loss for log(0) or "
     "division by zero; under 16-bit precision use bf16 or keep the loss scaler"
 )
-
-
-def loss_of(outputs: Any) -> Tensor | None:
-    """The loss in a training step's ``outputs``: a scalar tensor, or a mapping's ``"loss"``."""
-    loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-    return loss if isinstance(loss, Tensor) and loss.numel() == 1 else None
-
-
-class LossTrace:
-    """Training losses per step, on the device until ``read`` (no sync in between).
-
-    Args:
-        fold_every: pending losses are stacked into one tensor every this many steps
-            (one device op), so a long interval between logs keeps few tensors.
-    """
-
-    def __init__(self, fold_every: int = 1024) -> None:
-        self.fold_every = fold_every
-        self.series: list[tuple[int, float]] = []  # (step, loss) on the host, whole run
-        self._pending: list[Tensor] = []
-        self._steps: list[int] = []
-
-    def add(self, step: int, outputs: Any) -> None:
-        """Keep the loss in ``outputs`` (a tensor, or a mapping with ``"loss"``) for ``step``."""
-        loss = loss_of(outputs)
-        if loss is None:
-            return
-        self._pending.append(loss.detach().reshape(1))
-        self._steps.append(step)
-        if len(self._pending) >= self.fold_every:
-            self._pending = [torch.cat(self._pending)]
-
-    def read(self) -> list[tuple[int, float]]:
-        """Move the pending losses to the host (one transfer); return the whole series."""
-        if self._pending:
-            values = torch.cat(self._pending).float().cpu().tolist()
-            self.series.extend(zip(self._steps, values, strict=True))
-        self._pending, self._steps = [], []
-        return self.series
-
-    def drop(self) -> None:
-        """Forget the pending losses (ranks other than zero never read them)."""
-        self._pending, self._steps = [], []
-
-
-def first_nonfinite(series: Sequence[tuple[int, float]]) -> int | None:
-    """The first step whose loss is not finite, else None."""
-    return next((step for step, value in series if not math.isfinite(value)), None)
-
-
-def start_loss(finite: Sequence[float]) -> float:
-    """The untrained model's loss: the median of the first ``SMOOTH`` finite losses.
-
-    What ``progress`` measures from: one batch is a noisy start.
-
-    Example::
-
-        >>> start_loss([2.7, 4.4, 5.1, 4.9, 5.4, 2.1]), start_loss([2.3, 584.0, 48.9, 2.3, 2.3])
-        (4.9, 2.3)
-    """
-    return statistics.median(finite[:SMOOTH])
 
 
 def level_before(
@@ -304,28 +232,6 @@ def loss_spike(
     if end < len(finite):
         return finite[end][0], finite[end][1], float(values[:end].min()) if end else start, start
     return None
-
-
-def progress(series: Sequence[tuple[int, float]], recent: int = SMOOTH) -> float | None:
-    """``1 - loss now / loss at the start`` (medians of the last and first ``recent`` steps).
-
-    The loss now is that of the last few steps: a window of 20 still held the flat
-    start of a run that had just begun to learn (a Conv3d net at ln 3 for 15 steps,
-    then down 35%, read as "stalled"). None with fewer than ``MIN_STEPS`` finite losses
-    (too early to tell: the first steps of a healthy run may barely move the loss).
-
-    Example::
-
-        >>> progress([(i, 2.0) for i in range(10)] + [(10 + i, 0.5) for i in range(20)])
-        0.75
-        >>> round(progress([(i, 1.1) for i in range(15)] + [(15 + i, 0.7) for i in range(6)]), 2)
-        0.36
-    """
-    finite = [v for _, v in series if math.isfinite(v)]
-    if len(finite) < MIN_STEPS:
-        return None
-    start, now = start_loss(finite), statistics.median(finite[-recent:])
-    return 1.0 - now / start if start > 0 else None
 
 
 def nonfinite_parameters(named: Sequence[tuple[str, Tensor]]) -> list[str]:

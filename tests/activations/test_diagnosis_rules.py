@@ -8,16 +8,9 @@ import torch
 
 from lightning_cnnviz.activations.dead_rules import dead_severity
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
-from lightning_cnnviz.activations.divergence import (
-    LossTrace,
-    first_nonfinite,
-    level_before,
-    loss_spike,
-    progress,
-    recovered,
-    scatter,
-)
+from lightning_cnnviz.activations.divergence import level_before, loss_spike, recovered, scatter
 from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
+from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite, progress
 from lightning_cnnviz.activations.sites import SiteInfo
 
 

@@ -1,0 +1,209 @@
+"""The training loss step by step, and what its series says at a log.
+
+Nothing here knows about Lightning. ``LossTrace`` keeps every training step's loss
+(the detached tensor Lightning hands to ``on_train_batch_end``) on its device, with
+no host sync, and moves them to the host in one transfer at a log (``read``). From
+that series: ``first_nonfinite`` (the first NaN/inf step), ``start_loss`` and
+``progress`` (how much the loss fell since the first steps: "learning stalled"), and
+``LossLevels``, the readings the training-side rules take at each log, incrementally
+(the losses since the last log only): whether the loss never left its chance level,
+whether it is at a new low, how far it fell since the previous log. The spike rules
+built on the same series live in ``divergence.py``.
+
+Example::
+
+    >>> trace = LossTrace()
+    >>> for step, loss in enumerate([2.3, 2.2, 1.9, float("nan")]):
+    ...     trace.add(step, torch.tensor(loss))
+    >>> first_nonfinite(trace.read())
+    3
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "AT_CHANCE",
+    "MIN_STEPS",
+    "NEAR_LOW",
+    "SMOOTH",
+    "LossLevels",
+    "LossTrace",
+    "first_nonfinite",
+    "loss_of",
+    "progress",
+    "start_loss",
+]
+
+SMOOTH = 5  # steps per median: one odd batch is not a spike
+MIN_STEPS = 20  # losses needed before ``progress`` says anything
+NEAR_LOW = 1.1  # a loss this close to a low set since the last log is still at its lows
+AT_CHANCE = 0.03  # every 5-step median within 3% of ln K: the loss never left its chance level
+
+
+def loss_of(outputs: Any) -> Tensor | None:
+    """The loss in a training step's ``outputs``: a scalar tensor, or a mapping's ``"loss"``."""
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+    return loss if isinstance(loss, Tensor) and loss.numel() == 1 else None
+
+
+class LossTrace:
+    """Training losses per step, on the device until ``read`` (no sync in between).
+
+    Args:
+        fold_every: pending losses are stacked into one tensor every this many steps
+            (one device op), so a long interval between logs keeps few tensors.
+    """
+
+    def __init__(self, fold_every: int = 1024) -> None:
+        self.fold_every = fold_every
+        self.series: list[tuple[int, float]] = []  # (step, loss) on the host, whole run
+        self._pending: list[Tensor] = []
+        self._steps: list[int] = []
+
+    def add(self, step: int, outputs: Any) -> None:
+        """Keep the loss in ``outputs`` (a tensor, or a mapping with ``"loss"``) for ``step``."""
+        loss = loss_of(outputs)
+        if loss is None:
+            return
+        self._pending.append(loss.detach().reshape(1))
+        self._steps.append(step)
+        if len(self._pending) >= self.fold_every:
+            self._pending = [torch.cat(self._pending)]
+
+    def read(self) -> list[tuple[int, float]]:
+        """Move the pending losses to the host (one transfer); return the whole series."""
+        if self._pending:
+            values = torch.cat(self._pending).float().cpu().tolist()
+            self.series.extend(zip(self._steps, values, strict=True))
+        self._pending, self._steps = [], []
+        return self.series
+
+    def drop(self) -> None:
+        """Forget the pending losses (ranks other than zero never read them)."""
+        self._pending, self._steps = [], []
+
+
+def first_nonfinite(series: Sequence[tuple[int, float]]) -> int | None:
+    """The first step whose loss is not finite, else None."""
+    return next((step for step, value in series if not math.isfinite(value)), None)
+
+
+def start_loss(finite: Sequence[float]) -> float:
+    """The untrained model's loss: the median of the first ``SMOOTH`` finite losses.
+
+    What ``progress`` measures from: one batch is a noisy start.
+
+    Example::
+
+        >>> start_loss([2.7, 4.4, 5.1, 4.9, 5.4, 2.1]), start_loss([2.3, 584.0, 48.9, 2.3, 2.3])
+        (4.9, 2.3)
+    """
+    return statistics.median(finite[:SMOOTH])
+
+
+def progress(series: Sequence[tuple[int, float]], recent: int = SMOOTH) -> float | None:
+    """``1 - loss now / loss at the start`` (medians of the last and first ``recent`` steps).
+
+    The loss now is that of the last few steps: a window of 20 still held the flat
+    start of a run that had just begun to learn (a Conv3d net at ln 3 for 15 steps,
+    then down 35%, read as "stalled"). None with fewer than ``MIN_STEPS`` finite losses
+    (too early to tell: the first steps of a healthy run may barely move the loss).
+
+    Example::
+
+        >>> progress([(i, 2.0) for i in range(10)] + [(10 + i, 0.5) for i in range(20)])
+        0.75
+        >>> round(progress([(i, 1.1) for i in range(15)] + [(15 + i, 0.7) for i in range(6)]), 2)
+        0.36
+    """
+    finite = [v for _, v in series if math.isfinite(v)]
+    if len(finite) < MIN_STEPS:
+        return None
+    start, now = start_loss(finite), statistics.median(finite[-recent:])
+    return 1.0 - now / start if start > 0 else None
+
+
+class LossLevels:
+    """Readings of the loss series at each log, incremental: only new losses are read.
+
+    Example::
+
+        >>> levels = LossLevels()
+        >>> series = [(s, 2.3) for s in range(20)]
+        >>> levels.at_chance(series, classes=10), levels.at_new_low(series)
+        (True, True)
+        >>> series += [(20 + s, 1.0) for s in range(10)]
+        >>> levels.at_chance(series, classes=10), round(LossLevels.fall(series, 19), 3)
+        (False, 0.565)
+    """
+
+    def __init__(self) -> None:
+        # ``at_chance``: left it yet, losses read, the ones short of a full median
+        self._left_chance, self._chance_seen, self._chance_rest = False, 0, []
+        # ``at_new_low``: the latest window, the lowest median, the latest median
+        self._low: tuple[list[float], float, float | None] = ([], math.inf, None)
+        self._low_seen = 0  # losses read by ``at_new_low``
+
+    def at_chance(self, series: Sequence[tuple[int, float]], classes: int | None) -> bool:
+        """Whether the loss never left its chance level ``ln K`` since the first step.
+
+        Every ``SMOOTH``-step median within ``AT_CHANCE`` of it (and ``4 * SMOOTH``
+        losses at least). Shuffled training labels keep a CNN at 2.29-2.31 (ln 10 =
+        2.303) while Adam silences half its dense layer; units killed by too large an
+        update move the loss first (SGD 0.7: 2.30 -> 2.10; SGD 1.0 wanders 2.07-2.67).
+        """
+        if classes is None or classes < 2 or self._left_chance:
+            return False
+        chance = math.log(classes)
+        fresh = [v for _, v in series[self._chance_seen :] if math.isfinite(v)]
+        finite = self._chance_rest + fresh
+        full = len(finite) - len(finite) % SMOOTH
+        for i in range(0, full, SMOOTH):
+            median = statistics.median(finite[i : i + SMOOTH])
+            self._left_chance |= abs(median / chance - 1) >= AT_CHANCE
+        self._chance_rest, self._chance_seen = finite[full:], len(series)
+        return not self._left_chance and len(series) >= 4 * SMOOTH
+
+    def at_new_low(self, series: Sequence[tuple[int, float]]) -> bool:
+        """Whether the loss is at or near a new low set since the last log.
+
+        A ``SMOOTH``-step median since the last log was the lowest yet, and the latest is
+        within ``NEAR_LOW`` of it (or is the lowest itself).
+
+        Since the last log, not at this log's step alone: a loss falling fast but noisily
+        (2.30 -> 1.23 in 35 steps) is often just above its low at the step a log lands on;
+        a loss turning up (more than 10% over its low) is not.
+        """
+        window, best, last = self._low
+        lowered = False
+        for _, value in series[self._low_seen :]:
+            if math.isfinite(value):
+                window = [*window, value][-SMOOTH:]
+                if len(window) == SMOOTH:
+                    last = statistics.median(window)
+                    lowered, best = lowered or last < best, min(best, last)
+        self._low, self._low_seen = (window, best, last), len(series)
+        return last is not None and (last <= best or (lowered and last <= NEAR_LOW * best))
+
+    @staticmethod
+    def fall(series: Sequence[tuple[int, float]], previous: int) -> float | None:
+        """``1 -`` the ``SMOOTH``-step median loss now over that at the ``previous`` log.
+
+        None without ``SMOOTH`` finite losses on each side of the previous log.
+        """
+        cut = bisect.bisect_right(series, previous, key=lambda item: item[0])
+        before = [v for _, v in series[max(0, cut - 4 * SMOOTH) : cut] if math.isfinite(v)]
+        after = [v for _, v in series[cut:][-4 * SMOOTH :] if math.isfinite(v)]
+        if len(before) < SMOOTH or len(after) < SMOOTH:
+            return None
+        then, now = statistics.median(before[-SMOOTH:]), statistics.median(after[-SMOOTH:])
+        return 1.0 - now / then if then > 0 else None
