@@ -362,7 +362,7 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
             report(trainer, finding)
         else:
             replace(trainer, old, finding)
-        if change.change == "new":
+        if change.change == "new" and v.severity == "problem":  # notes: summary and text only
             rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
 
     def _write_layout(self) -> None:

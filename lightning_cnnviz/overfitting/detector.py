@@ -22,7 +22,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from lightning_cnnviz.overfitting import imbalance, levels, rules
@@ -59,6 +59,11 @@ _WORSE = {
     "generalisation_gap": "gap",
     "class_imbalance": "left_out",
 }
+
+
+def _early(v: Verdict) -> bool:
+    """Whether ``v`` is a note told before its problem (``class_imbalance``'s first one)."""
+    return v.severity == "note" and bool(v.figures.get("early"))
 
 
 @dataclass(frozen=True)
@@ -134,17 +139,29 @@ class Detector:
         return changes
 
     def conclude(self) -> list[Change]:
-        """At the end of fit: a BatchNorm mismatch the last evaluation shows, as it stands.
+        """At the end of fit: what the last evaluation shows and no later one can confirm.
 
-        ``levels.bn_mismatch_at_end``: reported (a problem) unless one stands already.
+        A BatchNorm mismatch (``levels.bn_mismatch_at_end``) and rare classes still left
+        out after the note that told them (``imbalance.class_imbalance``): the model fit
+        hands back is that much worse. Each reported as a problem unless one stands.
         """
-        if not self.history or self._standing("bn_mismatch"):
+        if not self.history:
             return []
-        verdict = levels.bn_mismatch_at_end(self.history)
-        change = self._compare("bn_mismatch", verdict, self.history[-1])
-        if change is not None:
-            self.reported["bn_mismatch"] = change.verdict
-        return [] if change is None else [change]
+        found = {"bn_mismatch": levels.bn_mismatch_at_end(self.history)}
+        told = self.reported.get("class_imbalance")
+        left = imbalance.class_imbalance(self.history, self.patience)
+        if told is not None and told.figures.get("early") and left is not None:
+            figures = {**left.figures, "early": False, "at_end": True}
+            found["class_imbalance"] = replace(left, figures=figures, severity="problem")
+        changes = []
+        for kind, verdict in found.items():
+            change = (
+                None if self._standing(kind) else self._compare(kind, verdict, self.history[-1])
+            )
+            if change is not None:
+                self.reported[kind] = change.verdict
+                changes.append(change)
+        return changes
 
     def dry_run(self, ev: Evaluation) -> list[Change]:
         """The changes ``update(ev)`` would bring, without keeping anything."""
@@ -157,6 +174,13 @@ class Detector:
 
     def _compare(self, kind: str, verdict: Verdict | None, ev: Evaluation) -> Change | None:
         old = self.reported.get(kind)
+        if verdict is not None and verdict.severity == "note":  # told early, a problem later
+            same = old is not None and old.since is verdict.since
+            return (
+                None
+                if same and (old.severity == "problem" or _early(old))
+                else Change("new", verdict)
+            )
         if verdict is not None:
             if old is None or old.severity == "note" or old.best is not verdict.best:
                 return Change("new", verdict)  # first time, again after going away, new episode
@@ -164,10 +188,12 @@ class Detector:
             if key and verdict.figures[key] > old.figures[key]:
                 return Change("worse", verdict)
             return None
-        if old is None or old.severity == "note" or not self._gone(kind, old, ev):
+        if old is None or (old.severity == "note" and not _early(old)):
             return None
-        gone = Verdict(kind, old.since, ev, old.best, old.figures, severity="note")
-        return Change("gone", gone)
+        if not self._gone(kind, old, ev):
+            return None
+        figures = {**old.figures, "early": False} if _early(old) else old.figures
+        return Change("gone", Verdict(kind, old.since, ev, old.best, figures, severity="note"))
 
     def _gone(self, kind: str, old: Verdict, ev: Evaluation) -> bool:
         """Whether a reported failure went away (not only paused for one evaluation)."""

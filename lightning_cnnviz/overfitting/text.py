@@ -160,25 +160,36 @@ def headline(v: Verdict) -> str:
 def _imbalance_headline(v: Verdict) -> str:
     """``class_imbalance``: which classes are left out, for which, and what hides it."""
     f, now, since = v.figures, v.detected, v.since
-    if v.severity == "note":
+    if v.severity == "note" and not f.get("early"):
         return (
             f"Classes left out since {_when(since)} are predicted again at epoch {now.epoch} "
             f"(balanced accuracy {_num(now.balanced_acc_val, True)})."
         )
-    acc, balanced = _num(f["accuracy"], True), _num(f["balanced_acc"], True)
+    left = ", ".join(map(str, f["ignored"]))
+    plural, each = ("es", " each") if len(f["ignored"]) > 1 else ("", "")
+    classes = (
+        f"class{plural} {left} ({_num(f['ignored_share'], True)} of the training labels or "
+        f"less{each}; the commonest class has {_num(f['top_share'], True)})"
+    )
+    balanced = _num(f["balanced_acc"], True)
+    if f.get("early"):
+        return (
+            f"Rare classes not predicted yet since {_when(since)}: {classes}, taken for class "
+            f"{f['taken_for']}. Common classes are learnt first; the balanced accuracy (mean "
+            f"over classes, val probe) went {_num(f['balanced_acc_since'], True)} -> "
+            f"{balanced}. A note while it rises; a problem if it stalls."
+        )
+    acc = _num(f["accuracy"], True)
     if _finite(f["accuracy"], f["balanced_acc"]) and f["accuracy"] - f["balanced_acc"] >= 0.1:
         shown = f"Val accuracy {acc} hides it: the balanced accuracy (mean over classes, "
         shown += f"val probe) is {balanced}."
     else:
         shown = f"Balanced accuracy (mean over classes, val probe) {balanced}, val accuracy {acc}."
-    left = ", ".join(map(str, f["ignored"]))
-    plural = "es" if len(f["ignored"]) > 1 else ""
-    each = " each" if len(f["ignored"]) > 1 else ""
+    end = " at the end of fit" if f.get("at_end") else ""
     return (
-        f"Rare classes left out since {_when(since)}: the model (almost) never predicts "
-        f"class{plural} {left} ({_num(f['ignored_share'], True)} of the training labels or "
-        f"less{each}; the commonest class has {_num(f['top_share'], True)}) and takes their "
-        f"images for class {f['taken_for']} ({_num(f['taken_share'], True)}). {shown}"
+        f"Rare classes left out since {_when(since)}{end}: the model (almost) never predicts "
+        f"{classes} and takes their images for class {f['taken_for']} "
+        f"({_num(f['taken_share'], True)}). {shown}"
     )
 
 

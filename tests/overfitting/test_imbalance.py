@@ -70,39 +70,64 @@ def test_imbalance_rule_needs_rare_classes_and_patience():
     assert leaves_out(all_predicted) is False
 
 
-def test_imbalance_waits_while_balanced_accuracy_climbs():
-    early = [[40, 0, 0, 0], [16, 0, 0, 0], [16, 0, 0, 0], [0, 0, 0, 16]]  # balanced 0.5
-    assert leaves_out(ev(10, confusion=early)) and leaves_out(ev(20))
-    climbing = [
-        ev(10, confusion=[[40, 0, 0, 0], [16, 0, 0, 0], [16, 0, 0, 0], [16, 0, 0, 0]]),
-        ev(20),
-    ]
-    assert climbing[1].balanced_acc_val - climbing[0].balanced_acc_val >= 0.15
-    assert class_imbalance(climbing) is None  # still learning classes: wait
-    assert class_imbalance([*climbing, ev(30)]) is not None  # stalled: told
+def test_imbalance_note_first_problem_once_balanced_accuracy_stalls():
+    all_zero = [[40, 0, 0, 0], [16, 0, 0, 0], [16, 0, 0, 0], [16, 0, 0, 0]]  # balanced 0.25
+    assert class_imbalance([ev(10), ev(20)]).severity == "note"  # two: told as a note
+    assert class_imbalance([ev(10), ev(20), ev(30)]).severity == "problem"  # stalled at 0.5
+    climbing = [ev(10, confusion=all_zero), ev(20, confusion=all_zero), ev(30)]
+    verdict = class_imbalance(climbing)  # 0.25 -> 0.5: still learning classes
+    assert (verdict.severity, verdict.figures["early"]) == ("note", True)
+    assert class_imbalance([*climbing, ev(40)]).severity == "problem"  # then stalled
 
 
-def test_imbalance_detector_reports_it_instead_of_a_gap_and_tells_when_gone():
+def test_imbalance_detector_notes_then_reports_it_instead_of_a_gap_and_tells_when_gone():
     detector = Detector(patience=2)
     gap = {"train_acc": 0.93, "val_acc": 0.37, "probe_acc_val": 0.37}  # balanced val
     assert detector.update(ev(10, **gap)) == []
-    (change,) = detector.update(ev(20, **gap))
-    assert (change.change, change.verdict.kind) == ("new", "class_imbalance")
-    assert "generalisation_gap" not in detector.reported
+    (note,) = detector.update(ev(20, **gap))
+    assert (note.change, note.verdict.kind, note.verdict.severity) == (
+        "new",
+        "class_imbalance",
+        "note",
+    )
+    assert "generalisation_gap" not in detector.reported  # the gap is this, told early
+    (problem,) = detector.update(ev(30, **gap))
+    assert (problem.change, problem.verdict.severity) == ("new", "problem")
+    assert detector.update(ev(40, **gap)) == []  # stands, no worse
     learnt = [[40, 0, 0, 0], [0, 14, 0, 2], [0, 1, 15, 0], [0, 0, 1, 15]]
-    (gone,) = detector.update(ev(30, confusion=learnt, train_acc=0.95, val_acc=0.9))
+    (gone,) = detector.update(ev(50, confusion=learnt, train_acc=0.95, val_acc=0.9))
     assert (gone.change, gone.verdict.severity) == ("gone", "note")
+    assert "predicted again at epoch 5" in headline(gone.verdict)
+
+
+def test_imbalance_early_note_turns_into_a_note_when_learnt_or_a_problem_at_the_end():
+    learnt = [[40, 0, 0, 0], [0, 14, 0, 2], [0, 1, 15, 0], [0, 0, 1, 15]]
+    healthy = Detector(patience=2)
+    healthy.update(ev(10))
+    healthy.update(ev(20))
+    (gone,) = healthy.update(ev(30, confusion=learnt))
+    assert gone.change == "gone" and not gone.verdict.figures["early"]
+    assert healthy.conclude() == []
+    ending = Detector(patience=2)
+    ending.update(ev(10))
+    ending.update(ev(20))  # the run ends with the note standing
+    (end,) = ending.conclude()
+    assert (end.verdict.severity, end.verdict.figures["at_end"]) == ("problem", True)
+    assert "at the end of fit" in headline(end.verdict)
 
 
 def test_imbalance_headline_and_remedies_say_the_cause():
-    since, now = ev(10, val_acc=0.91), ev(20, val_acc=0.91)
-    text = headline(class_imbalance([since, now]))
+    evs = [ev(10, val_acc=0.91), ev(20, val_acc=0.91), ev(30, val_acc=0.91)]
+    early = headline(class_imbalance(evs[:2]))
+    assert early.startswith("Rare classes not predicted yet since epoch 1 (step 10)")
+    assert "A note while it rises; a problem if it stalls." in early
+    text = headline(class_imbalance(evs))
     assert "never predicts classes 1, 2 (3.3% of the training labels or less each" in text
     assert "takes their images for class 3" in text
     assert "Val accuracy 91.0% hides it: the balanced accuracy" in text
-    low = headline(class_imbalance([ev(10, val_acc=0.4), ev(20, val_acc=0.4)]))
+    low = headline(class_imbalance([ev(10 * i, val_acc=0.4) for i in (1, 2, 3)]))
     assert "hides" not in low and "val accuracy 40.0%" in low  # a balanced val set shows it
-    first = remedies(class_imbalance([since, now]))[0]
+    first = remedies(class_imbalance(evs))[0]
     assert "WeightedRandomSampler" in first and "weight=" in first
 
 
@@ -153,25 +178,27 @@ def run(tmp_path, train, sampler=None):
         enable_model_summary=False, enable_checkpointing=False,
     )  # fmt: skip
     val = one_hot_set([60, 8, 8, 8], seed=1)  # imbalanced like training: accuracy hides it
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         trainer.fit(
             Fixed(),
             DataLoader(train, batch_size=32, shuffle=sampler is None, sampler=sampler),
             DataLoader(val, batch_size=32),
         )
-    return trainer
+    return trainer, [str(w.message) for w in caught]
 
 
 def test_imbalance_found_in_a_run_and_written(tmp_path):
-    trainer = run(tmp_path, one_hot_set([270, 10, 10, 10]))
+    trainer, warned = run(tmp_path, one_hot_set([270, 10, 10, 10]))
     (finding,) = [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
-    assert (finding.severity, finding.epoch) == ("problem", 1)
+    assert (finding.severity, finding.epoch, finding.figures["since_epoch"]) == ("problem", 2, 0)
     assert finding.figures["ignored"] == [1, 2] and finding.figures["taken_for"] == 3
     assert finding.figures["top_share"] == pytest.approx(0.9)
     assert finding.figures["accuracy"] > 0.8 and finding.figures["balanced_acc"] == 0.5
-    (*_, text) = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")
-    assert "Rare classes left out since epoch 0" in text and "WeightedRandomSampler" in text
+    note, problem = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")
+    assert "Rare classes not predicted yet since epoch 0" in note  # epoch 1: a note, no warning
+    assert "Rare classes left out since epoch 0" in problem and "WeightedRandomSampler" in problem
+    assert sum("Rare classes" in w for w in warned) == 1  # the problem's warning only
     assert checks_of(trainer)[("OverfittingMonitor", "class imbalance")].ran
 
 
@@ -183,5 +210,5 @@ def test_imbalance_quiet_when_training_is_balanced(tmp_path, balanced):
         train = one_hot_set([270, 10, 10, 10])
         weights = 1.0 / torch.bincount(train.tensors[1]).double()[train.tensors[1]]
         sampler = WeightedRandomSampler(weights, len(train), generator=torch.Generator())
-    trainer = run(tmp_path, train, sampler)
+    trainer, _ = run(tmp_path, train, sampler)
     assert not [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
