@@ -32,9 +32,10 @@ from lightning_cnnviz.overfitting.confusion import (
 )
 from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
 from lightning_cnnviz.overfitting.measures import Measures
-from lightning_cnnviz.overfitting.metrics import Evaluation, IntervalLoss
+from lightning_cnnviz.overfitting.metrics import IntervalLoss
 from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")

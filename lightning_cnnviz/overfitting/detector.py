@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from lightning_cnnviz.overfitting import imbalance, levels, rules
-from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["KINDS", "Change", "Detector"]

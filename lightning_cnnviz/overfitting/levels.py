@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict, _finite
 
 __all__ = [
@@ -237,7 +237,7 @@ def stale(e: Evaluation) -> bool:
 
     Example::
 
-        >>> from lightning_cnnviz.overfitting.metrics import Evaluation
+        >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
         >>> e = Evaluation(0, 0, probe_acc_val=0.97, probe_loss_val=0.214, probe_acc_bn=1.0,
         ...                probe_loss_bn=0.049, bn_only=0.03, eval_only=0.0, classes=4,
         ...                probe_size=128, bn_size=96)

@@ -25,8 +25,8 @@ from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting import imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.metrics import (
-    Evaluation,
     IntervalLoss,
     discordant_shares,
     figures,

@@ -1,9 +1,10 @@
-"""What one validation showed: logged losses and accuracies, calibration, per-class accuracy.
+"""The figures of one validation: logged values, calibration, per-class accuracy, confusion.
 
 Nothing here knows about Lightning. ``pick_metric`` reads a value the module
 logged, ``expected_calibration_error`` and ``per_class_accuracy`` measure the
-probes' logits, ``figures`` moves all of it to the host in one transfer, and an
-``Evaluation`` holds the result for the detector.
+probes' logits, ``figures`` moves all of it to the host in one transfer (an
+``evaluation.Evaluation`` holds the result for the rules), and ``IntervalLoss`` keeps
+the training loss between evaluations on the device.
 
 Example::
 
@@ -14,22 +15,18 @@ Example::
     0.4908
     >>> per_class_accuracy(logits, labels).tolist()
     [0.5, 0.5]
-    >>> Evaluation(step=10, epoch=0, train_loss=0.25, val_loss=0.5).gap_loss
-    0.25
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 __all__ = [
-    "Evaluation",
     "IntervalLoss",
     "confusion_counts",
     "discordant_shares",
@@ -259,115 +256,3 @@ def confusion_counts(logits: Tensor, labels: Tensor) -> Tensor:
     index = labels * k + logits.argmax(dim=1)
     ones = torch.ones_like(index, dtype=torch.float32)
     return torch.zeros(k * k, device=logits.device).index_add_(0, index, ones).view(k, k)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """What one validation showed. Any figure may be ``None`` (not logged, or not measured).
-
-    ``bn_screen`` is set only where the batch-statistics pass was skipped because its
-    screen was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``dropout``:
-    the run's settings then (``core.settings.Settings``), which the remedies follow.
-    ``ignored`` to ``taken_share``: the val probe's left-out classes and the training
-    labels' shares (``imbalance.py``).
-
-    Example::
-
-        >>> ev = Evaluation(step=20, epoch=1, train_acc=0.75, val_acc=0.5, ece_val=0.25)
-        >>> ev.gap_acc, ev.ece_gap
-        (0.25, None)
-    """
-
-    step: int
-    epoch: int
-    train_loss: float | None = None
-    val_loss: float | None = None
-    train_acc: float | None = None
-    val_acc: float | None = None
-    ece_train: float | None = None
-    ece_val: float | None = None
-    conf_train: float | None = None
-    conf_val: float | None = None
-    probe_acc_train: float | None = None
-    probe_acc_val: float | None = None
-    probe_loss_train: float | None = None
-    probe_loss_val: float | None = None
-    conf_bn: float | None = None
-    probe_acc_bn: float | None = None
-    probe_loss_bn: float | None = None
-    ece_bn: float | None = None
-    bn_only: float | None = None
-    eval_only: float | None = None
-    classes: float | None = None
-    probe_size: float | None = None
-    bn_size: float | None = None
-    bn_screen: float | None = None
-    lr: float | None = None
-    lr_initial: float | None = None
-    weight_decay: float | None = None
-    decay_per_step: float | None = None
-    dropout: float | None = None
-    ignored: list[int] | None = None
-    balanced_acc_val: float | None = None
-    taken_for: int | None = None
-    ignored_share: float | None = None
-    taken_share: float | None = None
-    top_share: float | None = None
-
-    @property
-    def gap_loss(self) -> float | None:
-        """``val_loss - train_loss``."""
-        return _minus(self.val_loss, self.train_loss)
-
-    @property
-    def gap_acc(self) -> float | None:
-        """``train_acc - val_acc`` (positive when the model does better on what it trained on)."""
-        return _minus(self.train_acc, self.val_acc)
-
-    @property
-    def ece_gap(self) -> float | None:
-        """``ece_val - ece_train``."""
-        return _minus(self.ece_val, self.ece_train)
-
-    @property
-    def overconfidence_val(self) -> float | None:
-        """Signed calibration of the val probe: mean confidence minus accuracy.
-
-        Positive: over-confident; negative: under-confident.
-        """
-        return _minus(self.conf_val, self.probe_acc_val)
-
-    @property
-    def overconfidence_train(self) -> float | None:
-        """Signed calibration of the train probe (mean confidence minus accuracy)."""
-        return _minus(self.conf_train, self.probe_acc_train)
-
-    @property
-    def val_accuracy(self) -> float | None:
-        """The logged val accuracy, else the val probe's."""
-        return self.val_acc if self.val_acc is not None else self.probe_acc_val
-
-    @property
-    def train_accuracy(self) -> float | None:
-        """The logged train accuracy, else the train probe's (eval mode)."""
-        return self.train_acc if self.train_acc is not None else self.probe_acc_train
-
-    @property
-    def bn_gap_acc(self) -> float | None:
-        """Val probe accuracy with batch statistics minus in eval mode (running statistics).
-
-        On the images the batch-statistics pass saw (``bn_size``, maybe the probe's first
-        ones only): the shares right in one pass only, where counted, give it paired.
-        """
-        if self.bn_only is not None and self.eval_only is not None:
-            return self.bn_only - self.eval_only
-        return _minus(self.probe_acc_bn, self.probe_acc_val)
-
-    @property
-    def bn_eval_acc(self) -> float | None:
-        """Eval-mode accuracy on the images the batch-statistics pass saw."""
-        return _minus(self.probe_acc_bn, self.bn_gap_acc)
-
-
-def _minus(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b

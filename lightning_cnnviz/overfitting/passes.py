@@ -38,7 +38,7 @@ whole 128-image probe. The batch-statistics rule judges the pass's own images
 
 Example::
 
-    >>> from lightning_cnnviz.overfitting.metrics import Evaluation
+    >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
     >>> healthy = [Evaluation(0, 0, train_acc=0.9, probe_acc_val=0.9, probe_acc_bn=0.9)]
     >>> p = plan(healthy, train_acc=0.92, eval_acc=0.9, probe_size=128, batch_norm=True)
     >>> p.train, p.batch_stats, round(p.screen, 2)
@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 
 from lightning_cnnviz.overfitting import levels
 from lightning_cnnviz.overfitting.detector import Change
-from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 
 __all__ = [
     "CITE_TRAIN",

@@ -5,7 +5,7 @@ Fixed lists, with the run's own settings first where one explains a model at cha
 
 Example::
 
-    >>> from lightning_cnnviz.overfitting.metrics import Evaluation
+    >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
     >>> ev = Evaluation(46, 0, lr=1e-3, dropout=0.9, classes=10.0)
     >>> remedies(Verdict("not_learning", ev, ev, None, {"non_finite": False}))[0][:20]
     '**Lower the dropout*'
@@ -85,7 +85,7 @@ def remedies(v: Verdict) -> list[str]:
 
     Example::
 
-        >>> from lightning_cnnviz.overfitting.metrics import Evaluation
+        >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
         >>> ev = Evaluation(46, 0, lr=5e-4, lr_initial=0.05, classes=10.0)
         >>> remedies(Verdict("not_learning", ev, ev, None, {"non_finite": False}))[0][:33]
         '**Raise the learning rate**: it i'

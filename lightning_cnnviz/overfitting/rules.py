@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_cnnviz.overfitting.curves import LOCAL, Z_AGREE, episode, noise, prompt
-from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 
 __all__ = [
     "Verdict",

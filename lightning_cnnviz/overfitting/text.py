@@ -28,7 +28,7 @@ from typing import Any
 from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.overfitting import levels
 from lightning_cnnviz.overfitting.detector import Change
-from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.rules import Verdict
 

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.detector import Detector
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.imbalance import (
     class_imbalance,
     class_shares,
@@ -20,7 +21,6 @@ from lightning_cnnviz.overfitting.imbalance import (
     leaves_out,
     probe_figures,
 )
-from lightning_cnnviz.overfitting.metrics import Evaluation
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.text import headline
 from tests.tb import events, texts

@@ -5,8 +5,8 @@ import torch
 
 from lightning_cnnviz.core.findings import Finding, summary_text
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.metrics import (
-    Evaluation,
     expected_calibration_error,
     figures,
     per_class_accuracy,

@@ -11,7 +11,7 @@ import pytest
 
 from lightning_cnnviz.overfitting import rules
 from lightning_cnnviz.overfitting.detector import Detector
-from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 
 # the suite's run (wide CNN, 300 real MNIST digits, Adam 1e-3, seed 0): best 0.2881 at
 # epoch 11; onset epoch 12 (0.3071, never back). Its local noise is read without the

@@ -10,7 +10,7 @@ from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.overfitting import levels, passes
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.detector import Detector
-from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from tests.overfitting.test_monitor_rules import Net, fit
 from tests.tb import events
 

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from lightning_cnnviz.overfitting import levels, rules
-from lightning_cnnviz.overfitting.metrics import Evaluation
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 
 
 def run(**columns):
