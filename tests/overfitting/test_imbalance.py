@@ -5,7 +5,6 @@ import warnings
 import lightning as L
 import pytest
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
@@ -23,6 +22,7 @@ from lightning_cnnviz.overfitting.imbalance import (
 )
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.text import headline
+from tests.overfitting.test_monitor_rules import Net
 from tests.tb import events, texts
 
 # 4 classes: class 1 and 2 taken for class 3 (as a CNN on 90% class-0 shapes did)
@@ -131,7 +131,7 @@ def test_imbalance_headline_and_remedies_say_the_cause():
     assert "WeightedRandomSampler" in first and "weight=" in first
 
 
-class Fixed(L.LightningModule):
+class Fixed(nn.Module):
     """Reads the class from a one-hot pixel, but takes classes 1 and 2 for class 3."""
 
     def __init__(self) -> None:
@@ -139,27 +139,10 @@ class Fixed(L.LightningModule):
         w = torch.zeros(4, 16)
         w[0, 0] = w[3, 1] = w[3, 2] = w[3, 3] = 5.0
         self.register_buffer("w", w)
-        self.unused = nn.Parameter(torch.zeros(1))
+        self.unused = nn.Parameter(torch.zeros(1))  # for the optimizer; never moves
 
     def forward(self, x):
         return x.flatten(1) @ self.w.T + 0 * self.unused
-
-    def _step(self, batch, split):
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.log(f"{split}/loss", loss, on_epoch=True, on_step=False)
-        self.log(f"{split}/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 def one_hot_set(counts, seed=0):
@@ -181,7 +164,7 @@ def run(tmp_path, train, sampler=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(
-            Fixed(),
+            Net(Fixed(), lr=0.1),
             DataLoader(train, batch_size=32, shuffle=sampler is None, sampler=sampler),
             DataLoader(val, batch_size=32),
         )
