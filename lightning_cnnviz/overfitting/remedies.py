@@ -64,12 +64,24 @@ REMEDIES = {
         "**Get or augment more images of the rare classes**; losses made for imbalance "
         "(focal loss, logit adjustment) help too.",
     ),
+    "lr_decayed_early": (
+        "**Check how often the scheduler steps**: Lightning steps it once per epoch unless "
+        '`interval="step"`; with `"step"`, `StepLR(step_size=30)` or `MultiStepLR` milestones '
+        "count batches, not epochs.",
+        "**Decay later or less**: e.g. cosine over the whole run (`CosineAnnealingLR(opt, "
+        'T_max=trainer.estimated_stepping_batches)` with `interval="step"`), or a smaller '
+        "`gamma`.",
+    ),
     "bn_mismatch": (
         "**Let the running statistics catch up**: a larger BatchNorm `momentum` (e.g. 0.1 "
         "-> 0.3), or recompute them on training batches before evaluating.",
         "**Use larger or more varied batches**; tiny or class-sorted batches give batch "
         "statistics far from the whole data's.",
         "**Replace BatchNorm by GroupNorm/LayerNorm** where batches must stay small.",
+        "**Check what training batches go through and validation images do not**: strong "
+        "augmentation, mixup or noise (in the `Dataset` or in `training_step`) gives batch "
+        "statistics of altered images; recompute the running statistics on clean training "
+        "images before evaluating, or soften it.",
     ),
 }
 
