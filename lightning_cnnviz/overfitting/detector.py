@@ -25,11 +25,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from lightning_cnnviz.overfitting import imbalance, levels, rules
+from lightning_cnnviz.overfitting import imbalance, levels, lr_decay, rules
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["KINDS", "Change", "Detector"]
+__all__ = ["KINDS", "NOTE_KINDS", "Change", "Detector"]
 
 CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "overfitting": "a validation loss",
@@ -38,6 +38,7 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
     "BatchNorm train/eval": "BatchNorm layers in training mode",
     "class imbalance": "class labels on the val probe, 5 or more images of a class",
+    "learning rate decayed early": "the optimiser's learning rate and the run's planned length",
 }
 
 KINDS = (
@@ -47,7 +48,9 @@ KINDS = (
     "generalisation_gap",
     "memorisation",
     "overfitting",
+    "lr_decayed_early",
 )
+NOTE_KINDS = ("lr_decayed_early",)  # always a note: a fact that may be meant
 CURVE_KINDS = ("memorisation", "overfitting")  # read the eval-mode val curves
 EVAL_KINDS = ("not_learning", "generalisation_gap", *CURVE_KINDS)  # read eval-mode val figures
 
@@ -64,6 +67,11 @@ _WORSE = {
 def _early(v: Verdict) -> bool:
     """Whether ``v`` is a note told before its problem (``class_imbalance``'s first one)."""
     return v.severity == "note" and bool(v.figures.get("early"))
+
+
+def _told(v: Verdict) -> bool:
+    """Whether ``v`` is a note told as a finding (not one saying a finding went away)."""
+    return _early(v) or (v.severity == "note" and v.kind in NOTE_KINDS)
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class Detector:
             "generalisation_gap": levels.generalisation_gap(h, p),
             "memorisation": rules.memorisation(curve, p),
             "overfitting": rules.overfitting(curve, self.tolerance, p),
+            "lr_decayed_early": lr_decay.decayed_early(h, p),
         }
         waiting: set[str] = set()
         if found["bn_mismatch"] is not None or levels.parted(h[-1]):
@@ -115,6 +124,8 @@ class Detector:
             # rare classes left out: a balanced val probe at chance or far below training
             # accuracy says that, not "not learning" or splits that differ
             waiting.update(("not_learning", "generalisation_gap"))
+        if self._standing("not_learning") or found["not_learning"]:
+            waiting.add("lr_decayed_early")  # its remedies name the rate's cut first
         if any(self._standing(k) or found[k] for k in CURVE_KINDS):
             waiting.add("generalisation_gap")  # the gap is theirs, with their cause
         for kind in waiting:
@@ -174,13 +185,9 @@ class Detector:
 
     def _compare(self, kind: str, verdict: Verdict | None, ev: Evaluation) -> Change | None:
         old = self.reported.get(kind)
-        if verdict is not None and verdict.severity == "note":  # told early, a problem later
-            same = old is not None and old.since is verdict.since
-            return (
-                None
-                if same and (old.severity == "problem" or _early(old))
-                else Change("new", verdict)
-            )
+        if verdict is not None and verdict.severity == "note":  # a note standing on its own
+            standing = old is not None and (old.severity == "problem" or _told(old))
+            return None if standing and old.since is verdict.since else Change("new", verdict)
         if verdict is not None:
             if old is None or old.severity == "note" or old.best is not verdict.best:
                 return Change("new", verdict)  # first time, again after going away, new episode
@@ -225,6 +232,7 @@ class Detector:
             "not learning": any(levels.stuck(e) is not None for e in h),
             "BatchNorm train/eval": any(levels.parted(e) is not None for e in h),
             "class imbalance": any(e.ignored is not None for e in h),
+            "learning rate decayed early": any(e.lr and e.run_share is not None for e in h),
         }
 
     @property

@@ -25,7 +25,8 @@ class Evaluation:
 
     ``bn_screen`` is set only where the batch-statistics pass was skipped because its
     screen was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``dropout``:
-    the run's settings then (``core.settings.Settings``), which the remedies follow.
+    the run's settings then (``core.settings.Settings``), which the remedies follow;
+    ``run_share``: ``step`` over the run's planned steps (``None``: unknown length).
     ``ignored`` to ``taken_share``: the val probe's left-out classes and the training
     labels' shares (``imbalance.py``).
 
@@ -64,6 +65,7 @@ class Evaluation:
     weight_decay: float | None = None
     decay_per_step: float | None = None
     dropout: float | None = None
+    run_share: float | None = None
     ignored: list[int] | None = None
     balanced_acc_val: float | None = None
     taken_for: int | None = None

@@ -177,8 +177,11 @@ class Measures:
             if imbalance.ignored_classes(counts):
                 shares = self._train_shares(trainer, len(counts))
             left_out = imbalance.probe_figures(counts, shares)
+        total = trainer.estimated_stepping_batches  # -1 or inf: an unknown length
+        share = trainer.global_step / total if 0 < total < float("inf") else None
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
-                        **host, **dataclasses.asdict(settings), **left_out)  # fmt: skip
+                        run_share=share, **host, **dataclasses.asdict(settings),
+                        **left_out)  # fmt: skip
         if not self.plan.train and passes.cites_train(self.detector.dry_run(ev)):
             train = self._logits(trainer, pl_module, "train", sizes["train"])
             ev = dataclasses.replace(ev, **self._host({"train": train}, cut))

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_cnnviz.core.findings import Finding
-from lightning_cnnviz.overfitting import levels
-from lightning_cnnviz.overfitting.detector import Change
+from lightning_cnnviz.overfitting import levels, lr_decay
+from lightning_cnnviz.overfitting.detector import NOTE_KINDS, Change
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -133,6 +133,15 @@ def headline(v: Verdict) -> str:
         )
     if v.kind == "class_imbalance":
         return _imbalance_headline(v)
+    if v.kind == "lr_decayed_early":
+        return (
+            f"Learning all but stopped after the learning rate decayed early: it is "
+            f"{_num(f['lr'])}, {f['cut']:.0f}x below its start ({_num(f['lr_initial'])}), since "
+            f"{_when(since)} or before ({_num(f['since_share'], True)} into the run), and val "
+            f"loss has not improved by {100 * lr_decay.GAIN:.0f}% a validation since (best "
+            f"{_num(f['best_loss_since'])}, now {_num(f['val_loss'])}; val accuracy "
+            f"{_num(f['val_acc'], True)})."
+        )
     if v.kind == "generalisation_gap":
         train, val = _num(f["train_acc"], True), _num(f["val_acc"], True)
         if gone:
@@ -196,8 +205,10 @@ def _imbalance_headline(v: Verdict) -> str:
 def _section(v: Verdict, val_key: str) -> list[str]:
     now, best = v.detected, v.best
     head = headline(v)
+    if v.severity == "note" and not (v.figures.get("early") or v.kind in NOTE_KINDS):
+        return [f"**Note**: {head}", ""]  # a finding gone: nothing to try
     if v.severity == "note":
-        return [f"**Note**: {head}", ""]
+        head = f"Note: {head}"
     lines = [f"**{head}**", ""]
     if best is not None and v.kind in ("overfitting", "memorisation"):
         lines.append(

@@ -145,10 +145,10 @@ class Fixed(nn.Module):
         return x.flatten(1) @ self.w.T + 0 * self.unused
 
 
-def one_hot_set(counts, seed=0):
-    """Images whose class sits in one pixel, ``counts[c]`` of class ``c``."""
+def one_hot_set(counts, seed=0, noise=0.05):
+    """Images whose class sits in one pixel (plus ``noise``), ``counts[c]`` of class ``c``."""
     y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
-    x = 0.05 * torch.randn(len(y), 1, 4, 4, generator=torch.Generator().manual_seed(seed))
+    x = noise * torch.randn(len(y), 1, 4, 4, generator=torch.Generator().manual_seed(seed))
     x[torch.arange(len(y)), 0, 0, y] += 1.0
     return TensorDataset(x, y)
 

@@ -1,0 +1,78 @@
+"""A learning rate decayed far too early: learning stalls part-way.
+
+Nothing here knows about Lightning. A scheduler meant per epoch but stepped per batch
+(``interval="step"`` with an epoch-sized ``step_size`` or milestones) or one that decays
+this early cuts the rate 100x within the first steps: an Adam CNN on digits cut at step 40
+of 184 stalled at 86-87% val accuracy (95% without the cut), and nothing was said. The
+validation rules see a flat val curve, which is no failure by itself (a converged run is
+flat too); with the rate 100x below its start in the first half of the run it is this.
+
+Example::
+
+    >>> evs = [Evaluation(20 * i, i, val_loss=v, lr=lr, lr_initial=2e-3, run_share=0.1 * i)
+    ...        for i, (v, lr) in enumerate([(0.9, 2e-3), (0.6, 2e-5), (0.59, 2e-5), (0.6, 2e-5)])]
+    >>> verdict = decayed_early(evs)
+    >>> verdict.severity, verdict.since.step, verdict.figures["cut"]
+    ('note', 20, 100.0)
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.rules import Verdict
+
+__all__ = ["CUT", "EARLY", "GAIN", "decayed_early"]
+
+CUT = 100.0  # the rate this many times below its start: decayed
+EARLY = 0.5  # ... by this share of the run: early (cosine, step and one-cycle schedules
+# reach 100x only in their last third or later)
+GAIN = 0.02  # val loss improving by less than this per evaluation since: stalled
+
+
+def _cut(e: Evaluation) -> bool:
+    return bool(e.lr is not None and e.lr_initial and e.lr * CUT <= e.lr_initial)
+
+
+def _val_loss(e: Evaluation) -> float | None:
+    return e.val_loss if e.val_loss is not None else e.probe_loss_val
+
+
+def decayed_early(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """The rate ``CUT`` x below its start by ``EARLY`` of the run, and val loss stalled since.
+
+    The rate cut at every evaluation from the first one that found it cut (``since``),
+    itself at most ``EARLY`` into the run (``run_share``; ``None``: unknown, no verdict),
+    never rising since (a warmup from near zero is no decay), and ``patience``
+    evaluations after it whose best val loss is less than ``GAIN`` per evaluation below
+    the best before them. Always a note: a schedule may mean it.
+    """
+    streak = 0
+    while streak < len(history) and _cut(history[-1 - streak]):
+        streak += 1
+    if streak < patience + 1:
+        return None
+    cut = history[-streak:]
+    since, now = cut[0], cut[-1]
+    if since.run_share is None or since.run_share > EARLY:
+        return None
+    if any(b.lr > a.lr for a, b in itertools.pairwise(cut)):  # type: ignore[operator]
+        return None  # rising: a warmup from near zero, not a decay
+    losses = [_val_loss(e) for e in cut]
+    if any(v is None for v in losses):
+        return None
+    before, recent = min(losses[:-patience]), min(losses[-patience:])  # type: ignore[type-var]
+    if recent < before * (1 - GAIN * patience):
+        return None  # still improving
+    figures = {
+        "lr": now.lr,
+        "lr_initial": now.lr_initial,
+        "cut": round(now.lr_initial / now.lr, 1) if now.lr else float("inf"),  # type: ignore[operator]
+        "since_share": since.run_share,
+        "best_loss_since": before,
+        "val_loss": losses[-1],
+        "val_acc": now.val_accuracy,
+    }
+    return Verdict("lr_decayed_early", since, now, None, figures, severity="note")

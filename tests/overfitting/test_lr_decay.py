@@ -1,0 +1,102 @@
+"""A learning rate decayed far too early: the pure rule, the detector, a short real run."""
+
+import warnings
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+from lightning_cnnviz.overfitting.detector import Detector
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.lr_decay import decayed_early
+from lightning_cnnviz.overfitting.text import diagnosis_text, headline
+from tests.overfitting.test_imbalance import one_hot_set
+from tests.overfitting.test_monitor_rules import Net
+from tests.tb import events, texts
+
+
+def run(losses, rates, start=2e-3, shares=None, **kw):
+    shares = shares or [0.1 * (i + 1) for i in range(len(losses))]
+    return [
+        Evaluation(20 * (i + 1), i, val_loss=v, lr=lr, lr_initial=start, run_share=s, **kw)
+        for i, (v, lr, s) in enumerate(zip(losses, rates, shares, strict=True))
+    ]
+
+
+CUT_AT_2 = [2e-3, 2e-5, 2e-5, 2e-5]
+
+
+def test_lr_decay_cut_early_and_stalled_is_a_note():
+    verdict = decayed_early(run([0.9, 0.45, 0.44, 0.45], CUT_AT_2))
+    assert (verdict.kind, verdict.severity, verdict.since.step) == ("lr_decayed_early", "note", 40)
+    assert verdict.figures["cut"] == 100.0 and verdict.figures["since_share"] == 0.2
+    text = headline(verdict)
+    assert "2e-05, 100x below its start (0.002), since epoch 1 (step 40) or before" in text
+    assert "(20.0% into the run)" in text
+
+
+def test_lr_decay_quiet_when_improving_late_or_unknown():
+    assert decayed_early(run([0.9, 0.45, 0.40, 0.36], CUT_AT_2)) is None  # still improving
+    assert decayed_early(run([0.9, 0.45, 0.44], CUT_AT_2[:3])) is None  # too few since the cut
+    assert decayed_early(run([0.9, 0.45, 0.44, 0.45], [2e-3, 1e-4, 1e-4, 1e-4])) is None  # 20x
+    late = [0.2, 0.6, 0.8, 0.9]  # cosine and step schedules reach 100x late in the run
+    assert decayed_early(run([0.9, 0.45, 0.44, 0.45], CUT_AT_2, shares=late)) is None
+    warmup = [1e-6, 2e-6, 4e-6, 8e-6]  # a warmup from near zero: rising, no decay
+    assert decayed_early(run([0.9, 0.45, 0.44, 0.45], warmup)) is None
+    unknown = [None] * 4  # an unknown run length: no verdict
+    assert decayed_early(run([0.9, 0.45, 0.44, 0.45], CUT_AT_2, shares=unknown)) is None
+
+
+def test_lr_decay_detector_waits_for_not_learning_and_lists_remedies():
+    detector = Detector(patience=2)
+    changes = [
+        detector.update(e) for e in run([0.9, 0.45, 0.44, 0.45, 0.44, 0.45], [2e-3] + [2e-5] * 5)
+    ]
+    assert [c.verdict.kind for cs in changes for c in cs] == ["lr_decayed_early"]  # told once
+    assert detector.active[0].severity == "note"
+    text = diagnosis_text(detector.active, detector.history[-1])
+    assert "**Note: Learning all but stopped" in text and "Check how often the scheduler" in text
+    at_chance = Detector(patience=2)  # its remedies name the cut first
+    for e in run([2.3] * 4, CUT_AT_2, probe_acc_val=0.1, probe_loss_val=2.3, classes=10.0,
+                 probe_size=128.0):  # fmt: skip
+        at_chance.update(e)
+    assert set(at_chance.reported) == {"not_learning"}
+
+
+class Decayed(Net):
+    """Adam whose rate a per-step schedule cuts 100x after 10 steps (one epoch)."""
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.lr)
+        cut = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.01 if s >= 10 else 1.0)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": cut, "interval": "step"}}
+
+
+def test_lr_decay_told_in_a_run_without_a_warning(tmp_path):
+    torch.manual_seed(0)
+    noisy = one_hot_set([40] * 4, noise=1.0)  # learnt halfway in the first epoch
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=6, log_every_n_steps=1, num_sanity_val_steps=0,
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0), enable_progress_bar=False,
+        callbacks=[OverfittingMonitor(num_samples=64)], enable_model_summary=False,
+        enable_checkpointing=False,
+    )  # fmt: skip
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(
+            Decayed(net, lr=0.05),
+            DataLoader(noisy, batch_size=16, shuffle=True),
+            DataLoader(one_hot_set([16] * 4, seed=1, noise=1.0), batch_size=32),
+        )
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "lr_decayed_early"]
+    assert finding.severity == "note" and finding.figures["since_epoch"] == 0
+    assert finding.figures["cut"] == 100.0 and finding.figures["lr"] == 5e-4
+    assert finding.figures["since_share"] == 10 / 60  # the first validation after the cut
+    assert not any("Learning all but stopped" in str(w.message) for w in caught)  # no warning
+    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
+    assert "Check how often the scheduler steps" in text
