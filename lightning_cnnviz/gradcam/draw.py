@@ -57,7 +57,8 @@ def cam_grid(
     As many tiles a row as keep the labels legible when TensorBoard scales the
     picture to its card width (``labels.columns_that_fit``).
 
-    Labels are green where the prediction is right, red where it is wrong. Tiles
+    Labels are green where the prediction is right, red where it is wrong; a model of one
+    output (a regression) shows that output, ``out 2.31``. Tiles
     are upscaled (nearest) to at least ``min_size`` and shrunk to at most ``max_size``.
 
     Returns:
@@ -70,13 +71,16 @@ def cam_grid(
         scale = max_size / max(tiles.shape[-2:])
         size = (round(tiles.shape[-2] * scale), round(tiles.shape[-1] * scale))
         tiles = F.interpolate(tiles.float(), size=size, mode="area").round().byte()
+    single = logits.shape[1] == 1  # one output (a regression, a binary logit): no softmax
     conf, pred = logits.float().softmax(1).max(1)
+    conf = logits[:, 0].float() if single else conf
     host = torch.stack([conf, pred.float(), bad.float()]).cpu().tolist()
     out = []
     for i, tile in enumerate(tiles.cpu()):
         p, c, y = int(host[1][i]), host[0][i], None if labels is None else int(labels[i])
-        text = f"pred {p} {c:.2f}" if y is None else f"true {y} / pred {p} {c:.2f}"
-        out.append(caption(tile, text, _RIGHT if y in (None, p) else _WRONG))
+        said = f"out {c:.3g}" if single else f"pred {p} {c:.2f}"
+        text = said if y is None else f"true {y} / {said}"
+        out.append(caption(tile, text, _RIGHT if single or y in (None, p) else _WRONG))
     # as many tiles a row as keep the captions legible in a TensorBoard card
     columns = columns_that_fit(max(t.shape[-1] for t in out) + 2, len(out))
     return R.grid(out, nrow=columns, padding=2), int(sum(host[2]))

@@ -88,6 +88,17 @@ def test_gradcam_grid_labels_and_overlay():
     assert green.any() and red.any()  # "true 1 / pred 1 0.75" right, "true 1 / pred 0 0.88" wrong
 
 
+def test_gradcam_grid_one_output_shows_it_without_a_verdict():
+    image01, cam = torch.zeros(2, 1, 4, 4), torch.ones(2, 4, 4)
+    outputs = torch.tensor([[2.31], [-0.5]])  # a regression: no class, no softmax
+    grid, _ = cam_grid(image01, cam, outputs, torch.tensor([1, 0]), alpha=1.0)
+    red = (grid[0] == 255) & (grid[1] == 90)
+    green = (grid[1] == 230) & (grid[0] == 120)
+    assert green.any() and not red.any()  # "true 1 / out 2.31" is no wrong prediction
+    other, _ = cam_grid(image01, cam, outputs * 2, torch.tensor([1, 0]), alpha=1.0)
+    assert not torch.equal(grid, other)  # the caption shows the output's value
+
+
 def test_gradcam_frozen_backbone_gets_cams(tmp_path):
     monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified_pool=16, strict=True)
     net, _ = fit(tmp_path, monitor, model="frozen_backbone")
