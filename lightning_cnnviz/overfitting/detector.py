@@ -120,14 +120,21 @@ class Detector:
             waiting.update(CURVE_KINDS)  # the curves did not move: nothing new from them
         if found["not_learning"] is not None or levels.stuck(h[-1]):
             waiting.update(CURVE_KINDS)  # a model at chance learnt nothing to overfit
-        if self._standing("class_imbalance") or found["class_imbalance"]:
+
+        def told(kind: str) -> bool:  # standing, or found now and not waiting itself
+            return self._standing(kind) or (found[kind] is not None and kind not in waiting)
+
+        if told("class_imbalance"):
             # rare classes left out: a balanced val probe at chance or far below training
             # accuracy says that, not "not learning" or splits that differ
             waiting.update(("not_learning", "generalisation_gap"))
-        if self._standing("not_learning") or found["not_learning"]:
+        if told("not_learning"):
             waiting.add("lr_decayed_early")  # its remedies name the rate's cut first
-        if any(self._standing(k) or found[k] for k in CURVE_KINDS):
-            waiting.add("generalisation_gap")  # the gap is theirs, with their cause
+        if any(told(k) for k in CURVE_KINDS):
+            # the gap is theirs, with their cause; not when they wait themselves: val labels
+            # mapped differently kept a model at chance on val (stuck: the curves wait) while
+            # the val loss rose 2.5 -> 11, and neither was told
+            waiting.add("generalisation_gap")
         for kind in waiting:
             if not self._standing(kind):
                 found[kind] = None

@@ -358,6 +358,21 @@ def test_detector_val_at_chance_while_the_train_probe_learns_is_a_gap_not_not_le
     }  # then worse as the train accuracy climbs
 
 
+def test_detector_gap_told_while_the_rising_val_curve_waits_at_chance():
+    # val labels mapped differently (held out): val below chance, its loss rising 2.5 -> 11
+    detector, changes = Detector(), []
+    curve = [(0.18, 0.20, 2.5, 2.2), (0.53, 0.35, 5.5, 1.5), (0.81, 0.92, 8.5, 0.66),
+             (0.88, 0.85, 10.9, 0.36), (0.91, 0.92, 10.8, 0.29)]  # fmt: skip
+    for e, (train, probe, val_loss, train_loss) in enumerate(curve):
+        ev = Evaluation(step=23 * (e + 1), epoch=e, val_acc=0.02, val_loss=val_loss,
+                        train_acc=train, train_loss=train_loss, probe_acc_val=0.02,
+                        probe_loss_val=val_loss, probe_acc_train=probe, probe_size=128.0,
+                        classes=10.0)  # fmt: skip
+        changes += [(c.change, c.verdict.kind, ev.step) for c in detector.update(ev)]
+    assert ("new", "generalisation_gap", 69) in changes
+    assert not {"overfitting", "memorisation"} & {k for _, k, _ in changes}  # not at chance
+
+
 def test_detector_not_learning_turns_into_a_note_once_training_images_are_learnt():
     detector, said = Detector(), []
     for e, (logged, probe) in enumerate([(0.15, 0.2), (0.2, 0.25), (0.9, 0.93), (0.95, None)]):
