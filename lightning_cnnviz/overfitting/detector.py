@@ -130,6 +130,14 @@ class Detector:
             waiting.update(("not_learning", "generalisation_gap"))
         if told("not_learning"):
             waiting.add("lr_decayed_early")  # its remedies name the rate's cut first
+        gap = found["generalisation_gap"] if told("generalisation_gap") else None
+        gap = gap or (
+            self.reported["generalisation_gap"] if self._standing("generalisation_gap") else None
+        )
+        if gap is not None and gap.figures.get("split_classes"):
+            # classes learnt on training images and left out on val ones: the splits differ,
+            # and a val curve rising with it is that (a BGR val set: "overfitting" at 225)
+            waiting.update(CURVE_KINDS)
         if any(told(k) for k in CURVE_KINDS):
             # the gap is theirs, with their cause; not when they wait themselves: val labels
             # mapped differently kept a model at chance on val (stuck: the curves wait) while

@@ -27,8 +27,10 @@ class Evaluation:
     screen was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``dropout``:
     the run's settings then (``core.settings.Settings``), which the remedies follow;
     ``run_share``: ``step`` over the run's planned steps (``None``: unknown length).
-    ``ignored`` to ``taken_share``: the val probe's left-out classes and the training
-    labels' shares (``imbalance.py``).
+    ``ignored`` to ``top_share``: the val probe's left-out classes and the training
+    labels' shares (``imbalance.py``); ``split_classes``, ``split_taken``: classes learnt
+    on the train probe and left out on the val probe, and what their val images are
+    taken for (``class_gap.py``; measured where the train probe ran).
 
     Example::
 
@@ -72,6 +74,8 @@ class Evaluation:
     ignored_share: float | None = None
     taken_share: float | None = None
     top_share: float | None = None
+    split_classes: list[int] | None = None
+    split_taken: list[int] | None = None
 
     @property
     def gap_loss(self) -> float | None:

@@ -132,8 +132,9 @@ def train_learns(e: Evaluation) -> bool | None:
 def gapped(e: Evaluation, slack: float = 0.0) -> bool | None:
     """Whether training images are learnt and validation images not (``None``: unknown).
 
-    Train accuracy ``GAP - slack`` or more above val accuracy, or training images learnt
-    (``train_learns``) while the val probe is at chance (``stuck``). A reported gap
+    Train accuracy ``GAP - slack`` or more above val accuracy, training images learnt
+    (``train_learns``) while the val probe is at chance (``stuck``), or a class learnt on
+    the train probe and left out on the val probe (``class_gap.split_classes``). A reported gap
     closes only below ``GAP - GAP_SLACK``: at 37 points it had been called "closed".
 
     Example::
@@ -145,6 +146,8 @@ def gapped(e: Evaluation, slack: float = 0.0) -> bool | None:
     train, val = e.train_accuracy, e.val_accuracy
     if train is None or val is None:
         return None
+    if e.split_classes:  # a class learnt on training images and left out on val ones
+        return True
     return train - val >= GAP - slack or bool(stuck(e) and train_learns(e))
 
 
@@ -171,6 +174,8 @@ def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verd
         "val_acc": now.val_accuracy,
         "gap": now.train_accuracy - now.val_accuracy,  # type: ignore[operator]
         "val_at_chance": bool(stuck(now)),
+        "split_classes": list(now.split_classes or ()),
+        "split_taken": list(now.split_taken or ()),
     }
     return Verdict("generalisation_gap", evs[-streak], now, None, figures)
 

@@ -22,12 +22,13 @@ from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.probe import find_dataset, generator_for, labels_in_order
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
-from lightning_cnnviz.overfitting import imbalance, passes
+from lightning_cnnviz.overfitting import class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.metrics import (
     IntervalLoss,
+    confusion_counts,
     discordant_shares,
     figures,
     pick_metric,
@@ -153,6 +154,7 @@ class Measures:
             eval_acc=host.get("probe_acc_val"),
             probe_size=float(sizes["val"]),
             batch_norm=norms,
+            left_out=bool(counts is not None and imbalance.ignored_classes(counts)),
         )
         more = {"train": None}
         if self.plan.train:
@@ -177,6 +179,11 @@ class Measures:
             if imbalance.ignored_classes(counts):
                 shares = self._train_shares(trainer, len(counts))
             left_out = imbalance.probe_figures(counts, shares)
+            train = more["train"]
+            if train is not None and cut["train"] is not None and train.shape[1] == len(counts):
+                with self.phase("compute"):  # per class: learnt on training images, not on val
+                    seen = confusion_counts(train, cut["train"]).tolist()
+                left_out |= class_gap.split_classes(seen, counts)
         total = trainer.estimated_stepping_batches  # -1 or inf: an unknown length
         share = trainer.global_step / total if 0 < total < float("inf") else None
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,

@@ -152,6 +152,7 @@ def plan(
     eval_acc: float | None,
     probe_size: float,
     batch_norm: bool,
+    left_out: bool = False,
 ) -> Plan:
     """The passes of the evaluation that follows ``history``.
 
@@ -161,6 +162,8 @@ def plan(
         eval_acc: the val probe's eval-mode accuracy (``None``: no usable val logits).
         probe_size: images the batch-statistics pass sees (``pass_images``).
         batch_norm: whether the model has BatchNorm layers in training mode.
+        left_out: whether the val probe leaves a class out (``imbalance.ignored_classes``):
+            the train probe then tells whether training images of it are learnt.
     """
     why: dict[str, str] = {}
     index = len(history)
@@ -175,6 +178,11 @@ def plan(
         train, why["train"] = (
             False,
             f"runs every {TRAIN_EVERY}th evaluation (train accuracy is logged)",
+        )
+    if left_out and not train:
+        train, why["train"] = (
+            True,
+            "a class is left out on the val probe: learnt on training images?",
         )
     screen = None
     if not batch_norm or eval_acc is None:

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_cnnviz.core.findings import Finding
-from lightning_cnnviz.overfitting import levels, lr_decay
+from lightning_cnnviz.overfitting import class_gap, levels, lr_decay
 from lightning_cnnviz.overfitting.detector import NOTE_KINDS, Change
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.remedies import remedies
@@ -152,8 +152,8 @@ def headline(v: Verdict) -> str:
         chance = " (the val probe's is within chance)" if f["val_at_chance"] else ""
         return (
             f"Training images learnt, validation images not, since {_when(since)}: train "
-            f"accuracy {train} vs {val} on validation{chance}. A gap this size says the splits "
-            "differ in what decides the label: a cue only training images carry (a "
+            f"accuracy {train} vs {val} on validation{chance}.{_split_text(f)} Such a gap says "
+            "the splits differ in what decides the label: a cue only training images carry (a "
             "shortcut), a different preprocessing or augmentation of the two splits, labels "
             "that mean different things; or the model memorises a small training set."
         )
@@ -164,6 +164,24 @@ def headline(v: Verdict) -> str:
         f"accuracy {_num(f['eval_acc'], True)} in eval mode vs {_num(f['batch_stats_acc'], True)} "
         f"with batch statistics (loss {_num(f['eval_loss'])} vs {_num(f['batch_stats_loss'])})."
     )
+
+
+def _split_text(f: Mapping[str, Any]) -> str:
+    """The classes learnt on training images and left out on validation ones, in words."""
+    classes, taken = f.get("split_classes") or [], f.get("split_taken") or []
+    if not classes:
+        return ""
+    plural = "es" if len(classes) > 1 else ""
+    into = ", ".join(f"{a} for {b}" for a, b in zip(classes, taken, strict=True))
+    text = (
+        f" Class{plural} {', '.join(map(str, classes))}: learnt on the train probe, (almost) "
+        f"never predicted on the val probe, whose images of them are taken as {into}."
+    )
+    pairs = class_gap.swapped_pairs(classes, taken)
+    if pairs:
+        names = ", ".join(f"{a} and {b}" for a, b in pairs)
+        text += f" {names}: each taken for the other, swapped labels between the splits?"
+    return text
 
 
 def _imbalance_headline(v: Verdict) -> str:

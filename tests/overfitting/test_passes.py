@@ -95,10 +95,13 @@ def test_passes_train_probe_every_4th_evaluation_unless_it_stands_in(tmp_path, l
     fit(tmp_path, Net(net, lr=0.05), [monitor], epochs=6)
     acc = events(tmp_path / "tb")
     assert steps(acc, "overfitting/ece_val") == [4, 8, 12, 16, 20, 24]
-    # logged train accuracy: the 2nd and 6th evaluations; else the probe's stands in, always
-    want = [8, 24] if logged else [4, 8, 12, 16, 20, 24]
-    assert steps(acc, "overfitting/ece_train") == want
+    # logged train accuracy: the 2nd and 6th evaluations, and those whose val probe left a
+    # class out (is it learnt on training images?); else the probe's stands in, always
     h = monitor.detector.history
+    left_out = {e.step for e in h if e.ignored}
+    want = sorted({8, 24} | left_out) if logged else [4, 8, 12, 16, 20, 24]
+    assert steps(acc, "overfitting/ece_train") == want
+    assert left_out == {4, 8}  # the first two validations: one class, barely trained
     assert [e.train_accuracy is not None for e in h] == [True] * 6
 
 

@@ -1,0 +1,61 @@
+"""Classes learnt on training images and not on validation images: the splits differ there.
+
+Nothing here knows about Lightning. A train/val accuracy gap spread over all classes
+can be overfitting; one class learnt on the train probe and never predicted on the val
+probe cannot: its validation images differ from its training images (a label mapping
+built per split, a preprocessing or colour order of one split only). Val labels of
+digits 3 and 5 swapped left the overall gap at 17-19 points, below ``levels.GAP``, while
+both classes read 0% on the val probe and 90%+ on the train probe; a val set in BGR
+order left the red and blue classes at 0%.
+
+Example::
+
+    >>> train = [[10, 0, 0], [0, 9, 1], [0, 0, 10]]
+    >>> val = [[10, 0, 0], [0, 0, 10], [0, 9, 1]]   # classes 1 and 2 swapped on val
+    >>> split_classes(train, val)
+    {'split_classes': [1, 2], 'split_taken': [2, 1]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lightning_cnnviz.overfitting.imbalance import IGNORED, MIN_IMAGES
+
+__all__ = ["LEARNT", "split_classes", "swapped_pairs"]
+
+LEARNT = 0.8  # train probe recall at least this: the class is learnt on training images
+
+
+def _recall(row: Sequence[float], k: int) -> float | None:
+    total = sum(row)
+    return row[k] / total if total >= MIN_IMAGES else None
+
+
+def split_classes(
+    train: Sequence[Sequence[float]], val: Sequence[Sequence[float]]
+) -> dict[str, list[int]]:
+    """Classes of recall ``LEARNT`` or more on the train probe and ``IGNORED`` or less on val.
+
+    Both probes' confusion counts (row = true class); a class needs ``MIN_IMAGES`` on
+    each. ``split_taken``: for each, the class its val images are mostly predicted as.
+    """
+    found, taken = [], []
+    for k, (t_row, v_row) in enumerate(zip(train, val, strict=True)):
+        t, v = _recall(t_row, k), _recall(v_row, k)
+        if t is not None and v is not None and t >= LEARNT and v <= IGNORED:
+            found.append(k)
+            taken.append(max((j for j in range(len(v_row)) if j != k), key=lambda j: v_row[j]))
+    return {"split_classes": found, "split_taken": taken}
+
+
+def swapped_pairs(classes: Sequence[int], taken: Sequence[int]) -> list[tuple[int, int]]:
+    """Pairs of split classes each taken for the other (labels swapped between the splits?).
+
+    Example::
+
+        >>> swapped_pairs([1, 2, 4], [2, 1, 0])
+        [(1, 2)]
+    """
+    into = dict(zip(classes, taken, strict=True))
+    return [(a, b) for a, b in into.items() if a < b and into.get(b) == a]

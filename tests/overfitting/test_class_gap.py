@@ -1,0 +1,88 @@
+"""Classes learnt on training images and left out on validation ones: rule, words, a run."""
+
+import warnings
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.overfitting import levels
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+from lightning_cnnviz.overfitting.class_gap import split_classes, swapped_pairs
+from lightning_cnnviz.overfitting.detector import Detector
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.text import headline
+from tests.overfitting.test_imbalance import one_hot_set
+from tests.overfitting.test_monitor_rules import Net
+from tests.tb import events, texts
+
+LEARNT = [[16, 0, 0, 0], [0, 15, 1, 0], [0, 0, 16, 0], [0, 1, 0, 15]]
+SWAPPED = [[16, 0, 0, 0], [0, 0, 16, 0], [0, 15, 1, 0], [0, 0, 0, 16]]  # val: 1 <-> 2
+
+
+def test_class_gap_split_classes_need_learnt_train_and_enough_images():
+    assert split_classes(LEARNT, SWAPPED) == {"split_classes": [1, 2], "split_taken": [2, 1]}
+    assert swapped_pairs([1, 2], [2, 1]) == [(1, 2)]
+    unlearnt = [[16, 0, 0, 0], [8, 8, 0, 0], [0, 0, 16, 0], [0, 0, 0, 16]]  # class 1 at 50%
+    assert split_classes(unlearnt, SWAPPED)["split_classes"] == [2]
+    few = [[4, 0, 0, 0], [0, 4, 0, 0], [0, 0, 4, 0], [0, 0, 0, 4]]  # 4 images: not judged
+    assert split_classes(few, SWAPPED)["split_classes"] == []
+
+
+def ev(step, split, train_acc=0.93, val_acc=0.75):
+    figures = split_classes(LEARNT, SWAPPED) if split else {"split_classes": []}
+    return Evaluation(step, step // 10, train_acc=train_acc, val_acc=val_acc, **figures)
+
+
+def test_class_gap_opens_a_gap_below_its_40_points_and_says_the_swap():
+    assert levels.gapped(ev(10, split=False)) is False  # 18 points: no gap by accuracy
+    assert levels.gapped(ev(10, split=True)) is True
+    detector = Detector(patience=2)
+    assert detector.update(ev(10, split=True)) == []
+    (change,) = detector.update(ev(20, split=True))
+    assert change.verdict.kind == "generalisation_gap"
+    assert change.verdict.figures["split_classes"] == [1, 2]
+    text = headline(change.verdict)
+    assert "Classes 1, 2: learnt on the train probe, (almost) never predicted" in text
+    assert "taken as 1 for 2, 2 for 1. 1 and 2: each taken for the other" in text
+    (gone,) = detector.update(ev(30, split=False, val_acc=0.92))  # both predicted again
+    assert gone.change == "gone"
+
+
+def test_class_gap_waits_the_val_curve_while_it_stands():
+    detector = Detector(patience=2)
+    losses = [1.0, 0.5, 0.6, 0.8, 1.0, 1.2]  # the val loss rises as the split classes firm up
+    kinds = []
+    for i, loss in enumerate(losses):
+        e = ev(10 * (i + 1), split=i >= 1)
+        e = Evaluation(**{**vars(e), "val_loss": loss, "train_loss": 1.0 / (i + 1)})
+        kinds += [c.verdict.kind for c in detector.update(e)]
+    assert kinds == ["generalisation_gap"]  # no "overfitting" beside it
+
+
+def test_class_gap_found_in_a_run_with_two_val_labels_swapped(tmp_path):
+    torch.manual_seed(0)
+    val = one_hot_set([40, 8, 8, 40], seed=1)  # the swapped classes few: accuracy 83%
+    x, y = val.tensors
+    swapped = TensorDataset(x, torch.tensor([{1: 2, 2: 1}.get(int(c), int(c)) for c in y]))
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=4, log_every_n_steps=1, num_sanity_val_steps=0,
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0), enable_progress_bar=False,
+        callbacks=[OverfittingMonitor(num_samples=64)], enable_model_summary=False,
+        enable_checkpointing=False,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(
+            Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.05),
+            DataLoader(one_hot_set([40] * 4), batch_size=16, shuffle=True),
+            DataLoader(swapped, batch_size=32),
+        )
+    (gap,) = [f for f in findings_of(trainer) if f.kind == "generalisation_gap"]
+    assert gap.severity == "problem" and gap.figures["split_classes"] == [1, 2]
+    assert gap.figures["gap"] < levels.GAP  # found by the classes, not the accuracy gap
+    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
+    assert "swapped labels between the splits?" in text
