@@ -198,6 +198,15 @@ def test_rules_not_learning_quiet_on_learning_runs_and_tiny_probes():
     assert first(levels.not_learning, tiny) is None
 
 
+def test_rules_not_learning_quiet_while_the_probe_loss_falls_below_chance():
+    # most val images taken for the training set's commonest class, the loss already below
+    # ln 10 = 2.30: no image-blind prediction scores that on a balanced probe
+    prior_first = probe_run([probe(0.097, 2.59), probe(0.126, 2.15), probe(0.59, 1.41)])
+    assert first(levels.not_learning, prior_first) is None
+    flat = probe_run([probe(0.097, 2.59), probe(0.126, 2.25)])  # within 5% of ln 10
+    assert first(levels.not_learning, flat) is not None
+
+
 def test_rules_not_learning_leaves_training_images_learnt_to_the_gap_rule():
     # coloured shapes whose cue is on training images only (4 classes, held out): train
     # accuracy 99.9% while the val probe sits in the chance band (35.9% <= 36.4%)
