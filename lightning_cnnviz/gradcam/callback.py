@@ -194,8 +194,10 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
             for split in ("train", "val")
         ]
         areas = tuple(scalars.get(self.tag(split, "object_share")) for split in ("train", "val"))
-        # a foreground mask over most of the image leaves no object to tell from the rest
-        masked = area_blocker(areas)
+        cells, hw = self._object_cells(areas)
+        # a foreground mask over most of the image leaves no object to tell from the rest, and
+        # a map of fewer than 4 cells a side no place for it
+        masked = area_blocker(areas, hw=hw)
         if self.foreground_threshold is None:
             missing = "needs `foreground_threshold` (on_object)"
         else:
@@ -208,9 +210,8 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
             both = "the run has no validation data"
         self._record("shortcut train vs val", None not in on_object and not masked,
                      masked or both)  # fmt: skip
-        cells = self._object_cells(areas)
         self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
-                              cells=cells)  # fmt: skip
+                              cells=cells, hw=hw)  # fmt: skip
         self._check_fixed(trainer, scalars)
 
     def _unjudgeable(self) -> str:
@@ -234,24 +235,27 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
                 grids.append(grid if title is None else caption(grid, title))
             self.sink.image(self.tag(split), R.vstack(grids, gap=4), step)
 
-    def _object_cells(self, areas: tuple[float | None, ...]) -> float | None:
-        """How many cells of the deepest layer's map the object covers; records the check.
+    def _object_cells(
+        self, areas: tuple[float | None, ...]
+    ) -> tuple[float | None, tuple[int, int] | None]:
+        """How many cells of the deepest layer's map the object covers, and the map's size.
 
         The both-splits shortcut rule compares ``on_object`` with the object's area share,
         which means nothing on a map whose cells are as large as the object, or when the
         "object" is most of the image (``area_blocker``): the summary then lists that check
-        among those that did not run, with why.
+        among those that did not run, with why (recorded here). The other on-object rules
+        need a map of ``MIN_MAP_SIDE`` cells a side.
         """
         layout = (self._layouts or {}).get(list(self.selected)[-1]) if self.selected else None
         if None in areas or not areas:
-            return None
-        cells, size = None, ""
+            return None, None
+        cells, hw = None, None
         if layout is not None:
-            (h, w), area = layout.hw, min(a for a in areas if a is not None)
-            cells, size = area * h * w, f"{h}x{w}"
-        why = area_blocker(areas, cells, size, both=True)
+            hw, area = layout.hw, min(a for a in areas if a is not None)
+            cells = area * hw[0] * hw[1]
+        why = area_blocker(areas, cells, hw, both=True)
         self._record("shortcut on both splits", not why, why)
-        return cells
+        return cells, hw
 
     def _record(self, check: str, ran: bool, why: str) -> None:
         """Say in the run's record whether ``check`` ran (once it has, it stays so)."""
@@ -268,10 +272,12 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
         areas: tuple[float | None, float | None] = (None, None),
         accuracy: float | None = None,
         cells: float | None = None,
+        hw: tuple[int, int] | None = None,
     ) -> None:
         if any(f.kind in _NOT_A_SHORTCUT for f in problems(findings_of(trainer))):
             return  # where the CAM falls then is a consequence of that cause, not a shortcut
-        self._emit(trainer, on_object_findings(self._on_object, value, val, areas, accuracy, cells))
+        found = on_object_findings(self._on_object, value, val, areas, accuracy, cells, hw)
+        self._emit(trainer, found)
 
     def _check_fixed(self, trainer: Trainer, scalars: dict[str, float]) -> None:
         """The fixed-spot shortcut rule (``gradcam/fixed_spot.py``) on this log's agreements."""

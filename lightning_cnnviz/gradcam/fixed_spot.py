@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_cnnviz.gradcam.shortcut import MIN_PROBE_ACC
+from lightning_cnnviz.gradcam.shortcut import MIN_MAP_SIDE, MIN_PROBE_ACC
 
 __all__ = [
     "AGREE_GAP",
@@ -80,8 +80,6 @@ __all__ = [
 # a gap, not a margin, as a cue that is itself strong content at one place (a stripe) lifts the
 # images' agreement too. FIXED_PATIENCE logs in a row (measured: the module doc).
 AGREE_MIN, AGREE_GAP, FIXED_PATIENCE = 0.7, 0.5, 2
-# A map with fewer cells a side has no "places" to tell apart (resnet18's 2x2 of a 64x64 image).
-MIN_MAP_SIDE = 4
 # Pairs of different classes needed to use them alone (else all pairs count).
 MIN_PAIRS = 3
 
@@ -185,7 +183,7 @@ def fixed_blocker(hw: tuple[int, int] | None) -> str:
         return ("needs the HiResCAM of a map laid out like the image: the CAM layer's map "
                 "is not a CNN map with the input's aspect ratio (e.g. pooled to a fixed "
                 "square, or tokens)")  # fmt: skip
-    if min(hw) < MIN_MAP_SIDE:
+    if min(hw) < MIN_MAP_SIDE:  # the same bar as the on-object rules (``shortcut.py``)
         return (f"the CAM's {hw[0]}x{hw[1]} map is too coarse to tell one place from another "
                 f"(fewer than {MIN_MAP_SIDE} cells a side)")  # fmt: skip
     return ""

@@ -124,12 +124,27 @@ def test_shortcut_monitor_records_whether_the_both_splits_check_ran():
     monitor = GradCAMMonitor()
     monitor._trainer_ref, monitor.selected = run, {"layer3": nn.Identity()}
     monitor._layouts = {"layer3": Layout("nchw", 0, (2, 2))}
-    assert monitor._object_cells((0.107, 0.099)) == pytest.approx(0.396)
+    cells, hw = monitor._object_cells((0.107, 0.099))
+    assert (cells, hw) == (pytest.approx(0.396), (2, 2))
     check = checks_of(run)[("GradCAMMonitor", "shortcut on both splits")]
-    assert not check.ran and "2x2 map is too coarse" in check.why and "0.4 of its" in check.why
+    assert not check.ran and "2x2 map is too coarse to place the object" in check.why
     monitor._layouts = {"layer3": Layout("nchw", 0, (7, 7))}
-    assert monitor._object_cells((0.15, 0.14)) == pytest.approx(6.86)
+    monitor._object_cells((0.05, 0.05))  # a small object on a fine map: on 2.5 cells
+    check = checks_of(run)[("GradCAMMonitor", "shortcut on both splits")]
+    assert not check.ran and "7x7 map is too coarse: the object covers 2.5 of its" in check.why
+    assert monitor._object_cells((0.15, 0.14))[0] == pytest.approx(6.86)
     assert checks_of(run)[("GradCAMMonitor", "shortcut on both splits")].ran
+
+
+def test_shortcut_train_vs_val_needs_the_object_on_enough_cells():
+    # timm resnet18 at 32x32 (held out, healthy): a 2x2 map, the object on 1.8 cells
+    state, areas = {}, (0.39, 0.46)
+    for _ in range(3):
+        assert on_object_findings(state, 0.33, 0.47, areas, 1.0, cells=1.8, hw=(2, 2)) == []
+    assert "2x2 map is too coarse to place the object" in area_blocker(areas, hw=(2, 2))
+    state = {}  # the same shares on a 7x7 map: a shortcut
+    found = [on_object_findings(state, 0.33, 0.47, areas, 1.0, 19.0, (7, 7)) for _ in range(2)]
+    assert [[kind for kind, *_ in f] for f in found] == [[], ["cam_shortcut"]]
 
 
 def test_shortcut_both_splits_rule_needs_an_object_smaller_than_the_image():
