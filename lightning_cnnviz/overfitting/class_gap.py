@@ -24,7 +24,11 @@ from lightning_cnnviz.overfitting.imbalance import IGNORED, MIN_IMAGES
 
 __all__ = ["LEARNT", "split_classes", "swapped_pairs"]
 
-LEARNT = 0.8  # train probe recall at least this: the class is learnt on training images
+# Train probe recall at least this: the class is learnt on training images. Half: with the
+# swapped digits the train probe's 13 images of a class read 60-75% while the val probe's
+# read 0% (two validations earlier than at 80%); train and val images of one distribution
+# stay within a few images of each other per class.
+LEARNT = 0.5
 
 
 def _recall(row: Sequence[float], k: int) -> float | None:
