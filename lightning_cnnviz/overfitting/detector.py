@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from lightning_cnnviz.overfitting import imbalance, levels, lr_decay, rules
+from lightning_cnnviz.overfitting import imbalance, levels, lr_decay, rules, split_inputs
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
@@ -39,9 +39,11 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "BatchNorm train/eval": "BatchNorm layers in training mode",
     "class imbalance": "class labels on the val probe, 5 or more images of a class",
     "learning rate decayed early": "the optimiser's learning rate and the run's planned length",
+    "inputs of train vs val": "validation data of its own, as image tensors",
 }
 
 KINDS = (
+    "inputs_differ",
     "class_imbalance",
     "not_learning",
     "bn_mismatch",
@@ -102,6 +104,7 @@ class Detector:
         # such evaluation (batch statistics: 99%), then "overfitting" from that jump
         curve = [e for e in h if not levels.stale(e)]
         found = {
+            "inputs_differ": split_inputs.inputs_differ(h),
             "class_imbalance": imbalance.class_imbalance(h, p),
             "not_learning": levels.not_learning(h, p),
             "bn_mismatch": levels.bn_mismatch(h, p),
@@ -124,6 +127,9 @@ class Detector:
         def told(kind: str) -> bool:  # standing, or found now and not waiting itself
             return self._standing(kind) or (found[kind] is not None and kind not in waiting)
 
+        if told("inputs_differ"):
+            # val images unlike the training ones: every eval-mode val figure measures that
+            waiting.update(("class_imbalance", "bn_mismatch", *EVAL_KINDS))
         if told("class_imbalance"):
             # rare classes left out: a balanced val probe at chance or far below training
             # accuracy says that, not "not learning" or splits that differ
@@ -174,6 +180,8 @@ class Detector:
         if not self.history:
             return []
         found = {"bn_mismatch": levels.bn_mismatch_at_end(self.history)}
+        if self._standing("inputs_differ"):  # eval mode meets unlike inputs: that, told
+            found = {}
         told = self.reported.get("class_imbalance")
         left = imbalance.class_imbalance(self.history, self.patience)
         if told is not None and told.figures.get("early") and left is not None:
@@ -248,6 +256,7 @@ class Detector:
             "BatchNorm train/eval": any(levels.parted(e) is not None for e in h),
             "class imbalance": any(e.ignored is not None for e in h),
             "learning rate decayed early": any(e.lr and e.run_share is not None for e in h),
+            "inputs of train vs val": any(e.input_shift is not None for e in h),
         }
 
     @property

@@ -30,7 +30,9 @@ class Evaluation:
     ``ignored`` to ``top_share``: the val probe's left-out classes and the training
     labels' shares (``imbalance.py``); ``split_classes``, ``split_taken``: classes learnt
     on the train probe and left out on the val probe, and what their val images are
-    taken for (``class_gap.py``; measured where the train probe ran).
+    taken for (``class_gap.py``; measured where the train probe ran); ``input_shift``: the
+    channel whose statistics differ between the two probes' images (``{}``: none;
+    ``split_inputs.py``).
 
     Example::
 
@@ -76,6 +78,7 @@ class Evaluation:
     top_share: float | None = None
     split_classes: list[int] | None = None
     split_taken: list[int] | None = None
+    input_shift: dict[str, float] | None = None
 
     @property
     def gap_loss(self) -> float | None:

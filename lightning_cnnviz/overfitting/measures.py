@@ -17,9 +17,9 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 
-from lightning_cnnviz.core.inputs import norm_stats, to_image01
+from lightning_cnnviz.core.inputs import norm_stats, split_shift, to_image01
 from lightning_cnnviz.core.monitor import with_probe
-from lightning_cnnviz.core.probe import find_dataset, generator_for, labels_in_order
+from lightning_cnnviz.core.probe import find_dataset, generator_for, has_val_data, labels_in_order
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting import class_gap, imbalance, passes
@@ -53,6 +53,7 @@ class Measures:
     _interval: IntervalLoss
     _batch_images: int | None  # images in a training batch (None: none seen yet)
     _shares: Tensor | bool | None  # the training labels' class shares (False: not read yet)
+    _shift: dict[str, float] | bool | None  # ``_input_shift`` (False: not compared yet)
 
     def _images(self, trainer: Trainer, split: str) -> int:
         """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
@@ -186,6 +187,7 @@ class Measures:
                 left_out |= class_gap.split_classes(seen, counts)
         total = trainer.estimated_stepping_batches  # -1 or inf: an unknown length
         share = trainer.global_step / total if 0 < total < float("inf") else None
+        left_out["input_shift"] = self._input_shift(trainer)
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
                         run_share=share, **host, **dataclasses.asdict(settings),
                         **left_out)  # fmt: skip
@@ -199,6 +201,19 @@ class Measures:
                 predicted = val.argmax(dim=1).tolist()  # type: ignore[union-attr]
                 pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
         return ev, per_class, counts, pairs
+
+    def _input_shift(self, trainer: Trainer) -> dict[str, float] | None:
+        """How the val probe's images differ from the train probe's, compared once per fit.
+
+        ``{}``: they agree; ``None``: the run has no val data of its own.
+        """
+        if self._shift is False:
+            self._shift = None
+            if has_val_data(trainer):
+                with self.phase("compute"):
+                    train, val = (self.probe(trainer, s).images for s in ("train", "val"))
+                    self._shift = split_shift(train, val)
+        return self._shift  # type: ignore[return-value]
 
     def _train_shares(self, trainer: Trainer, classes: int) -> Tensor | None:
         """The training labels' class shares, as the training loader draws them (once per fit).

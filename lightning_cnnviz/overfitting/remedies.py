@@ -64,6 +64,13 @@ REMEDIES = {
         "**Get or augment more images of the rare classes**; losses made for imbalance "
         "(focal loss, logit adjustment) help too.",
     ),
+    "inputs_differ": (
+        "**Give both splits the same transform** but for the augmentation: the same "
+        "normalisation (mean and std), value range (0..1 or 0..255), channel order (RGB/BGR) "
+        "and resizing; a val transform built separately is the usual cause.",
+        "**Check the datasets' own preprocessing**: two sources, or a val set saved after "
+        "a different pipeline.",
+    ),
     "lr_decayed_early": (
         "**Check how often the scheduler steps**: Lightning steps it once per epoch unless "
         '`interval="step"`; with `"step"`, `StepLR(step_size=30)` or `MultiStepLR` milestones '

@@ -133,6 +133,15 @@ def headline(v: Verdict) -> str:
         )
     if v.kind == "class_imbalance":
         return _imbalance_headline(v)
+    if v.kind == "inputs_differ":
+        return (
+            f"Training and validation images are preprocessed differently: channel "
+            f"{f['channel']:.0f} has mean {_num(f['train_mean'])}, std {_num(f['train_std'])} "
+            f"on the train probe vs mean {_num(f['val_mean'])}, std {_num(f['val_std'])} on the "
+            f"val probe ({f['mean_gap']:.1f} standard deviations apart, {f['scale_ratio']:.1f}x "
+            "in spread). The model meets validation images unlike any it trained on: every "
+            "validation figure measures that."
+        )
     if v.kind == "lr_decayed_early":
         return (
             f"Learning all but stopped after the learning rate decayed early: it is "

@@ -130,13 +130,18 @@ def test_monitor_rules_summary_once_per_fit_says_what_did_not_run(tmp_path, capl
     with caplog.at_level(logging.INFO):
         trainer, said = fit(tmp_path, Net(net, lr=0.01), monitors, epochs=2, val=False)
     assert findings_of(trainer) == []
-    assert caplog.text.count("lightning-cnnviz: no check ran") == 1  # once, by the last monitor
+    assert caplog.text.count("lightning-cnnviz: no problems found") == 1  # once, by the last
     (summary,) = texts(events(tmp_path / "tb"), "cnnviz/summary")
-    assert summary.startswith("lightning-cnnviz: no check ran in this run")
-    assert "no problems found" not in summary
+    assert summary.startswith("lightning-cnnviz: no problems found by the checks that ran")
+    assert "Checks that ran: OverfittingMonitor (training order)." in summary  # no val data
     assert "OverfittingMonitor/overfitting (the run has no validation data)" in summary
     assert "Broken (stepped aside: RuntimeError: boom)" in summary
     assert any("Broken failed and steps aside" in m for m in said)
+    with caplog.at_level(logging.INFO):
+        fit(tmp_path / "broken", Net(net, lr=0.01), [Broken(every_n_steps=1)], val=False)
+    (summary,) = texts(events(tmp_path / "broken" / "tb"), "cnnviz/summary")
+    assert summary.startswith("lightning-cnnviz: no check ran in this run")
+    assert "no problems found" not in summary
 
 
 def test_monitor_rules_summary_names_the_val_loss_key_it_missed(tmp_path):

@@ -173,8 +173,8 @@ def test_overfitting_detects_onset_and_reports_it(tmp_path, caplog):
     assert caplog.text.count("lightning-cnnviz: 1 problem(s)") == 1
     (summary,) = texts(acc, "cnnviz/summary")  # the console summary, in the Text tab too
     assert summary.startswith("lightning-cnnviz: 1 problem(s) in this run:")
-    ran = "Checks that ran: OverfittingMonitor (overfitting, memorisation, train/val gap)."
-    assert ran in summary
+    ran = "Checks that ran: OverfittingMonitor (training order, overfitting, memorisation, "
+    assert ran + "train/val gap, inputs of train vs val)." in summary
     assert "OverfittingMonitor/not learning (needs class labels" in summary  # 4 images: too few
     assert (
         "OverfittingMonitor/BatchNorm train/eval (no BatchNorm layer in training mode)" in summary

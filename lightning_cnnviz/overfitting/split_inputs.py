@@ -1,0 +1,37 @@
+"""Training and validation images preprocessed differently: every val figure measures that.
+
+Nothing here knows about Lightning. ``Measures`` compares the two probes' images once per
+fit (``core.inputs.split_shift``: per-channel mean and spread) and carries the result in
+each ``Evaluation`` (``input_shift``). Validation digits left unnormalised while training
+digits were normalised gave 64-77% val accuracy against 91% train without BatchNorm (no
+finding), and with BatchNorm eval mode at 10-48% against 85-98% with batch statistics,
+told as a BatchNorm mismatch whose remedies fix nothing. The rule names the inputs.
+
+Example::
+
+    >>> shift = {"channel": 0.0, "train_mean": 0.0, "train_std": 1.0, "val_mean": 0.13,
+    ...          "val_std": 0.31, "mean_gap": 0.18, "scale_ratio": 3.2}
+    >>> e = Evaluation(46, 0, input_shift=shift)
+    >>> inputs_differ([Evaluation(23, 0, input_shift={}), e]) is None
+    False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.rules import Verdict
+
+__all__ = ["inputs_differ"]
+
+
+def inputs_differ(history: Sequence[Evaluation]) -> Verdict | None:
+    """The probes' inputs differ (``input_shift`` not empty) at the latest evaluation.
+
+    No patience: the probes are fixed, so the comparison is the same at every evaluation.
+    """
+    if not history or not history[-1].input_shift:
+        return None
+    since = next(e for e in history if e.input_shift)
+    return Verdict("inputs_differ", since, history[-1], None, dict(history[-1].input_shift))

@@ -1,0 +1,100 @@
+"""Train and val images preprocessed differently: the comparison, the rule, a short run."""
+
+import warnings
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.core.inputs import split_shift
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+from lightning_cnnviz.overfitting.detector import Detector
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.text import headline
+from tests.overfitting.test_monitor_rules import Net
+from tests.tb import events, texts
+
+
+def pictures(n=128, seed=0):
+    """Normalised 3-channel pictures: bright squares on a dark ground, per-channel tints."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.1 * torch.rand(n, 3, 16, 16, generator=g)
+    for i in range(n):
+        r, c = torch.randint(0, 10, (2,), generator=g).tolist()
+        x[i, :, r : r + 6, c : c + 6] += torch.rand(3, 1, 1, generator=g)
+    return x
+
+
+def normalise(x):
+    mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
+    return (x - mean) / std
+
+
+def test_split_inputs_shift_quiet_under_augmentation_found_when_unnormalised_or_bgr():
+    train, val = normalise(pictures()), normalise(pictures(seed=1))
+    assert split_shift(train, val) == {}
+    padded = F.pad(train, (2, 2, 2, 2), value=float(train.min()))[..., 2:18, :16]  # crop+pad
+    flipped = padded.flip(-1)
+    assert split_shift(flipped, val) == {}  # augmentation moves the statistics a little
+    raw = split_shift(train, pictures(seed=1))  # val left unnormalised
+    assert raw["scale_ratio"] > 2 or raw["mean_gap"] > 1
+    tint = torch.tensor([0.8, 0.4, 0.0]).view(1, 3, 1, 1)  # reddish pictures
+    rgb, bgr = pictures() + tint, (pictures(seed=1) + tint).flip(1)  # val in BGR order
+    mean, std = rgb.mean((0, 2, 3), keepdim=True), rgb.std((0, 2, 3), keepdim=True)
+    swapped = split_shift((rgb - mean) / std, (bgr - mean) / std)
+    assert swapped["channel"] in (0.0, 2.0) and swapped["mean_gap"] > 1
+
+
+SHIFT = {"channel": 0.0, "train_mean": 0.0, "train_std": 1.0, "val_mean": 0.13,
+         "val_std": 0.31, "mean_gap": 0.18, "scale_ratio": 3.2}  # fmt: skip
+
+
+def test_split_inputs_told_first_and_the_bn_mismatch_waits():
+    detector = Detector(patience=2)
+    parted = {"train_acc": 0.95, "probe_acc_val": 0.2, "probe_acc_bn": 0.9, "bn_only": 0.7,
+              "eval_only": 0.0, "probe_size": 128.0, "classes": 10.0}  # fmt: skip
+    kinds = [
+        c.verdict.kind
+        for i in range(4)
+        for c in detector.update(Evaluation(10 * (i + 1), i, input_shift=SHIFT, **parted))
+    ]
+    assert kinds == ["inputs_differ"]
+    text = headline(detector.reported["inputs_differ"])
+    assert "mean 0, std 1 on the train probe vs mean 0.13, std 0.31 on the val probe" in text
+    assert "3.2x in spread" in text
+
+
+def test_split_inputs_found_in_a_run_with_an_unnormalised_val_set(tmp_path):
+    torch.manual_seed(0)
+    y = torch.arange(128) % 2
+    x = pictures()
+    x[y == 1, 1] += 0.5  # class 1 greener
+    val_x, val_y = pictures(seed=1), torch.arange(128) % 2
+    val_x[val_y == 1, 1] += 0.5
+    mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=2, log_every_n_steps=1, num_sanity_val_steps=0,
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0), enable_progress_bar=False,
+        callbacks=[OverfittingMonitor(num_samples=64)], enable_model_summary=False,
+        enable_checkpointing=False,
+    )  # fmt: skip
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.LazyLinear(2))  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(
+            Net(net, lr=0.01),
+            DataLoader(TensorDataset((x - mean) / std, y), batch_size=32, shuffle=True),
+            DataLoader(TensorDataset(val_x, val_y), batch_size=32),  # not normalised
+        )
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert (finding.severity, finding.step, finding.epoch) == ("problem", 4, 0)  # 1st validation
+    assert finding.figures["scale_ratio"] > 2 or finding.figures["mean_gap"] > 1
+    assert not [f for f in findings_of(trainer) if f.kind == "bn_mismatch"]
+    assert any("preprocessed differently" in str(w.message) for w in caught)
+    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
+    assert "Give both splits the same transform" in text
