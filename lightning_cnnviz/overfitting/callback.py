@@ -24,7 +24,6 @@ from lightning_cnnviz.core.probe import (
     find_dataset,
     generator_for,
     has_val_data,
-    labels_in_order,
 )
 from lightning_cnnviz.overfitting import passes
 from lightning_cnnviz.overfitting.confusion import (
@@ -35,15 +34,15 @@ from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
-from lightning_cnnviz.overfitting.measures import LABEL_POOL, Measures
+from lightning_cnnviz.overfitting.measures import Measures
 from lightning_cnnviz.overfitting.metrics import IntervalLoss
+from lightning_cnnviz.overfitting.run_data import RunData
 from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of
-from lightning_cnnviz.overfitting.train_order import class_runs, order_text
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
 
 
-class OverfittingMonitor(Measures, Monitor, section="overfitting"):
+class OverfittingMonitor(Measures, RunData, Monitor, section="overfitting"):
     """Tells in plain words when validation shows that training goes wrong, and why.
 
     At each validation end (training steps never carry anything) it reads the train
@@ -188,30 +187,6 @@ class OverfittingMonitor(Measures, Monitor, section="overfitting"):
         if not self.disabled and trainer.is_global_zero and not told:
             with self.phase("setup"):
                 self._check_order(trainer)
-
-    def _check_order(self, trainer: Trainer) -> None:
-        """Report training batches in class order (``train_order.py``), before the first step.
-
-        Read where the training loader reads its set in order (a sequential sampler): the
-        set's labels, else its first ``LABEL_POOL`` items' (the random generators untouched).
-        """
-        loader = trainer.train_dataloader
-        loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
-        sampler = getattr(loader, "sampler", None)
-        if not isinstance(sampler, torch.utils.data.SequentialSampler):
-            record_check(trainer, type(self).__name__, "training order", True)
-            return
-        data = find_dataset(trainer, "train")
-        order = torch.arange(len(data))
-        _, labels = labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))
-        found = {} if labels is None else class_runs(labels)
-        why = "" if labels is not None else "needs class labels in the training items"
-        record_check(trainer, type(self).__name__, "training order", labels is not None, why)
-        if found:
-            message = order_text(found)
-            report(trainer, Finding(self.section, "unshuffled_batches", 0, 0, message, found))
-            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
-            self.sink.text(self.tag("diagnosis"), f"**{message}**", trainer.global_step)
 
     # ------------------------------------------------ schedule: validation ends only
     @override

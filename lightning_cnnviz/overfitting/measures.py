@@ -17,9 +17,8 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 
-from lightning_cnnviz.core.inputs import norm_stats, split_shift, to_image01
+from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.monitor import with_probe
-from lightning_cnnviz.core.probe import find_dataset, generator_for, has_val_data, labels_in_order
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting import class_gap, imbalance, passes
@@ -52,8 +51,6 @@ class Measures:
     _epoch_end: bool
     _interval: IntervalLoss
     _batch_images: int | None  # images in a training batch (None: none seen yet)
-    _shares: Tensor | bool | None  # the training labels' class shares (False: not read yet)
-    _shift: dict[str, float] | bool | None  # ``_input_shift`` (False: not compared yet)
 
     def _images(self, trainer: Trainer, split: str) -> int:
         """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
@@ -202,39 +199,6 @@ class Measures:
                 pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
         return ev, per_class, counts, pairs
 
-    def _input_shift(self, trainer: Trainer) -> dict[str, float] | None:
-        """How the val probe's images differ from the train probe's, compared once per fit.
-
-        ``{}``: they agree; ``None``: the run has no val data of its own.
-        """
-        if self._shift is False:
-            self._shift = None
-            if has_val_data(trainer):
-                with self.phase("compute"):
-                    train, val = (self.probe(trainer, s).images for s in ("train", "val"))
-                    self._shift = split_shift(train, val)
-        return self._shift  # type: ignore[return-value]
-
-    def _train_shares(self, trainer: Trainer, classes: int) -> Tensor | None:
-        """The training labels' class shares, as the training loader draws them (once per fit).
-
-        From the dataset's labels where it exposes them, else from up to ``LABEL_POOL``
-        items read in a random order; weighted by a ``WeightedRandomSampler``'s weights.
-        ``None`` where the items carry no class labels.
-        """
-        if self._shares is False:
-            with self.phase("probe"):
-                data = find_dataset(trainer, "train")
-                order = torch.randperm(len(data), generator=generator_for(self.seed, "probe/train"))
-                at, labels = labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))
-                weights = _sampler_weights(trainer.train_dataloader)
-                if weights is not None:
-                    weights = weights[at] if len(weights) == len(data) else None
-                if labels is not None:
-                    labels = imbalance.class_shares(labels, classes, weights)
-                self._shares = labels
-        return self._shares  # type: ignore[return-value]
-
     def _host(
         self, logits: dict[str, Tensor | None], labels: dict[str, Any], val: Tensor | None = None
     ) -> dict[str, float]:
@@ -262,20 +226,3 @@ class Measures:
         norm = norm_stats(trainer)
         examples = [to_image01(probe.images[[where[i] for i in p.examples]], norm) for p in pairs]
         return pairs_image(pairs, examples, epoch)
-
-
-LABEL_POOL = 2048  # training items read for their labels where the dataset exposes none
-
-
-def _sampler_weights(loader: Any) -> Tensor | None:
-    """A ``WeightedRandomSampler``'s weights behind the training loader (``None``: none).
-
-    Looks through Lightning's distributed wrapper, which keeps the user's sampler.
-    """
-    sampler = getattr(loader, "sampler", None)
-    for _ in range(3):
-        if isinstance(sampler, torch.utils.data.WeightedRandomSampler):
-            return torch.as_tensor(sampler.weights)
-        inner = getattr(sampler, "dataset", None)
-        sampler = getattr(inner, "_sampler", None) or getattr(sampler, "sampler", None)
-    return None

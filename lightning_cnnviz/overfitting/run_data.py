@@ -1,0 +1,111 @@
+"""What the run's data look like: a part of ``OverfittingMonitor``, read once per fit.
+
+``RunData`` reads the training labels' class shares as the training loader draws them
+(``imbalance.py``), compares the two probes' images (``split_inputs.py``) and checks the
+order the training loader reads in (``train_order.py``). Each is read lazily, once per fit,
+on the training thread, with the global random generators untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import Tensor
+
+from lightning_cnnviz.core.findings import Finding, record_check, report
+from lightning_cnnviz.core.inputs import split_shift
+from lightning_cnnviz.core.probe import find_dataset, generator_for, has_val_data, labels_in_order
+from lightning_cnnviz.overfitting import imbalance
+from lightning_cnnviz.overfitting.train_order import class_runs, order_text
+
+__all__ = ["LABEL_POOL", "RunData"]
+
+
+class RunData:
+    """The run's data, read once per fit (a part of ``OverfittingMonitor``).
+
+    Uses the monitor's ``seed``, ``section``, probes, ``phase``, ``sink`` and ``tag``; keeps
+    ``_shares`` and ``_shift`` (``False`` until read, reset at each fit).
+    """
+
+    seed: int
+    section: str
+    _shares: Tensor | bool | None  # the training labels' class shares (False: not read yet)
+    _shift: dict[str, float] | bool | None  # ``_input_shift`` (False: not compared yet)
+
+    def _input_shift(self, trainer: Trainer) -> dict[str, float] | None:
+        """How the val probe's images differ from the train probe's, compared once per fit.
+
+        ``{}``: they agree; ``None``: the run has no val data of its own.
+        """
+        if self._shift is False:
+            self._shift = None
+            if has_val_data(trainer):
+                with self.phase("compute"):
+                    train, val = (self.probe(trainer, s).images for s in ("train", "val"))
+                    self._shift = split_shift(train, val)
+        return self._shift  # type: ignore[return-value]
+
+    def _train_shares(self, trainer: Trainer, classes: int) -> Tensor | None:
+        """The training labels' class shares, as the training loader draws them (once per fit).
+
+        From the dataset's labels where it exposes them, else from up to ``LABEL_POOL``
+        items read in a random order; weighted by a ``WeightedRandomSampler``'s weights.
+        ``None`` where the items carry no class labels.
+        """
+        if self._shares is False:
+            with self.phase("probe"):
+                data = find_dataset(trainer, "train")
+                order = torch.randperm(len(data), generator=generator_for(self.seed, "probe/train"))
+                at, labels = labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))
+                weights = _sampler_weights(trainer.train_dataloader)
+                if weights is not None:
+                    weights = weights[at] if len(weights) == len(data) else None
+                if labels is not None:
+                    labels = imbalance.class_shares(labels, classes, weights)
+                self._shares = labels
+        return self._shares  # type: ignore[return-value]
+
+    def _check_order(self, trainer: Trainer) -> None:
+        """Report training batches in class order (``train_order.py``), before the first step.
+
+        Read where the training loader reads its set in order (a sequential sampler): the
+        set's labels, else its first ``LABEL_POOL`` items' (the random generators untouched).
+        """
+        loader = trainer.train_dataloader
+        loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
+        sampler = getattr(loader, "sampler", None)
+        if not isinstance(sampler, torch.utils.data.SequentialSampler):
+            record_check(trainer, type(self).__name__, "training order", True)
+            return
+        data = find_dataset(trainer, "train")
+        order = torch.arange(len(data))
+        _, labels = labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))
+        found = {} if labels is None else class_runs(labels)
+        why = "" if labels is not None else "needs class labels in the training items"
+        record_check(trainer, type(self).__name__, "training order", labels is not None, why)
+        if found:
+            message = order_text(found)
+            report(trainer, Finding(self.section, "unshuffled_batches", 0, 0, message, found))
+            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
+            self.sink.text(self.tag("diagnosis"), f"**{message}**", trainer.global_step)
+
+
+LABEL_POOL = 2048  # training items read for their labels where the dataset exposes none
+
+
+def _sampler_weights(loader: Any) -> Tensor | None:
+    """A ``WeightedRandomSampler``'s weights behind the training loader (``None``: none).
+
+    Looks through Lightning's distributed wrapper, which keeps the user's sampler.
+    """
+    sampler = getattr(loader, "sampler", None)
+    for _ in range(3):
+        if isinstance(sampler, torch.utils.data.WeightedRandomSampler):
+            return torch.as_tensor(sampler.weights)
+        inner = getattr(sampler, "dataset", None)
+        sampler = getattr(inner, "_sampler", None) or getattr(sampler, "sampler", None)
+    return None
