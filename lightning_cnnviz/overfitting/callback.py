@@ -6,7 +6,6 @@ calibration, per-class accuracy and the most confused classes as evidence.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -34,6 +33,7 @@ from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
+from lightning_cnnviz.overfitting.loop_tap import LoopTap
 from lightning_cnnviz.overfitting.measures import Measures
 from lightning_cnnviz.overfitting.metrics import IntervalLoss
 from lightning_cnnviz.overfitting.run_data import RunData
@@ -42,7 +42,7 @@ from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
 
 
-class OverfittingMonitor(Measures, RunData, Monitor, section="overfitting"):
+class OverfittingMonitor(Measures, RunData, LoopTap, Monitor, section="overfitting"):
     """Tells in plain words when validation shows that training goes wrong, and why.
 
     At each validation end (training steps never carry anything) it reads the train
@@ -209,65 +209,10 @@ class OverfittingMonitor(Measures, RunData, Monitor, section="overfitting"):
         return due or self._due_on_epoch(trainer)
 
     @override
-    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_validation_start(trainer, pl_module)
-        if self._event_due(trainer) and self._loop_readable(trainer):
-            start = time.perf_counter()
-            try:  # before the first evaluation: draw the probe, learn where the logits are
-                with torch.inference_mode(False):
-                    probe = self._probes.get("val") or self._draw(trainer, "val")
-                self.logits_key(trainer, pl_module)
-            except Exception as err:  # the evaluation's own probe pass says it, if it must
-                self._loop.why = f"the val probe could not be drawn: {type(err).__name__}: {err}"
-                return
-            finally:  # counted in the evaluation that reads the loop (``loop``, ``total``)
-                self._loop.seconds += time.perf_counter() - start
-            logits = lambda out: self.logits_of(out, image_level=False)  # noqa: E731
-            self._loop.start(pl_module, probe.indices, logits=logits, label_key=self._label_key)
-
-    def _loop_readable(self, trainer: Trainer) -> bool:
-        """Whether the val loop's positions are the probe's dataset indices (else a probe pass).
-
-        One process only (under DDP each rank sees a shard of the val set).
-        """
-        if trainer.world_size > 1:
-            return False
-        loaders = trainer.val_dataloaders
-        loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
-        sampler = getattr(loader, "sampler", None)
-        return isinstance(sampler, torch.utils.data.SequentialSampler) and getattr(
-            loader, "dataset", None
-        ) is find_dataset(trainer, "val")
-
-    @override
-    def on_validation_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        self._loop.batch_start(dataloader_idx)
-
-    @override
-    def on_validation_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-        batch_idx: int, dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        self._loop.batch_end(batch, dataloader_idx)
-
-    @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._loop.stop()  # no tap outlives the validation
         # evaluated once the train metrics are current (the next batch or the epoch end)
         self._pending = self._pending or self._event_due(trainer)
-
-    @override
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
-        self._loop.stop()
-        super().on_exception(trainer, pl_module, exception)
-
-    @override
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._loop.stop()
-        super().teardown(trainer, pl_module, stage)
 
     def _flush(self, trainer: Trainer, pl_module: LightningModule, epoch_end: bool) -> None:
         if self._pending:

@@ -1,0 +1,88 @@
+"""The validation loop's tap: a part of ``OverfittingMonitor``.
+
+``LoopTap`` starts ``loop_logits.LoopLogits`` on the module's forward at the start of a
+validation that brings an evaluation (the val probe drawn first, where the logits sit
+learnt), feeds it each batch of the first val loader, and stops it at the validation's
+end, an exception or teardown: no tap outlives the validation. Where the loop's positions
+are not the probe's indices (a shuffled or distributed val loader) it does not start, and
+the evaluation runs a probe pass of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from typing_extensions import override
+
+from lightning_cnnviz.core.probe import find_dataset
+from lightning_cnnviz.overfitting.loop_logits import LoopLogits
+
+__all__ = ["LoopTap"]
+
+
+class LoopTap:
+    """The validation hooks that keep the val probe's logits (a part of the monitor).
+
+    Uses the monitor's ``_loop``, ``_probes``, ``_draw``, ``_event_due``, ``logits_key``,
+    ``logits_of`` and ``_label_key``.
+    """
+
+    _loop: LoopLogits
+
+    @override
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_start(trainer, pl_module)
+        if self._event_due(trainer) and self._loop_readable(trainer):
+            start = time.perf_counter()
+            try:  # before the first evaluation: draw the probe, learn where the logits are
+                with torch.inference_mode(False):
+                    probe = self._probes.get("val") or self._draw(trainer, "val")
+                self.logits_key(trainer, pl_module)
+            except Exception as err:  # the evaluation's own probe pass says it, if it must
+                self._loop.why = f"the val probe could not be drawn: {type(err).__name__}: {err}"
+                return
+            finally:  # counted in the evaluation that reads the loop (``loop``, ``total``)
+                self._loop.seconds += time.perf_counter() - start
+            logits = lambda out: self.logits_of(out, image_level=False)  # noqa: E731
+            self._loop.start(pl_module, probe.indices, logits=logits, label_key=self._label_key)
+
+    def _loop_readable(self, trainer: Trainer) -> bool:
+        """Whether the val loop's positions are the probe's dataset indices (else a probe pass).
+
+        One process only (under DDP each rank sees a shard of the val set).
+        """
+        if trainer.world_size > 1:
+            return False
+        loaders = trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
+        sampler = getattr(loader, "sampler", None)
+        return isinstance(sampler, torch.utils.data.SequentialSampler) and getattr(
+            loader, "dataset", None
+        ) is find_dataset(trainer, "val")
+
+    @override
+    def on_validation_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._loop.batch_start(dataloader_idx)
+
+    @override
+    def on_validation_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._loop.batch_end(batch, dataloader_idx)
+
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
+        self._loop.stop()
+        super().on_exception(trainer, pl_module, exception)
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._loop.stop()
+        super().teardown(trainer, pl_module, stage)
