@@ -1,21 +1,16 @@
 """Classes learnt on training images and left out on validation ones: rule, words, a run."""
 
-import warnings
-
-import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.overfitting import levels
-from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.class_gap import split_classes, swapped_pairs
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.text import headline
-from tests.overfitting.test_imbalance import one_hot_set
+from tests.overfitting.runs import fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
 from tests.tb import events, texts
 
@@ -68,19 +63,9 @@ def test_class_gap_found_in_a_run_with_two_val_labels_swapped(tmp_path):
     val = one_hot_set([40, 8, 8, 40], seed=1)  # the swapped classes few: accuracy 83%
     x, y = val.tensors
     swapped = TensorDataset(x, torch.tensor([{1: 2, 2: 1}.get(int(c), int(c)) for c in y]))
-    trainer = L.Trainer(
-        default_root_dir=tmp_path, max_epochs=4, log_every_n_steps=1, num_sanity_val_steps=0,
-        logger=TensorBoardLogger(tmp_path, name="tb", version=0), enable_progress_bar=False,
-        callbacks=[OverfittingMonitor(num_samples=64)], enable_model_summary=False,
-        enable_checkpointing=False,
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(
-            Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.05),
-            DataLoader(one_hot_set([40] * 4), batch_size=16, shuffle=True),
-            DataLoader(swapped, batch_size=32),
-        )
+    net = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.05)
+    train = DataLoader(one_hot_set([40] * 4), batch_size=16, shuffle=True)
+    trainer, _ = fit_monitor(tmp_path, net, train, DataLoader(swapped, batch_size=32), epochs=4)
     (gap,) = [f for f in findings_of(trainer) if f.kind == "generalisation_gap"]
     assert gap.severity == "problem" and gap.figures["split_classes"] == [1, 2]
     assert gap.figures["gap"] < levels.GAP  # found by the classes, not the accuracy gap

@@ -1,16 +1,11 @@
 """Rare classes left out: the pure rule on synthetic figures, and short real runs read back."""
 
-import warnings
-
-import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
-from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.imbalance import (
@@ -22,6 +17,7 @@ from lightning_cnnviz.overfitting.imbalance import (
 )
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.text import headline
+from tests.overfitting.runs import fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
 from tests.tb import events, texts
 
@@ -145,30 +141,11 @@ class Fixed(nn.Module):
         return x.flatten(1) @ self.w.T + 0 * self.unused
 
 
-def one_hot_set(counts, seed=0, noise=0.05):
-    """Images whose class sits in one pixel (plus ``noise``), ``counts[c]`` of class ``c``."""
-    y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
-    x = noise * torch.randn(len(y), 1, 4, 4, generator=torch.Generator().manual_seed(seed))
-    x[torch.arange(len(y)), 0, 0, y] += 1.0
-    return TensorDataset(x, y)
-
-
 def run(tmp_path, train, sampler=None):
-    trainer = L.Trainer(
-        default_root_dir=tmp_path, max_epochs=3, log_every_n_steps=1, num_sanity_val_steps=0,
-        logger=TensorBoardLogger(tmp_path, name="tb", version=0),
-        callbacks=[OverfittingMonitor(num_samples=64)], enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False,
-    )  # fmt: skip
     val = one_hot_set([60, 8, 8, 8], seed=1)  # imbalanced like training: accuracy hides it
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        trainer.fit(
-            Net(Fixed(), lr=0.1),
-            DataLoader(train, batch_size=32, shuffle=sampler is None, sampler=sampler),
-            DataLoader(val, batch_size=32),
-        )
-    return trainer, [str(w.message) for w in caught]
+    loader = DataLoader(train, batch_size=32, shuffle=sampler is None, sampler=sampler)
+    val_loader = DataLoader(val, batch_size=32)
+    return fit_monitor(tmp_path, Net(Fixed(), lr=0.1), loader, val_loader, epochs=3)
 
 
 def test_imbalance_found_in_a_run_and_written(tmp_path):

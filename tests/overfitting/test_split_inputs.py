@@ -1,20 +1,16 @@
 """Train and val images preprocessed differently: the comparison, the rule, a short run."""
 
-import warnings
-
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.core.inputs import split_shift
-from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.text import headline
+from tests.overfitting.runs import fit_monitor
 from tests.overfitting.test_monitor_rules import Net
 from tests.tb import events, texts
 
@@ -76,25 +72,15 @@ def test_split_inputs_found_in_a_run_with_an_unnormalised_val_set(tmp_path):
     val_x, val_y = pictures(seed=1), torch.arange(128) % 2
     val_x[val_y == 1, 1] += 0.5
     mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
-    trainer = L.Trainer(
-        default_root_dir=tmp_path, max_epochs=2, log_every_n_steps=1, num_sanity_val_steps=0,
-        logger=TensorBoardLogger(tmp_path, name="tb", version=0), enable_progress_bar=False,
-        callbacks=[OverfittingMonitor(num_samples=64)], enable_model_summary=False,
-        enable_checkpointing=False,
-    )  # fmt: skip
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
                         nn.LazyLinear(2))  # fmt: skip
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        trainer.fit(
-            Net(net, lr=0.01),
-            DataLoader(TensorDataset((x - mean) / std, y), batch_size=32, shuffle=True),
-            DataLoader(TensorDataset(val_x, val_y), batch_size=32),  # not normalised
-        )
+    train = DataLoader(TensorDataset((x - mean) / std, y), batch_size=32, shuffle=True)
+    val = DataLoader(TensorDataset(val_x, val_y), batch_size=32)  # not normalised
+    trainer, said = fit_monitor(tmp_path, Net(net, lr=0.01), train, val, epochs=2)
     (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
     assert (finding.severity, finding.step, finding.epoch) == ("problem", 4, 0)  # 1st validation
     assert finding.figures["scale_ratio"] > 2 or finding.figures["mean_gap"] > 1
     assert not [f for f in findings_of(trainer) if f.kind == "bn_mismatch"]
-    assert any("preprocessed differently" in str(w.message) for w in caught)
+    assert any("preprocessed differently" in m for m in said)
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
     assert "Give both splits the same transform" in text

@@ -1,16 +1,12 @@
 """Training batches in class order: the pure check and a short real run."""
 
-import warnings
-
-import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
-from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.train_order import class_runs
-from tests.overfitting.test_imbalance import one_hot_set
+from tests.overfitting.runs import fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
 
 
@@ -23,19 +19,10 @@ def test_train_order_class_runs_sorted_not_random_nor_imbalanced():
 
 
 def fit(tmp_path, shuffle):
-    trainer = L.Trainer(
-        default_root_dir=tmp_path, max_epochs=1, num_sanity_val_steps=0, logger=False,
-        callbacks=[OverfittingMonitor(num_samples=64)], enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False,
-    )  # fmt: skip
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        trainer.fit(
-            Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01),
-            DataLoader(one_hot_set([40] * 4), batch_size=16, shuffle=shuffle),  # class-sorted
-            DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32),
-        )
-    return trainer, [str(w.message) for w in caught]
+    net = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    train = DataLoader(one_hot_set([40] * 4), batch_size=16, shuffle=shuffle)  # class-sorted
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    return fit_monitor(tmp_path, net, train, val, epochs=1)
 
 
 def test_train_order_told_before_the_first_step_when_not_shuffled(tmp_path):
