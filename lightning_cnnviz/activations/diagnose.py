@@ -47,6 +47,7 @@ from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes, Verdict
 from lightning_cnnviz.activations.gradients import (
     FALLING,
     SATURATED,
+    depth_ratio,
     gradient_findings,
     init_explosion,
     mean_rms,
@@ -235,20 +236,30 @@ class TrainingDiagnosis:
         # finding tells that cause (a ReLU net whose loss was scaled 1000x: 69-94% of three
         # layers dead at step 10, first layers at 1e-4 of the last ones' gradient)
         dead_now = any(kinds.get(site) != "leaky" for site in dying)
-        for kind, severity, message, fig in gradient_findings(
-            profile,
-            self.first_rms,
-            saturation,
-            stalled,
-            new_low,
-            falling,
-        ):
+        found = gradient_findings(profile, self.first_rms, saturation, stalled, new_low, falling)
+        for kind, severity, message, fig in found:
             if kind == "vanishing_gradients" and dead_now:
                 continue
             if self._new(kind, severity):
                 out.append(
                     Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)
                 )
+        ratio = depth_ratio(profile)
+        if (
+            self.reported.get("vanishing_gradients") == "problem"
+            and not any(kind == "vanishing_gradients" for kind, *_ in found)
+            and ratio is not None
+            and not (gain is None or stalled)
+        ):  # gradients reach the first layers and the loss falls: the problem is over
+            self.reported["vanishing_gradients"] = "note"
+            message = (
+                f"At step {step} (epoch {epoch}): gradients reach the first layers again "
+                f"({ratio:.1e} of the last layers' per parameter) and the loss has fallen "
+                f"{gain:.0%} since the start: the vanishing gradients reported earlier no "
+                "longer hold learning back."
+            )
+            fig = {"depth_ratio": ratio, "progress": gain}
+            out.append(Verdict("vanishing_gradients", "note", message, fig, change="gone"))
         if self.reported.get("saturated_activations") == "problem" and not (
             gain is None or stalled
         ):  # learning has begun: the standing problem becomes a note

@@ -340,6 +340,21 @@ def test_saturation_problem_becomes_a_note_once_the_loss_falls_well():
     assert review(diagnosis, 420, more, {"sig": figures(saturation=0.9)}, kinds, profile) == []
 
 
+def test_vanishing_problem_becomes_a_note_once_gradients_flow_and_the_loss_falls():
+    # held out: a 12-conv plain ReLU net under Adam 1e-3, first layers at 2.6e-3 of the last
+    # at step 5 (at chance to step 46), then 0.24 at step 50 and 88% val
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    starved = [("c0", 1e-7), ("c1", 1e-7), ("c2", 1e-5), ("c3", 1e-3), ("c4", 1e-3)]
+    stuck = review(diagnosis, 20, flat(0, 21, 2.30), {}, {}, starved)
+    assert said(stuck) == [("vanishing_gradients", "problem", "new")]
+    flowing = [(f"c{i}", 1e-2) for i in range(5)]
+    eased = review(diagnosis, 60, noisy_fall(21, 61, 2.30, 1.0), {}, {}, flowing)
+    assert said(eased) == [("vanishing_gradients", "note", "gone")]
+    assert "gradients reach the first layers again (1.0e+00" in eased[0].message
+    more = review(diagnosis, 100, noisy_fall(61, 101, 1.0, 0.6), {}, {}, flowing)
+    assert more == []  # said once
+
+
 def test_init_explosion_without_a_class_count_is_skipped_and_not_asked_again():
     # a regression head or a dict output: no K, so no chance level to compare with
     diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
