@@ -9,7 +9,7 @@ from lightning_cnnviz.overfitting import levels
 from lightning_cnnviz.overfitting.class_gap import split_classes, swapped_pairs
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.text import headline
+from lightning_cnnviz.overfitting.headlines import headline
 from tests.overfitting.runs import fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
 from tests.tb import events, texts

@@ -10,9 +10,10 @@ from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_lo
 from lightning_cnnviz.overfitting.confusion import confused_pairs, confusion_image, pairs_text
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.metrics import figures
 from lightning_cnnviz.overfitting.remedies import remedies
-from lightning_cnnviz.overfitting.text import calibration_text, diagnosis_text, headline
+from lightning_cnnviz.overfitting.text import calibration_text, diagnosis_text
 
 
 def feed(detector, vals, train=None, **extra):

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.imbalance import (
     class_imbalance,
     class_shares,
@@ -16,7 +17,6 @@ from lightning_cnnviz.overfitting.imbalance import (
     probe_figures,
 )
 from lightning_cnnviz.overfitting.remedies import remedies
-from lightning_cnnviz.overfitting.text import headline
 from tests.overfitting.runs import fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
 from tests.tb import events, texts

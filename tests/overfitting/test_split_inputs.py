@@ -9,7 +9,7 @@ from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.core.inputs import split_shift
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.text import headline
+from lightning_cnnviz.overfitting.headlines import headline
 from tests.overfitting.runs import fit_monitor
 from tests.overfitting.test_monitor_rules import Net
 from tests.tb import events, texts

@@ -1,0 +1,199 @@
+"""Each finding's headline: the one sentence of its warning, ``Finding`` and summary line.
+
+Nothing here knows about Lightning. ``headline`` words a ``Verdict`` of any kind of
+``OverfittingMonitor`` finding (a note when it went away); ``text.py`` builds the
+``overfitting/diagnosis`` entry around it.
+
+Example::
+
+    >>> best = Evaluation(step=20, epoch=1, train_loss=0.5, val_loss=0.5)
+    >>> since = Evaluation(step=30, epoch=2, train_loss=0.3, val_loss=0.6)
+    >>> now = Evaluation(step=40, epoch=3, train_loss=0.2, val_loss=0.7)
+    >>> headline(Verdict("overfitting", since, now, best, {"rise": 0.4}))[:75]
+    'Overfitting since epoch 2 (step 30): val loss 0.7 is 40% above its best (0.'
+    >>> headline(Verdict("overfitting", since, now, best, {"rise": 0.4}))[75:]
+    '5 at epoch 1) while train loss fell to 0.2; stop at epoch 1.'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from lightning_cnnviz.overfitting import class_gap, levels, lr_decay
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.rules import Verdict
+
+__all__ = ["headline"]
+
+
+def _num(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
+
+
+def _finite(*values: float | None) -> bool:
+    """Whether every value is a finite number (a diverged model's confidence is NaN)."""
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+def _when(ev: Evaluation) -> str:
+    return f"epoch {ev.epoch} (step {ev.step})"
+
+
+def headline(v: Verdict) -> str:
+    """One plain sentence for the warning, the ``Finding`` and the end-of-fit summary."""
+    f, now, since, best = v.figures, v.detected, v.since, v.best
+    gone = v.severity == "note"
+    if v.kind == "overfitting":
+        assert best is not None
+        if gone:
+            return (
+                f"Val loss rose from epoch {since.epoch} but reached a new low "
+                f"({_num(now.val_loss)} at epoch {now.epoch}): a temporary bump, no lasting "
+                "overfitting so far."
+            )
+        return (
+            f"Overfitting since {_when(since)}: val loss {_num(now.val_loss)} is "
+            f"{f['rise']:.0%} above its best ({_num(best.val_loss)} at epoch {best.epoch}) "
+            f"while train loss fell to {_num(now.train_loss)}; stop at epoch {best.epoch}."
+        )
+    if v.kind == "memorisation":
+        assert best is not None
+        if gone:
+            return (
+                f"Val accuracy fell from epoch {since.epoch} but reached a new high "
+                f"({_num(now.val_accuracy, True)} at epoch {now.epoch}): no lasting memorisation."
+            )
+        return (
+            f"Memorisation since {_when(since)}: val accuracy fell from "
+            f"{_num(best.val_accuracy, True)} (epoch {best.epoch}) to "
+            f"{_num(now.val_accuracy, True)} while train accuracy climbed to "
+            f"{_num(now.train_accuracy, True)}: the model fits training labels that do not "
+            "generalise (noisy or wrong labels?)."
+        )
+    if v.kind == "not_learning":
+        if gone and levels.stuck(now):
+            return (
+                f"Val accuracy at chance since {_when(since)}, but training images are learnt "
+                f"at epoch {now.epoch} (train {_num(now.train_accuracy, True)}, train probe "
+                f"{_num(now.probe_acc_train, True)}): the model learns; what it learns does "
+                "not carry over to validation images."
+            )
+        if gone:
+            return (
+                f"Accuracy was at chance from {_when(since)} and is above it again at "
+                f"epoch {now.epoch} ({_num(now.probe_acc_val, True)})."
+            )
+        start = "from the start" if f["from_start"] else "after a collapse"
+        if f["non_finite"]:
+            loss = "the model's outputs are not finite (NaN/inf: training diverged)"
+        else:
+            k = round(1 / f["chance_acc"])
+            loss = f"probe loss {_num(now.probe_loss_val)}, chance level ln({k}) = "
+            loss += _num(f["chance_loss"])
+        peak = (
+            f" (it had reached {_num(f['peak_acc_before'], True)})" if not f["from_start"] else ""
+        )
+        return (
+            f"Not learning since {_when(since)} ({start}{peak}): val probe accuracy "
+            f"{_num(now.probe_acc_val, True)} is at chance ({_num(f['chance_acc'], True)}); {loss}."
+        )
+    if v.kind == "class_imbalance":
+        return _imbalance_headline(v)
+    if v.kind == "inputs_differ":
+        return (
+            f"Training and validation images are preprocessed differently: channel "
+            f"{f['channel']:.0f} has mean {_num(f['train_mean'])}, std {_num(f['train_std'])} "
+            f"on the train probe vs mean {_num(f['val_mean'])}, std {_num(f['val_std'])} on the "
+            f"val probe ({f['mean_gap']:.1f} standard deviations apart, {f['scale_ratio']:.1f}x "
+            "in spread). The model meets validation images unlike any it trained on: every "
+            "validation figure measures that."
+        )
+    if v.kind == "lr_decayed_early":
+        return (
+            f"Learning all but stopped after the learning rate decayed early: it is "
+            f"{_num(f['lr'])}, {f['cut']:.0f}x below its start ({_num(f['lr_initial'])}), since "
+            f"{_when(since)} or before ({_num(f['since_share'], True)} into the run), and val "
+            f"loss has not improved by {100 * lr_decay.GAIN:.0f}% a validation since (best "
+            f"{_num(f['best_loss_since'])}, now {_num(f['val_loss'])}; val accuracy "
+            f"{_num(f['val_acc'], True)})."
+        )
+    if v.kind == "generalisation_gap":
+        train, val = _num(f["train_acc"], True), _num(f["val_acc"], True)
+        if gone:
+            return (
+                f"The train/val accuracy gap from {_when(since)} closed at epoch {now.epoch} "
+                f"(train {_num(now.train_accuracy, True)}, val {_num(now.val_accuracy, True)})."
+            )
+        chance = " (the val probe's is within chance)" if f["val_at_chance"] else ""
+        return (
+            f"Training images learnt, validation images not, since {_when(since)}: train "
+            f"accuracy {train} vs {val} on validation{chance}.{_split_text(f)} Such a gap says "
+            "the splits differ in what decides the label: a cue only training images carry (a "
+            "shortcut), a different preprocessing or augmentation of the two splits, labels "
+            "that mean different things; or the model memorises a small training set."
+        )
+    if gone:
+        return f"BatchNorm eval/train mismatch from {_when(since)} closed at epoch {now.epoch}."
+    return (
+        f"BatchNorm running statistics do not match the batches since {_when(since)}: val probe "
+        f"accuracy {_num(f['eval_acc'], True)} in eval mode vs {_num(f['batch_stats_acc'], True)} "
+        f"with batch statistics (loss {_num(f['eval_loss'])} vs {_num(f['batch_stats_loss'])})."
+    )
+
+
+def _split_text(f: Mapping[str, Any]) -> str:
+    """The classes learnt on training images and left out on validation ones, in words."""
+    classes, taken = f.get("split_classes") or [], f.get("split_taken") or []
+    if not classes:
+        return ""
+    plural = "es" if len(classes) > 1 else ""
+    into = ", ".join(f"{a} for {b}" for a, b in zip(classes, taken, strict=True))
+    text = (
+        f" Class{plural} {', '.join(map(str, classes))}: learnt on the train probe, (almost) "
+        f"never predicted on the val probe, whose images of them are taken as {into}."
+    )
+    pairs = class_gap.swapped_pairs(classes, taken)
+    if pairs:
+        names = ", ".join(f"{a} and {b}" for a, b in pairs)
+        text += f" {names}: each taken for the other, swapped labels between the splits?"
+    return text
+
+
+def _imbalance_headline(v: Verdict) -> str:
+    """``class_imbalance``: which classes are left out, for which, and what hides it."""
+    f, now, since = v.figures, v.detected, v.since
+    if v.severity == "note" and not f.get("early"):
+        return (
+            f"Classes left out since {_when(since)} are predicted again at epoch {now.epoch} "
+            f"(balanced accuracy {_num(now.balanced_acc_val, True)})."
+        )
+    left = ", ".join(map(str, f["ignored"]))
+    plural, each = ("es", " each") if len(f["ignored"]) > 1 else ("", "")
+    classes = (
+        f"class{plural} {left} ({_num(f['ignored_share'], True)} of the training labels or "
+        f"less{each}; the commonest class has {_num(f['top_share'], True)})"
+    )
+    balanced = _num(f["balanced_acc"], True)
+    if f.get("early"):
+        return (
+            f"Rare classes not predicted yet since {_when(since)}: {classes}, taken for class "
+            f"{f['taken_for']}. Common classes are learnt first; the balanced accuracy (mean "
+            f"over classes, val probe) went {_num(f['balanced_acc_since'], True)} -> "
+            f"{balanced}. A note while it rises; a problem if it stalls."
+        )
+    acc = _num(f["accuracy"], True)
+    if _finite(f["accuracy"], f["balanced_acc"]) and f["accuracy"] - f["balanced_acc"] >= 0.1:
+        shown = f"Val accuracy {acc} hides it: the balanced accuracy (mean over classes, "
+        shown += f"val probe) is {balanced}."
+    else:
+        shown = f"Balanced accuracy (mean over classes, val probe) {balanced}, val accuracy {acc}."
+    end = " at the end of fit" if f.get("at_end") else ""
+    return (
+        f"Rare classes left out since {_when(since)}{end}: the model (almost) never predicts "
+        f"{classes} and takes their images for class {f['taken_for']} "
+        f"({_num(f['taken_share'], True)}). {shown}"
+    )
