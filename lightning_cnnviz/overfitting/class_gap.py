@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lightning_cnnviz.overfitting.imbalance import IGNORED, MIN_IMAGES
+from lightning_cnnviz.overfitting.imbalance import IGNORED, recall
 
 __all__ = ["LEARNT", "split_classes", "swapped_pairs"]
 
@@ -29,11 +29,6 @@ __all__ = ["LEARNT", "split_classes", "swapped_pairs"]
 # read 0% (two validations earlier than at 80%); train and val images of one distribution
 # stay within a few images of each other per class.
 LEARNT = 0.5
-
-
-def _recall(row: Sequence[float], k: int) -> float | None:
-    total = sum(row)
-    return row[k] / total if total >= MIN_IMAGES else None
 
 
 def split_classes(
@@ -46,7 +41,7 @@ def split_classes(
     """
     found, taken = [], []
     for k, (t_row, v_row) in enumerate(zip(train, val, strict=True)):
-        t, v = _recall(t_row, k), _recall(v_row, k)
+        t, v = recall(t_row, k), recall(v_row, k)
         if t is not None and v is not None and t >= LEARNT and v <= IGNORED:
             found.append(k)
             taken.append(max((j for j in range(len(v_row)) if j != k), key=lambda j: v_row[j]))

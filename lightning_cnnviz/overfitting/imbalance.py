@@ -44,6 +44,7 @@ __all__ = [
     "ignored_classes",
     "leaves_out",
     "probe_figures",
+    "recall",
 ]
 
 MIN_IMAGES = 5  # val probe images a class needs before its recall counts
@@ -80,12 +81,21 @@ def ignored_classes(confusion: Sequence[Sequence[float]]) -> list[int]:
         >>> ignored_classes([[10, 0], [10, 0]]), ignored_classes([[3, 0], [3, 0]])
         ([1], [])
     """
-    left = []
-    for k, row in enumerate(confusion):
-        total = sum(row)
-        if total >= MIN_IMAGES and row[k] <= IGNORED * total:
-            left.append(k)
-    return left
+    return [
+        k for k, row in enumerate(confusion) if (r := recall(row, k)) is not None and r <= IGNORED
+    ]
+
+
+def recall(row: Sequence[float], k: int) -> float | None:
+    """Class ``k``'s recall from its confusion ``row`` (``None``: under ``MIN_IMAGES`` images).
+
+    Example::
+
+        >>> recall([8, 2], 0), recall([1, 1], 0)
+        (0.8, None)
+    """
+    total = sum(row)
+    return row[k] / total if total >= MIN_IMAGES else None
 
 
 def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -> dict[str, Any]:

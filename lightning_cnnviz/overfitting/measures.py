@@ -146,13 +146,14 @@ class Measures:
         norms = bool(batch_norms(unwrap_model(pl_module)))
         if not norms:
             self._bn_why = "no BatchNorm layer in training mode"
+        ignored = [] if counts is None else imbalance.ignored_classes(counts)  # val left-outs
         self.plan = passes.plan(
             self.detector.history,
             train_acc=max(acc) if acc else None,
             eval_acc=host.get("probe_acc_val"),
             probe_size=float(sizes["val"]),
             batch_norm=norms,
-            left_out=bool(counts is not None and imbalance.ignored_classes(counts)),
+            left_out=bool(ignored),
         )
         more = {"train": None}
         if self.plan.train:
@@ -174,7 +175,7 @@ class Measures:
         left_out = {}
         if counts is not None:  # the training labels' shares: read once, when a class is left out
             shares = None
-            if imbalance.ignored_classes(counts):
+            if ignored:
                 shares = self._train_shares(trainer, len(counts))
             left_out = imbalance.probe_figures(counts, shares)
             train = more["train"]
