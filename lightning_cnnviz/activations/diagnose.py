@@ -40,6 +40,7 @@ from lightning_cnnviz.activations.divergence import (
     level_before,
     loss_spike,
     recovered,
+    recovered_text,
     still_spiked,
     transient_text,
 )
@@ -89,6 +90,7 @@ class TrainingDiagnosis:
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
         self.first_rms: float | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
+        self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
         self.transient = -1  # the step of the last spike the run recovered from on its own
         self.pending: int | None = None  # the log that first saw a smoothed spike
         self.nonfinite_told = False
@@ -111,6 +113,7 @@ class TrainingDiagnosis:
             "losses": list(series),
             "first_rms": self.first_rms,
             "diverged": self.diverged,
+            "spike": self.spike,
             "transient": self.transient,
             "pending": self.pending,
             "nonfinite_told": self.nonfinite_told,
@@ -135,6 +138,7 @@ class TrainingDiagnosis:
         self.loss.series = [(int(s), float(v)) for s, v in state.get("losses", [])]
         self.first_rms = state.get("first_rms")
         self.diverged = state.get("diverged")
+        self.spike = tuple(state["spike"]) if state.get("spike") else None  # type: ignore[assignment]
         self.transient = int(state.get("transient", -1))
         self.pending = state.get("pending")
         self.nonfinite_told = bool(state.get("nonfinite_told", False))
@@ -363,6 +367,8 @@ class TrainingDiagnosis:
         weights = bad_parameters() if nonfinite is not None or bad_sites else []
         if weights and nonfinite is None:
             nonfinite = step  # no loss seen (manual optimisation): the weights tell
+        if self.spike is not None and nonfinite is None and not bad_sites:
+            return self._spike_over(step, epoch, series)
         spike = loss_spike(series, since=self.transient) if self.diverged is None else None
         if nonfinite is None and spike is not None:
             if recovered(series, spike=spike):
@@ -388,6 +394,7 @@ class TrainingDiagnosis:
             return []
         self.nonfinite_told = self.nonfinite_told or nonfinite is not None
         self.diverged = step if self.diverged is None else self.diverged
+        self.spike = spike if nonfinite is None else None
         held = {s: self.history.previous[s] for s in self.units.held if s in self.history.previous}
         died = held | {site: f for site, f, _ in alerts}
         self.units.held = {}
@@ -411,6 +418,21 @@ class TrainingDiagnosis:
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
         figures_out |= {f"died/{site}": f for site, f in died.items()}
         return [Verdict("divergence", "problem", message, figures_out)]
+
+    def _spike_over(self, step: int, epoch: int, series: list[tuple[int, float]]) -> list[Verdict]:
+        """A finite spike told as a divergence, once the loss is back: a note that ends it.
+
+        ``recovered`` (the rule's own test: below the start, and after a late spike within
+        ``BACK`` x its level before); the other rules judge again from this log on, and a
+        later spike is a new divergence.
+        """
+        spike = self.spike
+        if spike is None or not recovered(series, spike=spike):
+            return []
+        reported, self.diverged, self.spike = self.diverged, None, None
+        self.transient, self.pending, self.reported["divergence"] = step, None, "note"
+        text = recovered_text(step, epoch, spike, series, reported)
+        return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]
 
 
 def _scale_text(f: Mapping[str, float]) -> str:

@@ -39,6 +39,7 @@ __all__ = [
     "loss_spike",
     "nonfinite_parameters",
     "recovered",
+    "recovered_text",
     "scatter",
     "still_spiked",
     "transient_text",
@@ -279,6 +280,36 @@ def transient_text(
         f"Loss spike at step {at} {when}{start:.3g}), recovered by step {step} ({now:.3g}, "
         f"below the start): {what} (as Adam's start or a large first learning rate give), "
         "not a divergence." + tail
+    )
+
+
+def recovered_text(
+    step: int,
+    epoch: int,
+    spike: tuple[int, float, float, float],
+    series: Sequence[tuple[int, float]],
+    reported: int | None,
+) -> str:
+    """The note that ends a divergence finding whose loss came back (``recovered``).
+
+    Example::
+
+        >>> series = [(i, 2.3) for i in range(1, 11)] + [(i, 0.3) for i in range(11, 41)]
+        >>> series += [(i, 2.0) for i in range(41, 61)] + [(i, 0.4) for i in range(61, 89)]
+        >>> print(recovered_text(88, 1, (44, 2.0, 0.3, 2.3), series, 60))  # doctest: +ELLIPSIS
+        Training recovered from the loss spike at step 44 (to 2, from 0.3 just before it): by...
+    """
+    at, value, _, start = spike
+    now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
+    level = level_before(series, spike)
+    origin = f"from {level:.3g} just before it" if level is not None else f"start {start:.3g}"
+    back = f"within {BACK:g}x its level before" if level is not None else "below the start"
+    return (
+        f"Training recovered from the loss spike at step {at} (to {value:.3g}, {origin}): by "
+        f"step {step} (epoch {epoch}) the loss is back to {now:.3g} ({back}). Reported at step "
+        f"{reported} as a divergence; a note now: the run came back on its own. A spike right "
+        "after the learning rate rose (a warm restart, a cyclic schedule's peak) calls for a "
+        "lower peak; if spikes recur, clip gradients (Trainer(gradient_clip_val=1.0))."
     )
 
 

@@ -99,6 +99,43 @@ def test_divergence_late_spike_settling_far_above_its_level_before_is_a_problem(
     assert "late in training, from 0.1" in messages[0] and "is still 0.7 (" in messages[0]
 
 
+def test_divergence_problem_becomes_a_note_once_the_loss_is_back_then_a_new_spike_is_told():
+    # h_sgdn_cwr s0: a warm restart threw the loss 0.30 -> 2.05; back to 0.43 by step 88
+    after = [2.0] * 8 + [1.5] * 6 + [1.2] * 6 + [1.0] * 10 + [0.7] * 5 + [0.5] * 20
+    series = late_jump(after + [0.15] * 20)
+    said, messages, diagnosis = reviews(series, (140, 160, 180, 200, 220))
+    assert said == {
+        140: [],
+        160: [],
+        180: [("divergence", "problem")],
+        200: [],
+        220: [("divergence", "note")],
+    }
+    assert messages[1].startswith("Training recovered from the loss spike at step 143 (to ")
+    assert "by step 220 (epoch 0) the loss is back to 0.15" in messages[1]
+    assert "Reported at step 180 as a divergence" in messages[1]
+    assert diagnosis.diverged is None and diagnosis.spike is None and diagnosis.transient == 220
+    resumed = TrainingDiagnosis(0.1, 16, 0.0)
+    resumed.load_state_dict(diagnosis.state_dict())
+    assert resumed.reported["divergence"] == "note" and resumed.spike is None
+    # a later spike is a new divergence, told again as a problem
+    for step in range(221, 241):
+        diagnosis.loss.add(step, torch.tensor(30.0))
+    verdicts = diagnosis.review(240, 0, {}, {}, [], list)
+    assert [(v.kind, v.severity, v.change) for v in verdicts] == [("divergence", "problem", "new")]
+
+
+def test_divergence_non_finite_loss_is_never_withdrawn():
+    diagnosis = TrainingDiagnosis(0.1, 16, 0.0)
+    series = [*healthy_losses(60), (61, float("nan")), *healthy_losses(120)[61:]]
+    for step, value in series:
+        diagnosis.loss.add(step, torch.tensor(value))
+    (verdict,) = diagnosis.review(80, 0, {}, {}, [], list)
+    assert (verdict.kind, verdict.severity) == ("divergence", "problem")
+    assert diagnosis.spike is None
+    assert diagnosis.review(120, 0, {}, {}, [], list) == []
+
+
 def test_divergence_late_spike_back_to_its_level_before_is_a_note():
     # one bad stretch, then the loss back at its level before (within 2.5x): a transient
     series = late_jump([0.3, 0.2] + [0.12] * 40)
