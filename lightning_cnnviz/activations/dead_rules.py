@@ -27,6 +27,7 @@ __all__ = [
     "FAST_RISE",
     "INIT_REMEDIES",
     "LARGE",
+    "LATE",
     "MIN_UNITS",
     "REMEDIES",
     "STALLED",

@@ -6,9 +6,13 @@ reported; it is reported once more if its note becomes a problem (its text is no
 rewritten as the die-off worsens). It ends when every site of it is back below
 ``RECOVERED`` x the threshold: the finding becomes a note ("recovered by step N",
 ``change="gone"``, which the callback writes over the reported finding), and a later
-die-off opens a new episode, reported as new. Without episodes, a transient in the
-slow start of a healthy run (17% of a layer, back to 0%) used up the one report, and a
-real die-off 60 steps later was never told.
+die-off opens a new episode, reported as new. A ``dead_units`` problem raised while the
+loss had not yet fallen well (its harm was stalled learning) becomes a note once the
+loss has fallen ``LATE`` since the start with no site at ``LARGE`` or risen ``FAST_RISE``
+since (``_eased``): the units no longer hold learning back, though still silent (a BN
+CNN at batch 2 kept a dense layer 60% dead from step 50 while val reached 88-90%).
+Without episodes, a transient in the slow start of a healthy run (17% of a layer, back
+to 0%) used up the one report, and a real die-off 60 steps later was never told.
 
 Two kinds of alert wait one log (*held*) before they may be a problem:
 
@@ -44,6 +48,7 @@ from lightning_cnnviz.activations.dead_rules import (
     FAST_RISE,
     INIT_REMEDIES,
     LARGE,
+    LATE,
     MIN_UNITS,
     SLOW,
     STALLED,
@@ -75,11 +80,12 @@ class Verdict:
 
 @dataclass
 class Episode:
-    """A reported dead/dormant finding still standing: its severity, step, and sites."""
+    """A reported dead/dormant finding still standing: its severity, step, sites, progress."""
 
     severity: str
     since: int
     sites: dict[str, float]  # site -> its share when reported
+    progress: float | None = None  # the loss's progress when reported as it stands
 
 
 Alert = tuple[str, float, float | None]
@@ -142,7 +148,7 @@ class UnitEpisodes:
         the units, said with its ``remedies`` instead of the learning-rate ones; ``falling``:
         the loss fell to a new low since the last log (``dead_rules.dead_reason``).
         """
-        out = self._ended(step, epoch, fractions)
+        out = self._ended(step, epoch, fractions) + self._eased(step, epoch, fractions, progress)
         merged = self._with_held(alerts, fractions)
         stalled = progress is not None and progress < STALLED
         dead, dormant = [], []
@@ -198,12 +204,14 @@ class UnitEpisodes:
         sites = {site: share for site, share, _ in found}
         episode = self.open.get(kind)
         if episode is not None:
-            episode.sites |= {s: f for s, f in sites.items() if s not in episode.sites}
             if episode.severity == "problem" or severity == "note":
+                episode.sites |= {s: f for s, f in sites.items() if s not in episode.sites}
                 return []
-            episode.severity = severity
+            # a note become a problem: told now, with the shares it is told with
+            episode.severity, episode.progress, episode.since = severity, progress, step
+            episode.sites |= sites
         else:
-            self.open[kind] = Episode(severity, step, dict(sites))
+            self.open[kind] = Episode(severity, step, dict(sites), progress)
         figures: dict[str, Any] = dict(sites)
         figures |= {"progress": progress} if progress is not None else {}
         return [Verdict(kind, severity, text, figures)]
@@ -230,17 +238,54 @@ class UnitEpisodes:
             out.append(Verdict(kind, "note", text, figures, change="gone"))
         return out
 
+    def _eased(
+        self, step: int, epoch: int, fractions: Mapping[str, float], progress: float | None
+    ) -> list[Verdict]:
+        """A ``dead_units`` problem of the slow start that learning has outgrown: a note."""
+        episode = self.open.get("dead_units")
+        if (
+            episode is None
+            or episode.severity != "problem"
+            or episode.progress is None
+            or episode.progress >= SLOW  # raised once the model had learnt: a real collapse
+            or progress is None
+            or progress < LATE
+        ):
+            return []
+        now = {site: fractions.get(site, 0.0) for site in episode.sites}
+        if any(
+            share >= LARGE or share - episode.sites[site] >= FAST_RISE
+            for site, share in now.items()
+        ):
+            return []
+        episode.severity = "note"  # the episode stays open: a new rise is a problem again
+        parts = ", ".join(
+            f"`{site}` {now[site]:.0%} dead (was {share:.0%})"
+            for site, share in episode.sites.items()
+        )
+        text = (
+            f"Dead units no longer hold learning back (step {step}, epoch {epoch}): the loss "
+            f"has fallen {progress:.0%} since the start, and the silent layers have not grown "
+            f"({parts}). Reported at step {episode.since} as a problem while learning "
+            f"stalled ({episode.progress:.0%} progress then); a note now. The units stay "
+            "silent: a layer this sparse wastes width, and a further rise is reported again."
+        )
+        figures: dict[str, Any] = dict(now) | {"progress": progress, "reported_step": episode.since}
+        return [Verdict("dead_units", "note", text, figures, change="gone")]
+
     def state_dict(self) -> dict[str, Any]:
         """Open episodes and held alerts, for a checkpoint."""
         return {
-            "open": {k: [e.severity, e.since, dict(e.sites)] for k, e in self.open.items()},
+            "open": {
+                k: [e.severity, e.since, dict(e.sites), e.progress] for k, e in self.open.items()
+            },
             "held": dict(self.held),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
         self.open = {
-            k: Episode(str(sev), int(since), dict(sites))
-            for k, (sev, since, sites) in state.get("open", {}).items()
+            k: Episode(str(sev), int(since), dict(sites), *rest[:1])
+            for k, (sev, since, sites, *rest) in state.get("open", {}).items()
         }
         self.held = dict(state.get("held", {}))

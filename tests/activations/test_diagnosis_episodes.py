@@ -362,3 +362,51 @@ def test_init_explosion_without_a_class_count_is_skipped_and_not_asked_again():
         diagnosis.loss.add(step, torch.tensor(1212.0))
     assert diagnosis.review(5, 0, {}, {}, [], list, chance=None) == []
     assert not diagnosis.wants_chance()
+
+
+def test_episodes_dead_problem_of_a_stalled_start_becomes_a_note_once_learning_goes_on():
+    # f_bs2_bn s1: a BN CNN at batch 2, the dense layer 47% -> 67% dead at step 50 with the
+    # loss down 8%; then flat at 59-62% while the loss fell to 0.3-0.6 and val reached 88-90%
+    kinds, dead = {"fc": "rectifier"}, {"fc": list(range(86))}
+    episodes = UnitEpisodes(0.25)
+    (note,) = episodes.review(15, 0, [("fc", 0.47, 0.1)], {"fc": 0.47}, kinds, dead, 0.5)
+    assert note.severity == "note"  # (a slow start told as a note first, as in the run)
+    assert episodes.review(25, 0, [("fc", 0.67, 0.47)], {"fc": 0.67}, kinds, dead, 0.05) == []
+    (problem,) = episodes.review(50, 0, [], {"fc": 0.67}, kinds, dead, 0.08)
+    assert (problem.kind, problem.severity) == ("dead_units", "problem")
+    assert episodes.review(100, 0, [], {"fc": 0.62}, kinds, dead, 0.45) == []  # not yet learnt
+    (eased,) = episodes.review(150, 0, [], {"fc": 0.60}, kinds, dead, 0.8)
+    assert said([eased]) == [("dead_units", "note", "gone")]
+    assert eased.message.startswith("Dead units no longer hold learning back (step 150")
+    assert "`fc` 60% dead (was 67%)" in eased.message and "Reported at step 50" in eased.message
+    assert eased.figures == {"fc": 0.60, "progress": 0.8, "reported_step": 50}
+    assert episodes.review(200, 0, [], {"fc": 0.61}, kinds, dead, 0.85) == []  # said once
+    # the episode stays open: a further die-off is a problem again
+    (again,) = episodes.review(250, 0, [("fc", 0.95, 0.61)], {"fc": 0.95}, kinds, dead, 0.85)
+    assert (again.severity, again.change) == ("problem", "new")
+
+
+def test_episodes_dead_problem_stays_while_the_share_grows_or_once_raised_late():
+    kinds, dead = {"fc": "rectifier"}, {"fc": list(range(86))}
+    episodes = UnitEpisodes(0.25)
+    episodes.review(25, 0, [("fc", 0.47, 0.1)], {"fc": 0.47}, kinds, dead, 0.05)
+    assert said(episodes.review(50, 0, [], {"fc": 0.67}, kinds, dead, 0.08))
+    assert episodes.review(150, 0, [], {"fc": 0.80}, kinds, dead, 0.8) == []  # LARGE now
+    # a collapse once the model had learnt (progress past SLOW when raised) stays a problem
+    episodes = UnitEpisodes(0.25)
+    (late,) = episodes.review(20, 0, [("fc", 0.40, 0.08)], {"fc": 0.40}, kinds, dead, 0.8)
+    assert late.severity == "problem"
+    assert episodes.review(40, 0, [], {"fc": 0.40}, kinds, dead, 0.9) == []
+
+
+def test_episodes_eased_problem_survives_a_checkpoint():
+    kinds, dead = {"fc": "rectifier"}, {"fc": list(range(86))}
+    episodes = UnitEpisodes(0.25)
+    episodes.review(25, 0, [("fc", 0.47, 0.1)], {"fc": 0.47}, kinds, dead, 0.05)
+    episodes.review(50, 0, [], {"fc": 0.67}, kinds, dead, 0.08)
+    resumed = UnitEpisodes(0.25)
+    resumed.load_state_dict(episodes.state_dict())
+    assert resumed.open["dead_units"].progress == 0.08
+    assert said(resumed.review(150, 0, [], {"fc": 0.6}, kinds, dead, 0.8)) == [
+        ("dead_units", "note", "gone")
+    ]
