@@ -45,6 +45,7 @@ __all__ = [
     "has_val_data",
     "labels_in_order",
     "probe_from_indices",
+    "val_images",
 ]
 
 # One seed scheme: each stream of random draws gets its own offset from the monitor's
@@ -102,6 +103,26 @@ def _val_dataset(trainer: Any) -> Any:
 def has_val_data(trainer: Any) -> bool:
     """Whether the run has validation data of its own (``find_dataset`` falls back to train)."""
     return _val_dataset(trainer) is not None
+
+
+def val_images(trainer: Any) -> int | None:
+    """The images one validation of the first val loader sees (None: not known).
+
+    Its dataset's length, capped by the batches the loop runs (``limit_val_batches``):
+    what a logged val accuracy is a share of, and so its binomial error.
+    """
+    loaders = trainer.val_dataloaders
+    loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
+    batches = trainer.num_val_batches
+    batches = batches[0] if isinstance(batches, list | tuple) and batches else batches
+    try:
+        size = len(loader.dataset)
+        per = loader.batch_size or 1
+    except (AttributeError, TypeError):
+        return None
+    if isinstance(batches, int | float) and 0 < batches < float("inf"):
+        size = min(size, int(batches) * per)
+    return size or None
 
 
 def find_dataset(trainer: Any, split: str) -> Any:

@@ -32,7 +32,9 @@ class Evaluation:
     on the train probe and left out on the val probe, and what their val images are
     taken for (``class_gap.py``; measured where the train probe ran); ``input_shift``: the
     channel whose statistics differ between the two probes' images (``{}``: none;
-    ``split_inputs.py``).
+    ``split_inputs.py``); ``train_acc_images``: the images behind ``train_acc`` where it is
+    one training batch's (a validation mid-epoch reads the latest step's value);
+    ``val_images``: the images a validation sees (``val_acc``'s binomial error).
 
     Example::
 
@@ -79,6 +81,8 @@ class Evaluation:
     split_classes: list[int] | None = None
     split_taken: list[int] | None = None
     input_shift: dict[str, float] | None = None
+    train_acc_images: float | None = None
+    val_images: float | None = None
 
     @property
     def gap_loss(self) -> float | None:

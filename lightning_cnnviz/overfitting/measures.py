@@ -19,6 +19,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.monitor import with_probe
+from lightning_cnnviz.core.probe import val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting import class_gap, imbalance, passes
@@ -186,9 +187,17 @@ class Measures:
         total = trainer.estimated_stepping_batches  # -1 or inf: an unknown length
         share = trainer.global_step / total if 0 < total < float("inf") else None
         left_out["input_shift"] = self._input_shift(trainer)
+        # mid-epoch the train accuracy is the latest batch's: 63/64 -> 64/64 is no climb
+        batch = (
+            self._batch_images if not self._epoch_end and found["train_acc"] is not None else None
+        )
+        counted = {
+            "train_acc_images": float(batch) if batch else None,
+            "val_images": val_images(trainer),
+        }
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
                         run_share=share, **host, **dataclasses.asdict(settings),
-                        **left_out)  # fmt: skip
+                        **left_out, **counted)  # fmt: skip
         if not self.plan.train and passes.cites_train(self.detector.dry_run(ev)):
             train = self._logits(trainer, pl_module, "train", sizes["train"])
             ev = dataclasses.replace(ev, **self._host({"train": train}, cut))

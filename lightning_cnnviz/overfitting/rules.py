@@ -134,29 +134,83 @@ def _memorising(evs: Sequence[Evaluation], patience: int) -> bool:
     return bool(earlier) and val[-1] > min(earlier[-LOCAL:])  # type: ignore[operator]
 
 
+Z_COUNT = 1.5  # a val accuracy drop past 1.5 sigma of two readings' binomial difference
+Z_BATCH = 2.0  # a train accuracy climb past 2 sigma where a reading is one batch's
+
+
+def _binomial_var(share: float | None, images: float | None) -> float:
+    """The variance of an accuracy ``share`` counted on ``images`` (0 where not known)."""
+    if share is None or not images:
+        return 0.0
+    return max(share * (1.0 - share), 0.0) / images
+
+
+def _drop_error(evs: Sequence[Evaluation]) -> float:
+    """``Z_COUNT`` x the binomial error of the difference of two val accuracy readings.
+
+    At the best accuracy so far, on the images the latest validation saw (the logged
+    accuracy's loop, else the probe's): a 150-image val set at 97% reads +-2.5 points
+    between two validations of an unchanged model; 2000 images at 85%, +-1.1.
+
+    Example::
+
+        >>> round(_drop_error([Evaluation(0, 0, val_acc=0.973, val_images=150.0)]), 3)
+        0.028
+    """
+    if not evs:
+        return 0.0
+    now = evs[-1]
+    images = now.val_images if now.val_acc is not None else now.probe_size
+    best = max(e.val_accuracy for e in evs)  # type: ignore[type-var]
+    return Z_COUNT * math.sqrt(2.0 * _binomial_var(best, images))
+
+
+def _climb_error(now: Evaluation, then: Evaluation) -> float:
+    """``Z_BATCH`` x the error of a train accuracy climb read from one batch each time.
+
+    Mid-epoch a logged train accuracy is the latest batch's (``train_acc_images``):
+    63/64 -> 64/64 is batch noise, not the model fitting more of its labels.
+
+    Example::
+
+        >>> then = Evaluation(0, 0, train_acc=0.984, train_acc_images=64.0)
+        >>> round(_climb_error(Evaluation(9, 0, train_acc=1.0, train_acc_images=64.0), then), 3)
+        0.031
+    """
+    var = sum(
+        _binomial_var(e.train_acc, e.train_acc_images)
+        for e in (now, then)
+        if e.train_acc is not None
+    )
+    return Z_BATCH * math.sqrt(var)
+
+
 def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """Val accuracy falling from its peak while train accuracy climbs past it.
 
     The signature of noisy or memorised labels: unlike plain overfitting (val loss
     rises, val accuracy holds), the model now gets *more* val images wrong.
-    The fall (floor: 2 points) is confirmed like ``overfitting``'s rise; when the val
+    The fall (floor: 2 points, or the binomial error of two readings on a small val set,
+    ``_drop_error``) is confirmed like ``overfitting``'s rise; when the val
     loss and the train accuracy agree (``_memorising``) the prompt check needs only one
     local noise deviation. The train accuracy must be more than a point above its value
-    at the peak. With noisy labels the
+    at the peak (and past a one-batch reading's error, ``_climb_error``). With noisy labels the
     train accuracy (against those labels) may stay below the val accuracy for long: it
     climbing is the sign, its passing val accuracy comes later.
     """
     evs = [e for e in history if _finite(e.val_accuracy)]
     accs = [-e.val_accuracy for e in evs]  # type: ignore[operator]
-    found = prompt(accs, patience, 0.02) or episode(accs, patience, 0.02)
+    floor = max(0.02, _drop_error(evs))
+    found = prompt(accs, patience, floor) or episode(accs, patience, floor)
     if found is None and _memorising(evs, patience):  # three signals agree: a lower bar
-        found = prompt(accs, patience, 0.02, Z_AGREE, step_up=False)
+        found = prompt(accs, patience, floor, Z_AGREE, step_up=False)
     if found is None:
         return None
     raw, _, margin = found
     peak, now = evs[raw], evs[-1]
     train, train_then = now.train_accuracy, peak.train_accuracy
-    if train is None or (train_then is not None and not train > train_then + 0.01):
+    climb = 0.01 if train_then is None else max(0.01, _climb_error(now, peak))
+    if train is None or (train_then is not None and not train > train_then + climb):
         return None  # training does not improve either: a collapse, not memorisation
     figures = {
         "best_epoch": peak.epoch,

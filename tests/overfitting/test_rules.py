@@ -151,6 +151,27 @@ def test_rules_memorisation_on_a_real_noisy_label_run():
     assert verdict.figures["drop"] == pytest.approx(0.045)
 
 
+def test_rules_memorisation_one_batch_train_accuracy_climb_is_batch_noise():
+    # h_small_val s0: a healthy BN CNN validated every quarter epoch on 150 images; mid-epoch
+    # the logged train accuracy is the latest batch's (64 images): 63/64 at the val peak,
+    # 64/64 at the end, while val accuracy wiggled 97.3% -> 92.7% (7 of 150 images)
+    val_acc = [0.90, 0.93, 0.944, 0.929, 0.944, 0.959, 0.973, 0.953, 0.933, 0.927]
+    train_acc = [0.9, 0.94, 0.95, 0.969, 0.953, 0.969, 0.984, 0.984, 0.969, 1.0]
+    val_loss = [0.3, 0.22, 0.2, 0.24, 0.19, 0.15, 0.1, 0.14, 0.2, 0.22]
+    columns = dict(val_acc=val_acc, train_acc=train_acc, val_loss=val_loss)
+    told = first(rules.memorisation, run(**columns))  # read as epoch-mean accuracies: told
+    assert told is not None and told.best.epoch == 6
+    batch = run(**columns, train_acc_images=[64.0] * 10, val_images=[150.0] * 10)
+    assert first(rules.memorisation, batch) is None
+    # each reading alone: the 150-image val set's binomial error lifts the drop's floor
+    assert rules._drop_error(batch) == pytest.approx(1.5 * math.sqrt(2 * 0.973 * 0.027 / 150))
+    assert rules._drop_error(run(val_acc=val_acc, val_images=[2000.0] * 10)) < 0.02
+    assert first(rules.memorisation, run(**columns, val_images=[150.0] * 10)) is not None
+    # a real climb read from one batch is still one: 70% -> 95% of 64 images
+    now = Evaluation(90, 0, train_acc=0.95, train_acc_images=64.0)
+    assert rules._climb_error(now, Evaluation(60, 0, train_acc=0.7, train_acc_images=64.0)) < 0.2
+
+
 def test_rules_memorisation_needs_train_accuracy_climbing():
     val_acc = [0.6, 0.8, 0.9, 0.8, 0.7, 0.6]
     train_acc = [0.6, 0.75, 0.85, 0.75, 0.65, 0.55]  # both fall: a collapse, not memorising
