@@ -60,8 +60,9 @@ class OverfittingMonitor(Measures, RunData, LoopTap, Monitor, section="overfitti
     ``overfitting`` (val loss rising beyond its own noise while train loss falls),
     ``memorisation`` (val accuracy falling while train accuracy climbs past it),
     ``not_learning`` (val probe at chance accuracy, or non-finite outputs),
-    ``bn_mismatch`` (eval mode far worse than batch statistics) and ``class_imbalance``
-    (rare training classes never predicted on the val probe, ``imbalance.py``). Each is
+    ``bn_mismatch`` (eval mode far worse than batch statistics), ``class_imbalance``
+    (rare training classes never predicted on the val probe, ``imbalance.py``) and
+    ``loss_mismatch`` (a loss fed probabilities, ``loss_reads.py``), among others. Each is
     reported once as a ``Finding``, then updated in place while it worsens, and turned
     into a note when it goes away. Calibration (signed: over- or under-confident) and the most
     confused classes are evidence in the ``overfitting/diagnosis`` entry, never a

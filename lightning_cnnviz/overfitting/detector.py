@@ -25,7 +25,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from lightning_cnnviz.overfitting import imbalance, levels, lr_decay, rules, split_inputs
+from lightning_cnnviz.overfitting import (
+    imbalance,
+    levels,
+    loss_reads,
+    lr_decay,
+    rules,
+    split_inputs,
+)
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
@@ -40,9 +47,11 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "class imbalance": "class labels on the val probe, 5 or more images of a class",
     "learning rate decayed early": "the optimiser's learning rate and the run's planned length",
     "inputs of train vs val": "validation data of its own, as image tensors",
+    "loss fed probabilities": "a logged val loss, class labels and (N, classes) logits",
 }
 
 KINDS = (
+    "loss_mismatch",
     "inputs_differ",
     "class_imbalance",
     "not_learning",
@@ -104,6 +113,7 @@ class Detector:
         # such evaluation (batch statistics: 99%), then "overfitting" from that jump
         curve = [e for e in h if not levels.stale(e)]
         found = {
+            "loss_mismatch": loss_reads.loss_mismatch(h, p),
             "inputs_differ": split_inputs.inputs_differ(h),
             "class_imbalance": imbalance.class_imbalance(h, p),
             "not_learning": levels.not_learning(h, p),
@@ -243,6 +253,8 @@ class Detector:
             return ev.ignored is not None and not ev.ignored
         if kind == "generalisation_gap":
             return levels.gapped(ev, slack=levels.GAP_SLACK) is False
+        if kind == "loss_mismatch":
+            return loss_reads.reads_logits(ev) is True
         return False
 
     def checks_ran(self) -> dict[str, bool]:
@@ -257,6 +269,7 @@ class Detector:
             "class imbalance": any(e.ignored is not None for e in h),
             "learning rate decayed early": any(e.lr and e.run_share is not None for e in h),
             "inputs of train vs val": any(e.input_shift is not None for e in h),
+            "loss fed probabilities": any(loss_reads.reads_logits(e) is not None for e in h),
         }
 
     @property

@@ -103,6 +103,29 @@ def headline(v: Verdict) -> str:
         )
     if v.kind == "class_imbalance":
         return _imbalance_headline(v)
+    if v.kind == "loss_mismatch":
+        if gone:
+            return (
+                f"The logged val loss ({_num(now.val_loss)}) no longer matches the "
+                f"cross-entropy of the outputs' softmax ({_num(now.probe_ce_probs_val)} on the "
+                f"val probe, {_when(now)})."
+            )
+        where = (
+            "the model ends in a softmax, and the logged val loss "
+            f"({_num(f['val_loss'])}) is the cross-entropy of its outputs read as logits "
+            f"({_num(f['softmax_loss'])} on the val probe), not their negative "
+            f"log-likelihood ({_num(f['own_loss'])})"
+            if f.get("in_model")
+            else f"the logged val loss ({_num(f['val_loss'])}) is the cross-entropy of the "
+            f"softmax of the model's outputs ({_num(f['softmax_loss'])} on the val probe), not "
+            f"of the outputs themselves ({_num(f['own_loss'])})"
+        )
+        return (
+            f"The loss is fed probabilities: {where}, since {_when(since)}. `cross_entropy` "
+            "applies log-softmax itself: on probabilities it cannot fall below "
+            f"{_num(f['floor_loss'])} and its gradient vanishes as the "
+            f"softmax saturates, so learning stalls (val accuracy {_num(f['val_acc'], True)})."
+        )
     if v.kind == "inputs_differ":
         return (
             f"Training and validation images are preprocessed differently: channel "

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_cnnviz.overfitting.loss_reads import candidates
+
 __all__ = [
     "IntervalLoss",
     "confusion_counts",
@@ -198,7 +200,8 @@ def figures(
     batch statistics) it adds ``ece_{split}``, ``conf_{split}`` (mean top softmax
     probability), ``probe_acc_{split}`` and ``probe_loss_{split}`` (cross-entropy), plus
     ``classes`` (the logits' width) and, with both val passes, ``bn_only`` / ``eval_only``
-    (shares of the val probe right in one of them only). Everything is reduced where the
+    (shares of the val probe right in one of them only), and the val probe's loss
+    candidates (``loss_reads.candidates``). Everything is reduced where the
     logits live and moved to the host in one transfer. A ``None`` entry (not logged, no
     usable logits) is left out.
 
@@ -207,8 +210,10 @@ def figures(
         >>> logits = {"val": torch.tensor([[2.0, 0.0], [0.0, 1.0]]), "train": None}
         >>> host, per_class, confusion = figures({"val_loss": torch.tensor(0.5)}, logits,
         ...                                      {"val": torch.tensor([0, 0]), "train": None})
-        >>> sorted(host)
-        ['classes', 'conf_val', 'ece_val', 'probe_acc_val', 'probe_loss_val', 'val_loss']
+        >>> sorted(host)[:5]
+        ['classes', 'conf_val', 'ece_val', 'probe_acc_val', 'probe_ce_logits_val']
+        >>> sorted(host)[5:]
+        ['probe_ce_probs_val', 'probe_loss_val', 'probe_simplex_val', 'val_loss']
         >>> per_class, confusion
         ([0.5, nan], [[1.0, 1.0], [0.0, 0.0]])
     """
@@ -227,6 +232,7 @@ def figures(
         values.update(discordant_shares(val, logits["bn"], val_labels))  # type: ignore[arg-type]
     if val is not None and val_labels is not None:
         values["classes"] = torch.tensor(float(val.shape[1]), device=device)
+        values.update(candidates(val, val_labels))
     # the trailing zero keeps the stack non-empty when nothing was logged
     parts = [
         torch.stack([*(v.to(device) for v in values.values()), torch.zeros((), device=device)])

@@ -64,6 +64,12 @@ REMEDIES = {
         "**Get or augment more images of the rare classes**; losses made for imbalance "
         "(focal loss, logit adjustment) help too.",
     ),
+    "loss_mismatch": (
+        "**Pass the raw logits** to `F.cross_entropy` / `nn.CrossEntropyLoss`: drop the "
+        "softmax before it (in `training_step` or as the model's last layer).",
+        "**If the model must end in a softmax**, end it in `log_softmax` and use `NLLLoss`; "
+        "apply softmax for probabilities outside the loss (at inference, in metrics).",
+    ),
     "inputs_differ": (
         "**Give both splits the same transform** but for the augmentation: the same "
         "normalisation (mean and std), value range (0..1 or 0..255), channel order (RGB/BGR) "

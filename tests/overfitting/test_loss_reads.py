@@ -1,0 +1,123 @@
+"""A loss fed probabilities: the rule on the hunt's figures, the detector, and a short run."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.overfitting import loss_reads
+from lightning_cnnviz.overfitting.detector import Detector
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.headlines import headline
+from tests.overfitting.runs import fit_monitor, one_hot_set
+from tests.overfitting.test_monitor_rules import Net
+from tests.tb import events, texts
+
+
+def evaluations(rows):
+    return [Evaluation(23 * (i + 1), i // 2, classes=10.0, **row) for i, row in enumerate(rows)]
+
+
+# f_ce_softmax s0 (digits, Adam 1e-3, `cross_entropy(logits.softmax(1), y)`): the logged val
+# loss, the outputs' own cross-entropy and their softmax's on the val probe, val accuracy
+BUG = [(2.262, 2.33, 2.261, 0.223), (1.986, 3.354, 1.987, 0.51), (1.885, 3.914, 1.878, 0.58),
+       (1.801, 3.26, 1.79, 0.675)]  # fmt: skip
+# legitimate losses, the same figures: h_focal s0 (a focal loss, gamma 2: logs less than the
+# own cross-entropy) and h_ls_bn s0 (label smoothing 0.1 in training, plain CE logged on val)
+FOCAL = [(1.504, 2.001, 2.262, 0.353), (0.479, 0.863, 1.929, 0.755), (0.225, 0.514, 1.761, 0.847)]
+SMOOTHED = [(1.547, 1.55, 2.168, 0.711), (0.469, 0.452, 1.741, 0.9), (0.326, 0.313, 1.669, 0.948)]
+
+
+def rows(series):
+    return [
+        dict(val_loss=a, probe_ce_logits_val=b, probe_ce_probs_val=c, val_acc=d)
+        for a, b, c, d in series
+    ]
+
+
+def test_loss_reads_candidates_of_logits_and_of_a_model_ending_in_softmax():
+    logits, labels = torch.randn(32, 10) * 5, torch.randint(0, 10, (32,))
+    got = loss_reads.candidates(logits, labels)
+    fed = F.cross_entropy(logits.softmax(1), labels)
+    assert float(got["probe_ce_probs_val"]) == pytest.approx(float(fed))
+    assert float(got["probe_ce_logits_val"]) == pytest.approx(
+        float(F.cross_entropy(logits, labels))
+    )
+    assert float(got["probe_simplex_val"]) == 0.0
+    # the outputs are probabilities already: cross-entropy on them is the bug, NLL the loss
+    probs = logits.softmax(1)
+    got = loss_reads.candidates(probs, labels)
+    assert float(got["probe_ce_probs_val"]) == pytest.approx(float(fed))
+    assert float(got["probe_ce_logits_val"]) == pytest.approx(
+        float(F.cross_entropy(logits, labels)), rel=1e-4
+    )
+    assert float(got["probe_simplex_val"]) == 1.0
+    # the floor of a loss fed probabilities: a one-hot softmax gives ln(1 + (K - 1) / e)
+    floor = loss_reads.candidates(torch.tensor([[80.0] + [0.0] * 9]), torch.tensor([0]))
+    assert float(floor["probe_ce_probs_val"]) == pytest.approx(math.log(1 + 9 / math.e), rel=1e-4)
+
+
+def test_loss_reads_told_apart_from_focal_and_label_smoothing():
+    said = [loss_reads.reads_logits(e) for e in evaluations(rows(BUG))]
+    assert said == [None, False, False, False]  # untrained: both candidates near ln K
+    assert [loss_reads.reads_logits(e) for e in evaluations(rows(FOCAL))] == [None, True, True]
+    said = [loss_reads.reads_logits(e) for e in evaluations(rows(SMOOTHED))]
+    assert said == [None, True, True]
+    assert loss_reads.reads_logits(Evaluation(10, 0, probe_loss_val=7.1)) is None  # no val loss
+
+
+def test_loss_reads_detector_tells_it_once_with_its_remedies():
+    detector = Detector(patience=2)
+    changes = [c for e in evaluations(rows(BUG)) for c in detector.update(e)]
+    told = [(c.change, c.verdict.kind, c.verdict.detected.step) for c in changes]
+    assert told == [("new", "loss_mismatch", 69)]
+    verdict = detector.reported["loss_mismatch"]
+    assert verdict.since.step == 46 and verdict.severity == "problem"
+    text = headline(verdict)
+    assert text.startswith("The loss is fed probabilities: the logged val loss (1.885) is")
+    assert "(1.878 on the val probe), not of the outputs themselves (3.914)" in text
+    assert "cannot fall below 1.46" in text
+    assert detector.checks_ran()["loss fed probabilities"]
+    quiet = Detector(patience=2)
+    assert not [c for e in evaluations(rows(FOCAL + SMOOTHED)) for c in quiet.update(e)
+                if c.verdict.kind == "loss_mismatch"]  # fmt: skip
+
+
+class Softmaxed(Net):
+    """``Net`` whose loss is ``cross_entropy`` of the softmax (the bug), in the loss or the net."""
+
+    def _step(self, batch, split):
+        x, y = batch
+        logits = self(x)
+        in_net = isinstance(self.net[-1], nn.Softmax)
+        loss = F.cross_entropy(logits if in_net else logits.softmax(1), y)
+        self.log(f"{split}/loss", loss, on_epoch=True, on_step=False)
+        self.log(f"{split}/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
+        return loss
+
+
+@pytest.mark.parametrize("in_net", [False, True])
+def test_loss_reads_found_in_a_run_fed_probabilities(tmp_path, in_net):
+    torch.manual_seed(0)
+    train = DataLoader(one_hot_set([128] * 4, seed=0, noise=1.0), batch_size=32, shuffle=True)
+    val = DataLoader(one_hot_set([64] * 4, seed=1, noise=1.0), batch_size=64)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    if in_net:
+        net.append(nn.Softmax(dim=1))
+    trainer, said = fit_monitor(tmp_path, Softmaxed(net, lr=0.05), train, val, epochs=8)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "loss_mismatch"]
+    assert finding.severity == "problem" and finding.figures["in_model"] is in_net
+    assert ("the model ends in a softmax" in finding.message) is in_net
+    assert finding.figures["own_loss"] >= 2 * finding.figures["val_loss"]
+    assert finding.figures["val_loss"] == pytest.approx(finding.figures["softmax_loss"], rel=0.15)
+    assert any("The loss is fed probabilities" in m for m in said)
+    run = events(tmp_path / "tb" / "version_0")
+    # Lightning writes an epoch's val metrics at the step before the one the monitor sees
+    logged = {e.step: e.value for e in run.Scalars("val/loss")}
+    assert logged[finding.step - 1] == pytest.approx(finding.figures["val_loss"], rel=1e-5)
+    text = [t for t in texts(run, "overfitting/diagnosis") if "fed probabilities" in t]
+    assert text and "Pass the raw logits" in text[0]
