@@ -20,7 +20,7 @@ from lightning_cnnviz.activations.recorder import Recorder, batches_to_log, site
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.core.activation_kind import is_activation
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
-from lightning_cnnviz.core.findings import Finding, record_check, replace, report
+from lightning_cnnviz.core.findings import Finding, earlier_cause, record_check, replace, report
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.selection import (
@@ -268,6 +268,9 @@ class ActivationMonitor(Monitor, section="activations"):
 
     def _tell(self, trainer: Trainer, verdicts: list[Verdict], step: int, epoch: int) -> None:
         """Write the verdicts' text, warn the problems and report them as findings."""
+        for v in verdicts:  # a problem told after a root cause stood names it
+            if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind)):
+                v.message = f"{v.message} {cause}"
         if verdicts:  # one text per log: TensorBoard keeps one entry per tag and step
             self.sink.text(self.tag("diagnosis"), "\n\n".join(v.message for v in verdicts), step)
         for v in verdicts:

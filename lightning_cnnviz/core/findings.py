@@ -32,6 +32,7 @@ __all__ = [
     "Finding",
     "Severity",
     "checks_of",
+    "earlier_cause",
     "findings_of",
     "problems",
     "record_check",
@@ -94,6 +95,39 @@ def findings_of(trainer: object) -> list[Finding]:
         found = []
         setattr(trainer, _ATTR, found)
     return found
+
+
+# Problems that make others follow from them: a finding of another kind told later in the
+# run names the one standing, so its remedies (a learning rate for a loss that jumps with
+# each new class) are not read as the cause
+ROOT_CAUSES = {
+    "unshuffled_batches": "the training batches come in class order",
+    "loss_mismatch": "the loss is fed probabilities",
+}
+
+
+def earlier_cause(trainer: object, kind: str) -> str:
+    """A sentence naming a standing root-cause problem a ``kind`` finding may follow from.
+
+    ``""`` where none stands (or ``kind`` is one of them).
+
+    Example::
+
+        >>> class Run: ...
+        >>> run = Run()
+        >>> report(run, Finding("overfitting", "unshuffled_batches", 0, 0, "in class order"))
+        >>> print(earlier_cause(run, "divergence")[:66])
+        This may follow from a problem reported first (step 0, `unshuffled
+    """
+    if kind in ROOT_CAUSES:
+        return ""
+    for f in findings_of(trainer):
+        if f.kind in ROOT_CAUSES and f.severity == "problem":
+            return (
+                f"This may follow from a problem reported first (step {f.step}, `{f.kind}`): "
+                f"{ROOT_CAUSES[f.kind]}. Fix that first."
+            )
+    return ""
 
 
 def report(trainer: object, finding: Finding) -> None:

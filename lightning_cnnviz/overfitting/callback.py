@@ -6,6 +6,7 @@ calibration, per-class accuracy and the most confused classes as evidence.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -14,7 +15,14 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
-from lightning_cnnviz.core.findings import Finding, findings_of, record_check, replace, report
+from lightning_cnnviz.core.findings import (
+    Finding,
+    earlier_cause,
+    findings_of,
+    record_check,
+    replace,
+    report,
+)
 from lightning_cnnviz.core.items import batch_size
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import (
@@ -311,8 +319,10 @@ class OverfittingMonitor(Measures, RunData, LoopTap, Monitor, section="overfitti
 
     def _tell(self, trainer: Trainer, change: Change, ev: Evaluation, pairs: list[Any]) -> None:
         """Report a new finding (with a warning), or update the one reported before."""
-        finding = finding_of(self.section, change, ev, pairs)
-        message, v = finding.message, change.verdict
+        finding, v = finding_of(self.section, change, ev, pairs), change.verdict
+        if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind)):
+            finding = dataclasses.replace(finding, message=f"{finding.message} {cause}")
+        message = finding.message
         old = self._findings.get(v.kind)
         self._findings[v.kind] = finding
         if old is None:

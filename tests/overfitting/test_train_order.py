@@ -34,3 +34,18 @@ def test_train_order_told_before_the_first_step_when_not_shuffled(tmp_path):
     assert checks_of(trainer)[("OverfittingMonitor", "training order")].ran
     shuffled, _ = fit(tmp_path / "shuffled", shuffle=True)
     assert not [f for f in findings_of(shuffled) if f.kind == "unshuffled_batches"]
+
+
+def test_train_order_named_by_a_problem_told_after_it(tmp_path):
+    # a model that learns nothing (rate 0) on class-sorted batches: at chance at the 2nd
+    # validation, "not learning" says that it may follow from the order told at step 0
+    head = nn.Linear(16, 4)
+    nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)  # logits 0: at chance
+    net = Net(nn.Sequential(nn.Flatten(), head), lr=0.0)
+    train = DataLoader(one_hot_set([40] * 4), batch_size=16, shuffle=False)
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    trainer, said = fit_monitor(tmp_path, net, train, val, epochs=3)
+    (stuck,) = [f for f in findings_of(trainer) if f.kind == "not_learning"]
+    cause = "This may follow from a problem reported first (step 0, `unshuffled_batches`)"
+    assert stuck.severity == "problem" and cause in stuck.message
+    assert any(m.startswith("Not learning") and cause in m for m in said)

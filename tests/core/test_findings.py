@@ -1,0 +1,22 @@
+"""The run's record of findings: a root cause named by the problems told after it."""
+
+from lightning_cnnviz.core.findings import Finding, earlier_cause, findings_of, report
+
+
+class Run:
+    """Anything can hold the record (the trainer, in a run)."""
+
+
+def test_findings_earlier_cause_names_a_standing_root_cause_problem():
+    run = Run()
+    assert earlier_cause(run, "divergence") == ""
+    report(run, Finding("activations", "dead_units", 10, 0, "relu 30% dead", severity="note"))
+    assert earlier_cause(run, "divergence") == ""  # not a root cause
+    report(run, Finding("overfitting", "unshuffled_batches", 0, 0, "in class order"))
+    said = earlier_cause(run, "divergence")
+    assert said.startswith("This may follow from a problem reported first (step 0, `unshuffled")
+    assert "the training batches come in class order. Fix that first." in said
+    assert earlier_cause(run, "unshuffled_batches") == ""  # a root cause is not its own
+    # a root cause told as a note (gone) stands behind nothing
+    findings_of(run)[-1] = Finding("overfitting", "loss_mismatch", 69, 1, "gone", severity="note")
+    assert earlier_cause(run, "not_learning") == ""
