@@ -269,7 +269,9 @@ class Detector:
             "class imbalance": any(e.ignored is not None for e in h),
             "learning rate decayed early": any(e.lr and e.run_share is not None for e in h),
             "inputs of train vs val": any(e.input_shift is not None for e in h),
-            "loss fed probabilities": any(loss_reads.reads_logits(e) is not None for e in h),
+            "loss fed probabilities": any(
+                e.val_loss is not None and e.probe_ce_probs_val is not None for e in h
+            ),
         }
 
     @property

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_cnnviz.overfitting.loss_reads import candidates
+from lightning_cnnviz.overfitting.loss_reads import as_logits, candidates
 
 __all__ = [
     "IntervalLoss",
@@ -201,9 +201,10 @@ def figures(
     probability), ``probe_acc_{split}`` and ``probe_loss_{split}`` (cross-entropy), plus
     ``classes`` (the logits' width) and, with both val passes, ``bn_only`` / ``eval_only``
     (shares of the val probe right in one of them only), and the val probe's loss
-    candidates (``loss_reads.candidates``). Everything is reduced where the
-    logits live and moved to the host in one transfer. A ``None`` entry (not logged, no
-    usable logits) is left out.
+    candidates (``loss_reads.candidates``). Outputs that are probabilities (a model that
+    ends in a softmax) are read as their logarithms (``loss_reads.as_logits``).
+    Everything is reduced where the logits live and moved to the host in one transfer. A
+    ``None`` entry (not logged, no usable logits) is left out.
 
     Example::
 
@@ -219,6 +220,10 @@ def figures(
     """
     values = {name: value for name, value in logged.items() if value is not None}
     val_labels = labels.get("val")
+    raw = logits.get("val")
+    if raw is not None and val_labels is not None:
+        values.update(candidates(raw, val_labels))  # from the outputs as the model gave them
+    logits = {s: None if out is None else as_logits(out) for s, out in logits.items()}
     for split, out in logits.items():
         truth = val_labels if split == "bn" else labels.get(split)
         if out is None or truth is None:
@@ -232,7 +237,6 @@ def figures(
         values.update(discordant_shares(val, logits["bn"], val_labels))  # type: ignore[arg-type]
     if val is not None and val_labels is not None:
         values["classes"] = torch.tensor(float(val.shape[1]), device=device)
-        values.update(candidates(val, val_labels))
     # the trailing zero keeps the stack non-empty when nothing was logged
     parts = [
         torch.stack([*(v.to(device) for v in values.values()), torch.zeros((), device=device)])

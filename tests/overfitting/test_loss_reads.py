@@ -13,6 +13,7 @@ from lightning_cnnviz.overfitting import loss_reads
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
+from lightning_cnnviz.overfitting.metrics import figures
 from tests.overfitting.runs import fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
 from tests.tb import events, texts
@@ -121,3 +122,41 @@ def test_loss_reads_found_in_a_run_fed_probabilities(tmp_path, in_net):
     assert logged[finding.step - 1] == pytest.approx(finding.figures["val_loss"], rel=1e-5)
     text = [t for t in texts(run, "overfitting/diagnosis") if "fed probabilities" in t]
     assert text and "Pass the raw logits" in text[0]
+
+
+def test_loss_reads_probabilities_read_as_their_logarithms_give_the_logits_figures():
+    logits, labels = torch.randn(64, 5) * 3, torch.randint(0, 5, (64,))
+    as_logits, _, _ = figures({}, {"val": logits}, {"val": labels})
+    as_probs, _, _ = figures({}, {"val": logits.softmax(1)}, {"val": labels})
+    for name in ("conf_val", "ece_val", "probe_acc_val", "probe_loss_val"):
+        assert as_probs[name] == pytest.approx(as_logits[name], abs=1e-4), name
+    assert (as_logits["probe_simplex_val"], as_probs["probe_simplex_val"]) == (0.0, 1.0)
+
+
+class SoftmaxNLL(Net):
+    """A model that ends in a softmax, trained right: NLL of the log-probabilities."""
+
+    def _step(self, batch, split):
+        x, y = batch
+        probs = self(x)
+        loss = F.nll_loss(probs.clamp_min(1e-12).log(), y)
+        self.log(f"{split}/loss", loss, on_epoch=True, on_step=False)
+        self.log(f"{split}/acc", (probs.argmax(1) == y).float().mean(), on_epoch=True)
+        return loss
+
+
+def test_loss_reads_a_softmax_model_trained_right_is_quiet_and_read_as_probabilities(tmp_path):
+    torch.manual_seed(0)
+    train = DataLoader(one_hot_set([128] * 4, seed=0, noise=0.8), batch_size=32, shuffle=True)
+    val = DataLoader(one_hot_set([64] * 4, seed=1, noise=0.8), batch_size=64)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    trainer, _ = fit_monitor(tmp_path, SoftmaxNLL(net.append(nn.Softmax(1)), 0.01), train, val, 6)
+    assert not [f for f in findings_of(trainer) if f.kind == "loss_mismatch"]
+    monitor = next(c for c in trainer.callbacks if type(c).__name__ == "OverfittingMonitor")
+    # the probe's cross-entropy is the model's own NLL (the logged val loss, on a subset),
+    # not the softmax of its probabilities (which read it as under-confident: ECE 0.2-0.33)
+    for ev in monitor.detector.history:
+        assert ev.probe_loss_val == pytest.approx(ev.val_loss, rel=0.1)
+    run = events(tmp_path / "tb" / "version_0")
+    ece = [e.value for e in run.Scalars("overfitting/ece_val")]
+    assert len(ece) == 6 and max(ece[1:]) < 0.2
