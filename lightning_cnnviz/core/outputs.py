@@ -25,9 +25,11 @@ from torch import Tensor
 
 __all__ = [
     "NotApplicable",
+    "as_logits",
     "dense_output",
     "guess_label_key",
     "guess_output_key",
+    "is_simplex",
     "key_name",
     "tensor_entries",
 ]
@@ -124,3 +126,30 @@ def guess_label_key(item: Any) -> tuple[Any, str]:
 def dense_output(logits: Tensor) -> bool:
     """Whether ``logits`` are per position (N, K, ...) rather than per image (N, K)."""
     return logits.dim() > 2
+
+
+def is_simplex(out: Tensor) -> Tensor:
+    """Whether every row of ``(N, K)`` outputs is a probability vector (a softmax model's).
+
+    A 0-dim bool tensor, where the outputs live (no host transfer).
+    """
+    return (out >= 0).all() & ((out.sum(1) - 1.0).abs() <= 1e-3).all()
+
+
+def as_logits(outputs: Tensor) -> Tensor:
+    """``outputs`` as logits: a softmax model's probabilities become their logarithms.
+
+    ``log p`` are logits of the same distribution (``softmax(log p) = p``), so every
+    figure read from logits (confidence, calibration, cross-entropy) is right for a model
+    that ends in a softmax, instead of the softmax of its probabilities (which reads a
+    sure model as under-confident). Other outputs pass unchanged (as float).
+
+    Example::
+
+        >>> import torch
+        >>> p = torch.tensor([[0.9, 0.1]])
+        >>> torch.allclose(as_logits(p).softmax(1), p), as_logits(torch.tensor([[2.0, -1.0]]))
+        (True, tensor([[ 2., -1.]]))
+    """
+    out = outputs.float()
+    return torch.where(is_simplex(out), out.clamp_min(1e-12).log(), out)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.labels import caption, columns_that_fit
+from lightning_cnnviz.core.outputs import as_logits
 
 __all__ = ["blank_cams", "cam_grid"]
 
@@ -72,7 +73,7 @@ def cam_grid(
         size = (round(tiles.shape[-2] * scale), round(tiles.shape[-1] * scale))
         tiles = F.interpolate(tiles.float(), size=size, mode="area").round().byte()
     single = logits.shape[1] == 1  # one output (a regression, a binary logit): no softmax
-    conf, pred = logits.float().softmax(1).max(1)
+    conf, pred = as_logits(logits).softmax(1).max(1)  # a softmax model's own probabilities
     conf = logits[:, 0].float() if single else conf
     host = torch.stack([conf, pred.float(), bad.float()]).cpu().tolist()
     out = []

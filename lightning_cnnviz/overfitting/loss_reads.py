@@ -35,37 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_cnnviz.core.outputs import is_simplex
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["FAR", "MATCH", "as_logits", "candidates", "loss_mismatch", "reads_logits"]
+__all__ = ["FAR", "MATCH", "candidates", "loss_mismatch", "reads_logits"]
 
 MATCH = 0.1  # the logged val loss within 10% of the softmax's cross-entropy on the probe
 FAR = 1.5  # ...and the outputs' own cross-entropy at least 1.5x away from it
-
-
-def _simplex(out: Tensor) -> Tensor:
-    """Whether every row is a probability vector: a 0-dim bool tensor (no host transfer)."""
-    return (out >= 0).all() & ((out.sum(1) - 1.0).abs() <= 1e-3).all()
-
-
-def as_logits(outputs: Tensor) -> Tensor:
-    """``outputs`` as logits: a softmax model's probabilities become their logarithms.
-
-    ``log p`` are logits of the same distribution (``softmax(log p) = p``), so every
-    figure read from logits (confidence, calibration, cross-entropy) is right for a model
-    that ends in a softmax, instead of the softmax of its probabilities (which reads a
-    sure model as under-confident). Other outputs pass unchanged (as float).
-
-    Example::
-
-        >>> import torch
-        >>> p = torch.tensor([[0.9, 0.1]])
-        >>> torch.allclose(as_logits(p).softmax(1), p), as_logits(torch.tensor([[2.0, -1.0]]))
-        (True, tensor([[ 2., -1.]]))
-    """
-    out = outputs.float()
-    return torch.where(_simplex(out), out.clamp_min(1e-12).log(), out)
 
 
 def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
@@ -85,7 +62,7 @@ def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
         (0.551, 0.0)
     """
     out = outputs.float()
-    simplex = _simplex(out)  # a softmax's rows: non-negative, summing to one
+    simplex = is_simplex(out)  # a softmax's rows: non-negative, summing to one
     nll = F.nll_loss(out.clamp_min(1e-12).log(), labels)
     return {
         "probe_ce_probs_val": F.cross_entropy(torch.where(simplex, out, out.softmax(1)), labels),

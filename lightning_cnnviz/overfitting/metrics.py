@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_cnnviz.overfitting.loss_reads import as_logits, candidates
+from lightning_cnnviz.core.outputs import as_logits
+from lightning_cnnviz.overfitting.loss_reads import candidates
 
 __all__ = [
     "IntervalLoss",
@@ -202,7 +203,7 @@ def figures(
     ``classes`` (the logits' width) and, with both val passes, ``bn_only`` / ``eval_only``
     (shares of the val probe right in one of them only), and the val probe's loss
     candidates (``loss_reads.candidates``). Outputs that are probabilities (a model that
-    ends in a softmax) are read as their logarithms (``loss_reads.as_logits``).
+    ends in a softmax) are read as their logarithms (``core.outputs.as_logits``).
     Everything is reduced where the logits live and moved to the host in one transfer. A
     ``None`` entry (not logged, no usable logits) is left out.
 

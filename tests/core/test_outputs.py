@@ -32,3 +32,14 @@ def test_outputs_guess_label_only_one_integer_scalar():
     assert guess_label_key({"pixels": x, "a": 1, "b": torch.tensor(0)}) == (None, "")
     assert guess_label_key({"pixels": x, "w": torch.tensor(0.5)}) == (None, "")
     assert guess_label_key((x, 1)) == (None, "")
+
+
+def test_outputs_as_logits_reads_a_softmax_models_probabilities_through_their_log():
+    from lightning_cnnviz.core.outputs import as_logits, is_simplex
+
+    logits = torch.randn(8, 5) * 4
+    probs = logits.softmax(1)
+    assert bool(is_simplex(probs)) and not bool(is_simplex(logits))
+    assert torch.allclose(as_logits(probs).softmax(1), probs, atol=1e-6)
+    assert torch.equal(as_logits(logits), logits)  # logits pass unchanged
+    assert not bool(is_simplex(probs * 0.9))  # rows must sum to one
