@@ -91,6 +91,18 @@ class Episode:
 Alert = tuple[str, float, float | None]
 
 
+def _shares(
+    episode: Episode, fractions: Mapping[str, float], word: str
+) -> tuple[dict[str, float], str]:
+    """An episode's sites' shares now, and in words beside those it was reported with."""
+    now = {site: fractions.get(site, 0.0) for site in episode.sites}
+    parts = ", ".join(
+        f"`{site}` {now[site]:.0%} {word} (was {share:.0%})"
+        for site, share in episode.sites.items()
+    )
+    return now, parts
+
+
 def die_off(alerts: Sequence[Alert], units: Mapping[str, int]) -> dict[str, float]:
     """Sites whose dead (dormant) share rose ``FAST_RISE`` since the last log, by ``MIN_UNITS``+.
 
@@ -219,15 +231,11 @@ class UnitEpisodes:
     def _ended(self, step: int, epoch: int, fractions: Mapping[str, float]) -> list[Verdict]:
         out = []
         for kind, episode in list(self.open.items()):
-            now = {site: fractions.get(site, 0.0) for site in episode.sites}
+            title, word = _WORDS[kind]
+            now, parts = _shares(episode, fractions, word)
             if any(share >= RECOVERED * self.threshold for share in now.values()):
                 continue
             del self.open[kind]
-            title, word = _WORDS[kind]
-            parts = ", ".join(
-                f"`{site}` {now[site]:.0%} {word} (was {share:.0%})"
-                for site, share in episode.sites.items()
-            )
             text = (
                 f"{title} recovered by step {step} (epoch {epoch}): {parts}. Reported at step "
                 f"{episode.since} as a {episode.severity}; a note now: the units came back on "
@@ -252,17 +260,13 @@ class UnitEpisodes:
             or progress < LATE
         ):
             return []
-        now = {site: fractions.get(site, 0.0) for site in episode.sites}
+        now, parts = _shares(episode, fractions, "dead")
         if any(
             share >= LARGE or share - episode.sites[site] >= FAST_RISE
             for site, share in now.items()
         ):
             return []
         episode.severity = "note"  # the episode stays open: a new rise is a problem again
-        parts = ", ".join(
-            f"`{site}` {now[site]:.0%} dead (was {share:.0%})"
-            for site, share in episode.sites.items()
-        )
         text = (
             f"Dead units no longer hold learning back (step {step}, epoch {epoch}): the loss "
             f"has fallen {progress:.0%} since the start, and the silent layers have not grown "
