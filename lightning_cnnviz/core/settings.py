@@ -1,4 +1,4 @@
-"""What the run is set to: learning rate, weight decay, dropout (for the remedies).
+"""What the run is set to: learning rate, weight decay, dropout, clipping (for the remedies).
 
 A finding's remedies should follow the evidence: "lower the learning rate" is the
 opposite of the fix when a scheduler already cut it 100x. These are read from the
@@ -42,6 +42,7 @@ class Settings:
             takes off per step where it is decoupled from the gradient's scale (SGD,
             AdamW, ``decoupled_weight_decay=True``); ``None`` elsewhere (Adam's L2).
         dropout: the largest dropout probability among the model's dropout modules.
+        grad_clip: the trainer's ``gradient_clip_val`` (``None``: no clipping).
     """
 
     lr: float | None = None
@@ -49,6 +50,7 @@ class Settings:
     weight_decay: float | None = None
     decay_per_step: float | None = None
     dropout: float | None = None
+    grad_clip: float | None = None
 
 
 def _number(value: Any) -> float | None:
@@ -58,8 +60,11 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def read_settings(optimizers: Sequence[Any], model: nn.Module) -> Settings:
-    """The ``Settings`` of ``optimizers`` (Lightning's ``trainer.optimizers``) and ``model``."""
+def read_settings(optimizers: Sequence[Any], model: nn.Module, grad_clip: Any = None) -> Settings:
+    """The ``Settings`` of ``optimizers`` (Lightning's ``trainer.optimizers``) and ``model``.
+
+    ``grad_clip``: the trainer's ``gradient_clip_val`` (0 or ``None``: no clipping).
+    """
     lr = initial = decay = per_step = None
     optimizer = optimizers[0] if optimizers else None
     groups = getattr(optimizer, "param_groups", None)
@@ -75,4 +80,5 @@ def read_settings(optimizers: Sequence[Any], model: nn.Module) -> Settings:
         ):
             per_step = lr * decay
     rates = [float(m.p) for m in model.modules() if isinstance(m, _DROPOUT)]
-    return Settings(lr, initial, decay, per_step, max(rates) if rates else None)
+    clip = _number(grad_clip) or None  # Lightning's 0 means no clipping
+    return Settings(lr, initial, decay, per_step, max(rates) if rates else None, clip)

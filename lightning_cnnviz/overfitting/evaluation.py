@@ -24,7 +24,7 @@ class Evaluation:
     """What one validation showed. Any figure may be ``None`` (not logged, or not measured).
 
     ``bn_screen`` is set only where the batch-statistics pass was skipped because its
-    screen was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``dropout``:
+    screen was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``grad_clip``:
     the run's settings then (``core.settings.Settings``), which the remedies follow;
     ``run_share``: ``step`` over the run's planned steps (``None``: unknown length).
     ``ignored`` to ``top_share``: the val probe's left-out classes and the training
@@ -77,6 +77,7 @@ class Evaluation:
     weight_decay: float | None = None
     decay_per_step: float | None = None
     dropout: float | None = None
+    grad_clip: float | None = None
     run_share: float | None = None
     ignored: list[int] | None = None
     balanced_acc_val: float | None = None

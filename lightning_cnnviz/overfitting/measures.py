@@ -172,7 +172,8 @@ class Measures:
             self.warn_once("missing", missing_text(missing, probes, logged))
         probe = self.probe(trainer, "val")
         size = float(len(probe))
-        settings = read_settings(trainer.optimizers, unwrap_model(pl_module))
+        clip = trainer.gradient_clip_val
+        settings = read_settings(trainer.optimizers, unwrap_model(pl_module), clip)
         left_out = {}
         if counts is not None:  # the training labels' shares: read once, when a class is left out
             shares = None

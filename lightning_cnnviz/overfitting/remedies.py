@@ -1,7 +1,7 @@
 """What to try, per kind of ``OverfittingMonitor`` finding.
 
 Fixed lists, with the run's own settings first where one explains a model at chance
-(``core.settings``: a learning rate cut or 0, weight decay, dropout).
+(``core.settings``: a learning rate cut or 0, weight decay, dropout, gradient clipping).
 
 Example::
 
@@ -17,7 +17,7 @@ import math
 
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["DECAY_PER_STEP", "DROPOUT", "LR_CUT", "REMEDIES", "remedies"]
+__all__ = ["CLIP", "DECAY_PER_STEP", "DROPOUT", "LR_CUT", "REMEDIES", "remedies"]
 
 REMEDIES = {
     "overfitting": (
@@ -103,6 +103,9 @@ REMEDIES = {
 LR_CUT = 10  # the learning rate now this many times below its start: cut (a scheduler)
 DECAY_PER_STEP = 0.01  # lr x weight decay: decoupled decay removes 1% of each weight a step
 DROPOUT = 0.5
+# gradient norms of a training CNN run 0.1-10; clipping at 1e-2 or below scales every
+# update down 10-1000x, a learning rate that far too low
+CLIP = 1e-2
 
 
 def remedies(v: Verdict) -> list[str]:
@@ -137,6 +140,13 @@ def remedies(v: Verdict) -> list[str]:
         first.append(
             f"**Lower the learning rate** (by 10x): the training loss ({now.train_loss:.4g}) "
             f"stands above its chance level ({chance:.4g}), as steps that overshoot leave it."
+        )
+    if now.grad_clip is not None and now.grad_clip <= CLIP:
+        first.append(
+            f"**Raise the gradient clipping threshold**: `gradient_clip_val={now.grad_clip:g}` "
+            "caps every step's gradient at that size, where a training CNN's runs 0.1-10: each "
+            "update shrinks as if the learning rate were 10-1000x lower. 0.5-5 is usual, or "
+            "no clipping."
         )
     if now.decay_per_step is not None and now.decay_per_step >= DECAY_PER_STEP:
         first.append(

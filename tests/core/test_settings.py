@@ -34,3 +34,12 @@ def test_settings_decay_per_step_only_where_decoupled():
 def test_settings_without_optimizer_or_dropout_are_unknown():
     s = read_settings([], nn.Linear(2, 2))
     assert (s.lr, s.lr_initial, s.weight_decay, s.decay_per_step, s.dropout) == (None,) * 5
+    assert s.grad_clip is None
+
+
+def test_settings_gradient_clipping_as_the_trainer_sets_it():
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    assert read_settings([opt], model, 1e-4).grad_clip == 1e-4
+    assert read_settings([opt], model, 0).grad_clip is None  # Lightning's 0: no clipping
+    assert read_settings([opt], model, None).grad_clip is None

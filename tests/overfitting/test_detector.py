@@ -391,6 +391,8 @@ def test_detector_not_learning_turns_into_a_note_once_training_images_are_learnt
         ({"lr": 1e-3, "weight_decay": 50.0, "decay_per_step": 0.05},
          "**Lower the weight decay**: 50 at learning rate 0.001 takes 5.0% off"),
         ({"lr": 1e-3, "dropout": 0.9}, "**Lower the dropout** (p = 0.9)"),
+        ({"lr": 0.05, "grad_clip": 1e-4}, "**Raise the gradient clipping threshold**: `gradient_"),
+        ({"lr": 1e-3, "grad_clip": 1.0}, "**Try another learning rate**: 10x lower if the loss"),
         ({"lr": 0.5, "train_loss": 3.1}, "**Lower the learning rate** (by 10x): the training loss"),
         ({"lr": 1e-3}, "**Try another learning rate**: 10x lower if the loss jumps"),
     ],
