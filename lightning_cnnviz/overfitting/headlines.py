@@ -215,6 +215,14 @@ def _imbalance_headline(v: Verdict) -> str:
     else:
         shown = f"Balanced accuracy (mean over classes, val probe) {balanced}, val accuracy {acc}."
     end = " at the end of fit" if f.get("at_end") else ""
+    if f.get("one_class"):
+        return (
+            f"One class holds every training label{end}: since {_when(since)} the model "
+            f"predicts class {f['taken_for']} for every image ({_num(f['taken_share'], True)} "
+            f"of the val probe's other classes); nothing else can be learnt. A dataset whose "
+            "`__getitem__` ignores its index, a label column read wrong, or a filter that "
+            f"kept one class? {shown}"
+        )
     return (
         f"Rare classes left out since {_when(since)}{end}: the model (almost) never predicts "
         f"{classes} and takes their images for class {f['taken_for']} "

@@ -37,6 +37,7 @@ __all__ = [
     "COMMON",
     "IGNORED",
     "MIN_IMAGES",
+    "ONE_CLASS",
     "RARE",
     "STALL",
     "class_imbalance",
@@ -52,6 +53,7 @@ IGNORED = 0.1  # recall at or below this: the class is left out
 RARE = 0.5  # a left-out class is rare: at most this times the uniform share 1/K in training
 COMMON = 1.5  # and the training labels imbalanced: their commonest class this times 1/K or more
 STALL = 0.05  # balanced accuracy no more than this above its best before: learning has stalled
+ONE_CLASS = 0.999  # the commonest class's share of the training labels: a one-class set
 
 
 def class_shares(labels: Tensor, classes: int, weights: Tensor | None = None) -> Tensor:
@@ -166,9 +168,12 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
     problem once one more evaluation finds them still left out and the balanced accuracy
     stalled (at most ``STALL`` above its best since they were), or at the end of fit
     (``Detector.conclude``): the model on 90% class-0 shapes went 25% -> 33% -> 53% -> 50%.
+    A problem at once where one class holds ``ONE_CLASS`` of the training labels (a
+    dataset whose ``__getitem__`` ignores its index returned item 0 for every index).
 
     Figures: the left-out classes, the class they are taken for, both training shares,
-    the val probe's balanced accuracy beside the plain one, and ``early`` (the note).
+    the val probe's balanced accuracy beside the plain one, ``early`` (the note) and
+    ``one_class``.
     """
     evs = [e for e in history if leaves_out(e) is not None]
     streak = 0
@@ -177,7 +182,9 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
     if streak < patience:
         return None
     now = evs[-1]
-    early = streak == patience or not _stalled(evs[-streak:])
+    # one class holds every training label: nothing else can be learnt, so no waiting
+    single = now.top_share is not None and now.top_share >= ONE_CLASS
+    early = not single and (streak == patience or not _stalled(evs[-streak:]))
     figures = {
         "ignored": list(now.ignored or ()),
         "left_out": len(now.ignored or ()),
@@ -189,6 +196,7 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
         "balanced_acc_since": evs[-streak].balanced_acc_val,
         "accuracy": now.val_accuracy,
         "early": early,
+        "one_class": single,
     }
     severity = "note" if early else "problem"
     return Verdict("class_imbalance", evs[-streak], now, None, figures, severity)

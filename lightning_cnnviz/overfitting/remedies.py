@@ -119,6 +119,12 @@ def remedies(v: Verdict) -> list[str]:
         '**Raise the learning rate**: it i'
     """
     generic = list(REMEDIES[v.kind])
+    if v.kind == "class_imbalance" and v.figures.get("one_class"):
+        return [
+            "**Look at the training items**: `dataset[i]` for a few different `i` should give "
+            "different images and labels; a `__getitem__` that ignores `i`, a label column "
+            "read wrong or a filter that kept one class gives one class only."
+        ]
     if v.kind != "not_learning" or v.figures.get("non_finite"):
         return generic
     now, first = v.detected, []

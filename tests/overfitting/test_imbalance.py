@@ -172,3 +172,25 @@ def test_imbalance_quiet_when_training_is_balanced(tmp_path, balanced):
         sampler = WeightedRandomSampler(weights, len(train), generator=torch.Generator())
     trainer, _ = run(tmp_path, train, sampler)
     assert not [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+
+
+def test_imbalance_one_class_in_every_training_label_is_a_problem_at_once():
+    # f_one_item: a `__getitem__` that ignores its index: every training item is one class
+    everything_as_3 = [[0, 0, 0, 40], [0, 0, 0, 16], [0, 0, 0, 16], [0, 0, 0, 16]]
+    one_class = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    evs = [ev(10, everything_as_3, one_class), ev(20, everything_as_3, one_class)]
+    verdict = class_imbalance(evs)
+    assert (verdict.severity, verdict.figures["one_class"]) == ("problem", True)
+    text = headline(verdict)
+    assert text.startswith("One class holds every training label: since epoch 1 (step 10)")
+    assert "predicts class 3 for every image" in text
+    assert remedies(verdict)[0].startswith("**Look at the training items**")
+    assert class_imbalance([ev(10), ev(20)]).figures["one_class"] is False
+
+
+def test_imbalance_one_class_found_in_a_run(tmp_path):
+    trainer, warned = run(tmp_path, one_hot_set([0, 0, 0, 300]))
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+    assert (finding.severity, finding.figures["since_epoch"]) == ("problem", 0)
+    assert finding.figures["top_share"] == 1.0 and finding.figures["one_class"] is True
+    assert any(w.startswith("One class holds every training label") for w in warned)
