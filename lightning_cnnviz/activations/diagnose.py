@@ -62,6 +62,7 @@ from lightning_cnnviz.activations.loss_trace import (
     progress,
 )
 from lightning_cnnviz.activations.sites import SiteInfo
+from lightning_cnnviz.core.inputs import FLAT
 
 __all__ = ["TrainingDiagnosis", "Verdict"]
 
@@ -437,6 +438,16 @@ class TrainingDiagnosis:
 
 def _scale_text(f: Mapping[str, float]) -> str:
     """The note on inputs far from unit scale: where a divergence or dead units may start."""
+    if f["input_std"] < FLAT:
+        return (
+            f"The inputs barely vary: the probe images have a standard deviation of "
+            f"{f['input_std']:.2g} about {f['input_mean']:.3g} (|x| up to {f['input_max']:.3g}): "
+            "scaled twice (`x / 255` applied on top of a transform that already did it), "
+            "normalised with the wrong constants, or constant. Unless the model normalises "
+            "them itself (a BatchNorm first), its first layer sees almost the same input for "
+            "every image, and it learns slowly or not at all: normalise with the data's own "
+            "statistics (`(x - mean) / std`)."
+        )
     return (
         f"The inputs are far from unit scale: the probe images reach |x| = {f['input_max']:.3g} "
         f"(mean {f['input_mean']:.3g}, std {f['input_std']:.3g}), raw pixel values perhaps. "

@@ -103,11 +103,14 @@ def findings_of(trainer: object) -> list[Finding]:
 ROOT_CAUSES = {
     "unshuffled_batches": "the training batches come in class order",
     "loss_mismatch": "the loss is fed probabilities",
+    "unnormalised_inputs": "the inputs are far from unit scale",  # a note, and still a cause
 }
+
+_NOTED_CAUSES = ("unnormalised_inputs",)  # a note (healthy under BatchNorm), yet a cause
 
 
 def earlier_cause(trainer: object, kind: str) -> str:
-    """A sentence naming a standing root-cause problem a ``kind`` finding may follow from.
+    """A sentence naming a standing root cause a ``kind`` problem may follow from.
 
     ``""`` where none stands (or ``kind`` is one of them).
 
@@ -122,10 +125,10 @@ def earlier_cause(trainer: object, kind: str) -> str:
     if kind in ROOT_CAUSES:
         return ""
     for f in findings_of(trainer):
-        if f.kind in ROOT_CAUSES and f.severity == "problem":
+        if f.kind in ROOT_CAUSES and (f.severity == "problem" or f.kind in _NOTED_CAUSES):
             return (
-                f"This may follow from a problem reported first (step {f.step}, `{f.kind}`): "
-                f"{ROOT_CAUSES[f.kind]}. Fix that first."
+                f"This may follow from a {f.severity} reported first (step {f.step}, "
+                f"`{f.kind}`): {ROOT_CAUSES[f.kind]}. Fix that first."
             )
     return ""
 

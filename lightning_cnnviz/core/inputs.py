@@ -114,10 +114,15 @@ def display_channels(x: Tensor) -> Tensor:
 
 
 RAW_SCALE = 20.0  # inputs beyond this |x|: raw values (normalised images stay within ~3)
+FLAT = 1e-2  # inputs whose spread is below this: scaled twice (x / 255 / 255), or constant
 
 
 def raw_scale(x: Tensor) -> dict[str, float] | None:
-    """Figures of inputs far from unit scale (raw 0..255 pixels, say), else None.
+    """Figures of inputs far from unit scale, else None.
+
+    Beyond ``RAW_SCALE`` (raw 0..255 pixels, say), or a spread (standard deviation over
+    images and positions) below ``FLAT``: pixels divided by 255 twice before the usual
+    normalisation vary by 0.004 about -0.42, and a plain CNN sat at chance on them.
 
     Example::
 
@@ -125,12 +130,16 @@ def raw_scale(x: Tensor) -> dict[str, float] | None:
         True
         >>> raw_scale(torch.full((1, 1, 2, 2), 255.0))["input_max"]
         255.0
+        >>> raw_scale(torch.rand(2, 1, 4, 4) / 255)["input_std"] < FLAT
+        True
     """
     x = torch.nan_to_num(x.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
-    peak = float(x.abs().amax()) if x.numel() else 0.0
-    if peak <= RAW_SCALE:
+    if x.numel() < 2:
         return None
-    return {"input_mean": float(x.mean()), "input_std": float(x.std()), "input_max": peak}
+    peak, std = float(x.abs().amax()), float(x.std())
+    if peak <= RAW_SCALE and std >= FLAT:
+        return None
+    return {"input_mean": float(x.mean()), "input_std": std, "input_max": peak}
 
 
 SHIFT_MEAN = 1.0  # channel means this many pooled standard deviations apart: inputs differ

@@ -297,7 +297,7 @@ def test_diagnosis_runs_layers_forward_never_calls_are_said_once(tmp_path):
     assert len(told) == 1 and "`G.1`" in told[0]
 
 
-@pytest.mark.parametrize("scale", [1.0, 255.0])
+@pytest.mark.parametrize("scale", [1.0, 255.0, 1 / 255])
 def test_diagnosis_runs_raw_pixel_inputs_are_a_note_naming_their_scale(tmp_path, scale):
     data = [
         DataLoader(TensorDataset(x.abs() * scale, y), batch_size=8)
@@ -308,7 +308,11 @@ def test_diagnosis_runs_raw_pixel_inputs_are_a_note_naming_their_scale(tmp_path,
     found = [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"]
     if scale == 1.0:
         assert found == []
-    else:
+    elif scale > 1:
         (note,) = found
         assert note.severity == "note" and note.figures["input_max"] > 20 * 8
         assert "raw pixel values perhaps" in note.message and "x / 255" in note.message
+    else:  # scaled twice: the images barely vary
+        (note,) = found
+        assert note.severity == "note" and note.figures["input_std"] < 1e-2
+        assert note.message.startswith("The inputs barely vary: the probe images have a")

@@ -20,3 +20,11 @@ def test_findings_earlier_cause_names_a_standing_root_cause_problem():
     # a root cause told as a note (gone) stands behind nothing
     findings_of(run)[-1] = Finding("overfitting", "loss_mismatch", 69, 1, "gone", severity="note")
     assert earlier_cause(run, "not_learning") == ""
+
+
+def test_findings_earlier_cause_names_inputs_far_from_unit_scale_though_a_note():
+    run = Run()
+    report(run, Finding("activations", "unnormalised_inputs", 3, 0, "barely vary", severity="note"))
+    said = earlier_cause(run, "not_learning")
+    assert said.startswith("This may follow from a note reported first (step 3, `unnormalised")
+    assert "the inputs are far from unit scale. Fix that first." in said
