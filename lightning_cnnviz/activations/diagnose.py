@@ -5,8 +5,8 @@ across logs (the loss trace, the dead-strip history, the first gradient level, w
 was reported) and ``review`` turns one log's figures into ``Verdict`` s, in the order
 of their causes:
 
-1. ``divergence`` (``divergence.py``): a non-finite loss, or a loss spike; where the
-   non-finite values first showed. Units dying with it, and gradients exploding with
+1. ``divergence`` (``divergence.py``, reviewed by ``divergence_review.py``): a non-finite
+   loss, or a loss spike; where the non-finite values first showed. Units dying with it, and gradients exploding with
    it, are part of it (no separate dead-unit or gradient finding afterwards).
 2. ``vanishing_gradients`` / ``exploding_gradients`` / ``saturated_activations``
    (``gradients.py``).
@@ -34,16 +34,7 @@ from torch import Tensor
 from lightning_cnnviz.activations.carry_over import carry_over_verdict
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.dead_rules import DATA_REMEDIES, INIT_REMEDIES, STALLED
-from lightning_cnnviz.activations.divergence import (
-    divergence_text,
-    is_jump,
-    level_before,
-    loss_spike,
-    recovered,
-    recovered_text,
-    still_spiked,
-    transient_text,
-)
+from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes, Verdict, die_off
 from lightning_cnnviz.activations.gradients import (
     FALLING,
@@ -58,16 +49,15 @@ from lightning_cnnviz.activations.loss_trace import (
     SMOOTH,
     LossLevels,
     LossTrace,
-    first_nonfinite,
     progress,
 )
 from lightning_cnnviz.activations.sites import SiteInfo
-from lightning_cnnviz.core.inputs import FLAT
+from lightning_cnnviz.core.inputs import scale_text
 
 __all__ = ["TrainingDiagnosis", "Verdict"]
 
 
-class TrainingDiagnosis:
+class TrainingDiagnosis(DivergenceReview):
     """Divergence, gradient and dead-unit rules over a run's logs (state across logs).
 
     Args:
@@ -205,7 +195,7 @@ class TrainingDiagnosis:
             kind, message, fig = carry_over_verdict(leftover, step, epoch)
             out.append(Verdict(kind, "problem", message, fig))
         if input_scale and self._new("unnormalised_inputs", "note"):
-            text, fig = _scale_text(input_scale), dict(input_scale)
+            text, fig = scale_text(input_scale), dict(input_scale)
             out.append(Verdict("unnormalised_inputs", "note", text, fig))
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying
@@ -351,107 +341,3 @@ class TrainingDiagnosis:
             "(see `exploding_gradients`)."
         )
         return [Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)]
-
-    def _divergence(
-        self,
-        step: int,
-        epoch: int,
-        series: list[tuple[int, float]],
-        figures: Mapping[str, Mapping[str, Tensor]],
-        profile: list[tuple[str, float]],
-        alerts: list[tuple[str, float, float | None]],
-        bad_parameters: Callable[[], list[str]],
-        dying: Mapping[str, float],
-    ) -> list[Verdict]:
-        nonfinite = first_nonfinite(series)
-        bad_sites = [site for site, f in figures.items() if float(f["nonfinite"]) > 0]
-        weights = bad_parameters() if nonfinite is not None or bad_sites else []
-        if weights and nonfinite is None:
-            nonfinite = step  # no loss seen (manual optimisation): the weights tell
-        if self.spike is not None and nonfinite is None and not bad_sites:
-            return self._spike_over(step, epoch, series)
-        spike = loss_spike(series, since=self.transient) if self.diverged is None else None
-        if nonfinite is None and spike is not None:
-            if recovered(series, spike=spike):
-                # back below its start (and within BACK x its level before, after a late spike)
-                self.transient, self.pending = step, None
-                if spike[0] >= step or not self._new("divergence", "note"):
-                    return []  # (a "spike" at this very step already back: nothing to tell)
-                return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
-            if not is_jump(spike) and not dying:
-                # a smoothed rise (not one step's blow-up) is confirmed at a later log while
-                # still past its bar: Adam's first steps at a high rate lift the loss 2x for
-                # a dozen steps, then it falls (coming down but not yet below the start: wait);
-                # units dying at the same log are a second signal that confirms it at once.
-                # A late spike (the loss had halved before it) not back near its level
-                # before at the next log is confirmed: a BN CNN whose Adam rate jumped 30x
-                # sat at 5x its level before 40 steps on, far below the start
-                if self.pending is None:
-                    self.pending = step
-                    return []
-                if not still_spiked(series, spike) and level_before(series, spike) is None:
-                    return []
-        if (nonfinite is None or self.nonfinite_told) and spike is None:
-            return []
-        self.nonfinite_told = self.nonfinite_told or nonfinite is not None
-        self.diverged = step if self.diverged is None else self.diverged
-        self.spike = spike if nonfinite is None else None
-        held = {s: self.history.previous[s] for s in self.units.held if s in self.history.previous}
-        died = held | {site: f for site, f, _ in alerts}
-        self.units.held = {}
-        before = level_before(series, spike) if spike is not None else None
-        finite = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
-        level = (before, statistics.median(finite)) if before and finite else None
-        grads = next((name for name, v in profile if v != v or v in (float("inf"),)), None)
-        message = divergence_text(
-            step, epoch, nonfinite_step=nonfinite, spike=spike,
-            first_weights=weights[0] if weights else None,
-            first_activations=bad_sites[0] if bad_sites else None,
-            first_grads=grads, died=died, level=level,
-        )  # fmt: skip
-        figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
-        if spike is not None:
-            figures_out |= dict(
-                zip(("spike_step", "spike_loss", "best_loss", "start_loss"), spike, strict=True)
-            )
-        figures_out |= {"level_before": before} if before else {}
-        figures_out |= {"first_nonfinite_parameter": weights[0] if weights else None}
-        figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
-        figures_out |= {f"died/{site}": f for site, f in died.items()}
-        return [Verdict("divergence", "problem", message, figures_out)]
-
-    def _spike_over(self, step: int, epoch: int, series: list[tuple[int, float]]) -> list[Verdict]:
-        """A finite spike told as a divergence, once the loss is back: a note that ends it.
-
-        ``recovered`` (the rule's own test: below the start, and after a late spike within
-        ``BACK`` x its level before); the other rules judge again from this log on, and a
-        later spike is a new divergence.
-        """
-        spike = self.spike
-        if spike is None or not recovered(series, spike=spike):
-            return []
-        reported, self.diverged, self.spike = self.diverged, None, None
-        self.transient, self.pending, self.reported["divergence"] = step, None, "note"
-        text = recovered_text(step, epoch, spike, series, reported)
-        return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]
-
-
-def _scale_text(f: Mapping[str, float]) -> str:
-    """The note on inputs far from unit scale: where a divergence or dead units may start."""
-    if f["input_std"] < FLAT:
-        return (
-            f"The inputs barely vary: the probe images have a standard deviation of "
-            f"{f['input_std']:.2g} about {f['input_mean']:.3g} (|x| up to {f['input_max']:.3g}): "
-            "scaled twice (`x / 255` applied on top of a transform that already did it), "
-            "normalised with the wrong constants, or constant. Unless the model normalises "
-            "them itself (a BatchNorm first), its first layer sees almost the same input for "
-            "every image, and it learns slowly or not at all: normalise with the data's own "
-            "statistics (`(x - mean) / std`)."
-        )
-    return (
-        f"The inputs are far from unit scale: the probe images reach |x| = {f['input_max']:.3g} "
-        f"(mean {f['input_mean']:.3g}, std {f['input_std']:.3g}), raw pixel values perhaps. "
-        "Unless the model normalises them itself, its first layer's outputs are that much "
-        "larger than its initialisation assumes, which makes divergence and dead units "
-        "likelier: scale them (`x / 255`) and normalise (`(x - mean) / std`)."
-    )

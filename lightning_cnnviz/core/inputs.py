@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -41,6 +42,7 @@ __all__ = [
     "model_dtype",
     "norm_stats",
     "raw_scale",
+    "scale_text",
     "split_shift",
     "to_image01",
     "to_model",
@@ -140,6 +142,33 @@ def raw_scale(x: Tensor) -> dict[str, float] | None:
     if peak <= RAW_SCALE and std >= FLAT:
         return None
     return {"input_mean": float(x.mean()), "input_std": std, "input_max": peak}
+
+
+def scale_text(f: Mapping[str, float]) -> str:
+    """The note on ``raw_scale``'s figures: where a divergence or dead units may start.
+
+    Example::
+
+        >>> scale_text(raw_scale(torch.full((1, 1, 2, 2), 255.0) + torch.rand(1, 1, 2, 2)))[:34]
+        'The inputs are far from unit scale'
+    """
+    if f["input_std"] < FLAT:
+        return (
+            f"The inputs barely vary: the probe images have a standard deviation of "
+            f"{f['input_std']:.2g} about {f['input_mean']:.3g} (|x| up to {f['input_max']:.3g}): "
+            "scaled twice (`x / 255` applied on top of a transform that already did it), "
+            "normalised with the wrong constants, or constant. Unless the model normalises "
+            "them itself (a BatchNorm first), its first layer sees almost the same input for "
+            "every image, and it learns slowly or not at all: normalise with the data's own "
+            "statistics (`(x - mean) / std`)."
+        )
+    return (
+        f"The inputs are far from unit scale: the probe images reach |x| = {f['input_max']:.3g} "
+        f"(mean {f['input_mean']:.3g}, std {f['input_std']:.3g}), raw pixel values perhaps. "
+        "Unless the model normalises them itself, its first layer's outputs are that much "
+        "larger than its initialisation assumes, which makes divergence and dead units "
+        "likelier: scale them (`x / 255`) and normalise (`(x - mean) / std`)."
+    )
 
 
 SHIFT_MEAN = 1.0  # channel means this many pooled standard deviations apart: inputs differ
