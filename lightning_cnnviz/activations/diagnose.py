@@ -6,8 +6,9 @@ was reported) and ``review`` turns one log's figures into ``Verdict`` s, in the 
 of their causes:
 
 1. ``divergence`` (``divergence.py``, reviewed by ``divergence_review.py``): a non-finite
-   loss, or a loss spike; where the non-finite values first showed. Units dying with it, and gradients exploding with
-   it, are part of it (no separate dead-unit or gradient finding afterwards).
+   loss, or a loss spike; where the non-finite values first showed. Units dying with it,
+   and gradients exploding with it, are part of it (no separate dead-unit or gradient
+   finding afterwards).
 2. ``vanishing_gradients`` / ``exploding_gradients`` / ``saturated_activations``
    (``gradients.py``).
    An untrained model whose first losses sit far above the chance level ``ln K`` has
