@@ -10,8 +10,9 @@ keeps (one value per step, on the host at a log):
   transient, as Adam's first steps or a too-warm start give, not a divergence); after
   a spike late in training (``level_before``: the loss had halved before it), back
   within ``BACK`` x its level before the spike;
-* ``nonfinite_parameters``: where non-finite weights sit;
-* ``divergence_text``: the finding in words, with where non-finite values first showed.
+* ``nonfinite_parameters``: where non-finite weights sit.
+
+Their words (``divergence_words.py``): the finding, a transient, a recovery.
 
 Example::
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -33,16 +34,13 @@ from torch import Tensor
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 
 __all__ = [
-    "divergence_text",
     "is_jump",
     "level_before",
     "loss_spike",
     "nonfinite_parameters",
     "recovered",
-    "recovered_text",
     "scatter",
     "still_spiked",
-    "transient_text",
 ]
 
 # steps per median of the level a spike is measured against (the best, the level before a
@@ -63,12 +61,6 @@ BACK = 2.5  # a late spike recovered: the latest median within 2.5x its level be
 # (healthy batch noise: a median of 5 reads up to 1.9x the one 8 steps before on a BN CNN
 # under Adam; an Adam rate x30 at step 140 read 7-19x its level at the next log, 3-9x at
 # the one after, on 3 seeds)
-
-REMEDIES = (
-    "lower the learning rate (10x); clip gradients (Trainer(gradient_clip_val=1.0)); add a "
-    "learning-rate warmup; check the inputs and labels for NaN/Inf and the loss for log(0) or "
-    "division by zero; under 16-bit precision use bf16 or keep the loss scaler"
-)
 
 
 def level_before(
@@ -241,129 +233,3 @@ def nonfinite_parameters(named: Sequence[tuple[str, Tensor]]) -> list[str]:
         return []
     flags = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).cpu().tolist()
     return [name for (name, _), ok in zip(named, flags, strict=True) if not ok]
-
-
-def transient_text(
-    step: int,
-    epoch: int,
-    spike: tuple[int, float, float, float],
-    series: Sequence[tuple[int, float]],
-) -> str:
-    """A spike the run recovered from, in words (a note): early or late, and from what level.
-
-    Example::
-
-        >>> series = [(i, 2.3) for i in range(1, 6)] + [(6, 7.0), (7, 0.9)]
-        >>> series += [(i, 0.8) for i in range(8, 13)]
-        >>> print(transient_text(12, 0, (6, 7.0, 2.3, 2.3), series))  # doctest: +ELLIPSIS
-        Loss spike at step 6 (to 7, start 2.3), recovered by step 12 (0.8, below the start)...
-    """
-    at, value, _, start = spike
-    now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
-    level = level_before(series, spike)
-    tail = " A note, not a problem; if spikes recur, add a learning-rate warmup or clip gradients."
-    if level is not None:
-        return (
-            f"Loss spike at step {at}, late in training (to {value:.3g} from {level:.3g} just "
-            f"before it; start {start:.3g}), recovered by step {step} ({now:.3g}, within "
-            f"{BACK:g}x its level before the spike): a brief overshoot (an odd batch, a "
-            "learning-rate step), not a divergence." + tail
-        )
-    before = [v for s, v in series if s < at and math.isfinite(v)][: -(SMOOTH - 1)]
-    if len(before) >= SMOOTH:  # the loss had not yet halved: early in training
-        from_ = statistics.median(before[-SMOOTH:])
-        when = f"early in training (to {value:.3g} from {from_:.3g} just before it; start "
-        what = "an early transient"
-    else:
-        when, what = f"(to {value:.3g}, start ", "a transient of the first steps"
-    return (
-        f"Loss spike at step {at} {when}{start:.3g}), recovered by step {step} ({now:.3g}, "
-        f"below the start): {what} (as Adam's start or a large first learning rate give), "
-        "not a divergence." + tail
-    )
-
-
-def recovered_text(
-    step: int,
-    epoch: int,
-    spike: tuple[int, float, float, float],
-    series: Sequence[tuple[int, float]],
-    reported: int | None,
-) -> str:
-    """The note that ends a divergence finding whose loss came back (``recovered``).
-
-    Example::
-
-        >>> series = [(i, 2.3) for i in range(1, 11)] + [(i, 0.3) for i in range(11, 41)]
-        >>> series += [(i, 2.0) for i in range(41, 61)] + [(i, 0.4) for i in range(61, 89)]
-        >>> print(recovered_text(88, 1, (44, 2.0, 0.3, 2.3), series, 60))  # doctest: +ELLIPSIS
-        Training recovered from the loss spike at step 44 (to 2, from 0.3 just before it): by...
-    """
-    at, value, _, start = spike
-    now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
-    level = level_before(series, spike)
-    origin = f"from {level:.3g} just before it" if level is not None else f"start {start:.3g}"
-    back = f"within {BACK:g}x its level before" if level is not None else "below the start"
-    return (
-        f"Training recovered from the loss spike at step {at} (to {value:.3g}, {origin}): by "
-        f"step {step} (epoch {epoch}) the loss is back to {now:.3g} ({back}). Reported at step "
-        f"{reported} as a divergence; a note now: the run came back on its own. A spike right "
-        "after the learning rate rose (a warm restart, a cyclic schedule's peak) calls for a "
-        "lower peak; if spikes recur, clip gradients (Trainer(gradient_clip_val=1.0))."
-    )
-
-
-def divergence_text(
-    step: int,
-    epoch: int,
-    *,
-    nonfinite_step: int | None,
-    spike: tuple[int, float, float, float] | None,
-    first_weights: str | None,
-    first_activations: str | None,
-    first_grads: str | None,
-    died: Mapping[str, float],
-    level: tuple[float, float] | None = None,
-) -> str:
-    """The divergence finding in words: what went wrong when, where first, what to try.
-
-    ``level``: after a late spike, ``(the loss just before it, the loss now)``.
-
-    Example::
-
-        >>> print(divergence_text(40, 0, nonfinite_step=12, spike=None, first_weights="fc.weight",
-        ...       first_activations="relu1", first_grads=None, died={})[:80])
-        Training diverged (seen at step 40, epoch 0): the loss became non-finite (NaN or
-    """
-    what = []
-    if nonfinite_step is not None:
-        what.append(f"the loss became non-finite (NaN or Inf) at step {nonfinite_step}")
-    if spike is not None:
-        at, value, best, start = spike
-        what.append(
-            f"the loss spiked to {value:.3g} at step {at} (best {best:.3g}, start {start:.3g})"
-        )
-        if level is not None:
-            what[-1] += (
-                f" late in training, from {level[0]:.3g} just before it, and is still "
-                f"{level[1]:.3g} ({level[1] / level[0]:.1f}x that level) at step {step}"
-            )
-    where = [
-        f"{label} `{name}`"
-        for label, name in (
-            ("first parameter with non-finite values:", first_weights),
-            ("first layer with non-finite activations:", first_activations),
-            ("first layer with non-finite gradients:", first_grads),
-        )
-        if name
-    ]
-    text = f"Training diverged (seen at step {step}, epoch {epoch}): {'; '.join(what)}."
-    if where:
-        text += " " + "; ".join(where).capitalize() + "."
-    if died:
-        dead = ", ".join(f"`{site}` {share:.0%}" for site, share in died.items())
-        text += f" Units that stopped activating with it ({dead}) are a consequence, not the cause."
-    return (
-        text + " The updates are too large for this model and data: the optimiser overshoots. "
-        f"Try: {REMEDIES}."
-    )

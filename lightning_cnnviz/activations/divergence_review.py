@@ -21,13 +21,15 @@ from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.divergence import (
-    divergence_text,
     is_jump,
     level_before,
     loss_spike,
     recovered,
-    recovered_text,
     still_spiked,
+)
+from lightning_cnnviz.activations.divergence_words import (
+    divergence_text,
+    recovered_text,
     transient_text,
 )
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
