@@ -61,7 +61,7 @@ def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
         >>> round(float(got["probe_ce_probs_val"]), 3), round(float(got["probe_ce_logits_val"]), 3)
         (0.551, 0.0)
     """
-    out = outputs.float()
+    out, labels = outputs.float(), labels.to(outputs.device).long()  # probe labels: on the CPU
     simplex = is_simplex(out)  # a softmax's rows: non-negative, summing to one
     nll = F.nll_loss(out.clamp_min(1e-12).log(), labels)
     return {

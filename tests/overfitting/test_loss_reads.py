@@ -49,6 +49,8 @@ def test_loss_reads_candidates_of_logits_and_of_a_model_ending_in_softmax():
         float(F.cross_entropy(logits, labels))
     )
     assert float(got["probe_simplex_val"]) == 0.0
+    same = loss_reads.candidates(logits, labels.int())  # labels as a dataset may give them
+    assert float(same["probe_ce_probs_val"]) == pytest.approx(float(fed))
     # the outputs are probabilities already: cross-entropy on them is the bug, NLL the loss
     probs = logits.softmax(1)
     got = loss_reads.candidates(probs, labels)
