@@ -35,9 +35,9 @@ class Evaluation:
     ``split_inputs.py``); ``train_acc_images``: the images behind ``train_acc`` where it is
     one training batch's (a validation mid-epoch reads the latest step's value);
     ``val_images``: the images a validation sees (``val_acc``'s binomial error);
-    ``probe_ce_probs_val``, ``probe_ce_logits_val``, ``probe_simplex_val``: what a loss fed
-    probabilities would log on the val probe, the loss its outputs are made for, and
-    whether they are probabilities (``loss_reads.candidates``).
+    ``probe_ce_probs_val``, ``probe_simplex_val``: what a loss fed probabilities would log
+    on the val probe, and whether its outputs are probabilities (``loss_reads.candidates``;
+    the loss they are made for is ``probe_loss_val``).
 
     Example::
 
@@ -60,7 +60,6 @@ class Evaluation:
     probe_loss_train: float | None = None
     probe_loss_val: float | None = None
     probe_ce_probs_val: float | None = None
-    probe_ce_logits_val: float | None = None
     probe_simplex_val: float | None = None
     conf_bn: float | None = None
     probe_acc_bn: float | None = None

@@ -20,7 +20,7 @@ cross-entropy early and move away from the softmax's floor as the model learns.
 
 Example::
 
-    >>> rows = [dict(val_loss=1.885, probe_ce_logits_val=3.914, probe_ce_probs_val=1.878)] * 2
+    >>> rows = [dict(val_loss=1.885, probe_loss_val=3.914, probe_ce_probs_val=1.878)] * 2
     >>> evs = [Evaluation(10 * (i + 1), i, **row) for i, row in enumerate(rows)]
     >>> loss_mismatch(evs).figures["own_loss"]
     3.914
@@ -46,27 +46,25 @@ FAR = 1.5  # ...and the outputs' own cross-entropy at least 1.5x away from it
 
 
 def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
-    """The two losses the logged one is told apart by, 0-dim tensors (no host transfer).
+    """What a loss fed probabilities logs on the outputs, 0-dim tensors (no host transfer).
 
-    ``probe_ce_probs_val``: what a cross-entropy fed probabilities logs
-    (``F.cross_entropy(p, y)`` with ``p`` the outputs' softmax, or the outputs themselves
-    where they are probabilities already); ``probe_ce_logits_val``: the loss the outputs
-    are made for (their cross-entropy as logits; the negative log-likelihood of the
-    probabilities where they are those); ``probe_simplex_val``: 1 where they are.
+    ``probe_ce_probs_val``: ``F.cross_entropy(p, y)`` with ``p`` the outputs' softmax, or
+    the outputs themselves where they are probabilities already; ``probe_simplex_val``:
+    1 where they are. The loss the outputs are made for is the probe's own cross-entropy
+    (``probe_loss_val``: read through ``core.outputs.as_logits``, the negative
+    log-likelihood of a softmax model's probabilities).
 
     Example::
 
         >>> import torch
-        >>> got = candidates(torch.tensor([[50.0, 0.0, 0.0]]), torch.tensor([0]))
-        >>> round(float(got["probe_ce_probs_val"]), 3), round(float(got["probe_ce_logits_val"]), 3)
-        (0.551, 0.0)
+        >>> round(float(candidates(torch.tensor([[50.0, 0.0, 0.0]]), torch.tensor([0]))[
+        ...     "probe_ce_probs_val"]), 3)
+        0.551
     """
     out, labels = outputs.float(), labels.to(outputs.device).long()  # probe labels: on the CPU
     simplex = is_simplex(out)  # a softmax's rows: non-negative, summing to one
-    nll = F.nll_loss(out.clamp_min(1e-12).log(), labels)
     return {
         "probe_ce_probs_val": F.cross_entropy(torch.where(simplex, out, out.softmax(1)), labels),
-        "probe_ce_logits_val": torch.where(simplex, nll, F.cross_entropy(out, labels)),
         "probe_simplex_val": simplex.float(),
     }
 
@@ -81,14 +79,14 @@ def reads_logits(ev: Evaluation) -> bool | None:
 
     Example::
 
-        >>> reads_logits(Evaluation(10, 0, val_loss=1.885, probe_ce_logits_val=3.914,
+        >>> reads_logits(Evaluation(10, 0, val_loss=1.885, probe_loss_val=3.914,
         ...                         probe_ce_probs_val=1.878))
         False
-        >>> reads_logits(Evaluation(10, 0, val_loss=0.12, probe_ce_logits_val=0.1,
+        >>> reads_logits(Evaluation(10, 0, val_loss=0.12, probe_loss_val=0.1,
         ...                         probe_ce_probs_val=1.5))
         True
     """
-    loss, own, soft = ev.val_loss, ev.probe_ce_logits_val, ev.probe_ce_probs_val
+    loss, own, soft = ev.val_loss, ev.probe_loss_val, ev.probe_ce_probs_val
     if loss is None or own is None or soft is None:
         return None
     if not all(math.isfinite(v) and v > 0 for v in (loss, own, soft)):
@@ -119,7 +117,7 @@ def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
     figures = {
         "val_loss": now.val_loss,
         "softmax_loss": now.probe_ce_probs_val,
-        "own_loss": now.probe_ce_logits_val,
+        "own_loss": now.probe_loss_val,
         "in_model": bool(now.probe_simplex_val),
         "floor_loss": math.log(1.0 + (k - 1.0) / math.e),
         "val_acc": now.val_accuracy,

@@ -213,9 +213,9 @@ def figures(
         >>> host, per_class, confusion = figures({"val_loss": torch.tensor(0.5)}, logits,
         ...                                      {"val": torch.tensor([0, 0]), "train": None})
         >>> sorted(host)[:5]
-        ['classes', 'conf_val', 'ece_val', 'probe_acc_val', 'probe_ce_logits_val']
+        ['classes', 'conf_val', 'ece_val', 'probe_acc_val', 'probe_ce_probs_val']
         >>> sorted(host)[5:]
-        ['probe_ce_probs_val', 'probe_loss_val', 'probe_simplex_val', 'val_loss']
+        ['probe_loss_val', 'probe_simplex_val', 'val_loss']
         >>> per_class, confusion
         ([0.5, nan], [[1.0, 1.0], [0.0, 0.0]])
     """

@@ -35,8 +35,7 @@ SMOOTHED = [(1.547, 1.55, 2.168, 0.711), (0.469, 0.452, 1.741, 0.9), (0.326, 0.3
 
 def rows(series):
     return [
-        dict(val_loss=a, probe_ce_logits_val=b, probe_ce_probs_val=c, val_acc=d)
-        for a, b, c, d in series
+        dict(val_loss=a, probe_loss_val=b, probe_ce_probs_val=c, val_acc=d) for a, b, c, d in series
     ]
 
 
@@ -45,9 +44,8 @@ def test_loss_reads_candidates_of_logits_and_of_a_model_ending_in_softmax():
     got = loss_reads.candidates(logits, labels)
     fed = F.cross_entropy(logits.softmax(1), labels)
     assert float(got["probe_ce_probs_val"]) == pytest.approx(float(fed))
-    assert float(got["probe_ce_logits_val"]) == pytest.approx(
-        float(F.cross_entropy(logits, labels))
-    )
+    own = figures({}, {"val": logits}, {"val": labels})[0]["probe_loss_val"]
+    assert own == pytest.approx(float(F.cross_entropy(logits, labels)))
     assert float(got["probe_simplex_val"]) == 0.0
     same = loss_reads.candidates(logits, labels.int())  # labels as a dataset may give them
     assert float(same["probe_ce_probs_val"]) == pytest.approx(float(fed))
@@ -55,9 +53,8 @@ def test_loss_reads_candidates_of_logits_and_of_a_model_ending_in_softmax():
     probs = logits.softmax(1)
     got = loss_reads.candidates(probs, labels)
     assert float(got["probe_ce_probs_val"]) == pytest.approx(float(fed))
-    assert float(got["probe_ce_logits_val"]) == pytest.approx(
-        float(F.cross_entropy(logits, labels)), rel=1e-4
-    )
+    own = figures({}, {"val": probs}, {"val": labels})[0]["probe_loss_val"]
+    assert own == pytest.approx(float(F.cross_entropy(logits, labels)), rel=1e-4)
     assert float(got["probe_simplex_val"]) == 1.0
     # the floor of a loss fed probabilities: a one-hot softmax gives ln(1 + (K - 1) / e)
     floor = loss_reads.candidates(torch.tensor([[80.0] + [0.0] * 9]), torch.tensor([0]))
