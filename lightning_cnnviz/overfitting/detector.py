@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from lightning_cnnviz.overfitting import (
+    bn_levels,
     imbalance,
     levels,
     loss_reads,
@@ -111,25 +112,25 @@ class Detector:
         # the curves without the evaluations whose eval mode BatchNorm's statistics broke: a
         # Conv3d net at 99.5% val accuracy had its val loss 0.016 -> 1.98 -> 0.022 at one
         # such evaluation (batch statistics: 99%), then "overfitting" from that jump
-        curve = [e for e in h if not levels.stale(e)]
+        curve = [e for e in h if not bn_levels.stale(e)]
         found = {
             "loss_mismatch": loss_reads.loss_mismatch(h, p),
             "inputs_differ": split_inputs.inputs_differ(h),
             "class_imbalance": imbalance.class_imbalance(h, p),
             "not_learning": levels.not_learning(h, p),
-            "bn_mismatch": levels.bn_mismatch(h, p),
+            "bn_mismatch": bn_levels.bn_mismatch(h, p),
             "generalisation_gap": levels.generalisation_gap(h, p),
             "memorisation": rules.memorisation(curve, p),
             "overfitting": rules.overfitting(curve, self.tolerance, p),
             "lr_decayed_early": lr_decay.decayed_early(h, p),
         }
         waiting: set[str] = set()
-        if found["bn_mismatch"] is not None or levels.parted(h[-1]):
+        if found["bn_mismatch"] is not None or bn_levels.parted(h[-1]):
             # eval-mode val figures now measure BatchNorm's stale running statistics, not
             # generalisation (also at a single validation whose own BatchNorm gap is past
             # the bar): nothing new from them
             waiting.update(EVAL_KINDS)
-        if levels.stale(h[-1]):
+        if bn_levels.stale(h[-1]):
             waiting.update(CURVE_KINDS)  # the curves did not move: nothing new from them
         if found["not_learning"] is not None or levels.stuck(h[-1]):
             waiting.update(CURVE_KINDS)  # a model at chance learnt nothing to overfit
@@ -183,13 +184,13 @@ class Detector:
     def conclude(self) -> list[Change]:
         """At the end of fit: what the last evaluation shows and no later one can confirm.
 
-        A BatchNorm mismatch (``levels.bn_mismatch_at_end``) and rare classes still left
+        A BatchNorm mismatch (``bn_levels.bn_mismatch_at_end``) and rare classes still left
         out after the note that told them (``imbalance.class_imbalance``): the model fit
         hands back is that much worse. Each reported as a problem unless one stands.
         """
         if not self.history:
             return []
-        found = {"bn_mismatch": levels.bn_mismatch_at_end(self.history)}
+        found = {"bn_mismatch": bn_levels.bn_mismatch_at_end(self.history)}
         if self._standing("inputs_differ"):  # eval mode meets unlike inputs: that, told
             found = {}
         told = self.reported.get("class_imbalance")
@@ -248,7 +249,7 @@ class Detector:
         if kind == "not_learning":  # off chance, or training images learnt: a gap, not this
             return levels.stuck(ev) is False or bool(levels.train_learns(ev))
         if kind == "bn_mismatch":
-            return levels.parted(ev) is False
+            return bn_levels.parted(ev) is False
         if kind == "class_imbalance":  # every class of the probe predicted again
             return ev.ignored is not None and not ev.ignored
         if kind == "generalisation_gap":
@@ -265,7 +266,7 @@ class Detector:
             "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
             "train/val gap": any(levels.gapped(e) is not None for e in h),
             "not learning": any(levels.stuck(e) is not None for e in h),
-            "BatchNorm train/eval": any(levels.parted(e) is not None for e in h),
+            "BatchNorm train/eval": any(bn_levels.parted(e) is not None for e in h),
             "class imbalance": any(e.ignored is not None for e in h),
             "learning rate decayed early": any(e.lr and e.run_share is not None for e in h),
             "inputs of train vs val": any(e.input_shift is not None for e in h),

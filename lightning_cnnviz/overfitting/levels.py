@@ -3,9 +3,9 @@
 Nothing here knows about Lightning. Unlike the val-curve rules (``rules.py``), which
 read how the curves turn, these read levels at each evaluation and how many of the
 latest ones hold them: the val probe at chance (``not_learning``), training images
-learnt and validation images not (``generalisation_gap``), eval mode far below the same
-probe with batch statistics (``bn_mismatch``). Thresholds and why:
-``docs/diagnosis.md``.
+learnt and validation images not (``generalisation_gap``). Eval mode far below the same
+probe with batch statistics (``bn_mismatch``) is in ``bn_levels.py``. Thresholds and
+why: ``docs/diagnosis.md``.
 
 Example::
 
@@ -27,16 +27,10 @@ __all__ = [
     "BELOW_CHANCE_LOSS",
     "GAP",
     "GAP_SLACK",
-    "bn_mismatch",
-    "bn_mismatch_at_end",
     "chance_band",
-    "discordant",
     "gapped",
     "generalisation_gap",
     "not_learning",
-    "part_threshold",
-    "parted",
-    "stale",
     "stuck",
     "train_learns",
 ]
@@ -194,160 +188,3 @@ def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verd
         "split_taken": list(now.split_taken or ()),
     }
     return Verdict("generalisation_gap", evs[-streak], now, None, figures)
-
-
-def discordant(e: Evaluation) -> float | None:
-    """Share of the val probe right in one of its two passes only (``None``: not counted)."""
-    return None if e.bn_only is None or e.eval_only is None else e.bn_only + e.eval_only
-
-
-def part_threshold(
-    acc: float, probe_size: float | None, discordant: float | None = None, gap: float = 0.0
-) -> float:
-    """The accuracy gap ``parted`` calls a mismatch: ``max(5 points, 3 standard errors)``.
-
-    With ``discordant`` (the share of images right in one pass only) the error is the
-    paired one, ``sqrt((discordant - gap^2) / n)``; without it, that of two independent
-    accuracies near ``acc`` (larger: 18 points instead of 10 at 61% on 128 images).
-
-    Example::
-
-        >>> round(part_threshold(0.5, 128), 4), part_threshold(0.99, 128)
-        (0.1875, 0.05)
-        >>> round(part_threshold(0.61, 128, discordant=0.15, gap=0.11), 4)
-        0.0985
-    """
-    n = max(1.0, probe_size or 0.0)
-    if discordant is not None:
-        spread = max(discordant - gap * gap, 1.0 / n)  # one flip at least
-    else:
-        spread = 2 * max(acc * (1 - acc), 0.01)
-    return max(0.05, 3 * math.sqrt(spread / n))
-
-
-def parted(e: Evaluation) -> bool | None:
-    """Whether eval mode is far worse than batch statistics (``None``: not measured).
-
-    Both passes read the same images, so the gap's standard error is the paired one
-    (McNemar: from the images right in one pass only, ``part_threshold``). An
-    evaluation whose batch-statistics pass the screen skipped (``bn_screen`` set,
-    ``passes.py``: the gap cannot be near the threshold) counts as not parted.
-    """
-    if e.probe_acc_val is None:
-        return None
-    if e.probe_acc_bn is None:
-        return None if e.bn_screen is None else False
-    # accuracy only: early in a run the running statistics always lag (a higher eval loss
-    # at equal accuracy), which harms nothing and passes within a few dozen steps
-    return e.bn_gap_acc > _bar(e)  # type: ignore[operator]
-
-
-STALE_LOSS = 2.0
-"""Eval-mode probe loss over this many times the batch-statistics one on the same images."""
-
-
-def stale(e: Evaluation) -> bool:
-    """Whether eval mode's val figures measure BatchNorm's running statistics, not the model.
-
-    ``parted``, or the eval-mode val probe's loss over ``STALE_LOSS`` x its loss with
-    batch statistics (same images). The curve rules (overfitting, memorisation) leave
-    such evaluations out: a BatchNorm CNN under mixup, whose running statistics come from
-    mixed images, went 0.094 -> 0.229 in val loss at 96% eval-mode accuracy (batch
-    statistics: probe loss 0.049, 100%), and both curve rules fired. Overfitting raises
-    the loss in both modes alike.
-
-    Example::
-
-        >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
-        >>> e = Evaluation(0, 0, probe_acc_val=0.97, probe_loss_val=0.214, probe_acc_bn=1.0,
-        ...                probe_loss_bn=0.049, bn_only=0.03, eval_only=0.0, classes=4,
-        ...                probe_size=128, bn_size=96)
-        >>> bool(parted(e)), stale(e)
-        (False, True)
-    """
-    if parted(e):
-        return True
-    eval_loss, bn_loss = e.probe_loss_val, e.probe_loss_bn
-    return eval_loss is not None and bn_loss is not None and eval_loss > STALE_LOSS * bn_loss
-
-
-def _bar(e: Evaluation) -> float:
-    """``part_threshold`` of an evaluation with a batch-statistics pass, on its images."""
-    gap = e.bn_gap_acc
-    return part_threshold(e.probe_acc_bn, e.bn_size or e.probe_size, discordant(e), gap)  # type: ignore[arg-type]
-
-
-CLOSING = 0.5
-"""A gap under this share of the one before is closing: BatchNorm's statistics catching up."""
-
-
-def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
-    """Eval-mode val probe far worse than the same probe with batch statistics.
-
-    The running statistics BatchNorm uses in eval mode no longer match the batch
-    statistics the model trains with: eval accuracy more than
-    ``max(5 points, 3 paired standard errors)`` below (``parted``) for ``patience``
-    evaluations, or parted again, by twice that bar, one evaluation after it last was
-    (``_recurs``; the losses are reported as evidence). A gap that shrank to under
-    ``CLOSING`` of the one before at the confirming evaluation waits one more: in a
-    resnet18's first steps under SGD, validated every 15 steps, eval mode trailed batch
-    statistics by 25 points at step 15 and 9 at step 30, and was level at step 45.
-    """
-    evs, streak = _trailing(history, parted)
-    if streak == patience and evs[-1].bn_gap_acc < CLOSING * evs[-2].bn_gap_acc:  # type: ignore[operator]
-        return None  # closing fast: the running statistics catching up; one more evaluation
-    if streak < patience:
-        streak = _recurs(evs)
-        if not streak:
-            return None
-    return _mismatch(evs, streak)
-
-
-def bn_mismatch_at_end(history: Sequence[Evaluation]) -> Verdict | None:
-    """At the end of fit: the last evaluation parted, confirmed or not (``bn_mismatch``).
-
-    No later evaluation can confirm it or see it close, and the model that fit hands
-    back is that much worse in eval mode: a BatchNorm CNN under mixup ended at 52% val
-    probe accuracy in eval mode vs 100% with batch statistics, its mismatch of the last
-    validation still waiting for a second one.
-    """
-    evs, streak = _trailing(history, parted)
-    return _mismatch(evs, streak) if streak else None
-
-
-def _mismatch(evs: Sequence[Evaluation], streak: int) -> Verdict:
-    now = evs[-1]
-    figures = {
-        "eval_acc": now.bn_eval_acc,
-        "batch_stats_acc": now.probe_acc_bn,
-        "eval_loss": now.probe_loss_val,
-        "batch_stats_loss": now.probe_loss_bn,
-        "gap_acc": now.bn_gap_acc,
-    }
-    return Verdict("bn_mismatch", evs[-streak], now, None, figures)
-
-
-def _recurs(evs: Sequence[Evaluation], window: int = 3, strength: float = 2.0) -> int:
-    """A mismatch that came back: the evaluations since it first parted, else 0.
-
-    The latest evaluation parted by ``strength`` x its bar and another of the last
-    ``window`` parted too. A small ResNet under SGD 0.1 parted at its first validation
-    (16 points, bar 14), came within 5 points at its second and parted by 26 (bar 12.5)
-    at its third and last: a streak rule never confirmed it.
-
-    Example::
-
-        >>> def ev(val, bn, disc):
-        ...     return Evaluation(0, 0, probe_acc_val=val, probe_acc_bn=bn, bn_only=disc,
-        ...                       eval_only=0.0, probe_size=128.0)
-        >>> _recurs([ev(0.46, 0.62, 0.3), ev(0.76, 0.80, 0.12), ev(0.65, 0.91, 0.29)])
-        3
-        >>> _recurs([ev(0.46, 0.62, 0.3), ev(0.76, 0.80, 0.12), ev(0.75, 0.91, 0.2)])
-        0
-    """
-    if not evs or not parted(evs[-1]):
-        return 0
-    if evs[-1].bn_gap_acc < strength * _bar(evs[-1]):  # type: ignore[operator]
-        return 0
-    earlier = [i for i, e in enumerate(evs[-window:-1]) if parted(e)]
-    return len(evs[-window:]) - earlier[0] if earlier else 0

@@ -13,7 +13,7 @@ each costing about as much as 0.5 (resnet18) to 2 (resnet50) training steps:
   epoch's end (a small ResNet's first validation: the screen said no gap where the pass
   found 11 points, and the mismatch was found a validation late or not at all). It runs
   when that estimate of ``probe_acc_bn - probe_acc_val`` reaches half the rule's
-  threshold (``levels.part_threshold``, its paired error estimated from the share of
+  threshold (``bn_levels.part_threshold``, its paired error estimated from the share of
   images the last pass found right in one pass only), when the module logs no train
   accuracy (nothing to screen with), and while the latest measured evaluation was parted (a mismatch
   starting or reported: confirmed, updated or cleared). A skipped evaluation carries the
@@ -54,7 +54,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from lightning_cnnviz.overfitting import levels
+from lightning_cnnviz.overfitting import bn_levels
 from lightning_cnnviz.overfitting.detector import Change
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 
@@ -196,12 +196,12 @@ def plan(
         screen = bn_screen(history, train_acc, eval_acc)
         measured = [e for e in history if e.probe_acc_bn is not None]
         # half the rule's bar, its paired error estimated from the last pass's discordance
-        last = levels.discordant(measured[-1]) if measured else None
+        last = bn_levels.discordant(measured[-1]) if measured else None
         acc = min(1.0, eval_acc + max(screen, 0.0))
-        bar = 0.5 * levels.part_threshold(acc, probe_size, last, max(screen, 0.0))
+        bar = 0.5 * bn_levels.part_threshold(acc, probe_size, last, max(screen, 0.0))
         if not measured:  # the logged train accuracy is an epoch's mean: early, it lags
             bn, why["batch_stats"] = True, "the first pass: the screen's baseline"
-        elif levels.parted(measured[-1]):
+        elif bn_levels.parted(measured[-1]):
             bn, why["batch_stats"] = True, "the latest pass found a mismatch: confirm or clear it"
         elif screen >= bar:
             bn, why["batch_stats"] = True, f"screen: estimated gap {screen:.3f} >= {bar:.3f}"

@@ -5,8 +5,8 @@ Nothing here knows about Lightning. Each rule reads the list of ``Evaluation`` s
 present *now*, or ``None``. Rules keep no state of their own: the detector
 (``detector.py``) compares each verdict with what it reported before to tell a new
 finding from one that worsened or went away. The rules on where the probe's accuracies
-stand (at chance, eval mode below batch statistics) are in ``levels.py``. Thresholds and
-why: ``docs/diagnosis.md``.
+stand are in ``levels.py`` (at chance, a train/val gap) and ``bn_levels.py`` (eval mode
+below batch statistics). Thresholds and why: ``docs/diagnosis.md``.
 
 Example::
 
@@ -41,8 +41,8 @@ class Verdict:
     """What one rule concludes at the latest evaluation.
 
     Attributes:
-        kind: ``"overfitting"``, ``"memorisation"`` (here), ``"not_learning"`` or
-            ``"bn_mismatch"`` (``levels.py``).
+        kind: ``"overfitting"``, ``"memorisation"`` (here), ``"not_learning"``
+            (``levels.py``) or ``"bn_mismatch"`` (``bn_levels.py``).
         since: the evaluation where the failure began (its onset).
         detected: the latest evaluation (the one the verdict speaks for).
         best: the evaluation to go back to (lowest val loss, highest val accuracy), if any.

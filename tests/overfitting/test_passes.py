@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.overfitting import levels, passes
+from lightning_cnnviz.overfitting import bn_levels, passes
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -61,7 +61,7 @@ def test_passes_batch_stats_skipped_while_the_screen_is_quiet_then_run_when_the_
     assert steps(acc, "overfitting/bn_gap_acc") == [4, 12, 16]
     h = monitor.detector.history
     assert [e.bn_screen is not None for e in h] == [False, True, False, False]
-    assert [levels.parted(e) for e in h] == [False, False, True, True]
+    assert [bn_levels.parted(e) for e in h] == [False, False, True, True]
     (finding,) = [f for f in findings_of(trainer) if f.kind == "bn_mismatch"]
     assert (finding.figures["since_epoch"], finding.epoch) == (2, 3)  # one validation later
 
@@ -77,13 +77,13 @@ def test_passes_batch_stats_run_only_where_the_screen_reaches_its_bar_on_a_healt
     screen = acc.Scalars("overfitting/bn_screen")
     h = monitor.detector.history
     assert [e.step for e in screen] == [e.step for e in h] == [4, 8, 12, 16, 20, 24]
-    bar = [0.5 * levels.part_threshold(min(1, e.probe_acc_val + max(s.value, 0)), 64)
+    bar = [0.5 * bn_levels.part_threshold(min(1, e.probe_acc_val + max(s.value, 0)), 64)
            for e, s in zip(h, screen, strict=True)]  # fmt: skip
     ran = [s.step for s, b in zip(screen, bar, strict=True) if s.value >= b - 1e-6]
     ran = sorted({h[0].step, *ran})  # the first pass always runs: the screen's baseline
     assert steps(acc, "overfitting/bn_gap_acc") == ran and len(ran) <= 3
     assert not [f for f in findings_of(trainer) if f.kind == "bn_mismatch"]
-    assert all(levels.parted(e) is False for e in h)  # every evaluation judged: none parted
+    assert all(bn_levels.parted(e) is False for e in h)  # every evaluation judged: none parted
 
 
 @pytest.mark.parametrize("logged", [True, False])

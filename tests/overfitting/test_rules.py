@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from lightning_cnnviz.overfitting import levels, rules
+from lightning_cnnviz.overfitting import bn_levels, levels, rules
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 
 
@@ -269,12 +269,12 @@ def bn(eval_acc, bn_acc, eval_loss=0.1, bn_loss=0.1):
 
 def test_rules_bn_mismatch_when_eval_and_batch_statistics_part():
     rows = [bn(0.9, 0.91), bn(0.75, 0.95), bn(0.58, 0.97)]
-    verdict = first(levels.bn_mismatch, probe_run(rows))
+    verdict = first(bn_levels.bn_mismatch, probe_run(rows))
     assert (verdict.since.epoch, verdict.detected.epoch) == (1, 2)
     assert verdict.figures["gap_acc"] == pytest.approx(0.39)
     # the same accuracy at 5x the loss: running statistics lagging early, harmless
     loss_only = [bn(0.9, 0.9, 1.5, 0.3), bn(0.9, 0.9, 1.6, 0.3)]
-    assert first(levels.bn_mismatch, probe_run(loss_only)) is None
+    assert first(bn_levels.bn_mismatch, probe_run(loss_only)) is None
 
 
 def test_rules_bn_mismatch_that_comes_back_twice_as_far_is_confirmed():
@@ -285,16 +285,16 @@ def test_rules_bn_mismatch_that_comes_back_twice_as_far_is_confirmed():
         dict(bn(0.758, 0.805), bn_only=0.086, eval_only=0.039),
         dict(bn(0.648, 0.906), bn_only=0.273, eval_only=0.015),
     ]
-    verdict = first(levels.bn_mismatch, probe_run(rows))
+    verdict = first(bn_levels.bn_mismatch, probe_run(rows))
     assert (verdict.since.epoch, verdict.detected.epoch) == (0, 2)
     assert verdict.figures["gap_acc"] == pytest.approx(0.258)
     # back by less than twice its bar: still one parted evaluation, not confirmed
     weaker = [*rows[:2], dict(bn(0.75, 0.906), bn_only=0.2, eval_only=0.044)]
-    assert levels.parted(probe_run(weaker)[2]) is True
-    assert first(levels.bn_mismatch, probe_run(weaker)) is None
+    assert bn_levels.parted(probe_run(weaker)[2]) is True
+    assert first(bn_levels.bn_mismatch, probe_run(weaker)) is None
     # a strong parting with no earlier one in the last three evaluations waits
     alone = [rows[1], rows[1], rows[2]]
-    assert first(levels.bn_mismatch, probe_run(alone)) is None
+    assert first(bn_levels.bn_mismatch, probe_run(alone)) is None
 
 
 def test_rules_bn_mismatch_closing_fast_waits_one_more_evaluation():
@@ -304,32 +304,32 @@ def test_rules_bn_mismatch_closing_fast_waits_one_more_evaluation():
         dict(bn(0.518, 0.773), bn_only=0.27, eval_only=0.015),
         dict(bn(0.765, 0.855), bn_only=0.1, eval_only=0.01),
     ]
-    assert all(levels.parted(e) for e in probe_run(catching_up))
-    assert first(levels.bn_mismatch, probe_run(catching_up)) is None
-    assert first(levels.bn_mismatch, probe_run([*catching_up, bn(0.86, 0.87)])) is None
+    assert all(bn_levels.parted(e) for e in probe_run(catching_up))
+    assert first(bn_levels.bn_mismatch, probe_run(catching_up)) is None
+    assert first(bn_levels.bn_mismatch, probe_run([*catching_up, bn(0.86, 0.87)])) is None
     # still parted at the next evaluation: a mismatch that stays, reported then
     stays = [*catching_up, dict(bn(0.77, 0.86), bn_only=0.1, eval_only=0.01)]
-    assert first(levels.bn_mismatch, probe_run(stays)).detected.epoch == 2
+    assert first(bn_levels.bn_mismatch, probe_run(stays)).detected.epoch == 2
 
 
 def test_rules_bn_mismatch_quiet_within_probe_noise():
     rows = [bn(0.96, 0.97), bn(0.95, 0.98), bn(0.97, 0.975), bn(0.9, 0.93)]
-    assert first(levels.bn_mismatch, probe_run(rows)) is None
+    assert first(bn_levels.bn_mismatch, probe_run(rows)) is None
     rows = [bn(0.97, 0.9), bn(0.98, 0.85)]  # eval better than batch statistics: no problem
-    assert first(levels.bn_mismatch, probe_run(rows)) is None
+    assert first(bn_levels.bn_mismatch, probe_run(rows)) is None
 
 
 def test_rules_bn_mismatch_paired_error_sees_a_gap_two_independent_accuracies_miss():
     # 11 points apart on the same 128 images: 13% right with batch statistics only, 2% in
     # eval mode only. Independent errors put the bar at 18 points, the paired one at 10
     rows = [dict(bn(0.50, 0.61), bn_only=0.13, eval_only=0.02)] * 2
-    assert levels.parted(probe_run(rows)[0]) is True
-    assert first(levels.bn_mismatch, probe_run(rows)).detected.epoch == 1
+    assert bn_levels.parted(probe_run(rows)[0]) is True
+    assert first(bn_levels.bn_mismatch, probe_run(rows)).detected.epoch == 1
     unpaired = [bn(0.50, 0.61)] * 2
-    assert levels.parted(probe_run(unpaired)[0]) is False
+    assert bn_levels.parted(probe_run(unpaired)[0]) is False
     # the same gap from many flips both ways is within the noise
     noisy = [dict(bn(0.50, 0.61), bn_only=0.40, eval_only=0.29)] * 2
-    assert levels.parted(probe_run(noisy)[0]) is False
+    assert bn_levels.parted(probe_run(noisy)[0]) is False
 
 
 def test_rules_overfitting_needs_the_train_loss_clearly_below_its_value_at_the_best():
