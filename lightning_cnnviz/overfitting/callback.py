@@ -6,23 +6,14 @@ calibration, per-class accuracy and the most confused classes as evidence.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
-from lightning_cnnviz.core.findings import (
-    Finding,
-    earlier_cause,
-    findings_of,
-    record_check,
-    replace,
-    report,
-)
+from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.core.items import batch_size
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import (
@@ -33,24 +24,20 @@ from lightning_cnnviz.core.probe import (
     has_val_data,
 )
 from lightning_cnnviz.overfitting import passes
-from lightning_cnnviz.overfitting.confusion import (
-    confusion_image,
-    pairs_text,
-)
-from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
+from lightning_cnnviz.overfitting.confusion import confusion_image
+from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
-from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
 from lightning_cnnviz.overfitting.loop_tap import LoopTap
 from lightning_cnnviz.overfitting.measures import Measures
 from lightning_cnnviz.overfitting.metrics import IntervalLoss
 from lightning_cnnviz.overfitting.run_data import RunData
-from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of
+from lightning_cnnviz.overfitting.telling import Telling
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
 
 
-class OverfittingMonitor(Measures, RunData, LoopTap, Monitor, section="overfitting"):
+class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="overfitting"):
     """Tells in plain words when validation shows that training goes wrong, and why.
 
     At each validation end (training steps never carry anything) it reads the train
@@ -72,9 +59,10 @@ class OverfittingMonitor(Measures, RunData, LoopTap, Monitor, section="overfitti
     (rare training classes never predicted on the val probe, ``imbalance.py``) and
     ``loss_mismatch`` (a loss fed probabilities, ``loss_reads.py``), among others. Each is
     reported once as a ``Finding``, then updated in place while it worsens, and turned
-    into a note when it goes away. Calibration (signed: over- or under-confident) and the most
-    confused classes are evidence in the ``overfitting/diagnosis`` entry, never a
-    finding of their own. Rules, thresholds and why: ``docs/diagnosis.md``.
+    into a note when it goes away (``telling.py``). Calibration (signed: over- or
+    under-confident) and the most confused classes are evidence in the
+    ``overfitting/diagnosis`` entry, never a finding of their own. Rules, thresholds and
+    why: ``docs/diagnosis.md``.
 
     Its work on the training thread is timed in ``timings``: ``total`` per evaluation
     (within it ``probe``, drawing the probes once, ``capture``, the forward passes,
@@ -246,33 +234,6 @@ class OverfittingMonitor(Measures, RunData, LoopTap, Monitor, section="overfitti
         with self.phase("flush"):  # the sink's thread; the run's summary if this monitor is last
             super().on_fit_end(trainer, pl_module)
 
-    def _conclude(self, trainer: Trainer) -> None:
-        """The last evaluation's BatchNorm mismatch, confirmed or not (``Detector.conclude``)."""
-        changes, ev = self.detector.conclude(), self.detector.history[-1:]
-        for change in changes:
-            self._tell(trainer, change, ev[0], [])
-        if changes:
-            self._write_diagnosis(trainer, ev[0], [])
-
-    def _record_checks(self, trainer: Trainer) -> None:
-        """Say which of the rules could look at this run, and why the others could not."""
-        h = self.detector.history
-        for name, did in self.detector.checks_ran().items():
-            if did:
-                why = ""
-            elif self.disabled:
-                why = self.aside_reason or "the monitor stepped aside"
-            elif not h:
-                why = self.never_logged_reason(trainer)
-            elif name == "BatchNorm train/eval" and self._bn_why:
-                why = self._bn_why
-            elif name == "overfitting":  # name the key it looked for, and how to change it
-                key = self.keys["val_loss"]
-                why = f"needs a validation loss: none logged as `{key}` (set `val_loss_key=`)"
-            else:
-                why = f"needs {CHECKS[name]}"
-            record_check(trainer, type(self).__name__, name, did, why)
-
     @override
     def never_logged_reason(self, trainer: Trainer) -> str:
         if not has_val_data(trainer):
@@ -302,35 +263,7 @@ class OverfittingMonitor(Measures, RunData, LoopTap, Monitor, section="overfitti
                 if image is not None:
                     self.sink.image(self.tag(name), image, step)
             self._write_layout()
-        changes = self.detector.update(ev)
-        for change in changes:
-            self._tell(trainer, change, ev, pairs)
-        others = [f for f in findings_of(trainer) if f.source != self.section]
-        if changes or (self.detector.reported and len(others) > self._others_told):
-            self._write_diagnosis(trainer, ev, pairs)  # rewritten when others add findings
-
-    def _write_diagnosis(self, trainer: Trainer, ev: Evaluation, pairs: list[Any]) -> None:
-        """The ``diagnosis`` text: this monitor's findings, the others', the evidence."""
-        others = [f for f in findings_of(trainer) if f.source != self.section]
-        self._others_told = len(others)
-        text = diagnosis_text(self.detector.active, ev, others, confusion=pairs_text(pairs),
-                              val_key=self.keys["val_loss"])  # fmt: skip
-        self.sink.text(self.tag("diagnosis"), text, ev.step)
-
-    def _tell(self, trainer: Trainer, change: Change, ev: Evaluation, pairs: list[Any]) -> None:
-        """Report a new finding (with a warning), or update the one reported before."""
-        finding, v = finding_of(self.section, change, ev, pairs), change.verdict
-        if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind)):
-            finding = dataclasses.replace(finding, message=f"{finding.message} {cause}")
-        message = finding.message
-        old = self._findings.get(v.kind)
-        self._findings[v.kind] = finding
-        if old is None:
-            report(trainer, finding)
-        else:
-            replace(trainer, old, finding)
-        if change.change == "new" and v.severity == "problem":  # notes: summary and text only
-            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
+        self._diagnose(trainer, ev, pairs)
 
     def _write_layout(self) -> None:
         if not self._layout and self.sink.writer is not None:

@@ -5,7 +5,8 @@ training thread, in probe mode): the val probe's eval-mode logits (read from the
 validation loop, ``loop_logits.py``, or a pass of its own), the passes
 ``passes.plan`` picks (train probe, BatchNorm on batch statistics), the logged
 metrics, and the ``Evaluation`` the rules read. The monitor itself
-(``overfitting/callback.py``) schedules, writes and tells the findings.
+(``overfitting/callback.py``) schedules and writes; ``Telling`` (``telling.py``) tells
+the findings.
 """
 
 from __future__ import annotations

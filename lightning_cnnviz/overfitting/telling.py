@@ -1,0 +1,107 @@
+"""The findings told: a part of ``OverfittingMonitor``.
+
+``Telling`` feeds each evaluation to the ``Detector`` (``detector.py``) and tells what
+changed: a new finding reported (a problem with a warning), a worse one updated in
+place, one gone turned into a note. It writes the ``overfitting/diagnosis`` entry
+(``text.py``), again when other monitors add findings, and at the end of fit tells what
+the last evaluation shows and no later one can confirm (``Detector.conclude``) and
+records which checks could look at the run, and why the others could not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
+from lightning_cnnviz.core.findings import (
+    Finding,
+    earlier_cause,
+    findings_of,
+    record_check,
+    replace,
+    report,
+)
+from lightning_cnnviz.overfitting.confusion import pairs_text
+from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of
+
+__all__ = ["Telling"]
+
+
+class Telling:
+    """Tells the detector's changes as findings (a part of ``OverfittingMonitor``).
+
+    Uses the monitor's ``detector``, ``keys``, ``section``, ``sink``, ``tag``,
+    ``disabled``, ``aside_reason``, ``never_logged_reason`` and ``_bn_why``; keeps
+    ``_findings`` (the finding told per kind) and ``_others_told``.
+    """
+
+    detector: Detector
+    keys: dict[str, str]
+    section: str
+    _bn_why: str
+    _findings: dict[str, Finding]
+    _others_told: int  # the other monitors' findings the diagnosis text last named
+
+    def _diagnose(self, trainer: Trainer, ev: Evaluation, pairs: list[Any]) -> None:
+        """Run the rules on ``ev`` and tell what changed; rewrite the diagnosis if needed."""
+        changes = self.detector.update(ev)
+        for change in changes:
+            self._tell(trainer, change, ev, pairs)
+        others = [f for f in findings_of(trainer) if f.source != self.section]
+        if changes or (self.detector.reported and len(others) > self._others_told):
+            self._write_diagnosis(trainer, ev, pairs)  # rewritten when others add findings
+
+    def _conclude(self, trainer: Trainer) -> None:
+        """The last evaluation's BatchNorm mismatch, confirmed or not (``Detector.conclude``)."""
+        changes, ev = self.detector.conclude(), self.detector.history[-1:]
+        for change in changes:
+            self._tell(trainer, change, ev[0], [])
+        if changes:
+            self._write_diagnosis(trainer, ev[0], [])
+
+    def _record_checks(self, trainer: Trainer) -> None:
+        """Say which of the rules could look at this run, and why the others could not."""
+        h = self.detector.history
+        for name, did in self.detector.checks_ran().items():
+            if did:
+                why = ""
+            elif self.disabled:
+                why = self.aside_reason or "the monitor stepped aside"
+            elif not h:
+                why = self.never_logged_reason(trainer)
+            elif name == "BatchNorm train/eval" and self._bn_why:
+                why = self._bn_why
+            elif name == "overfitting":  # name the key it looked for, and how to change it
+                key = self.keys["val_loss"]
+                why = f"needs a validation loss: none logged as `{key}` (set `val_loss_key=`)"
+            else:
+                why = f"needs {CHECKS[name]}"
+            record_check(trainer, type(self).__name__, name, did, why)
+
+    def _write_diagnosis(self, trainer: Trainer, ev: Evaluation, pairs: list[Any]) -> None:
+        """The ``diagnosis`` text: this monitor's findings, the others', the evidence."""
+        others = [f for f in findings_of(trainer) if f.source != self.section]
+        self._others_told = len(others)
+        text = diagnosis_text(self.detector.active, ev, others, confusion=pairs_text(pairs),
+                              val_key=self.keys["val_loss"])  # fmt: skip
+        self.sink.text(self.tag("diagnosis"), text, ev.step)
+
+    def _tell(self, trainer: Trainer, change: Change, ev: Evaluation, pairs: list[Any]) -> None:
+        """Report a new finding (with a warning), or update the one reported before."""
+        finding, v = finding_of(self.section, change, ev, pairs), change.verdict
+        if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind)):
+            finding = dataclasses.replace(finding, message=f"{finding.message} {cause}")
+        message = finding.message
+        old = self._findings.get(v.kind)
+        self._findings[v.kind] = finding
+        if old is None:
+            report(trainer, finding)
+        else:
+            replace(trainer, old, finding)
+        if change.change == "new" and v.severity == "problem":  # notes: summary and text only
+            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
