@@ -1,11 +1,11 @@
 """What changed in the diagnosis at one validation: new findings, worse ones, ones gone.
 
 Nothing here knows about Lightning. The ``OverfittingMonitor`` feeds one
-``Evaluation`` per validation into a ``Detector``; the detector runs the rules of
-``rules.py`` on the whole history and compares each verdict with the one it reported
-before, so a finding is told once, then *updated* while it worsens (a later best
-epoch, a larger rise), and turned into a note when it goes away (val loss reaching
-a new low after a bump).
+``Evaluation`` per validation into a ``Detector``; the detector runs the rules on the
+whole history (``precedence.py``: which verdicts stand, which wait for another finding)
+and compares each verdict with the one it reported before, so a finding is told once,
+then *updated* while it worsens (a later best epoch, a larger rise), and turned into a
+note when it goes away (val loss reaching a new low after a bump).
 
 Example::
 
@@ -25,16 +25,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from lightning_cnnviz.overfitting import (
-    bn_levels,
-    imbalance,
-    levels,
-    loss_reads,
-    lr_decay,
-    rules,
-    split_inputs,
-)
+from lightning_cnnviz.overfitting import bn_levels, imbalance, levels, loss_reads
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.precedence import standing, verdicts
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["KINDS", "NOTE_KINDS", "Change", "Detector"]
@@ -63,8 +56,6 @@ KINDS = (
     "lr_decayed_early",
 )
 NOTE_KINDS = ("lr_decayed_early",)  # always a note: a fact that may be meant
-CURVE_KINDS = ("memorisation", "overfitting")  # read the eval-mode val curves
-EVAL_KINDS = ("not_learning", "generalisation_gap", *CURVE_KINDS)  # read eval-mode val figures
 
 # The figure that says "worse" for each kind (larger is worse).
 _WORSE = {
@@ -108,67 +99,12 @@ class Detector:
         self.reported: dict[str, Verdict] = {}
 
     def _verdicts(self) -> dict[str, Verdict | None]:
-        h, p = self.history, self.patience
-        # the curves without the evaluations whose eval mode BatchNorm's statistics broke: a
-        # Conv3d net at 99.5% val accuracy had its val loss 0.016 -> 1.98 -> 0.022 at one
-        # such evaluation (batch statistics: 99%), then "overfitting" from that jump
-        curve = [e for e in h if not bn_levels.stale(e)]
-        found = {
-            "loss_mismatch": loss_reads.loss_mismatch(h, p),
-            "inputs_differ": split_inputs.inputs_differ(h),
-            "class_imbalance": imbalance.class_imbalance(h, p),
-            "not_learning": levels.not_learning(h, p),
-            "bn_mismatch": bn_levels.bn_mismatch(h, p),
-            "generalisation_gap": levels.generalisation_gap(h, p),
-            "memorisation": rules.memorisation(curve, p),
-            "overfitting": rules.overfitting(curve, self.tolerance, p),
-            "lr_decayed_early": lr_decay.decayed_early(h, p),
-        }
-        waiting: set[str] = set()
-        if found["bn_mismatch"] is not None or bn_levels.parted(h[-1]):
-            # eval-mode val figures now measure BatchNorm's stale running statistics, not
-            # generalisation (also at a single validation whose own BatchNorm gap is past
-            # the bar): nothing new from them
-            waiting.update(EVAL_KINDS)
-        if bn_levels.stale(h[-1]):
-            waiting.update(CURVE_KINDS)  # the curves did not move: nothing new from them
-        if found["not_learning"] is not None or levels.stuck(h[-1]):
-            waiting.update(CURVE_KINDS)  # a model at chance learnt nothing to overfit
-
-        def told(kind: str) -> bool:  # standing, or found now and not waiting itself
-            return self._standing(kind) or (found[kind] is not None and kind not in waiting)
-
-        if told("inputs_differ"):
-            # val images unlike the training ones: every eval-mode val figure measures that
-            waiting.update(("class_imbalance", "bn_mismatch", *EVAL_KINDS))
-        if told("class_imbalance"):
-            # rare classes left out: a balanced val probe at chance or far below training
-            # accuracy says that, not "not learning" or splits that differ
-            waiting.update(("not_learning", "generalisation_gap"))
-        if told("not_learning"):
-            waiting.add("lr_decayed_early")  # its remedies name the rate's cut first
-        gap = found["generalisation_gap"] if told("generalisation_gap") else None
-        gap = gap or (
-            self.reported["generalisation_gap"] if self._standing("generalisation_gap") else None
-        )
-        if gap is not None and gap.figures.get("split_classes"):
-            # classes learnt on training images and left out on val ones: the splits differ,
-            # and a val curve rising with it is that (a BGR val set: "overfitting" at 225)
-            waiting.update(CURVE_KINDS)
-        if any(told(k) for k in CURVE_KINDS):
-            # the gap is theirs, with their cause; not when they wait themselves: val labels
-            # mapped differently kept a model at chance on val (stuck: the curves wait) while
-            # the val loss rose 2.5 -> 11, and neither was told
-            waiting.add("generalisation_gap")
-        for kind in waiting:
-            if not self._standing(kind):
-                found[kind] = None
-        return found
+        """Each rule's verdict now, ``None`` where it waits for another (``precedence.py``)."""
+        return verdicts(self.history, self.reported, self.tolerance, self.patience)
 
     def _standing(self, kind: str) -> bool:
         """Whether ``kind`` was reported and is still a problem."""
-        old = self.reported.get(kind)
-        return old is not None and old.severity != "note"
+        return standing(self.reported, kind)
 
     def update(self, ev: Evaluation) -> list[Change]:
         """Add one evaluation; the changes of the diagnosis it brings, in ``KINDS`` order."""

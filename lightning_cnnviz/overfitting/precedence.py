@@ -1,0 +1,113 @@
+"""Which rules' verdicts stand at one evaluation, and which wait for another finding.
+
+Nothing here knows about Lightning. ``verdicts`` runs every rule on the whole history
+(``rules.py``, ``levels.py``, ``bn_levels.py`` and the others) and sets aside those whose
+figures another finding explains: eval-mode val figures while BatchNorm's running
+statistics are off, the val curves of a model at chance, everything eval mode reads
+while the val images are unlike the training ones. A finding that stands (reported and
+not gone) never waits. The ``Detector`` (``detector.py``) compares what is left with
+what it reported before.
+
+Example::
+
+    >>> e = Evaluation(0, 0, probe_acc_val=0.11, probe_loss_val=2.3, probe_size=128.0,
+    ...                classes=10.0)
+    >>> [kind for kind, v in verdicts([e, e], {}).items() if v is not None]
+    ['not_learning']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from lightning_cnnviz.overfitting import (
+    bn_levels,
+    imbalance,
+    levels,
+    loss_reads,
+    lr_decay,
+    rules,
+    split_inputs,
+)
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.rules import Verdict
+
+__all__ = ["CURVE_KINDS", "EVAL_KINDS", "standing", "verdicts"]
+
+CURVE_KINDS = ("memorisation", "overfitting")  # read the eval-mode val curves
+EVAL_KINDS = ("not_learning", "generalisation_gap", *CURVE_KINDS)  # read eval-mode val figures
+
+
+def standing(reported: Mapping[str, Verdict], kind: str) -> bool:
+    """Whether ``kind`` was reported and is still a problem."""
+    old = reported.get(kind)
+    return old is not None and old.severity != "note"
+
+
+def verdicts(
+    history: Sequence[Evaluation],
+    reported: Mapping[str, Verdict],
+    tolerance: float = 0.05,
+    patience: int = 2,
+) -> dict[str, Verdict | None]:
+    """Each rule's verdict on ``history`` (in ``detector.KINDS`` order), the waiting ones ``None``.
+
+    ``reported``: what the detector reported so far; a kind that stands there is never
+    made to wait. ``tolerance`` and ``patience`` are the ``Detector``'s.
+    """
+    h, p = history, patience
+    # the curves without the evaluations whose eval mode BatchNorm's statistics broke: a
+    # Conv3d net at 99.5% val accuracy had its val loss 0.016 -> 1.98 -> 0.022 at one
+    # such evaluation (batch statistics: 99%), then "overfitting" from that jump
+    curve = [e for e in h if not bn_levels.stale(e)]
+    found = {
+        "loss_mismatch": loss_reads.loss_mismatch(h, p),
+        "inputs_differ": split_inputs.inputs_differ(h),
+        "class_imbalance": imbalance.class_imbalance(h, p),
+        "not_learning": levels.not_learning(h, p),
+        "bn_mismatch": bn_levels.bn_mismatch(h, p),
+        "generalisation_gap": levels.generalisation_gap(h, p),
+        "memorisation": rules.memorisation(curve, p),
+        "overfitting": rules.overfitting(curve, tolerance, p),
+        "lr_decayed_early": lr_decay.decayed_early(h, p),
+    }
+    waiting: set[str] = set()
+    if found["bn_mismatch"] is not None or bn_levels.parted(h[-1]):
+        # eval-mode val figures now measure BatchNorm's stale running statistics, not
+        # generalisation (also at a single validation whose own BatchNorm gap is past
+        # the bar): nothing new from them
+        waiting.update(EVAL_KINDS)
+    if bn_levels.stale(h[-1]):
+        waiting.update(CURVE_KINDS)  # the curves did not move: nothing new from them
+    if found["not_learning"] is not None or levels.stuck(h[-1]):
+        waiting.update(CURVE_KINDS)  # a model at chance learnt nothing to overfit
+
+    def told(kind: str) -> bool:  # standing, or found now and not waiting itself
+        return standing(reported, kind) or (found[kind] is not None and kind not in waiting)
+
+    if told("inputs_differ"):
+        # val images unlike the training ones: every eval-mode val figure measures that
+        waiting.update(("class_imbalance", "bn_mismatch", *EVAL_KINDS))
+    if told("class_imbalance"):
+        # rare classes left out: a balanced val probe at chance or far below training
+        # accuracy says that, not "not learning" or splits that differ
+        waiting.update(("not_learning", "generalisation_gap"))
+    if told("not_learning"):
+        waiting.add("lr_decayed_early")  # its remedies name the rate's cut first
+    gap = found["generalisation_gap"] if told("generalisation_gap") else None
+    gap = gap or (
+        reported["generalisation_gap"] if standing(reported, "generalisation_gap") else None
+    )
+    if gap is not None and gap.figures.get("split_classes"):
+        # classes learnt on training images and left out on val ones: the splits differ,
+        # and a val curve rising with it is that (a BGR val set: "overfitting" at 225)
+        waiting.update(CURVE_KINDS)
+    if any(told(k) for k in CURVE_KINDS):
+        # the gap is theirs, with their cause; not when they wait themselves: val labels
+        # mapped differently kept a model at chance on val (stuck: the curves wait) while
+        # the val loss rose 2.5 -> 11, and neither was told
+        waiting.add("generalisation_gap")
+    for kind in waiting:
+        if not standing(reported, kind):
+            found[kind] = None
+    return found
