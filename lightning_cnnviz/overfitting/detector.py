@@ -182,8 +182,9 @@ class Detector:
             return ev.val_loss <= best.val_loss * (1 + self.tolerance)  # type: ignore[operator]
         if kind == "memorisation" and best is not None and ev.val_accuracy is not None:
             return ev.val_accuracy > best.val_accuracy  # type: ignore[operator]
-        if kind == "not_learning":  # off chance, or training images learnt: a gap, not this
-            return levels.stuck(ev) is False or bool(levels.train_learns(ev))
+        if kind == "not_learning":  # off chance, or learning seen elsewhere: not this
+            learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
+            return levels.stuck(ev) is False or learns
         if kind == "bn_mismatch":
             return bn_levels.parted(ev) is False
         if kind == "class_imbalance":  # every class of the probe predicted again

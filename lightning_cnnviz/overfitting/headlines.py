@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from lightning_cnnviz.overfitting import class_gap, levels, lr_decay
+from lightning_cnnviz.overfitting import bn_levels, class_gap, levels, lr_decay
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
@@ -75,6 +75,13 @@ def headline(v: Verdict) -> str:
             "generalise (noisy or wrong labels?)."
         )
     if v.kind == "not_learning":
+        if gone and levels.stuck(now) and bn_levels.parted(now):
+            return (
+                f"Val accuracy at chance in eval mode since {_when(since)}, but with batch "
+                f"statistics the same probe reaches {_num(now.probe_acc_bn, True)} at epoch "
+                f"{now.epoch} (eval mode {_num(now.bn_eval_acc, True)}): the model learns; "
+                "BatchNorm's running statistics do not match its batches (`bn_mismatch`)."
+            )
         if gone and levels.stuck(now):
             return (
                 f"Val accuracy at chance since {_when(since)}, but training images are learnt "

@@ -287,6 +287,26 @@ def test_detector_eval_mode_at_chance_with_batchnorm_broken_is_no_not_learning()
     assert kinds == ["bn_mismatch"]
 
 
+def test_detector_not_learning_ends_once_batch_statistics_show_learning():
+    # a torchvision MNASNet (BatchNorm momentum 3e-4, held out): eval mode predicts one
+    # class throughout while the probe with batch statistics climbs 30% -> 55%
+    detector, said = Detector(), []
+    for e, bn_acc in enumerate([0.30, 0.30, 0.38, 0.55]):
+        ev = Evaluation(step=62 * (e + 1), epoch=e, val_acc=0.29, val_loss=1.45,
+                        train_acc=0.33 + 0.05 * e, train_loss=1.5, probe_acc_val=0.25,
+                        probe_loss_val=1.45, probe_acc_bn=bn_acc, probe_loss_bn=1.4,
+                        probe_size=128.0, bn_size=96.0, classes=4.0,
+                        bn_only=bn_acc - 0.2, eval_only=0.05)  # fmt: skip
+        said += [(e, c.change, c.verdict.kind, headline(c.verdict)) for c in detector.update(ev)]
+    assert [s[:3] for s in said] == [(1, "new", "not_learning"), (3, "gone", "not_learning")]
+    reach = "with batch statistics the same probe reaches 55.0% at epoch 3 (eval mode 25.0%)"
+    assert reach in said[1][3]
+    assert said[1][3].endswith("BatchNorm's running statistics do not match its batches "
+                               "(`bn_mismatch`).")  # fmt: skip
+    (note,) = [v for v in detector.reported.values() if v.kind == "not_learning"]
+    assert note.severity == "note"
+
+
 def test_detector_gap_left_to_memorisation_when_it_stands():
     # 50% noisy labels: val accuracy falls from its peak while train accuracy (on the noisy
     # labels) climbs far past it; the gap is memorisation's, with its cause
