@@ -12,7 +12,6 @@ from typing_extensions import override
 from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
-from lightning_cnnviz.core.findings import Finding, findings_of, problems, record_check, report
 from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import Probe, find_dataset, has_val_data
@@ -20,24 +19,14 @@ from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.core.tokens import Layout
 from lightning_cnnviz.gradcam.draw import cam_grid
-from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, fixed_findings
+from lightning_cnnviz.gradcam.judging import ShortcutChecks
 from lightning_cnnviz.gradcam.metrics import means_to_host
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
 from lightning_cnnviz.gradcam.rows import CamRows, Row
 from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS
-from lightning_cnnviz.gradcam.shortcut import area_blocker, on_object_findings, on_object_text
-
-_SHORTCUT_CHECKS = (
-    "CAM on the object",
-    "shortcut train vs val",
-    "shortcut on both splits",
-    "CAM fixed on one place",
-)
-# Causes after which a CAM off the object is their consequence: no shortcut finding then.
-_NOT_A_SHORTCUT = frozenset({"divergence", "bn_mismatch", "not_learning"})
 
 
-class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
+class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
     """Grad-CAM overlays of train, val and misclassified samples, and CAM metrics over time.
 
     Runs at train batch end or train epoch end, never inside validation, in probe
@@ -183,47 +172,7 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
             scalars = means_to_host(values)
             self.sink.scalars(scalars, trainer.global_step)
             self.in_background(lambda step=trainer.global_step: self._draw(panels, step))
-        if why := self._unjudgeable():
-            for check in _SHORTCUT_CHECKS:
-                self._record(check, False, why)
-            return
-        on_object = [
-            scalars.get(
-                self.tag(split, "on_object_hirescam"), scalars.get(self.tag(split, "on_object"))
-            )
-            for split in ("train", "val")
-        ]
-        areas = tuple(scalars.get(self.tag(split, "object_share")) for split in ("train", "val"))
-        cells, hw = self._object_cells(areas)
-        # a foreground mask over most of the image leaves no object to tell from the rest, and
-        # a map of fewer than 4 cells a side no place for it
-        masked = area_blocker(areas, hw=hw)
-        if self.foreground_threshold is None:
-            missing = "needs `foreground_threshold` (on_object)"
-        else:
-            missing = ("no CAM mass to place: the CAMs were zero on every probe image (no "
-                       "gradient reached the layer), or the probes are not images")  # fmt: skip
-        self._record("CAM on the object", on_object[0] is not None and not masked,
-                     masked or missing)  # fmt: skip
-        both = f"{missing}, on training and validation images"
-        if not has_val_data(trainer):
-            both = "the run has no validation data"
-        self._record("shortcut train vs val", None not in on_object and not masked,
-                     masked or both)  # fmt: skip
-        self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
-                              cells=cells, hw=hw)  # fmt: skip
-        self._check_fixed(trainer, scalars)
-
-    def _unjudgeable(self) -> str:
-        """Why no shortcut can be judged on this model's outputs ("": it can)."""
-        if self.dense_output:  # the background class's CAM lies off the object by design
-            return "per-pixel outputs (segmentation): a class's CAM is that class's region"
-        if self._probe_acc is None:  # multi-label, regression, unreadable labels
-            return (
-                "needs class labels on the training probe: without them a model that has "
-                "learnt nothing (its CAM anywhere) cannot be told from one using a cue"
-            )
-        return ""
+        self._judge(trainer, scalars)
 
     def _draw(self, panels: list[tuple[str, list[Row]]], step: int) -> None:
         """On the sink's thread: one image per split, a captioned grid per row."""
@@ -234,74 +183,6 @@ class GradCAMMonitor(CamRows, Monitor, section="gradcam"):
                                    alpha=self.alpha, shared_scale=self.shared_scale)  # fmt: skip
                 grids.append(grid if title is None else caption(grid, title))
             self.sink.image(self.tag(split), R.vstack(grids, gap=4), step)
-
-    def _object_cells(
-        self, areas: tuple[float | None, ...]
-    ) -> tuple[float | None, tuple[int, int] | None]:
-        """How many cells of the deepest layer's map the object covers, and the map's size.
-
-        The both-splits shortcut rule compares ``on_object`` with the object's area share,
-        which means nothing on a map whose cells are as large as the object, or when the
-        "object" is most of the image (``area_blocker``): the summary then lists that check
-        among those that did not run, with why (recorded here). The other on-object rules
-        need a map of ``MIN_MAP_SIDE`` cells a side.
-        """
-        layout = (self._layouts or {}).get(list(self.selected)[-1]) if self.selected else None
-        if None in areas or not areas:
-            return None, None
-        cells, hw = None, None
-        if layout is not None:
-            hw, area = layout.hw, min(a for a in areas if a is not None)
-            cells = area * hw[0] * hw[1]
-        why = area_blocker(areas, cells, hw, both=True)
-        self._record("shortcut on both splits", not why, why)
-        return cells, hw
-
-    def _record(self, check: str, ran: bool, why: str) -> None:
-        """Say in the run's record whether ``check`` ran (once it has, it stays so)."""
-        self._ran[check] = self._ran.get(check, False) or ran
-        if self._trainer_ref is not None:
-            ran = self._ran[check]
-            record_check(self._trainer_ref, type(self).__name__, check, ran, "" if ran else why)
-
-    def _check_on_object(
-        self,
-        trainer: Trainer,
-        value: float | None,
-        val: float | None = None,
-        areas: tuple[float | None, float | None] = (None, None),
-        accuracy: float | None = None,
-        cells: float | None = None,
-        hw: tuple[int, int] | None = None,
-    ) -> None:
-        if any(f.kind in _NOT_A_SHORTCUT for f in problems(findings_of(trainer))):
-            return  # where the CAM falls then is a consequence of that cause, not a shortcut
-        found = on_object_findings(self._on_object, value, val, areas, accuracy, cells, hw)
-        self._emit(trainer, found)
-
-    def _check_fixed(self, trainer: Trainer, scalars: dict[str, float]) -> None:
-        """The fixed-spot shortcut rule (``gradcam/fixed_spot.py``) on this log's agreements."""
-        hw, where = self._spot.get("train", (None, ""))
-        self._record("CAM fixed on one place", not fixed_blocker(hw), fixed_blocker(hw))
-        agree = {split: (scalars.get(self.tag(split, "cam_agreement")),
-                         scalars.get(self.tag(split, "content_agreement")))
-                 for split in ("train", "val")}  # fmt: skip
-        train, val = (pair if None not in pair else None for pair in agree.values())
-        earlier = findings_of(trainer)
-        if any(f.kind in _NOT_A_SHORTCUT for f in problems(earlier)):
-            return
-        found = fixed_findings(self._fixed, train, val, self._probe_acc, where)  # type: ignore[arg-type]
-        if not any(f.kind == "cam_shortcut" for f in earlier):  # one shortcut, told once
-            self._emit(trainer, found)
-
-    def _emit(self, trainer: Trainer, found: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """Warn, write ``gradcam/diagnosis`` and report each ``(kind, message, figures)``."""
-        step, epoch = trainer.global_step, trainer.current_epoch
-        for kind, message, figures in found:
-            rank_zero_warn(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
-            if self._sink is not None:
-                self.sink.text(self.tag("diagnosis"), on_object_text(message, step, epoch), step)
-            report(trainer, Finding(self.section, kind, step, epoch, message, figures))
 
     @override
     def extra_state(self) -> dict[str, Any]:

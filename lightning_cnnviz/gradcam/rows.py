@@ -4,7 +4,8 @@
 in probe mode) what one row of ``gradcam/{split}`` shows and what it measures:
 ``_row`` for a layer, ``_class_rows`` for a segmentation net's predicted classes,
 ``_saliency_rows`` for the opt-in input-gradient methods. The monitor itself
-(``gradcam/callback.py``) schedules, draws and turns the metrics into findings.
+(``gradcam/callback.py``) schedules and draws; ``gradcam/judging.py`` turns the metrics
+into findings.
 """
 
 from __future__ import annotations
