@@ -1,0 +1,142 @@
+"""The training-batch hooks of ``ActivationMonitor``: the window opened and closed.
+
+``TrainingWindow`` is a part of ``ActivationMonitor`` (a mixin, as the monitors' parts
+are): at each training batch it asks ``recorder.batches_to_log`` whether the window
+before the next log has opened, traces the call sites before the first one and hooks
+the watched layers for that batch only (``recorder.Recorder``; not under
+``torch.compile``, where the probe pass stands alone). It keeps the loss each backward
+saw (for a ``training_step`` that returns none), reads the gradients left from before
+the logging step's first backward (``carry_over.py``) and the weight gradients before
+its optimizer step, and hands each batch's loss to the diagnosis. Hooks come off after
+every batch, on an exception and at teardown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from torch import Tensor
+from typing_extensions import override
+
+from lightning_cnnviz.activations.carry_over import leftover_gradient
+from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
+from lightning_cnnviz.activations.loss_trace import loss_of
+from lightning_cnnviz.activations.recorder import Recorder, batches_to_log
+from lightning_cnnviz.core.selection import is_compiled, unwrap_model
+
+__all__ = ["TrainingWindow"]
+
+
+class TrainingWindow:
+    """The training-batch hooks that record the window (a part of ``ActivationMonitor``).
+
+    Uses the monitor's ``window``, ``selected``, ``schedule``, ``disabled``,
+    ``probe_input``, ``warn_once``, ``timings`` and ``budget``, and keeps on it what a
+    log reads: the recorder (``_rec``), the carried-over gradient (``_leftover``) and
+    the diagnosis's loss trace.
+    """
+
+    _rec: Recorder
+    diagnosis: TrainingDiagnosis
+    _grads_due: bool
+    _stepped: bool
+    _leftover: Tensor | None
+    _backward_loss: Tensor | None
+    _compiled: bool | None
+
+    def _trace(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._rec.sites:
+            x = self.probe_input(trainer, pl_module)[:1]
+            self._rec.trace(unwrap_model(pl_module), self.selected, x)
+            self._call_counts, self.shared = self._rec.counts, self._rec.shared
+            unused = [name for name in self.selected if not self._call_counts.get(name)]
+            if unused:  # e.g. a GAN's generator, where forward() is the discriminator
+                names = ", ".join(f"`{n}`" for n in unused[:4])
+                more = f" and {len(unused) - 4} more" if len(unused) > 4 else ""
+                self.warn_once(
+                    "unused",
+                    f"not called by the model's forward(), so not recorded: {names}{more} (e.g. "
+                    "a GAN's generator when forward() is the discriminator); the monitor "
+                    "watches what forward() computes",
+                )
+
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
+        self._rec.detach()  # hooks come off after every batch, on failure and at the end
+        super().on_exception(trainer, pl_module, exception)
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._rec.detach()
+        super().teardown(trainer, pl_module, stage)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._rec.detach()
+        if self.disabled or trainer.sanity_checking or self._rec.failure is not None:
+            return
+        ahead = batches_to_log(
+            trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
+            trainer.num_training_batches, self.schedule.next_step(trainer.global_step),
+            self.schedule.due_after_epoch(trainer.current_epoch),
+        )  # fmt: skip
+        self._grads_due = ahead is not None and ahead[0] == ahead[1]
+        if ahead is None or ahead[0] > self.window:
+            return
+        try:
+            self._trace(trainer, pl_module)
+            if not self._probe_only(pl_module):
+                self._rec.attach(self.selected)  # detached in on_train_batch_end / on_exception
+        except Exception as err:
+            self._rec.failure = err  # raised in log_event: the base warns and steps aside
+
+    def _probe_only(self, pl_module: LightningModule) -> bool:
+        """Under ``torch.compile`` the window's hooks would see stale or no batches: say so."""
+        if self._compiled is None:
+            self._compiled = is_compiled(pl_module)
+            if self._compiled:
+                self.warn_once(
+                    "compiled",
+                    "the model runs through torch.compile, where hooks on training steps see "
+                    "the wrong batches; dead units and statistics come from the "
+                    f"{self.num_samples} probe images only (eager probe passes).",
+                )
+        return self._compiled
+
+    @override
+    def on_before_backward(
+        self, trainer: Trainer, pl_module: LightningModule, loss: Tensor
+    ) -> None:
+        first, self._stepped = self._stepped, False  # the first backward after a step
+        if len(trainer.optimizers) != 1 or self.disabled:
+            return  # several optimizers (a GAN): neither the loss nor the gradients are one's
+        self._backward_loss = loss.detach()  # the loss, where training_step returns none
+        if first and self._grads_due:
+            self._leftover = leftover_gradient(trainer.optimizers[0])  # read at the log
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: Trainer, pl_module: LightningModule, optimizer: Any
+    ) -> None:
+        self._stepped = True
+        if self._grads_due and not self.disabled:
+            self._rec.read_grads(unwrap_model(pl_module))
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._rec.detach()
+        if not self.disabled and not trainer.sanity_checking:
+            # manual optimisation may return nothing: the loss its backward saw instead
+            loss = outputs if loss_of(outputs) is not None else self._backward_loss
+            self.diagnosis.loss.add(trainer.global_step, loss)  # a reference: no sync
+        self._backward_loss = None
+        if self._rec.window_seconds:  # the window's share of the cost, beside the events'
+            self.timings["window"] += self._rec.window_seconds
+            self.budget.add(self._rec.window_seconds)
+            self._rec.window_seconds = 0.0
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
