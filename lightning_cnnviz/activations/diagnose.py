@@ -13,7 +13,8 @@ of their causes:
    (``gradients.py``).
    An untrained model whose first losses sit far above the chance level ``ln K`` has
    weights too large from the start (``gradients.init_explosion``, once, at the first
-   log that knows ``K``): said as its cause in the dead-unit findings that follow.
+   log that knows ``K``): said as its cause in the dead-unit findings that follow
+   (``cause_review.py``, as are all-zero layers and a loss stuck at chance).
 3. ``dead_units`` (rectifiers) and ``dormant_units`` (activations that pass gradient
    below zero), each a problem only when it hurts (``dead.dead_reason``), as episodes
    (``episodes.py``): a note once the units recover, reported anew if they die again.
@@ -25,16 +26,15 @@ The other kinds are reported once per run, and once more if a note becomes a pro
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import Tensor
 
 from lightning_cnnviz.activations.carry_over import carry_over_verdict
+from lightning_cnnviz.activations.cause_review import CauseReview
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.dead_rules import DATA_REMEDIES, INIT_REMEDIES, STALLED
+from lightning_cnnviz.activations.dead_rules import STALLED
 from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes, Verdict, die_off
 from lightning_cnnviz.activations.gradients import (
@@ -42,23 +42,17 @@ from lightning_cnnviz.activations.gradients import (
     SATURATED,
     depth_ratio,
     gradient_findings,
-    init_explosion,
     mean_rms,
     saturation_eased,
 )
-from lightning_cnnviz.activations.loss_trace import (
-    SMOOTH,
-    LossLevels,
-    LossTrace,
-    progress,
-)
+from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
 
 __all__ = ["TrainingDiagnosis", "Verdict"]
 
 
-class TrainingDiagnosis(DivergenceReview):
+class TrainingDiagnosis(CauseReview, DivergenceReview):
     """Divergence, gradient and dead-unit rules over a run's logs (state across logs).
 
     Args:
@@ -159,10 +153,6 @@ class TrainingDiagnosis(DivergenceReview):
         self.reported[kind] = severity
         return True
 
-    def wants_chance(self) -> bool:
-        """Whether the next ``review`` reads ``chance`` (the initial-scale check is pending)."""
-        return not self.init_checked
-
     def review(
         self,
         step: int,
@@ -204,14 +194,7 @@ class TrainingDiagnosis(DivergenceReview):
         previous, self.last_step, self.last_epoch, self._kinds = self.last_step, step, epoch, kinds
         if self.diverged is not None:
             return out  # what follows a divergence is its consequence
-        if zero_layers and self.init_cause is None:
-            names = ", ".join(f"`{name}`" for name in zero_layers[:4])
-            more = f" and {len(zero_layers) - 4} more" if len(zero_layers) > 4 else ""
-            self.init_cause = (
-                f"The weights' scale at initialisation is the cause here, not the learning rate: "
-                f"{names}{more} hold all-zero weights (zero initialisation), so their units "
-                "compute nothing and no gradient reaches the layers below."
-            )
+        self._zero_init(zero_layers)
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
         stalled = None if gain is None else gain < STALLED
@@ -290,55 +273,3 @@ class TrainingDiagnosis(DivergenceReview):
             self.last_step, self.last_epoch, [], self.history.previous, self._kinds,
             self.history.dead, gain, cause, remedies=remedies,
         )  # fmt: skip
-
-    def _cause(self, series: list[tuple[int, float]], gain: float | None) -> tuple[str | None, str]:
-        """What stands behind silent units, and its remedies (``None``: the learning rate's).
-
-        The weights' scale at initialisation, when known; or a loss that never left its
-        chance level while learning stalls (``LossLevels.at_chance``): the data comes first.
-        """
-        if self.init_cause is not None:
-            return self.init_cause, INIT_REMEDIES
-        if gain is not None and gain < STALLED and self.levels.at_chance(series, self.classes):
-            chance = math.log(self.classes or 2)
-            return (
-                f"The loss has stayed at its chance level (ln {self.classes} = {chance:.3f}) "
-                "since the first step: nothing has been learnt, and units silent in a model "
-                "that learns nothing are more likely a consequence than the cause.",
-                DATA_REMEDIES,
-            )
-        return None, INIT_REMEDIES
-
-    def _progress(self, series: list[tuple[int, float]]) -> float | None:
-        """``progress``; measured from the chance level when the start was far above it."""
-        gain = progress(series)
-        if gain is None or self.chance_loss is None:
-            return gain
-        recent = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
-        return 1.0 - statistics.median(recent) / self.chance_loss
-
-    def _initial_scale(
-        self,
-        step: int,
-        epoch: int,
-        series: list[tuple[int, float]],
-        chance: tuple[int, float] | None,
-    ) -> list[Verdict]:
-        """The initial-scale check, once, at the first log with losses (skipped without K)."""
-        if self.init_checked or not series:
-            return []
-        self.init_checked = True  # K unknown at the first log stays unknown: not asked again
-        if chance is None:
-            return []
-        self.classes = chance[0]
-        found = init_explosion([v for _, v in series], *chance)
-        if found is None or not self._new(found[0], found[1]):
-            return []
-        kind, severity, message, fig = found
-        self.chance_loss = fig["chance_loss"]
-        self.init_cause = (
-            "The weights' scale at initialisation is the cause here, not the learning rate: "
-            f"the first losses sat ~{fig['over_chance']:.0f}x above the chance level "
-            "(see `exploding_gradients`)."
-        )
-        return [Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)]

@@ -1,0 +1,108 @@
+"""The causes part of ``TrainingDiagnosis``: what stands behind units gone silent.
+
+Nothing here knows about Lightning. ``CauseReview`` is a part of
+``diagnose.TrainingDiagnosis`` (a mixin, as the monitors' parts are): at the first log
+it runs the initial-scale check (``gradients.init_explosion``: the first losses far
+above the chance level ``ln K``) and reads all-zero layers; either makes the weights'
+scale at initialisation the cause that the dead-unit findings name. Later, a loss that
+never left its chance level while learning stalls makes the data the first suspect
+(``_cause``), and progress is measured from the chance level where the start sat far
+above it (``_progress``). What it keeps across logs (``chance_loss``, ``init_cause``,
+``init_checked``, ``classes``) lives on the diagnosis, which saves it in checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from lightning_cnnviz.activations.dead_rules import DATA_REMEDIES, INIT_REMEDIES, STALLED
+from lightning_cnnviz.activations.episodes import Verdict
+from lightning_cnnviz.activations.gradients import init_explosion
+from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
+
+__all__ = ["CauseReview"]
+
+
+class CauseReview:
+    """The initial-scale check and the causes of silent units (a part of ``TrainingDiagnosis``).
+
+    Uses the diagnosis's ``levels`` and ``_new``.
+    """
+
+    levels: LossLevels
+    chance_loss: float | None
+    init_cause: str | None
+    init_checked: bool
+    classes: int | None
+
+    def _new(self, kind: str, severity: str) -> bool:
+        raise NotImplementedError  # the diagnosis's
+
+    def wants_chance(self) -> bool:
+        """Whether the next ``review`` reads ``chance`` (the initial-scale check is pending)."""
+        return not self.init_checked
+
+    def _initial_scale(
+        self,
+        step: int,
+        epoch: int,
+        series: list[tuple[int, float]],
+        chance: tuple[int, float] | None,
+    ) -> list[Verdict]:
+        """The initial-scale check, once, at the first log with losses (skipped without K)."""
+        if self.init_checked or not series:
+            return []
+        self.init_checked = True  # K unknown at the first log stays unknown: not asked again
+        if chance is None:
+            return []
+        self.classes = chance[0]
+        found = init_explosion([v for _, v in series], *chance)
+        if found is None or not self._new(found[0], found[1]):
+            return []
+        kind, severity, message, fig = found
+        self.chance_loss = fig["chance_loss"]
+        self.init_cause = (
+            "The weights' scale at initialisation is the cause here, not the learning rate: "
+            f"the first losses sat ~{fig['over_chance']:.0f}x above the chance level "
+            "(see `exploding_gradients`)."
+        )
+        return [Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)]
+
+    def _zero_init(self, zero_layers: Sequence[str]) -> None:
+        """The weights' scale as the cause, where layers hold all-zero weights (first log)."""
+        if zero_layers and self.init_cause is None:
+            names = ", ".join(f"`{name}`" for name in zero_layers[:4])
+            more = f" and {len(zero_layers) - 4} more" if len(zero_layers) > 4 else ""
+            self.init_cause = (
+                f"The weights' scale at initialisation is the cause here, not the learning rate: "
+                f"{names}{more} hold all-zero weights (zero initialisation), so their units "
+                "compute nothing and no gradient reaches the layers below."
+            )
+
+    def _progress(self, series: list[tuple[int, float]]) -> float | None:
+        """``progress``; measured from the chance level when the start was far above it."""
+        gain = progress(series)
+        if gain is None or self.chance_loss is None:
+            return gain
+        recent = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
+        return 1.0 - statistics.median(recent) / self.chance_loss
+
+    def _cause(self, series: list[tuple[int, float]], gain: float | None) -> tuple[str | None, str]:
+        """What stands behind silent units, and its remedies (``None``: the learning rate's).
+
+        The weights' scale at initialisation, when known; or a loss that never left its
+        chance level while learning stalls (``LossLevels.at_chance``): the data comes first.
+        """
+        if self.init_cause is not None:
+            return self.init_cause, INIT_REMEDIES
+        if gain is not None and gain < STALLED and self.levels.at_chance(series, self.classes):
+            chance = math.log(self.classes or 2)
+            return (
+                f"The loss has stayed at its chance level (ln {self.classes} = {chance:.3f}) "
+                "since the first step: nothing has been learnt, and units silent in a model "
+                "that learns nothing are more likely a consequence than the cause.",
+                DATA_REMEDIES,
+            )
+        return None, INIT_REMEDIES
