@@ -2,9 +2,10 @@
 
 A monitor is a thin ``schedule -> capture -> compute -> render -> sink``. This
 base class owns the schedule (on ``trainer.global_step``, never ``batch_idx``)
-and the cost budget, the shared arguments, layer resolution in ``setup()``, the
-probe sets and the sink; how it speaks and steps aside is ``voice.py``, its
-checkpoint state ``monitor_state.py``.
+and the cost budget, the shared arguments, ``setup()``, firing an event and the
+sink; how it speaks and steps aside is ``voice.py``, its checkpoint state
+``monitor_state.py``, its probe sets ``model_io.py``, the layers it watches
+``monitor_layers.py`` and what it says of the whole run ``monitor_summary.py``.
 A subclass names its TensorBoard section (``class X(Monitor, section="x")``),
 optionally an ``auto`` layer rule, and implements ``log_event``.
 """
@@ -20,49 +21,28 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
-from lightning_cnnviz.core.capture import (
-    count_call_sites,
-    module_name,
-    probe_mode,
-    site_name,
-)
+from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
-from lightning_cnnviz.core.findings import (
-    checks_of,
-    findings_of,
-    record_check,
-    summary_text,
-)
-from lightning_cnnviz.core.logs import announce_logs
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
+from lightning_cnnviz.core.monitor_layers import LayerWatcher
 from lightning_cnnviz.core.monitor_state import Checkpointed
+from lightning_cnnviz.core.monitor_summary import RunSummary, say_fit_only
 from lightning_cnnviz.core.namespaces import Callback
-from lightning_cnnviz.core.outputs import (
-    NotApplicable,
-)
-from lightning_cnnviz.core.probe import (
-    Probe,
-)
+from lightning_cnnviz.core.outputs import NotApplicable
+from lightning_cnnviz.core.probe import Probe
 from lightning_cnnviz.core.schedule import Schedule
-from lightning_cnnviz.core.selection import (
-    LayerNotFoundError,
-    LayerSpec,
-    NoAutoLayers,
-    resolve_layers,
-    unwrap_model,
-)
+from lightning_cnnviz.core.selection import LayerSpec, unwrap_model
 from lightning_cnnviz.core.sinks import Sink
 from lightning_cnnviz.core.voice import Voice
 
 __all__ = ["Monitor", "NotApplicable", "with_probe"]
 
 
-class Monitor(Voice, Checkpointed, ProbeReader, Callback):
+class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callback):
     """Base class of every lightning-cnnviz monitor.
 
     Args:
@@ -93,10 +73,6 @@ class Monitor(Voice, Checkpointed, ProbeReader, Callback):
     section: ClassVar[str] = "monitor"  # its TensorBoard section: `class X(Monitor, section=...)`
     # Whether every rank must run ``log_event`` (collectives); else rank zero only.
     all_ranks: ClassVar[bool] = False
-    # False for a monitor that reads the model's outputs only (no `layers` to resolve).
-    watches_layers: ClassVar[bool] = True
-    # What `layers="auto"` looks for, in words (said when it finds nothing).
-    auto_description: ClassVar[str] = "it looks for conv layers"
 
     def __init__(
         self,
@@ -188,10 +164,6 @@ class Monitor(Voice, Checkpointed, ProbeReader, Callback):
         return names if cls.watches_layers else names - {"layers"}
 
     # ----------------------------------------------------------------- for subclasses
-    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        """Names ``layers="auto"`` picks (override per monitor; default: none)."""
-        return []
-
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Do one logging event: capture, compute, render, write."""
         raise NotImplementedError
@@ -237,41 +209,11 @@ class Monitor(Voice, Checkpointed, ProbeReader, Callback):
 
         self.sink.later(timed, self._step_aside)
 
-    def sites(self) -> list[str]:
-        """Selected layers by call site (``relu#0``, ``relu#1`` for a module called twice)."""
-        names: list[str] = []
-        for name in self.selected:
-            count = self._call_counts.get(name, 1) if name in self.shared else 1
-            names += [site_name(name, i, self.shared) for i in range(count)]
-        return names
-
-    def find_call_sites(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Run one probe pass to learn which selected modules are called more than once."""
-        model = unwrap_model(pl_module)
-        x = self.probe_input(trainer, pl_module)[:1]
-        counts = count_call_sites(model, self.selected, lambda: model(x))
-        self._call_counts = counts
-        self.shared = {name for name, count in counts.items() if count > 1}
-
-    def describe_layers(self) -> str:
-        """The text logged once to ``cnnviz/layers``."""
-        parts = [f"`{s}` ({type(self.selected[module_name(s)]).__name__})" for s in self.sites()]
-        return f"**{type(self).__name__}** ({self.section}): " + ", ".join(parts)
-
     # ----------------------------------------------------------------- Lightning hooks
-    @property
-    @override
-    def state_key(self) -> str:
-        # Lightning reads it at every hook call (its profiler's names): built once per value
-        key = (self.tag_prefix, str(self.layers))
-        if getattr(self, "_state_key", (None, ""))[0] != key:
-            self._state_key = (key, self._generate_state_key(tag_prefix=key[0], layers=key[1]))
-        return self._state_key[1]
-
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
-            _say_fit_only(trainer, stage)
+            say_fit_only(trainer, stage)
             return
         self._start_model(pl_module)
         self._call_counts: dict[str, int] = {}
@@ -286,24 +228,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, Callback):
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active
         self.aside_reason = "" if self._sink.active else "fast_dev_run: nothing would be kept"
-        # A pattern that matches nothing is the user's error: raise, never step aside.
-        # "auto" finding nothing (a model this monitor cannot read) steps aside, saying why.
-        if self.watches_layers:
-            try:
-                self.selected = resolve_layers(
-                    pl_module, self.layers, self.auto_layers, owner=type(self).__name__
-                )
-            except NoAutoLayers:
-                self.selected = {}
-                self.step_aside(
-                    f"`layers='auto'` found no layer it can watch in this model "
-                    f"({self.auto_description}); name layers with `layers=` to watch others"
-                )
-            except LayerNotFoundError:
-                raise
-            except Exception as err:  # the auto rule's probe pass failed: step aside (or raise)
-                self.selected = {}
-                self._step_aside(err)
+        self._resolve_layers(pl_module)
 
     def _due_on_step(self, trainer: Trainer) -> bool:
         return self.schedule.due_on_step(trainer.global_step, self.last_logged_step)
@@ -327,11 +252,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, Callback):
             return
         start = time.perf_counter()
         try:
-            if not self._layers_logged:
-                self._layers_logged = True
-                if self.selected and self.needs_call_sites:
-                    self.find_call_sites(trainer, pl_module)
-                self.sink.layers(self.describe_layers(), trainer.global_step)
+            self._log_layers_once(trainer, pl_module)
             with self.phase("total"):
                 self.log_event(trainer, pl_module)
             self.events += 1
@@ -341,9 +262,6 @@ class Monitor(Voice, Checkpointed, ProbeReader, Callback):
             self.last_logged_step = trainer.global_step
         self.budget.add(time.perf_counter() - start)
         self.budget.event_ended(self.schedule)
-
-    # Monitors that hook layers during a forward pass need per-call-site names.
-    needs_call_sites: ClassVar[bool] = True
 
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -367,51 +285,9 @@ class Monitor(Voice, Checkpointed, ProbeReader, Callback):
             self._fire(trainer, pl_module)
 
     @override
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._sink is not None:
-            self._sink.flush()  # waits for the sink's thread; its errors are raised or warned
-        self._end_of_fit(trainer)
-
-    def never_logged_reason(self, trainer: Trainer) -> str:
-        """Why the monitor never logged in this run, for the end-of-fit summary."""
-        return "never logged in this run (shorter than its first scheduled event)"
-
-    def _end_of_fit(self, trainer: Trainer) -> None:
-        """Record whether this monitor ran; the run's last monitor prints the summary, once."""
-        why = self.aside_reason if self.disabled else ""
-        if not why and self.events == 0 and trainer.is_global_zero:
-            why = self.never_logged_reason(trainer)
-        record_check(trainer, type(self).__name__, "", ran=not why, why=why)
-        if [c for c in trainer.callbacks if isinstance(c, Monitor)][-1] is not self:
-            return
-        summary = summary_text(findings_of(trainer), checks_of(trainer).values())
-        rank_zero_info(summary)
-        if self._sink is not None and self._sink.active:  # in the Text tab too
-            self._sink.text(self.tag_prefix + "cnnviz/summary", summary, trainer.global_step)
-            self._sink.flush()
-
-    @override
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage == "fit":  # after every callback's on_fit_end; not after an exception
-            announce_logs(trainer)
-
-    @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
         if self._sink is not None:
             self._sink.wait()  # the run's own error is the one to show
-
-
-def _say_fit_only(trainer: Trainer, stage: str) -> None:
-    """Say once per trainer and stage (naming every monitor) that monitors log in fit only."""
-    stage = str(getattr(stage, "value", stage))  # a `TrainerFn` (a str enum) in Lightning
-    said = trainer.__dict__.setdefault("_cnnviz_fit_only_said", set())
-    if stage not in said:
-        said.add(stage)
-        names = ", ".join(type(c).__name__ for c in trainer.callbacks if isinstance(c, Monitor))
-        rank_zero_warn(
-            f"lightning-cnnviz monitors log during `trainer.fit()` only: {names} "
-            f"log nothing in `trainer.{stage}()`."
-        )
 
 
 def with_probe(

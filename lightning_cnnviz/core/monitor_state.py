@@ -1,9 +1,9 @@
 """What a monitor keeps in a checkpoint, and a fresh start when it meets another model.
 
 ``Checkpointed`` is mixed into ``Monitor`` (Lightning calls ``state_dict`` /
-``load_state_dict`` on callbacks): the schedule, the probe indices, the seed, the
-monitor's own ``extra_state`` and its findings, so a resumed run continues the same
-schedule and keeps what it reported.
+``load_state_dict`` on callbacks and files what they return under ``state_key``): the
+schedule, the probe indices, the seed, the monitor's own ``extra_state`` and its
+findings, so a resumed run continues the same schedule and keeps what it reported.
 
 Example::
 
@@ -26,6 +26,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.findings import Finding, findings_of
 from lightning_cnnviz.core.schedule import Schedule
+from lightning_cnnviz.core.selection import LayerSpec
 
 __all__ = ["Checkpointed"]
 
@@ -42,6 +43,17 @@ class Checkpointed:
     _trainer_ref: Any
     _initial_state: dict[str, Any] | None
     _model: weakref.ref[nn.Module] | None
+    tag_prefix: str
+    layers: LayerSpec
+
+    @property
+    @override
+    def state_key(self) -> str:
+        # Lightning reads it at every hook call (its profiler's names): built once per value
+        key = (self.tag_prefix, str(self.layers))
+        if getattr(self, "_state_key", (None, ""))[0] != key:
+            self._state_key = (key, self._generate_state_key(tag_prefix=key[0], layers=key[1]))
+        return self._state_key[1]
 
     def extra_state(self) -> dict[str, Any]:
         """Monitor-specific state to checkpoint (accumulators, previous values)."""

@@ -1,0 +1,103 @@
+"""Which layers a monitor watches: ``layers`` resolved at setup, and their call sites.
+
+``LayerWatcher`` is a part of ``Monitor`` (a mixin), in a file of its own so that
+``monitor.py`` keeps the schedule and the firing of events: the ``auto`` rule a
+subclass overrides, ``layers`` resolved at each fit's setup (or stepping aside when
+``auto`` finds nothing), a module called more than once named per call site
+(``relu#0``, ``relu#1``), and the selection in words for ``cnnviz/layers``, written at
+a fit's first event.
+It reads the monitor's ``layers``, ``selected``, ``shared``, ``section``,
+``_call_counts`` and ``_layers_logged``, and uses its ``sink``, ``probe_input``,
+``step_aside`` and ``_step_aside``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from lightning.pytorch import LightningModule, Trainer
+from torch import nn
+
+from lightning_cnnviz.core.capture import count_call_sites, module_name, site_name
+from lightning_cnnviz.core.selection import (
+    LayerNotFoundError,
+    LayerSpec,
+    NoAutoLayers,
+    resolve_layers,
+    unwrap_model,
+)
+
+__all__ = ["LayerWatcher"]
+
+
+class LayerWatcher:
+    """The layers of one monitor (see the module docstring)."""
+
+    # False for a monitor that reads the model's outputs only (no `layers` to resolve).
+    watches_layers: ClassVar[bool] = True
+    # What `layers="auto"` looks for, in words (said when it finds nothing).
+    auto_description: ClassVar[str] = "it looks for conv layers"
+    # Monitors that hook layers during a forward pass need per-call-site names.
+    needs_call_sites: ClassVar[bool] = True
+
+    section: str
+    layers: LayerSpec
+    selected: dict[str, nn.Module]
+    shared: set[str]
+    _call_counts: dict[str, int]
+    _layers_logged: bool
+
+    def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
+        """Names ``layers="auto"`` picks (override per monitor; default: none)."""
+        return []
+
+    def sites(self) -> list[str]:
+        """Selected layers by call site (``relu#0``, ``relu#1`` for a module called twice)."""
+        names: list[str] = []
+        for name in self.selected:
+            count = self._call_counts.get(name, 1) if name in self.shared else 1
+            names += [site_name(name, i, self.shared) for i in range(count)]
+        return names
+
+    def find_call_sites(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Run one probe pass to learn which selected modules are called more than once."""
+        model = unwrap_model(pl_module)
+        x = self.probe_input(trainer, pl_module)[:1]
+        counts = count_call_sites(model, self.selected, lambda: model(x))
+        self._call_counts = counts
+        self.shared = {name for name, count in counts.items() if count > 1}
+
+    def describe_layers(self) -> str:
+        """The text logged once to ``cnnviz/layers``."""
+        parts = [f"`{s}` ({type(self.selected[module_name(s)]).__name__})" for s in self.sites()]
+        return f"**{type(self).__name__}** ({self.section}): " + ", ".join(parts)
+
+    def _log_layers_once(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """At a fit's first event: find the call sites (if needed), write ``cnnviz/layers``."""
+        if not self._layers_logged:
+            self._layers_logged = True
+            if self.selected and self.needs_call_sites:
+                self.find_call_sites(trainer, pl_module)
+            self.sink.layers(self.describe_layers(), trainer.global_step)
+
+    def _resolve_layers(self, pl_module: LightningModule) -> None:
+        """Set ``selected`` from ``layers`` (at each fit's setup, for a monitor that watches)."""
+        if not self.watches_layers:
+            return
+        # A pattern that matches nothing is the user's error: raise, never step aside.
+        # "auto" finding nothing (a model this monitor cannot read) steps aside, saying why.
+        try:
+            self.selected = resolve_layers(
+                pl_module, self.layers, self.auto_layers, owner=type(self).__name__
+            )
+        except NoAutoLayers:
+            self.selected = {}
+            self.step_aside(
+                f"`layers='auto'` found no layer it can watch in this model "
+                f"({self.auto_description}); name layers with `layers=` to watch others"
+            )
+        except LayerNotFoundError:
+            raise
+        except Exception as err:  # the auto rule's probe pass failed: step aside (or raise)
+            self.selected = {}
+            self._step_aside(err)

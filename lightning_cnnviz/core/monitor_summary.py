@@ -1,0 +1,80 @@
+"""What a monitor says of the run as a whole: fit only, whether it ran, the summary.
+
+``RunSummary`` is a part of ``Monitor`` (a mixin), in a file of its own so that
+``monitor.py`` keeps the schedule and the firing of events. Outside ``fit`` the
+monitors log nothing, said once per stage (``say_fit_only``); at the end of fit each
+records whether it ran (or why not), the run's last monitor prints the summary of
+findings and checks once, and ``teardown`` says where the logs are.
+It reads the monitor's ``disabled``, ``aside_reason``, ``events``, ``tag_prefix`` and
+``_sink``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from typing_extensions import override
+
+from lightning_cnnviz.core.findings import checks_of, findings_of, record_check, summary_text
+from lightning_cnnviz.core.logs import announce_logs
+
+__all__ = ["RunSummary", "say_fit_only"]
+
+
+class RunSummary:
+    """The end of one monitor's fit (see the module docstring)."""
+
+    disabled: bool
+    aside_reason: str
+    events: int
+    tag_prefix: str
+    _sink: Any
+
+    @override
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._sink is not None:
+            self._sink.flush()  # waits for the sink's thread; its errors are raised or warned
+        self._end_of_fit(trainer)
+
+    def never_logged_reason(self, trainer: Trainer) -> str:
+        """Why the monitor never logged in this run, for the end-of-fit summary."""
+        return "never logged in this run (shorter than its first scheduled event)"
+
+    def _end_of_fit(self, trainer: Trainer) -> None:
+        """Record whether this monitor ran; the run's last monitor prints the summary, once."""
+        why = self.aside_reason if self.disabled else ""
+        if not why and self.events == 0 and trainer.is_global_zero:
+            why = self.never_logged_reason(trainer)
+        record_check(trainer, type(self).__name__, "", ran=not why, why=why)
+        if _monitors(trainer)[-1] is not self:
+            return
+        summary = summary_text(findings_of(trainer), checks_of(trainer).values())
+        rank_zero_info(summary)
+        if self._sink is not None and self._sink.active:  # in the Text tab too
+            self._sink.text(self.tag_prefix + "cnnviz/summary", summary, trainer.global_step)
+            self._sink.flush()
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":  # after every callback's on_fit_end; not after an exception
+            announce_logs(trainer)
+
+
+def say_fit_only(trainer: Trainer, stage: str) -> None:
+    """Say once per trainer and stage (naming every monitor) that monitors log in fit only."""
+    stage = str(getattr(stage, "value", stage))  # a `TrainerFn` (a str enum) in Lightning
+    said = trainer.__dict__.setdefault("_cnnviz_fit_only_said", set())
+    if stage not in said:
+        said.add(stage)
+        names = ", ".join(type(c).__name__ for c in _monitors(trainer))
+        rank_zero_warn(
+            f"lightning-cnnviz monitors log during `trainer.fit()` only: {names} "
+            f"log nothing in `trainer.{stage}()`."
+        )
+
+
+def _monitors(trainer: Trainer) -> list[RunSummary]:
+    """The run's monitors in callback order (every ``Monitor`` is a ``RunSummary``)."""
+    return [c for c in trainer.callbacks if isinstance(c, RunSummary)]
