@@ -138,6 +138,11 @@ class Destination:
     name = "destination"
     thread_safe = True
 
+    @property
+    def where(self) -> str:
+        """Where a user finds what was written here, in words."""
+        return self.name
+
     def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:
         """Write one PNG image of ``size`` (height, width) under ``tag`` at ``step``."""
         raise NotImplementedError
@@ -171,6 +176,7 @@ class Wandb(Destination):
 
     name = "W&B"
     thread_safe = False  # `wandb.Run.log` takes no lock
+    where = "the W&B run (its media panels)"
 
     def __init__(self, logger: Any) -> None:
         self.logger = logger
@@ -189,6 +195,7 @@ class MLflow(Destination):
 
     name = "MLflow"
     thread_safe = False  # a client of a tracking server: on one thread, like Lightning's
+    where = "the MLflow run's artifacts"
 
     def __init__(self, logger: Any) -> None:
         self.logger = logger
@@ -211,6 +218,11 @@ class Folder(Destination):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    @property
+    def where(self) -> str:  # type: ignore[override]
+        """The folder, named."""
+        return f"PNG and Markdown files in {self.path}"
 
     @override
     def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from lightning.pytorch import Trainer
 
+from lightning_cnnviz.core.sinks import Sink
+
 __all__ = ["announce_logs", "event_folder", "logs_message", "tensorboard_command"]
 
 _ANNOUNCED: weakref.WeakSet[Trainer] = weakref.WeakSet()
@@ -52,20 +54,40 @@ def event_folder(root: str | os.PathLike) -> Path:
 
 
 def logs_message(trainer: Trainer) -> str | None:
-    """Where ``trainer``'s logs are and how to view them; ``None`` when it writes none."""
-    logger = trainer.logger
-    if logger is None or trainer.fast_dev_run:
+    """Where ``trainer``'s logs are and how to view them; ``None`` when it writes none.
+
+    TensorBoard's command when a TensorBoard logger took the monitors' images; else
+    where they went instead (W&B, MLflow, or a folder of PNG and Markdown files, also
+    with ``logger=False``).
+    """
+    if trainer.fast_dev_run:
         return None
+    sink = Sink.attached(trainer)
+    elsewhere = [_relative_words(w) for w in sink.viewers()] if sink is not None else []
+    logger = trainer.logger
+    if logger is None:
+        if not elsewhere:
+            return None
+        return (
+            f"lightning-cnnviz: this run has no logger (its scalars were not kept); its "
+            f"images and text are {'; '.join(elsewhere)}"
+        )
     # not trainer.log_dir: it broadcasts, and only rank zero comes here
     run_dir = Path(getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir)
+    said = f"lightning-cnnviz: logs of this run are in {_relative(run_dir)}"
+    if elsewhere:  # no TensorBoard logger: its command would open nothing of ours
+        return f"{said}\nImages and text: {'; '.join(elsewhere)}"
     # TensorBoard lists every run under the logger's root (e.g. runs/), so point it there
     root = Path(logger.save_dir) if logger.save_dir else run_dir
     if _relative(root) == Path(".") and getattr(logger, "root_dir", None):
         root = Path(logger.root_dir)  # Lightning's default: ./lightning_logs, not all of .
-    return (
-        f"lightning-cnnviz: logs of this run are in {_relative(run_dir)}\n"
-        f"View them with:\n    {tensorboard_command(_relative(root))}"
-    )
+    return f"{said}\nView them with:\n    {tensorboard_command(_relative(root))}"
+
+
+def _relative_words(where: str) -> str:
+    """A destination's words with its folder (the last word, if any) relative to here."""
+    head, _, last = where.rpartition(" in ")
+    return f"{head} in {_relative(Path(last))}" if head and Path(last).is_absolute() else where
 
 
 def announce_logs(trainer: Trainer) -> None:

@@ -127,6 +127,21 @@ class Sink(SinkThread):
             setattr(trainer, _ATTR, sink)
         return sink
 
+    @classmethod
+    def attached(cls, trainer: Any) -> Sink | None:
+        """The trainer's sink if monitors made one (never makes one)."""
+        return getattr(trainer, _ATTR, None)
+
+    def viewers(self) -> list[str]:
+        """How to look at what was written besides TensorBoard: each destination in words.
+
+        Empty when TensorBoard takes the images (its command says it all) or nothing
+        was written.
+        """
+        if any(isinstance(d, TensorBoard) for d in self.destinations):
+            return []
+        return [d.where for d in self.destinations]
+
     def _where(self) -> list[Destination]:
         """The destinations of images and text (on the training thread).
 

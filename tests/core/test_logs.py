@@ -29,6 +29,27 @@ def test_logs_python_run_says_where_once_after_every_monitor(tmp_path, capsys):
 
 
 def test_logs_nothing_said_without_logs(tmp_path, capsys):
-    _fit(tmp_path, logger=False, default_root_dir=tmp_path)
     _fit(tmp_path, fast_dev_run=True, default_root_dir=tmp_path)
     assert "tensorboard --logdir" not in capsys.readouterr().out
+
+
+def test_logs_without_tensorboard_say_where_the_images_are(tmp_path, capsys):
+    from lightning.pytorch.loggers import CSVLogger
+
+    trainer = _fit(tmp_path, logger=CSVLogger(tmp_path / "runs", name="csv"))
+    out = capsys.readouterr().out
+    folder = tmp_path / "runs" / "csv" / "version_0" / "cnnviz"
+    assert "tensorboard --logdir" not in out  # it would open nothing of the monitors'
+    assert f"Images and text: PNG and Markdown files in {folder}" in out
+    assert logs_message(trainer) in out
+    assert sorted(p.name for p in (folder / "kernels").iterdir()) == ["conv1", "conv2"]
+
+
+def test_logs_without_a_logger_name_the_monitors_folder(tmp_path, capsys):
+    _fit(tmp_path, logger=False, default_root_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert (
+        "this run has no logger (its scalars were not kept); its images and text are "
+        f"PNG and Markdown files in {tmp_path / 'cnnviz'}" in out
+    )
+    assert any((tmp_path / "cnnviz" / "kernels").rglob("*.png"))
