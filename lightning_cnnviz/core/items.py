@@ -41,6 +41,7 @@ __all__ = [
     "read_item",
     "rng_untouched",
     "split_sample",
+    "target_words",
 ]
 
 _IMAGE_KEYS = ("image", "images", "img", "input", "inputs", "x", "pixel_values")
@@ -102,6 +103,59 @@ def iterable_head(dataset: Any) -> list[Any]:
     return head
 
 
+def _parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:
+    """One dataset item's input and its target as stored (either may be ``None``)."""
+    if isinstance(sample, Tensor):
+        return sample, None
+    if isinstance(sample, Mapping):
+        x = next((sample[k] for k in _IMAGE_KEYS if k in sample), None)
+        if x is None:
+            x = next((v for v in sample.values() if isinstance(v, Tensor) and v.dim() >= 2), None)
+        keys = (label_key,) if label_key is not None else _LABEL_KEYS
+        return x, next((sample[k] for k in keys if k in sample), None)
+    if isinstance(sample, Sequence) and sample:
+        at = label_key if isinstance(label_key, int) else 1
+        return sample[0], (sample[at] if len(sample) > at else None)
+    return None, None
+
+
+def target_words(samples: Sequence[Any], label_key: Any = None) -> str:
+    """What the items' targets are when they are no class index, in words ("" otherwise).
+
+    Read over all of ``samples``: one item of a multi-label set may carry one label.
+
+    Example::
+
+        >>> x = torch.zeros(1, 2, 2)
+        >>> target_words([(x, torch.tensor([0.0, 1.0, 1.0])), (x, torch.tensor([0.0, 1.0, 0.0]))])
+        'multi-hot vectors (multi-label)'
+        >>> target_words([(x, 2.5), (x, 1.0)]), target_words([(x, 3), (x, 1)])
+        ('real numbers (regression)', '')
+    """
+    ys = [_parts(sample, label_key)[1] for sample in samples]
+    if not ys or any(y is None or isinstance(y, numbers.Integral) for y in ys):
+        return ""  # class indices (or bools), or no target at all
+    if all(isinstance(y, numbers.Real) for y in ys):
+        return "real numbers (regression)"
+    if not all(isinstance(y, Tensor) for y in ys):
+        return f"{type(ys[0]).__name__} values"
+    shapes = {tuple(y.shape) for y in ys}
+    if len(shapes) > 1:
+        return f"tensors of shapes {sorted(shapes)[:3]}"
+    t = torch.stack(ys)
+    if t[0].numel() == 1:
+        return "" if _integer(t) else "real numbers (regression)"
+    if t.dim() >= 3 and _integer(t):
+        return "per-pixel class maps (segmentation)"
+    rows = t.flatten(1).double()
+    one = bool((rows.sum(1) - 1).abs().max() < 1e-3)
+    if t.dim() == 2 and bool(((rows == 0) | (rows == 1)).all()):
+        return "one-hot vectors" if one else "multi-hot vectors (multi-label)"
+    if t.dim() == 2 and one and bool((rows >= 0).all()):
+        return "class distributions (soft labels)"
+    return f"tensors of shape {tuple(t.shape[1:])}"
+
+
 def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None]:
     """Split one dataset item into (input tensor, label or None).
 
@@ -116,19 +170,7 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
         >>> split_sample(torch.zeros(1, 2, 2))[1] is None
         True
     """
-    if isinstance(sample, Tensor):
-        return sample, None
-    if isinstance(sample, Mapping):
-        x = next((sample[k] for k in _IMAGE_KEYS if k in sample), None)
-        if x is None:
-            x = next((v for v in sample.values() if isinstance(v, Tensor) and v.dim() >= 2), None)
-        keys = (label_key,) if label_key is not None else _LABEL_KEYS
-        y = next((sample[k] for k in keys if k in sample), None)
-    elif isinstance(sample, Sequence) and sample:
-        at = label_key if isinstance(label_key, int) else 1
-        x, y = sample[0], (sample[at] if len(sample) > at else None)
-    else:
-        x, y = None, None
+    x, y = _parts(sample, label_key)
     if not isinstance(x, Tensor):
         raise TypeError(
             "cannot find the input tensor in a dataset item of type "

@@ -35,6 +35,7 @@ from lightning_cnnviz.core.items import (
     iterable_head,
     rng_untouched,
     split_sample,
+    target_words,
 )
 
 __all__ = [
@@ -142,11 +143,16 @@ def find_dataset(trainer: Any, split: str) -> Any:
 
 @dataclass
 class Probe:
-    """Probe samples: ``images`` (N, C, ...) on the CPU, ``labels`` (N,) or ``None``."""
+    """Probe samples: ``images`` (N, C, ...) on the CPU, ``labels`` (N,) or ``None``.
+
+    ``target``: without labels, what the items' targets are instead, in words
+    (``items.target_words``: "multi-hot vectors (multi-label)", ...; "" if none).
+    """
 
     indices: list[int]
     images: Tensor
     labels: Tensor | None
+    target: str = ""
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -159,13 +165,15 @@ class Probe:
 def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = None) -> Probe:
     """Load the samples at ``indices`` (e.g. restored from a checkpoint) into a probe."""
     with rng_untouched():
-        items = [split_sample(dataset[i], label_key) for i in indices]
+        raw = [dataset[i] for i in indices]
+    items = [split_sample(r, label_key) for r in raw]
     xs, ys = zip(*items, strict=True) if indices else ((), ())
     if not xs:
         raise ValueError("a probe needs at least one sample")
     images = torch.stack([torch.as_tensor(x) for x in xs]).detach().cpu()
     labels = None if any(y is None for y in ys) else torch.tensor(ys, dtype=torch.long)
-    return Probe(list(map(int, indices)), images, labels)
+    target = "" if labels is not None else target_words(raw, label_key)
+    return Probe(list(map(int, indices)), images, labels, target)
 
 
 def labels_in_order(

@@ -170,7 +170,8 @@ class Measures:
         missing = {n: self.keys[n] for n, v in found.items() if v is None}
         probes = val is not None and (more["train"] is not None or not self.plan.train)
         if missing or not probes:
-            self.warn_once("missing", missing_text(missing, probes, logged))
+            target = self.probe(trainer, "val").target
+            self.warn_once("missing", missing_text(missing, probes, logged, target))
         probe = self.probe(trainer, "val")
         size = float(len(probe))
         clip = trainer.gradient_clip_val

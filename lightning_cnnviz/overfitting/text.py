@@ -127,12 +127,16 @@ def finding_of(section: str, change: Change, ev: Evaluation, pairs: Sequence[Any
     return Finding(section, v.kind, ev.step, ev.epoch, headline(v), numbers, v.severity)  # type: ignore[arg-type]
 
 
-def missing_text(missing: Mapping[str, str], probes: bool, logged: Iterable[str]) -> str:
+def missing_text(
+    missing: Mapping[str, str], probes: bool, logged: Iterable[str], target: str = ""
+) -> str:
     """The one message saying which metrics (or probe labels) the monitor cannot find.
 
     ``missing`` maps each argument (``"val_loss"`` for ``val_loss_key``) to the key not
     found; a logged key of the same name but for separators and a ``_step``/``_epoch``
-    suffix is offered in the call that would use it.
+    suffix is offered in the call that would use it. ``target``: what the probes'
+    targets are when they are no class indices (``Probe.target``): then no key would
+    help, and the message says what they are instead.
 
     Example::
 
@@ -144,7 +148,10 @@ def missing_text(missing: Mapping[str, str], probes: bool, logged: Iterable[str]
     """
     logged = sorted(logged)
     parts = [f"`{key}`" for key in missing.values()]
-    if not probes:
+    if not probes and target:
+        parts.append(f"class labels on the probes (ECE, per_class): their targets are {target}, "
+                     "not one class index per image")  # fmt: skip
+    elif not probes:
         parts.append("class labels or (N, classes) logits on the probes (ECE, per_class)")
     text = f"cannot find {', '.join(parts)}"
     text += f" (logged: {logged}); what needs them is skipped." if missing else "; skipped."
@@ -156,7 +163,7 @@ def missing_text(missing: Mapping[str, str], probes: bool, logged: Iterable[str]
             " Log them with `self.log(...)` or pass the names you log: "
             f'`callbacks("standard", {call})`, or the same to `OverfittingMonitor`.'
         )
-    if not probes:
+    if not probes and not target:
         text += (
             " For the probes: name the label of a data item with `label_key` and the "
             "logits in the model's output with `output_key`."

@@ -95,3 +95,24 @@ def test_probe_labels_are_class_indices_only():
     assert dataset_labels(regression) is None
     probe = draw_probe(regression, 4, torch.Generator().manual_seed(0))
     assert probe.labels is None and len(probe) == 4
+
+
+@pytest.mark.parametrize(
+    ("target", "words"),
+    [
+        (torch.tensor([0.0, 1.0, 1.0, 0.0]), "multi-hot vectors (multi-label)"),
+        (torch.tensor([0, 0, 1, 0]), "one-hot vectors"),
+        (torch.tensor([0.2, 0.7, 0.1]), "class distributions (soft labels)"),
+        (torch.tensor(2.5), "real numbers (regression)"),
+        (torch.tensor([3.0]), "real numbers (regression)"),
+        (torch.zeros(4, 4, dtype=torch.long), "per-pixel class maps (segmentation)"),
+        (torch.tensor(3), ""),
+        (3, ""),
+        ("cat", "str values"),
+    ],
+)
+def test_probe_target_says_what_items_carry_instead_of_a_class(target, words):
+    data = [(torch.rand(1, 4, 4), target) for _ in range(6)]
+    probe = draw_probe(data, 3, torch.Generator().manual_seed(0))
+    assert probe.target == words
+    assert (probe.labels is None) == bool(words)

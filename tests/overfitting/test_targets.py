@@ -1,0 +1,55 @@
+"""OverfittingMonitor on targets that are no class index: it says what they are, once."""
+
+import warnings
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz.core.findings import checks_of
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+from tests.tb import events
+
+
+class MultiLabel(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 5))
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        loss = F.binary_cross_entropy_with_logits(self(batch[0]), batch[1])
+        self.log("train/loss", loss, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", F.binary_cross_entropy_with_logits(self(batch[0]), batch[1]))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), 1e-3)
+
+
+def test_overfitting_multi_label_targets_named_not_asked_for(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 8, 8, generator=g), (torch.rand(64, 5, generator=g) < 0.4).float()
+    trainer = L.Trainer(
+        max_epochs=2, logger=TensorBoardLogger(tmp_path, name="tb", version=0),
+        callbacks=[OverfittingMonitor(num_samples=8)], enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=1,
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loader = DataLoader(TensorDataset(x, y), batch_size=16)
+        trainer.fit(MultiLabel(), loader, loader)
+    (said,) = [str(w.message) for w in caught if "cannot find" in str(w.message)]
+    assert (
+        "their targets are multi-hot vectors (multi-label), not one class index per image" in said
+    )
+    assert "label_key" not in said  # no key would find a class label that is not there
+    assert "overfitting/gap_loss" in events(tmp_path / "tb").Tags()["scalars"]  # the loss rule runs
+    assert not checks_of(trainer)[("OverfittingMonitor", "not learning")].ran
