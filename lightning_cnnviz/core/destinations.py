@@ -35,9 +35,18 @@ __all__ = [
     "latest_embedding_first",
     "mlflow_name",
     "run_folder",
+    "shown_path",
 ]
 
 _NOT_MLFLOW = re.compile(r"[^a-zA-Z0-9_/. -]")
+
+
+def shown_path(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies below it (shorter to read)."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def mlflow_name(name: str) -> str:
@@ -222,7 +231,7 @@ class Folder(Destination):
     @property
     def where(self) -> str:  # type: ignore[override]
         """The folder, named."""
-        return f"PNG and Markdown files in {self.path}"
+        return f"PNG and Markdown files in {shown_path(self.path)}"
 
     @override
     def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lightning.pytorch import Trainer
 
+from lightning_cnnviz.core.destinations import shown_path
 from lightning_cnnviz.core.sinks import Sink
 
 __all__ = ["announce_logs", "event_folder", "logs_message", "tensorboard_command"]
@@ -63,7 +64,7 @@ def logs_message(trainer: Trainer) -> str | None:
     if trainer.fast_dev_run:
         return None
     sink = Sink.attached(trainer)
-    elsewhere = [_relative_words(w) for w in sink.viewers()] if sink is not None else []
+    elsewhere = sink.viewers() if sink is not None else []
     logger = trainer.logger
     if logger is None:
         if not elsewhere:
@@ -74,20 +75,14 @@ def logs_message(trainer: Trainer) -> str | None:
         )
     # not trainer.log_dir: it broadcasts, and only rank zero comes here
     run_dir = Path(getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir)
-    said = f"lightning-cnnviz: logs of this run are in {_relative(run_dir)}"
+    said = f"lightning-cnnviz: logs of this run are in {shown_path(run_dir)}"
     if elsewhere:  # no TensorBoard logger: its command would open nothing of ours
         return f"{said}\nImages and text: {'; '.join(elsewhere)}"
     # TensorBoard lists every run under the logger's root (e.g. runs/), so point it there
     root = Path(logger.save_dir) if logger.save_dir else run_dir
-    if _relative(root) == Path(".") and getattr(logger, "root_dir", None):
+    if shown_path(root) == Path(".") and getattr(logger, "root_dir", None):
         root = Path(logger.root_dir)  # Lightning's default: ./lightning_logs, not all of .
-    return f"{said}\nView them with:\n    {tensorboard_command(_relative(root))}"
-
-
-def _relative_words(where: str) -> str:
-    """A destination's words with its folder (the last word, if any) relative to here."""
-    head, _, last = where.rpartition(" in ")
-    return f"{head} in {_relative(Path(last))}" if head and Path(last).is_absolute() else where
+    return f"{said}\nView them with:\n    {tensorboard_command(shown_path(root))}"
 
 
 def announce_logs(trainer: Trainer) -> None:
@@ -97,10 +92,3 @@ def announce_logs(trainer: Trainer) -> None:
     _ANNOUNCED.add(trainer)
     if (message := logs_message(trainer)) is not None:
         print(f"\n{message}\n", flush=True)
-
-
-def _relative(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(Path.cwd())
-    except ValueError:
-        return path
