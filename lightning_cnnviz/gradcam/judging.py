@@ -36,7 +36,7 @@ class ShortcutChecks:
     """The shortcut checks on one log's CAM metrics (a part of ``GradCAMMonitor``).
 
     Uses the monitor's ``foreground_threshold``, ``selected``, ``dense_output``, ``tag``,
-    ``sink``, ``_trainer_ref`` and the state it keeps: ``_probe_acc``, ``_layouts``,
+    ``sink``, ``_trainer_ref``, ``_probes`` and the state it keeps: ``_probe_acc``, ``_layouts``,
     ``_spot``, ``_on_object``, ``_fixed``, ``_ran``.
     """
 
@@ -78,9 +78,12 @@ class ShortcutChecks:
         if self.dense_output:  # the background class's CAM lies off the object by design
             return "per-pixel outputs (segmentation): a class's CAM is that class's region"
         if self._probe_acc is None:  # multi-label, regression, unreadable labels
+            probe = self._probes.get("train")
+            target = probe.target if probe is not None else ""
+            what = f" (its targets are {target})" if target else ""
             return (
-                "needs class labels on the training probe: without them a model that has "
-                "learnt nothing (its CAM anywhere) cannot be told from one using a cue"
+                f"needs class labels on the training probe{what}: without them a model that "
+                "has learnt nothing (its CAM anywhere) cannot be told from one using a cue"
             )
         return ""
 

@@ -220,4 +220,6 @@ def test_shortcut_without_class_labels_is_not_judged(tmp_path):
     assert not [f for f in findings_of(trainer) if f.source == "gradcam"]
     for name in ("CAM on the object", "CAM fixed on one place"):
         check = checks_of(trainer)[("GradCAMMonitor", name)]
-        assert not check.ran and check.why.startswith("needs class labels on the training probe")
+        assert not check.ran and check.why.startswith(
+            "needs class labels on the training probe (its targets are one-hot vectors): "
+        )
