@@ -120,7 +120,7 @@ class Sink(SinkThread):
     def of(cls, trainer: Any) -> Sink:
         """The trainer's sink, made on first use (per set of loggers)."""
         key = tuple(id(lg) for lg in trainer.loggers)
-        sink = getattr(trainer, _ATTR, None)
+        sink = cls.attached(trainer)
         if sink is None or sink._key != key:
             sink = cls(trainer)
             sink._key = key

@@ -72,13 +72,14 @@ def verdicts(
         "lr_decayed_early": lr_decay.decayed_early(h, p),
     }
     waiting: set[str] = set()
-    if bn_levels.parted(h[-1]):
+    parted = bn_levels.parted(h[-1])
+    if parted:
         # the probe with batch statistics well above eval mode: the model learns, and
         # eval mode's chance-level figures are BatchNorm's running statistics (a
         # torchvision MNASNet, momentum 3e-4: 25% in eval mode, 55% with batch
         # statistics). Even a told "not learning" ends here (`Detector._gone`).
         found["not_learning"] = None
-    if found["bn_mismatch"] is not None or bn_levels.parted(h[-1]):
+    if found["bn_mismatch"] is not None or parted:
         # eval-mode val figures now measure BatchNorm's stale running statistics, not
         # generalisation (also at a single validation whose own BatchNorm gap is past
         # the bar): nothing new from them
