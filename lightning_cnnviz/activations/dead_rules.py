@@ -212,7 +212,7 @@ def dead_text(
     )
     return (
         f"{head}. A note, not a problem: {why}; a layer often keeps a share of silent units "
-        "without harm (dense layers after a flatten, small gating layers). Watch it if it "
+        "without harm (in wide layers, dense heads, small gating layers). Watch it if it "
         "keeps rising."
     )
 

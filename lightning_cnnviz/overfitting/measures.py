@@ -169,9 +169,10 @@ class Measures:
             host["bn_screen"] = self.plan.screen
         missing = {n: self.keys[n] for n, v in found.items() if v is None}
         probes = val is not None and (more["train"] is not None or not self.plan.train)
-        if missing or not probes:
+        said = "dense" in self._warned  # per-position logits: why the probes are skipped is said
+        if missing or not (probes or said):
             target = self.probe(trainer, "val").target
-            self.warn_once("missing", missing_text(missing, probes, logged, target))
+            self.warn_once("missing", missing_text(missing, probes or said, logged, target))
         probe = self.probe(trainer, "val")
         size = float(len(probe))
         clip = trainer.gradient_clip_val

@@ -36,7 +36,7 @@ class Telling:
     """Tells the detector's changes as findings (a part of ``OverfittingMonitor``).
 
     Uses the monitor's ``detector``, ``keys``, ``section``, ``sink``, ``tag``,
-    ``disabled``, ``aside_reason``, ``never_logged_reason`` and ``_bn_why``; keeps
+    ``disabled``, ``aside_reason``, ``never_logged_reason``, ``_bn_why`` and ``_probes``; keeps
     ``_findings`` (the finding told per kind) and ``_others_told``.
     """
 
@@ -44,6 +44,7 @@ class Telling:
     keys: dict[str, str]
     section: str
     _bn_why: str
+    _probes: dict[str, Any]
     _findings: dict[str, Finding]
     _others_told: int  # the other monitors' findings the diagnosis text last named
 
@@ -80,8 +81,16 @@ class Telling:
                 key = self.keys["val_loss"]
                 why = f"needs a validation loss: none logged as `{key}` (set `val_loss_key=`)"
             else:
-                why = f"needs {CHECKS[name]}"
+                why = f"needs {CHECKS[name]}" + self._targets_said(name)
             record_check(trainer, type(self).__name__, name, did, why)
+
+    def _targets_said(self, check: str) -> str:
+        """Where ``check`` needs class labels and the probes carry other targets, what they are."""
+        probe = self._probes.get("val")
+        target = probe.target if probe is not None else ""
+        if "class labels" not in CHECKS[check] or not target:
+            return ""
+        return f" (the probes' targets are {target})"
 
     def _write_diagnosis(self, trainer: Trainer, ev: Evaluation, pairs: list[Any]) -> None:
         """The ``diagnosis`` text: this monitor's findings, the others', the evidence."""

@@ -81,6 +81,7 @@ def test_shapes_segmentation_gradcam_rows_per_class_and_clear_step_asides(shape_
     assert len(aside) == 1 and "(N, classes) logits" in aside[0] and "segmentation" in aside[0]
     assert not [w for w in run.warnings if "AssertionError" in w or "F.relu" in w]
     assert run.said("calibration (ECE) and per-class accuracy need one score per class")
+    assert not run.said("on the probes (ECE")  # the per-position reason is said once
     assert "overfitting/ece_val" not in run.written("OverfittingMonitor")
     assert "overfitting/gap_loss" in run.written("OverfittingMonitor")
     assert run.written("ActivationMaximizationMonitor") == ["activation_maximization/net.6"]
