@@ -404,6 +404,21 @@ def test_detector_not_learning_turns_into_a_note_once_training_images_are_learnt
     assert "training images are learnt at epoch 2 (train 90.0%, train probe 93.0%)" in said[1][3]
 
 
+def test_detector_not_learning_ended_by_training_images_stays_ended_through_their_noise():
+    # random training labels (held out): the train probe climbs past the bar (55%: 10
+    # classes), then reads just under it while val stays at chance
+    detector, said = Detector(), []
+    for e, (logged, probe) in enumerate([(0.1, 0.1), (0.1, 0.11), (0.43, 0.552), (0.46, 0.54),
+                                         (0.5, 0.547), (0.54, 0.6)]):  # fmt: skip
+        said += [(e, c.change, c.verdict.kind) for c in detector.update(_shifted(e, logged, probe))]
+    assert [s for s in said if s[2] == "not_learning"] == [(1, "new", "not_learning"),
+                                                           (2, "gone", "not_learning")]  # fmt: skip
+    # a real collapse of the training images brings it back
+    said = [(c.change, c.verdict.kind) for c in detector.update(_shifted(6, 0.12, 0.1))]
+    said += [(c.change, c.verdict.kind) for c in detector.update(_shifted(7, 0.11, 0.1))]
+    assert ("new", "not_learning") in said
+
+
 @pytest.mark.parametrize(
     ("settings", "first"),
     [
