@@ -25,10 +25,12 @@ from lightning_cnnviz.activations.divergence import (
     level_before,
     loss_spike,
     recovered,
+    run_up,
     still_spiked,
 )
 from lightning_cnnviz.activations.divergence_words import (
     divergence_text,
+    part_of_text,
     recovered_text,
     transient_text,
 )
@@ -122,7 +124,26 @@ class DivergenceReview:
         figures_out |= {"first_nonfinite_parameter": weights[0] if weights else None}
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
         figures_out |= {f"died/{site}": f for site, f in died.items()}
-        return [Verdict("divergence", "problem", message, figures_out)]
+        found = Verdict("divergence", "problem", message, figures_out)
+        until = spike[0] if spike is not None else nonfinite
+        best = spike[2] if spike is not None else None
+        return [found, *self._part_of(run_up(series, until, best), step, epoch)]  # type: ignore[arg-type]
+
+    def _part_of(self, rise: int, step: int, epoch: int) -> list[Verdict]:
+        """Dead/dormant problems told while the loss rose to this divergence: notes, part of it.
+
+        Their episodes stay open as notes (``episodes.py``): once the run is back, a new
+        die-off is a problem again.
+        """
+        out = []
+        for kind, episode in self.units.open.items():
+            if episode.severity != "problem" or episode.since < rise:
+                continue
+            episode.severity = "note"
+            text = part_of_text(kind, episode.since, rise, step, epoch)
+            figures = {"reported_step": episode.since, "rise_step": rise, "divergence_step": step}
+            out.append(Verdict(kind, "note", text, figures, change="gone"))
+        return out
 
     def _spike_over(self, step: int, epoch: int, series: list[tuple[int, float]]) -> list[Verdict]:
         """A finite spike told as a divergence, once the loss is back: a note that ends it.

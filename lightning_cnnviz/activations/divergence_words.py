@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from lightning_cnnviz.activations.divergence import BACK, level_before
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 
-__all__ = ["REMEDIES", "divergence_text", "recovered_text", "transient_text"]
+__all__ = ["REMEDIES", "divergence_text", "part_of_text", "recovered_text", "transient_text"]
 
 REMEDIES = (
     "lower the learning rate (10x); clip gradients (Trainer(gradient_clip_val=1.0)); add a "
@@ -146,4 +146,21 @@ def divergence_text(
     return (
         text + " The updates are too large for this model and data: the optimiser overshoots. "
         f"Try: {REMEDIES}."
+    )
+
+
+def part_of_text(kind: str, since: int, rise: int, step: int, epoch: int) -> str:
+    """Units told silent while the loss rose to a divergence, said to be part of it (a note).
+
+    Example::
+
+        >>> print(part_of_text("dead_units", 90, 72, 120, 2)[:71])
+        Dead units reported at step 90 were part of the divergence told at step
+    """
+    title = "Dead units" if kind == "dead_units" else "Dormant units"
+    return (
+        f"{title} reported at step {since} were part of the divergence told at step {step} "
+        f"(epoch {epoch}): the loss was already rising to it from step {rise} on, so the "
+        "units died with the too-large updates, not on their own. A note now: what to try is "
+        "the divergence's."
     )

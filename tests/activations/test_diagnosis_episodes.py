@@ -161,6 +161,34 @@ def test_divergence_pending_spike_holds_dead_units_then_counts_them_in():
     assert verdict.kind == "divergence" and verdict.figures["died/relu"] == pytest.approx(0.28)
 
 
+def test_divergence_takes_in_dead_units_told_while_the_loss_rose_to_it():
+    # held-out warmup to lr 1.0 (BN CNN): the loss 0.47 -> 0.70 over 40 steps, a dense layer
+    # 16% -> 38% dead at step 90 (a problem then), the spike at step 103, told at 120
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"fc": "rectifier"}
+    losses = [(s, 2.3 * math.exp(-s / 8) + 0.46) for s in range(1, 51)]
+    assert review(diagnosis, 50, losses, {"fc": figures(dead=0.16, width=32)}, kinds) == []
+    rise = [(s, 0.47 + 0.23 * (s - 50) / 40) for s in range(51, 91)]
+    (dead,) = review(diagnosis, 90, rise, {"fc": figures(dead=0.38, width=32)}, kinds)
+    assert (dead.kind, dead.severity) == ("dead_units", "problem")
+    smoothed_rise(diagnosis, 91, 121, 2.7)
+    verdicts = review(diagnosis, 120, [], {"fc": figures(dead=0.6, width=32)}, kinds)
+    assert said(verdicts) == [("divergence", "problem", "new"), ("dead_units", "note", "gone")]
+    assert verdicts[1].figures["reported_step"] == 90 and 60 < verdicts[1].figures["rise_step"] < 90
+    assert "part of the divergence told at step 120" in verdicts[1].message
+
+
+def test_divergence_leaves_dead_units_told_before_the_loss_rose():
+    # the units died at step 90 while the loss was at its low: not the divergence's
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"fc": "rectifier"}
+    losses = [(s, 2.3 * math.exp(-s / 8) + 0.46) for s in range(1, 51)]
+    assert review(diagnosis, 50, losses, {"fc": figures(dead=0.16, width=32)}, kinds) == []
+    (dead,) = review(diagnosis, 90, flat(51, 91, 0.47), {"fc": figures(dead=0.38, width=32)}, kinds)
+    assert dead.severity == "problem"
+    smoothed_rise(diagnosis, 91, 121, 2.7)
+    verdicts = review(diagnosis, 120, [], {"fc": figures(dead=0.6, width=32)}, kinds)
+    assert said(verdicts) == [("divergence", "problem", "new")]
+
+
 def test_divergence_die_off_is_a_rise_of_four_units_or_more():
     assert die_off([("se", 0.25, 0.0)], {"se": 8}) == {}  # 2 of 8 squeeze-excite units
     assert die_off([("conv", 0.25, 0.0)], {"conv": 16}) == {"conv": 0.25}
