@@ -72,6 +72,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         self.classes: int | None = None  # K, from the first log's output
         self.levels = LossLevels()  # the loss series' readings at each log, incremental
         self.last_step = -1  # the step of the previous log
+        self.logs: list[int] = []  # the steps of the latest logs, this one's last
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
         self.first_rms: float | None = None
@@ -110,6 +111,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
             "init_checked": self.init_checked,
             "classes": self.classes,
             "last_step": self.last_step,
+            "logs": list(self.logs),
             "last_epoch": self.last_epoch,
             "kinds": dict(self._kinds),
         }
@@ -142,6 +144,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         self.init_checked = bool(state.get("init_checked", False))
         self.classes = state.get("classes")
         self.last_step = int(state.get("last_step", -1))
+        self.logs = [int(s) for s in state.get("logs", [])]
         self.last_epoch = int(state.get("last_epoch", 0))
         self._kinds = dict(state.get("kinds", {}))  # what ``conclude`` reads for held alerts
         self.levels = LossLevels()  # read again from the kept losses
@@ -177,6 +180,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         (``core.inputs.raw_scale``), read at the first log: a note.
         """
         series = self.loss.read()
+        self.logs = [*self.logs[-3:], step]  # a spike is seen up to two logs on
         kinds = {site: info.kind for site, info in sites.items()}
         alerts = self.history.update(figures, kinds)
         widths = {site: f["active_share"].numel() for site, f in figures.items()}

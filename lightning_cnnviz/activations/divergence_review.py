@@ -43,7 +43,7 @@ __all__ = ["DivergenceReview"]
 class DivergenceReview:
     """The divergence rules' review at one log (a part of ``TrainingDiagnosis``).
 
-    Uses the diagnosis's ``units``, ``history``, ``reported`` and ``_new``.
+    Uses the diagnosis's ``units``, ``history``, ``reported``, ``logs`` and ``_new``.
     """
 
     units: UnitEpisodes
@@ -54,6 +54,7 @@ class DivergenceReview:
     transient: int
     pending: int | None
     nonfinite_told: bool
+    logs: list[int]
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
@@ -127,21 +128,28 @@ class DivergenceReview:
         found = Verdict("divergence", "problem", message, figures_out)
         until = spike[0] if spike is not None else nonfinite
         best = spike[2] if spike is not None else None
-        return [found, *self._part_of(run_up(series, until, best), step, epoch)]  # type: ignore[arg-type]
+        return [found, *self._part_of(series, until, best, step, epoch)]  # type: ignore[arg-type]
 
-    def _part_of(self, rise: int, step: int, epoch: int) -> list[Verdict]:
-        """Dead/dormant problems told while the loss rose to this divergence: notes, part of it.
+    def _part_of(
+        self, series: list[tuple[int, float]], until: int, best: float | None, step: int, epoch: int
+    ) -> list[Verdict]:
+        """Dead/dormant problems told on the way to this divergence: notes, part of it.
 
+        On the way: at a log after the loss began its rise (``run_up``), or at the last
+        log before the spike (a BN CNN warming up to lr 1.0 lost 38% of a dense layer at
+        step 90, its batch losses scattered 0.2-1.1 about 0.6, and spiked at step 103).
         Their episodes stay open as notes (``episodes.py``): once the run is back, a new
         die-off is a problem again.
         """
+        rise = run_up(series, until, best)
+        before = max((s for s in self.logs if s < until), default=until)
         out = []
         for kind, episode in self.units.open.items():
-            if episode.severity != "problem" or episode.since < rise:
+            if episode.severity != "problem" or episode.since < min(rise, before):
                 continue
             episode.severity = "note"
-            text = part_of_text(kind, episode.since, rise, step, epoch)
-            figures = {"reported_step": episode.since, "rise_step": rise, "divergence_step": step}
+            text = part_of_text(kind, episode.since, until, rise, step, epoch)
+            figures = {"reported_step": episode.since, "rise_step": rise, "spike_step": until}
             out.append(Verdict(kind, "note", text, figures, change="gone"))
         return out
 

@@ -149,18 +149,22 @@ def divergence_text(
     )
 
 
-def part_of_text(kind: str, since: int, rise: int, step: int, epoch: int) -> str:
-    """Units told silent while the loss rose to a divergence, said to be part of it (a note).
+def part_of_text(kind: str, since: int, spike: int, rise: int, step: int, epoch: int) -> str:
+    """Units told silent on the way to a divergence, said to be part of it (a note).
+
+    ``spike``: the step the loss spiked (or turned non-finite); ``rise``: where it began
+    to rise to it (``spike`` itself where it did not).
 
     Example::
 
-        >>> print(part_of_text("dead_units", 90, 72, 120, 2)[:71])
+        >>> print(part_of_text("dead_units", 90, 103, 103, 120, 2)[:71])
         Dead units reported at step 90 were part of the divergence told at step
     """
     title = "Dead units" if kind == "dead_units" else "Dormant units"
+    rising = f", rising from step {rise} on" if rise < spike else ""
     return (
         f"{title} reported at step {since} were part of the divergence told at step {step} "
-        f"(epoch {epoch}): the loss was already rising to it from step {rise} on, so the "
-        "units died with the too-large updates, not on their own. A note now: what to try is "
-        "the divergence's."
+        f"(epoch {epoch}): they went silent on its way (the loss spiked at step {spike}"
+        f"{rising}), with the too-large updates, not on their own. A note now: what to try "
+        "is the divergence's."
     )

@@ -175,16 +175,36 @@ def test_divergence_takes_in_dead_units_told_while_the_loss_rose_to_it():
     assert said(verdicts) == [("divergence", "problem", "new"), ("dead_units", "note", "gone")]
     assert verdicts[1].figures["reported_step"] == 90 and 60 < verdicts[1].figures["rise_step"] < 90
     assert "part of the divergence told at step 120" in verdicts[1].message
+    assert ", rising from step" in verdicts[1].message
 
 
-def test_divergence_leaves_dead_units_told_before_the_loss_rose():
-    # the units died at step 90 while the loss was at its low: not the divergence's
+def test_divergence_takes_in_dead_units_told_at_the_last_log_before_its_spike():
+    # the warmup run's batch losses scattered 0.2-1.1 about 0.6: no clear rise before the
+    # spike at step 103, the units told at step 90, the last log before it
     diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"fc": "rectifier"}
     losses = [(s, 2.3 * math.exp(-s / 8) + 0.46) for s in range(1, 51)]
     assert review(diagnosis, 50, losses, {"fc": figures(dead=0.16, width=32)}, kinds) == []
     (dead,) = review(diagnosis, 90, flat(51, 91, 0.47), {"fc": figures(dead=0.38, width=32)}, kinds)
     assert dead.severity == "problem"
     smoothed_rise(diagnosis, 91, 121, 2.7)
+    verdicts = review(diagnosis, 120, [], {"fc": figures(dead=0.6, width=32)}, kinds)
+    assert said(verdicts) == [("divergence", "problem", "new"), ("dead_units", "note", "gone")]
+    assert "(the loss spiked at step " in verdicts[1].message
+    assert "rising from" not in verdicts[1].message
+
+
+def test_divergence_leaves_dead_units_told_before_the_last_log_before_it():
+    # the units died at step 90 while the loss was at its low, a log before the spike
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"fc": "rectifier"}
+    losses = [(s, 2.3 * math.exp(-s / 8) + 0.46) for s in range(1, 51)]
+    assert review(diagnosis, 50, losses, {"fc": figures(dead=0.16, width=32)}, kinds) == []
+    (dead,) = review(diagnosis, 90, flat(51, 91, 0.47), {"fc": figures(dead=0.38, width=32)}, kinds)
+    assert dead.severity == "problem"
+    assert (
+        review(diagnosis, 100, flat(91, 101, 0.47), {"fc": figures(dead=0.38, width=32)}, kinds)
+        == []
+    )
+    smoothed_rise(diagnosis, 101, 121, 2.7)
     verdicts = review(diagnosis, 120, [], {"fc": figures(dead=0.6, width=32)}, kinds)
     assert said(verdicts) == [("divergence", "problem", "new")]
 
