@@ -23,6 +23,7 @@ from lightning_cnnviz.core.findings import Finding, earlier_cause, record_check,
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, named_layers, of_type, unwrap_model
+from lightning_cnnviz.core.settings import read_settings
 
 
 class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
@@ -150,6 +151,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             step, epoch, figures, self._rec.sites, profile,
             lambda: nonfinite_parameters(list(model.named_parameters())),
             leftover=None if leftover is None else float(leftover),
+            lr=read_settings(trainer.optimizers, model).lr,
             **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

@@ -73,6 +73,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         self.levels = LossLevels()  # the loss series' readings at each log, incremental
         self.last_step = -1  # the step of the previous log
         self.logs: list[int] = []  # the steps of the latest logs, this one's last
+        self.rates: tuple[float | None, float | None] = (None, None)  # lr: first log, now
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
         self.first_rms: float | None = None
@@ -112,6 +113,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
             "classes": self.classes,
             "last_step": self.last_step,
             "logs": list(self.logs),
+            "rates": list(self.rates),
             "last_epoch": self.last_epoch,
             "kinds": dict(self._kinds),
         }
@@ -145,6 +147,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         self.classes = state.get("classes")
         self.last_step = int(state.get("last_step", -1))
         self.logs = [int(s) for s in state.get("logs", [])]
+        self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]
         self.last_epoch = int(state.get("last_epoch", 0))
         self._kinds = dict(state.get("kinds", {}))  # what ``conclude`` reads for held alerts
         self.levels = LossLevels()  # read again from the kept losses
@@ -168,6 +171,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         zero_layers: Sequence[str] = (),
         leftover: float | None = None,
         input_scale: Mapping[str, float] | None = None,
+        lr: float | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -177,10 +181,12 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         with ``chance`` (at the first log). ``leftover``: the largest gradient found before
         this step's first backward (``carry_over.py``), where it was looked for.
         ``input_scale``: the probe inputs' figures where they are far from unit scale
-        (``core.inputs.raw_scale``), read at the first log: a note.
+        (``core.inputs.raw_scale``), read at the first log: a note. ``lr``: the learning
+        rate now (a rate a schedule raised before a divergence is named as its cause).
         """
         series = self.loss.read()
         self.logs = [*self.logs[-3:], step]  # a spike is seen up to two logs on
+        self.rates = (self.rates[0] if self.rates[0] is not None else lr, lr)
         kinds = {site: info.kind for site, info in sites.items()}
         alerts = self.history.update(figures, kinds)
         widths = {site: f["active_share"].numel() for site, f in figures.items()}

@@ -42,6 +42,7 @@ __all__ = [
     "run_up",
     "scatter",
     "still_spiked",
+    "sudden",
 ]
 
 # steps per median of the level a spike is measured against (the best, the level before a
@@ -170,6 +171,28 @@ def run_up(series: Sequence[tuple[int, float]], until: int, best: float | None =
             break
         first = finite[i][0]
     return first
+
+
+def sudden(series: Sequence[tuple[int, float]], nonfinite: int) -> tuple[int, float] | None:
+    """``(step, the loss just before)`` where a learnt, steady loss turned non-finite at once.
+
+    Learnt: the median of the last ``SMOOTH`` finite losses before it at most ``LATE`` x
+    the start; steady: no rise to it (``run_up``). A model stuck at chance under a rate
+    far too high that overflows later is no such case (an Adam 0.1 run: NaN at step 132).
+
+    Example::
+
+        >>> calm = [(i, 2.3) for i in range(1, 6)] + [(i, 0.9) for i in range(6, 60)]
+        >>> sudden(calm + [(60, math.nan)], 60), sudden([(i, 2.3) for i in range(1, 60)], 60)
+        ((60, 0.9), None)
+    """
+    finite = [v for s, v in series if s < nonfinite and math.isfinite(v)]
+    if len(finite) < 2 * SMOOTH:
+        return None
+    before = statistics.median(finite[-SMOOTH:])
+    if before > LATE * finite[0] or run_up(series, nonfinite) < nonfinite:
+        return None
+    return nonfinite, before
 
 
 def _medians(values: Tensor, width: int) -> Tensor:

@@ -27,8 +27,10 @@ from lightning_cnnviz.activations.divergence import (
     recovered,
     run_up,
     still_spiked,
+    sudden,
 )
 from lightning_cnnviz.activations.divergence_words import (
+    divergence_cause,
     divergence_text,
     part_of_text,
     recovered_text,
@@ -55,6 +57,7 @@ class DivergenceReview:
     pending: int | None
     nonfinite_told: bool
     logs: list[int]
+    rates: tuple[float | None, float | None]  # the learning rate at the first log, and now
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
@@ -110,11 +113,14 @@ class DivergenceReview:
         finite = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
         level = (before, statistics.median(finite)) if before and finite else None
         grads = next((name for name, v in profile if v != v or v in (float("inf"),)), None)
+        at_once = sudden(series, nonfinite) if nonfinite is not None and spike is None else None
+        rates = self.rates if None not in self.rates else None
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=spike,
             first_weights=weights[0] if weights else None,
             first_activations=bad_sites[0] if bad_sites else None,
             first_grads=grads, died=died, level=level,
+            cause=divergence_cause(at_once or False, rates),  # type: ignore[arg-type]
         )  # fmt: skip
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:
@@ -125,6 +131,8 @@ class DivergenceReview:
         figures_out |= {"first_nonfinite_parameter": weights[0] if weights else None}
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
         figures_out |= {f"died/{site}": f for site, f in died.items()}
+        figures_out |= {"lr_first": rates[0], "lr": rates[1]} if rates else {}
+        figures_out |= {"sudden": True} if at_once else {}
         found = Verdict("divergence", "problem", message, figures_out)
         until = spike[0] if spike is not None else nonfinite
         best = spike[2] if spike is not None else None

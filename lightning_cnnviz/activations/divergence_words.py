@@ -14,13 +14,37 @@ from collections.abc import Mapping, Sequence
 from lightning_cnnviz.activations.divergence import BACK, level_before
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 
-__all__ = ["REMEDIES", "divergence_text", "part_of_text", "recovered_text", "transient_text"]
+__all__ = [
+    "RAISED_REMEDIES",
+    "REMEDIES",
+    "SUDDEN_REMEDIES",
+    "divergence_cause",
+    "divergence_text",
+    "part_of_text",
+    "recovered_text",
+    "transient_text",
+]
 
 REMEDIES = (
     "lower the learning rate (10x); clip gradients (Trainer(gradient_clip_val=1.0)); add a "
     "learning-rate warmup; check the inputs and labels for NaN/Inf and the loss for log(0) or "
     "division by zero; under 16-bit precision use bf16 or keep the loss scaler"
 )
+# A rate a schedule raised (a warmup) is the cause: another warmup is no remedy.
+RAISED_REMEDIES = (
+    "lower the peak learning rate the schedule reaches (10x), or raise it more slowly; clip "
+    "gradients (Trainer(gradient_clip_val=1.0)); under 16-bit precision use bf16 or keep the "
+    "loss scaler"
+)
+# One step from a learnt, steady loss to NaN/Inf: one batch or one operation, not a rate.
+SUDDEN_REMEDIES = (
+    "check the training items for NaN/Inf (`torch.isfinite(x).all()` on the batch of that "
+    "step; a corrupt file, a division by a zero std in a transform); guard the loss against "
+    "log(0) and division by zero (clamp probabilities, add an epsilon); "
+    "`torch.autograd.set_detect_anomaly(True)` names the operation; under 16-bit precision use "
+    "bf16 or keep the loss scaler; only if the data is clean, lower the learning rate"
+)
+RAISED = 3.0  # the rate at the divergence this many times its first: a schedule raised it
 
 
 def transient_text(
@@ -104,10 +128,12 @@ def divergence_text(
     first_grads: str | None,
     died: Mapping[str, float],
     level: tuple[float, float] | None = None,
+    cause: str | None = None,
 ) -> str:
     """The divergence finding in words: what went wrong when, where first, what to try.
 
     ``level``: after a late spike, ``(the loss just before it, the loss now)``.
+    ``cause``: ``divergence_cause``'s words (the overshooting optimiser by default).
 
     Example::
 
@@ -143,8 +169,40 @@ def divergence_text(
     if died:
         dead = ", ".join(f"`{site}` {share:.0%}" for site, share in died.items())
         text += f" Units that stopped activating with it ({dead}) are a consequence, not the cause."
+    return f"{text} {cause or divergence_cause(False, None)}"
+
+
+def divergence_cause(sudden: tuple[int, float] | bool, rates: tuple[float, float] | None) -> str:
+    """Why it diverged and what to try, from what came before.
+
+    ``sudden``: ``(the step, the loss just before)`` where a learnt, steady loss turned
+    non-finite in one step (a batch or an operation, not the rate), else ``False``.
+    ``rates``: ``(the learning rate at the first log, the rate now)``: a rate a schedule
+    raised ``RAISED`` x or more (a warmup to a rate 10x too high) is the cause named.
+
+    Example::
+
+        >>> divergence_cause(False, (0.01, 1.0))[:61]
+        'The learning rate rose from 0.01 to 1 before it (a warmup or '
+        >>> divergence_cause((60, 0.88), None)[:60]
+        'The loss was 0.88 and steady just before step 60, then non-f'
+    """
+    if sudden:
+        at, before = sudden  # type: ignore[misc]
+        return (
+            f"The loss was {before:.3g} and steady just before step {at}, then non-finite: one "
+            "step from a learnt model to NaN/Inf points at one batch or one operation (a "
+            "NaN/Inf in an input or label, log(0) or a division by zero in the loss), not at "
+            f"updates that grew too large. Try: {SUDDEN_REMEDIES}."
+        )
+    if rates is not None and rates[0] > 0 and rates[1] >= RAISED * rates[0]:
+        return (
+            f"The learning rate rose from {rates[0]:.3g} to {rates[1]:.3g} before it (a warmup "
+            "or a schedule raising it): the rate it reached is too high for this model and "
+            f"data, and the optimiser overshoots. Try: {RAISED_REMEDIES}."
+        )
     return (
-        text + " The updates are too large for this model and data: the optimiser overshoots. "
+        "The updates are too large for this model and data: the optimiser overshoots. "
         f"Try: {REMEDIES}."
     )
 

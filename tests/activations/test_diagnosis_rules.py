@@ -408,3 +408,43 @@ def test_review_dead_units_while_the_loss_never_left_chance_point_at_the_data():
     (moved,) = run(lambda s: math.log(10) * (1 - 0.001 * s))  # 2.30 -> 2.16: it moved
     assert moved.severity == "problem" and "chance level" not in moved.message
     assert "lower the learning rate (units die after too large an update)" in moved.message
+
+
+def _nan_after(losses, step, lr=(1e-3, 1e-3)):
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    diagnosis.review(losses[-1][0], 0, {}, {}, [], list, lr=lr[0])  # the first log's rate
+    for s, value in losses:
+        diagnosis.loss.add(s, torch.tensor(value))
+    diagnosis.loss.add(step, torch.tensor(math.nan))
+    (verdict,) = diagnosis.review(step + 20, 0, {}, {}, [], lambda: ["conv1.weight"], lr=lr[1])
+    return verdict
+
+
+def test_divergence_nan_after_a_learnt_steady_loss_names_a_batch_not_the_rate():
+    # held out: one NaN pixel in the batch at step 60, Adam 1e-3, the loss 0.88 and falling
+    verdict = _nan_after(healthy_losses(59), 60)
+    assert verdict.kind == "divergence" and verdict.figures["sudden"] is True
+    assert "steady just before step 60, then non-finite" in verdict.message
+    assert "Try: check the training items for NaN/Inf" in verdict.message
+    assert "optimiser overshoots" not in verdict.message
+
+
+def test_divergence_nan_of_a_model_stuck_at_chance_is_the_rate():
+    # Adam 0.1 (held out): at chance from the first steps, NaN at step 132
+    verdict = _nan_after([(s, 2.3) for s in range(1, 132)], 132)
+    assert "sudden" not in verdict.figures
+    assert "the optimiser overshoots. Try: lower the learning rate (10x)" in verdict.message
+
+
+def test_divergence_after_a_raised_rate_names_it_not_a_warmup():
+    # a warmup to lr 1.0 (held out): the spike waits one log for its confirmation
+    series = healthy_losses(80) + [(s, 9.0) for s in range(81, 121)]
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for step, value in series:
+        diagnosis.loss.add(step, torch.tensor(value))
+        if step in (10, 100, 120):
+            verdicts = diagnosis.review(step, 0, {}, {}, [], list, lr=0.01 if step == 10 else 1.0)
+    (verdict,) = verdicts
+    assert verdict.figures["lr_first"] == 0.01 and verdict.figures["lr"] == 1.0
+    assert "The learning rate rose from 0.01 to 1 before it" in verdict.message
+    assert "add a learning-rate warmup" not in verdict.message
