@@ -165,6 +165,7 @@ def headline(v: Verdict) -> str:
             "the splits differ in what decides the label: a cue only training images carry (a "
             "shortcut), a different preprocessing or augmentation of the two splits, labels "
             "that mean different things; or the model memorises a small training set."
+            + _never_text(f)
         )
     if gone:
         return f"BatchNorm eval/train mismatch from {_when(since)} closed at epoch {now.epoch}."
@@ -234,4 +235,15 @@ def _imbalance_headline(v: Verdict) -> str:
         f"Rare classes left out since {_when(since)}{end}: the model (almost) never predicts "
         f"{classes} and takes their images for class {f['taken_for']} "
         f"({_num(f['taken_share'], True)}). {shown}"
+    )
+
+
+def _never_text(f: Mapping[str, Any]) -> str:
+    """Val at chance at every validation while training images are learnt: the labels too."""
+    if not f.get("val_never_learnt"):
+        return ""
+    return (
+        " With validation images at chance since the first validation, also check that each "
+        "training label belongs to its image: random or shuffled training labels are learnt "
+        "only by memorising, slowly, and nothing carries over."
     )

@@ -195,6 +195,8 @@ def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verd
         "val_acc": now.val_accuracy,
         "gap": now.train_accuracy - now.val_accuracy,  # type: ignore[operator]
         "val_at_chance": bool(stuck(now)),
+        # at chance at every validation: nothing about the labels carried over, ever
+        "val_never_learnt": bool(stuck(now)) and all(stuck(e) is not False for e in history),
         "split_classes": list(now.split_classes or ()),
         "split_taken": list(now.split_taken or ()),
     }

@@ -419,6 +419,27 @@ def test_detector_not_learning_ended_by_training_images_stays_ended_through_thei
     assert ("new", "not_learning") in said
 
 
+def test_detector_gap_with_val_never_above_chance_asks_to_check_the_training_labels():
+    # random training labels (held out): val at chance at every validation
+    detector, told = Detector(), {}
+    for e, (logged, probe) in enumerate([(0.1, 0.1), (0.3, 0.35), (0.6, 0.62), (0.7, 0.75)]):
+        told |= {
+            c.verdict.kind: headline(c.verdict) for c in detector.update(_shifted(e, logged, probe))
+        }
+    assert "check that each training label belongs to its image" in told["generalisation_gap"]
+    # val above chance once (the labels carry over), then the gap: no such hint
+    detector, told = Detector(), {}
+    learnt = Evaluation(step=23, epoch=0, val_acc=0.6, val_loss=1.2, train_acc=0.6, train_loss=1.1,
+                        probe_acc_val=0.6, probe_loss_val=1.2, probe_acc_train=0.6,
+                        probe_size=128.0, classes=10.0)  # fmt: skip
+    detector.update(learnt)
+    for e, (logged, probe) in enumerate([(0.7, 0.75), (0.8, 0.85), (0.9, 0.9)], start=1):
+        told |= {
+            c.verdict.kind: headline(c.verdict) for c in detector.update(_shifted(e, logged, probe))
+        }
+    assert "check that each training label" not in told["generalisation_gap"]
+
+
 @pytest.mark.parametrize(
     ("settings", "first"),
     [
