@@ -6,6 +6,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -21,7 +22,12 @@ from lightning_cnnviz.core.selection import (
     unwrap_model,
 )
 from lightning_cnnviz.kernels import dense, draw, figures
-from lightning_cnnviz.kernels.frozen import STILL_EVENTS, frozen_text, still_layers
+from lightning_cnnviz.kernels.frozen import (
+    STILL_EVENTS,
+    frozen_text,
+    still_layers,
+    untrained_look,
+)
 
 
 class _Picture(NamedTuple):
@@ -232,9 +238,15 @@ class KernelMonitor(Monitor, section="kernels"):
         names = [n for n in self.selected if self._still.get(n, 0) >= STILL_EVENTS]
         no_grad = [n for n in names if not self.selected[n].weight.requires_grad]
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
-        text = frozen_text(names, no_grad, watched, self._steps[0], step, epoch)
+        untrained = untrained_look([self.selected[n].weight for n in names])
+        text = frozen_text(names, no_grad, watched, self._steps[0], step, epoch, untrained)
         numbers = {"layers": len(names), "watched": watched, "no_grad": len(no_grad)}
-        report(trainer, Finding(self.section, "frozen_layers", step, epoch, text, numbers, "note"))
+        if untrained is not None:  # frozen random features: a problem
+            numbers["neighbour_r"] = untrained
+            rank_zero_warn(text)
+        severity = "note" if untrained is None else "problem"
+        finding = Finding(self.section, "frozen_layers", step, epoch, text, numbers, severity)
+        report(trainer, finding)
 
     @override
     def extra_state(self) -> dict[str, Any]:

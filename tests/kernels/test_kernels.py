@@ -346,6 +346,36 @@ def test_kernels_monitor_rejects_non_weight_layers(tmp_path):
         run(tmp_path, KernelMonitor(layers=["conv1", "act"], every_n_steps=2), model=model)
 
 
+class WideNet(EdgeNet):
+    """EdgeNet's shape with conv layers wide enough to tell trained kernels from random ones."""
+
+    def __init__(self, lr: float = 0.05) -> None:
+        super().__init__(lr)
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 4, 3, padding=1)
+
+
+def test_kernels_frozen_at_random_initialisation_is_a_problem(tmp_path):
+    # a backbone frozen without its pretrained weights (held out: 50% val vs 99% trained)
+    model = WideNet()
+    for conv in (model.conv1, model.conv2):
+        conv.weight.requires_grad_(False)
+    with pytest.warns(UserWarning, match="Their kernels look untrained"):
+        _, trainer, _ = run(tmp_path / "random", KernelMonitor(every_n_steps=2), model, steps=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "problem" and abs(found.figures["neighbour_r"]) < 0.1
+    assert "compute fixed random features" in found.message
+    # the same layers holding smooth (trained-looking) kernels: frozen on purpose, a note
+    model = WideNet()
+    with torch.no_grad():
+        for conv in (model.conv1, model.conv2):
+            conv.weight.copy_(torch.arange(9.0).reshape(3, 3).expand_as(conv.weight) / 9)
+            conv.weight.requires_grad_(False)
+    _, trainer, _ = run(tmp_path / "smooth", KernelMonitor(every_n_steps=2), model, steps=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "note" and "neighbour_r" not in found.figures
+
+
 def test_kernels_frozen_layers_are_a_note_naming_them_and_why(tmp_path):
     # a conv layer frozen by mistake: its weights never move while the rest trains
     model = EdgeNet(lr=0.05)
