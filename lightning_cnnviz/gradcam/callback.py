@@ -59,8 +59,9 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         misclassified_pool: how many val samples the search looks at.
         alpha: heatmap opacity over the image. cmap: a colormap of ``rendering.CMAPS``.
         shared_scale: one colour scale per grid instead of one per image.
-        foreground_threshold: de-normalised brightness above which a pixel is the
-            object (``on_object``; small isolated bright blobs are not, see
+        foreground_threshold: how far above the background a pixel's de-normalised
+            brightness must stand to be the object, as a share of the way up to the image's
+            bright level (``on_object``; small isolated bright blobs are not, see
             ``gradcam.metrics.foreground``); ``None`` turns ``on_object`` off.
         saliency: extra rows of input-gradient maps, opt-in: any of ``"saliency"``
             (Captum ``Saliency``) and ``"integrated_gradients"`` (from a black image).

@@ -1,6 +1,8 @@
 """The shortcut findings read a position-preserving CAM and stay silent when the model's
 eval-mode predictions explain nothing (wrong on its training probe, BatchNorm mismatch)."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -182,16 +184,32 @@ class DarkZooData(ZooData):
             setattr(self, name, TensorDataset(torch.where(x > 1.0, x, 0.0), y))
 
 
+class InvertedZooData(ZooData):
+    """The zoo's blobs dark on noise: nothing stands out bright, every image is all object."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("train_set", "val_set"):
+            data = getattr(self, name)
+            x, y = getattr(data, "data", data).tensors
+            setattr(self, name, TensorDataset(-x, y))
+
+
 def test_shortcut_summary_names_each_check_and_why_one_did_not_run(tmp_path):
     _, trainer = fit(tmp_path / "on", GradCAMMonitor(every_n_steps=2), data=DarkZooData())
     checks = checks_of(trainer)
     for name in ("CAM on the object", "shortcut train vs val"):
         assert checks[("GradCAMMonitor", name)].ran, name
-    # noise specks over the threshold everywhere: no object to tell from the rest
+    # the blobs bright on noise: found above the noise, not the noise (76% of the image once)
     _, trainer = fit(tmp_path / "noisy", GradCAMMonitor(every_n_steps=2))
+    assert checks_of(trainer)[("GradCAMMonitor", "CAM on the object")].ran
+    # dark blobs: nothing bright stands out, no object to tell from the rest
+    _, trainer = fit(tmp_path / "dark", GradCAMMonitor(every_n_steps=2), data=InvertedZooData())
     for name in ("CAM on the object", "shortcut train vs val"):
         check = checks_of(trainer)[("GradCAMMonitor", name)]
-        assert not check.ran and "the foreground mask covers 76% of the image" in check.why
+        assert not check.ran and "no object to tell from the rest" in check.why
+        covers = re.search(r"the foreground mask covers (\d+)% of the image", check.why)
+        assert covers and int(covers[1]) >= 90  # all object, but where a noise speck stood out
     off = GradCAMMonitor(every_n_steps=2, foreground_threshold=None)
     _, trainer = fit(tmp_path / "off", off)
     check = checks_of(trainer)[("GradCAMMonitor", "CAM on the object")]
