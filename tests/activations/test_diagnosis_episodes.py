@@ -161,17 +161,24 @@ def test_divergence_pending_spike_holds_dead_units_then_counts_them_in():
     assert verdict.kind == "divergence" and verdict.figures["died/relu"] == pytest.approx(0.28)
 
 
-def test_divergence_takes_in_dead_units_told_while_the_loss_rose_to_it():
-    # held-out warmup to lr 1.0 (BN CNN): the loss 0.47 -> 0.70 over 40 steps, a dense layer
-    # 16% -> 38% dead at step 90 (a problem then), the spike at step 103, told at 120
+def _dead_at_90(losses, later=()):
+    """A BN CNN warming up (held out): learnt by step 50, a dense layer 16% -> 38% dead at
+    step 90 (told as a problem), then the logs ``later`` (step, losses), then the loss at
+    2.7 up to step 120; the verdicts of the log at 120."""
     diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"fc": "rectifier"}
-    losses = [(s, 2.3 * math.exp(-s / 8) + 0.46) for s in range(1, 51)]
-    assert review(diagnosis, 50, losses, {"fc": figures(dead=0.16, width=32)}, kinds) == []
-    rise = [(s, 0.47 + 0.23 * (s - 50) / 40) for s in range(51, 91)]
-    (dead,) = review(diagnosis, 90, rise, {"fc": figures(dead=0.38, width=32)}, kinds)
+    start = [(s, 2.3 * math.exp(-s / 8) + 0.46) for s in range(1, 51)]
+    assert review(diagnosis, 50, start, {"fc": figures(dead=0.16, width=32)}, kinds) == []
+    (dead,) = review(diagnosis, 90, losses, {"fc": figures(dead=0.38, width=32)}, kinds)
     assert (dead.kind, dead.severity) == ("dead_units", "problem")
-    smoothed_rise(diagnosis, 91, 121, 2.7)
-    verdicts = review(diagnosis, 120, [], {"fc": figures(dead=0.6, width=32)}, kinds)
+    for step, more in later:
+        assert review(diagnosis, step, more, {"fc": figures(dead=0.38, width=32)}, kinds) == []
+    smoothed_rise(diagnosis, (later[-1][0] if later else 90) + 1, 121, 2.7)
+    return review(diagnosis, 120, [], {"fc": figures(dead=0.6, width=32)}, kinds)
+
+
+def test_divergence_takes_in_dead_units_told_while_the_loss_rose_to_it():
+    # the loss 0.47 -> 0.70 over 40 steps before its spike: the units died on the way
+    verdicts = _dead_at_90([(s, 0.47 + 0.23 * (s - 50) / 40) for s in range(51, 91)])
     assert said(verdicts) == [("divergence", "problem", "new"), ("dead_units", "note", "gone")]
     assert verdicts[1].figures["reported_step"] == 90 and 60 < verdicts[1].figures["rise_step"] < 90
     assert "part of the divergence told at step 120" in verdicts[1].message
@@ -181,13 +188,7 @@ def test_divergence_takes_in_dead_units_told_while_the_loss_rose_to_it():
 def test_divergence_takes_in_dead_units_told_at_the_last_log_before_its_spike():
     # the warmup run's batch losses scattered 0.2-1.1 about 0.6: no clear rise before the
     # spike at step 103, the units told at step 90, the last log before it
-    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"fc": "rectifier"}
-    losses = [(s, 2.3 * math.exp(-s / 8) + 0.46) for s in range(1, 51)]
-    assert review(diagnosis, 50, losses, {"fc": figures(dead=0.16, width=32)}, kinds) == []
-    (dead,) = review(diagnosis, 90, flat(51, 91, 0.47), {"fc": figures(dead=0.38, width=32)}, kinds)
-    assert dead.severity == "problem"
-    smoothed_rise(diagnosis, 91, 121, 2.7)
-    verdicts = review(diagnosis, 120, [], {"fc": figures(dead=0.6, width=32)}, kinds)
+    verdicts = _dead_at_90(flat(51, 91, 0.47))
     assert said(verdicts) == [("divergence", "problem", "new"), ("dead_units", "note", "gone")]
     assert "(the loss spiked at step " in verdicts[1].message
     assert "rising from" not in verdicts[1].message
@@ -195,17 +196,7 @@ def test_divergence_takes_in_dead_units_told_at_the_last_log_before_its_spike():
 
 def test_divergence_leaves_dead_units_told_before_the_last_log_before_it():
     # the units died at step 90 while the loss was at its low, a log before the spike
-    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"fc": "rectifier"}
-    losses = [(s, 2.3 * math.exp(-s / 8) + 0.46) for s in range(1, 51)]
-    assert review(diagnosis, 50, losses, {"fc": figures(dead=0.16, width=32)}, kinds) == []
-    (dead,) = review(diagnosis, 90, flat(51, 91, 0.47), {"fc": figures(dead=0.38, width=32)}, kinds)
-    assert dead.severity == "problem"
-    assert (
-        review(diagnosis, 100, flat(91, 101, 0.47), {"fc": figures(dead=0.38, width=32)}, kinds)
-        == []
-    )
-    smoothed_rise(diagnosis, 101, 121, 2.7)
-    verdicts = review(diagnosis, 120, [], {"fc": figures(dead=0.6, width=32)}, kinds)
+    verdicts = _dead_at_90(flat(51, 91, 0.47), later=[(100, flat(91, 101, 0.47))])
     assert said(verdicts) == [("divergence", "problem", "new")]
 
 
