@@ -120,7 +120,7 @@ class DivergenceReview:
             first_weights=weights[0] if weights else None,
             first_activations=bad_sites[0] if bad_sites else None,
             first_grads=grads, died=died, level=level,
-            cause=divergence_cause(at_once or False, rates),  # type: ignore[arg-type]
+            cause=divergence_cause(at_once, rates),  # type: ignore[arg-type]
         )  # fmt: skip
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:

@@ -169,26 +169,26 @@ def divergence_text(
     if died:
         dead = ", ".join(f"`{site}` {share:.0%}" for site, share in died.items())
         text += f" Units that stopped activating with it ({dead}) are a consequence, not the cause."
-    return f"{text} {cause or divergence_cause(False, None)}"
+    return f"{text} {cause or divergence_cause(None, None)}"
 
 
-def divergence_cause(sudden: tuple[int, float] | bool, rates: tuple[float, float] | None) -> str:
+def divergence_cause(sudden: tuple[int, float] | None, rates: tuple[float, float] | None) -> str:
     """Why it diverged and what to try, from what came before.
 
     ``sudden``: ``(the step, the loss just before)`` where a learnt, steady loss turned
-    non-finite in one step (a batch or an operation, not the rate), else ``False``.
+    non-finite in one step (a batch or an operation, not the rate), else ``None``.
     ``rates``: ``(the learning rate at the first log, the rate now)``: a rate a schedule
     raised ``RAISED`` x or more (a warmup to a rate 10x too high) is the cause named.
 
     Example::
 
-        >>> divergence_cause(False, (0.01, 1.0))[:61]
+        >>> divergence_cause(None, (0.01, 1.0))[:61]
         'The learning rate rose from 0.01 to 1 before it (a warmup or '
         >>> divergence_cause((60, 0.88), None)[:60]
         'The loss was 0.88 and steady just before step 60, then non-f'
     """
-    if sudden:
-        at, before = sudden  # type: ignore[misc]
+    if sudden is not None:
+        at, before = sudden
         return (
             f"The loss was {before:.3g} and steady just before step {at}, then non-finite: one "
             "step from a learnt model to NaN/Inf points at one batch or one operation (a "
