@@ -104,6 +104,8 @@ ROOT_CAUSES = {
     "unshuffled_batches": "the training batches come in class order",
     "loss_mismatch": "the loss is fed probabilities",
     "unnormalised_inputs": "the inputs are far from unit scale",  # a note, and still a cause
+    # a problem only when frozen at random initialisation (a frozen trained backbone: a note)
+    "frozen_layers": "layers are frozen at their random initialisation",
 }
 
 _NOTED_CAUSES = ("unnormalised_inputs",)  # a note (healthy under BatchNorm), yet a cause

@@ -28,3 +28,12 @@ def test_findings_earlier_cause_names_inputs_far_from_unit_scale_though_a_note()
     said = earlier_cause(run, "not_learning")
     assert said.startswith("This may follow from a note reported first (step 3, `unnormalised")
     assert "the inputs are far from unit scale. Fix that first." in said
+
+
+def test_findings_earlier_cause_names_layers_frozen_at_random_init_not_a_frozen_backbone():
+    run = Run()
+    report(run, Finding("kernels", "frozen_layers", 40, 0, "frozen, trained", severity="note"))
+    assert earlier_cause(run, "not_learning") == ""  # frozen on purpose: no cause
+    findings_of(run)[-1] = Finding("kernels", "frozen_layers", 40, 0, "frozen, untrained")
+    said = earlier_cause(run, "generalisation_gap")
+    assert "(step 40, `frozen_layers`): layers are frozen at their random initialisation" in said
