@@ -232,14 +232,18 @@ class KernelMonitor(Monitor, section="kernels"):
         self._steps = [*self._steps, trainer.global_step][-(STILL_EVENTS + 1) :]
         changes = {n: scalars[t] for n in self.selected
                    if (t := self.tag(n, "relative_change")) in scalars}  # fmt: skip
-        if not still_layers(self._still, changes) or self._frozen_told:
+        fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
+        if not still_layers(self._still, changes, fixed) or self._frozen_told:
             return
         self._frozen_told = True
-        names = [n for n in self.selected if self._still.get(n, 0) >= STILL_EVENTS]
-        no_grad = [n for n in names if not self.selected[n].weight.requires_grad]
+        names = [n for n in self.selected
+                 if self._still.get(n, 0) >= (1 if n in fixed else STILL_EVENTS)]  # fmt: skip
+        no_grad = [n for n in names if n in fixed]
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
+        span = min(max(self._still[n] for n in names), STILL_EVENTS)
         untrained = untrained_look([self.selected[n].weight for n in names])
-        text = frozen_text(names, no_grad, watched, self._steps[0], step, epoch, untrained)
+        since = self._steps[-min(span + 1, len(self._steps))]
+        text = frozen_text(names, no_grad, watched, since, step, epoch, untrained)
         numbers = {"layers": len(names), "watched": watched, "no_grad": len(no_grad)}
         if untrained is not None:  # frozen random features: a problem
             numbers["neighbour_r"] = untrained

@@ -2,7 +2,8 @@
 
 Nothing here knows about Lightning. ``KernelMonitor`` hands each event's
 ``relative_change`` per layer to ``still_layers``; a layer whose weights were exactly
-the same at ``STILL_EVENTS`` events in a row is not being trained, which ``frozen_text``
+the same at ``STILL_EVENTS`` events in a row (one, where its weight has
+``requires_grad=False``: no optimiser can move it) is not being trained, which ``frozen_text``
 says as a note (a frozen backbone is often deliberate; a forgotten ``requires_grad=False``
 or a parameter group left out of the optimiser is a bug the loss alone hides: the head
 still learns). Measured (user-side hunt): a CNN whose conv layers were frozen by mistake
@@ -14,11 +15,13 @@ Example::
     >>> counts = {}
     >>> [still_layers(counts, {"conv1": 0.0, "fc": 0.02}) for _ in range(3)]
     [[], ['conv1'], []]
+    >>> still_layers({}, {"conv1": 0.0}, fixed={"conv1"})
+    ['conv1']
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -34,16 +37,22 @@ UNTRAINED_R = 0.1
 MIN_PAIRS = 900  # pairs enough that chance correlations stay within 0.1 (3 standard errors)
 
 
-def still_layers(counts: dict[str, int], changes: Mapping[str, float]) -> list[str]:
-    """The layers that just reached ``STILL_EVENTS`` events in a row without change.
+def still_layers(
+    counts: dict[str, int], changes: Mapping[str, float], fixed: Collection[str] = ()
+) -> list[str]:
+    """The layers that just reached their count of events in a row without change.
 
+    ``STILL_EVENTS``, or one for the ``fixed`` layers (weights with ``requires_grad=False``:
+    the fact is known, one unchanged event confirms nothing else moves them). Told a log
+    earlier, a frozen random backbone is named before the problems that follow from it
+    (a frozen plain CNN's head lost 43% of its units at the log that confirmed it).
     ``counts`` (events in a row without change, per layer) is updated in place; a layer
     that moves starts again from 0.
     """
     reached = []
     for name, change in changes.items():
         counts[name] = counts.get(name, 0) + 1 if change == 0.0 else 0
-        if counts[name] == STILL_EVENTS:
+        if counts[name] == (1 if name in fixed else STILL_EVENTS):
             reached.append(name)
     return reached
 
