@@ -34,9 +34,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import LayerCapture, first_tensor, probe_mode
+from lightning_cnnviz.core.capture import LayerCapture, probe_mode
 from lightning_cnnviz.core.guard import grads_untouched
 from lightning_cnnviz.core.inputs import model_device, to_model
+from lightning_cnnviz.core.outputs import logits_from
 
 __all__ = ["Target", "maximize", "top_channels", "total_variation"]
 
@@ -126,7 +127,7 @@ def maximize(
     with grads_untouched(model), probe_mode(model, grad=True), capture:
         for dy, dx in shifts:
             picked.clear()
-            logits = first_tensor(model(torch.roll(x, (dy, dx), dims=(-2, -1))), output_key)
+            logits = logits_from(model(torch.roll(x, (dy, dx), dims=(-2, -1))), output_key)
             if None in rows:
                 index, classes = rows[None]
                 picked[None] = logits[index, classes].float()

@@ -22,6 +22,7 @@ from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, earlier_cause, record_check, replace, report
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.monitor import Monitor
+from lightning_cnnviz.core.outputs import single_logit, two_class
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 
@@ -216,12 +217,15 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
         """``(K, cross-entropy of the probe's logits)`` when the probe has labels for K logits.
 
-        K is the width of the model's output on the probe; the labels must be class
-        indices below it. Else None: the initial-scale check is skipped.
+        K is the width of the model's output on the probe (2 for one logit with 0/1
+        labels: ``core.outputs.two_class``); the labels must be class indices below it.
+        Else None: the initial-scale check is skipped.
         """
         logits, labels = self._rec.logits, self.probe(trainer).labels
         if logits is None or labels is None or labels.ndim != 1 or len(labels) != len(logits):
             return None
+        if single_logit(logits) and int(labels.max()) <= 1:
+            logits = two_class(logits)
         k = logits.shape[1]
         if k < 2 or int(labels.min()) < 0 or int(labels.max()) >= k:
             return None

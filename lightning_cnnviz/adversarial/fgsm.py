@@ -35,9 +35,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_cnnviz.core import labels, rendering
-from lightning_cnnviz.core.capture import first_tensor, probe_mode
+from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.guard import grads_untouched
 from lightning_cnnviz.core.inputs import Norm, input_bounds
+from lightning_cnnviz.core.outputs import logits_from
 
 __all__ = ["accuracy", "example_rows", "fgsm"]
 
@@ -68,7 +69,7 @@ def fgsm(
     from captum.robust import FGSM
 
     def forward(inputs: Tensor) -> Tensor:
-        return first_tensor(model(inputs), output_key).float()
+        return logits_from(model(inputs), output_key).float()
 
     def loss(logits: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(logits, target, reduction="none")

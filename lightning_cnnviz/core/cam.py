@@ -36,7 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import first_tensor, probe_mode
+from lightning_cnnviz.core.capture import probe_mode
+from lightning_cnnviz.core.outputs import logits_from
 
 __all__ = ["CAM_METHODS", "grad_cam", "layer_cams"]
 
@@ -60,7 +61,7 @@ class _Score(nn.Module):
         self.logits: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = first_tensor(self.model(x), self.output_key)
+        logits = logits_from(self.model(x), self.output_key)
         if logits.dim() < 2:
             raise ValueError(
                 f"Grad-CAM needs (batch, classes) logits, the model returned shape "

@@ -16,7 +16,15 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.capture import first_tensor, probe_mode
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import LABEL_KEYS, dataset_labels, read_item
-from lightning_cnnviz.core.outputs import NotApplicable, guess_label_key, guess_output_key, key_name
+from lightning_cnnviz.core.outputs import (
+    NotApplicable,
+    SingleLogit,
+    guess_label_key,
+    guess_output_key,
+    key_name,
+    logits_from,
+    single_logit,
+)
 from lightning_cnnviz.core.probe import (
     Probe,
     draw_probe,
@@ -80,8 +88,16 @@ class ProbeReader:
                         f"the model returns a {type(output).__name__}; the monitors read "
                         f"{key_name(key)} as the logits ({why}). Pass `output_key` to choose.",
                     )
+            if single_logit(first_tensor(output, key)) and self.num_classes(trainer) == 2:
+                key = SingleLogit(key)  # a BCEWithLogitsLoss model: z read as [-z/2, z/2]
+                self.say_once_per_run(
+                    "single_logit",
+                    "the model returns one logit per sample and the labels are 0/1; the "
+                    "monitors read it as two classes' logits [-z/2, z/2] (softmax = "
+                    "sigmoid(z); class 0's score is -z).",
+                )
             self._logits_key = key
-            self.dense_output = first_tensor(output, key).dim() > 2
+            self.dense_output = logits_from(output, key).dim() > 2
         return self._logits_key
 
     def logits_of(self, output: Any, image_level: bool = True) -> Tensor:
@@ -92,7 +108,7 @@ class ProbeReader:
                 segmentation net's (N, classes, H, W): the monitor steps aside, saying why.
         """
         key = None if self._logits_key is UNSET else self._logits_key
-        logits = first_tensor(output, key)
+        logits = logits_from(output, key)
         if image_level and logits.dim() != 2:
             raise NotApplicable(
                 "it needs one score per class per sample ((N, classes) logits), and the "

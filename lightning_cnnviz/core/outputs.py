@@ -18,20 +18,27 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from lightning_cnnviz.core.capture import first_tensor
+
 __all__ = [
     "NotApplicable",
+    "SingleLogit",
     "as_logits",
     "dense_output",
     "guess_label_key",
     "guess_output_key",
     "is_simplex",
     "key_name",
+    "logits_from",
+    "single_logit",
     "tensor_entries",
+    "two_class",
 ]
 
 _LOGIT_NAMES = ("logits", "logit", "out", "output", "pred", "preds", "scores", "y_hat")
@@ -97,6 +104,8 @@ def guess_output_key(output: Any, num_classes: int | None = None) -> tuple[Any, 
 
 def key_name(key: Any) -> str:
     """How a message names an output or item entry: ``entry 1`` or ``'logits'``."""
+    if isinstance(key, SingleLogit):
+        return "the output" if key.key is None else key_name(key.key)
     return f"entry {key}" if isinstance(key, int) else repr(key)
 
 
@@ -153,3 +162,64 @@ def as_logits(outputs: Tensor) -> Tensor:
     """
     out = outputs.float()
     return torch.where(is_simplex(out), out.clamp_min(1e-12).log(), out)
+
+
+@dataclass(frozen=True)
+class SingleLogit:
+    """An ``output_key`` for a binary classifier's one logit, read as two classes' logits.
+
+    ``ProbeReader.logits_key`` gives it where the model returns one score per sample
+    ((N, 1), or (N,)) and the labels are 0/1 (a ``BCEWithLogitsLoss`` model): every
+    monitor then reads the logits through ``logits_from`` as ``two_class``'s (N, 2).
+
+    Attributes:
+        key: where the logit sits in the model's output (an ``output_key``).
+    """
+
+    key: Any = None
+
+
+def single_logit(logits: Tensor) -> bool:
+    """Whether ``logits`` hold one score per sample: (N, 1, ...), (N,) or a scalar."""
+    return logits.dim() <= 1 or logits.shape[1] == 1
+
+
+def two_class(logits: Tensor) -> Tensor:
+    """One binary logit ``z`` per sample (or position) as two classes' logits ``[-z/2, z/2]``.
+
+    Their softmax is ``[1 - sigmoid(z), sigmoid(z)]``, their cross-entropy against a 0/1
+    label is ``BCEWithLogitsLoss``'s, their argmax is ``z > 0``, and a class's score
+    rises with the evidence for that class (``-z`` for class 0), as pytorch-grad-cam's
+    ``BinaryClassifierOutputTarget`` picks it: so confidence, calibration, accuracy and
+    a CAM of either class read the same as for a two-logit model.
+
+    Example::
+
+        >>> z = torch.tensor([[2.0], [-1.0]])
+        >>> two = two_class(z)
+        >>> two.tolist(), torch.allclose(two.softmax(1)[:, 1:], torch.sigmoid(z))
+        ([[-1.0, 1.0], [0.5, -0.5]], True)
+        >>> tuple(two_class(torch.zeros(3)).shape), tuple(two_class(torch.zeros(2, 1, 4, 4)).shape)
+        ((3, 2), (2, 2, 4, 4))
+    """
+    z = logits.reshape(1, 1) if logits.dim() == 0 else logits
+    z = z[:, None] if z.dim() == 1 else z
+    return torch.cat([-z / 2, z / 2], dim=1)
+
+
+def logits_from(output: Any, key: Any = None, raw: bool = False) -> Tensor:
+    """The logits in a model's ``output``: ``output[key]`` (``core.capture.first_tensor``).
+
+    A ``SingleLogit`` key gives its logit as ``two_class``'s two classes (``raw``: as the
+    model returned it).
+
+    Example::
+
+        >>> out = {"aux": torch.zeros(2, 8), "logit": torch.tensor([[3.0], [-3.0]])}
+        >>> logits_from(out, SingleLogit("logit")).argmax(1).tolist()
+        [1, 0]
+    """
+    if isinstance(key, SingleLogit):
+        picked = first_tensor(output, key.key)
+        return picked if raw else two_class(picked)
+    return first_tensor(output, key)

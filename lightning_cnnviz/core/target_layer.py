@@ -31,11 +31,11 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import (
     LayerCapture,
-    first_tensor,
     module_name,
     probe_mode,
     site_name,
 )
+from lightning_cnnviz.core.outputs import logits_from
 from lightning_cnnviz.core.tokens import block_norm, grid_layout, prefix_tokens, transformer_blocks
 
 __all__ = [
@@ -118,7 +118,7 @@ def trace_calls(
         first_k = first.setdefault(id(out), k)
         calls.append(Call(name, index, tuple(out.shape), first_k, feeds))
     try:
-        shape = tuple(first_tensor(output, output_key).shape)
+        shape = tuple(logits_from(output, output_key, raw=True).shape)
     except (TypeError, KeyError, IndexError):
         shape = ()
     return calls, shape

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import first_tensor, probe_mode
+from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.inputs import model_device, to_model
+from lightning_cnnviz.core.outputs import logits_from
 from lightning_cnnviz.core.probe import Probe, generator_for, probe_from_indices
 
 __all__ = ["draw_pool", "find_misclassified", "misclassified_probe"]
@@ -58,7 +59,7 @@ def find_misclassified(
     with probe_mode(model):
         for start in range(0, len(images), batch_size):
             xb = to_model(images[start : start + batch_size], model)
-            pred = first_tensor(model(xb), output_key).argmax(1)
+            pred = logits_from(model(xb), output_key).argmax(1)
             wrong.append(pred != labels[start : start + batch_size].to(device))
     if not wrong:
         return torch.zeros(0, dtype=torch.long)

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import first_tensor, probe_mode
+from lightning_cnnviz.core.capture import probe_mode
+from lightning_cnnviz.core.outputs import logits_from
 
 __all__ = ["SALIENCY_METHODS", "clip_peaks", "input_saliency"]
 
@@ -78,7 +79,7 @@ def input_saliency(
         raise ValueError(f"`method` must be one of {SALIENCY_METHODS}, got {method!r}")
 
     def logits(inputs: Tensor) -> Tensor:
-        return first_tensor(model(inputs), output_key)
+        return logits_from(model(inputs), output_key)
 
     explainer: Any = Saliency(logits) if method == "saliency" else IntegratedGradients(logits)
     kwargs: dict[str, Any] = {"target": target.to(x.device).long()}

@@ -12,6 +12,7 @@ from torch import nn
 
 from lightning_cnnviz.core.cam import grad_cam, layer_cams
 from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.core.outputs import SingleLogit
 from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.target_layer import block_output, trace_calls
 from lightning_cnnviz.gradcam.metrics import (
@@ -101,6 +102,24 @@ def test_attribution_grad_cam_targets_pred_and_int():
     torch.testing.assert_close(pred[0], expected_cam(0), rtol=0, atol=1e-7)
     two, _ = grad_cam(net, net.relu, x, 2)
     torch.testing.assert_close(two[0], expected_cam(2), rtol=0, atol=1e-7)
+
+
+def test_attribution_grad_cam_one_binary_logit_scores_each_class_by_its_evidence():
+    # a BCEWithLogits model's one logit z: class 1's CAM is z's, class 0's is -z's
+    # (pytorch-grad-cam's BinaryClassifierOutputTarget); fixed class 0 row of W: z
+    net = Fixed()
+    net.fc = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.fc.weight.copy_(W[:1])  # z = (2 * 13 + 10.5) / 16 > 0: predicted class 1
+    x = X.view(1, 1, 4, 4).repeat(2, 1, 1, 1)
+    cam, logits = grad_cam(net, net.relu, x, torch.tensor([1, 0]), output_key=SingleLogit())
+    z = 36.5 / 16
+    torch.testing.assert_close(logits, torch.tensor([[-z / 2, z / 2]] * 2))
+    by_hand = (W[0, 0] / 16 * X.clamp_min(0) + W[0, 1] / 16 * (-X).clamp_min(0)).clamp_min(0)
+    torch.testing.assert_close(cam[0], by_hand / 2, rtol=0, atol=1e-7)
+    torch.testing.assert_close(cam[1], torch.zeros(4, 4))  # -z: both weights push class 1
+    pred, _ = grad_cam(net, net.relu, x[:1], output_key=SingleLogit())
+    torch.testing.assert_close(pred[0], cam[0])  # the predicted class is z > 0's
 
 
 def test_attribution_grad_cam_bilinear_upsampling_by_hand():
