@@ -23,9 +23,11 @@ from lightning_cnnviz.core.selection import (
 )
 from lightning_cnnviz.kernels import dense, draw, figures
 from lightning_cnnviz.kernels.frozen import (
+    SET_UP,
     STILL_EVENTS,
     frozen_text,
     still_layers,
+    still_reason,
     untrained_look,
 )
 
@@ -238,12 +240,20 @@ class KernelMonitor(Monitor, section="kernels"):
         self._frozen_told = True
         names = [n for n in self.selected
                  if self._still.get(n, 0) >= (1 if n in fixed else STILL_EVENTS)]  # fmt: skip
-        no_grad = [n for n in names if n in fixed]
+        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
+        held = {id(p) for g in groups for p in g["params"]}
+        if not any(id(p) in held for p in trainer.lightning_module.parameters()):
+            groups = None  # a strategy that flattens the parameters: cannot match them
+        reasons = {n: still_reason(self.selected[n].weight, groups) for n in names}
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
         span = min(max(self._still[n] for n in names), STILL_EVENTS)
-        untrained = untrained_look([self.selected[n].weight for n in names])
+        # a random init kept by the set-up: frozen random features (dead units after a
+        # layer also keep it as initialised, and are the thing to fix)
+        kept = [self.selected[n].weight for n in names if reasons[n] in SET_UP]
+        untrained = untrained_look(kept) if kept else None
         since = self._steps[-min(span + 1, len(self._steps))]
-        text = frozen_text(names, no_grad, watched, since, step, epoch, untrained)
+        text = frozen_text(names, reasons, watched, since, step, epoch, untrained)
+        no_grad = [n for n in names if reasons[n] == "no_grad"]
         numbers = {"layers": len(names), "watched": watched, "no_grad": len(no_grad)}
         if untrained is not None:  # frozen random features: a problem
             numbers["neighbour_r"] = untrained

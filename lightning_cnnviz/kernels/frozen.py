@@ -22,11 +22,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["STILL_EVENTS", "frozen_text", "still_layers", "untrained_look"]
+__all__ = ["STILL_EVENTS", "frozen_text", "still_layers", "still_reason", "untrained_look"]
 
 STILL_EVENTS = 2  # events in a row without any change: one could be a learning rate at 0
 # Neighbouring taps of a trained kernel are alike (smooth filters): the pooled correlation
@@ -105,9 +106,57 @@ def untrained_look(weights: Sequence[Tensor]) -> float | None:
     return r if abs(r) < UNTRAINED_R else None
 
 
+# Why a layer's weights do not change (``still_reason``), as the finding says it; the
+# first two are a set-up that keeps them as they are, which a random init makes a problem
+REASONS = {
+    "no_grad": "`requires_grad=False`",
+    "not_optimised": "left out of the optimiser's parameter groups",
+    "lr_zero": "a learning rate of 0",
+    "no_gradient": (
+        "no gradient reaches them (the units after them are silent, as dead ReLUs are, or "
+        "the loss is computed from something detached from them)"
+    ),
+    "no_update": (
+        "no update (left out of the optimiser's parameter groups, a learning rate of 0, or "
+        "no gradient reaching them)"
+    ),
+}
+ALL_OF_THEM = {  # the same reason for every layer named, as a clause
+    "no_grad": "their weights have `requires_grad=False`",
+    "not_optimised": "they are left out of the optimiser's parameter groups",
+    "lr_zero": "their learning rate is 0",
+    "no_update": f"they get {REASONS['no_update']}",
+}
+SET_UP = ("no_grad", "not_optimised")
+
+
+def still_reason(weight: Tensor, groups: Sequence[Mapping[str, Any]] | None) -> str:
+    """Why ``weight`` stays as it is: a key of ``REASONS``.
+
+    ``groups``: every optimiser's parameter groups, ``None`` where they cannot be matched
+    to the model's weights (a strategy that flattens them): then only ``requires_grad``
+    is known.
+
+    Example::
+
+        >>> w, v = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+        >>> groups = [{"params": [w], "lr": 0.1}]
+        >>> still_reason(w, groups), still_reason(v, groups), still_reason(v, None)
+        ('no_gradient', 'not_optimised', 'no_update')
+    """
+    if not weight.requires_grad:
+        return "no_grad"
+    if groups is None:
+        return "no_update"
+    held = [g for g in groups if any(p is weight for p in g["params"])]
+    if not held:
+        return "not_optimised"
+    return "lr_zero" if all(g.get("lr", 1.0) == 0 for g in held) else "no_gradient"
+
+
 def frozen_text(
     names: Sequence[str],
-    no_grad: Sequence[str],
+    reasons: Mapping[str, str],
     watched: int,
     since: int,
     step: int,
@@ -116,31 +165,36 @@ def frozen_text(
 ) -> str:
     """The finding for ``names`` (of ``watched`` layers) unchanged since step ``since``.
 
-    ``no_grad``: those of them whose weight has ``requires_grad=False``. ``untrained``:
-    their kernels' neighbour correlation where they look as initialised (``untrained_look``):
+    ``reasons``: each layer's ``still_reason``. ``untrained``: the kernels' neighbour
+    correlation where the layers kept as set up look as initialised (``untrained_look``):
     a problem, frozen random features; else a note.
 
     Example::
 
-        >>> frozen_text(["conv1", "conv2"], ["conv1", "conv2"], 3, 20, 60, 1)[:60]
-        'Frozen layers at step 60 (epoch 1): 2 of 3 watched layers ha'
+        >>> why = {"conv1": "no_grad", "conv2": "lr_zero"}
+        >>> frozen_text(["conv1", "conv2"], why, 3, 20, 60, 1).split("; ", 1)[1][:62]
+        '`conv1`: `requires_grad=False`; `conv2`: a learning rate of 0.'
     """
     shown = ", ".join(f"`{n}`" for n in names[:8]) + (
         f" and {len(names) - 8} more" if len(names) > 8 else ""
     )
-    if len(no_grad) == len(names):
-        why = "their weights have `requires_grad=False`"
-    elif no_grad:
-        why = (f"{len(no_grad)} of them have `requires_grad=False`; the others get no update "
-               "(left out of the optimiser's parameter groups, a learning rate of 0, or no "
-               "gradient reaching them)")  # fmt: skip
+    kinds = list(dict.fromkeys(reasons[n] for n in names))
+    if len(kinds) == 1:
+        why = ALL_OF_THEM.get(kinds[0], REASONS[kinds[0]])
     else:
-        why = ("they get no update: left out of the optimiser's parameter groups, a learning "
-               "rate of 0, or no gradient reaching them (units dead before them)")  # fmt: skip
+        why = "; ".join(
+            ", ".join(f"`{n}`" for n in names if reasons[n] == kind) + f": {REASONS[kind]}"
+            for kind in kinds
+        )
     head = (
         f"Frozen layers at step {step} (epoch {epoch}): {len(names)} of {watched} watched "
         f"layers have not changed at all since step {since}: {shown}; {why}."
     )
+    if untrained is None and "no_gradient" in kinds:
+        return (
+            f"{head} A note: no optimiser setting keeps them; they follow from what stops "
+            "the gradient (see `dead_units`), which is the thing to fix."
+        )
     if untrained is not None:
         return (
             f"{head} Their kernels look untrained: neighbouring taps are uncorrelated "

@@ -392,10 +392,43 @@ def test_kernels_frozen_layers_are_a_note_naming_them_and_why(tmp_path):
     )
     assert "1 of 2 watched layers have not changed at all since step 2: `conv1`" in note.message
     assert "`requires_grad=False`" in note.message
-    # left out of the optimiser (here: a learning rate of 0), every layer: the other cause
+    # a learning rate of 0, every layer: said as that
     _, trainer, _ = run(tmp_path / "still", KernelMonitor(every_n_steps=2), EdgeNet(0.0), steps=8)
     (note,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
-    assert "2 of 2" in note.message and "left out of the optimiser" in note.message
+    assert "2 of 2" in note.message and "`conv2`; their learning rate is 0." in note.message
     monitor = KernelMonitor(every_n_steps=2)
     _, trainer, _ = run(tmp_path / "trained", monitor, EdgeNet(0.05), steps=8)
     assert [f for f in findings_of(trainer) if f.kind == "frozen_layers"] == []
+
+
+class HeadOnly(WideNet):
+    """WideNet whose optimiser holds only ``fc``: the convs are left out of it."""
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.fc.parameters(), lr=self.lr)
+
+
+class DeadAfterConvs(WideNet):
+    """WideNet whose last conv's ReLU is silenced (bias -100): no gradient reaches the convs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.conv2.bias.fill_(-100.0)
+
+
+def test_kernels_frozen_layers_name_the_reason_and_blame_only_the_set_up(tmp_path):
+    # left out of the optimiser at random init: the set-up keeps them, a problem
+    with pytest.warns(UserWarning, match="left out of the optimiser"):
+        _, trainer, _ = run(tmp_path / "out", KernelMonitor(every_n_steps=2), HeadOnly(), steps=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "problem" and found.step == 6
+    assert "they are left out of the optimiser's parameter groups" in found.message
+    # held out: biases of -5 killed every ReLU; the convs stayed at their init, a
+    # consequence (a note pointing at the dead units), not "frozen random features"
+    _, trainer, _ = run(
+        tmp_path / "dead", KernelMonitor(every_n_steps=2), DeadAfterConvs(), steps=8
+    )
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "note" and "neighbour_r" not in found.figures
+    assert "no gradient reaches them" in found.message and "`dead_units`" in found.message
