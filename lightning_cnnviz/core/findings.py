@@ -102,7 +102,7 @@ def findings_of(trainer: object) -> list[Finding]:
 # each new class) are not read as the cause
 ROOT_CAUSES = {
     "unshuffled_batches": "the training batches come in class order",
-    "loss_mismatch": "the loss is fed probabilities",
+    "loss_mismatch": "the loss is fed outputs it is not made for",
     "unnormalised_inputs": "the inputs are far from unit scale",  # a note, and still a cause
     # a problem only when frozen at random initialisation (a frozen trained backbone: a note)
     "frozen_layers": "layers are frozen at their random initialisation",

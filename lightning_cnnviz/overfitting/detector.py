@@ -192,7 +192,7 @@ class Detector:
         if kind == "generalisation_gap":
             return levels.gapped(ev, slack=levels.GAP_SLACK) is False
         if kind == "loss_mismatch":
-            return loss_reads.reads_logits(ev) is True
+            return loss_reads.misfed(ev) is False
         return False
 
     def checks_ran(self) -> dict[str, bool]:

@@ -36,7 +36,8 @@ class Evaluation:
     one training batch's (a validation mid-epoch reads the latest step's value);
     ``val_images``: the images a validation sees (``val_acc``'s binomial error);
     ``probe_ce_probs_val``, ``probe_simplex_val``: what a loss fed probabilities would log
-    on the val probe, and whether its outputs are probabilities (``loss_reads.candidates``;
+    on the val probe, and whether its outputs are probabilities; ``probe_nll_raw_val``:
+    what ``nll_loss`` fed the outputs as they are would log (``loss_reads.candidates``;
     the loss they are made for is ``probe_loss_val``).
 
     Example::
@@ -61,6 +62,7 @@ class Evaluation:
     probe_loss_val: float | None = None
     probe_ce_probs_val: float | None = None
     probe_simplex_val: float | None = None
+    probe_nll_raw_val: float | None = None
     conf_bn: float | None = None
     probe_acc_bn: float | None = None
     probe_loss_bn: float | None = None

@@ -113,9 +113,20 @@ def headline(v: Verdict) -> str:
     if v.kind == "loss_mismatch":
         if gone:
             return (
-                f"The logged val loss ({_num(now.val_loss)}) no longer matches the "
-                f"cross-entropy of the outputs' softmax ({_num(now.probe_ce_probs_val)} on the "
-                f"val probe, {_when(now)})."
+                f"The logged val loss ({_num(now.val_loss)}) reads the model's outputs as "
+                f"what they are again ({_when(now)}): their own cross-entropy on the val "
+                f"probe is {_num(now.probe_loss_val)}."
+            )
+        if f.get("fed") == "scores":
+            what = "probabilities (a softmax)" if f.get("in_model") else "raw scores (logits)"
+            return (
+                f"The loss is fed {what} where it expects log-probabilities: the logged val "
+                f"loss ({_num(f['val_loss'])}) is `nll_loss` of the outputs as they are, "
+                f"minus the mean output for the label ({_num(f['raw_nll'])} on the val probe), "
+                f"since {_when(since)}. A cross-entropy is never negative: this one falls "
+                "without bound as the model inflates the label's output, and learns nothing "
+                f"that classifies (val accuracy {_num(f['val_acc'], True)}; their own "
+                f"cross-entropy is {_num(f['own_loss'])})."
             )
         where = (
             "the model ends in a softmax, and the logged val loss "

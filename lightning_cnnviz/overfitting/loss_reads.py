@@ -1,4 +1,4 @@
-"""A loss fed probabilities: the logged loss is the cross-entropy of the outputs' softmax.
+"""A loss fed outputs it is not made for: a softmax into ``cross_entropy``, scores into NLL.
 
 Nothing here knows about Lightning. ``F.cross_entropy`` applies log-softmax itself, so
 ``F.cross_entropy(logits.softmax(1), y)`` (or ``nn.CrossEntropyLoss`` on a softmax) reads
@@ -17,6 +17,14 @@ made for. A logged val loss that matches the second within ``MATCH`` while the f
 ``FAR`` from it is the bug, named. Legitimate
 losses do not match it: label smoothing and focal losses sit near the outputs' own
 cross-entropy early and move away from the softmax's floor as the model learns.
+
+The other way round, ``F.nll_loss`` (``NLLLoss``) expects log-probabilities and logs
+``-mean(out[y])`` of whatever it gets: fed raw scores (no ``log_softmax``) or a softmax's
+probabilities, that is negative, a cross-entropy never is, and on raw scores it falls
+without bound as the model inflates the label's score (held out: -18 at step 23, -3.6e6
+at step 138, val accuracy at chance throughout). A negative logged val loss that matches
+``-mean(out[y])`` on the val probe (``probe_nll_raw_val``, within a factor ``FAR``) is
+that bug (``fed_scores``).
 
 Example::
 
@@ -39,7 +47,7 @@ from lightning_cnnviz.core.outputs import is_simplex
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["FAR", "MATCH", "candidates", "loss_mismatch", "reads_logits"]
+__all__ = ["FAR", "MATCH", "candidates", "fed_scores", "loss_mismatch", "misfed", "reads_logits"]
 
 MATCH = 0.1  # the logged val loss within 10% of the softmax's cross-entropy on the probe
 FAR = 1.5  # ...and the outputs' own cross-entropy at least 1.5x away from it
@@ -50,7 +58,8 @@ def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
 
     ``probe_ce_probs_val``: ``F.cross_entropy(p, y)`` with ``p`` the outputs' softmax, or
     the outputs themselves where they are probabilities already; ``probe_simplex_val``:
-    1 where they are. The loss the outputs are made for is the probe's own cross-entropy
+    1 where they are; ``probe_nll_raw_val``: ``F.nll_loss`` of the outputs as they are.
+    The loss the outputs are made for is the probe's own cross-entropy
     (``probe_loss_val``: read through ``core.outputs.as_logits``, the negative
     log-likelihood of a softmax model's probabilities).
 
@@ -66,6 +75,7 @@ def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
     return {
         "probe_ce_probs_val": F.cross_entropy(torch.where(simplex, out, out.softmax(1)), labels),
         "probe_simplex_val": simplex.float(),
+        "probe_nll_raw_val": F.nll_loss(out, labels),
     }
 
 
@@ -98,26 +108,62 @@ def reads_logits(ev: Evaluation) -> bool | None:
     return not (matches_softmax and max(own, loss) / min(own, loss) >= FAR)
 
 
-def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
-    """The logged val loss is the softmax's cross-entropy at the last ``patience`` evaluations.
+def fed_scores(ev: Evaluation) -> bool:
+    """Whether the logged val loss is ``nll_loss`` of outputs that are no log-probabilities.
 
-    Figures: ``val_loss`` (logged), ``softmax_loss`` (the cross-entropy of the outputs'
-    softmax on the val probe), ``own_loss`` (of the outputs themselves), ``floor_loss``
-    (``ln(1 + (K - 1) / e)``, the lowest the logged loss can reach), ``val_acc``.
+    Negative (no cross-entropy is) and within a factor ``FAR`` of ``-mean(out[y])`` on
+    the val probe (``probe_nll_raw_val``).
+
+    Example::
+
+        >>> fed_scores(Evaluation(23, 0, val_loss=-101.9, probe_nll_raw_val=-98.4))
+        True
+        >>> fed_scores(Evaluation(23, 0, val_loss=0.31, probe_nll_raw_val=-4.2))
+        False
     """
-    if len(history) < patience or any(reads_logits(e) is not False for e in history[-patience:]):
+    loss, raw = ev.val_loss, ev.probe_nll_raw_val
+    if loss is None or raw is None or not (math.isfinite(loss) and math.isfinite(raw)):
+        return False
+    return loss < 0 and raw < 0 and min(loss, raw) / max(loss, raw) <= FAR  # |ratio|
+
+
+def misfed(ev: Evaluation) -> str | bool | None:
+    """What the logged val loss was fed instead of what it is made for.
+
+    ``"scores"`` (``nll_loss`` on raw scores or probabilities: ``fed_scores``),
+    ``"probabilities"`` (``cross_entropy`` on a softmax: ``reads_logits`` False), ``False``
+    (it reads the outputs right), ``None`` (cannot tell).
+    """
+    if fed_scores(ev):
+        return "scores"
+    reads = reads_logits(ev)
+    return None if reads is None else ("probabilities" if reads is False else False)
+
+
+def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """The logged val loss misreads the outputs (``misfed``) at the last ``patience`` evaluations.
+
+    Figures: ``fed`` (``misfed``'s answer now), ``val_loss`` (logged), ``softmax_loss``
+    (the cross-entropy of the outputs' softmax on the val probe), ``own_loss`` (of the
+    outputs themselves), ``raw_nll`` (``nll_loss`` of the outputs as they are),
+    ``floor_loss`` (``ln(1 + (K - 1) / e)``, the lowest a loss fed probabilities can
+    reach), ``val_acc``.
+    """
+    if len(history) < patience or not all(misfed(e) for e in history[-patience:]):
         return None
     since = history[-patience]
     for ev in reversed(history[:-patience]):
-        if reads_logits(ev) is not False:
+        if not misfed(ev):
             break
         since = ev
     now = history[-1]
     k = now.classes or 2.0
     figures = {
+        "fed": misfed(now),
         "val_loss": now.val_loss,
         "softmax_loss": now.probe_ce_probs_val,
         "own_loss": now.probe_loss_val,
+        "raw_nll": now.probe_nll_raw_val,
         "in_model": bool(now.probe_simplex_val),
         "floor_loss": math.log(1.0 + (k - 1.0) / math.e),
         "val_acc": now.val_accuracy,

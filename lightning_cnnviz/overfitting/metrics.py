@@ -215,7 +215,7 @@ def figures(
         >>> sorted(host)[:5]
         ['classes', 'conf_val', 'ece_val', 'probe_acc_val', 'probe_ce_probs_val']
         >>> sorted(host)[5:]
-        ['probe_loss_val', 'probe_simplex_val', 'val_loss']
+        ['probe_loss_val', 'probe_nll_raw_val', 'probe_simplex_val', 'val_loss']
         >>> per_class, confusion
         ([0.5, nan], [[1.0, 1.0], [0.0, 0.0]])
     """

@@ -119,6 +119,11 @@ def remedies(v: Verdict) -> list[str]:
         '**Raise the learning rate**: it i'
     """
     generic = list(REMEDIES[v.kind])
+    if v.kind == "loss_mismatch" and v.figures.get("fed") == "scores":
+        return [
+            "**Use `F.cross_entropy` on the logits** (it applies log-softmax itself), or put "
+            "`log_softmax(dim=1)` before `F.nll_loss` / `NLLLoss`."
+        ]
     if v.kind == "class_imbalance" and v.figures.get("one_class"):
         return [
             "**Look at the training items**: `dataset[i]` for a few different `i` should give "

@@ -159,3 +159,53 @@ def test_loss_reads_a_softmax_model_trained_right_is_quiet_and_read_as_probabili
     run = events(tmp_path / "tb" / "version_0")
     ece = [e.value for e in run.Scalars("overfitting/ece_val")]
     assert len(ece) == 6 and max(ece[1:]) < 0.2
+
+
+class RawNLL(Net):
+    """``Net`` whose loss is ``nll_loss`` of the raw logits (``log_softmax`` forgotten)."""
+
+    def _step(self, batch, split):
+        x, y = batch
+        logits = self(x)
+        loss = F.nll_loss(logits, y)
+        self.log(f"{split}/loss", loss, on_epoch=True, on_step=False)
+        self.log(f"{split}/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
+        return loss
+
+
+def test_loss_reads_scores_fed_to_nll_told_by_the_negative_loss():
+    # f10_nll_raw s0 (digits, Adam 1e-3, `F.nll_loss(logits, y)`): logged val loss, the
+    # probe's -mean(out[y]) and own cross-entropy, val accuracy at chance
+    series = [(-101.9, -98.4, 21.3, 0.101), (-3591.7, -3402.0, 662.6, 0.101)]
+    evs = evaluations([dict(val_loss=a, probe_nll_raw_val=b, probe_loss_val=c, val_acc=d)
+                       for a, b, c, d in series])  # fmt: skip
+    assert [loss_reads.misfed(e) for e in evs] == ["scores", "scores"]
+    detector = Detector(patience=2)
+    told = [c.verdict for e in evs for c in detector.update(e) if c.verdict.kind == "loss_mismatch"]
+    (verdict,) = told
+    assert verdict.figures["fed"] == "scores" and verdict.since.step == 23
+    text = headline(verdict)
+    assert text.startswith("The loss is fed raw scores (logits) where it expects log-probab")
+    assert "minus the mean output for the label (-3402 on the val probe)" in text
+    # a legitimate loss is never negative, and a negative one far from -mean(out[y]) is
+    # not this (a loss of another kind logged under the name)
+    assert not loss_reads.fed_scores(Evaluation(5, 0, val_loss=0.3, probe_nll_raw_val=-3.0))
+    assert not loss_reads.fed_scores(Evaluation(5, 0, val_loss=-0.5, probe_nll_raw_val=-30.0))
+
+
+def test_loss_reads_found_in_a_run_feeding_nll_raw_scores(tmp_path):
+    torch.manual_seed(0)
+    train = DataLoader(one_hot_set([128] * 4, seed=0, noise=1.0), batch_size=32, shuffle=True)
+    val = DataLoader(one_hot_set([64] * 4, seed=1, noise=1.0), batch_size=64)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    trainer, said = fit_monitor(tmp_path, RawNLL(net, lr=0.05), train, val, epochs=4)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "loss_mismatch"]
+    assert finding.severity == "problem" and finding.figures["fed"] == "scores"
+    run = events(tmp_path / "tb" / "version_0")
+    logged = {e.step: e.value for e in run.Scalars("val/loss")}
+    assert logged[finding.step - 1] == pytest.approx(finding.figures["val_loss"], rel=1e-5)
+    assert finding.figures["val_loss"] < 0
+    assert finding.figures["raw_nll"] == pytest.approx(finding.figures["val_loss"], rel=0.5)
+    text = [t for t in texts(run, "overfitting/diagnosis") if "where it expects log-prob" in t]
+    assert text and "Use `F.cross_entropy` on the logits" in text[0]
+    assert any("The loss is fed raw scores" in m for m in said)
