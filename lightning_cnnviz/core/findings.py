@@ -106,6 +106,8 @@ ROOT_CAUSES = {
     "unnormalised_inputs": "the inputs are far from unit scale",  # a note, and still a cause
     # a problem only when frozen at random initialisation (a frozen trained backbone: a note)
     "frozen_layers": "layers are frozen at their random initialisation",
+    # withdrawn as a note once gradients reach the first layers and the loss falls
+    "vanishing_gradients": "the gradient vanishes before it reaches the first layers",
 }
 
 _NOTED_CAUSES = ("unnormalised_inputs",)  # a note (healthy under BatchNorm), yet a cause

@@ -113,8 +113,9 @@ REASONS = {
     "not_optimised": "left out of the optimiser's parameter groups",
     "lr_zero": "a learning rate of 0",
     "no_gradient": (
-        "no gradient reaches them (the units after them are silent, as dead ReLUs are, or "
-        "the loss is computed from something detached from them)"
+        "no gradient reaches them (it vanishes on the way down, as through saturated "
+        "sigmoids; or the units after them are silent, as dead ReLUs are; or the loss is "
+        "computed from something detached from them)"
     ),
     "no_update": (
         "no update (left out of the optimiser's parameter groups, a learning rate of 0, or "
@@ -193,7 +194,7 @@ def frozen_text(
     if untrained is None and "no_gradient" in kinds:
         return (
             f"{head} A note: no optimiser setting keeps them; they follow from what stops "
-            "the gradient (see `dead_units`), which is the thing to fix."
+            "the gradient (see `vanishing_gradients`, `dead_units`), which is the thing to fix."
         )
     if untrained is not None:
         return (

@@ -37,3 +37,13 @@ def test_findings_earlier_cause_names_layers_frozen_at_random_init_not_a_frozen_
     findings_of(run)[-1] = Finding("kernels", "frozen_layers", 40, 0, "frozen, untrained")
     said = earlier_cause(run, "generalisation_gap")
     assert "(step 40, `frozen_layers`): layers are frozen at their random initialisation" in said
+
+
+def test_findings_earlier_cause_names_standing_vanishing_gradients():
+    # held out: 14 Conv1d + Sigmoid, vanishing at step 7, at chance at step 150 (no cause)
+    run = Run()
+    report(run, Finding("activations", "vanishing_gradients", 7, 0, "1.8e-09 of the last"))
+    said = earlier_cause(run, "not_learning")
+    assert "(step 7, `vanishing_gradients`): the gradient vanishes before it reaches" in said
+    findings_of(run)[-1] = Finding("activations", "vanishing_gradients", 90, 1, "gone", {}, "note")
+    assert earlier_cause(run, "not_learning") == ""  # withdrawn once learning goes on
