@@ -119,6 +119,7 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
         self._probe_acc: float | None = None  # the train probe's eval-mode accuracy (findings)
+        self._classes: int | None = None  # the logits' width (chance for `right_without_object`)
         self._ran: dict[str, bool] = {}  # which shortcut checks looked at the run (summary)
         self._pool: Probe | None = None  # val samples searched for misclassified ones
         self._layouts: dict[str, Layout | None] | None = None  # token layers (transformers)

@@ -36,8 +36,8 @@ class ShortcutChecks:
     """The shortcut checks on one log's CAM metrics (a part of ``GradCAMMonitor``).
 
     Uses the monitor's ``foreground_threshold``, ``selected``, ``dense_output``, ``tag``,
-    ``sink``, ``_trainer_ref``, ``_probes`` and the state it keeps: ``_probe_acc``, ``_layouts``,
-    ``_spot``, ``_on_object``, ``_fixed``, ``_ran``.
+    ``sink``, ``_trainer_ref``, ``_probes`` and the state it keeps: ``_probe_acc``,
+    ``_classes``, ``_layouts``, ``_spot``, ``_on_object``, ``_fixed``, ``_ran``.
     """
 
     def _judge(self, trainer: Trainer, scalars: dict[str, float]) -> None:
@@ -69,8 +69,9 @@ class ShortcutChecks:
             both = "the run has no validation data"
         self._record("shortcut train vs val", None not in on_object and not masked,
                      masked or both)  # fmt: skip
+        without = (scalars.get(self.tag("train", "right_without_object")), self._classes)
         self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
-                              cells=cells, hw=hw)  # fmt: skip
+                              cells=cells, hw=hw, without=without)  # fmt: skip
         self._check_fixed(trainer, scalars)
 
     def _unjudgeable(self) -> str:
@@ -125,10 +126,11 @@ class ShortcutChecks:
         accuracy: float | None = None,
         cells: float | None = None,
         hw: tuple[int, int] | None = None,
+        without: tuple[float | None, int | None] = (None, None),
     ) -> None:
         if any(f.kind in _NOT_A_SHORTCUT for f in problems(findings_of(trainer))):
             return  # where the CAM falls then is a consequence of that cause, not a shortcut
-        found = on_object_findings(self._on_object, value, val, areas, accuracy, cells, hw)
+        found = on_object_findings(self._on_object, value, val, areas, accuracy, cells, hw, without)
         self._emit(trainer, found)
 
     def _check_fixed(self, trainer: Trainer, scalars: dict[str, float]) -> None:

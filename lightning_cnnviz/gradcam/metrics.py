@@ -45,6 +45,7 @@ __all__ = [
     "levels",
     "means_to_host",
     "on_object",
+    "without_object",
 ]
 
 TOP_SHARE = 0.1  # ``concentration``: the top 10% of pixels
@@ -184,6 +185,27 @@ def foreground(
     if cell > 1:
         big = big.repeat_interleave(cell, 1).repeat_interleave(cell, 2)[:, :h, :w]
     return _whole_if_empty(big & mask)
+
+
+def without_object(x: Tensor, mask: Tensor, grow: int = 1) -> Tensor:
+    """``x`` (N, C, H, W) with the object (``mask`` (N, H, W), grown by ``grow`` pixels) removed.
+
+    Its pixels take the image's background: the median of its border, per channel, in the
+    model's own units (what the image shows where no object lies; ``levels`` reads the
+    background there too). A model that reads the object loses its class on such an image;
+    one that reads a cue elsewhere keeps it.
+
+    Example::
+
+        >>> x = torch.zeros(1, 1, 6, 6)
+        >>> x[0, 0, 2:4, 2:4] = 5.0
+        >>> without_object(x, x[:, 0] > 1, grow=0).abs().sum().item()
+        0.0
+    """
+    grown = F.max_pool2d(mask[:, None].float(), 2 * grow + 1, stride=1, padding=grow) > 0
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
+    fill = border.median(-1).values[..., None, None]
+    return torch.where(grown.to(x.device), fill, x)
 
 
 def _whole_if_empty(mask: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ into findings.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from lightning_cnnviz.core.probe import Probe
 from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.gradcam.draw import blank_cams
 from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, grid_agreements, region
-from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, on_object
+from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, on_object, without_object
 from lightning_cnnviz.gradcam.saliency import clip_peaks, input_saliency
 
 __all__ = ["CamRows", "Row"]
@@ -69,12 +70,15 @@ class CamRows:
                 classes = labels if labels is not None else logits.argmax(1)
                 spot = cam if hires is None else hires
                 self._fixed_spot(split, name, x, spot, image01, classes, values)
+                if name == list(self.selected)[-1]:  # once per split: the layer does not matter
+                    self._without_object(model, split, x, labels, image01, values)
         with self.phase("render"):  # host copies for the sink's thread
             row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, title)
             if split == "train" and values is not None and labels is not None:
                 # the findings' gate: are the eval-mode predictions worth explaining?
                 right = row[2].argmax(1) == labels.to(row[2].device)
                 self._probe_acc = None if self.dense_output else float(right.float().mean())
+                self._classes = int(row[2].shape[1])
             bad = int(blank_cams(row[1]).sum())
             broken = int((~torch.isfinite(row[1].flatten(1)).all(1)).sum()) if bad else 0
         if broken:
@@ -160,6 +164,24 @@ class CamRows:
         tags = {self.tag(key, m): v for m, v in out.items()} if len(self.selected) > 1 else {}
         last = name == list(self.selected)[-1]  # the deepest layer also gets the plain tags
         return tags | ({self.tag(split, m): v for m, v in out.items()} if last else {})
+
+    def _without_object(self, model: nn.Module, split: str, x: Tensor, labels: Tensor | None,
+                        image01: Tensor, values: dict[str, Tensor]) -> None:  # fmt: skip
+        """``right_without_object``: the probe's images still classified right, object removed.
+
+        The probe pass on images whose object (the foreground mask) took the background
+        (``gradcam.metrics.without_object``): a model that reads the object falls to about
+        chance; one that reads a cue elsewhere (a marker, a border) stays right. 2-D images
+        with class labels and an object mask only.
+        """
+        mask = self._foreground(split, image01) if x.dim() == 4 else None
+        if mask is None or labels is None or mask.shape[-2:] != x.shape[-2:]:
+            return
+        with probe_mode(model):
+            out = self.logits_of(model(without_object(x, mask)))
+        right = (out.argmax(1) == labels.to(out.device)).float()
+        whole = mask.flatten(1).all(1).to(right.device)  # no object found: nothing to remove
+        values[self.tag(split, "right_without_object")] = right.masked_fill(whole, math.nan)
 
     def _wants_hires(self, name: str, x: Tensor) -> bool:
         """Whether the shortcut rules need HiResCAM beside the drawn Grad-CAM here.

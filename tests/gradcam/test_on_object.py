@@ -121,6 +121,26 @@ def test_on_object_monitor_reports_cue_on_both_splits():
     assert "0.15 (val)" in both.message and "covers 0.19 and 0.20" in both.message
 
 
+def test_on_object_both_splits_waits_while_the_model_needs_the_object():
+    # held out: a healthy 100-class net on two-digit images, its CAM at 1.0x the area
+    # share on both splits, kept 12% of the probe right with the digits removed; a
+    # label-coding marker on both splits kept 88-100% (healthy digit nets: 12%)
+    monitor = GradCAMMonitor()
+    trainer = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    low = [(0.18, 0.19)] * 3
+    for step, (train, val) in enumerate(low):
+        trainer.global_step = step
+        monitor._check_on_object(trainer, train, val, areas=(0.18, 0.19), without=(0.12, 100))
+    assert [f for f in findings_of(trainer) if f.kind == "cam_shortcut"] == []
+    with pytest.warns(UserWarning, match="with their object removed"):
+        for step, (train, val) in enumerate(low, start=3):
+            trainer.global_step = step
+            monitor._check_on_object(trainer, train, val, areas=(0.18, 0.19), without=(1.0, 10))
+    (both,) = [f for f in findings_of(trainer) if f.kind == "cam_shortcut"]
+    assert both.step == 4 and both.figures["right_without_object"] == 1.0
+    assert "it still classifies 100% of the training probe's images right" in both.message
+
+
 def test_on_object_cam_on_the_object_or_spread_evenly_is_not_a_shortcut():
     monitor = GradCAMMonitor()
     trainer = type("Run", (), {"global_step": 0, "current_epoch": 0})()

@@ -5,6 +5,7 @@ import warnings
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
@@ -12,6 +13,7 @@ from lightning_cnnviz.reference import MNISTClassifier
 from lightning_cnnviz.reference.data import DigitsDataset
 from lightning_cnnviz.reference.render import render_digits
 from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
+from tests.tb import events
 
 
 class CueOnBothSplits(SyntheticDigitsDataModule):
@@ -31,7 +33,8 @@ def fit(tmp_path, marker, steps=40):
     data = CueOnBothSplits(train_size=64 * steps, val_size=128, shortcut_marker=marker)
     monitor = GradCAMMonitor(every_n_steps=10, method="hirescam")
     trainer = L.Trainer(
-        default_root_dir=tmp_path, max_steps=steps, logger=False, enable_checkpointing=False,
+        default_root_dir=tmp_path, max_steps=steps, enable_checkpointing=False,
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0),
         enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor],
         limit_val_batches=2, val_check_interval=20,
     )  # fmt: skip
@@ -51,8 +54,16 @@ def test_shortcut_runs_cue_on_both_splits_found_control_silent(tmp_path):
         assert (
             shortcut.figures[f"{split}on_object"] < 0.9 * shortcut.figures[f"{split}object_share"]
         )
+    # the model keeps its class with the digit removed: the marker carries it
+    kept = events(tmp_path / "cue" / "tb").Scalars("gradcam/train/right_without_object")
+    assert shortcut.figures["right_without_object"] == pytest.approx(
+        next(e.value for e in kept if e.step == shortcut.step)
+    )
+    assert shortcut.figures["right_without_object"] >= 0.8
     control = fit(tmp_path / "control", marker=False)
     assert [f.kind for f in findings_of(control) if f.source == "gradcam"] == []
+    lost = events(tmp_path / "control" / "tb").Scalars("gradcam/train/right_without_object")
+    assert max(e.value for e in lost) <= 0.3  # the digit gone, its class is gone
 
 
 def test_shortcut_not_reported_after_a_divergence():
