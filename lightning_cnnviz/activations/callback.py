@@ -153,6 +153,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             lambda: nonfinite_parameters(list(model.named_parameters())),
             leftover=None if leftover is None else float(leftover),
             lr=read_settings(trainer.optimizers, model).lr,
+            output_site=self._rec.output_site,
             **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

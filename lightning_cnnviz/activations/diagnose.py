@@ -34,7 +34,7 @@ from torch import Tensor
 from lightning_cnnviz.activations.carry_over import carry_over_verdict
 from lightning_cnnviz.activations.cause_review import CauseReview
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.dead_rules import STALLED
+from lightning_cnnviz.activations.dead_rules import STALLED, output_activation
 from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes, Verdict, die_off
 from lightning_cnnviz.activations.gradients import (
@@ -152,6 +152,25 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         self._kinds = dict(state.get("kinds", {}))  # what ``conclude`` reads for held alerts
         self.levels = LossLevels()  # read again from the kept losses
 
+    def _output_activation(
+        self, step: int, epoch: int, site: str | None, kinds: Mapping[str, str | None]
+    ) -> tuple[list[Verdict], bool]:
+        """``dead_rules.output_activation`` once, and whether the site's units are claimed.
+
+        Only for class labels (``classes``, from the initial-scale check): a ReLU on a
+        regression's outputs can be meant. Claimed units are no ``dead_units``.
+        """
+        if site is None or not self.classes or kinds.get(site) in ("saturating", "leaky"):
+            return [], False
+        dead = self.history.dead.get(site, [])
+        if not dead:
+            return [], False
+        if not self._new("output_activation", "problem"):
+            return [], True
+        share = self.history.previous.get(site, 0.0)
+        message, figures = output_activation(step, epoch, site, dead, share)
+        return [Verdict("output_activation", "problem", message, figures)], True
+
     def _new(self, kind: str, severity: str) -> bool:
         before = self.reported.get(kind)
         if before == "problem" or before == severity:
@@ -172,6 +191,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         leftover: float | None = None,
         input_scale: Mapping[str, float] | None = None,
         lr: float | None = None,
+        output_site: str | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -183,15 +203,18 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         ``input_scale``: the probe inputs' figures where they are far from unit scale
         (``core.inputs.raw_scale``), read at the first log: a note. ``lr``: the learning
         rate now (a rate a schedule raised before a divergence is named as its cause).
+        ``output_site``: the activation whose output is the model's (a ReLU on the logits):
+        its silent units are classes, told as ``output_activation``, not as dead units.
         """
         series = self.loss.read()
         self.logs = [*self.logs[-3:], step]  # a spike is seen up to two logs on
         self.rates = (self.rates[0] if self.rates[0] is not None else lr, lr)
         kinds = {site: info.kind for site, info in sites.items()}
         alerts = self.history.update(figures, kinds)
+        out, claimed = self._output_activation(step, epoch, output_site, kinds)
+        alerts = [a for a in alerts if not (claimed and a[0] == output_site)]
         widths = {site: f["active_share"].numel() for site, f in figures.items()}
         dying = die_off(alerts, widths)
-        out = []
         if leftover and self._new("gradients_not_reset", "problem"):  # the cause of what follows
             kind, message, fig = carry_over_verdict(leftover, step, epoch)
             out.append(Verdict(kind, "problem", message, fig))
@@ -221,6 +244,9 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         }
         fall = self.levels.fall(series, previous)
         falling = new_low and fall is not None and fall >= FALLING  # two signals agreeing
+        # for silent units: a loss falling beyond its own noise has not stalled, however
+        # little it has fallen since the start (a 100-class net leaving chance at step 50)
+        clearly = new_low and self.levels.fell_clearly(series, previous)
         # rectifier units dying at this log block the gradient below them: the dead-unit
         # finding tells that cause (a ReLU net whose loss was scaled 1000x: 69-94% of three
         # layers dead at step 10, first layers at 1e-4 of the last ones' gradient)
@@ -264,7 +290,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         cause, remedies = self._cause(series, gain)
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
-            cause, falling=falling, remedies=remedies,
+            cause, falling=falling or clearly, remedies=remedies,
         )  # fmt: skip
 
     def conclude(self) -> list[Verdict]:

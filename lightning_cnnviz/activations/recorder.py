@@ -217,6 +217,8 @@ class Recorder:
         self.counts: dict[str, int] = {}
         self.window_seconds = 0.0  # spent in ``record``, read and reset by the monitor
         self.logits: Tensor | None = None  # the last probe pass's output, when (N, K)
+        self.output_site: str | None = None  # the site whose output is the model's own
+        self._outputs: dict[str, Tensor] = {}  # the probe pass's site outputs (held: ids recycle)
         self._capture: LayerCapture | None = None
 
     @property
@@ -255,15 +257,21 @@ class Recorder:
     def probe(self, model: nn.Module, selected: Mapping[str, nn.Module], x: Tensor) -> None:
         """One probe pass on ``x`` (eval mode, flags restored), counted like a window batch."""
         capture = LayerCapture(selected, shared=self.shared, on_output=self.record_probe)
+        self._outputs = {}
         with probe_mode(model), capture:
             out = model(x)
         # the logits (N, K), for the monitor's chance-level check; anything else: unknown
         self.logits = out.detach() if isinstance(out, Tensor) and out.ndim == 2 else None
+        # an activation module that returned the model's output itself (a ReLU after the
+        # last Linear): its "units" are the logits
+        found = [site for site, kept in self._outputs.items() if kept is out]
+        self.output_site, self._outputs = (found[-1] if found else None), {}
 
     def record_probe(self, site: str, out: Tensor) -> None:
         """Hook ``on_output`` for the probe pass."""
         if site in self.stats:
             self.stats[site].update(out)
+            self._outputs[site] = out
         if self.histograms:
             flat = out.detach().reshape(-1)
             self.samples[site] = flat[:: max(1, flat.numel() // 4096)].float().clone()

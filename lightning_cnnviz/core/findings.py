@@ -108,6 +108,7 @@ ROOT_CAUSES = {
     "frozen_layers": "layers are frozen at their random initialisation",
     # withdrawn as a note once gradients reach the first layers and the loss falls
     "vanishing_gradients": "the gradient vanishes before it reaches the first layers",
+    "output_activation": "an activation holds classes' logits at 0",
 }
 
 _NOTED_CAUSES = ("unnormalised_inputs",)  # a note (healthy under BatchNorm), yet a cause

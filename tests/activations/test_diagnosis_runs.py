@@ -316,3 +316,21 @@ def test_diagnosis_runs_raw_pixel_inputs_are_a_note_naming_their_scale(tmp_path,
         (note,) = found
         assert note.severity == "note" and note.figures["input_std"] < 1e-2
         assert note.message.startswith("The inputs barely vary: the probe images have a")
+
+
+def test_diagnosis_runs_relu_on_the_logits_is_named_not_dead_units(tmp_path):
+    # held out: a ReLU after the last Linear, 6-7 of 10 classes at 0 (val 47-49% vs 94%);
+    # the tool said only "30% dead ... a note, not a problem" at the first log
+    trainer, said = fit(tmp_path, Net(nn.Sequential(leaky_cnn(), nn.ReLU()), lr=0.05), 50, 10)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "output_activation"]
+    assert found.severity == "problem"
+    assert "the model's output passes through `net.1`" in found.message
+    stuck = int(found.figures["dead_outputs"])
+    assert 1 <= stuck <= 10 and found.figures["share"] == pytest.approx(stuck / 10)
+    assert f"{stuck} of its outputs" in found.message
+    later = [f for f in findings_of(trainer) if f.kind == "dead_units" and f.step > found.step]
+    assert not [f for f in later if "`net.1`" in f.message]  # its units are classes, told once
+    assert [m for m in said if "passes through `net.1`" in m] == [found.message]
+    run = events(tmp_path)
+    dead = {e.step: e.value for e in run.Scalars("activations/net.1/dead_fraction")}
+    assert dead[found.step] == pytest.approx(found.figures["share"])
