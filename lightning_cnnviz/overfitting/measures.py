@@ -123,6 +123,12 @@ class Measures:
             n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")
             for n, k in self.keys.items()
         }
+        if any(k.endswith("/dataloader_idx_0") for k in logged):  # Lightning's suffix: 2+
+            val_key = self.keys["val_loss"]
+            self.warn_once("loaders", f"the run has several validation dataloaders: the val "
+                           f"curves are read from the first one's (`{val_key}/dataloader_idx_"
+                           "0`), the loader the val probe is drawn from; the others are not "
+                           "judged.")  # fmt: skip
         # mid-epoch, a step-logged key holds one batch's loss: the interval's mean instead
         step_loss, interval = found["train_loss"], self._interval
         one_batch = not self._epoch_end and step_loss is not None

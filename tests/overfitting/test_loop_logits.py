@@ -155,10 +155,12 @@ def test_loop_logits_read_the_first_val_loader_only(tmp_path):
     monitor = OverfittingMonitor(num_samples=12)
     train, val = data()
     other = DataLoader(digits(24, seed=5), batch_size=8)
-    trainer, model, _ = fit(
+    trainer, model, warned = fit(
         tmp_path, [monitor], model=TwoValLoaders(), data=(train, [val, other]),
         max_epochs=EPOCHS, limit_val_batches=None,
     )  # fmt: skip
+    said = [m for m in warned if "several validation dataloaders" in m]
+    assert len(said) == 1 and "`val/loss/dataloader_idx_0`" in said[0]  # said, once
     assert monitor.val_from_loop, monitor._loop.why
     h = monitor.detector.history[-1]
     with torch.no_grad():
