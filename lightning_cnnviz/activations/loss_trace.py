@@ -216,11 +216,10 @@ class LossLevels:
             >>> LossLevels.fell_clearly(down, 19)
             True
         """
-        cut = bisect.bisect_right(series, previous, key=lambda item: item[0])
-        before = [v for _, v in series[max(0, cut - 4 * SMOOTH) : cut] if math.isfinite(v)]
-        after = [v for _, v in series[cut:][-4 * SMOOTH :] if math.isfinite(v)]
-        if len(before) < SMOOTH or len(after) < SMOOTH:
+        sides = _sides(series, previous)
+        if sides is None:
             return False
+        before, after = sides
         then, now = statistics.median(before[-SMOOTH:]), statistics.median(after[-SMOOTH:])
         # each side's per-step noise from neighbouring steps' differences, so a trend does
         # not count as noise (|a - b| of two N(0, s^2) has median 0.954 s); a median of
@@ -238,10 +237,21 @@ class LossLevels:
 
         None without ``SMOOTH`` finite losses on each side of the previous log.
         """
-        cut = bisect.bisect_right(series, previous, key=lambda item: item[0])
-        before = [v for _, v in series[max(0, cut - 4 * SMOOTH) : cut] if math.isfinite(v)]
-        after = [v for _, v in series[cut:][-4 * SMOOTH :] if math.isfinite(v)]
-        if len(before) < SMOOTH or len(after) < SMOOTH:
+        sides = _sides(series, previous)
+        if sides is None:
             return None
-        then, now = statistics.median(before[-SMOOTH:]), statistics.median(after[-SMOOTH:])
+        then, now = (statistics.median(side[-SMOOTH:]) for side in sides)
         return 1.0 - now / then if then > 0 else None
+
+
+def _sides(
+    series: Sequence[tuple[int, float]], previous: int
+) -> tuple[list[float], list[float]] | None:
+    """The finite losses of up to ``4 * SMOOTH`` steps up to the ``previous`` log and after it.
+
+    None without ``SMOOTH`` of them on each side.
+    """
+    cut = bisect.bisect_right(series, previous, key=lambda item: item[0])
+    before = [v for _, v in series[max(0, cut - 4 * SMOOTH) : cut] if math.isfinite(v)]
+    after = [v for _, v in series[cut:][-4 * SMOOTH :] if math.isfinite(v)]
+    return None if len(before) < SMOOTH or len(after) < SMOOTH else (before, after)

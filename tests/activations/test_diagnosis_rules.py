@@ -460,28 +460,25 @@ LEAVING_100 = [4.582, 4.61, 4.593, 4.586, 4.54, 4.544, 4.481, 4.542, 4.6, 4.588,
                4.575, 4.491, 4.552, 4.471, 4.447, 4.51, 4.365, 4.513]  # fmt: skip
 
 
-def test_review_dead_units_while_the_loss_leaves_chance_beyond_its_noise_are_a_note():
-    # the loss fell 2.7% between the logs (under the 3% the saturation rules call falling),
-    # 3.6 standard errors of its own noise: learning goes on, the silent half of the dense
-    # layer (Adam's early transient) is a note, not "nothing has been learnt"
-    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
-    sites = {"fc": info("rectifier")}
-    said = []
-    for log, start, losses in ((23, 4, FLAT_100), (50, 31, LEAVING_100)):
+def _dead_at_50(logs):
+    """The ``dead_units`` verdict of half a 64-unit dense layer silent at logs 23 and 50."""
+    diagnosis, said, sites = TrainingDiagnosis(0.25, 16, 0.025), [], {"fc": info("rectifier")}
+    for log, start, losses in logs:
         for s, value in enumerate(losses, start=start):
             diagnosis.loss.add(s, torch.tensor(value))
         chance = (100, 4.605) if diagnosis.wants_chance() else None
         said += diagnosis.review(log, 0, {"fc": figures(dead=0.5, width=64)}, sites, [],
                                  lambda: [], chance)  # fmt: skip
     (dead,) = [v for v in said if v.kind == "dead_units"]
+    return dead
+
+
+def test_review_dead_units_while_the_loss_leaves_chance_beyond_its_noise_are_a_note():
+    # the loss fell 2.7% between the logs (under the 3% the saturation rules call falling),
+    # 3.6 standard errors of its own noise: learning goes on, the silent half of the dense
+    # layer (Adam's early transient) is a note, not "nothing has been learnt"
+    dead = _dead_at_50([(23, 4, FLAT_100), (50, 31, LEAVING_100)])
     assert dead.severity == "note" and "learning goes on" in dead.message
     # the same layer over a loss that stays flat: a problem, the data named first
-    diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
-    for log, start in ((23, 4), (50, 31)):
-        for s, value in enumerate(FLAT_100, start=start):
-            diagnosis.loss.add(s, torch.tensor(value))
-        chance = (100, 4.605) if diagnosis.wants_chance() else None
-        said += diagnosis.review(log, 0, {"fc": figures(dead=0.5, width=64)}, sites, [],
-                                 lambda: [], chance)  # fmt: skip
-    (dead,) = [v for v in said if v.kind == "dead_units"]
+    dead = _dead_at_50([(23, 4, FLAT_100), (50, 31, FLAT_100)])
     assert dead.severity == "problem" and "stayed at its chance level (ln 100" in dead.message

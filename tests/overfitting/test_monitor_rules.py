@@ -27,10 +27,13 @@ class Net(L.LightningModule):
     def forward(self, x):
         return self.net(x)
 
+    def loss(self, logits, y):
+        return F.cross_entropy(logits, y)
+
     def _step(self, batch, split):
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self.loss(logits, y)
         self.log(f"{split}/loss", loss, on_epoch=True, on_step=False)
         self.log(f"{split}/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
         return loss
