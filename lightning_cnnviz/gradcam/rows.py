@@ -70,7 +70,7 @@ class CamRows:
                 classes = labels if labels is not None else logits.argmax(1)
                 spot = cam if hires is None else hires
                 self._fixed_spot(split, name, x, spot, image01, classes, values)
-                if name == list(self.selected)[-1]:  # once per split: the layer does not matter
+                if split == "train" and name == list(self.selected)[-1]:  # what the rule reads
                     self._without_object(model, split, x, labels, image01, values)
         with self.phase("render"):  # host copies for the sink's thread
             row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, title)
@@ -167,7 +167,7 @@ class CamRows:
 
     def _without_object(self, model: nn.Module, split: str, x: Tensor, labels: Tensor | None,
                         image01: Tensor, values: dict[str, Tensor]) -> None:  # fmt: skip
-        """``right_without_object``: the probe's images still classified right, object removed.
+        """``right_without_object``: the train probe still classified right, object removed.
 
         The probe pass on images whose object (the foreground mask) took the background
         (``gradcam.metrics.without_object``): a model that reads the object falls to about
