@@ -174,8 +174,10 @@ class CamRows:
         chance; one that reads a cue elsewhere (a marker, a border) stays right. 2-D images
         with class labels and an object mask only.
         """
-        mask = self._foreground(split, image01) if x.dim() == 4 else None
-        if mask is None or labels is None or mask.shape[-2:] != x.shape[-2:]:
+        if self.dense_output or labels is None or x.dim() != 4:
+            return  # per-pixel outputs: no one class per image to keep
+        mask = self._foreground(split, image01)
+        if mask is None or mask.shape[-2:] != x.shape[-2:]:
             return
         with probe_mode(model):
             out = self.logits_of(model(without_object(x, mask)))
