@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.cam import layer_cams
 from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.inputs import as_pictures, input_bounds, norm_stats, to_image01, to_model
+from lightning_cnnviz.core.outputs import logits_from
 from lightning_cnnviz.core.probe import Probe
 from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.gradcam.draw import blank_cams
@@ -180,7 +181,9 @@ class CamRows:
         if mask is None or mask.shape[-2:] != x.shape[-2:]:
             return
         with probe_mode(model):
-            out = self.logits_of(model(without_object(x, mask)))
+            out = logits_from(model(without_object(x, mask)), self._logits_key)
+        if out.dim() != 2:
+            return  # a measure beside the CAMs: never a reason for the monitor to step aside
         right = (out.argmax(1) == labels.to(out.device)).float()
         whole = mask.flatten(1).all(1).to(right.device)  # no object found: nothing to remove
         values[self.tag(split, "right_without_object")] = right.masked_fill(whole, math.nan)
