@@ -23,6 +23,7 @@ from typing import Any
 
 from lightning_cnnviz.overfitting import bn_levels, class_gap, levels, lr_decay
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.remedies import LR_CUT
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["headline"]
@@ -104,9 +105,18 @@ def headline(v: Verdict) -> str:
         peak = (
             f" (it had reached {_num(f['peak_acc_before'], True)})" if not f["from_start"] else ""
         )
+        cut = ""  # a schedule that cut the rate before anything was learnt: say it here
+        if now.lr is not None and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
+            cut = (
+                f" The learning rate is 0 (it started at {now.lr_initial:.3g})."
+                if now.lr == 0
+                else f" The learning rate is {now.lr:.3g} now, {now.lr_initial / now.lr:.0f}x "
+                f"below its start ({now.lr_initial:.3g})."
+            )
         return (
             f"Not learning since {_when(since)} ({start}{peak}): val probe accuracy "
-            f"{_num(now.probe_acc_val, True)} is at chance ({_num(f['chance_acc'], True)}); {loss}."
+            f"{_num(now.probe_acc_val, True)} is at chance ({_num(f['chance_acc'], True)}); "
+            f"{loss}.{cut}"
         )
     if v.kind == "class_imbalance":
         return _imbalance_headline(v)

@@ -463,6 +463,11 @@ def test_detector_not_learning_remedies_follow_the_runs_settings(settings, first
     (verdict,) = found
     assert remedies(verdict)[0].startswith(first)
     assert "1. " + first in diagnosis_text([verdict], verdict.detected)
+    # a rate cut 10x or more before anything was learnt is said in the headline too (held
+    # out: a per-epoch decay stepped per batch, named in the remedies only)
+    cut = settings.get("lr_initial") is not None
+    assert ("The learning rate is 0.0005 now, 100x below its start (0.05)." in headline(
+        verdict)) is cut  # fmt: skip
 
 
 def test_detector_gap_closes_only_well_below_its_bar():
