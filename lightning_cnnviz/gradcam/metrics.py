@@ -112,9 +112,7 @@ def levels(bright: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         >>> [round(float(v), 6) for v in levels(bright)]
         [0.0, 0.0, 0.8]
     """
-    border = torch.cat(
-        [bright[:, 0], bright[:, -1], bright[:, 1:-1, 0], bright[:, 1:-1, -1]], dim=1
-    )
+    border = _border(bright)
     background = border.median(1).values
     spread = MAD_TO_STD * (border - background[:, None]).abs().median(1).values
     flat = bright.flatten(1)
@@ -203,9 +201,13 @@ def without_object(x: Tensor, mask: Tensor, grow: int = 1) -> Tensor:
         0.0
     """
     grown = F.max_pool2d(mask[:, None].float(), 2 * grow + 1, stride=1, padding=grow) > 0
-    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
-    fill = border.median(-1).values[..., None, None]
+    fill = _border(x).median(-1).values[..., None, None]
     return torch.where(grown.to(x.device), fill, x)
+
+
+def _border(t: Tensor) -> Tensor:
+    """The border pixels of ``t``'s last two (spatial) dims, flattened into its last dim."""
+    return torch.cat([t[..., 0, :], t[..., -1, :], t[..., 1:-1, 0], t[..., 1:-1, -1]], dim=-1)
 
 
 def _whole_if_empty(mask: Tensor) -> Tensor:

@@ -25,7 +25,9 @@ from lightning_cnnviz.kernels import dense, draw, figures
 from lightning_cnnviz.kernels.frozen import (
     SET_UP,
     STILL_EVENTS,
+    events_needed,
     frozen_text,
+    param_groups,
     still_layers,
     still_reason,
     untrained_look,
@@ -238,12 +240,8 @@ class KernelMonitor(Monitor, section="kernels"):
         if not still_layers(self._still, changes, fixed) or self._frozen_told:
             return
         self._frozen_told = True
-        names = [n for n in self.selected
-                 if self._still.get(n, 0) >= (1 if n in fixed else STILL_EVENTS)]  # fmt: skip
-        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
-        held = {id(p) for g in groups for p in g["params"]}
-        if not any(id(p) in held for p in trainer.lightning_module.parameters()):
-            groups = None  # a strategy that flattens the parameters: cannot match them
+        names = [n for n in self.selected if self._still.get(n, 0) >= events_needed(n, fixed)]
+        groups = param_groups(trainer.optimizers, trainer.lightning_module.parameters())
         reasons = {n: still_reason(self.selected[n].weight, groups) for n in names}
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
         span = min(max(self._still[n] for n in names), STILL_EVENTS)

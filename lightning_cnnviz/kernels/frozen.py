@@ -21,13 +21,21 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["STILL_EVENTS", "frozen_text", "still_layers", "still_reason", "untrained_look"]
+__all__ = [
+    "STILL_EVENTS",
+    "events_needed",
+    "frozen_text",
+    "param_groups",
+    "still_layers",
+    "still_reason",
+    "untrained_look",
+]
 
 STILL_EVENTS = 2  # events in a row without any change: one could be a learning rate at 0
 # Neighbouring taps of a trained kernel are alike (smooth filters): the pooled correlation
@@ -53,9 +61,27 @@ def still_layers(
     reached = []
     for name, change in changes.items():
         counts[name] = counts.get(name, 0) + 1 if change == 0.0 else 0
-        if counts[name] == (1 if name in fixed else STILL_EVENTS):
+        if counts[name] == events_needed(name, fixed):
             reached.append(name)
     return reached
+
+
+def events_needed(name: str, fixed: Collection[str]) -> int:
+    """Unchanged events in a row that make ``name`` still: 1 if ``fixed``, else ``STILL_EVENTS``."""
+    return 1 if name in fixed else STILL_EVENTS
+
+
+def param_groups(
+    optimizers: Sequence[Any], parameters: Iterable[Tensor]
+) -> list[Mapping[str, Any]] | None:
+    """Every optimiser's parameter groups, ``None`` where they hold none of ``parameters``.
+
+    A strategy that flattens the parameters (FSDP, DeepSpeed) leaves the optimisers with
+    other tensors than the model's: then no layer can be matched to its group.
+    """
+    groups = [g for opt in optimizers for g in opt.param_groups]
+    held = {id(p) for g in groups for p in g["params"]}
+    return groups if any(id(p) in held for p in parameters) else None
 
 
 def neighbour_correlation(weight: Tensor) -> tuple[float, int] | None:
