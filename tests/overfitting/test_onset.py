@@ -166,3 +166,16 @@ def test_onset_bump_then_new_low_leaves_no_lasting_finding():
         changes += [(e, c.change, c.verdict.severity) for c in detector.update(ev)]
     assert changes == [(10, "new", "problem"), (11, "gone", "note")]
     assert [v.severity for v in detector.active] == ["note"]
+
+
+def test_onset_overfitting_waits_until_the_val_noise_is_known():
+    # held out: a BatchNorm CNN under constant SGD 0.1 (its first, stale validation left
+    # out); two values up from the best on three are within an unknown noise
+    series = dict(
+        val_loss=[0.1933, 0.2023, 0.2178, 0.1157, 0.1089, 0.0433, 0.0423],
+        train_loss=[0.2057, 0.1240, 0.0876, 0.0749, 0.0444, 0.0217, 0.0114],
+    )
+    assert first(rules.overfitting, run(series)) is None
+    # the same three values and a fourth still higher: the rise stands out of a noise read
+    rising = dict(val_loss=[0.1933, 0.2023, 0.2178, 0.2600], train_loss=series["train_loss"][:4])
+    assert first(rules.overfitting, run(rising)).detected.epoch == 3
