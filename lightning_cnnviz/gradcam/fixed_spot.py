@@ -16,7 +16,7 @@ at least ``AGREE_GAP`` of the gap between the images' agreement and full agreeme
 where the val probe's CAMs, other images, are on one spot too) and the CAMs' mass is not
 in the centre ninth of the image (where centred objects' CAMs all sit). Same guards as
 the other shortcut rules (``gradcam.shortcut``): only while the training probe is
-classified right in eval mode (``MIN_PROBE_ACC``), and not on a map coarser than
+classified right in eval mode (``shortcut.learnt``), and not on a map coarser than
 ``MIN_MAP_SIDE`` cells a side (``fixed_blocker``).
 
 Measured (8 probe images a split, HiResCAM at the auto layer, a log every 20 steps; train
@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_cnnviz.gradcam.shortcut import MIN_MAP_SIDE, MIN_PROBE_ACC
+from lightning_cnnviz.gradcam.shortcut import MIN_MAP_SIDE, learnt
 
 __all__ = [
     "AGREE_GAP",
@@ -232,12 +232,14 @@ def fixed_findings(
     val: tuple[float, float] | None = None,
     accuracy: float | None = None,
     where: str = "",
+    classes: int | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """What one log's agreements tell: ``[(kind, message, figures)]``, as ``on_object_findings``.
 
     ``train`` and ``val``: ``(cam_agreement, content_agreement)`` of each split's probe;
-    ``accuracy``: the training probe's (eval mode), below ``MIN_PROBE_ACC`` the log is
-    skipped as if it had not happened; ``where``: the train CAMs' ``region``.
+    ``accuracy``: the training probe's (eval mode), the log is skipped as if it had not
+    happened while it is too low (``shortcut.learnt``, with ``classes``: the logits' width);
+    ``where``: the train CAMs' ``region``.
 
     Example::
 
@@ -245,7 +247,7 @@ def fixed_findings(
         >>> [f[2]["splits"] for a in (0.8, 0.85) for f in fixed_findings(state, (a, 0.1))]
         ['fixed']
     """
-    if train is None or (accuracy is not None and accuracy < MIN_PROBE_ACC):
+    if train is None or not learnt(accuracy, classes):
         return []
     cam, content = train
     if where == "centre":  # where centred objects' CAMs all sit: no evidence of a cue

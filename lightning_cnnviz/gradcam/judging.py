@@ -144,7 +144,7 @@ class ShortcutChecks:
         earlier = findings_of(trainer)
         if any(f.kind in _NOT_A_SHORTCUT for f in problems(earlier)):
             return
-        found = fixed_findings(self._fixed, train, val, self._probe_acc, where)  # type: ignore[arg-type]
+        found = fixed_findings(self._fixed, train, val, self._probe_acc, where, self._classes)  # type: ignore[arg-type]
         if not any(f.kind == "cam_shortcut" for f in earlier):  # one shortcut, told once
             self._emit(trainer, found)
 

@@ -56,9 +56,11 @@ __all__ = [
     "MIN_MAP_SIDE",
     "MIN_OBJECT_CELLS",
     "MIN_PROBE_ACC",
+    "OVER_CHANCE",
     "area_blocker",
     "below_area",
     "fell_off",
+    "learnt",
     "needs_object",
     "on_object_findings",
     "on_object_text",
@@ -77,8 +79,11 @@ AREA_RATIO, AREA_PATIENCE = 1.2, 2
 # 88-100% (digits with a label-coding marker, from step 6); a healthy 100-class net on
 # two-digit images, whose CAM sat at 1.0x the area share, kept (see docs/gradcam.md)
 KEPT_SHARE = 0.5
-# No finding while fewer than half the training probe images are classified right (eval mode).
-MIN_PROBE_ACC = 0.5
+# No finding while fewer than half the training probe images are classified right (eval mode),
+# nor below 1.5x chance: a model answering one class for every image is right on 1/K of a
+# class-balanced probe, which for two classes is the half itself (a healthy 1-vs-7 digit
+# net on 80/20 data, answering "1" to all at its first logs, had every CAM on one spot)
+MIN_PROBE_ACC, OVER_CHANCE = 0.5, 1.5
 # A map with fewer cells a side has no places to tell apart: the object and the rest share
 # its cells (resnet18's 2x2 map of a 32x32 or 64x64 image). No on-object or fixed-spot rule
 # runs there: a healthy timm resnet18 on 32x32 shapes read 0.33 on the object on training
@@ -183,6 +188,23 @@ def train_val_gap(
     return state["gap_run"] == patience
 
 
+def learnt(accuracy: float | None, classes: int | None = None) -> bool:
+    """Whether the training probe's eval-mode ``accuracy`` lets the shortcut rules judge.
+
+    At least ``MIN_PROBE_ACC`` and ``OVER_CHANCE`` x chance (``1 / classes``); unknown
+    (``None``): judged.
+
+    Example::
+
+        >>> learnt(0.5, 10), learnt(0.5, 2), learnt(0.75, 2), learnt(0.4), learnt(None)
+        (True, False, True, False, True)
+    """
+    if accuracy is None:
+        return True
+    chance = 1.0 / classes if classes else 0.0
+    return accuracy >= max(MIN_PROBE_ACC, OVER_CHANCE * chance)
+
+
 def needs_object(right_without: float | None, classes: int | None) -> bool:
     """Whether the model loses its class once the object is removed (``True``: no shortcut).
 
@@ -247,10 +269,10 @@ def on_object_findings(
     ``GAP_MARGIN``, ``GAP_RATIO``, ``GAP_PATIENCE``; ``splits="train"``), or both stayed
     below ``AREA_RATIO`` x the object's share of the area (``areas``: train and val
     ``object_share``; ``below_area``; ``splits="both"``). ``state`` is updated in place,
-    except while ``accuracy`` (the training probe's, in eval mode) is below
-    ``MIN_PROBE_ACC``, the foreground mask covers most of the image or the map (``hw``)
-    has fewer than ``MIN_MAP_SIDE`` cells a side (``area_blocker``): then the log is
-    skipped, as if it had not happened. The
+    except while ``accuracy`` (the training probe's, in eval mode) is too low (``learnt``:
+    ``MIN_PROBE_ACC``, ``OVER_CHANCE`` x chance), the foreground mask covers most of the
+    image or the map (``hw``) has fewer than ``MIN_MAP_SIDE`` cells a side
+    (``area_blocker``): then the log is skipped, as if it had not happened. The
     both-splits rule runs only where ``area_blocker(..., both=True)`` finds nothing
     against it (an object of at most ``BOTH_MAX_OBJECT_SHARE`` of the image, on at least
     ``MIN_OBJECT_CELLS`` ``cells`` of the CAM's map), and not while the model needs the
@@ -258,7 +280,7 @@ def on_object_findings(
     count, ``needs_object``): a CAM about as much on the object as anywhere, from a model
     that loses its class without the object, is no cue elsewhere.
     """
-    if train is None or (accuracy is not None and accuracy < MIN_PROBE_ACC):
+    if train is None or not learnt(accuracy, without[1]):
         return []
     if area_blocker(areas, hw=hw):  # the mask covers most of the image, or the map is too
         return []  # coarse to place the object: on_object means nothing

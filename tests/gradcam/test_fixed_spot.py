@@ -103,6 +103,21 @@ def test_fixed_spot_quiet_while_probe_mostly_wrong_and_run_restarts():
     assert fixed_findings({}, (math.nan, 0.1)) == fixed_findings({}, None) == []
 
 
+def test_fixed_spot_two_classes_needs_the_probe_above_chance():
+    # held out: a healthy 1-vs-7 digit net on 80/20 data answered "1" to every image at its
+    # first logs (half of a balanced probe right), every CAM on one spot (0.94 vs 0.76)
+    state = {}
+    assert [fixed_findings(state, (0.94, 0.76), accuracy=0.5, classes=2) for _ in range(3)] == [
+        []
+    ] * 3
+    assert state.get("fixed_run", 0) == 0  # skipped, as if the logs had not happened
+    assert fixed_findings(state, (0.94, 0.76), accuracy=0.75, classes=2) == []
+    ((kind, _, figures),) = fixed_findings(state, (0.94, 0.76), accuracy=0.75, classes=2)
+    assert (kind, figures["splits"]) == ("cam_shortcut", "fixed")
+    # ten classes: half of the probe right is five times chance, judged as before
+    assert fixed_findings({}, (0.94, 0.76), (0.94, 0.8), accuracy=0.5, classes=10) != []
+
+
 def test_fixed_spot_agreement_uses_pairs_of_different_classes_and_skips_blank_maps():
     maps = torch.zeros(4, 9)
     maps[0, 0] = maps[1, 0] = 1.0  # class 0 twice at one spot
