@@ -259,8 +259,14 @@ def test_detector_val_curves_leave_out_a_validation_whose_eval_loss_is_batchnorm
 def test_detector_val_curves_wait_while_the_model_is_at_chance():
     # resnet50, 40 steps (random-init, 10 classes): the val probe stays at chance while
     # val loss wanders up and train loss falls; nothing was learnt, so nothing overfits
-    rows = [(0.109, 2.37, 2.94), (0.117, 2.78, 2.45), (0.102, 2.91, 2.42), (0.125, 2.68, 2.87),
-            (0.111, 3.10, 2.30), (0.118, 3.25, 2.20)]
+    rows = [
+        (0.109, 2.37, 2.94),
+        (0.117, 2.78, 2.45),
+        (0.102, 2.91, 2.42),
+        (0.125, 2.68, 2.87),
+        (0.111, 3.10, 2.30),
+        (0.118, 3.25, 2.20),
+    ]
 
     def kinds(acc_shift):
         detector, out = Detector(), []

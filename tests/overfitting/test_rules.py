@@ -204,6 +204,17 @@ def test_rules_not_learning_from_the_start_and_after_a_collapse():
     assert verdict.figures["from_start"] is False and verdict.figures["peak_acc_before"] == 0.95
 
 
+def test_rules_not_learning_waits_for_a_warm_up_from_the_start_only():
+    # held out: at chance at steps 11 and 22 of a 40-step warm-up (lr 0.015, 0.029 of 0.05)
+    warm = probe_run([probe(0.1, lr=0.015), probe(0.1, lr=0.029), probe(0.1, lr=0.05),
+                      probe(0.1, lr=0.05)])  # fmt: skip
+    verdict = first(levels.not_learning, warm)
+    assert (verdict.since.epoch, verdict.detected.epoch) == (0, 3)  # once the rate stops rising
+    # a collapse is told while the rate rises (a cyclic schedule, a restart)
+    collapse = probe_run([probe(0.9, 0.3, lr=0.01), probe(0.1, lr=0.02), probe(0.1, lr=0.03)])
+    assert first(levels.not_learning, collapse).detected.epoch == 2
+
+
 def test_rules_not_learning_counts_non_finite_outputs():
     nan = probe_run([probe(0.8, 0.5), probe(0.1, math.nan), probe(0.1, math.nan)])
     verdict = first(levels.not_learning, nan)
