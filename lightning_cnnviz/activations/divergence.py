@@ -173,26 +173,40 @@ def run_up(series: Sequence[tuple[int, float]], until: int, best: float | None =
     return first
 
 
-def sudden(series: Sequence[tuple[int, float]], nonfinite: int) -> tuple[int, float] | None:
-    """``(step, the loss just before)`` where a learnt, steady loss turned non-finite at once.
+def sudden(series: Sequence[tuple[int, float]], at: int) -> tuple[int, float] | None:
+    """``(step, the loss just before)`` where a learnt, steady loss blew up at once.
 
-    Learnt: the median of the last ``SMOOTH`` finite losses before it at most ``LATE`` x
-    the start; steady: no rise to it (``run_up``). A model stuck at chance under a rate
-    far too high that overflows later is no such case (an Adam 0.1 run: NaN at step 132).
+    At step ``at`` the loss turned non-finite, or jumped past ``JUMP`` x the start
+    (``is_jump``). Learnt: the median of the last ``SMOOTH`` finite losses before it at
+    most ``LATE`` x the start; steady: that median not above the level of the ``SPREAD``
+    losses before them by both ``RISEN`` x and ``NOISE`` x their ``scatter`` (no rise
+    to it: a batch's loss under SGD wanders 0.03-0.26 about 0.12, so the lowest median
+    of 5 is no level to rise from). A model stuck at chance under a rate far too high
+    that overflows later is no such case (an Adam 0.1 run: NaN at step 132), nor a
+    warmup lifting the loss for dozens of steps before it.
 
     Example::
 
         >>> calm = [(i, 2.3) for i in range(1, 6)] + [(i, 0.9) for i in range(6, 60)]
         >>> sudden(calm + [(60, math.nan)], 60), sudden([(i, 2.3) for i in range(1, 60)], 60)
         ((60, 0.9), None)
+        >>> rising = calm + [(i, 0.9 + 0.05 * (i - 59)) for i in range(60, 80)]
+        >>> sudden(rising + [(80, math.nan)], 80)  # a rise to it: the updates, not a batch
     """
-    finite = [v for s, v in series if s < nonfinite and math.isfinite(v)]
+    finite = [(s, v) for s, v in series if s < at and math.isfinite(v)]
     if len(finite) < 2 * SMOOTH:
         return None
-    before = statistics.median(finite[-SMOOTH:])
-    if before > LATE * finite[0] or run_up(series, nonfinite) < nonfinite:
+    values = [v for _, v in finite]
+    before = statistics.median(values[-SMOOTH:])
+    if before > LATE * values[0]:
         return None
-    return nonfinite, before
+    earlier = values[-SPREAD - SMOOTH : -SMOOTH]
+    if len(earlier) >= SMOOTH:
+        level = statistics.median(earlier)
+        rise = before - level
+        if before > RISEN * level and rise > NOISE * scatter(finite, finite[-SMOOTH][0]):
+            return None
+    return at, before
 
 
 def _medians(values: Tensor, width: int) -> Tensor:

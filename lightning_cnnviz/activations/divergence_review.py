@@ -113,7 +113,11 @@ class DivergenceReview:
         finite = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
         level = (before, statistics.median(finite)) if before and finite else None
         grads = next((name for name, v in profile if v != v or v in (float("inf"),)), None)
-        at_once = sudden(series, nonfinite) if nonfinite is not None and spike is None else None
+        # one step from a learnt, steady loss to NaN/Inf or a blow-up: one batch, not the rate
+        blown = nonfinite if spike is None else spike[0] if is_jump(spike) else None
+        at_once = sudden(series, blown) if blown is not None else None
+        if at_once is not None and before:
+            at_once = (at_once[0], before)  # one figure for "the loss before it" in the text
         rates = self.rates if None not in self.rates else None
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=spike,

@@ -38,8 +38,9 @@ RAISED_REMEDIES = (
 )
 # One step from a learnt, steady loss to NaN/Inf: one batch or one operation, not a rate.
 SUDDEN_REMEDIES = (
-    "check the training items for NaN/Inf (`torch.isfinite(x).all()` on the batch of that "
-    "step; a corrupt file, a division by a zero std in a transform); guard the loss against "
+    "check the training items for NaN/Inf or wild values (`torch.isfinite(x).all()`, "
+    "`x.abs().max()` on the batch of that step; a corrupt file, a division by a zero std in "
+    "a transform); guard the loss against "
     "log(0) and division by zero (clamp probabilities, add an epsilon); "
     "`torch.autograd.set_detect_anomaly(True)` names the operation; under 16-bit precision use "
     "bf16 or keep the loss scaler; only if the data is clean, lower the learning rate"
@@ -176,7 +177,7 @@ def divergence_cause(sudden: tuple[int, float] | None, rates: tuple[float, float
     """Why it diverged and what to try, from what came before.
 
     ``sudden``: ``(the step, the loss just before)`` where a learnt, steady loss turned
-    non-finite in one step (a batch or an operation, not the rate), else ``None``.
+    non-finite or blew up in one step (a batch or an operation, not the rate), else ``None``.
     ``rates``: ``(the learning rate at the first log, the rate now)``: a rate a schedule
     raised ``RAISED`` x or more (a warmup to a rate 10x too high) is the cause named.
 
@@ -185,15 +186,16 @@ def divergence_cause(sudden: tuple[int, float] | None, rates: tuple[float, float
         >>> divergence_cause(None, (0.01, 1.0))[:61]
         'The learning rate rose from 0.01 to 1 before it (a warmup or '
         >>> divergence_cause((60, 0.88), None)[:60]
-        'The loss was 0.88 and steady just before step 60, then non-f'
+        'The loss was 0.88 and steady just before step 60, then blew '
     """
     if sudden is not None:
         at, before = sudden
         return (
-            f"The loss was {before:.3g} and steady just before step {at}, then non-finite: one "
-            "step from a learnt model to NaN/Inf points at one batch or one operation (a "
-            "NaN/Inf in an input or label, log(0) or a division by zero in the loss), not at "
-            f"updates that grew too large. Try: {SUDDEN_REMEDIES}."
+            f"The loss was {before:.3g} and steady just before step {at}, then blew up in that "
+            "one step: one step from a learnt model to NaN/Inf or a huge loss points at one "
+            "batch or one operation (a NaN/Inf or a wildly scaled value in an input or label, "
+            "log(0) or a division by zero in the loss), not at updates that grew too large. "
+            f"Try: {SUDDEN_REMEDIES}."
         )
     if rates is not None and rates[0] > 0 and rates[1] >= RAISED * rates[0]:
         return (
