@@ -90,6 +90,8 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         self._stepped = False  # an optimizer step since the last backward (``carry_over.py``)
         self._leftover: Tensor | None = None  # gradients found before a logging step's backward
         self._backward_loss: Tensor | None = None  # this batch's loss, as backward saw it
+        # the batch's step and epoch as Lightning logs them (before its optimizer step)
+        self._batch_at = (0, 0)
         self._findings: dict[str, Finding] = {}  # the last reported finding of each kind
         self._compiled: bool | None = None  # known at the first training batch
 
@@ -189,7 +191,11 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.disabled and not self._mute and trainer.is_global_zero:
-            verdicts = self.diagnosis.conclude()  # before the summary: held alerts are told
+            model = unwrap_model(pl_module)  # before the summary: what the last steps show
+            verdicts = self.diagnosis.conclude(
+                lambda: nonfinite_parameters(list(model.named_parameters())),
+                trainer.global_step, self._batch_at[1],
+            )  # fmt: skip
             self._tell(trainer, verdicts, self.diagnosis.last_step, self.diagnosis.last_epoch)
             if self.events and not self.diagnosis.loss.series:
                 why = (

@@ -293,16 +293,31 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
             cause, falling=falling or clearly, remedies=remedies,
         )  # fmt: skip
 
-    def conclude(self) -> list[Verdict]:
-        """At the end of fit: alerts held at the last log, judged as they stood there.
+    def conclude(
+        self,
+        bad_parameters: Callable[[], list[str]] = list,
+        step: int | None = None,
+        epoch: int = 0,
+    ) -> list[Verdict]:
+        """At the end of fit (``step``, ``epoch``): what the steps since the last log show.
 
-        No later log will confirm or clear them (a run whose last log is its first
-        alert, or a spike still unconfirmed): the units were silent at the last log,
-        which is all the run has to say.
+        A loss that turned non-finite (or blew up ``JUMP`` x in one step) after the last
+        log is a divergence told now: the model fit hands back is broken, and no later
+        log will see it (a NaN batch at step 600 of 644, the last log at 600, ended
+        "no problems found"). ``bad_parameters`` lists the non-finite parameters.
+        Then the alerts held at the last log, judged as they stood there: no later log
+        will confirm or clear them (a run whose last log is its first alert, or a spike
+        still unconfirmed): the units were silent at the last log, which is all the run
+        has to say.
         """
-        if not self.units.held or self.diverged is not None:
-            return []
         series = self.loss.read()
+        out: list[Verdict] = []
+        if self.diverged is None and step is not None and step > self.last_step:
+            out = self._divergence(step, epoch, series, {}, [], [], bad_parameters, {})
+            if out:
+                self.last_step, self.last_epoch = step, epoch
+        if not self.units.held or self.diverged is not None:
+            return out
         gain = self._progress(series)
         cause, remedies = self._cause(series, gain)
         return self.units.review(

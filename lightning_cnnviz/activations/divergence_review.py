@@ -80,12 +80,15 @@ class DivergenceReview:
             nonfinite = step  # no loss seen (manual optimisation): the weights tell
         if self.spike is not None and nonfinite is None and not bad_sites:
             return self._spike_over(step, epoch, series)
-        spike = loss_spike(series, since=self.transient) if self.diverged is None else None
+        # after the log that told a transient: the losses of its step on (a log at step L
+        # has the losses of the steps before L)
+        since = self.transient - 1
+        spike = loss_spike(series, since=since) if self.diverged is None else None
         if nonfinite is None and spike is not None:
             if recovered(series, spike=spike):
                 # back below its start (and within BACK x its level before, after a late spike)
                 self.transient, self.pending = step, None
-                if spike[0] >= step or not self._new("divergence", "note"):
+                if spike[0] >= step - 1 or not self._new("divergence", "note"):
                     return []  # (a "spike" at this very step already back: nothing to tell)
                 return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
             if not is_jump(spike) and not dying:
@@ -154,10 +157,12 @@ class DivergenceReview:
         die-off is a problem again.
         """
         rise = run_up(series, until, best)
-        before = max((s for s in self.logs if s < until), default=until)
+        # a log at step L has the losses of the steps before L: the last log before the
+        # spike's step, and the logs that saw the rise begin (after its first step)
+        before = max((s for s in self.logs if s <= until), default=until)
         out = []
         for kind, episode in self.units.open.items():
-            if episode.severity != "problem" or episode.since < min(rise, before):
+            if episode.severity != "problem" or (episode.since <= rise and episode.since < before):
                 continue
             episode.severity = "note"
             text = part_of_text(kind, episode.since, until, rise, step, epoch)

@@ -144,7 +144,7 @@ class LossLevels:
         >>> levels.at_chance(series, classes=10), levels.at_new_low(series)
         (True, True)
         >>> series += [(20 + s, 1.0) for s in range(10)]
-        >>> levels.at_chance(series, classes=10), round(LossLevels.fall(series, 19), 3)
+        >>> levels.at_chance(series, classes=10), round(LossLevels.fall(series, 20), 3)
         (False, 0.565)
     """
 
@@ -210,10 +210,10 @@ class LossLevels:
         Example::
 
             >>> flat = [(i, 2.3 + 0.02 * (-1) ** i) for i in range(40)]
-            >>> LossLevels.fell_clearly(flat, 19)
+            >>> LossLevels.fell_clearly(flat, 20)
             False
             >>> down = flat[:20] + [(20 + i, 2.1 + 0.02 * (-1) ** i) for i in range(20)]
-            >>> LossLevels.fell_clearly(down, 19)
+            >>> LossLevels.fell_clearly(down, 20)
             True
         """
         sides = _sides(series, previous)
@@ -247,11 +247,12 @@ class LossLevels:
 def _sides(
     series: Sequence[tuple[int, float]], previous: int
 ) -> tuple[list[float], list[float]] | None:
-    """The finite losses of up to ``4 * SMOOTH`` steps up to the ``previous`` log and after it.
+    """The finite losses of up to ``4 * SMOOTH`` steps before the ``previous`` log and after it.
 
-    None without ``SMOOTH`` of them on each side.
+    A log at step ``L`` has the losses of the steps before ``L``. None without ``SMOOTH``
+    of them on each side.
     """
-    cut = bisect.bisect_right(series, previous, key=lambda item: item[0])
+    cut = bisect.bisect_left(series, previous, key=lambda item: item[0])
     before = [v for _, v in series[max(0, cut - 4 * SMOOTH) : cut] if math.isfinite(v)]
     after = [v for _, v in series[cut:][-4 * SMOOTH :] if math.isfinite(v)]
     return None if len(before) < SMOOTH or len(after) < SMOOTH else (before, after)

@@ -44,6 +44,7 @@ class TrainingWindow:
     _leftover: Tensor | None
     _backward_loss: Tensor | None
     _compiled: bool | None
+    _batch_at: tuple[int, int]
 
     def _trace(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._rec.sites:
@@ -76,6 +77,7 @@ class TrainingWindow:
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self._rec.detach()
+        self._batch_at = (trainer.global_step, trainer.current_epoch)
         if self.disabled or trainer.sanity_checking or self._rec.failure is not None:
             return
         ahead = batches_to_log(
@@ -133,7 +135,9 @@ class TrainingWindow:
         if not self.disabled and not trainer.sanity_checking:
             # manual optimisation may return nothing: the loss its backward saw instead
             loss = outputs if loss_of(outputs) is not None else self._backward_loss
-            self.diagnosis.loss.add(trainer.global_step, loss)  # a reference: no sync
+            # at the batch's own step, the one its logged loss has in TensorBoard (a log at
+            # step L has the losses of the steps before L)
+            self.diagnosis.loss.add(self._batch_at[0], loss)  # a reference: no sync
         self._backward_loss = None
         if self._rec.window_seconds:  # the window's share of the cost, beside the events'
             self.timings["window"] += self._rec.window_seconds

@@ -508,3 +508,24 @@ def test_review_dead_units_while_the_loss_leaves_chance_beyond_its_noise_are_a_n
     # the same layer over a loss that stays flat: a problem, the data named first
     dead = _dead_at_50([(23, 4, FLAT_100), (50, 31, FLAT_100)])
     assert dead.severity == "problem" and "stayed at its chance level (ln 100" in dead.message
+
+
+def test_divergence_after_the_last_log_is_told_at_the_end_of_fit():
+    # held out: a NaN input batch at step 600 of 644, the last log at 600; the run ended
+    # "no problems found" with NaN weights
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for s, value in healthy_losses(600):
+        diagnosis.loss.add(s - 1, torch.tensor(value))  # the batch's own step, 0-599
+    assert diagnosis.review(600, 13, {}, {}, [], list, lr=1e-3) == []
+    for s in range(600, 644):
+        diagnosis.loss.add(s, torch.tensor(math.nan))
+    (verdict,) = diagnosis.conclude(lambda: ["conv1.weight"], 644, 13)
+    assert (verdict.kind, verdict.severity) == ("divergence", "problem")
+    assert verdict.figures["first_nonfinite_step"] == 600
+    assert verdict.figures["first_nonfinite_parameter"] == "conv1.weight"
+    assert verdict.figures["sudden"] is True and "seen at step 644" in verdict.message
+    assert diagnosis.conclude(list, 644, 13) == []  # told once
+    quiet = TrainingDiagnosis(0.25, 16, 0.025)
+    for s, value in healthy_losses(600):
+        quiet.loss.add(s - 1, torch.tensor(value))
+    assert quiet.conclude(list, 600, 13) == []  # finite to the end: nothing to tell
