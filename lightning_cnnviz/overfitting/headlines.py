@@ -23,7 +23,7 @@ from typing import Any
 
 from lightning_cnnviz.overfitting import bn_levels, class_gap, levels, lr_decay
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.remedies import LR_CUT
+from lightning_cnnviz.overfitting.remedies import LR_CUT, raised
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["headline"]
@@ -106,7 +106,12 @@ def headline(v: Verdict) -> str:
             f" (it had reached {_num(f['peak_acc_before'], True)})" if not f["from_start"] else ""
         )
         cut = ""  # a schedule that cut the rate before anything was learnt: say it here
-        if now.lr is not None and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
+        if (up := raised(v)) is not None:  # ...or raised it before a collapse
+            cut = (
+                f" The learning rate rose {up:.0f}x before it, from {f['lr_before']:.3g} to "
+                f"{now.lr:.3g} (a schedule raising it)."
+            )
+        elif now.lr is not None and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
             cut = (
                 f" The learning rate is 0 (it started at {now.lr_initial:.3g})."
                 if now.lr == 0

@@ -123,6 +123,8 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "chance_band": chance_band(k, int(now.probe_size or 0)),
         "from_start": not before,
         "peak_acc_before": peak.probe_acc_val if peak else None,
+        # the lowest rate it learnt at before the collapse (a schedule may have raised it)
+        "lr_before": min((e.lr for e in before if e.lr), default=None),
         "non_finite": not _finite(now.probe_loss_val),
     }
     return Verdict("not_learning", since, now, peak, figures)
