@@ -9,7 +9,7 @@ why: ``docs/diagnosis.md``.
 
 Example::
 
-    >>> e = Evaluation(0, 0, probe_acc_val=0.11, probe_loss_val=2.3, probe_size=128.0,
+    >>> e = Evaluation(60, 1, probe_acc_val=0.11, probe_loss_val=2.3, probe_size=128.0,
     ...                classes=10.0)
     >>> stuck(e), not_learning([e, e]).figures["chance_loss"] == math.log(10)
     (True, True)
@@ -25,6 +25,7 @@ from lightning_cnnviz.overfitting.rules import Verdict, _finite
 
 __all__ = [
     "BELOW_CHANCE_LOSS",
+    "FIRST_STEPS",
     "GAP",
     "GAP_SLACK",
     "chance_band",
@@ -99,7 +100,8 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
 
     From the start of the run, or after a collapse (an earlier evaluation above chance).
     The probe's own cross-entropy is compared with its chance level ``ln K``. At chance
-    from the start, it waits while the learning rate is still rising (``warming_up``).
+    from the start, it waits for ``FIRST_STEPS`` optimizer steps and while the learning
+    rate is still rising (``warming_up``).
     """
     evs, streak = _trailing(history, stuck)
     if streak < patience or train_learns(evs[-1]):
@@ -108,10 +110,12 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         return None  # learnt in this streak and kept: the train probe's noise around the bar
     since, now = evs[-streak], evs[-1]
     before = evs[: len(evs) - streak]
-    if not before and warming_up(evs):
-        # at chance from the start while the schedule still raises the learning rate: a
-        # held-out CNN validated every 11 steps was at chance at steps 11 and 22 of its
-        # 40-step warm-up (lr 0.015, 0.029 of 0.05), at 26% by step 33 and 82% by 90
+    plateau = now.lr != 0 and _finite(now.probe_loss_val)  # not a zero rate, not NaN outputs
+    if not before and plateau and (now.step < FIRST_STEPS or warming_up(evs)):
+        # at chance from the start within the first steps, or while the schedule still
+        # raises the learning rate: held out, CNNs validated every 11-12 steps were at
+        # chance at their first two validations (a 40-step warm-up at lr 0.015, 0.029 of
+        # 0.05; SGD 0.02 with 12-step epochs), and at 15-26% by step 33-48
         return None
     peak = max(before, key=lambda e: e.probe_acc_val or 0.0) if before else None
     k = int(now.classes or 0)
@@ -128,6 +132,10 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "non_finite": not _finite(now.probe_loss_val),
     }
     return Verdict("not_learning", since, now, peak, figures)
+
+
+FIRST_STEPS = 50
+"""Optimizer steps before a model at chance from the start is "not learning" (a plateau)."""
 
 
 def warming_up(evs: Sequence[Evaluation]) -> bool:

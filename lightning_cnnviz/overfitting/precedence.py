@@ -10,7 +10,7 @@ what it reported before.
 
 Example::
 
-    >>> e = Evaluation(0, 0, probe_acc_val=0.11, probe_loss_val=2.3, probe_size=128.0,
+    >>> e = Evaluation(60, 1, probe_acc_val=0.11, probe_loss_val=2.3, probe_size=128.0,
     ...                classes=10.0)
     >>> [kind for kind, v in verdicts([e, e], {}).items() if v is not None]
     ['not_learning']

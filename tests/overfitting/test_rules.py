@@ -189,7 +189,8 @@ def probe(acc, loss=None, classes=10, size=128, **kw):
 
 
 def probe_run(rows):
-    return [Evaluation(step=10 * (i + 1), epoch=i, **row) for i, row in enumerate(rows)]
+    """Validations 25 steps apart (``not_learning`` from the start waits for 50 steps)."""
+    return [Evaluation(step=25 * (i + 1), epoch=i, **row) for i, row in enumerate(rows)]
 
 
 def test_rules_not_learning_from_the_start_and_after_a_collapse():
@@ -210,6 +211,11 @@ def test_rules_not_learning_waits_for_a_warm_up_from_the_start_only():
                       probe(0.1, lr=0.05)])  # fmt: skip
     verdict = first(levels.not_learning, warm)
     assert (verdict.since.epoch, verdict.detected.epoch) == (0, 3)  # once the rate stops rising
+    # validated every 12 steps (held out: 12-step epochs under SGD): from step 50 on
+    frequent = [Evaluation(step=12 * (i + 1), epoch=i, **probe(0.1, lr=0.02)) for i in range(6)]
+    assert first(levels.not_learning, frequent).detected.step == 60
+    nan = [Evaluation(step=12 * (i + 1), epoch=i, **probe(0.1, math.nan)) for i in range(3)]
+    assert first(levels.not_learning, nan).detected.step == 24  # NaN outputs: no plateau
     # a collapse is told while the rate rises (a cyclic schedule, a restart)
     collapse = probe_run([probe(0.9, 0.3, lr=0.01), probe(0.1, lr=0.02), probe(0.1, lr=0.03)])
     assert first(levels.not_learning, collapse).detected.epoch == 2
