@@ -74,6 +74,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         self.last_step = -1  # the step of the previous log
         self.logs: list[int] = []  # the steps of the latest logs, this one's last
         self.rates: tuple[float | None, float | None] = (None, None)  # lr: first log, now
+        self.chance: tuple[int, float] | None = None  # (K, probe cross-entropy): first log
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
         self.first_rms: float | None = None
@@ -114,6 +115,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
             "last_step": self.last_step,
             "logs": list(self.logs),
             "rates": list(self.rates),
+            "chance": list(self.chance) if self.chance else None,
             "last_epoch": self.last_epoch,
             "kinds": dict(self._kinds),
         }
@@ -148,6 +150,8 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         self.last_step = int(state.get("last_step", -1))
         self.logs = [int(s) for s in state.get("logs", [])]
         self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]
+        chance = state.get("chance")
+        self.chance = (int(chance[0]), float(chance[1])) if chance else None
         self.last_epoch = int(state.get("last_epoch", 0))
         self._kinds = dict(state.get("kinds", {}))  # what ``conclude`` reads for held alerts
         self.levels = LossLevels()  # read again from the kept losses
@@ -207,6 +211,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         its silent units are classes, told as ``output_activation``, not as dead units.
         """
         series = self.loss.read()
+        self.chance = self.chance or chance
         self.logs = [*self.logs[-3:], step]  # a spike is seen up to two logs on
         self.rates = (self.rates[0] if self.rates[0] is not None else lr, lr)
         kinds = {site: info.kind for site, info in sites.items()}

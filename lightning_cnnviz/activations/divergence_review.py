@@ -37,6 +37,7 @@ from lightning_cnnviz.activations.divergence_words import (
     transient_text,
 )
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
+from lightning_cnnviz.activations.gradients import OVER_CHANCE
 from lightning_cnnviz.activations.loss_trace import SMOOTH, first_nonfinite
 
 __all__ = ["DivergenceReview"]
@@ -58,6 +59,7 @@ class DivergenceReview:
     nonfinite_told: bool
     logs: list[int]
     rates: tuple[float | None, float | None]  # the learning rate at the first log, and now
+    chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
@@ -122,12 +124,17 @@ class DivergenceReview:
         if at_once is not None and before:
             at_once = (at_once[0], before)  # one figure for "the loss before it" in the text
         rates = self.rates if None not in self.rates else None
+        start = None  # the first loss far above chance: its scale at step 0 is the cause
+        k = self.chance[0] if self.chance else None
+        first_loss = series[0][1] if series else math.nan
+        if k and k > 1 and math.isfinite(first_loss) and first_loss > OVER_CHANCE * math.log(k):
+            start = (first_loss, k)
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=spike,
             first_weights=weights[0] if weights else None,
             first_activations=bad_sites[0] if bad_sites else None,
             first_grads=grads, died=died, level=level,
-            cause=divergence_cause(at_once, rates),  # type: ignore[arg-type]
+            cause=divergence_cause(at_once, rates, start),  # type: ignore[arg-type]
         )  # fmt: skip
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:

@@ -36,6 +36,14 @@ RAISED_REMEDIES = (
     "gradients (Trainer(gradient_clip_val=1.0)); under 16-bit precision use bf16 or keep the "
     "loss scaler"
 )
+# The first loss far above chance: the loss's scale at step 0 (the init, or a summed loss).
+INIT_REMEDIES = (
+    "a standard initialisation (PyTorch's default, or He/Kaiming with gain sqrt(2) for ReLU, "
+    "Xavier for Sigmoid/Tanh) instead of a scaled-up one, or a smaller scale on the last "
+    "layer's weights; a loss averaged over the batch (`reduction='mean'`); normalisation "
+    "layers between layers; then, if it still diverges, a lower learning rate (10x) or "
+    "gradient clipping (Trainer(gradient_clip_val=1.0))"
+)
 # One step from a learnt, steady loss to NaN/Inf: one batch or one operation, not a rate.
 SUDDEN_REMEDIES = (
     "check the training items for NaN/Inf or wild values (`torch.isfinite(x).all()`, "
@@ -173,13 +181,21 @@ def divergence_text(
     return f"{text} {cause or divergence_cause(None, None)}"
 
 
-def divergence_cause(sudden: tuple[int, float] | None, rates: tuple[float, float] | None) -> str:
+def divergence_cause(
+    sudden: tuple[int, float] | None,
+    rates: tuple[float, float] | None,
+    start: tuple[float, int] | None = None,
+) -> str:
     """Why it diverged and what to try, from what came before.
 
     ``sudden``: ``(the step, the loss just before)`` where a learnt, steady loss turned
     non-finite or blew up in one step (a batch or an operation, not the rate), else ``None``.
     ``rates``: ``(the learning rate at the first log, the rate now)``: a rate a schedule
     raised ``RAISED`` x or more (a warmup to a rate 10x too high) is the cause named.
+    ``start``: ``(the first loss, K)`` where that loss was already ``OVER_CHANCE`` x the
+    chance level ``ln K`` or more, before any update: the loss's scale at step 0 (weights
+    initialised too large, or a loss summed over the batch), which the updates from there
+    overshoot.
 
     Example::
 
@@ -196,6 +212,15 @@ def divergence_cause(sudden: tuple[int, float] | None, rates: tuple[float, float
             "batch or one operation (a NaN/Inf or a wildly scaled value in an input or label, "
             "log(0) or a division by zero in the loss), not at updates that grew too large. "
             f"Try: {SUDDEN_REMEDIES}."
+        )
+    if start is not None:
+        first, k = start
+        return (
+            f"The first loss ({first:.4g}, before any update) was already "
+            f"~{first / math.log(k):.0f}x the chance level ln {k} = {math.log(k):.2f}: the "
+            "loss starts far too large (weights initialised too large, or a loss summed over "
+            "the batch instead of averaged), and the first updates from there overshoot. Try: "
+            f"{INIT_REMEDIES}."
         )
     if rates is not None and rates[0] > 0 and rates[1] >= RAISED * rates[0]:
         return (

@@ -529,3 +529,17 @@ def test_divergence_after_the_last_log_is_told_at_the_end_of_fit():
     for s, value in healthy_losses(600):
         quiet.loss.add(s - 1, torch.tensor(value))
     assert quiet.conclude(list, 600, 13) == []  # finite to the end: nothing to tell
+
+
+def test_divergence_from_a_first_loss_far_above_chance_names_the_starting_scale():
+    # held out: a 10-conv ReLU net at He init x1.6 started at 138 (60x ln 10), NaN at step 3
+    losses = [(0, 138.1), (1, 5.1e4), (2, 3.0e9), (3, math.nan), (4, math.nan)]
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for s, value in losses:
+        diagnosis.loss.add(s, torch.tensor(value))
+    found = diagnosis.review(5, 0, {}, {}, [], list, chance=(10, math.nan), lr=0.02)
+    (verdict,) = [v for v in found if v.kind == "divergence"]
+    assert verdict.figures["first_nonfinite_step"] == 3
+    assert "The first loss (138.1, before any update) was already ~60x" in verdict.message
+    assert "Try: a standard initialisation" in verdict.message
+    assert "optimiser overshoots" not in verdict.message
