@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from lightning_cnnviz.overfitting import bn_levels, imbalance, levels, loss_reads
+from lightning_cnnviz.overfitting import bn_levels, imbalance, levels, loss_reads, weight_decay
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.precedence import standing, verdicts
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -42,6 +42,7 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "learning rate decayed early": "the optimiser's learning rate and the run's planned length",
     "inputs of train vs val": "validation data of its own, as image tensors",
     "loss fed probabilities": "a logged val loss, class labels and (N, classes) logits",
+    "weight decay": "the optimiser's weight decay and a logged training loss",
 }
 
 KINDS = (
@@ -49,6 +50,7 @@ KINDS = (
     "inputs_differ",
     "class_imbalance",
     "not_learning",
+    "weight_decay_too_strong",
     "bn_mismatch",
     "generalisation_gap",
     "memorisation",
@@ -64,6 +66,7 @@ _WORSE = {
     "bn_mismatch": "gap_acc",
     "generalisation_gap": "gap",
     "class_imbalance": "left_out",
+    "weight_decay_too_strong": "rise",
 }
 
 
@@ -193,6 +196,8 @@ class Detector:
             return levels.gapped(ev, slack=levels.GAP_SLACK) is False
         if kind == "loss_mismatch":
             return loss_reads.misfed(ev) is False
+        if kind == "weight_decay_too_strong":
+            return weight_decay.recovered(old, ev)
         return False
 
     def checks_ran(self) -> dict[str, bool]:
@@ -209,6 +214,9 @@ class Detector:
             "inputs of train vs val": any(e.input_shift is not None for e in h),
             "loss fed probabilities": any(
                 e.val_loss is not None and e.probe_ce_probs_val is not None for e in h
+            ),
+            "weight decay": any(
+                e.decay_per_step is not None and e.train_loss is not None for e in h
             ),
         }
 

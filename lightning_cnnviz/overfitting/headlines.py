@@ -177,6 +177,20 @@ def headline(v: Verdict) -> str:
             f"{_num(f['best_loss_since'])}, now {_num(f['val_loss'])}; val accuracy "
             f"{_num(f['val_acc'], True)})."
         )
+    if v.kind == "weight_decay_too_strong":
+        if gone:
+            return (
+                f"The training loss is back near its lowest ({_num(now.train_loss)} at epoch "
+                f"{now.epoch}; {_num(f['best_train_loss'])} at epoch {f['best_epoch']})."
+            )
+        return (
+            f"Weight decay too strong: {f['weight_decay']:.3g} at learning rate {f['lr']:.3g} "
+            f"takes {100 * f['decay_per_step']:.1f}% off every weight each step, and the "
+            f"training loss has climbed back {_num(f['rise'], True)} since {_when(since)} "
+            f"({_num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
+            f"{_num(f['train_loss'])}) at that rate: the decay undoes what the gradients "
+            f"build (val accuracy {_num(f['val_acc'], True)})."
+        )
     if v.kind == "generalisation_gap":
         train, val = _num(f["train_acc"], True), _num(f["val_acc"], True)
         if gone:

@@ -28,6 +28,7 @@ from lightning_cnnviz.overfitting import (
     lr_decay,
     rules,
     split_inputs,
+    weight_decay,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -65,6 +66,7 @@ def verdicts(
         "inputs_differ": split_inputs.inputs_differ(h),
         "class_imbalance": imbalance.class_imbalance(h, p),
         "not_learning": levels.not_learning(h, p),
+        "weight_decay_too_strong": weight_decay.decay_too_strong(h, p),
         "bn_mismatch": bn_levels.bn_mismatch(h, p),
         "generalisation_gap": levels.generalisation_gap(h, p),
         "memorisation": rules.memorisation(curve, p),
@@ -100,7 +102,8 @@ def verdicts(
         # accuracy says that, not "not learning" or splits that differ
         waiting.update(("not_learning", "generalisation_gap"))
     if told("not_learning"):
-        waiting.add("lr_decayed_early")  # its remedies name the rate's cut first
+        # its remedies name the rate's cut and a decay too strong first
+        waiting.update(("lr_decayed_early", "weight_decay_too_strong"))
     gap = found["generalisation_gap"] if told("generalisation_gap") else None
     gap = gap or (
         reported["generalisation_gap"] if standing(reported, "generalisation_gap") else None

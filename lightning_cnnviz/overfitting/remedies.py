@@ -94,6 +94,12 @@ REMEDIES = {
         'T_max=trainer.estimated_stepping_batches)` with `interval="step"`), or a smaller '
         "`gamma`.",
     ),
+    "weight_decay_too_strong": (
+        "**Lower the weight decay** (10-100x): 1e-4 to 5e-2 is usual with AdamW, 1e-4 to 5e-4 "
+        "with SGD; the decay per step is the learning rate times it.",
+        "**Or add normalisation layers** (BatchNorm/GroupNorm): they undo the weights' scale, "
+        "so the decay no longer shrinks what the model computes.",
+    ),
     "bn_mismatch": (
         "**Let the running statistics catch up**: a larger BatchNorm `momentum` (e.g. 0.1 "
         "-> 0.3), or recompute them on training batches before evaluating.",

@@ -504,3 +504,38 @@ def test_detector_gap_closes_only_well_below_its_bar():
         ev = Evaluation(step=31 * (e + 1), epoch=e, train_acc=0.93, val_acc=val, classes=4.0)
         said += [(e, c.change, c.verdict.kind) for c in detector.update(ev)]
     assert said == [(1, "new", "generalisation_gap"), (4, "gone", "generalisation_gap")]
+
+
+def test_detector_weight_decay_too_strong_when_the_train_loss_climbs_back():
+    # held out: AdamW weight_decay=20 at lr 1e-3 (2% a step) on a plain CNN; the train loss
+    # went 0.73 -> 0.92 at a constant rate, val accuracy 85% -> 47%; "no problems found"
+    rows = [(1.285, 0.566, 0.35), (0.891, 0.698, 0.59), (0.758, 0.808, 0.71),
+            (0.730, 0.804, 0.76), (0.779, 0.850, 0.74), (0.873, 0.686, 0.64),
+            (0.927, 0.706, 0.63), (0.916, 0.466, 0.62)]  # fmt: skip
+
+    def run(wd, lr=1e-3, held=False):
+        detector, said = Detector(), []
+        for e, (train, val, train_acc) in enumerate(rows):
+            ev = Evaluation(step=46 * (e + 1), epoch=e, train_loss=train, val_acc=val, lr=lr,
+                            weight_decay=wd, decay_per_step=lr * wd,
+                            train_acc=0.99 if held else train_acc)  # fmt: skip
+            said += [(e, c.change, c.verdict) for c in detector.update(ev)]
+        return detector, said
+
+    detector, said = run(20.0)
+    assert [(e, change) for e, change, _ in said] == [(6, "new")]  # twice 15% above its low
+    verdict = said[0][2]
+    assert (verdict.kind, verdict.best.epoch, verdict.since.epoch) == (
+        "weight_decay_too_strong",
+        3,
+        4,
+    )
+    assert headline(verdict).startswith(
+        "Weight decay too strong: 20 at learning rate 0.001 takes 2.0% off every weight each "
+        "step, and the training loss has climbed back 27.0%"
+    )
+    assert remedies(verdict)[0].startswith("**Lower the weight decay** (10-100x)")
+    assert detector.checks_ran()["weight decay"]
+    assert run(5e-2)[1] == []  # a usual decay: the same curve says nothing of it
+    # a BatchNorm net under the same decay: the loss climbs, train accuracy holds
+    assert run(20.0, held=True)[1] == []

@@ -174,7 +174,10 @@ def test_overfitting_detects_onset_and_reports_it(tmp_path, caplog):
     (summary,) = texts(acc, "cnnviz/summary")  # the console summary, in the Text tab too
     assert summary.startswith("lightning-cnnviz: 1 problem(s) in this run:")
     ran = "Checks that ran: OverfittingMonitor (training order, overfitting, memorisation, "
-    assert ran + "train/val gap, inputs of train vs val, loss fed probabilities)." in summary
+    assert (
+        ran + "train/val gap, inputs of train vs val, loss fed probabilities, weight decay)."
+        in summary
+    )
     assert "OverfittingMonitor/not learning (needs class labels" in summary  # 4 images: too few
     assert (
         "OverfittingMonitor/BatchNorm train/eval (no BatchNorm layer in training mode)" in summary
