@@ -1,9 +1,9 @@
-"""What the run is set to: learning rate, weight decay, dropout, clipping (for the remedies).
+"""What the run is set to: learning rate, weight decay, dropout, clipping, BatchNorm momentum.
 
 A finding's remedies should follow the evidence: "lower the learning rate" is the
 opposite of the fix when a scheduler already cut it 100x. These are read from the
-first optimiser's first parameter group and the model's dropout modules, on the host,
-at an evaluation (no device work).
+first optimiser's first parameter group and the model's dropout and BatchNorm modules,
+on the host, at an evaluation (no device work).
 
 Example::
 
@@ -43,6 +43,8 @@ class Settings:
             AdamW, ``decoupled_weight_decay=True``); ``None`` elsewhere (Adam's L2).
         dropout: the largest dropout probability among the model's dropout modules.
         grad_clip: the trainer's ``gradient_clip_val`` (``None``: no clipping).
+        bn_momentum: the smallest ``momentum`` among the model's BatchNorm layers that keep
+            running statistics (``None``: none, or a cumulative average, ``momentum=None``).
     """
 
     lr: float | None = None
@@ -51,6 +53,7 @@ class Settings:
     decay_per_step: float | None = None
     dropout: float | None = None
     grad_clip: float | None = None
+    bn_momentum: float | None = None
 
 
 def _number(value: Any) -> float | None:
@@ -81,4 +84,14 @@ def read_settings(optimizers: Sequence[Any], model: nn.Module, grad_clip: Any = 
             per_step = lr * decay
     rates = [float(m.p) for m in model.modules() if isinstance(m, _DROPOUT)]
     clip = _number(grad_clip) or None  # Lightning's 0 means no clipping
-    return Settings(lr, initial, decay, per_step, max(rates) if rates else None, clip)
+    momenta = [
+        float(m.momentum)
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.track_running_stats
+        and m.momentum is not None
+    ]
+    return Settings(
+        lr, initial, decay, per_step, max(rates) if rates else None, clip,
+        min(momenta) if momenta else None,
+    )  # fmt: skip

@@ -78,6 +78,7 @@ class Evaluation:
     weight_decay: float | None = None
     decay_per_step: float | None = None
     dropout: float | None = None
+    bn_momentum: float | None = None
     grad_clip: float | None = None
     run_share: float | None = None
     ignored: list[int] | None = None

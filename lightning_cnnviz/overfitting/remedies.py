@@ -168,6 +168,15 @@ def remedies(v: Verdict) -> list[str]:
             "different images and labels; a `__getitem__` that ignores `i`, a label column "
             "read wrong or a filter that kept one class gives one class only."
         ]
+    if v.kind == "bn_mismatch" and (m := v.detected.bn_momentum) is not None:
+        # the run's own momentum: torchvision's MobileNet/EfficientNet use 0.01 (held out:
+        # eval mode at 25% vs 90% with batch statistics; the same net at 0.1 was level)
+        target = "0.1 (PyTorch's default)" if m < 0.1 else f"{min(2 * m, 0.5):g}"
+        generic[0] = (
+            f"**Let the running statistics catch up**: BatchNorm's `momentum` is {m:g} here "
+            f"(each batch moves them {m:.1%} of the way); raise it to {target}, or recompute "
+            "them on training batches before evaluating."
+        )
     if v.kind != "not_learning" or v.figures.get("non_finite"):
         return generic
     now, first = v.detected, []

@@ -14,6 +14,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.metrics import figures
 from lightning_cnnviz.overfitting.remedies import remedies
+from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.text import calibration_text, diagnosis_text
 
 
@@ -539,3 +540,17 @@ def test_detector_weight_decay_too_strong_when_the_train_loss_climbs_back():
     assert run(5e-2)[1] == []  # a usual decay: the same curve says nothing of it
     # a BatchNorm net under the same decay: the loss climbs, train accuracy holds
     assert run(20.0, held=True)[1] == []
+
+
+def test_detector_bn_mismatch_remedy_reads_the_models_momentum():
+    # held out: torchvision mobilenet_v3_small (momentum 0.01): eval mode 25% vs 90%
+    ev = Evaluation(92, 1, probe_acc_val=0.25, probe_acc_bn=0.9, bn_only=0.65, eval_only=0.0,
+                    probe_size=128.0, bn_momentum=0.01)  # fmt: skip
+    verdict = Verdict("bn_mismatch", ev, ev, None, {})
+    assert remedies(verdict)[0].startswith(
+        "**Let the running statistics catch up**: BatchNorm's `momentum` is 0.01 here (each "
+        "batch moves them 1.0% of the way); raise it to 0.1 (PyTorch's default)"
+    )
+    unknown = dataclasses.replace(ev, bn_momentum=None)
+    plain = Verdict("bn_mismatch", unknown, unknown, None, {})
+    assert remedies(plain)[0].startswith("**Let the running statistics catch up**: a larger")
