@@ -56,10 +56,20 @@ def headline(v: Verdict) -> str:
                 f"({_num(now.val_loss)} at epoch {now.epoch}): a temporary bump, no lasting "
                 "overfitting so far."
             )
+        # the accuracy beside it: a val loss may rise from over-confidence while val
+        # accuracy holds (held out: best val loss at epoch 22, val accuracy's peak at 25)
+        accuracy = (
+            f" (lowest val loss; val accuracy {_num(f['val_acc_at_best'], True)} then, "
+            f"{_num(f['val_acc'], True)} now, its peak {_num(f['peak_val_acc'], True)} at "
+            f"epoch {f['peak_epoch']})"
+            if "peak_val_acc" in f
+            else ""
+        )
         return (
             f"Overfitting since {_when(since)}: val loss {_num(now.val_loss)} is "
             f"{f['rise']:.0%} above its best ({_num(best.val_loss)} at epoch {best.epoch}) "
-            f"while train loss fell to {_num(now.train_loss)}; stop at epoch {best.epoch}."
+            f"while train loss fell to {_num(now.train_loss)}; stop at epoch {best.epoch}"
+            f"{accuracy}."
         )
     if v.kind == "memorisation":
         assert best is not None

@@ -107,6 +107,11 @@ def overfitting(
         "noise": noise(vals),
         "margin": margin,
     }
+    accs = [e for e in evs if e.val_accuracy is not None and math.isfinite(e.val_accuracy)]
+    if accs and now.val_accuracy is not None and best.val_accuracy is not None:
+        peak = max(accs, key=lambda e: e.val_accuracy)  # type: ignore[arg-type,return-value]
+        figures |= {"val_acc": now.val_accuracy, "val_acc_at_best": best.val_accuracy,
+                    "peak_val_acc": peak.val_accuracy, "peak_epoch": peak.epoch}  # fmt: skip
     return Verdict("overfitting", evs[raw + 1], now, best, figures)
 
 
