@@ -134,7 +134,7 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     return Verdict("not_learning", since, now, peak, figures)
 
 
-FIRST_STEPS = 50
+FIRST_STEPS = 40
 """Optimizer steps before a model at chance from the start is "not learning" (a plateau)."""
 
 

@@ -211,9 +211,9 @@ def test_rules_not_learning_waits_for_a_warm_up_from_the_start_only():
                       probe(0.1, lr=0.05)])  # fmt: skip
     verdict = first(levels.not_learning, warm)
     assert (verdict.since.epoch, verdict.detected.epoch) == (0, 3)  # once the rate stops rising
-    # validated every 12 steps (held out: 12-step epochs under SGD): from step 50 on
+    # validated every 12 steps (held out: 12-step epochs under SGD): from step 40 on
     frequent = [Evaluation(step=12 * (i + 1), epoch=i, **probe(0.1, lr=0.02)) for i in range(6)]
-    assert first(levels.not_learning, frequent).detected.step == 60
+    assert first(levels.not_learning, frequent).detected.step == 48
     nan = [Evaluation(step=12 * (i + 1), epoch=i, **probe(0.1, math.nan)) for i in range(3)]
     assert first(levels.not_learning, nan).detected.step == 24  # NaN outputs: no plateau
     # a collapse is told while the rate rises (a cyclic schedule, a restart)
