@@ -125,15 +125,15 @@ def prompt(
 
 
 def episode(
-    values: Sequence[float], patience: int, floor: float
+    values: Sequence[float], patience: int, floor: float, known: int = 4
 ) -> tuple[int, float, float] | None:
     """Where a curve (lower is better) had its best, and how far it is above it now.
 
     The lowest value of a noisy curve is itself lower than the curve by chance, so the
     bar is the best plus one noise deviation; the latest value and the mean of the last
     ``patience`` values (the smoothed curve now, all after the best) must both exceed it
-    by ``margin = max(floor, Z * noise)``; with fewer than four values (the noise
-    unknown) it waits. A slow rise is confirmed by its trend instead:
+    by ``margin = max(floor, Z * noise)``; with fewer than ``known`` values (four: the
+    noise unknown) it waits. A slow rise is confirmed by its trend instead:
     with five or more values after the best, their least-squares slope significantly
     above zero (``_rising``) and the smoothed rise past ``floor``. Returns
     ``(best index, rise, margin)``.
@@ -142,7 +142,7 @@ def episode(
     # the noise must be known (four values): on a floor alone, a BatchNorm CNN under SGD
     # 0.1 whose val loss went 0.193 -> 0.202 -> 0.218 at its first validations (then
     # 0.116, 0.043) was told "overfitting"
-    if n < max(patience + 1, 4):
+    if n < max(patience + 1, known):
         return None
     best = min(range(n), key=v.__getitem__)
     if best > n - 1 - patience:

@@ -179,3 +179,14 @@ def test_onset_overfitting_waits_until_the_val_noise_is_known():
     # the same three values and a fourth still higher: the rise stands out of a noise read
     rising = dict(val_loss=[0.1933, 0.2023, 0.2178, 0.2600], train_loss=series["train_loss"][:4])
     assert first(rules.overfitting, run(rising)).detected.epoch == 3
+
+
+def test_onset_memorisation_confirms_on_three_values_with_train_accuracy_climbing():
+    # held out: a BN ResNet on 35% noisy labels (its BatchNorm-stale validations left out):
+    # val 71.4% -> 65.6%, 65.8% while train accuracy went 62% -> 72% -> 79%
+    series = dict(val_acc=[0.714, 0.656, 0.658], train_acc=[0.621, 0.719, 0.792],
+                  val_loss=[1.06, 1.19, 1.11])  # fmt: skip
+    verdict = first(rules.memorisation, run(series))
+    assert (verdict.detected.epoch, verdict.best.epoch) == (2, 0)
+    flat = dict(series, train_acc=[0.70, 0.70, 0.70])  # no second signal: no verdict
+    assert first(rules.memorisation, run(flat)) is None
