@@ -37,7 +37,7 @@ from lightning_cnnviz.activations.divergence_words import (
     transient_text,
 )
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
-from lightning_cnnviz.activations.gradients import OVER_CHANCE
+from lightning_cnnviz.activations.gradients import over_chance
 from lightning_cnnviz.activations.loss_trace import SMOOTH, first_nonfinite
 
 __all__ = ["DivergenceReview"]
@@ -124,11 +124,10 @@ class DivergenceReview:
         if at_once is not None and before:
             at_once = (at_once[0], before)  # one figure for "the loss before it" in the text
         rates = self.rates if None not in self.rates else None
-        start = None  # the first loss far above chance: its scale at step 0 is the cause
+        # the first loss far above chance: its scale at step 0 is the cause
         k = self.chance[0] if self.chance else None
         first_loss = series[0][1] if series else math.nan
-        if k and k > 1 and math.isfinite(first_loss) and first_loss > OVER_CHANCE * math.log(k):
-            start = (first_loss, k)
+        start = (first_loss, k) if over_chance(first_loss, k) else None
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=spike,
             first_weights=weights[0] if weights else None,

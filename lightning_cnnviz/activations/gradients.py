@@ -45,6 +45,7 @@ __all__ = [
     "gradient_findings",
     "init_explosion",
     "mean_rms",
+    "over_chance",
     "saturation_eased",
     "zero_weights",
 ]
@@ -205,6 +206,19 @@ def saturation_eased(
     return text, {"progress": progress} | {f"saturation/{s}": v for s, v in saturation.items()}
 
 
+def over_chance(loss: float, classes: int | None) -> bool:
+    """Whether ``loss`` is ``OVER_CHANCE`` x the chance level ``ln classes`` or more.
+
+    Example::
+
+        >>> over_chance(138.1, 10), over_chance(2.4, 10), over_chance(math.nan, 10)
+        (True, False, False)
+    """
+    if not classes or classes < 2 or not math.isfinite(loss):
+        return False
+    return loss > OVER_CHANCE * math.log(classes)
+
+
 def init_explosion(
     first_losses: Sequence[float], classes: int, probe_loss: float
 ) -> tuple[str, str, str, dict[str, float]] | None:
@@ -232,7 +246,7 @@ def init_explosion(
     if classes < 2 or not finite or not math.isfinite(probe_loss):
         return None
     chance, start = math.log(classes), statistics.median(finite)
-    if min(start, finite[0], probe_loss) <= OVER_CHANCE * chance:
+    if not over_chance(min(start, finite[0], probe_loss), classes):
         return None  # the first loss too: before any update, the weights are the init's
     text = (
         f"Exploding activations at initialisation: the initial loss {finite[0]:.4g} is "
