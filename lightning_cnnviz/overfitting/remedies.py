@@ -116,8 +116,8 @@ REMEDIES = {
 
 # The run's own settings that keep a model at chance, checked before the generic remedies.
 LR_CUT = 10  # the learning rate now this many times below its start: cut (a scheduler)
-# ...or this many times above its value when the model was at its best, before a collapse: a
-# schedule raising it (a warmup to 1.5 meant 0.015 took a CNN from 57% to chance at 0.13)
+# ...or this many times above the lowest rate it learnt at, before a collapse: a schedule
+# raising it (a warmup to 1.5 meant 0.015 took a CNN from 55% to chance at about 0.13)
 LR_RAISED = 3
 DECAY_PER_STEP = 0.01  # lr x weight decay: decoupled decay removes 1% of each weight a step
 DROPOUT = 0.5
