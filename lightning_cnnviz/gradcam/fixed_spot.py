@@ -15,7 +15,7 @@ at least ``AGREE_GAP`` of the gap between the images' agreement and full agreeme
 (``(cam - content) / (1 - content)``) for ``FIXED_PATIENCE`` logs in a row (or at one log
 where the val probe's CAMs, other images, are on one spot too) and the CAMs' mass is not
 in the centre ninth of the image (where centred objects' CAMs all sit). Same guards as
-the other shortcut rules (``gradcam.shortcut``): only while the training probe is
+the other shortcut rules (``gradcam.shortcut``, ``gradcam.gates``): only while the training probe is
 classified right in eval mode (``shortcut.learnt``), and not on a map coarser than
 ``MIN_MAP_SIDE`` cells a side (``fixed_blocker``).
 
@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_cnnviz.gradcam.shortcut import MIN_MAP_SIDE, learnt
+from lightning_cnnviz.gradcam.gates import MIN_MAP_SIDE, learnt
 
 __all__ = [
     "AGREE_GAP",
@@ -183,7 +183,7 @@ def fixed_blocker(hw: tuple[int, int] | None) -> str:
         return ("needs the HiResCAM of a map laid out like the image: the CAM layer's map "
                 "is not a CNN map with the input's aspect ratio (e.g. pooled to a fixed "
                 "square, or tokens)")  # fmt: skip
-    if min(hw) < MIN_MAP_SIDE:  # the same bar as the on-object rules (``shortcut.py``)
+    if min(hw) < MIN_MAP_SIDE:  # the same bar as the on-object rules (``gates.py``)
         return (f"the CAM's {hw[0]}x{hw[1]} map is too coarse to tell one place from another "
                 f"(fewer than {MIN_MAP_SIDE} cells a side)")  # fmt: skip
     return ""

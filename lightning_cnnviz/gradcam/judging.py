@@ -18,7 +18,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from lightning_cnnviz.core.findings import Finding, findings_of, problems, record_check, report
 from lightning_cnnviz.core.probe import has_val_data
 from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, fixed_findings
-from lightning_cnnviz.gradcam.shortcut import area_blocker, on_object_findings, on_object_text
+from lightning_cnnviz.gradcam.gates import area_blocker
+from lightning_cnnviz.gradcam.shortcut import on_object_findings, on_object_text
 
 __all__ = ["ShortcutChecks"]
 

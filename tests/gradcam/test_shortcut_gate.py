@@ -12,14 +12,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_cnnviz.core.findings import Finding, checks_of, findings_of, report
 from lightning_cnnviz.core.tokens import Layout
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
-from lightning_cnnviz.gradcam.shortcut import (
-    AREA_RATIO,
+from lightning_cnnviz.gradcam.gates import (
     MAX_OBJECT_SHARE,
     MIN_OBJECT_CELLS,
     MIN_PROBE_ACC,
     area_blocker,
-    on_object_findings,
 )
+from lightning_cnnviz.gradcam.shortcut import AREA_RATIO, on_object_findings
 from tests.contract.zoo import ZooData
 from tests.gradcam.test_gradcam import fit, scalars
 from tests.monitors import TinyCNN, loaders
