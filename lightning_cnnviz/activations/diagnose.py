@@ -10,7 +10,7 @@ of their causes:
    and gradients exploding with it, are part of it (no separate dead-unit or gradient
    finding afterwards).
 2. ``vanishing_gradients`` / ``exploding_gradients`` / ``saturated_activations``
-   (``gradients.py``).
+   (``gradients.py``, reviewed by ``gradient_review.py``).
    An untrained model whose first losses sit far above the chance level ``ln K`` has
    weights too large from the start (``gradients.init_explosion``, once, at the first
    log that knows ``K``): said as its cause in the dead-unit findings that follow
@@ -34,17 +34,10 @@ from torch import Tensor
 from lightning_cnnviz.activations.carry_over import carry_over_verdict
 from lightning_cnnviz.activations.cause_review import CauseReview
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.dead_rules import STALLED, output_activation
+from lightning_cnnviz.activations.dead_rules import output_activation
 from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes, Verdict, die_off
-from lightning_cnnviz.activations.gradients import (
-    FALLING,
-    SATURATED,
-    depth_ratio,
-    gradient_findings,
-    mean_rms,
-    saturation_eased,
-)
+from lightning_cnnviz.activations.gradient_review import GradientReview
 from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
@@ -52,7 +45,7 @@ from lightning_cnnviz.core.inputs import scale_text
 __all__ = ["TrainingDiagnosis", "Verdict"]
 
 
-class TrainingDiagnosis(CauseReview, DivergenceReview):
+class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
     """Divergence, gradient and dead-unit rules over a run's logs (state across logs).
 
     Args:
@@ -235,67 +228,17 @@ class TrainingDiagnosis(CauseReview, DivergenceReview):
         self._zero_init(zero_layers)
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
-        stalled = None if gain is None else gain < STALLED
-        now, new_low = mean_rms(profile), self.levels.at_new_low(series)
-        if now is not None and not zero_layers:  # a zero layer blocks backprop: no baseline
-            # the baseline: the first log's level, raised to that of every log at which the
-            # loss set a new low (a flat start's or a zero head's trickle is no reference)
-            base = self.first_rms
-            self.first_rms = now if base is None or (new_low and now > base) else base
-        saturation = {
-            site: float(f["saturation"])
-            for site, f in figures.items()
-            if kinds.get(site) == "saturating" and "saturation" in f
-        }
-        fall = self.levels.fall(series, previous)
-        falling = new_low and fall is not None and fall >= FALLING  # two signals agreeing
-        # for silent units: a loss falling beyond its own noise has not stalled, however
-        # little it has fallen since the start (a 100-class net leaving chance at step 50)
-        clearly = new_low and self.levels.fell_clearly(series, previous)
-        # rectifier units dying at this log block the gradient below them: the dead-unit
-        # finding tells that cause (a ReLU net whose loss was scaled 1000x: 69-94% of three
-        # layers dead at step 10, first layers at 1e-4 of the last ones' gradient)
-        dead_now = any(kinds.get(site) != "leaky" for site in dying)
-        found = gradient_findings(profile, self.first_rms, saturation, stalled, new_low, falling)
-        for kind, severity, message, fig in found:
-            if kind == "vanishing_gradients" and dead_now:
-                continue
-            if self._new(kind, severity):
-                out.append(
-                    Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)
-                )
-        ratio = depth_ratio(profile)
-        if (
-            self.reported.get("vanishing_gradients") == "problem"
-            and not any(kind == "vanishing_gradients" for kind, *_ in found)
-            and ratio is not None
-            and not (gain is None or stalled)
-        ):  # gradients reach the first layers and the loss falls: the problem is over
-            self.reported["vanishing_gradients"] = "note"
-            message = (
-                f"At step {step} (epoch {epoch}): gradients reach the first layers again "
-                f"({ratio:.1e} of the last layers' per parameter) and the loss has fallen "
-                f"{gain:.0%} since the start: the vanishing gradients reported earlier no "
-                "longer hold learning back."
-            )
-            fig = {"depth_ratio": ratio, "progress": gain}
-            out.append(Verdict("vanishing_gradients", "note", message, fig, change="gone"))
-        if self.reported.get("saturated_activations") == "problem" and not (
-            gain is None or stalled
-        ):  # learning has begun: the standing problem becomes a note
-            self.reported["saturated_activations"] = "note"
-            text, fig = saturation_eased(
-                gain, {s: v for s, v in saturation.items() if v > SATURATED}
-            )
-            message = f"At step {step} (epoch {epoch}): {text}."
-            out.append(Verdict("saturated_activations", "note", message, fig, change="gone"))
+        found, falling = self._gradients(
+            step, epoch, series, figures, profile, kinds, dying, zero_layers, previous, gain
+        )
+        out += found
         if self.pending is not None and self.pending >= previous:
             self.units.hold(alerts)  # a spike waits for its confirmation: maybe part of it
             return out
         cause, remedies = self._cause(series, gain)
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
-            cause, falling=falling or clearly, remedies=remedies,
+            cause, falling=falling, remedies=remedies,
         )  # fmt: skip
 
     def conclude(
