@@ -34,6 +34,7 @@ from torch import Tensor
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 
 __all__ = [
+    "early_blowup",
     "is_jump",
     "level_before",
     "loss_spike",
@@ -63,6 +64,7 @@ BACK = 2.5  # a late spike recovered: the latest median within 2.5x its level be
 # (healthy batch noise: a median of 5 reads up to 1.9x the one 8 steps before on a BN CNN
 # under Adam; an Adam rate x30 at step 140 read 7-19x its level at the next log, 3-9x at
 # the one after, on 3 seeds)
+UNLEARNT = 0.9  # a smoothed loss never below 0.9x its start: nothing learnt (``recovered``'s)
 RISEN = 1.25  # the smoothed loss this far over its best: on its way up to a divergence
 
 
@@ -95,7 +97,7 @@ def level_before(
 
 def recovered(
     series: Sequence[tuple[int, float]],
-    below: float = 0.9,
+    below: float = UNLEARNT,
     spike: tuple[int, float, float, float] | None = None,
 ) -> bool:
     """Whether the latest ``SMOOTH`` finite losses have a median below ``below`` x the start.
@@ -215,6 +217,39 @@ def _medians(values: Tensor, width: int) -> Tensor:
     if len(values) >= width:
         out[width - 1 :] = values.unfold(0, width, 1).median(1).values
     return out
+
+
+def early_blowup(series: Sequence[tuple[int, float]]) -> tuple[int, float, float, float] | None:
+    """One step's loss over ``SPIKE_OVER_START`` x the start in a run that never learnt.
+
+    ``(step, that loss, the lowest loss before it, start)``, as ``loss_spike`` gives, or
+    None. Never learnt: no median of ``SMOOTH`` losses has come below ``UNLEARNT`` x the
+    start (the loss stayed at its chance level). Read only with units dying at the same
+    log (``TrainingDiagnosis``), the second signal: too large a first update kills the
+    units and leaves the loss at chance, its smoothed level never over the bar (SGD at
+    lr 1.0 with momentum: 2.29 -> 3.65 at step 7, back to 2.3 by step 16, 97% of a
+    layer dead by step 30). A loss kept at chance by wrong labels does not jump so.
+
+    Example::
+
+        >>> losses = [2.29, 2.23, 2.56, 2.18, 2.44, 2.32, 2.35, 3.65, 2.54] + [2.33] * 8
+        >>> early_blowup(list(enumerate(losses)))
+        (7, 3.65, 2.18, 2.29)
+        >>> early_blowup(list(enumerate([2.3, 3.6, 1.2, 1.0, 0.9, 0.8, 0.7])))  # it learnt
+    """
+    finite = [(s, v) for s, v in series if math.isfinite(v)]
+    if len(finite) < SMOOTH or finite[0][1] <= 0:
+        return None
+    values = torch.tensor([v for _, v in finite], dtype=torch.float64)
+    start = finite[0][1]
+    if float(_medians(values, SMOOTH).nan_to_num(math.inf).min()) < UNLEARNT * start:
+        return None
+    over = (values > SPIKE_OVER_START * start).nonzero().flatten()
+    if not len(over):
+        return None
+    at = int(over[0])
+    best = float(values[:at].min()) if at else start
+    return finite[at][0], float(values[at]), best, start
 
 
 def is_jump(spike: tuple[int, float, float, float]) -> bool:

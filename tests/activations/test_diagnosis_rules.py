@@ -8,7 +8,13 @@ import torch
 
 from lightning_cnnviz.activations.dead_rules import dead_severity
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
-from lightning_cnnviz.activations.divergence import level_before, loss_spike, recovered, scatter
+from lightning_cnnviz.activations.divergence import (
+    early_blowup,
+    level_before,
+    loss_spike,
+    recovered,
+    scatter,
+)
 from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
 from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite, progress
 from lightning_cnnviz.activations.sites import SiteInfo
@@ -410,6 +416,38 @@ def test_review_dead_units_while_the_loss_never_left_chance_point_at_the_data():
     (moved,) = run(lambda s: math.log(10) * (1 - 0.003 * min(s, 20)))
     assert moved.severity == "problem" and "chance level" not in moved.message
     assert "lower the learning rate (units die after too large an update)" in moved.message
+
+
+def test_review_units_dying_after_one_jump_in_a_run_that_never_learnt_are_a_divergence():
+    # SGD lr 1.0 with momentum on a ReLU CNN (a real run): one batch at 1.6x the start at
+    # step 7, the loss back at chance by step 16 and never below it, a conv layer 34% -> 97%
+    # dead by step 30. Its smoothed loss never passes the spike bar; the die-off confirms it
+    sgd = [2.29, 2.23, 2.56, 2.18, 2.44, 2.32, 2.35, 3.65, 2.54, 2.57, 2.39, 2.32, 2.31, 2.41,
+           2.43, 2.85, 2.36, 2.38, 2.26, 2.38, 2.26, 2.42, 2.38, 2.38, 2.4, 2.3, 2.33, 2.31,
+           2.28, 2.32]  # fmt: skip
+    shuffled = [math.log(10) + 0.01 * (-1) ** s for s in range(30)]  # no jump: the data's
+    assert early_blowup(list(enumerate(sgd)))[:2] == (7, 3.65)
+    learnt = sgd[:10] + [1.8] * 20  # the same jump, then a loss below its start: no blow-up
+    assert early_blowup(list(enumerate(shuffled))) is None
+    assert early_blowup(list(enumerate(learnt))) is None
+    kinds = []
+    for losses in (sgd, shuffled):
+        diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+        sites = {"relu": info("rectifier")}
+        for first, log, dead in ((0, 10, 0.34), (10, 30, 0.97)):
+            for s in range(first, log):
+                diagnosis.loss.add(s, torch.tensor(losses[s]))
+            said += diagnosis.review(log, 0, {"relu": figures(dead=dead)}, sites, [], list)
+        kinds.append([(v.kind, v.severity) for v in said])
+        if losses is sgd:
+            verdict = said[-1]
+            assert verdict.figures["spike_step"] == 7
+            assert verdict.figures["died/relu"] == pytest.approx(0.97)
+            assert "spiked to 3.65 at step 7" in verdict.message
+            assert "consequence, not the cause" in verdict.message
+    # a note at the first log (too early to tell), then what the second log shows
+    assert kinds == [[("dead_units", "note"), ("divergence", "problem")],
+                     [("dead_units", "note"), ("dead_units", "problem")]]  # fmt: skip
 
 
 def _nan_after(losses, step, lr=(1e-3, 1e-3)):
