@@ -100,8 +100,12 @@ def _unused_layer(output_key: Any) -> Iterator[None]:
         if "not have been used in the graph" not in str(err):
             raise
         raise ValueError(
-            "the scores Grad-CAM differentiates do not depend on the selected layer "
-            f"(output_key={output_key!r}); pick the logits with `output_key`"
+            "the scores Grad-CAM differentiates do not depend on the selected layer through "
+            "autograd: its output is cut off before them (a `.detach()`, `torch.no_grad()` or "
+            "a non-differentiable step in `forward` after it: then the layer trains no more "
+            "than it explains), or the output read is not the logits "
+            f"(output_key={output_key!r}: pick them with `output_key`); or pick another "
+            "layer with `layers`"
         ) from err
 
 

@@ -242,7 +242,8 @@ class KernelMonitor(Monitor, section="kernels"):
         self._frozen_told = True
         names = [n for n in self.selected if self._still.get(n, 0) >= events_needed(n, fixed)]
         groups = param_groups(trainer.optimizers, trainer.lightning_module.parameters())
-        reasons = {n: still_reason(self.selected[n].weight, groups) for n in names}
+        kept_grads = any(p.grad is not None for p in trainer.lightning_module.parameters())
+        reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
         span = min(max(self._still[n] for n in names), STILL_EVENTS)
         # a random init kept by the set-up: frozen random features (dead units after a

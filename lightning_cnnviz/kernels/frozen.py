@@ -147,29 +147,43 @@ REASONS = {
         "no update (left out of the optimiser's parameter groups, a learning rate of 0, or "
         "no gradient reaching them)"
     ),
+    "detached": (
+        "no gradient at all (`.grad` stays None after the backward: their output does not "
+        "reach the loss through autograd, cut off by a `.detach()`, `torch.no_grad()` or a "
+        "non-differentiable step in `forward`, or left unused)"
+    ),
 }
 ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "no_grad": "their weights have `requires_grad=False`",
     "not_optimised": "they are left out of the optimiser's parameter groups",
     "lr_zero": "their learning rate is 0",
     "no_update": f"they get {REASONS['no_update']}",
+    "detached": f"they get {REASONS['detached']}",
 }
-SET_UP = ("no_grad", "not_optimised")
+SET_UP = ("no_grad", "not_optimised", "detached")
 
 
-def still_reason(weight: Tensor, groups: Sequence[Mapping[str, Any]] | None) -> str:
+def still_reason(
+    weight: Tensor, groups: Sequence[Mapping[str, Any]] | None, grads_kept: bool = True
+) -> str:
     """Why ``weight`` stays as it is: a key of ``REASONS``.
 
     ``groups``: every optimiser's parameter groups, ``None`` where they cannot be matched
     to the model's weights (a strategy that flattens them): then only ``requires_grad``
-    is known.
+    is known. ``grads_kept``: other parameters of the model hold a gradient now (read
+    after a training step's backward; Lightning zeroes them before the next one), so a
+    ``weight.grad`` of None means no backward reached it (``"detached"``).
 
     Example::
 
         >>> w, v = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
         >>> groups = [{"params": [w], "lr": 0.1}]
+        >>> w.grad = torch.zeros(2)  # a backward reached it, with nothing to say
         >>> still_reason(w, groups), still_reason(v, groups), still_reason(v, None)
         ('no_gradient', 'not_optimised', 'no_update')
+        >>> w.grad = None  # no backward reached it
+        >>> still_reason(w, groups)
+        'detached'
     """
     if not weight.requires_grad:
         return "no_grad"
@@ -178,7 +192,9 @@ def still_reason(weight: Tensor, groups: Sequence[Mapping[str, Any]] | None) -> 
     held = [g for g in groups if any(p is weight for p in g["params"])]
     if not held:
         return "not_optimised"
-    return "lr_zero" if all(g.get("lr", 1.0) == 0 for g in held) else "no_gradient"
+    if all(g.get("lr", 1.0) == 0 for g in held):
+        return "lr_zero"
+    return "detached" if grads_kept and weight.grad is None else "no_gradient"
 
 
 def frozen_text(
@@ -229,11 +245,18 @@ def frozen_text(
             "initialisation leaves them. Layers frozen without pretrained weights compute "
             "fixed random features, and only the layers after them learn. Load the pretrained "
             'weights before freezing (torchvision `weights="DEFAULT"`, timm '
-            "`pretrained=True`, or your checkpoint), or set `requires_grad=True` and pass "
-            "their parameters to the optimiser."
+            f"`pretrained=True`, or your checkpoint), or {_unfreeze(kinds)}."
         )
     return (
-        f"{head} A note: right when you freeze a backbone on purpose; if not, set "
-        "`requires_grad=True` and pass their parameters to the optimiser in "
-        "`configure_optimizers`."
+        f"{head} A note: right when you freeze a backbone on purpose; if not, {_unfreeze(kinds)}."
     )
+
+
+def _unfreeze(kinds: Sequence[str]) -> str:
+    """What lets the layers train again, for their ``still_reason`` s."""
+    train = "set `requires_grad=True` and pass their parameters to the optimiser in "
+    train += "`configure_optimizers`"
+    if "detached" not in kinds:
+        return train
+    cut = "remove the `.detach()` or `torch.no_grad()` that cuts their output off from the loss"
+    return cut if set(kinds) == {"detached"} else f"{train}; {cut}"

@@ -184,6 +184,16 @@ def test_attribution_grad_cam_output_key_and_errors():
         grad_cam(net, net.fc, X.view(1, 1, 4, 4), 0, output_key="logits")
 
 
+def test_attribution_grad_cam_layer_detached_in_forward_names_the_detach():
+    class Detached(Fixed):  # a user's `.detach()` after the layer: no gradient reaches it
+        def forward(self, x):
+            return self.fc(self.relu(self.conv(x)).detach().mean((2, 3)))
+
+    net = Detached()
+    with pytest.raises(ValueError, match=r"cut off before them \(a `\.detach\(\)`"):
+        grad_cam(net, net.relu, X.view(1, 1, 4, 4), 0)
+
+
 class Reference(nn.Module):
     """The reference CNN's layout (conv, relu, pool) x 2, fc, relu, fc."""
 

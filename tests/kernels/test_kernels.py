@@ -432,3 +432,24 @@ def test_kernels_frozen_layers_name_the_reason_and_blame_only_the_set_up(tmp_pat
     (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
     assert found.severity == "note" and "neighbour_r" not in found.figures
     assert "no gradient reaches them" in found.message and "`dead_units`" in found.message
+
+
+class DetachedConvs(WideNet):
+    """WideNet whose forward detaches the convs' output (a user's slip): they never train."""
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2).detach()
+        return self.fc(x.flatten(1))
+
+
+def test_kernels_frozen_layers_cut_off_by_a_detach_are_a_problem_naming_it(tmp_path):
+    # held out: `.detach()` after a conv stem kept it at its random init (92% val: random
+    # features) and was told as a note pointing at dead units
+    with pytest.warns(UserWarning, match="Their kernels look untrained"):
+        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), DetachedConvs(), steps=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "problem" and "`.grad` stays None" in found.message
+    assert found.message.endswith(
+        "remove the `.detach()` or `torch.no_grad()` that cuts their output off from the loss."
+    )
