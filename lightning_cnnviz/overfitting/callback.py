@@ -35,6 +35,7 @@ from lightning_cnnviz.overfitting.run_data import RunData
 from lightning_cnnviz.overfitting.telling import Telling
 
 _KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
+_DEFAULT_KEYS = ("train/loss", "val/loss", "train/acc", "val/acc")
 
 
 class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="overfitting"):
@@ -75,7 +76,10 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
 
     Args:
         train_loss_key, val_loss_key, train_acc_key, val_acc_key: logged metric names
-            (``name_epoch``/``name_step`` variants are found too).
+            (``name_epoch``/``name_step`` variants are found too). A name left at its
+            default that the module does not log is read from the one logged name with
+            the same words (``val_loss``, ``valid/accuracy``, ``loss/val``:
+            ``metrics.metric_alias``), said once.
         tolerance: the smallest relative rise of val loss above its best that counts
             as overfitting (the rule also waits for the rise to exceed the curve's noise).
         patience: evaluations a rule's smoothed signal must hold (2: reported one
@@ -130,6 +134,8 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         check_number("tolerance", tolerance, low=0.0)
         check_int("patience", patience)
         self.keys = dict(zip(_KEYS, keys, strict=True))
+        # the names left at their defaults: read under another spelling where logged so
+        self._aliasable = {n for n, k, d in zip(_KEYS, keys, _DEFAULT_KEYS, strict=True) if k == d}
         self.tolerance, self.patience = tolerance, patience
         self.reset()
 

@@ -12,10 +12,12 @@ the findings.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
@@ -32,6 +34,7 @@ from lightning_cnnviz.overfitting.metrics import (
     confusion_counts,
     discordant_shares,
     figures,
+    metric_alias,
     pick_metric,
 )
 from lightning_cnnviz.overfitting.text import missing_text
@@ -47,12 +50,26 @@ class Measures:
     """
 
     keys: dict[str, str]
+    _aliasable: set[str]  # the names left at their defaults, not yet found logged otherwise
     plan: Any
     val_from_loop: bool
     _bn_why: str
     _epoch_end: bool
     _interval: IntervalLoss
     _batch_images: int | None  # images in a training batch (None: none seen yet)
+
+    def _adopt_aliases(self, logged: Mapping[str, Any]) -> None:
+        """Read a default metric name the module logs in other words (``metric_alias``)."""
+        for name in sorted(self._aliasable):
+            alias = metric_alias(self.keys[name], logged)
+            if alias is None:
+                continue
+            self._aliasable.discard(name)
+            rank_zero_info(
+                f"{type(self).__name__}: reads `{alias}` for `{self.keys[name]}` (the same "
+                f"metric in other words); pass `{name}_key` to read another."
+            )
+            self.keys[name] = alias
 
     def _images(self, trainer: Trainer, split: str) -> int:
         """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
@@ -118,6 +135,7 @@ class Measures:
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
         """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
         logged = trainer.callback_metrics  # read once: each read recomputes Lightning's results
+        self._adopt_aliases(logged)
         key = self.keys["train_acc"]
         found = {
             n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")

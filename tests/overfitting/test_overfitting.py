@@ -314,6 +314,37 @@ def test_overfitting_custom_keys(tmp_path):
     )
 
 
+def test_overfitting_default_keys_read_under_the_names_the_module_logs(tmp_path, caplog):
+    # held out: a module logging `val_loss` got "cannot find `val/loss`" and no overfitting
+    # finding, while the same run logging `val/loss` got one
+    class Underscored(Scripted):
+        def training_step(self, batch, batch_idx):
+            e = self.current_epoch
+            self.log("train_loss", self.train_series[e], on_step=True, on_epoch=True)
+            self.log("training_accuracy", 0.8 + 0.03 * e, on_step=True, on_epoch=True)
+            return F.cross_entropy(self(batch[0]), batch[1])
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val_loss", self.val_series[self.current_epoch])
+            self.log("valid/accuracy", 0.75)
+
+    monitor = OverfittingMonitor(num_samples=4)
+    with caplog.at_level(logging.INFO):
+        trainer, said = fit(tmp_path, monitor, Underscored())
+    assert not [m for m in said if "cannot find" in m]
+    assert [f.epoch for f in findings_of(trainer)] == [6]  # as `Scripted` under the defaults
+    assert monitor.keys == {
+        "train_loss": "train_loss",
+        "val_loss": "val_loss",
+        "train_acc": "training_accuracy",
+        "val_acc": "valid/accuracy",
+    }
+    told = [r.getMessage() for r in caplog.records]
+    assert len([m for m in told if "reads `val_loss` for `val/loss`" in m]) == 1
+    gap = scalars(events(tmp_path / "tb"), "overfitting/gap_acc")
+    assert gap[2] == pytest.approx(0.80 - 0.75, abs=1e-6)  # train - val, from the renamed keys
+
+
 def test_overfitting_gathers_other_findings(tmp_path):
     class Reporter(L.Callback):
         def on_train_epoch_start(self, trainer, pl_module):
