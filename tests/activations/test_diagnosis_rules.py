@@ -257,7 +257,10 @@ def test_dead_severity_loss_at_a_new_low_is_a_note():
     assert dead_severity(0.45, 0.16, 0.79, falling=True) == "note"
     assert dead_severity(0.64, 0.23, 0.17, falling=True) == "note"
     assert dead_severity(0.28, None, 0.03, falling=True) == "note"  # not stalled: falling
-    assert dead_severity(0.80, 0.10, 0.30, falling=True) == "problem"  # most of the layer
+    # most of the layer, while the loss falls: the dense head of a BN CNN under SGD 0.1
+    # with warm restarts, 0% -> 75% at step 20 on its way to 98% val accuracy (held out)
+    assert dead_severity(0.75, 0.0, 0.46, falling=True) == "note"
+    assert dead_severity(0.75, 0.0, 0.46) == "problem"  # the same share, the loss not falling
 
 
 def figures(dead=0.0, dormant=0.0, nonfinite=0.0, saturation=None, width=8):
