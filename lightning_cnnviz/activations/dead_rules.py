@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import torch
+from torch import Tensor
+
 __all__ = [
     "DATA_REMEDIES",
     "DORMANT_REMEDIES",
@@ -37,6 +40,7 @@ __all__ = [
     "diagnosis_text",
     "dormant_text",
     "output_activation",
+    "pools_to",
 ]
 
 
@@ -114,25 +118,25 @@ def dead_reason(
 ) -> str | None:
     """Why dead units hurt: ``"large"``, ``"rising"``, ``"stalled"``, or None (they do not).
 
-    Hurt: a ``LARGE`` share of the layer (the loss not falling); or the share rose by ``FAST_RISE`` since the
-    last log while the loss is not falling well (``progress < SLOW``) or once the model
-    has learnt (``progress >= LATE``: a late collapse, not the transient of the first
-    steps in which Adam silences some dense units); or the share is at ``threshold``
-    while learning stalled (``progress < STALLED``: a share below the threshold, 17% of a
-    layer in the slow start of a healthy run, hurts nothing). ``progress`` (``1 - loss
-    now / loss at the start``) None means unknown: only the share decides. With ``dead``
-    (the count of dead units) known, fewer than ``MIN_UNITS`` dead, or a rise of fewer
-    than ``MIN_UNITS`` units, is never a problem: in a tiny layer (a squeeze-excite
-    bottleneck of 8 units) one or two units are a large share and harm nothing; and a
-    layer narrower than ``SMALL_LAYER`` is a ``LARGE`` problem only while the loss is not
-    falling well. ``falling``: the loss fell to a new low since the last log
+    Hurt: a ``LARGE`` share of the layer (the loss not falling); or the share rose by
+    ``FAST_RISE`` since the last log while the loss is not falling well (``progress <
+    SLOW``) or once the model has learnt (``progress >= LATE``: a late collapse, not the
+    transient of the first steps in which Adam silences some dense units); or the share is
+    at ``threshold`` while learning stalled (``progress < STALLED``: a share below the
+    threshold, 17% of a layer in the slow start of a healthy run, hurts nothing).
+    ``progress`` (``1 - loss now / loss at the start``) None means unknown: only the share
+    decides. With ``dead`` (the count of dead units) known, fewer than ``MIN_UNITS`` dead,
+    or a rise of fewer than ``MIN_UNITS`` units, is never a problem: in a tiny layer (a
+    squeeze-excite bottleneck of 8 units) one or two units are a large share and harm
+    nothing; and a layer narrower than ``SMALL_LAYER`` is a ``LARGE`` problem only while the
+    loss is not falling well. ``falling``: the loss fell to a new low since the last log
     (``gradients.FALLING``): the silent units did not stop learning, so they are neither
     ``"large"``, ``"rising"`` nor ``"stalled"`` (a dense layer after a flatten loses 30-45%
     of its units in the first 40 steps of a fast SGD run, 75% under SGD 0.1 with warm
     restarts on its way to 98% val accuracy, a slow-starting Conv3d net 64% of a layer,
-    while the loss falls 14-80% between the logs); units silenced by a plant or
-    by too large an update show in a loss that rises or stays flat (``configs/dead_relu.yaml``:
-    -0.4% between its logs).
+    while the loss falls 14-80% between the logs); units silenced by a plant or by too large
+    an update show in a loss that rises or stays flat (``configs/dead_relu.yaml``: -0.4%
+    between its logs).
 
     Example::
 
@@ -267,3 +271,24 @@ def output_activation(
         "ones included)."
     )
     return message, {"dead_outputs": float(len(dead)), "share": share}
+
+
+def pools_to(maps: Tensor, logits: Tensor) -> bool:
+    """Whether ``maps`` (N, K, *positions) averaged or maxed over its positions is ``logits``.
+
+    Example::
+
+        >>> maps = torch.relu(torch.randn(2, 3, 4, 4))
+        >>> pools_to(maps, maps.mean((2, 3))), pools_to(maps, maps.amax((2, 3)))
+        (True, True)
+        >>> pools_to(maps, maps.mean((2, 3)) + 1), pools_to(maps[:, :2], maps.mean((2, 3)))
+        (False, False)
+    """
+    if maps.ndim < 3 or maps.shape[:2] != logits.shape:
+        return False
+    dims, flat = tuple(range(2, maps.ndim)), maps.detach().float()
+    target = logits.float()
+    return any(
+        torch.allclose(pooled, target, rtol=1e-4, atol=1e-5)
+        for pooled in (flat.mean(dims), flat.amax(dims))
+    )

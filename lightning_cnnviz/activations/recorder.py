@@ -33,6 +33,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.activations.dead_rules import pools_to
 from lightning_cnnviz.activations.sites import SiteInfo, trace_sites
 from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_states, to_host
 from lightning_cnnviz.core.capture import LayerCapture, probe_mode
@@ -263,8 +264,11 @@ class Recorder:
         # the logits (N, K), for the monitor's chance-level check; anything else: unknown
         self.logits = out.detach() if isinstance(out, Tensor) and out.ndim == 2 else None
         # an activation module that returned the model's output itself (a ReLU after the
-        # last Linear): its "units" are the logits
+        # last Linear), or whose output pooled over its positions is it (SqueezeNet's ReLU
+        # on a 1x1 conv's class maps, then a global average pool): its "units" are the logits
         found = [site for site, kept in self._outputs.items() if kept is out]
+        if not found and self.logits is not None:
+            found = [site for site, kept in self._outputs.items() if pools_to(kept, self.logits)]
         self.output_site, self._outputs = (found[-1] if found else None), {}
 
     def record_probe(self, site: str, out: Tensor) -> None:
