@@ -36,7 +36,8 @@ class Settings:
 
     Attributes:
         lr: the learning rate now (first parameter group of the first optimiser).
-        lr_initial: the rate a scheduler started from (``initial_lr``), else ``lr``.
+        lr_initial: the rate a scheduler started from (``initial_lr``), else the rate at
+            the start of training where known, else ``lr``.
         weight_decay: that group's weight decay.
         decay_per_step: ``lr * weight_decay``, the share of each weight that weight decay
             takes off per step where it is decoupled from the gradient's scale (SGD,
@@ -63,17 +64,32 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def read_settings(optimizers: Sequence[Any], model: nn.Module, grad_clip: Any = None) -> Settings:
+def read_settings(
+    optimizers: Sequence[Any],
+    model: nn.Module,
+    grad_clip: Any = None,
+    start_lr: float | None = None,
+) -> Settings:
     """The ``Settings`` of ``optimizers`` (Lightning's ``trainer.optimizers``) and ``model``.
 
     ``grad_clip``: the trainer's ``gradient_clip_val`` (0 or ``None``: no clipping).
+    ``start_lr``: the rate read when training started, the start where no scheduler
+    recorded ``initial_lr`` (``ReduceLROnPlateau`` sets none: stepped per batch, it cut
+    a rate 0.05 -> 5e-9 within 21 steps, unseen).
+
+    Example::
+
+        >>> net = nn.Linear(2, 2)
+        >>> opt = torch.optim.SGD(net.parameters(), lr=5e-9)  # cut by a plateau scheduler
+        >>> [read_settings([opt], net, start_lr=s).lr_initial for s in (None, 0.05)]
+        [5e-09, 0.05]
     """
     lr = initial = decay = per_step = None
     optimizer = optimizers[0] if optimizers else None
     groups = getattr(optimizer, "param_groups", None)
     if groups:
         lr = _number(groups[0].get("lr"))
-        initial = _number(groups[0].get("initial_lr", lr))
+        initial = _number(groups[0].get("initial_lr", lr if start_lr is None else start_lr))
         decay = _number(groups[0].get("weight_decay"))
         decoupled = isinstance(optimizer, torch.optim.SGD | torch.optim.AdamW)
         if (

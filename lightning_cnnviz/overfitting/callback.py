@@ -23,6 +23,8 @@ from lightning_cnnviz.core.probe import (
     generator_for,
     has_val_data,
 )
+from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting import passes
 from lightning_cnnviz.overfitting.confusion import confusion_image
 from lightning_cnnviz.overfitting.detector import Detector
@@ -142,6 +144,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
     @override
     def reset(self) -> None:
         self.detector = Detector(self.tolerance, self.patience)
+        self._lr_start: float | None = None  # the learning rate when training started
         self._pending = self._epoch_end = self._layout = False
         self._others_told = 0
         self._findings: dict[str, Finding] = {}
@@ -186,6 +189,8 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
+        if self._lr_start is None:  # the start a schedule without `initial_lr` cuts from
+            self._lr_start = read_settings(trainer.optimizers, unwrap_model(pl_module)).lr
         told = any(f.kind == "unshuffled_batches" for f in self._own_findings())  # resumed
         if not self.disabled and trainer.is_global_zero and not told:
             with self.phase("setup"):
@@ -278,9 +283,11 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
 
     @override
     def extra_state(self) -> dict[str, Any]:
-        return self.detector.state_dict()
+        return {**self.detector.state_dict(), "lr_start": self._lr_start}
 
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self._lr_start = state.pop("lr_start", None)
         self.detector.load_state_dict(state)
         self._findings = {f.kind: f for f in self._own_findings()}  # updated, not duplicated

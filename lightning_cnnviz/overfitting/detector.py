@@ -25,7 +25,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from lightning_cnnviz.overfitting import bn_levels, imbalance, levels, loss_reads, weight_decay
+from lightning_cnnviz.overfitting import (
+    bn_levels,
+    imbalance,
+    levels,
+    loss_reads,
+    lr_decay,
+    weight_decay,
+)
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.precedence import standing, verdicts
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -57,7 +64,7 @@ KINDS = (
     "overfitting",
     "lr_decayed_early",
 )
-NOTE_KINDS = ("lr_decayed_early",)  # always a note: a fact that may be meant
+NOTE_KINDS = ("lr_decayed_early",)  # a note (a fact that may be meant) but when extreme
 
 # The figure that says "worse" for each kind (larger is worse).
 _WORSE = {
@@ -198,6 +205,8 @@ class Detector:
             return loss_reads.misfed(ev) is False
         if kind == "weight_decay_too_strong":
             return weight_decay.recovered(old, ev)
+        if kind == "lr_decayed_early":  # the rate raised again
+            return not lr_decay.cut(ev, lr_decay.STOPPED)
         return False
 
     def checks_ran(self) -> dict[str, bool]:

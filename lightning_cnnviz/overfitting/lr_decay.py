@@ -24,16 +24,21 @@ from collections.abc import Sequence
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["CUT", "EARLY", "GAIN", "decayed_early"]
+__all__ = ["CUT", "EARLY", "GAIN", "STOPPED", "cut", "decayed_early"]
 
 CUT = 100.0  # the rate this many times below its start: decayed
 EARLY = 0.5  # ... by this share of the run: early (cosine, step and one-cycle schedules
 # reach 100x only in their last third or later)
 GAIN = 0.02  # val loss improving by less than this per evaluation since: stalled
+# ...this many times: no optimiser learns at that rate, which no schedule means this early
+# (ReduceLROnPlateau stepped per batch on the batch loss: 0.05 -> 5e-9 by step 21, val
+# accuracy frozen at 28% and 57% on two seeds): a problem
+STOPPED = 1e4
 
 
-def _cut(e: Evaluation) -> bool:
-    return bool(e.lr is not None and e.lr_initial and e.lr * CUT <= e.lr_initial)
+def cut(e: Evaluation, factor: float = CUT) -> bool:
+    """Whether the rate of ``e`` is ``factor`` x or more below its start."""
+    return bool(e.lr is not None and e.lr_initial and e.lr * factor <= e.lr_initial)
 
 
 def _val_loss(e: Evaluation) -> float | None:
@@ -47,24 +52,29 @@ def decayed_early(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
     itself at most ``EARLY`` into the run (``run_share``; ``None``: unknown, no verdict),
     never rising since (a warmup from near zero is no decay), and ``patience``
     evaluations after it whose best val loss is less than ``GAIN`` per evaluation below
-    the best before them. Always a note: a schedule may mean it.
+    the best before them. A note (a schedule may mean it), unless the rate is ``STOPPED``
+    x below its start: then learning has stopped, a problem told at the second
+    evaluation that sees the cut, val loss or not.
     """
     streak = 0
-    while streak < len(history) and _cut(history[-1 - streak]):
+    while streak < len(history) and cut(history[-1 - streak]):
         streak += 1
-    if streak < patience + 1:
+    # a rate STOPPED x below its start learns nothing: two evaluations show it is no warmup
+    stopped = bool(history) and cut(history[-1], STOPPED)
+    if streak < (2 if stopped else patience + 1):
         return None
-    cut = history[-streak:]
-    since, now = cut[0], cut[-1]
+    kept = history[-streak:]
+    since, now = kept[0], kept[-1]
     if since.run_share is None or since.run_share > EARLY:
         return None
-    if any(b.lr > a.lr for a, b in itertools.pairwise(cut)):  # type: ignore[operator]
+    if any(b.lr > a.lr for a, b in itertools.pairwise(kept)):  # type: ignore[operator]
         return None  # rising: a warmup from near zero, not a decay
-    losses = [_val_loss(e) for e in cut]
+    losses = [_val_loss(e) for e in kept]
     if any(v is None for v in losses):
         return None
-    before, recent = min(losses[:-patience]), min(losses[-patience:])  # type: ignore[type-var]
-    if recent < before * (1 - GAIN * patience):
+    waited = min(patience, len(losses) - 1)
+    before, recent = min(losses[:-waited]), min(losses[-waited:])  # type: ignore[type-var]
+    if not stopped and recent < before * (1 - GAIN * patience):
         return None  # still improving
     figures = {
         "lr": now.lr,
@@ -75,4 +85,5 @@ def decayed_early(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
         "val_loss": losses[-1],
         "val_acc": now.val_accuracy,
     }
-    return Verdict("lr_decayed_early", since, now, None, figures, severity="note")
+    severity = "problem" if cut(now, STOPPED) else "note"
+    return Verdict("lr_decayed_early", since, now, None, figures, severity=severity)

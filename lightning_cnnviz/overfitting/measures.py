@@ -51,6 +51,7 @@ class Measures:
 
     keys: dict[str, str]
     _aliasable: set[str]  # the names left at their defaults, not yet found logged otherwise
+    _lr_start: float | None  # the learning rate when training started
     plan: Any
     val_from_loop: bool
     _bn_why: str
@@ -200,7 +201,7 @@ class Measures:
         probe = self.probe(trainer, "val")
         size = float(len(probe))
         clip = trainer.gradient_clip_val
-        settings = read_settings(trainer.optimizers, unwrap_model(pl_module), clip)
+        settings = read_settings(trainer.optimizers, unwrap_model(pl_module), clip, self._lr_start)
         left_out = {}
         if counts is not None:  # the training labels' shares: read once, when a class is left out
             shares = None

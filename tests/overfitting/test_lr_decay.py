@@ -86,3 +86,42 @@ def test_lr_decay_told_in_a_run_without_a_warning(tmp_path):
     assert not any("Learning all but stopped" in m for m in said)  # a note: no warning
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
     assert "Check how often the scheduler steps" in text
+
+
+def test_lr_decay_a_rate_stopped_early_is_a_problem_at_its_second_evaluation():
+    # ReduceLROnPlateau stepped per batch on the batch loss (held out): 0.05 -> 5e-9 by
+    # step 21, val accuracy frozen at 28-57% (95% without the scheduler)
+    stopped = [0.05, 5e-9, 5e-9, 5e-9]
+    assert decayed_early(run([2.1, 2.07], stopped[:2], start=0.05)[:1]) is None  # one: a warmup?
+    verdict = decayed_early(run([2.1, 2.07, 2.07], stopped[:3], start=0.05))
+    assert (verdict.severity, verdict.since.step, verdict.detected.step) == ("problem", 40, 60)
+    assert verdict.figures["cut"] == 1e7
+    # 1000x below its start: a note once the val loss has stalled, as before
+    verdict = decayed_early(run([2.1, 2.07, 2.07, 2.07], [0.05] + [5e-5] * 3, start=0.05))
+    assert verdict.severity == "note"
+
+
+class PlateauPerStep(Net):
+    """SGD whose ReduceLROnPlateau (patience 0) is stepped every batch on a batch's figure.
+
+    In its default mode ("min") it cuts the rate at every batch whose accuracy does not fall.
+    """
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+        cut = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=0)
+        schedule = {"scheduler": cut, "interval": "step", "monitor": "train/acc_step"}
+        return {"optimizer": opt, "lr_scheduler": schedule}
+
+
+def test_lr_decay_reduce_on_plateau_read_from_the_rate_training_started_at(tmp_path):
+    # ReduceLROnPlateau sets no `initial_lr`: the start is the rate read at on_train_start
+    torch.manual_seed(0)
+    net = PlateauPerStep(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.05)
+    val = DataLoader(one_hot_set([16] * 4, seed=1, noise=1.0), batch_size=32)
+    train = DataLoader(one_hot_set([40] * 4, noise=1.0), batch_size=16, shuffle=True)
+    trainer, said = fit_monitor(tmp_path, net, train, val, epochs=6)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "lr_decayed_early"]
+    assert finding.severity == "problem" and finding.figures["lr_initial"] == 0.05
+    assert finding.figures["cut"] >= 1e4
+    assert any("Learning all but stopped" in m for m in said)  # a problem: warned
