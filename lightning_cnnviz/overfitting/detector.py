@@ -49,7 +49,11 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "learning rate decayed early": "the optimiser's learning rate and the run's planned length",
     "inputs of train vs val": "validation data of its own, as image tensors",
     "loss fed probabilities": "a logged val loss, class labels and (N, classes) logits",
-    "weight decay": "the optimiser's weight decay and a logged training loss",
+    "weight decay": (
+        "a logged training loss and weight decay decoupled from the gradient's scale (SGD, "
+        "AdamW, `decoupled_weight_decay=True`; Adam's L2 `weight_decay` takes no fixed share "
+        "of a weight per step)"
+    ),
 }
 
 KINDS = (
