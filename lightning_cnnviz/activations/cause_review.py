@@ -4,7 +4,9 @@ Nothing here knows about Lightning. ``CauseReview`` is a part of
 ``diagnose.TrainingDiagnosis`` (a mixin, as the monitors' parts are): at the first log
 it runs the initial-scale check (``gradients.init_explosion``: the first losses far
 above the chance level ``ln K``) and reads all-zero layers; either makes the weights'
-scale at initialisation the cause that the dead-unit findings name. Later, a loss that
+scale at initialisation the cause that the dead-unit findings name. A first loss far
+above the model's own cross-entropy is a loss scaled in ``training_step`` (``scaled_loss``,
+a note that later problems name as their cause). Later, a loss that
 never left its chance level while learning stalls makes the data the first suspect
 (``_cause``), and progress is measured from the chance level where the start sat far
 above it (``_progress``). What it keeps across logs (``chance_loss``, ``init_cause``,
@@ -22,7 +24,55 @@ from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.gradients import init_explosion
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 
-__all__ = ["CauseReview"]
+__all__ = ["CauseReview", "scaled_loss"]
+
+SCALED = 10.0  # a first loss this many times the model's own cross-entropy: scaled
+SANE = 2.0  # ...where that cross-entropy is within this many times ln K (logits near 0)
+
+
+def scaled_loss(
+    first_losses: Sequence[float], classes: int, probe_loss: float
+) -> tuple[str, dict[str, float]] | None:
+    """A training loss ``SCALED`` x the model's own cross-entropy at the start: a note.
+
+    ``first_losses``: the training loss of the first steps (the very first, before any
+    update, and their median); ``probe_loss``: the monitor's cross-entropy of the probe's
+    logits, within ``SANE`` x ``ln K`` (else the weights are too large:
+    ``gradients.init_explosion``). The loss ``training_step`` returns is then multiplied
+    or summed over the batch: harmless under Adam (its steps do not scale with the
+    gradient), while under SGD every step is that much larger (held out: a cross-entropy
+    x100 under SGD 0.01 with momentum, first loss 229 against 2.35 on the probe, sat at
+    chance with 81-100% of a conv layer dead by step 20, told as dead units and "lower the
+    learning rate").
+
+    Example::
+
+        >>> text, figures = scaled_loss([229.1, 231.0, 228.0], 10, 2.35)
+        >>> text[:62], figures["scale"]
+        ("The training loss is ~98x the model's own cross-entropy: the f", 97.5)
+        >>> scaled_loss([2.31, 2.30], 10, 2.3), scaled_loss([1212.0, 800.0], 10, 150.0)
+        (None, None)
+    """
+    finite = [v for v in first_losses[:5] if math.isfinite(v)]
+    if classes < 2 or not finite or not math.isfinite(probe_loss) or probe_loss <= 0:
+        return None
+    chance = math.log(classes)
+    if probe_loss > SANE * chance:
+        return None
+    start = min(statistics.median(finite), finite[0])
+    if start < SCALED * max(probe_loss, chance):
+        return None
+    scale = round(start / probe_loss, 1)
+    text = (
+        f"The training loss is ~{scale:.0f}x the model's own cross-entropy: the first loss "
+        f"{finite[0]:.4g} (before any update) against {probe_loss:.3g} on the probe images "
+        f"(chance level ln {classes} = {chance:.2f}). The loss `training_step` returns is "
+        "scaled (multiplied, or summed over the batch instead of averaged). Adam does not "
+        f"mind; under SGD every step is ~{scale:.0f}x larger than the learning rate says. "
+        'Try: average the loss over the batch (`reduction="mean"`) and drop the factor, '
+        "or divide the learning rate by it"
+    )
+    return text, {"first_loss": finite[0], "probe_loss": probe_loss, "scale": scale}
 
 
 class CauseReview:
@@ -36,6 +86,7 @@ class CauseReview:
     init_cause: str | None
     init_checked: bool
     classes: int | None
+    loss_scale: float | None
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
@@ -59,7 +110,14 @@ class CauseReview:
             return []
         self.classes = chance[0]
         found = init_explosion([v for _, v in series], *chance)
-        if found is None or not self._new(found[0], found[1]):
+        if found is None:
+            scaled = scaled_loss([v for _, v in series], *chance)
+            if scaled is None or not self._new("scaled_loss", "note"):
+                return []
+            text, fig = scaled
+            self.loss_scale = fig["scale"]  # the cause a divergence names
+            return [Verdict("scaled_loss", "note", f"At step {step} (epoch {epoch}): {text}.", fig)]
+        if not self._new(found[0], found[1]):
             return []
         kind, severity, message, fig = found
         self.chance_loss = fig["chance_loss"]

@@ -63,6 +63,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.init_cause: str | None = None  # the weights' scale at init, when known the cause
         self.init_checked = False  # the initial-scale check ran (once, when K is known)
         self.classes: int | None = None  # K, from the first log's output
+        self.loss_scale: float | None = None  # the first loss over the model's cross-entropy
         self.levels = LossLevels()  # the loss series' readings at each log, incremental
         self.last_step = -1  # the step of the previous log
         self.logs: list[int] = []  # the steps of the latest logs, this one's last
@@ -105,6 +106,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             "init_cause": self.init_cause,
             "init_checked": self.init_checked,
             "classes": self.classes,
+            "loss_scale": self.loss_scale,
             "last_step": self.last_step,
             "logs": list(self.logs),
             "rates": list(self.rates),
@@ -140,6 +142,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.init_cause = state.get("init_cause")
         self.init_checked = bool(state.get("init_checked", False))
         self.classes = state.get("classes")
+        self.loss_scale = state.get("loss_scale")
         self.last_step = int(state.get("last_step", -1))
         self.logs = [int(s) for s in state.get("logs", [])]
         self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]

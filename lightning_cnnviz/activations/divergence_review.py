@@ -61,6 +61,7 @@ class DivergenceReview:
     logs: list[int]
     rates: tuple[float | None, float | None]  # the learning rate at the first log, and now
     chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
+    loss_scale: float | None  # the first loss over the model's own cross-entropy, if scaled
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
@@ -136,7 +137,7 @@ class DivergenceReview:
             first_weights=weights[0] if weights else None,
             first_activations=bad_sites[0] if bad_sites else None,
             first_grads=grads, died=died, level=level,
-            cause=divergence_cause(at_once, rates, start),  # type: ignore[arg-type]
+            cause=divergence_cause(at_once, rates, start, self.loss_scale),  # type: ignore[arg-type]
         )  # fmt: skip
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:

@@ -185,6 +185,7 @@ def divergence_cause(
     sudden: tuple[int, float] | None,
     rates: tuple[float, float] | None,
     start: tuple[float, int] | None = None,
+    scale: float | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -195,7 +196,9 @@ def divergence_cause(
     ``start``: ``(the first loss, K)`` where that loss was already ``OVER_CHANCE`` x the
     chance level ``ln K`` or more, before any update: the loss's scale at step 0 (weights
     initialised too large, or a loss summed over the batch), which the updates from there
-    overshoot.
+    overshoot. ``scale``: where that first loss was this many times the model's own
+    cross-entropy (``cause_review.scaled_loss``: the weights are sane, the loss is
+    scaled), which is then the cause named instead.
 
     Example::
 
@@ -212,6 +215,14 @@ def divergence_cause(
             "batch or one operation (a NaN/Inf or a wildly scaled value in an input or label, "
             "log(0) or a division by zero in the loss), not at updates that grew too large. "
             f"Try: {SUDDEN_REMEDIES}."
+        )
+    if scale is not None:
+        return (
+            f"The training loss is ~{scale:.0f}x the model's own cross-entropy (scaled in "
+            "`training_step`, or summed over the batch instead of averaged): every step is "
+            f"~{scale:.0f}x larger than the learning rate says, and the optimiser overshoots. "
+            "Try: average the loss over the batch and drop the factor, or divide the "
+            "learning rate by it."
         )
     if start is not None:
         first, k = start

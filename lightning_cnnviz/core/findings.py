@@ -104,6 +104,8 @@ ROOT_CAUSES = {
     "unshuffled_batches": "the training batches come in class order",
     "loss_mismatch": "the loss is fed outputs it is not made for",
     "unnormalised_inputs": "the inputs are far from unit scale",  # a note, and still a cause
+    # a note (harmless under Adam), and still a cause: under SGD every step is that much larger
+    "scaled_loss": "the training loss is scaled far above the model's own cross-entropy",
     # a problem only when frozen at random initialisation (a frozen trained backbone: a note)
     "frozen_layers": "layers are frozen at their random initialisation",
     # withdrawn as a note once gradients reach the first layers and the loss falls
@@ -111,7 +113,10 @@ ROOT_CAUSES = {
     "output_activation": "an activation holds classes' logits at 0",
 }
 
-_NOTED_CAUSES = ("unnormalised_inputs",)  # a note (healthy under BatchNorm), yet a cause
+_NOTED_CAUSES = (
+    "unnormalised_inputs",
+    "scaled_loss",
+)  # a note (healthy under BatchNorm), yet a cause
 
 
 def earlier_cause(trainer: object, kind: str) -> str:

@@ -584,3 +584,33 @@ def test_divergence_from_a_first_loss_far_above_chance_names_the_starting_scale(
     assert "The first loss (138.1, before any update) was already ~60x" in verdict.message
     assert "Try: a standard initialisation" in verdict.message
     assert "optimiser overshoots" not in verdict.message
+
+
+def test_review_a_loss_scaled_far_above_the_models_cross_entropy_is_a_note_and_the_cause():
+    # held out: cross-entropy x100 under SGD 0.01 with momentum; first loss 229 against the
+    # probe's 2.31, a jump to 365 at step 7 with half a conv layer dead by step 10
+    losses = [229.2, 226.0, 240.0, 218.0, 230.0, 231.0, 229.0, 365.0, 232.0, 230.0]
+    diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+    sites = {"relu": info("rectifier")}
+    for first, log, dead in ((0, 5, 0.0), (5, 10, 0.5)):
+        for s in range(first, log):
+            diagnosis.loss.add(s, torch.tensor(losses[s]))
+        chance = (10, 2.31) if diagnosis.wants_chance() else None
+        said += diagnosis.review(log, 0, {"relu": figures(dead=dead)}, sites, [], list, chance)
+    assert [(v.kind, v.severity) for v in said] == [
+        ("scaled_loss", "note"), ("divergence", "problem")
+    ]  # fmt: skip
+    note, divergence = said
+    assert note.figures["scale"] == pytest.approx(229.2 / 2.31, abs=0.1)
+    assert (
+        "~99x the model's own cross-entropy" in note.message
+        and "Adam does not mind" in note.message
+    )
+    assert "~99x larger than the learning rate says" in divergence.message
+    assert "standard initialisation" not in divergence.message  # the weights are sane
+    # the same first loss from a model whose own cross-entropy is huge: the weights' scale
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for s in range(5):
+        diagnosis.loss.add(s, torch.tensor(losses[s]))
+    found = diagnosis.review(5, 0, {}, {}, [], list, chance=(10, 150.0))
+    assert [v.kind for v in found] == ["exploding_gradients"]
