@@ -34,8 +34,8 @@ from torch import Tensor
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 
 __all__ = [
-    "early_blowup",
     "is_jump",
+    "jump_to_chance",
     "level_before",
     "loss_spike",
     "nonfinite_parameters",
@@ -219,32 +219,43 @@ def _medians(values: Tensor, width: int) -> Tensor:
     return out
 
 
-def early_blowup(series: Sequence[tuple[int, float]]) -> tuple[int, float, float, float] | None:
-    """One step's loss over ``SPIKE_OVER_START`` x the start in a run that never learnt.
+def jump_to_chance(
+    series: Sequence[tuple[int, float]], since: int = -1
+) -> tuple[int, float, float, float] | None:
+    """One step's loss over ``SPIKE_OVER_START`` x the start, the loss back at its start now.
 
     ``(step, that loss, the lowest loss before it, start)``, as ``loss_spike`` gives, or
-    None. Never learnt: no median of ``SMOOTH`` losses has come below ``UNLEARNT`` x the
-    start (the loss stayed at its chance level). Read only with units dying at the same
-    log (``TrainingDiagnosis``), the second signal: too large a first update kills the
-    units and leaves the loss at chance, its smoothed level never over the bar (SGD at
-    lr 1.0 with momentum: 2.29 -> 3.65 at step 7, back to 2.3 by step 16, 97% of a
-    layer dead by step 30). A loss kept at chance by wrong labels does not jump so.
+    None: the first such step after step ``since`` and after the lowest median of
+    ``SMOOTH`` losses, where the latest median is at least ``UNLEARNT`` x the start (the
+    model back at its chance level, or never off it). Read only with units dying at the
+    same log (``TrainingDiagnosis``), the second signal: too large an update kills the
+    units and leaves the loss at chance, its smoothed level never over the bar. SGD at lr
+    1.0 with momentum: 2.29 -> 3.65 at step 7, back to 2.3 by step 16, 97% of a layer
+    dead by step 30; a CyclicLR climbing to 1.0: 2.29 -> 1.42 by step 9, 3.86 and 4.08,
+    then 2.3 for good, 81% of a layer dead by step 30. A loss kept at chance by wrong
+    labels does not jump so.
 
     Example::
 
         >>> losses = [2.29, 2.23, 2.56, 2.18, 2.44, 2.32, 2.35, 3.65, 2.54] + [2.33] * 8
-        >>> early_blowup(list(enumerate(losses)))
+        >>> jump_to_chance(list(enumerate(losses)))
         (7, 3.65, 2.18, 2.29)
-        >>> early_blowup(list(enumerate([2.3, 3.6, 1.2, 1.0, 0.9, 0.8, 0.7])))  # it learnt
+        >>> cyclic = [2.29, 2.27, 2.24, 2.17, 2.01, 1.84, 1.42, 3.86, 4.08] + [2.31] * 8
+        >>> jump_to_chance(list(enumerate(cyclic)))
+        (7, 3.86, 1.42, 2.29)
+        >>> jump_to_chance(list(enumerate([2.3, 3.6, 1.2, 1.0, 0.9, 0.8, 0.7])))  # learning
     """
     finite = [(s, v) for s, v in series if math.isfinite(v)]
     if len(finite) < SMOOTH or finite[0][1] <= 0:
         return None
     values = torch.tensor([v for _, v in finite], dtype=torch.float64)
+    steps = torch.tensor([s for s, _ in finite])
     start = finite[0][1]
-    if float(_medians(values, SMOOTH).nan_to_num(math.inf).min()) < UNLEARNT * start:
-        return None
-    over = (values > SPIKE_OVER_START * start).nonzero().flatten()
+    if float(values[-SMOOTH:].median()) < UNLEARNT * start:
+        return None  # learning, or back from it: a transient at most
+    lowest = int(_medians(values, SMOOTH).nan_to_num(math.inf).argmin())
+    after = (torch.arange(len(values)) > lowest - SMOOTH) & (steps > since)
+    over = (after & (values > SPIKE_OVER_START * start)).nonzero().flatten()
     if not len(over):
         return None
     at = int(over[0])

@@ -21,8 +21,8 @@ from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.divergence import (
-    early_blowup,
     is_jump,
+    jump_to_chance,
     level_before,
     loss_spike,
     recovered,
@@ -88,8 +88,8 @@ class DivergenceReview:
         # has the losses of the steps before L)
         since = self.transient - 1
         spike = loss_spike(series, since=since) if self.diverged is None else None
-        if spike is None and dying and self.diverged is None and since < 0:
-            spike = early_blowup(series)  # units dying in a run that never learnt
+        if spike is None and dying and self.diverged is None:
+            spike = jump_to_chance(series, since)  # units dying, the loss back at chance
         if nonfinite is None and spike is not None:
             if recovered(series, spike=spike):
                 # back below its start (and within BACK x its level before, after a late spike)

@@ -9,7 +9,7 @@ import torch
 from lightning_cnnviz.activations.dead_rules import dead_severity
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.divergence import (
-    early_blowup,
+    jump_to_chance,
     level_before,
     loss_spike,
     recovered,
@@ -429,10 +429,10 @@ def test_review_units_dying_after_one_jump_in_a_run_that_never_learnt_are_a_dive
            2.43, 2.85, 2.36, 2.38, 2.26, 2.38, 2.26, 2.42, 2.38, 2.38, 2.4, 2.3, 2.33, 2.31,
            2.28, 2.32]  # fmt: skip
     shuffled = [math.log(10) + 0.01 * (-1) ** s for s in range(30)]  # no jump: the data's
-    assert early_blowup(list(enumerate(sgd)))[:2] == (7, 3.65)
+    assert jump_to_chance(list(enumerate(sgd)))[:2] == (7, 3.65)
     learnt = sgd[:10] + [1.8] * 20  # the same jump, then a loss below its start: no blow-up
-    assert early_blowup(list(enumerate(shuffled))) is None
-    assert early_blowup(list(enumerate(learnt))) is None
+    assert jump_to_chance(list(enumerate(shuffled))) is None
+    assert jump_to_chance(list(enumerate(learnt))) is None
     kinds = []
     for losses in (sgd, shuffled):
         diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
