@@ -33,6 +33,7 @@ __all__ = [
     "LATE",
     "MIN_UNITS",
     "REMEDIES",
+    "SETTLED",
     "STALLED",
     "dead_reason",
     "dead_severity",
@@ -103,6 +104,7 @@ FAST_RISE = 0.2  # dead share up this much since the last log while the loss is 
 STALLED = 0.2  # the loss fell less than 20% since the first steps: learning has stalled
 SLOW = 0.3  # the reference model has fallen 45% by step 25 (Adam 1e-3)
 LATE = 0.6  # the loss has fallen this much: units dying now are no early-training transient
+SETTLED = 40  # ...once the run is past this many steps (as `not_learning` waits from the start)
 MIN_UNITS = 4  # fewer dead units (or fewer newly dead) hurt no layer: 2 of a squeeze-excite's 8
 SMALL_LAYER = 16  # a layer this narrow (a squeeze-excite bottleneck) is a LARGE problem only
 # while the loss is not falling well: 6 of 8 SE units silent on a healthy mobilenetv3
@@ -115,6 +117,7 @@ def dead_reason(
     dead: int | None = None,
     threshold: float = 0.25,
     falling: bool = False,
+    settled: bool = True,
 ) -> str | None:
     """Why dead units hurt: ``"large"``, ``"rising"``, ``"stalled"``, or None (they do not).
 
@@ -136,7 +139,10 @@ def dead_reason(
     restarts on its way to 98% val accuracy, a slow-starting Conv3d net 64% of a layer,
     while the loss falls 14-80% between the logs); units silenced by a plant or by too large
     an update show in a loss that rises or stays flat (``configs/dead_relu.yaml``: -0.4%
-    between its logs).
+    between its logs). ``settled``: the run is past its first ``SETTLED`` steps; a rise
+    before them is no late collapse, however far the loss fell (a 99:1 binary task is at
+    0.01 by step 10: a dense layer 7% -> 51% dead at step 20 on its way to learning the
+    rare class).
 
     Example::
 
@@ -161,7 +167,7 @@ def dead_reason(
     rising = before is not None and fraction - before >= FAST_RISE
     if rising and dead is not None and fraction > 0:
         rising = (fraction - before) * dead / fraction >= MIN_UNITS - 0.5  # type: ignore[operator]
-    if rising and not falling and (progress < SLOW or progress >= LATE):
+    if rising and not falling and (progress < SLOW or (progress >= LATE and settled)):
         return "rising"
     return "stalled" if progress < STALLED and fraction >= threshold and not falling else None
 

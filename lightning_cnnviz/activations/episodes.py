@@ -50,6 +50,7 @@ from lightning_cnnviz.activations.dead_rules import (
     LARGE,
     LATE,
     MIN_UNITS,
+    SETTLED,
     SLOW,
     STALLED,
     dead_reason,
@@ -169,7 +170,9 @@ class UnitEpisodes:
                 dormant.append(((site, share, before), stalled and share >= LARGE))
                 continue
             count = len(dead_channels[site]) if site in dead_channels else None
-            reason = dead_reason(share, before, progress, count, self.threshold, falling)
+            reason = dead_reason(
+                share, before, progress, count, self.threshold, falling, step >= SETTLED
+            )
             early = reason == "stalled" or (reason == "rising" and progress < SLOW)  # type: ignore[operator]
             if early and not persisted:
                 self.held[site] = before  # maybe the first steps' transient: wait one log
