@@ -24,7 +24,7 @@ from typing import Any
 from lightning_cnnviz.overfitting import bn_levels, class_gap, levels, lr_decay
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.remedies import LR_CUT, raised
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 
 __all__ = ["headline"]
 
@@ -65,11 +65,15 @@ def headline(v: Verdict) -> str:
             if "peak_val_acc" in f
             else ""
         )
+        stop = f"stop at epoch {best.epoch}"
+        if (climbed := accuracy_climbed(f)) is not None:
+            # held out: a one-validation dip of the val loss at epoch 3 (95.5% val accuracy)
+            # was "the epoch to stop at" while the accuracy climbed to 97.0% at epoch 12
+            stop += f" for the lowest val loss, or at epoch {climbed} for the best val accuracy"
         return (
             f"Overfitting since {_when(since)}: val loss {_num(now.val_loss)} is "
             f"{f['rise']:.0%} above its best ({_num(best.val_loss)} at epoch {best.epoch}) "
-            f"while train loss fell to {_num(now.train_loss)}; stop at epoch {best.epoch}"
-            f"{accuracy}."
+            f"while train loss fell to {_num(now.train_loss)}; {stop}{accuracy}."
         )
     if v.kind == "memorisation":
         assert best is not None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 
 __all__ = [
     "CLIP",
@@ -176,6 +176,15 @@ def remedies(v: Verdict) -> list[str]:
             f"**Let the running statistics catch up**: BatchNorm's `momentum` is {m:g} here "
             f"(each batch moves them {m:.1%} of the way); raise it to {target}, or recompute "
             "them on training batches before evaluating."
+        )
+    if v.kind == "overfitting" and (peak := accuracy_climbed(v.figures)) is not None:
+        generic.insert(
+            1,
+            f"**Or keep the best val accuracy** (epoch {peak}, "
+            f"{v.figures['peak_val_acc']:.1%}) if accuracy is what counts: "
+            '`ModelCheckpoint(monitor="val/acc", mode="max")`. The val loss rose from '
+            "over-confidence while the accuracy climbed: label smoothing or temperature "
+            "scaling calibrate the confidences.",
         )
     if v.kind != "not_learning" or v.figures.get("non_finite"):
         return generic

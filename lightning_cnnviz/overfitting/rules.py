@@ -21,7 +21,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,9 @@ from lightning_cnnviz.overfitting.curves import LOCAL, Z_AGREE, episode, noise, 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 
 __all__ = [
+    "ACC_CLIMB",
     "Verdict",
+    "accuracy_climbed",
     "memorisation",
     "noise",
     "overfitting",
@@ -232,3 +234,26 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "margin": margin,
     }
     return Verdict("memorisation", evs[raw + 1], now, peak, figures)
+
+
+ACC_CLIMB = 0.01  # val accuracy this far above its value at the best val loss: climbed
+
+
+def accuracy_climbed(figures: Mapping[str, Any]) -> int | None:
+    """The epoch of the peak val accuracy, where it came after the lowest val loss and above.
+
+    ``figures``: an overfitting verdict's (``best_epoch``, ``val_acc_at_best``,
+    ``peak_val_acc``, ``peak_epoch``). Above: by ``ACC_CLIMB`` or more. The val loss
+    then rose from over-confidence while the accuracy went on climbing: the weights to
+    keep depend on which of the two the user needs.
+
+    Example::
+
+        >>> f = {"best_epoch": 3, "val_acc_at_best": 0.955, "peak_val_acc": 0.97, "peak_epoch": 12}
+        >>> accuracy_climbed(f), accuracy_climbed(f | {"peak_val_acc": 0.96})
+        (12, None)
+    """
+    if "peak_val_acc" not in figures or figures["peak_epoch"] <= figures["best_epoch"]:
+        return None
+    climb = figures["peak_val_acc"] - figures["val_acc_at_best"]
+    return int(figures["peak_epoch"]) if climb >= ACC_CLIMB else None

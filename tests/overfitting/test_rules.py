@@ -357,3 +357,29 @@ def test_rules_overfitting_needs_the_train_loss_clearly_below_its_value_at_the_b
     assert first(rules.overfitting, run(val_loss=val, train_loss=flat)) is None
     falling = [*flat[:7], 0.06, 0.05, 0.04]  # the same val curve while training fits on
     assert first(rules.overfitting, run(val_loss=val, train_loss=falling)).detected.epoch == 9
+
+
+def test_rules_overfitting_offers_the_best_accuracy_epoch_when_accuracy_climbed():
+    # held out (a 3,948-step run): the val loss's lowest was a one-validation dip at epoch 3
+    # (95.5% val accuracy), then it crept up 38% while the accuracy climbed to 97.0% (epoch
+    # 12): "stop at epoch 3" alone advised weights 1.5 points worse
+    from lightning_cnnviz.overfitting.headlines import headline
+    from lightning_cnnviz.overfitting.remedies import remedies
+
+    val = [0.40, 0.25, 0.20, 0.111, 0.14, 0.15, 0.15, 0.16] + [0.16 + 0.002 * i for i in range(20)]
+    acc = [0.90, 0.93, 0.95, 0.955, 0.96, 0.962, 0.964] + [0.966] * 21
+    acc[12] = 0.970
+    evs = run(train_loss=TRAIN[: len(val)], val_loss=val, val_acc=acc)
+    verdict = rules.overfitting(evs)
+    assert verdict is not None and verdict.best.epoch == 3
+    assert rules.accuracy_climbed(verdict.figures) == 12
+    text = headline(verdict)
+    assert (
+        "stop at epoch 3 for the lowest val loss, or at epoch 12 for the best val accuracy" in text
+    )
+    assert remedies(verdict)[1].startswith("**Or keep the best val accuracy** (epoch 12, 97.0%)")
+    # accuracy no better than at the best val loss: the plain advice
+    flat = run(train_loss=TRAIN[: len(val)], val_loss=val, val_acc=[0.955] * len(val))
+    verdict = rules.overfitting(flat)
+    assert rules.accuracy_climbed(verdict.figures) is None
+    assert "for the best val accuracy" not in headline(verdict)
