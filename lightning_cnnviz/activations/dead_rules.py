@@ -221,11 +221,13 @@ def dead_text(
         if cause:
             return f"{head}. {cause} Try: {remedies}."
         return text
-    why = (
-        f"learning goes on (the loss fell {progress:.0%} since the first step)"
-        if progress is not None
-        else "too few steps yet to tell whether learning suffers"
-    )
+    if progress is None:
+        why = "too few steps yet to tell whether learning suffers"
+    elif progress >= 0.01:
+        why = f"learning goes on (the loss fell {progress:.0%} since the first step)"
+    else:  # "learning goes on (the loss fell 0%)" contradicted itself
+        why = "learning has barely begun (the loss is within 1% of its first step's)"
+
     return (
         f"{head}. A note, not a problem: {why}; a layer often keeps a share of silent units "
         "without harm (in wide layers, dense heads, small gating layers). Watch it if it "
