@@ -87,6 +87,8 @@ class Evaluation:
     ignored_share: float | None = None
     taken_share: float | None = None
     top_share: float | None = None
+    ignored_val_share: float | None = None
+    taken_val_share: float | None = None
     split_classes: list[int] | None = None
     split_taken: list[int] | None = None
     input_shift: dict[str, float] | None = None

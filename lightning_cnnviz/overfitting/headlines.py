@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from lightning_cnnviz.overfitting import bn_levels, class_gap, levels, lr_decay
+from lightning_cnnviz.overfitting import bn_levels, class_gap, imbalance, levels, lr_decay
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.remedies import LR_CUT, raised
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
@@ -284,6 +284,17 @@ def _imbalance_headline(v: Verdict) -> str:
             f"of the val probe's other classes); nothing else can be learnt. A dataset whose "
             "`__getitem__` ignores its index, a label column read wrong, or a filter that "
             f"kept one class? {shown}"
+        )
+    if imbalance.relabelled(f, now.classes):
+        return (
+            f"Training labels of class {left} look moved to class {f['taken_for']} since "
+            f"{_when(since)}{end}: the model (almost) never predicts class {left} and takes "
+            f"its images for class {f['taken_for']}. Class {left} is "
+            f"{_num(f['ignored_share'], True)} of the training labels but "
+            f"{_num(f['ignored_val_share'], True)} of the val probe, and class "
+            f"{f['taken_for']} {_num(f['taken_share'], True)} vs "
+            f"{_num(f['taken_val_share'], True)}: images of class {left} labelled "
+            f"{f['taken_for']} in training (wrong labels, not a rare class)? {shown}"
         )
     return (
         f"Rare classes left out since {_when(since)}{end}: the model (almost) never predicts "

@@ -24,7 +24,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -39,6 +39,7 @@ __all__ = [
     "MIN_IMAGES",
     "ONE_CLASS",
     "RARE",
+    "RELABELLED_TOP",
     "STALL",
     "class_imbalance",
     "class_shares",
@@ -46,6 +47,7 @@ __all__ = [
     "leaves_out",
     "probe_figures",
     "recall",
+    "relabelled",
 ]
 
 MIN_IMAGES = 5  # val probe images a class needs before its recall counts
@@ -54,6 +56,7 @@ RARE = 0.5  # a left-out class is rare: at most this times the uniform share 1/K
 COMMON = 1.5  # and the training labels imbalanced: their commonest class this times 1/K or more
 STALL = 0.05  # balanced accuracy no more than this above its best before: learning has stalled
 ONE_CLASS = 0.999  # the commonest class's share of the training labels: a one-class set
+RELABELLED_TOP = 2.5  # no training class above this times 1/K: near uniform but for a move
 
 
 def class_shares(labels: Tensor, classes: int, weights: Tensor | None = None) -> Tensor:
@@ -127,7 +130,41 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
     out["ignored_share"] = round(float(max(shares[i] for i in out["ignored"])), 6)
     out["taken_share"] = round(float(shares[taken_for]), 6)
     out["top_share"] = round(float(shares.max()), 6)
+    total = sum(sum(row) for row in confusion)  # the val probe's own class shares, beside them
+    rare = max(out["ignored"], key=lambda i: float(shares[i]))
+    out["ignored_val_share"] = round(sum(confusion[rare]) / total, 6) if total else None
+    out["taken_val_share"] = round(sum(confusion[taken_for]) / total, 6) if total else None
     return out
+
+
+def relabelled(figures: Mapping[str, Any], classes: float | None) -> bool:
+    """Whether a left-out class looks relabelled as the class it is taken for, not rare.
+
+    Its share of the training labels is at most half its share of the val probe, the
+    class taken for has about that deficit in excess (at least half of it), and the
+    training labels are otherwise near uniform (no class over ``RELABELLED_TOP`` x 1/K: a
+    long-tailed training set validated on balanced data has one, and its rare classes
+    are rare). Held out: 60% of the training 3s relabelled 8: class 3 at 4.7% of the
+    training labels and ~10% of the val probe, class 8 at 15.7% and ~10%.
+
+    Example::
+
+        >>> f = {"ignored_share": 0.047, "ignored_val_share": 0.1, "taken_share": 0.157,
+        ...      "taken_val_share": 0.1, "top_share": 0.157}
+        >>> relabelled(f, 10), relabelled(f | {"top_share": 0.3}, 10)
+        (True, False)
+    """
+    rare, rare_val = figures.get("ignored_share"), figures.get("ignored_val_share")
+    taken, taken_val = figures.get("taken_share"), figures.get("taken_val_share")
+    top = figures.get("top_share")
+    if None in (rare, rare_val, taken, taken_val, top) or not classes:
+        return False
+    deficit = rare_val - rare  # type: ignore[operator]
+    return (
+        rare_val >= 2 * rare  # type: ignore[operator]
+        and taken - taken_val >= 0.5 * deficit  # type: ignore[operator]
+        and top <= RELABELLED_TOP / classes  # type: ignore[operator]
+    )
 
 
 def leaves_out(e: Evaluation) -> bool | None:
@@ -192,6 +229,8 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
         "ignored_share": now.ignored_share,
         "taken_share": now.taken_share,
         "top_share": now.top_share,
+        "ignored_val_share": now.ignored_val_share,
+        "taken_val_share": now.taken_val_share,
         "balanced_acc": now.balanced_acc_val,
         "balanced_acc_since": evs[-streak].balanced_acc_val,
         "accuracy": now.val_accuracy,

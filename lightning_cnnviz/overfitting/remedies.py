@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from lightning_cnnviz.overfitting import imbalance
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 
 __all__ = [
@@ -168,6 +169,15 @@ def remedies(v: Verdict) -> list[str]:
             "different images and labels; a `__getitem__` that ignores `i`, a label column "
             "read wrong or a filter that kept one class gives one class only."
         ]
+    if v.kind == "class_imbalance" and imbalance.relabelled(v.figures, v.detected.classes):
+        left, taken = ", ".join(map(str, v.figures["ignored"])), v.figures["taken_for"]
+        generic.insert(
+            0,
+            f"**Check the training labels of classes {left} and {taken}**: look at training "
+            f"images labelled {taken}; images of {left} given label {taken} (a label mapping "
+            "or annotation error) teach the model that they are one class. Balancing the "
+            "batches would not fix wrong labels.",
+        )
     if v.kind == "bn_mismatch" and (m := v.detected.bn_momentum) is not None:
         # the run's own momentum: torchvision's MobileNet/EfficientNet use 0.01 (held out:
         # eval mode at 25% vs 90% with batch statistics; the same net at 0.1 was level)

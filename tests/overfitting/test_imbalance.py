@@ -194,3 +194,23 @@ def test_imbalance_one_class_found_in_a_run(tmp_path):
     assert (finding.severity, finding.figures["since_epoch"]) == ("problem", 0)
     assert finding.figures["top_share"] == 1.0 and finding.figures["one_class"] is True
     assert any(w.startswith("One class holds every training label") for w in warned)
+
+
+def test_imbalance_a_class_relabelled_as_another_is_told_as_wrong_labels():
+    # held out: 60% of the training 3s relabelled 8; class 3 never predicted, its images
+    # taken for 8. Here 4 classes, class 1 at 10% of the training labels (25% of the val
+    # probe) and class 3 at 40% (25%): a move, not a rare class
+    moved = torch.tensor([0.25, 0.10, 0.25, 0.40])
+    confusion = [[16, 0, 0, 0], [0, 1, 0, 15], [0, 0, 16, 0], [0, 0, 0, 16]]
+    evs = [ev(10 * i, confusion, moved, val_acc=0.75) for i in (1, 2, 3)]
+    verdict = class_imbalance(evs)
+    assert verdict.severity == "problem"
+    assert verdict.figures["ignored_val_share"] == pytest.approx(0.25)
+    text = headline(verdict)
+    assert text.startswith("Training labels of class 1 look moved to class 3 since epoch 1")
+    assert "Class 1 is 10.0% of the training labels but 25.0% of the val probe" in text
+    assert remedies(verdict)[0].startswith("**Check the training labels of classes 1 and 3**")
+    # a long tail validated on balanced data: rare, not moved (its head holds 70%)
+    tail = torch.tensor([0.70, 0.05, 0.10, 0.15])
+    verdict = class_imbalance([ev(10 * i, confusion, tail, val_acc=0.75) for i in (1, 2, 3)])
+    assert headline(verdict).startswith("Rare classes left out since epoch 1")
