@@ -6,13 +6,13 @@ keeps (one value per step, on the host at a log):
 * ``loss_spike``: the loss (median of 5 steps, so one odd batch is not a spike)
   rose above 1.5x where it started, or lost more than half the progress made to
   its best, while at least 3x its best: the optimiser is overshooting;
-* ``recovered``: the loss is back below its start by the time of a log (an early
-  transient, as Adam's first steps or a too-warm start give, not a divergence); after
-  a spike late in training (``level_before``: the loss had halved before it), back
-  within ``BACK`` x its level before the spike;
+* ``jump_to_chance``: one step's jump after which the loss sits back at its start,
+  read with units dying at the same log;
+* ``sudden``: a learnt, steady loss that blew up in one step (a batch, not the rate);
 * ``nonfinite_parameters``: where non-finite weights sit.
 
-Their words (``divergence_words.py``): the finding, a transient, a recovery.
+After a spike (the level before it, whether the run came back): ``recovery.py``. Their
+words (``divergence_words.py``): the finding, a transient, a recovery.
 
 Example::
 
@@ -36,13 +36,10 @@ from lightning_cnnviz.activations.loss_trace import SMOOTH
 __all__ = [
     "is_jump",
     "jump_to_chance",
-    "level_before",
     "loss_spike",
+    "medians",
     "nonfinite_parameters",
-    "recovered",
-    "run_up",
     "scatter",
-    "still_spiked",
     "sudden",
 ]
 
@@ -60,76 +57,8 @@ SPIKE_OVER_BEST = 3.0  # ... or 3x its best while having lost half the progress 
 LOST_SHARE = 0.5
 JUMP = 10.0  # one step's loss 10x where it started: no batch is that much harder
 LATE = 0.5  # the smoothed loss before a spike at most half its start: a late spike
-BACK = 2.5  # a late spike recovered: the latest median within 2.5x its level before it
-# (healthy batch noise: a median of 5 reads up to 1.9x the one 8 steps before on a BN CNN
-# under Adam; an Adam rate x30 at step 140 read 7-19x its level at the next log, 3-9x at
-# the one after, on 3 seeds)
-UNLEARNT = 0.9  # a smoothed loss never below 0.9x its start: nothing learnt (``recovered``'s)
 RISEN = 1.25  # the smoothed loss this far over its best: on its way up to a divergence
-
-
-def level_before(
-    series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
-) -> float | None:
-    """The smoothed loss just before a late ``spike``, else None (an early spike).
-
-    The median of the (up to) ``BASELINE`` finite losses that end ``SMOOTH - 1`` steps
-    before the spike's step (the median of 5 that crossed the bar may hold the rise's
-    first steps).
-    Late: that level is at most ``LATE`` x the start (the loss had halved). None when the
-    spike comes before ``2 * SMOOTH - 1`` steps (Adam's first steps, a too-warm start) or
-    before the loss had halved.
-
-    Example::
-
-        >>> series = [(i, 2.3) for i in range(1, 11)] + [(i, 0.2) for i in range(11, 31)]
-        >>> level_before(series + [(i, 3.0) for i in range(31, 41)], (33, 3.0, 0.2, 2.3))
-        0.2
-        >>> level_before(series[:3] + [(i, 6.9) for i in range(4, 9)], (6, 6.9, 2.3, 2.3))
-    """
-    at, _, _, start = spike
-    before = [v for s, v in series if s < at and math.isfinite(v)][: -(SMOOTH - 1)]
-    if len(before) < SMOOTH:
-        return None
-    level = statistics.median(before[-BASELINE:])
-    return level if level <= LATE * start else None
-
-
-def recovered(
-    series: Sequence[tuple[int, float]],
-    below: float = UNLEARNT,
-    spike: tuple[int, float, float, float] | None = None,
-) -> bool:
-    """Whether the latest ``SMOOTH`` finite losses have a median below ``below`` x the start.
-
-    The start is the first loss, as in ``loss_spike``. A spike the run already came back
-    from by the time of a log is a transient; a blow-up that leaves the network dead sits
-    at the chance-level loss, about its start, hence the margin. After a late ``spike``
-    (``level_before``) the median must also be back within ``BACK`` x the level before
-    the spike (or within ``NOISE`` x the losses' ``scatter`` above it): a BatchNorm CNN
-    whose Adam rate jumped 30x at step 140 went 0.14 -> 9.7 and sat at 1.54 (11x its
-    level before) at the next log, far below its start (2.33) with its val accuracy
-    down from 96% to 11%.
-
-    Example::
-
-        >>> recovered([(i, 2.3) for i in range(5)] + [(5 + i, 6.0) for i in range(5)])
-        False
-        >>> recovered([(i, 2.3) for i in range(5)] + [(5 + i, 0.9) for i in range(5)])
-        True
-        >>> late = [(i, 2.3) for i in range(1, 11)] + [(i, 0.15) for i in range(11, 31)]
-        >>> late += [(31, 9.7), (32, 5.8), (33, 4.9)] + [(i, 1.5) for i in range(34, 44)]
-        >>> recovered(late), recovered(late, spike=(33, 4.9, 0.15, 2.3))
-        (True, False)
-    """
-    finite = [v for _, v in series if math.isfinite(v)]
-    if len(finite) < 2 * SMOOTH:
-        return False
-    now = statistics.median(finite[-SMOOTH:])
-    level = None if spike is None else level_before(series, spike)
-    if level is None or now <= BACK * level:
-        return now < below * finite[0]
-    return now < below * finite[0] and now - level <= NOISE * scatter(series, spike[0])
+UNLEARNT = 0.9  # a smoothed loss never below 0.9x its start: nothing learnt (``recovered``'s)
 
 
 def scatter(series: Sequence[tuple[int, float]], step: int) -> float:
@@ -145,34 +74,6 @@ def scatter(series: Sequence[tuple[int, float]], step: int) -> float:
         return 0.0
     middle = statistics.median(before)
     return statistics.median(abs(v - middle) for v in before)
-
-
-def run_up(series: Sequence[tuple[int, float]], until: int, best: float | None = None) -> int:
-    """The first step of the loss's rise to a divergence at step ``until``.
-
-    From that step on, every median of ``SMOOTH`` finite losses before ``until`` stays
-    above ``RISEN`` x ``best`` (by default the lowest such median); ``until`` itself
-    where the last one does not (no rise before it). Units that die in this stretch die
-    with the divergence: a warmup to a rate 10x too high lifted a BN CNN's loss from 0.47
-    to 0.70 over 40 steps, and a dense layer lost 38% of its units, before the spike.
-
-    Example::
-
-        >>> series = [(i, 1.0) for i in range(1, 21)] + [(i, 2.0) for i in range(21, 31)]
-        >>> run_up(series, 31), run_up(series[:20], 21)
-        (23, 21)
-    """
-    finite = [(s, v) for s, v in series if s < until and math.isfinite(v)]
-    if len(finite) < SMOOTH:
-        return until
-    smooth = _medians(torch.tensor([v for _, v in finite], dtype=torch.float64), SMOOTH)
-    low = float(smooth[SMOOTH - 1 :].min()) if best is None else best
-    first = until
-    for i in range(len(finite) - 1, SMOOTH - 2, -1):
-        if not smooth[i] > RISEN * low:
-            break
-        first = finite[i][0]
-    return first
 
 
 def sudden(series: Sequence[tuple[int, float]], at: int) -> tuple[int, float] | None:
@@ -211,7 +112,7 @@ def sudden(series: Sequence[tuple[int, float]], at: int) -> tuple[int, float] | 
     return at, before
 
 
-def _medians(values: Tensor, width: int) -> Tensor:
+def medians(values: Tensor, width: int) -> Tensor:
     """Running medians: entry ``i`` is that of ``values[i - width + 1 : i + 1]`` (NaN before)."""
     out = torch.full_like(values, math.nan)
     if len(values) >= width:
@@ -253,7 +154,7 @@ def jump_to_chance(
     start = finite[0][1]
     if float(values[-SMOOTH:].median()) < UNLEARNT * start:
         return None  # learning, or back from it: a transient at most
-    lowest = int(_medians(values, SMOOTH).nan_to_num(math.inf).argmin())
+    lowest = int(medians(values, SMOOTH).nan_to_num(math.inf).argmin())
     after = (torch.arange(len(values)) > lowest - SMOOTH) & (steps > since)
     over = (after & (values > SPIKE_OVER_START * start)).nonzero().flatten()
     if not len(over):
@@ -267,26 +168,6 @@ def is_jump(spike: tuple[int, float, float, float]) -> bool:
     """Whether a spike is one step's blow-up (``JUMP`` x the start), not a smoothed rise."""
     _, value, _, start = spike
     return value > JUMP * start > 0
-
-
-def still_spiked(
-    series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
-) -> bool:
-    """Whether the latest ``SMOOTH`` finite losses are still past ``spike``'s bar.
-
-    Example::
-
-        >>> still_spiked([(i, 5.0) for i in range(5)], (2, 5.0, 2.3, 2.3))
-        True
-        >>> still_spiked([(i, 3.0) for i in range(5)], (2, 5.0, 2.3, 2.3))  # coming down
-        False
-    """
-    finite = [v for _, v in series if math.isfinite(v)]
-    if not finite:
-        return False
-    now, (_, _, best, start) = statistics.median(finite[-SMOOTH:]), spike
-    lost = now - best > LOST_SHARE * max(start - best, 0.0)
-    return now > SPIKE_OVER_START * start or (now > SPIKE_OVER_BEST * best and lost)
 
 
 def loss_spike(
@@ -318,7 +199,7 @@ def loss_spike(
     start = finite[0][1]  # the untrained model's loss: later blow-ups cannot move it
     jumps = ((steps > since) & (values > JUMP * start)).nonzero().flatten() if start > 0 else []
     end = int(jumps[0]) if len(jumps) else len(finite)  # a jump ends the search there
-    smooth, long = _medians(values, SMOOTH), _medians(values, BASELINE)
+    smooth, long = medians(values, SMOOTH), medians(values, BASELINE)
     base = torch.where(long.isnan(), smooth, long)  # medians of 5 until there are enough steps
     best = torch.full_like(values, math.inf)  # the lowest base before each step
     best[SMOOTH:] = base[SMOOTH - 1 : -1].cummin(0).values

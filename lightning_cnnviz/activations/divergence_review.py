@@ -2,12 +2,12 @@
 
 Nothing here knows about Lightning. ``DivergenceReview`` is a part of
 ``diagnose.TrainingDiagnosis`` (a mixin, as the monitors' parts are): at each log it
-reads the loss series, the layers' non-finite counts and the parameters for a
-divergence (``divergence.py``'s rules), confirms a smoothed spike at the next log, holds
-the units dying while a spike waits, and ends a finite divergence the run came back
-from with a note (``_spike_over``). What it keeps across logs (``diverged``, ``spike``,
-``transient``, ``pending``, ``nonfinite_told``) lives on the diagnosis, which saves it in
-checkpoints.
+reads the loss series, the layers' non-finite counts and the parameters for a divergence
+(``divergence.py``'s and ``recovery.py``'s rules), confirms a smoothed spike at the next
+log, holds the units dying while a spike waits, and ends a finite divergence the run
+came back from with a note (``_spike_over``). What it keeps across logs (``diverged``,
+``spike``, ``transient``, ``pending``, ``nonfinite_told``) lives on the diagnosis, which
+saves it in checkpoints.
 """
 
 from __future__ import annotations
@@ -20,16 +20,7 @@ from typing import Any
 from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.divergence import (
-    is_jump,
-    jump_to_chance,
-    level_before,
-    loss_spike,
-    recovered,
-    run_up,
-    still_spiked,
-    sudden,
-)
+from lightning_cnnviz.activations.divergence import is_jump, jump_to_chance, loss_spike, sudden
 from lightning_cnnviz.activations.divergence_words import (
     divergence_cause,
     divergence_text,
@@ -40,6 +31,7 @@ from lightning_cnnviz.activations.divergence_words import (
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.gradients import over_chance
 from lightning_cnnviz.activations.loss_trace import SMOOTH, first_nonfinite
+from lightning_cnnviz.activations.recovery import level_before, recovered, run_up, still_spiked
 
 __all__ = ["DivergenceReview"]
 

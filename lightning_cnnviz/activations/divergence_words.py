@@ -11,8 +11,8 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 
-from lightning_cnnviz.activations.divergence import BACK, level_before
 from lightning_cnnviz.activations.loss_trace import SMOOTH
+from lightning_cnnviz.activations.recovery import BACK, level_before
 
 __all__ = [
     "RAISED_REMEDIES",

@@ -8,15 +8,10 @@ import torch
 
 from lightning_cnnviz.activations.dead_rules import dead_severity
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
-from lightning_cnnviz.activations.divergence import (
-    jump_to_chance,
-    level_before,
-    loss_spike,
-    recovered,
-    scatter,
-)
+from lightning_cnnviz.activations.divergence import jump_to_chance, loss_spike, scatter
 from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
 from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite, progress
+from lightning_cnnviz.activations.recovery import level_before, recovered
 from lightning_cnnviz.activations.sites import SiteInfo
 
 
