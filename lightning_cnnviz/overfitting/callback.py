@@ -81,7 +81,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
             (``name_epoch``/``name_step`` variants are found too). A name left at its
             default that the module does not log is read from the one logged name with
             the same words (``val_loss``, ``valid/accuracy``, ``loss/val``:
-            ``metrics.metric_alias``), said once.
+            ``metric_names.metric_alias``), said once.
         tolerance: the smallest relative rise of val loss above its best that counts
             as overfitting (the rule also waits for the rise to exceed the curve's noise).
         patience: evaluations a rule's smoothed signal must hold (2: reported one

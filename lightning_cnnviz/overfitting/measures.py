@@ -29,12 +29,12 @@ from lightning_cnnviz.overfitting import class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.metric_names import metric_alias
 from lightning_cnnviz.overfitting.metrics import (
     IntervalLoss,
     confusion_counts,
     discordant_shares,
     figures,
-    metric_alias,
     pick_metric,
 )
 from lightning_cnnviz.overfitting.text import missing_text

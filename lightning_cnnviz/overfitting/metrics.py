@@ -20,7 +20,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -35,13 +35,9 @@ __all__ = [
     "discordant_shares",
     "expected_calibration_error",
     "figures",
-    "metric_alias",
     "per_class_accuracy",
     "pick_metric",
 ]
-
-# Words a metric's name spells in more than one way (``val_acc`` / ``valid/accuracy``)
-_SYNONYMS = {"valid": "val", "validation": "val", "training": "train", "accuracy": "acc"}
 
 
 def expected_calibration_error(logits: Tensor, labels: Tensor, n_bins: int = 15) -> Tensor:
@@ -165,42 +161,6 @@ def pick_metric(metrics: Mapping[str, Any], key: str, epoch_level: bool) -> Tens
     names = [key + s for s in order] + [f"{key}{s}/dataloader_idx_0" for s in order]
     value = next((metrics[name] for name in names if name in metrics), None)
     return None if value is None else torch.as_tensor(value).detach().float().reshape(())
-
-
-def _words(key: str) -> frozenset[str]:
-    """A metric name's words, without Lightning's ``_step``/``_epoch``, spelt one way."""
-    for suffix in ("_step", "_epoch"):
-        key = key.removesuffix(suffix)
-    words = "".join(c if c.isalnum() else " " for c in key.lower()).split()
-    return frozenset(_SYNONYMS.get(w, w) for w in words)
-
-
-def metric_alias(key: str, logged: Iterable[str]) -> str | None:
-    """The one logged name that says ``key`` in other words, where ``key`` is not logged.
-
-    Same words, whatever the separators, order, case, ``valid``/``validation`` for
-    ``val``, ``accuracy`` for ``acc`` and Lightning's ``_step``/``_epoch`` suffixes; the
-    name returned is the one to read (without those suffixes). ``None`` where ``key``
-    itself is logged (in any of Lightning's forms), or where no name, or more than
-    one, matches.
-
-    Example::
-
-        >>> metric_alias("val/loss", ["val_loss", "train_loss_step", "train_loss_epoch"])
-        'val_loss'
-        >>> metric_alias("val/acc", ["valid_accuracy"]), metric_alias("train/loss", ["loss/train"])
-        ('valid_accuracy', 'loss/train')
-        >>> metric_alias("val/loss", ["val/loss", "val_loss"]) is None  # logged as it is
-        True
-        >>> metric_alias("val/acc", ["val_acc", "val/accuracy"]) is None  # which one?
-        True
-    """
-    names = {n.removesuffix("_step").removesuffix("_epoch") for n in logged}
-    if key in names:
-        return None
-    words = _words(key)
-    found = sorted(n for n in names if "dataloader_idx" not in n and _words(n) == words)
-    return found[0] if len(found) == 1 else None
 
 
 def _probe_figures(out: Tensor, labels: Tensor) -> dict[str, Tensor]:

@@ -22,6 +22,7 @@ from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.overfitting.detector import NOTE_KINDS, Change
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import _finite, _num, _when, headline
+from lightning_cnnviz.overfitting.metric_names import suggested
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.rules import Verdict
 
@@ -133,8 +134,8 @@ def missing_text(
     """The one message saying which metrics (or probe labels) the monitor cannot find.
 
     ``missing`` maps each argument (``"val_loss"`` for ``val_loss_key``) to the key not
-    found; a logged key of the same name but for separators and a ``_step``/``_epoch``
-    suffix is offered in the call that would use it. ``target``: what the probes'
+    found; a logged key with the same words (``metric_names.suggested``) is offered in
+    the call that would use it. ``target``: what the probes'
     targets are when they are no class indices (``Probe.target``): then no key would
     help, and the message says what they are instead.
 
@@ -156,8 +157,7 @@ def missing_text(
     text = f"cannot find {', '.join(parts)}"
     text += f" (logged: {logged}); what needs them is skipped." if missing else "; skipped."
     if missing:
-        known = {_plain(key): key for key in logged}
-        names = {arg: _metric(known.get(_plain(key)) or f"<{arg}>") for arg, key in missing.items()}
+        names = {arg: suggested(key, logged) or f"<{arg}>" for arg, key in missing.items()}
         call = ", ".join(f'{arg}_key="{name}"' for arg, name in names.items())
         text += (
             " Log them with `self.log(...)` or pass the names you log: "
@@ -169,16 +169,3 @@ def missing_text(
             "logits in the model's output with `output_key`."
         )
     return text
-
-
-def _plain(key: str) -> str:
-    """A metric name without separators, case or Lightning's ``_step``/``_epoch`` suffix."""
-    return "".join(c for c in _metric(key).lower() if c.isalnum())
-
-
-def _metric(key: str) -> str:
-    """The name as logged, without Lightning's ``_step``/``_epoch`` suffix."""
-    for suffix in ("_step", "_epoch"):
-        if key.endswith(suffix):
-            return key[: -len(suffix)]
-    return key
