@@ -54,7 +54,7 @@ def decayed_early(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
     evaluations after it whose best val loss is less than ``GAIN`` per evaluation below
     the best before them. A note (a schedule may mean it), unless the rate is ``STOPPED``
     x below its start: then learning has stopped, a problem told at the second
-    evaluation that sees the cut, val loss or not.
+    evaluation that sees the cut, whether the val loss stalled or not.
     """
     streak = 0
     while streak < len(history) and cut(history[-1 - streak]):
