@@ -113,10 +113,11 @@ ROOT_CAUSES = {
     "output_activation": "an activation holds classes' logits at 0",
 }
 
-_NOTED_CAUSES = (
-    "unnormalised_inputs",
-    "scaled_loss",
-)  # a note (healthy under BatchNorm), yet a cause
+# notes (inputs off scale are healthy under BatchNorm, a scaled loss under Adam), yet causes
+_NOTED_CAUSES = ("unnormalised_inputs", "scaled_loss")
+# Problems that are no root cause in general, but one a later finding of a given kind
+# follows from: a model that diverged sits at chance, which is then no separate failure
+CONSEQUENCES = {"not_learning": {"divergence": "training diverged"}}
 
 
 def earlier_cause(trainer: object, kind: str) -> str:
@@ -131,14 +132,21 @@ def earlier_cause(trainer: object, kind: str) -> str:
         >>> report(run, Finding("overfitting", "unshuffled_batches", 0, 0, "in class order"))
         >>> print(earlier_cause(run, "divergence")[:66])
         This may follow from a problem reported first (step 0, `unshuffled
+        >>> run = Run()
+        >>> report(run, Finding("activations", "divergence", 15, 0, "the loss spiked"))
+        >>> print(earlier_cause(run, "not_learning")[-59:])
+        (step 15, `divergence`): training diverged. Fix that first.
+        >>> earlier_cause(run, "dead_units")  # dead units with a divergence are part of it
+        ''
     """
     if kind in ROOT_CAUSES:
         return ""
+    causes = ROOT_CAUSES | CONSEQUENCES.get(kind, {})
     for f in findings_of(trainer):
-        if f.kind in ROOT_CAUSES and (f.severity == "problem" or f.kind in _NOTED_CAUSES):
+        if f.kind in causes and (f.severity == "problem" or f.kind in _NOTED_CAUSES):
             return (
                 f"This may follow from a {f.severity} reported first (step {f.step}, "
-                f"`{f.kind}`): {ROOT_CAUSES[f.kind]}. Fix that first."
+                f"`{f.kind}`): {causes[f.kind]}. Fix that first."
             )
     return ""
 
