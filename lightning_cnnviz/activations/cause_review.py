@@ -108,7 +108,6 @@ class CauseReview:
         self.init_checked = True  # K unknown at the first log stays unknown: not asked again
         if chance is None:
             return []
-        self.classes = chance[0]
         found = init_explosion([v for _, v in series], *chance)
         if found is None:
             scaled = scaled_loss([v for _, v in series], *chance)

@@ -208,7 +208,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         """
         series = self.loss.read()
         self.chance = self.chance or chance
-        if chance is not None and self.classes is None:  # before the output activation reads it
+        if chance is not None and self.classes is None:  # K, for every rule of this log on
             self.classes = chance[0]
         self.logs = [*self.logs[-3:], step]  # a spike is seen up to two logs on
         self.rates = (self.rates[0] if self.rates[0] is not None else lr, lr)
