@@ -21,9 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import torch
-from torch import Tensor
-
 __all__ = [
     "DATA_REMEDIES",
     "DORMANT_REMEDIES",
@@ -40,8 +37,6 @@ __all__ = [
     "dead_text",
     "diagnosis_text",
     "dormant_text",
-    "output_activation",
-    "pools_to",
 ]
 
 
@@ -252,51 +247,4 @@ def dormant_text(
         f"Dormant units at step {step} (epoch {epoch}): {'; '.join(parts)}. These activations "
         "pass gradient below zero, so the units are not dead, only little used (dormant, "
         f"Sokar et al. 2023). If it keeps rising: {DORMANT_REMEDIES}."
-    )
-
-
-def output_activation(
-    step: int, epoch: int, site: str, dead: Sequence[int], share: float
-) -> tuple[str, dict[str, float]]:
-    """A rectifier on a classifier's logits: its ``dead`` units are classes stuck at 0.
-
-    Their logit is 0 on every probe image: it gets no gradient, and a class whose logit
-    cannot rise above 0 is never predicted over the others (held out: a ReLU after the
-    last Linear left 6-7 of 10 digit classes at 0, val accuracy 47-49% against 94%).
-
-    Example::
-
-        >>> print(output_activation(10, 0, "net.13", [0, 1, 7], 0.3)[0][:76])
-        At step 10 (epoch 0): the model's output passes through `net.13`, an activat
-    """
-    shown = ", ".join(map(str, dead[:16])) + (", ..." if len(dead) > 16 else "")
-    message = (
-        f"At step {step} (epoch {epoch}): the model's output passes through `{site}`, an "
-        f"activation that is 0 below zero: {len(dead)} of its outputs ({share:.0%}; classes "
-        f"{shown}) are 0 on every probe image. Those logits get no gradient, and a class "
-        "whose logit cannot rise above 0 is never predicted over the others. Try: remove "
-        "the activation after the last layer (`cross_entropy` takes raw logits, negative "
-        "ones included)."
-    )
-    return message, {"dead_outputs": float(len(dead)), "share": share}
-
-
-def pools_to(maps: Tensor, logits: Tensor) -> bool:
-    """Whether ``maps`` (N, K, *positions) averaged or maxed over its positions is ``logits``.
-
-    Example::
-
-        >>> maps = torch.relu(torch.randn(2, 3, 4, 4))
-        >>> pools_to(maps, maps.mean((2, 3))), pools_to(maps, maps.amax((2, 3)))
-        (True, True)
-        >>> pools_to(maps, maps.mean((2, 3)) + 1), pools_to(maps[:, :2], maps.mean((2, 3)))
-        (False, False)
-    """
-    if maps.ndim < 3 or maps.shape[:2] != logits.shape:
-        return False
-    dims, flat = tuple(range(2, maps.ndim)), maps.detach().float()
-    target = logits.float()
-    return any(
-        torch.allclose(pooled, target, rtol=1e-4, atol=1e-5)
-        for pooled in (flat.mean(dims), flat.amax(dims))
     )

@@ -34,11 +34,11 @@ from torch import Tensor
 from lightning_cnnviz.activations.carry_over import carry_over_verdict
 from lightning_cnnviz.activations.cause_review import CauseReview
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.dead_rules import output_activation
 from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes, Verdict, die_off
 from lightning_cnnviz.activations.gradient_review import GradientReview
 from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
+from lightning_cnnviz.activations.output_activation import output_activation_text
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
 
@@ -155,7 +155,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
     def _output_activation(
         self, step: int, epoch: int, site: str | None, kinds: Mapping[str, str | None]
     ) -> tuple[list[Verdict], bool]:
-        """``dead_rules.output_activation`` once, and whether the site's units are claimed.
+        """``output_activation_text`` once, and whether the site's units are claimed.
 
         Only for class labels (``classes``, from the initial-scale check): a ReLU on a
         regression's outputs can be meant. Claimed units are no ``dead_units``.
@@ -168,7 +168,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         if not self._new("output_activation", "problem"):
             return [], True
         share = self.history.previous.get(site, 0.0)
-        message, figures = output_activation(step, epoch, site, dead, share)
+        message, figures = output_activation_text(step, epoch, site, dead, share)
         return [Verdict("output_activation", "problem", message, figures)], True
 
     def _new(self, kind: str, severity: str) -> bool:

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.activations.dead_rules import pools_to
+from lightning_cnnviz.activations.output_activation import pools_to
 from lightning_cnnviz.activations.sites import SiteInfo, trace_sites
 from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_states, to_host
 from lightning_cnnviz.core.capture import LayerCapture, probe_mode
