@@ -32,12 +32,12 @@ from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_i
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
 from lightning_cnnviz.overfitting.loop_tap import LoopTap
 from lightning_cnnviz.overfitting.measures import Measures
+from lightning_cnnviz.overfitting.metric_names import DEFAULT_KEYS
 from lightning_cnnviz.overfitting.metrics import IntervalLoss
 from lightning_cnnviz.overfitting.run_data import RunData
 from lightning_cnnviz.overfitting.telling import Telling
 
-_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
-_DEFAULT_KEYS = ("train/loss", "val/loss", "train/acc", "val/acc")
+_KEYS = tuple(DEFAULT_KEYS)
 
 
 class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="overfitting"):
@@ -116,10 +116,10 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
 
     def __init__(
         self,
-        train_loss_key: str = "train/loss",
-        val_loss_key: str = "val/loss",
-        train_acc_key: str = "train/acc",
-        val_acc_key: str = "val/acc",
+        train_loss_key: str = DEFAULT_KEYS["train_loss"],
+        val_loss_key: str = DEFAULT_KEYS["val_loss"],
+        train_acc_key: str = DEFAULT_KEYS["train_acc"],
+        val_acc_key: str = DEFAULT_KEYS["val_acc"],
         tolerance: float = 0.05,
         patience: int = 2,
         num_samples: int = 128,
@@ -137,7 +137,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         check_int("patience", patience)
         self.keys = dict(zip(_KEYS, keys, strict=True))
         # the names left at their defaults: read under another spelling where logged so
-        self._aliasable = {n for n, k, d in zip(_KEYS, keys, _DEFAULT_KEYS, strict=True) if k == d}
+        self._aliasable = {n for n, k in self.keys.items() if k == DEFAULT_KEYS[n]}
         self.tolerance, self.patience = tolerance, patience
         self.reset()
 

@@ -16,7 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["logged_name", "metric_alias", "suggested"]
+__all__ = ["DEFAULT_KEYS", "logged_name", "metric_alias", "suggested"]
+
+# ``OverfittingMonitor``'s metric names unless told otherwise (read under another
+# spelling, ``metric_alias``, only while left at these)
+DEFAULT_KEYS = {
+    "train_loss": "train/loss",
+    "val_loss": "val/loss",
+    "train_acc": "train/acc",
+    "val_acc": "val/acc",
+}
 
 # Words a metric's name spells in more than one way (``val_acc`` / ``valid/accuracy``)
 _SYNONYMS = {"valid": "val", "validation": "val", "training": "train", "accuracy": "acc"}

@@ -41,7 +41,7 @@ REMEDIES = {
         "**Check the training labels**: look at the training images with the highest loss; "
         "noisy or wrong labels are what a model can only memorise.",
         "**Keep the weights of the best val accuracy** ({best}): "
-        '`ModelCheckpoint(monitor="val/acc", mode="max")`, or train for fewer epochs.',
+        '`ModelCheckpoint(monitor="{acc_key}", mode="max")`, or train for fewer epochs.',
         "**Use a loss robust to label noise**: label smoothing "
         "(`F.cross_entropy(..., label_smoothing=0.1)`), mixup, or a noise-robust loss.",
         "**Regularise**: weight decay, dropout, augmentation slow memorisation down.",
@@ -192,7 +192,7 @@ def remedies(v: Verdict) -> list[str]:
             1,
             f"**Or keep the best val accuracy** (epoch {peak}, "
             f"{v.figures['peak_val_acc']:.1%}) if accuracy is what counts: "
-            '`ModelCheckpoint(monitor="val/acc", mode="max")`. The val loss rose from '
+            '`ModelCheckpoint(monitor="{acc_key}", mode="max")`. The val loss rose from '
             "over-confidence while the accuracy climbed: label smoothing or temperature "
             "scaling calibrate the confidences.",
         )

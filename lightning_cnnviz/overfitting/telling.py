@@ -97,7 +97,7 @@ class Telling:
         others = [f for f in findings_of(trainer) if f.source != self.section]
         self._others_told = len(others)
         text = diagnosis_text(self.detector.active, ev, others, confusion=pairs_text(pairs),
-                              val_key=self.keys["val_loss"])  # fmt: skip
+                              keys=self.keys)  # fmt: skip
         self.sink.text(self.tag("diagnosis"), text, ev.step)
 
     def _tell(self, trainer: Trainer, change: Change, ev: Evaluation, pairs: list[Any]) -> None:

@@ -22,7 +22,7 @@ from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.overfitting.detector import NOTE_KINDS, Change
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import _finite, _num, _when, headline
-from lightning_cnnviz.overfitting.metric_names import suggested
+from lightning_cnnviz.overfitting.metric_names import DEFAULT_KEYS, suggested
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.rules import Verdict
 
@@ -52,7 +52,7 @@ def calibration_text(ev: Evaluation) -> str:
     )
 
 
-def _section(v: Verdict, val_key: str) -> list[str]:
+def _section(v: Verdict, keys: Mapping[str, str]) -> list[str]:
     now, best = v.detected, v.best
     head = headline(v)
     if v.severity == "note" and not (v.figures.get("early") or v.kind in NOTE_KINDS):
@@ -77,8 +77,9 @@ def _section(v: Verdict, val_key: str) -> list[str]:
         )
     lines += ["", "What to try:", ""]
     best_text = _when(best) if best is not None else "the best epoch"
+    names = {"best": best_text, "val_key": keys["val_loss"], "acc_key": keys["val_acc"]}
     for i, remedy in enumerate(remedies(v), 1):
-        lines.append(f"{i}. {remedy.format(best=best_text, val_key=val_key)}")
+        lines.append(f"{i}. {remedy.format(**names)}")
     return [*lines, ""]
 
 
@@ -93,12 +94,15 @@ def diagnosis_text(
     others: Sequence[Finding] = (),
     *,
     confusion: str = "",
-    val_key: str = "val/loss",
+    keys: Mapping[str, str] = DEFAULT_KEYS,
 ) -> str:
-    """The ``overfitting/diagnosis`` entry (Markdown): findings first, then the evidence."""
+    """The ``overfitting/diagnosis`` entry (Markdown): findings first, then the evidence.
+
+    ``keys`` names the logged metrics (``val_loss``, ``val_acc``) the remedies monitor.
+    """
     lines: list[str] = []
     for v in verdicts:
-        lines += _section(v, val_key)
+        lines += _section(v, keys)
     if not verdicts:
         lines += [f"No validation problem found up to {_when(now)}.", ""]
     if now.overconfidence_val is None or _finite(

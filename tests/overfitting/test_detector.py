@@ -167,6 +167,11 @@ def test_detector_val_curves_wait_while_batchnorm_eval_mode_is_broken():
                         train_acc=train_acc, train_loss=1.0 / (e + 2))  # fmt: skip
         kinds += [c.verdict.kind for c in sound.update(ev)]
     assert {"memorisation", "overfitting"} <= set(kinds)
+    # the remedies monitor the metrics the module logs, not the defaults
+    keys = {"val_loss": "loss/valid", "val_acc": "acc/valid"}
+    text = diagnosis_text(sound.active, ev, keys=keys)
+    assert 'ModelCheckpoint(monitor="acc/valid", mode="max")' in text
+    assert 'EarlyStopping(monitor="loss/valid"' in text and "val/acc" not in text
 
 
 def test_detector_bump_back_within_tolerance_becomes_a_note():
