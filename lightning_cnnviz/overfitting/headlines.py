@@ -6,6 +6,7 @@ Nothing here knows about Lightning. ``headline`` words a ``Verdict`` of any kind
 
 Example::
 
+    >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
     >>> best = Evaluation(step=20, epoch=1, train_loss=0.5, val_loss=0.5)
     >>> since = Evaluation(step=30, epoch=2, train_loss=0.3, val_loss=0.6)
     >>> now = Evaluation(step=40, epoch=3, train_loss=0.2, val_loss=0.7)
@@ -17,31 +18,15 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from lightning_cnnviz.overfitting import bn_levels, class_gap, imbalance, levels, lr_decay
-from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.remedies import LR_CUT, raised
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
+from lightning_cnnviz.overfitting.words import num, when
 
 __all__ = ["headline"]
-
-
-def _num(value: float | None, percent: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
-
-
-def _finite(*values: float | None) -> bool:
-    """Whether every value is a finite number (a diverged model's confidence is NaN)."""
-    return all(v is not None and math.isfinite(v) for v in values)
-
-
-def _when(ev: Evaluation) -> str:
-    return f"epoch {ev.epoch} (step {ev.step})"
 
 
 def headline(v: Verdict) -> str:
@@ -53,14 +38,14 @@ def headline(v: Verdict) -> str:
         if gone:
             return (
                 f"Val loss rose from epoch {since.epoch} but reached a new low "
-                f"({_num(now.val_loss)} at epoch {now.epoch}): a temporary bump, no lasting "
+                f"({num(now.val_loss)} at epoch {now.epoch}): a temporary bump, no lasting "
                 "overfitting so far."
             )
         # the accuracy beside it: a val loss may rise from over-confidence while val
         # accuracy holds (held out: best val loss at epoch 22, val accuracy's peak at 25)
         accuracy = (
-            f" (lowest val loss; val accuracy {_num(f['val_acc_at_best'], True)} then, "
-            f"{_num(f['val_acc'], True)} now, its peak {_num(f['peak_val_acc'], True)} at "
+            f" (lowest val loss; val accuracy {num(f['val_acc_at_best'], True)} then, "
+            f"{num(f['val_acc'], True)} now, its peak {num(f['peak_val_acc'], True)} at "
             f"epoch {f['peak_epoch']})"
             if "peak_val_acc" in f
             else ""
@@ -71,54 +56,52 @@ def headline(v: Verdict) -> str:
             # was "the epoch to stop at" while the accuracy climbed to 97.1% at epoch 20
             stop += f" for the lowest val loss, or at epoch {climbed} for the best val accuracy"
         return (
-            f"Overfitting since {_when(since)}: val loss {_num(now.val_loss)} is "
-            f"{f['rise']:.0%} above its best ({_num(best.val_loss)} at epoch {best.epoch}) "
-            f"while train loss fell to {_num(now.train_loss)}; {stop}{accuracy}."
+            f"Overfitting since {when(since)}: val loss {num(now.val_loss)} is "
+            f"{f['rise']:.0%} above its best ({num(best.val_loss)} at epoch {best.epoch}) "
+            f"while train loss fell to {num(now.train_loss)}; {stop}{accuracy}."
         )
     if v.kind == "memorisation":
         assert best is not None
         if gone:
             return (
                 f"Val accuracy fell from epoch {since.epoch} but reached a new high "
-                f"({_num(now.val_accuracy, True)} at epoch {now.epoch}): no lasting memorisation."
+                f"({num(now.val_accuracy, True)} at epoch {now.epoch}): no lasting memorisation."
             )
         return (
-            f"Memorisation since {_when(since)}: val accuracy fell from "
-            f"{_num(best.val_accuracy, True)} (epoch {best.epoch}) to "
-            f"{_num(now.val_accuracy, True)} while train accuracy climbed to "
-            f"{_num(now.train_accuracy, True)}: the model fits training labels that do not "
+            f"Memorisation since {when(since)}: val accuracy fell from "
+            f"{num(best.val_accuracy, True)} (epoch {best.epoch}) to "
+            f"{num(now.val_accuracy, True)} while train accuracy climbed to "
+            f"{num(now.train_accuracy, True)}: the model fits training labels that do not "
             "generalise (noisy or wrong labels?)."
         )
     if v.kind == "not_learning":
         if gone and levels.stuck(now) and bn_levels.parted(now):
             return (
-                f"Val accuracy at chance in eval mode since {_when(since)}, but with batch "
-                f"statistics the same probe reaches {_num(now.probe_acc_bn, True)} at epoch "
-                f"{now.epoch} (eval mode {_num(now.bn_eval_acc, True)}): the model learns; "
+                f"Val accuracy at chance in eval mode since {when(since)}, but with batch "
+                f"statistics the same probe reaches {num(now.probe_acc_bn, True)} at epoch "
+                f"{now.epoch} (eval mode {num(now.bn_eval_acc, True)}): the model learns; "
                 "BatchNorm's running statistics do not match its batches (`bn_mismatch`)."
             )
         if gone and levels.stuck(now):
             return (
-                f"Val accuracy at chance since {_when(since)}, but training images are learnt "
-                f"at epoch {now.epoch} (train {_num(now.train_accuracy, True)}, train probe "
-                f"{_num(now.probe_acc_train, True)}): the model learns; what it learns does "
+                f"Val accuracy at chance since {when(since)}, but training images are learnt "
+                f"at epoch {now.epoch} (train {num(now.train_accuracy, True)}, train probe "
+                f"{num(now.probe_acc_train, True)}): the model learns; what it learns does "
                 "not carry over to validation images."
             )
         if gone:
             return (
-                f"Accuracy was at chance from {_when(since)} and is above it again at "
-                f"epoch {now.epoch} ({_num(now.probe_acc_val, True)})."
+                f"Accuracy was at chance from {when(since)} and is above it again at "
+                f"epoch {now.epoch} ({num(now.probe_acc_val, True)})."
             )
         start = "from the start" if f["from_start"] else "after a collapse"
         if f["non_finite"]:
             loss = "the model's outputs are not finite (NaN/inf: training diverged)"
         else:
             k = round(1 / f["chance_acc"])
-            loss = f"probe loss {_num(now.probe_loss_val)}, chance level ln({k}) = "
-            loss += _num(f["chance_loss"])
-        peak = (
-            f" (it had reached {_num(f['peak_acc_before'], True)})" if not f["from_start"] else ""
-        )
+            loss = f"probe loss {num(now.probe_loss_val)}, chance level ln({k}) = "
+            loss += num(f["chance_loss"])
+        peak = f" (it had reached {num(f['peak_acc_before'], True)})" if not f["from_start"] else ""
         cut = ""  # a schedule that cut the rate before anything was learnt: say it here
         if (up := raised(v)) is not None:  # ...or raised it before a collapse
             cut = (
@@ -133,51 +116,51 @@ def headline(v: Verdict) -> str:
                 f"below its start ({now.lr_initial:.3g})."
             )
         return (
-            f"Not learning since {_when(since)} ({start}{peak}): val probe accuracy "
-            f"{_num(now.probe_acc_val, True)} is at chance ({_num(f['chance_acc'], True)}); "
+            f"Not learning since {when(since)} ({start}{peak}): val probe accuracy "
+            f"{num(now.probe_acc_val, True)} is at chance ({num(f['chance_acc'], True)}); "
             f"{loss}.{cut}"
         )
     if v.kind == "class_imbalance":
-        return _imbalance_headline(v)
+        return imbalance.headline(v)
     if v.kind == "loss_mismatch":
         if gone:
             return (
-                f"The logged val loss ({_num(now.val_loss)}) reads the model's outputs as "
-                f"what they are again ({_when(now)}): their own cross-entropy on the val "
-                f"probe is {_num(now.probe_loss_val)}."
+                f"The logged val loss ({num(now.val_loss)}) reads the model's outputs as "
+                f"what they are again ({when(now)}): their own cross-entropy on the val "
+                f"probe is {num(now.probe_loss_val)}."
             )
         if f.get("fed") == "scores":
             what = "probabilities (a softmax)" if f.get("in_model") else "raw scores (logits)"
             return (
                 f"The loss is fed {what} where it expects log-probabilities: the logged val "
-                f"loss ({_num(f['val_loss'])}) is `nll_loss` of the outputs as they are, "
-                f"minus the mean output for the label ({_num(f['raw_nll'])} on the val probe), "
-                f"since {_when(since)}. A cross-entropy is never negative: this one falls "
+                f"loss ({num(f['val_loss'])}) is `nll_loss` of the outputs as they are, "
+                f"minus the mean output for the label ({num(f['raw_nll'])} on the val probe), "
+                f"since {when(since)}. A cross-entropy is never negative: this one falls "
                 "without bound as the model inflates the label's output, and learns nothing "
-                f"that classifies (val accuracy {_num(f['val_acc'], True)}; their own "
-                f"cross-entropy is {_num(f['own_loss'])})."
+                f"that classifies (val accuracy {num(f['val_acc'], True)}; their own "
+                f"cross-entropy is {num(f['own_loss'])})."
             )
         where = (
             "the model ends in a softmax, and the logged val loss "
-            f"({_num(f['val_loss'])}) is the cross-entropy of its outputs read as logits "
-            f"({_num(f['softmax_loss'])} on the val probe), not their negative "
-            f"log-likelihood ({_num(f['own_loss'])})"
+            f"({num(f['val_loss'])}) is the cross-entropy of its outputs read as logits "
+            f"({num(f['softmax_loss'])} on the val probe), not their negative "
+            f"log-likelihood ({num(f['own_loss'])})"
             if f.get("in_model")
-            else f"the logged val loss ({_num(f['val_loss'])}) is the cross-entropy of the "
-            f"softmax of the model's outputs ({_num(f['softmax_loss'])} on the val probe), not "
-            f"of the outputs themselves ({_num(f['own_loss'])})"
+            else f"the logged val loss ({num(f['val_loss'])}) is the cross-entropy of the "
+            f"softmax of the model's outputs ({num(f['softmax_loss'])} on the val probe), not "
+            f"of the outputs themselves ({num(f['own_loss'])})"
         )
         return (
-            f"The loss is fed probabilities: {where}, since {_when(since)}. `cross_entropy` "
+            f"The loss is fed probabilities: {where}, since {when(since)}. `cross_entropy` "
             "applies log-softmax itself: on probabilities it cannot fall below "
-            f"{_num(f['floor_loss'])} and its gradient vanishes as the "
-            f"softmax saturates, so learning stalls (val accuracy {_num(f['val_acc'], True)})."
+            f"{num(f['floor_loss'])} and its gradient vanishes as the "
+            f"softmax saturates, so learning stalls (val accuracy {num(f['val_acc'], True)})."
         )
     if v.kind == "inputs_differ":
         return (
             f"Training and validation images are preprocessed differently: channel "
-            f"{f['channel']:.0f} has mean {_num(f['train_mean'])}, std {_num(f['train_std'])} "
-            f"on the train probe vs mean {_num(f['val_mean'])}, std {_num(f['val_std'])} on the "
+            f"{f['channel']:.0f} has mean {num(f['train_mean'])}, std {num(f['train_std'])} "
+            f"on the train probe vs mean {num(f['val_mean'])}, std {num(f['val_std'])} on the "
             f"val probe ({f['mean_gap']:.1f} standard deviations apart, {f['scale_ratio']:.1f}x "
             "in spread). The model meets validation images unlike any it trained on: every "
             "validation figure measures that."
@@ -185,36 +168,36 @@ def headline(v: Verdict) -> str:
     if v.kind == "lr_decayed_early":
         return (
             f"Learning all but stopped after the learning rate decayed early: it is "
-            f"{_num(f['lr'])}, {f['cut']:.0f}x below its start ({_num(f['lr_initial'])}), since "
-            f"{_when(since)} or before ({_num(f['since_share'], True)} into the run), and val "
+            f"{num(f['lr'])}, {f['cut']:.0f}x below its start ({num(f['lr_initial'])}), since "
+            f"{when(since)} or before ({num(f['since_share'], True)} into the run), and val "
             f"loss has not improved by {100 * lr_decay.GAIN:.0f}% a validation since (best "
-            f"{_num(f['best_loss_since'])}, now {_num(f['val_loss'])}; val accuracy "
-            f"{_num(f['val_acc'], True)})."
+            f"{num(f['best_loss_since'])}, now {num(f['val_loss'])}; val accuracy "
+            f"{num(f['val_acc'], True)})."
         )
     if v.kind == "weight_decay_too_strong":
         if gone:
             return (
-                f"The training loss is back near its lowest ({_num(now.train_loss)} at epoch "
-                f"{now.epoch}; {_num(f['best_train_loss'])} at epoch {f['best_epoch']})."
+                f"The training loss is back near its lowest ({num(now.train_loss)} at epoch "
+                f"{now.epoch}; {num(f['best_train_loss'])} at epoch {f['best_epoch']})."
             )
         return (
             f"Weight decay too strong: {f['weight_decay']:.3g} at learning rate {f['lr']:.3g} "
             f"takes {100 * f['decay_per_step']:.1f}% off every weight each step, and the "
-            f"training loss has climbed back {_num(f['rise'], True)} since {_when(since)} "
-            f"({_num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
-            f"{_num(f['train_loss'])}) at that rate: the decay undoes what the gradients "
-            f"build (val accuracy {_num(f['val_acc'], True)})."
+            f"training loss has climbed back {num(f['rise'], True)} since {when(since)} "
+            f"({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
+            f"{num(f['train_loss'])}) at that rate: the decay undoes what the gradients "
+            f"build (val accuracy {num(f['val_acc'], True)})."
         )
     if v.kind == "generalisation_gap":
-        train, val = _num(f["train_acc"], True), _num(f["val_acc"], True)
+        train, val = num(f["train_acc"], True), num(f["val_acc"], True)
         if gone:
             return (
-                f"The train/val accuracy gap from {_when(since)} closed at epoch {now.epoch} "
-                f"(train {_num(now.train_accuracy, True)}, val {_num(now.val_accuracy, True)})."
+                f"The train/val accuracy gap from {when(since)} closed at epoch {now.epoch} "
+                f"(train {num(now.train_accuracy, True)}, val {num(now.val_accuracy, True)})."
             )
         chance = " (the val probe's is within chance)" if f["val_at_chance"] else ""
         return (
-            f"Training images learnt, validation images not, since {_when(since)}: train "
+            f"Training images learnt, validation images not, since {when(since)}: train "
             f"accuracy {train} vs {val} on validation{chance}.{_split_text(f)} Such a gap says "
             "the splits differ in what decides the label: a cue only training images carry (a "
             "shortcut), a different preprocessing or augmentation of the two splits, labels "
@@ -222,11 +205,11 @@ def headline(v: Verdict) -> str:
             + _never_text(f)
         )
     if gone:
-        return f"BatchNorm eval/train mismatch from {_when(since)} closed at epoch {now.epoch}."
+        return f"BatchNorm eval/train mismatch from {when(since)} closed at epoch {now.epoch}."
     return (
-        f"BatchNorm running statistics do not match the batches since {_when(since)}: val probe "
-        f"accuracy {_num(f['eval_acc'], True)} in eval mode vs {_num(f['batch_stats_acc'], True)} "
-        f"with batch statistics (loss {_num(f['eval_loss'])} vs {_num(f['batch_stats_loss'])})."
+        f"BatchNorm running statistics do not match the batches since {when(since)}: val probe "
+        f"accuracy {num(f['eval_acc'], True)} in eval mode vs {num(f['batch_stats_acc'], True)} "
+        f"with batch statistics (loss {num(f['eval_loss'])} vs {num(f['batch_stats_loss'])})."
     )
 
 
@@ -246,61 +229,6 @@ def _split_text(f: Mapping[str, Any]) -> str:
         names = ", ".join(f"{a} and {b}" for a, b in pairs)
         text += f" {names}: each taken for the other, swapped labels between the splits?"
     return text
-
-
-def _imbalance_headline(v: Verdict) -> str:
-    """``class_imbalance``: which classes are left out, for which, and what hides it."""
-    f, now, since = v.figures, v.detected, v.since
-    if v.severity == "note" and not f.get("early"):
-        return (
-            f"Classes left out since {_when(since)} are predicted again at epoch {now.epoch} "
-            f"(balanced accuracy {_num(now.balanced_acc_val, True)})."
-        )
-    left = ", ".join(map(str, f["ignored"]))
-    plural, each = ("es", " each") if len(f["ignored"]) > 1 else ("", "")
-    classes = (
-        f"class{plural} {left} ({_num(f['ignored_share'], True)} of the training labels or "
-        f"less{each}; the commonest class has {_num(f['top_share'], True)})"
-    )
-    balanced = _num(f["balanced_acc"], True)
-    if f.get("early"):
-        return (
-            f"Rare classes not predicted yet since {_when(since)}: {classes}, taken for class "
-            f"{f['taken_for']}. Common classes are learnt first; the balanced accuracy (mean "
-            f"over classes, val probe) went {_num(f['balanced_acc_since'], True)} -> "
-            f"{balanced}. A note while it rises; a problem if it stalls."
-        )
-    acc = _num(f["accuracy"], True)
-    if _finite(f["accuracy"], f["balanced_acc"]) and f["accuracy"] - f["balanced_acc"] >= 0.1:
-        shown = f"Val accuracy {acc} hides it: the balanced accuracy (mean over classes, "
-        shown += f"val probe) is {balanced}."
-    else:
-        shown = f"Balanced accuracy (mean over classes, val probe) {balanced}, val accuracy {acc}."
-    end = " at the end of fit" if f.get("at_end") else ""
-    if f.get("one_class"):
-        return (
-            f"One class holds every training label{end}: since {_when(since)} the model "
-            f"predicts class {f['taken_for']} for every image ({_num(f['taken_share'], True)} "
-            f"of the val probe's other classes); nothing else can be learnt. A dataset whose "
-            "`__getitem__` ignores its index, a label column read wrong, or a filter that "
-            f"kept one class? {shown}"
-        )
-    if imbalance.relabelled(f, now.classes):
-        return (
-            f"Training labels of class {left} look moved to class {f['taken_for']} since "
-            f"{_when(since)}{end}: the model (almost) never predicts class {left} and takes "
-            f"its images for class {f['taken_for']}. Class {left} is "
-            f"{_num(f['ignored_share'], True)} of the training labels but "
-            f"{_num(f['ignored_val_share'], True)} of the val probe, and class "
-            f"{f['taken_for']} {_num(f['taken_share'], True)} vs "
-            f"{_num(f['taken_val_share'], True)}: images of class {left} labelled "
-            f"{f['taken_for']} in training (wrong labels, not a rare class)? {shown}"
-        )
-    return (
-        f"Rare classes left out since {_when(since)}{end}: the model (almost) never predicts "
-        f"{classes} and takes their images for class {f['taken_for']} "
-        f"({_num(f['taken_share'], True)}). {shown}"
-    )
 
 
 def _never_text(f: Mapping[str, Any]) -> str:

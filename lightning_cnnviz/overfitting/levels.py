@@ -21,7 +21,8 @@ import math
 from collections.abc import Callable, Sequence
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.rules import Verdict, _finite
+from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
     "BELOW_CHANCE_LOSS",
@@ -73,7 +74,7 @@ def stuck(e: Evaluation) -> bool | None:
     """
     if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
         return None
-    if not _finite(e.probe_loss_val):
+    if not finite(e.probe_loss_val):
         return True  # non-finite outputs: nothing is learnt any more
     k = int(e.classes)
     band = chance_band(k, int(e.probe_size or 0))
@@ -110,7 +111,7 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         return None  # learnt in this streak and kept: the train probe's noise around the bar
     since, now = evs[-streak], evs[-1]
     before = evs[: len(evs) - streak]
-    plateau = now.lr != 0 and _finite(now.probe_loss_val)  # not a zero rate, not NaN outputs
+    plateau = now.lr != 0 and finite(now.probe_loss_val)  # not a zero rate, not NaN outputs
     if not before and plateau and (now.step < FIRST_STEPS or warming_up(evs)):
         # at chance from the start within the first steps, or while the schedule still
         # raises the learning rate: held out, CNNs validated every 11-12 steps were at
@@ -129,7 +130,7 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "peak_acc_before": peak.probe_acc_val if peak else None,
         # the lowest rate it learnt at before the collapse (a schedule may have raised it)
         "lr_before": min((e.lr for e in before if e.lr), default=None),
-        "non_finite": not _finite(now.probe_loss_val),
+        "non_finite": not finite(now.probe_loss_val),
     }
     return Verdict("not_learning", since, now, peak, figures)
 

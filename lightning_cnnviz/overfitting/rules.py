@@ -27,6 +27,7 @@ from typing import Any
 
 from lightning_cnnviz.overfitting.curves import LOCAL, Z_AGREE, episode, noise, prompt
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
     "ACC_CLIMB",
@@ -64,10 +65,6 @@ TRAIN_FALL = 0.9
 """The train loss must be below this share of its value at the best val loss."""
 
 
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
 def overfitting(
     history: Sequence[Evaluation], tolerance: float = 0.05, patience: int = 2
 ) -> Verdict | None:
@@ -81,7 +78,7 @@ def overfitting(
     onset is the evaluation after the lowest val loss (``best``, what
     ``ModelCheckpoint`` keeps).
     """
-    evs = [e for e in history if _finite(e.val_loss)]
+    evs = [e for e in history if finite(e.val_loss)]
     vals: list[float] = [e.val_loss for e in evs]  # type: ignore[misc]
     # below 0.01 (nats) a rise is meaningless: a model at 100% val accuracy whose val
     # loss wanders between 1e-4 and 3e-4 is no overfitting worth stopping for
@@ -129,7 +126,7 @@ def _memorising(evs: Sequence[Evaluation], patience: int) -> bool:
         return False
     train = [e.train_accuracy for e in evs]
     val = [e.val_loss for e in evs]
-    if any(t is None for t in train[-patience - 1 :]) or not all(_finite(x) for x in val[-3:]):
+    if any(t is None for t in train[-patience - 1 :]) or not all(finite(x) for x in val[-3:]):
         return False
     climb = train[-1] - train[-patience - 1]  # type: ignore[operator]
     known = [t for t in train if t is not None]
@@ -137,7 +134,7 @@ def _memorising(evs: Sequence[Evaluation], patience: int) -> bool:
     # holds the steep climb of the first epochs (it doubled the bar for a noisy-label run)
     if climb <= max(0.01, 2 * min(noise(known, LOCAL), noise(known, 5) or math.inf)):
         return False
-    earlier = [x for x in val[:-1] if _finite(x)]
+    earlier = [x for x in val[:-1] if finite(x)]
     return bool(earlier) and val[-1] > min(earlier[-LOCAL:])  # type: ignore[operator]
 
 
@@ -205,7 +202,7 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     train accuracy (against those labels) may stay below the val accuracy for long: it
     climbing is the sign, its passing val accuracy comes later.
     """
-    evs = [e for e in history if _finite(e.val_accuracy)]
+    evs = [e for e in history if finite(e.val_accuracy)]
     accs = [-e.val_accuracy for e in evs]  # type: ignore[operator]
     floor = max(0.02, _drop_error(evs))
     # a floor alone confirms on three values: the train accuracy must climb too (below),

@@ -21,10 +21,11 @@ from typing import Any
 from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.overfitting.detector import NOTE_KINDS, Change
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.headlines import _finite, _num, _when, headline
+from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.metric_names import DEFAULT_KEYS, suggested
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.words import finite, num, when
 
 __all__ = ["calibration_text", "diagnosis_text", "finding_of", "missing_text"]
 
@@ -40,14 +41,14 @@ def calibration_text(ev: Evaluation) -> str:
     over = ev.overconfidence_val
     if over is None:
         return "calibration: n/a (no class labels or logits on the probe)"
-    if not _finite(over, ev.conf_val, ev.probe_acc_val):
+    if not finite(over, ev.conf_val, ev.probe_acc_val):
         return "calibration: n/a (the probe's outputs are not finite)"
     if abs(over) < 0.03:
         words = "well calibrated on validation images"
     else:
         words = f"{'over' if over > 0 else 'under'}-confident on validation images"
     return (
-        f"{words}: mean confidence {_num(ev.conf_val)} at {_num(ev.probe_acc_val, True)} "
+        f"{words}: mean confidence {num(ev.conf_val)} at {num(ev.probe_acc_val, True)} "
         f"accuracy ({over:+.3f})"
     )
 
@@ -62,21 +63,21 @@ def _section(v: Verdict, keys: Mapping[str, str]) -> list[str]:
     lines = [f"**{head}**", ""]
     if best is not None and v.kind in ("overfitting", "memorisation"):
         lines.append(
-            f"- Best so far: **{_when(best)}**: val loss {_num(best.val_loss)}, val acc "
-            f"{_num(best.val_accuracy, True)}, train loss {_num(best.train_loss)}."
+            f"- Best so far: **{when(best)}**: val loss {num(best.val_loss)}, val acc "
+            f"{num(best.val_accuracy, True)}, train loss {num(best.train_loss)}."
         )
     lines.append(
-        f"- Now, {_when(now)}: train loss {_num(now.train_loss)}, val loss "
-        f"{_num(now.val_loss)}; train acc {_num(now.train_accuracy, True)}, val acc "
-        f"{_num(now.val_accuracy, True)}."
+        f"- Now, {when(now)}: train loss {num(now.train_loss)}, val loss "
+        f"{num(now.val_loss)}; train acc {num(now.train_accuracy, True)}, val acc "
+        f"{num(now.val_accuracy, True)}."
     )
     if "noise" in v.figures:
         lines.append(
-            f"- Noise of the curve (per validation): {_num(v.figures['noise'])}; a change counts "
-            f"beyond {_num(v.figures['margin'])}."
+            f"- Noise of the curve (per validation): {num(v.figures['noise'])}; a change counts "
+            f"beyond {num(v.figures['margin'])}."
         )
     lines += ["", "What to try:", ""]
-    best_text = _when(best) if best is not None else "the best epoch"
+    best_text = when(best) if best is not None else "the best epoch"
     names = {"best": best_text, "val_key": keys["val_loss"], "acc_key": keys["val_acc"]}
     for i, remedy in enumerate(remedies(v), 1):
         lines.append(f"{i}. {remedy.format(**names)}")
@@ -104,14 +105,14 @@ def diagnosis_text(
     for v in verdicts:
         lines += _section(v, keys)
     if not verdicts:
-        lines += [f"No validation problem found up to {_when(now)}.", ""]
-    if now.overconfidence_val is None or _finite(
+        lines += [f"No validation problem found up to {when(now)}.", ""]
+    if now.overconfidence_val is None or finite(
         now.overconfidence_val, now.conf_val, now.probe_acc_val
     ):  # a diverged model's confidence is NaN: nothing to say about its calibration
-        lines.append(f"Calibration (val probe, {_when(now)}): {calibration_text(now)}.")
+        lines.append(f"Calibration (val probe, {when(now)}): {calibration_text(now)}.")
     if now.ece_val is not None and math.isfinite(now.ece_val):
-        train = _num(now.ece_train) if now.ece_train is not None else "not measured this time"
-        lines.append(f"ECE (15 bins): val {_num(now.ece_val)}, train {train}.")
+        train = num(now.ece_train) if now.ece_train is not None else "not measured this time"
+        lines.append(f"ECE (15 bins): val {num(now.ece_val)}, train {train}.")
     if confusion:
         lines += ["", "Most confused classes (val probe):", "", confusion]
     if others:
