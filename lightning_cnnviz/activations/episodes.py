@@ -8,7 +8,8 @@ rewritten as the die-off worsens). It ends when every site of it is back below
 ``change="gone"``, which the callback writes over the reported finding), and a later
 die-off opens a new episode, reported as new. A ``dead_units`` problem raised while the
 loss had not yet fallen well (its harm was stalled learning) becomes a note once the
-loss has fallen ``LATE`` since the start with no site at ``LARGE`` or risen ``FAST_RISE``
+loss has fallen ``LATE`` since the start (one raised later, once the loss has lost
+``OUTGROWN`` of its level then) with no site at ``LARGE`` or risen ``FAST_RISE``
 since (``_eased``): the units no longer hold learning back, though still silent (a BN
 CNN at batch 2 kept a dense layer 60% dead from step 50 while val reached 88-90%).
 Without episodes, a transient in the slow start of a healthy run (17% of a layer, back
@@ -58,9 +59,10 @@ from lightning_cnnviz.activations.dead_rules import (
     dormant_text,
 )
 
-__all__ = ["RECOVERED", "Episode", "UnitEpisodes", "Verdict", "die_off"]
+__all__ = ["OUTGROWN", "RECOVERED", "Episode", "UnitEpisodes", "Verdict", "die_off"]
 
 RECOVERED = 0.5  # an episode ends when its sites are all below half the threshold
+OUTGROWN = 0.5  # a late die-off stops hurting once the loss has lost this much of its level then
 _WORDS = {"dead_units": ("Dead units", "dead"), "dormant_units": ("Dormant units", "dormant")}
 
 
@@ -252,16 +254,20 @@ class UnitEpisodes:
     def _eased(
         self, step: int, epoch: int, fractions: Mapping[str, float], progress: float | None
     ) -> list[Verdict]:
-        """A ``dead_units`` problem of the slow start that learning has outgrown: a note."""
+        """A ``dead_units`` problem that learning has outgrown since: a note.
+
+        Raised in the slow start, once the loss has fallen ``LATE`` since the start; raised
+        once the model had learnt (a die-off after a rate raised 10x by the schedule), once
+        the loss has since lost ``OUTGROWN`` of what was left of it: a collapse that hurt
+        keeps the loss where it was (held out: a dense layer 8% -> 43% dead at step 60,
+        loss 0.57, then 0.005 and 96% val with the layer still 40% silent).
+        """
         episode = self.open.get("dead_units")
-        if (
-            episode is None
-            or episode.severity != "problem"
-            or episode.progress is None
-            or episode.progress >= SLOW  # raised once the model had learnt: a real collapse
-            or progress is None
-            or progress < LATE
-        ):
+        if episode is None or episode.severity != "problem" or episode.progress is None:
+            return []
+        then = episode.progress
+        bar = LATE if then < SLOW else 1 - (1 - then) * (1 - OUTGROWN)
+        if progress is None or progress < bar:
             return []
         now, parts = _shares(episode, fractions, "dead")
         if any(
@@ -273,8 +279,8 @@ class UnitEpisodes:
         text = (
             f"Dead units no longer hold learning back (step {step}, epoch {epoch}): the loss "
             f"has fallen {progress:.0%} since the start, and the silent layers have not grown "
-            f"({parts}). Reported at step {episode.since} as a problem while learning "
-            f"stalled ({episode.progress:.0%} progress then); a note now. The units stay "
+            f"({parts}). Reported at step {episode.since} as a problem "
+            f"({then:.0%} progress then); a note now. The units stay "
             "silent: a layer this sparse wastes width, and a further rise is reported again."
         )
         figures: dict[str, Any] = dict(now) | {"progress": progress, "reported_step": episode.since}

@@ -437,10 +437,29 @@ def test_episodes_dead_problem_stays_while_the_share_grows_or_once_raised_late()
     assert said(episodes.review(50, 0, [], {"fc": 0.67}, kinds, dead, 0.08))
     assert episodes.review(150, 0, [], {"fc": 0.80}, kinds, dead, 0.8) == []  # LARGE now
     # a collapse once the model had learnt (progress past SLOW when raised) stays a problem
+    # while the loss keeps the level it had then
     episodes = UnitEpisodes(0.25)
     (late,) = episodes.review(60, 1, [("fc", 0.40, 0.08)], {"fc": 0.40}, kinds, dead, 0.8)
     assert late.severity == "problem"
-    assert episodes.review(80, 1, [], {"fc": 0.40}, kinds, dead, 0.9) == []
+    assert episodes.review(80, 1, [], {"fc": 0.40}, kinds, dead, 0.8) == []
+    assert episodes.review(100, 1, [], {"fc": 0.40}, kinds, dead, 0.85) == []
+
+
+def test_episodes_dead_problem_raised_late_is_a_note_once_the_loss_halved_since():
+    # h_sequential s0: a BN CNN whose schedule raised SGD's rate 10x at step 32; the dense
+    # layer 8% -> 43% dead at step 60 (loss down 80%), then 46% at step 80 with the loss
+    # down 90%, 0.005 and 96% val by the end with the layer still 40% silent
+    kinds, dead = {"fc": "rectifier"}, {"fc": list(range(55))}
+    episodes = UnitEpisodes(0.25)
+    (late,) = episodes.review(60, 1, [("fc", 0.43, 0.08)], {"fc": 0.43}, kinds, dead, 0.8)
+    assert late.severity == "problem"
+    (eased,) = episodes.review(80, 2, [], {"fc": 0.46}, kinds, dead, 0.9)
+    assert said([eased]) == [("dead_units", "note", "gone")]
+    assert "Reported at step 60 as a problem (80% progress then)" in eased.message
+    # a site grown past LARGE keeps it a problem, whatever the loss
+    episodes = UnitEpisodes(0.25)
+    episodes.review(60, 1, [("fc", 0.43, 0.08)], {"fc": 0.43}, kinds, dead, 0.8)
+    assert episodes.review(80, 2, [], {"fc": 0.8}, kinds, dead, 0.95) == []
 
 
 def test_episodes_eased_problem_survives_a_checkpoint():
