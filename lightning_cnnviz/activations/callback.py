@@ -13,7 +13,7 @@ from typing_extensions import override
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
 from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.draw import dead_strip_image
-from lightning_cnnviz.activations.gradients import zero_weights
+from lightning_cnnviz.activations.init_weights import identical_units, zero_weights
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.activations.window import TrainingWindow
@@ -208,18 +208,15 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         super().on_fit_end(trainer, pl_module)
 
     def _start(self, trainer: Trainer, model: nn.Module) -> dict[str, Any]:
-        """What the first log's checks read: ``chance``, zero layers, the inputs' scale."""
+        """The first log's reads: ``chance``, zero and identical layers, the inputs' scale."""
         if not self.diagnosis.wants_chance():
             return {}
         layers = named_layers(model)
-        named = [
-            (n, w)
-            for n in self._rec.depth
-            if isinstance(w := getattr(layers.get(n), "weight", None), Tensor)
-        ]
+        ordered = [(n, layers[n]) for n in self._rec.depth if n in layers]
+        named = [(n, w) for n, m in ordered if isinstance(w := getattr(m, "weight", None), Tensor)]
         scale = raw_scale(self.probe(trainer).images)
         return {"chance": self._chance(trainer), "zero_layers": zero_weights(named),
-                "input_scale": scale}  # fmt: skip
+                "identical_layers": identical_units(ordered), "input_scale": scale}  # fmt: skip
 
     def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
         """``(K, cross-entropy of the probe's logits)`` when the probe has labels for K logits.

@@ -4,7 +4,8 @@ Nothing here knows about Lightning. ``CauseReview`` is a part of
 ``diagnose.TrainingDiagnosis`` (a mixin, as the monitors' parts are): at the first log
 it runs the initial-scale check (``gradients.init_explosion``: the first losses far
 above the chance level ``ln K``) and reads all-zero layers; either makes the weights'
-scale at initialisation the cause that the dead-unit findings name. A first loss far
+scale at initialisation the cause that the dead-unit findings name. Layers whose units
+all hold the same weights are a ``symmetric_weights`` problem, and that cause. A first loss far
 above the model's own cross-entropy is a loss scaled in ``training_step`` (``scaled_loss``,
 a note that later problems name as their cause). Later, a loss that
 never left its chance level while learning stalls makes the data the first suspect
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from lightning_cnnviz.activations.dead_rules import DATA_REMEDIES, INIT_REMEDIES, STALLED
 from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.gradients import init_explosion
+from lightning_cnnviz.activations.init_weights import identical_text
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 
 __all__ = ["CauseReview", "scaled_loss"]
@@ -126,6 +128,22 @@ class CauseReview:
             "(see `exploding_gradients`)."
         )
         return [Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)]
+
+    def _symmetric(self, step: int, epoch: int, layers: Sequence[str]) -> list[Verdict]:
+        """Layers whose units all hold the same weights after the first updates: a problem.
+
+        Also the cause the dead-unit and not-learning findings name.
+        """
+        if not layers or step < 1 or not self._new("symmetric_weights", "problem"):
+            return []
+        if self.init_cause is None:
+            self.init_cause = (
+                "The weights' initialisation is the cause here, not the learning rate: "
+                f"every unit of {', '.join(f'`{n}`' for n in layers[:4])} holds the same "
+                "weights (see `symmetric_weights`)."
+            )
+        text = identical_text(layers, step, epoch)
+        return [Verdict("symmetric_weights", "problem", text, {"layers": float(len(layers))})]
 
     def _zero_init(self, zero_layers: Sequence[str]) -> None:
         """The weights' scale as the cause, where layers hold all-zero weights (first log)."""

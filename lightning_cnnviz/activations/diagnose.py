@@ -188,6 +188,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         bad_parameters: Callable[[], list[str]],
         chance: tuple[int, float] | None = None,
         zero_layers: Sequence[str] = (),
+        identical_layers: Sequence[str] = (),
         leftover: float | None = None,
         input_scale: Mapping[str, float] | None = None,
         lr: float | None = None,
@@ -198,10 +199,11 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         ``chance``: ``(K, the probe's cross-entropy)`` where the probe has class labels
         for an output of ``K`` logits (``wants_chance``), else None (the initial-scale
         check is skipped). ``zero_layers``: the layers whose weights are all zero, read
-        with ``chance`` (at the first log). ``leftover``: the largest gradient found before
-        this step's first backward (``carry_over.py``), where it was looked for.
-        ``input_scale``: the probe inputs' figures where they are far from unit scale
-        (``core.inputs.raw_scale``), read at the first log: a note. ``lr``: the learning
+        with ``chance`` (at the first log), ``identical_layers`` those whose units all hold
+        the same weights (``init_weights.identical_units``). ``leftover``: the largest
+        gradient found before this step's first backward (``carry_over.py``), where it was
+        looked for. ``input_scale``: the probe inputs' figures where they are far from unit
+        scale (``core.inputs.raw_scale``), read at the first log: a note. ``lr``: the learning
         rate now (a rate a schedule raised before a divergence is named as its cause).
         ``output_site``: the activation whose output is the model's (a ReLU on the logits):
         its silent units are classes, told as ``output_activation``, not as dead units.
@@ -231,6 +233,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         if self.diverged is not None:
             return out  # what follows a divergence is its consequence
         self._zero_init(zero_layers)
+        out += self._symmetric(step, epoch, identical_layers)
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
         found, falling = self._gradients(

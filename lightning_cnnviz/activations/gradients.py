@@ -37,9 +37,6 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 
-import torch
-from torch import Tensor
-
 __all__ = [
     "depth_ratio",
     "gradient_findings",
@@ -47,7 +44,6 @@ __all__ = [
     "mean_rms",
     "over_chance",
     "saturation_eased",
-    "zero_weights",
 ]
 
 VANISH, EXPLODE, GROWTH, SATURATED = 1e-3, 1e3, 100.0, 0.5
@@ -259,23 +255,6 @@ def init_explosion(
         "classes": float(classes), "probe_loss": probe_loss, "over_chance": start / chance,
     }  # fmt: skip
     return "exploding_gradients", "problem", _with_remedies(text, "init_explosion"), figures
-
-
-def zero_weights(named: Sequence[tuple[str, Tensor]]) -> list[str]:
-    """Names of the weight matrices that are all zero, in order (one host transfer).
-
-    A layer initialised to zero stays silent: its units compute the same nothing, its
-    ReLUs are "dead" from the start and no gradient reaches the layers below it.
-
-    Example::
-
-        >>> zero_weights([("a", torch.zeros(2, 2)), ("b", torch.ones(2))])
-        ['a']
-    """
-    if not named:
-        return []
-    flags = torch.stack([w.detach().abs().amax() == 0 for _, w in named]).cpu().tolist()
-    return [name for (name, _), zero in zip(named, flags, strict=True) if zero]
 
 
 def _with_remedies(text: str, kind: str) -> str:

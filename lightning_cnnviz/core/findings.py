@@ -111,6 +111,7 @@ ROOT_CAUSES = {
     # withdrawn as a note once gradients reach the first layers and the loss falls
     "vanishing_gradients": "the gradient vanishes before it reaches the first layers",
     "output_activation": "an activation holds classes' logits at 0",
+    "symmetric_weights": "the units of a layer hold identical weights",
 }
 
 # notes (inputs off scale are healthy under BatchNorm, a scaled loss under Adam), yet causes

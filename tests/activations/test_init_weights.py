@@ -1,0 +1,96 @@
+"""Weights whose initialisation stops learning: identical units, all-zero layers."""
+
+import warnings
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+
+from lightning_cnnviz.activations.callback import ActivationMonitor
+from lightning_cnnviz.activations.init_weights import identical_units, zero_weights
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
+from tests.tb import events, texts
+
+
+def cnn() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 49, 32), nn.ReLU(), nn.Linear(32, 10),
+    )  # fmt: skip
+
+
+class Net(L.LightningModule):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        loss = F.cross_entropy(self(batch[0]), batch[1])
+        self.log("train/loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def fit(tmp_path, net: nn.Module):
+    L.seed_everything(0, verbose=False)
+    data = SyntheticDigitsDataModule(train_size=64 * 12, val_size=64, batch_size=64)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=12, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[ActivationMonitor(every_n_steps=6)],
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(Net(net), data)
+    return trainer, [str(w.message) for w in caught]
+
+
+def test_identical_units_finds_constant_layers_only():
+    constant, default, zero = nn.Linear(4, 3), nn.Linear(4, 3), nn.Linear(4, 3)
+    nn.init.constant_(constant.weight, 0.02)
+    nn.init.zeros_(zero.weight)
+    depthwise = nn.Conv2d(4, 4, 3, groups=4)  # a blur: each unit sees its own channel
+    nn.init.constant_(depthwise.weight, 1 / 9)
+    frozen, one = nn.Linear(4, 3), nn.Linear(4, 1)
+    nn.init.constant_(frozen.weight, 0.5)
+    frozen.weight.requires_grad_(False)
+    nn.init.constant_(one.weight, 0.5)
+    layers = [("constant", constant), ("default", default), ("zero", zero),
+              ("depthwise", depthwise), ("frozen", frozen), ("one", one)]  # fmt: skip
+    assert identical_units(layers) == ["constant"]
+    assert zero_weights([(n, m.weight) for n, m in layers]) == ["zero"]
+    # within float noise of each other is the same unit; a real difference is not
+    constant.weight.data[1] += 1e-9
+    assert identical_units(layers[:1]) == ["constant"]
+    constant.weight.data[1, 0] += 1e-3
+    assert identical_units(layers[:1]) == []
+
+
+def test_identical_units_constant_init_is_a_problem_at_the_first_log(tmp_path):
+    net = cnn()
+    for p in net.parameters():
+        nn.init.constant_(p, 0.02)
+    trainer, said = fit(tmp_path, net)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "symmetric_weights"]
+    assert (found.severity, found.step) == ("problem", 6)
+    # the hidden layers stay identical; the output layer's classes broke its symmetry
+    assert "`net.0`, `net.3`, `net.7` holds the same weights" in found.message
+    assert "`net.9`" not in found.message and found.figures == {"layers": 3.0}
+    assert found.message in texts(events(tmp_path), "activations/diagnosis")[0]
+    assert any(found.message in m for m in said)
+    assert torch.equal(net[7].weight[0], net[7].weight[5])  # truly identical still
+
+
+def test_identical_units_default_init_says_nothing(tmp_path):
+    trainer, _ = fit(tmp_path, cnn())
+    assert [f for f in findings_of(trainer) if f.kind == "symmetric_weights"] == []
