@@ -68,6 +68,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.last_step = -1  # the step of the previous log
         self.logs: list[int] = []  # the steps of the latest logs, this one's last
         self.rates: tuple[float | None, float | None] = (None, None)  # lr: first log, now
+        self.log_rates: list[tuple[int, float]] = []  # (step, lr) of the latest logs
         self.chance: tuple[int, float] | None = None  # (K, probe cross-entropy): first log
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
@@ -110,6 +111,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             "last_step": self.last_step,
             "logs": list(self.logs),
             "rates": list(self.rates),
+            "log_rates": [list(r) for r in self.log_rates],
             "chance": list(self.chance) if self.chance else None,
             "last_epoch": self.last_epoch,
             "kinds": dict(self._kinds),
@@ -146,6 +148,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.last_step = int(state.get("last_step", -1))
         self.logs = [int(s) for s in state.get("logs", [])]
         self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]
+        self.log_rates = [(int(a), float(b)) for a, b in state.get("log_rates", [])]
         chance = state.get("chance")
         self.chance = (int(chance[0]), float(chance[1])) if chance else None
         self.last_epoch = int(state.get("last_epoch", 0))
@@ -214,6 +217,8 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             self.classes = chance[0]
         self.logs = [*self.logs[-3:], step]  # a spike is seen up to two logs on
         self.rates = (self.rates[0] if self.rates[0] is not None else lr, lr)
+        if lr is not None:  # a divergence is confirmed up to two logs after its spike
+            self.log_rates = [*self.log_rates[-5:], (step, lr)]
         kinds = {site: info.kind for site, info in sites.items()}
         alerts = self.history.update(figures, kinds)
         out, claimed = self._output_activation(step, epoch, output_site, kinds)

@@ -22,6 +22,7 @@ from torch import Tensor
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.divergence import is_jump, jump_to_chance, loss_spike, sudden
 from lightning_cnnviz.activations.divergence_words import (
+    RAISED,
     divergence_cause,
     divergence_text,
     part_of_text,
@@ -52,6 +53,7 @@ class DivergenceReview:
     nonfinite_told: bool
     logs: list[int]
     rates: tuple[float | None, float | None]  # the learning rate at the first log, and now
+    log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
     chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
     loss_scale: float | None  # the first loss over the model's own cross-entropy, if scaled
 
@@ -129,7 +131,8 @@ class DivergenceReview:
             first_weights=weights[0] if weights else None,
             first_activations=bad_sites[0] if bad_sites else None,
             first_grads=grads, died=died, level=level,
-            cause=divergence_cause(at_once, rates, start, self.loss_scale),  # type: ignore[arg-type]
+            cause=divergence_cause(at_once, rates, start, self.loss_scale,  # type: ignore[arg-type]
+                                   self._jump(spike[0] if spike is not None else nonfinite)),
         )  # fmt: skip
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:
@@ -146,6 +149,17 @@ class DivergenceReview:
         until = spike[0] if spike is not None else nonfinite
         best = spike[2] if spike is not None else None
         return [found, *self._part_of(series, until, best, step, epoch)]  # type: ignore[arg-type]
+
+    def _jump(self, at: int | None) -> tuple[int, float, int, float] | None:
+        """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x."""
+        if at is None:
+            return None
+        before = [(s, lr) for s, lr in self.log_rates if s < at]
+        after = [(s, lr) for s, lr in self.log_rates if s >= at]
+        if not before or not after or not before[-1][1] > 0:
+            return None
+        (a, lr_a), (b, lr_b) = before[-1], after[0]
+        return (a, lr_a, b, lr_b) if lr_b >= RAISED * lr_a else None
 
     def _part_of(
         self, series: list[tuple[int, float]], until: int, best: float | None, step: int, epoch: int

@@ -159,10 +159,12 @@ def divergence_text(
             f"the loss spiked to {value:.3g} at step {at} (best {best:.3g}, start {start:.3g})"
         )
         if level is not None:
-            what[-1] += (
-                f" late in training, from {level[0]:.3g} just before it, and is still "
-                f"{level[1]:.3g} ({level[1] / level[0]:.1f}x that level) at step {step}"
-            )
+            what[-1] += f" late in training, from {level[0]:.3g} just before it"
+            if nonfinite_step is None:  # (after a NaN, the last finite losses say nothing now)
+                what[-1] += (
+                    f", and is still {level[1]:.3g} ({level[1] / level[0]:.1f}x that level) at "
+                    f"step {step}"
+                )
     where = [
         f"{label} `{name}`"
         for label, name in (
@@ -186,6 +188,7 @@ def divergence_cause(
     rates: tuple[float, float] | None,
     start: tuple[float, int] | None = None,
     scale: float | None = None,
+    jump: tuple[int, float, int, float] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -198,7 +201,11 @@ def divergence_cause(
     initialised too large, or a loss summed over the batch), which the updates from there
     overshoot. ``scale``: where that first loss was this many times the model's own
     cross-entropy (``cause_review.scaled_loss``: the weights are sane, the loss is
-    scaled), which is then the cause named instead.
+    scaled), which is then the cause named instead. ``jump``: ``(a log's step, its rate,
+    the next log's step, its rate)`` around the divergence, where the rate rose ``RAISED``
+    x or more between them (a warm restart, a schedule's step up): named first, also
+    before a ``sudden`` blow-up (held out: SGDR restarting from 1e-5 to 2.0 at step 96,
+    loss 0.14 -> 20 -> 27,000 -> NaN, was told as "one batch or one operation").
 
     Example::
 
@@ -206,7 +213,17 @@ def divergence_cause(
         'The learning rate rose from 0.01 to 1 before it (a warmup or '
         >>> divergence_cause((60, 0.88), None)[:60]
         'The loss was 0.88 and steady just before step 60, then blew '
+        >>> divergence_cause((98, 0.11), None, jump=(80, 1e-5, 100, 2.0))[:67]
+        'The learning rate jumped from 1e-05 (step 80) to 2 (step 100) just '
     """
+    if jump is not None:
+        a, before, b, after = jump
+        return (
+            f"The learning rate jumped from {before:.3g} (step {a}) to {after:.3g} (step {b}) "
+            f"just before it, {after / before:.0f}x (a warm restart or a schedule stepping it "
+            "up): the rate it jumped to is too high for this model and data, and the "
+            f"optimiser overshoots. Try: {RAISED_REMEDIES}."
+        )
     if sudden is not None:
         at, before = sudden
         return (

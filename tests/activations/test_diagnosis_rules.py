@@ -500,18 +500,37 @@ def test_divergence_nan_of_a_model_stuck_at_chance_is_the_rate():
     assert "the optimiser overshoots. Try: lower the learning rate (10x)" in verdict.message
 
 
-def test_divergence_after_a_raised_rate_names_it_not_a_warmup():
-    # a warmup to lr 1.0 (held out): the spike waits one log for its confirmation
+def _spiked_at_83(rates):
+    """The divergence verdict of a loss at 9 from step 81, logs at ``rates``' steps."""
     series = healthy_losses(80) + [(s, 9.0) for s in range(81, 121)]
     diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
     for step, value in series:
         diagnosis.loss.add(step, torch.tensor(value))
-        if step in (10, 100, 120):
-            verdicts = diagnosis.review(step, 0, {}, {}, [], list, lr=0.01 if step == 10 else 1.0)
+        if step in rates:
+            verdicts = diagnosis.review(step, 0, {}, {}, [], list, lr=rates[step])
     (verdict,) = verdicts
+    return verdict
+
+
+def test_divergence_after_a_raised_rate_names_it_not_a_warmup():
+    # a warmup to lr 1.0 (held out): the spike waits one log for its confirmation
+    verdict = _spiked_at_83({10: 0.01, 40: 0.4, 70: 0.7, 100: 1.0, 120: 1.0})
     assert verdict.figures["lr_first"] == 0.01 and verdict.figures["lr"] == 1.0
     assert "The learning rate rose from 0.01 to 1 before it" in verdict.message
     assert "add a learning-rate warmup" not in verdict.message
+
+
+def test_divergence_after_a_rate_jump_between_two_logs_names_the_jump():
+    # held out: SGDR restarting from 1e-5 to 2.0 at step 96, the loss 0.14 -> 20 -> NaN,
+    # was told as "one batch or one operation"; the rate at the logs around it tells
+    verdict = _spiked_at_83({10: 0.05, 40: 0.01, 80: 1e-5, 100: 2.0, 120: 1.9})
+    assert "The learning rate jumped from 1e-05 (step 80) to 2 (step 100) just before it" in (
+        verdict.message
+    )
+    assert "one batch or one operation" not in verdict.message
+    # a rate the logs around the spike share is no jump (the first log's rate was lower)
+    verdict = _spiked_at_83({10: 0.05, 80: 1.0, 100: 1.0, 120: 1.0})
+    assert "jumped" not in verdict.message and "rose from 0.05 to 1" in verdict.message
 
 
 # held out: a healthy 100-class CNN (two-digit images, Adam 1e-3), its training losses at
