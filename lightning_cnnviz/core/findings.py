@@ -112,6 +112,7 @@ ROOT_CAUSES = {
     "vanishing_gradients": "the gradient vanishes before it reaches the first layers",
     "output_activation": "an activation holds classes' logits at 0",
     "symmetric_weights": "the units of a layer hold identical weights",
+    "train_mode_in_validation": "validation runs the model in training mode",
 }
 
 # notes (inputs off scale are healthy under BatchNorm, a scaled loss under Adam), yet causes

@@ -15,10 +15,13 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
+from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.probe import find_dataset
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
+from lightning_cnnviz.overfitting.val_mode import deliberate, train_mode_layers, train_mode_text
 
 __all__ = ["LoopTap"]
 
@@ -27,7 +30,9 @@ class LoopTap:
     """The validation hooks that keep the val probe's logits (a part of the monitor).
 
     Uses the monitor's ``_loop``, ``_probes``, ``_draw``, ``_event_due``, ``logits_key``,
-    ``logits_of`` and ``_label_key``.
+    ``logits_of``, ``_label_key``, ``disabled``, ``_own_findings``, ``section``, ``tag`` and
+    ``sink``. Also tells a
+    validation run in training mode (``val_mode.py``).
     """
 
     _loop: LoopLogits
@@ -76,6 +81,30 @@ class LoopTap:
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
         self._loop.batch_end(batch, dataloader_idx)
+        if batch_idx == 0 and dataloader_idx == 0 and not self.disabled:
+            self._check_mode(trainer, pl_module)
+
+    def _check_mode(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Dropout/BatchNorm left in training mode by the validation step (``val_mode.py``).
+
+        Read after the first batch of each validation (a module scan); told once. The
+        loop's logits are then train-mode outputs: the evaluation runs its own probe pass.
+        """
+        layers = train_mode_layers(pl_module)
+        if not layers:
+            return
+        self._loop.why = "validation ran the model in training mode"
+        if any(f.kind == "train_mode_in_validation" for f in self._own_findings()):
+            return  # told (this fit, or before a resume)
+        chosen = deliberate(pl_module, layers)
+        message = train_mode_text(layers, trainer.global_step, chosen)
+        figures = {"layers": float(len(layers))}
+        report(trainer, Finding(self.section, "train_mode_in_validation", trainer.global_step,
+                                trainer.current_epoch, message, figures,
+                                "note" if chosen else "problem"))  # fmt: skip
+        if not chosen:
+            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
+        self.sink.text(self.tag("diagnosis"), f"**{message}**", trainer.global_step)
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
