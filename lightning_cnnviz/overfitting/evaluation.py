@@ -23,22 +23,22 @@ __all__ = ["Evaluation"]
 class Evaluation:
     """What one validation showed. Any figure may be ``None`` (not logged, or not measured).
 
-    ``bn_screen`` is set only where the batch-statistics pass was skipped because its
-    screen was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``grad_clip``:
-    the run's settings then (``core.settings.Settings``), which the remedies follow;
+    ``bn_screen`` is set only where the batch-statistics pass was skipped because its screen
+    was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``grad_clip``: the
+    run's settings then (``core.settings.Settings``), which the remedies follow;
     ``run_share``: ``step`` over the run's planned steps (``None``: unknown length).
-    ``ignored`` to ``top_share``: the val probe's left-out classes and the training
-    labels' shares (``imbalance.py``); ``split_classes``, ``split_taken``: classes learnt
-    on the train probe and left out on the val probe, and what their val images are
-    taken for (``class_gap.py``; measured where the train probe ran); ``input_shift``: the
-    channel whose statistics differ between the two probes' images (``{}``: none;
-    ``split_inputs.py``); ``train_acc_images``: the images behind ``train_acc`` where it is
-    one training batch's (a validation mid-epoch reads the latest step's value);
-    ``val_images``: the images a validation sees (``val_acc``'s binomial error);
-    ``probe_ce_probs_val``, ``probe_simplex_val``: what a loss fed probabilities would log
-    on the val probe, and whether its outputs are probabilities; ``probe_nll_raw_val``:
-    what ``nll_loss`` fed the outputs as they are would log (``loss_reads.candidates``;
-    the loss they are made for is ``probe_loss_val``).
+    ``ignored`` to ``missing``: the val probe's left-out classes and the training labels'
+    shares, ``missing`` those with no training label (``imbalance.py``); ``split_classes``,
+    ``split_taken``: classes learnt on the train probe and left out on the val probe, and
+    what their val images are taken for (``class_gap.py``; measured where the train probe
+    ran); ``input_shift``: the channel whose statistics differ between the two probes'
+    images (``{}``: none; ``split_inputs.py``); ``train_acc_images``: the images behind
+    ``train_acc`` where it is one training batch's (a validation mid-epoch reads the latest
+    step's value); ``val_images``: the images a validation sees (``val_acc``'s binomial
+    error); ``probe_ce_probs_val``, ``probe_simplex_val``: what a loss fed probabilities
+    would log on the val probe, and whether its outputs are probabilities;
+    ``probe_nll_raw_val``: what ``nll_loss`` fed the outputs as they are would log
+    (``loss_reads.candidates``; the loss they are made for is ``probe_loss_val``).
 
     Example::
 
@@ -88,6 +88,7 @@ class Evaluation:
     taken_share: float | None = None
     top_share: float | None = None
     ignored_val_share: float | None = None
+    missing: list[int] | None = None
     taken_val_share: float | None = None
     split_classes: list[int] | None = None
     split_taken: list[int] | None = None

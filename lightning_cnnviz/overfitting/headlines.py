@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lightning_cnnviz.overfitting import bn_levels, class_gap, imbalance, levels, lr_decay
+from lightning_cnnviz.overfitting import bn_levels, class_gap, imbalance_words, levels, lr_decay
 from lightning_cnnviz.overfitting.remedies import LR_CUT, raised
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 from lightning_cnnviz.overfitting.words import num, when
@@ -121,7 +121,7 @@ def headline(v: Verdict) -> str:
             f"{loss}.{cut}"
         )
     if v.kind == "class_imbalance":
-        return imbalance.headline(v)
+        return imbalance_words.headline(v)
     if v.kind == "loss_mismatch":
         if gone:
             return (

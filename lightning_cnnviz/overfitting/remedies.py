@@ -169,7 +169,16 @@ def remedies(v: Verdict) -> list[str]:
             "different images and labels; a `__getitem__` that ignores `i`, a label column "
             "read wrong or a filter that kept one class gives one class only."
         ]
-    if v.kind == "class_imbalance" and imbalance.relabelled(v.figures, v.detected.classes):
+    if v.kind == "class_imbalance" and v.figures.get("missing") and not v.figures["one_class"]:
+        gone = ", ".join(map(str, v.figures["missing"]))
+        generic.insert(
+            0,
+            f"**Put images of class {gone} in the training set**: check how the split was "
+            "made (by class, or by a column sorted by class?) and any filter or label "
+            "mapping on the training data. Balancing the batches cannot add a class that "
+            "is not there.",
+        )
+    elif v.kind == "class_imbalance" and imbalance.relabelled(v.figures, v.detected.classes):
         left, taken = ", ".join(map(str, v.figures["ignored"])), v.figures["taken_for"]
         generic.insert(
             0,

@@ -141,11 +141,12 @@ class Fixed(nn.Module):
         return x.flatten(1) @ self.w.T + 0 * self.unused
 
 
-def run(tmp_path, train, sampler=None):
+def run(tmp_path, train, sampler=None, model=None):
     val = one_hot_set([60, 8, 8, 8], seed=1)  # imbalanced like training: accuracy hides it
     loader = DataLoader(train, batch_size=32, shuffle=sampler is None, sampler=sampler)
     val_loader = DataLoader(val, batch_size=32)
-    return fit_monitor(tmp_path, Net(Fixed(), lr=0.1), loader, val_loader, epochs=3)
+    model = model if model is not None else Net(Fixed(), lr=0.1)
+    return fit_monitor(tmp_path, model, loader, val_loader, epochs=3)
 
 
 def test_imbalance_found_in_a_run_and_written(tmp_path):
@@ -214,3 +215,31 @@ def test_imbalance_a_class_relabelled_as_another_is_told_as_wrong_labels():
     tail = torch.tensor([0.70, 0.05, 0.10, 0.15])
     verdict = class_imbalance([ev(10 * i, confusion, tail, val_acc=0.75) for i in (1, 2, 3)])
     assert headline(verdict).startswith("Rare classes left out since epoch 1")
+
+
+def test_imbalance_a_class_missing_from_training_is_a_problem_at_once():
+    # held out: digits 8 and 9 left out of training (a split by class), the other eight
+    # even: val capped at 76%, "no problems found". Here class 3 has no training label
+    even = torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0])
+    confusion = [[16, 0, 0, 0], [0, 16, 0, 0], [0, 0, 16, 0], [0, 0, 15, 1]]
+    assert probe_figures(confusion, even)["missing"] == [3]
+    verdict = class_imbalance([ev(10, confusion, even, val_acc=0.78)])
+    assert (verdict.severity, verdict.figures["missing"]) == ("problem", [3])
+    text = headline(verdict)
+    assert text.startswith("Class 3 never appears among the training labels, but the val probe")
+    assert "since epoch 1 (step 10) the model takes it for class 2" in text
+    assert remedies(verdict)[0].startswith("**Put images of class 3 in the training set**")
+    # a rare class that is there: no such sentence (and it waits, as before)
+    rare = torch.tensor([0.45, 0.45, 0.09, 0.01])
+    assert probe_figures(confusion, rare)["missing"] == []
+    assert class_imbalance([ev(10, confusion, rare, val_acc=0.78)]) is None
+
+
+def test_imbalance_a_class_missing_from_training_found_in_a_run(tmp_path):
+    linear = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.1)
+    trainer, warned = run(tmp_path, one_hot_set([100, 100, 100, 0]), model=linear)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+    assert (finding.severity, finding.step, finding.figures["missing"]) == ("problem", 10, [3])
+    assert finding.figures["top_share"] == pytest.approx(1 / 3, abs=0.01)
+    assert any(w.startswith("Class 3 never appears among the training labels") for w in warned)
+    assert any(finding.message in t for t in texts(events(tmp_path), "overfitting/diagnosis"))

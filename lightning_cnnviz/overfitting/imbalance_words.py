@@ -1,0 +1,90 @@
+"""The ``class_imbalance`` finding in one sentence: which classes, for which, and why.
+
+Nothing here knows about Lightning. Rare classes left out (and whether they are learnt
+yet), one class holding every training label, classes with no training label at all,
+or training labels moved from one class to another (``imbalance.relabelled``).
+
+Example::
+
+    >>> import torch
+    >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
+    >>> from lightning_cnnviz.overfitting.imbalance import class_imbalance, probe_figures
+    >>> ev = Evaluation(0, 2, classes=3.0, **probe_figures([[30, 0, 0], [9, 1, 0], [2, 0, 8]],
+    ...                                                     torch.tensor([0.9, 0.05, 0.05])))
+    >>> headline(class_imbalance([ev, ev, ev]))[:66]
+    'Rare classes left out since epoch 2 (step 0): the model (almost) n'
+"""
+
+from __future__ import annotations
+
+from lightning_cnnviz.overfitting.imbalance import relabelled
+from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.words import finite, num, when
+
+__all__ = ["headline"]
+
+
+def headline(v: Verdict) -> str:
+    """``class_imbalance`` in one sentence: which classes are left out, for which, and why."""
+    f, now, since = v.figures, v.detected, v.since
+    if v.severity == "note" and not f.get("early"):
+        return (
+            f"Classes left out since {when(since)} are predicted again at epoch {now.epoch} "
+            f"(balanced accuracy {num(now.balanced_acc_val, True)})."
+        )
+    left = ", ".join(map(str, f["ignored"]))
+    plural, each = ("es", " each") if len(f["ignored"]) > 1 else ("", "")
+    classes = (
+        f"class{plural} {left} ({num(f['ignored_share'], True)} of the training labels or "
+        f"less{each}; the commonest class has {num(f['top_share'], True)})"
+    )
+    balanced = num(f["balanced_acc"], True)
+    if f.get("early"):
+        return (
+            f"Rare classes not predicted yet since {when(since)}: {classes}, taken for class "
+            f"{f['taken_for']}. Common classes are learnt first; the balanced accuracy (mean "
+            f"over classes, val probe) went {num(f['balanced_acc_since'], True)} -> "
+            f"{balanced}. A note while it rises; a problem if it stalls."
+        )
+    acc = num(f["accuracy"], True)
+    if finite(f["accuracy"], f["balanced_acc"]) and f["accuracy"] - f["balanced_acc"] >= 0.1:
+        shown = f"Val accuracy {acc} hides it: the balanced accuracy (mean over classes, "
+        shown += f"val probe) is {balanced}."
+    else:
+        shown = f"Balanced accuracy (mean over classes, val probe) {balanced}, val accuracy {acc}."
+    end = " at the end of fit" if f.get("at_end") else ""
+    if f.get("one_class"):
+        return (
+            f"One class holds every training label{end}: since {when(since)} the model "
+            f"predicts class {f['taken_for']} for every image ({num(f['taken_share'], True)} "
+            f"of the val probe's other classes); nothing else can be learnt. A dataset whose "
+            "`__getitem__` ignores its index, a label column read wrong, or a filter that "
+            f"kept one class? {shown}"
+        )
+    if f.get("missing"):
+        gone = ", ".join(map(str, f["missing"]))
+        plural = "es" if len(f["missing"]) > 1 else ""
+        them = "them" if plural else "it"
+        return (
+            f"Class{plural} {gone} never appear{'' if plural else 's'} among the training labels"
+            f"{end}, but the val probe has images of {them}: since {when(since)} the model "
+            f"takes {them} for class {f['taken_for']}, and it can never predict {them}. A "
+            f"training split made by class, a filter or a label mapping that dropped {them}? "
+            f"{shown}"
+        )
+    if relabelled(f, now.classes):
+        return (
+            f"Training labels of class {left} look moved to class {f['taken_for']} since "
+            f"{when(since)}{end}: the model (almost) never predicts class {left} and takes "
+            f"its images for class {f['taken_for']}. Class {left} is "
+            f"{num(f['ignored_share'], True)} of the training labels but "
+            f"{num(f['ignored_val_share'], True)} of the val probe, and class "
+            f"{f['taken_for']} {num(f['taken_share'], True)} vs "
+            f"{num(f['taken_val_share'], True)}: images of class {left} labelled "
+            f"{f['taken_for']} in training (wrong labels, not a rare class)? {shown}"
+        )
+    return (
+        f"Rare classes left out since {when(since)}{end}: the model (almost) never predicts "
+        f"{classes} and takes their images for class {f['taken_for']} "
+        f"({num(f['taken_share'], True)}). {shown}"
+    )
