@@ -67,12 +67,14 @@ def headline(v: Verdict) -> str:
                 f"Val accuracy fell from epoch {since.epoch} but reached a new high "
                 f"({num(now.val_accuracy, True)} at epoch {now.epoch}): no lasting memorisation."
             )
+        # a value logged per step is the latest batch's (``Evaluation.train_acc_images``)
+        batch = " (the latest batch's)" if now.train_acc_images else ""
         return (
             f"Memorisation since {when(since)}: val accuracy fell from "
             f"{num(best.val_accuracy, True)} (epoch {best.epoch}) to "
             f"{num(now.val_accuracy, True)} while train accuracy climbed to "
-            f"{num(now.train_accuracy, True)}: the model fits training labels that do not "
-            "generalise (noisy or wrong labels?)."
+            f"{num(now.train_accuracy, True)}{batch}: the model fits training labels that do "
+            "not generalise (noisy or wrong labels?)."
         )
     if v.kind == "not_learning":
         if gone and levels.stuck(now) and bn_levels.parted(now):

@@ -29,7 +29,7 @@ from lightning_cnnviz.overfitting import class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.metric_names import metric_alias
+from lightning_cnnviz.overfitting.metric_names import logged_name, metric_alias
 from lightning_cnnviz.overfitting.metrics import (
     IntervalLoss,
     confusion_counts,
@@ -39,7 +39,7 @@ from lightning_cnnviz.overfitting.metrics import (
 )
 from lightning_cnnviz.overfitting.text import missing_text
 
-__all__ = ["Measures"]
+__all__ = ["Measures", "step_only"]
 
 
 class Measures:
@@ -148,9 +148,11 @@ class Measures:
                            f"curves are read from the first one's (`{val_key}/dataloader_idx_"
                            "0`), the loader the val probe is drawn from; the others are not "
                            "judged.")  # fmt: skip
-        # mid-epoch, a step-logged key holds one batch's loss: the interval's mean instead
+        # mid-epoch, a step-logged key holds one batch's loss: the interval's mean instead;
+        # so at the epoch's end where it is logged per step only
         step_loss, interval = found["train_loss"], self._interval
-        one_batch = not self._epoch_end and step_loss is not None
+        one_batch = not self._epoch_end or step_only(trainer, self.keys["train_loss"])
+        one_batch = one_batch and step_loss is not None
         one_batch = one_batch and interval.same_as_last(step_loss)  # type: ignore[arg-type]
         mean = interval.read()  # and a new interval from this evaluation on
         if one_batch:
@@ -216,10 +218,10 @@ class Measures:
         total = trainer.estimated_stepping_batches  # -1 or inf: an unknown length
         share = trainer.global_step / total if 0 < total < float("inf") else None
         left_out["input_shift"] = self._input_shift(trainer)
-        # mid-epoch the train accuracy is the latest batch's: 63/64 -> 64/64 is no climb
-        batch = (
-            self._batch_images if not self._epoch_end and found["train_acc"] is not None else None
-        )
+        # mid-epoch the train accuracy is the latest batch's: 63/64 -> 64/64 is no climb; so
+        # at the epoch's end where it is logged per step only (the last, maybe short, batch)
+        one = not self._epoch_end or step_only(trainer, self.keys["train_acc"])
+        batch = self._batch_images if one and found["train_acc"] is not None else None
         counted = {
             "train_acc_images": float(batch) if batch else None,
             "val_images": val_images(trainer),
@@ -265,3 +267,17 @@ class Measures:
         norm = norm_stats(trainer)
         examples = [to_image01(probe.images[[where[i] for i in p.examples]], norm) for p in pairs]
         return pairs_image(pairs, examples, epoch)
+
+
+def step_only(trainer: Trainer, key: str) -> bool:
+    """Whether ``training_step`` logs ``key`` per step only (its value: the latest batch's).
+
+    Read from Lightning's record of how each training metric is logged; ``False`` where
+    that cannot be read (an epoch mean assumed, as before).
+    """
+    try:
+        results = trainer.fit_loop.epoch_loop._results
+        metas = [m.meta for m in results.values() if logged_name(m.meta.name) == key]
+    except Exception:  # Lightning's internals moved: assume an epoch mean
+        return False
+    return bool(metas) and all(m.on_step and not m.on_epoch for m in metas)
