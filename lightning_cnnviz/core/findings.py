@@ -118,8 +118,15 @@ ROOT_CAUSES = {
 # notes (inputs off scale are healthy under BatchNorm, a scaled loss under Adam), yet causes
 _NOTED_CAUSES = ("unnormalised_inputs", "scaled_loss")
 # Problems that are no root cause in general, but one a later finding of a given kind
-# follows from: a model that diverged sits at chance, which is then no separate failure
-CONSEQUENCES = {"not_learning": {"divergence": "training diverged"}}
+# follows from: a model that diverged sits at chance, which is then no separate failure;
+# val curves read across splits that differ (half the val labels wrong: the val loss rose
+# as the model grew sure of the right labels) measure the split, not the fit
+_SPLITS = "the training and validation images differ in what decides the label"
+CONSEQUENCES = {
+    "not_learning": {"divergence": "training diverged"},
+    "overfitting": {"generalisation_gap": _SPLITS},
+    "memorisation": {"generalisation_gap": _SPLITS},
+}
 
 
 def earlier_cause(trainer: object, kind: str) -> str:

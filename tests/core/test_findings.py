@@ -47,3 +47,16 @@ def test_findings_earlier_cause_names_standing_vanishing_gradients():
     assert "(step 7, `vanishing_gradients`): the gradient vanishes before it reaches" in said
     findings_of(run)[-1] = Finding("activations", "vanishing_gradients", 90, 1, "gone", {}, "note")
     assert earlier_cause(run, "not_learning") == ""  # withdrawn once learning goes on
+
+
+def test_findings_earlier_cause_names_a_gap_behind_later_val_curve_problems_only():
+    # held out: half the val labels wrong; the gap at step 96, then val loss rising as the
+    # model grew sure of the right labels, told "stop at epoch 0"
+    run = Run()
+    report(run, Finding("overfitting", "generalisation_gap", 96, 2, "train 100% vs val 47%"))
+    for kind in ("overfitting", "memorisation"):
+        said = earlier_cause(run, kind)
+        assert "(step 96, `generalisation_gap`): the training and validation images" in said
+    assert earlier_cause(run, "dead_units") == ""  # the gap stands behind val curves only
+    report(run, Finding("activations", "divergence", 120, 3, "diverged"))
+    assert earlier_cause(run, "not_learning").endswith("training diverged. Fix that first.")
