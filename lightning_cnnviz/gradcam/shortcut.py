@@ -16,7 +16,15 @@ by log and keep their state in a plain dict (checkpointed by the monitor):
   object than chance, on every image, validation included, means the model reads
   something else, a cue present on both splits (``train_val_gap`` cannot see it: no
   gap). Only for an object of at most a third of the image (``BOTH_MAX_OBJECT_SHARE``):
-  on larger ones healthy CAMs sit too close to the share.
+  on larger ones healthy CAMs sit too close to the share;
+* ``cam_shortcut`` (``splits="outside"``): with each training probe image's object
+  replaced by its background the model still classifies past halfway from chance to all
+  of them right (``right_without_object``, ``gates.needs_object``; 3 classes or more)
+  for 2 logs in a row (``kept_without``), whatever its CAM: the class is read elsewhere.
+  Held out: a class-coded patch along the top or bottom edge on both splits (100% val,
+  57% without the patch) kept 62% of the digits right without them (healthy digit nets
+  12%), while HiResCAM put 1.25x the object's share of its mass on the object (the
+  patch as bright as the strokes), and nothing was said.
 
 All three judge a log only where its map can say something (``gradcam.gates``: the
 training probe classified right in eval mode, an object small enough on a map fine
@@ -49,6 +57,7 @@ __all__ = [
     "AREA_RATIO",
     "below_area",
     "fell_off",
+    "kept_without",
     "on_object_findings",
     "on_object_text",
     "train_val_gap",
@@ -135,6 +144,28 @@ def below_area(
     return state["area_run"] == patience
 
 
+def kept_without(
+    state: dict[str, Any], right: float, classes: int, patience: int = AREA_PATIENCE
+) -> bool:
+    """Track ``right_without_object``; ``True`` once the model kept its class ``patience`` logs.
+
+    Kept: not ``needs_object`` with 3 classes or more (two classes at 8 probe images are
+    too coarse: a background read as one class is half of them right). ``state``
+    (``kept_run``) is updated in place; reports once per run of such logs.
+
+    Example::
+
+        >>> state = {}
+        >>> [kept_without(state, v, 10) for v in (0.125, 0.625, 0.625, 0.625)]
+        [False, False, True, False]
+        >>> kept_without({}, 1.0, 2, patience=1)
+        False
+    """
+    kept = classes >= 3 and not needs_object(right, classes)
+    state["kept_run"] = state.get("kept_run", 0) + 1 if kept else 0
+    return state["kept_run"] == patience
+
+
 def on_object_findings(
     state: dict[str, Any],
     train: float | None,
@@ -210,7 +241,29 @@ def on_object_findings(
         found.append(
             ("cam_shortcut", message, figures | {"val_object_share": val_area, "splits": "both"})
         )
+    right, classes = without
+    kept = right is not None and classes and fine and kept_without(state, right, classes)
+    if kept and not any(kind == "cam_shortcut" for kind, *_ in found):
+        found.append(outside_finding(right, classes, train, areas[0]))  # type: ignore[arg-type]
     return found
+
+
+def outside_finding(
+    right: float, classes: int, on_object: float, area: float | None
+) -> tuple[str, str, dict[str, Any]]:
+    """The ``cam_shortcut`` of a model that keeps its class with the object removed."""
+    cam = f"{on_object:.2f} of its mass on the object"
+    cam += f", which covers {area:.2f} of the image" if area is not None else ""
+    message = (
+        "The model reads the class from outside the object: with the object of each "
+        f"training probe image replaced by its background it still classifies {right:.0%} "
+        f"of them right (chance {1 / classes:.0%}), {AREA_PATIENCE} logs in a row (Grad-CAM "
+        f"puts {cam}). A cue elsewhere in the image carries the label (a marker, a border, "
+        "a watermark, a background); if validation images carry it too, validation "
+        "accuracy cannot reveal it"
+    )
+    figures = {"right_without_object": right, "on_object": on_object, "splits": "outside"}
+    return "cam_shortcut", message, figures | ({"object_share": area} if area else {})
 
 
 def on_object_text(message: str, step: int, epoch: int) -> str:

@@ -148,3 +148,28 @@ def test_on_object_cam_on_the_object_or_spread_evenly_is_not_a_shortcut():
         trainer.global_step = step  # or below it once only
         monitor._check_on_object(trainer, value, value, areas=(0.2, 0.2))
     assert [f for f in findings_of(trainer) if f.kind == "cam_shortcut"] == []
+
+
+def test_on_object_a_model_that_keeps_its_class_without_the_object_reads_a_cue():
+    # held out: a class-coded patch on the top or bottom edge, both splits (100% val, 57%
+    # without the patch): HiResCAM at 1.25x the object's area share (the patch as bright
+    # as the strokes), 62% of the probe kept right with the digits removed
+    monitor = GradCAMMonitor()
+    trainer = type("Run", (), {"global_step": 0, "current_epoch": 0})()
+    areas = (0.17, 0.17)
+    with pytest.warns(UserWarning, match="reads the class from outside the object"):
+        for step, kept in enumerate((0.125, 0.625, 0.625, 0.625)):
+            trainer.global_step = step
+            monitor._check_on_object(trainer, 0.21, 0.22, areas=areas, without=(kept, 10))
+    (found,) = [f for f in findings_of(trainer) if f.kind == "cam_shortcut"]
+    assert (found.step, found.figures["splits"]) == (2, "outside")
+    assert found.figures["right_without_object"] == 0.625
+    assert found.message.startswith("The model reads the class from outside the object")
+    assert "still classifies 62% of them right (chance 10%)" in found.message
+    # healthy digit nets keep 12%; two classes at 8 probe images are too coarse to judge
+    for without in ((0.125, 10), (1.0, 2)):
+        monitor, run = GradCAMMonitor(), type("Run", (), {"global_step": 0, "current_epoch": 0})()
+        for step in range(4):
+            run.global_step = step
+            monitor._check_on_object(run, 0.21, 0.22, areas=areas, without=without)
+        assert findings_of(run) == []
