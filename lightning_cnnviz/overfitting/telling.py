@@ -77,6 +77,8 @@ class Telling:
                 why = self.never_logged_reason(trainer)
             elif name == "BatchNorm train/eval" and self._bn_why:
                 why = self._bn_why
+            elif name == "weight decay" and not any(e.weight_decay for e in h):
+                why = "the optimiser uses no weight decay"
             elif name == "overfitting":  # name the key it looked for, and how to change it
                 key = self.keys["val_loss"]
                 why = f"needs a validation loss: none logged as `{key}` (set `val_loss_key=`)"

@@ -154,3 +154,6 @@ def test_monitor_rules_summary_names_the_val_loss_key_it_missed(tmp_path):
     check = checks_of(trainer)[("OverfittingMonitor", "overfitting")]
     assert not check.ran
     assert check.why == "needs a validation loss: none logged as `valid_loss` (set `val_loss_key=`)"
+    # Adam without weight decay: nothing to judge, said so (not "needs decoupled decay")
+    check = checks_of(trainer)[("OverfittingMonitor", "weight decay")]
+    assert not check.ran and check.why == "the optimiser uses no weight decay"
