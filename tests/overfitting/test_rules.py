@@ -383,3 +383,16 @@ def test_rules_overfitting_offers_the_best_accuracy_epoch_when_accuracy_climbed(
     verdict = rules.overfitting(flat)
     assert rules.accuracy_climbed(verdict.figures) is None
     assert "for the best val accuracy" not in headline(verdict)
+
+
+def test_rules_overfitting_quiet_while_val_accuracy_climbs_far_past_its_value_at_the_best():
+    # held out: a timm TinyNet under RAdam, val loss 2.38 -> 2.79 -> 3.01 -> 3.24 while its
+    # val accuracy went 9.6% -> 29% -> 35% -> 41%: told "stop at epoch 0" (at chance)
+    val, acc = [2.383, 2.793, 3.009, 3.239], [0.096, 0.292, 0.352, 0.414]
+    evs = run(train_loss=TRAIN[:4], val_loss=val, val_acc=acc)
+    assert first(rules.overfitting, evs) is None
+    # the same val losses with the accuracy held: overfitting
+    held = [0.90, 0.91, 0.905, 0.90]
+    found = first(rules.overfitting, run(train_loss=TRAIN[:4], val_loss=val, val_acc=held))
+    assert found is not None and found.best.epoch == 0
+    assert 0.414 - 0.096 >= rules.STILL_LEARNING > 0.97 - 0.955  # the 3,948-step run: told
