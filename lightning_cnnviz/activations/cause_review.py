@@ -5,9 +5,9 @@ Nothing here knows about Lightning. ``CauseReview`` is a part of
 it runs the initial-scale check (``gradients.init_explosion``: the first losses far
 above the chance level ``ln K``) and reads all-zero layers; either makes the weights'
 scale at initialisation the cause that the dead-unit findings name. Layers whose units
-all hold the same weights are a ``symmetric_weights`` problem, and that cause. A first loss far
-above the model's own cross-entropy is a loss scaled in ``training_step`` (``scaled_loss``,
-a note that later problems name as their cause). Later, a loss that
+all hold the same weights are a ``symmetric_weights`` problem, and that cause. A first
+loss far above the model's own cross-entropy is a loss scaled in ``training_step``
+(``scaled_loss``, a note that later problems name as their cause). Later, a loss that
 never left its chance level while learning stalls makes the data the first suspect
 (``_cause``), and progress is measured from the chance level where the start sat far
 above it (``_progress``). What it keeps across logs (``chance_loss``, ``init_cause``,

@@ -29,10 +29,9 @@ __all__ = ["LoopTap"]
 class LoopTap:
     """The validation hooks that keep the val probe's logits (a part of the monitor).
 
-    Uses the monitor's ``_loop``, ``_probes``, ``_draw``, ``_event_due``, ``logits_key``,
-    ``logits_of``, ``_label_key``, ``disabled``, ``_own_findings``, ``section``, ``tag`` and
-    ``sink``. Also tells a
-    validation run in training mode (``val_mode.py``).
+    Also tells a validation run in training mode (``val_mode.py``). Uses the monitor's
+    ``_loop``, ``_probes``, ``_draw``, ``_event_due``, ``logits_key``, ``logits_of``,
+    ``_label_key``, ``disabled``, ``_own_findings``, ``section``, ``tag`` and ``sink``.
     """
 
     _loop: LoopLogits

@@ -80,4 +80,3 @@ def test_val_mode_layers_and_the_whole_model_switched():
     net.train()
     layers = train_mode_layers(net)
     assert [n for n, _ in layers] == ["bn1", "bn2", "drop"] and not deliberate(net, layers)
-
