@@ -243,7 +243,10 @@ def on_object_findings(
         )
     right, classes = without
     kept = right is not None and classes and fine and kept_without(state, right, classes)
-    if kept and not any(kind == "cam_shortcut" for kind, *_ in found):
+    # a CAM already lower on training images than on val: the train-only rule will name
+    # the split (a cue on training images only); the model's accuracy alone cannot
+    apart = val is not None and train < val - GAP_MARGIN and train < GAP_RATIO * val
+    if kept and not apart and not any(kind == "cam_shortcut" for kind, *_ in found):
         found.append(outside_finding(right, classes, train, areas[0]))  # type: ignore[arg-type]
     return found
 
