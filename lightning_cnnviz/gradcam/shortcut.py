@@ -20,7 +20,9 @@ by log and keep their state in a plain dict (checkpointed by the monitor):
 * ``cam_shortcut`` (``splits="outside"``): with each training probe image's object
   replaced by its background the model still classifies past halfway from chance to all
   of them right (``right_without_object``, ``gates.needs_object``; 3 classes or more)
-  for 2 logs in a row (``kept_without``), whatever its CAM: the class is read elsewhere.
+  for 2 logs in a row (``kept_without``), whatever its CAM: the class is read elsewhere
+  (it waits while the CAM is lower on training images than on val: the rule above will
+  name the split).
   Held out: a class-coded patch along the top or bottom edge on both splits (100% val,
   57% without the patch) kept 62% of the digits right without them (healthy digit nets
   12%), while HiResCAM put 1.25x the object's share of its mass on the object (the
