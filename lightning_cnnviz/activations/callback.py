@@ -213,9 +213,8 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             return {}
         layers = named_layers(model)
         ordered = [(n, layers[n]) for n in self._rec.depth if n in layers]
-        named = [(n, w) for n, m in ordered if isinstance(w := getattr(m, "weight", None), Tensor)]
         scale = raw_scale(self.probe(trainer).images)
-        return {"chance": self._chance(trainer), "zero_layers": zero_weights(named),
+        return {"chance": self._chance(trainer), "zero_layers": zero_weights(ordered),
                 "identical_layers": identical_units(ordered), "input_scale": scale}  # fmt: skip
 
     def _chance(self, trainer: Trainer) -> tuple[int, float] | None:

@@ -22,8 +22,9 @@ Example::
     >>> _ = nn.init.constant_(stuck.weight, 0.02)
     >>> identical_units([("stuck", stuck), ("fine", fine)])
     ['stuck']
-    >>> zero_weights([("a", torch.zeros(2, 2)), ("b", torch.ones(2))])
-    ['a']
+    >>> _ = nn.init.zeros_(fine.weight)
+    >>> zero_weights([("stuck", stuck), ("fine", fine)])
+    ['fine']
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ __all__ = ["SAME", "identical_text", "identical_units", "zero_weights"]
 SAME = 1e-6  # units this close (relative to the layer's largest weight) are the same unit
 
 
-def zero_weights(named: Sequence[tuple[str, Tensor]]) -> list[str]:
-    """Names of the weight matrices that are all zero, in order (one host transfer)."""
+def zero_weights(layers: Sequence[tuple[str, nn.Module]]) -> list[str]:
+    """Names of the layers whose ``weight`` is all zero, in order (one host transfer)."""
+    named = [(n, w) for n, m in layers if isinstance(w := getattr(m, "weight", None), Tensor)]
     if not named:
         return []
     flags = torch.stack([w.detach().abs().amax() == 0 for _, w in named]).cpu().tolist()

@@ -68,7 +68,7 @@ def test_identical_units_finds_constant_layers_only():
     layers = [("constant", constant), ("default", default), ("zero", zero),
               ("depthwise", depthwise), ("frozen", frozen), ("one", one)]  # fmt: skip
     assert identical_units(layers) == ["constant"]
-    assert zero_weights([(n, m.weight) for n, m in layers]) == ["zero"]
+    assert zero_weights(layers) == ["zero"]
     # within float noise of each other is the same unit; a real difference is not
     constant.weight.data[1] += 1e-9
     assert identical_units(layers[:1]) == ["constant"]
