@@ -60,6 +60,7 @@ __all__ = [
     "below_area",
     "fell_off",
     "kept_without",
+    "lower_on_train",
     "on_object_findings",
     "on_object_text",
     "train_val_gap",
@@ -94,6 +95,13 @@ def fell_off(state: dict[str, Any], value: float, ratio: float = 0.5, margin: fl
     return fell
 
 
+def lower_on_train(
+    train: float, val: float, margin: float = GAP_MARGIN, ratio: float = GAP_RATIO
+) -> bool:
+    """Whether the CAM sits markedly lower on the object on training images than on val."""
+    return train < val - margin and train < ratio * val
+
+
 def train_val_gap(
     state: dict[str, Any],
     train: float,
@@ -115,7 +123,7 @@ def train_val_gap(
         >>> [train_val_gap(state, t, v) for t, v in [*pairs, (0.1, 0.4)]]
         [False, False, True, False, False, False, True]
     """
-    low = train < val - margin and train < ratio * val
+    low = lower_on_train(train, val, margin, ratio)
     state["gap_run"] = state.get("gap_run", 0) + 1 if low else 0
     return state["gap_run"] == patience
 
@@ -247,7 +255,7 @@ def on_object_findings(
     kept = right is not None and classes and fine and kept_without(state, right, classes)
     # a CAM already lower on training images than on val: the train-only rule will name
     # the split (a cue on training images only); the model's accuracy alone cannot
-    apart = val is not None and train < val - GAP_MARGIN and train < GAP_RATIO * val
+    apart = val is not None and lower_on_train(train, val)
     if kept and not apart and not any(kind == "cam_shortcut" for kind, *_ in found):
         found.append(outside_finding(right, classes, train, areas[0]))  # type: ignore[arg-type]
     return found
