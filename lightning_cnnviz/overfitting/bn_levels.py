@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.levels import _trailing
+from lightning_cnnviz.overfitting.levels import _trailing, chance_band
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = [
@@ -129,18 +129,45 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     ``max(5 points, 3 paired standard errors)`` below (``parted``) for ``patience``
     evaluations, or parted again, by twice that bar, one evaluation after it last was
     (``_recurs``; the losses are reported as evidence). A gap that shrank to under
-    ``CLOSING`` of the one before at the confirming evaluation waits one more: in a
-    resnet18's first steps under SGD, validated every 15 steps, eval mode trailed batch
-    statistics by 25 points at step 15 and 9 at step 30, and was level at step 45.
+    ``CLOSING`` of the one before waits one more: in a resnet18's first steps under SGD,
+    validated every 15 steps, eval mode trailed batch statistics by 25 points at step 15
+    and 9 at step 30, and was level at step 45. So does a mismatch whose eval mode has
+    never left chance (``_eval_never_learnt``): the running statistics have not caught up
+    with the run's first, fastest moves yet.
     """
     evs, streak = _trailing(history, parted)
-    if streak == patience and evs[-1].bn_gap_acc < CLOSING * evs[-2].bn_gap_acc:  # type: ignore[operator]
+    if streak >= patience and evs[-1].bn_gap_acc < CLOSING * evs[-2].bn_gap_acc:  # type: ignore[operator]
         return None  # closing fast: the running statistics catching up; one more evaluation
+    if streak == patience and _eval_never_learnt(history):
+        return None
     if streak < patience:
         streak = _recurs(evs)
         if not streak:
             return None
     return _mismatch(evs, streak)
+
+
+def _eval_never_learnt(history: Sequence[Evaluation]) -> bool:
+    """Whether eval mode has been at chance on the val probe at every evaluation so far.
+
+    Early in a run the running statistics trail weights that move fast, most in deep
+    nets: a timm RepVGG-A0 under Adam, validated every 16 steps, read 10% in eval mode at
+    steps 16 and 32 (46% and 73% with batch statistics), then 74% against 85% at step 63
+    and level at 79. A mismatch that stays waits one evaluation longer; the eval mode of
+    a lagging ResNet already read 20-29% (chance band 18%) at its first validation and
+    52-69% at its second, where it is confirmed.
+
+    Example::
+
+        >>> def ev(acc):
+        ...     return Evaluation(0, 0, probe_acc_val=acc, classes=10.0, probe_size=128.0)
+        >>> _eval_never_learnt([ev(0.1), ev(0.12)]), _eval_never_learnt([ev(0.1), ev(0.4)])
+        (True, False)
+    """
+    accs = [(e.probe_acc_val, e.classes, e.probe_size) for e in history]
+    return all(
+        acc is not None and k and acc <= chance_band(int(k), int(n or 0)) for acc, k, n in accs
+    )
 
 
 def bn_mismatch_at_end(history: Sequence[Evaluation]) -> Verdict | None:

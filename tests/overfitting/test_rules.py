@@ -329,6 +329,27 @@ def test_rules_bn_mismatch_closing_fast_waits_one_more_evaluation():
     assert first(bn_levels.bn_mismatch, probe_run(stays)).detected.epoch == 2
 
 
+def test_rules_bn_mismatch_waits_while_eval_mode_never_left_chance():
+    # timm RepVGG-A0 under Adam, validated every 16 steps: eval mode at chance at steps 16
+    # and 32 while batch statistics learnt, 74% vs 85% at step 63, level at step 79
+    young = [
+        dict(bn(0.102, 0.461), bn_only=0.36, eval_only=0.0, classes=10.0),
+        dict(bn(0.102, 0.727), bn_only=0.625, eval_only=0.0, classes=10.0),
+    ]
+    assert all(bn_levels.parted(e) for e in probe_run(young))
+    assert first(bn_levels.bn_mismatch, probe_run(young)) is None
+    # then closing fast (62 -> 11 points): still waiting; level next
+    closing = [*young, dict(bn(0.742, 0.852), bn_only=0.12, eval_only=0.01, classes=10.0)]
+    assert bn_levels.parted(probe_run(closing)[2]) is True
+    assert first(bn_levels.bn_mismatch, probe_run(closing)) is None
+    # at chance in eval mode for a third evaluation: a mismatch that stays, reported
+    stays = [*young, dict(bn(0.1, 0.8), bn_only=0.7, eval_only=0.0, classes=10.0)]
+    assert first(bn_levels.bn_mismatch, probe_run(stays)).detected.epoch == 2
+    # eval mode off chance at the confirming evaluation: reported there, as before
+    learnt = [young[0], dict(bn(0.62, 0.805), bn_only=0.2, eval_only=0.015, classes=10.0)]
+    assert first(bn_levels.bn_mismatch, probe_run(learnt)).detected.epoch == 1
+
+
 def test_rules_bn_mismatch_quiet_within_probe_noise():
     rows = [bn(0.96, 0.97), bn(0.95, 0.98), bn(0.97, 0.975), bn(0.9, 0.93)]
     assert first(bn_levels.bn_mismatch, probe_run(rows)) is None
