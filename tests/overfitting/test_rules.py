@@ -245,6 +245,19 @@ def test_rules_not_learning_quiet_while_the_probe_loss_falls_below_chance():
     assert first(levels.not_learning, flat) is not None
 
 
+def test_rules_not_learning_waits_while_a_probe_loss_below_chance_keeps_falling():
+    # a 2-class task in its slow start: 59% (chance band 63% on 128 images), the loss
+    # 0.688 -> 0.675 (ln 2 = 0.693): learning under way, not flat
+    slow = probe_run([probe(0.55, 0.688, classes=2), probe(0.59, 0.675, classes=2)])
+    assert first(levels.not_learning, slow) is None
+    # flat below chance (SGD at 1e-5 on 10 classes: 2.295 -> 2.294): not learning
+    flat = probe_run([probe(0.117, 2.295), probe(0.117, 2.294)])
+    assert first(levels.not_learning, flat).detected.epoch == 1
+    # the fall stops: told at the evaluation where it is flat
+    stalls = probe_run([*(probe(0.55, v, classes=2) for v in (0.688, 0.675, 0.674))])
+    assert first(levels.not_learning, stalls).detected.epoch == 2
+
+
 def test_rules_not_learning_leaves_training_images_learnt_to_the_gap_rule():
     # coloured shapes whose cue is on training images only (4 classes, held out): train
     # accuracy 99.9% while the val probe sits in the chance band (35.9% <= 36.4%)
