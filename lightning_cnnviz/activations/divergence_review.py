@@ -32,7 +32,13 @@ from lightning_cnnviz.activations.divergence_words import (
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.gradients import over_chance
 from lightning_cnnviz.activations.loss_trace import SMOOTH, first_nonfinite
-from lightning_cnnviz.activations.recovery import level_before, recovered, run_up, still_spiked
+from lightning_cnnviz.activations.recovery import (
+    coming_back,
+    level_before,
+    recovered,
+    run_up,
+    still_spiked,
+)
 
 __all__ = ["DivergenceReview"]
 
@@ -91,6 +97,12 @@ class DivergenceReview:
                 if spike[0] >= step - 1 or not self._new("divergence", "note"):
                     return []  # (a "spike" at this very step already back: nothing to tell)
                 return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
+            early = level_before(series, spike) is None
+            if self.pending is None and early and coming_back(series):
+                # a blow-up the loss is already coming back from (below its start, not yet
+                # by the margin): one more log tells a transient from a dead network
+                self.pending = step
+                return []
             if not is_jump(spike) and not dying:
                 # a smoothed rise (not one step's blow-up) is confirmed at a later log while
                 # still past its bar: Adam's first steps at a high rate lift the loss 2x for
@@ -102,7 +114,7 @@ class DivergenceReview:
                 if self.pending is None:
                     self.pending = step
                     return []
-                if not still_spiked(series, spike) and level_before(series, spike) is None:
+                if not still_spiked(series, spike) and early:
                     return []
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []

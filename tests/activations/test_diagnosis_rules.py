@@ -65,6 +65,21 @@ def test_divergence_early_spike_recovered_is_a_transient_note():
     assert later[0].figures["spike_step"] > 14
 
 
+def test_divergence_early_blow_up_coming_back_waits_one_log():
+    # held out: a 5-class CNN on 64x64 images under Adam 1e-2, 1.59 -> 59.6 at step 1, back
+    # below its start by step 9 with most of a conv layer dead; learnt (97% val) after
+    first = [1.59, 59.58, 10.86, 1.59, 1.6, 1.57, 1.55, 1.44, 1.27, 0.98]
+    then = [0.6, 0.69, 0.37, 0.61, 0.58, 0.6, 0.15, 0.22, 0.14, 0.15]
+    series = list(enumerate(first + then, start=1))
+    said, messages, diagnosis = reviews(series, (10, 20))
+    assert said == {10: [], 20: [("divergence", "note")]}
+    assert "recovered by step 20" in messages[0] and diagnosis.diverged is None
+    # the same blow-up leaving the network at its chance loss: told at the next log
+    dead = list(enumerate(first[:-1] + [1.6] + [1.61] * 10, start=1))
+    said, messages, _ = reviews(dead, (10, 20))
+    assert said == {10: [("divergence", "problem")], 20: []}
+
+
 def late_jump(after):
     """A BN CNN's Adam rate x30 at step 140 (hunt, seed 0): 0.14 -> 3.4, 9.7, 5.8, 4.9, 2.9."""
     series = healthy_losses(140)
