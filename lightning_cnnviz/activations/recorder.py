@@ -1,7 +1,7 @@
 """The window recorder: activation statistics per call site, fed by forward hooks.
 
 Before a logging step the monitor hooks the watched layers for the last
-``window`` training batches (``batches_to_log`` says when that window opens);
+``window`` training batches (``window.batches_to_log`` says when that window opens);
 ``Recorder`` feeds each call site's ``ActivationStats`` from those batches and from
 the probe pass, keeps the producers' weight-gradient norms, and ``gather`` reduces
 across ranks and moves every figure to the host in one transfer. Nothing here
@@ -41,52 +41,11 @@ from lightning_cnnviz.core.selection import named_layers
 
 __all__ = [
     "Recorder",
-    "batches_to_log",
     "gather",
     "make_stats",
     "site_scalars",
     "weight_grad_norm",
 ]
-
-
-def batches_to_log(
-    global_step: int,
-    batch_idx: int,
-    accumulate: int,
-    num_batches: float,
-    next_step: int | None = None,
-    epoch_due: bool = False,
-) -> tuple[int, int] | None:
-    """How many training batches, this one included, until the next logging event.
-
-    Returns ``(to_log, in_accumulation)``: batches until the batch that completes
-    the logging step ``next_step`` (``Schedule.next_step``; or that ends the epoch,
-    for an epoch schedule, where ``next_step`` is ``None``), and batches until the
-    end of this batch's accumulation (when both are equal, the optimizer step that
-    follows this batch is the logging step). ``None``
-    when no log is ahead (epoch schedule, epoch not due or of unknown length). Epoch
-    ends shorten an accumulation, so across one the count is an upper bound (never
-    too early).
-
-    Example::
-
-        >>> # every 3 steps, 2 batches per step: batch 4 starts the accumulation of step 3
-        >>> batches_to_log(2, 4, accumulate=2, num_batches=8, next_step=3)
-        (2, 2)
-        >>> batches_to_log(1, 3, accumulate=2, num_batches=8, next_step=3)
-        (3, 1)
-    """
-    finite = num_batches != float("inf")
-    target = next_step
-    if target is None:
-        if not (epoch_due and finite):
-            return None
-        left = int(num_batches) - batch_idx
-        return left, 1 if left == 1 else 0
-    in_accumulation = accumulate - batch_idx % accumulate
-    if finite:
-        in_accumulation = min(in_accumulation, int(num_batches) - batch_idx)
-    return in_accumulation + (target - global_step - 1) * accumulate, in_accumulation
 
 
 def make_stats(

@@ -7,7 +7,7 @@ from torch import nn
 
 from lightning_cnnviz.activations.dead import DeadHistory, dead_alerts, strip_append, strip_column
 from lightning_cnnviz.activations.dead_rules import diagnosis_text
-from lightning_cnnviz.activations.recorder import Recorder, batches_to_log, weight_grad_norm
+from lightning_cnnviz.activations.recorder import Recorder, weight_grad_norm
 from lightning_cnnviz.activations.reductions import _exact_counts, _finite_parts, batch_parts, fold
 from lightning_cnnviz.activations.sites import fallback_layers, trace_sites
 from lightning_cnnviz.activations.stats import (
@@ -20,6 +20,7 @@ from lightning_cnnviz.activations.stats import (
     output_bounds,
     to_host,
 )
+from lightning_cnnviz.activations.window import batches_to_log
 from lightning_cnnviz.core.schedule import Schedule
 
 
