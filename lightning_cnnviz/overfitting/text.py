@@ -79,8 +79,17 @@ def _section(v: Verdict, keys: Mapping[str, str]) -> list[str]:
     lines += ["", "What to try:", ""]
     best_text = when(best) if best is not None else "the best epoch"
     names = {"best": best_text, "val_key": keys["val_loss"], "acc_key": keys["val_acc"]}
+    # a checkpoint on an accuracy the module does not log would fail at its first save
+    on_acc = f'`ModelCheckpoint(monitor="{keys["val_acc"]}", mode="max")`'
+    unlogged = (
+        f" (this module logs no `{keys['val_acc']}`: log it first, e.g. torchmetrics' "
+        "`MulticlassAccuracy` in `validation_step`)"
+    )
     for i, remedy in enumerate(remedies(v), 1):
-        lines.append(f"{i}. {remedy.format(**names)}")
+        text = remedy.format(**names)
+        if v.detected.val_acc is None:
+            text = text.replace(on_acc, on_acc + unlogged)
+        lines.append(f"{i}. {text}")
     return [*lines, ""]
 
 

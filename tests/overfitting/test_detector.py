@@ -174,6 +174,24 @@ def test_detector_val_curves_wait_while_batchnorm_eval_mode_is_broken():
     assert 'EarlyStopping(monitor="loss/valid"' in text and "val/acc" not in text
 
 
+def test_detector_accuracy_remedy_says_to_log_the_accuracy_it_monitors():
+    # memorisation read on the val probe (the module logs no val accuracy): a checkpoint
+    # on "val/acc" would fail at its first save, so the remedy says to log it first
+    rows = [(0.80, 0.5), (0.90, 0.6), (0.84, 0.7), (0.78, 0.8), (0.70, 0.9), (0.62, 0.95)]
+    detector, changes = Detector(), []
+    for e, (acc, train_acc) in enumerate(rows):
+        ev = Evaluation(step=50 * (e + 1), epoch=e, val_loss=1.0 - acc, train_acc=train_acc,
+                        train_loss=1.0 / (e + 2), probe_acc_val=acc, probe_size=128.0)  # fmt: skip
+        changes += detector.update(ev)
+    assert "memorisation" in {c.verdict.kind for c in changes}
+    text = diagnosis_text(detector.active, ev)
+    assert 'monitor="val/acc", mode="max")` (this module logs no `val/acc`: log it' in text
+    logged = dataclasses.replace(ev, val_acc=0.62)
+    assert "logs no" not in diagnosis_text(
+        [dataclasses.replace(v, detected=logged) for v in detector.active], logged
+    )
+
+
 def test_detector_bump_back_within_tolerance_becomes_a_note():
     # a healthy 25-epoch plateau (AdamW, dropout, crops; val acc 97-98% throughout): a
     # +39% bump at epoch 20 that the rule confirms, then back to +3% of the best
