@@ -25,6 +25,9 @@ def test_class_gap_split_classes_need_learnt_train_and_enough_images():
     assert split_classes(unlearnt, SWAPPED)["split_classes"] == [2]
     few = [[4, 0, 0, 0], [0, 4, 0, 0], [0, 0, 4, 0], [0, 0, 0, 4]]  # 4 images: not judged
     assert split_classes(few, SWAPPED)["split_classes"] == []
+    # blank inputs (held out): one class answered for every image, 11% train accuracy
+    constant = [[0, 0, 16, 0]] * 4
+    assert split_classes(constant, [[16, 0, 0, 0]] * 4)["split_classes"] == []
 
 
 def ev(step, split, train_acc=0.93, val_acc=0.75):
