@@ -31,11 +31,13 @@ from lightning_cnnviz.overfitting import (
     levels,
     loss_reads,
     lr_decay,
+    val_source,
     weight_decay,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.precedence import standing, verdicts
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["KINDS", "NOTE_KINDS", "Change", "Detector"]
 
@@ -49,6 +51,7 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "learning rate decayed early": "the optimiser's learning rate and the run's planned length",
     "inputs of train vs val": "validation data of its own, as image tensors",
     "loss fed probabilities": "a logged val loss, class labels and (N, classes) logits",
+    "val metrics of this model": "a logged val accuracy or loss, and the val probe's",
     "weight decay": (
         "a logged training loss and weight decay decoupled from the gradient's scale (SGD, "
         "AdamW, `decoupled_weight_decay=True`; Adam's L2 `weight_decay` takes no fixed share "
@@ -57,6 +60,7 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
 }
 
 KINDS = (
+    "val_metrics_differ",
     "loss_mismatch",
     "inputs_differ",
     "class_imbalance",
@@ -207,6 +211,8 @@ class Detector:
             return levels.gapped(ev, slack=levels.GAP_SLACK) is False
         if kind == "loss_mismatch":
             return loss_reads.misfed(ev) is False
+        if kind == "val_metrics_differ":
+            return val_source.differs(ev) is False
         if kind == "weight_decay_too_strong":
             return weight_decay.recovered(old, ev)
         if kind == "lr_decayed_early":  # the rate raised again
@@ -217,7 +223,7 @@ class Detector:
         """For each check of ``CHECKS``, whether some evaluation gave it what it needs."""
         h = self.history
         return {
-            "overfitting": any(e.val_loss is not None for e in h),
+            "overfitting": any(finite(e.val_loss) for e in h),
             "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
             "train/val gap": any(levels.gapped(e) is not None for e in h),
             "not learning": any(levels.stuck(e) is not None for e in h),
@@ -228,6 +234,7 @@ class Detector:
             "loss fed probabilities": any(
                 e.val_loss is not None and e.probe_ce_probs_val is not None for e in h
             ),
+            "val metrics of this model": any(val_source.differs(e) is not None for e in h),
             "weight decay": any(
                 e.decay_per_step is not None and e.train_loss is not None for e in h
             ),

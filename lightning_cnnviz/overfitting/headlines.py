@@ -158,6 +158,23 @@ def headline(v: Verdict) -> str:
             f"{num(f['floor_loss'])} and its gradient vanishes as the "
             f"softmax saturates, so learning stalls (val accuracy {num(f['val_acc'], True)})."
         )
+    if v.kind == "val_metrics_differ":
+        if gone:
+            return f"The logged val metrics agree with the val probe again at {when(now)}."
+        if f["non_finite"]:
+            return (
+                f"The logged val loss is {num(f['logged_loss'])} since {when(since)}, while the "
+                f"model's own cross-entropy on the val probe is {num(f['probe_loss'])}: a "
+                "non-finite value enters `validation_step` (a NaN or inf in the val data, a "
+                "division by zero or a log of 0 in the loss), and the val curves say nothing."
+            )
+        return (
+            f"The logged val accuracy ({num(f['logged_acc'], True)}) is not this model's: it "
+            f"scores {num(f['probe_acc'], True)} on the val probe (eval mode), since "
+            f"{when(since)}. `validation_step` scores other weights (an average of the "
+            "weights, a teacher), changes the images before the model sees them, or computes "
+            "the metric wrong; every val curve reads that."
+        )
     if v.kind == "inputs_differ":
         return (
             f"Training and validation images are preprocessed differently: channel "

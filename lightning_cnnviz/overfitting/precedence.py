@@ -28,6 +28,7 @@ from lightning_cnnviz.overfitting import (
     lr_decay,
     rules,
     split_inputs,
+    val_source,
     weight_decay,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -62,6 +63,7 @@ def verdicts(
     # such evaluation (batch statistics: 99%), then "overfitting" from that jump
     curve = [e for e in h if not bn_levels.stale(e)]
     found = {
+        "val_metrics_differ": val_source.val_metrics_differ(h, p),
         "loss_mismatch": loss_reads.loss_mismatch(h, p),
         "inputs_differ": split_inputs.inputs_differ(h),
         "class_imbalance": imbalance.class_imbalance(h, p),
@@ -94,6 +96,9 @@ def verdicts(
     def told(kind: str) -> bool:  # standing, or found now and not waiting itself
         return standing(reported, kind) or (found[kind] is not None and kind not in waiting)
 
+    if told("val_metrics_differ"):
+        # the logged val figures are not the model's: the curves and the gap read them
+        waiting.update(("loss_mismatch", "generalisation_gap", "lr_decayed_early", *CURVE_KINDS))
     if told("inputs_differ"):
         # val images unlike the training ones: every eval-mode val figure measures that
         waiting.update(("class_imbalance", "bn_mismatch", *EVAL_KINDS))

@@ -80,6 +80,14 @@ REMEDIES = {
         "**If the model must end in a softmax**, end it in `log_softmax` and use `NLLLoss`; "
         "apply softmax for probabilities outside the loss (at inference, in metrics).",
     ),
+    "val_metrics_differ": (
+        "**Check what `validation_step` scores**: the same module, in eval mode, on the batch "
+        "as the dataset gives it; an EMA of the weights needs a decay its run can catch up "
+        "with (0.999 is some 1,000 steps' memory, 0.9999 10,000) or a warm-up of the decay.",
+        "**Check the metric and the loss on one batch by hand**: `(self(x).argmax(1) == "
+        "y).float().mean()` beside what is logged; `torch.isfinite(x).all()` on the val "
+        "inputs.",
+    ),
     "inputs_differ": (
         "**Give both splits the same transform** but for the augmentation: the same "
         "normalisation (mean and std), value range (0..1 or 0..255), channel order (RGB/BGR) "

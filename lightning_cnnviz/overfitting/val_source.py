@@ -1,0 +1,75 @@
+"""Logged val metrics that are not this model's: the val curves then describe something else.
+
+Nothing here knows about Lightning. Every evaluation has two readings of the model on
+validation images: what ``validation_step`` logs (``val_acc``, ``val_loss``, over the
+whole val set) and the val probe, which the monitor scores itself (eval mode, 128
+class-balanced images, ``probe_acc_val`` and ``probe_loss_val``). They agree within the
+probe's noise when the step scores the model on its images. They part when it does not:
+
+* the logged accuracy ``LOGGED_BELOW`` (30 points) or more under the probe's, at
+  ``patience`` evaluations in a row: ``validation_step`` scores other weights (an
+  exponential moving average that has not caught up, a teacher), changes the images
+  before the model sees them, or computes the metric wrong. Held out: a module that
+  validated an EMA of its weights with decay 0.9999 logged 12-17% val accuracy while the
+  model scored 96.9% on the probe, and was told "the splits differ";
+* the logged val loss not finite while the probe's is: a NaN or inf enters the step (a
+  NaN pixel in the val data, a division by zero in the loss). Held out: a val set with
+  one NaN pixel logged a NaN val loss at every validation, and the summary said "no
+  problems found", the overfitting check counted as run.
+
+One-sided: a class-balanced probe reads a model that favours the commoner classes lower
+than the val set does, never 30 points higher.
+
+Example::
+
+    >>> e = Evaluation(50, 0, val_acc=0.13, probe_acc_val=0.97, probe_size=128.0)
+    >>> val_metrics_differ([e, e]).figures["logged_acc"]
+    0.13
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.levels import _trailing
+from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.words import finite
+
+__all__ = ["LOGGED_BELOW", "differs", "val_metrics_differ"]
+
+LOGGED_BELOW = 0.3
+"""The logged val accuracy this far under the val probe's: not the model's own score."""
+
+
+def differs(e: Evaluation) -> bool | None:
+    """Whether the logged val metrics are not the model's on its val images (``None``: unknown).
+
+    Example::
+
+        >>> differs(Evaluation(0, 0, val_loss=float("nan"), probe_loss_val=0.2))
+        True
+        >>> differs(Evaluation(0, 0, val_acc=0.9, probe_acc_val=0.95))
+        False
+    """
+    if e.val_loss is not None and not finite(e.val_loss) and finite(e.probe_loss_val):
+        return True
+    if e.val_acc is None or e.probe_acc_val is None:
+        return None if e.val_loss is None or e.probe_loss_val is None else False
+    return e.probe_acc_val - e.val_acc >= LOGGED_BELOW
+
+
+def val_metrics_differ(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """The logged val metrics parted from the val probe for ``patience`` evaluations."""
+    evs, streak = _trailing(history, differs)
+    if streak < patience:
+        return None
+    now = evs[-1]
+    figures = {
+        "logged_acc": now.val_acc,
+        "probe_acc": now.probe_acc_val,
+        "logged_loss": now.val_loss,
+        "probe_loss": now.probe_loss_val,
+        "non_finite": not finite(now.val_loss) if now.val_loss is not None else False,
+    }
+    return Verdict("val_metrics_differ", evs[-streak], now, None, figures)

@@ -1,0 +1,102 @@
+"""Logged val metrics that are not the model's: the rule, the detector's precedence, a run."""
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.overfitting import val_source
+from lightning_cnnviz.overfitting.detector import Detector
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.headlines import headline
+from tests.overfitting.runs import fit_monitor, one_hot_set
+from tests.overfitting.test_monitor_rules import Net
+
+
+def evaluations(rows):
+    return [
+        Evaluation(50 * (i + 1), i, classes=10.0, probe_size=128.0, **row)
+        for i, row in enumerate(rows)
+    ]
+
+
+def test_val_source_logged_accuracy_far_below_the_probe_for_two_evaluations():
+    # f_ema_decay_0p9999 s0 (held out): an EMA of the weights validated, logged 12-17%
+    # while the model scored 96.9% on the val probe
+    ema = evaluations([dict(val_acc=a, probe_acc_val=p) for a, p in [(0.12, 0.9), (0.14, 0.97)]])
+    assert val_source.val_metrics_differ(ema[:1]) is None  # one evaluation: waits
+    verdict = val_source.val_metrics_differ(ema)
+    assert (verdict.since.step, verdict.detected.step) == (50, 100)
+    assert verdict.figures["logged_acc"] == 0.14 and verdict.figures["probe_acc"] == 0.97
+    # within the probe's noise, or the logged accuracy above a balanced probe's: quiet
+    close = evaluations([dict(val_acc=0.82, probe_acc_val=0.9)] * 3)
+    above = evaluations([dict(val_acc=0.95, probe_acc_val=0.55)] * 3)  # commoner classes
+    assert val_source.val_metrics_differ(close) is None
+    assert val_source.val_metrics_differ(above) is None
+
+
+def test_val_source_non_finite_logged_loss_with_a_finite_probe():
+    # f_val_nan_pixel (held out): one NaN pixel in the val set, NaN val loss at every
+    # validation while the model's own cross-entropy on the val probe was 0.1
+    rows = [dict(val_loss=math.nan, val_acc=0.96, probe_loss_val=0.1, probe_acc_val=0.97)] * 2
+    verdict = val_source.val_metrics_differ(evaluations(rows))
+    assert verdict.figures["non_finite"] is True
+    diverged = [dict(val_loss=math.nan, probe_loss_val=math.nan)] * 2  # the model itself
+    assert val_source.val_metrics_differ(evaluations(diverged)) is None
+
+
+def test_val_source_detector_tells_it_and_the_gap_waits():
+    # train accuracy 99%, the logged val 13%: "the splits differ" read the EMA's figures
+    rows = [
+        dict(train_acc=0.99, val_acc=0.13, val_loss=2.3, train_loss=0.05, probe_acc_val=0.97)
+    ] * 3
+    detector, kinds = Detector(), []
+    for ev in evaluations(rows):
+        kinds += [c.verdict.kind for c in detector.update(ev)]
+    assert kinds == ["val_metrics_differ"]
+    (verdict,) = detector.active
+    assert "is not this model's: it scores 97.0% on the val probe" in headline(verdict)
+    assert detector.checks_ran()["val metrics of this model"]
+    # a NaN val loss throughout: the overfitting check did not run
+    nan = Detector()
+    for ev in evaluations([dict(val_loss=math.nan, probe_loss_val=0.1)] * 2):
+        nan.update(ev)
+    assert not nan.checks_ran()["overfitting"]
+
+
+class EmaValidated(Net):
+    """``Net`` validating an exponential moving average of its weights (decay 0.9999)."""
+
+    def __init__(self, net, lr):
+        super().__init__(net, lr)
+        self.ema = copy.deepcopy(net).requires_grad_(False)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
+                e.lerp_(p, 1e-4)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.ema(x)
+        self.log("val/loss", nn.functional.cross_entropy(logits, y), on_epoch=True)
+        self.log("val/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
+
+
+def test_val_source_found_in_a_run_that_validates_an_ema(tmp_path):
+    torch.manual_seed(0)
+    train = DataLoader(one_hot_set([128] * 4, seed=0), batch_size=32, shuffle=True)
+    val = DataLoader(one_hot_set([64] * 4, seed=1), batch_size=64)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    trainer, said = fit_monitor(tmp_path, EmaValidated(net, lr=0.05), train, val, epochs=4)
+    found = {f.kind: f for f in findings_of(trainer)}
+    assert found["val_metrics_differ"].severity == "problem"
+    figures = found["val_metrics_differ"].figures
+    assert figures["probe_acc"] - figures["logged_acc"] >= val_source.LOGGED_BELOW
+    assert figures["probe_acc"] == pytest.approx(1.0)
+    assert "generalisation_gap" not in found and "overfitting" not in found
+    assert any("is not this model's" in m for m in said)
