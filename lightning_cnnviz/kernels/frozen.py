@@ -247,6 +247,12 @@ def frozen_text(
             'weights before freezing (torchvision `weights="DEFAULT"`, timm '
             f"`pretrained=True`, or your checkpoint), or {_unfreeze(kinds)}."
         )
+    if set(kinds) == {"lr_zero"}:  # a schedule at 0 freezes the whole run, not a backbone
+        return (
+            f"{head} A note: a learning rate of 0 stops every layer it applies to; if a "
+            "scheduler took it there, check its schedule (a `LambdaLR` factor of 0, a decay "
+            "that reaches 0 before the run ends)."
+        )
     return (
         f"{head} A note: right when you freeze a backbone on purpose; if not, {_unfreeze(kinds)}."
     )
@@ -256,6 +262,8 @@ def _unfreeze(kinds: Sequence[str]) -> str:
     """What lets the layers train again, for their ``still_reason`` s."""
     train = "set `requires_grad=True` and pass their parameters to the optimiser in "
     train += "`configure_optimizers`"
+    if "lr_zero" in kinds:
+        train += ", with a learning rate above 0"
     if "detached" not in kinds:
         return train
     cut = "remove the `.detach()` or `torch.no_grad()` that cuts their output off from the loss"

@@ -186,8 +186,13 @@ def headline(v: Verdict) -> str:
         )
     if v.kind == "lr_decayed_early":
         return (
-            f"Learning all but stopped after the learning rate decayed early: it is "
-            f"{num(f['lr'])}, {f['cut']:.0f}x below its start ({num(f['lr_initial'])}), since "
+            "Learning all but stopped after the learning rate decayed early: it is "
+            + (
+                f"0 (it started at {num(f['lr_initial'])})"
+                if f["lr"] == 0
+                else f"{num(f['lr'])}, {f['cut']:.0f}x below its start ({num(f['lr_initial'])})"
+            )
+            + f", since "
             f"{when(since)} or before ({num(f['since_share'], True)} into the run), and val "
             f"loss has not improved by {100 * lr_decay.GAIN:.0f}% a validation since (best "
             f"{num(f['best_loss_since'])}, now {num(f['val_loss'])}; val accuracy "

@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from lightning_cnnviz.kernels.frozen import neighbour_correlation, untrained_look
+from lightning_cnnviz.kernels.frozen import frozen_text, neighbour_correlation, untrained_look
 
 
 def _convs(model: nn.Module) -> list[torch.Tensor]:
@@ -41,3 +41,16 @@ def test_frozen_trained_kernels_do_not_look_untrained():
     assert untrained_look([weight]) is None
     assert untrained_look([torch.randn(4, 2, 3, 3)]) is None  # 96 pairs: too few to tell
     assert neighbour_correlation(torch.randn(8, 8, 1, 1)) is None  # 1x1: no neighbours
+
+
+def test_frozen_text_a_rate_at_zero_points_at_the_schedule_not_requires_grad():
+    # held out: a LambdaLR factor of 0 from step 50 stopped every layer, in the optimiser
+    # with requires_grad=True; the note said to set requires_grad=True
+    why = {"conv1": "lr_zero", "conv2": "lr_zero"}
+    text = frozen_text(["conv1", "conv2"], why, 2, 50, 150, 3, None)
+    assert "their learning rate is 0" in text and "check its schedule" in text
+    assert "requires_grad" not in text
+    mixed = frozen_text(
+        ["conv1", "conv2"], {"conv1": "lr_zero", "conv2": "no_grad"}, 2, 50, 150, 3, None
+    )
+    assert "with a learning rate above 0" in mixed

@@ -96,6 +96,10 @@ def test_lr_decay_a_rate_stopped_early_is_a_problem_at_its_second_evaluation():
     verdict = decayed_early(run([2.1, 2.07, 2.07], stopped[:3], start=0.05))
     assert (verdict.severity, verdict.since.step, verdict.detected.step) == ("problem", 40, 60)
     assert verdict.figures["cut"] == 1e7
+    # a rate of exactly 0 (held out: a LambdaLR factor of 0 from step 50): said as 0
+    zero = decayed_early(run([2.1, 2.07, 2.07], [0.05, 0.0, 0.0], start=0.05))
+    assert "it is 0 (it started at 0.05), since epoch 1" in headline(zero)
+    assert "infx" not in headline(zero)
     # 1000x below its start: a note once the val loss has stalled, as before
     verdict = decayed_early(run([2.1, 2.07, 2.07, 2.07], [0.05] + [5e-5] * 3, start=0.05))
     assert verdict.severity == "note"
