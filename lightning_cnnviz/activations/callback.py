@@ -150,11 +150,12 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 self.warn_once("nonfinite", f"non-finite activations in `{site}` ({step=})")
         model = unwrap_model(pl_module)
         leftover, self._leftover = self._leftover, None
+        settings = read_settings(trainer.optimizers, model)
         verdicts = self.diagnosis.review(
             step, epoch, figures, self._rec.sites, profile,
             lambda: nonfinite_parameters(list(model.named_parameters())),
             leftover=None if leftover is None else float(leftover),
-            lr=read_settings(trainer.optimizers, model).lr,
+            lr=settings.lr, decay=(settings.decay_per_step, settings.weight_decay),
             output_site=self._rec.output_site,
             **self._start(trainer, model),
         )  # fmt: skip

@@ -20,14 +20,26 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from lightning_cnnviz.activations.dead_rules import DATA_REMEDIES, INIT_REMEDIES, STALLED
+from lightning_cnnviz.activations.dead_rules import (
+    DATA_REMEDIES,
+    INIT_REMEDIES,
+    SETTLED,
+    STALLED,
+)
 from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.gradients import init_explosion
 from lightning_cnnviz.activations.init_weights import identical_text
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 
-__all__ = ["CauseReview", "scaled_loss"]
+__all__ = ["DECAY_STALLS", "CauseReview", "decay_text", "scaled_loss"]
 
+DECAY_STALLS = 0.01
+"""Decoupled weight decay taking this share of every weight a step: weights the gradient
+does not hold up halve within 70 steps (SGD 0.05 x ``weight_decay=0.3``: 1.5%)."""
+DECAY_REMEDIES = (
+    "lower the weight decay 10-100x (1e-4 to 5e-4 is usual with SGD, 1e-2 to 5e-2 with "
+    "AdamW; the share a step is the learning rate times it)"
+)
 SCALED = 10.0  # a first loss this many times the model's own cross-entropy: scaled
 SANE = 2.0  # ...where that cross-entropy is within this many times ln K (logits near 0)
 
@@ -77,6 +89,26 @@ def scaled_loss(
     return text, {"first_loss": finite[0], "probe_loss": probe_loss, "scale": scale}
 
 
+def decay_text(per_step: float, weight_decay: float | None, lr: float | None) -> str:
+    """Why decoupled weight decay of ``per_step`` stops learning, in words.
+
+    Example::
+
+        >>> decay_text(0.015, 0.3, 0.05)[:64]
+        'Weight decay takes 1.5% of every weight each step (learning rate'
+    """
+    setting = (
+        f" (learning rate {lr:g} x `weight_decay={weight_decay:g}`)"
+        if weight_decay is not None and lr is not None
+        else ""
+    )
+    return (
+        f"Weight decay takes {per_step:.1%} of every weight each step{setting}: weights the "
+        f"gradient does not hold up halve every {math.log(2) / per_step:.0f} steps, and "
+        "the gradient reaching the first layers shrinks with them"
+    )
+
+
 class CauseReview:
     """The initial-scale check and the causes of silent units (a part of ``TrainingDiagnosis``).
 
@@ -84,6 +116,8 @@ class CauseReview:
     """
 
     levels: LossLevels
+    rates: tuple[float | None, float | None]
+    decay: tuple[float | None, float | None]
     chance_loss: float | None
     init_cause: str | None
     init_checked: bool
@@ -129,6 +163,35 @@ class CauseReview:
         )
         return [Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)]
 
+    def _decay_stalls(self, gain: float | None) -> bool:
+        """Decoupled weight decay of ``DECAY_STALLS`` or more a step while learning stalls."""
+        per_step = self.decay[0]
+        stalled = gain is not None and gain < STALLED
+        return per_step is not None and per_step >= DECAY_STALLS and stalled
+
+    def _weight_decay(
+        self, step: int, epoch: int, gain: float | None, lr: float | None
+    ) -> list[Verdict]:
+        """Weight decay too strong for learning to start: a problem, and the cause named.
+
+        Held out: SGD 0.05 with ``weight_decay=0.3`` never left ln 10; the first problem
+        was ``vanishing_gradients`` (the first layers at 8.4e-4 of the last's gradient)
+        with init and architecture remedies, and ``not_learning`` then named it the cause.
+        Told from the first log past ``SETTLED`` steps (a slow start is no stall yet).
+        """
+        if step < SETTLED or not self._decay_stalls(gain):
+            return []
+        if not self._new("weight_decay_too_strong", "problem"):
+            return []
+        per_step, weight_decay = self.decay
+        text = (
+            f"Weight decay too strong at step {step} (epoch {epoch}). "
+            f"{decay_text(per_step, weight_decay, lr)}; the loss has fallen "  # type: ignore[arg-type]
+            f"{max(gain or 0.0, 0.0):.0%} since the first step. Try: {DECAY_REMEDIES}."
+        )
+        figures = {"decay_per_step": per_step, "weight_decay": weight_decay, "lr": lr}
+        return [Verdict("weight_decay_too_strong", "problem", text, figures)]
+
     def _symmetric(self, step: int, epoch: int, layers: Sequence[str]) -> list[Verdict]:
         """Layers whose units all hold the same weights after the first updates: a problem.
 
@@ -172,6 +235,10 @@ class CauseReview:
         """
         if self.init_cause is not None:
             return self.init_cause, INIT_REMEDIES
+        if self._decay_stalls(gain):
+            per_step, weight_decay = self.decay
+            text = decay_text(per_step, weight_decay, self.rates[1])  # type: ignore[arg-type]
+            return f"{text} (see `weight_decay_too_strong`).", DECAY_REMEDIES
         if gain is not None and gain < STALLED and self.levels.at_chance(series, self.classes):
             chance = math.log(self.classes or 2)
             return (

@@ -79,6 +79,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.pending: int | None = None  # the log that first saw a smoothed spike
         self.nonfinite_told = False
         self.reported: dict[str, str] = {}  # kind -> severity already reported
+        self.decay: tuple[float | None, float | None] = (None, None)  # per step, weight_decay
 
     KEPT_LOSSES = 4096  # losses a checkpoint keeps: the run's start and its latest steps
 
@@ -196,6 +197,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         input_scale: Mapping[str, float] | None = None,
         lr: float | None = None,
         output_site: str | None = None,
+        decay: tuple[float | None, float | None] = (None, None),
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -210,6 +212,8 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         rate now (a rate a schedule raised before a divergence is named as its cause).
         ``output_site``: the activation whose output is the model's (a ReLU on the logits):
         its silent units are classes, told as ``output_activation``, not as dead units.
+        ``decay``: the optimiser's decoupled weight decay per step and its ``weight_decay``
+        (``core.settings``; ``None``: none, or Adam's L2).
         """
         series = self.loss.read()
         self.chance = self.chance or chance
@@ -241,6 +245,8 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         out += self._symmetric(step, epoch, identical_layers)
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
+        self.decay = decay
+        out += self._weight_decay(step, epoch, gain, lr)
         found, falling = self._gradients(
             step, epoch, series, figures, profile, kinds, dying, zero_layers, previous, gain
         )

@@ -643,3 +643,25 @@ def test_review_a_loss_scaled_far_above_the_models_cross_entropy_is_a_note_and_t
         diagnosis.loss.add(s, torch.tensor(losses[s]))
     found = diagnosis.review(5, 0, {}, {}, [], list, chance=(10, 150.0))
     assert [v.kind for v in found] == ["exploding_gradients"]
+
+
+def test_weight_decay_too_strong_while_the_loss_sits_at_its_start():
+    # held out: SGD 0.05 with weight_decay=0.3 (1.5% of every weight a step) never left
+    # ln 10; it was told as vanishing gradients with init and architecture remedies
+    def review(decay, losses, step=40, lr=0.05):
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+        for s, value in enumerate(losses, start=1):
+            diagnosis.loss.add(s, torch.tensor(value))
+        return diagnosis.review(step, 0, {}, {}, [], list, lr=lr, decay=decay)
+
+    flat = [2.303 + 0.01 * math.sin(s) for s in range(40)]
+    (verdict,) = review((0.015, 0.3), flat)
+    assert (verdict.kind, verdict.severity) == ("weight_decay_too_strong", "problem")
+    assert "takes 1.5% of every weight each step (learning rate 0.05 x `weight_decay=0.3`)" in (
+        verdict.message
+    )
+    assert verdict.figures["decay_per_step"] == 0.015
+    assert review((0.015, 0.3), flat, step=20) == []  # a slow start is no stall yet
+    assert review((5e-5, 5e-4), flat) == []  # usual SGD decay: not the cause
+    falling = [2.3 * math.exp(-s / 15) + 0.1 for s in range(40)]
+    assert review((0.015, 0.3), falling) == []  # learning despite it: quiet
