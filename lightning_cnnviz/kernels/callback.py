@@ -30,6 +30,8 @@ from lightning_cnnviz.kernels.frozen import (
     param_groups,
     still_layers,
     still_reason,
+    unoptimised,
+    unoptimised_text,
     untrained_look,
 )
 
@@ -120,6 +122,7 @@ class KernelMonitor(Monitor, section="kernels"):
         self._still: dict[str, int] = {}  # events in a row without change, per layer
         self._steps: list[int] = []  # the last events' steps
         self._frozen_told = False
+        self._unoptimised_told = False
         self._unit_grid: dict[str, tuple[int, int, int]] = {}
 
     @override
@@ -231,8 +234,30 @@ class KernelMonitor(Monitor, section="kernels"):
         self.in_background(lambda: self._draw(pictures, step))
         self._check_frozen(trainer, scalars)
 
+    def _check_unoptimised(self, trainer: Trainer) -> None:
+        """Tell once (a note) of parameters outside the watched layers no optimiser holds."""
+        module = trainer.lightning_module
+        if module is None:
+            return
+        watched = {id(p) for m in self.selected.values() for p in m.parameters(recurse=False)}
+        groups = param_groups(trainer.optimizers, module.parameters())
+        named = [(n, p) for n, p in module.named_parameters() if id(p) not in watched]
+        names = unoptimised(named, groups)
+        if not names:
+            return
+        self._unoptimised_told = True
+        text = unoptimised_text(names, trainer.global_step, trainer.current_epoch)
+        numbers = {"parameters": len(names)}
+        finding = Finding(
+            self.section, "not_optimised", trainer.global_step, trainer.current_epoch, text,
+            numbers, "note",
+        )  # fmt: skip
+        report(trainer, finding)
+
     def _check_frozen(self, trainer: Trainer, scalars: dict[str, float]) -> None:
         """Tell once (a note) of the layers whose weights stopped changing (``frozen.py``)."""
+        if not self._unoptimised_told:
+            self._check_unoptimised(trainer)
         self._steps = [*self._steps, trainer.global_step][-(STILL_EVENTS + 1) :]
         changes = {n: scalars[t] for n in self.selected
                    if (t := self.tag(n, "relative_change")) in scalars}  # fmt: skip
@@ -266,7 +291,8 @@ class KernelMonitor(Monitor, section="kernels"):
         # copies: the buffers are updated in place at the next event
         previous = {k: v.to("cpu", copy=True) for k, v in self._previous.items()}
         return {"previous": previous, "still": dict(self._still), "steps": list(self._steps),
-                "frozen_told": self._frozen_told}  # fmt: skip
+                "frozen_told": self._frozen_told,
+                "unoptimised_told": self._unoptimised_told}  # fmt: skip
 
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -275,3 +301,4 @@ class KernelMonitor(Monitor, section="kernels"):
         }
         self._still, self._steps = dict(state.get("still", {})), list(state.get("steps", []))
         self._frozen_told = bool(state.get("frozen_told", False))
+        self._unoptimised_told = bool(state.get("unoptimised_told", False))

@@ -408,6 +408,27 @@ class HeadOnly(WideNet):
         return torch.optim.SGD(self.fc.parameters(), lr=self.lr)
 
 
+class BackboneOnly(WideNet):
+    """WideNet whose optimiser holds only the convs: the head ``fc`` is left out of it."""
+
+    def configure_optimizers(self):
+        convs = [*self.conv1.parameters(), *self.conv2.parameters()]
+        return torch.optim.SGD(convs, lr=self.lr)
+
+
+def test_kernels_parameters_no_optimiser_holds_are_a_note_naming_them(tmp_path):
+    # held out: a classifier head never passed to the optimiser (unwatched: a Linear),
+    # 20-26 points of val accuracy lost and "no problems found"
+    _, trainer, _ = run(tmp_path / "head", KernelMonitor(every_n_steps=2), BackboneOnly())
+    (found,) = [f for f in findings_of(trainer) if f.kind == "not_optimised"]
+    assert (found.severity, found.step, found.figures["parameters"]) == ("note", 2, 2)
+    assert "`fc.weight`, `fc.bias`" in found.message and "never change" in found.message
+    # watched layers left out are the frozen-layers finding's; a full optimiser: quiet
+    for model, name in ((HeadOnly(), "convs"), (WideNet(), "all")):
+        _, trainer, _ = run(tmp_path / name, KernelMonitor(every_n_steps=2), model, steps=8)
+        assert "not_optimised" not in {f.kind for f in findings_of(trainer)}
+
+
 class DeadAfterConvs(WideNet):
     """WideNet whose last conv's ReLU is silenced (bias -100): no gradient reaches the convs."""
 
