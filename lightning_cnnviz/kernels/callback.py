@@ -6,12 +6,10 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_choice, check_int
-from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import (
@@ -22,18 +20,7 @@ from lightning_cnnviz.core.selection import (
     unwrap_model,
 )
 from lightning_cnnviz.kernels import dense, draw, figures
-from lightning_cnnviz.kernels.frozen import (
-    SET_UP,
-    STILL_EVENTS,
-    events_needed,
-    frozen_text,
-    param_groups,
-    still_layers,
-    still_reason,
-    unoptimised,
-    unoptimised_text,
-    untrained_look,
-)
+from lightning_cnnviz.kernels.frozen_check import FrozenCheck
 
 
 class _Picture(NamedTuple):
@@ -46,7 +33,7 @@ class _Picture(NamedTuple):
     layout: tuple[int, ...] = ()  # a conv's dilation, or the (C, H, W) map Linear units read
 
 
-class KernelMonitor(Monitor, section="kernels"):
+class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
     """What the convolution filters look like, per layer, as training goes on.
 
     Reads the weights only: no hooks, no forward pass. Per selected conv layer it
@@ -233,58 +220,6 @@ class KernelMonitor(Monitor, section="kernels"):
             self.sink.scalars(scalars, step)
         self.in_background(lambda: self._draw(pictures, step))
         self._check_frozen(trainer, scalars)
-
-    def _check_unoptimised(self, trainer: Trainer) -> None:
-        """Tell once (a note) of parameters outside the watched layers no optimiser holds."""
-        module = trainer.lightning_module
-        if module is None:
-            return
-        watched = {id(p) for m in self.selected.values() for p in m.parameters(recurse=False)}
-        groups = param_groups(trainer.optimizers, module.parameters())
-        named = [(n, p) for n, p in module.named_parameters() if id(p) not in watched]
-        names = unoptimised(named, groups)
-        if not names:
-            return
-        self._unoptimised_told = True
-        text = unoptimised_text(names, trainer.global_step, trainer.current_epoch)
-        numbers = {"parameters": len(names)}
-        finding = Finding(
-            self.section, "not_optimised", trainer.global_step, trainer.current_epoch, text,
-            numbers, "note",
-        )  # fmt: skip
-        report(trainer, finding)
-
-    def _check_frozen(self, trainer: Trainer, scalars: dict[str, float]) -> None:
-        """Tell once (a note) of the layers whose weights stopped changing (``frozen.py``)."""
-        if not self._unoptimised_told:
-            self._check_unoptimised(trainer)
-        self._steps = [*self._steps, trainer.global_step][-(STILL_EVENTS + 1) :]
-        changes = {n: scalars[t] for n in self.selected
-                   if (t := self.tag(n, "relative_change")) in scalars}  # fmt: skip
-        fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
-        if not still_layers(self._still, changes, fixed) or self._frozen_told:
-            return
-        self._frozen_told = True
-        names = [n for n in self.selected if self._still.get(n, 0) >= events_needed(n, fixed)]
-        groups = param_groups(trainer.optimizers, trainer.lightning_module.parameters())
-        kept_grads = any(p.grad is not None for p in trainer.lightning_module.parameters())
-        reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
-        step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
-        span = min(max(self._still[n] for n in names), STILL_EVENTS)
-        # a random init kept by the set-up: frozen random features (dead units after a
-        # layer also keep it as initialised, and are the thing to fix)
-        kept = [self.selected[n].weight for n in names if reasons[n] in SET_UP]
-        untrained = untrained_look(kept) if kept else None
-        since = self._steps[-min(span + 1, len(self._steps))]
-        text = frozen_text(names, reasons, watched, since, step, epoch, untrained)
-        no_grad = [n for n in names if reasons[n] == "no_grad"]
-        numbers = {"layers": len(names), "watched": watched, "no_grad": len(no_grad)}
-        if untrained is not None:  # frozen random features: a problem
-            numbers["neighbour_r"] = untrained
-            rank_zero_warn(text)
-        severity = "note" if untrained is None else "problem"
-        finding = Finding(self.section, "frozen_layers", step, epoch, text, numbers, severity)
-        report(trainer, finding)
 
     @override
     def extra_state(self) -> dict[str, Any]:

@@ -1,0 +1,101 @@
+"""The frozen-layer checks of ``KernelMonitor``: layers that stopped changing, parameters left out.
+
+``FrozenCheck`` is a part of ``KernelMonitor`` (a mixin, as the monitors' parts are): at
+each event it tells once, as findings, the watched layers whose weights stopped changing
+(``frozen_layers``: why, from the weights and the optimisers, and a problem where they
+hold their random initialisation) and the parameters outside them that get a gradient and
+that no optimiser holds (``not_optimised``). The pure rules and texts are in
+``frozen.py``. What it keeps across events (``_still``, ``_steps``, the told flags) is
+saved in checkpoints by the monitor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import nn
+
+from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.kernels.frozen import (
+    SET_UP,
+    STILL_EVENTS,
+    events_needed,
+    frozen_text,
+    param_groups,
+    still_layers,
+    still_reason,
+    unoptimised,
+    unoptimised_text,
+    untrained_look,
+)
+
+__all__ = ["FrozenCheck"]
+
+
+class FrozenCheck:
+    """Layers that stopped changing and parameters no optimiser holds (a part of ``KernelMonitor``).
+
+    Uses the monitor's ``selected``, ``section`` and ``tag``.
+    """
+
+    selected: dict[str, nn.Module]
+    section: str
+    _still: dict[str, int]
+    _steps: list[int]
+    _frozen_told: bool
+    _unoptimised_told: bool
+    tag: Callable[..., str]  # the monitor's
+
+    def _check_unoptimised(self, trainer: Trainer) -> None:
+        """Tell once (a note) of parameters outside the watched layers no optimiser holds."""
+        module = trainer.lightning_module
+        if module is None:
+            return
+        watched = {id(p) for m in self.selected.values() for p in m.parameters(recurse=False)}
+        groups = param_groups(trainer.optimizers, module.parameters())
+        named = [(n, p) for n, p in module.named_parameters() if id(p) not in watched]
+        names = unoptimised(named, groups)
+        if not names:
+            return
+        self._unoptimised_told = True
+        text = unoptimised_text(names, trainer.global_step, trainer.current_epoch)
+        numbers = {"parameters": len(names)}
+        finding = Finding(
+            self.section, "not_optimised", trainer.global_step, trainer.current_epoch, text,
+            numbers, "note",
+        )  # fmt: skip
+        report(trainer, finding)
+
+    def _check_frozen(self, trainer: Trainer, scalars: dict[str, float]) -> None:
+        """Tell once (a note) of the layers whose weights stopped changing (``frozen.py``)."""
+        if not self._unoptimised_told:
+            self._check_unoptimised(trainer)
+        self._steps = [*self._steps, trainer.global_step][-(STILL_EVENTS + 1) :]
+        changes = {n: scalars[t] for n in self.selected
+                   if (t := self.tag(n, "relative_change")) in scalars}  # fmt: skip
+        fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
+        if not still_layers(self._still, changes, fixed) or self._frozen_told:
+            return
+        self._frozen_told = True
+        names = [n for n in self.selected if self._still.get(n, 0) >= events_needed(n, fixed)]
+        groups = param_groups(trainer.optimizers, trainer.lightning_module.parameters())
+        kept_grads = any(p.grad is not None for p in trainer.lightning_module.parameters())
+        reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
+        step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
+        span = min(max(self._still[n] for n in names), STILL_EVENTS)
+        # a random init kept by the set-up: frozen random features (dead units after a
+        # layer also keep it as initialised, and are the thing to fix)
+        kept = [self.selected[n].weight for n in names if reasons[n] in SET_UP]
+        untrained = untrained_look(kept) if kept else None
+        since = self._steps[-min(span + 1, len(self._steps))]
+        text = frozen_text(names, reasons, watched, since, step, epoch, untrained)
+        no_grad = [n for n in names if reasons[n] == "no_grad"]
+        numbers = {"layers": len(names), "watched": watched, "no_grad": len(no_grad)}
+        if untrained is not None:  # frozen random features: a problem
+            numbers["neighbour_r"] = untrained
+            rank_zero_warn(text)
+        severity = "note" if untrained is None else "problem"
+        finding = Finding(self.section, "frozen_layers", step, epoch, text, numbers, severity)
+        report(trainer, finding)
