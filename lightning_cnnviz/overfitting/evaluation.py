@@ -31,7 +31,9 @@ class Evaluation:
     shares, ``missing`` those with no training label (``imbalance.py``); ``split_classes``,
     ``split_taken``: classes learnt on the train probe and left out on the val probe, and
     what their val images are taken for (``class_gap.py``; measured where the train probe
-    ran); ``input_shift``: the channel whose statistics differ between the two probes'
+    ran); ``loop_check``: the validation loop's accuracy on the val probe against a pass of
+    the monitor's own on the dataset's images (``val_source.loop_check``; ``{}``: they
+    agree); ``input_shift``: the channel whose statistics differ between the two probes'
     images (``{}``: none; ``split_inputs.py``); ``train_acc_images``: the images behind
     ``train_acc`` where it is one training batch's (a validation mid-epoch reads the latest
     step's value); ``val_images``: the images a validation sees (``val_acc``'s binomial
@@ -93,6 +95,7 @@ class Evaluation:
     split_classes: list[int] | None = None
     split_taken: list[int] | None = None
     input_shift: dict[str, float] | None = None
+    loop_check: dict[str, float] | None = None
     train_acc_images: float | None = None
     val_images: float | None = None
 

@@ -38,6 +38,7 @@ from lightning_cnnviz.overfitting.metrics import (
     pick_metric,
 )
 from lightning_cnnviz.overfitting.text import missing_text
+from lightning_cnnviz.overfitting.val_source import loop_check
 
 __all__ = ["Measures", "step_only"]
 
@@ -54,6 +55,7 @@ class Measures:
     _lr_start: float | None  # the learning rate when training started
     plan: Any
     val_from_loop: bool
+    _loop_check: dict[str, float] | None
     _bn_why: str
     _epoch_end: bool
     _interval: IntervalLoss
@@ -161,6 +163,11 @@ class Measures:
         # the latest step's value (one batch), so that a lag does not hide a mismatch
         seen = {f"seen{e}": pick_metric(logged, key, e) for e in (False, True)}
         val = self._loop_logits(trainer)
+        if val is not None and self._loop_check is None:  # once a fit: a pass of its own too
+            own = self._logits(trainer, pl_module, "val")
+            self._loop_check = loop_check(val, own, self.probe(trainer, "val").labels)
+        if self._loop_check:  # the loop scores other images or weights: the probe's own
+            val, self._loop.why = None, "validation_step changes the images or the weights"
         self.val_from_loop = val is not None
         if val is None:
             val = self._logits(trainer, pl_module, "val")
@@ -218,6 +225,7 @@ class Measures:
         total = trainer.estimated_stepping_batches  # -1 or inf: an unknown length
         share = trainer.global_step / total if 0 < total < float("inf") else None
         left_out["input_shift"] = self._input_shift(trainer)
+        left_out["loop_check"] = self._loop_check
         # mid-epoch the train accuracy is the latest batch's: 63/64 -> 64/64 is no climb; so
         # at the epoch's end where it is logged per step only (the last, maybe short, batch)
         one = not self._epoch_end or step_only(trainer, self.keys["train_acc"])

@@ -26,9 +26,9 @@ def test_class_gap_split_classes_need_learnt_train_and_enough_images():
     few = [[4, 0, 0, 0], [0, 4, 0, 0], [0, 0, 4, 0], [0, 0, 0, 4]]  # 4 images: not judged
     assert split_classes(few, SWAPPED)["split_classes"] == []
     # 6 images of a class on each probe (20 classes), 3 right on train and 0 on val: noise
-    noisy_train, noisy_val = [[3, 3, 0, 0]] + LEARNT[1:], [[0, 6, 0, 0]] + LEARNT[1:]
+    noisy_train, noisy_val = [[3, 3, 0, 0], *LEARNT[1:]], [[0, 6, 0, 0], *LEARNT[1:]]
     assert split_classes(noisy_train, noisy_val)["split_classes"] == []
-    assert split_classes([[6, 0, 0, 0]] + LEARNT[1:], noisy_val)["split_classes"] == [0]
+    assert split_classes([[6, 0, 0, 0], *LEARNT[1:]], noisy_val)["split_classes"] == [0]
     # blank inputs (held out): one class answered for every image, 11% train accuracy
     constant = [[0, 0, 16, 0]] * 4
     assert split_classes(constant, [[16, 0, 0, 0]] * 4)["split_classes"] == []

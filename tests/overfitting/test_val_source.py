@@ -100,3 +100,39 @@ def test_val_source_found_in_a_run_that_validates_an_ema(tmp_path):
     assert figures["probe_acc"] == pytest.approx(1.0)
     assert "generalisation_gap" not in found and "overfitting" not in found
     assert any("is not this model's" in m for m in said)
+
+
+def test_val_source_loop_check_is_paired_and_one_sided():
+    y = torch.arange(4).repeat(32)  # 128 probe images
+    right = nn.functional.one_hot(y, 4).float()
+    wrong = right.roll(1, 1)
+    assert val_source.loop_check(right, right, y) == {}
+    # the loop wrong on 20 of 128 images the own pass gets right: past the paired noise
+    loop = torch.cat([wrong[:20], right[20:]])
+    found = val_source.loop_check(loop, right, y)
+    assert found["own_acc"] == 1.0 and found["loop_acc"] == pytest.approx(108 / 128)
+    # 3 images apart: noise; the loop better than the own pass (test-time augmentation): quiet
+    assert val_source.loop_check(torch.cat([wrong[:3], right[3:]]), right, y) == {}
+    assert val_source.loop_check(right, loop, y) == {}
+
+
+class NegatedInValidation(Net):
+    """``Net`` whose ``validation_step`` feeds the model its images negated (a val transform)."""
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self._step((-x, y), "val")
+
+
+def test_val_source_found_at_the_first_validation_when_the_step_changes_the_images(tmp_path):
+    torch.manual_seed(0)
+    train = DataLoader(one_hot_set([128] * 4, seed=0), batch_size=32, shuffle=True)
+    val = DataLoader(one_hot_set([64] * 4, seed=1), batch_size=64)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    trainer, _ = fit_monitor(tmp_path, NegatedInValidation(net, lr=0.05), train, val, epochs=3)
+    found = {f.kind: f for f in findings_of(trainer)}
+    finding = found["val_metrics_differ"]
+    assert finding.step == 16 and finding.figures["since_step"] == 16  # the first validation
+    assert finding.figures["own_acc"] - finding.figures["loop_acc"] > 0.5
+    assert "does not score the images as the dataset gives them" in finding.message
+    assert "bn_mismatch" not in found and "generalisation_gap" not in found
