@@ -97,15 +97,6 @@ def headline(v: Verdict) -> str:
                 f"epoch {now.epoch} ({num(now.probe_acc_val, True)})."
             )
         start = "from the start" if f["from_start"] else "after a collapse"
-        if "loop_acc" in f:
-            return (
-                f"`validation_step` does not score the images as the dataset gives them: on "
-                f"the val probe the model scores {num(f['own_acc'], True)} on them and "
-                f"{num(f['loop_acc'], True)} in the validation loop (since {when(since)}). The "
-                "step changes the images before the model sees them (a normalisation, a "
-                "resizing or a transform of its own) or scores other weights; every val "
-                "figure reads that."
-            )
         if f["non_finite"]:
             loss = "the model's outputs are not finite (NaN/inf: training diverged)"
         else:

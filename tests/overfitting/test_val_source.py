@@ -68,6 +68,15 @@ def test_val_source_detector_tells_it_and_the_gap_waits():
     assert not nan.checks_ran()["overfitting"]
 
 
+def fit_four_classes(tmp_path, module, epochs):
+    """Fit ``module(net, lr)`` on four one-pixel classes under ``OverfittingMonitor``."""
+    torch.manual_seed(0)
+    train = DataLoader(one_hot_set([128] * 4, seed=0), batch_size=32, shuffle=True)
+    val = DataLoader(one_hot_set([64] * 4, seed=1), batch_size=64)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    return fit_monitor(tmp_path, module(net, lr=0.05), train, val, epochs=epochs)
+
+
 class EmaValidated(Net):
     """``Net`` validating an exponential moving average of its weights (decay 0.9999)."""
 
@@ -88,11 +97,7 @@ class EmaValidated(Net):
 
 
 def test_val_source_found_in_a_run_that_validates_an_ema(tmp_path):
-    torch.manual_seed(0)
-    train = DataLoader(one_hot_set([128] * 4, seed=0), batch_size=32, shuffle=True)
-    val = DataLoader(one_hot_set([64] * 4, seed=1), batch_size=64)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    trainer, said = fit_monitor(tmp_path, EmaValidated(net, lr=0.05), train, val, epochs=4)
+    trainer, said = fit_four_classes(tmp_path, EmaValidated, epochs=4)
     found = {f.kind: f for f in findings_of(trainer)}
     assert found["val_metrics_differ"].severity == "problem"
     figures = found["val_metrics_differ"].figures
@@ -125,11 +130,7 @@ class NegatedInValidation(Net):
 
 
 def test_val_source_found_at_the_first_validation_when_the_step_changes_the_images(tmp_path):
-    torch.manual_seed(0)
-    train = DataLoader(one_hot_set([128] * 4, seed=0), batch_size=32, shuffle=True)
-    val = DataLoader(one_hot_set([64] * 4, seed=1), batch_size=64)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    trainer, _ = fit_monitor(tmp_path, NegatedInValidation(net, lr=0.05), train, val, epochs=3)
+    trainer, _ = fit_four_classes(tmp_path, NegatedInValidation, epochs=3)
     found = {f.kind: f for f in findings_of(trainer)}
     finding = found["val_metrics_differ"]
     assert finding.step == 16 and finding.figures["since_step"] == 16  # the first validation
