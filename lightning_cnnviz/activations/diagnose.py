@@ -73,6 +73,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
         self.first_rms: float | None = None
+        self.weak_logs = 0  # logs in a row with the gradient fading by the weaker bar
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
         self.transient = -1  # the step of the last spike the run recovered from on its own
@@ -97,6 +98,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             "history": self.history.state_dict(),
             "losses": list(series),
             "first_rms": self.first_rms,
+            "weak_logs": self.weak_logs,
             "diverged": self.diverged,
             "spike": self.spike,
             "transient": self.transient,
@@ -127,6 +129,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.loss = LossTrace()
         self.loss.series = [(int(s), float(v)) for s, v in state.get("losses", [])]
         self.first_rms = state.get("first_rms")
+        self.weak_logs = int(state.get("weak_logs", 0))
         self.diverged = state.get("diverged")
         self.spike = tuple(state["spike"]) if state.get("spike") else None  # type: ignore[assignment]
         self.transient = int(state.get("transient", -1))

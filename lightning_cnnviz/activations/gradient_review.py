@@ -6,8 +6,8 @@ divergence standing) it keeps the gradient baseline (the first log's level, rais
 each new low of the loss), runs ``gradients.gradient_findings`` on the per-layer
 gradient profile and the saturating activations, and turns a standing
 ``vanishing_gradients`` or ``saturated_activations`` problem into a note once learning
-has begun. What it keeps across logs (``first_rms``) lives on the diagnosis, which saves
-it in checkpoints.
+has begun. What it keeps across logs (``first_rms``, ``weak_logs``) lives on the
+diagnosis, which saves it in checkpoints.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.gradients import (
     FALLING,
     SATURATED,
+    STUCK_LOGS,
+    STUCK_STEPS,
+    attenuated,
     depth_ratio,
     gradient_findings,
     mean_rms,
@@ -39,6 +42,8 @@ class GradientReview:
 
     levels: LossLevels
     first_rms: float | None
+    weak_logs: int  # logs in a row whose gradient profile was ``attenuated``
+    classes: int | None
     reported: dict[str, str]
 
     def _new(self, kind: str, severity: str) -> bool:
@@ -85,7 +90,16 @@ class GradientReview:
         # finding tells that cause (a ReLU net whose loss was scaled 1000x: 69-94% of three
         # layers dead at step 10, first layers at 1e-4 of the last ones' gradient)
         dead_now = any(kinds.get(site) != "leaky" for site in dying)
-        told = gradient_findings(profile, self.first_rms, saturation, stalled, new_low, falling)
+        self.weak_logs = self.weak_logs + 1 if attenuated(profile) else 0
+        stuck = (
+            self.weak_logs >= STUCK_LOGS
+            and step >= STUCK_STEPS
+            and bool(stalled)
+            and self.levels.at_chance(series, self.classes)
+        )  # a weaker attenuation, held while nothing is learnt, tells vanishing gradients too
+        told = gradient_findings(
+            profile, self.first_rms, saturation, stalled, new_low, falling, stuck
+        )
         for kind, severity, message, fig in told:
             if kind == "vanishing_gradients" and dead_now:
                 continue

@@ -14,7 +14,13 @@ shortcut conv and a 3x3 conv compare fairly). From that profile:
   layer alone below ``VANISH`` x the last layer's while ``depth_ratio < VANISH_THIRDS``
   (5e-3): a 16-conv plain Tanh CNN at chance gets 1.3e-4 .. 3.7e-4 at its first layer,
   1.6e-3 .. 3e-3 by thirds; a healthy 8-conv plain ReLU CNN in its flat start 1.4e-3 and
-  1.7e-2 at least; ``exploding``: ``depth_ratio > EXPLODE`` (1e3) or the mean RMS grew
+  1.7e-2 at least; or, with the loss at its chance level since the first step, a weaker
+  attenuation (``attenuated``: the first layer below ``VANISH_STUCK``, 1e-2, of the last
+  and ``depth_ratio`` below ``THIRDS_STUCK``, 5e-2) at ``STUCK_LOGS`` logs in a row by step
+  ``STUCK_STEPS``: plain 8- and 10-conv ReLU/Tanh CNNs at PyTorch's default init under
+  SGD sit at chance for the whole run at 1.8e-3 .. 8.5e-3 (1.2e-2 .. 4.8e-2 by thirds),
+  while the same nets that leave chance do so by step 120, and healthy nets stay above
+  1e-2 once learning; ``exploding``: ``depth_ratio > EXPLODE`` (1e3) or the mean RMS grew
   ``GROWTH`` (100x) above its baseline (the first log's, raised to every log's at which
   the loss set a new low) while the loss is not at its lows;
 * ``init_explosion``: the first losses far above the chance level ``ln K`` (``K``
@@ -38,6 +44,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "attenuated",
     "depth_ratio",
     "gradient_findings",
     "init_explosion",
@@ -49,6 +56,8 @@ __all__ = [
 VANISH, EXPLODE, GROWTH, SATURATED = 1e-3, 1e3, 100.0, 0.5
 FALLING = 0.03  # the loss fell this much since the previous log, to a new low: learning
 VANISH_THIRDS = 5e-3  # by thirds, enough when the first layer alone is below VANISH
+VANISH_STUCK, THIRDS_STUCK = 1e-2, 5e-2  # enough when the loss never left chance ...
+STUCK_LOGS, STUCK_STEPS = 3, 100  # ... at this many logs in a row, by this step
 OVER_CHANCE = 10.0  # a first loss this many times ln K: the logits are far too large
 
 REMEDIES = {
@@ -95,6 +104,31 @@ def depth_ratio(profile: Sequence[tuple[str, float]]) -> float | None:
     return statistics.median(values[:third]) / statistics.median(values[-third:])
 
 
+def first_last(profile: Sequence[tuple[str, float]]) -> float | None:
+    """The first layer's gradient RMS over the last layer's, or None when either is 0."""
+    first, last = (profile[0][1], profile[-1][1]) if profile else (0.0, 0.0)
+    return first / last if first > 0 < last else None
+
+
+def attenuated(profile: Sequence[tuple[str, float]]) -> bool:
+    """Whether the gradient fades with depth by the weaker bar (``VANISH_STUCK``).
+
+    Enough for ``vanishing_gradients`` only while the loss has never left its chance
+    level (``gradient_findings``'s ``stuck``).
+
+    Example::
+
+        >>> attenuated([("c1", 2e-6), ("c2", 5e-6), ("c3", 4e-5), ("fc", 1e-3)])
+        True
+        >>> attenuated([("c1", 2e-5), ("c2", 5e-5), ("c3", 4e-5), ("fc", 1e-3)])
+        False
+    """
+    ratio, alone = depth_ratio(profile), first_last(profile)
+    return (
+        ratio is not None and alone is not None and alone < VANISH_STUCK and (ratio < THIRDS_STUCK)
+    )
+
+
 def mean_rms(profile: Sequence[tuple[str, float]]) -> float | None:
     """The geometric mean of the finite, non-zero gradient RMS values, else None."""
     values = _finite(profile)
@@ -108,6 +142,7 @@ def gradient_findings(
     stalled: bool | None,
     new_low: bool = False,
     falling: bool = False,
+    stuck: bool = False,
 ) -> list[tuple[str, str, str, dict[str, float]]]:
     """``[(kind, severity, message, figures)]`` for one log's gradient profile.
 
@@ -125,7 +160,9 @@ def gradient_findings(
     (two signals: a plateau's 5-step medians differ by up to 1.4% between logs);
     saturation is then a note too (a 3-conv sigmoid net leaving its plateau at ln 4:
     59% at a rail with the loss 1.379 -> 1.336 since the last log, 3.1%, its lowest yet;
-    74% accuracy later).
+    74% accuracy later). ``stuck``: the loss never left its chance level and the profile
+    was ``attenuated`` at the last ``STUCK_LOGS`` logs, by step ``STUCK_STEPS``: the
+    weaker bar then tells vanishing gradients.
     """
     found = []
     severity = "note" if stalled is False else "problem"
@@ -135,19 +172,26 @@ def gradient_findings(
     figures: dict[str, float] = {"depth_ratio": ratio} if ratio is not None else {}
     if first and last:
         figures |= {"first_rms": first[1], "last_rms": last[1]}
-    first_last = first[1] / last[1] if first and last and first[1] > 0 < last[1] else None
-    if first_last is not None:
-        figures["first_last_ratio"] = first_last
-    alone = first_last is not None and first_last < VANISH  # NaN compares False
-    if ratio is not None and (ratio < VANISH or (alone and ratio < VANISH_THIRDS)):
+    alone = first_last(profile)
+    if alone is not None:
+        figures["first_last_ratio"] = alone
+    weak = stuck and attenuated(profile)
+    strong = alone is not None and alone < VANISH and ratio is not None and ratio < VANISH_THIRDS
+    if ratio is not None and (ratio < VANISH or strong or weak):
         text = (
             f"Vanishing gradients: the first layers get {ratio:.1e} of the last layers' gradient "
             f"per parameter (`{first[0]}` {first[1]:.1e} vs `{last[0]}` {last[1]:.1e}"
-            + (f": the first layer alone {first_last:.1e})" if ratio >= VANISH else ")")
+            + (f": the first layer alone {alone:.1e})" if ratio >= VANISH else ")")
         )
+        told_weak = weak and not strong and ratio >= VANISH
+        if told_weak:
+            text += (
+                f" at each of the last {STUCK_LOGS} logs, with the loss at its chance level "
+                "since the first step"
+            )
         if saturated:
             text += "; saturated " + ", ".join(f"`{s}` {v:.0%}" for s, v in saturated.items())
-        text += "; the loss has stopped falling" if stalled else ""
+        text += "; the loss has stopped falling" if stalled and not told_weak else ""
         fig = figures | {f"saturation/{s}": v for s, v in saturated.items()}
         remedies = "vanishing_gradients" if saturation else "vanishing_gradients_rectified"
         found.append(("vanishing_gradients", severity, _with_remedies(text, remedies), fig))

@@ -1,0 +1,66 @@
+"""The gradient rules: a weaker attenuation tells vanishing gradients only while at chance."""
+
+from __future__ import annotations
+
+import torch
+
+from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
+from lightning_cnnviz.activations.gradients import attenuated, gradient_findings
+
+# measured: a plain 10-conv Tanh CNN at PyTorch's default init, SGD 0.01 momentum 0.9, at
+# chance for 378 steps: the first layer 4.4e-3 .. 8.5e-3 of the last, 2.6e-2 .. 4.8e-2 by
+# thirds, at every log (these: its step 12)
+STUCK = [("c0", 9.94e-6), ("c1", 1.66e-5), ("c2", 1.81e-5), ("c3", 1.91e-5), ("c4", 2.48e-5),
+         ("c5", 3.48e-5), ("c6", 9.39e-5), ("c7", 1.48e-4), ("c8", 3.09e-4), ("c9", 5.82e-4),
+         ("fc", 2.28e-3)]  # fmt: skip
+
+
+def test_gradients_attenuated_needs_both_bars():
+    assert attenuated(STUCK)
+    # the same thirds with the first layer at 2e-2 of the last: a plain 8-conv Tanh CNN that
+    # leaves chance under SGD 0.05 shows this in its flat start
+    assert not attenuated([("c0", 4.6e-5), *STUCK[1:]])
+    assert not attenuated(STUCK[:2])  # too few layers for thirds
+
+
+def test_gradients_weak_attenuation_is_vanishing_only_when_stuck():
+    assert gradient_findings(STUCK, None, {}, stalled=True) == []
+    ((kind, severity, message, fig),) = gradient_findings(STUCK, None, {}, True, stuck=True)
+    assert (kind, severity) == ("vanishing_gradients", "problem")
+    assert "the first layer alone 4.4e-03" in message
+    assert "at each of the last 3 logs, with the loss at its chance level" in message
+    assert fig["first_last_ratio"] < 1e-2 and fig["depth_ratio"] < 5e-2
+
+
+def _log(diagnosis, step, losses, profile):
+    for s, value in losses:
+        diagnosis.loss.add(s, torch.tensor(value))
+    chance = (10, 2.31) if diagnosis.wants_chance() else None
+    return diagnosis.review(step, 0, {}, {}, list(profile), list, chance=chance)
+
+
+def _at_chance(start, stop):
+    return [(s, 2.303 + 0.01 * ((-1) ** s)) for s in range(start, stop)]
+
+
+def test_gradients_stuck_at_chance_with_weak_attenuation_is_told_by_step_100():
+    diagnosis, told, last = TrainingDiagnosis(0.25, 16, 0.025), [], 0
+    for step in (12, 20, 60, 120):
+        found = _log(diagnosis, step, _at_chance(last, step + 1), STUCK)
+        told += [(step, v.kind, v.severity) for v in found]
+        last = step + 1
+    assert told == [(120, "vanishing_gradients", "problem")]
+    saved = diagnosis.state_dict()
+    assert saved["weak_logs"] == 4
+    again = TrainingDiagnosis(0.25, 16, 0.025)
+    again.load_state_dict(saved)
+    assert again.weak_logs == 4
+
+
+def test_gradients_weak_attenuation_while_learning_is_quiet():
+    # the same profile with the loss leaving chance (a flat start that ends): nothing
+    diagnosis, last = TrainingDiagnosis(0.25, 16, 0.025), 0
+    for step in (12, 20, 60, 120):
+        losses = [(s, 2.303 * (1 - 0.004 * s)) for s in range(last, step + 1)]
+        assert _log(diagnosis, step, losses, STUCK) == []
+        last = step + 1
