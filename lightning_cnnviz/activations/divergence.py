@@ -184,20 +184,24 @@ def loss_spike(
     (start - best) and risen ``NOISE`` x the losses' ``scatter`` above it; or one step's
     loss above ``JUMP`` x start (a blow-up the optimiser may hide at once by killing the
     network: the loss then sits at chance). Only finite losses count (``first_nonfinite``
-    tells the rest).
+    tells the rest). None for a loss that starts at or below 0.
 
     Example::
 
         >>> loss_spike([(1, 2.3), (2, 584.0), (3, 48.9)] + [(i, 2.3) for i in range(4, 9)])
         (2, 584.0, 2.3, 2.3)
+        >>> loss_spike([(i, -2.3 - i) for i in range(9)]) is None
+        True
     """
     finite = [(s, v) for s, v in series if math.isfinite(v)]
-    if len(finite) < SMOOTH:
+    if len(finite) < SMOOTH or finite[0][1] <= 0:
+        # the bars are multiples of the start: a loss that starts at or below 0 (a negated
+        # cross-entropy at -2.29 falling to -46) has no spike they could measure
         return None
     steps = torch.tensor([s for s, _ in finite])
     values = torch.tensor([v for _, v in finite], dtype=torch.float64)
     start = finite[0][1]  # the untrained model's loss: later blow-ups cannot move it
-    jumps = ((steps > since) & (values > JUMP * start)).nonzero().flatten() if start > 0 else []
+    jumps = ((steps > since) & (values > JUMP * start)).nonzero().flatten()
     end = int(jumps[0]) if len(jumps) else len(finite)  # a jump ends the search there
     smooth, long = medians(values, SMOOTH), medians(values, BASELINE)
     base = torch.where(long.isnan(), smooth, long)  # medians of 5 until there are enough steps
