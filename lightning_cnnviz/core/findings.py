@@ -102,7 +102,7 @@ def findings_of(trainer: object) -> list[Finding]:
 # each new class) are not read as the cause
 ROOT_CAUSES = {
     "unshuffled_batches": "the training batches come in class order",
-    "loss_mismatch": "the loss is fed outputs it is not made for",
+    "loss_mismatch": "the loss is not the one the model's outputs are made for",
     "unnormalised_inputs": "the inputs are far from unit scale",  # a note, and still a cause
     # a note (harmless under Adam), and still a cause: under SGD every step is that much larger
     "scaled_loss": "the training loss is scaled far above the model's own cross-entropy",

@@ -51,6 +51,7 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "learning rate decayed early": "the optimiser's learning rate and the run's planned length",
     "inputs of train vs val": "validation data of its own, as image tensors",
     "loss fed probabilities": "a logged val loss, class labels and (N, classes) logits",
+    "loss negated": "a loss returned by training_step, class labels and (N, classes) logits",
     "val metrics of this model": "a logged val accuracy or loss, and the val probe's",
     "weight decay": (
         "a logged training loss and weight decay decoupled from the gradient's scale (SGD, "
@@ -233,6 +234,9 @@ class Detector:
             "inputs of train vs val": any(e.input_shift is not None for e in h),
             "loss fed probabilities": any(
                 e.val_loss is not None and e.probe_ce_probs_val is not None for e in h
+            ),
+            "loss negated": any(
+                e.returned_loss is not None and e.probe_loss_val is not None for e in h
             ),
             "val metrics of this model": any(val_source.differs(e) is not None for e in h),
             "weight decay": any(

@@ -51,6 +51,7 @@ class Evaluation:
     step: int
     epoch: int
     train_loss: float | None = None
+    returned_loss: float | None = None  # training_step's returned loss, mean since the last
     val_loss: float | None = None
     train_acc: float | None = None
     val_acc: float | None = None

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -130,6 +131,17 @@ def headline(v: Verdict) -> str:
                 f"The logged val loss ({num(now.val_loss)}) reads the model's outputs as "
                 f"what they are again ({when(now)}): their own cross-entropy on the val "
                 f"probe is {num(now.probe_loss_val)}."
+            )
+        if f.get("fed") == "negated":
+            return (
+                "The loss `training_step` returns falls below zero "
+                f"({num(f['returned_loss'])}) while the model's own cross-entropy climbs past "
+                "chance "
+                f"({num(f['own_train_loss'])}, chance ln {int(now.classes or 2)} = "
+                f"{math.log(now.classes or 2):.3f}), since {when(since)}: `training_step` "
+                "returns a loss that rewards wrong answers (its sign flipped, or a "
+                "subtracted term outweighing it), so training maximises the error (val "
+                f"accuracy {num(f['val_acc'], True)})."
             )
         if f.get("fed") == "scores":
             what = "probabilities (a softmax)" if f.get("in_model") else "raw scores (logits)"

@@ -1,4 +1,4 @@
-"""A loss fed outputs it is not made for: a softmax into ``cross_entropy``, scores into NLL.
+"""A loss fed outputs it is not made for (a softmax into cross-entropy, scores into NLL) or negated.
 
 Nothing here knows about Lightning. ``F.cross_entropy`` applies log-softmax itself, so
 ``F.cross_entropy(logits.softmax(1), y)`` (or ``nn.CrossEntropyLoss`` on a softmax) reads
@@ -26,6 +26,13 @@ at step 138, val accuracy at chance throughout). A negative logged val loss that
 ``-mean(out[y])`` on the val probe (``probe_nll_raw_val``, within a factor ``FAR``) is
 that bug (``fed_scores``).
 
+A loss returned with its sign flipped (``return -loss``) trains the model to be wrong:
+the returned training loss falls below 0 without bound while the model's own
+cross-entropy on the training probe climbs past chance (held out: -46 at step 20 and
+the probe's cross-entropy 2.5e5 by step 126, val accuracy at chance, read as "not
+learning" without a cause). A negative returned loss with the own cross-entropy over
+``WORSE`` x ``ln K`` is that bug (``maximised``).
+
 Example::
 
     >>> rows = [dict(val_loss=1.885, probe_loss_val=3.914, probe_ce_probs_val=1.878)] * 2
@@ -47,10 +54,21 @@ from lightning_cnnviz.core.outputs import is_simplex
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["FAR", "MATCH", "candidates", "fed_scores", "loss_mismatch", "misfed", "reads_logits"]
+__all__ = [
+    "FAR",
+    "MATCH",
+    "WORSE",
+    "candidates",
+    "fed_scores",
+    "loss_mismatch",
+    "maximised",
+    "misfed",
+    "reads_logits",
+]
 
 MATCH = 0.1  # the logged val loss within 10% of the softmax's cross-entropy on the probe
 FAR = 1.5  # ...and the outputs' own cross-entropy at least 1.5x away from it
+WORSE = 1.5  # the own cross-entropy on training images this many times ln K: worse than a guess
 
 
 def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
@@ -127,15 +145,44 @@ def fed_scores(ev: Evaluation) -> bool:
     return loss < 0 and raw < 0 and min(loss, raw) / max(loss, raw) <= FAR  # |ratio|
 
 
+def maximised(ev: Evaluation) -> bool:
+    """Whether training lowers a loss that rewards wrong answers (its sign flipped).
+
+    The loss ``training_step`` returned (its mean since the last evaluation, logged or
+    not: a module may log the cross-entropy and return its negative) is negative while
+    the model's own cross-entropy on the training probe (on the val probe where that
+    pass did not run) is over ``WORSE`` x ``ln K``: no guess that ignores the image
+    scores that badly, so the model has learnt to be wrong.
+
+    Example::
+
+        >>> maximised(Evaluation(126, 1, returned_loss=-7.6e4, probe_loss_train=2.4e5,
+        ...                      classes=10.0))
+        True
+        >>> maximised(Evaluation(126, 1, returned_loss=-0.2, probe_loss_val=0.4, classes=10.0))
+        False
+    """
+    loss, k = ev.returned_loss, ev.classes
+    own = ev.probe_loss_train if ev.probe_loss_train is not None else ev.probe_loss_val
+    if loss is None or own is None or k is None or k < 2:
+        return False
+    if not (math.isfinite(loss) and math.isfinite(own)):
+        return False
+    return loss < 0 and own > WORSE * math.log(k)
+
+
 def misfed(ev: Evaluation) -> str | bool | None:
-    """What the logged val loss was fed instead of what it is made for.
+    """What the loss was fed instead of what it is made for.
 
     ``"scores"`` (``nll_loss`` on raw scores or probabilities: ``fed_scores``),
+    ``"negated"`` (the training loss returned with its sign flipped: ``maximised``),
     ``"probabilities"`` (``cross_entropy`` on a softmax: ``reads_logits`` False), ``False``
     (it reads the outputs right), ``None`` (cannot tell).
     """
-    if fed_scores(ev):
+    if fed_scores(ev):  # first: nll_loss on raw scores returns a negative loss too
         return "scores"
+    if maximised(ev):
+        return "negated"
     reads = reads_logits(ev)
     return None if reads is None else ("probabilities" if reads is False else False)
 
@@ -143,7 +190,9 @@ def misfed(ev: Evaluation) -> str | bool | None:
 def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """The logged val loss misreads the outputs (``misfed``) at the last ``patience`` evaluations.
 
-    Figures: ``fed`` (``misfed``'s answer now), ``val_loss`` (logged), ``softmax_loss``
+    Figures: ``fed`` (``misfed``'s answer now), ``val_loss`` (logged), ``returned_loss``
+    (what ``training_step`` returned), ``own_train_loss`` (the own cross-entropy on the
+    training probe, else the val probe's), ``softmax_loss``
     (the cross-entropy of the outputs' softmax on the val probe), ``own_loss`` (of the
     outputs themselves), ``raw_nll`` (``nll_loss`` of the outputs as they are),
     ``floor_loss`` (``ln(1 + (K - 1) / e)``, the lowest a loss fed probabilities can
@@ -161,6 +210,10 @@ def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
     figures = {
         "fed": misfed(now),
         "val_loss": now.val_loss,
+        "returned_loss": now.returned_loss,
+        "own_train_loss": (
+            now.probe_loss_train if now.probe_loss_train is not None else now.probe_loss_val
+        ),
         "softmax_loss": now.probe_ce_probs_val,
         "own_loss": now.probe_loss_val,
         "raw_nll": now.probe_nll_raw_val,

@@ -159,6 +159,7 @@ class Measures:
         mean = interval.read()  # and a new interval from this evaluation on
         if one_batch:
             found["train_loss"] = mean
+        returned = {"returned_loss": mean}  # what the optimiser lowers, logged or not
         # the screen's train accuracy: the higher of the epoch mean (lags while learning) and
         # the latest step's value (one batch), so that a lag does not hide a mismatch
         seen = {f"seen{e}": pick_metric(logged, key, e) for e in (False, True)}
@@ -173,7 +174,7 @@ class Measures:
             val = self._logits(trainer, pl_module, "val")
         labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
         with self.phase("compute"):  # one transfer to the host
-            host, per_class, counts = figures({**found, **seen}, {"val": val}, labels)
+            host, per_class, counts = figures({**found, **seen, **returned}, {"val": val}, labels)
         # the extra passes see the probes' first images only (the training batch sets how many)
         sizes = {s: self._images(trainer, s) for s in labels}
         cut = {s: None if v is None else v[: sizes[s]] for s, v in labels.items()}

@@ -166,6 +166,12 @@ def remedies(v: Verdict) -> list[str]:
         '**Raise the learning rate**: it i'
     """
     generic = list(REMEDIES[v.kind])
+    if v.kind == "loss_mismatch" and v.figures.get("fed") == "negated":
+        return [
+            "**Return the loss itself** from `training_step` (`F.cross_entropy(logits, y)`, "
+            "never below 0), not its negative; a term subtracted from it (an entropy bonus, "
+            "a regulariser) must stay smaller than it."
+        ]
     if v.kind == "loss_mismatch" and v.figures.get("fed") == "scores":
         return [
             "**Use `F.cross_entropy` on the logits** (it applies log-softmax itself), or put "

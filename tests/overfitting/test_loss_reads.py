@@ -199,3 +199,48 @@ def test_loss_reads_found_in_a_run_feeding_nll_raw_scores(tmp_path):
     text = [t for t in texts(run, "overfitting/diagnosis") if "where it expects log-prob" in t]
     assert text and "Use `F.cross_entropy` on the logits" in text[0]
     assert any("The loss is fed raw scores" in m for m in said)
+
+
+class Negated(Net):
+    """``Net`` that logs its cross-entropy and returns the negative (training maximises it)."""
+
+    def training_step(self, batch, batch_idx):
+        return -super().training_step(batch, batch_idx)
+
+
+def test_loss_reads_negated_loss_told_by_the_returned_loss_and_the_own_cross_entropy():
+    # negated_adam s0 (digits, Adam 1e-3, `return -loss`): returned loss since the last
+    # validation, the train probe's own cross-entropy, val accuracy at chance
+    series = [(-1337.7, 7527.6, 0.10), (-77636.0, 237763.1, 0.097)]
+    evs = evaluations([dict(returned_loss=a, probe_loss_train=b, val_acc=c, val_loss=b)
+                       for a, b, c in series])  # fmt: skip
+    assert [loss_reads.misfed(e) for e in evs] == ["negated", "negated"]
+    detector = Detector(patience=2)
+    told = [c.verdict for e in evs for c in detector.update(e) if c.verdict.kind == "loss_mismatch"]
+    (verdict,) = told
+    assert verdict.figures["fed"] == "negated"
+    assert verdict.figures["own_train_loss"] == pytest.approx(237763.1)
+    assert "returns falls below zero (-7.764e+04)" in headline(verdict)
+    # a negative loss from a model better than a guess (a bonus term subtracted) is not it,
+    # nor a model at chance with its loss a little below zero
+    assert not loss_reads.maximised(Evaluation(5, 0, returned_loss=-0.3, probe_loss_val=0.4,
+                                               classes=10.0))  # fmt: skip
+    assert not loss_reads.maximised(Evaluation(5, 0, returned_loss=-0.1, probe_loss_val=2.4,
+                                               classes=10.0))  # fmt: skip
+
+
+def test_loss_reads_found_in_a_run_returning_the_negated_loss(tmp_path):
+    torch.manual_seed(0)
+    train = DataLoader(one_hot_set([128] * 4, seed=0, noise=1.0), batch_size=32, shuffle=True)
+    val = DataLoader(one_hot_set([64] * 4, seed=1, noise=1.0), batch_size=64)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    trainer, said = fit_monitor(tmp_path, Negated(net, lr=0.05), train, val, epochs=4)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "loss_mismatch"]
+    assert finding.severity == "problem" and finding.figures["fed"] == "negated"
+    assert finding.figures["returned_loss"] < 0 < finding.figures["own_train_loss"]
+    run = events(tmp_path / "tb" / "version_0")
+    logged = {e.step: e.value for e in run.Scalars("train/loss")}  # the positive CE it logs
+    assert all(v > 0 for v in logged.values())
+    text = [t for t in texts(run, "overfitting/diagnosis") if "rewards wrong answers" in t]
+    assert text and "**Return the loss itself**" in text[0]
+    assert any("rewards wrong answers" in m for m in said)

@@ -175,8 +175,8 @@ def test_overfitting_detects_onset_and_reports_it(tmp_path, caplog):
     assert summary.startswith("lightning-cnnviz: 1 problem(s) in this run:")
     ran = "Checks that ran: OverfittingMonitor (training order, overfitting, memorisation, "
     assert (
-        ran + "train/val gap, inputs of train vs val, loss fed probabilities, val metrics of "
-        "this model, weight decay)." in summary
+        ran + "train/val gap, inputs of train vs val, loss fed probabilities, loss negated, val "
+        "metrics of this model, weight decay)." in summary
     )
     assert "OverfittingMonitor/not learning (needs class labels" in summary  # 4 images: too few
     assert (
