@@ -17,10 +17,19 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from lightning_cnnviz.core.findings import checks_of, findings_of, record_check, summary_text
+from lightning_cnnviz.core.findings import (
+    Finding,
+    checks_of,
+    findings_of,
+    record_check,
+    report,
+    summary_text,
+)
 from lightning_cnnviz.core.logs import announce_logs
 
-__all__ = ["RunSummary", "say_fit_only"]
+__all__ = ["RunSummary", "batches_run", "say_fit_only", "stepless_text"]
+
+STEPLESS = 10  # training batches without an optimiser step that make a run stepless
 
 
 class RunSummary:
@@ -40,10 +49,14 @@ class RunSummary:
 
     def never_logged_reason(self, trainer: Trainer) -> str:
         """Why the monitor never logged in this run, for the end-of-fit summary."""
+        batches = batches_run(trainer)
+        if trainer.global_step == 0 and batches >= STEPLESS:
+            return f"never logged: the optimiser took no step in {batches} training batches"
         return "never logged in this run (shorter than its first scheduled event)"
 
     def _end_of_fit(self, trainer: Trainer) -> None:
         """Record whether this monitor ran; the run's last monitor prints the summary, once."""
+        _tell_stepless(trainer)
         why = self.aside_reason if self.disabled else ""
         if not why and self.events == 0 and trainer.is_global_zero:
             why = self.never_logged_reason(trainer)
@@ -78,3 +91,41 @@ def say_fit_only(trainer: Trainer, stage: str) -> None:
 def _monitors(trainer: Trainer) -> list[RunSummary]:
     """The run's monitors in callback order (every ``Monitor`` is a ``RunSummary``)."""
     return [c for c in trainer.callbacks if isinstance(c, RunSummary)]
+
+
+def batches_run(trainer: Trainer) -> int:
+    """Training batches this fit has completed (Lightning's progress; 0 where unreadable)."""
+    try:
+        return int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)
+    except (AttributeError, TypeError, ValueError):  # Lightning's loops moved
+        return 0
+
+
+def stepless_text(batches: int) -> str:
+    """The sentence for a fit whose training batches never stepped the optimiser.
+
+    Example::
+
+        >>> stepless_text(282)[:62]
+        'No optimiser step in 282 training batches (`global_step` is st'
+    """
+    return (
+        f"No optimiser step in {batches} training batches (`global_step` is still 0): "
+        "nothing was trained. Under manual optimisation (`automatic_optimization = False`) "
+        "`training_step` must call `opt.step()` after `self.manual_backward(loss)`; a "
+        "`training_step` that returns None for every batch skips the step too."
+    )
+
+
+def _tell_stepless(trainer: Trainer) -> None:
+    """Report a fit whose batches never stepped the optimiser, once per trainer (a problem)."""
+    batches = batches_run(trainer)
+    if trainer.global_step != 0 or batches < STEPLESS:
+        return
+    if any(f.kind == "no_optimizer_step" for f in findings_of(trainer)):
+        return
+    message = stepless_text(batches)
+    figures = {"batches": float(batches)}
+    report(trainer, Finding("cnnviz", "no_optimizer_step", 0, trainer.current_epoch, message,
+                            figures))  # fmt: skip
+    rank_zero_warn(message)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.sinks import Sink
 from tests.contract.registry import CaptureOnlyMonitor
@@ -212,3 +213,35 @@ def test_monitor_budget_stretches_the_schedule_of_a_slow_monitor(tmp_path):
     assert late == list(range(300, 2001, 300)) and len(late) >= 6
     assert cheap.steps == [50, *range(100, 2001, 100)]
     assert slow.state_dict()["schedule"] == {"factor": 3}
+
+
+class NoStep(BNDropout):
+    """Manual optimisation whose ``training_step`` forgets ``opt.step()``."""
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.manual_backward(loss)  # ... and no `self.optimizers().step()`
+
+
+def test_monitor_summary_tells_a_fit_whose_optimiser_never_steps(tmp_path, caplog):
+    L.seed_everything(0, verbose=False)
+    monitor = Recorder()
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=2, logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[monitor], enable_progress_bar=False, enable_checkpointing=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="No optimiser step in"):
+        trainer.fit(NoStep(), datamodule=ZooData())
+    assert trainer.global_step == 0 and monitor.events == 0
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "no_optimizer_step"]
+    batches = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+    assert finding.severity == "problem" and finding.figures["batches"] == batches >= 10
+    (check,) = checks_of(trainer).values()
+    assert check.why == f"never logged: the optimiser took no step in {batches} training batches"
+    (summary,) = texts(events(tmp_path / "tb" / "version_0"), "cnnviz/summary")
+    assert "1 problem(s)" in summary and "[cnnviz/no_optimizer_step]" in summary
