@@ -8,7 +8,7 @@ from lightning_cnnviz.core.cam import grad_cam
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.gradcam.metrics import components, foreground, on_object
-from lightning_cnnviz.gradcam.shortcut import train_val_gap
+from lightning_cnnviz.gradcam.shortcut_rules import train_val_gap
 
 
 def test_on_object_components_label_each_blob():

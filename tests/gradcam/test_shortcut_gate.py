@@ -18,7 +18,8 @@ from lightning_cnnviz.gradcam.gates import (
     MIN_PROBE_ACC,
     area_blocker,
 )
-from lightning_cnnviz.gradcam.shortcut import AREA_RATIO, on_object_findings
+from lightning_cnnviz.gradcam.shortcut import on_object_findings
+from lightning_cnnviz.gradcam.shortcut_rules import AREA_RATIO
 from tests.contract.zoo import ZooData
 from tests.gradcam.test_gradcam import fit, scalars
 from tests.monitors import TinyCNN, loaders
