@@ -86,6 +86,8 @@ class Evaluation:
     run_share: float | None = None
     ignored: list[int] | None = None
     balanced_acc_val: float | None = None
+    others_recall_val: float | None = None  # mean recall of the classes not left out
+    swapped_val_share: float | None = None  # left-out images taken for another left-out class
     taken_for: int | None = None
     ignored_share: float | None = None
     taken_share: float | None = None

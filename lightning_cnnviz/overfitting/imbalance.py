@@ -1,10 +1,15 @@
-"""Classes the model leaves out because they are rare among its training labels.
+"""Classes the model leaves out: rare among its training labels, or given no weight.
 
 Nothing here knows about Lightning. A model trained on imbalanced labels can reach
 a high accuracy by predicting the common classes only: 90% of a training set in class
 0 gave 92-94% logged train and val accuracy (val imbalanced alike) while two of four
 classes were never predicted. Neither the logged accuracies nor their gap show it; the
 class-balanced val probe does, class by class (its confusion counts).
+
+A class as common as the others can be left out too, while every other class is learnt:
+its loss has no weight (``cross_entropy(..., weight=w)`` with ``w[k] = 0``, an
+``ignore_index`` set to it, a mask). Held out: class 3 weighted 0, or ``ignore_index=0``,
+took 10% off val accuracy (86-88%, the class at 0% recall) and nothing was said.
 
 ``probe_figures`` reads the val probe's confusion counts and the training labels'
 class shares into the ``Evaluation``; ``class_imbalance`` is the rule (its sentence:
@@ -38,6 +43,7 @@ __all__ = [
     "IGNORED",
     "MIN_IMAGES",
     "ONE_CLASS",
+    "OTHERS_LEARNT",
     "RARE",
     "RELABELLED_TOP",
     "STALL",
@@ -57,6 +63,7 @@ COMMON = 1.5  # and the training labels imbalanced: their commonest class this t
 STALL = 0.05  # balanced accuracy no more than this above its best before: learning has stalled
 ONE_CLASS = 0.999  # the commonest class's share of the training labels: a one-class set
 RELABELLED_TOP = 2.5  # no training class above this times 1/K: near uniform but for a move
+OTHERS_LEARNT = 0.7  # a class not rare left out while the others' mean recall is this or more
 
 
 def class_shares(labels: Tensor, classes: int, weights: Tensor | None = None) -> Tensor:
@@ -120,6 +127,12 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
         "ignored": ignored_classes(confusion) if judged else None,
         "balanced_acc_val": sum(recalls) / len(recalls) if recalls else None,
     }
+    left = set(out["ignored"] or ())
+    others = [row[i] / sum(row) for i, row in enumerate(confusion) if sum(row) and i not in left]
+    out["others_recall_val"] = sum(others) / len(others) if others and left else None
+    images = sum(sum(confusion[i]) for i in left)
+    among = sum(confusion[i][j] for i in left for j in left if j != i)
+    out["swapped_val_share"] = among / images if images else None  # taken for each other
     if not out["ignored"] or shares is None or len(shares) != k:
         return out
     taken = [sum(confusion[i][j] for i in out["ignored"]) for j in range(k)]
@@ -169,12 +182,20 @@ def relabelled(figures: Mapping[str, Any], classes: float | None) -> bool:
 
 
 def leaves_out(e: Evaluation) -> bool | None:
-    """Whether rare classes of imbalanced training labels are left out (``None``: cannot tell).
+    """Whether classes are left out for their training labels (``None``: cannot tell).
 
-    Rare: at most ``RARE`` x the uniform share ``1/K`` among the training labels; the
-    commonest class at least ``COMMON`` x. Their images may be taken for another rare
-    class: with 90% of the training labels in class 0, a CNN told class 0 from the rest
-    and took classes 1 and 2 (3.3% each) for class 3. Without the training labels'
+    Rare classes of imbalanced labels: at most ``RARE`` x the uniform share ``1/K`` among
+    the training labels, the commonest class at least ``COMMON`` x. Or a class that is not
+    rare left out while the other classes' mean recall is ``OTHERS_LEARNT`` or more: a
+    model that learns the others that well and none of this one, with as many labels of
+    it, is not taught it (its loss has no weight); at most half the classes (a 1-unit
+    bottleneck that kept 2 of 10 is no class left out). Not where the left-out classes are
+    taken for each other (``swapped_val_share``: 1 <-> 7 swapped in the training labels)
+    or learnt on the train probe (``split_classes``): the train/val gap names those.
+
+    Their images may be taken for another rare class: with 90% of the training labels in
+    class 0, a CNN told class 0 from the rest and took classes 1 and 2 (3.3% each) for
+    class 3. Without the training labels'
     shares it cannot tell the cause.
     """
     if e.ignored is None:
@@ -186,7 +207,15 @@ def leaves_out(e: Evaluation) -> bool | None:
     if e.ignored_share is None or e.top_share is None or not e.classes:
         return None
     uniform = 1.0 / e.classes
-    return e.ignored_share <= RARE * uniform and e.top_share >= COMMON * uniform
+    if e.ignored_share > RARE * uniform:  # not rare: left out while the others are learnt
+        # not where the left-out classes are taken for each other (labels swapped) or are
+        # learnt on training images (split classes: the train/val gap tells those)
+        swapped = (e.swapped_val_share or 0.0) >= 0.5
+        split = bool(set(e.ignored) & set(e.split_classes or ()))
+        learnt = e.others_recall_val is not None and e.others_recall_val >= OTHERS_LEARNT
+        few = len(e.ignored) <= e.classes / 2  # most classes left out: a model not learning
+        return learnt and few and not swapped and not split
+    return e.top_share >= COMMON * uniform
 
 
 def _stalled(streak: Sequence[Evaluation]) -> bool:
@@ -244,6 +273,11 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
         "early": early,
         "one_class": single,
         "missing": list(now.missing or ()),
+        # not rare: a class the loss gives no weight (``leaves_out``)
+        "common": bool(
+            now.classes and (now.ignored_share or 0.0) > RARE / now.classes and not now.missing
+        ),
+        "others_recall": now.others_recall_val,
     }
     severity = "note" if early else "problem"
     return Verdict("class_imbalance", evs[-streak], now, None, figures, severity)

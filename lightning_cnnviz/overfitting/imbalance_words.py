@@ -2,7 +2,8 @@
 
 Nothing here knows about Lightning. Rare classes left out (and whether they are learnt
 yet), one class holding every training label, classes with no training label at all,
-or training labels moved from one class to another (``imbalance.relabelled``).
+training labels moved from one class to another (``imbalance.relabelled``), or a class
+as common as the others left out while they are learnt (no weight in the loss).
 
 Example::
 
@@ -33,6 +34,8 @@ def headline(v: Verdict) -> str:
             f"(balanced accuracy {num(now.balanced_acc_val, True)})."
         )
     left = ", ".join(map(str, f["ignored"]))
+    if f.get("common") and not relabelled(f, now.classes):
+        return _unweighted(v, left)
     plural, each = ("es", " each") if len(f["ignored"]) > 1 else ("", "")
     classes = (
         f"class{plural} {left} ({num(f['ignored_share'], True)} of the training labels or "
@@ -88,3 +91,24 @@ def headline(v: Verdict) -> str:
         f"{classes} and takes their images for class {f['taken_for']} "
         f"({num(f['taken_share'], True)}). {shown}"
     )
+
+
+def _unweighted(v: Verdict, left: str) -> str:
+    """A class as common as the others, left out while they are learnt: given no weight."""
+    f, since = v.figures, v.since
+    plural = "es" if len(f["ignored"]) > 1 else ""
+    state = "not predicted yet" if f.get("early") else "left out"
+    end = " at the end of fit" if f.get("at_end") else ""
+    text = (
+        f"Class{plural} {left} {state} since {when(since)}{end}: the model (almost) never "
+        f"predicts {'them' if plural else 'it'} and takes {'their' if plural else 'its'} "
+        f"images for class {f['taken_for']}, while the other classes are learnt (mean recall "
+        f"{num(f['others_recall'], True)} on the val probe) and class {left} "
+        f"{'are' if plural else 'is'} not rare in training ({num(f['ignored_share'], True)} "
+        "of the labels). It is not taught: a `weight=` of 0 for it in `cross_entropy`, an "
+        "`ignore_index` set to it, a mask that drops it, or parts of the model that cannot "
+        "learn?"
+    )
+    if f.get("early"):
+        text += " A note for now; a problem if the balanced accuracy stalls."
+    return text

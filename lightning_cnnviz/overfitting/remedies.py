@@ -192,6 +192,14 @@ def remedies(v: Verdict) -> list[str]:
             "mapping on the training data. Balancing the batches cannot add a class that "
             "is not there.",
         )
+    elif v.kind == "class_imbalance" and v.figures.get("common"):
+        left = ", ".join(map(str, v.figures["ignored"]))
+        return [
+            f"**Give class {left} its weight in the loss**: check the `weight=` passed to "
+            "`F.cross_entropy` / `nn.CrossEntropyLoss` (no 0 for it), its `ignore_index` (the "
+            f"default -100, not {left}) and any mask applied to the loss or the labels.",
+            generic[1],
+        ]
     elif v.kind == "class_imbalance" and imbalance.relabelled(v.figures, v.detected.classes):
         left, taken = ", ".join(map(str, v.figures["ignored"])), v.figures["taken_for"]
         generic.insert(

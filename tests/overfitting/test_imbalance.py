@@ -59,8 +59,9 @@ def test_imbalance_rule_needs_rare_classes_and_patience():
     assert verdict.kind == "class_imbalance" and verdict.since.step == 10
     assert verdict.figures["ignored"] == [1, 2] and verdict.figures["left_out"] == 2
     balanced = torch.full((4,), 0.25)
-    assert leaves_out(ev(10, shares=balanced)) is False  # left out, but not for being rare
-    assert class_imbalance([ev(10, shares=balanced), ev(20, shares=balanced)]) is None
+    # not rare: left out while the others are learnt (97%), the other branch of the rule
+    assert leaves_out(ev(10, shares=balanced)) is True
+    assert class_imbalance([ev(10, shares=balanced), ev(20, shares=balanced)]).figures["common"]
     assert leaves_out(ev(10, shares=None)) is None  # no training labels: the cause is unknown
     all_predicted = ev(10, confusion=[[40, 0], [0, 16]], shares=torch.tensor([0.9, 0.1]))
     assert leaves_out(all_predicted) is False
@@ -164,7 +165,7 @@ def test_imbalance_found_in_a_run_and_written(tmp_path):
 
 
 @pytest.mark.parametrize("balanced", ["labels", "sampler"])
-def test_imbalance_quiet_when_training_is_balanced(tmp_path, balanced):
+def test_imbalance_no_rare_classes_when_training_is_balanced(tmp_path, balanced):
     if balanced == "labels":
         train, sampler = one_hot_set([75, 75, 75, 75]), None
     else:  # imbalanced labels drawn balanced: what the model sees is balanced
@@ -172,7 +173,11 @@ def test_imbalance_quiet_when_training_is_balanced(tmp_path, balanced):
         weights = 1.0 / torch.bincount(train.tensors[1]).double()[train.tensors[1]]
         sampler = WeightedRandomSampler(weights, len(train), generator=torch.Generator())
     trainer, _ = run(tmp_path, train, sampler)
-    assert not [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+    # the fixed model never predicts classes 1 and 2, which training draws as often as
+    # the others: not rare, so the other branch (not taught) tells it, never "rare"
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+    assert finding.figures["common"] and finding.figures["ignored"] == [1, 2]
+    assert "Rare" not in finding.message and "not rare in training" in finding.message
 
 
 def test_imbalance_one_class_in_every_training_label_is_a_problem_at_once():
@@ -243,3 +248,45 @@ def test_imbalance_a_class_missing_from_training_found_in_a_run(tmp_path):
     assert finding.figures["top_share"] == pytest.approx(1 / 3, abs=0.01)
     assert any(w.startswith("Class 3 never appears among the training labels") for w in warned)
     assert any(finding.message in t for t in texts(events(tmp_path), "overfitting/diagnosis"))
+
+
+# f_classw0 (held out): digits, class 3 weighted 0 in the loss: 0% recall, the others 93-99%
+UNWEIGHTED = [[15 if j == i else 0 for j in range(10)] for i in range(10)]
+UNWEIGHTED[3] = [0, 0, 1, 0, 0, 9, 0, 0, 5, 0]
+EVEN = torch.full((10,), 0.1)
+
+
+def test_imbalance_a_common_class_left_out_while_the_others_are_learnt_has_no_weight():
+    evs = [ev(s, confusion=UNWEIGHTED, shares=EVEN) for s in (94, 188, 282)]
+    assert [leaves_out(e) for e in evs] == [True] * 3
+    assert evs[0].others_recall_val == pytest.approx(1.0) and evs[0].swapped_val_share == 0
+    note, problem = class_imbalance(evs[:2]), class_imbalance(evs)
+    assert (note.severity, problem.severity) == ("note", "problem")  # balanced acc stalled
+    assert problem.figures["common"] and problem.figures["taken_for"] == 5
+    text = headline(problem)
+    assert text.startswith("Class 3 left out since epoch 9 (step 94): the model (almost) never")
+    assert "is not rare in training (10.0% of the labels). It is not taught: a `weight=`" in text
+    assert "Class 3 not predicted yet" in headline(note)
+    (first, second) = remedies(problem)
+    assert first.startswith("**Give class 3 its weight in the loss**")
+    assert "**Judge it per class**" in second
+
+
+def test_imbalance_common_classes_taken_for_each_other_or_learnt_on_train_are_not_it():
+    swapped = [row[:] for row in UNWEIGHTED]  # 1 <-> 7 swapped in the training labels
+    swapped[3] = [0, 0, 0, 15, 0, 0, 0, 0, 0, 0]
+    swapped[1], swapped[7] = [0] * 10, [0] * 10
+    swapped[1][7], swapped[7][1] = 15, 15
+    e = ev(94, confusion=swapped, shares=EVEN)
+    assert e.ignored == [1, 7] and e.swapped_val_share == 1.0 and leaves_out(e) is False
+    split = ev(94, confusion=UNWEIGHTED, shares=EVEN, split_classes=[3])
+    assert leaves_out(split) is False
+    # the others barely learnt (a slow start): not told from a class the loss ignores
+    slow = [[5 if j == i else 1 for j in range(10)] for i in range(10)]
+    slow[3] = [2, 2, 2, 0, 2, 2, 2, 2, 1, 0]
+    assert leaves_out(ev(94, confusion=slow, shares=EVEN)) is False
+    # f_bottleneck1 s0: a 1-unit bottleneck predicts 2 of 10 classes: not "a class left out"
+    two = [[0] * 10 for _ in range(10)]
+    for i in range(10):
+        two[i][4 if i % 2 else 6] = 15
+    assert leaves_out(ev(94, confusion=two, shares=EVEN)) is False
