@@ -215,6 +215,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
         if stage != "fit":
             say_fit_only(trainer, stage)
             return
+        self._check_tags_unique(trainer.callbacks)
         self._start_model(pl_module)
         self._call_counts: dict[str, int] = {}
         self._probes = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import weakref
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -49,11 +50,30 @@ class Checkpointed:
     @property
     @override
     def state_key(self) -> str:
-        # Lightning reads it at every hook call (its profiler's names): built once per value
-        key = (self.tag_prefix, str(self.layers))
+        # Lightning reads it at every hook call (its profiler's names): built once per value.
+        # An explicit schedule is part of it, so that a preset's monitor and a denser one
+        # of the same type pass Lightning's check for one state per key (the automatic
+        # schedule keeps the key older checkpoints were saved under)
+        sched = self.schedule
+        explicit = {"every_n_steps": sched.every_n_steps, "every_n_epochs": sched.every_n_epochs}
+        explicit = {k: v for k, v in explicit.items() if v is not None}
+        key = (self.tag_prefix, str(self.layers), tuple(explicit.items()))
         if getattr(self, "_state_key", (None, ""))[0] != key:
-            self._state_key = (key, self._generate_state_key(tag_prefix=key[0], layers=key[1]))
+            generated = self._generate_state_key(tag_prefix=key[0], layers=key[1], **explicit)
+            self._state_key = (key, generated)
         return self._state_key[1]
+
+    def _check_tags_unique(self, callbacks: Sequence[Any]) -> None:
+        """Raise where another monitor of this type writes under the same ``tag_prefix``."""
+        twins = [c for c in callbacks if type(c) is type(self) and c.tag_prefix == self.tag_prefix]
+        if len(twins) > 1 and twins[0] is not self:
+            name = type(self).__name__
+            raise ValueError(
+                f"Two {name}s in this Trainer write under the same TensorBoard tags "
+                f"(`tag_prefix={self.tag_prefix!r}`): give the second one a `tag_prefix` of "
+                f"its own, e.g. `{name}(..., tag_prefix='dense/')`, or leave the first out "
+                "(a preset's: `callbacks(preset)` returns a list to edit)."
+            )
 
     def extra_state(self) -> dict[str, Any]:
         """Monitor-specific state to checkpoint (accumulators, previous values)."""

@@ -134,6 +134,20 @@ def test_monitor_state_key_distinguishes_instances():
     a, b = CaptureOnlyMonitor(tag_prefix="a/"), CaptureOnlyMonitor(tag_prefix="b/")
     assert a.state_key != b.state_key
     assert isinstance(a, Monitor)
+    # the automatic schedule keeps the key of older checkpoints; an explicit one is in it
+    assert "every_n_steps" not in a.state_key
+    assert CaptureOnlyMonitor(every_n_steps=20).state_key != CaptureOnlyMonitor().state_key
+
+
+def test_monitor_of_one_type_twice_on_one_tag_prefix_says_what_to_do(tmp_path):
+    # held out: a preset's monitor plus a denser one of the same type crashed in
+    # `Trainer()` with Lightning's "more than one stateful callback" error
+    twins = [Recorder(), Recorder(every_n_steps=2)]
+    with pytest.raises(ValueError, match="give the second one a `tag_prefix` of its own"):
+        run(tmp_path, twins, max_epochs=1)
+    apart = [Recorder(), Recorder(every_n_steps=2, tag_prefix="dense/")]
+    trainer = run(tmp_path, apart, max_epochs=1)
+    assert apart[0].steps and apart[1].steps == list(range(2, trainer.global_step + 1, 2))
 
 
 class BackgroundRecorder(Recorder):
