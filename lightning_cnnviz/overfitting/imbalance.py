@@ -43,6 +43,7 @@ __all__ = [
     "IGNORED",
     "MIN_IMAGES",
     "ONE_CLASS",
+    "OTHERS_CLEAR",
     "OTHERS_LEARNT",
     "RARE",
     "RELABELLED_TOP",
@@ -64,6 +65,7 @@ STALL = 0.05  # balanced accuracy no more than this above its best before: learn
 ONE_CLASS = 0.999  # the commonest class's share of the training labels: a one-class set
 RELABELLED_TOP = 2.5  # no training class above this times 1/K: near uniform but for a move
 OTHERS_LEARNT = 0.7  # a class not rare left out while the others' mean recall is this or more
+OTHERS_CLEAR = 0.9  # ... a problem at once (no note first) where it is this or more
 
 
 def class_shares(labels: Tensor, classes: int, weights: Tensor | None = None) -> Tensor:
@@ -257,7 +259,12 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
         return None
     # one class holds every training label: nothing else can be learnt, so no waiting
     single = now.top_share is not None and now.top_share >= ONE_CLASS
-    early = not (single or now.missing) and (streak == patience or not _stalled(evs[-streak:]))
+    # a class as common as the others left out while they are all but perfect: no class
+    # comes that late (held out: class 3 weighted 0 at 0% recall, the others at 95-99%)
+    common = bool(now.classes and (now.ignored_share or 0.0) > RARE / now.classes)
+    clear = common and (now.others_recall_val or 0.0) >= OTHERS_CLEAR
+    waits = not (single or now.missing or clear)
+    early = waits and (streak == patience or not _stalled(evs[-streak:]))
     figures = {
         "ignored": list(now.ignored or ()),
         "left_out": len(now.ignored or ()),
@@ -273,10 +280,7 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
         "early": early,
         "one_class": single,
         "missing": list(now.missing or ()),
-        # not rare: a class the loss gives no weight (``leaves_out``)
-        "common": bool(
-            now.classes and (now.ignored_share or 0.0) > RARE / now.classes and not now.missing
-        ),
+        "common": common and not now.missing,  # not rare: not taught (``leaves_out``)
         "others_recall": now.others_recall_val,
     }
     severity = "note" if early else "problem"

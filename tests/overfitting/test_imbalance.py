@@ -260,12 +260,21 @@ def test_imbalance_a_common_class_left_out_while_the_others_are_learnt_has_no_we
     evs = [ev(s, confusion=UNWEIGHTED, shares=EVEN) for s in (94, 188, 282)]
     assert [leaves_out(e) for e in evs] == [True] * 3
     assert evs[0].others_recall_val == pytest.approx(1.0) and evs[0].swapped_val_share == 0
-    note, problem = class_imbalance(evs[:2]), class_imbalance(evs)
-    assert (note.severity, problem.severity) == ("note", "problem")  # balanced acc stalled
+    # the others all but perfect: a problem at once, no class comes that late
+    assert class_imbalance(evs[:1]) is None and class_imbalance(evs[:2]).severity == "problem"
+    problem = class_imbalance(evs)
     assert problem.figures["common"] and problem.figures["taken_for"] == 5
     text = headline(problem)
     assert text.startswith("Class 3 left out since epoch 9 (step 94): the model (almost) never")
     assert "is not rare in training (10.0% of the labels). It is not taught: a `weight=`" in text
+    # the others at 82%: a note first, a problem once the balanced accuracy stalls
+    fair = [row[:] for row in UNWEIGHTED]
+    for i in (0, 1, 2, 4):
+        fair[i][i], fair[i][(i + 1) % 10] = 9, 6
+    slower = [ev(s, confusion=fair, shares=EVEN) for s in (94, 188, 282)]
+    assert slower[0].others_recall_val == pytest.approx((4 * 0.6 + 5) / 9)
+    note, later = class_imbalance(slower[:2]), class_imbalance(slower)
+    assert (note.severity, later.severity) == ("note", "problem")
     assert "Class 3 not predicted yet" in headline(note)
     (first, second) = remedies(problem)
     assert first.startswith("**Give class 3 its weight in the loss**")
