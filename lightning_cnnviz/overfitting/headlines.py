@@ -111,6 +111,12 @@ def headline(v: Verdict) -> str:
                 f" The learning rate rose {up:.0f}x before it, from {f['lr_before']:.3g} to "
                 f"{now.lr:.3g} (a schedule raising it)."
             )
+        elif f.get("warmup_outlasts"):
+            cut = (
+                f" The learning rate is {now.lr:.3g}, {now.lr / now.lr_initial:.1%} of the "
+                f"{now.lr_initial:.3g} set, and still rising: at this pace the warm-up ends "
+                f"after the run ({num(now.run_share, True)} of it gone)."
+            )
         elif now.lr is not None and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
             cut = (
                 f" The learning rate is 0 (it started at {now.lr_initial:.3g})."

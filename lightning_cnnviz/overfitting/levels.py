@@ -37,6 +37,7 @@ __all__ = [
     "stuck",
     "train_learns",
     "warming_up",
+    "warmup_outlasts",
 ]
 
 GAP = 0.4
@@ -103,7 +104,8 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     From the start of the run, or after a collapse (an earlier evaluation above chance).
     The probe's own cross-entropy is compared with its chance level ``ln K``. At chance
     from the start, it waits for ``FIRST_STEPS`` optimizer steps and while the learning
-    rate is still rising (``warming_up``).
+    rate is still rising (``warming_up``), unless that warm-up outlasts the run
+    (``warmup_outlasts``).
     """
     evs, streak = _trailing(history, stuck)
     if streak < patience or train_learns(evs[-1]):
@@ -113,7 +115,8 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     since, now = evs[-streak], evs[-1]
     before = evs[: len(evs) - streak]
     plateau = now.lr != 0 and finite(now.probe_loss_val)  # not a zero rate, not NaN outputs
-    if not before and plateau and (now.step < FIRST_STEPS or warming_up(evs) or falling(evs)):
+    warm = warming_up(evs) and not warmup_outlasts(now)
+    if not before and plateau and (now.step < FIRST_STEPS or warm or falling(evs)):
         # at chance from the start within the first steps, while the schedule still raises
         # the learning rate, or while the probe loss falls: held out, CNNs validated every
         # 11-12 steps were at chance at their first two validations (a 40-step warm-up at
@@ -132,6 +135,7 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         # the lowest rate it learnt at before the collapse (a schedule may have raised it)
         "lr_before": min((e.lr for e in before if e.lr), default=None),
         "non_finite": not finite(now.probe_loss_val),
+        "warmup_outlasts": warming_up(evs) and warmup_outlasts(now),
     }
     return Verdict("not_learning", since, now, peak, figures)
 
@@ -153,6 +157,29 @@ def warming_up(evs: Sequence[Evaluation]) -> bool:
     if len(evs) < 2 or evs[-1].lr is None or evs[-2].lr is None:
         return False
     return evs[-1].lr > evs[-2].lr * (1 + 1e-6)
+
+
+def warmup_outlasts(e: Evaluation) -> bool:
+    """Whether a rising learning rate cannot reach the rate set before the run ends.
+
+    Extrapolated linearly from 0 at the start: at ``run_share`` of the run with the rate
+    at a share ``r`` of ``lr_initial`` (the rate set, ``initial_lr``), the warm-up ends at
+    ``run_share / r`` of the run; past 1, never within it. Held out: ``LinearLR(
+    start_factor=1e-4, total_iters=100000)`` in a 282-step run ended at 0.3% of the rate
+    set; ``not_learning`` waited for it at chance on three seeds. Unknown (no planned
+    length, no rate): ``False``.
+
+    Example::
+
+        >>> warmup_outlasts(Evaluation(188, 1, lr=1.9e-6, lr_initial=1e-3, run_share=0.67))
+        True
+        >>> warmup_outlasts(Evaluation(22, 0, lr=0.029, lr_initial=0.05, run_share=0.1))
+        False
+    """
+    lr, target, share = e.lr, e.lr_initial, e.run_share
+    if not lr or not target or share is None or lr <= 0 or lr >= target:
+        return False
+    return share * target / lr > 1.0
 
 
 FALLING = 0.01

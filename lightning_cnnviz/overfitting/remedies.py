@@ -237,6 +237,13 @@ def remedies(v: Verdict) -> list[str]:
             f"slowly: it rose {up:.0f}x ({v.figures['lr_before']:.3g} -> {now.lr:.3g}) while "
             "the model learnt, and the model fell back to chance."
         )
+    elif v.figures.get("warmup_outlasts"):
+        first.append(
+            f"**Shorten the warm-up**: the schedule has raised the rate to {now.lr:.3g} of the "
+            f"{now.lr_initial:.3g} set, and at this pace reaches it only after the run; a "
+            "warm-up of 1-5% of the run's steps is usual (check its `total_iters` / "
+            "`warmup_steps`, and whether it is stepped per batch or per epoch)."
+        )
     elif now.lr == 0:
         first.append("**Raise the learning rate**: it is 0, so no weight moves.")
     elif now.lr and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:

@@ -2,11 +2,14 @@
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
 from lightning_cnnviz.overfitting import bn_levels, levels, rules
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.headlines import headline
+from lightning_cnnviz.overfitting.remedies import remedies
 
 
 def run(**columns):
@@ -219,6 +222,22 @@ def test_rules_not_learning_waits_for_a_warm_up_from_the_start_only():
     # a collapse is told while the rate rises (a cyclic schedule, a restart)
     collapse = probe_run([probe(0.9, 0.3, lr=0.01), probe(0.1, lr=0.02), probe(0.1, lr=0.03)])
     assert first(levels.not_learning, collapse).detected.epoch == 2
+
+
+def test_rules_not_learning_stops_waiting_for_a_warm_up_that_outlasts_the_run():
+    # f_warmup_forever s1 (hunt 15): LinearLR(start_factor=1e-4, total_iters=100000) per
+    # batch in a 282-step run, lr 1e-3 set; validations at steps 94 and 188
+    rows = [(94, 1.0e-6, 1 / 3), (188, 1.9e-6, 2 / 3)]
+    evs = [Evaluation(step=s, epoch=i, **probe(0.09, lr=lr, lr_initial=1e-3, run_share=share))
+           for i, (s, lr, share) in enumerate(rows)]  # fmt: skip
+    verdict = first(levels.not_learning, [Evaluation(step=0, epoch=0, lr=1e-7), *evs])
+    assert verdict.detected.step == 188 and verdict.figures["warmup_outlasts"]
+    text = headline(verdict)
+    assert "The learning rate is 1.9e-06, 0.2% of the 0.001 set, and still rising" in text
+    assert remedies(verdict)[0].startswith("**Shorten the warm-up**")
+    # the same rates 100x higher in a 10x longer run: a warm-up on its way, waited for
+    short = [replace(e, lr=100 * e.lr, run_share=e.run_share / 10) for e in evs]
+    assert first(levels.not_learning, [Evaluation(step=0, epoch=0, lr=1e-5), *short]) is None
 
 
 def test_rules_not_learning_counts_non_finite_outputs():
