@@ -401,6 +401,25 @@ def test_kernels_frozen_layers_are_a_note_naming_them_and_why(tmp_path):
     assert [f for f in findings_of(trainer) if f.kind == "frozen_layers"] == []
 
 
+class BackboneAtZero(WideNet):
+    """WideNet whose convs sit in a parameter group at learning rate 0 (the head learns)."""
+
+    def configure_optimizers(self):
+        convs = [*self.conv1.parameters(), *self.conv2.parameters()]
+        groups = [{"params": convs, "lr": 0.0}, {"params": self.fc.parameters()}]
+        return torch.optim.SGD(groups, lr=self.lr)
+
+
+def test_kernels_a_backbone_group_at_learning_rate_0_from_random_init_is_a_problem(tmp_path):
+    # held out (hunt 15): the convs' group at lr 0, the head at 1e-3: 79% val vs 96.5%,
+    # told as a note about schedules
+    with pytest.warns(UserWarning, match="Their kernels look untrained"):
+        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), BackboneAtZero(), steps=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "problem" and "their learning rate is 0" in found.message
+    assert "with a learning rate above 0" in found.message
+
+
 class HeadOnly(WideNet):
     """WideNet whose optimiser holds only ``fc``: the convs are left out of it."""
 
