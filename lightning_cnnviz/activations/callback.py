@@ -183,8 +183,11 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             finding = Finding(self.section, v.kind, step, epoch, v.message, v.figures,
                               severity=v.severity)  # fmt: skip
             old = self._findings.get(v.kind)
-            if v.change == "gone" and old is not None:
-                replace(trainer, old, finding)  # an episode that ended: its note replaces it
+            # an episode that ended: its note replaces it; a problem that grew while it
+            # stood (a spike, then NaN a log later) is one failure, told at its latest
+            grew = old is not None and old.severity == v.severity == "problem"
+            if old is not None and (v.change == "gone" or grew):
+                replace(trainer, old, finding)
             else:
                 report(trainer, finding)
             self._findings[v.kind] = finding

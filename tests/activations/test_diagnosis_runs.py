@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.activations.callback import ActivationMonitor
+from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.sites import trace_sites
 from lightning_cnnviz.core.findings import checks_of, findings_of, problems
 from lightning_cnnviz.reference import MNISTClassifier
@@ -354,3 +355,32 @@ def test_diagnosis_runs_relu_on_class_maps_before_a_global_pool_is_an_output_act
     assert "classes 0, 1, 2, 3" in found.message
     dead = [f for f in findings_of(trainer) if f.kind == "dead_units"]
     assert not [f for f in dead if "`net.4`" in f.message]
+
+
+class _Texts:
+    """A sink that keeps the texts it is given (what ``ActivationMonitor._tell`` writes)."""
+
+    active = True
+
+    def __init__(self):
+        self.written = []
+
+    def text(self, tag, text, step):
+        self.written.append((tag, step))
+
+
+def test_diagnosis_runs_a_divergence_that_grows_is_one_finding_at_its_latest():
+    # f_bn_sgd_lr3 (hunt 15): a spike told at step 9, the loss NaN at step 10 told at 20:
+    # two `divergence` problems and "3 problem(s)" for one failure
+    monitor, run = ActivationMonitor(), type("Run", (), {})()
+    monitor._sink = _Texts()
+    spike = Verdict("divergence", "problem", "Training diverged: a spike", {"spike_step": 1})
+    nan = Verdict("divergence", "problem", "Training diverged: NaN", {"first_nonfinite_step": 10})
+    with pytest.warns(UserWarning) as said:
+        monitor._tell(run, [spike], 9, 0)
+        monitor._tell(run, [nan], 20, 0)
+    assert [str(w.message) for w in said] == [spike.message, nan.message]
+    ((kind, severity, step, message),) = [
+        (f.kind, f.severity, f.step, f.message) for f in findings_of(run)
+    ]
+    assert (kind, severity, step) == ("divergence", "problem", 20) and "NaN" in message
