@@ -159,6 +159,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         self._shares: Any = False  # the training labels' class shares (``imbalance.py``)
         self._shift: Any = False  # how the two probes' inputs differ (``split_inputs.py``)
         self._loop_check: dict[str, float] | None = None  # loop vs own pass (``val_source.py``)
+        self._repeat_checked = False  # two eval-mode passes compared (``val_mode.py``)
 
     @override
     def describe_layers(self) -> str:

@@ -19,22 +19,34 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.probe import find_dataset
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
-from lightning_cnnviz.overfitting.val_mode import deliberate, train_mode_layers, train_mode_text
+from lightning_cnnviz.overfitting.val_mode import (
+    REPEAT_SPREAD,
+    deliberate,
+    repeat_spread,
+    stochastic_text,
+    train_mode_layers,
+    train_mode_text,
+)
 
 __all__ = ["LoopTap"]
+
+REPEAT_IMAGES = 16  # val probe images the two passes of the repeat check read
 
 
 class LoopTap:
     """The validation hooks that keep the val probe's logits (a part of the monitor).
 
-    Also tells a validation run in training mode (``val_mode.py``). Uses the monitor's
+    Also tells a validation run in training mode, or a model random in eval mode
+    (``val_mode.py``). Uses the monitor's
     ``_loop``, ``_probes``, ``_draw``, ``_event_due``, ``logits_key``, ``logits_of``,
     ``_label_key``, ``disabled``, ``_own_findings``, ``section``, ``tag`` and ``sink``.
     """
 
     _loop: LoopLogits
+    _repeat_checked: bool
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -82,6 +94,34 @@ class LoopTap:
         self._loop.batch_end(batch, dataloader_idx)
         if batch_idx == 0 and dataloader_idx == 0 and not self.disabled:
             self._check_mode(trainer, pl_module)
+            if not self._repeat_checked:
+                self._repeat_checked = True  # once a fit: two probe passes
+                self._check_repeat(trainer, pl_module)
+
+    def _check_repeat(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """A model random in eval mode (functional dropout): two passes that disagree.
+
+        Both passes in one forked random state: the run's own stream is left as it was.
+        """
+        if any(f.kind == "train_mode_in_validation" for f in self._own_findings()):
+            return  # told (this fit, or before a resume)
+        try:
+            with torch.inference_mode(False):
+                x = self.probe_input(trainer, pl_module, "val")[:REPEAT_IMAGES]
+            device = x.device
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices), with_probe(pl_module):
+                first, second = (self.logits_of(pl_module(x)).float() for _ in range(2))
+        except Exception:  # a probe the model cannot take here: the evaluation says why
+            return
+        spread = repeat_spread(first, second)
+        if spread < REPEAT_SPREAD:
+            return
+        message = stochastic_text(spread, trainer.global_step)
+        report(trainer, Finding(self.section, "train_mode_in_validation", trainer.global_step,
+                                trainer.current_epoch, message, {"spread": spread}))  # fmt: skip
+        rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
+        self.sink.text(self.tag("diagnosis"), f"**{message}**", trainer.global_step)
 
     def _check_mode(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Dropout/BatchNorm left in training mode by the validation step (``val_mode.py``).

@@ -1,5 +1,7 @@
 """Validation run in training mode: told once, and the probe read in eval mode."""
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_cnnviz.core.findings import findings_of
@@ -33,6 +35,15 @@ class DropoutNet(TinyCNN):
         if self.mc:
             self.drop.train()
         super().validation_step(batch, batch_idx)
+
+
+class FunctionalDropout(DropoutNet):
+    """``F.dropout(x, 0.5)`` in ``forward``: its ``training=True`` default in eval mode too."""
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
+        return self.fc(F.dropout(x.flatten(1), 0.5))
 
 
 def run(tmp_path, model):
@@ -80,3 +91,26 @@ def test_val_mode_layers_and_the_whole_model_switched():
     net.train()
     layers = train_mode_layers(net)
     assert [n for n, _ in layers] == ["bn1", "bn2", "drop"] and not deliberate(net, layers)
+
+
+def test_val_mode_a_model_random_in_eval_mode_is_a_problem_told_once(tmp_path):
+    # held out (hunt 15): `F.dropout(x, 0.5)` in forward: 93.2-93.9% logged val accuracy
+    # against 95.9-96.1% with the dropout off, and nothing said
+    trainer, _, said = run(tmp_path, FunctionalDropout())
+    (found,) = told(trainer)
+    assert found.severity == "problem" and found.figures["spread"] > 0.01
+    assert found.message.startswith("The model is random in eval mode (seen at step 4)")
+    assert "`F.dropout(x, p)` (its `training=True` default)" in found.message
+    assert len([m for m in said if "random in eval mode" in m]) == 1
+
+
+def test_val_mode_repeat_check_leaves_the_random_stream_as_it_was(tmp_path):
+    # the same functional-dropout model trained with and without the monitor: bit-identical
+    weights = []
+    for callbacks in ([], [OverfittingMonitor()]):
+        torch.manual_seed(0)
+        model = FunctionalDropout()
+        fit(tmp_path / str(len(callbacks)), callbacks, model=model, max_epochs=1,
+            limit_train_batches=4, limit_val_batches=2)  # fmt: skip
+        weights.append(model.fc.weight.detach().clone())
+    assert torch.equal(weights[0], weights[1])
