@@ -150,6 +150,9 @@ class Detector:
             found = {}
         told = self.reported.get("class_imbalance")
         left = imbalance.class_imbalance(self.history, self.patience)
+        broken = found.get("bn_mismatch") is not None or self._standing("bn_mismatch")
+        if left is not None and left.figures["common"] and broken:
+            left = None  # eval mode's stale statistics leave the class out, not the loss
         if told is not None and told.figures.get("early") and left is not None:
             figures = {**left.figures, "early": False, "at_end": True}
             found["class_imbalance"] = replace(left, figures=figures, severity="problem")

@@ -86,8 +86,11 @@ def verdicts(
     if found["bn_mismatch"] is not None or parted:
         # eval-mode val figures now measure BatchNorm's stale running statistics, not
         # generalisation (also at a single validation whose own BatchNorm gap is past
-        # the bar): nothing new from them
+        # the bar): nothing new from them; nor a common class left out in eval mode (a
+        # U-Net's class 8 at 5% recall in eval mode, 98% with batch statistics)
         waiting.update(EVAL_KINDS)
+        if found["class_imbalance"] is not None and found["class_imbalance"].figures["common"]:
+            waiting.add("class_imbalance")
     if bn_levels.stale(h[-1]):
         waiting.update(CURVE_KINDS)  # the curves did not move: nothing new from them
     if found["not_learning"] is not None or levels.stuck(h[-1]):

@@ -299,3 +299,18 @@ def test_imbalance_common_classes_taken_for_each_other_or_learnt_on_train_are_no
     for i in range(10):
         two[i][4 if i % 2 else 6] = 15
     assert leaves_out(ev(94, confusion=two, shares=EVEN)) is False
+
+
+def test_imbalance_a_common_class_left_out_waits_while_batchnorm_eval_mode_is_broken():
+    # h_unet s1 (hunt 15): class 8 at 5% recall in eval mode, 98% with batch statistics
+    # (eval mode 72%, batch statistics 92%): BatchNorm's stale statistics, not the loss
+    broken = dict(probe_acc_val=0.72, probe_acc_bn=0.92, bn_only=0.22, eval_only=0.02,
+                  probe_size=128.0)  # fmt: skip
+    others = [row[:] for row in UNWEIGHTED]
+    for i in (0, 2, 4):
+        others[i][i], others[i][(i + 1) % 10] = 11, 4
+    evs = [ev(s, confusion=others, shares=EVEN, **broken) for s in (63, 126)]
+    detector = Detector(patience=2)
+    told = [c.verdict.kind for e in evs for c in detector.update(e)]
+    assert "class_imbalance" not in told and "bn_mismatch" in told
+    assert [c.verdict.kind for c in detector.conclude()] == []
