@@ -2,7 +2,7 @@
 
 Nothing here knows about Lightning. ``CauseReview`` is a part of
 ``diagnose.TrainingDiagnosis`` (a mixin, as the monitors' parts are): at the first log
-it runs the initial-scale check (``gradients.init_explosion``: the first losses far
+it runs the initial-scale check (``initial_scale.init_explosion``: the first losses far
 above the chance level ``ln K``) and reads all-zero layers; either makes the weights'
 scale at initialisation the cause that the dead-unit findings name. Layers whose units
 all hold the same weights are a ``symmetric_weights`` problem, and that cause. A first
@@ -27,11 +27,11 @@ from lightning_cnnviz.activations.dead_rules import (
     STALLED,
 )
 from lightning_cnnviz.activations.episodes import Verdict
-from lightning_cnnviz.activations.gradients import init_explosion
 from lightning_cnnviz.activations.init_weights import identical_text
+from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 
-__all__ = ["DECAY_STALLS", "CauseReview", "decay_text", "scaled_loss"]
+__all__ = ["DECAY_STALLS", "CauseReview", "decay_text"]
 
 DECAY_STALLS = 0.01
 """Decoupled weight decay taking this share of every weight a step: weights the gradient
@@ -40,70 +40,6 @@ DECAY_REMEDIES = (
     "lower the weight decay 10-100x (1e-4 to 5e-4 is usual with SGD, 1e-2 to 5e-2 with "
     "AdamW; the share a step is the learning rate times it)"
 )
-SCALED = 10.0  # a first loss this many times the model's own cross-entropy: scaled
-SANE = 2.0  # ...where that cross-entropy is within this many times ln K (logits near 0)
-
-
-def scaled_loss(
-    first_losses: Sequence[float], classes: int, probe_loss: float
-) -> tuple[str, dict[str, float]] | None:
-    """A training loss ``SCALED`` x (or 1/``SCALED`` of) the model's own cross-entropy: a note.
-
-    ``first_losses``: the training loss of the first steps (the very first, before any
-    update, and their median); ``probe_loss``: the monitor's cross-entropy of the probe's
-    logits, within ``SANE`` x ``ln K`` (else the weights are too large:
-    ``gradients.init_explosion``). The loss ``training_step`` returns is then multiplied
-    or summed over the batch: harmless under Adam (its steps do not scale with the
-    gradient), while under SGD every step is that much larger (held out: a cross-entropy
-    x100 under SGD 0.01 with momentum, first loss 229 against 2.35 on the probe, sat at
-    chance with 81-100% of a conv layer dead by step 20, told as dead units and "lower the
-    learning rate").
-
-    Example::
-
-        >>> text, figures = scaled_loss([229.1, 231.0, 228.0], 10, 2.35)
-        >>> text[:62], figures["scale"]
-        ("The training loss is ~98x the model's own cross-entropy: the f", 97.5)
-        >>> scaled_loss([2.31, 2.30], 10, 2.3), scaled_loss([1212.0, 800.0], 10, 150.0)
-        (None, None)
-        >>> scaled_loss([2.3e-4, 2.29e-4], 10, 2.31)[1]["scale"]
-        0.0001
-    """
-    finite = [v for v in first_losses[:5] if math.isfinite(v)]
-    if classes < 2 or not finite or not math.isfinite(probe_loss) or probe_loss <= 0:
-        return None
-    chance = math.log(classes)
-    if probe_loss > SANE * chance:
-        return None
-    up = min(statistics.median(finite), finite[0])
-    down = max(statistics.median(finite), finite[0])
-    if up >= SCALED * max(probe_loss, chance):
-        scale = round(up / probe_loss, 1)
-        text = (
-            f"The training loss is ~{scale:.0f}x the model's own cross-entropy: the first "
-            f"loss {finite[0]:.4g} (before any update) against {probe_loss:.3g} on the probe "
-            f"images (chance level ln {classes} = {chance:.2f}). The loss `training_step` "
-            "returns is scaled (multiplied, or summed over the batch instead of averaged). "
-            f"Adam does not mind; under SGD every step is ~{scale:.0f}x larger than the "
-            'learning rate says. Try: average the loss over the batch (`reduction="mean"`) '
-            "and drop the factor, or divide the learning rate by it"
-        )
-    elif down > 0 and down * SCALED <= min(probe_loss, chance):
-        # the other way: a loss multiplied by a small factor (x1e-4 under SGD 0.01 crawled
-        # from 10% to 20% val accuracy in 282 steps, and nothing was said)
-        scale = float(f"{down / probe_loss:.2g}")
-        text = (
-            f"The training loss is ~{scale:g}x the model's own cross-entropy: the first loss "
-            f"{finite[0]:.4g} (before any update) against {probe_loss:.3g} on the probe images "
-            f"(chance level ln {classes} = {chance:.2f}). The loss `training_step` returns is "
-            "scaled down (multiplied by a small factor, or divided by a large count). Adam "
-            f"does not mind; under SGD every step is ~{1 / scale:.0f}x smaller than the "
-            "learning rate says, and learning crawls. Try: drop the factor, or multiply the "
-            "learning rate by its inverse"
-        )
-    else:
-        return None
-    return text, {"first_loss": finite[0], "probe_loss": probe_loss, "scale": scale}
 
 
 def decay_text(per_step: float, weight_decay: float | None, lr: float | None) -> str:

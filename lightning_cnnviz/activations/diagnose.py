@@ -12,7 +12,7 @@ of their causes:
 2. ``vanishing_gradients`` / ``exploding_gradients`` / ``saturated_activations``
    (``gradients.py``, reviewed by ``gradient_review.py``).
    An untrained model whose first losses sit far above the chance level ``ln K`` has
-   weights too large from the start (``gradients.init_explosion``, once, at the first
+   weights too large from the start (``initial_scale.init_explosion``, once, at the first
    log that knows ``K``): said as its cause in the dead-unit findings that follow
    (``cause_review.py``, as are all-zero layers and a loss stuck at chance).
 3. ``dead_units`` (rectifiers) and ``dormant_units`` (activations that pass gradient

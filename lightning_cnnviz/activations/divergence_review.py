@@ -30,7 +30,7 @@ from lightning_cnnviz.activations.divergence_words import (
     transient_text,
 )
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
-from lightning_cnnviz.activations.gradients import over_chance
+from lightning_cnnviz.activations.initial_scale import over_chance
 from lightning_cnnviz.activations.loss_trace import SMOOTH, first_nonfinite
 from lightning_cnnviz.activations.recovery import (
     coming_back,

@@ -200,7 +200,7 @@ def divergence_cause(
     chance level ``ln K`` or more, before any update: the loss's scale at step 0 (weights
     initialised too large, or a loss summed over the batch), which the updates from there
     overshoot. ``scale``: where that first loss was this many times the model's own
-    cross-entropy (``cause_review.scaled_loss``: the weights are sane, the loss is
+    cross-entropy (``initial_scale.scaled_loss``: the weights are sane, the loss is
     scaled), which is then the cause named instead. ``jump``: ``(a log's step, its rate,
     the next log's step, its rate)`` around the divergence, where the rate rose ``RAISED``
     x or more between them (a warm restart, a schedule's step up): named first, also

@@ -23,8 +23,6 @@ shortcut conv and a 3x3 conv compare fairly). From that profile:
   1e-2 once learning; ``exploding``: ``depth_ratio > EXPLODE`` (1e3) or the mean RMS grew
   ``GROWTH`` (100x) above its baseline (the first log's, raised to every log's at which
   the loss set a new low) while the loss is not at its lows;
-* ``init_explosion``: the first losses far above the chance level ``ln K`` (``K``
-  classes), the probe's own cross-entropy too: the initial weights are too large;
 * ``saturated``: Sigmoid/Tanh-like layers with over ``SATURATED`` (50%) of their
   outputs within 1% of a rail, where their derivative is ~0.
 
@@ -47,9 +45,7 @@ __all__ = [
     "attenuated",
     "depth_ratio",
     "gradient_findings",
-    "init_explosion",
     "mean_rms",
-    "over_chance",
     "saturation_eased",
 ]
 
@@ -58,7 +54,6 @@ FALLING = 0.03  # the loss fell this much since the previous log, to a new low: 
 VANISH_THIRDS = 5e-3  # by thirds, enough when the first layer alone is below VANISH
 VANISH_STUCK, THIRDS_STUCK = 1e-2, 5e-2  # enough when the loss never left chance ...
 STUCK_LOGS, STUCK_STEPS = 3, 100  # ... at this many logs in a row, by this step
-OVER_CHANCE = 10.0  # a first loss this many times ln K: the logits are far too large
 
 REMEDIES = {
     "vanishing_gradients": (
@@ -75,11 +70,6 @@ REMEDIES = {
     "exploding_gradients": (
         "clip gradients (Trainer(gradient_clip_val=1.0)); lower the learning rate; "
         "BatchNorm between layers; smaller initial weights"
-    ),
-    "init_explosion": (
-        "a standard initialisation (PyTorch's default, or He/Kaiming with gain sqrt(2) for ReLU, "
-        "Xavier for Sigmoid/Tanh) instead of a scaled-up one; a lower init gain; normalisation "
-        "layers (BatchNorm/LayerNorm) between layers; a smaller scale on the last layer's weights"
     ),
     "saturated_activations": (
         "normalise the inputs; BatchNorm before the activation; smaller initial weights "
@@ -244,61 +234,6 @@ def saturation_eased(
         "the saturation was reported while learning stalled, and learning has since begun"
     )
     return text, {"progress": progress} | {f"saturation/{s}": v for s, v in saturation.items()}
-
-
-def over_chance(loss: float, classes: int | None) -> bool:
-    """Whether ``loss`` is ``OVER_CHANCE`` x the chance level ``ln classes`` or more.
-
-    Example::
-
-        >>> over_chance(138.1, 10), over_chance(2.4, 10), over_chance(math.nan, 10)
-        (True, False, False)
-    """
-    if not classes or classes < 2 or not math.isfinite(loss):
-        return False
-    return loss > OVER_CHANCE * math.log(classes)
-
-
-def init_explosion(
-    first_losses: Sequence[float], classes: int, probe_loss: float
-) -> tuple[str, str, str, dict[str, float]] | None:
-    """``exploding_gradients`` when the untrained model's loss is far above chance.
-
-    A classifier of ``classes`` outputs with weights at a sane scale starts near the
-    chance level ``ln K`` (logits near 0). ``first_losses`` (the training loss of the
-    first steps: the very first, before any update, and their median, so one odd batch
-    does not decide; a resnet18 at SGD 4.0 starts at 2.5 and blows up to 190 at its
-    second step: a divergence, not the init) and ``probe_loss``
-    (the monitor's own cross-entropy of the probe's logits against its labels, in eval
-    mode: so a loss summed over the batch, or not a cross-entropy, cannot pass for it)
-    both over ``OVER_CHANCE`` x ``ln K``: the logits are huge, the initial weights too
-    large (activations grow layer after layer). The divergence rule cannot see it (it
-    measures from the first loss, and the fall to chance looks like progress).
-
-    Example::
-
-        >>> init_explosion([1212.0, 800.0, 212.0], 10, 150.0)[2][:60]
-        'Exploding activations at initialisation: the initial loss 12'
-        >>> init_explosion([2.31, 2.30], 10, 2.3) is None, init_explosion([2.48, 190.0], 10, 4e25)
-        (True, None)
-    """
-    finite = [v for v in first_losses[:5] if math.isfinite(v)]
-    if classes < 2 or not finite or not math.isfinite(probe_loss):
-        return None
-    chance, start = math.log(classes), statistics.median(finite)
-    if not over_chance(min(start, finite[0], probe_loss), classes):
-        return None  # the first loss too: before any update, the weights are the init's
-    text = (
-        f"Exploding activations at initialisation: the initial loss {finite[0]:.4g} is "
-        f"~{start / chance:.0f}x the chance level ln {classes} = {chance:.2f} (the probe's "
-        f"cross-entropy {probe_loss:.3g}): the initial weights are too large, so the "
-        "activations (and the gradients) grow with depth and the logits start huge"
-    )
-    figures = {
-        "first_loss": finite[0], "start_loss": start, "chance_loss": chance,
-        "classes": float(classes), "probe_loss": probe_loss, "over_chance": start / chance,
-    }  # fmt: skip
-    return "exploding_gradients", "problem", _with_remedies(text, "init_explosion"), figures
 
 
 def _with_remedies(text: str, kind: str) -> str:

@@ -12,11 +12,8 @@ import torch
 from lightning_cnnviz.activations.dead_rules import dead_reason
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.episodes import UnitEpisodes, die_off
-from lightning_cnnviz.activations.gradients import (
-    depth_ratio,
-    gradient_findings,
-    init_explosion,
-)
+from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
+from lightning_cnnviz.activations.initial_scale import init_explosion
 from tests.activations.test_diagnosis_rules import figures, healthy_losses, info, review
 
 
