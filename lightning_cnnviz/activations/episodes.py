@@ -8,10 +8,11 @@ rewritten as the die-off worsens). It ends when every site of it is back below
 ``change="gone"``, which the callback writes over the reported finding), and a later
 die-off opens a new episode, reported as new. A ``dead_units`` problem raised while the
 loss had not yet fallen well (its harm was stalled learning) becomes a note once the
-loss has fallen ``LATE`` since the start (one raised later, once the loss has lost
-``OUTGROWN`` of its level then) with no site at ``LARGE`` or risen ``FAST_RISE``
-since (``_eased``): the units no longer hold learning back, though still silent (a BN
-CNN at batch 2 kept a dense layer 60% dead from step 50 while val reached 88-90%).
+loss has fallen ``EASED`` further or ``LATE`` since the start (one raised later, once the
+loss has lost ``OUTGROWN`` of its level then) with no site risen ``FAST_RISE`` or grown
+past ``LARGE`` since (``episode_ends.EpisodeEnds._eased``): the units no longer hold
+learning back, though still silent (a BN CNN at batch 2 kept a dense layer 60% dead
+from step 50 while val reached 88-90%).
 Without episodes, a transient in the slow start of a healthy run (17% of a layer, back
 to 0%) used up the one report, and a real die-off 60 steps later was never told.
 
@@ -24,7 +25,8 @@ Two kinds of alert wait one log (*held*) before they may be a problem:
   (8% -> 40% at 29% progress, 27% -> 47% at 12% in a Conv3d net) and the loss then falls
   on, the share flat at 30-47% while val accuracy reaches 96-99.8%. At the next log the
   alert is judged again from the share before it was held: a problem if learning still
-  suffers, a note if it does not;
+  suffers, a note if it does not; so is most of a layer silent before step ``SETTLED``
+  while the loss already moves (``MOVING`` to ``SLOW``: a hard task's slow start);
 * every alert while a loss spike waits for its confirmation (``TrainingDiagnosis``):
   units dying with a divergence are part of it, not a dead-unit finding.
 
@@ -42,14 +44,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_cnnviz.activations.dead_rules import (
     FAST_RISE,
     INIT_REMEDIES,
     LARGE,
-    LATE,
     MIN_UNITS,
     SETTLED,
     SLOW,
@@ -58,54 +58,18 @@ from lightning_cnnviz.activations.dead_rules import (
     dead_text,
     dormant_text,
 )
+from lightning_cnnviz.activations.episode_ends import (
+    OUTGROWN,
+    RECOVERED,
+    Alert,
+    Episode,
+    EpisodeEnds,
+    Verdict,
+)
 
 __all__ = ["OUTGROWN", "RECOVERED", "Episode", "UnitEpisodes", "Verdict", "die_off"]
 
-RECOVERED = 0.5  # an episode ends when its sites are all below half the threshold
-OUTGROWN = 0.5  # a late die-off stops hurting once the loss has lost this much of its level then
 MOVING = 0.03  # the loss fell this much since the start: it moves (a slow start, not stalled)
-EASED = 0.2  # a slow start's die-off stops hurting once the loss fell this much more (of its start)
-_WORDS = {"dead_units": ("Dead units", "dead"), "dormant_units": ("Dormant units", "dormant")}
-
-
-@dataclass
-class Verdict:
-    """One finding to report: ``kind``, ``severity``, ``message``, ``figures``.
-
-    ``change``: ``"new"`` (report it) or ``"gone"`` (the finding of this kind reported
-    before has ended: write this note over it).
-    """
-
-    kind: str
-    severity: str
-    message: str
-    figures: dict[str, Any] = field(default_factory=dict)
-    change: str = "new"
-
-
-@dataclass
-class Episode:
-    """A reported dead/dormant finding still standing: its severity, step, sites, progress."""
-
-    severity: str
-    since: int
-    sites: dict[str, float]  # site -> its share when reported
-    progress: float | None = None  # the loss's progress when reported as it stands
-
-
-Alert = tuple[str, float, float | None]
-
-
-def _shares(
-    episode: Episode, fractions: Mapping[str, float], word: str
-) -> tuple[dict[str, float], str]:
-    """An episode's sites' shares now, and in words beside those it was reported with."""
-    now = {site: fractions.get(site, 0.0) for site in episode.sites}
-    parts = ", ".join(
-        f"`{site}` {now[site]:.0%} {word} (was {share:.0%})"
-        for site, share in episode.sites.items()
-    )
-    return now, parts
 
 
 def die_off(alerts: Sequence[Alert], units: Mapping[str, int]) -> dict[str, float]:
@@ -127,7 +91,7 @@ def die_off(alerts: Sequence[Alert], units: Mapping[str, int]) -> dict[str, floa
     }
 
 
-class UnitEpisodes:
+class UnitEpisodes(EpisodeEnds):
     """Dead/dormant episodes across logs, and the alerts held for one log.
 
     Args:
@@ -244,63 +208,6 @@ class UnitEpisodes:
         figures: dict[str, Any] = dict(sites)
         figures |= {"progress": progress} if progress is not None else {}
         return [Verdict(kind, severity, text, figures)]
-
-    def _ended(self, step: int, epoch: int, fractions: Mapping[str, float]) -> list[Verdict]:
-        out = []
-        for kind, episode in list(self.open.items()):
-            title, word = _WORDS[kind]
-            now, parts = _shares(episode, fractions, word)
-            if any(share >= RECOVERED * self.threshold for share in now.values()):
-                continue
-            del self.open[kind]
-            text = (
-                f"{title} recovered by step {step} (epoch {epoch}): {parts}. Reported at step "
-                f"{episode.since} as a {episode.severity}; a note now: the units came back on "
-                "their own. A later die-off is reported anew."
-            )
-            figures = {site: now[site] for site in episode.sites}
-            figures |= {"reported_step": episode.since, "recovered_step": step}
-            out.append(Verdict(kind, "note", text, figures, change="gone"))
-        return out
-
-    def _eased(
-        self, step: int, epoch: int, fractions: Mapping[str, float], progress: float | None
-    ) -> list[Verdict]:
-        """A ``dead_units`` problem that learning has outgrown since: a note.
-
-        Raised in the slow start, once the loss has fallen ``EASED`` (20 points of its start)
-        further since, or ``LATE`` since the start, whichever comes first, however large
-        the silent share (held out: 80% of a hard task's dense head silent from step 20,
-        the loss down 45% by the end and val 20% -> 40%, as with LeakyReLU everywhere); raised
-        once the model had learnt (a die-off after a rate raised 10x by the schedule), once
-        the loss has since lost ``OUTGROWN`` of what was left of it: a collapse that hurt
-        keeps the loss where it was (held out: a dense layer 8% -> 43% dead at step 60,
-        loss 0.57, then 0.005 and 96% val with the layer still 40% silent).
-        """
-        episode = self.open.get("dead_units")
-        if episode is None or episode.severity != "problem" or episode.progress is None:
-            return []
-        then = episode.progress
-        bar = min(LATE, then + EASED) if then < SLOW else 1 - (1 - then) * (1 - OUTGROWN)
-        if progress is None or progress < bar:
-            return []
-        now, parts = _shares(episode, fractions, "dead")
-        if any(
-            share - then_share >= FAST_RISE or share >= LARGE > then_share
-            for site, share in now.items()
-            if (then_share := episode.sites[site]) is not None
-        ):  # grown since: a further die-off (a layer silent from the start may stay so)
-            return []
-        episode.severity = "note"  # the episode stays open: a new rise is a problem again
-        text = (
-            f"Dead units no longer hold learning back (step {step}, epoch {epoch}): the loss "
-            f"has fallen {progress:.0%} since the start, and the silent layers have not grown "
-            f"({parts}). Reported at step {episode.since} as a problem "
-            f"({then:.0%} progress then); a note now. The units stay "
-            "silent: a layer this sparse wastes width, and a further rise is reported again."
-        )
-        figures: dict[str, Any] = dict(now) | {"progress": progress, "reported_step": episode.since}
-        return [Verdict("dead_units", "note", text, figures, change="gone")]
 
     def state_dict(self) -> dict[str, Any]:
         """Open episodes and held alerts, for a checkpoint."""
