@@ -156,6 +156,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             lambda: nonfinite_parameters(list(model.named_parameters())),
             leftover=None if leftover is None else float(leftover),
             lr=settings.lr, decay=(settings.decay_per_step, settings.weight_decay),
+            clip=clip_setting(trainer),
             output_site=self._rec.output_site,
             **self._start(trainer, model),
         )  # fmt: skip
@@ -252,3 +253,11 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.diagnosis.load_state_dict(state)
         self._findings = {f.kind: f for f in self._own_findings()}  # the last of each kind
+
+
+def clip_setting(trainer: Trainer) -> tuple[float | None, str | None]:
+    """The trainer's ``gradient_clip_val`` (``None``: no clipping) and its algorithm's name."""
+    value = trainer.gradient_clip_val
+    algorithm = trainer.gradient_clip_algorithm
+    name = getattr(algorithm, "value", algorithm)
+    return (float(value) if value else None), (str(name) if name is not None else None)

@@ -74,6 +74,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
         self.first_rms: float | None = None
         self.weak_logs = 0  # logs in a row with the gradient fading by the weaker bar
+        self.clip: tuple[float | None, str | None] = (None, None)  # value, algorithm
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
         self.transient = -1  # the step of the last spike the run recovered from on its own
@@ -201,6 +202,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         lr: float | None = None,
         output_site: str | None = None,
         decay: tuple[float | None, float | None] = (None, None),
+        clip: tuple[float | None, str | None] = (None, None),
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -248,7 +250,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         out += self._symmetric(step, epoch, identical_layers)
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
-        self.decay = decay
+        self.decay, self.clip = decay, clip
         out += self._weight_decay(step, epoch, gain, lr)
         found, falling = self._gradients(
             step, epoch, series, figures, profile, kinds, dying, zero_layers, previous, gain

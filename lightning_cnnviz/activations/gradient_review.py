@@ -24,6 +24,7 @@ from lightning_cnnviz.activations.gradients import (
     STUCK_LOGS,
     STUCK_STEPS,
     attenuated,
+    clipped_by_value,
     depth_ratio,
     gradient_findings,
     mean_rms,
@@ -43,6 +44,7 @@ class GradientReview:
     levels: LossLevels
     first_rms: float | None
     weak_logs: int  # logs in a row whose gradient profile was ``attenuated``
+    clip: tuple[float | None, str | None]  # the trainer's clipping value and algorithm
     classes: int | None
     reported: dict[str, str]
 
@@ -69,6 +71,11 @@ class GradientReview:
         since the start (``None``: unknown).
         """
         found: list[Verdict] = []
+        clipped = clipped_by_value(profile, *self.clip)
+        if clipped is not None and self._new("clipped_gradients", "note"):
+            text, fig = clipped
+            message = f"At step {step} (epoch {epoch}): {text}."
+            found.append(Verdict("clipped_gradients", "note", message, fig))
         stalled = None if gain is None else gain < STALLED
         now, new_low = mean_rms(profile), self.levels.at_new_low(series)
         if now is not None and not zero_layers:  # a zero layer blocks backprop: no baseline

@@ -114,10 +114,12 @@ ROOT_CAUSES = {
     "symmetric_weights": "the units of a layer hold identical weights",
     "weight_decay_too_strong": "weight decay takes too large a share of every weight each step",
     "train_mode_in_validation": "validation runs the model in training mode",
+    # a note (Adam minds less), and still a cause: under SGD every step is that much smaller
+    "clipped_gradients": "gradient clipping by value cuts nearly every gradient entry",
 }
 
 # notes (inputs off scale are healthy under BatchNorm, a scaled loss under Adam), yet causes
-_NOTED_CAUSES = ("unnormalised_inputs", "scaled_loss")
+_NOTED_CAUSES = ("unnormalised_inputs", "scaled_loss", "clipped_gradients")
 # Problems that are no root cause in general, but one a later finding of a given kind
 # follows from: a model that diverged sits at chance, which is then no separate failure;
 # val curves read across splits that differ (half the val labels wrong: the val loss rose
