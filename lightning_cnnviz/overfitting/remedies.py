@@ -118,7 +118,9 @@ REMEDIES = {
         "**Check what training batches go through and validation images do not**: strong "
         "augmentation, mixup or noise (in the `Dataset` or in `training_step`) gives batch "
         "statistics of altered images; recompute the running statistics on clean training "
-        "images before evaluating, or soften it.",
+        "images before evaluating, or soften it. A normalisation applied in `training_step` "
+        "and not in `validation_step` does the same to every val batch: apply it in both "
+        "(or in the `Dataset`).",
     ),
 }
 
