@@ -190,8 +190,9 @@ def leaves_out(e: Evaluation) -> bool | None:
     the training labels, the commonest class at least ``COMMON`` x. Or a class that is not
     rare left out while the other classes' mean recall is ``OTHERS_LEARNT`` or more: a
     model that learns the others that well and none of this one, with as many labels of
-    it, is not taught it (its loss has no weight); at most half the classes (a 1-unit
-    bottleneck that kept 2 of 10 is no class left out). Not where the left-out classes are
+    it, is not taught it (its loss has no weight); fewer than half the classes, of 3 or
+    more (a 1-unit bottleneck that kept 2 of 10, or a 2-class model predicting one class,
+    is a model not learning). Not where the left-out classes are
     taken for each other (``swapped_val_share``: 1 <-> 7 swapped in the training labels)
     or learnt on the train probe (``split_classes``): the train/val gap names those.
 
@@ -215,7 +216,9 @@ def leaves_out(e: Evaluation) -> bool | None:
         swapped = (e.swapped_val_share or 0.0) >= 0.5
         split = bool(set(e.ignored) & set(e.split_classes or ()))
         learnt = e.others_recall_val is not None and e.others_recall_val >= OTHERS_LEARNT
-        few = len(e.ignored) <= e.classes / 2  # most classes left out: a model not learning
+        # fewer than half the classes, of 3 or more: a 2-class model predicting one class
+        # is at chance (`not_learning`), and most classes left out is a model not learning
+        few = e.classes >= 3 and len(e.ignored) < e.classes / 2
         return learnt and few and not swapped and not split
     return e.top_share >= COMMON * uniform
 

@@ -117,6 +117,7 @@ def repeat_spread(first: Tensor, second: Tensor) -> float:
 
     Example::
 
+        >>> import torch
         >>> a = torch.tensor([[2.0, -1.0]])
         >>> repeat_spread(a, a), repeat_spread(a, torch.tensor([[1.0, -1.0]]))
         (0.0, 0.5)
