@@ -183,12 +183,17 @@ def test_loss_reads_scores_fed_to_nll_told_by_the_negative_loss():
     assert not loss_reads.fed_scores(Evaluation(5, 0, val_loss=-0.5, probe_nll_raw_val=-30.0))
 
 
-def test_loss_reads_found_in_a_run_feeding_nll_raw_scores(tmp_path):
+def fit_mlp(tmp_path, module):
+    """Fit ``module`` (a ``Net`` class) around a small MLP on noisy one-hot images."""
     torch.manual_seed(0)
     train = DataLoader(one_hot_set([128] * 4, seed=0, noise=1.0), batch_size=32, shuffle=True)
     val = DataLoader(one_hot_set([64] * 4, seed=1, noise=1.0), batch_size=64)
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    trainer, said = fit_monitor(tmp_path, RawNLL(net, lr=0.05), train, val, epochs=4)
+    return fit_monitor(tmp_path, module(net, lr=0.05), train, val, epochs=4)
+
+
+def test_loss_reads_found_in_a_run_feeding_nll_raw_scores(tmp_path):
+    trainer, said = fit_mlp(tmp_path, RawNLL)
     (finding,) = [f for f in findings_of(trainer) if f.kind == "loss_mismatch"]
     assert finding.severity == "problem" and finding.figures["fed"] == "scores"
     run = events(tmp_path / "tb" / "version_0")
@@ -230,11 +235,7 @@ def test_loss_reads_negated_loss_told_by_the_returned_loss_and_the_own_cross_ent
 
 
 def test_loss_reads_found_in_a_run_returning_the_negated_loss(tmp_path):
-    torch.manual_seed(0)
-    train = DataLoader(one_hot_set([128] * 4, seed=0, noise=1.0), batch_size=32, shuffle=True)
-    val = DataLoader(one_hot_set([64] * 4, seed=1, noise=1.0), batch_size=64)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    trainer, said = fit_monitor(tmp_path, Negated(net, lr=0.05), train, val, epochs=4)
+    trainer, said = fit_mlp(tmp_path, Negated)
     (finding,) = [f for f in findings_of(trainer) if f.kind == "loss_mismatch"]
     assert finding.severity == "problem" and finding.figures["fed"] == "negated"
     assert finding.figures["returned_loss"] < 0 < finding.figures["own_train_loss"]
