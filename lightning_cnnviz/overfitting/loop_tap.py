@@ -42,7 +42,8 @@ class LoopTap:
     Also tells a validation run in training mode, or a model random in eval mode
     (``val_mode.py``). Uses the monitor's
     ``_loop``, ``_probes``, ``_draw``, ``_event_due``, ``logits_key``, ``logits_of``,
-    ``_label_key``, ``disabled``, ``_own_findings``, ``section``, ``tag`` and ``sink``.
+    ``_label_key``, ``disabled``, ``_own_findings``, ``probe_input``, ``phase``, ``section``,
+    ``tag`` and ``sink``.
     """
 
     _loop: LoopLogits
@@ -106,12 +107,11 @@ class LoopTap:
         if any(f.kind == "train_mode_in_validation" for f in self._own_findings()):
             return  # told (this fit, or before a resume)
         try:
-            with torch.inference_mode(False):
+            with self.phase("capture"), torch.inference_mode(False):
                 x = self.probe_input(trainer, pl_module, "val")[:REPEAT_IMAGES]
-            device = x.device
-            devices = [device] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices), with_probe(pl_module):
-                first, second = (self.logits_of(pl_module(x)).float() for _ in range(2))
+                devices = [x.device] if x.device.type == "cuda" else []
+                with torch.random.fork_rng(devices=devices), with_probe(pl_module):
+                    first, second = (self.logits_of(pl_module(x)).float() for _ in range(2))
         except Exception:  # a probe the model cannot take here: the evaluation says why
             return
         spread = repeat_spread(first, second)
