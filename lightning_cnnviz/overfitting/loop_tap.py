@@ -42,8 +42,8 @@ class LoopTap:
     Also tells a validation run in training mode, or a model random in eval mode
     (``val_mode.py``). Uses the monitor's
     ``_loop``, ``_probes``, ``_draw``, ``_event_due``, ``logits_key``, ``logits_of``,
-    ``_label_key``, ``disabled``, ``_own_findings``, ``probe_input``, ``phase``, ``section``,
-    ``tag`` and ``sink``.
+    ``_label_key``, ``disabled``, ``_own_findings``, ``probe_input``, ``section``, ``tag`` and
+    ``sink``.
     """
 
     _loop: LoopLogits
@@ -95,8 +95,8 @@ class LoopTap:
         self._loop.batch_end(batch, dataloader_idx)
         if batch_idx == 0 and dataloader_idx == 0 and not self.disabled:
             self._check_mode(trainer, pl_module)
-            if not self._repeat_checked:
-                self._repeat_checked = True  # once a fit: two probe passes
+            if not self._repeat_checked and self._event_due(trainer):
+                self._repeat_checked = True  # once a fit, in an evaluation: two probe passes
                 self._check_repeat(trainer, pl_module)
 
     def _check_repeat(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -106,14 +106,17 @@ class LoopTap:
         """
         if any(f.kind == "train_mode_in_validation" for f in self._own_findings()):
             return  # told (this fit, or before a resume)
+        start = time.perf_counter()
         try:
-            with self.phase("capture"), torch.inference_mode(False):
+            with torch.inference_mode(False):
                 x = self.probe_input(trainer, pl_module, "val")[:REPEAT_IMAGES]
                 devices = [x.device] if x.device.type == "cuda" else []
                 with torch.random.fork_rng(devices=devices), with_probe(pl_module):
                     first, second = (self.logits_of(pl_module(x)).float() for _ in range(2))
         except Exception:  # a probe the model cannot take here: the evaluation says why
             return
+        finally:  # counted in the evaluation this validation brings (``loop``, ``total``)
+            self._loop.seconds += time.perf_counter() - start
         spread = repeat_spread(first, second)
         if spread < REPEAT_SPREAD:
             return
