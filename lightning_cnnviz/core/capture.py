@@ -227,7 +227,8 @@ def probe_mode(
     Works inside Lightning's ``torch.inference_mode()`` (validation) because it
     leaves inference mode; ``grad=True`` enables autograd (for Grad-CAM, which
     differentiates w.r.t. activations only). ``autocast=False`` (default) turns
-    autocast off so that probe numerics are float32 under mixed precision.
+    autocast off so that probe numerics are float32 under mixed precision. The random
+    state is forked: a pass that draws random numbers leaves the run's stream as it was.
 
     Example::
 
@@ -240,9 +241,14 @@ def probe_mode(
         (True, True, False)
     """
     flags = [(module, module.training) for module in model.modules()]
-    device_type = model_device(model).type
+    device = model_device(model)
+    device_type = device.type
     try:
         with contextlib.ExitStack() as stack:
+            # a model random in eval mode (`F.dropout(x, p)` in forward) draws numbers in a
+            # probe pass: drawn from a fork, the run's own stream stays as it was
+            cuda = [device] if device_type == "cuda" else []
+            stack.enter_context(torch.random.fork_rng(devices=cuda))
             stack.enter_context(torch.inference_mode(False))
             stack.enter_context(torch.set_grad_enabled(grad))
             # A compiled graph may have been traced with other (or no) hooks: run probes eagerly.

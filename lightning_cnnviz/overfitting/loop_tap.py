@@ -102,7 +102,8 @@ class LoopTap:
     def _check_repeat(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """A model random in eval mode (functional dropout): two passes that disagree.
 
-        Both passes in one forked random state: the run's own stream is left as it was.
+        Both passes in one probe pass's forked random state (``core.capture.probe_mode``):
+        the run's own stream is left as it was.
         """
         if any(f.kind == "train_mode_in_validation" for f in self._own_findings()):
             return  # told (this fit, or before a resume)
@@ -110,8 +111,7 @@ class LoopTap:
         try:
             with torch.inference_mode(False):
                 x = self.probe_input(trainer, pl_module, "val")[:REPEAT_IMAGES]
-                devices = [x.device] if x.device.type == "cuda" else []
-                with torch.random.fork_rng(devices=devices), with_probe(pl_module):
+                with with_probe(pl_module):  # one forked random state for both passes
                     first, second = (self.logits_of(pl_module(x)).float() for _ in range(2))
         except Exception:  # a probe the model cannot take here: the evaluation says why
             return

@@ -7,7 +7,9 @@ Each model is a LightningModule over 1x16x16 inputs and 4 classes:
 * ``functional_relu``: activations applied with ``F.relu`` (no activation modules);
 * ``shared_relu``: one ReLU module called at two call sites;
 * ``conv_logits``: a 1x1-conv logits head (Grad-CAM's auto must not pick it);
-* ``frozen_backbone``: conv features with ``requires_grad=False``, trainable head.
+* ``frozen_backbone``: conv features with ``requires_grad=False``, trainable head;
+* ``functional_dropout``: ``F.dropout(x, p)`` in ``forward`` (random in eval mode too: every
+  probe pass draws random numbers, which must not move the run's own stream).
 """
 
 from __future__ import annotations
@@ -149,6 +151,19 @@ class FrozenBackbone(ZooModel):
         return self.head(self.backbone(x).flatten(1))
 
 
+class FunctionalDropout(ZooModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, NUM_CLASSES)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc(F.dropout(x.flatten(1), 0.3))  # `training=True` in eval mode too
+
+
 ZOO: dict[str, type[ZooModel]] = {
     "bn_dropout": BNDropout,
     "inplace_relu": InplaceReLU,
@@ -156,6 +171,7 @@ ZOO: dict[str, type[ZooModel]] = {
     "shared_relu": SharedReLU,
     "conv_logits": ConvLogits,
     "frozen_backbone": FrozenBackbone,
+    "functional_dropout": FunctionalDropout,
 }
 
 
