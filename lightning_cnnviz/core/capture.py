@@ -35,6 +35,7 @@ __all__ = [
     "count_call_sites",
     "first_tensor",
     "hook_count",
+    "in_probe_pass",
     "module_name",
     "probe_mode",
     "site_name",
@@ -218,6 +219,24 @@ def count_call_sites(
     return {name: cap.call_counts.get(name, 0) for name in layers}
 
 
+_probe_passes = 0  # probe passes running now (nested ones count each)
+
+
+def in_probe_pass() -> bool:
+    """Whether a probe pass is running: a tap on the run's own forward passes skips its calls.
+
+    Example::
+
+        >>> net = nn.Linear(2, 2)
+        >>> with probe_mode(net):
+        ...     in_probe_pass()
+        True
+        >>> in_probe_pass()
+        False
+    """
+    return _probe_passes > 0
+
+
 @contextlib.contextmanager
 def probe_mode(
     model: nn.Module, *, grad: bool = False, autocast: bool = False
@@ -240,6 +259,7 @@ def probe_mode(
         >>> net.training, net[0].training, net[1].training
         (True, True, False)
     """
+    global _probe_passes
     flags = [(module, module.training) for module in model.modules()]
     device = model_device(model)
     device_type = device.type
@@ -257,7 +277,11 @@ def probe_mode(
             if not autocast and device_type in ("cpu", "cuda", "xpu", "mps"):
                 stack.enter_context(torch.autocast(device_type=device_type, enabled=False))
             model.eval()
-            yield model
+            _probe_passes += 1
+            try:
+                yield model
+            finally:
+                _probe_passes -= 1
     finally:
         for module, flag in flags:
             module.training = flag

@@ -32,8 +32,6 @@ from torch import Tensor, nn
 from lightning_cnnviz.core import rendering
 
 __all__ = [
-    "SHIFT_MEAN",
-    "SHIFT_SCALE",
     "Norm",
     "as_pictures",
     "display_channels",
@@ -43,7 +41,6 @@ __all__ = [
     "norm_stats",
     "raw_scale",
     "scale_text",
-    "split_shift",
     "to_image01",
     "to_model",
 ]
@@ -169,52 +166,6 @@ def scale_text(f: Mapping[str, float]) -> str:
         "larger than its initialisation assumes, which makes divergence and dead units "
         "likelier: scale them (`x / 255`) and normalise (`(x - mean) / std`)."
     )
-
-
-SHIFT_MEAN = 1.0  # channel means this many pooled standard deviations apart: inputs differ
-SHIFT_SCALE = 2.0  # or channel standard deviations this many times apart
-
-
-def split_shift(train: Tensor, val: Tensor) -> dict[str, float]:
-    """The channel whose statistics differ most between two splits' images (``{}``: none).
-
-    Beyond ``SHIFT_MEAN`` (mean gap in pooled standard deviations) or ``SHIFT_SCALE``
-    (ratio of standard deviations).
-
-    Images ``(N, C, ...)``; per channel, the mean and standard deviation over images and
-    positions. Random augmentation moves a channel's mean by a fraction of its standard
-    deviation; a split normalised differently (or not at all), or in another channel
-    order, moves it by more: digits normalised for training (mean 0, std 1) and left raw
-    for validation (mean 0.13, std 0.31) differ 3.2x in scale.
-
-    Example::
-
-        >>> torch.manual_seed(0) is not None
-        True
-        >>> train = torch.randn(64, 1, 8, 8)
-        >>> split_shift(train, torch.randn(64, 1, 8, 8))
-        {}
-        >>> raw = split_shift(train, 0.3 * torch.rand(64, 1, 8, 8))
-        >>> raw["channel"], raw["scale_ratio"] > SHIFT_SCALE
-        (0.0, True)
-    """
-    if train.dim() < 2 or val.dim() < 2 or train.shape[1] != val.shape[1]:
-        return {}
-    figures: dict[str, float] = {}
-    worst = 0.0
-    for c in range(train.shape[1]):
-        t, v = train[:, c].float(), val[:, c].float()
-        t_mean, t_std, v_mean, v_std = (float(f) for f in (t.mean(), t.std(), v.mean(), v.std()))
-        pooled = max(((t_std**2 + v_std**2) / 2) ** 0.5, 1e-6)
-        gap = abs(t_mean - v_mean) / pooled
-        ratio = max(t_std, v_std) / max(min(t_std, v_std), 1e-6)
-        badness = max(gap / SHIFT_MEAN, ratio / SHIFT_SCALE)
-        if badness >= 1.0 and badness > worst:
-            worst = badness
-            figures = {"channel": float(c), "train_mean": t_mean, "train_std": t_std,
-                       "val_mean": v_mean, "val_std": v_std, "mean_gap": gap,
-                       "scale_ratio": ratio}  # fmt: skip
-    return figures
 
 
 def input_bounds(norm: Norm | None, channels: int) -> tuple[Tensor, Tensor] | None:

@@ -160,6 +160,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         self._shift: Any = False  # how the two probes' inputs differ (``split_inputs.py``)
         self._loop_check: dict[str, float] | None = None  # loop vs own pass (``val_source.py``)
         self._repeat_checked = False  # two eval-mode passes compared (``val_mode.py``)
+        self._reset_steps()  # the first layer's inputs in the steps (``step_inputs.py``)
 
     @override
     def describe_layers(self) -> str:
@@ -203,6 +204,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:  # never an evaluation on train steps
+        self._remove_tap()
         self.budget.step_ended()
         if not trainer.sanity_checking and not self.disabled:
             self._interval.add(outputs)  # a device add, no sync
@@ -230,8 +232,12 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
             self._fire(trainer, pl_module)
 
     @override
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *_: Any) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._flush(trainer, pl_module, epoch_end=False)  # after a mid-epoch validation
+        if not trainer.sanity_checking:
+            self._tap_batch(trainer, pl_module, batch, "train")
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

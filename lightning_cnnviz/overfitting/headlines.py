@@ -202,6 +202,19 @@ def headline(v: Verdict) -> str:
             "weights, a teacher), changes the images before the model sees them, or computes "
             "the metric wrong; every val curve reads that."
         )
+    if v.kind == "inputs_differ" and f.get("in_steps"):
+        return (
+            "Training and validation images reach the model preprocessed differently by the "
+            f"steps' own code: before the first convolution, `training_step` "
+            f"{_step_words(f['train_scale'], f['train_offset'])} channel {f['channel']:.0f} of "
+            f"the images as loaded, `validation_step` "
+            f"{_step_words(f['val_scale'], f['val_offset'])} it. On the same images the model "
+            f"meets mean "
+            f"{num(f['train_mean'])}, std {num(f['train_std'])} in training vs mean "
+            f"{num(f['val_mean'])}, std {num(f['val_std'])} in validation ({f['mean_gap']:.1f} "
+            f"standard deviations apart, {f['scale_ratio']:.1f}x in spread): every validation "
+            "figure measures that."
+        )
     if v.kind == "inputs_differ":
         return (
             f"Training and validation images are preprocessed differently: channel "
@@ -291,3 +304,16 @@ def _never_text(f: Mapping[str, Any]) -> str:
         "training label belongs to its image: random or shuffled training labels are learnt "
         "only by memorising, slowly, and nothing carries over."
     )
+
+
+def _step_words(scale: float, offset: float) -> str:
+    """What a step's code does to a channel of the images, in words.
+
+    Example::
+
+        >>> _step_words(3.25, -0.424), _step_words(1.0, 0.0)
+        ('scales by 3.25x and shifts by -0.424', 'leaves')
+    """
+    if abs(scale - 1) < 0.01 and abs(offset) < 0.01:
+        return "leaves"
+    return f"scales by {scale:.3g}x and shifts by {offset:+.3g}"

@@ -22,6 +22,7 @@ from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.probe import find_dataset
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
+from lightning_cnnviz.overfitting.step_inputs import StepInputs
 from lightning_cnnviz.overfitting.val_mode import (
     REPEAT_SPREAD,
     deliberate,
@@ -36,9 +37,10 @@ __all__ = ["LoopTap"]
 REPEAT_IMAGES = 16  # val probe images the two passes of the repeat check read
 
 
-class LoopTap:
+class LoopTap(StepInputs):
     """The validation hooks that keep the val probe's logits (a part of the monitor).
 
+    They also tap the first validation batch's inputs (``step_inputs.py``).
     Also tells a validation run in training mode, or a model random in eval mode
     (``val_mode.py``). Uses the monitor's
     ``_loop``, ``_probes``, ``_draw``, ``_event_due``, ``logits_key``, ``logits_of``,
@@ -86,12 +88,15 @@ class LoopTap:
         dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
         self._loop.batch_start(dataloader_idx)
+        if dataloader_idx == 0:
+            self._tap_batch(trainer, pl_module, batch, "val")
 
     @override
     def on_validation_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
+        self._remove_tap()
         self._loop.batch_end(batch, dataloader_idx)
         if batch_idx == 0 and dataloader_idx == 0 and not self.disabled:
             self._check_mode(trainer, pl_module)
@@ -151,9 +156,11 @@ class LoopTap:
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
         self._loop.stop()
+        self._remove_tap()
         super().on_exception(trainer, pl_module, exception)
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._loop.stop()
+        self._remove_tap()
         super().teardown(trainer, pl_module, stage)

@@ -168,6 +168,12 @@ def remedies(v: Verdict) -> list[str]:
         '**Raise the learning rate**: it i'
     """
     generic = list(REMEDIES[v.kind])
+    if v.kind == "inputs_differ" and v.figures.get("in_steps"):
+        return [
+            "**Preprocess in one place**: in the datasets' transform, in "
+            "`on_after_batch_transfer` (Lightning runs it for every loop) or in a method both "
+            "steps call; a normalisation written in `training_step` only is the usual cause."
+        ]
     if v.kind == "loss_mismatch" and v.figures.get("fed") == "negated":
         return [
             "**Return the loss itself** from `training_step` (`F.cross_entropy(logits, y)`, "

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 
 from lightning_cnnviz.core.findings import Finding, record_check, report
-from lightning_cnnviz.core.inputs import split_shift
+from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.core.probe import find_dataset, generator_for, has_val_data, labels_in_order
 from lightning_cnnviz.overfitting import imbalance
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
@@ -39,7 +39,8 @@ class RunData:
     def _input_shift(self, trainer: Trainer) -> dict[str, float] | None:
         """How the val probe's images differ from the train probe's, compared once per fit.
 
-        ``{}``: they agree; ``None``: the run has no val data of its own.
+        Where they agree, how the steps' own code hands them to the model
+        (``step_inputs.py``). ``{}``: they agree; ``None``: the run has no val data of its own.
         """
         if self._shift is False:
             self._shift = None
@@ -47,6 +48,8 @@ class RunData:
                 with self.phase("compute"):
                     train, val = (self.probe(trainer, s).images for s in ("train", "val"))
                     self._shift = split_shift(train, val)
+        if self._shift == {}:
+            return self._step_shift()
         return self._shift  # type: ignore[return-value]
 
     def _train_shares(self, trainer: Trainer, classes: int) -> Tensor | None:

@@ -1,7 +1,7 @@
 """Training and validation images preprocessed differently: every val figure measures that.
 
 Nothing here knows about Lightning. ``Measures`` compares the two probes' images once per
-fit (``core.inputs.split_shift``: per-channel mean and spread) and carries the result in
+fit (``core.input_shift.split_shift``: per-channel mean and spread) and carries the result in
 each ``Evaluation`` (``input_shift``). Validation digits left unnormalised while training
 digits were normalised gave 64-77% val accuracy against 91% train without BatchNorm (no
 finding), and with BatchNorm eval mode at 10-48% against 85-98% with batch statistics,

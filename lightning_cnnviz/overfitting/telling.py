@@ -24,6 +24,7 @@ from lightning_cnnviz.core.findings import (
     replace,
     report,
 )
+from lightning_cnnviz.core.probe import has_val_data
 from lightning_cnnviz.overfitting.confusion import pairs_text
 from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -35,8 +36,9 @@ __all__ = ["Telling"]
 class Telling:
     """Tells the detector's changes as findings (a part of ``OverfittingMonitor``).
 
-    Uses the monitor's ``detector``, ``keys``, ``section``, ``sink``, ``tag``,
-    ``disabled``, ``aside_reason``, ``never_logged_reason``, ``_bn_why`` and ``_probes``; keeps
+    Uses the monitor's ``detector``, ``keys``, ``section``, ``sink``, ``tag``, ``disabled``,
+    ``aside_reason``, ``never_logged_reason``, ``_bn_why``, ``_probes``, ``_steps`` and
+    ``_step_why``; keeps
     ``_findings`` (the finding told per kind) and ``_others_told``.
     """
 
@@ -85,6 +87,18 @@ class Telling:
             else:
                 why = f"needs {CHECKS[name]}" + self._targets_said(name)
             record_check(trainer, type(self).__name__, name, did, why)
+        did = len(self._steps) == 2  # ``step_inputs.py``: one batch of each split read
+        record_check(trainer, type(self).__name__, "inputs in the steps", did,
+                     "" if did else self._steps_why(trainer))  # fmt: skip
+
+    def _steps_why(self, trainer: Trainer) -> str:
+        """Why the steps' inputs were not compared (``step_inputs.py``)."""
+        if self.disabled:
+            return self.aside_reason or "the monitor stepped aside"
+        if not has_val_data(trainer):
+            return "the run has no validation data"
+        split = "training" if "train" not in self._steps else "validation"
+        return self._step_why or f"no {split} batch reached the model's first convolution"
 
     def _targets_said(self, check: str) -> str:
         """Where ``check`` needs class labels and the probes carry other targets, what they are."""

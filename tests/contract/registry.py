@@ -24,11 +24,14 @@ class MonitorCase:
         every_n_steps: its logging period, to know which steps are logging steps.
         window: how many training batches before a logging step may carry hooks
             (the activation monitor samples a window; all others: 0).
+        first_batch: the fit's first training batch may carry one read-only tap
+            (``OverfittingMonitor``: what ``training_step`` does to the images).
     """
 
     make: Callable[[], Monitor]
     every_n_steps: int = 2
     window: int = 0
+    first_batch: bool = False
 
 
 class CaptureOnlyMonitor(Monitor):

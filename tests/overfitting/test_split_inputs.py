@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.core.inputs import split_shift
+from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline

@@ -1,0 +1,133 @@
+"""Whether training and validation images reach the model alike: per-channel mean and spread.
+
+Nothing here knows about Lightning. ``split_shift`` compares two splits' images as their
+datasets give them; ``step_shift`` compares what the steps' own code does to the images
+before the model's first layer (``StepInput``: one batch of each split, as loaded and as
+that layer received it). Both read each channel's mean and standard deviation over
+images and positions, and use the same bars: means ``SHIFT_MEAN`` pooled standard
+deviations apart, or spreads ``SHIFT_SCALE`` times apart.
+
+Example::
+
+    >>> import torch
+    >>> torch.manual_seed(0) is not None
+    True
+    >>> x = torch.rand(32, 1, 8, 8)
+    >>> train = step_input(x, (x - 0.13) / 0.31)  # `training_step` normalises
+    >>> val = step_input(x, x)  # `validation_step` does not
+    >>> round(step_shift(train, val)["scale_ratio"], 1)
+    3.2
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor
+
+__all__ = ["SHIFT_MEAN", "SHIFT_SCALE", "StepInput", "split_shift", "step_input", "step_shift"]
+
+SHIFT_MEAN = 1.0  # channel means this many pooled standard deviations apart: inputs differ
+SHIFT_SCALE = 2.0  # or channel standard deviations this many times apart
+_FLAT = 1e-6  # a channel whose images spread less than this is constant: nothing to compare
+
+
+class StepInput(NamedTuple):
+    """One batch's per-channel ``(C,)`` mean and std, as loaded and at the model's first layer.
+
+    Kept on the batch's device until compared (no host synchronisation in a step).
+    """
+
+    images_mean: Tensor
+    images_std: Tensor
+    layer_mean: Tensor
+    layer_std: Tensor
+
+
+def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and standard deviation of ``(N, C, ...)`` over images and positions."""
+    flat = x.detach().float().transpose(0, 1).reshape(x.shape[1], -1)
+    return flat.mean(1), flat.std(1)
+
+
+def step_input(images: Tensor, layer_input: Tensor) -> StepInput:
+    """A ``StepInput`` from a batch's images and what the first layer received of them."""
+    return StepInput(*channel_stats(images), *channel_stats(layer_input))
+
+
+def _channel_shift(t_mean: float, t_std: float, v_mean: float, v_std: float) -> tuple[float, dict]:
+    """How far one channel's training and validation statistics part (badness >= 1: too far)."""
+    pooled = max(((t_std**2 + v_std**2) / 2) ** 0.5, _FLAT)
+    gap = abs(t_mean - v_mean) / pooled
+    ratio = max(t_std, v_std) / max(min(t_std, v_std), _FLAT)
+    figures = {"train_mean": t_mean, "train_std": t_std, "val_mean": v_mean, "val_std": v_std,
+               "mean_gap": gap, "scale_ratio": ratio}  # fmt: skip
+    return max(gap / SHIFT_MEAN, ratio / SHIFT_SCALE), figures
+
+
+def _worst(channels: list[tuple[float, dict]]) -> dict[str, float]:
+    """The figures of the channel that parts most, with ``channel``; ``{}`` when none is too far."""
+    worst, figures = 0.0, {}
+    for c, (badness, found) in enumerate(channels):
+        if badness >= 1.0 and badness > worst:
+            worst, figures = badness, {"channel": float(c), **found}
+    return figures
+
+
+def split_shift(train: Tensor, val: Tensor) -> dict[str, float]:
+    """The channel whose statistics differ most between two splits' images (``{}``: none).
+
+    Beyond ``SHIFT_MEAN`` (mean gap in pooled standard deviations) or ``SHIFT_SCALE``
+    (ratio of standard deviations).
+
+    Images ``(N, C, ...)``; per channel, the mean and standard deviation over images and
+    positions. Random augmentation moves a channel's mean by a fraction of its standard
+    deviation; a split normalised differently (or not at all), or in another channel
+    order, moves it by more: digits normalised for training (mean 0, std 1) and left raw
+    for validation (mean 0.13, std 0.31) differ 3.2x in scale.
+
+    Example::
+
+        >>> import torch
+        >>> torch.manual_seed(0) is not None
+        True
+        >>> train = torch.randn(64, 1, 8, 8)
+        >>> split_shift(train, torch.randn(64, 1, 8, 8))
+        {}
+        >>> raw = split_shift(train, 0.3 * torch.rand(64, 1, 8, 8))
+        >>> raw["channel"], raw["scale_ratio"] > SHIFT_SCALE
+        (0.0, True)
+    """
+    if train.dim() < 2 or val.dim() < 2 or train.shape[1] != val.shape[1]:
+        return {}
+    (t_mean, t_std), (v_mean, v_std) = channel_stats(train), channel_stats(val)
+    rows = zip(t_mean.tolist(), t_std.tolist(), v_mean.tolist(), v_std.tolist(), strict=True)
+    return _worst([_channel_shift(*row) for row in rows])
+
+
+def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:
+    """Whether the steps' code hands the first layer training and val images differently.
+
+    Each split's step is read as a per-channel scale and shift (the layer's statistics
+    against the batch's own): ``validation_step``'s applied to the training batch's images
+    gives what the model would meet in validation for those very images, compared with
+    what it met in training by ``split_shift``'s bars. Comparing the same images, the
+    classes in either batch do not matter. ``{}``: alike; the figures add the two steps'
+    scales (``train_scale``, ``val_scale``) and shifts (``train_offset``, ``val_offset``).
+    """
+    if len({t.numel() for t in (*train, *val)}) != 1:
+        return {}
+    channels = []
+    for row in zip(*(t.float().tolist() for t in (*train, *val)), strict=True):
+        (tb_mean, tb_std, tl_mean, tl_std, vb_mean, vb_std, vl_mean, vl_std) = row
+        if min(tb_std, vb_std) < _FLAT:  # a constant channel: no scale to read
+            channels.append((0.0, {}))
+            continue
+        t_scale, v_scale = tl_std / tb_std, vl_std / vb_std
+        t_offset, v_offset = tl_mean - t_scale * tb_mean, vl_mean - v_scale * vb_mean
+        badness, figures = _channel_shift(tl_mean, tl_std, v_scale * tb_mean + v_offset,
+                                          v_scale * tb_std)  # fmt: skip
+        figures |= {"train_scale": t_scale, "val_scale": v_scale, "train_offset": t_offset,
+                    "val_offset": v_offset}  # fmt: skip
+        channels.append((badness, figures))
+    return _worst(channels)

@@ -1,0 +1,121 @@
+"""What the steps' own code does to the images: a part of ``OverfittingMonitor``.
+
+The probes read images from the datasets, so a normalisation written in
+``training_step`` only (``x = (x - mean) / std`` there, raw images in ``validation_step``)
+leaves them alike: a BatchNorm net at 83% val accuracy (97% normalised in both steps) was
+told as a BatchNorm mismatch, whose remedies fix nothing, and a net without BatchNorm
+logged a val loss 4x its own in silence. ``StepInputs`` reads one batch of each split, once per
+fit: the batch's images as Lightning hands them to the step and what the model's first
+convolution receives of them (a tap on that layer for the one batch, removed at the
+batch's end; probe passes skipped), compared by ``core.input_shift.step_shift``. The
+result stands in for the probes' comparison where that finds nothing (``run_data.py``),
+and the rule ``split_inputs.inputs_differ`` tells it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from torch import Tensor, nn
+
+from lightning_cnnviz.core.capture import in_probe_pass, tap_forward
+from lightning_cnnviz.core.input_shift import StepInput, step_input, step_shift
+from lightning_cnnviz.core.items import split_sample
+from lightning_cnnviz.core.selection import is_compiled, unwrap_model
+
+__all__ = ["StepInputs", "first_convolution"]
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def first_convolution(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]:
+    """The model's first convolution, where it takes ``channels`` channels, or why none.
+
+    None where a dropout or an augmentation module comes first: it changes the images in
+    training only, by design.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+        >>> first_convolution(net, 3)[0] is net[0]
+        True
+        >>> first_convolution(nn.Sequential(nn.Dropout(0.2), *net), 3)[1]
+        'its first layer is a training-only `Dropout`'
+    """
+    for module in model.modules():
+        name = type(module).__name__
+        if isinstance(module, nn.modules.dropout._DropoutNd) or "augment" in (
+            type(module).__module__.lower()
+        ):
+            return None, f"its first layer is a training-only `{name}`"
+        if isinstance(module, _CONV):
+            if module.in_channels != channels:
+                taken = module.in_channels
+                return None, f"its first convolution takes {taken} channels, not {channels}"
+            return module, ""
+    return None, "it has no convolution"
+
+
+class StepInputs:
+    """The first layer's input in one training and one validation batch (a part of the monitor).
+
+    The monitor's batch hooks call ``_tap_batch`` at a batch's start and ``_remove_tap`` at
+    its end, an exception or teardown. Uses the monitor's ``disabled``; keeps ``_steps`` (a
+    ``StepInput`` per split), ``_step_tap`` (the handle while a batch runs) and
+    ``_step_why`` (why none can be read).
+    """
+
+    disabled: bool
+    _steps: dict[str, StepInput]
+    _step_tap: Any
+    _step_why: str
+
+    def _reset_steps(self) -> None:
+        self._remove_tap()
+        self._steps, self._step_why = {}, ""
+
+    def _tap_batch(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, split: str
+    ) -> None:
+        """Tap the first convolution for this batch, where its split is not read yet."""
+        if split in self._steps or self._step_why or self.disabled or trainer.state.fn != "fit":
+            return
+        try:
+            images = split_sample(batch)[0]
+        except TypeError:
+            self._step_why = "the batches hold no image tensor it can find"
+            return
+        model = unwrap_model(pl_module)
+        layer, why = (None, "it runs through torch.compile") if is_compiled(model) else (None, "")
+        if not why:
+            if images.dim() < 3 or not images.is_floating_point():
+                why = "its inputs are not float images"
+            else:
+                layer, why = first_convolution(model, images.shape[1])
+        if layer is None:
+            self._step_why = f"the model's first layer cannot be read: {why}"
+            return
+
+        def read(args: tuple[Any, ...], _output: Any) -> None:
+            x = args[0] if args else None
+            if split in self._steps or in_probe_pass() or not isinstance(x, Tensor):
+                return
+            if x.dim() == images.dim() and x.shape[1] == images.shape[1]:
+                with torch.no_grad():
+                    self._steps[split] = step_input(images, x)
+
+        self._step_tap = tap_forward(layer, read)
+
+    def _remove_tap(self) -> None:
+        if getattr(self, "_step_tap", None) is not None:
+            self._step_tap.remove()
+        self._step_tap = None
+
+    def _step_shift(self) -> dict[str, float]:
+        """How the steps' code hands the first layer the two splits' images (``{}``: alike)."""
+        if "train" not in self._steps or "val" not in self._steps:
+            return {}
+        found = step_shift(self._steps["train"], self._steps["val"])
+        return {**found, "in_steps": 1.0} if found else {}

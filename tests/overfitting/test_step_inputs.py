@@ -1,0 +1,95 @@
+"""Images the steps' own code preprocesses differently: the comparison, the layer, a run."""
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.core.input_shift import step_input, step_shift
+from lightning_cnnviz.overfitting.step_inputs import first_convolution
+from tests.overfitting.runs import fit_monitor
+from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.test_split_inputs import pictures
+from tests.tb import events, texts
+
+MEAN, STD = 0.13, 0.31
+
+
+def test_step_shift_found_for_a_normalisation_in_one_step_only():
+    x, other = pictures(64), pictures(64, seed=1)
+    train = step_input(x, (x - MEAN) / STD)
+    found = step_shift(train, step_input(other, other))  # validation_step leaves them raw
+    assert found["scale_ratio"] > 2
+    assert abs(found["train_scale"] - 1 / STD) < 0.01 and abs(found["val_scale"] - 1) < 1e-4
+    assert abs(found["train_offset"] + MEAN / STD) < 0.01 and abs(found["val_offset"]) < 1e-4
+    # the other way round, and a validation_step normalising with other constants
+    assert step_shift(step_input(x, x), step_input(other, (other - MEAN) / STD))
+    assert step_shift(train, step_input(other, (other - 0.5) / 0.5))
+
+
+def test_step_shift_quiet_for_the_same_transform_or_augmentation_on_other_classes():
+    x, other = pictures(64), pictures(64, seed=1)
+    dark = 0.2 * other  # a val batch of one dark class: its own statistics differ
+    assert step_shift(step_input(x, (x - MEAN) / STD), step_input(dark, (dark - MEAN) / STD)) == {}
+    flipped = ((x - MEAN) / STD).flip(-1) + 0.1 * torch.randn_like(x)  # augmented in the step
+    assert step_shift(step_input(x, flipped), step_input(other, (other - MEAN) / STD)) == {}
+    flat = torch.zeros(64, 3, 16, 16)  # a constant channel: no scale to read, nothing said
+    assert step_shift(step_input(flat, flat), step_input(flat, flat)) == {}
+
+
+def test_first_convolution_skips_training_only_layers_and_other_channels():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+    assert first_convolution(net, 3) == (net[0], "")
+    layer, why = first_convolution(net, 1)
+    assert layer is None and "takes 3 channels, not 1" in why
+    layer, why = first_convolution(nn.Sequential(nn.Dropout2d(0.2), *net), 3)
+    assert layer is None and "`Dropout2d`" in why
+    assert first_convolution(nn.Sequential(nn.Conv3d(1, 2, 3)), 1)[1] == ""
+
+
+class StepNormalised(Net):
+    """Normalises in ``training_step``; ``validation_step`` too where ``both``."""
+
+    def __init__(self, net, lr, both):
+        super().__init__(net, lr)
+        self.both = both
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self._step(((x - MEAN) / STD, y), "train")
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self._step(((x - MEAN) / STD if self.both else x, y), "val")
+
+
+def _run(tmp_path, both):
+    torch.manual_seed(0)
+    x, y = pictures(128), torch.arange(128) % 2
+    x[y == 1, 1] += 0.5  # class 1 greener
+    val_x, val_y = pictures(128, seed=1), torch.arange(128) % 2
+    val_x[val_y == 1, 1] += 0.5
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.LazyLinear(2))  # fmt: skip
+    train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    val = DataLoader(TensorDataset(val_x, val_y), batch_size=32)
+    trainer, said = fit_monitor(tmp_path, StepNormalised(net, 0.01, both), train, val, epochs=2)
+    assert sum(hook_count(net).values()) == 0  # the tap lives for one batch only
+    return trainer, said
+
+
+def test_step_inputs_told_in_a_run_normalising_in_training_step_only(tmp_path):
+    trainer, said = _run(tmp_path, both=False)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert (finding.severity, finding.step) == ("problem", 4)  # the first validation
+    assert finding.figures["in_steps"] == 1.0 and finding.figures["scale_ratio"] > 2
+    assert not [f for f in findings_of(trainer) if f.kind == "bn_mismatch"]
+    assert any("by the steps' own code" in m for m in said)
+    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
+    assert "`validation_step` leaves it" in text and "Preprocess in one place" in text
+
+
+def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
+    trainer, _ = _run(tmp_path, both=True)
+    assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
