@@ -4,9 +4,9 @@
 each event it tells once, as findings, the watched layers whose weights stopped changing
 (``frozen_layers``: why, from the weights and the optimisers, and a problem where they
 hold their random initialisation) and the parameters outside them that get a gradient and
-that no optimiser holds (``not_optimised``). The pure rules and texts are in
-``frozen.py``. What it keeps across events (``_still``, ``_steps``, the told flags) is
-saved in checkpoints by the monitor.
+that no optimiser holds (``not_optimised``). The pure rules are in ``frozen.py``, their
+words in ``frozen_words.py``. What it keeps across events (``_still``, ``_steps``, the
+told flags) is saved in checkpoints by the monitor.
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ from lightning_cnnviz.kernels.frozen import (
     SET_UP,
     STILL_EVENTS,
     events_needed,
-    frozen_text,
     param_groups,
     still_layers,
     still_reason,
     unoptimised,
-    unoptimised_text,
     untrained_look,
 )
+from lightning_cnnviz.kernels.frozen_words import frozen_text, unoptimised_text
 
 __all__ = ["FrozenCheck"]
 

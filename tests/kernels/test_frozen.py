@@ -6,7 +6,8 @@ import torch
 import torchvision
 from torch import nn
 
-from lightning_cnnviz.kernels.frozen import frozen_text, neighbour_correlation, untrained_look
+from lightning_cnnviz.kernels.frozen import neighbour_correlation, untrained_look
+from lightning_cnnviz.kernels.frozen_words import frozen_text
 
 
 def _convs(model: nn.Module) -> list[torch.Tensor]:

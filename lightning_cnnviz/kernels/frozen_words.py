@@ -1,0 +1,138 @@
+"""What the frozen-layer findings say: each reason in words, the texts of the two findings.
+
+Nothing here knows about Lightning; the rules that pick the reasons are in ``frozen.py``.
+
+Example::
+
+    >>> frozen_text(["conv1"], {"conv1": "no_grad"}, 2, 20, 60, 1)[:58]
+    'Frozen layers at step 60 (epoch 1): 1 of 2 watched layers '
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = ["ALL_OF_THEM", "REASONS", "frozen_text", "unoptimised_text"]
+
+# Why a layer's weights do not change (``still_reason``), as the finding says it; those in
+# ``SET_UP`` keep them as they are, which a random init makes a problem
+REASONS = {
+    "no_grad": "`requires_grad=False`",
+    "not_optimised": "left out of the optimiser's parameter groups",
+    "lr_zero": "a learning rate of 0",
+    "no_gradient": (
+        "no gradient reaches them (it vanishes on the way down, as through saturated "
+        "sigmoids; or the units after them are silent, as dead ReLUs are; or the loss is "
+        "computed from something detached from them)"
+    ),
+    "no_update": (
+        "no update (left out of the optimiser's parameter groups, a learning rate of 0, or "
+        "no gradient reaching them)"
+    ),
+    "detached": (
+        "no gradient at all (`.grad` stays None after the backward: their output does not "
+        "reach the loss through autograd, cut off by a `.detach()`, `torch.no_grad()` or a "
+        "non-differentiable step in `forward`, or left unused)"
+    ),
+}
+ALL_OF_THEM = {  # the same reason for every layer named, as a clause
+    "no_grad": "their weights have `requires_grad=False`",
+    "not_optimised": "they are left out of the optimiser's parameter groups",
+    "lr_zero": "their learning rate is 0",
+    "no_update": f"they get {REASONS['no_update']}",
+    "detached": f"they get {REASONS['detached']}",
+}
+
+
+def unoptimised_text(names: Sequence[str], step: int, epoch: int) -> str:
+    """The ``not_optimised`` note: which parameters, and what either intent needs.
+
+    Example::
+
+        >>> unoptimised_text(["head.weight", "head.bias"], 60, 0)[:70]
+        'Parameters no optimiser holds at step 60 (epoch 0): `head.weight`, `he'
+    """
+    shown = ", ".join(f"`{n}`" for n in names[:6]) + (
+        f" and {len(names) - 6} more" if len(names) > 6 else ""
+    )
+    return (
+        f"Parameters no optimiser holds at step {step} (epoch {epoch}): {shown}. A backward "
+        "reaches them (they require grad and get a gradient), but no parameter group of "
+        "`configure_optimizers` holds them, so they never change: a layer left at its "
+        "initialisation (held out: a classifier head left out cost 20-26 points of val "
+        "accuracy). A note: if they are meant to stay fixed, set `requires_grad=False` to "
+        "skip their gradient; if not, pass them to the optimiser (`self.parameters()`)."
+    )
+
+
+def frozen_text(
+    names: Sequence[str],
+    reasons: Mapping[str, str],
+    watched: int,
+    since: int,
+    step: int,
+    epoch: int,
+    untrained: float | None = None,
+) -> str:
+    """The finding for ``names`` (of ``watched`` layers) unchanged since step ``since``.
+
+    ``reasons``: each layer's ``still_reason``. ``untrained``: the kernels' neighbour
+    correlation where the layers kept as set up look as initialised (``untrained_look``):
+    a problem, frozen random features; else a note.
+
+    Example::
+
+        >>> why = {"conv1": "no_grad", "conv2": "lr_zero"}
+        >>> frozen_text(["conv1", "conv2"], why, 3, 20, 60, 1).split("; ", 1)[1][:62]
+        '`conv1`: `requires_grad=False`; `conv2`: a learning rate of 0.'
+    """
+    shown = ", ".join(f"`{n}`" for n in names[:8]) + (
+        f" and {len(names) - 8} more" if len(names) > 8 else ""
+    )
+    kinds = list(dict.fromkeys(reasons[n] for n in names))
+    if len(kinds) == 1:
+        why = ALL_OF_THEM.get(kinds[0], REASONS[kinds[0]])
+    else:
+        why = "; ".join(
+            ", ".join(f"`{n}`" for n in names if reasons[n] == kind) + f": {REASONS[kind]}"
+            for kind in kinds
+        )
+    head = (
+        f"Frozen layers at step {step} (epoch {epoch}): {len(names)} of {watched} watched "
+        f"layers have not changed at all since step {since}: {shown}; {why}."
+    )
+    if untrained is None and "no_gradient" in kinds:
+        return (
+            f"{head} A note: no optimiser setting keeps them; they follow from what stops "
+            "the gradient (see `vanishing_gradients`, `dead_units`), which is the thing to fix."
+        )
+    if untrained is not None:
+        return (
+            f"{head} Their kernels look untrained: neighbouring taps are uncorrelated "
+            f"(|r| = {abs(untrained):.2f}; trained kernels read 0.3 or more), as a random "
+            "initialisation leaves them. Layers frozen without pretrained weights compute "
+            "fixed random features, and only the layers after them learn. Load the pretrained "
+            'weights before freezing (torchvision `weights="DEFAULT"`, timm '
+            f"`pretrained=True`, or your checkpoint), or {_unfreeze(kinds)}."
+        )
+    if set(kinds) == {"lr_zero"}:  # a schedule at 0 freezes the whole run, not a backbone
+        return (
+            f"{head} A note: a learning rate of 0 stops every layer it applies to; if a "
+            "scheduler took it there, check its schedule (a `LambdaLR` factor of 0, a decay "
+            "that reaches 0 before the run ends)."
+        )
+    return (
+        f"{head} A note: right when you freeze a backbone on purpose; if not, {_unfreeze(kinds)}."
+    )
+
+
+def _unfreeze(kinds: Sequence[str]) -> str:
+    """What lets the layers train again, for their ``still_reason`` s."""
+    train = "set `requires_grad=True` and pass their parameters to the optimiser in "
+    train += "`configure_optimizers`"
+    if "lr_zero" in kinds:
+        train += ", with a learning rate above 0"
+    if "detached" not in kinds:
+        return train
+    cut = "remove the `.detach()` or `torch.no_grad()` that cuts their output off from the loss"
+    return cut if set(kinds) == {"detached"} else f"{train}; {cut}"
