@@ -28,17 +28,22 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "NEARLY_STILL",
     "SET_UP",
     "STILL_EVENTS",
+    "TINY_LR",
     "events_needed",
     "param_groups",
     "still_layers",
     "still_reason",
+    "tiny_rate",
     "unoptimised",
     "untrained_look",
 ]
 
 STILL_EVENTS = 2  # events in a row without any change: one could be a learning rate at 0
+TINY_LR = 1e-3  # a group's learning rate this far below the optimisers' largest keeps it still
+NEARLY_STILL = 1e-3  # relative change a log under which a layer at such a rate counts as still
 # Neighbouring taps of a trained kernel are alike (smooth filters): the pooled correlation
 # read 0.35-0.6 in every conv layer of a small CNN after 300 steps on MNIST (Adam, SGD);
 # at initialisation (torchvision resnet18, vgg11, densenet121, mobilenet_v3; timm
@@ -48,7 +53,10 @@ MIN_PAIRS = 900  # pairs enough that chance correlations stay within 0.1 (3 stan
 
 
 def still_layers(
-    counts: dict[str, int], changes: Mapping[str, float], fixed: Collection[str] = ()
+    counts: dict[str, int],
+    changes: Mapping[str, float],
+    fixed: Collection[str] = (),
+    nearly: Collection[str] = (),
 ) -> list[str]:
     """The layers that just reached their count of events in a row without change.
 
@@ -56,12 +64,14 @@ def still_layers(
     the fact is known, one unchanged event confirms nothing else moves them). Told a log
     earlier, a frozen random backbone is named before the problems that follow from it
     (a frozen plain CNN's head lost 43% of its units at the log that confirmed it).
-    ``counts`` (events in a row without change, per layer) is updated in place; a layer
-    that moves starts again from 0.
+    The ``nearly`` layers (a learning rate ``TINY_LR`` of the largest or less:
+    ``tiny_rate``) count as unchanged below ``NEARLY_STILL``. ``counts`` (events in a row
+    without change, per layer) is updated in place; a layer that moves starts again from 0.
     """
     reached = []
     for name, change in changes.items():
-        counts[name] = counts.get(name, 0) + 1 if change == 0.0 else 0
+        still = change == 0.0 or (name in nearly and change < NEARLY_STILL)
+        counts[name] = counts.get(name, 0) + 1 if still else 0
         if counts[name] == events_needed(name, fixed):
             reached.append(name)
     return reached
@@ -70,6 +80,30 @@ def still_layers(
 def events_needed(name: str, fixed: Collection[str]) -> int:
     """Unchanged events in a row that make ``name`` still: 1 if ``fixed``, else ``STILL_EVENTS``."""
     return 1 if name in fixed else STILL_EVENTS
+
+
+def tiny_rate(weight: Tensor, groups: Sequence[Mapping[str, Any]] | None) -> float | None:
+    """``weight``'s learning rate over the optimisers' largest, where ``TINY_LR`` or less.
+
+    ``None`` where it is 0 (``lr_zero``), larger, or not known. A random-init backbone's
+    group at 1e-7 beside a head at 1e-3 moved its kernels 1e-5 of their size a log and
+    stayed as initialised: frozen in all but name.
+
+    Example::
+
+        >>> w, head = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+        >>> groups = [{"params": [w], "lr": 1e-7}, {"params": [head], "lr": 1e-3}]
+        >>> round(tiny_rate(w, groups), 6), tiny_rate(head, groups)
+        (0.0001, None)
+    """
+    if groups is None:
+        return None
+    rates = [float(g.get("lr", 0.0)) for g in groups]
+    held = [r for g, r in zip(groups, rates, strict=True) if any(p is weight for p in g["params"])]
+    top = max(rates, default=0.0)
+    if not held or top <= 0 or not 0 < max(held) <= TINY_LR * top:
+        return None
+    return max(held) / top
 
 
 def param_groups(
@@ -158,7 +192,7 @@ def untrained_look(weights: Sequence[Tensor]) -> float | None:
 # problem (a learning rate of 0 too: a backbone's group at 0 from the start left its convs
 # at their random init, 79% val against 96.5%; a schedule that reaches 0 late leaves
 # trained kernels, which the untrained look tells apart)
-SET_UP = ("no_grad", "not_optimised", "detached", "lr_zero")
+SET_UP = ("no_grad", "not_optimised", "detached", "lr_zero", "lr_tiny")
 
 
 def still_reason(
@@ -192,4 +226,6 @@ def still_reason(
         return "not_optimised"
     if all(g.get("lr", 1.0) == 0 for g in held):
         return "lr_zero"
+    if tiny_rate(weight, groups) is not None:
+        return "lr_tiny"
     return "detached" if grads_kept and weight.grad is None else "no_gradient"

@@ -25,6 +25,7 @@ from lightning_cnnviz.kernels.frozen import (
     param_groups,
     still_layers,
     still_reason,
+    tiny_rate,
     unoptimised,
     untrained_look,
 )
@@ -75,11 +76,13 @@ class FrozenCheck:
         changes = {n: scalars[t] for n in self.selected
                    if (t := self.tag(n, "relative_change")) in scalars}  # fmt: skip
         fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
-        if not still_layers(self._still, changes, fixed) or self._frozen_told:
+        module = trainer.lightning_module
+        groups = None if module is None else param_groups(trainer.optimizers, module.parameters())
+        nearly = {n for n, m in self.selected.items() if tiny_rate(m.weight, groups)}
+        if not still_layers(self._still, changes, fixed, nearly) or self._frozen_told:
             return
         self._frozen_told = True
         names = [n for n in self.selected if self._still.get(n, 0) >= events_needed(n, fixed)]
-        groups = param_groups(trainer.optimizers, trainer.lightning_module.parameters())
         kept_grads = any(p.grad is not None for p in trainer.lightning_module.parameters())
         reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)

@@ -20,6 +20,7 @@ REASONS = {
     "no_grad": "`requires_grad=False`",
     "not_optimised": "left out of the optimiser's parameter groups",
     "lr_zero": "a learning rate of 0",
+    "lr_tiny": "a learning rate 1,000x or more below the optimiser's largest",
     "no_gradient": (
         "no gradient reaches them (it vanishes on the way down, as through saturated "
         "sigmoids; or the units after them are silent, as dead ReLUs are; or the loss is "
@@ -39,6 +40,7 @@ ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "no_grad": "their weights have `requires_grad=False`",
     "not_optimised": "they are left out of the optimiser's parameter groups",
     "lr_zero": "their learning rate is 0",
+    "lr_tiny": "their learning rate is 1,000x or more below the optimiser's largest",
     "no_update": f"they get {REASONS['no_update']}",
     "detached": f"they get {REASONS['detached']}",
 }
@@ -97,9 +99,10 @@ def frozen_text(
             ", ".join(f"`{n}`" for n in names if reasons[n] == kind) + f": {REASONS[kind]}"
             for kind in kinds
         )
+    moved = "barely changed (under 0.1% a log)" if "lr_tiny" in kinds else "not changed at all"
     head = (
         f"Frozen layers at step {step} (epoch {epoch}): {len(names)} of {watched} watched "
-        f"layers have not changed at all since step {since}: {shown}; {why}."
+        f"layers have {moved} since step {since}: {shown}; {why}."
     )
     if untrained is None and "no_gradient" in kinds:
         return (
@@ -121,6 +124,11 @@ def frozen_text(
             "scheduler took it there, check its schedule (a `LambdaLR` factor of 0, a decay "
             "that reaches 0 before the run ends)."
         )
+    if set(kinds) == {"lr_tiny"}:  # a pretrained backbone fine-tuned gently: its choice
+        return (
+            f"{head} A note: right for pretrained layers meant to stay nearly fixed; if not, "
+            f"{_unfreeze(kinds)}."
+        )
     return (
         f"{head} A note: right when you freeze a backbone on purpose; if not, {_unfreeze(kinds)}."
     )
@@ -128,8 +136,13 @@ def frozen_text(
 
 def _unfreeze(kinds: Sequence[str]) -> str:
     """What lets the layers train again, for their ``still_reason`` s."""
+    tiny = "give their parameter group a learning rate near the others'"
+    if set(kinds) == {"lr_tiny"}:
+        return tiny
     train = "set `requires_grad=True` and pass their parameters to the optimiser in "
     train += "`configure_optimizers`"
+    if "lr_tiny" in kinds:
+        train += f"; {tiny}"
     if "lr_zero" in kinds:
         train += ", with a learning rate above 0"
     if "detached" not in kinds:

@@ -6,7 +6,13 @@ import torch
 import torchvision
 from torch import nn
 
-from lightning_cnnviz.kernels.frozen import neighbour_correlation, untrained_look
+from lightning_cnnviz.kernels.frozen import (
+    neighbour_correlation,
+    still_layers,
+    still_reason,
+    tiny_rate,
+    untrained_look,
+)
 from lightning_cnnviz.kernels.frozen_words import frozen_text
 
 
@@ -55,3 +61,25 @@ def test_frozen_text_a_rate_at_zero_points_at_the_schedule_not_requires_grad():
         ["conv1", "conv2"], {"conv1": "lr_zero", "conv2": "no_grad"}, 2, 50, 150, 3, None
     )
     assert "with a learning rate above 0" in mixed
+
+
+def test_frozen_tiny_rate_counts_a_barely_moving_layer_as_still():
+    backbone, head = nn.Conv2d(1, 4, 3), nn.Linear(4, 2)
+    groups = [{"params": [backbone.weight], "lr": 1e-7}, {"params": [head.weight], "lr": 1e-3}]
+    assert tiny_rate(backbone.weight, groups) == pytest.approx(1e-4)
+    assert tiny_rate(head.weight, groups) is None
+    assert still_reason(backbone.weight, groups) == "lr_tiny"
+    groups[0]["lr"] = 1e-5  # 100x below: fine-tuning gently, not frozen
+    assert tiny_rate(backbone.weight, groups) is None
+    counts = {}
+    seen = [still_layers(counts, {"conv": 2e-5}, nearly={"conv"}) for _ in range(2)]
+    assert seen == [[], ["conv"]]
+    assert still_layers({}, {"conv": 2e-5}) == []  # at the usual rate it moves
+    assert [still_layers(counts, {"conv": 5e-3}, nearly={"conv"})] == [[]] and counts["conv"] == 0
+
+
+def test_frozen_text_a_tiny_rate_says_barely_and_names_the_group():
+    text = frozen_text(["conv1"], {"conv1": "lr_tiny"}, 2, 50, 150, 3, None)
+    assert "barely changed (under 0.1% a log)" in text
+    assert "right for pretrained layers meant to stay nearly fixed" in text
+    assert "requires_grad" not in text

@@ -448,6 +448,39 @@ def test_kernels_parameters_no_optimiser_holds_are_a_note_naming_them(tmp_path):
         assert "not_optimised" not in {f.kind for f in findings_of(trainer)}
 
 
+class SlowBackbone(WideNet):
+    """WideNet whose convs sit in a parameter group at ``ratio`` of the head's rate (Adam)."""
+
+    def __init__(self, ratio: float) -> None:
+        super().__init__(lr=1e-3)
+        self.ratio = ratio
+
+    def configure_optimizers(self):
+        convs = [*self.conv1.parameters(), *self.conv2.parameters()]
+        groups = [{"params": convs, "lr": self.lr * self.ratio}, {"params": self.fc.parameters()}]
+        return torch.optim.Adam(groups, lr=self.lr)
+
+
+def test_kernels_frozen_layers_at_a_tiny_rate_are_a_problem_at_random_init(tmp_path):
+    # held out: a random-init backbone's group at 1e-7 beside a head at 1e-3 (Adam) moved
+    # its kernels ~1e-5 of their size a log, 79% val vs 96.5%, and nothing was said
+    with pytest.warns(UserWarning, match="Their kernels look untrained"):
+        _, trainer, acc = run(
+            tmp_path / "tiny", KernelMonitor(every_n_steps=2), SlowBackbone(1e-4), steps=8
+        )
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "problem" and found.step == 6
+    assert "barely changed" in found.message and "1,000x or more below" in found.message
+    assert "a learning rate near the others'" in found.message
+    change = [e.value for e in acc.Scalars("kernels/conv1/relative_change")]
+    assert 0 < max(change) < 1e-3  # moving, but all but still
+    # 100x below the head: a gentle fine-tuning rate, whose kernels move; quiet
+    _, trainer, _ = run(
+        tmp_path / "gentle", KernelMonitor(every_n_steps=2), SlowBackbone(1e-2), steps=8
+    )
+    assert "frozen_layers" not in {f.kind for f in findings_of(trainer)}
+
+
 class DeadAfterConvs(WideNet):
     """WideNet whose last conv's ReLU is silenced (bias -100): no gradient reaches the convs."""
 
