@@ -86,8 +86,8 @@ def tiny_rate(weight: Tensor, groups: Sequence[Mapping[str, Any]] | None) -> flo
     """``weight``'s learning rate over the optimisers' largest, where ``TINY_LR`` or less.
 
     ``None`` where it is 0 (``lr_zero``), larger, or not known. A random-init backbone's
-    group at 1e-7 beside a head at 1e-3 moved its kernels 1e-5 of their size a log and
-    stayed as initialised: frozen in all but name.
+    group at 1e-7 beside a head at 1e-3 moved its kernels 1e-5 to 1e-4 of their size a
+    log and stayed as initialised: frozen in all but name.
 
     Example::
 
