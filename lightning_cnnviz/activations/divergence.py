@@ -58,6 +58,10 @@ LOST_SHARE = 0.5
 JUMP = 10.0  # one step's loss 10x where it started: no batch is that much harder
 LATE = 0.5  # the smoothed loss before a spike at most half its start: a late spike
 RISEN = 1.25  # the smoothed loss this far over its best: on its way up to a divergence
+# the smoothed loss before a NaN at most this share of its start, steady: learning, and one
+# batch turned it (held out: a NaN pixel in the batch at step 15, the loss falling, was told
+# as updates too large); a model at chance under a rate far too high never gets there
+FALLEN = 0.8
 UNLEARNT = 0.9  # a smoothed loss never below 0.9x its start: nothing learnt (``recovered``'s)
 
 
@@ -81,7 +85,8 @@ def sudden(series: Sequence[tuple[int, float]], at: int) -> tuple[int, float] | 
 
     At step ``at`` the loss turned non-finite, or jumped past ``JUMP`` x the start
     (``is_jump``). Learnt: the median of the last ``SMOOTH`` finite losses before it at
-    most ``LATE`` x the start; steady: that median not above the level of the ``SPREAD``
+    most ``LATE`` x the start (``FALLEN`` x before a NaN or Inf, which no update of a
+    learning model brings in one step); steady: that median not above the level of the ``SPREAD``
     losses before them by both ``RISEN`` x and ``NOISE`` x their ``scatter`` (no rise
     to it: a batch's loss under SGD wanders 0.03-0.26 about 0.12, so the lowest median
     of 5 is no level to rise from). A model stuck at chance under a rate far too high
@@ -101,7 +106,8 @@ def sudden(series: Sequence[tuple[int, float]], at: int) -> tuple[int, float] | 
         return None
     values = [v for _, v in finite]
     before = statistics.median(values[-SMOOTH:])
-    if before > LATE * values[0]:
+    blown = next((v for s, v in series if s == at), math.nan)
+    if before > (LATE if math.isfinite(blown) else FALLEN) * values[0]:
         return None
     earlier = values[-SPREAD - SMOOTH : -SMOOTH]
     if len(earlier) >= SMOOTH:

@@ -144,7 +144,8 @@ class DivergenceReview:
             first_activations=bad_sites[0] if bad_sites else None,
             first_grads=grads, died=died, level=level,
             cause=divergence_cause(at_once, rates, start, self.loss_scale,  # type: ignore[arg-type]
-                                   self._jump(spike[0] if spike is not None else nonfinite)),
+                                   self._jump(spike[0] if spike is not None else nonfinite),
+                                   first=nonfinite == 0),
         )  # fmt: skip
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:

@@ -44,15 +44,17 @@ INIT_REMEDIES = (
     "layers between layers; then, if it still diverges, a lower learning rate (10x) or "
     "gradient clipping (Trainer(gradient_clip_val=1.0))"
 )
-# One step from a learnt, steady loss to NaN/Inf: one batch or one operation, not a rate.
-SUDDEN_REMEDIES = (
+# A NaN/Inf from the data or the loss itself: the batch and the operation to check.
+DATA_REMEDIES = (
     "check the training items for NaN/Inf or wild values (`torch.isfinite(x).all()`, "
     "`x.abs().max()` on the batch of that step; a corrupt file, a division by a zero std in "
     "a transform); guard the loss against "
     "log(0) and division by zero (clamp probabilities, add an epsilon); "
     "`torch.autograd.set_detect_anomaly(True)` names the operation; under 16-bit precision use "
-    "bf16 or keep the loss scaler; only if the data is clean, lower the learning rate"
+    "bf16 or keep the loss scaler"
 )
+# One step from a learnt, steady loss to NaN/Inf: one batch or one operation, not a rate.
+SUDDEN_REMEDIES = f"{DATA_REMEDIES}; only if the data is clean, lower the learning rate"
 RAISED = 3.0  # the rate at the divergence this many times its first: a schedule raised it
 
 
@@ -189,8 +191,13 @@ def divergence_cause(
     start: tuple[float, int] | None = None,
     scale: float | None = None,
     jump: tuple[int, float, int, float] | None = None,
+    first: bool = False,
 ) -> str:
     """Why it diverged and what to try, from what came before.
+
+    ``first``: the loss was non-finite at step 0, before any update: the data or the loss,
+    never the rate (held out: a few NaN pixels in the training images were told as
+    "the updates are too large ... lower the learning rate").
 
     ``sudden``: ``(the step, the loss just before)`` where a learnt, steady loss turned
     non-finite or blew up in one step (a batch or an operation, not the rate), else ``None``.
@@ -216,6 +223,14 @@ def divergence_cause(
         >>> divergence_cause((98, 0.11), None, jump=(80, 1e-5, 100, 2.0))[:67]
         'The learning rate jumped from 1e-05 (step 80) to 2 (step 100) just '
     """
+    if first:
+        return (
+            "The loss was already NaN/Inf at step 0, before any update, so no learning rate "
+            "or update did it: the first batch or the loss computed on it holds it (a NaN/Inf "
+            "in an input or a label, log(0) or a division by zero in the loss, a weight "
+            "initialised to NaN). "
+            f"Try: {DATA_REMEDIES}."
+        )
     if jump is not None:
         a, before, b, after = jump
         return (

@@ -123,7 +123,7 @@ class LoopTap(StepInputs):
         finally:  # counted in the evaluation this validation brings (``loop``, ``total``)
             self._loop.seconds += time.perf_counter() - start
         spread = repeat_spread(first, second)
-        if spread < REPEAT_SPREAD:
+        if not spread >= REPEAT_SPREAD:  # NaN logits (a diverged model) compare as nothing
             return
         message = stochastic_text(spread, trainer.global_step)
         report(trainer, Finding(self.section, "train_mode_in_validation", trainer.global_step,

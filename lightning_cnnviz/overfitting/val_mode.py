@@ -115,13 +115,22 @@ largest: something random runs in ``forward`` outside the modules' training flag
 def repeat_spread(first: Tensor, second: Tensor) -> float:
     """The largest difference of two passes' logits, as a share of the largest logit.
 
+    Over the entries finite in both (NaN where none is: a diverged model compares as
+    nothing, never as random).
+
     Example::
 
         >>> import torch
         >>> a = torch.tensor([[2.0, -1.0]])
         >>> repeat_spread(a, a), repeat_spread(a, torch.tensor([[1.0, -1.0]]))
         (0.0, 0.5)
+        >>> repeat_spread(torch.tensor([[float("nan"), 1.0]]), torch.tensor([[float("nan"), 1.0]]))
+        0.0
     """
+    finite = first.isfinite() & second.isfinite()
+    if not bool(finite.any()):
+        return float("nan")
+    first, second = first[finite], second[finite]
     scale = float(first.abs().max().clamp_min(1e-12))
     return float((first - second).abs().max()) / scale
 

@@ -272,7 +272,9 @@ def test_activations_nonfinite_one_warning_finite_images(tmp_path):
     assert diverged.severity == "problem" and diverged.step == 2
     assert diverged.figures["first_nonfinite_step"] == 0  # the first batch's step, as logged
     assert diverged.figures["first_nonfinite_layer"] == "relu1"
-    assert "check the inputs and labels for NaN/Inf" in diverged.message
+    assert "already NaN/Inf at step 0, before any update" in diverged.message
+    assert "check the training items for NaN/Inf" in diverged.message
+    assert "lower the learning rate" not in diverged.message  # no update did it
     assert scalars(tmp_path, "activations/relu1/nonfinite")[2] > 0
     assert len(events(tmp_path).Images("activations/relu1/dead_strip")) == 4
 

@@ -665,3 +665,16 @@ def test_weight_decay_too_strong_while_the_loss_sits_at_its_start():
     assert review((5e-5, 5e-4), flat) == []  # usual SGD decay: not the cause
     falling = [2.3 * math.exp(-s / 15) + 0.1 for s in range(40)]
     assert review((0.015, 0.3), falling) == []  # learning despite it: quiet
+
+
+def test_divergence_nan_at_step_zero_names_the_data_not_the_rate():
+    # held out: a few NaN pixels in the training images gave a NaN loss at step 0, before
+    # any update, told as "the updates are too large ... lower the learning rate (10x)"
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for s in range(4):
+        diagnosis.loss.add(s, torch.tensor(math.nan))
+    (verdict,) = diagnosis.review(6, 0, {}, {}, [], lambda: ["conv1.weight"], lr=1e-3)
+    assert verdict.figures["first_nonfinite_step"] == 0
+    assert "already NaN/Inf at step 0, before any update" in verdict.message
+    assert "Try: check the training items for NaN/Inf" in verdict.message
+    assert "overshoots" not in verdict.message and "lower the learning rate" not in verdict.message
