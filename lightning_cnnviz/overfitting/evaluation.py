@@ -95,6 +95,7 @@ class Evaluation:
     ignored_val_share: float | None = None
     missing: list[int] | None = None
     taken_val_share: float | None = None
+    over_classes: int | None = None  # classes over 1.5x their val probe share in training
     split_classes: list[int] | None = None
     split_taken: list[int] | None = None
     input_shift: dict[str, float] | None = None

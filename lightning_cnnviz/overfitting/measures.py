@@ -238,7 +238,9 @@ class Measures:
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
                         run_share=share, **host, **dataclasses.asdict(settings),
                         **left_out, **counted)  # fmt: skip
-        if not self.plan.train and passes.cites_train(self.detector.dry_run(ev)):
+        # a finding that cites the train probe, or a common class left out (is it taught?)
+        cites = imbalance.wants_train_loss(ev) or passes.cites_train(self.detector.dry_run(ev))
+        if not self.plan.train and cites:
             train = self._logits(trainer, pl_module, "train", sizes["train"])
             ev = dataclasses.replace(ev, **self._host({"train": train}, cut))
             self.plan = dataclasses.replace(self.plan, train=True)

@@ -15,6 +15,7 @@ from lightning_cnnviz.overfitting.imbalance import (
     ignored_classes,
     leaves_out,
     probe_figures,
+    wants_train_loss,
 )
 from lightning_cnnviz.overfitting.remedies import remedies
 from tests.overfitting.runs import fit_monitor, one_hot_set
@@ -254,9 +255,19 @@ UNWEIGHTED[3] = [0, 0, 1, 0, 0, 9, 0, 0, 5, 0]
 EVEN = torch.full((10,), 0.1)
 
 
+# the loss returned leaves class 3 out: 0.1, while the model's own on the training probe
+# (class 3 wrong there too) reads 0.9
+UNWEIGHTED_LOSS = dict(returned_loss=0.1, probe_loss_train=0.9)
+
+
 def test_imbalance_a_common_class_left_out_while_the_others_are_learnt_has_no_weight():
-    evs = [ev(s, confusion=UNWEIGHTED, shares=EVEN) for s in (94, 188, 282)]
+    evs = [ev(s, confusion=UNWEIGHTED, shares=EVEN, **UNWEIGHTED_LOSS) for s in (94, 188, 282)]
     assert [leaves_out(e) for e in evs] == [True] * 3
+    # the same confusion where the loss counts every image (a class learnt late: a Conv3d
+    # net's class at its third validation, held out), or where the train probe did not run
+    late = ev(94, confusion=UNWEIGHTED, shares=EVEN, returned_loss=0.5, probe_loss_train=0.6)
+    assert leaves_out(late) is False and leaves_out(ev(94, UNWEIGHTED, EVEN)) is False
+    assert wants_train_loss(ev(94, UNWEIGHTED, EVEN)) and not wants_train_loss(late)
     assert evs[0].others_recall_val == pytest.approx(1.0) and evs[0].swapped_val_share == 0
     # the others all but perfect: a problem at once, no class comes that late
     assert class_imbalance(evs[:1]) is None and class_imbalance(evs[:2]).severity == "problem"
@@ -269,7 +280,7 @@ def test_imbalance_a_common_class_left_out_while_the_others_are_learnt_has_no_we
     fair = [row[:] for row in UNWEIGHTED]
     for i in (0, 1, 2, 4):
         fair[i][i], fair[i][(i + 1) % 10] = 9, 6
-    slower = [ev(s, confusion=fair, shares=EVEN) for s in (94, 188, 282)]
+    slower = [ev(s, confusion=fair, shares=EVEN, **UNWEIGHTED_LOSS) for s in (94, 188, 282)]
     assert slower[0].others_recall_val == pytest.approx((4 * 0.6 + 5) / 9)
     note, later = class_imbalance(slower[:2]), class_imbalance(slower)
     assert (note.severity, later.severity) == ("note", "problem")
@@ -284,19 +295,19 @@ def test_imbalance_common_classes_taken_for_each_other_or_learnt_on_train_are_no
     swapped[3] = [0, 0, 0, 15, 0, 0, 0, 0, 0, 0]
     swapped[1], swapped[7] = [0] * 10, [0] * 10
     swapped[1][7], swapped[7][1] = 15, 15
-    e = ev(94, confusion=swapped, shares=EVEN)
+    e = ev(94, confusion=swapped, shares=EVEN, **UNWEIGHTED_LOSS)
     assert e.ignored == [1, 7] and e.swapped_val_share == 1.0 and leaves_out(e) is False
-    split = ev(94, confusion=UNWEIGHTED, shares=EVEN, split_classes=[3])
+    split = ev(94, confusion=UNWEIGHTED, shares=EVEN, split_classes=[3], **UNWEIGHTED_LOSS)
     assert leaves_out(split) is False
     # the others barely learnt (a slow start): not told from a class the loss ignores
     slow = [[5 if j == i else 1 for j in range(10)] for i in range(10)]
     slow[3] = [2, 2, 2, 0, 2, 2, 2, 2, 1, 0]
-    assert leaves_out(ev(94, confusion=slow, shares=EVEN)) is False
+    assert leaves_out(ev(94, confusion=slow, shares=EVEN, **UNWEIGHTED_LOSS)) is False
     # f_bottleneck1 s0: a 1-unit bottleneck predicts 2 of 10 classes: not "a class left out"
     two = [[0] * 10 for _ in range(10)]
     for i in range(10):
         two[i][4 if i % 2 else 6] = 15
-    assert leaves_out(ev(94, confusion=two, shares=EVEN)) is False
+    assert leaves_out(ev(94, confusion=two, shares=EVEN, **UNWEIGHTED_LOSS)) is False
 
 
 def test_imbalance_a_common_class_left_out_waits_while_batchnorm_eval_mode_is_broken():
@@ -307,7 +318,7 @@ def test_imbalance_a_common_class_left_out_waits_while_batchnorm_eval_mode_is_br
     others = [row[:] for row in UNWEIGHTED]
     for i in (0, 2, 4):
         others[i][i], others[i][(i + 1) % 10] = 11, 4
-    evs = [ev(s, confusion=others, shares=EVEN, **broken) for s in (63, 126)]
+    evs = [ev(s, confusion=others, shares=EVEN, **broken, **UNWEIGHTED_LOSS) for s in (63, 126)]
     detector = Detector(patience=2)
     told = [c.verdict.kind for e in evs for c in detector.update(e)]
     assert "class_imbalance" not in told and "bn_mismatch" in told
