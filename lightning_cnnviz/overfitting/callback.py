@@ -161,6 +161,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         self._loop_check: dict[str, float] | None = None  # loop vs own pass (``val_source.py``)
         self._repeat_checked = False  # two eval-mode passes compared (``val_mode.py``)
         self._reset_steps()  # the first layer's inputs in the steps (``step_inputs.py``)
+        self._not_accuracy: set[str] = set()  # logged "accuracies" that are none
 
     @override
     def describe_layers(self) -> str:

@@ -12,6 +12,7 @@ the findings.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,9 @@ from lightning_cnnviz.overfitting.val_source import loop_check
 __all__ = ["Measures", "step_only"]
 
 
+PERCENT = 1.5  # a logged accuracy above this (to 100) is a percentage
+
+
 class Measures:
     """Runs one evaluation's passes and figures (a part of ``OverfittingMonitor``).
 
@@ -60,19 +64,52 @@ class Measures:
     _epoch_end: bool
     _interval: IntervalLoss
     _batch_images: int | None  # images in a training batch (None: none seen yet)
+    _not_accuracy: set[str]  # logged "accuracies" that are none (``_accuracies``)
 
     def _adopt_aliases(self, logged: Mapping[str, Any]) -> None:
-        """Read a default metric name the module logs in other words (``metric_alias``)."""
+        """Read a default metric name the module logs in other words (``metric_alias``).
+
+        Said in one line for all the names adopted at once.
+        """
+        said = []
         for name in sorted(self._aliasable):
             alias = metric_alias(self.keys[name], logged)
             if alias is None:
                 continue
             self._aliasable.discard(name)
-            rank_zero_info(
-                f"{type(self).__name__}: reads `{alias}` for `{self.keys[name]}` (the same "
-                f"metric in other words); pass `{name}_key` to read another."
-            )
+            said.append(f"`{alias}` for `{self.keys[name]}`")
             self.keys[name] = alias
+        if said:
+            rank_zero_info(
+                f"{type(self).__name__}: reads {', '.join(said)} (the same metrics in other "
+                "words); pass `train_loss_key`, `val_loss_key`, `train_acc_key` or "
+                "`val_acc_key` to read others."
+            )
+
+    def _accuracies(self, found: dict[str, Any]) -> None:
+        """Keep the logged accuracies that are accuracies: in 0..1, or a percentage (to 100).
+
+        A metric outside both (R^2 logged as `val_acc` read -0.79) is no accuracy: said once,
+        and left out of the rules for the rest of the fit.
+        """
+        for name in ("train_acc", "val_acc"):
+            value = found.get(name)
+            if value is None or name in self._not_accuracy:
+                found[name] = None
+                continue
+            v = float(value)
+            if not math.isfinite(v) or 0.0 <= v <= PERCENT:  # a hair over 1: rounding, kept
+                continue
+            if PERCENT < v <= 100.0:
+                found[name] = value / 100.0  # a tensor stays one
+                self.warn_once(f"percent/{name}", f"`{self.keys[name]}` reads {v:.4g}: read "
+                               "as a percentage (accuracies are shares of 1 here).")  # fmt: skip
+                continue
+            self._not_accuracy.add(name)
+            found[name] = None
+            self.warn_once(f"accuracy/{name}", f"`{self.keys[name]}` reads {v:.4g}, which no "
+                           "accuracy does: it is left out of the rules (pass `"
+                           f"{name}_key=` the name of the logged accuracy).")  # fmt: skip
 
     def _images(self, trainer: Trainer, split: str) -> int:
         """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
@@ -144,6 +181,7 @@ class Measures:
             n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")
             for n, k in self.keys.items()
         }
+        self._accuracies(found)
         if any(k.endswith("/dataloader_idx_0") for k in logged):  # Lightning's suffix: 2+
             val_key = self.keys["val_loss"]
             self.warn_once("loaders", f"the run has several validation dataloaders: the val "
@@ -163,6 +201,12 @@ class Measures:
         # the screen's train accuracy: the higher of the epoch mean (lags while learning) and
         # the latest step's value (one batch), so that a lag does not hide a mismatch
         seen = {f"seen{e}": pick_metric(logged, key, e) for e in (False, True)}
+        for k, v in seen.items():  # the same reading of the train accuracy as ``found``'s
+            seen[k] = (
+                None
+                if v is None or "train_acc" in self._not_accuracy
+                else (v / 100.0 if PERCENT < float(v) <= 100.0 else v)
+            )
         val = self._loop_logits(trainer)
         if val is not None and self._loop_check is None:  # once a fit: a pass of its own too
             own = self._logits(trainer, pl_module, "val")

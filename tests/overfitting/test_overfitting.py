@@ -341,7 +341,8 @@ def test_overfitting_default_keys_read_under_the_names_the_module_logs(tmp_path,
         "val_acc": "valid/accuracy",
     }
     told = [r.getMessage() for r in caplog.records]
-    assert len([m for m in told if "reads `val_loss` for `val/loss`" in m]) == 1
+    (line,) = [m for m in told if "the same metrics in other words" in m]  # one line for all
+    assert "`val_loss` for `val/loss`" in line and "`valid/accuracy` for `val/acc`" in line
     gap = scalars(events(tmp_path / "tb"), "overfitting/gap_acc")
     assert gap[2] == pytest.approx(0.80 - 0.75, abs=1e-6)  # train - val, from the renamed keys
 
@@ -476,3 +477,30 @@ def test_overfitting_argument_validation(tmp_path, kwargs, message):
         ValueError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")
     ):
         OverfittingMonitor(**kwargs)
+
+
+class OtherScales(Scripted):
+    """Logs its val accuracy ``val_acc(epoch)`` (R^2 for a regression, or percentages)."""
+
+    def __init__(self, val_acc) -> None:
+        super().__init__()
+        self.val_acc = val_acc
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.val_series[self.current_epoch])
+        self.log("val/acc", self.val_acc(self.current_epoch))
+
+
+def test_overfitting_an_accuracy_out_of_range_is_left_out_a_percentage_read(tmp_path):
+    # held out: R^2 logged as `val_acc` (-0.73 -> -0.91) gave "train accuracy 98.8% vs
+    # -79.3% on validation" and a memorisation problem on top of the real finding
+    monitor = OverfittingMonitor(num_samples=4)
+    trainer, said = fit(tmp_path / "r2", monitor, OtherScales(lambda e: -0.7 - 0.03 * e))
+    assert len([m for m in said if "reads -0.7, which no accuracy does" in m]) == 1
+    assert all(e.val_acc is None for e in monitor.detector.history)  # the probe's instead
+    assert "memorisation" not in {f.kind for f in findings_of(trainer)}
+    # a percentage: read as a share of 1, said once
+    monitor = OverfittingMonitor(num_samples=4)
+    _, said = fit(tmp_path / "pct", monitor, OtherScales(lambda e: 75.0))
+    assert [e.val_acc for e in monitor.detector.history] == [pytest.approx(0.75)] * 7
+    assert len([m for m in said if "read as a percentage" in m]) == 1
