@@ -172,7 +172,10 @@ def remedies(v: Verdict) -> list[str]:
         return [
             "**Preprocess in one place**: in the datasets' transform, in "
             "`on_after_batch_transfer` (Lightning runs it for every loop) or in a method both "
-            "steps call; a normalisation written in `training_step` only is the usual cause."
+            "steps call; a normalisation written in `training_step` only is the usual cause.",
+            "**Make an augmentation in `training_step` milder** where one is there: erasing "
+            "or mixing so strong that the images' spread changes 2x or more leaves training "
+            "images unlike any the model is validated on.",
         ]
     if v.kind == "loss_mismatch" and v.figures.get("fed") == "negated":
         return [
