@@ -92,6 +92,12 @@ def headline(v: Verdict) -> str:
                 f"{num(now.probe_acc_train, True)}): the model learns; what it learns does "
                 "not carry over to validation images."
             )
+        if gone and f.get("barely"):
+            return (
+                f"Learning under way at epoch {now.epoch}: the val probe loss "
+                f"{num(now.probe_loss_val)} is below {num(levels.BARELY_LOSS, True)} of its "
+                f"chance level, accuracy {num(now.probe_acc_val, True)}."
+            )
         if gone:
             return (
                 f"Accuracy was at chance from {when(since)} and is above it again at "
@@ -123,6 +129,15 @@ def headline(v: Verdict) -> str:
                 if now.lr == 0
                 else f" The learning rate is {now.lr:.3g} now, {now.lr_initial / now.lr:.0f}x "
                 f"below its start ({now.lr_initial:.3g})."
+            )
+        if f.get("barely"):
+            return (
+                f"Barely learning since {when(since)} ({start}{peak}): after {now.step} steps "
+                f"the val probe loss {num(now.probe_loss_val)} is still "
+                f"{num(now.probe_loss_val / f['chance_loss'], True)} of its chance level "
+                f"ln({round(1 / f['chance_acc'])}) = {num(f['chance_loss'])}, with accuracy "
+                f"{num(now.probe_acc_val, True)} (chance {num(f['chance_acc'], True)}): the "
+                f"model has hardly moved from its initialisation.{cut}"
             )
         return (
             f"Not learning since {when(since)} ({start}{peak}): val probe accuracy "

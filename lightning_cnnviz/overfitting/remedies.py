@@ -292,4 +292,13 @@ def remedies(v: Verdict) -> list[str]:
             f"**Lower the dropout** (p = {now.dropout:.2g}): at this rate most units are "
             "zeroed at every step; 0.1-0.5 is usual, after the convolutions less."
         )
+    if v.figures.get("barely") and not first:
+        first.append(
+            f"**Raise the learning rate** (10x; it is {now.lr:.3g}), or add momentum / use "
+            "Adam: the loss has hardly moved from its chance level in "
+            f"{now.step} steps, as steps far too small leave it."
+            if now.lr
+            else "**Raise the learning rate** (10x): the loss has hardly moved from its "
+            "chance level, as steps far too small leave it."
+        )
     return first + generic

@@ -449,3 +449,21 @@ def test_rules_overfitting_quiet_while_val_accuracy_climbs_far_past_its_value_at
     found = first(rules.overfitting, run(train_loss=TRAIN[:4], val_loss=val, val_acc=held))
     assert found is not None and found.best.epoch == 0
     assert 0.414 - 0.096 >= rules.STILL_LEARNING > 0.97 - 0.955  # the 3,948-step run: told
+
+
+def test_rules_not_learning_barely_off_chance_with_the_loss_at_chance_level():
+    # held out: SGD 1e-3 without momentum, 23-32% val after 188 steps (79% at 1e-2), the
+    # training loss 2.289 -> 2.265 (ln 10 = 2.303): "no problems found" on 3 of 3 seeds
+    slow = probe_run([probe(0.2, 2.28, returned_loss=2.29), probe(0.28, 2.27, returned_loss=2.28),
+                      probe(0.32, 2.265, returned_loss=2.27)])  # fmt: skip
+    verdict = first(levels.not_learning, slow)
+    # the first evaluation (step 25) too early to tell: from the start all the same
+    assert verdict.detected.epoch == 2 and verdict.figures["barely"] is True
+    text = headline(verdict)
+    assert text.startswith("Barely learning since epoch 1 (step 50) (from the start): after 75")
+    assert "the model has hardly moved from its initialisation" in text
+    assert remedies(verdict)[0].startswith("**Raise the learning rate** (10x")
+    # the loss well below chance level, or the accuracy past half: learning, however slow
+    moving = probe_run([probe(0.3, 2.0), probe(0.35, 1.9)])
+    assert first(levels.not_learning, moving) is None
+    assert first(levels.not_learning, probe_run([probe(0.55, 2.25), probe(0.6, 2.24)])) is None
