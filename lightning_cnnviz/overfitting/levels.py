@@ -63,6 +63,11 @@ BELOW_CHANCE_LOSS = 0.95
 """A val probe loss under this share of ``ln K`` has learnt something, whatever its accuracy."""
 
 
+def _too_small(k: int, band: float) -> bool:
+    """A probe too small to tell chance from learning: its band past halfway to 100%."""
+    return band > 1 / k + 0.5 * (1 - 1 / k)
+
+
 def stuck(e: Evaluation) -> bool | None:
     """Whether the val probe is at chance (``None``: it cannot tell).
 
@@ -80,7 +85,7 @@ def stuck(e: Evaluation) -> bool | None:
         return True  # non-finite outputs: nothing is learnt any more
     k = int(e.classes)
     band = chance_band(k, int(e.probe_size or 0))
-    if band > 1 / k + 0.5 * (1 - 1 / k):  # a probe too small to tell chance from learning
+    if _too_small(k, band):
         return None
     if e.probe_loss_val is not None and e.probe_loss_val < BELOW_CHANCE_LOSS * math.log(k):
         return False
@@ -111,8 +116,8 @@ def barely(e: Evaluation) -> bool | None:
     if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
         return None
     k = int(e.classes)
-    if chance_band(k, int(e.probe_size or 0)) > 1 / k + 0.5 * (1 - 1 / k):
-        return None  # a probe too small to tell (as ``stuck``)
+    if _too_small(k, chance_band(k, int(e.probe_size or 0))):
+        return None
     if e.step < FIRST_STEPS:
         return None  # the first steps: too early to tell slow from barely moving
     if not finite(e.probe_loss_val):

@@ -87,29 +87,30 @@ class Measures:
             )
 
     def _accuracies(self, found: dict[str, Any]) -> None:
-        """Keep the logged accuracies that are accuracies: in 0..1, or a percentage (to 100).
+        """Keep the logged accuracies that are accuracies (``_share``), in place."""
+        for name in ("train_acc", "val_acc"):
+            found[name] = self._share(name, found.get(name))
+
+    def _share(self, name: str, value: Any) -> Any:
+        """A logged accuracy as a share of 1: as it is in 0..1, a percentage (to 100) / 100.
 
         A metric outside both (R^2 logged as `val_acc` read -0.79) is no accuracy: said once,
-        and left out of the rules for the rest of the fit.
+        and ``None`` for the rest of the fit.
         """
-        for name in ("train_acc", "val_acc"):
-            value = found.get(name)
-            if value is None or name in self._not_accuracy:
-                found[name] = None
-                continue
-            v = float(value)
-            if not math.isfinite(v) or 0.0 <= v <= PERCENT:  # a hair over 1: rounding, kept
-                continue
-            if PERCENT < v <= 100.0:
-                found[name] = value / 100.0  # a tensor stays one
-                self.warn_once(f"percent/{name}", f"`{self.keys[name]}` reads {v:.4g}: read "
-                               "as a percentage (accuracies are shares of 1 here).")  # fmt: skip
-                continue
-            self._not_accuracy.add(name)
-            found[name] = None
-            self.warn_once(f"accuracy/{name}", f"`{self.keys[name]}` reads {v:.4g}, which no "
-                           "accuracy does: it is left out of the rules (pass `"
-                           f"{name}_key=` the name of the logged accuracy).")  # fmt: skip
+        if value is None or name in self._not_accuracy:
+            return None
+        v = float(value)
+        if not math.isfinite(v) or 0.0 <= v <= PERCENT:  # a hair over 1: rounding, kept
+            return value
+        if PERCENT < v <= 100.0:
+            self.warn_once(f"percent/{name}", f"`{self.keys[name]}` reads {v:.4g}: read as a "
+                           "percentage (accuracies are shares of 1 here).")  # fmt: skip
+            return value / 100.0  # a tensor stays one
+        self._not_accuracy.add(name)
+        self.warn_once(f"accuracy/{name}", f"`{self.keys[name]}` reads {v:.4g}, which no "
+                       "accuracy does: it is left out of the rules (pass `"
+                       f"{name}_key=` the name of the logged accuracy).")  # fmt: skip
+        return None
 
     def _images(self, trainer: Trainer, split: str) -> int:
         """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
@@ -200,13 +201,8 @@ class Measures:
         returned = {"returned_loss": mean}  # what the optimiser lowers, logged or not
         # the screen's train accuracy: the higher of the epoch mean (lags while learning) and
         # the latest step's value (one batch), so that a lag does not hide a mismatch
-        seen = {f"seen{e}": pick_metric(logged, key, e) for e in (False, True)}
-        for k, v in seen.items():  # the same reading of the train accuracy as ``found``'s
-            seen[k] = (
-                None
-                if v is None or "train_acc" in self._not_accuracy
-                else (v / 100.0 if PERCENT < float(v) <= 100.0 else v)
-            )
+        seen = {f"seen{e}": self._share("train_acc", pick_metric(logged, key, e))
+                for e in (False, True)}  # fmt: skip
         val = self._loop_logits(trainer)
         if val is not None and self._loop_check is None:  # once a fit: a pass of its own too
             own = self._logits(trainer, pl_module, "val")
