@@ -156,7 +156,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             lambda: nonfinite_parameters(list(model.named_parameters())),
             leftover=None if leftover is None else float(leftover),
             lr=settings.lr, decay=(settings.decay_per_step, settings.weight_decay),
-            clip=clip_setting(trainer),
+            clip=clip_setting(trainer), momentum=settings.momentum,
             output_site=self._rec.output_site,
             **self._start(trainer, model),
         )  # fmt: skip

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from lightning_cnnviz.activations.dead_rules import (
     DATA_REMEDIES,
     INIT_REMEDIES,
+    MOMENTUM_REMEDIES,
     SETTLED,
     STALLED,
 )
@@ -30,6 +31,7 @@ from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.init_weights import identical_text
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
+from lightning_cnnviz.core.settings import momentum_text
 
 __all__ = ["DECAY_STALLS", "CauseReview", "decay_text"]
 
@@ -71,6 +73,7 @@ class CauseReview:
     levels: LossLevels
     rates: tuple[float | None, float | None]
     decay: tuple[float | None, float | None]
+    momentum: float | None
     chance_loss: float | None
     init_cause: str | None
     init_checked: bool
@@ -184,7 +187,8 @@ class CauseReview:
     def _cause(self, series: list[tuple[int, float]], gain: float | None) -> tuple[str | None, str]:
         """What stands behind silent units, and its remedies (``None``: the learning rate's).
 
-        The weights' scale at initialisation, when known; or a loss that never left its
+        The weights' scale at initialisation, when known; a decay or a momentum (``core.
+        settings.HIGH_MOMENTUM``) far too high; or a loss that never left its
         chance level while learning stalls (``LossLevels.at_chance``): the data comes first.
         """
         if self.init_cause is not None:
@@ -193,6 +197,8 @@ class CauseReview:
             per_step, weight_decay = self.decay
             text = decay_text(per_step, weight_decay, self.rates[1])  # type: ignore[arg-type]
             return f"{text} (see `weight_decay_too_strong`).", DECAY_REMEDIES
+        if said := momentum_text(self.momentum):
+            return f"{said.strip()} Units silenced by such steps follow from it.", MOMENTUM_REMEDIES
         if gain is not None and gain < STALLED and self.levels.at_chance(series, self.classes):
             chance = math.log(self.classes or 2)
             return (

@@ -29,6 +29,7 @@ __all__ = [
     "LARGE",
     "LATE",
     "MIN_UNITS",
+    "MOMENTUM_REMEDIES",
     "REMEDIES",
     "SETTLED",
     "STALLED",
@@ -51,6 +52,11 @@ INIT_REMEDIES = (
     "a standard initialisation (PyTorch's default, or He/Kaiming for ReLU nets, Xavier for "
     "Sigmoid/Tanh) instead of zero or over-scaled weights; a lower init gain; BatchNorm before "
     "the activation"
+)
+# Where the optimiser's momentum carries ~1,000 past gradients into each step, that comes first.
+MOMENTUM_REMEDIES = (
+    "lower the momentum to 0.9 (Adam: `betas=(0.9, 0.999)`); then, if units still die, lower "
+    "the learning rate, use LeakyReLU or GELU, put BatchNorm before the activation"
 )
 # Where the loss never left its chance level, nothing was learnt: the data comes first.
 DATA_REMEDIES = (

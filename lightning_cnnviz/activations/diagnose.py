@@ -82,6 +82,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.nonfinite_told = False
         self.reported: dict[str, str] = {}  # kind -> severity already reported
         self.decay: tuple[float | None, float | None] = (None, None)  # per step, weight_decay
+        self.momentum: float | None = None  # SGD's momentum, Adam's first beta
 
     KEPT_LOSSES = 4096  # losses a checkpoint keeps: the run's start and its latest steps
 
@@ -203,6 +204,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         output_site: str | None = None,
         decay: tuple[float | None, float | None] = (None, None),
         clip: tuple[float | None, str | None] = (None, None),
+        momentum: float | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -218,7 +220,8 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         ``output_site``: the activation whose output is the model's (a ReLU on the logits):
         its silent units are classes, told as ``output_activation``, not as dead units.
         ``decay``: the optimiser's decoupled weight decay per step and its ``weight_decay``
-        (``core.settings``; ``None``: none, or Adam's L2).
+        (``core.settings``; ``None``: none, or Adam's L2). ``momentum``: the optimiser's
+        (``HIGH_MOMENTUM`` or more is named as the cause of silent units).
         """
         series = self.loss.read()
         self.chance = self.chance or chance
@@ -250,7 +253,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         out += self._symmetric(step, epoch, identical_layers)
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
-        self.decay, self.clip = decay, clip
+        self.decay, self.clip, self.momentum = decay, clip, momentum
         out += self._weight_decay(step, epoch, gain, lr)
         found, falling = self._gradients(
             step, epoch, series, figures, profile, kinds, dying, zero_layers, previous, gain

@@ -113,6 +113,7 @@ ROOT_CAUSES = {
     "output_activation": "an activation holds classes' logits at 0",
     "symmetric_weights": "the units of a layer hold identical weights",
     "weight_decay_too_strong": "weight decay takes too large a share of every weight each step",
+    "unstable_training": "the training loss climbs back at an unchanged learning rate",
     "train_mode_in_validation": "validation runs the model in training mode",
     # a note (Adam minds less), and still a cause: under SGD every step is that much smaller
     "clipped_gradients": "gradient clipping by value cuts nearly every gradient entry",

@@ -1,4 +1,4 @@
-"""What the run is set to: learning rate, weight decay, dropout, clipping, BatchNorm momentum.
+"""What the run is set to: learning rate, momentum, weight decay, dropout, clipping, BatchNorm.
 
 A finding's remedies should follow the evidence: "lower the learning rate" is the
 opposite of the fix when a scheduler already cut it 100x. These are read from the
@@ -12,8 +12,8 @@ Example::
     >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.9))
     >>> opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=50.0)
     >>> s = read_settings([opt], net)
-    >>> s.lr, s.decay_per_step, s.dropout
-    (0.001, 0.05, 0.9)
+    >>> s.lr, s.decay_per_step, s.dropout, s.momentum
+    (0.001, 0.05, 0.9, 0.9)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Settings", "read_settings"]
+__all__ = ["HIGH_MOMENTUM", "Settings", "momentum_text", "read_settings"]
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -46,6 +46,8 @@ class Settings:
         grad_clip: the trainer's ``gradient_clip_val`` (``None``: no clipping).
         bn_momentum: the smallest ``momentum`` among the model's BatchNorm layers that keep
             running statistics (``None``: none, or a cumulative average, ``momentum=None``).
+        momentum: that group's ``momentum`` (SGD, RMSprop) or first beta (Adam and its kin):
+            how much of the past gradients each update carries.
     """
 
     lr: float | None = None
@@ -55,6 +57,33 @@ class Settings:
     dropout: float | None = None
     grad_clip: float | None = None
     bn_momentum: float | None = None
+    momentum: float | None = None
+
+
+HIGH_MOMENTUM = 0.99
+"""A momentum (or Adam's first beta) this high carries 100 or more past gradients in each
+update: held out, SGD at 0.999 climbed from a train loss of 0.25 to 1.27 in three epochs."""
+
+
+def momentum_text(momentum: float | None) -> str:
+    """A sentence naming a ``HIGH_MOMENTUM`` or higher as a cause (``""`` below it).
+
+    Example::
+
+        >>> print(momentum_text(0.999)[1:61])
+        The momentum is 0.999 (SGD's `momentum`, Adam's first beta):
+        >>> momentum_text(0.9)
+        ''
+    """
+    if momentum is None or not HIGH_MOMENTUM <= momentum < 1:
+        return ""
+    carried = 1 / (1 - momentum)
+    return (
+        f" The momentum is {momentum:g} (SGD's `momentum`, Adam's first beta): each update "
+        f"keeps going the way of the last ~{carried:,.0f} gradients long after the loss "
+        f"surface has turned (under SGD, steps up to {carried:,.0f}x the learning rate); 0.9 "
+        "is usual."
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -84,13 +113,15 @@ def read_settings(
         >>> [read_settings([opt], net, start_lr=s).lr_initial for s in (None, 0.05)]
         [5e-09, 0.05]
     """
-    lr = initial = decay = per_step = None
+    lr = initial = decay = per_step = momentum = None
     optimizer = optimizers[0] if optimizers else None
     groups = getattr(optimizer, "param_groups", None)
     if groups:
         lr = _number(groups[0].get("lr"))
         initial = _number(groups[0].get("initial_lr", lr if start_lr is None else start_lr))
         decay = _number(groups[0].get("weight_decay"))
+        betas = groups[0].get("betas")
+        momentum = _number(groups[0].get("momentum", betas[0] if betas else None))
         decoupled = isinstance(optimizer, torch.optim.SGD | torch.optim.AdamW)
         if (
             lr is not None
@@ -109,5 +140,5 @@ def read_settings(
     ]
     return Settings(
         lr, initial, decay, per_step, max(rates) if rates else None, clip,
-        min(momenta) if momenta else None,
+        min(momenta) if momenta else None, momentum,
     )  # fmt: skip

@@ -29,10 +29,10 @@ from lightning_cnnviz.overfitting import (
     bn_levels,
     imbalance,
     levels,
+    loss_climb,
     loss_reads,
     lr_decay,
     val_source,
-    weight_decay,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.precedence import standing, verdicts
@@ -53,6 +53,7 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "loss fed probabilities": "a logged val loss, class labels and (N, classes) logits",
     "loss negated": "a loss returned by training_step, class labels and (N, classes) logits",
     "val metrics of this model": "a logged val accuracy or loss, and the val probe's",
+    "training loss climbing": "a loss returned by training_step and the learning rate",
     "weight decay": (
         "a logged training loss and weight decay decoupled from the gradient's scale (SGD, "
         "AdamW, `decoupled_weight_decay=True`; Adam's L2 `weight_decay` takes no fixed share "
@@ -67,6 +68,7 @@ KINDS = (
     "class_imbalance",
     "not_learning",
     "weight_decay_too_strong",
+    "unstable_training",
     "bn_mismatch",
     "generalisation_gap",
     "memorisation",
@@ -83,6 +85,7 @@ _WORSE = {
     "generalisation_gap": "gap",
     "class_imbalance": "left_out",
     "weight_decay_too_strong": "rise",
+    "unstable_training": "rise",
 }
 
 
@@ -217,8 +220,8 @@ class Detector:
             return loss_reads.misfed(ev) is False
         if kind == "val_metrics_differ":
             return val_source.differs(ev) is False
-        if kind == "weight_decay_too_strong":
-            return weight_decay.recovered(old, ev)
+        if kind in ("weight_decay_too_strong", "unstable_training"):
+            return loss_climb.recovered(old, ev)
         if kind == "lr_decayed_early":  # the rate raised again
             return not lr_decay.cut(ev, lr_decay.STOPPED)
         return False
@@ -242,6 +245,7 @@ class Detector:
                 e.returned_loss is not None and e.probe_loss_val is not None for e in h
             ),
             "val metrics of this model": any(val_source.differs(e) is not None for e in h),
+            "training loss climbing": any(e.train_loss is not None and e.lr is not None for e in h),
             "weight decay": any(
                 e.decay_per_step is not None and e.train_loss is not None for e in h
             ),

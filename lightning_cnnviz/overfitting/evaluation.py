@@ -82,6 +82,7 @@ class Evaluation:
     decay_per_step: float | None = None
     dropout: float | None = None
     bn_momentum: float | None = None
+    momentum: float | None = None
     grad_clip: float | None = None
     run_share: float | None = None
     ignored: list[int] | None = None

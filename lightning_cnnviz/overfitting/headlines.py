@@ -22,6 +22,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from lightning_cnnviz.core.settings import momentum_text
 from lightning_cnnviz.overfitting import bn_levels, class_gap, imbalance_words, levels, lr_decay
 from lightning_cnnviz.overfitting.remedies import LR_CUT, raised
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
@@ -266,6 +267,25 @@ def headline(v: Verdict) -> str:
             f"({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
             f"{num(f['train_loss'])}) at that rate: the decay undoes what the gradients "
             f"build (val accuracy {num(f['val_acc'], True)})."
+        )
+    if v.kind == "unstable_training":
+        if gone:
+            return (
+                f"The training loss is back near its lowest ({num(now.train_loss)} at epoch "
+                f"{now.epoch}; {num(f['best_train_loss'])} at epoch {f['best_epoch']})."
+            )
+        acc = f.get("train_acc_at_best")
+        fell = (
+            f", train accuracy {num(acc, True)} -> {num(now.train_accuracy, True)}"
+            if acc is not None and now.train_accuracy is not None
+            else ""
+        )
+        return (
+            f"Training unstable: the training loss has climbed back {num(f['rise'], True)} "
+            f"since {when(since)} ({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
+            f"{num(f['train_loss'])}{fell}) at a learning rate no higher ({num(f['lr'])}): "
+            "the updates have grown too large for where the model now is, and undo what it "
+            f"learnt (val accuracy {num(f['val_acc'], True)})." + momentum_text(f.get("momentum"))
         )
     if v.kind == "generalisation_gap":
         train, val = num(f["train_acc"], True), num(f["val_acc"], True)

@@ -24,12 +24,12 @@ from lightning_cnnviz.overfitting import (
     bn_levels,
     imbalance,
     levels,
+    loss_climb,
     loss_reads,
     lr_decay,
     rules,
     split_inputs,
     val_source,
-    weight_decay,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -68,7 +68,8 @@ def verdicts(
         "inputs_differ": split_inputs.inputs_differ(h),
         "class_imbalance": imbalance.class_imbalance(h, p),
         "not_learning": levels.not_learning(h, p),
-        "weight_decay_too_strong": weight_decay.decay_too_strong(h, p),
+        "weight_decay_too_strong": loss_climb.decay_too_strong(h, p),
+        "unstable_training": loss_climb.unstable(h, p),
         "bn_mismatch": bn_levels.bn_mismatch(h, p),
         "generalisation_gap": levels.generalisation_gap(h, p),
         "memorisation": rules.memorisation(curve, p),
@@ -111,7 +112,7 @@ def verdicts(
         waiting.update(("not_learning", "generalisation_gap"))
     if told("not_learning"):
         # its remedies name the rate's cut and a decay too strong first
-        waiting.update(("lr_decayed_early", "weight_decay_too_strong"))
+        waiting.update(("lr_decayed_early", "weight_decay_too_strong", "unstable_training"))
     gap = found["generalisation_gap"] if told("generalisation_gap") else None
     gap = gap or (
         reported["generalisation_gap"] if standing(reported, "generalisation_gap") else None

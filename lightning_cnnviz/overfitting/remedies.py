@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from lightning_cnnviz.core.settings import HIGH_MOMENTUM
 from lightning_cnnviz.overfitting import imbalance
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 
@@ -63,6 +64,13 @@ REMEDIES = {
         "(e.g. a label mapping built separately per split).",
         "**If the splits match**, the model memorises its training set: more data, "
         "augmentation, weight decay or a smaller model.",
+    ),
+    "unstable_training": (
+        "**Lower the learning rate** (3-10x), or decay it as training goes on (cosine, "
+        "step decay): a rate that suits the start overshoots once the model sits in a "
+        "narrower minimum.",
+        "**Clip gradients** (`Trainer(gradient_clip_val=1.0)`) and keep the weights of the "
+        'lowest loss: `ModelCheckpoint(monitor="{val_key}")`.',
     ),
     "class_imbalance": (
         "**Balance what the model trains on**: draw batches with a `WeightedRandomSampler` "
@@ -237,6 +245,13 @@ def remedies(v: Verdict) -> list[str]:
             '`ModelCheckpoint(monitor="{acc_key}", mode="max")`. The val loss rose from '
             "over-confidence while the accuracy climbed: label smoothing or temperature "
             "scaling calibrate the confidences.",
+        )
+    high = (m := v.detected.momentum) is not None and HIGH_MOMENTUM <= m < 1
+    if v.kind == "unstable_training" and high:
+        generic.insert(
+            0,
+            f"**Lower the momentum** to 0.9 (it is {m:g}; Adam: `betas=(0.9, 0.999)`): at "
+            f"{m:g} each update carries ~{1 / (1 - m):,.0f} past gradients.",
         )
     if v.kind != "not_learning" or v.figures.get("non_finite"):
         return generic

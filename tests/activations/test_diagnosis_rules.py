@@ -431,6 +431,30 @@ def test_review_dead_units_while_the_loss_never_left_chance_point_at_the_data():
     assert "lower the learning rate (units die after too large an update)" in moved.message
 
 
+def test_review_dead_units_under_a_momentum_of_0_999_name_the_momentum():
+    # held out: SGD lr 0.01 with momentum 0.999 on a BatchNorm CNN silenced a third of a
+    # conv layer at step 160, told with "lower the learning rate" and no word of it
+    def run(momentum):
+        diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+        sites = {"fc": info("rectifier")}
+        for log, dead in ((20, 0.0), (40, 0.5), (60, 0.5)):
+            for s in range(log - 19, log + 1):
+                level = 2.3 * (1 - 0.003 * min(s, 20)) + 0.01 * (-1) ** s  # moved, then stalled
+                diagnosis.loss.add(s, torch.tensor(level))
+            chance = (10, 2.303) if diagnosis.wants_chance() else None
+            said += diagnosis.review(log, 0, {"fc": figures(dead=dead)}, sites, [], list,
+                                     chance, lr=0.01, momentum=momentum)  # fmt: skip
+        return [v for v in said if v.kind == "dead_units"]
+
+    (verdict,) = run(0.999)
+    assert verdict.severity == "problem"
+    assert "The momentum is 0.999 (SGD's `momentum`, Adam's first beta)" in verdict.message
+    assert "Try: lower the momentum to 0.9" in verdict.message
+    (usual,) = run(0.9)
+    assert "momentum" not in usual.message
+    assert "lower the learning rate (units die after too large an update)" in usual.message
+
+
 def test_review_units_dying_after_one_jump_in_a_run_that_never_learnt_are_a_divergence():
     # SGD lr 1.0 with momentum on a ReLU CNN (a real run): one batch at 1.6x the start at
     # step 7, the loss back at chance by step 16 and never below it, a conv layer 34% -> 97%

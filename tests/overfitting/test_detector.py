@@ -565,6 +565,61 @@ def test_detector_weight_decay_too_strong_when_the_train_loss_climbs_back():
     assert run(20.0, held=True)[1] == []
 
 
+# measured (SGD lr 0.01, momentum 0.999, a plain digit CNN): the train loss between two
+# validations fell to 0.25, then climbed 0.41, 0.63, 1.27; val accuracy 92% -> 66%
+CLIMB = [(1.79, 0.47), (0.99, 0.76), (0.38, 0.90), (0.25, 0.93), (0.41, 0.92), (0.63, 0.90),
+         (1.27, 0.89)]  # fmt: skip
+
+
+def _climb_run(rows, lr=lambda e: 0.01, classes=10.0, **settings):
+    detector, said = Detector(), []
+    for e, (train, acc) in enumerate(rows):
+        ev = Evaluation(step=32 * (e + 1), epoch=e, train_loss=train, train_acc=acc,
+                        val_acc=0.9, lr=lr(e), classes=classes, **settings)  # fmt: skip
+        said += [(e, c.change, c.verdict) for c in detector.update(ev)]
+    return said
+
+
+def test_detector_unstable_training_when_the_train_loss_climbs_at_the_same_rate():
+    said = _climb_run(CLIMB, momentum=0.999)
+    assert [(e, change, v.kind) for e, change, v in said] == [
+        (5, "new", "unstable_training"),
+        (6, "worse", "unstable_training"),
+    ]
+    verdict = said[0][2]
+    assert (verdict.best.epoch, verdict.since.epoch) == (3, 4)
+    assert verdict.figures["rise"] == pytest.approx(0.63 / 0.25 - 1)
+    text = headline(verdict)
+    assert text.startswith("Training unstable: the training loss has climbed back 152.0% since")
+    assert "train accuracy 93.0% -> 90.0%" in text and "The momentum is 0.999" in text
+    assert remedies(verdict)[0].startswith("**Lower the momentum** to 0.9 (it is 0.999;")
+    plain = _climb_run(CLIMB, momentum=0.9)[0][2]
+    assert "momentum" not in headline(plain)
+    assert remedies(plain)[0].startswith("**Lower the learning rate** (3-10x)")
+    # back within 15% of its lowest: the note that it went away
+    back = _climb_run([*CLIMB, (0.27, 0.93)], momentum=0.9)
+    assert [(e, change) for e, change, _ in back] == [(5, "new"), (6, "worse"), (7, "gone")]
+
+
+def test_detector_unstable_training_quiet_where_the_climb_is_a_schedule_or_noise():
+    # a warm restart raised the rate: the schedule's doing
+    assert _climb_run(CLIMB, lr=lambda e: 0.01 if e < 4 else 0.05) == []
+    # late in a run near zero: 0.01 -> 0.03 is a few hard batches (under 5% of ln 10)
+    tiny = [(1.2, 0.6), (0.3, 0.9), (0.05, 0.98), (0.01, 1.0), (0.025, 0.995), (0.03, 0.995)]
+    assert _climb_run(tiny) == []
+    # 1.4x with the accuracy held: no harm done
+    held = [(1.2, 0.6), (0.5, 0.85), (0.3, 0.9), (0.42, 0.9), (0.42, 0.89)]
+    assert _climb_run(held) == []
+    # the same climb with the accuracy 5 points down is one
+    fell = [(1.2, 0.6), (0.5, 0.85), (0.3, 0.9), (0.42, 0.86), (0.42, 0.84)]
+    assert [v.kind for _, _, v in _climb_run(fell)] == ["unstable_training"]
+    # a decay of 2% a step names the decay instead
+    decayed = _climb_run(CLIMB, weight_decay=2.0, decay_per_step=0.02)
+    assert [v.kind for _, _, v in decayed][:1] == ["weight_decay_too_strong"]
+    # no class count (a regression): the doubling and the accuracy's fall both needed
+    assert _climb_run(CLIMB, classes=None) == []
+
+
 def test_detector_bn_mismatch_remedy_reads_the_models_momentum():
     # held out: torchvision mobilenet_v3_small (momentum 0.01): eval mode 25% vs 90%
     ev = Evaluation(92, 1, probe_acc_val=0.25, probe_acc_bn=0.9, bn_only=0.65, eval_only=0.0,

@@ -176,7 +176,7 @@ def test_overfitting_detects_onset_and_reports_it(tmp_path, caplog):
     ran = "Checks that ran: OverfittingMonitor (training order, overfitting, memorisation, "
     assert (
         ran + "train/val gap, inputs of train vs val, loss fed probabilities, loss negated, val "
-        "metrics of this model, weight decay)." in summary
+        "metrics of this model, training loss climbing, weight decay)." in summary
     )
     assert "OverfittingMonitor/not learning (needs class labels" in summary  # 4 images: too few
     assert (

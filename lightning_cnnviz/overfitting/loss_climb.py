@@ -1,0 +1,178 @@
+"""The training loss climbing back at an unchanged learning rate, and what drives it.
+
+Nothing here knows about Lightning. A healthy run's training loss (the mean of the steps
+between two evaluations) keeps falling, or wiggles a few percent once flat. When it
+climbs back well above its lowest while the learning rate is no higher than it was
+there, training has turned against itself, and no curve rule sees it: the train loss
+does not fall (no overfitting), train accuracy does not climb (no memorisation), the
+model is above chance. Two causes, two findings:
+
+- ``decay_too_strong``: decoupled weight decay (AdamW, SGD) takes ``lr * weight_decay``
+  off every weight each step (``decay_per_step``); at 1% a step or more
+  (``remedies.DECAY_PER_STEP``) it undoes what the gradients build. Held out (hunt 11): a
+  plain CNN under AdamW ``weight_decay=20`` at lr 1e-3 (2% a step) fell to a train loss
+  of 0.73 by epoch 3, then went 0.78, 0.87, 0.93, 0.92 with val accuracy 85% -> 47%, and
+  the run ended "no problems found". The same setting on a BatchNorm net did no harm
+  (BatchNorm undoes the weights' scale): its train loss climbed 0.22 -> 0.29 with train
+  accuracy held at 99.6-100%.
+- ``unstable``: without such a decay, a climb past ``ALONE`` (2x) or one that costs
+  ``DROP`` of train accuracy: the updates have grown too large for where the model now
+  is (a momentum of 0.999 adds up ~1,000 gradients into each step; a rate that was fine
+  at the start overshoots the sharper minimum the model reached). Held out (hunt 13):
+  SGD lr 0.01 with momentum 0.999 fell to a train loss of 0.25, then climbed 0.41, 0.63,
+  1.27 while val accuracy went 92% -> 66%, and the run ended with notes only.
+
+Example::
+
+    >>> rows = [(1.28, 0.001), (0.89, 0.001), (0.76, 0.001), (0.73, 0.001), (0.78, 0.001),
+    ...         (0.87, 0.001), (0.93, 0.001)]
+    >>> evs = [Evaluation(46 * (i + 1), i, train_loss=t, lr=lr, weight_decay=20.0,
+    ...                   decay_per_step=lr * 20.0) for i, (t, lr) in enumerate(rows)]
+    >>> v = decay_too_strong(evs)
+    >>> v.best.epoch, round(v.figures["rise"], 2)
+    (3, 0.27)
+    >>> rows = [1.79, 0.99, 0.38, 0.25, 0.41, 0.63]  # SGD momentum 0.999, no decay
+    >>> evs = [Evaluation(32 * (i + 2), i + 1, train_loss=t, lr=0.01, momentum=0.999,
+    ...                   classes=10.0) for i, t in enumerate(rows)]
+    >>> v = unstable(evs)
+    >>> v.best.epoch, round(v.figures["rise"], 2)
+    (4, 1.52)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.remedies import DECAY_PER_STEP
+from lightning_cnnviz.overfitting.rules import Verdict
+
+__all__ = ["ALONE", "DROP", "FLOOR", "RISE", "decay_too_strong", "recovered", "unstable"]
+
+RISE = 0.15
+"""The train loss this share above its lowest evaluation: climbing back (a healthy run's
+interval means keep falling; a flat one wiggles a few percent)."""
+DROP = 0.05
+"""...and train accuracy this far below its value there, where known: it hurts. A timm
+ResNet (BatchNorm) under heavy decay went 0.22 -> 0.29 in train loss at 99.6-100% train
+accuracy, val accuracy still rising to 94%."""
+STEEP = 0.3
+"""Without a decay to name, the climb must be this steep at each of the evaluations..."""
+ALONE = 1.0
+"""...and the latest this far above the lowest (2x), where train accuracy did not fall
+``DROP``: a run near its floor doubles its loss by noise only when that floor is tiny
+(``FLOOR``)."""
+FLOOR = 0.05
+"""...and the rise this share of the chance level ``ln K`` at least: 0.01 -> 0.02 late in a
+run is a few hard batches, not a climb."""
+
+
+def _climb(
+    history: Sequence[Evaluation], patience: int, rise: float
+) -> tuple[list[Evaluation], int] | None:
+    """The finite train losses and the index of the lowest before the last ``patience``.
+
+    ``None`` unless each of the last ``patience`` is more than ``rise`` above that lowest
+    at a learning rate no higher than it was there (a rate raised since, a warm restart
+    or a cycle, is a schedule's doing).
+    """
+    evs = [e for e in history if e.train_loss is not None and math.isfinite(e.train_loss)]
+    if len(evs) < patience + 2:
+        return None
+    earlier, recent = evs[:-patience], evs[-patience:]
+    low = min(range(len(earlier)), key=lambda i: earlier[i].train_loss)  # type: ignore[arg-type,return-value]
+    best = earlier[low]
+    bar = (1 + rise) * best.train_loss  # type: ignore[operator]
+    if any(e.train_loss <= bar for e in recent):  # type: ignore[operator]
+        return None
+    if best.lr is None or any(e.lr is None or e.lr > best.lr * (1 + 1e-6) for e in recent):
+        return None
+    return evs, low
+
+
+def _fell(best: Evaluation, now: Evaluation) -> bool | None:
+    """Whether train accuracy fell ``DROP`` since ``best`` (``None``: not known)."""
+    then, acc = best.train_accuracy, now.train_accuracy
+    return None if then is None or acc is None else acc <= then - DROP
+
+
+def _doubled(best: Evaluation, now: Evaluation) -> bool:
+    """Whether the train loss rose ``ALONE`` above ``best``'s, by ``FLOOR`` x ln K where known."""
+    rise = now.train_loss - best.train_loss  # type: ignore[operator]
+    if now.classes is not None and now.classes >= 2 and rise < FLOOR * math.log(now.classes):
+        return False
+    return rise >= ALONE * best.train_loss  # type: ignore[operator]
+
+
+def _verdict(kind: str, evs: list[Evaluation], low: int) -> Verdict:
+    best, now = evs[low], evs[-1]
+    figures = {
+        "weight_decay": now.weight_decay,
+        "lr": now.lr,
+        "decay_per_step": now.decay_per_step,
+        "momentum": now.momentum,
+        "best_epoch": best.epoch,
+        "best_train_loss": best.train_loss,
+        "train_loss": now.train_loss,
+        "rise": now.train_loss / best.train_loss - 1 if best.train_loss else math.inf,  # type: ignore[operator]
+        "train_acc_at_best": best.train_accuracy,
+        "val_acc": now.val_accuracy,
+    }
+    return Verdict(kind, evs[low + 1], now, best, figures)
+
+
+def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """Heavy decay, and the train loss ``RISE`` above its lowest for ``patience`` evaluations.
+
+    The decay at ``DECAY_PER_STEP`` or more now; the last ``patience`` train losses (the
+    mean of the steps since the evaluation before, where ``training_step`` returns it)
+    all more than ``RISE`` above the lowest one before them, at a learning rate no higher
+    than it was then, and the train accuracy, where known, ``DROP`` below its value there
+    (or the loss doubled, ``ALONE``: 5x at 4 points of train accuracy is no harmless climb).
+    ``best`` is that lowest evaluation, ``since`` the one after it.
+    """
+    now = history[-1]
+    if now.decay_per_step is None or now.decay_per_step < DECAY_PER_STEP:
+        return None
+    found = _climb(history, patience, RISE)
+    if found is None:
+        return None
+    best = found[0][found[1]]
+    if _fell(best, now) is False and not _doubled(best, now):
+        return None  # the loss climbs, the accuracy holds: no harm done
+    return _verdict("weight_decay_too_strong", *found)
+
+
+def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """The train loss climbing back with no decay to blame: the updates are too large.
+
+    Each of the last ``patience`` train losses more than ``STEEP`` above the lowest before
+    them (at a learning rate no higher than there), the latest ``ALONE`` above it or the
+    train accuracy ``DROP`` below its value there, and the rise ``FLOOR`` x ``ln K`` or
+    more where the class count ``K`` is known (without it, both the doubling and the
+    accuracy's fall). Not where ``decay_too_strong`` could speak (decay of
+    ``DECAY_PER_STEP`` or more: its finding names the cause).
+    """
+    now = history[-1]
+    if now.decay_per_step is not None and now.decay_per_step >= DECAY_PER_STEP:
+        return None
+    found = _climb(history, patience, STEEP)
+    if found is None:
+        return None
+    evs, low = found
+    best = evs[low]
+    doubled, fell = _doubled(best, now), _fell(best, now)
+    known = now.classes is not None and now.classes >= 2
+    floor = not known or now.train_loss - best.train_loss >= FLOOR * math.log(now.classes)  # type: ignore[arg-type,operator]
+    if not floor or not ((doubled or fell) if known else (doubled and fell)):
+        return None
+    return _verdict("unstable_training", evs, low)
+
+
+def recovered(verdict: Verdict, ev: Evaluation) -> bool:
+    """Whether the train loss at ``ev`` is back within ``RISE`` of the verdict's lowest."""
+    best = verdict.best
+    if best is None or best.train_loss is None or ev.train_loss is None:
+        return False
+    return ev.train_loss <= (1 + RISE) * best.train_loss
