@@ -37,6 +37,7 @@ from lightning_cnnviz.activations.output_activation import pools_to
 from lightning_cnnviz.activations.sites import SiteInfo, trace_sites
 from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_states, to_host
 from lightning_cnnviz.core.capture import LayerCapture, probe_mode
+from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.selection import named_layers
 
 __all__ = [
@@ -251,7 +252,8 @@ class Recorder:
             if norm is not None:
                 self.grad_norms[name] = norm
         for name in self.depth:
-            grad = getattr(modules.get(name), "weight", None)
+            module = modules.get(name)
+            grad = None if module is None else weight_param(module)
             grad = grad.grad if isinstance(grad, Tensor) else None
             if grad is not None and grad.numel():
                 rms = torch.linalg.vector_norm(grad.detach().float()) / grad.numel() ** 0.5

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.activations.stats import SYMMETRIC_TYPES, output_bounds
 from lightning_cnnviz.core.activation_kind import activation_kind, saturation_range
 from lightning_cnnviz.core.capture import LayerCapture, module_name, probe_mode, site_name
+from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, CONV_TYPES, named_layers
 
 __all__ = ["SiteInfo", "fallback_layers", "trace_sites"]
@@ -117,7 +118,7 @@ def _same(a: Tensor, b: Tensor) -> bool:
 
 
 def _has_weight_matrix(module: nn.Module) -> bool:
-    weight = getattr(module, "weight", None)
+    weight = weight_param(module)  # a parametrized weight is not computed (nor moved) here
     return isinstance(weight, Tensor) and weight.dim() >= 2
 
 

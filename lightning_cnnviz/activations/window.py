@@ -23,6 +23,7 @@ from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.loss_trace import loss_of
 from lightning_cnnviz.activations.recorder import Recorder
+from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 
 __all__ = ["TrainingWindow", "batches_to_log"]
@@ -165,7 +166,9 @@ class TrainingWindow:
     ) -> None:
         self._stepped = True
         if self._grads_due and not self.disabled:
-            self._rec.read_grads(unwrap_model(pl_module))
+            model = unwrap_model(pl_module)
+            with kept_state(model):  # a parametrized weight read in training mode moves
+                self._rec.read_grads(model)
 
     @override
     def on_train_batch_end(

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.inputs import model_device
+from lightning_cnnviz.core.model_state import kept_state
 
 __all__ = [
     "LayerCapture",
@@ -247,7 +248,9 @@ def probe_mode(
     leaves inference mode; ``grad=True`` enables autograd (for Grad-CAM, which
     differentiates w.r.t. activations only). ``autocast=False`` (default) turns
     autocast off so that probe numerics are float32 under mixed precision. The random
-    state is forked: a pass that draws random numbers leaves the run's stream as it was.
+    state is forked: a pass that draws random numbers leaves the run's stream as it was;
+    so are the buffers (``model_state.kept_state``: observers of quantization-aware
+    training update theirs in eval mode too).
 
     Example::
 
@@ -269,6 +272,7 @@ def probe_mode(
             # probe pass: drawn from a fork, the run's own stream stays as it was
             cuda = [device] if device_type == "cuda" else []
             stack.enter_context(torch.random.fork_rng(devices=cuda))
+            stack.enter_context(kept_state(model))
             stack.enter_context(torch.inference_mode(False))
             stack.enter_context(torch.set_grad_enabled(grad))
             # A compiled graph may have been traced with other (or no) hooks: run probes eagerly.

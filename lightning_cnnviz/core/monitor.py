@@ -28,6 +28,7 @@ from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
+from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.monitor_layers import LayerWatcher
 from lightning_cnnviz.core.monitor_state import Checkpointed
 from lightning_cnnviz.core.monitor_summary import RunSummary, say_fit_only
@@ -229,7 +230,8 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active
         self.aside_reason = "" if self._sink.active else "fast_dev_run: nothing would be kept"
-        self._resolve_layers(pl_module)
+        with kept_state(unwrap_model(pl_module)):
+            self._resolve_layers(pl_module)
 
     def _due_on_step(self, trainer: Trainer) -> bool:
         return self.schedule.due_on_step(trainer.global_step, self.last_logged_step)
@@ -253,9 +255,10 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
             return
         start = time.perf_counter()
         try:
-            self._log_layers_once(trainer, pl_module)
-            with self.phase("total"):
-                self.log_event(trainer, pl_module)
+            with kept_state(unwrap_model(pl_module)):
+                self._log_layers_once(trainer, pl_module)
+                with self.phase("total"):
+                    self.log_event(trainer, pl_module)
             self.events += 1
         except Exception as err:
             self._step_aside(err)

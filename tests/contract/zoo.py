@@ -9,7 +9,10 @@ Each model is a LightningModule over 1x16x16 inputs and 4 classes:
 * ``conv_logits``: a 1x1-conv logits head (Grad-CAM's auto must not pick it);
 * ``frozen_backbone``: conv features with ``requires_grad=False``, trainable head;
 * ``functional_dropout``: ``F.dropout(x, p)`` in ``forward`` (random in eval mode too: every
-  probe pass draws random numbers, which must not move the run's own stream).
+  probe pass draws random numbers, which must not move the run's own stream);
+* ``moving_buffers``: a ``spectral_norm`` parametrized conv (a power-iteration step on every
+  read of its weight in training mode) and a ``FakeQuantize`` (quantization-aware training's
+  observer, which updates its buffers on every forward, in eval mode too).
 """
 
 from __future__ import annotations
@@ -164,6 +167,21 @@ class FunctionalDropout(ZooModel):
         return self.fc(F.dropout(x.flatten(1), 0.3))  # `training=True` in eval mode too
 
 
+class MovingBuffers(ZooModel):
+    def __init__(self) -> None:
+        super().__init__()
+        spectral = torch.nn.utils.parametrizations.spectral_norm
+        self.conv1 = spectral(nn.Conv2d(1, 6, 3, padding=1))
+        self.quant = torch.ao.quantization.FakeQuantize()
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, NUM_CLASSES)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.quant(F.relu(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc(x.flatten(1))
+
+
 ZOO: dict[str, type[ZooModel]] = {
     "bn_dropout": BNDropout,
     "inplace_relu": InplaceReLU,
@@ -172,6 +190,7 @@ ZOO: dict[str, type[ZooModel]] = {
     "conv_logits": ConvLogits,
     "frozen_backbone": FrozenBackbone,
     "functional_dropout": FunctionalDropout,
+    "moving_buffers": MovingBuffers,
 }
 
 

@@ -1,0 +1,41 @@
+import torch
+from torch import nn
+from torch.ao.quantization import FakeQuantize
+from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+from lightning_cnnviz.core.model_state import kept_state, weight_param
+
+
+def test_kept_state_puts_back_observer_buffers_updated_in_eval_mode():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), FakeQuantize()).eval()
+    before = {n: b.clone() for n, b in net.named_buffers()}
+    with kept_state(net):
+        net(torch.randn(2, 1, 5, 5))
+        moved = [n for n, b in net.named_buffers() if not torch.equal(b, before[n])]
+    assert moved  # the observer did update inside
+    assert all(torch.equal(b, before[n]) for n, b in net.named_buffers())
+    assert not net.training and not net[1].training
+
+
+def test_kept_state_holds_spectral_norm_still_and_restores_its_flags():
+    conv = spectral_norm(nn.Conv2d(1, 2, 3))
+    with torch.no_grad():  # off its converged value, so that one power iteration moves it
+        conv.parametrizations.weight[0]._u.copy_(torch.tensor([1.0, 0.0]))
+    u = conv.parametrizations.weight[0]._u.clone()
+    with kept_state(conv):
+        assert not conv.parametrizations.weight.training
+        _ = conv.weight
+    assert torch.equal(conv.parametrizations.weight[0]._u, u)
+    assert conv.parametrizations.weight.training
+    _ = conv.weight  # outside: training mode runs its power iteration as training does
+    assert not torch.equal(conv.parametrizations.weight[0]._u, u)
+
+
+def test_weight_param_is_the_leaf_that_gets_the_gradient():
+    plain, normed = nn.Conv2d(1, 2, 3), weight_norm(nn.Conv2d(1, 2, 3))
+    assert weight_param(plain) is plain.weight
+    leaf = weight_param(normed)
+    assert leaf is normed.parametrizations.weight.original1  # the direction, full shape
+    normed(torch.randn(1, 1, 5, 5)).sum().backward()
+    assert leaf.grad is not None and leaf.grad.shape == (2, 1, 3, 3)
+    assert weight_param(nn.ReLU()) is None
