@@ -1,7 +1,8 @@
-"""Every monitor under ``precision="bf16-mixed"`` and on a ``channels_last`` model.
+"""Every monitor under ``precision="bf16-mixed"``, ``"64-true"`` and on a ``channels_last`` model.
 
-Three fits of the same seeded 3-channel CNN with every monitor: float32
-(reference), ``channels_last`` (float32) and ``bf16-mixed`` + ``channels_last``. Per
+Four fits of the same seeded 3-channel CNN with every monitor: float32
+(reference), ``channels_last`` (float32), ``bf16-mixed`` + ``channels_last`` and
+``64-true`` (a float64 model: KernelMonitor's norms once refused to narrow it). Per
 monitor: no failure and no non-finite warning; the same tags as float32; every scalar
 finite; values equal to float32 up to the layout's rounding (``channels_last``) or
 close (bf16 autocast trains in bfloat16 for a few steps, so a loose tolerance); images
@@ -27,14 +28,19 @@ CONFIGS = {
     "float32": {},
     "channels_last": {},
     "bf16_channels_last": {"precision": "bf16-mixed"},
+    "float64": {"precision": "64-true"},
 }
-TOLERANCE = {"channels_last": (1e-3, 1e-4), "bf16_channels_last": (0.15, 0.05)}  # (rel, abs)
+TOLERANCE = {  # (rel, abs)
+    "channels_last": (1e-3, 1e-4),
+    "bf16_channels_last": (0.15, 0.05),
+    "float64": (1e-3, 1e-4),
+}
 
 
 def _run(tmp_path_factory, config: str):
     torch.manual_seed(0)
     model = TinyCNN(channels=3)
-    if config != "float32":
+    if "channels_last" in config:
         model = model.to(memory_format=torch.channels_last)
     monitors = {n: make_monitor(n) for n in ALL_MONITORS}
     tmp = tmp_path_factory.mktemp(config)
@@ -57,7 +63,7 @@ def runs(tmp_path_factory):
     return {config: _run(tmp_path_factory, config) for config in CONFIGS}
 
 
-@pytest.mark.parametrize("config", ["channels_last", "bf16_channels_last"])
+@pytest.mark.parametrize("config", ["channels_last", "bf16_channels_last", "float64"])
 @pytest.mark.parametrize("name", ALL_MONITORS)
 def test_precision_finite_and_close_to_float32(runs, name, config):
     run, ref = runs[config], runs["float32"]

@@ -122,5 +122,7 @@ def relative_change(weight: Tensor, previous: Tensor) -> Tensor:
 
 def mean_abs(weight: Tensor) -> Tensor:
     """Mean absolute weight, 0-d float32 (one pass, no temporary)."""
-    l1 = torch.linalg.vector_norm(weight.detach(), ord=1, dtype=torch.float32)
-    return l1 / max(1, weight.numel())
+    w = weight.detach()
+    if w.dtype.itemsize > 4:  # float64 ("64-true"): the norm narrows to float32 after
+        return (torch.linalg.vector_norm(w, ord=1) / max(1, w.numel())).float()
+    return torch.linalg.vector_norm(w, ord=1, dtype=torch.float32) / max(1, w.numel())
