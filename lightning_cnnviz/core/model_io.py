@@ -155,7 +155,14 @@ class ProbeReader:
                 probe = probe_from_indices(dataset, indices, label_key)
             else:
                 generator = generator_for(self.seed, f"probe/{split}")
-                probe = draw_probe(dataset, self.num_samples, generator, label_key=label_key)
+                size = min(self.num_samples, len(dataset))
+                if size < self.num_samples:  # a val set of 8 images: all of them, said once
+                    self.say_once_per_run(
+                        f"probe/{split}",
+                        f"the {split} set holds {size} items, fewer than `num_samples="
+                        f"{self.num_samples}`: the probe is all of them",
+                    )
+                probe = draw_probe(dataset, size, generator, label_key=label_key)
             self._probes[split] = probe
             self._probe_indices[split] = probe.indices
         return self._probes[split]
