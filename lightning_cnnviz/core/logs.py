@@ -65,7 +65,12 @@ def logs_message(trainer: Trainer) -> str | None:
         return None
     sink = Sink.attached(trainer)
     elsewhere = sink.viewers() if sink is not None else []
-    logger = trainer.logger
+    # the TensorBoard logger where there are several (CSV first holds no images)
+    loggers = list(getattr(trainer, "loggers", None) or [])
+    boards = [
+        lg for lg in loggers if any(c.__name__ == "TensorBoardLogger" for c in type(lg).__mro__)
+    ]
+    logger = boards[0] if boards else trainer.logger
     if logger is None:
         if not elsewhere:
             return None

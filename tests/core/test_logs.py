@@ -53,3 +53,16 @@ def test_logs_without_a_logger_name_the_monitors_folder(tmp_path, capsys):
         f"PNG and Markdown files in {tmp_path / 'cnnviz'}" in out
     )
     assert any((tmp_path / "cnnviz" / "kernels").rglob("*.png"))
+
+
+def test_logs_with_a_csv_logger_listed_first_name_the_tensorboard_folder(tmp_path, capsys):
+    # held out: logger=[CSVLogger, TensorBoardLogger] named the CSV folder (metrics.csv only)
+    from lightning.pytorch.loggers import CSVLogger
+
+    csv = CSVLogger(tmp_path / "csv", name="c")
+    board = TensorBoardLogger(tmp_path / "runs", name="tb")
+    _fit(tmp_path, logger=[csv, board])
+    out = capsys.readouterr().out
+    assert f"logs of this run are in {tmp_path / 'runs' / 'tb' / 'version_0'}" in out
+    assert out.rstrip().endswith(tensorboard_command(tmp_path / "runs"))
+    assert any((tmp_path / "runs" / "tb" / "version_0").glob("events.out.tfevents.*"))
