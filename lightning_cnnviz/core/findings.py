@@ -269,9 +269,27 @@ def summary_text(findings: Sequence[Finding], checks: Iterable[Check] | None = N
         ran, not_ran = _grouped([c for c in checks if c.ran]), [c for c in checks if not c.ran]
         lines += [f"  Checks that ran: {ran}."] if ran else []
         if not_ran:
-            told = "; ".join(f"{c.label} ({c.why})" if c.why else c.label for c in not_ran)
-            lines.append(f"  Checks that did not run: {told}.")
+            lines.append(f"  Checks that did not run: {_not_ran(not_ran)}.")
     return "\n".join(lines)
+
+
+def _not_ran(checks: Sequence[Check]) -> str:
+    """``Monitor/check, check (why); Other (why)``: one reason said once per monitor.
+
+    Example::
+
+        >>> _not_ran([Check("O", "a", False, "no val data"), Check("K", "", False, "no conv"),
+        ...           Check("O", "b", False, "no val data")])
+        'O/a, b (no val data); K (no conv)'
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in checks:
+        groups.setdefault((c.source, c.why), []).append(c.name)
+    told = []
+    for (source, why), names in groups.items():
+        label = source if "" in names else f"{source}/{', '.join(names)}"
+        told.append(f"{label} ({why})" if why else label)
+    return "; ".join(told)
 
 
 def _grouped(checks: Sequence[Check]) -> str:
