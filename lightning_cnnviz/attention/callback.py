@@ -92,10 +92,9 @@ class AttentionMonitor(Monitor, section="attention"):
         return evenly_spaced([n for n, m in available.items() if is_attention(m)], self.max_layers)
 
     @override
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+    def layers_found(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # "auto" on a model without attention: the base steps aside, saying why
-        super().setup(trainer, pl_module, stage)
-        if stage != "fit" or not self.selected:
+        if not self.selected:
             return
         available = named_layers(unwrap_model(pl_module))
         attention = [n for n, m in available.items() if is_attention(m)]

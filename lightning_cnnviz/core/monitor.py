@@ -29,7 +29,7 @@ from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.model_state import kept_state
-from lightning_cnnviz.core.monitor_layers import LayerWatcher
+from lightning_cnnviz.core.monitor_layers import LayerWatcher, builds_in_configure_model
 from lightning_cnnviz.core.monitor_state import Checkpointed
 from lightning_cnnviz.core.monitor_summary import RunSummary, say_fit_only
 from lightning_cnnviz.core.namespaces import Callback
@@ -230,8 +230,25 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active
         self.aside_reason = "" if self._sink.active else "fast_dev_run: nothing would be kept"
+        # a model built in `configure_model` (Lightning calls it after setup) has no layers
+        # yet: they are found at fit start, once it exists
+        self._layers_pending = builds_in_configure_model(pl_module)
+        if not self._layers_pending:
+            self._find_layers(trainer, pl_module)
+
+    def _find_layers(self, trainer: Trainer, pl_module: LightningModule) -> None:
         with kept_state(unwrap_model(pl_module)):
             self._resolve_layers(pl_module)
+        self.layers_found(trainer, pl_module)
+
+    def layers_found(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """What depends on ``selected``, once it is resolved (a subclass's own checks)."""
+
+    @override
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._layers_pending:
+            self._layers_pending = False
+            self._find_layers(trainer, pl_module)
 
     def _due_on_step(self, trainer: Trainer) -> bool:
         return self.schedule.due_on_step(trainer.global_step, self.last_logged_step)

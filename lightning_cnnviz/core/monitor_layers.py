@@ -27,7 +27,28 @@ from lightning_cnnviz.core.selection import (
     unwrap_model,
 )
 
-__all__ = ["LayerWatcher"]
+__all__ = ["LayerWatcher", "builds_in_configure_model"]
+
+
+def builds_in_configure_model(pl_module: nn.Module) -> bool:
+    """Whether ``pl_module`` overrides ``configure_model`` (its layers may come only then).
+
+    Lightning calls it after the callbacks' ``setup``. Read off the class, so a module of
+    the ``pytorch_lightning`` package counts too.
+
+    Example::
+
+        >>> class Lazy(LightningModule):
+        ...     def configure_model(self):
+        ...         self.net = nn.Linear(2, 2)
+        >>> builds_in_configure_model(Lazy()), builds_in_configure_model(LightningModule())
+        (True, False)
+    """
+    base = next((c for c in type(pl_module).__mro__ if c.__name__ == "LightningModule"), None)
+    hook = getattr(type(pl_module), "configure_model", None)
+    return (
+        base is not None and hook is not None and hook is not getattr(base, "configure_model", None)
+    )
 
 
 class LayerWatcher:

@@ -118,10 +118,7 @@ class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
         return of_type(*types)(model, available)
 
     @override
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage != "fit":
-            return
+    def layers_found(self, trainer: Trainer, pl_module: LightningModule) -> None:
         wrong = [n for n, m in self.selected.items() if not isinstance(m, (*CONV_TYPES, nn.Linear))]
         if wrong:
             raise ValueError(
