@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_choice, check_int
+from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import (
@@ -109,6 +110,7 @@ class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
         self._still: dict[str, int] = {}  # events in a row without change, per layer
         self._steps: list[int] = []  # the last events' steps
         self._frozen_told = False
+        self._frozen: Finding | None = None  # told in this fit, until its layers move again
         self._unoptimised_told = False
         self._unit_grid: dict[str, tuple[int, int, int]] = {}
 

@@ -17,7 +17,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
-from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.kernels.frozen import (
     SET_UP,
     STILL_EVENTS,
@@ -29,7 +29,7 @@ from lightning_cnnviz.kernels.frozen import (
     unoptimised,
     untrained_look,
 )
-from lightning_cnnviz.kernels.frozen_words import frozen_text, unoptimised_text
+from lightning_cnnviz.kernels.frozen_words import frozen_text, moving_text, unoptimised_text
 
 __all__ = ["FrozenCheck"]
 
@@ -45,6 +45,7 @@ class FrozenCheck:
     _still: dict[str, int]
     _steps: list[int]
     _frozen_told: bool
+    _frozen: Finding | None
     _unoptimised_told: bool
     tag: Callable[..., str]  # the monitor's
 
@@ -79,7 +80,9 @@ class FrozenCheck:
         module = trainer.lightning_module
         groups = None if module is None else param_groups(trainer.optimizers, module.parameters())
         nearly = {n for n, m in self.selected.items() if tiny_rate(m.weight, groups)}
-        if not still_layers(self._still, changes, fixed, nearly) or self._frozen_told:
+        reached = still_layers(self._still, changes, fixed, nearly)
+        self._check_moving(trainer, changes)
+        if not reached or self._frozen_told:
             return
         self._frozen_told = True
         names = [n for n in self.selected if self._still.get(n, 0) >= events_needed(n, fixed)]
@@ -99,5 +102,26 @@ class FrozenCheck:
             numbers["neighbour_r"] = untrained
             rank_zero_warn(text)
         severity = "note" if untrained is None else "problem"
+        numbers["names"] = names
         finding = Finding(self.section, "frozen_layers", step, epoch, text, numbers, severity)
         report(trainer, finding)
+        self._frozen = finding
+
+    def _check_moving(self, trainer: Trainer, changes: dict[str, float]) -> None:
+        """The told layers changing again (unfrozen by a schedule): the finding becomes a note.
+
+        Held out: ``BackboneFinetuning`` froze the convolutions for an epoch, then trained
+        them (relative change 0.02-0.03 an event), and the summary kept the problem.
+        """
+        told = self._frozen
+        if told is None or not any(f is told for f in findings_of(trainer)):
+            return  # nothing told, or told in another fit
+        names = told.figures["names"]
+        if not all(self._still.get(n, 0) == 0 and n in changes for n in names):
+            return
+        self._frozen = None
+        step, epoch = trainer.global_step, trainer.current_epoch
+        text = moving_text(names, told.step, step, epoch)
+        figures = {**told.figures, "moving_since": step}
+        replace(trainer, told, Finding(self.section, "frozen_layers", step, epoch, text, figures,
+                                       "note"))  # fmt: skip

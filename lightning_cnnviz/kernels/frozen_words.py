@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-__all__ = ["ALL_OF_THEM", "REASONS", "frozen_text", "unoptimised_text"]
+__all__ = ["ALL_OF_THEM", "REASONS", "frozen_text", "moving_text", "unoptimised_text"]
 
 # Why a layer's weights do not change (``still_reason``), as the finding says it; those in
 # ``SET_UP`` keep them as they are, which a random init makes a problem
@@ -64,6 +64,21 @@ def unoptimised_text(names: Sequence[str], step: int, epoch: int) -> str:
         "initialisation (held out: a classifier head left out cost 20-26 points of val "
         "accuracy). A note: if they are meant to stay fixed, set `requires_grad=False` to "
         "skip their gradient; if not, pass them to the optimiser (`self.parameters()`)."
+    )
+
+
+def moving_text(names: Sequence[str], told: int, step: int, epoch: int) -> str:
+    """The layers told frozen at step ``told`` changing again at ``step``, in words.
+
+    Example::
+
+        >>> moving_text(["conv1", "conv2"], 20, 60, 1)[:60]
+        'Layers change again at step 60 (epoch 1): `conv1`, `conv2`, '
+    """
+    shown = ", ".join(f"`{n}`" for n in names[:6]) + (", ..." if len(names) > 6 else "")
+    return (
+        f"Layers change again at step {step} (epoch {epoch}): {shown}, still at step {told}, "
+        "now train (a schedule that unfreezes them, such as `BackboneFinetuning`). A note."
     )
 
 

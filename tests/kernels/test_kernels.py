@@ -243,7 +243,7 @@ def run(tmp_path, monitor, model=None, steps=6, ckpt=None):
         enable_model_summary=False,
         enable_checkpointing=False,
         logger=TensorBoardLogger(tmp_path, name="tb"),
-        callbacks=[monitor],
+        callbacks=monitor if isinstance(monitor, list) else [monitor],
     )
     trainer.fit(model, loader(), ckpt_path=ckpt)
     return model, trainer, events(tmp_path)
@@ -388,7 +388,7 @@ def test_kernels_frozen_layers_are_a_note_naming_them_and_why(tmp_path):
     assert (note.severity, note.step, note.figures) == (
         "note",
         4,
-        {"layers": 1, "watched": 2, "no_grad": 1},
+        {"layers": 1, "watched": 2, "no_grad": 1, "names": ["conv1"]},
     )
     assert "1 of 2 watched layers have not changed at all since step 2: `conv1`" in note.message
     assert "`requires_grad=False`" in note.message
@@ -399,6 +399,31 @@ def test_kernels_frozen_layers_are_a_note_naming_them_and_why(tmp_path):
     monitor = KernelMonitor(every_n_steps=2)
     _, trainer, _ = run(tmp_path / "trained", monitor, EdgeNet(0.05), steps=8)
     assert [f for f in findings_of(trainer) if f.kind == "frozen_layers"] == []
+
+
+class Unfreeze(L.Callback):
+    """Trains ``conv1`` from ``step`` on (as ``BackboneFinetuning`` does at an epoch)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            pl_module.conv1.weight.requires_grad_(True)
+
+
+def test_kernels_frozen_layers_changing_again_become_a_note(tmp_path):
+    # held out: BackboneFinetuning froze the convs for an epoch, then trained them; the
+    # summary kept "frozen_layers" as a problem to the end
+    model = WideNet()
+    model.conv1.weight.requires_grad_(False)
+    monitor = KernelMonitor(every_n_steps=2, layers=["conv1"])
+    _, trainer, acc = run(tmp_path, [monitor, Unfreeze(6)], model, steps=12)
+    changes = [e.value for e in acc.Scalars("kernels/conv1/relative_change")]
+    assert changes[:2] == [0.0, 0.0] and all(c > 0 for c in changes[3:])
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "note" and found.figures["moving_since"] == 8
+    assert found.message.startswith("Layers change again at step 8 (epoch 0): `conv1`, still at")
 
 
 class BackboneAtZero(WideNet):
