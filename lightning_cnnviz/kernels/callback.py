@@ -34,6 +34,20 @@ class _Picture(NamedTuple):
     layout: tuple[int, ...] = ()  # a conv's dilation, or the (C, H, W) map Linear units read
 
 
+TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+KERNEL_TYPES = (*CONV_TYPES, *TRANSPOSED)
+
+
+def filters_of(module: nn.Module) -> Tensor:
+    """The layer's weight with its output channels first.
+
+    A transposed conv keeps its input channels first: a GAN generator's filters read as
+    those of a conv.
+    """
+    weight = module.weight.detach()
+    return weight.transpose(0, 1) if isinstance(module, TRANSPOSED) else weight
+
+
 class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
     """What the convolution filters look like, per layer, as training goes on.
 
@@ -75,7 +89,9 @@ class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
         'kernels/conv1/hf_energy'
     """
 
-    auto_description = "it draws the weights of conv layers; `linear=True` adds linear ones"
+    auto_description = (
+        "it draws the weights of conv layers, transposed ones too; `linear=True` adds linear ones"
+    )
 
     needs_call_sites = False  # weights only: no forward pass, no hooks
 
@@ -116,15 +132,18 @@ class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
 
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
-        types = (*CONV_TYPES, nn.Linear) if self.linear else CONV_TYPES
+        types = (*KERNEL_TYPES, nn.Linear) if self.linear else KERNEL_TYPES
         return of_type(*types)(model, available)
 
     @override
     def layers_found(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        wrong = [n for n, m in self.selected.items() if not isinstance(m, (*CONV_TYPES, nn.Linear))]
+        wrong = [
+            n for n, m in self.selected.items() if not isinstance(m, (*KERNEL_TYPES, nn.Linear))
+        ]
         if wrong:
             raise ValueError(
-                f"`layers` of KernelMonitor must select Conv1d/2d/3d or Linear modules, got {wrong}"
+                "`layers` of KernelMonitor must select Conv1d/2d/3d, ConvTranspose1d/2d/3d or "
+                f"Linear modules, got {wrong}"
             )
         self._drawn = set(evenly_spaced(list(self.selected), self.max_drawn_layers, single="first"))
         found = dense.first_linear_after_conv(named_layers(unwrap_model(pl_module)))
@@ -190,9 +209,9 @@ class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
         step, values, pictures = trainer.global_step, {}, []
         with self.phase("compute"):
             for name, module in self.selected.items():
-                weight = module.weight.detach()
+                weight = filters_of(module)
                 values[self.tag(name, "mean_abs")] = figures.mean_abs(weight)
-                if isinstance(module, CONV_TYPES):
+                if isinstance(module, KERNEL_TYPES):
                     hf = figures.hf_energy(weight)
                     if hf is not None:
                         values[self.tag(name, "hf_energy")] = hf
@@ -205,7 +224,7 @@ class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
                     self._previous[name] = previous
         with self.phase("render"):  # only the copies: the drawing runs on the sink's thread
             for name, module in self.selected.items():
-                weight = module.weight.detach()
+                weight = filters_of(module)
                 if name in self._drawn:
                     pictures += self._pictures(name, module, weight)
                 kept = self._previous.get(name)

@@ -342,8 +342,22 @@ def test_kernels_monitor_arguments():
 def test_kernels_monitor_rejects_non_weight_layers(tmp_path):
     model = EdgeNet()
     model.act = nn.ReLU()
-    with pytest.raises(ValueError, match=r"Conv1d/2d/3d or Linear modules, got \['act'\]"):
+    wanted = r"Conv1d/2d/3d, ConvTranspose1d/2d/3d or Linear modules, got \['act'\]"
+    with pytest.raises(ValueError, match=wanted):
         run(tmp_path, KernelMonitor(layers=["conv1", "act"], every_n_steps=2), model=model)
+
+
+def test_kernels_transposed_conv_drawn_with_its_filters_first(tmp_path):
+    # held out: a GAN generator's ConvTranspose2d: "found no layer", and naming it raised
+    model = EdgeNet(lr=0.05)
+    model.conv2 = nn.ConvTranspose2d(2, 4, 3, padding=1)  # weight (in 2, out 4, 3, 3)
+    _, _, acc = run(tmp_path / "t", KernelMonitor(every_n_steps=2), model)
+    _, _, plain = run(tmp_path / "p", KernelMonitor(every_n_steps=2), EdgeNet(lr=0.05))
+    (shot,), (expected,) = (read_images(a, "kernels/conv2")[-1:] for a in (acc, plain))
+    assert shot[1].shape == expected[1].shape  # 4 filters of 2 input channels, as a conv's
+    weight = model.conv2.weight.detach()
+    mean_abs = acc.Scalars("kernels/conv2/mean_abs")[-1].value
+    assert mean_abs == pytest.approx(weight.abs().mean().item(), rel=1e-5)
 
 
 class WideNet(EdgeNet):
