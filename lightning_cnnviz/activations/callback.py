@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
@@ -12,6 +13,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
 from lightning_cnnviz.activations.divergence import nonfinite_parameters
+from lightning_cnnviz.activations.divergence_words import half_first
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.init_weights import identical_units, zero_weights
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
@@ -173,9 +175,12 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
 
     def _tell(self, trainer: Trainer, verdicts: list[Verdict], step: int, epoch: int) -> None:
         """Write the verdicts' text, warn the problems and report them as findings."""
+        half = _half_weights(trainer)
         for v in verdicts:  # a problem told after a root cause stood names it
             if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind)):
                 v.message = f"{v.message} {cause}"
+            if v.kind == "divergence" and v.severity == "problem" and half is not None:
+                v.message = half_first(v.message, half)
         if verdicts:  # one text per log: TensorBoard keeps one entry per tag and step
             self.sink.text(self.tag("diagnosis"), "\n\n".join(v.message for v in verdicts), step)
         for v in verdicts:
@@ -253,6 +258,17 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.diagnosis.load_state_dict(state)
         self._findings = {f.kind: f for f in self._own_findings()}  # the last of each kind
+
+
+def _half_weights(trainer: Trainer) -> float | None:
+    """The optimiser's ``eps`` (``0.0``: none) where the weights are float16, else ``None``."""
+    module = trainer.lightning_module
+    first = next(module.parameters(), None) if module is not None else None
+    if first is None or first.dtype != torch.float16:
+        return None
+    groups = trainer.optimizers[0].param_groups if trainer.optimizers else [{}]
+    eps = groups[0].get("eps")
+    return float(eps) if isinstance(eps, int | float) else 0.0
 
 
 def clip_setting(trainer: Trainer) -> tuple[float | None, str | None]:

@@ -20,6 +20,7 @@ __all__ = [
     "SUDDEN_REMEDIES",
     "divergence_cause",
     "divergence_text",
+    "half_first",
     "part_of_text",
     "recovered_text",
     "transient_text",
@@ -56,6 +57,32 @@ DATA_REMEDIES = (
 # One step from a learnt, steady loss to NaN/Inf: one batch or one operation, not a rate.
 SUDDEN_REMEDIES = f"{DATA_REMEDIES}; only if the data is clean, lower the learning rate"
 RAISED = 3.0  # the rate at the divergence this many times its first: a schedule raised it
+HALF_TINY = 6e-8  # float16's smallest number: an epsilon below it rounds to 0
+
+
+def half_first(message: str, eps: float | None = None) -> str:
+    """A divergence's ``message`` with float32 weights as the first remedy (float16 weights).
+
+    Held out: ``precision="16-true"`` with Adam went NaN at step 2 (its ``eps=1e-8``
+    rounds to 0 in float16), told with "lower the learning rate" first.
+
+    Example::
+
+        >>> print(half_first("NaN at step 2. Try: lower the learning rate.", 1e-8)[15:75])
+        Try: float32 weights first (`precision="16-mixed"` or `"bf16
+    """
+    adam = (
+        f"; the optimiser's `eps={eps:g}` rounds to 0 there, so its steps divide by zero"
+        if eps is not None and 0 < eps < HALF_TINY
+        else ""
+    )
+    return message.replace(
+        "Try: ",
+        'Try: float32 weights first (`precision="16-mixed"` or `"bf16-mixed"` instead of '
+        '`"16-true"`): the weights are float16, whose range (6e-8 to 65504) updates and '
+        f"gradients leave easily{adam}; then ",
+        1,
+    )
 
 
 def transient_text(
