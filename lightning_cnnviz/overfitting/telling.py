@@ -81,6 +81,9 @@ class Telling:
                 why = self._bn_why
             elif name == "weight decay" and not any(e.weight_decay for e in h):
                 why = "the optimiser uses no weight decay"
+            elif name == "overfitting" and any(e.val_loss is not None for e in h):
+                key = self.keys["val_loss"]
+                why = f"the validation loss `{key}` was NaN or Inf at every validation"
             elif name == "overfitting":  # name the key it looked for, and how to change it
                 key = self.keys["val_loss"]
                 why = f"needs a validation loss: none logged as `{key}` (set `val_loss_key=`)"
