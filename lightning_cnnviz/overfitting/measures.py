@@ -247,7 +247,14 @@ class Measures:
         said = "dense" in self._warned  # per-position logits: why the probes are skipped is said
         if missing or not (probes or said):
             target = self.probe(trainer, "val").target
-            self.warn_once("missing", missing_text(missing, probes or said, logged, target))
+            text = missing_text(missing, probes or said, logged, target)
+            if missing and getattr(trainer, "barebones", False):  # `self.log` is off
+                text = (
+                    f"cannot find {', '.join(f'`{k}`' for k in missing.values())}: "
+                    "`Trainer(barebones=True)` turns `self.log` off, so what needs logged "
+                    "metrics is skipped (the probes' own figures still run)."
+                )
+            self.warn_once("missing", text)
         probe = self.probe(trainer, "val")
         size = float(len(probe))
         clip = trainer.gradient_clip_val

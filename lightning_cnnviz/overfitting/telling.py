@@ -84,6 +84,8 @@ class Telling:
             elif name == "overfitting" and any(e.val_loss is not None for e in h):
                 key = self.keys["val_loss"]
                 why = f"the validation loss `{key}` was NaN or Inf at every validation"
+            elif name == "overfitting" and getattr(trainer, "barebones", False):
+                why = "`Trainer(barebones=True)` turns `self.log` off"
             elif name == "overfitting":  # name the key it looked for, and how to change it
                 key = self.keys["val_loss"]
                 why = f"needs a validation loss: none logged as `{key}` (set `val_loss_key=`)"
