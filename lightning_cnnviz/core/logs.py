@@ -94,6 +94,8 @@ def announce_logs(trainer: Trainer) -> None:
     """Print ``logs_message`` once per trainer, on rank zero."""
     if trainer in _ANNOUNCED or not trainer.is_global_zero:
         return
+    if any(getattr(cb, "_early_exit", False) for cb in trainer.callbacks):
+        return  # a Tuner's trial fit (`lr_find`, `scale_batch_size`): the fit after it is the run
     _ANNOUNCED.add(trainer)
     if (message := logs_message(trainer)) is not None:
         print(f"\n{message}\n", flush=True)

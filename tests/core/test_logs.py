@@ -66,3 +66,22 @@ def test_logs_with_a_csv_logger_listed_first_name_the_tensorboard_folder(tmp_pat
     assert f"logs of this run are in {tmp_path / 'runs' / 'tb' / 'version_0'}" in out
     assert out.rstrip().endswith(tensorboard_command(tmp_path / "runs"))
     assert any((tmp_path / "runs" / "tb" / "version_0").glob("events.out.tfevents.*"))
+
+
+def test_logs_a_tuner_trial_fit_says_nothing_the_fit_after_it_says_where(tmp_path, capsys):
+    # held out: Tuner.lr_find's own fit (a DummyLogger) printed the line, and the real fit
+    # on the same trainer then said nothing
+    from lightning.pytorch.tuner import Tuner
+
+    torch.manual_seed(0)
+    trainer = Trainer(
+        max_epochs=1, limit_train_batches=4, limit_val_batches=1, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+        logger=TensorBoardLogger(tmp_path / "runs", name="tb"),
+        callbacks=[ActivationMonitor(every_n_steps=1)],
+    )  # fmt: skip
+    model, data = MNISTClassifier(), SyntheticDigitsDataModule(train_size=256, val_size=64)
+    Tuner(trainer).lr_find(model, datamodule=data, num_training=5)
+    assert "logs of this run are in" not in capsys.readouterr().out
+    trainer.fit(model, datamodule=data)
+    assert capsys.readouterr().out.count("logs of this run are in") == 1
