@@ -262,11 +262,12 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
 
 def _half_weights(trainer: Trainer) -> float | None:
     """The optimiser's ``eps`` (``0.0``: none) where the weights are float16, else ``None``."""
-    module = trainer.lightning_module
+    module = getattr(trainer, "lightning_module", None)
     first = next(module.parameters(), None) if module is not None else None
     if first is None or first.dtype != torch.float16:
         return None
-    groups = trainer.optimizers[0].param_groups if trainer.optimizers else [{}]
+    optimizers = getattr(trainer, "optimizers", None)
+    groups = optimizers[0].param_groups if optimizers else [{}]
     eps = groups[0].get("eps")
     return float(eps) if isinstance(eps, int | float) else 0.0
 
