@@ -176,16 +176,11 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     def _tell(self, trainer: Trainer, verdicts: list[Verdict], step: int, epoch: int) -> None:
         """Write the verdicts' text, warn the problems and report them as findings."""
         half = _half_weights(trainer)
-        for v in verdicts:  # a problem told after a root cause stood names it
+        for v in verdicts:  # in order: a cause told at this log is named by what follows
             if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind)):
                 v.message = f"{v.message} {cause}"
             if v.kind == "divergence" and v.severity == "problem" and half is not None:
                 v.message = half_first(v.message, half)
-        if verdicts:  # one text per log: TensorBoard keeps one entry per tag and step
-            self.sink.text(self.tag("diagnosis"), "\n\n".join(v.message for v in verdicts), step)
-        for v in verdicts:
-            if v.severity == "problem":  # notes go to the summary and the text only
-                rank_zero_warn(v.message)
             finding = Finding(self.section, v.kind, step, epoch, v.message, v.figures,
                               severity=v.severity)  # fmt: skip
             old = self._findings.get(v.kind)
@@ -197,6 +192,11 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             else:
                 report(trainer, finding)
             self._findings[v.kind] = finding
+        if verdicts:  # one text per log: TensorBoard keeps one entry per tag and step
+            self.sink.text(self.tag("diagnosis"), "\n\n".join(v.message for v in verdicts), step)
+        for v in verdicts:
+            if v.severity == "problem":  # notes go to the summary and the text only
+                rank_zero_warn(v.message)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

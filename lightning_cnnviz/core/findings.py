@@ -119,6 +119,9 @@ ROOT_CAUSES = {
     "clipped_gradients": "gradient clipping by value cuts nearly every gradient entry",
 }
 
+# what reaches the model before anything in it: named even by a root cause told after it
+# (inputs divided by 255 twice: vanishing gradients at step 120, their cause at step 12)
+_INPUT_CAUSES = ("unnormalised_inputs",)
 # notes (inputs off scale are healthy under BatchNorm, a scaled loss under Adam), yet causes
 _NOTED_CAUSES = ("unnormalised_inputs", "scaled_loss", "clipped_gradients")
 # Problems that are no root cause in general, but one a later finding of a given kind
@@ -152,9 +155,10 @@ def earlier_cause(trainer: object, kind: str) -> str:
         >>> earlier_cause(run, "dead_units")  # dead units with a divergence are part of it
         ''
     """
-    if kind in ROOT_CAUSES:
-        return ""
-    causes = ROOT_CAUSES | CONSEQUENCES.get(kind, {})
+    if kind in ROOT_CAUSES:  # a cause names only what comes before any model: its inputs
+        causes = {k: ROOT_CAUSES[k] for k in _INPUT_CAUSES if k != kind}
+    else:
+        causes = ROOT_CAUSES | CONSEQUENCES.get(kind, {})
     for f in findings_of(trainer):
         if f.kind in causes and (f.severity == "problem" or f.kind in _NOTED_CAUSES):
             return (

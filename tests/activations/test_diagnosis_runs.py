@@ -384,3 +384,18 @@ def test_diagnosis_runs_a_divergence_that_grows_is_one_finding_at_its_latest():
         (f.kind, f.severity, f.step, f.message) for f in findings_of(run)
     ]
     assert (kind, severity, step) == ("divergence", "problem", 20) and "NaN" in message
+
+
+def test_diagnosis_runs_a_cause_told_at_a_log_is_named_by_the_problems_after_it_there():
+    # held out: inputs divided by 255 twice; the `unnormalised_inputs` note and a dead-units
+    # problem came at the same log (step 12), and the problem never named the inputs
+    monitor, run = ActivationMonitor(), type("Run", (), {})()
+    monitor._sink = _Texts()
+    note = Verdict("unnormalised_inputs", "note", "The inputs barely vary", {})
+    dead = Verdict("dead_units", "problem", "Dead units at step 12", {})
+    with pytest.warns(UserWarning) as said:
+        monitor._tell(run, [note, dead], 12, 0)
+    (warned,) = [str(w.message) for w in said]
+    assert warned.startswith("Dead units at step 12 This may follow from a note reported first")
+    assert "(step 12, `unnormalised_inputs`)" in warned
+    assert [f.kind for f in findings_of(run)] == ["unnormalised_inputs", "dead_units"]

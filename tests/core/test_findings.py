@@ -30,6 +30,18 @@ def test_findings_earlier_cause_names_inputs_far_from_unit_scale_though_a_note()
     assert "the inputs are far from unit scale. Fix that first." in said
 
 
+def test_findings_earlier_cause_inputs_are_named_by_root_causes_too():
+    # held out: inputs divided by 255 twice; vanishing gradients at step 120 (a root cause
+    # itself) was told with init and architecture remedies, the inputs never named
+    run = Run()
+    report(run, Finding("activations", "unnormalised_inputs", 12, 0, "barely vary", {}, "note"))
+    said = earlier_cause(run, "vanishing_gradients")
+    assert "(step 12, `unnormalised_inputs`): the inputs are far from unit scale" in said
+    assert earlier_cause(run, "unnormalised_inputs") == ""
+    report(run, Finding("overfitting", "unshuffled_batches", 0, 0, "in class order"))
+    assert "unshuffled" not in earlier_cause(run, "vanishing_gradients")  # no chain of causes
+
+
 def test_findings_earlier_cause_names_layers_frozen_at_random_init_not_a_frozen_backbone():
     run = Run()
     report(run, Finding("kernels", "frozen_layers", 40, 0, "frozen, trained", severity="note"))
