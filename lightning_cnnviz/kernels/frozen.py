@@ -33,6 +33,7 @@ __all__ = [
     "SET_UP",
     "STILL_EVENTS",
     "TINY_LR",
+    "any_gradient",
     "events_needed",
     "param_groups",
     "still_layers",
@@ -197,6 +198,19 @@ def untrained_look(weights: Sequence[Tensor]) -> float | None:
 # at their random init, 79% val against 96.5%; a schedule that reaches 0 late leaves
 # trained kernels, which the untrained look tells apart)
 SET_UP = ("no_grad", "not_optimised", "detached", "lr_zero", "lr_tiny")
+
+
+def any_gradient(parameters: Iterable[Tensor]) -> bool:
+    """Whether any of ``parameters`` holds a non-zero gradient (one host read).
+
+    Example::
+
+        >>> w = torch.nn.Parameter(torch.ones(2))
+        >>> any_gradient([w]), (setattr(w, "grad", torch.zeros(2)), any_gradient([w]))[1]
+        (False, False)
+    """
+    grads = [p.grad.detach().abs().amax() for p in parameters if p.grad is not None]
+    return bool(grads) and bool(torch.stack(grads).amax() > 0)
 
 
 def still_reason(

@@ -21,6 +21,7 @@ from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.kernels.frozen import (
     SET_UP,
     STILL_EVENTS,
+    any_gradient,
     events_needed,
     param_groups,
     still_layers,
@@ -88,6 +89,10 @@ class FrozenCheck:
         names = [n for n in self.selected if self._still.get(n, 0) >= events_needed(n, fixed)]
         kept_grads = any(p.grad is not None for p in trainer.lightning_module.parameters())
         reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
+        blocked = set(reasons.values()) <= {"no_gradient", "detached"}
+        whole = len(names) == len(self.selected) and blocked
+        if whole and not any_gradient(trainer.lightning_module.parameters()):
+            reasons = dict.fromkeys(names, "nothing_learns")  # the whole model: the step
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
         span = min(max(self._still[n] for n in names), STILL_EVENTS)
         # a random init kept by the set-up: frozen random features (dead units after a
@@ -101,7 +106,10 @@ class FrozenCheck:
         if untrained is not None:  # frozen random features: a problem
             numbers["neighbour_r"] = untrained
             rank_zero_warn(text)
-        severity = "note" if untrained is None else "problem"
+        nothing = set(reasons.values()) == {"nothing_learns"}
+        if nothing and untrained is None:
+            rank_zero_warn(text)
+        severity = "note" if untrained is None and not nothing else "problem"
         numbers["names"] = names
         finding = Finding(self.section, "frozen_layers", step, epoch, text, numbers, severity)
         report(trainer, finding)

@@ -35,6 +35,13 @@ REASONS = {
         "reach the loss through autograd, cut off by a `.detach()`, `torch.no_grad()` or a "
         "non-differentiable step in `forward`, or left unused)"
     ),
+    "nothing_learns": (
+        "no parameter of the model holds a gradient after the backward (every `.grad` is "
+        "None or 0), so no step changes anything: the loss `training_step` returns is cut "
+        "from the model (`torch.tensor(loss.item())`, a `.detach()`), or, under manual "
+        "optimisation, `zero_grad()` runs between `manual_backward` and `step` (it belongs "
+        "before the backward)"
+    ),
 }
 ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "no_grad": "their weights have `requires_grad=False`",
@@ -43,6 +50,7 @@ ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "lr_tiny": "their learning rate is 1,000x or more below the optimiser's largest",
     "no_update": f"they get {REASONS['no_update']}",
     "detached": f"they get {REASONS['detached']}",
+    "nothing_learns": f"{REASONS['nothing_learns']}",
 }
 
 
@@ -119,6 +127,8 @@ def frozen_text(
         f"Frozen layers at step {step} (epoch {epoch}): {len(names)} of {watched} watched "
         f"layers have {moved} since step {since}: {shown}; {why}."
     )
+    if kinds == ["nothing_learns"]:  # nothing trains: the step itself is broken
+        return f"{head} Fix that first: the model cannot learn at all."
     if untrained is None and "no_gradient" in kinds:
         return (
             f"{head} A note: no optimiser setting keeps them; they follow from what stops "

@@ -440,6 +440,24 @@ def test_kernels_frozen_layers_changing_again_become_a_note(tmp_path):
     assert found.message.startswith("Layers change again at step 8 (epoch 0): `conv1`, still at")
 
 
+class DetachedLoss(EdgeNet):
+    """Returns the loss's value as a new leaf: the backward reaches no parameter."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return torch.tensor(loss.item(), requires_grad=True)
+
+
+def test_kernels_nothing_learns_when_no_parameter_gets_a_gradient_is_a_problem(tmp_path):
+    # held out: a detached loss and `zero_grad()` between backward and step froze every
+    # layer; a note pointed at `vanishing_gradients` and `dead_units`, which never came
+    with pytest.warns(UserWarning, match="no parameter of the model holds a gradient"):
+        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), DetachedLoss(0.05), steps=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "problem" and "`torch.tensor(loss.item())`" in found.message
+    assert "vanishing_gradients" not in found.message
+
+
 class BackboneAtZero(WideNet):
     """WideNet whose convs sit in a parameter group at learning rate 0 (the head learns)."""
 
