@@ -451,6 +451,20 @@ def test_rules_overfitting_quiet_while_val_accuracy_climbs_far_past_its_value_at
     assert 0.414 - 0.096 >= rules.STILL_LEARNING > 0.97 - 0.955  # the 3,948-step run: told
 
 
+def test_rules_not_learning_a_run_shorter_than_the_first_steps_waits_half_of_it():
+    # held out: whole-set batches, SGD 0.01: 40 steps in 40 epochs, the val loss at 96% of
+    # ln 10 at the end and "no problems found" (the 40-step wait was never over)
+    def run(total):
+        return [Evaluation(step=s, epoch=s - 1, run_share=s / total,
+                           **probe(0.15 + 0.004 * s, 2.30 - 0.0015 * s, returned_loss=2.3))
+                for s in range(1, 41)]  # fmt: skip
+
+    verdict = first(levels.not_learning, run(40))
+    assert verdict.detected.step == 20 and verdict.figures["barely"] is True  # half the run
+    # a run planned long: the first 40 steps are its start, too early to call
+    assert first(levels.not_learning, run(4000)) is None
+
+
 def test_rules_not_learning_barely_off_chance_with_the_loss_at_chance_level():
     # held out: SGD 1e-3 without momentum, 23-32% val after 188 steps (79% at 1e-2), the
     # training loss 2.289 -> 2.265 (ln 10 = 2.303): "no problems found" on 3 of 3 seeds
