@@ -524,6 +524,16 @@ def test_divergence_one_batch_of_wild_values_on_a_noisy_learnt_loss_names_a_batc
         assert "optimiser overshoots" not in verdict.message
 
 
+def test_divergence_after_an_earlier_spike_is_the_updates_not_one_batch():
+    # held out (hunt 14): a Conv1d net under SGD 0.3 jumped 0.97 -> 3.33 at step 14,
+    # settled near 0.5, then blew up at step 33: told as one batch, the data first
+    losses = [(s, 1.6 * 0.9**s) for s in range(1, 14)] + [(14, 3.33), (15, 2.1), (16, 1.4)]
+    losses += [(s, 0.5 + 0.02 * math.sin(s)) for s in range(17, 33)]
+    verdict = _nan_after(losses, 33)
+    assert "sudden" not in verdict.figures
+    assert "the optimiser overshoots. Try: lower the learning rate (10x)" in verdict.message
+
+
 def test_divergence_a_warmup_rise_to_nan_is_not_one_batch():
     # the loss climbs for 20 steps before the NaN: the updates grew, the rate is named
     rising = healthy_losses(59) + [(s, 0.9 + 0.08 * (s - 59)) for s in range(60, 80)]
