@@ -211,5 +211,7 @@ class DivergenceReview:
             return []
         reported, self.diverged, self.spike = self.diverged, None, None
         self.transient, self.pending, self.reported["divergence"] = step, None, "note"
-        text = recovered_text(step, epoch, spike, series, reported)
+        first = self.rates[0]
+        rose = first is not None and any(lr > 1.5 * first for _, lr in self.log_rates)
+        text = recovered_text(step, epoch, spike, series, reported, rose)
         return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]

@@ -131,8 +131,12 @@ def recovered_text(
     spike: tuple[int, float, float, float],
     series: Sequence[tuple[int, float]],
     reported: int | None,
+    rate_rose: bool = False,
 ) -> str:
     """The note that ends a divergence finding whose loss came back (``recovered``).
+
+    ``rate_rose``: the learning rate was raised before the spike (a warm restart, a cyclic
+    schedule's peak), which the note then names; a constant rate is not said to have risen.
 
     Example::
 
@@ -149,9 +153,14 @@ def recovered_text(
     return (
         f"Training recovered from the loss spike at step {at} (to {value:.3g}, {origin}): by "
         f"step {step} (epoch {epoch}) the loss is back to {now:.3g} ({back}). Reported at step "
-        f"{reported} as a divergence; a note now: the run came back on its own. A spike right "
-        "after the learning rate rose (a warm restart, a cyclic schedule's peak) calls for a "
-        "lower peak; if spikes recur, clip gradients (Trainer(gradient_clip_val=1.0))."
+        f"{reported} as a divergence; a note now: the run came back on its own. "
+        + (
+            "It came after the learning rate rose (a warm restart, a cyclic schedule's peak): "
+            "a lower peak avoids it; if spikes recur, "
+            if rate_rose
+            else "If spikes recur, add a learning-rate warmup or "
+        )
+        + "clip gradients (Trainer(gradient_clip_val=1.0))."
     )
 
 

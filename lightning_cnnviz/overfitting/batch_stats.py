@@ -42,6 +42,24 @@ def batch_norms(model: nn.Module) -> list[nn.Module]:
     ]
 
 
+def no_batch_norm_why(model: nn.Module) -> str:
+    """Why ``model`` has no ``batch_norms``, in words (the BatchNorm check's "did not run").
+
+    Example::
+
+        >>> no_batch_norm_why(nn.Sequential(nn.BatchNorm2d(2, track_running_stats=False)))
+        'its BatchNorm layers keep no running statistics (`track_running_stats=False`)'
+        >>> no_batch_norm_why(nn.Sequential(nn.BatchNorm2d(2)).eval())
+        'its BatchNorm layers are in eval mode during training: their statistics never move'
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return "no BatchNorm layer"
+    if not any(m.track_running_stats for m in norms):
+        return "its BatchNorm layers keep no running statistics (`track_running_stats=False`)"
+    return "its BatchNorm layers are in eval mode during training: their statistics never move"
+
+
 def batch_stats_logits(
     model: nn.Module,
     norms: Sequence[nn.Module],

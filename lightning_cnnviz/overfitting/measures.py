@@ -27,7 +27,11 @@ from lightning_cnnviz.core.probe import val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting import class_gap, imbalance, passes
-from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
+from lightning_cnnviz.overfitting.batch_stats import (
+    batch_norms,
+    batch_stats_logits,
+    no_batch_norm_why,
+)
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.metric_names import logged_name, metric_alias
@@ -159,7 +163,7 @@ class Measures:
         """The val probe's first ``images`` with BatchNorm on batch statistics (or ``None``)."""
         norms = batch_norms(unwrap_model(pl_module))
         if not norms:
-            self._bn_why = "no BatchNorm layer in training mode"
+            self._bn_why = no_batch_norm_why(unwrap_model(pl_module))
             return None
         if trainer.world_size > 1:  # rank zero alone: a training-mode BatchNorm may all-reduce
             self._bn_why = "distributed run: batch statistics may need every rank"
@@ -222,7 +226,7 @@ class Measures:
         acc = [host.pop(k) for k in seen if k in host]
         norms = bool(batch_norms(unwrap_model(pl_module)))
         if not norms:
-            self._bn_why = "no BatchNorm layer in training mode"
+            self._bn_why = no_batch_norm_why(unwrap_model(pl_module))
         ignored = [] if counts is None else imbalance.ignored_classes(counts)  # val left-outs
         self.plan = passes.plan(
             self.detector.history,

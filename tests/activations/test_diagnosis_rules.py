@@ -9,6 +9,7 @@ import torch
 from lightning_cnnviz.activations.dead_rules import dead_severity
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.divergence import jump_to_chance, loss_spike, scatter
+from lightning_cnnviz.activations.divergence_words import recovered_text
 from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
 from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite, progress
 from lightning_cnnviz.activations.recovery import level_before, recovered
@@ -130,6 +131,12 @@ def test_divergence_problem_becomes_a_note_once_the_loss_is_back_then_a_new_spik
     assert messages[1].startswith("Training recovered from the loss spike at step 143 (to ")
     assert "by step 220 (epoch 0) the loss is back to 0.15" in messages[1]
     assert "Reported at step 180 as a divergence" in messages[1]
+    # no rate given: none is said to have risen (held out: a constant Adam rate was)
+    assert "learning rate rose" not in messages[1]
+    assert messages[1].endswith("If spikes recur, add a learning-rate warmup or clip gradients "
+                                "(Trainer(gradient_clip_val=1.0)).")  # fmt: skip
+    raised = recovered_text(220, 0, (143, 2.0, 0.1, 2.3), series, 180, rate_rose=True)
+    assert "It came after the learning rate rose (a warm restart" in raised
     assert diagnosis.diverged is None and diagnosis.spike is None and diagnosis.transient == 220
     resumed = TrainingDiagnosis(0.1, 16, 0.0)
     resumed.load_state_dict(diagnosis.state_dict())
