@@ -291,7 +291,8 @@ def _not_ran(checks: Sequence[Check]) -> str:
         groups.setdefault((c.source, c.why), []).append(c.name)
     told = []
     for (source, why), names in groups.items():
-        label = source if "" in names else f"{source}/{', '.join(names)}"
+        named = [n for n in names if n]  # "": the monitor as a whole, said by its checks
+        label = f"{source}/{', '.join(named)}" if named else source
         told.append(f"{label} ({why})" if why else label)
     return "; ".join(told)
 
