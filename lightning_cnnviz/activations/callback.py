@@ -15,6 +15,7 @@ from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
 from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.divergence_words import half_first
 from lightning_cnnviz.activations.draw import dead_strip_image
+from lightning_cnnviz.activations.frozen_norms import frozen_norms
 from lightning_cnnviz.activations.init_weights import identical_units, zero_weights
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
@@ -224,8 +225,10 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         layers = named_layers(model)
         ordered = [(n, layers[n]) for n in self._rec.depth if n in layers]
         scale = raw_scale(self.probe(trainer).images)
+        norms = frozen_norms(list(layers.items())) if model.training else []
         return {"chance": self._chance(trainer), "zero_layers": zero_weights(ordered),
-                "identical_layers": identical_units(ordered), "input_scale": scale}  # fmt: skip
+                "identical_layers": identical_units(ordered), "input_scale": scale,
+                "frozen_norms": norms}  # fmt: skip
 
     def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
         """``(K, cross-entropy of the probe's logits)`` when the probe has labels for K logits.

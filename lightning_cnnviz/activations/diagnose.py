@@ -36,6 +36,7 @@ from lightning_cnnviz.activations.cause_review import CauseReview
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes, Verdict, die_off
+from lightning_cnnviz.activations.frozen_norms import frozen_norms_text
 from lightning_cnnviz.activations.gradient_review import GradientReview
 from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
 from lightning_cnnviz.activations.output_activation import output_activation_text
@@ -198,6 +199,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         chance: tuple[int, float] | None = None,
         zero_layers: Sequence[str] = (),
         identical_layers: Sequence[str] = (),
+        frozen_norms: Sequence[str] = (),
         leftover: float | None = None,
         input_scale: Mapping[str, float] | None = None,
         lr: float | None = None,
@@ -211,8 +213,9 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         ``chance``: ``(K, the probe's cross-entropy)`` where the probe has class labels
         for an output of ``K`` logits (``wants_chance``), else None (the initial-scale
         check is skipped). ``zero_layers``: the layers whose weights are all zero, read
-        with ``chance`` (at the first log), ``identical_layers`` those whose units all hold
-        the same weights (``init_weights.identical_units``). ``leftover``: the largest
+        with ``chance`` (at the first log), ``frozen_norms`` the BatchNorm layers held in eval
+        mode with their initial statistics (``frozen_norms.py``), ``identical_layers`` those
+        whose units all hold the same weights (``init_weights.identical_units``). ``leftover``: the largest
         gradient found before this step's first backward (``carry_over.py``), where it was
         looked for. ``input_scale``: the probe inputs' figures where they are far from unit
         scale (``core.inputs.raw_scale``), read at the first log: a note. ``lr``: the learning
@@ -251,6 +254,9 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             return out  # what follows a divergence is its consequence
         self._zero_init(zero_layers)
         out += self._symmetric(step, epoch, identical_layers)
+        if frozen_norms and self._new("frozen_batch_norm", "problem"):
+            text = frozen_norms_text(frozen_norms, step, epoch)
+            out.append(Verdict("frozen_batch_norm", "problem", text, {"layers": len(frozen_norms)}))
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
         self.decay, self.clip, self.momentum = decay, clip, momentum
