@@ -212,19 +212,20 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
 
         ``chance``: ``(K, the probe's cross-entropy)`` where the probe has class labels
         for an output of ``K`` logits (``wants_chance``), else None (the initial-scale
-        check is skipped). ``zero_layers``: the layers whose weights are all zero, read
-        with ``chance`` (at the first log), ``frozen_norms`` the BatchNorm layers held in eval
-        mode with their initial statistics (``frozen_norms.py``), ``identical_layers`` those
-        whose units all hold the same weights (``init_weights.identical_units``). ``leftover``: the largest
-        gradient found before this step's first backward (``carry_over.py``), where it was
-        looked for. ``input_scale``: the probe inputs' figures where they are far from unit
-        scale (``core.inputs.raw_scale``), read at the first log: a note. ``lr``: the learning
-        rate now (a rate a schedule raised before a divergence is named as its cause).
-        ``output_site``: the activation whose output is the model's (a ReLU on the logits):
-        its silent units are classes, told as ``output_activation``, not as dead units.
-        ``decay``: the optimiser's decoupled weight decay per step and its ``weight_decay``
-        (``core.settings``; ``None``: none, or Adam's L2). ``momentum``: the optimiser's
-        (``HIGH_MOMENTUM`` or more is named as the cause of silent units).
+        check is skipped). Read with ``chance`` (at the first log): ``zero_layers``, the
+        layers whose weights are all zero; ``identical_layers``, those whose units all hold
+        the same weights (``init_weights.identical_units``); ``frozen_norms``, the BatchNorm
+        layers held in eval mode with their initial statistics (``frozen_norms.py``).
+        ``leftover``: the largest gradient found before this step's first backward
+        (``carry_over.py``), where it was looked for. ``input_scale``: the probe inputs'
+        figures where they are far from unit scale (``core.inputs.raw_scale``), read at the
+        first log: a note. ``lr``: the learning rate now (a rate a schedule raised before a
+        divergence is named as its cause). ``output_site``: the activation whose output is
+        the model's (a ReLU on the logits): its silent units are classes, told as
+        ``output_activation``, not as dead units. ``decay``: the optimiser's decoupled
+        weight decay per step and its ``weight_decay`` (``core.settings``; ``None``: none,
+        or Adam's L2). ``momentum``: the optimiser's (``HIGH_MOMENTUM`` or more is named as
+        the cause of silent units).
         """
         series = self.loss.read()
         self.chance = self.chance or chance

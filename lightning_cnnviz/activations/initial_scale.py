@@ -85,10 +85,11 @@ def scaled_loss(
             f"The training loss is ~{scale:g}x the model's own cross-entropy: the first loss "
             f"{finite[0]:.4g} (before any update) against {probe_loss:.3g} on the probe images "
             f"(chance level ln {classes} = {chance:.2f}). The loss `training_step` returns is "
-            "scaled down (multiplied by a small factor, or divided by a large count). Adam "
-            f"does not mind; under SGD every step is ~{1 / scale:.0f}x smaller than the "
-            "learning rate says, and learning crawls. Try: drop the factor, or multiply the "
-            "learning rate by its inverse"
+            "scaled down (multiplied by a small factor, or divided by a large count), or it "
+            "is another loss than cross-entropy (MSE on one-hot targets, a custom loss), whose "
+            "scale is its own. If scaled: Adam does not mind; under SGD every step is "
+            f"~{1 / scale:.0f}x smaller than the learning rate says, and learning crawls. "
+            "Try: drop the factor, or multiply the learning rate by its inverse"
         )
     else:
         return None
