@@ -118,6 +118,13 @@ def headline(v: Verdict) -> str:
                 f" The learning rate rose {up:.0f}x before it, from {f['lr_before']:.3g} to "
                 f"{now.lr:.3g} (a schedule raising it)."
             )
+        elif levels.loss_blind(now):
+            cut = (
+                f" The loss `training_step` returns is {num(now.returned_loss)}, far below its "
+                "chance level, while the model is at chance on the training labels too: the "
+                "loss does not measure the labels (targets taken from the model's own output, "
+                "the wrong tensor passed as targets, a term that ignores them)."
+            )
         elif f.get("warmup_outlasts"):
             cut = (
                 f" The learning rate is {now.lr:.3g}, {now.lr / now.lr_initial:.1%} of the "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from lightning_cnnviz.core.settings import HIGH_MOMENTUM
-from lightning_cnnviz.overfitting import imbalance
+from lightning_cnnviz.overfitting import imbalance, levels
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 
 __all__ = [
@@ -257,6 +257,12 @@ def remedies(v: Verdict) -> list[str]:
         return generic
     now, first = v.detected, []
     chance = v.figures.get("chance_loss")
+    if levels.loss_blind(now):
+        first.append(
+            "**Check what the loss compares the outputs with**: the labels of the batch "
+            "(`F.cross_entropy(logits, y)`), not the model's own predictions (`logits.argmax(1)`"
+            ") or another tensor of the batch."
+        )
     if (up := raised(v)) is not None:
         first.append(
             f"**Lower the peak learning rate** the schedule reaches (10x), or raise it more "

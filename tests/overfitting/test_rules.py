@@ -465,6 +465,17 @@ def test_rules_not_learning_a_run_shorter_than_the_first_steps_waits_half_of_it(
     assert first(levels.not_learning, run(4000)) is None
 
 
+def test_rules_not_learning_with_a_loss_near_zero_says_it_ignores_the_labels():
+    # held out (hunt 14): trained on its own argmax, the training loss 0.000 at 9.5% train
+    # accuracy: "not learning" with no cause
+    row = dict(returned_loss=0.0004, probe_acc_train=0.095)
+    verdict = first(levels.not_learning, probe_run([probe(0.1, 41.0, **row)] * 3))
+    assert "The loss `training_step` returns is 0.0004, far below its chance" in headline(verdict)
+    assert remedies(verdict)[0].startswith("**Check what the loss compares the outputs with**")
+    plain = first(levels.not_learning, probe_run([probe(0.1, returned_loss=2.3)] * 3))
+    assert "does not measure the labels" not in headline(plain)
+
+
 def test_rules_not_learning_barely_off_chance_with_the_loss_at_chance_level():
     # held out: SGD 1e-3 without momentum, 23-32% val after 188 steps (79% at 1e-2), the
     # training loss 2.289 -> 2.265 (ln 10 = 2.303): "no problems found" on 3 of 3 seeds
