@@ -132,7 +132,8 @@ def frozen_text(
     if untrained is None and "no_gradient" in kinds:
         return (
             f"{head} A note: no optimiser setting keeps them; they follow from what stops "
-            "the gradient (see `vanishing_gradients`, `dead_units`), which is the thing to fix."
+            "the gradient (vanishing on the way down, silent units after them: "
+            "`activations/*/grad_rms`, `activations/*/dead_strip`), which is the thing to fix."
         )
     if untrained is not None:
         return (

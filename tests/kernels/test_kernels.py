@@ -561,7 +561,7 @@ def test_kernels_frozen_layers_name_the_reason_and_blame_only_the_set_up(tmp_pat
     )
     (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
     assert found.severity == "note" and "neighbour_r" not in found.figures
-    assert "no gradient reaches them" in found.message and "`dead_units`" in found.message
+    assert "no gradient reaches them" in found.message and "dead_strip" in found.message
 
 
 class DetachedConvs(WideNet):
