@@ -4,7 +4,7 @@ Nothing here knows about Lightning. A train/val accuracy gap spread over all cla
 can be overfitting; one class learnt on the train probe and never predicted on the val
 probe cannot: its validation images differ from its training images (a label mapping
 built per split, a preprocessing or colour order of one split only). Val labels of
-digits 3 and 5 swapped left the overall gap at 17-19 points, below ``levels.GAP``, while
+digits 3 and 5 swapped left the overall gap at 17-19 points, below ``gap.GAP``, while
 both classes read 0% on the val probe and 90%+ on the train probe; a val set in BGR
 order left the red and blue classes at 0%.
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from lightning_cnnviz.overfitting import (
     bn_levels,
+    gap,
     imbalance,
     levels,
     loss_climb,
@@ -215,7 +216,7 @@ class Detector:
         if kind == "class_imbalance":  # every class of the probe predicted again
             return ev.ignored is not None and not ev.ignored
         if kind == "generalisation_gap":
-            return levels.gapped(ev, slack=levels.GAP_SLACK) is False
+            return gap.gapped(ev, slack=gap.GAP_SLACK) is False
         if kind == "loss_mismatch":
             return loss_reads.misfed(ev) is False
         if kind == "val_metrics_differ":
@@ -232,7 +233,7 @@ class Detector:
         return {
             "overfitting": any(finite(e.val_loss) for e in h),
             "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
-            "train/val gap": any(levels.gapped(e) is not None for e in h),
+            "train/val gap": any(gap.gapped(e) is not None for e in h),
             "not learning": any(levels.stuck(e) is not None for e in h),
             "BatchNorm train/eval": any(bn_levels.parted(e) is not None for e in h),
             "class imbalance": any(e.ignored is not None for e in h),

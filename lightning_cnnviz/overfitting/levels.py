@@ -2,9 +2,10 @@
 
 Nothing here knows about Lightning. Unlike the val-curve rules (``rules.py``), which
 read how the curves turn, these read levels at each evaluation and how many of the
-latest ones hold them: the val probe at chance (``not_learning``), training images
-learnt and validation images not (``generalisation_gap``). Eval mode far below the same
-probe with batch statistics (``bn_mismatch``) is in ``bn_levels.py``. Thresholds and
+latest ones hold them: the val probe at chance (``not_learning``) and how far training
+images are learnt (``train_learns``). Training images learnt and validation images not
+(``generalisation_gap``) is in ``gap.py``, eval mode far below the same probe with batch
+statistics (``bn_mismatch``) in ``bn_levels.py``. Thresholds and
 why: ``docs/diagnosis.md``.
 
 Example::
@@ -27,24 +28,16 @@ from lightning_cnnviz.overfitting.words import finite
 __all__ = [
     "BELOW_CHANCE_LOSS",
     "FIRST_STEPS",
-    "GAP",
-    "GAP_SLACK",
+    "LEARNT",
+    "LEARNT_KEPT",
     "chance_band",
     "falling",
-    "gapped",
-    "generalisation_gap",
     "not_learning",
     "stuck",
     "train_learns",
     "warming_up",
     "warmup_outlasts",
 ]
-
-GAP = 0.4
-"""Train accuracy this far above val accuracy is a generalisation gap. Healthy runs stay
-within a few points; a digit CNN leaning on a cue only training images carry reaches 21
-(1.0 vs 0.79), coloured shapes whose cue is on training images only 50-64."""
-GAP_SLACK = 0.1  # a reported gap closes below GAP - GAP_SLACK (no flapping at the bar)
 
 
 def chance_band(classes: int, probe_size: int) -> float:
@@ -336,57 +329,3 @@ def train_learns(e: Evaluation, share: float = LEARNT) -> bool | None:
         return None
     chance = 1.0 / e.classes
     return max(accs) >= chance + share * (1 - chance)
-
-
-def gapped(e: Evaluation, slack: float = 0.0) -> bool | None:
-    """Whether training images are learnt and validation images not (``None``: unknown).
-
-    Train accuracy ``GAP - slack`` or more above val accuracy, training images learnt
-    (``train_learns``) while the val probe is at chance (``stuck``), or a class learnt on
-    the train probe and left out on the val probe (``class_gap.split_classes``). A reported gap
-    closes only below ``GAP - GAP_SLACK``: at 37 points it had been called "closed".
-
-    Example::
-
-        >>> e = Evaluation(0, 0, train_acc=0.93, val_acc=0.56)
-        >>> gapped(e), gapped(e, slack=GAP_SLACK)
-        (False, True)
-    """
-    train, val = e.train_accuracy, e.val_accuracy
-    if train is None or val is None:
-        return None
-    if e.split_classes:  # a class learnt on training images and left out on val ones
-        return True
-    learnt = train_learns(e, LEARNT_KEPT if slack else LEARNT)
-    return train - val >= GAP - slack or bool(stuck(e) and learnt)
-
-
-def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
-    """Training images learnt, validation images not, for the last ``patience`` evaluations.
-
-    A gap this size (``gapped``) at any time, not a val curve turning: the splits
-    differ in what decides the label (a cue only training images carry, a different
-    preprocessing of the two splits, labels that differ in meaning), or the model
-    memorises a small training set.
-
-    Example::
-
-        >>> e = Evaluation(0, 0, train_acc=0.995, val_acc=0.49)
-        >>> round(generalisation_gap([e, e]).figures["gap"], 3)
-        0.505
-    """
-    evs, streak = _trailing(history, gapped)
-    if streak < patience:
-        return None
-    now = evs[-1]
-    figures = {
-        "train_acc": now.train_accuracy,
-        "val_acc": now.val_accuracy,
-        "gap": now.train_accuracy - now.val_accuracy,  # type: ignore[operator]
-        "val_at_chance": bool(stuck(now)),
-        # at chance at every validation: nothing about the labels carried over, ever
-        "val_never_learnt": bool(stuck(now)) and all(stuck(e) is not False for e in history),
-        "split_classes": list(now.split_classes or ()),
-        "split_taken": list(now.split_taken or ()),
-    }
-    return Verdict("generalisation_gap", evs[-streak], now, None, figures)

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 
 from lightning_cnnviz.overfitting import (
     bn_levels,
+    gap,
     imbalance,
     levels,
     loss_climb,
@@ -71,7 +72,7 @@ def verdicts(
         "weight_decay_too_strong": loss_climb.decay_too_strong(h, p),
         "unstable_training": loss_climb.unstable(h, p),
         "bn_mismatch": bn_levels.bn_mismatch(h, p),
-        "generalisation_gap": levels.generalisation_gap(h, p),
+        "generalisation_gap": gap.generalisation_gap(h, p),
         "memorisation": rules.memorisation(curve, p),
         "overfitting": rules.overfitting(curve, tolerance, p),
         "lr_decayed_early": lr_decay.decayed_early(h, p),
@@ -113,11 +114,11 @@ def verdicts(
     if told("not_learning"):
         # its remedies name the rate's cut and a decay too strong first
         waiting.update(("lr_decayed_early", "weight_decay_too_strong", "unstable_training"))
-    gap = found["generalisation_gap"] if told("generalisation_gap") else None
-    gap = gap or (
+    standing_gap = found["generalisation_gap"] if told("generalisation_gap") else None
+    standing_gap = standing_gap or (
         reported["generalisation_gap"] if standing(reported, "generalisation_gap") else None
     )
-    if gap is not None and gap.figures.get("split_classes"):
+    if standing_gap is not None and standing_gap.figures.get("split_classes"):
         # classes learnt on training images and left out on val ones: the splits differ,
         # and a val curve rising with it is that (a BGR val set: "overfitting" at 225)
         waiting.update(CURVE_KINDS)

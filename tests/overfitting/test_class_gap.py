@@ -5,7 +5,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.overfitting import levels
+from lightning_cnnviz.overfitting import gap
 from lightning_cnnviz.overfitting.class_gap import split_classes, swapped_pairs
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -40,8 +40,8 @@ def ev(step, split, train_acc=0.93, val_acc=0.75):
 
 
 def test_class_gap_opens_a_gap_below_its_40_points_and_says_the_swap():
-    assert levels.gapped(ev(10, split=False)) is False  # 18 points: no gap by accuracy
-    assert levels.gapped(ev(10, split=True)) is True
+    assert gap.gapped(ev(10, split=False)) is False  # 18 points: no gap by accuracy
+    assert gap.gapped(ev(10, split=True)) is True
     detector = Detector(patience=2)
     assert detector.update(ev(10, split=True)) == []
     (change,) = detector.update(ev(20, split=True))
@@ -73,8 +73,8 @@ def test_class_gap_found_in_a_run_with_two_val_labels_swapped(tmp_path):
     net = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.05)
     train = DataLoader(one_hot_set([40] * 4), batch_size=16, shuffle=True)
     trainer, _ = fit_monitor(tmp_path, net, train, DataLoader(swapped, batch_size=32), epochs=4)
-    (gap,) = [f for f in findings_of(trainer) if f.kind == "generalisation_gap"]
-    assert gap.severity == "problem" and gap.figures["split_classes"] == [1, 2]
-    assert gap.figures["gap"] < levels.GAP  # found by the classes, not the accuracy gap
+    (found,) = [f for f in findings_of(trainer) if f.kind == "generalisation_gap"]
+    assert found.severity == "problem" and found.figures["split_classes"] == [1, 2]
+    assert found.figures["gap"] < gap.GAP  # found by the classes, not the accuracy gap
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
     assert "swapped labels between the splits?" in text

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from lightning_cnnviz.overfitting import bn_levels, levels, rules
+from lightning_cnnviz.overfitting import bn_levels, gap, levels, rules
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.remedies import remedies
@@ -283,27 +283,27 @@ def test_rules_not_learning_leaves_training_images_learnt_to_the_gap_rule():
     rows = [probe(0.359, 1.5, classes=4) | {"train_acc": t} for t in (0.97, 0.998, 0.999)]
     evs = probe_run(rows)
     assert first(levels.not_learning, evs) is None
-    verdict = first(levels.generalisation_gap, evs)
+    verdict = first(gap.generalisation_gap, evs)
     assert (verdict.since.epoch, verdict.detected.epoch) == (0, 1)
     assert verdict.figures["val_at_chance"] is True
     # training images at chance too: not learning, and no gap
     at_chance = probe_run([probe(0.26, classes=4) | {"train_acc": 0.27}] * 3)
     assert first(levels.not_learning, at_chance).detected.epoch == 1
-    assert first(levels.generalisation_gap, at_chance) is None
+    assert first(gap.generalisation_gap, at_chance) is None
 
 
 def test_rules_generalisation_gap_fires_on_a_wide_gap_only():
     wide = run(train_acc=[0.9, 0.995, 0.996, 0.997], val_acc=[0.6, 0.5, 0.49, 0.49])
-    verdict = first(levels.generalisation_gap, wide)
+    verdict = first(gap.generalisation_gap, wide)
     assert (verdict.since.epoch, verdict.detected.epoch) == (1, 2)
     assert verdict.figures["gap"] == pytest.approx(0.506)
     # overfit without augmentation (train 100%, val 75-79%) and a healthy run: no finding
     overfit = run(train_acc=[0.95, 1.0, 1.0, 1.0], val_acc=[0.74, 0.79, 0.8, 0.75])
     healthy = run(train_acc=[0.6, 0.9, 0.97, 0.99], val_acc=[0.7, 0.92, 0.96, 0.97])
-    assert first(levels.generalisation_gap, overfit) is None
-    assert first(levels.generalisation_gap, healthy) is None
+    assert first(gap.generalisation_gap, overfit) is None
+    assert first(gap.generalisation_gap, healthy) is None
     one_bad = run(train_acc=[0.99] * 4, val_acc=[0.95, 0.5, 0.96, 0.95])  # one validation
-    assert first(levels.generalisation_gap, one_bad) is None
+    assert first(gap.generalisation_gap, one_bad) is None
 
 
 def bn(eval_acc, bn_acc, eval_loss=0.1, bn_loss=0.1):
