@@ -32,6 +32,7 @@ from lightning_cnnviz.activations.init_weights import identical_text
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.core.settings import momentum_text
+from lightning_cnnviz.core.voice import listed
 
 __all__ = ["DECAY_STALLS", "CauseReview", "decay_text"]
 
@@ -168,11 +169,10 @@ class CauseReview:
     def _zero_init(self, zero_layers: Sequence[str]) -> None:
         """The weights' scale as the cause, where layers hold all-zero weights (first log)."""
         if zero_layers and self.init_cause is None:
-            names = ", ".join(f"`{name}`" for name in zero_layers[:4])
-            more = f" and {len(zero_layers) - 4} more" if len(zero_layers) > 4 else ""
+            names = listed(zero_layers)
             self.init_cause = (
                 f"The weights' scale at initialisation is the cause here, not the learning rate: "
-                f"{names}{more} hold all-zero weights (zero initialisation), so their units "
+                f"{names} hold all-zero weights (zero initialisation), so their units "
                 "compute nothing and no gradient reaches the layers below."
             )
 

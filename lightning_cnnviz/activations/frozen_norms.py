@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightning_cnnviz.core.voice import listed
+
 __all__ = ["frozen_norms", "frozen_norms_text"]
 
 
@@ -60,9 +62,7 @@ def frozen_norms_text(names: Sequence[str], step: int, epoch: int) -> str:
         >>> frozen_norms_text(["bn1", "bn2"], 10, 0)[:60]
         'BatchNorm frozen at step 10 (epoch 0): `bn1`, `bn2` are in e'
     """
-    shown = ", ".join(f"`{n}`" for n in names[:6]) + (
-        f" and {len(names) - 6} more" if len(names) > 6 else ""
-    )
+    shown = listed(names, 6)
     return (
         f"BatchNorm frozen at step {step} (epoch {epoch}): {shown} are in eval mode while "
         "the model trains and hold their initial statistics (running mean 0, variance 1, "

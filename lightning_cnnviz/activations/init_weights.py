@@ -34,6 +34,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.core.voice import listed
+
 __all__ = ["SAME", "identical_text", "identical_units", "zero_weights"]
 
 SAME = 1e-6  # units this close (relative to the layer's largest weight) are the same unit
@@ -86,10 +88,9 @@ def identical_text(layers: Sequence[str], step: int, epoch: int) -> str:
         >>> identical_text(["conv1", "fc1"], 10, 0)[:77]
         'At step 10 (epoch 0): every unit of `conv1`, `fc1` holds the same weights (a '
     """
-    names = ", ".join(f"`{name}`" for name in layers[:4])
-    more = f" and {len(layers) - 4} more" if len(layers) > 4 else ""
+    names = listed(layers)
     return (
-        f"At step {step} (epoch {epoch}): every unit of {names}{more} holds the same weights "
+        f"At step {step} (epoch {epoch}): every unit of {names} holds the same weights "
         "(a constant initialisation, such as `nn.init.constant_`), still after the first "
         "updates. Units with the same inputs and weights compute the same output and get the "
         "same gradient, so training never tells them apart: each such layer works as a "

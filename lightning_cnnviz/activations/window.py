@@ -25,6 +25,7 @@ from lightning_cnnviz.activations.loss_trace import loss_of
 from lightning_cnnviz.activations.recorder import Recorder
 from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
+from lightning_cnnviz.core.voice import listed
 
 __all__ = ["TrainingWindow", "batches_to_log"]
 
@@ -94,11 +95,10 @@ class TrainingWindow:
             self._call_counts, self.shared = self._rec.counts, self._rec.shared
             unused = [name for name in self.selected if not self._call_counts.get(name)]
             if unused:  # e.g. a GAN's generator, where forward() is the discriminator
-                names = ", ".join(f"`{n}`" for n in unused[:4])
-                more = f" and {len(unused) - 4} more" if len(unused) > 4 else ""
+                names = listed(unused)
                 self.warn_once(
                     "unused",
-                    f"not called by the model's forward(), so not recorded: {names}{more} (e.g. "
+                    f"not called by the model's forward(), so not recorded: {names} (e.g. "
                     "a GAN's generator when forward() is the discriminator); the monitor "
                     "watches what forward() computes",
                 )

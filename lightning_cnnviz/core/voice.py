@@ -20,13 +20,26 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_cnnviz.core.outputs import NotApplicable
 
-__all__ = ["Voice"]
+__all__ = ["Voice", "listed"]
+
+
+def listed(names: Sequence[str], limit: int = 4, quote: bool = True) -> str:
+    """``names`` as a message lists them: the first ``limit``, then how many more.
+
+    Example::
+
+        >>> listed(["conv1", "conv2", "fc"], 2)
+        '`conv1`, `conv2` and 1 more'
+    """
+    shown = ", ".join(f"`{n}`" if quote else n for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 class Voice:

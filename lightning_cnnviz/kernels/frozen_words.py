@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from lightning_cnnviz.core.voice import listed
+
 __all__ = ["ALL_OF_THEM", "REASONS", "frozen_text", "moving_text", "unoptimised_text"]
 
 # Why a layer's weights do not change (``still_reason``), as the finding says it; those in
@@ -62,9 +64,7 @@ def unoptimised_text(names: Sequence[str], step: int, epoch: int) -> str:
         >>> unoptimised_text(["head.weight", "head.bias"], 60, 0)[:70]
         'Parameters no optimiser holds at step 60 (epoch 0): `head.weight`, `he'
     """
-    shown = ", ".join(f"`{n}`" for n in names[:6]) + (
-        f" and {len(names) - 6} more" if len(names) > 6 else ""
-    )
+    shown = listed(names, 6)
     return (
         f"Parameters no optimiser holds at step {step} (epoch {epoch}): {shown}. A backward "
         "reaches them (they require grad and get a gradient), but no parameter group of "
@@ -83,7 +83,7 @@ def moving_text(names: Sequence[str], told: int, step: int, epoch: int) -> str:
         >>> moving_text(["conv1", "conv2"], 20, 60, 1)[:60]
         'Layers change again at step 60 (epoch 1): `conv1`, `conv2`, '
     """
-    shown = ", ".join(f"`{n}`" for n in names[:6]) + (", ..." if len(names) > 6 else "")
+    shown = listed(names, 6)
     return (
         f"Layers change again at step {step} (epoch {epoch}): {shown}, still at step {told}, "
         "now train (a schedule that unfreezes them, such as `BackboneFinetuning`). A note."
@@ -111,9 +111,7 @@ def frozen_text(
         >>> frozen_text(["conv1", "conv2"], why, 3, 20, 60, 1).split("; ", 1)[1][:62]
         '`conv1`: `requires_grad=False`; `conv2`: a learning rate of 0.'
     """
-    shown = ", ".join(f"`{n}`" for n in names[:8]) + (
-        f" and {len(names) - 8} more" if len(names) > 8 else ""
-    )
+    shown = listed(names, 8)
     kinds = list(dict.fromkeys(reasons[n] for n in names))
     if len(kinds) == 1:
         why = ALL_OF_THEM.get(kinds[0], REASONS[kinds[0]])

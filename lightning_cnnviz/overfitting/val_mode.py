@@ -33,6 +33,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
+from lightning_cnnviz.core.voice import listed
+
 __all__ = [
     "REPEAT_SPREAD",
     "deliberate",
@@ -79,11 +81,10 @@ def train_mode_text(layers: Sequence[tuple[str, str]], step: int, chosen: bool =
         >>> train_mode_text([("model.3", "Dropout")], 32)[:73]
         'Validation runs the model in training mode (seen at step 32): `model.3` ('
     """
-    names = ", ".join(f"`{name}` ({kind})" for name, kind in layers[:4])
-    more = f" and {len(layers) - 4} more" if len(layers) > 4 else ""
+    names = listed([f"`{name}` ({kind})" for name, kind in layers], quote=False)
     if chosen:
         return (
-            f"Dropout runs at validation (seen at step {step}): {names}{more} "
+            f"Dropout runs at validation (seen at step {step}): {names} "
             f"{'is' if len(layers) == 1 else 'are'} in training mode while the rest of the "
             "model is in eval mode (Monte Carlo dropout?). The logged val metrics are then "
             "those of dropped-out models, below the model's own."
@@ -97,7 +98,7 @@ def train_mode_text(layers: Sequence[tuple[str, str]], step: int, chosen: bool =
             "statistics towards the val set"
         )
     return (
-        f"Validation runs the model in training mode (seen at step {step}): {names}{more} "
+        f"Validation runs the model in training mode (seen at step {step}): {names} "
         f"{'was' if len(layers) == 1 else 'were'} in training mode after a validation step, "
         "where Lightning had put the model in "
         f"eval mode. A `.train()` call in `validation_step` or a validation hook? Then "
