@@ -131,6 +131,15 @@ class TinyCNN(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
 
 
+class FrozenNorms(TinyCNN):
+    """TinyCNN whose BatchNorm is put in eval mode for training (a `.eval()` after `train()`)."""
+
+    def on_train_epoch_start(self):
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+
+
 def digits(n: int, channels: int = 1, side: int = 16, classes: int = 4, seed: int = 0):
     """Seeded images: a bright square in the quadrant of the class (learnable, a foreground)."""
     g = torch.Generator().manual_seed(seed)

@@ -1,17 +1,7 @@
 import torch
-from torch import nn
 
 from lightning_cnnviz.core.findings import findings_of
-from tests.monitors import TinyCNN, fit, make_monitor
-
-
-class FrozenNorms(TinyCNN):
-    """BatchNorm put in eval mode for training (a `.eval()` after Lightning's `train()`)."""
-
-    def on_train_epoch_start(self):
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
+from tests.monitors import FrozenNorms, fit, make_monitor
 
 
 def test_frozen_norms_at_their_initial_statistics_are_a_problem(tmp_path):

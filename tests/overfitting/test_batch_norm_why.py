@@ -1,16 +1,7 @@
 from torch import nn
 
 from lightning_cnnviz.core.findings import checks_of
-from tests.monitors import TinyCNN, fit, make_monitor
-
-
-class FrozenNorms(TinyCNN):
-    """BatchNorm put in eval mode for training (``model.eval()`` after Lightning's train())."""
-
-    def on_train_epoch_start(self):
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
+from tests.monitors import FrozenNorms, TinyCNN, fit, make_monitor
 
 
 def test_batch_norm_why_frozen_and_untracked_layers(tmp_path):
