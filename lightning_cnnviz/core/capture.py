@@ -21,6 +21,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
+import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
@@ -40,6 +42,7 @@ __all__ = [
     "module_name",
     "probe_mode",
     "site_name",
+    "takes_items",
     "tap_forward",
 ]
 
@@ -221,6 +224,24 @@ def count_call_sites(
 
 
 _probe_passes = 0  # probe passes running now (nested ones count each)
+# models whose `forward` takes the data item (a dict) rather than the images: the key the
+# images go under in a probe pass (found by one trial pass: ``takes_items``)
+_ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+
+
+def takes_items(model: nn.Module, key: str | None) -> None:
+    """Call ``model`` in probe passes with ``{key: images}`` (``None``: with the images)."""
+    if key is None:
+        _ITEM_FORWARD.pop(model, None)
+    else:
+        _ITEM_FORWARD[model] = key
+
+
+def _as_item(key: str, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """A probe pass's images handed to ``forward`` as the data item ``{key: images}``."""
+    if args and isinstance(args[0], Tensor):
+        return ({key: args[0]}, *args[1:])
+    return None
 
 
 def in_probe_pass() -> bool:
@@ -273,6 +294,9 @@ def probe_mode(
             cuda = [device] if device_type == "cuda" else []
             stack.enter_context(torch.random.fork_rng(devices=cuda))
             stack.enter_context(kept_state(model))
+            if (key := _ITEM_FORWARD.get(model)) is not None:
+                handle = model.register_forward_pre_hook(functools.partial(_as_item, key))
+                stack.callback(handle.remove)
             stack.enter_context(torch.inference_mode(False))
             stack.enter_context(torch.set_grad_enabled(grad))
             # A compiled graph may have been traced with other (or no) hooks: run probes eagerly.

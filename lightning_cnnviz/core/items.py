@@ -37,6 +37,7 @@ __all__ = [
     "batch_labels",
     "batch_size",
     "dataset_labels",
+    "image_key",
     "iterable_head",
     "read_item",
     "rng_untouched",
@@ -101,6 +102,19 @@ def iterable_head(dataset: Any) -> list[Any]:
         with contextlib.suppress(TypeError):
             _heads[dataset] = head
     return head
+
+
+def image_key(sample: Any) -> str | None:
+    """The key of a dict item's image (``None``: not a dict, or no usual image key).
+
+    Example::
+
+        >>> image_key({"image": 0, "label": 1}), image_key((0, 1))
+        ('image', None)
+    """
+    if not isinstance(sample, Mapping):
+        return None
+    return next((k for k in _IMAGE_KEYS if k in sample), None)
 
 
 def _parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:

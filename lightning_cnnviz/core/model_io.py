@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import first_tensor, probe_mode
+from lightning_cnnviz.core.capture import first_tensor, probe_mode, takes_items
 from lightning_cnnviz.core.inputs import to_model
-from lightning_cnnviz.core.items import LABEL_KEYS, dataset_labels, read_item
+from lightning_cnnviz.core.items import LABEL_KEYS, dataset_labels, image_key, read_item
 from lightning_cnnviz.core.outputs import (
     NotApplicable,
     SingleLogit,
@@ -67,6 +67,37 @@ class ProbeReader:
         if labels is None or not len(labels):
             labels = self.probe(trainer).labels
         return None if labels is None or not len(labels) else int(labels.max()) + 1
+
+    def fit_inputs(self, trainer: Any, pl_module: nn.Module) -> None:
+        """Find, once per fit, whether ``forward`` takes the data item (a dict), not images.
+
+        Where the items are dicts and ``forward`` fails on one image but runs on
+        ``{key: image}``, every probe pass hands it the images so (``capture.takes_items``),
+        said once. Held out: ``forward(self, batch)`` reading ``batch["image"]`` made every
+        probe-based monitor fail with "too many indices for tensor of dimension 4".
+        """
+        model = unwrap_model(pl_module)
+        try:
+            dataset = find_dataset(trainer, "val")
+            item = read_item(dataset, 0)
+        except Exception:  # no data, or an iterable set: the probes say it in their words
+            return
+        key = image_key(item)
+        if key is None or not isinstance(item[key], Tensor):
+            return
+        x = to_model(item[key][None], model)
+        takes_items(model, None)
+        if _runs(model, x):
+            return
+        takes_items(model, key)
+        if not _runs(model, x):
+            takes_items(model, None)  # neither: the monitors say the call's error
+            return
+        self.say_once_per_run(
+            "takes_items",
+            f"the model's forward takes the data item (a dict), not an image tensor: the "
+            f"monitors call it with {{{key!r}: images}}",
+        )
 
     def logits_key(self, trainer: Any, pl_module: nn.Module) -> Any:
         """Where the logits are in the model's output: ``output_key``, or a guess said once.
@@ -170,3 +201,13 @@ class ProbeReader:
     def probe_input(self, trainer: Any, pl_module: nn.Module, split: str = "val") -> Tensor:
         """The probe images on the model's device, in its parameter dtype."""
         return to_model(self.probe(trainer, split).images, unwrap_model(pl_module))
+
+
+def _runs(model: nn.Module, x: Tensor) -> bool:
+    """Whether a probe pass of ``model`` on ``x`` runs without an error."""
+    try:
+        with probe_mode(model):
+            model(x)
+    except Exception:
+        return False
+    return True

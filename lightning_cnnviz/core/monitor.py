@@ -237,6 +237,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
             self._find_layers(trainer, pl_module)
 
     def _find_layers(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.fit_inputs(trainer, pl_module)  # before any probe pass: how forward is called
         with kept_state(unwrap_model(pl_module)):
             self._resolve_layers(pl_module)
         self.layers_found(trainer, pl_module)
