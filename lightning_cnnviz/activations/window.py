@@ -23,7 +23,6 @@ from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.loss_trace import loss_of
 from lightning_cnnviz.activations.recorder import Recorder
-from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 from lightning_cnnviz.core.voice import listed
 
@@ -166,9 +165,7 @@ class TrainingWindow:
     ) -> None:
         self._stepped = True
         if self._grads_due and not self.disabled:
-            model = unwrap_model(pl_module)
-            with kept_state(model):  # a parametrized weight read in training mode moves
-                self._rec.read_grads(model)
+            self._rec.read_grads(unwrap_model(pl_module))  # leaves only: nothing computed
 
     @override
     def on_train_batch_end(

@@ -69,7 +69,7 @@ class ProbeReader:
         return None if labels is None or not len(labels) else int(labels.max()) + 1
 
     def fit_inputs(self, trainer: Any, pl_module: nn.Module) -> None:
-        """Find, once per fit, whether ``forward`` takes the data item (a dict), not images.
+        """Find whether ``forward`` takes the data item (a dict), not images (once per fit).
 
         Where the items are dicts and ``forward`` fails on one image but runs on
         ``{key: image}``, every probe pass hands it the images so (``capture.takes_items``),
@@ -77,6 +77,10 @@ class ProbeReader:
         probe-based monitor fail with "too many indices for tensor of dimension 4".
         """
         model = unwrap_model(pl_module)
+        if getattr(trainer, "_cnnviz_inputs_of", None) is model:
+            return  # another monitor of this fit found it
+        trainer._cnnviz_inputs_of = model
+        takes_items(model, None)  # a model of an earlier fit on other data starts afresh
         try:
             dataset = find_dataset(trainer, "val")
             item = read_item(dataset, 0)
@@ -86,7 +90,6 @@ class ProbeReader:
         if key is None or not isinstance(item[key], Tensor):
             return
         x = to_model(item[key][None], model)
-        takes_items(model, None)
         if _runs(model, x):
             return
         takes_items(model, key)

@@ -41,9 +41,18 @@ KEPT_NUMEL = 1 << 22
 vectors); a larger one is a constant table no forward writes (a mask, an embedding)."""
 
 
+_KEEPING: set[int] = set()  # models inside a ``kept_state`` now: a nested one is a no-op
+
+
 @contextlib.contextmanager
 def kept_state(model: nn.Module) -> Iterator[None]:
-    """Parametrizations in eval mode inside, every buffer as it was on leaving."""
+    """Parametrizations in eval mode inside, every buffer as it was on leaving.
+
+    Re-entrant: a probe pass inside an event keeps nothing twice (the outer one restores).
+    """
+    if id(model) in _KEEPING:
+        yield
+        return
     lists = [m for m in model.modules() if isinstance(m, parametrize.ParametrizationList)]
     flags = [(m, m.training) for p in lists for m in p.modules()]
     saved = [
@@ -52,11 +61,13 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         for name, buffer in module._buffers.items()
         if isinstance(buffer, Tensor) and buffer.numel() <= KEPT_NUMEL
     ]
+    _KEEPING.add(id(model))
     try:
         for p in lists:
             p.eval()
         yield
     finally:
+        _KEEPING.discard(id(model))
         for module, flag in flags:
             module.training = flag
         with torch.no_grad():
