@@ -1,0 +1,106 @@
+"""A model at chance, or barely moved from its initialisation, in words.
+
+Since when, from the start or after a collapse, and what stands behind it: a rate cut or
+raised, a warm-up that outlasts the run, a loss that does not measure the labels.
+
+Part of ``headlines.py``.
+
+Example::
+
+    >>> from dataclasses import replace
+    >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
+    >>> now = Evaluation(step=40, epoch=3, train_loss=2.3, val_loss=2.3)
+    >>> now = replace(now, probe_loss_val=2.3, probe_acc_val=0.1)
+    >>> figures = {"from_start": True, "non_finite": False}
+    >>> figures.update(chance_acc=0.1, chance_loss=2.303)
+    >>> headline(Verdict("not_learning", now, now, None, figures))[:60]
+    'Not learning since epoch 3 (step 40) (from the start): val p'
+"""
+
+from __future__ import annotations
+
+from lightning_cnnviz.overfitting import bn_levels, levels
+from lightning_cnnviz.overfitting.remedies import LR_CUT, raised
+from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.words import num, when
+
+__all__ = ["headline"]
+
+
+def headline(v: Verdict) -> str:
+    """Accuracy at chance, or barely moved from it: why, and since when."""
+    f, now, since = v.figures, v.detected, v.since
+    gone = v.severity == "note"
+    if gone and levels.stuck(now) and bn_levels.parted(now):
+        return (
+            f"Val accuracy at chance in eval mode since {when(since)}, but with batch "
+            f"statistics the same probe reaches {num(now.probe_acc_bn, True)} at epoch "
+            f"{now.epoch} (eval mode {num(now.bn_eval_acc, True)}): the model learns; "
+            "BatchNorm's running statistics do not match its batches (`bn_mismatch`)."
+        )
+    if gone and levels.stuck(now):
+        return (
+            f"Val accuracy at chance since {when(since)}, but training images are learnt "
+            f"at epoch {now.epoch} (train {num(now.train_accuracy, True)}, train probe "
+            f"{num(now.probe_acc_train, True)}): the model learns; what it learns does "
+            "not carry over to validation images."
+        )
+    if gone and f.get("barely"):
+        return (
+            f"Learning under way at epoch {now.epoch}: the val probe loss "
+            f"{num(now.probe_loss_val)} is below {num(levels.BARELY_LOSS, True)} of its "
+            f"chance level, accuracy {num(now.probe_acc_val, True)}."
+        )
+    if gone:
+        return (
+            f"Accuracy was at chance from {when(since)} and is above it again at "
+            f"epoch {now.epoch} ({num(now.probe_acc_val, True)})."
+        )
+    start = "from the start" if f["from_start"] else "after a collapse"
+    if f["non_finite"]:
+        loss = "the model's outputs are not finite (NaN/inf: training diverged)"
+    else:
+        k = round(1 / f["chance_acc"])
+        loss = f"probe loss {num(now.probe_loss_val)}, chance level ln({k}) = "
+        loss += num(f["chance_loss"])
+    peak = f" (it had reached {num(f['peak_acc_before'], True)})" if not f["from_start"] else ""
+    cut = ""  # a schedule that cut the rate before anything was learnt: say it here
+    if (up := raised(v)) is not None:  # ...or raised it before a collapse
+        cut = (
+            f" The learning rate rose {up:.0f}x before it, from {f['lr_before']:.3g} to "
+            f"{now.lr:.3g} (a schedule raising it)."
+        )
+    elif levels.loss_blind(now):
+        cut = (
+            f" The loss `training_step` returns is {num(now.returned_loss)}, far below its "
+            "chance level, while the model is at chance on the training labels too: the "
+            "loss does not measure the labels (targets taken from the model's own output, "
+            "the wrong tensor passed as targets, a term that ignores them)."
+        )
+    elif f.get("warmup_outlasts"):
+        cut = (
+            f" The learning rate is {now.lr:.3g}, {now.lr / now.lr_initial:.1%} of the "
+            f"{now.lr_initial:.3g} set, and still rising: at this pace the warm-up ends "
+            f"after the run ({num(now.run_share, True)} of it gone)."
+        )
+    elif now.lr is not None and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
+        cut = (
+            f" The learning rate is 0 (it started at {now.lr_initial:.3g})."
+            if now.lr == 0
+            else f" The learning rate is {now.lr:.3g} now, {now.lr_initial / now.lr:.0f}x "
+            f"below its start ({now.lr_initial:.3g})."
+        )
+    if f.get("barely"):
+        return (
+            f"Barely learning since {when(since)} ({start}{peak}): after {now.step} steps "
+            f"the val probe loss {num(now.probe_loss_val)} is still "
+            f"{num(now.probe_loss_val / f['chance_loss'], True)} of its chance level "
+            f"ln({round(1 / f['chance_acc'])}) = {num(f['chance_loss'])}, with accuracy "
+            f"{num(now.probe_acc_val, True)} (chance {num(f['chance_acc'], True)}): the "
+            f"model has hardly moved from its initialisation.{cut}"
+        )
+    return (
+        f"Not learning since {when(since)} ({start}{peak}): val probe accuracy "
+        f"{num(now.probe_acc_val, True)} is at chance ({num(f['chance_acc'], True)}); "
+        f"{loss}.{cut}"
+    )

@@ -1,0 +1,148 @@
+"""The data and loss plumbing findings in words.
+
+A loss fed outputs it is not made for, logged val metrics that are not the model's own,
+the two splits preprocessed differently.
+
+Part of ``headlines.py`` (each function words one kind's ``Verdict``).
+
+Example::
+
+    >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
+    >>> now = Evaluation(step=40, epoch=3, train_loss=0.2, val_loss=0.7)
+    >>> figures = {"non_finite": True, "logged_loss": float("nan"), "probe_loss": 0.31}
+    >>> val_metrics_differ(Verdict("val_metrics_differ", now, now, None, figures))[:44]
+    'The logged val loss is nan since epoch 3 (st'
+"""
+
+from __future__ import annotations
+
+import math
+
+from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.words import num, when
+
+__all__ = ["inputs_differ", "loss_mismatch", "val_metrics_differ"]
+
+
+def loss_mismatch(v: Verdict) -> str:
+    """A loss fed outputs it is not made for, or returned with its sign flipped."""
+    f, now, since = v.figures, v.detected, v.since
+    if v.severity == "note":
+        return (
+            f"The logged val loss ({num(now.val_loss)}) reads the model's outputs as "
+            f"what they are again ({when(now)}): their own cross-entropy on the val "
+            f"probe is {num(now.probe_loss_val)}."
+        )
+    if f.get("fed") == "negated":
+        return (
+            "The loss `training_step` returns falls below zero "
+            f"({num(f['returned_loss'])}) while the model's own cross-entropy climbs past "
+            "chance "
+            f"({num(f['own_train_loss'])}, chance ln {int(now.classes or 2)} = "
+            f"{math.log(now.classes or 2):.3f}), since {when(since)}: `training_step` "
+            "returns a loss that rewards wrong answers (its sign flipped, or a "
+            "subtracted term outweighing it), so training maximises the error (val "
+            f"accuracy {num(f['val_acc'], True)})."
+        )
+    if f.get("fed") == "scores":
+        what = "probabilities (a softmax)" if f.get("in_model") else "raw scores (logits)"
+        return (
+            f"The loss is fed {what} where it expects log-probabilities: the logged val "
+            f"loss ({num(f['val_loss'])}) is `nll_loss` of the outputs as they are, "
+            f"minus the mean output for the label ({num(f['raw_nll'])} on the val probe), "
+            f"since {when(since)}. A cross-entropy is never negative: this one falls "
+            "without bound as the model inflates the label's output, and learns nothing "
+            f"that classifies (val accuracy {num(f['val_acc'], True)}; their own "
+            f"cross-entropy is {num(f['own_loss'])})."
+        )
+    where = (
+        "the model ends in a softmax, and the logged val loss "
+        f"({num(f['val_loss'])}) is the cross-entropy of its outputs read as logits "
+        f"({num(f['softmax_loss'])} on the val probe), not their negative "
+        f"log-likelihood ({num(f['own_loss'])})"
+        if f.get("in_model")
+        else f"the logged val loss ({num(f['val_loss'])}) is the cross-entropy of the "
+        f"softmax of the model's outputs ({num(f['softmax_loss'])} on the val probe), not "
+        f"of the outputs themselves ({num(f['own_loss'])})"
+    )
+    return (
+        f"The loss is fed probabilities: {where}, since {when(since)}. `cross_entropy` "
+        "applies log-softmax itself: on probabilities it cannot fall below "
+        f"{num(f['floor_loss'])} and its gradient vanishes as the "
+        f"softmax saturates, so learning stalls (val accuracy {num(f['val_acc'], True)})."
+    )
+
+
+def val_metrics_differ(v: Verdict) -> str:
+    """Logged val metrics that are not the model's own on the val probe."""
+    f, now, since = v.figures, v.detected, v.since
+    if v.severity == "note":
+        return f"The logged val metrics agree with the val probe again at {when(now)}."
+    if "loop_acc" in f:
+        return (
+            f"`validation_step` does not score the images as the dataset gives them: on "
+            f"the val probe the model scores {num(f['own_acc'], True)} on them and "
+            f"{num(f['loop_acc'], True)} in the validation loop (since {when(since)}). The "
+            "step changes the images before the model sees them (a normalisation, a "
+            "resizing or a transform of its own) or scores other weights; every val "
+            "figure reads that."
+        )
+    if f["non_finite"]:
+        return (
+            f"The logged val loss is {num(f['logged_loss'])} since {when(since)}, while the "
+            f"model's own cross-entropy on the val probe is {num(f['probe_loss'])}: a "
+            "non-finite value enters `validation_step` (a NaN or inf in the val data, a "
+            "division by zero or a log of 0 in the loss), and the val curves say nothing."
+        )
+    return (
+        f"The logged val accuracy ({num(f['logged_acc'], True)}) is not this model's: it "
+        f"scores {num(f['probe_acc'], True)} on the val probe (eval mode), since "
+        f"{when(since)}. `validation_step` scores other weights (an average of the "
+        "weights, a teacher), changes the images before the model sees them, or computes "
+        "the metric wrong; every val curve reads that."
+    )
+
+
+def _inputs_in_steps(v: Verdict) -> str:
+    """The steps' own code preprocesses the two splits differently."""
+    f = v.figures
+    return (
+        "Training and validation images reach the model preprocessed differently by the "
+        f"steps' own code: before the first convolution, `training_step` "
+        f"{_step_words(f['train_scale'], f['train_offset'])} channel {f['channel']:.0f} of "
+        f"the images as loaded, `validation_step` "
+        f"{_step_words(f['val_scale'], f['val_offset'])} it. On the same images the model "
+        f"meets mean "
+        f"{num(f['train_mean'])}, std {num(f['train_std'])} in training vs mean "
+        f"{num(f['val_mean'])}, std {num(f['val_std'])} in validation ({f['mean_gap']:.1f} "
+        f"standard deviations apart, {f['scale_ratio']:.1f}x in spread): every validation "
+        "figure measures that."
+    )
+
+
+def inputs_differ(v: Verdict) -> str:
+    """Training and validation images preprocessed differently (by the steps' own code)."""
+    f = v.figures
+    if f.get("in_steps"):
+        return _inputs_in_steps(v)
+    return (
+        f"Training and validation images are preprocessed differently: channel "
+        f"{f['channel']:.0f} has mean {num(f['train_mean'])}, std {num(f['train_std'])} "
+        f"on the train probe vs mean {num(f['val_mean'])}, std {num(f['val_std'])} on the "
+        f"val probe ({f['mean_gap']:.1f} standard deviations apart, {f['scale_ratio']:.1f}x "
+        "in spread). The model meets validation images unlike any it trained on: every "
+        "validation figure measures that."
+    )
+
+
+def _step_words(scale: float, offset: float) -> str:
+    """What a step's code does to a channel of the images, in words.
+
+    Example::
+
+        >>> _step_words(3.25, -0.424), _step_words(1.0, 0.0)
+        ('scales by 3.25x and shifts by -0.424', 'leaves')
+    """
+    if abs(scale - 1) < 0.01 and abs(offset) < 0.01:
+        return "leaves"
+    return f"scales by {scale:.3g}x and shifts by {offset:+.3g}"
