@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from lightning_cnnviz.overfitting.imbalance import IGNORED, recall
+from lightning_cnnviz.overfitting.class_figures import IGNORED, recall
 
 __all__ = ["APART", "LEARNT", "split_classes", "swapped_pairs"]
 

@@ -11,12 +11,14 @@ its loss has no weight (``cross_entropy(..., weight=w)`` with ``w[k] = 0``, an
 ``ignore_index`` set to it, a mask). Held out: class 3 weighted 0, or ``ignore_index=0``,
 took 10% off val accuracy (86-88%, the class at 0% recall) and nothing was said.
 
-``probe_figures`` reads the val probe's confusion counts and the training labels'
-class shares into the ``Evaluation``; ``class_imbalance`` is the rule (its sentence:
+``class_figures.probe_figures`` reads the val probe's confusion counts and the training
+labels' class shares into the ``Evaluation``; ``class_imbalance`` is the rule (its sentence:
 ``imbalance_words.py``). Thresholds and why: ``docs/diagnosis.md``.
 
 Example::
 
+    >>> import torch
+    >>> from lightning_cnnviz.overfitting.class_figures import probe_figures
     >>> confusion = [[30, 0, 0], [9, 1, 0], [2, 0, 8]]   # class 1 taken for class 0
     >>> shares = torch.tensor([0.9, 0.05, 0.05])
     >>> f = probe_figures(confusion, shares)
@@ -29,44 +31,29 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-import torch
-from torch import Tensor
+from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = [
     "COMMON",
-    "IGNORED",
-    "MIN_IMAGES",
     "ONE_CLASS",
     "OTHERS_CLEAR",
     "OTHERS_LEARNT",
     "RARE",
-    "RELABELLED_TOP",
     "STALL",
     "UNTAUGHT",
     "class_imbalance",
-    "class_shares",
-    "ignored_classes",
     "leaves_out",
-    "probe_figures",
-    "recall",
-    "relabelled",
     "untaught",
     "wants_train_loss",
 ]
 
-MIN_IMAGES = 5  # val probe images a class needs before its recall counts
-IGNORED = 0.1  # recall at or below this: the class is left out
 RARE = 0.5  # a left-out class is rare: at most this times the uniform share 1/K in training
 COMMON = 1.5  # and the training labels imbalanced: their commonest class this times 1/K or more
 STALL = 0.05  # balanced accuracy no more than this above its best before: learning has stalled
 ONE_CLASS = 0.999  # the commonest class's share of the training labels: a one-class set
-RELABELLED_TOP = 2.5  # no training class above this times 1/K: near uniform but for a move
 OTHERS_LEARNT = 0.7  # a class not rare left out while the others' mean recall is this or more
 OTHERS_CLEAR = 0.9  # ... a problem at once (no note first) where it is this or more
 # ... and only where the model's own cross-entropy on the training probe is this many times
@@ -74,133 +61,6 @@ OTHERS_CLEAR = 0.9  # ... a problem at once (no note first) where it is this or 
 # ~0.9 own). A class learnt late (a Conv3d net's class 2 at its third validation, a
 # softmax before `cross_entropy` slowing every class) counts in both alike.
 UNTAUGHT = 2.0
-
-
-def class_shares(labels: Tensor, classes: int, weights: Tensor | None = None) -> Tensor:
-    """Each class's share of the training labels (drawn by ``weights``, a weighted sampler's).
-
-    Example::
-
-        >>> class_shares(torch.tensor([0, 0, 0, 1]), 3).tolist()
-        [0.75, 0.25, 0.0]
-        >>> class_shares(torch.tensor([0, 0, 0, 1]), 2, torch.tensor([1.0, 1, 1, 3])).tolist()
-        [0.5, 0.5]
-    """
-    labels = labels.long().reshape(-1)
-    keep = (labels >= 0) & (labels < classes)  # e.g. an ignore index of -100
-    w = torch.ones(len(labels)) if weights is None else weights.double().reshape(-1).cpu()
-    counts = torch.zeros(classes, dtype=torch.float64).index_add_(0, labels[keep], w[keep].double())
-    return (counts / counts.sum().clamp_min(1e-12)).float()
-
-
-def ignored_classes(confusion: Sequence[Sequence[float]]) -> list[int]:
-    """Classes with ``MIN_IMAGES`` or more probe images and recall at most ``IGNORED``.
-
-    ``confusion``: counts, row = true class, column = predicted class.
-
-    Example::
-
-        >>> ignored_classes([[10, 0], [10, 0]]), ignored_classes([[3, 0], [3, 0]])
-        ([1], [])
-    """
-    return [
-        k for k, row in enumerate(confusion) if (r := recall(row, k)) is not None and r <= IGNORED
-    ]
-
-
-def recall(row: Sequence[float], k: int) -> float | None:
-    """Class ``k``'s recall from its confusion ``row`` (``None``: under ``MIN_IMAGES`` images).
-
-    Example::
-
-        >>> recall([8, 2], 0), recall([1, 1], 0)
-        (0.8, None)
-    """
-    total = sum(row)
-    return row[k] / total if total >= MIN_IMAGES else None
-
-
-def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -> dict[str, Any]:
-    """The ``Evaluation`` fields of this rule, from the val probe's confusion counts.
-
-    ``ignored`` (the left-out classes; ``None`` where no class has ``MIN_IMAGES`` images
-    on the probe), ``balanced_acc_val`` (mean recall over the classes
-    on the probe) and, with the training labels' ``shares``: ``taken_for`` (the class
-    most of the left-out images are predicted as), ``ignored_share`` (the commonest
-    left-out class's share of the training labels), ``taken_share`` (``taken_for``'s) and
-    ``top_share`` (the commonest class's).
-    """
-    k = len(confusion)
-    recalls = [row[i] / sum(row) for i, row in enumerate(confusion) if sum(row) > 0]
-    judged = any(sum(row) >= MIN_IMAGES for row in confusion)  # else: too few images to tell
-    out: dict[str, Any] = {
-        "ignored": ignored_classes(confusion) if judged else None,
-        "balanced_acc_val": sum(recalls) / len(recalls) if recalls else None,
-    }
-    left = set(out["ignored"] or ())
-    others = [row[i] / sum(row) for i, row in enumerate(confusion) if sum(row) and i not in left]
-    out["others_recall_val"] = sum(others) / len(others) if others and left else None
-    images = sum(sum(confusion[i]) for i in left)
-    among = sum(confusion[i][j] for i in left for j in left if j != i)
-    out["swapped_val_share"] = among / images if images else None  # taken for each other
-    if not out["ignored"] or shares is None or len(shares) != k:
-        return out
-    taken = [sum(confusion[i][j] for i in out["ignored"]) for j in range(k)]
-    for i in out["ignored"]:
-        taken[i] = 0.0  # predicted as one of the left-out classes: not "taken for" another
-    taken_for = max(range(k), key=lambda j: taken[j])
-    out["taken_for"] = taken_for
-    out["ignored_share"] = round(float(max(shares[i] for i in out["ignored"])), 6)
-    out["taken_share"] = round(float(shares[taken_for]), 6)
-    out["top_share"] = round(float(shares.max()), 6)
-    total = sum(sum(row) for row in confusion)  # the val probe's own class shares, beside them
-    rare = max(out["ignored"], key=lambda i: float(shares[i]))
-    out["ignored_val_share"] = round(sum(confusion[rare]) / total, 6) if total else None
-    out["taken_val_share"] = round(sum(confusion[taken_for]) / total, 6) if total else None
-    # classes over 1.5x their val probe share in training: a move of labels has one
-    out["over_classes"] = sum(
-        1 for j in range(k) if total and float(shares[j]) > 1.5 * sum(confusion[j]) / total
-    )
-    out["missing"] = [i for i in out["ignored"] if float(shares[i]) == 0]
-    return out
-
-
-def relabelled(figures: Mapping[str, Any], classes: float | None) -> bool:
-    """Whether a left-out class looks relabelled as the class it is taken for, not rare.
-
-    Its share of the training labels is at most half its share of the val probe, the
-    class taken for has about that deficit in excess (at least half of it) and is the one
-    class over 1.5x its val share (``over_classes``), and the training labels are
-    otherwise near uniform (no class over ``RELABELLED_TOP`` x 1/K: a long-tailed training
-    set validated on balanced data has one, and its rare classes are rare). Of 3 classes
-    or more: with 2, a move and a rare class look alike, and the rare class is the
-    commoner cause (held out: 1% eights among threes, validated balanced, was told as
-    "labels moved"; so were five classes at 0.2% beside five at 19.6%). Held out: 60% of
-    the training 3s relabelled 8: class 3 at 4.7% of the training labels and ~10% of the
-    val probe, class 8 at 15.7% and ~10%.
-
-    Example::
-
-        >>> f = {"ignored_share": 0.047, "ignored_val_share": 0.1, "taken_share": 0.157,
-        ...      "taken_val_share": 0.1, "top_share": 0.157, "over_classes": 1}
-        >>> relabelled(f, 10), relabelled(f | {"top_share": 0.3}, 10)
-        (True, False)
-        >>> relabelled(f | {"over_classes": 5}, 10), relabelled(f, 2)
-        (False, False)
-    """
-    rare, rare_val = figures.get("ignored_share"), figures.get("ignored_val_share")
-    taken, taken_val = figures.get("taken_share"), figures.get("taken_val_share")
-    top = figures.get("top_share")
-    if None in (rare, rare_val, taken, taken_val, top) or not classes or classes < 3:
-        return False
-    if figures.get("over_classes", 1) != 1:
-        return False
-    deficit = rare_val - rare  # type: ignore[operator]
-    return (
-        rare_val >= 2 * rare  # type: ignore[operator]
-        and taken - taken_val >= 0.5 * deficit  # type: ignore[operator]
-        and top <= RELABELLED_TOP / classes  # type: ignore[operator]
-    )
 
 
 def leaves_out(e: Evaluation) -> bool | None:

@@ -2,14 +2,15 @@
 
 Nothing here knows about Lightning. Rare classes left out (and whether they are learnt
 yet), one class holding every training label, classes with no training label at all,
-training labels moved from one class to another (``imbalance.relabelled``), or a class
+training labels moved from one class to another (``class_figures.relabelled``), or a class
 as common as the others left out while they are learnt (no weight in the loss).
 
 Example::
 
     >>> import torch
     >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
-    >>> from lightning_cnnviz.overfitting.imbalance import class_imbalance, probe_figures
+    >>> from lightning_cnnviz.overfitting.class_figures import probe_figures
+    >>> from lightning_cnnviz.overfitting.imbalance import class_imbalance
     >>> ev = Evaluation(0, 2, classes=3.0, **probe_figures([[30, 0, 0], [9, 1, 0], [2, 0, 8]],
     ...                                                     torch.tensor([0.9, 0.05, 0.05])))
     >>> headline(class_imbalance([ev, ev, ev]))[:66]
@@ -18,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from lightning_cnnviz.overfitting.imbalance import relabelled
+from lightning_cnnviz.overfitting.class_figures import relabelled
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import finite, num, when
 

@@ -26,7 +26,7 @@ from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.probe import val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
-from lightning_cnnviz.overfitting import class_gap, imbalance, passes
+from lightning_cnnviz.overfitting import class_figures, class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import (
     batch_norms,
     batch_stats_logits,
@@ -227,7 +227,7 @@ class Measures:
         norms = bool(batch_norms(unwrap_model(pl_module)))
         if not norms:
             self._bn_why = no_batch_norm_why(unwrap_model(pl_module))
-        ignored = [] if counts is None else imbalance.ignored_classes(counts)  # val left-outs
+        ignored = [] if counts is None else class_figures.ignored_classes(counts)  # val left-outs
         self.plan = passes.plan(
             self.detector.history,
             train_acc=max(acc) if acc else None,
@@ -268,7 +268,7 @@ class Measures:
             shares = None
             if ignored:
                 shares = self._train_shares(trainer, len(counts))
-            left_out = imbalance.probe_figures(counts, shares)
+            left_out = class_figures.probe_figures(counts, shares)
             train = more["train"]
             if train is not None and cut["train"] is not None and train.shape[1] == len(counts):
                 with self.phase("compute"):  # per class: learnt on training images, not on val

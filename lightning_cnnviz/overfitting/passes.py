@@ -162,7 +162,7 @@ def plan(
         eval_acc: the val probe's eval-mode accuracy (``None``: no usable val logits).
         probe_size: images the batch-statistics pass sees (``pass_images``).
         batch_norm: whether the model has BatchNorm layers in training mode.
-        left_out: whether the val probe leaves a class out (``imbalance.ignored_classes``):
+        left_out: whether the val probe leaves a class out (``class_figures.ignored_classes``):
             the train probe then tells whether training images of it are learnt.
     """
     why: dict[str, str] = {}

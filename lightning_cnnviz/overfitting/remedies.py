@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from lightning_cnnviz.core.settings import HIGH_MOMENTUM
-from lightning_cnnviz.overfitting import imbalance, levels
+from lightning_cnnviz.overfitting import class_figures, levels
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 
 __all__ = [
@@ -219,7 +219,7 @@ def remedies(v: Verdict) -> list[str]:
             f"default -100, not {left}) and any mask applied to the loss or the labels.",
             generic[1],
         ]
-    elif v.kind == "class_imbalance" and imbalance.relabelled(v.figures, v.detected.classes):
+    elif v.kind == "class_imbalance" and class_figures.relabelled(v.figures, v.detected.classes):
         left, taken = ", ".join(map(str, v.figures["ignored"])), v.figures["taken_for"]
         generic.insert(
             0,

@@ -1,7 +1,7 @@
 """What the run's data look like: a part of ``OverfittingMonitor``, read once per fit.
 
 ``RunData`` reads the training labels' class shares as the training loader draws them
-(``imbalance.py``), compares the two probes' images (``split_inputs.py``) and checks the
+(``class_figures.py``), compares the two probes' images (``split_inputs.py``) and checks the
 order the training loader reads in (``train_order.py``). Each is read lazily, once per fit,
 on the training thread, with the global random generators untouched.
 """
@@ -18,7 +18,7 @@ from torch import Tensor
 from lightning_cnnviz.core.findings import Finding, record_check, report
 from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.core.probe import find_dataset, generator_for, has_val_data, labels_in_order
-from lightning_cnnviz.overfitting import imbalance
+from lightning_cnnviz.overfitting import class_figures
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
 
 __all__ = ["LABEL_POOL", "RunData"]
@@ -68,7 +68,7 @@ class RunData:
                 if weights is not None:
                     weights = weights[at] if len(weights) == len(data) else None
                 if labels is not None:
-                    labels = imbalance.class_shares(labels, classes, weights)
+                    labels = class_figures.class_shares(labels, classes, weights)
                 self._shares = labels
         return self._shares  # type: ignore[return-value]
 

@@ -6,17 +6,11 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
+from lightning_cnnviz.overfitting.class_figures import class_shares, ignored_classes, probe_figures
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
-from lightning_cnnviz.overfitting.imbalance import (
-    class_imbalance,
-    class_shares,
-    ignored_classes,
-    leaves_out,
-    probe_figures,
-    wants_train_loss,
-)
+from lightning_cnnviz.overfitting.imbalance import class_imbalance, leaves_out, wants_train_loss
 from lightning_cnnviz.overfitting.remedies import remedies
 from tests.overfitting.runs import fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
