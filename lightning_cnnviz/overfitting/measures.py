@@ -4,7 +4,7 @@
 training thread, in probe mode): the val probe's eval-mode logits (read from the
 validation loop, ``loop_logits.py``, or a pass of its own), the passes
 ``passes.plan`` picks (train probe, BatchNorm on batch statistics), the logged
-metrics, and the ``Evaluation`` the rules read. The monitor itself
+metrics (``logged_reads.py``), and the ``Evaluation`` the rules read. The monitor itself
 (``overfitting/callback.py``) schedules and writes; ``Telling`` (``telling.py``) tells
 the findings.
 """
@@ -12,13 +12,10 @@ the findings.
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
@@ -34,87 +31,29 @@ from lightning_cnnviz.overfitting.batch_stats import (
 )
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.metric_names import logged_name, metric_alias
+from lightning_cnnviz.overfitting.logged_reads import LoggedReads
 from lightning_cnnviz.overfitting.metrics import (
-    IntervalLoss,
     confusion_counts,
     discordant_shares,
     figures,
-    pick_metric,
 )
-from lightning_cnnviz.overfitting.text import missing_text
 from lightning_cnnviz.overfitting.val_source import loop_check
 
-__all__ = ["Measures", "step_only"]
+__all__ = ["Measures"]
 
 
-PERCENT = 1.5  # a logged accuracy above this (to 100) is a percentage
-
-
-class Measures:
+class Measures(LoggedReads):
     """Runs one evaluation's passes and figures (a part of ``OverfittingMonitor``).
 
     Reads the monitor's keys, probes, detector, loop tap and phases; sets ``plan``
     (the passes of the latest evaluation), ``val_from_loop`` and ``_bn_why``.
     """
 
-    keys: dict[str, str]
-    _aliasable: set[str]  # the names left at their defaults, not yet found logged otherwise
     _lr_start: float | None  # the learning rate when training started
     plan: Any
     val_from_loop: bool
     _loop_check: dict[str, float] | None
     _bn_why: str
-    _epoch_end: bool
-    _interval: IntervalLoss
-    _batch_images: int | None  # images in a training batch (None: none seen yet)
-    _not_accuracy: set[str]  # logged "accuracies" that are none (``_accuracies``)
-
-    def _adopt_aliases(self, logged: Mapping[str, Any]) -> None:
-        """Read a default metric name the module logs in other words (``metric_alias``).
-
-        Said in one line for all the names adopted at once.
-        """
-        said = []
-        for name in sorted(self._aliasable):
-            alias = metric_alias(self.keys[name], logged)
-            if alias is None:
-                continue
-            self._aliasable.discard(name)
-            said.append(f"`{alias}` for `{self.keys[name]}`")
-            self.keys[name] = alias
-        if said:
-            rank_zero_info(
-                f"{type(self).__name__}: reads {', '.join(said)} (the same metrics in other "
-                "words); pass `train_loss_key`, `val_loss_key`, `train_acc_key` or "
-                "`val_acc_key` to read others."
-            )
-
-    def _accuracies(self, found: dict[str, Any]) -> None:
-        """Keep the logged accuracies that are accuracies (``_share``), in place."""
-        for name in ("train_acc", "val_acc"):
-            found[name] = self._share(name, found.get(name))
-
-    def _share(self, name: str, value: Any) -> Any:
-        """A logged accuracy as a share of 1: as it is in 0..1, a percentage (to 100) / 100.
-
-        A metric outside both (R^2 logged as `val_acc` read -0.79) is no accuracy: said once,
-        and ``None`` for the rest of the fit.
-        """
-        if value is None or name in self._not_accuracy:
-            return None
-        v = float(value)
-        if not math.isfinite(v) or 0.0 <= v <= PERCENT:  # a hair over 1: rounding, kept
-            return value
-        if PERCENT < v <= 100.0:
-            self.warn_once(f"percent/{name}", f"`{self.keys[name]}` reads {v:.4g}: read as a "
-                           "percentage (accuracies are shares of 1 here).")  # fmt: skip
-            return value / 100.0  # a tensor stays one
-        self._not_accuracy.add(name)
-        self.warn_once(f"accuracy/{name}", f"`{self.keys[name]}` reads {v:.4g}, which no "
-                       "accuracy does: it is left out of the rules (pass `"
-                       f"{name}_key=` the name of the logged accuracy).")  # fmt: skip
-        return None
 
     def _images(self, trainer: Trainer, split: str) -> int:
         """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
@@ -179,34 +118,7 @@ class Measures:
 
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
         """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
-        logged = trainer.callback_metrics  # read once: each read recomputes Lightning's results
-        self._adopt_aliases(logged)
-        key = self.keys["train_acc"]
-        found = {
-            n: pick_metric(logged, k, self._epoch_end or n[:3] == "val")
-            for n, k in self.keys.items()
-        }
-        self._accuracies(found)
-        if any(k.endswith("/dataloader_idx_0") for k in logged):  # Lightning's suffix: 2+
-            val_key = self.keys["val_loss"]
-            self.warn_once("loaders", f"the run has several validation dataloaders: the val "
-                           f"curves are read from the first one's (`{val_key}/dataloader_idx_"
-                           "0`), the loader the val probe is drawn from; the others are not "
-                           "judged.")  # fmt: skip
-        # mid-epoch, a step-logged key holds one batch's loss: the interval's mean instead;
-        # so at the epoch's end where it is logged per step only
-        step_loss, interval = found["train_loss"], self._interval
-        one_batch = not self._epoch_end or step_only(trainer, self.keys["train_loss"])
-        one_batch = one_batch and step_loss is not None
-        one_batch = one_batch and interval.same_as_last(step_loss)  # type: ignore[arg-type]
-        mean = interval.read()  # and a new interval from this evaluation on
-        if one_batch:
-            found["train_loss"] = mean
-        returned = {"returned_loss": mean}  # what the optimiser lowers, logged or not
-        # the screen's train accuracy: the higher of the epoch mean (lags while learning) and
-        # the latest step's value (one batch), so that a lag does not hide a mismatch
-        seen = {f"seen{e}": self._share("train_acc", pick_metric(logged, key, e))
-                for e in (False, True)}  # fmt: skip
+        logged, found, seen = self._read_logged(trainer)
         val = self._loop_logits(trainer)
         if val is not None and self._loop_check is None:  # once a fit: a pass of its own too
             own = self._logits(trainer, pl_module, "val")
@@ -218,12 +130,12 @@ class Measures:
             val = self._logits(trainer, pl_module, "val")
         labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
         with self.phase("compute"):  # one transfer to the host
-            host, per_class, counts = figures({**found, **seen, **returned}, {"val": val}, labels)
+            host, per_class, counts = figures({**found, **seen}, {"val": val}, labels)
         # the extra passes see the probes' first images only (the training batch sets how many)
         sizes = {s: self._images(trainer, s) for s in labels}
         cut = {s: None if v is None else v[: sizes[s]] for s, v in labels.items()}
         val_cut = None if val is None else val[: sizes["val"]]
-        acc = [host.pop(k) for k in seen if k in host]
+        acc = [host.pop(k) for k in seen if k.startswith("seen") and k in host]
         norms = bool(batch_norms(unwrap_model(pl_module)))
         if not norms:
             self._bn_why = no_batch_norm_why(unwrap_model(pl_module))
@@ -246,19 +158,8 @@ class Measures:
             host["bn_size"] = float(sizes["val"])
         if self.plan.screen is not None and not self.plan.batch_stats:
             host["bn_screen"] = self.plan.screen
-        missing = {n: self.keys[n] for n, v in found.items() if v is None}
         probes = val is not None and (more["train"] is not None or not self.plan.train)
-        said = "dense" in self._warned  # per-position logits: why the probes are skipped is said
-        if missing or not (probes or said):
-            target = self.probe(trainer, "val").target
-            text = missing_text(missing, probes or said, logged, target)
-            if missing and getattr(trainer, "barebones", False):  # `self.log` is off
-                text = (
-                    f"cannot find {', '.join(f'`{k}`' for k in missing.values())}: "
-                    "`Trainer(barebones=True)` turns `self.log` off, so what needs logged "
-                    "metrics is skipped (the probes' own figures still run)."
-                )
-            self.warn_once("missing", text)
+        self._say_missing(trainer, logged, found, probes)
         probe = self.probe(trainer, "val")
         size = float(len(probe))
         clip = trainer.gradient_clip_val
@@ -278,12 +179,8 @@ class Measures:
         share = trainer.global_step / total if 0 < total < float("inf") else None
         left_out["input_shift"] = self._input_shift(trainer)
         left_out["loop_check"] = self._loop_check
-        # mid-epoch the train accuracy is the latest batch's: 63/64 -> 64/64 is no climb; so
-        # at the epoch's end where it is logged per step only (the last, maybe short, batch)
-        one = not self._epoch_end or step_only(trainer, self.keys["train_acc"])
-        batch = self._batch_images if one and found["train_acc"] is not None else None
         counted = {
-            "train_acc_images": float(batch) if batch else None,
+            "train_acc_images": self._acc_images(trainer, found),
             "val_images": val_images(trainer),
         }
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
@@ -329,17 +226,3 @@ class Measures:
         norm = norm_stats(trainer)
         examples = [to_image01(probe.images[[where[i] for i in p.examples]], norm) for p in pairs]
         return pairs_image(pairs, examples, epoch)
-
-
-def step_only(trainer: Trainer, key: str) -> bool:
-    """Whether ``training_step`` logs ``key`` per step only (its value: the latest batch's).
-
-    Read from Lightning's record of how each training metric is logged; ``False`` where
-    that cannot be read (an epoch mean assumed, as before).
-    """
-    try:
-        results = trainer.fit_loop.epoch_loop._results
-        metas = [m.meta for m in results.values() if logged_name(m.meta.name) == key]
-    except Exception:  # Lightning's internals moved: assume an epoch mean
-        return False
-    return bool(metas) and all(m.on_step and not m.on_epoch for m in metas)
