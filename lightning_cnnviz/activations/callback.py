@@ -13,7 +13,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
 from lightning_cnnviz.activations.divergence import nonfinite_parameters
-from lightning_cnnviz.activations.divergence_words import half_first
+from lightning_cnnviz.activations.divergence_causes import half_first
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.frozen_norms import frozen_norms
 from lightning_cnnviz.activations.init_weights import identical_units, zero_weights

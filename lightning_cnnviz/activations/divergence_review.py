@@ -21,9 +21,8 @@ from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.divergence import is_jump, jump_to_chance, loss_spike, sudden
+from lightning_cnnviz.activations.divergence_causes import RAISED, divergence_cause
 from lightning_cnnviz.activations.divergence_words import (
-    RAISED,
-    divergence_cause,
     divergence_text,
     part_of_text,
     recovered_text,

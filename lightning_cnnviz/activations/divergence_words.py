@@ -1,8 +1,8 @@
 """A divergence in words: the finding, a spike the run recovered from, and its end.
 
 Nothing here knows about Lightning. The texts of ``divergence.py``'s readings, with where
-non-finite values first showed, the level a late spike left, and what to try
-(``REMEDIES``).
+non-finite values first showed and the level a late spike left; the cause and what to try
+come from ``divergence_causes.py``.
 """
 
 from __future__ import annotations
@@ -11,78 +11,16 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 
+from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 from lightning_cnnviz.activations.recovery import BACK, level_before
 
 __all__ = [
-    "RAISED_REMEDIES",
-    "REMEDIES",
-    "SUDDEN_REMEDIES",
-    "divergence_cause",
     "divergence_text",
-    "half_first",
     "part_of_text",
     "recovered_text",
     "transient_text",
 ]
-
-REMEDIES = (
-    "lower the learning rate (10x); clip gradients (Trainer(gradient_clip_val=1.0)); add a "
-    "learning-rate warmup; check the inputs and labels for NaN/Inf and the loss for log(0) or "
-    "division by zero; under 16-bit precision use bf16 or keep the loss scaler"
-)
-# A rate a schedule raised (a warmup) is the cause: another warmup is no remedy.
-RAISED_REMEDIES = (
-    "lower the peak learning rate the schedule reaches (10x), or raise it more slowly; clip "
-    "gradients (Trainer(gradient_clip_val=1.0)); under 16-bit precision use bf16 or keep the "
-    "loss scaler"
-)
-# The first loss far above chance: the loss's scale at step 0 (the init, or a summed loss).
-INIT_REMEDIES = (
-    "a standard initialisation (PyTorch's default, or He/Kaiming with gain sqrt(2) for ReLU, "
-    "Xavier for Sigmoid/Tanh) instead of a scaled-up one, or a smaller scale on the last "
-    "layer's weights; a loss averaged over the batch (`reduction='mean'`); normalisation "
-    "layers between layers; then, if it still diverges, a lower learning rate (10x) or "
-    "gradient clipping (Trainer(gradient_clip_val=1.0))"
-)
-# A NaN/Inf from the data or the loss itself: the batch and the operation to check.
-DATA_REMEDIES = (
-    "check the training items for NaN/Inf or wild values (`torch.isfinite(x).all()`, "
-    "`x.abs().max()` on the batch of that step; a corrupt file, a division by a zero std in "
-    "a transform); guard the loss against "
-    "log(0) and division by zero (clamp probabilities, add an epsilon); "
-    "`torch.autograd.set_detect_anomaly(True)` names the operation; under 16-bit precision use "
-    "bf16 or keep the loss scaler"
-)
-# One step from a learnt, steady loss to NaN/Inf: one batch or one operation, not a rate.
-SUDDEN_REMEDIES = f"{DATA_REMEDIES}; only if the data is clean, lower the learning rate"
-RAISED = 3.0  # the rate at the divergence this many times its first: a schedule raised it
-HALF_TINY = 6e-8  # float16's smallest number: an epsilon below it rounds to 0
-
-
-def half_first(message: str, eps: float | None = None) -> str:
-    """A divergence's ``message`` with float32 weights as the first remedy (float16 weights).
-
-    Held out: ``precision="16-true"`` with Adam went NaN at step 2 (its ``eps=1e-8``
-    rounds to 0 in float16), told with "lower the learning rate" first.
-
-    Example::
-
-        >>> print(half_first("NaN at step 2. Try: lower the learning rate.", 1e-8)[15:75])
-        Try: float32 weights first (`precision="16-mixed"` or `"bf16
-    """
-    adam = (
-        f"; the optimiser's `eps={eps:g}` rounds to 0 there, so its steps divide by zero"
-        if eps is not None and 0 < eps < HALF_TINY
-        else ""
-    )
-    return message.replace(
-        "Try: ",
-        'Try: float32 weights first (`precision="16-mixed"` or `"bf16-mixed"` instead of '
-        '`"16-true"`): the weights are float16, whose range (6e-8 to 65504) updates and '
-        f"gradients leave easily{adam}; then ",
-        1,
-    )
 
 
 def transient_text(
@@ -219,98 +157,6 @@ def divergence_text(
         dead = ", ".join(f"`{site}` {share:.0%}" for site, share in died.items())
         text += f" Units that stopped activating with it ({dead}) are a consequence, not the cause."
     return f"{text} {cause or divergence_cause(None, None)}"
-
-
-def divergence_cause(
-    sudden: tuple[int, float] | None,
-    rates: tuple[float, float] | None,
-    start: tuple[float, int] | None = None,
-    scale: float | None = None,
-    jump: tuple[int, float, int, float] | None = None,
-    first: bool = False,
-) -> str:
-    """Why it diverged and what to try, from what came before.
-
-    ``first``: the loss was non-finite at step 0, before any update: the data or the loss,
-    never the rate (held out: a few NaN pixels in the training images were told as
-    "the updates are too large ... lower the learning rate").
-
-    ``sudden``: ``(the step, the loss just before)`` where a learnt, steady loss turned
-    non-finite or blew up in one step (a batch or an operation, not the rate), else ``None``.
-    ``rates``: ``(the learning rate at the first log, the rate now)``: a rate a schedule
-    raised ``RAISED`` x or more (a warmup to a rate 10x too high) is the cause named.
-    ``start``: ``(the first loss, K)`` where that loss was already ``OVER_CHANCE`` x the
-    chance level ``ln K`` or more, before any update: the loss's scale at step 0 (weights
-    initialised too large, or a loss summed over the batch), which the updates from there
-    overshoot. ``scale``: where that first loss was this many times the model's own
-    cross-entropy (``initial_scale.scaled_loss``: the weights are sane, the loss is
-    scaled), which is then the cause named instead. ``jump``: ``(a log's step, its rate,
-    the next log's step, its rate)`` around the divergence, where the rate rose ``RAISED``
-    x or more between them (a warm restart, a schedule's step up): named first, also
-    before a ``sudden`` blow-up (held out: SGDR restarting from 1e-5 to 2.0 at step 96,
-    loss 0.14 -> 20 -> 27,000 -> NaN, was told as "one batch or one operation").
-
-    Example::
-
-        >>> divergence_cause(None, (0.01, 1.0))[:61]
-        'The learning rate rose from 0.01 to 1 before it (a warmup or '
-        >>> divergence_cause((60, 0.88), None)[:60]
-        'The loss was 0.88 and steady just before step 60, then blew '
-        >>> divergence_cause((98, 0.11), None, jump=(80, 1e-5, 100, 2.0))[:67]
-        'The learning rate jumped from 1e-05 (step 80) to 2 (step 100) just '
-    """
-    if first:
-        return (
-            "The loss was already NaN/Inf at step 0, before any update, so no learning rate "
-            "or update did it: the first batch or the loss computed on it holds it (a NaN/Inf "
-            "in an input or a label, log(0) or a division by zero in the loss, a weight "
-            "initialised to NaN). "
-            f"Try: {DATA_REMEDIES}."
-        )
-    if jump is not None:
-        a, before, b, after = jump
-        return (
-            f"The learning rate jumped from {before:.3g} (step {a}) to {after:.3g} (step {b}) "
-            f"just before it, {after / before:.0f}x (a warm restart or a schedule stepping it "
-            "up): the rate it jumped to is too high for this model and data, and the "
-            f"optimiser overshoots. Try: {RAISED_REMEDIES}."
-        )
-    if sudden is not None:
-        at, before = sudden
-        return (
-            f"The loss was {before:.3g} and steady just before step {at}, then blew up in that "
-            "one step: one step from a learnt model to NaN/Inf or a huge loss points at one "
-            "batch or one operation (a NaN/Inf or a wildly scaled value in an input or label, "
-            "log(0) or a division by zero in the loss), not at updates that grew too large. "
-            f"Try: {SUDDEN_REMEDIES}."
-        )
-    if scale is not None:
-        return (
-            f"The training loss is ~{scale:.0f}x the model's own cross-entropy (scaled in "
-            "`training_step`, or summed over the batch instead of averaged): every step is "
-            f"~{scale:.0f}x larger than the learning rate says, and the optimiser overshoots. "
-            "Try: average the loss over the batch and drop the factor, or divide the "
-            "learning rate by it."
-        )
-    if start is not None:
-        first, k = start
-        return (
-            f"The first loss ({first:.4g}, before any update) was already "
-            f"~{first / math.log(k):.0f}x the chance level ln {k} = {math.log(k):.2f}: the "
-            "loss starts far too large (weights initialised too large, or a loss summed over "
-            "the batch instead of averaged), and the first updates from there overshoot. Try: "
-            f"{INIT_REMEDIES}."
-        )
-    if rates is not None and rates[0] > 0 and rates[1] >= RAISED * rates[0]:
-        return (
-            f"The learning rate rose from {rates[0]:.3g} to {rates[1]:.3g} before it (a warmup "
-            "or a schedule raising it): the rate it reached is too high for this model and "
-            f"data, and the optimiser overshoots. Try: {RAISED_REMEDIES}."
-        )
-    return (
-        "The updates are too large for this model and data: the optimiser overshoots. "
-        f"Try: {REMEDIES}."
-    )
 
 
 def part_of_text(kind: str, since: int, spike: int, rise: int, step: int, epoch: int) -> str:
