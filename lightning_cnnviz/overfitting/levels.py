@@ -5,7 +5,8 @@ read how the curves turn, these read levels at each evaluation and how many of t
 latest ones hold them: the val probe at chance (``not_learning``) and how far training
 images are learnt (``train_learns``). Training images learnt and validation images not
 (``generalisation_gap``) is in ``gap.py``, eval mode far below the same probe with batch
-statistics (``bn_mismatch``) in ``bn_levels.py``. Thresholds and
+statistics (``bn_mismatch``) in ``bn_levels.py``; when it is too soon to call a model at
+chance "not learning", in ``too_soon.py``. Thresholds and
 why: ``docs/diagnosis.md``.
 
 Example::
@@ -23,20 +24,18 @@ from collections.abc import Callable, Sequence
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.too_soon import early, falling, warming_up, warmup_outlasts
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
     "BELOW_CHANCE_LOSS",
-    "FIRST_STEPS",
     "LEARNT",
     "LEARNT_KEPT",
     "chance_band",
-    "falling",
+    "loss_blind",
     "not_learning",
     "stuck",
     "train_learns",
-    "warming_up",
-    "warmup_outlasts",
 ]
 
 
@@ -144,7 +143,7 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
 
     From the start of the run, or after a collapse (an earlier evaluation above chance).
     The probe's own cross-entropy is compared with its chance level ``ln K``. At chance
-    from the start, it waits for ``FIRST_STEPS`` optimizer steps and while the learning
+    from the start, it waits for the first steps (``early``) and while the learning
     rate is still rising (``warming_up``), unless that warm-up outlasts the run
     (``warmup_outlasts``).
     """
@@ -211,96 +210,6 @@ def loss_blind(e: Evaluation) -> bool:
     if e.probe_acc_train is not None:
         return e.probe_acc_train <= chance_band(k, int(e.probe_size or 0))
     return e.train_acc is not None and e.train_acc <= 1.5 / k
-
-
-FIRST_STEPS = 40
-"""Optimizer steps before a model at chance from the start is "not learning" (a plateau)."""
-SHORT_RUN_STEPS = 10  # ...or, in a run planned shorter, this many and half the run
-
-
-def early(e: Evaluation) -> bool:
-    """Whether ``e`` is within the run's first steps, too early to call a plateau.
-
-    The first ``FIRST_STEPS`` optimizer steps; a run planned for fewer than twice that
-    waits for half its length (at least ``SHORT_RUN_STEPS``): held out, whole-set batches
-    with SGD 0.01 took 40 steps in 40 epochs, ended at 96% of ln 10 and "no problems
-    found" (the bar was never passed).
-
-    Example::
-
-        >>> early(Evaluation(20, 19, run_share=0.5)), early(Evaluation(20, 19, run_share=0.1))
-        (False, True)
-    """
-    if e.step >= FIRST_STEPS:
-        return False
-    half = e.run_share is not None and e.run_share >= 0.5
-    return not (half and e.step >= SHORT_RUN_STEPS)
-
-
-def warming_up(evs: Sequence[Evaluation]) -> bool:
-    """Whether the learning rate rose since the evaluation before the latest (a warm-up).
-
-    Example::
-
-        >>> warming_up([Evaluation(11, 0, lr=0.015), Evaluation(22, 0, lr=0.029)])
-        True
-        >>> warming_up([Evaluation(11, 0, lr=0.05), Evaluation(22, 0, lr=0.05)])
-        False
-    """
-    if len(evs) < 2 or evs[-1].lr is None or evs[-2].lr is None:
-        return False
-    return evs[-1].lr > evs[-2].lr * (1 + 1e-6)
-
-
-def warmup_outlasts(e: Evaluation) -> bool:
-    """Whether a rising learning rate cannot reach the rate set before the run ends.
-
-    Extrapolated linearly from 0 at the start: at ``run_share`` of the run with the rate
-    at a share ``r`` of ``lr_initial`` (the rate set, ``initial_lr``), the warm-up ends at
-    ``run_share / r`` of the run; past 1, never within it. Held out: ``LinearLR(
-    start_factor=1e-4, total_iters=100000)`` in a 282-step run ended at 0.3% of the rate
-    set; ``not_learning`` waited for it at chance on three seeds. Unknown (no planned
-    length, no rate): ``False``.
-
-    Example::
-
-        >>> warmup_outlasts(Evaluation(188, 1, lr=1.9e-6, lr_initial=1e-3, run_share=0.67))
-        True
-        >>> warmup_outlasts(Evaluation(22, 0, lr=0.029, lr_initial=0.05, run_share=0.1))
-        False
-    """
-    lr, target, share = e.lr, e.lr_initial, e.run_share
-    if not lr or not target or share is None or lr <= 0 or lr >= target:
-        return False
-    return share * target / lr > 1.0
-
-
-FALLING = 0.01
-"""A val probe loss below ``ln K`` at two evaluations in a row, falling this share of
-``ln K`` from one to the next, is learning under way, however slowly: not flat. SGD at
-1e-5 moved it 2.295 -> 2.294 (ln 10 = 2.303), an 8-layer Tanh CNN in its flat start
-2.303 -> 2.294. A fall from above ``ln K`` (a class prior unlearnt) is not counted."""
-
-
-def falling(evs: Sequence[Evaluation]) -> bool:
-    """Whether the val probe loss, below ``ln K``, fell ``FALLING`` x ``ln K`` since the last.
-
-    Example::
-
-        >>> def ev(loss):
-        ...     return Evaluation(0, 0, probe_loss_val=loss, classes=2.0)
-        >>> falling([ev(0.69), ev(0.67)]), falling([ev(0.69), ev(0.688)])
-        (True, False)
-        >>> falling([ev(0.9), ev(0.6)])  # from above ln 2 = 0.693
-        False
-    """
-    if len(evs) < 2 or not evs[-1].classes or evs[-1].classes < 2:
-        return False
-    before, now = evs[-2].probe_loss_val, evs[-1].probe_loss_val
-    if not (finite(before) and finite(now)):
-        return False
-    chance = math.log(evs[-1].classes)
-    return before < chance and before - now > FALLING * chance  # type: ignore[operator]
 
 
 LEARNT = 0.5  # training images learnt: this share of the way from chance to 100%

@@ -1,0 +1,121 @@
+"""Whether it is too soon to call a model at chance "not learning".
+
+Nothing here knows about Lightning. ``levels.not_learning`` waits at chance from the
+start within the run's first steps (``early``), while a warm-up still raises the learning
+rate (``warming_up``) unless it outlasts the run (``warmup_outlasts``), and while the
+val probe loss still falls below its chance level (``falling``). Thresholds and why:
+``docs/diagnosis.md``.
+
+Example::
+
+    >>> early(Evaluation(20, 19, run_share=0.5)), early(Evaluation(20, 19, run_share=0.1))
+    (False, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.words import finite
+
+__all__ = [
+    "FALLING",
+    "FIRST_STEPS",
+    "SHORT_RUN_STEPS",
+    "early",
+    "falling",
+    "warming_up",
+    "warmup_outlasts",
+]
+
+
+FIRST_STEPS = 40
+"""Optimizer steps before a model at chance from the start is "not learning" (a plateau)."""
+SHORT_RUN_STEPS = 10  # ...or, in a run planned shorter, this many and half the run
+
+
+def early(e: Evaluation) -> bool:
+    """Whether ``e`` is within the run's first steps, too early to call a plateau.
+
+    The first ``FIRST_STEPS`` optimizer steps; a run planned for fewer than twice that
+    waits for half its length (at least ``SHORT_RUN_STEPS``): held out, whole-set batches
+    with SGD 0.01 took 40 steps in 40 epochs, ended at 96% of ln 10 and "no problems
+    found" (the bar was never passed).
+
+    Example::
+
+        >>> early(Evaluation(20, 19, run_share=0.5)), early(Evaluation(20, 19, run_share=0.1))
+        (False, True)
+    """
+    if e.step >= FIRST_STEPS:
+        return False
+    half = e.run_share is not None and e.run_share >= 0.5
+    return not (half and e.step >= SHORT_RUN_STEPS)
+
+
+def warming_up(evs: Sequence[Evaluation]) -> bool:
+    """Whether the learning rate rose since the evaluation before the latest (a warm-up).
+
+    Example::
+
+        >>> warming_up([Evaluation(11, 0, lr=0.015), Evaluation(22, 0, lr=0.029)])
+        True
+        >>> warming_up([Evaluation(11, 0, lr=0.05), Evaluation(22, 0, lr=0.05)])
+        False
+    """
+    if len(evs) < 2 or evs[-1].lr is None or evs[-2].lr is None:
+        return False
+    return evs[-1].lr > evs[-2].lr * (1 + 1e-6)
+
+
+def warmup_outlasts(e: Evaluation) -> bool:
+    """Whether a rising learning rate cannot reach the rate set before the run ends.
+
+    Extrapolated linearly from 0 at the start: at ``run_share`` of the run with the rate
+    at a share ``r`` of ``lr_initial`` (the rate set, ``initial_lr``), the warm-up ends at
+    ``run_share / r`` of the run; past 1, never within it. Held out: ``LinearLR(
+    start_factor=1e-4, total_iters=100000)`` in a 282-step run ended at 0.3% of the rate
+    set; ``not_learning`` waited for it at chance on three seeds. Unknown (no planned
+    length, no rate): ``False``.
+
+    Example::
+
+        >>> warmup_outlasts(Evaluation(188, 1, lr=1.9e-6, lr_initial=1e-3, run_share=0.67))
+        True
+        >>> warmup_outlasts(Evaluation(22, 0, lr=0.029, lr_initial=0.05, run_share=0.1))
+        False
+    """
+    lr, target, share = e.lr, e.lr_initial, e.run_share
+    if not lr or not target or share is None or lr <= 0 or lr >= target:
+        return False
+    return share * target / lr > 1.0
+
+
+FALLING = 0.01
+"""A val probe loss below ``ln K`` at two evaluations in a row, falling this share of
+``ln K`` from one to the next, is learning under way, however slowly: not flat. SGD at
+1e-5 moved it 2.295 -> 2.294 (ln 10 = 2.303), an 8-layer Tanh CNN in its flat start
+2.303 -> 2.294. A fall from above ``ln K`` (a class prior unlearnt) is not counted."""
+
+
+def falling(evs: Sequence[Evaluation]) -> bool:
+    """Whether the val probe loss, below ``ln K``, fell ``FALLING`` x ``ln K`` since the last.
+
+    Example::
+
+        >>> def ev(loss):
+        ...     return Evaluation(0, 0, probe_loss_val=loss, classes=2.0)
+        >>> falling([ev(0.69), ev(0.67)]), falling([ev(0.69), ev(0.688)])
+        (True, False)
+        >>> falling([ev(0.9), ev(0.6)])  # from above ln 2 = 0.693
+        False
+    """
+    if len(evs) < 2 or not evs[-1].classes or evs[-1].classes < 2:
+        return False
+    before, now = evs[-2].probe_loss_val, evs[-1].probe_loss_val
+    if not (finite(before) and finite(now)):
+        return False
+    chance = math.log(evs[-1].classes)
+    return before < chance and before - now > FALLING * chance  # type: ignore[operator]
