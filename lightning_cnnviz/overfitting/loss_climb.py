@@ -9,7 +9,7 @@ model is above chance. Two causes, two findings:
 
 - ``decay_too_strong``: decoupled weight decay (AdamW, SGD) takes ``lr * weight_decay``
   off every weight each step (``decay_per_step``); at 1% a step or more
-  (``remedies.DECAY_PER_STEP``) it undoes what the gradients build. Held out (hunt 11): a
+  (``learning_remedies.DECAY_PER_STEP``) it undoes what the gradients build. Held out (hunt 11): a
   plain CNN under AdamW ``weight_decay=20`` at lr 1e-3 (2% a step) fell to a train loss
   of 0.73 by epoch 3, then went 0.78, 0.87, 0.93, 0.92 with val accuracy 85% -> 47%, and
   the run ended "no problems found". The same setting on a BatchNorm net did no harm
@@ -45,7 +45,7 @@ import math
 from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.remedies import DECAY_PER_STEP
+from lightning_cnnviz.overfitting.learning_remedies import DECAY_PER_STEP
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["ALONE", "DROP", "FLOOR", "RISE", "decay_too_strong", "recovered", "unstable"]

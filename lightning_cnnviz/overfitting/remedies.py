@@ -1,7 +1,7 @@
 """What to try, per kind of ``OverfittingMonitor`` finding.
 
-Fixed lists, with the run's own settings first where one explains a model at chance
-(``core.settings``: a learning rate cut or 0, weight decay, dropout, gradient clipping).
+Fixed lists, each kind's figures choosing among them, with the run's own settings first
+where one explains a model at chance (``learning_remedies.py``).
 
 Example::
 
@@ -13,22 +13,11 @@ Example::
 
 from __future__ import annotations
 
-import math
-
 from lightning_cnnviz.core.settings import HIGH_MOMENTUM
-from lightning_cnnviz.overfitting import class_figures, levels
+from lightning_cnnviz.overfitting import class_figures, learning_remedies
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 
-__all__ = [
-    "CLIP",
-    "DECAY_PER_STEP",
-    "DROPOUT",
-    "LR_CUT",
-    "LR_RAISED",
-    "REMEDIES",
-    "raised",
-    "remedies",
-]
+__all__ = ["REMEDIES", "remedies"]
 
 REMEDIES = {
     "overfitting": (
@@ -134,37 +123,6 @@ REMEDIES = {
 
 
 # The run's own settings that keep a model at chance, checked before the generic remedies.
-LR_CUT = 10  # the learning rate now this many times below its start: cut (a scheduler)
-# ...or this many times above the lowest rate it learnt at, before a collapse: a schedule
-# raising it (a warmup to 1.5 meant 0.015 took a CNN from 55% to chance at about 0.13)
-LR_RAISED = 3
-DECAY_PER_STEP = 0.01  # lr x weight decay: decoupled decay removes 1% of each weight a step
-DROPOUT = 0.5
-# gradient norms of a training CNN run 0.1-10; clipping at 1e-2 or below scales every
-# update down 10-1000x, a learning rate that far too low
-CLIP = 1e-2
-
-
-def raised(v: Verdict) -> float | None:
-    """How many times the learning rate rose before a ``not_learning`` collapse.
-
-    Now over ``lr_before``, the lowest rate of the evaluations before it; ``None`` from
-    the start, without rates, or under ``LR_RAISED``.
-
-    Example::
-
-        >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
-        >>> now = Evaluation(92, 1, lr=0.197)
-        >>> round(raised(Verdict("not_learning", now, now, None, {"lr_before": 0.049})))
-        4
-    """
-    before, now = v.figures.get("lr_before"), v.detected.lr
-    if not before or now is None:
-        return None
-    ratio = now / before
-    return ratio if ratio >= LR_RAISED else None
-
-
 def remedies(v: Verdict) -> list[str]:
     """What to try for ``v``: for ``not_learning``, the run's settings that explain it first.
 
@@ -255,71 +213,4 @@ def remedies(v: Verdict) -> list[str]:
         )
     if v.kind != "not_learning" or v.figures.get("non_finite"):
         return generic
-    now, first = v.detected, []
-    chance = v.figures.get("chance_loss")
-    if levels.loss_blind(now):
-        first.append(
-            "**Check what the loss compares the outputs with**: the labels of the batch "
-            "(`F.cross_entropy(logits, y)`), not the model's own predictions (`logits.argmax(1)`"
-            ") or another tensor of the batch."
-        )
-    if (up := raised(v)) is not None:
-        first.append(
-            f"**Lower the peak learning rate** the schedule reaches (10x), or raise it more "
-            f"slowly: it rose {up:.0f}x ({v.figures['lr_before']:.3g} -> {now.lr:.3g}) while "
-            "the model learnt, and the model fell back to chance."
-        )
-    elif v.figures.get("warmup_outlasts"):
-        first.append(
-            f"**Shorten the warm-up**: the schedule has raised the rate to {now.lr:.3g} of the "
-            f"{now.lr_initial:.3g} set, and at this pace reaches it only after the run; a "
-            "warm-up of 1-5% of the run's steps is usual (check its `total_iters` / "
-            "`warmup_steps`, and whether it is stepped per batch or per epoch)."
-        )
-    elif now.lr == 0:
-        first.append("**Raise the learning rate**: it is 0, so no weight moves.")
-    elif now.lr and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
-        first.append(
-            f"**Raise the learning rate**: it is {now.lr:.3g} now, {now.lr_initial / now.lr:.0f}x "
-            f"below its start ({now.lr_initial:.3g}): a schedule that decays this early "
-            "stops learning before it began."
-        )
-    elif (
-        chance
-        and now.train_loss
-        and math.isfinite(now.train_loss)
-        and (now.train_loss > 1.2 * chance)
-    ):
-        first.append(
-            f"**Lower the learning rate** (by 10x): the training loss ({now.train_loss:.4g}) "
-            f"stands above its chance level ({chance:.4g}), as steps that overshoot leave it."
-        )
-    if now.grad_clip is not None and now.grad_clip <= CLIP:
-        first.append(
-            f"**Raise the gradient clipping threshold**: `gradient_clip_val={now.grad_clip:g}` "
-            "caps every step's gradient at that size, where a training CNN's runs 0.1-10: each "
-            "update shrinks as if the learning rate were 10-1000x lower. 0.5-5 is usual, or "
-            "no clipping."
-        )
-    if now.decay_per_step is not None and now.decay_per_step >= DECAY_PER_STEP:
-        first.append(
-            f"**Lower the weight decay**: {now.weight_decay:.3g} at learning rate {now.lr:.3g} "
-            f"takes {100 * now.decay_per_step:.1f}% off every weight each step (decoupled, "
-            "as AdamW and SGD apply it), faster than the gradients can build anything up; "
-            "1e-4 to 5e-2 is usual."
-        )
-    if now.dropout is not None and now.dropout >= DROPOUT:
-        first.append(
-            f"**Lower the dropout** (p = {now.dropout:.2g}): at this rate most units are "
-            "zeroed at every step; 0.1-0.5 is usual, after the convolutions less."
-        )
-    if v.figures.get("barely") and not first:
-        first.append(
-            f"**Raise the learning rate** (10x; it is {now.lr:.3g}), or add momentum / use "
-            "Adam: the loss has hardly moved from its chance level in "
-            f"{now.step} steps, as steps far too small leave it."
-            if now.lr
-            else "**Raise the learning rate** (10x): the loss has hardly moved from its "
-            "chance level, as steps far too small leave it."
-        )
-    return first + generic
+    return learning_remedies.first(v) + generic
