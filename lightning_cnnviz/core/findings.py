@@ -1,8 +1,8 @@
-"""Finding records and the end-of-fit summary: what the monitors noticed during one run.
+"""Finding records and the checks that ran: what the monitors noticed during one run.
 
 Monitors report problems here (dead units, CAMs leaving the object, overfitting
 onset) and say which of their checks ran (``record_check``); at the end of fit the
-last monitor prints ``summary_text`` once for the whole run. A finding that evolves
+last monitor prints ``summary.summary_text`` once for the whole run. A finding that evolves
 (an overfitting onset that worsens) is ``replace``d in place, so the record shows
 its latest state. The record lives on the trainer, so monitors never reach into
 each other; ``lightning_cnnviz.findings_of(trainer)`` reads it.
@@ -15,14 +15,13 @@ Example::
     ...                     message="relu1: 30% of channels dead", figures={"dead": 0.3}))
     >>> [f.kind for f in findings_of(run)]
     ['dead_units']
-    >>> print(summary_text(findings_of(run)))
-    lightning-cnnviz: 1 problem(s) in this run:
-      - [activations/dead_units] epoch 0, step 40: relu1: 30% of channels dead
+    >>> [f.kind for f in problems(findings_of(run))]
+    ['dead_units']
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,7 +37,6 @@ __all__ = [
     "record_check",
     "replace",
     "report",
-    "summary_text",
 ]
 
 Severity = Literal["problem", "note"]
@@ -233,80 +231,3 @@ def record_check(trainer: object, source: str, name: str, ran: bool, why: str = 
 def problems(findings: Sequence[Finding]) -> list[Finding]:
     """The findings of severity ``"problem"``, in order."""
     return [f for f in findings if f.severity == "problem"]
-
-
-def summary_text(findings: Sequence[Finding], checks: Iterable[Check] | None = None) -> str:
-    """The end-of-fit console summary: problems, notes, then which checks ran and which did not.
-
-    "No problems found" speaks only for the checks that ran; a run where none ran says so.
-
-    Example::
-
-        >>> summary_text([])
-        'lightning-cnnviz: no problems found in this run.'
-        >>> print(summary_text([Finding("activations", "dead_units", 9, 0, "fc1: 25% silent",
-        ...                             severity="note")]))
-        lightning-cnnviz: no problems found in this run. 1 note:
-          - [activations/dead_units] epoch 0, step 9: fc1: 25% silent
-        >>> checks = [Check("ActivationMonitor", "", True),
-        ...           Check("OverfittingMonitor", "overfitting", False, "no val data")]
-        >>> print(summary_text([], checks))
-        lightning-cnnviz: no problems found by the checks that ran.
-          Checks that ran: ActivationMonitor.
-          Checks that did not run: OverfittingMonitor/overfitting (no val data).
-    """
-    checks = None if checks is None else list(checks)
-    found = problems(findings)
-    notes = [f for f in findings if f.severity == "note"]
-    noted = f"{len(notes)} note{'s' if len(notes) > 1 else ''}:"
-    where = "in this run" if checks is None else "by the checks that ran"
-    if found:
-        lines = [f"lightning-cnnviz: {len(found)} problem(s) in this run:"]
-        lines += [_line(f) for f in found]
-        lines += [noted] if notes else []
-    elif checks is not None and not any(c.ran for c in checks):
-        lines = ["lightning-cnnviz: no check ran in this run, so it cannot say whether training "
-                 "went well." + (f" {noted}" if notes else "")]  # fmt: skip
-    else:
-        lines = [f"lightning-cnnviz: no problems found {where}." + (f" {noted}" if notes else "")]
-    lines += [_line(f) for f in notes]
-    if checks:
-        ran, not_ran = _grouped([c for c in checks if c.ran]), [c for c in checks if not c.ran]
-        lines += [f"  Checks that ran: {ran}."] if ran else []
-        if not_ran:
-            lines.append(f"  Checks that did not run: {_not_ran(not_ran)}.")
-    return "\n".join(lines)
-
-
-def _not_ran(checks: Sequence[Check]) -> str:
-    """``Monitor/check, check (why); Other (why)``: one reason said once per monitor.
-
-    Example::
-
-        >>> _not_ran([Check("O", "a", False, "no val data"), Check("K", "", False, "no conv"),
-        ...           Check("O", "b", False, "no val data")])
-        'O/a, b (no val data); K (no conv)'
-    """
-    groups: dict[tuple[str, str], list[str]] = {}
-    for c in checks:
-        groups.setdefault((c.source, c.why), []).append(c.name)
-    told = []
-    for (source, why), names in groups.items():
-        named = [n for n in names if n]  # "": the monitor as a whole, said by its checks
-        label = f"{source}/{', '.join(named)}" if named else source
-        told.append(f"{label} ({why})" if why else label)
-    return "; ".join(told)
-
-
-def _grouped(checks: Sequence[Check]) -> str:
-    """``Monitor (check, check), Other`` from checks that ran."""
-    names: dict[str, list[str]] = {}
-    for c in checks:
-        names.setdefault(c.source, []).extend([c.name] if c.name else [])
-    return ", ".join(f"{s} ({', '.join(n)})" if n else s for s, n in names.items())
-
-
-def _line(f: Finding) -> str:
-    text = f.first_line.replace("**", "")
-    text = text if len(text) <= 200 else text[:197] + "..."
-    return f"  - [{f.source}/{f.kind}] epoch {f.epoch}, step {f.step}: {text}"

@@ -23,9 +23,9 @@ from lightning_cnnviz.core.findings import (
     findings_of,
     record_check,
     report,
-    summary_text,
 )
 from lightning_cnnviz.core.logs import announce_logs
+from lightning_cnnviz.core.summary import summary_text
 
 __all__ = ["RunSummary", "batches_run", "say_fit_only", "stepless_text"]
 

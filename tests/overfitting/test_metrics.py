@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from lightning_cnnviz.core.findings import Finding, summary_text
+from lightning_cnnviz.core.findings import Finding
+from lightning_cnnviz.core.summary import summary_text
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.metrics import (
