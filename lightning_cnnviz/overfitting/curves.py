@@ -21,7 +21,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-__all__ = ["LOCAL", "Z_AGREE", "Z_PROMPT", "Z", "episode", "noise", "prompt"]
+__all__ = ["LOCAL", "Z_AGREE", "Z_PROMPT", "Z", "episode", "held_above", "noise", "prompt"]
 
 
 def noise(values: Sequence[float], window: int = 50) -> float:
@@ -159,6 +159,33 @@ def episode(
     if len(after) < 5 or sigma <= 0 or statistics.fmean(v[-patience:]) - v[best] <= floor:
         return None
     return (best, rise, margin) if _rising(after, sigma) else None
+
+
+def held_above(
+    values: Sequence[float], after: int, floor: float
+) -> tuple[int, float, float] | None:
+    """Every value since the best more than ``floor`` above it, ``after`` values or more.
+
+    A step up that stays up, however noisy the plateau it lands on: where ``prompt`` and
+    ``episode`` read it against a noise the run's steep start inflates, this reads only
+    that the curve has not come back near its best since. The caller decides what else
+    must agree. Returns ``(best index, rise, floor)`` (``rise``: the mean of the last
+    ``after`` values over the best).
+
+    Example::
+
+        >>> vals = [1.8, 1.13, 0.61, 0.47, 0.384, 0.365, 0.414, 0.448, 0.407]
+        >>> best, rise, _ = held_above(vals, 3, 0.0365)
+        >>> best, round(rise, 3), held_above(vals + [0.39], 3, 0.0365)
+        (5, 0.058, None)
+    """
+    v, n = list(values), len(values)
+    if n < after + 1 or after < 1:
+        return None
+    best = min(range(n), key=v.__getitem__)
+    if n - 1 - best < after or min(v[best + 1 :]) - v[best] <= floor:
+        return None
+    return best, statistics.fmean(v[-after:]) - v[best], floor
 
 
 def _rising(after: Sequence[float], sigma: float) -> bool:

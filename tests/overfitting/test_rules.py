@@ -109,6 +109,29 @@ def test_rules_overfitting_slow_rise_confirmed_by_its_trend():
     assert verdict.figures["noise"] == pytest.approx(0.0184, abs=1e-3)
 
 
+# A real run (hunt 18: 200 digits, a wide CNN, Adam 2e-3): the val loss steps up 12-27%
+# from its best at epoch 5 and stays there on a plateau as noisy as the step, while the
+# train loss falls 100x; the noise tests, inflated by the steep start, never confirmed it
+STEP_VAL = [1.7981, 1.1345, 0.6055, 0.4699, 0.3842, 0.3645, 0.4142, 0.448, 0.4073, 0.4265,
+            0.4557, 0.4617, 0.4205, 0.4338, 0.4399]  # fmt: skip
+STEP_TRAIN = [2.256, 1.1949, 0.5899, 0.2983, 0.1228, 0.0747, 0.0264, 0.0184, 0.0129, 0.0065,
+              0.0034, 0.0032, 0.0008, 0.0007, 0.0007]  # fmt: skip
+
+
+def test_rules_overfitting_step_that_stays_up_while_training_memorises():
+    verdict = first(rules.overfitting, run(val_loss=STEP_VAL, train_loss=STEP_TRAIN))
+    # every val loss since the best 10% or more above it for three validations, the train
+    # loss 5.8x lower than at the best: told at the third validation after the best
+    assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (5, 6, 8)
+    assert verdict.figures["rise"] == pytest.approx(0.1175, abs=1e-3)
+    # the same val curve with a train loss that has not fallen 5x: the noise decides
+    slow = [max(t, 0.02) for t in STEP_TRAIN]
+    assert first(rules.overfitting, run(val_loss=STEP_VAL, train_loss=slow)) is None
+    # and a step that comes back within 10% of the best is a bump
+    back = [*STEP_VAL[:8], 0.39, *STEP_VAL[9:12]]
+    assert first(rules.overfitting, run(val_loss=back, train_loss=STEP_TRAIN[:12])) is None
+
+
 def test_rules_overfitting_ignores_rises_of_a_loss_near_zero():
     # 100% val accuracy: the val loss doubles from 1e-4, a meaningless rise
     vals = [0.5, 0.05, 0.002, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004]
