@@ -16,7 +16,11 @@ from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.divergence_causes import half_first
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.frozen_norms import frozen_norms
-from lightning_cnnviz.activations.init_weights import identical_units, zero_weights
+from lightning_cnnviz.activations.init_weights import (
+    identical_units,
+    negative_biases,
+    zero_weights,
+)
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.activations.window import TrainingWindow
@@ -219,7 +223,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         super().on_fit_end(trainer, pl_module)
 
     def _start(self, trainer: Trainer, model: nn.Module) -> dict[str, Any]:
-        """The first log's reads: ``chance``, zero and identical layers, the inputs' scale."""
+        """The first log's reads: ``chance``, layers whose init stops learning, input scale."""
         if not self.diagnosis.wants_chance():
             return {}
         layers = named_layers(model)
@@ -228,6 +232,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         norms = frozen_norms(list(layers.items())) if model.training else []
         return {"chance": self._chance(trainer), "zero_layers": zero_weights(ordered),
                 "identical_layers": identical_units(ordered), "input_scale": scale,
+                "negative_layers": negative_biases(list(model.named_modules())),
                 "frozen_norms": norms}  # fmt: skip
 
     def _chance(self, trainer: Trainer) -> tuple[int, float] | None:

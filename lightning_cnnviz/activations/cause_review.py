@@ -5,7 +5,8 @@ Nothing here knows about Lightning. ``CauseReview`` is a part of
 it runs the initial-scale check (``initial_scale.init_explosion``: the first losses far
 above the chance level ``ln K``) and reads all-zero layers; either makes the weights'
 scale at initialisation the cause that the dead-unit findings name. Layers whose units
-all hold the same weights are a ``symmetric_weights`` problem, and that cause. A first
+all hold the same weights are a ``symmetric_weights`` problem, and that cause; biases far
+below zero with units silent, a ``negative_biases`` problem. A first
 loss far above the model's own cross-entropy is a loss scaled in ``training_step``
 (``scaled_loss``, a note that later problems name as their cause). Later, a loss that
 never left its chance level while learning stalls makes the data the first suspect
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from torch import Tensor
 
 from lightning_cnnviz.activations.dead_rules import (
     DATA_REMEDIES,
@@ -28,7 +31,7 @@ from lightning_cnnviz.activations.dead_rules import (
     STALLED,
 )
 from lightning_cnnviz.activations.episodes import Verdict
-from lightning_cnnviz.activations.init_weights import identical_text
+from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.core.settings import momentum_text
@@ -165,6 +168,31 @@ class CauseReview:
             )
         text = identical_text(layers, step, epoch)
         return [Verdict("symmetric_weights", "problem", text, {"layers": float(len(layers))})]
+
+    def _negative_bias(
+        self,
+        step: int,
+        epoch: int,
+        layers: Sequence[str],
+        figures: Mapping[str, Mapping[str, Tensor]],
+    ) -> list[Verdict]:
+        """Layers whose biases start far below zero while units are silent: a problem.
+
+        Silent: a watched site with ``SILENT`` of its units never positive on the probe (a
+        SiLU's too: its dormant share is relative to the layer, all of it equally quiet).
+        Also the cause the dead-unit, gradient and not-learning findings name.
+        """
+        silent = any(float(f["dead_fraction"]) >= SILENT for f in figures.values())
+        if not layers or not silent or not self._new("negative_biases", "problem"):
+            return []
+        if self.init_cause is None:
+            self.init_cause = (
+                "The biases' initialisation is the cause here, not the learning rate: "
+                f"{listed(layers)} {'starts' if len(layers) == 1 else 'start'} with biases far "
+                "below zero (see `negative_biases`)."
+            )
+        text = negative_text(layers, step, epoch)
+        return [Verdict("negative_biases", "problem", text, {"layers": float(len(layers))})]
 
     def _zero_init(self, zero_layers: Sequence[str]) -> None:
         """The weights' scale as the cause, where layers hold all-zero weights (first log)."""

@@ -199,6 +199,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         chance: tuple[int, float] | None = None,
         zero_layers: Sequence[str] = (),
         identical_layers: Sequence[str] = (),
+        negative_layers: Sequence[str] = (),
         frozen_norms: Sequence[str] = (),
         leftover: float | None = None,
         input_scale: Mapping[str, float] | None = None,
@@ -210,22 +211,23 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
-        ``chance``: ``(K, the probe's cross-entropy)`` where the probe has class labels
-        for an output of ``K`` logits (``wants_chance``), else None (the initial-scale
-        check is skipped). Read with ``chance`` (at the first log): ``zero_layers``, the
-        layers whose weights are all zero; ``identical_layers``, those whose units all hold
-        the same weights (``init_weights.identical_units``); ``frozen_norms``, the BatchNorm
-        layers held in eval mode with their initial statistics (``frozen_norms.py``).
-        ``leftover``: the largest gradient found before this step's first backward
-        (``carry_over.py``), where it was looked for. ``input_scale``: the probe inputs'
-        figures where they are far from unit scale (``core.inputs.raw_scale``), read at the
-        first log: a note. ``lr``: the learning rate now (a rate a schedule raised before a
-        divergence is named as its cause). ``output_site``: the activation whose output is
-        the model's (a ReLU on the logits): its silent units are classes, told as
-        ``output_activation``, not as dead units. ``decay``: the optimiser's decoupled
-        weight decay per step and its ``weight_decay`` (``core.settings``; ``None``: none,
-        or Adam's L2). ``momentum``: the optimiser's (``HIGH_MOMENTUM`` or more is named as
-        the cause of silent units).
+        ``chance``: ``(K, the probe's cross-entropy)`` where the probe has class labels for
+        an output of ``K`` logits (``wants_chance``), else None (the initial-scale check is
+        skipped). Read with ``chance`` (at the first log): ``zero_layers``, the layers whose
+        weights are all zero; ``identical_layers``, those whose units all hold the same
+        weights (``init_weights.identical_units``); ``negative_layers``, those whose biases
+        start far below zero (``init_weights.negative_biases``); ``frozen_norms``, the
+        BatchNorm layers held in eval mode with their initial statistics
+        (``frozen_norms.py``). ``leftover``: the largest gradient found before this step's
+        first backward (``carry_over.py``), where it was looked for. ``input_scale``: the
+        probe inputs' figures where they are far from unit scale
+        (``core.inputs.raw_scale``), read at the first log: a note. ``lr``: the learning
+        rate now (a rate a schedule raised before a divergence is named as its cause).
+        ``output_site``: the activation whose output is the model's (a ReLU on the logits):
+        its silent units are classes, told as ``output_activation``, not as dead units.
+        ``decay``: the optimiser's decoupled weight decay per step and its ``weight_decay``
+        (``core.settings``; ``None``: none, or Adam's L2). ``momentum``: the optimiser's
+        (``HIGH_MOMENTUM`` or more is named as the cause of silent units).
         """
         series = self.loss.read()
         self.chance = self.chance or chance
@@ -255,6 +257,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             return out  # what follows a divergence is its consequence
         self._zero_init(zero_layers)
         out += self._symmetric(step, epoch, identical_layers)
+        out += self._negative_bias(step, epoch, negative_layers, figures)
         if frozen_norms and self._new("frozen_batch_norm", "problem"):
             text = frozen_norms_text(frozen_norms, step, epoch)
             out.append(Verdict("frozen_batch_norm", "problem", text, {"layers": len(frozen_norms)}))

@@ -1,4 +1,4 @@
-"""Weights whose initialisation stops learning: all-zero layers, identical units.
+"""Weights whose initialisation stops learning: zero layers, identical units, negative biases.
 
 Nothing here knows about Lightning. Read once, at the first log (after the first
 updates), on the layers the monitor orders by depth:
@@ -13,7 +13,13 @@ updates), on the layers the monitor orders by depth:
   throughout reached 21% val after 5 epochs; its hidden layers were still identical to
   the last bit). The output layer breaks its own symmetry (each class gets its own
   gradient), so a layer still identical after the first updates is stuck. Grouped and
-  depthwise convolutions are left out: their units see different inputs.
+  depthwise convolutions are left out: their units see different inputs;
+* ``negative_biases``: a layer whose biases start far below zero (``NEG_BIAS`` times the
+  spread its weights give a unit's input sum): behind a ReLU its units start dead, behind
+  a SiLU or GELU dormant, and little gradient reaches the layers below. Held out (hunt
+  18): every bias at -6 in a SiLU CNN, or fc1's at -3 in a GroupNorm ReLU net, held the
+  run at chance, told as vanishing gradients or dead units with "lower the learning
+  rate" first.
 
 Example::
 
@@ -36,9 +42,25 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.voice import listed
 
-__all__ = ["SAME", "identical_text", "identical_units", "zero_weights"]
+__all__ = [
+    "NEG_BIAS",
+    "SAME",
+    "SILENT",
+    "identical_text",
+    "identical_units",
+    "negative_biases",
+    "negative_text",
+    "zero_weights",
+]
 
 SAME = 1e-6  # units this close (relative to the layer's largest weight) are the same unit
+# A layer's median bias this many times below the median norm of its units' weights (the
+# spread of a unit's input sum for inputs of unit scale): PyTorch's default draws biases
+# within 1/sqrt(fan_in), 0.1x that norm or less
+NEG_BIAS = 2.0
+SILENT = 0.5  # ...told where a watched site has this share of its units never positive
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+_PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity)
 
 
 def zero_weights(layers: Sequence[tuple[str, nn.Module]]) -> list[str]:
@@ -78,6 +100,65 @@ def identical_units(layers: Sequence[tuple[str, nn.Module]]) -> list[str]:
     )
     same, nonzero = flags[: len(named)], flags[len(named) :]
     return [name for (name, _), a, b in zip(named, same, nonzero, strict=True) if a and b]
+
+
+def negative_biases(modules: Sequence[tuple[str, nn.Module]]) -> list[str]:
+    """Names of the layers whose biases start far below zero (``NEG_BIAS``), in order.
+
+    ``modules``: a model's ``named_modules()``. Layers with a ``weight`` of two dimensions or
+    more and a ``bias``, but those whose next module (in the order they are defined) is a
+    normalisation layer, which takes the bias out again. One host transfer.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.GroupNorm(2, 8), nn.ReLU(),
+        ...                     nn.Flatten(), nn.Linear(72, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> for layer in (net[0], net[4]):
+        ...     _ = nn.init.constant_(layer.bias, -3.0)
+        >>> negative_biases(list(net.named_modules()))
+        ['4']
+    """
+    leaves = [(n, m) for n, m in modules if not any(True for _ in m.children())]
+    leaves = [(n, m) for n, m in leaves if not isinstance(m, _PASS_THROUGH)]
+    named = [
+        (name, w.detach().flatten(1), b.detach())
+        for i, (name, module) in enumerate(leaves)
+        if isinstance(w := getattr(module, "weight", None), Tensor)
+        and isinstance(b := getattr(module, "bias", None), Tensor)
+        and w.ndim >= 2
+        and b.numel() == len(w)
+        and not (i + 1 < len(leaves) and isinstance(leaves[i + 1][1], _NORMS))
+    ]
+    if not named:
+        return []
+    flags = (
+        torch.stack(
+            [b.float().median() < -NEG_BIAS * w.float().norm(dim=1).median() for _, w, b in named]
+        )
+        .cpu()
+        .tolist()
+    )
+    return [name for (name, _, _), low in zip(named, flags, strict=True) if low]
+
+
+def negative_text(layers: Sequence[str], step: int, epoch: int) -> str:
+    """The ``negative_biases`` problem in words.
+
+    Example::
+
+        >>> negative_text(["fc1"], 8, 0)[:62]
+        'At step 8 (epoch 0): `fc1` starts with biases far below zero ('
+    """
+    names = listed(layers)
+    verb = "starts" if len(layers) == 1 else "start"
+    return (
+        f"At step {step} (epoch {epoch}): {names} {verb} with biases far below zero (their "
+        f"median under -{NEG_BIAS:g}x the spread the weights give a unit's input), and units "
+        "are silent at the first log: behind a ReLU such units start dead, behind a SiLU or "
+        "GELU dormant, and little gradient reaches the layers below. Try: biases at 0 or "
+        "PyTorch's default initialisation (`nn.init.zeros_(layer.bias)`); a negative bias "
+        "only where a layer is meant to start sparse, and small."
+    )
 
 
 def identical_text(layers: Sequence[str], step: int, epoch: int) -> str:

@@ -110,6 +110,7 @@ ROOT_CAUSES = {
     "vanishing_gradients": "the gradient vanishes before it reaches the first layers",
     "output_activation": "an activation holds classes' logits at 0",
     "symmetric_weights": "the units of a layer hold identical weights",
+    "negative_biases": "biases initialised far below zero silence the units",
     "frozen_batch_norm": "BatchNorm layers sit in eval mode with their initial statistics",
     "weight_decay_too_strong": "weight decay takes too large a share of every weight each step",
     "unstable_training": "the training loss climbs back at an unchanged learning rate",

@@ -1,4 +1,4 @@
-"""Weights whose initialisation stops learning: identical units, all-zero layers."""
+"""Weights whose initialisation stops learning: identical units, zero layers, negative biases."""
 
 import warnings
 
@@ -9,7 +9,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from lightning_cnnviz.activations.callback import ActivationMonitor
-from lightning_cnnviz.activations.init_weights import identical_units, zero_weights
+from lightning_cnnviz.activations.init_weights import identical_units, negative_biases, zero_weights
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
 from tests.tb import events, texts
@@ -94,3 +94,38 @@ def test_identical_units_constant_init_is_a_problem_at_the_first_log(tmp_path):
 def test_identical_units_default_init_says_nothing(tmp_path):
     trainer, _ = fit(tmp_path, cnn())
     assert [f for f in findings_of(trainer) if f.kind == "symmetric_weights"] == []
+
+
+def test_negative_biases_finds_layers_not_followed_by_a_norm():
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+        nn.Linear(8 * 26 * 26, 16), nn.Dropout(), nn.ReLU(), nn.Linear(16, 10),
+    )  # fmt: skip
+    assert negative_biases(list(net.named_modules())) == []  # PyTorch's default init
+    for layer in (net[0], net[4]):
+        nn.init.constant_(layer.bias, -3.0)
+    # the conv's bias is taken out by the BatchNorm after it; the dense one is not
+    assert negative_biases(list(net.named_modules())) == ["4"]
+    nn.init.constant_(net[4].bias, -0.01)  # slightly negative: no finding
+    assert negative_biases(list(net.named_modules())) == []
+
+
+def test_negative_biases_named_as_the_cause_of_dead_units(tmp_path):
+    net = cnn()
+    nn.init.constant_(net[7].bias, -3.0)
+    trainer, said = fit(tmp_path, net)
+    found = {f.kind: f for f in findings_of(trainer)}
+    bias = found["negative_biases"]
+    assert (bias.severity, bias.step) == ("problem", 6)
+    assert "`net.7` starts with biases far below zero" in bias.message
+    assert bias.message in texts(events(tmp_path), "activations/diagnosis")[0]
+    assert any(bias.message in m for m in said)
+    # the dense ReLU's units start dead: named as following from the biases, not the rate
+    dead = found["dead_units"]
+    assert "`net.8`" in dead.message and "The biases' initialisation is the cause" in dead.message
+    assert "lower the learning rate" not in dead.message.split("Try:")[1][:40]
+
+
+def test_negative_biases_default_init_says_nothing(tmp_path):
+    trainer, _ = fit(tmp_path, cnn())
+    assert [f for f in findings_of(trainer) if f.kind == "negative_biases"] == []
