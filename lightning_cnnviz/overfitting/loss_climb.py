@@ -86,7 +86,11 @@ def _climb(
     bar = (1 + rise) * best.train_loss  # type: ignore[operator]
     if any(e.train_loss <= bar for e in recent):  # type: ignore[operator]
         return None
-    if best.lr is None or any(e.lr is None or e.lr > best.lr * (1 + 1e-6) for e in recent):
+    # the rate the lowest loss was reached at: the loss is the interval's before the
+    # evaluation, the rate read at it may be the next interval's (held out, hunt 18: a rate
+    # raised 30x at the evaluation of the lowest loss, reached at 1e-3, read as 0.03)
+    rates = [e.lr for e in earlier[max(0, low - 1) : low + 1]]
+    if None in rates or any(e.lr is None or e.lr > min(rates) * (1 + 1e-6) for e in recent):  # type: ignore[type-var,operator]
         return None
     return evs, low
 

@@ -604,6 +604,9 @@ def test_detector_unstable_training_when_the_train_loss_climbs_at_the_same_rate(
 def test_detector_unstable_training_quiet_where_the_climb_is_a_schedule_or_noise():
     # a warm restart raised the rate: the schedule's doing
     assert _climb_run(CLIMB, lr=lambda e: 0.01 if e < 4 else 0.05) == []
+    # ... also where the evaluation of the lowest loss reads the raised rate: its loss was
+    # reached at the rate before (held out: 1e-3 raised 30x at that very evaluation)
+    assert _climb_run(CLIMB, lr=lambda e: 0.001 if e < 3 else 0.03) == []
     # late in a run near zero: 0.01 -> 0.03 is a few hard batches (under 5% of ln 10)
     tiny = [(1.2, 0.6), (0.3, 0.9), (0.05, 0.98), (0.01, 1.0), (0.025, 0.995), (0.03, 0.995)]
     assert _climb_run(tiny) == []
