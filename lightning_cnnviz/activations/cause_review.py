@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor
 
 from lightning_cnnviz.activations.dead_rules import (
+    CUT_REMEDIES,
     DATA_REMEDIES,
     INIT_REMEDIES,
     MOMENTUM_REMEDIES,
@@ -34,7 +35,7 @@ from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
-from lightning_cnnviz.core.settings import momentum_text
+from lightning_cnnviz.core.settings import LR_CUT, momentum_text
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["DECAY_STALLS", "CauseReview", "decay_text"]
@@ -76,6 +77,7 @@ class CauseReview:
 
     levels: LossLevels
     rates: tuple[float | None, float | None]
+    lr_start: float | None
     decay: tuple[float | None, float | None]
     momentum: float | None
     chance_loss: float | None
@@ -216,7 +218,9 @@ class CauseReview:
         """What stands behind silent units, and its remedies (``None``: the learning rate's).
 
         The weights' scale at initialisation, when known; a decay or a momentum (``core.
-        settings.HIGH_MOMENTUM``) far too high; or a loss that never left its
+        settings.HIGH_MOMENTUM``) far too high; a rate cut ``LR_CUT`` x or more below the one
+        set (a rate-remedy reads wrong at 1e-5, a schedule stepped per batch); or a loss that
+        never left its
         chance level while learning stalls (``LossLevels.at_chance``): the data comes first.
         """
         if self.init_cause is not None:
@@ -227,6 +231,15 @@ class CauseReview:
             return f"{text} (see `weight_decay_too_strong`).", DECAY_REMEDIES
         if said := momentum_text(self.momentum):
             return f"{said.strip()} Units silenced by such steps follow from it.", MOMENTUM_REMEDIES
+        start, now = self.lr_start, self.rates[1]
+        if start and now is not None and now * LR_CUT <= start:
+            rate = "0" if now == 0 else f"{now:.3g}, {start / now:.0f}x below the {start:.3g} set"
+            return (
+                f"The learning rate is {rate}: updates that small do not silence units, so "
+                "too large an update is not the cause; a schedule that cut the rate this "
+                "early leaves the model barely learning, and its units drift.",
+                CUT_REMEDIES,
+            )
         if gain is not None and gain < STALLED and self.levels.at_chance(series, self.classes):
             chance = math.log(self.classes or 2)
             return (

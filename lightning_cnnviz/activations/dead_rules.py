@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "CUT_REMEDIES",
     "DATA_REMEDIES",
     "DORMANT_REMEDIES",
     "FAST_RISE",
@@ -57,6 +58,13 @@ INIT_REMEDIES = (
 MOMENTUM_REMEDIES = (
     "lower the momentum to 0.9 (Adam: `betas=(0.9, 0.999)`); then, if units still die, lower "
     "the learning rate, use LeakyReLU or GELU, put BatchNorm before the activation"
+)
+# Where a schedule cut the rate early, too large an update is not the cause: the schedule is.
+CUT_REMEDIES = (
+    "check the learning-rate schedule: a scheduler stepped every batch where it was meant "
+    "every epoch (`interval`, milestones counted in steps) cuts the rate within the first "
+    "steps; keep the rate near the one set while the model learns; then, if units still "
+    "die, use LeakyReLU or GELU, put BatchNorm before the activation"
 )
 # Where the loss never left its chance level, nothing was learnt: the data comes first.
 DATA_REMEDIES = (

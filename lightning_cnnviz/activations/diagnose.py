@@ -69,6 +69,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.last_step = -1  # the step of the previous log
         self.logs: list[int] = []  # the steps of the latest logs, this one's last
         self.rates: tuple[float | None, float | None] = (None, None)  # lr: first log, now
+        self.lr_start: float | None = None  # the rate set (a scheduler's ``initial_lr``)
         self.log_rates: list[tuple[int, float]] = []  # (step, lr) of the latest logs
         self.chance: tuple[int, float] | None = None  # (K, probe cross-entropy): first log
         self.last_epoch = 0
@@ -117,6 +118,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             "last_step": self.last_step,
             "logs": list(self.logs),
             "rates": list(self.rates),
+            "lr_start": self.lr_start,
             "log_rates": [list(r) for r in self.log_rates],
             "chance": list(self.chance) if self.chance else None,
             "last_epoch": self.last_epoch,
@@ -155,6 +157,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.last_step = int(state.get("last_step", -1))
         self.logs = [int(s) for s in state.get("logs", [])]
         self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]
+        self.lr_start = state.get("lr_start")
         self.log_rates = [(int(a), float(b)) for a, b in state.get("log_rates", [])]
         chance = state.get("chance")
         self.chance = (int(chance[0]), float(chance[1])) if chance else None
@@ -204,6 +207,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         leftover: float | None = None,
         input_scale: Mapping[str, float] | None = None,
         lr: float | None = None,
+        lr_start: float | None = None,
         output_site: str | None = None,
         decay: tuple[float | None, float | None] = (None, None),
         clip: tuple[float | None, str | None] = (None, None),
@@ -222,7 +226,9 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         first backward (``carry_over.py``), where it was looked for. ``input_scale``: the
         probe inputs' figures where they are far from unit scale
         (``core.inputs.raw_scale``), read at the first log: a note. ``lr``: the learning
-        rate now (a rate a schedule raised before a divergence is named as its cause).
+        rate now (a rate a schedule raised before a divergence is named as its cause);
+        ``lr_start``: the rate set (a rate cut 10x or more below it is named behind silent
+        units).
         ``output_site``: the activation whose output is the model's (a ReLU on the logits):
         its silent units are classes, told as ``output_activation``, not as dead units.
         ``decay``: the optimiser's decoupled weight decay per step and its ``weight_decay``
@@ -235,6 +241,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             self.classes = chance[0]
         self.logs = [*self.logs[-3:], step]  # a spike is seen up to two logs on
         self.rates = (self.rates[0] if self.rates[0] is not None else lr, lr)
+        self.lr_start = lr_start if lr_start is not None else self.lr_start
         if lr is not None:  # a divergence is confirmed up to two logs after its spike
             self.log_rates = [*self.log_rates[-5:], (step, lr)]
         kinds = {site: info.kind for site, info in sites.items()}

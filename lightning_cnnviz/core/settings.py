@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["HIGH_MOMENTUM", "Settings", "momentum_text", "read_settings"]
+__all__ = ["HIGH_MOMENTUM", "LR_CUT", "Settings", "momentum_text", "read_settings"]
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -60,6 +60,9 @@ class Settings:
     momentum: float | None = None
 
 
+LR_CUT = 10
+"""A learning rate this many times below the one set has been cut (a scheduler): updates
+that small explain a model that stalls, and never units silenced by too large a step."""
 HIGH_MOMENTUM = 0.99
 """A momentum (or Adam's first beta) this high carries 100 or more past gradients in each
 update: held out, SGD at 0.999 climbed from a train loss of 0.25 to 1.27 in three epochs."""

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 
+from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.overfitting import levels
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["CLIP", "DECAY_PER_STEP", "DROPOUT", "LR_CUT", "LR_RAISED", "first", "raised"]
+__all__ = ["CLIP", "DECAY_PER_STEP", "DROPOUT", "LR_RAISED", "first", "raised"]
 
-LR_CUT = 10  # the learning rate now this many times below its start: cut (a scheduler)
-# ...or this many times above the lowest rate it learnt at, before a collapse: a schedule
+# the rate this many times above the lowest rate it learnt at, before a collapse: a schedule
 # raising it (a warmup to 1.5 meant 0.015 took a CNN from 55% to chance at about 0.13)
 LR_RAISED = 3
 DECAY_PER_STEP = 0.01  # lr x weight decay: decoupled decay removes 1% of each weight a step

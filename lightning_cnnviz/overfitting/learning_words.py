@@ -19,8 +19,9 @@ Example::
 
 from __future__ import annotations
 
+from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.overfitting import bn_levels, levels
-from lightning_cnnviz.overfitting.learning_remedies import LR_CUT, raised
+from lightning_cnnviz.overfitting.learning_remedies import raised
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 

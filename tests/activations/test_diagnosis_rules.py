@@ -462,6 +462,29 @@ def test_review_dead_units_under_a_momentum_of_0_999_name_the_momentum():
     assert "lower the learning rate (units die after too large an update)" in usual.message
 
 
+def test_review_dead_units_at_a_rate_cut_early_name_the_schedule():
+    # held out (hunt 18): MultiStepLR stepped every batch cut 1e-3 to 1e-5 by step 4; a
+    # third of a dense layer fell silent by step 40, told "lower the learning rate" first
+    def run(lr):
+        diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+        sites = {"fc": info("rectifier")}
+        for log, dead in ((20, 0.0), (40, 0.5), (60, 0.5)):
+            for s in range(log - 19, log + 1):
+                level = 2.3 * (1 - 0.003 * min(s, 20)) + 0.01 * (-1) ** s  # moved, then stalled
+                diagnosis.loss.add(s, torch.tensor(level))
+            chance = (10, 2.303) if diagnosis.wants_chance() else None
+            said += diagnosis.review(log, 0, {"fc": figures(dead=dead)}, sites, [], list,
+                                     chance, lr=lr, lr_start=1e-3)  # fmt: skip
+        return [v for v in said if v.kind == "dead_units"]
+
+    (cut,) = run(1e-5)
+    assert "The learning rate is 1e-05, 100x below the 0.001 set" in cut.message
+    assert "Try: check the learning-rate schedule" in cut.message
+    assert "lower the learning rate" not in cut.message
+    (kept,) = run(1e-3)  # the rate set: the usual remedies
+    assert "lower the learning rate (units die after too large an update)" in kept.message
+
+
 def test_review_units_dying_after_one_jump_in_a_run_that_never_learnt_are_a_divergence():
     # SGD lr 1.0 with momentum on a ReLU CNN (a real run): one batch at 1.6x the start at
     # step 7, the loss back at chance by step 16 and never below it, a conv layer 34% -> 97%
