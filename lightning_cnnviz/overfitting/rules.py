@@ -259,6 +259,13 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         return None
     raw, _, margin = found
     peak, now = evs[raw], evs[-1]
+    losses = [e.val_loss for e in evs[:-1] if finite(e.val_loss)]
+    if raw == 0 and finite(now.val_loss) and losses and now.val_loss < min(losses):  # type: ignore[operator,type-var]
+        # a peak at the first validation, read before the run had settled, and the val
+        # loss at a new low since: no memorising yet (held out, hunt 18: 99.0% at the first
+        # validation, then 96.3% and 95.8% while the val loss went 0.42 -> 0.23 -> 0.17; a
+        # 95/5 binary task 92% -> 89% -> 87%, its val loss 0.34 -> 0.19 -> 0.18)
+        return None
     train, train_then = now.train_accuracy, peak.train_accuracy
     climb = 0.01 if train_then is None else max(0.01, _climb_error(now, peak))
     if train is None or (train_then is not None and not train > train_then + climb):

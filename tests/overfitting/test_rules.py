@@ -204,6 +204,16 @@ def test_rules_memorisation_needs_train_accuracy_climbing():
     assert first(rules.memorisation, run(val_acc=val_acc, train_acc=train_acc)) is None
 
 
+def test_rules_memorisation_quiet_on_a_first_validation_peak_while_val_loss_falls():
+    # held out (hunt 18): 99.0% at the first validation, then 96.3% and 95.8% while the
+    # train accuracy's epoch mean climbed 84% -> 99% and the val loss fell 0.42 -> 0.17
+    columns = dict(val_acc=[0.99, 0.963, 0.958], train_acc=[0.843, 0.991, 0.994])
+    assert first(rules.memorisation, run(**columns, val_loss=[0.42, 0.23, 0.167])) is None
+    # the same accuracies with the val loss up from its low: told
+    verdict = first(rules.memorisation, run(**columns, val_loss=[0.42, 0.23, 0.25]))
+    assert (verdict.best.epoch, verdict.detected.epoch) == (0, 2)
+
+
 def probe(acc, loss=None, classes=10, size=128, **kw):
     return dict(
         probe_acc_val=acc,
