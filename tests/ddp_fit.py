@@ -1,7 +1,10 @@
 """A 2-process CPU DDP fit with every monitor (run as a script by test_distributed.py).
 
-``python tests/ddp_fit.py OUT [sync_batchnorm]``: Lightning's ``strategy="ddp"`` re-runs this
-script for rank 1. Each rank writes ``OUT/rank{r}.json`` with what its monitors did.
+``python tests/ddp_fit.py OUT [sync_batchnorm | auto_budget]``: Lightning's ``strategy="ddp"``
+re-runs this script for rank 1. Each rank writes ``OUT/rank{r}.json`` with what its monitors
+did. ``auto_budget``: two monitors on their automatic schedules with a budget so small that
+rank zero's measured cost stretches them at once (only rank zero does their work), over 16
+steps: the ranks must keep one schedule, or one waits in a collective the other never joins.
 
 PyTorch's ``SyncBatchNorm`` refuses CPU modules under DDP ("SyncBatchNorm layers only work
 with GPU modules"), so on CPU the BatchNorms are replaced by ``AllReduceBatchNorm2d``: the
@@ -61,22 +64,28 @@ def synced(model: nn.Module) -> nn.Module:
     return model
 
 
-def main(out: str, sync_batchnorm: bool) -> None:
+def main(out: str, mode: str) -> None:
     L.seed_everything(0, verbose=False)
     torch.set_num_threads(1)
+    sync_batchnorm, auto = mode == "sync_batchnorm", mode == "auto_budget"
     real_sync = sync_batchnorm and torch.cuda.device_count() >= 2
     model = TinyCNN()
     if sync_batchnorm and not real_sync:
         model = synced(model)
-    monitors = {name: make_monitor(name) for name in ALL_MONITORS}
+    if auto:
+        automatic = {"every_n_steps": None, "every_n_epochs": None, "budget": 1e-4}
+        monitors = {n: make_monitor(n, **automatic) for n in ("GradCAMMonitor", "KernelMonitor")}
+    else:
+        monitors = {name: make_monitor(name) for name in ALL_MONITORS}
     trainer = L.Trainer(
-        devices=2, strategy="ddp", max_epochs=1, limit_train_batches=2,
-        limit_val_batches=1, num_sanity_val_steps=0, default_root_dir=out,
+        devices=2, strategy="ddp", max_epochs=2 if auto else 1,
+        limit_train_batches=8 if auto else 2, limit_val_batches=1, num_sanity_val_steps=0,
+        default_root_dir=out,
         logger=TensorBoardLogger(out, name="tb"), callbacks=list(monitors.values()),
         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
         sync_batchnorm=real_sync, accelerator="gpu" if real_sync else "cpu",
     )  # fmt: skip
-    train, val = loaders(n_train=32, n_val=16, batch_size=4)
+    train, val = loaders(n_train=64 if auto else 32, n_val=16, batch_size=4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(model, train, val)
@@ -94,6 +103,7 @@ def main(out: str, sync_batchnorm: bool) -> None:
                 "events": m.events,
                 "disabled": m.disabled,
                 "last_logged_step": m.last_logged_step,
+                "factor": m.schedule.factor,
                 "dead": getattr(m, "dead_channels", None),
             }
             for name, m in monitors.items()
@@ -105,4 +115,4 @@ def main(out: str, sync_batchnorm: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], len(sys.argv) > 2 and sys.argv[2] == "sync_batchnorm")
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "")

@@ -43,6 +43,25 @@ def ddp_run(tmp_path_factory):
     return out, ranks
 
 
+def test_distributed_automatic_schedules_stretched_by_rank_zero_stay_one_schedule(tmp_path):
+    # rank zero alone does the work, so only its budget sees a cost and stretches the
+    # schedule; every rank must follow it, or one waits in a broadcast the other never joins
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "ddp_fit.py"), str(tmp_path), "auto_budget"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["global_step"] for r in ranks] == [16, 16]
+    for name in ("GradCAMMonitor", "KernelMonitor"):
+        zero, one = (r["monitors"][name] for r in ranks)
+        assert zero["factor"] == one["factor"] > 1, name  # stretched, and alike on both ranks
+        assert zero["last_logged_step"] == one["last_logged_step"]
+        assert zero["events"] >= 2 and one["events"] == 0  # the work is rank zero's
+
+
 def test_distributed_both_ranks_trained_with_sync_batchnorm(ddp_run):
     _, ranks = ddp_run
     assert [r["rank"] for r in ranks] == [0, 1]

@@ -262,14 +262,22 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
     def _fire(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        if trainer.world_size > 1:  # every rank is here at the same step: keep one schedule
-            self.schedule.factor = trainer.strategy.broadcast(self.schedule.factor, src=0)
+        try:
+            self._event(trainer, pl_module)
+        finally:
+            if trainer.world_size > 1:
+                # every rank is here at this step; after it, rank zero's stretch (its own
+                # measured cost: it alone does the work) is every rank's, before any rank
+                # decides its next step: schedules that parted would leave one rank in a
+                # collective the others never join
+                self.schedule.factor = trainer.strategy.broadcast(self.schedule.factor, src=0)
+
+    def _event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """One event: the monitor's work (rank zero's, or every rank's), timed and budgeted."""
         if self._sink is not None:
             self._sink.check()  # failures of earlier background jobs (any monitor's)
-        if self.disabled:
-            return
-        if not self.all_ranks and not trainer.is_global_zero:
-            self.last_logged_step = trainer.global_step
+        if self.disabled or (not self.all_ranks and not trainer.is_global_zero):
+            self.last_logged_step = trainer.global_step  # alike on every rank: one schedule
             return
         start = time.perf_counter()
         try:
