@@ -3,9 +3,9 @@
 Nothing here knows about Lightning. ``split_sample`` splits one item (tuple, dict or bare
 tensor) into input and class label; ``batch_labels`` / ``batch_size`` read a collated
 batch; ``dataset_labels`` reads every label without loading items. Class labels are
-integers only: a float target (regression, soft labels) is none. ``rng_untouched`` /
-``read_item``: reading an item runs the dataset's random augmentation, which must not
-move the global random generators. ``iterable_head``: an iterable dataset (no ``len``,
+integers only: a float target (regression, soft labels) is none. ``read_item``: reading an
+item runs the dataset's random augmentation, which must move no random generator
+(``random_state.rng_untouched``). ``iterable_head``: an iterable dataset (no ``len``,
 no ``[i]``) stands in through its first items.
 
 Example::
@@ -22,14 +22,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import numbers
-import random
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from lightning_cnnviz.core.random_state import rng_untouched
 
 __all__ = [
     "ITERABLE_HEAD",
@@ -40,7 +40,6 @@ __all__ = [
     "image_key",
     "iterable_head",
     "read_item",
-    "rng_untouched",
     "split_sample",
     "target_words",
 ]
@@ -50,27 +49,9 @@ _LABEL_KEYS = ("label", "labels", "target", "targets", "y", "class")
 LABEL_KEYS = _LABEL_KEYS  # the label keys known without `label_key`
 
 
-@contextlib.contextmanager
-def rng_untouched() -> Iterator[None]:
-    """Leave the global random generators (torch's, ``random``'s, NumPy's) as they were.
-
-    Reading a training set's items runs its random augmentation, which draws from these
-    generators (torchvision's transforms from torch's, others from ``random`` or NumPy):
-    without this, every later draw of the run (shuffling, augmentation, dropout) would
-    shift, and the model train differently with the monitors on.
-    """
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-
-
 def read_item(dataset: Any, index: int) -> Any:
-    """``dataset[index]``, with the global random generators left as they were."""
-    with rng_untouched():
+    """``dataset[index]``, with every random generator left as it was (``rng_untouched``)."""
+    with rng_untouched(dataset):
         return dataset[index]
 
 
@@ -97,7 +78,7 @@ def iterable_head(dataset: Any) -> list[Any]:
     except TypeError:  # unhashable: read again each time
         head = None
     if head is None:
-        with rng_untouched():
+        with rng_untouched(dataset):
             head = list(itertools.islice(iter(dataset), ITERABLE_HEAD))
         with contextlib.suppress(TypeError):
             _heads[dataset] = head

@@ -30,13 +30,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-from lightning_cnnviz.core.items import (
-    dataset_labels,
-    iterable_head,
-    rng_untouched,
-    split_sample,
-    target_words,
-)
+from lightning_cnnviz.core.items import dataset_labels, iterable_head, split_sample, target_words
+from lightning_cnnviz.core.random_state import rng_untouched
 
 __all__ = [
     "Probe",
@@ -164,7 +159,7 @@ class Probe:
 
 def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = None) -> Probe:
     """Load the samples at ``indices`` (e.g. restored from a checkpoint) into a probe."""
-    with rng_untouched():
+    with rng_untouched(dataset):
         raw = [dataset[i] for i in indices]
     items = [split_sample(r, label_key) for r in raw]
     xs, ys = zip(*items, strict=True) if indices else ((), ())
@@ -196,7 +191,7 @@ def labels_in_order(
     if labels is not None:
         return order, labels[order]
     order = order[:pool]
-    with rng_untouched():
+    with rng_untouched(dataset):
         found = [split_sample(dataset[int(i)], label_key)[1] for i in order]
     return order, None if any(y is None for y in found) else torch.tensor(found, dtype=torch.long)
 

@@ -207,11 +207,14 @@ def make_data(n: int = 64, seed: int = 123) -> TensorDataset:
 
 class Augmented(Dataset):
     """Random augmentation drawn from the global generators, as torchvision's transforms
-    (torch's) and others (``random``'s, NumPy's) draw: a monitor that reads an item must
-    leave them as they were."""
+    (torch's) and others (``random``'s, NumPy's) draw, and from generators the dataset
+    holds (a seeded NumPy and torch generator, for reproducible augmentation): a monitor
+    that reads an item must leave them all as they were."""
 
     def __init__(self, data: TensorDataset) -> None:
         self.data = data
+        self.rng = np.random.default_rng(0)
+        self.transform = {"noise": torch.Generator().manual_seed(0)}
 
     def __len__(self) -> int:
         return len(self.data)
@@ -219,7 +222,9 @@ class Augmented(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.data[index]
         scale = 1.0 + 0.1 * random.random() + 0.1 * float(np.random.rand())
-        return scale * x + 0.05 * torch.randn_like(x), y
+        scale += 0.1 * float(self.rng.random())
+        own = torch.randn(x.shape, generator=self.transform["noise"])
+        return scale * x + 0.05 * torch.randn_like(x) + 0.05 * own, y
 
 
 class ZooData(L.LightningDataModule):

@@ -1,0 +1,120 @@
+"""Reading data without moving a random generator: the global ones and a dataset's own.
+
+Nothing here knows about Lightning. Reading a training set's items runs its random
+augmentation, which draws from the global generators (torchvision's transforms from
+torch's, others from ``random`` or NumPy) or from one the dataset holds (a seeded
+``np.random.default_rng`` or ``torch.Generator`` for reproducible augmentation). A
+monitor that reads items moving any of them would shift every later draw of the run,
+and the model would train differently with the monitors on. ``rng_untouched`` puts
+them all back.
+
+Example::
+
+    >>> import numpy as np
+    >>> class Noisy:
+    ...     def __init__(self):
+    ...         self.rng = np.random.default_rng(0)
+    ...     def __getitem__(self, i):
+    ...         return self.rng.normal()
+    >>> data = Noisy()
+    >>> with rng_untouched(data):
+    ...     _ = data[0]
+    >>> data[0] == np.random.default_rng(0).normal()  # the read left no trace
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import types
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["held_generators", "rng_untouched"]
+
+_DEPTH = 4  # attribute levels searched below a dataset (a Subset's dataset's transform's rng)
+_WIDTH = 64  # entries of one list or dict searched (a file list holds no generator)
+_GENERATORS = (random.Random, np.random.Generator, np.random.RandomState, torch.Generator)
+_LEAVES = (Tensor, np.ndarray, str, bytes, int, float, bool, type(None), types.ModuleType, type)
+
+
+def held_generators(*owners: Any) -> list[Any]:
+    """The random generators ``owners`` hold in their attributes, lists and dicts.
+
+    Searched ``_DEPTH`` levels down (nested datasets, transforms and their parts), the first
+    ``_WIDTH`` entries of each list or dict.
+
+    Example::
+
+        >>> class Data:
+        ...     def __init__(self):
+        ...         self.transform = [lambda x: x, torch.Generator()]
+        >>> [type(g).__name__ for g in held_generators(Data())]
+        ['Generator']
+    """
+    found: list[Any] = []
+    seen: set[int] = set()
+
+    def visit(obj: Any, depth: int) -> None:
+        if depth > _DEPTH or isinstance(obj, _LEAVES) or id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, _GENERATORS):
+            found.append(obj)
+            return
+        if isinstance(obj, list | tuple | set | frozenset):
+            entries: Any = list(obj)[:_WIDTH]
+        elif isinstance(obj, Mapping):
+            entries = list(obj.values())[:_WIDTH]
+        else:
+            entries = list(getattr(obj, "__dict__", {}).values())[:_WIDTH]
+        for entry in entries:
+            visit(entry, depth + 1)
+
+    for owner in owners:
+        visit(owner, 0)
+    return found
+
+
+def _state(generator: Any) -> Any:
+    if isinstance(generator, random.Random):
+        return generator.getstate()
+    if isinstance(generator, np.random.Generator):
+        return generator.bit_generator.state
+    return generator.get_state()  # RandomState, torch.Generator
+
+
+def _restore(generator: Any, state: Any) -> None:
+    if isinstance(generator, random.Random):
+        generator.setstate(state)
+    elif isinstance(generator, np.random.Generator):
+        generator.bit_generator.state = state
+    else:
+        generator.set_state(state)
+
+
+@contextlib.contextmanager
+def rng_untouched(*owners: Any) -> Iterator[None]:
+    """Leave the global random generators and those ``owners`` hold as they were.
+
+    ``owners``: the datasets (or anything) read inside, whose own generators
+    (``held_generators``) are put back too.
+    """
+    held = []
+    for generator in held_generators(*owners):
+        with contextlib.suppress(Exception):  # a generator without state (SystemRandom)
+            held.append((generator, _state(generator)))
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        for generator, state in held:
+            _restore(generator, state)
