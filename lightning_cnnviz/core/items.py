@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -108,10 +109,20 @@ def _parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:
             x = next((v for v in sample.values() if isinstance(v, Tensor) and v.dim() >= 2), None)
         keys = (label_key,) if label_key is not None else _LABEL_KEYS
         return x, next((sample[k] for k in keys if k in sample), None)
-    if isinstance(sample, Sequence) and sample:
-        at = label_key if isinstance(label_key, int) else 1
-        return sample[0], (sample[at] if len(sample) > at else None)
+    if isinstance(sample, Sequence) and not isinstance(sample, str) and sample:
+        # the input first, or the first array of 2 or more dimensions: (name, image, label)
+        first = next((i for i, v in enumerate(sample) if _array(v) and v.ndim >= 2), 0)
+        first = 0 if _array(sample[0]) else first
+        at = label_key if isinstance(label_key, int) else first + 1
+        return sample[first], (sample[at] if len(sample) > at else None)
     return None, None
+
+
+def _array(value: Any) -> bool:
+    """Whether ``value`` is a tensor or a NumPy array of numbers."""
+    return isinstance(value, Tensor) or (
+        isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+    )
 
 
 def target_words(samples: Sequence[Any], label_key: Any = None) -> str:
@@ -154,24 +165,34 @@ def target_words(samples: Sequence[Any], label_key: Any = None) -> str:
 def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None]:
     """Split one dataset item into (input tensor, label or None).
 
-    Handles ``(x, y)`` tuples/lists, dicts with usual keys (or ``label_key``) and bare tensors.
+    Handles ``(x, y)`` tuples/lists (or ``(name, x, y)``: the first array of two or more
+    dimensions), dicts with usual keys (or ``label_key``) and bare tensors; NumPy arrays
+    are read as tensors, as the default collate reads them.
 
     Example::
 
         >>> split_sample((torch.zeros(1, 2, 2), 3))[1]
         3
+        >>> x, y = split_sample(("0001.png", np.zeros((2, 2, 3), np.uint8), np.int64(4)))
+        >>> tuple(x.shape), x.dtype, y
+        ((2, 2, 3), torch.uint8, 4)
         >>> split_sample({"image": torch.zeros(1, 2, 2), "label": torch.tensor(5)})[1]
         5
         >>> split_sample(torch.zeros(1, 2, 2))[1] is None
         True
     """
     x, y = _parts(sample, label_key)
+    if _array(x) and not isinstance(x, Tensor):  # NumPy items: as the default collate reads them
+        x = torch.as_tensor(np.ascontiguousarray(x))
     if not isinstance(x, Tensor):
+        found = "" if x is None else f" (its input is a {type(x).__name__})"
         raise TypeError(
-            "cannot find the input tensor in a dataset item of type "
-            f"{type(sample).__name__}; expected a tensor, an (input, label) tuple or a dict "
-            f"with one of the keys {_IMAGE_KEYS}"
+            f"cannot find the input tensor in a dataset item of type {type(sample).__name__}"
+            f"{found}; expected a tensor or NumPy array, alone, first in a tuple (or the first "
+            f"array in it) or in a dict under one of the keys {_IMAGE_KEYS}"
         )
+    if isinstance(y, np.ndarray) and y.ndim == 0:
+        y = y.item()
     if isinstance(y, Tensor):  # a float target (regression, soft labels) is no class
         y = int(y.item()) if y.numel() == 1 and _integer(y) else None
     elif isinstance(y, numbers.Integral) and not isinstance(y, bool):  # NumPy's too

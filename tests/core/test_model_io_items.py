@@ -59,3 +59,42 @@ def test_model_io_items_forward_taking_the_batch_dict_gets_the_images_in_one(tmp
     _, bare, _ = _run(tmp_path / "off", [])
     for a, b in zip(model.state_dict().values(), bare.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+class NumpyItems(Dataset):
+    """``(name, NumPy image, NumPy label)`` items, as hand-written and albumentations
+    pipelines give them; the default collate makes the batch tensors."""
+
+    def __init__(self, data) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i):
+        x, y = self.data[i]
+        return f"{i:04d}.png", x.numpy(), y.numpy()
+
+
+class NamedBatches(TinyCNN):
+    def _step(self, batch, stage):
+        _, x, y = batch
+        return super()._step((x, y), stage)
+
+
+def test_model_io_items_numpy_items_named_first_are_read_as_the_loader_collates_them(tmp_path):
+    # held out (setups hunt 18): NumPy items, or an item's file name first, made Activation,
+    # FeatureMap, GradCAM and Overfitting fail ("cannot find the input tensor")
+    torch.manual_seed(0)
+    data = (
+        DataLoader(NumpyItems(digits(32, seed=1)), 8),
+        DataLoader(NumpyItems(digits(16, seed=2)), 8),
+    )
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, _, messages = fit(tmp_path, monitors, model=NamedBatches(), data=data)
+    tags = written_tags(tmp_path)
+    written = {t for kind in ("images", "scalars") for t in tags[kind]}
+    for monitor in monitors:
+        name = type(monitor).__name__
+        assert not failures(messages, name) and monitor.events > 0, name
+        assert any(t.startswith(section(name) + "/") for t in written), name
