@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal
 
 from lightning_cnnviz.activation_maximization.callback import ActivationMaximizationMonitor
@@ -88,6 +89,18 @@ def callbacks(preset: Preset = "standard", **shared: Any) -> list[Monitor]:
     """
     if preset not in _SETS:
         raise ValueError(f"`preset` must be one of {PRESETS}, got {preset!r}")
+    known = set().union(*(cls.arguments() for cls, _ in _SETS[preset]))
+    if unknown := sorted(set(shared) - known):
+        # a typo would be dropped by every monitor alike, and the user believe it set
+        hints = [
+            f"`{key}`" + (f" (did you mean `{close[0]}`?)" if close else "")
+            for key in unknown
+            for close in [difflib.get_close_matches(key, sorted(known), n=1)]
+        ]
+        raise TypeError(
+            f"no monitor of the {preset!r} preset takes {', '.join(hints)}; "
+            f"they take: {', '.join(sorted(known))}"
+        )
     monitors = []
     budget = PRESET_BUDGET / len(_SETS[preset])  # the set shares the budget
     for cls, args in _SETS[preset]:

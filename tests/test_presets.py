@@ -1,0 +1,21 @@
+"""``callbacks(preset, **shared)``: shared arguments reach the monitors that take them."""
+
+import pytest
+
+from lightning_cnnviz.presets import callbacks
+
+
+def test_presets_shared_arguments_reach_every_monitor_that_takes_them():
+    monitors = callbacks("standard", every_n_steps=5, tag_prefix="run_a/")
+    assert {m.schedule.every_n_steps for m in monitors} == {5}
+    assert {m.tag_prefix for m in monitors} == {"run_a/"}
+
+
+@pytest.mark.parametrize(
+    ("typo", "hint"),
+    [("every_n_step", "every_n_steps"), ("tag_prefx", "tag_prefix"), ("layer", "layers")],
+)
+def test_presets_argument_no_monitor_takes_raises_with_the_closest_name(typo, hint):
+    # held out (setups hunt 18): a typo was dropped by every monitor, and nothing was said
+    with pytest.raises(TypeError, match=f"takes `{typo}` \\(did you mean `{hint}`\\?\\)"):
+        callbacks("standard", **{typo: 1})
