@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -62,14 +63,20 @@ def first_tensor(output: Any, key: str | int | None = None) -> Tensor:
         torch.Size([2])
         >>> first_tensor({"aux": torch.zeros(1), "logits": torch.ones(4)}, "logits").shape
         torch.Size([4])
+        >>> first_tensor((torch.zeros(2), torch.ones(3)), "1").shape  # a key from a command line
+        torch.Size([3])
     """
     if isinstance(output, Tensor):
         return output
     if key is not None:
         if isinstance(key, str) and hasattr(output, key) and not isinstance(output, Mapping):
             return first_tensor(getattr(output, key))
+        if isinstance(key, str) and key.isdigit() and isinstance(output, list | tuple):
+            key = int(key)  # "0" from a command line, for a tuple output
         return first_tensor(output[key])
     values = output.values() if isinstance(output, Mapping) else output
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        values = [getattr(output, f.name) for f in dataclasses.fields(output)]
     if isinstance(values, Collection) and not isinstance(values, str | bytes):
         for value in values:
             with contextlib.suppress(TypeError):

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +53,21 @@ class NotApplicable(Exception):
 
 
 def tensor_entries(output: Any) -> list[tuple[Any, Tensor]]:
-    """The top-level ``(key, tensor)`` entries of a tuple, list, namedtuple or dict output."""
-    if isinstance(output, Mapping):
+    """The top-level ``(key, tensor)`` entries of a tuple, list, namedtuple, dict or dataclass.
+
+    Example::
+
+        >>> import dataclasses, torch
+        >>> @dataclasses.dataclass
+        ... class Out:
+        ...     logits: torch.Tensor
+        ...     features: torch.Tensor
+        >>> [k for k, _ in tensor_entries(Out(torch.zeros(2, 3), torch.zeros(2, 8)))]
+        ['logits', 'features']
+    """
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        items = [(f.name, getattr(output, f.name)) for f in dataclasses.fields(output)]
+    elif isinstance(output, Mapping):
         items = list(output.items())
     elif isinstance(output, Sequence) and not isinstance(output, str | bytes):
         items = list(enumerate(output))

@@ -2,6 +2,7 @@
 
 import torch
 
+from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.outputs import guess_label_key, guess_output_key
 
 
@@ -43,3 +44,28 @@ def test_outputs_as_logits_reads_a_softmax_models_probabilities_through_their_lo
     assert torch.allclose(as_logits(probs).softmax(1), probs, atol=1e-6)
     assert torch.equal(as_logits(logits), logits)  # logits pass unchanged
     assert not bool(is_simplex(probs * 0.9))  # rows must sum to one
+
+
+def test_outputs_dataclass_output_logits_guessed_and_read():
+    # held out (setups hunt 18): a model returning an output object with `.logits` made
+    # GradCAM and Overfitting fail ("expected a tensor ..., got HFOut")
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Out:
+        hidden: torch.Tensor
+        logits: torch.Tensor
+
+    out = Out(torch.zeros(2, 16, 4, 4), torch.ones(2, 10))
+    assert guess_output_key(out, num_classes=10) == (
+        "logits",
+        "shape (2, 10): its last dim equals the 10 classes",
+    )
+    assert first_tensor(out, "logits") is out.logits
+    assert first_tensor(out) is out.hidden  # no key: the first tensor, as for a tuple
+
+
+def test_outputs_digit_string_key_indexes_a_tuple_output():
+    # `--...output_key 0` on the cnnviz command line arrives as "0"
+    out = (torch.zeros(2, 10), torch.ones(2, 8))
+    assert first_tensor(out, "1") is out[1]
