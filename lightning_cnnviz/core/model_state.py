@@ -81,10 +81,19 @@ def weight_param(module: nn.Module) -> Tensor | None:
 
     A parametrized weight is computed on access (its ``.grad`` stays empty); its largest
     original (``original``, or ``weight_norm``'s direction ``original1``) carries the
-    gradient.
+    gradient. So does ``torch.nn.utils.prune``'s ``weight_orig`` (Lightning's
+    ``ModelPruning``): the pruned weight is the original times a mask.
+
+    Example::
+
+        >>> from torch.nn.utils import prune
+        >>> layer = prune.l1_unstructured(nn.Linear(4, 2), "weight", amount=0.5)
+        >>> weight_param(layer) is layer.weight_orig
+        True
     """
     if parametrize.is_parametrized(module, "weight"):
         originals = list(module.parametrizations.weight.parameters(recurse=False))  # type: ignore[union-attr]
         return max(originals, key=Tensor.numel) if originals else None
-    weight = module._parameters.get("weight")
+    params = dict(module.named_parameters(recurse=False))  # a ScriptModule's too
+    weight = params.get("weight_orig", params.get("weight"))
     return weight if isinstance(weight, Tensor) else getattr(module, "weight", None)
