@@ -24,8 +24,10 @@ from lightning_cnnviz.core.selection import (
     LayerSpec,
     NoAutoLayers,
     resolve_layers,
+    scripted_layers,
     unwrap_model,
 )
+from lightning_cnnviz.core.voice import listed
 
 __all__ = ["LayerWatcher", "builds_in_configure_model"]
 
@@ -113,9 +115,16 @@ class LayerWatcher:
             )
         except NoAutoLayers:
             self.selected = {}
+            scripted = scripted_layers(unwrap_model(pl_module))
+            held = (
+                f"; {listed(scripted)} {'is' if len(scripted) == 1 else 'are'} scripted "
+                "(`torch.jit.script`), and a scripted module takes no hooks"
+                if scripted
+                else ""
+            )
             self.step_aside(
                 f"`layers='auto'` found no layer it can watch in this model "
-                f"({self.auto_description}); name layers with `layers=` to watch others"
+                f"({self.auto_description}{held}); name layers with `layers=` to watch others"
             )
         except LayerNotFoundError:
             raise

@@ -20,6 +20,7 @@ import difflib
 import fnmatch
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import nn
 from torch._dynamo import OptimizedModule
 
@@ -37,6 +38,7 @@ __all__ = [
     "named_layers",
     "of_type",
     "resolve_layers",
+    "scripted_layers",
     "unwrap_model",
 ]
 
@@ -133,16 +135,40 @@ def named_layers(model: nn.Module) -> dict[str, nn.Module]:
 
     A module registered under two names (shared) keeps its first name, so that it
     is hooked once; its call sites are told apart by the capture (``#0``, ``#1``).
+    Scripted modules (``torch.jit.script``) and what they hold are left out: they take no
+    hooks (``scripted_layers`` names them).
     """
     layers: dict[str, nn.Module] = {}
     seen: set[int] = set()
+    scripted = scripted_layers(model)
     for name, module in model.named_modules(remove_duplicate=False):
         name = clean_name(name)
-        if not name or id(module) in seen:
+        if not name or id(module) in seen or _inside(name, scripted):
             continue
         seen.add(id(module))
         layers[name] = module
     return layers
+
+
+def scripted_layers(model: nn.Module) -> list[str]:
+    """The outermost scripted (``torch.jit.script``) submodules of ``model``, by name.
+
+    Example::
+
+        >>> net = nn.Sequential(torch.jit.script(nn.Conv2d(1, 2, 3)), nn.ReLU())
+        >>> scripted_layers(net), list(named_layers(net))
+        (['0'], ['1'])
+    """
+    found: list[str] = []
+    for name, module in model.named_modules():
+        name = clean_name(name)
+        if name and isinstance(module, torch.jit.ScriptModule) and not _inside(name, found):
+            found.append(name)
+    return found
+
+
+def _inside(name: str, roots: Sequence[str]) -> bool:
+    return any(name == root or name.startswith(root + ".") for root in roots)
 
 
 def _matches(pattern: str, name: str, module: nn.Module) -> bool:
