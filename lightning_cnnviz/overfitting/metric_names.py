@@ -31,6 +31,9 @@ DEFAULT_KEYS = {
 _SYNONYMS = {"valid": "val", "validation": "val", "training": "train", "accuracy": "acc"}
 
 
+_FIRST_LOADER = "/dataloader_idx_0"
+
+
 def logged_name(key: str) -> str:
     """The name as logged, without Lightning's ``_step``/``_epoch`` suffix."""
     for suffix in ("_step", "_epoch"):
@@ -64,8 +67,11 @@ def metric_alias(key: str, logged: Iterable[str]) -> str | None:
         True
         >>> metric_alias("val/acc", ["val_acc", "val/accuracy"]) is None  # which one?
         True
+        >>> metric_alias("val/loss", ["val_loss/dataloader_idx_0", "val_loss/dataloader_idx_1"])
+        'val_loss'
     """
-    names = {logged_name(n) for n in logged}
+    # several val loaders: Lightning suffixes each value; the first loader's name is read
+    names = {logged_name(n.removesuffix(_FIRST_LOADER)) for n in logged}
     if key in names:
         return None
     words = _words(key)
