@@ -267,6 +267,30 @@ def in_probe_pass() -> bool:
 
 
 @contextlib.contextmanager
+def _silent_logging(model: nn.Module) -> Iterator[None]:
+    """A LightningModule's ``log``/``log_dict`` as no-ops: a probe pass's ``forward`` logs nothing.
+
+    A ``forward`` that calls ``self.log`` would log the probe's figures as the run's, or
+    fail where Lightning refuses a log (in ``setup``, where the monitors trace the model).
+    """
+    names = [
+        n
+        for n in ("log", "log_dict")
+        if callable(getattr(type(model), n, None)) and n not in vars(model)
+    ]
+    if not hasattr(type(model), "trainer") or not names:  # not a LightningModule
+        yield
+        return
+    for name in names:
+        object.__setattr__(model, name, lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        for name in names:
+            object.__delattr__(model, name)
+
+
+@contextlib.contextmanager
 def probe_mode(
     model: nn.Module, *, grad: bool = False, autocast: bool = False
 ) -> Iterator[nn.Module]:
@@ -304,6 +328,7 @@ def probe_mode(
             if (key := _ITEM_FORWARD.get(model)) is not None:
                 handle = model.register_forward_pre_hook(functools.partial(_as_item, key))
                 stack.callback(handle.remove)
+            stack.enter_context(_silent_logging(model))
             stack.enter_context(torch.inference_mode(False))
             stack.enter_context(torch.set_grad_enabled(grad))
             # A compiled graph may have been traced with other (or no) hooks: run probes eagerly.

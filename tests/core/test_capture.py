@@ -92,3 +92,23 @@ def test_first_tensor_finds_logits_in_containers():
     assert first_tensor([{"a": t}]) is t
     with pytest.raises(TypeError):
         first_tensor("text")
+
+
+def test_capture_probe_pass_of_a_forward_that_logs_logs_nothing(tmp_path):
+    # held out (setups hunt 18): `self.log` in `forward` made FeatureMap and GradCAM fail at
+    # setup ("You can't `self.log()` inside `setup`"), where their probe pass traces the model
+    from tests.monitors import ALL_MONITORS, TinyCNN, failures, fit, make_monitor
+
+    class Logs(TinyCNN):
+        def forward(self, x):
+            out = super().forward(x)
+            self.log("logit_mean", out.mean())
+            return out
+
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    trainer, model, messages = fit(tmp_path, monitors, model=Logs())
+    for monitor in monitors:
+        name = type(monitor).__name__
+        assert not failures(messages, name) and monitor.events > 0, name
+    assert "log" not in vars(model) and "log_dict" not in vars(model)  # put back
+    assert "logit_mean" in trainer.callback_metrics  # the run's own forward still logs
