@@ -250,6 +250,16 @@ def test_gradients_depth_ratio_vanishing_exploding_and_healthy():
     assert kind == "exploding_gradients" and severity == "problem" and "grew" in message
 
 
+def test_gradients_steep_ratio_is_an_explosion_only_where_the_first_layers_are_large():
+    steep = [("c1", 5e-1), ("c2", 1e-2), ("c3", 1e-4), ("fc", 1e-5)]
+    assert [k for k, *_ in gradient_findings(steep, 2e-3, {}, stalled=True)] == [
+        "exploding_gradients"
+    ]
+    # setups hunt 18: a converged two-head model, one head's loss at 0: every gradient tiny
+    converged = [("c1", 8e-6), ("c2", 1e-6), ("head1", 1e-7), ("head2", 1e-9)]
+    assert gradient_findings(converged, 2e-3, {}, stalled=False) == []
+
+
 def test_gradients_saturation_alone_is_its_own_kind():
     found = gradient_findings([("a", 1e-3)] * 3, None, {"sig": 0.8, "tanh": 0.2}, True)
     assert [(k, s) for k, s, *_ in found] == [("saturated_activations", "problem")]
