@@ -48,6 +48,8 @@ class Settings:
             running statistics (``None``: none, or a cumulative average, ``momentum=None``).
         momentum: that group's ``momentum`` (SGD, RMSprop) or first beta (Adam and its kin):
             how much of the past gradients each update carries.
+        cyclic_lr: whether a scheduler of the run raises the rate again and again (warm
+            restarts, cyclic): a rise is then its cycle, never a warm-up.
     """
 
     lr: float | None = None
@@ -58,8 +60,10 @@ class Settings:
     grad_clip: float | None = None
     bn_momentum: float | None = None
     momentum: float | None = None
+    cyclic_lr: bool = False
 
 
+_CYCLIC = ("CosineAnnealingWarmRestarts", "CyclicLR")  # schedulers that raise the rate again
 LR_CUT = 10
 """A learning rate this many times below the one set has been cut (a scheduler): updates
 that small explain a model that stalls, and never units silenced by too large a step."""
@@ -101,13 +105,15 @@ def read_settings(
     model: nn.Module,
     grad_clip: Any = None,
     start_lr: float | None = None,
+    schedulers: Sequence[Any] = (),
 ) -> Settings:
     """The ``Settings`` of ``optimizers`` (Lightning's ``trainer.optimizers``) and ``model``.
 
     ``grad_clip``: the trainer's ``gradient_clip_val`` (0 or ``None``: no clipping).
     ``start_lr``: the rate read when training started, the start where no scheduler
     recorded ``initial_lr`` (``ReduceLROnPlateau`` sets none: stepped per batch, it cut
-    a rate 0.05 -> 5e-9 within 21 steps, unseen).
+    a rate 0.05 -> 5e-9 within 21 steps, unseen). ``schedulers``: the run's (Lightning's
+    ``trainer.lr_scheduler_configs``' ``scheduler``), read for ``cyclic_lr``.
 
     Example::
 
@@ -141,7 +147,8 @@ def read_settings(
         and m.track_running_stats
         and m.momentum is not None
     ]
+    cyclic = any(type(s).__name__ in _CYCLIC for s in schedulers)
     return Settings(
         lr, initial, decay, per_step, max(rates) if rates else None, clip,
-        min(momenta) if momenta else None, momentum,
+        min(momenta) if momenta else None, momentum, cyclic,
     )  # fmt: skip

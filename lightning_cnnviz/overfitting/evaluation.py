@@ -83,6 +83,7 @@ class Evaluation:
     dropout: float | None = None
     bn_momentum: float | None = None
     momentum: float | None = None
+    cyclic_lr: bool = False
     grad_clip: float | None = None
     run_share: float | None = None
     ignored: list[int] | None = None

@@ -163,7 +163,10 @@ class Measures(LoggedReads):
         probe = self.probe(trainer, "val")
         size = float(len(probe))
         clip = trainer.gradient_clip_val
-        settings = read_settings(trainer.optimizers, unwrap_model(pl_module), clip, self._lr_start)
+        schedulers = [c.scheduler for c in trainer.lr_scheduler_configs]
+        settings = read_settings(
+            trainer.optimizers, unwrap_model(pl_module), clip, self._lr_start, schedulers
+        )
         left_out = {}
         if counts is not None:  # the training labels' shares: read once, when a class is left out
             shares = None

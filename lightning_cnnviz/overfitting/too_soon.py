@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -56,7 +57,9 @@ def early(e: Evaluation) -> bool:
 
 
 def warming_up(evs: Sequence[Evaluation]) -> bool:
-    """Whether the learning rate rose since the evaluation before the latest (a warm-up).
+    """Whether the learning rate rose since the evaluation before the latest, as a warm-up does.
+
+    A warm-up ramps from the start: the rate never fell at an earlier evaluation.
 
     Example::
 
@@ -64,10 +67,17 @@ def warming_up(evs: Sequence[Evaluation]) -> bool:
         True
         >>> warming_up([Evaluation(11, 0, lr=0.05), Evaluation(22, 0, lr=0.05)])
         False
+        >>> rates = (0.4, 0.045, 0.158)  # a warm restart: not a warm-up
+        >>> warming_up([Evaluation(11 * i, 0, lr=lr) for i, lr in enumerate(rates)])
+        False
     """
-    if len(evs) < 2 or evs[-1].lr is None or evs[-2].lr is None:
+    rates = [e.lr for e in evs]
+    if len(rates) < 2 or None in rates or evs[-1].cyclic_lr:  # a cycle's rise, no warm-up
         return False
-    return evs[-1].lr > evs[-2].lr * (1 + 1e-6)
+    # never lower than at an earlier evaluation: a ramp from the start, not a cycle's or a
+    # warm restart's rise (hunt 18: SGDR back at 0.158 after 0.045 read as a slow warm-up)
+    ramp = all(b >= a * (1 - 1e-6) for a, b in itertools.pairwise(rates))  # type: ignore[operator]
+    return ramp and rates[-1] > rates[-2] * (1 + 1e-6)  # type: ignore[operator]
 
 
 def warmup_outlasts(e: Evaluation) -> bool:
@@ -88,7 +98,7 @@ def warmup_outlasts(e: Evaluation) -> bool:
         False
     """
     lr, target, share = e.lr, e.lr_initial, e.run_share
-    if not lr or not target or share is None or lr <= 0 or lr >= target:
+    if not lr or not target or share is None or lr <= 0 or lr >= target or e.cyclic_lr:
         return False
     return share * target / lr > 1.0
 

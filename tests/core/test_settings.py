@@ -1,5 +1,7 @@
 """The run's settings as the remedies read them: lr (and its start), decay, dropout."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -43,3 +45,25 @@ def test_settings_gradient_clipping_as_the_trainer_sets_it():
     assert read_settings([opt], model, 1e-4).grad_clip == 1e-4
     assert read_settings([opt], model, 0).grad_clip is None  # Lightning's 0: no clipping
     assert read_settings([opt], model, None).grad_clip is None
+
+
+def test_settings_cyclic_schedulers_are_told_apart_from_a_warm_up():
+    net = nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.4)
+    restarts = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=10)
+    assert read_settings([opt], net, schedulers=[restarts]).cyclic_lr
+    ramp = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.01, total_iters=100)
+    assert not read_settings([opt], net, schedulers=[ramp]).cyclic_lr
+
+
+def test_settings_a_cycles_rise_is_no_warm_up_that_outlasts_the_run():
+    # hunt 18: SGDR back at 0.158 of the 0.4 set after 0.045 was told "the warm-up ends
+    # after the run ... Shorten the warm-up"
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+    from lightning_cnnviz.overfitting.too_soon import warming_up, warmup_outlasts
+
+    evs = [Evaluation(47, 0, lr=0.045, lr_initial=0.4, run_share=0.2),
+           Evaluation(94, 1, lr=0.158, lr_initial=0.4, run_share=0.4)]  # fmt: skip
+    assert warming_up(evs) and warmup_outlasts(evs[-1])  # as a slow warm-up would read
+    cyclic = [replace(e, cyclic_lr=True) for e in evs]
+    assert not warming_up(cyclic) and not warmup_outlasts(cyclic[-1])
