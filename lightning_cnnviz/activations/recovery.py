@@ -7,7 +7,8 @@ loss series:
   before it);
 * ``recovered``: the loss is back below its start by the time of a log (an early
   transient, as Adam's first steps or a too-warm start give, not a divergence); after a
-  late spike, back within ``BACK`` x its level before the spike;
+  late spike, back within ``BACK`` x its level before the spike (and ``BACK_START`` of
+  the first loss above it);
 * ``coming_back``: on the way back below the start, not there yet;
 * ``still_spiked``: the latest losses still past the spike's bar;
 * ``run_up``: the step where the rise to a spike began.
@@ -41,12 +42,23 @@ from lightning_cnnviz.activations.divergence import (
 )
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 
-__all__ = ["BACK", "coming_back", "level_before", "recovered", "run_up", "still_spiked"]
+__all__ = [
+    "BACK",
+    "BACK_START",
+    "coming_back",
+    "level_before",
+    "recovered",
+    "run_up",
+    "still_spiked",
+]
 
 BACK = 2.5  # a late spike recovered: the latest median within 2.5x its level before it
 # (healthy batch noise: a median of 5 reads up to 1.9x the one 8 steps before on a BN CNN
 # under Adam; an Adam rate x30 at step 140 read 7-19x its level at the next log, 3-9x at
-# the one after, on 3 seeds)
+# the one after, on 3 seeds)...
+BACK_START = 0.25  # ...and, at a later log, no more than this share of the first loss above it
+# (hunt 18: CyclicLR to 0.5 spiked at step 40 from 1.05 and sat at 2.0-2.4 for 190 steps,
+# 2x its level but 0.4 of ln 10 above it, val accuracy 32%, told "recovered")
 
 
 def level_before(
@@ -87,7 +99,8 @@ def recovered(
     from by the time of a log is a transient; a blow-up that leaves the network dead sits
     at the chance-level loss, about its start, hence the margin. After a late ``spike``
     (``level_before``) the median must also be back within ``BACK`` x the level before
-    the spike (or within ``NOISE`` x the losses' ``scatter`` above it): a BatchNorm CNN
+    the spike and ``BACK_START`` x the first loss above it (or within ``NOISE`` x the
+    losses' ``scatter`` above it): a BatchNorm CNN
     whose Adam rate jumped 30x at step 140 went 0.14 -> 9.7 and sat at 1.54 (11x its
     level before) at the next log, far below its start (2.33) with its val accuracy
     down from 96% to 11%.
@@ -108,6 +121,10 @@ def recovered(
         return False
     now = statistics.median(finite[-SMOOTH:])
     level = None if spike is None else level_before(series, spike)
+    # judged at a later log (the spike's own log reads a rise, not a way back)
+    later = spike is not None and series[-1][0] - spike[0] >= 2 * SMOOTH
+    if later and level is not None and now - level > BACK_START * finite[0]:
+        return False  # still far above where it was, however noisy the way back
     if level is None or now <= BACK * level:
         return now < below * finite[0]
     return now < below * finite[0] and now - level <= NOISE * scatter(series, spike[0])
