@@ -36,7 +36,7 @@ from lightning_cnnviz.activations.init_weights import SILENT, identical_text, ne
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.core.settings import LR_CUT, momentum_text
-from lightning_cnnviz.core.voice import listed
+from lightning_cnnviz.core.voice import listed, times
 
 __all__ = ["DECAY_STALLS", "CauseReview", "decay_text"]
 
@@ -233,7 +233,7 @@ class CauseReview:
             return f"{said.strip()} Units silenced by such steps follow from it.", MOMENTUM_REMEDIES
         start, now = self.lr_start, self.rates[1]
         if start and now is not None and now * LR_CUT <= start:
-            rate = "0" if now == 0 else f"{now:.3g}, {start / now:.0f}x below the {start:.3g} set"
+            rate = "0" if now == 0 else f"{now:.3g}, {times(start / now)} below the {start:.3g} set"
             return (
                 f"The learning rate is {rate}: updates that small do not silence units, so "
                 "too large an update is not the cause; a schedule that cut the rate this "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from lightning_cnnviz.core.voice import times
+
 __all__ = [
     "DATA_REMEDIES",
     "INIT_REMEDIES",
@@ -131,7 +133,7 @@ def divergence_cause(
         a, before, b, after = jump
         return (
             f"The learning rate jumped from {before:.3g} (step {a}) to {after:.3g} (step {b}) "
-            f"just before it, {after / before:.0f}x (a warm restart or a schedule stepping it "
+            f"just before it, {times(after / before)} (a warm restart or a schedule stepping it "
             "up): the rate it jumped to is too high for this model and data, and the "
             f"optimiser overshoots. Try: {RAISED_REMEDIES}."
         )

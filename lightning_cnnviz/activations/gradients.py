@@ -41,6 +41,8 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 
+from lightning_cnnviz.core.voice import times
+
 __all__ = [
     "attenuated",
     "clipped_by_value",
@@ -250,7 +252,7 @@ def gradient_findings(
         text = "Exploding gradients: " + (
             f"the first layers get {ratio:.1e}x the last layers' gradient per parameter"
             if steep
-            else f"the gradient grew {now / first_rms:.0f}x since the first log (or the last "
+            else f"the gradient grew {times(now / first_rms)} since the first log (or the last "
             "log at which the loss set a new low), with the loss no longer at its lows"
         )
         fig = figures | ({"mean_rms": now, "first_mean_rms": first_rms} if grew else {})

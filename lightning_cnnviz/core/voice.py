@@ -27,7 +27,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_cnnviz.core.outputs import NotApplicable
 
-__all__ = ["Voice", "listed"]
+__all__ = ["Voice", "listed", "times"]
 
 
 def listed(names: Sequence[str], limit: int = 4, quote: bool = True) -> str:
@@ -40,6 +40,17 @@ def listed(names: Sequence[str], limit: int = 4, quote: bool = True) -> str:
     """
     shown = ", ".join(f"`{n}`" if quote else n for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def times(ratio: float) -> str:
+    """A ratio as a message says it: ``100x``, or ``1e+31x`` where digits would run on.
+
+    Example::
+
+        >>> times(99.6), times(1e31), times(12_345)
+        ('100x', '1e+31x', '12345x')
+    """
+    return f"{ratio:.0e}x" if ratio >= 1e6 else f"{ratio:.0f}x"
 
 
 class Voice:

@@ -45,6 +45,7 @@ __all__ = [
 
 STILL_EVENTS = 2  # events in a row without any change: one could be a learning rate at 0
 TINY_LR = 1e-3  # a group's learning rate this far below the optimisers' largest keeps it still
+LR_CUT_STILL = 1e3  # ... or a scheduler's cut of it this many times below its start
 NEARLY_STILL = 1e-3  # relative change a log under which a layer at such a rate counts as still
 # Neighbouring taps of a trained kernel are alike (smooth filters): the pooled correlation
 # read 0.35-0.6 in every conv layer of a small CNN after 300 steps on MNIST (Adam, SGD),
@@ -234,6 +235,8 @@ def still_reason(
         >>> w.grad = None  # no backward reached it
         >>> still_reason(w, groups)
         'detached'
+        >>> still_reason(w, [{"params": [w], "lr": 5e-33, "initial_lr": 0.05}])
+        'lr_cut'
     """
     if not weight.requires_grad:
         return "no_grad"
@@ -244,6 +247,8 @@ def still_reason(
         return "not_optimised"
     if all(g.get("lr", 1.0) == 0 for g in held):
         return "lr_zero"
+    if all(g.get("lr", 1.0) * LR_CUT_STILL <= (g.get("initial_lr") or 0.0) for g in held):
+        return "lr_cut"  # a schedule's doing (hunt 18: StepLR per batch, 0.05 -> 5e-33)
     if tiny_rate(weight, groups) is not None:
         return "lr_tiny"
     return "detached" if grads_kept and weight.grad is None else "no_gradient"

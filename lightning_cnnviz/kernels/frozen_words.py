@@ -23,6 +23,7 @@ REASONS = {
     "not_optimised": "left out of the optimiser's parameter groups",
     "lr_zero": "a learning rate of 0",
     "lr_tiny": "a learning rate 1,000x or more below the optimiser's largest",
+    "lr_cut": "a learning rate a schedule cut 1,000x or more below the one set",
     "no_gradient": (
         "no gradient reaches them (it vanishes on the way down, as through saturated "
         "sigmoids; or the units after them are silent, as dead ReLUs are; or the loss is "
@@ -50,6 +51,7 @@ ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "not_optimised": "they are left out of the optimiser's parameter groups",
     "lr_zero": "their learning rate is 0",
     "lr_tiny": "their learning rate is 1,000x or more below the optimiser's largest",
+    "lr_cut": "a schedule has cut their learning rate 1,000x or more below the one set",
     "no_update": f"they get {REASONS['no_update']}",
     "detached": f"they get {REASONS['detached']}",
     "nothing_learns": f"{REASONS['nothing_learns']}",
@@ -120,7 +122,8 @@ def frozen_text(
             ", ".join(f"`{n}`" for n in names if reasons[n] == kind) + f": {REASONS[kind]}"
             for kind in kinds
         )
-    moved = "barely changed (under 0.1% a log)" if "lr_tiny" in kinds else "not changed at all"
+    tiny = {"lr_tiny", "lr_cut"} & set(kinds)
+    moved = "barely changed (under 0.1% a log)" if tiny else "not changed at all"
     head = (
         f"Frozen layers at step {step} (epoch {epoch}): {len(names)} of {watched} watched "
         f"layers have {moved} since step {since}: {shown}; {why}."
@@ -147,6 +150,12 @@ def frozen_text(
             f"{head} A note: a learning rate of 0 stops every layer it applies to; if a "
             "scheduler took it there, check its schedule (a `LambdaLR` factor of 0, a decay "
             "that reaches 0 before the run ends)."
+        )
+    if set(kinds) == {"lr_cut"}:  # the whole run's rate: the schedule is the thing to check
+        return (
+            f"{head} A note: a rate cut that far stops every layer it applies to; check the "
+            "schedule (a scheduler stepped every batch where it was meant every epoch, "
+            "milestones counted in steps, a decay that reaches 0 before the run ends)."
         )
     if set(kinds) == {"lr_tiny"}:  # a pretrained backbone fine-tuned gently: its choice
         return (

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lightning_cnnviz.core.settings import momentum_text
+from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import (
     class_gap,
     imbalance_words,
@@ -132,7 +133,7 @@ def _lr_decayed_early(v: Verdict) -> str:
         + (
             f"0 (it started at {num(f['lr_initial'])})"
             if f["lr"] == 0
-            else f"{num(f['lr'])}, {f['cut']:.0f}x below its start ({num(f['lr_initial'])})"
+            else f"{num(f['lr'])}, {times(f['cut'])} below its start ({num(f['lr_initial'])})"
         )
         + f", since "
         f"{when(since)} or before ({num(f['since_share'], True)} into the run), and val "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from lightning_cnnviz.core.settings import LR_CUT
+from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import levels
 from lightning_cnnviz.overfitting.rules import Verdict
 
@@ -82,9 +83,9 @@ def first(v: Verdict) -> list[str]:
         tried.append("**Raise the learning rate**: it is 0, so no weight moves.")
     elif now.lr and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
         tried.append(
-            f"**Raise the learning rate**: it is {now.lr:.3g} now, {now.lr_initial / now.lr:.0f}x "
-            f"below its start ({now.lr_initial:.3g}): a schedule that decays this early "
-            "stops learning before it began."
+            f"**Raise the learning rate**: it is {now.lr:.3g} now, "
+            f"{times(now.lr_initial / now.lr)} below its start ({now.lr_initial:.3g}): a "
+            "schedule that decays this early stops learning before it began."
         )
     elif (
         chance

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 from lightning_cnnviz.core.settings import LR_CUT
+from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import bn_levels, levels
 from lightning_cnnviz.overfitting.learning_remedies import raised
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -88,7 +89,7 @@ def headline(v: Verdict) -> str:
         cut = (
             f" The learning rate is 0 (it started at {now.lr_initial:.3g})."
             if now.lr == 0
-            else f" The learning rate is {now.lr:.3g} now, {now.lr_initial / now.lr:.0f}x "
+            else f" The learning rate is {now.lr:.3g} now, {times(now.lr_initial / now.lr)} "
             f"below its start ({now.lr_initial:.3g})."
         )
     if f.get("barely"):
