@@ -137,8 +137,8 @@ def _lr_decayed_early(v: Verdict) -> str:
         )
         + f", since "
         f"{when(since)} or before ({num(f['since_share'], True)} into the run), and val "
-        f"loss has not improved by {100 * lr_decay.GAIN:.0f}% a validation since (best "
-        f"{num(f['best_loss_since'])}, now {num(f['val_loss'])}; val accuracy "
+        f"loss has not improved by {100 * lr_decay.GAIN:.0f}% a validation since (from "
+        f"{num(f['best_loss_since'])} to {num(f['val_loss'])}; val accuracy "
         f"{num(f['val_acc'], True)})."
     )
 
