@@ -23,7 +23,8 @@ from lightning_cnnviz.activations.dead_rules import FAST_RISE, LARGE, LATE, SLOW
 
 __all__ = ["EASED", "OUTGROWN", "RECOVERED", "Alert", "Episode", "EpisodeEnds", "Verdict"]
 
-RECOVERED = 0.5  # an episode ends when its sites are all below half the threshold
+RECOVERED = 0.5  # an episode ends when its sites are all below half the threshold...
+FELL = 0.05  # ...and one of them fell this much since it was reported
 OUTGROWN = 0.5  # a late die-off stops hurting once the loss has lost this much of its level then
 EASED = 0.2  # a slow start's die-off stops hurting once the loss fell this much more (of its start)
 _WORDS = {"dead_units": ("Dead units", "dead"), "dormant_units": ("Dormant units", "dormant")}
@@ -85,6 +86,8 @@ class EpisodeEnds:
             now, parts = _shares(episode, fractions, word)
             if any(share >= RECOVERED * self.threshold for share in now.values()):
                 continue
+            if all(now[site] > share - FELL for site, share in episode.sites.items()):
+                continue  # reported below the bar and still there: nothing came back (hunt 18)
             del self.open[kind]
             text = (
                 f"{title} recovered by step {step} (epoch {epoch}): {parts}. Reported at step "

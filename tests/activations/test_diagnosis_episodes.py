@@ -49,6 +49,17 @@ def test_episodes_dead_units_recover_to_a_note_then_a_new_die_off_is_reported():
     assert "`conv`: 88% of units dead" in again[0].message
 
 
+def test_episodes_a_share_reported_below_the_bar_and_unchanged_has_not_recovered():
+    # hunt 18: "Dormant units recovered by step 160: `model.a3` 12% dormant (was 12%)"
+    episodes = UnitEpisodes(0.25)
+    kinds, dead = {"fc": "rectifier"}, {"fc": list(range(8))}
+    assert said(episodes.review(40, 0, [("fc", 0.12, 0.0)], {"fc": 0.12}, kinds, dead, 0.1))
+    assert episodes.review(60, 0, [], {"fc": 0.12}, kinds, dead, 0.25) == []
+    assert said(episodes.review(80, 0, [], {"fc": 0.02}, kinds, dead, 0.25)) == [
+        ("dead_units", "note", "gone")
+    ]
+
+
 def test_episodes_a_share_still_past_half_the_threshold_has_not_recovered():
     episodes = UnitEpisodes(0.25)
     kinds, dead = {"fc": "rectifier"}, {"fc": list(range(8))}
