@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import sys
@@ -182,10 +183,39 @@ def _short(message: str) -> str:
     if m := re.search(r"Expected a typing\.Literal\[(.*?)\]\.? Got value: (.*)", message):
         return f"`{key}` must be one of ({m[1]}), got {m[2].strip()!r}"
     if "Union subtypes" in message:
-        reasons = [ln[2:] for ln in lines if ln.startswith("- ") and "NoneType" not in ln]
+        at = [i for i, ln in enumerate(lines) if ln.startswith("- ") and "NoneType" not in ln]
         given = next((ln.split(":", 1)[1].strip() for ln in lines if "Given value:" in ln), "?")
-        return f"`{key}`: {reasons[0] if reasons else 'invalid value'}, got {given}"
+        if not at:
+            return f"`{key}`: invalid value, got {given}"
+        reason = lines[at[0]][2:]
+        after = lines[at[0] + 1] if at[0] + 1 < len(lines) else ""
+        if reason.endswith(":") and after and not after.startswith("- "):
+            reason += f" {after}{_closest(after)}"  # the cause, on jsonargparse's next line
+        return f"`{key}`: {reason}, got {given}"
     return re.sub(r'^Parser key "([^"]+)":\s*', r"`\1`: ", " ".join(lines))
+
+
+def _closest(cause: str) -> str:
+    """``" (did you mean ...?)"`` for a misspelt class of the package or argument of a monitor.
+
+    Example::
+
+        >>> _closest("module 'lightning_cnnviz' has no attribute 'FeatureMapMonitr'")
+        ' (did you mean `FeatureMapMonitor`?)'
+        >>> _closest("Option 'num_sample' is not accepted")
+        ' (did you mean `num_samples`?)'
+    """
+    import lightning_cnnviz
+    from lightning_cnnviz.presets import argument_names
+
+    if m := re.search(r"module 'lightning_cnnviz' has no attribute '(\w+)'", cause):
+        names = lightning_cnnviz.__all__
+    elif m := re.search(r"Option '(\w+)' is not accepted", cause):
+        names = argument_names()
+    else:
+        return ""
+    close = difflib.get_close_matches(m[1], sorted(names), n=1)
+    return f" (did you mean `{close[0]}`?)" if close else ""
 
 
 def _exit(message: str, code: int) -> NoReturn:

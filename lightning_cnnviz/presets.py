@@ -40,7 +40,7 @@ from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.kernels.callback import KernelMonitor
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 
-__all__ = ["PRESETS", "PRESET_BUDGET", "Preset", "callbacks"]
+__all__ = ["PRESETS", "PRESET_BUDGET", "Preset", "argument_names", "callbacks"]
 
 Preset = Literal["light", "standard", "full"]
 PRESETS: tuple[str, ...] = Preset.__args__
@@ -77,6 +77,11 @@ _SETS: dict[str, list[tuple[type[Monitor], dict[str, Any]]]] = {
 }
 
 
+def argument_names(preset: Preset = "full") -> set[str]:
+    """Every argument a monitor of ``preset`` takes (``"full"``: of every preset)."""
+    return set().union(*(cls.arguments() for cls, _ in _SETS[preset]))
+
+
 def callbacks(preset: Preset = "standard", **shared: Any) -> list[Monitor]:
     """The monitors of a preset, new instances each call.
 
@@ -89,7 +94,7 @@ def callbacks(preset: Preset = "standard", **shared: Any) -> list[Monitor]:
     """
     if preset not in _SETS:
         raise ValueError(f"`preset` must be one of {PRESETS}, got {preset!r}")
-    known = set().union(*(cls.arguments() for cls, _ in _SETS[preset]))
+    known = argument_names(preset)
     if unknown := sorted(set(shared) - known):
         # a typo would be dropped by every monitor alike, and the user believe it set
         hints = [

@@ -135,6 +135,25 @@ def test_cli_preset_message_is_the_python_api_message(capsys):
     assert str(python_api.value) in err
 
 
+@pytest.mark.parametrize(
+    ("callback", "cause"),
+    [
+        ("{class_path: lightning_cnnviz.FeatureMapMonitr}",
+         "has no attribute 'FeatureMapMonitr' (did you mean `FeatureMapMonitor`?)"),
+        ("{class_path: lightning_cnnviz.GradCAMMonitor, init_args: {num_sample: 4}}",
+         "Option 'num_sample' is not accepted (did you mean `num_samples`?)"),
+    ],
+)  # fmt: skip
+def test_cli_misspelt_class_or_argument_says_the_cause_and_the_closest(
+    callback, cause, tmp_path, capsys
+):
+    # setups hunt 18: the one-line error kept "Problem with given class_path ...:" only
+    config = tmp_path / "typo.yaml"
+    config.write_text(f"trainer:\n  logger: false\n  callbacks:\n    - {callback}\n")
+    code, err = _error_of(["fit", "--config", str(config)], capsys)
+    assert code == 2 and "Traceback" not in err and cause in err.splitlines()[0]
+
+
 def test_cli_wrong_layer_names_the_monitor_and_the_closest(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--trainer.callbacks+=lightning_cnnviz.ActivationMonitor",
