@@ -47,13 +47,17 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "memorisation": "train and val accuracy (logged, or class labels on the probes)",
     "train/val gap": "train and val accuracy (logged, or class labels on the probes)",
     "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
-    "BatchNorm train/eval": "BatchNorm layers in training mode",
+    "BatchNorm train/eval": (
+        "BatchNorm layers in training mode, class labels and (N, classes) logits"
+    ),
     "class imbalance": "class labels on the val probe, 5 or more images of a class",
     "learning rate decayed early": "the optimiser's learning rate and the run's planned length",
     "inputs of train vs val": "validation data of its own, as image tensors",
     "loss fed probabilities": "a logged val loss, class labels and (N, classes) logits",
     "loss negated": "a loss returned by training_step, class labels and (N, classes) logits",
-    "val metrics of this model": "a logged val accuracy or loss, and the val probe's",
+    "val metrics of this model": (
+        "a logged val accuracy or loss, and the val probe's (class labels, (N, classes) logits)"
+    ),
     "training loss climbing": "a loss returned by training_step and the learning rate",
     "weight decay": (
         "a logged training loss and weight decay decoupled from the gradient's scale (SGD, "
