@@ -236,7 +236,10 @@ class Detector:
         h = self.history
         return {
             "overfitting": any(finite(e.val_loss) for e in h),
-            "memorisation": any(e.val_accuracy is not None and e.train_accuracy for e in h),
+            # (an accuracy of 0 is one: 1000 classes read 0.0 at first, setups hunt 18)
+            "memorisation": any(
+                e.val_accuracy is not None and e.train_accuracy is not None for e in h
+            ),
             "train/val gap": any(gap.gapped(e) is not None for e in h),
             "not learning": any(levels.stuck(e) is not None for e in h),
             "BatchNorm train/eval": any(bn_levels.parted(e) is not None for e in h),

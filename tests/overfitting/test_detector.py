@@ -635,3 +635,11 @@ def test_detector_bn_mismatch_remedy_reads_the_models_momentum():
     unknown = dataclasses.replace(ev, bn_momentum=None)
     plain = Verdict("bn_mismatch", unknown, unknown, None, {})
     assert remedies(plain)[0].startswith("**Let the running statistics catch up**: a larger")
+
+
+def test_detector_memorisation_check_runs_on_accuracies_of_zero():
+    # setups hunt 18: 1000 classes read a train accuracy of 0.0 at first, and the summary
+    # said memorisation "needs train and val accuracy" while both were logged and read
+    detector = Detector()
+    detector.update(Evaluation(10, 0, train_acc=0.0, val_acc=0.0, train_loss=6.9, val_loss=6.9))
+    assert detector.checks_ran()["memorisation"]
