@@ -55,6 +55,8 @@ class NotApplicable(Exception):
 def tensor_entries(output: Any) -> list[tuple[Any, Tensor]]:
     """The top-level ``(key, tensor)`` entries of a tuple, list, namedtuple, dict or dataclass.
 
+    A namedtuple's and a dataclass's entries go by their field names.
+
     Example::
 
         >>> import dataclasses, torch
@@ -67,6 +69,8 @@ def tensor_entries(output: Any) -> list[tuple[Any, Tensor]]:
     """
     if dataclasses.is_dataclass(output) and not isinstance(output, type):
         items = [(f.name, getattr(output, f.name)) for f in dataclasses.fields(output)]
+    elif isinstance(output, tuple) and hasattr(output, "_fields"):  # a namedtuple: its names
+        items = list(zip(output._fields, output, strict=True))
     elif isinstance(output, Mapping):
         items = list(output.items())
     elif isinstance(output, Sequence) and not isinstance(output, str | bytes):
