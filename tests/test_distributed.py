@@ -29,31 +29,28 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(420)
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
+def _ddp_fit(out: Path, mode: str, timeout: int) -> list[dict]:
+    """``tests/ddp_fit.py OUT MODE`` on 2 processes; each rank's record."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "ddp_fit.py"), str(out), "sync_batchnorm"],
-        env=env, capture_output=True, text=True, timeout=360, cwd=out,
+        [sys.executable, str(ROOT / "tests" / "ddp_fit.py"), str(out), mode],
+        env=env, capture_output=True, text=True, timeout=timeout, cwd=out,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
-    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-    return out, ranks
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    return out, _ddp_fit(out, "sync_batchnorm", timeout=360)
 
 
 def test_distributed_automatic_schedules_stretched_by_rank_zero_stay_one_schedule(tmp_path):
     # rank zero alone does the work, so only its budget sees a cost and stretches the
     # schedule; every rank must follow it, or one waits in a broadcast the other never joins
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "ddp_fit.py"), str(tmp_path), "auto_budget"],
-        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = _ddp_fit(tmp_path, "auto_budget", timeout=300)
     assert [r["global_step"] for r in ranks] == [16, 16]
     for name in ("GradCAMMonitor", "KernelMonitor"):
         zero, one = (r["monitors"][name] for r in ranks)

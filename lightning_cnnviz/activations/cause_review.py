@@ -162,14 +162,21 @@ class CauseReview:
         """
         if not layers or step < 1 or not self._new("symmetric_weights", "problem"):
             return []
+        held = (
+            f"The weights' initialisation is the cause here, not the learning rate: every "
+            f"unit of {', '.join(f'`{n}`' for n in layers[:4])} holds the same weights"
+        )
+        return self._init_problem(
+            "symmetric_weights", held, identical_text(layers, step, epoch), layers
+        )
+
+    def _init_problem(
+        self, kind: str, cause: str, text: str, layers: Sequence[str]
+    ) -> list[Verdict]:
+        """An initialisation problem told, and its ``cause`` the one later findings name."""
         if self.init_cause is None:
-            self.init_cause = (
-                "The weights' initialisation is the cause here, not the learning rate: "
-                f"every unit of {', '.join(f'`{n}`' for n in layers[:4])} holds the same "
-                "weights (see `symmetric_weights`)."
-            )
-        text = identical_text(layers, step, epoch)
-        return [Verdict("symmetric_weights", "problem", text, {"layers": float(len(layers))})]
+            self.init_cause = f"{cause} (see `{kind}`)."
+        return [Verdict(kind, "problem", text, {"layers": float(len(layers))})]
 
     def _negative_bias(
         self,
@@ -187,14 +194,14 @@ class CauseReview:
         silent = any(float(f["dead_fraction"]) >= SILENT for f in figures.values())
         if not layers or not silent or not self._new("negative_biases", "problem"):
             return []
-        if self.init_cause is None:
-            self.init_cause = (
-                "The biases' initialisation is the cause here, not the learning rate: "
-                f"{listed(layers)} {'starts' if len(layers) == 1 else 'start'} with biases far "
-                "below zero (see `negative_biases`)."
-            )
-        text = negative_text(layers, step, epoch)
-        return [Verdict("negative_biases", "problem", text, {"layers": float(len(layers))})]
+        held = (
+            "The biases' initialisation is the cause here, not the learning rate: "
+            f"{listed(layers)} {'starts' if len(layers) == 1 else 'start'} with biases far "
+            "below zero"
+        )
+        return self._init_problem(
+            "negative_biases", held, negative_text(layers, step, epoch), layers
+        )
 
     def _zero_init(self, zero_layers: Sequence[str]) -> None:
         """The weights' scale as the cause, where layers hold all-zero weights (first log)."""

@@ -461,20 +461,25 @@ def test_review_dead_units_while_the_loss_never_left_chance_point_at_the_data():
     assert "lower the learning rate (units die after too large an update)" in moved.message
 
 
+def _stalled_dead_units(**settings):
+    """The dead-unit verdicts of a loss that moved then stalled while half a layer died."""
+    diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+    sites = {"fc": info("rectifier")}
+    for log, dead in ((20, 0.0), (40, 0.5), (60, 0.5)):
+        for s in range(log - 19, log + 1):
+            level = 2.3 * (1 - 0.003 * min(s, 20)) + 0.01 * (-1) ** s  # moved, then stalled
+            diagnosis.loss.add(s, torch.tensor(level))
+        chance = (10, 2.303) if diagnosis.wants_chance() else None
+        said += diagnosis.review(log, 0, {"fc": figures(dead=dead)}, sites, [], list, chance,
+                                 **settings)  # fmt: skip
+    return [v for v in said if v.kind == "dead_units"]
+
+
 def test_review_dead_units_under_a_momentum_of_0_999_name_the_momentum():
     # held out: SGD lr 0.01 with momentum 0.999 on a BatchNorm CNN silenced a third of a
     # conv layer at step 160, told with "lower the learning rate" and no word of it
     def run(momentum):
-        diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
-        sites = {"fc": info("rectifier")}
-        for log, dead in ((20, 0.0), (40, 0.5), (60, 0.5)):
-            for s in range(log - 19, log + 1):
-                level = 2.3 * (1 - 0.003 * min(s, 20)) + 0.01 * (-1) ** s  # moved, then stalled
-                diagnosis.loss.add(s, torch.tensor(level))
-            chance = (10, 2.303) if diagnosis.wants_chance() else None
-            said += diagnosis.review(log, 0, {"fc": figures(dead=dead)}, sites, [], list,
-                                     chance, lr=0.01, momentum=momentum)  # fmt: skip
-        return [v for v in said if v.kind == "dead_units"]
+        return _stalled_dead_units(lr=0.01, momentum=momentum)
 
     (verdict,) = run(0.999)
     assert verdict.severity == "problem"
@@ -489,16 +494,7 @@ def test_review_dead_units_at_a_rate_cut_early_name_the_schedule():
     # held out (hunt 18): MultiStepLR stepped every batch cut 1e-3 to 1e-5 by step 4; a
     # third of a dense layer fell silent by step 40, told "lower the learning rate" first
     def run(lr):
-        diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
-        sites = {"fc": info("rectifier")}
-        for log, dead in ((20, 0.0), (40, 0.5), (60, 0.5)):
-            for s in range(log - 19, log + 1):
-                level = 2.3 * (1 - 0.003 * min(s, 20)) + 0.01 * (-1) ** s  # moved, then stalled
-                diagnosis.loss.add(s, torch.tensor(level))
-            chance = (10, 2.303) if diagnosis.wants_chance() else None
-            said += diagnosis.review(log, 0, {"fc": figures(dead=dead)}, sites, [], list,
-                                     chance, lr=lr, lr_start=1e-3)  # fmt: skip
-        return [v for v in said if v.kind == "dead_units"]
+        return _stalled_dead_units(lr=lr, lr_start=1e-3)
 
     (cut,) = run(1e-5)
     assert "The learning rate is 1e-05, 100x below the 0.001 set" in cut.message

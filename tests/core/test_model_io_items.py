@@ -14,17 +14,22 @@ from tests.monitors import (
 
 
 class Items(Dataset):
-    """Dict items ``{"image": x, "label": y}``."""
+    """``data``'s items as ``shape(i, x, y)`` gives them (default: ``{"image": x, "label": y}``)."""
 
-    def __init__(self, data) -> None:
-        self.data = data
+    def __init__(self, data, shape=lambda i, x, y: {"image": x, "label": y}) -> None:
+        self.data, self.shape = data, shape
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, i):
-        x, y = self.data[i]
-        return {"image": x, "label": y}
+        return self.shape(i, *self.data[i])
+
+
+def numpy_named(i, x, y):
+    """``(name, NumPy image, NumPy label)``, as hand-written and albumentations pipelines give
+    them; the default collate makes the batch tensors."""
+    return f"{i:04d}.png", x.numpy(), y.numpy()
 
 
 class ItemForward(TinyCNN):
@@ -61,21 +66,6 @@ def test_model_io_items_forward_taking_the_batch_dict_gets_the_images_in_one(tmp
         assert torch.equal(a, b)
 
 
-class NumpyItems(Dataset):
-    """``(name, NumPy image, NumPy label)`` items, as hand-written and albumentations
-    pipelines give them; the default collate makes the batch tensors."""
-
-    def __init__(self, data) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i):
-        x, y = self.data[i]
-        return f"{i:04d}.png", x.numpy(), y.numpy()
-
-
 class NamedBatches(TinyCNN):
     def _step(self, batch, stage):
         _, x, y = batch
@@ -86,9 +76,8 @@ def test_model_io_items_numpy_items_named_first_are_read_as_the_loader_collates_
     # held out (setups hunt 18): NumPy items, or an item's file name first, made Activation,
     # FeatureMap, GradCAM and Overfitting fail ("cannot find the input tensor")
     torch.manual_seed(0)
-    data = (
-        DataLoader(NumpyItems(digits(32, seed=1)), 8),
-        DataLoader(NumpyItems(digits(16, seed=2)), 8),
+    data = tuple(
+        DataLoader(Items(digits(n, seed=s), numpy_named), 8) for n, s in ((32, 1), (16, 2))
     )
     monitors = [make_monitor(name) for name in ALL_MONITORS]
     _, _, messages = fit(tmp_path, monitors, model=NamedBatches(), data=data)
