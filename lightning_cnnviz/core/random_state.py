@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import types
 from collections.abc import Iterator, Mapping
@@ -68,12 +69,12 @@ def held_generators(*owners: Any) -> list[Any]:
             found.append(obj)
             return
         if isinstance(obj, list | tuple | set | frozenset):
-            entries: Any = list(obj)[:_WIDTH]
+            entries: Any = obj
         elif isinstance(obj, Mapping):
-            entries = list(obj.values())[:_WIDTH]
+            entries = obj.values()
         else:
-            entries = list(getattr(obj, "__dict__", {}).values())[:_WIDTH]
-        for entry in entries:
+            entries = getattr(obj, "__dict__", {}).values()
+        for entry in itertools.islice(entries, _WIDTH):  # a million file names: the first few
             visit(entry, depth + 1)
 
     for owner in owners:
