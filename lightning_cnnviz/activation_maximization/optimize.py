@@ -34,10 +34,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import LayerCapture, probe_mode
+from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.guard import grads_untouched
 from lightning_cnnviz.core.inputs import model_device, to_model
 from lightning_cnnviz.core.outputs import logits_from
+from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["Target", "maximize", "top_channels", "total_variation"]
 

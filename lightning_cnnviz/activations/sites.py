@@ -28,8 +28,9 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.activations.stats import SYMMETRIC_TYPES, output_bounds
 from lightning_cnnviz.core.activation_kind import activation_kind, saturation_range
-from lightning_cnnviz.core.capture import LayerCapture, module_name, probe_mode, site_name
+from lightning_cnnviz.core.capture import LayerCapture, module_name, site_name
 from lightning_cnnviz.core.model_state import weight_param
+from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, CONV_TYPES, named_layers
 
 __all__ = ["SiteInfo", "fallback_layers", "trace_sites"]

@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_cnnviz.core import labels, rendering
-from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.guard import grads_untouched
 from lightning_cnnviz.core.inputs import Norm, input_bounds
 from lightning_cnnviz.core.outputs import logits_from
+from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["accuracy", "example_rows", "fgsm"]
 

@@ -34,7 +34,8 @@ from lightning_cnnviz.attention.weights import (
     is_window_attention,
     window_received,
 )
-from lightning_cnnviz.core.capture import LayerCapture, probe_mode
+from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.tokens import (
     Layout,
     block_norm,

@@ -1,9 +1,9 @@
-"""The only place hooks are registered, and the probe-pass context.
+"""Where hooks are registered (with ``probe_pass.py``'s one for item-taking models).
 
 ``LayerCapture`` attaches forward hooks to selected modules for the duration of a
-``with`` block and removes every handle in ``finally``; ``probe_mode`` puts a
-model in eval mode for a probe pass and restores each module's own ``training``
-flag afterwards, so a probe never changes how training continues.
+``with`` block and removes every handle in ``finally``; the probe pass it runs in
+(``probe_pass.probe_mode``) puts the model in eval mode and restores each module's own
+``training`` flag afterwards, so a probe never changes how training continues.
 
 Example::
 
@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import weakref
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.inputs import model_device
-from lightning_cnnviz.core.model_state import kept_state
+from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = [
     "LayerCapture",
@@ -39,11 +36,8 @@ __all__ = [
     "count_call_sites",
     "first_tensor",
     "hook_count",
-    "in_probe_pass",
     "module_name",
-    "probe_mode",
     "site_name",
-    "takes_items",
     "tap_forward",
 ]
 
@@ -228,120 +222,3 @@ def count_call_sites(
     with probe_mode(model), LayerCapture(layers, on_output=lambda site, out: None) as cap:
         run()
     return {name: cap.call_counts.get(name, 0) for name in layers}
-
-
-_probe_passes = 0  # probe passes running now (nested ones count each)
-# models whose `forward` takes the data item (a dict) rather than the images: the key the
-# images go under in a probe pass (found by one trial pass: ``takes_items``)
-_ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
-
-
-def takes_items(model: nn.Module, key: str | None) -> None:
-    """Call ``model`` in probe passes with ``{key: images}`` (``None``: with the images)."""
-    if key is None:
-        _ITEM_FORWARD.pop(model, None)
-    else:
-        _ITEM_FORWARD[model] = key
-
-
-def _as_item(key: str, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """A probe pass's images handed to ``forward`` as the data item ``{key: images}``."""
-    if args and isinstance(args[0], Tensor):
-        return ({key: args[0]}, *args[1:])
-    return None
-
-
-def in_probe_pass() -> bool:
-    """Whether a probe pass is running: a tap on the run's own forward passes skips its calls.
-
-    Example::
-
-        >>> net = nn.Linear(2, 2)
-        >>> with probe_mode(net):
-        ...     in_probe_pass()
-        True
-        >>> in_probe_pass()
-        False
-    """
-    return _probe_passes > 0
-
-
-@contextlib.contextmanager
-def _silent_logging(model: nn.Module) -> Iterator[None]:
-    """A LightningModule's ``log``/``log_dict`` as no-ops: a probe pass's ``forward`` logs nothing.
-
-    A ``forward`` that calls ``self.log`` would log the probe's figures as the run's, or
-    fail where Lightning refuses a log (in ``setup``, where the monitors trace the model).
-    """
-    names = [
-        n
-        for n in ("log", "log_dict")
-        if callable(getattr(type(model), n, None)) and n not in vars(model)
-    ]
-    if not hasattr(type(model), "trainer") or not names:  # not a LightningModule
-        yield
-        return
-    for name in names:
-        object.__setattr__(model, name, lambda *args, **kwargs: None)
-    try:
-        yield
-    finally:
-        for name in names:
-            object.__delattr__(model, name)
-
-
-@contextlib.contextmanager
-def probe_mode(
-    model: nn.Module, *, grad: bool = False, autocast: bool = False
-) -> Iterator[nn.Module]:
-    """Eval mode for a probe pass, restoring every module's own ``training`` flag afterwards.
-
-    Works inside Lightning's ``torch.inference_mode()`` (validation) because it
-    leaves inference mode; ``grad=True`` enables autograd (for Grad-CAM, which
-    differentiates w.r.t. activations only). ``autocast=False`` (default) turns
-    autocast off so that probe numerics are float32 under mixed precision. The random
-    state is forked: a pass that draws random numbers leaves the run's stream as it was;
-    so are the buffers (``model_state.kept_state``: observers of quantization-aware
-    training update theirs in eval mode too).
-
-    Example::
-
-        >>> net = nn.Sequential(nn.Dropout(), nn.BatchNorm1d(2))
-        >>> _ = net[1].train(False)  # a frozen BatchNorm inside a training model
-        >>> with probe_mode(net):
-        ...     net.training
-        False
-        >>> net.training, net[0].training, net[1].training
-        (True, True, False)
-    """
-    global _probe_passes
-    flags = [(module, module.training) for module in model.modules()]
-    device = model_device(model)
-    device_type = device.type
-    try:
-        with contextlib.ExitStack() as stack:
-            # a model random in eval mode (`F.dropout(x, p)` in forward) draws numbers in a
-            # probe pass: drawn from a fork, the run's own stream stays as it was
-            cuda = [device] if device_type == "cuda" else []
-            stack.enter_context(torch.random.fork_rng(devices=cuda))
-            stack.enter_context(kept_state(model))
-            if (key := _ITEM_FORWARD.get(model)) is not None:
-                handle = model.register_forward_pre_hook(functools.partial(_as_item, key))
-                stack.callback(handle.remove)
-            stack.enter_context(_silent_logging(model))
-            stack.enter_context(torch.inference_mode(False))
-            stack.enter_context(torch.set_grad_enabled(grad))
-            # A compiled graph may have been traced with other (or no) hooks: run probes eagerly.
-            if hasattr(torch.compiler, "set_stance"):
-                stack.enter_context(torch.compiler.set_stance("force_eager"))
-            if not autocast and device_type in ("cpu", "cuda", "xpu", "mps"):
-                stack.enter_context(torch.autocast(device_type=device_type, enabled=False))
-            model.eval()
-            _probe_passes += 1
-            try:
-                yield model
-            finally:
-                _probe_passes -= 1
-    finally:
-        for module, flag in flags:
-            module.training = flag

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import first_tensor, probe_mode, takes_items
+from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import LABEL_KEYS, dataset_labels, image_key, read_item
 from lightning_cnnviz.core.outputs import (
@@ -32,6 +32,7 @@ from lightning_cnnviz.core.probe import (
     generator_for,
     probe_from_indices,
 )
+from lightning_cnnviz.core.probe_pass import probe_mode, takes_items
 from lightning_cnnviz.core.selection import unwrap_model
 
 __all__ = ["UNSET", "ProbeReader"]
@@ -72,7 +73,7 @@ class ProbeReader:
         """Find whether ``forward`` takes the data item (a dict), not images (once per fit).
 
         Where the items are dicts and ``forward`` fails on one image but runs on
-        ``{key: image}``, every probe pass hands it the images so (``capture.takes_items``),
+        ``{key: image}``, every probe pass hands it the images so (``probe_pass.takes_items``),
         said once. Held out: ``forward(self, batch)`` reading ``batch["image"]`` made every
         probe-based monitor fail with "too many indices for tensor of dimension 4".
         """

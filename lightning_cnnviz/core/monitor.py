@@ -25,7 +25,6 @@ from torch import nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
-from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.model_state import kept_state
@@ -35,6 +34,7 @@ from lightning_cnnviz.core.monitor_summary import RunSummary, say_fit_only
 from lightning_cnnviz.core.namespaces import Callback
 from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.probe import Probe
+from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.schedule import Schedule
 from lightning_cnnviz.core.selection import LayerSpec, unwrap_model
 from lightning_cnnviz.core.sinks import Sink

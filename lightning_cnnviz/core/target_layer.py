@@ -29,13 +29,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import (
-    LayerCapture,
-    module_name,
-    probe_mode,
-    site_name,
-)
+from lightning_cnnviz.core.capture import LayerCapture, module_name, site_name
 from lightning_cnnviz.core.outputs import logits_from
+from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.tokens import block_norm, grid_layout, prefix_tokens, transformer_blocks
 
 __all__ = [

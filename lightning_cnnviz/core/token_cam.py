@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_cnnviz.core import cam as C
-from lightning_cnnviz.core.capture import LayerCapture, probe_mode
+from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.target_layer import trace_calls
 from lightning_cnnviz.core.tokens import Layout, grid_layout, prefix_tokens, to_grid
 

@@ -27,10 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.inputs import model_device, to_model
 from lightning_cnnviz.core.outputs import logits_from
 from lightning_cnnviz.core.probe import Probe, generator_for, probe_from_indices
+from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["draw_pool", "find_misclassified", "misclassified_probe"]
 

@@ -19,10 +19,10 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.cam import layer_cams
-from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.inputs import as_pictures, input_bounds, norm_stats, to_image01, to_model
 from lightning_cnnviz.core.outputs import logits_from
 from lightning_cnnviz.core.probe import Probe
+from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.gradcam.draw import blank_cams
 from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, grid_agreements, region

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import probe_mode
 from lightning_cnnviz.core.outputs import logits_from
+from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["SALIENCY_METHODS", "clip_peaks", "input_saliency"]
 

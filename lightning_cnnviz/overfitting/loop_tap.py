@@ -107,7 +107,7 @@ class LoopTap(StepInputs):
     def _check_repeat(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """A model random in eval mode (functional dropout): two passes that disagree.
 
-        Both passes in one probe pass's forked random state (``core.capture.probe_mode``):
+        Both passes in one probe pass's forked random state (``core.probe_pass.probe_mode``):
         the run's own stream is left as it was.
         """
         if any(f.kind == "train_mode_in_validation" for f in self._own_findings()):

@@ -20,9 +20,10 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import in_probe_pass, tap_forward
+from lightning_cnnviz.core.capture import tap_forward
 from lightning_cnnviz.core.input_shift import StepInput, step_input, step_shift
 from lightning_cnnviz.core.items import split_sample
+from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 
 __all__ = ["StepInputs", "first_convolution"]

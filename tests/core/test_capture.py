@@ -2,13 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_cnnviz.core.capture import (
-    LayerCapture,
-    count_call_sites,
-    first_tensor,
-    hook_count,
-    probe_mode,
-)
+from lightning_cnnviz.core.capture import LayerCapture, count_call_sites, first_tensor, hook_count
+from lightning_cnnviz.core.probe_pass import probe_mode
 
 
 def test_capture_clones_before_inplace_activation():
