@@ -131,9 +131,10 @@ class CNNVizCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         preset = self._get(self.config_init, "preset")
-        return super()._instantiate_trainer(
-            config, callbacks + (presets.callbacks(preset) if preset else [])
-        )
+        added = presets.callbacks(preset) if preset else []
+        if twins := _tag_twins(list(config.get("callbacks") or []), added, preset):
+            _exit(twins, 2)  # before Lightning's own check and the monitors' (a traceback)
+        return super()._instantiate_trainer(config, callbacks + added)
 
     def after_fit(self) -> None:
         """Say where the logs went and how to look at them (once, also without monitors)."""
@@ -162,6 +163,44 @@ def _config_error(err: BaseException, trainer_config: Any) -> str:
         except Exception as bad:
             return f"trainer.callbacks[{i}] ({name}): {str(_root_cause(bad)).strip()}"
     return message
+
+
+def _tag_twins(listed: list[Any], added: list[Callback], preset: str | None) -> str:
+    """The fix, in YAML terms, where two monitors of one type would write the same tags.
+
+    Example::
+
+        >>> from lightning_cnnviz import ActivationMonitor
+        >>> listed, added = [ActivationMonitor(every_n_steps=5)], [ActivationMonitor()]
+        >>> print(_tag_twins(listed, added, "light"))  # doctest: +NORMALIZE_WHITESPACE
+        trainer.callbacks[0] (ActivationMonitor) writes under the same TensorBoard tags as
+        the preset `light`'s ActivationMonitor: give it `init_args: {tag_prefix: dense/}`
+        or leave --preset out
+    """
+    from lightning_cnnviz.core.monitor import Monitor
+
+    seen: dict[tuple[type, str], str] = {}
+    for i, cb in enumerate(listed + added):
+        if not isinstance(cb, Monitor):
+            continue
+        name = type(cb).__name__
+        where = f"trainer.callbacks[{i}] ({name})"
+        if i >= len(listed):
+            where = f"the preset `{preset}`'s {name}"
+        key = (type(cb), cb.tag_prefix)
+        if key not in seen:
+            seen[key] = where
+            continue
+        if i < len(listed):
+            return (
+                f"{where} writes under the same TensorBoard tags as {seen[key]}: give one "
+                "`init_args: {tag_prefix: dense/}` or list it once"
+            )
+        return (
+            f"{seen[key]} writes under the same TensorBoard tags as {where}: give it "
+            "`init_args: {tag_prefix: dense/}` or leave --preset out"
+        )
+    return ""
 
 
 def _get(config: Any, key: str) -> Any:

@@ -154,6 +154,32 @@ def test_cli_misspelt_class_or_argument_says_the_cause_and_the_closest(
     assert code == 2 and "Traceback" not in err and cause in err.splitlines()[0]
 
 
+@pytest.mark.parametrize(
+    ("monitor", "preset", "says"),
+    [
+        ("{class_path: lightning_cnnviz.ActivationMonitor, init_args: {every_n_steps: 5}}",
+         "standard",
+         "trainer.callbacks[0] (ActivationMonitor) writes under the same TensorBoard tags as "
+         "the preset `standard`'s ActivationMonitor: give it `init_args: {tag_prefix: dense/}` "
+         "or leave --preset out"),
+        ("{class_path: lightning_cnnviz.KernelMonitor}\n    - {class_path: "
+         "lightning_cnnviz.KernelMonitor, init_args: {every_n_steps: 3}}",
+         None,
+         "trainer.callbacks[1] (KernelMonitor) writes under the same TensorBoard tags as "
+         "trainer.callbacks[0] (KernelMonitor): give one `init_args: {tag_prefix: dense/}` or "
+         "list it once"),
+    ],
+)  # fmt: skip
+def test_cli_same_monitor_twice_says_the_yaml_fix(monitor, preset, says, tmp_path, capsys):
+    # setups hunt 18: a preset on top of a listed monitor ended in the monitor's traceback
+    config = tmp_path / "twice.yaml"
+    config.write_text(f"trainer:\n  logger: false\n  callbacks:\n    - {monitor}\n")
+    args = ["fit", "--config", str(config)] + (["--preset", preset] if preset else [])
+    code, err = _error_of(args, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[0] == f"cnnviz: error: {says}"
+
+
 def test_cli_wrong_layer_names_the_monitor_and_the_closest(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--trainer.callbacks+=lightning_cnnviz.ActivationMonitor",
