@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
+from lightning_cnnviz.core.collated import collated_view
 from lightning_cnnviz.core.items import dataset_labels, iterable_head, split_sample, target_words
 from lightning_cnnviz.core.random_state import rng_untouched
 
@@ -71,7 +72,8 @@ def generator_for(seed: int, stream: str) -> torch.Generator:
 def _dataset_of(loaders: Any) -> Any:
     if isinstance(loaders, DataLoader):
         data = loaders.dataset
-        return iterable_head(data) if isinstance(data, IterableDataset) else data
+        data = iterable_head(data) if isinstance(data, IterableDataset) else data
+        return collated_view(data, loaders.collate_fn)  # PIL items a `collate_fn` converts
     if isinstance(loaders, dict):
         loaders = list(loaders.values())
     if isinstance(loaders, list | tuple) and loaders:

@@ -18,6 +18,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
+from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.probe import find_dataset
@@ -80,7 +81,7 @@ class LoopTap(StepInputs):
         sampler = getattr(loader, "sampler", None)
         return isinstance(sampler, torch.utils.data.SequentialSampler) and getattr(
             loader, "dataset", None
-        ) is find_dataset(trainer, "val")
+        ) is source_dataset(find_dataset(trainer, "val"))
 
     @override
     def on_validation_batch_start(

@@ -87,3 +87,44 @@ def test_model_io_items_numpy_items_named_first_are_read_as_the_loader_collates_
         name = type(monitor).__name__
         assert not failures(messages, name) and monitor.events > 0, name
         assert any(t.startswith(section(name) + "/") for t in written), name
+
+
+def pil_item(i, x, y):
+    """``(PIL image, int)``: a dataset without ``ToTensor``, its loader converts the batch."""
+    from PIL import Image
+
+    pixels = (x[0].clamp(-1, 2) + 1) / 3 * 255  # one channel, 0..255
+    return Image.fromarray(pixels.round().to(torch.uint8).numpy()), int(y)
+
+
+def to_tensors(items):
+    """The loader's ``collate_fn``: PIL images to one float batch, as ``ToTensor`` would."""
+    from torchvision.transforms.functional import pil_to_tensor
+
+    images = torch.stack([pil_to_tensor(image).float() / 255 for image, _ in items])
+    return images * 3 - 1, torch.tensor([label for _, label in items])
+
+
+def test_model_io_items_pil_items_a_collate_fn_converts_are_read_through_it(tmp_path):
+    # held out (setups hunt 18): (PIL image, label) items that only the loader's collate_fn
+    # turns into tensors made Activation, FeatureMap, GradCAM and Overfitting fail
+    torch.manual_seed(0)
+    data = tuple(
+        DataLoader(Items(digits(n, seed=s), pil_item), 8, collate_fn=to_tensors)
+        for n, s in ((32, 1), (16, 2))
+    )
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, model, messages = fit(tmp_path / "on", monitors, data=data)
+    tags = written_tags(tmp_path / "on")
+    written = {t for kind in ("images", "scalars") for t in tags[kind]}
+    for monitor in monitors:
+        name = type(monitor).__name__
+        assert not failures(messages, name) and monitor.events > 0, name
+        assert any(t.startswith(section(name) + "/") for t in written), name
+    probe = next(m for m in monitors if type(m).__name__ == "FeatureMapMonitor")._probes["val"]
+    first = to_tensors([pil_item(0, *digits(16, seed=2)[probe.indices[0]])])[0][0]
+    assert torch.equal(probe.images[0], first)  # the image as the model gets it
+    torch.manual_seed(0)
+    _, bare, _ = fit(tmp_path / "off", [], data=data)
+    for a, b in zip(model.state_dict().values(), bare.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -1,0 +1,121 @@
+"""A dataset whose items only its loader's ``collate_fn`` turns into tensors, item by item.
+
+Datasets of PIL images (or dicts of them) whose loader converts them in a ``collate_fn``
+(an image processor, ``ToTensor`` applied to the batch) hold no input tensor that
+``items.split_sample`` could find. ``collated_view`` puts such a dataset behind a view whose
+items are what the model gets: one item collated alone, then taken out of its batch of
+one. Datasets whose items already split are returned as they are (a mixing
+``collate_fn``, MixUp or CutMix, would blend probe images with each other).
+
+Example::
+
+    >>> import torch
+    >>> items = [([1.0, 2.0], 3), ([4.0, 5.0], 6)]  # lists, no tensors
+    >>> collate = lambda batch: (torch.tensor([x for x, _ in batch]).view(-1, 1, 2, 1),
+    ...                          torch.tensor([y for _, y in batch]))
+    >>> view = collated_view(items, collate)
+    >>> x, y = view[1]
+    >>> tuple(x.shape), int(y), len(view)
+    ((1, 2, 1), 6, 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from torch import Tensor
+from torch.utils.data import default_collate
+
+from lightning_cnnviz.core.items import read_item, split_sample
+
+__all__ = ["Collated", "collated_view", "source_dataset"]
+
+
+class Collated:
+    """``dataset`` read through ``collate`` one item at a time (other attributes: its own)."""
+
+    def __init__(self, dataset: Any, collate: Callable[[list[Any]], Any]) -> None:
+        self.dataset = dataset
+        self.collate = collate
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return _unbatch(self.collate([self.dataset[index]]))
+
+    def __getattr__(self, name: str) -> Any:  # `targets`, `classes`: the dataset's own
+        if name in ("dataset", "collate"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def _unbatch(batch: Any) -> Any:
+    """The only item of a batch of one: every tensor's first row, containers kept."""
+    if isinstance(batch, Tensor):
+        return batch[0] if batch.dim() else batch
+    if isinstance(batch, Mapping):
+        return {k: _unbatch(v) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
+        return type(batch)(*map(_unbatch, batch))
+    if isinstance(batch, Sequence) and not isinstance(batch, str):
+        return (
+            type(batch)(map(_unbatch, batch))
+            if isinstance(batch, tuple)
+            else list(map(_unbatch, batch))
+        )
+    return batch
+
+
+_views: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def collated_view(dataset: Any, collate: Callable[[list[Any]], Any] | None) -> Any:
+    """``dataset``, or a ``Collated`` view of it where only ``collate`` makes its items tensors.
+
+    Decided once per dataset from its first item (read with the random generators
+    untouched); a dataset without items, or one that ``collate`` does not help, stays as
+    it is (the monitors then say why they cannot read it).
+    """
+    if collate is None or collate is default_collate or not _has_items(dataset):
+        return dataset
+    try:
+        cached = _views.get(dataset)
+    except TypeError:  # unhashable (a list of an iterable dataset's first items)
+        cached = None
+    if cached is not None:
+        return cached
+    view = _decide(dataset, collate)
+    with contextlib.suppress(TypeError):
+        _views[dataset] = view
+    return view
+
+
+def _has_items(dataset: Any) -> bool:
+    try:
+        return len(dataset) > 0
+    except TypeError:
+        return False
+
+
+def _decide(dataset: Any, collate: Callable[[list[Any]], Any]) -> Any:
+    first = read_item(dataset, 0)
+    try:
+        split_sample(first)
+        return dataset  # already tensors: the collate is left to the loader
+    except TypeError:
+        pass
+    view = Collated(dataset, collate)
+    try:
+        split_sample(read_item(view, 0))
+    except Exception:  # the collate needs a real batch, or yields no image either
+        return dataset
+    return view
+
+
+def source_dataset(data: Any) -> Any:
+    """The dataset itself behind a ``Collated`` view (else ``data``)."""
+    return data.dataset if isinstance(data, Collated) else data
