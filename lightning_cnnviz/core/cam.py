@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.outputs import logits_from
+from lightning_cnnviz.core.outputs import NotApplicable, logits_from
 from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["CAM_METHODS", "grad_cam", "layer_cams"]
@@ -62,6 +62,11 @@ class _Score(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         logits = logits_from(self.model(x), self.output_key)
+        if torch.is_grad_enabled() and not logits.requires_grad:
+            raise NotApplicable(
+                "the model's output carries no gradient (a `forward` under "
+                "`@torch.no_grad()`, or logits detached), and Grad-CAM needs one"
+            )
         if logits.dim() < 2:
             raise ValueError(
                 f"Grad-CAM needs (batch, classes) logits, the model returned shape "

@@ -109,6 +109,30 @@ def test_gradcam_frozen_backbone_gets_cams(tmp_path):
     assert len(conc) == 2 and all(0.1 <= v <= 1 for _, v in conc)
 
 
+class InferenceForward(ZOO["bn_dropout"]):
+    """``forward`` is an inference API under ``@torch.no_grad()``; training calls the net."""
+
+    @torch.no_grad()
+    def forward(self, x):
+        return self.net(x)
+
+    def net(self, x):
+        return super().forward(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+
+
+def test_gradcam_forward_without_gradients_steps_aside_saying_so(tmp_path):
+    # setups hunt 18: "RuntimeError: element 0 of tensors does not require grad ..."
+    monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, misclassified_pool=16)
+    fit(tmp_path, monitor, model=InferenceForward())
+    assert monitor.disabled and monitor.events == 0
+    assert monitor.aside_reason.startswith("stepped aside: the model's output carries no gradient")
+    assert "`@torch.no_grad()`" in monitor.aside_reason  # a stated reason, not "failed"
+
+
 def test_gradcam_bf16_mixed_on_cpu_gives_finite_float32_cams(tmp_path, monkeypatch):
     seen = []
     real = core_cam.grad_cam
