@@ -15,6 +15,7 @@ from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_int, check_number
 from lightning_cnnviz.core.inputs import Norm, display_channels, norm_stats, to_image01
 from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.selection import (
     CONV_TYPES,
     named_layers,
@@ -111,6 +112,8 @@ class AdversarialMonitor(Monitor, section="adversarial"):
             key = self.logits_key(trainer, pl_module)
             with with_probe(model):
                 clean = self.logits_of(model(x)).float()  # steps aside on dense logits
+            if clean.shape[1] < 2 or (labels is not None and int(labels.max()) >= clean.shape[1]):
+                raise NotApplicable(_classes_text(clean.shape[1], labels))
             target = clean.argmax(1) if labels is None else labels.to(x.device)
             mean, std = norm if norm is not None else (None, None)
             adv = robustness.fgsm(model, x, target, self.epsilon, mean=mean, std=std,
@@ -183,3 +186,23 @@ class AdversarialMonitor(Monitor, section="adversarial"):
                 (cams[0].cpu(), cams[1].cpu()), (fmap[:k].cpu(), fmap[k:].cpu()),
                 None if labels is None else labels[:k].tolist(), predicted, site,
             )  # fmt: skip
+
+
+def _classes_text(outputs: int, labels: Tensor | None) -> str:
+    """Why the attack cannot run: no logit per class to raise the true class's loss on.
+
+    Example::
+
+        >>> _classes_text(1, torch.tensor([0, 9]))  # doctest: +NORMALIZE_WHITESPACE
+        'the model gives 1 output per image for labels 0 to 9 (a one-logit discriminator or
+        binary head?): the attack needs one logit per class'
+        >>> _classes_text(5, torch.tensor([0, 9]))[:56]
+        'the model gives 5 outputs per image for labels 0 to 9: t'
+    """
+    seen = "" if labels is None else f" for labels 0 to {int(labels.max())}"
+    guess = " (a one-logit discriminator or binary head?)" if outputs == 1 else ""
+    plural = "" if outputs == 1 else "s"
+    return (
+        f"the model gives {outputs} output{plural} per image{seen}{guess}: the attack needs "
+        "one logit per class"
+    )

@@ -5,6 +5,7 @@ from torch import nn
 from lightning_cnnviz.adversarial.callback import AdversarialMonitor
 from lightning_cnnviz.adversarial.fgsm import accuracy, fgsm
 from lightning_cnnviz.core import labels
+from tests.monitors import TinyCNN, failures, fit, make_monitor
 from tests.tb import events
 from tests.views_helpers import DigitsData, reference_model, run
 
@@ -90,3 +91,27 @@ def test_adversarial_scalars_only(tmp_path):
 def test_adversarial_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AdversarialMonitor(**kwargs)
+
+
+class OneLogit(TinyCNN):
+    """A discriminator-like head: one logit, trained on "class 0 or not" of 4-class labels."""
+
+    def __init__(self) -> None:
+        super().__init__(classes=1)
+
+    def _step(self, batch, stage):
+        x, y = batch
+        loss = nn.functional.binary_cross_entropy_with_logits(self(x)[:, 0], (y == 0).float())
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
+def test_adversarial_one_logit_model_steps_aside_saying_why(tmp_path):
+    # setups hunt 18: a one-logit discriminator with 10-class labels in the batch ended in
+    # "IndexError: Target 1 is out of bounds"
+    monitor = make_monitor("AdversarialMonitor")
+    _, _, messages = fit(tmp_path, [monitor], model=OneLogit())
+    assert not failures(messages, "AdversarialMonitor") and monitor.events == 0
+    aside = [m for m in messages if m.startswith("AdversarialMonitor steps aside")]
+    assert len(aside) == 1
+    assert "gives 1 output per image for labels 0 to 3 (a one-logit discriminator" in aside[0]
