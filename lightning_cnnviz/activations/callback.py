@@ -165,7 +165,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             lr=settings.lr, lr_start=settings.lr_initial,
             decay=(settings.decay_per_step, settings.weight_decay),
             clip=clip_setting(trainer), momentum=settings.momentum,
-            output_site=self._rec.output_site,
+            output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),
             **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

@@ -77,6 +77,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.first_rms: float | None = None
         self.weak_logs = 0  # logs in a row with the gradient fading by the weaker bar
         self.clip: tuple[float | None, str | None] = (None, None)  # value, algorithm
+        self.frozen_head: str | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
         self.transient = -1  # the step of the last spike the run recovered from on its own
@@ -212,6 +213,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         decay: tuple[float | None, float | None] = (None, None),
         clip: tuple[float | None, str | None] = (None, None),
         momentum: float | None = None,
+        frozen_head: str | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -233,7 +235,8 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         its silent units are classes, told as ``output_activation``, not as dead units.
         ``decay``: the optimiser's decoupled weight decay per step and its ``weight_decay``
         (``core.settings``; ``None``: none, or Adam's L2). ``momentum``: the optimiser's
-        (``HIGH_MOMENTUM`` or more is named as the cause of silent units).
+        (``HIGH_MOMENTUM`` or more is named as the cause of silent units). ``frozen_head``:
+        the model's first weight layer where it is frozen (no vanishing gradients then).
         """
         series = self.loss.read()
         self.chance = self.chance or chance
@@ -271,6 +274,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
         self.decay, self.clip, self.momentum = decay, clip, momentum
+        self.frozen_head = frozen_head
         out += self._weight_decay(step, epoch, gain, lr)
         found, falling = self._gradients(
             step, epoch, series, figures, profile, kinds, dying, zero_layers, previous, gain

@@ -260,6 +260,15 @@ class Recorder:
                 rms = torch.linalg.vector_norm(grad.detach().float()) / grad.numel() ** 0.5
                 self.grad_rms[name] = rms
 
+    def frozen_head(self, model: nn.Module) -> str | None:
+        """The first weight layer in forward order where its weight is frozen, else ``None``."""
+        if not self.depth:
+            return None
+        module = named_layers(model).get(self.depth[0])
+        weight = None if module is None else weight_param(module)
+        frozen = isinstance(weight, Tensor) and not weight.requires_grad
+        return self.depth[0] if frozen else None
+
     def gather(self, tau: float) -> tuple[dict[str, dict[str, Tensor]], dict[str, float]]:
         """``gather`` over the sites and the kept gradient norms (then cleared)."""
         rms = {f"{_RMS}{name}": value for name, value in self.grad_rms.items()}

@@ -435,6 +435,23 @@ def test_review_vanishing_gradients_with_dying_units_is_the_dead_units_finding()
     assert kinds(0.875, 0.875) == ["vanishing_gradients"]  # no die-off at this log
 
 
+def test_review_vanishing_gradients_not_told_behind_frozen_first_layers():
+    # hunt 18: a timm resnet18d frozen up to layer4 by mistake: "the first layers get 4.3e-4
+    # of the last layers' gradient (`layer4.0.conv1` vs `fc`)", warned before frozen_layers
+    profile = [("layer4.0.conv1", 1e-8), ("layer4.0.conv2", 1e-7), ("fc", 1e-2)]
+    losses = [(s, 2.3) for s in range(1, 11)]
+
+    def kinds(frozen_head):
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+        for s, value in losses:
+            diagnosis.loss.add(s, torch.tensor(value))
+        said = diagnosis.review(10, 0, {}, {}, profile, list, frozen_head=frozen_head)
+        return [v.kind for v in said]
+
+    assert "vanishing_gradients" in kinds(None)
+    assert "vanishing_gradients" not in kinds("conv1")
+
+
 def test_review_dead_units_while_the_loss_never_left_chance_point_at_the_data():
     # shuffled training labels: the loss at 2.29-2.31 (ln 10) from the first step while
     # Adam silences half the dense layer; the cause is not the learning rate

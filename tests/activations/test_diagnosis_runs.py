@@ -121,6 +121,19 @@ def test_diagnosis_runs_deep_sigmoid_cnn_vanishing_gradients(tmp_path):
     assert not [f for f in findings_of(trainer) if f.kind == "dead_units"]  # sigmoids never die
 
 
+def test_diagnosis_runs_frozen_first_layers_are_no_vanishing_gradients(tmp_path):
+    # the same net with its first convolutions frozen: the profile starts at the first
+    # trainable layer, which says nothing about gradients reaching the first layers
+    net = sigmoid_cnn()
+    for layer in list(net)[:6]:
+        layer.requires_grad_(False)
+    trainer, _ = fit(tmp_path, Net(net, lr=0.01), steps=25)
+    assert not [f for f in findings_of(trainer) if f.kind == "vanishing_gradients"]
+    acc = events(tmp_path)
+    assert "activations/net.0/grad_rms" not in acc.Tags()["scalars"]  # frozen: no gradient
+    assert len(acc.Scalars("activations/net.7/grad_rms")) > 0
+
+
 def test_diagnosis_runs_residual_activation_belongs_to_the_main_path():
     """After `out += downsample(x)` the block's ReLU reads conv2's output, not the shortcut's."""
     model = torchvision.models.resnet18(weights=None, num_classes=10)
