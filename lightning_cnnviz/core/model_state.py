@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -46,9 +47,11 @@ _KEEPING: set[int] = set()  # models inside a ``kept_state`` now: a nested one i
 
 @contextlib.contextmanager
 def kept_state(model: nn.Module) -> Iterator[None]:
-    """Parametrizations in eval mode inside, every buffer as it was on leaving.
+    """Parametrizations in eval mode inside; buffers and modules' own attributes kept.
 
-    Re-entrant: a probe pass inside an event keeps nothing twice (the outer one restores).
+    On leaving, every buffer and every attribute a module holds of its own (not torch's or
+    Lightning's) is as it was. Re-entrant: a probe pass inside an event keeps nothing twice
+    (the outer one restores).
     """
     if id(model) in _KEEPING:
         yield
@@ -61,6 +64,8 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         for name, buffer in module._buffers.items()
         if isinstance(buffer, Tensor) and buffer.numel() <= KEPT_NUMEL
     ]
+    own = _torch_attributes()
+    attributes = [(m, {k: v for k, v in vars(m).items() if k not in own}) for m in model.modules()]
     _KEEPING.add(id(model))
     try:
         for p in lists:
@@ -74,6 +79,33 @@ def kept_state(model: nn.Module) -> Iterator[None]:
             for module, name, buffer, copy in saved:
                 module._buffers[name] = buffer  # the same tensor: optimisers, DDP hold it
                 buffer.copy_(copy)
+        for module, before in attributes:
+            _put_back(vars(module), before, own)
+
+
+_GONE = object()
+
+
+def _put_back(now: dict[str, object], before: dict[str, object], own: frozenset[str]) -> None:
+    """A module's own attributes as they were (those added since removed).
+
+    A ``forward`` that keeps ``self._feats = out`` for a hook of the module's (a memory bank
+    updated in ``on_train_batch_end``, after the monitors' probe passes) then reads the
+    training batch's, not the probe's.
+    """
+    for name in [k for k in now if k not in before and k not in own]:
+        del now[name]
+    for name, value in before.items():
+        if now.get(name, _GONE) is not value:
+            now[name] = value
+
+
+@functools.cache
+def _torch_attributes() -> frozenset[str]:
+    """The attributes ``nn.Module`` and ``LightningModule`` keep for themselves (left alone)."""
+    from lightning.pytorch import LightningModule
+
+    return frozenset(vars(nn.Module())) | frozenset(vars(LightningModule()))
 
 
 def weight_param(module: nn.Module) -> Tensor | None:

@@ -182,6 +182,24 @@ class MovingBuffers(ZooModel):
         return self.fc(x.flatten(1))
 
 
+class FeatureBank(BNDropout):
+    """``forward`` keeps its features for the module's own hook after the step (a memory
+    bank, as contrastive and centre losses keep): the monitors' probe passes run first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("bank", torch.zeros(8 * 4 * 4))
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
+        self._features = x.flatten(1).detach()
+        return self.fc(self.dropout(x.flatten(1)))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.bank.mul_(0.9).add_(0.1 * self._features.mean(0))
+
+
 ZOO: dict[str, type[ZooModel]] = {
     "bn_dropout": BNDropout,
     "inplace_relu": InplaceReLU,
@@ -191,6 +209,7 @@ ZOO: dict[str, type[ZooModel]] = {
     "frozen_backbone": FrozenBackbone,
     "functional_dropout": FunctionalDropout,
     "moving_buffers": MovingBuffers,
+    "feature_bank": FeatureBank,
 }
 
 
