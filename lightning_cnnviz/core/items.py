@@ -150,7 +150,8 @@ def target_words(samples: Sequence[Any], label_key: Any = None) -> str:
         return f"tensors of shapes {sorted(shapes)[:3]}"
     t = torch.stack(ys)
     if t[0].numel() == 1:
-        return "" if _integer(t) else "real numbers (regression)"
+        binary = bool(((t == 0) | (t == 1)).all())
+        return "" if _integer(t) or binary else "real numbers (regression)"
     if t.dim() >= 3 and _integer(t):
         return "per-pixel class maps (segmentation)"
     rows = t.flatten(1).double()
@@ -180,6 +181,10 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
         5
         >>> split_sample(torch.zeros(1, 2, 2))[1] is None
         True
+        >>> split_sample((torch.zeros(1, 2, 2), torch.tensor([1.0])))[1]  # a BCE target
+        1
+        >>> split_sample((torch.zeros(1, 2, 2), torch.tensor(0.7)))[1] is None  # regression
+        True
     """
     x, y = _parts(sample, label_key)
     if _array(x) and not isinstance(x, Tensor):  # NumPy items: as the default collate reads them
@@ -193,12 +198,11 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
         )
     if isinstance(y, np.ndarray) and y.ndim == 0:
         y = y.item()
-    if isinstance(y, Tensor):  # a float target (regression, soft labels) is no class
-        y = int(y.item()) if y.numel() == 1 and _integer(y) else None
-    elif isinstance(y, numbers.Integral) and not isinstance(y, bool):  # NumPy's too
-        y = int(y)
-    else:
-        y = None
+    if isinstance(y, Tensor):  # a float target (regression, soft labels) is no class ...
+        y = y.item() if y.numel() == 1 else None
+    integral = isinstance(y, numbers.Integral) and not isinstance(y, bool)  # NumPy's too
+    binary = isinstance(y, numbers.Real) and y in (0.0, 1.0)  # ... but a BCE target 0. / 1. is
+    y = int(y) if integral or binary else None  # type: ignore[arg-type]
     return x, y
 
 

@@ -128,3 +128,39 @@ def test_model_io_items_pil_items_a_collate_fn_converts_are_read_through_it(tmp_
     _, bare, _ = fit(tmp_path / "off", [], data=data)
     for a, b in zip(model.state_dict().values(), bare.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+class FloatTargets(TinyCNN):
+    """One logit, ``BCEWithLogitsLoss`` on (B, 1) float targets 0. / 1. (binary sets' way)."""
+
+    def __init__(self) -> None:
+        super().__init__(classes=1)
+
+    def _step(self, batch, stage):
+        x, y = batch
+        logits = self(x)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+        self.log(f"{stage}/loss", loss)
+        self.log(f"{stage}/acc", ((logits > 0).float() == y).float().mean())
+        return loss
+
+
+def test_model_io_items_float_binary_targets_are_two_classes_not_regression(tmp_path):
+    # setups hunt 19: (B, 1) float 0/1 targets were "real numbers (regression)": the
+    # class-based checks and Grad-CAM's per-class reads were left out
+    def binary(i, x, y):
+        return x, (y % 2).float().view(1)
+
+    torch.manual_seed(0)
+    data = tuple(DataLoader(Items(digits(n, seed=s), binary), 8) for n, s in ((32, 1), (16, 2)))
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, _, messages = fit(tmp_path, monitors, model=FloatTargets(), data=data)
+    assert [m for m in messages if "one logit per sample and the labels are 0/1" in m]
+    assert not [m for m in messages if "regression" in m]
+    probe = next(m for m in monitors if type(m).__name__ == "GradCAMMonitor")._probes["val"]
+    assert probe.labels is not None and set(probe.labels.tolist()) == {0, 1}
+    tags = written_tags(tmp_path)
+    for monitor in monitors:
+        name = type(monitor).__name__
+        assert not failures(messages, name) and monitor.events > 0, name
+    assert {"gradcam/val", "gradcam/train"} <= tags["images"]
