@@ -125,15 +125,22 @@ def divergence_text(
         >>> print(divergence_text(40, 0, nonfinite_step=12, spike=None, first_weights="fc.weight",
         ...       first_activations="relu1", first_grads=None, died={})[:80])
         Training diverged (seen at step 40, epoch 0): the loss became non-finite (NaN or
+        >>> text = divergence_text(10, 0, nonfinite_step=None, spike=(5, 10.1, 9.53, 2.83),
+        ...       first_weights=None, first_activations=None, first_grads=None, died={})
+        >>> text[text.index("(start"):].split(")")[0]  # rising from the first step on
+        '(start 2.83, and no lower than 9.53 after the first steps'
     """
     what = []
     if nonfinite_step is not None:
         what.append(f"the loss became non-finite (NaN or Inf) at step {nonfinite_step}")
     if spike is not None:
         at, value, best, start = spike
-        what.append(
-            f"the loss spiked to {value:.3g} at step {at} (best {best:.3g}, start {start:.3g})"
+        low = (  # a loss that rose from its first step has its lowest median above the start
+            f"best {best:.3g}, start {start:.3g}"
+            if best < start
+            else f"start {start:.3g}, and no lower than {best:.3g} after the first steps"
         )
+        what.append(f"the loss spiked to {value:.3g} at step {at} ({low})")
         if level is not None:
             what[-1] += f" late in training, from {level[0]:.3g} just before it"
             if nonfinite_step is None:  # (after a NaN, the last finite losses say nothing now)
