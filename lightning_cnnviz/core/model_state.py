@@ -122,10 +122,21 @@ def weight_param(module: nn.Module) -> Tensor | None:
         >>> layer = prune.l1_unstructured(nn.Linear(4, 2), "weight", amount=0.5)
         >>> weight_param(layer) is layer.weight_orig
         True
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")  # deprecated for `parametrizations.weight_norm`
+        ...     old = torch.nn.utils.weight_norm(nn.Linear(4, 2))
+        >>> weight_param(old) is old.weight_v
+        True
     """
     if parametrize.is_parametrized(module, "weight"):
         originals = list(module.parametrizations.weight.parameters(recurse=False))  # type: ignore[union-attr]
         return max(originals, key=Tensor.numel) if originals else None
     params = dict(module.named_parameters(recurse=False))  # a ScriptModule's too
-    weight = params.get("weight_orig", params.get("weight"))
-    return weight if isinstance(weight, Tensor) else getattr(module, "weight", None)
+    # `weight_v`: the direction of the older `torch.nn.utils.weight_norm`, whose `weight`
+    # is recomputed on every forward (no leaf: reading its `.grad` warns)
+    weight = params.get("weight_orig", params.get("weight", params.get("weight_v")))
+    if isinstance(weight, Tensor):
+        return weight
+    weight = getattr(module, "weight", None)
+    return weight if isinstance(weight, Tensor) and weight.is_leaf else None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.gradients import attenuated, gradient_findings
+from tests.monitors import TinyCNN, fit, make_monitor
+from tests.tb import events
 
 # measured: a plain 10-conv Tanh CNN at PyTorch's default init, SGD 0.01 momentum 0.9, at
 # chance for 378 steps: the first layer 4.4e-3 .. 8.5e-3 of the last, 2.6e-2 .. 4.8e-2 by
@@ -108,3 +112,18 @@ def test_gradients_clipping_by_value_far_below_the_gradients_is_a_note_once():
         for s in range(9):
             quiet.loss.add(s, torch.tensor(2.3))
         assert quiet.review(8, 0, {}, {}, healthy, list, clip=clip) == []
+
+
+def test_gradients_grad_rms_of_layers_under_the_older_weight_norm(tmp_path):
+    # setups hunt 19: `torch.nn.utils.weight_norm` (its `weight` recomputed each forward, no
+    # leaf) wrote no grad_rms for its layers, and PyTorch's non-leaf `.grad` warning leaked
+    model = TinyCNN()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated for parametrizations
+        torch.nn.utils.weight_norm(model.conv1)
+    monitor = make_monitor("ActivationMonitor")
+    _, _, messages = fit(tmp_path, [monitor], model=model)
+    assert not [m for m in messages if "non-leaf" in m]
+    acc = events(tmp_path)
+    written = [e.value for e in acc.Scalars("activations/conv1/grad_rms")]
+    assert written and all(v > 0 for v in written)
