@@ -13,7 +13,13 @@ from lightning_cnnviz.adversarial import fgsm as robustness
 from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_int, check_number
-from lightning_cnnviz.core.inputs import Norm, display_channels, norm_stats, to_image01
+from lightning_cnnviz.core.inputs import (
+    Norm,
+    display_channels,
+    id_inputs,
+    norm_stats,
+    to_image01,
+)
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.selection import (
@@ -107,6 +113,8 @@ class AdversarialMonitor(Monitor, section="adversarial"):
         model, step = unwrap_model(pl_module), trainer.global_step
         with self.phase("capture"):
             x, norm = self.probe_input(trainer, pl_module), norm_stats(trainer)
+            if words := id_inputs(x):
+                raise NotApplicable(f"{words}: an attack perturbs continuous inputs")
             norm = norm if norm is not None and norm.fits(x.shape[1]) else None
             labels = self.probe(trainer).labels
             key = self.logits_key(trainer, pl_module)

@@ -131,7 +131,11 @@ def raw_scale(x: Tensor) -> dict[str, float] | None:
         255.0
         >>> raw_scale(torch.rand(2, 1, 4, 4) / 255)["input_std"] < FLAT
         True
+        >>> raw_scale(torch.randint(4, 200, (2, 40))) is None  # token ids: no pixel scale
+        True
     """
+    if not (x.is_floating_point() or x.dtype == torch.uint8):
+        return None
     x = torch.nan_to_num(x.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
     if x.numel() < 2:
         return None
@@ -190,8 +194,32 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
     return param.dtype if param is not None and param.is_floating_point() else None
 
 
+def id_inputs(x: Tensor) -> str:
+    """Where ``x`` holds integer ids (a text CNN's tokens), that, in words ("" otherwise).
+
+    Example::
+
+        >>> id_inputs(torch.zeros(2, 40, dtype=torch.long))[:46]
+        'its inputs are integer ids, (40,) per sample ('
+        >>> id_inputs(torch.zeros(2, 1, 4, 4, dtype=torch.uint8))  # raw pixels
+        ''
+    """
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.uint8:
+        return ""
+    return (
+        f"its inputs are integer ids, {tuple(x.shape[1:])} per sample (tokens for an "
+        "embedding?), not images or signals"
+    )
+
+
 def to_model(x: Tensor, model: nn.Module, default_dtype: torch.dtype | None = None) -> Tensor:
-    """``x`` on the model's device, in its parameter dtype (else ``default_dtype`` or as it is)."""
+    """``x`` on the model's device, in its parameter dtype (else ``default_dtype`` or as it is).
+
+    Integer inputs stay integers: token ids for an ``nn.Embedding`` (a text CNN), as the
+    training batches hold them.
+    """
+    if id_inputs(x):
+        return x.to(model_device(model))
     return x.to(model_device(model), model_dtype(model) or default_dtype)
 
 

@@ -200,9 +200,9 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
         y = y.item()
     if isinstance(y, Tensor):  # a float target (regression, soft labels) is no class ...
         y = y.item() if y.numel() == 1 else None
-    integral = isinstance(y, numbers.Integral) and not isinstance(y, bool)  # NumPy's too
+    integral = isinstance(y, numbers.Integral)  # NumPy's too
     binary = isinstance(y, numbers.Real) and y in (0.0, 1.0)  # ... but a BCE target 0. / 1. is
-    y = int(y) if integral or binary else None  # type: ignore[arg-type]
+    y = int(y) if (integral or binary) and not isinstance(y, bool) else None  # type: ignore[arg-type]
     return x, y
 
 

@@ -13,12 +13,13 @@ It reads the monitor's ``layers``, ``selected``, ``shared``, ``section``,
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 
 from lightning_cnnviz.core.capture import count_call_sites, module_name, site_name
+from lightning_cnnviz.core.inputs import id_inputs
 from lightning_cnnviz.core.selection import (
     LayerNotFoundError,
     LayerSpec,
@@ -69,6 +70,7 @@ class LayerWatcher:
     shared: set[str]
     _call_counts: dict[str, int]
     _layers_logged: bool
+    _probes: dict[str, Any]
 
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
         """Names ``layers="auto"`` picks (override per monitor; default: none)."""
@@ -103,6 +105,11 @@ class LayerWatcher:
                 self.find_call_sites(trainer, pl_module)
             self.sink.layers(self.describe_layers(), trainer.global_step)
 
+    def _id_inputs(self) -> str:
+        """Where the probe's inputs are integer ids (a text CNN's tokens), that, in words."""
+        images = getattr(next(iter(self._probes.values()), None), "images", None)
+        return "" if images is None or not (words := id_inputs(images)) else f"; {words}"
+
     def _resolve_layers(self, pl_module: LightningModule) -> None:
         """Set ``selected`` from ``layers`` (at each fit's setup, for a monitor that watches)."""
         if not self.watches_layers:
@@ -124,7 +131,8 @@ class LayerWatcher:
             )
             self.step_aside(
                 f"`layers='auto'` found no layer it can watch in this model "
-                f"({self.auto_description}{held}); name layers with `layers=` to watch others"
+                f"({self.auto_description}{held}{self._id_inputs()}); name layers with "
+                "`layers=` to watch others"
             )
         except LayerNotFoundError:
             raise

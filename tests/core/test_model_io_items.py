@@ -1,6 +1,7 @@
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_cnnviz import findings_of
 from tests.monitors import (
     ALL_MONITORS,
     TinyCNN,
@@ -164,3 +165,48 @@ def test_model_io_items_float_binary_targets_are_two_classes_not_regression(tmp_
         name = type(monitor).__name__
         assert not failures(messages, name) and monitor.events > 0, name
     assert {"gradcam/val", "gradcam/train"} <= tags["images"]
+
+
+class TextCNN(TinyCNN):
+    """Token ids (B, 40) -> embedding -> two Conv1d -> max over positions, 4 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        del self.conv1, self.bn1, self.conv2, self.bn2, self.fc
+        self.emb = torch.nn.Embedding(200, 16)
+        self.c1, self.c2 = torch.nn.Conv1d(16, 32, 3, padding=1), torch.nn.Conv1d(32, 32, 3)
+        self.fc = torch.nn.Linear(32, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.c1(self.emb(x).transpose(1, 2)))
+        return self.fc(torch.relu(self.c2(h)).amax(2))
+
+
+def test_model_io_items_token_ids_stay_integers_and_image_views_say_why_not(tmp_path):
+    # setups hunt 19: a text CNN's Long token ids were cast to float, and Activation,
+    # FeatureMap, GradCAM and Overfitting failed in the embedding
+    def tokens(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.arange(n) % 4
+        x = torch.randint(4, 200, (n, 40), generator=g)
+        x[:, 5] = y  # the label's token
+        return torch.utils.data.TensorDataset(x, y)
+
+    torch.manual_seed(0)
+    data = (DataLoader(tokens(64, 1), 16), DataLoader(tokens(32, 2), 16))
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    trainer, _, messages = fit(tmp_path, monitors, model=TextCNN(), data=data)
+    tags = written_tags(tmp_path)
+    written = {t for kind in ("images", "scalars") for t in tags[kind]}
+    images_only = ("FeatureMapMonitor", "GradCAMMonitor", "AdversarialMonitor")
+    for monitor in monitors:
+        name = type(monitor).__name__
+        assert not failures(messages, name), name
+        if name in images_only:  # a stated reason, naming the ids
+            assert "its inputs are integer ids, (40,) per sample" in monitor.aside_reason, name
+        elif name == "ActivationMaximizationMonitor":
+            assert "it optimises images (N, C, H, W)" in monitor.aside_reason
+        else:
+            assert any(t.startswith(section(name) + "/") for t in written), name
+    assert "activations/c1/grad_rms" in tags["scalars"]
+    assert not [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"]
