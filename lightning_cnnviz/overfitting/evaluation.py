@@ -52,6 +52,7 @@ class Evaluation:
     epoch: int
     train_loss: float | None = None
     returned_loss: float | None = None  # training_step's returned loss, mean since the last
+    first_loss: float | None = None  # training_step's returned loss at the run's first step
     val_loss: float | None = None
     train_acc: float | None = None
     val_acc: float | None = None

@@ -46,8 +46,8 @@ class LoggedReads:
 
         The second: ``train_loss`` as the interval's mean where the logged value is one
         batch's. The third: ``seenFalse``/``seenTrue`` (the train accuracy's latest step and
-        epoch mean, for the BatchNorm screen) and ``returned_loss`` (what the optimiser
-        lowers, logged or not).
+        epoch mean, for the BatchNorm screen), ``returned_loss`` (what the optimiser
+        lowers, logged or not) and ``first_loss`` (its first step's).
         """
         logged = trainer.callback_metrics  # read once: each read recomputes Lightning's results
         self._adopt_aliases(logged)
@@ -76,7 +76,7 @@ class LoggedReads:
         key = self.keys["train_acc"]
         extra = {f"seen{e}": self._share("train_acc", pick_metric(logged, key, e))
                  for e in (False, True)}  # fmt: skip
-        extra["returned_loss"] = mean
+        extra["returned_loss"], extra["first_loss"] = mean, interval.first
         return logged, found, extra
 
     def _acc_images(self, trainer: Trainer, found: Mapping[str, Any]) -> float | None:

@@ -114,6 +114,7 @@ class IntervalLoss:
     def __init__(self) -> None:
         self.total: Tensor | None = None
         self.last: Tensor | None = None
+        self.first: Tensor | None = None  # the run's first step's: never read off
         self.steps = 0
 
     def add(self, outputs: Any) -> None:
@@ -124,6 +125,7 @@ class IntervalLoss:
         loss = loss.detach().float().reshape(())
         self.total = loss if self.total is None else self.total + loss
         self.last, self.steps = loss, self.steps + 1
+        self.first = loss if self.first is None else self.first
 
     def same_as_last(self, logged: Tensor) -> bool:
         """Whether ``logged`` is the latest step's loss (one host transfer)."""

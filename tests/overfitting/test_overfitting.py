@@ -266,6 +266,7 @@ def test_overfitting_mid_epoch_train_loss_is_the_interval_mean_of_the_returned_l
     assert mid.train_loss == pytest.approx((0.5 + 1.5) / 2)  # not 1.5, the latest batch's
     # the epoch's end too: a key logged per step only holds the last batch's there
     assert end.train_loss == pytest.approx((2.5 + 3.5) / 2)
+    assert mid.first_loss == end.first_loss == pytest.approx(0.5)  # the run's first step's
     gap = scalars(events(tmp_path / "tb"), "overfitting/gap_loss")
     assert gap[2] == pytest.approx(VAL[0] - 1.0)
 

@@ -525,3 +525,10 @@ def test_rules_not_learning_barely_off_chance_with_the_loss_at_chance_level():
     moving = probe_run([probe(0.3, 2.0), probe(0.35, 1.9)])
     assert first(levels.not_learning, moving) is None
     assert first(levels.not_learning, probe_run([probe(0.55, 2.25), probe(0.6, 2.24)])) is None
+    # hunt 19: a timm TinyNet from scratch, its training loss down from 4.74 (2.1 ln 10) to
+    # the chance level at 41% accuracy: moving, not "hardly moved from its initialisation"
+    rows = [(0.3, 2.24, 2.9), (0.41, 2.25, 2.24), (0.4, 2.24, 2.25)]
+    down = probe_run([probe(a, v, returned_loss=r, first_loss=4.74) for a, v, r in rows])
+    assert first(levels.not_learning, down) is None
+    at_start = probe_run([probe(a, v, returned_loss=r, first_loss=2.31) for a, v, r in rows])
+    assert first(levels.not_learning, at_start).figures["barely"] is True  # it has not moved
