@@ -245,6 +245,21 @@ def test_gradients_growth_while_the_loss_reaches_new_lows_is_no_explosion():
     assert (kind, severity) == ("exploding_gradients", "problem") and "grew 1000x" in message
 
 
+def test_gradients_growth_in_the_first_steps_is_no_explosion():
+    # setups hunt 19: a timm ConvNeXt (layer scales 1e-6 at init) under Adam, its gradients
+    # 5577x their first log's one step later with the loss 2.302 -> 2.416 -> 0.957: told
+    # "Exploding gradients" at step 2 of a healthy run
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    small, grown = [("a", 1e-7), ("b", 1e-7)], [("a", 5.6e-4), ("b", 5.6e-4)]
+    assert review(diagnosis, 1, [(0, 2.302)], {}, {}, small) == []
+    assert review(diagnosis, 2, [(1, 2.416)], {}, {}, grown) == []
+    # once the loss has a level, a growth with the loss off its lows is still told
+    rising = [(s, 2.0 + 0.02 * s) for s in range(2, 40)]
+    exploded = [("a", 0.2), ("b", 0.2)]
+    up = review(diagnosis, 40, rising, {}, {}, exploded)
+    assert [(v.kind, v.severity) for v in up] == [("exploding_gradients", "problem")]
+
+
 def test_init_explosion_needs_both_the_training_loss_and_the_probe_far_above_chance():
     (kind, severity, message, fig) = init_explosion([1212.0, 800.0, 212.0], 10, 300.0)
     assert (kind, severity) == ("exploding_gradients", "problem")
