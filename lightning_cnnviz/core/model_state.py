@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-__all__ = ["KEPT_NUMEL", "kept_state", "weight_param"]
+__all__ = ["KEPT_NUMEL", "buffers_rewound", "kept_state", "weight_param"]
 
 KEPT_NUMEL = 1 << 22
 """Buffers up to this many elements are put back (statistics, observers, power-iteration
@@ -58,12 +58,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         return
     lists = [m for m in model.modules() if isinstance(m, parametrize.ParametrizationList)]
     flags = [(m, m.training) for p in lists for m in p.modules()]
-    saved = [
-        (module, name, buffer, buffer.detach().clone())
-        for module in model.modules()
-        for name, buffer in module._buffers.items()
-        if isinstance(buffer, Tensor) and buffer.numel() <= KEPT_NUMEL
-    ]
+    saved = _buffer_copies(model)
     own = _torch_attributes()
     attributes = [(m, {k: v for k, v in vars(m).items() if k not in own}) for m in model.modules()]
     _KEEPING.add(id(model))
@@ -75,12 +70,47 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         _KEEPING.discard(id(model))
         for module, flag in flags:
             module.training = flag
-        with torch.no_grad():
-            for module, name, buffer, copy in saved:
-                module._buffers[name] = buffer  # the same tensor: optimisers, DDP hold it
-                buffer.copy_(copy)
+        _put_back_buffers(saved)
         for module, before in attributes:
             _put_back(vars(module), before, own)
+
+
+@contextlib.contextmanager
+def buffers_rewound(model: nn.Module) -> Iterator[None]:
+    """Every buffer as it was on leaving, also inside a ``kept_state`` (which restores once).
+
+    Two passes compared inside one probe pass: quantization observers moved by the first
+    must not make the second differ.
+
+    Example::
+
+        >>> bn = nn.BatchNorm1d(2)
+        >>> with buffers_rewound(bn):
+        ...     _ = bn(torch.randn(4, 2))  # training mode: the running statistics move
+        >>> bn.running_mean.tolist(), int(bn.num_batches_tracked)
+        ([0.0, 0.0], 0)
+    """
+    saved = _buffer_copies(model)
+    try:
+        yield
+    finally:
+        _put_back_buffers(saved)
+
+
+def _buffer_copies(model: nn.Module) -> list[tuple[nn.Module, str, Tensor, Tensor]]:
+    return [
+        (module, name, buffer, buffer.detach().clone())
+        for module in model.modules()
+        for name, buffer in module._buffers.items()
+        if isinstance(buffer, Tensor) and buffer.numel() <= KEPT_NUMEL
+    ]
+
+
+def _put_back_buffers(saved: list[tuple[nn.Module, str, Tensor, Tensor]]) -> None:
+    with torch.no_grad():
+        for module, name, buffer, copy in saved:
+            module._buffers[name] = buffer  # the same tensor: optimisers, DDP hold it
+            buffer.copy_(copy)
 
 
 _GONE = object()

@@ -20,6 +20,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.core.model_state import buffers_rewound
 from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.probe import find_dataset
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
@@ -118,7 +119,9 @@ class LoopTap(StepInputs):
             with torch.inference_mode(False):
                 x = self.probe_input(trainer, pl_module, "val")[:REPEAT_IMAGES]
                 with with_probe(pl_module):  # one forked random state for both passes
-                    first, second = (self.logits_of(pl_module(x)).float() for _ in range(2))
+                    with buffers_rewound(pl_module):  # observers (QAT) moved by the first
+                        first = self.logits_of(pl_module(x)).float()
+                    second = self.logits_of(pl_module(x)).float()
         except Exception:  # a probe the model cannot take here: the evaluation says why
             return
         finally:  # counted in the evaluation this validation brings (``loop``, ``total``)

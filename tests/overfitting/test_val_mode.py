@@ -104,6 +104,26 @@ def test_val_mode_a_model_random_in_eval_mode_is_a_problem_told_once(tmp_path):
     assert len([m for m in said if "random in eval mode" in m]) == 1
 
 
+class Observed(TinyCNN):
+    """Quantization-aware training's observers: they move on every forward, eval mode too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        q = torch.ao.quantization  # 4 bits, statistics half renewed by each pass
+        observer = q.MovingAverageMinMaxObserver.with_args(averaging_constant=0.5)
+        self.quant = q.FakeQuantize(observer, quant_min=0, quant_max=15)
+
+    def forward(self, x):
+        return super().forward(self.quant(x))
+
+
+def test_val_mode_observers_moving_between_the_two_passes_are_not_randomness(tmp_path):
+    # setups hunt 19: a QAT model (fake-quant observers updated by the first pass) was told
+    # "random in eval mode ... logits 3% apart ... something in forward draws random numbers"
+    trainer, _, said = run(tmp_path, Observed())
+    assert told(trainer) == [] and not [m for m in said if "random in eval mode" in m]
+
+
 def test_val_mode_repeat_check_leaves_the_random_stream_as_it_was(tmp_path):
     # the same functional-dropout model trained with and without the monitor: bit-identical
     weights = []
