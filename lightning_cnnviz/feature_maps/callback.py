@@ -15,10 +15,12 @@ from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.inputs import as_pictures, norm_stats
 from lightning_cnnviz.core.labels import legible_width
 from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import named_layers, unwrap_model
 from lightning_cnnviz.core.target_layer import trace_calls
 from lightning_cnnviz.core.tokens import grid_layout, prefix_tokens, to_grid
+from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.feature_maps import draw as fm
 from lightning_cnnviz.feature_maps.layers import auto_layers, candidates, stage_kind, stage_pairs
 
@@ -167,6 +169,12 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
                 plans[site] = (act, chosen)
             flags = [(~torch.isfinite(a).all()).long().view(1) for a, _ in plans.values()]
             host = torch.cat([c for _, c in plans.values()] + flags).tolist() if plans else []
+        if skipped and not plans:  # nothing to draw, this event or any other
+            raise NotApplicable(
+                f"none of its layers gives a map: the output of {listed(skipped)} is neither "
+                "shaped like the input nor a token grid; name conv or pooling layers with "
+                "`layers=`"
+            )
         if skipped:
             self.warn_once(
                 "skipped",

@@ -16,6 +16,7 @@ from lightning_cnnviz.core.inputs import Norm
 from lightning_cnnviz.feature_maps import draw as fm
 from lightning_cnnviz.feature_maps import layers
 from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
+from tests.monitors import failures, fit
 from tests.tb import events, image_tags
 
 EDGE = torch.tensor([[-1.0, 0.0, 1.0]] * 3)
@@ -299,3 +300,17 @@ def test_feature_maps_monitor_non_finite_activations_warned_once_and_still_drawn
     assert len(said) == 1 and "FeatureMapMonitor" in said[0]
     acc = events(tmp_path / "tb")
     assert [step for step, _ in read_images(acc, image_tags(acc)[0])] == [2, 4, 6, 8]
+
+
+def test_feature_maps_monitor_only_layers_without_maps_steps_aside_saying_so(tmp_path):
+    # setups hunt 19: `layers="fc"` (a Linear: no map) wrote nothing all run, and the
+    # summary listed FeatureMapMonitor among the checks that ran
+    monitor = FeatureMapMonitor(layers="fc", every_n_steps=2)
+    _, _, messages = fit(tmp_path, [monitor])
+    assert not failures(messages, "FeatureMapMonitor") and monitor.disabled
+    assert monitor.aside_reason == (
+        "stepped aside: none of its layers gives a map: the output of `fc` is neither shaped "
+        "like the input nor a token grid; name conv or pooling layers with `layers=`"
+    )
+    said = [m for m in messages if m.startswith("FeatureMapMonitor steps aside")]
+    assert len(said) == 1
