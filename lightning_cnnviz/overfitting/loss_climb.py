@@ -155,7 +155,8 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
     them (at a learning rate no higher than there), the latest ``ALONE`` above it or the
     train accuracy ``DROP`` below its value there, and the rise ``FLOOR`` x ``ln K`` or
     more where the class count ``K`` is known (without it, both the doubling and the
-    accuracy's fall). Not where ``decay_too_strong`` could speak (decay of
+    accuracy's fall); not while the val accuracy holds (``_val_held``). Not where
+    ``decay_too_strong`` could speak (decay of
     ``DECAY_PER_STEP`` or more: its finding names the cause).
     """
     now = history[-1]
@@ -171,7 +172,27 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
     floor = not known or now.train_loss - best.train_loss >= FLOOR * math.log(now.classes)  # type: ignore[arg-type,operator]
     if not floor or not ((doubled or fell) if known else (doubled and fell)):
         return None
+    if _val_held(best, now):
+        return None  # nothing learnt was undone: the training target got harder instead
     return _verdict("unstable_training", evs, low)
+
+
+VAL_HELD = 0.03  # a val accuracy no more than this below its value at the lowest train loss
+
+
+def _val_held(best: Evaluation, now: Evaluation) -> bool:
+    """Whether the val accuracy holds where it was at the lowest train loss (``VAL_HELD``).
+
+    A climb of the training loss alone is then the training target turning harder (label
+    smoothing, CutMix or an augmentation switched on, by design or by a pipeline bug), not
+    updates that undo what the model learnt. Held out (hunt 19): label smoothing 0.2
+    switched on at epoch 2 took the train loss 0.29 -> 1.03 with train accuracy 91% -> 97%
+    and val accuracy 93% -> 95%, told "the updates have grown too large ... and undo what
+    it learnt (val accuracy 95.2%)".
+    """
+    if now.val_accuracy is None or best.val_accuracy is None:
+        return False
+    return now.val_accuracy >= best.val_accuracy - VAL_HELD
 
 
 def recovered(verdict: Verdict, ev: Evaluation) -> bool:

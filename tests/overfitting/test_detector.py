@@ -571,11 +571,16 @@ CLIMB = [(1.79, 0.47), (0.99, 0.76), (0.38, 0.90), (0.25, 0.93), (0.41, 0.92), (
          (1.27, 0.89)]  # fmt: skip
 
 
-def _climb_run(rows, lr=lambda e: 0.01, classes=10.0, **settings):
+CLIMB_VAL = [0.45, 0.74, 0.88, 0.91, 0.9, 0.8, 0.71, 0.9]  # falling once the loss climbs
+
+
+def _climb_run(rows, lr=lambda e: 0.01, classes=10.0, val=CLIMB_VAL.__getitem__, **settings):
+    """The detector's changes on ``rows`` of (train loss, train accuracy); ``val``: the val
+    accuracy by evaluation."""
     detector, said = Detector(), []
     for e, (train, acc) in enumerate(rows):
         ev = Evaluation(step=32 * (e + 1), epoch=e, train_loss=train, train_acc=acc,
-                        val_acc=0.9, lr=lr(e), classes=classes, **settings)  # fmt: skip
+                        val_acc=val(e), lr=lr(e), classes=classes, **settings)  # fmt: skip
         said += [(e, c.change, c.verdict) for c in detector.update(ev)]
     return said
 
@@ -615,12 +620,18 @@ def test_detector_unstable_training_quiet_where_the_climb_is_a_schedule_or_noise
     assert _climb_run(held) == []
     # the same climb with the accuracy 5 points down is one
     fell = [(1.2, 0.6), (0.5, 0.85), (0.3, 0.9), (0.42, 0.86), (0.42, 0.84)]
-    assert [v.kind for _, _, v in _climb_run(fell)] == ["unstable_training"]
+    fell_val = [a - 0.02 for _, a in fell].__getitem__  # the val accuracy falls with it
+    assert [v.kind for _, _, v in _climb_run(fell, val=fell_val)] == ["unstable_training"]
     # a decay of 2% a step names the decay instead
     decayed = _climb_run(CLIMB, weight_decay=2.0, decay_per_step=0.02)
     assert [v.kind for _, _, v in decayed][:1] == ["weight_decay_too_strong"]
     # no class count (a regression): the doubling and the accuracy's fall both needed
     assert _climb_run(CLIMB, classes=None) == []
+    # hunt 19: label smoothing (or CutMix) switched on at epoch 4: the train loss climbs
+    # 0.29 -> 1.03, the val accuracy holds or rises: a harder target, nothing undone
+    smoothed = [(1.2, 0.6), (0.5, 0.85), (0.29, 0.91), (1.19, 0.95), (1.03, 0.97), (1.0, 0.97)]
+    assert _climb_run(smoothed, val=lambda e: min(0.95, 0.9 + 0.02 * e)) == []
+    assert [v.kind for _, _, v in _climb_run(smoothed)] == ["unstable_training"]
 
 
 def test_detector_bn_mismatch_remedy_reads_the_models_momentum():
