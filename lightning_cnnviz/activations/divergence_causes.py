@@ -90,6 +90,7 @@ def divergence_cause(
     scale: float | None = None,
     jump: tuple[int, float, int, float] | None = None,
     first: bool = False,
+    chance: tuple[int, float, int] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -110,7 +111,14 @@ def divergence_cause(
     the next log's step, its rate)`` around the divergence, where the rate rose ``RAISED``
     x or more between them (a warm restart, a schedule's step up): named first, also
     before a ``sudden`` blow-up (held out: SGDR restarting from 1e-5 to 2.0 at step 96,
-    loss 0.14 -> 20 -> 27,000 -> NaN, was told as "one batch or one operation").
+    loss 0.14 -> 20 -> 27,000 -> NaN, was told as "one batch or one operation"), as is a
+    rate ``rates`` shows raised (hunt 19: a 100x step at step 100, which the log at step 100
+    already read, and the blow-up at 101).
+
+    ``chance``: ``(the spike's step, the loss now, K)`` where a learnt loss went to its
+    chance level ``ln K`` and sits there at an unchanged rate with no unit silenced: the
+    training batches may have lost the label (held out, hunt 19: training images blanked,
+    or labels drawn at random, from step 100: told "the optimiser overshoots").
 
     Example::
 
@@ -137,6 +145,23 @@ def divergence_cause(
             "up): the rate it jumped to is too high for this model and data, and the "
             f"optimiser overshoots. Try: {RAISED_REMEDIES}."
         )
+    if rates is not None and rates[0] > 0 and rates[1] >= RAISED * rates[0]:
+        return (
+            f"The learning rate rose from {rates[0]:.3g} to {rates[1]:.3g} before it (a warmup "
+            "or a schedule raising it): the rate it reached is too high for this model and "
+            f"data, and the optimiser overshoots. Try: {RAISED_REMEDIES}."
+        )
+    if chance is not None:
+        at, now, k = chance
+        return (
+            f"The loss went to its chance level at step {at} and sits there ({now:.3g}, ln {k} "
+            f"= {math.log(k):.3g}: the loss of a model that predicts the class shares) at an "
+            "unchanged learning rate, with no unit silenced: the training batches may no "
+            "longer carry the label (blank or constant images, labels shuffled, shifted or "
+            f"misaligned from step {at}). Try: look at a training batch of that step, its "
+            "images and labels side by side; if they are right, the updates overshot: lower "
+            "the learning rate (10x)."
+        )
     if sudden is not None:
         at, before = sudden
         return (
@@ -162,12 +187,6 @@ def divergence_cause(
             "loss starts far too large (weights initialised too large, or a loss summed over "
             "the batch instead of averaged), and the first updates from there overshoot. Try: "
             f"{INIT_REMEDIES}."
-        )
-    if rates is not None and rates[0] > 0 and rates[1] >= RAISED * rates[0]:
-        return (
-            f"The learning rate rose from {rates[0]:.3g} to {rates[1]:.3g} before it (a warmup "
-            "or a schedule raising it): the rate it reached is too high for this model and "
-            f"data, and the optimiser overshoots. Try: {RAISED_REMEDIES}."
         )
     return (
         "The updates are too large for this model and data: the optimiser overshoots. "

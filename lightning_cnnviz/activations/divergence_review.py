@@ -30,7 +30,7 @@ from lightning_cnnviz.activations.divergence_words import (
 )
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
-from lightning_cnnviz.activations.loss_trace import SMOOTH, first_nonfinite
+from lightning_cnnviz.activations.loss_trace import AT_CHANCE, SMOOTH, first_nonfinite
 from lightning_cnnviz.activations.recovery import (
     coming_back,
     level_before,
@@ -40,6 +40,8 @@ from lightning_cnnviz.activations.recovery import (
 )
 
 __all__ = ["DivergenceReview"]
+
+LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had learnt
 
 
 class DivergenceReview:
@@ -144,7 +146,8 @@ class DivergenceReview:
             first_grads=grads, died=died, level=level,
             cause=divergence_cause(at_once, rates, start, self.loss_scale,  # type: ignore[arg-type]
                                    self._jump(spike[0] if spike is not None else nonfinite),
-                                   first=nonfinite == 0),
+                                   first=nonfinite == 0,
+                                   chance=self._at_chance(spike, level, rates, died)),
         )  # fmt: skip
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:
@@ -172,6 +175,28 @@ class DivergenceReview:
             return None
         (a, lr_a), (b, lr_b) = before[-1], after[0]
         return (a, lr_a, b, lr_b) if lr_b >= RAISED * lr_a else None
+
+    def _at_chance(
+        self,
+        spike: tuple[int, float, float, float] | None,
+        level: tuple[float, float] | None,
+        rates: tuple[float, float] | None,
+        died: dict[str, float],
+    ) -> tuple[int, float, int] | None:
+        """``(the spike's step, the loss now, K)``: a learnt loss at its chance level since.
+
+        Learnt: below ``LEARNT`` x ``ln K`` before the spike; at chance: within
+        ``AT_CHANCE`` of it now; at an unchanged (or lowered) rate, with no unit silenced.
+        """
+        k = self.chance[0] if self.chance else None
+        if spike is None or level is None or k is None or k < 2 or died:
+            return None
+        if rates is None or rates[1] > rates[0] or self._jump(spike[0]) is not None:
+            return None
+        before, now = level
+        chance = math.log(k)
+        learnt = before < LEARNT * chance
+        return (spike[0], now, k) if learnt and abs(now / chance - 1) < AT_CHANCE else None
 
     def _part_of(
         self, series: list[tuple[int, float]], until: int, best: float | None, step: int, epoch: int

@@ -9,6 +9,7 @@ import torch
 from lightning_cnnviz.activations.dead_rules import dead_severity
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.divergence import jump_to_chance, loss_spike, scatter
+from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.activations.divergence_words import recovered_text
 from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
 from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite, progress
@@ -646,6 +647,43 @@ def test_divergence_after_a_rate_jump_between_two_logs_names_the_jump():
     # a rate the logs around the spike share is no jump (the first log's rate was lower)
     verdict = _spiked_at_83({10: 0.05, 80: 1.0, 100: 1.0, 120: 1.0})
     assert "jumped" not in verdict.message and "rose from 0.05 to 1" in verdict.message
+
+
+def test_divergence_one_step_blow_up_after_a_raised_rate_names_the_rate():
+    # hunt 19: SGD 0.01 -> 1.0 by a step schedule at step 100 (the log at 100 read 1.0), the
+    # loss 0.165 -> 32.1 at step 101: told "one batch or one operation ... not updates"
+    cause = divergence_cause((101, 0.165), (0.01, 1.0))
+    assert cause.startswith("The learning rate rose from 0.01 to 1 before it")
+    assert "one batch or one operation" not in cause
+
+
+def _collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0):
+    """The divergence verdict of a learnt loss replaced by ``after(step)`` from step 101."""
+    series = healthy_losses(100) + [(s, after(s)) for s in range(101, 141)]
+    diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+    kinds = {"relu": "rectifier"}
+    for step, value in series:
+        diagnosis.loss.add(step, torch.tensor(value))
+        if step in (20, *logs):
+            chance = (10, 2.31) if diagnosis.wants_chance() else None
+            sites = {site: info(kind) for site, kind in kinds.items()}
+            figs = {"relu": figures(dead=dead if step > 100 else 0.0)}
+            said += diagnosis.review(step, 0, figs, sites, [], list, chance, lr=rate)
+    return [v for v in said if v.kind == "divergence"]
+
+
+def test_divergence_to_the_chance_level_at_a_steady_rate_points_at_the_batches():
+    # hunt 19: training images blanked (or labels drawn at random) from step 100: the loss
+    # 0.18 -> exactly ln 10 and flat, Adam 1e-3 unchanged: "the optimiser overshoots"
+    (blank,) = _collapsed(lambda s: math.log(10) * (1 + 0.005 * (-1) ** s))[:1]
+    assert "went to its chance level at step" in blank.message
+    assert "the training batches may no longer carry the label" in blank.message
+    assert "optimiser overshoots" not in blank.message
+    # a blow-up that stays far above chance is no such thing, nor one that silenced units
+    (high,) = _collapsed(lambda s: 9.0)[:1]
+    assert "chance level at step" not in high.message
+    (killed,) = _collapsed(lambda s: math.log(10), dead=0.875)[:1]
+    assert "chance level at step" not in killed.message
 
 
 # held out: a healthy 100-class CNN (two-digit images, Adam 1e-3), its training losses at
