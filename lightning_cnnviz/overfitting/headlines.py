@@ -174,8 +174,15 @@ def _unstable_training(v: Verdict) -> str:
         f"since {when(since)} ({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
         f"{num(f['train_loss'])}{fell}) at a learning rate no higher ({num(f['lr'])}): "
         "the updates have grown too large for where the model now is, and undo what it "
-        f"learnt (val accuracy {num(f['val_acc'], True)})." + momentum_text(f.get("momentum"))
+        f"learnt (val accuracy {_val_fall(f)})." + momentum_text(f.get("momentum"))
     )
+
+
+def _val_fall(f: Mapping[str, Any]) -> str:
+    """``92.0% -> 66.0%``: the val accuracy at the lowest train loss and now (now alone)."""
+    then = f.get("val_acc_at_best")
+    now = num(f["val_acc"], True)
+    return now if then is None else f"{num(then, True)} -> {now}"
 
 
 def _loss_back(v: Verdict) -> str:
@@ -196,7 +203,7 @@ def _split_text(f: Mapping[str, Any]) -> str:
     into = ", ".join(f"{a} for {b}" for a, b in zip(classes, taken, strict=True))
     text = (
         f" Class{plural} {', '.join(map(str, classes))}: learnt on the train probe, (almost) "
-        f"never predicted on the val probe, whose images of them are taken as {into}."
+        f"never recognised on the val probe, whose images of them are taken as {into}."
     )
     pairs = class_gap.swapped_pairs(classes, taken)
     if pairs:
@@ -211,7 +218,8 @@ def _never_text(f: Mapping[str, Any]) -> str:
         return ""
     return (
         " With validation images at chance since the first validation, also check that each "
-        "training label belongs to its image: random or shuffled training labels are learnt "
+        "label belongs to its image, in both splits: validation labels shuffled or mapped "
+        "otherwise give this from the start; random or shuffled training labels are learnt "
         "only by memorising, slowly, and nothing carries over."
     )
 

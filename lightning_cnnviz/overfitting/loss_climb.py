@@ -122,6 +122,7 @@ def _verdict(kind: str, evs: list[Evaluation], low: int) -> Verdict:
         "rise": now.train_loss / best.train_loss - 1 if best.train_loss else math.inf,  # type: ignore[operator]
         "train_acc_at_best": best.train_accuracy,
         "val_acc": now.val_accuracy,
+        "val_acc_at_best": best.val_accuracy,
     }
     return Verdict(kind, evs[low + 1], now, best, figures)
 
