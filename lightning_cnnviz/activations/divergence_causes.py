@@ -116,8 +116,8 @@ def divergence_cause(
     already read, and the blow-up at 101).
 
     ``chance``: ``(the spike's step, the loss now, K)`` where a learnt loss went to its
-    chance level ``ln K`` and sits there at an unchanged rate with no unit silenced: the
-    training batches may have lost the label (held out, hunt 19: training images blanked,
+    chance level ``ln K`` and sits there at an unchanged rate: the training batches may
+    have lost the label (held out, hunt 19: training images blanked,
     or labels drawn at random, from step 100: told "the optimiser overshoots").
 
     Example::
@@ -156,11 +156,10 @@ def divergence_cause(
         return (
             f"The loss went to its chance level at step {at} and sits there ({now:.3g}, ln {k} "
             f"= {math.log(k):.3g}: the loss of a model that predicts the class shares) at an "
-            "unchanged learning rate, with no unit silenced: the training batches may no "
-            "longer carry the label (blank or constant images, labels shuffled, shifted or "
-            f"misaligned from step {at}). Try: look at a training batch of that step, its "
-            "images and labels side by side; if they are right, the updates overshot: lower "
-            "the learning rate (10x)."
+            "unchanged learning rate: the training batches may no longer carry the label "
+            "(blank or constant images, labels shuffled, shifted or misaligned from step "
+            f"{at}). Try: look at a training batch of that step, its images and labels side "
+            "by side; if they are right, the updates overshot: lower the learning rate (10x)."
         )
     if sudden is not None:
         at, before = sudden

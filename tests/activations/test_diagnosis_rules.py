@@ -668,7 +668,8 @@ def _collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0):
             chance = (10, 2.31) if diagnosis.wants_chance() else None
             sites = {site: info(kind) for site, kind in kinds.items()}
             figs = {"relu": figures(dead=dead if step > 100 else 0.0)}
-            said += diagnosis.review(step, 0, figs, sites, [], list, chance, lr=rate)
+            lr = rate(step) if callable(rate) else rate
+            said += diagnosis.review(step, 0, figs, sites, [], list, chance, lr=lr)
     return [v for v in said if v.kind == "divergence"]
 
 
@@ -679,11 +680,14 @@ def test_divergence_to_the_chance_level_at_a_steady_rate_points_at_the_batches()
     assert "went to its chance level at step" in blank.message
     assert "the training batches may no longer carry the label" in blank.message
     assert "optimiser overshoots" not in blank.message
-    # a blow-up that stays far above chance is no such thing, nor one that silenced units
+    # units silenced with it (random labels under Adam) leave the cause as it is
+    (killed,) = _collapsed(lambda s: math.log(10), dead=0.875)[:1]
+    assert "the training batches may no longer carry the label" in killed.message
+    # a blow-up that stays far above chance is no such thing, nor one at a raised rate
     (high,) = _collapsed(lambda s: 9.0)[:1]
     assert "chance level at step" not in high.message
-    (killed,) = _collapsed(lambda s: math.log(10), dead=0.875)[:1]
-    assert "chance level at step" not in killed.message
+    (raised,) = _collapsed(lambda s: math.log(10), rate=lambda s: 1e-3 if s < 100 else 0.1)[:1]
+    assert "chance level at step" not in raised.message
 
 
 # held out: a healthy 100-class CNN (two-digit images, Adam 1e-3), its training losses at
