@@ -166,6 +166,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             decay=(settings.decay_per_step, settings.weight_decay),
             clip=clip_setting(trainer), momentum=settings.momentum,
             output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),
+            probe_acc=self._probe_accuracy(trainer),
             **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})
@@ -253,6 +254,17 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             return None
         loss = F.cross_entropy(logits.float(), labels.to(logits.device))
         return k, float(loss)
+
+    def _probe_accuracy(self, trainer: Trainer) -> float | None:
+        """The model's accuracy on the probe images at this log (``None``: no class labels)."""
+        logits, labels = self._rec.logits, self.probe(trainer).labels
+        if logits is None or labels is None or labels.ndim != 1 or len(labels) != len(logits):
+            return None
+        if single_logit(logits):
+            logits = two_class(logits)
+        if logits.dim() != 2 or int(labels.max()) >= logits.shape[1]:
+            return None
+        return float((logits.argmax(1) == labels.to(logits.device)).float().mean())
 
     def _draw_strips(self, strips: dict[str, Tensor], units: dict[str, int], step: int) -> None:
         for site, history in strips.items():  # on the sink's thread

@@ -71,6 +71,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.rates: tuple[float | None, float | None] = (None, None)  # lr: first log, now
         self.lr_start: float | None = None  # the rate set (a scheduler's ``initial_lr``)
         self.log_rates: list[tuple[int, float]] = []  # (step, lr) of the latest logs
+        self.log_accs: list[tuple[int, float]] = []  # (step, probe accuracy) of the latest logs
         self.chance: tuple[int, float] | None = None  # (K, probe cross-entropy): first log
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
@@ -121,6 +122,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             "rates": list(self.rates),
             "lr_start": self.lr_start,
             "log_rates": [list(r) for r in self.log_rates],
+            "log_accs": [list(r) for r in self.log_accs],
             "chance": list(self.chance) if self.chance else None,
             "last_epoch": self.last_epoch,
             "kinds": dict(self._kinds),
@@ -160,6 +162,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]
         self.lr_start = state.get("lr_start")
         self.log_rates = [(int(a), float(b)) for a, b in state.get("log_rates", [])]
+        self.log_accs = [(int(a), float(b)) for a, b in state.get("log_accs", [])]
         chance = state.get("chance")
         self.chance = (int(chance[0]), float(chance[1])) if chance else None
         self.last_epoch = int(state.get("last_epoch", 0))
@@ -214,6 +217,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         clip: tuple[float | None, str | None] = (None, None),
         momentum: float | None = None,
         frozen_head: str | None = None,
+        probe_acc: float | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -237,6 +241,8 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         (``core.settings``; ``None``: none, or Adam's L2). ``momentum``: the optimiser's
         (``HIGH_MOMENTUM`` or more is named as the cause of silent units). ``frozen_head``:
         the model's first weight layer where it is frozen (no vanishing gradients then).
+        ``probe_acc``: the model's accuracy on the probe images now (a loss that steps up
+        while it holds is a harder training target, not a divergence).
         """
         series = self.loss.read()
         self.chance = self.chance or chance
@@ -247,6 +253,8 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.lr_start = lr_start if lr_start is not None else self.lr_start
         if lr is not None:  # a divergence is confirmed up to two logs after its spike
             self.log_rates = [*self.log_rates[-5:], (step, lr)]
+        if probe_acc is not None:
+            self.log_accs = [*self.log_accs[-5:], (step, probe_acc)]
         kinds = {site: info.kind for site, info in sites.items()}
         alerts = self.history.update(figures, kinds)
         out, claimed = self._output_activation(step, epoch, output_site, kinds)

@@ -26,6 +26,7 @@ from lightning_cnnviz.activations.divergence_words import (
     divergence_text,
     part_of_text,
     recovered_text,
+    target_text,
     transient_text,
 )
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
@@ -42,6 +43,7 @@ from lightning_cnnviz.activations.recovery import (
 __all__ = ["DivergenceReview"]
 
 LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had learnt
+ACC_HELD = 0.05  # probe accuracy no more than this below its value before a spike: held
 
 
 class DivergenceReview:
@@ -62,6 +64,8 @@ class DivergenceReview:
     rates: tuple[float | None, float | None]  # the learning rate at the first log, and now
     log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
     chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
+    log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
+    transient: int
     loss_scale: float | None  # the first loss over the model's own cross-entropy, if scaled
 
     def _new(self, kind: str, severity: str) -> bool:
@@ -119,6 +123,13 @@ class DivergenceReview:
                     return []
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
+        if nonfinite is None and spike is not None and (held := self._accuracy_held(spike)):
+            self.transient, self.pending = step, None  # later spikes are searched after it
+            if not self._new("divergence", "note"):
+                return []
+            text = target_text(step, epoch, spike, level_before(series, spike), held)
+            return [Verdict("divergence", "note", text, {"probe_acc_before": held[0],
+                                                         "probe_acc": held[1]})]  # fmt: skip
         self.nonfinite_told = self.nonfinite_told or nonfinite is not None
         self.diverged = step if self.diverged is None else self.diverged
         self.spike = spike if nonfinite is None else None
@@ -175,6 +186,25 @@ class DivergenceReview:
             return None
         (a, lr_a), (b, lr_b) = before[-1], after[0]
         return (a, lr_a, b, lr_b) if lr_b >= RAISED * lr_a else None
+
+    def _accuracy_held(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
+        """``(probe accuracy before the spike, now)`` where it held (``ACC_HELD``), else None.
+
+        Only after a learnt start (above twice chance before), at a rate not raised, the
+        loss not gone to its chance level: label smoothing or CutMix switched on at epoch
+        2 lifted the training loss 0.25 -> 1.6 (a "divergence" told as updates too large)
+        while the model's accuracy held at 95%.
+        """
+        k = self.chance[0] if self.chance else None
+        before = [a for s, a in self.log_accs if s < spike[0]]
+        if k is None or not before or not self.log_accs or self.log_accs[-1][0] < spike[0]:
+            return None
+        then, now = before[-1], self.log_accs[-1][1]
+        rates = self.rates if None not in self.rates else None
+        raised = rates is not None and rates[1] > rates[0]  # type: ignore[operator]
+        if raised or self._jump(spike[0]) is not None or then < 2 / k or now < then - ACC_HELD:
+            return None
+        return then, now
 
     def _at_chance(
         self,

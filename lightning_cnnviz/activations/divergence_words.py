@@ -23,6 +23,32 @@ __all__ = [
 ]
 
 
+def target_text(
+    step: int,
+    epoch: int,
+    spike: tuple[int, float, float, float],
+    level: float | None,
+    accuracy: tuple[float, float],
+) -> str:
+    """A training loss that stepped up while the model's accuracy held, in words (a note).
+
+    Example::
+
+        >>> print(target_text(120, 2, (96, 1.61, 0.23, 2.3), 0.25, (0.95, 0.96))[:85])
+        The training loss stepped up at step 96 (to 1.61 from 0.25 just before it), while the
+    """
+    at, value, _, _ = spike
+    frm = f" from {level:.3g} just before it" if level is not None else ""
+    return (
+        f"The training loss stepped up at step {at} (to {value:.3g}{frm}), while the model's "
+        f"accuracy on the probe images held ({accuracy[0]:.1%} before it, {accuracy[1]:.1%} "
+        f"at step {step}, epoch {epoch}): the training target got harder, the model did not "
+        "get worse (label smoothing, CutMix or MixUp, a stronger augmentation or another "
+        "loss switched on?). A note, not a problem: nothing to fix where that was meant; "
+        "else look at what the training batches or the loss became at that step."
+    )
+
+
 def transient_text(
     step: int,
     epoch: int,

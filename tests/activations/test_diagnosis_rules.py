@@ -657,8 +657,11 @@ def test_divergence_one_step_blow_up_after_a_raised_rate_names_the_rate():
     assert "one batch or one operation" not in cause
 
 
-def _collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0):
-    """The divergence verdict of a learnt loss replaced by ``after(step)`` from step 101."""
+def _collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0, acc=None):
+    """The divergence verdicts of a learnt loss replaced by ``after(step)`` from step 101.
+
+    ``acc(step)``: the model's accuracy on the probe images at each log (default: unknown).
+    """
     series = healthy_losses(100) + [(s, after(s)) for s in range(101, 141)]
     diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
     kinds = {"relu": "rectifier"}
@@ -669,7 +672,9 @@ def _collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0):
             sites = {site: info(kind) for site, kind in kinds.items()}
             figs = {"relu": figures(dead=dead if step > 100 else 0.0)}
             lr = rate(step) if callable(rate) else rate
-            said += diagnosis.review(step, 0, figs, sites, [], list, chance, lr=lr)
+            probe_acc = acc(step) if acc is not None else None
+            said += diagnosis.review(step, 0, figs, sites, [], list, chance, lr=lr,
+                                     probe_acc=probe_acc)  # fmt: skip
     return [v for v in said if v.kind == "divergence"]
 
 
@@ -688,6 +693,19 @@ def test_divergence_to_the_chance_level_at_a_steady_rate_points_at_the_batches()
     assert "chance level at step" not in high.message
     (raised,) = _collapsed(lambda s: math.log(10), rate=lambda s: 1e-3 if s < 100 else 0.1)[:1]
     assert "chance level at step" not in raised.message
+
+
+def test_divergence_loss_stepping_up_while_the_probe_accuracy_holds_is_a_harder_target():
+    # hunt 19: label smoothing 0.2 (or CutMix) switched on at step 96 of a healthy run:
+    # the training loss 0.25 -> 1.6 -> 1.1, the model's accuracy held at 95%; told
+    # "Training diverged ... the optimiser overshoots. Try: lower the learning rate (10x)"
+    smoothed = lambda s: (1.6 if s < 110 else 1.1) + 0.05 * (-1) ** s  # noqa: E731
+    (note,) = _collapsed(smoothed, acc=lambda s: 0.95 if s <= 100 else 0.96)
+    assert note.severity == "note" and "the training target got harder" in note.message
+    assert "(95.0% before it, 96.0% at step" in note.message
+    # the same loss with the model's accuracy falling is a divergence
+    (fell,) = _collapsed(smoothed, acc=lambda s: 0.95 if s <= 100 else 0.6)[:1]
+    assert fell.severity == "problem" and "Training diverged" in fell.message
 
 
 # held out: a healthy 100-class CNN (two-digit images, Adam 1e-3), its training losses at
