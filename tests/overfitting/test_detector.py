@@ -633,6 +633,10 @@ def test_detector_unstable_training_quiet_where_the_climb_is_a_schedule_or_noise
     smoothed = [(1.2, 0.6), (0.5, 0.85), (0.29, 0.91), (1.19, 0.95), (1.03, 0.97), (1.0, 0.97)]
     assert _climb_run(smoothed, val=lambda e: min(0.95, 0.9 + 0.02 * e)) == []
     assert [v.kind for _, _, v in _climb_run(smoothed)] == ["unstable_training"]
+    # hunt 19: training images blanked from epoch 3: the train loss exactly at ln 10, train
+    # accuracy at chance; the batches lost the label (the divergence finding says so)
+    blank = [(1.2, 0.6), (0.5, 0.85), (0.29, 0.91), (2.303, 0.1), (2.302, 0.1), (2.303, 0.1)]
+    assert _climb_run(blank) == []
 
 
 def test_detector_bn_mismatch_remedy_reads_the_models_momentum():
