@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.activations.consumers import consumer_kind, first_consumers
 from lightning_cnnviz.activations.stats import SYMMETRIC_TYPES, output_bounds
 from lightning_cnnviz.core.activation_kind import activation_kind, saturation_range
 from lightning_cnnviz.core.capture import LayerCapture, module_name, site_name
@@ -83,7 +84,9 @@ class SiteInfo:
         nonnegative: the output is ``>= 0`` wherever finite (a plain ReLU or ReLU6).
         kind: what the module computes (``core.activation_kind``): ``"rectifier"``
             (units can die), ``"leaky"`` (never dead, maybe dormant), ``"saturating"``;
-            None for a pre-activation (a conv/BN/linear output, read as a ReLU input).
+            None for a pre-activation (a conv/BN/linear output, read as a ReLU input),
+            ``"leaky"`` for one a non-rectifier reads (``torch.tanh``, ``F.gelu``:
+            ``consumers.py``).
     """
 
     module: str
@@ -96,9 +99,20 @@ class SiteInfo:
     kind: str | None = "rectifier"
 
 
+def _after(kind: str | None) -> str | None:
+    """A pre-activation's kind from the function that reads it next.
+
+    ``None`` (a ReLU input: dead when never positive) unless a non-rectifier reads it, then
+    ``"leaky"`` (never dead: a negative input to Tanh or GELU still passes gradient).
+    """
+    return None if kind in (None, "rectifier") else "leaky"
+
+
 def _mode(module: nn.Module, kind: str | None, bounds: tuple[float, float] | None) -> str:
     if isinstance(module, SYMMETRIC_TYPES) or (kind == "saturating" and bounds and bounds[0] < 0):
         return "magnitude"
+    if isinstance(module, _FALLBACK_TYPES):
+        return "preactivation"
     return "positive" if isinstance(module, ACTIVATION_TYPES) or kind else "preactivation"
 
 
@@ -152,6 +166,11 @@ def trace_sites(
     with probe_mode(model), LayerCapture(watched, shared=set(watched), inputs=True) as cap:
         run()
     events = [(module_name(key), out, cap.inputs.get(key)) for key, out in cap.outputs.items()]
+    fallback = {n: m for n, m in selected.items() if isinstance(m, _FALLBACK_TYPES)}
+    consumers = {}
+    if fallback:  # a functional activation after them: `torch.tanh` leaves no unit dead
+        with probe_mode(model):
+            consumers = first_consumers(fallback, run)
     counts = {name: sum(1 for n, *_ in events if n == name) for name in selected}
     if order is not None:
         order.extend(dict.fromkeys(n for n, *_ in events if n in weighted))
@@ -173,7 +192,9 @@ def trace_sites(
         dim = -1 if linear or len(shape) <= 2 else 1
         channels = shape[dim] if shape else 1
         kind = (
-            activation_kind(module, channels) if not isinstance(module, _FALLBACK_TYPES) else None
+            activation_kind(module, channels)
+            if not isinstance(module, _FALLBACK_TYPES)
+            else _after(consumer_kind(consumers.get(name)))
         )
         bounds = output_bounds(module) or (
             saturation_range(module) if kind == "saturating" else None

@@ -134,6 +134,32 @@ def test_diagnosis_runs_frozen_first_layers_are_no_vanishing_gradients(tmp_path)
     assert len(acc.Scalars("activations/net.7/grad_rms")) > 0
 
 
+class FunctionalTanh(nn.Module):
+    """Four convs each read by ``torch.tanh`` (no activation module); half of the first
+    conv's channels start never positive (bias -5)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(1 if i == 0 else 8, 8, 3, padding=1) for i in range(4))
+        self.fc = nn.Linear(8, 10)
+        with torch.no_grad():
+            self.convs[0].bias[:4] = -5.0
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = torch.tanh(conv(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_diagnosis_runs_conv_outputs_read_by_tanh_are_never_dead(tmp_path):
+    # hunt 19: 12 convs each followed by `torch.tanh`: "`model.convs.9`: 44% of units dead"
+    # with label and optimiser remedies; a negative input to tanh is no dead unit
+    trainer, _ = fit(tmp_path, Net(FunctionalTanh(), lr=0.05), steps=10, every=5)
+    monitor = trainer.callbacks[0]
+    assert monitor.fallback and {i.kind for i in monitor._rec.sites.values()} == {"leaky"}
+    assert not [f for f in findings_of(trainer) if f.kind == "dead_units"]
+
+
 def test_diagnosis_runs_residual_activation_belongs_to_the_main_path():
     """After `out += downsample(x)` the block's ReLU reads conv2's output, not the shortcut's."""
     model = torchvision.models.resnet18(weights=None, num_classes=10)
