@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -179,7 +180,8 @@ def labels_in_order(
     """Indices and class labels of a dataset's items in ``order``, without loading where it can.
 
     All of ``order`` where the dataset exposes its labels (``items.dataset_labels``), else
-    its first ``pool`` items, read with the random generators untouched. Labels ``None``
+    its first ``pool`` items, read with the random generators untouched, once for every
+    monitor (a dataset of image files decodes each item it reads). Labels ``None``
     where an item carries no class label.
 
     Example::
@@ -193,9 +195,22 @@ def labels_in_order(
     if labels is not None:
         return order, labels[order]
     order = order[:pool]
-    with rng_untouched(dataset):
-        found = [split_sample(dataset[int(i)], label_key)[1] for i in order]
+    try:  # read once for every monitor: an item may be a file to decode and augment
+        known = _labels_read.setdefault(dataset, {}).setdefault(label_key, {})
+    except TypeError:  # unhashable (an iterable dataset's first items): read each time
+        known = {}
+    missing = [int(i) for i in order if int(i) not in known]
+    if missing:
+        with rng_untouched(dataset):
+            known.update({i: split_sample(dataset[i], label_key)[1] for i in missing})
+    found = [known[int(i)] for i in order]
     return order, None if any(y is None for y in found) else torch.tensor(found, dtype=torch.long)
+
+
+# the labels read from a dataset's items, by label key and index (no `targets` to read)
+_labels_read: weakref.WeakKeyDictionary[Any, dict[Any, dict[int, int | None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def draw_probe(

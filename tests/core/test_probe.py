@@ -3,7 +3,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, Subset, TensorDataset
 
 from lightning_cnnviz.core.items import ITERABLE_HEAD, dataset_labels, iterable_head, split_sample
-from lightning_cnnviz.core.probe import draw_probe, probe_from_indices
+from lightning_cnnviz.core.probe import draw_probe, labels_in_order, probe_from_indices
 
 
 class DictDataset(Dataset):
@@ -116,3 +116,24 @@ def test_probe_target_says_what_items_carry_instead_of_a_class(target, words):
     probe = draw_probe(data, 3, torch.Generator().manual_seed(0))
     assert probe.target == words
     assert (probe.labels is None) == bool(words)
+
+
+def test_probe_labels_read_from_items_once_for_every_monitor():
+    # setups hunt 19: GradCAM and Overfitting each read up to 2048 whole training items (a
+    # decode and an augmentation each) to find their labels
+    class Counted(Dataset):
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def __len__(self) -> int:
+            return 50
+
+        def __getitem__(self, i):
+            self.reads += 1
+            return torch.zeros(1, 2, 2), i % 5
+
+    data, order = Counted(), torch.randperm(50, generator=torch.Generator().manual_seed(0))
+    first = labels_in_order(data, order, pool=30)
+    assert data.reads == 30 and first[1].tolist() == [int(i) % 5 for i in order[:30]]
+    again = labels_in_order(data, order, pool=40)  # another monitor, a larger pool
+    assert data.reads == 40 and torch.equal(again[1][:30], first[1])
