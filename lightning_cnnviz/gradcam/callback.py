@@ -18,7 +18,7 @@ from lightning_cnnviz.core.probe import Probe, find_dataset, has_val_data
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.core.tokens import Layout
-from lightning_cnnviz.gradcam.draw import cam_grid
+from lightning_cnnviz.gradcam.draw import MAX_TILES, cam_grid
 from lightning_cnnviz.gradcam.judging import ShortcutChecks
 from lightning_cnnviz.gradcam.metrics import means_to_host
 from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
@@ -181,8 +181,12 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         for split, rows in panels:
             grids = []
             for image01, heat, logits, labels, title in rows:
-                grid, _ = cam_grid(image01, heat, logits, labels, cmap=self.cmap,
+                n = MAX_TILES  # a probe of 1,000 images drew a 498 x 12,674 grid
+                grid, _ = cam_grid(image01[:n], heat[:n], logits[:n],
+                                   None if labels is None else labels[:n], cmap=self.cmap,
                                    alpha=self.alpha, shared_scale=self.shared_scale)  # fmt: skip
+                if len(image01) > n:
+                    title = f"{title or split}: the first {n} of {len(image01)} probe images"
                 grids.append(grid if title is None else caption(grid, title))
             self.sink.image(self.tag(split), R.vstack(grids, gap=4), step)
 

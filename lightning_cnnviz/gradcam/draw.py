@@ -24,7 +24,7 @@ from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.labels import caption, columns_that_fit
 from lightning_cnnviz.core.outputs import as_logits
 
-__all__ = ["blank_cams", "cam_grid"]
+__all__ = ["MAX_TILES", "blank_cams", "cam_grid"]
 
 _RIGHT, _WRONG = (120, 230, 120), (255, 90, 90)  # caption colours: prediction right / wrong
 
@@ -39,6 +39,9 @@ def blank_cams(cam: Tensor) -> Tensor:
     """
     flat = cam.flatten(1)
     return (~torch.isfinite(flat).all(1)) | (flat.nan_to_num().amax(1) <= 0)
+
+
+MAX_TILES = 32  # tiles a grid draws (the figures read every probe image)
 
 
 def cam_grid(

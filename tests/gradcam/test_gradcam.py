@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning_cnnviz.core import cam as core_cam
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.core.target_layer import block_output, trace_calls
+from lightning_cnnviz.gradcam import callback as gradcam_callback
 from lightning_cnnviz.gradcam import metrics
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.gradcam.draw import cam_grid
@@ -357,3 +358,20 @@ def test_gradcam_agrees_with_pytorch_grad_cam_on_reference_model(tmp_path):
     assert torch.equal(live, theirs.flatten(1).amax(1) > 0)
     corr = per_image_correlation(ours01[live], theirs01[live])
     assert corr.min() >= 0.999, corr.min()
+
+
+def test_gradcam_grid_draws_at_most_max_tiles_of_a_large_probe(tmp_path, monkeypatch):
+    # setups hunt 19: num_samples=1000 drew a 498 x 12,674-pixel grid per event
+    monkeypatch.setattr(gradcam_callback, "MAX_TILES", 3)
+    small = GradCAMMonitor(every_n_steps=2, num_samples=3, misclassified=False, strict=True)
+    fit(tmp_path / "small", small, steps=2)
+    large = GradCAMMonitor(every_n_steps=2, num_samples=8, misclassified=False, strict=True)
+    fit(tmp_path / "large", large, steps=2)
+    image = {
+        name: acc.Images("gradcam/val")[-1]
+        for name, acc in (("small", events(tmp_path / "small" / "tb")),
+                          ("large", events(tmp_path / "large" / "tb")))
+    }  # fmt: skip
+    assert image["large"].width == image["small"].width  # 3 tiles each
+    assert image["large"].height > image["small"].height  # and the caption saying so
+    assert scalars(events(tmp_path / "large" / "tb"), "gradcam/val/concentration")
