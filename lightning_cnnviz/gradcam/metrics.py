@@ -36,12 +36,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "KEPT_SIDE",
     "TOP_SHARE",
     "cam_metrics",
     "components",
     "concentration",
     "drift",
     "foreground",
+    "kept_size",
     "levels",
     "means_to_host",
     "on_object",
@@ -246,9 +248,33 @@ def cam_metrics(cam: Tensor, mask: Tensor | None, previous: Tensor | None) -> di
     if mask is not None:
         out["on_object"] = on_object(cam, mask)
         out["object_share"] = mask.flatten(1).float().mean(1)
-    if previous is not None and previous.shape == cam.shape:
-        out["drift"] = drift(cam, previous.float())
+    if previous is not None and previous.shape[0] == cam.shape[0]:
+        now = kept_size(cam)  # the previous CAM is kept at that size (a checkpoint holds it)
+        if previous.shape == now.shape:
+            out["drift"] = drift(now, previous.float())
     return out
+
+
+KEPT_SIDE = 32  # a CAM kept for the next event's drift: at most this many pixels a side
+
+
+def kept_size(cam: Tensor) -> Tensor:
+    """``cam`` (N, *spatial) averaged down to at most ``KEPT_SIDE`` a side (as it is if smaller).
+
+    A CAM is a coarse map upsampled to the input (a 4x4 map at 512x512): kept whole in every
+    checkpoint it took 8.4 MB, and its drift reads the same at this size.
+
+    Example::
+
+        >>> kept_size(torch.ones(2, 512, 512)).shape, kept_size(torch.ones(2, 28, 28)).shape
+        (torch.Size([2, 32, 32]), torch.Size([2, 28, 28]))
+    """
+    spatial = cam.shape[1:]
+    if max(spatial, default=0) <= KEPT_SIDE or len(spatial) not in (1, 2, 3):
+        return cam
+    size = tuple(min(s, KEPT_SIDE) for s in spatial)
+    pool = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[len(spatial) - 1]
+    return pool(cam.unsqueeze(1).float(), size)[:, 0]
 
 
 def means_to_host(values: Mapping[str, Tensor]) -> dict[str, float]:

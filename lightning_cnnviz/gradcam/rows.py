@@ -26,7 +26,13 @@ from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.gradcam.draw import blank_cams
 from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, grid_agreements, region
-from lightning_cnnviz.gradcam.metrics import cam_metrics, foreground, on_object, without_object
+from lightning_cnnviz.gradcam.metrics import (
+    cam_metrics,
+    foreground,
+    kept_size,
+    on_object,
+    without_object,
+)
 from lightning_cnnviz.gradcam.saliency import clip_peaks, input_saliency
 
 __all__ = ["CamRows", "Row"]
@@ -159,7 +165,7 @@ class CamRows:
                  ) -> dict[str, Tensor]:  # fmt: skip
         key = f"{split}/{name}"
         peak = cam.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1)  # drift is scale-free
-        previous, self._previous[key] = self._previous.get(key), (cam / peak).half().cpu()
+        previous, self._previous[key] = self._previous.get(key), kept_size(cam / peak).half().cpu()
         mask = self._foreground(split, image01) if images else None  # "on the object": images
         out = cam_metrics(cam, mask, previous)
         tags = {self.tag(key, m): v for m, v in out.items()} if len(self.selected) > 1 else {}

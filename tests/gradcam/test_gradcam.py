@@ -205,6 +205,19 @@ def test_gradcam_resume_continues_drift(tmp_path):
     assert second.state_dict()["probe_indices"] == first.state_dict()["probe_indices"]
 
 
+def test_gradcam_kept_cams_are_small_and_still_give_the_drift():
+    # setups hunt 19: the previous CAMs were kept at the input's resolution, 8.4 MB of every
+    # checkpoint at 512 x 512 for a 4 x 4 map
+    coarse = torch.rand(2, 1, 4, 4)
+    cam = torch.nn.functional.interpolate(coarse, size=(512, 512), mode="bilinear")[:, 0]
+    kept = metrics.kept_size(cam)
+    assert kept.shape == (2, 32, 32)
+    same = metrics.cam_metrics(cam, None, kept)["drift"]
+    assert torch.allclose(same, torch.zeros(2), atol=1e-6)  # the same map: no drift
+    other = torch.nn.functional.interpolate(coarse.flip(-1), size=(512, 512), mode="bilinear")
+    assert (metrics.cam_metrics(other[:, 0], None, kept)["drift"] > 0.1).all()
+
+
 def test_gradcam_reports_cam_off_object():
     monitor = GradCAMMonitor()
     trainer = SimpleNamespace(global_step=0, current_epoch=0)
