@@ -192,6 +192,11 @@ def discordant_shares(eval_out: Tensor, bn_out: Tensor, labels: Tensor) -> dict[
     }
 
 
+# Classes beyond this: no per-class figures or confusion counts (a (K, K) matrix; 10,000
+# classes made each evaluation 20 s; a probe of 128 images fills no class's share anyway)
+PER_CLASS_MAX = 2048
+
+
 def figures(
     logged: Mapping[str, Tensor | None],
     logits: Mapping[str, Tensor | None],
@@ -204,10 +209,11 @@ def figures(
     probability), ``probe_acc_{split}`` and ``probe_loss_{split}`` (cross-entropy), plus
     ``classes`` (the logits' width) and, with both val passes, ``bn_only`` / ``eval_only``
     (shares of the val probe right in one of them only), and the val probe's loss
-    candidates (``loss_reads.candidates``). Outputs that are probabilities (a model that
-    ends in a softmax) are read as their logarithms (``core.outputs.as_logits``).
-    Everything is reduced where the logits live and moved to the host in one transfer. A
-    ``None`` entry (not logged, no usable logits) is left out.
+    candidates (``loss_reads.candidates``); per class only up to ``PER_CLASS_MAX`` classes.
+    Outputs that are probabilities (a model that ends in a softmax) are read as their
+    logarithms (``core.outputs.as_logits``). Everything is reduced where the logits live
+    and moved to the host in one transfer. A ``None`` entry (not logged, no usable logits)
+    is left out.
 
     Example::
 
@@ -244,12 +250,13 @@ def figures(
     parts = [
         torch.stack([*(v.to(device) for v in values.values()), torch.zeros((), device=device)])
     ]
-    if val is not None and val_labels is not None:
-        parts.append(per_class_accuracy(val, val_labels).to(device))
-        parts.append(confusion_counts(val, val_labels).flatten().to(device))
+    per_class = val is not None and val_labels is not None and val.shape[1] <= PER_CLASS_MAX
+    if per_class:
+        parts.append(per_class_accuracy(val, val_labels).to(device))  # type: ignore[arg-type]
+        parts.append(confusion_counts(val, val_labels).flatten().to(device))  # type: ignore[arg-type]
     flat = torch.cat(parts).tolist()
     host = dict(zip(values, flat, strict=False))
-    if val is None or val_labels is None:
+    if not per_class:
         return host, [], None
     k, n = val.shape[1], len(values) + 1
     matrix = flat[n + k :]

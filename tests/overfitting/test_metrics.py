@@ -8,6 +8,7 @@ from lightning_cnnviz.core.summary import summary_text
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.metrics import (
+    PER_CLASS_MAX,
     expected_calibration_error,
     figures,
     per_class_accuracy,
@@ -144,3 +145,15 @@ def test_figures_discordant_shares_of_the_two_val_passes():
     assert host["probe_acc_bn"] - host["probe_acc_val"] == 0.25
     host, _, _ = figures({}, {"val": eval_out}, {"val": labels})
     assert "bn_only" not in host
+
+
+def test_metrics_figures_skip_per_class_counts_beyond_per_class_max():
+    # setups hunt 19: 10,000 classes made each evaluation a (K, K) matrix of Python floats
+    # scanned twice (28 s against 1.5 s for the bare fit)
+    k = PER_CLASS_MAX + 1
+    logits = torch.zeros(4, k)
+    logits[torch.arange(4), torch.tensor([3, 7, 7, 9])] = 5.0
+    labels = torch.tensor([3, 7, 8, 9])
+    host, per_class, confusion = figures({}, {"val": logits}, {"val": labels})
+    assert (per_class, confusion) == ([], None)
+    assert host["probe_acc_val"] == pytest.approx(0.75) and host["classes"] == k
