@@ -31,7 +31,7 @@ from torch.utils.data import default_collate
 
 from lightning_cnnviz.core.items import read_item, split_sample
 
-__all__ = ["Collated", "collated_view", "source_dataset"]
+__all__ = ["Collated", "Unbatched", "collated_view", "source_dataset", "unbatched_view"]
 
 
 class Collated:
@@ -116,6 +116,96 @@ def _decide(dataset: Any, collate: Callable[[list[Any]], Any]) -> Any:
     return view
 
 
+class Unbatched:
+    """A dataset whose items are whole batches (a loader with ``batch_size=None``).
+
+    Seen one sample at a time: item ``i`` is row ``i % per`` of batch ``i // per``.
+    """
+
+    def __init__(self, dataset: Any, per: int, size: int) -> None:
+        self.dataset, self.per, self.size = dataset, per, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return _row(self.dataset[index // self.per], index % self.per)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("dataset", "per", "size"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def _row(batch: Any, i: int) -> Any:
+    """Row ``i`` of every tensor in a batch, containers kept."""
+    if isinstance(batch, Tensor):
+        return batch[i] if batch.dim() else batch
+    if isinstance(batch, Mapping):
+        return {k: _row(v, i) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_row(v, i) for v in batch))
+    if isinstance(batch, Sequence) and not isinstance(batch, str):
+        rows = [_row(v, i) for v in batch]
+        return tuple(rows) if isinstance(batch, tuple) else rows
+    return batch
+
+
+def unbatched_view(dataset: Any) -> Any:
+    """``dataset`` seen sample by sample where its items are batches, else as it is.
+
+    For a loader that does not batch (``batch_size=None``), which hands the model its
+    dataset's items as they are: an item whose tensors share a first axis of 2 or more is
+    a batch. Decided once per dataset from its first and last items.
+
+    Example::
+
+        >>> import torch
+        >>> batches = [(torch.zeros(4, 1, 2, 2), torch.arange(4)) for _ in range(3)]
+        >>> view = unbatched_view(batches)
+        >>> len(view), tuple(view[5][0].shape), int(view[5][1])
+        (12, (1, 2, 2), 1)
+    """
+    if not _has_items(dataset):
+        return dataset
+    try:
+        cached = _unbatched.get(dataset)
+    except TypeError:  # unhashable: decided each time
+        cached = None
+    if cached is None:
+        cached = _unbatch_decide(dataset)
+        with contextlib.suppress(TypeError):
+            _unbatched[dataset] = cached
+    return cached
+
+
+_unbatched: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _unbatch_decide(dataset: Any) -> Any:
+    first = read_item(dataset, 0)
+    tensors = [t for t in _tensors(first) if t.dim() >= 1]
+    per = int(tensors[0].shape[0]) if tensors else 0
+    if per < 2 or any(int(t.shape[0]) != per for t in tensors):
+        return dataset
+    last = read_item(dataset, len(dataset) - 1)
+    tail = [t for t in _tensors(last) if t.dim() >= 1]
+    size = (len(dataset) - 1) * per + (int(tail[0].shape[0]) if tail else per)
+    return Unbatched(dataset, per, size)
+
+
+def _tensors(item: Any) -> list[Tensor]:
+    if isinstance(item, Tensor):
+        return [item]
+    if isinstance(item, Mapping):
+        item = list(item.values())
+    if isinstance(item, Sequence) and not isinstance(item, str):
+        return [t for v in item for t in _tensors(v)]
+    return []
+
+
 def source_dataset(data: Any) -> Any:
-    """The dataset itself behind a ``Collated`` view (else ``data``)."""
-    return data.dataset if isinstance(data, Collated) else data
+    """The dataset itself behind a ``Collated`` or ``Unbatched`` view (else ``data``)."""
+    return data.dataset if isinstance(data, Collated | Unbatched) else data

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-from lightning_cnnviz.core.collated import collated_view
+from lightning_cnnviz.core.collated import collated_view, unbatched_view
 from lightning_cnnviz.core.items import dataset_labels, iterable_head, split_sample, target_words
 from lightning_cnnviz.core.random_state import rng_untouched
 
@@ -74,6 +74,8 @@ def _dataset_of(loaders: Any) -> Any:
     if isinstance(loaders, DataLoader):
         data = loaders.dataset
         data = iterable_head(data) if isinstance(data, IterableDataset) else data
+        if loaders.batch_size is None and loaders.batch_sampler is None:
+            return unbatched_view(data)  # a loader that does not batch: items are batches
         return collated_view(data, loaders.collate_fn)  # PIL items a `collate_fn` converts
     if isinstance(loaders, dict):
         loaders = list(loaders.values())

@@ -210,3 +210,35 @@ def test_model_io_items_token_ids_stay_integers_and_image_views_say_why_not(tmp_
             assert any(t.startswith(section(name) + "/") for t in written), name
     assert "activations/c1/grad_rms" in tags["scalars"]
     assert not [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"]
+
+
+class Batches(Dataset):
+    """A dataset whose items are whole batches, for a loader with ``batch_size=None``."""
+
+    def __init__(self, data, per: int) -> None:
+        self.x, self.y, self.per = *data.tensors, per
+
+    def __len__(self) -> int:
+        return (len(self.y) + self.per - 1) // self.per
+
+    def __getitem__(self, i):
+        rows = slice(i * self.per, (i + 1) * self.per)
+        return self.x[rows], self.y[rows]
+
+
+def test_model_io_items_a_loader_of_whole_batches_is_read_sample_by_sample(tmp_path):
+    # setups hunt 19: DataLoader(batch_size=None) over a dataset that returns batches made
+    # Activation, FeatureMap, GradCAM and Overfitting fail ("Expected 4D input ...")
+    torch.manual_seed(0)
+    data = (DataLoader(Batches(digits(32, seed=1), 8), batch_size=None),
+            DataLoader(Batches(digits(20, seed=2), 8), batch_size=None))  # fmt: skip
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, _, messages = fit(tmp_path, monitors, data=data)
+    tags = written_tags(tmp_path)
+    written = {t for kind in ("images", "scalars") for t in tags[kind]}
+    for monitor in monitors:
+        name = type(monitor).__name__
+        assert not failures(messages, name) and monitor.events > 0, name
+        assert any(t.startswith(section(name) + "/") for t in written), name
+    probe = next(m for m in monitors if type(m).__name__ == "GradCAMMonitor")._probes["val"]
+    assert probe.images.shape[1:] == (1, 16, 16) and max(probe.indices) < 20
