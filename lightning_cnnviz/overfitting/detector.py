@@ -192,7 +192,7 @@ class Detector:
             if old is None or old.severity == "note" or old.best is not verdict.best:
                 return Change("new", verdict)  # first time, again after going away, new episode
             key = _WORSE.get(kind)
-            if key and verdict.figures[key] > old.figures[key]:
+            if key and verdict.figures.get(key, 0.0) > old.figures.get(key, 0.0):
                 return Change("worse", verdict)
             return None
         if old is None or (old.severity == "note" and not _early(old)):

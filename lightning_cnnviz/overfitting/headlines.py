@@ -148,6 +148,16 @@ def _weight_decay_too_strong(v: Verdict) -> str:
     f, since = v.figures, v.since
     if v.severity == "note":
         return _loss_back(v)
+    if f.get("held_back"):
+        return (
+            f"Weight decay too strong: {f['weight_decay']:.3g} at learning rate {f['lr']:.3g} "
+            f"takes {100 * f['decay_per_step']:.1f}% off every weight each step, and the "
+            f"training loss has stayed at {num(f['train_loss'])} since {when(since)} "
+            f"({num(f['train_loss'] / f['chance_loss'], True)} of its chance level "
+            f"ln K = {num(f['chance_loss'])}): the decay holds the weights near zero and the "
+            f"model cannot fit the training data (train accuracy "
+            f"{num(f['train_acc'], True)}, val accuracy {num(f['val_acc'], True)})."
+        )
     return (
         f"Weight decay too strong: {f['weight_decay']:.3g} at learning rate {f['lr']:.3g} "
         f"takes {100 * f['decay_per_step']:.1f}% off every weight each step, and the "

@@ -135,18 +135,55 @@ def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdic
     all more than ``RISE`` above the lowest one before them, at a learning rate no higher
     than it was then, and the train accuracy, where known, ``DROP`` below its value there
     (or the loss doubled, ``ALONE``: 5x at 4 points of train accuracy is no harmless climb).
-    ``best`` is that lowest evaluation, ``since`` the one after it.
+    ``best`` is that lowest evaluation, ``since`` the one after it. Without such a climb,
+    a train loss held far above zero (``_held_back``).
     """
     now = history[-1]
     if now.decay_per_step is None or now.decay_per_step < DECAY_PER_STEP:
         return None
     found = _climb(history, patience, RISE)
     if found is None:
-        return None
+        return _held_back(history, patience)
     best = found[0][found[1]]
     if _fell(best, now) is False and not _doubled(best, now):
         return None  # the loss climbs, the accuracy holds: no harm done
     return _verdict("weight_decay_too_strong", *found)
+
+
+HELD_BACK = 0.5
+"""Under decay of ``DECAY_PER_STEP`` or more, a train loss still this share of ``ln K`` at
+each of the last evaluations, not falling (``STALLED``): the decay holds the model back."""
+STALLED = 0.05
+
+
+def _held_back(history: Sequence[Evaluation], patience: int) -> Verdict | None:
+    """The train loss held far above zero under heavy decay, with no low to climb back from.
+
+    Past the first evaluation, the last ``patience`` train losses ``HELD_BACK`` x ``ln K`` or
+    more and the latest not ``STALLED`` below the lowest before it. Held out (hunt 19):
+    AdamW at lr 1e-3 with ``weight_decay=50`` (5% of every weight a step) sat at train
+    losses of 1.60, 1.44, 1.55 (61-66% val against 96%), and the run ended "no problems".
+    """
+    evs = [e for e in history if e.train_loss is not None and math.isfinite(e.train_loss)]
+    now = evs[-1] if evs else None
+    if now is None or len(evs) < patience + 2 or now.classes is None or now.classes < 2:
+        return None
+    bar = HELD_BACK * math.log(now.classes)
+    recent = evs[-patience:]
+    lowest = min(e.train_loss for e in evs[:-1])  # type: ignore[type-var]
+    if any(e.train_loss < bar for e in recent) or now.train_loss < (1 - STALLED) * lowest:  # type: ignore[operator]
+        return None
+    figures = {
+        "weight_decay": now.weight_decay,
+        "lr": now.lr,
+        "decay_per_step": now.decay_per_step,
+        "train_loss": now.train_loss,
+        "chance_loss": math.log(now.classes),
+        "held_back": True,
+        "train_acc": now.train_accuracy,
+        "val_acc": now.val_accuracy,
+    }
+    return Verdict("weight_decay_too_strong", recent[0], now, None, figures)
 
 
 def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:

@@ -566,6 +566,30 @@ def test_detector_weight_decay_too_strong_when_the_train_loss_climbs_back():
     assert run(20.0, held=True)[1] == []
 
 
+def test_detector_weight_decay_too_strong_when_the_train_loss_is_held_far_up():
+    # hunt 19: AdamW lr 1e-3, weight_decay=50 (5% a step): train loss 2.12, 1.60, 1.44, 1.55
+    # (61-66% val against 96%) with no low to climb back from; "no problems found"
+    def run(wd, losses=(2.12, 1.60, 1.44, 1.55)):
+        detector, said = Detector(), []
+        for e, train in enumerate(losses):
+            ev = Evaluation(step=47 * (e + 1), epoch=e, train_loss=train, train_acc=0.5,
+                            val_acc=0.6, lr=1e-3, weight_decay=wd, decay_per_step=1e-3 * wd,
+                            classes=10.0)  # fmt: skip
+            said += [(e, c.change, c.verdict) for c in detector.update(ev)]
+        return said
+
+    ((e, change, verdict),) = run(50.0)
+    assert (e, change, verdict.kind, verdict.severity) == (3, "new", "weight_decay_too_strong",
+                                                           "problem")  # fmt: skip
+    assert headline(verdict).startswith(
+        "Weight decay too strong: 50 at learning rate 0.001 takes 5.0% off every weight each "
+        "step, and the training loss has stayed at 1.55 since epoch 2"
+    )
+    assert "(67.3% of its chance level ln K = 2.303)" in headline(verdict)
+    assert run(0.05) == []  # a usual decay: the same curve is for the other rules
+    assert run(50.0, (2.1, 0.9, 0.5, 0.45)) == []  # fitting under it: a BatchNorm net
+
+
 # measured (SGD lr 0.01, momentum 0.999, a plain digit CNN): the train loss between two
 # validations fell to 0.25, then climbed 0.41, 0.63, 1.27; val accuracy 92% -> 66%
 CLIMB = [(1.79, 0.47), (0.99, 0.76), (0.38, 0.90), (0.25, 0.93), (0.41, 0.92), (0.63, 0.90),
