@@ -21,6 +21,7 @@ from lightning_cnnviz.activations.init_weights import (
     negative_biases,
     zero_weights,
 )
+from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.activations.window import TrainingWindow
@@ -166,7 +167,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             decay=(settings.decay_per_step, settings.weight_decay),
             clip=clip_setting(trainer), momentum=settings.momentum,
             output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),
-            probe_acc=self._probe_accuracy(trainer),
+            probe_acc=self._probe_accuracy(trainer), clipped=clipped_classes(self._rec.logits),
             **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

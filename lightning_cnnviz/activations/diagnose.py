@@ -170,22 +170,29 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.levels = LossLevels()  # read again from the kept losses
 
     def _output_activation(
-        self, step: int, epoch: int, site: str | None, kinds: Mapping[str, str | None]
+        self,
+        step: int,
+        epoch: int,
+        site: str | None,
+        kinds: Mapping[str, str | None],
+        clipped: Sequence[int] = (),
     ) -> tuple[list[Verdict], bool]:
         """``output_activation_text`` once, and whether the site's units are claimed.
 
         Only for class labels (``classes``, from the initial-scale check): a ReLU on a
-        regression's outputs can be meant. Claimed units are no ``dead_units``.
+        regression's outputs can be meant. Claimed units are no ``dead_units``. Without
+        such a site, ``clipped``: the classes whose logit is 0 on every probe image where
+        no logit is below 0 (``F.relu`` in ``forward``: held out, hunt 19, 67-69% val).
         """
-        if site is None or not self.classes or kinds.get(site) in ("saturating", "leaky"):
+        if not self.classes or (site is not None and kinds.get(site) in ("saturating", "leaky")):
             return [], False
-        dead = self.history.dead.get(site, [])
+        dead = self.history.dead.get(site, []) if site is not None else list(clipped)
         if not dead:
             return [], False
         if not self._new("output_activation", "problem"):
             return [], True
-        share = self.history.previous.get(site, 0.0)
-        message, figures = output_activation_text(step, epoch, site, dead, share)
+        share = self.history.previous.get(site, 0.0) if site else len(dead) / self.classes
+        message, figures = output_activation_text(step, epoch, site or "", dead, share)
         return [Verdict("output_activation", "problem", message, figures)], True
 
     def _new(self, kind: str, severity: str) -> bool:
@@ -218,6 +225,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         momentum: float | None = None,
         frozen_head: str | None = None,
         probe_acc: float | None = None,
+        clipped: Sequence[int] = (),
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -242,7 +250,9 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         (``HIGH_MOMENTUM`` or more is named as the cause of silent units). ``frozen_head``:
         the model's first weight layer where it is frozen (no vanishing gradients then).
         ``probe_acc``: the model's accuracy on the probe images now (a loss that steps up
-        while it holds is a harder training target, not a divergence).
+        while it holds is a harder training target, not a divergence). ``clipped``: the
+        classes whose logit is 0 on every probe image, no logit below 0
+        (``output_activation.clipped_classes``).
         """
         series = self.loss.read()
         self.chance = self.chance or chance
@@ -257,7 +267,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             self.log_accs = [*self.log_accs[-5:], (step, probe_acc)]
         kinds = {site: info.kind for site, info in sites.items()}
         alerts = self.history.update(figures, kinds)
-        out, claimed = self._output_activation(step, epoch, output_site, kinds)
+        out, claimed = self._output_activation(step, epoch, output_site, kinds, clipped)
         alerts = [a for a in alerts if not (claimed and a[0] == output_site)]
         widths = {site: f["active_share"].numel() for site, f in figures.items()}
         dying = die_off(alerts, widths)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["output_activation_text", "pools_to"]
+__all__ = ["clipped_classes", "output_activation_text", "pools_to"]
 
 
 def output_activation_text(
@@ -38,15 +38,40 @@ def output_activation_text(
         At step 10 (epoch 0): the model's output passes through `net.13`, an activat
     """
     shown = ", ".join(map(str, dead[:16])) + (", ..." if len(dead) > 16 else "")
+    through = (
+        f"passes through `{site}`, an activation that is 0 below zero"
+        if site
+        else "is never below 0 (an activation that is 0 below zero, `F.relu` in `forward`?)"
+    )
     message = (
-        f"At step {step} (epoch {epoch}): the model's output passes through `{site}`, an "
-        f"activation that is 0 below zero: {len(dead)} of its outputs ({share:.0%}; classes "
+        f"At step {step} (epoch {epoch}): the model's output {through}: "
+        f"{len(dead)} of its outputs ({share:.0%}; classes "
         f"{shown}) are 0 on every probe image. Those logits get no gradient, and a class "
         "whose logit cannot rise above 0 is never predicted over the others. Try: remove "
         "the activation after the last layer (`cross_entropy` takes raw logits, negative "
         "ones included)."
     )
     return message, {"dead_outputs": float(len(dead)), "share": share}
+
+
+def clipped_classes(logits: Tensor | None) -> list[int]:
+    """The classes whose logit is exactly 0 on every probe image, where no logit is below 0.
+
+    A rectifier applied in ``forward`` (no module to watch) leaves that mark on the logits.
+
+    Example::
+
+        >>> clipped_classes(torch.relu(torch.tensor([[-1.0, 2.0, -3.0], [-2.0, 1.0, 0.5]])))
+        [0]
+        >>> clipped_classes(torch.tensor([[-1.0, 2.0], [0.0, 1.0]]))
+        []
+    """
+    if logits is None or logits.dim() != 2 or logits.shape[1] < 2:
+        return []
+    out = logits.detach().float()
+    if bool((out < 0).any()):
+        return []
+    return (out == 0).all(0).nonzero().flatten().tolist()
 
 
 def pools_to(maps: Tensor, logits: Tensor) -> bool:

@@ -396,6 +396,29 @@ def test_diagnosis_runs_relu_on_class_maps_before_a_global_pool_is_an_output_act
     assert not [f for f in dead if "`net.4`" in f.message]
 
 
+class FunctionalReluOut(nn.Module):
+    """``F.relu`` on the logits in ``forward``: no module to watch at the output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = leaky_cnn()
+
+    def forward(self, x):
+        return F.relu(self.body(x))
+
+
+def test_diagnosis_runs_functional_relu_on_the_logits_is_an_output_activation(tmp_path):
+    # hunt 19: `F.relu(model(x))` kept a CNN at 67-69% (95-97% without it), told nothing
+    trainer, _ = fit(tmp_path, Net(FunctionalReluOut(), lr=0.05), 50, 10)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "output_activation"]
+    assert found.severity == "problem"
+    assert "the model's output is never below 0 (an activation that is 0 below zero" in (
+        found.message
+    )
+    stuck = int(found.figures["dead_outputs"])
+    assert 1 <= stuck <= 10 and f"{stuck} of its outputs" in found.message
+
+
 class _Texts:
     """A sink that keeps the texts it is given (what ``ActivationMonitor._tell`` writes)."""
 
