@@ -55,7 +55,8 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
             dense early, then fitted to the run's length and to ``budget``
             (``core/schedule.py``).
         num_samples: probe size.
-        tag_prefix: prepended to every TensorBoard tag.
+        tag_prefix: prepended to every TensorBoard tag, as a section of its own
+            (``"dense"`` and ``"dense/"`` both write ``dense/activations/...``).
         strict: raise when the monitor itself fails, instead of warning once and
             stepping aside while training goes on.
         seed: seed of the monitor's own generator (probe draws).
@@ -103,7 +104,10 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
         check_int("seed", seed, minimum=None)
         self.layers: LayerSpec = layers
         self.num_samples = num_samples
-        self.tag_prefix = tag_prefix
+        # a section of its own in TensorBoard: "run1" -> "run1/", "/a/" -> "a/" ("run1"
+        # glued on made "run1activations/...", a leading "/" a section with no name)
+        stripped = tag_prefix.strip("/")
+        self.tag_prefix = f"{stripped}/" if stripped else ""
         self.strict = strict
         self.seed = seed
         self.output_key, self.label_key = output_key, label_key

@@ -5,6 +5,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lightning_cnnviz import KernelMonitor
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.sinks import Sink
@@ -259,3 +260,12 @@ def test_monitor_summary_tells_a_fit_whose_optimiser_never_steps(tmp_path, caplo
     assert check.why == f"never logged: the optimiser took no step in {batches} training batches"
     (summary,) = texts(events(tmp_path / "tb" / "version_0"), "cnnviz/summary")
     assert "1 problem(s)" in summary and "[cnnviz/no_optimizer_step]" in summary
+
+
+@pytest.mark.parametrize(("given", "kept"), [("run1", "run1/"), ("/run1/", "run1/"),
+                                             ("a/b", "a/b/"), ("/", ""), ("", "")])  # fmt: skip
+def test_monitor_tag_prefix_is_a_section_of_its_own(given, kept):
+    # setups hunt 19: "run1" wrote "run1activations/...", "/" a section with no name
+    monitor = KernelMonitor(tag_prefix=given)
+    assert monitor.tag_prefix == kept
+    assert monitor.tag("w") == f"{kept}kernels/w"
