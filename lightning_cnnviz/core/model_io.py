@@ -115,6 +115,13 @@ class ProbeReader:
             with probe_mode(model):
                 output = model(x)
             key = self.output_key
+            if key is not None and isinstance(output, Tensor):
+                self.warn_once(
+                    "output_key",
+                    f"`output_key={key!r}` has nothing to pick: the model returns one tensor "
+                    f"{tuple(output.shape)}, read as the logits",
+                )
+                key = None
             if key is None:
                 key, why = guess_output_key(output, self.num_classes(trainer))
                 if why:

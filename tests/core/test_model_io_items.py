@@ -242,3 +242,13 @@ def test_model_io_items_a_loader_of_whole_batches_is_read_sample_by_sample(tmp_p
         assert any(t.startswith(section(name) + "/") for t in written), name
     probe = next(m for m in monitors if type(m).__name__ == "GradCAMMonitor")._probes["val"]
     assert probe.images.shape[1:] == (1, 16, 16) and max(probe.indices) < 20
+
+
+def test_model_io_items_output_key_on_a_plain_tensor_output_is_said_once(tmp_path):
+    # setups hunt 19: `output_key: logitz` on a model returning one tensor was ignored
+    # without a word, with `strict` too
+    monitor = make_monitor("GradCAMMonitor", output_key="logitz", strict=True)
+    _, _, messages = fit(tmp_path, [monitor])
+    said = [m for m in messages if "`output_key='logitz'` has nothing to pick" in m]
+    assert len(said) == 1 and said[0].startswith("GradCAMMonitor: ")
+    assert monitor.events > 0 and not monitor.disabled
