@@ -100,6 +100,7 @@ def test_shapes_segmentation_cam_target_is_class_score_over_its_pixels():
     logits = torch.zeros(1, 2, 2, 2)
     logits[0, 0] = torch.tensor([[3.0, 1.0], [2.0, 0.0]])
     logits[0, 1] = torch.tensor([[0.0, 5.0], [0.0, 4.0]])  # class 1 wins the right column
+    logits.requires_grad_()  # a model's output: Grad-CAM differentiates it
     score = _Score(lambda x: logits, torch.tensor([1]), None)
     assert score(torch.zeros(1)).item() == 9.0  # 5 + 4: class 1 on its own pixels
     score.target = torch.tensor([0])
