@@ -27,6 +27,21 @@ class Items(Dataset):
         return self.shape(i, *self.data[i])
 
 
+def assert_every_monitor_wrote(logdir, monitors, messages) -> None:
+    """Each monitor logged, failed nowhere, and wrote a section of its own to TensorBoard."""
+    tags = written_tags(logdir)
+    written = {t for kind in ("images", "scalars") for t in tags[kind]}
+    for monitor in monitors:
+        name = type(monitor).__name__
+        assert not failures(messages, name) and monitor.events > 0, name
+        assert any(t.startswith(section(name) + "/") for t in written), name
+
+
+def probe_of(monitors, name: str):
+    """The val probe the monitor of class ``name`` drew."""
+    return next(m for m in monitors if type(m).__name__ == name)._probes["val"]
+
+
 def numpy_named(i, x, y):
     """``(name, NumPy image, NumPy label)``, as hand-written and albumentations pipelines give
     them; the default collate makes the batch tensors."""
@@ -56,12 +71,7 @@ def test_model_io_items_forward_taking_the_batch_dict_gets_the_images_in_one(tmp
     _, model, messages = _run(tmp_path / "on", monitors)
     said = [m for m in messages if "forward takes the data item" in m]
     assert len(said) == 1 and "{'image': images}" in said[0]
-    tags = written_tags(tmp_path / "on")
-    written = {t for kind in ("images", "scalars") for t in tags[kind]}
-    for monitor in monitors:
-        name = type(monitor).__name__
-        assert not failures(messages, name) and monitor.events > 0, name
-        assert any(t.startswith(section(name) + "/") for t in written), name
+    assert_every_monitor_wrote(tmp_path / "on", monitors, messages)
     _, bare, _ = _run(tmp_path / "off", [])
     for a, b in zip(model.state_dict().values(), bare.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -82,12 +92,7 @@ def test_model_io_items_numpy_items_named_first_are_read_as_the_loader_collates_
     )
     monitors = [make_monitor(name) for name in ALL_MONITORS]
     _, _, messages = fit(tmp_path, monitors, model=NamedBatches(), data=data)
-    tags = written_tags(tmp_path)
-    written = {t for kind in ("images", "scalars") for t in tags[kind]}
-    for monitor in monitors:
-        name = type(monitor).__name__
-        assert not failures(messages, name) and monitor.events > 0, name
-        assert any(t.startswith(section(name) + "/") for t in written), name
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
 
 
 def pil_item(i, x, y):
@@ -116,13 +121,8 @@ def test_model_io_items_pil_items_a_collate_fn_converts_are_read_through_it(tmp_
     )
     monitors = [make_monitor(name) for name in ALL_MONITORS]
     _, model, messages = fit(tmp_path / "on", monitors, data=data)
-    tags = written_tags(tmp_path / "on")
-    written = {t for kind in ("images", "scalars") for t in tags[kind]}
-    for monitor in monitors:
-        name = type(monitor).__name__
-        assert not failures(messages, name) and monitor.events > 0, name
-        assert any(t.startswith(section(name) + "/") for t in written), name
-    probe = next(m for m in monitors if type(m).__name__ == "FeatureMapMonitor")._probes["val"]
+    assert_every_monitor_wrote(tmp_path / "on", monitors, messages)
+    probe = probe_of(monitors, "FeatureMapMonitor")
     first = to_tensors([pil_item(0, *digits(16, seed=2)[probe.indices[0]])])[0][0]
     assert torch.equal(probe.images[0], first)  # the image as the model gets it
     torch.manual_seed(0)
@@ -158,7 +158,7 @@ def test_model_io_items_float_binary_targets_are_two_classes_not_regression(tmp_
     _, _, messages = fit(tmp_path, monitors, model=FloatTargets(), data=data)
     assert [m for m in messages if "one logit per sample and the labels are 0/1" in m]
     assert not [m for m in messages if "regression" in m]
-    probe = next(m for m in monitors if type(m).__name__ == "GradCAMMonitor")._probes["val"]
+    probe = probe_of(monitors, "GradCAMMonitor")
     assert probe.labels is not None and set(probe.labels.tolist()) == {0, 1}
     tags = written_tags(tmp_path)
     for monitor in monitors:
@@ -234,13 +234,8 @@ def test_model_io_items_a_loader_of_whole_batches_is_read_sample_by_sample(tmp_p
             DataLoader(Batches(digits(20, seed=2), 8), batch_size=None))  # fmt: skip
     monitors = [make_monitor(name) for name in ALL_MONITORS]
     _, _, messages = fit(tmp_path, monitors, data=data)
-    tags = written_tags(tmp_path)
-    written = {t for kind in ("images", "scalars") for t in tags[kind]}
-    for monitor in monitors:
-        name = type(monitor).__name__
-        assert not failures(messages, name) and monitor.events > 0, name
-        assert any(t.startswith(section(name) + "/") for t in written), name
-    probe = next(m for m in monitors if type(m).__name__ == "GradCAMMonitor")._probes["val"]
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    probe = probe_of(monitors, "GradCAMMonitor")
     assert probe.images.shape[1:] == (1, 16, 16) and max(probe.indices) < 20
 
 
