@@ -160,12 +160,20 @@ def missing_text(
         cannot find `train/loss` (logged: ['train_loss_step'])
         >>> print(text.split(": ")[-1])
         `callbacks("standard", train_loss_key="train_loss")`, or the same to `OverfittingMonitor`.
+        >>> print(missing_text({}, False, [], "tensors of shape (1, 28, 28)")[135:201])
+        (if the item holds a mask or a second input before its label, `lab
     """
     logged = sorted(logged)
     parts = [f"`{key}`" for key in missing.values()]
     if not probes and target:
         parts.append(f"class labels on the probes (ECE, per_class): their targets are {target}, "
                      "not one class index per image")  # fmt: skip
+        if target.startswith("tensors of shape"):  # a mask read where the label sits?
+            parts[-1] += (
+                " (if the item holds a mask or a second input before its label, "
+                "`label_key` names where the label sits: `label_key=2` for "
+                "`(image, mask, label)`)"
+            )
     elif not probes:
         parts.append("class labels or (N, classes) logits on the probes (ECE, per_class)")
     text = f"cannot find {', '.join(parts)}"
