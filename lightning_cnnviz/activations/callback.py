@@ -238,34 +238,41 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 "negative_layers": negative_biases(list(model.named_modules())),
                 "frozen_norms": norms}  # fmt: skip
 
-    def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
-        """``(K, cross-entropy of the probe's logits)`` when the probe has labels for K logits.
+    def _class_logits(self, trainer: Trainer) -> tuple[Tensor, Tensor] | None:
+        """The probe's ``(logits, labels)`` where the labels are class indices of the logits.
 
         K is the width of the model's output on the probe (2 for one logit with 0/1
-        labels: ``core.outputs.two_class``); the labels must be class indices below it.
-        Else None: the initial-scale check is skipped.
+        labels: ``core.outputs.two_class``). Else None.
         """
         logits, labels = self._rec.logits, self.probe(trainer).labels
         if logits is None or labels is None or labels.ndim != 1 or len(labels) != len(logits):
             return None
         if single_logit(logits) and int(labels.max()) <= 1:
             logits = two_class(logits)
-        k = logits.shape[1]
-        if k < 2 or int(labels.min()) < 0 or int(labels.max()) >= k:
+        if logits.dim() != 2 or logits.shape[1] < 2:
             return None
-        loss = F.cross_entropy(logits.float(), labels.to(logits.device))
-        return k, float(loss)
+        if int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]:
+            return None
+        return logits, labels.to(logits.device)
+
+    def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
+        """``(K, cross-entropy of the probe's logits)`` (``_class_logits``), else None.
+
+        None: the initial-scale check is skipped.
+        """
+        read = self._class_logits(trainer)
+        if read is None:
+            return None
+        logits, labels = read
+        return logits.shape[1], float(F.cross_entropy(logits.float(), labels))
 
     def _probe_accuracy(self, trainer: Trainer) -> float | None:
         """The model's accuracy on the probe images at this log (``None``: no class labels)."""
-        logits, labels = self._rec.logits, self.probe(trainer).labels
-        if logits is None or labels is None or labels.ndim != 1 or len(labels) != len(logits):
+        read = self._class_logits(trainer)
+        if read is None:
             return None
-        if single_logit(logits):
-            logits = two_class(logits)
-        if logits.dim() != 2 or int(labels.max()) >= logits.shape[1]:
-            return None
-        return float((logits.argmax(1) == labels.to(logits.device)).float().mean())
+        logits, labels = read
+        return float((logits.argmax(1) == labels).float().mean())
 
     def _draw_strips(self, strips: dict[str, Tensor], units: dict[str, int], step: int) -> None:
         for site, history in strips.items():  # on the sink's thread

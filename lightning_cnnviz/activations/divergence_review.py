@@ -158,7 +158,7 @@ class DivergenceReview:
             cause=divergence_cause(at_once, rates, start, self.loss_scale,  # type: ignore[arg-type]
                                    self._jump(spike[0] if spike is not None else nonfinite),
                                    first=nonfinite == 0,
-                                   chance=self._at_chance(spike, level, rates)),
+                                   chance=self._at_chance(spike, level)),
         )  # fmt: skip
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:
@@ -200,17 +200,19 @@ class DivergenceReview:
         if k is None or not before or not self.log_accs or self.log_accs[-1][0] < spike[0]:
             return None
         then, now = before[-1], self.log_accs[-1][1]
-        rates = self.rates if None not in self.rates else None
-        raised = rates is not None and rates[1] > rates[0]  # type: ignore[operator]
-        if raised or self._jump(spike[0]) is not None or then < 2 / k or now < then - ACC_HELD:
+        if self._raised(spike[0]) or then < 2 / k or now < then - ACC_HELD:
             return None
         return then, now
 
+    def _raised(self, at: int) -> bool | None:
+        """Whether the rate rose since the first log or jumped around ``at`` (None: unknown)."""
+        if self._jump(at) is not None:
+            return True
+        first, now = self.rates
+        return None if first is None or now is None else now > first
+
     def _at_chance(
-        self,
-        spike: tuple[int, float, float, float] | None,
-        level: tuple[float, float] | None,
-        rates: tuple[float, float] | None,
+        self, spike: tuple[int, float, float, float] | None, level: tuple[float, float] | None
     ) -> tuple[int, float, int] | None:
         """``(the spike's step, the loss now, K)``: a learnt loss at its chance level since.
 
@@ -221,7 +223,7 @@ class DivergenceReview:
         k = self.chance[0] if self.chance else None
         if spike is None or level is None or k is None or k < 2:
             return None
-        if rates is None or rates[1] > rates[0] or self._jump(spike[0]) is not None:
+        if self._raised(spike[0]) is not False:  # known, and not raised
             return None
         before, now = level
         chance = math.log(k)

@@ -1,4 +1,4 @@
-"""A dataset whose items only its loader's ``collate_fn`` turns into tensors, item by item.
+"""Datasets seen as the model gets them: through the loader's ``collate_fn``, or row by row.
 
 Datasets of PIL images (or dicts of them) whose loader converts them in a ``collate_fn``
 (an image processor, ``ToTensor`` applied to the batch) hold no input tensor that
@@ -6,6 +6,8 @@ Datasets of PIL images (or dicts of them) whose loader converts them in a ``coll
 items are what the model gets: one item collated alone, then taken out of its batch of
 one. Datasets whose items already split are returned as they are (a mixing
 ``collate_fn``, MixUp or CutMix, would blend probe images with each other).
+``unbatched_view``: a loader that does not batch (``batch_size=None``) over a dataset of
+whole batches, read one sample at a time.
 
 Example::
 
@@ -34,43 +36,45 @@ from lightning_cnnviz.core.items import read_item, split_sample
 __all__ = ["Collated", "Unbatched", "collated_view", "source_dataset", "unbatched_view"]
 
 
-class Collated:
-    """``dataset`` read through ``collate`` one item at a time (other attributes: its own)."""
+class _View:
+    """A view of ``dataset``; its other attributes (``targets``, ``classes``) the dataset's."""
+
+    dataset: Any
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+class Collated(_View):
+    """``dataset`` read through ``collate`` one item at a time."""
 
     def __init__(self, dataset: Any, collate: Callable[[list[Any]], Any]) -> None:
-        self.dataset = dataset
-        self.collate = collate
+        self.dataset, self.collate = dataset, collate
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        return _unbatch(self.collate([self.dataset[index]]))
-
-    def __getattr__(self, name: str) -> Any:  # `targets`, `classes`: the dataset's own
-        if name in ("dataset", "collate"):
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
+        return _row(self.collate([self.dataset[index]]), 0)  # the batch of one's item
 
 
-def _unbatch(batch: Any) -> Any:
-    """The only item of a batch of one: every tensor's first row, containers kept."""
-    if isinstance(batch, Tensor):
-        return batch[0] if batch.dim() else batch
-    if isinstance(batch, Mapping):
-        return {k: _unbatch(v) for k, v in batch.items()}
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
-        return type(batch)(*map(_unbatch, batch))
-    if isinstance(batch, Sequence) and not isinstance(batch, str):
-        return (
-            type(batch)(map(_unbatch, batch))
-            if isinstance(batch, tuple)
-            else list(map(_unbatch, batch))
-        )
-    return batch
+def _cached(cache: weakref.WeakKeyDictionary[Any, Any], dataset: Any, decide: Any) -> Any:
+    """``decide(dataset)``, once per dataset (each time for an unhashable one)."""
+    try:
+        found = cache.get(dataset)
+    except TypeError:  # unhashable (a list of an iterable dataset's first items)
+        return decide(dataset)
+    if found is None:
+        found = decide(dataset)
+        with contextlib.suppress(TypeError):
+            cache[dataset] = found
+    return found
 
 
-_views: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_collated: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_unbatched: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def collated_view(dataset: Any, collate: Callable[[list[Any]], Any] | None) -> Any:
@@ -82,16 +86,7 @@ def collated_view(dataset: Any, collate: Callable[[list[Any]], Any] | None) -> A
     """
     if collate is None or collate is default_collate or not _has_items(dataset):
         return dataset
-    try:
-        cached = _views.get(dataset)
-    except TypeError:  # unhashable (a list of an iterable dataset's first items)
-        cached = None
-    if cached is not None:
-        return cached
-    view = _decide(dataset, collate)
-    with contextlib.suppress(TypeError):
-        _views[dataset] = view
-    return view
+    return _cached(_collated, dataset, lambda data: _decide(data, collate))
 
 
 def _has_items(dataset: Any) -> bool:
@@ -116,7 +111,7 @@ def _decide(dataset: Any, collate: Callable[[list[Any]], Any]) -> Any:
     return view
 
 
-class Unbatched:
+class Unbatched(_View):
     """A dataset whose items are whole batches (a loader with ``batch_size=None``).
 
     Seen one sample at a time: item ``i`` is row ``i % per`` of batch ``i // per``.
@@ -132,11 +127,6 @@ class Unbatched:
         if not 0 <= index < self.size:
             raise IndexError(index)
         return _row(self.dataset[index // self.per], index % self.per)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("dataset", "per", "size"):
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
 
 def _row(batch: Any, i: int) -> Any:
@@ -170,18 +160,7 @@ def unbatched_view(dataset: Any) -> Any:
     """
     if not _has_items(dataset):
         return dataset
-    try:
-        cached = _unbatched.get(dataset)
-    except TypeError:  # unhashable: decided each time
-        cached = None
-    if cached is None:
-        cached = _unbatch_decide(dataset)
-        with contextlib.suppress(TypeError):
-            _unbatched[dataset] = cached
-    return cached
-
-
-_unbatched: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+    return _cached(_unbatched, dataset, _unbatch_decide)
 
 
 def _unbatch_decide(dataset: Any) -> Any:
@@ -208,4 +187,4 @@ def _tensors(item: Any) -> list[Tensor]:
 
 def source_dataset(data: Any) -> Any:
     """The dataset itself behind a ``Collated`` or ``Unbatched`` view (else ``data``)."""
-    return data.dataset if isinstance(data, Collated | Unbatched) else data
+    return data.dataset if isinstance(data, _View) else data
