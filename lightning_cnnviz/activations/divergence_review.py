@@ -31,7 +31,7 @@ from lightning_cnnviz.activations.divergence_words import (
 )
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
-from lightning_cnnviz.activations.loss_trace import AT_CHANCE, SMOOTH, first_nonfinite
+from lightning_cnnviz.activations.loss_trace import SMOOTH, first_nonfinite
 from lightning_cnnviz.activations.recovery import (
     coming_back,
     level_before,
@@ -39,6 +39,7 @@ from lightning_cnnviz.activations.recovery import (
     run_up,
     still_spiked,
 )
+from lightning_cnnviz.core.chance import at_chance
 
 __all__ = ["DivergenceReview"]
 
@@ -216,9 +217,9 @@ class DivergenceReview:
     ) -> tuple[int, float, int] | None:
         """``(the spike's step, the loss now, K)``: a learnt loss at its chance level since.
 
-        Learnt: below ``LEARNT`` x ``ln K`` before the spike; at chance: within
-        ``AT_CHANCE`` of it now; at an unchanged (or lowered) rate. Units may die with it
-        (labels drawn at random from step 120 under Adam silenced 58% of a dense layer).
+        Learnt: below ``LEARNT`` x ``ln K`` before the spike; at chance now
+        (``core.chance``); at an unchanged (or lowered) rate. Units may die with it (labels
+        drawn at random from step 120 under Adam silenced 58% of a dense layer).
         """
         k = self.chance[0] if self.chance else None
         if spike is None or level is None or k is None or k < 2:
@@ -226,9 +227,8 @@ class DivergenceReview:
         if self._raised(spike[0]) is not False:  # known, and not raised
             return None
         before, now = level
-        chance = math.log(k)
-        learnt = before < LEARNT * chance
-        return (spike[0], now, k) if learnt and abs(now / chance - 1) < AT_CHANCE else None
+        learnt = before < LEARNT * math.log(k)
+        return (spike[0], now, k) if learnt and at_chance(now, k) else None
 
     def _part_of(
         self, series: list[tuple[int, float]], until: int, best: float | None, step: int, epoch: int

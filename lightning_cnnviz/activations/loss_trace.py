@@ -31,8 +31,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_cnnviz.core.chance import at_chance
+
 __all__ = [
-    "AT_CHANCE",
     "MIN_STEPS",
     "NEAR_LOW",
     "SMOOTH",
@@ -47,7 +48,6 @@ __all__ = [
 SMOOTH = 5  # steps per median: one odd batch is not a spike
 MIN_STEPS = 20  # losses needed before ``progress`` says anything
 NEAR_LOW = 1.1  # a loss this close to a low set since the last log is still at its lows
-AT_CHANCE = 0.03  # every 5-step median within 3% of ln K: the loss never left its chance level
 CLEAR_FALL = 3.0  # ``fell_clearly``: 3 standard errors (one-sided: 0.13% of plateau logs)
 
 
@@ -158,20 +158,19 @@ class LossLevels:
     def at_chance(self, series: Sequence[tuple[int, float]], classes: int | None) -> bool:
         """Whether the loss never left its chance level ``ln K`` since the first step.
 
-        Every ``SMOOTH``-step median within ``AT_CHANCE`` of it (and ``4 * SMOOTH``
+        Every ``SMOOTH``-step median within ``core.chance.AT_CHANCE`` of it (and ``4 * SMOOTH``
         losses at least). Shuffled training labels keep a CNN at 2.29-2.31 (ln 10 =
         2.303) while Adam silences half its dense layer; units killed by too large an
         update move the loss first (SGD 0.7: 2.30 -> 2.10; SGD 1.0 wanders 2.07-2.67).
         """
         if classes is None or classes < 2 or self._left_chance:
             return False
-        chance = math.log(classes)
         fresh = [v for _, v in series[self._chance_seen :] if math.isfinite(v)]
         finite = self._chance_rest + fresh
         full = len(finite) - len(finite) % SMOOTH
         for i in range(0, full, SMOOTH):
             median = statistics.median(finite[i : i + SMOOTH])
-            self._left_chance |= abs(median / chance - 1) >= AT_CHANCE
+            self._left_chance |= not at_chance(median, classes)
         self._chance_rest, self._chance_seen = finite[full:], len(series)
         return not self._left_chance and len(series) >= 4 * SMOOTH
 

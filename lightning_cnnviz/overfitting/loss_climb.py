@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learning_remedies import DECAY_PER_STEP
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -212,12 +213,11 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
         return None
     if _val_held(best, now):
         return None  # nothing learnt was undone: the training target got harder instead
-    if known and abs(now.train_loss / math.log(now.classes) - 1) < AT_CHANCE:  # type: ignore[arg-type,operator]
+    if known and at_chance(now.train_loss, now.classes):  # type: ignore[arg-type]
         return None  # at its chance level: the batches lost the label, no overshoot (hunt 19)
     return _verdict("unstable_training", evs, low)
 
 
-AT_CHANCE = 0.03  # a train loss this close to ln K: a model that predicts the class shares
 VAL_HELD = 0.03  # a val accuracy no more than this below its value at the lowest train loss
 
 
