@@ -32,6 +32,7 @@ _PUBLIC = {
     "AdversarialMonitor": "lightning_cnnviz.adversarial.callback",
     "AttentionMonitor": "lightning_cnnviz.attention.callback",
     "findings_of": "lightning_cnnviz.core.findings",
+    "in_probe_pass": "lightning_cnnviz.core.probe_pass",
 }
 
 __all__ = [*_PUBLIC, "__version__"]

@@ -57,7 +57,17 @@ def _as_item(key: str, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, .
 
 
 def in_probe_pass() -> bool:
-    """Whether a probe pass is running: a tap on the run's own forward passes skips its calls.
+    """Whether a monitor's probe pass is running (public: ``lightning_cnnviz.in_probe_pass``).
+
+    The monitors call the model's ``forward`` on their probe images; a forward hook of your
+    own (a feature collector, a memory bank) sees those calls too unless it skips them:
+
+        >>> feats = []
+        >>> def collect(module, args, output):
+        ...     if not in_probe_pass():  # the run's own passes only
+        ...         feats.append(output.detach())
+
+    The monitors' own taps on the run's passes skip them the same way.
 
     Example::
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lightning_cnnviz import in_probe_pass
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.schedule import Schedule
 from tests.contract.registry import MONITORS
@@ -161,3 +162,28 @@ def test_contract_no_hooks_between_logging_steps(tmp_path, monitor_name, model_n
             assert hooks == baseline, (
                 f"{hooks - baseline} hook(s) attached at global_step={step}, batch {batch_idx}"
             )
+
+
+class UserTap:
+    """A user's own forward hook that keeps the run's passes and skips the monitors' probe passes."""
+
+    def __init__(self, model) -> None:
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        self.handle = conv.register_forward_hook(self)
+        self.calls: list[tuple[bool, int]] = []
+
+    def __call__(self, module, args, output) -> None:
+        if not in_probe_pass():
+            self.calls.append((module.training, output.shape[0]))
+
+
+@cases
+def test_contract_user_hook_sees_only_the_runs_passes(tmp_path, monitor_name):
+    """``in_probe_pass()`` tells a user's hook every extra pass a monitor makes, and only those."""
+    bare, observed = ZOO["bn_dropout"](), ZOO["bn_dropout"]()
+    bare_tap, observed_tap = UserTap(bare), UserTap(observed)
+    fit(tmp_path / "bare", "bn_dropout", model=bare)
+    monitor = MONITORS[monitor_name].make()
+    fit(tmp_path / "observed", "bn_dropout", [monitor], model=observed)
+    assert monitor.events > 0 and not monitor.disabled
+    assert observed_tap.calls == bare_tap.calls
