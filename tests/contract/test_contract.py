@@ -165,7 +165,7 @@ def test_contract_no_hooks_between_logging_steps(tmp_path, monitor_name, model_n
 
 
 class UserTap:
-    """A user's own forward hook that keeps the run's passes and skips the monitors' probe passes."""
+    """A user's own forward hook: it keeps the run's passes and skips the probe passes."""
 
     def __init__(self, model) -> None:
         conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
