@@ -192,6 +192,16 @@ def failures(messages: list[str], name: str) -> list[str]:
 
 
 # ------------------------------------------------------------------- reading back
+def assert_every_monitor_wrote(logdir, monitors, messages) -> None:
+    """Each monitor logged, failed nowhere, and wrote a section of its own to TensorBoard."""
+    tags = written_tags(logdir)
+    written = {t for kind in ("images", "scalars") for t in tags[kind]}
+    for monitor in monitors:
+        name = type(monitor).__name__
+        assert not failures(messages, name) and monitor.events > 0, name
+        assert any(t.startswith(section(name) + "/") for t in written), name
+
+
 def written_tags(logdir: str | Path) -> dict[str, set[str]]:
     acc = events(logdir)
     tags = acc.Tags()

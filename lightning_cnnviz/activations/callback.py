@@ -216,10 +216,16 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             )  # fmt: skip
             self._tell(trainer, verdicts, self.diagnosis.last_step, self.diagnosis.last_epoch)
             if self.events and not self.diagnosis.loss.series:
+                n = len(trainer.optimizers)
+                backward = (
+                    "no `manual_backward` ran (its loss stands in for a returned one)"
+                    if n == 1
+                    else f"the run has {n} optimizers (one backward's loss stands in for a "
+                    "single one)"
+                )
                 why = (
-                    "needs the training loss: `training_step` returned none, and the run has "
-                    f"{len(trainer.optimizers)} optimizers (one backward's loss stands in "
-                    "for a single one); return the loss, e.g. `{'loss': loss.detach()}`"
+                    f"needs the training loss: `training_step` returned none, and {backward}; "
+                    "return the loss, e.g. `{'loss': loss.detach()}`"
                 )
                 record_check(trainer, type(self).__name__, "divergence", False, why)
                 self.warn_once("no_loss", f"the divergence check did not run: it {why}.")

@@ -39,6 +39,7 @@ __all__ = [
     "module_name",
     "site_name",
     "tap_forward",
+    "under_transform",
 ]
 
 # Called with (site name, module output) for every call of a hooked module.
@@ -151,10 +152,12 @@ class LayerCapture:
 
     def _hook(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            out = first_tensor(output)
+            if under_transform(out):
+                return
             index = self._calls.get(name, 0)
             self._calls[name] = index + 1
             site = site_name(name, index, self.shared)
-            out = first_tensor(output)
             if self.on_output is not None:
                 self.on_output(site, out)
             else:
@@ -204,7 +207,28 @@ def tap_forward(
         >>> seen, len(net._forward_hooks)
         ([(4, 3)], 0)
     """
-    return module.register_forward_hook(lambda _module, args, output: fn(args, output))
+
+    def hook(_module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not under_transform(first_tensor(output)):
+            fn(args, output)
+
+    return module.register_forward_hook(hook)
+
+
+def under_transform(tensor: Any) -> bool:
+    """Whether ``tensor`` comes from a pass under a ``torch.func`` transform (vmap, grad).
+
+    Such a pass (per-sample gradients in a ``training_step``) hands hooks wrapped tensors
+    whose values cannot be read: the taps on the run's own passes skip it.
+
+    Example::
+
+        >>> under_transform(torch.ones(2))
+        False
+        >>> bool(torch.func.vmap(lambda x: torch.tensor(under_transform(x)))(torch.ones(3, 2))[0])
+        True
+    """
+    return isinstance(tensor, Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(tensor)
 
 
 def count_call_sites(

@@ -1,9 +1,18 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from lightning_cnnviz.core.capture import LayerCapture, count_call_sites, first_tensor, hook_count
+from lightning_cnnviz.core.capture import (
+    LayerCapture,
+    count_call_sites,
+    first_tensor,
+    hook_count,
+    tap_forward,
+)
+from lightning_cnnviz.core.findings import checks_of
 from lightning_cnnviz.core.probe_pass import probe_mode
+from tests.monitors import ALL_MONITORS, TinyCNN, assert_every_monitor_wrote, fit, make_monitor
 
 
 def test_capture_clones_before_inplace_activation():
@@ -107,3 +116,55 @@ def test_capture_probe_pass_of_a_forward_that_logs_logs_nothing(tmp_path):
         assert not failures(messages, name) and monitor.events > 0, name
     assert "log" not in vars(model) and "log_dict" not in vars(model)  # put back
     assert "logit_mean" in trainer.callback_metrics  # the run's own forward still logs
+
+
+def test_capture_skips_passes_under_torch_func_transforms():
+    net = nn.Sequential(nn.Linear(2, 3))
+    tapped = []
+    handle = tap_forward(net[0], lambda args, out: tapped.append(out.shape))
+    try:
+        with LayerCapture({"0": net[0]}) as cap:
+            torch.func.vmap(net)(torch.ones(5, 2))  # per-sample: wrapped tensors, no values
+            assert cap.call_counts == {} and tapped == []
+            net(torch.ones(4, 2))
+        assert cap.call_counts == {"0": 1} and cap.outputs["0"].shape == (4, 3)
+        assert tapped == [(4, 3)]
+    finally:
+        handle.remove()
+
+
+class PerSampleGrads(TinyCNN):
+    """DP-SGD-like manual optimisation: per-sample gradients under ``torch.func.vmap``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn1, self.bn2 = nn.Identity(), nn.Identity()  # per-sample BatchNorm has no batch
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch[0], batch[1]
+        params = {k: v.detach() for k, v in self.named_parameters()}
+
+        def loss_of(p, xi, yi):
+            return F.cross_entropy(torch.func.functional_call(self, p, (xi[None],)), yi[None])
+
+        grads = torch.func.vmap(torch.func.grad(loss_of), in_dims=(None, 0, 0))(params, x, y)
+        opt = self.optimizers()
+        opt.zero_grad()
+        for k, p in self.named_parameters():
+            p.grad = grads[k].mean(0)
+        opt.step()
+        with torch.no_grad():
+            logits = self(x)
+        self.log("train/loss", F.cross_entropy(logits, y))
+        self.log("train/acc", (logits.argmax(1) == y).float().mean())
+
+
+def test_capture_per_sample_gradients_under_vmap_leave_every_monitor_working(tmp_path):
+    # setups hunt 19: the per-sample passes reached the training-pass taps, and Activation
+    # ("vmap: ... .item()") and Overfitting ("Cannot access data pointer") stepped aside
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    trainer, _, messages = fit(tmp_path, monitors, model=PerSampleGrads())
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    check = checks_of(trainer)[("ActivationMonitor", "divergence")]
+    assert not check.ran and "no `manual_backward` ran" in check.why

@@ -5,6 +5,7 @@ from lightning_cnnviz import findings_of
 from tests.monitors import (
     ALL_MONITORS,
     TinyCNN,
+    assert_every_monitor_wrote,
     digits,
     failures,
     fit,
@@ -25,16 +26,6 @@ class Items(Dataset):
 
     def __getitem__(self, i):
         return self.shape(i, *self.data[i])
-
-
-def assert_every_monitor_wrote(logdir, monitors, messages) -> None:
-    """Each monitor logged, failed nowhere, and wrote a section of its own to TensorBoard."""
-    tags = written_tags(logdir)
-    written = {t for kind in ("images", "scalars") for t in tags[kind]}
-    for monitor in monitors:
-        name = type(monitor).__name__
-        assert not failures(messages, name) and monitor.events > 0, name
-        assert any(t.startswith(section(name) + "/") for t in written), name
 
 
 def probe_of(monitors, name: str):
