@@ -102,9 +102,12 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
             start += len(chosen)
         num_classes = logits.shape[1] if logits.dim() == 2 else 0
         if logits.dim() > 2 and self.classes:
-            self.warn_once("dense", "class images need one score per class per sample; the "
-                           f"model's logits have shape {tuple(logits.shape[1:])} per sample "
-                           "(per-position scores): only channel images are made")  # fmt: skip
+            self.warn_once(
+                "dense",
+                "class images need one score per class per sample; the model's logits have "
+                f"shape {tuple(logits.shape[1:])} per sample ({self.dense_words(logits)}): "
+                "only channel images are made",
+            )
         return targets + [Target(None, k) for k in range(min(self.classes, num_classes))]
 
     @override

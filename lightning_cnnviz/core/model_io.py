@@ -15,7 +15,13 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.inputs import to_model
-from lightning_cnnviz.core.items import LABEL_KEYS, dataset_labels, image_key, read_item
+from lightning_cnnviz.core.items import (
+    LABEL_KEYS,
+    dataset_labels,
+    image_key,
+    read_item,
+    split_sample,
+)
 from lightning_cnnviz.core.outputs import (
     NotApplicable,
     SingleLogit,
@@ -31,7 +37,9 @@ from lightning_cnnviz.core.probe import (
     find_dataset,
     generator_for,
     probe_from_indices,
+    train_batch_size,
 )
+from lightning_cnnviz.core.probe_call import call_error, why_not
 from lightning_cnnviz.core.probe_pass import probe_mode, takes_items
 from lightning_cnnviz.core.selection import unwrap_model
 
@@ -53,6 +61,7 @@ class ProbeReader:
     output_key: Any
     label_key: Any
     dense_output: bool
+    _input_shape: tuple[int, ...] | None
     _probes: dict[str, Probe]
     _probe_indices: dict[str, list[int]]
     _logits_key: Any
@@ -70,17 +79,19 @@ class ProbeReader:
         return None if labels is None or not len(labels) else int(labels.max()) + 1
 
     def fit_inputs(self, trainer: Any, pl_module: nn.Module) -> None:
-        """Find whether ``forward`` takes the data item (a dict), not images (once per fit).
+        """Find how ``forward`` takes the probe images, or why it cannot (once per fit).
 
         Where the items are dicts and ``forward`` fails on one image but runs on
         ``{key: image}``, every probe pass hands it the images so (``probe_pass.takes_items``),
         said once. Held out: ``forward(self, batch)`` reading ``batch["image"]`` made every
-        probe-based monitor fail with "too many indices for tensor of dimension 4".
+        probe-based monitor fail with "too many indices for tensor of dimension 4". Where
+        neither runs, ``probe_call.why_not`` tells why (a second required input, a fixed
+        batch size): the monitors step aside with it instead of the call's error.
         """
         model = unwrap_model(pl_module)
         if getattr(trainer, "_cnnviz_inputs_of", None) is model:
             return  # another monitor of this fit found it
-        trainer._cnnviz_inputs_of = model
+        trainer._cnnviz_inputs_of, trainer._cnnviz_unfit = model, None
         takes_items(model, None)  # a model of an earlier fit on other data starts afresh
         try:
             dataset = find_dataset(trainer, "val")
@@ -88,20 +99,27 @@ class ProbeReader:
         except Exception:  # no data, or an iterable set: the probes say it in their words
             return
         key = image_key(item)
-        if key is None or not isinstance(item[key], Tensor):
+        try:
+            image = item[key] if key is not None else split_sample(item)[0]
+        except Exception:  # items only a collate_fn reads: the probes read them so
             return
-        x = to_model(item[key][None], model)
-        if _runs(model, x):
+        if not isinstance(image, Tensor):
             return
-        takes_items(model, key)
-        if not _runs(model, x):
-            takes_items(model, None)  # neither: the monitors say the call's error
+        x = to_model(image[None], model)
+        if call_error(model, x) is None:
             return
-        self.say_once_per_run(
-            "takes_items",
-            f"the model's forward takes the data item (a dict), not an image tensor: the "
-            f"monitors call it with {{{key!r}: images}}",
-        )
+        if key is not None:
+            takes_items(model, key)
+            if call_error(model, x) is None:
+                self.say_once_per_run(
+                    "takes_items",
+                    f"the model's forward takes the data item (a dict), not an image tensor: "
+                    f"the monitors call it with {{{key!r}: images}}",
+                )
+                return
+            takes_items(model, None)
+        # the monitors step aside with this reason where known, else say the call's error
+        trainer._cnnviz_unfit = why_not(model, x, train_batch_size(trainer))
 
     def logits_key(self, trainer: Any, pl_module: nn.Module) -> Any:
         """Where the logits are in the model's output: ``output_key``, or a guess said once.
@@ -140,6 +158,7 @@ class ProbeReader:
                 )
             self._logits_key = key
             self.dense_output = logits_from(output, key).dim() > 2
+            self._input_shape = tuple(x.shape[1:])
         return self._logits_key
 
     def logits_of(self, output: Any, image_level: bool = True) -> Tensor:
@@ -157,12 +176,18 @@ class ProbeReader:
                 f"model's output{'' if key is None else f' [{key!r}]'} has shape "
                 f"{tuple(logits.shape)}"
                 + (
-                    " (per-position scores, as a segmentation net gives)"
+                    f" ({self.dense_words(logits)})"
                     if logits.dim() > 2
                     else "; pick the logits with `output_key`"
                 )
             )
         return logits
+
+    def dense_words(self, logits: Tensor) -> str:
+        """What (N, ...) logits of more than one dimension per sample are, in words."""
+        if tuple(logits.shape[1:]) == self._input_shape:
+            return "an image of the input's shape: a reconstruction, or per-position scores"
+        return "per-position scores, as a segmentation net gives"
 
     def probe_label_key(self, dataset: Any) -> Any:
         """Where the label is in the dataset's items: ``label_key``, or a guess said once."""
@@ -212,13 +237,3 @@ class ProbeReader:
     def probe_input(self, trainer: Any, pl_module: nn.Module, split: str = "val") -> Tensor:
         """The probe images on the model's device, in its parameter dtype."""
         return to_model(self.probe(trainer, split).images, unwrap_model(pl_module))
-
-
-def _runs(model: nn.Module, x: Tensor) -> bool:
-    """Whether a probe pass of ``model`` on ``x`` runs without an error."""
-    try:
-        with probe_mode(model):
-            model(x)
-    except Exception:
-        return False
-    return True

@@ -115,6 +115,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
         self._label_key: Any = UNSET
         self._trainer_ref: Any = None  # the fit's trainer, for step-aside notes in the summary
         self.dense_output = False  # set with the logits key
+        self._input_shape: tuple[int, ...] | None = None  # the probe images', with it
         self.disabled = False
         self.aside_reason = ""  # why it stepped aside, for the end-of-fit summary
         self.last_logged_step = -1
@@ -227,6 +228,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
         self._layers_logged = False
         self._warned.clear()  # each fit says once what it could not do
         self._logits_key = self._label_key = UNSET
+        self._input_shape = None
         self._trainer_ref = trainer
         self.reset()
         self.last_logged_step = -1  # a checkpoint restored after setup() overrides this
@@ -241,8 +243,8 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
             self._find_layers(trainer, pl_module)
 
     def _find_layers(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.fit_inputs(trainer, pl_module)  # before any probe pass: how forward is called
         with kept_state(unwrap_model(pl_module)):
+            self.fit_inputs(trainer, pl_module)  # before any probe pass: how forward is called
             self._resolve_layers(pl_module)
         self.layers_found(trainer, pl_module)
 

@@ -236,8 +236,13 @@ def logits_from(output: Any, key: Any = None, raw: bool = False) -> Tensor:
         >>> out = {"aux": torch.zeros(2, 8), "logit": torch.tensor([[3.0], [-3.0]])}
         >>> logits_from(out, SingleLogit("logit")).argmax(1).tolist()
         [1, 0]
+        >>> logits_from(torch.zeros(2, 10, 1, 1)).shape
+        torch.Size([2, 10])
     """
     if isinstance(key, SingleLogit):
         picked = first_tensor(output, key.key)
         return picked if raw else two_class(picked)
-    return first_tensor(output, key)
+    logits = first_tensor(output, key)
+    if logits.dim() > 2 and all(size == 1 for size in logits.shape[2:]):
+        return logits.flatten(1)  # a 1x1-conv head's (N, classes, 1, 1): one score per class
+    return logits

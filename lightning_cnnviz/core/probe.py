@@ -43,6 +43,7 @@ __all__ = [
     "has_val_data",
     "labels_in_order",
     "probe_from_indices",
+    "train_batch_size",
     "val_images",
 ]
 
@@ -92,6 +93,13 @@ def _defined_loaders(loop: Any) -> Any:
     """
     source = loop._data_source
     return source.dataloader() if source.instance is not None and source.is_defined() else None
+
+
+def train_batch_size(trainer: Any) -> int | None:
+    """The training loader's batch size (``None``: not known, or not one loader)."""
+    loader = trainer.train_dataloader or _defined_loaders(trainer.fit_loop)
+    size = getattr(loader, "batch_size", None)
+    return size if isinstance(size, int) else None
 
 
 def _val_dataset(trainer: Any) -> Any:

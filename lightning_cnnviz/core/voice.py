@@ -95,8 +95,10 @@ class Voice:
         rank_zero_warn(f"{name} steps aside for the rest of this run (training goes on): {reason}")
 
     def _step_aside(self, err: Exception) -> None:
-        if isinstance(err, NotApplicable):
-            self.step_aside(str(err))
+        # the model cannot take a probe at all (``core.probe_call``): its reason, not the error
+        unfit = getattr(self._trainer_ref, "_cnnviz_unfit", None)
+        if isinstance(err, NotApplicable) or unfit:
+            self.step_aside(str(err) if isinstance(err, NotApplicable) else unfit)
             return
         if self.strict:
             raise err

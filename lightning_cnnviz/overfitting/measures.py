@@ -73,8 +73,8 @@ class Measures(LoggedReads):
         if logits.dim() != 2:
             self.warn_once("dense", "calibration (ECE) and per-class accuracy need one score "
                            f"per class per sample; the model's logits have shape "
-                           f"{tuple(logits.shape[1:])} per sample (per-position scores, as a "
-                           "segmentation net gives): they are skipped")  # fmt: skip
+                           f"{tuple(logits.shape[1:])} per sample ({self.dense_words(logits)}): "
+                           "they are skipped")  # fmt: skip
             return None
         ok = labels is not None and logits.shape[1] > int(labels[:images].max())
         return logits if ok else None

@@ -1,9 +1,21 @@
 """Guessing where the logits and the labels are (``core/outputs.py``)."""
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.capture import first_tensor
+from lightning_cnnviz.core.findings import checks_of
 from lightning_cnnviz.core.outputs import guess_label_key, guess_output_key
+from tests.monitors import (
+    ALL_MONITORS,
+    TinyCNN,
+    assert_every_monitor_wrote,
+    digits,
+    fit,
+    make_monitor,
+)
 
 
 def test_outputs_guess_prefers_class_count_then_name_then_first():
@@ -69,3 +81,63 @@ def test_outputs_digit_string_key_indexes_a_tuple_output():
     # `--...output_key 0` on the cnnviz command line arrives as "0"
     out = (torch.zeros(2, 10), torch.ones(2, 8))
     assert first_tensor(out, "1") is out[1]
+
+
+class ConvHead(TinyCNN):
+    """A 1x1-conv classifier head over pooled features: (N, classes, 1, 1) logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        return self.fc(F.adaptive_avg_pool2d(self.relu2(self.bn2(self.conv2(x))), 1))
+
+    def _step(self, batch, stage):
+        x, y = batch
+        logits = self(x).flatten(1)
+        loss = F.cross_entropy(logits, y)
+        self.log(f"{stage}/loss", loss)
+        self.log(f"{stage}/acc", (logits.argmax(1) == y).float().mean())
+        return loss
+
+
+def test_outputs_one_by_one_logits_are_read_as_class_scores(tmp_path):
+    # setups hunt 19: (N, K, 1, 1) logits were "per-position scores": Adversarial stepped
+    # aside, Grad-CAM's object checks and most of Overfitting's did not run
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    trainer, _, messages = fit(tmp_path, monitors, model=ConvHead())
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert not [m for m in messages if "per-position" in m or "steps aside" in m]
+    checks = checks_of(trainer)
+    assert checks[("GradCAMMonitor", "CAM on the object")].ran
+    assert checks[("OverfittingMonitor", "loss fed probabilities")].ran
+
+
+class Reconstruction(TinyCNN):
+    """An autoencoder: the output is an image of the input's shape, the target the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Conv2d(8, 1, 1)
+
+    def forward(self, x):
+        return self.fc(self.relu2(self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))))
+
+    def _step(self, batch, stage):
+        loss = F.mse_loss(self(batch[0]), batch[1])
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
+def test_outputs_a_reconstruction_is_not_called_per_position_scores(tmp_path):
+    def pairs(data):
+        x = data.tensors[0]
+        return DataLoader(TensorDataset(x, x), batch_size=8)
+
+    monitor = make_monitor("OverfittingMonitor")
+    data = (pairs(digits(32, seed=1)), pairs(digits(16, seed=2)))
+    _, _, messages = fit(tmp_path, [monitor], model=Reconstruction(), data=data)
+    said = [m for m in messages if "calibration (ECE)" in m]
+    assert len(said) == 1 and "(1, 16, 16) per sample (an image of the input's shape" in said[0]

@@ -1,0 +1,81 @@
+"""A model whose ``forward`` cannot take the probe images: the reason, not the call's error."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz.core.findings import checks_of
+from lightning_cnnviz.core.probe_call import why_not
+from tests.monitors import ALL_MONITORS, TinyCNN, digits, fit, make_monitor
+
+PROBING = [name for name in ALL_MONITORS if name != "KernelMonitor"]  # Kernel reads weights
+
+
+class FixedBatch(TinyCNN):
+    """``forward`` flattens with the batch size written in, as many tutorials do."""
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
+        return self.fc(x.view(8, -1))
+
+
+class WithLengths(TinyCNN):
+    """``forward(x, lengths)``: a second required input, given by the batches."""
+
+    def forward(self, x, lengths):
+        return super().forward(x[..., : int(lengths.max())])
+
+    def _step(self, batch, stage):
+        x, lengths, y = batch
+        loss = F.cross_entropy(self(x, lengths), y)
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
+def with_lengths(data: TensorDataset) -> DataLoader:
+    x, y = data.tensors
+    return DataLoader(TensorDataset(x, torch.full((len(y),), 16), y), batch_size=8)
+
+
+def test_probe_call_why_not_names_a_second_required_input():
+    net = WithLengths()
+    said = why_not(net, torch.zeros(1, 1, 16, 16), batch_size=8)
+    assert "needs `lengths` besides the images" in said and "`lengths=None`" in said
+
+
+def test_probe_call_why_not_tells_a_fixed_batch_size_from_other_failures():
+    x = torch.zeros(1, 1, 16, 16)
+    said = why_not(FixedBatch(), x, batch_size=8)
+    assert said.startswith("the model runs on batches of 8 (the training batch size) only")
+    assert why_not(FixedBatch(), x, batch_size=None) is None  # not known: no guess
+    broken = nn.Sequential(nn.Flatten(), nn.Linear(3, 2))  # fails on every batch size
+    assert why_not(broken, x, batch_size=8) is None
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "reason"),
+    [
+        (FixedBatch, None, "runs on batches of 8 (the training batch size) only"),
+        (WithLengths, with_lengths, "needs `lengths` besides the images"),
+    ],
+)
+def test_probe_call_monitors_step_aside_with_the_reason(tmp_path, model, data, reason):
+    # setups hunt 19: each monitor stepped aside with the call's raw error ("missing 1
+    # required positional argument", "mat1 and mat2 shapes cannot be multiplied")
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    train, val = digits(32, seed=1), digits(16, seed=2)
+    loaders = (with_lengths(train), with_lengths(val)) if data else None
+    trainer, _, messages = fit(tmp_path, monitors, model=model(), data=loaders)
+    checks = checks_of(trainer)
+    for monitor in monitors:
+        name = type(monitor).__name__
+        said = [m for m in messages if m.startswith(name) and reason in m]
+        if name in PROBING:
+            assert monitor.disabled and len(said) == 1, name
+            assert f"{name} steps aside" in said[0] and "failed" not in said[0]
+            assert not checks[(name, "")].ran and reason in checks[(name, "")].why
+        else:
+            assert not monitor.disabled and monitor.events > 0 and not said
