@@ -221,6 +221,8 @@ def _short(message: str) -> str:
     key = ".".join(re.findall(r'Parser key "([^"]+)"', message))
     if m := re.search(r"Expected a typing\.Literal\[(.*?)\]\.? Got value: (.*)", message):
         return f"`{key}` must be one of ({m[1]}), got {m[2].strip()!r}"
+    if typed := _wrong_type(message):
+        return f"`{key}` {typed}"
     if "Union subtypes" in message:
         at = [i for i, ln in enumerate(lines) if ln.startswith("- ") and "NoneType" not in ln]
         given = next((ln.split(":", 1)[1].strip() for ln in lines if "Given value:" in ln), "?")
@@ -232,6 +234,42 @@ def _short(message: str) -> str:
             reason += f" {after}{_closest(after)}"  # the cause, on jsonargparse's next line
         return f"`{key}`: {reason}, got {given}"
     return re.sub(r'^Parser key "([^"]+)":\s*', r"`\1`: ", " ".join(lines))
+
+
+def _wrong_type(message: str) -> str:
+    r"""``"of Class: expected int or None, got 2.5"`` for a wrongly typed monitor argument.
+
+    jsonargparse nests the reason under the class it tried (``Problem with given
+    class_path``); the types it expected and the value it got are read from that block
+    alone ("" where the block says something else: a misspelt argument, a failed check).
+
+    Example::
+
+        >>> _wrong_type("- Problem with given class_path 'pkg.KernelMonitor':\n"
+        ...             '    Parser key "budget":\n'
+        ...             "      Expected a <class 'float'>. Got value: abc\n"
+        ...             "- Expected a <class 'NoneType'>")
+        "of KernelMonitor: expected float, got 'abc'"
+    """
+    lines = message.splitlines()
+    at = next((i for i, ln in enumerate(lines) if "Problem with given class_path" in ln), None)
+    if at is None:
+        return ""
+    indent = len(lines[at]) - len(lines[at].lstrip())
+    block: list[str] = []
+    for line in lines[at + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            break
+        block.append(line.strip())
+    types = re.findall(r"Expected a <class '(\w+)'>", " ".join(block))
+    got = [re.split(r"Got value: |Given value: ", ln, maxsplit=1)[1] for ln in block
+           if "Got value: " in ln or "Given value: " in ln]  # fmt: skip
+    if not types or not got:
+        return ""
+    cls = re.search(r"class_path '([^']+)'", lines[at])[1].rsplit(".", 1)[-1]  # type: ignore[index]
+    given = got[0] if re.fullmatch(r"[-+.\deE]+|\[.*\]|\{.*\}", got[0]) else repr(got[0])
+    expected = " or ".join("None" if t == "NoneType" else t for t in dict.fromkeys(types))
+    return f"of {cls}: expected {expected}, got {given}"
 
 
 def _closest(cause: str) -> str:

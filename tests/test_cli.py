@@ -142,6 +142,11 @@ def test_cli_preset_message_is_the_python_api_message(capsys):
          "has no attribute 'FeatureMapMonitr' (did you mean `FeatureMapMonitor`?)"),
         ("{class_path: lightning_cnnviz.GradCAMMonitor, init_args: {num_sample: 4}}",
          "Option 'num_sample' is not accepted (did you mean `num_samples`?)"),
+        # setups hunt 19: a wrong type kept "Parser key ...:, got 2.5" without the reason
+        ("{class_path: lightning_cnnviz.KernelMonitor, init_args: {every_n_steps: 2.5}}",
+         "`trainer.callbacks.every_n_steps` of KernelMonitor: expected int or None, got 2.5"),
+        ("{class_path: lightning_cnnviz.KernelMonitor, init_args: {budget: abc}}",
+         "`trainer.callbacks.budget` of KernelMonitor: expected float, got 'abc'"),
     ],
 )  # fmt: skip
 def test_cli_misspelt_class_or_argument_says_the_cause_and_the_closest(
