@@ -21,6 +21,7 @@ from torch import nn
 from lightning_cnnviz.core.capture import count_call_sites, module_name, site_name
 from lightning_cnnviz.core.inputs import id_inputs
 from lightning_cnnviz.core.selection import (
+    CONV_TYPES,
     LayerNotFoundError,
     LayerSpec,
     NoAutoLayers,
@@ -105,10 +106,26 @@ class LayerWatcher:
                 self.find_call_sites(trainer, pl_module)
             self.sink.layers(self.describe_layers(), trainer.global_step)
 
-    def _id_inputs(self) -> str:
-        """Where the probe's inputs are integer ids (a text CNN's tokens), that, in words."""
+    def _input_words(self, model: nn.Module) -> str:
+        """What about the probe's inputs explains finding nothing, in words ("" if nothing).
+
+        Integer ids (a text CNN's tokens); or inputs with one more dimension than the
+        convolutions take (clips (N, T, C, H, W) through 2-D convolutions: frames folded
+        into the batch give T maps per input, none of the input's shape).
+        """
         images = getattr(next(iter(self._probes.values()), None), "images", None)
-        return "" if images is None or not (words := id_inputs(images)) else f"; {words}"
+        if images is None:
+            return ""
+        if words := id_inputs(images):
+            return f"; {words}"
+        dims = {len(m.kernel_size) for m in model.modules() if isinstance(m, CONV_TYPES)}
+        if len(dims) == 1 and images.dim() == dims.pop() + 3:
+            return (
+                f"; its inputs are {images.dim()}-D ({tuple(images.shape[1:])} per sample) and "
+                f"its convolutions {images.dim() - 3}-D: frames folded into the batch give "
+                "maps of frames, none of the input's shape"
+            )
+        return ""
 
     def _resolve_layers(self, pl_module: LightningModule) -> None:
         """Set ``selected`` from ``layers`` (at each fit's setup, for a monitor that watches)."""
@@ -129,10 +146,11 @@ class LayerWatcher:
                 if scripted
                 else ""
             )
+            inputs = self._input_words(unwrap_model(pl_module))
             self.step_aside(
                 f"`layers='auto'` found no layer it can watch in this model "
-                f"({self.auto_description}{held}{self._id_inputs()}); name layers with "
-                "`layers=` to watch others"
+                f"({self.auto_description}{held}{inputs}); name layers with `layers=` to "
+                "watch others"
             )
         except LayerNotFoundError:
             raise

@@ -203,6 +203,32 @@ def test_model_io_items_token_ids_stay_integers_and_image_views_say_why_not(tmp_
     assert not [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"]
 
 
+class FoldedClips(TinyCNN):
+    """Clips (N, T, C, H, W) through 2-D convolutions, frames folded into the batch."""
+
+    def forward(self, x):
+        n, t = x.shape[:2]
+        return super().forward(x.flatten(0, 1)).view(n, t, -1).mean(1)
+
+
+def test_model_io_items_clips_through_2d_convolutions_say_why_no_map(tmp_path):
+    # setups hunts 18-19: FeatureMap and GradCAM stepped aside with "found no layer it can
+    # watch" and nothing on why (the frames' maps are not the clips' shape)
+    def clips(data):
+        x, y = data.tensors
+        frames = x[:, None].expand(-1, 3, -1, -1, -1)
+        return DataLoader(torch.utils.data.TensorDataset(frames, y), batch_size=8)
+
+    monitors = [make_monitor(name) for name in ("FeatureMapMonitor", "GradCAMMonitor")]
+    data = (clips(digits(32, seed=1)), clips(digits(16, seed=2)))
+    fit(tmp_path, monitors, model=FoldedClips(), data=data)
+    for monitor in monitors:
+        assert monitor.disabled and (
+            "its inputs are 5-D ((3, 1, 16, 16) per sample) and its convolutions 2-D: frames "
+            "folded into the batch" in monitor.aside_reason
+        ), type(monitor).__name__
+
+
 class Batches(Dataset):
     """A dataset whose items are whole batches, for a loader with ``batch_size=None``."""
 
