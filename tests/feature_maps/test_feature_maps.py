@@ -182,7 +182,9 @@ def test_feature_maps_monitor_edge_pattern_at_expected_pixels(tmp_path):
             assert at(row, 3, i, 2) == colour(0.0) and at(row, 3, i, 4) == colour(1.0)
         assert at(row, 2, 0, 0) == colour(0.5) and at(row, 2, 3, 3) == colour(0.5)  # zero
     assert set(model.train_hooks) == {0}  # never a hook in training
-    assert model.probe_hooks == [1] * 4  # a first traced pass, then one per log: one hook
+    # the fit's check that forward takes a probe image (no hook), a first traced pass,
+    # then one per log: one hook each
+    assert model.probe_hooks == [0] + [1] * 4
     assert sum(hook_count(model).values()) == 0
 
 
