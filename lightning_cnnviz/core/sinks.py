@@ -101,6 +101,7 @@ class Sink(SinkThread):
         self.image_dir = Path(base or trainer.default_root_dir) / "cnnviz"
         self._said = WarningCache()
         self._started = False  # whether the loggers' experiments exist
+        self._unwritable = False  # no folder of our own could be made: nothing is saved
         self._layers: dict[int, list[str]] = {}  # `cnnviz/layers` entries by step
         self._split_writers: dict[str, Any] = {}  # TensorBoard runs of their own, by split
         if not self.active:
@@ -152,8 +153,18 @@ class Sink(SinkThread):
             self._started = True  # and before our folder (a CSV logger warns if its is not empty)
             for logger in self.loggers:
                 _ = logger.experiment
-        if not self.destinations:
-            self.image_dir = run_folder(self.image_dir.parent)
+        if not self.destinations and not self._unwritable:
+            try:
+                self.image_dir = run_folder(self.image_dir.parent)
+            except OSError as err:  # a file in the way, a read-only or full disk
+                self._unwritable = True  # the monitors go on: findings, console, summary
+                rank_zero_warn(
+                    f"lightning-cnnviz: no TensorBoard logger in this run, and no folder for "
+                    f"images and text can be made under {self.image_dir.parent} "
+                    f"({type(err).__name__}: {err}): they are not saved; the findings are "
+                    "still told here"
+                )
+                return []
             self.destinations = [Folder(self.image_dir)]
             self._said.info(
                 f"lightning-cnnviz: no TensorBoard logger in this run (nor W&B or MLflow); "

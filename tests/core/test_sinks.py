@@ -150,3 +150,19 @@ def test_sink_image_keeps_its_own_copy_while_queued(tmp_path):
     (img,) = events(tmp_path / "tb").Images("reused")
     pixels = np.array(Image.open(io.BytesIO(img.encoded_image_string)).convert("RGB"))
     assert (img.width, img.height) == (6, 4) and (pixels == 200).all()
+
+
+def test_sinks_no_folder_to_write_to_ends_the_fit_and_says_it_once(tmp_path):
+    # setups hunt 20: `logger=False` with a run folder that cannot be made (a file in the
+    # way; a read-only or full disk alike) made every monitor fail on an OSError and
+    # `trainer.fit` raise from the end-of-fit summary, after training
+    from tests.monitors import ALL_MONITORS, fit, make_monitor
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("x")
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    trainer, _, messages = fit(blocked, monitors, logger=False)  # its root dir: the file
+    said = [m for m in messages if "no folder for images and text can be made" in m]
+    assert len(said) == 1 and "NotADirectoryError" in said[0]
+    assert trainer.state.finished and not any(m.disabled for m in monitors)
+    assert all(m.events > 0 for m in monitors)
