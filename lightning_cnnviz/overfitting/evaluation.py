@@ -34,7 +34,8 @@ class Evaluation:
     ran); ``loop_check``: the validation loop's accuracy on the val probe against a pass of
     the monitor's own on the dataset's images (``val_source.loop_check``; ``{}``: they
     agree); ``input_shift``: the channel whose statistics differ between the two probes'
-    images (``{}``: none; ``split_inputs.py``); ``train_acc_images``: the images behind
+    images (``{}``: none; ``split_inputs.py``), ``mild_shift`` the same past milder bars
+    (``core.input_shift.MILD_MEAN``); ``train_acc_images``: the images behind
     ``train_acc`` where it is one training batch's (a validation mid-epoch reads the latest
     step's value); ``val_images``: the images a validation sees (``val_acc``'s binomial
     error); ``probe_ce_probs_val``, ``probe_simplex_val``: what a loss fed probabilities
@@ -102,6 +103,7 @@ class Evaluation:
     split_classes: list[int] | None = None
     split_taken: list[int] | None = None
     input_shift: dict[str, float] | None = None
+    mild_shift: dict[str, float] | None = None
     loop_check: dict[str, float] | None = None
     train_acc_images: float | None = None
     val_images: float | None = None

@@ -181,6 +181,7 @@ class Measures(LoggedReads):
         total = trainer.estimated_stepping_batches  # -1 or inf: an unknown length
         share = trainer.global_step / total if 0 < total < float("inf") else None
         left_out["input_shift"] = self._input_shift(trainer)
+        left_out["mild_shift"] = self._mild_shift
         left_out["loop_check"] = self._loop_check
         counted = {
             "train_acc_images": self._acc_images(trainer, found),

@@ -125,6 +125,19 @@ def inputs_differ(v: Verdict) -> str:
     f = v.figures
     if f.get("in_steps"):
         return _inputs_in_steps(v)
+    if "batch_stats_acc" in f:  # past the milder bars, with BatchNorm's evidence
+        return (
+            f"Validation images differ from the training images: channel "
+            f"{f['channel']:.0f} has mean {num(f['train_mean'])}, std {num(f['train_std'])} "
+            f"on the train probe vs mean {num(f['val_mean'])}, std {num(f['val_std'])} on "
+            f"the val probe ({f['mean_gap']:.2f} standard deviations apart, "
+            f"{f['scale_ratio']:.2f}x in spread), and BatchNorm's running statistics, "
+            f"gathered on training images, do not fit them: the val probe reads "
+            f"{num(f['eval_acc'], True)} in eval mode vs {num(f['batch_stats_acc'], True)} "
+            "with its own batch statistics. Not stale statistics: the val inputs are "
+            "preprocessed or distributed otherwise (normalisation, noise, resizing), and every "
+            "validation figure measures that."
+        )
     return (
         f"Training and validation images are preprocessed differently: channel "
         f"{f['channel']:.0f} has mean {num(f['train_mean'])}, std {num(f['train_std'])} "

@@ -66,7 +66,7 @@ def verdicts(
     found = {
         "val_metrics_differ": val_source.val_metrics_differ(h, p),
         "loss_mismatch": loss_reads.loss_mismatch(h, p),
-        "inputs_differ": split_inputs.inputs_differ(h),
+        "inputs_differ": split_inputs.inputs_differ(h, p),
         "class_imbalance": imbalance.class_imbalance(h, p),
         "not_learning": levels.not_learning(h, p),
         "weight_decay_too_strong": loss_climb.decay_too_strong(h, p),

@@ -35,19 +35,22 @@ class RunData:
     section: str
     _shares: Tensor | bool | None  # the training labels' class shares (False: not read yet)
     _shift: dict[str, float] | bool | None  # ``_input_shift`` (False: not compared yet)
+    _mild_shift: dict[str, float] | None  # the same past ``input_shift``'s milder bars
 
     def _input_shift(self, trainer: Trainer) -> dict[str, float] | None:
         """How the val probe's images differ from the train probe's, compared once per fit.
 
         Where they agree, how the steps' own code hands them to the model
         (``step_inputs.py``). ``{}``: they agree; ``None``: the run has no val data of its own.
+        Past the milder bars too (``_mild_shift``), for a BatchNorm gap to tell.
         """
         if self._shift is False:
-            self._shift = None
+            self._shift = self._mild_shift = None
             if has_val_data(trainer):
                 with self.phase("compute"):
                     train, val = (self.probe(trainer, s).images for s in ("train", "val"))
                     self._shift = split_shift(train, val)
+                    self._mild_shift = split_shift(train, val, mild=True)
         if self._shift == {}:
             return self._step_shift()
         return self._shift  # type: ignore[return-value]

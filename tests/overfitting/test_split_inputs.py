@@ -64,6 +64,45 @@ def test_split_inputs_told_first_and_the_bn_mismatch_waits():
     assert "3.2x in spread" in text
 
 
+def test_split_inputs_mild_bars_catch_val_noise_and_other_constants_not_augmentation():
+    train, val = normalise(pictures()), normalise(pictures(seed=1))
+    padded = F.pad(train, (2, 2, 2, 2), value=float(train.min()))[..., 2:18, :16]
+    assert split_shift(padded.flip(-1), val, mild=True) == {}
+    g = torch.Generator().manual_seed(2)
+    noisy = val + 0.5 * torch.randn(val.shape, generator=g)  # val alone carries noise sd 0.5
+    assert split_shift(train, noisy) == {} and split_shift(train, noisy, mild=True)
+    other = (pictures(seed=1) - 0.5) / 0.5  # val normalised with other constants
+    assert split_shift(train, other, mild=True)["mean_gap"] > 0.25
+
+
+MILD = {**SHIFT, "val_mean": 0.006, "val_std": 1.29, "mean_gap": 0.02, "scale_ratio": 1.29}
+
+
+def test_split_inputs_mild_shift_with_a_bn_gap_is_the_inputs_not_stale_statistics():
+    # hunt 20: val digits with noise (sd 0.8) or other normalising constants on a BatchNorm
+    # CNN were told `bn_mismatch` 7 times in 7; recomputed running statistics changed nothing
+    parted = {"train_acc": 0.97, "probe_acc_val": 0.64, "probe_acc_bn": 0.93, "bn_only": 0.3,
+              "eval_only": 0.01, "probe_size": 128.0, "classes": 10.0}  # fmt: skip
+    for mild, told in ((MILD, "inputs_differ"), ({}, "bn_mismatch")):
+        detector = Detector(patience=2)
+        kinds = [
+            c.verdict.kind
+            for i in range(3)
+            for c in detector.update(Evaluation(10 * (i + 1), i, mild_shift=mild, **parted))
+        ]
+        assert kinds == [told]
+    text = headline(detector_with(MILD, parted).reported["inputs_differ"])
+    assert "1.29x in spread" in text and "64.0% in eval mode vs 93.0% with its own" in text
+    assert "Not stale statistics" in text
+
+
+def detector_with(mild, parted):
+    detector = Detector(patience=2)
+    for i in range(2):
+        detector.update(Evaluation(10 * (i + 1), i, mild_shift=mild, **parted))
+    return detector
+
+
 def test_split_inputs_found_in_a_run_with_an_unnormalised_val_set(tmp_path):
     torch.manual_seed(0)
     y = torch.arange(128) % 2
