@@ -203,9 +203,11 @@ def id_inputs(x: Tensor) -> str:
         'its inputs are integer ids, (40,) per sample ('
         >>> id_inputs(torch.zeros(2, 1, 4, 4, dtype=torch.uint8))  # raw pixels
         ''
+        >>> id_inputs(torch.zeros(2, 1, 4, 4, dtype=torch.int16))  # a 12-bit scan
+        ''
     """
-    if x.is_floating_point() or x.is_complex() or x.dtype == torch.uint8:
-        return ""
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.uint8 or x.dim() > 2:
+        return ""  # integer images (uint8 photos, int16 scans) are pixels, read as floats
     return (
         f"its inputs are integer ids, {tuple(x.shape[1:])} per sample (tokens for an "
         "embedding?), not images or signals"

@@ -203,6 +203,27 @@ def test_model_io_items_token_ids_stay_integers_and_image_views_say_why_not(tmp_
     assert not [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"]
 
 
+class ScanCNN(TinyCNN):
+    """12-bit scans stored as int16, scaled to floats in ``forward``."""
+
+    def forward(self, x):
+        return super().forward(x.float() / 4095)
+
+
+def test_model_io_items_integer_images_are_pixels_for_every_monitor(tmp_path):
+    # setups hunt 20: int16 scans were taken for token ids: Grad-CAM asked them for a
+    # gradient ("only Tensors of floating point dtype can require gradients")
+    def scans(data):
+        x, y = data.tensors
+        x = ((x - x.min()) / (x.max() - x.min()) * 4095).to(torch.int16)
+        return DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    data = (scans(digits(32, seed=1)), scans(digits(16, seed=2)))
+    _, _, messages = fit(tmp_path, monitors, model=ScanCNN(), data=data)
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+
+
 class FoldedClips(TinyCNN):
     """Clips (N, T, C, H, W) through 2-D convolutions, frames folded into the batch."""
 
