@@ -110,9 +110,10 @@ def _parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:
         keys = (label_key,) if label_key is not None else _LABEL_KEYS
         return x, next((sample[k] for k in keys if k in sample), None)
     if isinstance(sample, Sequence) and not isinstance(sample, str) and sample:
-        # the input first, or the first array of 2 or more dimensions: (name, image, label)
+        # the input first, or the first array of 2 or more dimensions: (name, image, label),
+        # (index, image, label): a scalar first is an index or an id, never the input
         first = next((i for i, v in enumerate(sample) if _array(v) and v.ndim >= 2), 0)
-        first = 0 if _array(sample[0]) else first
+        first = 0 if _array(sample[0]) and sample[0].ndim >= 1 else first
         at = label_key if isinstance(label_key, int) else first + 1
         return sample[first], (sample[at] if len(sample) > at else None)
     return None, None
@@ -166,9 +167,9 @@ def target_words(samples: Sequence[Any], label_key: Any = None) -> str:
 def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None]:
     """Split one dataset item into (input tensor, label or None).
 
-    Handles ``(x, y)`` tuples/lists (or ``(name, x, y)``: the first array of two or more
-    dimensions), dicts with usual keys (or ``label_key``) and bare tensors; NumPy arrays
-    are read as tensors, as the default collate reads them.
+    Handles ``(x, y)`` tuples/lists (or ``(name, x, y)``, ``(index, x, y)``: the first
+    array of two or more dimensions), dicts with usual keys (or ``label_key``) and bare
+    tensors; NumPy arrays are read as tensors, as the default collate reads them.
 
     Example::
 
@@ -177,6 +178,9 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
         >>> x, y = split_sample(("0001.png", np.zeros((2, 2, 3), np.uint8), np.int64(4)))
         >>> tuple(x.shape), x.dtype, y
         ((2, 2, 3), torch.uint8, 4)
+        >>> x, y = split_sample((torch.tensor(17), torch.zeros(1, 2, 2), 4))  # index first
+        >>> tuple(x.shape), y
+        ((1, 2, 2), 4)
         >>> split_sample({"image": torch.zeros(1, 2, 2), "label": torch.tensor(5)})[1]
         5
         >>> split_sample(torch.zeros(1, 2, 2))[1] is None

@@ -203,6 +203,26 @@ def test_model_io_items_token_ids_stay_integers_and_image_views_say_why_not(tmp_
     assert not [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"]
 
 
+class IndexFirst(TinyCNN):
+    """Items ``(index, image, label)``, as per-sample loss tracking keeps them."""
+
+    def _step(self, batch, stage):
+        return super()._step(batch[1:], stage)
+
+
+def test_model_io_items_an_index_first_is_not_taken_for_the_image(tmp_path):
+    # setups hunt 20: the 0-d index was read as the probe image ("Input type (long int)
+    # and bias type (float) should be the same") by Activation, FeatureMap, GradCAM, Overfitting
+    def indexed(data):
+        return DataLoader(Items(data, lambda i, x, y: (torch.tensor(i), x, y)), batch_size=8)
+
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    data = (indexed(digits(32, seed=1)), indexed(digits(16, seed=2)))
+    _, _, messages = fit(tmp_path, monitors, model=IndexFirst(), data=data)
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert probe_of(monitors, "GradCAMMonitor").labels is not None
+
+
 class ScanCNN(TinyCNN):
     """12-bit scans stored as int16, scaled to floats in ``forward``."""
 
