@@ -254,7 +254,11 @@ def draw_probe(
     candidates, labels_of = labels_in_order(dataset, order, max(num_samples, label_pool), label_key)
     if labels_of is None:
         return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
-    by_class = {int(c): candidates[labels_of == c].tolist() for c in labels_of.unique()}
+    # a negative label (PyTorch's `ignore_index`, -100) marks an item without a class
+    by_class = {int(c): candidates[labels_of == c].tolist() for c in labels_of.unique() if c >= 0}
+    if not by_class:
+        return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
+    num_samples = min(num_samples, sum(map(len, by_class.values())))
     picked: list[int] = []
     turn = 0
     while len(picked) < num_samples:

@@ -137,3 +137,25 @@ def test_probe_labels_read_from_items_once_for_every_monitor():
     assert data.reads == 30 and first[1].tolist() == [int(i) % 5 for i in order[:30]]
     again = labels_in_order(data, order, pool=40)  # another monitor, a larger pool
     assert data.reads == 40 and torch.equal(again[1][:30], first[1])
+
+
+def test_probe_items_with_an_ignored_label_are_left_out_of_a_balanced_probe(tmp_path):
+    # setups hunt 20: labels of PyTorch's `ignore_index` (-100) reached the per-class
+    # figures ("IndexError: index out of range in self"): OverfittingMonitor stepped aside
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tests.monitors import digits, fit, make_monitor, section, written_tags
+
+    x, y = digits(40, seed=1).tensors
+    y = y.clone()
+    y[::4] = -100
+    probe = draw_probe(TensorDataset(x, y), 16, torch.Generator().manual_seed(0))
+    assert len(probe) == 16 and bool((probe.labels >= 0).all())
+    unlabelled = TensorDataset(x, torch.full_like(y, -100))
+    assert len(draw_probe(unlabelled, 8, torch.Generator().manual_seed(0))) == 8
+    monitor = make_monitor("OverfittingMonitor", strict=True)
+    loaders = (DataLoader(TensorDataset(x, y), 8), DataLoader(TensorDataset(x, y), 8))
+    fit(tmp_path, [monitor], data=loaders, max_epochs=2)
+    assert monitor.events > 0 and not monitor.disabled
+    scalars = written_tags(tmp_path)["scalars"]
+    assert any(t.startswith(section("OverfittingMonitor")) for t in scalars)
