@@ -91,6 +91,7 @@ def divergence_cause(
     jump: tuple[int, float, int, float] | None = None,
     first: bool = False,
     chance: tuple[int, float, int] | None = None,
+    inputs: int | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -115,6 +116,10 @@ def divergence_cause(
     rate ``rates`` shows raised (hunt 19: a 100x step at step 100, which the log at step 100
     already read, and the blow-up at 101).
 
+    ``inputs``: the step of a training batch with NaN/Inf inputs where the loss first
+    turned non-finite (held out, setups hunt 20: three all-NaN items made the loss NaN at
+    step 3, told as "the optimiser overshoots"), named before anything else.
+
     ``chance``: ``(the spike's step, the loss now, K)`` where a learnt loss went to its
     chance level ``ln K`` and sits there at an unchanged rate: the training batches may
     have lost the label (held out, hunt 19: training images blanked,
@@ -129,6 +134,13 @@ def divergence_cause(
         >>> divergence_cause((98, 0.11), None, jump=(80, 1e-5, 100, 2.0))[:67]
         'The learning rate jumped from 1e-05 (step 80) to 2 (step 100) just '
     """
+    if inputs is not None:
+        return (
+            f"The training batch at step {inputs} held NaN/Inf inputs, and the loss turned "
+            "non-finite with it: the data did it, not the learning rate or the updates (a "
+            "NaN pixel or feature in a few items, a division by zero in a transform). "
+            f"Try: {DATA_REMEDIES}."
+        )
     if first:
         return (
             "The loss was already NaN/Inf at step 0, before any update, so no learning rate "

@@ -31,7 +31,7 @@ from lightning_cnnviz.activations.divergence_words import (
 )
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
-from lightning_cnnviz.activations.loss_trace import SMOOTH, first_nonfinite
+from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace, first_nonfinite
 from lightning_cnnviz.activations.recovery import (
     coming_back,
     level_before,
@@ -50,11 +50,12 @@ ACC_HELD = 0.05  # probe accuracy no more than this below its value before a spi
 class DivergenceReview:
     """The divergence rules' review at one log (a part of ``TrainingDiagnosis``).
 
-    Uses the diagnosis's ``units``, ``history``, ``reported``, ``logs`` and ``_new``.
+    Uses the diagnosis's ``units``, ``history``, ``loss``, ``reported``, ``logs`` and ``_new``.
     """
 
     units: UnitEpisodes
     history: DeadHistory
+    loss: LossTrace
     reported: dict[str, str]
     diverged: int | None
     spike: tuple[int, float, float, float] | None
@@ -159,7 +160,8 @@ class DivergenceReview:
             cause=divergence_cause(at_once, rates, start, self.loss_scale,  # type: ignore[arg-type]
                                    self._jump(spike[0] if spike is not None else nonfinite),
                                    first=nonfinite == 0,
-                                   chance=self._at_chance(spike, level)),
+                                   chance=self._at_chance(spike, level),
+                                   inputs=self._bad_inputs(nonfinite)),
         )  # fmt: skip
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:
@@ -229,6 +231,12 @@ class DivergenceReview:
         before, now = level
         learnt = before < LEARNT * math.log(k)
         return (spike[0], now, k) if learnt and at_chance(now, k) else None
+
+    def _bad_inputs(self, nonfinite: int | None) -> int | None:
+        """The step of a batch with NaN/Inf inputs at or just before the first non-finite loss."""
+        if nonfinite is None:
+            return None
+        return next((s for s in self.loss.bad_inputs if nonfinite - SMOOTH <= s <= nonfinite), None)
 
     def _part_of(
         self, series: list[tuple[int, float]], until: int, best: float | None, step: int, epoch: int

@@ -68,30 +68,43 @@ class LossTrace:
     def __init__(self, fold_every: int = 1024) -> None:
         self.fold_every = fold_every
         self.series: list[tuple[int, float]] = []  # (step, loss) on the host, whole run
+        self.bad_inputs: list[int] = []  # steps whose batch held NaN/Inf inputs (first few)
         self._pending: list[Tensor] = []
+        self._finite: list[Tensor] = []  # per step: whether the batch's inputs were finite
         self._steps: list[int] = []
 
-    def add(self, step: int, outputs: Any) -> None:
-        """Keep the loss in ``outputs`` (a tensor, or a mapping with ``"loss"``) for ``step``."""
+    def add(self, step: int, outputs: Any, inputs: Tensor | None = None) -> None:
+        """Keep the loss in ``outputs`` (a tensor, or a mapping with ``"loss"``) for ``step``.
+
+        ``inputs``: the batch's input tensor; whether it is all finite is kept beside the
+        loss (one reduction on its device, no sync): a loss that turns NaN with a NaN batch
+        is the data's doing.
+        """
         loss = loss_of(outputs)
         if loss is None:
             return
         self._pending.append(loss.detach().reshape(1))
+        floating = inputs is not None and inputs.is_floating_point()
+        finite = torch.isfinite(inputs).all() if floating else torch.ones((), dtype=torch.bool)
+        self._finite.append(finite.to(loss.device).reshape(1))
         self._steps.append(step)
         if len(self._pending) >= self.fold_every:
-            self._pending = [torch.cat(self._pending)]
+            self._pending, self._finite = [torch.cat(self._pending)], [torch.cat(self._finite)]
 
     def read(self) -> list[tuple[int, float]]:
         """Move the pending losses to the host (one transfer); return the whole series."""
         if self._pending:
             values = torch.cat(self._pending).float().cpu().tolist()
+            finite = torch.cat(self._finite).cpu().tolist()
             self.series.extend(zip(self._steps, values, strict=True))
-        self._pending, self._steps = [], []
+            bad = [s for s, ok in zip(self._steps, finite, strict=True) if not ok]
+            self.bad_inputs = (self.bad_inputs + bad)[:16]
+        self.drop()
         return self.series
 
     def drop(self) -> None:
         """Forget the pending losses (ranks other than zero never read them)."""
-        self._pending, self._steps = [], []
+        self._pending, self._finite, self._steps = [], [], []
 
 
 def first_nonfinite(series: Sequence[tuple[int, float]]) -> int | None:

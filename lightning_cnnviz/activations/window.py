@@ -23,6 +23,7 @@ from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.loss_trace import loss_of
 from lightning_cnnviz.activations.recorder import Recorder
+from lightning_cnnviz.core.items import batch_inputs
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 from lightning_cnnviz.core.voice import listed
 
@@ -177,7 +178,8 @@ class TrainingWindow:
             loss = outputs if loss_of(outputs) is not None else self._backward_loss
             # at the batch's own step, the one its logged loss has in TensorBoard (a log at
             # step L has the losses of the steps before L)
-            self.diagnosis.loss.add(self._batch_at[0], loss)  # a reference: no sync
+            inputs = batch_inputs(batch)  # a reference: no sync
+            self.diagnosis.loss.add(self._batch_at[0], loss, inputs)
         self._backward_loss = None
         if self._rec.window_seconds:  # the window's share of the cost, beside the events'
             self.timings["window"] += self._rec.window_seconds

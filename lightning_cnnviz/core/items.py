@@ -35,6 +35,7 @@ from lightning_cnnviz.core.random_state import rng_untouched
 __all__ = [
     "ITERABLE_HEAD",
     "LABEL_KEYS",
+    "batch_inputs",
     "batch_labels",
     "batch_size",
     "dataset_labels",
@@ -240,6 +241,20 @@ def batch_labels(batch: Any, label_key: Any = None) -> Tensor | None:
     if not isinstance(y, Tensor) or y.dim() != 1:
         return None
     return y if _integer(y) else None
+
+
+def batch_inputs(batch: Any) -> Tensor | None:
+    """The input tensor of a collated batch, where ``split_sample`` finds an item's.
+
+    Example::
+
+        >>> batch_inputs((torch.zeros(2, 1, 4, 4), torch.tensor([3, 1]))).shape
+        torch.Size([2, 1, 4, 4])
+        >>> batch_inputs("text") is None
+        True
+    """
+    x = _parts(batch)[0]
+    return x if isinstance(x, Tensor) else None
 
 
 def batch_size(batch: Any) -> int | None:

@@ -461,3 +461,20 @@ def test_diagnosis_runs_a_cause_told_at_a_log_is_named_by_the_problems_after_it_
     assert warned.startswith("Dead units at step 12 This may follow from a note reported first")
     assert "(step 12, `unnormalised_inputs`)" in warned
     assert [f.kind for f in findings_of(run)] == ["unnormalised_inputs", "dead_units"]
+
+
+def test_diagnosis_runs_a_nan_batch_is_named_as_the_divergence_cause(tmp_path):
+    # setups hunt 20: three all-NaN training items made the loss NaN at step 3, told as
+    # "the optimiser overshoots ... lower the learning rate"
+    from tests.monitors import digits
+    from tests.monitors import fit as fit_monitors
+
+    x, y = digits(64, seed=1).tensors
+    x = x.clone()
+    x[20] = float("nan")  # the third batch of 8
+    loaders = (DataLoader(TensorDataset(x, y), 8), DataLoader(digits(16, seed=2), 8))
+    monitor = ActivationMonitor(every_n_steps=4)
+    trainer, _, _ = fit_monitors(tmp_path, [monitor], data=loaders, limit_train_batches=8)
+    found = [f for f in problems(findings_of(trainer)) if f.kind == "divergence"]
+    assert found and "The training batch at step 2 held NaN/Inf inputs" in found[0].message
+    assert "overshoots" not in found[0].message
