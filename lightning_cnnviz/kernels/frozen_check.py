@@ -92,7 +92,8 @@ class FrozenCheck:
         blocked = set(reasons.values()) <= {"no_gradient", "detached"}
         whole = len(names) == len(self.selected) and blocked
         if whole and not any_gradient(trainer.lightning_module.parameters()):
-            reasons = dict.fromkeys(names, "nothing_learns")  # the whole model: the step
+            # the whole model: the step; gradients there and all 0 are a constant loss
+            reasons = dict.fromkeys(names, "zero_gradient" if kept_grads else "nothing_learns")
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
         span = min(max(self._still[n] for n in names), STILL_EVENTS)
         # a random init kept by the set-up: frozen random features (dead units after a
@@ -106,7 +107,7 @@ class FrozenCheck:
         if untrained is not None:  # frozen random features: a problem
             numbers["neighbour_r"] = untrained
             rank_zero_warn(text)
-        nothing = set(reasons.values()) == {"nothing_learns"}
+        nothing = set(reasons.values()) in ({"nothing_learns"}, {"zero_gradient"})
         if nothing and untrained is None:
             rank_zero_warn(text)
         severity = "note" if untrained is None and not nothing else "problem"

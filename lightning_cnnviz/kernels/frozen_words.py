@@ -45,6 +45,12 @@ REASONS = {
         "optimisation, `zero_grad()` runs between `manual_backward` and `step` (it belongs "
         "before the backward)"
     ),
+    "zero_gradient": (
+        "every gradient is exactly 0 after the backward (the `.grad` tensors are there, all "
+        "zeros), so no step changes anything: the loss does not change with the weights, a "
+        "constant (cross-entropy over a single class or logit is always 0; a loss multiplied "
+        "by 0; targets that are the outputs, detached)"
+    ),
 }
 ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "no_grad": "their weights have `requires_grad=False`",
@@ -55,6 +61,7 @@ ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "no_update": f"they get {REASONS['no_update']}",
     "detached": f"they get {REASONS['detached']}",
     "nothing_learns": f"{REASONS['nothing_learns']}",
+    "zero_gradient": f"{REASONS['zero_gradient']}",
 }
 
 

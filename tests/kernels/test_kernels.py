@@ -458,6 +458,22 @@ def test_kernels_nothing_learns_when_no_parameter_gets_a_gradient_is_a_problem(t
     assert "vanishing_gradients" not in found.message
 
 
+class ConstantLoss(EdgeNet):
+    """A loss that stays 0 whatever the weights: every gradient exists and is 0."""
+
+    def training_step(self, batch, batch_idx):
+        return 0.0 * super().training_step(batch, batch_idx)
+
+
+def test_kernels_a_constant_loss_is_told_apart_from_a_detached_one(tmp_path):
+    # setups hunt 20: one class (cross-entropy over one logit: always 0) was told "the
+    # loss is cut from the model ... or zero_grad() between backward and step"
+    with pytest.warns(UserWarning, match="every gradient is exactly 0 after the backward"):
+        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), ConstantLoss(0.05), steps=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "problem" and "`.detach()`" not in found.message
+
+
 class BackboneAtZero(WideNet):
     """WideNet whose convs sit in a parameter group at learning rate 0 (the head learns)."""
 
