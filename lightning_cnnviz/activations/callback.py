@@ -26,6 +26,7 @@ from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.activations.window import TrainingWindow
 from lightning_cnnviz.core.activation_kind import is_activation
+from lightning_cnnviz.core.capture import count_call_sites
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, earlier_cause, record_check, replace, report
 from lightning_cnnviz.core.inputs import raw_scale
@@ -33,6 +34,7 @@ from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.outputs import single_logit, two_class
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.settings import read_settings
+from lightning_cnnviz.core.voice import listed
 
 
 class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
@@ -113,8 +115,27 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         known = set(of_type(*ACTIVATION_TYPES)(model, available))
         # timm's GELU/Swish classes and users' own: recognised by what they compute
         found = [n for n, m in available.items() if n in known or is_activation(m)]
+        if found and not self._any_called(model, {n: available[n] for n in found}):
+            # modules defined and never used (forward rectifies with `clamp` or `where`): what
+            # forward computes is the conv and linear outputs (setups hunt 20: nothing recorded)
+            self.warn_once(
+                "unused",
+                f"its activation modules ({listed(found)}) are never called by the model's "
+                "forward(): it watches the conv and linear outputs instead (dead = never "
+                "positive)",
+            )
+            found = []
         self.fallback = not found
         return found or fallback_layers(available)
+
+    def _any_called(self, model: nn.Module, layers: dict[str, nn.Module]) -> bool:
+        """Whether one probe sample's forward calls any of ``layers`` (True: cannot tell)."""
+        try:
+            x = self.probe_input(self._trainer_ref, model)[:1]
+            counts = count_call_sites(model, layers, lambda: model(x))
+        except Exception:  # no probe yet, or a forward the monitors cannot call: said later
+            return True
+        return any(counts.values())
 
     @override
     def describe_layers(self) -> str:

@@ -263,6 +263,29 @@ def test_activations_auto_falls_back_to_preactivations_and_says_so(tmp_path):
     assert monitor.dead_channels["fc1"] == [3, 7, 8, 15]
 
 
+class UnusedModules(FunctionalNet):
+    """ReLU modules defined and never called: ``forward`` rectifies with ``clamp``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
+
+    def forward(self, x):
+        x = F.max_pool2d(self.conv2(self.conv1(x).clamp(min=0)).clamp(min=0), 2)
+        x = self.fc1(self.conv3(x).clamp(min=0).flatten(1)).clamp(min=0)
+        return self.head(self.fc2(x).clamp(min=0))
+
+
+def test_activations_auto_never_called_modules_fall_back_and_say_so(tmp_path):
+    # setups hunt 20: unused ReLU modules were watched, nothing recorded, the check "ran"
+    monitor = ActivationMonitor(every_n_steps=4, window=2)
+    _, _, said = fit(tmp_path, monitor, UnusedModules(), max_steps=4)
+    assert monitor.sites() == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+    told = [m for m in said if "are never called by the model's forward()" in m]
+    assert len(told) == 1 and "`relu1`, `relu2`" in told[0]
+    assert scalars(tmp_path, "activations/conv1/dead_fraction")
+
+
 def test_activations_nonfinite_one_warning_finite_images(tmp_path):
     monitor = ActivationMonitor(layers="relu1", every_n_steps=2, window=8)
     trainer, _, said = fit(tmp_path, monitor, nan=True, max_steps=8)
@@ -272,7 +295,7 @@ def test_activations_nonfinite_one_warning_finite_images(tmp_path):
     assert diverged.severity == "problem" and diverged.step == 2
     assert diverged.figures["first_nonfinite_step"] == 0  # the first batch's step, as logged
     assert diverged.figures["first_nonfinite_layer"] == "relu1"
-    assert "already NaN/Inf at step 0, before any update" in diverged.message
+    assert "The training batch at step 0 held NaN/Inf inputs" in diverged.message
     assert "check the training items for NaN/Inf" in diverged.message
     assert "lower the learning rate" not in diverged.message  # no update did it
     assert scalars(tmp_path, "activations/relu1/nonfinite")[2] > 0
