@@ -109,9 +109,10 @@ class LayerWatcher:
     def _input_words(self, model: nn.Module) -> str:
         """What about the probe's inputs explains finding nothing, in words ("" if nothing).
 
-        Integer ids (a text CNN's tokens); or inputs with one more dimension than the
-        convolutions take (clips (N, T, C, H, W) through 2-D convolutions: frames folded
-        into the batch give T maps per input, none of the input's shape).
+        Integer ids (a text CNN's tokens); or inputs of another dimension than the
+        convolutions take: clips (N, T, C, H, W) through 2-D convolutions (frames folded into
+        the batch give T maps per input, none of the input's shape), flat vectors (N, 784)
+        or images without a channel dimension that ``forward`` reshapes.
         """
         images = getattr(next(iter(self._probes.values()), None), "images", None)
         if images is None:
@@ -119,13 +120,18 @@ class LayerWatcher:
         if words := id_inputs(images):
             return f"; {words}"
         dims = {len(m.kernel_size) for m in model.modules() if isinstance(m, CONV_TYPES)}
-        if len(dims) == 1 and images.dim() == dims.pop() + 3:
+        if len(dims) != 1 or images.dim() == (conv := dims.pop()) + 2:
+            return ""
+        shape = f"{images.dim()}-D ({tuple(images.shape[1:])} per sample)"
+        if images.dim() == conv + 3:
             return (
-                f"; its inputs are {images.dim()}-D ({tuple(images.shape[1:])} per sample) and "
-                f"its convolutions {images.dim() - 3}-D: frames folded into the batch give "
-                "maps of frames, none of the input's shape"
+                f"; its inputs are {shape} and its convolutions {conv}-D: frames folded into "
+                "the batch give maps of frames, none of the input's shape"
             )
-        return ""
+        return (
+            f"; its inputs are {shape} and its convolutions {conv}-D: `forward` reshapes the "
+            "inputs (flat vectors, no channel dimension), so no map has the input's shape"
+        )
 
     def _resolve_layers(self, pl_module: LightningModule) -> None:
         """Set ``selected`` from ``layers`` (at each fit's setup, for a monitor that watches)."""

@@ -270,6 +270,33 @@ def test_model_io_items_clips_through_2d_convolutions_say_why_no_map(tmp_path):
         ), type(monitor).__name__
 
 
+class FlatInputs(TinyCNN):
+    """Flat (N, 256) vectors, reshaped to (N, 1, 16, 16) in ``forward`` (a CSV of pixels)."""
+
+    def forward(self, x):
+        return super().forward(x.view(-1, 1, 16, 16))
+
+
+def test_model_io_items_flat_inputs_say_forward_reshapes_them(tmp_path):
+    # setups hunt 20: "found no layer it can watch" on a model with two convs and pools
+    def flat(data):
+        x, y = data.tensors
+        return DataLoader(torch.utils.data.TensorDataset(x.flatten(1), y), batch_size=8)
+
+    monitors = [make_monitor(name) for name in ("FeatureMapMonitor", "GradCAMMonitor")]
+    fit(
+        tmp_path,
+        monitors,
+        model=FlatInputs(),
+        data=(flat(digits(32, seed=1)), flat(digits(16, seed=2))),
+    )
+    for monitor in monitors:
+        assert monitor.disabled and (
+            "its inputs are 2-D ((256,) per sample) and its convolutions 2-D: `forward` "
+            "reshapes the inputs" in monitor.aside_reason
+        ), type(monitor).__name__
+
+
 class Batches(Dataset):
     """A dataset whose items are whole batches, for a loader with ``batch_size=None``."""
 
