@@ -267,7 +267,8 @@ def _wrong_type(message: str) -> str:
     if not types or not got:
         return ""
     cls = re.search(r"class_path '([^']+)'", lines[at])[1].rsplit(".", 1)[-1]  # type: ignore[index]
-    given = got[0] if re.fullmatch(r"[-+.\deE]+|\[.*\]|\{.*\}", got[0]) else repr(got[0])
+    literal = r"[-+.\deE]+|\[.*\]|\{.*\}|True|False|None"
+    given = got[0] if re.fullmatch(literal, got[0]) else repr(got[0])
     expected = " or ".join("None" if t == "NoneType" else t for t in dict.fromkeys(types))
     return f"of {cls}: expected {expected}, got {given}"
 

@@ -147,6 +147,9 @@ def test_cli_preset_message_is_the_python_api_message(capsys):
          "`trainer.callbacks.every_n_steps` of KernelMonitor: expected int or None, got 2.5"),
         ("{class_path: lightning_cnnviz.KernelMonitor, init_args: {budget: abc}}",
          "`trainer.callbacks.budget` of KernelMonitor: expected float, got 'abc'"),
+        ("{class_path: lightning_cnnviz.GradCAMMonitor, init_args: {output_key: true}}",
+         "`trainer.callbacks.output_key` of GradCAMMonitor: expected str or int or None, "
+         "got True"),
     ],
 )  # fmt: skip
 def test_cli_misspelt_class_or_argument_says_the_cause_and_the_closest(
