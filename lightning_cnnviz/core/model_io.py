@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import first_tensor
@@ -42,10 +44,30 @@ from lightning_cnnviz.core.probe import (
 from lightning_cnnviz.core.probe_call import call_error, why_not
 from lightning_cnnviz.core.probe_pass import probe_mode, takes_items
 from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.core.voice import listed
 
 __all__ = ["UNSET", "ProbeReader"]
 
 UNSET: Any = object()  # a key not known yet in this fit
+
+
+def batch_hooks(trainer: Any) -> list[str]:
+    """The batch-transfer hooks the run's module or DataModule overrides, by name.
+
+    Lightning applies them to every batch; the probes, read from the datasets, skip them
+    (applied there, an augmentation gated on ``trainer.training`` would draw a new probe
+    at every event, from the run's own random state).
+    """
+    names = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+    owners = [("module", trainer.lightning_module, LightningModule)]
+    if trainer.datamodule is not None:
+        owners.append(("DataModule", trainer.datamodule, LightningDataModule))
+    return [
+        f"{owner}.{name}"
+        for owner, obj, parent in owners
+        for name in names
+        if is_overridden(name, obj, parent)
+    ]
 
 
 class ProbeReader:
@@ -93,6 +115,14 @@ class ProbeReader:
             return  # another monitor of this fit found it
         trainer._cnnviz_inputs_of, trainer._cnnviz_unfit = model, None
         takes_items(model, None)  # a model of an earlier fit on other data starts afresh
+        if hooks := batch_hooks(trainer):
+            self.say_once_per_run(
+                "batch_hooks",
+                f"the monitors read their probe images from the datasets, without the "
+                f"run's {listed(hooks)}: where those normalise or convert the inputs, the "
+                "probe passes see other inputs than training does (move that step into the "
+                "dataset's transform or `forward` for the monitors to see what the model does)",
+            )
         try:
             dataset = find_dataset(trainer, "val")
             item = read_item(dataset, 0)

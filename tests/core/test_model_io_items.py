@@ -297,6 +297,25 @@ def test_model_io_items_flat_inputs_say_forward_reshapes_them(tmp_path):
         ), type(monitor).__name__
 
 
+class HookNormalised(TinyCNN):
+    """Normalises each batch in ``on_after_batch_transfer``, which the probes skip."""
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        x, y = batch
+        return (x - 100) / 50, y
+
+
+def test_model_io_items_batch_hooks_the_probes_skip_are_said_once(tmp_path):
+    # setups hunt 20: a DataModule normalising in `on_before_batch_transfer` gave raw
+    # probes, an "unnormalised inputs" note and statistics of inputs never trained on
+    monitors = [make_monitor(name) for name in ("ActivationMonitor", "GradCAMMonitor")]
+    _, _, messages = fit(tmp_path, monitors, model=HookNormalised())
+    said = [m for m in messages if "without the run's `module.on_after_batch_transfer`" in m]
+    assert len(said) == 1
+    _, _, quiet = fit(tmp_path / "plain", [make_monitor("ActivationMonitor")])
+    assert not [m for m in quiet if "batch_transfer" in m]
+
+
 class Batches(Dataset):
     """A dataset whose items are whole batches, for a loader with ``batch_size=None``."""
 
