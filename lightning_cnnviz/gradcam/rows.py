@@ -41,6 +41,9 @@ __all__ = ["CamRows", "Row"]
 Row = tuple[Tensor, Tensor, Tensor, Tensor | None, str | None]
 
 
+LEARNT = 0.9  # a probe accuracy past which blank CAMs are no early-training matter
+
+
 class CamRows:
     """Computes the rows of ``GradCAMMonitor``'s images (a part of it, not used alone).
 
@@ -99,6 +102,16 @@ class CamRows:
                            f"{bad} of {len(row[1])} Grad-CAMs of `{name}` ({split}) "
                            "are zero everywhere (no region raises the target class's score, "
                            "common early in training); those tiles show no heat")  # fmt: skip
+        learnt = split == "train" and self._probe_acc is not None and self._probe_acc >= LEARNT
+        if bad == len(row[1]) and title is None and learnt and self.method == "gradcam":
+            self.warn_once(  # not early any more: Grad-CAM's channel weights read <= 0
+                "blank_learnt",
+                f"every Grad-CAM of `{name}` is zero at step {trainer.global_step} while the "
+                f"model gets {self._probe_acc:.0%} of the probe right: Grad-CAM's channel "
+                "weights (gradients averaged over positions) come out <= 0, as behind a "
+                "flatten -> linear head where the class depends on position; "
+                "`method='hirescam'` shows where the model looks",
+            )
         return row
 
     def _class_rows(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str

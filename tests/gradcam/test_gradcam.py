@@ -388,3 +388,53 @@ def test_gradcam_grid_draws_at_most_max_tiles_of_a_large_probe(tmp_path, monkeyp
     assert image["large"].width == image["small"].width  # 3 tiles each
     assert image["large"].height > image["small"].height  # and the caption saying so
     assert scalars(events(tmp_path / "large" / "tb"), "gradcam/val/concentration")
+
+
+class PositionHead(L.LightningModule):
+    """Two convs, a 4x4 average pool, flatten -> linear: the class is where the block sits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        conv = torch.nn.Conv2d
+        self.net = torch.nn.Sequential(
+            conv(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            conv(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),
+            torch.nn.Flatten(), torch.nn.Linear(256, 10),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+def blocks(n: int, seed: int) -> torch.utils.data.TensorDataset:
+    """A bright block at one of 16 places; the class is its place (10 classes)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = 0.3 * torch.randn(n, 1, 28, 28, generator=g)
+    for i, k in enumerate(y.tolist()):
+        r, c = (k // 4) * 7, (k % 4) * 7
+        x[i, :, r : r + 7, c : c + 7] += 1.5
+    return torch.utils.data.TensorDataset(x, y)
+
+
+def test_gradcam_blank_once_learnt_says_why_and_the_method_that_shows_it(tmp_path):
+    # setups hunt 20: every CAM went blank once the model was right, and the one message
+    # said "common early in training"
+    torch.manual_seed(0)
+    train = torch.utils.data.DataLoader(blocks(512, 0), batch_size=32, shuffle=True)
+    val = torch.utils.data.DataLoader(blocks(128, 1), batch_size=32)
+    monitor = GradCAMMonitor(every_n_steps=8, layers="net.5")
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, default_root_dir=tmp_path,
+                        callbacks=[monitor])  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(PositionHead(), train, val)
+    said = [str(w.message) for w in caught if "while the model gets" in str(w.message)]
+    assert len(said) == 1 and "`method='hirescam'` shows where the model looks" in said[0]
