@@ -97,18 +97,18 @@ def _has_items(dataset: Any) -> bool:
 
 
 def _decide(dataset: Any, collate: Callable[[list[Any]], Any]) -> Any:
-    first = read_item(dataset, 0)
     try:
-        split_sample(first)
-        return dataset  # already tensors: the collate is left to the loader
+        raw: Tensor | None = split_sample(read_item(dataset, 0))[0]
     except TypeError:
-        pass
+        raw = None  # not tensors (PIL images): only the collate makes them
     view = Collated(dataset, collate)
     try:
-        split_sample(read_item(view, 0))
+        made = split_sample(read_item(view, 0))[0]
     except Exception:  # the collate needs a real batch, or yields no image either
         return dataset
-    return view
+    if raw is not None and raw.shape == made.shape and raw.dtype == made.dtype:
+        return dataset  # tensors as the model gets them: the collate is left to the loader
+    return view  # PIL images, or HWC uint8 arrays the collate permutes and scales
 
 
 class Unbatched(_View):

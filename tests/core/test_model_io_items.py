@@ -122,6 +122,31 @@ def test_model_io_items_pil_items_a_collate_fn_converts_are_read_through_it(tmp_
         assert torch.equal(a, b)
 
 
+def hwc_item(i, x, y):
+    """``(HWC uint8 array, int)``, as cv2 and albumentations pipelines leave them."""
+    pixels = (x.clamp(-1, 2) + 1) / 3 * 255
+    return pixels.round().to(torch.uint8).permute(1, 2, 0).numpy(), int(y)
+
+
+def hwc_to_batch(items):
+    """The loader's ``collate_fn``: HWC uint8 arrays to one CHW float batch."""
+    images = torch.stack([torch.from_numpy(a).permute(2, 0, 1).float() / 255 for a, _ in items])
+    return images * 3 - 1, torch.tensor([label for _, label in items])
+
+
+def test_model_io_items_hwc_arrays_a_collate_fn_permutes_are_read_through_it(tmp_path):
+    # setups hunt 20: the probes read the raw (16, 16, 1) arrays as CHW, and Activation,
+    # FeatureMap, GradCAM and Overfitting failed ("expected ... 1 channels, but got 16")
+    data = tuple(
+        DataLoader(Items(digits(n, seed=s), hwc_item), 8, collate_fn=hwc_to_batch)
+        for n, s in ((32, 1), (16, 2))
+    )
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, _, messages = fit(tmp_path, monitors, data=data)
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert probe_of(monitors, "FeatureMapMonitor").images.shape[1:] == (1, 16, 16)
+
+
 class FloatTargets(TinyCNN):
     """One logit, ``BCEWithLogitsLoss`` on (B, 1) float targets 0. / 1. (binary sets' way)."""
 
