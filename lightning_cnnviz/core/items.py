@@ -144,7 +144,7 @@ def target_words(samples: Sequence[Any], label_key: Any = None) -> str:
     if not ys or any(y is None or isinstance(y, numbers.Integral) for y in ys):
         return ""  # class indices (or bools), or no target at all
     if all(isinstance(y, numbers.Real) for y in ys):
-        return "real numbers (regression)"
+        return _real_words(torch.tensor([float(y) for y in ys]))  # type: ignore[arg-type]
     if not all(isinstance(y, Tensor) for y in ys):
         return f"{type(ys[0]).__name__} values"
     shapes = {tuple(y.shape) for y in ys}
@@ -153,7 +153,7 @@ def target_words(samples: Sequence[Any], label_key: Any = None) -> str:
     t = torch.stack(ys)
     if t[0].numel() == 1:
         binary = bool(((t == 0) | (t == 1)).all())
-        return "" if _integer(t) or binary else "real numbers (regression)"
+        return "" if _integer(t) or binary else _real_words(t.flatten().double())
     if t.dim() >= 3 and _integer(t):
         return "per-pixel class maps (segmentation)"
     rows = t.flatten(1).double()
@@ -209,6 +209,25 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
     binary = isinstance(y, numbers.Real) and y in (0.0, 1.0)  # ... but a BCE target 0. / 1. is
     y = int(y) if (integral or binary) and not isinstance(y, bool) else None  # type: ignore[arg-type]
     return x, y
+
+
+def _real_words(values: Tensor) -> str:
+    """Real-number targets in words: integer-valued ones may be class indices stored as floats.
+
+    Example::
+
+        >>> _real_words(torch.tensor([3.0, 0.0, 7.0]))[:45]
+        'whole numbers stored as floats (3.0, 0.0, 7.0'
+        >>> _real_words(torch.tensor([2.5, 1.0]))
+        'real numbers (regression)'
+    """
+    if not bool((values == values.round()).all()) or bool((values < 0).any()):
+        return "real numbers (regression)"
+    shown = ", ".join(f"{v:.1f}" for v in values[:3].tolist())
+    return (
+        f"whole numbers stored as floats ({shown}: class indices? store them as integers, "
+        "`torch.long`, to have them read as classes)"
+    )
 
 
 def _integer(t: Tensor) -> bool:

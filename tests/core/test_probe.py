@@ -159,3 +159,13 @@ def test_probe_items_with_an_ignored_label_are_left_out_of_a_balanced_probe(tmp_
     assert monitor.events > 0 and not monitor.disabled
     scalars = written_tags(tmp_path)["scalars"]
     assert any(t.startswith(section("OverfittingMonitor")) for t in scalars)
+
+
+def test_probe_whole_number_float_targets_are_named_as_such_not_regression():
+    # setups hunt 20: class indices stored as floats (3.0) were called "regression"
+    from lightning_cnnviz.core.items import target_words
+
+    x = torch.zeros(1, 2, 2)
+    said = target_words([(x, torch.tensor(3.0)), (x, torch.tensor(7.0))])
+    assert said.startswith("whole numbers stored as floats (3.0, 7.0: class indices?")
+    assert target_words([(x, torch.tensor(0.3)), (x, torch.tensor(2.0))]).startswith("real")
