@@ -104,7 +104,12 @@ def test_probe_labels_are_class_indices_only():
         (torch.tensor([0, 0, 1, 0]), "one-hot vectors"),
         (torch.tensor([0.2, 0.7, 0.1]), "class distributions (soft labels)"),
         (torch.tensor(2.5), "real numbers (regression)"),
-        (torch.tensor([3.0]), "real numbers (regression)"),
+        (torch.tensor([3.7]), "real numbers (regression)"),
+        (
+            torch.tensor([3.0]),
+            "whole numbers stored as floats (3.0, 3.0, 3.0: class indices? "
+            "store them as integers, `torch.long`, to have them read as classes)",
+        ),
         (torch.zeros(4, 4, dtype=torch.long), "per-pixel class maps (segmentation)"),
         (torch.tensor(3), ""),
         (3, ""),
