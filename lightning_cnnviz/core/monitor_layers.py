@@ -147,8 +147,8 @@ class LayerWatcher:
             self.selected = {}
             scripted = scripted_layers(unwrap_model(pl_module))
             held = (
-                f"; {listed(scripted)} {'is' if len(scripted) == 1 else 'are'} scripted "
-                "(`torch.jit.script`), and a scripted module takes no hooks"
+                f"; {listed(scripted)} {'is' if len(scripted) == 1 else 'are'} compiled to "
+                "TorchScript (`torch.jit.script` or `torch.jit.trace`), which takes no hooks"
                 if scripted
                 else ""
             )

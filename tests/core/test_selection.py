@@ -113,3 +113,29 @@ def test_selection_model_with_a_module_attribute_probes_through_its_forward(tmp_
     # every probe pass went through the model's own forward (its normalisation included),
     # never straight into the network it keeps
     assert len(model.probe_calls) >= monitor.events
+
+
+def test_selection_a_traced_model_is_named_as_torchscript_in_the_step_aside(tmp_path):
+    # setups hunt 20: a module compiled by `torch.jit.trace` was called `torch.jit.script`
+    import warnings
+
+    class Traced(TinyCNN):
+        def __init__(self) -> None:
+            super().__init__()
+            convs = nn.Sequential(self.conv1, self.bn1, self.relu1, self.pool1,
+                                  self.conv2, self.bn2, self.relu2, self.pool2)  # fmt: skip
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.body = torch.jit.trace(convs, torch.zeros(2, 1, 16, 16))
+            del self.conv1, self.bn1, self.relu1, self.pool1, self.conv2, self.bn2, self.relu2
+            del self.pool2
+
+        def forward(self, x):
+            return self.fc(self.body(x).flatten(1))
+
+    monitor = make_monitor("FeatureMapMonitor", layers="auto")
+    fit(tmp_path, [monitor], model=Traced())
+    assert monitor.disabled
+    assert "`body` is compiled to TorchScript (`torch.jit.script` or `torch.jit.trace`)" in (
+        monitor.aside_reason
+    )
