@@ -1,7 +1,6 @@
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_cnnviz import findings_of
 from tests.monitors import (
     ALL_MONITORS,
     TinyCNN,
@@ -10,7 +9,6 @@ from tests.monitors import (
     failures,
     fit,
     make_monitor,
-    section,
     written_tags,
 )
 
@@ -183,51 +181,6 @@ def test_model_io_items_float_binary_targets_are_two_classes_not_regression(tmp_
     assert {"gradcam/val", "gradcam/train"} <= tags["images"]
 
 
-class TextCNN(TinyCNN):
-    """Token ids (B, 40) -> embedding -> two Conv1d -> max over positions, 4 classes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        del self.conv1, self.bn1, self.conv2, self.bn2, self.fc
-        self.emb = torch.nn.Embedding(200, 16)
-        self.c1, self.c2 = torch.nn.Conv1d(16, 32, 3, padding=1), torch.nn.Conv1d(32, 32, 3)
-        self.fc = torch.nn.Linear(32, 4)
-
-    def forward(self, x):
-        h = torch.relu(self.c1(self.emb(x).transpose(1, 2)))
-        return self.fc(torch.relu(self.c2(h)).amax(2))
-
-
-def test_model_io_items_token_ids_stay_integers_and_image_views_say_why_not(tmp_path):
-    # setups hunt 19: a text CNN's Long token ids were cast to float, and Activation,
-    # FeatureMap, GradCAM and Overfitting failed in the embedding
-    def tokens(n, seed):
-        g = torch.Generator().manual_seed(seed)
-        y = torch.arange(n) % 4
-        x = torch.randint(4, 200, (n, 40), generator=g)
-        x[:, 5] = y  # the label's token
-        return torch.utils.data.TensorDataset(x, y)
-
-    torch.manual_seed(0)
-    data = (DataLoader(tokens(64, 1), 16), DataLoader(tokens(32, 2), 16))
-    monitors = [make_monitor(name) for name in ALL_MONITORS]
-    trainer, _, messages = fit(tmp_path, monitors, model=TextCNN(), data=data)
-    tags = written_tags(tmp_path)
-    written = {t for kind in ("images", "scalars") for t in tags[kind]}
-    images_only = ("FeatureMapMonitor", "GradCAMMonitor", "AdversarialMonitor")
-    for monitor in monitors:
-        name = type(monitor).__name__
-        assert not failures(messages, name), name
-        if name in images_only:  # a stated reason, naming the ids
-            assert "its inputs are integer ids, (40,) per sample" in monitor.aside_reason, name
-        elif name == "ActivationMaximizationMonitor":
-            assert "it optimises images (N, C, H, W)" in monitor.aside_reason
-        else:
-            assert any(t.startswith(section(name) + "/") for t in written), name
-    assert "activations/c1/grad_rms" in tags["scalars"]
-    assert not [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"]
-
-
 class IndexFirst(TinyCNN):
     """Items ``(index, image, label)``, as per-sample loss tracking keeps them."""
 
@@ -246,80 +199,6 @@ def test_model_io_items_an_index_first_is_not_taken_for_the_image(tmp_path):
     _, _, messages = fit(tmp_path, monitors, model=IndexFirst(), data=data)
     assert_every_monitor_wrote(tmp_path, monitors, messages)
     assert probe_of(monitors, "GradCAMMonitor").labels is not None
-
-
-class ScanCNN(TinyCNN):
-    """12-bit scans stored as int16, scaled to floats in ``forward``."""
-
-    def forward(self, x):
-        return super().forward(x.float() / 4095)
-
-
-def test_model_io_items_integer_images_are_pixels_for_every_monitor(tmp_path):
-    # setups hunt 20: int16 scans were taken for token ids: Grad-CAM asked them for a
-    # gradient ("only Tensors of floating point dtype can require gradients")
-    def scans(data):
-        x, y = data.tensors
-        x = ((x - x.min()) / (x.max() - x.min()) * 4095).to(torch.int16)
-        return DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
-
-    monitors = [make_monitor(name) for name in ALL_MONITORS]
-    data = (scans(digits(32, seed=1)), scans(digits(16, seed=2)))
-    _, _, messages = fit(tmp_path, monitors, model=ScanCNN(), data=data)
-    assert_every_monitor_wrote(tmp_path, monitors, messages)
-
-
-class FoldedClips(TinyCNN):
-    """Clips (N, T, C, H, W) through 2-D convolutions, frames folded into the batch."""
-
-    def forward(self, x):
-        n, t = x.shape[:2]
-        return super().forward(x.flatten(0, 1)).view(n, t, -1).mean(1)
-
-
-def test_model_io_items_clips_through_2d_convolutions_say_why_no_map(tmp_path):
-    # setups hunts 18-19: FeatureMap and GradCAM stepped aside with "found no layer it can
-    # watch" and nothing on why (the frames' maps are not the clips' shape)
-    def clips(data):
-        x, y = data.tensors
-        frames = x[:, None].expand(-1, 3, -1, -1, -1)
-        return DataLoader(torch.utils.data.TensorDataset(frames, y), batch_size=8)
-
-    monitors = [make_monitor(name) for name in ("FeatureMapMonitor", "GradCAMMonitor")]
-    data = (clips(digits(32, seed=1)), clips(digits(16, seed=2)))
-    fit(tmp_path, monitors, model=FoldedClips(), data=data)
-    for monitor in monitors:
-        assert monitor.disabled and (
-            "its inputs are 5-D ((3, 1, 16, 16) per sample) and its convolutions 2-D: frames "
-            "folded into the batch" in monitor.aside_reason
-        ), type(monitor).__name__
-
-
-class FlatInputs(TinyCNN):
-    """Flat (N, 256) vectors, reshaped to (N, 1, 16, 16) in ``forward`` (a CSV of pixels)."""
-
-    def forward(self, x):
-        return super().forward(x.view(-1, 1, 16, 16))
-
-
-def test_model_io_items_flat_inputs_say_forward_reshapes_them(tmp_path):
-    # setups hunt 20: "found no layer it can watch" on a model with two convs and pools
-    def flat(data):
-        x, y = data.tensors
-        return DataLoader(torch.utils.data.TensorDataset(x.flatten(1), y), batch_size=8)
-
-    monitors = [make_monitor(name) for name in ("FeatureMapMonitor", "GradCAMMonitor")]
-    fit(
-        tmp_path,
-        monitors,
-        model=FlatInputs(),
-        data=(flat(digits(32, seed=1)), flat(digits(16, seed=2))),
-    )
-    for monitor in monitors:
-        assert monitor.disabled and (
-            "its inputs are 2-D ((256,) per sample) and its convolutions 2-D: `forward` "
-            "reshapes the inputs" in monitor.aside_reason
-        ), type(monitor).__name__
 
 
 class HookNormalised(TinyCNN):
