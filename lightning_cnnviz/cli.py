@@ -21,9 +21,7 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import logging
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -34,6 +32,7 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_cnnviz import presets
+from lightning_cnnviz.cli_errors import config_error, short, tag_twins
 from lightning_cnnviz.core.logs import announce_logs, tensorboard_command
 from lightning_cnnviz.core.selection import LayerNotFoundError
 from lightning_cnnviz.reference.mnist import MNISTNotFoundError
@@ -92,7 +91,7 @@ class _Parser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
             super().error(message, ex)
-        _exit(_short(message), 2)
+        _exit(short(message), 2)
 
 
 class CNNVizCLI(LightningCLI):
@@ -127,173 +126,18 @@ class CNNVizCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except Exception as err:  # jsonargparse wraps the constructor's error twice
-            _exit(_config_error(err, self._get(self.config, "trainer")), 2)
+            _exit(config_error(err, self._get(self.config, "trainer")), 2)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         preset = self._get(self.config_init, "preset")
         added = presets.callbacks(preset) if preset else []
-        if twins := _tag_twins(list(config.get("callbacks") or []), added, preset):
+        if twins := tag_twins(list(config.get("callbacks") or []), added, preset):
             _exit(twins, 2)  # before Lightning's own check and the monitors' (a traceback)
         return super()._instantiate_trainer(config, callbacks + added)
 
     def after_fit(self) -> None:
         """Say where the logs went and how to look at them (once, also without monitors)."""
         announce_logs(self.trainer)
-
-
-def _root_cause(err: BaseException) -> BaseException:
-    while (inner := err.__cause__ or err.__context__) is not None:
-        err = inner
-    return err
-
-
-def _config_error(err: BaseException, trainer_config: Any) -> str:
-    """``trainer.callbacks[i] (Name): message`` for a monitor's bad value, else the message."""
-    cause = _root_cause(err)
-    message = str(cause).strip() or type(cause).__name__
-    for i, spec in enumerate(_get(trainer_config, "callbacks") or []):
-        class_path, init_args = _get(spec, "class_path"), _get(spec, "init_args")
-        if not class_path:
-            continue
-        try:
-            module, name = class_path.rsplit(".", 1)
-            cls = getattr(__import__(module, fromlist=[name]), name)
-            kwargs = init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args or {})
-            cls(**kwargs)
-        except Exception as bad:
-            return f"trainer.callbacks[{i}] ({name}): {str(_root_cause(bad)).strip()}"
-    return message
-
-
-def _tag_twins(listed: list[Any], added: list[Callback], preset: str | None) -> str:
-    """The fix, in YAML terms, where two monitors of one type would write the same tags.
-
-    Example::
-
-        >>> from lightning_cnnviz import ActivationMonitor
-        >>> listed, added = [ActivationMonitor(every_n_steps=5)], [ActivationMonitor()]
-        >>> print(_tag_twins(listed, added, "light"))  # doctest: +NORMALIZE_WHITESPACE
-        trainer.callbacks[0] (ActivationMonitor) writes under the same TensorBoard tags as
-        the preset `light`'s ActivationMonitor: give it `init_args: {tag_prefix: dense/}`
-        or leave --preset out
-    """
-    from lightning_cnnviz.core.monitor import Monitor
-
-    seen: dict[tuple[type, str], str] = {}
-    for i, cb in enumerate(listed + added):
-        if not isinstance(cb, Monitor):
-            continue
-        name = type(cb).__name__
-        where = f"trainer.callbacks[{i}] ({name})"
-        if i >= len(listed):
-            where = f"the preset `{preset}`'s {name}"
-        key = (type(cb), cb.tag_prefix)
-        if key not in seen:
-            seen[key] = where
-            continue
-        if i < len(listed):
-            return (
-                f"{where} writes under the same TensorBoard tags as {seen[key]}: give one "
-                "`init_args: {tag_prefix: dense/}` or list it once"
-            )
-        return (
-            f"{seen[key]} writes under the same TensorBoard tags as {where}: give it "
-            "`init_args: {tag_prefix: dense/}` or leave --preset out"
-        )
-    return ""
-
-
-def _get(config: Any, key: str) -> Any:
-    if config is None:
-        return None
-    return config.get(key) if hasattr(config, "get") else getattr(config, key, None)
-
-
-def _short(message: str) -> str:
-    """A jsonargparse parse error in one line, without its typing jargon.
-
-    Example::
-
-        >>> _short('Parser key "config": File does not exist: x.yaml')
-        '`config`: File does not exist: x.yaml'
-    """
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    key = ".".join(re.findall(r'Parser key "([^"]+)"', message))
-    if m := re.search(r"Expected a typing\.Literal\[(.*?)\]\.? Got value: (.*)", message):
-        return f"`{key}` must be one of ({m[1]}), got {m[2].strip()!r}"
-    if typed := _wrong_type(message):
-        return f"`{key}` {typed}"
-    if "Union subtypes" in message:
-        at = [i for i, ln in enumerate(lines) if ln.startswith("- ") and "NoneType" not in ln]
-        given = next((ln.split(":", 1)[1].strip() for ln in lines if "Given value:" in ln), "?")
-        if not at:
-            return f"`{key}`: invalid value, got {given}"
-        reason = lines[at[0]][2:]
-        after = lines[at[0] + 1] if at[0] + 1 < len(lines) else ""
-        if reason.endswith(":") and after and not after.startswith("- "):
-            reason += f" {after}{_closest(after)}"  # the cause, on jsonargparse's next line
-        return f"`{key}`: {reason}, got {given}"
-    return re.sub(r'^Parser key "([^"]+)":\s*', r"`\1`: ", " ".join(lines))
-
-
-def _wrong_type(message: str) -> str:
-    r"""``"of Class: expected int or None, got 2.5"`` for a wrongly typed monitor argument.
-
-    jsonargparse nests the reason under the class it tried (``Problem with given
-    class_path``); the types it expected and the value it got are read from that block
-    alone ("" where the block says something else: a misspelt argument, a failed check).
-
-    Example::
-
-        >>> _wrong_type("- Problem with given class_path 'pkg.KernelMonitor':\n"
-        ...             '    Parser key "budget":\n'
-        ...             "      Expected a <class 'float'>. Got value: abc\n"
-        ...             "- Expected a <class 'NoneType'>")
-        "of KernelMonitor: expected float, got 'abc'"
-    """
-    lines = message.splitlines()
-    at = next((i for i, ln in enumerate(lines) if "Problem with given class_path" in ln), None)
-    if at is None:
-        return ""
-    indent = len(lines[at]) - len(lines[at].lstrip())
-    block: list[str] = []
-    for line in lines[at + 1 :]:
-        if line.strip() and len(line) - len(line.lstrip()) <= indent:
-            break
-        block.append(line.strip())
-    types = re.findall(r"Expected a <class '(\w+)'>", " ".join(block))
-    got = [re.split(r"Got value: |Given value: ", ln, maxsplit=1)[1] for ln in block
-           if "Got value: " in ln or "Given value: " in ln]  # fmt: skip
-    if not types or not got:
-        return ""
-    cls = re.search(r"class_path '([^']+)'", lines[at])[1].rsplit(".", 1)[-1]  # type: ignore[index]
-    literal = r"[-+.\deE]+|\[.*\]|\{.*\}|True|False|None"
-    given = got[0] if re.fullmatch(literal, got[0]) else repr(got[0])
-    expected = " or ".join("None" if t == "NoneType" else t for t in dict.fromkeys(types))
-    return f"of {cls}: expected {expected}, got {given}"
-
-
-def _closest(cause: str) -> str:
-    """``" (did you mean ...?)"`` for a misspelt class of the package or argument of a monitor.
-
-    Example::
-
-        >>> _closest("module 'lightning_cnnviz' has no attribute 'FeatureMapMonitr'")
-        ' (did you mean `FeatureMapMonitor`?)'
-        >>> _closest("Option 'num_sample' is not accepted")
-        ' (did you mean `num_samples`?)'
-    """
-    import lightning_cnnviz
-    from lightning_cnnviz.presets import argument_names
-
-    if m := re.search(r"module 'lightning_cnnviz' has no attribute '(\w+)'", cause):
-        names = lightning_cnnviz.__all__
-    elif m := re.search(r"Option '(\w+)' is not accepted", cause):
-        names = argument_names()
-    else:
-        return ""
-    close = difflib.get_close_matches(m[1], sorted(names), n=1)
-    return f" (did you mean `{close[0]}`?)" if close else ""
 
 
 def _exit(message: str, code: int) -> NoReturn:
