@@ -152,9 +152,9 @@ class LayerCapture:
 
     def _hook(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            out = first_tensor(output)
-            if under_transform(out):
+            if under_transform(output):
                 return
+            out = first_tensor(output)
             index = self._calls.get(name, 0)
             self._calls[name] = index + 1
             site = site_name(name, index, self.shared)
@@ -209,26 +209,30 @@ def tap_forward(
     """
 
     def hook(_module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not under_transform(first_tensor(output)):
+        if not under_transform(output):
             fn(args, output)
 
     return module.register_forward_hook(hook)
 
 
-def under_transform(tensor: Any) -> bool:
-    """Whether ``tensor`` comes from a pass under a ``torch.func`` transform (vmap, grad).
+def under_transform(output: Any) -> bool:
+    """Whether a module's ``output`` comes from a pass under a ``torch.func`` transform.
 
-    Such a pass (per-sample gradients in a ``training_step``) hands hooks wrapped tensors
-    whose values cannot be read: the taps on the run's own passes skip it.
+    A pass under vmap or grad (per-sample gradients in a ``training_step``) hands hooks
+    wrapped tensors whose values cannot be read: the taps on the run's own passes skip it.
 
     Example::
 
-        >>> under_transform(torch.ones(2))
-        False
+        >>> under_transform(torch.ones(2)), under_transform(None)
+        (False, False)
         >>> bool(torch.func.vmap(lambda x: torch.tensor(under_transform(x)))(torch.ones(3, 2))[0])
         True
     """
-    return isinstance(tensor, Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(tensor)
+    try:
+        tensor = first_tensor(output)
+    except TypeError:  # no tensor in it: nothing a transform wrapped
+        return False
+    return torch._C._functorch.is_functorch_wrapped_tensor(tensor)
 
 
 def count_call_sites(
