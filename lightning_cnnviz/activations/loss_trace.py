@@ -87,8 +87,8 @@ class LossTrace:
         floating = inputs is not None and inputs.is_floating_point()
         # a sum is NaN/Inf where an entry is: one reduction, ten times cheaper than a mask
         total = inputs.sum(dtype=torch.float32) if floating else None  # type: ignore[union-attr]
-        finite = torch.isfinite(total) if total is not None else torch.ones((), dtype=torch.bool)
-        self._finite.append(finite.to(loss.device).reshape(1))
+        finite = torch.isfinite(total) if total is not None else loss.new_ones((), dtype=torch.bool)
+        self._finite.append(finite.to(loss.device).reshape(1))  # on the loss's device already
         self._steps.append(step)
         if len(self._pending) >= self.fold_every:
             self._pending, self._finite = [torch.cat(self._pending)], [torch.cat(self._finite)]
