@@ -127,24 +127,27 @@ def inputs_differ(v: Verdict) -> str:
         return _inputs_in_steps(v)
     if "batch_stats_acc" in f:  # past the milder bars, with BatchNorm's evidence
         return (
-            f"Validation images differ from the training images: channel "
-            f"{f['channel']:.0f} has mean {num(f['train_mean'])}, std {num(f['train_std'])} "
-            f"on the train probe vs mean {num(f['val_mean'])}, std {num(f['val_std'])} on "
-            f"the val probe ({f['mean_gap']:.2f} standard deviations apart, "
-            f"{f['scale_ratio']:.2f}x in spread), and BatchNorm's running statistics, "
-            f"gathered on training images, do not fit them: the val probe reads "
-            f"{num(f['eval_acc'], True)} in eval mode vs {num(f['batch_stats_acc'], True)} "
-            "with its own batch statistics. Not stale statistics: the val inputs are "
-            "preprocessed or distributed otherwise (normalisation, noise, resizing), and every "
-            "validation figure measures that."
+            f"Validation images differ from the training images: {_channel_words(f, 2)}, "
+            "and BatchNorm's running statistics, gathered on training images, do not fit "
+            f"them: the val probe reads {num(f['eval_acc'], True)} in eval mode vs "
+            f"{num(f['batch_stats_acc'], True)} with its own batch statistics. Not stale "
+            "statistics: the val inputs are preprocessed or distributed otherwise "
+            "(normalisation, noise, resizing), and every validation figure measures that."
         )
     return (
-        f"Training and validation images are preprocessed differently: channel "
-        f"{f['channel']:.0f} has mean {num(f['train_mean'])}, std {num(f['train_std'])} "
-        f"on the train probe vs mean {num(f['val_mean'])}, std {num(f['val_std'])} on the "
-        f"val probe ({f['mean_gap']:.1f} standard deviations apart, {f['scale_ratio']:.1f}x "
-        "in spread). The model meets validation images unlike any it trained on: every "
-        "validation figure measures that."
+        f"Training and validation images are preprocessed differently: {_channel_words(f, 1)}."
+        " The model meets validation images unlike any it trained on: every validation figure "
+        "measures that."
+    )
+
+
+def _channel_words(f: dict, places: int) -> str:
+    """The channel whose statistics part most, on the two probes, in words."""
+    return (
+        f"channel {f['channel']:.0f} has mean {num(f['train_mean'])}, std "
+        f"{num(f['train_std'])} on the train probe vs mean {num(f['val_mean'])}, std "
+        f"{num(f['val_std'])} on the val probe ({f['mean_gap']:.{places}f} standard "
+        f"deviations apart, {f['scale_ratio']:.{places}f}x in spread)"
     )
 
 
