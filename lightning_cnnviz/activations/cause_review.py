@@ -11,7 +11,9 @@ loss far above the model's own cross-entropy is a loss scaled in ``training_step
 (``scaled_loss``, a note that later problems name as their cause). Later, a loss that
 never left its chance level while learning stalls makes the data the first suspect
 (``_cause``), and progress is measured from the chance level where the start sat far
-above it (``_progress``). What it keeps across logs (``chance_loss``, ``init_cause``,
+above it (``_progress``). Silent units that are the model's outputs (a ReLU on the
+logits) are the classes it cannot score, told as ``output_activation``
+(``_output_activation``), not as dead units. What it keeps across logs (``chance_loss``, ``init_cause``,
 ``init_checked``, ``classes``) lives on the diagnosis, which saves it in checkpoints.
 """
 
@@ -23,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
+from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.dead_rules import (
     CUT_REMEDIES,
     DATA_REMEDIES,
@@ -35,6 +38,7 @@ from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
+from lightning_cnnviz.activations.output_activation import output_activation_text
 from lightning_cnnviz.core.settings import LR_CUT, momentum_text
 from lightning_cnnviz.core.voice import listed, times
 
@@ -85,9 +89,36 @@ class CauseReview:
     init_checked: bool
     classes: int | None
     loss_scale: float | None
+    history: DeadHistory
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
+
+    def _output_activation(
+        self,
+        step: int,
+        epoch: int,
+        site: str | None,
+        kinds: Mapping[str, str | None],
+        clipped: Sequence[int] = (),
+    ) -> tuple[list[Verdict], bool]:
+        """``output_activation_text`` once, and whether the site's units are claimed.
+
+        Only for class labels (``classes``, from the initial-scale check): a ReLU on a
+        regression's outputs can be meant. Claimed units are no ``dead_units``. Without
+        such a site, ``clipped``: the classes whose logit is 0 on every probe image where
+        no logit is below 0 (``F.relu`` in ``forward``: held out, hunt 19, 67-69% val).
+        """
+        if not self.classes or (site is not None and kinds.get(site) in ("saturating", "leaky")):
+            return [], False
+        dead = self.history.dead.get(site, []) if site is not None else list(clipped)
+        if not dead:
+            return [], False
+        if not self._new("output_activation", "problem"):
+            return [], True
+        share = self.history.previous.get(site, 0.0) if site else len(dead) / self.classes
+        message, figures = output_activation_text(step, epoch, site or "", dead, share)
+        return [Verdict("output_activation", "problem", message, figures)], True
 
     def wants_chance(self) -> bool:
         """Whether the next ``review`` reads ``chance`` (the initial-scale check is pending)."""

@@ -39,7 +39,6 @@ from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes, Verdict
 from lightning_cnnviz.activations.frozen_norms import frozen_norms_text
 from lightning_cnnviz.activations.gradient_review import GradientReview
 from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
-from lightning_cnnviz.activations.output_activation import output_activation_text
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
 
@@ -89,6 +88,14 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.momentum: float | None = None  # SGD's momentum, Adam's first beta
 
     KEPT_LOSSES = 4096  # losses a checkpoint keeps: the run's start and its latest steps
+    # The plain attributes a checkpoint keeps, with the value of a checkpoint without them
+    # (its type the one restored: an int, a bool; ``None``: kept as it was saved).
+    _SCALARS: dict[str, Any] = {
+        "first_rms": None, "weak_logs": 0, "diverged": None, "transient": -1,
+        "pending": None, "nonfinite_told": False, "chance_loss": None, "init_cause": None,
+        "init_checked": False, "classes": None, "loss_scale": None, "last_step": -1,
+        "lr_start": None, "last_epoch": 0,
+    }  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run needs to go on judging: losses, baselines, what was reported.
@@ -101,30 +108,17 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         if len(series) > self.KEPT_LOSSES:
             series = series[:head] + series[-(self.KEPT_LOSSES - head) :]
         return {
+            **{name: getattr(self, name) for name in self._SCALARS},
             "history": self.history.state_dict(),
             "losses": list(series),
-            "first_rms": self.first_rms,
-            "weak_logs": self.weak_logs,
-            "diverged": self.diverged,
             "spike": self.spike,
-            "transient": self.transient,
-            "pending": self.pending,
-            "nonfinite_told": self.nonfinite_told,
             "reported": dict(self.reported),
             "units": self.units.state_dict(),
-            "chance_loss": self.chance_loss,
-            "init_cause": self.init_cause,
-            "init_checked": self.init_checked,
-            "classes": self.classes,
-            "loss_scale": self.loss_scale,
-            "last_step": self.last_step,
             "logs": list(self.logs),
             "rates": list(self.rates),
-            "lr_start": self.lr_start,
             "log_rates": [list(r) for r in self.log_rates],
             "log_accs": [list(r) for r in self.log_accs],
             "chance": list(self.chance) if self.chance else None,
-            "last_epoch": self.last_epoch,
             "kinds": dict(self._kinds),
         }
 
@@ -136,13 +130,10 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.history.load_state_dict(state["history"])
         self.loss = LossTrace()
         self.loss.series = [(int(s), float(v)) for s, v in state.get("losses", [])]
-        self.first_rms = state.get("first_rms")
-        self.weak_logs = int(state.get("weak_logs", 0))
-        self.diverged = state.get("diverged")
+        for name, default in self._SCALARS.items():
+            value = state.get(name, default)
+            setattr(self, name, value if value is None or default is None else type(default)(value))
         self.spike = tuple(state["spike"]) if state.get("spike") else None  # type: ignore[assignment]
-        self.transient = int(state.get("transient", -1))
-        self.pending = state.get("pending")
-        self.nonfinite_told = bool(state.get("nonfinite_told", False))
         self.reported = dict(state.get("reported", {}))
         self.units = UnitEpisodes(self.history.threshold, self.tau)
         if "units" in state:
@@ -152,48 +143,14 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             for kind in ("dead_units", "dormant_units"):
                 if kind in self.reported:
                     self.units.open[kind] = Episode(self.reported[kind], -1, dict(sites))
-        self.chance_loss = state.get("chance_loss")
-        self.init_cause = state.get("init_cause")
-        self.init_checked = bool(state.get("init_checked", False))
-        self.classes = state.get("classes")
-        self.loss_scale = state.get("loss_scale")
-        self.last_step = int(state.get("last_step", -1))
         self.logs = [int(s) for s in state.get("logs", [])]
         self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]
-        self.lr_start = state.get("lr_start")
         self.log_rates = [(int(a), float(b)) for a, b in state.get("log_rates", [])]
         self.log_accs = [(int(a), float(b)) for a, b in state.get("log_accs", [])]
         chance = state.get("chance")
         self.chance = (int(chance[0]), float(chance[1])) if chance else None
-        self.last_epoch = int(state.get("last_epoch", 0))
         self._kinds = dict(state.get("kinds", {}))  # what ``conclude`` reads for held alerts
         self.levels = LossLevels()  # read again from the kept losses
-
-    def _output_activation(
-        self,
-        step: int,
-        epoch: int,
-        site: str | None,
-        kinds: Mapping[str, str | None],
-        clipped: Sequence[int] = (),
-    ) -> tuple[list[Verdict], bool]:
-        """``output_activation_text`` once, and whether the site's units are claimed.
-
-        Only for class labels (``classes``, from the initial-scale check): a ReLU on a
-        regression's outputs can be meant. Claimed units are no ``dead_units``. Without
-        such a site, ``clipped``: the classes whose logit is 0 on every probe image where
-        no logit is below 0 (``F.relu`` in ``forward``: held out, hunt 19, 67-69% val).
-        """
-        if not self.classes or (site is not None and kinds.get(site) in ("saturating", "leaky")):
-            return [], False
-        dead = self.history.dead.get(site, []) if site is not None else list(clipped)
-        if not dead:
-            return [], False
-        if not self._new("output_activation", "problem"):
-            return [], True
-        share = self.history.previous.get(site, 0.0) if site else len(dead) / self.classes
-        message, figures = output_activation_text(step, epoch, site or "", dead, share)
-        return [Verdict("output_activation", "problem", message, figures)], True
 
     def _new(self, kind: str, severity: str) -> bool:
         before = self.reported.get(kind)
