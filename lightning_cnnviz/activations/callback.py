@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
@@ -179,14 +178,17 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 self.warn_once("nonfinite", f"non-finite activations in `{site}` ({step=})")
         model = unwrap_model(pl_module)
         leftover, self._leftover = self._leftover, None
-        settings = read_settings(trainer.optimizers, model)
+        settings = read_settings(
+            trainer.optimizers, model, trainer.gradient_clip_val,
+            clip_algorithm=trainer.gradient_clip_algorithm,
+        )  # fmt: skip
         verdicts = self.diagnosis.review(
             step, epoch, figures, self._rec.sites, profile,
             lambda: nonfinite_parameters(list(model.named_parameters())),
             leftover=None if leftover is None else float(leftover),
             lr=settings.lr, lr_start=settings.lr_initial,
             decay=(settings.decay_per_step, settings.weight_decay),
-            clip=clip_setting(trainer), momentum=settings.momentum,
+            clip=(settings.grad_clip, settings.clip_algorithm), momentum=settings.momentum,
             output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),
             probe_acc=self._probe_accuracy(trainer), clipped=clipped_classes(self._rec.logits),
             **self._start(trainer, model),
@@ -204,12 +206,13 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
 
     def _tell(self, trainer: Trainer, verdicts: list[Verdict], step: int, epoch: int) -> None:
         """Write the verdicts' text, warn the problems and report them as findings."""
-        half = _half_weights(trainer)
+        module = getattr(trainer, "lightning_module", None)
+        settings = read_settings(getattr(trainer, "optimizers", []), module or nn.Identity())
         for v in verdicts:  # in order: a cause told at this log is named by what follows
             if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind)):
                 v.message = f"{v.message} {cause}"
-            if v.kind == "divergence" and v.severity == "problem" and half is not None:
-                v.message = half_first(v.message, half)
+            if v.kind == "divergence" and v.severity == "problem" and settings.half_weights:
+                v.message = half_first(v.message, settings.eps)
             finding = Finding(self.section, v.kind, step, epoch, v.message, v.figures,
                               severity=v.severity)  # fmt: skip
             old = self._findings.get(v.kind)
@@ -314,23 +317,3 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.diagnosis.load_state_dict(state)
         self._findings = {f.kind: f for f in self._own_findings()}  # the last of each kind
-
-
-def _half_weights(trainer: Trainer) -> float | None:
-    """The optimiser's ``eps`` (``0.0``: none) where the weights are float16, else ``None``."""
-    module = getattr(trainer, "lightning_module", None)
-    first = next(module.parameters(), None) if module is not None else None
-    if first is None or first.dtype != torch.float16:
-        return None
-    optimizers = getattr(trainer, "optimizers", None)
-    groups = optimizers[0].param_groups if optimizers else [{}]
-    eps = groups[0].get("eps")
-    return float(eps) if isinstance(eps, int | float) else 0.0
-
-
-def clip_setting(trainer: Trainer) -> tuple[float | None, str | None]:
-    """The trainer's ``gradient_clip_val`` (``None``: no clipping) and its algorithm's name."""
-    value = trainer.gradient_clip_val
-    algorithm = trainer.gradient_clip_algorithm
-    name = getattr(algorithm, "value", algorithm)
-    return (float(value) if value else None), (str(name) if name is not None else None)

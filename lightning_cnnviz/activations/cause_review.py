@@ -13,8 +13,9 @@ never left its chance level while learning stalls makes the data the first suspe
 (``_cause``), and progress is measured from the chance level where the start sat far
 above it (``_progress``). Silent units that are the model's outputs (a ReLU on the
 logits) are the classes it cannot score, told as ``output_activation``
-(``_output_activation``), not as dead units. What it keeps across logs (``chance_loss``, ``init_cause``,
-``init_checked``, ``classes``) lives on the diagnosis, which saves it in checkpoints.
+(``_output_activation``), not as dead units. What it keeps across logs
+(``chance_loss``, ``init_cause``, ``init_checked``, ``classes``) lives on the diagnosis,
+which saves it in checkpoints.
 """
 
 from __future__ import annotations

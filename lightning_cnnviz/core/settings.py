@@ -44,12 +44,16 @@ class Settings:
             AdamW, ``decoupled_weight_decay=True``); ``None`` elsewhere (Adam's L2).
         dropout: the largest dropout probability among the model's dropout modules.
         grad_clip: the trainer's ``gradient_clip_val`` (``None``: no clipping).
+        clip_algorithm: the trainer's ``gradient_clip_algorithm`` by name (``"norm"``,
+            ``"value"``; ``None``: not given).
         bn_momentum: the smallest ``momentum`` among the model's BatchNorm layers that keep
             running statistics (``None``: none, or a cumulative average, ``momentum=None``).
         momentum: that group's ``momentum`` (SGD, RMSprop) or first beta (Adam and its kin):
             how much of the past gradients each update carries.
         cyclic_lr: whether a scheduler of the run raises the rate again and again (warm
             restarts, cyclic): a rise is then its cycle, never a warm-up.
+        eps: that group's ``eps`` (Adam and its kin; ``None``: none).
+        half_weights: whether the model's weights are float16 (``precision="16-true"``).
     """
 
     lr: float | None = None
@@ -61,6 +65,9 @@ class Settings:
     bn_momentum: float | None = None
     momentum: float | None = None
     cyclic_lr: bool = False
+    clip_algorithm: str | None = None
+    eps: float | None = None
+    half_weights: bool = False
 
 
 _CYCLIC = ("CosineAnnealingWarmRestarts", "CyclicLR")  # schedulers that raise the rate again
@@ -106,10 +113,12 @@ def read_settings(
     grad_clip: Any = None,
     start_lr: float | None = None,
     schedulers: Sequence[Any] = (),
+    clip_algorithm: Any = None,
 ) -> Settings:
     """The ``Settings`` of ``optimizers`` (Lightning's ``trainer.optimizers``) and ``model``.
 
-    ``grad_clip``: the trainer's ``gradient_clip_val`` (0 or ``None``: no clipping).
+    ``grad_clip``: the trainer's ``gradient_clip_val`` (0 or ``None``: no clipping);
+    ``clip_algorithm``: its ``gradient_clip_algorithm`` (an enum or a name).
     ``start_lr``: the rate read when training started, the start where no scheduler
     recorded ``initial_lr`` (``ReduceLROnPlateau`` sets none: stepped per batch, it cut
     a rate 0.05 -> 5e-9 within 21 steps, unseen). ``schedulers``: the run's (Lightning's
@@ -122,7 +131,7 @@ def read_settings(
         >>> [read_settings([opt], net, start_lr=s).lr_initial for s in (None, 0.05)]
         [5e-09, 0.05]
     """
-    lr = initial = decay = per_step = momentum = None
+    lr = initial = decay = per_step = momentum = eps = None
     optimizer = optimizers[0] if optimizers else None
     groups = getattr(optimizer, "param_groups", None)
     if groups:
@@ -131,6 +140,7 @@ def read_settings(
         decay = _number(groups[0].get("weight_decay"))
         betas = groups[0].get("betas")
         momentum = _number(groups[0].get("momentum", betas[0] if betas else None))
+        eps = _number(groups[0].get("eps"))
         decoupled = isinstance(optimizer, torch.optim.SGD | torch.optim.AdamW)
         if (
             lr is not None
@@ -148,7 +158,11 @@ def read_settings(
         and m.momentum is not None
     ]
     cyclic = any(type(s).__name__ in _CYCLIC for s in schedulers)
+    algorithm = getattr(clip_algorithm, "value", clip_algorithm)  # Lightning's enum, or a name
+    first = next(model.parameters(), None)
     return Settings(
         lr, initial, decay, per_step, max(rates) if rates else None, clip,
         min(momenta) if momenta else None, momentum, cyclic,
+        str(algorithm) if algorithm is not None else None, eps,
+        first is not None and first.dtype == torch.float16,
     )  # fmt: skip

@@ -24,7 +24,7 @@ class Evaluation:
     """What one validation showed. Any figure may be ``None`` (not logged, or not measured).
 
     ``bn_screen`` is set only where the batch-statistics pass was skipped because its screen
-    was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``grad_clip``: the
+    was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``half_weights``: the
     run's settings then (``core.settings.Settings``), which the remedies follow;
     ``run_share``: ``step`` over the run's planned steps (``None``: unknown length).
     ``ignored`` to ``missing``: the val probe's left-out classes and the training labels'
@@ -87,6 +87,9 @@ class Evaluation:
     momentum: float | None = None
     cyclic_lr: bool = False
     grad_clip: float | None = None
+    clip_algorithm: str | None = None
+    eps: float | None = None
+    half_weights: bool = False
     run_share: float | None = None
     ignored: list[int] | None = None
     balanced_acc_val: float | None = None

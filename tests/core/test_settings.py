@@ -67,3 +67,14 @@ def test_settings_a_cycles_rise_is_no_warm_up_that_outlasts_the_run():
     assert warming_up(evs) and warmup_outlasts(evs[-1])  # as a slow warm-up would read
     cyclic = [replace(e, cyclic_lr=True) for e in evs]
     assert not warming_up(cyclic) and not warmup_outlasts(cyclic[-1])
+
+
+def test_settings_read_clipping_eps_and_half_weights():
+    from lightning.pytorch.utilities import GradClipAlgorithmType
+
+    model = net().half()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
+    s = read_settings([opt], model, 0.5, clip_algorithm=GradClipAlgorithmType.VALUE)
+    assert (s.grad_clip, s.clip_algorithm, s.eps, s.half_weights) == (0.5, "value", 1e-8, True)
+    s = read_settings([torch.optim.SGD(net().parameters(), lr=0.1)], net(), 0)
+    assert (s.grad_clip, s.clip_algorithm, s.eps, s.half_weights) == (None, None, None, False)
