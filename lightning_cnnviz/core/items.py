@@ -40,10 +40,11 @@ __all__ = [
     "batch_size",
     "dataset_labels",
     "image_key",
+    "integer_dtype",
     "iterable_head",
+    "parts",
     "read_item",
     "split_sample",
-    "target_words",
 ]
 
 _IMAGE_KEYS = ("image", "images", "img", "input", "inputs", "x", "pixel_values")
@@ -100,7 +101,7 @@ def image_key(sample: Any) -> str | None:
     return next((k for k in _IMAGE_KEYS if k in sample), None)
 
 
-def _parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:
+def parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:
     """One dataset item's input and its target as stored (either may be ``None``)."""
     if isinstance(sample, Tensor):
         return sample, None
@@ -125,44 +126,6 @@ def _array(value: Any) -> bool:
     return isinstance(value, Tensor) or (
         isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
     )
-
-
-def target_words(samples: Sequence[Any], label_key: Any = None) -> str:
-    """What the items' targets are when they are no class index, in words ("" otherwise).
-
-    Read over all of ``samples``: one item of a multi-label set may carry one label.
-
-    Example::
-
-        >>> x = torch.zeros(1, 2, 2)
-        >>> target_words([(x, torch.tensor([0.0, 1.0, 1.0])), (x, torch.tensor([0.0, 1.0, 0.0]))])
-        'multi-hot vectors (multi-label)'
-        >>> target_words([(x, 2.5), (x, 1.0)]), target_words([(x, 3), (x, 1)])
-        ('real numbers (regression)', '')
-    """
-    ys = [_parts(sample, label_key)[1] for sample in samples]
-    if not ys or any(y is None or isinstance(y, numbers.Integral) for y in ys):
-        return ""  # class indices (or bools), or no target at all
-    if all(isinstance(y, numbers.Real) for y in ys):
-        return _real_words(torch.tensor([float(y) for y in ys]))  # type: ignore[arg-type]
-    if not all(isinstance(y, Tensor) for y in ys):
-        return f"{type(ys[0]).__name__} values"
-    shapes = {tuple(y.shape) for y in ys}
-    if len(shapes) > 1:
-        return f"tensors of shapes {sorted(shapes)[:3]}"
-    t = torch.stack(ys)
-    if t[0].numel() == 1:
-        binary = bool(((t == 0) | (t == 1)).all())
-        return "" if _integer(t) or binary else _real_words(t.flatten().double())
-    if t.dim() >= 3 and _integer(t):
-        return "per-pixel class maps (segmentation)"
-    rows = t.flatten(1).double()
-    one = bool((rows.sum(1) - 1).abs().max() < 1e-3)
-    if t.dim() == 2 and bool(((rows == 0) | (rows == 1)).all()):
-        return "one-hot vectors" if one else "multi-hot vectors (multi-label)"
-    if t.dim() == 2 and one and bool((rows >= 0).all()):
-        return "class distributions (soft labels)"
-    return f"tensors of shape {tuple(t.shape[1:])}"
 
 
 def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None]:
@@ -191,7 +154,7 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
         >>> split_sample((torch.zeros(1, 2, 2), torch.tensor(0.7)))[1] is None  # regression
         True
     """
-    x, y = _parts(sample, label_key)
+    x, y = parts(sample, label_key)
     if _array(x) and not isinstance(x, Tensor):  # NumPy items: as the default collate reads them
         x = torch.as_tensor(np.ascontiguousarray(x))
     if not isinstance(x, Tensor):
@@ -211,26 +174,7 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
     return x, y
 
 
-def _real_words(values: Tensor) -> str:
-    """Real-number targets in words: integer-valued ones may be class indices stored as floats.
-
-    Example::
-
-        >>> _real_words(torch.tensor([3.0, 0.0, 7.0]))[:45]
-        'whole numbers stored as floats (3.0, 0.0, 7.0'
-        >>> _real_words(torch.tensor([2.5, 1.0]))
-        'real numbers (regression)'
-    """
-    if not bool((values == values.round()).all()) or bool((values < 0).any()):
-        return "real numbers (regression)"
-    shown = ", ".join(f"{v:.1f}" for v in values[:3].tolist())
-    return (
-        f"whole numbers stored as floats ({shown}: class indices? store them as integers, "
-        "`torch.long`, to have them read as classes)"
-    )
-
-
-def _integer(t: Tensor) -> bool:
+def integer_dtype(t: Tensor) -> bool:
     """Whether ``t`` holds class indices: an integer dtype (not float, complex or bool)."""
     return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
 
@@ -259,7 +203,7 @@ def batch_labels(batch: Any, label_key: Any = None) -> Tensor | None:
         y = None
     if not isinstance(y, Tensor) or y.dim() != 1:
         return None
-    return y if _integer(y) else None
+    return y if integer_dtype(y) else None
 
 
 def batch_inputs(batch: Any) -> Tensor | None:
@@ -272,7 +216,7 @@ def batch_inputs(batch: Any) -> Tensor | None:
         >>> batch_inputs("text") is None
         True
     """
-    x = _parts(batch)[0]
+    x = parts(batch)[0]
     return x if isinstance(x, Tensor) else None
 
 
@@ -308,12 +252,12 @@ def dataset_labels(dataset: Any) -> Tensor | None:
             labels = getattr(dataset, attr, None)
             if labels is not None and len(labels) > 0:
                 labels = torch.as_tensor(labels).reshape(-1)
-                if not _integer(labels):
+                if not integer_dtype(labels):
                     return None  # regression targets
                 return labels.long() if indices is None else labels.long()[indices]
         tensors = getattr(dataset, "tensors", None)  # TensorDataset(x, y)
         if isinstance(tensors, tuple) and len(tensors) > 1 and tensors[1].dim() == 1:
-            if not _integer(tensors[1]):
+            if not integer_dtype(tensors[1]):
                 return None
             labels = tensors[1].long()
             return labels if indices is None else labels[indices]

@@ -32,8 +32,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_cnnviz.core.collated import collated_view, unbatched_view
-from lightning_cnnviz.core.items import dataset_labels, iterable_head, split_sample, target_words
+from lightning_cnnviz.core.items import dataset_labels, iterable_head, split_sample
 from lightning_cnnviz.core.random_state import rng_untouched
+from lightning_cnnviz.core.targets import target_words
 
 __all__ = [
     "Probe",
@@ -154,7 +155,7 @@ class Probe:
     """Probe samples: ``images`` (N, C, ...) on the CPU, ``labels`` (N,) or ``None``.
 
     ``target``: without labels, what the items' targets are instead, in words
-    (``items.target_words``: "multi-hot vectors (multi-label)", ...; "" if none).
+    (``targets.target_words``: "multi-hot vectors (multi-label)", ...; "" if none).
     """
 
     indices: list[int]

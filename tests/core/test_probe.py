@@ -168,7 +168,7 @@ def test_probe_items_with_an_ignored_label_are_left_out_of_a_balanced_probe(tmp_
 
 def test_probe_whole_number_float_targets_are_named_as_such_not_regression():
     # setups hunt 20: class indices stored as floats (3.0) were called "regression"
-    from lightning_cnnviz.core.items import target_words
+    from lightning_cnnviz.core.targets import target_words
 
     x = torch.zeros(1, 2, 2)
     said = target_words([(x, torch.tensor(3.0)), (x, torch.tensor(7.0))])
