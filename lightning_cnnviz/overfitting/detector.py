@@ -33,6 +33,7 @@ from lightning_cnnviz.overfitting import (
     loss_climb,
     loss_reads,
     lr_decay,
+    split_inputs,
     val_source,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -153,9 +154,12 @@ class Detector:
         """
         if not self.history:
             return []
-        found = {"bn_mismatch": bn_levels.bn_mismatch_at_end(self.history)}
+        end = bn_levels.bn_mismatch_at_end(self.history)
+        found: dict[str, Verdict | None] = {"bn_mismatch": end}
         if self._standing("inputs_differ"):  # eval mode meets unlike inputs: that, told
             found = {}
+        elif end is not None and self.history[-1].mild_shift:  # the same, told now
+            found = {"inputs_differ": split_inputs.with_bn_gap(end, self.history[-1])}
         told = self.reported.get("class_imbalance")
         left = imbalance.class_imbalance(self.history, self.patience)
         broken = found.get("bn_mismatch") is not None or self._standing("bn_mismatch")

@@ -24,7 +24,7 @@ from lightning_cnnviz.overfitting import bn_levels
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["inputs_differ"]
+__all__ = ["inputs_differ", "with_bn_gap"]
 
 
 def inputs_differ(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
@@ -45,8 +45,15 @@ def inputs_differ(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
         since = next(e for e in history if e.input_shift)
         return Verdict("inputs_differ", since, now, None, dict(now.input_shift))
     bn = bn_levels.bn_mismatch(history, patience) if now.mild_shift else None
-    if bn is None:
-        return None
+    return None if bn is None else with_bn_gap(bn, now)
+
+
+def with_bn_gap(bn: Verdict, now: Evaluation) -> Verdict:
+    """``inputs_differ`` from a BatchNorm gap ``bn`` where ``now`` has a ``mild_shift``.
+
+    Also at the end of fit, where the last validation's gap waits for no confirmation
+    (``bn_levels.bn_mismatch_at_end``): the unlike inputs are the cause there too.
+    """
     figures = {**now.mild_shift, "eval_acc": bn.figures["eval_acc"],  # type: ignore[dict-item]
                "batch_stats_acc": bn.figures["batch_stats_acc"]}  # fmt: skip
     return Verdict("inputs_differ", bn.since, now, None, figures)

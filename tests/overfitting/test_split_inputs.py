@@ -1,5 +1,6 @@
 """Train and val images preprocessed differently: the comparison, the rule, a short run."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -123,3 +124,18 @@ def test_split_inputs_found_in_a_run_with_an_unnormalised_val_set(tmp_path):
     assert any("preprocessed differently" in m for m in said)
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
     assert "Give both splits the same transform" in text
+
+
+def test_split_inputs_mild_shift_with_a_bn_gap_at_the_last_validation_is_told_at_the_end():
+    # a gap of the last validation alone waits for no confirmation at the end of fit
+    # (`bn_mismatch_at_end`): with unlike inputs it is theirs, not stale statistics
+    parted = {"train_acc": 0.97, "probe_acc_val": 0.64, "probe_acc_bn": 0.93, "bn_only": 0.3,
+              "eval_only": 0.01, "probe_size": 128.0, "classes": 10.0}  # fmt: skip
+    sound = {**parted, "probe_acc_val": 0.93, "bn_only": 0.0}
+    for mild, told in ((MILD, "inputs_differ"), ({}, "bn_mismatch")):
+        detector = Detector(patience=2)
+        assert detector.update(Evaluation(10, 0, mild_shift=mild, **sound)) == []
+        assert detector.update(Evaluation(20, 1, mild_shift=mild, **parted)) == []
+        (change,) = detector.conclude()
+        assert (change.verdict.kind, change.verdict.severity) == (told, "problem")
+        assert change.verdict.figures["eval_acc"] == pytest.approx(0.64)
