@@ -25,13 +25,16 @@ Example::
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from lightning_cnnviz.core.schedule import Schedule
 
-__all__ = ["DEFAULT_SHARE", "Budget"]
+__all__ = ["DEFAULT_SHARE", "SAID_SECONDS", "SAID_SHARE", "Budget", "cost_text"]
 
 DEFAULT_SHARE = 0.0025  # of training time, per monitor; a preset shares 1% among its monitors
 _SMOOTHING = 0.1  # weight of the newest step time in its running mean
+SAID_SHARE = 0.5  # the monitors' cost, over the fit's own time, that the summary tells...
+SAID_SECONDS = 5.0  # ...once it is this many seconds too
 
 
 class Budget:
@@ -56,6 +59,19 @@ class Budget:
         self._spent_at_tick = 0.0
         self._spent_at_event = 0.0
         self._background_at_event = 0.0
+        self._fit_mark: tuple[float, float, float, int] | None = None
+
+    def start_fit(self) -> None:
+        """Call when training starts: ``this_fit`` counts from here."""
+        self._fit_mark = (time.perf_counter(), self.spent, self.background, self.events)
+
+    def this_fit(self) -> tuple[float, float, float, int]:
+        """Since ``start_fit``: wall seconds, seconds spent, sink-thread seconds, events."""
+        if self._fit_mark is None:  # no training started
+            return 0.0, self.spent, self.background, self.events
+        start, spent, background, events = self._fit_mark
+        return (time.perf_counter() - start, self.spent - spent, self.background - background,
+                self.events - events)  # fmt: skip
 
     def add(self, seconds: float) -> None:
         """Count ``seconds`` of the monitor's own work on the training thread."""
@@ -97,3 +113,45 @@ class Budget:
         if self.event_seconds is None or not self.step_seconds:
             return None
         return self.event_seconds / self.step_seconds
+
+
+def cost_text(costs: Sequence[tuple[str, float, float, int]], wall: float, share: float) -> str:
+    """The monitors' cost in a fit, in words, where it is large ("" otherwise).
+
+    ``costs``: per monitor, its name, the seconds it spent on the training thread, those
+    its jobs took on the sink's thread and its events; ``wall``: the fit's seconds from
+    the start of training; ``share``: the budgets of the monitors added up. Said where the
+    training thread's cost is ``SAID_SHARE`` of the fit's own time and ``SAID_SECONDS``:
+    in a short run the automatic schedule's first, dense events cost what they cost
+    (the ``full`` preset made a 30-step run of the reference CNN 20x slower, unsaid).
+
+    Example::
+
+        >>> print(cost_text([("GradCAMMonitor", 11.1, 4.3, 9), ("KernelMonitor", 0.1, 1.5, 9)],
+        ...                 wall=12.9, share=0.01))  # doctest: +NORMALIZE_WHITESPACE
+          Cost: the monitors spent 11.2 s on the training thread in this fit, 6.6x its own
+          1.7 s of training (their budget: 1% of it), and 5.8 s drawing on the sink's
+          thread besides; GradCAMMonitor 11.1 s in 9 events. Their automatic schedules log
+          early and at least a few times in every run, whatever it costs; in runs this
+          short leave the costliest out, or give them a larger `every_n_steps`.
+    """
+    spent = sum(c[1] for c in costs)
+    own = max(wall - spent, 1e-9)
+    if spent < SAID_SECONDS or spent < SAID_SHARE * own:
+        return ""
+    costly = sorted((c for c in costs if c[1] >= 0.1 * spent), key=lambda c: -c[1])
+    named = ", ".join(f"{name} {sec:.1f} s in {n} event{'s' * (n != 1)}"
+                      for name, sec, _, n in costly)  # fmt: skip
+    background = sum(c[2] for c in costs)
+    drawing = (
+        f", and {background:.1f} s drawing on the sink's thread besides"
+        if background >= 0.1
+        else ""
+    )
+    return (
+        f"  Cost: the monitors spent {spent:.1f} s on the training thread in this fit, "
+        f"{spent / own:.1f}x its own {own:.1f} s of training (their budget: "
+        f"{share * 100:.2g}% of it){drawing}; {named}. Their automatic schedules log early "
+        "and at least a few times in every run, whatever it costs; in runs this short leave "
+        "the costliest out, or give them a larger `every_n_steps`."
+    )

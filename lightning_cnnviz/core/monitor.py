@@ -302,6 +302,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.schedule.fit_to(trainer.estimated_stepping_batches)
+        self.budget.start_fit()
 
     @override
     def on_train_batch_end(

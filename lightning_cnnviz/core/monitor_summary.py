@@ -5,8 +5,9 @@
 monitors log nothing, said once per stage (``say_fit_only``); at the end of fit each
 records whether it ran (or why not), the run's last monitor prints the summary of
 findings and checks once, and ``teardown`` says where the logs are.
-It reads the monitor's ``disabled``, ``aside_reason``, ``events``, ``tag_prefix`` and
-``_sink``.
+The summary ends with the monitors' cost where it is large (``budget.cost_text``).
+It reads the monitor's ``disabled``, ``aside_reason``, ``events``, ``tag_prefix``,
+``budget`` and ``_sink``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from lightning_cnnviz.core.budget import Budget, cost_text
 from lightning_cnnviz.core.findings import (
     Finding,
     checks_of,
@@ -39,6 +41,7 @@ class RunSummary:
     aside_reason: str
     events: int
     tag_prefix: str
+    budget: Budget
     _sink: Any
 
     @override
@@ -64,6 +67,7 @@ class RunSummary:
         if _monitors(trainer)[-1] is not self:
             return
         summary = summary_text(findings_of(trainer), checks_of(trainer).values())
+        summary += _cost_line(trainer)
         rank_zero_info(summary)
         if self._sink is not None and self._sink.active:  # in the Text tab too
             self._sink.text(self.tag_prefix + "cnnviz/summary", summary, trainer.global_step)
@@ -91,6 +95,16 @@ def say_fit_only(trainer: Trainer, stage: str) -> None:
 def _monitors(trainer: Trainer) -> list[RunSummary]:
     """The run's monitors in callback order (every ``Monitor`` is a ``RunSummary``)."""
     return [c for c in trainer.callbacks if isinstance(c, RunSummary)]
+
+
+def _cost_line(trainer: Trainer) -> str:
+    """The monitors' cost in this fit where it is large (``budget.cost_text``), as a line."""
+    monitors = _monitors(trainer)
+    fits = [m.budget.this_fit() for m in monitors]
+    costs = [(type(m).__name__, spent, drawn, events)
+             for m, (_, spent, drawn, events) in zip(monitors, fits, strict=True)]  # fmt: skip
+    text = cost_text(costs, max(f[0] for f in fits), sum(m.budget.share for m in monitors))
+    return f"\n{text}" if text else ""
 
 
 def batches_run(trainer: Trainer) -> int:

@@ -71,3 +71,35 @@ def test_monitor_budget_counts_its_background_jobs(tmp_path):
     )
     assert monitor.events == 2
     assert monitor.budget.background > 0  # the grids were drawn on the sink's thread
+
+
+def test_budget_cost_said_in_the_summary_where_the_monitors_cost_more_than_training(
+    tmp_path, monkeypatch
+):
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lightning_cnnviz import KernelMonitor
+    from lightning_cnnviz.core import budget
+    from lightning_cnnviz.reference import MNISTClassifier, SyntheticDigitsDataModule
+    from tests.tb import events, texts
+
+    class Slow(KernelMonitor):
+        def log_event(self, trainer, pl_module):
+            time.sleep(0.3)  # far more than a training step of this model
+            super().log_event(trainer, pl_module)
+
+    monkeypatch.setattr(budget, "SAID_SECONDS", 1.0)
+    for monitor, said in ((Slow(), True), (KernelMonitor(), False)):
+        logger = TensorBoardLogger(tmp_path, name=str(said))
+        trainer = L.Trainer(max_steps=12, logger=logger, callbacks=[monitor],
+                            enable_progress_bar=False, enable_checkpointing=False,
+                            num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+        data = SyntheticDigitsDataModule(train_size=96, val_size=32, batch_size=8)
+        trainer.fit(MNISTClassifier(), data)
+        (summary,) = texts(events(logger.log_dir), "cnnviz/summary")
+        assert ("Cost: the monitors spent" in summary) is said
+        if said:
+            spent = monitor.budget.spent
+            assert monitor.events >= 4 and spent >= 0.3 * monitor.events
+            assert f"Slow {spent:.1f} s in {monitor.events} events" in summary
