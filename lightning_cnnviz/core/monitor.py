@@ -1,9 +1,9 @@
 """``Monitor``: what every lightning-cnnviz callback shares.
 
 A monitor is a thin ``schedule -> capture -> compute -> render -> sink``. This
-base class owns the schedule (on ``trainer.global_step``, never ``batch_idx``)
-and the cost budget, the shared arguments, ``setup()``, firing an event and the
-sink; how it speaks and steps aside is ``voice.py``, its checkpoint state
+base class owns the shared arguments, ``setup()`` and the sink; when its events fire
+and what they cost (the schedule, on ``trainer.global_step``, and the budget) is
+``monitor_events.py``, how it speaks and steps aside is ``voice.py``, its checkpoint state
 ``monitor_state.py``, its probe sets ``model_io.py``, the layers it watches
 ``monitor_layers.py`` and what it says of the whole run ``monitor_summary.py``.
 A subclass names its TensorBoard section (``class X(Monitor, section="x")``),
@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
@@ -28,6 +26,7 @@ from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.model_state import kept_state
+from lightning_cnnviz.core.monitor_events import EventFiring
 from lightning_cnnviz.core.monitor_layers import LayerWatcher, builds_in_configure_model
 from lightning_cnnviz.core.monitor_state import Checkpointed
 from lightning_cnnviz.core.monitor_summary import RunSummary, say_fit_only
@@ -43,7 +42,7 @@ from lightning_cnnviz.core.voice import Voice
 __all__ = ["Monitor", "NotApplicable", "with_probe"]
 
 
-class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callback):
+class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventFiring, Callback):
     """Base class of every lightning-cnnviz monitor.
 
     Args:
@@ -181,40 +180,6 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
         """``tag_prefix`` + ``section/part/...``."""
         return self.tag_prefix + "/".join((self.section, *parts))
 
-    @property
-    def sink(self) -> Sink:
-        """Where this run's records go."""
-        assert self._sink is not None, "the sink exists from `setup()` on"
-        return self._sink
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Time a phase of a logging event (capture, compute, render, write)."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] += time.perf_counter() - start
-
-    def in_background(self, job: Callable[[], None]) -> None:
-        """Run ``job`` (rendering and writing, on host copies) on the sink's thread.
-
-        Its time shows in ``sink.busy_seconds``, not in ``timings``, and counts in the budget.
-
-        It must not touch the model or the trainer. A failure makes this monitor step
-        aside (or raise, with ``strict``) at the next event or at the end of fit.
-        """
-        budget = self.budget
-
-        def timed() -> None:
-            start = time.perf_counter()
-            try:
-                job()
-            finally:
-                budget.add_background(time.perf_counter() - start)
-
-        self.sink.later(timed, self._step_aside)
-
     # ----------------------------------------------------------------- Lightning hooks
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -256,70 +221,6 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, Callba
         if self._layers_pending:
             self._layers_pending = False
             self._find_layers(trainer, pl_module)
-
-    def _due_on_step(self, trainer: Trainer) -> bool:
-        return self.schedule.due_on_step(trainer.global_step, self.last_logged_step)
-
-    def _due_on_epoch(self, trainer: Trainer) -> bool:
-        return self.schedule.due_on_epoch(
-            trainer.current_epoch, trainer.global_step, self.last_logged_step
-        )
-
-    def _fire(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        try:
-            self._event(trainer, pl_module)
-        finally:
-            if trainer.world_size > 1:
-                # every rank is here at this step; after it, rank zero's stretch (its own
-                # measured cost: it alone does the work) is every rank's, before any rank
-                # decides its next step: schedules that parted would leave one rank in a
-                # collective the others never join
-                self.schedule.factor = trainer.strategy.broadcast(self.schedule.factor, src=0)
-
-    def _event(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """One event: the monitor's work (rank zero's, or every rank's), timed and budgeted."""
-        if self._sink is not None:
-            self._sink.check()  # failures of earlier background jobs (any monitor's)
-        if self.disabled or (not self.all_ranks and not trainer.is_global_zero):
-            self.last_logged_step = trainer.global_step  # alike on every rank: one schedule
-            return
-        start = time.perf_counter()
-        try:
-            with kept_state(unwrap_model(pl_module)):
-                self._log_layers_once(trainer, pl_module)
-                with self.phase("total"):
-                    self.log_event(trainer, pl_module)
-            self.events += 1
-        except Exception as err:
-            self._step_aside(err)
-        finally:
-            self.last_logged_step = trainer.global_step
-        self.budget.add(time.perf_counter() - start)
-        self.budget.event_ended(self.schedule)
-
-    @override
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.schedule.fit_to(trainer.estimated_stepping_batches)
-        self.budget.start_fit()
-
-    @override
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        self.budget.step_ended()
-        if self._due_on_step(trainer):
-            self._fire(trainer, pl_module)
-
-    @override
-    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.budget.pause()  # the next step's time would include the validation run
-
-    @override
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._due_on_epoch(trainer):
-            self._fire(trainer, pl_module)
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:

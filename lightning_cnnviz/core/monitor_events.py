@@ -1,0 +1,145 @@
+"""When a monitor's events fire and what they cost: the schedule, the budget, the timings.
+
+``EventFiring`` is a part of ``Monitor`` (a mixin), in a file of its own so that
+``monitor.py`` keeps the arguments, ``setup()`` and the sink. Events fire on
+``trainer.global_step`` (never ``batch_idx``) at the end of a training batch, or at the
+end of an epoch for an epoch schedule; each runs the monitor's ``log_event`` on rank
+zero (every rank for ``all_ranks``) with the model's state kept, and its time, with
+the jobs it hands to the sink's thread, goes to the ``Budget`` that stretches an
+automatic schedule. Under several ranks the stretch is rank zero's on every rank, so
+schedules never part. It reads the monitor's ``schedule``, ``budget``, ``timings``,
+``disabled``, ``last_logged_step``, ``events`` and ``_sink``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+from lightning.pytorch import LightningModule, Trainer
+from typing_extensions import override
+
+from lightning_cnnviz.core.budget import Budget
+from lightning_cnnviz.core.model_state import kept_state
+from lightning_cnnviz.core.schedule import Schedule
+from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.core.sinks import Sink
+
+__all__ = ["EventFiring"]
+
+
+class EventFiring:
+    """Firing a monitor's events on its schedule, timed and budgeted (a part of ``Monitor``)."""
+
+    all_ranks: ClassVar[bool]
+    schedule: Schedule
+    budget: Budget
+    timings: dict[str, float]
+    disabled: bool
+    last_logged_step: int
+    events: int
+    _sink: Sink | None
+
+    @property
+    def sink(self) -> Sink:
+        """Where this run's records go."""
+        assert self._sink is not None, "the sink exists from `setup()` on"
+        return self._sink
+
+    log_event: Callable[[Trainer, LightningModule], None]  # the monitor's own
+    _log_layers_once: Callable[[Trainer, LightningModule], None]  # ``monitor_layers``'
+    _step_aside: Callable[[Exception], None]  # ``voice.Voice``'s
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a phase of a logging event (capture, compute, render, write)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] += time.perf_counter() - start
+
+    def in_background(self, job: Callable[[], None]) -> None:
+        """Run ``job`` (rendering and writing, on host copies) on the sink's thread.
+
+        Its time shows in ``sink.busy_seconds``, not in ``timings``, and counts in the budget.
+
+        It must not touch the model or the trainer. A failure makes this monitor step
+        aside (or raise, with ``strict``) at the next event or at the end of fit.
+        """
+        budget = self.budget
+
+        def timed() -> None:
+            start = time.perf_counter()
+            try:
+                job()
+            finally:
+                budget.add_background(time.perf_counter() - start)
+
+        self.sink.later(timed, self._step_aside)
+
+    def _due_on_step(self, trainer: Trainer) -> bool:
+        return self.schedule.due_on_step(trainer.global_step, self.last_logged_step)
+
+    def _due_on_epoch(self, trainer: Trainer) -> bool:
+        return self.schedule.due_on_epoch(
+            trainer.current_epoch, trainer.global_step, self.last_logged_step
+        )
+
+    def _fire(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        try:
+            self._event(trainer, pl_module)
+        finally:
+            if trainer.world_size > 1:
+                # every rank is here at this step; after it, rank zero's stretch (its own
+                # measured cost: it alone does the work) is every rank's, before any rank
+                # decides its next step: schedules that parted would leave one rank in a
+                # collective the others never join
+                self.schedule.factor = trainer.strategy.broadcast(self.schedule.factor, src=0)
+
+    def _event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """One event: the monitor's work (rank zero's, or every rank's), timed and budgeted."""
+        if self._sink is not None:
+            self._sink.check()  # failures of earlier background jobs (any monitor's)
+        if self.disabled or (not self.all_ranks and not trainer.is_global_zero):
+            self.last_logged_step = trainer.global_step  # alike on every rank: one schedule
+            return
+        start = time.perf_counter()
+        try:
+            with kept_state(unwrap_model(pl_module)):
+                self._log_layers_once(trainer, pl_module)
+                with self.phase("total"):
+                    self.log_event(trainer, pl_module)
+            self.events += 1
+        except Exception as err:
+            self._step_aside(err)
+        finally:
+            self.last_logged_step = trainer.global_step
+        self.budget.add(time.perf_counter() - start)
+        self.budget.event_ended(self.schedule)
+
+    @override
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.schedule.fit_to(trainer.estimated_stepping_batches)
+        self.budget.start_fit()
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.budget.step_ended()
+        if self._due_on_step(trainer):
+            self._fire(trainer, pl_module)
+
+    @override
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.budget.pause()  # the next step's time would include the validation run
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._due_on_epoch(trainer):
+            self._fire(trainer, pl_module)
