@@ -28,6 +28,7 @@ from lightning_cnnviz.overfitting import (
     loss_climb,
     loss_reads,
     lr_decay,
+    memorisation,
     rules,
     split_inputs,
     val_source,
@@ -73,7 +74,7 @@ def verdicts(
         "unstable_training": loss_climb.unstable(h, p),
         "bn_mismatch": bn_levels.bn_mismatch(h, p),
         "generalisation_gap": gap.generalisation_gap(h, p),
-        "memorisation": rules.memorisation(curve, p),
+        "memorisation": memorisation.memorisation(curve, p),
         "overfitting": rules.overfitting(curve, tolerance, p),
         "lr_decayed_early": lr_decay.decayed_early(h, p),
     }

@@ -9,7 +9,7 @@ that never comes back within 1).
 
 import pytest
 
-from lightning_cnnviz.overfitting import rules
+from lightning_cnnviz.overfitting import memorisation, rules
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 
@@ -134,7 +134,7 @@ def test_onset_overfitting_slow_creep_found_by_its_trend_within_one_validation()
     ("series", "onset", "peak"), [(MNIST_MEM_1, 5, 4), (MEM_0, 7, 6), (MEM_1, 4, 2), (MEM_2, 5, 4)]
 )
 def test_onset_memorisation_real_runs_within_one_validation(series, onset, peak):
-    verdict = first(rules.memorisation, run(series))
+    verdict = first(memorisation.memorisation, run(series))
     assert onset <= verdict.detected.epoch <= onset + 1
     assert verdict.best.epoch == peak
     figures = verdict.figures
@@ -145,15 +145,17 @@ def test_onset_memorisation_lower_bar_needs_val_loss_and_train_accuracy_to_agree
     # the same fall of val accuracy, but val loss keeps falling and train accuracy is
     # flat: the agreement is missing, so the prompt bar is the noise-based one
     calm = dict(MEM_0, val_loss=[1.5 - 0.05 * i for i in range(16)], train_acc=[0.5] * 16)
-    assert first(rules.memorisation, run(calm)) is None
+    assert first(memorisation.memorisation, run(calm)) is None
     slow = dict(MEM_0, val_loss=[1.5 - 0.05 * i for i in range(16)])
-    assert first(rules.memorisation, run(slow)).detected.epoch > 8  # later than with agreement
+    assert (
+        first(memorisation.memorisation, run(slow)).detected.epoch > 8
+    )  # later than with agreement
 
 
 def test_onset_quiet_on_a_healthy_run_validated_every_quarter_epoch():
     evs = run(BN_QUARTER)
     assert first(rules.overfitting, evs) is None
-    assert first(rules.memorisation, evs) is None
+    assert first(memorisation.memorisation, evs) is None
 
 
 def test_onset_bump_then_new_low_leaves_no_lasting_finding():
@@ -186,7 +188,7 @@ def test_onset_memorisation_confirms_on_three_values_with_train_accuracy_climbin
     # val 71.4% -> 65.6%, 65.8% while train accuracy went 62% -> 72% -> 79%
     series = dict(val_acc=[0.714, 0.656, 0.658], train_acc=[0.621, 0.719, 0.792],
                   val_loss=[1.06, 1.19, 1.11])  # fmt: skip
-    verdict = first(rules.memorisation, run(series))
+    verdict = first(memorisation.memorisation, run(series))
     assert (verdict.detected.epoch, verdict.best.epoch) == (2, 0)
     flat = dict(series, train_acc=[0.70, 0.70, 0.70])  # no second signal: no verdict
-    assert first(rules.memorisation, run(flat)) is None
+    assert first(memorisation.memorisation, run(flat)) is None

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from lightning_cnnviz.overfitting import bn_levels, gap, levels, rules
+from lightning_cnnviz.overfitting import bn_levels, gap, levels, memorisation, rules
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.remedies import remedies
@@ -145,7 +145,7 @@ def test_rules_memorisation_told_apart_from_overfitting():
     train_acc = [0.5, 0.7, 0.8, 0.85, 0.88, 0.92, 0.95, 0.97, 0.99, 0.995]
     val_loss = [1.5, 1.0, 0.8, 0.7, 0.65, 0.62, 0.6, 0.59, 0.58, 0.57]
     evs = run(val_acc=val_acc, train_acc=train_acc, val_loss=val_loss, train_loss=TRAIN[:10])
-    verdict = first(rules.memorisation, evs)
+    verdict = first(memorisation.memorisation, evs)
     assert verdict.kind == "memorisation" and verdict.best.epoch == 4
     # a 5-point fall is within what the steep start makes the rule read as noise (margin
     # twice the local noise, 4.8 points, on the mean of the last two falls); the 11-point
@@ -161,7 +161,7 @@ def test_rules_memorisation_told_apart_from_overfitting():
         min(0.99, 0.9 + 0.02 * i) if i < 4 else 0.97 + rng.gauss(0, 0.003) for i in range(12)
     ]
     evs = run(val_acc=flat_acc, train_acc=[0.9 + 0.008 * i for i in range(12)])
-    assert first(rules.memorisation, evs) is None
+    assert first(memorisation.memorisation, evs) is None
 
 
 def test_rules_memorisation_on_a_real_noisy_label_run():
@@ -172,7 +172,7 @@ def test_rules_memorisation_on_a_real_noisy_label_run():
                0.845, 0.814, 0.755, 0.765, 0.748, 0.734, 0.72, 0.65, 0.694]  # fmt: skip
     train_acc = [0.305, 0.465, 0.493, 0.511, 0.518, 0.522, 0.534, 0.545, 0.553, 0.563, 0.575,
                  0.6, 0.614, 0.635, 0.659, 0.691, 0.721, 0.748, 0.769, 0.808]  # fmt: skip
-    verdict = first(rules.memorisation, run(val_acc=val_acc, train_acc=train_acc))
+    verdict = first(memorisation.memorisation, run(val_acc=val_acc, train_acc=train_acc))
     assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (6, 7, 8)
     assert verdict.figures["drop"] == pytest.approx(0.045)
 
@@ -185,32 +185,37 @@ def test_rules_memorisation_one_batch_train_accuracy_climb_is_batch_noise():
     train_acc = [0.9, 0.94, 0.95, 0.969, 0.953, 0.969, 0.984, 0.984, 0.969, 1.0]
     val_loss = [0.3, 0.22, 0.2, 0.24, 0.19, 0.15, 0.1, 0.14, 0.2, 0.22]
     columns = dict(val_acc=val_acc, train_acc=train_acc, val_loss=val_loss)
-    told = first(rules.memorisation, run(**columns))  # read as epoch-mean accuracies: told
+    told = first(memorisation.memorisation, run(**columns))  # read as epoch-mean accuracies: told
     assert told is not None and told.best.epoch == 6
     batch = run(**columns, train_acc_images=[64.0] * 10, val_images=[150.0] * 10)
-    assert first(rules.memorisation, batch) is None
+    assert first(memorisation.memorisation, batch) is None
     # each reading alone: the 150-image val set's binomial error lifts the drop's floor
-    assert rules._drop_error(batch) == pytest.approx(1.5 * math.sqrt(2 * 0.973 * 0.027 / 150))
-    assert rules._drop_error(run(val_acc=val_acc, val_images=[2000.0] * 10)) < 0.02
-    assert first(rules.memorisation, run(**columns, val_images=[150.0] * 10)) is not None
+    assert memorisation._drop_error(batch) == pytest.approx(
+        1.5 * math.sqrt(2 * 0.973 * 0.027 / 150)
+    )
+    assert memorisation._drop_error(run(val_acc=val_acc, val_images=[2000.0] * 10)) < 0.02
+    assert first(memorisation.memorisation, run(**columns, val_images=[150.0] * 10)) is not None
     # a real climb read from one batch is still one: 70% -> 95% of 64 images
     now = Evaluation(90, 0, train_acc=0.95, train_acc_images=64.0)
-    assert rules._climb_error(now, Evaluation(60, 0, train_acc=0.7, train_acc_images=64.0)) < 0.2
+    assert (
+        memorisation._climb_error(now, Evaluation(60, 0, train_acc=0.7, train_acc_images=64.0))
+        < 0.2
+    )
 
 
 def test_rules_memorisation_needs_train_accuracy_climbing():
     val_acc = [0.6, 0.8, 0.9, 0.8, 0.7, 0.6]
     train_acc = [0.6, 0.75, 0.85, 0.75, 0.65, 0.55]  # both fall: a collapse, not memorising
-    assert first(rules.memorisation, run(val_acc=val_acc, train_acc=train_acc)) is None
+    assert first(memorisation.memorisation, run(val_acc=val_acc, train_acc=train_acc)) is None
 
 
 def test_rules_memorisation_quiet_on_a_first_validation_peak_while_val_loss_falls():
     # held out (hunt 18): 99.0% at the first validation, then 96.3% and 95.8% while the
     # train accuracy's epoch mean climbed 84% -> 99% and the val loss fell 0.42 -> 0.17
     columns = dict(val_acc=[0.99, 0.963, 0.958], train_acc=[0.843, 0.991, 0.994])
-    assert first(rules.memorisation, run(**columns, val_loss=[0.42, 0.23, 0.167])) is None
+    assert first(memorisation.memorisation, run(**columns, val_loss=[0.42, 0.23, 0.167])) is None
     # the same accuracies with the val loss up from its low: told
-    verdict = first(rules.memorisation, run(**columns, val_loss=[0.42, 0.23, 0.25]))
+    verdict = first(memorisation.memorisation, run(**columns, val_loss=[0.42, 0.23, 0.25]))
     assert (verdict.best.epoch, verdict.detected.epoch) == (0, 2)
 
 
