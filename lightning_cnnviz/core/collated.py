@@ -7,7 +7,9 @@ items are what the model gets: one item collated alone, then taken out of its ba
 one. Datasets whose items already split are returned as they are (a mixing
 ``collate_fn``, MixUp or CutMix, would blend probe images with each other).
 ``unbatched_view``: a loader that does not batch (``batch_size=None``) over a dataset of
-whole batches, read one sample at a time.
+whole batches, read one sample at a time. ``channels_first_view``: images stored channels
+last (``(H, W, C)``, a Keras port) whose model's ``forward`` permutes them, seen channels
+first as its convolutions see them (``channels_last``).
 
 Example::
 
@@ -28,12 +30,23 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from torch import Tensor
+import numpy as np
+import torch
+from torch import Tensor, nn
 from torch.utils.data import default_collate
 
-from lightning_cnnviz.core.items import read_item, split_sample
+from lightning_cnnviz.core.items import image_key, parts, read_item, split_sample
 
-__all__ = ["Collated", "Unbatched", "collated_view", "source_dataset", "unbatched_view"]
+__all__ = [
+    "ChannelsFirst",
+    "Collated",
+    "Unbatched",
+    "channels_first_view",
+    "channels_last",
+    "collated_view",
+    "source_dataset",
+    "unbatched_view",
+]
 
 
 class _View:
@@ -141,6 +154,72 @@ def _row(batch: Any, i: int) -> Any:
         rows = [_row(v, i) for v in batch]
         return tuple(rows) if isinstance(batch, tuple) else rows
     return batch
+
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_PICTURE_CHANNELS = (1, 2, 3, 4)  # the channels a picture's last axis may hold (grey to RGBA)
+
+
+def channels_last(image: Tensor, model: nn.Module) -> bool:
+    """Whether ``image``, one item's input, is channels last for ``model``'s convolutions.
+
+    ``(H, W, C)`` (or ``(D, H, W, C)``, up to 4 channels; ``(L, C)`` signals, any) where
+    the model's first convolution, of that many spatial dims, takes ``C`` channels and not
+    the first axis's size: its
+    ``forward`` permutes the images (held out: a Keras port's ``x.permute(0, 3, 1, 2)``;
+    the monitors drew 28 x 3 stripes of its 28 x 28 RGB digits).
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3))
+        >>> channels_last(torch.zeros(28, 28, 3), net), channels_last(torch.zeros(3, 28, 28), net)
+        (True, False)
+    """
+    first = next((m for m in model.modules() if isinstance(m, _CONV)), None)
+    if first is None or image.dim() != len(first.kernel_size) + 1:
+        return False
+    taken = first.in_channels  # 0 for a lazy one not yet built
+    if image.dim() > 2 and taken not in _PICTURE_CHANNELS:
+        return False  # a picture's channels; a signal's (L, C) may hold any number
+    return taken > 0 and image.shape[-1] == taken != image.shape[0]
+
+
+class ChannelsFirst(_View):
+    """``dataset`` with each item's image moved from channels last to channels first."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return _with_image(self.dataset[index], _to_channels_first)
+
+
+def _to_channels_first(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        x = torch.as_tensor(np.ascontiguousarray(x))
+    return x.movedim(-1, 0) if isinstance(x, Tensor) else x
+
+
+def _with_image(item: Any, change: Callable[[Any], Any]) -> Any:
+    """``item`` with its input (``items.parts``) replaced by ``change(input)``."""
+    if isinstance(item, Tensor | np.ndarray):
+        return change(item)
+    x = parts(item)[0]
+    if isinstance(item, Mapping):
+        key = image_key(item) or next(k for k, v in item.items() if v is x)
+        return {**item, key: change(x)}
+    if isinstance(item, Sequence) and not isinstance(item, str):
+        changed = [change(v) if v is x else v for v in item]
+        return tuple(changed) if isinstance(item, tuple) else changed
+    return item
+
+
+def channels_first_view(dataset: Any) -> Any:
+    """A ``ChannelsFirst`` view of ``dataset`` (its items' images channels first)."""
+    return dataset if isinstance(dataset, ChannelsFirst) else ChannelsFirst(dataset)
 
 
 def unbatched_view(dataset: Any) -> Any:

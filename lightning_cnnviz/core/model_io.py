@@ -15,6 +15,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 
+from lightning_cnnviz.core import collated
 from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import (
@@ -42,7 +43,7 @@ from lightning_cnnviz.core.probe import (
     train_batch_size,
 )
 from lightning_cnnviz.core.probe_call import call_error, why_not
-from lightning_cnnviz.core.probe_pass import probe_mode, takes_items
+from lightning_cnnviz.core.probe_pass import CHANNELS_LAST, probe_mode, takes_items
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.voice import listed
 
@@ -114,6 +115,7 @@ class ProbeReader:
         if getattr(trainer, "_cnnviz_inputs_of", None) is model:
             return  # another monitor of this fit found it
         trainer._cnnviz_inputs_of, trainer._cnnviz_unfit = model, None
+        trainer._cnnviz_channels_last = False
         takes_items(model, None)  # a model of an earlier fit on other data starts afresh
         if hooks := batch_hooks(trainer):
             self.say_once_per_run(
@@ -137,6 +139,7 @@ class ProbeReader:
             return
         x = to_model(image[None], model)
         if call_error(model, x) is None:
+            self._channels_last(trainer, model, x)
             return
         if key is not None:
             takes_items(model, key)
@@ -150,6 +153,26 @@ class ProbeReader:
             takes_items(model, None)
         # the monitors step aside with this reason where known, else say the call's error
         trainer._cnnviz_unfit = why_not(model, x, train_batch_size(trainer))
+
+    def _channels_last(self, trainer: Any, model: nn.Module, x: Tensor) -> None:
+        """Probes channels first where the images are channels last and ``forward`` permutes.
+
+        ``x``: one image as the data holds it, which ``model`` takes. The probes then hold
+        the images as the convolutions see them (drawn, and Grad-CAM's maps laid over them,
+        the right way up), and every probe pass hands ``forward`` them channels last.
+        """
+        if not collated.channels_last(x[0], model):
+            return
+        takes_items(model, CHANNELS_LAST)
+        trainer._cnnviz_channels_last = True
+        shape = tuple(x.shape[1:])
+        self.say_once_per_run(
+            "channels_last",
+            f"the inputs are stored channels last, {shape}, and the model's "
+            f"`forward` permutes them for its convolutions: the monitors show and measure "
+            f"them channels first, {(shape[-1], *shape[:-1])}, and hand them to `forward` "
+            "as stored",
+        )
 
     def logits_key(self, trainer: Any, pl_module: nn.Module) -> Any:
         """Where the logits are in the model's output: ``output_key``, or a guess said once.

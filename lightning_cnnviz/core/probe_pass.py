@@ -3,9 +3,10 @@
 ``probe_mode`` puts a model in eval mode for a probe pass and restores each module's own
 ``training`` flag afterwards, forks the random state, keeps every buffer
 (``model_state.kept_state``), runs eagerly and without autocast, hands a model whose
-``forward`` takes the data item ``{key: images}`` (``takes_items``, the one hook
-registered here besides ``capture.py``'s), and silences a LightningModule's ``self.log``;
-``in_probe_pass`` tells a tap on the run's own passes that one runs.
+``forward`` takes the data item ``{key: images}`` or its images channels last
+(``takes_items``, the one hook registered here besides ``capture.py``'s), and silences
+a LightningModule's ``self.log``; ``in_probe_pass`` tells a tap on the run's own passes
+that one runs.
 
 Example::
 
@@ -32,17 +33,24 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.model_state import kept_state
 
-__all__ = ["in_probe_pass", "probe_mode", "takes_items"]
+__all__ = ["CHANNELS_LAST", "in_probe_pass", "probe_mode", "takes_items"]
 
 
 _probe_passes = 0  # probe passes running now (nested ones count each)
 # models whose `forward` takes the data item (a dict) rather than the images: the key the
-# images go under in a probe pass (found by one trial pass: ``takes_items``)
+# images go under in a probe pass, or ``CHANNELS_LAST`` (found per fit: ``takes_items``)
 _ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 
 
+CHANNELS_LAST = "channels last"  # the images moved from channels first to last for forward
+
+
 def takes_items(model: nn.Module, key: str | None) -> None:
-    """Call ``model`` in probe passes with ``{key: images}`` (``None``: with the images)."""
+    """Call ``model`` in probe passes with ``{key: images}`` (``None``: with the images).
+
+    ``key=CHANNELS_LAST``: with the images channels last, as its data holds them (the
+    probes hold them channels first, as its convolutions see them: ``collated.py``).
+    """
     if key is None:
         _ITEM_FORWARD.pop(model, None)
     else:
@@ -52,7 +60,8 @@ def takes_items(model: nn.Module, key: str | None) -> None:
 def _as_item(key: str, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """A probe pass's images handed to ``forward`` as the data item ``{key: images}``."""
     if args and isinstance(args[0], Tensor):
-        return ({key: args[0]}, *args[1:])
+        x = args[0].movedim(1, -1) if key == CHANNELS_LAST else {key: args[0]}
+        return (x, *args[1:])
     return None
 
 

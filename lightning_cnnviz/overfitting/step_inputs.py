@@ -88,6 +88,8 @@ class StepInputs:
         except TypeError:
             self._step_why = "the batches hold no image tensor it can find"
             return
+        if getattr(trainer, "_cnnviz_channels_last", False):  # as the convolutions see them
+            images = images.movedim(-1, 1)  # (``ProbeReader.fit_inputs``)
         model = unwrap_model(pl_module)
         layer, why = (None, "it runs through torch.compile") if is_compiled(model) else (None, "")
         if not why:

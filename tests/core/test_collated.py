@@ -1,0 +1,81 @@
+"""Datasets seen as the model's layers get them: images stored channels last."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz import FeatureMapMonitor, GradCAMMonitor
+from lightning_cnnviz.core.collated import channels_first_view, channels_last
+from tests.tb import events
+
+
+def test_collated_channels_last_told_by_the_first_convolution():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    assert channels_last(torch.zeros(28, 28, 3), net)
+    assert not channels_last(torch.zeros(3, 28, 28), net)
+    assert not channels_last(torch.zeros(3, 3, 3), net)  # the same either way: as stored
+    assert channels_last(torch.zeros(100, 12), nn.Conv1d(12, 4, 3))  # (L, C) signals
+    assert not channels_last(torch.zeros(28, 28, 3), nn.Conv1d(3, 4, 3))  # not its dims
+    assert not channels_last(torch.zeros(28, 28, 3), nn.Linear(3, 4))
+
+
+def test_collated_channels_first_view_keeps_the_item_around_the_image():
+    image = np.zeros((5, 6, 3), np.uint8)
+    view = channels_first_view([(7, image, 2), {"image": torch.zeros(5, 6, 3), "label": 1}])
+    index, x, y = view[0]
+    assert (index, tuple(x.shape), y) == (7, (3, 5, 6), 2)
+    item = view[1]
+    assert tuple(item["image"].shape) == (3, 5, 6) and item["label"] == 1
+    assert channels_first_view(view) is view
+
+
+class KerasPort(L.LightningModule):
+    """Images stored (H, W, C); `forward` permutes them, as a Keras port does."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x.permute(0, 3, 1, 2))
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), 1e-3)
+
+
+def squares(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.rand(n, 3, 24, 24, generator=g) * 0.1
+    x[:, :, 8:16, 8:16] += 1.0  # an 8 x 8 square on every image
+    return TensorDataset(x.permute(0, 2, 3, 1).contiguous(), y)
+
+
+def test_collated_channels_last_images_drawn_and_measured_channels_first(tmp_path):
+    monitors = [GradCAMMonitor(every_n_steps=4, num_samples=4), FeatureMapMonitor(every_n_steps=4)]
+    trainer = L.Trainer(max_steps=8, logger=TensorBoardLogger(tmp_path), callbacks=monitors,
+                        enable_progress_bar=False, enable_checkpointing=False,
+                        num_sanity_val_steps=0, val_check_interval=4)  # fmt: skip
+    with pytest.warns(UserWarning, match=r"stored channels last, \(24, 24, 3\)"):
+        trainer.fit(KerasPort(), DataLoader(squares(64, 0), 8), DataLoader(squares(16, 1), 8))
+    assert tuple(monitors[0].probe(trainer).images.shape) == (4, 3, 24, 24)
+    acc = events(trainer.logger.log_dir)
+    share = acc.Scalars("gradcam/val/object_share")[-1].value  # the square: 64 of 576 pixels
+    assert share == pytest.approx(64 / 576, abs=0.03)
+    assert monitors[1].events == 2 and not monitors[1].disabled
