@@ -196,10 +196,13 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         super().on_train_start(trainer, pl_module)
         if self._lr_start is None:  # the start a schedule without `initial_lr` cuts from
             self._lr_start = read_settings(trainer.optimizers, unwrap_model(pl_module)).lr
-        told = any(f.kind == "unshuffled_batches" for f in self._own_findings())  # resumed
-        if not self.disabled and trainer.is_global_zero and not told:
+        told = {f.kind for f in self._own_findings()}  # a resumed run told them already
+        if not self.disabled and trainer.is_global_zero:
             with self.phase("setup"):
-                self._check_order(trainer)
+                if "unshuffled_batches" not in told:
+                    self._check_order(trainer)
+                if "val_is_train" not in told:
+                    self._check_val_data(trainer)
 
     # ------------------------------------------------ schedule: validation ends only
     @override

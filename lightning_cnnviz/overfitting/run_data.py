@@ -1,8 +1,9 @@
 """What the run's data look like: a part of ``OverfittingMonitor``, read once per fit.
 
 ``RunData`` reads the training labels' class shares as the training loader draws them
-(``class_figures.py``), compares the two probes' images (``split_inputs.py``) and checks the
-order the training loader reads in (``train_order.py``). Each is read lazily, once per fit,
+(``class_figures.py``), compares the two probes' images (``split_inputs.py``), checks the
+order the training loader reads in (``train_order.py``) and whether the val data are the
+training data (``val_leak.py``). Each is read lazily, once per fit,
 on the training thread, with the global random generators untouched.
 """
 
@@ -15,11 +16,13 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 
+from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, record_check, report
 from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.core.probe import find_dataset, generator_for, has_val_data, labels_in_order
 from lightning_cnnviz.overfitting import class_figures
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
+from lightning_cnnviz.overfitting.val_leak import same_items, val_is_train_text
 
 __all__ = ["LABEL_POOL", "RunData"]
 
@@ -95,9 +98,30 @@ class RunData:
         record_check(trainer, type(self).__name__, "training order", labels is not None, why)
         if found:
             message = order_text(found)
-            report(trainer, Finding(self.section, "unshuffled_batches", 0, 0, message, found))
-            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
-            self.sink.text(self.tag("diagnosis"), f"**{message}**", trainer.global_step)
+            self._tell_at_start(trainer, Finding(self.section, "unshuffled_batches", 0, 0,
+                                                 message, found))  # fmt: skip
+
+    def _check_val_data(self, trainer: Trainer) -> None:
+        """Report val data that are the training data (``val_leak.py``), before the first step.
+
+        Not under ``overfit_batches``, which validates on training batches by design.
+        """
+        if not has_val_data(trainer) or trainer.overfit_batches:
+            return
+        train, val = find_dataset(trainer, "train"), find_dataset(trainer, "val")
+        same = source_dataset(train) is source_dataset(val)
+        compared = 0 if same else same_items(train, val, self.probe_label_key(train))
+        record_check(trainer, type(self).__name__, "val data apart from training", True)
+        if same or compared:
+            message = val_is_train_text(same, compared)
+            figures = {"same_set": float(same), "compared": float(compared)}
+            self._tell_at_start(trainer, Finding(self.section, "val_is_train", 0, 0, message,
+                                                 figures))  # fmt: skip
+
+    def _tell_at_start(self, trainer: Trainer, finding: Finding) -> None:
+        report(trainer, finding)
+        rank_zero_warn(f"{finding.message} See `{self.tag('diagnosis')}`.")
+        self.sink.text(self.tag("diagnosis"), f"**{finding.message}**", trainer.global_step)
 
 
 LABEL_POOL = 2048  # training items read for their labels where the dataset exposes none

@@ -1,0 +1,72 @@
+"""Validation data that is the training data: the val loader handed the training set.
+
+Nothing here knows about Lightning. ``trainer.fit(model, train_loader, train_loader)``,
+or a val set built as a copy of the training set (held out, hunt 20: 300 digits and
+their clone; the model reached 100% "val" accuracy while it memorised, and nothing was
+said), makes every val figure measure memory: overfitting can never show. ``same_items``
+reads a few items at the same positions of both sets, once per fit (random generators
+untouched): all equal, images and labels, is the same data. Sets whose training items
+are augmented at random never read equal, and are not told.
+
+Example::
+
+    >>> import torch
+    >>> items = [(torch.full((1, 2, 2), float(i)), i % 3) for i in range(40)]
+    >>> same_items(items, list(items)), same_items(items, items[20:])
+    (8, 0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lightning_cnnviz.core.items import read_item, split_sample
+
+__all__ = ["COMPARED", "same_items", "val_is_train_text"]
+
+COMPARED = 8  # positions read in both sets
+
+
+def same_items(train: Any, val: Any, label_key: Any = None) -> int:
+    """How many of ``COMPARED`` positions hold the same item in both sets (0: they differ).
+
+    The positions are spread over the shorter set; any that differ (or cannot be read)
+    make it 0: a few equal items are chance (two blank images), all of them a copy.
+    """
+    size = min(len(train), len(val))
+    if size < COMPARED:
+        return 0
+    at = torch.linspace(0, size - 1, COMPARED).long().tolist()
+    for i in at:
+        try:
+            (x, y), (x2, y2) = (split_sample(read_item(d, i), label_key) for d in (train, val))
+        except Exception:  # items the probes read otherwise: nothing to compare here
+            return 0
+        if y != y2 or x.shape != x2.shape or x.dtype != x2.dtype or not torch.equal(x, x2):
+            return 0
+    return COMPARED
+
+
+def val_is_train_text(same: bool, compared: int) -> str:
+    """The finding's sentence: the val loader's set is the training set (``same``) or a copy.
+
+    Example::
+
+        >>> val_is_train_text(False, 8)[:61]
+        'The validation data are the training data: the val set holds '
+    """
+    how = (
+        "the val loader reads the training set itself"
+        if same
+        else f"the val set holds the training set's items at the same positions ({compared} "
+        "compared, images and labels equal)"
+    )
+    return (
+        f"The validation data are the training data: {how}. Every val figure then measures "
+        "how well the model remembers its training images, not how it does on new ones: "
+        "overfitting cannot show, and the val accuracy reads as high as the training "
+        "accuracy. Hold out a validation split (`torch.utils.data.random_split`), or pass "
+        "the val loader you meant."
+    )

@@ -1,0 +1,61 @@
+"""Validation data that is the training data: the pure check and short real runs."""
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset, random_split
+
+from lightning_cnnviz.core.findings import checks_of, findings_of
+from lightning_cnnviz.overfitting.val_leak import COMPARED, same_items
+from tests.overfitting.runs import fit_monitor, one_hot_set
+from tests.overfitting.test_monitor_rules import Net
+from tests.tb import events, texts
+
+
+class Flipped(torch.utils.data.Dataset):
+    """``data`` with each image flipped at random (a training augmentation)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        x, y = self.data[i]
+        return (x.flip(-1) if torch.rand(()) < 0.5 else x), y
+
+
+def test_val_leak_same_items_a_copy_not_a_split_nor_augmented():
+    data = one_hot_set([40] * 4)
+    copy = TensorDataset(*(t.clone() for t in data.tensors))
+    assert same_items(data, copy) == COMPARED
+    train, val = random_split(data, [120, 40], generator=torch.Generator().manual_seed(0))
+    assert same_items(train, val) == 0
+    assert same_items(data, one_hot_set([40] * 4, seed=1)) == 0  # other noise
+    torch.manual_seed(0)
+    assert same_items(Flipped(data), copy) == 0  # augmented at random: never read equal
+    assert same_items(data, TensorDataset(*(t[:4] for t in data.tensors))) == 0  # too few
+
+
+def fit(tmp_path, val_set, train_set=None):
+    net = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    train_set = train_set or one_hot_set([40] * 4)
+    train = DataLoader(train_set, batch_size=16, shuffle=True)
+    val = DataLoader(val_set if val_set is not None else train_set, batch_size=32)
+    return fit_monitor(tmp_path, net, train, val, epochs=1)
+
+
+def test_val_leak_told_before_the_first_step_for_the_training_set_or_its_copy(tmp_path):
+    data = one_hot_set([40] * 4)
+    copy = TensorDataset(*(t.clone() for t in data.tensors))
+    for name, val_set, how in (("same", None, "reads the training set itself"),
+                               ("copy", copy, "at the same positions (8 compared")):  # fmt: skip
+        trainer, said = fit(tmp_path / name, val_set, data)
+        (finding,) = [f for f in findings_of(trainer) if f.kind == "val_is_train"]
+        assert (finding.severity, finding.step) == ("problem", 0)
+        assert how in finding.message and any("The validation data are the" in m for m in said)
+        (text,) = texts(events(tmp_path / name / "tb" / "version_0"), "overfitting/diagnosis")[:1]
+        assert "The validation data are the training data" in text
+    apart, _ = fit(tmp_path / "apart", one_hot_set([16] * 4, seed=1))
+    assert not [f for f in findings_of(apart) if f.kind == "val_is_train"]
+    assert checks_of(apart)[("OverfittingMonitor", "val data apart from training")].ran
