@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, Subset, SubsetRandomSampler
 
 from lightning_cnnviz.core.collated import channels_first_view, collated_view, unbatched_view
 from lightning_cnnviz.core.items import dataset_labels, iterable_head, split_sample
@@ -72,10 +72,28 @@ def generator_for(seed: int, stream: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed + _STREAMS[stream])
 
 
+_subsets: weakref.WeakKeyDictionary[Any, Subset] = weakref.WeakKeyDictionary()
+
+
+def _sampled(data: Any, sampler: Any) -> Any:
+    """The items of ``data`` a ``SubsetRandomSampler`` reads (one view per sampler), else ``data``.
+
+    Two loaders over one dataset with a sampler each (a train/val split by indices): each
+    probe is drawn from its own loader's items, not from the whole set.
+    """
+    if not isinstance(sampler, SubsetRandomSampler):
+        return data
+    found = _subsets.get(sampler)
+    if found is None or found.dataset is not data:
+        found = _subsets[sampler] = Subset(data, [int(i) for i in sampler.indices])
+    return found
+
+
 def _dataset_of(loaders: Any) -> Any:
     if isinstance(loaders, DataLoader):
         data = loaders.dataset
         data = iterable_head(data) if isinstance(data, IterableDataset) else data
+        data = _sampled(data, loaders.sampler)
         if loaders.batch_size is None and loaders.batch_sampler is None:
             return unbatched_view(data)  # a loader that does not batch: items are batches
         return collated_view(data, loaders.collate_fn)  # PIL items a `collate_fn` converts

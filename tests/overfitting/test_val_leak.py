@@ -59,3 +59,23 @@ def test_val_leak_told_before_the_first_step_for_the_training_set_or_its_copy(tm
     apart, _ = fit(tmp_path / "apart", one_hot_set([16] * 4, seed=1))
     assert not [f for f in findings_of(apart) if f.kind == "val_is_train"]
     assert checks_of(apart)[("OverfittingMonitor", "val data apart from training")].ran
+
+
+def test_val_leak_quiet_on_one_set_split_by_samplers_and_probes_follow_them(tmp_path):
+    # one dataset, a SubsetRandomSampler each: a train/val split by indices, no leak; each
+    # probe is drawn from its own loader's items (the val probe held training items before)
+    from torch.utils.data import SubsetRandomSampler
+
+    data = one_hot_set([40] * 4)
+    order = torch.randperm(160, generator=torch.Generator().manual_seed(0))
+    train_at, val_at = order[:120].tolist(), order[120:].tolist()
+    net = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    train = DataLoader(data, batch_size=16, sampler=SubsetRandomSampler(train_at))
+    val = DataLoader(data, batch_size=32, sampler=SubsetRandomSampler(val_at))
+    trainer, _ = fit_monitor(tmp_path, net, train, val, epochs=1)
+    assert not [f for f in findings_of(trainer) if f.kind == "val_is_train"]
+    monitor = trainer.callbacks[0]
+    drawn = monitor.probe(trainer, "val")
+    images = data.tensors[0][val_at]
+    assert all(any(torch.equal(x, v) for v in images) for x in drawn.images)
+    assert len(drawn) == 40  # all of the val split (num_samples=64)
