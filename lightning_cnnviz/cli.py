@@ -32,7 +32,7 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_cnnviz import presets
-from lightning_cnnviz.cli_errors import config_error, short, tag_twins
+from lightning_cnnviz.cli_errors import config_error, listed, short, tag_twins
 from lightning_cnnviz.core.logs import announce_logs, tensorboard_command
 from lightning_cnnviz.core.selection import LayerNotFoundError
 from lightning_cnnviz.reference.mnist import MNISTNotFoundError
@@ -131,7 +131,7 @@ class CNNVizCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         preset = self._get(self.config_init, "preset")
         added = presets.callbacks(preset) if preset else []
-        if twins := tag_twins(list(config.get("callbacks") or []), added, preset):
+        if twins := tag_twins(listed(config.get("callbacks")), added, preset):
             _exit(twins, 2)  # before Lightning's own check and the monitors' (a traceback)
         return super()._instantiate_trainer(config, callbacks + added)
 

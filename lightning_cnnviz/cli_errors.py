@@ -15,7 +15,7 @@ from typing import Any
 
 from lightning.pytorch import Callback
 
-__all__ = ["config_error", "short", "tag_twins"]
+__all__ = ["config_error", "listed", "short", "tag_twins"]
 
 
 def _root_cause(err: BaseException) -> BaseException:
@@ -28,7 +28,7 @@ def config_error(err: BaseException, trainer_config: Any) -> str:
     """``trainer.callbacks[i] (Name): message`` for a monitor's bad value, else the message."""
     cause = _root_cause(err)
     message = str(cause).strip() or type(cause).__name__
-    for i, spec in enumerate(_get(trainer_config, "callbacks") or []):
+    for i, spec in enumerate(listed(_get(trainer_config, "callbacks"))):
         class_path, init_args = _get(spec, "class_path"), _get(spec, "init_args")
         if not class_path:
             continue
@@ -40,6 +40,21 @@ def config_error(err: BaseException, trainer_config: Any) -> str:
         except Exception as bad:
             return f"trainer.callbacks[{i}] ({name}): {str(_root_cause(bad)).strip()}"
     return message
+
+
+def listed(callbacks: Any) -> list[Any]:
+    """``trainer.callbacks`` as a list: one callback (or mapping) alone, as Lightning takes it.
+
+    Example::
+
+        >>> listed(None), listed({"class_path": "x.Y"}), listed([1, 2])
+        ([], [{'class_path': 'x.Y'}], [1, 2])
+    """
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or _get(callbacks, "class_path") is not None:
+        return [callbacks]
+    return list(callbacks)
 
 
 def tag_twins(listed: list[Any], added: list[Callback], preset: str | None) -> str:

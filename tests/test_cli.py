@@ -270,3 +270,22 @@ def test_cli_mnist_offline_one_message_no_folders_left(tmp_path, capsys, monkeyp
     assert code == 1 and err.startswith("cnnviz: error: MNIST files not found")
     assert "--data SyntheticDigitsDataModule" in err and "Traceback" not in err
     assert not (tmp_path / "data").exists()
+
+
+def test_cli_one_callback_given_alone_as_lightning_takes_it(tmp_path, capsys):
+    # setups hunt 21: `trainer.callbacks:` as one mapping (not a list) ended in two tracebacks
+    config = tmp_path / "one.yaml"
+    config.write_text(
+        "trainer:\n  logger: false\n  callbacks:\n"
+        "    class_path: lightning_cnnviz.GradCAMMonitor\n    init_args: {every_n_steps: 2}\n"
+    )
+    cli = make_cli(["--config", str(config), "--preset", "light"], run=False)
+    names = [type(c).__name__ for c in cli.trainer.callbacks]
+    assert {"GradCAMMonitor", "KernelMonitor", "OverfittingMonitor"} <= set(names)
+    (cam,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "GradCAMMonitor"]
+    assert cam.every_n_steps == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text().replace("every_n_steps: 2", "every_n_steps: -5"))
+    code, err = _error_of(["fit", "--config", str(bad)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[0].startswith("cnnviz: error: trainer.callbacks[0] (GradCAMMonitor): ")
