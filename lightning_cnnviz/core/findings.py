@@ -86,8 +86,27 @@ class Finding:
         return text.splitlines()[0] if text else ""
 
 
+def _run_of(trainer: object) -> object:
+    """The trainer a run's records live on: ``trainer``, or the one a LightningModule is in."""
+    if trainer is None:
+        raise TypeError("findings_of() takes the run's Trainer (or its LightningModule), got None")
+    if hasattr(type(trainer), "trainer") and hasattr(trainer, "_trainer"):  # a LightningModule
+        attached = trainer._trainer
+        if attached is None:
+            raise TypeError(
+                f"findings_of() takes the run's Trainer: this {type(trainer).__name__} is in "
+                "no Trainer (pass the one `fit` ran with)"
+            )
+        return attached
+    return trainer
+
+
 def findings_of(trainer: object) -> list[Finding]:
-    """The run's findings so far, oldest first (a live list)."""
+    """The run's findings so far, oldest first (a live list).
+
+    ``trainer``: the run's ``Trainer``, or the LightningModule it trained.
+    """
+    trainer = _run_of(trainer)
     found = getattr(trainer, _ATTR, None)
     if found is None:
         found = []
@@ -217,6 +236,7 @@ class Check:
 
 def checks_of(trainer: object) -> dict[tuple[str, str], Check]:
     """The run's checks by ``(source, name)``, in the order they were first recorded."""
+    trainer = _run_of(trainer)
     found = getattr(trainer, _CHECKS, None)
     if found is None:
         found = {}

@@ -72,3 +72,23 @@ def test_findings_earlier_cause_names_a_gap_behind_later_val_curve_problems_only
     assert earlier_cause(run, "dead_units") == ""  # the gap stands behind val curves only
     report(run, Finding("activations", "divergence", 120, 3, "diverged"))
     assert earlier_cause(run, "not_learning").endswith("training diverged. Fix that first.")
+
+
+def test_findings_of_a_lightning_module_are_its_trainers():
+    # setups hunt 21: findings_of(model) returned [] (and set an attribute on the model)
+    import lightning as L
+    import pytest
+
+    from lightning_cnnviz.core.findings import checks_of, record_check
+
+    trainer, module = L.Trainer(logger=False, enable_checkpointing=False), L.LightningModule()
+    with pytest.raises(TypeError, match="is in no Trainer"):
+        findings_of(module)
+    module.trainer = trainer
+    report(trainer, Finding("x", "dead_units", 3, 0, "relu: 40% dead"))
+    record_check(trainer, "X", "dead units", True)
+    assert findings_of(module) is findings_of(trainer) and len(findings_of(module)) == 1
+    assert list(checks_of(module)) == [("X", "dead units")]
+    assert not hasattr(module, "_cnnviz_findings")
+    with pytest.raises(TypeError, match="got None"):
+        findings_of(None)
