@@ -269,3 +269,19 @@ def test_monitor_tag_prefix_is_a_section_of_its_own(given, kept):
     monitor = KernelMonitor(tag_prefix=given)
     assert monitor.tag_prefix == kept
     assert monitor.tag("w") == f"{kept}kernels/w"
+
+
+def test_monitor_pickles_after_a_fit_without_the_fits_objects(tmp_path):
+    # setups hunt 21: after fit, pickling any monitor raised "cannot pickle
+    # 'weakref.ReferenceType' object" (a k-fold loop handing the list to a new process)
+    import pickle
+
+    monitor = KernelMonitor(every_n_steps=2, seed=5)
+    trainer = L.Trainer(max_steps=4, logger=TensorBoardLogger(tmp_path), callbacks=[monitor],
+                        enable_progress_bar=False, enable_checkpointing=False,
+                        limit_val_batches=0)  # fmt: skip
+    trainer.fit(BNDropout(), ZooData())
+    again = pickle.loads(pickle.dumps(monitor))
+    assert (again.seed, again.every_n_steps, again.events) == (5, 2, monitor.events) == (5, 2, 2)
+    assert again._trainer_ref is None and again._sink is None
+    assert monitor._trainer_ref is trainer  # the original keeps its run
