@@ -55,6 +55,11 @@ class RunSummary:
         batches = batches_run(trainer)
         if trainer.global_step == 0 and batches >= STEPLESS:
             return f"never logged: the optimiser took no step in {batches} training batches"
+        if batches == 0:
+            return (
+                "never logged: no training batch ran (the training loader yielded none, as "
+                "with `drop_last=True` and fewer items than a batch, or `max_epochs=0`)"
+            )
         return "never logged in this run (shorter than its first scheduled event)"
 
     def _end_of_fit(self, trainer: Trainer) -> None:

@@ -285,3 +285,17 @@ def test_monitor_pickles_after_a_fit_without_the_fits_objects(tmp_path):
     assert (again.seed, again.every_n_steps, again.events) == (5, 2, monitor.events) == (5, 2, 2)
     assert again._trainer_ref is None and again._sink is None
     assert monitor._trainer_ref is trainer  # the original keeps its run
+
+
+def test_monitor_says_no_training_batch_ran_where_none_did(tmp_path):
+    # setups hunt 21: 20 items, batch 32, drop_last: "shorter than its first scheduled event"
+    from torch.utils.data import DataLoader, TensorDataset
+
+    monitor = KernelMonitor()
+    data = TensorDataset(torch.randn(20, 3, 16, 16), torch.randint(0, 4, (20,)))
+    trainer = L.Trainer(max_epochs=1, logger=TensorBoardLogger(tmp_path), callbacks=[monitor],
+                        enable_progress_bar=False, enable_checkpointing=False,
+                        limit_val_batches=0)  # fmt: skip
+    trainer.fit(BNDropout(), DataLoader(data, batch_size=32, drop_last=True))
+    (check,) = checks_of(trainer).values()
+    assert not check.ran and check.why.startswith("never logged: no training batch ran")
