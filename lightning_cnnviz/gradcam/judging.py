@@ -58,7 +58,12 @@ class ShortcutChecks:
         # a foreground mask over most of the image leaves no object to tell from the rest, and
         # a map of fewer than 4 cells a side no place for it
         masked = area_blocker(areas, hw=hw)
-        if self.foreground_threshold is None:
+        probe = self._probes.get("train")
+        dims = probe.images.dim() - 2 if probe is not None else 2
+        if dims != 2:  # no object mask outside pictures; the CAMs themselves are drawn
+            missing = ("the probes are " + ("signals (N, C, L)" if dims == 1 else f"{dims}-D "
+                       "volumes") + ": the object checks read 2-D images")  # fmt: skip
+        elif self.foreground_threshold is None:
             missing = "needs `foreground_threshold` (on_object)"
         else:
             missing = ("no CAM mass to place: the CAMs were zero on every probe image (no "

@@ -48,6 +48,10 @@ def test_shapes_signal_and_volume_cnns_are_watched(shape_run, name):
     )
     assert {"gradcam/val", "gradcam/val/concentration"} <= set(run.written("GradCAMMonitor"))
     assert "gradcam/val/on_object" not in run.written("GradCAMMonitor")  # images only
+    # and said so (setups hunt 21: "the CAMs were zero on every probe image")
+    why = checks_of(run.trainer)[("GradCAMMonitor", "CAM on the object")].why
+    probes = {"conv1d": "signals (N, C, L)", "conv3d": "3-D volumes"}[name]
+    assert why == f"the probes are {probes}: the object checks read 2-D images"
     assert "activations/net.1/dead_fraction" in run.written("ActivationMonitor")
     assert "embeddings/net.7/class_separation" in run.written("EmbeddingMonitor")
     assert "adversarial/accuracy_attacked" in run.written("AdversarialMonitor")
