@@ -330,6 +330,16 @@ def test_rules_not_learning_leaves_training_images_learnt_to_the_gap_rule():
     assert first(gap.generalisation_gap, at_chance) is None
 
 
+def test_rules_generalisation_gap_note_says_narrowed_where_points_are_left():
+    # hunt 21: a gap down to 13 points was told "closed"
+    wide = run(train_acc=[0.99, 0.99, 0.98], val_acc=[0.5, 0.5, 0.85])
+    told = first(gap.generalisation_gap, wide[:2])
+    for val, says in ((0.85, "narrowed to 13 points at epoch 2"), (0.96, "closed at epoch 2")):
+        now = replace(wide[2], val_acc=val)
+        note = replace(told, detected=now, severity="note")
+        assert says in headline(note)
+
+
 def test_rules_generalisation_gap_fires_on_a_wide_gap_only():
     wide = run(train_acc=[0.9, 0.995, 0.996, 0.997], val_acc=[0.6, 0.5, 0.49, 0.49])
     verdict = first(gap.generalisation_gap, wide)
