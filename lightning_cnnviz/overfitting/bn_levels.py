@@ -136,7 +136,7 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     and 9 at step 30, and was level at step 45. So does a mismatch whose eval mode has
     never left chance (``_eval_never_learnt``): the running statistics have not caught up
     with the run's first, fastest moves yet, unless they still hold much of their initial
-    values (``init_held``): a small momentum, whose lag lasts (torchvision's MobileNetV3,
+    values (``init_held``): a small momentum (or none), whose lag lasts (torchvision's MobileNetV3,
     momentum 0.01: eval mode at chance at steps 47, 94 and 141 while batch statistics
     read 46-78%; running statistics recomputed on training data gave 76%).
     """
@@ -152,7 +152,7 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     return _mismatch(evs, streak)
 
 
-INIT_HELD = 0.2
+INIT_HELD = 0.1
 """The share of their initial values the running statistics still hold, ``(1 - momentum) **
 steps``, past which the lag is the momentum's: it lasts about ``1 / momentum`` steps more."""
 
@@ -170,7 +170,7 @@ def init_held(e: Evaluation) -> bool:
         [True, False]
     """
     m = e.bn_momentum
-    return m is not None and 0 < m < 1 and (1 - m) ** e.step >= INIT_HELD
+    return m is not None and 0 <= m < 1 and (1 - m) ** e.step >= INIT_HELD  # 0: never updated
 
 
 def _eval_never_learnt(history: Sequence[Evaluation]) -> bool:

@@ -435,6 +435,8 @@ def test_rules_bn_mismatch_waits_while_eval_mode_never_left_chance():
     assert first(bn_levels.bn_mismatch, probe_run(lagging)).detected.epoch == 1
     usual = [dict(row, bn_momentum=0.1) for row in young]
     assert first(bn_levels.bn_mismatch, probe_run(usual)) is None
+    frozen = [dict(row, bn_momentum=0.0) for row in young]  # never updated: held for good
+    assert first(bn_levels.bn_mismatch, probe_run(frozen)).detected.epoch == 1
 
 
 def test_rules_bn_mismatch_quiet_within_probe_noise():
