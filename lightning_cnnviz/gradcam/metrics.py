@@ -127,7 +127,8 @@ def foreground(
 ) -> Tensor:
     """Foreground mask (N, H, W): the object's bright pixels.
 
-    A pixel is bright when its channel-mean brightness stands above the image's background
+    A pixel is bright when its brightness (the largest of its channels: a saturated colour
+    is bright in its own) stands above the image's background
     level (``levels``: the border's median) by more than ``threshold`` x the way up to the
     image's bright level, and by more than ``NOISE_STDS`` robust standard deviations of the
     background (its noise). Measured from the background, not from black: images rescaled
@@ -158,7 +159,7 @@ def foreground(
         >>> int(foreground(image, 0.2).sum()), int(foreground(image, 0.2, 0.0).sum())
         (8, 13)
     """
-    bright = image01.float().mean(1)
+    bright = image01.float().amax(1)  # a saturated colour is bright in its own channel
     background, spread, top = levels(bright)
     level = torch.maximum(threshold * (top - background), NOISE_STDS * spread).clamp_min(0)
     contrast = bright - background[:, None, None]
