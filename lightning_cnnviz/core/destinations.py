@@ -17,6 +17,7 @@ character becomes ``_``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -124,9 +125,38 @@ def run_folder(base: str | Path) -> Path:
     raise RuntimeError(f"no free cnnviz folder under {base}")
 
 
+NAME_BYTES = 200  # a file or folder name's bytes at most (filesystems allow 255)
+
+
+def _short(name: str) -> str:
+    """``name`` as a file or folder name: a long one keeps its ends and a hash of the whole.
+
+    Module names of deep wrappers passed 255 bytes, and writing their PNGs raised "File
+    name too long".
+
+    Example::
+
+        >>> long = "net." + "wrapper." * 60 + "relu"
+        >>> _short("relu1"), len(_short(long)), _short(long)[-13:]
+        ('relu1', 192, '.wrapper.relu')
+    """
+    if len(name.encode()) <= NAME_BYTES:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    head, tail = name[:120], name[-60:]
+    while len(f"{head}~{digest}~{tail}".encode()) > NAME_BYTES:  # many-byte characters
+        head, tail = head[:-1], tail[1:]
+    return f"{head}~{digest}~{tail}"
+
+
+def _path(tag: str) -> str:
+    """``tag``'s parts, each a file-system name (``_short``), joined by ``/``."""
+    return "/".join(_short(part) for part in tag.split("/"))
+
+
 def _artifact_folder(tag: str) -> str:
     """``cnnviz/<tag>``: the run's artifacts hold other things too (checkpoints)."""
-    return tag if tag.startswith("cnnviz/") else f"cnnviz/{tag}"
+    return _path(tag if tag.startswith("cnnviz/") else f"cnnviz/{tag}")
 
 
 def _pil(png: bytes) -> Any:
@@ -235,12 +265,12 @@ class Folder(Destination):
 
     @override
     def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:
-        path = self.path / tag / f"step_{step:08d}.png"
+        path = self.path / _path(tag) / f"step_{step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
 
     @override
     def text(self, tag: str, text: str, step: int) -> None:
-        path = self.path / f"{tag.replace('/', '_')}.md"
+        path = self.path / f"{_short(tag.replace('/', '_'))}.md"
         with path.open("a", encoding="utf-8") as file:
             file.write(f"## step {step}\n\n{text}\n\n")

@@ -125,3 +125,19 @@ def test_destinations_histograms_and_projector_need_tensorboard_said_once(tmp_pa
         "lightning-cnnviz: projector embeddings need a TensorBoard logger; skipped",
     ]
     assert not list(tmp_path.rglob("events.out.*")) and not list(tmp_path.rglob("*.tsv"))
+
+
+def test_destinations_folder_writes_names_past_the_file_name_limit(tmp_path):
+    # setups hunt 21: module names of deep wrappers (~400 characters) raised "File name too
+    # long" in the PNG folder, and three monitors stepped aside
+    import lightning as L
+
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    site = "net." + ".".join(f"a_rather_long_wrapper_name_{i}" for i in range(12)) + ".relu"
+    sink = Sink.of(trainer)
+    sink.image(f"activations/{site}/dead_strip", IMAGE, step=3)
+    sink.text(f"activations/{site}/diagnosis", "dead", step=3)
+    sink.flush()
+    (png,) = sink.image_dir.glob("activations/*/dead_strip/step_00000003.png")
+    assert len(png.parent.parent.name.encode()) <= 200 and png.parent.parent.name.endswith("relu")
+    assert len(list(sink.image_dir.glob("*.md"))) == 1
