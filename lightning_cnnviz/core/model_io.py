@@ -42,8 +42,8 @@ from lightning_cnnviz.core.probe import (
     probe_from_indices,
     train_batch_size,
 )
-from lightning_cnnviz.core.probe_call import call_error, why_not
-from lightning_cnnviz.core.probe_pass import CHANNELS_LAST, probe_mode, takes_items
+from lightning_cnnviz.core.probe_call import call_error, keyword_input, why_not
+from lightning_cnnviz.core.probe_pass import CHANNELS_LAST, Keyword, probe_mode, takes_items
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.voice import listed
 
@@ -141,6 +141,16 @@ class ProbeReader:
         if call_error(model, x) is None:
             self._channels_last(trainer, model, x)
             return
+        if (name := keyword_input(model)) is not None:
+            takes_items(model, Keyword(name))
+            if call_error(model, x) is None:
+                self.say_once_per_run(
+                    "takes_keyword",
+                    f"the model's forward takes its images as the keyword `{name}` only: the "
+                    f"monitors call it as `forward({name}=images)`",
+                )
+                return
+            takes_items(model, None)
         if key is not None:
             takes_items(model, key)
             if call_error(model, x) is None:

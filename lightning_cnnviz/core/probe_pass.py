@@ -3,7 +3,7 @@
 ``probe_mode`` puts a model in eval mode for a probe pass and restores each module's own
 ``training`` flag afterwards, forks the random state, keeps every buffer
 (``model_state.kept_state``), runs eagerly and without autocast, hands a model whose
-``forward`` takes the data item ``{key: images}`` or its images channels last
+``forward`` takes the data item ``{key: images}``, its images channels last or as a keyword
 (``takes_items``, the one hook registered here besides ``capture.py``'s), and silences
 a LightningModule's ``self.log``; ``in_probe_pass`` tells a tap on the run's own passes
 that one runs.
@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import weakref
 from collections.abc import Iterator
@@ -33,23 +34,31 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.model_state import kept_state
 
-__all__ = ["CHANNELS_LAST", "in_probe_pass", "probe_mode", "takes_items"]
+__all__ = ["CHANNELS_LAST", "Keyword", "in_probe_pass", "probe_mode", "takes_items"]
 
 
 _probe_passes = 0  # probe passes running now (nested ones count each)
 # models whose `forward` takes the data item (a dict) rather than the images: the key the
 # images go under in a probe pass, or ``CHANNELS_LAST`` (found per fit: ``takes_items``)
-_ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+_ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str | Keyword] = weakref.WeakKeyDictionary()
 
 
 CHANNELS_LAST = "channels last"  # the images moved from channels first to last for forward
 
 
-def takes_items(model: nn.Module, key: str | None) -> None:
+@dataclasses.dataclass(frozen=True)
+class Keyword:
+    """A ``forward`` that takes its images as the keyword ``name`` only (``forward(*, x)``)."""
+
+    name: str
+
+
+def takes_items(model: nn.Module, key: str | Keyword | None) -> None:
     """Call ``model`` in probe passes with ``{key: images}`` (``None``: with the images).
 
     ``key=CHANNELS_LAST``: with the images channels last, as its data holds them (the
-    probes hold them channels first, as its convolutions see them: ``collated.py``).
+    probes hold them channels first, as its convolutions see them: ``collated.py``);
+    ``Keyword(name)``: as ``forward(name=images)``.
     """
     if key is None:
         _ITEM_FORWARD.pop(model, None)
@@ -62,6 +71,15 @@ def _as_item(key: str, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, .
     if args and isinstance(args[0], Tensor):
         x = args[0].movedim(1, -1) if key == CHANNELS_LAST else {key: args[0]}
         return (x, *args[1:])
+    return None
+
+
+def _as_keyword(
+    name: str, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """A probe pass's images handed to ``forward`` as the keyword ``name``."""
+    if args and isinstance(args[0], Tensor) and name not in kwargs:
+        return args[1:], {**kwargs, name: args[0]}
     return None
 
 
@@ -149,7 +167,11 @@ def probe_mode(
             cuda = [device] if device_type == "cuda" else []
             stack.enter_context(torch.random.fork_rng(devices=cuda))
             stack.enter_context(kept_state(model))
-            if (key := _ITEM_FORWARD.get(model)) is not None:
+            if isinstance(key := _ITEM_FORWARD.get(model), Keyword):
+                hook = functools.partial(_as_keyword, key.name)
+                handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+                stack.callback(handle.remove)
+            elif key is not None:
                 handle = model.register_forward_pre_hook(functools.partial(_as_item, key))
                 stack.callback(handle.remove)
             stack.enter_context(_silent_logging(model))

@@ -8,7 +8,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import checks_of
 from lightning_cnnviz.core.probe_call import why_not
-from tests.monitors import ALL_MONITORS, TinyCNN, digits, fit, make_monitor
+from tests.monitors import (
+    ALL_MONITORS,
+    TinyCNN,
+    assert_every_monitor_wrote,
+    digits,
+    fit,
+    make_monitor,
+)
 
 PROBING = [name for name in ALL_MONITORS if name != "KernelMonitor"]  # Kernel reads weights
 
@@ -31,6 +38,19 @@ class WithLengths(TinyCNN):
     def _step(self, batch, stage):
         x, lengths, y = batch
         loss = F.cross_entropy(self(x, lengths), y)
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
+class KeywordOnly(TinyCNN):
+    """``forward(self, *, pixel_values)``, as Hugging Face models take their images."""
+
+    def forward(self, *, pixel_values):
+        return super().forward(pixel_values)
+
+    def _step(self, batch, stage):
+        x, y = batch
+        loss = F.cross_entropy(self(pixel_values=x), y)
         self.log(f"{stage}/loss", loss)
         return loss
 
@@ -79,3 +99,14 @@ def test_probe_call_monitors_step_aside_with_the_reason(tmp_path, model, data, r
             assert not checks[(name, "")].ran and reason in checks[(name, "")].why
         else:
             assert not monitor.disabled and monitor.events > 0 and not said
+
+
+def test_probe_call_keyword_only_forward_gets_its_images_by_name(tmp_path):
+    # setups hunt 21: every probe pass raised "forward() takes 1 positional argument but 2
+    # were given" and four monitors stepped aside
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, model, messages = fit(tmp_path, monitors, model=KeywordOnly())
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    said = [m for m in messages if "takes its images as the keyword `pixel_values`" in m]
+    assert len(said) == 1
+    assert not any(h for m in model.modules() for h in m._forward_pre_hooks.values())
