@@ -97,3 +97,21 @@ def test_precision_finite_and_close_to_float32(runs, name, config):
             if config == "channels_last":
                 diff = np.abs(got.astype(int) - expected.astype(int)).mean()
                 assert diff < 1.0, (tag, diff)
+
+
+def test_precision_default_dtype_float64_every_monitor_writes(tmp_path):
+    # setups hunt 21: `torch.set_default_dtype(torch.float64)` before the model and the data
+    # (scientific code): three monitors stepped aside on "Float did not match Double"
+    from tests.monitors import assert_every_monitor_wrote
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        monitors = [make_monitor(n) for n in ALL_MONITORS]
+        model, data = TinyCNN(channels=3), loaders(channels=3)
+        assert next(model.parameters()).dtype == torch.float64
+        _, _, messages = fit(tmp_path, monitors, model=model, data=data)
+    finally:
+        torch.set_default_dtype(before)
+    assert_every_monitor_wrote(tmp_path, monitors, messages)

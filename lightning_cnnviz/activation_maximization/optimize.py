@@ -123,7 +123,7 @@ def maximize(
 
     hooked = {n: m for n, m in layers.items() if any(s and s.split("#")[0] == n for s in rows)}
     optimizer = torch.optim.Adam([x], lr=lr)
-    score = torch.zeros(len(targets), device=device)
+    score = torch.zeros(len(targets), device=device, dtype=torch.float32)
     capture = LayerCapture(hooked, shared=shared, on_output=on_output)
     with grads_untouched(model), probe_mode(model, grad=True), capture:
         for dy, dx in shifts:
@@ -132,7 +132,7 @@ def maximize(
             if None in rows:
                 index, classes = rows[None]
                 picked[None] = logits[index, classes].float()
-            score = torch.zeros(len(targets), device=device)
+            score = torch.zeros(len(targets), device=device, dtype=torch.float32)
             for site, (index, _) in rows.items():
                 score = score.index_put((index,), picked[site])
             penalty = tv_weight * total_variation(x) + l2_weight * x.pow(2).flatten(1).mean(1)

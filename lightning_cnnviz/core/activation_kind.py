@@ -86,7 +86,7 @@ def activation_kind(module: nn.Module, channels: int = 3) -> ActivationKind | No
     f = _response(module, channels)
     if f is None or not torch.isfinite(f).all():
         return None
-    x = torch.tensor(_VALUES)
+    x = torch.tensor(_VALUES, dtype=f.dtype)  # the response's: any default dtype
     if torch.allclose(f, x, atol=1e-6) or torch.allclose(f, f[0].expand_as(f), atol=1e-6):
         return None  # identity or constant: nothing to diagnose
     if (f[x < 0] == 0).all():

@@ -77,7 +77,7 @@ def class_separation(features: Tensor, labels: Tensor) -> Tensor:
     classes, index = labels.unique(return_inverse=True)
     if classes.numel() < 2:
         return torch.tensor(math.nan, device=features.device)
-    sums = torch.zeros(classes.numel(), features.shape[1], device=features.device)
+    sums = features.new_zeros(classes.numel(), features.shape[1])
     sums.index_add_(0, index, features)
     counts = torch.bincount(index, minlength=classes.numel()).clamp_min(1)
     centroids = sums / counts[:, None]

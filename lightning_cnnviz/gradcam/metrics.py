@@ -174,7 +174,9 @@ def foreground(
         total = F.avg_pool2d(value.unsqueeze(1), cell, ceil_mode=True).squeeze(1)
         coarse, value = pool > 0, total / pool.clamp_min(1e-12)  # the cell's bright pixels' mean
     labels = components(coarse).flatten(1)
-    sizes = torch.zeros(labels.shape[0], labels.shape[1] + 1, device=labels.device)
+    sizes = torch.zeros(
+        labels.shape[0], labels.shape[1] + 1, device=labels.device, dtype=torch.float32
+    )
     sums = torch.zeros_like(sizes).scatter_add_(1, labels, value.flatten(1).float())
     sizes.scatter_add_(1, labels, torch.ones_like(labels, dtype=sizes.dtype))
     sizes[:, 0] = 0  # background

@@ -64,9 +64,7 @@ def expected_calibration_error(logits: Tensor, labels: Tensor, n_bins: int = 15)
     if confidence.numel() == 0:
         return confidence.new_zeros(())
     bins = (confidence * n_bins).ceil().long().clamp(1, n_bins) - 1
-    count = torch.zeros(n_bins, device=confidence.device).index_add_(
-        0, bins, torch.ones_like(correct)
-    )
+    count = confidence.new_zeros(n_bins).index_add_(0, bins, torch.ones_like(correct))
     conf_sum = torch.zeros_like(count).index_add_(0, bins, confidence)
     acc_sum = torch.zeros_like(count).index_add_(0, bins, correct)
     return (acc_sum - conf_sum).abs().sum() / confidence.numel()
@@ -83,9 +81,7 @@ def per_class_accuracy(logits: Tensor, labels: Tensor, num_classes: int | None =
     num_classes = num_classes or logits.shape[1]
     labels = labels.to(logits.device).long()
     correct = (logits.argmax(dim=1) == labels).float()
-    total = torch.zeros(num_classes, device=logits.device).index_add_(
-        0, labels, torch.ones_like(correct)
-    )
+    total = correct.new_zeros(num_classes).index_add_(0, labels, torch.ones_like(correct))
     hits = torch.zeros_like(total).index_add_(0, labels, correct)
     return torch.where(total > 0, hits / total.clamp_min(1), torch.full_like(total, math.nan))
 
@@ -275,4 +271,4 @@ def confusion_counts(logits: Tensor, labels: Tensor) -> Tensor:
     labels = labels.to(logits.device).long()
     index = labels * k + logits.argmax(dim=1)
     ones = torch.ones_like(index, dtype=torch.float32)
-    return torch.zeros(k * k, device=logits.device).index_add_(0, index, ones).view(k, k)
+    return ones.new_zeros(k * k).index_add_(0, index, ones).view(k, k)
