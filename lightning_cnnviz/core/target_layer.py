@@ -71,8 +71,11 @@ class Call:
         first_with_output: position (in the list of calls) of the first call that
             returned this very tensor object (a ``Sequential`` returns its last
             child's output, an in-place ReLU its input).
-        feeds_next: its output is exactly the input of the module called next
-            (``False`` when a functional op such as ``F.relu`` came in between).
+        feeds_next: its output is exactly the input of the next module to make another
+            tensor (``False`` when a functional op such as ``F.relu`` came in between;
+            ``True`` when none follows: containers handing it on do not count).
+        single: the module returned this one tensor (not a list of maps or a tuple,
+            which Grad-CAM cannot attribute to one map).
     """
 
     name: str
@@ -80,6 +83,7 @@ class Call:
     shape: tuple[int, ...]
     first_with_output: int
     feeds_next: bool
+    single: bool = True
 
 
 def trace_calls(
@@ -107,12 +111,16 @@ def trace_calls(
     calls = []
     first: dict[int, int] = {}
     for k, (name, index, out, kept) in enumerate(raw):
-        nxt = None
-        if k + 1 < len(raw):  # every layer counts as shared: sites are `name#index`
-            nxt = capture.inputs.get(site_name(raw[k + 1][0], raw[k + 1][1], layers))
-        feeds = nxt is not None and nxt.shape == out.shape and torch.equal(nxt.float(), kept)
+        j = k + 1
+        while j < len(raw) and raw[j][2] is out:  # containers handing the same tensor on
+            j += 1
+        feeds = True  # the model's last map
+        if j < len(raw):  # every layer counts as shared: sites are `name#index`
+            nxt = capture.inputs.get(site_name(raw[j][0], raw[j][1], layers))
+            feeds = nxt is not None and nxt.shape == out.shape and torch.equal(nxt.float(), kept)
         first_k = first.setdefault(id(out), k)
-        calls.append(Call(name, index, tuple(out.shape), first_k, feeds))
+        single = site_name(name, index, layers) not in capture.containers
+        calls.append(Call(name, index, tuple(out.shape), first_k, feeds, single))
     try:
         shape = tuple(logits_from(output, output_key, raw=True).shape)
     except (TypeError, KeyError, IndexError):
@@ -169,6 +177,8 @@ def block_output(
         spatial = _spatial_size(call.shape, ndim)
         if spatial <= 1 or call.index != last_call[call.name] or isinstance(module, SKIP_TYPES):
             continue
+        if not call.single:  # a list of maps (timm's `features_only`): one of its makers
+            continue
         container = next(module.children(), None) is not None
         if container and pick is not None and call.first_with_output == pick.first_with_output:
             continue  # the same tensor under a container's name: keep the leaf
@@ -176,7 +186,7 @@ def block_output(
     if pick is None:
         return None, None
     module = modules[pick.name]
-    if isinstance(module, RAW_TYPES) and not pick.feeds_next and pick is not calls[-1]:
+    if isinstance(module, RAW_TYPES) and not pick.feeds_next:
         return pick.name, (
             f"`{pick.name}` ({type(module).__name__}) is the last module with a spatial "
             "output, but a functional op (e.g. `F.relu`) follows it, so the CAM is taken "

@@ -266,10 +266,52 @@ class SqueezeExcite(nn.Module):
         return self.head(self.relu2(self.conv2(x)).mean((2, 3)))
 
 
+class MixerBlocks(nn.Module):
+    """ConvMixer's order: conv, GELU, then BatchNorm last in each block, inside containers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(
+            *(nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.GELU(), nn.BatchNorm2d(8))
+              for c in (1, 8))
+        )  # fmt: skip
+        self.pool, self.head = nn.AdaptiveAvgPool2d(1), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(self.pool(self.blocks(x)).flatten(1))
+
+
+class Pyramid(nn.Module):
+    """A backbone returning a list of maps (timm's ``features_only``), a head on the last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = PyramidBackbone()
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(self.backbone(x)[-1].mean((2, 3)))
+
+
+class PyramidBackbone(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.act1 = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()
+        self.down, self.act2 = nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.ReLU()
+
+    def forward(self, x):
+        first = self.act1(self.stem(x))
+        return [first, self.act2(self.down(first))]
+
+
 @pytest.mark.parametrize(
     ("model", "expected", "warns"),
     [
         (Reference, "pool2", False),
+        # setups hunt 21: "a functional op follows it" was said of ConvMixer's last BatchNorm
+        (MixerBlocks, "blocks.1.2", False),
+        # setups hunt 21: the list-returning backbone was picked: Captum raised a ValueError
+        (Pyramid, "backbone.act2", False),
         (SqueezeExcite, "relu2", False),
         (Functional, "conv2", True),
         (Blocks, "features.2", False),
