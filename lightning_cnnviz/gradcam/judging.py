@@ -84,8 +84,15 @@ class ShortcutChecks:
         """Why no shortcut can be judged on this model's outputs ("": it can)."""
         if self.dense_output:  # the background class's CAM lies off the object by design
             return "per-pixel outputs (segmentation): a class's CAM is that class's region"
+        probe = self._probes.get("train")
+        labels = probe.labels if probe is not None else None
+        if self._probe_acc is None and labels is not None and self._classes:
+            return (
+                f"the labels run to {int(labels.max())} and the model gives "
+                f"{self._classes} output(s): they are no indices of its outputs (a discriminator's "
+                "one logit?), so right and wrong cannot be told"
+            )
         if self._probe_acc is None:  # multi-label, regression, unreadable labels
-            probe = self._probes.get("train")
             target = probe.target if probe is not None else ""
             what = f" (its targets are {target})" if target else ""
             return (

@@ -87,8 +87,10 @@ class CamRows:
             if split == "train" and values is not None and labels is not None:
                 # the findings' gate: are the eval-mode predictions worth explaining?
                 right = row[2].argmax(1) == labels.to(row[2].device)
-                self._probe_acc = None if self.dense_output else float(right.float().mean())
                 self._classes = int(row[2].shape[1])
+                # labels that index no output (a GAN discriminator's one logit, digits 0-9)
+                fits = int(labels.max()) < self._classes and not self.dense_output
+                self._probe_acc = float(right.float().mean()) if fits else None
             bad = int(blank_cams(row[1]).sum())
             broken = int((~torch.isfinite(row[1].flatten(1)).all(1)).sum()) if bad else 0
         if broken:

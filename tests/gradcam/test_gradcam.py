@@ -438,3 +438,28 @@ def test_gradcam_blank_once_learnt_says_why_and_the_method_that_shows_it(tmp_pat
         trainer.fit(PositionHead(), train, val)
     said = [str(w.message) for w in caught if "while the model gets" in str(w.message)]
     assert len(said) == 1 and "`method='hirescam'` shows where the model looks" in said[0]
+
+
+def test_gradcam_one_logit_with_labels_past_it_is_not_graded_right_or_wrong(tmp_path):
+    # setups hunt 21: a GAN discriminator (one logit) on digits labelled 0-9 was graded
+    # against those labels ("right without the object" 0.125) and its object checks ran
+    import torch.nn.functional as F
+
+    from lightning_cnnviz.core.findings import checks_of
+    from tests.monitors import TinyCNN, fit
+
+    class Discriminator(TinyCNN):
+        def __init__(self):
+            super().__init__(classes=1)
+
+        def _step(self, batch, stage):
+            x, y = batch
+            loss = F.binary_cross_entropy_with_logits(self(x)[:, 0], (y % 2).float())
+            self.log(f"{stage}/loss", loss)
+            return loss
+
+    monitor = GradCAMMonitor(every_n_steps=2, num_samples=8)
+    trainer, _, _ = fit(tmp_path, [monitor], model=Discriminator())
+    assert monitor.events > 0 and not monitor.disabled
+    why = checks_of(trainer)[("GradCAMMonitor", "CAM on the object")].why
+    assert why.startswith("the labels run to 3 and the model gives 1 output(s)")
