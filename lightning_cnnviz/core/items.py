@@ -42,6 +42,7 @@ __all__ = [
     "image_key",
     "integer_dtype",
     "iterable_head",
+    "label_key_misfit",
     "parts",
     "read_item",
     "split_sample",
@@ -116,9 +117,43 @@ def parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:
         # (index, image, label): a scalar first is an index or an id, never the input
         first = next((i for i, v in enumerate(sample) if _array(v) and v.ndim >= 2), 0)
         first = 0 if _array(sample[0]) and sample[0].ndim >= 1 else first
+        if isinstance(label_key, str):  # a key of the target dict: (image, {"cls": y, ...})
+            inner = next((v for v in sample if isinstance(v, Mapping) and label_key in v), None)
+            return sample[first], (inner[label_key] if inner is not None else None)
         at = label_key if isinstance(label_key, int) else first + 1
         return sample[first], (sample[at] if len(sample) > at else None)
     return None, None
+
+
+def label_key_misfit(sample: Any, label_key: Any) -> str:
+    """Why ``label_key`` finds no label in a data item, in words ("" where it does).
+
+    Example::
+
+        >>> x = torch.zeros(1, 2, 2)
+        >>> label_key_misfit({"image": x, "label": 3}, "target")
+        "is no key of the data items (their keys: 'image', 'label')"
+        >>> label_key_misfit((x, 3), 5), label_key_misfit((x, {"cls": 1}), "cls")
+        ('is past the 2 entries of the data items', '')
+    """
+    if isinstance(sample, Mapping):
+        if label_key in sample:
+            return ""
+        return f"is no key of the data items (their keys: {', '.join(map(repr, sample))})"
+    if isinstance(sample, Sequence) and not isinstance(sample, str):
+        if isinstance(label_key, int):
+            return (
+                ""
+                if -len(sample) <= label_key < len(sample)
+                else (f"is past the {len(sample)} entries of the data items")
+            )
+        if any(isinstance(v, Mapping) and label_key in v for v in sample):
+            return ""
+        return (
+            f"names a key, and the data items are {type(sample).__name__}s of "
+            f"{len(sample)} entries, none a dict holding it (give an index)"
+        )
+    return f"finds nothing in data items of type {type(sample).__name__}"
 
 
 def _array(value: Any) -> bool:

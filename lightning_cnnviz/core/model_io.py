@@ -22,6 +22,7 @@ from lightning_cnnviz.core.items import (
     LABEL_KEYS,
     dataset_labels,
     image_key,
+    label_key_misfit,
     read_item,
     split_sample,
 )
@@ -256,8 +257,12 @@ class ProbeReader:
         """Where the label is in the dataset's items: ``label_key``, or a guess said once."""
         if self._label_key is UNSET:
             key = self.label_key
-            item = read_item(dataset, 0) if key is None and len(dataset) else None
-            if isinstance(item, Mapping) and not any(k in item for k in LABEL_KEYS):
+            item = read_item(dataset, 0) if len(dataset) else None
+            if key is not None and item is not None and (why := label_key_misfit(item, key)):
+                said = f"`label_key={key!r}` {why}: the usual places are read"
+                self.say_once_per_run(f"label_key={key!r}/misfit", said)
+                key = None
+            if key is None and isinstance(item, Mapping) and not any(k in item for k in LABEL_KEYS):
                 key, why = guess_label_key(item)
                 keys = list(item)
                 if key is not None:

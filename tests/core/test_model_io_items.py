@@ -255,3 +255,39 @@ def test_model_io_items_output_key_on_a_plain_tensor_output_is_said_once(tmp_pat
     said = [m for m in messages if "`output_key='logitz'` has nothing to pick" in m]
     assert len(said) == 1 and said[0].startswith("GradCAMMonitor: ")
     assert monitor.events > 0 and not monitor.disabled
+
+
+class DictItems(TinyCNN):
+    def _step(self, batch, stage):
+        return super()._step((batch["image"], batch["label"]), stage)
+
+
+class TargetDict(TinyCNN):
+    """Items ``(image, {"cls": label, "weight": w})``, as multi-task pipelines keep them."""
+
+    def _step(self, batch, stage):
+        return super()._step((batch[0], batch[1]["cls"]), stage)
+
+
+def test_model_io_items_label_key_said_where_it_misses_and_reaches_into_a_target_dict(tmp_path):
+    # setups hunt 21: a wrong `label_key` lost the labels with no word of it, and
+    # `label_key="cls"` did not reach into the items' target dict
+    def shaped(data, shape):
+        return DataLoader(Items(data, shape), batch_size=8)
+
+    for name, key, shape, model in (
+        ("wrong", "target", lambda i, x, y: {"image": x, "label": y}, DictItems),
+        ("nested", "cls", lambda i, x, y: (x, {"cls": y, "weight": 1.0}), TargetDict),
+    ):
+        names = ("GradCAMMonitor", "OverfittingMonitor")
+        monitors = [make_monitor(n, label_key=key) for n in names]
+        data = (shaped(digits(32, seed=1), shape), shaped(digits(16, seed=2), shape))
+        _, _, messages = fit(tmp_path / name, monitors, model=model(), data=data)
+        said = [m for m in messages if f"`label_key={key!r}`" in m]
+        if name == "wrong":
+            (one,) = said
+            assert "is no key of the data items (their keys: 'image', 'label')" in one
+        else:
+            assert not said
+        for monitor in names:
+            assert probe_of(monitors, monitor).labels is not None, (name, monitor)
