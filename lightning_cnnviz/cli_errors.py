@@ -108,9 +108,19 @@ def short(message: str) -> str:
 
         >>> short('Parser key "config": File does not exist: x.yaml')
         '`config`: File does not exist: x.yaml'
+        >>> short('Parser key "trainer.callbacks": Expected a dot import path string: '
+        ...       'GradCAMMonitor, got [...]')[:72]
+        '`trainer.callbacks`: write `class_path: lightning_cnnviz.GradCAMMonitor`'
     """
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     key = ".".join(re.findall(r'Parser key "([^"]+)"', message))
+    if lines and lines[0].rstrip(":") == "Unexpected config" and len(lines) == 1:
+        return "the config file is empty, or holds no mapping (`trainer:`, `model:`, ...)"
+    if m := re.search(r"Expected a dot import path string: (\w+)\b", message):
+        import lightning_cnnviz
+
+        if m[1] in lightning_cnnviz.__all__:  # the package's class by its short name
+            return f"`{key}`: write `class_path: lightning_cnnviz.{m[1]}` (the full import path)"
     if m := re.search(r"Expected a typing\.Literal\[(.*?)\]\.? Got value: (.*)", message):
         return f"`{key}` must be one of ({m[1]}), got {m[2].strip()!r}"
     if typed := _wrong_type(message):

@@ -289,3 +289,17 @@ def test_cli_one_callback_given_alone_as_lightning_takes_it(tmp_path, capsys):
     code, err = _error_of(["fit", "--config", str(bad)], capsys)
     assert code == 2 and "Traceback" not in err
     assert err.splitlines()[0].startswith("cnnviz: error: trainer.callbacks[0] (GradCAMMonitor): ")
+
+
+def test_cli_empty_config_and_a_short_class_path_say_what_to_write(tmp_path, capsys):
+    # setups hunt 21: "Unexpected config:" with nothing after it; jsonargparse's "Expected a
+    # dot import path string" with no hint of the package's path
+    empty, short_name = tmp_path / "empty.yaml", tmp_path / "short.yaml"
+    empty.write_text("")
+    short_name.write_text("trainer:\n  callbacks:\n    - class_path: GradCAMMonitor\n")
+    for config, says in (
+        (empty, "the config file is empty, or holds no mapping"),
+        (short_name, "write `class_path: lightning_cnnviz.GradCAMMonitor`"),
+    ):
+        code, err = _error_of(["fit", "--config", str(config), "--trainer.logger=false"], capsys)
+        assert code == 2 and says in err.splitlines()[0] and "Traceback" not in err
