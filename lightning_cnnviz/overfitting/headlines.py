@@ -90,7 +90,8 @@ def _memorisation(v: Verdict) -> str:
         f"{num(best.val_accuracy, True)} (epoch {best.epoch}) to "
         f"{num(now.val_accuracy, True)} while train accuracy climbed to "
         f"{num(now.train_accuracy, True)}{batch}: the model fits training labels that do "
-        "not generalise (noisy or wrong labels?)."
+        "not generalise (noisy or wrong labels, or too few training images to learn the "
+        "classes from?)."
     )
 
 

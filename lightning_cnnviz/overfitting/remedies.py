@@ -34,7 +34,8 @@ REMEDIES = {
         '`ModelCheckpoint(monitor="{acc_key}", mode="max")`, or train for fewer epochs.',
         "**Use a loss robust to label noise**: label smoothing "
         "(`F.cross_entropy(..., label_smoothing=0.1)`), mixup, or a noise-robust loss.",
-        "**Regularise**: weight decay, dropout, augmentation slow memorisation down.",
+        "**Regularise**: weight decay, dropout, augmentation slow memorisation down; with "
+        "clean labels and a small training set, more training data or a smaller model.",
     ),
     "not_learning": (
         "**Try another learning rate**: 10x lower if the loss jumps or went NaN (a rate far "
