@@ -31,6 +31,7 @@ __all__ = [
     "SHIFT_MEAN",
     "SHIFT_SCALE",
     "StepInput",
+    "restandardise",
     "split_shift",
     "step_input",
     "step_shift",
@@ -62,6 +63,26 @@ def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel mean and standard deviation of ``(N, C, ...)`` over images and positions."""
     flat = x.detach().float().transpose(0, 1).reshape(x.shape[1], -1)
     return flat.mean(1), flat.std(1)
+
+
+def restandardise(x: Tensor, source: Tensor, target: Tensor) -> Tensor:
+    """``x`` with each channel's mean and spread moved from ``source``'s to ``target``'s.
+
+    ``source`` and ``target``: images ``(N, C, ...)`` whose per-channel statistics are
+    read (the val probe's and the train probe's).
+
+    Example::
+
+        >>> import torch
+        >>> val = torch.tensor([[[[0.0, 2.0]]]])  # mean 1, spread 1.41
+        >>> train = torch.tensor([[[[0.0, 1.0]]]])  # mean 0.5, spread 0.71
+        >>> restandardise(val, val, train).tolist()
+        [[[[0.0, 1.0]]]]
+    """
+    (s_mean, s_std), (t_mean, t_std) = channel_stats(source), channel_stats(target)
+    shape = (1, -1, *([1] * (x.dim() - 2)))
+    scale = (t_std / s_std.clamp_min(_FLAT)).to(x).view(shape)
+    return (x - s_mean.to(x).view(shape)) * scale + t_mean.to(x).view(shape)
 
 
 def step_input(images: Tensor, layer_input: Tensor) -> StepInput:

@@ -35,11 +35,14 @@ class Evaluation:
     the monitor's own on the dataset's images (``val_source.loop_check``; ``{}``: they
     agree); ``input_shift``: the channel whose statistics differ between the two probes'
     images (``{}``: none; ``split_inputs.py``), ``mild_shift`` the same past milder bars
-    (``core.input_shift.MILD_MEAN``); ``train_acc_images``: the images behind
-    ``train_acc`` where it is one training batch's (a validation mid-epoch reads the latest
-    step's value); ``val_images``: the images a validation sees (``val_acc``'s binomial
-    error); ``probe_ce_probs_val``, ``probe_simplex_val``: what a loss fed probabilities
-    would log on the val probe, and whether its outputs are probabilities;
+    (``core.input_shift.MILD_MEAN``); ``restd_acc`` to ``restd_size``: where they do,
+    the val probe's first images with each channel's mean and spread moved to the train
+    probe's (``core.input_shift.restandardise``) against the same images as given;
+    ``train_acc_images``: the images behind ``train_acc`` where it is one training batch's
+    (a validation mid-epoch reads the latest step's value); ``val_images``: the images a
+    validation sees (``val_acc``'s binomial error); ``probe_ce_probs_val``,
+    ``probe_simplex_val``: what a loss fed probabilities would log on the val probe, and
+    whether its outputs are probabilities;
     ``probe_nll_raw_val``: what ``nll_loss`` fed the outputs as they are would log
     (``loss_reads.candidates``; the loss they are made for is ``probe_loss_val``).
 
@@ -91,6 +94,11 @@ class Evaluation:
     eps: float | None = None
     half_weights: bool = False
     run_share: float | None = None
+    restd_acc: float | None = None  # the val probe's first images re-standardised (below)
+    given_acc: float | None = None  # the same images as given
+    restd_only: float | None = None  # right re-standardised only
+    given_only: float | None = None  # right as given only
+    restd_size: float | None = None
     ignored: list[int] | None = None
     balanced_acc_val: float | None = None
     others_recall_val: float | None = None  # mean recall of the classes not left out

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 
+from lightning_cnnviz.core.input_shift import restandardise
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.probe import val_images
@@ -116,6 +117,35 @@ class Measures(LoggedReads):
             self._bn_why = f"batch statistics failed: {type(err).__name__}: {err}"
             return None
 
+    def _restandardised(
+        self, trainer: Trainer, pl_module: LightningModule, given: Tensor, labels: Tensor
+    ) -> dict[str, float]:
+        """The val probe's first images re-standardised to the train probe's statistics.
+
+        Where the two probes' images part past the milder bars (``mild_shift``): the
+        model's accuracy on them with each channel's mean and spread moved to the training
+        images' (``core.input_shift.restandardise``) against ``given``, its logits on the
+        same images as they are; the paired shares tell a lift from noise
+        (``split_inputs.restandardised``). ``{}`` for inputs that are not float images.
+        """
+        x = self.probe_input(trainer, pl_module, "val")[: len(given)]
+        if not x.is_floating_point():
+            return {}
+        train, val = (self.probe(trainer, s).images for s in ("train", "val"))
+        x = restandardise(x, val.float(), train.float())
+        with self.phase("capture"), with_probe(pl_module):
+            out = [self.logits_of(pl_module(c), image_level=False).float() for c in x.split(128)]
+        logits = torch.cat(out)
+        if logits.shape != given.shape:
+            return {}
+        with self.phase("compute"):
+            truth = labels.to(logits.device)
+            right, was = logits.argmax(1) == truth, given.float().argmax(1) == truth
+            shares = [right, was, right & ~was, was & ~right]
+            values = torch.stack([s.float().mean() for s in shares]).tolist()
+        names = ("restd_acc", "given_acc", "restd_only", "given_only")
+        return {**dict(zip(names, values, strict=True)), "restd_size": float(len(given))}
+
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
         """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
         logged, found, seen = self._read_logged(trainer)
@@ -182,6 +212,8 @@ class Measures(LoggedReads):
         share = trainer.global_step / total if 0 < total < float("inf") else None
         left_out["input_shift"] = self._input_shift(trainer)
         left_out["mild_shift"] = self._mild_shift
+        if self._mild_shift and val_cut is not None and cut["val"] is not None:
+            host.update(self._restandardised(trainer, pl_module, val_cut, cut["val"]))
         left_out["loop_check"] = self._loop_check
         counted = {
             "train_acc_images": self._acc_images(trainer, found),

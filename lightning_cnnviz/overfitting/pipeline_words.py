@@ -134,6 +134,15 @@ def inputs_differ(v: Verdict) -> str:
             "statistics: the val inputs are preprocessed or distributed otherwise "
             "(normalisation, noise, resizing), and every validation figure measures that."
         )
+    if "restandardised_acc" in f:  # past the milder bars, with the model's own evidence
+        return (
+            f"Validation images differ from the training images: {_channel_words(f, 2)}, "
+            f"and the model reads them far better moved to the training images' statistics: "
+            f"the val probe reads {num(f['restandardised_acc'], True)} with each channel's "
+            f"mean and spread set to the training images' vs {num(f['given_acc'], True)} as "
+            "given. The val inputs are preprocessed or distributed otherwise (normalisation, "
+            "noise, resizing), and every validation figure measures that."
+        )
     return (
         f"Training and validation images are preprocessed differently: {_channel_words(f, 1)}."
         " The model meets validation images unlike any it trained on: every validation figure "

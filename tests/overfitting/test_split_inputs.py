@@ -139,3 +139,28 @@ def test_split_inputs_mild_shift_with_a_bn_gap_at_the_last_validation_is_told_at
         (change,) = detector.conclude()
         assert (change.verdict.kind, change.verdict.severity) == (told, "problem")
         assert change.verdict.figures["eval_acc"] == pytest.approx(0.64)
+
+
+def test_split_inputs_mild_shift_the_model_reads_far_better_restandardised():
+    # hunts 20, 21: val digits normalised otherwise on nets without BatchNorm (GroupNorm,
+    # plain) read 71-89% against 96% normalised alike, and nothing was said
+    def ev(i, restd, given, restd_only, given_only, mild=MILD):
+        return Evaluation(
+            10 * (i + 1), i, mild_shift=mild, restd_acc=restd, given_acc=given,
+            restd_only=restd_only, given_only=given_only, restd_size=64.0,
+        )  # fmt: skip
+
+    lifted = [ev(0, 0.92, 0.70, 0.24, 0.02), ev(1, 0.94, 0.74, 0.22, 0.02)]
+    detector = Detector(patience=2)
+    kinds = [c.verdict.kind for e in lifted for c in detector.update(e)]
+    assert kinds == ["inputs_differ"]
+    text = headline(detector.reported["inputs_differ"])
+    assert "94.0% with each channel's mean and spread set to the training images'" in text
+    assert "vs 74.0% as given" in text
+    # the same lift without a milder shift, or a lift within the paired noise: quiet
+    for quiet in (
+        [ev(0, 0.92, 0.70, 0.24, 0.02, mild={}), ev(1, 0.94, 0.74, 0.22, 0.02, mild={})],
+        [ev(0, 0.80, 0.77, 0.12, 0.09), ev(1, 0.81, 0.78, 0.11, 0.08)],
+    ):
+        detector = Detector(patience=2)
+        assert [c for e in quiet for c in detector.update(e)] == []
