@@ -48,6 +48,7 @@ class EventFiring:
         assert self._sink is not None, "the sink exists from `setup()` on"
         return self._sink
 
+    warn_once: Callable[[str, str], None]  # ``voice.Voice``'s
     log_event: Callable[[Trainer, LightningModule], None]  # the monitor's own
     _log_layers_once: Callable[[Trainer, LightningModule], None]  # ``monitor_layers``'
     _step_aside: Callable[[Exception], None]  # ``voice.Voice``'s
@@ -126,6 +127,8 @@ class EventFiring:
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.schedule.fit_to(trainer.estimated_stepping_batches)
         self.budget.start_fit()
+        if why := _past_the_run(self.schedule, trainer):
+            self.warn_once("past_the_run", why)
 
     @override
     def on_train_batch_end(
@@ -143,3 +146,20 @@ class EventFiring:
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._due_on_epoch(trainer):
             self._fire(trainer, pl_module)
+
+
+def _past_the_run(schedule: Schedule, trainer: Trainer) -> str:
+    """Why an explicit schedule logs nothing in this run, where its length says so ("")."""
+    steps, epochs = trainer.estimated_stepping_batches, trainer.max_epochs
+    n, e = schedule.every_n_steps, schedule.every_n_epochs
+    if n and 0 < steps < float("inf") and n > steps:
+        return (
+            f"`every_n_steps={n}` is past this run's {int(steps)} steps: it logs nothing "
+            "(leave it out for the automatic schedule, which fits the run's length)"
+        )
+    if e and epochs is not None and 0 <= epochs < e:
+        return (
+            f"`every_n_epochs={e}` is past this run's {epochs} epoch(s): it logs nothing "
+            "(leave it out for the automatic schedule, which fits the run's length)"
+        )
+    return ""

@@ -299,3 +299,20 @@ def test_monitor_says_no_training_batch_ran_where_none_did(tmp_path):
     trainer.fit(BNDropout(), DataLoader(data, batch_size=32, drop_last=True))
     (check,) = checks_of(trainer).values()
     assert not check.ran and check.why.startswith("never logged: no training batch ran")
+
+
+def test_monitor_says_at_the_start_an_explicit_schedule_past_the_run(tmp_path):
+    # setups hunt 21: `every_n_steps=1000` on a 32-step run was said only at the end
+    said = []
+    for name, monitor in (("steps", KernelMonitor(every_n_steps=1000)),
+                          ("epochs", KernelMonitor(every_n_epochs=5))):  # fmt: skip
+        trainer = L.Trainer(max_epochs=2, logger=TensorBoardLogger(tmp_path / name),
+                            callbacks=[monitor], enable_progress_bar=False,
+                            enable_checkpointing=False, limit_train_batches=4,
+                            limit_val_batches=0)  # fmt: skip
+        with pytest.warns(UserWarning, match="is past this run's") as caught:
+            trainer.fit(BNDropout(), ZooData())
+        said += [str(w.message) for w in caught if "is past this run's" in str(w.message)]
+        assert monitor.events == 0
+    assert said[0].startswith("KernelMonitor: `every_n_steps=1000` is past this run's 8 steps")
+    assert "`every_n_epochs=5` is past this run's 2 epoch(s)" in said[1]
