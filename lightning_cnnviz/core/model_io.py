@@ -3,7 +3,8 @@
 ``ProbeReader`` is a part of ``Monitor`` (a mixin): the fixed probe of each split, drawn
 once with the monitor's own generator; where the class label sits in the data's items
 (``label_key``) and where the logits sit in the model's output (``output_key``), each
-guessed and said once per run when not given.
+guessed and said once per run when not given. How ``forward`` takes the probe images
+(once per fit, before any probe pass) is its part ``InputForm`` (``input_form.py``).
 """
 
 from __future__ import annotations
@@ -11,20 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 
-from lightning_cnnviz.core import collated
 from lightning_cnnviz.core.capture import first_tensor
+from lightning_cnnviz.core.input_form import InputForm
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import (
     LABEL_KEYS,
     dataset_labels,
-    image_key,
     label_key_misfit,
     read_item,
-    split_sample,
 )
 from lightning_cnnviz.core.outputs import (
     NotApplicable,
@@ -41,38 +38,16 @@ from lightning_cnnviz.core.probe import (
     find_dataset,
     generator_for,
     probe_from_indices,
-    train_batch_size,
 )
-from lightning_cnnviz.core.probe_call import call_error, keyword_input, why_not
-from lightning_cnnviz.core.probe_pass import CHANNELS_LAST, Keyword, probe_mode, takes_items
+from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.selection import unwrap_model
-from lightning_cnnviz.core.voice import listed
 
 __all__ = ["UNSET", "ProbeReader"]
 
 UNSET: Any = object()  # a key not known yet in this fit
 
 
-def batch_hooks(trainer: Any) -> list[str]:
-    """The batch-transfer hooks the run's module or DataModule overrides, by name.
-
-    Lightning applies them to every batch; the probes, read from the datasets, skip them
-    (applied there, an augmentation gated on ``trainer.training`` would draw a new probe
-    at every event, from the run's own random state).
-    """
-    names = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
-    owners = [("module", trainer.lightning_module, LightningModule)]
-    if trainer.datamodule is not None:
-        owners.append(("DataModule", trainer.datamodule, LightningDataModule))
-    return [
-        f"{owner}.{name}"
-        for owner, obj, parent in owners
-        for name in names
-        if is_overridden(name, obj, parent)
-    ]
-
-
-class ProbeReader:
+class ProbeReader(InputForm):
     """Probe sets, labels and logits of one monitor (see the module docstring).
 
     Uses the monitor's ``seed``, ``num_samples``, ``output_key``, ``label_key``, its
@@ -101,89 +76,6 @@ class ProbeReader:
         if labels is None or not len(labels):
             labels = self.probe(trainer).labels
         return None if labels is None or not len(labels) else int(labels.max()) + 1
-
-    def fit_inputs(self, trainer: Any, pl_module: nn.Module) -> None:
-        """Find how ``forward`` takes the probe images, or why it cannot (once per fit).
-
-        Where the items are dicts and ``forward`` fails on one image but runs on
-        ``{key: image}``, every probe pass hands it the images so (``probe_pass.takes_items``),
-        said once. Held out: ``forward(self, batch)`` reading ``batch["image"]`` made every
-        probe-based monitor fail with "too many indices for tensor of dimension 4". Where
-        neither runs, ``probe_call.why_not`` tells why (a second required input, a fixed
-        batch size): the monitors step aside with it instead of the call's error.
-        """
-        model = unwrap_model(pl_module)
-        if getattr(trainer, "_cnnviz_inputs_of", None) is model:
-            return  # another monitor of this fit found it
-        trainer._cnnviz_inputs_of, trainer._cnnviz_unfit = model, None
-        trainer._cnnviz_channels_last = False
-        takes_items(model, None)  # a model of an earlier fit on other data starts afresh
-        if hooks := batch_hooks(trainer):
-            self.say_once_per_run(
-                "batch_hooks",
-                f"the monitors read their probe images from the datasets, without the "
-                f"run's {listed(hooks)}: where those normalise or convert the inputs, the "
-                "probe passes see other inputs than training does (move that step into the "
-                "dataset's transform or `forward` for the monitors to see what the model does)",
-            )
-        try:
-            dataset = find_dataset(trainer, "val")
-            item = read_item(dataset, 0)
-        except Exception:  # no data, or an iterable set: the probes say it in their words
-            return
-        key = image_key(item)
-        try:
-            image = item[key] if key is not None else split_sample(item)[0]
-        except Exception:  # items only a collate_fn reads: the probes read them so
-            return
-        if not isinstance(image, Tensor):
-            return
-        x = to_model(image[None], model)
-        if call_error(model, x) is None:
-            self._channels_last(trainer, model, x)
-            return
-        if (name := keyword_input(model)) is not None:
-            takes_items(model, Keyword(name))
-            if call_error(model, x) is None:
-                self.say_once_per_run(
-                    "takes_keyword",
-                    f"the model's forward takes its images as the keyword `{name}` only: the "
-                    f"monitors call it as `forward({name}=images)`",
-                )
-                return
-            takes_items(model, None)
-        if key is not None:
-            takes_items(model, key)
-            if call_error(model, x) is None:
-                self.say_once_per_run(
-                    "takes_items",
-                    f"the model's forward takes the data item (a dict), not an image tensor: "
-                    f"the monitors call it with {{{key!r}: images}}",
-                )
-                return
-            takes_items(model, None)
-        # the monitors step aside with this reason where known, else say the call's error
-        trainer._cnnviz_unfit = why_not(model, x, train_batch_size(trainer))
-
-    def _channels_last(self, trainer: Any, model: nn.Module, x: Tensor) -> None:
-        """Probes channels first where the images are channels last and ``forward`` permutes.
-
-        ``x``: one image as the data holds it, which ``model`` takes. The probes then hold
-        the images as the convolutions see them (drawn, and Grad-CAM's maps laid over them,
-        the right way up), and every probe pass hands ``forward`` them channels last.
-        """
-        if not collated.channels_last(x[0], model):
-            return
-        takes_items(model, CHANNELS_LAST)
-        trainer._cnnviz_channels_last = True
-        shape = tuple(x.shape[1:])
-        self.say_once_per_run(
-            "channels_last",
-            f"the inputs are stored channels last, {shape}, and the model's "
-            f"`forward` permutes them for its convolutions: the monitors show and measure "
-            f"them channels first, {(shape[-1], *shape[:-1])}, and hand them to `forward` "
-            "as stored",
-        )
 
     def logits_key(self, trainer: Any, pl_module: nn.Module) -> Any:
         """Where the logits are in the model's output: ``output_key``, or a guess said once.
