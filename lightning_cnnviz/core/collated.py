@@ -165,9 +165,8 @@ def channels_last(image: Tensor, model: nn.Module) -> bool:
 
     ``(H, W, C)`` (or ``(D, H, W, C)``, up to 4 channels; ``(L, C)`` signals, any) where
     the model's first convolution, of that many spatial dims, takes ``C`` channels and not
-    the first axis's size: its
-    ``forward`` permutes the images (held out: a Keras port's ``x.permute(0, 3, 1, 2)``;
-    the monitors drew 28 x 3 stripes of its 28 x 28 RGB digits).
+    the first axis's size: its ``forward`` permutes the images (held out: a Keras port's
+    ``x.permute(0, 3, 1, 2)``; the monitors drew 28 x 3 stripes of its 28 x 28 RGB digits).
 
     Example::
 
