@@ -140,9 +140,9 @@ class Measures(LoggedReads):
             return {}
         with self.phase("compute"):
             truth = labels.to(logits.device)
-            right, was = logits.argmax(1) == truth, given.float().argmax(1) == truth
-            shares = [right, was, right & ~was, was & ~right]
-            values = torch.stack([s.float().mean() for s in shares]).tolist()
+            apart = discordant_shares(given, logits, truth)  # right in one pass only
+            accs = [(out.float().argmax(1) == truth).float().mean() for out in (logits, given)]
+            values = torch.stack([*accs, apart["bn_only"], apart["eval_only"]]).tolist()
         names = ("restd_acc", "given_acc", "restd_only", "given_only")
         return {**dict(zip(names, values, strict=True)), "restd_size": float(len(given))}
 
