@@ -154,6 +154,8 @@ def test_rules_memorisation_told_apart_from_overfitting():
     assert verdict.figures["margin"] == pytest.approx(0.0484, abs=1e-3)
     assert verdict.figures["drop"] == pytest.approx(0.17)
     assert verdict.figures["train_acc"] == pytest.approx(0.97)
+    # hunt 21: 120 clean volumes were told "(noisy or wrong labels?)" alone
+    assert "or too few training images to learn the classes from?" in headline(verdict)
     assert first(rules.overfitting, evs) is None  # val loss never rose
     # plain overfitting: val loss rises, val acc holds (small noise): no memorisation
     rng = random.Random(0)
