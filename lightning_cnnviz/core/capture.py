@@ -138,7 +138,7 @@ class LayerCapture:
         self.shared = set(shared)
         self.record_inputs = inputs
         self.on_output = on_output
-        self.containers: set[str] = set()  # sites whose output was no single tensor
+        self.not_single: set[str] = set()  # sites whose output was no single tensor
         self.float32 = float32
         self.outputs: dict[str, Tensor] = {}
         self.inputs: dict[str, Tensor] = {}
@@ -160,7 +160,7 @@ class LayerCapture:
             self._calls[name] = index + 1
             site = site_name(name, index, self.shared)
             if not isinstance(output, Tensor):  # a list of maps (a feature pyramid), a tuple
-                self.containers.add(site)
+                self.not_single.add(site)
             if self.on_output is not None:
                 self.on_output(site, out)
             else:

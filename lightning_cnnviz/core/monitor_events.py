@@ -41,17 +41,16 @@ class EventFiring:
     last_logged_step: int
     events: int
     _sink: Sink | None
+    warn_once: Callable[[str, str], None]  # ``voice.Voice``'s
+    _step_aside: Callable[[Exception], None]  # ``voice.Voice``'s
+    log_event: Callable[[Trainer, LightningModule], None]  # the monitor's own
+    _log_layers_once: Callable[[Trainer, LightningModule], None]  # ``monitor_layers``'
 
     @property
     def sink(self) -> Sink:
         """Where this run's records go."""
         assert self._sink is not None, "the sink exists from `setup()` on"
         return self._sink
-
-    warn_once: Callable[[str, str], None]  # ``voice.Voice``'s
-    log_event: Callable[[Trainer, LightningModule], None]  # the monitor's own
-    _log_layers_once: Callable[[Trainer, LightningModule], None]  # ``monitor_layers``'
-    _step_aside: Callable[[Exception], None]  # ``voice.Voice``'s
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:

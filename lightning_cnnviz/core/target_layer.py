@@ -119,7 +119,7 @@ def trace_calls(
             nxt = capture.inputs.get(site_name(raw[j][0], raw[j][1], layers))
             feeds = nxt is not None and nxt.shape == out.shape and torch.equal(nxt.float(), kept)
         first_k = first.setdefault(id(out), k)
-        single = site_name(name, index, layers) not in capture.containers
+        single = site_name(name, index, layers) not in capture.not_single
         calls.append(Call(name, index, tuple(out.shape), first_k, feeds, single))
     try:
         shape = tuple(logits_from(output, output_key, raw=True).shape)
