@@ -22,7 +22,7 @@ from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.core.probe import find_dataset, generator_for, has_val_data, labels_in_order
 from lightning_cnnviz.overfitting import class_figures
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
-from lightning_cnnviz.overfitting.val_leak import same_items, val_is_train_text
+from lightning_cnnviz.overfitting.val_leak import COMPARED, same_items, val_is_train_text
 
 __all__ = ["LABEL_POOL", "RunData"]
 
@@ -111,7 +111,9 @@ class RunData:
         train, val = find_dataset(trainer, "train"), find_dataset(trainer, "val")
         same = source_dataset(train) is source_dataset(val)
         compared = 0 if same else same_items(train, val, self.probe_label_key(train))
-        record_check(trainer, type(self).__name__, "val data apart from training", True)
+        why = f"needs {COMPARED} items in each set that read as an image and a label"
+        ran = compared is not None
+        record_check(trainer, type(self).__name__, "val data apart from training", ran, why)
         if same or compared:
             message = val_is_train_text(same, compared)
             figures = {"same_set": float(same), "compared": float(compared)}

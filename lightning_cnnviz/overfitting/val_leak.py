@@ -14,6 +14,8 @@ Example::
     >>> items = [(torch.full((1, 2, 2), float(i)), i % 3) for i in range(40)]
     >>> same_items(items, list(items)), same_items(items, items[20:])
     (8, 0)
+    >>> same_items(items[:4], items[:4]) is None  # too few to tell a copy from chance
+    True
 """
 
 from __future__ import annotations
@@ -29,21 +31,26 @@ __all__ = ["COMPARED", "same_items", "val_is_train_text"]
 COMPARED = 8  # positions read in both sets
 
 
-def same_items(train: Any, val: Any, label_key: Any = None) -> int:
+def same_items(train: Any, val: Any, label_key: Any = None) -> int | None:
     """How many of ``COMPARED`` positions hold the same item in both sets (0: they differ).
 
-    The positions are spread over the shorter set; any that differ (or cannot be read)
-    make it 0: a few equal items are chance (two blank images), all of them a copy.
+    The positions are spread over the shorter set; any that differ make it 0: a few
+    equal items are chance (two blank images), all of them a copy. ``None``: the sets
+    could not be compared (fewer than ``COMPARED`` items, no positions, or items that do not read as
+    an image and a label), so the check did not run.
     """
-    size = min(len(train), len(val))
+    try:
+        size = min(len(train), len(val))
+    except TypeError:  # an iterable set: positions cannot be read
+        return None
     if size < COMPARED:
-        return 0
+        return None
     at = torch.linspace(0, size - 1, COMPARED).long().tolist()
     for i in at:
         try:
             (x, y), (x2, y2) = (split_sample(read_item(d, i), label_key) for d in (train, val))
         except Exception:  # items the probes read otherwise: nothing to compare here
-            return 0
+            return None
         if y != y2 or x.shape != x2.shape or x.dtype != x2.dtype or not torch.equal(x, x2):
             return 0
     return COMPARED

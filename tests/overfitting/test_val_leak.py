@@ -34,7 +34,15 @@ def test_val_leak_same_items_a_copy_not_a_split_nor_augmented():
     assert same_items(data, one_hot_set([40] * 4, seed=1)) == 0  # other noise
     torch.manual_seed(0)
     assert same_items(Flipped(data), copy) == 0  # augmented at random: never read equal
-    assert same_items(data, TensorDataset(*(t[:4] for t in data.tensors))) == 0  # too few
+    assert same_items(data, TensorDataset(*(t[:4] for t in data.tensors))) is None  # too few
+    assert same_items(data, [object()] * 40) is None  # items that read as no image
+
+
+def test_val_leak_a_val_set_too_small_to_compare_is_a_check_that_did_not_run(tmp_path):
+    trainer, _ = fit(tmp_path, one_hot_set([1] * 4, seed=1))
+    check = checks_of(trainer)[("OverfittingMonitor", "val data apart from training")]
+    assert not check.ran and "needs 8 items in each set" in check.why
+    assert not [f for f in findings_of(trainer) if f.kind == "val_is_train"]
 
 
 def fit(tmp_path, val_set, train_set=None):
