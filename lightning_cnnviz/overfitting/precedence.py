@@ -64,15 +64,16 @@ def verdicts(
     # Conv3d net at 99.5% val accuracy had its val loss 0.016 -> 1.98 -> 0.022 at one
     # such evaluation (batch statistics: 99%), then "overfitting" from that jump
     curve = [e for e in h if not bn_levels.stale(e)]
+    bn = bn_levels.bn_mismatch(h, p)
     found = {
         "val_metrics_differ": val_source.val_metrics_differ(h, p),
         "loss_mismatch": loss_reads.loss_mismatch(h, p),
-        "inputs_differ": split_inputs.inputs_differ(h, p),
+        "inputs_differ": split_inputs.inputs_differ(h, bn, p),
         "class_imbalance": imbalance.class_imbalance(h, p),
         "not_learning": levels.not_learning(h, p),
         "weight_decay_too_strong": loss_climb.decay_too_strong(h, p),
         "unstable_training": loss_climb.unstable(h, p),
-        "bn_mismatch": bn_levels.bn_mismatch(h, p),
+        "bn_mismatch": bn,
         "generalisation_gap": gap.generalisation_gap(h, p),
         "memorisation": memorisation.memorisation(curve, p),
         "overfitting": rules.overfitting(curve, tolerance, p),

@@ -12,7 +12,7 @@ Example::
     >>> shift = {"channel": 0.0, "train_mean": 0.0, "train_std": 1.0, "val_mean": 0.13,
     ...          "val_std": 0.31, "mean_gap": 0.18, "scale_ratio": 3.2}
     >>> e = Evaluation(46, 0, input_shift=shift)
-    >>> inputs_differ([Evaluation(23, 0, input_shift={}), e]) is None
+    >>> inputs_differ([Evaluation(23, 0, input_shift={}), e], bn=None) is None
     False
 """
 
@@ -28,7 +28,9 @@ from lightning_cnnviz.overfitting.rules import Verdict
 __all__ = ["inputs_differ", "restandardised", "with_bn_gap"]
 
 
-def inputs_differ(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+def inputs_differ(
+    history: Sequence[Evaluation], bn: Verdict | None, patience: int = 2
+) -> Verdict | None:
     """The probes' inputs differ (``input_shift`` not empty) at the latest evaluation.
 
     No patience: the probes are fixed, so the comparison is the same at every evaluation.
@@ -38,6 +40,7 @@ def inputs_differ(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
     digits normalised with other constants (0.9 standard deviations apart, 1.6x in
     spread) or with noise added (1.3x) read 82% in eval mode against 94.5% with batch
     statistics, and running statistics recomputed on training data changed nothing.
+    ``bn`` is ``bn_levels.bn_mismatch``'s verdict on the same ``history``.
     """
     if not history:
         return None
@@ -47,7 +50,6 @@ def inputs_differ(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
         return Verdict("inputs_differ", since, now, None, dict(now.input_shift))
     if not now.mild_shift:
         return None
-    bn = bn_levels.bn_mismatch(history, patience)
     if bn is not None:
         return with_bn_gap(bn, now)
     evs, streak = _trailing(history, restandardised)
