@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.model_state import kept_state
+from lightning_cnnviz.core.random_state import global_rng_kept
 
 __all__ = ["CHANNELS_LAST", "Keyword", "in_probe_pass", "probe_mode", "takes_items"]
 
@@ -141,10 +142,10 @@ def probe_mode(
     Works inside Lightning's ``torch.inference_mode()`` (validation) because it
     leaves inference mode; ``grad=True`` enables autograd (for Grad-CAM, which
     differentiates w.r.t. activations only). ``autocast=False`` (default) turns
-    autocast off so that probe numerics are float32 under mixed precision. The random
-    state is forked: a pass that draws random numbers leaves the run's stream as it was;
-    so are the buffers (``model_state.kept_state``: observers of quantization-aware
-    training update theirs in eval mode too).
+    autocast off so that probe numerics are float32 under mixed precision. The global
+    generators (torch's, Python's, NumPy's) are kept: a pass that draws random numbers
+    leaves the run's streams as they were; so are the buffers (``model_state.kept_state``:
+    observers of quantization-aware training update theirs in eval mode too).
 
     Example::
 
@@ -162,10 +163,9 @@ def probe_mode(
     device_type = device.type
     try:
         with contextlib.ExitStack() as stack:
-            # a model random in eval mode (`F.dropout(x, p)` in forward) draws numbers in a
-            # probe pass: drawn from a fork, the run's own stream stays as it was
-            cuda = [device] if device_type == "cuda" else []
-            stack.enter_context(torch.random.fork_rng(devices=cuda))
+            # a model random in eval mode (`F.dropout(x, p)`, `np.random` in forward) draws
+            # numbers in a probe pass: the run's own streams stay as they were
+            stack.enter_context(global_rng_kept([device] if device_type == "cuda" else []))
             stack.enter_context(kept_state(model))
             if isinstance(key := _ITEM_FORWARD.get(model), Keyword):
                 hook = functools.partial(_as_keyword, key.name)

@@ -29,14 +29,14 @@ import contextlib
 import itertools
 import random
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["held_generators", "rng_untouched"]
+__all__ = ["global_rng_kept", "held_generators", "rng_untouched"]
 
 _DEPTH = 4  # attribute levels searched below a dataset (a Subset's dataset's transform's rng)
 _WIDTH = 64  # entries of one list or dict searched (a file list holds no generator)
@@ -100,6 +100,30 @@ def _restore(generator: Any, state: Any) -> None:
 
 
 @contextlib.contextmanager
+def global_rng_kept(devices: Sequence[Any] = ()) -> Iterator[None]:
+    """Leave the global generators as they were: torch's (CPU, CUDA ``devices``), Python's, NumPy's.
+
+    A ``forward`` may draw from any of them, in eval mode too (``np.random.rand`` in a
+    noise layer): a probe pass that moved one would shift the run's later draws.
+
+    Example::
+
+        >>> before = np.random.get_state()[1][:3].tolist()
+        >>> with global_rng_kept():
+        ...     _ = np.random.rand(), random.random(), torch.rand(1)
+        >>> np.random.get_state()[1][:3].tolist() == before
+        True
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=list(devices)):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+@contextlib.contextmanager
 def rng_untouched(*owners: Any) -> Iterator[None]:
     """Leave the global random generators and those ``owners`` hold as they were.
 
@@ -110,12 +134,9 @@ def rng_untouched(*owners: Any) -> Iterator[None]:
     for generator in held_generators(*owners):
         with contextlib.suppress(Exception):  # a generator without state (SystemRandom)
             held.append((generator, _state(generator)))
-    python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with global_rng_kept():
             yield
     finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
         for generator, state in held:
             _restore(generator, state)

@@ -155,6 +155,8 @@ class FrozenBackbone(ZooModel):
 
 
 class FunctionalDropout(ZooModel):
+    """Random in eval mode too, from each global generator: torch's, NumPy's and Python's."""
+
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
@@ -164,7 +166,8 @@ class FunctionalDropout(ZooModel):
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc(F.dropout(x.flatten(1), 0.3))  # `training=True` in eval mode too
+        jitter = 1 + 0.05 * float(np.random.randn()) + 0.05 * random.gauss(0, 1)
+        return self.fc(F.dropout(x.flatten(1), 0.3)) * jitter  # `training=True` in eval mode too
 
 
 class MovingBuffers(ZooModel):
