@@ -121,6 +121,8 @@ class TrainingWindow:
         self._batch_at = (trainer.global_step, trainer.current_epoch)
         if self.disabled or trainer.sanity_checking or self._rec.failure is not None:
             return
+        if self._layers_pending:  # lazy modules: no pass before the run's first step
+            return
         ahead = batches_to_log(
             trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
             trainer.num_training_batches, self.schedule.next_step(trainer.global_step),

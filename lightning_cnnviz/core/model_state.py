@@ -102,7 +102,9 @@ def _buffer_copies(model: nn.Module) -> list[tuple[nn.Module, str, Tensor, Tenso
         (module, name, buffer, buffer.detach().clone())
         for module in model.modules()
         for name, buffer in module._buffers.items()
-        if isinstance(buffer, Tensor) and buffer.numel() <= KEPT_NUMEL
+        if isinstance(buffer, Tensor)
+        and not nn.parameter.is_lazy(buffer)  # made at the first forward: nothing to keep
+        and buffer.numel() <= KEPT_NUMEL
     ]
 
 

@@ -27,7 +27,11 @@ from lightning_cnnviz.core.checks import check_int, check_layers, check_number, 
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.monitor_events import EventFiring
-from lightning_cnnviz.core.monitor_layers import LayerWatcher, builds_in_configure_model
+from lightning_cnnviz.core.monitor_layers import (
+    LayerWatcher,
+    builds_in_configure_model,
+    has_lazy_weights,
+)
 from lightning_cnnviz.core.monitor_state import Checkpointed
 from lightning_cnnviz.core.monitor_summary import RunSummary, say_fit_only
 from lightning_cnnviz.core.namespaces import Callback
@@ -217,8 +221,9 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
         self.disabled = not self._sink.active
         self.aside_reason = "" if self._sink.active else "fast_dev_run: nothing would be kept"
         # a model built in `configure_model` (Lightning calls it after setup) has no layers
-        # yet: they are found at fit start, once it exists
-        self._layers_pending = builds_in_configure_model(pl_module)
+        # yet: they are found at fit start, once it exists; lazy modules take their shapes
+        # at the first training step, and nothing here runs the model before it
+        self._layers_pending = builds_in_configure_model(pl_module) or has_lazy_weights(pl_module)
         if not self._layers_pending:
             self._find_layers(trainer, pl_module)
 
@@ -233,7 +238,20 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._layers_pending:
+        if self._layers_pending and not has_lazy_weights(pl_module):
+            self._layers_pending = False
+            self._find_layers(trainer, pl_module)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.find_pending_layers(trainer, pl_module)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def find_pending_layers(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Layers (and how ``forward`` is called) once the first training step made them."""
+        if self._layers_pending:  # lazy modules, made by the step that just ran
             self._layers_pending = False
             self._find_layers(trainer, pl_module)
 

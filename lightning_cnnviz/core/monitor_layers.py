@@ -31,7 +31,7 @@ from lightning_cnnviz.core.selection import (
 )
 from lightning_cnnviz.core.voice import listed
 
-__all__ = ["LayerWatcher", "builds_in_configure_model"]
+__all__ = ["LayerWatcher", "builds_in_configure_model", "has_lazy_weights"]
 
 
 def builds_in_configure_model(pl_module: nn.Module) -> bool:
@@ -53,6 +53,22 @@ def builds_in_configure_model(pl_module: nn.Module) -> bool:
     return (
         base is not None and hook is not None and hook is not getattr(base, "configure_model", None)
     )
+
+
+def has_lazy_weights(model: nn.Module) -> bool:
+    """Whether ``model`` holds lazy modules' weights not made yet (``nn.LazyConv2d`` & co.).
+
+    They take their shapes at the run's first forward: a pass of the monitors' before it
+    would make them from a fork of the random state, so the run would start from other
+    weights than without the monitors.
+
+    Example::
+
+        >>> has_lazy_weights(nn.LazyLinear(2)), has_lazy_weights(nn.Linear(2, 2))
+        (True, False)
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    return any(nn.parameter.is_lazy(t) for t in tensors)
 
 
 class LayerWatcher:

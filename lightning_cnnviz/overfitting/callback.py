@@ -210,6 +210,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:  # never an evaluation on train steps
         self._remove_tap()
+        self.find_pending_layers(trainer, pl_module)
         self.budget.step_ended()
         if not trainer.sanity_checking and not self.disabled:
             self._interval.add(outputs)  # a device add, no sync

@@ -52,7 +52,8 @@ def first_convolution(model: nn.Module, channels: int) -> tuple[nn.Module | None
         ):
             return None, f"its first layer is a training-only `{name}`"
         if isinstance(module, _CONV):
-            if module.in_channels != channels:
+            lazy = nn.parameter.is_lazy(module.weight)  # its channels come with this batch
+            if module.in_channels != channels and not lazy:
                 taken = module.in_channels
                 return None, f"its first convolution takes {taken} channels, not {channels}"
             return module, ""

@@ -1,8 +1,10 @@
+import torch
 from torch import nn
 
 from tests.monitors import (
     ALL_MONITORS,
     TinyCNN,
+    assert_every_monitor_wrote,
     failures,
     fit,
     make_monitor,
@@ -45,3 +47,31 @@ def test_monitor_configure_model_layers_are_found_at_fit_start(tmp_path):
             written = {t for kind in ("images", "scalars") for t in tags[kind]}
             assert any(t.startswith(section(name) + "/") for t in written), name
     assert not [m for m in messages if "found no layer" in m]
+
+
+class LazyCNN(TinyCNN):
+    """TinyCNN of lazy modules: their weights take shape at the run's first forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.LazyConv2d(8, 3, padding=1), nn.LazyBatchNorm2d()
+        self.conv2, self.fc = nn.LazyConv2d(8, 3, padding=1), nn.LazyLinear(4)
+
+
+def test_monitor_configure_model_lazy_modules_are_watched_once_made(tmp_path):
+    # held out (setups hunt 22): every monitor made `fit` raise in its setup (the unmade
+    # weights cannot be read), and a pass before the first step would make them from a
+    # fork of the random state: other weights than without the monitors
+    torch.manual_seed(0)
+    bare = LazyCNN()
+    fit(tmp_path / "bare", [], model=bare, logger=False, num_sanity_val_steps=0)
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    torch.manual_seed(0)
+    watched = LazyCNN()
+    _, _, messages = fit(tmp_path, monitors, model=watched, num_sanity_val_steps=0)
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert all(m.selected for m in monitors if m.watches_layers)
+    for key, value in bare.state_dict().items():
+        assert torch.equal(value, watched.state_dict()[key]), key
+    overfitting = next(m for m in monitors if type(m).__name__ == "OverfittingMonitor")
+    assert overfitting._step_why == ""  # the first (lazy) convolution's inputs were read
