@@ -6,7 +6,6 @@ from typing import Any
 
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -33,7 +32,7 @@ from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.outputs import single_logit, two_class
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.settings import read_settings
-from lightning_cnnviz.core.voice import listed
+from lightning_cnnviz.core.voice import listed, say
 
 
 class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
@@ -160,7 +159,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 if self.strict or trainer.world_size == 1:
                     raise
                 self._mute = True  # keep joining the collectives, or the other ranks would wait
-                rank_zero_warn(f"ActivationMonitor stops writing (training goes on): {err!r}")
+                say(f"ActivationMonitor stops writing (training goes on): {err!r}")
 
     def _publish(
         self,
@@ -228,7 +227,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             self.sink.text(self.tag("diagnosis"), "\n\n".join(v.message for v in verdicts), step)
         for v in verdicts:
             if v.severity == "problem":  # notes go to the summary and the text only
-                rank_zero_warn(v.message)
+                say(v.message)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

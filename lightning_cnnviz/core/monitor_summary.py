@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
 from lightning_cnnviz.core.budget import Budget, cost_text
@@ -28,6 +28,7 @@ from lightning_cnnviz.core.findings import (
 )
 from lightning_cnnviz.core.logs import announce_logs
 from lightning_cnnviz.core.summary import summary_text
+from lightning_cnnviz.core.voice import say
 
 __all__ = ["RunSummary", "batches_run", "say_fit_only", "stepless_text"]
 
@@ -91,7 +92,7 @@ def say_fit_only(trainer: Trainer, stage: str) -> None:
     if stage not in said:
         said.add(stage)
         names = ", ".join(type(c).__name__ for c in _monitors(trainer))
-        rank_zero_warn(
+        say(
             f"lightning-cnnviz monitors log during `trainer.fit()` only: {names} "
             f"log nothing in `trainer.{stage}()`."
         )
@@ -147,4 +148,4 @@ def _tell_stepless(trainer: Trainer) -> None:
     figures = {"batches": float(batches)}
     report(trainer, Finding("cnnviz", "no_optimizer_step", 0, trainer.current_epoch, message,
                             figures))  # fmt: skip
-    rank_zero_warn(message)
+    say(message)

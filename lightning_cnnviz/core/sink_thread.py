@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 
 import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
+
+from lightning_cnnviz.core.voice import say
 
 __all__ = ["QUEUE_SIZE", "OnError", "SinkThread"]
 
@@ -116,10 +117,10 @@ class SinkThread:
             try:
                 write()
             except Exception as err:  # a logger's failure costs that record only
-                rank_zero_warn(f"lightning-cnnviz could not write a record: {err!r}")
+                say(f"lightning-cnnviz could not write a record: {err!r}")
         while self._errors:
             err, on_error = self._errors.pop(0)
             if on_error is None:
-                rank_zero_warn(f"lightning-cnnviz could not write a record: {err!r}")
+                say(f"lightning-cnnviz could not write a record: {err!r}")
             else:
                 on_error(err)

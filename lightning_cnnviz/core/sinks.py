@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities.rank_zero import WarningCache, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import WarningCache
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 
@@ -48,6 +48,7 @@ from lightning_cnnviz.core.destinations import (
 from lightning_cnnviz.core.namespaces import is_logger
 from lightning_cnnviz.core.png import encode_png
 from lightning_cnnviz.core.sink_thread import QUEUE_SIZE, SinkThread
+from lightning_cnnviz.core.voice import say
 
 __all__ = ["QUEUE_SIZE", "Sink", "encode_png"]
 
@@ -105,13 +106,13 @@ class Sink(SinkThread):
         self._layers: dict[int, list[str]] = {}  # `cnnviz/layers` entries by step
         self._split_writers: dict[str, Any] = {}  # TensorBoard runs of their own, by split
         if not self.active:
-            rank_zero_warn(
+            say(
                 "lightning-cnnviz monitors step aside: this run uses a DummyLogger "
                 "(`fast_dev_run`), so nothing would be kept. Run without `fast_dev_run` "
                 "to see the visualisations."
             )
         if writing and not self.loggers:
-            rank_zero_warn(
+            say(
                 "lightning-cnnviz: this run has no logger (`logger=False`), so the monitors' "
                 "scalars are not recorded; images and text go to a folder of this run. "
                 "Pass a logger (e.g. TensorBoardLogger) to keep them all."
@@ -158,7 +159,7 @@ class Sink(SinkThread):
                 self.image_dir = run_folder(self.image_dir.parent)
             except OSError as err:  # a file in the way, a read-only or full disk
                 self._unwritable = True  # the monitors go on: findings, console, summary
-                rank_zero_warn(
+                say(
                     f"lightning-cnnviz: no TensorBoard logger in this run, and no folder for "
                     f"images and text can be made under {self.image_dir.parent} "
                     f"({type(err).__name__}: {err}): they are not saved; the findings are "

@@ -3,7 +3,8 @@
 A monitor that cannot do its job says so once, names itself and the reason, and the
 end-of-fit summary lists it (``aside_reason``). ``Voice`` is mixed into ``Monitor``;
 it reads the monitor's ``strict``, ``disabled``, ``aside_reason``, ``_warned`` and
-``_trainer_ref``.
+``_trainer_ref``. Every warning of the package goes through ``say``, as a
+``CnnvizWarning`` (filter them by that category).
 
 Example::
 
@@ -20,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +29,33 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_cnnviz.core.outputs import NotApplicable
 
-__all__ = ["Voice", "listed", "times"]
+__all__ = ["CnnvizWarning", "Voice", "listed", "say", "times"]
+
+_log = logging.getLogger("lightning_cnnviz")
+
+
+class CnnvizWarning(UserWarning):
+    """What lightning-cnnviz's monitors tell: findings, and what they could not do."""
+
+
+def say(message: str) -> None:
+    """Warn ``message`` (rank zero) as a ``CnnvizWarning``; never raises.
+
+    Where the user's filters turn warnings into errors (``python -W error``, pytest's
+    ``filterwarnings = error``), the message goes to the ``lightning_cnnviz`` logger
+    instead: a monitor never aborts the run it watches.
+
+    Example::
+
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("error")
+        ...     say("told, not raised")
+    """
+    try:
+        rank_zero_warn(message, category=CnnvizWarning)
+    except Warning:
+        _log.warning(message)
 
 
 def listed(names: Sequence[str], limit: int = 4, quote: bool = True) -> str:
@@ -69,7 +97,7 @@ class Voice:
         """
         if key not in self._warned:
             self._warned.add(key)
-            rank_zero_warn(f"{type(self).__name__}: {message}")
+            say(f"{type(self).__name__}: {message}")
 
     def say_once_per_run(self, key: str, message: str) -> None:
         """Warn ``message`` once per run, whichever monitor comes to it first (e.g. a guess)."""
@@ -80,7 +108,7 @@ class Voice:
         said.add(key)
         if trainer is not None:
             trainer._cnnviz_said = said  # type: ignore[attr-defined]
-        rank_zero_warn(f"lightning-cnnviz: {message}")
+        say(f"lightning-cnnviz: {message}")
 
     def step_aside(self, reason: str) -> None:
         """Stop for the rest of this run because the model or data do not fit this monitor.
@@ -92,7 +120,7 @@ class Voice:
             return
         self.disabled, self.aside_reason = True, f"stepped aside: {reason}"
         name = type(self).__name__
-        rank_zero_warn(f"{name} steps aside for the rest of this run (training goes on): {reason}")
+        say(f"{name} steps aside for the rest of this run (training goes on): {reason}")
 
     def _step_aside(self, err: Exception) -> None:
         # the model cannot take a probe at all (``core.probe_call``): its reason, not the error
@@ -104,7 +132,7 @@ class Voice:
             raise err
         self.disabled = True
         self.aside_reason = f"stepped aside: {type(err).__name__}: {err}"
-        rank_zero_warn(
+        say(
             f"{type(self).__name__} failed and steps aside for the rest of this run "
             f"(training goes on): {type(err).__name__}: {err}. "
             "Pass `strict=True` to raise instead."

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -18,6 +17,7 @@ from lightning_cnnviz.core.probe import Probe, find_dataset, has_val_data
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.core.tokens import Layout
+from lightning_cnnviz.core.voice import say
 from lightning_cnnviz.gradcam.draw import MAX_TILES, cam_grid
 from lightning_cnnviz.gradcam.judging import ShortcutChecks
 from lightning_cnnviz.gradcam.metrics import means_to_host
@@ -138,7 +138,7 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         x = self.probe_input(self._trainer, model, "val")
         name, note = auto_cam_layer(model, available, x, self.logits_key(self._trainer, model))
         if note:
-            rank_zero_warn(f"GradCAMMonitor(layers='auto'): {note}")
+            say(f"GradCAMMonitor(layers='auto'): {note}")
         return [name] if name else []
 
     def _samples(self, trainer: Trainer, model: nn.Module, split: str) -> Probe | None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_cnnviz.core.findings import Finding, findings_of, problems, record_check, report
 from lightning_cnnviz.core.probe import has_val_data
+from lightning_cnnviz.core.voice import say
 from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, fixed_findings
 from lightning_cnnviz.gradcam.gates import area_blocker
 from lightning_cnnviz.gradcam.shortcut import on_object_findings, on_object_text
@@ -165,7 +165,7 @@ class ShortcutChecks:
         """Warn, write ``gradcam/diagnosis`` and report each ``(kind, message, figures)``."""
         step, epoch = trainer.global_step, trainer.current_epoch
         for kind, message, figures in found:
-            rank_zero_warn(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
+            say(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
             if self._sink is not None:
                 self.sink.text(self.tag("diagnosis"), on_object_text(message, step, epoch), step)
             report(trainer, Finding(self.section, kind, step, epoch, message, figures))

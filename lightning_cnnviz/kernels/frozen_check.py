@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
+from lightning_cnnviz.core.voice import say
 from lightning_cnnviz.kernels.frozen import (
     SET_UP,
     STILL_EVENTS,
@@ -106,10 +106,10 @@ class FrozenCheck:
         numbers = {"layers": len(names), "watched": watched, "no_grad": len(no_grad)}
         if untrained is not None:  # frozen random features: a problem
             numbers["neighbour_r"] = untrained
-            rank_zero_warn(text)
+            say(text)
         nothing = set(reasons.values()) in ({"nothing_learns"}, {"zero_gradient"})
         if nothing and untrained is None:
-            rank_zero_warn(text)
+            say(text)
         severity = "note" if untrained is None and not nothing else "problem"
         numbers["names"] = names
         finding = Finding(self.section, "frozen_layers", step, epoch, text, numbers, severity)

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from lightning_cnnviz.core.collated import source_dataset
@@ -23,6 +22,7 @@ from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.model_state import buffers_rewound
 from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.probe import find_dataset
+from lightning_cnnviz.core.voice import say
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
 from lightning_cnnviz.overfitting.step_inputs import StepInputs
 from lightning_cnnviz.overfitting.val_mode import (
@@ -132,7 +132,7 @@ class LoopTap(StepInputs):
         message = stochastic_text(spread, trainer.global_step)
         report(trainer, Finding(self.section, "train_mode_in_validation", trainer.global_step,
                                 trainer.current_epoch, message, {"spread": spread}))  # fmt: skip
-        rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
+        say(f"{message} See `{self.tag('diagnosis')}`.")
         self.sink.text(self.tag("diagnosis"), f"**{message}**", trainer.global_step)
 
     def _check_mode(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -154,7 +154,7 @@ class LoopTap(StepInputs):
                                 trainer.current_epoch, message, figures,
                                 "note" if chosen else "problem"))  # fmt: skip
         if not chosen:
-            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
+            say(f"{message} See `{self.tag('diagnosis')}`.")
         self.sink.text(self.tag("diagnosis"), f"**{message}**", trainer.global_step)
 
     @override

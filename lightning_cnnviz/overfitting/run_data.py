@@ -13,13 +13,13 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 
 from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, record_check, report
 from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.core.probe import find_dataset, generator_for, has_val_data, labels_in_order
+from lightning_cnnviz.core.voice import say
 from lightning_cnnviz.overfitting import class_figures
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
 from lightning_cnnviz.overfitting.val_leak import COMPARED, same_items, val_is_train_text
@@ -122,7 +122,7 @@ class RunData:
 
     def _tell_at_start(self, trainer: Trainer, finding: Finding) -> None:
         report(trainer, finding)
-        rank_zero_warn(f"{finding.message} See `{self.tag('diagnosis')}`.")
+        say(f"{finding.message} See `{self.tag('diagnosis')}`.")
         self.sink.text(self.tag("diagnosis"), f"**{finding.message}**", trainer.global_step)
 
 

@@ -14,7 +14,6 @@ import dataclasses
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_cnnviz.core.findings import (
     Finding,
@@ -25,6 +24,7 @@ from lightning_cnnviz.core.findings import (
     report,
 )
 from lightning_cnnviz.core.probe import has_val_data
+from lightning_cnnviz.core.voice import say
 from lightning_cnnviz.overfitting.confusion import pairs_text
 from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -134,4 +134,4 @@ class Telling:
         else:
             replace(trainer, old, finding)
         if change.change == "new" and v.severity == "problem":  # notes: summary and text only
-            rank_zero_warn(f"{message} See `{self.tag('diagnosis')}`.")
+            say(f"{message} See `{self.tag('diagnosis')}`.")
