@@ -25,6 +25,7 @@ for ``lightning.pytorch`` and ``pytorch_lightning`` trainers alike:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,9 @@ class Sink(SinkThread):
         if not self._started:  # made here, never by two threads at once (two W&B runs)
             self._started = True  # and before our folder (a CSV logger warns if its is not empty)
             for logger in self.loggers:
-                _ = logger.experiment
+                # a Logger of the user's own need not have one (it is not abstract)
+                with contextlib.suppress(Exception):
+                    _ = logger.experiment
         if not self.destinations and not self._unwritable:
             try:
                 self.image_dir = run_folder(self.image_dir.parent)

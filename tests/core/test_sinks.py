@@ -4,7 +4,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
@@ -78,6 +78,33 @@ def test_sink_falls_back_to_png_without_tensorboard(tmp_path):
     assert "all good" in (sink.image_dir / "diagnosis.md").read_text()
     metrics = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
     assert "gradcam/val/concentration" in metrics and "0.5" in metrics
+
+
+class OwnLogger(Logger):
+    """A user's logger with only Lightning's abstract methods: no ``experiment``."""
+
+    name, version = "own", "0"
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.logged = {**getattr(self, "logged", {}), **metrics}
+
+
+def test_sink_a_logger_without_experiment_gets_images_in_the_run_folder(tmp_path):
+    # held out (setups hunt 22): the first monitor to write failed on `logger.experiment`
+    # and stepped aside for the run
+    logger = OwnLogger()
+    trainer = trainer_with(tmp_path, logger=logger)
+    sink = Sink.of(trainer)
+    image = torch.full((3, 4, 4), 90, dtype=torch.uint8)
+    sink.image("kernels/conv1", image, step=3)
+    sink.scalars({"kernels/conv1/norm": 2.0}, step=3)
+    sink.flush()
+    png = sink.image_dir / "kernels" / "conv1" / "step_00000003.png"
+    assert png.is_file() and np.array(Image.open(png).convert("RGB"))[0, 0, 0] == 90
+    assert logger.logged["kernels/conv1/norm"] == 2.0
 
 
 def test_sink_steps_aside_under_fast_dev_run(tmp_path):
