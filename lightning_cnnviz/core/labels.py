@@ -124,15 +124,19 @@ def draw_texts(
         >>> out = draw_texts(torch.zeros(3, 11, 20, dtype=torch.uint8), [("1", 0, 0), ("2", 8, 0)])
         >>> bool(out[:, :, :6].any()), bool(out[:, :, 8:14].any()), bool(out[:, :, 14:].any())
         (True, True, False)
+        >>> draw_texts(torch.zeros(3, 2, 20, dtype=torch.uint8), [("1", -3, -5)]).shape  # clipped
+        torch.Size([3, 2, 20])
     """
     out = img.clone()
     paint = torch.tensor(color, dtype=out.dtype, device=out.device)[:, None, None]
     for text, x, y in texts:
         mask = _text_mask(text, scale)
-        h, w = min(mask.shape[0], out.shape[-2] - y), min(mask.shape[1], out.shape[-1] - x)
+        top, left = max(y, 0), max(x, 0)  # a label placed above a tile lower than it
+        mask = mask[top - y :, left - x :]
+        h, w = min(mask.shape[0], out.shape[-2] - top), min(mask.shape[1], out.shape[-1] - left)
         if h <= 0 or w <= 0 or not text:
             continue
-        region = out[:, y : y + h, x : x + w]
+        region = out[:, top : top + h, left : left + w]
         region[:] = torch.where(mask[:h, :w].to(out.device), paint, region)
     return out
 

@@ -62,3 +62,13 @@ def test_labels_draw_texts_equals_draw_text_one_by_one():
         one_by_one = labels.draw_text(one_by_one, text, x, y, (200, 100, 50))
     together = labels.draw_texts(base, placed, (200, 100, 50))
     assert torch.equal(together, one_by_one) and together.any() and not base.any()
+
+
+def test_labels_draw_text_above_the_image_keeps_the_glyphs_lower_rows():
+    # held out (setups hunt 22): a stage's name centred on 4-pixel rows (8 x 128 images)
+    # started above the image, and the sliced region no longer fitted the glyph
+    full = labels.draw_text(torch.zeros(3, 11, 12, dtype=torch.uint8), "8", 0, 0)
+    low = labels.draw_text(torch.zeros(3, 4, 12, dtype=torch.uint8), "8", 0, -3)
+    assert low.shape == (3, 4, 12) and torch.equal(low, full[:, 3:7])
+    left = labels.draw_text(torch.zeros(3, 11, 4, dtype=torch.uint8), "8", -2, 0)
+    assert torch.equal(left, full[:, :, 2:6])

@@ -316,3 +316,14 @@ def test_feature_maps_monitor_only_layers_without_maps_steps_aside_saying_so(tmp
     )
     said = [m for m in messages if m.startswith("FeatureMapMonitor steps aside")]
     assert len(said) == 1
+
+
+def test_feature_maps_stages_grid_of_rows_lower_than_a_name():
+    # held out (setups hunt 22): 8 x 128 images (text lines, spectrogram strips) made the
+    # stage names too tall for their rows, and the monitor stepped aside with a shape error
+    maps = torch.rand(3, 4, 64)
+    rows = [(name, maps, torch.zeros(3, dtype=torch.bool)) for name in ("conv", "relu")]
+    grid = fm.stages_grid(rows, ["0", "1", "2"])
+    name_w = labels.text_size("conv")[0] + 4
+    assert grid.shape[-1] == name_w + 3 * 65 + 1 and grid.shape[-2] >= 2 * 5
+    assert grid[:, -5:, :name_w].any()  # the name's lower rows, clipped to the row
