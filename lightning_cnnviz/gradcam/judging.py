@@ -143,6 +143,7 @@ class ShortcutChecks:
     ) -> None:
         if any(f.kind in _NOT_A_SHORTCUT for f in problems(findings_of(trainer))):
             return  # where the CAM falls then is a consequence of that cause, not a shortcut
+        self._after_divergence(trainer)
         found = on_object_findings(self._on_object, value, val, areas, accuracy, cells, hw, without)
         self._emit(trainer, found)
 
@@ -157,9 +158,24 @@ class ShortcutChecks:
         earlier = findings_of(trainer)
         if any(f.kind in _NOT_A_SHORTCUT for f in problems(earlier)):
             return
+        self._after_divergence(trainer)
         found = fixed_findings(self._fixed, train, val, self._probe_acc, where, self._classes)  # type: ignore[arg-type]
         if not any(f.kind == "cam_shortcut" for f in earlier):  # one shortcut, told once
             self._emit(trainer, found)
+
+    def _after_divergence(self, trainer: Trainer) -> None:
+        """Start the rules afresh after a divergence (told, or recovered from since).
+
+        The CAMs logged before it are another network's: held out (hunt 22), a loss spike
+        that took a digit net from 84% to 30% val, recovered to 80%, left its CAM at 0.19
+        on the digits against 0.42 at the first log, and `cam_off_object` outlived the
+        divergence as the run's one problem.
+        """
+        told = [f.step for f in findings_of(trainer) if f.kind == "divergence"]
+        if told and self._on_object.get("diverged_at") != told[-1]:
+            self._on_object.clear()
+            self._fixed.clear()
+            self._on_object["diverged_at"] = told[-1]
 
     def _emit(self, trainer: Trainer, found: list[tuple[str, str, dict[str, Any]]]) -> None:
         """Warn, write ``gradcam/diagnosis`` and report each ``(kind, message, figures)``."""

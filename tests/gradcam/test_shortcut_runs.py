@@ -84,3 +84,29 @@ def test_shortcut_not_reported_after_a_divergence():
     monitor2._check_on_object(fresh, 0.05, 0.3)
     monitor2._check_on_object(fresh, 0.05, 0.3)
     assert "cam_shortcut" in [f.kind for f in findings_of(fresh)]  # the same values do report
+
+
+def test_shortcut_rules_start_afresh_after_a_divergence_recovered_from():
+    # held out (hunt 22): a spike wrecked a digit net (84% -> 30% val), which recovered to
+    # 80%; its CAM left at 0.19 on the digits (0.42 at the first log) was told
+    # `cam_off_object`, the run's one standing problem, outliving the divergence
+    from lightning_cnnviz import GradCAMMonitor
+    from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
+
+    class Run:
+        global_step, current_epoch = 40, 0
+
+    monitor, run = GradCAMMonitor(), Run()
+    for value in (0.42, 0.48):
+        monitor._check_on_object(run, value)
+    spike = Finding("activations", "divergence", 80, 1, "the loss spiked")
+    report(run, spike)
+    monitor._check_on_object(run, 0.12)  # while it stands: its consequence
+    run.global_step = 160
+    replace(run, spike, Finding("activations", "divergence", 160, 3, "recovered", {}, "note"))
+    for value in (0.19, 0.21, 0.2):
+        monitor._check_on_object(run, value)
+    assert [f.kind for f in findings_of(run)] == ["divergence"]
+    monitor._check_on_object(run, 0.05)  # below half of 0.19, the first log after it
+    assert [f.kind for f in findings_of(run)] == ["divergence", "cam_off_object"]
+    assert findings_of(run)[-1].figures["first"] == 0.19
