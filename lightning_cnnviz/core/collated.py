@@ -7,9 +7,11 @@ items are what the model gets: one item collated alone, then taken out of its ba
 one. Datasets whose items already split are returned as they are (a mixing
 ``collate_fn``, MixUp or CutMix, would blend probe images with each other).
 ``unbatched_view``: a loader that does not batch (``batch_size=None``) over a dataset of
-whole batches, read one sample at a time. ``channels_first_view``: images stored channels
-last (``(H, W, C)``, a Keras port) whose model's ``forward`` permutes them, seen channels
-first as its convolutions see them (``channels_last``).
+whole batches, read one sample at a time. ``seen_view``: images stored otherwise than
+its convolutions see them, which the model's ``forward`` fixes, seen as they see them:
+channels last (``(H, W, C)``, a Keras port whose ``forward`` permutes them:
+``channels_last``) or without a channel axis (``(H, W)``, ``forward`` adding it:
+``no_channel_axis``).
 
 Example::
 
@@ -38,15 +40,24 @@ from torch.utils.data import default_collate
 from lightning_cnnviz.core.items import image_key, parts, read_item, split_sample
 
 __all__ = [
-    "ChannelsFirst",
+    "CHANNELS_LAST",
+    "NO_CHANNEL",
     "Collated",
+    "SeenView",
     "Unbatched",
-    "channels_first_view",
     "channels_last",
     "collated_view",
+    "no_channel_axis",
+    "seen_batch",
+    "seen_view",
     "source_dataset",
+    "stored_batch",
     "unbatched_view",
 ]
+
+# How a dataset stores its images where ``forward`` changes them for its convolutions
+CHANNELS_LAST = "channels last"  # (H, W, C): forward permutes them
+NO_CHANNEL = "no channel axis"  # (H, W): forward adds the axis
 
 
 class _View:
@@ -183,23 +194,42 @@ def channels_last(image: Tensor, model: nn.Module) -> bool:
     return taken > 0 and image.shape[-1] == taken != image.shape[0]
 
 
-class ChannelsFirst(_View):
-    """``dataset`` with each item's image moved from channels last to channels first."""
+def no_channel_axis(image: Tensor, model: nn.Module) -> bool:
+    """Whether ``image``, one item's input, lacks the channel axis ``model``'s convolutions take.
 
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
+    ``(H, W)`` (``(L,)``, ``(D, H, W)``) where the first convolution, of that many spatial
+    dims, takes 1 channel: its ``forward`` adds the axis (held out: MNIST held as
+    ``TensorDataset(mnist.data / 255., mnist.targets)`` and ``x.unsqueeze(1)`` in
+    ``forward``; Grad-CAM and feature maps stepped aside on "flat vectors").
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 8, 3))
+        >>> no_channel_axis(torch.zeros(28, 28), net), no_channel_axis(torch.zeros(1, 28, 28), net)
+        (True, False)
+    """
+    first = next((m for m in model.modules() if isinstance(m, _CONV)), None)
+    return first is not None and image.dim() == len(first.kernel_size) and first.in_channels == 1
+
+
+class SeenView(_View):
+    """``dataset`` with each item's image as the convolutions see it (``form``: as stored)."""
+
+    def __init__(self, dataset: Any, form: str) -> None:
+        self.dataset, self.form = dataset, form
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        return _with_image(self.dataset[index], _to_channels_first)
+        return _with_image(self.dataset[index], self._seen)
 
-
-def _to_channels_first(x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        x = torch.as_tensor(np.ascontiguousarray(x))
-    return x.movedim(-1, 0) if isinstance(x, Tensor) else x
+    def _seen(self, x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            x = torch.as_tensor(np.ascontiguousarray(x))
+        if not isinstance(x, Tensor):
+            return x
+        return x.movedim(-1, 0) if self.form == CHANNELS_LAST else x.unsqueeze(0)
 
 
 def _with_image(item: Any, change: Callable[[Any], Any]) -> Any:
@@ -216,9 +246,32 @@ def _with_image(item: Any, change: Callable[[Any], Any]) -> Any:
     return item
 
 
-def channels_first_view(dataset: Any) -> Any:
-    """A ``ChannelsFirst`` view of ``dataset`` (its items' images channels first)."""
-    return dataset if isinstance(dataset, ChannelsFirst) else ChannelsFirst(dataset)
+def seen_view(dataset: Any, form: str | None) -> Any:
+    """``dataset`` with its images as the convolutions see them (``form`` ``None``: as stored).
+
+    Example::
+
+        >>> data = [(torch.zeros(28, 28), 3)]
+        >>> tuple(seen_view(data, NO_CHANNEL)[0][0].shape), seen_view(data, None) is data
+        ((1, 28, 28), True)
+    """
+    if form is None or (isinstance(dataset, SeenView) and dataset.form == form):
+        return dataset
+    return SeenView(dataset, form)
+
+
+def seen_batch(images: Tensor, form: str | None) -> Tensor:
+    """A batch of ``images`` as stored, as the convolutions see them."""
+    if form == CHANNELS_LAST:
+        return images.movedim(-1, 1)
+    return images.unsqueeze(1) if form == NO_CHANNEL else images
+
+
+def stored_batch(images: Tensor, form: str | None) -> Tensor:
+    """A batch of ``images`` as the convolutions see them, as the dataset stores them."""
+    if form == CHANNELS_LAST:
+        return images.movedim(1, -1)
+    return images.squeeze(1) if form == NO_CHANNEL else images
 
 
 def unbatched_view(dataset: Any) -> Any:

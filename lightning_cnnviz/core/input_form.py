@@ -2,8 +2,9 @@
 
 ``InputForm`` is a part of ``ProbeReader`` (a mixin): one trial pass on one image of the
 val set tells whether ``forward`` takes the images as they are, as the data item
-(``{key: images}``), by a keyword only (``forward(*, pixel_values)``) or stored channels
-last (a Keras port that permutes them); ``probe_pass.takes_items`` then hands every probe
+(``{key: images}``), by a keyword only (``forward(*, pixel_values)``), or stored otherwise
+than its convolutions see them (channels last, a Keras port that permutes them; without a
+channel axis, which ``forward`` adds); ``probe_pass.takes_items`` then hands every probe
 pass the images so. Where none runs, ``probe_call.why_not`` says why. The batch-transfer
 hooks the probes skip are said once.
 """
@@ -22,7 +23,7 @@ from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import image_key, read_item, split_sample
 from lightning_cnnviz.core.probe import find_dataset, train_batch_size
 from lightning_cnnviz.core.probe_call import call_error, keyword_input, why_not
-from lightning_cnnviz.core.probe_pass import CHANNELS_LAST, Keyword, takes_items
+from lightning_cnnviz.core.probe_pass import Keyword, Stored, takes_items
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.voice import listed
 
@@ -53,7 +54,7 @@ class InputForm:
 
     Uses the monitor's ``say_once_per_run``; keeps what it found on the trainer, for
     the fit's other monitors (``_cnnviz_inputs_of``, ``_cnnviz_unfit``,
-    ``_cnnviz_channels_last``).
+    ``_cnnviz_stored``).
     """
 
     say_once_per_run: Callable[[str, str], None]  # ``voice.Voice``'s
@@ -72,7 +73,7 @@ class InputForm:
         if getattr(trainer, "_cnnviz_inputs_of", None) is model:
             return  # another monitor of this fit found it
         trainer._cnnviz_inputs_of, trainer._cnnviz_unfit = model, None
-        trainer._cnnviz_channels_last = False
+        trainer._cnnviz_stored = None
         takes_items(model, None)  # a model of an earlier fit on other data starts afresh
         if hooks := batch_hooks(trainer):
             self.say_once_per_run(
@@ -96,7 +97,7 @@ class InputForm:
             return
         x = to_model(image[None], model)
         if call_error(model, x) is None:
-            self._channels_last(trainer, model, x)
+            self._stored_form(trainer, model, x)
             return
         if (name := keyword_input(model)) is not None:
             takes_items(model, Keyword(name))
@@ -121,22 +122,27 @@ class InputForm:
         # the monitors step aside with this reason where known, else say the call's error
         trainer._cnnviz_unfit = why_not(model, x, train_batch_size(trainer))
 
-    def _channels_last(self, trainer: Any, model: nn.Module, x: Tensor) -> None:
-        """Probes channels first where the images are channels last and ``forward`` permutes.
+    def _stored_form(self, trainer: Any, model: nn.Module, x: Tensor) -> None:
+        """Probes as the convolutions see the images, where ``forward`` changes them.
 
-        ``x``: one image as the data holds it, which ``model`` takes. The probes then hold
-        the images as the convolutions see them (drawn, and Grad-CAM's maps laid over them,
-        the right way up), and every probe pass hands ``forward`` them channels last.
+        ``x``: one image as the data holds it, which ``model`` takes. Stored channels last
+        (``forward`` permutes them) or without a channel axis (``forward`` adds it), the
+        probes hold them as the convolutions see them (drawn, and Grad-CAM's maps laid over
+        them, the right way up), and every probe pass hands ``forward`` them as stored.
         """
-        if not collated.channels_last(x[0], model):
-            return
-        takes_items(model, CHANNELS_LAST)
-        trainer._cnnviz_channels_last = True
         shape = tuple(x.shape[1:])
+        if collated.channels_last(x[0], model):
+            form, seen, how = collated.CHANNELS_LAST, (shape[-1], *shape[:-1]), "permutes them"
+            said = f"the inputs are stored channels last, {shape}"
+        elif collated.no_channel_axis(x[0], model):
+            form, seen, how = collated.NO_CHANNEL, (1, *shape), "adds it"
+            said = f"the inputs are stored without a channel axis, {shape}"
+        else:
+            return
+        takes_items(model, Stored(form))
+        trainer._cnnviz_stored = form
         self.say_once_per_run(
-            "channels_last",
-            f"the inputs are stored channels last, {shape}, and the model's "
-            f"`forward` permutes them for its convolutions: the monitors show and measure "
-            f"them channels first, {(shape[-1], *shape[:-1])}, and hand them to `forward` "
-            "as stored",
+            "stored_form",
+            f"{said}, and the model's `forward` {how} for its convolutions: the monitors "
+            f"show and measure them as {seen}, and hand them to `forward` as stored",
         )

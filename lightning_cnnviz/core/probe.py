@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, Subset, SubsetRandomSampler
 
-from lightning_cnnviz.core.collated import channels_first_view, collated_view, unbatched_view
+from lightning_cnnviz.core.collated import collated_view, seen_view, unbatched_view
 from lightning_cnnviz.core.items import dataset_labels, iterable_head, split_sample
 from lightning_cnnviz.core.random_state import rng_untouched
 from lightning_cnnviz.core.targets import target_words
@@ -157,8 +157,9 @@ def find_dataset(trainer: Any, split: str) -> Any:
     """The dataset behind the run's ``"train"`` or ``"val"`` loader, without iterating it.
 
     Falls back from val to train when the run has no validation data. Images stored
-    channels last for a model that permutes them are seen channels first
-    (``collated.channels_first_view``, where ``ProbeReader.fit_inputs`` found them so).
+    stored otherwise than the convolutions see them (channels last, or without a channel
+    axis), which ``forward`` fixes, are seen as the convolutions see them
+    (``collated.seen_view``, where ``ProbeReader.fit_inputs`` found them so).
     """
     dataset = _val_dataset(trainer) if split == "val" else None
     if dataset is None:
@@ -167,9 +168,7 @@ def find_dataset(trainer: Any, split: str) -> Any:
         dataset = _dataset_of(_defined_loaders(trainer.fit_loop))
     if dataset is None:
         raise RuntimeError("cannot find a dataset to draw probe samples from")
-    if getattr(trainer, "_cnnviz_channels_last", False):
-        return channels_first_view(dataset)
-    return dataset
+    return seen_view(dataset, getattr(trainer, "_cnnviz_stored", None))
 
 
 @dataclass

@@ -31,20 +31,31 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.core.collated import stored_batch
 from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.random_state import global_rng_kept
 
-__all__ = ["CHANNELS_LAST", "Keyword", "in_probe_pass", "probe_mode", "takes_items"]
+__all__ = ["Keyword", "Stored", "in_probe_pass", "probe_mode", "takes_items"]
 
 
 _probe_passes = 0  # probe passes running now (nested ones count each)
 # models whose `forward` takes the data item (a dict) rather than the images: the key the
-# images go under in a probe pass, or ``CHANNELS_LAST`` (found per fit: ``takes_items``)
-_ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str | Keyword] = weakref.WeakKeyDictionary()
+# images go under in a probe pass, or how they are stored (found per fit: ``takes_items``)
+_ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str | Keyword | Stored] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-CHANNELS_LAST = "channels last"  # the images moved from channels first to last for forward
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """A ``forward`` that takes its images as the dataset stores them (``collated.seen_view``).
+
+    ``form``: ``collated.CHANNELS_LAST`` or ``collated.NO_CHANNEL``; the probes hold them as
+    the convolutions see them.
+    """
+
+    form: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,11 +65,11 @@ class Keyword:
     name: str
 
 
-def takes_items(model: nn.Module, key: str | Keyword | None) -> None:
+def takes_items(model: nn.Module, key: str | Keyword | Stored | None) -> None:
     """Call ``model`` in probe passes with ``{key: images}`` (``None``: with the images).
 
-    ``key=CHANNELS_LAST``: with the images channels last, as its data holds them (the
-    probes hold them channels first, as its convolutions see them: ``collated.py``);
+    ``Stored(form)``: with the images as its data holds them (channels last, or without a
+    channel axis; the probes hold them as its convolutions see them: ``collated.py``);
     ``Keyword(name)``: as ``forward(name=images)``.
     """
     if key is None:
@@ -67,10 +78,10 @@ def takes_items(model: nn.Module, key: str | Keyword | None) -> None:
         _ITEM_FORWARD[model] = key
 
 
-def _as_item(key: str, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """A probe pass's images handed to ``forward`` as the data item ``{key: images}``."""
+def _as_item(key: str | Stored, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """A probe pass's images handed to ``forward`` as stored, or as the item ``{key: images}``."""
     if args and isinstance(args[0], Tensor):
-        x = args[0].movedim(1, -1) if key == CHANNELS_LAST else {key: args[0]}
+        x = stored_batch(args[0], key.form) if isinstance(key, Stored) else {key: args[0]}
         return (x, *args[1:])
     return None
 

@@ -21,6 +21,7 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import tap_forward
+from lightning_cnnviz.core.collated import seen_batch
 from lightning_cnnviz.core.input_shift import StepInput, step_input, step_shift
 from lightning_cnnviz.core.items import split_sample
 from lightning_cnnviz.core.probe_pass import in_probe_pass
@@ -89,8 +90,8 @@ class StepInputs:
         except TypeError:
             self._step_why = "the batches hold no image tensor it can find"
             return
-        if getattr(trainer, "_cnnviz_channels_last", False):  # as the convolutions see them
-            images = images.movedim(-1, 1)  # (``ProbeReader.fit_inputs``)
+        # as the convolutions see them (``ProbeReader.fit_inputs``)
+        images = seen_batch(images, getattr(trainer, "_cnnviz_stored", None))
         model = unwrap_model(pl_module)
         layer, why = (None, "it runs through torch.compile") if is_compiled(model) else (None, "")
         if not why:

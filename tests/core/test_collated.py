@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz import FeatureMapMonitor, GradCAMMonitor
-from lightning_cnnviz.core.collated import channels_first_view, channels_last
+from lightning_cnnviz.core.collated import CHANNELS_LAST, channels_last, seen_view
 from tests.tb import events
 
 
@@ -26,12 +26,12 @@ def test_collated_channels_last_told_by_the_first_convolution():
 
 def test_collated_channels_first_view_keeps_the_item_around_the_image():
     image = np.zeros((5, 6, 3), np.uint8)
-    view = channels_first_view([(7, image, 2), {"image": torch.zeros(5, 6, 3), "label": 1}])
+    view = seen_view([(7, image, 2), {"image": torch.zeros(5, 6, 3), "label": 1}], CHANNELS_LAST)
     index, x, y = view[0]
     assert (index, tuple(x.shape), y) == (7, (3, 5, 6), 2)
     item = view[1]
     assert tuple(item["image"].shape) == (3, 5, 6) and item["label"] == 1
-    assert channels_first_view(view) is view
+    assert seen_view(view, CHANNELS_LAST) is view
 
 
 class KerasPort(L.LightningModule):
@@ -79,3 +79,39 @@ def test_collated_channels_last_images_drawn_and_measured_channels_first(tmp_pat
     share = acc.Scalars("gradcam/val/object_share")[-1].value  # the square: 64 of 576 pixels
     assert share == pytest.approx(64 / 576, abs=0.03)
     assert monitors[1].events == 2 and not monitors[1].disabled
+
+
+class NoChannel(KerasPort):
+    """Grey images stored (H, W); `forward` adds the channel axis (MNIST held as `data / 255`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net[0] = nn.Conv2d(1, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.net(x.unsqueeze(1))
+
+
+def test_collated_images_without_a_channel_axis_drawn_and_measured_with_one(tmp_path):
+    # held out (setups hunt 22): Grad-CAM and feature maps stepped aside on "flat vectors",
+    # and the first layer was read as taking "1 channels, not 28"
+    from lightning_cnnviz import OverfittingMonitor
+    from lightning_cnnviz.core.findings import checks_of
+
+    def grey(n, seed):
+        x, y = squares(n, seed).tensors
+        return TensorDataset(x[..., 0].contiguous(), y)
+
+    monitors = [GradCAMMonitor(every_n_steps=4, num_samples=4), FeatureMapMonitor(every_n_steps=4),
+                OverfittingMonitor()]  # fmt: skip
+    trainer = L.Trainer(max_steps=8, logger=TensorBoardLogger(tmp_path), callbacks=list(monitors),
+                        enable_progress_bar=False, enable_checkpointing=False,
+                        num_sanity_val_steps=0, val_check_interval=4)  # fmt: skip
+    with pytest.warns(UserWarning, match=r"stored without a channel axis, \(24, 24\)"):
+        trainer.fit(NoChannel(), DataLoader(grey(64, 0), 8), DataLoader(grey(16, 1), 8))
+    assert tuple(monitors[0].probe(trainer).images.shape) == (4, 1, 24, 24)
+    acc = events(trainer.logger.log_dir)
+    share = acc.Scalars("gradcam/val/object_share")[-1].value
+    assert share == pytest.approx(64 / 576, abs=0.03)
+    assert all(m.events > 0 and not m.disabled for m in monitors)
+    assert checks_of(trainer)[("OverfittingMonitor", "inputs in the steps")].ran
