@@ -193,9 +193,13 @@ class Probe:
 
 
 def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = None) -> Probe:
-    """Load the samples at ``indices`` (e.g. restored from a checkpoint) into a probe."""
+    """Load the samples at ``indices`` (e.g. restored from a checkpoint) into a probe.
+
+    Items that are ``None`` (a dataset's unreadable ones, see ``present``) are left out.
+    """
     with rng_untouched(dataset):
-        raw = [dataset[i] for i in indices]
+        read = [(int(i), dataset[i]) for i in indices]
+    indices, raw = [i for i, r in read if r is not None], [r for _, r in read if r is not None]
     items = [split_sample(r, label_key) for r in raw]
     xs, ys = zip(*items, strict=True) if indices else ((), ())
     if not xs:
@@ -203,7 +207,7 @@ def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = No
     images = torch.stack([torch.as_tensor(x) for x in xs]).detach().cpu()
     labels = None if any(y is None for y in ys) else torch.tensor(ys, dtype=torch.long)
     target = "" if labels is not None else target_words(raw, label_key)
-    return Probe(list(map(int, indices)), images, labels, target)
+    return Probe(indices, images, labels, target)
 
 
 def labels_in_order(
@@ -234,9 +238,39 @@ def labels_in_order(
     missing = [int(i) for i in order if int(i) not in known]
     if missing:
         with rng_untouched(dataset):
-            known.update({i: split_sample(dataset[i], label_key)[1] for i in missing})
+            known.update({i: _label(dataset[i], label_key) for i in missing})
     found = [known[int(i)] for i in order]
     return order, None if any(y is None for y in found) else torch.tensor(found, dtype=torch.long)
+
+
+def _label(item: Any, label_key: Any) -> int | None:
+    """An item's class label; ``ABSENT`` for an item that is ``None`` (see ``present``)."""
+    return ABSENT if item is None else split_sample(item, label_key)[1]
+
+
+ABSENT = -1  # the label of a missing item: a negative label is no class, never drawn
+
+
+def present(dataset: Any, order: Sequence[int], count: int) -> list[int]:
+    """The first ``count`` indices of ``order`` whose items are not ``None``.
+
+    A dataset may return ``None`` for an item it cannot read (a corrupt file) for a
+    ``collate_fn`` that drops them: held out (setups hunt 22), every probe-based monitor
+    stepped aside on "cannot find the input tensor in a dataset item of type NoneType".
+
+    Example::
+
+        >>> present([None, 1, 2, None, 4], [0, 1, 2, 3, 4], 3)
+        [1, 2, 4]
+    """
+    found: list[int] = []
+    with rng_untouched(dataset):
+        for i in order:
+            if len(found) == count:
+                break
+            if dataset[int(i)] is not None:
+                found.append(int(i))
+    return found
 
 
 # the labels read from a dataset's items, by label key and index (no `targets` to read)
@@ -272,14 +306,14 @@ def draw_probe(
         )
     order = torch.randperm(size, generator=generator)
     if not class_balanced:
-        return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
+        return probe_from_indices(dataset, present(dataset, order, num_samples), label_key)
     candidates, labels_of = labels_in_order(dataset, order, max(num_samples, label_pool), label_key)
     if labels_of is None:
-        return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
+        return probe_from_indices(dataset, present(dataset, order, num_samples), label_key)
     # a negative label (PyTorch's `ignore_index`, -100) marks an item without a class
     by_class = {int(c): candidates[labels_of == c].tolist() for c in labels_of.unique() if c >= 0}
     if not by_class:
-        return probe_from_indices(dataset, order[:num_samples].tolist(), label_key)
+        return probe_from_indices(dataset, present(dataset, order, num_samples), label_key)
     num_samples = min(num_samples, sum(map(len, by_class.values())))
     picked: list[int] = []
     turn = 0
