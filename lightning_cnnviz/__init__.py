@@ -33,7 +33,7 @@ _PUBLIC = {
     "AttentionMonitor": "lightning_cnnviz.attention.callback",
     "findings_of": "lightning_cnnviz.core.findings",
     "in_probe_pass": "lightning_cnnviz.core.probe_pass",
-    "CnnvizWarning": "lightning_cnnviz.core.voice",
+    "CnnvizWarning": "lightning_cnnviz.core.say",
 }
 
 __all__ = [*_PUBLIC, "__version__"]

@@ -30,9 +30,10 @@ from lightning_cnnviz.core.findings import Finding, earlier_cause, record_check,
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.outputs import single_logit, two_class
+from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.settings import read_settings
-from lightning_cnnviz.core.voice import listed, say
+from lightning_cnnviz.core.voice import listed
 
 
 class ActivationMonitor(TrainingWindow, Monitor, section="activations"):

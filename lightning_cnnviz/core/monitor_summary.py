@@ -27,8 +27,8 @@ from lightning_cnnviz.core.findings import (
     report,
 )
 from lightning_cnnviz.core.logs import announce_logs
+from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.summary import summary_text
-from lightning_cnnviz.core.voice import say
 
 __all__ = ["RunSummary", "batches_run", "say_fit_only", "stepless_text"]
 

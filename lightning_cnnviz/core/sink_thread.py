@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lightning_cnnviz.core.voice import say
+from lightning_cnnviz.core.say import say
 
 __all__ = ["QUEUE_SIZE", "OnError", "SinkThread"]
 

@@ -48,8 +48,8 @@ from lightning_cnnviz.core.destinations import (
 )
 from lightning_cnnviz.core.namespaces import is_logger
 from lightning_cnnviz.core.png import encode_png
+from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.sink_thread import QUEUE_SIZE, SinkThread
-from lightning_cnnviz.core.voice import say
 
 __all__ = ["QUEUE_SIZE", "Sink", "encode_png"]
 

@@ -3,8 +3,7 @@
 A monitor that cannot do its job says so once, names itself and the reason, and the
 end-of-fit summary lists it (``aside_reason``). ``Voice`` is mixed into ``Monitor``;
 it reads the monitor's ``strict``, ``disabled``, ``aside_reason``, ``_warned`` and
-``_trainer_ref``. Every warning of the package goes through ``say``, as a
-``CnnvizWarning`` (filter them by that category).
+``_trainer_ref``. Every warning of the package goes through ``say`` (``core/say.py``).
 
 Example::
 
@@ -21,41 +20,13 @@ Example::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-
 from lightning_cnnviz.core.outputs import NotApplicable
+from lightning_cnnviz.core.say import say
 
-__all__ = ["CnnvizWarning", "Voice", "listed", "say", "times"]
-
-_log = logging.getLogger("lightning_cnnviz")
-
-
-class CnnvizWarning(UserWarning):
-    """What lightning-cnnviz's monitors tell: findings, and what they could not do."""
-
-
-def say(message: str) -> None:
-    """Warn ``message`` (rank zero) as a ``CnnvizWarning``; never raises.
-
-    Where the user's filters turn warnings into errors (``python -W error``, pytest's
-    ``filterwarnings = error``), the message goes to the ``lightning_cnnviz`` logger
-    instead: a monitor never aborts the run it watches.
-
-    Example::
-
-        >>> import warnings
-        >>> with warnings.catch_warnings():
-        ...     warnings.simplefilter("error")
-        ...     say("told, not raised")
-    """
-    try:
-        rank_zero_warn(message, category=CnnvizWarning)
-    except Warning:
-        _log.warning(message)
+__all__ = ["Voice", "listed", "times"]
 
 
 def listed(names: Sequence[str], limit: int = 4, quote: bool = True) -> str:

@@ -14,10 +14,10 @@ from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import Probe, find_dataset, has_val_data
+from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.core.tokens import Layout
-from lightning_cnnviz.core.voice import say
 from lightning_cnnviz.gradcam.draw import MAX_TILES, cam_grid
 from lightning_cnnviz.gradcam.judging import ShortcutChecks
 from lightning_cnnviz.gradcam.metrics import means_to_host

@@ -17,7 +17,7 @@ from lightning.pytorch import Trainer
 from torch import nn
 
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
-from lightning_cnnviz.core.voice import say
+from lightning_cnnviz.core.say import say
 from lightning_cnnviz.kernels.frozen import (
     SET_UP,
     STILL_EVENTS,

@@ -19,7 +19,7 @@ from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, record_check, report
 from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.core.probe import find_dataset, generator_for, has_val_data, labels_in_order
-from lightning_cnnviz.core.voice import say
+from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
 from lightning_cnnviz.overfitting.val_leak import COMPARED, same_items, val_is_train_text

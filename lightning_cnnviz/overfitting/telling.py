@@ -24,7 +24,7 @@ from lightning_cnnviz.core.findings import (
     report,
 )
 from lightning_cnnviz.core.probe import has_val_data
-from lightning_cnnviz.core.voice import say
+from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting.confusion import pairs_text
 from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
