@@ -29,17 +29,21 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from lightning_cnnviz.core.say import say
+
 __all__ = ["KEPT_NUMEL", "buffers_rewound", "kept_state", "weight_param"]
 
-KEPT_NUMEL = 1 << 22
+KEPT_NUMEL = 1 << 26
 """Buffers up to this many elements are put back (statistics, observers, power-iteration
-vectors); a larger one is a constant table no forward writes (a mask, an embedding)."""
+vectors, contrastive queues: MoCo's 65536 x 128); a larger one is taken for a constant
+table no forward writes (a mask, an embedding), and said once where a pass wrote it."""
 
 
 _KEEPING: set[int] = set()  # models inside a ``kept_state`` now: a nested one is a no-op
@@ -59,6 +63,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     lists = [m for m in model.modules() if isinstance(m, parametrize.ParametrizationList)]
     flags = [(m, m.training) for p in lists for m in p.modules()]
     saved = _buffer_copies(model)
+    large = _large_buffers(model)
     own = _torch_attributes()
     attributes = [(m, {k: v for k, v in vars(m).items() if k not in own}) for m in model.modules()]
     _KEEPING.add(id(model))
@@ -73,6 +78,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         _put_back_buffers(saved)
         for module, before in attributes:
             _put_back(vars(module), before, own)
+        _say_written(model, large)
 
 
 @contextlib.contextmanager
@@ -106,6 +112,30 @@ def _buffer_copies(model: nn.Module) -> list[tuple[nn.Module, str, Tensor, Tenso
         and not nn.parameter.is_lazy(buffer)  # made at the first forward: nothing to keep
         and buffer.numel() <= KEPT_NUMEL
     ]
+
+
+def _large_buffers(model: nn.Module) -> list[tuple[str, Tensor, int]]:
+    """The buffers too large to copy, with their version counters (in-place writes)."""
+    return [
+        (name, buffer, buffer._version)
+        for name, buffer in model.named_buffers()
+        if not nn.parameter.is_lazy(buffer) and buffer.numel() > KEPT_NUMEL
+    ]
+
+
+_SAID: dict[int, weakref.ref[Tensor]] = {}  # large buffers said to be written, by id
+
+
+def _say_written(model: nn.Module, large: list[tuple[str, Tensor, int]]) -> None:
+    for name, buffer, version in large:
+        said = _SAID.get(id(buffer))
+        if buffer._version != version and (said is None or said() is not buffer):
+            _SAID[id(buffer)] = weakref.ref(buffer)
+            say(
+                f"lightning-cnnviz: the model's buffer `{name}` ({buffer.numel()} elements, "
+                f"too large to keep a copy of) was written in a monitor's pass: training may "
+                "differ from a run without the monitors"
+            )
 
 
 def _put_back_buffers(saved: list[tuple[nn.Module, str, Tensor, Tensor]]) -> None:

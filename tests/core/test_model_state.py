@@ -39,3 +39,40 @@ def test_weight_param_is_the_leaf_that_gets_the_gradient():
     normed(torch.randn(1, 1, 5, 5)).sum().backward()
     assert leaf.grad is not None and leaf.grad.shape == (2, 1, 3, 3)
     assert weight_param(nn.ReLU()) is None
+
+
+class Queue(nn.Module):
+    """A contrastive queue that ``forward`` writes (MoCo's keys), of ``size`` elements."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.register_buffer("queue", torch.zeros(size))
+
+    def forward(self, x):
+        self.queue[: x.numel()] = x.flatten()
+        return x
+
+
+def test_kept_state_puts_back_a_contrastive_queue_and_says_a_larger_table_written(monkeypatch):
+    # held out (setups hunt 22): a 65536 x 128 queue, over the old 1 << 22 limit, kept the
+    # probe images' keys, and the run trained differently with the monitors on
+    import warnings
+
+    from lightning_cnnviz.core import model_state
+
+    net = Queue(65536 * 128)
+    with kept_state(net):
+        net(torch.ones(4, 8))
+    assert not net.queue.any()
+    monkeypatch.setattr(model_state, "KEPT_NUMEL", 16)
+    net = Queue(64)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            with kept_state(net):
+                net(torch.ones(2, 2))
+        with kept_state(net):
+            pass  # read only: nothing to say
+    assert net.queue[:4].tolist() == [1.0] * 4  # too large to copy: written
+    (message,) = [str(w.message) for w in said]
+    assert "buffer `queue` (64 elements, too large to keep a copy of) was written" in message
