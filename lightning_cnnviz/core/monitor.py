@@ -31,6 +31,7 @@ from lightning_cnnviz.core.monitor_layers import (
     LayerWatcher,
     builds_in_configure_model,
     has_lazy_weights,
+    replaced,
 )
 from lightning_cnnviz.core.monitor_state import Checkpointed
 from lightning_cnnviz.core.monitor_summary import RunSummary, say_fit_only
@@ -41,7 +42,7 @@ from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.schedule import Schedule
 from lightning_cnnviz.core.selection import LayerSpec, unwrap_model
 from lightning_cnnviz.core.sinks import Sink
-from lightning_cnnviz.core.voice import Voice
+from lightning_cnnviz.core.voice import Voice, listed
 
 __all__ = ["Monitor", "NotApplicable", "with_probe"]
 
@@ -248,6 +249,19 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
     ) -> None:
         self.find_pending_layers(trainer, pl_module)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def _event(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.selected and not self.disabled and (gone := replaced(pl_module, self.selected)):
+            # a layer re-made mid-fit (re-initialised, network surgery): the old module is
+            # called no more, and was told "frozen" with a `.detach()` to remove
+            self.warn_once(
+                f"replaced:{','.join(gone)}",
+                f"{listed(gone)} replaced by a new module since the layers were found: "
+                f"it watches the new one from step {trainer.global_step}",
+            )
+            self._find_layers(trainer, pl_module)
+            self._layers_logged = False  # call sites found again, the selection written anew
+        super()._event(trainer, pl_module)
 
     def find_pending_layers(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Layers (and how ``forward`` is called) once the first training step made them."""

@@ -31,7 +31,7 @@ from lightning_cnnviz.core.selection import (
 )
 from lightning_cnnviz.core.voice import listed
 
-__all__ = ["LayerWatcher", "builds_in_configure_model", "has_lazy_weights"]
+__all__ = ["LayerWatcher", "builds_in_configure_model", "has_lazy_weights", "replaced"]
 
 
 def builds_in_configure_model(pl_module: nn.Module) -> bool:
@@ -69,6 +69,31 @@ def has_lazy_weights(model: nn.Module) -> bool:
     """
     tensors = [*model.parameters(), *model.buffers()]
     return any(nn.parameter.is_lazy(t) for t in tensors)
+
+
+def replaced(pl_module: nn.Module, selected: dict[str, nn.Module]) -> list[str]:
+    """The names of ``selected`` whose module in ``pl_module`` is another object now.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3))
+        >>> selected = {"0": net[0]}
+        >>> net[0] = nn.Conv2d(1, 2, 3)
+        >>> replaced(net, selected)
+        ['0']
+    """
+    model = unwrap_model(pl_module)
+    names = dict.fromkeys(name.split("#")[0] for name in selected)  # call sites: `relu#1`
+    found = {name.split("#")[0]: module for name, module in selected.items()}
+    gone = []
+    for name in names:
+        try:
+            now = model.get_submodule(name) if name else model
+        except AttributeError:
+            now = None
+        if now is not found[name]:
+            gone.append(name)
+    return gone
 
 
 class LayerWatcher:

@@ -75,3 +75,29 @@ def test_monitor_configure_model_lazy_modules_are_watched_once_made(tmp_path):
         assert torch.equal(value, watched.state_dict()[key]), key
     overfitting = next(m for m in monitors if type(m).__name__ == "OverfittingMonitor")
     assert overfitting._step_why == ""  # the first (lazy) convolution's inputs were read
+
+
+class Surgery(TinyCNN):
+    """TinyCNN whose ``conv2`` is made anew at epoch 2 (a block re-initialised mid-fit)."""
+
+    def on_train_epoch_start(self):
+        if self.current_epoch == 2:
+            self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.trainer.optimizers[0].add_param_group({"params": list(self.conv2.parameters())})
+
+
+def test_monitor_configure_model_a_layer_replaced_mid_fit_is_followed(tmp_path):
+    # held out (setups hunt 22): the monitors kept the discarded `conv2`, told it "frozen"
+    # with "remove the `.detach()`", and feature maps skipped it
+    from lightning_cnnviz.core.findings import findings_of
+
+    monitors = [
+        make_monitor(name, every_n_steps=2) for name in ("KernelMonitor", "FeatureMapMonitor")
+    ]
+    trainer, model, messages = fit(tmp_path, monitors, model=Surgery(), max_epochs=4)
+    for monitor in monitors:
+        assert monitor.selected["conv2"] is model.conv2 and not monitor.disabled
+    said = [m for m in messages if "`conv2` replaced by a new module" in m]
+    assert len(said) == 2 and "from step 10" in said[0]  # made at step 8, the next event
+    assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert not [m for m in messages if "skipped" in m]
