@@ -93,3 +93,16 @@ def test_resume_kernels_relative_change_continues_across_the_resume(tmp_path):
     _fit(tmp_path, make_monitor("KernelMonitor"), STEPS_B, model=TinyCNN(),
          ckpt_path=str(tmp_path / "stop.ckpt"))  # fmt: skip
     assert raw_steps(tmp_path)["kernels/conv1/relative_change"] == [4, 6, 8]
+
+
+def test_resume_keeps_the_checkpoints_probe_and_says_so_where_num_samples_changed(tmp_path):
+    # held out (setups hunt 22): `num_samples=4` given on resuming a run of 8 kept drawing
+    # 8-image grids, silently
+    trainer, _, _ = _fit(tmp_path, make_monitor("GradCAMMonitor", num_samples=8), STEPS_A)
+    trainer.save_checkpoint(tmp_path / "stop.ckpt")
+    second = make_monitor("GradCAMMonitor", num_samples=4)
+    _, _, messages = _fit(tmp_path, second, STEPS_B, model=TinyCNN(),
+                          ckpt_path=str(tmp_path / "stop.ckpt"))  # fmt: skip
+    assert len(second.state_dict()["probe_indices"]["val"]) == 8
+    (said,) = [m for m in messages if "keeps the 8 val probe images of the checkpoint" in m]
+    assert "`num_samples=4` given" in said

@@ -180,6 +180,15 @@ class ProbeReader(InputForm):
             indices = self._probe_indices.get(split)
             if indices:
                 probe = probe_from_indices(dataset, indices, label_key)
+                if len(indices) != min(self.num_samples, len(dataset)):
+                    name = type(self).__name__
+                    self.say_once_per_run(
+                        f"resumed_probe/{name}/{split}",
+                        f"{name} keeps the {len(indices)} {split} probe images of the "
+                        f"checkpoint it resumed from (`num_samples={self.num_samples}` given), "
+                        "so that its views compare across the resume; start the run afresh "
+                        "to change them",
+                    )
             else:
                 generator = generator_for(self.seed, f"probe/{split}")
                 size = min(self.num_samples, len(dataset))
