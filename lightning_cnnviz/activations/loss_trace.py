@@ -25,13 +25,14 @@ import bisect
 import itertools
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from lightning_cnnviz.core.chance import at_chance
+from lightning_cnnviz.core.step_loss import step_loss
 
 __all__ = [
     "MIN_STEPS",
@@ -40,7 +41,6 @@ __all__ = [
     "LossLevels",
     "LossTrace",
     "first_nonfinite",
-    "loss_of",
     "progress",
     "start_loss",
 ]
@@ -49,12 +49,6 @@ SMOOTH = 5  # steps per median: one odd batch is not a spike
 MIN_STEPS = 20  # losses needed before ``progress`` says anything
 NEAR_LOW = 1.1  # a loss this close to a low set since the last log is still at its lows
 CLEAR_FALL = 3.0  # ``fell_clearly``: 3 standard errors (one-sided: 0.13% of plateau logs)
-
-
-def loss_of(outputs: Any) -> Tensor | None:
-    """The loss in a training step's ``outputs``: a scalar tensor, or a mapping's ``"loss"``."""
-    loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-    return loss if isinstance(loss, Tensor) and loss.numel() == 1 else None
 
 
 class LossTrace:
@@ -80,7 +74,7 @@ class LossTrace:
         loss (one sum on its device, no sync): a loss that turns NaN with a NaN batch is the
         data's doing.
         """
-        loss = loss_of(outputs)
+        loss = step_loss(outputs, None)
         if loss is None:
             return
         self._pending.append(loss.detach().reshape(1))

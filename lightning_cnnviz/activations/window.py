@@ -21,10 +21,10 @@ from typing_extensions import override
 
 from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
-from lightning_cnnviz.activations.loss_trace import loss_of
 from lightning_cnnviz.activations.recorder import Recorder
 from lightning_cnnviz.core.items import batch_inputs
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
+from lightning_cnnviz.core.step_loss import step_loss
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["TrainingWindow", "batches_to_log"]
@@ -177,7 +177,8 @@ class TrainingWindow:
         self._rec.detach()
         if not self.disabled and not trainer.sanity_checking:
             # manual optimisation may return nothing: the loss its backward saw instead
-            loss = outputs if loss_of(outputs) is not None else self._backward_loss
+            loss = step_loss(outputs, trainer)
+            loss = loss if loss is not None else step_loss(self._backward_loss, trainer)
             # at the batch's own step, the one its logged loss has in TensorBoard (a log at
             # step L has the losses of the steps before L)
             inputs = batch_inputs(batch)  # a reference: no sync

@@ -25,6 +25,7 @@ from lightning_cnnviz.core.probe import (
 )
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
+from lightning_cnnviz.core.step_loss import step_loss
 from lightning_cnnviz.overfitting import passes
 from lightning_cnnviz.overfitting.confusion import confusion_image
 from lightning_cnnviz.overfitting.detector import Detector
@@ -213,7 +214,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         self.find_pending_layers(trainer, pl_module)
         self.budget.step_ended()
         if not trainer.sanity_checking and not self.disabled:
-            self._interval.add(outputs)  # a device add, no sync
+            self._interval.add(step_loss(outputs, trainer))  # a device op, no sync
             if self._batch_images is None:
                 self._batch_images = batch_size(batch)
 

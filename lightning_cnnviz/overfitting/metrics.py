@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from lightning_cnnviz.core.outputs import as_logits
+from lightning_cnnviz.core.step_loss import step_loss
 from lightning_cnnviz.overfitting.loss_reads import candidates
 
 __all__ = [
@@ -115,8 +116,8 @@ class IntervalLoss:
 
     def add(self, outputs: Any) -> None:
         """Add one step's loss: ``outputs`` as ``training_step`` returned it (else skipped)."""
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.is_floating_point():
+        loss = step_loss(outputs, None)
+        if loss is None or not loss.is_floating_point():
             return
         loss = loss.detach().float().reshape(())
         self.total = loss if self.total is None else self.total + loss

@@ -453,3 +453,20 @@ def test_activations_ddp_two_process_fit_reduces_dead_masks(tmp_path):
     assert rank0["events"] == rank1["events"] == 1  # both ranks joined the collective
     assert rank0["dead"] == {"relu": [2]}  # units 0 and 1 each fired on one rank only
     assert scalars(tmp_path, "activations/relu/dead_fraction") == {2: pytest.approx(1 / 3)}
+
+
+def test_activations_losses_read_as_training_step_returned_them_under_accumulation(tmp_path):
+    # held out (hunt 22): Lightning hands on_train_batch_end the loss divided by
+    # `accumulate_grad_batches`: every loss the rules read was 4x too small, and training
+    # images blanked mid-run ended "no problems found"
+    from lightning_cnnviz import OverfittingMonitor
+    from tests.monitors import TinyCNN
+    from tests.monitors import fit as fit_monitors
+
+    activations, overfitting = ActivationMonitor(every_n_steps=2), OverfittingMonitor()
+    model = TinyCNN()
+    fit_monitors(tmp_path, [activations, overfitting], model=model, max_epochs=1,
+                 accumulate_grad_batches=4)  # fmt: skip
+    (step, first), *_ = activations.diagnosis.loss.series
+    assert step == 0 and first > 1.0  # an untrained 4-class model: about ln 4, not ln 4 / 4
+    assert float(overfitting._interval.first) == pytest.approx(first, rel=1e-6)
