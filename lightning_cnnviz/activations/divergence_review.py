@@ -125,7 +125,9 @@ class DivergenceReview:
                     return []
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
-        if nonfinite is None and spike is not None and (held := self._accuracy_held(spike)):
+        level = _level(series, spike) if spike is not None else None
+        held = self._accuracy_held(spike) if nonfinite is None and spike is not None else None
+        if held and not self._at_chance(spike, level):
             self.transient, self.pending = step, None  # later spikes are searched after it
             if not self._new("divergence", "note"):
                 return []
@@ -138,9 +140,7 @@ class DivergenceReview:
         held = {s: self.history.previous[s] for s in self.units.held if s in self.history.previous}
         died = held | {site: f for site, f, _ in alerts}
         self.units.held = {}
-        before = level_before(series, spike) if spike is not None else None
-        finite = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
-        level = (before, statistics.median(finite)) if before and finite else None
+        before = level[0] if level else None
         grads = next((name for name, v in profile if v != v or v in (float("inf"),)), None)
         # one step from a learnt, steady loss to NaN/Inf or a blow-up: one batch, not the rate
         blown = nonfinite if spike is None else spike[0] if is_jump(spike) else None
@@ -193,8 +193,10 @@ class DivergenceReview:
     def _accuracy_held(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
         """``(probe accuracy before the spike, now)`` where it held (``ACC_HELD``), else None.
 
-        Only after a learnt start (above twice chance before), at a rate not raised, the
-        loss not gone to its chance level: label smoothing or CutMix switched on at epoch
+        Only after a learnt start (above twice chance before), at a rate not raised (and
+        the caller asks that the loss not sit at its chance level, ``_at_chance``: blanked
+        training images under accumulation, the probe still at 81% 40 steps on, were told
+        "the training target got harder"): label smoothing or CutMix switched on at epoch
         2 lifted the training loss 0.25 -> 1.6 (a "divergence" told as updates too large)
         while the model's accuracy held at 95%.
         """
@@ -279,3 +281,12 @@ class DivergenceReview:
         rose = first is not None and any(lr > 1.5 * first for _, lr in self.log_rates)
         text = recovered_text(step, epoch, spike, series, reported, rose)
         return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]
+
+
+def _level(
+    series: list[tuple[int, float]], spike: tuple[int, float, float, float]
+) -> tuple[float, float] | None:
+    """``(the loss's level before the spike, its median over the last steps)``, where known."""
+    before = level_before(series, spike)
+    finite = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
+    return (before, statistics.median(finite)) if before and finite else None
