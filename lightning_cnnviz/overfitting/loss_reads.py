@@ -55,6 +55,8 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = [
+    "CLEAR",
+    "CLOSER",
     "FAR",
     "MATCH",
     "WORSE",
@@ -68,6 +70,9 @@ __all__ = [
 
 MATCH = 0.1  # the logged val loss within 10% of the softmax's cross-entropy on the probe
 FAR = 1.5  # ...and the outputs' own cross-entropy at least 1.5x away from it
+# or, the candidates closer than FAR: the logged loss 10x closer to the softmax's cross-
+# entropy than to the own one, which is at least 5% away from it
+CLOSER, CLEAR = 0.1, 0.05
 WORSE = 1.5  # the own cross-entropy on training images this many times ln K: worse than a guess
 
 
@@ -103,7 +108,11 @@ def reads_logits(ev: Evaluation) -> bool | None:
     False where it matches the cross-entropy of their softmax (within ``MATCH``) while
     the outputs' own cross-entropy is ``FAR`` x away; None without a logged val loss or
     the probe's figures, or while the two candidates are too close to tell apart (an
-    untrained model's logits near 0 give both about ``ln K``).
+    untrained model's logits near 0 give both about ``ln K``), unless the logged loss is
+    ``CLOSER`` x nearer the softmax's than the own one, which is ``CLEAR`` away from it:
+    held out (hunt 22), a model ending in a softmax trained through the bug kept its
+    probabilities near uniform (88% accuracy, its own NLL 2.10) while the logged val loss
+    was the cross-entropy of its probabilities to 4 decimals (1.58), on 2 of 3 seeds unsaid.
 
     Example::
 
@@ -113,16 +122,20 @@ def reads_logits(ev: Evaluation) -> bool | None:
         >>> reads_logits(Evaluation(10, 0, val_loss=0.12, probe_loss_val=0.1,
         ...                         probe_ce_probs_val=1.5))
         True
+        >>> reads_logits(Evaluation(10, 0, val_loss=1.5825, probe_loss_val=2.102,
+        ...                         probe_ce_probs_val=1.5824))  # near-uniform probabilities
+        False
     """
     loss, own, soft = ev.val_loss, ev.probe_loss_val, ev.probe_ce_probs_val
     if loss is None or own is None or soft is None:
         return None
     if not all(math.isfinite(v) and v > 0 for v in (loss, own, soft)):
         return None
-    apart = max(own, soft) / min(own, soft) >= FAR
-    if not apart:
-        return None
     matches_softmax = abs(loss - soft) <= MATCH * soft
+    if max(own, soft) / min(own, soft) < FAR:  # the candidates close: unless unmistakable
+        off = abs(loss - own)
+        told = matches_softmax and off >= CLEAR * own and abs(loss - soft) <= CLOSER * off
+        return False if told else None
     return not (matches_softmax and max(own, loss) / min(own, loss) >= FAR)
 
 

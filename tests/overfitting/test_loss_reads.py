@@ -247,3 +247,16 @@ def test_loss_reads_found_in_a_run_returning_the_negated_loss(tmp_path):
     text = [t for t in texts(run, "overfitting/diagnosis") if "rewards wrong answers" in t]
     assert text and "**Return the loss itself**" in text[0]
     assert any("rewards wrong answers" in m for m in said)
+
+
+def test_loss_reads_near_uniform_probabilities_fed_to_cross_entropy_are_told():
+    # hunt 22: a softmax model trained through the bug kept its probabilities near uniform
+    # (88% val, own NLL 2.10) while the logged val loss was the cross-entropy of its
+    # probabilities to 4 decimals (1.5825): the candidates 1.33x apart, nothing was said
+    ev = lambda loss, own, soft: Evaluation(10, 0, val_loss=loss, probe_loss_val=own,  # noqa: E731
+                                            probe_ce_probs_val=soft)  # fmt: skip
+    assert loss_reads.reads_logits(ev(1.5825, 2.102, 1.5824)) is False
+    assert loss_reads.reads_logits(ev(1.74, 2.3, 1.77)) is False  # the probe's own noise
+    assert loss_reads.reads_logits(ev(2.30, 2.29, 2.302)) is None  # untrained: all ~ln K
+    assert loss_reads.reads_logits(ev(1.9, 1.8, 2.28)) is None  # learning logits, early
+    assert loss_reads.reads_logits(ev(2.25, 2.10, 2.27)) is None  # not 10x nearer
