@@ -103,6 +103,8 @@ class Evaluation:
     balanced_acc_val: float | None = None
     others_recall_val: float | None = None  # mean recall of the classes not left out
     swapped_val_share: float | None = None  # left-out images taken for another left-out class
+    shift: int | None = None  # the offset c most val probe images are predicted as (true + c)
+    shift_share: float | None = None  # the share of the val probe predicted so
     taken_for: int | None = None
     ignored_share: float | None = None
     taken_share: float | None = None

@@ -201,6 +201,8 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
         "missing": list(now.missing or ()),
         "common": common and not now.missing,  # not rare: not taught (``leaves_out``)
         "others_recall": now.others_recall_val,
+        "shift": now.shift,
+        "shift_share": now.shift_share,
     }
     severity = "note" if early else "problem"
     return Verdict("class_imbalance", evs[-streak], now, None, figures, severity)

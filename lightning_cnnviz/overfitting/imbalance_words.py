@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from lightning_cnnviz.overfitting.class_figures import relabelled
+from lightning_cnnviz.overfitting.class_figures import relabelled, shifted
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import finite, num, when
 
@@ -64,6 +64,15 @@ def headline(v: Verdict) -> str:
             f"of the val probe's other classes); nothing else can be learnt. A dataset whose "
             "`__getitem__` ignores its index, a label column read wrong, or a filter that "
             f"kept one class? {shown}"
+        )
+    if shifted(f):
+        c = f["shift"]
+        return (
+            f"The val labels look shifted by {-c:+d} from the training labels{end}: since "
+            f"{when(since)} the model predicts class k{c:+d} for {num(f['shift_share'], True)} "
+            f"of the val probe's images of class k, and class {f['missing'][0]} never appears "
+            "among the training labels. A label mapping applied to one split only (labels "
+            f"counted from 1 in one, from 0 in the other)? {shown}"
         )
     if f.get("missing"):
         gone = ", ".join(map(str, f["missing"]))

@@ -161,6 +161,13 @@ def remedies(v: Verdict) -> list[str]:
             "different images and labels; a `__getitem__` that ignores `i`, a label column "
             "read wrong or a filter that kept one class gives one class only."
         ]
+    if v.kind == "class_imbalance" and class_figures.shifted(v.figures):
+        by = -v.figures["shift"]
+        return [
+            f"**Map the labels alike in both splits**: the val labels read {by:+d} against "
+            "the training ones; look at a few items of each split with their labels "
+            "(a `target_transform`, a `label - 1` or a 1-based label column in one of them)."
+        ]
     if v.kind == "class_imbalance" and v.figures.get("missing") and not v.figures["one_class"]:
         gone = ", ".join(map(str, v.figures["missing"]))
         generic.insert(

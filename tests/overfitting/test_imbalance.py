@@ -233,6 +233,26 @@ def test_imbalance_a_class_missing_from_training_is_a_problem_at_once():
     assert class_imbalance([ev(10, confusion, rare, val_acc=0.78)]) is None
 
 
+def test_imbalance_val_labels_shifted_from_the_training_labels_are_told_so():
+    # held out (hunt 22): training labels stored 1..10 (an 11-way head), val labels 0..9:
+    # 93% of the val digits predicted as their label plus one, told "class 0 never
+    # appears among the training labels ... a split made by class?"
+    shares = torch.tensor([0.0, 0.25, 0.25, 0.25, 0.25])
+    confusion = [[0, 15, 1, 0, 0], [0, 1, 15, 0, 0], [0, 0, 0, 16, 0], [0, 0, 1, 0, 15],
+                 [0, 0, 0, 0, 0]]  # fmt: skip
+    figures = probe_figures(confusion, shares)
+    assert (figures["shift"], figures["shift_share"]) == (1, 0.953125)
+    verdict = class_imbalance([ev(10, confusion, shares, val_acc=0.02)])
+    text = headline(verdict)
+    assert text.startswith("The val labels look shifted by -1 from the training labels")
+    assert "predicts class k+1 for 95.3% of the val probe's images of class k" in text
+    assert remedies(verdict)[0].startswith("**Map the labels alike in both splits**")
+    # a class dropped from training, the others right: no shift
+    even = torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0])
+    dropped = [[16, 0, 0, 0], [0, 16, 0, 0], [0, 0, 16, 0], [0, 0, 15, 1]]
+    assert probe_figures(dropped, even)["shift_share"] < 0.5
+
+
 def test_imbalance_a_class_missing_from_training_found_in_a_run(tmp_path):
     linear = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.1)
     trainer, warned = run(tmp_path, one_hot_set([100, 100, 100, 0]), model=linear)
