@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from lightning_cnnviz.core.capture import tap_forward
 from lightning_cnnviz.core.collated import seen_batch
@@ -53,7 +54,9 @@ def first_convolution(model: nn.Module, channels: int) -> tuple[nn.Module | None
         ):
             return None, f"its first layer is a training-only `{name}`"
         if isinstance(module, _CONV):
-            lazy = nn.parameter.is_lazy(module.weight)  # its channels come with this batch
+            # its channels come with this batch (`module.weight` is not read: under a
+            # parametrization, spectral norm's, reading it runs a power iteration)
+            lazy = isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()
             if module.in_channels != channels and not lazy:
                 taken = module.in_channels
                 return None, f"its first convolution takes {taken} channels, not {channels}"
