@@ -180,6 +180,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         leftover, self._leftover = self._leftover, None
         settings = read_settings(
             trainer.optimizers, model, trainer.gradient_clip_val,
+            schedulers=[c.scheduler for c in trainer.lr_scheduler_configs],
             clip_algorithm=trainer.gradient_clip_algorithm,
         )  # fmt: skip
         verdicts = self.diagnosis.review(
@@ -191,6 +192,8 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             clip=(settings.grad_clip, settings.clip_algorithm), momentum=settings.momentum,
             output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),
             probe_acc=self._probe_accuracy(trainer), clipped=clipped_classes(self._rec.logits),
+            half=settings.half_weights or str(trainer.precision).startswith("16"),
+            warmup=settings.warmup,
             **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

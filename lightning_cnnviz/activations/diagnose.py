@@ -77,6 +77,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.first_rms: float | None = None
         self.weak_logs = 0  # logs in a row with the gradient fading by the weaker bar
         self.clip: tuple[float | None, str | None] = (None, None)  # value, algorithm
+        self.half = self.warmup = False  # 16-bit precision; a warmup in the run's schedule
         self.frozen_head: str | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
@@ -183,6 +184,8 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         frozen_head: str | None = None,
         probe_acc: float | None = None,
         clipped: Sequence[int] = (),
+        half: bool = False,
+        warmup: bool = False,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -209,7 +212,8 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         ``probe_acc``: the model's accuracy on the probe images now (a loss that steps up
         while it holds is a harder training target, not a divergence). ``clipped``: the
         classes whose logit is 0 on every probe image, no logit below 0
-        (``output_activation.clipped_classes``).
+        (``output_activation.clipped_classes``). ``half``: the run trains in 16-bit
+        precision; ``warmup``: its schedule warms the rate up (the remedies fit them).
         """
         series = self.loss.read()
         self.chance = self.chance or chance
@@ -234,6 +238,9 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         if input_scale and self._new("unnormalised_inputs", "note"):
             text, fig = scale_text(input_scale), dict(input_scale)
             out.append(Verdict("unnormalised_inputs", "note", text, fig))
+        # the run's settings, for remedies that fit it (``divergence_causes.fitted``)
+        self.decay, self.clip, self.momentum = decay, clip, momentum
+        self.half, self.warmup = half, warmup
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying
         )
@@ -248,7 +255,6 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             out.append(Verdict("frozen_batch_norm", "problem", text, {"layers": len(frozen_norms)}))
         out += self._initial_scale(step, epoch, series, chance)
         gain = self._progress(series)
-        self.decay, self.clip, self.momentum = decay, clip, momentum
         self.frozen_head = frozen_head
         out += self._weight_decay(step, epoch, gain, lr)
         found, falling = self._gradients(

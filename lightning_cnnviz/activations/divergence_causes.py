@@ -21,6 +21,7 @@ __all__ = [
     "REMEDIES",
     "SUDDEN_REMEDIES",
     "divergence_cause",
+    "fitted",
     "half_first",
 ]
 
@@ -52,6 +53,38 @@ DATA_REMEDIES = (
     "`torch.autograd.set_detect_anomaly(True)` names the operation; under 16-bit precision use "
     "bf16 or keep the loss scaler"
 )
+_CLIP = "clip gradients (Trainer(gradient_clip_val=1.0))"
+_CLIPPING = "gradient clipping (Trainer(gradient_clip_val=1.0))"
+_HALF = "; under 16-bit precision use bf16 or keep the loss scaler"
+_WARMUP = "add a learning-rate warmup; "
+
+
+def fitted(text: str, clip: float | None, half: bool, warmup: bool) -> str:
+    """``text`` with its remedies fitted to the run: none it already has or cannot use.
+
+    Held out (hunt 22): "clip gradients (gradient_clip_val=1.0)" on a run clipping at 0.5,
+    "add a learning-rate warmup" on a OneCycle run, "under 16-bit precision use bf16" on
+    a float32 one.
+
+    Example::
+
+        >>> print(fitted(REMEDIES, clip=0.5, half=False, warmup=True))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        lower the learning rate (10x); clip gradients harder, or rather lower the rate: the
+        run clips at 0.5 and still diverged; check the inputs and labels for NaN/Inf and the
+        loss for log(0) or division by zero
+    """
+    if clip is not None:
+        harder = f"clip gradients harder, or rather lower the rate: the run clips at {clip:g} "
+        text = text.replace(_CLIP, harder + "and still diverged")
+        text = text.replace(_CLIPPING, f"gradient clipping below the run's {clip:g}")
+    if not half:
+        text = text.replace(_HALF, "")
+    if warmup:
+        text = text.replace(_WARMUP, "")
+    return text
+
+
 # One step from a learnt, steady loss to NaN/Inf: one batch or one operation, not a rate.
 SUDDEN_REMEDIES = f"{DATA_REMEDIES}; only if the data is clean, lower the learning rate"
 RAISED = 3.0  # the rate at the divergence this many times its first: a schedule raised it

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.divergence import is_jump, jump_to_chance, loss_spike, sudden
-from lightning_cnnviz.activations.divergence_causes import RAISED, divergence_cause
+from lightning_cnnviz.activations.divergence_causes import RAISED, divergence_cause, fitted
 from lightning_cnnviz.activations.divergence_words import (
     divergence_text,
     part_of_text,
@@ -50,7 +50,8 @@ ACC_HELD = 0.05  # probe accuracy no more than this below its value before a spi
 class DivergenceReview:
     """The divergence rules' review at one log (a part of ``TrainingDiagnosis``).
 
-    Uses the diagnosis's ``units``, ``history``, ``loss``, ``reported``, ``logs`` and ``_new``.
+    Uses the diagnosis's ``units``, ``history``, ``loss``, ``reported``, ``logs``, the run's
+    settings (``clip``, ``half``, ``warmup``) and ``_new``.
     """
 
     units: UnitEpisodes
@@ -69,6 +70,9 @@ class DivergenceReview:
     log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
     transient: int
     loss_scale: float | None  # the first loss over the model's own cross-entropy, if scaled
+    clip: tuple[float | None, str | None]  # the run's gradient clipping: value, algorithm
+    half: bool  # the run trains in 16-bit precision
+    warmup: bool  # the run's schedule warms the learning rate up
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
@@ -163,6 +167,7 @@ class DivergenceReview:
                                    chance=self._at_chance(spike, level),
                                    inputs=self._bad_inputs(nonfinite)),
         )  # fmt: skip
+        message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
         if spike is not None:
             figures_out |= dict(

@@ -54,6 +54,8 @@ class Settings:
             restarts, cyclic): a rise is then its cycle, never a warm-up.
         eps: that group's ``eps`` (Adam and its kin; ``None``: none).
         half_weights: whether the model's weights are float16 (``precision="16-true"``).
+        warmup: whether a scheduler of the run warms the rate up (``OneCycleLR``, a rising
+            ``LinearLR``, one named for a warmup; inside a ``SequentialLR`` too).
     """
 
     lr: float | None = None
@@ -68,6 +70,24 @@ class Settings:
     clip_algorithm: str | None = None
     eps: float | None = None
     half_weights: bool = False
+    warmup: bool = False
+
+
+def _warms_up(scheduler: Any) -> bool:
+    """Whether ``scheduler`` raises the rate at the start (a warmup).
+
+    Example::
+
+        >>> opt = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1)
+        >>> _warms_up(torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=5))
+        True
+    """
+    name = type(scheduler).__name__
+    if name == "OneCycleLR" or "warmup" in name.lower():
+        return True
+    if name == "LinearLR":
+        return scheduler.start_factor < scheduler.end_factor
+    return any(_warms_up(s) for s in getattr(scheduler, "_schedulers", ()))
 
 
 _CYCLIC = ("CosineAnnealingWarmRestarts", "CyclicLR")  # schedulers that raise the rate again
@@ -122,7 +142,7 @@ def read_settings(
     ``start_lr``: the rate read when training started, the start where no scheduler
     recorded ``initial_lr`` (``ReduceLROnPlateau`` sets none: stepped per batch, it cut
     a rate 0.05 -> 5e-9 within 21 steps, unseen). ``schedulers``: the run's (Lightning's
-    ``trainer.lr_scheduler_configs``' ``scheduler``), read for ``cyclic_lr``.
+    ``trainer.lr_scheduler_configs``' ``scheduler``), read for ``cyclic_lr`` and ``warmup``.
 
     Example::
 
@@ -165,4 +185,5 @@ def read_settings(
         min(momenta) if momenta else None, momentum, cyclic,
         str(algorithm) if algorithm is not None else None, eps,
         first is not None and first.dtype == torch.float16,
+        any(_warms_up(s) for s in schedulers),
     )  # fmt: skip

@@ -657,7 +657,7 @@ def test_divergence_one_step_blow_up_after_a_raised_rate_names_the_rate():
     assert "one batch or one operation" not in cause
 
 
-def _collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0, acc=None):
+def _collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0, acc=None, **settings):
     """The divergence verdicts of a learnt loss replaced by ``after(step)`` from step 101.
 
     ``acc(step)``: the model's accuracy on the probe images at each log (default: unknown).
@@ -674,7 +674,7 @@ def _collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0, acc=None):
             lr = rate(step) if callable(rate) else rate
             probe_acc = acc(step) if acc is not None else None
             said += diagnosis.review(step, 0, figs, sites, [], list, chance, lr=lr,
-                                     probe_acc=probe_acc)  # fmt: skip
+                                     probe_acc=probe_acc, **settings)  # fmt: skip
     return [v for v in said if v.kind == "divergence"]
 
 
@@ -693,6 +693,20 @@ def test_divergence_to_the_chance_level_at_a_steady_rate_points_at_the_batches()
     assert "chance level at step" not in high.message
     (raised,) = _collapsed(lambda s: math.log(10), rate=lambda s: 1e-3 if s < 100 else 0.1)[:1]
     assert "chance level at step" not in raised.message
+
+
+def test_divergence_remedies_fit_the_runs_settings():
+    # held out (hunt 22): "clip gradients (gradient_clip_val=1.0)" on a run clipping at
+    # 0.5, "add a learning-rate warmup" on a OneCycle run, "use bf16" on a float32 run
+    (plain,) = _collapsed(lambda s: 9.0)[:1]
+    assert (
+        "gradient_clip_val=1.0" in plain.message and "add a learning-rate warmup" in plain.message
+    )
+    assert "16-bit" not in plain.message  # float32
+    (fitted,) = _collapsed(lambda s: 9.0, clip=(0.5, "norm"), warmup=True, half=True)[:1]
+    assert "the run clips at 0.5 and still diverged" in fitted.message
+    assert "gradient_clip_val=1.0" not in fitted.message and "warmup;" not in fitted.message
+    assert "under 16-bit precision use bf16" in fitted.message
 
 
 def test_divergence_loss_stepping_up_while_the_probe_accuracy_holds_is_a_harder_target():
