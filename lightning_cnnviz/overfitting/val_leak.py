@@ -26,9 +26,20 @@ import torch
 
 from lightning_cnnviz.core.items import read_item, split_sample
 
-__all__ = ["COMPARED", "same_items", "val_is_train_text"]
+__all__ = [
+    "COMPARED",
+    "LEAKED_IMAGES",
+    "LEAKED_SHARE",
+    "leaked_share",
+    "leaked_text",
+    "same_items",
+    "shared_images",
+    "val_is_train_text",
+]
 
 COMPARED = 8  # positions read in both sets
+LEAKED_IMAGES = 3  # val probe images equal to train probe images: more than chance
+LEAKED_SHARE = 0.05  # ...where they make this share of the val set, estimated
 
 
 def same_items(train: Any, val: Any, label_key: Any = None) -> int | None:
@@ -76,4 +87,55 @@ def val_is_train_text(same: bool, compared: int) -> str:
         "overfitting cannot show, and the val accuracy reads as high as the training "
         "accuracy. Hold out a validation split (`torch.utils.data.random_split`), or pass "
         "the val loader you meant."
+    )
+
+
+def shared_images(train: torch.Tensor, val: torch.Tensor) -> int:
+    """How many ``val`` images equal one of ``train``'s (images of one value left out).
+
+    Example::
+
+        >>> train = torch.arange(24.0).view(4, 1, 2, 3)
+        >>> shared_images(train, torch.stack([train[1], train[3], train[1] + 1]))
+        2
+    """
+
+    def key(x: torch.Tensor) -> int | None:
+        x = x.detach().cpu().contiguous()
+        return hash((tuple(x.shape), x.numpy().tobytes())) if x.numel() and x.std() > 0 else None
+
+    seen = {key(x) for x in train} - {None}
+    return sum(1 for x in val if key(x) in seen)
+
+
+def leaked_share(shared: int, val_n: int, train_n: int, train_size: int) -> float:
+    """The val set's share estimated to be training items, from ``shared`` probe images.
+
+    The train probe holds ``train_n`` of the ``train_size`` training items, so a training
+    item in the val probe matches one of them with chance ``train_n / train_size``.
+
+    Example::
+
+        >>> round(leaked_share(14, 128, 128, 600), 2)
+        0.51
+    """
+    return min(1.0, shared / val_n / (train_n / max(train_size, train_n)))
+
+
+def leaked_text(shared: int, val_n: int, train_n: int, train_size: int, share: float) -> str:
+    """The finding's sentence for a val set of which a part are training items.
+
+    Example::
+
+        >>> leaked_text(14, 128, 128, 600, 0.51)[:61]
+        'The validation data hold training images: 14 of the val probe'
+    """
+    return (
+        f"The validation data hold training images: {shared} of the val probe's {val_n} "
+        f"images equal images of the train probe ({train_n} of the {train_size} training "
+        f"items), so about {share:.0%} of the val set are training items. Every val figure "
+        "is then partly how well the model remembers its training images: val accuracy "
+        "reads high and overfitting shows late. Hold out a validation split that shares no "
+        "items with training (`torch.utils.data.random_split` of one set), or drop the "
+        "duplicates."
     )

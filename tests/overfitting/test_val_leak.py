@@ -87,3 +87,23 @@ def test_val_leak_quiet_on_one_set_split_by_samplers_and_probes_follow_them(tmp_
     images = data.tensors[0][val_at]
     assert all(any(torch.equal(x, v) for v in images) for x in drawn.images)
     assert len(drawn) == 40  # all of the val split (num_samples=64)
+
+
+def test_val_leak_part_of_the_val_set_from_the_training_set_is_told_at_the_first_evaluation(
+    tmp_path,
+):
+    # held out (hunt 22): 500 of 1000 val digits were training digits shuffled in (val 95.3%
+    # against 91.4% on the fresh half), and nothing was said
+    from torch.utils.data import ConcatDataset, Subset
+
+    data = one_hot_set([40] * 4)
+    fresh = one_hot_set([10] * 4, seed=1)
+    mixed = ConcatDataset([Subset(data, range(0, 160, 4)), fresh])  # 40 training items of 80
+    trainer, said = fit(tmp_path / "mixed", mixed, data)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "val_is_train"]
+    assert finding.severity == "problem" and finding.step > 0  # the first evaluation
+    assert "of the val probe's 64 images equal images of the train probe" in finding.message
+    assert 0.3 <= finding.figures["leaked_share"] <= 0.7  # half the val set, estimated
+    assert any("The validation data hold training images" in m for m in said)
+    apart, _ = fit(tmp_path / "apart", fresh, data)
+    assert not [f for f in findings_of(apart) if f.kind == "val_is_train"]
