@@ -242,7 +242,22 @@ def logits_from(output: Any, key: Any = None, raw: bool = False) -> Tensor:
     if isinstance(key, SingleLogit):
         picked = first_tensor(output, key.key)
         return picked if raw else two_class(picked)
+    if key is None and _per_image(output):
+        raise NotApplicable(
+            f"the model's eval-mode output is a list of {len(output)} dicts, one per image (a "
+            "detector's?): no class scores per image to read (`output_key` names them where "
+            "the output holds them)"
+        )
     logits = first_tensor(output, key)
     if logits.dim() > 2 and all(size == 1 for size in logits.shape[2:]):
         return logits.flatten(1)  # a 1x1-conv head's (N, classes, 1, 1): one score per class
     return logits
+
+
+def _per_image(output: Any) -> bool:
+    """Whether ``output`` is a list of one mapping per image (torchvision's detectors)."""
+    return (
+        isinstance(output, list | tuple)
+        and len(output) > 1
+        and all(isinstance(item, Mapping) for item in output)
+    )

@@ -1,5 +1,6 @@
 """Guessing where the logits and the labels are (``core/outputs.py``)."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -7,7 +8,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.findings import checks_of
-from lightning_cnnviz.core.outputs import guess_label_key, guess_output_key
+from lightning_cnnviz.core.outputs import (
+    NotApplicable,
+    guess_label_key,
+    guess_output_key,
+    logits_from,
+)
 from tests.monitors import (
     ALL_MONITORS,
     TinyCNN,
@@ -141,3 +147,14 @@ def test_outputs_a_reconstruction_is_not_called_per_position_scores(tmp_path):
     _, _, messages = fit(tmp_path, [monitor], model=Reconstruction(), data=data)
     said = [m for m in messages if "calibration (ECE)" in m]
     assert len(said) == 1 and "(1, 16, 16) per sample (an image of the input's shape" in said[0]
+
+
+def test_outputs_a_list_of_one_dict_per_image_is_no_logits_said_why():
+    # held out (setups hunt 22): a torchvision-style detector (a list of per-image dicts in
+    # eval mode) made Grad-CAM and OverfittingMonitor step aside on "stack expects each
+    # tensor to be equal size" and a batch-size mismatch
+    per_image = [{"boxes": torch.zeros(1, 4), "scores": torch.ones(1)} for _ in range(3)]
+    with pytest.raises(NotApplicable, match="a list of 3 dicts, one per image"):
+        logits_from(per_image)
+    assert logits_from(per_image, "0").shape == (1, 4)  # named: read as asked
+    assert logits_from([torch.zeros(3, 2), {"aux": 1}]).shape == (3, 2)  # (logits, extras)
