@@ -115,13 +115,20 @@ class Budget:
         return self.event_seconds / self.step_seconds
 
 
-def cost_text(costs: Sequence[tuple[str, float, float, int]], wall: float, share: float) -> str:
+def cost_text(
+    costs: Sequence[tuple[str, float, float, int]],
+    wall: float,
+    share: float,
+    one_core: bool = False,
+) -> str:
     """The monitors' cost in a fit, in words, where it is large ("" otherwise).
 
     ``costs``: per monitor, its name, the seconds it spent on the training thread, those
     its jobs took on the sink's thread and its events; ``wall``: the fit's seconds from
-    the start of training; ``share``: the budgets of the monitors added up. Said where the
-    training thread's cost is ``SAID_SHARE`` of the fit's own time and ``SAID_SECONDS``:
+    the start of training; ``share``: the budgets of the monitors added up; ``one_core``:
+    the process may run on one CPU core only, where the sink's drawing takes turns with
+    training (held out, setups hunt 22: "1.3x" said of a run made 4.4x slower). Said where
+    the training thread's cost is ``SAID_SHARE`` of the fit's own time and ``SAID_SECONDS``:
     in a short run the automatic schedule's first, dense events cost what they cost
     (the ``full`` preset made a 30-step run of the reference CNN 20x slower, unsaid).
 
@@ -135,19 +142,23 @@ def cost_text(costs: Sequence[tuple[str, float, float, int]], wall: float, share
           early and at least a few times in every run, whatever it costs; in runs this
           short leave the costliest out, or give them a larger `every_n_steps`.
     """
-    spent = sum(c[1] for c in costs)
-    own = max(wall - spent, 1e-9)
+    spent, background = sum(c[1] for c in costs), sum(c[2] for c in costs)
+    own = max(wall - spent - (background if one_core else 0.0), 1e-9)
     if spent < SAID_SECONDS or spent < SAID_SHARE * own:
         return ""
     costly = sorted((c for c in costs if c[1] >= 0.1 * spent), key=lambda c: -c[1])
     named = ", ".join(f"{name} {sec:.1f} s in {n} event{'s' * (n != 1)}"
                       for name, sec, _, n in costly)  # fmt: skip
-    background = sum(c[2] for c in costs)
     drawing = (
         f", and {background:.1f} s drawing on the sink's thread besides"
         if background >= 0.1
         else ""
     )
+    if one_core and background >= 0.1:
+        drawing = (
+            f", and {background:.1f} s drawing on the sink's thread, which takes turns with "
+            f"training on this run's one CPU core ({(spent + background) / own:.1f}x in all)"
+        )
     return (
         f"  Cost: the monitors spent {spent:.1f} s on the training thread in this fit, "
         f"{spent / own:.1f}x its own {own:.1f} s of training (their budget: "

@@ -12,6 +12,7 @@ It reads the monitor's ``disabled``, ``aside_reason``, ``events``, ``tag_prefix`
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
@@ -109,7 +110,9 @@ def _cost_line(trainer: Trainer) -> str:
     fits = [m.budget.this_fit() for m in monitors]
     costs = [(type(m).__name__, spent, drawn, events)
              for m, (_, spent, drawn, events) in zip(monitors, fits, strict=True)]  # fmt: skip
-    text = cost_text(costs, max(f[0] for f in fits), sum(m.budget.share for m in monitors))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    share = sum(m.budget.share for m in monitors)
+    text = cost_text(costs, max(f[0] for f in fits), share, one_core=cores == 1)
     return f"\n{text}" if text else ""
 
 

@@ -1,6 +1,6 @@
 import time
 
-from lightning_cnnviz.core.budget import Budget
+from lightning_cnnviz.core.budget import Budget, cost_text
 from lightning_cnnviz.core.schedule import Schedule
 
 
@@ -103,3 +103,14 @@ def test_budget_cost_said_in_the_summary_where_the_monitors_cost_more_than_train
             spent = monitor.budget.spent
             assert monitor.events >= 4 and spent >= 0.3 * monitor.events
             assert f"Slow {spent:.1f} s in {monitor.events} events" in summary
+
+
+def test_budget_cost_text_on_one_core_counts_the_sinks_drawing_in_the_slowdown():
+    # held out (setups hunt 22): on one core the sink's drawing ran inside the training
+    # time it was compared with: "1.3x its own 26.7 s" of a run made 4.4x slower (bare 14.1 s)
+    costs = [("GradCAMMonitor", 20.0, 10.0, 8), ("OverfittingMonitor", 15.7, 5.1, 2)]
+    two = cost_text(costs, wall=62.4, share=0.01)
+    assert "1.3x its own 26.7 s of training" in two and "15.1 s drawing" in two
+    one = cost_text(costs, wall=62.4, share=0.01, one_core=True)
+    assert "3.1x its own 11.6 s of training" in one
+    assert "takes turns with training on this run's one CPU core (4.4x in all)" in one
