@@ -65,6 +65,7 @@ class AdversarialMonitor(Monitor, section="adversarial"):
     """
 
     auto_description = "it shows the first conv layer's maps"
+    without_layers = "the attack's accuracy scalars only, no `examples` image"
 
     def __init__(
         self,
@@ -146,6 +147,8 @@ class AdversarialMonitor(Monitor, section="adversarial"):
                 f"{x.dim()}-D: the accuracy scalars only",
             )
             return
+        if not self.selected:  # no conv layer (`without_layers`, said once)
+            return
         image = self.examples(model, x, adv, clean, attacked, labels, norm)
         if image is not None:
             with self.phase("write"):
@@ -172,6 +175,13 @@ class AdversarialMonitor(Monitor, section="adversarial"):
         with self.phase("compute"):
             with with_probe(model), LayerCapture(self.selected, shared=self.shared) as cap:
                 model(torch.cat([x[:k], adv[:k]]))
+            if site not in cap.outputs:  # defined, but never called by forward()
+                self.warn_once(
+                    "not_called",
+                    f"`{site}` is not called by the model's forward(): the accuracy scalars "
+                    "only, no `examples` image (name a layer it calls with `layers=`)",
+                )
+                return None
             fmap = cap.outputs[site].float()
             fmap = fmap.flatten(1, -3).mean(1) if fmap.dim() > 3 else fmap
             layer = self.cam_module(model, x)[1]

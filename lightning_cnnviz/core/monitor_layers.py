@@ -8,7 +8,7 @@ subclass overrides, ``layers`` resolved at each fit's setup (or stepping aside w
 a fit's first event.
 It reads the monitor's ``layers``, ``selected``, ``shared``, ``section``,
 ``_call_counts`` and ``_layers_logged``, and uses its ``sink``, ``probe_input``,
-``step_aside`` and ``_step_aside``.
+``step_aside``, ``warn_once`` and ``_step_aside``.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ class LayerWatcher:
     auto_description: ClassVar[str] = "it looks for conv layers"
     # Monitors that hook layers during a forward pass need per-call-site names.
     needs_call_sites: ClassVar[bool] = True
+    # What a monitor still does where `layers="auto"` finds nothing ("": it steps aside).
+    without_layers: ClassVar[str] = ""
 
     section: str
     layers: LayerSpec
@@ -186,6 +188,13 @@ class LayerWatcher:
             )
         except NoAutoLayers:
             self.selected = {}
+            if self.without_layers:  # its main figures need no layer
+                self.warn_once(
+                    "no_layers",
+                    f"`layers='auto'` found no layer ({self.auto_description}): "
+                    f"{self.without_layers}",
+                )
+                return
             scripted = scripted_layers(unwrap_model(pl_module))
             held = (
                 f"; {listed(scripted)} {'is' if len(scripted) == 1 else 'are'} compiled to "

@@ -115,3 +115,36 @@ def test_adversarial_one_logit_model_steps_aside_saying_why(tmp_path):
     aside = [m for m in messages if m.startswith("AdversarialMonitor steps aside")]
     assert len(aside) == 1
     assert "gives 1 output per image for labels 0 to 3 (a one-logit discriminator" in aside[0]
+
+
+class Dense(TinyCNN):
+    """An MLP on the images: no convolution for the `examples` image's maps."""
+
+    def __init__(self, keep_convs=False):
+        super().__init__()
+        if not keep_convs:
+            del self.conv1, self.bn1, self.conv2, self.bn2
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 4))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_adversarial_without_a_conv_layer_logs_its_accuracies(tmp_path):
+    # held out (setups hunt 22): on an MLP it stepped aside ("found no layer it can watch")
+    # though its accuracy under attack needs no conv layer
+    from tests.monitors import written_tags
+
+    monitor = make_monitor("AdversarialMonitor", every_n_steps=2)
+    _, _, messages = fit(tmp_path, [monitor], model=Dense())
+    assert not monitor.disabled and monitor.events > 0
+    tags = written_tags(tmp_path)
+    assert "adversarial/accuracy_attacked" in tags["scalars"]
+    assert "adversarial/examples" not in tags["images"]
+    (said,) = [m for m in messages if "found no layer" in m]
+    assert "accuracy scalars only, no `examples` image" in said
+    # conv layers defined but never called: the same, said so (a raw KeyError before)
+    monitor = make_monitor("AdversarialMonitor", every_n_steps=2)
+    _, _, messages = fit(tmp_path / "unused", [monitor], model=Dense(keep_convs=True))
+    assert not monitor.disabled and monitor.events > 0
+    assert len([m for m in messages if "`conv1` is not called by the model's forward()" in m]) == 1
