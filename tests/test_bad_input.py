@@ -227,7 +227,7 @@ class VectorNet(L.LightningModule):
 
 
 NEEDS_IMAGES = {"KernelMonitor", "FeatureMapMonitor", "GradCAMMonitor",
-                "ActivationMaximizationMonitor", "AdversarialMonitor"}  # fmt: skip
+                "ActivationMaximizationMonitor"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ALL_MONITORS)
@@ -250,3 +250,6 @@ def test_bad_input_non_image_model(tmp_path, name):
         assert len(aside) == 1 and "`layers='auto'` found no layer" in aside[0], said
     else:
         assert not aside, aside
+    if name == "AdversarialMonitor":  # the attack's accuracies need no image: said once
+        (only,) = [m for m in said if m.startswith(name)]
+        assert "the attack's accuracy scalars only, no `examples` image" in only

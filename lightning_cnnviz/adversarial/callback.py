@@ -140,14 +140,14 @@ class AdversarialMonitor(Monitor, section="adversarial"):
             scalars = {self.tag(n): v for n, v in zip(names, host, strict=True)}
         with self.phase("write"):  # the scalars first: they hold whatever the image does
             self.sink.scalars(scalars, step)
+        if not self.selected:  # no conv layer (`without_layers`, said once)
+            return
         if x.dim() != 4:
             self.warn_once(
                 "examples",
                 "the `examples` image shows images (N, C, H, W); this model's inputs are "
                 f"{x.dim()}-D: the accuracy scalars only",
             )
-            return
-        if not self.selected:  # no conv layer (`without_layers`, said once)
             return
         image = self.examples(model, x, adv, clean, attacked, labels, norm)
         if image is not None:
