@@ -67,17 +67,23 @@ def squares(n, seed):
     return TensorDataset(x.permute(0, 2, 3, 1).contiguous(), y)
 
 
-def test_collated_channels_last_images_drawn_and_measured_channels_first(tmp_path):
-    monitors = [GradCAMMonitor(every_n_steps=4, num_samples=4), FeatureMapMonitor(every_n_steps=4)]
-    trainer = L.Trainer(max_steps=8, logger=TensorBoardLogger(tmp_path), callbacks=monitors,
+def stored_fit(tmp_path, model, data, monitors, said):
+    """Fit ``model`` on ``data(n, seed)`` with ``monitors``; the trainer and the object share."""
+    trainer = L.Trainer(max_steps=8, logger=TensorBoardLogger(tmp_path), callbacks=list(monitors),
                         enable_progress_bar=False, enable_checkpointing=False,
                         num_sanity_val_steps=0, val_check_interval=4)  # fmt: skip
-    with pytest.warns(UserWarning, match=r"stored channels last, \(24, 24, 3\)"):
-        trainer.fit(KerasPort(), DataLoader(squares(64, 0), 8), DataLoader(squares(16, 1), 8))
+    with pytest.warns(UserWarning, match=said):
+        trainer.fit(model, DataLoader(data(64, 0), 8), DataLoader(data(16, 1), 8))
+    share = events(trainer.logger.log_dir).Scalars("gradcam/val/object_share")[-1].value
+    return trainer, share
+
+
+def test_collated_channels_last_images_drawn_and_measured_channels_first(tmp_path):
+    monitors = [GradCAMMonitor(every_n_steps=4, num_samples=4), FeatureMapMonitor(every_n_steps=4)]
+    said = r"stored channels last, \(24, 24, 3\)"
+    trainer, share = stored_fit(tmp_path, KerasPort(), squares, monitors, said)
     assert tuple(monitors[0].probe(trainer).images.shape) == (4, 3, 24, 24)
-    acc = events(trainer.logger.log_dir)
-    share = acc.Scalars("gradcam/val/object_share")[-1].value  # the square: 64 of 576 pixels
-    assert share == pytest.approx(64 / 576, abs=0.03)
+    assert share == pytest.approx(64 / 576, abs=0.03)  # the square: 64 of 576 pixels
     assert monitors[1].events == 2 and not monitors[1].disabled
 
 
@@ -104,14 +110,9 @@ def test_collated_images_without_a_channel_axis_drawn_and_measured_with_one(tmp_
 
     monitors = [GradCAMMonitor(every_n_steps=4, num_samples=4), FeatureMapMonitor(every_n_steps=4),
                 OverfittingMonitor()]  # fmt: skip
-    trainer = L.Trainer(max_steps=8, logger=TensorBoardLogger(tmp_path), callbacks=list(monitors),
-                        enable_progress_bar=False, enable_checkpointing=False,
-                        num_sanity_val_steps=0, val_check_interval=4)  # fmt: skip
-    with pytest.warns(UserWarning, match=r"stored without a channel axis, \(24, 24\)"):
-        trainer.fit(NoChannel(), DataLoader(grey(64, 0), 8), DataLoader(grey(16, 1), 8))
+    said = r"stored without a channel axis, \(24, 24\)"
+    trainer, share = stored_fit(tmp_path, NoChannel(), grey, monitors, said)
     assert tuple(monitors[0].probe(trainer).images.shape) == (4, 1, 24, 24)
-    acc = events(trainer.logger.log_dir)
-    share = acc.Scalars("gradcam/val/object_share")[-1].value
     assert share == pytest.approx(64 / 576, abs=0.03)
     assert all(m.events > 0 and not m.disabled for m in monitors)
     assert checks_of(trainer)[("OverfittingMonitor", "inputs in the steps")].ran
