@@ -98,11 +98,14 @@ def shared_images(train: torch.Tensor, val: torch.Tensor) -> int:
         >>> train = torch.arange(24.0).view(4, 1, 2, 3)
         >>> shared_images(train, torch.stack([train[1], train[3], train[1] + 1]))
         2
+        >>> shared_images(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.zeros(2, 1, 2, 2))
+        0
     """
 
     def key(x: torch.Tensor) -> int | None:
         x = x.detach().cpu().contiguous()
-        return hash((tuple(x.shape), x.numpy().tobytes())) if x.numel() and x.std() > 0 else None
+        varies = x.numel() > 0 and bool((x != x.reshape(-1)[0]).any())  # any dtype
+        return hash((tuple(x.shape), str(x.dtype), x.numpy().tobytes())) if varies else None
 
     seen = {key(x) for x in train} - {None}
     return sum(1 for x in val if key(x) in seen)
