@@ -18,7 +18,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 
-from lightning_cnnviz.core import collated
+from lightning_cnnviz.core import stored_form
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import image_key, read_item, split_sample
 from lightning_cnnviz.core.probe import find_dataset, train_batch_size
@@ -131,11 +131,11 @@ class InputForm:
         them, the right way up), and every probe pass hands ``forward`` them as stored.
         """
         shape = tuple(x.shape[1:])
-        if collated.channels_last(x[0], model):
-            form, seen, how = collated.CHANNELS_LAST, (shape[-1], *shape[:-1]), "permutes them"
+        if stored_form.channels_last(x[0], model):
+            form, seen, how = stored_form.CHANNELS_LAST, (shape[-1], *shape[:-1]), "permutes them"
             said = f"the inputs are stored channels last, {shape}"
-        elif collated.no_channel_axis(x[0], model):
-            form, seen, how = collated.NO_CHANNEL, (1, *shape), "adds it"
+        elif stored_form.no_channel_axis(x[0], model):
+            form, seen, how = stored_form.NO_CHANNEL, (1, *shape), "adds it"
             said = f"the inputs are stored without a channel axis, {shape}"
         else:
             return

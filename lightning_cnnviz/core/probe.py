@@ -31,9 +31,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, Subset, SubsetRandomSampler
 
-from lightning_cnnviz.core.collated import collated_view, seen_view, unbatched_view
+from lightning_cnnviz.core.collated import collated_view, unbatched_view
 from lightning_cnnviz.core.items import dataset_labels, iterable_head, split_sample
 from lightning_cnnviz.core.random_state import rng_untouched
+from lightning_cnnviz.core.stored_form import seen_view
 from lightning_cnnviz.core.targets import target_words
 
 __all__ = [
@@ -159,7 +160,7 @@ def find_dataset(trainer: Any, split: str) -> Any:
     Falls back from val to train when the run has no validation data. Images stored
     stored otherwise than the convolutions see them (channels last, or without a channel
     axis), which ``forward`` fixes, are seen as the convolutions see them
-    (``collated.seen_view``, where ``ProbeReader.fit_inputs`` found them so).
+    (``stored_form.seen_view``, where ``ProbeReader.fit_inputs`` found them so).
     """
     dataset = _val_dataset(trainer) if split == "val" else None
     if dataset is None:

@@ -31,10 +31,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.collated import stored_batch
 from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.random_state import global_rng_kept
+from lightning_cnnviz.core.stored_form import stored_batch
 
 __all__ = ["Keyword", "Stored", "in_probe_pass", "probe_mode", "takes_items"]
 
@@ -49,9 +49,9 @@ _ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str | Keyword | Stored] = (
 
 @dataclasses.dataclass(frozen=True)
 class Stored:
-    """A ``forward`` that takes its images as the dataset stores them (``collated.seen_view``).
+    """A ``forward`` that takes its images as the dataset stores them (``stored_form.seen_view``).
 
-    ``form``: ``collated.CHANNELS_LAST`` or ``collated.NO_CHANNEL``; the probes hold them as
+    ``form``: ``stored_form.CHANNELS_LAST`` or ``stored_form.NO_CHANNEL``; the probes hold them as
     the convolutions see them.
     """
 
@@ -69,7 +69,7 @@ def takes_items(model: nn.Module, key: str | Keyword | Stored | None) -> None:
     """Call ``model`` in probe passes with ``{key: images}`` (``None``: with the images).
 
     ``Stored(form)``: with the images as its data holds them (channels last, or without a
-    channel axis; the probes hold them as its convolutions see them: ``collated.py``);
+    channel axis; the probes hold them as its convolutions see them: ``stored_form.py``);
     ``Keyword(name)``: as ``forward(name=images)``.
     """
     if key is None:

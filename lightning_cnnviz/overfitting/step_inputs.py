@@ -22,11 +22,11 @@ from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from lightning_cnnviz.core.capture import tap_forward
-from lightning_cnnviz.core.collated import seen_batch
 from lightning_cnnviz.core.input_shift import StepInput, step_input, step_shift
 from lightning_cnnviz.core.items import split_sample
 from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
+from lightning_cnnviz.core.stored_form import seen_batch
 
 __all__ = ["StepInputs", "first_convolution"]
 

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz import FeatureMapMonitor, GradCAMMonitor
-from lightning_cnnviz.core.collated import CHANNELS_LAST, channels_last, seen_view
+from lightning_cnnviz.core.stored_form import CHANNELS_LAST, channels_last, seen_view
 from tests.tb import events
 
 
