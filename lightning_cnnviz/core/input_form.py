@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from lightning_cnnviz.core import stored_form
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import image_key, read_item, split_sample
-from lightning_cnnviz.core.probe import find_dataset, train_batch_size
 from lightning_cnnviz.core.probe_call import call_error, keyword_input, why_not
 from lightning_cnnviz.core.probe_pass import Keyword, Stored, takes_items
+from lightning_cnnviz.core.run_datasets import find_dataset, train_batch_size
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.voice import listed
 

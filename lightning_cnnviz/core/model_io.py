@@ -32,14 +32,9 @@ from lightning_cnnviz.core.outputs import (
     logits_from,
     single_logit,
 )
-from lightning_cnnviz.core.probe import (
-    Probe,
-    draw_probe,
-    find_dataset,
-    generator_for,
-    probe_from_indices,
-)
+from lightning_cnnviz.core.probe import Probe, draw_probe, generator_for, probe_from_indices
 from lightning_cnnviz.core.probe_pass import probe_mode
+from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.selection import unwrap_model
 
 __all__ = ["UNSET", "ProbeReader"]

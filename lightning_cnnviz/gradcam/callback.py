@@ -13,7 +13,8 @@ from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
-from lightning_cnnviz.core.probe import Probe, find_dataset, has_val_data
+from lightning_cnnviz.core.probe import Probe
+from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer

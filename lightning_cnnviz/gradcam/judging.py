@@ -15,7 +15,7 @@ from typing import Any
 from lightning.pytorch import Trainer
 
 from lightning_cnnviz.core.findings import Finding, findings_of, problems, record_check, report
-from lightning_cnnviz.core.probe import has_val_data
+from lightning_cnnviz.core.run_datasets import has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, fixed_findings
 from lightning_cnnviz.gradcam.gates import area_blocker

@@ -16,13 +16,8 @@ from lightning_cnnviz.core.checks import check_int, check_key, check_number
 from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.core.items import batch_size
 from lightning_cnnviz.core.monitor import Monitor
-from lightning_cnnviz.core.probe import (
-    Probe,
-    draw_probe,
-    find_dataset,
-    generator_for,
-    has_val_data,
-)
+from lightning_cnnviz.core.probe import Probe, draw_probe, generator_for
+from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.core.step_loss import step_loss

@@ -21,7 +21,7 @@ from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, report
 from lightning_cnnviz.core.model_state import buffers_rewound
 from lightning_cnnviz.core.monitor import with_probe
-from lightning_cnnviz.core.probe import find_dataset
+from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
 from lightning_cnnviz.overfitting.step_inputs import StepInputs

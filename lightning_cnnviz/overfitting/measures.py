@@ -21,7 +21,7 @@ from torch import Tensor
 from lightning_cnnviz.core.input_shift import restandardise
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.monitor import with_probe
-from lightning_cnnviz.core.probe import val_images
+from lightning_cnnviz.core.run_datasets import val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting import class_figures, class_gap, imbalance, passes

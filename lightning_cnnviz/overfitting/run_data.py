@@ -18,7 +18,8 @@ from torch import Tensor
 from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, record_check, report
 from lightning_cnnviz.core.input_shift import split_shift
-from lightning_cnnviz.core.probe import find_dataset, generator_for, has_val_data, labels_in_order
+from lightning_cnnviz.core.probe import generator_for, labels_in_order
+from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text

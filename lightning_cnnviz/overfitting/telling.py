@@ -23,7 +23,7 @@ from lightning_cnnviz.core.findings import (
     replace,
     report,
 )
-from lightning_cnnviz.core.probe import has_val_data
+from lightning_cnnviz.core.run_datasets import has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting.confusion import pairs_text
 from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector

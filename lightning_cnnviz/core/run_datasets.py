@@ -1,0 +1,127 @@
+"""The datasets a run reads, found without iterating its loaders.
+
+Nothing here iterates a ``DataLoader`` (that draws a seed from the global generator and
+would change training): ``find_dataset`` reaches the dataset behind the run's train or
+val loader, seen as the model gets it (through a ``collate_fn``, row by row for a loader
+that does not batch, restricted to a ``SubsetRandomSampler``'s indices, and as the
+convolutions see its images: ``stored_form``).
+
+Example::
+
+    >>> import torch
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> loader = DataLoader(TensorDataset(torch.zeros(6, 1, 2, 2)), batch_size=3)
+    >>> len(_dataset_of(loader))
+    6
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from torch.utils.data import DataLoader, IterableDataset, Subset, SubsetRandomSampler
+
+from lightning_cnnviz.core.collated import collated_view, unbatched_view
+from lightning_cnnviz.core.items import iterable_head
+from lightning_cnnviz.core.stored_form import seen_view
+
+__all__ = ["find_dataset", "has_val_data", "train_batch_size", "val_images"]
+
+_subsets: weakref.WeakKeyDictionary[Any, Subset] = weakref.WeakKeyDictionary()
+
+
+def _sampled(data: Any, sampler: Any) -> Any:
+    """The items of ``data`` a ``SubsetRandomSampler`` reads (one view per sampler), else ``data``.
+
+    Two loaders over one dataset with a sampler each (a train/val split by indices): each
+    probe is drawn from its own loader's items, not from the whole set.
+    """
+    if not isinstance(sampler, SubsetRandomSampler):
+        return data
+    found = _subsets.get(sampler)
+    if found is None or found.dataset is not data:
+        found = _subsets[sampler] = Subset(data, [int(i) for i in sampler.indices])
+    return found
+
+
+def _dataset_of(loaders: Any) -> Any:
+    if isinstance(loaders, DataLoader):
+        data = loaders.dataset
+        data = iterable_head(data) if isinstance(data, IterableDataset) else data
+        data = _sampled(data, loaders.sampler)
+        if loaders.batch_size is None and loaders.batch_sampler is None:
+            return unbatched_view(data)  # a loader that does not batch: items are batches
+        return collated_view(data, loaders.collate_fn)  # PIL items a `collate_fn` converts
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    if isinstance(loaders, list | tuple) and loaders:
+        return _dataset_of(loaders[0])
+    return None
+
+
+def _defined_loaders(loop: Any) -> Any:
+    """The loaders a fit loop will use, before it has loaded them.
+
+    Lightning keeps them behind the private ``_data_source`` until the loop starts
+    (e.g. validation before the first validation run); no public API gives them.
+    """
+    source = loop._data_source
+    return source.dataloader() if source.instance is not None and source.is_defined() else None
+
+
+def train_batch_size(trainer: Any) -> int | None:
+    """The training loader's batch size (``None``: not known, or not one loader)."""
+    loader = trainer.train_dataloader or _defined_loaders(trainer.fit_loop)
+    size = getattr(loader, "batch_size", None)
+    return size if isinstance(size, int) else None
+
+
+def _val_dataset(trainer: Any) -> Any:
+    dataset = _dataset_of(trainer.val_dataloaders)
+    if dataset is None:
+        dataset = _dataset_of(_defined_loaders(trainer.fit_loop.epoch_loop.val_loop))
+    return dataset
+
+
+def has_val_data(trainer: Any) -> bool:
+    """Whether the run has validation data of its own (``find_dataset`` falls back to train)."""
+    return _val_dataset(trainer) is not None
+
+
+def val_images(trainer: Any) -> int | None:
+    """The images one validation of the first val loader sees (None: not known).
+
+    Its dataset's length, capped by the batches the loop runs (``limit_val_batches``):
+    what a logged val accuracy is a share of, and so its binomial error.
+    """
+    loaders = trainer.val_dataloaders
+    loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
+    batches = trainer.num_val_batches
+    batches = batches[0] if isinstance(batches, list | tuple) and batches else batches
+    try:
+        size = len(loader.dataset)
+        per = loader.batch_size or 1
+    except (AttributeError, TypeError):
+        return None
+    if isinstance(batches, int | float) and 0 < batches < float("inf"):
+        size = min(size, int(batches) * per)
+    return size or None
+
+
+def find_dataset(trainer: Any, split: str) -> Any:
+    """The dataset behind the run's ``"train"`` or ``"val"`` loader, without iterating it.
+
+    Falls back from val to train when the run has no validation data. Images stored
+    stored otherwise than the convolutions see them (channels last, or without a channel
+    axis), which ``forward`` fixes, are seen as the convolutions see them
+    (``stored_form.seen_view``, where ``ProbeReader.fit_inputs`` found them so).
+    """
+    dataset = _val_dataset(trainer) if split == "val" else None
+    if dataset is None:
+        dataset = _dataset_of(trainer.train_dataloader)
+    if dataset is None:
+        dataset = _dataset_of(_defined_loaders(trainer.fit_loop))
+    if dataset is None:
+        raise RuntimeError("cannot find a dataset to draw probe samples from")
+    return seen_view(dataset, getattr(trainer, "_cnnviz_stored", None))
