@@ -102,9 +102,16 @@ def check_key(name: str, value: Any, *, allow_none: bool = False) -> None:
 
 
 def check_layers(value: Any) -> None:
-    """Raise unless ``value`` is ``"auto"``, a pattern, or a non-empty list of patterns."""
-    if isinstance(value, str) or (
-        isinstance(value, Sequence) and value and all(isinstance(p, str) for p in value)
+    """Raise unless ``value`` is ``"auto"``, a pattern, or a non-empty list of patterns.
+
+    An empty pattern (an unset variable in a config) matches no module: said here, not at
+    the fit's setup.
+    """
+    patterns = [value] if isinstance(value, str) else value
+    if (
+        isinstance(patterns, Sequence)
+        and patterns
+        and all(isinstance(p, str) and p.strip() for p in patterns)
     ):
         return
     raise ValueError(

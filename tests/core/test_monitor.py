@@ -56,6 +56,8 @@ def run(tmp_path, monitor, **kwargs):
         ({"num_samples": 0}, "`num_samples` must be a positive integer, got 0"),
         ({"layers": []}, "`layers` must be 'auto', a pattern or a non-empty list"),
         ({"layers": 3}, "got 3"),
+        ({"layers": ""}, "got ''"),  # setups hunt 22: an unset config variable, said at setup
+        ({"layers": ["conv1", " "]}, r"got \['conv1', ' '\]"),
         ({"tag_prefix": None}, "`tag_prefix` must be a string, got None"),
     ],
 )
