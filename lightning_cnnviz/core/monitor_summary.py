@@ -58,6 +58,9 @@ class RunSummary:
         if trainer.global_step == 0 and batches >= STEPLESS:
             return f"never logged: the optimiser took no step in {batches} training batches"
         if batches == 0:
+            limit = trainer.limit_train_batches
+            if limit is not None and limit == 0:  # Lightning's own setting, named as given
+                return f"never logged: no training batch ran (`limit_train_batches={limit}`)"
             return (
                 "never logged: no training batch ran (the training loader yielded none, as "
                 "with `drop_last=True` and fewer items than a batch, or `max_epochs=0`)"

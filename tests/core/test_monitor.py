@@ -301,6 +301,15 @@ def test_monitor_says_no_training_batch_ran_where_none_did(tmp_path):
     trainer.fit(BNDropout(), DataLoader(data, batch_size=32, drop_last=True))
     (check,) = checks_of(trainer).values()
     assert not check.ran and check.why.startswith("never logged: no training batch ran")
+    assert "`drop_last=True`" in check.why
+    # setups hunt 22: `limit_train_batches=0` named as given, not a loader that yields none
+    monitor = KernelMonitor()
+    trainer = L.Trainer(max_epochs=1, logger=TensorBoardLogger(tmp_path), callbacks=[monitor],
+                        enable_progress_bar=False, enable_checkpointing=False,
+                        limit_val_batches=0, limit_train_batches=0)  # fmt: skip
+    trainer.fit(BNDropout(), DataLoader(data, batch_size=4))
+    (check,) = checks_of(trainer).values()
+    assert check.why == "never logged: no training batch ran (`limit_train_batches=0`)"
 
 
 def test_monitor_says_at_the_start_an_explicit_schedule_past_the_run(tmp_path):
