@@ -101,8 +101,12 @@ def headline(v: Verdict) -> str:
             f"{num(now.probe_acc_val, True)} (chance {num(f['chance_acc'], True)}): the "
             f"model has hardly moved from its initialisation.{cut}"
         )
+    # far under chance is no guess: it predicts other classes than the probe holds (a val
+    # set of one class: "0.0% is at chance (25.0%)", setups hunt 22)
+    low = 2 * f["chance_acc"] - f["chance_band"]
+    where = "below" if now.probe_acc_val is not None and now.probe_acc_val < low else "at"
     return (
         f"Not learning since {when(since)} ({start}{peak}): val probe accuracy "
-        f"{num(now.probe_acc_val, True)} is at chance ({num(f['chance_acc'], True)}); "
+        f"{num(now.probe_acc_val, True)} is {where} chance ({num(f['chance_acc'], True)}); "
         f"{loss}.{cut}"
     )

@@ -113,7 +113,7 @@ def test_monitor_rules_not_learning_at_chance_from_the_start(tmp_path):
     (finding,) = findings_of(trainer)
     assert (finding.kind, finding.epoch, finding.figures["since_epoch"]) == ("not_learning", 1, 0)
     assert finding.figures["probe_acc"] == 0.5 and finding.figures["from_start"] is True
-    assert "ln(2) = 0.6931" in finding.message
+    assert "ln(2) = 0.6931" in finding.message and "50.0% is at chance (50.0%)" in finding.message
     said = texts(events(tmp_path / "tb"), "overfitting/diagnosis")[0]
     assert "1. **Raise the learning rate**: it is 0" in said  # the run's lr, not a guess
 
@@ -158,3 +158,15 @@ def test_monitor_rules_summary_names_the_val_loss_key_it_missed(tmp_path):
     # Adam without weight decay: nothing to judge, said so (not "needs decoupled decay")
     check = checks_of(trainer)[("OverfittingMonitor", "weight decay")]
     assert not check.ran and check.why == "the optimiser uses no weight decay"
+
+
+def test_monitor_rules_not_learning_far_under_chance_says_below_chance():
+    # setups hunt 22: a val set of one class read "val probe accuracy 0.0% is at chance (25.0%)"
+    from lightning_cnnviz.overfitting import levels
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+    from lightning_cnnviz.overfitting.learning_words import headline
+
+    history = [Evaluation(step, step // 50, classes=4.0, probe_acc_val=0.0, probe_loss_val=1.6,
+                          probe_size=64.0) for step in (50, 100)]  # fmt: skip
+    text = headline(levels.not_learning(history))
+    assert "val probe accuracy 0.0% is below chance (25.0%)" in text
