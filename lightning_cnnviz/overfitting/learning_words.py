@@ -103,7 +103,8 @@ def headline(v: Verdict) -> str:
         )
     # far under chance is no guess: it predicts other classes than the probe holds (a val
     # set of one class: "0.0% is at chance (25.0%)", setups hunt 22)
-    low = 2 * f["chance_acc"] - f["chance_band"]
+    band = f.get("chance_band")
+    low = 2 * f["chance_acc"] - band if band is not None else 0.0
     where = "below" if now.probe_acc_val is not None and now.probe_acc_val < low else "at"
     return (
         f"Not learning since {when(since)} ({start}{peak}): val probe accuracy "
