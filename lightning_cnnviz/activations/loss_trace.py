@@ -26,13 +26,11 @@ import itertools
 import math
 import statistics
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from lightning_cnnviz.core.chance import at_chance
-from lightning_cnnviz.core.step_loss import step_loss
 
 __all__ = [
     "MIN_STEPS",
@@ -67,14 +65,13 @@ class LossTrace:
         self._finite: list[Tensor] = []  # per step: whether the batch's inputs were finite
         self._steps: list[int] = []
 
-    def add(self, step: int, outputs: Any, inputs: Tensor | None = None) -> None:
-        """Keep the loss in ``outputs`` (a tensor, or a mapping with ``"loss"``) for ``step``.
+    def add(self, step: int, loss: Tensor | None, inputs: Tensor | None = None) -> None:
+        """Keep ``loss`` (``core.step_loss.step_loss``'s: a scalar tensor, or None) for ``step``.
 
         ``inputs``: the batch's input tensor; whether it is all finite is kept beside the
         loss (one sum on its device, no sync): a loss that turns NaN with a NaN batch is the
         data's doing.
         """
-        loss = step_loss(outputs, None)
         if loss is None:
             return
         self._pending.append(loss.detach().reshape(1))

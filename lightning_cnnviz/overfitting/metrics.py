@@ -27,7 +27,6 @@ import torch
 from torch import Tensor
 
 from lightning_cnnviz.core.outputs import as_logits
-from lightning_cnnviz.core.step_loss import step_loss
 from lightning_cnnviz.overfitting.loss_reads import candidates
 
 __all__ = [
@@ -100,8 +99,8 @@ class IntervalLoss:
     Example::
 
         >>> interval = IntervalLoss()
-        >>> for loss in (1.0, 2.0, {"loss": torch.tensor(3.0)}):
-        ...     interval.add(torch.tensor(loss) if isinstance(loss, float) else loss)
+        >>> for loss in (1.0, 2.0, 3.0):
+        ...     interval.add(torch.tensor(loss))
         >>> interval.same_as_last(torch.tensor(3.0)), interval.same_as_last(torch.tensor(0.5))
         (True, False)
         >>> float(interval.read()), interval.read()
@@ -114,9 +113,8 @@ class IntervalLoss:
         self.first: Tensor | None = None  # the run's first step's: never read off
         self.steps = 0
 
-    def add(self, outputs: Any) -> None:
-        """Add one step's loss: ``outputs`` as ``training_step`` returned it (else skipped)."""
-        loss = step_loss(outputs, None)
+    def add(self, loss: Tensor | None) -> None:
+        """Add one step's loss (``core.step_loss.step_loss``'s; None is skipped)."""
         if loss is None or not loss.is_floating_point():
             return
         loss = loss.detach().float().reshape(())
