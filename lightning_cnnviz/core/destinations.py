@@ -2,7 +2,8 @@
 
 Each destination takes encoded PNG bytes and Markdown text:
 
-* TensorBoard: image and text summaries in the run's event file;
+* TensorBoard: image and text summaries in the run's event file, under the logger's
+  ``prefix`` as Lightning puts it before the scalars (``"ab-"`` for ``prefix="ab"``);
 * Weights & Biases: ``WandbLogger.log_image`` / ``log_text`` (a one-row table per entry);
 * MLflow: artifacts of the run, ``cnnviz/<tag>/step_<step>.png`` / ``.md``
   (``cnnviz/layers/...`` for the ``cnnviz/layers`` text);
@@ -37,6 +38,7 @@ __all__ = [
     "mlflow_name",
     "run_folder",
     "shown_path",
+    "tag_prefix",
 ]
 
 _NOT_MLFLOW = re.compile(r"[^a-zA-Z0-9_/. -]")
@@ -191,23 +193,40 @@ class Destination:
         raise NotImplementedError
 
 
+def tag_prefix(logger: Any) -> str:
+    """What Lightning puts before a logger's metric names (its ``prefix`` and join character).
+
+    Example::
+
+        >>> from types import SimpleNamespace
+        >>> tag_prefix(SimpleNamespace(_prefix="run_a", LOGGER_JOIN_CHAR="-"))
+        'run_a-'
+        >>> tag_prefix(SimpleNamespace(_prefix=""))
+        ''
+    """
+    prefix = getattr(logger, "_prefix", "") or ""
+    return f"{prefix}{getattr(logger, 'LOGGER_JOIN_CHAR', '-')}" if prefix else ""
+
+
 class TensorBoard(Destination):
-    """A TensorBoard ``SummaryWriter``."""
+    """A TensorBoard ``SummaryWriter``; tags get ``prefix`` (``tag_prefix`` of its logger)."""
 
     name = "TensorBoard"
 
-    def __init__(self, writer: Any) -> None:
+    def __init__(self, writer: Any, prefix: str = "") -> None:
         self.writer = writer
+        self.prefix = prefix
 
     @override
     def image(self, tag: str, png: bytes, size: tuple[int, int], step: int) -> None:
         height, width = size
         encoded = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
-        add_summary(self.writer, Summary(value=[Summary.Value(tag=tag, image=encoded)]), step)
+        value = Summary.Value(tag=self.prefix + tag, image=encoded)
+        add_summary(self.writer, Summary(value=[value]), step)
 
     @override
     def text(self, tag: str, text: str, step: int) -> None:
-        self.writer.add_text(tag, text, step)
+        self.writer.add_text(self.prefix + tag, text, step)
 
 
 class Wandb(Destination):

@@ -45,6 +45,7 @@ from lightning_cnnviz.core.destinations import (
     latest_embedding_first,
     mlflow_name,
     run_folder,
+    tag_prefix,
 )
 from lightning_cnnviz.core.namespaces import is_logger
 from lightning_cnnviz.core.png import encode_png
@@ -58,7 +59,7 @@ _ATTR = "_cnnviz_sink"
 
 def _write_scalars(logger: Any, metrics: dict[str, float], step: int) -> None:
     """``logger.log_metrics`` as one event of many values (not an event per scalar)."""
-    prefix = f"{logger._prefix}{logger.LOGGER_JOIN_CHAR}" if logger._prefix else ""
+    prefix = tag_prefix(logger)
     values = [Summary.Value(tag=prefix + k, simple_value=float(v)) for k, v in metrics.items()]
     add_summary(logger.experiment, Summary(value=values), step)
 
@@ -66,7 +67,7 @@ def _write_scalars(logger: Any, metrics: dict[str, float], step: int) -> None:
 def _destination(logger: Any) -> TensorBoard | Wandb | MLflow | None:
     """Where ``logger`` takes images and text, or ``None`` (scalars only, e.g. CSV)."""
     if is_logger(logger, "TensorBoardLogger"):
-        return TensorBoard(logger.experiment)
+        return TensorBoard(logger.experiment, tag_prefix(logger))
     if is_logger(logger, "WandbLogger"):
         return Wandb(logger)
     if is_logger(logger, "MLFlowLogger"):
@@ -83,6 +84,8 @@ class Sink(SinkThread):
         busy_cpu_seconds: the CPU time of those jobs (less than ``busy_seconds`` when the
             thread waited for a core or for the GIL).
         writer: the TensorBoard ``SummaryWriter`` or ``None``.
+        prefix: what its logger puts before tags (``prefix="ab"``: ``"ab-"``), for what
+            goes to ``writer`` directly (histograms, embeddings, layouts).
         destinations: where images and text go (TensorBoard, W&B, MLflow or a folder).
         image_dir: the run's own folder, used when no logger takes images.
     """
@@ -96,9 +99,9 @@ class Sink(SinkThread):
         writing = self.active and self.is_writer
         found = [_destination(lg) for lg in self.loggers] if writing else []
         self.destinations: list[Destination] = [d for d in found if d is not None]
-        self.writer = next(
-            (d.writer for d in self.destinations if isinstance(d, TensorBoard)), None
-        )
+        board = next((d for d in self.destinations if isinstance(d, TensorBoard)), None)
+        self.writer = None if board is None else board.writer
+        self.prefix = "" if board is None else board.prefix
         base = next((d for lg in self.loggers for d in (lg.log_dir, lg.save_dir) if d), None)
         self.image_dir = Path(base or trainer.default_root_dir) / "cnnviz"
         self._said = WarningCache()
@@ -247,7 +250,9 @@ class Sink(SinkThread):
 
             writer = SummaryWriter(str(Path(self.writer.get_logdir()) / split))
             self._split_writers[split] = writer
-        values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()]
+        values = [
+            Summary.Value(tag=self.prefix + k, simple_value=float(v)) for k, v in metrics.items()
+        ]
         self.later(lambda: add_summary(writer, Summary(value=values), step))
 
     def text(self, tag: str, text: str, step: int) -> None:
@@ -262,13 +267,13 @@ class Sink(SinkThread):
         if self.tensorboard_only("histograms"):
             host = self._host_copy(values, torch.float32)
             writer = self.writer
-            self.later(lambda: writer.add_histogram(tag, host, step))
+            self.later(lambda: writer.add_histogram(self.prefix + tag, host, step))
 
     def embedding(self, tag: str, features: Tensor, step: int, **kwargs: Any) -> None:
         """Write an embedding for TensorBoard's projector (TensorBoard only, said once)."""
         if self.tensorboard_only("projector embeddings"):
             self.writer.add_embedding(
-                features.detach().float().cpu(), tag=tag, global_step=step, **kwargs
+                features.detach().float().cpu(), tag=self.prefix + tag, global_step=step, **kwargs
             )
             config = Path(self.writer.get_logdir()) / "projector_config.pbtxt"
             config.write_text(latest_embedding_first(config.read_text()))

@@ -289,7 +289,9 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
     def _write_layout(self) -> None:
         if not self._layout and self.sink.writer is not None:
             self._layout = True
-            self.sink.writer.add_custom_scalars(custom_scalars_layout(tag=self.tag))
+            prefix = self.sink.prefix  # the charts match the tags as written
+            layout = custom_scalars_layout(tag=lambda name: prefix + self.tag(name))
+            self.sink.writer.add_custom_scalars(layout)
 
     @override
     def extra_state(self) -> dict[str, Any]:

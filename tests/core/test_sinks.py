@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -60,6 +61,22 @@ def test_sink_scalars_go_as_one_event_with_the_logger_prefix(tmp_path):
     (path,) = (tmp_path / "tb").rglob("events.out.tfevents.*")
     records = [e for e in EventFileLoader(str(path)).Load() if e.HasField("summary")]
     assert len(records) == 1 and len(records[0].summary.value) == 2  # one event, two values
+
+
+def test_sink_images_text_histograms_and_split_runs_get_the_logger_prefix(tmp_path):
+    logger = TensorBoardLogger(tmp_path, name="tb", prefix="run")
+    sink = Sink.of(trainer_with(tmp_path, logger=logger))
+    sink.image("kernels/conv1", torch.zeros(3, 4, 4, dtype=torch.uint8), step=2)
+    sink.text("cnnviz/findings", "no problems", step=2)
+    sink.histogram("activations/relu", torch.arange(10.0), step=2)
+    sink.split_scalars("val", {"overfitting/loss": 0.5}, step=2)
+    sink.flush()
+    acc = events(logger.log_dir)
+    assert acc.Tags()["images"] == ["run-kernels/conv1"]
+    assert texts(acc, "run-cnnviz/findings") == ["no problems"]
+    assert acc.Tags()["histograms"] == ["run-activations/relu"]
+    (value,) = events(Path(logger.log_dir) / "val").Scalars("run-overfitting/loss")
+    assert (value.step, value.value) == (2, 0.5)
 
 
 def test_sink_falls_back_to_png_without_tensorboard(tmp_path):

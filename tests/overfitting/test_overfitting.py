@@ -1,6 +1,7 @@
 import io
 import logging
 import math
+import re
 import subprocess
 import sys
 import time
@@ -85,11 +86,11 @@ class Scripted(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def fit(tmp_path, monitor, model=None, epochs=7, callbacks=(), ckpt_path=None, **kw):
+def fit(tmp_path, monitor, model=None, epochs=7, callbacks=(), ckpt_path=None, prefix="", **kw):
     trainer = L.Trainer(
         default_root_dir=tmp_path,
         max_epochs=epochs,
-        logger=TensorBoardLogger(tmp_path, name="tb", version=0),
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0, prefix=prefix),
         callbacks=[monitor, *callbacks],
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -183,23 +184,28 @@ def test_overfitting_detects_onset_and_reports_it(tmp_path, caplog):
     assert "OverfittingMonitor/BatchNorm train/eval (no BatchNorm layer)" in summary
 
 
-def test_overfitting_writes_custom_scalars_layout(tmp_path):
-    fit(tmp_path, OverfittingMonitor(num_samples=4, tag_prefix="run1/"), epochs=2)
+@pytest.mark.parametrize("prefix", ["", "exp"])
+def test_overfitting_writes_custom_scalars_layout(tmp_path, prefix):
+    # a logger's `prefix` ("exp" -> "exp-run1/...") reaches the charts as the scalars' tags
+    fit(tmp_path, OverfittingMonitor(num_samples=4, tag_prefix="run1/"), epochs=2, prefix=prefix)
     acc = events(tmp_path / "tb")
     (config,) = acc.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout()
     layout.ParseFromString(config.tensor_proto.string_val[0])
     (category,) = layout.category
-    assert category.title == "run1/overfitting/train vs val"
+    tag = f"{prefix}-run1/overfitting" if prefix else "run1/overfitting"
+    assert category.title == f"{tag}/train vs val"
     charts = {c.title: list(c.multiline.tag) for c in category.chart}
-    assert charts["loss"] == [r"^run1/overfitting/loss$"]
-    assert charts["accuracy"] == [r"^run1/overfitting/accuracy$"]
-    assert "run1/overfitting/gap_loss" in acc.Tags()["scalars"]
+    assert charts["loss"] == [rf"^{re.escape(tag)}/loss$"]
+    assert charts["accuracy"] == [rf"^{re.escape(tag)}/accuracy$"]
+    assert f"{tag}/gap_loss" in acc.Tags()["scalars"]
     # each chart's tag holds the train value in the run `train`, the val value in `val`
-    logged = {k: [e.value for e in acc.Scalars(k)] for k in ("train/loss_epoch", "val/loss")}
-    for split, key in (("train", "train/loss_epoch"), ("val", "val/loss")):
+    lightning = f"{prefix}-" if prefix else ""  # Lightning's own keys get it too
+    keys = {"train": f"{lightning}train/loss_epoch", "val": f"{lightning}val/loss"}
+    logged = {k: [e.value for e in acc.Scalars(k)] for k in keys.values()}
+    for split, key in keys.items():
         twin = events(tmp_path / "tb" / "version_0" / split)
-        values = [e.value for e in twin.Scalars("run1/overfitting/loss")]
+        values = [e.value for e in twin.Scalars(f"{tag}/loss")]
         assert len(values) == 2 and values == pytest.approx(logged[key]), split
 
 
