@@ -29,7 +29,7 @@ from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, earlier_cause, record_check, replace, report
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.monitor import Monitor
-from lightning_cnnviz.core.outputs import single_logit, two_class
+from lightning_cnnviz.core.outputs import class_logits
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import ACTIVATION_TYPES, named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.settings import read_settings
@@ -271,29 +271,12 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 "negative_layers": negative_biases(list(model.named_modules())),
                 "frozen_norms": norms}  # fmt: skip
 
-    def _class_logits(self, trainer: Trainer) -> tuple[Tensor, Tensor] | None:
-        """The probe's ``(logits, labels)`` where the labels are class indices of the logits.
-
-        K is the width of the model's output on the probe (2 for one logit with 0/1
-        labels: ``core.outputs.two_class``). Else None.
-        """
-        logits, labels = self._rec.logits, self.probe(trainer).labels
-        if logits is None or labels is None or labels.ndim != 1 or len(labels) != len(logits):
-            return None
-        if single_logit(logits) and int(labels.max()) <= 1:
-            logits = two_class(logits)
-        if logits.dim() != 2 or logits.shape[1] < 2:
-            return None
-        if int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]:
-            return None
-        return logits, labels.to(logits.device)
-
     def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
-        """``(K, cross-entropy of the probe's logits)`` (``_class_logits``), else None.
+        """``(K, cross-entropy of the probe's logits)`` (``outputs.class_logits``), else None.
 
         None: the initial-scale check is skipped.
         """
-        read = self._class_logits(trainer)
+        read = class_logits(self._rec.logits, self.probe(trainer).labels)
         if read is None:
             return None
         logits, labels = read
@@ -301,11 +284,8 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
 
     def _probe_accuracy(self, trainer: Trainer) -> float | None:
         """The model's accuracy on the probe images at this log (``None``: no class labels)."""
-        read = self._class_logits(trainer)
-        if read is None:
-            return None
-        logits, labels = read
-        return float((logits.argmax(1) == labels).float().mean())
+        read = class_logits(self._rec.logits, self.probe(trainer).labels)
+        return None if read is None else float((read[0].argmax(1) == read[1]).float().mean())
 
     def _draw_strips(self, strips: dict[str, Tensor], units: dict[str, int], step: int) -> None:
         for site, history in strips.items():  # on the sink's thread

@@ -31,6 +31,7 @@ __all__ = [
     "NotApplicable",
     "SingleLogit",
     "as_logits",
+    "class_logits",
     "dense_output",
     "guess_label_key",
     "guess_output_key",
@@ -223,6 +224,29 @@ def two_class(logits: Tensor) -> Tensor:
     z = logits.reshape(1, 1) if logits.dim() == 0 else logits
     z = z[:, None] if z.dim() == 1 else z
     return torch.cat([-z / 2, z / 2], dim=1)
+
+
+def class_logits(logits: Tensor | None, labels: Tensor | None) -> tuple[Tensor, Tensor] | None:
+    """``(logits, labels)`` where ``labels`` are class indices of ``(N, K)`` ``logits``, else None.
+
+    One logit with 0/1 labels reads as two classes (``two_class``). None for multi-hot
+    or dense labels, fewer than 2 classes, labels outside ``[0, K)`` or counts that differ.
+
+    Example::
+
+        >>> read = class_logits(torch.tensor([[2.0], [-1.0]]), torch.tensor([1, 0]))
+        >>> read[0].shape, class_logits(torch.zeros(2, 3), torch.tensor([0, 3]))
+        (torch.Size([2, 2]), None)
+    """
+    if logits is None or labels is None or labels.ndim != 1 or len(labels) != len(logits):
+        return None
+    if single_logit(logits) and int(labels.max()) <= 1:
+        logits = two_class(logits)
+    if logits.dim() != 2 or logits.shape[1] < 2:
+        return None
+    if int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]:
+        return None
+    return logits, labels.to(logits.device)
 
 
 def logits_from(output: Any, key: Any = None, raw: bool = False) -> Tensor:
