@@ -7,8 +7,12 @@ mode as well: a parametrized weight recomputes itself on every access, and
 (``FakeQuantize``) update their statistics on every forward, whatever the mode. Either
 way the next training step differs from the one a run without monitors takes.
 ``kept_state`` wraps every event and probe pass: parametrizations in eval mode for its
-duration, and each buffer as it was afterwards. ``weight_param`` gives the leaf parameter
-behind a (parametrized) weight, whose ``.grad`` training fills.
+duration, and afterwards each buffer and each module's own attributes as they were,
+inside too: a random generator the model holds (test-time noise drawn in eval mode), a
+list a ``forward`` appends to, a tensor attribute updated in place, a counter in a
+``SimpleNamespace`` or dataclass (setups hunt 23: each trained differently).
+``weight_param`` gives the leaf parameter behind a (parametrized) weight, whose ``.grad``
+training fills.
 
 Example::
 
@@ -27,15 +31,20 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import functools
+import types
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from lightning_cnnviz.core.random_state import GENERATORS, generator_state, set_generator_state
 from lightning_cnnviz.core.say import say
 
 __all__ = ["KEPT_NUMEL", "buffers_rewound", "kept_state", "weight_param"]
@@ -66,6 +75,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     large = _large_buffers(model)
     own = _torch_attributes()
     attributes = [(m, {k: v for k, v in vars(m).items() if k not in own}) for m in model.modules()]
+    insides = [put for _, before in attributes for v in before.values() if (put := _inside(v))]
     _KEEPING.add(id(model))
     try:
         for p in lists:
@@ -78,6 +88,8 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         _put_back_buffers(saved)
         for module, before in attributes:
             _put_back(vars(module), before, own)
+        for put in insides:
+            put()
         _say_written(model, large)
 
 
@@ -160,6 +172,72 @@ def _put_back(now: dict[str, object], before: dict[str, object], own: frozenset[
     for name, value in before.items():
         if now.get(name, _GONE) is not value:
             now[name] = value
+
+
+def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
+    """What puts ``value``'s insides back as they are now, or None (nothing to keep).
+
+    A random generator's state; a list's, deque's, dict's or set's entries (the same
+    objects, one level down); a tensor attribute (no buffer, no parameter) written in
+    place, up to ``KEPT_NUMEL`` elements; the attributes of a ``SimpleNamespace`` or a
+    dataclass instance, and what they hold in turn (``nested``: one level only).
+    """
+    if isinstance(value, GENERATORS):
+        with contextlib.suppress(Exception):  # a generator without state (SystemRandom)
+            state = generator_state(value)
+            return lambda: set_generator_state(value, state)
+        return None
+    if isinstance(value, Tensor):
+        if isinstance(value, nn.Parameter) or nn.parameter.is_lazy(value):
+            return None
+        if value.numel() > KEPT_NUMEL:
+            return None
+        version, copy = value._version, value.detach().clone()
+
+        def put_tensor() -> None:
+            if value._version != version:  # written in place
+                with torch.no_grad():
+                    value.copy_(copy)
+
+        return put_tensor
+    if isinstance(value, list | collections.deque | dict | set):
+        return _container(value)
+    if nested:
+        return None
+    if isinstance(value, types.SimpleNamespace):
+        names = list(vars(value))
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = [f.name for f in dataclasses.fields(value)]  # slots or not
+    else:
+        return None
+    before = {name: getattr(value, name) for name in names}
+    inner = [put for v in before.values() if (put := _inside(v, nested=True))]
+
+    def put_attrs() -> None:
+        for name, kept in before.items():
+            if getattr(value, name, None) is not kept:
+                object.__setattr__(value, name, kept)  # frozen dataclasses too
+        for put in inner:
+            put()
+
+    return put_attrs
+
+
+def _container(value: Any) -> Callable[[], None]:
+    """What puts a list's, deque's, dict's or set's entries back (the same objects)."""
+    entries = list(value.items()) if isinstance(value, dict) else list(value)
+
+    def put() -> None:
+        if isinstance(value, list):
+            value[:] = entries
+            return
+        value.clear()
+        if isinstance(value, collections.deque):
+            value.extend(entries)
+        else:
+            value.update(entries)
+
+    return put
 
 
 @functools.cache

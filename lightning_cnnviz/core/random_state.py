@@ -36,11 +36,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["global_rng_kept", "held_generators", "rng_untouched"]
+__all__ = [
+    "GENERATORS",
+    "generator_state",
+    "global_rng_kept",
+    "held_generators",
+    "rng_untouched",
+    "set_generator_state",
+]
 
 _DEPTH = 4  # attribute levels searched below a dataset (a Subset's dataset's transform's rng)
 _WIDTH = 64  # entries of one list or dict searched (a file list holds no generator)
-_GENERATORS = (random.Random, np.random.Generator, np.random.RandomState, torch.Generator)
+GENERATORS = (random.Random, np.random.Generator, np.random.RandomState, torch.Generator)
 _LEAVES = (Tensor, np.ndarray, str, bytes, int, float, bool, type(None), types.ModuleType, type)
 
 
@@ -65,7 +72,7 @@ def held_generators(*owners: Any) -> list[Any]:
         if depth > _DEPTH or isinstance(obj, _LEAVES) or id(obj) in seen:
             return
         seen.add(id(obj))
-        if isinstance(obj, _GENERATORS):
+        if isinstance(obj, GENERATORS):
             found.append(obj)
             return
         if isinstance(obj, list | tuple | set | frozenset):
@@ -82,7 +89,8 @@ def held_generators(*owners: Any) -> list[Any]:
     return found
 
 
-def _state(generator: Any) -> Any:
+def generator_state(generator: Any) -> Any:
+    """The state of one of ``GENERATORS`` (Python's, NumPy's or torch's)."""
     if isinstance(generator, random.Random):
         return generator.getstate()
     if isinstance(generator, np.random.Generator):
@@ -90,7 +98,8 @@ def _state(generator: Any) -> Any:
     return generator.get_state()  # RandomState, torch.Generator
 
 
-def _restore(generator: Any, state: Any) -> None:
+def set_generator_state(generator: Any, state: Any) -> None:
+    """Put ``generator_state``'s ``state`` back into ``generator``."""
     if isinstance(generator, random.Random):
         generator.setstate(state)
     elif isinstance(generator, np.random.Generator):
@@ -133,10 +142,10 @@ def rng_untouched(*owners: Any) -> Iterator[None]:
     held = []
     for generator in held_generators(*owners):
         with contextlib.suppress(Exception):  # a generator without state (SystemRandom)
-            held.append((generator, _state(generator)))
+            held.append((generator, generator_state(generator)))
     try:
         with global_rng_kept():
             yield
     finally:
         for generator, state in held:
-            _restore(generator, state)
+            set_generator_state(generator, state)

@@ -10,6 +10,9 @@ Each model is a LightningModule over 1x16x16 inputs and 4 classes:
 * ``frozen_backbone``: conv features with ``requires_grad=False``, trainable head;
 * ``functional_dropout``: ``F.dropout(x, p)`` in ``forward`` (random in eval mode too: every
   probe pass draws random numbers, which must not move the run's own stream);
+* ``own_state``: state a ``forward`` changes outside buffers, in eval mode too: a
+  ``torch.Generator`` the model holds, a list it appends to, a tensor attribute updated in
+  place, a counter in a ``SimpleNamespace`` and a dataclass;
 * ``moving_buffers``: a ``spectral_norm`` parametrized conv (a power-iteration step on every
   read of its weight in training mode) and a ``FakeQuantize`` (quantization-aware training's
   observer, which updates its buffers on every forward, in eval mode too).
@@ -17,7 +20,9 @@ Each model is a LightningModule over 1x16x16 inputs and 4 classes:
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import types
 
 import lightning as L
 import numpy as np
@@ -185,6 +190,37 @@ class MovingBuffers(ZooModel):
         return self.fc(x.flatten(1))
 
 
+@dataclasses.dataclass
+class Calls:
+    seen: int = 0
+
+
+class OwnState(ZooModel):
+    """State ``forward`` changes outside buffers (setups hunt 23: each trained differently)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, NUM_CLASSES)
+        self.noise = torch.Generator().manual_seed(3)  # test-time noise, eval mode too
+        self.history: list[int] = []
+        self.level = torch.zeros(())  # a tensor attribute, no buffer
+        self.counter = types.SimpleNamespace(calls=0)
+        self.calls = Calls()
+
+    def forward(self, x):
+        x = x + 0.05 * torch.randn(x.shape, generator=self.noise)
+        self.history.append(len(x))
+        self.level.add_(0.01)
+        self.counter.calls += 1
+        self.calls.seen += 1
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        scale = 1 + 0.01 * (len(self.history) % 3) + float(self.level) + 0.001 * self.calls.seen
+        return self.fc(x.flatten(1)) * scale / (1 + 1 / self.counter.calls)
+
+
 class FeatureBank(BNDropout):
     """``forward`` keeps its features for the module's own hook after the step (a memory
     bank, as contrastive and centre losses keep): the monitors' probe passes run first."""
@@ -212,6 +248,7 @@ ZOO: dict[str, type[ZooModel]] = {
     "frozen_backbone": FrozenBackbone,
     "functional_dropout": FunctionalDropout,
     "moving_buffers": MovingBuffers,
+    "own_state": OwnState,
     "feature_bank": FeatureBank,
 }
 

@@ -76,3 +76,56 @@ def test_kept_state_puts_back_a_contrastive_queue_and_says_a_larger_table_writte
     assert net.queue[:4].tolist() == [1.0] * 4  # too large to copy: written
     (message,) = [str(w.message) for w in said]
     assert "buffer `queue` (64 elements, too large to keep a copy of) was written" in message
+
+
+def test_kept_state_puts_back_what_forward_changes_outside_buffers():
+    # setups hunt 23: a generator the model holds, a list it appends to and a counter in a
+    # namespace each made training differ with the monitors on
+    import collections
+    import dataclasses
+    import random
+    import types
+
+    import numpy as np
+
+    @dataclasses.dataclass(slots=True)
+    class Calls:
+        n: int = 0
+
+    class Stateful(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.torch_rng, self.py_rng = torch.Generator().manual_seed(0), random.Random(0)
+            self.np_rng = np.random.default_rng(0)
+            self.history, self.recent = [], collections.deque(maxlen=3)
+            self.seen, self.classes = {}, set()
+            self.level = torch.zeros(2)
+            self.counter = types.SimpleNamespace(calls=0, log=[])
+            self.calls = Calls()
+
+        def forward(self, x):
+            self.history.append(torch.randn(1, generator=self.torch_rng))
+            self.recent.append(self.py_rng.random() + self.np_rng.random())
+            self.seen[len(self.seen)] = 1
+            self.classes.add(len(self.classes))
+            self.level.add_(1.0)
+            self.counter.calls += 1
+            self.counter.log.append(1)
+            self.calls.n += 1
+            self.added = True  # an attribute made by the pass: removed
+            return x
+
+    net = Stateful()
+    net(torch.zeros(1))
+    expected = Stateful()
+    expected(torch.zeros(1))
+    with kept_state(net):
+        for _ in range(4):
+            net(torch.zeros(1))
+    net(torch.zeros(1))
+    expected(torch.zeros(1))  # the second call of a run without the passes
+    assert torch.equal(torch.cat(net.history), torch.cat(expected.history))
+    assert list(net.recent) == list(expected.recent)
+    assert net.seen == expected.seen and net.classes == expected.classes
+    assert torch.equal(net.level, expected.level)
+    assert vars(net.counter) == vars(expected.counter) and net.calls == expected.calls == Calls(2)

@@ -66,6 +66,9 @@ def test_selection_rejects_empty_list():
         resolve_layers(net(), [])
 
 
+PROBE_CALLS: list[int] = []  # outside the model: the monitors put its own lists back after a pass
+
+
 class NetInModule(L.LightningModule):
     """Keeps its network in ``self.module`` (not a wrapper) and normalises in ``forward``."""
 
@@ -78,11 +81,10 @@ class NetInModule(L.LightningModule):
             nn.Flatten(),
             nn.Linear(4, 4),
         )
-        self.probe_calls: list[int] = []  # appended to: the monitors put attributes back
 
     def forward(self, x):
         if not self.training and self._trainer is not None and self._trainer.training:
-            self.probe_calls.append(1)  # eval mode in the training loop: a monitor's probe pass
+            PROBE_CALLS.append(1)  # eval mode in the training loop: a monitor's probe pass
         return self.module((x - 0.5) / 0.25)
 
     _step = TinyCNN._step
@@ -104,6 +106,7 @@ def test_selection_attribute_named_module_is_not_a_wrapper():
 
 def test_selection_model_with_a_module_attribute_probes_through_its_forward(tmp_path):
     model = NetInModule()
+    PROBE_CALLS.clear()
     monitor = make_monitor("ActivationMonitor", layers="module.1")
     _, _, messages = fit(tmp_path, [monitor], model=model)
     assert not failures(messages, "ActivationMonitor"), messages
@@ -112,7 +115,7 @@ def test_selection_model_with_a_module_attribute_probes_through_its_forward(tmp_
     assert any(t.startswith("activations/module.1/") for t in scalars), scalars
     # every probe pass went through the model's own forward (its normalisation included),
     # never straight into the network it keeps
-    assert len(model.probe_calls) >= monitor.events
+    assert len(PROBE_CALLS) >= monitor.events
 
 
 def test_selection_a_traced_model_is_named_as_torchscript_in_the_step_aside(tmp_path):
