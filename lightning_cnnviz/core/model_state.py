@@ -47,7 +47,7 @@ from torch.nn.utils import parametrize
 from lightning_cnnviz.core.random_state import GENERATORS, generator_state, set_generator_state
 from lightning_cnnviz.core.say import say
 
-__all__ = ["KEPT_NUMEL", "buffers_rewound", "kept_state", "weight_param"]
+__all__ = ["KEPT_NUMEL", "attributes_kept", "buffers_rewound", "kept_state", "weight_param"]
 
 KEPT_NUMEL = 1 << 26
 """Buffers up to this many elements are put back (statistics, observers, power-iteration
@@ -73,9 +73,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     flags = [(m, m.training) for p in lists for m in p.modules()]
     saved = _buffer_copies(model)
     large = _large_buffers(model)
-    own = _torch_attributes()
-    attributes = [(m, {k: v for k, v in vars(m).items() if k not in own}) for m in model.modules()]
-    insides = [put for _, before in attributes for v in before.values() if (put := _inside(v))]
+    attributes = [_attributes_as_now(m) for m in model.modules()]
     _KEEPING.add(id(model))
     try:
         for p in lists:
@@ -86,11 +84,52 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         for module, flag in flags:
             module.training = flag
         _put_back_buffers(saved)
-        for module, before in attributes:
-            _put_back(vars(module), before, own)
-        for put in insides:
+        for put in attributes:
             put()
         _say_written(model, large)
+
+
+@contextlib.contextmanager
+def attributes_kept(*objects: Any) -> Iterator[None]:
+    """Each object's own attributes, and what they hold, as they were on leaving.
+
+    For a user's hook the monitors call outside the run's own order (a datamodule's
+    ``val_dataloader`` that counts its calls or keeps what it built).
+
+    Example::
+
+        >>> class Data:
+        ...     calls = 0
+        ...     def loader(self):
+        ...         self.calls += 1
+        ...         self.cached = [1, 2]
+        >>> data = Data()
+        >>> with attributes_kept(data):
+        ...     data.loader()
+        >>> data.calls, hasattr(data, "cached")
+        (0, False)
+    """
+    puts = [_attributes_as_now(obj) for obj in objects if hasattr(obj, "__dict__")]
+    try:
+        yield
+    finally:
+        for put in puts:
+            put()
+
+
+def _attributes_as_now(obj: Any) -> Callable[[], None]:
+    """What puts ``obj``'s own attributes (not torch's or Lightning's) and their insides back."""
+    own = _torch_attributes()
+    now = vars(obj)
+    before = {k: v for k, v in now.items() if k not in own}
+    insides = [put for v in before.values() if (put := _inside(v))]
+
+    def put() -> None:
+        _put_back(now, before, own)
+        for inside in insides:
+            inside()
+
+    return put
 
 
 @contextlib.contextmanager

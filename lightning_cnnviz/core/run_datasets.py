@@ -24,11 +24,14 @@ from torch.utils.data import DataLoader, IterableDataset, Subset, SubsetRandomSa
 
 from lightning_cnnviz.core.collated import collated_view, unbatched_view
 from lightning_cnnviz.core.items import iterable_head
+from lightning_cnnviz.core.model_state import attributes_kept
+from lightning_cnnviz.core.random_state import rng_untouched
 from lightning_cnnviz.core.stored_form import seen_view
 
 __all__ = ["find_dataset", "has_val_data", "train_batch_size", "val_images"]
 
 _subsets: weakref.WeakKeyDictionary[Any, Subset] = weakref.WeakKeyDictionary()
+_defined: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def _sampled(data: Any, sampler: Any) -> Any:
@@ -64,10 +67,19 @@ def _defined_loaders(loop: Any) -> Any:
     """The loaders a fit loop will use, before it has loaded them.
 
     Lightning keeps them behind the private ``_data_source`` until the loop starts
-    (e.g. validation before the first validation run); no public API gives them.
+    (e.g. validation before the first validation run); no public API gives them. Asked
+    once per loop and source, with the random generators and the source's attributes kept:
+    a ``val_dataloader`` drawing a random subset, or counting its calls, is as it would be
+    without the monitors when Lightning calls it (setups hunt 23: training changed).
     """
     source = loop._data_source
-    return source.dataloader() if source.instance is not None and source.is_defined() else None
+    if source.instance is None or not source.is_defined():
+        return None
+    known = _defined.get(loop)
+    if known is None or known[0] is not source.instance:
+        with rng_untouched(source.instance), attributes_kept(source.instance):
+            known = _defined[loop] = (source.instance, source.dataloader())
+    return known[1]
 
 
 def train_batch_size(trainer: Any) -> int | None:
