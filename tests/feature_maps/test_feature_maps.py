@@ -97,6 +97,14 @@ def test_feature_maps_dead_channels_are_dimmed_and_framed():
 
 
 # ---------------------------------------------------------------------------- the callback
+class HookLog:
+    """Hooks seen per forward; a plain object (the monitors put a model's lists back)."""
+
+    def __init__(self) -> None:
+        self.train: list[int] = []
+        self.probe: list[int] = []
+
+
 class DeltaNet(L.LightningModule):
     """conv1: the edge kernel, its negative and a zero filter (dead after relu1)."""
 
@@ -107,13 +115,12 @@ class DeltaNet(L.LightningModule):
         self.relu1 = nn.ReLU()
         self.pool1 = nn.MaxPool2d(2)
         self.fc = nn.Linear(3 * 4 * 4, 2)
-        self.train_hooks: list[int] = []
-        self.probe_hooks: list[int] = []
+        self.hooks = HookLog()
         with torch.no_grad():
             self.conv1.weight.copy_(torch.stack([EDGE, -EDGE, torch.zeros(3, 3)])[:, None])
 
     def forward(self, x):
-        (self.train_hooks if self.training else self.probe_hooks).append(
+        (self.hooks.train if self.training else self.hooks.probe).append(
             sum(hook_count(self).values())
         )
         return self.fc(self.pool1(self.relu1(self.conv1(x))).flatten(1))
@@ -181,10 +188,10 @@ def test_feature_maps_monitor_edge_pattern_at_expected_pixels(tmp_path):
             assert at(row, 2, i, 2) == colour(1.0) and at(row, 2, i, 4) == colour(0.0)
             assert at(row, 3, i, 2) == colour(0.0) and at(row, 3, i, 4) == colour(1.0)
         assert at(row, 2, 0, 0) == colour(0.5) and at(row, 2, 3, 3) == colour(0.5)  # zero
-    assert set(model.train_hooks) == {0}  # never a hook in training
+    assert set(model.hooks.train) == {0}  # never a hook in training
     # the fit's check that forward takes a probe image (no hook), a first traced pass,
     # then one per log: one hook each
-    assert model.probe_hooks == [0] + [1] * 4
+    assert model.hooks.probe == [0] + [1] * 4
     assert sum(hook_count(model).values()) == 0
 
 
