@@ -27,7 +27,8 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
-from jsonargparse import DefaultHelpFormatter
+from jsonargparse import DefaultHelpFormatter, Namespace
+from jsonargparse._actions import _ActionPrintConfig  # its own switch to parse without printing
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -114,6 +115,29 @@ class CNNVizCLI(LightningCLI):
             default=None,
             help=f"Add a set of monitors ({' | '.join(presets.PRESETS)}) to trainer.callbacks.",
         )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse; a model or data class of the user's own is parsed again with its defaults.
+
+        jsonargparse carries the default class's values over to a class given in its place
+        wherever a parameter's name matches: ``--model mymod.Net`` ran at the reference's
+        ``lr`` and ``batch_size`` instead of Net's own (setups hunt 23).
+        """
+        with _ActionPrintConfig.skip_print_config():
+            super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        own = {
+            key: config[key]["class_path"]
+            for key, default in (("model", DEFAULT_MODEL), ("data", DEFAULT_DATA))
+            if isinstance(config.get(key), Namespace) and config[key].get("class_path") != default
+        }
+        if not own:
+            _ActionPrintConfig.print_config_if_requested(parser, self.config)
+            return
+        target = self._subcommand_parsers[subcommand] if subcommand else parser
+        target.set_defaults({key: {"class_path": path} for key, path in own.items()})
+        super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
         """Check the preset with the Python API's own check before building anything."""

@@ -5,7 +5,7 @@ import yaml
 
 from lightning_cnnviz.cli import main, make_cli, tensorboard_command
 from lightning_cnnviz.presets import callbacks
-from lightning_cnnviz.reference import MNISTClassifier
+from lightning_cnnviz.reference import MNISTClassifier, SyntheticDigitsDataModule
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -53,6 +53,36 @@ def test_cli_defaults_to_reference_model_and_synthetic_digits():
     cli = make_cli(["--trainer.logger", "false"], run=False)
     assert isinstance(cli.model, MNISTClassifier)
     assert type(cli.datamodule).__name__ == "SyntheticDigitsDataModule"
+
+
+class OwnNet(MNISTClassifier):
+    """A user's model whose parameters share names with the reference's, other defaults."""
+
+    def __init__(self, lr: float = 5e-3, momentum: float = 0.5) -> None:
+        super().__init__(lr=lr, momentum=momentum)
+
+
+class OwnData(SyntheticDigitsDataModule):
+    def __init__(self, batch_size: int = 32, train_size: int = 300) -> None:
+        super().__init__(batch_size=batch_size, train_size=train_size)
+
+
+@pytest.mark.parametrize("subcommand", [False, True])
+def test_cli_own_classes_keep_their_own_defaults(subcommand, capsys):
+    # setups hunt 23: `--model mymod.Net` ran at the reference's lr and batch size
+    args = ["--model", f"{__name__}.OwnNet", "--data", f"{__name__}.OwnData"]
+    args += ["--model.momentum", "0.7"]  # what is given still wins
+    if subcommand:
+        with pytest.raises(SystemExit):
+            main(["fit", *args, "--print_config"])
+        printed = yaml.safe_load(capsys.readouterr().out)
+        model, data = printed["model"]["init_args"], printed["data"]["init_args"]
+        assert (model["lr"], model["momentum"]) == (5e-3, 0.7)
+        assert (data["batch_size"], data["train_size"]) == (32, 300)
+        return
+    cli = make_cli([*args, "--trainer.logger", "false"], run=False)
+    assert (cli.model.hparams.lr, cli.model.hparams.momentum) == (5e-3, 0.7)
+    assert (cli.datamodule.batch_size, cli.datamodule.train_size) == (32, 300)
 
 
 def test_cli_fit_prints_tensorboard_command(tmp_path, capsys, monkeypatch):
