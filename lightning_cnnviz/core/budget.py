@@ -35,6 +35,7 @@ DEFAULT_SHARE = 0.0025  # of training time, per monitor; a preset shares 1% amon
 _SMOOTHING = 0.1  # weight of the newest step time in its running mean
 SAID_SHARE = 0.5  # the monitors' cost, over the fit's own time, that the summary tells...
 SAID_SECONDS = 5.0  # ...once it is this many seconds too
+_TOLD_APART = 0.05  # training's own share of the fit below which no ratio is told
 
 
 class Budget:
@@ -43,7 +44,7 @@ class Budget:
     Attributes:
         share: the share of training time the monitor may spend.
         spent: seconds the monitor spent on the training thread, in total.
-        background: seconds its jobs spent on the sink's thread, in total.
+        background: CPU seconds its jobs spent on the sink's thread, in total.
         step_seconds: running mean of a training step's time without the monitor's work.
         event_seconds: running mean of one event's cost (with the work since the last one).
     """
@@ -143,26 +144,31 @@ def cost_text(
           short leave the costliest out, or give them a larger `every_n_steps`.
     """
     spent, background = sum(c[1] for c in costs), sum(c[2] for c in costs)
-    own = max(wall - spent - (background if one_core else 0.0), 1e-9)
+    own = wall - spent - (background if one_core else 0.0)
     if spent < SAID_SECONDS or spent < SAID_SHARE * own:
         return ""
     costly = sorted((c for c in costs if c[1] >= 0.1 * spent), key=lambda c: -c[1])
     named = ", ".join(f"{name} {sec:.1f} s in {n} event{'s' * (n != 1)}"
                       for name, sec, _, n in costly)  # fmt: skip
-    drawing = (
-        f", and {background:.1f} s drawing on the sink's thread besides"
-        if background >= 0.1
-        else ""
-    )
-    if one_core and background >= 0.1:
+    drawing = f", and {background:.1f} s drawing on the sink's thread besides"
+    if one_core:
         drawing = (
             f", and {background:.1f} s drawing on the sink's thread, which takes turns with "
-            f"training on this run's one CPU core ({(spent + background) / own:.1f}x in all)"
+            "training on this run's one CPU core"
         )
+    if own < _TOLD_APART * wall:  # their times overlap (waits on the sink): no ratio to tell
+        spent_text = f"{spent:.1f} s on the training thread in this fit of {wall:.1f} s"
+        drawing += "" if background < 0.1 else " (the two overlap)"
+    else:
+        spent_text = (
+            f"{spent:.1f} s on the training thread in this fit, {spent / own:.1f}x its own "
+            f"{own:.1f} s of training (their budget: {share * 100:.2g}% of it)"
+        )
+        if one_core and background >= 0.1:
+            drawing += f" ({(spent + background) / own:.1f}x in all)"
     return (
-        f"  Cost: the monitors spent {spent:.1f} s on the training thread in this fit, "
-        f"{spent / own:.1f}x its own {own:.1f} s of training (their budget: "
-        f"{share * 100:.2g}% of it){drawing}; {named}. Their automatic schedules log early "
-        "and at least a few times in every run, whatever it costs; in runs this short leave "
-        "the costliest out, or give them a larger `every_n_steps`."
+        f"  Cost: the monitors spent {spent_text}{drawing if background >= 0.1 else ''}; "
+        f"{named}. Their automatic schedules log early and at least a few times in every "
+        "run, whatever it costs; in runs this short leave the costliest out, or give them a "
+        "larger `every_n_steps`."
     )

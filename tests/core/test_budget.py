@@ -114,3 +114,14 @@ def test_budget_cost_text_on_one_core_counts_the_sinks_drawing_in_the_slowdown()
     one = cost_text(costs, wall=62.4, share=0.01, one_core=True)
     assert "3.1x its own 11.6 s of training" in one
     assert "takes turns with training on this run's one CPU core (4.4x in all)" in one
+
+
+def test_budget_cost_text_tells_no_ratio_where_training_time_cannot_be_told_apart():
+    # setups hunt 23: on one core the monitors' seconds overlapped with the sink's, the
+    # fit's own time came out below zero: "6741224973.0x its own 0.0 s of training"
+    costs = [("GradCAMMonitor", 5.2, 1.7, 8), ("KernelMonitor", 1.5, 0.6, 8)]
+    text = cost_text(costs, wall=9.0, share=0.01, one_core=True)
+    assert "6.7 s on the training thread in this fit of 9.0 s" in text
+    assert "2.3 s drawing on the sink's thread" in text and "(the two overlap)" in text
+    assert "x its own" not in text and "in all)" not in text
+    assert "GradCAMMonitor 5.2 s in 8 events, KernelMonitor 1.5 s in 8 events" in text
