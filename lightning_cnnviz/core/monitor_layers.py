@@ -6,7 +6,7 @@ subclass overrides, ``layers`` resolved at each fit's setup (or stepping aside w
 ``auto`` finds nothing), a module called more than once named per call site
 (``relu#0``, ``relu#1``), and the selection in words for ``cnnviz/layers``, written at
 a fit's first event.
-It reads the monitor's ``layers``, ``selected``, ``shared``, ``section``,
+It reads the monitor's ``layers``, ``selected``, ``shared``, ``section``, ``disabled``,
 ``_call_counts`` and ``_layers_logged``, and uses its ``sink``, ``probe_input``,
 ``step_aside``, ``warn_once`` and ``_step_aside``.
 """
@@ -25,6 +25,7 @@ from lightning_cnnviz.core.selection import (
     LayerNotFoundError,
     LayerSpec,
     NoAutoLayers,
+    named_layers,
     resolve_layers,
     scripted_layers,
     unwrap_model,
@@ -112,6 +113,7 @@ class LayerWatcher:
     layers: LayerSpec
     selected: dict[str, nn.Module]
     shared: set[str]
+    disabled: bool
     _call_counts: dict[str, int]
     _layers_logged: bool
     _probes: dict[str, Any]
@@ -147,7 +149,52 @@ class LayerWatcher:
             self._layers_logged = True
             if self.selected and self.needs_call_sites:
                 self.find_call_sites(trainer, pl_module)
-            self.sink.layers(self.describe_layers(), trainer.global_step)
+                self._pass_over_uncalled(trainer, pl_module)
+            if not self.disabled:
+                self.sink.layers(self.describe_layers(), trainer.global_step)
+
+    def _pass_over_uncalled(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Leave out selected layers the probe pass never calls (a training-only head).
+
+        ``auto`` chooses again among the layers ``forward`` calls in eval mode; named ones
+        are said once, and where none is called the monitor steps aside (setups hunt 23:
+        an auxiliary ``Linear`` called in training only was picked, nothing was written and
+        nothing said).
+        """
+        uncalled = [name for name, count in self._call_counts.items() if count == 0]
+        if not uncalled:
+            return
+        model = unwrap_model(pl_module)
+        words = (
+            f"{listed(uncalled)} {'is' if len(uncalled) == 1 else 'are'} "
+            "not called by the model's forward() in eval mode (the probe passes)"
+        )
+        if self.layers == "auto" or list(self.layers) == ["auto"]:
+            available = named_layers(model)
+            x = self.probe_input(trainer, pl_module)[:1]
+            counts = count_call_sites(model, available, lambda: model(x))
+            called = {name: m for name, m in available.items() if counts[name]}
+            picked = self.auto_layers(model, called)
+            if not picked:
+                self._none_called(f"`layers='auto'` picked {words}, nor any other it can watch")
+                return
+            self.selected = {name: called[name] for name in picked}
+            self.find_call_sites(trainer, pl_module)
+            self.warn_once("uncalled", f"{words}: `layers='auto'` watches {listed(picked)} instead")
+            return
+        if len(uncalled) == len(self.selected):
+            self._none_called(f"{words}; name layers with `layers=` that it calls")
+            return
+        self.selected = {n: m for n, m in self.selected.items() if n not in uncalled}
+        self.warn_once("uncalled", f"{words}: nothing is recorded for them")
+
+    def _none_called(self, reason: str) -> None:
+        """No selected layer is called: on without layers where the monitor can, else aside."""
+        if not self.without_layers:
+            self.step_aside(reason)
+            return
+        self.selected = {}
+        self.warn_once("no_layers", f"{reason}: {self.without_layers}")
 
     def _input_words(self, model: nn.Module) -> str:
         """What about the probe's inputs explains finding nothing, in words ("" if nothing).

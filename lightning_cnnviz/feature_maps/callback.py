@@ -131,7 +131,7 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         with with_probe(model), LayerCapture(watch, on_output=lambda s, o: order.append(s)):
             model(x)
         counts = Counter(order)
-        self._call_counts = {n: counts.get(n, 1) for n in self.selected}
+        self._call_counts = {n: counts[n] for n in self.selected}  # 0: never called
         self.shared = {n for n in self.selected if counts[n] > 1}
         pairs = stage_pairs([(n, kinds[n] or "other") for n in order])
         self._stages = {

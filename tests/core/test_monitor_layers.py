@@ -1,0 +1,49 @@
+"""Which layers a monitor watches: layers the probe pass never calls are passed over."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lightning_cnnviz import EmbeddingMonitor, FeatureMapMonitor
+from lightning_cnnviz.reference import MNISTClassifier
+from tests.tb import events, image_tags, layer_lists, projector_tags, texts
+from tests.views_helpers import run
+
+
+class TrainingOnlyHeads(MNISTClassifier):
+    """Auxiliary heads (a conv, a Linear defined last) called in training mode only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aux_conv = nn.Conv2d(1, 4, 3)
+        self.aux = nn.Linear(10, 10)
+
+    def forward(self, x):
+        logits = super().forward(x)
+        if self.training:  # an Inception-style side output, left out of the loss here
+            self.aux(logits)
+            self.aux_conv(x)
+        return logits
+
+
+def test_monitor_layers_auto_passes_over_a_layer_only_training_calls(tmp_path):
+    # setups hunt 23: `auto` picked the training-only `aux` Linear; nothing was written
+    # and the summary listed the monitor among the checks that ran
+    monitor = EmbeddingMonitor(max_points=64, num_samples=10, every_n_steps=4)
+    run(tmp_path, [monitor], model=TrainingOnlyHeads(), steps=8)
+    assert not monitor.disabled and list(monitor.selected) == ["fc2"]
+    acc = events(tmp_path)
+    assert [e.step for e in acc.Scalars("embeddings/fc2/class_separation")] == [4, 8]
+    assert any("fc2" in tag for tag in projector_tags(tmp_path))
+    assert any("`fc2`" in text and "`aux`" not in text for text in layer_lists(acc))
+
+
+def test_monitor_layers_named_layer_never_called_steps_aside_saying_so(tmp_path):
+    monitor = FeatureMapMonitor(layers="aux_conv", every_n_steps=4, num_samples=4)
+    run(tmp_path, [monitor], model=TrainingOnlyHeads(), steps=8)
+    assert monitor.disabled and monitor.events == 0
+    assert "`aux_conv` is not called by the model's forward() in eval mode" in monitor.aside_reason
+    acc = events(tmp_path)
+    assert not [tag for tag in image_tags(acc) if tag.startswith("feature_maps/")]
+    (summary,) = texts(acc, "cnnviz/summary")
+    assert "FeatureMapMonitor" in summary and "aux_conv" in summary
