@@ -29,7 +29,7 @@ from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.monitor_events import EventFiring
 from lightning_cnnviz.core.monitor_layers import (
     LayerWatcher,
-    builds_in_configure_model,
+    builds_late,
     has_lazy_weights,
     replaced,
 )
@@ -221,10 +221,10 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
         self._sink = Sink.of(trainer)
         self.disabled = not self._sink.active
         self.aside_reason = "" if self._sink.active else "fast_dev_run: nothing would be kept"
-        # a model built in `configure_model` (Lightning calls it after setup) has no layers
-        # yet: they are found at fit start, once it exists; lazy modules take their shapes
-        # at the first training step, and nothing here runs the model before it
-        self._layers_pending = builds_in_configure_model(pl_module) or has_lazy_weights(pl_module)
+        # a model built in its `configure_model` or `setup` (Lightning calls both after this)
+        # has no layers yet: they are found at fit start, once it exists; lazy modules take
+        # their shapes at the first training step, and nothing here runs the model before it
+        self._layers_pending = builds_late(pl_module) or has_lazy_weights(pl_module)
         if not self._layers_pending:
             self._find_layers(trainer, pl_module)
 

@@ -32,27 +32,33 @@ from lightning_cnnviz.core.selection import (
 )
 from lightning_cnnviz.core.voice import listed
 
-__all__ = ["LayerWatcher", "builds_in_configure_model", "has_lazy_weights", "replaced"]
+__all__ = ["LayerWatcher", "builds_late", "has_lazy_weights", "replaced"]
 
 
-def builds_in_configure_model(pl_module: nn.Module) -> bool:
-    """Whether ``pl_module`` overrides ``configure_model`` (its layers may come only then).
+def builds_late(pl_module: nn.Module) -> bool:
+    """Whether ``pl_module`` overrides ``configure_model`` or ``setup`` (its layers may come then).
 
-    Lightning calls it after the callbacks' ``setup``. Read off the class, so a module of
-    the ``pytorch_lightning`` package counts too.
+    Lightning calls both after the callbacks' ``setup`` (setups hunt 23: a network made in
+    the module's ``setup`` was "no layer it can watch" to four monitors). Read off the
+    class, so a module of the ``pytorch_lightning`` package counts too.
 
     Example::
 
         >>> class Lazy(LightningModule):
         ...     def configure_model(self):
         ...         self.net = nn.Linear(2, 2)
-        >>> builds_in_configure_model(Lazy()), builds_in_configure_model(LightningModule())
-        (True, False)
+        >>> class InSetup(LightningModule):
+        ...     def setup(self, stage):
+        ...         self.net = nn.Linear(2, 2)
+        >>> builds_late(Lazy()), builds_late(InSetup()), builds_late(LightningModule())
+        (True, True, False)
     """
     base = next((c for c in type(pl_module).__mro__ if c.__name__ == "LightningModule"), None)
-    hook = getattr(type(pl_module), "configure_model", None)
-    return (
-        base is not None and hook is not None and hook is not getattr(base, "configure_model", None)
+    if base is None:
+        return False
+    return any(
+        getattr(type(pl_module), hook, None) is not getattr(base, hook, None)
+        for hook in ("configure_model", "setup")
     )
 
 

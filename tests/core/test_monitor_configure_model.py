@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -32,11 +33,22 @@ class BuiltLate(TinyCNN):
         return super().configure_optimizers()
 
 
-def test_monitor_configure_model_layers_are_found_at_fit_start(tmp_path):
+class BuiltInSetup(BuiltLate):
+    """The same, made in the module's ``setup`` (Lightning's other place for it)."""
+
+    configure_model = TinyCNN.configure_model
+
+    def setup(self, stage: str) -> None:
+        BuiltLate.configure_model(self)
+
+
+@pytest.mark.parametrize("model_class", [BuiltLate, BuiltInSetup])
+def test_monitor_configure_model_layers_are_found_at_fit_start(tmp_path, model_class):
     # held out: a model built in configure_model (called after the callbacks' setup) left
-    # Activation and Kernel "found no layer it can watch", FeatureMap and GradCAM failing
+    # Activation and Kernel "found no layer it can watch", FeatureMap and GradCAM failing;
+    # setups hunt 23: the same for one built in the module's `setup`
     monitors = [make_monitor(name) for name in ALL_MONITORS]
-    _, _, messages = fit(tmp_path, monitors, model=BuiltLate())
+    _, _, messages = fit(tmp_path, monitors, model=model_class())
     tags = written_tags(tmp_path)
     for monitor in monitors:
         name = type(monitor).__name__
