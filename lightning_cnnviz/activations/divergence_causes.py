@@ -125,6 +125,7 @@ def divergence_cause(
     first: bool = False,
     chance: tuple[int, float, int] | None = None,
     inputs: int | None = None,
+    flat: tuple[int, float, float, int] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -157,6 +158,12 @@ def divergence_cause(
     chance level ``ln K`` and sits there at an unchanged rate: the training batches may
     have lost the label (held out, hunt 19: training images blanked,
     or labels drawn at random, from step 100: told "the optimiser overshoots").
+
+    ``flat``: ``(the step, the loss before, the loss then, K)`` where a learnt, steady loss
+    went to its chance level in that one step at an unchanged rate
+    (``divergence.to_chance_at_once``): no update does that; something outside the
+    optimiser changed the model or its batches (held out, hunt 23: a layer zeroed at
+    step 80, told "the optimiser overshoots, lower the learning rate").
 
     Example::
 
@@ -205,6 +212,19 @@ def divergence_cause(
             "(blank or constant images, labels shuffled, shifted or misaligned from step "
             f"{at}). Try: look at a training batch of that step, its images and labels side "
             "by side; if they are right, the updates overshot: lower the learning rate (10x)."
+        )
+    if flat is not None:
+        at, before, then, k = flat
+        return (
+            f"The loss was {before:.3g} and steady just before step {at}, then went to its "
+            f"chance level in that one step ({then:.3g}, ln {k} = {math.log(k):.3g}: what a "
+            "model that learnt nothing scores) at an unchanged learning rate: one update does "
+            "not undo a learnt model, so something outside the optimiser changed the model or "
+            f"its batches at step {at} (weights zeroed, re-initialised or loaded from another "
+            "checkpoint, network surgery; blank or constant images). Try: look at what the "
+            f"code does to the model's weights at step {at} (its `state_dict` before and "
+            "after) and at a training batch of that step; only if both are right, lower the "
+            "learning rate (10x)."
         )
     if sudden is not None:
         at, before = sudden

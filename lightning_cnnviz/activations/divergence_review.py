@@ -13,14 +13,19 @@ saves it in checkpoints.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.divergence import is_jump, jump_to_chance, loss_spike, sudden
+from lightning_cnnviz.activations.divergence import (
+    is_jump,
+    jump_to_chance,
+    loss_spike,
+    sudden,
+    to_chance_at_once,
+)
 from lightning_cnnviz.activations.divergence_causes import RAISED, divergence_cause, fitted
 from lightning_cnnviz.activations.divergence_words import (
     divergence_text,
@@ -34,6 +39,7 @@ from lightning_cnnviz.activations.initial_scale import over_chance
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace, first_nonfinite
 from lightning_cnnviz.activations.recovery import (
     coming_back,
+    level_and_now,
     level_before,
     recovered,
     run_up,
@@ -107,7 +113,9 @@ class DivergenceReview:
                 self.transient, self.pending = step, None
                 if spike[0] >= step - 1 or not self._new("divergence", "note"):
                     return []  # (a "spike" at this very step already back: nothing to tell)
-                return [Verdict("divergence", "note", transient_text(step, epoch, spike, series))]
+                outside = self._flat(series, spike) is not None
+                text = transient_text(step, epoch, spike, series, outside)
+                return [Verdict("divergence", "note", text)]
             early = level_before(series, spike) is None
             if self.pending is None and early and coming_back(series):
                 # a blow-up the loss is already coming back from (below its start, not yet
@@ -129,7 +137,7 @@ class DivergenceReview:
                     return []
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
-        level = _level(series, spike) if spike is not None else None
+        level = level_and_now(series, spike) if spike is not None else None
         held = self._accuracy_held(spike) if nonfinite is None and spike is not None else None
         if held and not self._at_chance(spike, level):
             self.transient, self.pending = step, None  # later spikes are searched after it
@@ -156,6 +164,9 @@ class DivergenceReview:
         k = self.chance[0] if self.chance else None
         first_loss = series[0][1] if series else math.nan
         start = (first_loss, k) if over_chance(first_loss, k) else None
+        flat = self._flat(series, spike)
+        if flat is not None and before:
+            flat = (flat[0], before, *flat[2:])  # one figure for "the loss before it"
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=spike,
             first_weights=weights[0] if weights else None,
@@ -165,7 +176,7 @@ class DivergenceReview:
                                    self._jump(spike[0] if spike is not None else nonfinite),
                                    first=nonfinite == 0,
                                    chance=self._at_chance(spike, level),
-                                   inputs=self._bad_inputs(nonfinite)),
+                                   inputs=self._bad_inputs(nonfinite), flat=flat),
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
@@ -239,6 +250,13 @@ class DivergenceReview:
         learnt = before < LEARNT * math.log(k)
         return (spike[0], now, k) if learnt and at_chance(now, k) else None
 
+    def _flat(self, series: list[tuple[int, float]], spike: Any) -> tuple | None:
+        """``divergence.to_chance_at_once`` at a known, unchanged rate (None: not so)."""
+        k = self.chance[0] if self.chance else None
+        if spike is None or self._raised(spike[0]) is not False:
+            return None
+        return to_chance_at_once(series, spike[0], k)
+
     def _bad_inputs(self, nonfinite: int | None) -> int | None:
         """The step of a batch with NaN/Inf inputs at or just before the first non-finite loss."""
         if nonfinite is None:
@@ -284,14 +302,6 @@ class DivergenceReview:
         self.transient, self.pending, self.reported["divergence"] = step, None, "note"
         first = self.rates[0]
         rose = first is not None and any(lr > 1.5 * first for _, lr in self.log_rates)
-        text = recovered_text(step, epoch, spike, series, reported, rose)
+        outside = self._flat(series, spike) is not None
+        text = recovered_text(step, epoch, spike, series, reported, rose, outside)
         return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]
-
-
-def _level(
-    series: list[tuple[int, float]], spike: tuple[int, float, float, float]
-) -> tuple[float, float] | None:
-    """``(the loss's level before the spike, its median over the last steps)``, where known."""
-    before = level_before(series, spike)
-    finite = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
-    return (before, statistics.median(finite)) if before and finite else None

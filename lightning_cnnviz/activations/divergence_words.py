@@ -54,8 +54,12 @@ def transient_text(
     epoch: int,
     spike: tuple[int, float, float, float],
     series: Sequence[tuple[int, float]],
+    outside: bool = False,
 ) -> str:
     """A spike the run recovered from, in words (a note): early or late, and from what level.
+
+    ``outside``: a learnt loss went to chance in one step (``divergence.to_chance_at_once``):
+    no overshoot, something changed the model or its batches (hunt 23: a layer zeroed).
 
     Example::
 
@@ -69,11 +73,19 @@ def transient_text(
     level = level_before(series, spike)
     tail = " A note, not a problem; if spikes recur, add a learning-rate warmup or clip gradients."
     if level is not None:
+        what = (
+            "the loss went to its chance level in one step at an unchanged learning rate, "
+            "which no update does: something outside the optimiser changed the model or its "
+            "batches then (weights zeroed, re-initialised or loaded; blank images)"
+            if outside
+            else "a brief overshoot (an odd batch, a learning-rate step), not a divergence"
+        )
+        if outside:
+            tail = " A note, not a problem; if it recurs, look at what the code does at that step."
         return (
             f"Loss spike at step {at}, late in training (to {value:.3g} from {level:.3g} just "
             f"before it; start {start:.3g}), recovered by step {step} ({now:.3g}, within "
-            f"{BACK:g}x its level before the spike): a brief overshoot (an odd batch, a "
-            "learning-rate step), not a divergence." + tail
+            f"{BACK:g}x its level before the spike): {what}." + tail
         )
     before = [v for s, v in series if s < at and math.isfinite(v)][: -(SMOOTH - 1)]
     if len(before) >= SMOOTH:  # the loss had not yet halved: early in training
@@ -96,11 +108,14 @@ def recovered_text(
     series: Sequence[tuple[int, float]],
     reported: int | None,
     rate_rose: bool = False,
+    outside: bool = False,
 ) -> str:
     """The note that ends a divergence finding whose loss came back (``recovered``).
 
     ``rate_rose``: the learning rate was raised before the spike (a warm restart, a cyclic
     schedule's peak), which the note then names; a constant rate is not said to have risen.
+    ``outside``: the loss went to chance in one step (``divergence.to_chance_at_once``),
+    which no rate or clipping explains.
 
     Example::
 
@@ -114,17 +129,26 @@ def recovered_text(
     level = level_before(series, spike)
     origin = f"from {level:.3g} just before it" if level is not None else f"start {start:.3g}"
     back = f"within {BACK:g}x its level before" if level is not None else "below the start"
+    if outside:  # not the rate: what changed the model or its batches at that step
+        ending = (
+            "If it recurs, look at what changes the model's weights or its batches at that "
+            "step: one update does not send a learnt loss to chance."
+        )
+    elif rate_rose:
+        ending = (
+            "It came after the learning rate rose (a warm restart, a cyclic schedule's peak): "
+            "a lower peak avoids it; if spikes recur, clip gradients "
+            "(Trainer(gradient_clip_val=1.0))."
+        )
+    else:
+        ending = (
+            "If spikes recur, add a learning-rate warmup or clip gradients "
+            "(Trainer(gradient_clip_val=1.0))."
+        )
     return (
         f"Training recovered from the loss spike at step {at} (to {value:.3g}, {origin}): by "
         f"step {step} (epoch {epoch}) the loss is back to {now:.3g} ({back}). Reported at step "
-        f"{reported} as a divergence; a note now: the run came back on its own. "
-        + (
-            "It came after the learning rate rose (a warm restart, a cyclic schedule's peak): "
-            "a lower peak avoids it; if spikes recur, "
-            if rate_rose
-            else "If spikes recur, add a learning-rate warmup or "
-        )
-        + "clip gradients (Trainer(gradient_clip_val=1.0))."
+        f"{reported} as a divergence; a note now: the run came back on its own. {ending}"
     )
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "BACK",
     "BACK_START",
     "coming_back",
+    "level_and_now",
     "level_before",
     "recovered",
     "run_up",
@@ -59,6 +60,15 @@ BACK = 2.5  # a late spike recovered: the latest median within 2.5x its level be
 BACK_START = 0.25  # ...and, at a later log, no more than this share of the first loss above it
 # (hunt 18: CyclicLR to 0.5 spiked at step 40 from 1.05 and sat at 2.0-2.4 for 190 steps,
 # 2x its level but 0.4 of ln 10 above it, val accuracy 32%, told "recovered")
+
+
+def level_and_now(
+    series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
+) -> tuple[float, float] | None:
+    """``(the loss's level before the spike, its median over the last steps)``, where known."""
+    before = level_before(series, spike)
+    finite = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
+    return (before, statistics.median(finite)) if before and finite else None
 
 
 def level_before(

@@ -857,3 +857,28 @@ def test_divergence_nan_at_step_zero_names_the_data_not_the_rate():
     assert "already NaN/Inf at step 0, before any update" in verdict.message
     assert "Try: check the training items for NaN/Inf" in verdict.message
     assert "overshoots" not in verdict.message and "lower the learning rate" not in verdict.message
+
+
+def test_divergence_to_chance_in_one_step_then_back_points_outside_the_optimiser():
+    # hunt 23: a layer zeroed at step 80 under Adam 1e-3: the loss 0.26 -> 2.30 (ln 10) in
+    # one step, relearnt by step 120; told "the optimiser overshoots, lower the rate (10x)"
+    relearn = [math.log(10), 2.2, 2.0, 1.7, 1.4, 1.1, 0.9, 0.7, 0.5, 0.4, 0.3]
+    after = lambda s: relearn[s - 101] if s - 101 < len(relearn) else 0.2  # noqa: E731
+    problem, note = (said := _collapsed(after, logs=(100, 104, 108, 140)))[0], said[-1]
+    assert problem.severity == "problem"
+    assert "went to its chance level in that one step" in problem.message
+    assert "something outside the optimiser changed the model or its batches at step 101" in (
+        problem.message
+    )
+    assert "optimiser overshoots" not in problem.message
+    assert note.severity == "note" and "Training recovered" in note.message
+    assert "look at what changes the model's weights or its batches" in note.message
+    assert "learning-rate warmup" not in note.message
+    # back by the next log: a note of its own, with the same cause
+    (brief,) = _collapsed(after)
+    assert brief.severity == "note" and "something outside the optimiser" in brief.message
+    assert "brief overshoot" not in brief.message and "warmup" not in brief.message
+    # a climb over a few steps to chance is the updates' doing, as before
+    climb = [0.5, 1.2, 2.31, 2.31, 2.0, 1.5, 1.0, 0.6, 0.4, 0.3]
+    (climbed,) = _collapsed(lambda s: climb[s - 101] if s - 101 < len(climb) else 0.2)[:1]
+    assert "outside the optimiser" not in climbed.message
