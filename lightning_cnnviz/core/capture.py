@@ -38,6 +38,7 @@ __all__ = [
     "hook_count",
     "module_name",
     "site_name",
+    "swapped_weights",
     "tap_forward",
     "under_transform",
 ]
@@ -253,3 +254,44 @@ def count_call_sites(
     with probe_mode(model), LayerCapture(layers, on_output=lambda site, out: None) as cap:
         run()
     return {name: cap.call_counts.get(name, 0) for name in layers}
+
+
+def swapped_weights(
+    model: nn.Module, layers: Mapping[str, nn.Module], run: Callable[[], Any]
+) -> list[str]:
+    """The layers whose ``weight`` is another tensor while ``forward`` calls them.
+
+    ``torch.func.functional_call`` (a stateless call) puts other tensors in place of the
+    module's own for the call: the registered weights are then never used nor trained
+    (setups hunt 23: they were drawn as kernels and told "frozen, load the pretrained
+    weights"). Parametrized or pruned weights, computed at each call, are not counted.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3))
+        >>> params = {k: v.detach().clone() for k, v in net.named_parameters()}
+        >>> x = torch.zeros(1, 1, 5, 5)
+        >>> swapped_weights(net, {"0": net[0]}, lambda: torch.func.functional_call(net, params, x))
+        ['0']
+        >>> swapped_weights(net, {"0": net[0]}, lambda: net(x))
+        []
+    """
+    own = {name: w for name, m in layers.items()
+           if isinstance(w := m._parameters.get("weight"), nn.Parameter)}  # fmt: skip
+    found: list[str] = []
+
+    def check(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any) -> None:
+            if module._parameters.get("weight") is not own[name] and name not in found:
+                found.append(name)
+
+        return hook
+
+    handles = [layers[name].register_forward_pre_hook(check(name)) for name in own]
+    try:
+        with probe_mode(model):
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found

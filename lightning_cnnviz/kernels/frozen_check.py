@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lightning.pytorch import Trainer
-from torch import nn
+from torch import Tensor, nn
 
+from lightning_cnnviz.core.capture import swapped_weights
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.core.say import say
+from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.kernels.frozen import (
     SET_UP,
     STILL_EVENTS,
@@ -38,7 +40,7 @@ __all__ = ["FrozenCheck"]
 class FrozenCheck:
     """Layers that stopped changing and parameters no optimiser holds (a part of ``KernelMonitor``).
 
-    Uses the monitor's ``selected``, ``section`` and ``tag``.
+    Uses the monitor's ``selected``, ``section``, ``tag``, ``probe_input`` and ``warn_once``.
     """
 
     selected: dict[str, nn.Module]
@@ -49,6 +51,8 @@ class FrozenCheck:
     _frozen: Finding | None
     _unoptimised_told: bool
     tag: Callable[..., str]  # the monitor's
+    probe_input: Callable[..., Tensor]
+    warn_once: Callable[[str, str], None]
 
     def _check_unoptimised(self, trainer: Trainer) -> None:
         """Tell once (a note) of parameters outside the watched layers no optimiser holds."""
@@ -87,6 +91,9 @@ class FrozenCheck:
             return
         self._frozen_told = True
         names = [n for n in self.selected if self._still.get(n, 0) >= events_needed(n, fixed)]
+        names = [n for n in names if n not in self._swapped(trainer, names)]
+        if not names:
+            return
         kept_grads = any(p.grad is not None for p in trainer.lightning_module.parameters())
         reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
         blocked = set(reasons.values()) <= {"no_gradient", "detached"}
@@ -115,6 +122,31 @@ class FrozenCheck:
         finding = Finding(self.section, "frozen_layers", step, epoch, text, numbers, severity)
         report(trainer, finding)
         self._frozen = finding
+
+    def _swapped(self, trainer: Trainer, names: list[str]) -> list[str]:
+        """Of ``names``, the layers ``forward`` calls with other weights, said once.
+
+        A model calling ``torch.func.functional_call`` with weights of its own keeps the
+        modules' registered weights unused: still, and no sign of frozen training (setups
+        hunt 23: told "frozen ... load the pretrained weights"). One probe pass, only here.
+        """
+        model = trainer.lightning_module
+        try:
+            x = self.probe_input(trainer, model)[:1]
+            layers = {n: self.selected[n] for n in names}
+            swapped = swapped_weights(model, layers, lambda: model(x))
+        except Exception:  # no probe the forward takes: the weights as they are
+            return []
+        if swapped:
+            self.warn_once(
+                "swapped",
+                f"`forward` calls {listed(swapped)} with other weights than "
+                f"{'its' if len(swapped) == 1 else 'their'} own (`torch.func.functional_call` "
+                "or another stateless call): the kernels drawn of them are the module's own "
+                "weights, which forward does not use, nor train; name the layers whose weights "
+                "it uses, or register the trained weights in the modules",
+            )
+        return swapped
 
     def _check_moving(self, trainer: Trainer, changes: dict[str, float]) -> None:
         """The told layers changing again (unfrozen by a schedule): the finding becomes a note.
