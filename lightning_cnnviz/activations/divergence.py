@@ -9,8 +9,6 @@ keeps (one value per step, on the host at a log):
 * ``jump_to_chance``: one step's jump after which the loss sits back at its start,
   read with units dying at the same log;
 * ``sudden``: a learnt, steady loss that blew up in one step (a batch, not the rate);
-* ``to_chance_at_once``: a learnt, steady loss that went to its chance level in one step
-  (the model changed outside the optimiser);
 * ``nonfinite_parameters``: where non-finite weights sit.
 
 After a spike (the level before it, whether the run came back): ``recovery.py``. Their
@@ -34,7 +32,6 @@ import torch
 from torch import Tensor
 
 from lightning_cnnviz.activations.loss_trace import SMOOTH
-from lightning_cnnviz.core.chance import at_chance
 
 __all__ = [
     "is_jump",
@@ -44,7 +41,6 @@ __all__ = [
     "nonfinite_parameters",
     "scatter",
     "sudden",
-    "to_chance_at_once",
 ]
 
 # steps per median of the level a spike is measured against (the best, the level before a
@@ -122,37 +118,6 @@ def sudden(series: Sequence[tuple[int, float]], at: int) -> tuple[int, float] | 
     if spiked_before(values):
         return None  # it jumped before: an unsteady run, whose updates are the cause
     return at, before
-
-
-def to_chance_at_once(
-    series: Sequence[tuple[int, float]], spike_step: int, classes: int | None
-) -> tuple[int, float, float, int] | None:
-    """``(step, the loss just before, the loss then, K)``: a learnt loss at chance at once.
-
-    The first loss at its chance level ``ln classes`` (``core.chance.at_chance``) in the
-    ``SMOOTH`` steps up to a spike, after a learnt, steady loss (``sudden``): in one step
-    the model's outputs became those of a model that learnt nothing, which one update at
-    an unchanged rate does not do (held out, hunt 23: a layer zeroed at step 80 under Adam
-    1e-3, loss 0.26 -> 2.30 = ln 10, told "the optimiser overshoots, lower the rate").
-
-    Example::
-
-        >>> calm = [(i, 2.3) for i in range(1, 6)] + [(i, 0.3) for i in range(6, 80)]
-        >>> to_chance_at_once(calm + [(80, 2.30), (81, 1.9)], 81, 10)
-        (80, 0.3, 2.3, 10)
-        >>> to_chance_at_once(calm + [(80, 0.9), (81, 1.6), (82, 2.3)], 82, 10)  # it climbed
-    """
-    if classes is None or classes < 2:
-        return None
-    previous = math.nan
-    for step, value in series:
-        if spike_step - SMOOTH <= step <= spike_step and at_chance(value, classes):
-            found = sudden(series, step)
-            if found is None or not previous <= LATE * math.log(classes):  # on its way up
-                return None
-            return step, found[1], value, classes
-        previous = value if math.isfinite(value) else previous
-    return None
 
 
 def spiked_before(values: Sequence[float]) -> bool:

@@ -126,6 +126,7 @@ def divergence_cause(
     chance: tuple[int, float, int] | None = None,
     inputs: int | None = None,
     flat: tuple[int, float, float, int] | None = None,
+    stepped: tuple[int, float, float, float] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -164,6 +165,11 @@ def divergence_cause(
     (``divergence.to_chance_at_once``): no update does that; something outside the
     optimiser changed the model or its batches (held out, hunt 23: a layer zeroed at
     step 80, told "the optimiser overshoots, lower the learning rate").
+
+    ``stepped``: ``(the step, the loss before, the loss then, the loss now)`` where a
+    learnt, steady loss stepped up in that one step at an unchanged rate and has not
+    climbed since (``loss_steps.step_up``): the training batches changed (held out, hunt
+    23: half the labels random from step 64, told "the optimiser overshoots").
 
     Example::
 
@@ -234,6 +240,18 @@ def divergence_cause(
             "batch or one operation (a NaN/Inf or a wildly scaled value in an input or label, "
             "log(0) or a division by zero in the loss), not at updates that grew too large. "
             f"Try: {SUDDEN_REMEDIES}."
+        )
+    if stepped is not None:
+        at, before, then, now = stepped
+        return (
+            f"The loss was {before:.3g} and steady just before step {at}, then stepped up to "
+            f"{then:.3g} in that one step at an unchanged learning rate, and has not climbed "
+            f"since (now {now:.3g}): updates grown too large make a loss climb; a step that "
+            "holds is the training batches changing at that step (labels noisier or "
+            "shuffled, inputs corrupted or scaled otherwise, a stronger augmentation, another "
+            f"loss). Try: look at a training batch of step {at} beside one from before it, "
+            "and at what the code changes then in the data, the augmentation or the loss; "
+            "only if nothing did, lower the learning rate (10x)."
         )
     if scale is not None:
         return (

@@ -19,13 +19,7 @@ from typing import Any
 from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.divergence import (
-    is_jump,
-    jump_to_chance,
-    loss_spike,
-    sudden,
-    to_chance_at_once,
-)
+from lightning_cnnviz.activations.divergence import is_jump, jump_to_chance, loss_spike, sudden
 from lightning_cnnviz.activations.divergence_causes import RAISED, divergence_cause, fitted
 from lightning_cnnviz.activations.divergence_words import (
     divergence_text,
@@ -36,6 +30,7 @@ from lightning_cnnviz.activations.divergence_words import (
 )
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
+from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace, first_nonfinite
 from lightning_cnnviz.activations.recovery import (
     coming_back,
@@ -113,7 +108,7 @@ class DivergenceReview:
                 self.transient, self.pending = step, None
                 if spike[0] >= step - 1 or not self._new("divergence", "note"):
                     return []  # (a "spike" at this very step already back: nothing to tell)
-                outside = self._flat(series, spike) is not None
+                outside = self._steps(series, spike)[0] is not None
                 text = transient_text(step, epoch, spike, series, outside)
                 return [Verdict("divergence", "note", text)]
             early = level_before(series, spike) is None
@@ -164,9 +159,11 @@ class DivergenceReview:
         k = self.chance[0] if self.chance else None
         first_loss = series[0][1] if series else math.nan
         start = (first_loss, k) if over_chance(first_loss, k) else None
-        flat = self._flat(series, spike)
+        flat, stepped = self._steps(series, spike)
         if flat is not None and before:
             flat = (flat[0], before, *flat[2:])  # one figure for "the loss before it"
+        if stepped is not None and before:
+            stepped = (stepped[0], before, *stepped[2:])
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=spike,
             first_weights=weights[0] if weights else None,
@@ -176,7 +173,8 @@ class DivergenceReview:
                                    self._jump(spike[0] if spike is not None else nonfinite),
                                    first=nonfinite == 0,
                                    chance=self._at_chance(spike, level),
-                                   inputs=self._bad_inputs(nonfinite), flat=flat),
+                                   inputs=self._bad_inputs(nonfinite), flat=flat,
+                                   stepped=stepped),
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
@@ -250,12 +248,12 @@ class DivergenceReview:
         learnt = before < LEARNT * math.log(k)
         return (spike[0], now, k) if learnt and at_chance(now, k) else None
 
-    def _flat(self, series: list[tuple[int, float]], spike: Any) -> tuple | None:
-        """``divergence.to_chance_at_once`` at a known, unchanged rate (None: not so)."""
+    def _steps(self, series: list[tuple[int, float]], spike: Any) -> tuple[Any, Any]:
+        """``loss_steps``' one-step changes, at a known, unchanged rate (else None, None)."""
         k = self.chance[0] if self.chance else None
         if spike is None or self._raised(spike[0]) is not False:
-            return None
-        return to_chance_at_once(series, spike[0], k)
+            return None, None
+        return to_chance_at_once(series, spike[0], k), step_up(series, spike[0])
 
     def _bad_inputs(self, nonfinite: int | None) -> int | None:
         """The step of a batch with NaN/Inf inputs at or just before the first non-finite loss."""
@@ -302,6 +300,6 @@ class DivergenceReview:
         self.transient, self.pending, self.reported["divergence"] = step, None, "note"
         first = self.rates[0]
         rose = first is not None and any(lr > 1.5 * first for _, lr in self.log_rates)
-        outside = self._flat(series, spike) is not None
+        outside = self._steps(series, spike)[0] is not None
         text = recovered_text(step, epoch, spike, series, reported, rose, outside)
         return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]

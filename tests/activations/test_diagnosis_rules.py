@@ -698,12 +698,13 @@ def test_divergence_to_the_chance_level_at_a_steady_rate_points_at_the_batches()
 def test_divergence_remedies_fit_the_runs_settings():
     # held out (hunt 22): "clip gradients (gradient_clip_val=1.0)" on a run clipping at
     # 0.5, "add a learning-rate warmup" on a OneCycle run, "use bf16" on a float32 run
-    (plain,) = _collapsed(lambda s: 9.0)[:1]
+    climbing = lambda s: 1.0 + 0.3 * (s - 100)  # noqa: E731  (a step that holds: the data's)
+    (plain,) = _collapsed(climbing)[:1]
     assert (
         "gradient_clip_val=1.0" in plain.message and "add a learning-rate warmup" in plain.message
     )
     assert "16-bit" not in plain.message  # float32
-    (fitted,) = _collapsed(lambda s: 9.0, clip=(0.5, "norm"), warmup=True, half=True)[:1]
+    (fitted,) = _collapsed(climbing, clip=(0.5, "norm"), warmup=True, half=True)[:1]
     assert "the run clips at 0.5 and still diverged" in fitted.message
     assert "gradient_clip_val=1.0" not in fitted.message and "warmup;" not in fitted.message
     assert "under 16-bit precision use bf16" in fitted.message
@@ -882,3 +883,20 @@ def test_divergence_to_chance_in_one_step_then_back_points_outside_the_optimiser
     climb = [0.5, 1.2, 2.31, 2.31, 2.0, 1.5, 1.0, 0.6, 0.4, 0.3]
     (climbed,) = _collapsed(lambda s: climb[s - 101] if s - 101 < len(climb) else 0.2)[:1]
     assert "outside the optimiser" not in climbed.message
+
+
+def test_divergence_a_one_step_rise_that_holds_points_at_the_training_batches():
+    # hunt 23: half the labels random from step 101 (Adam 1e-3): 0.2 -> 4.5 in one step,
+    # then 1.9 for good; told "the optimiser overshoots, lower the learning rate (10x)"
+    (noisy,) = _collapsed(lambda s: 4.5 if s == 101 else 1.9 + 0.05 * (-1) ** s)[:1]
+    assert "then stepped up to 4.5 in that one step at an unchanged learning rate" in (
+        noisy.message
+    )
+    assert "the training batches changing at that step" in noisy.message
+    assert "optimiser overshoots" not in noisy.message
+    # a loss that climbs on after its step is the updates' doing
+    (climbs,) = _collapsed(lambda s: 1.0 + 0.2 * (s - 101))[:1]
+    assert "stepped up" not in climbs.message
+    # a step at a raised rate is the rate's
+    (raised,) = _collapsed(lambda s: 1.9, rate=lambda s: 1e-3 if s < 100 else 0.1)[:1]
+    assert "stepped up" not in raised.message

@@ -661,6 +661,17 @@ def test_detector_unstable_training_quiet_where_the_climb_is_a_schedule_or_noise
     # accuracy at chance; the batches lost the label (the divergence finding says so)
     blank = [(1.2, 0.6), (0.5, 0.85), (0.29, 0.91), (2.303, 0.1), (2.302, 0.1), (2.303, 0.1)]
     assert _climb_run(blank) == []
+    # hunt 23: half the labels random from epoch 4: train accuracy 90% -> 46%, val 88% -> 82%
+    # (a dip, then 92%): the training batches got harder, nothing the rate undid
+    noisy = [(1.4, 0.42), (0.62, 0.73), (0.43, 0.85), (0.35, 0.9), (1.3, 0.9), (1.96, 0.46)]
+    noisy += [(1.9, 0.46)]
+    noisy_val = [0.62, 0.82, 0.88, 0.88, 0.81, 0.82, 0.88].__getitem__
+    assert _climb_run(noisy, val=noisy_val, lr=lambda e: 0.001) == []
+    # the same climb with val accuracy falling alike is the updates'
+    alike = [a - 0.02 for _, a in noisy].__getitem__
+    assert [v.kind for _, _, v in _climb_run(noisy, val=alike, lr=lambda e: 0.001)][:1] == [
+        "unstable_training"
+    ]
 
 
 def test_detector_bn_mismatch_remedy_reads_the_models_momentum():
