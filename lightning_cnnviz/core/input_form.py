@@ -5,7 +5,8 @@ val set tells whether ``forward`` takes the images as they are, as the data item
 (``{key: images}``), by a keyword only (``forward(*, pixel_values)``), or stored otherwise
 than its convolutions see them (channels last, a Keras port that permutes them; without a
 channel axis, which ``forward`` adds); ``probe_pass.takes_items`` then hands every probe
-pass the images so. Where none runs, ``probe_call.why_not`` says why. The batch-transfer
+pass the images so. Where none runs, ``probe_call.why_not`` (or ``why_not_one``, for a
+``forward`` taking the item's several images as one argument) says why. The batch-transfer
 hooks the probes skip are said once.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
@@ -21,7 +24,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.core import stored_form
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import image_key, read_item, split_sample
-from lightning_cnnviz.core.probe_call import call_error, keyword_input, why_not
+from lightning_cnnviz.core.probe_call import call_error, keyword_input, why_not, why_not_one
 from lightning_cnnviz.core.probe_pass import Keyword, Stored, takes_items
 from lightning_cnnviz.core.run_datasets import find_dataset, train_batch_size
 from lightning_cnnviz.core.selection import unwrap_model
@@ -120,7 +123,9 @@ class InputForm:
                 return
             takes_items(model, None)
         # the monitors step aside with this reason where known, else say the call's error
-        trainer._cnnviz_unfit = why_not(model, x, train_batch_size(trainer))
+        trainer._cnnviz_unfit = why_not_one(model, _images(item, image, model)) or why_not(
+            model, x, train_batch_size(trainer)
+        )
 
     def _stored_form(self, trainer: Any, model: nn.Module, x: Tensor) -> None:
         """Probes as the convolutions see the images, where ``forward`` changes them.
@@ -146,3 +151,13 @@ class InputForm:
             f"{said}, and the model's `forward` {how} for its convolutions: the monitors "
             f"show and measure them as {seen}, and hand them to `forward` as stored",
         )
+
+
+def _images(item: Any, image: Tensor, model: nn.Module) -> list[Tensor]:
+    """The entries of a tuple or list item shaped as its ``image``, each a batch of one."""
+    if not isinstance(item, (tuple, list)):
+        return []
+    # NumPy entries as the default collate reads them (``split_sample`` reads the image so)
+    arrays = [np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v for v in item]
+    found = [torch.as_tensor(v) for v in arrays if isinstance(v, (Tensor, np.ndarray))]
+    return [to_model(v[None], model) for v in found if v.shape == image.shape]

@@ -1,11 +1,13 @@
 """Whether the model's ``forward`` takes the monitors' probe images, and why not, in words.
 
-A probe pass calls ``forward(images)`` on a batch of the probe's own size. Two ways a
+A probe pass calls ``forward(images)`` on a batch of the probe's own size. Three ways a
 model refuses that are told once, with their fix, instead of as the call's error:
 
 - ``forward`` needs another input besides the images (``forward(x, lengths)``);
 - ``forward`` fixes the batch size (``x.view(32, -1)``): it runs on batches of the
-  training batch size only.
+  training batch size only;
+- ``forward`` takes one argument holding several images (a Siamese ``forward(pair)``
+  with ``a, b = pair``), as the data items hold them (``(a, b, same)``).
 
 Example::
 
@@ -27,12 +29,12 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.probe_pass import probe_mode
 
-__all__ = ["call_error", "keyword_input", "why_not"]
+__all__ = ["call_error", "keyword_input", "why_not", "why_not_one"]
 
 OTHER_SIZES = (1, 2, 3)  # batch sizes a probe may have, tried against the training one
 
 
-def call_error(model: nn.Module, x: Tensor) -> Exception | None:
+def call_error(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> Exception | None:
     """The error of a probe pass of ``model`` on ``x``, or ``None`` where it runs."""
     try:
         with probe_mode(model):
@@ -69,6 +71,45 @@ def why_not(model: nn.Module, x: Tensor, batch_size: int | None) -> str | None:
         f"`forward` fixes the batch size (`x.view({batch_size}, -1)`), and the probes have "
         "sizes of their own: write `x.flatten(1)` or `x.view(x.size(0), -1)`"
     )
+
+
+def why_not_one(model: nn.Module, images: list[Tensor]) -> str | None:
+    """Why ``model`` takes no one image batch, where it takes the item's images as one tuple.
+
+    ``images``: the data item's images of the probe images' shape, in order, each a batch
+    of one as the model takes it. ``None`` unless there are several and
+    ``forward(tuple(images))`` runs: the probes show one image at a time, and what a pair
+    means to the model (which image is which, a label of the pair) is the model's own, so
+    the monitors step aside with this instead of guessing (setups hunt 23).
+
+    Example::
+
+        >>> class Pair(nn.Module):
+        ...     def forward(self, pair):
+        ...         a, b = pair
+        ...         return a - b
+        >>> why_not_one(Pair(), [torch.zeros(1, 3), torch.ones(1, 3)])[:69]
+        "the model's `forward` takes one argument holding two images (it runs "
+        >>> why_not_one(nn.Linear(3, 2), [torch.zeros(1, 3), torch.ones(1, 3)]) is None
+        True
+    """
+    if len(images) < 2 or call_error(model, tuple(images)) is not None:
+        return None
+    count = _WORDS.get(len(images), str(len(images)))
+    names = "abcdefgh"[: len(images)]  # more than eight: the first eight named
+    others = ", ".join(f"{n}=None" for n in names[1:])
+    unset = f"`{names[1]}` is None" if len(names) == 2 else "the others are None"
+    return (
+        f"the model's `forward` takes one argument holding {count} images (it runs on "
+        f"the data items' {count} images as one tuple, `forward(({', '.join(names)}))`, and "
+        "fails on one image batch), and a probe pass calls `forward(images)` on one batch of "
+        "images: let `forward` take one batch too for the monitors to read the model, e.g. "
+        f"`forward(self, a, {others})` giving the shared branch's output for `a` alone where "
+        f"{unset} (the steps then call `self({', '.join(names)})`)"
+    )
+
+
+_WORDS = {2: "two", 3: "three", 4: "four"}
 
 
 def _other_inputs(model: nn.Module) -> list[str]:

@@ -13,6 +13,7 @@ from tests.monitors import (
     TinyCNN,
     assert_every_monitor_wrote,
     digits,
+    failures,
     fit,
     make_monitor,
 )
@@ -110,3 +111,45 @@ def test_probe_call_keyword_only_forward_gets_its_images_by_name(tmp_path):
     said = [m for m in messages if "takes its images as the keyword `pixel_values`" in m]
     assert len(said) == 1
     assert not any(h for m in model.modules() for h in m._forward_pre_hooks.values())
+
+
+class Siamese(TinyCNN):
+    """``forward(pair)``: one argument holding two images, as the items ``(a, b, same)``."""
+
+    def __init__(self) -> None:
+        super().__init__(classes=2)
+
+    def forward(self, pair):
+        a, b = pair
+        return (super().forward(a) - super().forward(b)).abs()
+
+    def _step(self, batch, stage):
+        a, b, same = batch
+        loss = F.cross_entropy(self((a, b)), same)
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
+def pairs(data: TensorDataset) -> DataLoader:
+    """Items ``(a, b, same)``: each image with the next one, and whether their classes agree."""
+    x, y = data.tensors
+    other = torch.roll(torch.arange(len(y)), 1)
+    return DataLoader(TensorDataset(x, x[other], (y == y[other]).long()), batch_size=8)
+
+
+def test_probe_call_forward_of_a_pair_steps_aside_naming_it(tmp_path):
+    # setups hunt 23: seven monitors stepped aside with the raw "ValueError: not enough
+    # values to unpack (expected 2, got 1)" from `a, b = pair` on a probe batch
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    loaders = (pairs(digits(32, seed=1)), pairs(digits(16, seed=2)))
+    _, _, messages = fit(tmp_path, monitors, model=Siamese(), data=loaders)
+    reason = "the model's `forward` takes one argument holding two images"
+    for monitor in monitors:
+        name = type(monitor).__name__
+        said = [m for m in messages if m.startswith(name) and reason in m]
+        assert not failures(messages, name), name
+        if name in PROBING:
+            assert monitor.disabled and len(said) == 1, name
+            assert reason in monitor.aside_reason and "forward(self, a, b=None)" in said[0]
+        else:
+            assert not monitor.disabled and monitor.events > 0 and not said
