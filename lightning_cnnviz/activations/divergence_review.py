@@ -46,6 +46,7 @@ __all__ = ["DivergenceReview"]
 
 LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had learnt
 ACC_HELD = 0.05  # probe accuracy no more than this below its value before a spike: held
+HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
 
 
 class DivergenceReview:
@@ -133,7 +134,9 @@ class DivergenceReview:
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
         level = level_and_now(series, spike) if spike is not None else None
-        held = self._accuracy_held(spike) if nonfinite is None and spike is not None else None
+        held = (
+            self._accuracy_held(spike, level) if nonfinite is None and spike is not None else None
+        )
         if held and not self._at_chance(spike, level):
             self.transient, self.pending = step, None  # later spikes are searched after it
             if not self._new("divergence", "note"):
@@ -204,7 +207,9 @@ class DivergenceReview:
         (a, lr_a), (b, lr_b) = before[-1], after[0]
         return (a, lr_a, b, lr_b) if lr_b >= RAISED * lr_a else None
 
-    def _accuracy_held(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
+    def _accuracy_held(
+        self, spike: tuple[int, float, float, float], level: tuple[float, float] | None
+    ) -> tuple[float, float] | None:
         """``(probe accuracy before the spike, now)`` where it held (``ACC_HELD``), else None.
 
         Only after a learnt start (above twice chance before), at a rate not raised (and
@@ -218,6 +223,8 @@ class DivergenceReview:
         before = [a for s, a in self.log_accs if s < spike[0]]
         if k is None or not before or not self.log_accs or self.log_accs[-1][0] < spike[0]:
             return None
+        if level is not None and level[1] > HARDER * math.log(k):
+            return None  # no harder target scores that: the outputs' scale blew up (hunt 23)
         then, now = before[-1], self.log_accs[-1][1]
         if self._raised(spike[0]) or then < 2 / k or now < then - ACC_HELD:
             return None
