@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.core.capture import LayerCapture, module_name
 from lightning_cnnviz.core.guard import grads_untouched
 from lightning_cnnviz.core.inputs import model_device, to_model
 from lightning_cnnviz.core.outputs import logits_from
@@ -121,14 +121,17 @@ def maximize(
             index, channels = rows[site]
             picked[site] = out[index, channels].reshape(len(index), -1).float().mean(1)
 
-    hooked = {n: m for n, m in layers.items() if any(s and s.split("#")[0] == n for s in rows)}
+    hooked = {n: m for n, m in layers.items() if any(s and module_name(s) == n for s in rows)}
     optimizer = torch.optim.Adam([x], lr=lr)
     score = torch.zeros(len(targets), device=device, dtype=torch.float32)
-    capture = LayerCapture(hooked, shared=shared, on_output=on_output)
-    with grads_untouched(model), probe_mode(model, grad=True), capture:
+    with grads_untouched(model), probe_mode(model, grad=True):
         for dy, dx in shifts:
             picked.clear()
-            logits = logits_from(model(torch.roll(x, (dy, dx), dims=(-2, -1))), output_key)
+            # A fresh capture per forward: a capture numbers the calls of a shared
+            # module across its whole life, so a second forward would name `b#2`, not `b#0`.
+            with LayerCapture(hooked, shared=shared, on_output=on_output):
+                out = model(torch.roll(x, (dy, dx), dims=(-2, -1)))
+            logits = logits_from(out, output_key)
             if None in rows:
                 index, classes = rows[None]
                 picked[None] = logits[index, classes].float()

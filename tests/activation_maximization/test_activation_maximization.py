@@ -11,6 +11,7 @@ from lightning_cnnviz.activation_maximization.optimize import (
 )
 from lightning_cnnviz.core import labels
 from lightning_cnnviz.core.guard import grads_untouched
+from tests.monitors import TinyCNN, failures, fit
 from tests.tb import events
 from tests.views_helpers import reference_model, run
 
@@ -132,3 +133,25 @@ def test_activation_maximization_images_written(tmp_path):
 def test_activation_maximization_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         ActivationMaximizationMonitor(**kwargs)
+
+
+class TwiceApplied(TinyCNN):
+    """TinyCNN whose ``conv2`` runs twice per forward: call sites ``conv2#0``, ``conv2#1``."""
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.relu2(self.conv2(self.relu2(self.conv2(x))))
+        return self.fc(self.pool2(x).flatten(1))
+
+
+def test_activation_maximization_shared_conv_images_per_call_site(tmp_path):
+    # Several optimisation steps: each step is a new forward, and every one of them
+    # must name the calls `conv2#0`/`conv2#1` again (not `#2`, `#3`, ...).
+    monitor = ActivationMaximizationMonitor(
+        layers="conv2", steps=3, channels=2, classes=2, num_samples=4, every_n_steps=2
+    )
+    _, _, messages = fit(tmp_path, [monitor], model=TwiceApplied())
+    assert not failures(messages, "ActivationMaximizationMonitor") and not monitor.aside_reason
+    tags = set(events(tmp_path).Tags()["images"])
+    assert {f"activation_maximization/conv2#{k}" for k in (0, 1)} <= tags
+    assert len(monitor.scores["conv2#0"]) == len(monitor.scores["conv2#1"]) == 2
