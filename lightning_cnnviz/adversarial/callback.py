@@ -96,14 +96,19 @@ class AdversarialMonitor(Monitor, section="adversarial"):
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
         return of_type(*CONV_TYPES)(model, available)[:1]
 
-    def cam_module(self, model: nn.Module, x: Tensor) -> tuple[str, nn.Module]:
-        """Grad-CAM's layer: ``cam_layer``, or the last conv block's output (traced once)."""
+    def cam_module(self, model: nn.Module, x: Tensor) -> tuple[str, nn.Module] | None:
+        """Grad-CAM's layer: ``cam_layer``, or the last conv block's output (traced once).
+
+        Returns:
+            ``(name, module)``, or ``None`` when ``"auto"`` finds no layer with a spatial
+            output (all maps 1x1): the scalars need no CAM, only the image does.
+        """
         if self._cam is None:
             if self.cam_layer == "auto":
                 available = named_layers(model)
                 name, _ = auto_cam_layer(model, available, x, self._logits_key)
                 if name is None:
-                    raise ValueError("no layer with a spatial output for Grad-CAM; set `cam_layer`")
+                    return None
                 self._cam = (name, available[name])
             else:
                 self._cam = next(iter(resolve_layers(model, self.cam_layer).items()))
@@ -172,6 +177,16 @@ class AdversarialMonitor(Monitor, section="adversarial"):
         if k == 0:
             return None
         site = self.sites()[0]
+        if (cam := self.cam_module(model, x)) is None:
+            # Checked before the capture pass; `selected = {}` ends the image for this fit
+            # (the next setup resolves again), so later events skip the trace.
+            self.selected = {}
+            self.warn_once(
+                "no_cam",
+                "`cam_layer='auto'` found no layer with a spatial output above 1x1 for "
+                f"Grad-CAM: {self.without_layers} (`cam_layer=` names one)",
+            )
+            return None
         with self.phase("compute"):
             with with_probe(model), LayerCapture(self.selected, shared=self.shared) as cap:
                 model(torch.cat([x[:k], adv[:k]]))
@@ -184,9 +199,8 @@ class AdversarialMonitor(Monitor, section="adversarial"):
                 return None
             fmap = cap.outputs[site].float()
             fmap = fmap.flatten(1, -3).mean(1) if fmap.dim() > 3 else fmap
-            layer = self.cam_module(model, x)[1]
             key = self._logits_key
-            cams = tuple(any_grad_cam(model, layer, t[:k], output_key=key)[0] for t in (x, adv))
+            cams = tuple(any_grad_cam(model, cam[1], t[:k], output_key=key)[0] for t in (x, adv))
         with self.phase("render"):
             if norm is not None:  # de-normalised pictures; epsilon is in their units
                 epsilon = self.epsilon

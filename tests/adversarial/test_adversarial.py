@@ -148,3 +148,33 @@ def test_adversarial_without_a_conv_layer_logs_its_accuracies(tmp_path):
     _, _, messages = fit(tmp_path / "unused", [monitor], model=Dense(keep_convs=True))
     assert not monitor.disabled and monitor.events > 0
     assert len([m for m in messages if "`conv1` is not called by the model's forward()" in m]) == 1
+
+
+class Pixels(TinyCNN):
+    """1x1 convolutions over 3x1x1 inputs: every map is 1x1, no layer for Grad-CAM."""
+
+    def __init__(self):
+        super().__init__(channels=3)
+        self.conv1, self.conv2 = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(self.relu2(self.conv2(self.relu1(self.conv1(x)))).flatten(1))
+
+
+def test_adversarial_one_by_one_maps_logs_its_accuracies(tmp_path):
+    # held out (setups hunt 23): it stepped aside with a raw "ValueError: no layer with a
+    # spatial output for Grad-CAM", though only the `examples` image needs a CAM
+    from tests.monitors import loaders, written_tags
+
+    monitor = make_monitor("AdversarialMonitor", every_n_steps=2)
+    data = loaders(channels=3, side=1)
+    _, _, messages = fit(tmp_path, [monitor], model=Pixels(), data=data)
+    assert not failures(messages, "AdversarialMonitor") and not monitor.aside_reason
+    assert not monitor.disabled and monitor.events == 2
+    tags = written_tags(tmp_path)
+    assert {"adversarial/accuracy_clean", "adversarial/accuracy_attacked"} <= tags["scalars"]
+    assert len(events(tmp_path).Scalars("adversarial/accuracy_attacked")) == 2
+    assert "adversarial/examples" not in tags["images"]
+    (said,) = [m for m in messages if m.startswith("AdversarialMonitor") and "1x1" in m]
+    assert "accuracy scalars only, no `examples` image" in said
