@@ -17,7 +17,7 @@ from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.core.items import batch_size
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import Probe, draw_probe, generator_for
-from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
+from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.core.step_loss import step_loss
@@ -141,7 +141,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
     def reset(self) -> None:
         self.detector = Detector(self.tolerance, self.patience)
         self._lr_start: float | None = None  # the learning rate when training started
-        self._pending = self._epoch_end = self._layout = False
+        self._pending = self._epoch_end = self._layout = self._validated = False
         self._others_told = 0
         self._findings: dict[str, Finding] = {}
         self._bn_why = ""  # why the BatchNorm check could not run
@@ -193,6 +193,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         if self._lr_start is None:  # the start a schedule without `initial_lr` cuts from
             self._lr_start = read_settings(trainer.optimizers, unwrap_model(pl_module)).lr
         told = {f.kind for f in self._own_findings()}  # a resumed run told them already
+        self._say_unvalidated(trainer, ended=False)  # `limit_val_batches=0`, no val loader
         if not self.disabled and trainer.is_global_zero:
             with self.phase("setup"):
                 if "unshuffled_batches" not in told:
@@ -225,6 +226,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._loop.stop()  # no tap outlives the validation
+        self._validated = self._validated or not trainer.sanity_checking
         # evaluated once the train metrics are current (the next batch or the epoch end)
         self._pending = self._pending or self._event_due(trainer)
 
@@ -248,18 +250,13 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer, pl_module, epoch_end=False)
+        self._say_unvalidated(trainer, ended=True)  # e.g. `max_steps` reached before any
         if not self.disabled and trainer.is_global_zero:
             self._conclude(trainer)
         with self.phase("summary"):
             self._record_checks(trainer)
         with self.phase("flush"):  # the sink's thread; the run's summary if this monitor is last
             super().on_fit_end(trainer, pl_module)
-
-    @override
-    def never_logged_reason(self, trainer: Trainer) -> str:
-        if not has_val_data(trainer):
-            return "the run has no validation data"
-        return "validation never ran after training started"
 
     @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:

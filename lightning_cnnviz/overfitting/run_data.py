@@ -4,7 +4,8 @@
 (``class_figures.py``), compares the two probes' images (``split_inputs.py``), checks the
 order the training loader reads in (``train_order.py``) and whether the val data are the
 training data (``val_leak.py``). Each is read lazily, once per fit,
-on the training thread, with the global random generators untouched.
+on the training thread, with the global random generators untouched. A fit that
+validates nothing leaves the monitor nothing to read: said once (``no_val.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lightning_cnnviz.core.probe import generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
+from lightning_cnnviz.overfitting.no_val import never_validated, unread, validation_off
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
 from lightning_cnnviz.overfitting.val_leak import (
     COMPARED,
@@ -40,15 +42,36 @@ __all__ = ["LABEL_POOL", "RunData"]
 class RunData:
     """The run's data, read once per fit (a part of ``OverfittingMonitor``).
 
-    Uses the monitor's ``seed``, ``section``, probes, ``phase``, ``sink`` and ``tag``; keeps
-    ``_shares`` and ``_shift`` (``False`` until read, reset at each fit).
+    Uses the monitor's ``seed``, ``section``, probes, ``phase``, ``sink``, ``tag``,
+    ``disabled``, ``events``, ``warn_once`` and ``_validated`` (a validation of this fit
+    ended); keeps ``_shares`` and ``_shift`` (``False`` until read, reset at each fit).
     """
 
     seed: int
     section: str
+    disabled: bool
+    events: int
+    _validated: bool
     _shares: Tensor | bool | None  # the training labels' class shares (False: not read yet)
     _shift: dict[str, float] | bool | None  # ``_input_shift`` (False: not compared yet)
     _mild_shift: dict[str, float] | None  # the same past ``input_shift``'s milder bars
+
+    def _say_unvalidated(self, trainer: Trainer, ended: bool) -> None:
+        """Say once that no validation will run (training start) or ran (``ended``: fit end).
+
+        At the start only what Lightning's settings decide: a run that validates at epoch
+        ends only has validated nothing yet. At the end where none ran and nothing was logged.
+        """
+        if self.disabled or (ended and (self._validated or self.events)):
+            return
+        if why := (never_validated if ended else validation_off)(trainer):
+            self.warn_once("no_val", unread(why))  # type: ignore[attr-defined]
+
+    def never_logged_reason(self, trainer: Trainer) -> str:
+        """Why the monitor never logged, for the summary: mostly, no validation ran."""
+        if self._validated:  # one ran, and no evaluation was due (the schedule)
+            return super().never_logged_reason(trainer)  # type: ignore[misc]
+        return never_validated(trainer)
 
     def _input_shift(self, trainer: Trainer) -> dict[str, float] | None:
         """How the val probe's images differ from the train probe's, compared once per fit.

@@ -1,0 +1,64 @@
+"""A fit that validates nothing: OverfittingMonitor says so once, and the summary lists it.
+
+Held out (setups hunt 23): with ``limit_val_batches=0``, no val loader, or ``max_steps``
+reached before the first validation, it wrote nothing and said nothing (the reason was
+only in the end-of-fit summary).
+"""
+
+from types import SimpleNamespace
+
+import pytest
+
+from lightning_cnnviz.core.findings import checks_of
+from lightning_cnnviz.overfitting.no_val import never_validated, validation_off
+from tests.monitors import TinyCNN, fit, loaders, make_monitor, written_tags
+
+CASES = {
+    "limit_val_0": ({"limit_val_batches": 0}, True, "`limit_val_batches=0` turns validation off"),
+    "no_val_loader": ({}, False, "the run has no validation data"),
+    # validation is due at the epoch end (batch 4); training stops at step 2
+    "max_steps_first": (
+        {"max_steps": 2},
+        True,
+        "training stopped at `max_steps=2` before the first validation",
+    ),
+}
+
+
+def _said(messages: list[str]) -> list[str]:
+    return [m for m in messages if m.startswith("OverfittingMonitor:") and "writes nothing" in m]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_no_val_said_once_and_listed(tmp_path, case):
+    args, with_val, why = CASES[case]
+    train, val = loaders()
+    monitor = make_monitor("OverfittingMonitor")
+    trainer, _, messages = fit(tmp_path, [monitor], data=(train, val if with_val else None), **args)
+    (said,) = _said(messages)
+    assert said.startswith(f"OverfittingMonitor: {why}: it reads each validation's end")
+    assert checks_of(trainer)[("OverfittingMonitor", "overfitting")].why == why
+    tags = written_tags(tmp_path)
+    assert not [t for kind in tags.values() for t in kind if t.startswith("overfitting/")]
+
+
+def test_no_val_not_said_on_a_run_that_validates_at_epoch_ends(tmp_path):
+    # nothing validated when training starts, one validation at the epoch end: healthy
+    monitor = make_monitor("OverfittingMonitor")
+    _, _, messages = fit(tmp_path, [monitor], model=TinyCNN(), max_epochs=2)
+    assert monitor.events == 2 and not _said(messages)
+
+
+def test_no_val_reasons_from_the_trainer_settings():
+    class Module:  # a user's module, validation_step of its own
+        def validation_step(self, batch, batch_idx): ...
+
+    trainer = SimpleNamespace(enable_validation=True, limit_val_batches=1.0, max_steps=-1,
+                              global_step=5, lightning_module=Module())  # fmt: skip
+    assert validation_off(trainer) == ""  # it may run: nothing said at the start
+    assert never_validated(trainer) == "validation never ran after training started"
+    trainer.enable_validation, trainer.lightning_module = False, object()
+    assert validation_off(trainer) == "the module defines no `validation_step`"
+    trainer.limit_val_batches = 0.0
+    assert validation_off(trainer) == never_validated(trainer)
+    assert validation_off(trainer) == "`limit_val_batches=0.0` turns validation off"
