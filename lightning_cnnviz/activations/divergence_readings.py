@@ -1,0 +1,109 @@
+"""What the run's own record says about a loss spike: a part of ``DivergenceReview``.
+
+Nothing here knows about Lightning. ``SpikeReadings`` reads, for a spike the review
+found, what ``divergence_causes.divergence_cause`` names: the learning rate raised since
+the first log or jumped around the spike, the probe accuracy held through it, a learnt
+loss at its chance level since, the one-step changes of ``loss_steps.py``, and a batch
+of NaN/Inf inputs where the loss first turned non-finite.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lightning_cnnviz.activations.divergence_causes import RAISED
+from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
+from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
+from lightning_cnnviz.core.chance import at_chance
+
+__all__ = ["ACC_HELD", "HARDER", "LEARNT", "SpikeReadings"]
+
+LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had learnt
+ACC_HELD = 0.05  # probe accuracy no more than this below its value before a spike: held
+HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
+
+
+class SpikeReadings:
+    """Readings of a spike from the run's record (a part of ``DivergenceReview``).
+
+    Uses the diagnosis's ``loss``, ``rates``, ``log_rates``, ``chance`` and ``log_accs``.
+    """
+
+    loss: LossTrace
+    rates: tuple[float | None, float | None]  # the learning rate at the first log, and now
+    log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
+    chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
+    log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
+
+    def _jump(self, at: int | None) -> tuple[int, float, int, float] | None:
+        """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x."""
+        if at is None:
+            return None
+        before = [(s, lr) for s, lr in self.log_rates if s < at]
+        after = [(s, lr) for s, lr in self.log_rates if s >= at]
+        if not before or not after or not before[-1][1] > 0:
+            return None
+        (a, lr_a), (b, lr_b) = before[-1], after[0]
+        return (a, lr_a, b, lr_b) if lr_b >= RAISED * lr_a else None
+
+    def _accuracy_held(
+        self, spike: tuple[int, float, float, float], level: tuple[float, float] | None
+    ) -> tuple[float, float] | None:
+        """``(probe accuracy before the spike, now)`` where it held (``ACC_HELD``), else None.
+
+        Only after a learnt start (above twice chance before), at a rate not raised (and
+        the caller asks that the loss not sit at its chance level, ``_at_chance``: blanked
+        training images under accumulation, the probe still at 81% 40 steps on, were told
+        "the training target got harder"): label smoothing or CutMix switched on at epoch
+        2 lifted the training loss 0.25 -> 1.6 (a "divergence" told as updates too large)
+        while the model's accuracy held at 95%.
+        """
+        k = self.chance[0] if self.chance else None
+        before = [a for s, a in self.log_accs if s < spike[0]]
+        if k is None or not before or not self.log_accs or self.log_accs[-1][0] < spike[0]:
+            return None
+        if level is not None and level[1] > HARDER * math.log(k):
+            return None  # no harder target scores that: the outputs' scale blew up (hunt 23)
+        then, now = before[-1], self.log_accs[-1][1]
+        if self._raised(spike[0]) or then < 2 / k or now < then - ACC_HELD:
+            return None
+        return then, now
+
+    def _raised(self, at: int) -> bool | None:
+        """Whether the rate rose since the first log or jumped around ``at`` (None: unknown)."""
+        if self._jump(at) is not None:
+            return True
+        first, now = self.rates
+        return None if first is None or now is None else now > first
+
+    def _at_chance(
+        self, spike: tuple[int, float, float, float] | None, level: tuple[float, float] | None
+    ) -> tuple[int, float, int] | None:
+        """``(the spike's step, the loss now, K)``: a learnt loss at its chance level since.
+
+        Learnt: below ``LEARNT`` x ``ln K`` before the spike; at chance now
+        (``core.chance``); at an unchanged (or lowered) rate. Units may die with it (labels
+        drawn at random from step 120 under Adam silenced 58% of a dense layer).
+        """
+        k = self.chance[0] if self.chance else None
+        if spike is None or level is None or k is None or k < 2:
+            return None
+        if self._raised(spike[0]) is not False:  # known, and not raised
+            return None
+        before, now = level
+        learnt = before < LEARNT * math.log(k)
+        return (spike[0], now, k) if learnt and at_chance(now, k) else None
+
+    def _steps(self, series: list[tuple[int, float]], spike: Any) -> tuple[Any, Any]:
+        """``loss_steps``' one-step changes, at a known, unchanged rate (else None, None)."""
+        k = self.chance[0] if self.chance else None
+        if spike is None or self._raised(spike[0]) is not False:
+            return None, None
+        return to_chance_at_once(series, spike[0], k), step_up(series, spike[0])
+
+    def _bad_inputs(self, nonfinite: int | None) -> int | None:
+        """The step of a batch with NaN/Inf inputs at or just before the first non-finite loss."""
+        if nonfinite is None:
+            return None
+        return next((s for s in self.loss.bad_inputs if nonfinite - SMOOTH <= s <= nonfinite), None)
