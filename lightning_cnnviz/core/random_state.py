@@ -1,12 +1,12 @@
-"""Reading data without moving a random generator: the global ones and a dataset's own.
+"""Reading data without moving a random generator (global or a dataset's own) or a counter.
 
 Nothing here knows about Lightning. Reading a training set's items runs its random
 augmentation, which draws from the global generators (torchvision's transforms from
 torch's, others from ``random`` or NumPy) or from one the dataset holds (a seeded
 ``np.random.default_rng`` or ``torch.Generator`` for reproducible augmentation). A
 monitor that reads items moving any of them would shift every later draw of the run,
-and the model would train differently with the monitors on. ``rng_untouched`` puts
-them all back.
+and the model would train differently with the monitors on; so would a dataset counting
+its reads. ``rng_untouched`` puts them all back.
 
 Example::
 
@@ -49,6 +49,7 @@ _DEPTH = 4  # attribute levels searched below a dataset (a Subset's dataset's tr
 _WIDTH = 64  # entries of one list or dict searched (a file list holds no generator)
 GENERATORS = (random.Random, np.random.Generator, np.random.RandomState, torch.Generator)
 _LEAVES = (Tensor, np.ndarray, str, bytes, int, float, bool, type(None), types.ModuleType, type)
+_PLAIN = (int, float, bool, str, type(None))  # attribute values put back after a read
 
 
 def held_generators(*owners: Any) -> list[Any]:
@@ -65,7 +66,17 @@ def held_generators(*owners: Any) -> list[Any]:
         >>> [type(g).__name__ for g in held_generators(Data())]
         ['Generator']
     """
+    return _held(owners)[0]
+
+
+def _held(owners: Sequence[Any]) -> tuple[list[Any], list[tuple[dict, str, Any]]]:
+    """The generators ``owners`` hold, and the plain values of the objects on the way.
+
+    Plain values: an attribute holding a number, a string or ``None`` (a read counter
+    that drives a curriculum), as ``(the object's __dict__, name, value)``.
+    """
     found: list[Any] = []
+    values: list[tuple[dict, str, Any]] = []
     seen: set[int] = set()
 
     def visit(obj: Any, depth: int) -> None:
@@ -80,13 +91,15 @@ def held_generators(*owners: Any) -> list[Any]:
         elif isinstance(obj, Mapping):
             entries = obj.values()
         else:
-            entries = getattr(obj, "__dict__", {}).values()
+            attrs = getattr(obj, "__dict__", {})
+            values.extend((attrs, k, v) for k, v in attrs.items() if isinstance(v, _PLAIN))
+            entries = attrs.values()
         for entry in itertools.islice(entries, _WIDTH):  # a million file names: the first few
             visit(entry, depth + 1)
 
     for owner in owners:
         visit(owner, 0)
-    return found
+    return found, values
 
 
 def generator_state(generator: Any) -> Any:
@@ -134,13 +147,15 @@ def global_rng_kept(devices: Sequence[Any] = ()) -> Iterator[None]:
 
 @contextlib.contextmanager
 def rng_untouched(*owners: Any) -> Iterator[None]:
-    """Leave the global random generators and those ``owners`` hold as they were.
+    """Leave the global random generators, and those ``owners`` hold, as they were.
 
     ``owners``: the datasets (or anything) read inside, whose own generators
-    (``held_generators``) are put back too.
+    (``held_generators``) are put back too, and the plain values of their attributes (a
+    read counter driving a curriculum: setups hunt 23, the probes' reads counted).
     """
+    generators, values = _held(owners)
     held = []
-    for generator in held_generators(*owners):
+    for generator in generators:
         with contextlib.suppress(Exception):  # a generator without state (SystemRandom)
             held.append((generator, generator_state(generator)))
     try:
@@ -149,3 +164,6 @@ def rng_untouched(*owners: Any) -> Iterator[None]:
     finally:
         for generator, state in held:
             set_generator_state(generator, state)
+        for attrs, name, value in values:
+            if attrs.get(name, value) is not value:
+                attrs[name] = value

@@ -39,6 +39,33 @@ def test_probe_leaves_global_rng_untouched():
     assert torch.equal(torch.get_rng_state(), state)
 
 
+class Curriculum(Dataset):
+    """Counts its reads; noise grows with them (a curriculum kept in the dataset)."""
+
+    def __init__(self):
+        self.inner = tensor_data()
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        x, y = self.inner[i]
+        return x + 0.001 * self.reads, y
+
+
+def test_probe_reads_leave_a_datasets_counters_as_they_were():
+    # setups hunt 23: the probes' reads counted, and training read noisier items
+    data = Curriculum()
+    draw_probe(data, 10, torch.Generator().manual_seed(0))
+    probe_from_indices(data, [1, 2, 3])
+    labels_in_order(Subset(data, range(20)), torch.arange(20), 20)
+    assert data.reads == 0
+    data[0]
+    assert data.reads == 1  # the dataset's own reads still count
+
+
 def test_probe_round_trips_through_indices():
     data = tensor_data()
     probe = draw_probe(data, 7, torch.Generator().manual_seed(1))
@@ -128,20 +155,20 @@ def test_probe_labels_read_from_items_once_for_every_monitor():
     # decode and an augmentation each) to find their labels
     class Counted(Dataset):
         def __init__(self) -> None:
-            self.reads = 0
+            self.reads: list[int] = []  # a list: plain counters are put back after a read
 
         def __len__(self) -> int:
             return 50
 
         def __getitem__(self, i):
-            self.reads += 1
+            self.reads.append(i)
             return torch.zeros(1, 2, 2), i % 5
 
     data, order = Counted(), torch.randperm(50, generator=torch.Generator().manual_seed(0))
     first = labels_in_order(data, order, pool=30)
-    assert data.reads == 30 and first[1].tolist() == [int(i) % 5 for i in order[:30]]
+    assert len(data.reads) == 30 and first[1].tolist() == [int(i) % 5 for i in order[:30]]
     again = labels_in_order(data, order, pool=40)  # another monitor, a larger pool
-    assert data.reads == 40 and torch.equal(again[1][:30], first[1])
+    assert len(data.reads) == 40 and torch.equal(again[1][:30], first[1])
 
 
 def test_probe_items_with_an_ignored_label_are_left_out_of_a_balanced_probe(tmp_path):
