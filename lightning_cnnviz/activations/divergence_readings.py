@@ -70,6 +70,17 @@ class SpikeReadings:
             return None
         return then, now
 
+    def _jumped_now(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
+        """``(the rate before, the rate now)`` where it jumped around the spike and still is.
+
+        Held out (hunt 23): Adam 1e-3 -> 0.05 at step 80, kept to the end (87% val against
+        94% healthy), was told "recovered ... a brief overshoot" without the jump.
+        """
+        jump, now = self._jump(spike[0]), self.rates[1]
+        if jump is None or now is None or now < RAISED * jump[1]:
+            return None
+        return jump[1], now
+
     def _raised(self, at: int) -> bool | None:
         """Whether the rate rose since the first log or jumped around ``at`` (None: unknown)."""
         if self._jump(at) is not None:

@@ -106,7 +106,8 @@ class DivergenceReview(SpikeReadings):
                 if spike[0] >= step - 1 or not self._new("divergence", "note"):
                     return []  # (a "spike" at this very step already back: nothing to tell)
                 outside = self._steps(series, spike)[0] is not None
-                text = transient_text(step, epoch, spike, series, outside)
+                jumped = self._jumped_now(spike)
+                text = transient_text(step, epoch, spike, series, outside, jumped)
                 return [Verdict("divergence", "note", text)]
             early = level_before(series, spike) is None
             if self.pending is None and early and coming_back(series):
@@ -232,5 +233,6 @@ class DivergenceReview(SpikeReadings):
         first = self.rates[0]
         rose = first is not None and any(lr > 1.5 * first for _, lr in self.log_rates)
         outside = self._steps(series, spike)[0] is not None
-        text = recovered_text(step, epoch, spike, series, reported, rose, outside)
+        jumped = self._jumped_now(spike)
+        text = recovered_text(step, epoch, spike, series, reported, rose, outside, jumped)
         return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]

@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 from lightning_cnnviz.activations.recovery import BACK, level_before
+from lightning_cnnviz.core.voice import times
 
 __all__ = [
     "divergence_text",
     "part_of_text",
     "recovered_text",
+    "still_in_force",
     "transient_text",
 ]
 
@@ -55,8 +57,12 @@ def transient_text(
     spike: tuple[int, float, float, float],
     series: Sequence[tuple[int, float]],
     outside: bool = False,
+    jumped: tuple[float, float] | None = None,
 ) -> str:
     """A spike the run recovered from, in words (a note): early or late, and from what level.
+
+    ``jumped``: ``(the rate before, the rate now)`` where the rate jumped around the spike
+    and is still that high (``still_in_force``).
 
     ``outside``: a learnt loss went to chance in one step (``divergence.to_chance_at_once``):
     no overshoot, something changed the model or its batches (hunt 23: a layer zeroed).
@@ -82,6 +88,9 @@ def transient_text(
         )
         if outside:
             tail = " A note, not a problem; if it recurs, look at what the code does at that step."
+        elif jumped is not None:
+            what = "a brief overshoot, not a divergence"
+            tail = " " + still_in_force(*jumped)
         return (
             f"Loss spike at step {at}, late in training (to {value:.3g} from {level:.3g} just "
             f"before it; start {start:.3g}), recovered by step {step} ({now:.3g}, within "
@@ -101,6 +110,25 @@ def transient_text(
     )
 
 
+def still_in_force(before: float, now: float) -> str:
+    """The note's ending where the rate jumped around the spike and stays there.
+
+    Example::
+
+        >>> print(still_in_force(0.001, 0.05))  # doctest: +NORMALIZE_WHITESPACE
+        It came after the learning rate jumped 50x (from 0.001 to 0.05), which is still in
+        force: the run came back for now, but trains at 50x the rate it learnt at. A note;
+        if the loss spikes again or settles higher than before, lower the rate.
+    """
+    factor = times(now / before)
+    return (
+        f"It came after the learning rate jumped {factor} (from {before:.3g} to {now:.3g}), "
+        f"which is still in force: the run came back for now, but trains at {factor} the "
+        "rate it learnt at. A note; if the loss spikes again or settles higher than before, "
+        "lower the rate."
+    )
+
+
 def recovered_text(
     step: int,
     epoch: int,
@@ -109,13 +137,14 @@ def recovered_text(
     reported: int | None,
     rate_rose: bool = False,
     outside: bool = False,
+    jumped: tuple[float, float] | None = None,
 ) -> str:
     """The note that ends a divergence finding whose loss came back (``recovered``).
 
     ``rate_rose``: the learning rate was raised before the spike (a warm restart, a cyclic
     schedule's peak), which the note then names; a constant rate is not said to have risen.
-    ``outside``: the loss went to chance in one step (``divergence.to_chance_at_once``),
-    which no rate or clipping explains.
+    ``outside``: the loss went to chance in one step (``loss_steps.to_chance_at_once``),
+    which no rate or clipping explains. ``jumped``: as ``transient_text``'s.
 
     Example::
 
@@ -134,6 +163,8 @@ def recovered_text(
             "If it recurs, look at what changes the model's weights or its batches at that "
             "step: one update does not send a learnt loss to chance."
         )
+    elif jumped is not None:
+        ending = still_in_force(*jumped)
     elif rate_rose:
         ending = (
             "It came after the learning rate rose (a warm restart, a cyclic schedule's peak): "

@@ -904,3 +904,19 @@ def test_divergence_a_one_step_rise_that_holds_points_at_the_training_batches():
     # a step at a raised rate is the rate's
     (raised,) = _collapsed(lambda s: 1.9, rate=lambda s: 1e-3 if s < 100 else 0.1)[:1]
     assert "stepped up" not in raised.message
+
+
+def test_divergence_recovered_under_a_jumped_rate_says_the_rate_is_still_in_force():
+    # hunt 23: Adam 1e-3 -> 0.05 at step 100, kept; the spike recovered by the next log was
+    # told "a brief overshoot (an odd batch, a learning-rate step)", the jump not named
+    spiked = lambda s: 3.0 if s in (101, 102, 103) else 0.25  # noqa: E731
+    jumped = lambda s: 1e-3 if s <= 100 else 0.05  # noqa: E731
+    (note,) = _collapsed(spiked, rate=jumped)
+    assert note.severity == "note" and "brief overshoot" in note.message
+    assert "the learning rate jumped 50x (from 0.001 to 0.05), which is still in force" in (
+        note.message
+    )
+    assert "lower the rate" in note.message
+    # brought back down by the next log: no such words
+    (back,) = _collapsed(spiked, rate=lambda s: 0.05 if 100 < s < 110 else 1e-3)
+    assert "still in force" not in back.message
