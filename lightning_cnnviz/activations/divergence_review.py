@@ -232,7 +232,7 @@ class DivergenceReview(SpikeReadings):
         self.transient, self.pending, self.reported["divergence"] = step, None, "note"
         first = self.rates[0]
         rose = first is not None and any(lr > 1.5 * first for _, lr in self.log_rates)
-        outside = self._steps(series, spike)[0] is not None
+        outside = any(step is not None for step in self._steps(series, spike))
         jumped = self._jumped_now(spike)
         text = recovered_text(step, epoch, spike, series, reported, rose, outside, jumped)
         return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]

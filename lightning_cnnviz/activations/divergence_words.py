@@ -143,8 +143,9 @@ def recovered_text(
 
     ``rate_rose``: the learning rate was raised before the spike (a warm restart, a cyclic
     schedule's peak), which the note then names; a constant rate is not said to have risen.
-    ``outside``: the loss went to chance in one step (``loss_steps.to_chance_at_once``),
-    which no rate or clipping explains. ``jumped``: as ``transient_text``'s.
+    ``outside``: the loss changed level in one step at an unchanged rate (``loss_steps``:
+    to chance, or a step up), which no rate or clipping explains. ``jumped``: as
+    ``transient_text``'s.
 
     Example::
 
@@ -161,7 +162,7 @@ def recovered_text(
     if outside:  # not the rate: what changed the model or its batches at that step
         ending = (
             "If it recurs, look at what changes the model's weights or its batches at that "
-            "step: one update does not send a learnt loss to chance."
+            "step: the loss changed level in one step at an unchanged learning rate."
         )
     elif jumped is not None:
         ending = still_in_force(*jumped)
