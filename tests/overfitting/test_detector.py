@@ -667,6 +667,12 @@ def test_detector_unstable_training_quiet_where_the_climb_is_a_schedule_or_noise
     noisy += [(1.9, 0.46)]
     noisy_val = [0.62, 0.82, 0.88, 0.88, 0.81, 0.82, 0.88].__getitem__
     assert _climb_run(noisy, val=noisy_val, lr=lambda e: 0.001) == []
+    # hunt 23: labels permuted from epoch 4: val accuracy far below chance is the labels'
+    permuted = [0.62, 0.82, 0.88, 0.88, 0.05, 0.017, 0.01].__getitem__
+    climb = [(1.4, 0.42), (0.62, 0.73), (0.43, 0.85), (0.25, 0.92), (0.9, 0.5), (0.79, 0.82)]
+    told = _climb_run([*climb, (0.7, 0.85)], val=permuted, lr=lambda e: 0.001)
+    assert "unstable_training" not in {v.kind for _, _, v in told}
+    assert "generalisation_gap" in {v.kind for _, _, v in told}  # the labels' finding
     # the same climb with val accuracy falling alike is the updates'
     alike = [a - 0.02 for _, a in noisy].__getitem__
     assert [v.kind for _, _, v in _climb_run(noisy, val=alike, lr=lambda e: 0.001)][:1] == [
