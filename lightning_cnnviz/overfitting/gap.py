@@ -22,6 +22,7 @@ from lightning_cnnviz.overfitting.levels import (
     LEARNT,
     LEARNT_KEPT,
     _trailing,
+    below_chance,
     stuck,
     train_learns,
 )
@@ -82,6 +83,7 @@ def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verd
         "val_acc": now.val_accuracy,
         "gap": now.train_accuracy - now.val_accuracy,  # type: ignore[operator]
         "val_at_chance": bool(stuck(now)),
+        "val_below_chance": below_chance(now),  # labels that mean other things on val
         # at chance at every validation: nothing about the labels carried over, ever
         "val_never_learnt": bool(stuck(now)) and all(stuck(e) is not False for e in history),
         "split_classes": list(now.split_classes or ()),

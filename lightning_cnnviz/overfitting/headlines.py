@@ -111,6 +111,11 @@ def _generalisation_gap(v: Verdict) -> str:
             f"(train {num(now.train_accuracy, True)}, val {num(now.val_accuracy, True)})."
         )
     chance = " (the val probe's is within chance)" if f["val_at_chance"] else ""
+    if f.get("val_below_chance"):  # hunt 23: labels permuted mid-run, val 1.0% "within chance"
+        chance = (
+            " (below chance: the model gives the val images other classes than their labels, "
+            "as where labels mean different things in the two splits, or were shifted)"
+        )
     return (
         f"Training images learnt, validation images not, since {when(since)}: train "
         f"accuracy {train} vs {val} on validation{chance}.{_split_text(f)} Such a gap says "

@@ -31,6 +31,7 @@ __all__ = [
     "BELOW_CHANCE_LOSS",
     "LEARNT",
     "LEARNT_KEPT",
+    "below_chance",
     "chance_band",
     "loss_blind",
     "not_learning",
@@ -82,6 +83,26 @@ def stuck(e: Evaluation) -> bool | None:
     if e.probe_loss_val is not None and e.probe_loss_val < BELOW_CHANCE_LOSS * math.log(k):
         return False
     return e.probe_acc_val <= band
+
+
+def below_chance(now: Evaluation) -> bool:
+    """Whether val accuracy is below half of chance while train accuracy is over twice it.
+
+    Updates that undo learning leave a model at chance, never far below it; below it, the
+    model learnt labels that mean other things on the val set (held out, hunt 23: labels
+    permuted from step 96, val 1.7% with train 82%, told "the updates have grown too
+    large").
+
+    Example::
+
+        >>> now = Evaluation(step=160, epoch=4, train_acc=0.825, val_acc=0.017, classes=10.0)
+        >>> below_chance(now)
+        True
+    """
+    k, train, val = now.classes, now.train_accuracy, now.val_accuracy
+    if k is None or k < 2 or train is None or val is None:
+        return False
+    return val < 0.5 / k and train > 2 / k
 
 
 BARELY_LOSS = 0.95  # a val probe loss this share of ln K or more, past the first steps...

@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learning_remedies import DECAY_PER_STEP
+from lightning_cnnviz.overfitting.levels import below_chance
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["ALONE", "DROP", "FLOOR", "RISE", "decay_too_strong", "recovered", "unstable"]
@@ -215,7 +216,7 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
         return None  # nothing learnt was undone: the training target got harder instead
     if known and at_chance(now.train_loss, now.classes):  # type: ignore[arg-type]
         return None  # at its chance level: the batches lost the label, no overshoot (hunt 19)
-    if _train_below_val(best, now) or _val_below_chance(now):
+    if _train_below_val(best, now) or below_chance(now):
         return None  # the batches or the labels changed, not the model got worse
     return _verdict("unstable_training", evs, low)
 
@@ -262,26 +263,6 @@ def _train_below_val(best: Evaluation, now: Evaluation) -> bool:
         return False
     train_then, val_then, train_now, val_now = accs
     return train_then >= val_then - LEVEL and train_now <= val_now - APART
-
-
-def _val_below_chance(now: Evaluation) -> bool:
-    """Whether val accuracy is below half of chance while train accuracy is over twice it.
-
-    Updates that undo learning leave a model at chance, never far below it; below it, the
-    model learnt labels that mean other things on the val set (held out, hunt 23: labels
-    permuted from step 96, val 1.7% with train 82%, told "the updates have grown too
-    large").
-
-    Example::
-
-        >>> now = Evaluation(step=160, epoch=4, train_acc=0.825, val_acc=0.017, classes=10.0)
-        >>> _val_below_chance(now)
-        True
-    """
-    k, train, val = now.classes, now.train_accuracy, now.val_accuracy
-    if k is None or k < 2 or train is None or val is None:
-        return False
-    return val < 0.5 / k and train > 2 / k
 
 
 def recovered(verdict: Verdict, ev: Evaluation) -> bool:
