@@ -113,11 +113,12 @@ class EventFiring:
         start = time.perf_counter()
         try:
             with kept_state(unwrap_model(pl_module)):
-                self._log_layers_once(trainer, pl_module)  # may step aside (no layer called)
-                if not self.disabled:
-                    with self.phase("total"):
-                        self.log_event(trainer, pl_module)
-            self.events += not self.disabled
+                self._log_layers_once(trainer, pl_module)
+                if self.disabled:  # stepped aside there: no selected layer is ever called
+                    return
+                with self.phase("total"):
+                    self.log_event(trainer, pl_module)
+            self.events += 1
         except Exception as err:
             self._step_aside(err)
         finally:
