@@ -10,9 +10,9 @@ way the next training step differs from the one a run without monitors takes.
 duration, and afterwards each buffer and each module's own attributes as they were,
 inside too: a random generator the model holds (test-time noise drawn in eval mode), a
 list a ``forward`` appends to, a tensor attribute updated in place, a counter in a
-``SimpleNamespace`` or dataclass (setups hunt 23: each trained differently).
-``weight_param`` gives the leaf parameter behind a (parametrized) weight, whose ``.grad``
-training fills.
+``SimpleNamespace`` or dataclass (setups hunt 23: each trained differently; those are
+put back by ``core.attribute_state``). ``weight_param`` gives the leaf parameter behind a
+(parametrized) weight, whose ``.grad`` training fills.
 
 Example::
 
@@ -31,29 +31,18 @@ Example::
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import dataclasses
-import functools
-import types
 import weakref
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lightning_cnnviz.core.random_state import GENERATORS, generator_state, set_generator_state
+from lightning_cnnviz.core.attribute_state import KEPT_NUMEL, attributes_as_now
 from lightning_cnnviz.core.say import say
 
-__all__ = ["KEPT_NUMEL", "attributes_kept", "buffers_rewound", "kept_state", "weight_param"]
-
-KEPT_NUMEL = 1 << 26
-"""Buffers up to this many elements are put back (statistics, observers, power-iteration
-vectors, contrastive queues: MoCo's 65536 x 128); a larger one is taken for a constant
-table no forward writes (a mask, an embedding), and said once where a pass wrote it."""
-
+__all__ = ["KEPT_NUMEL", "buffers_rewound", "kept_state", "weight_param"]
 
 _KEEPING: set[int] = set()  # models inside a ``kept_state`` now: a nested one is a no-op
 
@@ -73,7 +62,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     flags = [(m, m.training) for p in lists for m in p.modules()]
     saved = _buffer_copies(model)
     large = _large_buffers(model)
-    attributes = [_attributes_as_now(m) for m in model.modules()]
+    attributes = [attributes_as_now(m) for m in model.modules()]
     _KEEPING.add(id(model))
     try:
         for p in lists:
@@ -87,49 +76,6 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         for put in attributes:
             put()
         _say_written(model, large)
-
-
-@contextlib.contextmanager
-def attributes_kept(*objects: Any) -> Iterator[None]:
-    """Each object's own attributes, and what they hold, as they were on leaving.
-
-    For a user's hook the monitors call outside the run's own order (a datamodule's
-    ``val_dataloader`` that counts its calls or keeps what it built).
-
-    Example::
-
-        >>> class Data:
-        ...     calls = 0
-        ...     def loader(self):
-        ...         self.calls += 1
-        ...         self.cached = [1, 2]
-        >>> data = Data()
-        >>> with attributes_kept(data):
-        ...     data.loader()
-        >>> data.calls, hasattr(data, "cached")
-        (0, False)
-    """
-    puts = [_attributes_as_now(obj) for obj in objects if hasattr(obj, "__dict__")]
-    try:
-        yield
-    finally:
-        for put in puts:
-            put()
-
-
-def _attributes_as_now(obj: Any) -> Callable[[], None]:
-    """What puts ``obj``'s own attributes (not torch's or Lightning's) and their insides back."""
-    own = _torch_attributes()
-    now = vars(obj)
-    before = {k: v for k, v in now.items() if k not in own}
-    insides = [put for v in before.values() if (put := _inside(v))]
-
-    def put() -> None:
-        _put_back(now, before, own)
-        for inside in insides:
-            inside()
-
-    return put
 
 
 @contextlib.contextmanager
@@ -194,97 +140,6 @@ def _put_back_buffers(saved: list[tuple[nn.Module, str, Tensor, Tensor]]) -> Non
         for module, name, buffer, copy in saved:
             module._buffers[name] = buffer  # the same tensor: optimisers, DDP hold it
             buffer.copy_(copy)
-
-
-_GONE = object()
-
-
-def _put_back(now: dict[str, object], before: dict[str, object], own: frozenset[str]) -> None:
-    """A module's own attributes as they were (those added since removed).
-
-    A ``forward`` that keeps ``self._feats = out`` for a hook of the module's (a memory bank
-    updated in ``on_train_batch_end``, after the monitors' probe passes) then reads the
-    training batch's, not the probe's.
-    """
-    for name in [k for k in now if k not in before and k not in own]:
-        del now[name]
-    for name, value in before.items():
-        if now.get(name, _GONE) is not value:
-            now[name] = value
-
-
-def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
-    """What puts ``value``'s insides back as they are now, or None (nothing to keep).
-
-    A random generator's state; a list's, deque's, dict's or set's entries (the same
-    objects, one level down); a tensor attribute (no buffer, no parameter) written in
-    place, up to ``KEPT_NUMEL`` elements; the attributes of a ``SimpleNamespace`` or a
-    dataclass instance, and what they hold in turn (``nested``: one level only).
-    """
-    if isinstance(value, GENERATORS):
-        with contextlib.suppress(Exception):  # a generator without state (SystemRandom)
-            state = generator_state(value)
-            return lambda: set_generator_state(value, state)
-        return None
-    if isinstance(value, Tensor):
-        if isinstance(value, nn.Parameter) or nn.parameter.is_lazy(value):
-            return None
-        if value.numel() > KEPT_NUMEL:
-            return None
-        version, copy = value._version, value.detach().clone()
-
-        def put_tensor() -> None:
-            if value._version != version:  # written in place
-                with torch.no_grad():
-                    value.copy_(copy)
-
-        return put_tensor
-    if isinstance(value, list | collections.deque | dict | set):
-        return _container(value)
-    if nested:
-        return None
-    if isinstance(value, types.SimpleNamespace):
-        names = list(vars(value))
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = [f.name for f in dataclasses.fields(value)]  # slots or not
-    else:
-        return None
-    before = {name: getattr(value, name) for name in names}
-    inner = [put for v in before.values() if (put := _inside(v, nested=True))]
-
-    def put_attrs() -> None:
-        for name, kept in before.items():
-            if getattr(value, name, None) is not kept:
-                object.__setattr__(value, name, kept)  # frozen dataclasses too
-        for put in inner:
-            put()
-
-    return put_attrs
-
-
-def _container(value: Any) -> Callable[[], None]:
-    """What puts a list's, deque's, dict's or set's entries back (the same objects)."""
-    entries = list(value.items()) if isinstance(value, dict) else list(value)
-
-    def put() -> None:
-        if isinstance(value, list):
-            value[:] = entries
-            return
-        value.clear()
-        if isinstance(value, collections.deque):
-            value.extend(entries)
-        else:
-            value.update(entries)
-
-    return put
-
-
-@functools.cache
-def _torch_attributes() -> frozenset[str]:
-    """The attributes ``nn.Module`` and ``LightningModule`` keep for themselves (left alone)."""
-    from lightning.pytorch import LightningModule
-
-    return frozenset(vars(nn.Module())) | frozenset(vars(LightningModule()))
 
 
 def weight_param(module: nn.Module) -> Tensor | None:

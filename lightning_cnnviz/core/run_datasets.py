@@ -22,9 +22,9 @@ from typing import Any
 
 from torch.utils.data import DataLoader, IterableDataset, Subset, SubsetRandomSampler
 
+from lightning_cnnviz.core.attribute_state import attributes_kept
 from lightning_cnnviz.core.collated import collated_view, unbatched_view
 from lightning_cnnviz.core.items import iterable_head
-from lightning_cnnviz.core.model_state import attributes_kept
 from lightning_cnnviz.core.random_state import rng_untouched
 from lightning_cnnviz.core.stored_form import seen_view
 
