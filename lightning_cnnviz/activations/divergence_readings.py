@@ -15,12 +15,14 @@ from typing import Any
 from lightning_cnnviz.activations.divergence_causes import RAISED
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
+from lightning_cnnviz.activations.recovery import recovered
 from lightning_cnnviz.core.chance import at_chance
 
-__all__ = ["ACC_HELD", "HARDER", "LEARNT", "SpikeReadings"]
+__all__ = ["ACC_HELD", "ACC_LOST", "HARDER", "LEARNT", "SpikeReadings"]
 
 LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had learnt
 ACC_HELD = 0.05  # probe accuracy no more than this below its value before a spike: held
+ACC_LOST = 0.25  # ...this far below it (4 of the 16 probe images): the spike did harm that stays
 HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
 
 
@@ -69,6 +71,24 @@ class SpikeReadings:
         if self._raised(spike[0]) or then < 2 / k or now < then - ACC_HELD:
             return None
         return then, now
+
+    def _came_back(
+        self, series: list[tuple[int, float]], spike: tuple[int, float, float, float]
+    ) -> bool:
+        """``recovery.recovered``, and the probe accuracy not ``ACC_LOST`` below its value before.
+
+        Held out (hunt 23): a GroupNorm net whose AdamW rate jumped 2e-3 -> 0.1 and stayed
+        there had its loss back to 2.04 (below its start, 2.31; 1.5 before the spike) and
+        was told "recovered", its probe accuracy 62% -> 31% and val 53% -> 27%.
+        """
+        if not recovered(series, spike=spike):
+            return False
+        k = self.chance[0] if self.chance else None
+        before = [a for s, a in self.log_accs if s < spike[0]]
+        if k is None or not before or not self.log_accs or self.log_accs[-1][0] < spike[0]:
+            return True
+        then, now = before[-1], self.log_accs[-1][1]
+        return then < 2 / k or now >= then - ACC_LOST  # learnt before, and not lost since
 
     def _jumped_now(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
         """``(the rate before, the rate now)`` where it jumped around the spike and still is.

@@ -36,7 +36,6 @@ from lightning_cnnviz.activations.recovery import (
     coming_back,
     level_and_now,
     level_before,
-    recovered,
     run_up,
     still_spiked,
 )
@@ -100,7 +99,7 @@ class DivergenceReview(SpikeReadings):
         if spike is None and dying and self.diverged is None:
             spike = jump_to_chance(series, since)  # units dying, the loss back at chance
         if nonfinite is None and spike is not None:
-            if recovered(series, spike=spike):
+            if self._came_back(series, spike):
                 # back below its start (and within BACK x its level before, after a late spike)
                 self.transient, self.pending = step, None
                 if spike[0] >= step - 1 or not self._new("divergence", "note"):
@@ -222,11 +221,12 @@ class DivergenceReview(SpikeReadings):
         """A finite spike told as a divergence, once the loss is back: a note that ends it.
 
         ``recovered`` (the rule's own test: below the start, and after a late spike within
-        ``BACK`` x its level before); the other rules judge again from this log on, and a
+        ``BACK`` x its level before; the probe accuracy not far below its value before,
+        ``_came_back``); the other rules judge again from this log on, and a
         later spike is a new divergence.
         """
         spike = self.spike
-        if spike is None or not recovered(series, spike=spike):
+        if spike is None or not self._came_back(series, spike):
             return []
         reported, self.diverged, self.spike = self.diverged, None, None
         self.transient, self.pending, self.reported["divergence"] = step, None, "note"

@@ -89,13 +89,17 @@ def late_jump(after):
     return series + [(146 + i, v) for i, v in enumerate(after)]
 
 
-def reviews(series, logs):
-    """The divergence verdicts ``(kind, severity)`` at each log step, and the last messages."""
+def reviews(series, logs, acc=None):
+    """The divergence verdicts ``(kind, severity)`` at each log step, and the last messages.
+
+    ``acc(step)``: the model's accuracy on the probe images at each log (default: unknown).
+    """
     diagnosis, said, messages = TrainingDiagnosis(0.1, 16, 0.0), {}, []
     for step, value in series:
         diagnosis.loss.add(step, torch.tensor(value))
         if step in logs:
-            verdicts = diagnosis.review(step, 0, {}, {}, [], list)
+            read = {} if acc is None else {"chance": (10, 2.31), "probe_acc": acc(step)}
+            verdicts = diagnosis.review(step, 0, {}, {}, [], list, **read)
             said[step] = [(v.kind, v.severity) for v in verdicts]
             messages += [v.message for v in verdicts]
     return said, messages, diagnosis
@@ -147,6 +151,25 @@ def test_divergence_problem_becomes_a_note_once_the_loss_is_back_then_a_new_spik
         diagnosis.loss.add(step, torch.tensor(30.0))
     verdicts = diagnosis.review(240, 0, {}, {}, [], list)
     assert [(v.kind, v.severity, v.change) for v in verdicts] == [("divergence", "problem", "new")]
+
+
+def test_divergence_loss_back_with_the_probe_accuracy_far_below_is_not_recovered():
+    # held out (hunt 23): a GroupNorm net's AdamW rate 2e-3 -> 0.1 for good; the loss back
+    # below its start, the probe accuracy 62% -> 31% (val 53% -> 27%): told "recovered"
+    after = [2.0] * 8 + [1.5] * 6 + [1.2] * 6 + [1.0] * 10 + [0.7] * 5 + [0.5] * 20
+    series = late_jump(after + [0.15] * 20)
+    logs = (140, 160, 180, 200, 220)
+    lost = lambda s: 0.62 if s < 143 else 0.31  # noqa: E731
+    said, _, diagnosis = reviews(series, logs, acc=lost)
+    assert said[180] == [("divergence", "problem")] and said[220] == []
+    assert diagnosis.diverged == 180  # stands while the accuracy stays down
+    # back within 4 of the 16 probe images: recovered, as without a probe accuracy
+    back = lambda s: 0.62 if s < 143 or s >= 220 else 0.31  # noqa: E731
+    said, _, diagnosis = reviews(series, logs, acc=back)
+    assert said[220] == [("divergence", "note")] and diagnosis.diverged is None
+    # an accuracy at chance before the spike (nothing learnt to lose) does not hold it open
+    said, _, _ = reviews(series, logs, acc=lambda s: 0.15 if s < 143 else 0.0)
+    assert said[220] == [("divergence", "note")]
 
 
 def test_divergence_non_finite_loss_is_never_withdrawn():
