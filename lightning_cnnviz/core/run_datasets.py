@@ -28,7 +28,12 @@ from lightning_cnnviz.core.items import iterable_head
 from lightning_cnnviz.core.random_state import rng_untouched
 from lightning_cnnviz.core.stored_form import seen_view
 
-__all__ = ["find_dataset", "has_val_data", "train_batch_size", "val_images"]
+__all__ = ["NoDataset", "find_dataset", "has_val_data", "train_batch_size", "val_images"]
+
+
+class NoDataset(RuntimeError):
+    """The run's loaders hold no dataset to read items from (a plain iterable of batches)."""
+
 
 _subsets: weakref.WeakKeyDictionary[Any, Subset] = weakref.WeakKeyDictionary()
 _defined: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
@@ -135,5 +140,17 @@ def find_dataset(trainer: Any, split: str) -> Any:
     if dataset is None:
         dataset = _dataset_of(_defined_loaders(trainer.fit_loop))
     if dataset is None:
-        raise RuntimeError("cannot find a dataset to draw probe samples from")
+        raise NoDataset(_no_dataset_why(trainer))
     return seen_view(dataset, getattr(trainer, "_cnnviz_stored", None))
+
+
+def _no_dataset_why(trainer: Any) -> str:
+    """Why no dataset was found, naming the training loader (``"val"`` falls back to it)."""
+    loader = trainer.train_dataloader
+    loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
+    what = f"a `{type(loader).__name__}`" if loader is not None else "not known yet"
+    return (
+        f"cannot find a dataset to draw probe images from: the training loader is {what}, "
+        "not a `DataLoader` over a dataset, and its items cannot be read without "
+        "iterating it (which would change the run's batches)"
+    )

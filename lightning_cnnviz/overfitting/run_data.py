@@ -20,7 +20,7 @@ from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, record_check, report
 from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.core.probe import generator_for, labels_in_order
-from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
+from lightning_cnnviz.core.run_datasets import NoDataset, find_dataset, has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
 from lightning_cnnviz.overfitting.no_val import never_validated, unread, validation_off
@@ -101,7 +101,11 @@ class RunData:
         """
         if self._shares is False:
             with self.phase("probe"):
-                data = find_dataset(trainer, "train")
+                try:
+                    data = find_dataset(trainer, "train")
+                except NoDataset:  # a plain iterable of batches: no items to count
+                    self._shares = None
+                    return None
                 order = torch.randperm(len(data), generator=generator_for(self.seed, "probe/train"))
                 at, labels = labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))
                 weights = _sampler_weights(trainer.train_dataloader)
@@ -122,7 +126,9 @@ class RunData:
         loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
         sampler = getattr(loader, "sampler", None)
         if not isinstance(sampler, torch.utils.data.SequentialSampler):
-            record_check(trainer, type(self).__name__, "training order", True)
+            ran = isinstance(loader, torch.utils.data.DataLoader)
+            why = "needs a `DataLoader` to read the order of its items"
+            record_check(trainer, type(self).__name__, "training order", ran, why)
             return
         data = find_dataset(trainer, "train")
         order = torch.arange(len(data))
@@ -142,7 +148,12 @@ class RunData:
         """
         if not has_val_data(trainer) or trainer.overfit_batches:
             return
-        train, val = find_dataset(trainer, "train"), find_dataset(trainer, "val")
+        try:
+            train, val = find_dataset(trainer, "train"), find_dataset(trainer, "val")
+        except NoDataset as err:
+            record_check(trainer, type(self).__name__, "val data apart from training", False,
+                         str(err))  # fmt: skip
+            return
         same = source_dataset(train) is source_dataset(val)
         compared = 0 if same else same_items(train, val, self.probe_label_key(train))
         why = f"needs {COMPARED} items in each set that read as an image and a label"

@@ -59,3 +59,39 @@ def test_run_datasets_a_val_dataloader_drawing_at_random_trains_as_without_monit
     assert torch.equal(watched_rng, plain_rng)
     for key, value in plain.items():
         assert torch.equal(watched[key], value), key
+
+
+class Batches:
+    """A training 'loader' that is a plain iterable of batches (Lightning takes any iterable)."""
+
+    def __init__(self, data) -> None:
+        self.x, self.y = data.tensors
+
+    def __len__(self) -> int:
+        return len(self.x) // 8
+
+    def __iter__(self):
+        for i in range(0, len(self.x), 8):
+            yield self.x[i : i + 8], self.y[i : i + 8]
+
+
+def test_find_dataset_plain_iterable_of_batches_is_said_not_raised(tmp_path):
+    # setups hunt 24: `fit` raised "cannot find a dataset to draw probe samples from" from
+    # OverfittingMonitor.on_train_start; the bare fit runs
+    from lightning_cnnviz.presets import callbacks
+    from tests.monitors import TinyCNN, digits, trainer_for
+    from tests.tb import events, texts
+
+    trainer = trainer_for(tmp_path, callbacks("standard"), max_epochs=2)
+    val = DataLoader(digits(16, seed=2), batch_size=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(TinyCNN(), Batches(digits(32, seed=1)), val)
+    assert trainer.global_step == 8
+    said = [
+        str(w.message) for w in caught if "the training loader is a `Batches`" in str(w.message)
+    ]
+    assert said and all("not a `DataLoader` over a dataset" in m for m in said)
+    (summary,) = texts(events(tmp_path / "tb"), "cnnviz/summary")
+    assert "OverfittingMonitor/val data apart from training (cannot find a dataset" in summary
+    assert "OverfittingMonitor/training order (needs a `DataLoader`" in summary
