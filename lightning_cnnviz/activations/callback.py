@@ -27,6 +27,7 @@ from lightning_cnnviz.core.activation_kind import is_activation
 from lightning_cnnviz.core.capture import count_call_sites
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, earlier_cause, record_check, replace, report
+from lightning_cnnviz.core.input_form import batch_hooks
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.outputs import class_logits
@@ -264,7 +265,9 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             return {}
         layers = named_layers(model)
         ordered = [(n, layers[n]) for n in self._rec.depth if n in layers]
-        scale = raw_scale(self.probe(trainer).images)
+        # the probes skip the run's batch-transfer hooks: where those scale the inputs, the
+        # probe's raw pixels are not what training sees (setups hunt 24: uint8 -> float there)
+        scale = None if batch_hooks(trainer) else raw_scale(self.probe(trainer).images)
         norms = frozen_norms(list(layers.items())) if model.training else []
         return {"chance": self._chance(trainer), "zero_layers": zero_weights(ordered),
                 "identical_layers": identical_units(ordered), "input_scale": scale,

@@ -337,6 +337,28 @@ def test_diagnosis_runs_layers_forward_never_calls_are_said_once(tmp_path):
     assert len(told) == 1 and "`G.1`" in told[0]
 
 
+class ScaledOnTransfer(TinyCNN):
+    """Raw 0..255 pixels, scaled in ``on_after_batch_transfer`` (the probes skip it)."""
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        x, y = batch
+        return x / 255, y
+
+
+def test_diagnosis_runs_raw_pixels_scaled_in_a_batch_hook_are_no_note(tmp_path):
+    # setups hunt 24: uint8 images scaled in `on_after_batch_transfer` got "the probe images
+    # reach |x| = 255 ... raw pixel values perhaps" though training saw them scaled
+    data = [
+        DataLoader(TensorDataset(x.abs() * 255, y), batch_size=8)
+        for x, y in (loader.dataset.tensors for loader in loaders())
+    ]
+    monitor = ActivationMonitor(every_n_steps=2)
+    trainer, _, said = monitors_fit(tmp_path, [monitor], model=ScaledOnTransfer(lr=0.01), data=data)
+    assert monitor.events > 0
+    assert [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"] == []
+    assert any("without the run's `module.on_after_batch_transfer`" in m for m in said)
+
+
 @pytest.mark.parametrize("scale", [1.0, 255.0, 1 / 255])
 def test_diagnosis_runs_raw_pixel_inputs_are_a_note_naming_their_scale(tmp_path, scale):
     data = [
