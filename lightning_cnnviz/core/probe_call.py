@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 
 import torch
+from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.probe_pass import probe_mode
@@ -49,6 +50,14 @@ def why_not(model: nn.Module, x: Tensor, batch_size: int | None) -> str | None:
 
     ``batch_size``: the training loader's, where known.
     """
+    if type(model).forward in (nn.Module.forward, LightningModule.forward):  # none of its own
+        parts = ", ".join(f"`self.{name}`" for name, _ in model.named_children())
+        return (
+            f"the model (`{type(model).__name__}`) defines no `forward`, and a probe pass "
+            "calls `forward(images)`: define `forward(self, x)` to compute the outputs as "
+            f"`training_step` does{f' (from {parts})' if parts else ''} for the monitors to "
+            "read the model"
+        )
     extra = _other_inputs(model)
     if extra:
         names = ", ".join(f"`{n}`" for n in extra)

@@ -1,5 +1,6 @@
 """A model whose ``forward`` cannot take the probe images: the reason, not the call's error."""
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
@@ -56,6 +57,18 @@ class KeywordOnly(TinyCNN):
         return loss
 
 
+class NoForward(TinyCNN):
+    """No ``forward`` of its own: the steps call the layers themselves (a common style)."""
+
+    forward = L.LightningModule.forward
+
+    def _step(self, batch, stage):
+        x, y = batch
+        loss = F.cross_entropy(TinyCNN.forward(self, x), y)
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
 def with_lengths(data: TensorDataset) -> DataLoader:
     x, y = data.tensors
     return DataLoader(TensorDataset(x, torch.full((len(y),), 16), y), batch_size=8)
@@ -81,6 +94,9 @@ def test_probe_call_why_not_tells_a_fixed_batch_size_from_other_failures():
     [
         (FixedBatch, None, "runs on batches of 8 (the training batch size) only"),
         (WithLengths, with_lengths, "needs `lengths` besides the images"),
+        # setups hunt 24: "NotImplementedError: Module [Net] is missing the required
+        # "forward" function" from every monitor
+        (NoForward, None, "(`NoForward`) defines no `forward`, and a probe pass calls"),
     ],
 )
 def test_probe_call_monitors_step_aside_with_the_reason(tmp_path, model, data, reason):
