@@ -16,7 +16,6 @@ import os
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
 from lightning_cnnviz.core.budget import Budget, cost_text
@@ -28,7 +27,7 @@ from lightning_cnnviz.core.findings import (
     report,
 )
 from lightning_cnnviz.core.logs import announce_logs
-from lightning_cnnviz.core.say import say
+from lightning_cnnviz.core.say import say, tell
 from lightning_cnnviz.core.summary import summary_text
 
 __all__ = ["RunSummary", "batches_run", "say_fit_only", "stepless_text"]
@@ -78,7 +77,7 @@ class RunSummary:
             return
         summary = summary_text(findings_of(trainer), checks_of(trainer).values())
         summary += _cost_line(trainer)
-        rank_zero_info(summary)
+        tell(summary)
         if self._sink is not None and self._sink.active:  # in the Text tab too
             self._sink.text(self.tag_prefix + "cnnviz/summary", summary, trainer.global_step)
             self._sink.flush()

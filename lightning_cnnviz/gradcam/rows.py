@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.cam import layer_cams
@@ -23,6 +22,7 @@ from lightning_cnnviz.core.inputs import as_pictures, input_bounds, norm_stats, 
 from lightning_cnnviz.core.outputs import logits_from
 from lightning_cnnviz.core.probe import Probe
 from lightning_cnnviz.core.probe_pass import probe_mode
+from lightning_cnnviz.core.say import tell
 from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.gradcam.draw import blank_cams
 from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, grid_agreements, region
@@ -100,7 +100,7 @@ class CamRows:
             bad and title is None and "blank" not in self._warned
         ):  # class rows: by design  # normal, so said once as information
             self._warned.add("blank")
-            rank_zero_info(f"{type(self).__name__}: "
+            tell(f"{type(self).__name__}: "
                            f"{bad} of {len(row[1])} Grad-CAMs of `{name}` ({split}) "
                            "are zero everywhere (no region raises the target class's score, "
                            "common early in training); those tiles show no heat")  # fmt: skip

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from lightning_cnnviz.core.say import tell
 from lightning_cnnviz.overfitting.metric_names import logged_name, metric_alias
 from lightning_cnnviz.overfitting.metrics import IntervalLoss, pick_metric
 from lightning_cnnviz.overfitting.text import missing_text
@@ -119,7 +119,7 @@ class LoggedReads:
             said.append(f"`{alias}` for `{self.keys[name]}`")
             self.keys[name] = alias
         if said:
-            rank_zero_info(
+            tell(
                 f"{type(self).__name__}: reads {', '.join(said)} (the same metrics in other "
                 "words); pass `train_loss_key`, `val_loss_key`, `train_acc_key` or "
                 "`val_acc_key` to read others."

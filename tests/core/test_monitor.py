@@ -264,6 +264,29 @@ def test_monitor_summary_tells_a_fit_whose_optimiser_never_steps(tmp_path, caplo
     assert "1 problem(s)" in summary and "[cnnviz/no_optimizer_step]" in summary
 
 
+def test_monitor_summary_told_though_lightning_is_quieted(tmp_path, caplog):
+    # setups hunt 24: a script setting the `lightning.pytorch` logger to ERROR (to hide
+    # "GPU available: ...") lost the end-of-fit summary with it
+    import logging
+
+    quiet = logging.getLogger("lightning.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=4, logger=False, callbacks=[KernelMonitor()],
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+    )  # fmt: skip
+    try:
+        with caplog.at_level(logging.INFO):
+            trainer.fit(BNDropout(), datamodule=ZooData())
+    finally:
+        quiet.setLevel(level)
+    told = [r.getMessage() for r in caplog.records if r.name == "lightning_cnnviz"]
+    (summary,) = [m for m in told if "Checks that ran" in m]
+    assert summary.startswith("lightning-cnnviz: no problems found by the checks that ran.")
+    assert not [r for r in caplog.records if r.name.startswith("lightning.pytorch")]
+
+
 @pytest.mark.parametrize(("given", "kept"), [("run1", "run1/"), ("/run1/", "run1/"),
                                              ("a/b", "a/b/"), ("/", ""), ("", "")])  # fmt: skip
 def test_monitor_tag_prefix_is_a_section_of_its_own(given, kept):
