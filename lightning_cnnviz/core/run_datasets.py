@@ -25,14 +25,21 @@ from torch.utils.data import DataLoader, IterableDataset, Subset, SubsetRandomSa
 from lightning_cnnviz.core.attribute_state import attributes_kept
 from lightning_cnnviz.core.collated import collated_view, unbatched_view
 from lightning_cnnviz.core.items import iterable_head
+from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.random_state import rng_untouched
 from lightning_cnnviz.core.stored_form import seen_view
 
 __all__ = ["NoDataset", "find_dataset", "has_val_data", "train_batch_size", "val_images"]
 
 
-class NoDataset(RuntimeError):
-    """The run's loaders hold no dataset to read items from (a plain iterable of batches)."""
+class NoDataset(NotApplicable):
+    """The run's loaders hold no dataset to read items from (a plain iterable of batches).
+
+    The monitors that need items step aside saying so: reading them by iterating the
+    loader would change the run's batches, and reading the dataset inside a wrapper would
+    skip what the wrapper does to them (a conversion, a normalisation), which made probe
+    readings of other inputs than training's (setups hunt 24).
+    """
 
 
 _subsets: weakref.WeakKeyDictionary[Any, Subset] = weakref.WeakKeyDictionary()
@@ -94,16 +101,29 @@ def train_batch_size(trainer: Any) -> int | None:
     return size if isinstance(size, int) else None
 
 
+def _val_loaders(trainer: Any) -> Any:
+    """The run's val loaders, loaded or still defined only (None, or empty: none)."""
+    loaders = trainer.val_dataloaders
+    return (
+        loaders if loaders is not None else _defined_loaders(trainer.fit_loop.epoch_loop.val_loop)
+    )
+
+
 def _val_dataset(trainer: Any) -> Any:
-    dataset = _dataset_of(trainer.val_dataloaders)
-    if dataset is None:
-        dataset = _dataset_of(_defined_loaders(trainer.fit_loop.epoch_loop.val_loop))
-    return dataset
+    return _dataset_of(_val_loaders(trainer))
 
 
 def has_val_data(trainer: Any) -> bool:
-    """Whether the run has validation data of its own (``find_dataset`` falls back to train)."""
-    return _val_dataset(trainer) is not None
+    """Whether the run has validation data of its own (``find_dataset`` falls back to train).
+
+    Val loaders that hold no dataset (a wrapper of a ``DataLoader``) count: Lightning
+    validates on them, and ``find_dataset`` says it cannot read them rather than read the
+    training set under the name of val (setups hunt 24).
+    """
+    if _val_dataset(trainer) is not None:
+        return True
+    loaders = _val_loaders(trainer)
+    return loaders is not None and not (isinstance(loaders, list | tuple | dict) and not loaders)
 
 
 def val_images(trainer: Any) -> int | None:
@@ -135,22 +155,26 @@ def find_dataset(trainer: Any, split: str) -> Any:
     (``stored_form.seen_view``, where ``ProbeReader.fit_inputs`` found them so).
     """
     dataset = _val_dataset(trainer) if split == "val" else None
+    if dataset is None and split == "val" and has_val_data(trainer):
+        raise NoDataset(_no_dataset_why(_val_loaders(trainer), "val"))
     if dataset is None:
         dataset = _dataset_of(trainer.train_dataloader)
     if dataset is None:
         dataset = _dataset_of(_defined_loaders(trainer.fit_loop))
     if dataset is None:
-        raise NoDataset(_no_dataset_why(trainer))
+        raise NoDataset(_no_dataset_why(trainer.train_dataloader, "training"))
     return seen_view(dataset, getattr(trainer, "_cnnviz_stored", None))
 
 
-def _no_dataset_why(trainer: Any) -> str:
-    """Why no dataset was found, naming the training loader (``"val"`` falls back to it)."""
-    loader = trainer.train_dataloader
+def _no_dataset_why(loader: Any, split: str) -> str:
+    """Why no dataset was found, naming the ``split``'s loader."""
+    loader = next(iter(loader.values()), None) if isinstance(loader, dict) else loader
     loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
     what = f"a `{type(loader).__name__}`" if loader is not None else "not known yet"
     return (
-        f"cannot find a dataset to draw probe images from: the training loader is {what}, "
-        "not a `DataLoader` over a dataset, and its items cannot be read without "
-        "iterating it (which would change the run's batches)"
+        f"cannot find a dataset to draw probe images from: the {split} loader is {what}, "
+        "not a `DataLoader` over a dataset, and its items cannot be read without iterating "
+        "it (which would change the run's batches) nor without what it does to them; hand "
+        "the Trainer the `DataLoader` itself (converting in the dataset's transform, "
+        "`forward` or `on_after_batch_transfer`) for the monitors to read the model"
     )

@@ -95,3 +95,38 @@ def test_find_dataset_plain_iterable_of_batches_is_said_not_raised(tmp_path):
     (summary,) = texts(events(tmp_path / "tb"), "cnnviz/summary")
     assert "OverfittingMonitor/val data apart from training (cannot find a dataset" in summary
     assert "OverfittingMonitor/training order (needs a `DataLoader`" in summary
+
+
+class Wrapped:
+    """A fastai-style wrapper that converts the batches of the DataLoader it holds."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield x * 2, y
+
+
+def test_find_dataset_wrapped_val_loader_is_never_read_as_the_training_set(tmp_path):
+    # setups hunt 24: a wrapped val loader was "no validation data", and the val probe was
+    # drawn from the training set
+    from lightning_cnnviz.core.run_datasets import NoDataset, find_dataset, has_val_data
+    from lightning_cnnviz.presets import callbacks
+    from tests.monitors import TinyCNN, digits, trainer_for
+
+    trainer = trainer_for(tmp_path, callbacks("standard"), max_epochs=2)
+    train = DataLoader(digits(32, seed=1), batch_size=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(TinyCNN(), train, Wrapped(DataLoader(digits(16, seed=2), batch_size=8)))
+    said = [str(w.message) for w in caught]
+    assert not [m for m in said if "no validation data" in m]
+    aside = [m for m in said if "steps aside" in m and "the val loader is a `Wrapped`" in m]
+    assert aside and not [m for m in said if " failed " in m]
+    assert has_val_data(trainer) and find_dataset(trainer, "train") is not None
+    with pytest.raises(NoDataset, match="the val loader is a `Wrapped`"):
+        find_dataset(trainer, "val")
