@@ -67,6 +67,10 @@ def why_not(model: nn.Module, x: Tensor, batch_size: int | None) -> str | None:
             f"{'it' if len(extra) == 1 else 'them'} a default (`{extra[0]}=None`) for the "
             "monitors to read the model"
         )
+    sizes = sorted({*OTHER_SIZES, *([batch_size] if batch_size else [])})
+    failed = [call_error(model, _repeated(x, n)) for n in sizes]
+    if all(failed):  # on every batch size: `forward` takes no images like these
+        return _takes_no_images(x, sizes, failed[0])
     if not batch_size or batch_size in OTHER_SIZES:
         return None
     if call_error(model, _repeated(x, batch_size)) is not None:
@@ -160,6 +164,18 @@ def keyword_input(model: nn.Module) -> str | None:
     required = [p for p in keywords if p.default is p.empty]
     found = required if required else keywords
     return found[0].name if len(found) == 1 else None
+
+
+def _takes_no_images(x: Tensor, sizes: list[int], err: Exception) -> str:
+    """The reason for a ``forward`` that fails on the val images at each batch size tried."""
+    shape = "x".join(str(n) for n in x.shape[1:])
+    tried = ", ".join(str(n) for n in sizes[:-1]) + f" and {sizes[-1]}"
+    return (
+        f"the model's `forward` fails on the val images ({shape}, in batches of {tried}: "
+        f"{type(err).__name__}: {err}), and the monitors pass images through `forward`; "
+        "where it takes something else (a GAN generator's noise, token ids, features), "
+        "these monitors cannot read the model"
+    )
 
 
 def _repeated(x: Tensor, n: int) -> Tensor:

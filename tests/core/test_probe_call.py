@@ -69,6 +69,23 @@ class NoForward(TinyCNN):
         return loss
 
 
+class NoiseIn(TinyCNN):
+    """``forward(z)`` takes a 10-d vector, as a GAN's generator takes its noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.Linear(10, 256)
+
+    def forward(self, z):
+        return super().forward(self.up(z).view(-1, 1, 16, 16))
+
+    def _step(self, batch, stage):
+        x, y = batch
+        loss = F.cross_entropy(self(x[:, 0, 0, :10]), y)  # part of a row as its "noise"
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
 def with_lengths(data: TensorDataset) -> DataLoader:
     x, y = data.tensors
     return DataLoader(TensorDataset(x, torch.full((len(y),), 16), y), batch_size=8)
@@ -84,9 +101,14 @@ def test_probe_call_why_not_tells_a_fixed_batch_size_from_other_failures():
     x = torch.zeros(1, 1, 16, 16)
     said = why_not(FixedBatch(), x, batch_size=8)
     assert said.startswith("the model runs on batches of 8 (the training batch size) only")
-    assert why_not(FixedBatch(), x, batch_size=None) is None  # not known: no guess
+    unknown = why_not(FixedBatch(), x, batch_size=None)  # not known: no guess at one size
+    assert unknown.startswith("the model's `forward` fails on the val images (1x16x16, in "
+                              "batches of 1, 2 and 3: RuntimeError")  # fmt: skip
     broken = nn.Sequential(nn.Flatten(), nn.Linear(3, 2))  # fails on every batch size
-    assert why_not(broken, x, batch_size=8) is None
+    said = why_not(broken, x, batch_size=8)
+    assert said.startswith("the model's `forward` fails on the val images (1x16x16, in batches "
+                           "of 1, 2, 3 and 8: RuntimeError")  # fmt: skip
+    assert "RuntimeError: mat1 and mat2 shapes cannot be multiplied" in said
 
 
 @pytest.mark.parametrize(
@@ -97,6 +119,9 @@ def test_probe_call_why_not_tells_a_fixed_batch_size_from_other_failures():
         # setups hunt 24: "NotImplementedError: Module [Net] is missing the required
         # "forward" function" from every monitor
         (NoForward, None, "(`NoForward`) defines no `forward`, and a probe pass calls"),
+        # setups hunt 24: a GAN's generator as `forward`: "mat1 and mat2 shapes cannot be
+        # multiplied" as each monitor's failure
+        (NoiseIn, None, "`forward` fails on the val images (1x16x16, in batches of 1, 2, 3"),
     ],
 )
 def test_probe_call_monitors_step_aside_with_the_reason(tmp_path, model, data, reason):
