@@ -20,7 +20,8 @@ shortcut conv and a 3x3 conv compare fairly). From that profile:
   ``STUCK_STEPS``: plain 8- and 10-conv ReLU/Tanh CNNs at PyTorch's default init under
   SGD sit at chance for the whole run at 1.8e-3 .. 8.5e-3 (1.2e-2 .. 4.8e-2 by thirds),
   while the same nets that leave chance do so by step 120, and healthy nets stay above
-  1e-2 once learning; ``exploding``: ``depth_ratio > EXPLODE`` (1e3) or the mean RMS grew
+  1e-2 once learning; ``exploding``: ``depth_ratio > EXPLODE`` (1e3) with the first layer
+  alone over ``EXPLODE_ALONE`` (30) x the last, or the mean RMS grew
   ``GROWTH`` (100x) above its baseline (the first log's, raised to every log's at which
   the loss set a new low) while the loss is not at its lows;
 * ``saturated``: Sigmoid/Tanh-like layers with over ``SATURATED`` (50%) of their
@@ -55,6 +56,7 @@ __all__ = [
 VANISH, EXPLODE, GROWTH, SATURATED = 1e-3, 1e3, 100.0, 0.5
 FALLING = 0.03  # the loss fell this much since the previous log, to a new low: learning
 VANISH_THIRDS = 5e-3  # by thirds, enough when the first layer alone is below VANISH
+EXPLODE_ALONE = 30.0  # the first layer alone over the last, beside EXPLODE by thirds
 VANISH_STUCK, THIRDS_STUCK = 1e-2, 5e-2  # enough when the loss never left chance ...
 STUCK_LOGS, STUCK_STEPS = 3, 100  # ... at this many logs in a row, by this step
 
@@ -245,9 +247,13 @@ def gradient_findings(
     grew = first_rms is not None and now is not None and now > GROWTH * first_rms
     grew = grew and not new_low
     # the first layers' gradient large, not only the last ones' small: a converged two-head
-    # model, one head's loss at 0, read 8e3x from gradients all under 1e-4 (setups hunt 18)
+    # model, one head's loss at 0, read 8e3x from gradients all under 1e-4 (setups hunt 18);
+    # and the first layer's over the last one's too (two signals, as for vanishing): timm's
+    # Darknets zero-initialise each residual branch's last norm, whose convs fill the last
+    # third at ~1e-6 while the stem and the head read 6e-2 and 4e-2 (hunt 24: 2e3x by thirds)
     large = first is not None and (first_rms is None or first[1] >= first_rms)
     steep = ratio is not None and ratio > EXPLODE and large
+    steep = steep and alone is not None and alone > EXPLODE_ALONE
     if steep or grew:
         text = "Exploding gradients: " + (
             f"the first layers get {ratio:.1e}x the last layers' gradient per parameter"

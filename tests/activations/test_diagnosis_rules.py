@@ -282,6 +282,15 @@ def test_gradients_steep_ratio_is_an_explosion_only_where_the_first_layers_are_l
     # setups hunt 18: a converged two-head model, one head's loss at 0: every gradient tiny
     converged = [("c1", 8e-6), ("c2", 1e-6), ("head1", 1e-7), ("head2", 1e-9)]
     assert gradient_findings(converged, 2e-3, {}, stalled=False) == []
+    # hunt 24: timm darknet17 at step 3 (a healthy run, 93% val): each residual branch's
+    # last norm starts at zero, so its convs fill the last third at ~2e-6 (2.3e3x by
+    # thirds) while the stem and the head read 5.8e-2 and 3.9e-2
+    branches = [(f"s{i}.b{j}", v) for i, v in enumerate((1e-5, 7e-6, 4e-6, 2.5e-6, 1.5e-6))
+                for j in (1, 2)]  # fmt: skip
+    darknet = [("stem", 5.8e-2), ("s0.down", 1.2e-2), *branches[:2], ("s1.down", 6.4e-3),
+               *branches[2:], ("s4.down", 1.0e-3), ("head.fc", 3.9e-2)]  # fmt: skip
+    assert depth_ratio(darknet) > 1e3
+    assert gradient_findings(darknet, None, {}, stalled=None) == []
 
 
 def test_gradients_saturation_alone_is_its_own_kind():
