@@ -90,6 +90,7 @@ class CauseReview:
     init_checked: bool
     classes: int | None
     loss_scale: float | None
+    peak_acc: float | None
     history: DeadHistory
 
     def _new(self, kind: str, severity: str) -> bool:
@@ -279,7 +280,11 @@ class CauseReview:
                 "early leaves the model barely learning, and its units drift.",
                 CUT_REMEDIES,
             )
-        if gain is not None and gain < STALLED and self.levels.at_chance(series, self.classes):
+        # a model whose probe accuracy once reached twice chance had learnt, whatever the
+        # loss (hunt 24: Adam's L2 decay of 1.0 took 36.7% back to chance: "nothing learnt")
+        learnt = self.peak_acc is not None and self.peak_acc >= 2 / (self.classes or 2)
+        at_chance = self.levels.at_chance(series, self.classes)
+        if gain is not None and gain < STALLED and at_chance and not learnt:
             chance = math.log(self.classes or 2)
             return (
                 f"The loss has stayed at its chance level (ln {self.classes} = {chance:.3f}) "

@@ -71,6 +71,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.lr_start: float | None = None  # the rate set (a scheduler's ``initial_lr``)
         self.log_rates: list[tuple[int, float]] = []  # (step, lr) of the latest logs
         self.log_accs: list[tuple[int, float]] = []  # (step, probe accuracy) of the latest logs
+        self.peak_acc: float | None = None  # the best probe accuracy of any log
         self.chance: tuple[int, float] | None = None  # (K, probe cross-entropy): first log
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
@@ -95,7 +96,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         "first_rms": None, "weak_logs": 0, "diverged": None, "transient": -1,
         "pending": None, "nonfinite_told": False, "chance_loss": None, "init_cause": None,
         "init_checked": False, "classes": None, "loss_scale": None, "last_step": -1,
-        "lr_start": None, "last_epoch": 0,
+        "lr_start": None, "last_epoch": 0, "peak_acc": None,
     }  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
@@ -226,6 +227,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
             self.log_rates = [*self.log_rates[-5:], (step, lr)]
         if probe_acc is not None:
             self.log_accs = [*self.log_accs[-5:], (step, probe_acc)]
+            self.peak_acc = max(self.peak_acc or 0.0, probe_acc)
         kinds = {site: info.kind for site, info in sites.items()}
         alerts = self.history.update(figures, kinds)
         out, claimed = self._output_activation(step, epoch, output_site, kinds, clipped)

@@ -4,7 +4,7 @@ Nothing here knows about Lightning. A ``not_learning`` finding's first remedies 
 the run is set to (``core.settings``): a loss that does not measure the labels, a rate a
 schedule raised before a collapse, a warm-up that outlasts the run, a rate cut or 0, a
 loss above chance from overshooting steps, gradient clipping, weight decay or dropout
-far too strong; or, barely moved and nothing else, steps too small. ``remedies.py``
+far too strong (Adam's L2 too); or, barely moved and nothing else, steps too small. ``remedies.py``
 puts them before the kind's fixed list.
 
 Example::
@@ -24,12 +24,15 @@ from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import levels
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["CLIP", "DECAY_PER_STEP", "DROPOUT", "LR_RAISED", "first", "raised"]
+__all__ = ["CLIP", "DECAY_PER_STEP", "DROPOUT", "L2_ADAPTIVE", "LR_RAISED", "first", "raised"]
 
 # the rate this many times above the lowest rate it learnt at, before a collapse: a schedule
 # raising it (a warmup to 1.5 meant 0.015 took a CNN from 55% to chance at about 0.13)
 LR_RAISED = 3
 DECAY_PER_STEP = 0.01  # lr x weight decay: decoupled decay removes 1% of each weight a step
+# Adam's L2 (`weight_decay` added to the gradient): at 1.0 a CNN went from 37% to chance,
+# its kernels decayed 3.6e-2 -> 3e-5 (hunt 24); L2 of 1e-5 to 1e-3 is what it is set to
+L2_ADAPTIVE = 0.05
 DROPOUT = 0.5
 # gradient norms of a training CNN run 0.1-10; clipping at 1e-2 or below scales every
 # update down 10-1000x, a learning rate that far too low
@@ -110,6 +113,14 @@ def first(v: Verdict) -> list[str]:
             f"takes {100 * now.decay_per_step:.1f}% off every weight each step (decoupled, "
             "as AdamW and SGD apply it), faster than the gradients can build anything up; "
             "1e-4 to 5e-2 is usual."
+        )
+    elif now.weight_decay and now.decay_per_step is None and now.weight_decay >= L2_ADAPTIVE:
+        tried.append(
+            f"**Lower the weight decay, or use AdamW**: `weight_decay={now.weight_decay:g}` in "
+            "an adaptive optimiser (Adam, RMSprop) is L2 added to the gradient, and once it "
+            "outweighs the gradient the optimiser's scaling turns it into steps of about the "
+            "learning rate pulling every weight to 0; AdamW's decoupled 1e-2 to 5e-2, or L2 "
+            "of 1e-5 to 1e-3 here, is usual."
         )
     if now.dropout is not None and now.dropout >= DROPOUT:
         tried.append(

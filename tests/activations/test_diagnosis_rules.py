@@ -488,7 +488,7 @@ def test_review_vanishing_gradients_not_told_behind_frozen_first_layers():
 def test_review_dead_units_while_the_loss_never_left_chance_point_at_the_data():
     # shuffled training labels: the loss at 2.29-2.31 (ln 10) from the first step while
     # Adam silences half the dense layer; the cause is not the learning rate
-    def run(level):
+    def run(level, acc=None):
         diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
         sites = {"fc": info("rectifier")}
         for log, dead in ((20, 0.0), (40, 0.5), (60, 0.5)):
@@ -496,7 +496,8 @@ def test_review_dead_units_while_the_loss_never_left_chance_point_at_the_data():
                 diagnosis.loss.add(s, torch.tensor(level(s) + 0.01 * (-1) ** s))
             chance = (10, 2.303) if diagnosis.wants_chance() else None
             said += diagnosis.review(log, 0, {"fc": figures(dead=dead)}, sites, [],
-                                     lambda: [], chance)  # fmt: skip
+                                     lambda: [], chance,
+                                     probe_acc=None if acc is None else acc(log))  # fmt: skip
         return [v for v in said if v.kind == "dead_units"]
 
     (flat,) = run(lambda s: math.log(10))
@@ -504,6 +505,10 @@ def test_review_dead_units_while_the_loss_never_left_chance_point_at_the_data():
         flat.severity == "problem" and "stayed at its chance level (ln 10 = 2.303)" in flat.message
     )
     assert "check that each label belongs to its input" in flat.message
+    # the probe at 37% once (hunt 24: Adam's L2 decay of 1.0 took it back to chance): it
+    # had learnt, whatever the loss; "nothing has been learnt" would be false
+    (fell,) = run(lambda s: math.log(10), acc=lambda step: 0.375 if step == 20 else 0.1)
+    assert "chance level" not in fell.message and "nothing has been learnt" not in fell.message
     # 2.30 -> 2.16 by step 20, then flat: it moved, and has stalled (a loss still falling
     # beyond its noise between the logs would be learning going on: a note)
     (moved,) = run(lambda s: math.log(10) * (1 - 0.003 * min(s, 20)))

@@ -479,6 +479,9 @@ def test_detector_gap_with_val_never_above_chance_asks_to_check_the_training_lab
         ({"lr": 5e-4, "lr_initial": 0.05}, "**Raise the learning rate**: it is 0.0005 now, 100x"),
         ({"lr": 1e-3, "weight_decay": 50.0, "decay_per_step": 0.05},
          "**Lower the weight decay**: 50 at learning rate 0.001 takes 5.0% off"),
+        ({"lr": 1e-3, "weight_decay": 1.0},  # Adam's L2 (hunt 24: 37% -> chance)
+         "**Lower the weight decay, or use AdamW**: `weight_decay=1` in an adaptive"),
+        ({"lr": 1e-3, "weight_decay": 1e-4}, "**Try another learning rate**: 10x lower if"),
         ({"lr": 1e-3, "dropout": 0.9}, "**Lower the dropout** (p = 0.9)"),
         ({"lr": 0.05, "grad_clip": 1e-4}, "**Raise the gradient clipping threshold**: `gradient_"),
         ({"lr": 1e-3, "grad_clip": 1.0}, "**Try another learning rate**: 10x lower if the loss"),
