@@ -113,6 +113,10 @@ def verdicts(
         # rare classes left out: a balanced val probe at chance or far below training
         # accuracy says that, not "not learning" or splits that differ
         waiting.update(("not_learning", "generalisation_gap"))
+    elif imbalance.leaves_out(h[-1]):
+        # ... and while it waits for its second evaluation (hunt 24: a long-tailed
+        # training set was "the splits differ" one validation before its classes were named)
+        waiting.add("generalisation_gap")
     if told("not_learning"):
         # its remedies name the rate's cut and a decay too strong first
         waiting.update(("lr_decayed_early", "weight_decay_too_strong", "unstable_training"))

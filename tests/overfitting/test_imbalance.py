@@ -92,6 +92,21 @@ def test_imbalance_detector_notes_then_reports_it_instead_of_a_gap_and_tells_whe
     assert "predicted again at epoch 5" in headline(gone.verdict)
 
 
+def test_imbalance_gap_waits_while_rare_classes_are_first_left_out():
+    # hunt 24: a long-tailed training set (293 .. 2 images a class, balanced val) was told
+    # "the splits differ" at the validation where its rare classes were first left out,
+    # one before `class_imbalance` named them
+    detector = Detector(patience=2)
+    gap = {"train_acc": 0.93, "val_acc": 0.37, "probe_acc_val": 0.37}
+    some = [[40, 0, 0, 0], [0, 4, 0, 12], [0, 0, 4, 12], [0, 0, 1, 15]]  # none left out yet
+    assert leaves_out(ev(10, confusion=some)) is False
+    assert detector.update(ev(10, confusion=some, **gap)) == []
+    assert detector.update(ev(20, **gap)) == []  # the gap's second: waits
+    (note,) = detector.update(ev(30, **gap))
+    assert note.verdict.kind == "class_imbalance"
+    assert "generalisation_gap" not in detector.reported
+
+
 def test_imbalance_early_note_turns_into_a_note_when_learnt_or_a_problem_at_the_end():
     learnt = [[40, 0, 0, 0], [0, 14, 0, 2], [0, 1, 15, 0], [0, 0, 1, 15]]
     healthy = Detector(patience=2)
