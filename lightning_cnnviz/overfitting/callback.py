@@ -196,10 +196,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         self._say_unvalidated(trainer, ended=False)  # `limit_val_batches=0`, no val loader
         if not self.disabled and trainer.is_global_zero:
             with self.phase("setup"):
-                if "unshuffled_batches" not in told:
-                    self._check_order(trainer)
-                if "val_is_train" not in told:
-                    self._check_val_data(trainer)
+                self._check_setup(trainer, told)
 
     # ------------------------------------------------ schedule: validation ends only
     @override

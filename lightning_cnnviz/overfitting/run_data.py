@@ -2,8 +2,9 @@
 
 ``RunData`` reads the training labels' class shares as the training loader draws them
 (``class_figures.py``), compares the two probes' images (``split_inputs.py``), checks the
-order the training loader reads in (``train_order.py``) and whether the val data are the
-training data (``val_leak.py``). Each is read lazily, once per fit,
+order the training loader reads in (``train_order.py``), whether the val data are the
+training data (``val_leak.py``) and, beside the data, a ``ReduceLROnPlateau`` set against
+its metric (``plateau_mode.py``). Each is read lazily, once per fit,
 on the training thread, with the global random generators untouched. A fit that
 validates nothing leaves the monitor nothing to read: said once (``no_val.py``).
 """
@@ -24,6 +25,7 @@ from lightning_cnnviz.core.run_datasets import NoDataset, find_dataset, has_val_
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
 from lightning_cnnviz.overfitting.no_val import never_validated, unread, validation_off
+from lightning_cnnviz.overfitting.plateau_mode import plateau_checks
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
 from lightning_cnnviz.overfitting.val_leak import (
     COMPARED,
@@ -115,6 +117,17 @@ class RunData:
                     labels = class_figures.class_shares(labels, classes, weights)
                 self._shares = labels
         return self._shares  # type: ignore[return-value]
+
+    def _check_setup(self, trainer: Trainer, told: set[str]) -> None:
+        """The checks read once before the first step (those not told before a resume)."""
+        if "unshuffled_batches" not in told:
+            self._check_order(trainer)
+        if "val_is_train" not in told:
+            self._check_val_data(trainer)
+        for text, figures in plateau_checks(trainer.lr_scheduler_configs):
+            if "plateau_mode" not in told:
+                finding = Finding(self.section, "plateau_mode", 0, 0, text, figures)
+                self._tell_data(trainer, finding)
 
     def _check_order(self, trainer: Trainer) -> None:
         """Report training batches in class order (``train_order.py``), before the first step.

@@ -129,3 +129,14 @@ def test_lr_decay_reduce_on_plateau_read_from_the_rate_training_started_at(tmp_p
     assert finding.severity == "problem" and finding.figures["lr_initial"] == 0.05
     assert finding.figures["cut"] >= 1e4
     assert any("Learning all but stopped" in m for m in said)  # a problem: warned
+    # the cause, told before the first step (hunt 24: mode="min" on `val/acc`, found late)
+    (mode,) = [f for f in findings_of(trainer) if f.kind == "plateau_mode"]
+    assert (mode.severity, mode.step, mode.figures["better"]) == ("problem", 0, "max")
+    assert mode.message.startswith(
+        '`ReduceLROnPlateau` watches `train/acc_step` with `mode="min"`: it waits for '
+        "`train/acc_step` to fall, where higher is better, so it cuts the learning rate 10x "
+        "at every step"
+    )
+    assert mode.message.endswith('Set `mode="max"`.')
+    (text,) = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[:1]
+    assert mode.message in text
