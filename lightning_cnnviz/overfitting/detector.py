@@ -218,7 +218,8 @@ class Detector:
             return ev.val_accuracy > best.val_accuracy  # type: ignore[operator]
         if kind == "not_learning":  # off chance, or learning seen elsewhere: not this
             learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
-            return (levels.stuck(ev) is False and not levels.barely(ev)) or learns
+            off = levels.stuck(ev) is False and not levels.barely(ev) and not levels.climbing(ev)
+            return off or learns
         if kind == "bn_mismatch":
             return bn_levels.parted(ev) is False
         if kind == "class_imbalance":  # every class of the probe predicted again

@@ -47,6 +47,12 @@ def headline(v: Verdict) -> str:
             f"{num(now.probe_acc_train, True)}): the model learns; what it learns does "
             "not carry over to validation images."
         )
+    if gone and f.get("climbing"):
+        return (
+            f"Learning under way at epoch {now.epoch}: the training loss "
+            f"{num(now.returned_loss)} is below its first value or near its chance level, "
+            f"val probe accuracy {num(now.probe_acc_val, True)}."
+        )
     if gone and f.get("barely"):
         return (
             f"Learning under way at epoch {now.epoch}: the val probe loss "
@@ -91,6 +97,15 @@ def headline(v: Verdict) -> str:
             if now.lr == 0
             else f" The learning rate is {now.lr:.3g} now, {times(now.lr_initial / now.lr)} "
             f"below its start ({now.lr_initial:.3g})."
+        )
+    if f.get("climbing"):
+        return (
+            f"Not learning since {when(since)} ({start}{peak}): after {now.step} steps the "
+            f"training loss {num(now.returned_loss)} is above its first value "
+            f"({num(f['first_loss'])}) and {now.returned_loss / f['chance_loss']:.1f}x its "
+            f"chance level ln({round(1 / f['chance_acc'])}) = {num(f['chance_loss'])}, with "
+            f"val probe accuracy {num(now.probe_acc_val, True)} (chance "
+            f"{num(f['chance_acc'], True)}): the updates do not bring the loss down.{cut}"
         )
     if f.get("barely"):
         return (

@@ -161,10 +161,41 @@ def barely(e: Evaluation) -> bool | None:
     return near and e.probe_acc_val <= BARELY_ACC and returned and not moved
 
 
+CLIMBED = 2.0  # a returned loss this many times ln K or more, and not below its first
+
+
+def climbing(e: Evaluation) -> bool | None:
+    """Whether the training loss sits above its first value, far above chance level.
+
+    The loss ``training_step`` returned since the last evaluation at least its first step's
+    and ``CLIMBED`` x ``ln K``, past the first steps, with the val probe's accuracy at most
+    ``BARELY_ACC``: the updates do not bring the loss down, whatever a few probe images
+    say. Held out (hunt 24): timm's FBNet-C from scratch, its loss 7.5 at the first step
+    and 9-14 after 96 (4-6x ln 10, train accuracy 14-16%), was "learning under way" at a
+    probe accuracy of 23%. A loss summed instead of averaged falls below its first value
+    while the model learns. ``None``: cannot tell.
+
+    Example::
+
+        >>> row = dict(probe_acc_val=0.23, classes=10.0, first_loss=7.5)
+        >>> climbing(Evaluation(96, 2, returned_loss=11.0, **row))
+        True
+        >>> climbing(Evaluation(96, 2, returned_loss=6.0, **row))  # below its first: falls
+        False
+    """
+    if e.classes is None or e.classes < 2 or e.probe_acc_val is None or early(e):
+        return None
+    first, now = e.first_loss, e.returned_loss
+    if not finite(first) or not finite(now):
+        return None
+    high = now >= max(first, CLIMBED * math.log(int(e.classes)))  # type: ignore[type-var]
+    return high and e.probe_acc_val <= BARELY_ACC
+
+
 def _at_chance_or_barely(e: Evaluation) -> bool | None:
-    """``stuck`` or ``barely`` (``None`` where ``barely`` cannot tell: no streak starts there)."""
-    at_chance, moved_little = stuck(e), barely(e)
-    return True if at_chance or moved_little else (None if moved_little is None else False)
+    """``stuck``, ``barely`` or ``climbing`` (``None`` where none can tell: no streak starts)."""
+    found = [stuck(e), barely(e), climbing(e)]
+    return True if any(found) else (None if all(f is None for f in found[1:]) else False)
 
 
 def _trailing(
@@ -181,7 +212,8 @@ def _trailing(
 def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """The val probe at chance accuracy (or non-finite) for the last ``patience`` evaluations.
 
-    Or barely off it with its loss still at chance level (``barely``: figure ``barely``).
+    Or barely off it with its loss still at chance level (``barely``: figure ``barely``),
+    or its training loss still above its first value, far above chance (``climbing``).
 
     From the start of the run, or after a collapse (an earlier evaluation above chance).
     The probe's own cross-entropy is compared with its chance level ``ln K``. At chance
@@ -221,7 +253,9 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "lr_before": min((e.lr for e in before if e.lr), default=None),
         "non_finite": not finite(now.probe_loss_val),
         "warmup_outlasts": warming_up(evs) and warmup_outlasts(now),
-        "barely": slow and not stuck(now),
+        "barely": slow and not stuck(now) and not climbing(now),
+        "climbing": slow and not stuck(now) and bool(climbing(now)),
+        "first_loss": now.first_loss,
     }
     return Verdict("not_learning", since, now, peak, figures)
 

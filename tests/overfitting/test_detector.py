@@ -705,3 +705,22 @@ def test_detector_memorisation_check_runs_on_accuracies_of_zero():
     detector = Detector()
     detector.update(Evaluation(10, 0, train_acc=0.0, val_acc=0.0, train_loss=6.9, val_loss=6.9))
     assert detector.checks_ran()["memorisation"]
+
+
+def test_detector_not_learning_when_the_training_loss_stays_above_its_first_value():
+    # hunt 24: timm FBNet-C from scratch, its loss 7.5 at the first step and 9-11 after
+    # 64-96 (4x ln 10), was "learning under way" at a val probe accuracy of 23%
+    row = {"classes": 10.0, "probe_size": 128.0, "probe_loss_val": 7.2, "first_loss": 7.475}
+    detector, found = Detector(), []
+    for step, (returned, acc) in enumerate([(11.0, 0.14), (9.368, 0.227)], start=1):
+        ev = Evaluation(32 * step + 32, step, returned_loss=returned, probe_acc_val=acc, **row)
+        found += [c.verdict for c in detector.update(ev)]
+    (verdict,) = found
+    assert verdict.kind == "not_learning" and verdict.severity == "problem"
+    assert headline(verdict).startswith(
+        "Not learning since epoch 1 (step 64) (from the start): after 96 steps the training "
+        "loss 9.368 is above its first value (7.475) and 4.1x its chance level ln(10) = 2.303"
+    )
+    # the same loss summed over the batch falls below its first value while it learns
+    falls = Evaluation(128, 3, returned_loss=6.0, probe_acc_val=0.3, **row)
+    assert [c.change for c in detector.update(falls)] == ["gone"]
