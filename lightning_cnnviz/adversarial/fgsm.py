@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.core import labels, rendering
 from lightning_cnnviz.core.guard import grads_untouched
 from lightning_cnnviz.core.inputs import Norm, input_bounds
-from lightning_cnnviz.core.outputs import logits_from
+from lightning_cnnviz.core.outputs import NotApplicable, logits_from
 from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["accuracy", "example_rows", "fgsm"]
@@ -86,8 +86,22 @@ def fgsm(
         mask = (high - low).expand_as(x).contiguous()  # 1 / std: pixel units to input units
     inputs = x.detach().clone().requires_grad_(True)  # ours; Captum would warn otherwise
     with grads_untouched(model), probe_mode(model, grad=True):
-        adv = attack.perturb(inputs, epsilon, labels.to(x.device).long(), mask=mask)
+        try:
+            adv = attack.perturb(inputs, epsilon, labels.to(x.device).long(), mask=mask)
+        except RuntimeError as err:
+            if not any(cut in str(err) for cut in _CUT_OFF):
+                raise
+            raise NotApplicable(
+                "the model's outputs carry no gradient back to its input images (a "
+                "`torch.no_grad()`, `.detach()` or `torch.inference_mode()` in `forward` "
+                "between them), and the attack steps along that gradient"
+            ) from err
     return adv.detach()
+
+
+# autograd's words for an input the outputs do not depend on through the graph (setups
+# hunt 24: a backbone run under `torch.no_grad()` gave "Set allow_unused=True ...")
+_CUT_OFF = ("appears to not have been used in the graph", "does not require grad")
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -178,3 +178,23 @@ def test_adversarial_one_by_one_maps_logs_its_accuracies(tmp_path):
     assert "adversarial/examples" not in tags["images"]
     (said,) = [m for m in messages if m.startswith("AdversarialMonitor") and "1x1" in m]
     assert "accuracy scalars only, no `examples` image" in said
+
+
+class FrozenBackbone(TinyCNN):
+    """The convolutions run under ``torch.no_grad()``: only the head trains."""
+
+    def forward(self, x):
+        with torch.no_grad():
+            x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+            x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
+        return self.fc(x.flatten(1))
+
+
+def test_adversarial_steps_aside_where_forward_cuts_the_input_gradient(tmp_path):
+    # setups hunt 24: "One of the differentiated Tensors appears to not have been used in
+    # the graph. Set allow_unused=True ..." as the monitor's failure
+    monitor = make_monitor("AdversarialMonitor")
+    _, _, said = fit(tmp_path, [monitor], model=FrozenBackbone())
+    assert monitor.disabled and not failures(said, "AdversarialMonitor")
+    (aside,) = [m for m in said if m.startswith("AdversarialMonitor steps aside")]
+    assert "outputs carry no gradient back to its input images" in aside
