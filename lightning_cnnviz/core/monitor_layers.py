@@ -239,6 +239,15 @@ class LayerWatcher:
             self.selected = resolve_layers(
                 pl_module, self.layers, self.auto_layers, owner=type(self).__name__
             )
+            if scripted := scripted_layers(unwrap_model(pl_module)):
+                # left out of every monitor alike (setups hunt 24: said by none that watched)
+                self.say_once_per_run(
+                    "scripted",
+                    f"the model's {listed(scripted)} {'is' if len(scripted) == 1 else 'are'} "
+                    "compiled to TorchScript (`torch.jit.script` or `torch.jit.trace`), which "
+                    "takes no hooks: the monitors leave "
+                    f"{'it' if len(scripted) == 1 else 'them'} out",
+                )
         except NoAutoLayers:
             self.selected = {}
             if self.without_layers:  # its main figures need no layer

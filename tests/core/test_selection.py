@@ -142,3 +142,29 @@ def test_selection_a_traced_model_is_named_as_torchscript_in_the_step_aside(tmp_
     assert "`body` is compiled to TorchScript (`torch.jit.script` or `torch.jit.trace`)" in (
         monitor.aside_reason
     )
+
+
+class ScriptedFirst(TinyCNN):
+    """The first conv block compiled by ``torch.jit.script``; the rest plain modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = torch.jit.script(nn.Sequential(self.conv1, self.bn1, self.relu1))
+        del self.conv1, self.bn1, self.relu1
+
+    def forward(self, x):
+        x = self.pool2(self.relu2(self.bn2(self.conv2(self.pool1(self.block(x))))))
+        return self.fc(x.flatten(1))
+
+
+def test_selection_a_scripted_block_left_out_is_said_once_per_run(tmp_path):
+    # setups hunt 24: Kernel, FeatureMap and Activation monitors left a scripted conv out
+    # without a word; only AttentionMonitor's step-aside named it
+    monitors = [make_monitor(name) for name in ("KernelMonitor", "FeatureMapMonitor")]
+    _, _, messages = fit(tmp_path, monitors, model=ScriptedFirst())
+    said = [m for m in messages if "compiled to TorchScript" in m]
+    assert said == [
+        "lightning-cnnviz: the model's `block` is compiled to TorchScript (`torch.jit.script` "
+        "or `torch.jit.trace`), which takes no hooks: the monitors leave it out"
+    ]
+    assert all(m.events > 0 and "block" not in " ".join(m.selected) for m in monitors)
