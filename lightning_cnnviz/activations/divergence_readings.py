@@ -61,13 +61,12 @@ class SpikeReadings:
         2 lifted the training loss 0.25 -> 1.6 (a "divergence" told as updates too large)
         while the model's accuracy held at 95%.
         """
-        k = self.chance[0] if self.chance else None
-        before = [a for s, a in self.log_accs if s < spike[0]]
-        if k is None or not before or not self.log_accs or self.log_accs[-1][0] < spike[0]:
+        read = self._accuracy_around(spike)
+        if read is None:
             return None
+        k, then, now = read
         if level is not None and level[1] > HARDER * math.log(k):
             return None  # no harder target scores that: the outputs' scale blew up (hunt 23)
-        then, now = before[-1], self.log_accs[-1][1]
         if self._raised(spike[0]) or then < 2 / k or now < then - ACC_HELD:
             return None
         return then, now
@@ -83,12 +82,21 @@ class SpikeReadings:
         """
         if not recovered(series, spike=spike):
             return False
+        read = self._accuracy_around(spike)
+        if read is None:
+            return True
+        k, then, now = read
+        return then < 2 / k or now >= then - ACC_LOST  # learnt before, and not lost since
+
+    def _accuracy_around(
+        self, spike: tuple[int, float, float, float]
+    ) -> tuple[int, float, float] | None:
+        """``(K, probe accuracy at the last log before the spike, at this log)``, where known."""
         k = self.chance[0] if self.chance else None
         before = [a for s, a in self.log_accs if s < spike[0]]
         if k is None or not before or not self.log_accs or self.log_accs[-1][0] < spike[0]:
-            return True
-        then, now = before[-1], self.log_accs[-1][1]
-        return then < 2 / k or now >= then - ACC_LOST  # learnt before, and not lost since
+            return None
+        return k, before[-1], self.log_accs[-1][1]
 
     def _jumped_now(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
         """``(the rate before, the rate now)`` where it jumped around the spike and still is.

@@ -120,9 +120,9 @@ def has_val_data(trainer: Any) -> bool:
     validates on them, and ``find_dataset`` says it cannot read them rather than read the
     training set under the name of val (setups hunt 24).
     """
-    if _val_dataset(trainer) is not None:
-        return True
     loaders = _val_loaders(trainer)
+    if _dataset_of(loaders) is not None:
+        return True
     return loaders is not None and not (isinstance(loaders, list | tuple | dict) and not loaders)
 
 

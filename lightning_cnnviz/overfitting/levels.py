@@ -192,7 +192,7 @@ def climbing(e: Evaluation) -> bool | None:
     return high and e.probe_acc_val <= BARELY_ACC
 
 
-def _at_chance_or_barely(e: Evaluation) -> bool | None:
+def _not_moving(e: Evaluation) -> bool | None:
     """``stuck``, ``barely`` or ``climbing`` (``None`` where none can tell: no streak starts)."""
     found = [stuck(e), barely(e), climbing(e)]
     return True if any(found) else (None if all(f is None for f in found[1:]) else False)
@@ -224,7 +224,7 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     evs, streak = _trailing(history, stuck)
     slow = streak < patience  # not at chance: maybe barely moved from it (``barely``)
     if slow:
-        evs, streak = _trailing(history, _at_chance_or_barely)
+        evs, streak = _trailing(history, _not_moving)
     if streak < patience or train_learns(evs[-1]):
         return None  # training images learnt: a generalisation gap, not "not learning"
     if any(train_learns(e) for e in evs[-streak:]) and train_learns(evs[-1], LEARNT_KEPT):
