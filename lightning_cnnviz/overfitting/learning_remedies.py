@@ -21,7 +21,7 @@ import math
 
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
-from lightning_cnnviz.overfitting import levels
+from lightning_cnnviz.overfitting.loss_reads import loss_blind
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["CLIP", "DECAY_PER_STEP", "DROPOUT", "L2_ADAPTIVE", "LR_RAISED", "first", "raised"]
@@ -63,7 +63,7 @@ def first(v: Verdict) -> list[str]:
     """What to try first for a ``not_learning`` ``v``, from the run's settings (may be empty)."""
     now, tried = v.detected, []
     chance = v.figures.get("chance_loss")
-    if levels.loss_blind(now):
+    if loss_blind(now):
         tried.append(
             "**Check what the loss compares the outputs with**: the labels of the batch "
             "(`F.cross_entropy(logits, y)`), not the model's own predictions (`logits.argmax(1)`"

@@ -23,6 +23,7 @@ from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import bn_levels, levels
 from lightning_cnnviz.overfitting.learning_remedies import raised
+from lightning_cnnviz.overfitting.loss_reads import loss_blind
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
@@ -78,7 +79,7 @@ def headline(v: Verdict) -> str:
             f" The learning rate rose {up:.0f}x before it, from {f['lr_before']:.3g} to "
             f"{now.lr:.3g} (a schedule raising it)."
         )
-    elif levels.loss_blind(now):
+    elif loss_blind(now):
         cut = (
             f" The loss `training_step` returns is {num(now.returned_loss)}, far below its "
             "chance level, while the model is at chance on the training labels too: the "

@@ -33,7 +33,6 @@ __all__ = [
     "LEARNT_KEPT",
     "below_chance",
     "chance_band",
-    "loss_blind",
     "not_learning",
     "stuck",
     "train_learns",
@@ -258,34 +257,6 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "first_loss": now.first_loss,
     }
     return Verdict("not_learning", since, now, peak, figures)
-
-
-BLIND_LOSS = 0.1  # a returned loss under this share of ln K while training images are at chance
-
-
-def loss_blind(e: Evaluation) -> bool:
-    """Whether the loss ``training_step`` returns is near 0 while the labels are not learnt.
-
-    Under ``BLIND_LOSS`` x ``ln K`` with the train probe at chance: the loss measures
-    something else than the labels. Held out (hunt 14): a model trained on its own argmax
-    had a training loss of 0.000 at 9.5% train accuracy, told "not learning" with no cause.
-
-    Example::
-
-        >>> row = dict(classes=10.0, probe_size=128.0, probe_acc_train=0.09)
-        >>> loss_blind(Evaluation(90, 2, returned_loss=0.001, **row))
-        True
-        >>> loss_blind(Evaluation(90, 2, returned_loss=2.2, **row))
-        False
-    """
-    if e.classes is None or e.classes < 2 or not finite(e.returned_loss):
-        return False
-    k = int(e.classes)
-    if e.returned_loss >= BLIND_LOSS * math.log(k):  # type: ignore[operator]
-        return False
-    if e.probe_acc_train is not None:
-        return e.probe_acc_train <= chance_band(k, int(e.probe_size or 0))
-    return e.train_acc is not None and e.train_acc <= 1.5 / k
 
 
 LEARNT = 0.5  # training images learnt: this share of the way from chance to 100%

@@ -1,4 +1,4 @@
-"""A loss fed outputs it is not made for (a softmax into cross-entropy, scores into NLL) or negated.
+"""A loss fed outputs it is not made for (softmax into CE, scores into NLL), negated, or blind.
 
 Nothing here knows about Lightning. ``F.cross_entropy`` applies log-softmax itself, so
 ``F.cross_entropy(logits.softmax(1), y)`` (or ``nn.CrossEntropyLoss`` on a softmax) reads
@@ -52,7 +52,9 @@ from torch import Tensor
 
 from lightning_cnnviz.core.outputs import is_simplex
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.levels import chance_band
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
     "CLEAR",
@@ -62,6 +64,7 @@ __all__ = [
     "WORSE",
     "candidates",
     "fed_scores",
+    "loss_blind",
     "loss_mismatch",
     "maximised",
     "misfed",
@@ -235,3 +238,31 @@ def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
         "val_acc": now.val_accuracy,
     }
     return Verdict("loss_mismatch", since, now, None, figures)
+
+
+BLIND_LOSS = 0.1  # a returned loss under this share of ln K while training images are at chance
+
+
+def loss_blind(e: Evaluation) -> bool:
+    """Whether the loss ``training_step`` returns is near 0 while the labels are not learnt.
+
+    Under ``BLIND_LOSS`` x ``ln K`` with the train probe at chance: the loss measures
+    something else than the labels. Held out (hunt 14): a model trained on its own argmax
+    had a training loss of 0.000 at 9.5% train accuracy, told "not learning" with no cause.
+
+    Example::
+
+        >>> row = dict(classes=10.0, probe_size=128.0, probe_acc_train=0.09)
+        >>> loss_blind(Evaluation(90, 2, returned_loss=0.001, **row))
+        True
+        >>> loss_blind(Evaluation(90, 2, returned_loss=2.2, **row))
+        False
+    """
+    if e.classes is None or e.classes < 2 or not finite(e.returned_loss):
+        return False
+    k = int(e.classes)
+    if e.returned_loss >= BLIND_LOSS * math.log(k):  # type: ignore[operator]
+        return False
+    if e.probe_acc_train is not None:
+        return e.probe_acc_train <= chance_band(k, int(e.probe_size or 0))
+    return e.train_acc is not None and e.train_acc <= 1.5 / k
