@@ -5,6 +5,8 @@ re-runs this script for rank 1. Each rank writes ``OUT/rank{r}.json`` with what 
 did. ``auto_budget``: two monitors on their automatic schedules with a budget so small that
 rank zero's measured cost stretches them at once (only rank zero does their work), over 16
 steps: the ranks must keep one schedule, or one waits in a collective the other never joins.
+``rank0_fails``: two rank-zero monitors whose events fail on rank zero alone (as a probe pass,
+which runs there alone, can): both ranks must step aside together and finish the fit.
 
 PyTorch's ``SyncBatchNorm`` refuses CPU modules under DDP ("SyncBatchNorm layers only work
 with GPU modules"), so on CPU the BatchNorms are replaced by ``AllReduceBatchNorm2d``: the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from typing import Any
 
 import lightning as L
 import torch
@@ -64,10 +67,24 @@ def synced(model: nn.Module) -> nn.Module:
     return model
 
 
+def fails_on_rank_zero(monitor: Any) -> Any:
+    """``monitor`` with events that raise on rank zero and nowhere else."""
+    original = monitor.log_event
+
+    def log_event(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            raise RuntimeError("the probe pass failed on rank zero")
+        original(trainer, pl_module)
+
+    monitor.log_event = log_event
+    return monitor
+
+
 def main(out: str, mode: str) -> None:
     L.seed_everything(0, verbose=False)
     torch.set_num_threads(1)
     sync_batchnorm, auto = mode == "sync_batchnorm", mode == "auto_budget"
+    fails = mode == "rank0_fails"
     real_sync = sync_batchnorm and torch.cuda.device_count() >= 2
     model = TinyCNN()
     if sync_batchnorm and not real_sync:
@@ -75,10 +92,13 @@ def main(out: str, mode: str) -> None:
     if auto:
         automatic = {"every_n_steps": None, "every_n_epochs": None, "budget": 1e-4}
         monitors = {n: make_monitor(n, **automatic) for n in ("GradCAMMonitor", "KernelMonitor")}
+    elif fails:
+        names = ("OverfittingMonitor", "GradCAMMonitor")
+        monitors = {n: fails_on_rank_zero(make_monitor(n)) for n in names}
     else:
         monitors = {name: make_monitor(name) for name in ALL_MONITORS}
     trainer = L.Trainer(
-        devices=2, strategy="ddp", max_epochs=2 if auto else 1,
+        devices=2, strategy="ddp", max_epochs=2 if auto else 3 if fails else 1,
         limit_train_batches=8 if auto else 2, limit_val_batches=1, num_sanity_val_steps=0,
         default_root_dir=out,
         logger=TensorBoardLogger(out, name="tb"), callbacks=list(monitors.values()),

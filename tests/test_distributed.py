@@ -41,6 +41,21 @@ def _ddp_fit(out: Path, mode: str, timeout: int) -> list[dict]:
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
+def test_distributed_step_aside_on_rank_zero_alone_is_every_ranks(tmp_path):
+    # probe passes run on rank zero alone, so only it sees them fail; a rank still on its
+    # schedule would wait in a broadcast rank zero never joins (the fit died, gloo's
+    # "Connection closed by peer", on a torchvision VOCSegmentation under 2-process DDP)
+    ranks = _ddp_fit(tmp_path, "rank0_fails", timeout=300)
+    assert [r["global_step"] for r in ranks] == [6, 6]
+    for name in ("OverfittingMonitor", "GradCAMMonitor"):
+        zero, one = (r["monitors"][name] for r in ranks)
+        assert zero["disabled"] and one["disabled"], name
+        assert zero["events"] == one["events"] == 0
+        assert zero["last_logged_step"] == one["last_logged_step"] >= 0
+    said = [w for w in ranks[0]["warnings"] if "failed on rank zero" in w]
+    assert {w.split()[0] for w in said} == {"OverfittingMonitor", "GradCAMMonitor"}
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")

@@ -100,8 +100,11 @@ class EventFiring:
                 # every rank is here at this step; after it, rank zero's stretch (its own
                 # measured cost: it alone does the work) is every rank's, before any rank
                 # decides its next step: schedules that parted would leave one rank in a
-                # collective the others never join
-                self.schedule.factor = trainer.strategy.broadcast(self.schedule.factor, src=0)
+                # collective the others never join. So is a step-aside: probe passes fail
+                # on rank zero alone (they run there alone)
+                shared = (self.schedule.factor, self.disabled)
+                self.schedule.factor, disabled = trainer.strategy.broadcast(shared, src=0)
+                self.disabled = self.disabled or disabled
 
     def _event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """One event: the monitor's work (rank zero's, or every rank's), timed and budgeted."""

@@ -212,8 +212,12 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
                 self._batch_images = batch_size(batch)
 
     def _event_due(self, trainer: Trainer) -> bool:
-        """Whether this validation's end brings an evaluation (the same all through it)."""
-        if trainer.sanity_checking or trainer.state.fn != "fit" or self.disabled:
+        """Whether this validation's end brings an evaluation (the same all through it).
+
+        Not ``disabled``: a step-aside in rank zero's probe pass is that rank's alone, and
+        every rank must reach ``_fire`` (its broadcast) on the same validations.
+        """
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return False
         step, last = trainer.global_step, self.last_logged_step
         # automatic: every validation (which costs far more than this check)
