@@ -284,12 +284,9 @@ def dataset_labels(dataset: Any) -> Tensor | None:
     indices = None
     while True:
         for attr in ("targets", "labels"):
-            labels = getattr(dataset, attr, None)
-            if labels is not None and len(labels) > 0:
-                labels = torch.as_tensor(labels).reshape(-1)
-                if not integer_dtype(labels):
-                    return None  # regression targets
-                return labels.long() if indices is None else labels.long()[indices]
+            labels = _per_item(dataset, getattr(dataset, attr, None))
+            if labels is not None:
+                return labels if indices is None else labels[indices]
         tensors = getattr(dataset, "tensors", None)  # TensorDataset(x, y)
         if isinstance(tensors, tuple) and len(tensors) > 1 and tensors[1].dim() == 1:
             if not integer_dtype(tensors[1]):
@@ -302,3 +299,29 @@ def dataset_labels(dataset: Any) -> Tensor | None:
         sub = torch.as_tensor(list(sub)).long()
         indices = sub if indices is None else sub[indices]
         dataset = inner
+
+
+def _per_item(dataset: Any, labels: Any) -> Tensor | None:
+    """``labels`` as one integer class index per item of ``dataset``, else ``None``.
+
+    Not every ``targets`` is that: torchvision's ``VOCSegmentation`` and ``Cityscapes``
+    keep mask paths there, a CSV-backed set class names, a repeating set one label per
+    underlying item, a multi-label set an (N, K) table; regression targets are floats.
+    Then the items themselves are read.
+
+    Example::
+
+        >>> class Named(list):
+        ...     targets = ["cat", "dog"]
+        >>> _per_item([0, 1], [1, 0]), _per_item(Named([0, 1]), Named.targets)
+        (tensor([1, 0]), None)
+        >>> _per_item([0, 1, 2], [1, 0]), _per_item([0, 1], [[0, 1], [1, 1]])
+        (None, None)
+    """
+    try:
+        if labels is None or len(labels) == 0 or len(labels) != len(dataset):
+            return None
+        labels = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):  # strings, paths, ragged lists, no len
+        return None
+    return labels.long() if labels.dim() == 1 and integer_dtype(labels) else None
