@@ -2,7 +2,7 @@
 
 Nothing here knows about Lightning. ``split_sample`` splits one item (tuple, dict or bare
 tensor) into input and class label; ``batch_labels`` / ``batch_size`` read a collated
-batch; ``dataset_labels`` reads every label without loading items. Class labels are
+batch (``dataset_labels.py``: every label without loading items). Class labels are
 integers only: a float target (regression, soft labels) is none. ``read_item``: reading an
 item runs the dataset's random augmentation, which must move no random generator
 (``random_state.rng_untouched``). ``iterable_head``: an iterable dataset (no ``len``,
@@ -38,7 +38,6 @@ __all__ = [
     "batch_inputs",
     "batch_labels",
     "batch_size",
-    "dataset_labels",
     "image_key",
     "integer_dtype",
     "iterable_head",
@@ -272,56 +271,3 @@ def batch_size(batch: Any) -> int | None:
     if isinstance(batch, str) or not isinstance(batch, Sequence):
         return None
     return next((n for n in map(batch_size, batch) if n is not None), None)
-
-
-def dataset_labels(dataset: Any) -> Tensor | None:
-    """All labels of a dataset without loading its items, where it exposes them.
-
-    Follows ``torch.utils.data.Subset`` chains down to a dataset with ``targets``
-    or ``labels`` (torchvision datasets have them) or a ``TensorDataset(x, y)``;
-    ``None`` otherwise.
-    """
-    indices = None
-    while True:
-        for attr in ("targets", "labels"):
-            labels = _per_item(dataset, getattr(dataset, attr, None))
-            if labels is not None:
-                return labels if indices is None else labels[indices]
-        tensors = getattr(dataset, "tensors", None)  # TensorDataset(x, y)
-        if isinstance(tensors, tuple) and len(tensors) > 1 and tensors[1].dim() == 1:
-            if not integer_dtype(tensors[1]):
-                return None
-            labels = tensors[1].long()
-            return labels if indices is None else labels[indices]
-        inner, sub = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
-        if inner is None or sub is None:
-            return None
-        sub = torch.as_tensor(list(sub)).long()
-        indices = sub if indices is None else sub[indices]
-        dataset = inner
-
-
-def _per_item(dataset: Any, labels: Any) -> Tensor | None:
-    """``labels`` as one integer class index per item of ``dataset``, else ``None``.
-
-    Not every ``targets`` is that: torchvision's ``VOCSegmentation`` and ``Cityscapes``
-    keep mask paths there, a CSV-backed set class names, a repeating set one label per
-    underlying item, a multi-label set an (N, K) table; regression targets are floats.
-    Then the items themselves are read.
-
-    Example::
-
-        >>> class Named(list):
-        ...     targets = ["cat", "dog"]
-        >>> _per_item([0, 1], [1, 0]), _per_item(Named([0, 1]), Named.targets)
-        (tensor([1, 0]), None)
-        >>> _per_item([0, 1, 2], [1, 0]), _per_item([0, 1], [[0, 1], [1, 1]])
-        (None, None)
-    """
-    try:
-        if labels is None or len(labels) == 0 or len(labels) != len(dataset):
-            return None
-        labels = torch.as_tensor(labels)
-    except (TypeError, ValueError, RuntimeError):  # strings, paths, ragged lists, no len
-        return None
-    return labels.long() if labels.dim() == 1 and integer_dtype(labels) else None

@@ -15,14 +15,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import first_tensor
+from lightning_cnnviz.core.dataset_labels import dataset_labels
 from lightning_cnnviz.core.input_form import InputForm
 from lightning_cnnviz.core.inputs import to_model
-from lightning_cnnviz.core.items import (
-    LABEL_KEYS,
-    dataset_labels,
-    label_key_misfit,
-    read_item,
-)
+from lightning_cnnviz.core.items import LABEL_KEYS, label_key_misfit, read_item
 from lightning_cnnviz.core.outputs import (
     NotApplicable,
     SingleLogit,

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_cnnviz.core.items import dataset_labels, split_sample
+from lightning_cnnviz.core.dataset_labels import dataset_labels
+from lightning_cnnviz.core.items import split_sample
 from lightning_cnnviz.core.random_state import rng_untouched
 from lightning_cnnviz.core.targets import target_words
 
@@ -112,7 +113,7 @@ def labels_in_order(
 ) -> tuple[Tensor, Tensor | None]:
     """Indices and class labels of a dataset's items in ``order``, without loading where it can.
 
-    All of ``order`` where the dataset exposes its labels (``items.dataset_labels``), else
+    All of ``order`` where the dataset exposes its labels (``dataset_labels.py``), else
     its first ``pool`` items, read with the random generators untouched, once for every
     monitor (a dataset of image files decodes each item it reads). Labels ``None``
     where an item carries no class label.

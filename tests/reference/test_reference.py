@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 from torch import nn
 
-from lightning_cnnviz.core.items import dataset_labels
+from lightning_cnnviz.core.dataset_labels import dataset_labels
 from lightning_cnnviz.reference import (
     MNISTClassifier,
     MNISTDataModule,
