@@ -111,7 +111,9 @@ class CauseReview:
         such a site, ``clipped``: the classes whose logit is 0 on every probe image where
         no logit is below 0 (``F.relu`` in ``forward``: held out, hunt 19, 67-69% val).
         """
-        if not self.classes or (site is not None and kinds.get(site) in ("saturating", "leaky")):
+        if not self.classes or (
+            site is not None and kinds.get(site) in ("saturating", "leaky", "linear")
+        ):
             return [], False
         dead = self.history.dead.get(site, []) if site is not None else list(clipped)
         if not dead:

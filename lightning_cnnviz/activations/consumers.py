@@ -41,17 +41,27 @@ _SATURATING = {"tanh", "tanh_", "sigmoid", "sigmoid_", "hardtanh", "hardtanh_", 
                "softsign", "logsigmoid"}  # fmt: skip
 _LEAKY = {"gelu", "silu", "silu_", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu",
           "mish", "hardswish", "softplus", "prelu", "rrelu"}  # fmt: skip
+# reads of a tensor's form, not a computation on it
+_LOOKS = {"dim", "size", "numel", "__get__", "stride", "is_contiguous", "is_floating_point",
+          "is_complex", "__len__", "ndimension", "nelement", "element_size", "data_ptr",
+          "get_device", "__format__", "__repr__", "__hash__"}  # fmt: skip
+_NORMS = {"batch_norm", "group_norm", "layer_norm", "instance_norm", "rms_norm",
+          "local_response_norm"}  # fmt: skip
 
 
 def consumer_kind(name: str | None) -> str | None:
     """``"rectifier"``, ``"saturating"`` or ``"leaky"`` for an activation function's name.
 
+    ``"linear"`` for a normalisation (``F.batch_norm``, ``F.group_norm``, ...): it re-centres
+    its input, so the sign of a conv's output before it says nothing about dead units.
     ``None`` for anything else (a pooling, a sum, a reshape: what follows is unknown).
     """
     if name in _RECTIFIERS:
         return "rectifier"
     if name in _SATURATING:
         return "saturating"
+    if name in _NORMS:
+        return "linear"
     return "leaky" if name in _LEAKY else None
 
 
@@ -73,8 +83,10 @@ class _FirstUse(TorchFunctionMode):
         kwargs = kwargs or {}
         for arg in itertools.chain(args, kwargs.values()):
             held = self.watched.get(id(arg)) if isinstance(arg, Tensor) else None
-            if held is not None and held[1] is arg and held[0] not in self.first:
-                self.first[held[0]] = getattr(func, "__name__", "")
+            name = getattr(func, "__name__", "")  # F.batch_norm reads `input.dim()` first
+            new = held is not None and held[1] is arg and held[0] not in self.first
+            if new and name not in _LOOKS:
+                self.first[held[0]] = name
         return func(*args, **kwargs)
 
 

@@ -121,7 +121,8 @@ class DeadHistory:
 
         ``kinds`` (``SiteInfo.kind`` per site): ``"leaky"`` sites are measured by their
         dormant share (they cannot die), ``"saturating"`` ones not at all (the gradient
-        rules read their saturation); the rest by their dead share.
+        rules read their saturation), nor ``"linear"`` ones (no activation reads them);
+        the rest by their dead share.
         """
         fractions = {}
         for site, f in figures.items():
@@ -129,7 +130,7 @@ class DeadHistory:
             self.strips[site] = strip_append(self.strips.get(site), column, self.strip_length)
             self.dead[site] = f["dead"].nonzero().flatten().tolist()
             kind = (kinds or {}).get(site, "rectifier")
-            if kind == "saturating":
+            if kind in ("saturating", "linear"):
                 continue
             fractions[site] = float(f["dormant_fraction" if kind == "leaky" else "dead_fraction"])
         alerts = dead_alerts(fractions, self.previous, self.threshold, self.rise)

@@ -227,10 +227,17 @@ class Recorder:
         # an activation module that returned the model's output itself (a ReLU after the
         # last Linear), or whose output pooled over its positions is it (SqueezeNet's ReLU
         # on a 1x1 conv's class maps, then a global average pool): its "units" are the logits
-        found = [site for site, kept in self._outputs.items() if kept is out]
+        # (a watched layer that computes the logits, or a container ending in one, is no
+        # activation: ``SiteInfo.kind`` "linear")
+        kept_out = {s: k for s, k in self._outputs.items() if self._kind(s) != "linear"}
+        found = [site for site, kept in kept_out.items() if kept is out]
         if not found and self.logits is not None:
-            found = [site for site, kept in self._outputs.items() if pools_to(kept, self.logits)]
+            found = [site for site, kept in kept_out.items() if pools_to(kept, self.logits)]
         self.output_site, self._outputs = (found[-1] if found else None), {}
+
+    def _kind(self, site: str) -> str | None:
+        info = self.sites.get(site)
+        return None if info is None else info.kind
 
     def record_probe(self, site: str, out: Tensor) -> None:
         """Hook ``on_output`` for the probe pass."""

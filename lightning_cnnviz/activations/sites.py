@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.activations.consumers import consumer_kind, first_consumers
 from lightning_cnnviz.activations.stats import SYMMETRIC_TYPES, output_bounds
-from lightning_cnnviz.core.activation_kind import activation_kind, saturation_range
+from lightning_cnnviz.core.activation_kind import activation_kind, is_activation, saturation_range
 from lightning_cnnviz.core.capture import LayerCapture, module_name, site_name
 from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.probe_pass import probe_mode
@@ -86,7 +86,8 @@ class SiteInfo:
             (units can die), ``"leaky"`` (never dead, maybe dormant), ``"saturating"``;
             None for a pre-activation (a conv/BN/linear output, read as a ReLU input),
             ``"leaky"`` for one a non-rectifier reads (``torch.tanh``, ``F.gelu``:
-            ``consumers.py``).
+            ``consumers.py``), ``"linear"`` for one no activation reads (a normalisation
+            re-centres it, or it is the model's output: the logits): no unit of it dies.
     """
 
     module: str
@@ -103,9 +104,10 @@ def _after(kind: str | None) -> str | None:
     """A pre-activation's kind from the function that reads it next.
 
     ``None`` (a ReLU input: dead when never positive) unless a non-rectifier reads it, then
-    ``"leaky"`` (never dead: a negative input to Tanh or GELU still passes gradient).
+    ``"leaky"`` (never dead: a negative input to Tanh or GELU still passes gradient), or a
+    normalisation, then ``"linear"`` (its sign is not what the next layer sees).
     """
-    return None if kind in (None, "rectifier") else "leaky"
+    return None if kind in (None, "rectifier") else kind if kind == "linear" else "leaky"
 
 
 def _mode(module: nn.Module, kind: str | None, bounds: tuple[float, float] | None) -> str:
@@ -164,7 +166,7 @@ def trace_sites(
     watched = {**weighted, **selected}
     # every call named apart (``name#i``), with its input, in call order
     with probe_mode(model), LayerCapture(watched, shared=set(watched), inputs=True) as cap:
-        run()
+        result = run()
     events = [(module_name(key), out, cap.inputs.get(key)) for key, out in cap.outputs.items()]
     fallback = {n: m for n, m in selected.items() if isinstance(m, _FALLBACK_TYPES)}
     consumers = {}
@@ -191,11 +193,12 @@ def trace_sites(
         linear = isinstance(weighted.get(producer or ""), nn.Linear | nn.Bilinear)
         dim = -1 if linear or len(shape) <= 2 else 1
         channels = shape[dim] if shape else 1
-        kind = (
-            activation_kind(module, channels)
-            if not isinstance(module, _FALLBACK_TYPES)
-            else _after(consumer_kind(consumers.get(name)))
-        )
+        if isinstance(result, Tensor) and _same(out, result) and not is_activation(module):
+            kind = "linear"  # the logits: a class never scored above 0 is no dead unit
+        elif not isinstance(module, _FALLBACK_TYPES):
+            kind = activation_kind(module, channels)
+        else:
+            kind = _after(consumer_kind(consumers.get(name)))
         bounds = output_bounds(module) or (
             saturation_range(module) if kind == "saturating" else None
         )

@@ -72,10 +72,10 @@ def scaled_cnn(gain: float, depth: int = 6) -> nn.Module:
     return net
 
 
-def fit(tmp_path, model, steps, every=25):
+def fit(tmp_path, model, steps, every=25, layers="auto"):
     L.seed_everything(0, verbose=False)
     data = SyntheticDigitsDataModule(train_size=64 * steps, val_size=64, batch_size=64)
-    monitor = ActivationMonitor(every_n_steps=every)
+    monitor = ActivationMonitor(every_n_steps=every, layers=layers)
     trainer = L.Trainer(
         default_root_dir=tmp_path, max_steps=steps, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
@@ -380,10 +380,12 @@ def test_diagnosis_runs_raw_pixel_inputs_are_a_note_naming_their_scale(tmp_path,
         assert note.message.startswith("The inputs barely vary: the probe images have a")
 
 
-def test_diagnosis_runs_relu_on_the_logits_is_named_not_dead_units(tmp_path):
+@pytest.mark.parametrize("layers", ["auto", "*"])  # "*": also the Sequential holding it
+def test_diagnosis_runs_relu_on_the_logits_is_named_not_dead_units(tmp_path, layers):
     # held out: a ReLU after the last Linear, 6-7 of 10 classes at 0 (val 47-49% vs 94%);
     # the tool said only "30% dead ... a note, not a problem" at the first log
-    trainer, said = fit(tmp_path, Net(nn.Sequential(leaky_cnn(), nn.ReLU()), lr=0.05), 50, 10)
+    model = Net(nn.Sequential(leaky_cnn(), nn.ReLU()), lr=0.05)
+    trainer, said = fit(tmp_path, model, 50, 10, layers=layers)
     (found,) = [f for f in findings_of(trainer) if f.kind == "output_activation"]
     assert found.severity == "problem"
     assert "the model's output passes through `net.1`" in found.message
@@ -416,6 +418,31 @@ def test_diagnosis_runs_relu_on_class_maps_before_a_global_pool_is_an_output_act
     assert "classes 0, 1, 2, 3" in found.message
     dead = [f for f in findings_of(trainer) if f.kind == "dead_units"]
     assert not [f for f in dead if "`net.4`" in f.message]
+
+
+@pytest.mark.parametrize("layers", ["*", "Conv2d", "Linear"])
+def test_diagnosis_runs_watched_logits_and_convs_before_batchnorm_hold_no_dead_units(
+    tmp_path, layers
+):
+    # hunt 25: `layers=["fc"]` on a plain classifier got "the model's output passes
+    # through `fc`, an activation ...: remove it" (no activation there, no logit at 0), and
+    # convs whose BatchNorm re-centres a bias of -3 "81-100% dead" (their ReLUs: 0%)
+    body = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )  # fmt: skip
+    with torch.no_grad():
+        body[0].bias.fill_(-3.0), body[4].bias.fill_(-3.0)
+        body[9].bias[:4] = -20.0  # four classes' logits below 0 on every image
+    trainer, said = fit(tmp_path, Net(body, lr=0.01), 20, 10, layers=layers)
+    assert problems(findings_of(trainer)) == []
+    assert not [m for m in said if "dead" in m or "passes through" in m]
+    run = events(tmp_path)
+    logged = {t.split("/")[1] for t in run.Tags()["scalars"] if t.endswith("dead_fraction")}
+    assert logged >= {"*": {"net.0", "net.2", "net.9"}, "Conv2d": {"net.0"}}.get(layers, {"net.9"})
+    if layers == "*":  # the ReLUs after the BatchNorms are measured as before: all alive
+        assert all(e.value == 0 for e in run.Scalars("activations/net.2/dead_fraction"))
 
 
 class FunctionalReluOut(nn.Module):
