@@ -149,13 +149,16 @@ class Measures(LoggedReads):
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
         """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
         logged, found, seen = self._read_logged(trainer)
-        val = self._loop_logits(trainer)
-        if val is not None and self._loop_check is None:  # once a fit: a pass of its own too
+        loop = val = self._loop_logits(trainer)
+        check = None
+        # a pass of its own too at the first evaluation, and at each one after the loop
+        # parted from it: an average of the weights that lags (an EMA) catches up
+        if loop is not None and self._loop_check != {}:
             own = self._logits(trainer, pl_module, "val")
-            self._loop_check = loop_check(val, own, self.probe(trainer, "val").labels)
-        if self._loop_check:  # the loop scores other images or weights: the probe's own
-            val, self._loop.why = None, "validation_step changes the images or the weights"
-        self.val_from_loop = val is not None
+            self._loop_check = check = loop_check(loop, own, self.probe(trainer, "val").labels)
+            if check:  # the loop scores other images or weights: the model's own reading
+                val = own
+        self.val_from_loop = loop is not None and val is loop
         if val is None:
             val = self._logits(trainer, pl_module, "val")
         labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
@@ -214,7 +217,7 @@ class Measures(LoggedReads):
         left_out["mild_shift"] = self._mild_shift
         if self._mild_shift and val_cut is not None and cut["val"] is not None:
             host.update(self._restandardised(trainer, pl_module, val_cut, cut["val"]))
-        left_out["loop_check"] = self._loop_check
+        left_out["loop_check"] = check
         counted = {
             "train_acc_images": self._acc_images(trainer, found),
             "val_images": val_images(trainer),
