@@ -44,7 +44,8 @@ class Evaluation:
     ``probe_simplex_val``: what a loss fed probabilities would log on the val probe, and
     whether its outputs are probabilities;
     ``probe_nll_raw_val``: what ``nll_loss`` fed the outputs as they are would log
-    (``loss_reads.candidates``; the loss they are made for is ``probe_loss_val``).
+    (``loss_reads.candidates``; the loss they are made for is ``probe_loss_val``, its
+    standard error ``probe_loss_se_val``).
 
     Example::
 
@@ -71,6 +72,7 @@ class Evaluation:
     probe_ce_probs_val: float | None = None
     probe_simplex_val: float | None = None
     probe_nll_raw_val: float | None = None
+    probe_loss_se_val: float | None = None
     conf_bn: float | None = None
     probe_acc_bn: float | None = None
     probe_loss_bn: float | None = None

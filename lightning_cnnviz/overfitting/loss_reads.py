@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_cnnviz.core.outputs import is_simplex
+from lightning_cnnviz.core.outputs import as_logits, is_simplex
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import chance_band
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -61,6 +61,7 @@ __all__ = [
     "CLOSER",
     "FAR",
     "MATCH",
+    "SAMPLED",
     "WORSE",
     "candidates",
     "fed_scores",
@@ -76,6 +77,7 @@ FAR = 1.5  # ...and the outputs' own cross-entropy at least 1.5x away from it
 # or, the candidates closer than FAR: the logged loss 10x closer to the softmax's cross-
 # entropy than to the own one, which is at least 5% away from it
 CLOSER, CLEAR = 0.1, 0.05
+SAMPLED = 3.0  # ...and that one this many standard errors of the probe's mean away
 WORSE = 1.5  # the own cross-entropy on training images this many times ln K: worse than a guess
 
 
@@ -84,7 +86,9 @@ def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
 
     ``probe_ce_probs_val``: ``F.cross_entropy(p, y)`` with ``p`` the outputs' softmax, or
     the outputs themselves where they are probabilities already; ``probe_simplex_val``:
-    1 where they are; ``probe_nll_raw_val``: ``F.nll_loss`` of the outputs as they are.
+    1 where they are; ``probe_nll_raw_val``: ``F.nll_loss`` of the outputs as they are;
+    ``probe_loss_se_val``: the standard error of the probe's own cross-entropy (its mean
+    over the probe's images).
     The loss the outputs are made for is the probe's own cross-entropy
     (``probe_loss_val``: read through ``core.outputs.as_logits``, the negative
     log-likelihood of a softmax model's probabilities).
@@ -98,10 +102,12 @@ def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
     """
     out, labels = outputs.float(), labels.to(outputs.device).long()  # probe labels: on the CPU
     simplex = is_simplex(out)  # a softmax's rows: non-negative, summing to one
+    own = F.cross_entropy(as_logits(out), labels, reduction="none")
     return {
         "probe_ce_probs_val": F.cross_entropy(torch.where(simplex, out, out.softmax(1)), labels),
         "probe_simplex_val": simplex.float(),
         "probe_nll_raw_val": F.nll_loss(out, labels),
+        "probe_loss_se_val": own.std() / len(own) ** 0.5 if len(own) > 1 else own.sum() * 0,
     }
 
 
@@ -138,7 +144,11 @@ def reads_logits(ev: Evaluation) -> bool | None:
     if max(own, soft) / min(own, soft) < FAR:  # the candidates close: unless unmistakable
         off = abs(loss - own)
         told = matches_softmax and off >= CLEAR * own and abs(loss - soft) <= CLOSER * off
-        return False if told else None
+        # and the logged loss far outside the probe's sampling error of its own: a noisy-
+        # label model's per-image losses run 0-10, and a 128-image probe read 1.564 where
+        # the val set logged 1.853, within 0.011 of the softmax's (1.842) by chance
+        se = ev.probe_loss_se_val
+        return False if told and (se is None or off > SAMPLED * se) else None
     return not (matches_softmax and max(own, loss) / min(own, loss) >= FAR)
 
 

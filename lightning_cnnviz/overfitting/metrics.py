@@ -217,8 +217,9 @@ def figures(
         ...                                      {"val": torch.tensor([0, 0]), "train": None})
         >>> sorted(host)[:5]
         ['classes', 'conf_val', 'ece_val', 'probe_acc_val', 'probe_ce_probs_val']
-        >>> sorted(host)[5:]
-        ['probe_loss_val', 'probe_nll_raw_val', 'probe_simplex_val', 'val_loss']
+        >>> sorted(host)[5:]  # doctest: +NORMALIZE_WHITESPACE
+        ['probe_loss_se_val', 'probe_loss_val', 'probe_nll_raw_val', 'probe_simplex_val',
+         'val_loss']
         >>> per_class, confusion
         ([0.5, nan], [[1.0, 1.0], [0.0, 0.0]])
     """

@@ -1,6 +1,7 @@
 """A loss fed probabilities: the rule on the hunt's figures, the detector, and a short run."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -260,3 +261,24 @@ def test_loss_reads_near_uniform_probabilities_fed_to_cross_entropy_are_told():
     assert loss_reads.reads_logits(ev(2.30, 2.29, 2.302)) is None  # untrained: all ~ln K
     assert loss_reads.reads_logits(ev(1.9, 1.8, 2.28)) is None  # learning logits, early
     assert loss_reads.reads_logits(ev(2.25, 2.10, 2.27)) is None  # not 10x nearer
+
+
+def test_loss_reads_a_match_within_the_probes_sampling_error_is_no_bug():
+    # hunt 25: 50% noisy labels, memorised; `validation_step` logged a plain cross-entropy
+    # (1.853 on 1000 images) which the 128-image probe read as 1.564, and the softmax's
+    # candidate (1.842) matched it by chance: "the loss is fed probabilities"
+    y = torch.arange(10).repeat(13)[:128]
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(128, 10, generator=g) * 4  # confident, often wrong: losses 0-10
+    found = loss_reads.candidates(logits, y)
+    own = float(torch.nn.functional.cross_entropy(logits, y))
+    se = float(found["probe_loss_se_val"])
+    per_image = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    assert se == pytest.approx(float(per_image.std()) / 128**0.5)
+    soft = 1.12 * own  # a softmax candidate close to the own loss, the logged one beside it
+    noisy = Evaluation(704, 43, val_loss=soft * 1.006, probe_loss_val=own,
+                       probe_ce_probs_val=soft, probe_loss_se_val=se)  # fmt: skip
+    assert soft * 1.006 - own < loss_reads.SAMPLED * se
+    assert loss_reads.reads_logits(noisy) is None
+    exact = replace(noisy, probe_loss_se_val=0.009)  # near-uniform probabilities: told
+    assert loss_reads.reads_logits(exact) is False
