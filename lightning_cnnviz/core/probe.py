@@ -93,13 +93,26 @@ class Probe:
 def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = None) -> Probe:
     """Load the samples at ``indices`` (e.g. restored from a checkpoint) into a probe.
 
-    Items that are ``None`` (a dataset's unreadable ones, see ``present``) are left out.
+    Items that are ``None`` (a dataset's unreadable ones, see ``present``) are left out,
+    and so are images of another size than most: a probe is one batch, and a dataset of
+    images at their own sizes (bucketed or padded by the loader) has no one size.
+
+    Example::
+
+        >>> sizes = [torch.zeros(1, s, s) for s in (20, 28, 28, 24, 28)]
+        >>> probe = probe_from_indices(sizes, range(5))
+        >>> probe.indices, tuple(probe.images.shape)
+        ([1, 2, 4], (3, 1, 28, 28))
     """
     with rng_untouched(dataset):
         read = [(int(i), dataset[i]) for i in indices]
-    indices, raw = [i for i, r in read if r is not None], [r for _, r in read if r is not None]
-    items = [split_sample(r, label_key) for r in raw]
-    xs, ys = zip(*items, strict=True) if indices else ((), ())
+    read = [(i, r, split_sample(r, label_key)) for i, r in read if r is not None]
+    shapes = [tuple(torch.as_tensor(x).shape) for _, _, (x, _) in read]
+    if shapes:  # the commonest shape, the first seen among equals
+        common = max(shapes, key=lambda shape: (shapes.count(shape), -shapes.index(shape)))
+        read = [row for row, shape in zip(read, shapes, strict=True) if shape == common]
+    indices, raw = [i for i, _, _ in read], [r for _, r, _ in read]
+    xs, ys = zip(*(item for _, _, item in read), strict=True) if read else ((), ())
     if not xs:
         raise ValueError("a probe needs at least one sample")
     images = torch.stack([torch.as_tensor(x) for x in xs]).detach().cpu()

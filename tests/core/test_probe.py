@@ -237,3 +237,22 @@ def test_probe_items_that_are_none_are_left_out(tmp_path):
     loaders = [DataLoader(data, 8, collate_fn=drop_none) for _ in range(2)]
     _, _, messages = fit(tmp_path, monitors, data=loaders, max_epochs=2)
     assert_every_monitor_wrote(tmp_path, monitors, messages)
+
+
+class Sized(Dataset):
+    """Digits-like items at their own sizes (20, 24 or 28 pixels), as a bucketing loader has."""
+
+    def __len__(self):
+        return 60
+
+    def __getitem__(self, i):
+        side = (20, 24, 28)[i % 3] if i % 5 else 28
+        return torch.full((1, side, side), float(i)), i % 4
+
+
+def test_probe_of_images_at_their_own_sizes_keeps_the_commonest_size():
+    # setups hunt 25: a multi-resolution dataset made 7 monitors "fail" on torch.stack
+    probe = draw_probe(Sized(), 16, torch.Generator().manual_seed(0))
+    assert probe.images.shape[1:] == (1, 28, 28) and 4 <= len(probe) <= 16
+    assert [int(x[0, 0, 0]) for x in probe.images] == probe.indices  # each image its own
+    assert probe.labels.tolist() == [i % 4 for i in probe.indices]
