@@ -107,6 +107,8 @@ def parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:
         return sample, None
     if isinstance(sample, Mapping):
         x = next((sample[k] for k in _IMAGE_KEYS if k in sample), None)
+        if isinstance(x, Mapping):  # {"inputs": {"image": x}, "label": y}: one level down
+            x = parts(x)[0]
         if x is None:
             x = next((v for v in sample.values() if isinstance(v, Tensor) and v.dim() >= 2), None)
         keys = (label_key,) if label_key is not None else _LABEL_KEYS
@@ -181,6 +183,9 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
         ((1, 2, 2), 4)
         >>> split_sample({"image": torch.zeros(1, 2, 2), "label": torch.tensor(5)})[1]
         5
+        >>> x, y = split_sample({"inputs": {"image": torch.zeros(1, 2, 2)}, "label": 5})
+        >>> tuple(x.shape), y
+        ((1, 2, 2), 5)
         >>> split_sample(torch.zeros(1, 2, 2))[1] is None
         True
         >>> split_sample((torch.zeros(1, 2, 2), torch.tensor([1.0])))[1]  # a BCE target

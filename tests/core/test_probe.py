@@ -1,9 +1,9 @@
 import pytest
 import torch
-from torch.utils.data import Dataset, IterableDataset, Subset, TensorDataset
+from torch.utils.data import Dataset, IterableDataset, Subset, TensorDataset, default_collate
 
 from lightning_cnnviz.core.dataset_labels import dataset_labels
-from lightning_cnnviz.core.items import ITERABLE_HEAD, iterable_head, split_sample
+from lightning_cnnviz.core.items import ITERABLE_HEAD, batch_inputs, iterable_head, split_sample
 from lightning_cnnviz.core.probe import draw_probe, labels_in_order, probe_from_indices
 
 
@@ -256,3 +256,23 @@ def test_probe_of_images_at_their_own_sizes_keeps_the_commonest_size():
     assert probe.images.shape[1:] == (1, 28, 28) and 4 <= len(probe) <= 16
     assert [int(x[0, 0, 0]) for x in probe.images] == probe.indices  # each image its own
     assert probe.labels.tolist() == [i % 4 for i in probe.indices]
+
+
+class NestedItems(Dataset):
+    """Items whose image sits one level down, as multi-modal pipelines keep them."""
+
+    def __len__(self):
+        return 30
+
+    def __getitem__(self, i):
+        return {"inputs": {"image": torch.full((1, 4, 4), float(i))}, "label": i % 3}
+
+
+def test_probe_reads_an_image_one_level_down_in_a_dict_item():
+    # setups hunt 25: 7 monitors "failed" with "cannot find the input tensor ... (its input
+    # is a dict)"; the batch's input is found there too
+    probe = draw_probe(NestedItems(), 6, torch.Generator().manual_seed(0))
+    assert [int(x[0, 0, 0]) for x in probe.images] == probe.indices
+    assert sorted(probe.labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    batch = default_collate([NestedItems()[i] for i in range(4)])
+    assert batch_inputs(batch).shape == (4, 1, 4, 4)
