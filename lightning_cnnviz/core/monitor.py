@@ -273,6 +273,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
         if self._sink is not None:
             self._sink.wait()  # the run's own error is the one to show
+        self._end_of_failed_fit(trainer, exception)
 
 
 def with_probe(

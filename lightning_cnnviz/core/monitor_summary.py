@@ -82,6 +82,24 @@ class RunSummary:
             self._sink.text(self.tag_prefix + "cnnviz/summary", summary, trainer.global_step)
             self._sink.flush()
 
+    def _end_of_failed_fit(self, trainer: Trainer, exception: BaseException) -> None:
+        """What was found before an exception (an interrupt too) ended the fit, said once.
+
+        A crashed run is where the diagnosis is wanted most, and ``on_fit_end`` never
+        comes: the run's last monitor tells the findings so far and where the logs are.
+        """
+        fitting = getattr(trainer.state.fn, "value", trainer.state.fn) == "fit"
+        if not fitting or not trainer.is_global_zero or _monitors(trainer)[-1] is not self:
+            return
+        summary = summary_text(findings_of(trainer)).replace(
+            "lightning-cnnviz: ",
+            f"lightning-cnnviz: the fit ended at step {trainer.global_step} with "
+            f"{type(exception).__name__}; before it, ",
+            1,
+        )
+        tell(summary)
+        announce_logs(trainer)
+
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":  # after every callback's on_fit_end; not after an exception

@@ -350,3 +350,29 @@ def test_monitor_says_at_the_start_an_explicit_schedule_past_the_run(tmp_path):
         assert monitor.events == 0
     assert said[0].startswith("KernelMonitor: `every_n_steps=1000` is past this run's 8 steps")
     assert "`every_n_epochs=5` is past this run's 2 epoch(s)" in said[1]
+
+
+class FailsAtStep(L.Callback):
+    """The user's own error at a step: the fit ends by an exception, no ``on_fit_end``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("the user's own error")
+
+
+def test_monitor_summary_told_when_the_fit_ends_by_an_exception(tmp_path, caplog, capsys):
+    # setups hunt 25: a run that diverged (a problem, warned) and then died of a user error
+    # got no summary, no notes and no "logs of this run are in" line
+    import logging
+
+    planted = Recorder(every_n_steps=2)
+    with caplog.at_level(logging.INFO), pytest.raises(RuntimeError, match="own error"):
+        run(tmp_path, [KernelMonitor(every_n_steps=2), planted, FailsAtStep(5)])
+    told = [r.getMessage() for r in caplog.records if r.name == "lightning_cnnviz"]
+    (summary,) = [m for m in told if "the fit ended" in m]
+    assert summary.startswith("lightning-cnnviz: the fit ended at step 5 with RuntimeError; ")
+    assert "logs of this run are in" in capsys.readouterr().out
+    assert planted.steps == [2, 4]
