@@ -38,7 +38,7 @@ from lightning_cnnviz.overfitting import (
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.precedence import standing, verdicts
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["KINDS", "NOTE_KINDS", "Change", "Detector"]
@@ -240,7 +240,7 @@ class Detector:
         """For each check of ``CHECKS``, whether some evaluation gave it what it needs."""
         h = self.history
         return {
-            "overfitting": any(finite(e.val_loss) for e in h),
+            "overfitting": any(finite(e.val_loss) for e in h) and not tiny_val(h),
             # (an accuracy of 0 is one: 1000 classes read 0.0 at first, setups hunt 18)
             "memorisation": any(
                 e.val_accuracy is not None and e.train_accuracy is not None for e in h

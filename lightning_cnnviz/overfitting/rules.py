@@ -35,11 +35,13 @@ __all__ = [
     "HELD",
     "HELD_AFTER",
     "MEMORISED_FALL",
+    "MIN_VAL_IMAGES",
     "STILL_LEARNING",
     "Verdict",
     "accuracy_climbed",
     "noise",
     "overfitting",
+    "tiny_val",
 ]
 
 
@@ -63,6 +65,17 @@ class Verdict:
     best: Evaluation | None
     figures: dict[str, Any] = field(default_factory=dict)
     severity: str = "problem"
+
+
+MIN_VAL_IMAGES = 4
+"""A val set under this many images carries no val-loss curve: 3 val images at 0% accuracy
+read 18% above their best and were told "stop at epoch 0" (setups hunt 25)."""
+
+
+def tiny_val(history: Sequence[Evaluation]) -> bool:
+    """Whether the val set is too small to carry a val-loss curve (``MIN_VAL_IMAGES``)."""
+    n = history[-1].val_images if history else None
+    return n is not None and n < MIN_VAL_IMAGES
 
 
 TRAIN_FALL = 0.9
@@ -99,6 +112,8 @@ def overfitting(
     ``ModelCheckpoint`` keeps).
     """
     evs = [e for e in history if finite(e.val_loss)]
+    if tiny_val(evs):
+        return None
     vals: list[float] = [e.val_loss for e in evs]  # type: ignore[misc]
     # below 0.01 (nats) a rise is meaningless: a model at 100% val accuracy whose val
     # loss wanders between 1e-4 and 3e-4 is no overfitting worth stopping for

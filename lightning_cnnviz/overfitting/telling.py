@@ -28,6 +28,7 @@ from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting.confusion import pairs_text
 from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.rules import MIN_VAL_IMAGES
 from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of
 
 __all__ = ["Telling"]
@@ -81,6 +82,8 @@ class Telling:
                 why = self._bn_why
             elif name == "weight decay" and not any(e.weight_decay for e in h):
                 why = "the optimiser uses no weight decay"
+            elif name == "overfitting" and (h[-1].val_images or 1e9) < MIN_VAL_IMAGES:
+                why = f"the val set holds {int(h[-1].val_images)} images, under {MIN_VAL_IMAGES}"
             elif name == "overfitting" and any(e.val_loss is not None for e in h):
                 key = self.keys["val_loss"]
                 why = f"the validation loss `{key}` was NaN or Inf at every validation"

@@ -558,3 +558,14 @@ def test_rules_not_learning_barely_off_chance_with_the_loss_at_chance_level():
     assert first(levels.not_learning, down) is None
     at_start = probe_run([probe(a, v, returned_loss=r, first_loss=2.31) for a, v, r in rows])
     assert first(levels.not_learning, at_start).figures["barely"] is True  # it has not moved
+
+
+def test_rules_overfitting_needs_a_val_set_that_carries_a_curve():
+    # setups hunt 25: 3 val images at 0% accuracy, val loss 2.44 -> 2.88 while the train
+    # loss fell, told "Overfitting ... stop at epoch 0"
+    vals = decay(30, sigma=0.01, seed=0, rise_from=14, slope=0.05)
+    evs = run(val_loss=vals, train_loss=TRAIN[:30])
+    assert rules.overfitting(evs) is not None
+    small = [replace(e, val_images=float(rules.MIN_VAL_IMAGES - 1)) for e in evs]
+    assert rules.overfitting(small) is None and rules.tiny_val(small)
+    assert rules.overfitting([replace(e, val_images=100.0) for e in evs]) is not None
