@@ -44,6 +44,10 @@ class RunSummary:
     tag_prefix: str
     budget: Budget
     _sink: Any
+    _warned: set[str]
+
+    def warn_once(self, key: str, message: str) -> None:
+        raise NotImplementedError  # the monitor's (``voice.Voice``)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -72,6 +76,8 @@ class RunSummary:
         why = self.aside_reason if self.disabled else ""
         if not why and self.events == 0 and trainer.is_global_zero:
             why = self.never_logged_reason(trainer)
+            if "past_the_run" not in self._warned:  # said at the start where the length told
+                self.warn_once("never_logged", why)  # e.g. an epoch schedule, endless data
         record_check(trainer, type(self).__name__, "", ran=not why, why=why)
         if _monitors(trainer)[-1] is not self:
             return

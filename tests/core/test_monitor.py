@@ -376,3 +376,26 @@ def test_monitor_summary_told_when_the_fit_ends_by_an_exception(tmp_path, caplog
     assert summary.startswith("lightning-cnnviz: the fit ended at step 5 with RuntimeError; ")
     assert "logs of this run are in" in capsys.readouterr().out
     assert planted.steps == [2, 4]
+
+
+class Endless(torch.utils.data.IterableDataset):
+    """Batches of 8 digits-sized images, without end (no ``len``)."""
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(0)
+        while True:
+            yield torch.randn(1, 16, 16, generator=g), int(torch.randint(0, 4, (1,), generator=g))
+
+
+def test_monitor_that_never_logged_says_so_where_the_run_length_was_unknown(tmp_path):
+    # setups hunt 25: `every_n_epochs=2` on endless data (its only epoch never ends) wrote
+    # nothing and said so in the summary alone; with a known length it is said at the start
+    monitor = KernelMonitor(every_n_epochs=2)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=6, logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[monitor], enable_progress_bar=False, enable_checkpointing=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="KernelMonitor: never logged in this run") as said:
+        trainer.fit(BNDropout(), torch.utils.data.DataLoader(Endless(), batch_size=8))
+    assert monitor.events == 0 and len([w for w in said if "never logged" in str(w.message)]) == 1
