@@ -39,7 +39,12 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.outputs import NotApplicable, logits_from
 from lightning_cnnviz.core.probe_pass import probe_mode
 
-__all__ = ["CAM_METHODS", "grad_cam", "layer_cams"]
+__all__ = ["CAM_METHODS", "NoMapError", "grad_cam", "layer_cams"]
+
+
+class NoMapError(ValueError):
+    """The layer's output is no map over the input's positions (a pooled vector, the logits)."""
+
 
 CAM_METHODS: tuple[str, ...] = ("gradcam", "hirescam", "guided_gradcam")
 # Upsampling of a map to the input, by the input's dims: signals, images, volumes.
@@ -154,8 +159,8 @@ def grad_cam(
         target is then the class's score summed over the positions predicted as it).
 
     Raises:
-        ValueError: the layer's output is not shaped like the input, or the logits have
-            no class dim.
+        NoMapError: the layer's output is not shaped like the input.
+        ValueError: the logits have no class dim.
     """
     if method != "guided_gradcam":
         cams, logits = layer_cams(model, layer, x, target, output_key=output_key,
@@ -209,7 +214,7 @@ def layer_cams(
         inputs = x.detach().clone().requires_grad_(True)
         (grads,), (acts,) = compute_layer_gradients_and_eval(score, layer, (inputs,), 0)
         if acts.dim() != x.dim():
-            raise ValueError(
+            raise NoMapError(
                 f"Grad-CAM needs a layer whose output is {x.dim()}-D like the input "
                 f"{tuple(x.shape)}; the selected layer gives a map of shape {tuple(acts.shape)}"
             )

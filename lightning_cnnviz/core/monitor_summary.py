@@ -47,7 +47,8 @@ class RunSummary:
     _warned: set[str]
 
     def warn_once(self, key: str, message: str) -> None:
-        raise NotImplementedError  # the monitor's (``voice.Voice``)
+        """Warn once per key (the monitor's: ``voice.Voice``)."""
+        raise NotImplementedError
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

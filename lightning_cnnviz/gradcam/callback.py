@@ -13,6 +13,7 @@ from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
+from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.probe import Probe
 from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
 from lightning_cnnviz.core.say import say
@@ -168,7 +169,9 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
             with self.phase("capture"):
                 probe = self._samples(trainer, model, split)
             if probe is not None:
-                rows = [self._row(trainer, model, probe, split, n, values) for n in self.selected]
+                made = [self._map_row(trainer, model, probe, split, n, values)
+                        for n in list(self.selected)]  # fmt: skip
+                rows = [row for row in made if row is not None]
                 rows += self._class_rows(trainer, model, probe, split)
                 panels.append((split, rows + self._saliency_rows(trainer, model, probe)))
         with self.phase("write"):
@@ -176,6 +179,22 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
             self.sink.scalars(scalars, trainer.global_step)
             self.in_background(lambda step=trainer.global_step: self._draw(panels, step))
         self._judge(trainer, scalars)
+
+    def _map_row(self, trainer: Trainer, model: nn.Module, probe: Probe, split: str, name: str,
+                 values: dict[str, Tensor]) -> Row | None:  # fmt: skip
+        """``_row``, or ``None`` where the layer gives no map: left out, said once.
+
+        A glob (``layers="*"``) or a type name also matches pooled and dense layers; the
+        monitor steps aside only when no selected layer gives a map.
+        """
+        try:
+            return self._row(trainer, model, probe, split, name, values)
+        except C.NoMapError as err:
+            del self.selected[name]
+            if not self.selected:
+                raise NotApplicable(f"{err}: name conv layers with `layers=`") from err
+            self.warn_once(f"no_map_{name}", f"leaves out `{name}`: {err}.")
+            return None
 
     def _draw(self, panels: list[tuple[str, list[Row]]], step: int) -> None:
         """On the sink's thread: one image per split, a captioned grid per row."""

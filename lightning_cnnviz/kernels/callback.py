@@ -20,6 +20,7 @@ from lightning_cnnviz.core.selection import (
     of_type,
     unwrap_model,
 )
+from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.kernels import dense, draw, figures
 from lightning_cnnviz.kernels.frozen_check import FrozenCheck
 
@@ -140,11 +141,15 @@ class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
         wrong = [
             n for n, m in self.selected.items() if not isinstance(m, (*KERNEL_TYPES, nn.Linear))
         ]
-        if wrong:
+        named = {self.layers} if isinstance(self.layers, str) else set(self.layers)
+        if wrong and (len(wrong) == len(self.selected) or named & set(wrong)):
             raise ValueError(
                 "`layers` of KernelMonitor must select Conv1d/2d/3d, ConvTranspose1d/2d/3d or "
                 f"Linear modules, got {wrong}"
             )
+        if wrong:  # a glob or a type name ("*", "features.*") that also matched those
+            self.warn_once("no_kernels", f"leaves out {listed(wrong)}: they hold no kernels.")
+            self.selected = {n: m for n, m in self.selected.items() if n not in wrong}
         self._drawn = set(evenly_spaced(list(self.selected), self.max_drawn_layers, single="first"))
         found = dense.first_linear_after_conv(named_layers(unwrap_model(pl_module)))
         self._unit_grid = dict([found]) if found and found[0] in self.selected else {}

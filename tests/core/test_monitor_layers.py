@@ -47,3 +47,24 @@ def test_monitor_layers_named_layer_never_called_steps_aside_saying_so(tmp_path)
     assert not [tag for tag in image_tags(acc) if tag.startswith("feature_maps/")]
     (summary,) = texts(acc, "cnnviz/summary")
     assert "FeatureMapMonitor" in summary and "aux_conv" in summary
+
+
+def test_monitor_layers_a_glob_over_every_layer_keeps_those_the_monitor_can_read(tmp_path):
+    # setups hunt 25: `layers="*"` (README: globs choose layers) made KernelMonitor stop the
+    # fit (it matched BatchNorm, ReLU, pooling) and GradCAMMonitor "fail" on the Linear head
+    from lightning_cnnviz import GradCAMMonitor, KernelMonitor
+    from tests.monitors import fit
+
+    kernels = KernelMonitor(layers="*", every_n_steps=2)
+    cams = GradCAMMonitor(layers="*", every_n_steps=2, num_samples=4, misclassified=False)
+    _, _, said = fit(tmp_path, [kernels, cams])
+    assert not kernels.disabled and kernels.events == 2 and set(kernels.selected) == {
+        "conv1", "conv2", "fc"}  # fmt: skip
+    assert not cams.disabled and cams.events == 2 and "fc" not in cams.selected
+    assert [m for m in said if m.startswith("KernelMonitor: leaves out `bn1`")]
+    assert [m for m in said if m.startswith("GradCAMMonitor: leaves out `fc`: Grad-CAM needs")]
+    scalars = events(tmp_path).Tags()["scalars"]
+    layers = {
+        t.split("/")[2] for t in scalars if t.startswith("gradcam/val/") and t.count("/") == 3
+    }
+    assert {"conv2", "relu2", "pool2"} <= layers and "fc" not in layers
