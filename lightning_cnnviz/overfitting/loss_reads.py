@@ -65,6 +65,7 @@ __all__ = [
     "WORSE",
     "candidates",
     "fed_scores",
+    "fed_scores_in_step",
     "loss_blind",
     "loss_mismatch",
     "maximised",
@@ -171,6 +172,29 @@ def fed_scores(ev: Evaluation) -> bool:
     return loss < 0 and raw < 0 and min(loss, raw) / max(loss, raw) <= FAR  # |ratio|
 
 
+def fed_scores_in_step(ev: Evaluation) -> bool:
+    """Whether ``training_step`` returns ``nll_loss`` of raw scores (the val loss may be right).
+
+    The returned loss negative, and the val probe's ``-mean(out[y])``
+    (``probe_nll_raw_val``) negative too and at least ``1 / FAR`` of it: the model
+    inflates the label's output. A loss returned with its sign flipped (``maximised``)
+    drives that output down instead. Held out (hunt 25): ``F.nll_loss(logits, y)`` in
+    ``training_step`` alone returned -772 on average since the last validation while the
+    val probe read -2318; it was told as a loss with its sign flipped.
+
+    Example::
+
+        >>> fed_scores_in_step(Evaluation(64, 1, returned_loss=-772.3, probe_nll_raw_val=-2317.5))
+        True
+        >>> fed_scores_in_step(Evaluation(64, 1, returned_loss=-46.0, probe_nll_raw_val=1.2e3))
+        False
+    """
+    loss, raw = ev.returned_loss, ev.probe_nll_raw_val
+    if loss is None or raw is None or not (math.isfinite(loss) and math.isfinite(raw)):
+        return False
+    return loss < 0 and raw <= loss / FAR
+
+
 def maximised(ev: Evaluation) -> bool:
     """Whether training lowers a loss that rewards wrong answers (its sign flipped).
 
@@ -201,12 +225,15 @@ def misfed(ev: Evaluation) -> str | bool | None:
     """What the loss was fed instead of what it is made for.
 
     ``"scores"`` (``nll_loss`` on raw scores or probabilities: ``fed_scores``),
+    ``"scores_in_step"`` (the same in ``training_step`` only: ``fed_scores_in_step``),
     ``"negated"`` (the training loss returned with its sign flipped: ``maximised``),
     ``"probabilities"`` (``cross_entropy`` on a softmax: ``reads_logits`` False), ``False``
     (it reads the outputs right), ``None`` (cannot tell).
     """
     if fed_scores(ev):  # first: nll_loss on raw scores returns a negative loss too
         return "scores"
+    if fed_scores_in_step(ev):
+        return "scores_in_step"
     if maximised(ev):
         return "negated"
     reads = reads_logits(ev)

@@ -44,6 +44,17 @@ def loss_mismatch(v: Verdict) -> str:
             "subtracted term outweighing it), so training maximises the error (val "
             f"accuracy {num(f['val_acc'], True)})."
         )
+    if f.get("fed") == "scores_in_step":
+        return (
+            "`training_step` feeds its loss raw scores (logits) where it expects "
+            f"log-probabilities: the loss it returns is negative ({num(f['returned_loss'])}), "
+            "as `nll_loss` of the outputs as they are is, minus the mean output for the "
+            f"label ({num(f['raw_nll'])} on the val probe), since {when(since)}. A "
+            "cross-entropy is never negative: this one falls without bound as the model "
+            "inflates the label's output, and learns nothing that classifies (val accuracy "
+            f"{num(f['val_acc'], True)}; the outputs' own cross-entropy is "
+            f"{num(f['own_loss'])})."
+        )
     if f.get("fed") == "scores":
         what = "probabilities (a softmax)" if f.get("in_model") else "raw scores (logits)"
         return (

@@ -150,7 +150,7 @@ def remedies(v: Verdict) -> list[str]:
             "never below 0), not its negative; a term subtracted from it (an entropy bonus, "
             "a regulariser) must stay smaller than it."
         ]
-    if v.kind == "loss_mismatch" and v.figures.get("fed") == "scores":
+    if v.kind == "loss_mismatch" and v.figures.get("fed") in ("scores", "scores_in_step"):
         return [
             "**Use `F.cross_entropy` on the logits** (it applies log-softmax itself), or put "
             "`log_softmax(dim=1)` before `F.nll_loss` / `NLLLoss`."

@@ -282,3 +282,20 @@ def test_loss_reads_a_match_within_the_probes_sampling_error_is_no_bug():
     assert loss_reads.reads_logits(noisy) is None
     exact = replace(noisy, probe_loss_se_val=0.009)  # near-uniform probabilities: told
     assert loss_reads.reads_logits(exact) is False
+
+
+def test_loss_reads_nll_of_logits_in_training_step_only_is_not_a_flipped_sign():
+    # hunt 25: `F.nll_loss(logits, y)` in `training_step` (the val loss a cross-entropy):
+    # told "its sign flipped, or a subtracted term"; the label's logit climbs instead
+    rows = [dict(returned_loss=-300.0 * (i + 1), val_loss=100.0 * (i + 1),
+                 probe_loss_val=100.0 * (i + 1), probe_loss_train=100.0 * (i + 1),
+                 probe_ce_probs_val=2.35, probe_nll_raw_val=-1000.0 * (i + 1))
+            for i in range(2)]  # fmt: skip
+    evs = evaluations(rows)
+    assert [loss_reads.misfed(e) for e in evs] == ["scores_in_step"] * 2
+    verdict = loss_reads.loss_mismatch(evs)
+    text = headline(verdict)
+    assert text.startswith("`training_step` feeds its loss raw scores (logits)")
+    assert "-2000" in text and "sign flipped" not in text
+    negated = [dict(r, probe_nll_raw_val=800.0) for r in rows]  # `return -loss`: label pushed down
+    assert [loss_reads.misfed(e) for e in evaluations(negated)] == ["negated"] * 2
