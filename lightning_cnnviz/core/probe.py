@@ -22,9 +22,10 @@ Example::
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ from torch import Tensor
 from lightning_cnnviz.core.dataset_labels import dataset_labels
 from lightning_cnnviz.core.items import split_sample
 from lightning_cnnviz.core.random_state import rng_untouched
+from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.targets import target_words
 
 __all__ = [
@@ -122,14 +124,16 @@ def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = No
 
 
 def labels_in_order(
-    dataset: Any, order: Tensor, pool: int, label_key: Any = None
+    dataset: Any, order: Tensor, pool: int, label_key: Any = None, least: int = 0
 ) -> tuple[Tensor, Tensor | None]:
     """Indices and class labels of a dataset's items in ``order``, without loading where it can.
 
     All of ``order`` where the dataset exposes its labels (``dataset_labels.py``), else
     its first ``pool`` items, read with the random generators untouched, once for every
-    monitor (a dataset of image files decodes each item it reads). Labels ``None``
-    where an item carries no class label.
+    monitor (a dataset of image files decodes each item it reads), and no more than
+    ``LABEL_SECONDS`` of reading per dataset once ``least`` are read: at 5 ms an item, a
+    dataset without ``targets`` cost 24 s of reads at the start of a 3 s fit (setups
+    hunt 25). Labels ``None`` where an item carries no class label.
 
     Example::
 
@@ -143,15 +147,43 @@ def labels_in_order(
         return order, labels[order]
     order = order[:pool]
     try:  # read once for every monitor: an item may be a file to decode and augment
-        known = _labels_read.setdefault(dataset, {}).setdefault(label_key, {})
+        reads = _labels_read.setdefault(dataset, {}).setdefault(label_key, _Reads())
     except TypeError:  # unhashable (an iterable dataset's first items): read each time
-        known = {}
-    missing = [int(i) for i in order if int(i) not in known]
-    if missing:
-        with rng_untouched(dataset):
-            known.update({i: _label(dataset[i], label_key) for i in missing})
+        reads = _Reads()
+    known, start, read = reads.labels, time.perf_counter(), len(order)
+    with rng_untouched(dataset):
+        for n, i in enumerate(order.tolist()):
+            if i in known:
+                continue
+            if n >= least and reads.seconds + time.perf_counter() - start > LABEL_SECONDS:
+                read = n
+                break
+            known[i] = _label(dataset[i], label_key)
+    reads.seconds += time.perf_counter() - start
+    if read < len(order) and not reads.told:
+        reads.told = True
+        say(
+            f"lightning-cnnviz: reading {type(dataset).__name__} items for their class labels "
+            f"took over {LABEL_SECONDS:g} s ({read} read): the probes are drawn from those. "
+            "Give the dataset a `targets` attribute (one class index per item, as torchvision's "
+            "datasets have) to draw class-balanced probes without reading items."
+        )
+    order = order[:read]
     found = [known[int(i)] for i in order]
     return order, None if any(y is None for y in found) else torch.tensor(found, dtype=torch.long)
+
+
+LABEL_SECONDS = 1.0
+"""Reading items for their labels stops past this many seconds per dataset (``least`` read)."""
+
+
+@dataclass
+class _Reads:
+    """The labels read from one dataset's items (by index), the time it took, the note said."""
+
+    labels: dict[int, int | None] = field(default_factory=dict)
+    seconds: float = 0.0
+    told: bool = False
 
 
 def _label(item: Any, label_key: Any) -> int | None:
@@ -184,10 +216,8 @@ def present(dataset: Any, order: Sequence[int], count: int) -> list[int]:
     return found
 
 
-# the labels read from a dataset's items, by label key and index (no `targets` to read)
-_labels_read: weakref.WeakKeyDictionary[Any, dict[Any, dict[int, int | None]]] = (
-    weakref.WeakKeyDictionary()
-)
+# what was read from a dataset's items, by label key (no `targets` to read)
+_labels_read: weakref.WeakKeyDictionary[Any, dict[Any, _Reads]] = weakref.WeakKeyDictionary()
 
 
 def draw_probe(
@@ -218,7 +248,9 @@ def draw_probe(
     order = torch.randperm(size, generator=generator)
     if not class_balanced:
         return probe_from_indices(dataset, present(dataset, order, num_samples), label_key)
-    candidates, labels_of = labels_in_order(dataset, order, max(num_samples, label_pool), label_key)
+    candidates, labels_of = labels_in_order(
+        dataset, order, max(num_samples, label_pool), label_key, least=num_samples
+    )
     if labels_of is None:
         return probe_from_indices(dataset, present(dataset, order, num_samples), label_key)
     # a negative label (PyTorch's `ignore_index`, -100) marks an item without a class

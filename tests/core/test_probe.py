@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 from torch.utils.data import Dataset, IterableDataset, Subset, TensorDataset, default_collate
@@ -276,3 +278,33 @@ def test_probe_reads_an_image_one_level_down_in_a_dict_item():
     assert sorted(probe.labels.tolist()) == [0, 0, 1, 1, 2, 2]
     batch = default_collate([NestedItems()[i] for i in range(4)])
     assert batch_inputs(batch).shape == (4, 1, 4, 4)
+
+
+class Slow(Dataset):
+    """An image-file-like dataset: 2 ms an item, no `targets`."""
+
+    reads = 0  # on the class: the probe may read a copy
+
+    def __len__(self):
+        return 5000
+
+    def __getitem__(self, i):
+        type(self).reads += 1
+        time.sleep(0.002)
+        return torch.full((1, 2, 2), float(i)), i % 4
+
+
+def test_probe_labels_read_from_slow_items_stop_at_the_time_cap(monkeypatch):
+    # setups hunt 25: ~2,000 items of each split read at 5 ms each to draw 16 probe images
+    # (a 3 s fit took 27 s); without `targets` the reading now stops past LABEL_SECONDS
+    from lightning_cnnviz.core import probe as probe_module
+
+    monkeypatch.setattr(probe_module, "LABEL_SECONDS", 0.1)
+    data = Slow()
+    with pytest.warns(UserWarning, match="Give the dataset a `targets` attribute") as said:
+        first = draw_probe(data, 16, torch.Generator().manual_seed(0))
+        draw_probe(data, 16, torch.Generator().manual_seed(1))  # the cap holds per dataset
+    assert len(said) == 1 and 16 <= Slow.reads < 250  # 2048 before
+    assert (
+        len(first) == 16 and sorted(first.labels.tolist()) == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    )
