@@ -152,9 +152,14 @@ def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdic
     return _verdict("weight_decay_too_strong", *found)
 
 
-HELD_BACK = 0.5
+HELD_BACK = 0.25
 """Under decay of ``DECAY_PER_STEP`` or more, a train loss still this share of ``ln K`` at
-each of the last evaluations, not falling (``STALLED``): the decay holds the model back."""
+each of the last evaluations, not falling (``STALLED``): the decay holds the model back.
+Held out (hunt 25): AdamW ``weight_decay=20`` at lr 1e-3 (2% a step) held a plain CNN at
+train losses of 0.76-1.0 (0.33-0.43 ``ln 10``; 75-83% val against 95%) on 3 seeds, under
+the half of ``ln K`` this was, and the runs ended "no problems found"; a BatchNorm net
+under the same decay sat at 0.22-0.29 (0.1 ``ln K``) at 99.6% train accuracy, harmed by
+nothing."""
 STALLED = 0.05
 
 

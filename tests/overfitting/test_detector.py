@@ -724,3 +724,22 @@ def test_detector_not_learning_when_the_training_loss_stays_above_its_first_valu
     # the same loss summed over the batch falls below its first value while it learns
     falls = Evaluation(128, 3, returned_loss=6.0, probe_acc_val=0.3, **row)
     assert [c.change for c in detector.update(falls)] == ["gone"]
+
+
+@pytest.mark.parametrize(
+    ("losses", "told"),
+    [
+        ([1.35, 0.92, 0.81, 0.86, 0.84], True),  # hunt 25: AdamW wd=20, plain CNN, 75-83% val
+        ([0.60, 0.31, 0.25, 0.28, 0.27], False),  # the same decay on a BatchNorm net
+        ([1.35, 0.92, 0.81, 0.70, 0.62], False),  # still falling
+    ],
+)
+def test_detector_weight_decay_holding_the_train_loss_back(losses, told):
+    from lightning_cnnviz.overfitting import loss_climb
+
+    evs = [Evaluation(32 * (i + 1), i, train_loss=t, lr=1e-3, weight_decay=20.0,
+                      decay_per_step=0.02, classes=10.0) for i, t in enumerate(losses)]  # fmt: skip
+    verdict = loss_climb.decay_too_strong(evs)
+    assert (verdict is not None) == told
+    if told:
+        assert verdict.figures["held_back"] and verdict.figures["train_loss"] == 0.84
