@@ -155,10 +155,12 @@ CONSEQUENCES = {
 }
 
 
-def earlier_cause(trainer: object, kind: str) -> str:
+def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
     """A sentence naming a standing root cause a ``kind`` problem may follow from.
 
-    ``""`` where none stands (or ``kind`` is one of them).
+    ``""`` where none stands (or ``kind`` is one of them). With ``since`` (the step the
+    problem started at), not a cause that started after it: a BatchNorm mismatch since
+    step 7 was told at step 126 as following from unstable training found at 126.
 
     Example::
 
@@ -179,12 +181,20 @@ def earlier_cause(trainer: object, kind: str) -> str:
     else:
         causes = ROOT_CAUSES | CONSEQUENCES.get(kind, {})
     for f in findings_of(trainer):
+        if since is not None and _onset(f) > since:
+            continue
         if f.kind in causes and (f.severity == "problem" or f.kind in _NOTED_CAUSES):
             return (
                 f"This may follow from a {f.severity} reported first (step {f.step}, "
                 f"`{f.kind}`): {causes[f.kind]}. Fix that first."
             )
     return ""
+
+
+def _onset(f: Finding) -> int:
+    """The step a finding's failure started at, where its figures say (else its report's)."""
+    steps = [f.figures.get(k) for k in ("since_step", "spike_step", "first_nonfinite_step")]
+    return min([f.step, *(int(s) for s in steps if isinstance(s, int | float) and s >= 0)])
 
 
 def report(trainer: object, finding: Finding) -> None:

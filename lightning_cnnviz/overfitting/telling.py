@@ -127,7 +127,8 @@ class Telling:
     def _tell(self, trainer: Trainer, change: Change, ev: Evaluation, pairs: list[Any]) -> None:
         """Report a new finding (with a warning), or update the one reported before."""
         finding, v = finding_of(self.section, change, ev, pairs), change.verdict
-        if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind)):
+        since = v.since.step if v.since is not None else None
+        if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind, since)):
             finding = dataclasses.replace(finding, message=f"{finding.message} {cause}")
         message = finding.message
         old = self._findings.get(v.kind)

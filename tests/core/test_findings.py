@@ -92,3 +92,18 @@ def test_findings_of_a_lightning_module_are_its_trainers():
     assert not hasattr(module, "_cnnviz_findings")
     with pytest.raises(TypeError, match="got None"):
         findings_of(None)
+
+
+def test_findings_earlier_cause_started_before_the_problem_only():
+    # hunt 25: a BatchNorm mismatch standing since step 7, updated at step 126, was told
+    # as following from unstable training found at step 126
+    class Run: ...
+
+    run = Run()
+    report(run, Finding("overfitting", "unstable_training", 126, 3, "the loss climbs",
+                        {"since_step": 94}))  # fmt: skip
+    assert earlier_cause(run, "bn_mismatch", since=7) == ""
+    assert "(step 126, `unstable_training`)" in earlier_cause(run, "bn_mismatch", since=126)
+    spiked = Run()  # a divergence found at 60 whose spike came at step 31 precedes step 32
+    report(spiked, Finding("activations", "divergence", 60, 1, "spike", {"spike_step": 31}))
+    assert "(step 60, `divergence`)" in earlier_cause(spiked, "not_learning", since=32)
