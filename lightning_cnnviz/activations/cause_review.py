@@ -30,10 +30,13 @@ from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.dead_rules import (
     CUT_REMEDIES,
     DATA_REMEDIES,
+    GRAD_BURST,
     INIT_REMEDIES,
     MOMENTUM_REMEDIES,
+    REMEDIES,
     SETTLED,
     STALLED,
+    burst_text,
 )
 from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
@@ -91,6 +94,7 @@ class CauseReview:
     classes: int | None
     loss_scale: float | None
     peak_acc: float | None
+    grad_rise: float
     history: DeadHistory
 
     def _new(self, kind: str, severity: str) -> bool:
@@ -287,6 +291,8 @@ class CauseReview:
         learnt = self.peak_acc is not None and self.peak_acc >= 2 / (self.classes or 2)
         at_chance = self.levels.at_chance(series, self.classes)
         if gain is not None and gain < STALLED and at_chance and not learnt:
+            if self.grad_rise >= GRAD_BURST:
+                return burst_text(self.grad_rise), REMEDIES
             chance = math.log(self.classes or 2)
             return (
                 f"The loss has stayed at its chance level (ln {self.classes} = {chance:.3f}) "

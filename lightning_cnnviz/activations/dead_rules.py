@@ -26,6 +26,7 @@ __all__ = [
     "DATA_REMEDIES",
     "DORMANT_REMEDIES",
     "FAST_RISE",
+    "GRAD_BURST",
     "INIT_REMEDIES",
     "LARGE",
     "LATE",
@@ -34,6 +35,7 @@ __all__ = [
     "REMEDIES",
     "SETTLED",
     "STALLED",
+    "burst_text",
     "dead_reason",
     "dead_severity",
     "dead_text",
@@ -73,6 +75,22 @@ DATA_REMEDIES = (
     "targets, and that the optimiser holds the model's parameters; if the units died with the "
     "first large updates, lower the learning rate"
 )
+GRAD_BURST = 10.0
+"""The gradient's level this many times its first reading, in a model at chance: the units
+died of too large updates, not of the data (hunt 25: a 12-layer plain ReLU net under SGD
+0.1, momentum 0.9, its gradients 20-60x their first level at step 30, 81% of a layer dead
+at step 60, was told to check its labels; at lr 0.01 it learnt, then diverged)."""
+
+
+def burst_text(rise: float) -> str:
+    """The cause of dead units in a model at chance whose gradients burst (``GRAD_BURST``)."""
+    return (
+        f"The gradients rose to {rise:.0f}x their first level while the loss sat at its "
+        "chance level: the updates are too large for this model, and units silenced by "
+        "them follow from it."
+    )
+
+
 # Rectifiers that already pass gradient below zero get the same advice minus the swap.
 DORMANT_REMEDIES = (
     "lower the learning rate; use He (kaiming) initialisation; put a normalisation layer "

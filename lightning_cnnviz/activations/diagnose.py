@@ -76,6 +76,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
         self.first_rms: float | None = None
+        self.grad_rise = 1.0
         self.weak_logs = 0  # logs in a row with the gradient fading by the weaker bar
         self.clip: tuple[float | None, str | None] = (None, None)  # value, algorithm
         self.half = self.warmup = False  # 16-bit precision; a warmup in the run's schedule
@@ -96,7 +97,7 @@ class TrainingDiagnosis(CauseReview, DivergenceReview, GradientReview):
         "first_rms": None, "weak_logs": 0, "diverged": None, "transient": -1,
         "pending": None, "nonfinite_told": False, "chance_loss": None, "init_cause": None,
         "init_checked": False, "classes": None, "loss_scale": None, "last_step": -1,
-        "lr_start": None, "last_epoch": 0, "peak_acc": None,
+        "lr_start": None, "last_epoch": 0, "peak_acc": None, "grad_rise": 1.0,
     }  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:

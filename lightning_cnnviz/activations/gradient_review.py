@@ -43,6 +43,7 @@ class GradientReview:
 
     levels: LossLevels
     first_rms: float | None
+    grad_rise: float  # the most the gradient's level rose over ``first_rms`` at any log
     weak_logs: int  # logs in a row whose gradient profile was ``attenuated``
     clip: tuple[float | None, str | None]  # the trainer's clipping value and algorithm
     frozen_head: str | None  # the first layer, frozen: the profile starts after it
@@ -83,6 +84,7 @@ class GradientReview:
             # the baseline: the first log's level, raised to that of every log at which the
             # loss set a new low (a flat start's or a zero head's trickle is no reference)
             base = self.first_rms
+            self.grad_rise = max(self.grad_rise, now / base if base else 1.0)
             self.first_rms = now if base is None or (new_low and now > base) else base
         saturation = {
             site: float(f["saturation"])

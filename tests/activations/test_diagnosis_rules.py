@@ -488,17 +488,24 @@ def test_review_vanishing_gradients_not_told_behind_frozen_first_layers():
 def test_review_dead_units_while_the_loss_never_left_chance_point_at_the_data():
     # shuffled training labels: the loss at 2.29-2.31 (ln 10) from the first step while
     # Adam silences half the dense layer; the cause is not the learning rate
-    def run(level, acc=None):
+    def run(level, acc=None, rms=lambda log: 1e-3):
         diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
         sites = {"fc": info("rectifier")}
         for log, dead in ((20, 0.0), (40, 0.5), (60, 0.5)):
             for s in range(log - 19, log + 1):
                 diagnosis.loss.add(s, torch.tensor(level(s) + 0.01 * (-1) ** s))
             chance = (10, 2.303) if diagnosis.wants_chance() else None
-            said += diagnosis.review(log, 0, {"fc": figures(dead=dead)}, sites, [],
+            profile = [("conv", rms(log)), ("fc", rms(log))]
+            said += diagnosis.review(log, 0, {"fc": figures(dead=dead)}, sites, profile,
                                      lambda: [], chance,
                                      probe_acc=None if acc is None else acc(log))  # fmt: skip
         return [v for v in said if v.kind == "dead_units"]
+
+    # hunt 25: a 12-layer plain ReLU net under SGD 0.1 whose gradients rose 20-60x at
+    # step 30 and whose units then died was told to check its labels: too large updates
+    (burst,) = run(lambda s: math.log(10), rms=lambda log: 3e-2 if log == 40 else 1e-3)
+    assert "The gradients rose to 30x their first level" in burst.message
+    assert "Try: lower the learning rate" in burst.message and "label" not in burst.message
 
     (flat,) = run(lambda s: math.log(10))
     assert (
