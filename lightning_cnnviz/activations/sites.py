@@ -107,7 +107,9 @@ def _after(kind: str | None) -> str | None:
     ``"leaky"`` (never dead: a negative input to Tanh or GELU still passes gradient), or a
     normalisation, then ``"linear"`` (its sign is not what the next layer sees).
     """
-    return None if kind in (None, "rectifier") else kind if kind == "linear" else "leaky"
+    if kind in (None, "rectifier"):
+        return None
+    return "linear" if kind == "linear" else "leaky"
 
 
 def _mode(module: nn.Module, kind: str | None, bounds: tuple[float, float] | None) -> str:

@@ -98,13 +98,8 @@ class RunSummary:
         fitting = getattr(trainer.state.fn, "value", trainer.state.fn) == "fit"
         if not fitting or not trainer.is_global_zero or _monitors(trainer)[-1] is not self:
             return
-        summary = summary_text(findings_of(trainer)).replace(
-            "lightning-cnnviz: ",
-            f"lightning-cnnviz: the fit ended at step {trainer.global_step} with "
-            f"{type(exception).__name__}; before it, ",
-            1,
-        )
-        tell(summary)
+        ended = f"the fit ended at step {trainer.global_step} with {type(exception).__name__}; "
+        tell(summary_text(findings_of(trainer), ended=ended + "before it, "))
         announce_logs(trainer)
 
     @override

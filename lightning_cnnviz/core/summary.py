@@ -20,10 +20,13 @@ from lightning_cnnviz.core.findings import Check, Finding, problems
 __all__ = ["summary_text"]
 
 
-def summary_text(findings: Sequence[Finding], checks: Iterable[Check] | None = None) -> str:
+def summary_text(
+    findings: Sequence[Finding], checks: Iterable[Check] | None = None, ended: str = ""
+) -> str:
     """The end-of-fit console summary: problems, notes, then which checks ran and which did not.
 
     "No problems found" speaks only for the checks that ran; a run where none ran says so.
+    ``ended``: how a fit that did not finish ended, said first ("the fit ended at ...; ").
 
     Example::
 
@@ -46,14 +49,16 @@ def summary_text(findings: Sequence[Finding], checks: Iterable[Check] | None = N
     noted = f"{len(notes)} note{'s' if len(notes) > 1 else ''}:"
     where = "in this run" if checks is None else "by the checks that ran"
     if found:
-        lines = [f"lightning-cnnviz: {len(found)} problem(s) in this run:"]
+        lines = [f"lightning-cnnviz: {ended}{len(found)} problem(s) in this run:"]
         lines += [_line(f) for f in found]
         lines += [noted] if notes else []
     elif checks is not None and not any(c.ran for c in checks):
-        lines = ["lightning-cnnviz: no check ran in this run, so it cannot say whether training "
-                 "went well." + (f" {noted}" if notes else "")]  # fmt: skip
+        lines = [f"lightning-cnnviz: {ended}no check ran in this run, so it cannot say whether "
+                 "training went well." + (f" {noted}" if notes else "")]  # fmt: skip
     else:
-        lines = [f"lightning-cnnviz: no problems found {where}." + (f" {noted}" if notes else "")]
+        lines = [
+            f"lightning-cnnviz: {ended}no problems found {where}." + (f" {noted}" if notes else "")
+        ]
     lines += [_line(f) for f in notes]
     if checks:
         ran, not_ran = _grouped([c for c in checks if c.ran]), [c for c in checks if not c.ran]
