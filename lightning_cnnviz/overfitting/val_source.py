@@ -22,10 +22,10 @@ than the val set does, never 30 points higher.
 
 Where the val probe's logits are read from the validation loop (``loop_logits.py``), the
 logged figures and the probe come from one forward pass, and agree whatever the step does
-to the images. So once per fit the monitor also scores the probe with a pass of its own
-on the images as the dataset gives them (``loop_check``): the loop's accuracy below its
-own beyond the paired noise (McNemar, as ``bn_levels.part_threshold``), at the first
-evaluation and at each one after they parted, means
+to the images. So at the first evaluation, and at each one after they parted, the
+monitor also scores the probe with a pass of its own on the images as the dataset gives
+them (``loop_check``): the loop's accuracy below its own beyond the paired noise
+(McNemar, as ``bn_levels.part_threshold``) means
 ``validation_step`` changes the images or the weights it scores. Held out: val images
 normalised with ImageNet's mean and std inside ``validation_step`` (the model trained on
 MNIST's) scored 82.6% against 97% on training images without BatchNorm ("no problems
