@@ -14,11 +14,7 @@ from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.divergence_causes import half_first
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.frozen_norms import frozen_norms
-from lightning_cnnviz.activations.init_weights import (
-    identical_units,
-    negative_biases,
-    zero_weights,
-)
+from lightning_cnnviz.activations.init_weights import init_reads
 from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
@@ -263,16 +259,12 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         """The first log's reads: ``chance``, layers whose init stops learning, input scale."""
         if not self.diagnosis.wants_chance():
             return {}
-        layers = named_layers(model)
-        ordered = [(n, layers[n]) for n in self._rec.depth if n in layers]
         # the probes skip the run's batch-transfer hooks: where those scale the inputs, the
         # probe's raw pixels are not what training sees (setups hunt 24: uint8 -> float there)
         scale = None if batch_hooks(trainer) else raw_scale(self.probe(trainer).images)
-        norms = frozen_norms(list(layers.items())) if model.training else []
-        return {"chance": self._chance(trainer), "zero_layers": zero_weights(ordered),
-                "identical_layers": identical_units(ordered), "input_scale": scale,
-                "negative_layers": negative_biases(list(model.named_modules())),
-                "frozen_norms": norms}  # fmt: skip
+        norms = frozen_norms(list(named_layers(model).items())) if model.training else []
+        return {"chance": self._chance(trainer), "input_scale": scale, "frozen_norms": norms,
+                **init_reads(model, self._rec.depth)}  # fmt: skip
 
     def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
         """``(K, cross-entropy of the probe's logits)`` (``outputs.class_logits``), else None.

@@ -43,38 +43,16 @@ from lightning_cnnviz.activations.init_weights import SILENT, identical_text, ne
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.activations.output_activation import output_activation_text
-from lightning_cnnviz.core.settings import LR_CUT, momentum_text
+from lightning_cnnviz.core.settings import (
+    DECAY_REMEDIES,
+    DECAY_STALLS,
+    LR_CUT,
+    decay_text,
+    momentum_text,
+)
 from lightning_cnnviz.core.voice import listed, times
 
-__all__ = ["DECAY_STALLS", "CauseReview", "decay_text"]
-
-DECAY_STALLS = 0.01
-"""Decoupled weight decay taking this share of every weight a step: weights the gradient
-does not hold up halve within 70 steps (SGD 0.05 x ``weight_decay=0.3``: 1.5%)."""
-DECAY_REMEDIES = (
-    "lower the weight decay 10-100x (1e-4 to 5e-4 is usual with SGD, 1e-2 to 5e-2 with "
-    "AdamW; the share a step is the learning rate times it)"
-)
-
-
-def decay_text(per_step: float, weight_decay: float | None, lr: float | None) -> str:
-    """Why decoupled weight decay of ``per_step`` stops learning, in words.
-
-    Example::
-
-        >>> decay_text(0.015, 0.3, 0.05)[:64]
-        'Weight decay takes 1.5% of every weight each step (learning rate'
-    """
-    setting = (
-        f" (learning rate {lr:g} x `weight_decay={weight_decay:g}`)"
-        if weight_decay is not None and lr is not None
-        else ""
-    )
-    return (
-        f"Weight decay takes {per_step:.1%} of every weight each step{setting}: weights the "
-        f"gradient does not hold up halve every {math.log(2) / per_step:.0f} steps, and "
-        "the gradient reaching the first layers shrinks with them"
-    )
+__all__ = ["CauseReview"]
 
 
 class CauseReview:

@@ -1,7 +1,7 @@
 """Weights whose initialisation stops learning: zero layers, identical units, negative biases.
 
 Nothing here knows about Lightning. Read once, at the first log (after the first
-updates), on the layers the monitor orders by depth:
+updates), on the layers the monitor orders by depth (``init_reads``: all three):
 
 * ``zero_weights``: a layer initialised to zero stays silent: its units compute the
   same nothing, its ReLUs are "dead" from the start and no gradient reaches the layers
@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.voice import listed
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "SILENT",
     "identical_text",
     "identical_units",
+    "init_reads",
     "negative_biases",
     "negative_text",
     "zero_weights",
@@ -139,6 +141,29 @@ def negative_biases(modules: Sequence[tuple[str, nn.Module]]) -> list[str]:
         .tolist()
     )
     return [name for (name, _, _), low in zip(named, flags, strict=True) if low]
+
+
+def init_reads(model: nn.Module, depth: Sequence[str]) -> dict[str, list[str]]:
+    """The three reads at once: ``zero_layers``, ``identical_layers``, ``negative_layers``.
+
+    ``depth``: the layer names (``selection.named_layers``) the monitor ordered by depth;
+    the first two reads keep that order, the third reads every module.
+
+    Example::
+
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> _ = nn.init.zeros_(net[2].weight)
+        >>> init_reads(net, ["0", "2"])["zero_layers"]
+        ['2']
+    """
+    layers = named_layers(model)
+    ordered = [(n, layers[n]) for n in depth if n in layers]
+    return {
+        "zero_layers": zero_weights(ordered),
+        "identical_layers": identical_units(ordered),
+        "negative_layers": negative_biases(list(model.named_modules())),
+    }
 
 
 def negative_text(layers: Sequence[str], step: int, epoch: int) -> str:
