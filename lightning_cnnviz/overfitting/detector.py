@@ -244,8 +244,9 @@ class Detector:
             # (an accuracy of 0 is one: 1000 classes read 0.0 at first, setups hunt 18)
             "memorisation": any(
                 e.val_accuracy is not None and e.train_accuracy is not None for e in h
-            ),
-            "train/val gap": any(gap.gapped(e) is not None for e in h),
+            )
+            and not tiny_val(h),
+            "train/val gap": any(gap.gapped(e) is not None for e in h) and not tiny_val(h),
             "not learning": any(levels.stuck(e) is not None for e in h),
             "BatchNorm train/eval": any(bn_levels.parted(e) is not None for e in h),
             "class imbalance": any(e.ignored is not None for e in h),

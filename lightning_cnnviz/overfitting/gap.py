@@ -26,7 +26,7 @@ from lightning_cnnviz.overfitting.levels import (
     stuck,
     train_learns,
 )
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
 
 __all__ = ["GAP", "GAP_SLACK", "gapped", "generalisation_gap"]
 
@@ -75,7 +75,7 @@ def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verd
         0.505
     """
     evs, streak = _trailing(history, gapped)
-    if streak < patience:
+    if streak < patience or tiny_val(history):
         return None
     now = evs[-1]
     figures = {

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.curves import LOCAL, Z_AGREE, episode, noise, prompt
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["Z_BATCH", "Z_COUNT", "memorisation"]
@@ -118,6 +118,8 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     climbing is the sign, its passing val accuracy comes later.
     """
     evs = [e for e in history if finite(e.val_accuracy)]
+    if tiny_val(evs):
+        return None
     accs = [-e.val_accuracy for e in evs]  # type: ignore[operator]
     floor = max(0.02, _drop_error(evs))
     # a floor alone confirms on three values: the train accuracy must climb too (below),

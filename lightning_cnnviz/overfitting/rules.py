@@ -68,8 +68,10 @@ class Verdict:
 
 
 MIN_VAL_IMAGES = 4
-"""A val set under this many images carries no val-loss curve: 3 val images at 0% accuracy
-read 18% above their best and were told "stop at epoch 0" (setups hunt 25)."""
+"""A val set under this many images carries no val curve (loss or accuracy; one image moves
+the accuracy a third): 3 val images at 0% accuracy read 18% above their best and were
+told "stop at epoch 0" (setups hunt 25); the overfitting, memorisation and train/val gap
+checks do not run on it."""
 
 
 def tiny_val(history: Sequence[Evaluation]) -> bool:

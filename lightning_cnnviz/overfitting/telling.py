@@ -33,6 +33,9 @@ from lightning_cnnviz.overfitting.text import diagnosis_text, finding_of
 
 __all__ = ["Telling"]
 
+# the checks that read a val curve, which a val set under MIN_VAL_IMAGES cannot carry
+_VAL_CURVES = ("overfitting", "memorisation", "train/val gap")
+
 
 class Telling:
     """Tells the detector's changes as findings (a part of ``OverfittingMonitor``).
@@ -82,7 +85,7 @@ class Telling:
                 why = self._bn_why
             elif name == "weight decay" and not any(e.weight_decay for e in h):
                 why = "the optimiser uses no weight decay"
-            elif name == "overfitting" and (h[-1].val_images or 1e9) < MIN_VAL_IMAGES:
+            elif name in _VAL_CURVES and (h[-1].val_images or 1e9) < MIN_VAL_IMAGES:
                 why = f"the val set holds {int(h[-1].val_images)} images, under {MIN_VAL_IMAGES}"
             elif name == "overfitting" and any(e.val_loss is not None for e in h):
                 key = self.keys["val_loss"]

@@ -569,3 +569,16 @@ def test_rules_overfitting_needs_a_val_set_that_carries_a_curve():
     small = [replace(e, val_images=float(rules.MIN_VAL_IMAGES - 1)) for e in evs]
     assert rules.overfitting(small) is None and rules.tiny_val(small)
     assert rules.overfitting([replace(e, val_images=100.0) for e in evs]) is not None
+
+
+def test_rules_val_accuracy_rules_need_a_val_set_that_carries_a_curve():
+    # 3 val images: one image moves the accuracy 33 points, no curve and no gap to read
+    train_acc = [0.5 + 0.05 * e for e in range(10)]
+    gap_run = run(train_acc=[1.0] * 4, val_acc=[0.33] * 4)
+    assert gap.generalisation_gap(gap_run) is not None
+    small = [replace(e, val_images=3.0) for e in gap_run]
+    assert gap.generalisation_gap(small) is None
+    falling = run(val_acc=[0.6, 0.7, 0.8, 0.9, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4], train_acc=train_acc)
+    assert first(memorisation.memorisation, falling) is not None
+    tiny = [replace(e, val_images=3.0) for e in falling]
+    assert first(memorisation.memorisation, tiny) is None
