@@ -3,7 +3,7 @@
 Nothing here iterates a ``DataLoader`` (that draws a seed from the global generator and
 would change training): ``find_dataset`` reaches the dataset behind the run's train or
 val loader, seen as the model gets it (through a ``collate_fn``, row by row for a loader
-that does not batch, restricted to a ``SubsetRandomSampler``'s indices, and as the
+that does not batch, restricted to the indices its sampler holds, ``sampled_indices``, and as the
 convolutions see its images: ``stored_form``).
 
 Example::
@@ -18,9 +18,21 @@ Example::
 from __future__ import annotations
 
 import weakref
+from numbers import Integral
 from typing import Any
 
-from torch.utils.data import DataLoader, IterableDataset, Subset, SubsetRandomSampler
+import torch
+from torch import Tensor
+from torch.utils.data import (
+    DataLoader,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    Subset,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
 
 from lightning_cnnviz.core.attribute_state import attributes_kept
 from lightning_cnnviz.core.collated import collated_view, unbatched_view
@@ -29,7 +41,14 @@ from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.random_state import rng_untouched
 from lightning_cnnviz.core.stored_form import seen_view
 
-__all__ = ["NoDataset", "find_dataset", "has_val_data", "train_batch_size", "val_images"]
+__all__ = [
+    "NoDataset",
+    "find_dataset",
+    "has_val_data",
+    "sampled_indices",
+    "train_batch_size",
+    "val_images",
+]
 
 
 class NoDataset(NotApplicable):
@@ -46,17 +65,65 @@ _subsets: weakref.WeakKeyDictionary[Any, Subset] = weakref.WeakKeyDictionary()
 _defined: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
 
 
-def _sampled(data: Any, sampler: Any) -> Any:
-    """The items of ``data`` a ``SubsetRandomSampler`` reads (one view per sampler), else ``data``.
+def sampled_indices(sampler: Any, size: int) -> list[int] | None:
+    """The item indices a sampler restricted to part of a dataset of ``size`` reads, else None.
 
-    Two loaders over one dataset with a sampler each (a train/val split by indices): each
-    probe is drawn from its own loader's items, not from the whole set.
+    A ``SubsetRandomSampler``, a sampler of one's own that holds its ``indices`` (the
+    usual ``SubsetSequentialSampler``), or a plain sequence of indices passed as
+    ``sampler=`` (a list, a range, a 1-D integer tensor: ``DataLoader`` takes any
+    iterable). ``None`` for samplers over the whole set (``SequentialSampler``,
+    ``RandomSampler``, ``WeightedRandomSampler``) or whose indices are not item positions.
+
+    Example::
+
+        >>> from torch.utils.data import SequentialSampler, SubsetRandomSampler
+        >>> sampled_indices([4, 5, 6], 10), sampled_indices(SubsetRandomSampler([1, 2]), 10)
+        ([4, 5, 6], [1, 2])
+        >>> sampled_indices(SequentialSampler(range(10)), 10) is None
+        True
     """
-    if not isinstance(sampler, SubsetRandomSampler):
+    if isinstance(sampler, SubsetRandomSampler):
+        held = sampler.indices
+    elif isinstance(sampler, list | tuple | range) or (
+        isinstance(sampler, Tensor) and sampler.dim() == 1
+    ):
+        held = sampler
+    elif isinstance(sampler, Sampler) and not isinstance(
+        sampler, SequentialSampler | RandomSampler | WeightedRandomSampler
+    ):
+        held = getattr(sampler, "indices", None)
+    else:
+        return None
+    if isinstance(held, Tensor):
+        if held.dim() != 1 or held.dtype.is_floating_point or held.dtype == torch.bool:
+            return None
+        held = held.tolist()
+    if not isinstance(held, list | tuple | range):
+        return None
+    indices = [int(i) for i in held if isinstance(i, Integral) and not isinstance(i, bool)]
+    if len(indices) != len(held) or not all(0 <= i < size for i in indices):
+        return None
+    return indices
+
+
+def _sampled(data: Any, loader: DataLoader) -> Any:
+    """The items of ``data`` the loader's sampler reads (one view per loader), else ``data``.
+
+    Two loaders over one dataset with a sampler each (a train/val split by indices,
+    ``sampled_indices``): each probe is drawn from its own loader's items, not from the
+    whole set (setups hunt 26: a val loader given a plain list of indices was read as the
+    training set itself, a `val_is_train` problem).
+    """
+    try:
+        size = len(data)
+    except TypeError:
         return data
-    found = _subsets.get(sampler)
-    if found is None or found.dataset is not data:
-        found = _subsets[sampler] = Subset(data, [int(i) for i in sampler.indices])
+    indices = sampled_indices(loader.sampler, size)
+    if indices is None:
+        return data
+    found = _subsets.get(loader)
+    if found is None or found.dataset is not data or found.indices != indices:
+        found = _subsets[loader] = Subset(data, indices)
     return found
 
 
@@ -64,7 +131,7 @@ def _dataset_of(loaders: Any) -> Any:
     if isinstance(loaders, DataLoader):
         data = loaders.dataset
         data = iterable_head(data) if isinstance(data, IterableDataset) else data
-        data = _sampled(data, loaders.sampler)
+        data = _sampled(data, loaders)
         if loaders.batch_size is None and loaders.batch_sampler is None:
             return unbatched_view(data)  # a loader that does not batch: items are batches
         return collated_view(data, loaders.collate_fn)  # PIL items a `collate_fn` converts

@@ -1,5 +1,6 @@
 """Validation data that is the training data: the pure check and short real runs."""
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, random_split
@@ -87,6 +88,39 @@ def test_val_leak_quiet_on_one_set_split_by_samplers_and_probes_follow_them(tmp_
     images = data.tensors[0][val_at]
     assert all(any(torch.equal(x, v) for v in images) for x in drawn.images)
     assert len(drawn) == 40  # all of the val split (num_samples=64)
+
+
+@pytest.mark.parametrize("held", ["list", "tensor", "own_sampler"])
+def test_val_leak_quiet_on_a_val_split_given_as_plain_indices(tmp_path, held):
+    # setups hunt 26: `sampler=idx[512:]` (a list: DataLoader takes any iterable of
+    # indices, the usual way to keep a val split in order) was read as the whole set, and
+    # told as "the val loader reads the training set itself"
+    from torch.utils.data import Sampler, SubsetRandomSampler
+
+    class SubsetSequentialSampler(Sampler):
+        def __init__(self, indices):
+            self.indices = indices
+
+        def __iter__(self):
+            return iter(self.indices)
+
+        def __len__(self):
+            return len(self.indices)
+
+    data = one_hot_set([40] * 4)
+    order = torch.randperm(160, generator=torch.Generator().manual_seed(0))
+    train_at, val_at = order[:120].tolist(), order[120:].tolist()
+    sampler = {"list": val_at, "tensor": order[120:],
+               "own_sampler": SubsetSequentialSampler(val_at)}[held]  # fmt: skip
+    net = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    train = DataLoader(data, batch_size=16, sampler=SubsetRandomSampler(train_at))
+    val = DataLoader(data, batch_size=32, sampler=sampler)
+    trainer, _ = fit_monitor(tmp_path, net, train, val, epochs=1)
+    assert not [f for f in findings_of(trainer) if f.kind == "val_is_train"]
+    assert checks_of(trainer)[("OverfittingMonitor", "val data apart from training")].ran
+    drawn = trainer.callbacks[0].probe(trainer, "val")
+    images = data.tensors[0][val_at]
+    assert len(drawn) == 40 and all(any(torch.equal(x, v) for v in images) for x in drawn.images)
 
 
 def test_val_leak_part_of_the_val_set_from_the_training_set_is_told_at_the_first_evaluation(
