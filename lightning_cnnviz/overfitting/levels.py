@@ -31,9 +31,12 @@ __all__ = [
     "BELOW_CHANCE_LOSS",
     "LEARNT",
     "LEARNT_KEPT",
+    "OUTSIDE",
+    "TRAINS",
     "below_chance",
     "chance_band",
     "not_learning",
+    "scores_elsewhere",
     "stuck",
     "train_learns",
 ]
@@ -55,6 +58,42 @@ BELOW_CHANCE_LOSS = 0.95
 """A val probe loss under this share of ``ln K`` has learnt something, whatever its accuracy."""
 
 
+OUTSIDE = 0.5
+"""The share of val probe images whose largest output lies past every label's index beyond
+which the outputs do not score the labels' classes (``scores_elsewhere``)."""
+TRAINS = 0.8
+"""... while the loss training returns is below this share of their cross-entropy."""
+
+
+def scores_elsewhere(e: Evaluation) -> bool:
+    """Whether the outputs score something other than the labels' classes.
+
+    Outputs at least twice as wide as the labels' classes whose largest entry lies past
+    every label on ``OUTSIDE`` of the val probe (``probe_outside_val``), while the loss
+    ``training_step`` returns sits below ``TRAINS`` of the outputs' cross-entropy over
+    the labels on the val probe: the run trains another loss on them. A classifier
+    trained by that cross-entropy moves its largest outputs onto the labels' indices
+    (even one with a head too wide: `num_classes` left at 1000 for 10 labels), and one
+    that learns nothing returns about its probe's cross-entropy, so both are still
+    judged. An embedding trained by a metric loss (setups hunt 26: 64 dimensions against
+    labels 0-9, SupCon 1.93 against a probe cross-entropy of 4.6) read as a 64-class
+    model at chance, told "not learning".
+
+    Example::
+
+        >>> scores_elsewhere(Evaluation(10, 0, probe_outside_val=0.84, returned_loss=1.93,
+        ...                             probe_loss_val=4.6))
+        True
+        >>> scores_elsewhere(Evaluation(10, 0, probe_outside_val=0.99, returned_loss=6.9,
+        ...                             probe_loss_val=6.91))  # 1000 outputs, not learning
+        False
+    """
+    share, trained, own = e.probe_outside_val, e.returned_loss, e.probe_loss_val
+    if share is None or share < OUTSIDE or trained is None or own is None:
+        return False
+    return finite(trained) and finite(own) and trained < TRAINS * own
+
+
 def _too_small(k: int, band: float) -> bool:
     """A probe too small to tell chance from learning: its band past halfway to 100%."""
     return band > 1 / k + 0.5 * (1 - 1 / k)
@@ -71,7 +110,7 @@ def stuck(e: Evaluation) -> bool | None:
     validations (accuracy 9.7%, 12.6%) while the probe loss went 2.59 -> 2.15 (ln 10 =
     2.30), and learnt every class by the fourth.
     """
-    if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
+    if e.classes is None or e.classes < 2 or e.probe_acc_val is None or scores_elsewhere(e):
         return None
     if not finite(e.probe_loss_val):
         return True  # non-finite outputs: nothing is learnt any more
@@ -193,6 +232,8 @@ def climbing(e: Evaluation) -> bool | None:
 
 def _not_moving(e: Evaluation) -> bool | None:
     """``stuck``, ``barely`` or ``climbing`` (``None`` where none can tell: no streak starts)."""
+    if scores_elsewhere(e):
+        return None
     found = [stuck(e), barely(e), climbing(e)]
     return True if any(found) else (None if all(f is None for f in found[1:]) else False)
 

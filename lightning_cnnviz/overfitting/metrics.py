@@ -35,6 +35,7 @@ __all__ = [
     "discordant_shares",
     "expected_calibration_error",
     "figures",
+    "outside_share",
     "per_class_accuracy",
     "pick_metric",
 ]
@@ -218,8 +219,8 @@ def figures(
         >>> sorted(host)[:5]
         ['classes', 'conf_val', 'ece_val', 'probe_acc_val', 'probe_ce_probs_val']
         >>> sorted(host)[5:]  # doctest: +NORMALIZE_WHITESPACE
-        ['probe_loss_se_val', 'probe_loss_val', 'probe_nll_raw_val', 'probe_simplex_val',
-         'val_loss']
+        ['probe_loss_se_val', 'probe_loss_val', 'probe_nll_raw_val', 'probe_outside_val',
+         'probe_simplex_val', 'val_loss']
         >>> per_class, confusion
         ([0.5, nan], [[1.0, 1.0], [0.0, 0.0]])
     """
@@ -242,6 +243,7 @@ def figures(
         values.update(discordant_shares(val, logits["bn"], val_labels))  # type: ignore[arg-type]
     if val is not None and val_labels is not None:
         values["classes"] = torch.tensor(float(val.shape[1]), device=device)
+        values["probe_outside_val"] = outside_share(val, val_labels)
     # the trailing zero keeps the stack non-empty when nothing was logged
     parts = [
         torch.stack([*(v.to(device) for v in values.values()), torch.zeros((), device=device)])
@@ -257,6 +259,27 @@ def figures(
     k, n = val.shape[1], len(values) + 1
     matrix = flat[n + k :]
     return host, flat[n : n + k], [matrix[i * k : (i + 1) * k] for i in range(k)]
+
+
+def outside_share(logits: Tensor, labels: Tensor) -> Tensor:
+    """The share of rows whose largest output is at an index past every label (0-dim).
+
+    Counted only where the outputs are at least twice as wide as the labels' classes
+    (``max(labels) + 1``; else 0): a 64-wide embedding graded against labels 0-9 puts
+    its largest output past 9 on most images, a classifier that learns its labels on
+    none.
+
+    Example::
+
+        >>> round(outside_share(torch.eye(8)[[0, 5, 7]], torch.tensor([0, 1, 2])).item(), 3)
+        0.667
+        >>> outside_share(torch.eye(4)[[3, 3]], torch.tensor([0, 2])).item()  # 4 < 2 x 3
+        0.0
+    """
+    classes = int(labels.max()) + 1  # the probe's labels live on the host
+    if logits.shape[1] < 2 * classes:
+        return logits.new_zeros((), dtype=torch.float32)
+    return (logits.argmax(1) >= classes).float().mean()
 
 
 def confusion_counts(logits: Tensor, labels: Tensor) -> Tensor:

@@ -170,3 +170,30 @@ def test_monitor_rules_not_learning_far_under_chance_says_below_chance():
                           probe_size=64.0) for step in (50, 100)]  # fmt: skip
     text = headline(levels.not_learning(history))
     assert "val probe accuracy 0.0% is below chance (25.0%)" in text
+
+
+class Embedder(Net):
+    """A 32-d embedding trained by a proxy loss (cosine to one learnt proxy per class)."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        super().__init__(nn.Sequential(nn.Flatten(), nn.Linear(16, 32)), lr=0.05)
+        self.proxies = nn.Parameter(torch.randn(2, 32, generator=torch.Generator().manual_seed(3)))
+
+    def loss(self, out, y):
+        cosine = F.normalize(out, dim=1) @ F.normalize(self.proxies, dim=1).T
+        return F.cross_entropy(8 * cosine, y)
+
+
+def test_monitor_rules_embedding_outputs_are_not_judged_as_class_scores(tmp_path):
+    # setups hunt 26: a 64-d embedding trained by SupCon on labels 0-9 was read as a 64-class
+    # model at chance and told "not learning" while its loss fell 3.18 -> 1.93
+    trainer, _ = fit(tmp_path, Embedder(), [OverfittingMonitor(num_samples=64)], epochs=4)
+    assert not [f for f in findings_of(trainer) if f.kind == "not_learning"]
+    history = trainer.callbacks[0].detector.history
+    assert all(e.probe_outside_val >= 0.5 for e in history)  # read back: past labels 0-1
+    assert all(e.returned_loss < 0.8 * e.probe_loss_val for e in history)  # another loss
+    check = checks_of(trainer)[("OverfittingMonitor", "not learning")]
+    assert not check.ran and "the model's 32 outputs do not score its labels' classes" in check.why
+    (summary,) = texts(events(tmp_path / "tb"), "cnnviz/summary")
+    assert "OverfittingMonitor/not learning (the model's 32 outputs" in summary
