@@ -33,9 +33,39 @@ from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.selection import unwrap_model
 
-__all__ = ["UNSET", "ProbeReader"]
+__all__ = ["UNSET", "ProbeReader", "batch_misfit"]
 
 UNSET: Any = object()  # a key not known yet in this fit
+
+
+def batch_misfit(logits: Tensor, images: int, key: Any = None) -> str:
+    """Why ``logits`` of ``images`` inputs are not one row per image (``""``: they are).
+
+    A time-major output (``(T, N, C)``: ``nn.GRU(batch_first=False)`` feeding
+    ``F.ctc_loss``) puts the batch second; read as rows it gave the time steps as images
+    (setups hunt 26: Grad-CAM failed on "The size of tensor a (16) must match the size of
+    tensor b (8)", and the val probe read a (64, 11) map per image).
+
+    Example::
+
+        >>> import torch
+        >>> batch_misfit(torch.zeros(16, 1, 11), 1)[:60]
+        "the model's output has shape (16, 1, 11) for 1 image: its fi"
+        >>> batch_misfit(torch.zeros(1, 10), 1), batch_misfit(torch.zeros(10), 1)
+        ('', '')
+    """
+    if logits.dim() < 2 or logits.shape[0] == images:
+        return ""  # a squeezed output ((10,) for one image) is still read as before
+    shape, where = tuple(logits.shape), "" if key is None else f" [{key_name(key)}]"
+    second = logits.dim() > 1 and logits.shape[1] == images
+    return (
+        f"the model's output{where} has shape {shape} for {images} image"
+        f"{'' if images == 1 else 's'}: its first dimension is not the batch"
+        + (" (a time-major sequence, as `batch_first=False` RNNs and `ctc_loss` use?)"
+           if second else "")
+        + "; the monitors that read scores per image need the batch first: return "
+        "`out.transpose(0, 1)` from `forward`, or name a batch-first output with `output_key`"
+    )  # fmt: skip
 
 
 class ProbeReader(InputForm):
@@ -51,6 +81,7 @@ class ProbeReader(InputForm):
     output_key: Any
     label_key: Any
     dense_output: bool
+    batch_misfit: str
     _input_shape: tuple[int, ...] | None
     _probes: dict[str, Probe]
     _probe_indices: dict[str, list[int]]
@@ -104,7 +135,9 @@ class ProbeReader(InputForm):
                     "sigmoid(z); class 0's score is -z).",
                 )
             self._logits_key = key
-            self.dense_output = logits_from(output, key).dim() > 2
+            logits = logits_from(output, key)
+            self.dense_output = logits.dim() > 2
+            self.batch_misfit = batch_misfit(logits, len(x), key)
             self._input_shape = tuple(x.shape[1:])
         return self._logits_key
 
@@ -113,8 +146,11 @@ class ProbeReader(InputForm):
 
         Raises:
             NotApplicable: ``image_level`` and the logits are not (N, classes), e.g. a
-                segmentation net's (N, classes, H, W): the monitor steps aside, saying why.
+                segmentation net's (N, classes, H, W), or the outputs are not one row per
+                image (``batch_misfit``): the monitor steps aside, saying why.
         """
+        if self.batch_misfit:
+            raise NotApplicable(self.batch_misfit)
         key = None if self._logits_key is UNSET else self._logits_key
         logits = logits_from(output, key)
         if image_level and logits.dim() != 2:

@@ -158,3 +158,35 @@ def test_outputs_a_list_of_one_dict_per_image_is_no_logits_said_why():
         logits_from(per_image)
     assert logits_from(per_image, "0").shape == (1, 4)  # named: read as asked
     assert logits_from([torch.zeros(3, 2), {"aux": 1}]).shape == (3, 2)  # (logits, extras)
+
+
+class TimeMajor(TinyCNN):
+    """A CRNN-style head: the conv features as 4 time steps, scores (T, N, classes)."""
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))  # (N, 8, 4, 4)
+        steps = x.permute(3, 0, 1, 2).flatten(2)  # (T=4, N, 32): time-major
+        return self.fc(steps.repeat(1, 1, 4))  # (T, N, classes)
+
+    def _step(self, batch, stage):
+        x, y = batch
+        scores = self(x).mean(0)  # one score per class per image, from the time steps
+        loss = F.cross_entropy(scores, y)
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
+def test_outputs_a_time_major_output_is_said_and_the_val_curve_checks_go_on(tmp_path):
+    # setups hunt 26: a CRNN's (T, N, C) scores made Grad-CAM step aside on "The size of
+    # tensor a (16) must match the size of tensor b (8)", and the val probe read (64, 11)
+    # per image as per-position scores
+    monitors = [make_monitor("GradCAMMonitor"), make_monitor("OverfittingMonitor")]
+    trainer, _, messages = fit(tmp_path, monitors, model=TimeMajor())
+    why = "shape (4, 1, 4) for 1 image: its first dimension is not the batch (a time-major"
+    assert monitors[0].disabled and why in monitors[0].aside_reason
+    assert not [m for m in messages if "must match the size" in m or "per-position" in m]
+    checks = checks_of(trainer)
+    assert checks[("OverfittingMonitor", "overfitting")].ran
+    assert why in checks[("OverfittingMonitor", "loss fed probabilities")].why
+    assert sum("the checks that read the model's scores do not run" in m for m in messages) == 1
