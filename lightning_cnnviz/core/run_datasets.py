@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import (
     DataLoader,
+    DistributedSampler,
     IterableDataset,
     RandomSampler,
     Sampler,
@@ -73,6 +74,8 @@ def sampled_indices(sampler: Any, size: int) -> list[int] | None:
     ``sampler=`` (a list, a range, a 1-D integer tensor: ``DataLoader`` takes any
     iterable). ``None`` for samplers over the whole set (``SequentialSampler``,
     ``RandomSampler``, ``WeightedRandomSampler``) or whose indices are not item positions.
+    Under DDP, Lightning's ``DistributedSamplerWrapper`` is read through to the sampler
+    it shards (each rank's probe drawn from the whole split).
 
     Example::
 
@@ -82,6 +85,9 @@ def sampled_indices(sampler: Any, size: int) -> list[int] | None:
         >>> sampled_indices(SequentialSampler(range(10)), 10) is None
         True
     """
+    if isinstance(sampler, DistributedSampler):  # Lightning's wrapper of the run's sampler
+        inner = getattr(sampler.dataset, "_sampler", None)  # under DDP (setups hunt 26)
+        return None if inner is None else sampled_indices(inner, size)
     if isinstance(sampler, SubsetRandomSampler):
         held = sampler.indices
     elif isinstance(sampler, list | tuple | range) or (

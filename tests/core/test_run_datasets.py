@@ -130,3 +130,21 @@ def test_find_dataset_wrapped_val_loader_is_never_read_as_the_training_set(tmp_p
     assert has_val_data(trainer) and find_dataset(trainer, "train") is not None
     with pytest.raises(NoDataset, match="the val loader is a `Wrapped`"):
         find_dataset(trainer, "val")
+
+
+def test_run_datasets_sampled_indices_of_each_kind_of_sampler():
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+    from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
+
+    from lightning_cnnviz.core.run_datasets import sampled_indices
+
+    assert sampled_indices(SubsetRandomSampler([3, 1]), 5) == [3, 1]
+    assert sampled_indices([4, 2], 5) == [4, 2] and sampled_indices(range(2), 5) == [0, 1]
+    assert sampled_indices(torch.tensor([1, 0]), 5) == [1, 0]
+    assert sampled_indices([1, 7], 5) is None  # not positions in this dataset
+    assert sampled_indices(torch.tensor([0.5]), 5) is None
+    assert sampled_indices(RandomSampler(range(5)), 5) is None  # the whole set
+    assert sampled_indices(WeightedRandomSampler([1.0] * 5, 5), 5) is None
+    # DDP: Lightning wraps the run's sampler to shard it; read through to the whole split
+    wrapped = DistributedSamplerWrapper([4, 2, 0], num_replicas=2, rank=1, shuffle=False)
+    assert sampled_indices(wrapped, 5) == [4, 2, 0]
