@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from lightning_cnnviz.core.probe_pass import probe_mode
 
@@ -64,6 +65,8 @@ def first_tensor(output: Any, key: str | int | None = None) -> Tensor:
     """
     if isinstance(output, Tensor):
         return output
+    if isinstance(output, Distribution):
+        return _distribution_scores(output)
     if key is not None:
         if isinstance(key, str) and hasattr(output, key) and not isinstance(output, Mapping):
             return first_tensor(getattr(output, key))
@@ -78,6 +81,28 @@ def first_tensor(output: Any, key: str | int | None = None) -> Tensor:
             with contextlib.suppress(TypeError):
                 return first_tensor(value)
     raise TypeError(f"expected a tensor (or a tuple/dict holding one), got {type(output).__name__}")
+
+
+def _distribution_scores(output: Distribution) -> Tensor:
+    """The scores a ``torch.distributions`` output holds: its ``logits`` (log-probabilities).
+
+    A policy or probabilistic head returning ``Categorical(logits=...)`` (setups hunt 26:
+    two monitors stepped aside on "expected a tensor ..., got Categorical"). A distribution
+    without logits (``Normal``) holds no class scores: said.
+
+    Example::
+
+        >>> from torch.distributions import Categorical
+        >>> first_tensor(Categorical(logits=torch.tensor([[0.0, 2.0]]))).argmax(1).tolist()
+        [1]
+    """
+    logits = getattr(type(output), "logits", None)
+    if logits is not None:  # a lazy property where the distribution was made from probs
+        return output.logits
+    raise TypeError(
+        f"the model returns a {type(output).__name__} distribution, which holds no class "
+        "scores (`logits`): return the scores, or a distribution made of them (`Categorical`)"
+    )
 
 
 def site_name(name: str, call_index: int, shared: Collection[str] = ()) -> str:

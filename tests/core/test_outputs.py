@@ -190,3 +190,30 @@ def test_outputs_a_time_major_output_is_said_and_the_val_curve_checks_go_on(tmp_
     assert checks[("OverfittingMonitor", "overfitting")].ran
     assert why in checks[("OverfittingMonitor", "loss fed probabilities")].why
     assert sum("the checks that read the model's scores do not run" in m for m in messages) == 1
+
+
+class Policy(TinyCNN):
+    """A probabilistic head: ``forward`` returns ``Categorical(logits=...)``."""
+
+    def forward(self, x):
+        return torch.distributions.Categorical(logits=super().forward(x))
+
+    def _step(self, batch, stage):
+        x, y = batch
+        dist = self(x)
+        loss = -dist.log_prob(y).mean()
+        self.log(f"{stage}/loss", loss)
+        self.log(f"{stage}/acc", (dist.logits.argmax(1) == y).float().mean())
+        return loss
+
+
+def test_outputs_a_categorical_distribution_is_read_through_its_logits(tmp_path):
+    # setups hunt 26: GradCAM and OverfittingMonitor stepped aside on "expected a tensor
+    # (or a tuple/dict holding one), got Categorical"
+    monitors = [make_monitor(name) for name in ("GradCAMMonitor", "OverfittingMonitor")]
+    trainer, _, messages = fit(tmp_path, monitors, model=Policy())
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert checks_of(trainer)[("OverfittingMonitor", "loss fed probabilities")].ran
+    normal = torch.distributions.Normal(torch.zeros(2), torch.ones(2))
+    with pytest.raises(TypeError, match="a Normal distribution, which holds no class scores"):
+        first_tensor(normal)
