@@ -43,7 +43,15 @@ __all__ = ["CAM_METHODS", "NoMapError", "grad_cam", "layer_cams"]
 
 
 class NoMapError(ValueError):
-    """The layer's output is no map over the input's positions (a pooled vector, the logits)."""
+    """The layer's output is no map over the input's positions (a pooled vector, the logits).
+
+    ``other_layer``: whether another layer could give one (not where the inputs have fewer
+    dimensions than the layer's maps: no image to lay a map on).
+    """
+
+    def __init__(self, message: str, other_layer: bool = True) -> None:
+        super().__init__(message)
+        self.other_layer = other_layer
 
 
 CAM_METHODS: tuple[str, ...] = ("gradcam", "hirescam", "guided_gradcam")
@@ -213,6 +221,14 @@ def layer_cams(
     with probe_mode(model, grad=True), _unused_layer(output_key):
         inputs = x.detach().clone().requires_grad_(True)
         (grads,), (acts,) = compute_layer_gradients_and_eval(score, layer, (inputs,), 0)
+        if acts.dim() > x.dim():  # setups hunt 26: a waveform's spectrogram, made in forward
+            raise NoMapError(
+                f"Grad-CAM lays its map on the input, and the inputs {tuple(x.shape)} have "
+                f"fewer dimensions than the layer's maps {tuple(acts.shape)} (`forward` turns "
+                "them into maps, e.g. a spectrogram of a signal): there is no image to lay "
+                "it on",
+                other_layer=False,
+            )
         if acts.dim() != x.dim():
             raise NoMapError(
                 f"Grad-CAM needs a layer whose output is {x.dim()}-D like the input "

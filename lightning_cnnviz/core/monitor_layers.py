@@ -114,6 +114,8 @@ class LayerWatcher:
     needs_call_sites: ClassVar[bool] = True
     # What a monitor still does where `layers="auto"` finds nothing ("": it steps aside).
     without_layers: ClassVar[str] = ""
+    # its maps are laid on the input images: none where `forward` makes the maps' images
+    maps_on_input: ClassVar[bool] = False
 
     section: str
     layers: LayerSpec
@@ -202,8 +204,11 @@ class LayerWatcher:
         self.selected = {}
         self.warn_once("no_layers", f"{reason}: {self.without_layers}")
 
-    def _input_words(self, model: nn.Module) -> str:
+    def _input_words(self, model: nn.Module) -> tuple[str, bool]:
         """What about the probe's inputs explains finding nothing, in words ("" if nothing).
+
+        And whether the inputs have fewer dimensions than the convolutions' maps (no map can
+        be laid on them).
 
         Integer ids (a text CNN's tokens); or inputs of another dimension than the
         convolutions take: clips (N, T, C, H, W) through 2-D convolutions (frames folded into
@@ -212,22 +217,23 @@ class LayerWatcher:
         """
         images = getattr(next(iter(self._probes.values()), None), "images", None)
         if images is None:
-            return ""
+            return "", False
         if words := id_inputs(images):
-            return f"; {words}"
+            return f"; {words}", False
         dims = {len(m.kernel_size) for m in model.modules() if isinstance(m, CONV_TYPES)}
         if len(dims) != 1 or images.dim() == (conv := dims.pop()) + 2:
-            return ""
+            return "", False
         shape = f"{images.dim()}-D ({tuple(images.shape[1:])} per sample)"
         if images.dim() == conv + 3:
             return (
                 f"; its inputs are {shape} and its convolutions {conv}-D: frames folded into "
                 "the batch give maps of frames, none of the input's shape"
-            )
+            ), False
         return (
-            f"; its inputs are {shape} and its convolutions {conv}-D: `forward` reshapes the "
-            "inputs (flat vectors, no channel dimension), so no map has the input's shape"
-        )
+            f"; its inputs are {shape} and its convolutions {conv}-D: `forward` turns the "
+            "inputs into maps of another shape (a flat vector reshaped, a signal made a "
+            "spectrogram), so no map has the input's shape"
+        ), images.dim() < conv + 2
 
     def _resolve_layers(self, pl_module: LightningModule) -> None:
         """Set ``selected`` from ``layers`` (at each fit's setup, for a monitor that watches)."""
@@ -264,11 +270,12 @@ class LayerWatcher:
                 if scripted
                 else ""
             )
-            inputs = self._input_words(unwrap_model(pl_module))
+            inputs, made = self._input_words(unwrap_model(pl_module))
+            advice = "" if made and self.maps_on_input else (
+                "; name layers with `layers=` to watch others")  # fmt: skip
             self.step_aside(
                 f"`layers='auto'` found no layer it can watch in this model "
-                f"({self.auto_description}{held}{inputs}); name layers with `layers=` to "
-                "watch others"
+                f"({self.auto_description}{held}{inputs}){advice}"
             )
         except LayerNotFoundError:
             raise

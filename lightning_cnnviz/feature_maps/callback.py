@@ -118,7 +118,11 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         watched = {n: available[n] for n in candidates(model, available)}
         calls, _ = trace_calls(model, watched, x)
         shapes = {call.name: call.shape for call in calls}
-        return auto_layers(model, available, self.max_layers, shapes, x.dim())
+        # inputs without a channel dimension (flat vectors, a waveform made a spectrogram
+        # in `forward`): image maps are drawn on grey
+        return auto_layers(
+            model, available, self.max_layers, shapes, x.dim() if x.dim() >= 3 else 4
+        )
 
     @override
     def find_call_sites(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -189,23 +193,30 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
             )
         with self.phase("render"):  # host copies; the grids are drawn on the sink's thread
             strip = max(1, x.shape[-1] // 4)  # a signal's strip: a quarter as high as long
-            pictures = as_pictures(x[:shown], strip=strip)[0]
-            inputs = fm.input_image(pictures, norm_stats(trainer)).cpu()
+            inputs = None  # inputs without a channel dimension (a waveform `forward` makes a
+            if x.dim() >= 3:  # spectrogram of): the maps are drawn on grey (setups hunt 26)
+                pictures = as_pictures(x[:shown], strip=strip)[0]
+                inputs = fm.input_image(pictures, norm_stats(trainer)).cpu()
             needed = {s for site in plans for s in self._stages.get(site, [site])}
             outs = {s: a.cpu() for s, a in outs.items() if s in needed}
             plans = {site: (outs[site], chosen.cpu()) for site, (_, chosen) in plans.items()}
             self.in_background(lambda: self._render(inputs, plans, outs, host, step))
 
     def _render(
-        self, inputs: Tensor, plans: dict[str, tuple[Tensor, Tensor]], outs: dict[str, Tensor],
-        host: list[int], step: int,
+        self, inputs: Tensor | None, plans: dict[str, tuple[Tensor, Tensor]],
+        outs: dict[str, Tensor], host: list[int], step: int,
     ) -> None:  # fmt: skip
         shown = self.max_samples_shown
         # the widest grid (input, mean, chosen channels) fits a card with legible labels
         columns = max((chosen.numel() for _, chosen in plans.values()), default=0) + 2
         cap = legible_width() // columns - 2
-        size = fm.tile_shape(*inputs.shape[-2:], self.tile_size, max_width=cap)
-        inputs01 = fm.resize(inputs, size)
+        act = next(iter(plans.values()))[0]
+        hw = (inputs if inputs is not None else act).shape[-2:]
+        size = fm.tile_shape(*hw, self.tile_size, max_width=cap)
+        if inputs is None:  # no picture of the input: its tile grey, the mean heat alone
+            inputs01 = torch.full((min(shown, len(act)), 1, *size), 0.5)
+        else:
+            inputs01 = fm.resize(inputs, size)
         for site, (act, chosen) in plans.items():
             labels = [str(c) for c in host[: chosen.numel()]]
             host = host[chosen.numel() :]

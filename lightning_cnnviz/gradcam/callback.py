@@ -84,6 +84,7 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
     )
 
     needs_call_sites = False
+    maps_on_input = True
 
     def __init__(
         self,
@@ -192,7 +193,8 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         except C.NoMapError as err:
             del self.selected[name]
             if not self.selected:
-                raise NotApplicable(f"{err}: name conv layers with `layers=`") from err
+                advice = ": name conv layers with `layers=`" if err.other_layer else ""
+                raise NotApplicable(f"{err}{advice}") from err
             self.warn_once(f"no_map_{name}", f"leaves out `{name}`: {err}.")
             return None
 

@@ -1,6 +1,5 @@
 """Inputs other than float images: token ids, integer scans, clips, flat vectors."""
 
-import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -111,20 +110,28 @@ def flat(data):
     return DataLoader(TensorDataset(x.flatten(1), y), batch_size=8)
 
 
-@pytest.mark.parametrize(
-    ("model", "reshape", "said"),
-    [
-        (FoldedClips, clips, "its inputs are 5-D ((3, 1, 16, 16) per sample) and its "
-         "convolutions 2-D: frames folded into the batch"),
-        (FlatInputs, flat, "its inputs are 2-D ((256,) per sample) and its convolutions 2-D: "
-         "`forward` reshapes the inputs"),
-    ],
-)  # fmt: skip
-def test_model_io_inputs_of_another_dimension_say_why_no_map(tmp_path, model, reshape, said):
+def test_model_io_inputs_of_another_dimension_say_why_no_map(tmp_path):
     # setups hunts 18-20: FeatureMap and GradCAM stepped aside with "found no layer it can
     # watch" and nothing on why (the maps are not the inputs' shape)
     monitors = [make_monitor(name) for name in ("FeatureMapMonitor", "GradCAMMonitor")]
-    data = (reshape(digits(32, seed=1)), reshape(digits(16, seed=2)))
-    fit(tmp_path, monitors, model=model(), data=data)
+    data = (clips(digits(32, seed=1)), clips(digits(16, seed=2)))
+    fit(tmp_path, monitors, model=FoldedClips(), data=data)
+    said = "its inputs are 5-D ((3, 1, 16, 16) per sample) and its convolutions 2-D: frames"
     for monitor in monitors:
         assert monitor.disabled and said in monitor.aside_reason, type(monitor).__name__
+
+
+def test_model_io_inputs_flat_get_maps_on_grey_and_no_grad_cam(tmp_path):
+    # setups hunt 26: inputs without a channel dimension that `forward` makes maps of (a
+    # waveform's spectrogram, a flat vector reshaped): FeatureMap stepped aside on "flat
+    # vectors", and Grad-CAM, whose maps need an image to lie on, was told to name layers
+    monitors = [make_monitor(name) for name in ("FeatureMapMonitor", "GradCAMMonitor")]
+    data = (flat(digits(32, seed=1)), flat(digits(16, seed=2)))
+    _, _, messages = fit(tmp_path, monitors, model=FlatInputs(), data=data)
+    assert_every_monitor_wrote(tmp_path, monitors[:1], messages)
+    grids = written_tags(tmp_path)["images"]
+    assert {"feature_maps/conv1", "feature_maps/conv2"} <= set(grids)
+    gradcam = monitors[1]
+    said = "its inputs are 2-D ((256,) per sample) and its convolutions 2-D: `forward` turns"
+    assert gradcam.disabled and said in gradcam.aside_reason
+    assert "name layers" not in gradcam.aside_reason  # no layer can give it an image
