@@ -13,7 +13,7 @@ It reads the monitor's ``disabled``, ``aside_reason``, ``events``, ``tag_prefix`
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
@@ -45,6 +45,8 @@ class RunSummary:
     budget: Budget
     _sink: Any
     _warned: set[str]
+    # warnings that already said why the monitor stays silent (no second one at fit end)
+    silence_said: ClassVar[tuple[str, ...]] = ("past_the_run",)
 
     def warn_once(self, key: str, message: str) -> None:
         """Warn once per key (the monitor's: ``voice.Voice``)."""
@@ -77,7 +79,7 @@ class RunSummary:
         why = self.aside_reason if self.disabled else ""
         if not why and self.events == 0 and trainer.is_global_zero:
             why = self.never_logged_reason(trainer)
-            if "past_the_run" not in self._warned:  # said at the start where the length told
+            if not self._warned.intersection(self.silence_said):  # not said before
                 self.warn_once("never_logged", why)  # e.g. an epoch schedule, endless data
         record_check(trainer, type(self).__name__, "", ran=not why, why=why)
         if _monitors(trainer)[-1] is not self:

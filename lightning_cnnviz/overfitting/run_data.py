@@ -11,7 +11,7 @@ validates nothing leaves the monitor nothing to read: said once (``no_val.py``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from lightning.pytorch import Trainer
@@ -53,6 +53,8 @@ class RunData:
     section: str
     disabled: bool
     events: int
+    # no validation ran, said (``_say_unvalidated``): no second warning at fit end
+    silence_said: ClassVar[tuple[str, ...]] = ("past_the_run", "no_val")
     _validated: bool
     _shares: Tensor | bool | None  # the training labels' class shares (False: not read yet)
     _shift: dict[str, float] | bool | None  # ``_input_shift`` (False: not compared yet)

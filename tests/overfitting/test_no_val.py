@@ -37,6 +37,8 @@ def test_no_val_said_once_and_listed(tmp_path, case):
     trainer, _, messages = fit(tmp_path, [monitor], data=(train, val if with_val else None), **args)
     (said,) = _said(messages)
     assert said.startswith(f"OverfittingMonitor: {why}: it reads each validation's end")
+    # said once: not again at fit end as "never logged" (setups hunt 26)
+    assert [m for m in messages if m.startswith("OverfittingMonitor") and why in m] == [said]
     assert checks_of(trainer)[("OverfittingMonitor", "overfitting")].why == why
     tags = written_tags(tmp_path)
     assert not [t for kind in tags.values() for t in kind if t.startswith("overfitting/")]
