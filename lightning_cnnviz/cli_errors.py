@@ -18,43 +18,63 @@ from lightning.pytorch import Callback
 __all__ = ["config_error", "listed", "short", "tag_twins"]
 
 
-def _root_cause(err: BaseException) -> BaseException:
-    while (inner := err.__cause__ or err.__context__) is not None:
-        err = inner
-    return err
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and the exceptions it was raised from or while handling, outermost first."""
+    found = [err]
+    while (inner := err.__cause__ or err.__context__) is not None and inner not in found:
+        found.append(err := inner)
+    return found
+
+
+def _root_cause(err: BaseException, apart_from: BaseException | None = None) -> BaseException:
+    """The innermost exception of ``err``'s chain, not counting ``apart_from``'s chain.
+
+    Rebuilding a class inside the handler of jsonargparse's error chains that error to
+    whatever the class raises (``__context__``): it is not the class's cause.
+    """
+    outer = _chain(apart_from) if apart_from is not None else []
+    return [e for e in _chain(err) if e not in outer][-1]
 
 
 def config_error(err: BaseException, trainer_config: Any) -> str:
-    """``trainer.callbacks[i] (Name): message`` for a monitor's bad value, else the message."""
+    """``trainer.callbacks[i] (Name): message`` for a bad callback or logger, else the message.
+
+    Each listed callback and logger is built again alone to find the one whose constructor
+    failed: in a list jsonargparse reports only "Not a valid subclass of Logger" (setups
+    hunt 26: `WandbLogger(offline=True, log_model=True)` among two loggers).
+    """
     cause = _root_cause(err)
     message = str(cause).strip() or type(cause).__name__
-    for i, spec in enumerate(listed(_get(trainer_config, "callbacks"))):
-        class_path, init_args = _get(spec, "class_path"), _get(spec, "init_args")
-        if not class_path:
-            continue
-        try:
+    for key in ("callbacks", "logger"):
+        for i, spec in enumerate(listed(_get(trainer_config, key))):
+            class_path, init_args = _get(spec, "class_path"), _get(spec, "init_args")
+            if not isinstance(class_path, str) or "." not in class_path:
+                continue
             module, name = class_path.rsplit(".", 1)
-            cls = getattr(__import__(module, fromlist=[name]), name)
-            kwargs = init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args or {})
-            cls(**kwargs)
-        except Exception as bad:
-            return f"trainer.callbacks[{i}] ({name}): {str(_root_cause(bad)).strip()}"
+            try:
+                cls = getattr(__import__(module, fromlist=[name]), name)
+                kwargs = (
+                    init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args or {})
+                )
+                cls(**kwargs)
+            except Exception as bad:
+                return f"trainer.{key}[{i}] ({name}): {str(_root_cause(bad, err)).strip()}"
     return message
 
 
 def listed(callbacks: Any) -> list[Any]:
-    """``trainer.callbacks`` as a list: one callback (or mapping) alone, as Lightning takes it.
+    """``trainer.callbacks`` (or ``logger``) as a list: one alone, as Lightning takes it.
 
     Example::
 
         >>> listed(None), listed({"class_path": "x.Y"}), listed([1, 2])
         ([], [{'class_path': 'x.Y'}], [1, 2])
     """
-    if callbacks is None:
+    if callbacks is None or isinstance(callbacks, bool):  # `logger: true` / `false`
         return []
     if isinstance(callbacks, Callback) or _get(callbacks, "class_path") is not None:
         return [callbacks]
-    return list(callbacks)
+    return list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
 
 
 def tag_twins(listed: list[Any], added: list[Callback], preset: str | None) -> str:

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lightning.pytorch.loggers import CSVLogger
 
 from lightning_cnnviz.cli import main, make_cli, tensorboard_command
 from lightning_cnnviz.presets import callbacks
@@ -138,6 +139,33 @@ def test_cli_bad_monitor_value_answered_in_the_python_api_words(tmp_path, capsys
         f"cnnviz: error: trainer.callbacks[0] (ActivationMonitor): {python_api.value}"
     )
     assert len(err.splitlines()) <= 3 and "Traceback" not in err
+
+
+class PickyLogger(CSVLogger):
+    """A logger whose constructor rejects a combination of valid values."""
+
+    def __init__(self, save_dir: str, offline: bool = False, upload: bool = False) -> None:
+        if offline and upload:
+            raise ValueError("upload=True cannot work offline")
+        super().__init__(save_dir)
+
+
+def test_cli_bad_logger_in_a_list_answered_in_its_own_words(tmp_path, capsys):
+    # setups hunt 26: in a list of loggers jsonargparse said only "Not a valid subclass of
+    # Logger" (WandbLogger(offline=True, log_model=True) next to a CSVLogger)
+    config = tmp_path / "loggers.yaml"
+    config.write_text(
+        "trainer:\n  max_epochs: 1\n  logger:\n"
+        "    - {class_path: lightning.pytorch.loggers.CSVLogger, "
+        f"init_args: {{save_dir: {tmp_path}}}}}\n"
+        f"    - {{class_path: tests.test_cli.PickyLogger, init_args: {{save_dir: {tmp_path}, "
+        "offline: true, upload: true}}\n"
+    )
+    code, err = _error_of(["fit", "--config", str(config)], capsys)
+    assert code == 2
+    assert err.splitlines()[0] == (
+        "cnnviz: error: trainer.logger[1] (PickyLogger): upload=True cannot work offline"
+    )
 
 
 @pytest.mark.parametrize(
