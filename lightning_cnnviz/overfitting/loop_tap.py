@@ -28,6 +28,7 @@ from lightning_cnnviz.overfitting.step_inputs import StepInputs
 from lightning_cnnviz.overfitting.val_mode import (
     REPEAT_SPREAD,
     deliberate,
+    random_in_eval,
     repeat_spread,
     stochastic_text,
     train_mode_layers,
@@ -133,10 +134,13 @@ class LoopTap(StepInputs):
         spread = repeat_spread(first, second)
         if not spread >= REPEAT_SPREAD:  # NaN logits (a diverged model) compare as nothing
             return
-        message = stochastic_text(spread, trainer.global_step)
+        built_in = random_in_eval(pl_module)  # by design: a note naming them
+        message = stochastic_text(spread, trainer.global_step, built_in)
         report(trainer, Finding(self.section, "train_mode_in_validation", trainer.global_step,
-                                trainer.current_epoch, message, {"spread": spread}))  # fmt: skip
-        say(f"{message} See `{self.tag('diagnosis')}`.")
+                                trainer.current_epoch, message, {"spread": spread},
+                                "note" if built_in else "problem"))  # fmt: skip
+        if not built_in:  # warnings for problems only
+            say(f"{message} See `{self.tag('diagnosis')}`.")
         self.sink.text(self.tag("diagnosis"), f"**{message}**", trainer.global_step)
 
     def _check_mode(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -38,6 +38,7 @@ from lightning_cnnviz.core.voice import listed
 __all__ = [
     "REPEAT_SPREAD",
     "deliberate",
+    "random_in_eval",
     "repeat_spread",
     "stochastic_text",
     "train_mode_layers",
@@ -136,17 +137,58 @@ def repeat_spread(first: Tensor, second: Tensor) -> float:
     return float((first - second).abs().max()) / scale
 
 
-def stochastic_text(spread: float, step: int) -> str:
+_RANDOM_IN_EVAL = (nn.FractionalMaxPool2d, nn.FractionalMaxPool3d)
+
+
+def random_in_eval(module: nn.Module) -> list[tuple[str, str]]:
+    """``(name, type)`` of built-in modules random in eval mode by design.
+
+    Fractional max-pooling draws its pooling regions on every call unless it is given
+    ``_random_samples`` (its paper averages several passes at test time). Held out (hunt
+    26): a net with two of them was told "random in eval mode" with dropout and noise in
+    ``forward`` as the causes, which it had none of.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.FractionalMaxPool2d(2, output_ratio=0.7))
+        >>> random_in_eval(net)
+        [('1', 'FractionalMaxPool2d')]
+    """
+    return [
+        (name, type(m).__name__)
+        for name, m in module.named_modules()
+        if isinstance(m, _RANDOM_IN_EVAL) and getattr(m, "_random_samples", None) is None
+    ]
+
+
+def stochastic_text(spread: float, step: int, built_in: Sequence[tuple[str, str]] = ()) -> str:
     """The ``train_mode_in_validation`` finding for a model random in eval mode.
+
+    ``built_in``: modules random in eval mode by design (``random_in_eval``), named as
+    the cause.
 
     Example::
 
         >>> stochastic_text(0.4, 94)[:72]
         'The model is random in eval mode (seen at step 94): two passes over the '
+        >>> print(stochastic_text(0.1, 47, [("body.2", "FractionalMaxPool2d")])[147:222])
+        `body.2` (FractionalMaxPool2d) draws its pooling regions anew at every call
     """
-    return (
+    seen = (
         f"The model is random in eval mode (seen at step {step}): two passes over the same "
         f"val probe images in eval mode gave logits {spread:.0%} apart (of the largest). "
+    )
+    if built_in:
+        names = listed([f"`{n}` ({t})" for n, t in built_in], quote=False)
+        one = len(built_in) == 1
+        return seen + (
+            f"{names} draw{'s' if one else ''} {'its' if one else 'their'} pooling regions "
+            "anew at every call, in eval mode too (PyTorch's design): the logged val metrics "
+            "are those of one random draw. Give them fixed `_random_samples` for a "
+            "deterministic model, or average several passes at test time as fractional "
+            "max-pooling's paper does."
+        )
+    return seen + (
         "Something in `forward` draws random numbers whatever `model.eval()` says: "
         "`F.dropout(x, p)` (its `training=True` default) instead of `nn.Dropout` or "
         "`F.dropout(x, p, training=self.training)`, or noise added in `forward`; or state "

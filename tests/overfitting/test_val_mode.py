@@ -6,7 +6,7 @@ from torch import nn
 
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
-from lightning_cnnviz.overfitting.val_mode import deliberate, train_mode_layers
+from lightning_cnnviz.overfitting.val_mode import REPEAT_SPREAD, deliberate, train_mode_layers
 from tests.monitors import TinyCNN, fit
 from tests.tb import events, texts
 
@@ -102,6 +102,25 @@ def test_val_mode_a_model_random_in_eval_mode_is_a_problem_told_once(tmp_path):
     assert found.message.startswith("The model is random in eval mode (seen at step 4)")
     assert "`F.dropout(x, p)` (its `training=True` default)" in found.message
     assert len([m for m in said if "random in eval mode" in m]) == 1
+
+
+class FractionalPools(DropoutNet):
+    """Fractional max-pooling: its pooling regions drawn at every call, eval mode too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool1 = nn.FractionalMaxPool2d(2, output_size=9)  # 16 -> 9: regions drawn
+
+
+def test_val_mode_fractional_pooling_is_named_as_the_cause_in_a_note(tmp_path):
+    # held out (hunt 26): a net with FractionalMaxPool2d was told "random in eval mode"
+    # with functional dropout and noise in `forward` as causes, which it had none of
+    trainer, _, said = run(tmp_path, FractionalPools())
+    (found,) = told(trainer)
+    assert found.severity == "note" and found.figures["spread"] > REPEAT_SPREAD
+    assert "`pool1` (FractionalMaxPool2d) draws its pooling regions anew" in found.message
+    assert "F.dropout" not in found.message
+    assert not [m for m in said if "random in eval mode" in m]  # a note: no warning
 
 
 class Observed(TinyCNN):
