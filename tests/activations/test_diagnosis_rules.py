@@ -291,6 +291,16 @@ def test_gradients_steep_ratio_is_an_explosion_only_where_the_first_layers_are_l
                *branches[2:], ("s4.down", 1.0e-3), ("head.fc", 3.9e-2)]  # fmt: skip
     assert depth_ratio(darknet) > 1e3
     assert gradient_findings(darknet, None, {}, stalled=None) == []
+    # hunt 26: a healthy timm EfficientViT-B0 at step 60 (86% val, loss falling): the stem
+    # flat at 0.13 from step 0, the attention aggregation convs at 3e-5 .. 1e-4 and the head
+    # at 4e-3: steep by thirds and alone, and true, but learning goes on: a note
+    vit = [("stem", 0.13), ("s1", 0.1), ("s2", 0.05), ("s3", 0.02), ("s3.b", 0.01),
+           ("s3.aggreg", 1e-4), ("s4.aggreg", 5e-5), ("s4.proj", 3e-5), ("head", 4e-3)]  # fmt: skip
+    assert depth_ratio(vit) > 1e3
+    ((kind, severity, _, _),) = gradient_findings(vit, 0.02, {}, stalled=False)
+    assert (kind, severity) == ("exploding_gradients", "note")
+    ((kind, severity, _, _),) = gradient_findings(vit, 0.02, {}, stalled=True)
+    assert (kind, severity) == ("exploding_gradients", "problem")  # where learning stalls
 
 
 def test_gradients_saturation_alone_is_its_own_kind():
