@@ -193,7 +193,8 @@ def gradient_findings(
 
     ``stalled``: the loss has barely fallen since the start (None: unknown). A finding
     is a problem when learning stalls (or when unknown), a note while the loss keeps
-    falling (gradients that grew ``GROWTH`` x are a problem whatever the loss). ``falling``: the loss fell ``FALLING`` since the previous log, to a new low
+    falling (gradients that grew ``GROWTH`` x are a problem whatever the loss).
+    ``falling``: the loss fell ``FALLING`` since the previous log, to a new low
     (two signals: a plateau's 5-step medians differ by up to 1.4% between logs);
     saturation is then a note too (a 3-conv sigmoid net leaving its plateau at ln 4:
     59% at a rail with the loss 1.379 -> 1.336 since the last log, 3.1%, its lowest yet;

@@ -222,10 +222,10 @@ def _split_text(f: Mapping[str, Any]) -> str:
     if not classes:
         return ""
     plural = "es" if len(classes) > 1 else ""
-    into = ", ".join(f"{a} for {b}" for a, b in zip(classes, taken, strict=True))
+    into = ", ".join(f"those of {a} for {b}" for a, b in zip(classes, taken, strict=True))
     text = (
         f" Class{plural} {', '.join(map(str, classes))}: learnt on the train probe, (almost) "
-        f"never recognised on the val probe, whose images of them are taken as {into}."
+        f"never recognised on the val probe, whose images are taken for others ({into})."
     )
     pairs = class_gap.swapped_pairs(classes, taken)
     if pairs:

@@ -49,7 +49,7 @@ def test_class_gap_opens_a_gap_below_its_40_points_and_says_the_swap():
     assert change.verdict.figures["split_classes"] == [1, 2]
     text = headline(change.verdict)
     assert "Classes 1, 2: learnt on the train probe, (almost) never recognised" in text
-    assert "taken as 1 for 2, 2 for 1. 1 and 2: each taken for the other" in text
+    assert "taken for others (those of 1 for 2, those of 2 for 1). 1 and 2: each taken" in text
     (gone,) = detector.update(ev(30, split=False, val_acc=0.92))  # both predicted again
     assert gone.change == "gone"
 
