@@ -205,6 +205,10 @@ def test_detector_bump_back_within_tolerance_becomes_a_note():
     assert changes[0][1:] == ("new", "overfitting")
     assert changes[-1][1:] == ("gone", "overfitting")
     assert [v.severity for v in detector.active] == ["note"]
+    # hunt 26: back within the tolerance, not below the best, is no "new low"
+    said = headline(detector.active[0])
+    assert "came back near its best (0.0611 at epoch 22; 0.0595 at epoch 15)" in said
+    assert "new low" not in said
 
 
 def test_detector_one_validation_with_its_own_batchnorm_gap_confirms_no_val_curve():
