@@ -73,8 +73,9 @@ def loss_mismatch(v: Verdict) -> str:
         f"log-likelihood ({num(f['own_loss'])})"
         if f.get("in_model")
         else f"the logged val loss ({num(f['val_loss'])}) is the cross-entropy of the "
-        f"softmax of the model's outputs ({num(f['softmax_loss'])} on the val probe), not "
-        f"of the outputs themselves ({num(f['own_loss'])})"
+        f"model's outputs turned into probabilities (a softmax or a sigmoid: "
+        f"{num(f['softmax_loss'])} on the val probe through a softmax), not of the outputs "
+        f"themselves ({num(f['own_loss'])})"
     )
     return (
         f"The loss is fed probabilities: {where}, since {when(since)}. `cross_entropy` "

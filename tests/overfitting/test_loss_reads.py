@@ -82,7 +82,8 @@ def test_loss_reads_detector_tells_it_once_with_its_remedies():
     assert verdict.since.step == 46 and verdict.severity == "problem"
     text = headline(verdict)
     assert text.startswith("The loss is fed probabilities: the logged val loss (1.885) is")
-    assert "(1.878 on the val probe), not of the outputs themselves (3.914)" in text
+    assert "(a softmax or a sigmoid: 1.878 on the val probe through a softmax), not of the " in text
+    assert "outputs themselves (3.914)" in text
     assert "cannot fall below 1.46" in text
     assert detector.checks_ran()["loss fed probabilities"]
     quiet = Detector(patience=2)
