@@ -2,7 +2,8 @@
 
 ``InputForm`` is a part of ``ProbeReader`` (a mixin): one trial pass on one image of the
 val set tells whether ``forward`` takes the images as they are, as the data item
-(``{key: images}``), by a keyword only (``forward(*, pixel_values)``), or stored otherwise
+(``{key: images}``), by a keyword only (``forward(*, pixel_values)``), as the batch
+``[images, labels]`` it unpacks itself, or stored otherwise
 than its convolutions see them (channels last, a Keras port that permutes them; without a
 channel axis, which ``forward`` adds); ``probe_pass.takes_items`` then hands every probe
 pass the images so. Where none runs, ``probe_call.why_not`` (or ``why_not_one``, for a
@@ -22,10 +23,11 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 
 from lightning_cnnviz.core import stored_form
+from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import image_key, read_item, split_sample
 from lightning_cnnviz.core.probe_call import call_error, keyword_input, why_not, why_not_one
-from lightning_cnnviz.core.probe_pass import Keyword, Stored, takes_items
+from lightning_cnnviz.core.probe_pass import Batch, Keyword, Stored, probe_mode, takes_items
 from lightning_cnnviz.core.run_datasets import find_dataset, train_batch_size
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.voice import listed
@@ -122,6 +124,14 @@ class InputForm:
                 )
                 return
             takes_items(model, None)
+        if isinstance(item, tuple | list) and len(item) == 2 and _takes_batch(model, x):
+            self.say_once_per_run(
+                "takes_batch",
+                "the model's forward unpacks the batch `(images, labels)` itself and its "
+                "outputs do not depend on the labels: the monitors call it with "
+                "`[images, labels]`, the labels placeholders",
+            )
+            return
         # the monitors step aside with this reason where known, else say the call's error
         trainer._cnnviz_unfit = why_not_one(model, _images(item, image, model)) or why_not(
             model, x, train_batch_size(trainer)
@@ -151,6 +161,30 @@ class InputForm:
             f"{said}, and the model's `forward` {how} for its convolutions: the monitors "
             f"show and measure them as {seen}, and hand them to `forward` as stored",
         )
+
+
+def _takes_batch(model: nn.Module, x: Tensor) -> bool:
+    """Whether ``forward`` takes ``[images, labels]`` and its outputs ignore the labels.
+
+    Set for the probe passes where so (``probe_pass.Batch``). Held out (setups hunt 26):
+    ``forward(self, batch)`` unpacking ``x, y = batch`` made four monitors step aside on
+    "not enough values to unpack", blamed on noise or token inputs. Two placeholder label
+    sets must give the same outputs: a ``forward`` conditioned on the labels is not read.
+    """
+    outputs = []
+    for fill in (0, 1):
+        takes_items(model, Batch(fill))
+        try:
+            with probe_mode(model):
+                outputs.append(first_tensor(model(x)).detach().clone())
+        except Exception:
+            takes_items(model, None)
+            return False
+    if outputs[0].shape != outputs[1].shape or not torch.equal(outputs[0], outputs[1]):
+        takes_items(model, None)
+        return False
+    takes_items(model, Batch(0))
+    return True
 
 
 def _images(item: Any, image: Tensor, model: nn.Module) -> list[Tensor]:

@@ -36,13 +36,13 @@ from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.random_state import global_rng_kept
 from lightning_cnnviz.core.stored_form import stored_batch
 
-__all__ = ["Keyword", "Stored", "in_probe_pass", "probe_mode", "takes_items"]
+__all__ = ["Batch", "Keyword", "Stored", "in_probe_pass", "probe_mode", "takes_items"]
 
 
 _probe_passes = 0  # probe passes running now (nested ones count each)
 # models whose `forward` takes the data item (a dict) rather than the images: the key the
 # images go under in a probe pass, or how they are stored (found per fit: ``takes_items``)
-_ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str | Keyword | Stored] = (
+_ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str | Keyword | Stored | Batch] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -59,18 +59,30 @@ class Stored:
 
 
 @dataclasses.dataclass(frozen=True)
+class Batch:
+    """A ``forward`` that unpacks the loader's ``[images, labels]`` batch itself.
+
+    ``fill``: the placeholder labels' value (the outputs were checked not to depend on
+    them, ``input_form.py``).
+    """
+
+    fill: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Keyword:
     """A ``forward`` that takes its images as the keyword ``name`` only (``forward(*, x)``)."""
 
     name: str
 
 
-def takes_items(model: nn.Module, key: str | Keyword | Stored | None) -> None:
+def takes_items(model: nn.Module, key: str | Keyword | Stored | Batch | None) -> None:
     """Call ``model`` in probe passes with ``{key: images}`` (``None``: with the images).
 
     ``Stored(form)``: with the images as its data holds them (channels last, or without a
     channel axis; the probes hold them as its convolutions see them: ``stored_form.py``);
-    ``Keyword(name)``: as ``forward(name=images)``.
+    ``Keyword(name)``: as ``forward(name=images)``; ``Batch()``: as ``forward([images,
+    labels])``.
     """
     if key is None:
         _ITEM_FORWARD.pop(model, None)
@@ -78,9 +90,19 @@ def takes_items(model: nn.Module, key: str | Keyword | Stored | None) -> None:
         _ITEM_FORWARD[model] = key
 
 
-def _as_item(key: str | Stored, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """A probe pass's images handed to ``forward`` as stored, or as the item ``{key: images}``."""
+def _as_item(
+    key: str | Stored | Batch, module: nn.Module, args: tuple[Any, ...]
+) -> tuple[Any, ...] | None:
+    """A probe pass's images handed to ``forward`` as stored, or as the item it takes.
+
+    The item: ``{key: images}``, or a batch ``[images, labels]`` with placeholder labels
+    (``Batch``).
+    """
     if args and isinstance(args[0], Tensor):
+        if isinstance(key, Batch):
+            images = args[0]
+            labels = torch.full((len(images),), key.fill, dtype=torch.long, device=images.device)
+            return ([images, labels], *args[1:])
         x = stored_batch(args[0], key.form) if isinstance(key, Stored) else {key: args[0]}
         return (x, *args[1:])
     return None

@@ -135,3 +135,36 @@ def test_model_io_inputs_flat_get_maps_on_grey_and_no_grad_cam(tmp_path):
     said = "its inputs are 2-D ((256,) per sample) and its convolutions 2-D: `forward` turns"
     assert gradcam.disabled and said in gradcam.aside_reason
     assert "name layers" not in gradcam.aside_reason  # no layer can give it an image
+
+
+class UnpacksBatch(TinyCNN):
+    """``forward(self, batch)`` unpacking ``x, y = batch`` itself; ``conditioned``: uses ``y``."""
+
+    def __init__(self, conditioned: bool = False) -> None:
+        super().__init__()
+        self.conditioned = conditioned
+
+    def forward(self, batch):
+        x, y = batch
+        logits = super().forward(x)
+        return logits + y[:, None].float() if self.conditioned else logits
+
+    def _step(self, batch, stage):
+        logits = self(batch)
+        loss = torch.nn.functional.cross_entropy(logits, batch[1])
+        self.log(f"{stage}/loss", loss)
+        self.log(f"{stage}/acc", (logits.argmax(1) == batch[1]).float().mean())
+        return loss
+
+
+def test_model_io_inputs_a_forward_that_unpacks_the_batch_is_read(tmp_path):
+    # setups hunt 26: `x, y = batch` in forward made four monitors step aside on "not enough
+    # values to unpack", blamed on a GAN's noise or token ids
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, _, messages = fit(tmp_path, monitors, model=UnpacksBatch())
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert sum("unpacks the batch `(images, labels)` itself" in m for m in messages) == 1
+    # outputs that depend on the labels cannot be read with placeholders: said, not guessed
+    gradcam = make_monitor("GradCAMMonitor")
+    fit(tmp_path / "conditioned", [gradcam], model=UnpacksBatch(conditioned=True))
+    assert gradcam.disabled and "not enough values to unpack" in gradcam.aside_reason
