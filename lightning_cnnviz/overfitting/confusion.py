@@ -26,12 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnnviz.core import labels as text_labels
 from lightning_cnnviz.core import rendering
 
-__all__ = ["Pair", "confused_pairs", "confusion_image", "pairs_image", "pairs_text"]
+__all__ = ["Pair", "confused_pairs", "confusion_image", "fit_box", "pairs_image", "pairs_text"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,28 @@ def confusion_image(counts: Sequence[Sequence[float]], epoch: int, cell: int = 1
 THUMB_PX = 48  # an example image's side: a digit or a small photo stays recognisable
 
 
+def fit_box(images01: Tensor, height: int, max_width: int) -> Tensor:
+    """Images ``(N, C, H, W)`` scaled to ``height`` rows, narrower where ``max_width`` binds.
+
+    One factor for both sides (the aspect kept): a 16 x 512 text line fits a 48-row box
+    capped at 192 columns as 6 x 192, where shrinking by the long side and growing by the
+    short one drew 48 x 1128 blocks of smeared stripes (setups hunt 26). Area averaging
+    where it shrinks, nearest where it grows (pixels stay crisp).
+
+    Example::
+
+        >>> fit_box(torch.rand(2, 1, 16, 512), 48, 192).shape
+        torch.Size([2, 1, 6, 192])
+        >>> fit_box(torch.rand(1, 3, 28, 28), 48, 192).shape
+        torch.Size([1, 3, 48, 48])
+    """
+    h, w = images01.shape[-2:]
+    scale = min(height / max(1, h), max_width / max(1, w))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    mode = "area" if scale < 1 else "nearest"
+    return F.interpolate(images01.float(), size=size, mode=mode)
+
+
 def pairs_image(pairs: Sequence[Pair], examples: Sequence[Tensor], epoch: int) -> Tensor:
     """uint8 ``(3, H, W)``: a row per pair, its label and its example images.
 
@@ -111,7 +134,7 @@ def pairs_image(pairs: Sequence[Pair], examples: Sequence[Tensor], epoch: int) -
         images = images.float().clamp(0, 1)
         if images.shape[1] not in (1, 3):
             images = images.mean(1, keepdim=True)
-        thumbs = rendering.upscale_to(rendering.thumbnails(images, THUMB_PX), THUMB_PX)
+        thumbs = fit_box(images, THUMB_PX, 4 * THUMB_PX)  # wide images capped
         tiles = [rendering.to_uint8(rendering.to_rgb(t)) for t in thumbs]
         strip = rendering.hstack(tiles, gap=2) if tiles else torch.zeros(3, THUMB_PX, THUMB_PX)
         label = f"true {pair.true} -> {pair.predicted}: {pair.count} ({pair.share:.0%})"

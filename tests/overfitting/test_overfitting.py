@@ -510,3 +510,14 @@ def test_overfitting_an_accuracy_out_of_range_is_left_out_a_percentage_read(tmp_
     _, said = fit(tmp_path / "pct", monitor, OtherScales(lambda e: 75.0))
     assert [e.val_acc for e in monitor.detector.history] == [pytest.approx(0.75)] * 7
     assert len([m for m in said if "read as a percentage" in m]) == 1
+
+
+def test_overfitting_pairs_image_keeps_wide_examples_legible_and_bounded():
+    # setups hunt 26: 16 x 512 text lines drew each example as a 48 x 1128 block of smeared
+    # stripes (shrunk by the long side, grown by the short one): a 6776 px wide image
+    pair = Pair(true=1, predicted=0, count=4, share=0.5, examples=[1, 2, 3, 4])
+    lines = torch.rand(4, 1, 16, 512)
+    image = pairs_image([pair], [lines], epoch=0)
+    assert image.shape[-1] <= 2 * (4 * (4 * 48 + 2) + 8)  # four capped examples, drawn x2
+    digits = pairs_image([pair], [torch.rand(4, 1, 28, 28)], epoch=0)
+    assert digits.shape[-2] >= 2 * 48  # small images still grown to 48 rows
