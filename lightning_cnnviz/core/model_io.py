@@ -33,15 +33,17 @@ from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.selection import unwrap_model
 
-__all__ = ["UNSET", "ProbeReader", "batch_misfit"]
+__all__ = ["UNSET", "ProbeReader", "scores_misfit"]
 
 UNSET: Any = object()  # a key not known yet in this fit
 
 
-def batch_misfit(logits: Tensor, images: int, key: Any = None) -> str:
-    """Why ``logits`` of ``images`` inputs are not one row per image (``""``: they are).
+def scores_misfit(logits: Tensor, images: int, key: Any = None) -> str:
+    """Why ``logits`` of ``images`` inputs are no scores, one row per image (``""``: they are).
 
-    A time-major output (``(T, N, C)``: ``nn.GRU(batch_first=False)`` feeding
+    Integer outputs are class ids (a ``forward`` returning ``out.argmax(1)`` in eval mode:
+    setups hunt 26, said as "a forward under `@torch.no_grad()`" and "shape () per
+    sample"). A time-major output (``(T, N, C)``: ``nn.GRU(batch_first=False)`` feeding
     ``F.ctc_loss``) puts the batch second; read as rows it gave the time steps as images
     (setups hunt 26: Grad-CAM failed on "The size of tensor a (16) must match the size of
     tensor b (8)", and the val probe read a (64, 11) map per image).
@@ -49,14 +51,24 @@ def batch_misfit(logits: Tensor, images: int, key: Any = None) -> str:
     Example::
 
         >>> import torch
-        >>> batch_misfit(torch.zeros(16, 1, 11), 1)[:60]
+        >>> scores_misfit(torch.zeros(16, 1, 11), 1)[:60]
         "the model's output has shape (16, 1, 11) for 1 image: its fi"
-        >>> batch_misfit(torch.zeros(1, 10), 1), batch_misfit(torch.zeros(10), 1)
+        >>> scores_misfit(torch.zeros(1, 10), 1), scores_misfit(torch.zeros(10), 1)
         ('', '')
+        >>> scores_misfit(torch.tensor([3]), 1)[:57]
+        "the model's eval-mode output is integer (torch.int64, sha"
     """
+    where = "" if key is None else f" [{key_name(key)}]"
+    if not (logits.is_floating_point() or logits.is_complex()):
+        return (
+            f"the model's eval-mode output{where} is integer ({logits.dtype}, shape "
+            f"{tuple(logits.shape)}): class ids, not scores; the monitors read the model in "
+            "eval mode, so `forward` must return the scores there (take the `argmax` "
+            "outside it, e.g. in `predict_step`)"
+        )
     if logits.dim() < 2 or logits.shape[0] == images:
         return ""  # a squeezed output ((10,) for one image) is still read as before
-    shape, where = tuple(logits.shape), "" if key is None else f" [{key_name(key)}]"
+    shape = tuple(logits.shape)
     second = logits.dim() > 1 and logits.shape[1] == images
     return (
         f"the model's output{where} has shape {shape} for {images} image"
@@ -81,7 +93,7 @@ class ProbeReader(InputForm):
     output_key: Any
     label_key: Any
     dense_output: bool
-    batch_misfit: str
+    scores_misfit: str
     _input_shape: tuple[int, ...] | None
     _probes: dict[str, Probe]
     _probe_indices: dict[str, list[int]]
@@ -137,7 +149,7 @@ class ProbeReader(InputForm):
             self._logits_key = key
             logits = logits_from(output, key)
             self.dense_output = logits.dim() > 2
-            self.batch_misfit = batch_misfit(logits, len(x), key)
+            self.scores_misfit = scores_misfit(logits, len(x), key)
             self._input_shape = tuple(x.shape[1:])
         return self._logits_key
 
@@ -147,10 +159,10 @@ class ProbeReader(InputForm):
         Raises:
             NotApplicable: ``image_level`` and the logits are not (N, classes), e.g. a
                 segmentation net's (N, classes, H, W), or the outputs are not one row per
-                image (``batch_misfit``): the monitor steps aside, saying why.
+                image (``scores_misfit``): the monitor steps aside, saying why.
         """
-        if self.batch_misfit:
-            raise NotApplicable(self.batch_misfit)
+        if self.scores_misfit:
+            raise NotApplicable(self.scores_misfit)
         key = None if self._logits_key is UNSET else self._logits_key
         logits = logits_from(output, key)
         if image_level and logits.dim() != 2:

@@ -119,7 +119,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
         self._label_key: Any = UNSET
         self._trainer_ref: Any = None  # the fit's trainer, for step-aside notes in the summary
         self.dense_output = False  # set with the logits key
-        self.batch_misfit = ""  # set with it too: why the outputs are not one row per image
+        self.scores_misfit = ""  # set with it too: why the outputs are not one row per image
         self._input_shape: tuple[int, ...] | None = None  # the probe images', with it
         self.disabled = False
         self.aside_reason = ""  # why it stepped aside, for the end-of-fit summary
@@ -214,7 +214,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
         self._layers_logged = False
         self._warned.clear()  # each fit says once what it could not do
         self._logits_key = self._label_key = UNSET
-        self.batch_misfit = ""
+        self.scores_misfit = ""
         self._input_shape = None
         self._trainer_ref = trainer
         self.reset()

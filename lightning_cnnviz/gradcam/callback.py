@@ -161,6 +161,8 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         model, values, panels = unwrap_model(pl_module), {}, []
         self._probe_acc = None
         self.logits_key(trainer, model)
+        if self.scores_misfit:  # before any pass: its error would name another cause
+            raise NotApplicable(self.scores_misfit)
         splits = ("train", "val", "misclassified")[: 3 if self.misclassified else 2]
         if not has_val_data(trainer):  # never training images under the names val/misclassified
             splits = ("train",)

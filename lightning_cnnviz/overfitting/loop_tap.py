@@ -53,7 +53,7 @@ class LoopTap(StepInputs):
 
     _loop: LoopLogits
     _repeat_checked: bool
-    batch_misfit: str
+    scores_misfit: str
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -69,8 +69,8 @@ class LoopTap(StepInputs):
                 return
             finally:  # counted in the evaluation that reads the loop (``loop``, ``total``)
                 self._loop.seconds += time.perf_counter() - start
-            if self.batch_misfit:
-                self._loop.why = self.batch_misfit
+            if self.scores_misfit:
+                self._loop.why = self.scores_misfit
                 return
             logits = lambda out: self.logits_of(out, image_level=False)  # noqa: E731
             self._loop.start(pl_module, probe.indices, logits=logits, label_key=self._label_key)

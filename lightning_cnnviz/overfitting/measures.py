@@ -55,7 +55,7 @@ class Measures(LoggedReads):
     val_from_loop: bool
     _loop_check: dict[str, float] | None
     _bn_why: str
-    batch_misfit: str
+    scores_misfit: str
 
     def _images(self, trainer: Trainer, split: str) -> int:
         """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
@@ -69,9 +69,9 @@ class Measures(LoggedReads):
         x = self.probe_input(trainer, pl_module, split)[:images]
         with self.phase("capture"):
             self.logits_key(trainer, pl_module)
-        if self.batch_misfit:  # the val-curve rules go on without the scores
-            self.warn_once("batch_misfit", f"the checks that read the model's scores do not "
-                           f"run: {self.batch_misfit}.")  # fmt: skip
+        if self.scores_misfit:  # the val-curve rules go on without the scores
+            self.warn_once("scores_misfit", f"the checks that read the model's scores do not "
+                           f"run: {self.scores_misfit}.")  # fmt: skip
             return None
         with self.phase("capture"), with_probe(pl_module):
             outputs = [self.logits_of(pl_module(c), image_level=False) for c in x.split(128)]

@@ -56,7 +56,7 @@ class Telling:
     keys: dict[str, str]
     section: str
     _bn_why: str
-    batch_misfit: str
+    scores_misfit: str
     _probes: dict[str, Any]
     _findings: dict[str, Finding]
     _others_told: int  # the other monitors' findings the diagnosis text last named
@@ -104,8 +104,8 @@ class Telling:
             elif name == "overfitting":  # name the key it looked for, and how to change it
                 key = self.keys["val_loss"]
                 why = f"needs a validation loss: none logged as `{key}` (set `val_loss_key=`)"
-            elif self.batch_misfit and "logits" in CHECKS[name]:
-                why = self.batch_misfit
+            elif self.scores_misfit and "logits" in CHECKS[name]:
+                why = self.scores_misfit
             else:
                 why = f"needs {CHECKS[name]}" + self._targets_said(name)
             record_check(trainer, type(self).__name__, name, did, why)

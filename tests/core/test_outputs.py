@@ -217,3 +217,25 @@ def test_outputs_a_categorical_distribution_is_read_through_its_logits(tmp_path)
     normal = torch.distributions.Normal(torch.zeros(2), torch.ones(2))
     with pytest.raises(TypeError, match="a Normal distribution, which holds no class scores"):
         first_tensor(normal)
+
+
+class ArgmaxInEval(TinyCNN):
+    """A deployment-minded ``forward``: scores in training, class ids in eval mode."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out if self.training else out.argmax(1)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/acc", (self(batch[0]) == batch[1]).float().mean())
+
+
+def test_outputs_class_ids_in_eval_mode_are_said_as_such(tmp_path):
+    # setups hunt 26: GradCAM blamed "a forward under @torch.no_grad()", OverfittingMonitor
+    # called the ids "shape () per sample (per-position scores, as a segmentation net gives)"
+    monitors = [make_monitor("GradCAMMonitor"), make_monitor("OverfittingMonitor")]
+    trainer, _, messages = fit(tmp_path, monitors, model=ArgmaxInEval())
+    why = "the model's eval-mode output is integer (torch.int64, shape (1,)): class ids"
+    assert monitors[0].disabled and why in monitors[0].aside_reason
+    assert why in checks_of(trainer)[("OverfittingMonitor", "loss fed probabilities")].why
+    assert not [m for m in messages if "no_grad" in m or "per-position" in m]
