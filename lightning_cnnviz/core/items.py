@@ -41,6 +41,7 @@ __all__ = [
     "image_key",
     "integer_dtype",
     "iterable_head",
+    "keyed",
     "label_key_misfit",
     "parts",
     "read_item",
@@ -101,6 +102,30 @@ def image_key(sample: Any) -> str | None:
     return next((k for k in _IMAGE_KEYS if k in sample), None)
 
 
+def keyed(entries: Any, key: Any) -> Any:
+    """``entries[key]``, a key one level down in a dict entry, or a dotted path (else None).
+
+    ``{"image": x, "targets": {"digit": y}}`` (multi-task items) is read by ``"digit"`` or
+    ``"targets.digit"`` (setups hunt 26: both were refused), as ``(x, {"cls": y})`` by ``"cls"``.
+
+    Example::
+
+        >>> item = {"image": 0, "targets": {"digit": 7, "parity": 1}}
+        >>> keyed(item, "digit"), keyed(item, "targets.parity"), keyed((0, {"cls": 2}), "cls")
+        (7, 1, 2)
+    """
+    if isinstance(entries, Mapping) and key in entries:
+        return entries[key]
+    if isinstance(key, str) and "." in key:
+        head, rest = key.split(".", 1)
+        inner = entries.get(head) if isinstance(entries, Mapping) else None
+        return None if inner is None else keyed(inner, rest)
+    if isinstance(key, int) or not isinstance(entries, Mapping | Sequence):
+        return None
+    values = entries.values() if isinstance(entries, Mapping) else entries
+    return next((v[key] for v in values if isinstance(v, Mapping) and key in v), None)
+
+
 def parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:
     """One dataset item's input and its target as stored (either may be ``None``)."""
     if isinstance(sample, Tensor):
@@ -111,16 +136,16 @@ def parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:
             x = parts(x)[0]
         if x is None:
             x = next((v for v in sample.values() if isinstance(v, Tensor) and v.dim() >= 2), None)
-        keys = (label_key,) if label_key is not None else _LABEL_KEYS
-        return x, next((sample[k] for k in keys if k in sample), None)
+        if label_key is not None:
+            return x, keyed(sample, label_key)
+        return x, next((sample[k] for k in _LABEL_KEYS if k in sample), None)
     if isinstance(sample, Sequence) and not isinstance(sample, str) and sample:
         # the input first, or the first array of 2 or more dimensions: (name, image, label),
         # (index, image, label): a scalar first is an index or an id, never the input
         first = next((i for i, v in enumerate(sample) if _array(v) and v.ndim >= 2), 0)
         first = 0 if _array(sample[0]) and sample[0].ndim >= 1 else first
         if isinstance(label_key, str):  # a key of the target dict: (image, {"cls": y, ...})
-            inner = next((v for v in sample if isinstance(v, Mapping) and label_key in v), None)
-            return sample[first], (inner[label_key] if inner is not None else None)
+            return sample[first], keyed(sample, label_key)
         at = label_key if isinstance(label_key, int) else first + 1
         return sample[first], (sample[at] if len(sample) > at else None)
     return None, None
@@ -138,7 +163,7 @@ def label_key_misfit(sample: Any, label_key: Any) -> str:
         ('is past the 2 entries of the data items', '')
     """
     if isinstance(sample, Mapping):
-        if label_key in sample:
+        if keyed(sample, label_key) is not None:
             return ""
         return f"is no key of the data items (their keys: {', '.join(map(repr, sample))})"
     if isinstance(sample, Sequence) and not isinstance(sample, str):
@@ -148,7 +173,7 @@ def label_key_misfit(sample: Any, label_key: Any) -> str:
                 if -len(sample) <= label_key < len(sample)
                 else (f"is past the {len(sample)} entries of the data items")
             )
-        if any(isinstance(v, Mapping) and label_key in v for v in sample):
+        if keyed(sample, label_key) is not None:
             return ""
         return (
             f"names a key, and the data items are {type(sample).__name__}s of "
@@ -233,8 +258,8 @@ def batch_labels(batch: Any, label_key: Any = None) -> Tensor | None:
         True
     """
     if isinstance(batch, Mapping):
-        keys = (label_key,) if label_key is not None else _LABEL_KEYS
-        y = next((batch[k] for k in keys if k in batch), None)
+        usual = next((batch[k] for k in _LABEL_KEYS if k in batch), None)
+        y = keyed(batch, label_key) if label_key is not None else usual
     elif isinstance(batch, Sequence) and not isinstance(batch, str) and batch:
         at = label_key if isinstance(label_key, int) else 1
         y = batch[at] if len(batch) > at else None

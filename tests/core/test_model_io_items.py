@@ -291,3 +291,26 @@ def test_model_io_items_label_key_said_where_it_misses_and_reaches_into_a_target
             assert not said
         for monitor in names:
             assert probe_of(monitors, monitor).labels is not None, (name, monitor)
+
+
+def multi_task(i, x, y):
+    """A multi-task item: the label a level down, ``{"image", "targets": {"parity", "digit"}}``."""
+    return {"image": x, "targets": {"parity": y % 2, "digit": y}}
+
+
+class MultiTask(TinyCNN):
+    def _step(self, batch, stage):
+        return super()._step((batch["image"], batch["targets"]["digit"]), stage)
+
+
+def test_model_io_items_a_label_key_one_level_down_is_read(tmp_path):
+    # setups hunt 26: neither `label_key="digit"` nor "targets.digit" was accepted, and 9
+    # checks could never run ("the probes' targets are dict values")
+    data = [digits(32, seed=1), digits(16, seed=2)]
+    loaders = tuple(DataLoader(Items(d, multi_task), 8) for d in data)
+    for key in ("digit", "targets.digit"):
+        monitor = make_monitor("OverfittingMonitor", label_key=key)
+        _, _, messages = fit(tmp_path / key, [monitor], model=MultiTask(), data=loaders)
+        labels = probe_of([monitor], "OverfittingMonitor").labels
+        assert labels is not None and torch.equal(labels.sort().values.unique(), torch.arange(4))
+        assert not [m for m in messages if "label_key" in m and "no key" in m]
