@@ -107,8 +107,8 @@ def overfitting(
     ``curves.prompt`` (one validation after the turn: the last ``patience`` values past
     the floor and twice the local noise, a step up from the values before them), by
     ``curves.episode`` (past three whole-run noise deviations, or a significant trend),
-    or by ``curves.held_above`` (every value since the best ``HELD`` above it for
-    ``HELD_AFTER`` validations, while the train loss fell ``MEMORISED_FALL`` x), and the
+    or by ``curves.held_above`` (the last ``HELD_AFTER`` values each past the floor and
+    their median ``HELD`` above the best, while the train loss fell ``MEMORISED_FALL`` x), and the
     train loss (when logged) is below its value at the lowest val loss. The
     onset is the evaluation after the lowest val loss (``best``, what
     ``ModelCheckpoint`` keeps).
@@ -123,7 +123,7 @@ def overfitting(
     found = prompt(vals, patience, floor) or episode(vals, patience, floor)
     held = found is None
     if held:
-        found = held_above(vals, HELD_AFTER, max(HELD * abs(min(vals, default=0.0)), floor))
+        found = held_above(vals, HELD_AFTER, max(HELD * abs(min(vals, default=0.0)), floor), floor)
     if found is None:
         return None
     raw, _, margin = found
