@@ -114,7 +114,13 @@ class EpisodeEnds:
         loss 0.57, then 0.005 and 96% val with the layer still 40% silent).
         """
         episode = self.open.get("dead_units")
-        if episode is None or episode.severity != "problem" or episode.progress is None:
+        if episode is None or episode.severity != "problem" or progress is None:
+            return []
+        if episode.progress is None:
+            # reported before the loss's progress could be read: measured from the first log
+            # that reads it (hunt 26: 78% of a dense layer at step 10 stood as a problem to
+            # the end of a run whose training loss fell 99% to 100% train accuracy)
+            episode.progress = progress
             return []
         then = episode.progress
         bar = min(LATE, then + EASED) if then < SLOW else 1 - (1 - then) * (1 - OUTGROWN)

@@ -454,6 +454,22 @@ def test_episodes_dead_problem_of_a_stalled_start_becomes_a_note_once_learning_g
     assert (again.severity, again.change) == ("problem", "new")
 
 
+def test_episodes_dead_problem_raised_before_progress_was_read_eases_too():
+    # hunt 26: 78% of a dense layer dead at step 10 (up from 9%), before the loss's progress
+    # could be read; the training loss then fell 99% to 100% train accuracy, and the
+    # problem stood to the end of the run
+    kinds, dead = {"fc": "rectifier"}, {"fc": list(range(100))}
+    episodes = UnitEpisodes(0.25)
+    (problem,) = episodes.review(10, 1, [("fc", 0.78, 0.09)], {"fc": 0.78}, kinds, dead, None)
+    assert problem.severity == "problem"
+    # the first log that reads the progress sets the bar (10% then: eased from 30% on)
+    assert episodes.review(20, 2, [], {"fc": 0.79}, kinds, dead, 0.1) == []
+    assert episodes.review(30, 3, [], {"fc": 0.79}, kinds, dead, 0.25) == []  # not yet
+    (eased,) = episodes.review(60, 6, [], {"fc": 0.80}, kinds, dead, 0.9)
+    assert said([eased]) == [("dead_units", "note", "gone")]
+    assert "Reported at step 10 as a problem (10% progress then)" in eased.message
+
+
 def test_episodes_dead_problem_stays_while_the_share_grows_or_once_raised_late():
     kinds, dead = {"fc": "rectifier"}, {"fc": list(range(86))}
     episodes = UnitEpisodes(0.25)
