@@ -180,8 +180,13 @@ class ProbeReader(InputForm):
 
     def dense_words(self, logits: Tensor) -> str:
         """What (N, ...) logits of more than one dimension per sample are, in words."""
-        if tuple(logits.shape[1:]) == self._input_shape:
+        shape, given = tuple(logits.shape[1:]), self._input_shape
+        if shape == given:
             return "an image of the input's shape: a reconstruction, or per-position scores"
+        if given and len(shape) == len(given) and shape[0] == given[0]:  # setups hunt 26
+            return (
+                "an image with the input's channels (upscaled or generated), or per-position scores"
+            )
         return "per-position scores, as a segmentation net gives"
 
     def probe_label_key(self, dataset: Any) -> Any:

@@ -83,12 +83,15 @@ class ShortcutChecks:
     def _unjudgeable(self) -> str:
         """Why no shortcut can be judged on this model's outputs ("": it can)."""
         if self.dense_output:  # the background class's CAM lies off the object by design
-            return "per-pixel outputs (segmentation): a class's CAM is that class's region"
+            return (
+                "per-pixel outputs (a segmentation's class maps, or an image): a class's CAM "
+                "is that class's region"
+            )
         probe = self._probes.get("train")
         labels = probe.labels if probe is not None else None
         if self._probe_acc is None and labels is not None and self._classes:
             return (
-                f"the labels run to {int(labels.max())} and the model gives "
+                f"the training probe's labels run to {int(labels.max())} and the model gives "
                 f"{self._classes} output(s): they are no indices of its outputs (a discriminator's "
                 "one logit?), so right and wrong cannot be told"
             )

@@ -462,4 +462,4 @@ def test_gradcam_one_logit_with_labels_past_it_is_not_graded_right_or_wrong(tmp_
     trainer, _, _ = fit(tmp_path, [monitor], model=Discriminator())
     assert monitor.events > 0 and not monitor.disabled
     why = checks_of(trainer)[("GradCAMMonitor", "CAM on the object")].why
-    assert why.startswith("the labels run to 3 and the model gives 1 output(s)")
+    assert why.startswith("the training probe's labels run to 3 and the model gives 1 output")

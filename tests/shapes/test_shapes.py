@@ -95,7 +95,7 @@ def test_shapes_segmentation_gradcam_rows_per_class_and_clear_step_asides(shape_
     # the background class's CAM lies off the object by design: no shortcut judged
     assert not [f for f in findings_of(run.trainer) if f.source == "gradcam"]
     check = checks_of(run.trainer)[("GradCAMMonitor", "CAM on the object")]
-    assert not check.ran and "per-pixel outputs (segmentation)" in check.why
+    assert not check.ran and "per-pixel outputs (a segmentation" in check.why
 
 
 def test_shapes_segmentation_cam_target_is_class_score_over_its_pixels():
