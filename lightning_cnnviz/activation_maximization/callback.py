@@ -151,7 +151,8 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
         if images.dim() == 4 and images.shape[1] not in (1, 3):
             images = images.mean(1, keepdim=True)
         images01 = rendering.normalize(images, "per_image", dims=images.dim() - 1)
-        tiles = rendering.upscale_to(rendering.to_rgb(rendering.to_uint8(images01)), _TILE)
+        rgb = rendering.to_rgb(rendering.to_uint8(images01))
+        tiles = rendering.upscale_to(rgb, _TILE, max_side=4 * _TILE)  # wide strips capped
         groups: dict[str, list[Tensor]] = {}
         for target, tile in zip(targets, tiles, strict=True):
             text = f"ch {target.channel}" if target.site else f"class {target.channel}"

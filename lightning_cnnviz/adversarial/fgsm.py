@@ -110,7 +110,7 @@ def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def _tile(image: Tensor, text: str, frame: bool = False) -> Tensor:
-    tile = rendering.upscale_to(rendering.to_rgb(image), _TILE)
+    tile = rendering.upscale_to(rendering.to_rgb(image), _TILE, max_side=4 * _TILE)
     tile = rendering.border(tile, (255, 60, 60)) if frame else tile
     return labels.caption(tile, text)
 

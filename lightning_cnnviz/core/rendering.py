@@ -162,9 +162,16 @@ def upscale(img: Tensor, factor: int | tuple[int, int]) -> Tensor:
     return img.repeat_interleave(fx, dim=-1) if fx > 1 else img
 
 
-def upscale_to(img: Tensor, min_size: int) -> Tensor:
-    """Upscale by the smallest integer factor that makes ``min(H, W) >= min_size``."""
-    return upscale(img, math.ceil(min_size / max(1, min(img.shape[-2:]))))
+def upscale_to(img: Tensor, min_size: int, max_side: int | None = None) -> Tensor:
+    """Upscale by the smallest integer factor that makes ``min(H, W) >= min_size``.
+
+    ``max_side``: the factor stops where the long side would pass it (a 16 x 512 strip
+    grown to 56 rows was 1,792 px wide a tile: setups hunt 26).
+    """
+    factor = math.ceil(min_size / max(1, min(img.shape[-2:])))
+    if max_side is not None:
+        factor = max(1, min(factor, max_side // max(1, max(img.shape[-2:]))))
+    return upscale(img, factor)
 
 
 def upscale_cells_to(img: Tensor, min_size: int, min_factor: int = 2) -> Tensor:

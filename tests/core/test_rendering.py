@@ -127,3 +127,17 @@ def test_rendering_grid_equals_make_grid_pixel_for_pixel(count, nrow, padding):
     tiles = torch.randint(0, 256, (count, 3, 5, 7), dtype=torch.uint8, generator=gen)
     expected = make_grid(tiles, nrow=nrow, padding=padding, pad_value=40)
     assert torch.equal(r.grid(tiles, nrow=nrow, padding=padding, pad_value=40), expected)
+
+
+def test_rendering_upscale_to_stops_where_the_long_side_passes_its_cap():
+    # setups hunt 26: 16 x 512 text lines grown to 56 rows drew 1,792 px a tile, and the
+    # activation-maximisation and adversarial images of them reached 14,000 px
+    assert r.upscale_to(torch.zeros(3, 16, 512), 56).shape == (3, 64, 2048)
+    assert r.upscale_to(torch.zeros(3, 16, 512), 56, max_side=224).shape == (3, 16, 512)
+    assert r.upscale_to(torch.zeros(3, 28, 28), 56, max_side=224).shape == (3, 56, 56)
+    from lightning_cnnviz.adversarial.fgsm import example_rows
+
+    wide, maps = torch.rand(2, 1, 16, 512), torch.rand(2, 4, 128)
+    cams = (torch.rand(2, 16, 512), torch.rand(2, 16, 512))
+    rows = example_rows(wide, wide, 0.1, cams, (maps, maps), [0, 1], ([0, 1], [1, 1]))
+    assert rows.shape[-1] <= 7 * (512 + 2)  # seven tiles a row, none grown past its cap
