@@ -120,16 +120,16 @@ def _sampled(data: Any, loader: DataLoader) -> Any:
     whole set (setups hunt 26: a val loader given a plain list of indices was read as the
     training set itself, a `val_is_train` problem).
     """
+    found = _subsets.get(loader)
+    if found is not None and found.dataset is data:
+        return found  # read once per loader: a sampler may hold a million indices
     try:
-        size = len(data)
-    except TypeError:
+        indices = sampled_indices(loader.sampler, len(data))
+    except TypeError:  # a dataset without a length
         return data
-    indices = sampled_indices(loader.sampler, size)
     if indices is None:
         return data
-    found = _subsets.get(loader)
-    if found is None or found.dataset is not data or found.indices != indices:
-        found = _subsets[loader] = Subset(data, indices)
+    found = _subsets[loader] = Subset(data, indices)
     return found
 
 
