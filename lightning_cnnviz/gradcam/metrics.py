@@ -297,5 +297,7 @@ def means_to_host(values: Mapping[str, Tensor]) -> dict[str, float]:
         finite = torch.isfinite(value)
         total = torch.where(finite, value, torch.zeros_like(value)).sum()
         means.append(total.float() / finite.sum())  # 0 / 0 = NaN when none is finite
-    host = torch.stack(means).tolist()
+    # a figure made on the host (a float) may sit beside maps on the model's device
+    device = next((m.device for m in means if m.device.type != "cpu"), means[0].device)
+    host = torch.stack([m.to(device) for m in means]).tolist()
     return {k: v for k, v in zip(values, host, strict=True) if math.isfinite(v)}
