@@ -200,12 +200,18 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
             needed = {s for site in plans for s in self._stages.get(site, [site])}
             outs = {s: a.cpu() for s, a in outs.items() if s in needed}
             plans = {site: (outs[site], chosen.cpu()) for site, (_, chosen) in plans.items()}
-            self.in_background(lambda: self._render(inputs, plans, outs, host, step))
+            ranges = {s: r.cpu() for s, r in self._ranges.items() if s in plans}
+            self.in_background(lambda: self._render(inputs, plans, outs, ranges, host, step))
 
     def _render(
         self, inputs: Tensor | None, plans: dict[str, tuple[Tensor, Tensor]],
-        outs: dict[str, Tensor], host: list[int], step: int,
+        outs: dict[str, Tensor], ranges: dict[str, Tensor], host: list[int], step: int,
     ) -> None:  # fmt: skip
+        """Draw an event's grids (a job on the sink's thread) from host copies only.
+
+        Never from the monitor's state, which lives on the model's device (a read there
+        would wait for the training stream).
+        """
         shown = self.max_samples_shown
         # the widest grid (input, mean, chosen channels) fits a card with legible labels
         columns = max((chosen.numel() for _, chosen in plans.values()), default=0) + 2
@@ -223,22 +229,22 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
             if not labels:
                 continue
             dead = fm.dead_channels(act)[chosen]
-            maps = fm.normalize_maps(
-                act[:shown, chosen], self.normalization, self._ranges.get(site)
-            )
+            maps = fm.normalize_maps(act[:shown, chosen], self.normalization, ranges.get(site))
             heat = fm.mean_heat(act[:shown], size)
             image = fm.layer_grid(inputs01, heat, fm.resize(maps, size), dead, labels, self.cmap)
             self.sink.image(self.tag(site), image, step)
             if site in self._stages:
-                self._log_stages(site, outs, chosen, labels, size, step)
+                self._log_stages(site, outs, ranges.get(site), chosen, labels, size, step)
 
     def _log_stages(
-        self, site: str, outs: dict[str, Tensor], chosen: Tensor, labels: list[str], size, step
-    ) -> None:
+        self, site: str, outs: dict[str, Tensor], span: Tensor | None, chosen: Tensor,
+        labels: list[str], size: tuple[int, int], step: int,
+    ) -> None:  # fmt: skip
         acts = [(s, outs[s]) for s in self._stages[site] if s in outs]
         acts = [(s, a) for s, a in acts if a.dim() == 4 and a.shape[1] == outs[site].shape[1]]
         maps = [a[0, chosen] for _, a in acts]
-        span = self._ranges.get(site, fm.value_range(torch.cat([m.flatten() for m in maps])))
+        if span is None:
+            span = fm.value_range(torch.cat([m.flatten() for m in maps]))
         rows = [
             (s, fm.resize(fm.normalize_maps(m, "fixed", span), size), fm.dead_channels(a)[chosen])
             for (s, a), m in zip(acts, maps, strict=True)
