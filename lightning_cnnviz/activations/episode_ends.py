@@ -53,6 +53,7 @@ class Episode:
     since: int
     sites: dict[str, float]  # site -> its share when reported
     progress: float | None = None  # the loss's progress when reported as it stands
+    read_at: int | None = None  # the step ``progress`` was read, where later than ``since``
 
 
 Alert = tuple[str, float, float | None]
@@ -120,7 +121,7 @@ class EpisodeEnds:
             # reported before the loss's progress could be read: measured from the first log
             # that reads it (hunt 26: 78% of a dense layer at step 10 stood as a problem to
             # the end of a run whose training loss fell 99% to 100% train accuracy)
-            episode.progress = progress
+            episode.progress, episode.read_at = progress, step
             return []
         then = episode.progress
         bar = min(LATE, then + EASED) if then < SLOW else 1 - (1 - then) * (1 - OUTGROWN)
@@ -134,11 +135,12 @@ class EpisodeEnds:
         ):  # grown since: a further die-off (a layer silent from the start may stay so)
             return []
         episode.severity = "note"  # the episode stays open: a new rise is a problem again
+        when = "then" if episode.read_at is None else f"at step {episode.read_at}, its first read"
         text = (
             f"Dead units no longer hold learning back (step {step}, epoch {epoch}): the loss "
             f"has fallen {progress:.0%} since the start, and the silent layers have not grown "
             f"({parts}). Reported at step {episode.since} as a problem "
-            f"({then:.0%} progress then); a note now. The units stay "
+            f"({then:.0%} progress {when}); a note now. The units stay "
             "silent: a layer this sparse wastes width, and a further rise is reported again."
         )
         figures: dict[str, Any] = dict(now) | {"progress": progress, "reported_step": episode.since}

@@ -202,6 +202,7 @@ class UnitEpisodes(EpisodeEnds):
                 return []
             # a note become a problem: told now, with the shares it is told with
             episode.severity, episode.progress, episode.since = severity, progress, step
+            episode.read_at = None
             episode.sites |= sites
         else:
             self.open[kind] = Episode(severity, step, dict(sites), progress)
@@ -213,7 +214,8 @@ class UnitEpisodes(EpisodeEnds):
         """Open episodes and held alerts, for a checkpoint."""
         return {
             "open": {
-                k: [e.severity, e.since, dict(e.sites), e.progress] for k, e in self.open.items()
+                k: [e.severity, e.since, dict(e.sites), e.progress, e.read_at]
+                for k, e in self.open.items()
             },
             "held": dict(self.held),
         }
@@ -221,7 +223,7 @@ class UnitEpisodes(EpisodeEnds):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
         self.open = {
-            k: Episode(str(sev), int(since), dict(sites), *rest[:1])
+            k: Episode(str(sev), int(since), dict(sites), *rest[:2])
             for k, (sev, since, sites, *rest) in state.get("open", {}).items()
         }
         self.held = dict(state.get("held", {}))

@@ -467,7 +467,13 @@ def test_episodes_dead_problem_raised_before_progress_was_read_eases_too():
     assert episodes.review(30, 3, [], {"fc": 0.79}, kinds, dead, 0.25) == []  # not yet
     (eased,) = episodes.review(60, 6, [], {"fc": 0.80}, kinds, dead, 0.9)
     assert said([eased]) == [("dead_units", "note", "gone")]
-    assert "Reported at step 10 as a problem (10% progress then)" in eased.message
+    assert "Reported at step 10 as a problem (10% progress at step 20, its first read)" in (
+        eased.message
+    )
+    # a checkpoint keeps where the progress was read
+    restored = UnitEpisodes(0.25)
+    restored.load_state_dict(episodes.state_dict())
+    assert restored.open["dead_units"].read_at == 20
 
 
 def test_episodes_dead_problem_stays_while_the_share_grows_or_once_raised_late():
