@@ -29,7 +29,7 @@ SHAPES = {"conv1d": models.conv1d, "conv3d": models.conv3d,
           "segmentation": models.segmentation, "resnet18": _resnet18}  # fmt: skip
 
 
-@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+@pytest.mark.parametrize("precision", ["32-true", "16-mixed", "bf16-mixed"])
 def test_cuda_every_monitor_writes_on_a_bn_cnn(tmp_path, precision):
     monitors = [make_monitor(n, strict=True) for n in ALL_MONITORS]
     _, _, said = fit(tmp_path, monitors, precision=precision, **CUDA)

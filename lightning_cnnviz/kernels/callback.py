@@ -126,6 +126,7 @@ class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
         self._previous: dict[str, Tensor] = {}
         self._still: dict[str, int] = {}  # events in a row without change, per layer
         self._steps: list[int] = []  # the last events' steps
+        self._scale: float | None = None  # a 16-bit loss scale at the last event
         self._frozen_told = False
         self._frozen: Finding | None = None  # told in this fit, until its layers move again
         self._unoptimised_told = False

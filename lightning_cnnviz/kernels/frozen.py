@@ -30,11 +30,13 @@ from torch import Tensor
 
 __all__ = [
     "NEARLY_STILL",
+    "SCALE_GAVE_UP",
     "SET_UP",
     "STILL_EVENTS",
     "TINY_LR",
-    "any_gradient",
     "events_needed",
+    "gradient_state",
+    "loss_scale",
     "param_groups",
     "still_layers",
     "still_reason",
@@ -47,6 +49,9 @@ STILL_EVENTS = 2  # events in a row without any change: one could be a learning 
 TINY_LR = 1e-3  # a group's learning rate this far below the optimisers' largest keeps it still
 LR_CUT_STILL = 1e3  # ... or a scheduler's cut of it this many times below its start
 NEARLY_STILL = 1e-3  # relative change a log under which a layer at such a rate counts as still
+# a 16-bit loss scale under which the scaler's skipped steps are no longer its search for a
+# scale (from 65,536, 16 halvings without one step that fit float16) but a run that is stuck
+SCALE_GAVE_UP = 1.0
 # Neighbouring taps of a trained kernel are alike (smooth filters): the pooled correlation
 # read 0.35-0.6 in every conv layer of a small CNN after 300 steps on MNIST (Adam, SGD),
 # 0.09-0.10 in a teacher trained one epoch on digits. At initialisation (torchvision
@@ -201,17 +206,45 @@ def untrained_look(weights: Sequence[Tensor]) -> float | None:
 SET_UP = ("no_grad", "not_optimised", "detached", "lr_zero", "lr_tiny")
 
 
-def any_gradient(parameters: Iterable[Tensor]) -> bool:
-    """Whether any of ``parameters`` holds a non-zero gradient (one host read).
+def gradient_state(parameters: Iterable[Tensor]) -> str:
+    """What the gradients of ``parameters`` hold: ``none``, ``zero``, ``nonfinite`` or ``some``.
+
+    One host read. ``nonfinite``: a NaN or inf anywhere, as a 16-bit loss scaler finds them
+    in a step it skips.
 
     Example::
 
         >>> w = torch.nn.Parameter(torch.ones(2))
-        >>> any_gradient([w]), (setattr(w, "grad", torch.zeros(2)), any_gradient([w]))[1]
-        (False, False)
+        >>> gradient_state([w]), (setattr(w, "grad", torch.zeros(2)), gradient_state([w]))[1]
+        ('none', 'zero')
+        >>> w.grad = torch.tensor([1.0, float("nan")])
+        >>> gradient_state([w])
+        'nonfinite'
     """
-    grads = [p.grad.detach().abs().amax() for p in parameters if p.grad is not None]
-    return bool(grads) and bool(torch.stack(grads).amax() > 0)
+    grads = [p.grad.detach().abs().amax().float() for p in parameters if p.grad is not None]
+    if not grads:
+        return "none"
+    top = float(torch.stack([g.to(grads[0].device) for g in grads]).amax())
+    return "nonfinite" if not math.isfinite(top) else "some" if top > 0 else "zero"
+
+
+def loss_scale(precision_plugin: object) -> float | None:
+    """The loss scale of a 16-bit mixed-precision plugin's ``GradScaler``, else ``None``.
+
+    The scaler skips each optimizer step whose gradients overflow float16 and halves its
+    scale, so a scale lower than at the last look means steps were skipped since.
+
+    Example::
+
+        >>> loss_scale(object()) is None
+        True
+    """
+    scaler = getattr(precision_plugin, "scaler", None)
+    if scaler is None or not callable(getattr(scaler, "get_scale", None)):
+        return None
+    if callable(getattr(scaler, "is_enabled", None)) and not scaler.is_enabled():
+        return None
+    return float(scaler.get_scale())
 
 
 def still_reason(

@@ -21,10 +21,12 @@ from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.kernels.frozen import (
+    SCALE_GAVE_UP,
     SET_UP,
     STILL_EVENTS,
-    any_gradient,
     events_needed,
+    gradient_state,
+    loss_scale,
     param_groups,
     still_layers,
     still_reason,
@@ -47,6 +49,7 @@ class FrozenCheck:
     section: str
     _still: dict[str, int]
     _steps: list[int]
+    _scale: float | None  # the 16-bit loss scale at the last event
     _frozen_told: bool
     _frozen: Finding | None
     _unoptimised_told: bool
@@ -81,6 +84,12 @@ class FrozenCheck:
         self._steps = [*self._steps, trainer.global_step][-(STILL_EVENTS + 1) :]
         changes = {n: scalars[t] for n in self.selected
                    if (t := self.tag(n, "relative_change")) in scalars}  # fmt: skip
+        scale = loss_scale(getattr(trainer.strategy, "precision_plugin", None))
+        if scale is not None and self._scale is not None and SCALE_GAVE_UP <= scale < self._scale:
+            # the loss scaler skipped steps since the last event (overflowing float16 as it
+            # searches for its scale): weights it left as they were are not frozen layers
+            changes = {n: c for n, c in changes.items() if c != 0.0}
+        self._scale = scale
         fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
         module = trainer.lightning_module
         groups = None if module is None else param_groups(trainer.optimizers, module.parameters())
@@ -98,7 +107,10 @@ class FrozenCheck:
         reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
         blocked = set(reasons.values()) <= {"no_gradient", "detached"}
         whole = len(names) == len(self.selected) and blocked
-        if whole and not any_gradient(trainer.lightning_module.parameters()):
+        state = gradient_state(trainer.lightning_module.parameters()) if whole else "some"
+        if state == "nonfinite":  # every step skipped (a loss scaler), or left unapplied
+            reasons = dict.fromkeys(names, "nonfinite_gradient")
+        elif state != "some":
             # the whole model: the step; gradients there and all 0 are a constant loss
             reasons = dict.fromkeys(names, "zero_gradient" if kept_grads else "nothing_learns")
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
@@ -108,13 +120,14 @@ class FrozenCheck:
         kept = [self.selected[n].weight for n in names if reasons[n] in SET_UP]
         untrained = untrained_look(kept) if kept else None
         since = self._steps[-min(span + 1, len(self._steps))]
-        text = frozen_text(names, reasons, watched, since, step, epoch, untrained)
+        text = frozen_text(names, reasons, watched, since, step, epoch, untrained, scale)
         no_grad = [n for n in names if reasons[n] == "no_grad"]
         numbers = {"layers": len(names), "watched": watched, "no_grad": len(no_grad)}
         if untrained is not None:  # frozen random features: a problem
             numbers["neighbour_r"] = untrained
             say(text)
-        nothing = set(reasons.values()) in ({"nothing_learns"}, {"zero_gradient"})
+        nothing = set(reasons.values()) in ({"nothing_learns"}, {"zero_gradient"},
+                                            {"nonfinite_gradient"})  # fmt: skip
         if nothing and untrained is None:
             say(text)
         severity = "note" if untrained is None and not nothing else "problem"

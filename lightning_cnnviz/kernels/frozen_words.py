@@ -45,6 +45,11 @@ REASONS = {
         "optimisation, `zero_grad()` runs between `manual_backward` and `step` (it belongs "
         "before the backward)"
     ),
+    "nonfinite_gradient": (
+        "their gradients are not finite (NaN or inf) after the backward, and a step that "
+        'meets such gradients is skipped (the loss scaler of `precision="16-mixed"` skips '
+        "each step whose gradients overflow float16) or leaves the weights as they were"
+    ),
     "zero_gradient": (
         "every gradient is exactly 0 after the backward (the `.grad` tensors are there, all "
         "zeros), so no step changes anything: the loss does not change with the weights, a "
@@ -62,6 +67,7 @@ ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "detached": f"they get {REASONS['detached']}",
     "nothing_learns": f"{REASONS['nothing_learns']}",
     "zero_gradient": f"{REASONS['zero_gradient']}",
+    "nonfinite_gradient": f"{REASONS['nonfinite_gradient']}",
 }
 
 
@@ -107,12 +113,14 @@ def frozen_text(
     step: int,
     epoch: int,
     untrained: float | None = None,
+    scale: float | None = None,
 ) -> str:
     """The finding for ``names`` (of ``watched`` layers) unchanged since step ``since``.
 
     ``reasons``: each layer's ``still_reason``. ``untrained``: the kernels' neighbour
     correlation where the layers kept as set up look as initialised (``untrained_look``):
-    a problem, frozen random features; else a note.
+    a problem, frozen random features; else a note. ``scale``: a 16-bit loss scaler's
+    scale now, if there is one.
 
     Example::
 
@@ -137,6 +145,15 @@ def frozen_text(
     )
     if kinds == ["nothing_learns"]:  # nothing trains: the step itself is broken
         return f"{head} Fix that first: the model cannot learn at all."
+    if kinds == ["nonfinite_gradient"]:
+        scaler = "" if scale is None else (
+            f" The loss scaler has lowered its scale to {scale:.3g} without finding a step "
+            "whose gradients fit float16, so some value overflows at any scale (a loss or an "
+            "activation past float16's 65,504, a division by a tiny number): train in "
+            '`precision="bf16-mixed"` or float32, or find the layer that overflows '
+            "(`activations/*/nonfinite`)."
+        )  # fmt: skip
+        return f"{head} Fix that first: no step trains the model.{scaler}"
     if untrained is None and "no_gradient" in kinds:
         return (
             f"{head} A note: no optimiser setting keeps them; they follow from what stops "
