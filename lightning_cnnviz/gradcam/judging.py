@@ -14,7 +14,14 @@ from typing import Any
 
 from lightning.pytorch import Trainer
 
-from lightning_cnnviz.core.findings import Finding, findings_of, problems, record_check, report
+from lightning_cnnviz.core.findings import (
+    Finding,
+    findings_of,
+    problems,
+    record_check,
+    replace,
+    report,
+)
 from lightning_cnnviz.core.run_datasets import has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, fixed_findings
@@ -181,9 +188,20 @@ class ShortcutChecks:
             self._on_object["diverged_at"] = told[-1]
 
     def _emit(self, trainer: Trainer, found: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """Warn, write ``gradcam/diagnosis`` and report each ``(kind, message, figures)``."""
+        """Warn, write ``gradcam/diagnosis`` and report each ``(kind, message, figures)``.
+
+        A finding whose ``figures`` say ``back`` turns the standing one of its kind into a
+        note (the CAM came back: no shortcut stands), told without a warning.
+        """
         step, epoch = trainer.global_step, trainer.current_epoch
         for kind, message, figures in found:
+            if figures.get("back"):
+                standing = [f for f in problems(findings_of(trainer)) if f.kind == kind]
+                if standing:
+                    text = f"{message} (told at step {standing[-1].step}); a note now"
+                    note = Finding(self.section, kind, step, epoch, text, figures, "note")
+                    replace(trainer, standing[-1], note)
+                continue
             say(f"GradCAMMonitor: {message}. See `{self.tag('diagnosis')}`.")
             if self._sink is not None:
                 self.sink.text(self.tag("diagnosis"), on_object_text(message, step, epoch), step)

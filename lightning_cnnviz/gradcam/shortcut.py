@@ -5,7 +5,8 @@ Nothing here knows about Lightning. The rules read ``gradcam/{train,val}/on_obje
 by log and keep their state in a plain dict (checkpointed by the monitor):
 
 * ``cam_off_object``: train ``on_object`` fell below half its first value, or more
-  than 0.2 below its running maximum (``fell_off``);
+  than 0.2 below its running maximum, 2 logs in a row, while the model does not need
+  the object (``fell_off``, ``gates.needs_object``); a note once it is back;
 * ``cam_shortcut``: train ``on_object`` (scaled to the val probe's object size,
   ``on_val_scale``) stayed below val's by 0.1 and below 0.75x of it for 2 logs in a row
   (``train_val_gap``), while the model does not need the object on training images
@@ -59,6 +60,7 @@ from lightning_cnnviz.gradcam.gates import area_blocker, learnt, needs_object
 from lightning_cnnviz.gradcam.shortcut_rules import (
     AREA_PATIENCE,
     DROP_MARGIN,
+    DROP_PATIENCE,
     DROP_RATIO,
     GAP_MARGIN,
     GAP_PATIENCE,
@@ -87,35 +89,47 @@ def on_object_findings(
     """What the train (and val) ``on_object`` of one log tell: ``[(kind, message, figures)]``.
 
     ``cam_off_object``: train ``on_object`` fell (``fell_off`` with ``DROP_RATIO``,
-    ``DROP_MARGIN``). ``cam_shortcut``: it stayed below val's, scaled to the val probe's
-    object size (``on_val_scale``; ``train_val_gap`` with ``GAP_MARGIN``, ``GAP_RATIO``,
-    ``GAP_PATIENCE``; ``splits="train"``; not while the model needs the object), or both stayed
-    below ``AREA_RATIO`` x the object's share of the area (``areas``: train and val
-    ``object_share``; ``below_area``; ``splits="both"``). ``state`` is updated in place,
-    except while ``accuracy`` (the training probe's, in eval mode) is too low (``learnt``:
-    ``gates.MIN_PROBE_ACC``, ``OVER_CHANCE`` x chance), the foreground mask covers most of the
-    image or the map (``hw``) has fewer than ``MIN_MAP_SIDE`` cells a side
-    (``area_blocker``): then the log is skipped, as if it had not happened. The
-    both-splits rule runs only where ``area_blocker(..., both=True)`` finds nothing
-    against it (an object of at most ``BOTH_MAX_OBJECT_SHARE`` of the image, on at least
-    ``MIN_OBJECT_CELLS`` ``cells`` of the CAM's map), and not while the model needs the
-    object (``without``: ``right_without_object`` on the training probe and the class
-    count, ``needs_object``): a CAM about as much on the object as anywhere, from a model
-    that loses its class without the object, is no cue elsewhere.
+    ``DROP_MARGIN``, ``DROP_PATIENCE``; not while the model needs the object), and once it
+    is back (``figures["back"]``: the finding becomes a note). ``cam_shortcut``: it stayed
+    below val's, scaled to the val probe's object size (``on_val_scale``; ``train_val_gap``
+    with ``GAP_MARGIN``, ``GAP_RATIO``, ``GAP_PATIENCE``; ``splits="train"``; not while the
+    model needs the object), or both stayed below ``AREA_RATIO`` x the object's share of the
+    area (``areas``: train and val ``object_share``; ``below_area``; ``splits="both"``).
+    ``state`` is updated in place, except while ``accuracy`` (the training probe's, in eval
+    mode) is too low (``learnt``: ``gates.MIN_PROBE_ACC``, ``OVER_CHANCE`` x chance), the
+    foreground mask covers most of the image or the map (``hw``) has fewer than
+    ``MIN_MAP_SIDE`` cells a side (``area_blocker``): then the log is skipped, as if it had
+    not happened. The both-splits rule runs only where ``area_blocker(..., both=True)``
+    finds nothing against it (an object of at most ``BOTH_MAX_OBJECT_SHARE`` of the image,
+    on at least ``MIN_OBJECT_CELLS`` ``cells`` of the CAM's map), and not while the model
+    needs the object (``without``: ``right_without_object`` on the training probe and the
+    class count, ``needs_object``): a CAM about as much on the object as anywhere, from a
+    model that loses its class without the object, is no cue elsewhere.
     """
     if train is None or not learnt(accuracy, without[1]):
         return []
     if area_blocker(areas, hw=hw):  # the mask covers most of the image, or the map is too
         return []  # coarse to place the object: on_object means nothing
     found: list[tuple[str, str, dict[str, Any]]] = []
-    if fell_off(state, train, DROP_RATIO, DROP_MARGIN):
-        first, best = state["first"], state["max"]
+    needed = needs_object(*without)
+    fell = fell_off(state, train, DROP_RATIO, DROP_MARGIN, DROP_PATIENCE)
+    first, best = state["first"], state["max"]
+    figures = {"on_object": train, "first": first, "max": best}
+    if fell and not needed:  # a model that loses its class without the object reads it
         message = (
             f"Grad-CAM moved off the object: {train:.2f} of its mass lies on the object "
-            f"(first log {first:.2f}, best {best:.2f}); the model may be learning a shortcut"
+            f"(first log {first:.2f}, best {best:.2f}; {DROP_PATIENCE} logs in a row); the "
+            "model may be learning a shortcut"
         )
-        found.append(("cam_off_object", message, {"on_object": train, "first": first, "max": best}))
-    needed = needs_object(*without)
+        found.append(("cam_off_object", message, figures))
+        state["off_told"] = True
+    elif state.get("off_told") and not state["low"]:
+        message = (
+            f"Grad-CAM is back on the object: {train:.2f} of its mass lies on the object "
+            f"(first log {first:.2f}, best {best:.2f})"
+        )
+        found.append(("cam_off_object", message, figures | {"back": True}))
+        state["off_told"] = False
     fair = on_val_scale(train, areas)
     if needed:  # the model loses its class without the object: no cue elsewhere
         state["gap_run"] = 0

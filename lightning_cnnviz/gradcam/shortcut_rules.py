@@ -24,6 +24,7 @@ __all__ = [
     "AREA_PATIENCE",
     "AREA_RATIO",
     "DROP_MARGIN",
+    "DROP_PATIENCE",
     "DROP_RATIO",
     "GAP_MARGIN",
     "GAP_PATIENCE",
@@ -36,8 +37,10 @@ __all__ = [
     "train_val_gap",
 ]
 
-# ``cam_off_object``: train on_object below 0.5x its first value or 0.2 below its maximum;
-DROP_RATIO, DROP_MARGIN = 0.5, 0.2
+# ``cam_off_object``: train on_object below 0.5x its first value (and 0.1 under it) or 0.2
+# below its maximum, 2 logs in a row (hunt 27: a healthy U-Net-like net's CAM dipped
+# 0.076 -> 0.025 for one log, a run's one standing problem)
+DROP_RATIO, DROP_MARGIN, DROP_PATIENCE = 0.5, 0.2, 2
 # ``cam_shortcut``: train on_object below val's by 0.1 and below 0.75x val's, 2 logs in a row.
 GAP_MARGIN, GAP_RATIO, GAP_PATIENCE = 0.1, 0.75, 2
 # ``cam_shortcut`` on both splits: on_object below 1.2x the object's area share, 2 logs in a row
@@ -45,24 +48,31 @@ GAP_MARGIN, GAP_RATIO, GAP_PATIENCE = 0.1, 0.75, 2
 AREA_RATIO, AREA_PATIENCE = 1.2, 2
 
 
-def fell_off(state: dict[str, Any], value: float, ratio: float = 0.5, margin: float = 0.2) -> bool:
-    """Track ``on_object`` over time; ``True`` when it has just fallen markedly.
+def fell_off(
+    state: dict[str, Any], value: float, ratio: float = 0.5, margin: float = 0.2, patience: int = 1
+) -> bool:
+    """Track ``on_object`` over time; ``True`` when it has just stayed low ``patience`` logs.
 
-    Markedly: below ``ratio`` x its first value, or more than ``margin`` below its
-    running maximum. ``state`` (``first``, ``max``, ``low``) is updated in place;
-    after a fall it reports again only once the value has recovered.
+    Low: below ``ratio`` x its first value and ``margin / 2`` under it (a ratio of small
+    shares is noise), or more than ``margin`` below its running maximum. ``state``
+    (``first``, ``max``, ``low``, ``low_run``) is updated in place; after a fall it
+    reports again only once the value has recovered.
 
     Example::
 
         >>> state = {}
         >>> [fell_off(state, v) for v in (0.3, 0.5, 0.28, 0.25, 0.4, 0.1)]
         [False, False, True, False, False, True]
+        >>> state = {}
+        >>> [fell_off(state, v, patience=2) for v in (0.3, 0.5, 0.28, 0.4, 0.1, 0.12)]
+        [False, False, False, False, False, True]
     """
-    state["first"] = value if state.get("first") is None else state["first"]
+    first = state["first"] = value if state.get("first") is None else state["first"]
     state["max"] = max(value, state.get("max") or value)
-    low = value < ratio * state["first"] or value < state["max"] - margin
-    fell, state["low"] = low and not state.get("low", False), low
-    return fell
+    low = (value < ratio * first and value < first - margin / 2) or value < state["max"] - margin
+    state["low_run"] = state.get("low_run", 0) + 1 if low else 0
+    state["low"] = low
+    return state["low_run"] == patience
 
 
 def lower_on_train(

@@ -221,14 +221,27 @@ def test_gradcam_kept_cams_are_small_and_still_give_the_drift():
 def test_gradcam_reports_cam_off_object():
     monitor = GradCAMMonitor()
     trainer = SimpleNamespace(global_step=0, current_epoch=0)
-    for step, value in enumerate([0.30, 0.45, 0.40, 0.22, 0.20, 0.35, 0.10]):
+    values = [0.30, 0.45, 0.40, 0.22, 0.20, 0.35, 0.10, 0.12, 0.11]
+    said = []
+    for step, value in enumerate(values):
         trainer.global_step = step
-        monitor._check_on_object(trainer, value)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            monitor._check_on_object(trainer, value)
+        said += [(step, str(w.message)) for w in caught]
     found = findings_of(trainer)
-    # 0.22 < 0.45 - 0.2 (max minus margin); again at 0.10 < 0.5 x 0.30, after a recovery
-    assert [(f.kind, f.step) for f in found] == [("cam_off_object", 3), ("cam_off_object", 6)]
-    assert found[0].source == "gradcam" and found[0].figures["max"] == 0.45
-    assert "0.22" in found[0].message
+    # 0.22, 0.20 < 0.45 - 0.2 (max minus margin), two logs in a row: told at the second;
+    # back at 0.35 (a note); off again at 0.10, 0.12 < 0.5 x 0.30
+    assert [(f.kind, f.severity, f.step) for f in found] == [
+        ("cam_off_object", "note", 5),
+        ("cam_off_object", "problem", 7),
+    ]
+    assert "Grad-CAM is back on the object: 0.35" in found[0].message
+    assert "(told at step 4); a note now" in found[0].message
+    assert found[1].source == "gradcam" and found[1].figures["max"] == 0.45
+    assert "0.12 of its mass" in found[1].message
+    assert [step for step, text in said if "moved off the object" in text] == [4, 7]
+    assert not [text for _, text in said if "back on the object" in text]  # a note: no warning
     restored = GradCAMMonitor()
     restored.load_state_dict(monitor.state_dict())
     assert restored._on_object == monitor._on_object
