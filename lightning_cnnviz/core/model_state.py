@@ -139,6 +139,8 @@ def _put_back_buffers(saved: list[tuple[nn.Module, str, Tensor, Tensor]]) -> Non
     with torch.no_grad():
         for module, name, buffer, copy in saved:
             module._buffers[name] = buffer  # the same tensor: optimisers, DDP hold it
+            if buffer.shape != copy.shape:  # grown in place by a pass (a per-channel
+                buffer.resize_(copy.shape)  # quantization observer's empty min/max)
             buffer.copy_(copy)
 
 

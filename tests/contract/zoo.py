@@ -182,11 +182,16 @@ class MovingBuffers(ZooModel):
         self.conv1 = spectral(nn.Conv2d(1, 6, 3, padding=1))
         self.quant = torch.ao.quantization.FakeQuantize()
         self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        # per channel: its min/max buffers start empty and grow at the first forward, which
+        # a monitor's first pass may be (setups hunt 27: QAT with fbgemm aborted fit)
+        self.quant2 = torch.ao.quantization.FakeQuantize(
+            torch.ao.quantization.MovingAveragePerChannelMinMaxObserver, ch_axis=1
+        )
         self.fc = nn.Linear(8 * 4 * 4, NUM_CLASSES)
 
     def forward(self, x):
         x = F.max_pool2d(self.quant(F.relu(self.conv1(x))), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.max_pool2d(self.quant2(F.relu(self.conv2(x))), 2)
         return self.fc(x.flatten(1))
 
 

@@ -17,6 +17,19 @@ def test_kept_state_puts_back_observer_buffers_updated_in_eval_mode():
     assert not net.training and not net[1].training
 
 
+def test_kept_state_puts_back_per_channel_observer_buffers_grown_inside():
+    # setups hunt 27: a per-channel observer's min/max start empty, and grow in place at
+    # the first forward; putting the empty values back raised and aborted fit
+    quant = FakeQuantize(torch.ao.quantization.MovingAveragePerChannelMinMaxObserver, ch_axis=1)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), quant)
+    observer = quant.activation_post_process
+    held = observer.min_val
+    with kept_state(net):
+        net(torch.randn(2, 1, 5, 5))
+        assert observer.min_val.shape == (2,)
+    assert observer.min_val is held and observer.min_val.shape == (0,)
+
+
 def test_kept_state_holds_spectral_norm_still_and_restores_its_flags():
     conv = spectral_norm(nn.Conv2d(1, 2, 3))
     with torch.no_grad():  # off its converged value, so that one power iteration moves it
