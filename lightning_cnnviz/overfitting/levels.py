@@ -271,6 +271,11 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         return None  # learnt in this streak and kept: the train probe's noise around the bar
     since, now = evs[-streak], evs[-1]
     before = evs[: len(evs) - streak]
+    if not any(clearly_learnt(e) for e in before):
+        # evaluations a little off chance are noise, not learning that collapsed since
+        # (setups hunt 27: one at 18.8% of 10 classes, step 3 of a run that learnt, made
+        # "not learning after a collapse" at step 6): from the start, with its early guard
+        before = []
     plateau = now.lr != 0 and finite(now.probe_loss_val)  # not a zero rate, not NaN outputs
     warm = warming_up(evs) and not warmup_outlasts(now)
     if not before and plateau and (early(now) or warm or falling(evs)):
@@ -298,6 +303,27 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "first_loss": now.first_loss,
     }
     return Verdict("not_learning", since, now, peak, figures)
+
+
+def clearly_learnt(e: Evaluation) -> bool:
+    """Whether the val probe is clearly past chance: twice as far above it as the band reaches.
+
+    Six binomial standard errors (``chance_band`` allows three), or a probe loss below
+    ``BELOW_CHANCE_LOSS`` x ``ln K``, which no prediction that ignores the image reaches.
+
+    Example::
+
+        >>> e = Evaluation(epoch=0, step=3, classes=10, probe_size=128, probe_acc_val=0.188)
+        >>> clearly_learnt(e), clearly_learnt(Evaluation(0, 3, classes=10, probe_size=128,
+        ...                                              probe_acc_val=0.4))
+        (False, True)
+    """
+    if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
+        return False
+    k = int(e.classes)
+    if e.probe_loss_val is not None and e.probe_loss_val < BELOW_CHANCE_LOSS * math.log(k):
+        return True
+    return e.probe_acc_val > 2 * chance_band(k, int(e.probe_size or 0)) - 1 / k
 
 
 LEARNT = 0.5  # training images learnt: this share of the way from chance to 100%

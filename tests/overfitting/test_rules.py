@@ -253,6 +253,21 @@ def test_rules_not_learning_from_the_start_and_after_a_collapse():
     assert verdict.figures["from_start"] is False and verdict.figures["peak_acc_before"] == 0.95
 
 
+def test_rules_not_learning_a_noisy_first_validation_is_no_collapse():
+    # setups hunt 27: validated every 3 steps, 18.8% (10 classes, 128 images: the chance
+    # band reaches 18.0%) at step 3, then chance at steps 6 and 9 of a run that learnt:
+    # "not learning after a collapse" at step 6, without the first steps' guard
+    rows = [(3, 0.188), (6, 0.1), (9, 0.11), (60, 0.1), (63, 0.1)]
+    evs = [Evaluation(step=s, epoch=0, **probe(acc)) for s, acc in rows]
+    verdict = first(levels.not_learning, evs)
+    assert verdict.detected.step == 60 and verdict.figures["from_start"] is True
+    assert verdict.figures["peak_acc_before"] is None
+    # learnt clearly first (6 standard errors past chance): a collapse, told at once
+    evs[0] = Evaluation(step=3, epoch=0, **probe(0.27))
+    verdict = first(levels.not_learning, evs)
+    assert (verdict.detected.step, verdict.figures["from_start"]) == (9, False)
+
+
 def test_rules_not_learning_waits_for_a_warm_up_from_the_start_only():
     # held out: at chance at steps 11 and 22 of a 40-step warm-up (lr 0.015, 0.029 of 0.05)
     warm = probe_run([probe(0.1, lr=0.015), probe(0.1, lr=0.029), probe(0.1, lr=0.05),
