@@ -110,8 +110,12 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
     out["shift"], out["shift_share"] = label_shift(confusion)
     if not out["ignored"] or shares is None or len(shares) != k:
         return out
-    taken = [sum(confusion[i][j] for i in out["ignored"]) for j in range(k)]
-    for i in out["ignored"]:
+    missing = [i for i in out["ignored"] if float(shares[i]) == 0]
+    # the classes the finding names: those with no training label, where there are any
+    # (hunt 27: 5 missing, 6-9 moved, was "taken for 0", which 9 was); else the rare ones
+    named = missing or out["ignored"]
+    taken = [sum(confusion[i][j] for i in named) for j in range(k)]
+    for i in named if missing else out["ignored"]:
         taken[i] = 0.0  # predicted as one of the left-out classes: not "taken for" another
     taken_for = max(range(k), key=lambda j: taken[j])
     out["taken_for"] = taken_for
@@ -126,7 +130,7 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
     out["over_classes"] = sum(
         1 for j in range(k) if total and float(shares[j]) > 1.5 * sum(confusion[j]) / total
     )
-    out["missing"] = [i for i in out["ignored"] if float(shares[i]) == 0]
+    out["missing"] = missing
     return out
 
 

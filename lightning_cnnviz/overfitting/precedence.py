@@ -122,7 +122,12 @@ def verdicts(
     if told("inputs_differ"):
         # val images unlike the training ones: every eval-mode val figure measures that
         waiting.update(("class_imbalance", "bn_mismatch", *EVAL_KINDS))
-    if told("class_imbalance"):
+    if told("class_imbalance") and split_now(h):
+        # ... beside classes learnt on training images and left out on val ones: the splits
+        # differ too, and the rising val curve is that (hunt 27: training labels moved for
+        # classes 5-9, 5 lost from training; "overfitting, stop at epoch 0" followed)
+        waiting.update(("not_learning", *CURVE_KINDS))
+    elif told("class_imbalance"):
         # rare classes left out: a balanced val probe at chance or far below training
         # accuracy says that, not "not learning" or splits that differ
         waiting.update(("not_learning", "generalisation_gap"))

@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.overfitting.class_figures import class_shares, ignored_classes, probe_figures
+from lightning_cnnviz.overfitting.class_gap import split_classes
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
@@ -246,6 +247,28 @@ def test_imbalance_a_class_missing_from_training_is_a_problem_at_once():
     rare = torch.tensor([0.45, 0.45, 0.09, 0.01])
     assert probe_figures(confusion, rare)["missing"] == []
     assert class_imbalance([ev(10, confusion, rare, val_acc=0.78)]) is None
+
+
+def test_imbalance_a_missing_class_beside_moved_ones_is_taken_for_its_own_prediction():
+    # hunt 27: training labels of 5-9 moved by one (5 -> 6, ..., 9 -> 0): 5 never appears
+    # in training, and its images are taken for 6; 9's for 0, which was the one named
+    shares = torch.tensor([0.4, 0.2, 0.2, 0.0, 0.2])  # class 3 missing, 4 moved
+    confusion = [[16, 0, 0, 0, 0], [0, 16, 0, 0, 0], [0, 0, 16, 0, 0], [0, 0, 0, 0, 16],
+                 [16, 0, 0, 0, 0]]  # fmt: skip
+    figures = probe_figures(confusion, shares)
+    assert (figures["ignored"], figures["missing"], figures["taken_for"]) == ([3, 4], [3], 4)
+    # with no class missing, the rare left-out ones are still taken for another class only
+    rare = probe_figures(confusion, torch.tensor([0.45, 0.25, 0.25, 0.025, 0.025]))
+    assert (rare["missing"], rare["taken_for"]) == ([], 0)
+    # the classes moved are split classes too: told as a gap, and the val curve waits
+    detector, kinds = Detector(patience=2), []
+    learnt = [[16 if i == j else 0 for j in range(5)] for i in range(5)]
+    for i, loss in enumerate([1.0, 1.4, 1.8, 2.2]):
+        e = Evaluation(10 * (i + 1), i, classes=5.0, train_acc=0.97, val_acc=0.6,
+                       val_loss=loss, train_loss=1 / (i + 1), **figures,
+                       **split_classes(learnt, confusion))  # fmt: skip
+        kinds += [c.verdict.kind for c in detector.update(e)]
+    assert sorted(set(kinds)) == ["class_imbalance", "generalisation_gap"]
 
 
 def test_imbalance_val_labels_shifted_from_the_training_labels_are_told_so():
