@@ -73,7 +73,8 @@ def scaled_loss(
             f"loss {finite[0]:.4g} (before any update) against {probe_loss:.3g} on the probe "
             f"images (chance level ln {classes} = {chance:.2f}). The loss `training_step` "
             "returns is scaled (multiplied, or summed over the batch instead of averaged). "
-            f"Adam does not mind; under SGD every step is ~{scale:.0f}x larger than the "
+            "Adam's steps barely follow the loss's scale; under SGD every step is "
+            f"~{scale:.0f}x larger than the "
             'learning rate says. Try: average the loss over the batch (`reduction="mean"`) '
             "and drop the factor, or divide the learning rate by it"
         )
@@ -87,9 +88,11 @@ def scaled_loss(
             f"(chance level ln {classes} = {chance:.2f}). The loss `training_step` returns is "
             "scaled down (multiplied by a small factor, or divided by a large count), or it "
             "is another loss than cross-entropy (MSE on one-hot targets, a custom loss), whose "
-            "scale is its own. If scaled: Adam does not mind; under SGD every step is "
-            f"~{1 / scale:.0f}x smaller than the learning rate says, and learning crawls. "
-            "Try: drop the factor, or multiply the learning rate by its inverse"
+            "scale is its own. If scaled: under SGD every step is "
+            f"~{1 / scale:.0f}x smaller than the learning rate says, and learning crawls; "
+            "Adam's steps shrink too once the gradients come near its `eps` (1e-8 by "
+            "default). Try: drop the factor (under SGD, or multiply the learning rate by "
+            "its inverse)"
         )
     else:
         return None

@@ -122,7 +122,7 @@ ROOT_CAUSES = {
     "loss_mismatch": "the loss is not the one the model's outputs are made for",
     "unnormalised_inputs": "the inputs are far from unit scale",  # a note, and still a cause
     # a note (harmless under Adam), and still a cause: under SGD every step is that much larger
-    "scaled_loss": "the training loss is scaled far above the model's own cross-entropy",
+    "scaled_loss": "the training loss is scaled far from the model's own cross-entropy",
     # a problem only when frozen at random initialisation (a frozen trained backbone: a note)
     "frozen_layers": "layers are frozen at their random initialisation",
     # withdrawn as a note once gradients reach the first layers and the loss falls

@@ -294,11 +294,17 @@ def loss_blind(e: Evaluation) -> bool:
         True
         >>> loss_blind(Evaluation(90, 2, returned_loss=2.2, **row))
         False
+        >>> loss_blind(Evaluation(90, 2, returned_loss=2.3e-8, first_loss=2.3e-8, **row))
+        False
     """
     if e.classes is None or e.classes < 2 or not finite(e.returned_loss):
         return False
     k = int(e.classes)
     if e.returned_loss >= BLIND_LOSS * math.log(k):  # type: ignore[operator]
+        return False
+    if finite(e.first_loss) and e.first_loss < BLIND_LOSS * math.log(k):  # type: ignore[operator]
+        # as small before any update: a loss scaled down (``scaled_loss``), not one that
+        # learnt to ignore the labels (hunt 27: a cross-entropy x1e-8 under Adam)
         return False
     if e.probe_acc_train is not None:
         return e.probe_acc_train <= chance_band(k, int(e.probe_size or 0))
