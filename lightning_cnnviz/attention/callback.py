@@ -56,6 +56,7 @@ class AttentionMonitor(Monitor, section="attention"):
     """
 
     needs_call_sites = False
+    others_by_name = False
     auto_description = (
         "it looks for attention modules: an `nn.MultiheadAttention` or one with `qkv` "
         "and `num_heads`"
@@ -100,8 +101,11 @@ class AttentionMonitor(Monitor, section="attention"):
         attention = [n for n, m in available.items() if is_attention(m)]
         wrong = [n for n, m in self.selected.items() if not is_attention(m)]
         if wrong:
-            raise ValueError(f"`layers` of AttentionMonitor must select attention modules, "
-                             f"got {wrong}; attention modules: {attention}")  # fmt: skip
+            raise ValueError(
+                f"`layers` of AttentionMonitor must select attention modules it can read "
+                f"(an `nn.MultiheadAttention`, or a module with `qkv` and `num_heads` as timm's), "
+                f"got {wrong}; such modules in this model: {attention or 'none'}"
+            )
         self._sites = attention_sites(available, list(self.selected))
 
     @override

@@ -116,6 +116,9 @@ class LayerWatcher:
     without_layers: ClassVar[str] = ""
     # its maps are laid on the input images: none where `forward` makes the maps' images
     maps_on_input: ClassVar[bool] = False
+    # whether layers other than those its auto rule finds can be named (attention maps are
+    # read from the forms ``auto_description`` names only)
+    others_by_name: ClassVar[bool] = True
 
     section: str
     layers: LayerSpec
@@ -271,8 +274,8 @@ class LayerWatcher:
                 else ""
             )
             inputs, made = self._input_words(unwrap_model(pl_module))
-            advice = "" if made and self.maps_on_input else (
-                "; name layers with `layers=` to watch others")  # fmt: skip
+            named = self.others_by_name and not (made and self.maps_on_input)
+            advice = "; name layers with `layers=` to watch others" if named else ""
             self.step_aside(
                 f"`layers='auto'` found no layer it can watch in this model "
                 f"({self.auto_description}{held}{inputs}){advice}"
