@@ -34,6 +34,7 @@ from torch import Tensor, nn
 __all__ = [
     "MAX_PREFIX",
     "Layout",
+    "attends",
     "attention_child",
     "block_norm",
     "grid_layout",
@@ -151,9 +152,43 @@ def is_attention(module: nn.Module) -> bool:
     return isinstance(getattr(module, "qkv", None), nn.Module) and hasattr(module, "num_heads")
 
 
+_PROJECTIONS = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"))
+
+
+def attends(module: nn.Module) -> bool:
+    """A self-attention module of any form, enough to know a transformer block by.
+
+    ``is_attention``'s forms, separate query, key and value projections (HuggingFace's
+    ``query``/``key``/``value``, ``q_proj``/...), or a wrapper whose direct child has
+    them (HuggingFace's ``ViTAttention``).
+
+    ``transformer_blocks`` reads it; ``AttentionMonitor`` reads ``is_attention``'s forms
+    only.
+
+    Example::
+
+        >>> hf = nn.Module()
+        >>> hf.query, hf.key, hf.value = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+        >>> wrapper = nn.Module()
+        >>> wrapper.attention, wrapper.output = hf, nn.Linear(4, 4)
+        >>> attends(hf), attends(wrapper), is_attention(hf), attends(nn.Linear(4, 4))
+        (True, True, False, False)
+    """
+    if is_attention(module):
+        return True
+    children = dict(module.named_children())
+    if any(all(isinstance(children.get(n), nn.Module) for n in names) for names in _PROJECTIONS):
+        return True
+    return any(
+        all(isinstance(getattr(child, n, None), nn.Module) for n in names)
+        for child in children.values()
+        for names in _PROJECTIONS
+    )
+
+
 def attention_child(block: nn.Module) -> nn.Module | None:
-    """The attention module among a block's direct children, if any."""
-    return next((m for m in block.children() if is_attention(m)), None)
+    """The attention module among a block's direct children (``attends``), if any."""
+    return next((m for m in block.children() if attends(m)), None)
 
 
 def block_norm(block: nn.Module) -> str | None:

@@ -9,7 +9,14 @@ from torch import nn
 from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts, token_grad_cam
-from lightning_cnnviz.core.tokens import Layout, grid_layout, prefix_tokens, to_grid
+from lightning_cnnviz.core.tokens import (
+    Layout,
+    grid_layout,
+    is_attention,
+    prefix_tokens,
+    to_grid,
+    transformer_blocks,
+)
 from tests.attention.models import HYBRIDS, TRANSFORMERS
 
 
@@ -163,3 +170,31 @@ def test_token_grad_cam_on_a_segmentation_output_matches_the_cnn_path():
         assert logits_tok.shape == (3, 3) and torch.allclose(logits_tok, logits_cnn, atol=1e-6)
         assert torch.allclose(cam_tok, cam_cnn, atol=1e-5)
         assert cam_tok.amax() > 0 or target is not None  # a class predicted nowhere: blank
+
+
+class _HFSelfAttention(nn.Module):  # HuggingFace's ViTSelfAttention: three projections
+    def __init__(self) -> None:
+        super().__init__()
+        self.query, self.key, self.value = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+
+
+class _HFAttention(nn.Module):  # ViTAttention: the self-attention and its output
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention, self.output = _HFSelfAttention(), nn.Linear(8, 8)
+
+
+class _HFLayer(nn.Module):  # ViTLayer
+    def __init__(self) -> None:
+        super().__init__()
+        self.layernorm_before, self.attention = nn.LayerNorm(8), _HFAttention()
+        self.intermediate, self.layernorm_after = nn.Linear(8, 32), nn.LayerNorm(8)
+
+
+def test_transformer_blocks_know_huggingface_layers_attention_reads_its_own_forms():
+    # setups hunt 27: a HuggingFace ViT had no transformer block, and Grad-CAM's auto rule
+    # took the patch-embedding conv, warning of an `F.relu` after it that is not there
+    encoder = nn.Sequential(nn.Conv2d(3, 8, 4, 4), _HFLayer(), _HFLayer())
+    layers = dict(encoder.named_modules())
+    assert transformer_blocks(layers) == ["1", "2"]
+    assert not any(is_attention(m) for m in layers.values())  # AttentionMonitor's forms
