@@ -12,6 +12,8 @@ with came back from the checkpoint.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -106,3 +108,25 @@ def test_resume_keeps_the_checkpoints_probe_and_says_so_where_num_samples_change
     assert len(second.state_dict()["probe_indices"]["val"]) == 8
     (said,) = [m for m in messages if "keeps the 8 val probe images of the checkpoint" in m]
     assert "`num_samples=4` given" in said
+
+
+def test_resume_a_fit_that_runs_no_batch_says_so_not_a_missing_loss(tmp_path):
+    # setups hunt 27: resumed from a checkpoint taken at the end ("shorter than its first
+    # scheduled event"), or fit again on a finished trainer ("`training_step` returned none")
+    from lightning_cnnviz import ActivationMonitor
+
+    first = ActivationMonitor(every_n_steps=2)
+    trainer, model, _ = _fit(tmp_path / "a", first, STEPS_A)
+    assert first.events == 2 and first.fit_batches == STEPS_A
+    ckpt = str(tmp_path / "end.ckpt")
+    trainer.save_checkpoint(ckpt)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, *loaders(n_train=24, n_val=16, batch_size=8))  # already at the end
+    said = [str(w.message) for w in caught]
+    assert first.fit_batches == 0 and not [s for s in said if "returned none" in s], said
+    again = ActivationMonitor(every_n_steps=2)
+    _, _, said = _fit(tmp_path / "b", again, STEPS_A, ckpt_path=ckpt)
+    (never,) = [s for s in said if "never logged" in s]
+    assert "this fit ran no training batch (resumed from a checkpoint" in never
+    assert "shorter than its first scheduled event" not in never

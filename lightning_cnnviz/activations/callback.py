@@ -239,7 +239,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 trainer.global_step, self._batch_at[1],
             )  # fmt: skip
             self._tell(trainer, verdicts, self.diagnosis.last_step, self.diagnosis.last_epoch)
-            if self.events and not self.diagnosis.loss.series:
+            if self.events and self.fit_batches and not self.diagnosis.loss.series:
                 n = len(trainer.optimizers)
                 backward = (
                     "no `manual_backward` ran (its loss stands in for a returned one)"

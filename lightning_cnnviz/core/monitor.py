@@ -128,6 +128,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
         self.shared: set[str] = set()
         self.timings: dict[str, float] = defaultdict(float)
         self.events = 0
+        self.fit_batches = 0  # training batches this fit (a fit resumed at its end runs none)
         self._probes: dict[str, Probe] = {}
         self._probe_indices: dict[str, list[int]] = {}
         self._sink: Sink | None = None
@@ -241,6 +242,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.fit_batches = 0
         if self._layers_pending and not has_lazy_weights(pl_module):
             self._layers_pending = False
             self._find_layers(trainer, pl_module)

@@ -40,6 +40,7 @@ class EventFiring:
     disabled: bool
     last_logged_step: int
     events: int
+    fit_batches: int
     _sink: Sink | None
     warn_once: Callable[[str, str], None]  # ``voice.Voice``'s
     _step_aside: Callable[[Exception], None]  # ``voice.Voice``'s
@@ -141,6 +142,7 @@ class EventFiring:
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self.budget.step_ended()
+        self.fit_batches += 1
         if self._due_on_step(trainer):
             self._fire(trainer, pl_module)
 

@@ -41,6 +41,7 @@ class RunSummary:
     disabled: bool
     aside_reason: str
     events: int
+    fit_batches: int
     tag_prefix: str
     budget: Budget
     _sink: Any
@@ -61,6 +62,11 @@ class RunSummary:
     def never_logged_reason(self, trainer: Trainer) -> str:
         """Why the monitor never logged in this run, for the end-of-fit summary."""
         batches = batches_run(trainer)
+        if batches and not self.fit_batches:  # the loop's count came with a checkpoint
+            return (
+                "never logged: this fit ran no training batch (resumed from a checkpoint "
+                "taken at the end of training: `max_epochs` or `max_steps` already reached)"
+            )
         if trainer.global_step == 0 and batches >= STEPLESS:
             return f"never logged: the optimiser took no step in {batches} training batches"
         if batches == 0:
