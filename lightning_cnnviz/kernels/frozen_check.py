@@ -25,6 +25,7 @@ from lightning_cnnviz.kernels.frozen import (
     SET_UP,
     STILL_EVENTS,
     events_needed,
+    gradient_hooked,
     gradient_state,
     loss_scale,
     param_groups,
@@ -105,6 +106,15 @@ class FrozenCheck:
             return
         kept_grads = any(p.grad is not None for p in trainer.lightning_module.parameters())
         reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
+        order = list(self.selected)
+        for n in names:  # a hook on its weights, and a layer before it still learns (the
+            # gradient passes through it): not dead units after it, which a skip can bypass
+            if (
+                reasons[n] == "no_gradient"
+                and gradient_hooked(self.selected[n])
+                and any(changes.get(m, 0.0) > 0 for m in order[: order.index(n)])
+            ):
+                reasons[n] = "own_gradient_removed"
         blocked = set(reasons.values()) <= {"no_gradient", "detached"}
         whole = len(names) == len(self.selected) and blocked
         state = gradient_state(trainer.lightning_module.parameters()) if whole else "some"

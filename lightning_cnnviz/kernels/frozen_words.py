@@ -29,6 +29,11 @@ REASONS = {
         "sigmoids; or the units after them are silent, as dead ReLUs are; or the loss is "
         "computed from something detached from them)"
     ),
+    "own_gradient_removed": (
+        "a gradient of exactly 0 on their own weights, which carry a gradient hook "
+        "(`register_hook`), while layers before them still learn: the gradient passes "
+        "through them and the hook removes it at their parameters"
+    ),
     "no_update": (
         "no update (left out of the optimiser's parameter groups, a learning rate of 0, or "
         "no gradient reaching them)"
@@ -196,6 +201,8 @@ def _unfreeze(kinds: Sequence[str]) -> str:
     tiny = "give their parameter group a learning rate near the others'"
     if set(kinds) == {"lr_tiny"}:
         return tiny
+    if set(kinds) == {"own_gradient_removed"}:
+        return "remove the hook that zeroes their gradient"
     train = "set `requires_grad=True` and pass their parameters to the optimiser in "
     train += "`configure_optimizers`"
     if "lr_tiny" in kinds:

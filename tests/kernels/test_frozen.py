@@ -83,3 +83,23 @@ def test_frozen_text_a_tiny_rate_says_barely_and_names_the_group():
     assert "barely changed (under 0.1% a log)" in text
     assert "right for pretrained layers meant to stay nearly fixed" in text
     assert "requires_grad" not in text
+
+
+def test_frozen_a_gradient_hook_on_a_layer_is_named_not_a_vanishing_gradient(tmp_path):
+    # hunt 27: a hook zeroed conv2's own gradient while conv1, before it, kept learning:
+    # told "no gradient reaches them (it vanishes on the way down ...)", a note
+    from lightning_cnnviz.core.findings import findings_of
+    from lightning_cnnviz.kernels.callback import KernelMonitor
+    from tests.monitors import TinyCNN, fit, loaders
+
+    torch.manual_seed(0)
+    model = TinyCNN()
+    for p in model.conv2.parameters():
+        p.register_hook(torch.zeros_like)
+    data = loaders(n_train=64, n_val=16, batch_size=8)
+    trainer, _, _ = fit(tmp_path, [KernelMonitor(every_n_steps=2)], model=model, data=data,
+                        limit_train_batches=None)  # fmt: skip
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.figures["names"] == ["conv2"]
+    assert "which carry a gradient hook (`register_hook`)" in found.message
+    assert "vanishes on the way down" not in found.message
