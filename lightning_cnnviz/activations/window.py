@@ -98,8 +98,9 @@ class TrainingWindow:
                 names = listed(unused)
                 self.warn_once(
                     "unused",
-                    f"not called by the model's forward(), so not recorded: {names} (e.g. "
-                    "a GAN's generator when forward() is the discriminator); the monitor "
+                    f"not called by the model's forward() in eval mode (the probe pass), so "
+                    f"not recorded: {names} (e.g. a GAN's generator when forward() is the "
+                    "discriminator, or a branch taken in training mode only); the monitor "
                     "watches what forward() computes",
                 )
 

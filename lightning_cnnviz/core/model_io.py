@@ -135,8 +135,9 @@ class ProbeReader(InputForm):
                 if why:
                     self.say_once_per_run(
                         f"output_key={key!r}",
-                        f"the model returns a {type(output).__name__}; the monitors read "
-                        f"{key_name(key)} as the logits ({why}). Pass `output_key` to choose.",
+                        f"the model returns an object of type `{type(output).__name__}`; the "
+                        f"monitors read {key_name(key)} as the logits ({why}). Pass "
+                        "`output_key` to choose.",
                     )
             if single_logit(first_tensor(output, key)) and self.num_classes(trainer) == 2:
                 key = SingleLogit(key)  # a BCEWithLogitsLoss model: z read as [-z/2, z/2]
