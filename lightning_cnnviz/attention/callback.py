@@ -19,6 +19,12 @@ from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import evenly_spaced, named_layers, unwrap_model
 from lightning_cnnviz.core.tokens import is_attention
 
+# the attention modules whose weights it recomputes (``core.tokens.is_attention``)
+READ_FORMS = (
+    "an `nn.MultiheadAttention`, one with `qkv` and `num_heads` (timm), or one with query, "
+    "key and value projections and a head count (HuggingFace)"
+)
+
 
 class AttentionMonitor(Monitor, section="attention"):
     """Class-token attention per head, and attention rollout, over the probe images.
@@ -57,10 +63,7 @@ class AttentionMonitor(Monitor, section="attention"):
 
     needs_call_sites = False
     others_by_name = False
-    auto_description = (
-        "it looks for attention modules: an `nn.MultiheadAttention` or one with `qkv` "
-        "and `num_heads`"
-    )
+    auto_description = f"it looks for attention modules: {READ_FORMS}"
 
     def __init__(
         self,
@@ -103,7 +106,7 @@ class AttentionMonitor(Monitor, section="attention"):
         if wrong:
             raise ValueError(
                 f"`layers` of AttentionMonitor must select attention modules it can read "
-                f"(an `nn.MultiheadAttention`, or a module with `qkv` and `num_heads` as timm's), "
+                f"({READ_FORMS}), "
                 f"got {wrong}; such modules in this model: {attention or 'none'}"
             )
         self._sites = attention_sites(available, list(self.selected))

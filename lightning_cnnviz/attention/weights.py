@@ -10,6 +10,8 @@ projections, in eval mode and without autograd:
   ``q_norm``/``k_norm``): ``softmax(q k^T * scale)``.
 * ``nn.MultiheadAttention`` (torchvision's ViT): the module itself, called with
   ``need_weights=True, average_attn_weights=False``.
+* HuggingFace's attention (ViT; ``q_proj``/``k_proj`` or ``query``/``key``, a head
+  count, optional ``scaling``): ``softmax(q k^T * scaling)``.
 * Swin window attention (timm ``WindowAttention``, torchvision
   ``ShiftedWindowAttention``): the block's cyclic shift, the window partition, the
   relative position bias and the shifted-window mask, as the block does it.
@@ -28,6 +30,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lightning_cnnviz.core.tokens import head_count, projections
 
 __all__ = ["global_attention", "is_window_attention", "window_received", "window_shift"]
 
@@ -54,19 +58,31 @@ def global_attention(module: nn.Module, x: Tensor, batch: int | None = None) -> 
         ValueError: the input is neither a token sequence nor, for a module with a
             conv ``qkv`` (CoAtNet's ``Attention2d``), an (N, C, H, W) map.
     """
-    if x.dim() == 4 and isinstance(module.qkv, nn.Conv2d):
+    if x.dim() == 4 and isinstance(getattr(module, "qkv", None), nn.Conv2d):
         weights = _map_attention(module, x)
     elif x.dim() != 3:
         raise ValueError(f"attention over a {x.dim()}-D input is not supported")
     elif isinstance(module, nn.MultiheadAttention):
         x = x if module.batch_first else x.transpose(0, 1)
         _, weights = module(x, x, x, need_weights=True, average_attn_weights=False)
+    elif (names := projections(module)) is not None and not hasattr(module, "qkv"):
+        weights = _projected_attention(module, x, names)
     else:
         weights = _qkv_attention(module, x)
     groups = weights.shape[0] // batch if batch else 1
     if groups > 1 and weights.shape[0] == batch * groups:  # type: ignore[operator]
         weights = weights.view(batch, groups, *weights.shape[1:]).mean(1)
     return weights.float()
+
+
+def _projected_attention(module: nn.Module, x: Tensor, names: tuple[str, str, str]) -> Tensor:
+    """HuggingFace's form: separate query and key projections, ``scaling`` or 1/sqrt(d)."""
+    batch, length, _ = x.shape
+    heads = head_count(module)
+    q, k = (getattr(module, n)(x).reshape(batch, length, heads, -1).transpose(1, 2)
+            for n in names[:2])  # fmt: skip
+    scale = getattr(module, "scaling", None) or q.shape[-1] ** -0.5
+    return ((q * scale) @ k.transpose(-2, -1)).float().softmax(-1)
 
 
 def _qkv_attention(module: nn.Module, x: Tensor) -> Tensor:

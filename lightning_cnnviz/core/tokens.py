@@ -38,8 +38,10 @@ __all__ = [
     "attention_child",
     "block_norm",
     "grid_layout",
+    "head_count",
     "is_attention",
     "prefix_tokens",
+    "projections",
     "to_grid",
     "transformer_blocks",
 ]
@@ -145,14 +147,36 @@ def to_grid(x: Tensor, layout: Layout) -> Tensor:
     return x[:, layout.prefix :].transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
 
 
+_PROJECTIONS = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"))
+_HEADS = ("num_heads", "num_attention_heads")
+
+
+def projections(module: nn.Module) -> tuple[str, str, str] | None:
+    """The names of a module's separate query, key and value ``nn.Linear`` s, if it has them."""
+    return next(
+        (names for names in _PROJECTIONS
+         if all(isinstance(getattr(module, n, None), nn.Linear) for n in names)),
+        None,
+    )  # fmt: skip
+
+
+def head_count(module: nn.Module) -> int | None:
+    """An attention module's head count (``num_heads``; HuggingFace's ``num_attention_heads``)."""
+    return next((h for n in _HEADS if isinstance(h := getattr(module, n, None), int)), None)
+
+
 def is_attention(module: nn.Module) -> bool:
-    """A self-attention module: ``nn.MultiheadAttention`` or one with ``qkv`` and ``num_heads``."""
+    """A self-attention module whose weights ``attention.weights`` can recompute.
+
+    ``nn.MultiheadAttention``, one with ``qkv`` and ``num_heads`` (timm), or one with
+    separate query, key and value projections and a head count (HuggingFace's
+    ``q_proj``/``k_proj``/``v_proj`` or ``query``/``key``/``value``).
+    """
     if isinstance(module, nn.MultiheadAttention):
         return True
-    return isinstance(getattr(module, "qkv", None), nn.Module) and hasattr(module, "num_heads")
-
-
-_PROJECTIONS = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"))
+    if isinstance(getattr(module, "qkv", None), nn.Module) and hasattr(module, "num_heads"):
+        return True
+    return projections(module) is not None and head_count(module) is not None
 
 
 def attends(module: nn.Module) -> bool:
@@ -162,8 +186,8 @@ def attends(module: nn.Module) -> bool:
     ``query``/``key``/``value``, ``q_proj``/...), or a wrapper whose direct child has
     them (HuggingFace's ``ViTAttention``).
 
-    ``transformer_blocks`` reads it; ``AttentionMonitor`` reads ``is_attention``'s forms
-    only.
+    ``transformer_blocks`` reads it; ``AttentionMonitor`` reads ``is_attention``'s forms,
+    which need a head count besides.
 
     Example::
 

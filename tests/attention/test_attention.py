@@ -122,7 +122,7 @@ def test_attention_monitor_on_cnn_warns_once(tmp_path):
     assert len(said) == 1 and "found no layer it can watch" in said[0], messages
     # naming others cannot help: it reads the forms it names only (setups hunt 27: the
     # advice, followed on a HuggingFace ViT, raised at setup)
-    assert "`nn.MultiheadAttention` or one with `qkv`" in said[0]
+    assert "`nn.MultiheadAttention`, one with `qkv`" in said[0]
     assert "name layers with `layers=`" not in said[0]
     assert monitor.disabled and monitor.events == 0
 

@@ -125,3 +125,35 @@ def test_cls_attention_without_prefix_averages_queries_and_entropy_bounds():
     assert torch.allclose(maps.flatten(2), w.mean(2))
     assert torch.allclose(entropy(torch.full((1, 2, 2), 0.25)), torch.ones(1))
     assert torch.allclose(entropy(torch.tensor([[[0.0, 1.0], [0.0, 0.0]]])), torch.zeros(1))
+
+
+class _HFAttention(torch.nn.Module):
+    """HuggingFace's ViT attention (transformers 5): q/k/v projections, eager weights returned."""
+
+    def __init__(self, dim: int = 16, heads: int = 4) -> None:
+        super().__init__()
+        self.num_attention_heads, self.head_dim = heads, dim // heads
+        self.scaling = self.head_dim**-0.5
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (
+            torch.nn.Linear(dim, dim) for _ in range(4)
+        )
+
+    def forward(self, hidden_states):
+        shape = (*hidden_states.shape[:-1], -1, self.head_dim)
+        q, k, v = (p(hidden_states).view(shape).transpose(1, 2)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))  # fmt: skip
+        weights = (q @ k.transpose(-2, -1) * self.scaling).softmax(-1)
+        out = (weights @ v).transpose(1, 2).reshape(*hidden_states.shape[:-1], -1)
+        return self.o_proj(out), weights
+
+
+def test_global_attention_equals_huggingface_eager_weights():
+    # setups hunt 27: AttentionMonitor found no attention in a HuggingFace ViT
+    from lightning_cnnviz.core.tokens import is_attention
+
+    torch.manual_seed(0)
+    attention = _HFAttention().eval()
+    x = torch.randn(2, 17, 16)
+    _, expected = attention(x)
+    assert is_attention(attention)
+    assert torch.allclose(global_attention(attention, x), expected, atol=1e-6)
