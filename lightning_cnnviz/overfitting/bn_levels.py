@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.levels import _trailing, chance_band
+from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = [

@@ -27,6 +27,7 @@ from typing import Any
 
 from lightning_cnnviz.overfitting import (
     bn_levels,
+    chance_levels,
     gap,
     imbalance,
     levels,
@@ -218,7 +219,11 @@ class Detector:
             return ev.val_accuracy > best.val_accuracy  # type: ignore[operator]
         if kind == "not_learning":  # off chance, or learning seen elsewhere: not this
             learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
-            off = levels.stuck(ev) is False and not levels.barely(ev) and not levels.climbing(ev)
+            off = (
+                chance_levels.stuck(ev) is False
+                and not levels.barely(ev)
+                and not levels.climbing(ev)
+            )
             return off or learns
         if kind == "bn_mismatch":
             return bn_levels.parted(ev) is False
@@ -247,7 +252,7 @@ class Detector:
             )
             and not tiny_val(h),
             "train/val gap": any(gap.gapped(e) is not None for e in h) and not tiny_val(h),
-            "not learning": any(levels.stuck(e) is not None for e in h),
+            "not learning": any(chance_levels.stuck(e) is not None for e in h),
             "BatchNorm train/eval": any(bn_levels.parted(e) is not None for e in h),
             "class imbalance": any(e.ignored is not None for e in h),
             "learning rate decayed early": any(e.lr and e.run_share is not None for e in h),

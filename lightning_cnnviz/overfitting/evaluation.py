@@ -47,7 +47,7 @@ class Evaluation:
     (``loss_reads.candidates``; the loss they are made for is ``probe_loss_val``, its
     standard error ``probe_loss_se_val``); ``probe_outside_val``: the share of val probe
     images whose largest output is at an index no label reaches, where the outputs are at
-    least twice as wide as the labels' classes (``levels.scores_elsewhere``).
+    least twice as wide as the labels' classes (``chance_levels.scores_elsewhere``).
 
     Example::
 

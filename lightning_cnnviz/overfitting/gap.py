@@ -2,7 +2,7 @@
 
 Nothing here knows about Lightning. At each evaluation (``gapped``): train accuracy
 ``GAP`` or more above val accuracy, training images learnt while the val probe is at
-chance (``levels.stuck``), or a class learnt on the train probe and left out on the val
+chance (``chance_levels.stuck``), or a class learnt on the train probe and left out on the val
 probe (``class_gap.py``); reported once it holds for the last ``patience`` evaluations
 (``generalisation_gap``). Thresholds and why: ``docs/diagnosis.md``.
 
@@ -17,15 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lightning_cnnviz.overfitting.chance_levels import below_chance, stuck
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.levels import (
-    LEARNT,
-    LEARNT_KEPT,
-    _trailing,
-    below_chance,
-    stuck,
-    train_learns,
-)
+from lightning_cnnviz.overfitting.levels import LEARNT, LEARNT_KEPT, _trailing, train_learns
 from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
 
 __all__ = ["GAP", "GAP_SLACK", "gapped", "generalisation_gap"]

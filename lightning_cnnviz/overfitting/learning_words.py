@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
-from lightning_cnnviz.overfitting import bn_levels, levels
+from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
 from lightning_cnnviz.overfitting.learning_remedies import raised
 from lightning_cnnviz.overfitting.loss_reads import loss_blind
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -34,14 +34,14 @@ def headline(v: Verdict) -> str:
     """Accuracy at chance, or barely moved from it: why, and since when."""
     f, now, since = v.figures, v.detected, v.since
     gone = v.severity == "note"
-    if gone and levels.stuck(now) and bn_levels.parted(now):
+    if gone and chance_levels.stuck(now) and bn_levels.parted(now):
         return (
             f"Val accuracy at chance in eval mode since {when(since)}, but with batch "
             f"statistics the same probe reaches {num(now.probe_acc_bn, True)} at epoch "
             f"{now.epoch} (eval mode {num(now.bn_eval_acc, True)}): the model learns; "
             "BatchNorm's running statistics do not match its batches (`bn_mismatch`)."
         )
-    if gone and levels.stuck(now):
+    if gone and chance_levels.stuck(now):
         return (
             f"Val accuracy at chance since {when(since)}, but training images are learnt "
             f"at epoch {now.epoch} (train {num(now.train_accuracy, True)}, train probe "

@@ -45,9 +45,9 @@ import math
 from collections.abc import Sequence
 
 from lightning_cnnviz.core.chance import at_chance
+from lightning_cnnviz.overfitting.chance_levels import below_chance
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learning_remedies import DECAY_PER_STEP
-from lightning_cnnviz.overfitting.levels import below_chance
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["ALONE", "DROP", "FLOOR", "RISE", "decay_too_strong", "recovered", "unstable"]

@@ -51,8 +51,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnnviz.core.outputs import as_logits, is_simplex
+from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.levels import chance_band
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import finite
 

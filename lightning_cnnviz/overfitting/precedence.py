@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 
 from lightning_cnnviz.overfitting import (
     bn_levels,
+    chance_levels,
     gap,
     imbalance,
     levels,
@@ -110,7 +111,7 @@ def verdicts(
             waiting.add("class_imbalance")
     if bn_levels.stale(h[-1]):
         waiting.update(CURVE_KINDS)  # the curves did not move: nothing new from them
-    if found["not_learning"] is not None or levels.stuck(h[-1]):
+    if found["not_learning"] is not None or chance_levels.stuck(h[-1]):
         waiting.update(CURVE_KINDS)  # a model at chance learnt nothing to overfit
 
     def told(kind: str) -> bool:  # standing, or found now and not waiting itself

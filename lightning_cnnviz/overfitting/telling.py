@@ -25,7 +25,7 @@ from lightning_cnnviz.core.findings import (
 )
 from lightning_cnnviz.core.run_datasets import has_val_data
 from lightning_cnnviz.core.say import say
-from lightning_cnnviz.overfitting import levels
+from lightning_cnnviz.overfitting import chance_levels
 from lightning_cnnviz.overfitting.confusion import pairs_text
 from lightning_cnnviz.overfitting.detector import CHECKS, Change, Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -94,7 +94,7 @@ class Telling:
                 why = "the optimiser uses no weight decay"
             elif name in _VAL_CURVES and (h[-1].val_images or 1e9) < MIN_VAL_IMAGES:
                 why = f"the val set holds {int(h[-1].val_images)} images, under {MIN_VAL_IMAGES}"
-            elif name == "not learning" and any(levels.scores_elsewhere(e) for e in h):
+            elif name == "not learning" and any(chance_levels.scores_elsewhere(e) for e in h):
                 why = _ELSEWHERE.format(int(h[-1].classes or 0))
             elif name == "overfitting" and any(e.val_loss is not None for e in h):
                 key = self.keys["val_loss"]

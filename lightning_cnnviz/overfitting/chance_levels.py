@@ -1,0 +1,156 @@
+"""Where the val probe stands against chance: at it, below it, clearly past it.
+
+Nothing here knows about Lightning. The level rules (``levels.py``, ``gap.py``,
+``bn_levels.py``, ``loss_reads.py``) ask these of one evaluation: whether the val probe is
+at chance (``stuck``, within ``chance_band``), whether its outputs score something else
+than the labels' classes (``scores_elsewhere``), whether val accuracy is far below chance
+(``below_chance``) and whether it was clearly past chance (``clearly_learnt``).
+
+Example::
+
+    >>> e = Evaluation(60, 1, probe_acc_val=0.11, probe_loss_val=2.3, probe_size=128.0,
+    ...                classes=10.0)
+    >>> stuck(e), clearly_learnt(e)
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import math
+
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.words import finite
+
+__all__ = [
+    "BELOW_CHANCE_LOSS",
+    "OUTSIDE",
+    "TRAINS",
+    "below_chance",
+    "chance_band",
+    "clearly_learnt",
+    "scores_elsewhere",
+    "stuck",
+    "too_small",
+]
+
+
+def chance_band(classes: int, probe_size: int) -> float:
+    """Highest probe accuracy still at chance: ``1/K`` plus 3 binomial standard errors.
+
+    Example::
+
+        >>> round(chance_band(10, 128), 3)
+        0.18
+    """
+    p = 1.0 / classes
+    return p + 3 * math.sqrt(p * (1 - p) / max(1, probe_size))
+
+
+BELOW_CHANCE_LOSS = 0.95
+"""A val probe loss under this share of ``ln K`` has learnt something, whatever its accuracy."""
+
+
+OUTSIDE = 0.5
+"""The share of val probe images whose largest output lies past every label's index beyond
+which the outputs do not score the labels' classes (``scores_elsewhere``)."""
+TRAINS = 0.8
+"""... while the loss training returns is below this share of their cross-entropy."""
+
+
+def scores_elsewhere(e: Evaluation) -> bool:
+    """Whether the outputs score something other than the labels' classes.
+
+    Outputs at least twice as wide as the labels' classes whose largest entry lies past
+    every label on ``OUTSIDE`` of the val probe (``probe_outside_val``), while the loss
+    ``training_step`` returns sits below ``TRAINS`` of the outputs' cross-entropy over
+    the labels on the val probe: the run trains another loss on them. A classifier
+    trained by that cross-entropy moves its largest outputs onto the labels' indices
+    (even one with a head too wide: `num_classes` left at 1000 for 10 labels), and one
+    that learns nothing returns about its probe's cross-entropy, so both are still
+    judged. An embedding trained by a metric loss (setups hunt 26: 64 dimensions against
+    labels 0-9, SupCon 1.93 against a probe cross-entropy of 4.6) read as a 64-class
+    model at chance, told "not learning".
+
+    Example::
+
+        >>> scores_elsewhere(Evaluation(10, 0, probe_outside_val=0.84, returned_loss=1.93,
+        ...                             probe_loss_val=4.6))
+        True
+        >>> scores_elsewhere(Evaluation(10, 0, probe_outside_val=0.99, returned_loss=6.9,
+        ...                             probe_loss_val=6.91))  # 1000 outputs, not learning
+        False
+    """
+    share, trained, own = e.probe_outside_val, e.returned_loss, e.probe_loss_val
+    if share is None or share < OUTSIDE or trained is None or own is None:
+        return False
+    return finite(trained) and finite(own) and trained < TRAINS * own
+
+
+def too_small(k: int, band: float) -> bool:
+    """A probe too small to tell chance from learning: its band past halfway to 100%."""
+    return band > 1 / k + 0.5 * (1 - 1 / k)
+
+
+def stuck(e: Evaluation) -> bool | None:
+    """Whether the val probe is at chance (``None``: it cannot tell).
+
+    Its accuracy within the chance band, and its cross-entropy not below
+    ``BELOW_CHANCE_LOSS`` x ``ln K``: on a class-balanced probe no prediction that ignores
+    the image (the training labels' prior included) scores below ``ln K`` (Gibbs'
+    inequality), so a lower loss is learning under way. A digit CNN whose training set
+    held class 0 five times as often predicted it for most val images at its first two
+    validations (accuracy 9.7%, 12.6%) while the probe loss went 2.59 -> 2.15 (ln 10 =
+    2.30), and learnt every class by the fourth.
+    """
+    if e.classes is None or e.classes < 2 or e.probe_acc_val is None or scores_elsewhere(e):
+        return None
+    if not finite(e.probe_loss_val):
+        return True  # non-finite outputs: nothing is learnt any more
+    k = int(e.classes)
+    band = chance_band(k, int(e.probe_size or 0))
+    if too_small(k, band):
+        return None
+    if e.probe_loss_val is not None and e.probe_loss_val < BELOW_CHANCE_LOSS * math.log(k):
+        return False
+    return e.probe_acc_val <= band
+
+
+def below_chance(now: Evaluation) -> bool:
+    """Whether val accuracy is below half of chance while train accuracy is over twice it.
+
+    Updates that undo learning leave a model at chance, never far below it; below it, the
+    model learnt labels that mean other things on the val set (held out, hunt 23: labels
+    permuted from step 96, val 1.7% with train 82%, told "the updates have grown too
+    large").
+
+    Example::
+
+        >>> now = Evaluation(step=160, epoch=4, train_acc=0.825, val_acc=0.017, classes=10.0)
+        >>> below_chance(now)
+        True
+    """
+    k, train, val = now.classes, now.train_accuracy, now.val_accuracy
+    if k is None or k < 2 or train is None or val is None:
+        return False
+    return val < 0.5 / k and train > 2 / k
+
+
+def clearly_learnt(e: Evaluation) -> bool:
+    """Whether the val probe is clearly past chance: twice as far above it as the band reaches.
+
+    Six binomial standard errors (``chance_band`` allows three), or a probe loss below
+    ``BELOW_CHANCE_LOSS`` x ``ln K``, which no prediction that ignores the image reaches.
+
+    Example::
+
+        >>> e = Evaluation(epoch=0, step=3, classes=10, probe_size=128, probe_acc_val=0.188)
+        >>> clearly_learnt(e), clearly_learnt(Evaluation(0, 3, classes=10, probe_size=128,
+        ...                                              probe_acc_val=0.4))
+        (False, True)
+    """
+    if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
+        return False
+    k = int(e.classes)
+    if e.probe_loss_val is not None and e.probe_loss_val < BELOW_CHANCE_LOSS * math.log(k):
+        return True
+    return e.probe_acc_val > 2 * chance_band(k, int(e.probe_size or 0)) - 1 / k
