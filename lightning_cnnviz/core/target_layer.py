@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -76,6 +77,9 @@ class Call:
             ``True`` when none follows: containers handing it on do not count).
         single: the module returned this one tensor (not a list of maps or a tuple,
             which Grad-CAM cannot attribute to one map).
+        reaches: the model's scores depend on its output through autograd (``False``: a
+            map made and left unused, as an FPN's finer levels beside a head that reads
+            the coarsest).
     """
 
     name: str
@@ -84,6 +88,7 @@ class Call:
     first_with_output: int
     feeds_next: bool
     single: bool = True
+    reaches: bool = True
 
 
 def trace_calls(
@@ -106,8 +111,11 @@ def trace_calls(
         raw.append((name, seen[name], out, out.detach().float().clone()))
 
     capture = LayerCapture(layers, shared=set(layers), inputs=True, on_output=record)
-    with probe_mode(model), capture:
+    if x.is_floating_point():  # a graph from the input: frozen layers reach the scores too
+        x = x.detach().requires_grad_(True)
+    with probe_mode(model, grad=True), capture:
         output = model(x)
+        reached = _reaching([out for _, _, out, _ in raw], output, output_key)
     calls = []
     first: dict[int, int] = {}
     for k, (name, index, out, kept) in enumerate(raw):
@@ -120,12 +128,29 @@ def trace_calls(
             feeds = nxt is not None and nxt.shape == out.shape and torch.equal(nxt.float(), kept)
         first_k = first.setdefault(id(out), k)
         single = site_name(name, index, layers) not in capture.not_single
-        calls.append(Call(name, index, tuple(out.shape), first_k, feeds, single))
+        calls.append(Call(name, index, tuple(out.shape), first_k, feeds, single, reached[k]))
     try:
         shape = tuple(logits_from(output, output_key, raw=True).shape)
     except (TypeError, KeyError, IndexError):
         shape = ()
     return calls, shape
+
+
+def _reaching(outs: list[Tensor], output: Any, output_key: str | int | None) -> list[bool]:
+    """Whether the model's scores depend on each of ``outs`` (all ``True`` where unknown)."""
+    known = [i for i, out in enumerate(outs) if out.requires_grad]
+    try:
+        scores = logits_from(output, output_key, raw=True)
+        if not known or not scores.requires_grad:
+            return [True] * len(outs)
+        grads = torch.autograd.grad(scores.float().sum(), [outs[i] for i in known],
+                                    allow_unused=True)  # fmt: skip
+    except (RuntimeError, TypeError, KeyError, IndexError):
+        return [True] * len(outs)
+    reached = [True] * len(outs)
+    for i, grad in zip(known, grads, strict=True):
+        reached[i] = grad is not None
+    return reached
 
 
 def _spatial_size(shape: tuple[int, ...], ndim: int = 4) -> int:
@@ -170,6 +195,7 @@ def block_output(
     """
     last_call = {call.name: call.index for call in calls}
     pick: Call | None = None
+    unused = any(call.reaches for call in calls)  # none reaches: as traced (said at the event)
     for k, call in enumerate(calls):
         module = modules[call.name]
         if num_logits and _is_logits_head(module, calls[k:], num_logits):
@@ -178,6 +204,8 @@ def block_output(
         if spatial <= 1 or call.index != last_call[call.name] or isinstance(module, SKIP_TYPES):
             continue
         if not call.single:  # a list of maps (timm's `features_only`): one of its makers
+            continue
+        if unused and not call.reaches:  # a map the scores do not read (an FPN's fine level)
             continue
         container = next(module.children(), None) is not None
         if container and pick is not None and call.first_with_output == pick.first_with_output:

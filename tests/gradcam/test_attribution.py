@@ -337,6 +337,35 @@ def test_attribution_block_output_picks_last_block(model, expected, warns):
         assert "F.relu" in note and "layers" in note
 
 
+class _PyramidClassifier(nn.Module):
+    """An FPN-like backbone whose head reads the coarse level only; the fine one, made last,
+    is left unused (setups hunt 28: Grad-CAM took it and failed, writing no CAM)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.c2 = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.lat1, self.out1 = nn.Conv2d(4, 8, 1), nn.Conv2d(8, 8, 3, padding=1)
+        self.out2 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        f1 = self.c1(x)
+        f2 = self.c2(f1)
+        coarse = self.out2(f2)
+        self.out1(self.lat1(f1) + F.interpolate(f2, size=f1.shape[-2:]))  # made, never read
+        return self.head(coarse.mean((2, 3)))
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_attribution_block_output_takes_a_map_the_scores_read(frozen):
+    net = _PyramidClassifier().requires_grad_(not frozen)  # frozen: the graph from the input
+    layers = named_layers(net)
+    calls, shape = trace_calls(net, layers, torch.randn(1, 1, 16, 16))
+    assert [c.name for c in calls if not c.reaches] == ["lat1", "out1"]
+    assert block_output(calls, layers, shape[-1]) == ("out2.1", None)  # its ReLU
+
+
 def test_attribution_block_output_skips_logits_conv_and_1x1():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Conv2d(4, 10, 1))
     layers = named_layers(net)
