@@ -63,9 +63,11 @@ def why_not(model: nn.Module, x: Tensor, batch_size: int | None) -> str | None:
         names = ", ".join(f"`{n}`" for n in extra)
         return (
             f"the model's `forward` needs {names} besides the images (`forward(x, "
-            f"{', '.join(extra)})`), and a probe pass calls `forward(images)`: give "
+            f"{', '.join(extra)})`), and a probe pass calls `forward(images)`: where the "
+            f"outputs can be computed without {'it' if len(extra) == 1 else 'them'}, give "
             f"{'it' if len(extra) == 1 else 'them'} a default (`{extra[0]}=None`) for the "
-            "monitors to read the model"
+            "monitors to read the model; a model that compares images (a Siamese pair) "
+            "has no output of one image to read"
         )
     sizes = sorted({*OTHER_SIZES, *([batch_size] if batch_size else [])})
     failed = [call_error(model, _repeated(x, n)) for n in sizes]

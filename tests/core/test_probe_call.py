@@ -95,6 +95,9 @@ def test_probe_call_why_not_names_a_second_required_input():
     net = WithLengths()
     said = why_not(net, torch.zeros(1, 1, 16, 16), batch_size=8)
     assert "needs `lengths` besides the images" in said and "`lengths=None`" in said
+    # setups hunt 28: a Siamese `forward(a, b)` was told to give its second image a default
+    assert "where the outputs can be computed without it" in said
+    assert "a model that compares images (a Siamese pair) has no output of one image" in said
 
 
 def test_probe_call_why_not_tells_a_fixed_batch_size_from_other_failures():
