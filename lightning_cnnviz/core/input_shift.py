@@ -60,8 +60,12 @@ class StepInput(NamedTuple):
 
 
 def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and standard deviation of ``(N, C, ...)`` over images and positions."""
-    flat = x.detach().float().transpose(0, 1).reshape(x.shape[1], -1)
+    """Per-channel mean and standard deviation of ``(N, C, ...)`` over images and positions.
+
+    Of the magnitudes of complex values (MRI, radar): a cast would keep the real part.
+    """
+    x = x.detach()
+    flat = (x.abs() if x.is_complex() else x).float().transpose(0, 1).reshape(x.shape[1], -1)
     return flat.mean(1), flat.std(1)
 
 

@@ -108,7 +108,7 @@ def trace_calls(
     def record(site: str, out: Tensor) -> None:
         name = module_name(site)
         seen[name] = seen.get(name, -1) + 1
-        raw.append((name, seen[name], out, out.detach().float().clone()))
+        raw.append((name, seen[name], out, out.detach().clone()))
 
     capture = LayerCapture(layers, shared=set(layers), inputs=True, on_output=record)
     if x.is_floating_point():  # a graph from the input: frozen layers reach the scores too
@@ -125,7 +125,7 @@ def trace_calls(
         feeds = True  # the model's last map
         if j < len(raw):  # every layer counts as shared: sites are `name#index`
             nxt = capture.inputs.get(site_name(raw[j][0], raw[j][1], layers))
-            feeds = nxt is not None and nxt.shape == out.shape and torch.equal(nxt.float(), kept)
+            feeds = nxt is not None and nxt.shape == out.shape and torch.equal(nxt, kept)
         first_k = first.setdefault(id(out), k)
         single = site_name(name, index, layers) not in capture.not_single
         calls.append(Call(name, index, tuple(out.shape), first_k, feeds, single, reached[k]))
@@ -217,8 +217,8 @@ def block_output(
     if isinstance(module, RAW_TYPES) and not pick.feeds_next:
         return pick.name, (
             f"`{pick.name}` ({type(module).__name__}) is the last module with a spatial "
-            "output, but a functional op (e.g. `F.relu`) follows it, so the CAM is taken "
-            "before the activation and tends to be less on the object. Make the "
+            "output, but an op that is no module (e.g. `F.relu`, `.abs()`) follows it, so "
+            "the CAM is taken before that op and tends to be less on the object. Make the "
             "activation a module (`nn.ReLU`) or name a layer in `layers`."
         )
     return pick.name, None

@@ -130,6 +130,25 @@ def dict_output() -> ShapeModule:
     return ShapeModule(_TwoHeads(True), (3, 16, 16), pick=lambda out: out["logits"])
 
 
+class _ComplexCNN(nn.Module):
+    """A complex-valued conv net read out by magnitude (MRI, radar): real images in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1, dtype=torch.cfloat)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1, dtype=torch.cfloat)
+        self.head = nn.Linear(4, NUM_CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.c2(self.c1(x.to(torch.cfloat)))
+        return self.head(z.abs().mean((2, 3)))
+
+
+def complex_valued() -> ShapeModule:
+    """Complex convolutions on 1 x 16 x 16 images, their magnitude read out."""
+    return ShapeModule(_ComplexCNN(), (1, 16, 16))
+
+
 def _small_cnn(channels: int) -> nn.Sequential:
     """Two conv + ReLU + pool blocks over ``channels`` x 16 x 16 images, a linear head."""
     return nn.Sequential(

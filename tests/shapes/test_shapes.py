@@ -184,3 +184,17 @@ def test_shapes_four_channel_images_every_monitor_draws_the_first_three(tmp_path
         ("FeatureMapMonitor", "feature_maps/net.0"),
     ]:
         assert tag in run.written(name), (name, run.written(name))
+
+
+def test_shapes_complex_valued_layers_step_aside_saying_so(tmp_path):
+    # setups hunt 28: their real part drawn and measured without a word, torch's "discards
+    # the imaginary part" warning out of the package, Grad-CAM failing on a complex clamp
+    torch.manual_seed(0)
+    run = run_shape(tmp_path, models.complex_valued())
+    assert not _failed(run), _failed(run)
+    assert not run.said("imaginary part")
+    for name in ("KernelMonitor", "FeatureMapMonitor", "ActivationMonitor", "GradCAMMonitor"):
+        (aside,) = run.said(f"{name} steps aside")
+        assert "complex-valued weights, and it draws and measures real values only" in aside
+        assert run.written(name) == []
+    assert run.monitors["OverfittingMonitor"].events > 0  # the real logits are read
