@@ -237,7 +237,29 @@ def misfed(ev: Evaluation) -> str | bool | None:
     if maximised(ev):
         return "negated"
     reads = reads_logits(ev)
+    if reads is False and below_floor(ev):
+        # the loss training returns is one no loss fed probabilities reaches: training reads
+        # the outputs right, and the logged val loss is another one (hunt 28: a temperature
+        # in `validation_step`, told "fed probabilities ... learning stalls" at 95% val)
+        return False
     return None if reads is None else ("probabilities" if reads is False else False)
+
+
+def below_floor(ev: Evaluation) -> bool:
+    """Whether ``training_step``'s loss is under 0.9x the floor of a loss fed probabilities.
+
+    ``ln(1 + (K - 1) / e)``: a cross-entropy of probabilities cannot fall lower.
+
+    Example::
+
+        >>> below_floor(Evaluation(64, 1, classes=10.0, returned_loss=0.115))
+        True
+        >>> below_floor(Evaluation(64, 1, classes=10.0, returned_loss=1.5))
+        False
+    """
+    if not ev.classes or not finite(ev.returned_loss):
+        return False
+    return ev.returned_loss < 0.9 * math.log(1.0 + (ev.classes - 1.0) / math.e)  # type: ignore[operator]
 
 
 def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:

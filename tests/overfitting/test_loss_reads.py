@@ -73,6 +73,16 @@ def test_loss_reads_told_apart_from_focal_and_label_smoothing():
     assert loss_reads.reads_logits(Evaluation(10, 0, probe_loss_val=7.1)) is None  # no val loss
 
 
+def test_loss_reads_a_training_loss_below_the_floor_is_not_fed_probabilities():
+    # hunt 28: `cross_entropy(logits / 10, y)` in `validation_step` only logged 1.667, near
+    # the softmax candidate (1.617), while training returned 0.115 at 95% val: told "the
+    # loss is fed probabilities ... learning stalls". No loss of probabilities reaches 1.461
+    row = dict(classes=10.0, probe_size=128.0, val_loss=1.667, probe_loss_val=0.288,
+               probe_ce_probs_val=1.617, probe_acc_val=0.95, val_acc=0.95)  # fmt: skip
+    assert loss_reads.misfed(Evaluation(64, 1, returned_loss=0.115, **row)) is False
+    assert loss_reads.misfed(Evaluation(64, 1, returned_loss=1.6, **row)) == "probabilities"
+
+
 def test_loss_reads_detector_tells_it_once_with_its_remedies():
     detector = Detector(patience=2)
     changes = [c for e in evaluations(rows(BUG)) for c in detector.update(e)]
