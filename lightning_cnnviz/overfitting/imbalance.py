@@ -61,6 +61,10 @@ OTHERS_CLEAR = 0.9  # ... a problem at once (no note first) where it is this or 
 # ~0.9 own). A class learnt late (a Conv3d net's class 2 at its third validation, a
 # softmax before `cross_entropy` slowing every class) counts in both alike.
 UNTAUGHT = 2.0
+# ... and for half the classes or more, this many times: most classes left out is a model
+# not learning, unless the loss itself leaves them out (hunt 28: `cross_entropy(...)[y < 5]`
+# returned 0.02-0.8 with classes 5-9 at 0% val recall, the others 95-100%, told nothing)
+FAR_UNTAUGHT = 10.0
 
 
 def leaves_out(e: Evaluation) -> bool | None:
@@ -95,19 +99,28 @@ def leaves_out(e: Evaluation) -> bool | None:
     return e.top_share >= COMMON * uniform
 
 
-def _common_left_out(e: Evaluation) -> bool:
+def _common_left_out(e: Evaluation, measuring: bool = False) -> bool:
     """A class as common as the others left out while they are learnt (``leaves_out``).
 
     Not where the left-out classes are taken for each other (labels swapped) or are learnt
-    on training images (split classes: the train/val gap tells those); among fewer than
-    half the classes, of 3 or more (a 2-class model predicting one class is at chance,
-    ``not_learning``; most classes left out is a model not learning).
+    on training images (split classes: the train/val gap tells those); of 3 classes or
+    more, 2 or more of them learnt; among fewer than half the classes (a 2-class model
+    predicting one class is at chance, ``not_learning``; most classes left out is a model
+    not learning), unless the model's own cross-entropy on the training probe is
+    ``FAR_UNTAUGHT`` x the loss returned (``measuring``: that loss is not read yet).
     """
     swapped = (e.swapped_val_share or 0.0) >= 0.5
     split = bool(set(e.ignored or ()) & set(e.split_classes or ()))
     learnt = e.others_recall_val is not None and e.others_recall_val >= OTHERS_LEARNT
-    few = bool(e.classes) and e.classes >= 3 and len(e.ignored or ()) < e.classes / 2  # type: ignore[operator]
-    return learnt and few and not swapped and not split
+    k, n = e.classes or 0.0, len(e.ignored or ())
+    if k < 3 or n > k - 2 or not learnt or swapped or split:
+        return False
+    if n < k / 2:
+        return True
+    returned, own = e.returned_loss, e.probe_loss_train
+    if own is None or returned is None:
+        return measuring
+    return returned > 0 and own >= FAR_UNTAUGHT * returned
 
 
 def untaught(e: Evaluation) -> bool | None:
@@ -135,7 +148,7 @@ def wants_train_loss(e: Evaluation) -> bool:
     if not e.ignored or e.missing or e.ignored_share is None or not e.classes:
         return False
     common = e.ignored_share > RARE / e.classes
-    return common and e.probe_loss_train is None and _common_left_out(e)
+    return common and e.probe_loss_train is None and _common_left_out(e, measuring=True)
 
 
 def _stalled(streak: Sequence[Evaluation]) -> bool:

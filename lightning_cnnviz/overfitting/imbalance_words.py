@@ -113,11 +113,12 @@ def _unweighted(v: Verdict, left: str) -> str:
         f"Class{plural} {left} {state} since {when(since)}{end}: the model (almost) never "
         f"predicts {'them' if plural else 'it'} and takes {'their' if plural else 'its'} "
         f"images for class {f['taken_for']}, while the other classes are learnt (mean recall "
-        f"{num(f['others_recall'], True)} on the val probe) and class {left} "
+        f"{num(f['others_recall'], True)} on the val probe) and class{plural} {left} "
         f"{'are' if plural else 'is'} not rare in training ({num(f['ignored_share'], True)} "
-        "of the labels). It is not taught: a `weight=` of 0 for it in `cross_entropy`, an "
-        "`ignore_index` set to it, a mask that drops it, or parts of the model that cannot "
-        "learn?"
+        f"of the labels). {'They are' if plural else 'It is'} not taught: a `weight=` of 0 "
+        f"for {'them' if plural else 'it'} in `cross_entropy`, an `ignore_index` set to "
+        f"{'them' if plural else 'it'}, a mask that drops {'them' if plural else 'it'}, or "
+        "parts of the model that cannot learn?"
     )
     if f.get("early"):
         text += " A note for now; a problem if the balanced accuracy stalls."

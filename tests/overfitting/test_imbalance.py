@@ -312,6 +312,24 @@ EVEN = torch.full((10,), 0.1)
 UNWEIGHTED_LOSS = dict(returned_loss=0.1, probe_loss_train=0.9)
 
 
+def test_imbalance_half_the_classes_left_out_by_the_loss_are_told_not_taught():
+    # hunt 28: `cross_entropy(..., reduction="none")[y < 5].mean()`: classes 5-9 at 0% val
+    # recall, 0-4 at 95-100%, the loss returned 0.02-0.8 against the model's own ~5; said
+    # nothing (most classes left out read as a model not learning)
+    masked = [[15 if j == i else 0 for j in range(10)] for i in range(5)]
+    masked += [[0, 0, 0, 0, 15, 0, 0, 0, 0, 0]] * 5
+    far = dict(returned_loss=0.05, probe_loss_train=4.8)
+    assert wants_train_loss(ev(94, masked, EVEN))  # the training probe's loss is read
+    evs = [ev(s, confusion=masked, shares=EVEN, **far) for s in (94, 188)]
+    assert [leaves_out(e) for e in evs] == [True, True]
+    problem = class_imbalance(evs)
+    assert problem.severity == "problem" and problem.figures["ignored"] == [5, 6, 7, 8, 9]
+    assert "Classes 5, 6, 7, 8, 9 left out" in headline(problem)
+    assert "They are not taught: a `weight=` of 0 for them" in headline(problem)
+    # as many classes left out by a loss that counts them (2x, not 10x): not learning's
+    assert leaves_out(ev(94, masked, EVEN, returned_loss=0.5, probe_loss_train=1.2)) is False
+
+
 def test_imbalance_a_common_class_left_out_while_the_others_are_learnt_has_no_weight():
     evs = [ev(s, confusion=UNWEIGHTED, shares=EVEN, **UNWEIGHTED_LOSS) for s in (94, 188, 282)]
     assert [leaves_out(e) for e in evs] == [True] * 3
