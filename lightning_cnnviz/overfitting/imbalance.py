@@ -52,6 +52,9 @@ __all__ = [
 
 RARE = 0.5  # a left-out class is rare: at most this times the uniform share 1/K in training
 COMMON = 1.5  # and the training labels imbalanced: their commonest class this times 1/K or more
+# ... or the left-out class itself this rare, whatever the commonest (hunt 28: two classes
+# of ten at 1:50, the commonest at 12.3%, left out at 1-11% val recall, told nothing)
+VERY_RARE = 0.15
 STALL = 0.05  # balanced accuracy no more than this above its best before: learning has stalled
 ONE_CLASS = 0.999  # the commonest class's share of the training labels: a one-class set
 OTHERS_LEARNT = 0.7  # a class not rare left out while the others' mean recall is this or more
@@ -71,7 +74,8 @@ def leaves_out(e: Evaluation) -> bool | None:
     """Whether classes are left out for their training labels (``None``: cannot tell).
 
     Rare classes of imbalanced labels: at most ``RARE`` x the uniform share ``1/K`` among
-    the training labels, the commonest class at least ``COMMON`` x. Or a class that is not
+    the training labels, the commonest class at least ``COMMON`` x (or the rare class
+    ``VERY_RARE`` x or less). Or a class that is not
     rare left out while the other classes' mean recall is ``OTHERS_LEARNT`` or more: a
     model that learns the others that well and none of this one, with as many labels of
     it, is not taught it (its loss has no weight); fewer than half the classes, of 3 or
@@ -96,7 +100,7 @@ def leaves_out(e: Evaluation) -> bool | None:
     uniform = 1.0 / e.classes
     if e.ignored_share > RARE * uniform:  # not rare: left out while the others are learnt
         return _common_left_out(e) and bool(untaught(e))
-    return e.top_share >= COMMON * uniform
+    return e.top_share >= COMMON * uniform or e.ignored_share <= VERY_RARE * uniform
 
 
 def _common_left_out(e: Evaluation, measuring: bool = False) -> bool:

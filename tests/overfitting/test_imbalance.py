@@ -63,6 +63,21 @@ def test_imbalance_rule_needs_rare_classes_and_patience():
     assert leaves_out(all_predicted) is False
 
 
+def test_imbalance_a_very_rare_class_is_rare_whatever_the_commonest_share():
+    # hunt 28: two classes of ten at 1:50 (the commonest at 12.3%, under COMMON x 1/K),
+    # left out at 1-11% val recall, told nothing; likewise a class whose labels were
+    # spread over all ten (0.5% of the labels)
+    confusion = [[15 if j == i else 0 for j in range(10)] for i in range(10)]
+    confusion[2], confusion[7] = [0] * 9 + [15], [0] * 9 + [15]
+    shares = torch.tensor([0.1245] * 10)
+    shares[2] = shares[7] = 0.0025
+    assert leaves_out(ev(10, confusion, shares)) is True
+    # a class a little under the uniform share (4% of ten) left out: not rare enough alone
+    shares = torch.tensor([0.12] * 10)
+    shares[2] = shares[7] = 0.04
+    assert leaves_out(ev(10, confusion, shares)) is False
+
+
 def test_imbalance_note_first_problem_once_balanced_accuracy_stalls():
     all_zero = [[40, 0, 0, 0], [16, 0, 0, 0], [16, 0, 0, 0], [16, 0, 0, 0]]  # balanced 0.25
     assert class_imbalance([ev(10), ev(20)]).severity == "note"  # two: told as a note
