@@ -89,7 +89,9 @@ class GradientReview:
         saturation = {
             site: float(f["saturation"])
             for site, f in figures.items()
-            if kinds.get(site) == "saturating" and "saturation" in f
+            # sigmoid-like, or a rectifier capped at a top (ReLU6; hunt 28: biases of +8
+            # pinned every unit at 6, told vanishing gradients from depth)
+            if kinds.get(site) in ("saturating", "rectifier") and "saturation" in f
         }
         fall = self.levels.fall(series, previous)
         falling = new_low and fall is not None and fall >= FALLING  # two signals agreeing
@@ -107,8 +109,9 @@ class GradientReview:
             and bool(stalled)
             and self.levels.at_chance(series, self.classes)
         )  # a weaker attenuation, held while nothing is learnt, tells vanishing gradients too
+        capped = {site for site in saturation if kinds.get(site) == "rectifier"}
         told = gradient_findings(
-            profile, self.first_rms, saturation, stalled, new_low, falling, stuck
+            profile, self.first_rms, saturation, stalled, new_low, falling, stuck, capped
         )
         for kind, severity, message, fig in told:
             # a profile that starts after frozen layers measures no vanishing: its "first

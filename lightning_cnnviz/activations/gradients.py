@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from lightning_cnnviz.core.voice import times
 
@@ -79,6 +79,12 @@ REMEDIES = {
     "saturated_activations": (
         "normalise the inputs; BatchNorm before the activation; smaller initial weights "
         "(Xavier/Glorot for Sigmoid/Tanh); ReLU-family activations in hidden layers"
+    ),
+    # a rectifier capped at a top (ReLU6, a clamp): the units pinned there by what feeds it
+    "saturated_capped": (
+        "check the biases and weights before the capped activation (a large positive bias "
+        "pins every unit at its top) and the input scale; BatchNorm before the activation; "
+        "a plain ReLU where the cap is not needed"
     ),
 }
 
@@ -180,6 +186,7 @@ def gradient_findings(
     new_low: bool = False,
     falling: bool = False,
     stuck: bool = False,
+    capped: Collection[str] = (),
 ) -> list[tuple[str, str, str, dict[str, float]]]:
     """``[(kind, severity, message, figures)]`` for one log's gradient profile.
 
@@ -200,7 +207,8 @@ def gradient_findings(
     59% at a rail with the loss 1.379 -> 1.336 since the last log, 3.1%, its lowest yet;
     74% accuracy later). ``stuck``: the loss never left its chance level and the profile
     was ``attenuated`` at the last ``STUCK_LOGS`` logs, by step ``STUCK_STEPS``: the
-    weaker bar then tells vanishing gradients.
+    weaker bar then tells vanishing gradients. ``capped``: the ``saturation`` sites that
+    are rectifiers capped at a top (ReLU6), said as such.
     """
     found = []
     severity = "note" if stalled is False else "problem"
@@ -232,18 +240,19 @@ def gradient_findings(
         text += "; the loss has stopped falling" if stalled and not told_weak else ""
         fig = figures | {f"saturation/{s}": v for s, v in saturated.items()}
         remedies = "vanishing_gradients" if saturation else "vanishing_gradients_rectified"
+        remedies = "saturated_capped" if saturated and set(saturated) <= set(capped) else remedies
         found.append(("vanishing_gradients", severity, _with_remedies(text, remedies), fig))
     elif saturated:
         share = ", ".join(f"`{s}` {v:.0%}" for s, v in saturated.items())
-        text = (
-            f"Saturated activations: {share} of the outputs sit at a rail of the Sigmoid/Tanh, "
-            "where its gradient is ~0"
-        )
+        tops = set(saturated) <= set(capped)
+        where = "the top of their capped activation (ReLU6's 6, a clamp)" if tops else (
+            "a rail of the Sigmoid/Tanh")  # fmt: skip
+        text = f"Saturated activations: {share} of the outputs sit at {where}, "
+        text += "where its gradient is ~0"
         fig = figures | {f"saturation/{s}": v for s, v in saturated.items()}
         level = "note" if falling else severity
-        found.append(
-            ("saturated_activations", level, _with_remedies(text, "saturated_activations"), fig)
-        )
+        why = "saturated_capped" if tops else "saturated_activations"
+        found.append(("saturated_activations", level, _with_remedies(text, why), fig))
     now = mean_rms(profile)
     grew = first_rms is not None and now is not None and now > GROWTH * first_rms
     grew = grew and not new_low

@@ -115,9 +115,10 @@ def batch_parts(
         fast = {key: [value] for key, value in exact.items()}
     parts.update(fast)
     if bounds is not None:
-        low, high = bounds
-        margin = _SATURATION_MARGIN * (high - low)
-        parts["saturated"] = [((x3 <= low + margin) | (x3 >= high - margin)).sum()]
+        low, high = bounds  # low -inf: a capped rectifier's top alone counts
+        margin = _SATURATION_MARGIN * (high - low if math.isfinite(low) else abs(high))
+        top = x3 >= high - margin
+        parts["saturated"] = [(top | (x3 <= low + margin) if math.isfinite(low) else top).sum()]
     return parts
 
 

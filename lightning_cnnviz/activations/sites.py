@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,12 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.activations.consumers import consumer_kind, first_consumers
 from lightning_cnnviz.activations.stats import SYMMETRIC_TYPES, output_bounds
-from lightning_cnnviz.core.activation_kind import activation_kind, is_activation, saturation_range
+from lightning_cnnviz.core.activation_kind import (
+    activation_kind,
+    is_activation,
+    saturation_range,
+    upper_rail,
+)
 from lightning_cnnviz.core.capture import LayerCapture, module_name, site_name
 from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.probe_pass import probe_mode
@@ -204,6 +210,8 @@ def trace_sites(
         bounds = output_bounds(module) or (
             saturation_range(module) if kind == "saturating" else None
         )
+        if bounds is None and kind == "rectifier" and (rail := upper_rail(module)) is not None:
+            bounds = (-math.inf, rail)  # the top only: at 0 a unit is dead, told apart
         sites[site] = SiteInfo(
             name, producer, dim, channels, _mode(module, kind, bounds), bounds,
             type(module) in (nn.ReLU, nn.ReLU6), kind,

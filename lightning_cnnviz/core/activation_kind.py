@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ActivationKind", "activation_kind", "is_activation", "saturation_range"]
+__all__ = ["ActivationKind", "activation_kind", "is_activation", "saturation_range", "upper_rail"]
 
 ActivationKind = Literal["rectifier", "leaky", "saturating"]
 
@@ -107,6 +107,24 @@ def is_activation(module: nn.Module) -> bool:
     if next(module.children(), None) is not None or next(module.parameters(), None) is not None:
         return False
     return activation_kind(module) is not None
+
+
+def upper_rail(module: nn.Module, channels: int = 3) -> float | None:
+    """The top a ``"rectifier"`` is capped at (``ReLU6``'s 6, a ``clamp(0, k)``), else None.
+
+    Its outputs there pass no gradient, as a sigmoid's at its rails.
+
+    Example::
+
+        >>> upper_rail(nn.ReLU6()), upper_rail(nn.ReLU())
+        (6.0, None)
+    """
+    if activation_kind(module, channels) != "rectifier":
+        return None
+    f = _response(module, channels)
+    if f is None or abs(float(f[-1] - f[-2])) > 1e-6 * max(1.0, abs(float(f[-1]))):
+        return None
+    return round(float(f[-1]), 6) if float(f[-1]) > 0 else None
 
 
 def saturation_range(module: nn.Module, channels: int = 3) -> tuple[float, float] | None:
