@@ -21,7 +21,7 @@ import math
 
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
-from lightning_cnnviz.overfitting.loss_reads import loss_blind
+from lightning_cnnviz.overfitting.returned_loss import loss_blind
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["CLIP", "DECAY_PER_STEP", "DROPOUT", "L2_ADAPTIVE", "LR_RAISED", "first", "raised"]

@@ -23,7 +23,7 @@ from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
 from lightning_cnnviz.overfitting.learning_remedies import raised
-from lightning_cnnviz.overfitting.loss_reads import loss_blind
+from lightning_cnnviz.overfitting.returned_loss import loss_blind
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 

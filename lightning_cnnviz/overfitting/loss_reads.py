@@ -31,7 +31,7 @@ the returned training loss falls below 0 without bound while the model's own
 cross-entropy on the training probe climbs past chance (held out: -46 at step 20 and
 the probe's cross-entropy 2.5e5 by step 126, val accuracy at chance, read as "not
 learning" without a cause). A negative returned loss with the own cross-entropy over
-``WORSE`` x ``ln K`` is that bug (``maximised``).
+``WORSE`` x ``ln K`` is that bug (``returned_loss.maximised``).
 
 Example::
 
@@ -51,10 +51,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnnviz.core.outputs import as_logits, is_simplex
-from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.returned_loss import below_floor, maximised
 from lightning_cnnviz.overfitting.rules import Verdict
-from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
     "CLEAR",
@@ -62,13 +61,10 @@ __all__ = [
     "FAR",
     "MATCH",
     "SAMPLED",
-    "WORSE",
     "candidates",
     "fed_scores",
     "fed_scores_in_step",
-    "loss_blind",
     "loss_mismatch",
-    "maximised",
     "misfed",
     "reads_logits",
 ]
@@ -79,7 +75,6 @@ FAR = 1.5  # ...and the outputs' own cross-entropy at least 1.5x away from it
 # entropy than to the own one, which is at least 5% away from it
 CLOSER, CLEAR = 0.1, 0.05
 SAMPLED = 3.0  # ...and that one this many standard errors of the probe's mean away
-WORSE = 1.5  # the own cross-entropy on training images this many times ln K: worse than a guess
 
 
 def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
@@ -195,32 +190,6 @@ def fed_scores_in_step(ev: Evaluation) -> bool:
     return loss < 0 and raw <= loss / FAR
 
 
-def maximised(ev: Evaluation) -> bool:
-    """Whether training lowers a loss that rewards wrong answers (its sign flipped).
-
-    The loss ``training_step`` returned (its mean since the last evaluation, logged or
-    not: a module may log the cross-entropy and return its negative) is negative while
-    the model's own cross-entropy on the training probe (on the val probe where that
-    pass did not run) is over ``WORSE`` x ``ln K``: no guess that ignores the image
-    scores that badly, so the model has learnt to be wrong.
-
-    Example::
-
-        >>> maximised(Evaluation(126, 1, returned_loss=-7.6e4, probe_loss_train=2.4e5,
-        ...                      classes=10.0))
-        True
-        >>> maximised(Evaluation(126, 1, returned_loss=-0.2, probe_loss_val=0.4, classes=10.0))
-        False
-    """
-    loss, k = ev.returned_loss, ev.classes
-    own = ev.probe_loss_train if ev.probe_loss_train is not None else ev.probe_loss_val
-    if loss is None or own is None or k is None or k < 2:
-        return False
-    if not (math.isfinite(loss) and math.isfinite(own)):
-        return False
-    return loss < 0 and own > WORSE * math.log(k)
-
-
 def misfed(ev: Evaluation) -> str | bool | None:
     """What the loss was fed instead of what it is made for.
 
@@ -243,23 +212,6 @@ def misfed(ev: Evaluation) -> str | bool | None:
         # in `validation_step`, told "fed probabilities ... learning stalls" at 95% val)
         return False
     return None if reads is None else ("probabilities" if reads is False else False)
-
-
-def below_floor(ev: Evaluation) -> bool:
-    """Whether ``training_step``'s loss is under 0.9x the floor of a loss fed probabilities.
-
-    ``ln(1 + (K - 1) / e)``: a cross-entropy of probabilities cannot fall lower.
-
-    Example::
-
-        >>> below_floor(Evaluation(64, 1, classes=10.0, returned_loss=0.115))
-        True
-        >>> below_floor(Evaluation(64, 1, classes=10.0, returned_loss=1.5))
-        False
-    """
-    if not ev.classes or not finite(ev.returned_loss):
-        return False
-    return ev.returned_loss < 0.9 * math.log(1.0 + (ev.classes - 1.0) / math.e)  # type: ignore[operator]
 
 
 def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
@@ -297,37 +249,3 @@ def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
         "val_acc": now.val_accuracy,
     }
     return Verdict("loss_mismatch", since, now, None, figures)
-
-
-BLIND_LOSS = 0.1  # a returned loss under this share of ln K while training images are at chance
-
-
-def loss_blind(e: Evaluation) -> bool:
-    """Whether the loss ``training_step`` returns is near 0 while the labels are not learnt.
-
-    Under ``BLIND_LOSS`` x ``ln K`` with the train probe at chance: the loss measures
-    something else than the labels. Held out (hunt 14): a model trained on its own argmax
-    had a training loss of 0.000 at 9.5% train accuracy, told "not learning" with no cause.
-
-    Example::
-
-        >>> row = dict(classes=10.0, probe_size=128.0, probe_acc_train=0.09)
-        >>> loss_blind(Evaluation(90, 2, returned_loss=0.001, **row))
-        True
-        >>> loss_blind(Evaluation(90, 2, returned_loss=2.2, **row))
-        False
-        >>> loss_blind(Evaluation(90, 2, returned_loss=2.3e-8, first_loss=2.3e-8, **row))
-        False
-    """
-    if e.classes is None or e.classes < 2 or not finite(e.returned_loss):
-        return False
-    k = int(e.classes)
-    if e.returned_loss >= BLIND_LOSS * math.log(k):  # type: ignore[operator]
-        return False
-    if finite(e.first_loss) and e.first_loss < BLIND_LOSS * math.log(k):  # type: ignore[operator]
-        # as small before any update: a loss scaled down (``scaled_loss``), not one that
-        # learnt to ignore the labels (hunt 27: a cross-entropy x1e-8 under Adam)
-        return False
-    if e.probe_acc_train is not None:
-        return e.probe_acc_train <= chance_band(k, int(e.probe_size or 0))
-    return e.train_acc is not None and e.train_acc <= 1.5 / k

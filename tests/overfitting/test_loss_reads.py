@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.overfitting import loss_reads
+from lightning_cnnviz.overfitting import loss_reads, returned_loss
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
@@ -242,9 +242,9 @@ def test_loss_reads_negated_loss_told_by_the_returned_loss_and_the_own_cross_ent
     assert "returns falls below zero (-7.764e+04)" in headline(verdict)
     # a negative loss from a model better than a guess (a bonus term subtracted) is not it,
     # nor a model at chance with its loss a little below zero
-    assert not loss_reads.maximised(Evaluation(5, 0, returned_loss=-0.3, probe_loss_val=0.4,
+    assert not returned_loss.maximised(Evaluation(5, 0, returned_loss=-0.3, probe_loss_val=0.4,
                                                classes=10.0))  # fmt: skip
-    assert not loss_reads.maximised(Evaluation(5, 0, returned_loss=-0.1, probe_loss_val=2.4,
+    assert not returned_loss.maximised(Evaluation(5, 0, returned_loss=-0.1, probe_loss_val=2.4,
                                                classes=10.0))  # fmt: skip
 
 
