@@ -200,13 +200,10 @@ def attends(module: nn.Module) -> bool:
     """
     if is_attention(module):
         return True
-    children = dict(module.named_children())
-    if any(all(isinstance(children.get(n), nn.Module) for n in names) for names in _PROJECTIONS):
-        return True
-    return any(
-        all(isinstance(getattr(child, n, None), nn.Module) for n in names)
-        for child in children.values()
-        for names in _PROJECTIONS
+    # linear projections of tokens: a CNN's self-attention block (SAGAN's 1x1 convs named
+    # `query`, `key`, `value`) beside a BatchNorm is no transformer block
+    return projections(module) is not None or any(
+        projections(child) is not None for child in module.children()
     )
 
 

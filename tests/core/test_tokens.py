@@ -199,3 +199,9 @@ def test_transformer_blocks_know_huggingface_layers_attention_reads_its_own_form
     assert transformer_blocks(layers) == ["1", "2"]
     # no head count: weights AttentionMonitor could not recompute
     assert not any(is_attention(m) for m in layers.values())
+    # a CNN's self-attention (SAGAN: 1x1 convs named query/key/value) beside a BatchNorm
+    sagan = nn.Module()
+    sagan.query, sagan.key, sagan.value = nn.Conv2d(8, 1, 1), nn.Conv2d(8, 1, 1), nn.Conv2d(8, 8, 1)
+    block = nn.Module()
+    block.bn, block.attention = nn.BatchNorm2d(8), sagan
+    assert transformer_blocks({"block": block}) == []
