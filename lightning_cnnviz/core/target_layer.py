@@ -195,7 +195,7 @@ def block_output(
     """
     last_call = {call.name: call.index for call in calls}
     pick: Call | None = None
-    unused = any(call.reaches for call in calls)  # none reaches: as traced (said at the event)
+    some_reach = any(call.reaches for call in calls)  # none: as traced (said at the event)
     for k, call in enumerate(calls):
         module = modules[call.name]
         if num_logits and _is_logits_head(module, calls[k:], num_logits):
@@ -205,7 +205,7 @@ def block_output(
             continue
         if not call.single:  # a list of maps (timm's `features_only`): one of its makers
             continue
-        if unused and not call.reaches:  # a map the scores do not read (an FPN's fine level)
+        if some_reach and not call.reaches:  # a map the scores do not read (an FPN's fine level)
             continue
         container = next(module.children(), None) is not None
         if container and pick is not None and call.first_with_output == pick.first_with_output:

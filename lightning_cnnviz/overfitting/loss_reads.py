@@ -52,7 +52,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core.outputs import as_logits, is_simplex
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.returned_loss import below_floor, maximised
+from lightning_cnnviz.overfitting.returned_loss import below_floor, maximised, probability_floor
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = [
@@ -245,7 +245,7 @@ def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
         "own_loss": now.probe_loss_val,
         "raw_nll": now.probe_nll_raw_val,
         "in_model": bool(now.probe_simplex_val),
-        "floor_loss": math.log(1.0 + (k - 1.0) / math.e),
+        "floor_loss": probability_floor(k),
         "val_acc": now.val_accuracy,
     }
     return Verdict("loss_mismatch", since, now, None, figures)

@@ -21,7 +21,7 @@ from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.words import finite
 
-__all__ = ["BLIND_LOSS", "WORSE", "below_floor", "loss_blind", "maximised"]
+__all__ = ["BLIND_LOSS", "WORSE", "below_floor", "loss_blind", "maximised", "probability_floor"]
 
 WORSE = 1.5  # the own cross-entropy on training images this many times ln K: worse than a guess
 
@@ -66,7 +66,18 @@ def below_floor(ev: Evaluation) -> bool:
     """
     if not ev.classes or not finite(ev.returned_loss):
         return False
-    return ev.returned_loss < 0.9 * math.log(1.0 + (ev.classes - 1.0) / math.e)  # type: ignore[operator]
+    return ev.returned_loss < 0.9 * probability_floor(ev.classes)  # type: ignore[operator]
+
+
+def probability_floor(classes: float) -> float:
+    """``ln(1 + (K - 1) / e)``: the lowest a cross-entropy fed probabilities can reach.
+
+    Example::
+
+        >>> round(probability_floor(10), 3)
+        1.461
+    """
+    return math.log(1.0 + (classes - 1.0) / math.e)
 
 
 BLIND_LOSS = 0.1  # a returned loss under this share of ln K while training images are at chance
