@@ -115,8 +115,13 @@ class ProbeReader(InputForm):
         """Where the logits are in the model's output: ``output_key``, or a guess said once.
 
         One probe pass on one probe sample, once per fit; it also sets ``dense_output``
-        (per-position logits, as a segmentation net's (N, classes, H, W)).
+        (per-position logits, as a segmentation net's (N, classes, H, W)). Where
+        ``forward`` cannot take the probe at all (``input_form.fit_inputs``), no pass: its
+        reason is ``scores_misfit``, and the checks that need no scores go on.
         """
+        unfit = getattr(trainer, "_cnnviz_unfit", None)
+        if self._logits_key is UNSET and unfit:
+            self._logits_key, self.scores_misfit = None, unfit
         if self._logits_key is UNSET:
             model = unwrap_model(pl_module)
             x = self.probe_input(trainer, pl_module)[:1]

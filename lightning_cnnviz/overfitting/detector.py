@@ -52,7 +52,9 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "BatchNorm train/eval": (
         "BatchNorm layers in training mode, class labels and (N, classes) logits"
     ),
-    "class imbalance": "class labels on the val probe, 5 or more images of a class",
+    "class imbalance": (
+        "class labels and (N, classes) logits on the val probe, 5 or more images of a class"
+    ),
     "learning rate decayed early": "the optimiser's learning rate and the run's planned length",
     "inputs of train vs val": "validation data of its own, as image tensors",
     "loss fed probabilities": "a logged val loss, class labels and (N, classes) logits",

@@ -92,7 +92,8 @@ class LoggedReads:
     ) -> None:
         """Say once which metrics are not logged, or that the probes cannot be read."""
         missing = {n: self.keys[n] for n, v in found.items() if v is None}
-        said = "dense" in self._warned  # per-position logits: why the probes are skipped is said
+        # per-position logits, or no scores at all: why the probes are skipped is said
+        said = bool({"dense", "scores_misfit"} & self._warned)
         if not missing and (probes or said):
             return
         target = self.probe(trainer, "val").target

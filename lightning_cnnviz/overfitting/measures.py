@@ -107,8 +107,8 @@ class Measures(LoggedReads):
     ) -> Tensor | None:
         """The val probe's first ``images`` with BatchNorm on batch statistics (or ``None``)."""
         norms = batch_norms(unwrap_model(pl_module))
-        if not norms:
-            self._bn_why = no_batch_norm_why(unwrap_model(pl_module))
+        if not norms or self.scores_misfit:
+            self._bn_why = self.scores_misfit or no_batch_norm_why(unwrap_model(pl_module))
             return None
         if trainer.world_size > 1:  # rank zero alone: a training-mode BatchNorm may all-reduce
             self._bn_why = "distributed run: batch statistics may need every rank"

@@ -19,7 +19,9 @@ from tests.monitors import (
     make_monitor,
 )
 
-PROBING = [name for name in ALL_MONITORS if name != "KernelMonitor"]  # Kernel reads weights
+# Kernel reads weights; Overfitting reads the logged curves without the scores
+PROBING = [name for name in ALL_MONITORS if name not in ("KernelMonitor", "OverfittingMonitor")]
+UNSCORED = "OverfittingMonitor: the checks that read the model's scores do not run: "
 
 
 class FixedBatch(TinyCNN):
@@ -142,6 +144,11 @@ def test_probe_call_monitors_step_aside_with_the_reason(tmp_path, model, data, r
             assert monitor.disabled and len(said) == 1, name
             assert f"{name} steps aside" in said[0] and "failed" not in said[0]
             assert not checks[(name, "")].ran and reason in checks[(name, "")].why
+        elif name == "OverfittingMonitor":
+            assert not monitor.disabled and monitor.events > 0
+            assert len(said) == 1 and said[0].startswith(UNSCORED), said
+            assert checks[(name, "overfitting")].ran
+            assert reason in checks[(name, "not learning")].why
         else:
             assert not monitor.disabled and monitor.events > 0 and not said
 
@@ -195,5 +202,7 @@ def test_probe_call_forward_of_a_pair_steps_aside_naming_it(tmp_path):
         if name in PROBING:
             assert monitor.disabled and len(said) == 1, name
             assert reason in monitor.aside_reason and "forward(self, a, b=None)" in said[0]
+        elif name == "OverfittingMonitor":
+            assert not monitor.disabled and len(said) == 1 and said[0].startswith(UNSCORED)
         else:
             assert not monitor.disabled and monitor.events > 0 and not said
