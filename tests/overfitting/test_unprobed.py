@@ -48,4 +48,3 @@ def test_unprobed_model_is_still_told_overfitting_from_its_logged_curves(tmp_pat
         assert not checks[("OverfittingMonitor", check)].ran
         assert reason in checks[("OverfittingMonitor", check)].why, check
     assert "OverfittingMonitor (stepped aside" not in caplog.text
-
