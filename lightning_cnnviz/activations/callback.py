@@ -20,11 +20,11 @@ from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.activations.window import TrainingWindow
 from lightning_cnnviz.core.activation_kind import is_activation
-from lightning_cnnviz.core.capture import count_call_sites
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, earlier_cause, record_check, replace, report
 from lightning_cnnviz.core.input_form import batch_hooks
 from lightning_cnnviz.core.inputs import raw_scale
+from lightning_cnnviz.core.layer_calls import count_call_sites
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.outputs import class_logits
 from lightning_cnnviz.core.say import say

@@ -1,5 +1,7 @@
 """Where hooks are registered (with ``probe_pass.py``'s one for item-taking models).
 
+What one probe pass tells of how the layers are called is ``layer_calls.py``.
+
 ``LayerCapture`` attaches forward hooks to selected modules for the duration of a
 ``with`` block and removes every handle in ``finally``; the probe pass it runs in
 (``probe_pass.probe_mode``) puts the model in eval mode and restores each module's own
@@ -9,6 +11,7 @@ Example::
 
     >>> import torch
     >>> from torch import nn
+    >>> from lightning_cnnviz.core.probe_pass import probe_mode
     >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True))
     >>> with probe_mode(net), LayerCapture({"0": net[0], "1": net[1]}) as cap:
     ...     _ = net(torch.randn(1, 1, 5, 5))
@@ -29,17 +32,13 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from lightning_cnnviz.core.probe_pass import probe_mode
-
 __all__ = [
     "LayerCapture",
     "OutputFn",
-    "count_call_sites",
     "first_tensor",
     "hook_count",
     "module_name",
     "site_name",
-    "swapped_weights",
     "tap_forward",
     "under_transform",
 ]
@@ -262,61 +261,3 @@ def under_transform(output: Any) -> bool:
     except TypeError:  # no tensor in it: nothing a transform wrapped
         return False
     return torch._C._functorch.is_functorch_wrapped_tensor(tensor)
-
-
-def count_call_sites(
-    model: nn.Module, layers: Mapping[str, nn.Module], run: Callable[[], Any]
-) -> dict[str, int]:
-    """How many times each layer runs in one forward pass (``run`` performs the pass).
-
-    Example::
-
-        >>> relu = nn.ReLU()
-        >>> net = nn.Sequential(nn.Linear(2, 2), relu, nn.Linear(2, 2), relu)
-        >>> count_call_sites(net, {"1": relu}, lambda: net(torch.zeros(1, 2)))
-        {'1': 2}
-    """
-    with probe_mode(model), LayerCapture(layers, on_output=lambda site, out: None) as cap:
-        run()
-    return {name: cap.call_counts.get(name, 0) for name in layers}
-
-
-def swapped_weights(
-    model: nn.Module, layers: Mapping[str, nn.Module], run: Callable[[], Any]
-) -> list[str]:
-    """The layers whose ``weight`` is another tensor while ``forward`` calls them.
-
-    ``torch.func.functional_call`` (a stateless call) puts other tensors in place of the
-    module's own for the call: the registered weights are then never used nor trained
-    (setups hunt 23: they were drawn as kernels and told "frozen, load the pretrained
-    weights"). Parametrized or pruned weights, computed at each call, are not counted.
-
-    Example::
-
-        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3))
-        >>> params = {k: v.detach().clone() for k, v in net.named_parameters()}
-        >>> x = torch.zeros(1, 1, 5, 5)
-        >>> swapped_weights(net, {"0": net[0]}, lambda: torch.func.functional_call(net, params, x))
-        ['0']
-        >>> swapped_weights(net, {"0": net[0]}, lambda: net(x))
-        []
-    """
-    own = {name: w for name, m in layers.items()
-           if isinstance(w := m._parameters.get("weight"), nn.Parameter)}  # fmt: skip
-    found: list[str] = []
-
-    def check(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any) -> None:
-            if module._parameters.get("weight") is not own[name] and name not in found:
-                found.append(name)
-
-        return hook
-
-    handles = [layers[name].register_forward_pre_hook(check(name)) for name in own]
-    try:
-        with probe_mode(model):
-            run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found

@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 
-from lightning_cnnviz.core.capture import count_call_sites, module_name, site_name
+from lightning_cnnviz.core.capture import module_name, site_name
 from lightning_cnnviz.core.inputs import id_inputs
+from lightning_cnnviz.core.layer_calls import count_call_sites
 from lightning_cnnviz.core.selection import (
     CONV_TYPES,
     LayerNotFoundError,

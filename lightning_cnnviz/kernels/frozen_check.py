@@ -16,8 +16,8 @@ from collections.abc import Callable
 from lightning.pytorch import Trainer
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import swapped_weights
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
+from lightning_cnnviz.core.layer_calls import swapped_weights
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.kernels.frozen import (
