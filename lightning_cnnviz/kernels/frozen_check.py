@@ -33,9 +33,9 @@ from lightning_cnnviz.kernels.frozen import (
     still_reason,
     tiny_rate,
     unoptimised,
-    untrained_look,
 )
 from lightning_cnnviz.kernels.frozen_words import frozen_text, moving_text, unoptimised_text
+from lightning_cnnviz.kernels.untrained import untrained_look
 
 __all__ = ["FrozenCheck"]
 

@@ -6,14 +6,9 @@ import torch
 import torchvision
 from torch import nn
 
-from lightning_cnnviz.kernels.frozen import (
-    neighbour_correlation,
-    still_layers,
-    still_reason,
-    tiny_rate,
-    untrained_look,
-)
+from lightning_cnnviz.kernels.frozen import still_layers, still_reason, tiny_rate
 from lightning_cnnviz.kernels.frozen_words import frozen_text
+from lightning_cnnviz.kernels.untrained import neighbour_correlation, untrained_look
 
 
 def _convs(model: nn.Module) -> list[torch.Tensor]:
