@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
+from lightning_cnnviz.activations.clipping import clipped_by_value
 from lightning_cnnviz.activations.dead_rules import STALLED
 from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.gradients import (
@@ -24,7 +25,6 @@ from lightning_cnnviz.activations.gradients import (
     STUCK_LOGS,
     STUCK_STEPS,
     attenuated,
-    clipped_by_value,
     depth_ratio,
     gradient_findings,
     mean_rms,
