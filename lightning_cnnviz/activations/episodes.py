@@ -43,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -213,17 +214,19 @@ class UnitEpisodes(EpisodeEnds):
     def state_dict(self) -> dict[str, Any]:
         """Open episodes and held alerts, for a checkpoint."""
         return {
-            "open": {
-                k: [e.severity, e.since, dict(e.sites), e.progress, e.read_at]
-                for k, e in self.open.items()
-            },
+            "open": {k: dataclasses.asdict(e) for k, e in self.open.items()},
             "held": dict(self.held),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
-        self.open = {
-            k: Episode(str(sev), int(since), dict(sites), *rest[:2])
-            for k, (sev, since, sites, *rest) in state.get("open", {}).items()
-        }
+        """Restore what ``state_dict`` returned (or an earlier release's positional lists)."""
+        self.open = {k: _episode(v) for k, v in state.get("open", {}).items()}
         self.held = dict(state.get("held", {}))
+
+
+def _episode(saved: Mapping[str, Any] | Sequence[Any]) -> Episode:
+    """An ``Episode`` from a checkpoint: its fields by name, or in order as saved before."""
+    if isinstance(saved, Mapping):
+        return Episode(**{**saved, "sites": dict(saved["sites"])})
+    severity, since, sites, *rest = saved
+    return Episode(str(severity), int(since), dict(sites), *rest[:2])

@@ -521,6 +521,19 @@ def test_episodes_eased_problem_survives_a_checkpoint():
     ]
 
 
+def test_episodes_state_keeps_fields_by_name_and_reads_an_earlier_releases_lists():
+    kinds, dead = {"fc": "rectifier"}, {"fc": list(range(86))}
+    episodes = UnitEpisodes(0.25)
+    episodes.review(25, 0, [("fc", 0.47, 0.1)], {"fc": 0.47}, kinds, dead, 0.05)
+    episodes.review(50, 0, [], {"fc": 0.67}, kinds, dead, 0.08)
+    saved = episodes.state_dict()["open"]["dead_units"]
+    assert saved == {"severity": "problem", "since": 50, "sites": {"fc": 0.67},
+                     "progress": 0.08, "read_at": None}  # fmt: skip
+    resumed = UnitEpisodes(0.25)  # a checkpoint of an earlier release: positional lists
+    resumed.load_state_dict({"open": {"dead_units": ["problem", 50, {"fc": 0.67}, 0.08, None]}})
+    assert resumed.open == episodes.open
+
+
 def test_episodes_most_of_a_layer_silent_early_waits_a_log_and_eases_as_learning_goes_on():
     # h_cluttered s2 (hunt 15): a hard task, the dense head 37% -> 80% dead at step 20 with
     # the loss 2.39 -> 2.27 (5%); it fell 45% by the end and val went 20% -> 40%, as with
