@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "ASIDE",
     "SEVERITIES",
     "Check",
     "Finding",
@@ -41,6 +42,7 @@ __all__ = [
 
 Severity = Literal["problem", "note"]
 SEVERITIES: tuple[str, ...] = ("problem", "note")
+ASIDE = "stepped aside: "  # a monitor's whole ``Check.why`` begins so where it stepped aside
 
 _ATTR = "_cnnviz_findings"
 _CHECKS = "_cnnviz_checks"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from lightning_cnnviz.core.findings import Check, Finding, problems
+from lightning_cnnviz.core.findings import ASIDE, Check, Finding, problems
 
 __all__ = ["summary_text"]
 
@@ -69,23 +69,46 @@ def summary_text(
 
 
 def _not_ran(checks: Sequence[Check]) -> str:
-    """``Monitor/check, check (why); Other (why)``: one reason said once per monitor.
+    """``Monitor/check, check (why); Other, Another (why)``: each reason said once.
+
+    Monitors that stepped aside for one reason are named together; a reason said before
+    is pointed to (a model no monitor can probe keeps most checks from running).
 
     Example::
 
         >>> _not_ran([Check("O", "a", False, "no val data"), Check("K", "", False, "no conv"),
-        ...           Check("O", "b", False, "no val data")])
-        'O/a, b (no val data); K (no conv)'
+        ...           Check("O", "b", False, "no val data"), Check("F", "", False, "no conv")])
+        'O/a, b (no val data); K, F (no conv)'
+        >>> aside = "stepped aside: unfit"
+        >>> _not_ran([Check("F", "", False, aside), Check("O", "a", False, "unfit"),
+        ...           Check("O", "b", False, aside)])
+        'F (stepped aside: unfit); O/a (as for F); O/b (stepped aside: as for F)'
     """
     groups: dict[tuple[str, str], list[str]] = {}
     for c in checks:
         groups.setdefault((c.source, c.why), []).append(c.name)
-    told = []
+    by_reason: dict[str, list[str]] = {}  # a reason -> the monitors stepped aside for it
+    told: list[tuple[str, str]] = []
     for (source, why), names in groups.items():
         named = [n for n in names if n]  # "": the monitor as a whole, said by its checks
-        label = f"{source}/{', '.join(named)}" if named else source
-        told.append(f"{label} ({why})" if why else label)
-    return "; ".join(told)
+        if not named and why in by_reason:
+            by_reason[why].append(source)
+            continue
+        if not named:
+            by_reason[why] = [source]
+        told.append((f"{source}/{', '.join(named)}" if named else source, why))
+    said: dict[str, str] = {}  # a reason -> the first check it was said for
+    parts = []
+    for label, why in told:
+        if "/" not in label and why in by_reason:
+            label = ", ".join(by_reason[why])
+        reason = why.removeprefix(ASIDE)
+        if reason in said:  # said before: point to it
+            why = f"{why[: len(why) - len(reason)]}as for {said[reason]}"
+        elif why:
+            said[reason] = label.split(", ")[0]
+        parts.append(f"{label} ({why})" if why else label)
+    return "; ".join(parts)
 
 
 def _grouped(checks: Sequence[Check]) -> str:

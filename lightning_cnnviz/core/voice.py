@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from lightning_cnnviz.core.findings import ASIDE
 from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.say import say
 
@@ -89,7 +90,7 @@ class Voice:
         """
         if self.disabled:
             return
-        self.disabled, self.aside_reason = True, f"stepped aside: {reason}"
+        self.disabled, self.aside_reason = True, f"{ASIDE}{reason}"
         name = type(self).__name__
         say(f"{name} steps aside for the rest of this run (training goes on): {reason}")
 
@@ -102,7 +103,7 @@ class Voice:
         if self.strict:
             raise err
         self.disabled = True
-        self.aside_reason = f"stepped aside: {type(err).__name__}: {err}"
+        self.aside_reason = f"{ASIDE}{type(err).__name__}: {err}"
         say(
             f"{type(self).__name__} failed and steps aside for the rest of this run "
             f"(training goes on): {type(err).__name__}: {err}. "

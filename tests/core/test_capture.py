@@ -3,14 +3,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_cnnviz.core.capture import (
-    LayerCapture,
-    count_call_sites,
-    first_tensor,
-    hook_count,
-    tap_forward,
-)
+from lightning_cnnviz.core.capture import LayerCapture, first_tensor, hook_count, tap_forward
 from lightning_cnnviz.core.findings import checks_of
+from lightning_cnnviz.core.layer_calls import count_call_sites
 from lightning_cnnviz.core.probe_pass import probe_mode
 from tests.monitors import ALL_MONITORS, TinyCNN, assert_every_monitor_wrote, fit, make_monitor
 

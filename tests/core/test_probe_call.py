@@ -18,6 +18,7 @@ from tests.monitors import (
     fit,
     make_monitor,
 )
+from tests.tb import events, texts
 
 # Kernel reads weights; Overfitting reads the logged curves without the scores
 PROBING = [name for name in ALL_MONITORS if name not in ("KernelMonitor", "OverfittingMonitor")]
@@ -151,6 +152,13 @@ def test_probe_call_monitors_step_aside_with_the_reason(tmp_path, model, data, r
             assert reason in checks[(name, "not learning")].why
         else:
             assert not monitor.disabled and monitor.events > 0 and not said
+    # the summary names the monitors stepped aside together, and the reason once
+    (summary,) = texts(events(trainer.logger.log_dir), "cnnviz/summary")
+    assert summary.count(reason) == 1, summary
+    aside = ", ".join(n for n in ALL_MONITORS if n in PROBING)
+    assert f"did not run: {aside} (stepped aside: " in summary
+    assert "OverfittingMonitor/not learning, " in summary
+    assert "(as for FeatureMapMonitor)" in summary
 
 
 def test_probe_call_keyword_only_forward_gets_its_images_by_name(tmp_path):
