@@ -40,6 +40,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from lightning_cnnviz.core.attribute_state import KEPT_NUMEL, attributes_as_now
+from lightning_cnnviz.core.inputs import model_device
+from lightning_cnnviz.core.random_state import global_rng_kept
 from lightning_cnnviz.core.say import say
 
 __all__ = ["KEPT_NUMEL", "buffers_rewound", "kept_state", "weight_param"]
@@ -49,11 +51,11 @@ _KEEPING: set[int] = set()  # models inside a ``kept_state`` now: a nested one i
 
 @contextlib.contextmanager
 def kept_state(model: nn.Module) -> Iterator[None]:
-    """Parametrizations in eval mode inside; buffers and modules' own attributes kept.
+    """Parametrizations in eval mode inside; buffers, attributes and random streams kept.
 
     On leaving, every buffer and every attribute a module holds of its own (not torch's or
-    Lightning's) is as it was. Re-entrant: a probe pass inside an event keeps nothing twice
-    (the outer one restores).
+    Lightning's) is as it was, and so are the global generators (``global_rng_kept``).
+    Re-entrant: a probe pass inside an event keeps nothing twice (the outer one restores).
     """
     if id(model) in _KEEPING:
         yield
@@ -63,11 +65,15 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     saved = _buffer_copies(model)
     large = _large_buffers(model)
     attributes = [attributes_as_now(m) for m in model.modules()]
+    device = model_device(model)
     _KEEPING.add(id(model))
     try:
         for p in lists:
             p.eval()
-        yield
+        # a weight read draws where its parametrization follows another module's flag
+        # (DropConnect keyed to the conv's `training`) or none (weight noise)
+        with global_rng_kept([device] if device.type == "cuda" else []):
+            yield
     finally:
         _KEEPING.discard(id(model))
         for module, flag in flags:

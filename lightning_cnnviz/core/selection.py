@@ -172,7 +172,8 @@ def _inside(name: str, roots: Sequence[str]) -> bool:
 
 
 def _matches(pattern: str, name: str, module: nn.Module) -> bool:
-    if pattern == name or type(module).__name__ == pattern:
+    # a type name matches its subclasses too: `parametrize` makes a conv a ParametrizedConv2d
+    if pattern == name or any(c.__name__ == pattern for c in type(module).__mro__):
         return True
     return any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(name, pattern)
 
@@ -193,7 +194,7 @@ def resolve_layers(
         model: the model (compiled or wrapped models are unwrapped).
         layers: ``"auto"``, one pattern, or a list of patterns; a pattern is an
             exact module name (``"conv1"``), a glob (``"features.*"``) or a
-            module type name (``"Conv2d"``).
+            module type name (``"Conv2d"``, which matches its subclasses too).
         auto: the monitor's rule for ``"auto"``.
         owner: who asks (a monitor's name), to begin an error message with.
 

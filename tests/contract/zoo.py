@@ -14,8 +14,10 @@ Each model is a LightningModule over 1x16x16 inputs and 4 classes:
   ``torch.Generator`` the model holds, a list it appends to, a tensor attribute updated in
   place, a counter in a ``SimpleNamespace`` and a dataclass;
 * ``moving_buffers``: a ``spectral_norm`` parametrized conv (a power-iteration step on every
-  read of its weight in training mode) and a ``FakeQuantize`` (quantization-aware training's
-  observer, which updates its buffers on every forward, in eval mode too).
+  read of its weight in training mode), a DropConnect parametrization keyed to its conv's
+  ``training`` (random numbers on every read of the weight, outside a probe pass too) and
+  a ``FakeQuantize`` (quantization-aware training's observer, which updates its buffers on
+  every forward, in eval mode too).
 """
 
 from __future__ import annotations
@@ -175,6 +177,19 @@ class FunctionalDropout(ZooModel):
         return self.fc(F.dropout(x.flatten(1), 0.3)) * jitter  # `training=True` in eval mode too
 
 
+class DropConnect(nn.Module):
+    """Drops weights while the conv it belongs to trains (not its own flag: kept in eval)."""
+
+    def __init__(self, owner: nn.Module) -> None:
+        super().__init__()
+        self.owner = [owner]  # a list: not a submodule
+
+    def forward(self, weight):
+        if not self.owner[0].training:
+            return weight
+        return weight * torch.bernoulli(torch.full_like(weight, 0.8)) / 0.8
+
+
 class MovingBuffers(ZooModel):
     def __init__(self) -> None:
         super().__init__()
@@ -182,6 +197,10 @@ class MovingBuffers(ZooModel):
         self.conv1 = spectral(nn.Conv2d(1, 6, 3, padding=1))
         self.quant = torch.ao.quantization.FakeQuantize()
         self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        # setups hunt 29: a monitor's weight reads at its events drew from torch's stream
+        torch.nn.utils.parametrize.register_parametrization(
+            self.conv2, "weight", DropConnect(self.conv2)
+        )
         # per channel: its min/max buffers start empty and grow at the first forward, which
         # a monitor's first pass may be (setups hunt 27: QAT with fbgemm aborted fit)
         self.quant2 = torch.ao.quantization.FakeQuantize(

@@ -32,6 +32,15 @@ def test_selection_exact_glob_and_type_names():
     assert list(resolve_layers(model, ["ReLU", "0.*"])) == ["0.0", "0.1", "1.1"]
 
 
+def test_selection_type_name_matches_subclasses_as_parametrize_makes_them():
+    model = net()
+    weight_norm = torch.nn.utils.parametrizations.weight_norm
+    weight_norm(model[1][0])  # its class is now `ParametrizedConv2d`, a Conv2d
+    assert type(model[1][0]).__name__ == "ParametrizedConv2d"
+    assert list(resolve_layers(model, "Conv2d")) == ["0.0", "1.0"]
+    assert list(resolve_layers(model, "ParametrizedConv2d")) == ["1.0"]
+
+
 def test_selection_unknown_pattern_lists_available_names():
     with pytest.raises(ValueError) as err:
         resolve_layers(net(), ["Conv2d", "features.*"])
