@@ -108,6 +108,19 @@ def _as_item(
     return None
 
 
+def _fresh_inputs(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Copies of a probe pass's tensors, for a ``forward`` that changes its input in place.
+
+    ``x.sub_(mean).div_(std)`` (``normalize(..., inplace=True)``) would otherwise rewrite
+    the monitors' kept probe images at every pass (setups hunt 29: two passes "apart", the
+    images normalised again and again), or a dataset's own tensor; on a leaf that needs
+    its gradient (Grad-CAM's input) it raises. A copy keeps the graph to the original.
+    """
+    if not any(isinstance(a, Tensor) for a in args):
+        return None
+    return tuple(a.clone() if isinstance(a, Tensor) else a for a in args)
+
+
 def _as_keyword(
     name: str, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
@@ -200,6 +213,8 @@ def probe_mode(
             # numbers in a probe pass: the run's own streams stay as they were
             stack.enter_context(global_rng_kept([device] if device_type == "cuda" else []))
             stack.enter_context(kept_state(model))
+            handle = model.register_forward_pre_hook(_fresh_inputs)  # first: before the item's
+            stack.callback(handle.remove)
             if isinstance(key := _ITEM_FORWARD.get(model), Keyword):
                 hook = functools.partial(_as_keyword, key.name)
                 handle = model.register_forward_pre_hook(hook, with_kwargs=True)

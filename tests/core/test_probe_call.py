@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_cnnviz.core.findings import checks_of
+from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.core.probe_call import why_not
 from tests.monitors import (
     ALL_MONITORS,
@@ -214,3 +214,30 @@ def test_probe_call_forward_of_a_pair_steps_aside_naming_it(tmp_path):
             assert not monitor.disabled and len(said) == 1 and said[0].startswith(UNSCORED)
         else:
             assert not monitor.disabled and monitor.events > 0 and not said
+
+
+class InPlaceNormalise(TinyCNN):
+    """``forward`` normalises its input in place, as ``normalize(x, ..., inplace=True)``."""
+
+    def forward(self, x):
+        return super().forward(x.sub_(0.1).div_(0.3))
+
+
+def test_probe_call_forward_changing_its_input_in_place_leaves_the_probes_as_they_were(
+    tmp_path,
+):
+    # setups hunt 29: every pass normalised the kept probe images again: "two passes over
+    # the same images 230% apart" and "train and val inputs differ" were told as problems,
+    # and FeatureMap and GradCAM stepped aside on an in-place change of a leaf
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    train, val = digits(32, seed=1), digits(16, seed=2)
+    kept = val.tensors[0].clone()
+    loaders = (DataLoader(train, batch_size=8), DataLoader(val, batch_size=8))
+    trainer, _, messages = fit(tmp_path, monitors, model=InPlaceNormalise(), data=loaders)
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert not [m for m in monitors if m.disabled]
+    assert not [f.kind for f in findings_of(trainer)], findings_of(trainer)
+    assert torch.equal(val.tensors[0], kept)  # the dataset's own tensor too
+    for monitor in monitors:
+        for probe in getattr(monitor, "_probes", {}).values():
+            assert float(probe.images.abs().max()) < 2.0, type(monitor).__name__
