@@ -115,3 +115,28 @@ def test_precision_default_dtype_float64_every_monitor_writes(tmp_path):
     finally:
         torch.set_default_dtype(before)
     assert_every_monitor_wrote(tmp_path, monitors, messages)
+
+
+class StoredNarrow(TinyCNN):
+    """Images kept in bfloat16 (half the memory), widened in ``forward``."""
+
+    def forward(self, x):
+        return super().forward(x.float())
+
+
+def test_precision_images_stored_in_bfloat16_every_monitor_writes(tmp_path):
+    # setups hunt 29: OverfittingMonitor stepped aside on "Got unsupported ScalarType
+    # BFloat16" (its val-leak check hashed the images through NumPy)
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tests.monitors import assert_every_monitor_wrote, digits
+
+    def narrow(data):
+        x, y = data.tensors
+        return DataLoader(TensorDataset(x.bfloat16(), y), batch_size=8)
+
+    monitors = [make_monitor(n) for n in ALL_MONITORS]
+    data = (narrow(digits(32, seed=1)), narrow(digits(16, seed=2)))
+    _, _, messages = fit(tmp_path, monitors, model=StoredNarrow(), data=data)
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert not [m for m in monitors if m.disabled]

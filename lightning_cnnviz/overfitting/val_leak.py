@@ -100,12 +100,17 @@ def shared_images(train: torch.Tensor, val: torch.Tensor) -> int:
         2
         >>> shared_images(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.zeros(2, 1, 2, 2))
         0
+        >>> shared_images(train.bfloat16(), train[:2].bfloat16())
+        2
     """
 
     def key(x: torch.Tensor) -> int | None:
         x = x.detach().cpu().contiguous()
         varies = x.numel() > 0 and bool((x != x.reshape(-1)[0]).any())  # any dtype
-        return hash((tuple(x.shape), str(x.dtype), x.numpy().tobytes())) if varies else None
+        if not varies:
+            return None
+        raw = x.reshape(-1).view(torch.uint8).numpy()  # its bytes: NumPy has no bfloat16
+        return hash((tuple(x.shape), str(x.dtype), raw.tobytes()))
 
     seen = {key(x) for x in train} - {None}
     return sum(1 for x in val if key(x) in seen)
