@@ -38,6 +38,7 @@ __all__ = [
     "first_tensor",
     "hook_count",
     "module_name",
+    "not_a_forward",
     "site_name",
     "tap_forward",
     "under_transform",
@@ -115,9 +116,21 @@ def site_name(name: str, call_index: int, shared: Collection[str] = ()) -> str:
     return f"{name}#{call_index}" if name in shared else name
 
 
-def module_name(site: str) -> str:
-    """The module name of a call site (``relu#1`` -> ``relu``); the inverse of ``site_name``."""
-    return site.partition("#")[0]
+def module_name(site: str, names: Collection[str] = ()) -> str:
+    """The module name of a call site (``relu#1`` -> ``relu``); the inverse of ``site_name``.
+
+    ``names``: the modules' names, where one may hold a ``#`` of its own (a ``ModuleDict``
+    key ``"conv#0"``): a site that is one of them is that module.
+
+    Example::
+
+        >>> module_name("blocks.conv#0#1"), module_name("blocks.conv#0", {"blocks.conv#0"})
+        ('blocks.conv#0', 'blocks.conv#0')
+    """
+    if site in names:
+        return site
+    name, _, index = site.rpartition("#")
+    return name if name and index.isdigit() else site
 
 
 def hook_count(model: nn.Module) -> dict[str, int]:
@@ -178,7 +191,7 @@ class LayerCapture:
 
     def _hook(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            if under_transform(output):
+            if not_a_forward(output):
                 return
             out = first_tensor(output)
             index = self._calls.get(name, 0)
@@ -237,10 +250,26 @@ def tap_forward(
     """
 
     def hook(_module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not under_transform(output):
+        if not not_a_forward(output):
             fn(args, output)
 
     return module.register_forward_hook(hook)
+
+
+def not_a_forward(output: Any) -> bool:
+    """Whether a module's call is no forward pass of the run: a hook skips it.
+
+    A pass under a ``torch.func`` transform (``under_transform``), or a block recomputed
+    during a backward pass: activation checkpointing (``torch.utils.checkpoint``, timm's
+    ``set_grad_checkpointing``) runs it again there, which would count every call twice
+    (setups hunt 29: the call lists of a traced pass fell out of step, an IndexError).
+
+    Example::
+
+        >>> not_a_forward(torch.ones(2))
+        False
+    """
+    return under_transform(output) or torch._C._current_graph_task_id() != -1
 
 
 def under_transform(output: Any) -> bool:

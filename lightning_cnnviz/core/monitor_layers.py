@@ -95,15 +95,13 @@ def replaced(pl_module: nn.Module, selected: dict[str, nn.Module]) -> list[str]:
         ['0']
     """
     model = unwrap_model(pl_module)
-    names = dict.fromkeys(name.split("#")[0] for name in selected)  # call sites: `relu#1`
-    found = {name.split("#")[0]: module for name, module in selected.items()}
     gone = []
-    for name in names:
+    for name, module in selected.items():
         try:
             now = model.get_submodule(name) if name else model
         except AttributeError:
             now = None
-        if now is not found[name]:
+        if now is not module:
             gone.append(name)
     return gone
 
@@ -154,9 +152,13 @@ class LayerWatcher:
         self._call_counts = counts
         self.shared = {name for name, count in counts.items() if count > 1}
 
+    def module_at(self, site: str) -> nn.Module:
+        """The selected module a call site (``relu#1``) is a call of."""
+        return self.selected[module_name(site, self.selected)]
+
     def describe_layers(self) -> str:
         """The text logged once to ``cnnviz/layers``."""
-        parts = [f"`{s}` ({type(self.selected[module_name(s)]).__name__})" for s in self.sites()]
+        parts = [f"`{s}` ({type(self.module_at(s)).__name__})" for s in self.sites()]
         return f"**{type(self).__name__}** ({self.section}): " + ", ".join(parts)
 
     def _log_layers_once(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -106,7 +106,7 @@ def trace_calls(
     seen: dict[str, int] = {}
 
     def record(site: str, out: Tensor) -> None:
-        name = module_name(site)
+        name = module_name(site, layers)
         seen[name] = seen.get(name, -1) + 1
         raw.append((name, seen[name], out, out.detach().clone()))
 

@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.core.capture import LayerCapture, module_name
 from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.inputs import as_pictures, norm_stats
 from lightning_cnnviz.core.labels import legible_width
@@ -143,7 +143,7 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
             for site in self.sites()
             if any(pairs.get(site, ()))
         }
-        names = {s.split("#")[0] for sites in self._stages.values() for s in sites}
+        names = {module_name(s, self.selected) for sites in self._stages.values() for s in sites}
         self._hooked = {n: m for n, m in layers.items() if n in self.selected or n in names}
         self._hook_shared = {n for n in self._hooked if counts[n] > 1}
 
@@ -159,7 +159,7 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         with self.phase("compute"):
             plans, skipped = {}, []
             for site in self.sites():
-                act = _as_map(outs.get(site), self.selected[site.split("#")[0]], model, x)
+                act = _as_map(outs.get(site), self.module_at(site), model, x)
                 if act is None:
                     skipped.append(site)
                     continue

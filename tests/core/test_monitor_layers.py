@@ -6,6 +6,7 @@ from torch import nn
 
 from lightning_cnnviz import EmbeddingMonitor, FeatureMapMonitor
 from lightning_cnnviz.reference import MNISTClassifier
+from tests.monitors import ALL_MONITORS, TinyCNN, assert_every_monitor_wrote, fit, make_monitor
 from tests.tb import events, image_tags, layer_lists, projector_tags, texts
 from tests.views_helpers import run
 
@@ -68,3 +69,29 @@ def test_monitor_layers_a_glob_over_every_layer_keeps_those_the_monitor_can_read
         t.split("/")[2] for t in scalars if t.startswith("gradcam/val/") and t.count("/") == 3
     }
     assert {"conv2", "relu2", "pool2"} <= layers and "fc" not in layers
+
+
+class HashNamed(TinyCNN):
+    """Blocks in a ``ModuleDict`` whose keys hold a ``#`` (``"conv#0"``), one shared ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleDict({"conv#0": self.conv1, "conv#1": self.conv2})
+        self.act = nn.ReLU()
+        del self.conv1, self.conv2, self.relu1, self.relu2
+
+    def forward(self, x):
+        x = self.pool1(self.act(self.bn1(self.blocks["conv#0"](x))))
+        x = self.pool2(self.act(self.bn2(self.blocks["conv#1"](x))))
+        return self.fc(x.flatten(1))
+
+
+def test_monitor_layers_module_names_holding_a_hash_are_not_read_as_call_sites(tmp_path):
+    # setups hunt 29: `conv#0` was cut to `conv`: "replaced by a new module", "not called
+    # by forward()", and Kernel, Activation and GradCAM stepped aside on a KeyError
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, _, messages = fit(tmp_path, monitors, model=HashNamed())
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert not [m for m in messages if "replaced" in m or "not called" in m], messages
+    layers = "\n".join(texts(events(tmp_path / "tb"), "cnnviz/layers"))
+    assert "`blocks.conv#0` (Conv2d)" in layers and "`act#1` (ReLU)" in layers, layers
