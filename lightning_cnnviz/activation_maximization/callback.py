@@ -58,6 +58,7 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
     """
 
     auto_description = "it optimises inputs for the last conv layer's channels"
+    needs_gradients = True
 
     def __init__(
         self,

@@ -116,12 +116,15 @@ def maximize(
         rows[site] = (torch.tensor(index, device=device), torch.tensor(channels, device=device))
     picked: dict[str | None, Tensor] = {}
 
-    def on_output(site: str, out: Tensor) -> None:  # read at once: in-place ops come later
+    def on_output(site: str, out: Tensor) -> None:
+        # copied at once (in-place ops come later) and read after the pass: a copy saves
+        # no tensor for backward, so a block recomputed there (activation checkpointing)
+        # saves what the forward saved
         if site in rows:
-            index, channels = rows[site]
-            picked[site] = out[index, channels].reshape(len(index), -1).float().mean(1)
+            picked[site] = out.clone()
 
-    hooked = {n: m for n, m in layers.items() if any(s and module_name(s) == n for s in rows)}
+    sites = {module_name(s, layers) for s in rows if s}
+    hooked = {n: m for n, m in layers.items() if n in sites}
     optimizer = torch.optim.Adam([x], lr=lr)
     score = torch.zeros(len(targets), device=device, dtype=torch.float32)
     with grads_untouched(model), probe_mode(model, grad=True):
@@ -132,6 +135,9 @@ def maximize(
             with LayerCapture(hooked, shared=shared, on_output=on_output):
                 out = model(torch.roll(x, (dy, dx), dims=(-2, -1)))
             logits = logits_from(out, output_key)
+            for site, kept in picked.items():
+                index, channels = rows[site]
+                picked[site] = kept[index, channels].reshape(len(index), -1).float().mean(1)
             if None in rows:
                 index, classes = rows[None]
                 picked[None] = logits[index, classes].float()

@@ -66,6 +66,7 @@ class AdversarialMonitor(Monitor, section="adversarial"):
 
     auto_description = "it shows the first conv layer's maps"
     without_layers = "the attack's accuracy scalars only, no `examples` image"
+    needs_gradients = True
 
     def __init__(
         self,

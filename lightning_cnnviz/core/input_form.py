@@ -26,7 +26,14 @@ from lightning_cnnviz.core import stored_form
 from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import image_key, read_item, split_sample
-from lightning_cnnviz.core.probe_call import call_error, keyword_input, why_not, why_not_one
+from lightning_cnnviz.core.probe_call import (
+    REENTRANT,
+    call_error,
+    checkpoints_reentrant,
+    keyword_input,
+    why_not,
+    why_not_one,
+)
 from lightning_cnnviz.core.probe_pass import Batch, Keyword, Stored, probe_mode, takes_items
 from lightning_cnnviz.core.run_datasets import find_dataset, train_batch_size
 from lightning_cnnviz.core.selection import unwrap_model
@@ -63,6 +70,7 @@ class InputForm:
     """
 
     say_once_per_run: Callable[[str, str], None]  # ``voice.Voice``'s
+    probe_input: Callable[..., Tensor]  # ``model_io.ProbeReader``'s
 
     def fit_inputs(self, trainer: Any, pl_module: nn.Module) -> None:
         """Find how ``forward`` takes the probe images, or why it cannot (once per fit).
@@ -136,6 +144,20 @@ class InputForm:
         trainer._cnnviz_unfit = why_not_one(model, _images(item, image, model)) or why_not(
             model, x, train_batch_size(trainer)
         )
+
+    def gradients_refused(self, trainer: Any) -> str:
+        """Why no gradient pass runs through the model ("" where none is known).
+
+        Asked where a monitor whose passes differentiate failed: reentrant activation
+        checkpointing (setups hunt 29: Grad-CAM told "a `.detach()` or `torch.no_grad()`
+        after the layer", two monitors torch's "incompatible with .grad()").
+        """
+        try:
+            x = self.probe_input(trainer, trainer.lightning_module)[:1]
+            refused = checkpoints_reentrant(unwrap_model(trainer.lightning_module), x)
+        except Exception:
+            return ""
+        return REENTRANT if refused else ""
 
     def _stored_form(self, trainer: Any, model: nn.Module, x: Tensor) -> None:
         """Probes as the convolutions see the images, where ``forward`` changes them.

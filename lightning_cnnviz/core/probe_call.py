@@ -23,16 +23,20 @@ Example::
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
+from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.probe_pass import probe_mode
 
-__all__ = ["call_error", "keyword_input", "why_not", "why_not_one"]
+__all__ = ["REENTRANT", "call_error", "checkpoints_reentrant", "keyword_input", "why_not",
+           "why_not_one"]  # fmt: skip
 
 OTHER_SIZES = (1, 2, 3)  # batch sizes a probe may have, tried against the training one
+MAX_NODES = 100_000  # autograd nodes read at most for a reentrant checkpoint
 
 
 def call_error(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> Exception | None:
@@ -43,6 +47,46 @@ def call_error(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> Exception | 
     except Exception as err:
         return err
     return None
+
+
+REENTRANT = (
+    "the model checkpoints activations with `use_reentrant=True`, whose blocks run without "
+    "autograd in the forward pass and whose backward refuses `torch.autograd.grad`, which "
+    "this monitor's gradient passes use: checkpoint with `use_reentrant=False` (PyTorch's "
+    "recommended mode) for it to work"
+)
+
+
+def checkpoints_reentrant(model: nn.Module, x: Tensor) -> bool:
+    """Whether ``model``'s output on ``x`` passes through reentrant activation checkpointing.
+
+    Example::
+
+        >>> from torch.utils.checkpoint import checkpoint
+        >>> class Net(nn.Linear):
+        ...     def forward(self, x):
+        ...         return checkpoint(super().forward, x, use_reentrant=True)
+        >>> checkpoints_reentrant(Net(3, 2), torch.zeros(1, 3))
+        True
+        >>> checkpoints_reentrant(nn.Linear(3, 2), torch.zeros(1, 3))
+        False
+    """
+    try:
+        with probe_mode(model, grad=True):
+            x = x.detach().requires_grad_(x.is_floating_point())
+            nodes = [first_tensor(model(x)).grad_fn]
+    except Exception:
+        return False
+    seen: set[Any] = set()
+    while nodes and len(seen) < MAX_NODES:
+        node = nodes.pop()
+        if node is None or node in seen:
+            continue
+        if type(node).__name__ == "CheckpointFunctionBackward":
+            return True
+        seen.add(node)
+        nodes.extend(n for n, _ in node.next_functions)
+    return False
 
 
 def why_not(model: nn.Module, x: Tensor, batch_size: int | None) -> str | None:

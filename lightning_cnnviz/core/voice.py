@@ -20,8 +20,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 from lightning_cnnviz.core.findings import ASIDE
 from lightning_cnnviz.core.outputs import NotApplicable
@@ -61,6 +61,8 @@ class Voice:
     aside_reason: str
     _warned: set[str]
     _trainer_ref: Any
+    gradients_refused: Callable[[Any], str]  # ``input_form.InputForm``'s
+    needs_gradients: ClassVar[bool] = False  # its passes differentiate (Grad-CAM, attacks)
 
     def warn_once(self, key: str, message: str) -> None:
         """Warn ``message`` (prefixed with the monitor's name) the first time ``key`` comes up.
@@ -95,8 +97,11 @@ class Voice:
         say(f"{name} steps aside for the rest of this run (training goes on): {reason}")
 
     def _step_aside(self, err: Exception) -> None:
-        # the model cannot take a probe at all (``core.probe_call``): its reason, not the error
+        # the model cannot take a probe at all (``core.probe_call``), or a gradient pass
+        # (``InputForm.gradients_refused``): its reason, not the error
         unfit = getattr(self._trainer_ref, "_cnnviz_unfit", None)
+        if not unfit and self.needs_gradients and not isinstance(err, NotApplicable):
+            unfit = self.gradients_refused(self._trainer_ref)
         if isinstance(err, NotApplicable) or unfit:
             self.step_aside(str(err) if isinstance(err, NotApplicable) else unfit)
             return

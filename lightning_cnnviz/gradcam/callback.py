@@ -85,6 +85,7 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
 
     needs_call_sites = False
     maps_on_input = True
+    needs_gradients = True
 
     def __init__(
         self,

@@ -5,10 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
-from lightning_cnnviz.core.probe_call import why_not
+from lightning_cnnviz.core.probe_call import REENTRANT, why_not
 from tests.monitors import (
     ALL_MONITORS,
     TinyCNN,
@@ -241,3 +242,45 @@ def test_probe_call_forward_changing_its_input_in_place_leaves_the_probes_as_the
     for monitor in monitors:
         for probe in getattr(monitor, "_probes", {}).values():
             assert float(probe.images.abs().max()) < 2.0, type(monitor).__name__
+
+
+class Checkpointed(TinyCNN):
+    """The second block under activation checkpointing, as memory-bound training does."""
+
+    reentrant = False
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        block = lambda h: self.pool2(self.relu2(self.bn2(self.conv2(h))))  # noqa: E731
+        return self.fc(checkpoint(block, x, use_reentrant=self.reentrant).flatten(1))
+
+
+class Reentrant(Checkpointed):
+    reentrant = True
+
+
+def test_probe_call_activation_checkpointing_every_monitor_writes(tmp_path):
+    # setups hunt 29: the block recomputed in backward fired the capture hooks again:
+    # FeatureMap and GradCAM failed on an IndexError (the traced calls out of step), and
+    # activation maximisation on torch's "different number of tensors saved"
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, _, messages = fit(tmp_path, monitors, model=Checkpointed())
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert not [m for m in monitors if m.disabled]
+    assert not [m for m in messages if "steps aside" in m]
+
+
+def test_probe_call_reentrant_checkpointing_named_by_the_gradient_monitors(tmp_path):
+    # setups hunt 29: Grad-CAM blamed "a `.detach()` or `torch.no_grad()`", two monitors
+    # failed on torch's "incompatible with .grad()"
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, _, messages = fit(tmp_path, monitors, model=Reentrant())
+    needing = {"GradCAMMonitor", "ActivationMaximizationMonitor", "AdversarialMonitor"}
+    for monitor in monitors:
+        name = type(monitor).__name__
+        said = [m for m in messages if m.startswith(name) and "steps aside" in m]
+        assert not failures(messages, name), name
+        if name in needing:
+            assert len(said) == 1 and REENTRANT in said[0], name
+        else:
+            assert not monitor.disabled and monitor.events > 0 and not said, name
