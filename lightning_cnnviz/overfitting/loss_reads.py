@@ -52,7 +52,13 @@ from torch import Tensor
 
 from lightning_cnnviz.core.outputs import as_logits, is_simplex
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.returned_loss import below_floor, maximised, probability_floor
+from lightning_cnnviz.overfitting.returned_loss import (
+    below_floor,
+    maximised,
+    own_loss,
+    probability_floor,
+    unbounded_term,
+)
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = [
@@ -172,8 +178,9 @@ def fed_scores_in_step(ev: Evaluation) -> bool:
 
     The returned loss negative, and the val probe's ``-mean(out[y])``
     (``probe_nll_raw_val``) negative too and at least ``1 / FAR`` of it: the model
-    inflates the label's output. A loss returned with its sign flipped (``maximised``)
-    drives that output down instead. Held out (hunt 25): ``F.nll_loss(logits, y)`` in
+    inflates the label's output, and does not classify (its own cross-entropy at least
+    ``ln K``). A loss returned with its sign flipped (``maximised``) drives that output
+    down instead. Held out (hunt 25): ``F.nll_loss(logits, y)`` in
     ``training_step`` alone returned -772 on average since the last validation while the
     val probe read -2318; it was told as a loss with its sign flipped.
 
@@ -184,10 +191,13 @@ def fed_scores_in_step(ev: Evaluation) -> bool:
         >>> fed_scores_in_step(Evaluation(64, 1, returned_loss=-46.0, probe_nll_raw_val=1.2e3))
         False
     """
-    loss, raw = ev.returned_loss, ev.probe_nll_raw_val
+    loss, raw, own, k = ev.returned_loss, ev.probe_nll_raw_val, own_loss(ev), ev.classes
     if loss is None or raw is None or not (math.isfinite(loss) and math.isfinite(raw)):
         return False
-    return loss < 0 and raw <= loss / FAR
+    # a model whose own cross-entropy is under ln K classifies: the negative loss is a term
+    # added to a cross-entropy (hunt 29: a confidence penalty, a penalty's sign flipped)
+    learns = own is not None and k is not None and k >= 2 and own < math.log(k)
+    return loss < 0 and raw <= loss / FAR and not learns
 
 
 def misfed(ev: Evaluation) -> str | bool | None:
@@ -196,6 +206,7 @@ def misfed(ev: Evaluation) -> str | bool | None:
     ``"scores"`` (``nll_loss`` on raw scores or probabilities: ``fed_scores``),
     ``"scores_in_step"`` (the same in ``training_step`` only: ``fed_scores_in_step``),
     ``"negated"`` (the training loss returned with its sign flipped: ``maximised``),
+    ``"unbounded"`` (a term the model drives down without limit: ``unbounded_term``),
     ``"probabilities"`` (``cross_entropy`` on a softmax: ``reads_logits`` False), ``False``
     (it reads the outputs right), ``None`` (cannot tell).
     """
@@ -205,6 +216,8 @@ def misfed(ev: Evaluation) -> str | bool | None:
         return "scores_in_step"
     if maximised(ev):
         return "negated"
+    if unbounded_term(ev):
+        return "unbounded"
     reads = reads_logits(ev)
     if reads is False and below_floor(ev):
         # the loss training returns is one no loss fed probabilities reaches: training reads

@@ -44,6 +44,18 @@ def loss_mismatch(v: Verdict) -> str:
             "subtracted term outweighing it), so training maximises the error (val "
             f"accuracy {num(f['val_acc'], True)})."
         )
+    if f.get("fed") == "unbounded":
+        return (
+            "The loss `training_step` returns falls below zero without limit "
+            f"({num(f['returned_loss'])}, where a cross-entropy less a bounded bonus stays "
+            f"above -ln {int(now.classes or 2)}) while the model classifies (its own "
+            f"cross-entropy {num(f['own_train_loss'])}, val accuracy "
+            f"{num(f['val_acc'], True)}), since {when(since)}: the loss holds a term that "
+            "training drives down without end, a penalty or regulariser with its sign "
+            "flipped (`loss - c * w.pow(2).sum()`), a bonus weighted past the loss, or "
+            "`nll_loss` of raw scores added to it. The weights or outputs grow without "
+            "limit, and the loss curve no longer tells how well the model fits."
+        )
     if f.get("fed") == "scores_in_step":
         return (
             "`training_step` feeds its loss raw scores (logits) where it expects "

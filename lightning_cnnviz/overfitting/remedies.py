@@ -150,6 +150,13 @@ def remedies(v: Verdict) -> list[str]:
             "never below 0), not its negative; a term subtracted from it (an entropy bonus, "
             "a regulariser) must stay smaller than it."
         ]
+    if v.kind == "loss_mismatch" and v.figures.get("fed") == "unbounded":
+        return [
+            "**Check each term `training_step` adds to the loss**: a penalty is added "
+            "(`loss + c * w.pow(2).sum()`), a bonus subtracted stays smaller than the loss "
+            "(`ce - beta * entropy`, `beta <= 1`); log the cross-entropy on its own to read "
+            "the fit."
+        ]
     if v.kind == "loss_mismatch" and v.figures.get("fed") in ("scores", "scores_in_step"):
         return [
             "**Use `F.cross_entropy` on the logits** (it applies log-softmax itself), or put "

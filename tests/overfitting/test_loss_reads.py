@@ -15,6 +15,7 @@ from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.metrics import figures
+from lightning_cnnviz.overfitting.remedies import remedies
 from tests.overfitting.runs import fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
 from tests.tb import events, texts
@@ -293,6 +294,30 @@ def test_loss_reads_a_match_within_the_probes_sampling_error_is_no_bug():
     assert loss_reads.reads_logits(noisy) is None
     exact = replace(noisy, probe_loss_se_val=0.009)  # near-uniform probabilities: told
     assert loss_reads.reads_logits(exact) is False
+
+
+def test_loss_reads_a_negative_loss_of_a_model_that_classifies_is_no_nll_of_scores():
+    # hunt 29, the figures at steps 64 and 96: `CE - entropy` (a confidence penalty, 97%
+    # val) and `CE - 0.01 * sum(w ** 2)` (a penalty's sign flipped, 94%) were both told
+    # "`nll_loss` fed raw scores ... learns nothing that classifies"
+    common = dict(val_loss=0.9, probe_ce_probs_val=2.0, val_acc=0.94)
+    penalty = [
+        dict(common, returned_loss=-0.895, probe_loss_train=0.96, probe_nll_raw_val=-1.7),
+        dict(common, returned_loss=-0.96, probe_loss_train=0.92, probe_nll_raw_val=-1.8),
+    ]
+    assert [loss_reads.misfed(e) for e in evaluations(penalty)] == [None, None]
+    assert loss_reads.loss_mismatch(evaluations(penalty)) is None
+    flipped = [
+        dict(common, returned_loss=-4.33, probe_loss_train=0.16, probe_nll_raw_val=-8.0),
+        dict(common, returned_loss=-11.6, probe_loss_train=0.12, probe_nll_raw_val=-9.9),
+    ]
+    verdict = loss_reads.loss_mismatch(evaluations(flipped))
+    assert verdict.figures["fed"] == "unbounded"
+    text = headline(verdict)
+    assert text.startswith("The loss `training_step` returns falls below zero without limit")
+    assert "(-11.6, where" in text and "own cross-entropy 0.12" in text
+    assert "sign flipped" in text and "learns nothing that classifies" not in text
+    assert "a penalty is added" in remedies(verdict)[0]
 
 
 def test_loss_reads_nll_of_logits_in_training_step_only_is_not_a_flipped_sign():
