@@ -19,7 +19,13 @@ from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.chance_levels import below_chance, stuck
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.levels import LEARNT, LEARNT_KEPT, _trailing, train_learns
+from lightning_cnnviz.overfitting.levels import (
+    LEARNT,
+    LEARNT_KEPT,
+    _trailing,
+    train_accuracy,
+    train_learns,
+)
 from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
 
 __all__ = ["GAP", "GAP_SLACK", "gapped", "generalisation_gap"]
@@ -45,7 +51,7 @@ def gapped(e: Evaluation, slack: float = 0.0) -> bool | None:
         >>> gapped(e), gapped(e, slack=GAP_SLACK)
         (False, True)
     """
-    train, val = e.train_accuracy, e.val_accuracy
+    train, val = train_accuracy(e), e.val_accuracy
     if train is None or val is None:
         return None
     if e.split_classes:  # a class learnt on training images and left out on val ones
@@ -73,9 +79,9 @@ def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verd
         return None
     now = evs[-1]
     figures = {
-        "train_acc": now.train_accuracy,
+        "train_acc": train_accuracy(now),
         "val_acc": now.val_accuracy,
-        "gap": now.train_accuracy - now.val_accuracy,  # type: ignore[operator]
+        "gap": train_accuracy(now) - now.val_accuracy,  # type: ignore[operator]
         "val_at_chance": bool(stuck(now)),
         "val_below_chance": below_chance(now),  # labels that mean other things on val
         # at chance at every validation: nothing about the labels carried over, ever

@@ -31,11 +31,12 @@ from lightning_cnnviz.overfitting.chance_levels import (
     too_small,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.returned_loss import loss_blind
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.too_soon import early, falling, warming_up, warmup_outlasts
 from lightning_cnnviz.overfitting.words import finite
 
-__all__ = ["LEARNT", "LEARNT_KEPT", "not_learning", "train_learns"]
+__all__ = ["LEARNT", "LEARNT_KEPT", "not_learning", "train_accuracy", "train_learns"]
 
 
 BARELY_LOSS = 0.95  # a val probe loss this share of ln K or more, past the first steps...
@@ -206,13 +207,29 @@ LEARNT = 0.5  # training images learnt: this share of the way from chance to 100
 LEARNT_KEPT = 0.3
 
 
+def train_accuracy(e: Evaluation) -> float | None:
+    """``e.train_accuracy``, the train probe's where the logged one reads other targets.
+
+    Example::
+
+        >>> row = dict(classes=10.0, probe_size=128.0, returned_loss=1e-5, first_loss=2.3)
+        >>> train_accuracy(Evaluation(64, 1, train_acc=1.0, probe_acc_train=0.1, **row))
+        0.1
+    """
+    return e.probe_acc_train if loss_blind(e) else e.train_accuracy
+
+
 def train_learns(e: Evaluation, share: float = LEARNT) -> bool | None:
     """Whether training images are learnt ``share`` of the way from chance to 100%.
 
     ``None``: unknown.
 
     By the logged train accuracy or the train probe's: early in a run the logged one is
-    an epoch's mean, which lags (35.7% while the probe read 72.7%).
+    an epoch's mean, which lags (35.7% while the probe read 72.7%). Not by the logged one
+    where the loss ``training_step`` returns is near 0 while the train probe is at chance
+    (``returned_loss.loss_blind``): both read targets other than the labels (hunt 29:
+    targets taken from the model's own argmax logged 100% at 10% on the train probe, told
+    "training images learnt, validation images not").
 
     Example::
 
@@ -221,7 +238,8 @@ def train_learns(e: Evaluation, share: float = LEARNT) -> bool | None:
         >>> train_learns(Evaluation(0, 0, train_acc=0.357, probe_acc_train=0.727, classes=10.0))
         True
     """
-    accs = [a for a in (e.train_acc, e.probe_acc_train) if a is not None and math.isfinite(a)]
+    logged = None if loss_blind(e) else e.train_acc  # then it reads other targets
+    accs = [a for a in (logged, e.probe_acc_train) if a is not None and math.isfinite(a)]
     if not accs or e.classes is None or e.classes < 2:
         return None
     chance = 1.0 / e.classes

@@ -236,7 +236,7 @@ def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
     (the cross-entropy of the outputs' softmax on the val probe), ``own_loss`` (of the
     outputs themselves), ``raw_nll`` (``nll_loss`` of the outputs as they are),
     ``floor_loss`` (``ln(1 + (K - 1) / e)``, the lowest a loss fed probabilities can
-    reach), ``val_acc``.
+    reach), ``val_acc``, ``train_probe_acc`` (the train probe's, else the logged one).
     """
     if len(history) < patience or not all(misfed(e) for e in history[-patience:]):
         return None
@@ -260,5 +260,8 @@ def loss_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
         "in_model": bool(now.probe_simplex_val),
         "floor_loss": probability_floor(k),
         "val_acc": now.val_accuracy,
+        "train_probe_acc": (
+            now.probe_acc_train if now.probe_acc_train is not None else now.train_acc
+        ),
     }
     return Verdict("loss_mismatch", since, now, None, figures)

@@ -33,6 +33,18 @@ def loss_mismatch(v: Verdict) -> str:
             f"what they are again ({when(now)}): their own cross-entropy on the val "
             f"probe is {num(now.probe_loss_val)}."
         )
+    if f.get("fed") == "negated" and (f["returned_loss"] or 0.0) >= 0:
+        return (
+            f"The loss `training_step` returns falls ({num(f['returned_loss'])}) as the "
+            "model gets the training labels wrong (training accuracy "
+            f"{num(f['train_probe_acc'], True)}, below chance; its own cross-entropy "
+            f"{num(f['own_train_loss'])}, chance ln {int(now.classes or 2)} = "
+            f"{math.log(now.classes or 2):.3f}), since {when(since)}: the loss is "
+            "minimised by wrong answers (a `p` where `1 - p` belongs, as in a focal loss's "
+            "`(1 - p_t) ** gamma` or a dice loss's `1 - dice`; a sign flipped; targets "
+            "inverted), so training maximises the error (val accuracy "
+            f"{num(f['val_acc'], True)})."
+        )
     if f.get("fed") == "negated":
         return (
             "The loss `training_step` returns falls below zero "

@@ -120,6 +120,11 @@ def verdicts(
     if told("val_metrics_differ"):
         # the logged val figures are not the model's: the curves and the gap read them
         waiting.update(("loss_mismatch", "generalisation_gap", "lr_decayed_early", *CURVE_KINDS))
+    if told("loss_mismatch"):
+        # a loss that misreads the outputs or rewards wrong answers: a model at chance or
+        # below it is that (hunt 29: a focal loss minimised by wrong answers was told "not
+        # learning ... may follow from a scaled loss")
+        waiting.add("not_learning")
     if told("inputs_differ"):
         # val images unlike the training ones: every eval-mode val figure measures that
         waiting.update(("class_imbalance", "bn_mismatch", *EVAL_KINDS))

@@ -144,6 +144,17 @@ def remedies(v: Verdict) -> list[str]:
             "or mixing so strong that the images' spread changes 2x or more leaves training "
             "images unlike any the model is validated on.",
         ]
+    if (
+        v.kind == "loss_mismatch"
+        and v.figures.get("fed") == "negated"
+        and (v.figures.get("returned_loss") or 0.0) >= 0
+    ):
+        return [
+            "**Check the loss's formula against its definition**: it must grow as the "
+            "label's probability falls (a focal loss weighs by `(1 - p_t) ** gamma`, a dice "
+            "loss is `1 - dice`); try it on one batch with the right and with shuffled "
+            "labels: the right ones must score lower."
+        ]
     if v.kind == "loss_mismatch" and v.figures.get("fed") == "negated":
         return [
             "**Return the loss itself** from `training_step` (`F.cross_entropy(logits, y)`, "

@@ -23,6 +23,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
+    "AVOIDED",
     "BLIND_LOSS",
     "UNBOUNDED",
     "WORSE",
@@ -36,6 +37,7 @@ __all__ = [
 
 WORSE = 1.5  # the own cross-entropy on training images this many times ln K: worse than a guess
 UNBOUNDED = 1.5  # a returned loss below this many times -ln K: no bounded bonus reaches it
+AVOIDED = 1 / 3  # training accuracy at most this share of chance: the labels avoided
 
 
 def own_loss(ev: Evaluation) -> float | None:
@@ -71,11 +73,12 @@ def unbounded_term(ev: Evaluation) -> bool:
 def maximised(ev: Evaluation) -> bool:
     """Whether training lowers a loss that rewards wrong answers (its sign flipped).
 
-    The loss ``training_step`` returned (its mean since the last evaluation, logged or
-    not: a module may log the cross-entropy and return its negative) is negative while
-    the model's own cross-entropy on the training probe (on the val probe where that
-    pass did not run) is over ``WORSE`` x ``ln K``: no guess that ignores the image
-    scores that badly, so the model has learnt to be wrong.
+    The model's own cross-entropy on the training probe (on the val probe where that
+    pass did not run) is over ``WORSE`` x ``ln K`` (no guess that ignores the image scores
+    that badly: the model has learnt to be wrong) while the loss ``training_step``
+    returned (its mean since the last evaluation, logged or not: a module may log the
+    cross-entropy and return its negative) is negative, or far below it with the training
+    labels avoided (accuracy at most ``AVOIDED / K``).
 
     Example::
 
@@ -84,13 +87,21 @@ def maximised(ev: Evaluation) -> bool:
         True
         >>> maximised(Evaluation(126, 1, returned_loss=-0.2, probe_loss_val=0.4, classes=10.0))
         False
+        >>> maximised(Evaluation(64, 1, returned_loss=2e-4, probe_loss_train=11.6,
+        ...                      probe_acc_train=0.0, classes=10.0))
+        True
     """
     loss, k, own = ev.returned_loss, ev.classes, own_loss(ev)
     if loss is None or own is None or k is None or k < 2:
         return False
-    if not (math.isfinite(loss) and math.isfinite(own)):
+    if not (math.isfinite(loss) and math.isfinite(own)) or own <= WORSE * math.log(k):
         return False
-    return loss < 0 and own > WORSE * math.log(k)
+    # a positive loss far below the own one, with the training labels avoided: a loss
+    # minimised by wrong answers (hunt 29: a focal loss written `p_t ** 2 * CE`, 0.0001
+    # returned at 0% train accuracy, was told "a scaled loss: drop the factor")
+    acc = ev.probe_acc_train if ev.probe_acc_train is not None else ev.train_acc
+    avoided = acc is not None and acc <= AVOIDED / k and loss < own / WORSE
+    return loss < 0 or avoided
 
 
 def below_floor(ev: Evaluation) -> bool:

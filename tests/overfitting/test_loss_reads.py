@@ -102,6 +102,42 @@ def test_loss_reads_detector_tells_it_once_with_its_remedies():
                 if c.verdict.kind == "loss_mismatch"]  # fmt: skip
 
 
+def test_loss_reads_a_positive_loss_minimised_by_wrong_answers_is_told_before_not_learning():
+    # hunt 29, f_focal_wrong_form s0: `(p_t ** 2 * CE).mean()` (a focal loss's weight
+    # inverted) learnt to be wrong: 0% on train and val, its own cross-entropy 11; told "a
+    # scaled loss: drop the factor" and "not learning ... may follow from it"
+    row = dict(classes=10.0, probe_size=128.0, val_loss=11.3, val_acc=0.001,
+               probe_acc_val=0.0, probe_loss_val=11.6, probe_ce_probs_val=2.4,
+               probe_acc_train=0.0, probe_loss_train=11.1, train_acc=0.0)  # fmt: skip
+    evs = [Evaluation(32 * (i + 1), i, returned_loss=r, **row) for i, r in enumerate((8e-3, 2e-4))]
+    detector = Detector(patience=2)
+    changes = [c for e in evs for c in detector.update(e)]
+    assert [(c.change, c.verdict.kind) for c in changes] == [("new", "loss_mismatch")]
+    verdict = detector.reported["loss_mismatch"]
+    text = headline(verdict)
+    assert text.startswith("The loss `training_step` returns falls (0.0002) as the model gets")
+    assert "training accuracy 0.0%, below chance" in text and "focal loss" in text
+    assert "must grow as the label's probability falls" in remedies(verdict)[0]
+    # a model at chance (not below it) with a small loss: no such reading
+    level = [replace(e, probe_acc_train=0.1, train_acc=0.1) for e in evs]
+    assert not [returned_loss.maximised(e) for e in level if returned_loss.maximised(e)]
+
+
+def test_loss_reads_a_logged_train_accuracy_of_other_targets_is_no_gap():
+    # hunt 29, f_self_label s0: `training_step` took its targets from the model's own
+    # argmax: logged train accuracy 100%, 10% on the train probe, the returned loss 0;
+    # told "training images learnt, validation images not ... the splits differ"
+    row = dict(classes=10.0, probe_size=128.0, train_acc=1.0, val_acc=0.102, val_loss=41.0,
+               probe_acc_val=0.094, probe_loss_val=41.6, probe_acc_train=0.1,
+               probe_loss_train=41.0, first_loss=2.31, returned_loss=1e-6)  # fmt: skip
+    evs = [Evaluation(32 * (i + 1), i, **row) for i in range(2)]
+    detector = Detector(patience=2)
+    changes = [c for e in evs for c in detector.update(e)]
+    assert [(c.change, c.verdict.kind) for c in changes] == [("new", "not_learning")]
+    text = headline(detector.reported["not_learning"])
+    assert "the loss does not measure the labels" in text
+
+
 class Softmaxed(Net):
     """``Net`` whose loss is ``cross_entropy`` of the softmax (the bug), in the loss or the net."""
 
