@@ -29,6 +29,7 @@ __all__ = [
     "CONV_TYPES",
     "POOL_TYPES",
     "AutoRule",
+    "ConvLike",
     "LayerNotFoundError",
     "LayerSpec",
     "NoAutoLayers",
@@ -46,7 +47,34 @@ LayerSpec = str | Sequence[str]
 # An "auto" rule maps (model, {name: module}) to the names it picks, in model order.
 AutoRule = Callable[[nn.Module, dict[str, nn.Module]], list[str]]
 
-CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+class _ConvLikeType(type):
+    def __instancecheck__(cls, module: object) -> bool:
+        if not isinstance(module, nn.Module) or isinstance(module, nn.modules.conv._ConvNd):
+            return False  # torch's own convolutions (and transposed ones) by their class
+        weight = module._parameters.get("weight")
+        shaped = isinstance(weight, nn.Parameter) and 3 <= weight.dim() <= 5
+        knobs = all(hasattr(module, a) for a in ("kernel_size", "stride", "padding"))
+        return shaped and knobs and not hasattr(module, "output_padding")
+
+
+class ConvLike(metaclass=_ConvLikeType):
+    """A convolution of another library, known by what it holds, not by its class.
+
+    A ``(out, in / groups, *kernel)`` weight of 1-3 spatial axes beside a kernel size,
+    stride and padding, no output padding (a transposed one): torchvision's
+    ``DeformConv2d``, MMCV's modulated ones (setups hunt 29: a ``DeformConv2d`` was left
+    out of every view while its offset predictor was drawn in its place).
+
+    Example::
+
+        >>> from torchvision.ops import DeformConv2d
+        >>> isinstance(DeformConv2d(1, 2, 3), ConvLike), isinstance(nn.Linear(2, 2), ConvLike)
+        (True, False)
+    """
+
+
+CONV_TYPES: tuple[type, ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, ConvLike)
 POOL_TYPES: tuple[type[nn.Module], ...] = (
     nn.MaxPool1d,
     nn.MaxPool2d,

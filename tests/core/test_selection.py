@@ -4,13 +4,21 @@ import torch
 from torch import nn
 
 from lightning_cnnviz.core.selection import (
+    CONV_TYPES,
     clean_name,
     named_layers,
     of_type,
     resolve_layers,
     unwrap_model,
 )
-from tests.monitors import TinyCNN, failures, fit, make_monitor
+from tests.monitors import (
+    ALL_MONITORS,
+    TinyCNN,
+    assert_every_monitor_wrote,
+    failures,
+    fit,
+    make_monitor,
+)
 from tests.tb import events
 
 
@@ -177,3 +185,32 @@ def test_selection_a_scripted_block_left_out_is_said_once_per_run(tmp_path):
         "or `torch.jit.trace`), which takes no hooks: the monitors leave it out"
     ]
     assert all(m.events > 0 and "block" not in " ".join(m.selected) for m in monitors)
+
+
+class Deformable(TinyCNN):
+    """The second conv a ``DeformConv2d`` whose offsets a small conv predicts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.ops import DeformConv2d
+
+        self.offset = nn.Conv2d(8, 2 * 3 * 3, 3, padding=1)
+        self.conv2 = DeformConv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x, self.offset(x)))))
+        return self.fc(x.flatten(1))
+
+
+def test_selection_a_convolution_of_another_library_is_watched_as_one(tmp_path):
+    # setups hunt 29: torchvision's DeformConv2d got no kernels and no feature maps (its
+    # offset predictor was drawn instead), and naming it in KernelMonitor raised
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, _, messages = fit(tmp_path, monitors, model=Deformable())
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    images = events(tmp_path / "tb").Tags()["images"]
+    assert "kernels/conv2" in images
+    assert list(resolve_layers(Deformable(), "auto", of_type(*CONV_TYPES))) == [
+        "conv1", "conv2", "offset"
+    ]  # fmt: skip
