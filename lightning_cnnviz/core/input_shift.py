@@ -31,6 +31,8 @@ __all__ = [
     "SHIFT_MEAN",
     "SHIFT_SCALE",
     "StepInput",
+    "channel_stats",
+    "moved_shift",
     "restandardise",
     "split_shift",
     "step_input",
@@ -145,6 +147,32 @@ def split_shift(train: Tensor, val: Tensor, mild: bool = False) -> dict[str, flo
     rows = zip(t_mean.tolist(), t_std.tolist(), v_mean.tolist(), v_std.tolist(), strict=True)
     bars = (MILD_MEAN, MILD_SCALE) if mild else (SHIFT_MEAN, SHIFT_SCALE)
     return _worst([_channel_shift(*row, bars) for row in rows])
+
+
+def moved_shift(first: tuple[Tensor, Tensor], now: tuple[Tensor, Tensor]) -> dict[str, float]:
+    """The channel whose statistics moved most between two reads of one split (``{}``: none).
+
+    ``first``, ``now``: per-channel ``(mean, std)`` (``channel_stats``) of a split's batch
+    at its first validation and now, by ``split_shift``'s bars; figures ``first_mean``,
+    ``first_std``, ``now_mean``, ``now_std``, ``mean_gap``, ``scale_ratio``.
+
+    Example::
+
+        >>> import torch
+        >>> normalised = (torch.zeros(1), torch.ones(1))
+        >>> raw = moved_shift(normalised, (torch.full((1,), 0.13), torch.full((1,), 0.31)))
+        >>> round(raw["scale_ratio"], 2), raw["now_std"] < raw["first_std"]
+        (3.23, True)
+        >>> moved_shift(normalised, (torch.full((1,), 0.05), torch.full((1,), 0.97)))
+        {}
+    """
+    if first[0].shape != now[0].shape:
+        return {}
+    rows = zip(*(t.float().tolist() for t in (*first, *now)), strict=True)
+    found = _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE)) for row in rows])
+    names = {"train_mean": "first_mean", "train_std": "first_std", "val_mean": "now_mean",
+             "val_std": "now_std"}  # fmt: skip
+    return {names.get(k, k): v for k, v in found.items()}
 
 
 def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:

@@ -97,6 +97,8 @@ class LoopTap(StepInputs):
         self._loop.batch_start(dataloader_idx)
         if dataloader_idx == 0:
             self._tap_batch(trainer, pl_module, batch, "val")
+            if batch_idx == 0:
+                self._read_val_batch(trainer, batch)
 
     @override
     def on_validation_batch_end(

@@ -161,6 +161,16 @@ def inputs_differ(v: Verdict) -> str:
     f = v.figures
     if f.get("in_steps"):
         return _inputs_in_steps(v)
+    if f.get("moved"):
+        return (
+            f"The validation images changed since {when(v.since)}: channel "
+            f"{f['channel']:.0f} of the first val batch has mean {num(f['now_mean'])}, std "
+            f"{num(f['now_std'])} as loaded now vs mean {num(f['first_mean'])}, std "
+            f"{num(f['first_std'])} at the first validation ({f['mean_gap']:.1f} standard "
+            f"deviations apart, {f['scale_ratio']:.1f}x in spread): the val pipeline changed "
+            "mid-run (a transform set anew, a datamodule's `setup` run again, a callback "
+            "that swaps the val set), and every validation figure since measures that."
+        )
     if "batch_stats_acc" in f:  # past the milder bars, with BatchNorm's evidence
         return (
             f"Validation images differ from the training images: {_channel_words(f, 2)}, "

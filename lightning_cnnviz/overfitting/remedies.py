@@ -135,6 +135,14 @@ def remedies(v: Verdict) -> list[str]:
         '**Raise the learning rate**: it i'
     """
     generic = list(REMEDIES[v.kind])
+    if v.kind == "inputs_differ" and v.figures.get("moved"):
+        return [
+            "**Find what changes the val data mid-run**: a callback or hook that sets the "
+            "val dataset's transform, a `setup` that runs again "
+            "(`reload_dataloaders_every_n_epochs`), a val set swapped; look at a val batch "
+            "before and after the change.",
+            *generic[:1],
+        ]
     if v.kind == "inputs_differ" and v.figures.get("in_steps"):
         return [
             "**Preprocess in one place**: in the datasets' transform, in "

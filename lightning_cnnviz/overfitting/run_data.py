@@ -80,8 +80,9 @@ class RunData:
     def _input_shift(self, trainer: Trainer) -> dict[str, float] | None:
         """How the val probe's images differ from the train probe's, compared once per fit.
 
-        Where they agree, how the steps' own code hands them to the model
-        (``step_inputs.py``). ``{}``: they agree; ``None``: the run has no val data of its own.
+        Where they agree, how the val batches moved since the first validation, or how the
+        steps' own code hands them to the model (``step_inputs.py``). ``{}``: they agree;
+        ``None``: the run has no val data of its own.
         Past the milder bars too (``_mild_shift``), for a BatchNorm gap to tell.
         """
         if self._shift is False:
@@ -93,7 +94,7 @@ class RunData:
                     self._mild_shift = split_shift(train, val, mild=True)
                     self._check_shared(trainer, train, val)
         if self._shift == {}:
-            return self._step_shift()
+            return self._val_moved() or self._step_shift()
         return self._shift  # type: ignore[return-value]
 
     def _train_shares(self, trainer: Trainer, classes: int) -> Tensor | None:

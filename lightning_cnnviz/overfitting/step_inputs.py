@@ -22,7 +22,13 @@ from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from lightning_cnnviz.core.capture import tap_forward
-from lightning_cnnviz.core.input_shift import StepInput, step_input, step_shift
+from lightning_cnnviz.core.input_shift import (
+    StepInput,
+    channel_stats,
+    moved_shift,
+    step_input,
+    step_shift,
+)
 from lightning_cnnviz.core.items import split_sample
 from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
@@ -77,10 +83,12 @@ class StepInputs:
     _steps: dict[str, StepInput]
     _step_tap: Any
     _step_why: str
+    _val_reads: dict[str, tuple[Tensor, Tensor]]  # the first validation's batch, the latest
 
     def _reset_steps(self) -> None:
         self._remove_tap()
         self._steps, self._step_why = {}, ""
+        self._val_reads = {}
 
     def _tap_batch(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, split: str
@@ -115,6 +123,36 @@ class StepInputs:
                     self._steps[split] = step_input(images, x)
 
         self._step_tap = tap_forward(layer, read)
+
+    def _read_val_batch(self, trainer: Trainer, batch: Any) -> None:
+        """The first val batch's per-channel statistics as loaded, at every validation.
+
+        Kept on the device until an evaluation compares them with the first validation's
+        (``_val_moved``): the probes hold the val images as the first read gave them, so
+        a val pipeline changed mid-run was seen by nothing (hunt 29: val digits served
+        unnormalised from epoch 3, the val loss tripled, unsaid or told as BatchNorm).
+        """
+        if self.disabled or trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        try:
+            images = split_sample(batch)[0]
+        except TypeError:
+            return
+        if not isinstance(images, Tensor) or images.dim() < 3 or not images.is_floating_point():
+            return
+        images = seen_batch(images, getattr(trainer, "_cnnviz_stored", None))
+        with torch.no_grad():
+            stats = channel_stats(images)
+        self._val_reads.setdefault("first", stats)
+        self._val_reads["now"] = stats
+
+    def _val_moved(self) -> dict[str, float]:
+        """How the val batches moved since the first validation (``{}``: they did not)."""
+        first, now = self._val_reads.get("first"), self._val_reads.get("now")
+        if first is None or now is None or first is now:
+            return {}
+        found = moved_shift(first, now)
+        return {**found, "moved": 1.0} if found else {}
 
     def _remove_tap(self) -> None:
         if getattr(self, "_step_tap", None) is not None:

@@ -18,7 +18,7 @@ def one_hot_set(counts, seed=0, noise=0.05):
     return TensorDataset(x, y)
 
 
-def fit_monitor(tmp_path, model, train: DataLoader, val: DataLoader, epochs: int):
+def fit_monitor(tmp_path, model, train: DataLoader, val: DataLoader, epochs: int, callbacks=()):
     """Fit ``model`` under one ``OverfittingMonitor`` (TensorBoard at ``tmp_path/tb/version_0``).
 
     Returns the trainer and the warnings said.
@@ -26,7 +26,7 @@ def fit_monitor(tmp_path, model, train: DataLoader, val: DataLoader, epochs: int
     trainer = L.Trainer(
         default_root_dir=tmp_path, max_epochs=epochs, log_every_n_steps=1,
         num_sanity_val_steps=0, logger=TensorBoardLogger(tmp_path, name="tb", version=0),
-        callbacks=[OverfittingMonitor(num_samples=64)], enable_progress_bar=False,
+        callbacks=[OverfittingMonitor(num_samples=64), *callbacks], enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False,
     )  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:

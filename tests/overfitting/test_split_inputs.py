@@ -1,5 +1,6 @@
 """Train and val images preprocessed differently: the comparison, the rule, a short run."""
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
@@ -124,6 +125,50 @@ def test_split_inputs_found_in_a_run_with_an_unnormalised_val_set(tmp_path):
     assert any("preprocessed differently" in m for m in said)
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
     assert "Give both splits the same transform" in text
+
+
+class Switchable(torch.utils.data.Dataset):
+    """Normalised pictures, served raw once ``raw`` is set (a transform set anew mid-run)."""
+
+    def __init__(self, x, y, mean, std):
+        self.x, self.y, self.mean, self.std, self.raw = x, y, mean, std, False
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        x = self.x[i] if self.raw else (self.x[i] - self.mean) / self.std
+        return x, self.y[i]
+
+
+class RawFrom(L.Callback):
+    def __init__(self, data, epoch):
+        self.data, self.epoch = data, epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.data.raw = trainer.current_epoch >= self.epoch
+
+
+def test_split_inputs_a_val_pipeline_changed_mid_run_is_told_at_the_next_validation(tmp_path):
+    # hunt 29: val digits served unnormalised from epoch 3: the probes (read at the first
+    # evaluation) saw nothing; the val loss tripled unsaid, or was told as BatchNorm
+    torch.manual_seed(0)
+    y = torch.arange(128) % 2
+    x, val_x = pictures(), pictures(seed=1)
+    x[y == 1, 1] += 0.5
+    val_x[y == 1, 1] += 0.5
+    mean, std = x.mean((0, 2, 3))[:, None, None], x.std((0, 2, 3))[:, None, None]
+    val = Switchable(val_x, y, mean, std)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    train = DataLoader(Switchable(x, y, mean, std), batch_size=32, shuffle=True)
+    trainer, _ = fit_monitor(tmp_path, Net(net, lr=0.01), train, DataLoader(val, 32),
+                                epochs=4, callbacks=[RawFrom(val, 2)])  # fmt: skip
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert (finding.severity, finding.step, finding.epoch) == ("problem", 12, 2)
+    assert finding.figures["moved"] and finding.figures["since_step"] == 12
+    assert finding.message.startswith("The validation images changed since epoch 2 (step 12)")
+    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
+    assert "Find what changes the val data mid-run" in text
 
 
 def test_split_inputs_mild_shift_with_a_bn_gap_at_the_last_validation_is_told_at_the_end():
