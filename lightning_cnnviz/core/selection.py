@@ -52,7 +52,8 @@ class _ConvLikeType(type):
     def __instancecheck__(cls, module: object) -> bool:
         if not isinstance(module, nn.Module) or isinstance(module, nn.modules.conv._ConvNd):
             return False  # torch's own convolutions (and transposed ones) by their class
-        weight = module._parameters.get("weight")
+        params = module._parameters  # not `module.weight`: a parametrization would run
+        weight = params["weight"] if "weight" in params else None  # noqa: SIM401 (a ScriptModule's has no .get)
         shaped = isinstance(weight, nn.Parameter) and 3 <= weight.dim() <= 5
         knobs = all(hasattr(module, a) for a in ("kernel_size", "stride", "padding"))
         return shaped and knobs and not hasattr(module, "output_padding")
