@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.core.capture import first_tensor, not_a_forward
 from lightning_cnnviz.core.outputs import NotApplicable, logits_from
 from lightning_cnnviz.core.probe_pass import probe_mode
 
@@ -143,7 +144,8 @@ def grad_cam(
             are restored.
         layer: a module of ``model`` with output shaped like ``x`` ((N, C, h, w) for
             images). A module called several times per forward pass is attributed at
-            its last call.
+            its deepest call, a parallel branch's (a flipped copy's) passed over
+            (``guided_gradcam``: Captum's, at its last call).
         x: input batch (N, C, L), (N, C, H, W) or (N, C, D, H, W), in the dtype of the
             model's parameters.
         target: class per sample ((N,) tensor), one class for all (int), or
@@ -198,10 +200,11 @@ def layer_cams(
 ) -> tuple[dict[str, Tensor], Tensor]:
     """Grad-CAM and HiResCAM of ``layer`` from one forward and one backward pass.
 
-    Both read the layer's activations ``A`` and the score's gradient ``G`` w.r.t. them
-    (Captum's ``compute_layer_gradients_and_eval``, what ``LayerGradCam`` and
-    ``LayerGradientXActivation`` call): Grad-CAM is ``relu(sum_c mean(G_c) A_c)``,
-    HiResCAM ``relu(sum_c G_c A_c)``. Arguments and maps as ``grad_cam``.
+    Both read the layer's activations ``A`` and the score's gradient ``G`` w.r.t. them (as
+    Captum's ``compute_layer_gradients_and_eval``, what ``LayerGradCam`` and
+    ``LayerGradientXActivation`` call; a parallel call passed over: ``_layer_gradients``):
+    Grad-CAM is ``relu(sum_c mean(G_c) A_c)``, HiResCAM ``relu(sum_c G_c A_c)``. Arguments
+    and maps as ``grad_cam``.
 
     Example::
 
@@ -214,13 +217,12 @@ def layer_cams(
         >>> sorted(cams), torch.allclose(cams["hirescam"], alone)
         (['gradcam', 'hirescam'], True)
     """
-    from captum._utils.gradient import compute_layer_gradients_and_eval
     from captum.attr import LayerAttribution
 
     score = _Score(model, _targets(target, x), output_key)
     with probe_mode(model, grad=True), _unused_layer(output_key):
         inputs = x.detach().clone().requires_grad_(True)
-        (grads,), (acts,) = compute_layer_gradients_and_eval(score, layer, (inputs,), 0)
+        grads, acts = _layer_gradients(score, layer, inputs)
         if acts.dim() > x.dim():  # setups hunt 26: a waveform's spectrogram, made in forward
             raise NoMapError(
                 f"Grad-CAM lays its map on the input, and the inputs {tuple(x.shape)} have "
@@ -248,6 +250,58 @@ def layer_cams(
         }  # fmt: skip
     assert score.logits is not None
     return cams, score.logits
+
+
+def _layer_gradients(score: _Score, layer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The score's gradient w.r.t. the layer's output, and that output, at the call read.
+
+    As Captum's ``compute_layer_gradients_and_eval`` (a copy of the output stands in for
+    it downstream, so in-place steps after the layer leave it as it was), at the last
+    call of the chain that starts at the module's first call: a module reused down the
+    network (one ``MaxPool2d`` after every block) is read at its deepest call, as Captum
+    reads it; a call whose input does not come from the read one, a parallel branch, is
+    passed over. A ``forward`` averaging over a flipped copy (test-time augmentation)
+    runs the layer on the mirror last, whose map, laid over the image as given, was
+    mirrored (setups hunt 29: 0.013 of the CAM on the digit against 0.25).
+    """
+    kept: list[Tensor] = []
+
+    def read(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+        if not_a_forward(output) or (kept and not _comes_from(args, kept[-1])):
+            return None
+        if not isinstance(output, Tensor):  # a tuple whose first tensor is the map
+            kept.append(first_tensor(output))
+            return None
+        kept.append(output.clone())
+        return kept[-1]
+
+    handle = layer.register_forward_hook(read)
+    try:
+        scores = score(x)
+    finally:
+        handle.remove()
+    if not kept:
+        raise ValueError("the selected layer is not called by the model's forward()")
+    (grads,) = torch.autograd.grad(scores.sum(), kept[-1])
+    return grads, kept[-1].detach()
+
+
+def _comes_from(args: tuple[Any, ...], earlier: Tensor, limit: int = 100_000) -> bool:
+    """Whether the first tensor of ``args`` is computed from ``earlier`` (autograd's graph)."""
+    try:
+        x = first_tensor(args)
+    except TypeError:
+        return False
+    target, nodes, seen = earlier.grad_fn, [x.grad_fn], set()
+    while nodes and target is not None and len(seen) < limit:
+        node = nodes.pop()
+        if node is None or node in seen:
+            continue
+        if node is target:
+            return True
+        seen.add(node)
+        nodes.extend(n for n, _ in node.next_functions)
+    return False
 
 
 def _targets(target: Tensor | int | None, x: Tensor) -> Tensor | None:

@@ -94,6 +94,32 @@ def test_attribution_layer_cams_equal_captums_methods(seed):
     assert not torch.equal(cams["gradcam"], cams["hirescam"])
 
 
+class FlipAveraged(nn.Module):
+    """Test-time augmentation in ``forward``: the scores of the image and of its mirror."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return (self.net(x) + self.net(x.flip(-1))) / 2
+
+
+def test_attribution_layer_called_twice_is_read_at_its_first_call():
+    # setups hunt 29: the CAM of a flip-averaging model was the mirrored image's, laid over
+    # the image as given (0.013 of the CAM on the digit against 0.25)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+                        nn.Flatten(), nn.Linear(6 * 4 * 4, 3)).eval()  # fmt: skip
+    x, target = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    plain, _ = layer_cams(net, net[1], x, target)
+    averaged, _ = layer_cams(FlipAveraged(net), net[1], x, target)
+    for method in ("gradcam", "hirescam"):  # half the score flows through the first call
+        torch.testing.assert_close(2 * averaged[method], plain[method], msg=method)
+    assert not torch.allclose(plain["gradcam"], plain["gradcam"].flip(-1))
+    assert sum(hook_count(net).values()) == 0
+
+
 def test_attribution_grad_cam_targets_pred_and_int():
     net = Fixed()
     x = X.view(1, 1, 4, 4)
