@@ -88,6 +88,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.nonfinite_told = False
         self.reported: dict[str, str] = {}  # kind -> severity already reported
         self.decay: tuple[float | None, float | None] = (None, None)  # per step, weight_decay
+        self.decays: tuple[float | None, float | None] = (None, None)  # per step: first log, now
         self.momentum: float | None = None  # SGD's momentum, Adam's first beta
 
     def _new(self, kind: str, severity: str) -> bool:
@@ -178,6 +179,8 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
             out.append(Verdict("unnormalised_inputs", "note", text, fig))
         # the run's settings, for remedies that fit it (``divergence_causes.fitted``)
         self.decay, self.clip, self.momentum = decay, clip, momentum
+        if decay[0] is not None:  # raised during the run: a divergence's cause
+            self.decays = (decay[0] if self.decays[0] is None else self.decays[0], decay[0])
         self.half, self.warmup = half, warmup
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying

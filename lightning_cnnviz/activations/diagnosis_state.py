@@ -31,6 +31,7 @@ class DiagnosisState:
     reported: dict[str, str]
     logs: list[int]
     rates: tuple[float | None, float | None]
+    decays: tuple[float | None, float | None]
     log_rates: list[tuple[int, float]]
     log_accs: list[tuple[int, float]]
     chance: tuple[int, float] | None
@@ -66,6 +67,7 @@ class DiagnosisState:
             "units": self.units.state_dict(),
             "logs": list(self.logs),
             "rates": list(self.rates),
+            "decays": list(self.decays),
             "log_rates": [list(r) for r in self.log_rates],
             "log_accs": [list(r) for r in self.log_accs],
             "chance": list(self.chance) if self.chance else None,
@@ -95,6 +97,7 @@ class DiagnosisState:
                     self.units.open[kind] = Episode(self.reported[kind], -1, dict(sites))
         self.logs = [int(s) for s in state.get("logs", [])]
         self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]
+        self.decays = tuple(state.get("decays", (None, None)))  # type: ignore[assignment]
         self.log_rates = [(int(a), float(b)) for a, b in state.get("log_rates", [])]
         self.log_accs = [(int(a), float(b)) for a, b in state.get("log_accs", [])]
         chance = state.get("chance")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from lightning_cnnviz.core.settings import DECAY_REMEDIES
 from lightning_cnnviz.core.voice import times
 
 __all__ = [
@@ -127,6 +128,7 @@ def divergence_cause(
     inputs: int | None = None,
     flat: tuple[int, float, float, int] | None = None,
     stepped: tuple[int, float, float, float] | None = None,
+    decayed: tuple[float, float] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -171,6 +173,12 @@ def divergence_cause(
     climbed since (``loss_steps.step_up``): the training batches changed (held out, hunt
     23: half the labels random from step 64, told "the optimiser overshoots").
 
+    ``decayed``: ``(the decoupled weight decay a step at the first log, now)`` where it
+    rose to ``DECAY_STALLS`` or more since (``RAISED`` x): the weights shrink faster than
+    the gradient holds them up (held out, hunt 29: `weight_decay` set to 0.5 at step 64
+    under SGD 0.05, the loss at chance by step 75, told "the training batches may no
+    longer carry the label").
+
     Example::
 
         >>> divergence_cause(None, (0.01, 1.0))[:61]
@@ -208,6 +216,14 @@ def divergence_cause(
             f"The learning rate rose from {rates[0]:.3g} to {rates[1]:.3g} before it (a warmup "
             "or a schedule raising it): the rate it reached is too high for this model and "
             f"data, and the optimiser overshoots. Try: {RAISED_REMEDIES}."
+        )
+    if decayed is not None:
+        before, now = decayed
+        return (
+            f"Weight decay rose from {before:.2%} to {now:.1%} of every weight a step before "
+            "it (`weight_decay` raised during the run): weights the gradient does not hold up "
+            f"halve every {math.log(2) / now:.0f} steps, and what the model learnt decays "
+            f"away. Try: {DECAY_REMEDIES}."
         )
     if chance is not None:
         at, now, k = chance

@@ -2,9 +2,9 @@
 
 Nothing here knows about Lightning. ``SpikeReadings`` reads, for a spike the review
 found, what ``divergence_causes.divergence_cause`` names: the learning rate raised since
-the first log or jumped around the spike, the probe accuracy held through it, a learnt
-loss at its chance level since, the one-step changes of ``loss_steps.py``, and a batch
-of NaN/Inf inputs where the loss first turned non-finite.
+the first log or jumped around the spike, the weight decay raised, the probe accuracy held
+through it, a learnt loss at its chance level since, the one-step changes of
+``loss_steps.py``, and a batch of NaN/Inf inputs where the loss first turned non-finite.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
 from lightning_cnnviz.activations.recovery import recovered
 from lightning_cnnviz.core.chance import at_chance
+from lightning_cnnviz.core.settings import DECAY_STALLS
 
 __all__ = ["ACC_HELD", "ACC_LOST", "HARDER", "LEARNT", "SpikeReadings"]
 
@@ -29,7 +30,8 @@ HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the los
 class SpikeReadings:
     """Readings of a spike from the run's record (a part of ``DivergenceReview``).
 
-    Uses the diagnosis's ``loss``, ``rates``, ``log_rates``, ``chance`` and ``log_accs``.
+    Uses the diagnosis's ``loss``, ``rates``, ``log_rates``, ``chance``, ``log_accs`` and
+    ``decays``.
     """
 
     loss: LossTrace
@@ -37,6 +39,14 @@ class SpikeReadings:
     log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
     chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
     log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
+    decays: tuple[float | None, float | None]  # decoupled weight decay a step: first log, now
+
+    def _decay_raised(self) -> tuple[float, float] | None:
+        """``(decay a step at the first log, now)`` where it rose to stall learning since."""
+        first, now = self.decays
+        if first is None or now is None or now < DECAY_STALLS or now < RAISED * first:
+            return None
+        return first, now
 
     def _jump(self, at: int | None) -> tuple[int, float, int, float] | None:
         """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x."""

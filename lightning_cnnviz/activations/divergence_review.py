@@ -173,7 +173,7 @@ class DivergenceReview(SpikeReadings):
                                    first=nonfinite == 0,
                                    chance=self._at_chance(spike, level),
                                    inputs=self._bad_inputs(nonfinite), flat=flat,
-                                   stepped=stepped),
+                                   stepped=stepped, decayed=self._decay_raised()),
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}

@@ -727,8 +727,9 @@ def _collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0, acc=None, **set
             figs = {"relu": figures(dead=dead if step > 100 else 0.0)}
             lr = rate(step) if callable(rate) else rate
             probe_acc = acc(step) if acc is not None else None
+            now = {k: v(step) if callable(v) else v for k, v in settings.items()}
             said += diagnosis.review(step, 0, figs, sites, [], list, chance, lr=lr,
-                                     probe_acc=probe_acc, **settings)  # fmt: skip
+                                     probe_acc=probe_acc, **now)  # fmt: skip
     return [v for v in said if v.kind == "divergence"]
 
 
@@ -747,6 +748,20 @@ def test_divergence_to_the_chance_level_at_a_steady_rate_points_at_the_batches()
     assert "chance level at step" not in high.message
     (raised,) = _collapsed(lambda s: math.log(10), rate=lambda s: 1e-3 if s < 100 else 0.1)[:1]
     assert "chance level at step" not in raised.message
+
+
+def test_divergence_after_the_weight_decay_was_raised_names_it():
+    # hunt 29: `weight_decay` set to 0.5 at step 64 under SGD 0.05 (2.5% of every weight a
+    # step), the loss at chance by step 75: told "the training batches may no longer carry
+    # the label"; the weight-decay check waits behind a divergence
+    decay = lambda s: (0.0, 0.0) if s <= 100 else (0.025, 0.5)  # noqa: E731
+    (told,) = _collapsed(lambda s: math.log(10), decay=decay)[:1]
+    assert "Weight decay rose from 0.00% to 2.5% of every weight a step before it" in (told.message)
+    assert "lower the weight decay 10-100x" in told.message
+    assert "may no longer carry the label" not in told.message
+    # a decay set so from the start is no such cause (the decay check tells it)
+    (steady,) = _collapsed(lambda s: math.log(10), decay=(0.025, 0.5))[:1]
+    assert "Weight decay rose" not in steady.message
 
 
 def test_divergence_remedies_fit_the_runs_settings():
