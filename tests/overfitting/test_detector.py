@@ -638,6 +638,18 @@ def test_detector_unstable_training_when_the_train_loss_climbs_at_the_same_rate(
     assert [(e, change) for e, change, _ in back] == [(5, "new"), (6, "worse"), (7, "gone")]
 
 
+def test_detector_unstable_training_where_the_val_accuracy_pays_for_the_climb():
+    # hunt 29: a gradient-reversal layer, Adam 1e-3 unchanged: the train loss 0.38 -> 0.52
+    # -> 0.7, train accuracy down 3-4 points only, val accuracy 87% -> 75.5%
+    grl = [(1.4, 0.6), (0.6, 0.82), (0.38, 0.853), (0.52, 0.826), (0.7, 0.812)]  # not doubled
+    val = [0.7, 0.84, 0.87, 0.80, 0.755].__getitem__
+    told = _climb_run(grl, val=val, lr=lambda e: 0.001, val_images=1000.0)
+    assert [(e, v.kind) for e, _, v in told] == [(4, "unstable_training")]
+    assert "a gradient-reversal layer" in headline(told[0][2])
+    # the same fall on a val set of 60 images is within its noise (3 standard errors)
+    assert _climb_run(grl, val=val, lr=lambda e: 0.001, val_images=60.0) == []
+
+
 def test_detector_unstable_training_quiet_where_the_climb_is_a_schedule_or_noise():
     # a warm restart raised the rate: the schedule's doing
     assert _climb_run(CLIMB, lr=lambda e: 0.01 if e < 4 else 0.05) == []
