@@ -145,6 +145,7 @@ def dead_reason(
     threshold: float = 0.25,
     falling: bool = False,
     settled: bool = True,
+    squeezed: bool = False,
 ) -> str | None:
     """Why dead units hurt: ``"large"``, ``"rising"``, ``"stalled"``, or None (they do not).
 
@@ -169,7 +170,10 @@ def dead_reason(
     between its logs). ``settled``: the run is past its first ``SETTLED`` steps; a rise
     before them is no late collapse, however far the loss fell (a 99:1 binary task is at
     0.01 by step 10: a dense layer 7% -> 51% dead at step 20 on its way to learning the
-    rare class).
+    rare class). ``squeezed``: a squeeze-excite or attention bottleneck (its maps pooled
+    to one position, its units weigh channels through a gate) is judged by the loss alone:
+    ``"large"`` as a small layer, never ``"rising"`` (held out, hunts 25 and 29: CBAM's
+    and GhostNet's SE units 30% -> 55% silent on healthy runs, told as problems).
 
     Example::
 
@@ -179,10 +183,12 @@ def dead_reason(
         True
         >>> [dead_reason(0.45, 0.16, p, falling=True) for p in (0.79, 0.17)]  # learning goes on
         [None, None]
+        >>> dead_reason(0.55, 0.3, 0.75, dead=26), dead_reason(0.55, 0.3, 0.75, 26, squeezed=True)
+        ('rising', None)
     """
     if dead is not None and dead < MIN_UNITS:
         return None
-    small = dead is not None and fraction > 0 and dead / fraction < SMALL_LAYER
+    small = squeezed or (dead is not None and fraction > 0 and dead / fraction < SMALL_LAYER)
     if (
         fraction >= LARGE
         and not falling
@@ -194,7 +200,12 @@ def dead_reason(
     rising = before is not None and fraction - before >= FAST_RISE
     if rising and dead is not None and fraction > 0:
         rising = (fraction - before) * dead / fraction >= MIN_UNITS - 0.5  # type: ignore[operator]
-    if rising and not falling and (progress < SLOW or (progress >= LATE and settled)):
+    if (
+        rising
+        and not squeezed
+        and not falling
+        and (progress < SLOW or (progress >= LATE and settled))
+    ):
         return "rising"
     return "stalled" if progress < STALLED and fraction >= threshold and not falling else None
 

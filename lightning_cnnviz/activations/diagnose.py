@@ -75,6 +75,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.chance: tuple[int, float] | None = None  # (K, probe cross-entropy): first log
         self.last_epoch = 0
         self._kinds: dict[str, str | None] = {}  # the sites' activation kinds, from the last log
+        self._squeezed: list[str] = []  # the sites of squeeze-excite bottlenecks, likewise
         self.first_rms: float | None = None
         self.grad_rise = 1.0
         self.weak_logs = 0  # logs in a row with the gradient fading by the weaker bar
@@ -166,6 +167,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
             self.log_accs = [*self.log_accs[-5:], (step, probe_acc)]
             self.peak_acc = max(self.peak_acc or 0.0, probe_acc)
         kinds = {site: info.kind for site, info in sites.items()}
+        self._squeezed = sorted(site for site, info in sites.items() if info.squeezed)
         alerts = self.history.update(figures, kinds)
         out, claimed = self._output_activation(step, epoch, output_site, kinds, clipped)
         alerts = [a for a in alerts if not (claimed and a[0] == output_site)]
@@ -208,7 +210,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         cause, remedies = self._cause(series, gain)
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
-            cause, falling=falling, remedies=remedies,
+            cause, falling=falling, remedies=remedies, squeezed=self._squeezed,
         )  # fmt: skip
 
     def conclude(
@@ -240,5 +242,5 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         cause, remedies = self._cause(series, gain)
         return self.units.review(
             self.last_step, self.last_epoch, [], self.history.previous, self._kinds,
-            self.history.dead, gain, cause, remedies=remedies,
+            self.history.dead, gain, cause, remedies=remedies, squeezed=self._squeezed,
         )  # fmt: skip

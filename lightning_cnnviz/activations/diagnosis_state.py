@@ -36,6 +36,7 @@ class DiagnosisState:
     log_accs: list[tuple[int, float]]
     chance: tuple[int, float] | None
     _kinds: dict[str, str | None]
+    _squeezed: list[str]
     levels: LossLevels
 
     KEPT_LOSSES = 4096  # losses a checkpoint keeps: the run's start and its latest steps
@@ -72,6 +73,7 @@ class DiagnosisState:
             "log_accs": [list(r) for r in self.log_accs],
             "chance": list(self.chance) if self.chance else None,
             "kinds": dict(self._kinds),
+            "squeezed": list(self._squeezed),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -103,4 +105,5 @@ class DiagnosisState:
         chance = state.get("chance")
         self.chance = (int(chance[0]), float(chance[1])) if chance else None
         self._kinds = dict(state.get("kinds", {}))  # what ``conclude`` reads for held alerts
+        self._squeezed = list(state.get("squeezed", []))
         self.levels = LossLevels()  # read again from the kept losses

@@ -44,7 +44,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from lightning_cnnviz.activations.dead_rules import (
@@ -122,13 +122,15 @@ class UnitEpisodes(EpisodeEnds):
         cause: str | None = None,
         falling: bool = False,
         remedies: str = INIT_REMEDIES,
+        squeezed: Collection[str] = (),
     ) -> list[Verdict]:
         """One log's dead/dormant verdicts: episodes that ended, then new ones.
 
         ``fractions``: every site's dead (dormant for leaky sites) share now;
         ``dead_channels``: the dead channels per site; ``cause``: what is known to have silenced
         the units, said with its ``remedies`` instead of the learning-rate ones; ``falling``:
-        the loss fell to a new low since the last log (``dead_rules.dead_reason``).
+        the loss fell to a new low since the last log, ``squeezed``: the sites of squeeze-excite
+        bottlenecks (``dead_rules.dead_reason``).
         """
         out = self._ended(step, epoch, fractions) + self._eased(step, epoch, fractions, progress)
         merged = self._with_held(alerts, fractions)
@@ -140,8 +142,9 @@ class UnitEpisodes(EpisodeEnds):
                 continue
             count = len(dead_channels[site]) if site in dead_channels else None
             reason = dead_reason(
-                share, before, progress, count, self.threshold, falling, step >= SETTLED
-            )
+                share, before, progress, count, self.threshold, falling, step >= SETTLED,
+                site in squeezed,
+            )  # fmt: skip
             early = reason == "stalled" or (reason == "rising" and progress < SLOW)  # type: ignore[operator]
             # most of a layer silent in the first steps while the loss already moves: the
             # next log tells whether learning goes on (held out: 80% of a dense head at

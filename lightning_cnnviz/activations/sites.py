@@ -94,6 +94,8 @@ class SiteInfo:
             ``"leaky"`` for one a non-rectifier reads (``torch.tanh``, ``F.gelu``:
             ``consumers.py``), ``"linear"`` for one no activation reads (a normalisation
             re-centres it, or it is the model's output: the logits): no unit of it dies.
+        squeezed: its maps are pooled to one position (a squeeze-excite or attention
+            bottleneck, whose units weigh channels: ``dead_rules.dead_reason``).
     """
 
     module: str
@@ -104,6 +106,7 @@ class SiteInfo:
     bounds: tuple[float, float] | None
     nonnegative: bool = False
     kind: str | None = "rectifier"
+    squeezed: bool = False
 
 
 def _after(kind: str | None) -> str | None:
@@ -124,6 +127,17 @@ def _mode(module: nn.Module, kind: str | None, bounds: tuple[float, float] | Non
     if isinstance(module, _FALLBACK_TYPES):
         return "preactivation"
     return "positive" if isinstance(module, ACTIVATION_TYPES) or kind else "preactivation"
+
+
+def _squeezed(shape: tuple[int, ...]) -> bool:
+    """Whether a map of ``shape`` is pooled to one position: a squeeze-excite bottleneck.
+
+    Example::
+
+        >>> _squeezed((8, 16, 1, 1)), _squeezed((8, 16, 7, 7)), _squeezed((8, 16))
+        (True, False, False)
+    """
+    return len(shape) >= 3 and all(side == 1 for side in shape[2:])
 
 
 def _is_branch(k: int, events: list[tuple[str, Tensor, Tensor | None]]) -> bool:
@@ -214,6 +228,6 @@ def trace_sites(
             bounds = (-math.inf, rail)  # the top only: at 0 a unit is dead, told apart
         sites[site] = SiteInfo(
             name, producer, dim, channels, _mode(module, kind, bounds), bounds,
-            type(module) in (nn.ReLU, nn.ReLU6), kind,
+            type(module) in (nn.ReLU, nn.ReLU6), kind, _squeezed(shape),
         )  # fmt: skip
     return counts, sites

@@ -32,6 +32,23 @@ def test_dead_reason_under_the_threshold_in_a_slow_start_does_not_hurt():
     assert dead_reason(0.61, 0.03, 0.214, dead=39, threshold=0.25) == "rising"  # the plant
 
 
+def test_episodes_a_squeeze_excite_bottleneck_is_judged_by_the_loss_alone():
+    # hunt 29: timm ghostnet_050's SE units 30% -> 55% silent at step 40 with the loss down
+    # 75% (healthy, 90% val): a late collapse by the rise alone, told as a problem
+    kinds, dead = {"se.act1": "rectifier"}, {"se.act1": list(range(26))}
+    alert = [("se.act1", 0.55, 0.3)]
+    plain = UnitEpisodes(0.25).review(40, 1, alert, {"se.act1": 0.55}, kinds, dead, 0.75)
+    assert said(plain) == [("dead_units", "problem", "new")]
+    squeezed = UnitEpisodes(0.25).review(40, 1, alert, {"se.act1": 0.55}, kinds, dead, 0.75,
+                                         squeezed={"se.act1"})  # fmt: skip
+    assert said(squeezed) == [("dead_units", "note", "new")]
+    # while the loss has not moved, most of it silent is a problem still
+    silent = {"se.act1": list(range(38))}
+    found = UnitEpisodes(0.25).review(60, 1, [("se.act1", 0.8, 0.3)], {"se.act1": 0.8}, kinds,
+                                      silent, 0.02, squeezed={"se.act1"})  # fmt: skip
+    assert said(found) == [("dead_units", "problem", "new")]
+
+
 def test_episodes_dead_units_recover_to_a_note_then_a_new_die_off_is_reported():
     diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
     kinds = {"conv": "rectifier"}

@@ -276,6 +276,27 @@ class _Functional(nn.Module):
         return self.head(F.relu(self.act(self.fc(x))))
 
 
+class _SqueezeExcite(nn.Module):
+    """A conv whose channels a squeeze-excite gate weighs (as timm's and torchvision's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.act = nn.Conv2d(1, 8, 3, padding=1), nn.ReLU()
+        self.reduce, self.se_act, self.expand = nn.Conv2d(8, 4, 1), nn.ReLU(), nn.Conv2d(4, 8, 1)
+
+    def forward(self, x):
+        x = self.act(self.conv(x))
+        gate = self.expand(self.se_act(self.reduce(x.mean((2, 3), keepdim=True)))).sigmoid()
+        return (x * gate).mean((2, 3))
+
+
+def test_stats_trace_sites_a_squeeze_excite_bottleneck_is_squeezed():
+    net = _SqueezeExcite()
+    selected = {"act": net.act, "se_act": net.se_act}
+    _, sites = trace_sites(net, selected, lambda: net(torch.zeros(2, 1, 5, 5)))
+    assert {s: i.squeezed for s, i in sites.items()} == {"act": False, "se_act": True}
+
+
 def test_stats_trace_sites_producers_and_call_sites():
     net = _Functional()
     selected = {"act": net.act, "fc": net.fc}
