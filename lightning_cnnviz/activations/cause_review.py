@@ -73,6 +73,7 @@ class CauseReview:
     loss_scale: float | None
     peak_acc: float | None
     grad_rise: float
+    harder: int | None  # the step the training target got harder (``divergence_review``)
     history: DeadHistory
 
     def _new(self, kind: str, severity: str) -> bool:
@@ -231,7 +232,15 @@ class CauseReview:
             )
 
     def _progress(self, series: list[tuple[int, float]]) -> float | None:
-        """``progress``; measured from the chance level when the start was far above it."""
+        """``progress``; measured from the chance level when the start was far above it.
+
+        Where the training target got harder (``divergence_review``: the loss stepped up
+        while the model's accuracy held), from that step: the loss's new level is no stall
+        (held out, hunt 29: 60% of the labels random from step 96, the loss 0.26 -> 2.6
+        -> 1.95, silent units told "learning has stalled").
+        """
+        if self.harder is not None:
+            series = [(s, v) for s, v in series if s > self.harder] or series
         gain = progress(series)
         if gain is None or self.chance_loss is None:
             return gain

@@ -85,11 +85,13 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
         self.transient = -1  # the step of the last spike the run recovered from on its own
+        self.harder: int | None = None  # the step the training target got harder, if told
         self.pending: int | None = None  # the log that first saw a smoothed spike
         self.nonfinite_told = False
         self.reported: dict[str, str] = {}  # kind -> severity already reported
         self.decay: tuple[float | None, float | None] = (None, None)  # per step, weight_decay
         self.decays: tuple[float | None, float | None] = (None, None)  # per step: first log, now
+        self.dropouts: tuple[float | None, float | None] = (None, None)  # the highest p: likewise
         self.momentum: float | None = None  # SGD's momentum, Adam's first beta
 
     def _new(self, kind: str, severity: str) -> bool:
@@ -125,6 +127,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         clipped: Sequence[int] = (),
         half: bool = False,
         warmup: bool = False,
+        dropout: float | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -183,6 +186,8 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.decay, self.clip, self.momentum = decay, clip, momentum
         if decay[0] is not None:  # raised during the run: a divergence's cause
             self.decays = (decay[0] if self.decays[0] is None else self.decays[0], decay[0])
+        if dropout is not None:  # likewise
+            self.dropouts = (dropout if self.dropouts[0] is None else self.dropouts[0], dropout)
         self.half, self.warmup = half, warmup
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying

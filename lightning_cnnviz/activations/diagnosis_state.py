@@ -32,6 +32,7 @@ class DiagnosisState:
     logs: list[int]
     rates: tuple[float | None, float | None]
     decays: tuple[float | None, float | None]
+    dropouts: tuple[float | None, float | None]
     log_rates: list[tuple[int, float]]
     log_accs: list[tuple[int, float]]
     chance: tuple[int, float] | None
@@ -46,7 +47,7 @@ class DiagnosisState:
         "first_rms": None, "weak_logs": 0, "diverged": None, "transient": -1,
         "pending": None, "nonfinite_told": False, "chance_loss": None, "init_cause": None,
         "init_checked": False, "classes": None, "loss_scale": None, "last_step": -1,
-        "lr_start": None, "last_epoch": 0, "peak_acc": None, "grad_rise": 1.0,
+        "lr_start": None, "last_epoch": 0, "peak_acc": None, "grad_rise": 1.0, "harder": None,
     }  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class DiagnosisState:
             "logs": list(self.logs),
             "rates": list(self.rates),
             "decays": list(self.decays),
+            "dropouts": list(self.dropouts),
             "log_rates": [list(r) for r in self.log_rates],
             "log_accs": [list(r) for r in self.log_accs],
             "chance": list(self.chance) if self.chance else None,
@@ -100,6 +102,7 @@ class DiagnosisState:
         self.logs = [int(s) for s in state.get("logs", [])]
         self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]
         self.decays = tuple(state.get("decays", (None, None)))  # type: ignore[assignment]
+        self.dropouts = tuple(state.get("dropouts", (None, None)))  # type: ignore[assignment]
         self.log_rates = [(int(a), float(b)) for a, b in state.get("log_rates", [])]
         self.log_accs = [(int(a), float(b)) for a, b in state.get("log_accs", [])]
         chance = state.get("chance")

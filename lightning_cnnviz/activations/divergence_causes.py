@@ -129,6 +129,7 @@ def divergence_cause(
     flat: tuple[int, float, float, int] | None = None,
     stepped: tuple[int, float, float, float] | None = None,
     decayed: tuple[float, float] | None = None,
+    dropped: tuple[float, float] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -179,6 +180,10 @@ def divergence_cause(
     under SGD 0.05, the loss at chance by step 75, told "the training batches may no
     longer carry the label").
 
+    ``dropped``: ``(the model's highest dropout p at the first log, now)`` where it rose
+    to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
+    training loss 0.3 -> 3.8, told as the training batches changing).
+
     Example::
 
         >>> divergence_cause(None, (0.01, 1.0))[:61]
@@ -224,6 +229,15 @@ def divergence_cause(
             "it (`weight_decay` raised during the run): weights the gradient does not hold up "
             f"halve every {math.log(2) / now:.0f} steps, and what the model learnt decays "
             f"away. Try: {DECAY_REMEDIES}."
+        )
+    if dropped is not None:
+        before, now = dropped
+        return (
+            f"Dropout rose from p = {before:.2g} to p = {now:.2g} before it (set during the "
+            f"run): training now drops {now:.0%} of the outputs of the layers it follows, so "
+            "the training loss climbs while the model in eval mode, without dropout, may "
+            "hold. Try: set the dropout back (p <= 0.5); where a callback or schedule sets it, "
+            "look at what it sets then."
         )
     if chance is not None:
         at, now, k = chance

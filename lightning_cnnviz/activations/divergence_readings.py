@@ -2,8 +2,8 @@
 
 Nothing here knows about Lightning. ``SpikeReadings`` reads, for a spike the review
 found, what ``divergence_causes.divergence_cause`` names: the learning rate raised since
-the first log or jumped around the spike, the weight decay raised, the probe accuracy held
-through it, a learnt loss at its chance level since, the one-step changes of
+the first log or jumped around the spike, the weight decay or dropout raised, the probe
+accuracy held through it, a learnt loss at its chance level since, the one-step changes of
 ``loss_steps.py``, and a batch of NaN/Inf inputs where the loss first turned non-finite.
 """
 
@@ -25,13 +25,14 @@ LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had le
 ACC_HELD = 0.05  # probe accuracy no more than this below its value before a spike: held
 ACC_LOST = 0.25  # ...this far below it (4 of the 16 probe images): the spike did harm that stays
 HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
+DROPOUT_RISE, DROPOUT_HIGH = 0.2, 0.5  # dropout p raised this much during the run, to this
 
 
 class SpikeReadings:
     """Readings of a spike from the run's record (a part of ``DivergenceReview``).
 
-    Uses the diagnosis's ``loss``, ``rates``, ``log_rates``, ``chance``, ``log_accs`` and
-    ``decays``.
+    Uses the diagnosis's ``loss``, ``rates``, ``log_rates``, ``chance``, ``log_accs``,
+    ``decays`` and ``dropouts``.
     """
 
     loss: LossTrace
@@ -40,11 +41,19 @@ class SpikeReadings:
     chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
     log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
     decays: tuple[float | None, float | None]  # decoupled weight decay a step: first log, now
+    dropouts: tuple[float | None, float | None]  # the model's highest dropout p: likewise
 
     def _decay_raised(self) -> tuple[float, float] | None:
         """``(decay a step at the first log, now)`` where it rose to stall learning since."""
         first, now = self.decays
         if first is None or now is None or now < DECAY_STALLS or now < RAISED * first:
+            return None
+        return first, now
+
+    def _dropout_raised(self) -> tuple[float, float] | None:
+        """``(dropout p at the first log, now)`` where it rose to drop most outputs since."""
+        first, now = self.dropouts
+        if first is None or now is None or now < DROPOUT_HIGH or now < first + DROPOUT_RISE:
             return None
         return first, now
 

@@ -58,6 +58,7 @@ class DivergenceReview(SpikeReadings):
     diverged: int | None
     spike: tuple[int, float, float, float] | None
     transient: int
+    harder: int | None
     pending: int | None
     nonfinite_told: bool
     logs: list[int]
@@ -65,7 +66,6 @@ class DivergenceReview(SpikeReadings):
     log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
     chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
     log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
-    transient: int
     loss_scale: float | None  # the first loss over the model's own cross-entropy, if scaled
     clip: tuple[float | None, str | None]  # the run's gradient clipping: value, algorithm
     half: bool  # the run trains in 16-bit precision
@@ -135,6 +135,7 @@ class DivergenceReview(SpikeReadings):
         )
         if held and not self._at_chance(spike, level):
             self.transient, self.pending = step, None  # later spikes are searched after it
+            self.harder = spike[0]  # the loss's progress is read from there (``_progress``)
             if not self._new("divergence", "note"):
                 return []
             text = target_text(step, epoch, spike, level_before(series, spike), held)
@@ -173,7 +174,8 @@ class DivergenceReview(SpikeReadings):
                                    first=nonfinite == 0,
                                    chance=self._at_chance(spike, level),
                                    inputs=self._bad_inputs(nonfinite), flat=flat,
-                                   stepped=stepped, decayed=self._decay_raised()),
+                                   stepped=stepped, decayed=self._decay_raised(),
+                                   dropped=self._dropout_raised()),
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}

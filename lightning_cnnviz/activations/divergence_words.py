@@ -45,8 +45,9 @@ def target_text(
         f"The training loss stepped up at step {at} (to {value:.3g}{frm}), while the model's "
         f"accuracy on the probe images held ({accuracy[0]:.1%} before it, {accuracy[1]:.1%} "
         f"at step {step}, epoch {epoch}): the training target got harder, the model did not "
-        "get worse (label smoothing, CutMix or MixUp, a stronger augmentation or another "
-        "loss switched on?). A note, not a problem: nothing to fix where that was meant; "
+        "get worse (label smoothing, CutMix or MixUp, a stronger augmentation, noisier "
+        "labels or another loss switched on?). A note, not a problem: nothing to fix where "
+        "that was meant; "
         "else look at what the training batches or the loss became at that step."
     )
 

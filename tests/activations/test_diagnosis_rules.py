@@ -764,6 +764,36 @@ def test_divergence_after_the_weight_decay_was_raised_names_it():
     assert "Weight decay rose" not in steady.message
 
 
+def test_divergence_after_the_dropout_was_raised_names_it():
+    # hunt 29: every Dropout set to p = 0.97 at step 96, the training loss 0.3 -> 3.8 and
+    # held: told "the training batches changing at that step"
+    stepped = lambda s: 3.8 + 0.05 * (-1) ** s  # noqa: E731
+    raised = lambda s: 0.2 if s <= 100 else 0.97  # noqa: E731
+    (told,) = _collapsed(stepped, dropout=raised)[:1]
+    assert "Dropout rose from p = 0.2 to p = 0.97 before it" in told.message
+    assert "training batches changing" not in told.message
+    (steady,) = _collapsed(stepped, dropout=0.2)[:1]  # unchanged: the batches' step
+    assert "Dropout rose" not in steady.message
+
+
+def test_divergence_a_harder_target_resets_where_progress_is_read_from():
+    # hunt 29: 60% of the labels random from step 96: the loss 0.2 -> 4.4 -> 1.95 with the
+    # probe's accuracy held (a note: the target got harder); half of a layer silent then
+    # was told "learning has stalled" (1.95 is 15% under the run's start)
+    after = [(s, max(1.95, 4.4 - 0.062 * (s - 101))) for s in range(101, 201)]
+    diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+    for step, value in healthy_losses(100) + after:
+        diagnosis.loss.add(step, torch.tensor(value))
+        if step in (20, 100, 120, 140, 160, 180, 200):
+            chance = (10, 2.31) if diagnosis.wants_chance() else None
+            figs = {"relu": figures(dead=0.5 if step > 100 else 0.0)}
+            said += diagnosis.review(step, 0, figs, {"relu": info("rectifier")}, [], list,
+                                     chance, lr=1e-3, probe_acc=0.95)  # fmt: skip
+    kinds = [(v.kind, v.severity) for v in said]
+    assert ("divergence", "note") in kinds and ("dead_units", "problem") not in kinds, kinds
+    assert "noisier labels" in next(v.message for v in said if v.kind == "divergence")
+
+
 def test_divergence_remedies_fit_the_runs_settings():
     # held out (hunt 22): "clip gradients (gradient_clip_val=1.0)" on a run clipping at
     # 0.5, "add a learning-rate warmup" on a OneCycle run, "use bf16" on a float32 run
