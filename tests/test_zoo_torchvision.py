@@ -33,7 +33,8 @@ from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 from torchvision.models.densenet import DenseNet
 from torchvision.models.googlenet import GoogLeNetOutputs
 
-from lightning_cnnviz.core.selection import ACTIVATION_TYPES, POOL_TYPES, named_layers
+from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES, POOL_TYPES
+from lightning_cnnviz.core.selection import named_layers
 from tests.monitors import (
     ALL_MONITORS,
     digits,

@@ -15,8 +15,9 @@ from lightning_cnnviz.core import labels, rendering
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_int, check_number
 from lightning_cnnviz.core.inputs import input_bounds, norm_stats
+from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.monitor import Monitor, NotApplicable, with_probe
-from lightning_cnnviz.core.selection import CONV_TYPES, of_type, unwrap_model
+from lightning_cnnviz.core.selection import of_type, unwrap_model
 
 _TILE = 56  # tiles are upscaled (nearest) to at least this size
 _MAX_SIDE = 128  # and larger inputs shrunk to at most this

@@ -25,10 +25,11 @@ from lightning_cnnviz.core.findings import Finding, earlier_cause, record_check,
 from lightning_cnnviz.core.input_form import batch_hooks
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.layer_calls import count_call_sites
+from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.outputs import class_logits
 from lightning_cnnviz.core.say import say
-from lightning_cnnviz.core.selection import ACTIVATION_TYPES, named_layers, of_type, unwrap_model
+from lightning_cnnviz.core.selection import named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.core.voice import listed
 

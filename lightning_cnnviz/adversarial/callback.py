@@ -20,15 +20,10 @@ from lightning_cnnviz.core.inputs import (
     norm_stats,
     to_image01,
 )
+from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.outputs import NotApplicable
-from lightning_cnnviz.core.selection import (
-    CONV_TYPES,
-    named_layers,
-    of_type,
-    resolve_layers,
-    unwrap_model,
-)
+from lightning_cnnviz.core.selection import named_layers, of_type, resolve_layers, unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.core.token_cam import any_grad_cam
 

@@ -21,8 +21,8 @@ from torch import nn
 from lightning_cnnviz.core.capture import module_name, site_name
 from lightning_cnnviz.core.inputs import id_inputs
 from lightning_cnnviz.core.layer_calls import count_call_sites
+from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.selection import (
-    CONV_TYPES,
     LayerNotFoundError,
     LayerSpec,
     NoAutoLayers,

@@ -4,6 +4,8 @@ Layer selection is data: a monitor stores the user's patterns and resolves them
 against the real model in ``setup()``. Names are the ones ``named_modules()``
 gives, with ``torch.compile``'s ``_orig_mod.`` prefix stripped.
 
+The layer-type families (``CONV_TYPES`` and the others) are in ``layer_types.py``.
+
 Example::
 
     >>> import torch.nn as nn
@@ -25,11 +27,7 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 
 __all__ = [
-    "ACTIVATION_TYPES",
-    "CONV_TYPES",
-    "POOL_TYPES",
     "AutoRule",
-    "ConvLike",
     "LayerNotFoundError",
     "LayerSpec",
     "NoAutoLayers",
@@ -47,64 +45,6 @@ LayerSpec = str | Sequence[str]
 # An "auto" rule maps (model, {name: module}) to the names it picks, in model order.
 AutoRule = Callable[[nn.Module, dict[str, nn.Module]], list[str]]
 
-
-class _ConvLikeType(type):
-    def __instancecheck__(cls, module: object) -> bool:
-        if not isinstance(module, nn.Module) or isinstance(module, nn.modules.conv._ConvNd):
-            return False  # torch's own convolutions (and transposed ones) by their class
-        params = module._parameters  # not `module.weight`: a parametrization would run
-        weight = params["weight"] if "weight" in params else None  # noqa: SIM401 (a ScriptModule's has no .get)
-        shaped = isinstance(weight, nn.Parameter) and 3 <= weight.dim() <= 5
-        knobs = all(hasattr(module, a) for a in ("kernel_size", "stride", "padding"))
-        return shaped and knobs and not hasattr(module, "output_padding")
-
-
-class ConvLike(metaclass=_ConvLikeType):
-    """A convolution of another library, known by what it holds, not by its class.
-
-    A ``(out, in / groups, *kernel)`` weight of 1-3 spatial axes beside a kernel size,
-    stride and padding, no output padding (a transposed one): torchvision's
-    ``DeformConv2d``, MMCV's modulated ones (setups hunt 29: a ``DeformConv2d`` was left
-    out of every view while its offset predictor was drawn in its place).
-
-    Example::
-
-        >>> from torchvision.ops import DeformConv2d
-        >>> isinstance(DeformConv2d(1, 2, 3), ConvLike), isinstance(nn.Linear(2, 2), ConvLike)
-        (True, False)
-    """
-
-
-CONV_TYPES: tuple[type, ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, ConvLike)
-POOL_TYPES: tuple[type[nn.Module], ...] = (
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-)
-ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.RReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Hardtanh,
-    nn.Softplus,
-    nn.Sigmoid,
-    nn.Tanh,
-)
 
 _COMPILE_PREFIX = "_orig_mod."
 

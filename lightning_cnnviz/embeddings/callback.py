@@ -13,10 +13,11 @@ from lightning_cnnviz.core import rendering
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_int
 from lightning_cnnviz.core.inputs import norm_stats, to_image01, to_model
+from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.probe import generator_for, probe_from_indices
 from lightning_cnnviz.core.run_datasets import find_dataset
-from lightning_cnnviz.core.selection import CONV_TYPES, of_type, unwrap_model
+from lightning_cnnviz.core.selection import of_type, unwrap_model
 from lightning_cnnviz.embeddings import features as embedding
 
 

@@ -21,13 +21,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from lightning_cnnviz.core.selection import (
-    ACTIVATION_TYPES,
-    CONV_TYPES,
-    POOL_TYPES,
-    evenly_spaced,
-    of_type,
-)
+from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES, CONV_TYPES, POOL_TYPES
+from lightning_cnnviz.core.selection import evenly_spaced, of_type
 from lightning_cnnviz.core.tokens import transformer_blocks
 
 __all__ = ["POOL_2D", "auto_layers", "candidates", "stage_kind", "stage_pairs"]

@@ -11,15 +11,10 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.findings import Finding
+from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
-from lightning_cnnviz.core.selection import (
-    CONV_TYPES,
-    evenly_spaced,
-    named_layers,
-    of_type,
-    unwrap_model,
-)
+from lightning_cnnviz.core.selection import evenly_spaced, named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.kernels import dense, draw, figures
 from lightning_cnnviz.kernels.frozen_check import FrozenCheck

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
+from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.selection import (
-    CONV_TYPES,
     clean_name,
     named_layers,
     of_type,
