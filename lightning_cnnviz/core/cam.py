@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import first_tensor, not_a_forward
+from lightning_cnnviz.core.grad_graph import comes_from
 from lightning_cnnviz.core.outputs import NotApplicable, logits_from
 from lightning_cnnviz.core.probe_pass import probe_mode
 
@@ -267,7 +268,7 @@ def _layer_gradients(score: _Score, layer: nn.Module, x: Tensor) -> tuple[Tensor
     kept: list[Tensor] = []
 
     def read(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-        if not_a_forward(output) or (kept and not _comes_from(args, kept[-1])):
+        if not_a_forward(output) or (kept and not _input_from(args, kept[-1])):
             return None
         if not isinstance(output, Tensor):  # a tuple whose first tensor is the map
             kept.append(first_tensor(output))
@@ -286,22 +287,12 @@ def _layer_gradients(score: _Score, layer: nn.Module, x: Tensor) -> tuple[Tensor
     return grads, kept[-1].detach()
 
 
-def _comes_from(args: tuple[Any, ...], earlier: Tensor, limit: int = 100_000) -> bool:
-    """Whether the first tensor of ``args`` is computed from ``earlier`` (autograd's graph)."""
+def _input_from(args: tuple[Any, ...], earlier: Tensor) -> bool:
+    """Whether the first tensor of a call's ``args`` is computed from ``earlier``."""
     try:
-        x = first_tensor(args)
-    except TypeError:
+        return comes_from(first_tensor(args), earlier)
+    except TypeError:  # no tensor in the arguments
         return False
-    target, nodes, seen = earlier.grad_fn, [x.grad_fn], set()
-    while nodes and target is not None and len(seen) < limit:
-        node = nodes.pop()
-        if node is None or node in seen:
-            continue
-        if node is target:
-            return True
-        seen.add(node)
-        nodes.extend(n for n, _ in node.next_functions)
-    return False
 
 
 def _targets(target: Tensor | int | None, x: Tensor) -> Tensor | None:

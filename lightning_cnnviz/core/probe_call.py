@@ -23,20 +23,19 @@ Example::
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import first_tensor
+from lightning_cnnviz.core.grad_graph import nodes_behind
 from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["REENTRANT", "call_error", "checkpoints_reentrant", "keyword_input", "why_not",
            "why_not_one"]  # fmt: skip
 
 OTHER_SIZES = (1, 2, 3)  # batch sizes a probe may have, tried against the training one
-MAX_NODES = 100_000  # autograd nodes read at most for a reentrant checkpoint
 
 
 def call_error(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> Exception | None:
@@ -74,19 +73,10 @@ def checkpoints_reentrant(model: nn.Module, x: Tensor) -> bool:
     try:
         with probe_mode(model, grad=True):
             x = x.detach().requires_grad_(x.is_floating_point())
-            nodes = [first_tensor(model(x)).grad_fn]
+            scores = first_tensor(model(x))
     except Exception:
         return False
-    seen: set[Any] = set()
-    while nodes and len(seen) < MAX_NODES:
-        node = nodes.pop()
-        if node is None or node in seen:
-            continue
-        if type(node).__name__ == "CheckpointFunctionBackward":
-            return True
-        seen.add(node)
-        nodes.extend(n for n, _ in node.next_functions)
-    return False
+    return any(type(n).__name__ == "CheckpointFunctionBackward" for n in nodes_behind(scores))
 
 
 def why_not(model: nn.Module, x: Tensor, batch_size: int | None) -> str | None:
