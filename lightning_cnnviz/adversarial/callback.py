@@ -22,7 +22,7 @@ from lightning_cnnviz.core.inputs import (
 )
 from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.monitor import Monitor, with_probe
-from lightning_cnnviz.core.outputs import NotApplicable
+from lightning_cnnviz.core.outputs import NotApplicable, one_row_per_image
 from lightning_cnnviz.core.selection import named_layers, of_type, resolve_layers, unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
 from lightning_cnnviz.core.token_cam import any_grad_cam
@@ -193,7 +193,7 @@ class AdversarialMonitor(Monitor, section="adversarial"):
                     "only, no `examples` image (name a layer it calls with `layers=`)",
                 )
                 return None
-            fmap = cap.outputs[site].float()
+            fmap = one_row_per_image(f"`{site}`", cap.outputs[site], 2 * k).float()
             fmap = fmap.flatten(1, -3).mean(1) if fmap.dim() > 3 else fmap
             key = self._logits_key
             cams = tuple(any_grad_cam(model, cam[1], t[:k], output_key=key)[0] for t in (x, adv))

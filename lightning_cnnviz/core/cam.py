@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import first_tensor, not_a_forward
 from lightning_cnnviz.core.grad_graph import comes_from
-from lightning_cnnviz.core.outputs import NotApplicable, logits_from
+from lightning_cnnviz.core.outputs import NotApplicable, logits_from, one_row_per_image
 from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["CAM_METHODS", "NoMapError", "grad_cam", "layer_cams"]
@@ -224,6 +224,7 @@ def layer_cams(
     with probe_mode(model, grad=True), _unused_layer(output_key):
         inputs = x.detach().clone().requires_grad_(True)
         grads, acts = _layer_gradients(score, layer, inputs)
+        one_row_per_image("the CAM's layer", acts, len(x))
         if acts.dim() > x.dim():  # setups hunt 26: a waveform's spectrogram, made in forward
             raise NoMapError(
                 f"Grad-CAM lays its map on the input, and the inputs {tuple(x.shape)} have "

@@ -38,6 +38,7 @@ __all__ = [
     "is_simplex",
     "key_name",
     "logits_from",
+    "one_row_per_image",
     "single_logit",
     "tensor_entries",
     "two_class",
@@ -51,6 +52,28 @@ class NotApplicable(Exception):
 
     Not a failure of the monitor: it steps aside with a warning even under ``strict=True``.
     """
+
+
+def one_row_per_image(layer: str, output: Tensor, images: int) -> Tensor:
+    """``output``, where a layer's maps hold one row per probe image (``layer``: in words).
+
+    Raises:
+        NotApplicable: other rows: ``forward`` stacks copies of the batch (batched
+            test-time augmentation, ``torch.cat([x, x.flip(-1)])``), whose maps cannot be
+            matched to the images (setups hunt 30: three monitors failed on raw errors).
+
+    Example::
+
+        >>> one_row_per_image("`conv`", torch.zeros(4, 2), 4).shape
+        torch.Size([4, 2])
+    """
+    if output.dim() and output.shape[0] != images:
+        raise NotApplicable(
+            f"`forward` runs {layer} on {output.shape[0]} rows for {images} images (it "
+            "stacks copies of the batch, as batched test-time augmentation does): its maps "
+            "cannot be matched to the images"
+        )
+    return output
 
 
 def tensor_entries(output: Any) -> list[tuple[Any, Tensor]]:

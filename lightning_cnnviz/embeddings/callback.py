@@ -15,6 +15,7 @@ from lightning_cnnviz.core.checks import check_int
 from lightning_cnnviz.core.inputs import norm_stats, to_image01, to_model
 from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.monitor import Monitor, with_probe
+from lightning_cnnviz.core.outputs import one_row_per_image
 from lightning_cnnviz.core.probe import generator_for, probe_from_indices
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.selection import of_type, unwrap_model
@@ -111,6 +112,7 @@ class EmbeddingMonitor(Monitor, section="embeddings"):
                     logits = self.logits_of(model(x), image_level=False)
                 kept = c.inputs if self.reads_input else c.outputs
                 for site, value in kept.items():
+                    value = one_row_per_image(f"`{site}`", value, len(x))
                     parts.setdefault(site, []).append(embedding.pool_features(value))
                 if logits.dim() == 2:
                     predictions.append(logits.argmax(1))

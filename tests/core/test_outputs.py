@@ -19,6 +19,7 @@ from tests.monitors import (
     TinyCNN,
     assert_every_monitor_wrote,
     digits,
+    failures,
     fit,
     make_monitor,
 )
@@ -239,3 +240,27 @@ def test_outputs_class_ids_in_eval_mode_are_said_as_such(tmp_path):
     assert monitors[0].disabled and why in monitors[0].aside_reason
     assert why in checks_of(trainer)[("OverfittingMonitor", "loss fed probabilities")].why
     assert not [m for m in messages if "no_grad" in m or "per-position" in m]
+
+
+class BatchedFlips(TinyCNN):
+    """Test-time augmentation in one pass: the batch and its mirror stacked, scores averaged."""
+
+    def forward(self, x):
+        if self.training:
+            return super().forward(x)
+        scores = super().forward(torch.cat([x, x.flip(-1)]))
+        return (scores[: len(x)] + scores[len(x) :]) / 2
+
+
+def test_outputs_layers_run_on_stacked_copies_of_the_batch_step_aside_saying_so(tmp_path):
+    # setups hunt 30: Grad-CAM, embeddings and the attack's examples failed on raw errors
+    # (their layers hold 2N rows for N images)
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    _, _, messages = fit(tmp_path, monitors, model=BatchedFlips())
+    reason = "stacks copies of the batch, as batched test-time augmentation does"
+    stacked = {"GradCAMMonitor", "EmbeddingMonitor", "AdversarialMonitor"}
+    for monitor in monitors:
+        name = type(monitor).__name__
+        assert not failures(messages, name), name
+        said = [m for m in messages if m.startswith(name) and reason in m]
+        assert (len(said) == 1 and monitor.disabled) if name in stacked else not said, name
