@@ -36,8 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.capture import first_tensor, not_a_forward
-from lightning_cnnviz.core.grad_graph import comes_from
+from lightning_cnnviz.core.cam_calls import layer_gradients
 from lightning_cnnviz.core.outputs import NotApplicable, logits_from, one_row_per_image
 from lightning_cnnviz.core.probe_pass import probe_mode
 
@@ -203,7 +202,7 @@ def layer_cams(
 
     Both read the layer's activations ``A`` and the score's gradient ``G`` w.r.t. them (as
     Captum's ``compute_layer_gradients_and_eval``, what ``LayerGradCam`` and
-    ``LayerGradientXActivation`` call; a parallel call passed over: ``_layer_gradients``):
+    ``LayerGradientXActivation`` call; a parallel call passed over: ``cam_calls.py``):
     Grad-CAM is ``relu(sum_c mean(G_c) A_c)``, HiResCAM ``relu(sum_c G_c A_c)``. Arguments
     and maps as ``grad_cam``.
 
@@ -223,7 +222,7 @@ def layer_cams(
     score = _Score(model, _targets(target, x), output_key)
     with probe_mode(model, grad=True), _unused_layer(output_key):
         inputs = x.detach().clone().requires_grad_(True)
-        grads, acts = _layer_gradients(score, layer, inputs)
+        grads, acts = layer_gradients(score, layer, inputs)
         one_row_per_image("the CAM's layer", acts, len(x))
         if acts.dim() > x.dim():  # setups hunt 26: a waveform's spectrogram, made in forward
             raise NoMapError(
@@ -252,48 +251,6 @@ def layer_cams(
         }  # fmt: skip
     assert score.logits is not None
     return cams, score.logits
-
-
-def _layer_gradients(score: _Score, layer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """The score's gradient w.r.t. the layer's output, and that output, at the call read.
-
-    As Captum's ``compute_layer_gradients_and_eval`` (a copy of the output stands in for
-    it downstream, so in-place steps after the layer leave it as it was), at the last
-    call of the chain that starts at the module's first call: a module reused down the
-    network (one ``MaxPool2d`` after every block) is read at its deepest call, as Captum
-    reads it; a call whose input does not come from the read one, a parallel branch, is
-    passed over. A ``forward`` averaging over a flipped copy (test-time augmentation)
-    runs the layer on the mirror last, whose map, laid over the image as given, was
-    mirrored (setups hunt 29: 0.013 of the CAM on the digit against 0.25).
-    """
-    kept: list[Tensor] = []
-
-    def read(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-        if not_a_forward(output) or (kept and not _input_from(args, kept[-1])):
-            return None
-        if not isinstance(output, Tensor):  # a tuple whose first tensor is the map
-            kept.append(first_tensor(output))
-            return None
-        kept.append(output.clone())
-        return kept[-1]
-
-    handle = layer.register_forward_hook(read)
-    try:
-        scores = score(x)
-    finally:
-        handle.remove()
-    if not kept:
-        raise ValueError("the selected layer is not called by the model's forward()")
-    (grads,) = torch.autograd.grad(scores.sum(), kept[-1])
-    return grads, kept[-1].detach()
-
-
-def _input_from(args: tuple[Any, ...], earlier: Tensor) -> bool:
-    """Whether the first tensor of a call's ``args`` is computed from ``earlier``."""
-    try:
-        return comes_from(first_tensor(args), earlier)
-    except TypeError:  # no tensor in the arguments
-        return False
 
 
 def _targets(target: Tensor | int | None, x: Tensor) -> Tensor | None:

@@ -10,6 +10,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core import rendering as R
+from lightning_cnnviz.core.cam_calls import parallel_calls
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
@@ -144,6 +145,25 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         if note:
             say(f"GradCAMMonitor(layers='auto'): {note}")
         return [name] if name else []
+
+    @override
+    def layers_found(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Say once where a selected layer runs on parallel copies in one forward pass."""
+        model = unwrap_model(pl_module)
+        try:
+            x = self.probe_input(trainer, pl_module)[:1]
+            passed = {n: parallel_calls(model, m, x) for n, m in self.selected.items()}
+        except Exception:  # no probe yet, or a pass the first event says why it fails
+            return
+        for name, copies in passed.items():
+            if copies:
+                self.warn_once(
+                    f"parallel_{name}",
+                    f"`{name}` runs on {copies + 1} parallel copies of the images in one "
+                    "forward pass (test-time augmentation, a branch shared by two inputs): "
+                    "its CAM is of the first copy, laid over the images as given; where "
+                    "`forward` transforms that copy (rotates, crops it), so is the map.",
+                )
 
     def _samples(self, trainer: Trainer, model: nn.Module, split: str) -> Probe | None:
         if split != "misclassified":

@@ -22,6 +22,7 @@ from lightning_cnnviz.gradcam.metrics import (
     means_to_host,
     on_object,
 )
+from tests.monitors import TinyCNN, fit, make_monitor
 
 # A 4x4 single-channel image with positive and negative pixels.
 X = torch.tensor(
@@ -445,3 +446,20 @@ def test_attribution_metrics_by_hand():
 
     means = means_to_host({"c": conc, "o": obj, "none": torch.tensor([math.nan])})
     assert means == pytest.approx({"c": 0.55, "o": 0.6})
+
+
+class _FlipAveragedCNN(TinyCNN):
+    def forward(self, x):
+        return (super().forward(x) + super().forward(x.flip(-1))) / 2
+
+
+def test_attribution_monitor_says_once_its_layer_runs_on_parallel_copies(tmp_path):
+    # setups hunt 30: a rotation TTA whose identity call came last had the rotated copy's
+    # CAM laid over the image as given, unsaid (0.089 of the CAM on the digit vs 0.25)
+    monitor = make_monitor("GradCAMMonitor")
+    _, _, messages = fit(tmp_path, [monitor], model=_FlipAveragedCNN())
+    said = [m for m in messages if "parallel copies" in m]
+    assert len(said) == 1 and "runs on 2 parallel copies of the images" in said[0], messages
+    assert monitor.events > 0 and not monitor.disabled
+    _, _, plain = fit(tmp_path / "plain", [make_monitor("GradCAMMonitor")], model=TinyCNN())
+    assert not [m for m in plain if "parallel copies" in m]
