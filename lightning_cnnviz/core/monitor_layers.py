@@ -21,7 +21,7 @@ from torch import nn
 from lightning_cnnviz.core.capture import module_name, site_name
 from lightning_cnnviz.core.inputs import id_inputs
 from lightning_cnnviz.core.layer_calls import count_call_sites
-from lightning_cnnviz.core.layer_types import CONV_TYPES
+from lightning_cnnviz.core.layer_types import CONV_TYPES, kernel_weight
 from lightning_cnnviz.core.selection import (
     LayerNotFoundError,
     LayerSpec,
@@ -230,7 +230,8 @@ class LayerWatcher:
             return "", False
         if words := id_inputs(images):
             return f"; {words}", False
-        dims = {len(m.kernel_size) for m in model.modules() if isinstance(m, CONV_TYPES)}
+        weights = [kernel_weight(m) for m in model.modules() if isinstance(m, CONV_TYPES)]
+        dims = {w.dim() - 2 for w in weights if w is not None}
         if len(dims) != 1 or images.dim() == (conv := dims.pop()) + 2:
             return "", False
         shape = f"{images.dim()}-D ({tuple(images.shape[1:])} per sample)"

@@ -166,7 +166,7 @@ class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
                 grid = self._unit_grid[name]
                 pictures.append(_Picture(self.tag(name, "units"), "units", w[shown], None, grid))
         else:
-            dilation = tuple(module.dilation)
+            dilation = tuple(getattr(module, "dilation", (1,) * (w.dim() - 2)))  # F.conv2d: 1
             symmetric = self.normalization == "layer_symmetric"
             scale = draw.layer_scale(w, in_channel_mode=mode) if symmetric else None
             pictures = [_Picture(self.tag(name), "kernels", w[shown], scale, dilation)]

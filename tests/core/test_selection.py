@@ -214,3 +214,24 @@ def test_selection_a_convolution_of_another_library_is_watched_as_one(tmp_path):
     assert list(resolve_layers(Deformable(), "auto", of_type(*CONV_TYPES))) == [
         "conv1", "conv2", "offset"
     ]  # fmt: skip
+
+
+class FunctionalConv(nn.Module):
+    """A convolution by ``F.conv2d`` on a weight of its own: no ``kernel_size`` or ``stride``."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, 3, 3) * 0.3)
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.weight, padding=1)
+
+
+def test_selection_a_convolution_known_by_its_weight_alone():
+    # setups hunt 30: custom convolutions without `stride`/`padding` attributes (an
+    # `F.conv2d` or `F.unfold` module) got no kernels, and nothing named them
+    net = nn.Sequential(FunctionalConv(1, 4), nn.ReLU(), nn.Bilinear(3, 3, 2), nn.Linear(2, 2))
+    assert list(resolve_layers(net, "auto", of_type(*CONV_TYPES))) == ["0"]
+    wide = nn.Module()
+    wide.weight = nn.Parameter(torch.zeros(2, 2, 64, 64))  # a 64x64 "kernel": a table, no conv
+    assert not isinstance(wide, CONV_TYPES)
