@@ -193,10 +193,12 @@ def foreground(
 def without_object(x: Tensor, mask: Tensor, grow: int = 1) -> Tensor:
     """``x`` (N, C, H, W) with the object (``mask`` (N, H, W), grown by ``grow`` pixels) removed.
 
-    Its pixels take the image's background: the median of its border, per channel, in the
-    model's own units (what the image shows where no object lies; ``levels`` reads the
-    background there too). A model that reads the object loses its class on such an image;
-    one that reads a cue elsewhere keeps it.
+    Its pixels take the image's background: the median of the pixels outside the object,
+    per channel, in the model's own units (the border's where the object fills the image).
+    Not the border's alone: a frame drawn round every image set the fill to its colour and
+    left the object's outline in it, which the model still read (hunt 30: "reads the class
+    from outside the object" on a healthy run, standing). A model that reads the object
+    loses its class on such an image; one that reads a cue elsewhere keeps it.
 
     Example::
 
@@ -204,10 +206,17 @@ def without_object(x: Tensor, mask: Tensor, grow: int = 1) -> Tensor:
         >>> x[0, 0, 2:4, 2:4] = 5.0
         >>> without_object(x, x[:, 0] > 1, grow=0).abs().sum().item()
         0.0
+        >>> x[0, 0, 0] = x[0, 0, -1] = 9.0  # a bright frame's two rows: the fill stays dark
+        >>> without_object(x, x[:, 0] == 5, grow=0)[0, 0, 2:4, 2:4].tolist()
+        [[0.0, 0.0], [0.0, 0.0]]
     """
-    grown = F.max_pool2d(mask[:, None].float(), 2 * grow + 1, stride=1, padding=grow) > 0
-    fill = _border(x).median(-1).values[..., None, None]
-    return torch.where(grown.to(x.device), fill, x)
+    grown = (F.max_pool2d(mask[:, None].float(), 2 * grow + 1, stride=1, padding=grow) > 0).to(
+        x.device
+    )
+    outside = x.float().masked_fill(grown, math.nan).flatten(2).nanmedian(-1).values
+    border = _border(x.float()).median(-1).values
+    fill = torch.where(outside.isnan(), border, outside).to(x.dtype)[..., None, None]
+    return torch.where(grown, fill, x)
 
 
 def _border(t: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ from torch import nn
 from lightning_cnnviz.core.cam import grad_cam
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
-from lightning_cnnviz.gradcam.metrics import components, foreground, on_object
+from lightning_cnnviz.gradcam.metrics import components, foreground, on_object, without_object
 from lightning_cnnviz.gradcam.shortcut import on_object_findings
 from lightning_cnnviz.gradcam.shortcut_rules import train_val_gap
 
@@ -190,3 +190,15 @@ def test_on_object_off_object_waits_two_logs_and_a_model_that_needs_the_object()
     values = (0.32, 0.14, 0.15)
     kinds = [[k for k, *_ in on_object_findings(state, v, without=kept)] for v in values]
     assert [k for k in kinds if "cam_off_object" in k] == [kinds[2]]
+
+
+def test_on_object_removal_fills_with_the_background_not_a_frame_round_the_image():
+    # hunt 30: a bright 2-pixel frame on every image set the fill to its colour, leaving
+    # the digit's outline, which the model still read: "reads the class from outside the
+    # object" on a healthy run
+    x = torch.zeros(2, 1, 16, 16)
+    x[:, :, :2], x[:, :, -2:], x[:, :, :, :2], x[:, :, :, -2:] = 1.0, 1.0, 1.0, 1.0
+    x[:, :, 6:10, 6:10] = 0.8  # the object
+    removed = without_object(x, x[:, 0] == 0.8, grow=0)
+    assert float(removed[:, :, 6:10, 6:10].abs().max()) == 0.0  # the background's
+    assert torch.equal(removed[:, :, :2], x[:, :, :2])  # the frame itself stays
