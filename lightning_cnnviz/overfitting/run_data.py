@@ -4,7 +4,8 @@
 (``class_figures.py``), compares the two probes' images (``split_inputs.py``), checks the
 order the training loader reads in (``train_order.py``), whether the val data are the
 training data (``val_leak.py``) and, beside the data, a ``ReduceLROnPlateau`` set against
-its metric (``plateau_mode.py``). Each is read lazily, once per fit,
+its metric (``plateau_mode.py``) and a momentum of 1 or more (``momentum_setting.py``).
+Each is read lazily, once per fit,
 on the training thread, with the global random generators untouched. A fit that
 validates nothing leaves the monitor nothing to read: said once (``no_val.py``).
 """
@@ -24,6 +25,7 @@ from lightning_cnnviz.core.probe import generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import NoDataset, find_dataset, has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
+from lightning_cnnviz.overfitting.momentum_setting import momentum_checks
 from lightning_cnnviz.overfitting.no_val import never_validated, unread, validation_off
 from lightning_cnnviz.overfitting.plateau_mode import plateau_checks
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
@@ -130,6 +132,10 @@ class RunData:
         for text, figures in plateau_checks(trainer.lr_scheduler_configs):
             if "plateau_mode" not in told:
                 finding = Finding(self.section, "plateau_mode", 0, 0, text, figures)
+                self._tell_data(trainer, finding)
+        for text, figures in momentum_checks(trainer.optimizers):
+            if "momentum_at_one" not in told:
+                finding = Finding(self.section, "momentum_at_one", 0, 0, text, figures)
                 self._tell_data(trainer, finding)
 
     def _check_order(self, trainer: Trainer) -> None:
