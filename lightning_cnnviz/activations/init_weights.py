@@ -74,6 +74,28 @@ def zero_weights(layers: Sequence[tuple[str, nn.Module]]) -> list[str]:
     return [name for (name, _), zero in zip(named, flags, strict=True) if zero]
 
 
+def zero_norms(layers: Sequence[tuple[str, nn.Module]]) -> list[str]:
+    """The normalisation layers whose scale (``weight``, gamma) is all zero, where all are.
+
+    Each then outputs its bias whatever the input: nothing reaches the layers after it
+    (hunt 30: every BatchNorm's gamma at 0 in a plain BN net, at chance with every unit
+    silent from step 0, told as dead units with learning-rate remedies). Where some are
+    not, those that are zero close residual branches on purpose (torchvision's
+    ``zero_init_residual``, timm's ``zero_init_last``): none is named.
+
+    Example::
+
+        >>> from torch import nn
+        >>> bn = nn.BatchNorm2d(4)
+        >>> _ = nn.init.zeros_(bn.weight)
+        >>> zero_norms([("bn", bn)]), zero_norms([("bn", bn), ("other", nn.BatchNorm2d(4))])
+        (['bn'], [])
+    """
+    norms = [(n, m) for n, m in layers if isinstance(m, _NORMS) and isinstance(m.weight, Tensor)]
+    zero = zero_weights(norms)
+    return zero if norms and len(zero) == len(norms) else []
+
+
 def identical_units(layers: Sequence[tuple[str, nn.Module]]) -> list[str]:
     """Names of the trained layers whose units (output rows) all hold the same weights.
 
@@ -160,7 +182,7 @@ def init_reads(model: nn.Module, depth: Sequence[str]) -> dict[str, list[str]]:
     layers = named_layers(model)
     ordered = [(n, layers[n]) for n in depth if n in layers]
     return {
-        "zero_layers": zero_weights(ordered),
+        "zero_layers": zero_weights(ordered) + zero_norms(list(layers.items())),
         "identical_layers": identical_units(ordered),
         "negative_layers": negative_biases(list(model.named_modules())),
     }

@@ -9,7 +9,12 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from lightning_cnnviz.activations.callback import ActivationMonitor
-from lightning_cnnviz.activations.init_weights import identical_units, negative_biases, zero_weights
+from lightning_cnnviz.activations.init_weights import (
+    identical_units,
+    init_reads,
+    negative_biases,
+    zero_weights,
+)
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
 from tests.tb import events, texts
@@ -129,3 +134,18 @@ def test_negative_biases_named_as_the_cause_of_dead_units(tmp_path):
 def test_negative_biases_default_init_says_nothing(tmp_path):
     trainer, _ = fit(tmp_path, cnn())
     assert [f for f in findings_of(trainer) if f.kind == "negative_biases"] == []
+
+
+def test_init_weights_every_normalisation_scale_at_zero_is_named_a_residual_one_is_not():
+    # hunt 30: every BatchNorm gamma at 0 in a plain BN net (at chance, every unit silent
+    # from step 0) was told as dead units with learning-rate remedies
+    import torchvision
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3),
+                        nn.BatchNorm2d(4), nn.ReLU())  # fmt: skip
+    for bn in (net[1], net[4]):
+        nn.init.zeros_(bn.weight)
+    assert init_reads(net, ["0", "3"])["zero_layers"] == ["1", "4"]
+    # torchvision's zero_init_residual closes each block's last BatchNorm on purpose
+    resnet = torchvision.models.resnet18(weights=None, zero_init_residual=True)
+    assert init_reads(resnet, ["conv1", "fc"])["zero_layers"] == []
