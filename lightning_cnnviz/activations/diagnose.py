@@ -86,6 +86,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
         self.transient = -1  # the step of the last spike the run recovered from on its own
         self.harder: int | None = None  # the step the training target got harder, if told
+        self.recurring: list[int] = []  # late spikes the run came back from (their steps)
         self.pending: int | None = None  # the log that first saw a smoothed spike
         self.nonfinite_told = False
         self.reported: dict[str, str] = {}  # kind -> severity already reported

@@ -33,6 +33,7 @@ class DiagnosisState:
     rates: tuple[float | None, float | None]
     decays: tuple[float | None, float | None]
     dropouts: tuple[float | None, float | None]
+    recurring: list[int]
     log_rates: list[tuple[int, float]]
     log_accs: list[tuple[int, float]]
     chance: tuple[int, float] | None
@@ -71,6 +72,7 @@ class DiagnosisState:
             "rates": list(self.rates),
             "decays": list(self.decays),
             "dropouts": list(self.dropouts),
+            "recurring": list(self.recurring),
             "log_rates": [list(r) for r in self.log_rates],
             "log_accs": [list(r) for r in self.log_accs],
             "chance": list(self.chance) if self.chance else None,
@@ -103,6 +105,7 @@ class DiagnosisState:
         self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]
         self.decays = tuple(state.get("decays", (None, None)))  # type: ignore[assignment]
         self.dropouts = tuple(state.get("dropouts", (None, None)))  # type: ignore[assignment]
+        self.recurring = [int(s) for s in state.get("recurring", [])]
         self.log_rates = [(int(a), float(b)) for a, b in state.get("log_rates", [])]
         self.log_accs = [(int(a), float(b)) for a, b in state.get("log_accs", [])]
         chance = state.get("chance")

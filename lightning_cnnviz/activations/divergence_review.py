@@ -26,6 +26,7 @@ from lightning_cnnviz.activations.divergence_words import (
     divergence_text,
     part_of_text,
     recovered_text,
+    recurring_text,
     target_text,
     transient_text,
 )
@@ -39,6 +40,8 @@ from lightning_cnnviz.activations.recovery import (
     run_up,
     still_spiked,
 )
+
+RECURRING = 3  # late spikes come back from at an unchanged rate: something the run repeats
 
 __all__ = ["DivergenceReview"]
 
@@ -59,6 +62,7 @@ class DivergenceReview(SpikeReadings):
     spike: tuple[int, float, float, float] | None
     transient: int
     harder: int | None
+    recurring: list[int]  # the steps of late spikes the run came back from
     pending: int | None
     nonfinite_told: bool
     logs: list[int]
@@ -102,10 +106,16 @@ class DivergenceReview(SpikeReadings):
             if self._came_back(series, spike):
                 # back below its start (and within BACK x its level before, after a late spike)
                 self.transient, self.pending = step, None
-                if spike[0] >= step - 1 or not self._new("divergence", "note"):
+                if spike[0] >= step - 1:
                     return []  # (a "spike" at this very step already back: nothing to tell)
-                outside = self._steps(series, spike)[0] is not None
                 jumped = self._jumped_now(spike)
+                if level_before(series, spike) is not None and jumped is None:
+                    self.recurring = [*self.recurring, spike[0]]  # late, at an unchanged rate
+                    if (told := self._recurring(step, epoch)) is not None:
+                        return [told]
+                if not self._new("divergence", "note"):
+                    return []
+                outside = self._steps(series, spike)[0] is not None
                 text = transient_text(step, epoch, spike, series, outside, jumped)
                 return [Verdict("divergence", "note", text)]
             early = level_before(series, spike) is None
@@ -218,6 +228,19 @@ class DivergenceReview(SpikeReadings):
             figures = {"reported_step": episode.since, "rise_step": rise, "spike_step": until}
             out.append(Verdict(kind, "note", text, figures, change="gone"))
         return out
+
+    def _recurring(self, step: int, epoch: int) -> Verdict | None:
+        """Late spikes the run came back from, ``RECURRING`` or more at an unchanged rate.
+
+        One such spike is an odd batch; several are something the run does again and
+        again (held out, hunt 30: the classifier head re-initialised at each epoch start,
+        the loss 0.1 -> 3-4 and back five times, val at 83-90% against 95%, told as one
+        "brief overshoot" note).
+        """
+        if len(self.recurring) < RECURRING or not self._new("divergence", "problem"):
+            return None
+        text = recurring_text(step, epoch, self.recurring)
+        return Verdict("divergence", "problem", text, {"spike_steps": list(self.recurring)})
 
     def _spike_over(self, step: int, epoch: int, series: list[tuple[int, float]]) -> list[Verdict]:
         """A finite spike told as a divergence, once the loss is back: a note that ends it.

@@ -7,6 +7,7 @@ come from ``divergence_causes.py``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ __all__ = [
     "divergence_text",
     "part_of_text",
     "recovered_text",
+    "recurring_text",
     "still_in_force",
     "transient_text",
 ]
@@ -49,6 +51,28 @@ def target_text(
         "labels or another loss switched on?). A note, not a problem: nothing to fix where "
         "that was meant; "
         "else look at what the training batches or the loss became at that step."
+    )
+
+
+def recurring_text(step: int, epoch: int, spikes: Sequence[int]) -> str:
+    """Late spikes the run came back from, again and again, in words (a problem).
+
+    Example::
+
+        >>> print(recurring_text(200, 5, [33, 65, 97])[:71])
+        The loss spiked and came back 3 times, at steps 33, 65 and 97 (every 32
+    """
+    gaps = {b - a for a, b in itertools.pairwise(spikes)}
+    every = f" (every {gaps.pop()} steps)" if len(gaps) == 1 else ""
+    shown = ", ".join(map(str, spikes[:-1])) + f" and {spikes[-1]}"
+    return (
+        f"The loss spiked and came back {len(spikes)} times, at steps {shown}{every}, seen "
+        f"at step {step} (epoch {epoch}), at an unchanged learning rate: one odd batch "
+        "makes one spike; spikes that recur are something the run does again and again, "
+        "undoing part of what was learnt each time (a layer re-initialised, an optimiser "
+        "or its state reset, weights reloaded in a callback at each epoch start; a data "
+        "shard that is corrupt). Try: look at what the code does at those steps (the "
+        "epoch's start, a callback's hook); only if nothing does, lower the learning rate."
     )
 
 

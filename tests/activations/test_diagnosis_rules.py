@@ -794,6 +794,32 @@ def test_divergence_a_harder_target_resets_where_progress_is_read_from():
     assert "noisier labels" in next(v.message for v in said if v.kind == "divergence")
 
 
+def _spiked_at(spikes, rate=lambda s: 1e-3):
+    """The divergence verdicts of a learnt loss spiking to 3 for 4 steps at each of ``spikes``."""
+    spiked = lambda s: 3.0 if any(k <= s < k + 4 for k in spikes) else 0.3  # noqa: E731
+    series = healthy_losses(100) + [(s, spiked(s)) for s in range(101, 241)]
+    diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+    for step, value in series:
+        diagnosis.loss.add(step, torch.tensor(value))
+        if step % 20 == 0:
+            chance = (10, 2.31) if diagnosis.wants_chance() else None
+            said += diagnosis.review(step, 0, {"relu": figures()}, {"relu": info("rectifier")},
+                                     [], list, chance, lr=rate(step), probe_acc=0.9)  # fmt: skip
+    return [v for v in said if v.kind == "divergence"]
+
+
+def test_divergence_spikes_that_recur_are_a_problem():
+    # hunt 30: the head re-initialised at each epoch start: the loss 0.1 -> 3-4 and back
+    # five times, val 83-90% against 95%, told as one "brief overshoot" note
+    told = _spiked_at((130, 162, 194))
+    assert [v.severity for v in told] == ["note", "problem"]
+    assert told[1].message.startswith(
+        "The loss spiked and came back 3 times, at steps 132, 164 and 196 (every 32 steps)"
+    )
+    assert told[1].figures["spike_steps"] == [132, 164, 196]
+    assert [v.severity for v in _spiked_at((130, 194))] == ["note"]  # twice: odd batches
+
+
 def test_divergence_remedies_fit_the_runs_settings():
     # held out (hunt 22): "clip gradients (gradient_clip_val=1.0)" on a run clipping at
     # 0.5, "add a learning-rate warmup" on a OneCycle run, "use bf16" on a float32 run
