@@ -65,7 +65,7 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         foreground_threshold: how far above the background a pixel's de-normalised
             brightness must stand to be the object, as a share of the way up to the image's
             bright level (``on_object``; small isolated bright blobs are not, see
-            ``gradcam.metrics.foreground``); ``None`` turns ``on_object`` off.
+            ``gradcam.objects.foreground``); ``None`` turns ``on_object`` off.
         saliency: extra rows of input-gradient maps, opt-in: any of ``"saliency"``
             (Captum ``Saliency``) and ``"integrated_gradients"`` (from a black image).
         smooth: wrap the saliency methods in Captum's ``NoiseTunnel`` (SmoothGrad).

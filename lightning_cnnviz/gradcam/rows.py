@@ -26,13 +26,8 @@ from lightning_cnnviz.core.say import tell
 from lightning_cnnviz.core.token_cam import any_grad_cam, cam_layouts
 from lightning_cnnviz.gradcam.draw import blank_cams
 from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, grid_agreements, region
-from lightning_cnnviz.gradcam.metrics import (
-    cam_metrics,
-    foreground,
-    kept_size,
-    on_object,
-    without_object,
-)
+from lightning_cnnviz.gradcam.metrics import cam_metrics, kept_size, on_object
+from lightning_cnnviz.gradcam.objects import foreground, without_object
 from lightning_cnnviz.gradcam.saliency import clip_peaks, input_saliency
 
 __all__ = ["CamRows", "Row"]
@@ -192,7 +187,7 @@ class CamRows:
         """``right_without_object``: the train probe still classified right, object removed.
 
         The probe pass on images whose object (the foreground mask) took the background
-        (``gradcam.metrics.without_object``): a model that reads the object falls to about
+        (``gradcam.objects.without_object``): a model that reads the object falls to about
         chance; one that reads a cue elsewhere (a marker, a border) stays right. 2-D images
         with class labels and an object mask only.
         """

@@ -15,13 +15,8 @@ from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.outputs import SingleLogit
 from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.target_layer import block_output, trace_calls
-from lightning_cnnviz.gradcam.metrics import (
-    concentration,
-    drift,
-    foreground,
-    means_to_host,
-    on_object,
-)
+from lightning_cnnviz.gradcam.metrics import concentration, drift, means_to_host, on_object
+from lightning_cnnviz.gradcam.objects import foreground
 from tests.monitors import TinyCNN, fit, make_monitor
 
 # A 4x4 single-channel image with positive and negative pixels.

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lightning_cnnviz.core.inputs import to_image01
-from lightning_cnnviz.gradcam.metrics import foreground, levels
+from lightning_cnnviz.gradcam.objects import foreground, levels
 
 
 def shape_images(n: int = 8, side: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,8 @@ from torch import nn
 from lightning_cnnviz.core.cam import grad_cam
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
-from lightning_cnnviz.gradcam.metrics import components, foreground, on_object, without_object
+from lightning_cnnviz.gradcam.metrics import on_object
+from lightning_cnnviz.gradcam.objects import components, foreground, without_object
 from lightning_cnnviz.gradcam.shortcut import on_object_findings
 from lightning_cnnviz.gradcam.shortcut_rules import train_val_gap
 
