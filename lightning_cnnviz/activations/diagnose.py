@@ -45,6 +45,19 @@ from lightning_cnnviz.core.inputs import scale_text
 __all__ = ["TrainingDiagnosis", "Verdict"]
 
 
+def _first_and_now(
+    pair: tuple[float | None, float | None], value: float | None
+) -> tuple[float | None, float | None]:
+    """``(the first value read, value)``: a setting at the first log and now.
+
+    Example::
+
+        >>> _first_and_now((None, None), 0.1), _first_and_now((0.1, 0.1), 1.0)
+        ((0.1, 0.1), (0.1, 1.0))
+    """
+    return (pair[0] if pair[0] is not None else value, value)
+
+
 class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientReview):
     """Divergence, gradient and dead-unit rules over a run's logs (state across logs).
 
@@ -163,7 +176,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         if chance is not None and self.classes is None:  # K, for every rule of this log on
             self.classes = chance[0]
         self.logs = [*self.logs[-3:], step]  # a spike is seen up to two logs on
-        self.rates = (self.rates[0] if self.rates[0] is not None else lr, lr)
+        self.rates = _first_and_now(self.rates, lr)
         self.lr_start = lr_start if lr_start is not None else self.lr_start
         if lr is not None:  # a divergence is confirmed up to two logs after its spike
             self.log_rates = [*self.log_rates[-5:], (step, lr)]
@@ -186,9 +199,9 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         # the run's settings, for remedies that fit it (``divergence_causes.fitted``)
         self.decay, self.clip, self.momentum = decay, clip, momentum
         if decay[0] is not None:  # raised during the run: a divergence's cause
-            self.decays = (decay[0] if self.decays[0] is None else self.decays[0], decay[0])
+            self.decays = _first_and_now(self.decays, decay[0])
         if dropout is not None:  # likewise
-            self.dropouts = (dropout if self.dropouts[0] is None else self.dropouts[0], dropout)
+            self.dropouts = _first_and_now(self.dropouts, dropout)
         self.half, self.warmup = half, warmup
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying
