@@ -144,7 +144,7 @@ def _inputs_in_steps(v: Verdict) -> str:
     f = v.figures
     return (
         "Training and validation images reach the model preprocessed differently by the "
-        f"steps' own code: before the first convolution, `training_step` "
+        f"steps' own code: before the model's first layer, `training_step` "
         f"{_step_words(f['train_scale'], f['train_offset'])} channel {f['channel']:.0f} of "
         f"the images as loaded, `validation_step` "
         f"{_step_words(f['val_scale'], f['val_offset'])} it. On the same images the model "

@@ -6,7 +6,7 @@ leaves them alike: a BatchNorm net at 83% val accuracy (97% normalised in both s
 told as a BatchNorm mismatch, whose remedies fix nothing, and a net without BatchNorm
 logged a val loss 4x its own in silence. ``StepInputs`` reads one batch of each split, once per
 fit: the batch's images as Lightning hands them to the step and what the model's first
-convolution receives of them (a tap on that layer for the one batch, removed at the
+layer (``first_layer``) receives of them (a tap on that layer for the one batch, removed at the
 batch's end; probe passes skipped), compared by ``core.input_shift.step_shift``. The
 result stands in for the probes' comparison where that finds nothing (``run_data.py``),
 and the rule ``split_inputs.inputs_differ`` tells it.
@@ -34,24 +34,31 @@ from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 from lightning_cnnviz.core.stored_form import seen_batch
 
-__all__ = ["StepInputs", "first_convolution"]
+__all__ = ["StepInputs", "first_layer"]
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORM = nn.modules.batchnorm._BatchNorm
 
 
-def first_convolution(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]:
-    """The model's first convolution, where it takes ``channels`` channels, or why none.
+def first_layer(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]:
+    """The layer the images reach first: the first convolution, or a norm layer before it.
 
-    None where a dropout or an augmentation module comes first: it changes the images in
-    training only, by design.
+    A BatchNorm before the first convolution normalises by the batch in training and by
+    its running statistics in eval, which would read as the steps' own difference (held
+    out: an input BatchNorm told "`training_step` scales by 3.19x"); its input is the
+    steps'. ``None`` where it does not take ``channels`` channels, or where a dropout or
+    an augmentation module comes first: it changes the images in training only, by design.
 
     Example::
 
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
-        >>> first_convolution(net, 3)[0] is net[0]
+        >>> first_layer(net, 3)[0] is net[0]
         True
-        >>> first_convolution(nn.Sequential(nn.Dropout(0.2), *net), 3)[1]
+        >>> first_layer(nn.Sequential(nn.Dropout(0.2), *net), 3)[1]
         'its first layer is a training-only `Dropout`'
+        >>> normed = nn.Sequential(nn.BatchNorm2d(3), *net)
+        >>> first_layer(normed, 3)[0] is normed[0]
+        True
     """
     for module in model.modules():
         name = type(module).__name__
@@ -59,6 +66,8 @@ def first_convolution(model: nn.Module, channels: int) -> tuple[nn.Module | None
             type(module).__module__.lower()
         ):
             return None, f"its first layer is a training-only `{name}`"
+        if isinstance(module, _NORM) and module.num_features == channels:
+            return module, ""
         if isinstance(module, _CONV):
             # its channels come with this batch (`module.weight` is not read: under a
             # parametrization, spectral norm's, reading it runs a power iteration)
@@ -93,8 +102,10 @@ class StepInputs:
     def _tap_batch(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, split: str
     ) -> None:
-        """Tap the first convolution for this batch, where its split is not read yet."""
+        """Tap the first layer for this batch, where its split is not read yet (not in sanity)."""
         if split in self._steps or self._step_why or self.disabled or trainer.state.fn != "fit":
+            return
+        if trainer.sanity_checking:  # the model at its start: an input BatchNorm not yet fitted
             return
         try:
             images = split_sample(batch)[0]
@@ -109,7 +120,7 @@ class StepInputs:
             if images.dim() < 3 or not images.is_floating_point():
                 why = "its inputs are not float images"
             else:
-                layer, why = first_convolution(model, images.shape[1])
+                layer, why = first_layer(model, images.shape[1])
         if layer is None:
             self._step_why = f"the model's first layer cannot be read: {why}"
             return

@@ -120,7 +120,7 @@ class Telling:
         if not has_val_data(trainer):
             return "the run has no validation data"
         split = "training" if "train" not in self._steps else "validation"
-        return self._step_why or f"no {split} batch reached the model's first convolution"
+        return self._step_why or f"no {split} batch reached the model's first layer"
 
     def _targets_said(self, check: str) -> str:
         """Where ``check`` needs class labels and the probes carry other targets, what they are."""

@@ -1,5 +1,8 @@
 """Images the steps' own code preprocesses differently: the comparison, the layer, a run."""
 
+import warnings
+
+import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -7,7 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.core.input_shift import step_input, step_shift
-from lightning_cnnviz.overfitting.step_inputs import first_convolution
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+from lightning_cnnviz.overfitting.step_inputs import first_layer
 from tests.overfitting.runs import fit_monitor
 from tests.overfitting.test_monitor_rules import Net
 from tests.overfitting.test_split_inputs import pictures
@@ -38,14 +42,16 @@ def test_step_shift_quiet_for_the_same_transform_or_augmentation_on_other_classe
     assert step_shift(step_input(flat, flat), step_input(flat, flat)) == {}
 
 
-def test_first_convolution_skips_training_only_layers_and_other_channels():
+def test_first_layer_skips_training_only_layers_and_other_channels():
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
-    assert first_convolution(net, 3) == (net[0], "")
-    layer, why = first_convolution(net, 1)
+    assert first_layer(net, 3) == (net[0], "")
+    layer, why = first_layer(net, 1)
     assert layer is None and "takes 3 channels, not 1" in why
-    layer, why = first_convolution(nn.Sequential(nn.Dropout2d(0.2), *net), 3)
+    layer, why = first_layer(nn.Sequential(nn.Dropout2d(0.2), *net), 3)
     assert layer is None and "`Dropout2d`" in why
-    assert first_convolution(nn.Sequential(nn.Conv3d(1, 2, 3)), 1)[1] == ""
+    assert first_layer(nn.Sequential(nn.Conv3d(1, 2, 3)), 1)[1] == ""
+    normed = nn.Sequential(nn.BatchNorm2d(3), *net)  # its input is what the steps give
+    assert first_layer(normed, 3) == (normed[0], "")
 
 
 class StepNormalised(Net):
@@ -92,4 +98,30 @@ def test_step_inputs_told_in_a_run_normalising_in_training_step_only(tmp_path):
 
 def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
     trainer, _ = _run(tmp_path, both=True)
+    assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+
+
+def test_step_inputs_quiet_for_an_input_batchnorm_read_in_the_sanity_check(tmp_path):
+    # a BatchNorm ahead of the first convolution normalises by the batch in training and
+    # by its running statistics in eval (at their start in the sanity check): that is
+    # the model's own doing, not the steps'
+    torch.manual_seed(0)
+    x, y = pictures(128), torch.arange(128) % 2
+    x[y == 1, 1] += 0.5
+    val_x, val_y = pictures(128, seed=1), torch.arange(128) % 2
+    val_x[val_y == 1, 1] += 0.5
+    net = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(),
+                        nn.LazyLinear(2))  # fmt: skip
+    train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    val = DataLoader(TensorDataset(val_x, val_y), batch_size=32)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=2, num_sanity_val_steps=1, logger=False,
+        callbacks=[OverfittingMonitor(num_samples=64)], enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(Net(net, 0.01), train, val)
+    monitor = trainer.callbacks[0]
+    assert set(monitor._steps) == {"train", "val"}  # both read, after the sanity check
     assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
