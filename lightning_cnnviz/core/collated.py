@@ -69,7 +69,11 @@ class Collated(View):
 
 
 def _cached(cache: weakref.WeakKeyDictionary[Any, Any], dataset: Any, decide: Any) -> Any:
-    """``decide(dataset)``, once per dataset (each time for an unhashable one)."""
+    """``decide(dataset)``, once per dataset (each time for an unhashable one).
+
+    What is kept holds no reference to the dataset, its key (a view of it would keep
+    every fit's dataset alive: setups hunt 31).
+    """
     try:
         found = cache.get(dataset)
     except TypeError:  # unhashable (a list of an iterable dataset's first items)
@@ -94,7 +98,8 @@ def collated_view(dataset: Any, collate: Callable[[list[Any]], Any] | None) -> A
     """
     if collate is None or collate is default_collate or not _has_items(dataset):
         return dataset
-    return _cached(_collated, dataset, lambda data: _decide(data, collate))
+    helps = _cached(_collated, dataset, lambda data: _collate_helps(data, collate))
+    return Collated(dataset, collate) if helps else dataset
 
 
 def _has_items(dataset: Any) -> bool:
@@ -104,19 +109,19 @@ def _has_items(dataset: Any) -> bool:
         return False
 
 
-def _decide(dataset: Any, collate: Callable[[list[Any]], Any]) -> Any:
+def _collate_helps(dataset: Any, collate: Callable[[list[Any]], Any]) -> bool:
+    """Whether items read through ``collate`` are what the model gets, and the raw ones not."""
     try:
         raw: Tensor | None = split_sample(read_item(dataset, 0))[0]
     except TypeError:
         raw = None  # not tensors (PIL images): only the collate makes them
-    view = Collated(dataset, collate)
     try:
-        made = split_sample(read_item(view, 0))[0]
+        made = split_sample(read_item(Collated(dataset, collate), 0))[0]
     except Exception:  # the collate needs a real batch, or yields no image either
-        return dataset
-    if raw is not None and raw.shape == made.shape and raw.dtype == made.dtype:
-        return dataset  # tensors as the model gets them: the collate is left to the loader
-    return view  # PIL images, or HWC uint8 arrays the collate permutes and scales
+        return False
+    # tensors as the model gets them: the collate is left to the loader; else PIL images,
+    # or HWC uint8 arrays the collate permutes and scales
+    return raw is None or raw.shape != made.shape or raw.dtype != made.dtype
 
 
 class Unbatched(View):
@@ -168,19 +173,20 @@ def unbatched_view(dataset: Any) -> Any:
     """
     if not _has_items(dataset):
         return dataset
-    return _cached(_unbatched, dataset, _unbatch_decide)
+    batched = _cached(_unbatched, dataset, _batches)
+    return Unbatched(dataset, *batched) if batched else dataset
 
 
-def _unbatch_decide(dataset: Any) -> Any:
+def _batches(dataset: Any) -> tuple[int, int] | tuple[()]:
+    """Samples per item and in all where the items are batches; ``()`` where they are not."""
     first = read_item(dataset, 0)
     tensors = [t for t in _tensors(first) if t.dim() >= 1]
     per = int(tensors[0].shape[0]) if tensors else 0
     if per < 2 or any(int(t.shape[0]) != per for t in tensors):
-        return dataset
+        return ()
     last = read_item(dataset, len(dataset) - 1)
     tail = [t for t in _tensors(last) if t.dim() >= 1]
-    size = (len(dataset) - 1) * per + (int(tail[0].shape[0]) if tail else per)
-    return Unbatched(dataset, per, size)
+    return per, (len(dataset) - 1) * per + (int(tail[0].shape[0]) if tail else per)
 
 
 def _tensors(item: Any) -> list[Tensor]:

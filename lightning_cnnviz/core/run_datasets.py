@@ -63,7 +63,6 @@ class NoDataset(NotApplicable):
 
 
 _subsets: weakref.WeakKeyDictionary[Any, Subset] = weakref.WeakKeyDictionary()
-_defined: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def sampled_indices(sampler: Any, size: int) -> list[int] | None:
@@ -160,10 +159,14 @@ def _defined_loaders(loop: Any) -> Any:
     source = loop._data_source
     if source.instance is None or not source.is_defined():
         return None
-    known = _defined.get(loop)
+    # kept on the loop, not in a table of this module: the source (the LightningModule or
+    # DataModule) holds the trainer, which holds the loop, and a table keyed by the loop
+    # kept every fit of a sweep alive (setups hunt 31)
+    known = getattr(loop, "_cnnviz_defined", None)
     if known is None or known[0] is not source.instance:
         with rng_untouched(source.instance), attributes_kept(source.instance):
-            known = _defined[loop] = (source.instance, source.dataloader())
+            known = (source.instance, source.dataloader())
+        loop._cnnviz_defined = known
     return known[1]
 
 

@@ -1,4 +1,7 @@
-"""Datasets seen as the model's layers get them: images stored channels last."""
+"""Datasets seen as the model's layers get them: through a collate, stored channels last."""
+
+import gc
+import weakref
 
 import lightning as L
 import numpy as np
@@ -10,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz import FeatureMapMonitor, GradCAMMonitor
+from lightning_cnnviz.core.collated import Collated, collated_view
 from lightning_cnnviz.core.stored_form import CHANNELS_LAST, channels_last, seen_view
 from tests.tb import events
 
@@ -116,3 +120,29 @@ def test_collated_images_without_a_channel_axis_drawn_and_measured_with_one(tmp_
     assert share == pytest.approx(64 / 576, abs=0.03)
     assert all(m.events > 0 and not m.disabled for m in monitors)
     assert checks_of(trainer)[("OverfittingMonitor", "inputs in the steps")].ran
+
+
+def test_collated_view_keeps_no_dataset_alive():
+    # the view cached for a dataset held the dataset, its key: every fold's set stayed
+    items = ListItems()
+    view = collated_view(items, _to_tensors)
+    assert isinstance(view, Collated) and tuple(view[0][0].shape) == (1, 2, 2)
+    assert collated_view(items, _to_tensors).dataset is items  # decided once, a fresh view
+    ref = weakref.ref(items)
+    del items, view
+    gc.collect()
+    assert ref() is None
+
+
+class ListItems:
+    """Items of nested lists, which only the loader's collate makes tensors."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return [[float(i), 0.0], [0.0, 1.0]], i % 2
+
+
+def _to_tensors(batch):
+    return torch.tensor([x for x, _ in batch]).unsqueeze(1), torch.tensor([y for _, y in batch])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import warnings
+import weakref
 
 import lightning as L
 import pytest
@@ -11,6 +13,7 @@ from torch.utils.data import DataLoader, Subset
 
 from tests.contract.registry import MONITORS
 from tests.contract.zoo import ZOO, ZooData
+from tests.monitors import TinyCNN, loaders, make_monitor, trainer_for
 
 
 class RandomValSubset(ZooData):
@@ -148,3 +151,28 @@ def test_run_datasets_sampled_indices_of_each_kind_of_sampler():
     # DDP: Lightning wraps the run's sampler to shard it; read through to the whole split
     wrapped = DistributedSamplerWrapper([4, 2, 0], num_replicas=2, rank=1, shuffle=False)
     assert sampled_indices(wrapped, 5) == [4, 2, 0]
+
+
+class LoadersOnTheModule(TinyCNN):
+    """Its loaders defined where most runs define them: on the LightningModule."""
+
+    def train_dataloader(self):
+        return loaders()[0]
+
+    def val_dataloader(self):
+        return loaders()[1]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_run_datasets_a_fit_with_loaders_on_the_module_is_freed_after_it(tmp_path):
+    # a sweep runs fit after fit: the loaders read before Lightning loads them were kept
+    # in a table keyed by the loop, by way of the module that holds the trainer, forever
+    kept = []
+    for trial in range(2):
+        model = LoadersOnTheModule()
+        trainer = trainer_for(tmp_path / str(trial), [make_monitor("FeatureMapMonitor")])
+        trainer.fit(model)
+        kept.append((weakref.ref(model), weakref.ref(trainer)))
+        del model, trainer
+    gc.collect()
+    assert [(m(), t()) for m, t in kept] == [(None, None)] * 2
