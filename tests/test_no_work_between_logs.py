@@ -9,9 +9,9 @@ steps), batch by batch, from a spy before and one after all monitors' batch hook
   (the training forward: no probe pass) and the monitor's phase timings stay put;
 * after every monitor's ``on_train_batch_start`` and ``on_train_batch_end`` no hook
   is attached to any module (``hook_count``), no global module hook exists and no
-  parameter carries a tensor hook; the one exception is ActivationMonitor's sampled
+  parameter carries a tensor hook; the exceptions are ActivationMonitor's sampled
   window, the ``window`` batches just before its logging step (hooked on purpose,
-  detached again at that batch's end).
+  detached again at that batch's end), and the fit's first batch, read once.
 """
 
 from __future__ import annotations
@@ -122,10 +122,12 @@ def test_no_work_between_logs_no_hooks_one_forward_frozen_timings(tmp_path, name
         assert f1 - f0 == 1, f"{f1 - f0} forward calls in the batch at global_step={step}"
         assert t1 == t0, f"timings changed at global_step={step} without a logging event"
     window = getattr(monitor, "window", 0)  # ActivationMonitor hooks the batches before a log
-    # OverfittingMonitor taps the first convolution for the fit's first batch (step_inputs.py)
-    first_tap = type(monitor).__name__ == "OverfittingMonitor"
+    # the fit's first batch: one global read-only pre-hook (what the step does to the
+    # images, core/step_transform.py), and OverfittingMonitor's tap on the first layer
+    # (step_inputs.py); both off at that batch's end
+    first_taps = 1 + (type(monitor).__name__ == "OverfittingMonitor")
     for step, where, extra in spy.hooked:
-        if first_tap and (step, where, extra) == (0, "start", 1):
+        if (step, where, extra) == (0, "start", first_taps):
             continue
         to_log = -(step + 1) % EVERY  # batches after this one until the logging step
         assert where == "start" and to_log < window, (

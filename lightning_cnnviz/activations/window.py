@@ -118,6 +118,7 @@ class TrainingWindow:
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
         self._rec.detach()
         self._batch_at = (trainer.global_step, trainer.current_epoch)
         if self.disabled or trainer.sanity_checking or self._rec.failure is not None:

@@ -34,9 +34,18 @@ from lightning_cnnviz.core.probe_call import (
     why_not,
     why_not_one,
 )
-from lightning_cnnviz.core.probe_pass import Batch, Keyword, Stored, probe_mode, takes_items
+from lightning_cnnviz.core.probe_pass import (
+    Batch,
+    Keyword,
+    Stored,
+    follow_step,
+    probe_mode,
+    takes_items,
+)
 from lightning_cnnviz.core.run_datasets import find_dataset, train_batch_size
-from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.core.selection import is_compiled, unwrap_model
+from lightning_cnnviz.core.step_transform import StepTap, step_text, step_transform
+from lightning_cnnviz.core.stored_form import seen_batch
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["InputForm", "batch_hooks"]
@@ -88,6 +97,8 @@ class InputForm:
         trainer._cnnviz_inputs_of, trainer._cnnviz_unfit = model, None
         trainer._cnnviz_stored = None
         takes_items(model, None)  # a model of an earlier fit on other data starts afresh
+        follow_step(model, None)
+        trainer._cnnviz_step_read = None
         if hooks := batch_hooks(trainer):
             self.say_once_per_run(
                 "batch_hooks",
@@ -144,6 +155,66 @@ class InputForm:
         trainer._cnnviz_unfit = why_not_one(model, _images(item, image, model)) or why_not(
             model, x, train_batch_size(trainer)
         )
+
+    def tap_step(self, trainer: Any, pl_module: nn.Module, batch: Any) -> None:
+        """Follow the fit's first training batch into the model (``core.step_transform``).
+
+        Off at the batch's end (``untap_step``); compared at the first event.
+        """
+        model = unwrap_model(pl_module)
+        if (
+            getattr(trainer, "_cnnviz_step_read", None) is model
+            or trainer.sanity_checking
+            or trainer.state.fn != "fit"
+            or is_compiled(model)
+        ):
+            return
+        trainer._cnnviz_step_read = model
+        try:
+            images = split_sample(batch)[0]
+        except TypeError:
+            return
+        if isinstance(images, Tensor) and images.dim() >= 3 and images.is_floating_point():
+            trainer._cnnviz_step_tap = StepTap(model, images)
+
+    def untap_step(self, trainer: Any) -> None:
+        """The tapped batch ended: its hook comes off (what it read waits for an event)."""
+        if (tap := getattr(trainer, "_cnnviz_step_tap", None)) is not None:
+            tap.remove()
+
+    def follow_step_inputs(self, trainer: Any, pl_module: nn.Module) -> None:
+        """At the fit's first event: the probe passes scale and shift as the first step did.
+
+        Held out: a ``training_step`` normalising the batch before ``self(x)`` left every
+        probe pass on the raw images, which the model never trained on (feature maps,
+        activation statistics and Grad-CAM of other inputs), unsaid. The pass that
+        compares runs here, not after the tapped batch: no work between events.
+        """
+        tap: StepTap | None = getattr(trainer, "_cnnviz_step_tap", None)
+        if tap is None:
+            return
+        trainer._cnnviz_step_tap = None
+        tap.remove()
+        if tap.found is None:
+            return
+        model, got = unwrap_model(pl_module), []
+
+        def read(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            got.append(first_tensor((*args, *kwargs.values())))
+
+        handle = tap.found[0].register_forward_pre_hook(read, with_kwargs=True)
+        try:
+            with probe_mode(model), torch.no_grad():
+                model(seen_batch(tap.images, getattr(trainer, "_cnnviz_stored", None)))
+        except Exception:  # the probes say why a pass fails, in their words
+            return
+        finally:
+            handle.remove()
+        if not got or (found := step_transform(tap, got[0])) is None:
+            return
+        if found.scale is not None and found.offset is not None:
+            follow_step(model, (found.name, found.scale, found.offset))
+        self.say_once_per_run("step_transform", step_text(found))
 
     def gradients_refused(self, trainer: Any) -> str:
         """Why no gradient pass runs through the model ("" where none is known).

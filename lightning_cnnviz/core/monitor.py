@@ -248,6 +248,12 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
             self._find_layers(trainer, pl_module)
 
     @override
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.tap_step(trainer, pl_module, batch)
+
+    @override
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -268,13 +274,19 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
         super()._event(trainer, pl_module)
 
     def find_pending_layers(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Layers (and how ``forward`` is called) once the first training step made them."""
+        """Layers (and how ``forward`` is called) once the first training step made them.
+
+        And the hook that read what the fit's first step does to the images comes off
+        (``InputForm.tap_step``).
+        """
         if self._layers_pending:  # lazy modules, made by the step that just ran
             self._layers_pending = False
             self._find_layers(trainer, pl_module)
+        self.untap_step(trainer)
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
+        self.untap_step(trainer)  # the batch it followed failed
         if self._sink is not None:
             self._sink.wait()  # the run's own error is the one to show
         self._end_of_failed_fit(trainer, exception)

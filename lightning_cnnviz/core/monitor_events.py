@@ -45,6 +45,7 @@ class EventFiring:
     warn_once: Callable[[str, str], None]  # ``voice.Voice``'s
     _step_aside: Callable[[Exception], None]  # ``voice.Voice``'s
     log_event: Callable[[Trainer, LightningModule], None]  # the monitor's own
+    follow_step_inputs: Callable[[Trainer, LightningModule], None]  # ``InputForm``'s
     _log_layers_once: Callable[[Trainer, LightningModule], None]  # ``monitor_layers``'
 
     @property
@@ -117,6 +118,7 @@ class EventFiring:
         start = time.perf_counter()
         try:
             with kept_state(unwrap_model(pl_module)):
+                self.follow_step_inputs(trainer, pl_module)  # once per fit, before any probe
                 self._log_layers_once(trainer, pl_module)
                 if self.disabled:  # stepped aside there: no selected layer is ever called
                     return

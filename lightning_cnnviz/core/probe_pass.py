@@ -4,9 +4,9 @@
 ``training`` flag afterwards, forks the random state, keeps every buffer
 (``model_state.kept_state``), runs eagerly and without autocast, hands a model whose
 ``forward`` takes the data item ``{key: images}``, its images channels last or as a keyword
-(``takes_items``, the one hook registered here besides ``capture.py``'s), and silences
-a LightningModule's ``self.log``; ``in_probe_pass`` tells a tap on the run's own passes
-that one runs.
+(``takes_items``), hands a module the images scaled and shifted as the training step
+does (``follow_step``), and silences a LightningModule's ``self.log``; ``in_probe_pass``
+tells a tap on the run's own passes that one runs.
 
 Example::
 
@@ -36,13 +36,27 @@ from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.random_state import global_rng_kept
 from lightning_cnnviz.core.stored_form import stored_batch
 
-__all__ = ["Batch", "Keyword", "Stored", "in_probe_pass", "probe_mode", "takes_items"]
+__all__ = [
+    "Batch",
+    "Keyword",
+    "Stored",
+    "follow_step",
+    "in_probe_pass",
+    "probe_mode",
+    "takes_items",
+]
 
 
 _probe_passes = 0  # probe passes running now (nested ones count each)
 # models whose `forward` takes the data item (a dict) rather than the images: the key the
 # images go under in a probe pass, or how they are stored (found per fit: ``takes_items``)
 _ITEM_FORWARD: weakref.WeakKeyDictionary[nn.Module, str | Keyword | Stored | Batch] = (
+    weakref.WeakKeyDictionary()
+)
+# models whose training step scales and shifts the images before a module, outside what a
+# probe pass runs: that module's name (not the module: a value holding its key, the model,
+# would keep it alive) and the per-channel scale and offset (``follow_step``)
+_STEP_FIX: weakref.WeakKeyDictionary[nn.Module, tuple[str, Tensor, Tensor]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -88,6 +102,35 @@ def takes_items(model: nn.Module, key: str | Keyword | Stored | Batch | None) ->
         _ITEM_FORWARD.pop(model, None)
     else:
         _ITEM_FORWARD[model] = key
+
+
+def follow_step(model: nn.Module, fix: tuple[str, Tensor, Tensor] | None) -> None:
+    """Scale and shift each channel of what a module receives in ``model``'s probe passes.
+
+    ``fix``: ``(name, scale, offset)``, the module's name in ``model`` ("": the model),
+    found by ``core.step_transform`` from what the run's training step hands it; ``None``:
+    hand it what ``forward`` gives.
+    """
+    if fix is None:
+        _STEP_FIX.pop(model, None)
+    else:
+        _STEP_FIX[model] = fix
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    """``model``'s module ``name``, or ``None`` where it is gone (network surgery)."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _as_step(scale: Tensor, offset: Tensor, module: nn.Module, args: tuple[Any, ...]) -> Any:
+    """The first input scaled and shifted per channel as the training step does."""
+    if args and isinstance(x := args[0], Tensor) and x.dim() >= 2 and x.shape[1] == len(scale):
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        return (x * scale.to(x).view(shape) + offset.to(x).view(shape), *args[1:])
+    return None
 
 
 def _as_item(
@@ -221,6 +264,10 @@ def probe_mode(
                 stack.callback(handle.remove)
             elif key is not None:
                 handle = model.register_forward_pre_hook(functools.partial(_as_item, key))
+                stack.callback(handle.remove)
+            fix = _STEP_FIX.get(model)
+            if fix is not None and (at := _submodule(model, fix[0])) is not None:
+                handle = at.register_forward_pre_hook(functools.partial(_as_step, *fix[1:]))
                 stack.callback(handle.remove)
             stack.enter_context(_silent_logging(model))
             stack.enter_context(torch.inference_mode(False))

@@ -241,6 +241,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self._flush(trainer, pl_module, epoch_end=False)  # after a mid-epoch validation
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
         if not trainer.sanity_checking:
             self._tap_batch(trainer, pl_module, batch, "train")
 
