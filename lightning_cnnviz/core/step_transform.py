@@ -69,7 +69,7 @@ def channel_affine(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor] | No
     offset = t_mean[:, 0] - scale * s_mean[:, 0]
     left = (t - (s * scale[:, None] + offset[:, None])).pow(2).mean(1).sqrt()
     spread = t.std(1) if t.shape[1] > 1 else t.abs().mean(1)
-    if bool((left > _FIT * spread.clamp_min(1e-12)).any()):
+    if not bool((left <= _FIT * spread.clamp_min(1e-12)).all()):  # NaN fits nothing
         return None
     return scale.to(target.dtype), offset.to(target.dtype)
 
@@ -114,8 +114,8 @@ def step_transform(tap: StepTap, probe_input: Tensor) -> Followed | None:
         return None
     module, name, seen = tap.found
     given = probe_input.detach().to(seen.dtype)
-    if given.shape != seen.shape:
-        return None
+    if given.shape != seen.shape or not (seen.isfinite().all() and given.isfinite().all()):
+        return None  # NaN pixels say nothing of a scale: the monitors say they are there
     if torch.allclose(given, seen, rtol=_SAME, atol=_SAME * float(seen.abs().max()) + 1e-12):
         return None
     fit = channel_affine(given, seen)

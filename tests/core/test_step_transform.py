@@ -30,6 +30,9 @@ def test_channel_affine_reads_each_channels_scale_and_shift():
     assert channel_affine(x, x.flip(-1)) is None  # a flip is no scale and shift of each value
     assert channel_affine(x, x + 0.05 * torch.randn_like(x)) is None  # nor is noise
     assert channel_affine(x, x[:, :2]) is None
+    nan = x.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    assert channel_affine(nan, _normalised(nan)) is None  # a NaN pixel: nothing followed
 
 
 def test_step_transform_alike_followed_or_said():
