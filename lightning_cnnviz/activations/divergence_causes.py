@@ -140,7 +140,8 @@ def divergence_cause(
     ``sudden``: ``(the step, the loss just before)`` where a learnt, steady loss turned
     non-finite or blew up in one step (a batch or an operation, not the rate), else ``None``.
     ``rates``: ``(the learning rate at the first log, the rate now)``: a rate a schedule
-    raised ``RAISED`` x or more (a warmup to a rate 10x too high) is the cause named.
+    raised ``RAISED`` x or more (a warmup to a rate 10x too high) is the cause named; a
+    negative one climbs the loss (hunt 31: told "lower the learning rate").
     ``start``: ``(the first loss, K)`` where that loss was already ``OVER_CHANCE`` x the
     chance level ``ln K`` or more, before any update: the loss's scale at step 0 (weights
     initialised too large, or a loss summed over the batch), which the updates from there
@@ -207,6 +208,14 @@ def divergence_cause(
             "in an input or a label, log(0) or a division by zero in the loss, a weight "
             "initialised to NaN). "
             f"Try: {DATA_REMEDIES}."
+        )
+    if rates is not None and rates[1] < 0:
+        return (
+            f"The learning rate is negative ({rates[1]:.3g}; {rates[0]:.3g} at the first "
+            "log): every update climbs the loss instead of descending it (gradient ascent), "
+            "as a schedule without a floor does once stepped past its end. Try: keep the "
+            "rate at 0 or above (`max(0.0, 1 - s / total)`), and step the scheduler as often "
+            "as its length assumes."
         )
     if jump is not None:
         a, before, b, after = jump

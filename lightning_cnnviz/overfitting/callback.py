@@ -283,6 +283,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
                 if image is not None:
                     self.sink.image(self.tag(name), image, step)
             self._write_layout()
+        self._check_ascent(trainer)  # a schedule turning the rate negative mid-run
         self._diagnose(trainer, ev, pairs)
 
     def _write_layout(self) -> None:

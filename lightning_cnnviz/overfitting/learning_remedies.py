@@ -84,6 +84,11 @@ def first(v: Verdict) -> list[str]:
         )
     elif now.lr == 0:
         tried.append("**Raise the learning rate**: it is 0, so no weight moves.")
+    elif now.lr is not None and now.lr < 0:
+        tried.append(
+            f"**Keep the learning rate at 0 or above**: it is {now.lr:.3g}, so every update "
+            "climbs the loss; floor the schedule at 0 (`max(0.0, 1 - s / total)`)."
+        )
     elif now.lr and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
         tried.append(
             f"**Raise the learning rate**: it is {now.lr:.3g} now, "

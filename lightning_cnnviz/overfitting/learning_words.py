@@ -92,6 +92,11 @@ def headline(v: Verdict) -> str:
             f"{now.lr_initial:.3g} set, and still rising: at this pace the warm-up ends "
             f"after the run ({num(now.run_share, True)} of it gone)."
         )
+    elif now.lr is not None and now.lr < 0:
+        cut = (
+            f" The learning rate is negative ({now.lr:.3g}): every update climbs the loss "
+            "(gradient ascent)."
+        )
     elif now.lr is not None and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
         cut = (
             f" The learning rate is 0 (it started at {now.lr_initial:.3g})."

@@ -37,8 +37,11 @@ STOPPED = 1e4
 
 
 def cut(e: Evaluation, factor: float = CUT) -> bool:
-    """Whether the rate of ``e`` is ``factor`` x or more below its start."""
-    return bool(e.lr is not None and e.lr_initial and e.lr * factor <= e.lr_initial)
+    """Whether the rate of ``e`` is ``factor`` x or more below its start (and not negative).
+
+    A negative rate is no decay: the optimiser climbs the loss (``ascent_setting.py``).
+    """
+    return bool(e.lr is not None and e.lr >= 0 and e.lr_initial and e.lr * factor <= e.lr_initial)
 
 
 def _val_loss(e: Evaluation) -> float | None:

@@ -4,10 +4,10 @@
 (``class_figures.py``), compares the two probes' images (``split_inputs.py``), checks the
 order the training loader reads in (``train_order.py``), whether the val data are the
 training data (``val_leak.py``) and, beside the data, a ``ReduceLROnPlateau`` set against
-its metric (``plateau_mode.py``) and a momentum of 1 or more (``momentum_setting.py``).
-Each is read lazily, once per fit,
-on the training thread, with the global random generators untouched. A fit that
-validates nothing leaves the monitor nothing to read: said once (``no_val.py``).
+its metric (``plateau_mode.py``), a momentum of 1 or more (``momentum_setting.py``) and an
+optimiser climbing the loss (``ascent_setting.py``, also at every evaluation). Each is read
+lazily, once per fit, on the training thread, with the global random generators untouched.
+A fit that validates nothing leaves the monitor nothing to read: said once (``no_val.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from lightning_cnnviz.core.probe import generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import NoDataset, find_dataset, has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
+from lightning_cnnviz.overfitting.ascent_setting import ascent_checks
 from lightning_cnnviz.overfitting.momentum_setting import momentum_checks
 from lightning_cnnviz.overfitting.no_val import never_validated, unread, validation_off
 from lightning_cnnviz.overfitting.plateau_mode import plateau_checks
@@ -137,6 +138,17 @@ class RunData:
             if "momentum_at_one" not in told:
                 finding = Finding(self.section, "momentum_at_one", 0, 0, text, figures)
                 self._tell_data(trainer, finding)
+        if "gradient_ascent" not in told:
+            self._check_ascent(trainer)
+
+    def _check_ascent(self, trainer: Trainer) -> None:
+        """An optimiser climbing the loss (``ascent_setting.py``): at setup, at evaluations."""
+        if any(f.kind == "gradient_ascent" for f in self._own_findings()):
+            return
+        for text, figures in ascent_checks(trainer.optimizers)[:1]:
+            step, epoch = trainer.global_step, trainer.current_epoch
+            finding = Finding(self.section, "gradient_ascent", step, epoch, text, figures)
+            self._tell_data(trainer, finding)
 
     def _check_order(self, trainer: Trainer) -> None:
         """Report training batches in class order (``train_order.py``), before the first step.

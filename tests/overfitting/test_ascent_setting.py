@@ -1,0 +1,64 @@
+"""An optimiser climbing the loss: a rate a schedule turned negative, ``maximize=True``."""
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lightning_cnnviz.activations.divergence_causes import divergence_cause
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.overfitting import lr_decay
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from tests.overfitting.runs import fit_monitor, one_hot_set
+from tests.overfitting.test_monitor_rules import Net
+
+
+class Climbing(Net):
+    """A linear decay without a floor over ``total`` steps (``None``: none), or ``maximize``."""
+
+    def __init__(self, total=None, maximize=False) -> None:
+        super().__init__(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+        self.total, self.maximize = total, maximize
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, maximize=self.maximize)
+        if self.total is None:
+            return optimizer
+        total = self.total
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total)
+        return [optimizer], [{"scheduler": schedule, "interval": "step"}]
+
+
+def _fit(tmp_path, model):
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    train = DataLoader(one_hot_set([16] * 4), batch_size=16, shuffle=True)
+    return fit_monitor(tmp_path, model, train, val, epochs=4)  # 4 steps an epoch
+
+
+def test_ascent_setting_a_rate_turned_negative_is_told_at_the_next_evaluation(tmp_path):
+    # hunt 31: a LambdaLR(1 - s / total) stepped past its end went negative at step 96,
+    # told as an early decay "-3x below its start", then "lower the learning rate"
+    trainer, said = _fit(tmp_path, Climbing(total=6))
+    (found,) = [f for f in findings_of(trainer) if f.kind == "gradient_ascent"]
+    assert (found.severity, found.step) == ("problem", 8)  # negative from step 7
+    assert found.figures["lr"] < 0 and found.figures["optimizer"] == "Adam"
+    assert found.message.startswith("The learning rate of `Adam` is negative (-0.00")
+    assert "it started at 0.01" in found.message
+    assert len([m for m in said if m.startswith("The learning rate of `Adam` is negative")]) == 1
+    assert not [f for f in findings_of(trainer) if f.kind == "lr_decayed_early"]
+
+
+def test_ascent_setting_maximize_told_before_the_first_step_and_a_usual_run_not(tmp_path):
+    trainer, _ = _fit(tmp_path / "max", Climbing(maximize=True))
+    (found,) = [f for f in findings_of(trainer) if f.kind == "gradient_ascent"]
+    assert (found.step, found.figures["maximize"]) == (0, 1.0)
+    assert "`Adam` runs with `maximize=True`" in found.message
+    trainer, _ = _fit(tmp_path / "usual", Climbing(total=100))
+    assert not [f for f in findings_of(trainer) if f.kind == "gradient_ascent"]
+
+
+def test_ascent_setting_a_negative_rate_is_no_decay_and_the_divergence_names_it():
+    negative = Evaluation(step=10, epoch=1, lr=-1e-3, lr_initial=1e-2)
+    assert not lr_decay.cut(negative) and lr_decay.cut(Evaluation(10, 1, lr=1e-5, lr_initial=1e-2))
+    text = divergence_cause(None, (1e-2, -1e-3))
+    assert text.startswith("The learning rate is negative (-0.001; 0.01 at the first log)")
+    assert "lower the learning rate" not in text
