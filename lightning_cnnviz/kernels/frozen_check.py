@@ -123,6 +123,16 @@ class FrozenCheck:
         elif state != "some":
             # the whole model: the step; gradients there and all 0 are a constant loss
             reasons = dict.fromkeys(names, "zero_gradient" if kept_grads else "nothing_learns")
+        elif (
+            whole
+            and set(reasons.values()) == {"no_gradient"}
+            and gradient_state(self.selected[n].weight for n in names) == "zero"
+            and not _dead(trainer)
+        ):
+            # every watched layer gets exactly 0 (not a vanishing trickle) while parameters
+            # after them learn: the gradient is cut on its way down (hunt 31: activations
+            # rounded without a straight-through estimator, told as vanishing, a note)
+            reasons = dict.fromkeys(names, "gradient_blocked")
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
         span = min(max(self._still[n] for n in names), STILL_EVENTS)
         # a random init kept by the set-up: frozen random features (dead units after a
@@ -137,7 +147,8 @@ class FrozenCheck:
             numbers["neighbour_r"] = untrained
             say(text)
         nothing = set(reasons.values()) in ({"nothing_learns"}, {"zero_gradient"},
-                                            {"nonfinite_gradient"})  # fmt: skip
+                                            {"nonfinite_gradient"},
+                                            {"gradient_blocked"})  # fmt: skip
         if nothing and untrained is None:
             say(text)
         severity = "note" if untrained is None and not nothing else "problem"
@@ -189,3 +200,8 @@ class FrozenCheck:
         figures = {**told.figures, "moving_since": step}
         replace(trainer, told, Finding(self.section, "frozen_layers", step, epoch, text, figures,
                                        "note"))  # fmt: skip
+
+
+def _dead(trainer: Trainer) -> bool:
+    """Whether dead units were reported: they explain a gradient of 0 below them."""
+    return any(f.kind == "dead_units" for f in findings_of(trainer))

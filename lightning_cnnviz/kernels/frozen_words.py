@@ -55,6 +55,13 @@ REASONS = {
         'meets such gradients is skipped (the loss scaler of `precision="16-mixed"` skips '
         "each step whose gradients overflow float16) or leaves the weights as they were"
     ),
+    "gradient_blocked": (
+        "a gradient of exactly 0 after every backward, while the layers after them learn: "
+        "an operation between them and the loss passes no gradient (`torch.round`, "
+        "`torch.sign`, `argmax`, a comparison, a quantiser without a straight-through "
+        "estimator: use `x + (q - x).detach()` to pass it through), so only the layers "
+        "after it train"
+    ),
     "zero_gradient": (
         "every gradient is exactly 0 after the backward (the `.grad` tensors are there, all "
         "zeros), so no step changes anything: the loss does not change with the weights, a "
@@ -72,6 +79,7 @@ ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "detached": f"they get {REASONS['detached']}",
     "nothing_learns": f"{REASONS['nothing_learns']}",
     "zero_gradient": f"{REASONS['zero_gradient']}",
+    "gradient_blocked": f"they get {REASONS['gradient_blocked']}",
     "nonfinite_gradient": f"{REASONS['nonfinite_gradient']}",
 }
 

@@ -98,3 +98,42 @@ def test_frozen_a_gradient_hook_on_a_layer_is_named_not_a_vanishing_gradient(tmp
     assert found.figures["names"] == ["conv2"]
     assert "which carry a gradient hook (`register_hook`)" in found.message
     assert "vanishes on the way down" not in found.message
+
+
+class Rounded(nn.Module):
+    """TinyCNN's features rounded to quarters before the head; ``ste``: gradients pass."""
+
+    def __init__(self, ste: bool) -> None:
+        super().__init__()
+        self.ste = ste
+
+    def forward(self, x):
+        q = torch.round(x * 4) / 4
+        return x + (q - x).detach() if self.ste else q
+
+
+@pytest.mark.parametrize("ste", [False, True])
+def test_frozen_a_gradient_cut_below_the_head_is_a_problem_naming_it(tmp_path, ste):
+    # hunt 31: activations rounded without a straight-through estimator left every
+    # convolution at a gradient of exactly 0 while the head learnt (63% against 95%):
+    # told "no gradient reaches them (it vanishes on the way down ...)", a note
+    from lightning_cnnviz.core.findings import findings_of
+    from lightning_cnnviz.kernels.callback import KernelMonitor
+    from tests.monitors import TinyCNN, fit, loaders
+
+    torch.manual_seed(0)
+    model = TinyCNN()
+    model.pool2 = nn.Sequential(model.pool2, Rounded(ste))
+    data = loaders(n_train=64, n_val=16, batch_size=8)
+    trainer, _, _ = fit(tmp_path, [KernelMonitor(every_n_steps=2)], model=model, data=data,
+                        limit_train_batches=None)  # fmt: skip
+    found = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    if ste:
+        assert found == []
+        return
+    (found,) = found
+    assert found.severity == "problem" and found.figures["names"] == ["conv1", "conv2"]
+    assert "an operation between them and the loss passes no gradient (`torch.round`" in (
+        found.message
+    )
+    assert "vanishes on the way down" not in found.message
