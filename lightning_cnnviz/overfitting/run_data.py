@@ -30,6 +30,7 @@ from lightning_cnnviz.overfitting.momentum_setting import momentum_checks
 from lightning_cnnviz.overfitting.no_val import never_validated, unread, validation_off
 from lightning_cnnviz.overfitting.plateau_mode import plateau_checks
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
+from lightning_cnnviz.overfitting.val_labels import missing_val_classes, missing_val_text
 from lightning_cnnviz.overfitting.val_leak import (
     COMPARED,
     LEAKED_IMAGES,
@@ -140,6 +141,8 @@ class RunData:
                 self._tell_data(trainer, finding)
         if "gradient_ascent" not in told:
             self._check_ascent(trainer)
+        if "val_labels_differ" not in told:
+            self._check_val_labels(trainer)
 
     def _check_ascent(self, trainer: Trainer) -> None:
         """An optimiser climbing the loss (``ascent_setting.py``): at setup, at evaluations."""
@@ -149,6 +152,32 @@ class RunData:
             step, epoch = trainer.global_step, trainer.current_epoch
             finding = Finding(self.section, "gradient_ascent", step, epoch, text, figures)
             self._tell_data(trainer, finding)
+
+    def _check_val_labels(self, trainer: Trainer) -> None:
+        """Report a class the val labels lack where the training labels' shares make many due.
+
+        Once per fit, before the first step (``val_labels.py``); each split's labels read
+        in a random order where the dataset exposes none.
+        """
+        if not has_val_data(trainer) or trainer.overfit_batches:
+            return
+        labels: list[Tensor | None] = []
+        try:
+            for split in ("train", "val"):
+                data = find_dataset(trainer, split)
+                drawn = generator_for(self.seed, f"probe/{split}")
+                order = torch.randperm(len(data), generator=drawn)
+                labels.append(
+                    labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))[1]
+                )
+        except Exception:  # no items, no length, items it cannot read: nothing to count
+            labels = [None]
+        ran = all(t is not None and t.dim() == 1 for t in labels)
+        why = "" if ran else "needs class labels in the items of both splits"
+        record_check(trainer, type(self).__name__, "val labels of every class", ran, why)
+        if ran and (found := missing_val_classes(*labels)):  # type: ignore[arg-type]
+            text = missing_val_text(found)
+            self._tell_data(trainer, Finding(self.section, "val_labels_differ", 0, 0, text, found))
 
     def _check_order(self, trainer: Trainer) -> None:
         """Report training batches in class order (``train_order.py``), before the first step.

@@ -1,0 +1,82 @@
+"""A class the training labels hold that the val labels lack, where many were due.
+
+Nothing here knows about Lightning. Held out (hunt 31): every val label 7 written as 1 (a
+label map applied to the val split alone): logged val accuracy 85% against 96% on the
+same images rightly labelled, told as overfitting three validations late, or not at all.
+Read once per fit from both splits' labels (in a random order where only part is read):
+a class at ``s`` of the training labels is due ``s * n`` times among ``n`` val labels;
+absent where ``DUE`` or more were due, it was renamed or dropped. Not where a val class
+is absent from training (labels shifted between the splits: ``class_figures.shifted``).
+
+Example::
+
+    >>> import torch
+    >>> train = torch.arange(1000) % 4  # four classes, 25% each
+    >>> val = torch.tensor([0, 1, 2, 1] * 50)  # class 3 written as 1
+    >>> found = missing_val_classes(train, val)
+    >>> found["missing"], found["taken_for"], found["due"]
+    ([3], 1, 50.0)
+    >>> missing_val_classes(train, torch.arange(200) % 4)
+    {}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["DUE", "missing_val_classes", "missing_val_text"]
+
+DUE = 20.0  # val labels a class's training share makes due before its absence counts
+
+
+def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
+    """The classes absent from ``val`` labels that ``train``'s shares make due (``{}``: none).
+
+    Figures: ``missing`` (the classes), ``due`` (the most val labels due of one of them),
+    ``taken_for`` (the class over its training share by the most, where one is) with
+    ``taken_share`` and ``taken_val_share``, ``val_labels`` (how many were read).
+    """
+    if train.numel() == 0 or val.numel() == 0 or train.min() < 0 or val.min() < 0:
+        return {}
+    k = int(max(train.max(), val.max())) + 1
+    shares = torch.bincount(train.long(), minlength=k).double() / train.numel()
+    counts = torch.bincount(val.long(), minlength=k).double()
+    if k < 3 or bool(((counts > 0) & (shares == 0)).any()):  # a shift between the splits
+        return {}
+    due = shares * val.numel()
+    missing = [c for c in range(k) if counts[c] == 0 and due[c] >= DUE]
+    if not missing:
+        return {}
+    excess = counts - due
+    taken = int(excess.argmax())
+    out: dict[str, Any] = {
+        "missing": missing,
+        "due": round(float(max(due[c] for c in missing)), 1),
+        "val_labels": float(val.numel()),
+    }
+    if excess[taken] >= 0.5 * float(sum(due[c] for c in missing)):
+        out |= {"taken_for": taken, "taken_share": round(float(shares[taken]), 4),
+                "taken_val_share": round(float(counts[taken] / val.numel()), 4)}  # fmt: skip
+    return out
+
+
+def missing_val_text(f: dict[str, Any]) -> str:
+    """The finding's sentence: which class is missing, how many were due, where they went."""
+    names = ", ".join(str(c) for c in f["missing"])
+    which = f"class {names} is" if len(f["missing"]) == 1 else f"classes {names} are"
+    taken = (
+        f"; class {f['taken_for']} has {f['taken_val_share']:.1%} of the val labels against "
+        f"{f['taken_share']:.1%} of the training labels, as if they were written as it"
+        if "taken_for" in f
+        else ""
+    )
+    return (
+        f"The val labels lack a class the training labels hold: {which} absent from "
+        f"{f['val_labels']:.0f} val labels where ~{f['due']:.0f} were due by the training "
+        f"labels' shares{taken}. A label map or filter applied to one split (renamed or "
+        "dropped classes) makes val accuracy and loss count right answers as wrong. Check "
+        "that both splits read their labels the same way (the same class-to-index map)."
+    )

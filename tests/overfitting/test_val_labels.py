@@ -1,0 +1,47 @@
+"""A class the val labels lack where the training labels make many due: told at step 0."""
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.overfitting.val_labels import missing_val_classes
+from tests.overfitting.runs import fit_monitor, one_hot_set
+from tests.overfitting.test_monitor_rules import Net
+
+
+def _fit(tmp_path, relabel):
+    val = one_hot_set([40] * 4, seed=1)
+    x, y = val.tensors
+    val = TensorDataset(x, relabel(y.clone()))
+    train = DataLoader(one_hot_set([40] * 4), batch_size=32, shuffle=True)
+    model = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    return fit_monitor(tmp_path, model, train, DataLoader(val, batch_size=32), epochs=1)
+
+
+def _written_as_one(y):
+    y[y == 3] = 1  # a label map applied to the val split alone
+    return y
+
+
+def test_val_labels_a_class_written_as_another_is_told_before_the_first_step(tmp_path):
+    # hunt 31: every val 7 written as 1: val 85% against 96%, told as overfitting late
+    trainer, said = _fit(tmp_path, _written_as_one)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "val_labels_differ"]
+    assert (found.severity, found.step, found.figures["missing"]) == ("problem", 0, [3])
+    assert (found.figures["due"], found.figures["taken_for"]) == (40.0, 1)
+    assert "class 3 is absent from 160 val labels where ~40 were due" in found.message
+    assert "class 1 has 50.0% of the val labels against 25.0% of the training labels" in (
+        found.message
+    )
+    assert len([m for m in said if m.startswith("The val labels lack a class")]) == 1
+
+
+def test_val_labels_quiet_for_right_labels_and_a_shift_between_splits(tmp_path):
+    trainer, _ = _fit(tmp_path / "same", lambda y: y)
+    assert not [f for f in findings_of(trainer) if f.kind == "val_labels_differ"]
+    # labels one apart between the splits: a class of val missing in training, another rule
+    assert missing_val_classes(torch.arange(400) % 4, torch.arange(400) % 4 + 1) == {}
+    # a rare class (1% of training, ~2 due among 200) absent from val by chance
+    rare = torch.cat([torch.arange(990) % 3, torch.full((10,), 3)])
+    assert missing_val_classes(rare, torch.arange(200) % 3) == {}
