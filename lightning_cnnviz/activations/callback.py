@@ -11,7 +11,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
 from lightning_cnnviz.activations.divergence import nonfinite_parameters
-from lightning_cnnviz.activations.divergence_causes import half_first
+from lightning_cnnviz.activations.divergence_remedies import half_first
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.frozen_norms import frozen_norms
 from lightning_cnnviz.activations.init_weights import init_reads

@@ -196,7 +196,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         if input_scale and self._new("unnormalised_inputs", "note"):
             text, fig = scale_text(input_scale), dict(input_scale)
             out.append(Verdict("unnormalised_inputs", "note", text, fig))
-        # the run's settings, for remedies that fit it (``divergence_causes.fitted``)
+        # the run's settings, for remedies that fit it (``divergence_remedies.fitted``)
         self.decay, self.clip, self.momentum = decay, clip, momentum
         if decay[0] is not None:  # raised during the run: a divergence's cause
             self.decays = _first_and_now(self.decays, decay[0])

@@ -20,8 +20,9 @@ from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.divergence import is_jump, jump_to_chance, loss_spike, sudden
-from lightning_cnnviz.activations.divergence_causes import divergence_cause, fitted
+from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.activations.divergence_readings import SpikeReadings
+from lightning_cnnviz.activations.divergence_remedies import fitted
 from lightning_cnnviz.activations.divergence_words import (
     divergence_text,
     part_of_text,

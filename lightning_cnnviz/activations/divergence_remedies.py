@@ -1,0 +1,107 @@
+"""What to try after a divergence, fitted to the run: the remedies each cause names.
+
+Nothing here knows about Lightning. ``divergence_causes.divergence_cause`` picks the
+remedies for the cause it names; ``fitted`` drops those the run already has or cannot
+use; ``half_first`` puts float32 weights first under float16 weights.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DATA_REMEDIES",
+    "INIT_REMEDIES",
+    "RAISED_REMEDIES",
+    "REMEDIES",
+    "SUDDEN_REMEDIES",
+    "fitted",
+    "half_first",
+]
+
+REMEDIES = (
+    "lower the learning rate (10x); clip gradients (Trainer(gradient_clip_val=1.0)); add a "
+    "learning-rate warmup; check the inputs and labels for NaN/Inf and the loss for log(0) or "
+    "division by zero; under 16-bit precision use bf16 or keep the loss scaler"
+)
+# A rate a schedule raised (a warmup) is the cause: another warmup is no remedy.
+RAISED_REMEDIES = (
+    "lower the peak learning rate the schedule reaches (10x), or raise it more slowly; clip "
+    "gradients (Trainer(gradient_clip_val=1.0)); under 16-bit precision use bf16 or keep the "
+    "loss scaler"
+)
+# The first loss far above chance: the loss's scale at step 0 (the init, or a summed loss).
+INIT_REMEDIES = (
+    "a standard initialisation (PyTorch's default, or He/Kaiming with gain sqrt(2) for ReLU, "
+    "Xavier for Sigmoid/Tanh) instead of a scaled-up one, or a smaller scale on the last "
+    "layer's weights; a loss averaged over the batch (`reduction='mean'`); normalisation "
+    "layers between layers; then, if it still diverges, a lower learning rate (10x) or "
+    "gradient clipping (Trainer(gradient_clip_val=1.0))"
+)
+# A NaN/Inf from the data or the loss itself: the batch and the operation to check.
+DATA_REMEDIES = (
+    "check the training items for NaN/Inf or wild values (`torch.isfinite(x).all()`, "
+    "`x.abs().max()` on the batch of that step; a corrupt file, a division by a zero std in "
+    "a transform); guard the loss against "
+    "log(0) and division by zero (clamp probabilities, add an epsilon); "
+    "`torch.autograd.set_detect_anomaly(True)` names the operation; under 16-bit precision use "
+    "bf16 or keep the loss scaler"
+)
+_CLIP = "clip gradients (Trainer(gradient_clip_val=1.0))"
+_CLIPPING = "gradient clipping (Trainer(gradient_clip_val=1.0))"
+_HALF = "; under 16-bit precision use bf16 or keep the loss scaler"
+_WARMUP = "add a learning-rate warmup; "
+
+
+def fitted(text: str, clip: float | None, half: bool, warmup: bool) -> str:
+    """``text`` with its remedies fitted to the run: none it already has or cannot use.
+
+    Held out (hunt 22): "clip gradients (gradient_clip_val=1.0)" on a run clipping at 0.5,
+    "add a learning-rate warmup" on a OneCycle run, "under 16-bit precision use bf16" on
+    a float32 one.
+
+    Example::
+
+        >>> print(fitted(REMEDIES, clip=0.5, half=False, warmup=True))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        lower the learning rate (10x); clip gradients harder, or rather lower the rate: the
+        run clips at 0.5 and still diverged; check the inputs and labels for NaN/Inf and the
+        loss for log(0) or division by zero
+    """
+    if clip is not None:
+        harder = f"clip gradients harder, or rather lower the rate: the run clips at {clip:g} "
+        text = text.replace(_CLIP, harder + "and still diverged")
+        text = text.replace(_CLIPPING, f"gradient clipping below the run's {clip:g}")
+    if not half:
+        text = text.replace(_HALF, "")
+    if warmup:
+        text = text.replace(_WARMUP, "")
+    return text
+
+
+# One step from a learnt, steady loss to NaN/Inf: one batch or one operation, not a rate.
+SUDDEN_REMEDIES = f"{DATA_REMEDIES}; only if the data is clean, lower the learning rate"
+HALF_TINY = 6e-8  # float16's smallest number: an epsilon below it rounds to 0
+
+
+def half_first(message: str, eps: float | None = None) -> str:
+    """A divergence's ``message`` with float32 weights as the first remedy (float16 weights).
+
+    Held out: ``precision="16-true"`` with Adam went NaN at step 2 (its ``eps=1e-8``
+    rounds to 0 in float16), told with "lower the learning rate" first.
+
+    Example::
+
+        >>> print(half_first("NaN at step 2. Try: lower the learning rate.", 1e-8)[15:75])
+        Try: float32 weights first (`precision="16-mixed"` or `"bf16
+    """
+    adam = (
+        f"; the optimiser's `eps={eps:g}` rounds to 0 there, so its steps divide by zero"
+        if eps is not None and 0 < eps < HALF_TINY
+        else ""
+    )
+    return message.replace(
+        "Try: ",
+        'Try: float32 weights first (`precision="16-mixed"` or `"bf16-mixed"` instead of '
+        '`"16-true"`): the weights are float16, whose range (6e-8 to 65504) updates and '
+        f"gradients leave easily{adam}; then ",
+        1,
+    )
