@@ -191,7 +191,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),
             probe_acc=self._probe_accuracy(trainer), clipped=clipped_classes(self._rec.logits),
             half=settings.half_weights or str(trainer.precision).startswith("16"),
-            warmup=settings.warmup, dropout=settings.dropout,
+            warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
             **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

@@ -94,6 +94,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.weak_logs = 0  # logs in a row with the gradient fading by the weaker bar
         self.clip: tuple[float | None, str | None] = (None, None)  # value, algorithm
         self.half = self.warmup = False  # 16-bit precision; a warmup in the run's schedule
+        self.hooked: tuple[str, ...] = ()  # modules whose parameters carry gradient hooks
         self.frozen_head: str | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
@@ -141,6 +142,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         clipped: Sequence[int] = (),
         half: bool = False,
         warmup: bool = False,
+        hooked: tuple[str, ...] = (),
         dropout: float | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
@@ -170,6 +172,8 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         classes whose logit is 0 on every probe image, no logit below 0
         (``output_activation.clipped_classes``). ``half``: the run trains in 16-bit
         precision; ``warmup``: its schedule warms the rate up (the remedies fit them).
+        ``hooked``: the modules whose parameters carry gradient hooks (a divergence with no
+        other cause names them).
         """
         series = self.loss.read()
         self.chance = self.chance or chance
@@ -202,7 +206,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
             self.decays = _first_and_now(self.decays, decay[0])
         if dropout is not None:  # likewise
             self.dropouts = _first_and_now(self.dropouts, dropout)
-        self.half, self.warmup = half, warmup
+        self.half, self.warmup, self.hooked = half, warmup, hooked
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying
         )

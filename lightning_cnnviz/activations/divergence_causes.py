@@ -19,7 +19,7 @@ from lightning_cnnviz.activations.divergence_remedies import (
     SUDDEN_REMEDIES,
 )
 from lightning_cnnviz.core.settings import DECAY_REMEDIES
-from lightning_cnnviz.core.voice import times
+from lightning_cnnviz.core.voice import listed, times
 
 __all__ = ["RAISED", "divergence_cause"]
 
@@ -39,6 +39,7 @@ def divergence_cause(
     stepped: tuple[int, float, float, float] | None = None,
     decayed: tuple[float, float] | None = None,
     dropped: tuple[float, float] | None = None,
+    hooked: tuple[str, ...] = (),
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -93,6 +94,10 @@ def divergence_cause(
     ``dropped``: ``(the model's highest dropout p at the first log, now)`` where it rose
     to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
     training loss 0.3 -> 3.8, told as the training batches changing).
+
+    ``hooked``: the modules whose parameters carry a gradient hook, named where nothing
+    else explains it: the optimiser steps on what the hook returns (held out, hunt 31: a
+    hook multiplying a layer's gradient by 1000 was told "lower the learning rate").
 
     Example::
 
@@ -218,7 +223,14 @@ def divergence_cause(
             "the batch instead of averaged), and the first updates from there overshoot. Try: "
             f"{INIT_REMEDIES}."
         )
+    hooks = (
+        f" The parameters of {listed(list(hooked))} carry a gradient hook (`register_hook`), "
+        "and the optimiser steps on what it returns: a factor or a sign flip there makes "
+        "the updates overshoot or climb; check it first."
+        if hooked
+        else ""
+    )
     return (
-        "The updates are too large for this model and data: the optimiser overshoots. "
+        f"The updates are too large for this model and data: the optimiser overshoots.{hooks} "
         f"Try: {REMEDIES}."
     )

@@ -75,6 +75,7 @@ class DivergenceReview(SpikeReadings):
     clip: tuple[float | None, str | None]  # the run's gradient clipping: value, algorithm
     half: bool  # the run trains in 16-bit precision
     warmup: bool  # the run's schedule warms the learning rate up
+    hooked: tuple[str, ...]  # the modules whose parameters carry gradient hooks
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
@@ -186,7 +187,7 @@ class DivergenceReview(SpikeReadings):
                                    chance=self._at_chance(spike, level),
                                    inputs=self._bad_inputs(nonfinite), flat=flat,
                                    stepped=stepped, decayed=self._decay_raised(),
-                                   dropped=self._dropout_raised()),
+                                   dropped=self._dropout_raised(), hooked=self.hooked),
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}

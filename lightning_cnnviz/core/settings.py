@@ -33,6 +33,7 @@ __all__ = [
     "LR_CUT",
     "Settings",
     "decay_text",
+    "gradient_hooked",
     "momentum_text",
     "read_settings",
 ]
@@ -66,6 +67,8 @@ class Settings:
         half_weights: whether the model's weights are float16 (``precision="16-true"``).
         warmup: whether a scheduler of the run warms the rate up (``OneCycleLR``, a rising
             ``LinearLR``, one named for a warmup; inside a ``SequentialLR`` too).
+        hooked: the model's modules whose own parameters carry a gradient hook
+            (``gradient_hooked``): what the optimiser steps on is what the hook returns.
     """
 
     lr: float | None = None
@@ -81,6 +84,7 @@ class Settings:
     eps: float | None = None
     half_weights: bool = False
     warmup: bool = False
+    hooked: tuple[str, ...] = ()
 
 
 def _warms_up(scheduler: Any) -> bool:
@@ -196,6 +200,7 @@ def read_settings(
         str(algorithm) if algorithm is not None else None, eps,
         first is not None and first.dtype == torch.float16,
         any(_warms_up(s) for s in schedulers),
+        tuple(name for name, m in model.named_modules() if gradient_hooked(m)),
     )  # fmt: skip
 
 
@@ -225,4 +230,24 @@ def decay_text(per_step: float, weight_decay: float | None, lr: float | None) ->
         f"Weight decay takes {per_step:.1%} of every weight each step{setting}: weights the "
         f"gradient does not hold up halve every {math.log(2) / per_step:.0f} steps, and "
         "the gradient reaching the first layers shrinks with them"
+    )
+
+
+def gradient_hooked(module: nn.Module) -> bool:
+    """Whether a parameter of ``module`` carries a tensor hook on its gradient.
+
+    ``register_hook`` or ``register_post_accumulate_grad_hook`` on the parameter itself:
+    what can zero or replace its gradient after the backward has reached it.
+
+    Example::
+
+        >>> layer = nn.Linear(2, 2)
+        >>> gradient_hooked(layer), (layer.weight.register_hook(lambda g: g * 0), 0)[1]
+        (False, 0)
+        >>> gradient_hooked(layer)
+        True
+    """
+    return any(
+        getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None)
+        for p in module.parameters(recurse=False)
     )

@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 __all__ = [
     "NEARLY_STILL",
@@ -35,7 +35,6 @@ __all__ = [
     "STILL_EVENTS",
     "TINY_LR",
     "events_needed",
-    "gradient_hooked",
     "gradient_state",
     "loss_scale",
     "param_groups",
@@ -169,26 +168,6 @@ def gradient_state(parameters: Iterable[Tensor]) -> str:
         return "none"
     top = float(torch.stack([g.to(grads[0].device) for g in grads]).amax())
     return "nonfinite" if not math.isfinite(top) else "some" if top > 0 else "zero"
-
-
-def gradient_hooked(module: nn.Module) -> bool:
-    """Whether a parameter of ``module`` carries a tensor hook on its gradient.
-
-    ``register_hook`` or ``register_post_accumulate_grad_hook`` on the parameter itself:
-    what can zero or replace its gradient after the backward has reached it.
-
-    Example::
-
-        >>> layer = nn.Linear(2, 2)
-        >>> gradient_hooked(layer), (layer.weight.register_hook(lambda g: g * 0), 0)[1]
-        (False, 0)
-        >>> gradient_hooked(layer)
-        True
-    """
-    return any(
-        getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None)
-        for p in module.parameters(recurse=False)
-    )
 
 
 def loss_scale(precision_plugin: object) -> float | None:

@@ -19,13 +19,13 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.core.layer_calls import swapped_weights
 from lightning_cnnviz.core.say import say
+from lightning_cnnviz.core.settings import gradient_hooked
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.kernels.frozen import (
     SCALE_GAVE_UP,
     SET_UP,
     STILL_EVENTS,
     events_needed,
-    gradient_hooked,
     gradient_state,
     loss_scale,
     param_groups,

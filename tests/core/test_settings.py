@@ -78,3 +78,11 @@ def test_settings_read_clipping_eps_and_half_weights():
     assert (s.grad_clip, s.clip_algorithm, s.eps, s.half_weights) == (0.5, "value", 1e-8, True)
     s = read_settings([torch.optim.SGD(net().parameters(), lr=0.1)], net(), 0)
     assert (s.grad_clip, s.clip_algorithm, s.eps, s.half_weights) == (None, None, None, False)
+
+
+def test_settings_name_the_modules_whose_parameters_carry_gradient_hooks():
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    assert read_settings([opt], model).hooked == ()
+    model[0].weight.register_hook(lambda g: g * 1000)
+    assert read_settings([opt], model).hooked == ("0",)
