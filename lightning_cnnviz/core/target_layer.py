@@ -34,6 +34,7 @@ from lightning_cnnviz.core.capture import LayerCapture, module_name, site_name
 from lightning_cnnviz.core.outputs import logits_from
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.tokens import block_norm, grid_layout, prefix_tokens, transformer_blocks
+from lightning_cnnviz.core.voice import listed
 
 __all__ = [
     "RAW_TYPES",
@@ -195,6 +196,7 @@ def block_output(
     """
     last_call = {call.name: call.index for call in calls}
     pick: Call | None = None
+    unread: list[str] = []
     some_reach = any(call.reaches for call in calls)  # none: as traced (said at the event)
     for k, call in enumerate(calls):
         module = modules[call.name]
@@ -206,11 +208,20 @@ def block_output(
         if not call.single:  # a list of maps (timm's `features_only`): one of its makers
             continue
         if some_reach and not call.reaches:  # a map the scores do not read (an FPN's fine level)
+            unread.append(call.name)
             continue
         container = next(module.children(), None) is not None
         if container and pick is not None and call.first_with_output == pick.first_with_output:
             continue  # the same tensor under a container's name: keep the leaf
         pick = call
+    if pick is None and unread:  # held out (setups hunt 31): logits of detached features
+        return None, (
+            f"the model's maps ({listed(unread[-2:])}) do not reach the scores Grad-CAM "
+            "differentiates through autograd: they are cut off before them (a `.detach()`, "
+            "`torch.no_grad()` or a non-differentiable step in `forward`, as an online "
+            "linear probe on detached features has), so no CAM can be taken of them; pick "
+            "an output that depends on them with `output_key=`"
+        )
     if pick is None:
         return None, None
     module = modules[pick.name]

@@ -142,7 +142,9 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         """The last conv block's output, found by a shape-tracing probe pass on one val sample."""
         x = self.probe_input(self._trainer, model, "val")
         name, note = auto_cam_layer(model, available, x, self.logits_key(self._trainer, model))
-        if note:
+        if note and name is None:  # the reason none can be watched, not "no layer found"
+            self.step_aside(note)
+        elif note:
             say(f"GradCAMMonitor(layers='auto'): {note}")
         return [name] if name else []
 

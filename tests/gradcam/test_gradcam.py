@@ -13,6 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
 
 from lightning_cnnviz.core import cam as core_cam
 from lightning_cnnviz.core.findings import findings_of
@@ -476,3 +477,30 @@ def test_gradcam_one_logit_with_labels_past_it_is_not_graded_right_or_wrong(tmp_
     assert monitor.events > 0 and not monitor.disabled
     why = checks_of(trainer)[("GradCAMMonitor", "CAM on the object")].why
     assert why.startswith("the training probe's labels run to 3 and the model gives 1 output")
+
+
+class DetachedProbe(nn.Module):
+    """An encoder trained by its own loss, its class logits a linear probe on detached maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2))
+        self.probe = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+    def forward(self, x):
+        h = self.enc(x)
+        return {"z": h.flatten(1), "logits": self.probe(h.detach())}
+
+
+def test_gradcam_auto_layer_says_the_maps_are_cut_off_from_the_scores():
+    # setups hunt 31: "found no layer it can watch ... name layers", for a model with two
+    # convolutions whose logits come from detached features
+    from lightning_cnnviz.core.selection import named_layers
+
+    model = DetachedProbe()
+    layers = named_layers(model)
+    calls, shape = trace_calls(model, layers, torch.randn(1, 1, 8, 8), "logits")
+    name, note = block_output(calls, layers, shape[1])
+    assert name is None
+    assert note.startswith("the model's maps (`enc.2`, `enc`) do not reach the scores")
+    assert "`output_key=`" in note
