@@ -44,8 +44,8 @@ from lightning_cnnviz.core.probe_pass import (
 )
 from lightning_cnnviz.core.run_datasets import find_dataset, train_batch_size
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
-from lightning_cnnviz.core.step_transform import StepTap, step_text, step_transform
-from lightning_cnnviz.core.stored_form import seen_batch
+from lightning_cnnviz.core.step_follower import StepFollower
+from lightning_cnnviz.core.step_transform import step_text
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["InputForm", "batch_hooks"]
@@ -98,7 +98,8 @@ class InputForm:
         trainer._cnnviz_stored = None
         takes_items(model, None)  # a model of an earlier fit on other data starts afresh
         follow_step(model, None)
-        trainer._cnnviz_step_read = None
+        self.untap_step(trainer, drop=True)
+        trainer._cnnviz_steps = StepFollower()
         if hooks := batch_hooks(trainer):
             self.say_once_per_run(
                 "batch_hooks",
@@ -157,64 +158,47 @@ class InputForm:
         )
 
     def tap_step(self, trainer: Any, pl_module: nn.Module, batch: Any) -> None:
-        """Follow the fit's first training batch into the model (``core.step_transform``).
+        """Follow the fit's first training batches into the model (``core.step_follower``).
 
-        Off at the batch's end (``untap_step``); compared at the first event.
+        Off at each batch's end (``untap_step``); compared at the first event after them
+        (``follow_step_inputs``).
         """
+        follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
         model = unwrap_model(pl_module)
-        if (
-            getattr(trainer, "_cnnviz_step_read", None) is model
-            or trainer.sanity_checking
-            or trainer.state.fn != "fit"
-            or is_compiled(model)
-        ):
+        if follower is None or trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        trainer._cnnviz_step_read = model
+        if is_compiled(model):  # hooks would change what the compiled graph traced
+            follower.drop()
+            return
         try:
             images = split_sample(batch)[0]
         except TypeError:
             return
-        if isinstance(images, Tensor) and images.dim() >= 3 and images.is_floating_point():
-            trainer._cnnviz_step_tap = StepTap(model, images)
+        if isinstance(images, Tensor) and images.dim() >= 3:
+            follower.start(model, images, (trainer.current_epoch, trainer.global_step))
 
-    def untap_step(self, trainer: Any) -> None:
-        """The tapped batch ended: its hook comes off (what it read waits for an event)."""
-        if (tap := getattr(trainer, "_cnnviz_step_tap", None)) is not None:
-            tap.remove()
+    def untap_step(self, trainer: Any, drop: bool = False) -> None:
+        """The tapped batch ended (``drop``: or the fit): its hook comes off."""
+        follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
+        if follower is not None and drop:
+            follower.drop()
+        elif follower is not None:
+            follower.end_batch()
 
     def follow_step_inputs(self, trainer: Any, pl_module: nn.Module) -> None:
-        """At the fit's first event: the probe passes scale and shift as the first step did.
+        """At the first event after the tapped batches: probes changed as training's inputs.
 
         Held out: a ``training_step`` normalising the batch before ``self(x)`` left every
         probe pass on the raw images, which the model never trained on (feature maps,
-        activation statistics and Grad-CAM of other inputs), unsaid. The pass that
-        compares runs here, not after the tapped batch: no work between events.
+        activation statistics and Grad-CAM of other inputs), unsaid. The passes that
+        compare run here, not after the tapped batches: no work between events.
         """
-        tap: StepTap | None = getattr(trainer, "_cnnviz_step_tap", None)
-        if tap is None:
+        follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
+        if follower is None:
             return
-        trainer._cnnviz_step_tap = None
-        tap.remove()
-        if tap.found is None:
-            return
-        model, got = unwrap_model(pl_module), []
-
-        def read(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            got.append(first_tensor((*args, *kwargs.values())))
-
-        handle = tap.found[0].register_forward_pre_hook(read, with_kwargs=True)
-        try:
-            with probe_mode(model), torch.no_grad():
-                model(seen_batch(tap.images, getattr(trainer, "_cnnviz_stored", None)))
-        except Exception:  # the probes say why a pass fails, in their words
-            return
-        finally:
-            handle.remove()
-        if not got or (found := step_transform(tap, got[0])) is None:
-            return
-        if found.scale is not None and found.offset is not None:
-            follow_step(model, (found.name, found.scale, found.offset))
-        self.say_once_per_run("step_transform", step_text(found))
+        stored = getattr(trainer, "_cnnviz_stored", None)
+        if (found := follower.follow(unwrap_model(pl_module), stored)) is not None:
+            self.say_once_per_run("step_transform", step_text(found))
 
     def gradients_refused(self, trainer: Any) -> str:
         """Why no gradient pass runs through the model ("" where none is known).

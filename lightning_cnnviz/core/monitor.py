@@ -254,6 +254,18 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
         self.tap_step(trainer, pl_module, batch)
 
     @override
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # a tapped batch Lightning ended without its end hook (`on_train_batch_start`
+        # returning -1): validation batches are no training inputs
+        self.untap_step(trainer)
+        super().on_validation_start(trainer, pl_module)
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.untap_step(trainer, drop=True)  # no hook outlives the fit
+        super().teardown(trainer, pl_module, stage)
+
+    @override
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -286,7 +298,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
-        self.untap_step(trainer)  # the batch it followed failed
+        self.untap_step(trainer, drop=True)  # the batch it followed failed
         if self._sink is not None:
             self._sink.wait()  # the run's own error is the one to show
         self._end_of_failed_fit(trainer, exception)

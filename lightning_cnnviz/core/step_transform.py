@@ -1,17 +1,16 @@
-"""What a training step does to the images before the model, for the probe passes to do alike.
+"""What a training step does to the images before the model, read against a probe pass.
 
 The probes are read from the datasets and handed to ``forward``. A ``training_step`` that
-normalises the batch itself (``x = (x - mean) / std``) before calling the model, or that
-calls the network inside it directly, hands the model other inputs than the probe passes
-would: feature maps, activation statistics and Grad-CAM then show the model on inputs it
-never trained on. ``StepTap`` follows the run's first training batch to the first module
-called with a tensor shaped as the batch's images (the model itself, or the network the
-step calls); ``step_transform`` compares what that module received with what it receives
-in a probe pass of the same images. Alike: nothing to do. A per-channel scale and shift
-(``channel_affine``): the probe passes apply it there (``probe_pass.follow_step``). Anything
-else is followed only where it moves a channel's statistics past ``input_shift``'s bars,
-and then said, not copied: random augmentation in the step (noise, flips) should not
-reach the probes.
+normalises the batch itself (``x = (x - mean) / std``, ``x.float() / 255`` first for
+bytes) before calling the model, or that calls the network inside it directly, hands the
+model other inputs than the probe passes would: feature maps, activation statistics and
+Grad-CAM then show the model on inputs it never trained on. ``step_follower.py`` reads
+what a module received from two training batches and from probe passes of the same
+images; here they are compared (``step_change``): alike, nothing; a per-channel scale and
+shift (``channel_affine``) the same in both batches (``agreed``), to be followed in every
+probe pass; a scale and shift drawn anew per batch (random brightness jitter) is
+augmentation, left alone; another change past ``input_shift``'s bars, or another image
+size, is said, not copied (random augmentation in the step should not reach the probes).
 
 Example::
 
@@ -29,35 +28,38 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor, nn
-from torch.nn.modules.module import register_module_forward_pre_hook
+from torch import Tensor
 
 from lightning_cnnviz.core.input_shift import split_shift
-from lightning_cnnviz.core.probe_pass import in_probe_pass
 
-__all__ = ["Followed", "StepTap", "channel_affine", "step_text", "step_transform"]
+__all__ = ["Change", "agreed", "channel_affine", "step_change", "step_text"]
 
-KEEP = 4  # images of the first batch compared; enough to fit a scale and shift per channel
 _FIT = 1e-3  # a scale and shift fits where what is left is this small against the spread
 _SAME = 1e-5  # inputs this close are alike (float noise of a copy or a cast)
+AGREE = 0.05  # two batches' scales and shifts this close (relative): the step's own, fixed
 
 
-class Followed(NamedTuple):
-    """How a step changes the images before ``module`` (``scale``, ``offset``: per channel)."""
+class Change(NamedTuple):
+    """How a step changes the images before the module ``name`` ("" for the model itself).
 
-    module: nn.Module
-    name: str  # its name in the model ("" for the model itself)
-    scale: Tensor | None  # None: the change is no scale and shift; it cannot be followed
+    ``scale``, ``offset``: per channel, where the change is one (else ``None``);
+    ``figures``: ``split_shift``'s where it is another change past its bars, or
+    ``{"size": ...}`` where the step hands the module images of another size.
+    """
+
+    name: str
+    scale: Tensor | None
     offset: Tensor | None
-    figures: dict[str, float]
+    figures: dict[str, Any]
 
 
 def channel_affine(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor] | None:
     """Per-channel ``(scale, offset)`` with ``target = source * scale + offset``, or ``None``.
 
     ``source``, ``target``: ``(N, C, ...)`` of one shape. ``None`` where a least-squares fit
-    leaves more than ``_FIT`` of a channel's spread unexplained, or a channel of ``source``
-    is constant while ``target``'s is not.
+    leaves more of a channel's spread unexplained than ``_FIT`` or ``target``'s rounding
+    (bfloat16 keeps 3 digits), or a channel of ``source`` is constant while ``target``'s is
+    not, or a value is not finite.
     """
     if source.shape != target.shape or source.dim() < 2:
         return None
@@ -69,64 +71,55 @@ def channel_affine(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor] | No
     offset = t_mean[:, 0] - scale * s_mean[:, 0]
     left = (t - (s * scale[:, None] + offset[:, None])).pow(2).mean(1).sqrt()
     spread = t.std(1) if t.shape[1] > 1 else t.abs().mean(1)
-    if not bool((left <= _FIT * spread.clamp_min(1e-12)).all()):  # NaN fits nothing
+    rounding = 4 * torch.finfo(target.dtype).eps if target.is_floating_point() else 0.0
+    bar = max(_FIT, rounding) * spread.clamp_min(1e-12)
+    if not bool((left <= bar).all()):  # NaN fits nothing
         return None
     return scale.to(target.dtype), offset.to(target.dtype)
 
 
-class StepTap:
-    """The first module of ``model`` a training batch reaches with a tensor shaped as its images.
+def step_change(name: str, seen: Tensor, given: Tensor) -> Change | None:
+    """How the step changed what module ``name`` received (``None``: alike, or unread).
 
-    One global forward pre-hook for one batch (no hook on the model's modules, which the
-    contract keeps bare): the first call of one of ``model``'s modules whose first tensor
-    argument has the images' shape is kept (its first ``KEEP`` items), and the hook is
-    removed then, or by ``remove``. Probe passes are passed over.
+    ``seen``: what it received in training; ``given``: in a probe pass of the same images.
     """
-
-    def __init__(self, model: nn.Module, images: Tensor) -> None:
-        self.images = images[:KEEP].detach().clone()
-        self.shape = tuple(images.shape)
-        self.found: tuple[nn.Module, str, Tensor] | None = None
-        self._names = {id(module): name for name, module in model.named_modules()}
-        self._handle: Any = register_module_forward_pre_hook(self._read)
-
-    def _read(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        if self.found is not None or id(module) not in self._names or in_probe_pass():
-            return
-        x = next((a for a in args if isinstance(a, Tensor)), None)
-        if x is not None and tuple(x.shape) == self.shape and x.is_floating_point():
-            self.found = (module, self._names[id(module)], x[:KEEP].detach().clone())
-            self.remove()
-
-    def remove(self) -> None:
-        """Take the hook off (once one call is kept, or the batch ended without one)."""
-        if self._handle is not None:
-            self._handle.remove()
-        self._handle = None
-
-
-def step_transform(tap: StepTap, probe_input: Tensor) -> Followed | None:
-    """How the step changed the images before the tapped module, or ``None`` (alike, unread).
-
-    ``probe_input``: what the tapped module received in a probe pass of ``tap.images``.
-    """
-    if tap.found is None:
-        return None
-    module, name, seen = tap.found
-    given = probe_input.detach().to(seen.dtype)
-    if given.shape != seen.shape or not (seen.isfinite().all() and given.isfinite().all()):
+    given = given.detach().to(seen.dtype)
+    if not (seen.isfinite().all() and given.isfinite().all()):
         return None  # NaN pixels say nothing of a scale: the monitors say they are there
+    if given.shape[2:] != seen.shape[2:]:
+        sizes = {"size": tuple(seen.shape[2:]), "given": tuple(given.shape[2:])}
+        return Change(name, None, None, sizes)
+    if given.shape != seen.shape:
+        return None
     if torch.allclose(given, seen, rtol=_SAME, atol=_SAME * float(seen.abs().max()) + 1e-12):
         return None
     fit = channel_affine(given, seen)
     if fit is not None:
-        return Followed(module, name, *fit, {})
+        return Change(name, *fit, {})
     if figures := split_shift(seen, given):
-        return Followed(module, name, None, None, figures)
+        return Change(name, None, None, figures)
     return None  # random augmentation in the step: the probes stay as the data gives them
 
 
-def step_text(found: Followed) -> str:
+def agreed(first: Change | None, second: Change | None) -> Change | None:
+    """The change two training batches show alike (``None``: none, or drawn anew per batch).
+
+    A scale and shift is the step's own where both batches give it within ``AGREE``
+    (the averages followed); another change is said where both batches show one.
+    """
+    if first is None or second is None or first.name != second.name:
+        return None
+    if first.scale is None or first.offset is None:
+        return first if second.scale is None else None
+    if second.scale is None or second.offset is None:
+        return None
+    scale, offset = (first.scale + second.scale) / 2, (first.offset + second.offset) / 2
+    room = AGREE * (scale.abs() + offset.abs())  # in units of the images' own range
+    apart = (first.scale - second.scale).abs() + (first.offset - second.offset).abs()
+    return Change(first.name, scale, offset, {}) if bool((apart <= room).all()) else None
+
+
+def step_text(found: Change) -> str:
     """What the training step does to the images outside ``forward``, in words."""
     where = f"`{found.name}`" if found.name else "`forward`"
     if found.scale is not None and found.offset is not None:
@@ -140,6 +133,13 @@ def step_text(found: Followed) -> str:
             "dataset's transform or `forward` to keep it in one place)"
         )
     f = found.figures
+    if "size" in f:
+        return (
+            f"the training step hands {where} its images at another size, {f['size']}, "
+            f"than the datasets hold them, {f['given']}, outside what the probe passes run "
+            "(a resize or crop in the step): the monitors show the model on the datasets' "
+            "images (move that step into the dataset's transform or `forward`)"
+        )
     return (
         f"the training step changes the images before {where} outside what the probe "
         f"passes run (they read the images from the datasets), and not as a scale and "

@@ -133,6 +133,7 @@ class StepInputs:
                 with torch.no_grad():
                     self._steps[split] = step_input(images, x)
 
+        self._remove_tap()  # a batch Lightning ended without its end hook left one
         self._step_tap = tap_forward(layer, read)
 
     def _read_val_batch(self, trainer: Trainer, batch: Any) -> None:

@@ -10,10 +10,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.probe_pass import in_probe_pass
-from lightning_cnnviz.core.step_transform import StepTap, channel_affine, step_transform
+from lightning_cnnviz.core.step_follower import StepTap
+from lightning_cnnviz.core.step_transform import agreed, channel_affine, step_change
 from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
+from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from tests.overfitting.test_monitor_rules import Net
 from tests.overfitting.test_split_inputs import pictures
+from tests.test_no_work_between_logs import global_hooks
 
 MEAN, STD = (0.2, 0.3, 0.4), (0.25, 0.5, 0.2)
 
@@ -35,23 +38,40 @@ def test_channel_affine_reads_each_channels_scale_and_shift():
     assert channel_affine(nan, _normalised(nan)) is None  # a NaN pixel: nothing followed
 
 
-def test_step_transform_alike_followed_or_said():
+def test_step_change_alike_followed_or_said():
+    x = pictures(8)
+    found = step_change("", _normalised(x)[:4], x[:4])
+    assert found.name == "" and found.figures == {}
+    assert torch.allclose(found.scale, 1 / torch.tensor(STD), atol=1e-4)
+    assert step_change("", x[:4], x[:4]) is None  # forward itself does it all
+    found = step_change("net", 3 * x[:4] ** 2, x[:4])  # not a scale and shift: said
+    assert found.scale is None and found.figures["train_std"] > 2 * found.figures["val_std"]
+    assert step_change("", x[:4].flip(-1), x[:4]) is None  # augmentation: left alone
+    resized = nn.functional.interpolate(x[:4], size=(20, 20))
+    assert step_change("", resized, x[:4]).figures == {"size": (20, 20), "given": (16, 16)}
+    # bfloat16 rounding leaves more than float32's: still the same scale and shift
+    assert step_change("", _normalised(x[:4]).bfloat16(), x[:4].bfloat16()).scale is not None
+
+
+def test_step_change_agreed_only_where_both_batches_show_it():
+    x, y = pictures(8), pictures(8, seed=1)
+    first, second = step_change("", _normalised(x), x), step_change("", _normalised(y), y)
+    assert torch.allclose(agreed(first, second).scale, 1 / torch.tensor(STD), atol=1e-4)
+    jitter = step_change("", 1.3 * y + 0.1, y)  # a brightness drawn anew per batch
+    assert agreed(first, jitter) is None and agreed(first, None) is None
+
+
+def test_step_tap_keeps_the_modules_a_batch_reaches_and_leaves_no_hook():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     x = pictures(8)
     tap = StepTap(net, x)
-    net(_normalised(x))  # the step normalises, then calls the model
-    assert sum(hook_count(net).values()) == 0  # every hook off once one call is kept
-    found = step_transform(tap, x[:4])
-    assert found.module is net and found.name == "" and found.figures == {}
-    assert torch.allclose(found.scale, 1 / torch.tensor(STD), atol=1e-4)
-    assert step_transform(tap, _normalised(x)[:4]) is None  # forward itself normalises
-    tap = StepTap(net, x)
-    net(3 * x**2)  # not a scale and shift: said, with the figures, not followed
-    found = step_transform(tap, x[:4])
-    assert found.scale is None and found.figures["train_std"] > 2 * found.figures["val_std"]
-    tap = StepTap(net, x)
-    net(x.flip(-1))  # augmentation in the step: the probes stay as the data gives them
-    assert step_transform(tap, x[:4]) is None
+    net(_normalised(x))
+    tap.remove()
+    assert [name for _, name, _ in tap.calls] == ["", "0"]
+    assert torch.equal(tap.calls[0][2], _normalised(x)[:4])
+    assert global_hooks() == 0 and sum(hook_count(net).values()) == 0
+    found = tap.change(net, None)
+    assert found.name == "" and torch.allclose(found.scale, 1 / torch.tensor(STD), atol=1e-4)
 
 
 class Stepped(Net):
@@ -73,7 +93,15 @@ class Stepped(Net):
     def prep(self, x):
         if self.how == "noise":
             return x + 0.1 * torch.randn_like(x)
+        if self.how == "jitter":  # a brightness and contrast drawn anew per batch
+            return x * (0.5 + torch.rand(1)) + 0.2 * torch.rand(1)
+        if self.how == "bytes":  # stored as bytes, made floats in the step
+            return _normalised(x.float() / 255)
         return _normalised(x)
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.how == "skip" and self.current_epoch == 0:
+            return -1  # Lightning skips the rest of the epoch, and its batch end hooks
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -87,16 +115,18 @@ class Stepped(Net):
         self._step((self.prep(x), y), "val")
 
 
-def _fit(tmp_path, how):
+def _fit(tmp_path, how, extra=()):
     torch.manual_seed(0)
     x, y = pictures(64), torch.arange(64) % 2
     val_x, val_y = pictures(64, seed=1), torch.arange(64) % 2
+    if how == "bytes":
+        x, val_x = (x * 255).round().byte(), (val_x * 255).round().byte()
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 2))
     probed = []
     model = Stepped(net, how, probed)
     trainer = L.Trainer(
         default_root_dir=tmp_path, max_epochs=2, logger=False, num_sanity_val_steps=0,
-        callbacks=[FeatureMapMonitor(num_samples=4)], enable_progress_bar=False,
+        callbacks=[FeatureMapMonitor(num_samples=4), *extra], enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False,
     )  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
@@ -104,13 +134,13 @@ def _fit(tmp_path, how):
         trainer.fit(
             model, DataLoader(TensorDataset(x, y), 16), DataLoader(TensorDataset(val_x, val_y), 16)
         )
-    assert sum(hook_count(net).values()) == 1  # the test's own hook only
+    assert sum(hook_count(net).values()) == 1 and global_hooks() == 0  # the test's own only
     said = [str(w.message) for w in caught if "training step" in str(w.message)]
-    return torch.cat(probed), said, val_x
+    return torch.cat(probed), said, torch.cat([val_x, x])  # the images a probe may hold
 
 
 def _as_val_images(probed, val_x):
-    """Whether every probed image, normalised back, is one of the val images."""
+    """Whether every probed image, normalised back, is one of the dataset images ``val_x``."""
     raw = probed * torch.tensor(STD).view(1, 3, 1, 1) + torch.tensor(MEAN).view(1, 3, 1, 1)
     return all(any(torch.allclose(r, v, atol=1e-5) for v in val_x) for r in raw)
 
@@ -136,3 +166,24 @@ def test_step_transform_quiet_for_noise_added_in_the_step(tmp_path):
     probed, said, _ = _fit(tmp_path, "noise")
     assert said == []
     assert probed.std() < 0.5  # the probes as the data gives them
+
+
+def test_step_transform_followed_for_bytes_made_floats_in_the_step(tmp_path):
+    # setups hunt 32: uint8 batches converted in the step reached the probes as 0..255
+    probed, said, val_x = _fit(tmp_path, "bytes")
+    assert len(said) == 1 and "hands `forward` its images as `(x - (51, 76.5, 102)) /" in said[0]
+    assert _as_val_images(probed[-16:], val_x.float() / 255)
+
+
+def test_step_transform_quiet_for_a_jitter_drawn_anew_per_batch(tmp_path):
+    # setups hunt 32: the first batch's random brightness was followed as normalisation
+    probed, said, _ = _fit(tmp_path, "jitter")
+    assert said == [] and probed.std() < 0.5
+
+
+def test_step_transform_leaves_no_hook_where_the_first_batches_are_skipped(tmp_path):
+    # setups hunt 32: `on_train_batch_start` returning -1 skips the batch end hooks, and
+    # OverfittingMonitor's tap and the step follower's hook stayed on after the fit
+    probed, said, _ = _fit(tmp_path, "skip", [OverfittingMonitor(num_samples=16)])
+    assert len(said) == 1 and "hands `forward` its images as" in said[0]  # from epoch 1
+    assert probed[-4:].amin() < -1  # the last probe pass's images normalised (raw: >= 0)

@@ -189,10 +189,11 @@ def test_feature_maps_monitor_edge_pattern_at_expected_pixels(tmp_path):
             assert at(row, 3, i, 2) == colour(0.0) and at(row, 3, i, 4) == colour(1.0)
         assert at(row, 2, 0, 0) == colour(0.5) and at(row, 2, 3, 3) == colour(0.5)  # zero
     assert set(model.hooks.train) == {0}  # never a hook in training
-    # the fit's check that forward takes a probe image, at the first log the pass reading
-    # what the step does to the images and a first traced pass, then one per log: each
-    # with the probe pass's hook (copies of the inputs), and the capture's or the reader's
-    assert model.hooks.probe == [1] + [2] * 5
+    # the fit's check that forward takes a probe image; at the first log the two passes
+    # reading what the steps did to the images (the probe pass's hook, which copies the
+    # inputs, and the reader's on the two modules the step reached), and a first traced
+    # pass; then one per log: the probe pass's hook and the capture's
+    assert model.hooks.probe == [1, 3, 3] + [2] * 4
     assert sum(hook_count(model).values()) == 0
 
 

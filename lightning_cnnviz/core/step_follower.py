@@ -1,0 +1,148 @@
+"""Following what a training step does to the images, for the probe passes to do alike.
+
+``StepTap`` reads, while one training batch runs, the modules of the model it reaches with
+the batch's images and what they received (one global forward pre-hook: no hook on the
+model's modules). ``StepFollower`` taps the fit's first two training batches and, at the
+first event after them, runs probe passes of the same images, compares what the same
+modules receive there (``step_transform.py``) and has every later probe pass apply a
+per-channel scale and shift both batches show (``probe_pass.follow_step``). Its result is
+said once by the monitor that runs it.
+
+Example::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    >>> x = torch.rand(8, 3, 8, 8)
+    >>> tap = StepTap(net, x)
+    >>> _ = net((x - 0.5) / 0.25)  # the step normalises, then calls the model
+    >>> tap.remove()
+    >>> [(name, tuple(seen.shape)) for _, name, seen in tap.calls]
+    [('', (4, 3, 8, 8)), ('0', (4, 3, 8, 8))]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.module import register_module_forward_pre_hook
+
+from lightning_cnnviz.core.inputs import to_model
+from lightning_cnnviz.core.probe_pass import follow_step, in_probe_pass, probe_mode
+from lightning_cnnviz.core.step_transform import Change, agreed, step_change
+from lightning_cnnviz.core.stored_form import seen_batch
+
+__all__ = ["KEEP", "StepFollower", "StepTap"]
+
+KEEP = 4  # images of a batch compared; enough to fit a scale and shift per channel
+CALLS = 4  # modules kept per batch, in the order the step calls them
+BATCHES = 2  # batches read: a scale and shift drawn anew per batch is augmentation
+
+
+class StepTap:
+    """The modules of ``model`` one training batch reaches with its images, and what they got.
+
+    Each module's first call whose first tensor argument holds the batch's items and
+    channels (a float tensor of its number of dims: a resize in the step keeps them) is
+    kept, its first ``KEEP`` items, up to ``CALLS`` modules, until ``remove``. Probe
+    passes are passed over.
+    """
+
+    def __init__(self, model: nn.Module, images: Tensor) -> None:
+        self.images = images[:KEEP].detach().clone()
+        self.shape = tuple(images.shape)
+        self.calls: list[tuple[nn.Module, str, Tensor]] = []
+        self._names = {id(module): name for name, module in model.named_modules()}
+        self._handle: Any = register_module_forward_pre_hook(self._read)
+
+    def _read(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if len(self.calls) >= CALLS or id(module) not in self._names or in_probe_pass():
+            return
+        if any(kept is module for kept, _, _ in self.calls):
+            return
+        x = next((a for a in args if isinstance(a, Tensor)), None)
+        if x is None or not x.is_floating_point() or x.dim() != len(self.shape):
+            return
+        if tuple(x.shape[:2]) == self.shape[:2]:
+            self.calls.append((module, self._names[id(module)], x[:KEEP].detach().clone()))
+
+    def remove(self) -> None:
+        """Take the hook off (at the batch's end, or where the fit stops)."""
+        if self._handle is not None:
+            self._handle.remove()
+        self._handle = None
+
+    def change(self, model: nn.Module, stored: str | None) -> Change | None:
+        """What the step did before the first kept module a probe pass calls too."""
+        if not self.calls:
+            return None
+        got: dict[int, Tensor] = {}
+
+        def read(m: nn.Module, args: tuple[Any, ...]) -> None:
+            x = next((a for a in args if isinstance(a, Tensor)), None)
+            if x is not None:
+                got.setdefault(id(m), x[:KEEP].detach().clone())
+
+        handles = [module.register_forward_pre_hook(read) for module, _, _ in self.calls]
+        try:
+            with probe_mode(model), torch.no_grad():
+                model(to_model(seen_batch(self.images, stored), model))
+        except Exception:  # the probes say why a pass fails, in their words
+            return None
+        finally:
+            for handle in handles:
+                handle.remove()
+        for module, name, seen in self.calls:  # in the order the step called them
+            if id(module) in got:
+                return step_change(name, seen, got[id(module)])
+        return None
+
+
+class StepFollower:
+    """The fit's first ``BATCHES`` training batches followed, and what the probes do after.
+
+    Kept on the trainer by the monitor that starts it (``InputForm``): ``start`` at a
+    batch's start, ``end_batch`` at its end, ``follow`` at an event (once the batches are
+    read: ``None`` until then, and after), ``drop`` where the fit stops.
+    """
+
+    def __init__(self) -> None:
+        self.taps: list[StepTap] = []
+        self.done = False
+        self._batch: Any = None
+
+    def start(self, model: nn.Module, images: Tensor, batch: Any) -> None:
+        """Tap batch ``batch`` (any key: every monitor starts it) where fewer are read."""
+        if self.done or batch == self._batch:
+            return
+        self.end_batch()
+        # a batch that never reached the model (skipped by `on_train_batch_start`
+        # returning -1) is no reading
+        self.taps = [tap for tap in self.taps if tap.calls]
+        if len(self.taps) < BATCHES:
+            self._batch = batch
+            self.taps.append(StepTap(model, images))
+
+    def end_batch(self) -> None:
+        """The batch ended: the hooks come off (what they read waits for ``follow``)."""
+        for tap in self.taps:
+            tap.remove()
+
+    def drop(self) -> None:
+        """No more to read in this fit: the hooks come off, the taps are let go."""
+        self.end_batch()
+        self.taps, self.done = [], True
+
+    def follow(self, model: nn.Module, stored: str | None) -> Change | None:
+        """The change to say, once both batches are read; a scale and shift then followed."""
+        self.end_batch()
+        if self.done or len([tap for tap in self.taps if tap.calls]) < BATCHES:
+            return None
+        changes = [tap.change(model, stored) for tap in self.taps]
+        self.drop()
+        found = agreed(*changes)
+        if found is not None and found.scale is not None and found.offset is not None:
+            follow_step(model, (found.name, found.scale, found.offset))
+        return found
