@@ -54,7 +54,11 @@ class StepTap:
         self.images = images[:KEEP].detach().clone()
         self.shape = tuple(images.shape)
         self.calls: list[tuple[nn.Module, str, Tensor]] = []
-        self._names = {id(module): name for name, module in model.named_modules()}
+        self._names = {
+            id(module): name
+            for name, module in model.named_modules()
+            if not isinstance(module, torch.jit.ScriptModule)  # which takes no hooks
+        }
         self._handle: Any = register_module_forward_pre_hook(self._read)
 
     def _read(self, module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -85,8 +89,9 @@ class StepTap:
             if x is not None:
                 got.setdefault(id(m), x[:KEEP].detach().clone())
 
-        handles = [module.register_forward_pre_hook(read) for module, _, _ in self.calls]
+        handles = []
         try:
+            handles += [module.register_forward_pre_hook(read) for module, _, _ in self.calls]
             with probe_mode(model), torch.no_grad():
                 model(to_model(seen_batch(self.images, stored), model))
         except Exception:  # the probes say why a pass fails, in their words

@@ -12,13 +12,17 @@ told flags) is saved in checkpoints by the monitor.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import torch
 from lightning.pytorch import Trainer
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.core.layer_calls import swapped_weights
+from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.say import say
+from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import gradient_hooked
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.kernels.frozen import (
@@ -128,6 +132,7 @@ class FrozenCheck:
             and set(reasons.values()) == {"no_gradient"}
             and gradient_state(self.selected[n].weight for n in names) == "zero"
             and not _dead(trainer)
+            and self._learners_fed(trainer)
         ):
             # every watched layer gets exactly 0 (not a vanishing trickle) while parameters
             # after them learn: the gradient is cut on its way down (hunt 31: activations
@@ -156,6 +161,34 @@ class FrozenCheck:
         finding = Finding(self.section, "frozen_layers", step, epoch, text, numbers, severity)
         report(trainer, finding)
         self._frozen = finding
+
+    def _learners_fed(self, trainer: Trainer) -> bool:
+        """Whether the layers that learn (a gradient other than 0) get inputs other than 0.
+
+        Silent units before them (dead ReLUs) hand them zeros and pass no gradient down,
+        as an operation without one does: those are dead units, not a cut. One probe pass.
+        """
+        model = unwrap_model(trainer.lightning_module)
+        learners = [
+            m for m in model.modules()
+            if any(p.grad is not None and bool(p.grad.any()) for p in m.parameters(recurse=False))
+        ]  # fmt: skip
+        fed: list[bool] = []
+
+        def read(module: nn.Module, args: tuple[Any, ...]) -> None:
+            x = next((a for a in args if isinstance(a, Tensor)), None)
+            fed.append(x is not None and bool(x.detach().any()))
+
+        handles = [m.register_forward_pre_hook(read) for m in learners]
+        try:
+            with probe_mode(model), torch.no_grad():
+                model(self.probe_input(trainer, model)[:8])
+        except Exception:  # no probe the forward takes: no claim
+            return False
+        finally:
+            for handle in handles:
+                handle.remove()
+        return any(fed)
 
     def _swapped(self, trainer: Trainer, names: list[str]) -> list[str]:
         """Of ``names``, the layers ``forward`` calls with other weights, said once.

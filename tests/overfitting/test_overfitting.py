@@ -174,7 +174,8 @@ def test_overfitting_detects_onset_and_reports_it(tmp_path, caplog):
     assert caplog.text.count("lightning-cnnviz: 1 problem(s)") == 1
     (summary,) = texts(acc, "cnnviz/summary")  # the console summary, in the Text tab too
     assert summary.startswith("lightning-cnnviz: 1 problem(s) in this run:")
-    ran = "Checks that ran: OverfittingMonitor (training order, overfitting, memorisation, "
+    ran = "Checks that ran: OverfittingMonitor (training order, val labels of every class, "
+    ran += "overfitting, memorisation, "
     assert (
         ran + "train/val gap, inputs of train vs val, loss fed probabilities, loss negated, val "
         "metrics of this model, training loss climbing, weight decay)." in summary
