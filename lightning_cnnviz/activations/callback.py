@@ -28,6 +28,7 @@ from lightning_cnnviz.core.layer_calls import count_call_sites
 from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.outputs import class_logits
+from lightning_cnnviz.core.probe_pass import follows_step
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.settings import read_settings
@@ -261,8 +262,10 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         if not self.diagnosis.wants_chance():
             return {}
         # the probes skip the run's batch-transfer hooks: where those scale the inputs, the
-        # probe's raw pixels are not what training sees (setups hunt 24: uint8 -> float there)
-        scale = None if batch_hooks(trainer) else raw_scale(self.probe(trainer).images)
+        # probe's raw pixels are not what training sees (setups hunt 24: uint8 -> float
+        # there); so where the training step scales them (setups hunt 33)
+        outside = batch_hooks(trainer) or follows_step(model)
+        scale = None if outside else raw_scale(self.probe(trainer).images)
         norms = frozen_norms(list(named_layers(model).items())) if model.training else []
         return {"chance": self._chance(trainer), "input_scale": scale, "frozen_norms": norms,
                 **init_reads(model, self._rec.depth)}  # fmt: skip

@@ -99,7 +99,7 @@ class InputForm:
         takes_items(model, None)  # a model of an earlier fit on other data starts afresh
         follow_step(model, None)
         self.untap_step(trainer, drop=True)
-        trainer._cnnviz_steps = StepFollower()
+        trainer._cnnviz_steps = None  # made anew at the fit's first batch (``tap_step``)
         if hooks := batch_hooks(trainer):
             self.say_once_per_run(
                 "batch_hooks",
@@ -163,10 +163,12 @@ class InputForm:
         Off at each batch's end (``untap_step``); compared at the first event after them
         (``follow_step_inputs``).
         """
-        follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
-        model = unwrap_model(pl_module)
-        if follower is None or trainer.sanity_checking or trainer.state.fn != "fit":
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
+        follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
+        if follower is None:  # each fit anew, also a second fit on one trainer
+            follower = trainer._cnnviz_steps = StepFollower()
+        model = unwrap_model(pl_module)
         if is_compiled(model):  # hooks would change what the compiled graph traced
             follower.drop()
             return
@@ -178,10 +180,13 @@ class InputForm:
             follower.start(model, images, (trainer.current_epoch, trainer.global_step))
 
     def untap_step(self, trainer: Any, drop: bool = False) -> None:
-        """The tapped batch ended (``drop``: or the fit): its hook comes off."""
+        """The tapped batch ended (``drop``: or the fit, whose follower is let go)."""
         follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
+        if drop and trainer.lightning_module is not None:
+            follow_step(unwrap_model(trainer.lightning_module), None)  # this fit's, not the next's
         if follower is not None and drop:
             follower.drop()
+            trainer._cnnviz_steps = None
         elif follower is not None:
             follower.end_batch()
 

@@ -41,6 +41,7 @@ __all__ = [
     "Keyword",
     "Stored",
     "follow_step",
+    "follows_step",
     "in_probe_pass",
     "probe_mode",
     "takes_items",
@@ -115,6 +116,11 @@ def follow_step(model: nn.Module, fix: tuple[str, Tensor, Tensor] | None) -> Non
         _STEP_FIX.pop(model, None)
     else:
         _STEP_FIX[model] = fix
+
+
+def follows_step(model: nn.Module) -> bool:
+    """Whether ``model``'s probe passes scale and shift as its training step does."""
+    return model in _STEP_FIX
 
 
 def _submodule(model: nn.Module, name: str) -> nn.Module | None:

@@ -91,8 +91,10 @@ class StepTap:
 
         handles = []
         try:
-            handles += [module.register_forward_pre_hook(read) for module, _, _ in self.calls]
             with probe_mode(model), torch.no_grad():
+                # inside the probe pass: after its own hooks, which hand `forward` the
+                # images as stored (channels last), as the step did
+                handles += [module.register_forward_pre_hook(read) for module, _, _ in self.calls]
                 model(to_model(seen_batch(self.images, stored), model))
         except Exception:  # the probes say why a pass fails, in their words
             return None
@@ -108,15 +110,19 @@ class StepTap:
 class StepFollower:
     """The fit's first ``BATCHES`` training batches followed, and what the probes do after.
 
-    Kept on the trainer by the monitor that starts it (``InputForm``): ``start`` at a
-    batch's start, ``end_batch`` at its end, ``follow`` at an event (once the batches are
-    read: ``None`` until then, and after), ``drop`` where the fit stops.
+    Kept on the trainer (``InputForm``): ``start`` at a batch's start, ``end_batch`` at its
+    end, ``follow`` at every event until it is settled, ``drop`` where the fit stops. An
+    event after one read batch follows its scale and shift at once (an early event, or a
+    fit of one step, would show raw probes); the second batch confirms it, or takes it
+    back where the two disagree (a jitter drawn per batch).
     """
 
     def __init__(self) -> None:
         self.taps: list[StepTap] = []
         self.done = False
         self._batch: Any = None
+        self._ended: list[StepTap] = []  # taps whose batch ended, in order
+        self._first: Change | None = None  # the first ended batch's change, once read
 
     def start(self, model: nn.Module, images: Tensor, batch: Any) -> None:
         """Tap batch ``batch`` (any key: every monitor starts it) where fewer are read."""
@@ -125,29 +131,52 @@ class StepFollower:
         self.end_batch()
         # a batch that never reached the model (skipped by `on_train_batch_start`
         # returning -1) is no reading
-        self.taps = [tap for tap in self.taps if tap.calls]
-        if len(self.taps) < BATCHES:
+        self.taps = [tap for tap in self.taps if tap.calls or tap not in self._ended]
+        self._ended = [tap for tap in self._ended if tap.calls]
+        if len(self._ended) < BATCHES:
             self._batch = batch
             self.taps.append(StepTap(model, images))
 
     def end_batch(self) -> None:
-        """The batch ended: the hooks come off (what they read waits for ``follow``)."""
+        """The running batch ended: its hook comes off (what it read waits for ``follow``)."""
         for tap in self.taps:
             tap.remove()
+            if tap not in self._ended:
+                self._ended.append(tap)
 
     def drop(self) -> None:
         """No more to read in this fit: the hooks come off, the taps are let go."""
-        self.end_batch()
-        self.taps, self.done = [], True
+        for tap in self.taps:
+            tap.remove()
+        self.taps, self._ended, self.done = [], [], True
 
     def follow(self, model: nn.Module, stored: str | None) -> Change | None:
-        """The change to say, once both batches are read; a scale and shift then followed."""
-        self.end_batch()
-        if self.done or len([tap for tap in self.taps if tap.calls]) < BATCHES:
+        """The change to say once settled (``None`` until then, and after).
+
+        A tap whose batch has not reached the model yet (an event at a batch's start) is
+        left to it.
+        """
+        if self.done:
             return None
-        changes = [tap.change(model, stored) for tap in self.taps]
+        for tap in self.taps:  # a batch whose step ran (an event at its end, before the
+            if tap.calls and tap not in self._ended:  # batch-end hook of this monitor)
+                tap.remove()
+                self._ended.append(tap)
+        read = [tap for tap in self._ended if tap.calls]
+        if not read:
+            return None
+        if self._first is None:
+            self._first = read[0].change(model, stored) or Change("", None, None, {})
+            if self._first.scale is not None and self._first.offset is not None:
+                follow_step(model, (self._first.name, self._first.scale, self._first.offset))
+        if len(read) < BATCHES:
+            return None
+        first = self._first if self._first.scale is not None or self._first.figures else None
+        follow_step(model, None)  # the second batch read against the probes as they are
+        found = agreed(first, read[1].change(model, stored))
         self.drop()
-        found = agreed(*changes)
-        if found is not None and found.scale is not None and found.offset is not None:
+        if found is None or found.scale is None or found.offset is None:
+            follow_step(model, None)  # taken back: no scale and shift both batches show
+        else:
             follow_step(model, (found.name, found.scale, found.offset))
         return found

@@ -93,30 +93,33 @@ def step_change(name: str, seen: Tensor, given: Tensor) -> Change | None:
         return None
     if torch.allclose(given, seen, rtol=_SAME, atol=_SAME * float(seen.abs().max()) + 1e-12):
         return None
-    fit = channel_affine(given, seen)
+    fit, figures = channel_affine(given, seen), split_shift(seen, given)
     if fit is not None:
-        return Change(name, *fit, {})
-    if figures := split_shift(seen, given):
+        return Change(name, *fit, figures)
+    if figures:
         return Change(name, None, None, figures)
     return None  # random augmentation in the step: the probes stay as the data gives them
 
 
 def agreed(first: Change | None, second: Change | None) -> Change | None:
-    """The change two training batches show alike (``None``: none, or drawn anew per batch).
+    """The change two training batches show alike (``None``: none, or a jitter).
 
     A scale and shift is the step's own where both batches give it within ``AGREE``
-    (the averages followed); another change is said where both batches show one.
+    (the averages followed). Otherwise, where both batches change the images past
+    ``input_shift``'s bars (a jitter drawn per batch, then a normalisation), it is said,
+    not followed; a jitter alone within the bars is augmentation, left alone.
     """
     if first is None or second is None or first.name != second.name:
         return None
-    if first.scale is None or first.offset is None:
-        return first if second.scale is None else None
-    if second.scale is None or second.offset is None:
-        return None
+    said = Change(first.name, None, None, first.figures) if first.figures else None
+    if first.scale is None or first.offset is None or second.scale is None or second.offset is None:
+        return said if second.figures else None
     scale, offset = (first.scale + second.scale) / 2, (first.offset + second.offset) / 2
     room = AGREE * (scale.abs() + offset.abs())  # in units of the images' own range
     apart = (first.scale - second.scale).abs() + (first.offset - second.offset).abs()
-    return Change(first.name, scale, offset, {}) if bool((apart <= room).all()) else None
+    if bool((apart <= room).all()):
+        return Change(first.name, scale, offset, first.figures)
+    return said if second.figures else None
 
 
 def step_text(found: Change) -> str:

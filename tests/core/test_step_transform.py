@@ -9,8 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.capture import hook_count
-from lightning_cnnviz.core.probe_pass import in_probe_pass
-from lightning_cnnviz.core.step_follower import StepTap
+from lightning_cnnviz.core.probe_pass import follows_step, in_probe_pass
+from lightning_cnnviz.core.step_follower import StepFollower, StepTap
 from lightning_cnnviz.core.step_transform import agreed, channel_affine, step_change
 from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
@@ -41,7 +41,7 @@ def test_channel_affine_reads_each_channels_scale_and_shift():
 def test_step_change_alike_followed_or_said():
     x = pictures(8)
     found = step_change("", _normalised(x)[:4], x[:4])
-    assert found.name == "" and found.figures == {}
+    assert found.name == "" and found.figures["scale_ratio"] > 2  # with how far it moves them
     assert torch.allclose(found.scale, 1 / torch.tensor(STD), atol=1e-4)
     assert step_change("", x[:4], x[:4]) is None  # forward itself does it all
     found = step_change("net", 3 * x[:4] ** 2, x[:4])  # not a scale and shift: said
@@ -187,3 +187,25 @@ def test_step_transform_leaves_no_hook_where_the_first_batches_are_skipped(tmp_p
     probed, said, _ = _fit(tmp_path, "skip", [OverfittingMonitor(num_samples=16)])
     assert len(said) == 1 and "hands `forward` its images as" in said[0]  # from epoch 1
     assert probed[-4:].amin() < -1  # the last probe pass's images normalised (raw: >= 0)
+
+
+def test_step_follower_follows_one_batch_at_once_then_confirms_or_takes_back():
+    # setups hunt 33: events before the second batch ran their probes on raw images
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    x, y = pictures(8), pictures(8, seed=1)
+    follower = StepFollower()
+    follower.start(net, x, 0)
+    assert follower.follow(net, None) is None and not follows_step(net)  # not reached yet
+    net(_normalised(x))  # the step ran: an event at the batch's end reads it
+    assert follower.follow(net, None) is None and follows_step(net)  # followed at once
+    follower.start(net, y, 1)
+    net(_normalised(y))
+    found = follower.follow(net, None)
+    assert torch.allclose(found.scale, 1 / torch.tensor(STD), atol=1e-4) and follows_step(net)
+    assert follower.done and global_hooks() == 0
+    jittered = StepFollower()  # a scale and shift the second batch does not repeat
+    for key, (images, given) in enumerate([(x, _normalised(x)), (y, 1.5 * y + 0.3)]):
+        jittered.start(net, images, key)
+        net(given)
+        jittered.follow(net, None)
+    assert not follows_step(net)  # taken back
