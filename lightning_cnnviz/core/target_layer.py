@@ -116,7 +116,7 @@ def trace_calls(
         x = x.detach().requires_grad_(True)
     with probe_mode(model, grad=True), capture:
         output = model(x)
-        reached = _reaching([out for _, _, out, _ in raw], output, output_key)
+        reached = _reaching([out for _, _, out, _ in raw], output, output_key, x.requires_grad)
     calls = []
     first: dict[int, int] = {}
     for k, (name, index, out, kept) in enumerate(raw):
@@ -137,18 +137,27 @@ def trace_calls(
     return calls, shape
 
 
-def _reaching(outs: list[Tensor], output: Any, output_key: str | int | None) -> list[bool]:
-    """Whether the model's scores depend on each of ``outs`` (all ``True`` where unknown)."""
+def _reaching(
+    outs: list[Tensor], output: Any, output_key: str | int | None, from_input: bool = False
+) -> list[bool]:
+    """Whether the model's scores depend on each of ``outs`` (all ``True`` where unknown).
+
+    ``from_input``: the pass's input needed its gradient, so every map on the way to the
+    scores did too; one that does not was made under ``torch.no_grad()`` or detached
+    (setups hunt 33: a backbone run under `no_grad` stepped Grad-CAM aside on torch's error).
+    """
     known = [i for i, out in enumerate(outs) if out.requires_grad]
     try:
         scores = logits_from(output, output_key, raw=True)
-        if not known or not scores.requires_grad:
+        if not scores.requires_grad:
             return [True] * len(outs)
+        if not known:
+            return [not from_input] * len(outs)
         grads = torch.autograd.grad(scores.float().sum(), [outs[i] for i in known],
                                     allow_unused=True)  # fmt: skip
     except (RuntimeError, TypeError, KeyError, IndexError):
         return [True] * len(outs)
-    reached = [True] * len(outs)
+    reached = [not from_input] * len(outs)
     for i, grad in zip(known, grads, strict=True):
         reached[i] = grad is not None
     return reached

@@ -504,3 +504,24 @@ def test_gradcam_auto_layer_says_the_maps_are_cut_off_from_the_scores():
     assert name is None
     assert note.startswith("the model's maps (`enc.2`, `enc`) do not reach the scores")
     assert "`output_key=`" in note
+
+
+class NoGradBackbone(DetachedProbe):
+    """Its encoder run under ``torch.no_grad()``: a frozen feature extractor."""
+
+    def forward(self, x):
+        with torch.no_grad():
+            h = self.enc(x)
+        return {"z": h.flatten(1), "logits": self.probe(h)}
+
+
+def test_gradcam_auto_layer_says_a_no_grad_backbone_is_cut_off_from_the_scores():
+    # setups hunt 33: Grad-CAM stepped aside with torch's "One of the differentiated
+    # Tensors does not require grad"
+    from lightning_cnnviz.core.selection import named_layers
+
+    model = NoGradBackbone()
+    layers = named_layers(model)
+    calls, shape = trace_calls(model, layers, torch.randn(1, 1, 8, 8), "logits")
+    name, note = block_output(calls, layers, shape[1])
+    assert name is None and note.startswith("the model's maps (`enc.2`, `enc`) do not reach")
