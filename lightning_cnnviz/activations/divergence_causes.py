@@ -95,9 +95,10 @@ def divergence_cause(
     to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
     training loss 0.3 -> 3.8, told as the training batches changing).
 
-    ``hooked``: the modules whose parameters carry a gradient hook, named where nothing
-    else explains it: the optimiser steps on what the hook returns (held out, hunt 31: a
-    hook multiplying a layer's gradient by 1000 was told "lower the learning rate").
+    ``hooked``: the modules whose parameters carry a gradient hook, named after the
+    remedies where nothing else explains it: the optimiser steps on what the hook returns
+    (hunt 31: a hook multiplying a layer's gradient by 1000 was told "lower the learning
+    rate"); a hook that only logs changes nothing (hunt 33), so it is not put first.
 
     Example::
 
@@ -224,13 +225,13 @@ def divergence_cause(
             f"{INIT_REMEDIES}."
         )
     hooks = (
-        f" The parameters of {listed(list(hooked))} carry a gradient hook (`register_hook`), "
-        "and the optimiser steps on what it returns: a factor or a sign flip there makes "
-        "the updates overshoot or climb; check it first."
+        f" Also: the parameters of {listed(list(hooked))} carry a gradient hook "
+        "(`register_hook`); where it returns a changed gradient (a factor, a sign flip), the "
+        "optimiser steps on that, and the updates overshoot or climb by it."
         if hooked
         else ""
     )
     return (
-        f"The updates are too large for this model and data: the optimiser overshoots.{hooks} "
-        f"Try: {REMEDIES}."
+        "The updates are too large for this model and data: the optimiser overshoots. "
+        f"Try: {REMEDIES}.{hooks}"
     )

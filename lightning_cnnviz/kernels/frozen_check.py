@@ -131,7 +131,6 @@ class FrozenCheck:
             whole
             and set(reasons.values()) == {"no_gradient"}
             and gradient_state(self.selected[n].weight for n in names) == "zero"
-            and not _dead(trainer)
             and self._learners_fed(trainer)
         ):
             # every watched layer gets exactly 0 (not a vanishing trickle) while parameters
@@ -166,7 +165,10 @@ class FrozenCheck:
         """Whether the layers that learn (a gradient other than 0) get inputs other than 0.
 
         Silent units before them (dead ReLUs) hand them zeros and pass no gradient down,
-        as an operation without one does: those are dead units, not a cut. One probe pass.
+        as an operation without one does: those are dead units, not a cut. Read here, not
+        from the dead-units findings: a note of a few dead units is on most plain nets
+        (hunt 33: `torch.sign` without a straight-through estimator kept its note). One
+        probe pass.
         """
         model = unwrap_model(trainer.lightning_module)
         learners = [
@@ -233,8 +235,3 @@ class FrozenCheck:
         figures = {**told.figures, "moving_since": step}
         replace(trainer, told, Finding(self.section, "frozen_layers", step, epoch, text, figures,
                                        "note"))  # fmt: skip
-
-
-def _dead(trainer: Trainer) -> bool:
-    """Whether dead units were reported: they explain a gradient of 0 below them."""
-    return any(f.kind == "dead_units" for f in findings_of(trainer))

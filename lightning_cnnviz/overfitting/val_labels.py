@@ -5,8 +5,10 @@ label map applied to the val split alone): logged val accuracy 85% against 96% o
 same images rightly labelled, told as overfitting three validations late, or not at all.
 Read once per fit from both splits' labels (in a random order where only part is read):
 a class at ``s`` of the training labels is due ``s * n`` times among ``n`` val labels;
-absent where ``DUE`` or more were due, it was renamed or dropped. Not where a val class
-is absent from training (labels shifted between the splits: ``class_figures.shifted``).
+absent where ``DUE`` or more were due, and another class over its share by as many, it
+was renamed. Not where nothing took its place (a class only training has, as a
+background class: hunt 33), nor where a val class is absent from training (labels
+shifted between the splits: ``class_figures.shifted``).
 
 Example::
 
@@ -17,6 +19,8 @@ Example::
     >>> found["missing"], found["taken_for"], found["due"]
     ([3], 1, 50.0)
     >>> missing_val_classes(train, torch.arange(200) % 4)
+    {}
+    >>> missing_val_classes(train, torch.arange(150) % 3)  # class 3 only in training
     {}
 """
 
@@ -36,8 +40,9 @@ def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
     """The classes absent from ``val`` labels that ``train``'s shares make due (``{}``: none).
 
     Figures: ``missing`` (the classes), ``due`` (the most val labels due of one of them),
-    ``taken_for`` (the class over its training share by the most, where one is) with
-    ``taken_share`` and ``taken_val_share``, ``val_labels`` (how many were read).
+    ``taken_for`` (the class over its training share by the most: at least half what was
+    due, else ``{}``) with ``taken_share`` and ``taken_val_share``, ``val_labels`` (how
+    many were read).
     """
     if train.numel() == 0 or val.numel() == 0 or train.min() < 0 or val.min() < 0:
         return {}
@@ -52,15 +57,16 @@ def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
         return {}
     excess = counts - due
     taken = int(excess.argmax())
-    out: dict[str, Any] = {
+    if excess[taken] < 0.5 * float(sum(due[c] for c in missing)):
+        return {}  # dropped, not renamed: a class only training has (a background class)
+    return {
         "missing": missing,
         "due": round(float(max(due[c] for c in missing)), 1),
         "val_labels": float(val.numel()),
+        "taken_for": taken,
+        "taken_share": round(float(shares[taken]), 4),
+        "taken_val_share": round(float(counts[taken] / val.numel()), 4),
     }
-    if excess[taken] >= 0.5 * float(sum(due[c] for c in missing)):
-        out |= {"taken_for": taken, "taken_share": round(float(shares[taken]), 4),
-                "taken_val_share": round(float(counts[taken] / val.numel()), 4)}  # fmt: skip
-    return out
 
 
 def missing_val_text(f: dict[str, Any]) -> str:
@@ -70,13 +76,11 @@ def missing_val_text(f: dict[str, Any]) -> str:
     taken = (
         f"; class {f['taken_for']} has {f['taken_val_share']:.1%} of the val labels against "
         f"{f['taken_share']:.1%} of the training labels, as if they were written as it"
-        if "taken_for" in f
-        else ""
     )
     return (
         f"The val labels lack a class the training labels hold: {which} absent from "
         f"{f['val_labels']:.0f} val labels where ~{f['due']:.0f} were due by the training "
-        f"labels' shares{taken}. A label map or filter applied to one split (renamed or "
-        "dropped classes) makes val accuracy and loss count right answers as wrong. Check "
-        "that both splits read their labels the same way (the same class-to-index map)."
+        f"labels' shares{taken}. A label map applied to one split makes val accuracy and "
+        "loss count right answers as wrong. Check that both splits read their labels the "
+        "same way (the same class-to-index map)."
     )

@@ -42,6 +42,9 @@ def test_val_labels_quiet_for_right_labels_and_a_shift_between_splits(tmp_path):
     assert not [f for f in findings_of(trainer) if f.kind == "val_labels_differ"]
     # labels one apart between the splits: a class of val missing in training, another rule
     assert missing_val_classes(torch.arange(400) % 4, torch.arange(400) % 4 + 1) == {}
+    # hunt 33: a background class only training has, nothing in its place in val
+    background = torch.cat([torch.arange(1000) % 10, torch.full((100,), 10)])
+    assert missing_val_classes(background, torch.arange(500) % 10) == {}
     # a rare class (1% of training, ~2 due among 200) absent from val by chance
     rare = torch.cat([torch.arange(990) % 3, torch.full((10,), 3)])
     assert missing_val_classes(rare, torch.arange(200) % 3) == {}
