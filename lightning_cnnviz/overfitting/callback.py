@@ -244,6 +244,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
         if not trainer.sanity_checking:
             self._tap_batch(trainer, pl_module, batch, "train")
+            self._read_items(trainer, batch)
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

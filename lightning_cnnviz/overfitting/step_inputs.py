@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from lightning_cnnviz.core.capture import tap_forward
+from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.core.input_shift import (
     StepInput,
     channel_stats,
@@ -31,8 +32,15 @@ from lightning_cnnviz.core.input_shift import (
 )
 from lightning_cnnviz.core.items import split_sample
 from lightning_cnnviz.core.probe_pass import in_probe_pass
+from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 from lightning_cnnviz.core.stored_form import seen_batch
+from lightning_cnnviz.overfitting.repeated_items import (
+    BATCHES,
+    image_keys,
+    repeated_items,
+    repeated_text,
+)
 
 __all__ = ["StepInputs", "first_layer"]
 
@@ -89,6 +97,8 @@ class StepInputs:
     """
 
     disabled: bool
+    section: str
+    _tell_data: Any  # ``RunData``'s
     _steps: dict[str, StepInput]
     _step_tap: Any
     _step_why: str
@@ -98,6 +108,29 @@ class StepInputs:
         self._remove_tap()
         self._steps, self._step_why = {}, ""
         self._val_reads = {}
+        self._item_keys: list[list[tuple[float, float]]] = []
+
+    def _read_items(self, trainer: Trainer, batch: Any) -> None:
+        """The first training batches' images as keys: a loader repeating them is told."""
+        keys = getattr(self, "_item_keys", [])
+        if len(keys) >= BATCHES or self.disabled or trainer.overfit_batches:
+            return
+        try:
+            images = split_sample(batch)[0]
+            if not isinstance(images, Tensor) or images.dim() < 2:
+                return
+            keys.append(image_keys(images))
+            self._item_keys = keys
+            if len(keys) < BATCHES:
+                return
+            size = len(find_dataset(trainer, "train"))
+        except Exception:  # no image tensor, no set of known length: nothing to count
+            return
+        if found := repeated_items(keys, max(len(k) for k in keys), size):
+            step, epoch = trainer.global_step, trainer.current_epoch
+            text = repeated_text(found)
+            self._tell_data(trainer, Finding(self.section, "repeated_batches", step, epoch,
+                                             text, found))  # fmt: skip
 
     def _tap_batch(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, split: str
