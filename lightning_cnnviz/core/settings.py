@@ -69,6 +69,8 @@ class Settings:
             ``LinearLR``, one named for a warmup; inside a ``SequentialLR`` too).
         hooked: the model's modules whose own parameters carry a gradient hook
             (``gradient_hooked``): what the optimiser steps on is what the hook returns.
+        lr_peak: the rate a one-cycle schedule warms up to (its ``max_lr``; its
+            ``initial_lr`` is where the warm-up starts), else ``None``.
     """
 
     lr: float | None = None
@@ -85,6 +87,7 @@ class Settings:
     half_weights: bool = False
     warmup: bool = False
     hooked: tuple[str, ...] = ()
+    lr_peak: float | None = None
 
 
 def _warms_up(scheduler: Any) -> bool:
@@ -201,6 +204,7 @@ def read_settings(
         first is not None and first.dtype == torch.float16,
         any(_warms_up(s) for s in schedulers),
         tuple(name for name, m in model.named_modules() if gradient_hooked(m)),
+        _number(groups[0].get("max_lr")) if groups else None,
     )  # fmt: skip
 
 

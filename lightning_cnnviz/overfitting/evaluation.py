@@ -24,7 +24,7 @@ class Evaluation:
     """What one validation showed. Any figure may be ``None`` (not logged, or not measured).
 
     ``bn_screen`` is set only where the batch-statistics pass was skipped because its screen
-    was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``hooked``: the
+    was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``lr_peak``: the
     run's settings then (``core.settings.Settings``), which the remedies follow;
     ``run_share``: ``step`` over the run's planned steps (``None``: unknown length).
     ``ignored`` to ``missing``: the val probe's left-out classes and the training labels'
@@ -100,6 +100,7 @@ class Evaluation:
     half_weights: bool = False
     warmup: bool = False
     hooked: tuple[str, ...] = ()
+    lr_peak: float | None = None
     run_share: float | None = None
     restd_acc: float | None = None  # the val probe's first images re-standardised (below)
     given_acc: float | None = None  # the same images as given

@@ -78,9 +78,10 @@ def first(v: Verdict) -> list[str]:
     elif v.figures.get("warmup_outlasts"):
         tried.append(
             f"**Shorten the warm-up**: the schedule has raised the rate to {now.lr:.3g} of the "
-            f"{now.lr_initial:.3g} set, and at this pace reaches it only after the run; a "
-            "warm-up of 1-5% of the run's steps is usual (check its `total_iters` / "
-            "`warmup_steps`, and whether it is stepped per batch or per epoch)."
+            f"{now.lr_peak or now.lr_initial:.3g} it aims at, and at this pace reaches it only "
+            "after the run; a warm-up of 1-5% of the run's steps is usual (check its "
+            "`total_iters` / `warmup_steps` / `total_steps`, and whether it is stepped per "
+            "batch or per epoch)."
         )
     elif now.lr == 0:
         tried.append("**Raise the learning rate**: it is 0, so no weight moves.")

@@ -87,10 +87,11 @@ def headline(v: Verdict) -> str:
             "the wrong tensor passed as targets, a term that ignores them)."
         )
     elif f.get("warmup_outlasts"):
+        aim = now.lr_peak or now.lr_initial  # a one-cycle schedule's `max_lr`
         cut = (
-            f" The learning rate is {now.lr:.3g}, {now.lr / now.lr_initial:.1%} of the "
-            f"{now.lr_initial:.3g} set, and still rising: at this pace the warm-up ends "
-            f"after the run ({num(now.run_share, True)} of it gone)."
+            f" The learning rate is {now.lr:.3g}, {now.lr / aim:.1%} of the {aim:.3g} "
+            "its warm-up aims at, and still rising: at this pace the warm-up ends after the "
+            f"run ({num(now.run_share, True)} of it gone)."
         )
     elif now.lr is not None and now.lr < 0:
         cut = (

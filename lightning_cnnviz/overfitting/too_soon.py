@@ -85,7 +85,8 @@ def warmup_outlasts(e: Evaluation) -> bool:
 
     Extrapolated linearly from 0 at the start: at ``run_share`` of the run with the rate
     at a share ``r`` of ``lr_initial`` (the rate set, ``initial_lr``), the warm-up ends at
-    ``run_share / r`` of the run; past 1, never within it. Held out: ``LinearLR(
+    ``run_share / r`` of the run; past 1, never within it. A one-cycle schedule's rises
+    from ``lr_initial`` to ``lr_peak``, its ``max_lr``. Held out: ``LinearLR(
     start_factor=1e-4, total_iters=100000)`` in a 282-step run ended at 0.3% of the rate
     set; ``not_learning`` waited for it at chance on three seeds. Unknown (no planned
     length, no rate): ``False``.
@@ -96,11 +97,21 @@ def warmup_outlasts(e: Evaluation) -> bool:
         True
         >>> warmup_outlasts(Evaluation(22, 0, lr=0.029, lr_initial=0.05, run_share=0.1))
         False
+        >>> one_cycle = dict(lr_initial=4e-4, lr_peak=0.01, run_share=0.5)
+        >>> warmup_outlasts(Evaluation(96, 3, lr=4.1e-4, **one_cycle))  # barely moved
+        True
+        >>> warmup_outlasts(Evaluation(96, 3, lr=0.008, **one_cycle))
+        False
     """
-    lr, target, share = e.lr, e.lr_initial, e.run_share
+    lr, share = e.lr, e.run_share
+    # a one-cycle schedule rises from its `initial_lr` to its `max_lr` (hunt 33: stepped
+    # per epoch, or over 100x the run's steps, it stayed near its start, unsaid)
+    start, target = (e.lr_initial, e.lr_peak) if e.lr_peak else (0.0, e.lr_initial)
     if not lr or not target or share is None or lr <= 0 or lr >= target or e.cyclic_lr:
         return False
-    return share * target / lr > 1.0
+    if start is None or start >= target:
+        return False
+    return share * (target - start) / max(lr - start, 1e-12 * target) > 1.0
 
 
 FALLING = 0.01

@@ -86,3 +86,22 @@ def test_settings_name_the_modules_whose_parameters_carry_gradient_hooks():
     assert read_settings([opt], model).hooked == ()
     model[0].weight.register_hook(lambda g: g * 1000)
     assert read_settings([opt], model).hooked == ("0",)
+
+
+def test_settings_read_a_one_cycle_schedules_peak_and_its_warmup_outlasting_the_run():
+    # hunt 33: OneCycleLR stepped per epoch sat near its start all run (val 9-20%), while
+    # `not_learning` waited for a warm-up it took `initial_lr` to be the target of
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+    from lightning_cnnviz.overfitting.too_soon import warmup_outlasts
+
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=192)
+    for _ in range(5):  # stepped once an epoch, for 5 of the run's 192 steps
+        opt.step()
+        sched.step()
+    s = read_settings([opt], model)
+    assert s.lr_peak == 0.1 and s.lr_initial == pytest.approx(0.004)
+    ev = Evaluation(160, 4, lr=s.lr, lr_initial=s.lr_initial, lr_peak=s.lr_peak, run_share=0.83)
+    assert warmup_outlasts(ev)
+    assert read_settings([torch.optim.SGD(model.parameters(), lr=0.1)], model).lr_peak is None

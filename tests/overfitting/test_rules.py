@@ -293,7 +293,7 @@ def test_rules_not_learning_stops_waiting_for_a_warm_up_that_outlasts_the_run():
     verdict = first(levels.not_learning, [Evaluation(step=0, epoch=0, lr=1e-7), *evs])
     assert verdict.detected.step == 188 and verdict.figures["warmup_outlasts"]
     text = headline(verdict)
-    assert "The learning rate is 1.9e-06, 0.2% of the 0.001 set, and still rising" in text
+    assert "The learning rate is 1.9e-06, 0.2% of the 0.001 its warm-up aims at, and still" in text
     assert remedies(verdict)[0].startswith("**Shorten the warm-up**")
     # the same rates 100x higher in a 10x longer run: a warm-up on its way, waited for
     short = [replace(e, lr=100 * e.lr, run_share=e.run_share / 10) for e in evs]
