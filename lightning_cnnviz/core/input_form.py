@@ -168,6 +168,8 @@ class InputForm:
         follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
         if follower is None:  # each fit anew, also a second fit on one trainer
             follower = trainer._cnnviz_steps = StepFollower()
+        if not follower.reading:  # every batch after the first two: nothing to do
+            return
         model = unwrap_model(pl_module)
         if is_compiled(model):  # hooks would change what the compiled graph traced
             follower.drop()

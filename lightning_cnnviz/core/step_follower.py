@@ -121,50 +121,46 @@ class StepFollower:
         self.taps: list[StepTap] = []
         self.done = False
         self._batch: Any = None
-        self._ended: list[StepTap] = []  # taps whose batch ended, in order
-        self._first: Change | None = None  # the first ended batch's change, once read
+        self._first: Change | None = None  # the first read batch's change, once compared
+
+    @property
+    def reading(self) -> bool:
+        """Whether a batch is still to be tapped (checked first: no work once read)."""
+        return not self.done and len([tap for tap in self.taps if tap.calls]) < BATCHES
 
     def start(self, model: nn.Module, images: Tensor, batch: Any) -> None:
         """Tap batch ``batch`` (any key: every monitor starts it) where fewer are read."""
-        if self.done or batch == self._batch:
+        if not self.reading or batch == self._batch:
             return
         self.end_batch()
         # a batch that never reached the model (skipped by `on_train_batch_start`
         # returning -1) is no reading
-        self.taps = [tap for tap in self.taps if tap.calls or tap not in self._ended]
-        self._ended = [tap for tap in self._ended if tap.calls]
-        if len(self._ended) < BATCHES:
-            self._batch = batch
-            self.taps.append(StepTap(model, images))
+        self.taps = [tap for tap in self.taps if tap.calls]
+        self._batch = batch
+        self.taps.append(StepTap(model, images))
 
     def end_batch(self) -> None:
         """The running batch ended: its hook comes off (what it read waits for ``follow``)."""
         for tap in self.taps:
             tap.remove()
-            if tap not in self._ended:
-                self._ended.append(tap)
 
     def drop(self) -> None:
         """No more to read in this fit: the hooks come off, the taps are let go."""
-        for tap in self.taps:
-            tap.remove()
-        self.taps, self._ended, self.done = [], [], True
+        self.end_batch()
+        self.taps, self.done = [], True
 
     def follow(self, model: nn.Module, stored: str | None) -> Change | None:
         """The change to say once settled (``None`` until then, and after).
 
-        A tap whose batch has not reached the model yet (an event at a batch's start) is
-        left to it.
+        Reads the batches whose step ran (an event at a batch's end may come before this
+        monitor's end hook); one that has not reached the model yet (an event at a batch's
+        start) is left to it.
         """
-        if self.done:
+        read = [tap for tap in self.taps if tap.calls]
+        if self.done or not read:
             return None
-        for tap in self.taps:  # a batch whose step ran (an event at its end, before the
-            if tap.calls and tap not in self._ended:  # batch-end hook of this monitor)
-                tap.remove()
-                self._ended.append(tap)
-        read = [tap for tap in self._ended if tap.calls]
-        if not read:
-            return None
+        for tap in read:
+            tap.remove()
         if self._first is None:
             self._first = read[0].change(model, stored) or Change("", None, None, {})
             if self._first.scale is not None and self._first.offset is not None:
@@ -175,8 +171,6 @@ class StepFollower:
         follow_step(model, None)  # the second batch read against the probes as they are
         found = agreed(first, read[1].change(model, stored))
         self.drop()
-        if found is None or found.scale is None or found.offset is None:
-            follow_step(model, None)  # taken back: no scale and shift both batches show
-        else:
+        if found is not None and found.scale is not None and found.offset is not None:
             follow_step(model, (found.name, found.scale, found.offset))
-        return found
+        return found  # taken back where the two batches show no scale and shift alike
