@@ -124,6 +124,10 @@ class InputForm:
         if call_error(model, x) is None:
             self._stored_form(trainer, model, x)
             return
+        form = stored_form.form_of(x[0], model)
+        if form is not None and call_error(model, stored_form.seen_batch(x, form)) is None:
+            self._stored_form(trainer, model, x, in_steps=True)
+            return
         if (name := keyword_input(model)) is not None:
             takes_items(model, Keyword(name))
             if call_error(model, x) is None:
@@ -179,7 +183,8 @@ class InputForm:
         except TypeError:
             return
         if isinstance(images, Tensor) and images.dim() >= 3:
-            follower.start(model, images, (trainer.current_epoch, trainer.global_step))
+            batch = (trainer.current_epoch, trainer.global_step)
+            follower.start(model, images, batch, getattr(trainer, "_cnnviz_stored", None))
 
     def untap_step(self, trainer: Any, drop: bool = False) -> None:
         """The tapped batch ended (``drop``: or the fit, whose follower is let go)."""
@@ -221,25 +226,39 @@ class InputForm:
             return ""
         return REENTRANT if refused else ""
 
-    def _stored_form(self, trainer: Any, model: nn.Module, x: Tensor) -> None:
-        """Probes as the convolutions see the images, where ``forward`` changes them.
+    def _stored_form(
+        self, trainer: Any, model: nn.Module, x: Tensor, in_steps: bool = False
+    ) -> None:
+        """Probes as the convolutions see the images, where ``forward`` or the steps change them.
 
-        ``x``: one image as the data holds it, which ``model`` takes. Stored channels last
-        (``forward`` permutes them) or without a channel axis (``forward`` adds it), the
-        probes hold them as the convolutions see them (drawn, and Grad-CAM's maps laid over
-        them, the right way up), and every probe pass hands ``forward`` them as stored.
+        ``x``: one image as the data holds it. Stored channels last (permuted) or without a
+        channel axis (added), the probes hold them as the convolutions see them (drawn, and
+        Grad-CAM's maps laid over them, the right way up). Where ``model`` takes ``x``, its
+        ``forward`` converts them and every probe pass hands it them as stored; ``in_steps``:
+        it takes them only converted (the steps convert them), and the probe passes hand it
+        them so. Held out (setups hunt 33): NHWC digits permuted in both steps made every
+        probe monitor step aside, and image rows were compared as 28 channels.
         """
         shape = tuple(x.shape[1:])
-        if stored_form.channels_last(x[0], model):
-            form, seen, how = stored_form.CHANNELS_LAST, (shape[-1], *shape[:-1]), "permutes them"
-            said = f"the inputs are stored channels last, {shape}"
-        elif stored_form.no_channel_axis(x[0], model):
-            form, seen, how = stored_form.NO_CHANNEL, (1, *shape), "adds it"
-            said = f"the inputs are stored without a channel axis, {shape}"
-        else:
+        form = stored_form.form_of(x[0], model)
+        if form is None:
+            return
+        seen = tuple(stored_form.seen_batch(x, form).shape[1:])
+        last = form == stored_form.CHANNELS_LAST
+        how = "permutes them" if last else "adds it"
+        stored = "channels last" if last else "without a channel axis"
+        said = f"the inputs are stored {stored}, {shape}"
+        trainer._cnnviz_stored = form
+        if in_steps:
+            takes_items(model, None)
+            self.say_once_per_run(
+                "stored_form",
+                f"{said}, and the model's `forward` takes them as {seen}: the steps' code "
+                f"{how} for its convolutions, and the monitors show, measure and hand them "
+                f"to `forward` as {seen}",
+            )
             return
         takes_items(model, Stored(form))
-        trainer._cnnviz_stored = form
         self.say_once_per_run(
             "stored_form",
             f"{said}, and the model's `forward` {how} for its convolutions: the monitors "

@@ -47,6 +47,9 @@ SHIFT_SCALE = 2.0  # or channel standard deviations this many times apart
 # mean and spread by a few percent
 MILD_MEAN, MILD_SCALE = 0.25, 1.1
 _FLAT = 1e-6  # a channel whose images spread less than this is constant: nothing to compare
+# a channel spreading less than this share of the widest channel's spread on both splits
+# is near empty (a border row read as a channel, an alpha plane): its spreads are not compared
+_FAINT = 0.05
 
 
 class StepInput(NamedTuple):
@@ -97,15 +100,28 @@ def step_input(images: Tensor, layer_input: Tensor) -> StepInput:
 
 
 def _channel_shift(
-    t_mean: float, t_std: float, v_mean: float, v_std: float, bars: tuple[float, float]
+    t_mean: float,
+    t_std: float,
+    v_mean: float,
+    v_std: float,
+    bars: tuple[float, float],
+    floor: float = _FLAT,
 ) -> tuple[float, dict]:
-    """How far one channel's training and validation statistics part (badness >= 1: too far)."""
-    pooled = max(((t_std**2 + v_std**2) / 2) ** 0.5, _FLAT)
+    """How far one channel's training and validation statistics part (badness >= 1: too far).
+
+    ``floor``: the least spread a channel is read at (``_floor``).
+    """
+    pooled = max(((t_std**2 + v_std**2) / 2) ** 0.5, floor)
     gap = abs(t_mean - v_mean) / pooled
-    ratio = max(t_std, v_std) / max(min(t_std, v_std), _FLAT)
+    ratio = max(t_std, v_std, floor) / max(min(t_std, v_std), floor)
     figures = {"train_mean": t_mean, "train_std": t_std, "val_mean": v_mean, "val_std": v_std,
                "mean_gap": gap, "scale_ratio": ratio}  # fmt: skip
     return max(gap / bars[0], (ratio - 1) / (bars[1] - 1)), figures
+
+
+def _floor(*stds: list[float]) -> float:
+    """The least spread channels are read at: ``_FAINT`` of the widest channel's."""
+    return max(_FLAT, _FAINT * max((v for s in stds for v in s), default=0.0))
 
 
 def _worst(channels: list[tuple[float, dict]]) -> dict[str, float]:
@@ -144,9 +160,10 @@ def split_shift(train: Tensor, val: Tensor, mild: bool = False) -> dict[str, flo
     if train.dim() < 2 or val.dim() < 2 or train.shape[1] != val.shape[1]:
         return {}
     (t_mean, t_std), (v_mean, v_std) = channel_stats(train), channel_stats(val)
-    rows = zip(t_mean.tolist(), t_std.tolist(), v_mean.tolist(), v_std.tolist(), strict=True)
+    rows = list(zip(t_mean.tolist(), t_std.tolist(), v_mean.tolist(), v_std.tolist(), strict=True))
     bars = (MILD_MEAN, MILD_SCALE) if mild else (SHIFT_MEAN, SHIFT_SCALE)
-    return _worst([_channel_shift(*row, bars) for row in rows])
+    floor = _floor([r[1] for r in rows], [r[3] for r in rows])
+    return _worst([_channel_shift(*row, bars, floor) for row in rows])
 
 
 def moved_shift(first: tuple[Tensor, Tensor], now: tuple[Tensor, Tensor]) -> dict[str, float]:
@@ -168,8 +185,9 @@ def moved_shift(first: tuple[Tensor, Tensor], now: tuple[Tensor, Tensor]) -> dic
     """
     if first[0].shape != now[0].shape:
         return {}
-    rows = zip(*(t.float().tolist() for t in (*first, *now)), strict=True)
-    found = _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE)) for row in rows])
+    rows = list(zip(*(t.float().tolist() for t in (*first, *now)), strict=True))
+    floor = _floor([r[1] for r in rows], [r[3] for r in rows])
+    found = _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floor) for row in rows])
     names = {"train_mean": "first_mean", "train_std": "first_std", "val_mean": "now_mean",
              "val_std": "now_std"}  # fmt: skip
     return {names.get(k, k): v for k, v in found.items()}

@@ -50,16 +50,17 @@ class StepTap:
     passes are passed over.
     """
 
-    def __init__(self, model: nn.Module, images: Tensor) -> None:
+    def __init__(self, model: nn.Module, images: Tensor, stored: str | None = None) -> None:
         self.images = images[:KEEP].detach().clone()
-        self.shape = tuple(images.shape)
+        # as stored, or as the convolutions see them where the step converts them
+        self.shapes = {tuple(x.shape) for x in (images, seen_batch(images, stored))}
         self.calls: list[tuple[nn.Module, str, Tensor]] = []
         self._names = {
             id(module): name
             for name, module in model.named_modules()
             if not isinstance(module, torch.jit.ScriptModule)  # which takes no hooks
         }
-        self._handle: Any = register_module_forward_pre_hook(self._read)
+        self._handles: list[Any] = [register_module_forward_pre_hook(self._read)]
 
     def _read(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         if len(self.calls) >= CALLS or id(module) not in self._names or in_probe_pass():
@@ -67,16 +68,16 @@ class StepTap:
         if any(kept is module for kept, _, _ in self.calls):
             return
         x = next((a for a in args if isinstance(a, Tensor)), None)
-        if x is None or not x.is_floating_point() or x.dim() != len(self.shape):
+        if x is None or not x.is_floating_point():
             return
-        if tuple(x.shape[:2]) == self.shape[:2]:
+        if any(x.dim() == len(shape) and tuple(x.shape[:2]) == shape[:2] for shape in self.shapes):
             self.calls.append((module, self._names[id(module)], x[:KEEP].detach().clone()))
 
     def remove(self) -> None:
         """Take the hook off (at the batch's end, or where the fit stops)."""
-        if self._handle is not None:
-            self._handle.remove()
-        self._handle = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def change(self, model: nn.Module, stored: str | None) -> Change | None:
         """What the step did before the first kept module a probe pass calls too."""
@@ -128,7 +129,9 @@ class StepFollower:
         """Whether a batch is still to be tapped (checked first: no work once read)."""
         return not self.done and len([tap for tap in self.taps if tap.calls]) < BATCHES
 
-    def start(self, model: nn.Module, images: Tensor, batch: Any) -> None:
+    def start(
+        self, model: nn.Module, images: Tensor, batch: Any, stored: str | None = None
+    ) -> None:
         """Tap batch ``batch`` (any key: every monitor starts it) where fewer are read."""
         if not self.reading or batch == self._batch:
             return
@@ -137,7 +140,7 @@ class StepFollower:
         # returning -1) is no reading
         self.taps = [tap for tap in self.taps if tap.calls]
         self._batch = batch
-        self.taps.append(StepTap(model, images))
+        self.taps.append(StepTap(model, images, stored))
 
     def end_batch(self) -> None:
         """The running batch ended: its hook comes off (what it read waits for ``follow``)."""

@@ -31,6 +31,7 @@ __all__ = [
     "NO_CHANNEL",
     "SeenView",
     "channels_last",
+    "form_of",
     "no_channel_axis",
     "seen_batch",
     "seen_view",
@@ -83,6 +84,21 @@ def no_channel_axis(image: Tensor, model: nn.Module) -> bool:
     """
     first = next((m for m in model.modules() if isinstance(m, _CONV)), None)
     return first is not None and image.dim() == len(first.kernel_size) and first.in_channels == 1
+
+
+def form_of(image: Tensor, model: nn.Module) -> str | None:
+    """``CHANNELS_LAST``, ``NO_CHANNEL`` or ``None``: how ``image`` is stored for ``model``.
+
+    Example::
+
+        >>> form_of(torch.zeros(28, 28, 3), nn.Conv2d(3, 8, 3)) == CHANNELS_LAST
+        True
+        >>> form_of(torch.zeros(3, 28, 28), nn.Conv2d(3, 8, 3)) is None
+        True
+    """
+    if channels_last(image, model):
+        return CHANNELS_LAST
+    return NO_CHANNEL if no_channel_axis(image, model) else None
 
 
 class SeenView(View):

@@ -122,6 +122,39 @@ def test_collated_images_without_a_channel_axis_drawn_and_measured_with_one(tmp_
     assert checks_of(trainer)[("OverfittingMonitor", "inputs in the steps")].ran
 
 
+class PermutedInSteps(KerasPort):
+    """Images stored (H, W, C); the steps permute and normalise them, `forward` takes NCHW."""
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return F.cross_entropy(self((x.permute(0, 3, 1, 2) - 0.5) / 0.25), y)
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self((x.permute(0, 3, 1, 2) - 0.5) / 0.25), y))
+
+
+def test_collated_channels_last_permuted_in_the_steps_probed_channels_first(tmp_path):
+    # held out (setups hunt 33): NHWC digits that both steps permuted made every probe
+    # monitor step aside, and the train/val input check read image rows as channels
+    from lightning_cnnviz import OverfittingMonitor
+    from lightning_cnnviz.core.findings import findings_of
+
+    monitors = [GradCAMMonitor(every_n_steps=4, num_samples=4), FeatureMapMonitor(every_n_steps=4),
+                OverfittingMonitor()]  # fmt: skip
+    said = r"stored channels last, \(24, 24, 3\), and the model's `forward` takes them as"
+    followed = r"the training step hands `forward` its images as `\(x - \(0.5, 0.5, 0.5\)\)"
+    with pytest.warns(UserWarning, match=followed):  # the normalisation followed too
+        trainer, share = stored_fit(tmp_path, PermutedInSteps(), squares, monitors, said)
+    assert tuple(monitors[0].probe(trainer).images.shape) == (4, 3, 24, 24)
+    assert share == pytest.approx(64 / 576, abs=0.03)
+    assert all(m.events > 0 and not m.disabled for m in monitors)
+    assert [f.kind for f in findings_of(trainer)] == []
+
+
 def test_collated_view_keeps_no_dataset_alive():
     # the view cached for a dataset held the dataset, its key: every fold's set stayed
     items = ListItems()

@@ -47,6 +47,18 @@ def test_split_inputs_shift_quiet_under_augmentation_found_when_unnormalised_or_
     assert swapped["channel"] in (0.0, 2.0) and swapped["mean_gap"] > 1
 
 
+def test_split_inputs_shift_quiet_on_a_near_empty_channel_found_on_a_zeroed_one():
+    # held out (setups hunt 33): image rows read as channels; row 1, empty in every val
+    # digit and crossed by one train stroke, was told "19088x in spread"
+    train, val = normalise(pictures()), normalise(pictures(seed=1))
+    train[:, 2], val[:, 2] = 0.0, 0.0
+    train[0, 2, 0, 0] = 0.3  # one faint mark on one training image's third channel
+    assert split_shift(train, val) == {}
+    dropped = val.clone()
+    dropped[:, 1] = 0.0  # a channel lost on the val images alone is still told
+    assert split_shift(train, dropped)["channel"] == 1.0
+
+
 SHIFT = {"channel": 0.0, "train_mean": 0.0, "train_std": 1.0, "val_mean": 0.13,
          "val_std": 0.31, "mean_gap": 0.18, "scale_ratio": 3.2}  # fmt: skip
 
