@@ -43,7 +43,7 @@ from lightning_cnnviz.core.probe_pass import (
     takes_items,
 )
 from lightning_cnnviz.core.run_datasets import find_dataset, train_batch_size
-from lightning_cnnviz.core.selection import is_compiled, unwrap_model
+from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.step_follower import StepFollower
 from lightning_cnnviz.core.step_transform import step_text
 from lightning_cnnviz.core.voice import listed
@@ -175,9 +175,6 @@ class InputForm:
         if not follower.reading:  # every batch after the first two: nothing to do
             return
         model = unwrap_model(pl_module)
-        if is_compiled(model):  # hooks would change what the compiled graph traced
-            follower.drop()
-            return
         try:
             images = split_sample(batch)[0]
         except TypeError:

@@ -36,6 +36,7 @@ __all__ = [
     "is_compiled",
     "named_layers",
     "of_type",
+    "outside_compiled",
     "resolve_layers",
     "scripted_layers",
     "unwrap_model",
@@ -87,11 +88,50 @@ def is_compiled(model: nn.Module) -> bool:
     """Whether ``model`` or any submodule runs through ``torch.compile``.
 
     Covers ``trainer.fit(torch.compile(module))`` (Lightning unwraps it and keeps a
-    ``_compiler_ctx``) and compiled submodules (``self.net = torch.compile(net)``).
+    ``_compiler_ctx``), compiled submodules (``self.net = torch.compile(net)``) and
+    modules compiled in place (``net.compile()``).
     """
     if getattr(model, "_compiler_ctx", None) is not None:
         return True
-    return any(hasattr(m, "_orig_mod") for m in model.modules())
+    return any(
+        hasattr(m, "_orig_mod") or getattr(m, "_compiled_call_impl", None) is not None
+        for m in model.modules()
+    )
+
+
+def outside_compiled(model: nn.Module) -> dict[str, nn.Module]:
+    """``model``'s modules, by name, that run outside every compiled graph.
+
+    A hook on one of them is called in eager code and changes nothing a graph traced: the
+    wrapper ``torch.compile(net)`` returns (not the ``net`` inside it), and a module whose
+    ``forward`` Lightning compiled (``_compiler_ctx``) but none of its children. A module
+    compiled in place (``net.compile()``) runs its hooks in the graph: left out.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+        >>> outer = nn.Sequential(torch.compile(net), nn.Flatten())
+        >>> list(outside_compiled(outer))
+        ['', '0', '1']
+    """
+    found: dict[str, nn.Module] = {}
+    skipped: list[str] = []
+
+    def inside(name: str) -> bool:
+        return any(name == s or name.startswith(f"{s}.") or s == "" for s in skipped)
+
+    for name, module in model.named_modules():
+        if inside(name):
+            continue
+        if getattr(module, "_compiled_call_impl", None) is not None:
+            skipped.append(name)
+            continue
+        found[name] = module
+        if hasattr(module, "_orig_mod"):
+            skipped.append(f"{name}._orig_mod" if name else "_orig_mod")
+        elif getattr(module, "_compiler_ctx", None) is not None:
+            skipped.append(name)
+    return found
 
 
 def clean_name(name: str) -> str:

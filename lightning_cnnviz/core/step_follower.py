@@ -31,6 +31,7 @@ from torch.nn.modules.module import register_module_forward_pre_hook
 
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.probe_pass import follow_step, in_probe_pass, probe_mode
+from lightning_cnnviz.core.selection import is_compiled, outside_compiled
 from lightning_cnnviz.core.step_transform import Change, agreed, step_change
 from lightning_cnnviz.core.stored_form import seen_batch
 
@@ -47,7 +48,8 @@ class StepTap:
     Each module's first call whose first tensor argument holds the batch's items and
     channels (a float tensor of its number of dims: a resize in the step keeps them) is
     kept, its first ``KEEP`` items, up to ``CALLS`` modules, until ``remove``. Probe
-    passes are passed over.
+    passes are passed over. In a compiled model, only the modules outside its graphs are
+    read (each with its own hook: a global one would fire inside them too).
     """
 
     def __init__(self, model: nn.Module, images: Tensor, stored: str | None = None) -> None:
@@ -55,12 +57,20 @@ class StepTap:
         # as stored, or as the convolutions see them where the step converts them
         self.shapes = {tuple(x.shape) for x in (images, seen_batch(images, stored))}
         self.calls: list[tuple[nn.Module, str, Tensor]] = []
-        self._names = {
-            id(module): name
-            for name, module in model.named_modules()
+        compiled = is_compiled(model)
+        modules = {
+            name: module
+            for name, module in (
+                outside_compiled(model).items() if compiled else model.named_modules()
+            )
             if not isinstance(module, torch.jit.ScriptModule)  # which takes no hooks
         }
-        self._handles: list[Any] = [register_module_forward_pre_hook(self._read)]
+        self._names = {id(module): name for name, module in modules.items()}
+        self._handles: list[Any] = (
+            [module.register_forward_pre_hook(self._read) for module in modules.values()]
+            if compiled
+            else [register_module_forward_pre_hook(self._read)]
+        )
 
     def _read(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         if len(self.calls) >= CALLS or id(module) not in self._names or in_probe_pass():

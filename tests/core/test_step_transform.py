@@ -124,6 +124,9 @@ def _fit(tmp_path, how, extra=()):
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 2))
     probed = []
     model = Stepped(net, how, probed)
+    if how == "compiled":  # the step's batches reach the compiled wrapper, not its graph
+        torch._dynamo.reset()
+        model.net = torch.compile(net, backend="eager")
     trainer = L.Trainer(
         default_root_dir=tmp_path, max_epochs=2, logger=False, num_sanity_val_steps=0,
         callbacks=[FeatureMapMonitor(num_samples=4), *extra], enable_progress_bar=False,
@@ -159,6 +162,13 @@ def test_step_transform_followed_by_the_probe_passes_of_a_run(tmp_path):
 def test_step_transform_followed_where_the_step_calls_the_network(tmp_path):
     probed, said, val_x = _fit(tmp_path, "direct")
     assert len(said) == 1 and "hands `net` its images as" in said[0]
+    assert len(probed) > 16 and _as_val_images(probed[-16:], val_x)
+
+
+def test_step_transform_followed_where_the_network_is_compiled(tmp_path):
+    # setups hunts 32-33: a compiled network was not followed, and nothing said it
+    probed, said, val_x = _fit(tmp_path, "compiled")
+    assert len(said) == 1 and "hands `forward` its images as `(x - (0.2, 0.3, 0.4))" in said[0]
     assert len(probed) > 16 and _as_val_images(probed[-16:], val_x)
 
 
