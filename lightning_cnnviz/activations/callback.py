@@ -26,8 +26,8 @@ from lightning_cnnviz.core.input_form import batch_hooks
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.layer_calls import count_call_sites
 from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES
+from lightning_cnnviz.core.logits import class_logits
 from lightning_cnnviz.core.monitor import Monitor
-from lightning_cnnviz.core.outputs import class_logits
 from lightning_cnnviz.core.probe_pass import follows_step
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import named_layers, of_type, unwrap_model
@@ -271,7 +271,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 **init_reads(model, self._rec.depth)}  # fmt: skip
 
     def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
-        """``(K, cross-entropy of the probe's logits)`` (``outputs.class_logits``), else None.
+        """``(K, cross-entropy of the probe's logits)`` (``core.logits.class_logits``), else None.
 
         None: the initial-scale check is skipped.
         """

@@ -19,14 +19,13 @@ from lightning_cnnviz.core.dataset_labels import dataset_labels
 from lightning_cnnviz.core.input_form import InputForm
 from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.items import LABEL_KEYS, label_key_misfit, read_item
+from lightning_cnnviz.core.logits import SingleLogit, single_logit
 from lightning_cnnviz.core.outputs import (
     NotApplicable,
-    SingleLogit,
     guess_label_key,
     guess_output_key,
     key_name,
     logits_from,
-    single_logit,
 )
 from lightning_cnnviz.core.probe import Probe, draw_probe, generator_for, probe_from_indices
 from lightning_cnnviz.core.probe_pass import probe_mode

@@ -3,7 +3,8 @@
 A model may return ``(features, logits)`` or ``{"logits": ..., "aux": ...}``; a dataset may
 yield ``{"pixels": x, "cls": y}``. Monitors read them through the shared ``output_key`` and
 ``label_key`` arguments; when those are not given, the functions here guess, and say what
-they guessed and why (the monitor warns it once).
+they guessed and why (the monitor warns it once). What the logits are read as (a softmax's
+probabilities, one binary logit): ``logits.py``.
 
 Example::
 
@@ -19,29 +20,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from lightning_cnnviz.core.capture import first_tensor
+from lightning_cnnviz.core.logits import SingleLogit, two_class
 
 __all__ = [
     "NotApplicable",
-    "SingleLogit",
-    "as_logits",
-    "class_logits",
-    "dense_output",
     "guess_label_key",
     "guess_output_key",
-    "is_simplex",
     "key_name",
     "logits_from",
     "one_row_per_image",
-    "single_logit",
     "tensor_entries",
-    "two_class",
 ]
 
 _LOGIT_NAMES = ("logits", "logit", "out", "output", "pred", "preds", "scores", "y_hat")
@@ -172,104 +166,6 @@ def guess_label_key(item: Any) -> tuple[Any, str]:
     if len(found) == 1:
         return found[0], "the only integer scalar entry"
     return None, ""
-
-
-def dense_output(logits: Tensor) -> bool:
-    """Whether ``logits`` are per position (N, K, ...) rather than per image (N, K)."""
-    return logits.dim() > 2
-
-
-def is_simplex(out: Tensor) -> Tensor:
-    """Whether every row of ``(N, K)`` outputs is a probability vector (a softmax model's).
-
-    A 0-dim bool tensor, where the outputs live (no host transfer).
-    """
-    return (out >= 0).all() & ((out.sum(1) - 1.0).abs() <= 1e-3).all()
-
-
-def as_logits(outputs: Tensor) -> Tensor:
-    """``outputs`` as logits: a softmax model's probabilities become their logarithms.
-
-    ``log p`` are logits of the same distribution (``softmax(log p) = p``), so every
-    figure read from logits (confidence, calibration, cross-entropy) is right for a model
-    that ends in a softmax, instead of the softmax of its probabilities (which reads a
-    sure model as under-confident). Other outputs pass unchanged (as float).
-
-    Example::
-
-        >>> import torch
-        >>> p = torch.tensor([[0.9, 0.1]])
-        >>> torch.allclose(as_logits(p).softmax(1), p), as_logits(torch.tensor([[2.0, -1.0]]))
-        (True, tensor([[ 2., -1.]]))
-    """
-    out = outputs.float()
-    return torch.where(is_simplex(out), out.clamp_min(1e-12).log(), out)
-
-
-@dataclass(frozen=True)
-class SingleLogit:
-    """An ``output_key`` for a binary classifier's one logit, read as two classes' logits.
-
-    ``ProbeReader.logits_key`` gives it where the model returns one score per sample
-    ((N, 1), or (N,)) and the labels are 0/1 (a ``BCEWithLogitsLoss`` model): every
-    monitor then reads the logits through ``logits_from`` as ``two_class``'s (N, 2).
-
-    Attributes:
-        key: where the logit sits in the model's output (an ``output_key``).
-    """
-
-    key: Any = None
-
-
-def single_logit(logits: Tensor) -> bool:
-    """Whether ``logits`` hold one score per sample: (N, 1, ...), (N,) or a scalar."""
-    return logits.dim() <= 1 or logits.shape[1] == 1
-
-
-def two_class(logits: Tensor) -> Tensor:
-    """One binary logit ``z`` per sample (or position) as two classes' logits ``[-z/2, z/2]``.
-
-    Their softmax is ``[1 - sigmoid(z), sigmoid(z)]``, their cross-entropy against a 0/1
-    label is ``BCEWithLogitsLoss``'s, their argmax is ``z > 0``, and a class's score
-    rises with the evidence for that class (``-z`` for class 0), as pytorch-grad-cam's
-    ``BinaryClassifierOutputTarget`` picks it: so confidence, calibration, accuracy and
-    a CAM of either class read the same as for a two-logit model.
-
-    Example::
-
-        >>> z = torch.tensor([[2.0], [-1.0]])
-        >>> two = two_class(z)
-        >>> two.tolist(), torch.allclose(two.softmax(1)[:, 1:], torch.sigmoid(z))
-        ([[-1.0, 1.0], [0.5, -0.5]], True)
-        >>> tuple(two_class(torch.zeros(3)).shape), tuple(two_class(torch.zeros(2, 1, 4, 4)).shape)
-        ((3, 2), (2, 2, 4, 4))
-    """
-    z = logits.reshape(1, 1) if logits.dim() == 0 else logits
-    z = z[:, None] if z.dim() == 1 else z
-    return torch.cat([-z / 2, z / 2], dim=1)
-
-
-def class_logits(logits: Tensor | None, labels: Tensor | None) -> tuple[Tensor, Tensor] | None:
-    """``(logits, labels)`` where ``labels`` are class indices of ``(N, K)`` ``logits``, else None.
-
-    One logit with 0/1 labels reads as two classes (``two_class``). None for multi-hot
-    or dense labels, fewer than 2 classes, labels outside ``[0, K)`` or counts that differ.
-
-    Example::
-
-        >>> read = class_logits(torch.tensor([[2.0], [-1.0]]), torch.tensor([1, 0]))
-        >>> read[0].shape, class_logits(torch.zeros(2, 3), torch.tensor([0, 3]))
-        (torch.Size([2, 2]), None)
-    """
-    if logits is None or labels is None or labels.ndim != 1 or len(labels) != len(logits):
-        return None
-    if single_logit(logits) and int(labels.max()) <= 1:
-        logits = two_class(logits)
-    if logits.dim() != 2 or logits.shape[1] < 2:
-        return None
-    if int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]:
-        return None
-    return logits, labels.to(logits.device)
 
 
 def logits_from(output: Any, key: Any = None, raw: bool = False) -> Tensor:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.labels import caption, columns_that_fit
-from lightning_cnnviz.core.outputs import as_logits
+from lightning_cnnviz.core.logits import as_logits
 
 __all__ = ["MAX_TILES", "blank_cams", "cam_grid"]
 

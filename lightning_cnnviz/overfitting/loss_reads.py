@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_cnnviz.core.outputs import as_logits, is_simplex
+from lightning_cnnviz.core.logits import as_logits, is_simplex
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.returned_loss import (
     below_floor,
@@ -92,7 +92,7 @@ def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
     ``probe_loss_se_val``: the standard error of the probe's own cross-entropy (its mean
     over the probe's images).
     The loss the outputs are made for is the probe's own cross-entropy
-    (``probe_loss_val``: read through ``core.outputs.as_logits``, the negative
+    (``probe_loss_val``: read through ``core.logits.as_logits``, the negative
     log-likelihood of a softmax model's probabilities).
 
     Example::

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_cnnviz.core.outputs import as_logits
+from lightning_cnnviz.core.logits import as_logits
 from lightning_cnnviz.overfitting.loss_reads import candidates
 
 __all__ = [
@@ -207,7 +207,7 @@ def figures(
     (shares of the val probe right in one of them only), and the val probe's loss
     candidates (``loss_reads.candidates``); per class only up to ``PER_CLASS_MAX`` classes.
     Outputs that are probabilities (a model that ends in a softmax) are read as their
-    logarithms (``core.outputs.as_logits``). Everything is reduced where the logits live
+    logarithms (``core.logits.as_logits``). Everything is reduced where the logits live
     and moved to the host in one transfer. A ``None`` entry (not logged, no usable logits)
     is left out.
 

@@ -55,7 +55,7 @@ def test_outputs_guess_label_only_one_integer_scalar():
 
 
 def test_outputs_as_logits_reads_a_softmax_models_probabilities_through_their_log():
-    from lightning_cnnviz.core.outputs import as_logits, is_simplex
+    from lightning_cnnviz.core.logits import as_logits, is_simplex
 
     logits = torch.randn(8, 5) * 4
     probs = logits.softmax(1)

@@ -12,7 +12,7 @@ from torch import nn
 
 from lightning_cnnviz.core.cam import grad_cam, layer_cams
 from lightning_cnnviz.core.capture import hook_count
-from lightning_cnnviz.core.outputs import SingleLogit
+from lightning_cnnviz.core.logits import SingleLogit
 from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.target_layer import block_output, trace_calls
 from lightning_cnnviz.gradcam.metrics import concentration, drift, means_to_host, on_object
