@@ -22,7 +22,7 @@ from typing_extensions import override
 from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.recorder import Recorder
-from lightning_cnnviz.core.items import batch_inputs
+from lightning_cnnviz.core.batches import batch_inputs
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 from lightning_cnnviz.core.step_loss import step_loss
 from lightning_cnnviz.core.voice import listed

@@ -1,8 +1,8 @@
 """Dataset items: where the input and the label sit, and reading them without side effects.
 
 Nothing here knows about Lightning. ``split_sample`` splits one item (tuple, dict or bare
-tensor) into input and class label; ``batch_labels`` / ``batch_size`` read a collated
-batch (``dataset_labels.py``: every label without loading items). Class labels are
+tensor) into input and class label (``batches.py``: a collated batch's;
+``dataset_labels.py``: every label without loading items). Class labels are
 integers only: a float target (regression, soft labels) is none. ``read_item``: reading an
 item runs the dataset's random augmentation, which must move no random generator
 (``random_state.rng_untouched``). ``iterable_head``: an iterable dataset (no ``len``,
@@ -35,9 +35,6 @@ from lightning_cnnviz.core.random_state import rng_untouched
 __all__ = [
     "ITERABLE_HEAD",
     "LABEL_KEYS",
-    "batch_inputs",
-    "batch_labels",
-    "batch_size",
     "image_key",
     "integer_dtype",
     "iterable_head",
@@ -241,63 +238,3 @@ def split_sample(sample: Any, label_key: Any = None) -> tuple[Tensor, int | None
 def integer_dtype(t: Tensor) -> bool:
     """Whether ``t`` holds class indices: an integer dtype (not float, complex or bool)."""
     return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
-
-
-def batch_labels(batch: Any, label_key: Any = None) -> Tensor | None:
-    """The class labels of a collated batch, ``(B,)`` integers, where ``split_sample`` finds them.
-
-    ``None`` when the batch holds no such labels (a bare tensor, soft or one-hot targets).
-
-    Example::
-
-        >>> batch_labels((torch.zeros(2, 1, 4, 4), torch.tensor([3, 1]))).tolist()
-        [3, 1]
-        >>> batch_labels({"image": torch.zeros(2, 3), "cls": torch.tensor([0, 2])}, "cls").tolist()
-        [0, 2]
-        >>> batch_labels(torch.zeros(2, 1, 4, 4)) is None
-        True
-    """
-    if isinstance(batch, Mapping):
-        usual = next((batch[k] for k in _LABEL_KEYS if k in batch), None)
-        y = keyed(batch, label_key) if label_key is not None else usual
-    elif isinstance(batch, Sequence) and not isinstance(batch, str) and batch:
-        at = label_key if isinstance(label_key, int) else 1
-        y = batch[at] if len(batch) > at else None
-    else:
-        y = None
-    if not isinstance(y, Tensor) or y.dim() != 1:
-        return None
-    return y if integer_dtype(y) else None
-
-
-def batch_inputs(batch: Any) -> Tensor | None:
-    """The input tensor of a collated batch, where ``split_sample`` finds an item's.
-
-    Example::
-
-        >>> batch_inputs((torch.zeros(2, 1, 4, 4), torch.tensor([3, 1]))).shape
-        torch.Size([2, 1, 4, 4])
-        >>> batch_inputs("text") is None
-        True
-    """
-    x = parts(batch)[0]
-    return x if isinstance(x, Tensor) else None
-
-
-def batch_size(batch: Any) -> int | None:
-    """Samples in a collated batch: the first axis of its first tensor (``None``: none found).
-
-    Example::
-
-        >>> batch_size((torch.zeros(8, 1, 4, 4), torch.tensor([3, 1])))
-        8
-        >>> batch_size({"image": torch.zeros(5, 3)}), batch_size("text")
-        (5, None)
-    """
-    if isinstance(batch, Tensor):
-        return int(batch.shape[0]) if batch.dim() else None
-    if isinstance(batch, Mapping):
-        batch = list(batch.values())
-    if isinstance(batch, str) or not isinstance(batch, Sequence):
-        return None
-    return next((n for n in map(batch_size, batch) if n is not None), None)

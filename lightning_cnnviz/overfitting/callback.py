@@ -12,9 +12,9 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
+from lightning_cnnviz.core.batches import batch_size
 from lightning_cnnviz.core.checks import check_int, check_key, check_number
 from lightning_cnnviz.core.findings import Finding
-from lightning_cnnviz.core.items import batch_size
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe import Probe, draw_probe, generator_for
 from lightning_cnnviz.core.run_datasets import find_dataset

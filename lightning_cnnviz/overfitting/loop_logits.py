@@ -41,8 +41,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from lightning_cnnviz.core.batches import batch_labels
 from lightning_cnnviz.core.capture import tap_forward
-from lightning_cnnviz.core.items import batch_labels
 
 __all__ = ["LoopLogits"]
 
@@ -80,7 +80,7 @@ class LoopLogits:
             module: what ``validation_step`` calls (the LightningModule).
             indices: the val probe's dataset indices, in the probe's order.
             logits: the logits in the module's output (raises when it cannot tell).
-            label_key: where the label is in a batch (``core.items.batch_labels``).
+            label_key: where the label is in a batch (``core.batches.batch_labels``).
         """
         self.stop()
         self._start(indices, logits, label_key)

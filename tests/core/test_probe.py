@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch.utils.data import Dataset, IterableDataset, Subset, TensorDataset, default_collate
 
+from lightning_cnnviz.core.batches import batch_inputs
 from lightning_cnnviz.core.dataset_labels import dataset_labels
-from lightning_cnnviz.core.items import ITERABLE_HEAD, batch_inputs, iterable_head, split_sample
+from lightning_cnnviz.core.items import ITERABLE_HEAD, iterable_head, split_sample
 from lightning_cnnviz.core.probe import draw_probe, labels_in_order, probe_from_indices
 
 
