@@ -3,13 +3,14 @@
 Nothing here knows about Lightning. Held out (hunt 33): a dataset whose ``__getitem__``
 ignored most of the index served the same 64 digits at every step of a 2,000-item set;
 val sat at 73-75% from the start and it was told as overfitting three validations late,
-"stop at epoch 0". The first ``BATCHES`` training batches are read as per-image keys (sum
-and sum of squares, rounded): where they hold no more distinct images than one batch
-while the set is many batches long, the loader repeats them.
+"stop at epoch 0". The first ``BATCHES`` training batches are read as per-image keys
+(``core.image_keys``): where they hold no more distinct images than one batch while the
+set is many batches long, the loader repeats them.
 
 Example::
 
     >>> import torch
+    >>> from lightning_cnnviz.core.image_keys import image_keys
     >>> x = torch.rand(8, 1, 4, 4)
     >>> keys = [image_keys(x), image_keys(x.flip(0)), image_keys(x[[0, 1] * 4])]
     >>> found = repeated_items(keys, batch_size=8, set_size=800)
@@ -24,24 +25,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor
+from lightning_cnnviz.core.image_keys import ImageKey
 
-__all__ = ["BATCHES", "image_keys", "repeated_items", "repeated_text"]
+__all__ = ["BATCHES", "repeated_items", "repeated_text"]
 
 BATCHES = 3  # training batches read
 SPAN = 4  # the set must be this many batches long: a one-batch set repeats by design
 
 
-def image_keys(images: Tensor) -> list[tuple[float, float]]:
-    """One key per image: its sum and sum of squares, to 6 significant digits (one host read)."""
-    flat = images.detach().float().flatten(1)
-    sums = flat.sum(1).tolist()
-    squares = flat.pow(2).sum(1).tolist()
-    return [(float(f"{a:.6g}"), float(f"{b:.6g}")) for a, b in zip(sums, squares, strict=True)]
-
-
 def repeated_items(
-    keys: Sequence[list[tuple[float, float]]], batch_size: int, set_size: int
+    keys: Sequence[list[ImageKey]], batch_size: int, set_size: int
 ) -> dict[str, Any]:
     """Figures where ``BATCHES`` batches hold no more distinct images than one (``{}``: fine)."""
     read = sum(len(k) for k in keys)

@@ -23,6 +23,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from lightning_cnnviz.core.capture import tap_forward
 from lightning_cnnviz.core.findings import Finding
+from lightning_cnnviz.core.image_keys import ImageKey, image_keys
 from lightning_cnnviz.core.input_shift import (
     StepInput,
     channel_stats,
@@ -35,12 +36,7 @@ from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 from lightning_cnnviz.core.stored_form import seen_batch
-from lightning_cnnviz.overfitting.repeated_items import (
-    BATCHES,
-    image_keys,
-    repeated_items,
-    repeated_text,
-)
+from lightning_cnnviz.overfitting.repeated_items import BATCHES, repeated_items, repeated_text
 
 __all__ = ["StepInputs", "first_layer"]
 
@@ -108,7 +104,7 @@ class StepInputs:
         self._remove_tap()
         self._steps, self._step_why = {}, ""
         self._val_reads = {}
-        self._item_keys: list[list[tuple[float, float]]] = []
+        self._item_keys: list[list[ImageKey]] = []
 
     def _read_items(self, trainer: Trainer, batch: Any) -> None:
         """The first training batches' images as keys: a loader repeating them is told."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.core.items import read_item, split_sample
 
 __all__ = [
@@ -104,16 +105,11 @@ def shared_images(train: torch.Tensor, val: torch.Tensor) -> int:
         2
     """
 
-    def key(x: torch.Tensor) -> int | None:
-        x = x.detach().cpu().contiguous()
-        varies = x.numel() > 0 and bool((x != x.reshape(-1)[0]).any())  # any dtype
-        if not varies:
-            return None
-        raw = x.reshape(-1).view(torch.uint8).numpy()  # its bytes: NumPy has no bfloat16
-        return hash((tuple(x.shape), str(x.dtype), raw.tobytes()))
+    def varies(x: torch.Tensor) -> bool:  # any dtype
+        return x.numel() > 0 and bool((x != x.reshape(-1)[0]).any())
 
-    seen = {key(x) for x in train} - {None}
-    return sum(1 for x in val if key(x) in seen)
+    seen = {key for x, key in zip(train, image_keys(train), strict=True) if varies(x)}
+    return sum(1 for x, key in zip(val, image_keys(val), strict=True) if varies(x) and key in seen)
 
 
 def leaked_share(shared: int, val_n: int, train_n: int, train_size: int) -> float:
