@@ -29,10 +29,12 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
 from lightning_cnnviz.core.items import read_item, split_sample
+from lightning_cnnviz.core.random_state import rng_untouched
 
 __all__ = [
     "Collated",
@@ -110,18 +112,28 @@ def _has_items(dataset: Any) -> bool:
 
 
 def _collate_helps(dataset: Any, collate: Callable[[list[Any]], Any]) -> bool:
-    """Whether items read through ``collate`` are what the model gets, and the raw ones not."""
+    """Whether items read through ``collate`` are what the model gets, and the raw ones not.
+
+    Where the collate makes the tensors (PIL images; HWC bytes it permutes and scales), or
+    changes their values alike at every call (a normalisation: held out, setups hunt 34,
+    probes on raw digits while the model trained on normalised ones, and nothing said). A
+    collate that draws anew at every call (augmentation) is left to the loader.
+    """
+    item = read_item(dataset, 0)
     try:
-        raw: Tensor | None = split_sample(read_item(dataset, 0))[0]
+        raw: Tensor | None = split_sample(item)[0]
     except TypeError:
         raw = None  # not tensors (PIL images): only the collate makes them
     try:
-        made = split_sample(read_item(Collated(dataset, collate), 0))[0]
+        with rng_untouched(dataset):  # put back after both reads: a draw differs between them
+            made, again = (split_sample(_row(collate([item]), 0))[0] for _ in range(2))
     except Exception:  # the collate needs a real batch, or yields no image either
         return False
     # tensors as the model gets them: the collate is left to the loader; else PIL images,
     # or HWC uint8 arrays the collate permutes and scales
-    return raw is None or raw.shape != made.shape or raw.dtype != made.dtype
+    if raw is None or raw.shape != made.shape or raw.dtype != made.dtype:
+        return True
+    return not torch.equal(raw, made) and torch.equal(made, again)
 
 
 class Unbatched(View):

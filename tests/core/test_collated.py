@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from lightning_cnnviz import FeatureMapMonitor, GradCAMMonitor
 from lightning_cnnviz.core.collated import Collated, collated_view
@@ -179,3 +179,26 @@ class ListItems:
 
 def _to_tensors(batch):
     return torch.tensor([x for x, _ in batch]).unsqueeze(1), torch.tensor([y for _, y in batch])
+
+
+def _normalising(batch):
+    x, y = default_collate(batch)
+    return (x - 0.13) / 0.31, y
+
+
+def _noising(batch):
+    x, y = default_collate(batch)
+    return x + 0.1 * torch.randn_like(x), y
+
+
+def test_collated_view_read_through_a_collate_that_normalises_not_one_that_draws():
+    # held out (setups hunt 34): a collate_fn normalising float images left the probes on
+    # the raw items while the model trained on normalised ones, and nothing was said
+    data = TensorDataset(torch.rand(8, 1, 4, 4), torch.arange(8))
+    view = collated_view(data, _normalising)
+    assert isinstance(view, Collated)
+    assert torch.allclose(view[3][0], (data[3][0] - 0.13) / 0.31)
+    other = TensorDataset(torch.rand(8, 1, 4, 4), torch.arange(8))
+    state = torch.random.get_rng_state()
+    assert collated_view(other, _noising) is other  # augmentation: left to the loader
+    assert torch.equal(torch.random.get_rng_state(), state)
