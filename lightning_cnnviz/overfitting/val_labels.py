@@ -7,8 +7,10 @@ Read once per fit from both splits' labels (in a random order where only part is
 a class at ``s`` of the training labels is due ``s * n`` times among ``n`` val labels;
 absent where ``DUE`` or more were due, and another class over its share by as many, it
 was renamed. Not where nothing took its place (a class only training has, as a
-background class: hunt 33), nor where a val class is absent from training (labels
-shifted between the splits: ``class_figures.shifted``).
+background class: hunt 33), nor where the other classes' shares differ between the splits
+too (a long-tailed val set: hunt 34, a background class only training has beside one,
+its surplus class read as the renamed one's), nor where a val class is absent from
+training (labels shifted between the splits: ``class_figures.shifted``).
 
 Example::
 
@@ -22,6 +24,9 @@ Example::
     {}
     >>> missing_val_classes(train, torch.arange(150) % 3)  # class 3 only in training
     {}
+    >>> longtail = torch.tensor([0] * 90 + [1] * 60 + [2] * 30 + [1] * 20)  # and no class 3
+    >>> missing_val_classes(train, longtail)  # class 2 is rarer too: no one class renamed
+    {}
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["DUE", "missing_val_classes", "missing_val_text"]
+__all__ = ["DUE", "OTHERS_ALIKE", "missing_val_classes", "missing_val_text"]
 
 DUE = 20.0  # val labels a class's training share makes due before its absence counts
+# the other classes' shares, each split's renormalised, at most this far apart (total
+# variation): a rename moves one class's labels and leaves the rest as training has them
+OTHERS_ALIKE = 0.15
 
 
 def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
@@ -59,6 +67,9 @@ def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
     taken = int(excess.argmax())
     if excess[taken] < 0.5 * float(sum(due[c] for c in missing)):
         return {}  # dropped, not renamed: a class only training has (a background class)
+    others = [c for c in range(k) if c not in missing and c != taken]
+    if others and _apart(shares[others], counts[others]) > OTHERS_ALIKE:
+        return {}  # the splits' class shares differ throughout: no one class renamed
     return {
         "missing": missing,
         "due": round(float(max(due[c] for c in missing)), 1),
@@ -67,6 +78,12 @@ def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
         "taken_share": round(float(shares[taken]), 4),
         "taken_val_share": round(float(counts[taken] / val.numel()), 4),
     }
+
+
+def _apart(train_shares: Tensor, val_counts: Tensor) -> float:
+    """Total variation between two class distributions, each renormalised."""
+    p, q = train_shares / train_shares.sum(), val_counts / val_counts.sum().clamp_min(1)
+    return float((p - q).abs().sum() / 2)
 
 
 def missing_val_text(f: dict[str, Any]) -> str:
