@@ -95,7 +95,7 @@ def divergence_cause(
     to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
     training loss 0.3 -> 3.8, told as the training batches changing).
 
-    ``hooked``: the modules whose parameters carry a gradient hook, named after the
+    ``hooked``: the modules whose gradients pass through a hook, named after the
     remedies where nothing else explains it: the optimiser steps on what the hook returns
     (hunt 31: a hook multiplying a layer's gradient by 1000 was told "lower the learning
     rate"); a hook that only logs changes nothing (hunt 33), so it is not put first.
@@ -225,9 +225,10 @@ def divergence_cause(
             f"{INIT_REMEDIES}."
         )
     hooks = (
-        f" Also: the parameters of {listed(list(hooked))} carry a gradient hook "
-        "(`register_hook`); where it returns a changed gradient (a factor, a sign flip), the "
-        "optimiser steps on that, and the updates overshoot or climb by it."
+        f" Also: the gradients of {listed(list(hooked))} pass through a hook "
+        "(`register_hook` on a parameter, or a backward hook on the module); where it "
+        "returns a changed gradient (a factor, a sign flip), the optimiser steps on that, "
+        "and the updates overshoot or climb by it."
         if hooked
         else ""
     )

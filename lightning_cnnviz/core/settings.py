@@ -67,7 +67,7 @@ class Settings:
         half_weights: whether the model's weights are float16 (``precision="16-true"``).
         warmup: whether a scheduler of the run warms the rate up (``OneCycleLR``, a rising
             ``LinearLR``, one named for a warmup; inside a ``SequentialLR`` too).
-        hooked: the model's modules whose own parameters carry a gradient hook
+        hooked: the model's modules whose own gradients pass through a hook
             (``gradient_hooked``): what the optimiser steps on is what the hook returns.
         lr_peak: the rate a one-cycle schedule warms up to (its ``max_lr``; its
             ``initial_lr`` is where the warm-up starts), else ``None``.
@@ -238,10 +238,12 @@ def decay_text(per_step: float, weight_decay: float | None, lr: float | None) ->
 
 
 def gradient_hooked(module: nn.Module) -> bool:
-    """Whether a parameter of ``module`` carries a tensor hook on its gradient.
+    """Whether ``module``'s own gradients pass through a hook that may change them.
 
-    ``register_hook`` or ``register_post_accumulate_grad_hook`` on the parameter itself:
-    what can zero or replace its gradient after the backward has reached it.
+    ``register_hook`` or ``register_post_accumulate_grad_hook`` on one of its parameters,
+    or a backward hook on the module (``register_full_backward_pre_hook``,
+    ``register_full_backward_hook``: held out, hunt 34, a pre-hook multiplying the gradient
+    reaching a conv by 1000 was told "lower the learning rate", unnamed).
 
     Example::
 
@@ -250,7 +252,13 @@ def gradient_hooked(module: nn.Module) -> bool:
         (False, 0)
         >>> gradient_hooked(layer)
         True
+        >>> conv = nn.Conv2d(1, 1, 3)
+        >>> _ = conv.register_full_backward_pre_hook(lambda m, g: (g[0] * 1000,))
+        >>> gradient_hooked(conv)
+        True
     """
+    if getattr(module, "_backward_pre_hooks", None) or getattr(module, "_backward_hooks", None):
+        return True
     return any(
         getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None)
         for p in module.parameters(recurse=False)

@@ -30,9 +30,9 @@ REASONS = {
         "computed from something detached from them)"
     ),
     "own_gradient_removed": (
-        "a gradient of exactly 0 on their own weights, which carry a gradient hook "
-        "(`register_hook`), while layers before them still learn: the gradient passes "
-        "through them and the hook removes it at their parameters"
+        "a gradient of exactly 0 on their own weights, whose gradients pass through a hook "
+        "(`register_hook`, or a backward hook on the module), while layers before them "
+        "still learn: the gradient passes through them and the hook removes it there"
     ),
     "no_update": (
         "no update (left out of the optimiser's parameter groups, a learning rate of 0, or "
