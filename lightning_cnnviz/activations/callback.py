@@ -193,6 +193,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             probe_acc=self._probe_accuracy(trainer), clipped=clipped_classes(self._rec.logits),
             half=settings.half_weights or str(trainer.precision).startswith("16"),
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
+            maximize=settings.maximize,
             **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

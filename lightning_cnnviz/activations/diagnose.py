@@ -94,7 +94,8 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.weak_logs = 0  # logs in a row with the gradient fading by the weaker bar
         self.clip: tuple[float | None, str | None] = (None, None)  # value, algorithm
         self.half = self.warmup = False  # 16-bit precision; a warmup in the run's schedule
-        self.hooked: tuple[str, ...] = ()  # modules whose parameters carry gradient hooks
+        self.hooked: tuple[str, ...] = ()  # modules whose gradients pass through a hook
+        self.maximize: tuple[str, ...] = ()  # optimisers set to climb the loss
         self.frozen_head: str | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
@@ -144,6 +145,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         warmup: bool = False,
         hooked: tuple[str, ...] = (),
         dropout: float | None = None,
+        maximize: tuple[str, ...] = (),
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -206,7 +208,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
             self.decays = _first_and_now(self.decays, decay[0])
         if dropout is not None:  # likewise
             self.dropouts = _first_and_now(self.dropouts, dropout)
-        self.half, self.warmup, self.hooked = half, warmup, hooked
+        self.half, self.warmup, self.hooked, self.maximize = half, warmup, hooked, maximize
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying
         )

@@ -40,6 +40,7 @@ def divergence_cause(
     decayed: tuple[float, float] | None = None,
     dropped: tuple[float, float] | None = None,
     hooked: tuple[str, ...] = (),
+    maximize: tuple[str, ...] = (),
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -95,6 +96,11 @@ def divergence_cause(
     to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
     training loss 0.3 -> 3.8, told as the training batches changing).
 
+    ``maximize``: the optimisers set to ``maximize=True`` where the loss started positive
+    (held out, hunt 34: ``AdamW(maximize=True)`` on the cross-entropy, copied from an
+    adversary's optimiser, was told "lower the learning rate"): named first. On a negated
+    loss (negative from the start) it is the right flag, and not named.
+
     ``hooked``: the modules whose gradients pass through a hook, named after the
     remedies where nothing else explains it: the optimiser steps on what the hook returns
     (hunt 31: a hook multiplying a layer's gradient by 1000 was told "lower the learning
@@ -123,6 +129,14 @@ def divergence_cause(
             "in an input or a label, log(0) or a division by zero in the loss, a weight "
             "initialised to NaN). "
             f"Try: {DATA_REMEDIES}."
+        )
+    if maximize:
+        return (
+            f"{listed(list(maximize))} {'is' if len(maximize) == 1 else 'are'} set to "
+            "`maximize=True`: every update climbs the loss it is handed instead of "
+            "descending it (gradient ascent), and this loss is positive, not a negated "
+            "objective. Try: drop `maximize=True` (it is for an objective to maximise, or "
+            "an adversary's perturbation), or return the negated objective."
         )
     if rates is not None and rates[1] < 0:
         return (

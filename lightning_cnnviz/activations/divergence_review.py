@@ -75,7 +75,8 @@ class DivergenceReview(SpikeReadings):
     clip: tuple[float | None, str | None]  # the run's gradient clipping: value, algorithm
     half: bool  # the run trains in 16-bit precision
     warmup: bool  # the run's schedule warms the learning rate up
-    hooked: tuple[str, ...]  # the modules whose parameters carry gradient hooks
+    hooked: tuple[str, ...]  # the modules whose gradients pass through a hook
+    maximize: tuple[str, ...]  # the optimisers set to climb the loss
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
@@ -187,7 +188,8 @@ class DivergenceReview(SpikeReadings):
                                    chance=self._at_chance(spike, level),
                                    inputs=self._bad_inputs(nonfinite), flat=flat,
                                    stepped=stepped, decayed=self._decay_raised(),
-                                   dropped=self._dropout_raised(), hooked=self.hooked),
+                                   dropped=self._dropout_raised(), hooked=self.hooked,
+                                   maximize=self.maximize if first_loss > 0 else ()),
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}

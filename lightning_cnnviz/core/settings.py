@@ -71,6 +71,8 @@ class Settings:
             (``gradient_hooked``): what the optimiser steps on is what the hook returns.
         lr_peak: the rate a one-cycle schedule warms up to (its ``max_lr``; its
             ``initial_lr`` is where the warm-up starts), else ``None``.
+        maximize: the optimisers with a parameter group set ``maximize=True`` (they climb
+            the loss they are handed: right for a negated objective only).
     """
 
     lr: float | None = None
@@ -88,6 +90,7 @@ class Settings:
     warmup: bool = False
     hooked: tuple[str, ...] = ()
     lr_peak: float | None = None
+    maximize: tuple[str, ...] = ()
 
 
 def _warms_up(scheduler: Any) -> bool:
@@ -205,6 +208,11 @@ def read_settings(
         any(_warms_up(s) for s in schedulers),
         tuple(name for name, m in model.named_modules() if gradient_hooked(m)),
         _number(groups[0].get("max_lr")) if groups else None,
+        tuple(
+            type(o).__name__
+            for o in optimizers
+            if any(g.get("maximize") is True for g in getattr(o, "param_groups", []))
+        ),
     )  # fmt: skip
 
 

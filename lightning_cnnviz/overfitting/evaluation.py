@@ -101,6 +101,7 @@ class Evaluation:
     warmup: bool = False
     hooked: tuple[str, ...] = ()
     lr_peak: float | None = None
+    maximize: tuple[str, ...] = ()
     run_share: float | None = None
     restd_acc: float | None = None  # the val probe's first images re-standardised (below)
     given_acc: float | None = None  # the same images as given

@@ -1047,6 +1047,13 @@ def test_divergence_recovered_under_a_jumped_rate_says_the_rate_is_still_in_forc
     assert "still in force" not in back.message
 
 
+def test_divergence_cause_names_an_optimiser_set_to_maximize_first():
+    # hunt 34: AdamW(maximize=True) on the cross-entropy was told "lower the learning rate"
+    text = divergence_cause(None, None, maximize=("AdamW",))
+    assert text.startswith("`AdamW` is set to `maximize=True`: every update climbs the loss")
+    assert "drop `maximize=True`" in text and "lower the learning rate" not in text
+
+
 def test_divergence_cause_names_gradient_hooks_where_nothing_else_explains_it():
     # hunt 31: a hook multiplying a conv's gradient by 1000 was told "lower the lr" alone
     text = divergence_cause(None, None, hooked=("body.0",))

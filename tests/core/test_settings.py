@@ -86,6 +86,17 @@ def test_settings_name_the_modules_whose_parameters_carry_gradient_hooks():
     assert read_settings([opt], model).hooked == ()
     model[0].weight.register_hook(lambda g: g * 1000)
     assert read_settings([opt], model).hooked == ("0",)
+    # hunt 34: a module's backward pre-hook scaling the gradient reaching it, unnamed
+    model[3].register_full_backward_pre_hook(lambda m, g: (g[0] * 1000,))
+    assert read_settings([opt], model).hooked == ("0", "3")
+
+
+def test_settings_name_the_optimisers_set_to_maximize():
+    model = net()
+    adam = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    assert read_settings([adam], model).maximize == ()
+    climbing = torch.optim.AdamW(model.parameters(), lr=1e-3, maximize=True)
+    assert read_settings([adam, climbing], model).maximize == ("AdamW",)
 
 
 def test_settings_read_a_one_cycle_schedules_peak_and_its_warmup_outlasting_the_run():
