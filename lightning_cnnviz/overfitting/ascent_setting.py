@@ -1,4 +1,4 @@
-"""An optimiser that climbs the loss: a learning rate a schedule turned negative.
+"""An optimiser that climbs the loss: a learning rate a schedule (or a hand) turned negative.
 
 Nothing here knows about Lightning beyond the optimisers it is handed. A schedule without
 a floor turns the rate negative once stepped past its end (``LambdaLR(lambda s: 1 - s /
@@ -22,35 +22,63 @@ Example::
     ('The learning rate of `SGD` is negative (-0.005; it started at 0.01): e', -0.005)
     >>> ascent_checks([torch.optim.Adam(w, lr=1e-3, maximize=True)])  # a negated objective
     []
+    >>> sgd.param_groups[0].pop("initial_lr") and None  # a rate set by hand: read at the start
+    >>> len(ascent_checks([sgd], {"0/0": 0.01})), ascent_checks([sgd])
+    (1, [])
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ascent_checks"]
+__all__ = ["ascent_checks", "group_rates"]
 
 
-def ascent_checks(optimizers: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
-    """``[(message, figures)]`` for each torch optimiser whose set rate a schedule turned negative.
+def group_rates(optimizers: Sequence[Any]) -> dict[str, float]:
+    """Every parameter group's rate, keyed ``"optimiser/group"`` (read when training starts).
 
-    Only torch's own optimisers, which descend by ``-lr * step``, and only a rate that
-    started positive (``initial_lr``): a custom optimiser may take a negative rate by its
-    own convention, and ``maximize=True`` is the right flag for a negated objective or an
-    adversary's perturbation (hunt 33: all three were told, on runs that learnt).
+    Example::
+
+        >>> import torch
+        >>> group_rates([torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)])
+        {'0/0': 0.1}
+    """
+    return {
+        f"{i}/{j}": float(g["lr"])
+        for i, optimizer in enumerate(optimizers)
+        for j, g in enumerate(getattr(optimizer, "param_groups", []))
+        if isinstance(g.get("lr"), int | float)
+    }
+
+
+def ascent_checks(
+    optimizers: Sequence[Any], started: Mapping[str, float] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """``[(message, figures)]`` for each optimiser whose rate turned negative.
+
+    A rate that started positive: as training started (``started``, ``group_rates``'),
+    or the ``initial_lr`` a schedule of one of torch's optimisers recorded. A rate
+    negative from the start may be a custom optimiser's convention, and
+    ``maximize=True`` is the right flag for a negated objective or an adversary's
+    perturbation (hunt 33: all three were told, on runs that learnt); a sign turned
+    during the run is no convention (hunt 34: a hand-written SGD's schedule, and a rate
+    set negative by hand, were told as exploding gradients and late).
     """
     found = []
-    for optimizer in optimizers:
-        if not type(optimizer).__module__.startswith("torch.optim"):
-            continue
-        groups = getattr(optimizer, "param_groups", [])
-        turned = [
-            (float(g["lr"]), float(g["initial_lr"]))
-            for g in groups
-            if isinstance(g.get("lr"), int | float) and g["lr"] < 0
-            and isinstance(g.get("initial_lr"), int | float) and g["initial_lr"] > 0
-        ]  # fmt: skip
+    for i, optimizer in enumerate(optimizers):
+        torch_own = type(optimizer).__module__.startswith("torch.optim")
+        turned = []
+        for j, g in enumerate(getattr(optimizer, "param_groups", [])):
+            lr = g.get("lr")
+            if not isinstance(lr, int | float) or lr >= 0:
+                continue
+            begun = (started or {}).get(f"{i}/{j}")
+            initial = g.get("initial_lr") if torch_own else None
+            if begun is None and isinstance(initial, int | float):
+                begun = float(initial)
+            if begun is not None and begun > 0:
+                turned.append((float(lr), begun))
         if not turned:
             continue
         name = type(optimizer).__name__

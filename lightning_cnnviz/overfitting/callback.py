@@ -22,6 +22,7 @@ from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.core.step_loss import step_loss
 from lightning_cnnviz.overfitting import passes
+from lightning_cnnviz.overfitting.ascent_setting import group_rates
 from lightning_cnnviz.overfitting.confusion import confusion_image
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
@@ -141,6 +142,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
     def reset(self) -> None:
         self.detector = Detector(self.tolerance, self.patience)
         self._lr_start: float | None = None  # the learning rate when training started
+        self._rates_start: dict[str, float] = {}  # every group's, for a sign turned (ascent)
         self._pending = self._epoch_end = self._layout = self._validated = False
         self._others_told = 0
         self._findings: dict[str, Finding] = {}
@@ -192,6 +194,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         super().on_train_start(trainer, pl_module)
         if self._lr_start is None:  # the start a schedule without `initial_lr` cuts from
             self._lr_start = read_settings(trainer.optimizers, unwrap_model(pl_module)).lr
+        self._rates_start = self._rates_start or group_rates(trainer.optimizers)
         told = {f.kind for f in self._own_findings()}  # a resumed run told them already
         self._say_unvalidated(trainer, ended=False)  # `limit_val_batches=0`, no val loader
         if not self.disabled and trainer.is_global_zero:
@@ -296,11 +299,13 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
 
     @override
     def extra_state(self) -> dict[str, Any]:
-        return {**self.detector.state_dict(), "lr_start": self._lr_start}
+        state = {"lr_start": self._lr_start, "rates_start": self._rates_start}
+        return {**self.detector.state_dict(), **state}
 
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         state = dict(state)
         self._lr_start = state.pop("lr_start", None)
+        self._rates_start = state.pop("rates_start", None) or {}
         self.detector.load_state_dict(state)
         self._findings = {f.kind: f for f in self._own_findings()}  # updated, not duplicated

@@ -148,7 +148,8 @@ class RunData:
         """An optimiser climbing the loss (``ascent_setting.py``): at setup, at evaluations."""
         if any(f.kind == "gradient_ascent" for f in self._own_findings()):
             return
-        for text, figures in ascent_checks(trainer.optimizers)[:1]:
+        started = getattr(self, "_rates_start", None)
+        for text, figures in ascent_checks(trainer.optimizers, started)[:1]:
             step, epoch = trainer.global_step, trainer.current_epoch
             finding = Finding(self.section, "gradient_ascent", step, epoch, text, figures)
             self._tell_data(trainer, finding)

@@ -47,6 +47,54 @@ def test_ascent_setting_a_rate_turned_negative_is_told_at_the_next_evaluation(tm
     assert not [f for f in findings_of(trainer) if f.kind == "lr_decayed_early"]
 
 
+class HandDescent(torch.optim.Optimizer):
+    """A hand-written descent ``p -= lr * grad`` (not one of torch's optimisers)."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+        return loss
+
+
+class SetByHand(Climbing):
+    """The rate set negative by hand at step 5 (no schedule, no ``initial_lr``)."""
+
+    def __init__(self, custom=False) -> None:
+        super().__init__()
+        self.custom = custom
+
+    def configure_optimizers(self):
+        if self.custom:
+            return HandDescent(self.parameters(), lr=0.05)
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.global_step == 5:
+            for group in self.trainer.optimizers[0].param_groups:
+                group["lr"] = -0.05
+
+
+def test_ascent_setting_a_rate_set_negative_by_hand_is_told_also_for_a_custom_optimiser(
+    tmp_path,
+):
+    # hunt 34: a hand-written SGD's rate, and a torch SGD's set by hand, turned negative
+    # mid-run were told as exploding gradients, or late as a divergence
+    for custom, name in ((False, "SGD"), (True, "HandDescent")):
+        trainer, _ = _fit(tmp_path / name, SetByHand(custom))
+        (found,) = [f for f in findings_of(trainer) if f.kind == "gradient_ascent"]
+        assert (found.severity, found.step, found.figures["optimizer"]) == ("problem", 8, name)
+        assert f"The learning rate of `{name}` is negative (-0.05; it started at 0.05)" in (
+            found.message
+        )
+
+
 def test_ascent_setting_quiet_for_maximize_and_a_usual_run(tmp_path):
     # hunt 33: `maximize=True` on a negated loss learnt (94-96%): the flag is no ascent
     trainer, _ = _fit(tmp_path / "max", Climbing(maximize=True))
