@@ -109,10 +109,23 @@ def is_activation(module: nn.Module) -> bool:
     return activation_kind(module) is not None
 
 
+def _steps(f: Tensor) -> bool:
+    """Whether response ``f`` is one value on each side of 0: a step, with no slope at all.
+
+    A comparison made a float (``(x > 0).float()``) or ``torch.sign``: no input is
+    saturated, the step passes no gradient anywhere (the frozen layers' finding, hunt 34:
+    told "a rail of ReLU6, a clamp").
+    """
+    x = torch.tensor(_VALUES, dtype=f.dtype)
+    below, above = f[x < 0], f[x > 0]
+    return bool((below == below[0]).all() and (above == above[0]).all())
+
+
 def upper_rail(module: nn.Module, channels: int = 3) -> float | None:
     """The top a ``"rectifier"`` is capped at (``ReLU6``'s 6, a ``clamp(0, k)``), else None.
 
-    Its outputs there pass no gradient, as a sigmoid's at its rails.
+    Its outputs there pass no gradient, as a sigmoid's at its rails. None for a step
+    (``_steps``): it has no slope to saturate from.
 
     Example::
 
@@ -122,13 +135,15 @@ def upper_rail(module: nn.Module, channels: int = 3) -> float | None:
     if activation_kind(module, channels) != "rectifier":
         return None
     f = _response(module, channels)
-    if f is None or abs(float(f[-1] - f[-2])) > 1e-6 * max(1.0, abs(float(f[-1]))):
+    if f is None or _steps(f) or abs(float(f[-1] - f[-2])) > 1e-6 * max(1.0, abs(float(f[-1]))):
         return None
     return round(float(f[-1]), 6) if float(f[-1]) > 0 else None
 
 
 def saturation_range(module: nn.Module, channels: int = 3) -> tuple[float, float] | None:
     """The output range ``(f(-40), f(40))`` of a ``"saturating"`` module, else None.
+
+    None for a step (``_steps``: ``torch.sign``), which has no slope to saturate from.
 
     Example::
 
@@ -138,4 +153,6 @@ def saturation_range(module: nn.Module, channels: int = 3) -> tuple[float, float
     if activation_kind(module, channels) != "saturating":
         return None
     f = _response(module, channels)
-    return (round(float(f[0]), 6), round(float(f[-1]), 6)) if f is not None else None
+    if f is None or _steps(f):
+        return None
+    return round(float(f[0]), 6), round(float(f[-1]), 6)

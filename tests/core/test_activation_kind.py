@@ -47,3 +47,25 @@ def test_activation_kind_saturation_range_read_from_the_rails():
     assert saturation_range(nn.Tanh()) == (-1.0, 1.0)
     assert saturation_range(nn.Hardtanh(-2.0, 3.0)) == (-2.0, 3.0)
     assert saturation_range(nn.GELU()) is None
+
+
+class Step(nn.Module):
+    """A comparison made a float: 0 or 1, no slope anywhere."""
+
+    def forward(self, x):
+        return (x > 0).float()
+
+
+class Sign(nn.Module):
+    def forward(self, x):
+        return torch.sign(x)
+
+
+def test_activation_kind_a_step_has_no_rails_to_saturate_at():
+    # hunt 34: `(x > 0).float()` read as a rectifier capped at 1 was told "saturated at a
+    # rail of ReLU6, a clamp"; its block of the gradient is the frozen layers' finding
+    from lightning_cnnviz.core.activation_kind import upper_rail
+
+    assert activation_kind(Step()) == "rectifier" and upper_rail(Step()) is None
+    assert activation_kind(Sign()) == "saturating" and saturation_range(Sign()) is None
+    assert upper_rail(nn.ReLU6()) == 6.0 and upper_rail(nn.Hardtanh(0.0, 1.0)) == 1.0  # a clamp
