@@ -14,7 +14,7 @@ from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.divergence_remedies import half_first
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.frozen_norms import frozen_norms
-from lightning_cnnviz.activations.init_weights import init_reads
+from lightning_cnnviz.activations.init_weights import init_reads, weight_norms
 from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
@@ -193,7 +193,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             probe_acc=self._probe_accuracy(trainer), clipped=clipped_classes(self._rec.logits),
             half=settings.half_weights or str(trainer.precision).startswith("16"),
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
-            maximize=settings.maximize,
+            maximize=settings.maximize, norms=weight_norms(model, self._rec.depth),
             **self._start(trainer, model),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

@@ -41,6 +41,7 @@ def divergence_cause(
     dropped: tuple[float, float] | None = None,
     hooked: tuple[str, ...] = (),
     maximize: tuple[str, ...] = (),
+    zeroed: tuple[tuple[str, float, float], ...] = (),
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -95,6 +96,11 @@ def divergence_cause(
     ``dropped``: ``(the model's highest dropout p at the first log, now)`` where it rose
     to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
     training loss 0.3 -> 3.8, told as the training batches changing).
+
+    ``zeroed``: ``(layer, weight norm at the log before, now)`` where it collapsed
+    (``init_weights.shrunk``): rewritten outside the optimiser (held out, hunt 34: conv2
+    zeroed by a callback at epoch 3 was told "the training batches may no longer carry
+    the label"); named after a decay raised during the run, which shrinks weights too.
 
     ``maximize``: the optimisers set to ``maximize=True`` where the loss started positive
     (held out, hunt 34: ``AdamW(maximize=True)`` on the cross-entropy, copied from an
@@ -167,6 +173,15 @@ def divergence_cause(
             "it (`weight_decay` raised during the run): weights the gradient does not hold up "
             f"halve every {math.log(2) / now:.0f} steps, and what the model learnt decays "
             f"away. Try: {DECAY_REMEDIES}."
+        )
+    if zeroed:
+        name, before, now = zeroed[0]
+        return (
+            f"The weights of `{name}` collapsed from norm {before:.3g} to {now:.3g} between "
+            "two logs: no update shrinks a whole layer that fast, so something outside the "
+            "optimiser rewrote them (a callback or hook zeroing or re-initialising it, a "
+            "checkpoint loaded without it, a pruning mask), and the units after it went "
+            "silent. Try: find what writes that layer's weights during training."
         )
     if dropped is not None:
         before, now = dropped

@@ -77,6 +77,7 @@ class DivergenceReview(SpikeReadings):
     warmup: bool  # the run's schedule warms the learning rate up
     hooked: tuple[str, ...]  # the modules whose gradients pass through a hook
     maximize: tuple[str, ...]  # the optimisers set to climb the loss
+    zeroed: tuple[tuple[str, float, float], ...]  # weights collapsed: layer, norm before, now
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
@@ -189,7 +190,8 @@ class DivergenceReview(SpikeReadings):
                                    inputs=self._bad_inputs(nonfinite), flat=flat,
                                    stepped=stepped, decayed=self._decay_raised(),
                                    dropped=self._dropout_raised(), hooked=self.hooked,
-                                   maximize=self.maximize if first_loss > 0 else ()),
+                                   maximize=self.maximize if first_loss > 0 else (),
+                                   zeroed=self.zeroed),
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}

@@ -35,7 +35,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -46,12 +46,15 @@ from lightning_cnnviz.core.voice import listed
 __all__ = [
     "NEG_BIAS",
     "SAME",
+    "SHRUNK",
     "SILENT",
     "identical_text",
     "identical_units",
     "init_reads",
     "negative_biases",
     "negative_text",
+    "shrunk",
+    "weight_norms",
     "zero_weights",
 ]
 
@@ -186,6 +189,53 @@ def init_reads(model: nn.Module, depth: Sequence[str]) -> dict[str, list[str]]:
         "identical_layers": identical_units(ordered),
         "negative_layers": negative_biases(list(model.named_modules())),
     }
+
+
+def weight_norms(model: nn.Module, depth: Sequence[str]) -> dict[str, float]:
+    """The norm of each ``depth`` layer's ``weight`` (``init_reads``' layers), one host read.
+
+    Read at every log: a layer whose weights collapse between two logs was rewritten
+    outside the optimiser (``shrunk``).
+
+    Example::
+
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+        >>> _ = nn.init.ones_(net[0].weight)
+        >>> {n: round(v, 4) for n, v in weight_norms(net, ["0", "1"]).items()}
+        {'0': 3.4641}
+    """
+    layers = named_layers(model)
+    weights = [(n, getattr(layers.get(n), "weight", None)) for n in depth]
+    named = [(n, w) for n, w in weights if isinstance(w, Tensor)]
+    if not named:
+        return {}
+    norms = torch.stack([w.detach().float().norm() for _, w in named]).double().cpu().tolist()
+    return dict(zip((n for n, _ in named), norms, strict=True))
+
+
+SHRUNK = 5.0  # a layer's weight norm falling this many times between two logs: rewritten
+
+
+def shrunk(before: Mapping[str, float], now: Mapping[str, float]) -> list[tuple[str, float, float]]:
+    """``(layer, norm before, norm now)`` for the layers whose weights collapsed ``SHRUNK`` x.
+
+    No update shrinks a whole layer that fast (decay raised during the run is its own
+    cause, named first); a callback zeroing it does, and the optimiser's momentum then
+    moves it only a little off zero (held out, hunt 34: conv2 zeroed at epoch 3 under
+    Adam, every unit after it silent, told "the training batches may no longer carry the
+    label").
+
+    Example::
+
+        >>> shrunk({"conv": 3.2, "fc": 1.0}, {"conv": 0.1, "fc": 0.9})
+        [('conv', 3.2, 0.1)]
+    """
+    return [
+        (n, before[n], v)
+        for n, v in now.items()
+        if n in before and before[n] > 0 and v * SHRUNK < before[n]
+    ]
 
 
 def negative_text(layers: Sequence[str], step: int, epoch: int) -> str:

@@ -1014,6 +1014,21 @@ def test_divergence_to_chance_in_one_step_then_back_points_outside_the_optimiser
     assert "outside the optimiser" not in climbed.message
 
 
+def test_divergence_names_a_layer_whose_weights_collapsed_between_two_logs():
+    # hunt 34: conv2 zeroed (bias -1) by a callback at epoch 3 under Adam: the loss to ln
+    # 10 and every unit after it silent, told "the training batches may no longer carry
+    # the label"; Adam's momentum had moved the weights only a little off zero since
+    norms = lambda s: {"conv1": 4.0, "conv2": 3.2 if s <= 100 else 0.2}  # noqa: E731
+    (problem,) = _collapsed(lambda s: math.log(10), norms=norms)[:1]
+    assert "The weights of `conv2` collapsed from norm 3.2 to 0.2 between two logs" in (
+        problem.message
+    )
+    assert "carry the label" not in problem.message
+    # weights that only drift: the batches, as before
+    (kept,) = _collapsed(lambda s: math.log(10), norms=lambda s: {"conv2": 3.2 - s / 1000})[:1]
+    assert "collapsed" not in kept.message
+
+
 def test_divergence_a_one_step_rise_that_holds_points_at_the_training_batches():
     # hunt 23: half the labels random from step 101 (Adam 1e-3): 0.2 -> 4.5 in one step,
     # then 1.9 for good; told "the optimiser overshoots, lower the learning rate (10x)"
