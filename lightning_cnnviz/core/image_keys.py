@@ -41,10 +41,20 @@ def _directions(size: int, device: torch.device) -> Tensor:
     return torch.randn(size, DIRECTIONS, generator=g, dtype=torch.float64).to(device)
 
 
-def image_keys(images: Tensor) -> list[ImageKey]:
-    """One key per image of ``images`` ``(N, ...)``: equal keys, equal images."""
+def image_keys(images: Tensor, plain: bool = True) -> list[ImageKey | None]:
+    """One key per image of ``images`` ``(N, ...)``: equal keys, equal images.
+
+    ``plain=False``: ``None`` for an image of one value (blank), which says nothing of
+    whether two items are one (one host read more).
+    """
     x = images.detach()
     x = (x.abs() if x.is_complex() else x).flatten(1).to(torch.float64)
     rows = (x @ _directions(x.shape[1], x.device)).tolist() if x.numel() else [[]] * len(x)
     head = (tuple(images.shape[1:]), str(images.dtype))
-    return [(*head, *(float(f"{v:.{DIGITS}g}") for v in row)) for row in rows]
+    keys: list[ImageKey | None] = [
+        (*head, *(float(f"{v:.{DIGITS}g}") for v in row)) for row in rows
+    ]
+    if not plain and x.numel():
+        varies = (x != x[:, :1]).any(1).tolist()
+        keys = [key if v else None for key, v in zip(keys, varies, strict=True)]
+    return keys

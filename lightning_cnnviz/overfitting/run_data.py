@@ -20,6 +20,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, record_check, report
+from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.core.probe import generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import NoDataset, find_dataset, has_val_data
@@ -29,6 +30,7 @@ from lightning_cnnviz.overfitting.ascent_setting import ascent_checks
 from lightning_cnnviz.overfitting.momentum_setting import momentum_checks
 from lightning_cnnviz.overfitting.no_val import never_validated, unread, validation_off
 from lightning_cnnviz.overfitting.plateau_mode import plateau_checks
+from lightning_cnnviz.overfitting.repeated_items import repeated_set, repeated_set_text
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
 from lightning_cnnviz.overfitting.val_labels import missing_val_classes, missing_val_text
 from lightning_cnnviz.overfitting.val_leak import (
@@ -143,6 +145,23 @@ class RunData:
             self._check_ascent(trainer)
         if "val_labels_differ" not in told:
             self._check_val_labels(trainer)
+        if "repeated_items" not in told:
+            self._check_repeats(trainer)
+
+    def _check_repeats(self, trainer: Trainer) -> None:
+        """Report a training set holding few different images (``repeated_items.repeated_set``).
+
+        Once per fit, before the first step, on the train probe's images (read from the
+        set's positions, not the loader's batches).
+        """
+        try:
+            images = self.probe(trainer, "train").images
+            size = len(find_dataset(trainer, "train"))
+        except Exception:  # no probe of its own, no set of known length: nothing to count
+            return
+        if found := repeated_set(image_keys(images, plain=False), size):
+            finding = Finding(self.section, "repeated_items", 0, 0, repeated_set_text(found), found)
+            self._tell_data(trainer, finding)
 
     def _check_ascent(self, trainer: Trainer) -> None:
         """An optimiser climbing the loss (``ascent_setting.py``): at setup, at evaluations."""

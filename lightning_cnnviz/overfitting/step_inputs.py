@@ -104,7 +104,7 @@ class StepInputs:
         self._remove_tap()
         self._steps, self._step_why = {}, ""
         self._val_reads = {}
-        self._item_keys: list[list[ImageKey]] = []
+        self._item_keys: list[list[ImageKey | None]] = []
 
     def _read_items(self, trainer: Trainer, batch: Any) -> None:
         """The first training batches' images as keys: a loader repeating them is told."""
@@ -122,6 +122,8 @@ class StepInputs:
             size = len(find_dataset(trainer, "train"))
         except Exception:  # no image tensor, no set of known length: nothing to count
             return
+        if any(f.kind == "repeated_items" for f in self._own_findings()):
+            return  # the set itself repeats its images: that explains the batches
         if found := repeated_items(keys, max(len(k) for k in keys), size):
             step, epoch = trainer.global_step, trainer.current_epoch
             text = repeated_text(found)

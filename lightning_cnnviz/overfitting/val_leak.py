@@ -104,12 +104,8 @@ def shared_images(train: torch.Tensor, val: torch.Tensor) -> int:
         >>> shared_images(train.bfloat16(), train[:2].bfloat16())
         2
     """
-
-    def varies(x: torch.Tensor) -> bool:  # any dtype
-        return x.numel() > 0 and bool((x != x.reshape(-1)[0]).any())
-
-    seen = {key for x, key in zip(train, image_keys(train), strict=True) if varies(x)}
-    return sum(1 for x, key in zip(val, image_keys(val), strict=True) if varies(x) and key in seen)
+    seen = set(image_keys(train, plain=False)) - {None}
+    return sum(1 for key in image_keys(val, plain=False) if key is not None and key in seen)
 
 
 def leaked_share(shared: int, val_n: int, train_n: int, train_size: int) -> float:

@@ -1,16 +1,18 @@
-"""A training loader handing the same few images at every step: told at the third step."""
+"""Training images repeated: by the set itself (told before the first step), or the loader."""
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.core.image_keys import image_keys
+from lightning_cnnviz.overfitting.repeated_items import repeated_set
 from tests.overfitting.runs import fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
 
 
 class Wrapped(Dataset):
-    """``__getitem__`` wraps the index at ``k``: every batch holds the same ``k`` items."""
+    """``__getitem__`` wraps the index at ``k``: the set holds ``k`` different items."""
 
     def __init__(self, data, k):
         self.data, self.k = data, k
@@ -22,26 +24,59 @@ class Wrapped(Dataset):
         return self.data[i % self.k]
 
 
-def _fit(tmp_path, k, shuffle):
-    train = one_hot_set([32] * 4)
+class SameIndices(Sampler):
+    """Yields the first ``k`` indices again and again: every batch holds the same items."""
+
+    def __init__(self, k, n):
+        self.k, self.n = k, n
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter([i % self.k for i in range(self.n)])
+
+
+def _fit(tmp_path, k=0, sampler=None, counts=32):
+    train = one_hot_set([counts] * 4)
     data = Wrapped(train, k) if k else train
     model = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
-    loader = DataLoader(data, batch_size=16, shuffle=shuffle)
+    loader = DataLoader(data, batch_size=16, shuffle=sampler is None, sampler=sampler)
     val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
     torch.manual_seed(0)
     return fit_monitor(tmp_path, model, loader, val, epochs=1)
 
 
-def test_repeated_items_a_wrapped_index_is_told_at_the_third_step(tmp_path):
-    # hunt 33: the same 64 digits at every step, told as overfitting three validations late
-    trainer, said = _fit(tmp_path, k=16, shuffle=False)
-    (found,) = [f for f in findings_of(trainer) if f.kind == "repeated_batches"]
-    assert (found.severity, found.step) == ("problem", 2)
-    assert found.figures == {"distinct": 16.0, "read": 48.0, "set_size": 128.0}
-    assert "its first 3 batches hold 48 images but only 16 different ones" in found.message
-    assert len([m for m in said if m.startswith("The training loader hands the same")]) == 1
+def _kinds(trainer):
+    return {f.kind: f for f in findings_of(trainer) if f.kind.startswith("repeated")}
 
 
-def test_repeated_items_quiet_for_a_usual_loader(tmp_path):
-    trainer, _ = _fit(tmp_path, k=0, shuffle=True)
-    assert not [f for f in findings_of(trainer) if f.kind == "repeated_batches"]
+def test_repeated_items_a_set_wrapping_its_index_is_told_before_the_first_step(tmp_path):
+    # hunt 34: `__getitem__` wrapping at 256 of 2000 digits, never told (val 89% vs 96%);
+    # hunt 33: wrapping at 64, told as overfitting three validations late
+    trainer, said = _fit(tmp_path, k=16, counts=128)  # 512 items, 16 different ones
+    found = _kinds(trainer)
+    assert list(found) == ["repeated_items"]  # the loader's batches: explained by the set
+    item = found["repeated_items"]
+    assert (item.severity, item.step) == ("problem", 0)
+    assert 10 <= item.figures["distinct"] <= 25 and item.figures["set_size"] == 512.0
+    assert item.message.startswith("The training set holds only about ")
+    assert len([m for m in said if m.startswith("The training set holds only")]) == 1
+
+
+def test_repeated_items_a_sampler_repeating_its_indices_is_told_at_the_third_step(tmp_path):
+    # hunt 33: the same 64 digits at every step; here the set is fine and the loader not
+    trainer, _ = _fit(tmp_path, sampler=SameIndices(16, 128))
+    found = _kinds(trainer)
+    assert list(found) == ["repeated_batches"]
+    batches = found["repeated_batches"]
+    assert (batches.severity, batches.step) == ("problem", 2)
+    assert batches.figures == {"distinct": 16.0, "read": 48.0, "set_size": 128.0}
+    assert "its first 3 batches hold 48 images but only 16 different ones" in batches.message
+
+
+def test_repeated_items_quiet_for_a_usual_loader_and_blank_images(tmp_path):
+    trainer, _ = _fit(tmp_path, counts=32)
+    assert _kinds(trainer) == {}
+    blank = torch.zeros(64, 1, 4, 4)  # images of one value say nothing of repeats
+    assert repeated_set(image_keys(blank, plain=False), set_size=2000) == {}
