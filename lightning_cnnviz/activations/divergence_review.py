@@ -46,6 +46,8 @@ RECURRING = 3  # late spikes come back from at an unchanged rate: something the 
 
 __all__ = ["DivergenceReview"]
 
+SETTLED = 10  # steps a learnt loss has sat at its chance level: confirmed at one log
+
 
 class DivergenceReview(SpikeReadings):
     """The divergence rules' review at one log (a part of ``TrainingDiagnosis``).
@@ -136,7 +138,12 @@ class DivergenceReview(SpikeReadings):
                 # A late spike (the loss had halved before it) not back near its level
                 # before at the next log is confirmed: a BN CNN whose Adam rate jumped 30x
                 # sat at 5x its level before 40 steps on, far below the start
-                if self.pending is None:
+                # a learnt loss sitting at its chance level since (``SETTLED`` steps) is
+                # no rise that may still come down (hunt 34: training images blank from
+                # step 66, the loss at ln 10 since, waited for until step 120)
+                settled = series[-1][0] - spike[0] >= SETTLED and not early
+                at_chance = settled and self._at_chance(spike, level_and_now(series, spike))
+                if self.pending is None and not at_chance:
                     self.pending = step
                     return []
                 if not still_spiked(series, spike) and early:

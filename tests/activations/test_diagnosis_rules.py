@@ -1014,6 +1014,16 @@ def test_divergence_to_chance_in_one_step_then_back_points_outside_the_optimiser
     assert "outside the optimiser" not in climbed.message
 
 
+def test_divergence_a_learnt_loss_settled_at_chance_is_told_at_the_first_log_after():
+    # hunt 34: training images blank from step 66 (labels kept), the loss at ln 10 since:
+    # the log at 90 waited for a second one, and it was told at 120
+    (problem,) = _collapsed(lambda s: math.log(10) * (1 + 0.003 * (-1) ** s), logs=(120, 140))
+    assert problem.severity == "problem" and "seen at step 120" in problem.message
+    # a log only a few steps after the jump still waits for the next one
+    waited = _collapsed(lambda s: math.log(10), logs=(105, 140))
+    assert [v.message[:48] for v in waited] == ["Training diverged (seen at step 140, epoch 0): t"]
+
+
 def test_divergence_names_a_layer_whose_weights_collapsed_between_two_logs():
     # hunt 34: conv2 zeroed (bias -1) by a callback at epoch 3 under Adam: the loss to ln
     # 10 and every unit after it silent, told "the training batches may no longer carry
