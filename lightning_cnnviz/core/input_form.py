@@ -42,7 +42,7 @@ from lightning_cnnviz.core.probe_pass import (
     probe_mode,
     takes_items,
 )
-from lightning_cnnviz.core.run_datasets import find_dataset, train_batch_size
+from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data, train_batch_size
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.step_follower import StepFollower
 from lightning_cnnviz.core.step_transform import step_text
@@ -189,7 +189,8 @@ class InputForm:
         if drop and trainer.lightning_module is not None:
             follow_step(unwrap_model(trainer.lightning_module), None)  # this fit's, not the next's
         if follower is not None and drop:
-            follower.drop()
+            if (waiting := follower.drop()) is not None:  # no validation batch came
+                self.say_once_per_run("step_transform", step_text(waiting))
             trainer._cnnviz_steps = None
         elif follower is not None:
             follower.end_batch()
@@ -206,8 +207,26 @@ class InputForm:
         if follower is None:
             return
         stored = getattr(trainer, "_cnnviz_stored", None)
-        if (found := follower.follow(unwrap_model(pl_module), stored)) is not None:
+        model = unwrap_model(pl_module)
+        if (found := follower.follow(model, stored, has_val_data(trainer))) is not None:
             self.say_once_per_run("step_transform", step_text(found))
+
+    def tap_val_step(self, trainer: Any, pl_module: nn.Module, batch: Any) -> None:
+        """Follow a validation batch into the model, where training's change was not followed.
+
+        Off at the batch's end (``untap_step``); compared at the next event
+        (``follow_step_inputs``).
+        """
+        follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
+        if follower is None or follower.unfollowed is None or trainer.sanity_checking:
+            return
+        try:
+            images = split_sample(batch)[0]
+        except TypeError:
+            return
+        if isinstance(images, Tensor) and images.dim() >= 3:
+            stored = getattr(trainer, "_cnnviz_stored", None)
+            follower.start_val(unwrap_model(pl_module), images, stored)
 
     def gradients_refused(self, trainer: Any) -> str:
         """Why no gradient pass runs through the model ("" where none is known).

@@ -133,6 +133,10 @@ class StepFollower:
         self.done = False
         self._batch: Any = None
         self._first: Change | None = None  # the first read batch's change, once compared
+        # training's change where no scale and shift follows it, while a validation batch
+        # is read for one (``start_val``); ``_val``: that batch's tap
+        self.unfollowed: Change | None = None
+        self._val: StepTap | None = None
 
     @property
     def reading(self) -> bool:
@@ -152,23 +156,42 @@ class StepFollower:
         self._batch = batch
         self.taps.append(StepTap(model, images, stored))
 
+    def start_val(self, model: nn.Module, images: Tensor, stored: str | None = None) -> None:
+        """Tap a validation batch, where training's change could not be followed.
+
+        A training step that augments, then normalises (noise, a flip, a jitter drawn
+        per batch) is no scale and shift; its ``validation_step`` usually normalises
+        alone, which the probe passes, run as validation runs, then do alike (setups
+        hunt 34: probes left raw under a normalisation followed by noise or a flip).
+        """
+        if self.unfollowed is not None and self._val is None:
+            self._val = StepTap(model, images, stored)
+
     def end_batch(self) -> None:
         """The running batch ended: its hook comes off (what it read waits for ``follow``)."""
-        for tap in self.taps:
+        for tap in [*self.taps, *([self._val] if self._val is not None else [])]:
             tap.remove()
 
-    def drop(self) -> None:
-        """No more to read in this fit: the hooks come off, the taps are let go."""
-        self.end_batch()
-        self.taps, self.done = [], True
+    def drop(self) -> Change | None:
+        """No more to read in this fit: the hooks come off, the taps are let go.
 
-    def follow(self, model: nn.Module, stored: str | None) -> Change | None:
+        Returns training's change still waiting for a validation batch (to be said).
+        """
+        self.end_batch()
+        waiting, self.unfollowed, self._val = self.unfollowed, None, None
+        self.taps, self.done = [], True
+        return waiting
+
+    def follow(self, model: nn.Module, stored: str | None, val: bool = False) -> Change | None:
         """The change to say once settled (``None`` until then, and after).
 
         Reads the batches whose step ran (an event at a batch's end may come before this
         monitor's end hook); one that has not reached the model yet (an event at a batch's
-        start) is left to it.
+        start) is left to it. ``val``: the run validates, so a change training's batches
+        show but no scale and shift follows waits for a validation batch (``start_val``).
         """
+        if self._val is not None and self._val.calls:
+            return self._follow_val(model, stored)
         read = [tap for tap in self.taps if tap.calls]
         if self.done or not read:
             return None
@@ -186,4 +209,19 @@ class StepFollower:
         self.drop()
         if found is not None and found.scale is not None and found.offset is not None:
             follow_step(model, (found.name, found.scale, found.offset))
+        elif val and found is not None and "size" not in found.figures:
+            self.unfollowed = found  # what validation's step does may be followed
+            return None
         return found  # taken back where the two batches show no scale and shift alike
+
+    def _follow_val(self, model: nn.Module, stored: str | None) -> Change | None:
+        """Follow the validation batch's scale and shift, or say training's change."""
+        tap, waiting = self._val, self.unfollowed
+        assert tap is not None
+        tap.remove()
+        found = tap.change(model, stored)
+        self._val, self.unfollowed = None, None
+        if found is not None and found.scale is not None and found.offset is not None:
+            follow_step(model, (found.name, found.scale, found.offset))
+            return Change(found.name, found.scale, found.offset, {**found.figures, "val": 1.0})
+        return waiting

@@ -123,17 +123,31 @@ def agreed(first: Change | None, second: Change | None) -> Change | None:
 
 
 def step_text(found: Change) -> str:
-    """What the training step does to the images outside ``forward``, in words."""
+    """What the training step does to the images outside ``forward``, in words.
+
+    ``figures["val"]``: the scale and shift followed is the validation step's (training's
+    own change is none).
+    """
     where = f"`{found.name}`" if found.name else "`forward`"
     if found.scale is not None and found.offset is not None:
         scale, offset = found.scale.tolist(), found.offset.tolist()
         mean = [-b / a if a else 0.0 for a, b in zip(scale, offset, strict=True)]
         std = [1 / a if a else float("inf") for a in scale]
+        form = f"`(x - {_values(mean)}) / {_values(std)}`"
+        if found.figures.get("val"):
+            return (
+                f"the training step changes the images before {where} in a way no scale "
+                "and shift repeats (random augmentation with it), and the validation step "
+                f"hands {where} its images as {form}, outside what the probe passes run "
+                "(they read the images from the datasets): the probe passes do as "
+                "validation does (move the normalisation into the dataset's transform or "
+                "`forward` to keep it in one place)"
+            )
         return (
-            f"the training step hands {where} its images as `(x - {_values(mean)}) / "
-            f"{_values(std)}`, outside what the probe passes run (they read the images "
-            "from the datasets): the probe passes do the same there (move it into the "
-            "dataset's transform or `forward` to keep it in one place)"
+            f"the training step hands {where} its images as {form}, outside what the probe "
+            "passes run (they read the images from the datasets): the probe passes do the "
+            "same there (move it into the dataset's transform or `forward` to keep it in one "
+            "place)"
         )
     f = found.figures
     if "size" in f:

@@ -94,6 +94,7 @@ class LoopTap(StepInputs):
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
+        super().on_validation_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
         self._loop.batch_start(dataloader_idx)
         if dataloader_idx == 0:
             self._tap_batch(trainer, pl_module, batch, "val")
@@ -105,6 +106,9 @@ class LoopTap(StepInputs):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
+        super().on_validation_batch_end(  # type: ignore[misc]
+            trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
+        )
         self._remove_tap()
         self._loop.batch_end(batch, dataloader_idx)
         if batch_idx == 0 and dataloader_idx == 0 and not self.disabled:

@@ -97,6 +97,8 @@ class Stepped(Net):
             return x * (0.5 + torch.rand(1)) + 0.2 * torch.rand(1)
         if self.how == "bytes":  # stored as bytes, made floats in the step
             return _normalised(x.float() / 255)
+        if self.how == "noisy" and self.training:  # augmentation after the normalisation
+            return _normalised(x) + 0.3 * torch.randn_like(x)
         return _normalised(x)
 
     def on_train_batch_start(self, batch, batch_idx):
@@ -183,6 +185,15 @@ def test_step_transform_followed_for_bytes_made_floats_in_the_step(tmp_path):
     probed, said, val_x = _fit(tmp_path, "bytes")
     assert len(said) == 1 and "hands `forward` its images as `(x - (51, 76.5, 102)) /" in said[0]
     assert _as_val_images(probed[-16:], val_x.float() / 255)
+
+
+def test_step_transform_follows_validation_where_training_adds_noise_after_it(tmp_path):
+    # setups hunt 34: a normalisation followed by noise (or a flip) in `training_step` is
+    # no scale and shift: the probes stayed raw, though `validation_step` normalised alone
+    probed, said, val_x = _fit(tmp_path, "noisy")
+    assert len(said) == 1 and "the validation step hands `forward` its images as `(x -" in said[0]
+    assert "(0.2, 0.3, 0.4)) / (0.25, 0.5, 0.2)`" in said[0]
+    assert _as_val_images(probed[-16:], val_x)
 
 
 def test_step_transform_quiet_for_a_jitter_drawn_anew_per_batch(tmp_path):
