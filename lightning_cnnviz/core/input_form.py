@@ -42,10 +42,8 @@ from lightning_cnnviz.core.probe_pass import (
     probe_mode,
     takes_items,
 )
-from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data, train_batch_size
+from lightning_cnnviz.core.run_datasets import find_dataset, train_batch_size
 from lightning_cnnviz.core.selection import unwrap_model
-from lightning_cnnviz.core.step_follower import StepFollower
-from lightning_cnnviz.core.step_transform import step_text
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["InputForm", "batch_hooks"]
@@ -80,6 +78,7 @@ class InputForm:
 
     say_once_per_run: Callable[[str, str], None]  # ``voice.Voice``'s
     probe_input: Callable[..., Tensor]  # ``model_io.ProbeReader``'s
+    untap_step: Callable[..., None]  # ``step_following.StepFollowing``'s
 
     def fit_inputs(self, trainer: Any, pl_module: nn.Module) -> None:
         """Find how ``forward`` takes the probe images, or why it cannot (once per fit).
@@ -160,73 +159,6 @@ class InputForm:
         trainer._cnnviz_unfit = why_not_one(model, _images(item, image, model)) or why_not(
             model, x, train_batch_size(trainer)
         )
-
-    def tap_step(self, trainer: Any, pl_module: nn.Module, batch: Any) -> None:
-        """Follow the fit's first training batches into the model (``core.step_follower``).
-
-        Off at each batch's end (``untap_step``); compared at the first event after them
-        (``follow_step_inputs``).
-        """
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
-        if follower is None:  # each fit anew, also a second fit on one trainer
-            follower = trainer._cnnviz_steps = StepFollower()
-        if not follower.reading:  # every batch after the first two: nothing to do
-            return
-        model = unwrap_model(pl_module)
-        try:
-            images = split_sample(batch)[0]
-        except TypeError:
-            return
-        if isinstance(images, Tensor) and images.dim() >= 3:
-            batch = (trainer.current_epoch, trainer.global_step)
-            follower.start(model, images, batch, getattr(trainer, "_cnnviz_stored", None))
-
-    def untap_step(self, trainer: Any, drop: bool = False) -> None:
-        """The tapped batch ended (``drop``: or the fit, whose follower is let go)."""
-        follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
-        if drop and trainer.lightning_module is not None:
-            follow_step(unwrap_model(trainer.lightning_module), None)  # this fit's, not the next's
-        if follower is not None and drop:
-            if (waiting := follower.drop()) is not None:  # no validation batch came
-                self.say_once_per_run("step_transform", step_text(waiting))
-            trainer._cnnviz_steps = None
-        elif follower is not None:
-            follower.end_batch()
-
-    def follow_step_inputs(self, trainer: Any, pl_module: nn.Module) -> None:
-        """At the first event after the tapped batches: probes changed as training's inputs.
-
-        Held out: a ``training_step`` normalising the batch before ``self(x)`` left every
-        probe pass on the raw images, which the model never trained on (feature maps,
-        activation statistics and Grad-CAM of other inputs), unsaid. The passes that
-        compare run here, not after the tapped batches: no work between events.
-        """
-        follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
-        if follower is None:
-            return
-        stored = getattr(trainer, "_cnnviz_stored", None)
-        model = unwrap_model(pl_module)
-        if (found := follower.follow(model, stored, has_val_data(trainer))) is not None:
-            self.say_once_per_run("step_transform", step_text(found))
-
-    def tap_val_step(self, trainer: Any, pl_module: nn.Module, batch: Any) -> None:
-        """Follow a validation batch into the model, where training's change was not followed.
-
-        Off at the batch's end (``untap_step``); compared at the next event
-        (``follow_step_inputs``).
-        """
-        follower: StepFollower | None = getattr(trainer, "_cnnviz_steps", None)
-        if follower is None or follower.unfollowed is None or trainer.sanity_checking:
-            return
-        try:
-            images = split_sample(batch)[0]
-        except TypeError:
-            return
-        if isinstance(images, Tensor) and images.dim() >= 3:
-            stored = getattr(trainer, "_cnnviz_stored", None)
-            follower.start_val(unwrap_model(pl_module), images, stored)
 
     def gradients_refused(self, trainer: Any) -> str:
         """Why no gradient pass runs through the model ("" where none is known).

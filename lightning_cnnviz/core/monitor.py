@@ -5,7 +5,8 @@ base class owns the shared arguments, ``setup()`` and the sink; when its events 
 and what they cost (the schedule, on ``trainer.global_step``, and the budget) is
 ``monitor_events.py``, how it speaks and steps aside is ``voice.py``, its checkpoint state
 ``monitor_state.py``, its probe sets ``model_io.py``, the layers it watches
-``monitor_layers.py`` and what it says of the whole run ``monitor_summary.py``.
+``monitor_layers.py``, what the steps do to the images ``step_following.py`` and what it
+says of the whole run ``monitor_summary.py``.
 A subclass names its TensorBoard section (``class X(Monitor, section="x")``),
 optionally an ``auto`` layer rule, and implements ``log_event``.
 """
@@ -42,12 +43,22 @@ from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.schedule import Schedule
 from lightning_cnnviz.core.selection import LayerSpec, unwrap_model
 from lightning_cnnviz.core.sinks import Sink
+from lightning_cnnviz.core.step_following import StepFollowing
 from lightning_cnnviz.core.voice import Voice, listed
 
 __all__ = ["Monitor", "NotApplicable", "with_probe"]
 
 
-class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventFiring, Callback):
+class Monitor(
+    Voice,
+    Checkpointed,
+    ProbeReader,
+    StepFollowing,
+    LayerWatcher,
+    RunSummary,
+    EventFiring,
+    Callback,
+):
     """Base class of every lightning-cnnviz monitor.
 
     Args:
@@ -248,38 +259,6 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
             self._find_layers(trainer, pl_module)
 
     @override
-    def on_train_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        self.tap_step(trainer, pl_module, batch)
-
-    @override
-    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # a tapped batch Lightning ended without its end hook (`on_train_batch_start`
-        # returning -1): validation batches are no training inputs
-        self.untap_step(trainer)
-        super().on_validation_start(trainer, pl_module)
-
-    @override
-    def on_validation_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        self.tap_val_step(trainer, pl_module, batch)
-
-    @override
-    def on_validation_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-        batch_idx: int, dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        self.untap_step(trainer)
-
-    @override
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self.untap_step(trainer, drop=True)  # no hook outlives the fit
-        super().teardown(trainer, pl_module, stage)
-
-    @override
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -303,7 +282,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
         """Layers (and how ``forward`` is called) once the first training step made them.
 
         And the hook that read what the fit's first step does to the images comes off
-        (``InputForm.tap_step``).
+        (``StepFollowing.tap_step``).
         """
         if self._layers_pending:  # lazy modules, made by the step that just ran
             self._layers_pending = False
@@ -312,7 +291,7 @@ class Monitor(Voice, Checkpointed, ProbeReader, LayerWatcher, RunSummary, EventF
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:
-        self.untap_step(trainer, drop=True)  # the batch it followed failed
+        super().on_exception(trainer, pl_module, exception)  # the followed batch let go
         if self._sink is not None:
             self._sink.wait()  # the run's own error is the one to show
         self._end_of_failed_fit(trainer, exception)

@@ -45,7 +45,7 @@ class EventFiring:
     warn_once: Callable[[str, str], None]  # ``voice.Voice``'s
     _step_aside: Callable[[Exception], None]  # ``voice.Voice``'s
     log_event: Callable[[Trainer, LightningModule], None]  # the monitor's own
-    follow_step_inputs: Callable[[Trainer, LightningModule], None]  # ``InputForm``'s
+    follow_step_inputs: Callable[[Trainer, LightningModule], None]  # ``StepFollowing``'s
     _log_layers_once: Callable[[Trainer, LightningModule], None]  # ``monitor_layers``'
 
     @property
