@@ -123,7 +123,7 @@ class InputForm:
         if call_error(model, x) is None:
             self._stored_form(trainer, model, x)
             return
-        form = stored_form.form_of(x[0], model)
+        form = stored_form.form_of(x[0], model, converted=True)
         if form is not None and call_error(model, stored_form.seen_batch(x, form)) is None:
             self._stored_form(trainer, model, x, in_steps=True)
             return
@@ -188,13 +188,11 @@ class InputForm:
         probe monitor step aside, and image rows were compared as 28 channels.
         """
         shape = tuple(x.shape[1:])
-        form = stored_form.form_of(x[0], model)
+        form = stored_form.form_of(x[0], model, converted=in_steps)
         if form is None:
             return
         seen = tuple(stored_form.seen_batch(x, form).shape[1:])
-        last = form == stored_form.CHANNELS_LAST
-        how = "permutes them" if last else "adds it"
-        stored = "channels last" if last else "without a channel axis"
+        stored, how = stored_form.WORDS[form]
         said = f"the inputs are stored {stored}, {shape}"
         trainer._cnnviz_stored = form
         if in_steps:

@@ -28,10 +28,13 @@ from lightning_cnnviz.core.items import image_key, parts
 
 __all__ = [
     "CHANNELS_LAST",
+    "GREY",
     "NO_CHANNEL",
+    "WORDS",
     "SeenView",
     "channels_last",
     "form_of",
+    "grey_for_three",
     "no_channel_axis",
     "seen_batch",
     "seen_view",
@@ -40,6 +43,13 @@ __all__ = [
 
 CHANNELS_LAST = "channels last"  # (H, W, C): forward permutes them
 NO_CHANNEL = "no channel axis"  # (H, W): forward adds the axis
+GREY = "one channel for three"  # (1, H, W) where the convolutions take 3: the steps repeat it
+# how each form is stored, and what makes it the convolutions' (words)
+WORDS = {
+    CHANNELS_LAST: ("channels last", "permutes them"),
+    NO_CHANNEL: ("without a channel axis", "adds it"),
+    GREY: ("with one channel", "repeats it to three"),
+}
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _PICTURE_CHANNELS = (1, 2, 3, 4)  # the channels a picture's last axis may hold (grey to RGBA)
@@ -86,8 +96,28 @@ def no_channel_axis(image: Tensor, model: nn.Module) -> bool:
     return first is not None and image.dim() == len(first.kernel_size) and first.in_channels == 1
 
 
-def form_of(image: Tensor, model: nn.Module) -> str | None:
-    """``CHANNELS_LAST``, ``NO_CHANNEL`` or ``None``: how ``image`` is stored for ``model``.
+def grey_for_three(image: Tensor, model: nn.Module) -> bool:
+    """Whether ``image`` has one channel where ``model``'s first convolution takes three.
+
+    A grey image an RGB network takes repeated (``x.repeat(1, 3, 1, 1)`` in the steps:
+    held out, digits for a 3-channel net made every probe monitor step aside on
+    "expected input to have 3 channels, but got 1").
+
+    Example::
+
+        >>> grey_for_three(torch.zeros(1, 28, 28), nn.Conv2d(3, 8, 3))
+        True
+    """
+    first = next((m for m in model.modules() if isinstance(m, _CONV)), None)
+    if first is None or image.dim() != len(first.kernel_size) + 1:
+        return False
+    return first.in_channels == 3 and image.shape[0] == 1
+
+
+def form_of(image: Tensor, model: nn.Module, converted: bool = False) -> str | None:
+    """How ``image`` is stored for ``model``: ``CHANNELS_LAST``, ``NO_CHANNEL`` or ``None``.
+
+    ``converted``: what the model's steps convert, not its ``forward``: also ``GREY``.
 
     Example::
 
@@ -95,7 +125,11 @@ def form_of(image: Tensor, model: nn.Module) -> str | None:
         True
         >>> form_of(torch.zeros(3, 28, 28), nn.Conv2d(3, 8, 3)) is None
         True
+        >>> form_of(torch.zeros(1, 28, 28), nn.Conv2d(3, 8, 3), converted=True) == GREY
+        True
     """
+    if converted and grey_for_three(image, model):
+        return GREY
     if channels_last(image, model):
         return CHANNELS_LAST
     return NO_CHANNEL if no_channel_axis(image, model) else None
@@ -118,6 +152,8 @@ class SeenView(View):
             x = torch.as_tensor(np.ascontiguousarray(x))
         if not isinstance(x, Tensor):
             return x
+        if self.form == GREY:
+            return x.repeat(3, *([1] * (x.dim() - 1)))
         return x.movedim(-1, 0) if self.form == CHANNELS_LAST else x.unsqueeze(0)
 
 
@@ -146,6 +182,8 @@ def seen_batch(images: Tensor, form: str | None) -> Tensor:
     """A batch of ``images`` as stored, as the convolutions see them."""
     if form == CHANNELS_LAST:
         return images.movedim(-1, 1)
+    if form == GREY:
+        return images.repeat(1, 3, *([1] * (images.dim() - 2)))
     return images.unsqueeze(1) if form == NO_CHANNEL else images
 
 
@@ -153,4 +191,6 @@ def stored_batch(images: Tensor, form: str | None) -> Tensor:
     """A batch of ``images`` as the convolutions see them, as the dataset stores them."""
     if form == CHANNELS_LAST:
         return images.movedim(1, -1)
+    if form == GREY:
+        return images[:, :1]
     return images.squeeze(1) if form == NO_CHANNEL else images

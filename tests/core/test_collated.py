@@ -155,6 +155,38 @@ def test_collated_channels_last_permuted_in_the_steps_probed_channels_first(tmp_
     assert [f.kind for f in findings_of(trainer)] == []
 
 
+class RepeatedInSteps(PermutedInSteps):
+    """Grey images (1, H, W); the steps repeat them to three channels and normalise them."""
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return F.cross_entropy(self((x.repeat(1, 3, 1, 1) - 0.5) / 0.25), y)
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self((x.repeat(1, 3, 1, 1) - 0.5) / 0.25), y))
+
+
+def test_collated_grey_images_repeated_in_the_steps_probed_with_three_channels(tmp_path):
+    # held out: digits for a 3-channel network, repeated in the steps, made every probe
+    # monitor step aside on "expected input to have 3 channels, but got 1"
+    from lightning_cnnviz import OverfittingMonitor
+
+    def grey(n, seed):
+        x, y = squares(n, seed).tensors
+        return TensorDataset(x[..., :1].permute(0, 3, 1, 2).contiguous(), y)
+
+    monitors = [GradCAMMonitor(every_n_steps=4, num_samples=4), FeatureMapMonitor(every_n_steps=4),
+                OverfittingMonitor()]  # fmt: skip
+    said = r"stored with one channel, \(1, 24, 24\), and the model's `forward` takes them as"
+    followed = r"the training step hands `forward` its images as `\(x - \(0.5, 0.5, 0.5\)\)"
+    with pytest.warns(UserWarning, match=followed):
+        trainer, share = stored_fit(tmp_path, RepeatedInSteps(), grey, monitors, said)
+    assert tuple(monitors[0].probe(trainer).images.shape) == (4, 3, 24, 24)
+    assert share == pytest.approx(64 / 576, abs=0.03)
+    assert all(m.events > 0 and not m.disabled for m in monitors)
+
+
 def test_collated_view_keeps_no_dataset_alive():
     # the view cached for a dataset held the dataset, its key: every fold's set stayed
     items = ListItems()
