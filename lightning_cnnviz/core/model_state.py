@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import inspect
 import weakref
 from collections.abc import Iterator
 
@@ -153,7 +154,10 @@ def _put_back_buffers(saved: list[tuple[nn.Module, str, Tensor, Tensor]]) -> Non
 def weight_param(module: nn.Module) -> Tensor | None:
     """The leaf parameter behind ``module.weight``, without computing a parametrized one.
 
-    A parametrized weight is computed on access (its ``.grad`` stays empty); its largest
+    A weight that is a property is not read (setups hunt 35: a Bayes-by-backprop conv
+    sampling ``mu + sigma * eps`` there drew from torch's stream when asked, and training
+    was no longer bit-identical). A parametrized weight is computed on access (its
+    ``.grad`` stays empty); its largest
     original (``original``, or ``weight_norm``'s direction ``original1``) carries the
     gradient. So does ``torch.nn.utils.prune``'s ``weight_orig`` (Lightning's
     ``ModelPruning``): the pruned weight is the original times a mask.
@@ -180,5 +184,7 @@ def weight_param(module: nn.Module) -> Tensor | None:
     weight = params.get("weight_orig", params.get("weight", params.get("weight_v")))
     if isinstance(weight, Tensor):
         return weight
+    if isinstance(inspect.getattr_static(module, "weight", None), property):
+        return None  # computed on access (a sampled weight): reading it may draw at random
     weight = getattr(module, "weight", None)
     return weight if isinstance(weight, Tensor) and weight.is_leaf else None

@@ -142,3 +142,25 @@ def test_kept_state_puts_back_what_forward_changes_outside_buffers():
     assert net.seen == expected.seen and net.classes == expected.classes
     assert torch.equal(net.level, expected.level)
     assert vars(net.counter) == vars(expected.counter) and net.calls == expected.calls == Calls(2)
+
+
+class SampledConv(nn.Conv2d):
+    """A Bayes-by-backprop conv: its weight a property sampling ``mu + sigma * eps``."""
+
+    def __init__(self):
+        super().__init__(1, 2, 3)
+        self.mu = self._parameters.pop("weight")
+        self.log_sigma = nn.Parameter(torch.full_like(self.mu, -4.0))
+
+    @property
+    def weight(self):
+        return self.mu + self.log_sigma.exp() * torch.randn_like(self.mu)
+
+
+def test_weight_param_does_not_run_a_weight_property():
+    # setups hunt 35: asking a sampled conv for its weight drew from torch's stream outside
+    # the kept state, and training with the monitors was no longer bit-identical
+    conv = SampledConv()
+    state = torch.random.get_rng_state()
+    assert weight_param(conv) is None
+    assert torch.equal(torch.random.get_rng_state(), state)
