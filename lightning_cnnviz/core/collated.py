@@ -111,13 +111,20 @@ def _has_items(dataset: Any) -> bool:
         return False
 
 
+CALLS = 8  # calls of a collate on one item that must agree before its values are followed
+
+
 def _collate_helps(dataset: Any, collate: Callable[[list[Any]], Any]) -> bool:
     """Whether items read through ``collate`` are what the model gets, and the raw ones not.
 
     Where the collate makes the tensors (PIL images; HWC bytes it permutes and scales), or
     changes their values alike at every call (a normalisation: held out, setups hunt 34,
     probes on raw digits while the model trained on normalised ones, and nothing said). A
-    collate that draws anew at every call (augmentation) is left to the loader.
+    collate that draws anew at every call (augmentation) is left to the loader: ``CALLS``
+    calls must agree (a random flip agrees in 1 of 128; setups hunt 35: two calls agreed
+    on one split, and its probe alone was read normalised). The calls put back the random
+    generators and plain values the dataset and the collate hold (a seeded generator of
+    its own, a call counter).
     """
     item = read_item(dataset, 0)
     try:
@@ -125,15 +132,15 @@ def _collate_helps(dataset: Any, collate: Callable[[list[Any]], Any]) -> bool:
     except TypeError:
         raw = None  # not tensors (PIL images): only the collate makes them
     try:
-        with rng_untouched(dataset):  # put back after both reads: a draw differs between them
-            made, again = (split_sample(_row(collate([item]), 0))[0] for _ in range(2))
+        with rng_untouched(dataset, collate):  # put back after all: a draw differs between
+            made, *again = (split_sample(_row(collate([item]), 0))[0] for _ in range(CALLS))
     except Exception:  # the collate needs a real batch, or yields no image either
         return False
     # tensors as the model gets them: the collate is left to the loader; else PIL images,
     # or HWC uint8 arrays the collate permutes and scales
     if raw is None or raw.shape != made.shape or raw.dtype != made.dtype:
         return True
-    return not torch.equal(raw, made) and torch.equal(made, again)
+    return not torch.equal(raw, made) and all(torch.equal(made, x) for x in again)
 
 
 class Unbatched(View):

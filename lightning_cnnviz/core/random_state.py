@@ -88,6 +88,8 @@ def _held(owners: Sequence[Any]) -> tuple[list[Any], list[tuple[dict, str, Any]]
             return
         if isinstance(obj, list | tuple | set | frozenset):
             entries: Any = obj
+        elif callable(obj) and not hasattr(obj, "__dict__") and hasattr(obj, "__self__"):
+            entries = [obj.__self__]  # a bound method: what its object holds
         elif isinstance(obj, Mapping):
             entries = obj.values()
         else:

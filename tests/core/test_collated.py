@@ -234,3 +234,27 @@ def test_collated_view_read_through_a_collate_that_normalises_not_one_that_draws
     state = torch.random.get_rng_state()
     assert collated_view(other, _noising) is other  # augmentation: left to the loader
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+class FlipThenNormalise:
+    """A collate drawing from its own generator (a random flip), counting its calls."""
+
+    def __init__(self):
+        self.generator, self.calls = torch.Generator().manual_seed(0), 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        x, y = default_collate(batch)
+        if torch.rand((), generator=self.generator) < 0.5:
+            x = x.flip(-1)
+        return (x - 0.13) / 0.31, y
+
+
+def test_collated_view_leaves_a_collates_own_state_and_its_random_flips_alone():
+    # setups hunt 35: reading through a collate moved its own generator and counter (not
+    # bit-identical any more), and two agreeing calls took a random flip for none
+    collate = FlipThenNormalise()
+    state = collate.generator.get_state()
+    data = TensorDataset(torch.rand(8, 1, 4, 4), torch.arange(8))
+    assert collated_view(data, collate) is data  # the flip drawn anew: left to the loader
+    assert collate.calls == 0 and torch.equal(collate.generator.get_state(), state)
