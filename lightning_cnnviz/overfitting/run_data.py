@@ -96,6 +96,11 @@ class RunData:
             if has_val_data(trainer):
                 with self.phase("compute"):
                     train, val = (self.probe(trainer, s).images for s in ("train", "val"))
+                    if getattr(trainer, "_cnnviz_unfit", None) or train.dim() < 3:
+                        # no channel axis known (flat vectors the steps reshape, a layout
+                        # the model refuses): whole images compared (setups hunt 35: 784
+                        # pixels read as channels, a false "preprocessed differently")
+                        train, val = train.flatten(1)[:, None], val.flatten(1)[:, None]
                     self._shift = split_shift(train, val)
                     self._mild_shift = split_shift(train, val, mild=True)
                     self._check_shared(trainer, train, val)

@@ -139,6 +139,23 @@ def test_split_inputs_found_in_a_run_with_an_unnormalised_val_set(tmp_path):
     assert "Give both splits the same transform" in text
 
 
+def test_split_inputs_flat_vectors_compared_whole_not_pixel_by_pixel(tmp_path):
+    # setups hunt 35: (N, 784) pixel vectors the steps reshape had each pixel read as a
+    # channel: one border pixel lit on a few training digits only was "preprocessed
+    # differently"
+    torch.manual_seed(0)
+    x, y = pictures(), torch.arange(128) % 2
+    val_x = pictures(seed=1)
+    x[:, :, 0, 0] = 0.0
+    val_x[:, :, 0, 0] = 0.0
+    x[:12, 0, 0, 0] = 0.6  # a border pixel lit on a few training images only
+    net = nn.Sequential(nn.Flatten(), nn.Linear(768, 2))
+    flat = [TensorDataset(v.flatten(1), y) for v in (x, val_x)]
+    train, val = DataLoader(flat[0], batch_size=32, shuffle=True), DataLoader(flat[1], 32)
+    trainer, _ = fit_monitor(tmp_path, Net(net, lr=0.01), train, val, epochs=1)
+    assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+
+
 class Switchable(torch.utils.data.Dataset):
     """Normalised pictures, served raw once ``raw`` is set (a transform set anew mid-run)."""
 
