@@ -9,7 +9,9 @@ absent where ``DUE`` or more were due, and another class over its share by as ma
 was renamed. Not where nothing took its place (a class only training has, as a
 background class: hunt 33), nor where the other classes' shares differ between the splits
 too (a long-tailed val set: hunt 34, a background class only training has beside one,
-its surplus class read as the renamed one's), nor where a val class is absent from
+its surplus class read as the renamed one's) and are not even either (a balanced val
+set beside a long-tailed training set: hunt 35, a rename there was excused), nor where a
+val class is absent from
 training (labels shifted between the splits: ``class_figures.shifted``).
 
 Example::
@@ -40,7 +42,8 @@ __all__ = ["DUE", "OTHERS_ALIKE", "missing_val_classes", "missing_val_text"]
 
 DUE = 20.0  # val labels a class's training share makes due before its absence counts
 # the other classes' shares, each split's renormalised, at most this far apart (total
-# variation): a rename moves one class's labels and leaves the rest as training has them
+# variation) from training's or from even: a rename moves one class's labels and leaves
+# the rest as they were
 OTHERS_ALIKE = 0.15
 
 
@@ -65,11 +68,14 @@ def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
         return {}
     excess = counts - due
     taken = int(excess.argmax())
-    if excess[taken] < 0.5 * float(sum(due[c] for c in missing)):
+    if excess[taken] < 0.5 * float(max(due[c] for c in missing)):
         return {}  # dropped, not renamed: a class only training has (a background class)
     others = [c for c in range(k) if c not in missing and c != taken]
-    if others and _apart(shares[others], counts[others]) > OTHERS_ALIKE:
-        return {}  # the splits' class shares differ throughout: no one class renamed
+    even = torch.ones(len(others), dtype=torch.float64)
+    if others and min(_apart(shares[others], counts[others]), _apart(even, counts[others])) > (
+        OTHERS_ALIKE
+    ):
+        return {}  # the val shares differ throughout, from training's and from even
     return {
         "missing": missing,
         "due": round(float(max(due[c] for c in missing)), 1),

@@ -57,3 +57,12 @@ def test_val_labels_quiet_for_right_labels_and_a_shift_between_splits(tmp_path):
     assert missing_val_classes(train, longtail) == {}
     # the rename still told where the other classes keep their shares
     assert missing_val_classes(train[train < 10], _written_as_one(torch.arange(500) % 10))
+    # hunt 35: a rename beside a long-tailed training set and a balanced val set, and two
+    # renames at once, were excused as shares that differ throughout
+    tail = torch.repeat_interleave(torch.arange(10), (2000 * shares / shares.sum()).long())
+    renamed = torch.arange(1000) % 10
+    renamed[renamed == 7] = 1
+    assert missing_val_classes(tail, renamed)["missing"] == [7]
+    twice = renamed.clone()
+    twice[twice == 4] = 9
+    assert missing_val_classes(torch.arange(2000) % 10, twice)["missing"] == [4, 7]
