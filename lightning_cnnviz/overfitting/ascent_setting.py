@@ -32,7 +32,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ascent_checks", "group_rates"]
+import torch
+
+__all__ = ["ascent_checks", "group_rates", "highest"]
+
+
+def _rate(value: Any) -> float | None:
+    """A group's rate as a number: a float, or a one-value tensor (``lr=torch.tensor(...)``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value)
+    return None
 
 
 def group_rates(optimizers: Sequence[Any]) -> dict[str, float]:
@@ -40,15 +51,27 @@ def group_rates(optimizers: Sequence[Any]) -> dict[str, float]:
 
     Example::
 
-        >>> import torch
         >>> group_rates([torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)])
         {'0/0': 0.1}
     """
     return {
-        f"{i}/{j}": float(g["lr"])
+        f"{i}/{j}": lr
         for i, optimizer in enumerate(optimizers)
         for j, g in enumerate(getattr(optimizer, "param_groups", []))
-        if isinstance(g.get("lr"), int | float)
+        if (lr := _rate(g.get("lr"))) is not None
+    }
+
+
+def highest(started: dict[str, float], now: dict[str, float]) -> dict[str, float]:
+    """Each group's highest rate seen: a warm-up from 0 is positive once it rises.
+
+    Example::
+
+        >>> highest({"0/0": 0.0}, {"0/0": 0.01})
+        {'0/0': 0.01}
+    """
+    return {k: max(v, started.get(k, v)) for k, v in now.items()} | {
+        k: v for k, v in started.items() if k not in now
     }
 
 
@@ -57,8 +80,9 @@ def ascent_checks(
 ) -> list[tuple[str, dict[str, Any]]]:
     """``[(message, figures)]`` for each optimiser whose rate turned negative.
 
-    A rate that started positive: as training started (``started``, ``group_rates``'),
-    or the ``initial_lr`` a schedule of one of torch's optimisers recorded. A rate
+    A rate that was positive: since training started (``started``, ``group_rates``' and
+    ``highest``'s), or the ``initial_lr`` a schedule of one of torch's optimisers
+    recorded; a rate given as a tensor too (hunt 35: read as none). A rate
     negative from the start may be a custom optimiser's convention, and
     ``maximize=True`` is the right flag for a negated objective or an adversary's
     perturbation (hunt 33: all three were told, on runs that learnt); a sign turned
@@ -70,13 +94,13 @@ def ascent_checks(
         torch_own = type(optimizer).__module__.startswith("torch.optim")
         turned = []
         for j, g in enumerate(getattr(optimizer, "param_groups", [])):
-            lr = g.get("lr")
-            if not isinstance(lr, int | float) or lr >= 0:
+            lr = _rate(g.get("lr"))
+            if lr is None or lr >= 0:
                 continue
             begun = (started or {}).get(f"{i}/{j}")
-            initial = g.get("initial_lr") if torch_own else None
-            if begun is None and isinstance(initial, int | float):
-                begun = float(initial)
+            initial = _rate(g.get("initial_lr")) if torch_own else None
+            if (begun is None or begun <= 0) and initial is not None:
+                begun = initial
             if begun is not None and begun > 0:
                 turned.append((float(lr), begun))
         if not turned:

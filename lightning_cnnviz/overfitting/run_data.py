@@ -26,7 +26,7 @@ from lightning_cnnviz.core.probe import generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import NoDataset, find_dataset, has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
-from lightning_cnnviz.overfitting.ascent_setting import ascent_checks
+from lightning_cnnviz.overfitting.ascent_setting import ascent_checks, group_rates, highest
 from lightning_cnnviz.overfitting.momentum_setting import momentum_checks
 from lightning_cnnviz.overfitting.no_val import never_validated, unread, validation_off
 from lightning_cnnviz.overfitting.plateau_mode import plateau_checks
@@ -172,7 +172,9 @@ class RunData:
         """An optimiser climbing the loss (``ascent_setting.py``): at setup, at evaluations."""
         if any(f.kind == "gradient_ascent" for f in self._own_findings()):
             return
-        started = getattr(self, "_rates_start", None)
+        # the highest rate each group has had: a warm-up from 0 (hunt 35) starts positive later
+        started = highest(getattr(self, "_rates_start", {}), group_rates(trainer.optimizers))
+        self._rates_start = started
         for text, figures in ascent_checks(trainer.optimizers, started)[:1]:
             step, epoch = trainer.global_step, trainer.current_epoch
             finding = Finding(self.section, "gradient_ascent", step, epoch, text, figures)

@@ -1,5 +1,6 @@
 """An optimiser climbing the loss: a rate a schedule turned negative, ``maximize=True``."""
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -109,3 +110,22 @@ def test_ascent_setting_a_negative_rate_is_no_decay_and_the_divergence_names_it(
     text = divergence_cause(None, (1e-2, -1e-3))
     assert text.startswith("The learning rate is negative (-0.001; 0.01 at the first log)")
     assert "lower the learning rate" not in text
+
+
+def test_ascent_setting_a_tensor_rate_and_a_warm_up_from_zero_are_read():
+    # hunt 35: `Adam(lr=torch.tensor(...))` turned negative was read as no rate, and a
+    # warm-up from 0 made the rate read at the start 0, never "started positive"
+    from lightning_cnnviz.overfitting.ascent_setting import ascent_checks, group_rates, highest
+
+    w = [torch.zeros(1, requires_grad=True)]
+    adam = torch.optim.Adam(w, lr=torch.tensor(0.01))
+    started = group_rates([adam])
+    adam.param_groups[0]["lr"] = torch.tensor(-0.002)
+    ((text, figures),) = ascent_checks([adam], started)
+    assert figures["lr"] == pytest.approx(-0.002) and "it started at 0.01" in text
+    sgd = torch.optim.SGD(w, lr=0.0)  # a warm-up from 0, read when training started
+    started = group_rates([sgd])
+    sgd.param_groups[0]["lr"] = 0.05  # seen at an evaluation
+    started = highest(started, group_rates([sgd]))
+    sgd.param_groups[0]["lr"] = -0.01
+    assert len(ascent_checks([sgd], highest(started, group_rates([sgd])))) == 1
