@@ -20,7 +20,7 @@ Example::
 from __future__ import annotations
 
 from lightning_cnnviz.core.settings import LR_CUT
-from lightning_cnnviz.core.voice import times
+from lightning_cnnviz.core.voice import listed, times
 from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
 from lightning_cnnviz.overfitting.learning_remedies import raised
 from lightning_cnnviz.overfitting.returned_loss import loss_blind
@@ -97,6 +97,13 @@ def headline(v: Verdict) -> str:
         cut = (
             f" The learning rate is negative ({now.lr:.3g}): every update climbs the loss "
             "(gradient ascent)."
+        )
+    elif now.maximize and (now.returned_loss or 0.0) > 0:
+        # hunt 35: SGD(maximize=True) at 1e-3 climbing slowly, told with no cause
+        cut = (
+            f" {listed(list(now.maximize))} is set to `maximize=True`: every update climbs "
+            "the loss it is handed, and this loss is positive, not a negated objective "
+            "(drop the flag)."
         )
     elif now.lr is not None and now.lr_initial and now.lr * LR_CUT <= now.lr_initial:
         cut = (

@@ -529,6 +529,17 @@ def test_detector_not_learning_after_a_collapse_names_a_rate_the_schedule_raised
     assert "rose" not in headline(said[0]) and remedies(said[0])[0].startswith("**Try another")
 
 
+def test_detector_not_learning_names_an_optimiser_set_to_maximize():
+    # hunt 35: SGD(maximize=True) at 1e-3 climbing the loss slowly, told with no cause
+    detector, found = Detector(), []
+    for e in range(3):
+        ev = Evaluation(step=32 * (e + 1), epoch=e, probe_acc_val=0.1, probe_loss_val=2.4,
+                        probe_size=128.0, classes=10.0, train_loss=2.4, returned_loss=2.4,
+                        lr=1e-3, maximize=("SGD",))  # fmt: skip
+        found += [c.verdict for c in detector.update(ev) if c.verdict.kind == "not_learning"]
+    assert "`SGD` is set to `maximize=True`: every update climbs the loss" in headline(found[0])
+
+
 def test_detector_gap_closes_only_well_below_its_bar():
     # held out (training set 90% one class, balanced val): 37 points left was called "closed"
     detector, said = Detector(), []
