@@ -18,7 +18,7 @@ from lightning_cnnviz.activations.divergence_remedies import (
     REMEDIES,
     SUDDEN_REMEDIES,
 )
-from lightning_cnnviz.core.settings import DECAY_REMEDIES
+from lightning_cnnviz.core.settings import DECAY_REMEDIES, GLOBAL_HOOK
 from lightning_cnnviz.core.voice import listed, times
 
 __all__ = ["RAISED", "divergence_cause"]
@@ -253,11 +253,17 @@ def divergence_cause(
             "the batch instead of averaged), and the first updates from there overshoot. Try: "
             f"{INIT_REMEDIES}."
         )
+    named = [h for h in hooked if h != GLOBAL_HOOK]
+    which = (
+        f"the gradients of {listed(named)} pass through a hook (`register_hook` on a "
+        "parameter, or a backward hook on the module)"
+        if named
+        else "every module's gradients pass through a global backward hook "
+        "(`register_module_full_backward_pre_hook` or `register_module_full_backward_hook`)"
+    )
     hooks = (
-        f" Also: the gradients of {listed(list(hooked))} pass through a hook "
-        "(`register_hook` on a parameter, or a backward hook on the module); where it "
-        "returns a changed gradient (a factor, a sign flip), the optimiser steps on that, "
-        "and the updates overshoot or climb by it."
+        f" Also: {which}; where it returns a changed gradient (a factor, a sign flip), the "
+        "optimiser steps on that, and the updates overshoot or climb by it."
         if hooked
         else ""
     )

@@ -25,14 +25,17 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module
 
 __all__ = [
     "DECAY_REMEDIES",
     "DECAY_STALLS",
+    "GLOBAL_HOOK",
     "HIGH_MOMENTUM",
     "LR_CUT",
     "Settings",
     "decay_text",
+    "global_backward_hooked",
     "gradient_hooked",
     "momentum_text",
     "read_settings",
@@ -206,7 +209,8 @@ def read_settings(
         str(algorithm) if algorithm is not None else None, eps,
         first is not None and first.dtype == torch.float16,
         any(_warms_up(s) for s in schedulers),
-        tuple(name for name, m in model.named_modules() if gradient_hooked(m)),
+        tuple(name for name, m in model.named_modules() if gradient_hooked(m))
+        + ((GLOBAL_HOOK,) if global_backward_hooked() else ()),
         _number(groups[0].get("max_lr")) if groups else None,
         tuple(
             type(o).__name__
@@ -242,6 +246,21 @@ def decay_text(per_step: float, weight_decay: float | None, lr: float | None) ->
         f"Weight decay takes {per_step:.1%} of every weight each step{setting}: weights the "
         f"gradient does not hold up halve every {math.log(2) / per_step:.0f} steps, and "
         "the gradient reaching the first layers shrinks with them"
+    )
+
+
+GLOBAL_HOOK = "*"  # ``Settings.hooked``'s name for a global backward hook (every module)
+
+
+def global_backward_hooked() -> bool:
+    """Whether a global module backward hook is set (it sees every module's gradients).
+
+    ``register_module_full_backward_pre_hook`` / ``register_module_full_backward_hook``
+    (held out, hunt 35: one multiplying every gradient by 1000, unnamed).
+    """
+    return bool(
+        getattr(torch_module, "_global_backward_pre_hooks", None)
+        or getattr(torch_module, "_global_backward_hooks", None)
     )
 
 

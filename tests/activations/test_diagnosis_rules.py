@@ -1085,5 +1085,7 @@ def test_divergence_cause_names_gradient_hooks_where_nothing_else_explains_it():
     assert "Also: the gradients of `body.0` pass through a hook (`register_hook` on a" in text
     assert text.index("Try: lower the learning rate") < text.index("pass through a hook")
     assert "pass through a hook" not in divergence_cause(None, None)
+    everywhere = divergence_cause(None, None, hooked=("*",))
+    assert "Also: every module's gradients pass through a global backward hook" in everywhere
     raised = divergence_cause(None, (0.01, 1.0), hooked=("body.0",))  # another cause: its own
     assert raised.startswith("The learning rate rose") and "pass through a hook" not in raised

@@ -91,6 +91,20 @@ def test_settings_name_the_modules_whose_parameters_carry_gradient_hooks():
     assert read_settings([opt], model).hooked == ("0", "3")
 
 
+def test_settings_name_a_global_backward_hook():
+    # hunt 35: a global module backward pre-hook scaling every gradient 1000x, unnamed
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    handle = torch.nn.modules.module.register_module_full_backward_pre_hook(
+        lambda m, g: tuple(x * 1000 if x is not None else None for x in g)
+    )
+    try:
+        assert read_settings([opt], model).hooked == ("*",)
+    finally:
+        handle.remove()
+    assert read_settings([opt], model).hooked == ()
+
+
 def test_settings_name_the_optimisers_set_to_maximize():
     model = net()
     adam = torch.optim.AdamW(model.parameters(), lr=1e-3)
