@@ -32,6 +32,7 @@ __all__ = [
     "SHIFT_SCALE",
     "StepInput",
     "channel_stats",
+    "loaded_shift",
     "moved_shift",
     "restandardise",
     "split_shift",
@@ -191,6 +192,32 @@ def moved_shift(first: tuple[Tensor, Tensor], now: tuple[Tensor, Tensor]) -> dic
     names = {"train_mean": "first_mean", "train_std": "first_std", "val_mean": "now_mean",
              "val_std": "now_std"}  # fmt: skip
     return {names.get(k, k): v for k, v in found.items()}
+
+
+def loaded_shift(train: StepInput, val: StepInput) -> dict[str, float]:
+    """The channel whose statistics differ most between two splits' batches as loaded.
+
+    What the loaders made of the images (their ``collate_fn`` included), by
+    ``split_shift``'s bars: read where a loader's collate draws at random, so the
+    probes, which read the datasets' items, do not show what it does (``{}``: alike).
+
+    Example::
+
+        >>> import torch
+        >>> torch.manual_seed(0) is not None
+        True
+        >>> x = torch.rand(32, 1, 8, 8)
+        >>> normalised = (x - 0.5) / 0.29 + 0.1 * torch.randn_like(x)  # and noise
+        >>> loaded_shift(step_input(normalised, normalised), step_input(x, x))["scale_ratio"] > 2
+        True
+    """
+    if train.images_mean.shape != val.images_mean.shape:
+        return {}
+    rows = list(
+        zip(*(t.float().tolist() for t in (train[0], train[1], val[0], val[1])), strict=True)
+    )
+    floor = _floor([r[1] for r in rows], [r[3] for r in rows])
+    return _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floor) for row in rows])
 
 
 def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:

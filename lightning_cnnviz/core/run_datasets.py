@@ -33,10 +33,11 @@ from torch.utils.data import (
     Subset,
     SubsetRandomSampler,
     WeightedRandomSampler,
+    default_collate,
 )
 
 from lightning_cnnviz.core.attribute_state import attributes_kept
-from lightning_cnnviz.core.collated import collated_view, unbatched_view
+from lightning_cnnviz.core.collated import Collated, collated_view, unbatched_view
 from lightning_cnnviz.core.items import iterable_head
 from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.random_state import rng_untouched
@@ -44,6 +45,7 @@ from lightning_cnnviz.core.stored_form import seen_view
 
 __all__ = [
     "NoDataset",
+    "collate_unread",
     "find_dataset",
     "has_val_data",
     "sampled_indices",
@@ -187,6 +189,23 @@ def _val_loaders(trainer: Any) -> Any:
 
 def _val_dataset(trainer: Any) -> Any:
     return _dataset_of(_val_loaders(trainer))
+
+
+def collate_unread(trainer: Any, split: str) -> bool:
+    """Whether ``split``'s loader has a ``collate_fn`` the probes do not read through.
+
+    One that draws at random (``collated.collated_view`` leaves it to the loader): what it
+    does to the images (a normalisation with noise added) is not in the probes.
+    """
+    loaders = _val_loaders(trainer) if split == "val" else trainer.train_dataloader
+    if isinstance(loaders, list | tuple) and loaders:
+        loaders = loaders[0]
+    if not isinstance(loaders, DataLoader):
+        return False
+    collate = loaders.collate_fn
+    if collate is None or collate is default_collate or loaders.batch_size is None:
+        return False
+    return not isinstance(_dataset_of(loaders), Collated)
 
 
 def has_val_data(trainer: Any) -> bool:

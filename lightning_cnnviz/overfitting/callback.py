@@ -156,6 +156,7 @@ class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="
         self._batch_images: int | None = None  # sizes the extra passes (``passes.pass_images``)
         self._shares: Any = False  # the training labels' class shares (``imbalance.py``)
         self._shift: Any = False  # how the two probes' inputs differ (``split_inputs.py``)
+        self._loaded_only = False  # a collate the probes do not read: the batches compared
         self._mild_shift: dict[str, float] | None = None  # the same past milder bars
         self._loop_check: dict[str, float] | None = None  # loop vs own pass (``val_source.py``)
         self._repeat_checked = False  # two eval-mode passes compared (``val_mode.py``)

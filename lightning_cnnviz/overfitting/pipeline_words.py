@@ -161,6 +161,17 @@ def inputs_differ(v: Verdict) -> str:
     f = v.figures
     if f.get("in_steps"):
         return _inputs_in_steps(v)
+    if f.get("as_loaded"):
+        return (
+            f"Training and validation batches come out of their loaders unlike each other: "
+            f"channel {f['channel']:.0f} has mean {num(f['train_mean'])}, std "
+            f"{num(f['train_std'])} in a training batch vs mean {num(f['val_mean'])}, std "
+            f"{num(f['val_std'])} in a val batch ({f['mean_gap']:.1f} standard deviations "
+            f"apart, {f['scale_ratio']:.1f}x in spread), as the loaders' `collate_fn` made "
+            "them (one that draws at random, which the probes do not read through): the "
+            "model meets validation images unlike any it trained on, and every validation "
+            "figure measures that."
+        )
     if f.get("moved"):
         return (
             f"The validation images changed since {when(v.since)}: channel "

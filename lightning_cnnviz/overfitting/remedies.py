@@ -143,6 +143,13 @@ def remedies(v: Verdict) -> list[str]:
             "before and after the change.",
             *generic[:1],
         ]
+    if v.kind == "inputs_differ" and v.figures.get("as_loaded"):
+        return [
+            "**Prepare both splits alike**: the same normalisation in both loaders' "
+            "`collate_fn` (or in the datasets' transform), with the augmentation on top in "
+            "the training one only; a normalisation in one loader's collate is the usual "
+            "cause.",
+        ]
     if v.kind == "inputs_differ" and v.figures.get("in_steps"):
         return [
             "**Preprocess in one place**: in the datasets' transform, in "

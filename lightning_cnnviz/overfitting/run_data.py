@@ -23,7 +23,12 @@ from lightning_cnnviz.core.findings import Finding, record_check, report
 from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.core.probe import generator_for, labels_in_order
-from lightning_cnnviz.core.run_datasets import NoDataset, find_dataset, has_val_data
+from lightning_cnnviz.core.run_datasets import (
+    NoDataset,
+    collate_unread,
+    find_dataset,
+    has_val_data,
+)
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
 from lightning_cnnviz.overfitting.ascent_setting import ascent_checks, group_rates, highest
@@ -93,7 +98,14 @@ class RunData:
         """
         if self._shift is False:
             self._shift = self._mild_shift = None
-            if has_val_data(trainer):
+            # a loader's collate_fn drawing at random (noise after a normalisation) is not
+            # in the probes: their comparison would be the collate's, the batches as loaded
+            # are compared instead (``_step_shift``; hunt 35: a false "preprocessed
+            # differently", and a val set left unnormalised missed)
+            self._loaded_only = any(collate_unread(trainer, s) for s in ("train", "val"))
+            if self._loaded_only:
+                self._shift = {}
+            elif has_val_data(trainer):
                 with self.phase("compute"):
                     train, val = (self.probe(trainer, s).images for s in ("train", "val"))
                     if getattr(trainer, "_cnnviz_unfit", None) or train.dim() < 3:

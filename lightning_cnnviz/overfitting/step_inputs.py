@@ -27,6 +27,7 @@ from lightning_cnnviz.core.image_keys import ImageKey, image_keys
 from lightning_cnnviz.core.input_shift import (
     StepInput,
     channel_stats,
+    loaded_shift,
     moved_shift,
     step_input,
     step_shift,
@@ -207,5 +208,9 @@ class StepInputs:
         """How the steps' code hands the first layer the two splits' images (``{}``: alike)."""
         if "train" not in self._steps or "val" not in self._steps:
             return {}
+        # the loaders' own work, which the probes do not see (``RunData._input_shift``)
+        loaded = loaded_shift(*(self._steps[s] for s in ("train", "val")))
+        if getattr(self, "_loaded_only", False) and loaded:
+            return {**loaded, "as_loaded": 1.0}
         found = step_shift(self._steps["train"], self._steps["val"])
         return {**found, "in_steps": 1.0} if found else {}

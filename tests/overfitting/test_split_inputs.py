@@ -156,6 +156,42 @@ def test_split_inputs_flat_vectors_compared_whole_not_pixel_by_pixel(tmp_path):
     assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
 
 
+def _noisy_normalising(batch):
+    x, y = torch.utils.data.default_collate(batch)
+    return (x - 0.3) / 0.25 + 0.1 * torch.randn_like(x), y
+
+
+def _normalising(batch):
+    x, y = torch.utils.data.default_collate(batch)
+    return (x - 0.3) / 0.25, y
+
+
+@pytest.mark.parametrize("val_collate", [_normalising, None])
+def test_split_inputs_a_collate_drawing_at_random_compares_the_batches_as_loaded(
+    tmp_path, val_collate
+):
+    # hunt 35: a training collate normalising and adding noise is not read by the probes:
+    # with a val collate normalising alone, the probes told a false "preprocessed
+    # differently"; with none (val left raw), nothing was told
+    torch.manual_seed(0)
+    y = torch.arange(128) % 2
+    x, val_x = pictures(), pictures(seed=1)
+    x[y == 1, 1] += 0.5
+    val_x[y == 1, 1] += 0.5
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True,
+                       collate_fn=_noisy_normalising)  # fmt: skip
+    val = DataLoader(TensorDataset(val_x, y), batch_size=32, collate_fn=val_collate)
+    trainer, _ = fit_monitor(tmp_path, Net(net, lr=0.01), train, val, epochs=1)
+    found = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    if val_collate is not None:
+        assert found == []
+        return
+    (finding,) = found
+    assert finding.figures["as_loaded"] == 1.0 and finding.figures["scale_ratio"] > 2
+    assert finding.message.startswith("Training and validation batches come out of their")
+
+
 class Switchable(torch.utils.data.Dataset):
     """Normalised pictures, served raw once ``raw`` is set (a transform set anew mid-run)."""
 
