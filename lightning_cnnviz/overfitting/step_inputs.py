@@ -35,7 +35,7 @@ from lightning_cnnviz.core.input_shift import (
 from lightning_cnnviz.core.items import split_sample
 from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
-from lightning_cnnviz.core.selection import is_compiled, unwrap_model
+from lightning_cnnviz.core.selection import is_compiled, outside_compiled, unwrap_model
 from lightning_cnnviz.core.stored_form import seen_batch
 from lightning_cnnviz.overfitting.repeated_items import BATCHES, repeated_items, repeated_text
 
@@ -82,6 +82,25 @@ def first_layer(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]
                 return None, f"its first convolution takes {taken} channels, not {channels}"
             return module, ""
     return None, "it has no convolution"
+
+
+def compiled_entry(model: nn.Module) -> nn.Module | None:
+    """The module a compiled ``model`` takes its images through, outside the compiled graph.
+
+    The wrapper ``torch.compile(net)`` returns (the first), or ``model`` where Lightning
+    compiled its ``forward``; its input is what the steps hand the network (a hook there
+    changes nothing the graph traced). ``None`` for a network compiled in place.
+
+    Example::
+
+        >>> import torch
+        >>> net = nn.Sequential(torch.compile(nn.Conv2d(3, 4, 3)), nn.ReLU())
+        >>> compiled_entry(net) is net[0]
+        True
+    """
+    if getattr(model, "_compiler_ctx", None) is not None:
+        return model
+    return next((m for m in outside_compiled(model).values() if hasattr(m, "_orig_mod")), None)
 
 
 class StepInputs:
@@ -148,12 +167,14 @@ class StepInputs:
         # as the convolutions see them (``ProbeReader.fit_inputs``)
         images = seen_batch(images, getattr(trainer, "_cnnviz_stored", None))
         model = unwrap_model(pl_module)
-        layer, why = (None, "it runs through torch.compile") if is_compiled(model) else (None, "")
-        if not why:
-            if images.dim() < 3 or not images.is_floating_point():
-                why = "its inputs are not float images"
-            else:
-                layer, why = first_layer(model, images.shape[1])
+        layer, why = None, ""
+        if images.dim() < 3 or not images.is_floating_point():
+            why = "its inputs are not float images"
+        elif is_compiled(model):  # the compiled network's entry, outside its graph (hunt 35)
+            layer = compiled_entry(model)
+            why = "" if layer is not None else "it runs through torch.compile"
+        else:
+            layer, why = first_layer(model, images.shape[1])
         if layer is None:
             self._step_why = f"the model's first layer cannot be read: {why}"
             return

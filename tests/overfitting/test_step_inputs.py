@@ -3,6 +3,7 @@
 import warnings
 
 import lightning as L
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -70,7 +71,7 @@ class StepNormalised(Net):
         self._step(((x - MEAN) / STD if self.both else x, y), "val")
 
 
-def _run(tmp_path, both):
+def _run(tmp_path, both, compiled=False):
     torch.manual_seed(0)
     x, y = pictures(128), torch.arange(128) % 2
     x[y == 1, 1] += 0.5  # class 1 greener
@@ -80,13 +81,18 @@ def _run(tmp_path, both):
                         nn.LazyLinear(2))  # fmt: skip
     train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
     val = DataLoader(TensorDataset(val_x, val_y), batch_size=32)
-    trainer, said = fit_monitor(tmp_path, StepNormalised(net, 0.01, both), train, val, epochs=2)
-    assert sum(hook_count(net).values()) == 0  # the tap lives for one batch only
+    model = StepNormalised(net, 0.01, both)
+    if compiled:  # hunt 35: a compiled network's steps were not read at all
+        torch._dynamo.reset()
+        model.net = torch.compile(net, backend="eager")
+    trainer, said = fit_monitor(tmp_path, model, train, val, epochs=2)
+    assert sum(hook_count(model.net).values()) == 0  # the tap lives for one batch only
     return trainer, said
 
 
-def test_step_inputs_told_in_a_run_normalising_in_training_step_only(tmp_path):
-    trainer, said = _run(tmp_path, both=False)
+@pytest.mark.parametrize("compiled", [False, True])
+def test_step_inputs_told_in_a_run_normalising_in_training_step_only(tmp_path, compiled):
+    trainer, said = _run(tmp_path, both=False, compiled=compiled)
     (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
     assert (finding.severity, finding.step) == ("problem", 4)  # the first validation
     assert finding.figures["in_steps"] == 1.0 and finding.figures["scale_ratio"] > 2
