@@ -38,7 +38,7 @@ from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict, die_off
 from lightning_cnnviz.activations.frozen_norms import frozen_norms_text
 from lightning_cnnviz.activations.gradient_review import GradientReview
-from lightning_cnnviz.activations.init_weights import shrunk
+from lightning_cnnviz.activations.init_weights import rewritten
 from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
@@ -98,7 +98,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.hooked: tuple[str, ...] = ()  # modules whose gradients pass through a hook
         self.maximize: tuple[str, ...] = ()  # optimisers set to climb the loss
         self._norms: dict[str, float] = {}  # the layers' weight norms at the last log
-        self.zeroed: tuple[tuple[str, float, float], ...] = ()  # collapsed between two logs
+        self.zeroed: tuple[tuple[str, str, float, float], ...] = ()  # rewritten between logs
         self.frozen_head: str | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
@@ -214,7 +214,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
             self.dropouts = _first_and_now(self.dropouts, dropout)
         self.half, self.warmup, self.hooked, self.maximize = half, warmup, hooked, maximize
         if norms is not None:  # weights collapsed since the last log: rewritten
-            self.zeroed = tuple(shrunk(self._norms, norms)) or self.zeroed
+            self.zeroed = tuple(rewritten(self._norms, norms)) or self.zeroed
             self._norms = dict(norms)
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying

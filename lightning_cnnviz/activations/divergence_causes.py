@@ -41,7 +41,7 @@ def divergence_cause(
     dropped: tuple[float, float] | None = None,
     hooked: tuple[str, ...] = (),
     maximize: tuple[str, ...] = (),
-    zeroed: tuple[tuple[str, float, float], ...] = (),
+    zeroed: tuple[tuple[str, str, float, float], ...] = (),
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -97,8 +97,8 @@ def divergence_cause(
     to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
     training loss 0.3 -> 3.8, told as the training batches changing).
 
-    ``zeroed``: ``(layer, weight norm at the log before, now)`` where it collapsed
-    (``init_weights.shrunk``): rewritten outside the optimiser (held out, hunt 34: conv2
+    ``zeroed``: ``(layer, "weights" or "biases", norm at the log before, now)`` where they
+    were rewritten (``init_weights.rewritten``) outside the optimiser (held out, hunt 34: conv2
     zeroed by a callback at epoch 3 was told "the training batches may no longer carry
     the label"); named after a decay raised during the run, which shrinks weights too.
 
@@ -175,13 +175,14 @@ def divergence_cause(
             f"away. Try: {DECAY_REMEDIES}."
         )
     if zeroed:
-        name, before, now = zeroed[0]
+        name, part, before, now = zeroed[0]
+        how = "collapsed" if part == "weights" else "jumped"
         return (
-            f"The weights of `{name}` collapsed from norm {before:.3g} to {now:.3g} between "
-            "two logs: no update shrinks a whole layer that fast, so something outside the "
-            "optimiser rewrote them (a callback or hook zeroing or re-initialising it, a "
+            f"The {part} of `{name}` {how} from norm {before:.3g} to {now:.3g} between two "
+            f"logs: no update moves a whole layer's {part} that fast, so something outside "
+            "the optimiser rewrote them (a callback or hook zeroing or re-initialising it, a "
             "checkpoint loaded without it, a pruning mask), and the units after it went "
-            "silent. Try: find what writes that layer's weights during training."
+            f"silent. Try: find what writes that layer's {part} during training."
         )
     if dropped is not None:
         before, now = dropped

@@ -79,7 +79,7 @@ class DivergenceReview(SpikeReadings):
     warmup: bool  # the run's schedule warms the learning rate up
     hooked: tuple[str, ...]  # the modules whose gradients pass through a hook
     maximize: tuple[str, ...]  # the optimisers set to climb the loss
-    zeroed: tuple[tuple[str, float, float], ...]  # weights collapsed: layer, norm before, now
+    zeroed: tuple[tuple[str, str, float, float], ...]  # rewritten layers (``rewritten``)
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's

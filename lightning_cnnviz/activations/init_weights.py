@@ -53,7 +53,7 @@ __all__ = [
     "init_reads",
     "negative_biases",
     "negative_text",
-    "shrunk",
+    "rewritten",
     "weight_norms",
     "zero_weights",
 ]
@@ -192,50 +192,64 @@ def init_reads(model: nn.Module, depth: Sequence[str]) -> dict[str, list[str]]:
 
 
 def weight_norms(model: nn.Module, depth: Sequence[str]) -> dict[str, float]:
-    """The norm of each ``depth`` layer's ``weight`` (``init_reads``' layers), one host read.
+    """The norm of each ``depth`` layer's ``weight`` and ``bias`` (``init_reads``' layers).
 
-    Read at every log: a layer whose weights collapse between two logs was rewritten
-    outside the optimiser (``shrunk``).
+    Keyed by the layer's name, and ``name:bias``; one host read. Read at every log: a
+    layer whose weights collapse, or whose biases jump, between two logs was rewritten
+    outside the optimiser (``rewritten``).
 
     Example::
 
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
-        >>> _ = nn.init.ones_(net[0].weight)
+        >>> _ = nn.init.ones_(net[0].weight), nn.init.zeros_(net[0].bias)
         >>> {n: round(v, 4) for n, v in weight_norms(net, ["0", "1"]).items()}
-        {'0': 3.4641}
+        {'0': 3.4641, '0:bias': 0.0}
     """
     layers = named_layers(model)
-    weights = [(n, getattr(layers.get(n), "weight", None)) for n in depth]
-    named = [(n, w) for n, w in weights if isinstance(w, Tensor)]
+    parts = [(key, getattr(layers.get(n), attr, None)) for n in depth
+             for key, attr in ((n, "weight"), (f"{n}:bias", "bias"))]  # fmt: skip
+    named = [(n, w) for n, w in parts if isinstance(w, Tensor)]
     if not named:
         return {}
     norms = torch.stack([w.detach().float().norm() for _, w in named]).double().cpu().tolist()
     return dict(zip((n for n, _ in named), norms, strict=True))
 
 
-SHRUNK = 5.0  # a layer's weight norm falling this many times between two logs: rewritten
+SHRUNK = 5.0  # a layer's norm changing this many times between two logs: rewritten
 
 
-def shrunk(before: Mapping[str, float], now: Mapping[str, float]) -> list[tuple[str, float, float]]:
-    """``(layer, norm before, norm now)`` for the layers whose weights collapsed ``SHRUNK`` x.
+def rewritten(
+    before: Mapping[str, float], now: Mapping[str, float]
+) -> list[tuple[str, str, float, float]]:
+    """``(layer, "weights" or "biases", norm before, now)`` for the layers rewritten.
 
-    No update shrinks a whole layer that fast (decay raised during the run is its own
-    cause, named first); a callback zeroing it does, and the optimiser's momentum then
-    moves it only a little off zero (held out, hunt 34: conv2 zeroed at epoch 3 under
-    Adam, every unit after it silent, told "the training batches may no longer carry the
-    label").
+    Weights whose norm fell ``SHRUNK`` x between two logs: no update shrinks a whole
+    layer that fast (decay raised during the run is its own cause, named first); a
+    callback zeroing it does, and the optimiser's momentum then moves it only a little
+    off zero (held out, hunt 34: conv2 zeroed at epoch 3 under Adam, every unit after it
+    silent, told "the training batches may no longer carry the label"). Biases whose
+    norm rose ``SHRUNK`` x, past the weights' own (hunt 35: conv2's biases set to -100,
+    every unit after it silent, told the same).
 
     Example::
 
-        >>> shrunk({"conv": 3.2, "fc": 1.0}, {"conv": 0.1, "fc": 0.9})
-        [('conv', 3.2, 0.1)]
+        >>> rewritten({"conv": 3.2, "fc": 1.0}, {"conv": 0.1, "fc": 0.9})
+        [('conv', 'weights', 3.2, 0.1)]
+        >>> rewritten({"conv": 3.2, "conv:bias": 0.4}, {"conv": 3.1, "conv:bias": 800.0})
+        [('conv', 'biases', 0.4, 800.0)]
     """
-    return [
-        (n, before[n], v)
-        for n, v in now.items()
-        if n in before and before[n] > 0 and v * SHRUNK < before[n]
-    ]
+    found = []
+    for key, v in now.items():
+        b = before.get(key)
+        if b is None:
+            continue
+        name, _, bias = key.partition(":")
+        if not bias and b > 0 and v * SHRUNK < b:
+            found.append((name, "weights", b, v))
+        elif bias and v > SHRUNK * b and v > now.get(name, float("inf")):
+            found.append((name, "biases", b, v))
+    return found
 
 
 def negative_text(layers: Sequence[str], step: int, epoch: int) -> str:

@@ -1037,6 +1037,10 @@ def test_divergence_names_a_layer_whose_weights_collapsed_between_two_logs():
     # weights that only drift: the batches, as before
     (kept,) = _collapsed(lambda s: math.log(10), norms=lambda s: {"conv2": 3.2 - s / 1000})[:1]
     assert "collapsed" not in kept.message
+    # hunt 35: conv2's biases set to -100 by a callback, its weights intact
+    biased = lambda s: {"conv2": 3.2, "conv2:bias": 0.4 if s <= 100 else 800.0}  # noqa: E731
+    (problem,) = _collapsed(lambda s: math.log(10), norms=biased)[:1]
+    assert "The biases of `conv2` jumped from norm 0.4 to 800 between two logs" in (problem.message)
 
 
 def test_divergence_a_one_step_rise_that_holds_points_at_the_training_batches():
