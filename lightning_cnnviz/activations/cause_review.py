@@ -28,6 +28,7 @@ from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.dead_rules import (
+    BLOCKED_REMEDIES,
     CUT_REMEDIES,
     DATA_REMEDIES,
     GRAD_BURST,
@@ -68,6 +69,7 @@ class CauseReview:
     momentum: float | None
     chance_loss: float | None
     init_cause: str | None
+    cut: tuple[str, str] | None  # ``gradients.gradient_cut`` at the latest log
     init_checked: bool
     classes: int | None
     loss_scale: float | None
@@ -258,6 +260,13 @@ class CauseReview:
         """
         if self.init_cause is not None:
             return self.init_cause, INIT_REMEDIES
+        if self.cut is not None:  # ``gradients.gradient_cut``
+            return (
+                f"No gradient reaches `{self.cut[0]}` and the layers before it (exactly 0, "
+                f"while `{self.cut[1]}` after it gets one): they do not learn, and units fed "
+                "by them stay as they started.",
+                BLOCKED_REMEDIES,
+            )
         if self._decay_stalls(gain):
             per_step, weight_decay = self.decay
             text = decay_text(per_step, weight_decay, self.rates[1])  # type: ignore[arg-type]

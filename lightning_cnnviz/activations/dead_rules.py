@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "BLOCKED_REMEDIES",
     "CUT_REMEDIES",
     "DATA_REMEDIES",
     "DORMANT_REMEDIES",
@@ -67,6 +68,12 @@ CUT_REMEDIES = (
     "every epoch (`interval`, milestones counted in steps) cuts the rate within the first "
     "steps; keep the rate near the one set while the model learns; then, if units still "
     "die, use LeakyReLU or GELU, put BatchNorm before the activation"
+)
+# Where no gradient reaches the layers below (exactly 0), the cut comes first.
+BLOCKED_REMEDIES = (
+    "let the gradient through: a straight-through estimator written `x + (f(x) - x).detach()` "
+    "(without `.detach()` its gradient is exactly 0), no `.detach()` or `torch.no_grad()` on "
+    "the way to the loss"
 )
 # Where the loss never left its chance level, nothing was learnt: the data comes first.
 DATA_REMEDIES = (
@@ -246,15 +253,19 @@ def dead_text(
     progress: float | None,
     cause: str | None = None,
     remedies: str = INIT_REMEDIES,
+    consequence: bool = False,
 ) -> str:
     """``diagnosis_text`` with the severity's reason: why it hurts, or why it does not.
 
     ``cause``: what is known to have silenced the units (the weights' scale at
     initialisation), or to stand behind them (a loss that never left its chance level);
-    said with its ``remedies`` instead of the learning-rate ones.
+    said with its ``remedies`` instead of the learning-rate ones. ``consequence``: the
+    cause is another finding's (a note then names it).
     """
     text = diagnosis_text(alerts, dead, step, epoch)
     head = text.split(" Units that never")[0].rstrip(".")
+    if consequence and cause:
+        return f"{head}. A note: {cause} Try: {remedies}."
     if severity == "problem":
         if cause:
             return f"{head}. {cause} Try: {remedies}."

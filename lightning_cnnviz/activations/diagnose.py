@@ -38,6 +38,7 @@ from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict, die_off
 from lightning_cnnviz.activations.frozen_norms import frozen_norms_text
 from lightning_cnnviz.activations.gradient_review import GradientReview
+from lightning_cnnviz.activations.gradients import gradient_cut
 from lightning_cnnviz.activations.init_weights import rewritten
 from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
 from lightning_cnnviz.activations.sites import SiteInfo
@@ -75,6 +76,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.tau = tau
         self.chance_loss: float | None = None  # ln K, once the first losses sat far above it
         self.init_cause: str | None = None  # the weights' scale at init, when known the cause
+        self.cut: tuple[str, str] | None = None  # a gradient of exactly 0 below a layer
         self.init_checked = False  # the initial-scale check ran (once, when K is known)
         self.classes: int | None = None  # K, from the first log's output
         self.loss_scale: float | None = None  # the first loss over the model's cross-entropy
@@ -239,10 +241,12 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         if self.pending is not None and self.pending >= previous:
             self.units.hold(alerts)  # a spike waits for its confirmation: maybe part of it
             return out
+        self.cut = gradient_cut(profile, self.history.previous)
         cause, remedies = self._cause(series, gain)
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
             cause, falling=falling, remedies=remedies, squeezed=self._squeezed,
+            consequence=self.cut is not None,
         )  # fmt: skip
 
     def conclude(

@@ -123,6 +123,7 @@ class UnitEpisodes(EpisodeEnds):
         falling: bool = False,
         remedies: str = INIT_REMEDIES,
         squeezed: Collection[str] = (),
+        consequence: bool = False,
     ) -> list[Verdict]:
         """One log's dead/dormant verdicts: episodes that ended, then new ones.
 
@@ -130,7 +131,8 @@ class UnitEpisodes(EpisodeEnds):
         ``dead_channels``: the dead channels per site; ``cause``: what is known to have silenced
         the units, said with its ``remedies`` instead of the learning-rate ones; ``falling``:
         the loss fell to a new low since the last log, ``squeezed``: the sites of squeeze-excite
-        bottlenecks (``dead_rules.dead_reason``).
+        bottlenecks (``dead_rules.dead_reason``); ``consequence``: ``cause`` is another
+        finding's (a gradient cut the frozen layers tell), so dead units are a note.
         """
         out = self._ended(step, epoch, fractions) + self._eased(step, epoch, fractions, progress)
         merged = self._with_held(alerts, fractions)
@@ -161,11 +163,12 @@ class UnitEpisodes(EpisodeEnds):
                 continue
             if reason == "rising" and persisted and progress >= SLOW:  # type: ignore[operator]
                 reason = None  # it rose while the loss fell slowly; it has fallen well since
-            dead.append(((site, share, before), reason is not None))
+            dead.append(((site, share, before), reason is not None and not consequence))
         if dead:
             severity = "problem" if any(hurts for _, hurts in dead) else "note"
             found = [a for a, _ in dead]
-            text = dead_text(found, dead_channels, step, epoch, severity, progress, cause, remedies)
+            text = dead_text(found, dead_channels, step, epoch, severity, progress, cause,
+                             remedies, consequence)  # fmt: skip
             out += self._opened("dead_units", severity, step, found, text, progress)
         if dormant:
             severity = "problem" if any(hurts for _, hurts in dormant) else "note"

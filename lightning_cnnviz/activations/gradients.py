@@ -38,6 +38,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Collection, Mapping, Sequence
@@ -129,6 +130,33 @@ def attenuated(profile: Sequence[tuple[str, float]]) -> bool:
     return (
         ratio is not None and alone is not None and alone < VANISH_STUCK and (ratio < THIRDS_STUCK)
     )
+
+
+def gradient_cut(
+    profile: Sequence[tuple[str, float]], dead: Mapping[str, float]
+) -> tuple[str, str] | None:
+    """``(the last layer whose gradient is exactly 0, the first after it that has one)``.
+
+    Layers in depth order (``profile``). Not where a watched layer of units is all dead
+    (``dead``: each site's dead share), which blocks the gradient below it too: that is
+    the dead units' own finding (hunt 33). Held out (hunt 35): a straight-through estimator
+    written without ``.detach()`` (``x + (step(x) - x)``: gradient exactly 0) left the
+    convolutions untrained, and the units after them were told dead with learning-rate
+    remedies.
+
+    Example::
+
+        >>> gradient_cut([("c1", 0.0), ("c2", 0.0), ("fc", 1e-3)], {})
+        ('c2', 'fc')
+        >>> gradient_cut([("c1", 0.0), ("fc", 1e-3)], {"relu": 1.0}) is None
+        True
+    """
+    if any(share >= 0.999 for share in dead.values()):
+        return None
+    for (name, rms), (after, later) in itertools.pairwise(profile):
+        if rms == 0.0 and later > 0.0 and math.isfinite(later):
+            return name, after
+    return None
 
 
 def mean_rms(profile: Sequence[tuple[str, float]]) -> float | None:

@@ -309,6 +309,21 @@ def test_init_explosion_once_and_dead_units_then_name_the_weights_scale():
     assert dead.figures["progress"] < 0  # measured from the chance level, not from 1212
 
 
+def test_dead_units_behind_a_gradient_cut_are_a_note_naming_the_cut():
+    # hunt 35: a straight-through estimator written without `.detach()` (gradient exactly
+    # 0 to the convolutions): the units after them told dead, "lower the learning rate"
+    kinds, profile = {"relu": "rectifier"}, [("c1", 0.0), ("c2", 0.0), ("fc", 2e-3)]
+    stalled = [(s, 2.3 - 0.001 * s) for s in range(1, 21)]
+    found = review(TrainingDiagnosis(0.25, 16, 0.025), 20, stalled,
+                   {"relu": figures(dead=0.8125, width=16)}, kinds, profile)  # fmt: skip
+    (dead,) = [v for v in found if v.kind == "dead_units"]
+    assert dead.severity == "note"
+    assert "No gradient reaches `c2` and the layers before it (exactly 0" in dead.message
+    assert "straight-through estimator" in dead.message and "lower the learning" not in (
+        dead.message
+    )
+
+
 def review_chance(diagnosis, step, losses, figs, kinds):
     for s, value in losses:
         diagnosis.loss.add(s, torch.tensor(value))
