@@ -5,7 +5,7 @@ import warnings
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 
@@ -16,6 +16,19 @@ def one_hot_set(counts, seed=0, noise=0.05):
     x = noise * torch.randn(len(y), 1, 4, 4, generator=torch.Generator().manual_seed(seed))
     x[torch.arange(len(y)), 0, 0, y] += 1.0
     return TensorDataset(x, y)
+
+
+class ItemsMapped(Dataset):
+    """``data`` whose item ``i`` is ``read(data, i)``: a dataset's own ``__getitem__``."""
+
+    def __init__(self, data, read):
+        self.data, self.read = data, read
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.read(self.data, i)
 
 
 def fit_monitor(tmp_path, model, train: DataLoader, val: DataLoader, epochs: int, callbacks=()):

@@ -2,26 +2,13 @@
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.overfitting.repeated_items import repeated_set
-from tests.overfitting.runs import fit_monitor, one_hot_set
+from tests.overfitting.runs import ItemsMapped, fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
-
-
-class Wrapped(Dataset):
-    """``__getitem__`` wraps the index at ``k``: the set holds ``k`` different items."""
-
-    def __init__(self, data, k):
-        self.data, self.k = data, k
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, i):
-        return self.data[i % self.k]
 
 
 class SameIndices(Sampler):
@@ -39,7 +26,8 @@ class SameIndices(Sampler):
 
 def _fit(tmp_path, k=0, sampler=None, counts=32):
     train = one_hot_set([counts] * 4)
-    data = Wrapped(train, k) if k else train
+    # `__getitem__` wrapping the index at `k`: the set holds `k` different items
+    data = ItemsMapped(train, lambda d, i: d[i % k]) if k else train
     model = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
     loader = DataLoader(data, batch_size=16, shuffle=sampler is None, sampler=sampler)
     val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
@@ -82,25 +70,18 @@ def test_repeated_items_quiet_for_a_usual_loader_and_blank_images(tmp_path):
     assert repeated_set(image_keys(blank, plain=False), set_size=2000) == {}
 
 
-class MostlyBlank(Dataset):
+def _mostly_blank(data, i):
     """70% of the items one blank cell (class 0), the rest the usual images."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, i):
-        x, y = self.data[i]
-        return (torch.zeros_like(x), torch.tensor(0)) if i % 10 < 7 else (x, y)
+    x, y = data[i]
+    return (torch.zeros_like(x), torch.tensor(0)) if i % 10 < 7 else (x, y)
 
 
 def test_repeated_items_quiet_for_a_set_of_many_blank_cells(tmp_path):
     # hunt 35: 70% of the items one blank cell by design (val 97%) was told as a loader
     # handing the same few images at every step
     model = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
-    loader = DataLoader(MostlyBlank(one_hot_set([128] * 4)), batch_size=16, shuffle=True)
+    blank = ItemsMapped(one_hot_set([128] * 4), _mostly_blank)
+    loader = DataLoader(blank, batch_size=16, shuffle=True)
     val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
     trainer, _ = fit_monitor(tmp_path, model, loader, val, epochs=1)
     assert _kinds(trainer) == {}

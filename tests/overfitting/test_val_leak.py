@@ -7,23 +7,15 @@ from torch.utils.data import DataLoader, TensorDataset, random_split
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.overfitting.val_leak import COMPARED, same_items
-from tests.overfitting.runs import fit_monitor, one_hot_set
+from tests.overfitting.runs import ItemsMapped, fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
 from tests.tb import events, texts
 
 
-class Flipped(torch.utils.data.Dataset):
-    """``data`` with each image flipped at random (a training augmentation)."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, i):
-        x, y = self.data[i]
-        return (x.flip(-1) if torch.rand(()) < 0.5 else x), y
+def _flipped(data, i):
+    """Item ``i`` flipped at random (a training augmentation)."""
+    x, y = data[i]
+    return (x.flip(-1) if torch.rand(()) < 0.5 else x), y
 
 
 def test_val_leak_same_items_a_copy_not_a_split_nor_augmented():
@@ -34,7 +26,9 @@ def test_val_leak_same_items_a_copy_not_a_split_nor_augmented():
     assert same_items(train, val) == 0
     assert same_items(data, one_hot_set([40] * 4, seed=1)) == 0  # other noise
     torch.manual_seed(0)
-    assert same_items(Flipped(data), copy) == 0  # augmented at random: never read equal
+    assert (
+        same_items(ItemsMapped(data, _flipped), copy) == 0
+    )  # augmented at random: never read equal
     assert same_items(data, TensorDataset(*(t[:4] for t in data.tensors))) is None  # too few
     assert same_items(data, [object()] * 40) is None  # items that read as no image
 
