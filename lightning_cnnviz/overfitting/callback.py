@@ -32,12 +32,15 @@ from lightning_cnnviz.overfitting.measures import Measures
 from lightning_cnnviz.overfitting.metric_names import DEFAULT_KEYS
 from lightning_cnnviz.overfitting.metrics import IntervalLoss
 from lightning_cnnviz.overfitting.run_data import RunData
+from lightning_cnnviz.overfitting.setup_checks import SetupChecks
 from lightning_cnnviz.overfitting.telling import Telling
 
 _KEYS = tuple(DEFAULT_KEYS)
 
 
-class OverfittingMonitor(Telling, Measures, RunData, LoopTap, Monitor, section="overfitting"):
+class OverfittingMonitor(
+    Telling, Measures, SetupChecks, RunData, LoopTap, Monitor, section="overfitting"
+):
     """Tells in plain words when validation shows that training goes wrong, and why.
 
     At each validation end (training steps never carry anything) it reads the train

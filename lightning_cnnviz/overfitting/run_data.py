@@ -1,12 +1,10 @@
 """What the run's data look like: a part of ``OverfittingMonitor``, read once per fit.
 
 ``RunData`` reads the training labels' class shares as the training loader draws them
-(``class_figures.py``), compares the two probes' images (``split_inputs.py``), checks the
-order the training loader reads in (``train_order.py``), whether the val data are the
-training data (``val_leak.py``) and, beside the data, a ``ReduceLROnPlateau`` set against
-its metric (``plateau_mode.py``), a momentum of 1 or more (``momentum_setting.py``) and an
-optimiser climbing the loss (``ascent_setting.py``, also at every evaluation). Each is read
-lazily, once per fit, on the training thread, with the global random generators untouched.
+(``class_figures.py``), compares the two probes' images (``split_inputs.py``) and checks
+whether the val data are the training data (``val_leak.py``); what is read before the
+first step is ``setup_checks.py``. Each is read lazily, once per fit, on the training
+thread, with the global random generators untouched.
 A fit that validates nothing leaves the monitor nothing to read: said once (``no_val.py``).
 """
 
@@ -20,7 +18,6 @@ from torch import Tensor
 
 from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, record_check, report
-from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.core.input_shift import split_shift
 from lightning_cnnviz.core.probe import generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import (
@@ -31,13 +28,7 @@ from lightning_cnnviz.core.run_datasets import (
 )
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
-from lightning_cnnviz.overfitting.ascent_setting import ascent_checks, group_rates, highest
-from lightning_cnnviz.overfitting.momentum_setting import momentum_checks
 from lightning_cnnviz.overfitting.no_val import never_validated, unread, validation_off
-from lightning_cnnviz.overfitting.plateau_mode import plateau_checks
-from lightning_cnnviz.overfitting.repeated_items import repeated_set, repeated_set_text
-from lightning_cnnviz.overfitting.train_order import class_runs, order_text
-from lightning_cnnviz.overfitting.val_labels import missing_val_classes, missing_val_text
 from lightning_cnnviz.overfitting.val_leak import (
     COMPARED,
     LEAKED_IMAGES,
@@ -143,105 +134,6 @@ class RunData:
                     labels = class_figures.class_shares(labels, classes, weights)
                 self._shares = labels
         return self._shares  # type: ignore[return-value]
-
-    def _check_setup(self, trainer: Trainer, told: set[str]) -> None:
-        """The checks read once before the first step (those not told before a resume)."""
-        if "unshuffled_batches" not in told:
-            self._check_order(trainer)
-        if "val_is_train" not in told:
-            self._check_val_data(trainer)
-        for text, figures in plateau_checks(trainer.lr_scheduler_configs):
-            if "plateau_mode" not in told:
-                finding = Finding(self.section, "plateau_mode", 0, 0, text, figures)
-                self._tell_data(trainer, finding)
-        for text, figures in momentum_checks(trainer.optimizers):
-            if "momentum_at_one" not in told:
-                finding = Finding(self.section, "momentum_at_one", 0, 0, text, figures)
-                self._tell_data(trainer, finding)
-        if "gradient_ascent" not in told:
-            self._check_ascent(trainer)
-        if "val_labels_differ" not in told:
-            self._check_val_labels(trainer)
-        if "repeated_items" not in told:
-            self._check_repeats(trainer)
-
-    def _check_repeats(self, trainer: Trainer) -> None:
-        """Report a training set holding few different images (``repeated_items.repeated_set``).
-
-        Once per fit, before the first step, on the train probe's images (read from the
-        set's positions, not the loader's batches).
-        """
-        try:
-            images = self.probe(trainer, "train").images
-            size = len(find_dataset(trainer, "train"))
-        except Exception:  # no probe of its own, no set of known length: nothing to count
-            return
-        if found := repeated_set(image_keys(images, plain=False), size):
-            finding = Finding(self.section, "repeated_items", 0, 0, repeated_set_text(found), found)
-            self._tell_data(trainer, finding)
-
-    def _check_ascent(self, trainer: Trainer) -> None:
-        """An optimiser climbing the loss (``ascent_setting.py``): at setup, at evaluations."""
-        if any(f.kind == "gradient_ascent" for f in self._own_findings()):
-            return
-        # the highest rate each group has had: a warm-up from 0 (hunt 35) starts positive later
-        started = highest(getattr(self, "_rates_start", {}), group_rates(trainer.optimizers))
-        self._rates_start = started
-        for text, figures in ascent_checks(trainer.optimizers, started)[:1]:
-            step, epoch = trainer.global_step, trainer.current_epoch
-            finding = Finding(self.section, "gradient_ascent", step, epoch, text, figures)
-            self._tell_data(trainer, finding)
-
-    def _check_val_labels(self, trainer: Trainer) -> None:
-        """Report a class the val labels lack where the training labels' shares make many due.
-
-        Once per fit, before the first step (``val_labels.py``); each split's labels read
-        in a random order where the dataset exposes none.
-        """
-        if not has_val_data(trainer) or trainer.overfit_batches:
-            return
-        labels: list[Tensor | None] = []
-        try:
-            for split in ("train", "val"):
-                data = find_dataset(trainer, split)
-                drawn = generator_for(self.seed, f"probe/{split}")
-                order = torch.randperm(len(data), generator=drawn)
-                labels.append(
-                    labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))[1]
-                )
-        except Exception:  # no items, no length, items it cannot read: nothing to count
-            labels = [None]
-        ran = all(t is not None and t.dim() == 1 for t in labels)
-        why = "" if ran else "needs class labels in the items of both splits"
-        record_check(trainer, type(self).__name__, "val labels of every class", ran, why)
-        if ran and (found := missing_val_classes(*labels)):  # type: ignore[arg-type]
-            text = missing_val_text(found)
-            self._tell_data(trainer, Finding(self.section, "val_labels_differ", 0, 0, text, found))
-
-    def _check_order(self, trainer: Trainer) -> None:
-        """Report training batches in class order (``train_order.py``), before the first step.
-
-        Read where the training loader reads its set in order (a sequential sampler): the
-        set's labels, else its first ``LABEL_POOL`` items' (the random generators untouched).
-        """
-        loader = trainer.train_dataloader
-        loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
-        sampler = getattr(loader, "sampler", None)
-        if not isinstance(sampler, torch.utils.data.SequentialSampler):
-            ran = isinstance(loader, torch.utils.data.DataLoader)
-            why = "needs a `DataLoader` to read the order of its items"
-            record_check(trainer, type(self).__name__, "training order", ran, why)
-            return
-        data = find_dataset(trainer, "train")
-        order = torch.arange(len(data))
-        _, labels = labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))
-        found = {} if labels is None else class_runs(labels)
-        why = "" if labels is not None else "needs class labels in the training items"
-        record_check(trainer, type(self).__name__, "training order", labels is not None, why)
-        if found:
-            message = order_text(found)
-            self._tell_data(trainer, Finding(self.section, "unshuffled_batches", 0, 0,
-                                                 message, found))  # fmt: skip
 
     def _check_val_data(self, trainer: Trainer) -> None:
         """Report val data that are the training data (``val_leak.py``), before the first step.
