@@ -230,8 +230,9 @@ class StepInputs:
         if "train" not in self._steps or "val" not in self._steps:
             return {}
         # the loaders' own work, which the probes do not see (``RunData._input_shift``)
-        loaded = loaded_shift(*(self._steps[s] for s in ("train", "val")))
-        if getattr(self, "_loaded_only", False) and loaded:
+        if getattr(self, "_loaded_only", False) and (
+            loaded := loaded_shift(self._steps["train"], self._steps["val"])
+        ):
             return {**loaded, "as_loaded": 1.0}
         found = step_shift(self._steps["train"], self._steps["val"])
         return {**found, "in_steps": 1.0} if found else {}

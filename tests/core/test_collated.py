@@ -128,13 +128,16 @@ class PermutedInSteps(KerasPort):
     def forward(self, x):
         return self.net(x)
 
+    def prep(self, x):
+        return (x.permute(0, 3, 1, 2) - 0.5) / 0.25
+
     def training_step(self, batch, _):
         x, y = batch
-        return F.cross_entropy(self((x.permute(0, 3, 1, 2) - 0.5) / 0.25), y)
+        return F.cross_entropy(self(self.prep(x)), y)
 
     def validation_step(self, batch, _):
         x, y = batch
-        self.log("val_loss", F.cross_entropy(self((x.permute(0, 3, 1, 2) - 0.5) / 0.25), y))
+        self.log("val_loss", F.cross_entropy(self(self.prep(x)), y))
 
 
 def test_collated_channels_last_permuted_in_the_steps_probed_channels_first(tmp_path):
@@ -158,13 +161,8 @@ def test_collated_channels_last_permuted_in_the_steps_probed_channels_first(tmp_
 class RepeatedInSteps(PermutedInSteps):
     """Grey images (1, H, W); the steps repeat them to three channels and normalise them."""
 
-    def training_step(self, batch, _):
-        x, y = batch
-        return F.cross_entropy(self((x.repeat(1, 3, 1, 1) - 0.5) / 0.25), y)
-
-    def validation_step(self, batch, _):
-        x, y = batch
-        self.log("val_loss", F.cross_entropy(self((x.repeat(1, 3, 1, 1) - 0.5) / 0.25), y))
+    def prep(self, x):
+        return (x.repeat(1, 3, 1, 1) - 0.5) / 0.25
 
 
 def test_collated_grey_images_repeated_in_the_steps_probed_with_three_channels(tmp_path):
