@@ -25,11 +25,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from torch.utils.data import BatchSampler, SequentialSampler
+
 from lightning_cnnviz.core.image_keys import ImageKey
+from lightning_cnnviz.core.run_datasets import sampled_indices
 
 __all__ = [
     "BATCHES",
     "SET_REPEATS",
+    "loader_reach",
+    "reach_text",
     "repeated_items",
     "repeated_set",
     "repeated_set_text",
@@ -116,4 +121,52 @@ def repeated_set_text(f: dict[str, Any]) -> str:
         "Where the set is a small one repeated on purpose, that is its size; else check "
         "the dataset's `__getitem__` (an index ignored or wrapped) and how the set was "
         "built (a list of one batch repeated, a cache keyed wrongly)."
+    )
+
+
+def loader_reach(loader: Any, set_size: int, batches: float = float("inf")) -> dict[str, Any]:
+    """How few of its set's items a training loader can ever read (``{}``: fine).
+
+    Counted where the loader reads the same items every epoch: a sampler holding its
+    indices (``core.run_datasets.sampled_indices``: a ``SubsetRandomSampler``...), or a
+    sequential one cut short after ``batches`` batches (``limit_train_batches``). Told
+    where it reaches ``1 / SET_REPEATS`` of the set or less. Held out (hunt 35): a
+    debugging ``SubsetRandomSampler(range(128))`` left on a 2,000-item set (val 81-84%
+    against 95%) was told as overfitting, "stop at epoch 15", two validations late.
+
+    Example::
+
+        >>> from torch.utils.data import DataLoader, SubsetRandomSampler
+        >>> data = list(range(2000))
+        >>> loader = DataLoader(data, 64, sampler=SubsetRandomSampler(range(128)))
+        >>> loader_reach(loader, 2000)["reach"]
+        128.0
+        >>> loader_reach(DataLoader(data, 64, shuffle=True), 2000)
+        {}
+    """
+    batching = getattr(loader, "batch_sampler", None)
+    sampler = batching.sampler if isinstance(batching, BatchSampler) else None  # else its own
+    indices = sampled_indices(sampler, set_size)
+    if indices is not None:
+        reach, by = len(set(indices)), f"its `{type(sampler).__name__}` reaches no others"
+    elif isinstance(sampler, SequentialSampler) and batches < float("inf"):
+        reach = min(int(batches) * batching.batch_size, set_size)
+        by = f"an unshuffled loader cut at {int(batches)} batches an epoch"
+    else:
+        return {}
+    if reach * SET_REPEATS > set_size or reach == 0:
+        return {}
+    return {"reach": float(reach), "set_size": float(set_size), "by": by}
+
+
+def reach_text(f: dict[str, Any]) -> str:
+    """The finding's sentence for a loader that reads few of its set's items."""
+    share = f["reach"] / f["set_size"]
+    return (
+        f"Training reads only {f['reach']:.0f} of the {f['set_size']:.0f} items of its "
+        f"set ({share:.0%}), the same ones every epoch ({f['by']}): the model learns "
+        "those and val accuracy stays where they take it. "
+        "Where a debugging subset or `limit_train_batches` was left in, remove it; where "
+        "the subset is on purpose, that is its size (more of the set, or augmentation, "
+        "helps)."
     )

@@ -26,7 +26,12 @@ from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
 from lightning_cnnviz.overfitting.ascent_setting import ascent_checks, group_rates, highest
 from lightning_cnnviz.overfitting.momentum_setting import momentum_checks
 from lightning_cnnviz.overfitting.plateau_mode import plateau_checks
-from lightning_cnnviz.overfitting.repeated_items import repeated_set, repeated_set_text
+from lightning_cnnviz.overfitting.repeated_items import (
+    loader_reach,
+    reach_text,
+    repeated_set,
+    repeated_set_text,
+)
 from lightning_cnnviz.overfitting.run_data import LABEL_POOL
 from lightning_cnnviz.overfitting.train_order import class_runs, order_text
 from lightning_cnnviz.overfitting.val_labels import missing_val_classes, missing_val_text
@@ -74,13 +79,27 @@ class SetupChecks:
     def _check_repeats(self, trainer: Trainer) -> None:
         """Report a training set holding few different images (``repeated_items.repeated_set``).
 
-        Once per fit, before the first step, on the train probe's images (read from the
-        set's positions, not the loader's batches).
+        Once per fit, before the first step: a loader whose sampler (or a
+        ``limit_train_batches`` on a sequential one) reaches few of the set's items
+        (``loader_reach``), else the train probe's images (read from the set's positions,
+        not the loader's batches).
         """
         try:
-            images = self.probe(trainer, "train").images
             size = len(find_dataset(trainer, "train"))
-        except Exception:  # no probe of its own, no set of known length: nothing to count
+        except Exception:  # no set of known length: nothing to count
+            return
+        loader = trainer.train_dataloader
+        loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
+        whole = len(getattr(loader, "dataset", None) or ())  # the probes see the sampler's view
+        if not (trainer.overfit_batches or trainer.fast_dev_run) and (
+            found := loader_reach(loader, max(whole, size), trainer.num_training_batches)
+        ):
+            finding = Finding(self.section, "repeated_items", 0, 0, reach_text(found), found)
+            self._tell_data(trainer, finding)
+            return
+        try:
+            images = self.probe(trainer, "train").images
+        except Exception:  # no probe of its own: nothing to count
             return
         if found := repeated_set(image_keys(images, plain=False), size):
             finding = Finding(self.section, "repeated_items", 0, 0, repeated_set_text(found), found)
