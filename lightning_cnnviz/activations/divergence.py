@@ -34,6 +34,7 @@ from torch import Tensor
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 
 __all__ = [
+    "EVERY_PARAMETER",
     "is_jump",
     "jump_to_chance",
     "loss_spike",
@@ -43,6 +44,7 @@ __all__ = [
     "sudden",
 ]
 
+EVERY_PARAMETER = "*"  # ``nonfinite_parameters`` where all of them are
 # steps per median of the level a spike is measured against (the best, the level before a
 # late spike): with mixup, whose batch loss follows the mixing weight drawn, medians of 5
 # wander 0.16-0.69 all run and their lowest (0.10-0.14) made 3x of it a "spike"
@@ -254,8 +256,22 @@ def loss_spike(
 
 
 def nonfinite_parameters(named: Sequence[tuple[str, Tensor]]) -> list[str]:
-    """Names of the parameters holding a NaN or Inf, in order (one host transfer)."""
+    """Names of the parameters holding a NaN or Inf, in order (one host transfer).
+
+    ``[EVERY_PARAMETER]`` where all of several are: one step on a NaN gradient writes NaN
+    into every weight, so the first in order says nothing of where it began (hunt 35: NaN
+    written into conv2 by a callback was told "first parameter: `body.0.weight`").
+
+    Example::
+
+        >>> w = torch.ones(2)
+        >>> nonfinite_parameters([("a", w), ("b", w / 0 * 0)]), nonfinite_parameters([("a", w)])
+        (['b'], [])
+        >>> nonfinite_parameters([("a", w / 0 * 0), ("b", w / 0 * 0)])
+        ['*']
+    """
     if not named:
         return []
     flags = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).cpu().tolist()
-    return [name for (name, _), ok in zip(named, flags, strict=True) if not ok]
+    bad = [name for (name, _), ok in zip(named, flags, strict=True) if not ok]
+    return [EVERY_PARAMETER] if len(bad) == len(named) > 1 else bad

@@ -42,6 +42,7 @@ def divergence_cause(
     hooked: tuple[str, ...] = (),
     maximize: tuple[str, ...] = (),
     zeroed: tuple[tuple[str, str, float, float], ...] = (),
+    epoch_start: int | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -66,6 +67,10 @@ def divergence_cause(
     loss 0.14 -> 20 -> 27,000 -> NaN, was told as "one batch or one operation"), as is a
     rate ``rates`` shows raised (hunt 19: a 100x step at step 100, which the log at step 100
     already read, and the blow-up at 101).
+
+    ``epoch_start``: the epoch whose first step the ``sudden`` blow-up was (0 excluded):
+    what runs between two epochs is likelier than one batch there (hunt 35: NaN written
+    into a layer's weights by a callback at epoch 3, told as one batch or one operation).
 
     ``inputs``: the step of a training batch with NaN/Inf inputs where the loss first
     turned non-finite (held out, setups hunt 20: three all-NaN items made the loss NaN at
@@ -215,6 +220,17 @@ def divergence_cause(
             f"code does to the model's weights at step {at} (its `state_dict` before and "
             "after) and at a training batch of that step; only if both are right, lower the "
             "learning rate (10x)."
+        )
+    if sudden is not None and epoch_start is not None:
+        at, before = sudden
+        return (
+            f"The loss was {before:.3g} and steady just before step {at}, the first step of "
+            f"epoch {epoch_start}, then blew up in that one step: what runs between two epochs "
+            "is likelier than one batch there (a callback or hook writing the weights, a NaN "
+            "or Inf among them, a checkpoint reloaded; the data, augmentation or loss switched "
+            f"per epoch). Try: look at what the code does when epoch {epoch_start} begins (the "
+            "model's `state_dict` before and after: `torch.isfinite` on each weight); then "
+            f"{DATA_REMEDIES}."
         )
     if sudden is not None:
         at, before = sudden

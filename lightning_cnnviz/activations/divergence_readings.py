@@ -160,6 +160,12 @@ class SpikeReadings:
             return None, None
         return to_chance_at_once(series, spike[0], k), step_up(series, spike[0])
 
+    def _epoch_start(self, at_once: tuple[int, float] | None) -> int | None:
+        """The epoch a sudden blow-up's step began (not the first), else None."""
+        if at_once is None or not at_once[0]:
+            return None
+        return self.loss.epoch_starts.get(at_once[0])
+
     def _bad_inputs(self, nonfinite: int | None) -> int | None:
         """The step of a batch with NaN/Inf inputs at or just before the first non-finite loss."""
         if nonfinite is None:

@@ -198,7 +198,8 @@ class DivergenceReview(SpikeReadings):
                                    stepped=stepped, decayed=self._decay_raised(),
                                    dropped=self._dropout_raised(), hooked=self.hooked,
                                    maximize=self.maximize if first_loss > 0 else (),
-                                   zeroed=self.zeroed),
+                                   zeroed=self.zeroed,
+                                   epoch_start=self._epoch_start(at_once)),
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}

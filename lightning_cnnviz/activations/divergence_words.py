@@ -12,6 +12,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 
+from lightning_cnnviz.activations.divergence import EVERY_PARAMETER
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 from lightning_cnnviz.activations.recovery import BACK, level_before
@@ -264,9 +265,15 @@ def divergence_text(
         )
         if name
     ]
+    if first_weights == EVERY_PARAMETER:
+        where[0] = (
+            "every parameter holds non-finite values (one step on a NaN gradient writes NaN "
+            "into all of them: they do not show where it began)"
+        )
     text = f"Training diverged (seen at step {step}, epoch {epoch}): {'; '.join(what)}."
     if where:
-        text += " " + "; ".join(where).capitalize() + "."
+        joined = "; ".join(where)
+        text += f" {joined[0].upper()}{joined[1:]}."  # names keep their case
     if died:
         dead = ", ".join(f"`{site}` {share:.0%}" for site, share in died.items())
         text += f" Units that stopped activating with it ({dead}) are a consequence, not the cause."

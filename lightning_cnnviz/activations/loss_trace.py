@@ -61,17 +61,23 @@ class LossTrace:
         self.fold_every = fold_every
         self.series: list[tuple[int, float]] = []  # (step, loss) on the host, whole run
         self.bad_inputs: list[int] = []  # steps whose batch held NaN/Inf inputs (first few)
+        self.epoch_starts: dict[int, int] = {}  # the steps that began an epoch (latest few)
         self._pending: list[Tensor] = []
         self._finite: list[Tensor] = []  # per step: whether the batch's inputs were finite
         self._steps: list[int] = []
 
-    def add(self, step: int, loss: Tensor | None, inputs: Tensor | None = None) -> None:
+    def add(
+        self, step: int, loss: Tensor | None, inputs: Tensor | None = None, epoch: int | None = None
+    ) -> None:
         """Keep ``loss`` (``core.step_loss.step_loss``'s: a scalar tensor, or None) for ``step``.
 
         ``inputs``: the batch's input tensor; whether it is all finite is kept beside the
         loss (one sum on its device, no sync): a loss that turns NaN with a NaN batch is the
-        data's doing.
+        data's doing. ``epoch``: the epoch ``step`` began (its first batch), else None: a
+        loss that blows up there points at what runs between epochs.
         """
+        if epoch is not None:
+            self.epoch_starts = dict(list(self.epoch_starts.items())[-15:]) | {step: epoch}
         if loss is None:
             return
         self._pending.append(loss.detach().reshape(1))

@@ -184,7 +184,8 @@ class TrainingWindow:
             # at the batch's own step, the one its logged loss has in TensorBoard (a log at
             # step L has the losses of the steps before L)
             inputs = batch_inputs(batch)  # a reference: no sync
-            self.diagnosis.loss.add(self._batch_at[0], loss, inputs)
+            began = self._batch_at[1] if batch_idx == 0 else None  # an epoch's first batch
+            self.diagnosis.loss.add(self._batch_at[0], loss, inputs, began)
         self._backward_loss = None
         if self._rec.window_seconds:  # the window's share of the cost, beside the events'
             self.timings["window"] += self._rec.window_seconds

@@ -103,7 +103,7 @@ def test_diagnosis_runs_leaky_relu_divergence_not_advised_leaky_relu(tmp_path):
     assert [(f.kind, f.severity) for f in found] == [("divergence", "problem")]
     (diverged,) = found
     assert diverged.step == 25 and 1 <= diverged.figures["first_nonfinite_step"] < 25
-    assert diverged.figures["first_nonfinite_parameter"] == "net.0.weight"
+    assert diverged.figures["first_nonfinite_parameter"] == "*"  # NaN spread to every weight
     assert "lower the learning rate" in diverged.message and "LeakyReLU" not in diverged.message
     assert [m for m in said if m.startswith("Training diverged")] == [diverged.message]
     assert texts(events(tmp_path), "activations/diagnosis") == [diverged.message]
@@ -527,3 +527,39 @@ def test_diagnosis_runs_a_nan_batch_is_named_as_the_divergence_cause(tmp_path):
     found = [f for f in problems(findings_of(trainer)) if f.kind == "divergence"]
     assert found and "The training batch at step 2 held NaN/Inf inputs" in found[0].message
     assert "overshoots" not in found[0].message
+
+
+class NaNWeightsAt(L.Callback):
+    """Writes NaN into one weight of the second conv when ``epoch`` begins (a corrupt reload)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                pl_module.net[3].weight[0, 0, 0, 0] = math.nan
+
+
+def test_diagnosis_runs_nan_written_between_epochs_is_told_as_what_runs_between_them(tmp_path):
+    # hunt 35: NaN written into conv2 by a callback at epoch 3 was told "first parameter:
+    # `body.0.weight` ... one batch or one operation (a NaN/Inf in an input or label)"
+    L.seed_everything(0, verbose=False)
+    data = SyntheticDigitsDataModule(train_size=64 * 20, val_size=64, batch_size=64)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=3, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[ActivationMonitor(every_n_steps=10), NaNWeightsAt(2)],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(Net(leaky_cnn(), lr=0.02), data)
+    (diverged,) = [f for f in problems(findings_of(trainer)) if f.kind == "divergence"]
+    assert diverged.figures["first_nonfinite_step"] == 40
+    assert diverged.figures["first_nonfinite_parameter"] == "*"
+    assert "Every parameter holds non-finite values" in diverged.message
+    assert "first parameter with non-finite values" not in diverged.message.lower()
+    assert "just before step 40, the first step of epoch 2" in diverged.message
+    told = texts(events(tmp_path), "activations/diagnosis")
+    assert any("what runs between two epochs" in t for t in told)
