@@ -252,6 +252,8 @@ class OverfittingMonitor(
         if not trainer.sanity_checking:
             self._tap_batch(trainer, pl_module, batch, "train")
             self._read_items(trainer, batch)
+            if batch_idx == 0:  # each epoch's first: a training pipeline changed mid-run
+                self._read_batch(trainer, batch, "train")
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -99,7 +99,7 @@ class LoopTap(StepInputs):
         if dataloader_idx == 0:
             self._tap_batch(trainer, pl_module, batch, "val")
             if batch_idx == 0:
-                self._read_val_batch(trainer, batch)
+                self._read_batch(trainer, batch, "val")
 
     @override
     def on_validation_batch_end(

@@ -182,6 +182,17 @@ def inputs_differ(v: Verdict) -> str:
             "mid-run (a transform set anew, a datamodule's `setup` run again, a callback "
             "that swaps the val set), and every validation figure since measures that."
         )
+    if f.get("moved_train"):
+        return (
+            f"The training images changed since {when(v.since)}: channel "
+            f"{f['channel']:.0f} of the epoch's first training batch has mean "
+            f"{num(f['now_mean'])}, std {num(f['now_std'])} as loaded now vs mean "
+            f"{num(f['first_mean'])}, std {num(f['first_std'])} in the first epoch's "
+            f"({f['mean_gap']:.1f} standard deviations apart, {f['scale_ratio']:.1f}x in "
+            "spread), and validation got worse with it: the training pipeline changed "
+            "mid-run (a transform set anew, a callback or `setup` swapping or corrupting the "
+            "training set), so the model now learns images unlike the ones it is validated on."
+        )
     if "batch_stats_acc" in f:  # past the milder bars, with BatchNorm's evidence
         return (
             f"Validation images differ from the training images: {_channel_words(f, 2)}, "

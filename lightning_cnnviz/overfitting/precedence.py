@@ -128,6 +128,9 @@ def verdicts(
     if told("inputs_differ"):
         # val images unlike the training ones: every eval-mode val figure measures that
         waiting.update(("class_imbalance", "bn_mismatch", *EVAL_KINDS))
+        shift = found["inputs_differ"] or reported.get("inputs_differ")
+        if shift is not None and shift.figures.get("moved_train"):
+            waiting.add("unstable_training")  # the training loss climbs on its new images
     if told("class_imbalance") and split_now(h):
         # ... beside classes learnt on training images and left out on val ones: the splits
         # differ too, and the rising val curve is that (hunt 27: training labels moved for

@@ -143,6 +143,14 @@ def remedies(v: Verdict) -> list[str]:
             "before and after the change.",
             *generic[:1],
         ]
+    if v.kind == "inputs_differ" and v.figures.get("moved_train"):
+        return [
+            "**Find what changes the training data mid-run**: a callback or hook that sets "
+            "the training dataset's transform or swaps the set, a `setup` that runs again "
+            "(`reload_dataloaders_every_n_epochs`), a curriculum step; look at a training "
+            "batch before and after the change.",
+            *generic[:1],
+        ]
     if v.kind == "inputs_differ" and v.figures.get("as_loaded"):
         return [
             "**Prepare both splits alike**: the same normalisation in both loaders' "

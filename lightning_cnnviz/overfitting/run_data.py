@@ -108,7 +108,7 @@ class RunData:
                     self._mild_shift = split_shift(train, val, mild=True)
                     self._check_shared(trainer, train, val)
         if self._shift == {}:
-            return self._val_moved() or self._step_shift()
+            return self._moved("val") or self._moved("train") or self._step_shift()
         return self._shift  # type: ignore[return-value]
 
     def _train_shares(self, trainer: Trainer, classes: int) -> Tensor | None:

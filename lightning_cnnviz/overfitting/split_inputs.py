@@ -45,6 +45,8 @@ def inputs_differ(
     if not history:
         return None
     now = history[-1]
+    if (now.input_shift or {}).get("moved_train") and not _worse(history):
+        return None  # a training pipeline changed on purpose (a curriculum) and did no harm
     if now.input_shift:
         since = next(e for e in history if e.input_shift)
         return Verdict("inputs_differ", since, now, None, dict(now.input_shift))
@@ -58,6 +60,16 @@ def inputs_differ(
     figures = {**now.mild_shift, "given_acc": now.given_acc,  # type: ignore[dict-item]
                "restandardised_acc": now.restd_acc}  # fmt: skip
     return Verdict("inputs_differ", evs[-streak], now, None, figures)
+
+
+WORSE = 1.1  # val loss this many times its best before: the change did harm
+
+
+def _worse(history: Sequence[Evaluation]) -> bool:
+    """Whether the val loss now is ``WORSE`` x its best before (``False``: not known)."""
+    now, before = history[-1].val_loss, [e.val_loss for e in history[:-1]]
+    best = min((b for b in before if b is not None), default=None)
+    return now is not None and best is not None and now > WORSE * best
 
 
 def restandardised(e: Evaluation) -> bool | None:

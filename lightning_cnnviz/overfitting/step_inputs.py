@@ -103,6 +103,9 @@ def compiled_entry(model: nn.Module) -> nn.Module | None:
     return next((m for m in outside_compiled(model).values() if hasattr(m, "_orig_mod")), None)
 
 
+TRAIN_READ = 32  # training batches of fewer images are not compared across epochs
+
+
 class StepInputs:
     """The first layer's input in one training and one validation batch (a part of the monitor).
 
@@ -118,12 +121,13 @@ class StepInputs:
     _steps: dict[str, StepInput]
     _step_tap: Any
     _step_why: str
-    _val_reads: dict[str, tuple[Tensor, Tensor]]  # the first validation's batch, the latest
+    # per split, a batch's channel statistics: the first read's ("first"), the latest's ("now")
+    _reads: dict[str, dict[str, tuple[Tensor, Tensor]]]
 
     def _reset_steps(self) -> None:
         self._remove_tap()
         self._steps, self._step_why = {}, ""
-        self._val_reads = {}
+        self._reads = {"train": {}, "val": {}}
         self._item_keys: list[list[ImageKey | None]] = []
 
     def _read_items(self, trainer: Trainer, batch: Any) -> None:
@@ -190,13 +194,16 @@ class StepInputs:
         self._remove_tap()  # a batch Lightning ended without its end hook left one
         self._step_tap = tap_forward(layer, read)
 
-    def _read_val_batch(self, trainer: Trainer, batch: Any) -> None:
-        """The first val batch's per-channel statistics as loaded, at every validation.
+    def _read_batch(self, trainer: Trainer, batch: Any, split: str) -> None:
+        """A batch's per-channel statistics as loaded: val's first, training's first each epoch.
 
-        Kept on the device until an evaluation compares them with the first validation's
-        (``_val_moved``): the probes hold the val images as the first read gave them, so
-        a val pipeline changed mid-run was seen by nothing (hunt 29: val digits served
-        unnormalised from epoch 3, the val loss tripled, unsaid or told as BatchNorm).
+        Kept on the device until an evaluation compares them with the first read's
+        (``_moved``): the probes hold the images as their first read gave them, so a
+        pipeline changed mid-run was seen by nothing (hunt 29: val digits served
+        unnormalised from epoch 3, the val loss tripled, unsaid or told as BatchNorm;
+        hunt 35: training digits inverted from epoch 3, told late as "updates too large").
+        A training batch of fewer than ``TRAIN_READ`` images is not read: its statistics
+        move with the images drawn.
         """
         if self.disabled or trainer.sanity_checking or trainer.state.fn != "fit":
             return
@@ -206,19 +213,21 @@ class StepInputs:
             return
         if not isinstance(images, Tensor) or images.dim() < 3 or not images.is_floating_point():
             return
+        if split == "train" and len(images) < TRAIN_READ:
+            return
         images = seen_batch(images, getattr(trainer, "_cnnviz_stored", None))
         with torch.no_grad():
             stats = channel_stats(images)
-        self._val_reads.setdefault("first", stats)
-        self._val_reads["now"] = stats
+        self._reads[split].setdefault("first", stats)
+        self._reads[split]["now"] = stats
 
-    def _val_moved(self) -> dict[str, float]:
-        """How the val batches moved since the first validation (``{}``: they did not)."""
-        first, now = self._val_reads.get("first"), self._val_reads.get("now")
+    def _moved(self, split: str) -> dict[str, float]:
+        """How a split's batches moved since its first read (``{}``: they did not)."""
+        first, now = self._reads[split].get("first"), self._reads[split].get("now")
         if first is None or now is None or first is now:
             return {}
         found = moved_shift(first, now)
-        return {**found, "moved": 1.0} if found else {}
+        return {**found, "moved" if split == "val" else "moved_train": 1.0} if found else {}
 
     def _remove_tap(self) -> None:
         if getattr(self, "_step_tap", None) is not None:

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.core.input_shift import split_shift
+from lightning_cnnviz.overfitting import split_inputs
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
@@ -234,6 +235,37 @@ def test_split_inputs_a_val_pipeline_changed_mid_run_is_told_at_the_next_validat
     assert finding.message.startswith("The validation images changed since epoch 2 (step 12)")
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
     assert "Find what changes the val data mid-run" in text
+
+
+def test_split_inputs_a_training_pipeline_changed_mid_run_is_told_where_val_got_worse(tmp_path):
+    # hunt 35: training digits inverted from epoch 3 (val not): told at 150 as "updates
+    # too large", the validation at 128 (val 93.8% -> 88.5%) passed unsaid
+    torch.manual_seed(0)
+    y = torch.arange(128) % 2
+    x, val_x = pictures(), pictures(seed=1)
+    x[y == 1, 1] += 0.5
+    val_x[y == 1, 1] += 0.5
+    mean, std = x.mean((0, 2, 3))[:, None, None], x.std((0, 2, 3))[:, None, None]
+    train = Switchable(x, y, mean, std)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    val = DataLoader(Switchable(val_x, y, mean, std), 32)
+    trainer, _ = fit_monitor(tmp_path, Net(net, lr=0.01), DataLoader(train, 32, shuffle=True),
+                                val, epochs=4, callbacks=[RawFrom(train, 2)])  # fmt: skip
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert (finding.severity, finding.epoch) == ("problem", 2)
+    assert finding.figures["moved_train"] and finding.figures["scale_ratio"] > 2
+    assert finding.message.startswith("The training images changed since epoch 2")
+    assert not [f for f in findings_of(trainer) if f.kind == "unstable_training"]
+    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
+    assert "Find what changes the training data mid-run" in text
+
+
+def test_split_inputs_a_training_pipeline_changed_without_harm_is_not_told():
+    moved = {"moved_train": 1.0, "channel": 0.0, "mean_gap": 2.0, "scale_ratio": 1.0}
+    held = [Evaluation(10, 0, val_loss=0.5), Evaluation(20, 1, val_loss=0.52, input_shift=moved)]
+    assert split_inputs.inputs_differ(held, bn=None) is None  # a curriculum's step, no harm
+    worse = [held[0], Evaluation(20, 1, val_loss=0.7, input_shift=moved)]
+    assert split_inputs.inputs_differ(worse, bn=None).figures["moved_train"] == 1.0
 
 
 def test_split_inputs_mild_shift_with_a_bn_gap_at_the_last_validation_is_told_at_the_end():
