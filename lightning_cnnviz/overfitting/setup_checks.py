@@ -91,7 +91,7 @@ class SetupChecks:
         loader = trainer.train_dataloader
         loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
         whole = len(getattr(loader, "dataset", None) or ())  # the probes see the sampler's view
-        if not (trainer.overfit_batches or trainer.fast_dev_run) and (
+        if _epochs_repeat(trainer) and (
             found := loader_reach(loader, max(whole, size), trainer.num_training_batches)
         ):
             finding = Finding(self.section, "repeated_items", 0, 0, reach_text(found), found)
@@ -167,3 +167,17 @@ class SetupChecks:
             message = order_text(found)
             self._tell_data(trainer, Finding(self.section, "unshuffled_batches", 0, 0,
                                                  message, found))  # fmt: skip
+
+
+def _epochs_repeat(trainer: Trainer) -> bool:
+    """Whether the fit reads its training loader more than once (no debugging run).
+
+    A loader that reaches few items repeats them only where epochs do: a one-epoch smoke
+    test under ``limit_train_batches`` is not told.
+    """
+    if trainer.overfit_batches or trainer.fast_dev_run:
+        return False
+    epochs, steps = trainer.max_epochs, trainer.max_steps
+    more_epochs = epochs is None or epochs < 0 or epochs > 1
+    batches = (steps or 0) * trainer.accumulate_grad_batches  # max_steps counts optimizer steps
+    return more_epochs and (steps is None or steps < 0 or batches > trainer.num_training_batches)

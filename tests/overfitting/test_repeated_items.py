@@ -24,7 +24,7 @@ class SameIndices(Sampler):
         return iter([i % self.k for i in range(self.n)])
 
 
-def _fit(tmp_path, k=0, sampler=None, counts=32, shuffle=None, **trainer_args):
+def _fit(tmp_path, k=0, sampler=None, counts=32, shuffle=None, epochs=1, **trainer_args):
     train = one_hot_set([counts] * 4)
     # `__getitem__` wrapping the index at `k`: the set holds `k` different items
     data = ItemsMapped(train, lambda d, i: d[i % k]) if k else train
@@ -33,7 +33,7 @@ def _fit(tmp_path, k=0, sampler=None, counts=32, shuffle=None, **trainer_args):
     loader = DataLoader(data, batch_size=16, shuffle=shuffle, sampler=sampler)
     val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
     torch.manual_seed(0)
-    return fit_monitor(tmp_path, model, loader, val, epochs=1, **trainer_args)
+    return fit_monitor(tmp_path, model, loader, val, epochs=epochs, **trainer_args)
 
 
 def _kinds(trainer):
@@ -91,7 +91,7 @@ def test_repeated_items_quiet_for_a_set_of_many_blank_cells(tmp_path):
 def test_repeated_items_a_debugging_subset_sampler_is_told_before_the_first_step(tmp_path):
     # hunt 35: `SubsetRandomSampler(range(128))` left on 2000 digits, told as overfitting
     # two validations late ("stop at epoch 15")
-    trainer, said = _fit(tmp_path, sampler=SubsetRandomSampler(range(32)), counts=128)
+    trainer, said = _fit(tmp_path, sampler=SubsetRandomSampler(range(32)), counts=128, epochs=2)
     found = _kinds(trainer)
     assert list(found) == ["repeated_items"]
     item = found["repeated_items"]
@@ -103,7 +103,7 @@ def test_repeated_items_a_debugging_subset_sampler_is_told_before_the_first_step
 
 
 def test_repeated_items_an_unshuffled_loader_cut_short_is_told(tmp_path):
-    trainer, _ = _fit(tmp_path, counts=128, shuffle=False, limit_train_batches=4)
+    trainer, _ = _fit(tmp_path, counts=128, shuffle=False, limit_train_batches=4, epochs=2)
     item = _kinds(trainer)["repeated_items"]
     assert (item.figures["reach"], item.figures["set_size"]) == (64.0, 512.0)
     assert "an unshuffled loader cut at 4 batches an epoch" in item.message
@@ -111,7 +111,11 @@ def test_repeated_items_an_unshuffled_loader_cut_short_is_told(tmp_path):
 
 def test_repeated_items_quiet_for_a_split_by_samplers_and_a_shuffled_loader_cut(tmp_path):
     # a train/val split of one set by index samplers reads most of it: no subset left in
-    trainer, _ = _fit(tmp_path, sampler=SubsetRandomSampler(range(100, 512)), counts=128)
+    trainer, _ = _fit(tmp_path, sampler=SubsetRandomSampler(range(100, 512)), counts=128, epochs=2)
     assert _kinds(trainer) == {}
-    trainer, _ = _fit(tmp_path / "cut", counts=128, limit_train_batches=4)  # new items each epoch
+    cut = {"counts": 128, "limit_train_batches": 4}
+    trainer, _ = _fit(tmp_path / "cut", epochs=2, **cut)  # new items each epoch
+    assert _kinds(trainer) == {}
+    # one pass over the items reached (a smoke test) repeats nothing
+    trainer, _ = _fit(tmp_path / "once", shuffle=False, **cut)
     assert _kinds(trainer) == {}
