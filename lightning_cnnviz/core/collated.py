@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import default_collate
 
 from lightning_cnnviz.core.items import read_item, split_sample
-from lightning_cnnviz.core.random_state import rng_untouched
+from lightning_cnnviz.core.random_state import restorable, rng_untouched
 
 __all__ = [
     "Collated",
@@ -123,9 +123,13 @@ def _collate_helps(dataset: Any, collate: Callable[[list[Any]], Any]) -> bool:
     collate that draws anew at every call (augmentation) is left to the loader: ``CALLS``
     calls must agree (a random flip agrees in 1 of 128; setups hunt 35: two calls agreed
     on one split, and its probe alone was read normalised). The calls put back the random
-    generators and plain values the dataset and the collate hold (a seeded generator of
-    its own, a call counter).
+    generators, plain values and small tensors the dataset and the collate hold (a seeded
+    generator of its own, a call counter, running statistics); a collate holding state
+    they cannot put back (an iterator, state past the search's depth:
+    ``random_state.restorable``) is never called (setups hunt 36: training changed).
     """
+    if not restorable(collate):
+        return False
     item = read_item(dataset, 0)
     try:
         raw: Tensor | None = split_sample(item)[0]

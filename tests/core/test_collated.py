@@ -1,6 +1,8 @@
 """Datasets seen as the model's layers get them: through a collate, stored channels last."""
 
+import functools
 import gc
+import itertools
 import weakref
 
 import lightning as L
@@ -14,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from lightning_cnnviz import FeatureMapMonitor, GradCAMMonitor
 from lightning_cnnviz.core.collated import Collated, collated_view
+from lightning_cnnviz.core.random_state import rng_untouched
 from lightning_cnnviz.core.stored_form import CHANNELS_LAST, channels_last, seen_view
 from tests.tb import events
 
@@ -256,3 +259,69 @@ def test_collated_view_leaves_a_collates_own_state_and_its_random_flips_alone():
     data = TensorDataset(torch.rand(8, 1, 4, 4), torch.arange(8))
     assert collated_view(data, collate) is data  # the flip drawn anew: left to the loader
     assert collate.calls == 0 and torch.equal(collate.generator.get_state(), state)
+
+
+def _flip_norm(batch, generator):
+    x, y = default_collate(batch)
+    flip = torch.rand(len(x), generator=generator) < 0.5
+    return (torch.where(flip[:, None, None, None], x.flip(-1), x) - 0.13) / 0.31, y
+
+
+class DictCounter:
+    """A normalising collate whose scale follows its calls, counted in a dict."""
+
+    def __init__(self):
+        self.state = {"calls": 0}
+
+    def __call__(self, batch):
+        self.state["calls"] += 1
+        x, y = default_collate(batch)
+        return (x - 0.13) / 0.31 * (1 + 0.01 * self.state["calls"]), y
+
+
+class RunningNorm:
+    """An online normaliser: running statistics in tensors, updated in place."""
+
+    def __init__(self):
+        self.mean, self.var = torch.zeros(()), torch.ones(())
+
+    def __call__(self, batch):
+        x, y = default_collate(batch)
+        self.mean.mul_(0.9).add_(0.1 * x.mean())
+        self.var.mul_(0.9).add_(0.1 * x.var())
+        return (x - self.mean) / self.var.sqrt(), y
+
+
+def _closure():
+    generator = torch.Generator().manual_seed(1)
+    return lambda batch: _flip_norm(batch, generator)
+
+
+def _counted():
+    calls = itertools.count()
+    return lambda batch: (lambda x, y: (x * (1 + next(calls)), y))(*default_collate(batch))
+
+
+def _deep():
+    pipeline = {"a": [{"b": [{"c": torch.Generator().manual_seed(1)}]}]}
+    return lambda batch: _flip_norm(batch, pipeline["a"][0]["b"][0]["c"])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_closure, lambda: functools.partial(_flip_norm, generator=torch.Generator().manual_seed(1)),
+     DictCounter, RunningNorm, _counted, _deep],
+    ids=["closure", "partial", "dict", "tensors", "itertools.count", "deep"],
+)  # fmt: skip
+def test_collated_view_leaves_collate_state_anywhere_as_it_was(make):
+    # setups hunt 36: a collate's generator in a closure, a partial or 6 levels deep, a
+    # counter in a dict or an `itertools.count`, running statistics in tensors: the
+    # probes' reads moved them, and training with the monitors differed
+    data = TensorDataset(torch.rand(8, 1, 4, 4), torch.arange(8))
+    batch = [data[i] for i in range(4)]
+    read, twin = make(), make()
+    view = collated_view(data, read)
+    with rng_untouched(view):
+        _ = [view[i] for i in range(len(view))]
+    for _ in range(3):  # the collate goes on as if nothing had read through it
+        assert all(torch.equal(a, b) for a, b in zip(read(batch), twin(batch), strict=True))
