@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_cnnviz.core.collated import Unbatched, View
 from lightning_cnnviz.core.items import integer_dtype
 
 __all__ = ["dataset_labels"]
@@ -32,10 +33,18 @@ def dataset_labels(dataset: Any) -> Tensor | None:
 
     Follows ``torch.utils.data.Subset`` chains down to a dataset with ``targets``
     or ``labels`` (torchvision datasets have them) or a ``TensorDataset(x, y)``;
-    ``None`` otherwise.
+    ``None`` otherwise. The package's own views (``collated.View``: item for item the
+    dataset's, whose attributes they forward) are stepped through, their forwarded
+    ``indices`` not taken (setups hunt 36: a ``random_split`` read through a collate had
+    its indices applied twice, and every probe monitor failed).
     """
     indices = None
     while True:
+        if isinstance(dataset, Unbatched):
+            return None  # items are rows of the dataset's batches: no label per item
+        if isinstance(dataset, View):
+            dataset = dataset.dataset
+            continue
         for attr in ("targets", "labels"):
             labels = _per_item(dataset, getattr(dataset, attr, None))
             if labels is not None:

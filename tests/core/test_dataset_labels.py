@@ -2,8 +2,9 @@
 
 import pytest
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset, TensorDataset, default_collate
 
+from lightning_cnnviz.core.collated import Collated, Unbatched
 from lightning_cnnviz.core.dataset_labels import dataset_labels
 from lightning_cnnviz.core.probe import draw_probe
 
@@ -37,3 +38,13 @@ def test_dataset_labels_not_one_class_per_item_read_from_the_items(targets):
     probe = draw_probe(data, 6, torch.Generator().manual_seed(0))
     assert sorted(probe.labels.tolist()) == [0, 0, 1, 1, 2, 2]  # read from the items
     assert all(int(x[0, 0, 0]) % 3 == y for x, y in zip(probe.images, probe.labels, strict=True))
+
+
+def test_dataset_labels_through_a_collated_view_of_a_subset_taken_once():
+    # setups hunt 36: `random_split` read through a normalising collate had its indices
+    # applied twice (an IndexError in every probe monitor)
+    data = TensorDataset(torch.rand(10, 1, 2, 2), torch.arange(10) % 5)
+    part = Subset(data, [9, 7, 5, 3])
+    view = Collated(part, lambda batch: default_collate(batch))
+    assert dataset_labels(view).tolist() == [4, 2, 0, 3]
+    assert dataset_labels(Unbatched(part, per=2, size=8)) is None
