@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.utils.data import (
+    BatchSampler,
     DataLoader,
     DistributedSampler,
     IterableDataset,
@@ -48,7 +49,10 @@ __all__ = [
     "collate_unread",
     "find_dataset",
     "has_val_data",
+    "items_known",
+    "loader_sampler",
     "sampled_indices",
+    "sampler_known",
     "train_batch_size",
     "val_images",
 ]
@@ -67,13 +71,47 @@ class NoDataset(NotApplicable):
 _subsets: weakref.WeakKeyDictionary[Any, Subset] = weakref.WeakKeyDictionary()
 
 
+def loader_sampler(loader: Any) -> Any:
+    """The sampler choosing a loader's items: its batch sampler's where one was given.
+
+    A loader given ``batch_sampler=BatchSampler(SubsetRandomSampler(...))`` keeps a
+    default ``SequentialSampler`` over the whole set as its ``sampler`` (setups hunt 36: a
+    train/val split by batch samplers read as the training set itself).
+
+    Example::
+
+        >>> from torch.utils.data import BatchSampler, DataLoader, SubsetRandomSampler
+        >>> picks = SubsetRandomSampler([1, 2])
+        >>> loader = DataLoader(range(4), batch_sampler=BatchSampler(picks, 2, False))
+        >>> loader_sampler(loader) is picks
+        True
+    """
+    batching = getattr(loader, "batch_sampler", None)
+    if batching is None:
+        return getattr(loader, "sampler", None)
+    if isinstance(batching, BatchSampler):
+        return batching.sampler
+    return getattr(batching, "sampler", batching)  # a batch sampler of one's own
+
+
+def sampler_known(loader: Any, size: int) -> bool:
+    """Whether the items a loader reads are known: its whole set, or ``sampled_indices``'."""
+    sampler = loader_sampler(loader)
+    if isinstance(sampler, DistributedSampler):  # Lightning's wrapper of the run's sampler
+        inner = getattr(sampler.dataset, "_sampler", None)
+        sampler = sampler if inner is None else inner
+    whole = (SequentialSampler, RandomSampler, WeightedRandomSampler, DistributedSampler)
+    return isinstance(sampler, whole) or sampled_indices(sampler, size) is not None
+
+
 def sampled_indices(sampler: Any, size: int) -> list[int] | None:
     """The item indices a sampler restricted to part of a dataset of ``size`` reads, else None.
 
     A ``SubsetRandomSampler``, a sampler of one's own that holds its ``indices`` (the
     usual ``SubsetSequentialSampler``), or a plain sequence of indices passed as
     ``sampler=`` (a list, a range, a 1-D integer tensor: ``DataLoader`` takes any
-    iterable). ``None`` for samplers over the whole set (``SequentialSampler``,
+    iterable), or a ``WeightedRandomSampler`` weighting some items 0 (those it never
+    draws left out). ``None`` for samplers over the whole set (``SequentialSampler``,
     ``RandomSampler``, ``WeightedRandomSampler``) or whose indices are not item positions.
     Under DDP, Lightning's ``DistributedSamplerWrapper`` is read through to the sampler
     it shards (each rank's probe drawn from the whole split).
@@ -91,6 +129,11 @@ def sampled_indices(sampler: Any, size: int) -> list[int] | None:
         return None if inner is None else sampled_indices(inner, size)
     if isinstance(sampler, SubsetRandomSampler):
         held = sampler.indices
+    elif isinstance(sampler, WeightedRandomSampler):
+        drawn = torch.as_tensor(sampler.weights) > 0
+        if len(drawn) != size or bool(drawn.all()):
+            return None
+        held = drawn.nonzero().flatten().tolist()
     elif isinstance(sampler, list | tuple | range) or (
         isinstance(sampler, Tensor) and sampler.dim() == 1
     ):
@@ -125,7 +168,7 @@ def _sampled(data: Any, loader: DataLoader) -> Any:
     if found is not None and found.dataset is data:
         return found  # read once per loader: a sampler may hold a million indices
     try:
-        indices = sampled_indices(loader.sampler, len(data))
+        indices = sampled_indices(loader_sampler(loader), len(data))
     except TypeError:  # a dataset without a length
         return data
     if indices is None:
@@ -206,6 +249,18 @@ def collate_unread(trainer: Any, split: str) -> bool:
     if collate is None or collate is default_collate or loaders.batch_size is None:
         return False
     return not isinstance(_dataset_of(loaders), Collated)
+
+
+def items_known(trainer: Any, split: str) -> bool:
+    """Whether the items ``split``'s loader reads are known (``sampler_known``; True: no loader)."""
+    loaders = _val_loaders(trainer) if split == "val" else trainer.train_dataloader
+    loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
+    if not isinstance(loader, DataLoader):
+        return True
+    try:
+        return sampler_known(loader, len(loader.dataset))
+    except TypeError:  # a dataset without a length
+        return True
 
 
 def has_val_data(trainer: Any) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 from torch.utils.data import BatchSampler, SequentialSampler
 
 from lightning_cnnviz.core.image_keys import ImageKey
-from lightning_cnnviz.core.run_datasets import sampled_indices
+from lightning_cnnviz.core.run_datasets import loader_sampler, sampled_indices
 
 __all__ = [
     "BATCHES",
@@ -145,11 +145,13 @@ def loader_reach(loader: Any, set_size: int, batches: float = float("inf")) -> d
         {}
     """
     batching = getattr(loader, "batch_sampler", None)
-    sampler = batching.sampler if isinstance(batching, BatchSampler) else None  # else its own
+    sampler = loader_sampler(loader)
     indices = sampled_indices(sampler, set_size)
     if indices is not None:
         reach, by = len(set(indices)), f"its `{type(sampler).__name__}` reaches no others"
-    elif isinstance(sampler, SequentialSampler) and batches < float("inf"):
+    elif isinstance(batching, BatchSampler) and isinstance(sampler, SequentialSampler):
+        if batches == float("inf"):
+            return {}
         reach = min(int(batches) * batching.batch_size, set_size)
         by = f"an unshuffled loader cut at {int(batches)} batches an epoch"
     else:

@@ -25,6 +25,7 @@ from lightning_cnnviz.core.run_datasets import (
     collate_unread,
     find_dataset,
     has_val_data,
+    items_known,
 )
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
@@ -149,6 +150,10 @@ class RunData:
                          str(err))  # fmt: skip
             return
         same = source_dataset(train) is source_dataset(val)
+        if same and _split_unknown(trainer):
+            why = "needs samplers whose indices it can read, where both loaders share a dataset"
+            record_check(trainer, type(self).__name__, "val data apart from training", False, why)
+            return
         compared = 0 if same else same_items(train, val, self.probe_label_key(train))
         why = f"needs {COMPARED} items in each set that read as an image and a label"
         ran = compared is not None
@@ -166,7 +171,7 @@ class RunData:
         Held out (hunt 22): 500 of 1000 val digits were training digits, shuffled in: val
         95.3% against 91.4% on the fresh half, and nothing was said.
         """
-        if any(f.kind == "val_is_train" for f in self._own_findings()):
+        if any(f.kind == "val_is_train" for f in self._own_findings()) or _split_unknown(trainer):
             return
         shared = shared_images(train, val)
         size = len(find_dataset(trainer, "train"))
@@ -185,6 +190,21 @@ class RunData:
 
 
 LABEL_POOL = 2048  # training items read for their labels where the dataset exposes none
+
+
+def _split_unknown(trainer: Trainer) -> bool:
+    """Whether the loaders share one dataset through samplers whose indices are not known.
+
+    Both probes are then drawn from the whole set: neither tells a leak (setups hunt 36: a
+    split by samplers holding ``self.idx`` told "the val loader reads the training set").
+    """
+    if items_known(trainer, "train") and items_known(trainer, "val"):
+        return False
+    try:
+        train, val = find_dataset(trainer, "train"), find_dataset(trainer, "val")
+    except NoDataset:
+        return True
+    return source_dataset(train) is source_dataset(val)
 
 
 def _sampler_weights(loader: Any) -> Tensor | None:

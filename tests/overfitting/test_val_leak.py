@@ -3,7 +3,15 @@
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset, random_split
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Sampler,
+    SubsetRandomSampler,
+    TensorDataset,
+    WeightedRandomSampler,
+    random_split,
+)
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.overfitting.val_leak import COMPARED, same_items
@@ -115,6 +123,52 @@ def test_val_leak_quiet_on_a_val_split_given_as_plain_indices(tmp_path, held):
     drawn = trainer.callbacks[0].probe(trainer, "val")
     images = data.tensors[0][val_at]
     assert len(drawn) == 40 and all(any(torch.equal(x, v) for v in images) for x in drawn.images)
+
+
+class HeldIndices(Sampler):
+    """A sampler of one's own holding its indices under a name nothing can know."""
+
+    def __init__(self, idx):
+        self.idx = idx
+
+    def __iter__(self):
+        return iter(self.idx)
+
+    def __len__(self):
+        return len(self.idx)
+
+
+@pytest.mark.parametrize("how", ["batch_sampler", "weights", "own_name"])
+def test_val_leak_quiet_on_a_split_by_batch_samplers_weights_or_unknown_samplers(tmp_path, how):
+    # setups hunt 36: `batch_sampler=BatchSampler(SubsetRandomSampler(...))`, a
+    # `WeightedRandomSampler` weighting the other split's items 0, or a sampler holding
+    # `self.idx`: told "the val loader reads the training set itself"
+    data = one_hot_set([40] * 4)
+    order = torch.randperm(160, generator=torch.Generator().manual_seed(0))
+    train_at, val_at = order[:120].tolist(), order[120:].tolist()
+    net = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    if how == "batch_sampler":
+        train = DataLoader(
+            data, batch_sampler=BatchSampler(SubsetRandomSampler(train_at), 16, False)
+        )
+        val = DataLoader(data, batch_sampler=BatchSampler(val_at, 32, False))
+    elif how == "weights":
+        weights = torch.zeros(160).index_fill_(0, torch.tensor(train_at), 1.0)
+        train = DataLoader(data, batch_size=16, sampler=WeightedRandomSampler(weights, 120))
+        val = DataLoader(data, batch_size=32, sampler=SubsetRandomSampler(val_at))
+    else:
+        train = DataLoader(data, batch_size=16, sampler=HeldIndices(train_at))
+        val = DataLoader(data, batch_size=32, sampler=HeldIndices(val_at))
+    trainer, _ = fit_monitor(tmp_path, net, train, val, epochs=1)
+    assert not [f for f in findings_of(trainer) if f.kind == "val_is_train"]
+    check = checks_of(trainer)[("OverfittingMonitor", "val data apart from training")]
+    if how == "own_name":  # which items each reads is not known: the check says it did not run
+        assert not check.ran and "needs samplers whose indices it can read" in check.why
+        return
+    assert check.ran
+    drawn = trainer.callbacks[0].probe(trainer, "val")
+    images = data.tensors[0][val_at]
+    assert all(any(torch.equal(x, v) for v in images) for x in drawn.images)
 
 
 def test_val_leak_part_of_the_val_set_from_the_training_set_is_told_at_the_first_evaluation(
