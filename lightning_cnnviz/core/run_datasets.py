@@ -3,8 +3,8 @@
 Nothing here iterates a ``DataLoader`` (that draws a seed from the global generator and
 would change training): ``find_dataset`` reaches the dataset behind the run's train or
 val loader, seen as the model gets it (through a ``collate_fn``, row by row for a loader
-that does not batch, restricted to the indices its sampler holds, ``sampled_indices``, and as the
-convolutions see its images: ``stored_form``).
+that does not batch, restricted to the indices its sampler holds, ``samplers.py``, and as
+the convolutions see its images: ``stored_form``).
 
 Example::
 
@@ -18,22 +18,12 @@ Example::
 from __future__ import annotations
 
 import weakref
-from numbers import Integral
 from typing import Any
 
-import torch
-from torch import Tensor
 from torch.utils.data import (
-    BatchSampler,
     DataLoader,
-    DistributedSampler,
     IterableDataset,
-    RandomSampler,
-    Sampler,
-    SequentialSampler,
     Subset,
-    SubsetRandomSampler,
-    WeightedRandomSampler,
     default_collate,
 )
 
@@ -42,6 +32,7 @@ from lightning_cnnviz.core.collated import Collated, collated_view, unbatched_vi
 from lightning_cnnviz.core.items import iterable_head
 from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.random_state import rng_untouched
+from lightning_cnnviz.core.samplers import loader_sampler, sampled_indices, sampler_known
 from lightning_cnnviz.core.stored_form import seen_view
 
 __all__ = [
@@ -50,9 +41,6 @@ __all__ = [
     "find_dataset",
     "has_val_data",
     "items_known",
-    "loader_sampler",
-    "sampled_indices",
-    "sampler_known",
     "train_batch_size",
     "val_images",
 ]
@@ -69,91 +57,6 @@ class NoDataset(NotApplicable):
 
 
 _subsets: weakref.WeakKeyDictionary[Any, Subset] = weakref.WeakKeyDictionary()
-
-
-def loader_sampler(loader: Any) -> Any:
-    """The sampler choosing a loader's items: its batch sampler's where one was given.
-
-    A loader given ``batch_sampler=BatchSampler(SubsetRandomSampler(...))`` keeps a
-    default ``SequentialSampler`` over the whole set as its ``sampler`` (setups hunt 36: a
-    train/val split by batch samplers read as the training set itself).
-
-    Example::
-
-        >>> from torch.utils.data import BatchSampler, DataLoader, SubsetRandomSampler
-        >>> picks = SubsetRandomSampler([1, 2])
-        >>> loader = DataLoader(range(4), batch_sampler=BatchSampler(picks, 2, False))
-        >>> loader_sampler(loader) is picks
-        True
-    """
-    batching = getattr(loader, "batch_sampler", None)
-    if batching is None:
-        return getattr(loader, "sampler", None)
-    if isinstance(batching, BatchSampler):
-        return batching.sampler
-    return getattr(batching, "sampler", batching)  # a batch sampler of one's own
-
-
-def sampler_known(loader: Any, size: int) -> bool:
-    """Whether the items a loader reads are known: its whole set, or ``sampled_indices``'."""
-    sampler = loader_sampler(loader)
-    if isinstance(sampler, DistributedSampler):  # Lightning's wrapper of the run's sampler
-        inner = getattr(sampler.dataset, "_sampler", None)
-        sampler = sampler if inner is None else inner
-    whole = (SequentialSampler, RandomSampler, WeightedRandomSampler, DistributedSampler)
-    return isinstance(sampler, whole) or sampled_indices(sampler, size) is not None
-
-
-def sampled_indices(sampler: Any, size: int) -> list[int] | None:
-    """The item indices a sampler restricted to part of a dataset of ``size`` reads, else None.
-
-    A ``SubsetRandomSampler``, a sampler of one's own that holds its ``indices`` (the
-    usual ``SubsetSequentialSampler``), or a plain sequence of indices passed as
-    ``sampler=`` (a list, a range, a 1-D integer tensor: ``DataLoader`` takes any
-    iterable), or a ``WeightedRandomSampler`` weighting some items 0 (those it never
-    draws left out). ``None`` for samplers over the whole set (``SequentialSampler``,
-    ``RandomSampler``, ``WeightedRandomSampler``) or whose indices are not item positions.
-    Under DDP, Lightning's ``DistributedSamplerWrapper`` is read through to the sampler
-    it shards (each rank's probe drawn from the whole split).
-
-    Example::
-
-        >>> from torch.utils.data import SequentialSampler, SubsetRandomSampler
-        >>> sampled_indices([4, 5, 6], 10), sampled_indices(SubsetRandomSampler([1, 2]), 10)
-        ([4, 5, 6], [1, 2])
-        >>> sampled_indices(SequentialSampler(range(10)), 10) is None
-        True
-    """
-    if isinstance(sampler, DistributedSampler):  # Lightning's wrapper of the run's sampler
-        inner = getattr(sampler.dataset, "_sampler", None)  # under DDP (setups hunt 26)
-        return None if inner is None else sampled_indices(inner, size)
-    if isinstance(sampler, SubsetRandomSampler):
-        held = sampler.indices
-    elif isinstance(sampler, WeightedRandomSampler):
-        drawn = torch.as_tensor(sampler.weights) > 0
-        if len(drawn) != size or bool(drawn.all()):
-            return None
-        held = drawn.nonzero().flatten().tolist()
-    elif isinstance(sampler, list | tuple | range) or (
-        isinstance(sampler, Tensor) and sampler.dim() == 1
-    ):
-        held = sampler
-    elif isinstance(sampler, Sampler) and not isinstance(
-        sampler, SequentialSampler | RandomSampler | WeightedRandomSampler
-    ):
-        held = getattr(sampler, "indices", None)
-    else:
-        return None
-    if isinstance(held, Tensor):
-        if held.dim() != 1 or held.dtype.is_floating_point or held.dtype == torch.bool:
-            return None
-        held = held.tolist()
-    if not isinstance(held, list | tuple | range):
-        return None
-    indices = [int(i) for i in held if isinstance(i, Integral) and not isinstance(i, bool)]
-    if len(indices) != len(held) or not all(0 <= i < size for i in indices):
-        return None
-    return indices
 
 
 def _sampled(data: Any, loader: DataLoader) -> Any:

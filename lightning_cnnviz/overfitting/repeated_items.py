@@ -28,7 +28,7 @@ from typing import Any
 from torch.utils.data import BatchSampler, SequentialSampler
 
 from lightning_cnnviz.core.image_keys import ImageKey
-from lightning_cnnviz.core.run_datasets import loader_sampler, sampled_indices
+from lightning_cnnviz.core.samplers import loader_sampler, sampled_indices
 
 __all__ = [
     "BATCHES",
@@ -128,7 +128,7 @@ def loader_reach(loader: Any, set_size: int, batches: float = float("inf")) -> d
     """How few of its set's items a training loader can ever read (``{}``: fine).
 
     Counted where the loader reads the same items every epoch: a sampler holding its
-    indices (``core.run_datasets.sampled_indices``: a ``SubsetRandomSampler``...), or a
+    indices (``core.samplers.sampled_indices``: a ``SubsetRandomSampler``...), or a
     sequential one cut short after ``batches`` batches (``limit_train_batches``). Told
     where it reaches ``1 / SET_REPEATS`` of the set or less. Held out (hunt 35): a
     debugging ``SubsetRandomSampler(range(128))`` left on a 2,000-item set (val 81-84%

@@ -139,7 +139,7 @@ def test_run_datasets_sampled_indices_of_each_kind_of_sampler():
     from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
     from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
 
-    from lightning_cnnviz.core.run_datasets import sampled_indices
+    from lightning_cnnviz.core.samplers import sampled_indices
 
     assert sampled_indices(SubsetRandomSampler([3, 1]), 5) == [3, 1]
     assert sampled_indices([4, 2], 5) == [4, 2] and sampled_indices(range(2), 5) == [0, 1]
