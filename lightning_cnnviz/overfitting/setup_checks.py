@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Trainer
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.findings import Finding, record_check
 from lightning_cnnviz.core.image_keys import image_keys
@@ -90,9 +91,14 @@ class SetupChecks:
             return
         loader = trainer.train_dataloader
         loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
-        whole = len(getattr(loader, "dataset", None) or ())  # the probes see the sampler's view
-        if _epochs_repeat(trainer) and (
-            found := loader_reach(loader, max(whole, size), trainer.num_training_batches)
+        try:  # the whole set: the probes see the sampler's part of it
+            whole = len(loader.dataset) if isinstance(loader, DataLoader) else 0
+        except TypeError:  # an iterable dataset: no length, no sampler over it
+            whole = 0
+        if (
+            whole
+            and _epochs_repeat(trainer)
+            and (found := loader_reach(loader, max(whole, size), trainer.num_training_batches))
         ):
             finding = Finding(self.section, "repeated_items", 0, 0, reach_text(found), found)
             self._tell_data(trainer, finding)
