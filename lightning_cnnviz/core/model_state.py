@@ -45,7 +45,7 @@ from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.random_state import global_rng_kept
 from lightning_cnnviz.core.say import say
 
-__all__ = ["KEPT_NUMEL", "buffers_rewound", "kept_state", "weight_param"]
+__all__ = ["KEPT_NUMEL", "backward_hooks_aside", "buffers_rewound", "kept_state", "weight_param"]
 
 _KEEPING: set[int] = set()  # models inside a ``kept_state`` now: a nested one is a no-op
 
@@ -83,6 +83,48 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         for put in attributes:
             put()
         _say_written(model, large)
+
+
+@contextlib.contextmanager
+def backward_hooks_aside(model: nn.Module) -> Iterator[None]:
+    """The run's own module backward hooks (``model``'s and global ones) out of a probe's way.
+
+    A probe's ``torch.autograd.grad`` (Grad-CAM, an attack, activation maximisation)
+    would call them: a hook counting its calls, or changing the gradient by them, would
+    then train differently (setups hunt 36: a global hook warming gradients up by its call
+    count saw 29 calls instead of 12). Hooks registered inside (Captum's) are kept apart
+    and go with the probe. Hooks on tensors (``register_hook`` in ``forward``) are not
+    reached: ``in_probe_pass()`` tells them.
+
+    Example::
+
+        >>> net = nn.Linear(2, 1)
+        >>> calls = []
+        >>> handle = net.register_full_backward_hook(lambda *a: calls.append(1))
+        >>> x = torch.ones(1, 2, requires_grad=True)
+        >>> with backward_hooks_aside(net):
+        ...     _ = torch.autograd.grad(net(x).sum(), x)
+        >>> _ = torch.autograd.grad(net(x).sum(), x)
+        >>> len(calls), len(net._backward_hooks)
+        (1, 1)
+    """
+    from torch.nn.modules import module as torch_module
+
+    modules = list(model.modules())
+    own = [(m, m._backward_hooks, m._backward_pre_hooks) for m in modules]
+    names = ("_global_backward_hooks", "_global_backward_pre_hooks")
+    shared = [getattr(torch_module, name) for name in names]
+    try:
+        for m, hooks, pre_hooks in own:
+            m._backward_hooks, m._backward_pre_hooks = type(hooks)(), type(pre_hooks)()
+        for name, hooks in zip(names, shared, strict=True):
+            setattr(torch_module, name, type(hooks)())
+        yield
+    finally:
+        for m, hooks, pre_hooks in own:
+            m._backward_hooks, m._backward_pre_hooks = hooks, pre_hooks
+        for name, hooks in zip(names, shared, strict=True):
+            setattr(torch_module, name, hooks)
 
 
 @contextlib.contextmanager

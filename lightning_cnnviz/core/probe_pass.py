@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.inputs import model_device
-from lightning_cnnviz.core.model_state import kept_state
+from lightning_cnnviz.core.model_state import backward_hooks_aside, kept_state
 from lightning_cnnviz.core.random_state import global_rng_kept
 from lightning_cnnviz.core.stored_form import stored_batch
 
@@ -278,6 +278,8 @@ def probe_mode(
             stack.enter_context(_silent_logging(model))
             stack.enter_context(torch.inference_mode(False))
             stack.enter_context(torch.set_grad_enabled(grad))
+            if grad:  # the run's backward hooks never see a probe's gradients
+                stack.enter_context(backward_hooks_aside(model))
             # A compiled graph may have been traced with other (or no) hooks: run probes eagerly.
             if hasattr(torch.compiler, "set_stance"):
                 stack.enter_context(torch.compiler.set_stance("force_eager"))

@@ -4,6 +4,7 @@ from torch.ao.quantization import FakeQuantize
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 from lightning_cnnviz.core.model_state import kept_state, weight_param
+from tests.monitors import TinyCNN, fit, make_monitor
 
 
 def test_kept_state_puts_back_observer_buffers_updated_in_eval_mode():
@@ -164,3 +165,33 @@ def test_weight_param_does_not_run_a_weight_property():
     state = torch.random.get_rng_state()
     assert weight_param(conv) is None
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_backward_hooks_aside_the_runs_hooks_never_see_a_probes_gradients(tmp_path):
+    # setups hunt 36: a global backward hook warming gradients up by its call count saw
+    # Grad-CAM's, the attack's and activation maximisation's backward passes (29 calls,
+    # not 12), and training differed
+    calls = {"global": 0, "module": 0}
+
+    def count(kind):
+        def hook(module, grad_input, grad_output):
+            calls[kind] += 1
+
+        return hook
+
+    names = ("GradCAMMonitor", "AdversarialMonitor", "ActivationMaximizationMonitor")
+    counted = {}
+    for monitors in ((), names):
+        calls.update(dict.fromkeys(calls, 0))
+        torch.manual_seed(0)
+        model = TinyCNN()
+        own = model.conv1.register_full_backward_hook(count("module"))
+        shared = nn.modules.module.register_module_full_backward_hook(count("global"))
+        try:
+            fit(tmp_path / str(len(monitors)), [make_monitor(n) for n in monitors], model=model)
+        finally:
+            shared.remove()
+        counted[len(monitors)] = dict(calls)
+        assert len(model.conv1._backward_hooks) == 1  # the run's own hook is back in place
+        own.remove()
+    assert counted[len(names)] == counted[0] and counted[0]["module"] == 4  # one per step
