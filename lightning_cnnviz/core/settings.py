@@ -74,8 +74,12 @@ class Settings:
             (``gradient_hooked``): what the optimiser steps on is what the hook returns.
         lr_peak: the rate a one-cycle schedule warms up to (its ``max_lr``; its
             ``initial_lr`` is where the warm-up starts), else ``None``.
-        maximize: the optimisers with a parameter group set ``maximize=True`` (they climb
-            the loss they are handed: right for a negated objective only).
+        maximize: the optimisers with a parameter group set ``maximize=True`` holding the
+            weights of the model's layers (they climb the loss they are handed: right for
+            a negated objective only). One holding only the model's own parameters (an
+            adversary's perturbation, ``self.delta``) climbs it by design (setups hunt 36:
+            told "drop the flag" for adversarial training, where the rate cut 1000x was
+            the cause).
     """
 
     lr: float | None = None
@@ -212,12 +216,20 @@ def read_settings(
         tuple(name for name, m in model.named_modules() if gradient_hooked(m))
         + ((GLOBAL_HOOK,) if global_backward_hooked() else ()),
         _number(groups[0].get("max_lr")) if groups else None,
-        tuple(
-            type(o).__name__
-            for o in optimizers
-            if any(g.get("maximize") is True for g in getattr(o, "param_groups", []))
-        ),
+        _maximizing(optimizers, model),
     )  # fmt: skip
+
+
+def _maximizing(optimizers: Sequence[Any], model: nn.Module) -> tuple[str, ...]:
+    """The optimisers with a ``maximize=True`` group holding a weight of the model's layers."""
+    layered = {id(p) for child in model.children() for p in child.parameters()}
+
+    def climbs(group: dict) -> bool:
+        return group.get("maximize") is True and any(id(p) in layered for p in group["params"])
+
+    return tuple(
+        type(o).__name__ for o in optimizers if any(map(climbs, getattr(o, "param_groups", [])))
+    )
 
 
 DECAY_STALLS = 0.01

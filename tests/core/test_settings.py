@@ -111,6 +111,10 @@ def test_settings_name_the_optimisers_set_to_maximize():
     assert read_settings([adam], model).maximize == ()
     climbing = torch.optim.AdamW(model.parameters(), lr=1e-3, maximize=True)
     assert read_settings([adam, climbing], model).maximize == ("AdamW",)
+    # setups hunt 36: an adversary's perturbation, the model's own parameter, climbs by design
+    model.delta = nn.Parameter(torch.zeros(1, 1, 8, 8))
+    adversary = torch.optim.Adam([model.delta], lr=0.01, maximize=True)
+    assert read_settings([adam, adversary], model).maximize == ()
 
 
 def test_settings_read_a_one_cycle_schedules_peak_and_its_warmup_outlasting_the_run():
