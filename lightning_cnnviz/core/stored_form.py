@@ -29,6 +29,8 @@ from lightning_cnnviz.core.items import image_key, parts
 __all__ = [
     "CHANNELS_LAST",
     "GREY",
+    "GREY_FLAT",
+    "GREY_LAST",
     "NO_CHANNEL",
     "WORDS",
     "SeenView",
@@ -44,11 +46,23 @@ __all__ = [
 CHANNELS_LAST = "channels last"  # (H, W, C): forward permutes them
 NO_CHANNEL = "no channel axis"  # (H, W): forward adds the axis
 GREY = "one channel for three"  # (1, H, W) where the convolutions take 3: the steps repeat it
+GREY_LAST = "one channel last for three"  # (H, W, 1): the steps permute, then repeat it
+GREY_FLAT = "no channel axis for three"  # (H, W): the steps add the axis, then repeat it
 # how each form is stored, and what makes it the convolutions' (words)
 WORDS = {
     CHANNELS_LAST: ("channels last", "permutes them"),
     NO_CHANNEL: ("without a channel axis", "adds it"),
     GREY: ("with one channel", "repeats it to three"),
+    GREY_LAST: ("channels last with one channel", "permutes it and repeats it to three"),
+    GREY_FLAT: ("without a channel axis", "adds one and repeats it to three"),
+}
+# each form's conversion, in order: the channel axis moved first or added, then repeated
+_STEPS = {
+    CHANNELS_LAST: ("last",),
+    NO_CHANNEL: ("add",),
+    GREY: ("repeat",),
+    GREY_LAST: ("last", "repeat"),
+    GREY_FLAT: ("add", "repeat"),
 }
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -117,7 +131,8 @@ def grey_for_three(image: Tensor, model: nn.Module) -> bool:
 def form_of(image: Tensor, model: nn.Module, converted: bool = False) -> str | None:
     """How ``image`` is stored for ``model``: ``CHANNELS_LAST``, ``NO_CHANNEL`` or ``None``.
 
-    ``converted``: what the model's steps convert, not its ``forward``: also ``GREY``.
+    ``converted``: what the model's steps convert, not its ``forward``: also ``GREY``, and
+    grey stored channels last or without a channel axis (``GREY_LAST``, ``GREY_FLAT``).
 
     Example::
 
@@ -130,9 +145,19 @@ def form_of(image: Tensor, model: nn.Module, converted: bool = False) -> str | N
     """
     if converted and grey_for_three(image, model):
         return GREY
+    if converted and _three(model, image.dim()) and image.shape[-1] == 1 != image.shape[0]:
+        return GREY_LAST  # (setups hunt 36: grey digits stored (28, 28, 1) for an RGB net)
+    if converted and _three(model, image.dim() + 1):
+        return GREY_FLAT
     if channels_last(image, model):
         return CHANNELS_LAST
     return NO_CHANNEL if no_channel_axis(image, model) else None
+
+
+def _three(model: nn.Module, dims: int) -> bool:
+    """Whether ``model``'s first convolution takes 3 channels of ``dims - 1`` spatial dims."""
+    first = next((m for m in model.modules() if isinstance(m, _CONV)), None)
+    return first is not None and dims == len(first.kernel_size) + 1 and first.in_channels == 3
 
 
 class SeenView(View):
@@ -150,11 +175,7 @@ class SeenView(View):
     def _seen(self, x: Any) -> Any:
         if isinstance(x, np.ndarray):
             x = torch.as_tensor(np.ascontiguousarray(x))
-        if not isinstance(x, Tensor):
-            return x
-        if self.form == GREY:
-            return x.repeat(3, *([1] * (x.dim() - 1)))
-        return x.movedim(-1, 0) if self.form == CHANNELS_LAST else x.unsqueeze(0)
+        return seen_batch(x[None], self.form)[0] if isinstance(x, Tensor) else x
 
 
 def _with_image(item: Any, change: Callable[[Any], Any]) -> Any:
@@ -180,17 +201,23 @@ def seen_view(dataset: Any, form: str | None) -> Any:
 
 def seen_batch(images: Tensor, form: str | None) -> Tensor:
     """A batch of ``images`` as stored, as the convolutions see them."""
-    if form == CHANNELS_LAST:
-        return images.movedim(-1, 1)
-    if form == GREY:
-        return images.repeat(1, 3, *([1] * (images.dim() - 2)))
-    return images.unsqueeze(1) if form == NO_CHANNEL else images
+    for step in _STEPS.get(form, ()):  # type: ignore[arg-type]
+        if step == "last":
+            images = images.movedim(-1, 1)
+        elif step == "add":
+            images = images.unsqueeze(1)
+        else:
+            images = images.repeat(1, 3, *([1] * (images.dim() - 2)))
+    return images
 
 
 def stored_batch(images: Tensor, form: str | None) -> Tensor:
     """A batch of ``images`` as the convolutions see them, as the dataset stores them."""
-    if form == CHANNELS_LAST:
-        return images.movedim(1, -1)
-    if form == GREY:
-        return images[:, :1]
-    return images.squeeze(1) if form == NO_CHANNEL else images
+    for step in reversed(_STEPS.get(form, ())):  # type: ignore[arg-type]
+        if step == "last":
+            images = images.movedim(1, -1)
+        elif step == "add":
+            images = images.squeeze(1)
+        else:
+            images = images[:, :1]
+    return images

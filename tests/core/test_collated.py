@@ -188,6 +188,44 @@ def test_collated_grey_images_repeated_in_the_steps_probed_with_three_channels(t
     assert all(m.events > 0 and not m.disabled for m in monitors)
 
 
+class LastRepeatedInSteps(PermutedInSteps):
+    """Grey images (H, W, 1); the steps permute and repeat them to three, and normalise."""
+
+    def prep(self, x):
+        return (x.permute(0, 3, 1, 2).repeat(1, 3, 1, 1) - 0.5) / 0.25
+
+
+class FlatRepeatedInSteps(PermutedInSteps):
+    """Grey images (H, W); the steps add the axis and repeat it to three, and normalise."""
+
+    def prep(self, x):
+        return (x[:, None].repeat(1, 3, 1, 1) - 0.5) / 0.25
+
+
+@pytest.mark.parametrize(
+    "model, keep, stored",
+    [(LastRepeatedInSteps, lambda x: x[..., :1], r"channels last with one channel, \(24, 24, 1\)"),
+     (FlatRepeatedInSteps, lambda x: x[..., 0], r"without a channel axis, \(24, 24\)")],
+    ids=["channels_last", "no_channel_axis"],
+)  # fmt: skip
+def test_collated_grey_stored_otherwise_repeated_in_the_steps_probed_with_three(
+    tmp_path, model, keep, stored
+):
+    # setups hunt 36: grey digits stored (28, 28, 1) or (28, 28), permuted or given their
+    # axis and repeated in the steps: three probe monitors stepped aside
+    def grey(n, seed):
+        x, y = squares(n, seed).tensors
+        return TensorDataset(keep(x).contiguous(), y)
+
+    monitors = [GradCAMMonitor(every_n_steps=4, num_samples=4), FeatureMapMonitor(every_n_steps=4)]
+    said = rf"stored {stored}, and the model's `forward` takes them as \(3, 24, 24\)"
+    with pytest.warns(UserWarning, match="the training step hands `forward` its images"):
+        trainer, share = stored_fit(tmp_path, model(), grey, monitors, said)
+    assert tuple(monitors[0].probe(trainer).images.shape) == (4, 3, 24, 24)
+    assert share == pytest.approx(64 / 576, abs=0.03)
+    assert all(m.events > 0 and not m.disabled for m in monitors)
+
+
 def test_collated_view_keeps_no_dataset_alive():
     # the view cached for a dataset held the dataset, its key: every fold's set stayed
     items = ListItems()
