@@ -55,6 +55,7 @@ _STREAMS = {
     "probe/train": 7919,
     "gradcam/misclassified": 104729,
     "embeddings/points": 130363,
+    "repeats/train": 155921,
 }
 
 

@@ -32,6 +32,7 @@ from lightning_cnnviz.core.samplers import loader_sampler, sampled_indices
 
 __all__ = [
     "BATCHES",
+    "CONFIRM",
     "SET_REPEATS",
     "loader_reach",
     "reach_text",
@@ -45,6 +46,9 @@ BATCHES = 3  # training batches read
 SPAN = 4  # the set must be this many batches long: a one-batch set repeats by design
 SET_REPEATS = 4  # a set of this many items per different image repeats its images
 PAIRS = 3  # equal pairs among the probe's images before an estimate counts
+CONFIRM = 512  # items read at random to confirm what the probe's images suggest
+EVERY_CLASS = 2.0  # each class read 8+ times repeats its images this many times or more
+CLASS_READS = 8
 
 
 def repeated_items(
@@ -73,7 +77,9 @@ def repeated_text(f: dict[str, Any]) -> str:
     )
 
 
-def repeated_set(keys: Sequence[ImageKey | None], set_size: int) -> dict[str, Any]:
+def repeated_set(
+    keys: Sequence[ImageKey | None], set_size: int, labels: Sequence[int] | None = None
+) -> dict[str, Any]:
     """How few different images a training set holds, from a probe's keys (``{}``: fine).
 
     ``keys``: one per probe image drawn from the set's positions (``None`` for an image
@@ -85,6 +91,12 @@ def repeated_set(keys: Sequence[ImageKey | None], set_size: int) -> dict[str, An
     against 96%) was never told, and a few-shot set of 64 digits repeated 31 times was
     told as a loader repeating its batches.
 
+    ``labels``: the images' classes, from items drawn at random (not class-balanced):
+    every class read ``CLASS_READS`` times or more must repeat its images
+    ``EVERY_CLASS`` x or more. Rare classes oversampled by copying their images leave
+    the common ones unrepeated (hunt 36: a long tail balanced by copies, 994 different
+    images in 4000 items, was told as "only about 181 different images").
+
     Example::
 
         >>> keys = [(i % 16,) for i in range(64)]  # 64 probe images, 16 different ones
@@ -93,21 +105,37 @@ def repeated_set(keys: Sequence[ImageKey | None], set_size: int) -> dict[str, An
         (21, 96.0)
         >>> repeated_set([(i,) for i in range(64)], set_size=2000)
         {}
+        >>> rare = [(i % 4,) for i in range(32)] + [(100 + i,) for i in range(32)]
+        >>> repeated_set(rare, 2000, [1] * 32 + [0] * 32)  # class 0 never repeats
+        {}
     """
-    seen = [k for k in keys if k is not None]
+    drawn = list(zip(keys, labels if labels is not None else [None] * len(keys), strict=True))
+    seen = [(k, c) for k, c in drawn if k is not None]
     n = len(seen)
+    distinct, pairs = _distinct([k for k, _ in seen], set_size)
+    if n < 8 or pairs < PAIRS or distinct * SET_REPEATS > set_size:
+        return {}
+    if labels is not None:
+        for c in {c for _, c in seen}:
+            own = [k for k, d in seen if d == c]
+            if len(own) >= CLASS_READS:
+                images, _ = _distinct(own, set_size * len(own) // n)
+                if images * EVERY_CLASS > set_size * len(own) / n:
+                    return {}  # this class hardly repeats: the copies are others' (oversampling)
+    return {"distinct": distinct, "set_size": float(set_size), "probe": float(n),
+            "pairs": float(pairs), "counted": float(n >= set_size)}  # fmt: skip
+
+
+def _distinct(keys: Sequence[ImageKey], set_size: int) -> tuple[float, int]:
+    """The different images ``keys`` (drawn from ``set_size`` items) suggest, and equal pairs."""
     counts: dict[ImageKey, int] = {}
-    for key in seen:
+    for key in keys:
         counts[key] = counts.get(key, 0) + 1
     pairs = sum(c * (c - 1) // 2 for c in counts.values())
-    if n < 8 or pairs < PAIRS:
-        return {}
-    whole = n >= set_size
-    distinct = float(len(counts)) if whole else n * (n - 1) / 2 / pairs
-    if distinct * SET_REPEATS > set_size:
-        return {}
-    return {"distinct": distinct, "set_size": float(set_size), "probe": float(n),
-            "pairs": float(pairs), "counted": float(whole)}  # fmt: skip
+    n = len(keys)
+    if n >= set_size:  # the whole set read: counted
+        return float(len(counts)), pairs
+    return (n * (n - 1) / 2 / pairs if pairs else float("inf")), pairs
 
 
 def repeated_set_text(f: dict[str, Any]) -> str:

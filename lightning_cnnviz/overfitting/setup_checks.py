@@ -22,12 +22,13 @@ from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.findings import Finding, record_check
 from lightning_cnnviz.core.image_keys import image_keys
-from lightning_cnnviz.core.probe import generator_for, labels_in_order
+from lightning_cnnviz.core.probe import draw_probe, generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
 from lightning_cnnviz.overfitting.ascent_setting import ascent_checks, group_rates, highest
 from lightning_cnnviz.overfitting.momentum_setting import momentum_checks
 from lightning_cnnviz.overfitting.plateau_mode import plateau_checks
 from lightning_cnnviz.overfitting.repeated_items import (
+    CONFIRM,
     loader_reach,
     reach_text,
     repeated_set,
@@ -107,7 +108,22 @@ class SetupChecks:
             images = self.probe(trainer, "train").images
         except Exception:  # no probe of its own: nothing to count
             return
-        if found := repeated_set(image_keys(images, plain=False), size):
+        if not repeated_set(image_keys(images, plain=False), size):
+            return
+        # confirmed on more items read at random, their classes' repeats compared
+        try:
+            data = find_dataset(trainer, "train")
+            drawn = draw_probe(
+                data, min(CONFIRM, size), generator_for(self.seed, "repeats/train"),
+                class_balanced=False, label_key=self.probe_label_key(data),
+            )  # fmt: skip
+        except Exception:  # items it cannot read together: the probe's reading stands
+            drawn = None
+        keys, labels = image_keys(images, plain=False), None
+        if drawn is not None:
+            keys = image_keys(drawn.images, plain=False)
+            labels = drawn.labels.tolist() if drawn.labels is not None else None
+        if found := repeated_set(keys, size, labels):
             finding = Finding(self.section, "repeated_items", 0, 0, repeated_set_text(found), found)
             self._tell_data(trainer, finding)
 
