@@ -4,8 +4,10 @@ Nothing here knows about Lightning. Held out (hunt 33): a dataset whose ``__geti
 ignored most of the index served the same 64 digits at every step of a 2,000-item set;
 val sat at 73-75% from the start and it was told as overfitting three validations late,
 "stop at epoch 0". The first ``BATCHES`` training batches are read as per-image keys
-(``core.image_keys``): where they hold no more distinct images than one batch while the
-set is many batches long, the loader repeats them.
+(``core.image_keys``): where their first ``EARLY`` hold no more distinct images than one
+batch while the set is many batches long, or all ``BATCHES`` hold half as many different
+images as they read within one pass over the set (hunt 36: a batch sampler cycling 2
+or 4 batches, told as overfitting), the loader repeats them.
 
 Example::
 
@@ -33,6 +35,7 @@ from lightning_cnnviz.core.samplers import loader_sampler, sampled_indices
 __all__ = [
     "BATCHES",
     "CONFIRM",
+    "EARLY",
     "SET_REPEATS",
     "loader_reach",
     "reach_text",
@@ -42,7 +45,9 @@ __all__ = [
     "repeated_text",
 ]
 
-BATCHES = 3  # training batches read
+EARLY = 3  # training batches read for a loader handing one batch again and again
+BATCHES = 12  # ... for one cycling a few batches (within one pass over the set)
+AGAIN = 0.9  # a batch holding this share of an earlier one's images is that batch again
 SPAN = 4  # the set must be this many batches long: a one-batch set repeats by design
 SET_REPEATS = 4  # a set of this many items per different image repeats its images
 PAIRS = 3  # equal pairs among the probe's images before an estimate counts
@@ -54,22 +59,42 @@ CLASS_READS = 8
 def repeated_items(
     keys: Sequence[list[ImageKey | None]], batch_size: int, set_size: int
 ) -> dict[str, Any]:
-    """Figures where ``BATCHES`` batches hold no more distinct images than one (``{}``: fine)."""
+    """Figures where the batches read repeat their images (``{}``: fine).
+
+    ``EARLY`` batches holding no more different images than one, or ``BATCHES`` batches
+    (no more items than the set holds) of which half hold an earlier batch's images
+    again (``AGAIN`` of them): a set that repeats its images (rare ones copied) gives
+    batches that share a few, never whole batches.
+    """
     read = sum(len(k) for k in keys)
-    if len(keys) < BATCHES or set_size < SPAN * batch_size or read < BATCHES * 2:
+    if len(keys) < EARLY or set_size < SPAN * batch_size or read < EARLY * 2:
         return {}
     distinct = len({key for batch in keys for key in batch})
-    if distinct > max(len(k) for k in keys):
+    one = len(keys) == EARLY and distinct <= max(len(k) for k in keys)
+    few = len(keys) >= BATCHES and read <= set_size and 2 * _again(keys) >= len(keys)
+    if not (one or few):
         return {}
-    return {"distinct": float(distinct), "read": float(read), "set_size": float(set_size)}
+    return {"distinct": float(distinct), "read": float(read), "set_size": float(set_size),
+            "batches": float(len(keys))}  # fmt: skip
+
+
+def _again(keys: Sequence[list[ImageKey | None]]) -> int:
+    """The batches holding ``AGAIN`` of their images in one earlier batch."""
+    sets = [set(batch) for batch in keys]
+    return sum(
+        any(len(now & before) >= AGAIN * len(now) for before in sets[:i])
+        for i, now in enumerate(sets)
+        if now
+    )
 
 
 def repeated_text(f: dict[str, Any]) -> str:
     """The finding's sentence."""
     return (
         f"The training loader hands the same few images at every step: its first "
-        f"{BATCHES} batches hold {f['read']:.0f} images but only {f['distinct']:.0f} "
-        f"different ones, of a training set of {f['set_size']:.0f}. The model learns those "
+        f"{f.get('batches', EARLY):.0f} batches hold {f['read']:.0f} images but only "
+        f"{f['distinct']:.0f} different ones, of a training set of {f['set_size']:.0f}. The "
+        "model learns those "
         "and never sees the rest, so val accuracy stays where those take it. Check the "
         "dataset's `__getitem__` (an index ignored or wrapped, a cached batch), a sampler "
         "that draws the same indices, and a loader made anew at every step "

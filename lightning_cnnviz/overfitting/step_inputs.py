@@ -37,7 +37,12 @@ from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.selection import is_compiled, outside_compiled, unwrap_model
 from lightning_cnnviz.core.stored_form import seen_batch
-from lightning_cnnviz.overfitting.repeated_items import BATCHES, repeated_items, repeated_text
+from lightning_cnnviz.overfitting.repeated_items import (
+    BATCHES,
+    EARLY,
+    repeated_items,
+    repeated_text,
+)
 
 __all__ = ["StepInputs", "first_layer"]
 
@@ -142,7 +147,7 @@ class StepInputs:
             # images of one value (blank cells a set holds by design: hunt 35) say nothing
             keys.append([k for k in image_keys(images, plain=False) if k is not None])
             self._item_keys = keys
-            if len(keys) < BATCHES:
+            if len(keys) < EARLY or any(f.kind == "repeated_batches" for f in self._own_findings()):
                 return
             size = len(find_dataset(trainer, "train"))
         except Exception:  # no image tensor, no set of known length: nothing to count

@@ -61,7 +61,7 @@ def test_repeated_items_a_sampler_repeating_its_indices_is_told_at_the_third_ste
     assert list(found) == ["repeated_batches"]
     batches = found["repeated_batches"]
     assert (batches.severity, batches.step) == ("problem", 2)
-    assert batches.figures == {"distinct": 16.0, "read": 48.0, "set_size": 128.0}
+    assert batches.figures == {"distinct": 16.0, "read": 48.0, "set_size": 128.0, "batches": 3.0}
     assert "its first 3 batches hold 48 images but only 16 different ones" in batches.message
 
 
@@ -137,3 +137,37 @@ def test_repeated_items_quiet_for_rare_classes_oversampled_by_copies(tmp_path):
     trainer, _ = fit_monitor(tmp_path, model, loader, val, epochs=1)
     assert _kinds(trainer) == {}
     assert repeated_set(image_keys(x[::9, None, None]), 1000)  # as the probe alone reads it
+
+
+class CycledBatches(Sampler):
+    """A batch sampler handing the same ``k`` batches again and again."""
+
+    def __init__(self, k, n, size=16):
+        self.k, self.n, self.size = k, n, size
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter([list(range(b % self.k * self.size, (b % self.k + 1) * self.size))
+                     for b in range(self.n)])  # fmt: skip
+
+
+def test_repeated_items_a_batch_sampler_cycling_a_few_batches_is_told(tmp_path):
+    # hunt 36: a batch sampler handing the same 2 (or 4) batches at every step was told
+    # as overfitting, "stop at epoch 0"
+    model = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    loader = DataLoader(one_hot_set([64] * 4), batch_sampler=CycledBatches(2, 16))
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    trainer, _ = fit_monitor(tmp_path, model, loader, val, epochs=1)
+    batches = _kinds(trainer)["repeated_batches"]
+    assert (batches.step, batches.figures["distinct"], batches.figures["read"]) == (11, 32.0, 192.0)
+    assert "its first 12 batches hold 192 images but only 32 different ones" in batches.message
+
+
+def test_repeated_items_quiet_for_a_sampler_drawing_with_replacement(tmp_path):
+    # class-balancing draws repeat some items, and most of what is read differs
+    weights = torch.tensor([8.0] * 16 + [1.0] * 240)
+    sampler = torch.utils.data.WeightedRandomSampler(weights, 256, generator=torch.Generator())
+    trainer, _ = _fit(tmp_path, sampler=sampler, counts=64)
+    assert _kinds(trainer) == {}
