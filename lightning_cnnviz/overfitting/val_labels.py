@@ -29,6 +29,11 @@ Example::
     >>> longtail = torch.tensor([0] * 90 + [1] * 60 + [2] * 30 + [1] * 20)  # and no class 3
     >>> missing_val_classes(train, longtail)  # class 2 is rarer too: no one class renamed
     {}
+    >>> train = torch.arange(1000) % 6
+    >>> two = torch.tensor([0, 1, 2, 1, 4, 2] * 40)  # 3 written as 1, 5 as 2
+    >>> found = missing_val_classes(train, two)
+    >>> found["missing"], found["taken_for"], found["takers"]
+    ([3, 5], 1, [1, 2])
 """
 
 from __future__ import annotations
@@ -66,11 +71,18 @@ def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
     missing = [c for c in range(k) if counts[c] == 0 and due[c] >= DUE]
     if not missing:
         return {}
-    excess = counts - due
-    taken = int(excess.argmax())
-    if excess[taken] < 0.5 * float(max(due[c] for c in missing)):
-        return {}  # dropped, not renamed: a class only training has (a background class)
-    others = [c for c in range(k) if c not in missing and c != taken]
+    # each missing class's own taker, the most due first: the class most over its share,
+    # by at least half what was due, what it took away (hunt 36: three classes renamed;
+    # the second and third takers were read among the others, whose shares then differed)
+    excess, takers = counts - due, []
+    for c in sorted(missing, key=lambda c: -float(due[c])):
+        taker = int(excess.argmax())
+        if excess[taker] < 0.5 * float(due[c]):
+            return {}  # dropped, not renamed: a class only training has (a background class)
+        takers.append(taker)
+        excess[taker] -= due[c]
+    taken = takers[0]
+    others = [c for c in range(k) if c not in missing and c not in takers]
     even = torch.ones(len(others), dtype=torch.float64)
     if others and min(_apart(shares[others], counts[others]), _apart(even, counts[others])) > (
         OTHERS_ALIKE
@@ -81,6 +93,7 @@ def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
         "due": round(float(max(due[c] for c in missing)), 1),
         "val_labels": float(val.numel()),
         "taken_for": taken,
+        "takers": takers,
         "taken_share": round(float(shares[taken]), 4),
         "taken_val_share": round(float(counts[taken] / val.numel()), 4),
     }
@@ -100,6 +113,14 @@ def missing_val_text(f: dict[str, Any]) -> str:
         f"; class {f['taken_for']} has {f['taken_val_share']:.1%} of the val labels against "
         f"{f['taken_share']:.1%} of the training labels, as if they were written as it"
     )
+    takers = list(dict.fromkeys(f.get("takers", [f["taken_for"]])))
+    if len(takers) > 1:
+        named = ", ".join(str(c) for c in takers)
+        taken = (
+            f"; classes {named} hold more of the val labels than of the training labels "
+            f"(class {f['taken_for']}: {f['taken_val_share']:.1%} against "
+            f"{f['taken_share']:.1%}), as if they were written as them"
+        )
     return (
         f"The val labels lack a class the training labels hold: {which} absent from "
         f"{f['val_labels']:.0f} val labels where ~{f['due']:.0f} were due by the training "

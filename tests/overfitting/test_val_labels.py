@@ -5,7 +5,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.overfitting.val_labels import missing_val_classes
+from lightning_cnnviz.overfitting.val_labels import missing_val_classes, missing_val_text
 from tests.overfitting.runs import fit_monitor, one_hot_set
 from tests.overfitting.test_monitor_rules import Net
 
@@ -66,3 +66,16 @@ def test_val_labels_quiet_for_right_labels_and_a_shift_between_splits(tmp_path):
     twice = renamed.clone()
     twice[twice == 4] = 9
     assert missing_val_classes(torch.arange(2000) % 10, twice)["missing"] == [4, 7]
+
+
+def test_val_labels_three_classes_renamed_each_taken_for_its_own():
+    # hunt 36: val 7 -> 1, 4 -> 9, 3 -> 8: the second and third takers were read among
+    # the other classes, whose shares then differed, and the renames were excused
+    val = torch.arange(1000) % 10
+    for old, new in ((7, 1), (4, 9), (3, 8)):
+        val[val == old] = new
+    found = missing_val_classes(torch.arange(2000) % 10, val)
+    assert found["missing"] == [3, 4, 7] and sorted(found["takers"]) == [1, 8, 9]
+    text = missing_val_text(found)
+    assert "classes 3, 4, 7 are absent from 1000 val labels" in text
+    assert "hold more of the val labels than of the training labels" in text
