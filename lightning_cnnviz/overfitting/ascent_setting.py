@@ -34,7 +34,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["ascent_checks", "group_rates", "highest"]
+__all__ = ["ascent_checks", "group_rates", "highest", "maximize_check"]
+
+WORSE = 1.1  # val loss this many times its best so far: the climb did harm
+FELL = 0.05  # or val accuracy this far below its best
 
 
 def _rate(value: Any) -> float | None:
@@ -117,3 +120,45 @@ def ascent_checks(
         )
         found.append((text, {"lr": lr, "optimizer": name}))
     return found
+
+
+def maximize_check(
+    climbing: Sequence[str], losses: Sequence[tuple[float | None, float | None, float | None]]
+) -> tuple[str, dict[str, Any]] | None:
+    """``(message, figures)`` where optimisers set to ``maximize=True`` climb a positive loss.
+
+    ``climbing``: the optimisers with ``maximize=True`` on the model's layers
+    (``Settings.maximize``); ``losses``: ``(train loss, val loss, val accuracy)`` per
+    evaluation, the latest last. Told where the training loss is positive (not a negated
+    objective) and validation got worse since its best (``WORSE``, ``FELL``): held out
+    (hunt 36: ``maximize=True`` on the head's group only, val 53% -> 25%, told as dead
+    units "lower the learning rate"). Before that, a negated objective or an adversary's
+    layers may rightly climb.
+
+    Example::
+
+        >>> maximize_check(["AdamW"], [(2.1, 2.0, 0.5), (2.4, 2.6, 0.3)])[1]
+        {'optimizer': 'AdamW', 'val_loss_best': 2.0, 'val_loss': 2.6}
+        >>> maximize_check(["AdamW"], [(-2.1, 2.0, 0.5), (-2.4, 2.6, 0.3)]) is None
+        True
+    """
+    if not climbing or len(losses) < 2:
+        return None
+    train, val, acc = losses[-1]
+    before = [v for _, v, _ in losses[:-1] if v is not None]
+    accs = [a for _, _, a in losses[:-1] if a is not None]
+    if train is None or train <= 0 or val is None or not before:
+        return None
+    worse = val > WORSE * min(before) or (acc is not None and accs and acc < max(accs) - FELL)
+    if not worse:
+        return None
+    names = ", ".join(f"`{n}`" for n in dict.fromkeys(climbing))
+    text = (
+        f"{names} {'is' if len(climbing) == 1 else 'are'} set to `maximize=True` on the "
+        f"model's layers, and the training loss is positive ({train:.3g}): every update of "
+        "those layers climbs the loss instead of descending it (gradient ascent), and "
+        f"validation got worse with it (val loss {val:.3g}, its best {min(before):.3g}). "
+        "Drop `maximize=True` (it is for an objective to maximise, an adversary's "
+        "perturbation), or return the negated objective."
+    )
+    return text, {"optimizer": climbing[0], "val_loss_best": min(before), "val_loss": val}

@@ -293,7 +293,7 @@ class OverfittingMonitor(
                 if image is not None:
                     self.sink.image(self.tag(name), image, step)
             self._write_layout()
-        self._check_ascent(trainer)  # a schedule turning the rate negative mid-run
+        self._check_ascent(trainer, ev)  # a rate turned negative, a maximising optimiser
         self._diagnose(trainer, ev, pairs)
 
     def _write_layout(self) -> None:

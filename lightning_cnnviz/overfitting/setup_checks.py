@@ -24,7 +24,14 @@ from lightning_cnnviz.core.findings import Finding, record_check
 from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.core.probe import draw_probe, generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
-from lightning_cnnviz.overfitting.ascent_setting import ascent_checks, group_rates, highest
+from lightning_cnnviz.core.settings import read_settings
+from lightning_cnnviz.overfitting.ascent_setting import (
+    ascent_checks,
+    group_rates,
+    highest,
+    maximize_check,
+)
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.momentum_setting import momentum_checks
 from lightning_cnnviz.overfitting.plateau_mode import plateau_checks
 from lightning_cnnviz.overfitting.repeated_items import (
@@ -54,6 +61,7 @@ class SetupChecks:
     _tell_data: Callable[[Trainer, Finding], None]
     _check_val_data: Callable[[Trainer], None]
     _own_findings: Callable[[], list[Finding]]
+    detector: Any
     probe: Callable[..., Any]
     probe_label_key: Callable[[Any], Any]
 
@@ -127,10 +135,22 @@ class SetupChecks:
             finding = Finding(self.section, "repeated_items", 0, 0, repeated_set_text(found), found)
             self._tell_data(trainer, finding)
 
-    def _check_ascent(self, trainer: Trainer) -> None:
-        """An optimiser climbing the loss (``ascent_setting.py``): at setup, at evaluations."""
+    def _check_ascent(self, trainer: Trainer, ev: Evaluation | None = None) -> None:
+        """An optimiser climbing the loss (``ascent_setting.py``): at setup, at evaluations.
+
+        At an evaluation ``ev`` also an optimiser set to ``maximize=True`` on the model's
+        layers where the loss is positive and validation got worse (``maximize_check``).
+        """
         if any(f.kind == "gradient_ascent" for f in self._own_findings()):
             return
+        if ev is not None:
+            climbing = read_settings(trainer.optimizers, trainer.lightning_module).maximize
+            losses = [(e.train_loss, e.val_loss, e.val_acc) for e in [*self.detector.history, ev]]
+            if found := maximize_check(climbing, losses):
+                step, epoch = trainer.global_step, trainer.current_epoch
+                self._tell_data(trainer, Finding(self.section, "gradient_ascent", step, epoch,
+                                                 *found))  # fmt: skip
+                return
         # the highest rate each group has had: a warm-up from 0 (hunt 35) starts positive later
         started = highest(getattr(self, "_rates_start", {}), group_rates(trainer.optimizers))
         self._rates_start = started

@@ -16,9 +16,13 @@ from tests.overfitting.test_monitor_rules import Net
 class Climbing(Net):
     """A linear decay without a floor over ``total`` steps (``None``: none), or ``maximize``."""
 
-    def __init__(self, total=None, maximize=False) -> None:
+    def __init__(self, total=None, maximize=False, negated=False) -> None:
         super().__init__(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
-        self.total, self.maximize = total, maximize
+        self.total, self.maximize, self.negated = total, maximize, negated
+
+    def loss(self, logits, y):
+        loss = super().loss(logits, y)
+        return -loss if self.negated else loss
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, maximize=self.maximize)
@@ -98,7 +102,7 @@ def test_ascent_setting_a_rate_set_negative_by_hand_is_told_also_for_a_custom_op
 
 def test_ascent_setting_quiet_for_maximize_and_a_usual_run(tmp_path):
     # hunt 33: `maximize=True` on a negated loss learnt (94-96%): the flag is no ascent
-    trainer, _ = _fit(tmp_path / "max", Climbing(maximize=True))
+    trainer, _ = _fit(tmp_path / "max", Climbing(maximize=True, negated=True))
     assert not [f for f in findings_of(trainer) if f.kind == "gradient_ascent"]
     trainer, _ = _fit(tmp_path / "usual", Climbing(total=100))
     assert not [f for f in findings_of(trainer) if f.kind == "gradient_ascent"]
@@ -129,3 +133,14 @@ def test_ascent_setting_a_tensor_rate_and_a_warm_up_from_zero_are_read():
     started = highest(started, group_rates([sgd]))
     sgd.param_groups[0]["lr"] = -0.01
     assert len(ascent_checks([sgd], highest(started, group_rates([sgd])))) == 1
+
+
+def test_ascent_setting_maximize_on_a_positive_loss_is_told_where_validation_got_worse(tmp_path):
+    # hunt 36: `maximize=True` on the head's group only: val 53% -> 25%, told as dead
+    # units "lower the learning rate"
+    trainer, said = _fit(tmp_path, Climbing(maximize=True))
+    (found,) = [f for f in findings_of(trainer) if f.kind == "gradient_ascent"]
+    assert found.severity == "problem" and found.figures["optimizer"] == "Adam"
+    assert found.figures["val_loss"] > found.figures["val_loss_best"]
+    assert found.message.startswith("`Adam` is set to `maximize=True` on the model's layers")
+    assert len([m for m in said if m.startswith("`Adam` is set to `maximize=True`")]) == 1
