@@ -22,12 +22,22 @@ from __future__ import annotations
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import listed, times
 from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learning_remedies import raised
 from lightning_cnnviz.overfitting.returned_loss import loss_blind
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
 __all__ = ["headline"]
+
+
+SMALL_RATE = 1e-4  # a highest rate at most this, and nothing learnt: named as the cause
+
+
+def _highest_rate(now: Evaluation) -> float | None:
+    """The highest rate the run's schedule gives: a one-cycle's peak, else its start or now."""
+    rates = [r for r in (now.lr_peak, now.lr_initial, now.lr) if r is not None]
+    return max(rates) if rates else None
 
 
 def headline(v: Verdict) -> str:
@@ -111,6 +121,13 @@ def headline(v: Verdict) -> str:
             if now.lr == 0
             else f" The learning rate is {now.lr:.3g} now, {times(now.lr_initial / now.lr)} "
             f"below its start ({now.lr_initial:.3g})."
+        )
+    elif (top := _highest_rate(now)) is not None and 0 < top <= SMALL_RATE:
+        # hunt 36: OneCycleLR with `max_lr=1e-5` under Adam, 31-46% at the end, no cause
+        cycle = " (the one-cycle schedule's `max_lr`)" if now.lr_peak else ""
+        cut = (
+            f" The learning rate has been {top:.3g} at most{cycle}: a rate that small moves "
+            "the weights little in a run this long; try it 10x higher."
         )
     if f.get("climbing"):
         return (

@@ -602,3 +602,13 @@ def test_rules_val_accuracy_rules_need_a_val_set_that_carries_a_curve():
     assert first(memorisation.memorisation, falling) is not None
     tiny = [replace(e, val_images=3.0) for e in falling]
     assert first(memorisation.memorisation, tiny) is None
+
+
+def test_rules_not_learning_names_a_rate_small_all_run():
+    # hunt 36: OneCycleLR with `max_lr=1e-5` under Adam: "hardly moved", no cause named
+    rates = {"lr": 8e-6, "lr_initial": 4e-7, "lr_peak": 1e-5}
+    rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, **rates)) for i in range(3)]
+    text = headline(first(levels.not_learning, rows))
+    assert "The learning rate has been 1e-05 at most (the one-cycle schedule's `max_lr`)" in text
+    usual = [replace(e, lr=1e-3, lr_initial=1e-3, lr_peak=None) for e in rows]
+    assert "has been" not in headline(first(levels.not_learning, usual))
