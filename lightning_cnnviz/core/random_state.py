@@ -25,12 +25,14 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import enum
 import functools
 import itertools
 import random
 import types
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,8 +52,9 @@ __all__ = [
 _DEPTH = 4  # attribute levels searched below a dataset (a Subset's dataset's transform's rng)
 _WIDTH = 64  # entries of one list or dict searched (a file list holds no generator)
 GENERATORS = (random.Random, np.random.Generator, np.random.RandomState, torch.Generator)
-_LEAVES = (Tensor, np.ndarray, str, bytes, int, float, bool, type(None), types.ModuleType, type)
-_PLAIN = (int, float, bool, str, type(None))  # attribute values put back after a read
+_LEAVES = (Tensor, np.ndarray, str, bytes, int, float, bool, complex, type(None), np.generic,
+           types.ModuleType, type, torch.dtype, torch.device, types.CodeType, range, slice,
+           types.BuiltinFunctionType, enum.Enum)  # fmt: skip
 _SMALL = 4096  # tensors of at most this many entries are put back (running statistics)
 
 
@@ -73,48 +76,40 @@ def held_generators(*owners: Any) -> list[Any]:
 
 
 class _Held:
-    """What ``_held`` found: generators, slots to put back, and whether all can be."""
+    """What ``_held`` found: generators, what puts the rest back, and whether all can be."""
 
     def __init__(self) -> None:
         self.generators: list[Any] = []
-        self.slots: list[tuple[Any, Any, Any]] = []  # (container, key, value) to put back
-        self.tensors: list[tuple[Tensor, Tensor]] = []  # (a small tensor, its copy)
+        self.puts: list[Callable[[], None]] = []  # each puts one object's insides back
         self.opaque = False  # state it cannot put back (an iterator), or beyond its reach
 
     def put_back(self) -> None:
-        for container, key, value in self.slots:
-            if isinstance(container, types.CellType):
-                if container.cell_contents is not value:
-                    container.cell_contents = value
-            elif container[key] is not value:
-                container[key] = value
-        with torch.no_grad():
-            for tensor, copy in self.tensors:
-                if not torch.equal(tensor, copy):
-                    tensor.copy_(copy)
+        for put in self.puts:
+            put()
 
 
 def _held(owners: Sequence[Any]) -> _Held:
-    """The generators ``owners`` hold, and the plain values of the objects on the way.
+    """The generators ``owners`` hold, and what puts back the state on the way.
 
-    Plain values: an attribute, a dict or list entry, a closure's cell holding a number,
-    a string or ``None`` (a read counter that drives a curriculum), and small tensors
-    (running statistics updated in place). Looked for in attributes, lists, dicts,
-    closures, ``functools.partial``'s arguments and bound methods' objects (setups hunt
-    36: a collate's generator in a closure or a partial, a counter in a dict, running
-    statistics in tensors moved by the probes' reads). ``opaque``: an iterator on the way
-    (an ``itertools.count``), whose state cannot be put back, or objects past ``_DEPTH``.
+    Walked: attributes (``__dict__`` and slots, dataclasses too), lists, dicts, deques and
+    sets (their entries put back as they were, the first ``_WIDTH``), closures' cells,
+    ``functools.partial``'s arguments, bound methods' objects; small tensors and NumPy
+    arrays are put back by value, numbers and strings by the slot holding them (setups
+    hunts 36-37: a collate's generator in a closure, a partial, a dataclass with slots or
+    a bound method's object; a counter in a dict or as a NumPy integer; running
+    statistics in tensors or arrays; a deque of recent values: each moved by the probes'
+    reads, and training differed). ``opaque``: state it cannot put back on the way (an
+    iterator, a larger array, a longer container, an object of no known kind, anything
+    past ``_DEPTH``): a collate holding such is never called (``restorable``).
     """
     held = _Held()
     seen: set[int] = set()
 
     def visit(obj: Any, depth: int) -> None:
-        if isinstance(obj, Tensor) and obj.numel() <= _SMALL and not obj.requires_grad:
-            if id(obj) not in seen and not obj.is_inference():
-                seen.add(id(obj))
-                held.tensors.append((obj, obj.detach().clone()))
-            return
         if isinstance(obj, _LEAVES) or id(obj) in seen:
+            if isinstance(obj, Tensor | np.ndarray) and id(obj) not in seen:
+                seen.add(id(obj))
+                _array(obj)
             return
         if depth > _DEPTH:
             held.opaque = True
@@ -126,39 +121,112 @@ def _held(owners: Sequence[Any]) -> _Held:
         if hasattr(obj, "__next__"):  # an iterator, a generator, a counter: no state to read
             held.opaque = True
             return
-        entries: Any
-        if isinstance(obj, list):
-            held.slots.extend((obj, i, v) for i, v in enumerate(obj[:_WIDTH]) if _plain(v))
-            entries = obj
-        elif isinstance(obj, tuple | set | frozenset):
-            entries = obj
-        elif isinstance(obj, functools.partial):
-            entries = [obj.func, *obj.args, *obj.keywords.values()]
-        elif isinstance(obj, types.FunctionType):
-            cells = [c for c in obj.__closure__ or () if _filled(c)]
-            held.slots.extend((c, None, c.cell_contents) for c in cells if _plain(c.cell_contents))
-            entries = [c.cell_contents for c in cells]
-        elif callable(obj) and not hasattr(obj, "__dict__") and hasattr(obj, "__self__"):
-            entries = [obj.__self__]  # a bound method: what its object holds
-        elif isinstance(obj, Mapping):
-            if isinstance(obj, dict):
-                items = itertools.islice(obj.items(), _WIDTH)
-                held.slots.extend((obj, k, v) for k, v in items if _plain(v))
-            entries = obj.values()
-        else:
-            attrs = getattr(obj, "__dict__", {})
-            held.slots.extend((attrs, k, v) for k, v in attrs.items() if _plain(v))
-            entries = attrs.values()
-        for entry in itertools.islice(entries, _WIDTH):  # a million file names: the first few
+        for entry in itertools.islice(_entries(obj), _WIDTH):
             visit(entry, depth + 1)
+
+    def _array(x: Tensor | np.ndarray) -> None:
+        if isinstance(x, Tensor) and (x.requires_grad or x.is_inference()):
+            return  # a parameter: the optimiser's; an inference tensor: nobody writes it
+        if x.size == 0 if isinstance(x, np.ndarray) else x.numel() == 0:
+            return
+        if (x.size if isinstance(x, np.ndarray) else x.numel()) > _SMALL:
+            held.opaque = True  # a table, an image set: too large to copy at every read
+            return
+        copy = x.copy() if isinstance(x, np.ndarray) else x.detach().clone()
+        held.puts.append(functools.partial(_put_array, x, copy))
+
+    def _entries(obj: Any) -> Any:
+        if isinstance(obj, list | dict | collections.deque | set):
+            if len(obj) > _WIDTH:
+                held.opaque = True  # a file list: its first entries searched, none put back
+            else:
+                held.puts.append(_contents(obj))
+            return obj.values() if isinstance(obj, dict) else list(obj)
+        if isinstance(obj, tuple | frozenset):
+            return obj
+        if isinstance(obj, functools.partial):
+            return [obj.func, *obj.args, *obj.keywords.values()]
+        if isinstance(obj, types.MethodType):
+            return [obj.__self__, obj.__func__]
+        if isinstance(obj, types.FunctionType):
+            cells = [c for c in obj.__closure__ or () if _filled(c)]
+            held.puts.extend(_cell(c) for c in cells)
+            return [c.cell_contents for c in cells]
+        if isinstance(obj, Mapping):
+            return obj.values()
+        names = _attribute_names(obj)
+        if names is None:
+            held.opaque = True  # an object of no known kind: its state cannot be read
+            return []
+        held.puts.append(_attributes(obj, names))
+        return [getattr(obj, n) for n in names if hasattr(obj, n)]
 
     for owner in owners:
         visit(owner, 0)
     return held
 
 
-def _plain(value: Any) -> bool:
-    return isinstance(value, _PLAIN)
+def _put_array(x: Any, copy: Any) -> None:
+    if isinstance(x, np.ndarray):
+        if not np.array_equal(x, copy, equal_nan=x.dtype.kind in "fc"):
+            np.copyto(x, copy)
+    elif not torch.equal(x, copy):
+        with torch.no_grad():
+            x.copy_(copy)
+
+
+def _contents(value: Any) -> Callable[[], None]:
+    """What puts a list's, dict's, deque's or set's entries back (the same objects)."""
+    entries = list(value.items()) if isinstance(value, dict) else list(value)
+
+    def put() -> None:  # at most ``_WIDTH`` entries: put back each time
+        if isinstance(value, list):
+            value[:] = entries
+            return
+        value.clear()
+        if isinstance(value, collections.deque):
+            value.extend(entries)
+        else:
+            value.update(entries)
+
+    return put
+
+
+def _cell(cell: types.CellType) -> Callable[[], None]:
+    kept = cell.cell_contents
+
+    def put() -> None:
+        if cell.cell_contents is not kept:
+            cell.cell_contents = kept
+
+    return put
+
+
+def _attribute_names(obj: Any) -> list[str] | None:
+    """An object's attribute names: its ``__dict__``'s, or its slots' (``None``: neither)."""
+    if hasattr(obj, "__dict__") and isinstance(vars(obj), dict):
+        return list(vars(obj))
+    slots = [n for c in type(obj).__mro__ for n in getattr(c, "__slots__", ())]
+    slots = [slots] if isinstance(slots, str) else slots
+    return [n for n in slots if n not in ("__dict__", "__weakref__")] or None
+
+
+def _attributes(obj: Any, names: list[str]) -> Callable[[], None]:
+    """What puts ``obj``'s attributes back (the same objects; those added since removed)."""
+    kept = {n: getattr(obj, n) for n in names if hasattr(obj, n)}
+
+    def put() -> None:
+        if hasattr(obj, "__dict__") and isinstance(vars(obj), dict):
+            for name in [n for n in vars(obj) if n not in kept]:
+                delattr(obj, name)
+        for name, value in kept.items():
+            if getattr(obj, name, _GONE) is not value:
+                object.__setattr__(obj, name, value)  # frozen dataclasses too
+
+    return put
+
+
+_GONE = object()
 
 
 def _filled(cell: types.CellType) -> bool:

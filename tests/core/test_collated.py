@@ -1,5 +1,7 @@
 """Datasets seen as the model's layers get them: through a collate, stored channels last."""
 
+import collections
+import dataclasses
 import functools
 import gc
 import itertools
@@ -345,15 +347,54 @@ def _deep():
     return lambda batch: _flip_norm(batch, pipeline["a"][0]["b"][0]["c"])
 
 
+class Holder:
+    """A datamodule-like object whose method is the collate: its own generator, a counter."""
+
+    def __init__(self):
+        self.generator, self.calls = torch.Generator().manual_seed(1), np.int64(0)
+        self.recent = collections.deque([1.0], maxlen=4)
+
+    def collate(self, batch):
+        self.calls += 1
+        self.recent.append(float(self.calls))
+        return _flip_norm(batch, self.generator)
+
+
+class NumpyRunning:
+    """Running statistics in NumPy arrays, updated in place."""
+
+    def __init__(self):
+        self.mean = np.zeros(1)
+
+    def __call__(self, batch):
+        x, y = default_collate(batch)
+        self.mean *= 0.9
+        self.mean += 0.1 * float(x.mean())
+        return x - float(self.mean[0]), y
+
+
+@dataclasses.dataclass(slots=True)
+class Slotted:
+    """A dataclass with slots holding its generator."""
+
+    generator: torch.Generator
+
+    def __call__(self, batch):
+        return _flip_norm(batch, self.generator)
+
+
 @pytest.mark.parametrize(
     "make",
     [_closure, lambda: functools.partial(_flip_norm, generator=torch.Generator().manual_seed(1)),
-     DictCounter, RunningNorm, _counted, _deep],
-    ids=["closure", "partial", "dict", "tensors", "itertools.count", "deep"],
+     DictCounter, RunningNorm, _counted, _deep, lambda: Holder().collate, NumpyRunning,
+     lambda: Slotted(torch.Generator().manual_seed(1))],
+    ids=["closure", "partial", "dict", "tensors", "itertools.count", "deep", "bound_method",
+         "numpy", "slots"],
 )  # fmt: skip
 def test_collated_view_leaves_collate_state_anywhere_as_it_was(make):
     # setups hunt 36: a collate's generator in a closure, a partial or 6 levels deep, a
-    # counter in a dict or an `itertools.count`, running statistics in tensors: the
+    # counter in a dict or an `itertools.count`, running statistics in tensors; setups
+    # hunt 37: a bound method's object, NumPy statistics, a dataclass with slots: the
     # probes' reads moved them, and training with the monitors differed
     data = TensorDataset(torch.rand(8, 1, 4, 4), torch.arange(8))
     batch = [data[i] for i in range(4)]

@@ -157,22 +157,21 @@ def test_probe_target_says_what_items_carry_instead_of_a_class(target, words):
 def test_probe_labels_read_from_items_once_for_every_monitor():
     # setups hunt 19: GradCAM and Overfitting each read up to 2048 whole training items (a
     # decode and an augmentation each) to find their labels
-    class Counted(Dataset):
-        def __init__(self) -> None:
-            self.reads: list[int] = []  # a list: plain counters are put back after a read
+    reads: list[int] = []  # outside the dataset: what it holds is put back after a read
 
+    class Counted(Dataset):
         def __len__(self) -> int:
             return 50
 
         def __getitem__(self, i):
-            self.reads.append(i)
+            reads.append(i)
             return torch.zeros(1, 2, 2), i % 5
 
     data, order = Counted(), torch.randperm(50, generator=torch.Generator().manual_seed(0))
     first = labels_in_order(data, order, pool=30)
-    assert len(data.reads) == 30 and first[1].tolist() == [int(i) % 5 for i in order[:30]]
+    assert len(reads) == 30 and first[1].tolist() == [int(i) % 5 for i in order[:30]]
     again = labels_in_order(data, order, pool=40)  # another monitor, a larger pool
-    assert len(data.reads) == 40 and torch.equal(again[1][:30], first[1])
+    assert len(reads) == 40 and torch.equal(again[1][:30], first[1])
 
 
 def test_probe_items_with_an_ignored_label_are_left_out_of_a_balanced_probe(tmp_path):
