@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +55,8 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     """Parametrizations in eval mode inside; buffers, attributes and random streams kept.
 
     On leaving, every buffer and every attribute a module holds of its own (not torch's or
-    Lightning's) is as it was, and so are the global generators (``global_rng_kept``).
+    Lightning's) is as it was, and so are the global generators (``global_rng_kept``) and
+    the modules' hooks (``_hooks_as_now``).
     Re-entrant: a probe pass inside an event keeps nothing twice (the outer one restores).
     """
     if id(model) in _KEEPING:
@@ -66,6 +67,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     saved = _buffer_copies(model)
     large = _large_buffers(model)
     attributes = [attributes_as_now(m) for m in model.modules()]
+    hooks = _hooks_as_now(model)
     device = model_device(model)
     _KEEPING.add(id(model))
     try:
@@ -82,7 +84,30 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         _put_back_buffers(saved)
         for put in attributes:
             put()
+        hooks()
         _say_written(model, large)
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def _hooks_as_now(model: nn.Module) -> Callable[[], None]:
+    """What removes the hooks registered on ``model``'s modules since (the run's own kept).
+
+    A ``forward`` that registers a hook once (``if self.h is None: self.h =
+    head.register_full_backward_pre_hook(...)``) registers it again in every probe pass,
+    its attribute put back to ``None`` (setups hunt 37: three hooks where the run had one,
+    gradients scaled 0.1 cubed). The monitors remove their own hooks before this runs.
+    """
+    held = [(hooks, set(hooks)) for m in model.modules() for name in _HOOK_DICTS
+            if isinstance(hooks := getattr(m, name, None), dict)]  # fmt: skip
+
+    def put() -> None:
+        for hooks, keys in held:
+            for key in [k for k in hooks if k not in keys]:
+                del hooks[key]
+
+    return put
 
 
 @contextlib.contextmanager

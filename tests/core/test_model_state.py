@@ -195,3 +195,25 @@ def test_backward_hooks_aside_the_runs_hooks_never_see_a_probes_gradients(tmp_pa
         assert len(model.conv1._backward_hooks) == 1  # the run's own hook is back in place
         own.remove()
     assert counted[len(names)] == counted[0] and counted[0]["module"] == 4  # one per step
+
+
+def test_kept_state_removes_a_hook_a_probe_pass_made_forward_register_again():
+    # setups hunt 37: a `forward` registering a hook once (`self.h is None`) registered it
+    # in every probe pass, `self.h` put back to None: three hooks where the run had one
+    class Once(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head, self.h = nn.Linear(2, 2), None
+
+        def forward(self, x):
+            if self.h is None:
+                self.h = self.head.register_forward_hook(lambda m, a, out: out * 0.1)
+            return self.head(x)
+
+    net = Once()
+    kept = net.head.register_forward_pre_hook(lambda m, a: None)  # the run's own, kept
+    with kept_state(net):
+        net(torch.ones(1, 2))
+        assert len(net.head._forward_hooks) == 1
+    assert net.h is None and len(net.head._forward_hooks) == 0
+    assert list(net.head._forward_pre_hooks) == [kept.id]
