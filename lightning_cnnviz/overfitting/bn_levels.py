@@ -20,6 +20,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
+from torch import nn
+
 from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
@@ -139,8 +142,15 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     with the run's first, fastest moves yet, unless they still hold much of their initial
     values (``init_held``): a small momentum (or none), whose lag lasts (torchvision's MobileNetV3,
     momentum 0.01: eval mode at chance at steps 47, 94 and 141 while batch statistics
-    read 46-78%; running statistics recomputed on training data gave 76%).
+    read 46-78%; running statistics recomputed on training data gave 76%). Running
+    statistics holding NaN/Inf (``bn_nonfinite``) are told at once (hunt 36: NaN written
+    into a ``running_var``, val NaN from the next validation, told as a mismatch two
+    validations on, the NaN never named).
     """
+    if history and history[-1].bn_nonfinite:  # no waiting: eval mode reads NaN from now on
+        since = next(e for e in history if e.bn_nonfinite)
+        figures = {**_mismatch(history, 1).figures, "nonfinite": list(history[-1].bn_nonfinite)}
+        return Verdict("bn_mismatch", since, history[-1], None, figures)
     evs, streak = _trailing(history, parted)
     if streak >= patience and evs[-1].bn_gap_acc < CLOSING * evs[-2].bn_gap_acc:  # type: ignore[operator]
         return None  # closing fast: the running statistics catching up; one more evaluation
@@ -245,3 +255,26 @@ def _recurs(evs: Sequence[Evaluation], window: int = 3, strength: float = 2.0) -
         return 0
     earlier = [i for i, e in enumerate(evs[-window:-1]) if parted(e)]
     return len(evs[-window:]) - earlier[0] if earlier else 0
+
+
+def nonfinite_norms(model: nn.Module) -> tuple[str, ...]:
+    """The BatchNorm layers of ``model`` whose running statistics hold NaN/Inf (one host read).
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+        >>> net[1].running_var[0] = float("nan")
+        >>> nonfinite_norms(net)
+        ('1',)
+    """
+    norms = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_var is not None
+    ]
+    if not norms:
+        return ()
+    kept = [torch.isfinite(m.running_var).all() & torch.isfinite(m.running_mean).all()
+            for _, m in norms]  # fmt: skip
+    finite = torch.stack(kept).tolist()
+    return tuple(name for (name, _), ok in zip(norms, finite, strict=True) if not ok)

@@ -136,6 +136,15 @@ def _bn_mismatch(v: Verdict) -> str:
     f, now, since = v.figures, v.detected, v.since
     if v.severity == "note":
         return f"BatchNorm eval/train mismatch from {when(since)} closed at epoch {now.epoch}."
+    if f.get("nonfinite"):
+        layers = ", ".join(f"`{n}`" for n in f["nonfinite"])
+        return (
+            f"BatchNorm running statistics hold NaN/Inf since {when(since)} ({layers}): eval "
+            f"mode normalises with them, so every validation output is NaN (val probe "
+            f"accuracy {num(f['eval_acc'], True)} in eval mode vs "
+            f"{num(f['batch_stats_acc'], True)} with batch statistics), while training, on "
+            "batch statistics, goes on."
+        )
     return (
         f"BatchNorm running statistics do not match the batches since {when(since)}: val probe "
         f"accuracy {num(f['eval_acc'], True)} in eval mode vs {num(f['batch_stats_acc'], True)} "

@@ -24,7 +24,7 @@ from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.run_datasets import val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
-from lightning_cnnviz.overfitting import class_figures, class_gap, imbalance, passes
+from lightning_cnnviz.overfitting import bn_levels, class_figures, class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import (
     batch_norms,
     batch_stats_logits,
@@ -226,6 +226,7 @@ class Measures(LoggedReads):
         counted = {
             "train_acc_images": self._acc_images(trainer, found),
             "val_images": val_images(trainer),
+            "bn_nonfinite": bn_levels.nonfinite_norms(unwrap_model(pl_module)),
         }
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
                         run_share=share, **host, **dataclasses.asdict(settings),

@@ -235,6 +235,14 @@ def remedies(v: Verdict) -> list[str]:
             "or annotation error) teach the model that they are one class. Balancing the "
             "batches would not fix wrong labels.",
         )
+    if v.kind == "bn_mismatch" and v.figures.get("nonfinite"):
+        return [
+            "**Find what writes NaN/Inf into the running statistics**: a batch of NaN/Inf "
+            "inputs in a training step (`torch.isfinite(x).all()`), a checkpoint or "
+            "`load_state_dict` carrying them, a callback or hook writing the buffers; then "
+            "reset them (`module.reset_running_stats()`) and recompute them on training "
+            "batches.",
+        ]
     if v.kind == "bn_mismatch" and (m := v.detected.bn_momentum) is not None:
         # the run's own momentum: torchvision's MobileNet/EfficientNet use 0.01 (held out:
         # eval mode at 25% vs 90% with batch statistics; the same net at 0.1 was level)

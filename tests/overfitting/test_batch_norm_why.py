@@ -1,6 +1,7 @@
+import lightning as L
 from torch import nn
 
-from lightning_cnnviz.core.findings import checks_of
+from lightning_cnnviz.core.findings import checks_of, findings_of
 from tests.monitors import FrozenNorms, TinyCNN, fit, make_monitor
 
 
@@ -23,3 +24,25 @@ def test_batch_norm_why_frozen_and_untracked_layers(tmp_path):
         False,
         "its BatchNorm layers keep no running statistics (`track_running_stats=False`)",
     )
+
+
+class NaNStatisticsAt(L.Callback):
+    """NaN written into the first BatchNorm's running variance after ``step`` steps."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            pl_module.bn1.running_var[0] = float("nan")
+
+
+def test_batch_norm_why_running_statistics_holding_nan_are_told_at_once(tmp_path):
+    # hunt 36: NaN in a `running_var` from step 96: val NaN from the next validation,
+    # told two validations on as a mismatch, the NaN never named
+    monitor = make_monitor("OverfittingMonitor")
+    trainer, _, said = fit(tmp_path, [monitor, NaNStatisticsAt(2)], max_epochs=2)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "bn_mismatch"]
+    assert found.severity == "problem" and found.figures["nonfinite"] == ["bn1"]
+    assert found.message.startswith("BatchNorm running statistics hold NaN/Inf since")
+    assert any(m.startswith("BatchNorm running statistics hold NaN/Inf") for m in said)
