@@ -179,6 +179,19 @@ def divergence_cause(
             f"halve every {math.log(2) / now:.0f} steps, and what the model learnt decays "
             f"away. Try: {DECAY_REMEDIES}."
         )
+    if zeroed and hooked:
+        # hunt 36: a global hook scaling conv2's gradient x1000 made the optimiser itself
+        # jump its biases, told "rewritten outside the optimiser"
+        name, part, before, now = zeroed[0]
+        how = "collapsed" if part == "weights" else "jumped"
+        return (
+            f"The {part} of `{name}` {how} from norm {before:.3g} to {now:.3g} between two "
+            f"logs, and {_hook_words(hooked)}: where it returns a changed gradient (a "
+            "factor, a sign flip), the optimiser steps on that and writes such a jump "
+            "itself. Try: check what the hook returns (return `None`, or the gradient "
+            "unchanged, to leave it alone); if it changes nothing, find what writes that "
+            f"layer's {part} during training (a callback, a checkpoint loaded, a mask)."
+        )
     if zeroed:
         name, part, before, now = zeroed[0]
         how = "collapsed" if part == "weights" else "jumped"
@@ -270,21 +283,27 @@ def divergence_cause(
             "the batch instead of averaged), and the first updates from there overshoot. Try: "
             f"{INIT_REMEDIES}."
         )
-    named = [h for h in hooked if h != GLOBAL_HOOK]
-    which = (
-        f"the gradients of {listed(named)} pass through a hook (`register_hook` on a "
-        "parameter, or a backward hook on the module)"
-        if named
-        else "every module's gradients pass through a global backward hook "
-        "(`register_module_full_backward_pre_hook` or `register_module_full_backward_hook`)"
-    )
     hooks = (
-        f" Also: {which}; where it returns a changed gradient (a factor, a sign flip), the "
-        "optimiser steps on that, and the updates overshoot or climb by it."
+        f" Also: {_hook_words(hooked)}; where it returns a changed gradient (a factor, a "
+        "sign flip), the optimiser steps on that, and the updates overshoot or climb by it."
         if hooked
         else ""
     )
     return (
         "The updates are too large for this model and data: the optimiser overshoots. "
         f"Try: {REMEDIES}.{hooks}"
+    )
+
+
+def _hook_words(hooked: tuple[str, ...]) -> str:
+    """Which gradients pass through a hook, in words."""
+    named = [h for h in hooked if h != GLOBAL_HOOK]
+    if named:
+        return (
+            f"the gradients of {listed(named)} pass through a hook (`register_hook` on a "
+            "parameter, or a backward hook on the module)"
+        )
+    return (
+        "every module's gradients pass through a global backward hook "
+        "(`register_module_full_backward_pre_hook` or `register_module_full_backward_hook`)"
     )

@@ -1093,3 +1093,16 @@ def test_divergence_cause_names_gradient_hooks_where_nothing_else_explains_it():
     assert "Also: every module's gradients pass through a global backward hook" in everywhere
     raised = divergence_cause(None, (0.01, 1.0), hooked=("body.0",))  # another cause: its own
     assert raised.startswith("The learning rate rose") and "pass through a hook" not in raised
+
+
+def test_divergence_a_layer_jumped_under_a_gradient_hook_names_the_hook_first():
+    # hunt 36: a global hook scaling conv2's gradient x1000 made the optimiser jump its
+    # biases, told "something outside the optimiser rewrote them"
+    from lightning_cnnviz.activations.divergence_causes import divergence_cause
+
+    zeroed = (("conv2", "biases", 0.4, 800.0),)
+    text = divergence_cause(None, None, zeroed=zeroed, hooked=("*",))
+    assert text.startswith("The biases of `conv2` jumped from norm 0.4 to 800 between two logs")
+    assert "every module's gradients pass through a global backward hook" in text
+    assert "check what the hook returns" in text
+    assert "pass through" not in divergence_cause(None, None, zeroed=zeroed)
