@@ -179,25 +179,20 @@ def divergence_cause(
             f"halve every {math.log(2) / now:.0f} steps, and what the model learnt decays "
             f"away. Try: {DECAY_REMEDIES}."
         )
-    if zeroed and hooked:
-        # hunt 36: a global hook scaling conv2's gradient x1000 made the optimiser itself
-        # jump its biases, told "rewritten outside the optimiser"
-        name, part, before, now = zeroed[0]
-        how = "collapsed" if part == "weights" else "jumped"
-        return (
-            f"The {part} of `{name}` {how} from norm {before:.3g} to {now:.3g} between two "
-            f"logs, and {_hook_words(hooked)}: where it returns a changed gradient (a "
-            "factor, a sign flip), the optimiser steps on that and writes such a jump "
-            "itself. Try: check what the hook returns (return `None`, or the gradient "
-            "unchanged, to leave it alone); if it changes nothing, find what writes that "
-            f"layer's {part} during training (a callback, a checkpoint loaded, a mask)."
-        )
     if zeroed:
         name, part, before, now = zeroed[0]
         how = "collapsed" if part == "weights" else "jumped"
+        moved = f"The {part} of `{name}` {how} from norm {before:.3g} to {now:.3g} between two logs"
+        if hooked:  # hunt 36: a global hook x1000 made the optimiser jump conv2's biases
+            return (
+                f"{moved}, and {_hook_words(hooked)}: where it returns a changed gradient (a "
+                "factor, a sign flip), the optimiser steps on that and writes such a jump "
+                "itself. Try: check what the hook returns (return `None`, or the gradient "
+                "unchanged, to leave it alone); if it changes nothing, find what writes that "
+                f"layer's {part} during training (a callback, a checkpoint loaded, a mask)."
+            )
         return (
-            f"The {part} of `{name}` {how} from norm {before:.3g} to {now:.3g} between two "
-            f"logs: no update moves a whole layer's {part} that fast, so something outside "
+            f"{moved}: no update moves a whole layer's {part} that fast, so something outside "
             "the optimiser rewrote them (a callback or hook zeroing or re-initialising it, a "
             "checkpoint loaded without it, a pruning mask), and the units after it went "
             f"silent. Try: find what writes that layer's {part} during training."

@@ -36,7 +36,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.random_state import GENERATORS, generator_state, set_generator_state
+from lightning_cnnviz.core.random_state import (
+    GENERATORS,
+    contents_as_now,
+    generator_state,
+    set_generator_state,
+)
 
 __all__ = ["KEPT_NUMEL", "attributes_as_now", "attributes_kept"]
 
@@ -134,7 +139,7 @@ def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
 
         return put_tensor
     if isinstance(value, list | collections.deque | dict | set):
-        return _container(value)
+        return contents_as_now(value)
     if nested:
         return None
     if isinstance(value, types.SimpleNamespace):
@@ -154,23 +159,6 @@ def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
             put()
 
     return put_attrs
-
-
-def _container(value: Any) -> Callable[[], None]:
-    """What puts a list's, deque's, dict's or set's entries back (the same objects)."""
-    entries = list(value.items()) if isinstance(value, dict) else list(value)
-
-    def put() -> None:
-        if isinstance(value, list):
-            value[:] = entries
-            return
-        value.clear()
-        if isinstance(value, collections.deque):
-            value.extend(entries)
-        else:
-            value.update(entries)
-
-    return put
 
 
 @functools.cache

@@ -41,6 +41,7 @@ from torch import Tensor
 
 __all__ = [
     "GENERATORS",
+    "contents_as_now",
     "generator_state",
     "global_rng_kept",
     "held_generators",
@@ -140,7 +141,7 @@ def _held(owners: Sequence[Any]) -> _Held:
             if len(obj) > _WIDTH:
                 held.opaque = True  # a file list: its first entries searched, none put back
             else:
-                held.puts.append(_contents(obj))
+                held.puts.append(contents_as_now(obj))
             return obj.values() if isinstance(obj, dict) else list(obj)
         if isinstance(obj, tuple | frozenset):
             return obj
@@ -175,7 +176,7 @@ def _put_array(x: Any, copy: Any) -> None:
             x.copy_(copy)
 
 
-def _contents(value: Any) -> Callable[[], None]:
+def contents_as_now(value: Any) -> Callable[[], None]:
     """What puts a list's, dict's, deque's or set's entries back (the same objects)."""
     entries = list(value.items()) if isinstance(value, dict) else list(value)
 
