@@ -144,16 +144,19 @@ ROOT_CAUSES = {
 # (inputs divided by 255 twice: vanishing gradients at step 120, their cause at step 12)
 _INPUT_CAUSES = ("unnormalised_inputs",)
 # notes (inputs off scale are healthy under BatchNorm, a scaled loss under Adam), yet causes
-_NOTED_CAUSES = ("unnormalised_inputs", "scaled_loss", "clipped_gradients")
+_NOTED_CAUSES = ("unnormalised_inputs", "scaled_loss", "clipped_gradients", "repeated_items")
 # Problems that are no root cause in general, but one a later finding of a given kind
 # follows from: a model that diverged sits at chance, which is then no separate failure;
 # val curves read across splits that differ (half the val labels wrong: the val loss rose
 # as the model grew sure of the right labels) measure the split, not the fit
 _SPLITS = "the training and validation images differ in what decides the label"
+# a training loader reaching few of its set's items (a note: a subset may be on purpose)
+_FEW = "training reads few different images, the same ones every epoch"
 CONSEQUENCES = {
     "not_learning": {"divergence": "training diverged"},
-    "overfitting": {"generalisation_gap": _SPLITS},
-    "memorisation": {"generalisation_gap": _SPLITS},
+    "overfitting": {"generalisation_gap": _SPLITS, "repeated_items": _FEW},
+    "memorisation": {"generalisation_gap": _SPLITS, "repeated_items": _FEW},
+    "generalisation_gap": {"repeated_items": _FEW},
 }
 
 

@@ -183,9 +183,11 @@ def loader_reach(loader: Any, set_size: int, batches: float = float("inf")) -> d
     Counted where the loader reads the same items every epoch: a sampler holding its
     indices (``core.samplers.sampled_indices``: a ``SubsetRandomSampler``...), or a
     sequential one cut short after ``batches`` batches (``limit_train_batches``). Told
-    where it reaches ``1 / SET_REPEATS`` of the set or less. Held out (hunt 35): a
-    debugging ``SubsetRandomSampler(range(128))`` left on a 2,000-item set (val 81-84%
-    against 95%) was told as overfitting, "stop at epoch 15", two validations late.
+    where it reaches ``1 / SET_REPEATS`` of the set or less, as a note (a subset may be on
+    purpose: hunt 37, a split of one set by samplers, 20% for training) that the curves'
+    findings then name as their cause. Held out (hunt 35): a debugging
+    ``SubsetRandomSampler(range(128))`` left on a 2,000-item set (val 81-84% against 95%)
+    was told as overfitting, "stop at epoch 15", with no cause.
 
     Example::
 

@@ -185,7 +185,8 @@ class RunData:
 
     def _tell_data(self, trainer: Trainer, finding: Finding) -> None:
         report(trainer, finding)
-        say(f"{finding.message} See `{self.tag('diagnosis')}`.")
+        if finding.severity == "problem":  # notes go to the summary and the text only
+            say(f"{finding.message} See `{self.tag('diagnosis')}`.")
         self.sink.text(self.tag("diagnosis"), f"**{finding.message}**", trainer.global_step)
 
 

@@ -108,7 +108,7 @@ def compiled_entry(model: nn.Module) -> nn.Module | None:
     return next((m for m in outside_compiled(model).values() if hasattr(m, "_orig_mod")), None)
 
 
-TRAIN_READ = 32  # training batches of fewer images are not compared across epochs
+TRAIN_READ = 16  # training batches of fewer images are not compared across epochs
 
 
 class StepInputs:

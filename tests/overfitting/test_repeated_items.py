@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, SubsetRandomSampler
 
-from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.core.findings import earlier_cause, findings_of
 from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.overfitting.repeated_items import repeated_set
 from tests.overfitting.runs import ItemsMapped, fit_monitor, one_hot_set
@@ -96,11 +96,13 @@ def test_repeated_items_a_debugging_subset_sampler_is_told_before_the_first_step
     found = _kinds(trainer)
     assert list(found) == ["repeated_items"]
     item = found["repeated_items"]
-    assert (item.severity, item.step) == ("problem", 0)
+    # a note (a subset may be on purpose: hunt 37), named by the curves' findings
+    assert (item.severity, item.step) == ("note", 0)
     assert (item.figures["reach"], item.figures["set_size"]) == (32.0, 512.0)
     assert item.message.startswith("Training reads only 32 of the 512 items of its set (6%)")
     assert "its `SubsetRandomSampler` reaches no others" in item.message
-    assert len([m for m in said if m.startswith("Training reads only")]) == 1
+    assert not [m for m in said if m.startswith("Training reads only")]  # not warned
+    assert "training reads few different images" in earlier_cause(trainer, "overfitting")
 
 
 def test_repeated_items_an_unshuffled_loader_cut_short_is_told(tmp_path):
