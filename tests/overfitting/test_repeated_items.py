@@ -173,3 +173,15 @@ def test_repeated_items_quiet_for_a_sampler_drawing_with_replacement(tmp_path):
     sampler = torch.utils.data.WeightedRandomSampler(weights, 256, generator=torch.Generator())
     trainer, _ = _fit(tmp_path, sampler=sampler, counts=64)
     assert _kinds(trainer) == {}
+
+
+def test_repeated_items_reach_of_a_weighted_sampler_is_where_its_weight_lies():
+    # hunt 37: weights of 1e-7 on 90% of the items: about 200 digits ever read
+    from lightning_cnnviz.overfitting.repeated_items import loader_reach
+
+    def reach(weights):
+        sampler = torch.utils.data.WeightedRandomSampler(weights, len(weights))
+        return loader_reach(DataLoader(range(len(weights)), 64, sampler=sampler), len(weights))
+
+    assert reach(torch.cat([torch.ones(200), torch.full((1800,), 1e-7)]))["reach"] == 200.0
+    assert reach(torch.cat([torch.full((20,), 90.0), torch.ones(1980)])) == {}  # balancing
