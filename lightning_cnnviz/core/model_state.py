@@ -41,8 +41,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from lightning_cnnviz.core.attribute_state import KEPT_NUMEL, attributes_as_now
+from lightning_cnnviz.core.generators import global_rng_kept
 from lightning_cnnviz.core.inputs import model_device
-from lightning_cnnviz.core.random_state import global_rng_kept
 from lightning_cnnviz.core.say import say
 
 __all__ = ["KEPT_NUMEL", "backward_hooks_aside", "buffers_rewound", "kept_state", "weight_param"]

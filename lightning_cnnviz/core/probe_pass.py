@@ -31,9 +31,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.core.generators import global_rng_kept
 from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.model_state import backward_hooks_aside, kept_state
-from lightning_cnnviz.core.random_state import global_rng_kept
 from lightning_cnnviz.core.stored_form import stored_batch
 
 __all__ = [

@@ -30,7 +30,6 @@ import contextlib
 import enum
 import functools
 import itertools
-import random
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -39,20 +38,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "GENERATORS",
-    "contents_as_now",
-    "generator_state",
-    "global_rng_kept",
-    "held_generators",
-    "restorable",
-    "rng_untouched",
-    "set_generator_state",
-]
+from lightning_cnnviz.core.generators import (
+    GENERATORS,
+    generator_state,
+    global_rng_kept,
+    set_generator_state,
+)
+
+__all__ = ["contents_as_now", "held_generators", "restorable", "rng_untouched"]
 
 _DEPTH = 4  # attribute levels searched below a dataset (a Subset's dataset's transform's rng)
 _WIDTH = 64  # entries of one list or dict searched (a file list holds no generator)
-GENERATORS = (random.Random, np.random.Generator, np.random.RandomState, torch.Generator)
 _LEAVES = (Tensor, np.ndarray, str, bytes, int, float, bool, complex, type(None), np.generic,
            types.ModuleType, type, torch.dtype, torch.device, types.CodeType, range, slice,
            types.BuiltinFunctionType, enum.Enum)  # fmt: skip
@@ -248,49 +244,6 @@ def restorable(*owners: Any) -> bool:
         (True, False)
     """
     return not _held(owners).opaque
-
-
-def generator_state(generator: Any) -> Any:
-    """The state of one of ``GENERATORS`` (Python's, NumPy's or torch's)."""
-    if isinstance(generator, random.Random):
-        return generator.getstate()
-    if isinstance(generator, np.random.Generator):
-        return generator.bit_generator.state
-    return generator.get_state()  # RandomState, torch.Generator
-
-
-def set_generator_state(generator: Any, state: Any) -> None:
-    """Put ``generator_state``'s ``state`` back into ``generator``."""
-    if isinstance(generator, random.Random):
-        generator.setstate(state)
-    elif isinstance(generator, np.random.Generator):
-        generator.bit_generator.state = state
-    else:
-        generator.set_state(state)
-
-
-@contextlib.contextmanager
-def global_rng_kept(devices: Sequence[Any] = ()) -> Iterator[None]:
-    """Leave the global generators as they were: torch's (CPU, CUDA ``devices``), Python's, NumPy's.
-
-    A ``forward`` may draw from any of them, in eval mode too (``np.random.rand`` in a
-    noise layer): a probe pass that moved one would shift the run's later draws.
-
-    Example::
-
-        >>> before = np.random.get_state()[1][:3].tolist()
-        >>> with global_rng_kept():
-        ...     _ = np.random.rand(), random.random(), torch.rand(1)
-        >>> np.random.get_state()[1][:3].tolist() == before
-        True
-    """
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=list(devices)):
-            yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
 
 
 @contextlib.contextmanager
