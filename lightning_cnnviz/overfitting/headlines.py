@@ -210,7 +210,8 @@ def _unstable_training(v: Verdict) -> str:
         f"Training unstable: the training loss has climbed back {num(f['rise'], True)} "
         f"since {when(since)} ({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
         f"{num(f['train_loss'])}{fell}) at a learning rate no higher ({num(f['lr'])}): "
-        "the updates have grown too large for where the model now is (or a part of the "
+        "the updates have grown too large for where the model now is (or the training "
+        "batches changed from then on: labels noisier, images otherwise; or a part of the "
         "loss works against the task: a gradient-reversal layer, an adversarial term), and "
         f"undo what it learnt (val accuracy {_val_fall(f)})." + momentum_text(f.get("momentum"))
     )
