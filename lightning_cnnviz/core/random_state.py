@@ -173,15 +173,41 @@ def _put_array(x: Any, copy: Any) -> None:
 
 
 def contents_as_now(value: Any) -> Callable[[], None]:
-    """What puts a list's, dict's, deque's or set's entries back (the same objects)."""
+    """What puts a list's, dict's, deque's or set's entries back (the same objects).
+
+    Only where they changed, and a dict's by item (``Counter.update`` would count the
+    pairs: setups hunt 38, a label counter corrupted at every put-back).
+
+    Example::
+
+        >>> counts = collections.Counter({"a": 2})
+        >>> put = contents_as_now(counts)
+        >>> counts["b"] += 1
+        >>> put()
+        >>> counts
+        Counter({'a': 2})
+    """
     entries = list(value.items()) if isinstance(value, dict) else list(value)
 
-    def put() -> None:  # at most ``_WIDTH`` entries: put back each time
+    def unchanged() -> bool:
+        now = list(value.items()) if isinstance(value, dict) else list(value)
+        if len(now) != len(entries):
+            return False
+        if isinstance(value, dict):
+            return all(a is c and b is d for (a, b), (c, d) in zip(now, entries, strict=True))
+        return all(a is b for a, b in zip(now, entries, strict=True))
+
+    def put() -> None:
+        if unchanged():
+            return
         if isinstance(value, list):
             value[:] = entries
             return
         value.clear()
-        if isinstance(value, collections.deque):
+        if isinstance(value, dict):
+            for key, item in entries:
+                value[key] = item
+        elif isinstance(value, collections.deque):
             value.extend(entries)
         else:
             value.update(entries)
