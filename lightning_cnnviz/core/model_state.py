@@ -88,24 +88,41 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         _say_written(model, large)
 
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_forward_hooks_with_kwargs", "_forward_hooks_always_called")  # fmt: skip
+_TENSOR_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks", "_global_forward_hooks_with_kwargs",
+                 "_global_forward_hooks_always_called")  # fmt: skip
 
 
 def _hooks_as_now(model: nn.Module) -> Callable[[], None]:
-    """What removes the hooks registered on ``model``'s modules since (the run's own kept).
+    """What removes the hooks registered since on ``model``'s modules, parameters or globally.
 
     A ``forward`` that registers a hook once (``if self.h is None: self.h =
     head.register_full_backward_pre_hook(...)``) registers it again in every probe pass,
     its attribute put back to ``None`` (setups hunt 37: three hooks where the run had one,
-    gradients scaled 0.1 cubed). The monitors remove their own hooks before this runs.
+    gradients scaled 0.1 cubed; setups hunt 38: the same with a parameter's hook or a
+    global one). The monitors remove their own hooks before this runs.
     """
-    held = [(hooks, set(hooks)) for m in model.modules() for name in _HOOK_DICTS
-            if isinstance(hooks := getattr(m, name, None), dict)]  # fmt: skip
+    from torch.nn.modules import module as torch_module
+
+    dicts = [getattr(m, name, None) for m in model.modules() for name in _HOOK_DICTS]
+    dicts += [getattr(torch_module, name, None) for name in _GLOBAL_HOOKS]
+    held = [(hooks, set(hooks)) for hooks in dicts if isinstance(hooks, dict)]
+    # a parameter's hook dict is None until its first hook
+    tensors = [
+        (p, name, getattr(p, name, None)) for p in model.parameters() for name in _TENSOR_HOOKS
+    ]
+    held += [(hooks, set(hooks)) for _, _, hooks in tensors if isinstance(hooks, dict)]
 
     def put() -> None:
         for hooks, keys in held:
             for key in [k for k in hooks if k not in keys]:
                 del hooks[key]
+        for p, name, hooks in tensors:
+            if hooks is None and getattr(p, name, None):
+                setattr(p, name, None)  # every hook on it came since
 
     return put
 

@@ -217,3 +217,16 @@ def test_kept_state_removes_a_hook_a_probe_pass_made_forward_register_again():
         assert len(net.head._forward_hooks) == 1
     assert net.h is None and len(net.head._forward_hooks) == 0
     assert list(net.head._forward_pre_hooks) == [kept.id]
+
+
+def test_kept_state_removes_parameter_and_global_hooks_a_probe_pass_registered():
+    # setups hunt 38: `forward` registering `head.weight.register_hook(...)` or a global
+    # forward hook once: four hooks after the fit, outliving it
+    net = nn.Linear(2, 1)
+    calls = []
+    with kept_state(net):
+        net.weight.register_hook(lambda g: calls.append("param"))
+        nn.modules.module.register_module_forward_hook(lambda m, a, o: calls.append("global"))
+    net(torch.ones(1, 2, requires_grad=True)).sum().backward()
+    assert calls == [] and net.weight.grad is not None
+    assert len(nn.modules.module._global_forward_hooks) == 0
