@@ -34,6 +34,8 @@ Example::
     >>> found = missing_val_classes(train, two)
     >>> found["missing"], found["taken_for"], found["takers"]
     ([3, 5], 1, [1, 2])
+    >>> missing_val_classes(train, torch.arange(240) % 4)  # 4, 5 left out: all rise alike
+    {}
 """
 
 from __future__ import annotations
@@ -71,23 +73,13 @@ def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
     missing = [c for c in range(k) if counts[c] == 0 and due[c] >= DUE]
     if not missing:
         return {}
-    # each missing class's own taker, the most due first: the class most over its share,
-    # by at least half what was due, what it took away (hunt 36: three classes renamed;
-    # the second and third takers were read among the others, whose shares then differed)
-    excess, takers = counts - due, []
-    for c in sorted(missing, key=lambda c: -float(due[c])):
-        taker = int(excess.argmax())
-        if excess[taker] < 0.5 * float(due[c]):
-            return {}  # dropped, not renamed: a class only training has (a background class)
-        takers.append(taker)
-        excess[taker] -= due[c]
+    # the val split's own shares, where it is drawn balanced beside a long-tailed training
+    # set (hunt 35), are even: the rename is read against either
+    even = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    takers = _takers(counts, shares, missing) or _takers(counts, even, missing)
+    if takers is None:
+        return {}
     taken = takers[0]
-    others = [c for c in range(k) if c not in missing and c not in takers]
-    even = torch.ones(len(others), dtype=torch.float64)
-    if others and min(_apart(shares[others], counts[others]), _apart(even, counts[others])) > (
-        OTHERS_ALIKE
-    ):
-        return {}  # the val shares differ throughout, from training's and from even
     return {
         "missing": missing,
         "due": round(float(max(due[c] for c in missing)), 1),
@@ -97,6 +89,33 @@ def missing_val_classes(train: Tensor, val: Tensor) -> dict[str, Any]:
         "taken_share": round(float(shares[taken]), 4),
         "taken_val_share": round(float(counts[taken] / val.numel()), 4),
     }
+
+
+def _takers(counts: Tensor, reference: Tensor, missing: list[int]) -> list[int] | None:
+    """Each missing class's taker where ``counts`` read as a rename against ``reference``.
+
+    Each missing class, the most due first, is taken for the class most over its share by
+    at least half what was due, less what an earlier one took (hunt 36: three classes
+    renamed). Their surplus must stand out: classes left out of val raise every other class
+    alike (hunt 38: a val set of classes 0-5 only, rightly labelled, was told). The other
+    classes keep ``reference``'s shares (within ``OTHERS_ALIKE``). ``None``: no rename.
+    """
+    due = reference * counts.sum()
+    excess, takers = counts - due, []
+    for c in sorted(missing, key=lambda c: -float(due[c])):
+        taker = int(excess.argmax())
+        if excess[taker] < 0.5 * float(due[c]):
+            return None  # dropped, not renamed: a class only training has (a background class)
+        takers.append(taker)
+        excess[taker] -= due[c]
+    others = [c for c in range(len(counts)) if c not in missing and c not in takers]
+    rise = max((float(counts[c] - due[c]) for c in others), default=0.0)
+    least = min(float(counts[t] - due[t]) for t in takers)
+    if least < rise + 0.5 * float(min(due[c] for c in missing)):
+        return None
+    if others and _apart(reference[others], counts[others]) > OTHERS_ALIKE:
+        return None  # the val shares differ throughout from the reference's
+    return takers
 
 
 def _apart(train_shares: Tensor, val_counts: Tensor) -> float:

@@ -79,3 +79,13 @@ def test_val_labels_three_classes_renamed_each_taken_for_its_own():
     text = missing_val_text(found)
     assert "classes 3, 4, 7 are absent from 1000 val labels" in text
     assert "hold more of the val labels than of the training labels" in text
+
+
+def test_val_labels_quiet_for_a_val_set_that_leaves_classes_out():
+    # hunt 38: a val set of classes 0-5 only, rightly labelled: every other class rose
+    # alike, and each was read as a missing class's new name
+    train = torch.arange(2000) % 10
+    assert missing_val_classes(train, torch.arange(900) % 6) == {}
+    one = torch.arange(1000) % 10
+    one[one == 7] = 1
+    assert missing_val_classes(train, one)["takers"] == [1]
