@@ -29,7 +29,8 @@ from lightning_cnnviz.core.outputs import (
 )
 from lightning_cnnviz.core.probe import Probe, draw_probe, generator_for, probe_from_indices
 from lightning_cnnviz.core.probe_pass import probe_mode
-from lightning_cnnviz.core.run_datasets import find_dataset
+from lightning_cnnviz.core.random_state import restorable
+from lightning_cnnviz.core.run_datasets import find_dataset, split_collate
 from lightning_cnnviz.core.selection import unwrap_model
 
 __all__ = ["UNSET", "ProbeReader", "scores_misfit"]
@@ -225,6 +226,16 @@ class ProbeReader(InputForm):
         """The fixed probe of ``split``, drawn on first use with the monitor's own generator."""
         if split not in self._probes:
             dataset = find_dataset(trainer, split)
+            collate = split_collate(trainer, split)
+            if collate is not None and not restorable(collate):  # setups hunt 38: unsaid
+                self.say_once_per_run(
+                    f"collate_unread/{split}",
+                    f"the {split} loader's `collate_fn` is never called by the monitors: it "
+                    "holds state they could not put back after a call (an iterator, a large "
+                    "array, or more than they search), so the probes show the dataset's items "
+                    "as stored, not as the collate hands them to the model; a normalisation "
+                    "belongs in the dataset's transform or `on_after_batch_transfer`",
+                )
             label_key = self.probe_label_key(dataset)
             indices = self._probe_indices.get(split)
             if indices:

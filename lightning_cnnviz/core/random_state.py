@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dis
 import enum
 import functools
 import itertools
@@ -47,12 +48,13 @@ from lightning_cnnviz.core.generators import (
 
 __all__ = ["contents_as_now", "held_generators", "restorable", "rng_untouched"]
 
-_DEPTH = 4  # attribute levels searched below a dataset (a Subset's dataset's transform's rng)
+_DEPTH = 6  # attribute levels searched (a collate's dict of pipelines' transforms' values)
 _WIDTH = 64  # entries of one list or dict searched (a file list holds no generator)
 _LEAVES = (Tensor, np.ndarray, str, bytes, int, float, bool, complex, type(None), np.generic,
            types.ModuleType, type, torch.dtype, torch.device, types.CodeType, range, slice,
            types.BuiltinFunctionType, enum.Enum)  # fmt: skip
-_SMALL = 4096  # tensors of at most this many entries are put back (running statistics)
+_SMALL = 1 << 16  # tensors and arrays of at most this many entries are put back (statistics)
+_PLAIN = (int, float, bool, str, bytes, type(None), np.generic)
 
 
 def held_generators(*owners: Any) -> list[Any]:
@@ -95,9 +97,13 @@ def _held(owners: Sequence[Any]) -> _Held:
     hunts 36-37: a collate's generator in a closure, a partial, a dataclass with slots or
     a bound method's object; a counter in a dict or as a NumPy integer; running
     statistics in tensors or arrays; a deque of recent values: each moved by the probes'
-    reads, and training differed). ``opaque``: state it cannot put back on the way (an
-    iterator, a larger array, a longer container, an object of no known kind, anything
-    past ``_DEPTH``): a collate holding such is never called (``restorable``).
+    reads, and training differed; setups hunt 38: defaults, a function's own attributes, a
+    class's counter). A larger tensor or array is taken for data nobody writes. Not
+    searched: a Lightning object's ``trainer``, ``nn.Module``'s own bookkeeping (its
+    submodules' and buffers' are). ``opaque``: state it cannot put back on the way (an
+    iterator, a longer container, an object of no known kind, a function assigning a
+    module global, more than ``_OBJECTS`` objects or ``_DEPTH`` levels): a collate holding
+    such is never called (``restorable``).
     """
     held = _Held()
     seen: set[int] = set()
@@ -108,7 +114,7 @@ def _held(owners: Sequence[Any]) -> _Held:
                 seen.add(id(obj))
                 _array(obj)
             return
-        if depth > _DEPTH:
+        if depth > _DEPTH or len(seen) > _OBJECTS:
             held.opaque = True
             return
         seen.add(id(obj))
@@ -127,8 +133,7 @@ def _held(owners: Sequence[Any]) -> _Held:
         if x.size == 0 if isinstance(x, np.ndarray) else x.numel() == 0:
             return
         if (x.size if isinstance(x, np.ndarray) else x.numel()) > _SMALL:
-            held.opaque = True  # a table, an image set: too large to copy at every read
-            return
+            return  # a table, an image set: taken for data nobody writes (not copied each read)
         copy = x.copy() if isinstance(x, np.ndarray) else x.detach().clone()
         held.puts.append(functools.partial(_put_array, x, copy))
 
@@ -146,21 +151,63 @@ def _held(owners: Sequence[Any]) -> _Held:
         if isinstance(obj, types.MethodType):
             return [obj.__self__, obj.__func__]
         if isinstance(obj, types.FunctionType):
+            if _writes_globals(obj.__code__):  # a module's counter: out of reach
+                held.opaque = True
             cells = [c for c in obj.__closure__ or () if _filled(c)]
             held.puts.extend(_cell(c) for c in cells)
-            return [c.cell_contents for c in cells]
+            held.puts.append(_attributes(obj, list(vars(obj))))  # `collate.calls += 1`
+            defaults = [*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()]
+            return [c.cell_contents for c in cells] + defaults + list(vars(obj).values())
         if isinstance(obj, Mapping):
             return obj.values()
         names = _attribute_names(obj)
         if names is None:
             held.opaque = True  # an object of no known kind: its state cannot be read
             return []
+        names = [n for n in names if n not in _AWAY]
+        if isinstance(obj, torch.nn.Module):  # its own attributes, submodules and buffers
+            names = [n for n in names if n not in _module_attributes()]
+            inside = [*obj._modules.values(), *obj._buffers.values()]
+        else:
+            inside = []
+            held.puts.append(_class_values(type(obj)))  # `type(self).calls += 1`
         held.puts.append(_attributes(obj, names))
-        return [getattr(obj, n) for n in names if hasattr(obj, n)]
+        return [getattr(obj, n) for n in names if hasattr(obj, n)] + inside
 
     for owner in owners:
         visit(owner, 0)
     return held
+
+
+_OBJECTS = 4096  # objects searched at most: more is state past the search's reach
+_AWAY = frozenset({"trainer", "_trainer"})  # Lightning's objects' way back to the trainer
+
+
+@functools.cache
+def _module_attributes() -> frozenset[str]:
+    """The attributes ``nn.Module`` keeps for itself (its parameters, hooks, flags)."""
+    return frozenset(vars(torch.nn.Module()))
+
+
+def _writes_globals(code: types.CodeType) -> bool:
+    """Whether ``code`` (or a function inside it) assigns a module global."""
+    if any(op.opname in ("STORE_GLOBAL", "DELETE_GLOBAL") for op in dis.get_instructions(code)):
+        return True
+    return any(_writes_globals(c) for c in code.co_consts if isinstance(c, types.CodeType))
+
+
+def _class_values(cls: type) -> Callable[[], None]:
+    """What puts back a user class's own plain values (a counter kept on the class)."""
+    if cls.__module__.split(".")[0] in ("builtins", "torch", "numpy", "lightning"):
+        return lambda: None
+    kept = {n: v for n, v in vars(cls).items() if isinstance(v, _PLAIN) and not n.startswith("__")}
+
+    def put() -> None:
+        for name, value in kept.items():
+            if vars(cls).get(name, _GONE) is not value:
+                setattr(cls, name, value)
+
+    return put
 
 
 def _put_array(x: Any, copy: Any) -> None:
@@ -235,12 +282,18 @@ def _attribute_names(obj: Any) -> list[str] | None:
 
 
 def _attributes(obj: Any, names: list[str]) -> Callable[[], None]:
-    """What puts ``obj``'s attributes back (the same objects; those added since removed)."""
+    """What puts ``obj``'s attributes ``names`` back (the same objects; those added since removed).
+
+    Attributes not in ``names`` but there now (torch's bookkeeping, a ``trainer``) are
+    left as they are.
+    """
     kept = {n: getattr(obj, n) for n in names if hasattr(obj, n)}
+    own = vars(obj) if isinstance(getattr(obj, "__dict__", None), dict) else None
+    present = set(own) if own is not None else set()
 
     def put() -> None:
-        if hasattr(obj, "__dict__") and isinstance(vars(obj), dict):
-            for name in [n for n in vars(obj) if n not in kept]:
+        if own is not None:
+            for name in [n for n in own if n not in present]:
                 delattr(obj, name)
         for name, value in kept.items():
             if getattr(obj, name, _GONE) is not value:

@@ -41,6 +41,7 @@ __all__ = [
     "find_dataset",
     "has_val_data",
     "items_known",
+    "split_collate",
     "train_batch_size",
     "val_images",
 ]
@@ -143,15 +144,24 @@ def collate_unread(trainer: Any, split: str) -> bool:
     One that draws at random (``collated.collated_view`` leaves it to the loader): what it
     does to the images (a normalisation with noise added) is not in the probes.
     """
+    loader = _split_loader(trainer, split)
+    if split_collate(trainer, split) is None:
+        return False
+    return not isinstance(_dataset_of(loader), Collated)
+
+
+def split_collate(trainer: Any, split: str) -> Any:
+    """``split``'s loader's own ``collate_fn`` (``None``: the default, or no batching loader)."""
+    loader = _split_loader(trainer, split)
+    if not isinstance(loader, DataLoader) or loader.batch_size is None:
+        return None
+    collate = loader.collate_fn
+    return None if collate is None or collate is default_collate else collate
+
+
+def _split_loader(trainer: Any, split: str) -> Any:
     loaders = _val_loaders(trainer) if split == "val" else trainer.train_dataloader
-    if isinstance(loaders, list | tuple) and loaders:
-        loaders = loaders[0]
-    if not isinstance(loaders, DataLoader):
-        return False
-    collate = loaders.collate_fn
-    if collate is None or collate is default_collate or loaders.batch_size is None:
-        return False
-    return not isinstance(_dataset_of(loaders), Collated)
+    return loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
 
 
 def items_known(trainer: Any, split: str) -> bool:

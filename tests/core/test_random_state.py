@@ -5,7 +5,7 @@ import collections
 import torch
 
 from lightning_cnnviz.core.attribute_state import attributes_kept
-from lightning_cnnviz.core.random_state import rng_untouched
+from lightning_cnnviz.core.random_state import restorable, rng_untouched
 
 
 class Counting:
@@ -29,3 +29,63 @@ def test_random_state_a_counter_is_put_back_as_it_was():
     with attributes_kept(data):
         data.seen[9] += 4
     assert data.seen == collections.Counter({3: 2, 5: 1})
+
+
+_CALLS = 0
+
+
+def _global_counting(batch):
+    global _CALLS
+    _CALLS += 1
+    return batch
+
+
+def _defaults(batch, seen={"calls": 0}, generator=torch.Generator().manual_seed(0)):  # noqa: B006, B008
+    seen["calls"] += 1
+    return torch.rand(1, generator=generator)
+
+
+class ClassCounted:
+    calls = 0
+
+    def __call__(self, batch):
+        type(self).calls += 1
+        return batch
+
+
+def test_random_state_puts_back_defaults_function_and_class_attributes():
+    # setups hunt 38: a default generator or dict, `collate.calls`, a class counter: moved
+    # by the probes' reads; a module global cannot be put back: never called
+    state = _defaults.__defaults__[1].get_state()
+    with rng_untouched(_defaults):
+        _defaults(None)
+    assert _defaults.__defaults__[0] == {"calls": 0}
+    assert torch.equal(_defaults.__defaults__[1].get_state(), state)
+
+    def counted(batch):
+        counted.calls = getattr(counted, "calls", 0) + 1
+
+    with rng_untouched(counted):
+        counted(None)
+    assert not hasattr(counted, "calls")
+    collate = ClassCounted()
+    with rng_untouched(collate):
+        collate(None)
+    assert ClassCounted.calls == 0
+    assert restorable(_defaults, counted, collate) and not restorable(_global_counting)
+
+
+def test_random_state_leaves_a_modules_and_a_datamodules_own_bookkeeping():
+    # setups hunt 38: the put-back deleted `nn.Module`'s `_parameters` and a datamodule's
+    # `trainer` (not searched, so taken for added): two monitors failed, the fit aborted
+    import lightning as L
+    from torchvision.transforms import v2
+
+    pipeline = v2.Compose([v2.Normalize([0.5], [0.25])])
+    data = L.LightningDataModule()
+    data.pipeline = pipeline
+    with rng_untouched(data.pipeline, data):
+        data.extra = 1
+    assert hasattr(pipeline, "_parameters") and hasattr(data, "trainer")
+    assert not hasattr(data, "extra")
+    assert restorable(data, pipeline)
