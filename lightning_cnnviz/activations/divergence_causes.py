@@ -238,7 +238,7 @@ def divergence_cause(
             "or Inf among them, a checkpoint reloaded; the data, augmentation or loss switched "
             f"per epoch). Try: look at what the code does when epoch {epoch_start} begins (the "
             "model's `state_dict` before and after: `torch.isfinite` on each weight); then "
-            f"{DATA_REMEDIES}."
+            f"{DATA_REMEDIES}." + _hooked_too(hooked)
         )
     if sudden is not None:
         at, before = sudden
@@ -247,7 +247,7 @@ def divergence_cause(
             "one step: one step from a learnt model to NaN/Inf or a huge loss points at one "
             "batch or one operation (a NaN/Inf or a wildly scaled value in an input or label, "
             "log(0) or a division by zero in the loss), not at updates that grew too large. "
-            f"Try: {SUDDEN_REMEDIES}."
+            f"Try: {SUDDEN_REMEDIES}." + _hooked_too(hooked)
         )
     if stepped is not None:
         at, before, then, now = stepped
@@ -301,4 +301,18 @@ def _hook_words(hooked: tuple[str, ...]) -> str:
     return (
         "every module's gradients pass through a global backward hook "
         "(`register_module_full_backward_pre_hook` or `register_module_full_backward_hook`)"
+    )
+
+
+def _hooked_too(hooked: tuple[str, ...]) -> str:
+    """A sentence naming gradient hooks beside a one-step blow-up ("" where none).
+
+    Hunt 38: a gradient hook returning NaN, registered by a callback mid-run, was told as
+    "one batch or one operation" with the hook unnamed.
+    """
+    if not hooked:
+        return ""
+    return (
+        f" Also: {_hook_words(hooked)}; a hook returning NaN/Inf or a changed gradient "
+        "does this in one step too."
     )

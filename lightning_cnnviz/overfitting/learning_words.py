@@ -31,13 +31,25 @@ from lightning_cnnviz.overfitting.words import num, when
 __all__ = ["headline"]
 
 
-SMALL_RATE = 1e-4  # a highest rate at most this, and nothing learnt: named as the cause
+SMALL_RATE = 1e-4  # Adam and its kin: a highest rate at most this, nothing learnt: the cause
+SMALL_STEP = 1e-3  # SGD and its kin: the rate over (1 - momentum), the step it takes
 
 
-def _highest_rate(now: Evaluation) -> float | None:
-    """The highest rate the run's schedule gives: a one-cycle's peak, else its start or now."""
+def _small_rate(now: Evaluation) -> float | None:
+    """The run's highest rate where it is small for its optimiser, else None.
+
+    The highest: a one-cycle schedule's peak, else its start or now.
+    Adam and its kin (an ``eps``) normalise their steps: at most ``SMALL_RATE``. SGD's
+    step is its rate times the gradient, over ``1 - momentum`` with momentum: at most
+    ``SMALL_STEP`` (hunt 38: plain SGD at 3e-4, told at chance with no cause).
+    """
     rates = [r for r in (now.lr_peak, now.lr_initial, now.lr) if r is not None]
-    return max(rates) if rates else None
+    top = max(rates) if rates else None
+    if top is None or top <= 0:
+        return None
+    if now.eps is not None:
+        return top if top <= SMALL_RATE else None
+    return top if top / (1 - min(now.momentum or 0.0, 0.999)) <= SMALL_STEP else None
 
 
 def headline(v: Verdict) -> str:
@@ -122,7 +134,7 @@ def headline(v: Verdict) -> str:
             else f" The learning rate is {now.lr:.3g} now, {times(now.lr_initial / now.lr)} "
             f"below its start ({now.lr_initial:.3g})."
         )
-    elif (top := _highest_rate(now)) is not None and 0 < top <= SMALL_RATE:
+    elif (top := _small_rate(now)) is not None:
         # hunt 36: OneCycleLR with `max_lr=1e-5` under Adam, 31-46% at the end, no cause
         cycle = " (the one-cycle schedule's `max_lr`)" if now.lr_peak else ""
         cut = (

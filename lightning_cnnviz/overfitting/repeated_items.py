@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 EARLY = 3  # training batches read for a loader handing one batch again and again
-BATCHES = 12  # ... for one cycling a few batches (within one pass over the set)
+BATCHES = 16  # ... for one cycling a few batches (within one pass over the set)
 AGAIN = 0.9  # a batch holding this share of an earlier one's images is that batch again
 SPAN = 4  # the set must be this many batches long: a one-batch set repeats by design
 SET_REPEATS = 4  # a set of this many items per different image repeats its images
@@ -219,7 +219,7 @@ def loader_reach(loader: Any, set_size: int, batches: float = float("inf")) -> d
     return {"reach": float(reach), "set_size": float(set_size), "by": by}
 
 
-MASS = 0.999  # the share of a weighted sampler's draws its reach holds
+MASS = 0.99  # the share of a weighted sampler's draws its reach holds
 
 
 def _weighted_reach(sampler: WeightedRandomSampler) -> list[int] | None:

@@ -606,9 +606,15 @@ def test_rules_val_accuracy_rules_need_a_val_set_that_carries_a_curve():
 
 def test_rules_not_learning_names_a_rate_small_all_run():
     # hunt 36: OneCycleLR with `max_lr=1e-5` under Adam: "hardly moved", no cause named
-    rates = {"lr": 8e-6, "lr_initial": 4e-7, "lr_peak": 1e-5}
+    rates = {"lr": 8e-6, "lr_initial": 4e-7, "lr_peak": 1e-5, "eps": 1e-8}  # Adam's
     rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, **rates)) for i in range(3)]
     text = headline(first(levels.not_learning, rows))
     assert "The learning rate has been 1e-05 at most (the one-cycle schedule's `max_lr`)" in text
     usual = [replace(e, lr=1e-3, lr_initial=1e-3, lr_peak=None) for e in rows]
     assert "has been" not in headline(first(levels.not_learning, usual))
+    # hunt 38: plain SGD at 3e-4 (a step of 3e-4 x the gradient); with momentum 0.9 it
+    # steps 10x that, and 0.01 with it is no small rate
+    sgd = [replace(e, lr=3e-4, lr_initial=3e-4, lr_peak=None, eps=None) for e in rows]
+    assert "has been 0.0003 at most" in headline(first(levels.not_learning, sgd))
+    fast = [replace(e, lr=0.01, lr_initial=0.01, momentum=0.9) for e in sgd]
+    assert "has been" not in headline(first(levels.not_learning, fast))
