@@ -163,8 +163,8 @@ def test_repeated_items_a_batch_sampler_cycling_a_few_batches_is_told(tmp_path):
     val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
     trainer, _ = fit_monitor(tmp_path, model, loader, val, epochs=1)
     batches = _kinds(trainer)["repeated_batches"]
-    assert (batches.step, batches.figures["distinct"], batches.figures["read"]) == (11, 32.0, 192.0)
-    assert "its first 12 batches hold 192 images but only 32 different ones" in batches.message
+    assert (batches.step, batches.figures["distinct"], batches.figures["read"]) == (15, 32.0, 256.0)
+    assert "its first 16 batches hold 256 images but only 32 different ones" in batches.message
 
 
 def test_repeated_items_quiet_for_a_sampler_drawing_with_replacement(tmp_path):
@@ -183,5 +183,8 @@ def test_repeated_items_reach_of_a_weighted_sampler_is_where_its_weight_lies():
         sampler = torch.utils.data.WeightedRandomSampler(weights, len(weights))
         return loader_reach(DataLoader(range(len(weights)), 64, sampler=sampler), len(weights))
 
-    assert reach(torch.cat([torch.ones(200), torch.full((1800,), 1e-7)]))["reach"] == 200.0
+    # the items holding 99% of the draws
+    for light in (1e-7, 1e-3):  # hunt 38: 1e-3 on the rest still draws 99% from 200
+        found = reach(torch.cat([torch.ones(200), torch.full((1800,), light)]))
+        assert 190 <= found["reach"] <= 200
     assert reach(torch.cat([torch.full((20,), 90.0), torch.ones(1980)])) == {}  # balancing
