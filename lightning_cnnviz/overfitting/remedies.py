@@ -135,20 +135,13 @@ def remedies(v: Verdict) -> list[str]:
         '**Raise the learning rate**: it i'
     """
     generic = list(REMEDIES[v.kind])
-    if v.kind == "inputs_differ" and v.figures.get("moved"):
+    if v.kind == "inputs_differ" and (v.figures.get("moved") or v.figures.get("moved_train")):
+        split, also = ("val", "") if v.figures.get("moved") else ("training", ", a curriculum step")
         return [
-            "**Find what changes the val data mid-run**: a callback or hook that sets the "
-            "val dataset's transform, a `setup` that runs again "
-            "(`reload_dataloaders_every_n_epochs`), a val set swapped; look at a val batch "
-            "before and after the change.",
-            *generic[:1],
-        ]
-    if v.kind == "inputs_differ" and v.figures.get("moved_train"):
-        return [
-            "**Find what changes the training data mid-run**: a callback or hook that sets "
-            "the training dataset's transform or swaps the set, a `setup` that runs again "
-            "(`reload_dataloaders_every_n_epochs`), a curriculum step; look at a training "
-            "batch before and after the change.",
+            f"**Find what changes the {split} data mid-run**: a callback or hook that sets "
+            f"the {split} dataset's transform or swaps the set, a `setup` that runs again "
+            f"(`reload_dataloaders_every_n_epochs`){also}; look at a {split} batch before "
+            "and after the change.",
             *generic[:1],
         ]
     if v.kind == "inputs_differ" and v.figures.get("as_loaded"):

@@ -215,48 +215,42 @@ class RawFrom(L.Callback):
         self.data.raw = trainer.current_epoch >= self.epoch
 
 
-def test_split_inputs_a_val_pipeline_changed_mid_run_is_told_at_the_next_validation(tmp_path):
-    # hunt 29: val digits served unnormalised from epoch 3: the probes (read at the first
-    # evaluation) saw nothing; the val loss tripled unsaid, or was told as BatchNorm
+def _switched_fit(tmp_path, split):
+    """Two-class pictures, normalised; ``split``'s served raw from epoch 2 on."""
     torch.manual_seed(0)
     y = torch.arange(128) % 2
     x, val_x = pictures(), pictures(seed=1)
     x[y == 1, 1] += 0.5
     val_x[y == 1, 1] += 0.5
     mean, std = x.mean((0, 2, 3))[:, None, None], x.std((0, 2, 3))[:, None, None]
-    val = Switchable(val_x, y, mean, std)
+    data = {"train": Switchable(x, y, mean, std), "val": Switchable(val_x, y, mean, std)}
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
-    train = DataLoader(Switchable(x, y, mean, std), batch_size=32, shuffle=True)
-    trainer, _ = fit_monitor(tmp_path, Net(net, lr=0.01), train, DataLoader(val, 32),
-                                epochs=4, callbacks=[RawFrom(val, 2)])  # fmt: skip
+    train, val = DataLoader(data["train"], 32, shuffle=True), DataLoader(data["val"], 32)
+    trainer, _ = fit_monitor(tmp_path, Net(net, lr=0.01), train, val, epochs=4,
+                             callbacks=[RawFrom(data[split], 2)])  # fmt: skip
     (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
+    return trainer, finding, text
+
+
+def test_split_inputs_a_val_pipeline_changed_mid_run_is_told_at_the_next_validation(tmp_path):
+    # hunt 29: val digits served unnormalised from epoch 3: the probes (read at the first
+    # evaluation) saw nothing; the val loss tripled unsaid, or was told as BatchNorm
+    _, finding, text = _switched_fit(tmp_path, "val")
     assert (finding.severity, finding.step, finding.epoch) == ("problem", 12, 2)
     assert finding.figures["moved"] and finding.figures["since_step"] == 12
     assert finding.message.startswith("The validation images changed since epoch 2 (step 12)")
-    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
     assert "Find what changes the val data mid-run" in text
 
 
 def test_split_inputs_a_training_pipeline_changed_mid_run_is_told_where_val_got_worse(tmp_path):
     # hunt 35: training digits inverted from epoch 3 (val not): told at 150 as "updates
     # too large", the validation at 128 (val 93.8% -> 88.5%) passed unsaid
-    torch.manual_seed(0)
-    y = torch.arange(128) % 2
-    x, val_x = pictures(), pictures(seed=1)
-    x[y == 1, 1] += 0.5
-    val_x[y == 1, 1] += 0.5
-    mean, std = x.mean((0, 2, 3))[:, None, None], x.std((0, 2, 3))[:, None, None]
-    train = Switchable(x, y, mean, std)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
-    val = DataLoader(Switchable(val_x, y, mean, std), 32)
-    trainer, _ = fit_monitor(tmp_path, Net(net, lr=0.01), DataLoader(train, 32, shuffle=True),
-                                val, epochs=4, callbacks=[RawFrom(train, 2)])  # fmt: skip
-    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    trainer, finding, text = _switched_fit(tmp_path, "train")
     assert (finding.severity, finding.epoch) == ("problem", 2)
     assert finding.figures["moved_train"] and finding.figures["scale_ratio"] > 2
     assert finding.message.startswith("The training images changed since epoch 2")
     assert not [f for f in findings_of(trainer) if f.kind == "unstable_training"]
-    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
     assert "Find what changes the training data mid-run" in text
 
 
