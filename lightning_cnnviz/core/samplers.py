@@ -31,7 +31,7 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-__all__ = ["loader_sampler", "sampled_indices", "sampler_known"]
+__all__ = ["MASS", "loader_sampler", "sampled_indices", "sampler_known", "weighted_reach"]
 
 
 def loader_sampler(loader: Any) -> Any:
@@ -117,3 +117,26 @@ def sampled_indices(sampler: Any, size: int) -> list[int] | None:
     if len(indices) != len(held) or not all(0 <= i < size for i in indices):
         return None
     return indices
+
+
+MASS = 0.99  # the share of a weighted sampler's draws its reach holds
+
+
+def weighted_reach(sampler: WeightedRandomSampler) -> list[int] | None:
+    """The items holding ``MASS`` of a weighted sampler's draws (``None``: not read).
+
+    Weights near 0 on most items leave them undrawn as surely as 0 (hunt 37: 1e-7 on 90%
+    of a set, about 200 digits ever read).
+
+    Example::
+
+        >>> w = torch.cat([torch.ones(10), torch.full((90,), 1e-7)])
+        >>> len(weighted_reach(WeightedRandomSampler(w, 100)))
+        10
+    """
+    weights = torch.as_tensor(sampler.weights, dtype=torch.float64).flatten()
+    if weights.numel() == 0 or not bool((weights >= 0).all()) or float(weights.sum()) <= 0:
+        return None
+    order = weights.argsort(descending=True)
+    held = weights[order].cumsum(0) / weights.sum()
+    return order[: int(torch.searchsorted(held, MASS)) + 1].tolist()

@@ -27,11 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch.utils.data import BatchSampler, SequentialSampler, WeightedRandomSampler
 
 from lightning_cnnviz.core.image_keys import ImageKey
-from lightning_cnnviz.core.samplers import loader_sampler, sampled_indices
+from lightning_cnnviz.core.samplers import loader_sampler, sampled_indices, weighted_reach
 
 __all__ = [
     "BATCHES",
@@ -204,7 +203,7 @@ def loader_reach(loader: Any, set_size: int, batches: float = float("inf")) -> d
     sampler = loader_sampler(loader)
     indices = sampled_indices(sampler, set_size)
     if indices is None and isinstance(sampler, WeightedRandomSampler):
-        indices = _weighted_reach(sampler)  # hunt 37: 90% of the items weighted 1e-7
+        indices = weighted_reach(sampler)  # hunt 37: 90% of the items weighted 1e-7
     if indices is not None:
         reach, by = len(set(indices)), f"its `{type(sampler).__name__}` reaches no others"
     elif isinstance(batching, BatchSampler) and isinstance(sampler, SequentialSampler):
@@ -217,19 +216,6 @@ def loader_reach(loader: Any, set_size: int, batches: float = float("inf")) -> d
     if reach * SET_REPEATS > set_size or reach == 0:
         return {}
     return {"reach": float(reach), "set_size": float(set_size), "by": by}
-
-
-MASS = 0.99  # the share of a weighted sampler's draws its reach holds
-
-
-def _weighted_reach(sampler: WeightedRandomSampler) -> list[int] | None:
-    """The items holding ``MASS`` of a weighted sampler's weight (``None``: not read)."""
-    weights = torch.as_tensor(sampler.weights, dtype=torch.float64).flatten()
-    if weights.numel() == 0 or not bool((weights >= 0).all()) or float(weights.sum()) <= 0:
-        return None
-    order = weights.argsort(descending=True)
-    held = weights[order].cumsum(0) / weights.sum()
-    return order[: int(torch.searchsorted(held, MASS)) + 1].tolist()
 
 
 def reach_text(f: dict[str, Any]) -> str:

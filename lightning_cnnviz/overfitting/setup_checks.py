@@ -120,7 +120,8 @@ class SetupChecks:
             images = self.probe(trainer, "train").images
         except Exception:  # no probe of its own: nothing to count
             return
-        if not repeated_set(image_keys(images, plain=False), size):
+        keys, labels = image_keys(images, plain=False), None
+        if not repeated_set(keys, size):
             return
         # confirmed on more items read at random, their classes' repeats compared
         try:
@@ -131,7 +132,6 @@ class SetupChecks:
             )  # fmt: skip
         except Exception:  # items it cannot read together: the probe's reading stands
             drawn = None
-        keys, labels = image_keys(images, plain=False), None
         if drawn is not None:
             keys = image_keys(drawn.images, plain=False)
             labels = drawn.labels.tolist() if drawn.labels is not None else None
