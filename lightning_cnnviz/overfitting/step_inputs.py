@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
+from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.capture import tap_forward
 from lightning_cnnviz.core.findings import Finding
@@ -32,14 +33,17 @@ from lightning_cnnviz.core.input_shift import (
     step_input,
     step_shift,
 )
-from lightning_cnnviz.core.items import split_sample
+from lightning_cnnviz.core.items import integer_dtype, parts, split_sample
 from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
+from lightning_cnnviz.core.samplers import sampler_known
 from lightning_cnnviz.core.selection import is_compiled, outside_compiled, unwrap_model
 from lightning_cnnviz.core.stored_form import seen_batch
 from lightning_cnnviz.overfitting.repeated_items import (
     BATCHES,
     EARLY,
+    drawn_reach,
+    reach_text,
     repeated_items,
     repeated_text,
 )
@@ -108,6 +112,20 @@ def compiled_entry(model: nn.Module) -> nn.Module | None:
     return next((m for m in outside_compiled(model).values() if hasattr(m, "_orig_mod")), None)
 
 
+def _labels(targets: Any, n: int) -> list[int | None]:
+    """A batch's ``n`` class labels (``None`` each where its targets hold no class indices)."""
+    if isinstance(targets, Tensor) and targets.shape == (n,) and integer_dtype(targets):
+        return [int(y) for y in targets.tolist()]
+    return [None] * n
+
+
+def _items_known(trainer: Trainer, size: int) -> bool:
+    """Whether the items the training loader reads are known (``sampler_known``)."""
+    loader = trainer.train_dataloader
+    loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
+    return not isinstance(loader, DataLoader) or sampler_known(loader, size)
+
+
 TRAIN_READ = 16  # training batches of fewer images are not compared across epochs
 
 
@@ -134,9 +152,14 @@ class StepInputs:
         self._steps, self._step_why = {}, ""
         self._reads = {"train": {}, "val": {}}
         self._item_keys: list[list[ImageKey | None]] = []
+        self._item_labels: list[int | None] = []  # the keys' classes, flattened
 
     def _read_items(self, trainer: Trainer, batch: Any) -> None:
-        """The first training batches' images as keys: a loader repeating them is told."""
+        """The first training batches' images as keys: a loader repeating them is told.
+
+        So is one drawing them from few of its set's items (``drawn_reach``, a note as
+        ``loader_reach``'s), once ``BATCHES`` are read.
+        """
         keys = getattr(self, "_item_keys", [])
         if len(keys) >= BATCHES or self.disabled or trainer.overfit_batches:
             return
@@ -144,21 +167,32 @@ class StepInputs:
             images = split_sample(batch)[0]
             if not isinstance(images, Tensor) or images.dim() < 2:
                 return
+            labels = _labels(parts(batch)[1], len(images))
+            read = zip(image_keys(images, plain=False), labels, strict=True)
             # images of one value (blank cells a set holds by design: hunt 35) say nothing
-            keys.append([k for k in image_keys(images, plain=False) if k is not None])
+            known = [(key, label) for key, label in read if key is not None]
+            keys.append([key for key, _ in known])
+            self._item_labels = getattr(self, "_item_labels", []) + [y for _, y in known]
             self._item_keys = keys
-            if len(keys) < EARLY or any(f.kind == "repeated_batches" for f in self._own_findings()):
-                return
+            told = {f.kind for f in self._own_findings()}
+            if len(keys) < EARLY or told & {"repeated_batches", "repeated_items"}:
+                return  # told, or the set itself repeats its images: that explains the batches
             size = len(find_dataset(trainer, "train"))
         except Exception:  # no image tensor, no set of known length: nothing to count
             return
-        if any(f.kind == "repeated_items" for f in self._own_findings()):
-            return  # the set itself repeats its images: that explains the batches
+        step, epoch = trainer.global_step, trainer.current_epoch
         if found := repeated_items(keys, max(len(k) for k in keys), size):
-            step, epoch = trainer.global_step, trainer.current_epoch
             text = repeated_text(found)
             self._tell_data(trainer, Finding(self.section, "repeated_batches", step, epoch,
                                              text, found))  # fmt: skip
+        elif len(keys) == BATCHES and not _items_known(trainer, size):
+            # a sampler of one's own (a set holding copies of its images, read by torch's
+            # samplers, repeats by design: hunt 37, five copies of 2,000 digits)
+            labels = self._item_labels if None not in self._item_labels else None
+            if found := drawn_reach(keys, labels, size):
+                text = reach_text(found)
+                self._tell_data(trainer, Finding(self.section, "repeated_items", step, epoch,
+                                                 text, found, severity="note"))  # fmt: skip
 
     def _tap_batch(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, split: str

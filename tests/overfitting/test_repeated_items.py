@@ -167,6 +167,41 @@ def test_repeated_items_a_batch_sampler_cycling_a_few_batches_is_told(tmp_path):
     assert "its first 16 batches hold 256 images but only 32 different ones" in batches.message
 
 
+class PoolBatches:
+    """A batch sampler of one's own: random batches from the first ``pool`` indices only."""
+
+    def __init__(self, pool, n, size=16):
+        self.pool, self.n, self.size = pool, n, size
+        self.generator = torch.Generator().manual_seed(0)
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        for _ in range(self.n):
+            yield torch.randint(0, self.pool, (self.size,), generator=self.generator).tolist()
+
+
+def test_repeated_items_a_batch_sampler_drawing_from_a_pool_is_a_note(tmp_path):
+    # hunt 38: random batches from the first 300 of 2,000 indices (val 89-91% against
+    # 95%) were never told: no sampler holds the indices, and no batch repeats another
+    model = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    data = one_hot_set([128] * 4)
+    loader = DataLoader(data, batch_sampler=PoolBatches(48, 32))
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    trainer, _ = fit_monitor(tmp_path, model, loader, val, epochs=1)
+    reach = _kinds(trainer)["repeated_items"]
+    assert (reach.severity, reach.step) == ("note", 15)
+    assert 36 <= reach.figures["reach"] <= 60 and reach.figures["set_size"] == 512.0
+    assert reach.message.startswith("Training reads only about ")
+    assert "its first 16 batches drew 256 images holding" in reach.message
+    # the same draws from the whole set are quiet
+    model = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    loader = DataLoader(data, batch_sampler=PoolBatches(512, 32))
+    trainer, _ = fit_monitor(tmp_path / "whole", model, loader, val, epochs=1)
+    assert _kinds(trainer) == {}
+
+
 def test_repeated_items_quiet_for_a_sampler_drawing_with_replacement(tmp_path):
     # class-balancing draws repeat some items, and most of what is read differs
     weights = torch.tensor([8.0] * 16 + [1.0] * 240)
