@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.generators import GENERATORS, generator_state, set_generator_state
-from lightning_cnnviz.core.random_state import contents_as_now
+from lightning_cnnviz.core.put_back import contents_as_now
 
 __all__ = ["KEPT_NUMEL", "attributes_as_now", "attributes_kept"]
 

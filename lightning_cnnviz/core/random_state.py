@@ -45,8 +45,17 @@ from lightning_cnnviz.core.generators import (
     global_rng_kept,
     set_generator_state,
 )
+from lightning_cnnviz.core.put_back import (
+    array_as_now,
+    attribute_names,
+    attributes_as_now,
+    cell_as_now,
+    class_values_as_now,
+    contents_as_now,
+    filled,
+)
 
-__all__ = ["contents_as_now", "held_generators", "restorable", "rng_untouched"]
+__all__ = ["held_generators", "restorable", "rng_untouched"]
 
 _DEPTH = 6  # attribute levels searched (a collate's dict of pipelines' transforms' values)
 _WIDTH = 64  # entries of one list or dict searched (a file list holds no generator)
@@ -54,7 +63,6 @@ _LEAVES = (Tensor, np.ndarray, str, bytes, int, float, bool, complex, type(None)
            types.ModuleType, type, torch.dtype, torch.device, types.CodeType, range, slice,
            types.BuiltinFunctionType, enum.Enum)  # fmt: skip
 _SMALL = 1 << 16  # tensors and arrays of at most this many entries are put back (statistics)
-_PLAIN = (int, float, bool, str, bytes, type(None), np.generic)
 
 
 def held_generators(*owners: Any) -> list[Any]:
@@ -134,8 +142,7 @@ def _held(owners: Sequence[Any]) -> _Held:
             return
         if (x.size if isinstance(x, np.ndarray) else x.numel()) > _SMALL:
             return  # a table, an image set: taken for data nobody writes (not copied each read)
-        copy = x.copy() if isinstance(x, np.ndarray) else x.detach().clone()
-        held.puts.append(functools.partial(_put_array, x, copy))
+        held.puts.append(array_as_now(x))
 
     def _entries(obj: Any) -> Any:
         if isinstance(obj, list | dict | collections.deque | set):
@@ -153,14 +160,14 @@ def _held(owners: Sequence[Any]) -> _Held:
         if isinstance(obj, types.FunctionType):
             if _writes_globals(obj.__code__):  # a module's counter: out of reach
                 held.opaque = True
-            cells = [c for c in obj.__closure__ or () if _filled(c)]
-            held.puts.extend(_cell(c) for c in cells)
-            held.puts.append(_attributes(obj, list(vars(obj))))  # `collate.calls += 1`
+            cells = [c for c in obj.__closure__ or () if filled(c)]
+            held.puts.extend(cell_as_now(c) for c in cells)
+            held.puts.append(attributes_as_now(obj, list(vars(obj))))  # `collate.calls += 1`
             defaults = [*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()]
             return [c.cell_contents for c in cells] + defaults + list(vars(obj).values())
         if isinstance(obj, Mapping):
             return obj.values()
-        names = _attribute_names(obj)
+        names = attribute_names(obj)
         if names is None:
             held.opaque = True  # an object of no known kind: its state cannot be read
             return []
@@ -170,8 +177,8 @@ def _held(owners: Sequence[Any]) -> _Held:
             inside = [*obj._modules.values(), *obj._buffers.values()]
         else:
             inside = []
-            held.puts.append(_class_values(type(obj)))  # `type(self).calls += 1`
-        held.puts.append(_attributes(obj, names))
+            held.puts.append(class_values_as_now(type(obj)))  # `type(self).calls += 1`
+        held.puts.append(attributes_as_now(obj, names))
         return [getattr(obj, n) for n in names if hasattr(obj, n)] + inside
 
     for owner in owners:
@@ -194,123 +201,6 @@ def _writes_globals(code: types.CodeType) -> bool:
     if any(op.opname in ("STORE_GLOBAL", "DELETE_GLOBAL") for op in dis.get_instructions(code)):
         return True
     return any(_writes_globals(c) for c in code.co_consts if isinstance(c, types.CodeType))
-
-
-def _class_values(cls: type) -> Callable[[], None]:
-    """What puts back a user class's own plain values (a counter kept on the class)."""
-    if cls.__module__.split(".")[0] in ("builtins", "torch", "numpy", "lightning"):
-        return lambda: None
-    kept = {n: v for n, v in vars(cls).items() if isinstance(v, _PLAIN) and not n.startswith("__")}
-
-    def put() -> None:
-        for name, value in kept.items():
-            if vars(cls).get(name, _GONE) is not value:
-                setattr(cls, name, value)
-
-    return put
-
-
-def _put_array(x: Any, copy: Any) -> None:
-    if isinstance(x, np.ndarray):
-        if not np.array_equal(x, copy, equal_nan=x.dtype.kind in "fc"):
-            np.copyto(x, copy)
-    elif not torch.equal(x, copy):
-        with torch.no_grad():
-            x.copy_(copy)
-
-
-def contents_as_now(value: Any) -> Callable[[], None]:
-    """What puts a list's, dict's, deque's or set's entries back (the same objects).
-
-    Only where they changed, and a dict's by item (``Counter.update`` would count the
-    pairs: setups hunt 38, a label counter corrupted at every put-back).
-
-    Example::
-
-        >>> counts = collections.Counter({"a": 2})
-        >>> put = contents_as_now(counts)
-        >>> counts["b"] += 1
-        >>> put()
-        >>> counts
-        Counter({'a': 2})
-    """
-    entries = list(value.items()) if isinstance(value, dict) else list(value)
-
-    def unchanged() -> bool:
-        now = list(value.items()) if isinstance(value, dict) else list(value)
-        if len(now) != len(entries):
-            return False
-        if isinstance(value, dict):
-            return all(a is c and b is d for (a, b), (c, d) in zip(now, entries, strict=True))
-        return all(a is b for a, b in zip(now, entries, strict=True))
-
-    def put() -> None:
-        if unchanged():
-            return
-        if isinstance(value, list):
-            value[:] = entries
-            return
-        value.clear()
-        if isinstance(value, dict):
-            for key, item in entries:
-                value[key] = item
-        elif isinstance(value, collections.deque):
-            value.extend(entries)
-        else:
-            value.update(entries)
-
-    return put
-
-
-def _cell(cell: types.CellType) -> Callable[[], None]:
-    kept = cell.cell_contents
-
-    def put() -> None:
-        if cell.cell_contents is not kept:
-            cell.cell_contents = kept
-
-    return put
-
-
-def _attribute_names(obj: Any) -> list[str] | None:
-    """An object's attribute names: its ``__dict__``'s, or its slots' (``None``: neither)."""
-    if hasattr(obj, "__dict__") and isinstance(vars(obj), dict):
-        return list(vars(obj))
-    slots = [n for c in type(obj).__mro__ for n in getattr(c, "__slots__", ())]
-    slots = [slots] if isinstance(slots, str) else slots
-    return [n for n in slots if n not in ("__dict__", "__weakref__")] or None
-
-
-def _attributes(obj: Any, names: list[str]) -> Callable[[], None]:
-    """What puts ``obj``'s attributes ``names`` back (the same objects; those added since removed).
-
-    Attributes not in ``names`` but there now (torch's bookkeeping, a ``trainer``) are
-    left as they are.
-    """
-    kept = {n: getattr(obj, n) for n in names if hasattr(obj, n)}
-    own = vars(obj) if isinstance(getattr(obj, "__dict__", None), dict) else None
-    present = set(own) if own is not None else set()
-
-    def put() -> None:
-        if own is not None:
-            for name in [n for n in own if n not in present]:
-                delattr(obj, name)
-        for name, value in kept.items():
-            if getattr(obj, name, _GONE) is not value:
-                object.__setattr__(obj, name, value)  # frozen dataclasses too
-
-    return put
-
-
-_GONE = object()
-
-
-def _filled(cell: types.CellType) -> bool:
-    try:
-        cell.cell_contents  # noqa: B018 - an empty cell raises
-    except ValueError:
-        return False
-    return True
 
 
 def restorable(*owners: Any) -> bool:
