@@ -231,8 +231,9 @@ class ProbeReader(InputForm):
                 self.say_once_per_run(
                     f"collate_unread/{split}",
                     f"the {split} loader's `collate_fn` is never called by the monitors: it "
-                    "holds state they could not put back after a call (an iterator, a large "
-                    "array, or more than they search), so the probes show the dataset's items "
+                    "holds state they could not put back after a call (an iterator, a module "
+                    "global it assigns, a long list of objects of its own, or more than they "
+                    "search), so the probes show the dataset's items "
                     "as stored, not as the collate hands them to the model; a normalisation "
                     "belongs in the dataset's transform or `on_after_batch_transfer`",
                 )

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "PLAIN",
     "array_as_now",
     "attribute_names",
     "attributes_as_now",
@@ -39,7 +40,7 @@ __all__ = [
     "filled",
 ]
 
-_PLAIN = (int, float, bool, str, bytes, type(None), np.generic)
+PLAIN = (int, float, bool, str, bytes, type(None), np.generic)  # put back by the slot holding them
 _GONE = object()
 
 
@@ -47,7 +48,7 @@ def class_values_as_now(cls: type) -> Callable[[], None]:
     """What puts back a user class's own plain values (a counter kept on the class)."""
     if cls.__module__.split(".")[0] in ("builtins", "torch", "numpy", "lightning"):
         return lambda: None
-    kept = {n: v for n, v in vars(cls).items() if isinstance(v, _PLAIN) and not n.startswith("__")}
+    kept = {n: v for n, v in vars(cls).items() if isinstance(v, PLAIN) and not n.startswith("__")}
 
     def put() -> None:
         for name, value in kept.items():

@@ -27,11 +27,18 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime
+import decimal
 import dis
 import enum
+import fractions
 import functools
 import itertools
+import logging
+import re
 import types
+import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -46,6 +53,7 @@ from lightning_cnnviz.core.generators import (
     set_generator_state,
 )
 from lightning_cnnviz.core.put_back import (
+    PLAIN,
     array_as_now,
     attribute_names,
     attributes_as_now,
@@ -61,7 +69,13 @@ _DEPTH = 6  # attribute levels searched (a collate's dict of pipelines' transfor
 _WIDTH = 64  # entries of one list or dict searched (a file list holds no generator)
 _LEAVES = (Tensor, np.ndarray, str, bytes, int, float, bool, complex, type(None), np.generic,
            types.ModuleType, type, torch.dtype, torch.device, types.CodeType, range, slice,
-           types.BuiltinFunctionType, enum.Enum)  # fmt: skip
+           types.BuiltinFunctionType, enum.Enum,
+           # values that never change, and a logger's output, which no training reads
+           # (setups hunt 39: a collate holding one was never called)
+           np.dtype, re.Pattern, datetime.date, datetime.time, datetime.timedelta,
+           datetime.tzinfo, decimal.Decimal, fractions.Fraction, uuid.UUID, weakref.ref,
+           logging.Logger, logging.LoggerAdapter, logging.Handler)  # fmt: skip
+_LONG = 1 << 16  # entries of a longer list or dict of plain values (class names) put back
 _SMALL = 1 << 16  # tensors and arrays of at most this many entries are put back (statistics)
 
 
@@ -146,9 +160,9 @@ def _held(owners: Sequence[Any]) -> _Held:
 
     def _entries(obj: Any) -> Any:
         if isinstance(obj, list | dict | collections.deque | set):
-            if len(obj) > _WIDTH:
-                held.opaque = True  # a file list: its first entries searched, none put back
-            else:
+            if len(obj) > _WIDTH and not _plain_entries(obj):
+                held.opaque = True  # a long list of objects: its first entries searched only
+            else:  # a short one, or class names or a class-to-index map (setups hunt 39)
                 held.puts.append(contents_as_now(obj))
             return obj.values() if isinstance(obj, dict) else list(obj)
         if isinstance(obj, tuple | frozenset):
@@ -188,6 +202,18 @@ def _held(owners: Sequence[Any]) -> _Held:
 
 _OBJECTS = 4096  # objects searched at most: more is state past the search's reach
 _AWAY = frozenset({"trainer", "_trainer"})  # Lightning's objects' way back to the trainer
+
+
+def _plain_entries(entries: Any) -> bool:
+    """Whether a container holds at most ``_LONG`` plain values (keys too), or tuples of them."""
+    if len(entries) > _LONG:
+        return False
+    dict_ = isinstance(entries, dict)
+    values = itertools.chain(entries.keys(), entries.values()) if dict_ else entries
+    return all(
+        isinstance(v, PLAIN) or (isinstance(v, tuple) and all(isinstance(e, PLAIN) for e in v))
+        for v in values
+    )
 
 
 @functools.cache

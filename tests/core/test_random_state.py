@@ -89,3 +89,37 @@ def test_random_state_leaves_a_modules_and_a_datamodules_own_bookkeeping():
     assert hasattr(pipeline, "_parameters") and hasattr(data, "trainer")
     assert not hasattr(data, "extra")
     assert restorable(data, pipeline)
+
+
+class Normalise:
+    """A normalising collate holding everyday values next to its constants."""
+
+    def __init__(self, **held):
+        self.__dict__.update(held)
+
+    def __call__(self, items):
+        self.classes.append("seen")  # a long plain list changed by a read: put back
+        return (torch.stack(items) - 0.1307) / 0.3081
+
+
+def test_random_state_everyday_values_leave_a_collate_restorable():
+    # setups hunt 39: 100 class names, a class-to-index map, a logger, a dtype, a regex,
+    # a date: each left a normalising collate never called, and the probes raw
+    import datetime
+    import logging
+    import re
+
+    import numpy as np
+
+    names = [f"class_{i}" for i in range(100)]
+    collate = Normalise(
+        classes=list(names), class_to_idx={n: i for i, n in enumerate(names)},
+        log=logging.getLogger("tests.data"), dtype=np.dtype("float32"),
+        pattern=re.compile(r"\d+"), created=datetime.datetime(2026, 1, 1),
+    )  # fmt: skip
+    assert restorable(collate)
+    with rng_untouched(collate):
+        collate([torch.zeros(1)])
+    assert collate.classes == names
+    # a long list of objects of their own may hold anything: not read through
+    assert not restorable(Normalise(classes=[Normalise() for _ in range(100)]))
