@@ -32,7 +32,8 @@ __all__ = ["headline"]
 
 
 SMALL_RATE = 1e-4  # Adam and its kin: a highest rate at most this, nothing learnt: the cause
-SMALL_STEP = 1e-3  # SGD and its kin: the rate over (1 - momentum), the step it takes
+SMALL_STEP = 3e-3  # SGD and its kin: the rate over (1 - momentum), the step it takes
+_ROUNDING = 1 + 1e-9  # 1e-4 / (1 - 0.9) is 1.0000000000000002e-3 in floats
 
 
 def _small_rate(now: Evaluation) -> float | None:
@@ -41,15 +42,18 @@ def _small_rate(now: Evaluation) -> float | None:
     The highest: a one-cycle schedule's peak, else its start or now.
     Adam and its kin (an ``eps``) normalise their steps: at most ``SMALL_RATE``. SGD's
     step is its rate times the gradient, over ``1 - momentum`` with momentum: at most
-    ``SMALL_STEP`` (hunt 38: plain SGD at 3e-4, told at chance with no cause).
+    ``SMALL_STEP`` (hunt 38: plain SGD at 3e-4, told at chance with no cause; hunt 39:
+    SGD 2e-4 with momentum 0.9, a step of 2e-3, at chance all run): an Adam step of
+    1e-4 moves a weight about as far as an SGD step of 3e-3 on gradients of ~0.03.
     """
     rates = [r for r in (now.lr_peak, now.lr_initial, now.lr) if r is not None]
     top = max(rates) if rates else None
     if top is None or top <= 0:
         return None
     if now.eps is not None:
-        return top if top <= SMALL_RATE else None
-    return top if top / (1 - min(now.momentum or 0.0, 0.999)) <= SMALL_STEP else None
+        return top if top <= SMALL_RATE * _ROUNDING else None
+    step = top / (1 - min(now.momentum or 0.0, 0.999))
+    return top if step <= SMALL_STEP * _ROUNDING else None
 
 
 def headline(v: Verdict) -> str:

@@ -618,3 +618,10 @@ def test_rules_not_learning_names_a_rate_small_all_run():
     assert "has been 0.0003 at most" in headline(first(levels.not_learning, sgd))
     fast = [replace(e, lr=0.01, lr_initial=0.01, momentum=0.9) for e in sgd]
     assert "has been" not in headline(first(levels.not_learning, fast))
+    # hunt 39: 1e-4 with momentum 0.9 (a step of 1e-3, 1.0000000000000002e-3 in floats)
+    # and 2e-4 with 0.9 sat at chance, the rate unnamed
+    for lr in (1e-4, 2e-4):
+        slow = [replace(e, lr=lr, lr_initial=lr, momentum=0.9) for e in sgd]
+        assert f"has been {lr:.3g} at most" in headline(first(levels.not_learning, slow))
+    usual = [replace(e, lr=1e-3, lr_initial=1e-3, momentum=0.9) for e in sgd]
+    assert "has been" not in headline(first(levels.not_learning, usual))
