@@ -215,6 +215,7 @@ def divergence_cause(
             "(blank or constant images, labels shuffled, shifted or misaligned from step "
             f"{at}). Try: look at a training batch of that step, its images and labels side "
             "by side; if they are right, the updates overshot: lower the learning rate (10x)."
+            + _hooked_too(hooked)
         )
     if flat is not None:
         at, before, then, k = flat
@@ -227,7 +228,7 @@ def divergence_cause(
             "checkpoint, network surgery; blank or constant images). Try: look at what the "
             f"code does to the model's weights at step {at} (its `state_dict` before and "
             "after) and at a training batch of that step; only if both are right, lower the "
-            "learning rate (10x)."
+            "learning rate (10x)." + _hooked_too(hooked)
         )
     if sudden is not None and epoch_start is not None:
         at, before = sudden
@@ -259,7 +260,7 @@ def divergence_cause(
             "shuffled, inputs corrupted or scaled otherwise, a stronger augmentation, another "
             f"loss). Try: look at a training batch of step {at} beside one from before it, "
             "and at what the code changes then in the data, the augmentation or the loss; "
-            "only if nothing did, lower the learning rate (10x)."
+            "only if nothing did, lower the learning rate (10x)." + _hooked_too(hooked)
         )
     if scale is not None:
         return (
@@ -308,7 +309,8 @@ def _hooked_too(hooked: tuple[str, ...]) -> str:
     """A sentence naming gradient hooks beside a one-step blow-up ("" where none).
 
     Hunt 38: a gradient hook returning NaN, registered by a callback mid-run, was told as
-    "one batch or one operation" with the hook unnamed.
+    "one batch or one operation" with the hook unnamed; hunt 39: a hook scaling one
+    step's gradient 1e5x left the loss at chance, told as batches without their label.
     """
     if not hooked:
         return ""

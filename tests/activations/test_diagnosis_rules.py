@@ -1093,6 +1093,13 @@ def test_divergence_cause_names_gradient_hooks_where_nothing_else_explains_it():
     assert "Also: every module's gradients pass through a global backward hook" in everywhere
     raised = divergence_cause(None, (0.01, 1.0), hooked=("body.0",))  # another cause: its own
     assert raised.startswith("The learning rate rose") and "pass through a hook" not in raised
+    # hunt 39: a hook scaling one step's gradient 1e5x left the loss at chance, told as
+    # batches without their label, the hook unnamed
+    for seen in ({"chance": (96, 2.3, 10)}, {"flat": (96, 0.2, 2.3, 10)},
+                 {"stepped": (96, 0.2, 0.9, 0.9)}):  # fmt: skip
+        text = divergence_cause(None, None, hooked=("fc1",), **seen)
+        assert "Also: the gradients of `fc1` pass through a hook" in text
+        assert "pass through a hook" not in divergence_cause(None, None, **seen)
 
 
 def test_divergence_a_layer_jumped_under_a_gradient_hook_names_the_hook_first():
