@@ -330,6 +330,20 @@ def test_loss_reads_a_match_within_the_probes_sampling_error_is_no_bug():
     assert loss_reads.reads_logits(noisy) is None
     exact = replace(noisy, probe_loss_se_val=0.009)  # near-uniform probabilities: told
     assert loss_reads.reads_logits(exact) is False
+    memorised = replace(noisy, classes=10.0, returned_loss=0.05, probe_acc_train=1.0)
+    assert loss_reads.reads_logits(memorised) is None  # training's loss far under the floor
+
+
+def test_loss_reads_a_training_loss_at_the_floor_confirms_a_spread_probe():
+    # hunt 39: softmax before `cross_entropy`; the logged val loss was the probe's softmax
+    # cross-entropy to 0.6% at six validations, but the probe's own one (2.06) spread too
+    # widely (standard error 0.53) to rule it out; training returned 1.61 at 87% accuracy
+    row = Evaluation(128, 3, val_loss=1.6125, probe_loss_val=2.0586, probe_ce_probs_val=1.6077,
+                     probe_loss_se_val=0.5317, classes=10.0, probe_acc_train=0.867)  # fmt: skip
+    assert loss_reads.reads_logits(replace(row, returned_loss=1.6106)) is False
+    assert loss_reads.reads_logits(replace(row, returned_loss=0.35)) is None  # under the floor
+    early = replace(row, returned_loss=1.6106, probe_acc_train=0.55)  # not ranked right yet
+    assert loss_reads.reads_logits(early) is None
 
 
 def test_loss_reads_a_negative_loss_of_a_model_that_classifies_is_no_nll_of_scores():
