@@ -89,3 +89,24 @@ def test_val_labels_quiet_for_a_val_set_that_leaves_classes_out():
     one = torch.arange(1000) % 10
     one[one == 7] = 1
     assert missing_val_classes(train, one)["takers"] == [1]
+
+
+def test_val_labels_a_rename_inside_a_val_set_of_part_of_the_classes_is_told():
+    # hunt 39: val of classes 0-5 with 5 written as 3 (and 0-7 with 7 as 1) was told as
+    # overfitting: the classes left out raised every other class, and the rename fell
+    train = torch.arange(2000) % 10
+    for classes, old, new in ((6, 5, 3), (8, 7, 1)):
+        val = torch.arange(960) % classes
+        val[val == old] = new
+        found = missing_val_classes(train, val)
+        assert found["takers"] == [new] and old in found["missing"]
+        assert f"class {new} has {2 / classes:.1%} of the val labels" in missing_val_text(found)
+        assert "as if one of them was written as it" in missing_val_text(found)
+    # a long-tailed val set without its rarest classes, and MNIST's uneven shares: quiet
+    tail = [300, 200, 150, 100, 80, 60, 40]
+    assert (
+        missing_val_classes(train, torch.repeat_interleave(torch.arange(7), torch.tensor(tail)))
+        == {}
+    )
+    mnist = torch.tensor([98, 113, 103, 101, 98, 89])
+    assert missing_val_classes(train, torch.repeat_interleave(torch.arange(6), mnist)) == {}
