@@ -34,6 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from lightning_cnnviz.core.own_hooks import own_hook
+
 __all__ = ["consumer_kind", "first_consumers"]
 
 _RECTIFIERS = {"relu", "relu_", "relu6", "threshold", "threshold_"}
@@ -98,7 +100,7 @@ def first_consumers(layers: Mapping[str, nn.Module], run: Callable[[], Any]) -> 
     """
     recorder = _FirstUse()
     handles = [
-        module.register_forward_hook(functools.partial(recorder.watch, name))
+        module.register_forward_hook(own_hook(functools.partial(recorder.watch, name)))
         for name, module in layers.items()
     ]
     try:

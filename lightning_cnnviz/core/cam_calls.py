@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import first_tensor, not_a_forward
 from lightning_cnnviz.core.grad_graph import comes_from
+from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["layer_gradients", "parallel_calls"]
@@ -46,7 +47,7 @@ def layer_gradients(
     mirrored (setups hunt 29: 0.013 of the CAM on the digit against 0.25).
     """
     kept: list[Tensor] = []
-    handle = layer.register_forward_hook(_chain_reader(kept, []))
+    handle = layer.register_forward_hook(own_hook(_chain_reader(kept, [])))
     try:
         scores = score(x)
     finally:
@@ -99,7 +100,7 @@ def parallel_calls(model: nn.Module, layer: nn.Module, x: Tensor) -> int:
     kept: list[Tensor] = []
     passed: list[int] = []
     with probe_mode(model, grad=True):
-        handle = layer.register_forward_hook(_chain_reader(kept, passed))
+        handle = layer.register_forward_hook(own_hook(_chain_reader(kept, passed)))
         try:
             model(x.detach().clone().requires_grad_(x.is_floating_point()))
         finally:

@@ -32,6 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from lightning_cnnviz.core.own_hooks import own_hook
+
 __all__ = [
     "LayerCapture",
     "OutputFn",
@@ -216,7 +218,7 @@ class LayerCapture:
     def __enter__(self) -> LayerCapture:
         try:
             for name, module in self.layers.items():
-                self._handles.append(module.register_forward_hook(self._hook(name)))
+                self._handles.append(module.register_forward_hook(own_hook(self._hook(name))))
         except BaseException:
             self.remove()
             raise
@@ -253,7 +255,7 @@ def tap_forward(
         if not not_a_forward(output):
             fn(args, output)
 
-    return module.register_forward_hook(hook)
+    return module.register_forward_hook(own_hook(hook))
 
 
 def not_a_forward(output: Any) -> bool:

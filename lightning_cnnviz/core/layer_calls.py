@@ -22,6 +22,7 @@ from typing import Any
 from torch import nn
 
 from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["count_call_sites", "swapped_weights"]
@@ -77,7 +78,7 @@ def swapped_weights(
 
         return hook
 
-    handles = [layers[name].register_forward_pre_hook(check(name)) for name in own]
+    handles = [layers[name].register_forward_pre_hook(own_hook(check(name))) for name in own]
     try:
         with probe_mode(model):
             run()

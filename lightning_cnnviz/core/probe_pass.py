@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.generators import global_rng_kept
 from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.model_state import backward_hooks_aside, kept_state
+from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.stored_form import stored_batch
 
 __all__ = [
@@ -262,18 +263,22 @@ def probe_mode(
             # numbers in a probe pass: the run's own streams stay as they were
             stack.enter_context(global_rng_kept([device] if device_type == "cuda" else []))
             stack.enter_context(kept_state(model))
-            handle = model.register_forward_pre_hook(_fresh_inputs)  # first: before the item's
+            handle = model.register_forward_pre_hook(
+                own_hook(_fresh_inputs)
+            )  # first: before the item's
             stack.callback(handle.remove)
             if isinstance(key := _ITEM_FORWARD.get(model), Keyword):
                 hook = functools.partial(_as_keyword, key.name)
-                handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+                handle = model.register_forward_pre_hook(own_hook(hook), with_kwargs=True)
                 stack.callback(handle.remove)
             elif key is not None:
-                handle = model.register_forward_pre_hook(functools.partial(_as_item, key))
+                handle = model.register_forward_pre_hook(own_hook(functools.partial(_as_item, key)))
                 stack.callback(handle.remove)
             fix = _STEP_FIX.get(model)
             if fix is not None and (at := _submodule(model, fix[0])) is not None:
-                handle = at.register_forward_pre_hook(functools.partial(_as_step, *fix[1:]))
+                handle = at.register_forward_pre_hook(
+                    own_hook(functools.partial(_as_step, *fix[1:]))
+                )
                 stack.callback(handle.remove)
             stack.enter_context(_silent_logging(model))
             stack.enter_context(torch.inference_mode(False))

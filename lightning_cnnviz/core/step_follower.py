@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.nn.modules.module import register_module_forward_pre_hook
 
 from lightning_cnnviz.core.inputs import to_model
+from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import follow_step, in_probe_pass, probe_mode
 from lightning_cnnviz.core.selection import is_compiled, outside_compiled
 from lightning_cnnviz.core.step_transform import Change, agreed, step_change
@@ -67,7 +68,7 @@ class StepTap:
         }
         self._names = {id(module): name for name, module in modules.items()}
         self._handles: list[Any] = (
-            [module.register_forward_pre_hook(self._read) for module in modules.values()]
+            [module.register_forward_pre_hook(own_hook(self._read)) for module in modules.values()]
             if compiled
             else [register_module_forward_pre_hook(self._read)]
         )
@@ -105,7 +106,9 @@ class StepTap:
             with probe_mode(model), torch.no_grad():
                 # inside the probe pass: after its own hooks, which hand `forward` the
                 # images as stored (channels last), as the step did
-                handles += [module.register_forward_pre_hook(read) for module, _, _ in self.calls]
+                handles += [
+                    module.register_forward_pre_hook(own_hook(read)) for module, _, _ in self.calls
+                ]
                 model(to_model(seen_batch(self.images, stored), model))
         except Exception:  # the probes say why a pass fails, in their words
             return None

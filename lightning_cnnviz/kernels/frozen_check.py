@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.core.layer_calls import swapped_weights
+from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import unwrap_model
@@ -181,7 +182,7 @@ class FrozenCheck:
             x = next((a for a in args if isinstance(a, Tensor)), None)
             fed.append(x is not None and bool(x.detach().any()))
 
-        handles = [m.register_forward_pre_hook(read) for m in learners]
+        handles = [m.register_forward_pre_hook(own_hook(read)) for m in learners]
         try:
             with probe_mode(model), torch.no_grad():
                 model(self.probe_input(trainer, model)[:8])

@@ -187,3 +187,41 @@ def test_contract_user_hook_sees_only_the_runs_passes(tmp_path, monitor_name):
     fit(tmp_path / "observed", "bn_dropout", [monitor], model=observed)
     assert monitor.events > 0 and not monitor.disabled
     assert observed_tap.calls == bare_tap.calls
+
+
+class Copying(ZOO["bn_dropout"]):
+    """Copies its layers in every training step: a lazily made mean teacher, a snapshot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies: list[torch.nn.ModuleList] = []
+
+    def training_step(self, batch, batch_idx):
+        import copy
+        import io
+
+        layers = torch.nn.ModuleList(self.children())
+        snapshot = io.BytesIO()
+        torch.save(layers, snapshot)  # a whole-module save: pickling a package hook raised
+        snapshot.seek(0)
+        self.copies += [copy.deepcopy(layers), torch.load(snapshot, weights_only=False)]
+        return super().training_step(batch, batch_idx)
+
+
+@cases
+def test_contract_copies_taken_in_a_step_hold_no_hook(tmp_path, monitor_name):
+    # setups hunt 39: `deepcopy(self.net)` in a step kept the package's hooks after the
+    # fit (run at every teacher forward), and `torch.save(self.net)` failed to pickle them
+    model = Copying()
+    monitor = MONITORS[monitor_name].make()
+    fit(tmp_path, "bn_dropout", [monitor], model=model)
+    assert monitor.events > 0 and len(model.copies) == 2 * len(model.hook_log)
+    held = [c for c in model.copies if sum(hook_count(c).values())]
+    if any(hooks for _, _, hooks in model.hook_log):  # the monitor hooks some steps
+        assert held, "no copy was taken while the monitor's hooks were on"
+    for layers in model.copies:
+        x = torch.zeros(2, 1, 16, 16)
+        for layer in layers[:8]:  # as `BNDropout.forward`: a stand-in removes itself
+            x = layer.eval()(x)
+        layers[9](layers[8].eval()(x.flatten(1)))
+        assert sum(hook_count(layers).values()) == 0
