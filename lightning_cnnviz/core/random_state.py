@@ -76,7 +76,10 @@ _LEAVES = (Tensor, np.ndarray, str, bytes, int, float, bool, complex, type(None)
            datetime.tzinfo, decimal.Decimal, fractions.Fraction, uuid.UUID, weakref.ref,
            logging.Logger, logging.LoggerAdapter, logging.Handler)  # fmt: skip
 _LONG = 1 << 16  # entries of a longer list or dict of plain values (class names) put back
-_SMALL = 1 << 16  # tensors and arrays of at most this many entries are put back (statistics)
+# tensors and arrays of at most this many entries are put back (running statistics, a
+# count per item, a small memory bank: setups hunt 39), while the copies of one read hold
+# at most _COPIED entries; larger ones are taken for data nobody writes (an image set)
+_SMALL, _COPIED = 1 << 20, 1 << 22
 
 
 def held_generators(*owners: Any) -> list[Any]:
@@ -103,6 +106,7 @@ class _Held:
         self.generators: list[Any] = []
         self.puts: list[Callable[[], None]] = []  # each puts one object's insides back
         self.opaque = False  # state it cannot put back (an iterator), or beyond its reach
+        self.copied = 0  # tensor and array entries copied to be put back
 
     def put_back(self) -> None:
         for put in self.puts:
@@ -154,8 +158,10 @@ def _held(owners: Sequence[Any]) -> _Held:
             return  # a parameter: the optimiser's; an inference tensor: nobody writes it
         if x.size == 0 if isinstance(x, np.ndarray) else x.numel() == 0:
             return
-        if (x.size if isinstance(x, np.ndarray) else x.numel()) > _SMALL:
+        n = x.size if isinstance(x, np.ndarray) else x.numel()
+        if n > _SMALL or held.copied + n > _COPIED:
             return  # a table, an image set: taken for data nobody writes (not copied each read)
+        held.copied += n
         held.puts.append(array_as_now(x))
 
     def _entries(obj: Any) -> Any:

@@ -123,3 +123,23 @@ def test_random_state_everyday_values_leave_a_collate_restorable():
     assert collate.classes == names
     # a long list of objects of their own may hold anything: not read through
     assert not restorable(Normalise(classes=[Normalise() for _ in range(100)]))
+
+
+class ReadCounts:
+    """A dataset counting its reads per item, in a tensor as long as the set."""
+
+    def __init__(self, n):
+        self.reads = torch.zeros(n)
+
+    def __getitem__(self, i):
+        self.reads[i] += 1
+        return torch.full((1,), float(self.reads[i])), 0
+
+
+def test_random_state_a_count_per_item_of_a_large_set_is_put_back():
+    # setups hunt 39: per-item read counts of a 100,000-item set (past the 65,536 entries
+    # then put back) were moved by the probes' reads, and training changed
+    data = ReadCounts(100_000)
+    with rng_untouched(data):
+        _ = [data[i] for i in range(0, 100_000, 997)]
+    assert float(data.reads.sum()) == 0.0
