@@ -160,7 +160,12 @@ class TrainingWindow:
         first, self._stepped = self._stepped, False  # the first backward after a step
         if len(trainer.optimizers) != 1 or self.disabled:
             return  # several optimizers (a GAN): neither the loss nor the gradients are one's
-        self._backward_loss = loss.detach()  # the loss, where training_step returns none
+        # the loss, where training_step returns none: the sum of a step's backwards
+        # (setups hunt 40: a small penalty's second backward was read as the whole loss,
+        # and its level as a divergence)
+        kept, loss = self._backward_loss, loss.detach()
+        same = kept is not None and kept.shape == loss.shape and kept.device == loss.device
+        self._backward_loss = kept + loss if same else loss
         if first and self._grads_due:
             self._leftover = leftover_gradient(trainer.optimizers[0])  # read at the log
 

@@ -315,6 +315,28 @@ def test_diagnosis_runs_manual_loop_returning_nothing_still_finds_divergence(tmp
     assert "divergence" in [f.kind for f in problems(findings_of(trainer))]
 
 
+class TwoBackwards(QuietManual):
+    """Manual optimisation: the loss's backward, then a small logit penalty's (no return)."""
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        opt.zero_grad()
+        logits = self(batch[0])
+        self.manual_backward(F.cross_entropy(logits, batch[1]), retain_graph=True)
+        self.manual_backward(1e-3 * logits.pow(2).mean())
+        opt.step()
+
+
+def test_diagnosis_runs_a_steps_backwards_are_read_as_one_loss(tmp_path):
+    # setups hunt 40: the penalty's backward, read as the whole loss, was told as a
+    # divergence ("the loss spiked to 0.00212") while the cross-entropy fell 2.28 -> 1.25
+    trainer, _ = fit(tmp_path, TwoBackwards(leaky_cnn(), lr=0.05), steps=40, every=10)
+    assert problems(findings_of(trainer)) == []
+    monitor = next(c for c in trainer.callbacks if isinstance(c, ActivationMonitor))
+    losses = [loss for _, loss in monitor.diagnosis.loss.read()]
+    assert min(losses) > 0.1  # the cross-entropy's level, not the penalty's (~1e-3)
+
+
 def test_diagnosis_runs_two_optimizers_without_a_loss_say_divergence_did_not_run(tmp_path):
     gan_like = QuietManual(leaky_cnn(), lr=0.01, optimizers=2)
     trainer, said = fit(tmp_path, gan_like, steps=10, every=5)
