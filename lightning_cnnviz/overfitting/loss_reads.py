@@ -55,6 +55,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.returned_loss import (
     below_floor,
     maximised,
+    outputs_scaled,
     own_loss,
     probability_floor,
     unbounded_term,
@@ -240,6 +241,7 @@ def misfed(ev: Evaluation) -> str | bool | None:
     ``"scores_in_step"`` (the same in ``training_step`` only: ``fed_scores_in_step``),
     ``"negated"`` (the training loss returned with its sign flipped: ``maximised``),
     ``"unbounded"`` (a term the model drives down without limit: ``unbounded_term``),
+    ``"scaled"`` (a loss at ``ln K`` while the outputs score under it: ``outputs_scaled``),
     ``"probabilities"`` (``cross_entropy`` on a softmax: ``reads_logits`` False), ``False``
     (it reads the outputs right), ``None`` (cannot tell).
     """
@@ -251,6 +253,8 @@ def misfed(ev: Evaluation) -> str | bool | None:
         return "negated"
     if unbounded_term(ev):
         return "unbounded"
+    if outputs_scaled(ev):
+        return "scaled"
     reads = reads_logits(ev)
     if reads is False and below_floor(ev):
         # the loss training returns is one no loss fed probabilities reaches: training reads

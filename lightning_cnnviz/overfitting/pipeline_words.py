@@ -68,6 +68,18 @@ def loss_mismatch(v: Verdict) -> str:
             "`nll_loss` of raw scores added to it. The weights or outputs grow without "
             "limit, and the loss curve no longer tells how well the model fits."
         )
+    if f.get("fed") == "scaled":
+        k = int(now.classes or 2)
+        return (
+            f"The loss `training_step` returns ({num(f['returned_loss'])}) and the logged val "
+            f"loss ({num(f['val_loss'])}) have sat at their chance level ln {k} = "
+            f"{math.log(k):.3f} since {when(since)}, while the model's own outputs score "
+            f"{num(f['own_train_loss'])} (val accuracy {num(f['val_acc'], True)}): the loss "
+            "does not read the outputs as the model gives them. Outputs divided inside the "
+            "loss (a temperature, a large constant) or another tensor than the model's "
+            "outputs leave the loss's gradient near zero, so learning stalls (or training "
+            "runs on outputs far noisier than in eval mode: a dropout near 1)."
+        )
     if f.get("fed") == "scores_in_step":
         return (
             "`training_step` feeds its loss raw scores (logits) where it expects "

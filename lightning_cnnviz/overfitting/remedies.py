@@ -184,6 +184,12 @@ def remedies(v: Verdict) -> list[str]:
             "(`ce - beta * entropy`, `beta <= 1`); log the cross-entropy on its own to read "
             "the fit."
         ]
+    if v.kind == "loss_mismatch" and v.figures.get("fed") == "scaled":
+        return [
+            "**Compute the loss on the model's outputs as they are** "
+            "(`F.cross_entropy(logits, y)`); where a temperature divides them, keep it near 1, "
+            "and log the cross-entropy of the outputs themselves beside the loss."
+        ]
     if v.kind == "loss_mismatch" and v.figures.get("fed") in ("scores", "scores_in_step"):
         return [
             "**Use `F.cross_entropy` on the logits** (it applies log-softmax itself), or put "

@@ -23,6 +23,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
+    "AT_CHANCE",
     "AVOIDED",
     "BLIND_LOSS",
     "UNBOUNDED",
@@ -30,6 +31,7 @@ __all__ = [
     "below_floor",
     "loss_blind",
     "maximised",
+    "outputs_scaled",
     "own_loss",
     "probability_floor",
     "unbounded_term",
@@ -43,6 +45,40 @@ AVOIDED = 1 / 3  # training accuracy at most this share of chance: the labels av
 def own_loss(ev: Evaluation) -> float | None:
     """The model's own cross-entropy on the training probe (the val probe's where not run)."""
     return ev.probe_loss_train if ev.probe_loss_train is not None else ev.probe_loss_val
+
+
+AT_CHANCE = 0.005  # a loss within this share of ln K has not left its chance level
+LEARNT = 0.98  # ... while the outputs' own cross-entropy is under this share of ln K
+FURTHER = 10.0  # ... and this many times further under ln K than the loss
+
+
+def outputs_scaled(ev: Evaluation) -> bool:
+    """Whether the loss sits at ``ln K`` while the outputs themselves score well under it.
+
+    The loss ``training_step`` returns and the logged val loss within ``AT_CHANCE`` of
+    ``ln K``, the model's own cross-entropy under ``LEARNT`` x ``ln K`` and ``FURTHER`` x
+    further under it than they are: the loss does not read the outputs as the model gives
+    them (divided by a large temperature, or other outputs), its gradient near 0. Held
+    out (hunt 39): logits divided by 100 inside the loss, both losses at 2.302 for six
+    epochs while the outputs' own cross-entropy fell 2.27 -> 1.98 (26-30% val): no
+    finding at all.
+
+    Example::
+
+        >>> row = dict(classes=10.0, val_loss=2.3020, probe_loss_val=2.246)
+        >>> outputs_scaled(Evaluation(64, 1, returned_loss=2.3021, **row))
+        True
+        >>> outputs_scaled(Evaluation(64, 1, returned_loss=2.2, **row))
+        False
+    """
+    k, own = ev.classes, own_loss(ev)
+    if k is None or k < 2 or not finite(ev.returned_loss, own):
+        return False
+    chance = math.log(k)
+    losses = [ev.returned_loss] + ([ev.val_loss] if finite(ev.val_loss) else [])
+    off = max(abs(loss - chance) for loss in losses)  # type: ignore[operator]
+    under = chance - own  # type: ignore[operator]
+    return off <= AT_CHANCE * chance and own < LEARNT * chance and under >= FURTHER * off
 
 
 def unbounded_term(ev: Evaluation) -> bool:

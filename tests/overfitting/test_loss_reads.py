@@ -385,3 +385,32 @@ def test_loss_reads_nll_of_logits_in_training_step_only_is_not_a_flipped_sign():
     assert "-2000" in text and "sign flipped" not in text
     negated = [dict(r, probe_nll_raw_val=800.0) for r in rows]  # `return -loss`: label pushed down
     assert [loss_reads.misfed(e) for e in evaluations(negated)] == ["negated"] * 2
+
+
+def test_loss_reads_a_loss_held_at_chance_while_the_outputs_learn_is_told():
+    # hunt 39: logits divided by 100 inside the loss; the returned and logged losses sat
+    # at 2.302 (ln 10 = 2.303) for six epochs while the outputs' own cross-entropy fell
+    # 2.27 -> 1.98 (26-30% val): no finding at all
+    rows = [(2.3021, 2.3020, 2.246), (2.3018, 2.3016, 2.211)]
+    evs = [
+        Evaluation(
+            32 * (i + 2),
+            i + 1,
+            returned_loss=ret,
+            val_loss=val,
+            probe_loss_val=own,
+            classes=10.0,
+            val_acc=0.28,
+        )
+        for i, (ret, val, own) in enumerate(rows)
+    ]
+    found = loss_reads.loss_mismatch(evs)
+    assert found is not None and found.figures["fed"] == "scaled"
+    text = headline(found)
+    assert "The loss `training_step` returns (2.302) and the logged val loss" in text
+    assert "the loss does not read the outputs as the model gives them" in text
+    # an untrained model (its outputs at chance too), and a loss that falls with them
+    untrained = [replace(e, probe_loss_val=2.30) for e in evs]
+    assert loss_reads.loss_mismatch(untrained) is None
+    learning = [replace(e, returned_loss=e.probe_loss_val, val_loss=e.probe_loss_val) for e in evs]
+    assert loss_reads.loss_mismatch(learning) is None
