@@ -24,6 +24,7 @@ from lightning_cnnviz.core.findings import Finding, record_check
 from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.core.probe import draw_probe, generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
+from lightning_cnnviz.core.samplers import loader_sampler
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting.ascent_setting import (
     ascent_checks,
@@ -197,7 +198,9 @@ class SetupChecks:
         """
         loader = trainer.train_dataloader
         loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
-        sampler = getattr(loader, "sampler", None)
+        # a batch sampler's own sampler: the loader's `sampler` is then a default sequential
+        # one (hunt 40: a class-sorted set read by `BatchSampler(RandomSampler(...))`)
+        sampler = loader_sampler(loader)
         if not isinstance(sampler, torch.utils.data.SequentialSampler):
             ran = isinstance(loader, torch.utils.data.DataLoader)
             why = "needs a `DataLoader` to read the order of its items"

@@ -36,6 +36,22 @@ def test_train_order_told_before_the_first_step_when_not_shuffled(tmp_path):
     assert not [f for f in findings_of(shuffled) if f.kind == "unshuffled_batches"]
 
 
+def test_train_order_quiet_for_a_batch_sampler_over_a_random_sampler(tmp_path):
+    # hunt 40: a class-sorted set (as ImageFolder stores it) read by
+    # `BatchSampler(RandomSampler(...))` was told unshuffled: the loader's `sampler` is
+    # then a default sequential one
+    from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+    net = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    data = one_hot_set([40] * 4)
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    for sampler, told in ((RandomSampler(data), False), (SequentialSampler(data), True)):
+        train = DataLoader(data, batch_sampler=BatchSampler(sampler, 16, drop_last=False))
+        trainer, _ = fit_monitor(tmp_path / str(told), net, train, val, epochs=1)
+        kinds = [f.kind for f in findings_of(trainer)]
+        assert ("unshuffled_batches" in kinds) is told
+
+
 def test_train_order_named_by_a_problem_told_after_it(tmp_path):
     # a model that learns nothing (rate 0) on class-sorted batches: at chance at the 2nd
     # validation, "not learning" says that it may follow from the order told at step 0
