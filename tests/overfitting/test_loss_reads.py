@@ -81,7 +81,12 @@ def test_loss_reads_a_training_loss_below_the_floor_is_not_fed_probabilities():
     row = dict(classes=10.0, probe_size=128.0, val_loss=1.667, probe_loss_val=0.288,
                probe_ce_probs_val=1.617, probe_acc_val=0.95, val_acc=0.95)  # fmt: skip
     assert loss_reads.misfed(Evaluation(64, 1, returned_loss=0.115, **row)) is False
-    assert loss_reads.misfed(Evaluation(64, 1, returned_loss=1.6, **row)) == "probabilities"
+    # a training loss at that floor is: where the model does not rank its labels right yet
+    # (at 80%+, a loss 1.5x over the outputs' own is its own level: label smoothing 0.5)
+    ranked = Evaluation(64, 1, returned_loss=1.6, **row)
+    assert loss_reads.misfed(ranked) is False
+    unranked = replace(ranked, val_acc=0.7, probe_acc_val=0.7)
+    assert loss_reads.misfed(unranked) == "probabilities"
 
 
 def test_loss_reads_detector_tells_it_once_with_its_remedies():
@@ -339,11 +344,21 @@ def test_loss_reads_a_training_loss_at_the_floor_confirms_a_spread_probe():
     # cross-entropy to 0.6% at six validations, but the probe's own one (2.06) spread too
     # widely (standard error 0.53) to rule it out; training returned 1.61 at 87% accuracy
     row = Evaluation(128, 3, val_loss=1.6125, probe_loss_val=2.0586, probe_ce_probs_val=1.6077,
-                     probe_loss_se_val=0.5317, classes=10.0, probe_acc_train=0.867)  # fmt: skip
+                     probe_loss_se_val=0.5317, classes=10.0, probe_acc_train=0.867,
+                     probe_loss_train=2.16)  # fmt: skip
     assert loss_reads.reads_logits(replace(row, returned_loss=1.6106)) is False
     assert loss_reads.reads_logits(replace(row, returned_loss=0.35)) is None  # under the floor
     early = replace(row, returned_loss=1.6106, probe_acc_train=0.55)  # not ranked right yet
     assert loss_reads.reads_logits(early) is None
+    # hunt 40: label smoothing 0.5 (its minimum 1.68) at 98% val, told: the outputs' own
+    # cross-entropy (0.62) is under the loss, where a softmax's loss is under theirs
+    smoothed = replace(row, returned_loss=1.69, probe_loss_train=0.62, probe_acc_train=0.98)
+    assert loss_reads.reads_logits(smoothed) is None  # not confirmed
+    # ... and the val loss within 10% of the softmax's, far from the outputs' own
+    logged = Evaluation(64, 1, val_loss=1.794, probe_loss_val=0.825, probe_ce_probs_val=1.954,
+                        probe_loss_se_val=0.027, classes=10.0, val_acc=0.935)  # fmt: skip
+    assert loss_reads.reads_logits(logged) is True
+    assert loss_reads.reads_logits(replace(logged, val_acc=0.6)) is False
 
 
 def test_loss_reads_a_negative_loss_of_a_model_that_classifies_is_no_nll_of_scores():
