@@ -18,7 +18,8 @@ from lightning_cnnviz.activations.divergence_remedies import (
     REMEDIES,
     SUDDEN_REMEDIES,
 )
-from lightning_cnnviz.core.settings import DECAY_REMEDIES, GLOBAL_HOOK
+from lightning_cnnviz.core.gradient_hooks import hooked_words
+from lightning_cnnviz.core.settings import DECAY_REMEDIES
 from lightning_cnnviz.core.voice import listed, times
 
 __all__ = ["RAISED", "divergence_cause"]
@@ -185,7 +186,7 @@ def divergence_cause(
         moved = f"The {part} of `{name}` {how} from norm {before:.3g} to {now:.3g} between two logs"
         if hooked:  # hunt 36: a global hook x1000 made the optimiser jump conv2's biases
             return (
-                f"{moved}, and {_hook_words(hooked)}: where it returns a changed gradient (a "
+                f"{moved}, and {hooked_words(hooked)}: where it returns a changed gradient (a "
                 "factor, a sign flip), the optimiser steps on that and writes such a jump "
                 "itself. Try: check what the hook returns (return `None`, or the gradient "
                 "unchanged, to leave it alone); if it changes nothing, find what writes that "
@@ -280,7 +281,7 @@ def divergence_cause(
             f"{INIT_REMEDIES}."
         )
     hooks = (
-        f" Also: {_hook_words(hooked)}; where it returns a changed gradient (a factor, a "
+        f" Also: {hooked_words(hooked)}; where it returns a changed gradient (a factor, a "
         "sign flip), the optimiser steps on that, and the updates overshoot or climb by it."
         if hooked
         else ""
@@ -288,20 +289,6 @@ def divergence_cause(
     return (
         "The updates are too large for this model and data: the optimiser overshoots. "
         f"Try: {REMEDIES}.{hooks}"
-    )
-
-
-def _hook_words(hooked: tuple[str, ...]) -> str:
-    """Which gradients pass through a hook, in words."""
-    named = [h for h in hooked if h != GLOBAL_HOOK]
-    if named:
-        return (
-            f"the gradients of {listed(named)} pass through a hook (`register_hook` on a "
-            "parameter, or a backward hook on the module)"
-        )
-    return (
-        "every module's gradients pass through a global backward hook "
-        "(`register_module_full_backward_pre_hook` or `register_module_full_backward_hook`)"
     )
 
 
@@ -315,6 +302,6 @@ def _hooked_too(hooked: tuple[str, ...]) -> str:
     if not hooked:
         return ""
     return (
-        f" Also: {_hook_words(hooked)}; a hook returning NaN/Inf or a changed gradient "
+        f" Also: {hooked_words(hooked)}; a hook returning NaN/Inf or a changed gradient "
         "does this in one step too."
     )

@@ -25,18 +25,20 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules import module as torch_module
+
+from lightning_cnnviz.core.gradient_hooks import (
+    GLOBAL_HOOK,
+    global_backward_hooked,
+    gradient_hooked,
+)
 
 __all__ = [
     "DECAY_REMEDIES",
     "DECAY_STALLS",
-    "GLOBAL_HOOK",
     "HIGH_MOMENTUM",
     "LR_CUT",
     "Settings",
     "decay_text",
-    "global_backward_hooked",
-    "gradient_hooked",
     "momentum_text",
     "read_settings",
 ]
@@ -258,47 +260,4 @@ def decay_text(per_step: float, weight_decay: float | None, lr: float | None) ->
         f"Weight decay takes {per_step:.1%} of every weight each step{setting}: weights the "
         f"gradient does not hold up halve every {math.log(2) / per_step:.0f} steps, and "
         "the gradient reaching the first layers shrinks with them"
-    )
-
-
-GLOBAL_HOOK = "*"  # ``Settings.hooked``'s name for a global backward hook (every module)
-
-
-def global_backward_hooked() -> bool:
-    """Whether a global module backward hook is set (it sees every module's gradients).
-
-    ``register_module_full_backward_pre_hook`` / ``register_module_full_backward_hook``
-    (held out, hunt 35: one multiplying every gradient by 1000, unnamed).
-    """
-    return bool(
-        getattr(torch_module, "_global_backward_pre_hooks", None)
-        or getattr(torch_module, "_global_backward_hooks", None)
-    )
-
-
-def gradient_hooked(module: nn.Module) -> bool:
-    """Whether ``module``'s own gradients pass through a hook that may change them.
-
-    ``register_hook`` or ``register_post_accumulate_grad_hook`` on one of its parameters,
-    or a backward hook on the module (``register_full_backward_pre_hook``,
-    ``register_full_backward_hook``: held out, hunt 34, a pre-hook multiplying the gradient
-    reaching a conv by 1000 was told "lower the learning rate", unnamed).
-
-    Example::
-
-        >>> layer = nn.Linear(2, 2)
-        >>> gradient_hooked(layer), (layer.weight.register_hook(lambda g: g * 0), 0)[1]
-        (False, 0)
-        >>> gradient_hooked(layer)
-        True
-        >>> conv = nn.Conv2d(1, 1, 3)
-        >>> _ = conv.register_full_backward_pre_hook(lambda m, g: (g[0] * 1000,))
-        >>> gradient_hooked(conv)
-        True
-    """
-    if getattr(module, "_backward_pre_hooks", None) or getattr(module, "_backward_hooks", None):
-        return True
-    return any(
-        getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None)
-        for p in module.parameters(recurse=False)
     )
