@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import listed, times
 from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
@@ -144,6 +145,14 @@ def headline(v: Verdict) -> str:
         cut = (
             f" The learning rate has been {top:.3g} at most{cycle}: a rate that small moves "
             "the weights little in a run this long; try it 10x higher."
+        )
+    elif now.hooked:
+        # hunt 40: a hook negating fc1's gradient (gradient ascent on that layer), told as
+        # dead units, then not learning with no cause
+        cut = (
+            f" Also: {hooked_words(now.hooked)}: where it returns a changed gradient (a sign "
+            "flip, a factor, zeros), every update follows that instead of the loss's; check "
+            "what it returns."
         )
     if f.get("climbing"):
         return (

@@ -625,3 +625,13 @@ def test_rules_not_learning_names_a_rate_small_all_run():
         assert f"has been {lr:.3g} at most" in headline(first(levels.not_learning, slow))
     usual = [replace(e, lr=1e-3, lr_initial=1e-3, momentum=0.9) for e in sgd]
     assert "has been" not in headline(first(levels.not_learning, usual))
+
+
+def test_rules_not_learning_names_gradient_hooks():
+    # hunt 40: a hook negating fc1's gradient, told "not learning" with no cause
+    rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, lr=1e-3, lr_initial=1e-3))
+            for i in range(3)]  # fmt: skip
+    hooked = [replace(e, hooked=("fc1",)) for e in rows]
+    text = headline(first(levels.not_learning, hooked))
+    assert "Also: the gradients of `fc1` pass through a hook" in text
+    assert "pass through a hook" not in headline(first(levels.not_learning, rows))
