@@ -629,7 +629,7 @@ def test_rules_not_learning_names_a_rate_small_all_run():
 
 def test_rules_not_learning_names_gradient_hooks():
     # hunt 40: a hook negating fc1's gradient, told "not learning" with no cause
-    rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, lr=1e-3, lr_initial=1e-3))
+    rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, lr=0.05, lr_initial=0.05))
             for i in range(3)]  # fmt: skip
     hooked = [replace(e, hooked=("fc1",)) for e in rows]
     text = headline(first(levels.not_learning, hooked))
