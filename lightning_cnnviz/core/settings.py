@@ -82,6 +82,8 @@ class Settings:
             adversary's perturbation, ``self.delta``) climbs it by design (setups hunt 36:
             told "drop the flag" for adversarial training, where the rate cut 1000x was
             the cause).
+        dampening: that group's SGD ``dampening`` (``None``: none): a share of each
+            gradient its momentum leaves out, which shrinks the step as much.
     """
 
     lr: float | None = None
@@ -100,6 +102,7 @@ class Settings:
     hooked: tuple[str, ...] = ()
     lr_peak: float | None = None
     maximize: tuple[str, ...] = ()
+    dampening: float | None = None
 
 
 def _warms_up(scheduler: Any) -> bool:
@@ -219,6 +222,7 @@ def read_settings(
         + ((GLOBAL_HOOK,) if global_backward_hooked() else ()),
         _number(groups[0].get("max_lr")) if groups else None,
         _maximizing(optimizers, model),
+        _number(groups[0].get("dampening")) if groups else None,
     )  # fmt: skip
 
 

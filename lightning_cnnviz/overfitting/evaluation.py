@@ -102,6 +102,7 @@ class Evaluation:
     hooked: tuple[str, ...] = ()
     lr_peak: float | None = None
     maximize: tuple[str, ...] = ()
+    dampening: float | None = None
     bn_nonfinite: tuple[str, ...] = ()  # BatchNorm layers whose running statistics hold NaN/Inf
     run_share: float | None = None
     restd_acc: float | None = None  # the val probe's first images re-standardised (below)

@@ -625,6 +625,9 @@ def test_rules_not_learning_names_a_rate_small_all_run():
         assert f"has been {lr:.3g} at most" in headline(first(levels.not_learning, slow))
     usual = [replace(e, lr=1e-3, lr_initial=1e-3, momentum=0.9) for e in sgd]
     assert "has been" not in headline(first(levels.not_learning, usual))
+    # hunt 40: dampening 0.9 leaves 90% of each gradient out of the momentum: a step of 5e-4
+    damped = [replace(e, lr=5e-4, lr_initial=5e-4, momentum=0.9, dampening=0.9) for e in sgd]
+    assert "has been 0.0005 at most" in headline(first(levels.not_learning, damped))
 
 
 def test_rules_not_learning_names_gradient_hooks():
