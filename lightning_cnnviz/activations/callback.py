@@ -96,6 +96,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         self.history = self.diagnosis.history
         self._grads_due = self._mute = False
         self._stepped = False  # an optimizer step since the last backward (``carry_over.py``)
+        self._loss_read = False  # an optimizer step in this batch: its loss is read
         self._leftover: Tensor | None = None  # gradients found before a logging step's backward
         self._backward_loss: Tensor | None = None  # this batch's loss, as backward saw it
         # the batch's step and epoch as Lightning logs them (before its optimizer step)

@@ -83,6 +83,7 @@ class TrainingWindow:
     diagnosis: TrainingDiagnosis
     _grads_due: bool
     _stepped: bool
+    _loss_read: bool  # the batch's loss is read: an optimizer step came after its backwards
     _leftover: Tensor | None
     _backward_loss: Tensor | None
     _compiled: bool | None
@@ -160,12 +161,14 @@ class TrainingWindow:
         first, self._stepped = self._stepped, False  # the first backward after a step
         if len(trainer.optimizers) != 1 or self.disabled:
             return  # several optimizers (a GAN): neither the loss nor the gradients are one's
-        # the loss, where training_step returns none: the sum of a step's backwards
-        # (setups hunt 40: a small penalty's second backward was read as the whole loss,
-        # and its level as a divergence)
-        kept, loss = self._backward_loss, loss.detach()
-        same = kept is not None and kept.shape == loss.shape and kept.device == loss.device
-        self._backward_loss = kept + loss if same else loss
+        # the loss, where training_step returns none: the sum of the batch's backwards up
+        # to its first optimizer step (setups hunt 40: a small penalty's second backward
+        # was read as the whole loss, and its level as a divergence; setups hunt 41: an
+        # LBFGS closure's evaluations, each followed by the hook, summed to 11x the loss)
+        if not self._loss_read:
+            kept, loss = self._backward_loss, loss.detach()
+            same = kept is not None and kept.shape == loss.shape and kept.device == loss.device
+            self._backward_loss = kept + loss if same else loss
         if first and self._grads_due:
             self._leftover = leftover_gradient(trainer.optimizers[0])  # read at the log
 
@@ -173,7 +176,7 @@ class TrainingWindow:
     def on_before_optimizer_step(
         self, trainer: Trainer, pl_module: LightningModule, optimizer: Any
     ) -> None:
-        self._stepped = True
+        self._stepped = self._loss_read = True
         if self._grads_due and not self.disabled:
             self._rec.read_grads(unwrap_model(pl_module))  # leaves only: nothing computed
 
@@ -191,7 +194,7 @@ class TrainingWindow:
             inputs = batch_inputs(batch)  # a reference: no sync
             began = self._batch_at[1] if batch_idx == 0 else None  # an epoch's first batch
             self.diagnosis.loss.add(self._batch_at[0], loss, inputs, began)
-        self._backward_loss = None
+        self._backward_loss, self._loss_read = None, False
         if self._rec.window_seconds:  # the window's share of the cost, beside the events'
             self.timings["window"] += self._rec.window_seconds
             self.budget.add(self._rec.window_seconds)

@@ -337,6 +337,35 @@ def test_diagnosis_runs_a_steps_backwards_are_read_as_one_loss(tmp_path):
     assert min(losses) > 0.1  # the cross-entropy's level, not the penalty's (~1e-3)
 
 
+class ClosureSteps(QuietManual):
+    """Manual optimisation under LBFGS: its closure evaluated several times a step."""
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(self(batch[0]), batch[1])
+            self.manual_backward(loss)
+            return loss
+
+        opt.step(closure=closure)
+
+    def configure_optimizers(self):
+        return torch.optim.LBFGS(self.parameters(), lr=0.1, max_iter=5)
+
+
+def test_diagnosis_runs_a_closures_evaluations_are_read_as_its_first_loss(tmp_path):
+    # setups hunt 41: each evaluation's backward summed, "the training loss is ~11x the
+    # model's own cross-entropy ... summed over the batch instead of averaged"
+    trainer, _ = fit(tmp_path, ClosureSteps(leaky_cnn(), lr=0.1), steps=10, every=5)
+    monitor = next(c for c in trainer.callbacks if isinstance(c, ActivationMonitor))
+    losses = [loss for _, loss in monitor.diagnosis.loss.read()]
+    losses.sort()  # one evaluation's cross-entropy, not max_iter of them
+    assert losses and losses[len(losses) // 2] < 1.5 * math.log(10)
+    assert not [f for f in findings_of(trainer) if "summed over the batch" in f.message]
+
+
 def test_diagnosis_runs_two_optimizers_without_a_loss_say_divergence_did_not_run(tmp_path):
     gan_like = QuietManual(leaky_cnn(), lr=0.01, optimizers=2)
     trainer, said = fit(tmp_path, gan_like, steps=10, every=5)
