@@ -31,7 +31,14 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-__all__ = ["MASS", "loader_sampler", "sampled_indices", "sampler_known", "weighted_reach"]
+__all__ = [
+    "MASS",
+    "loader_order",
+    "loader_sampler",
+    "sampled_indices",
+    "sampler_known",
+    "weighted_reach",
+]
 
 
 def loader_sampler(loader: Any) -> Any:
@@ -117,6 +124,43 @@ def sampled_indices(sampler: Any, size: int) -> list[int] | None:
     if len(indices) != len(held) or not all(0 <= i < size for i in indices):
         return None
     return indices
+
+
+def loader_order(loader: Any, size: int) -> tuple[Tensor | None, bool]:
+    """The order a loader reads its set's items in, where it is fixed: ``(order, known)``.
+
+    ``(0..size-1, True)`` for a ``SequentialSampler`` or a ``DistributedSampler`` that does
+    not shuffle (Lightning's, under DDP, of an unshuffled loader); ``(indices, True)`` for a
+    plain sequence of indices passed as the sampler; ``(None, True)`` for torch's random
+    samplers; ``(None, False)`` for a sampler of one's own, whose order nobody can read
+    (setups hunt 41: an own in-order sampler, a list, `shuffle=False` under DDP, each
+    left the class-order check silent while listing it as run).
+
+    Example::
+
+        >>> from torch.utils.data import DataLoader
+        >>> loader_order(DataLoader(range(4)), 4)[0].tolist()
+        [0, 1, 2, 3]
+        >>> loader_order(DataLoader(range(4), shuffle=True), 4)
+        (None, True)
+    """
+    sampler = loader_sampler(loader)
+    if isinstance(sampler, DistributedSampler):
+        inner = getattr(sampler.dataset, "_sampler", None)  # Lightning's wrapper
+        if inner is not None:
+            sampler = inner
+        elif not sampler.shuffle:
+            return torch.arange(size), True
+        else:
+            return None, True
+    if isinstance(sampler, SequentialSampler):
+        return torch.arange(size), True
+    if isinstance(sampler, RandomSampler | WeightedRandomSampler | SubsetRandomSampler):
+        return None, True
+    if isinstance(sampler, list | tuple | range | Tensor):
+        indices = sampled_indices(sampler, size)
+        return (None, False) if indices is None else (torch.tensor(indices), True)
+    return None, False
 
 
 # the share of a weighted sampler's draws its reach holds: 5% left to the items that class

@@ -24,7 +24,7 @@ from lightning_cnnviz.core.findings import Finding, record_check
 from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.core.probe import draw_probe, generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
-from lightning_cnnviz.core.samplers import loader_sampler
+from lightning_cnnviz.core.samplers import loader_order, loader_sampler
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting.ascent_setting import (
     ascent_checks,
@@ -193,21 +193,28 @@ class SetupChecks:
     def _check_order(self, trainer: Trainer) -> None:
         """Report training batches in class order (``train_order.py``), before the first step.
 
-        Read where the training loader reads its set in order (a sequential sampler): the
-        set's labels, else its first ``LABEL_POOL`` items' (the random generators untouched).
+        Read where the training loader reads its set in a fixed order (``loader_order``: a
+        sequential sampler, an unshuffled ``DistributedSampler``, a list of indices): the
+        set's labels in that order, else its first ``LABEL_POOL`` items' (the random
+        generators untouched). Not run where a sampler of one's own hides its order.
         """
         loader = trainer.train_dataloader
         loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
         # a batch sampler's own sampler: the loader's `sampler` is then a default sequential
         # one (hunt 40: a class-sorted set read by `BatchSampler(RandomSampler(...))`)
-        sampler = loader_sampler(loader)
-        if not isinstance(sampler, torch.utils.data.SequentialSampler):
-            ran = isinstance(loader, torch.utils.data.DataLoader)
-            why = "needs a `DataLoader` to read the order of its items"
-            record_check(trainer, type(self).__name__, "training order", ran, why)
-            return
         data = find_dataset(trainer, "train")
-        order = torch.arange(len(data))
+        order, known = None, False
+        if isinstance(loader, torch.utils.data.DataLoader):
+            order, known = loader_order(loader, len(data))
+        if order is None:  # read at random: no order to tell, or none that can be read
+            why = (
+                "needs a `DataLoader` to read the order of its items"
+                if not isinstance(loader, torch.utils.data.DataLoader)
+                else f"cannot read the order its `{type(loader_sampler(loader)).__name__}` "
+                "draws the items in"
+            )
+            record_check(trainer, type(self).__name__, "training order", known, why)
+            return
         _, labels = labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))
         found = {} if labels is None else class_runs(labels)
         why = "" if labels is not None else "needs class labels in the training items"

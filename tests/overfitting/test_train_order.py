@@ -52,6 +52,38 @@ def test_train_order_quiet_for_a_batch_sampler_over_a_random_sampler(tmp_path):
         assert ("unshuffled_batches" in kinds) is told
 
 
+class InOrder(torch.utils.data.Sampler):
+    """A sampler of one's own handing the items in order: its order is not readable."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter(range(self.n))
+
+
+def test_train_order_read_through_index_lists_and_said_not_run_for_own_samplers(tmp_path):
+    # setups hunt 41: `sampler=list(range(n))` and an unshuffled `DistributedSampler` on a
+    # class-sorted set were not told, an own in-order sampler not either, all "ran"
+    from torch.utils.data import DistributedSampler
+
+    net = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    data = one_hot_set([40] * 4)
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    unshuffled = DistributedSampler(data, num_replicas=1, rank=0, shuffle=False)
+    for name, sampler in (("list", list(range(160))), ("distributed", unshuffled)):
+        train = DataLoader(data, batch_size=16, sampler=sampler)
+        trainer, _ = fit_monitor(tmp_path / name, net, train, val, epochs=1)
+        assert "unshuffled_batches" in [f.kind for f in findings_of(trainer)], name
+    train = DataLoader(data, batch_size=16, sampler=InOrder(160))
+    trainer, _ = fit_monitor(tmp_path / "own", net, train, val, epochs=1)
+    check = checks_of(trainer)[("OverfittingMonitor", "training order")]
+    assert not check.ran and "cannot read the order its `InOrder` draws" in check.why
+
+
 def test_train_order_named_by_a_problem_told_after_it(tmp_path):
     # a model that learns nothing (rate 0) on class-sorted batches: at chance at the 2nd
     # validation, "not learning" says that it may follow from the order told at step 0
