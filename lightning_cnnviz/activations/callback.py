@@ -97,6 +97,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         self._grads_due = self._mute = False
         self._stepped = False  # an optimizer step since the last backward (``carry_over.py``)
         self._loss_read = False  # an optimizer step in this batch: its loss is read
+        self._backward_seen = False  # a backward ran with one optimizer (a loss to read)
         self._leftover: Tensor | None = None  # gradients found before a logging step's backward
         self._backward_loss: Tensor | None = None  # this batch's loss, as backward saw it
         # the batch's step and epoch as Lightning logs them (before its optimizer step)
@@ -246,10 +247,12 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             if self.events and self.fit_batches and not self.diagnosis.loss.series:
                 n = len(trainer.optimizers)
                 backward = (
-                    "no `manual_backward` ran (its loss stands in for a returned one)"
-                    if n == 1
-                    else f"the run has {n} optimizers (one backward's loss stands in for a "
-                    "single one)"
+                    f"the run has {n} optimizers (one backward's loss stands in for a single one)"
+                    if n != 1
+                    else "the loss its backward saw is not one value (a loss per item, "
+                    "`manual_backward(loss, gradient=...)`)"
+                    if self._backward_seen
+                    else "no `manual_backward` ran (its loss stands in for a returned one)"
                 )
                 why = (
                     f"needs the training loss: `training_step` returned none, and {backward}; "

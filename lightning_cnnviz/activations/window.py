@@ -84,6 +84,7 @@ class TrainingWindow:
     _grads_due: bool
     _stepped: bool
     _loss_read: bool  # the batch's loss is read: an optimizer step came after its backwards
+    _backward_seen: bool
     _leftover: Tensor | None
     _backward_loss: Tensor | None
     _compiled: bool | None
@@ -165,6 +166,7 @@ class TrainingWindow:
         # to its first optimizer step (setups hunt 40: a small penalty's second backward
         # was read as the whole loss, and its level as a divergence; setups hunt 41: an
         # LBFGS closure's evaluations, each followed by the hook, summed to 11x the loss)
+        self._backward_seen = True
         if not self._loss_read:
             kept, loss = self._backward_loss, loss.detach()
             same = kept is not None and kept.shape == loss.shape and kept.device == loss.device

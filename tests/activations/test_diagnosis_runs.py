@@ -366,6 +366,24 @@ def test_diagnosis_runs_a_closures_evaluations_are_read_as_its_first_loss(tmp_pa
     assert not [f for f in findings_of(trainer) if "summed over the batch" in f.message]
 
 
+class PerItemBackward(QuietManual):
+    """Manual optimisation whose backward sees a loss per item (``gradient=`` given)."""
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        opt.zero_grad()
+        losses = F.cross_entropy(self(batch[0]), batch[1], reduction="none")
+        self.manual_backward(losses, gradient=torch.full_like(losses, 1 / len(losses)))
+        opt.step()
+
+
+def test_diagnosis_runs_a_loss_per_item_says_why_divergence_did_not_run(tmp_path):
+    # setups hunt 41: the reason given was "no `manual_backward` ran" though one ran each step
+    trainer, _ = fit(tmp_path, PerItemBackward(leaky_cnn(), lr=0.01), steps=10, every=5)
+    check = checks_of(trainer)[("ActivationMonitor", "divergence")]
+    assert not check.ran and "the loss its backward saw is not one value" in check.why
+
+
 def test_diagnosis_runs_two_optimizers_without_a_loss_say_divergence_did_not_run(tmp_path):
     gan_like = QuietManual(leaky_cnn(), lr=0.01, optimizers=2)
     trainer, said = fit(tmp_path, gan_like, steps=10, every=5)
