@@ -202,16 +202,19 @@ class SetupChecks:
         loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
         # a batch sampler's own sampler: the loader's `sampler` is then a default sequential
         # one (hunt 40: a class-sorted set read by `BatchSampler(RandomSampler(...))`)
-        data = find_dataset(trainer, "train")
-        order, known = None, False
-        if isinstance(loader, torch.utils.data.DataLoader):
+        if not isinstance(loader, torch.utils.data.DataLoader):
+            why = "needs a `DataLoader` to read the order of its items"
+            record_check(trainer, type(self).__name__, "training order", False, why)
+            return
+        try:
+            data = find_dataset(trainer, "train")
             order, known = loader_order(loader, len(data))
+        except Exception:  # an iterable set (no length), none found: no order to read
+            order, known = None, True
         if order is None:  # read at random: no order to tell, or none that can be read
             why = (
-                "needs a `DataLoader` to read the order of its items"
-                if not isinstance(loader, torch.utils.data.DataLoader)
-                else f"cannot read the order its `{type(loader_sampler(loader)).__name__}` "
-                "draws the items in"
+                f"cannot read the order its `{type(loader_sampler(loader)).__name__}` draws "
+                "the items in"
             )
             record_check(trainer, type(self).__name__, "training order", known, why)
             return
