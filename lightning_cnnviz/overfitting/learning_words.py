@@ -33,6 +33,8 @@ __all__ = ["headline"]
 
 
 SMALL_RATE = 1e-4  # Adam and its kin: a highest rate at most this, nothing learnt: the cause
+SMALL_CLIP = 1e-2  # a `gradient_clip_val` this small keeps every step tiny
+LARGE_EPS = 1e-2  # an Adam `eps` this large divides every step far below its rate
 SMALL_STEP = 3e-3  # SGD and its kin: the rate over (1 - momentum), the step it takes
 _ROUNDING = 1 + 1e-9  # 1e-4 / (1 - 0.9) is 1.0000000000000002e-3 in floats
 
@@ -147,6 +149,19 @@ def headline(v: Verdict) -> str:
         cut = (
             f" The learning rate has been {top:.3g} at most{cycle}: a rate that small moves "
             "the weights little in a run this long; try it 10x higher."
+        )
+    elif now.grad_clip is not None and now.grad_clip <= SMALL_CLIP:
+        # hunt 41: `gradient_clip_val=1e-4` under SGD, at chance, no cause
+        by = f" by {now.clip_algorithm}" if now.clip_algorithm else ""
+        cut = (
+            f" Gradients are clipped{by} to {now.grad_clip:.3g} (`gradient_clip_val`): every "
+            "step is that small whatever the loss says; clip at 0.5-5, or not at all."
+        )
+    elif now.eps is not None and now.eps >= LARGE_EPS:
+        # hunt 41: Adam with `eps=1.0`, "hardly moved", no cause
+        cut = (
+            f" The optimiser's `eps` is {now.eps:.3g}: it divides every step by at least "
+            "that, far above the gradients' scale, so the steps are tiny (1e-8 is usual)."
         )
     elif now.hooked:
         # hunt 40: a hook negating fc1's gradient (gradient ascent on that layer), told as

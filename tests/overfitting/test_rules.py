@@ -630,6 +630,19 @@ def test_rules_not_learning_names_a_rate_small_all_run():
     assert "has been 0.0005 at most" in headline(first(levels.not_learning, damped))
 
 
+def test_rules_not_learning_names_a_tiny_clip_and_a_large_eps():
+    # hunt 41: `gradient_clip_val=1e-4` under SGD, and Adam with `eps=1.0`: no cause
+    rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, lr=0.05, lr_initial=0.05))
+            for i in range(3)]  # fmt: skip
+    clipped = [replace(e, grad_clip=1e-4) for e in rows]
+    assert "Gradients are clipped to 0.0001" in headline(first(levels.not_learning, clipped))
+    wide = [replace(e, lr=1e-3, lr_initial=1e-3, eps=1.0) for e in rows]
+    assert "The optimiser's `eps` is 1:" in headline(first(levels.not_learning, wide))
+    usual = [replace(e, grad_clip=1.0, eps=1e-8, lr=1e-3, lr_initial=1e-3) for e in rows]
+    text = headline(first(levels.not_learning, usual))
+    assert "clipped" not in text and "`eps`" not in text
+
+
 def test_rules_not_learning_names_gradient_hooks():
     # hunt 40: a hook negating fc1's gradient, told "not learning" with no cause
     rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, lr=0.05, lr_initial=0.05))
