@@ -136,8 +136,11 @@ class FrozenCheck:
         ):
             # every watched layer gets exactly 0 (not a vanishing trickle) while parameters
             # after them learn: the gradient is cut on its way down (hunt 31: activations
-            # rounded without a straight-through estimator, told as vanishing, a note)
-            reasons = dict.fromkeys(names, "gradient_blocked")
+            # rounded without a straight-through estimator, told as vanishing, a note);
+            # where each carries a gradient hook, the hooks (hunt 41: `g * 0` on every
+            # parameter but the head's, told as `torch.round`)
+            hooked = all(gradient_hooked(self.selected[n]) for n in names)
+            reasons = dict.fromkeys(names, "own_gradient_removed" if hooked else "gradient_blocked")
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
         span = min(max(self._still[n] for n in names), STILL_EVENTS)
         # a random init kept by the set-up: frozen random features (dead units after a

@@ -31,8 +31,8 @@ REASONS = {
     ),
     "own_gradient_removed": (
         "a gradient of exactly 0 on their own weights, whose gradients pass through a hook "
-        "(`register_hook`, or a backward hook on the module), while layers before them "
-        "still learn: the gradient passes through them and the hook removes it there"
+        "(`register_hook`, or a backward hook on the module): where it returns zeros (or "
+        "`g * 0`), the hook removes the gradient there"
     ),
     "no_update": (
         "no update (left out of the optimiser's parameter groups, a learning rate of 0, or "
