@@ -53,6 +53,8 @@ from torch import Tensor
 from lightning_cnnviz.core.logits import as_logits, is_simplex
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.returned_loss import (
+    RANKED,
+    at_floor,
     below_floor,
     maximised,
     outputs_scaled,
@@ -61,15 +63,12 @@ from lightning_cnnviz.overfitting.returned_loss import (
     unbounded_term,
 )
 from lightning_cnnviz.overfitting.rules import Verdict
-from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
-    "AT_FLOOR",
     "CLEAR",
     "CLOSER",
     "FAR",
     "MATCH",
-    "RANKED",
     "SAMPLED",
     "candidates",
     "fed_scores",
@@ -163,40 +162,6 @@ def reads_logits(ev: Evaluation) -> bool | None:
         sampled = se is None or off > SAMPLED * se
         return False if told and (sampled or at_floor(ev)) else None
     return not (matches_softmax and max(own, loss) / min(own, loss) >= FAR)
-
-
-AT_FLOOR = 1.2  # a returned loss within this factor of the floor of a loss fed probabilities
-RANKED = 0.8  # ... while the train probe's images are ranked right this often
-
-
-def at_floor(ev: Evaluation) -> bool:
-    """Whether the loss ``training_step`` returns sits at a loss-fed-probabilities' floor.
-
-    Within ``AT_FLOOR`` x ``ln(1 + (K - 1) / e)`` (and not under 0.9x it), under the
-    outputs' own cross-entropy, while the train probe is ``RANKED`` right: the outputs'
-    own cross-entropy falls as the model learns, a softmax's only to that floor. Held out
-    (hunt 39): softmax before `cross_entropy`, train loss 1.61 at 87% train accuracy, the
-    logged val loss the probe's softmax cross-entropy to 0.6% at six validations, unsaid
-    where the probe's own cross-entropy spread too widely (a standard error of 0.53) to
-    rule out the logged one.
-
-    Example::
-
-        >>> row = dict(classes=10.0, probe_acc_train=0.875, probe_loss_train=2.11)
-        >>> at_floor(Evaluation(96, 2, returned_loss=1.61, **row))
-        True
-        >>> at_floor(Evaluation(96, 2, returned_loss=0.3, **row))
-        False
-    """
-    acc = ev.probe_acc_train if ev.probe_acc_train is not None else ev.train_acc
-    own, loss = own_loss(ev), ev.returned_loss
-    if not ev.classes or not finite(loss, own) or acc is None or acc < RANKED:
-        return False
-    floor = probability_floor(ev.classes)
-    # and the outputs' own cross-entropy above it: a loss of their softmax is lower than
-    # theirs, while label smoothing's floor sits above it (hunt 40: smoothing 0.5, its
-    # minimum 1.68, at 98% val)
-    return 0.9 * floor <= loss <= AT_FLOOR * floor and own > loss  # type: ignore[operator]
 
 
 def fed_scores(ev: Evaluation) -> bool:
