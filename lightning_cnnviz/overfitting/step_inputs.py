@@ -112,11 +112,11 @@ def compiled_entry(model: nn.Module) -> nn.Module | None:
     return next((m for m in outside_compiled(model).values() if hasattr(m, "_orig_mod")), None)
 
 
-def _labels(targets: Any, n: int) -> list[int | None]:
-    """A batch's ``n`` class labels (``None`` each where its targets hold no class indices)."""
+def _labels(targets: Any, n: int) -> Tensor | None:
+    """A batch's ``n`` class labels as they are (on their device), else ``None``."""
     if isinstance(targets, Tensor) and targets.shape == (n,) and integer_dtype(targets):
-        return [int(y) for y in targets.tolist()]
-    return [None] * n
+        return targets.detach()
+    return None
 
 
 def _items_known(trainer: Trainer, size: int) -> bool:
@@ -152,7 +152,7 @@ class StepInputs:
         self._steps, self._step_why = {}, ""
         self._reads = {"train": {}, "val": {}}
         self._item_keys: list[list[ImageKey | None]] = []
-        self._item_labels: list[int | None] = []  # the keys' classes, flattened
+        self._item_labels: list[Tensor | None] = []  # each batch's classes of its keys
 
     def _read_items(self, trainer: Trainer, batch: Any) -> None:
         """The first training batches' images as keys: a loader repeating them is told.
@@ -168,11 +168,13 @@ class StepInputs:
             if not isinstance(images, Tensor) or images.dim() < 2:
                 return
             labels = _labels(parts(batch)[1], len(images))
-            read = zip(image_keys(images, plain=False), labels, strict=True)
+            read = image_keys(images, plain=False)
             # images of one value (blank cells a set holds by design: hunt 35) say nothing
-            known = [(key, label) for key, label in read if key is not None]
-            keys.append([key for key, _ in known])
-            self._item_labels = getattr(self, "_item_labels", []) + [y for _, y in known]
+            kept = [i for i, key in enumerate(read) if key is not None]
+            keys.append([read[i] for i in kept])
+            # the labels stay on their device until all are read: one transfer, at the last
+            kept_labels = None if labels is None else labels[kept]
+            self._item_labels = [*getattr(self, "_item_labels", []), kept_labels]
             self._item_keys = keys
             told = {f.kind for f in self._own_findings()}
             if len(keys) < EARLY or told & {"repeated_batches", "repeated_items"}:
@@ -188,7 +190,8 @@ class StepInputs:
         elif len(keys) == BATCHES and not _items_known(trainer, size):
             # a sampler of one's own (a set holding copies of its images, read by torch's
             # samplers, repeats by design: hunt 37, five copies of 2,000 digits)
-            labels = self._item_labels if None not in self._item_labels else None
+            held = self._item_labels
+            labels = None if any(y is None for y in held) else torch.cat(held).tolist()
             if found := drawn_reach(keys, labels, size):
                 text = reach_text(found)
                 self._tell_data(trainer, Finding(self.section, "repeated_items", step, epoch,
