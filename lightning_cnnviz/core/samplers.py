@@ -33,6 +33,7 @@ from torch.utils.data import (
 
 __all__ = [
     "MASS",
+    "first_loader",
     "loader_order",
     "loader_sampler",
     "sampled_indices",
@@ -64,12 +65,26 @@ def loader_sampler(loader: Any) -> Any:
     return getattr(batching, "sampler", batching)  # a batch sampler of one's own
 
 
+def first_loader(loaders: Any) -> Any:
+    """The first of a list or tuple of loaders (Lightning's several training loaders), else it."""
+    return loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
+
+
+def _unwrapped(sampler: Any) -> Any:
+    """The sampler Lightning's ``DistributedSamplerWrapper`` shards under DDP, else ``sampler``.
+
+    Its ``dataset`` holds the run's own sampler as ``_sampler`` (setups hunt 26); a plain
+    ``DistributedSampler`` over the set is returned as it is.
+    """
+    if isinstance(sampler, DistributedSampler):
+        inner = getattr(sampler.dataset, "_sampler", None)
+        return sampler if inner is None else inner
+    return sampler
+
+
 def sampler_known(loader: Any, size: int) -> bool:
     """Whether the items a loader reads are known: its whole set, or ``sampled_indices``'."""
-    sampler = loader_sampler(loader)
-    if isinstance(sampler, DistributedSampler):  # Lightning's wrapper of the run's sampler
-        inner = getattr(sampler.dataset, "_sampler", None)
-        sampler = sampler if inner is None else inner
+    sampler = _unwrapped(loader_sampler(loader))
     whole = (SequentialSampler, RandomSampler, WeightedRandomSampler, DistributedSampler)
     return isinstance(sampler, whole) or sampled_indices(sampler, size) is not None
 
@@ -95,8 +110,8 @@ def sampled_indices(sampler: Any, size: int) -> list[int] | None:
         True
     """
     if isinstance(sampler, DistributedSampler):  # Lightning's wrapper of the run's sampler
-        inner = getattr(sampler.dataset, "_sampler", None)  # under DDP (setups hunt 26)
-        return None if inner is None else sampled_indices(inner, size)
+        inner = _unwrapped(sampler)
+        return None if inner is sampler else sampled_indices(inner, size)
     if isinstance(sampler, SubsetRandomSampler):
         held = sampler.indices
     elif isinstance(sampler, WeightedRandomSampler):
@@ -144,15 +159,9 @@ def loader_order(loader: Any, size: int) -> tuple[Tensor | None, bool]:
         >>> loader_order(DataLoader(range(4), shuffle=True), 4)
         (None, True)
     """
-    sampler = loader_sampler(loader)
+    sampler = _unwrapped(loader_sampler(loader))  # a batch sampler's own sampler too
     if isinstance(sampler, DistributedSampler):
-        inner = getattr(sampler.dataset, "_sampler", None)  # Lightning's wrapper
-        if inner is not None:
-            sampler = inner
-        elif not sampler.shuffle:
-            return torch.arange(size), True
-        else:
-            return None, True
+        return (None, True) if sampler.shuffle else (torch.arange(size), True)
     if isinstance(sampler, SequentialSampler):
         return torch.arange(size), True
     if isinstance(sampler, RandomSampler | WeightedRandomSampler | SubsetRandomSampler):

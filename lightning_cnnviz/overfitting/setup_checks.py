@@ -24,7 +24,7 @@ from lightning_cnnviz.core.findings import Finding, record_check
 from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.core.probe import draw_probe, generator_for, labels_in_order
 from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
-from lightning_cnnviz.core.samplers import loader_order, loader_sampler
+from lightning_cnnviz.core.samplers import first_loader, loader_order, loader_sampler
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting.ascent_setting import (
     ascent_checks,
@@ -99,8 +99,7 @@ class SetupChecks:
             size = len(find_dataset(trainer, "train"))
         except Exception:  # no set of known length: nothing to count
             return
-        loader = trainer.train_dataloader
-        loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
+        loader = first_loader(trainer.train_dataloader)
         try:  # the whole set: the probes see the sampler's part of it
             whole = len(loader.dataset) if isinstance(loader, DataLoader) else 0
         except TypeError:  # an iterable dataset: no length, no sampler over it
@@ -198,10 +197,7 @@ class SetupChecks:
         set's labels in that order, else its first ``LABEL_POOL`` items' (the random
         generators untouched). Not run where a sampler of one's own hides its order.
         """
-        loader = trainer.train_dataloader
-        loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
-        # a batch sampler's own sampler: the loader's `sampler` is then a default sequential
-        # one (hunt 40: a class-sorted set read by `BatchSampler(RandomSampler(...))`)
+        loader = first_loader(trainer.train_dataloader)
         if not isinstance(loader, torch.utils.data.DataLoader):
             why = "needs a `DataLoader` to read the order of its items"
             record_check(trainer, type(self).__name__, "training order", False, why)

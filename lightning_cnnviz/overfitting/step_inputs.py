@@ -36,7 +36,7 @@ from lightning_cnnviz.core.input_shift import (
 from lightning_cnnviz.core.items import integer_dtype, parts, split_sample
 from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
-from lightning_cnnviz.core.samplers import sampler_known
+from lightning_cnnviz.core.samplers import first_loader, sampler_known
 from lightning_cnnviz.core.selection import is_compiled, outside_compiled, unwrap_model
 from lightning_cnnviz.core.stored_form import seen_batch
 from lightning_cnnviz.overfitting.repeated_items import (
@@ -121,8 +121,7 @@ def _labels(targets: Any, n: int) -> Tensor | None:
 
 def _items_known(trainer: Trainer, size: int) -> bool:
     """Whether the items the training loader reads are known (``sampler_known``)."""
-    loader = trainer.train_dataloader
-    loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
+    loader = first_loader(trainer.train_dataloader)
     return not isinstance(loader, DataLoader) or sampler_known(loader, size)
 
 
