@@ -32,12 +32,13 @@ from lightning_cnnviz.core.collated import Collated, collated_view, unbatched_vi
 from lightning_cnnviz.core.items import iterable_head
 from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.random_state import rng_untouched
-from lightning_cnnviz.core.samplers import loader_sampler, sampled_indices, sampler_known
+from lightning_cnnviz.core.samplers import dropped_tail, read_indices, sampler_known
 from lightning_cnnviz.core.stored_form import seen_view
 
 __all__ = [
     "NoDataset",
     "collate_unread",
+    "dropped_items",
     "find_dataset",
     "has_val_data",
     "items_known",
@@ -61,18 +62,19 @@ _subsets: weakref.WeakKeyDictionary[Any, Subset] = weakref.WeakKeyDictionary()
 
 
 def _sampled(data: Any, loader: DataLoader) -> Any:
-    """The items of ``data`` the loader's sampler reads (one view per loader), else ``data``.
+    """The items of ``data`` the loader reads (one view per loader, in its order), else ``data``.
 
     Two loaders over one dataset with a sampler each (a train/val split by indices,
-    ``sampled_indices``): each probe is drawn from its own loader's items, not from the
-    whole set (setups hunt 26: a val loader given a plain list of indices was read as the
-    training set itself, a `val_is_train` problem).
+    ``samplers.read_indices``): each probe is drawn from its own loader's items, not from
+    the whole set (setups hunt 26: a val loader given a plain list of indices was read as
+    the training set itself, a `val_is_train` problem); nor from the last part-batch an
+    unshuffled loader drops every epoch.
     """
     found = _subsets.get(loader)
     if found is not None and found.dataset is data:
         return found  # read once per loader: a sampler may hold a million indices
     try:
-        indices = sampled_indices(loader_sampler(loader), len(data))
+        indices = read_indices(loader, len(data))
     except TypeError:  # a dataset without a length
         return data
     if indices is None:
@@ -174,6 +176,21 @@ def items_known(trainer: Any, split: str) -> bool:
         return sampler_known(loader, len(loader.dataset))
     except TypeError:  # a dataset without a length
         return True
+
+
+def dropped_items(trainer: Any) -> int:
+    """How many items the training loader never reads: the last part-batch of a fixed order.
+
+    ``samplers.dropped_tail``: 0 where it shuffles or keeps its last batch, or where no
+    ``DataLoader`` over a sized dataset is found.
+    """
+    loader = _split_loader(trainer, "train")
+    if not isinstance(loader, DataLoader):
+        return 0
+    try:
+        return dropped_tail(loader, len(loader.dataset))
+    except TypeError:  # a dataset without a length
+        return 0
 
 
 def has_val_data(trainer: Any) -> bool:

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from numbers import Integral
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "first_loader",
     "loader_order",
     "loader_sampler",
+    "read_indices",
     "sampled_indices",
     "sampler_known",
     "weighted_reach",
@@ -141,15 +143,71 @@ def sampled_indices(sampler: Any, size: int) -> list[int] | None:
     return indices
 
 
-def loader_order(loader: Any, size: int) -> tuple[Tensor | None, bool]:
-    """The order a loader reads its set's items in, where it is fixed: ``(order, known)``.
+def _fixed_order(sampler: Any, size: int) -> bool:
+    """Whether ``sampler`` hands its items in one order every epoch, read: in order or a list."""
+    if isinstance(sampler, SequentialSampler):
+        return True
+    listed = isinstance(sampler, list | tuple | range | Tensor)
+    return listed and sampled_indices(sampler, size) is not None
 
-    ``(0..size-1, True)`` for a ``SequentialSampler`` or a ``DistributedSampler`` that does
-    not shuffle (Lightning's, under DDP, of an unshuffled loader); ``(indices, True)`` for a
-    plain sequence of indices passed as the sampler; ``(None, True)`` for torch's random
-    samplers; ``(None, False)`` for a sampler of one's own, whose order nobody can read
-    (setups hunt 41: an own in-order sampler, a list, `shuffle=False` under DDP, each
-    left the class-order check silent while listing it as run).
+
+def read_indices(loader: Any, size: int) -> Sequence[int] | None:
+    """The positions of the items a loader ever reads, where not all ``size`` (else None).
+
+    ``sampled_indices``' (a sampler over part of the set), less the last part-batch a
+    loader reading in a fixed order drops every epoch (``drop_last=True``): the same items,
+    never read (hunt 41: a rare class's 40 digits stored last, cut every epoch, never
+    trained, and nothing told). In the loader's order.
+
+    Example::
+
+        >>> from torch.utils.data import DataLoader
+        >>> read_indices(DataLoader(range(10), 4, drop_last=True), 10)
+        range(0, 8)
+        >>> read_indices(DataLoader(range(10), 4, sampler=[9, 8, 7, 1], drop_last=True), 10)
+        [9, 8, 7, 1]
+        >>> read_indices(DataLoader(range(10), 4, shuffle=True, drop_last=True), 10) is None
+        True
+    """
+    sampler = loader_sampler(loader)
+    indices = sampled_indices(sampler, size)
+    read = range(size) if indices is None else indices
+    cut = len(read) - dropped_tail(loader, size)
+    return read[:cut] if 0 < cut < len(read) else indices
+
+
+def dropped_tail(loader: Any, size: int) -> int:
+    """How many items a loader reading in a fixed order drops every epoch (its last part-batch).
+
+    0 where it shuffles, keeps its last batch, or batches by a batch sampler of one's own.
+
+    Example::
+
+        >>> from torch.utils.data import DataLoader
+        >>> dropped_tail(DataLoader(range(10), 4, drop_last=True), 10)
+        2
+    """
+    batching = getattr(loader, "batch_sampler", None)
+    sampler = loader_sampler(loader)
+    if not (isinstance(batching, BatchSampler) and batching.drop_last):
+        return 0
+    if not _fixed_order(sampler, size):
+        return 0
+    held = sampled_indices(sampler, size)
+    return (size if held is None else len(held)) % batching.batch_size
+
+
+def loader_order(loader: Any, size: int) -> tuple[Tensor | None, bool]:
+    """The order a loader reads the items of its dataset's view in, where it is fixed.
+
+    ``size`` counts the items of the view ``run_datasets.find_dataset`` gives: those the
+    loader reads (``read_indices``), held in its order. Returns ``(order, known)``:
+    ``(0..size-1, True)`` for a ``SequentialSampler``, a ``DistributedSampler`` that does
+    not shuffle (Lightning's, under DDP, of an unshuffled loader) or a plain sequence of
+    indices passed as the sampler; ``(None, True)`` for torch's random samplers;
+    ``(None, False)`` for a sampler of one's own, whose order nobody can read (setups hunt
+    41: an own in-order sampler, a list, `shuffle=False` under DDP, each left the
+    class-order check silent while listing it as run).
 
     Example::
 
@@ -162,13 +220,10 @@ def loader_order(loader: Any, size: int) -> tuple[Tensor | None, bool]:
     sampler = _unwrapped(loader_sampler(loader))  # a batch sampler's own sampler too
     if isinstance(sampler, DistributedSampler):
         return (None, True) if sampler.shuffle else (torch.arange(size), True)
-    if isinstance(sampler, SequentialSampler):
-        return torch.arange(size), True
     if isinstance(sampler, RandomSampler | WeightedRandomSampler | SubsetRandomSampler):
         return None, True
-    if isinstance(sampler, list | tuple | range | Tensor):
-        indices = sampled_indices(sampler, size)
-        return (None, False) if indices is None else (torch.tensor(indices), True)
+    if _fixed_order(sampler, len(loader.dataset)):  # the view holds a list's items in order
+        return torch.arange(size), True
     return None, False
 
 

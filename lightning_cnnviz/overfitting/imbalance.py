@@ -216,6 +216,7 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
         "early": early,
         "one_class": single,
         "missing": list(now.missing or ()),
+        "dropped": now.dropped_items or 0.0,
         "common": common and not now.missing,  # not rare: not taught (``leaves_out``)
         "others_recall": now.others_recall_val,
         "shift": now.shift,

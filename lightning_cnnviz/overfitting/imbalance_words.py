@@ -78,12 +78,19 @@ def headline(v: Verdict) -> str:
         gone = ", ".join(map(str, f["missing"]))
         plural = "es" if len(f["missing"]) > 1 else ""
         them = "them" if plural else "it"
+        why = f"A training split made by class, a filter or a label mapping that dropped {them}?"
+        if f.get("dropped"):
+            why = (
+                f"The training loader reads its items in a fixed order and drops the last "
+                f"{f['dropped']:.0f} every epoch (`drop_last=True` cuts its last part-batch): "
+                f"class{plural} {gone} stored last, among them? Else: {why[0].lower()}{why[1:]}"
+            )
         return (
             f"Class{plural} {gone} never appear{'' if plural else 's'} among the training labels"
-            f"{end}, but the val probe has images of {them}: since {when(since)} the model "
-            f"takes {them} for class {f['taken_for']}, and it can never predict {them}. A "
-            f"training split made by class, a filter or a label mapping that dropped {them}? "
-            f"{shown}"
+            f"{' the loader reads' if f.get('dropped') else ''}{end}, but the val probe has "
+            f"images of {them}: since {when(since)} the model takes {them} for class "
+            f"{f['taken_for']}, and it can never predict {them}. "
+            f"{why} {shown}"
         )
     if relabelled(f, now.classes):
         return (

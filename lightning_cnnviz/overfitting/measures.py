@@ -21,7 +21,7 @@ from torch import Tensor
 from lightning_cnnviz.core.input_shift import restandardise
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.monitor import with_probe
-from lightning_cnnviz.core.run_datasets import val_images
+from lightning_cnnviz.core.run_datasets import dropped_items, val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.overfitting import bn_levels, class_figures, class_gap, imbalance, passes
@@ -211,6 +211,8 @@ class Measures(LoggedReads):
             if ignored:
                 shares = self._train_shares(trainer, len(counts))
             left_out = class_figures.probe_figures(counts, shares)
+            if left_out.get("missing"):  # never read, as a loader cutting its end drops them?
+                left_out["dropped_items"] = float(dropped_items(trainer))
             train = more["train"]
             if train is not None and cut["train"] is not None and train.shape[1] == len(counts):
                 with self.phase("compute"):  # per class: learnt on training images, not on val

@@ -217,6 +217,13 @@ def remedies(v: Verdict) -> list[str]:
             "mapping on the training data. Balancing the batches cannot add a class that "
             "is not there.",
         )
+        if v.figures.get("dropped"):
+            generic.insert(
+                0,
+                "**Shuffle the training loader** (`shuffle=True`) or keep its last batch "
+                "(`drop_last=False`): read in a fixed order, the items at its end are never "
+                "trained on.",
+            )
     elif v.kind == "class_imbalance" and v.figures.get("common"):
         left = ", ".join(map(str, v.figures["ignored"]))
         return [

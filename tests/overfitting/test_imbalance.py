@@ -3,7 +3,7 @@
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.overfitting.class_figures import class_shares, ignored_classes, probe_figures
@@ -314,6 +314,31 @@ def test_imbalance_a_class_missing_from_training_found_in_a_run(tmp_path):
     assert finding.figures["top_share"] == pytest.approx(1 / 3, abs=0.01)
     assert any(w.startswith("Class 3 never appears among the training labels") for w in warned)
     assert any(finding.message in t for t in texts(events(tmp_path), "overfitting/diagnosis"))
+
+
+def test_imbalance_a_class_an_unshuffled_loader_drops_every_epoch_is_missing(tmp_path):
+    # hunt 41: class 9's 40 digits stored last, `shuffle=False, drop_last=True`: cut every
+    # epoch, never trained (val recall 0), and nothing told (2% of the set: rare, not missing)
+    x, y = one_hot_set([96, 96, 96, 20]).tensors
+    order = torch.cat([torch.randperm(288, generator=torch.Generator().manual_seed(0)),
+                       torch.arange(288, 308)])  # fmt: skip
+    train = TensorDataset(x[order], y[order])  # 308 items: the last 20, class 3's, cut
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    for shuffle in (False, True):
+        linear = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.1)
+        loader = DataLoader(train, batch_size=32, shuffle=shuffle, drop_last=True)
+        trainer, warned = fit_monitor(tmp_path / str(shuffle), linear, loader, val, epochs=2)
+        found = [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+        if shuffle:  # other items dropped each epoch: class 3 is learnt
+            assert not found
+            continue
+        (finding,) = found
+        assert (finding.severity, finding.figures["missing"]) == ("problem", [3])
+        assert finding.figures["dropped"] == 20
+        assert "drops the last 20 every epoch (`drop_last=True`" in finding.message
+        assert any(finding.message in w for w in warned)
+        written = texts(events(tmp_path / "False" / "tb" / "version_0"), "overfitting/diagnosis")
+        assert any("1. **Shuffle the training loader**" in t for t in written)
 
 
 # f_classw0 (held out): digits, class 3 weighted 0 in the loss: 0% recall, the others 93-99%

@@ -84,6 +84,22 @@ def test_train_order_read_through_index_lists_and_said_not_run_for_own_samplers(
     assert not check.ran and "cannot read the order its `InOrder` draws" in check.why
 
 
+def test_train_order_read_in_the_order_a_list_of_indices_gives(tmp_path):
+    # a list sampler reading a shuffled set class by class, whole or in part, was read in
+    # its order twice over (the loader's view of the set already holds the list's order)
+    net = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.01)
+    x, y = one_hot_set([40] * 4).tensors
+    mixed = torch.randperm(160, generator=torch.Generator().manual_seed(0))
+    data = torch.utils.data.TensorDataset(x[mixed], y[mixed])
+    by_class = torch.argsort(y[mixed], stable=True).tolist()
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    for name, sampler in (("whole", by_class), ("part", by_class[:120])):
+        train = DataLoader(data, batch_size=16, sampler=sampler)
+        trainer, _ = fit_monitor(tmp_path / name, net, train, val, epochs=1)
+        (found,) = [f for f in findings_of(trainer) if f.kind == "unshuffled_batches"]
+        assert found.figures["same_class_share"] > 0.9, name
+
+
 def test_train_order_named_by_a_problem_told_after_it(tmp_path):
     # a model that learns nothing (rate 0) on class-sorted batches: at chance at the 2nd
     # validation, "not learning" says that it may follow from the order told at step 0
