@@ -1,7 +1,7 @@
 """The window recorder: activation statistics per call site, fed by forward hooks.
 
 Before a logging step the monitor hooks the watched layers for the last
-``window`` training batches (``window.batches_to_log`` says when that window opens);
+``window`` training batches (``schedule.batches_to_log`` says when that window opens);
 ``Recorder`` feeds each call site's ``ActivationStats`` from those batches and from
 the probe pass, keeps the producers' weight-gradient norms, and ``gather`` reduces
 across ranks and moves every figure to the host in one transfer. Nothing here

@@ -47,6 +47,7 @@ __all__ = [
     "UNKNOWN_FIRST",
     "UNKNOWN_LENGTH",
     "Schedule",
+    "batches_to_log",
     "plan",
 ]
 
@@ -241,3 +242,43 @@ class Schedule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
         self.factor = int(state.get("factor", 1))
+
+
+def batches_to_log(
+    global_step: int,
+    batch_idx: int,
+    accumulate: int,
+    num_batches: float,
+    next_step: int | None = None,
+    epoch_due: bool = False,
+) -> tuple[int, int] | None:
+    """How many training batches, this one included, until the next logging event.
+
+    Returns ``(to_log, in_accumulation)``: batches until the batch that completes
+    the logging step ``next_step`` (``Schedule.next_step``; or that ends the epoch,
+    for an epoch schedule, where ``next_step`` is ``None``), and batches until the
+    end of this batch's accumulation (when both are equal, the optimizer step that
+    follows this batch is the logging step). ``None``
+    when no log is ahead (epoch schedule, epoch not due or of unknown length). Epoch
+    ends shorten an accumulation, so across one the count is an upper bound (never
+    too early).
+
+    Example::
+
+        >>> # every 3 steps, 2 batches per step: batch 4 starts the accumulation of step 3
+        >>> batches_to_log(2, 4, accumulate=2, num_batches=8, next_step=3)
+        (2, 2)
+        >>> batches_to_log(1, 3, accumulate=2, num_batches=8, next_step=3)
+        (3, 1)
+    """
+    finite = num_batches != float("inf")
+    target = next_step
+    if target is None:
+        if not (epoch_due and finite):
+            return None
+        left = int(num_batches) - batch_idx
+        return left, 1 if left == 1 else 0
+    in_accumulation = accumulate - batch_idx % accumulate
+    if finite:
+        in_accumulation = min(in_accumulation, int(num_batches) - batch_idx)
+    return in_accumulation + (target - global_step - 1) * accumulate, in_accumulation

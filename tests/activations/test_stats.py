@@ -20,8 +20,7 @@ from lightning_cnnviz.activations.stats import (
     output_bounds,
     to_host,
 )
-from lightning_cnnviz.activations.window import batches_to_log
-from lightning_cnnviz.core.schedule import Schedule
+from lightning_cnnviz.core.schedule import Schedule, batches_to_log
 
 
 def test_stats_hand_computed_conv_channels():
