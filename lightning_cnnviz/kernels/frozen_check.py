@@ -19,11 +19,12 @@ from lightning.pytorch import Trainer
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
-from lightning_cnnviz.core.gradient_hooks import gradient_hooked
+from lightning_cnnviz.core.gradient_hooks import global_backward_hooked, gradient_hooked
 from lightning_cnnviz.core.layer_calls import swapped_weights
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.say import say
+from lightning_cnnviz.core.schedule import Schedule, batches_to_log
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.kernels.frozen import (
@@ -59,9 +60,39 @@ class FrozenCheck:
     _frozen_told: bool
     _frozen: Finding | None
     _unoptimised_told: bool
+    _step_grads: str | None  # ``gradient_state`` of the last step before an event
+    _grads_due: bool  # the step after this batch is an event's
+    schedule: Schedule
+    disabled: bool
     tag: Callable[..., str]  # the monitor's
     probe_input: Callable[..., Tensor]
     warn_once: Callable[[str, str], None]
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Note whether the optimizer step after this batch is an event's."""
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)  # type: ignore[misc]
+        self._grads_due = False
+        if self.disabled or not self.selected:
+            return
+        ahead = batches_to_log(
+            trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
+            trainer.num_training_batches, self.schedule.next_step(trainer.global_step),
+            self.schedule.due_after_epoch(trainer.current_epoch),
+        )  # fmt: skip
+        self._grads_due = ahead is not None and ahead[0] == ahead[1]
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: Any, optimizer: Any) -> None:
+        """Read what the gradients of the step before an event hold (one host read).
+
+        At the step itself: after it, a run may zero them (``zero_grad(set_to_none=False)``)
+        while it learns.
+        """
+        super().on_before_optimizer_step(trainer, pl_module, optimizer)  # type: ignore[misc]
+        if self._grads_due:
+            stepped = (p for g in optimizer.param_groups for p in g["params"])
+            self._step_grads = gradient_state(stepped)
 
     def _check_unoptimised(self, trainer: Trainer) -> None:
         """Tell once (a note) of parameters outside the watched layers no optimiser holds."""
@@ -96,6 +127,13 @@ class FrozenCheck:
             # searches for its scale): weights it left as they were are not frozen layers
             changes = {n: c for n, c in changes.items() if c != 0.0}
         self._scale = scale
+        # a step given no gradient learns nothing, whatever still moves the weights: the
+        # optimiser's momentum, weight decay (hunt 41: hooks zeroing every gradient from
+        # epoch 3 under Adam drifted the weights on, val 93% -> 79%, told "updates too large")
+        drifting = self._step_grads == "zero" and any(c > 0 for c in changes.values())
+        if self._step_grads == "zero":
+            changes = dict.fromkeys(changes, 0.0)
+        self._step_grads = None
         fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
         module = trainer.lightning_module
         groups = None if module is None else param_groups(trainer.optimizers, module.parameters())
@@ -127,7 +165,10 @@ class FrozenCheck:
             reasons = dict.fromkeys(names, "nonfinite_gradient")
         elif state != "some":
             # the whole model: the step; gradients there and all 0 are a constant loss
-            reasons = dict.fromkeys(names, "zero_gradient" if kept_grads else "nothing_learns")
+            why = "zero_gradient" if kept_grads else "nothing_learns"
+            hooked = global_backward_hooked() or any(map(gradient_hooked, module.modules()))
+            reasons = dict.fromkeys(names, "hooks_zeroed" if why == "zero_gradient" and hooked
+                                    else why)  # fmt: skip
         elif (
             whole
             and set(reasons.values()) == {"no_gradient"}
@@ -148,14 +189,15 @@ class FrozenCheck:
         kept = [self.selected[n].weight for n in names if reasons[n] in SET_UP]
         untrained = untrained_look(kept) if kept else None
         since = self._steps[-min(span + 1, len(self._steps))]
-        text = frozen_text(names, reasons, watched, since, step, epoch, untrained, scale)
+        text = frozen_text(names, reasons, watched, since, step, epoch, untrained, scale,
+                           drifting)  # fmt: skip
         no_grad = [n for n in names if reasons[n] == "no_grad"]
         numbers = {"layers": len(names), "watched": watched, "no_grad": len(no_grad)}
         if untrained is not None:  # frozen random features: a problem
             numbers["neighbour_r"] = untrained
             say(text)
         nothing = set(reasons.values()) in ({"nothing_learns"}, {"zero_gradient"},
-                                            {"nonfinite_gradient"},
+                                            {"hooks_zeroed"}, {"nonfinite_gradient"},
                                             {"gradient_blocked"})  # fmt: skip
         if nothing and untrained is None:
             say(text)

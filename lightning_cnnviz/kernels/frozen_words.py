@@ -68,6 +68,12 @@ REASONS = {
         "constant (cross-entropy over a single class or logit is always 0; a loss multiplied "
         "by 0; targets that are the outputs, detached)"
     ),
+    "hooks_zeroed": (
+        "every gradient is exactly 0 after the backward, and gradients pass through a hook "
+        "(`register_hook` on a parameter or tensor, a module's backward hook): a hook that "
+        "returns zeros (`g * 0`, from some step on) removes them all; else the loss does "
+        "not change with the weights (a loss multiplied by 0, a constant)"
+    ),
 }
 ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "no_grad": "their weights have `requires_grad=False`",
@@ -79,6 +85,7 @@ ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "detached": f"they get {REASONS['detached']}",
     "nothing_learns": f"{REASONS['nothing_learns']}",
     "zero_gradient": f"{REASONS['zero_gradient']}",
+    "hooks_zeroed": f"{REASONS['hooks_zeroed']}",
     "gradient_blocked": f"they get {REASONS['gradient_blocked']}",
     "nonfinite_gradient": f"{REASONS['nonfinite_gradient']}",
 }
@@ -127,13 +134,15 @@ def frozen_text(
     epoch: int,
     untrained: float | None = None,
     scale: float | None = None,
+    drifting: bool = False,
 ) -> str:
     """The finding for ``names`` (of ``watched`` layers) unchanged since step ``since``.
 
     ``reasons``: each layer's ``still_reason``. ``untrained``: the kernels' neighbour
     correlation where the layers kept as set up look as initialised (``untrained_look``):
     a problem, frozen random features; else a note. ``scale``: a 16-bit loss scaler's
-    scale now, if there is one.
+    scale now, if there is one. ``drifting``: their gradients are 0 while the optimiser's
+    momentum (or weight decay) still moves them.
 
     Example::
 
@@ -152,11 +161,13 @@ def frozen_text(
         )
     tiny = {"lr_tiny", "lr_cut"} & set(kinds)
     moved = "barely changed (under 0.1% a log)" if tiny else "not changed at all"
+    if drifting:
+        moved = "learnt nothing (only the optimiser's momentum or weight decay moves them)"
     head = (
         f"Frozen layers at step {step} (epoch {epoch}): {len(names)} of {watched} watched "
         f"layers have {moved} since step {since}: {shown}; {why}."
     )
-    if kinds == ["nothing_learns"]:  # nothing trains: the step itself is broken
+    if kinds in (["nothing_learns"], ["zero_gradient"], ["hooks_zeroed"]):  # the step is broken
         return f"{head} Fix that first: the model cannot learn at all."
     if kinds == ["nonfinite_gradient"]:
         scaler = "" if scale is None else (

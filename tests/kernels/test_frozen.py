@@ -158,3 +158,50 @@ def test_frozen_a_gradient_cut_below_the_head_is_a_problem_naming_it(tmp_path, s
         found.message
     )
     assert "vanishes on the way down" not in found.message
+
+
+def _zeroed_from(start: int, how: str):
+    """TinyCNN (SGD, momentum 0.9) whose gradients are 0 from step ``start`` on, by ``how``."""
+    from tests.monitors import TinyCNN
+
+    class Zeroed(TinyCNN):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            return loss * 0 if how == "loss" and self.global_step >= start else loss
+
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+            optimizer.step(closure=optimizer_closure)
+            if how == "after_step":  # a healthy run zeroing its gradients after each step
+                optimizer.zero_grad(set_to_none=False)
+
+    model = Zeroed()
+    if how == "hooks":
+        for p in model.parameters():
+            p.register_hook(lambda g: g * 0 if model.global_step >= start else g)
+    return model
+
+
+@pytest.mark.parametrize("how", ["hooks", "loss", "after_step"])
+def test_frozen_every_gradient_zero_mid_run_is_told_while_momentum_moves_the_weights(tmp_path, how):
+    # hunt 41: hooks zeroing every gradient from epoch 3 under Adam: its momentum drifted
+    # the weights on (val 93% -> 79%), told "the updates have grown too large"
+    from lightning_cnnviz.core.findings import findings_of
+    from lightning_cnnviz.kernels.callback import KernelMonitor
+    from tests.monitors import fit, loaders
+
+    torch.manual_seed(0)
+    data = loaders(n_train=64, n_val=16, batch_size=8)
+    trainer, _, said = fit(tmp_path, [KernelMonitor(every_n_steps=2)], data=data,
+                           model=_zeroed_from(8, how), max_epochs=3,
+                           limit_train_batches=None)  # fmt: skip
+    found = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    if how == "after_step":  # the steps got their gradients: nothing to tell
+        assert found == []
+        return
+    (found,) = found
+    assert (found.severity, found.step) == ("problem", 12)
+    assert "have learnt nothing (only the optimiser's momentum" in found.message
+    hooks = "and gradients pass through a hook (`register_hook`"
+    assert (hooks in found.message) is (how == "hooks")
+    assert "Fix that first" in found.message and "requires_grad=True" not in found.message
+    assert any(found.message in s for s in said)
