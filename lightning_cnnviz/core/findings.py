@@ -125,8 +125,11 @@ ROOT_CAUSES = {
     "unnormalised_inputs": "the inputs are far from unit scale",  # a note, and still a cause
     # a note (harmless under Adam), and still a cause: under SGD every step is that much larger
     "scaled_loss": "the training loss is scaled far from the model's own cross-entropy",
-    # a problem only when frozen at random initialisation (a frozen trained backbone: a note)
-    "frozen_layers": "layers are frozen at their random initialisation",
+    # a problem when frozen at random initialisation or given no gradient (a frozen trained
+    # backbone: a note)
+    "frozen_layers": (
+        "layers learn nothing (frozen at their random initialisation, or given no gradient)"
+    ),
     # withdrawn as a note once gradients reach the first layers and the loss falls
     "vanishing_gradients": "the gradient vanishes before it reaches the first layers",
     "output_activation": "an activation holds classes' logits at 0",

@@ -48,7 +48,7 @@ def test_findings_earlier_cause_names_layers_frozen_at_random_init_not_a_frozen_
     assert earlier_cause(run, "not_learning") == ""  # frozen on purpose: no cause
     findings_of(run)[-1] = Finding("kernels", "frozen_layers", 40, 0, "frozen, untrained")
     said = earlier_cause(run, "generalisation_gap")
-    assert "(step 40, `frozen_layers`): layers are frozen at their random initialisation" in said
+    assert "(step 40, `frozen_layers`): layers learn nothing (frozen at their random" in said
 
 
 def test_findings_earlier_cause_names_standing_vanishing_gradients():
