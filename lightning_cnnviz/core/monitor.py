@@ -38,6 +38,7 @@ from lightning_cnnviz.core.monitor_state import Checkpointed
 from lightning_cnnviz.core.monitor_summary import RunSummary, say_fit_only
 from lightning_cnnviz.core.namespaces import Callback
 from lightning_cnnviz.core.outputs import NotApplicable
+from lightning_cnnviz.core.own_hooks import drop_copied_hooks
 from lightning_cnnviz.core.probe import Probe
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.schedule import Schedule
@@ -282,12 +283,14 @@ class Monitor(
         """Layers (and how ``forward`` is called) once the first training step made them.
 
         And the hook that read what the fit's first step does to the images comes off
-        (``StepFollowing.tap_step``).
+        (``StepFollowing.tap_step``), and copies the step made of hooked modules keep none
+        of the package's hooks (``own_hooks.drop_copied_hooks``).
         """
         if self._layers_pending:  # lazy modules, made by the step that just ran
             self._layers_pending = False
             self._find_layers(trainer, pl_module)
         self.untap_step(trainer)
+        drop_copied_hooks()
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: Any) -> None:

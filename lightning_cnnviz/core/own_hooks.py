@@ -6,7 +6,11 @@ before an event), so a copy the step makes holds it too: ``deepcopy(self.net)`` 
 mean teacher kept three of the package's hooks after the fit, run at every teacher
 forward, and ``torch.save(self.net)`` in the step failed to pickle the hook's closure
 (setups hunt 39). ``own_hook`` wraps a hook so that a copy of its module, deep or
-pickled, holds a stand-in that does nothing and removes itself the first time it runs.
+pickled, holds a stand-in that does nothing and removes itself the first time it runs;
+``drop_copied_hooks`` takes the stand-ins out of the copies at the end of the batch
+that made them, run or not: ``torch.jit.script`` compiles every hook a module holds, and
+``torch.compile(fullgraph=True)`` cannot trace one that edits its module's hooks (setups
+hunt 42: a teacher copied in the step failed both after the fit).
 
 Example::
 
@@ -21,14 +25,20 @@ Example::
     >>> _ = twin(torch.zeros(1, 2))  # nothing seen, and the stand-in is gone
     >>> len(twin._forward_hooks), len(net._forward_hooks)
     (0, 1)
+    >>> twin = copy.deepcopy(net)
+    >>> drop_copied_hooks()  # at the end of the batch: gone, never run
+    >>> len(twin._forward_hooks), len(net._forward_hooks)
+    (0, 1)
 """
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["own_hook"]
+__all__ = ["drop_copied_hooks", "own_hook"]
 
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _BY_ID = (  # the sets and dicts torch keeps beside them, keyed by the hook's id
@@ -64,14 +74,42 @@ class _Own:
 class _StandIn:
     """A copied module's stand-in for a package hook: does nothing and removes itself."""
 
+    def __init__(self) -> None:
+        _copied.add(self)
+
     def __call__(self, module: Any, *_: Any, **__: Any) -> None:
-        for name in _HOOKS:
-            hooks = getattr(module, name, None) or {}
-            for key in [k for k, hook in hooks.items() if hook is self]:
-                del hooks[key]  # torch iterates a snapshot of the dict: safe mid-call
-                for kept in _BY_ID:
-                    by_id = getattr(module, kept, None)
-                    if isinstance(by_id, dict):
-                        by_id.pop(key, None)
-                    elif isinstance(by_id, set):
-                        by_id.discard(key)
+        _remove(vars(module), self)
+
+
+# the stand-ins made since the last ``drop_copied_hooks``: weakly, a copy dropped is gone
+_copied: weakref.WeakSet[_StandIn] = weakref.WeakSet()
+
+
+def _remove(attributes: dict[str, Any], standin: _StandIn) -> None:
+    """Take ``standin`` out of the hook dicts of the module whose ``__dict__`` is given."""
+    for name in _HOOKS:
+        hooks = attributes.get(name) or {}
+        for key in [k for k, hook in hooks.items() if hook is standin]:
+            del hooks[key]  # torch iterates a snapshot of the dict: safe mid-call
+            for kept in _BY_ID:
+                by_id = attributes.get(kept)
+                if isinstance(by_id, dict):
+                    by_id.pop(key, None)
+                elif isinstance(by_id, set):
+                    by_id.discard(key)
+
+
+def drop_copied_hooks() -> None:
+    """Take every stand-in made since the last call out of the copy that holds it.
+
+    The garbage collector finds the hook dicts holding each, and the module attributes
+    holding those; nothing is searched where no copy was made.
+    """
+    while _copied:
+        standin = _copied.pop()
+        for hooks in gc.get_referrers(standin):
+            if not isinstance(hooks, dict):
+                continue
+            for owner in gc.get_referrers(hooks):
+                if isinstance(owner, dict) and any(owner.get(n) is hooks for n in _HOOKS):
+                    _remove(owner, standin)
