@@ -21,7 +21,7 @@ import math
 
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
-from lightning_cnnviz.overfitting.returned_loss import loss_blind
+from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["CLIP", "DECAY_PER_STEP", "DROPOUT", "L2_ADAPTIVE", "LR_RAISED", "first", "raised"]
@@ -68,6 +68,12 @@ def first(v: Verdict) -> list[str]:
             "**Check what the loss compares the outputs with**: the labels of the batch "
             "(`F.cross_entropy(logits, y)`), not the model's own predictions (`logits.argmax(1)`"
             ") or another tensor of the batch."
+        )
+    elif other_outputs(now):
+        tried.append(
+            "**Compute the loss on the outputs `forward` returns** (those validation reads), "
+            "or return from `forward` the head the loss trains; log the train accuracy of "
+            "those same outputs."
         )
     if (up := raised(v)) is not None:
         tried.append(

@@ -25,7 +25,7 @@ from lightning_cnnviz.core.voice import listed, times
 from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learning_remedies import raised
-from lightning_cnnviz.overfitting.returned_loss import loss_blind
+from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
@@ -116,6 +116,14 @@ def headline(v: Verdict) -> str:
             "chance level, while the model is at chance on the training labels too: the "
             "loss does not measure the labels (targets taken from the model's own output, "
             "the wrong tensor passed as targets, a term that ignores them)."
+        )
+    elif other_outputs(now):
+        cut = (
+            f" The logged train accuracy reads {num(now.train_acc, True)} while the model's "
+            f"own outputs are at chance on training images ({num(now.probe_acc_train, True)}, "
+            "train probe): the loss and the logged accuracy read other outputs than those "
+            "`forward` returns, which validation reads (a loss on an auxiliary head or a "
+            "second output, another module): those are never trained."
         )
     elif f.get("warmup_outlasts"):
         aim = now.lr_peak or now.lr_initial  # a one-cycle schedule's `max_lr`

@@ -31,7 +31,7 @@ from lightning_cnnviz.overfitting.chance_levels import (
     too_small,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.returned_loss import loss_blind
+from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.too_soon import early, falling, warming_up, warmup_outlasts
 from lightning_cnnviz.overfitting.words import finite
@@ -210,13 +210,19 @@ LEARNT_KEPT = 0.3
 def train_accuracy(e: Evaluation) -> float | None:
     """``e.train_accuracy``, the train probe's where the logged one reads other targets.
 
+    Other targets (``returned_loss.loss_blind``), or other outputs than the model's
+    (``returned_loss.other_outputs``).
+
     Example::
 
         >>> row = dict(classes=10.0, probe_size=128.0, returned_loss=1e-5, first_loss=2.3)
         >>> train_accuracy(Evaluation(64, 1, train_acc=1.0, probe_acc_train=0.1, **row))
         0.1
+        >>> row["returned_loss"] = 0.37  # a loss that learns: of other outputs
+        >>> train_accuracy(Evaluation(64, 1, train_acc=0.88, probe_acc_train=0.09, **row))
+        0.09
     """
-    return e.probe_acc_train if loss_blind(e) else e.train_accuracy
+    return e.probe_acc_train if loss_blind(e) or other_outputs(e) else e.train_accuracy
 
 
 def train_learns(e: Evaluation, share: float = LEARNT) -> bool | None:
@@ -229,7 +235,8 @@ def train_learns(e: Evaluation, share: float = LEARNT) -> bool | None:
     where the loss ``training_step`` returns is near 0 while the train probe is at chance
     (``returned_loss.loss_blind``): both read targets other than the labels (hunt 29:
     targets taken from the model's own argmax logged 100% at 10% on the train probe, told
-    "training images learnt, validation images not").
+    "training images learnt, validation images not"); nor where it reads other outputs
+    (``train_accuracy``).
 
     Example::
 
@@ -238,7 +245,7 @@ def train_learns(e: Evaluation, share: float = LEARNT) -> bool | None:
         >>> train_learns(Evaluation(0, 0, train_acc=0.357, probe_acc_train=0.727, classes=10.0))
         True
     """
-    logged = None if loss_blind(e) else e.train_acc  # then it reads other targets
+    logged = None if loss_blind(e) or other_outputs(e) else e.train_acc  # of other targets
     accs = [a for a in (logged, e.probe_acc_train) if a is not None and math.isfinite(a)]
     if not accs or e.classes is None or e.classes < 2:
         return None

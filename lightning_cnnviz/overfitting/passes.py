@@ -73,8 +73,11 @@ __all__ = [
 TRAIN_EVERY = 4
 """Evaluations per train probe pass when the module logs its train accuracy."""
 
-CITE_TRAIN = ("overfitting", "memorisation")
-"""The findings whose first report brings the train probe pass (train vs val calibration)."""
+CITE_TRAIN = ("overfitting", "memorisation", "generalisation_gap", "not_learning")
+"""The findings whose first report brings the train probe pass (train vs val calibration;
+for a gap or a model not learning, whether the model's own outputs learnt the training
+images the logged train accuracy says: hunt 41, a loss on an auxiliary head, the head
+``forward`` returns untrained, told as labels meaning different things in the splits)."""
 
 
 PASS_BATCHES = 3

@@ -27,6 +27,7 @@ __all__ = [
     "AT_FLOOR",
     "AVOIDED",
     "BLIND_LOSS",
+    "LOGGED_APART",
     "RANKED",
     "UNBOUNDED",
     "WORSE",
@@ -34,6 +35,7 @@ __all__ = [
     "below_floor",
     "loss_blind",
     "maximised",
+    "other_outputs",
     "outputs_scaled",
     "own_loss",
     "probability_floor",
@@ -237,3 +239,35 @@ def at_floor(ev: Evaluation) -> bool:
     # theirs, while label smoothing's floor sits above it (hunt 40: smoothing 0.5, its
     # minimum 1.68, at 98% val)
     return 0.9 * floor <= loss <= AT_FLOOR * floor and own > loss  # type: ignore[operator]
+
+
+LOGGED_APART = 0.4  # a logged train accuracy this far above the train probe's at chance
+
+
+def other_outputs(e: Evaluation) -> bool:
+    """Whether the logged train accuracy reads other outputs than those ``forward`` returns.
+
+    ``LOGGED_APART`` or more above the train probe's, which is at chance, where the val
+    probe with batch statistics is not as far above its eval-mode self (BatchNorm's running
+    statistics, ``bn_mismatch``): the loss and the logged accuracy on an auxiliary head
+    (hunt 41: 88% logged, the head ``forward`` returns never trained, 8.6% on training
+    images, told as a train/val gap with labels meaning different things in the splits).
+
+    Example::
+
+        >>> row = dict(classes=10.0, probe_size=128.0, probe_acc_train=0.09)
+        >>> other_outputs(Evaluation(64, 1, train_acc=0.88, **row))
+        True
+        >>> other_outputs(Evaluation(64, 1, train_acc=0.3, **row))
+        False
+        >>> bn = dict(probe_acc_val=0.1, probe_acc_bn=0.9)  # eval mode's running statistics
+        >>> other_outputs(Evaluation(64, 1, train_acc=0.88, **row, **bn))
+        False
+    """
+    own, logged = e.probe_acc_train, e.train_acc
+    if own is None or logged is None or not e.classes or e.classes < 2:
+        return False
+    if (e.bn_gap_acc or 0.0) >= LOGGED_APART:  # batch statistics right, eval mode not: BN's
+        return False
+    chance = chance_band(int(e.classes), int(e.probe_size or 0))
+    return own <= chance and logged - own >= LOGGED_APART

@@ -143,6 +143,43 @@ def test_loss_reads_a_logged_train_accuracy_of_other_targets_is_no_gap():
     assert "the loss does not measure the labels" in text
 
 
+class AuxHead(Net):
+    """The loss and logged train accuracy on an auxiliary head; ``forward`` returns another."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU()), lr=0.01)
+        self.head, self.aux = nn.Linear(32, 4), nn.Linear(32, 4)
+        nn.init.zeros_(self.head.weight)  # never trained: one class for every image
+
+    def forward(self, x):
+        return self.head(self.net(x))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.aux(self.net(x))
+        loss = F.cross_entropy(logits, y)
+        self.log("train/loss", loss, on_epoch=True, on_step=False)
+        self.log("train/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
+        return loss
+
+
+def test_loss_reads_a_loss_on_another_head_than_forward_returns_is_not_learning(tmp_path):
+    # hunt 41: the loss and the logged train accuracy (88%) on an auxiliary head, the head
+    # `forward` returns never trained (8.6% on the train probe): told first as a train/val
+    # gap, "the splits differ in what decides the label"
+    torch.manual_seed(0)
+    train = DataLoader(one_hot_set([128] * 4, seed=0, noise=0.5), batch_size=32, shuffle=True)
+    val = DataLoader(one_hot_set([64] * 4, seed=1, noise=0.5), batch_size=64)
+    trainer, said = fit_monitor(tmp_path, AuxHead(), train, val, epochs=4)
+    problems = [f for f in findings_of(trainer) if f.severity == "problem"]
+    assert [f.kind for f in problems] == ["not_learning"]
+    assert "read other outputs than those `forward` returns" in problems[0].message
+    assert "The logged train accuracy reads" in problems[0].message
+    assert any(problems[0].message in s for s in said)
+    written = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")
+    assert any("**Compute the loss on the outputs `forward` returns**" in t for t in written)
+
+
 class Softmaxed(Net):
     """``Net`` whose loss is ``cross_entropy`` of the softmax (the bug), in the loss or the net."""
 
