@@ -128,12 +128,13 @@ def maximize_check(
     """``(message, figures)`` where optimisers set to ``maximize=True`` climb a positive loss.
 
     ``climbing``: the optimisers with ``maximize=True`` on the model's layers
-    (``Settings.maximize``); ``losses``: ``(train loss, val loss, val accuracy)`` per
-    evaluation, the latest last. Told where the training loss is positive (not a negated
-    objective) and validation got worse since its best (``WORSE``, ``FELL``): held out
-    (hunt 36: ``maximize=True`` on the head's group only, val 53% -> 25%, told as dead
-    units "lower the learning rate"). Before that, a negated objective or an adversary's
-    layers may rightly climb.
+    (``Settings.maximize``); ``losses``: ``(training loss, val loss, val accuracy)`` per
+    evaluation, the latest last; the training loss the one ``training_step`` returns,
+    where known (the optimiser steps on it, whatever is logged). Told where the training
+    loss is positive (not a negated objective) and validation got worse since its best
+    (``WORSE``, ``FELL``): held out (hunt 36: ``maximize=True`` on the head's group
+    only, val 53% -> 25%, told as dead units "lower the learning rate"). Before that, a
+    negated objective or an adversary's layers may rightly climb.
 
     Example::
 

@@ -149,7 +149,10 @@ class SetupChecks:
             return
         if ev is not None:
             climbing = read_settings(trainer.optimizers, trainer.lightning_module).maximize
-            losses = [(e.train_loss, e.val_loss, e.val_acc) for e in [*self.detector.history, ev]]
+            # the loss the step returns, which the optimiser steps on: a logged +CE beside a
+            # returned -CE under `maximize=True` is a correct descent (hunt 42, told ascent)
+            losses = [(e.returned_loss if e.returned_loss is not None else e.train_loss,
+                       e.val_loss, e.val_acc) for e in [*self.detector.history, ev]]  # fmt: skip
             if found := maximize_check(climbing, losses):
                 step, epoch = trainer.global_step, trainer.current_epoch
                 self._tell_data(trainer, Finding(self.section, "gradient_ascent", step, epoch,

@@ -108,6 +108,34 @@ def test_ascent_setting_quiet_for_maximize_and_a_usual_run(tmp_path):
     assert not [f for f in findings_of(trainer) if f.kind == "gradient_ascent"]
 
 
+class NegatedLogged(Climbing):
+    """``maximize=True`` on a returned -CE, logging +CE; its val loss drifts up each epoch."""
+
+    def __init__(self) -> None:
+        super().__init__(maximize=True)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self(x), y)
+        self.log("train/loss", loss, on_epoch=True, on_step=False)
+        return -loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self(x), y) * (1 + 0.5 * self.current_epoch)
+        self.log("val/loss", loss, on_epoch=True)
+
+
+def test_ascent_setting_maximize_reads_the_loss_returned_not_the_one_logged(tmp_path):
+    # hunt 42: `Adam(maximize=True)` on a returned -CE (a descent), +CE logged, told
+    # "the training loss is positive (0.158): every update climbs the loss" on a val loss
+    # 0.218 -> 0.245
+    trainer, _ = _fit(tmp_path, NegatedLogged())
+    assert not [f for f in findings_of(trainer) if f.kind == "gradient_ascent"]
+    history = [e.val_loss for e in trainer.callbacks[0].detector.history]
+    assert history[-1] > 1.1 * min(history)  # validation got worse: only the sign tells
+
+
 def test_ascent_setting_a_negative_rate_is_no_decay_and_the_divergence_names_it():
     negative = Evaluation(step=10, epoch=1, lr=-1e-3, lr_initial=1e-2)
     assert not lr_decay.cut(negative) and lr_decay.cut(Evaluation(10, 1, lr=1e-5, lr_initial=1e-2))
