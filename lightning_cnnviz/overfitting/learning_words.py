@@ -36,6 +36,11 @@ SMALL_RATE = 1e-4  # Adam and its kin: a highest rate at most this, nothing lear
 SMALL_CLIP = 1e-2  # a `gradient_clip_val` this small keeps every step tiny
 LARGE_EPS = 1e-2  # an Adam `eps` this large divides every step far below its rate
 SMALL_STEP = 3e-3  # SGD and its kin: the rate over (1 - momentum), the step it takes
+# ... each named only where the optimiser's last update was this small against the weights
+# (``core.update_size``): stuck runs read 3e-5 to 3e-4; learning ones 9e-4 and up, and so
+# did runs stuck on permuted labels under those very settings (hunt 42: 6e-4 to 2e-3, told
+# "eps ... the steps are tiny" and "try the rate 10x higher")
+SMALL_UPDATE = 4e-4
 _ROUNDING = 1 + 1e-9  # 1e-4 / (1 - 0.9) is 1.0000000000000002e-3 in floats
 
 
@@ -59,6 +64,18 @@ def _small_rate(now: Evaluation) -> float | None:
     # 5e-4 with momentum 0.9 and dampening 0.9 steps 5e-4, at chance, unnamed)
     step = top * (1 - (now.dampening or 0.0)) / (1 - min(now.momentum or 0.0, 0.999))
     return top if step <= SMALL_STEP * _ROUNDING else None
+
+
+def _steps_small(now: Evaluation) -> bool:
+    """Whether the last update was ``SMALL_UPDATE`` of the weights or less (unknown: True)."""
+    return now.update_ratio is None or now.update_ratio <= SMALL_UPDATE
+
+
+def _moved(now: Evaluation) -> str:
+    """The last update's size against the weights, as a clause (``""``: not known)."""
+    if now.update_ratio is None:
+        return ""
+    return f" (its last update moved the weights {now.update_ratio:.2g} of their size)"
 
 
 def headline(v: Verdict) -> str:
@@ -151,25 +168,27 @@ def headline(v: Verdict) -> str:
             else f" The learning rate is {now.lr:.3g} now, {times(now.lr_initial / now.lr)} "
             f"below its start ({now.lr_initial:.3g})."
         )
-    elif (top := _small_rate(now)) is not None:
+    elif (top := _small_rate(now)) is not None and _steps_small(now):
         # hunt 36: OneCycleLR with `max_lr=1e-5` under Adam, 31-46% at the end, no cause
         cycle = " (the one-cycle schedule's `max_lr`)" if now.lr_peak else ""
         cut = (
             f" The learning rate has been {top:.3g} at most{cycle}: a rate that small moves "
-            "the weights little in a run this long; try it 10x higher."
+            f"the weights little in a run this long{_moved(now)}; try it 10x higher."
         )
-    elif now.grad_clip is not None and now.grad_clip <= SMALL_CLIP:
+    elif now.grad_clip is not None and now.grad_clip <= SMALL_CLIP and _steps_small(now):
         # hunt 41: `gradient_clip_val=1e-4` under SGD, at chance, no cause
         by = f" by {now.clip_algorithm}" if now.clip_algorithm else ""
         cut = (
             f" Gradients are clipped{by} to {now.grad_clip:.3g} (`gradient_clip_val`): every "
-            "step is that small whatever the loss says; clip at 0.5-5, or not at all."
+            f"step is that small whatever the loss says{_moved(now)}; clip at 0.5-5, or not "
+            "at all."
         )
-    elif now.eps is not None and now.eps >= LARGE_EPS:
+    elif now.eps is not None and now.eps >= LARGE_EPS and _steps_small(now):
         # hunt 41: Adam with `eps=1.0`, "hardly moved", no cause
         cut = (
             f" The optimiser's `eps` is {now.eps:.3g}: it divides every step by at least "
-            "that, far above the gradients' scale, so the steps are tiny (1e-8 is usual)."
+            "that, far above the gradients' scale, so the steps are tiny (1e-8 is usual)"
+            f"{_moved(now)}."
         )
     elif now.hooked:
         # hunt 40: a hook negating fc1's gradient (gradient ascent on that layer), told as

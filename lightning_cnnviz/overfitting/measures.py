@@ -24,6 +24,7 @@ from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.run_datasets import dropped_items, val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
+from lightning_cnnviz.core.update_size import update_ratio
 from lightning_cnnviz.overfitting import bn_levels, class_figures, class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import (
     batch_norms,
@@ -226,6 +227,7 @@ class Measures(LoggedReads):
             host.update(self._restandardised(trainer, pl_module, val_cut, cut["val"]))
         left_out["loop_check"] = check
         counted = {
+            "update_ratio": update_ratio(trainer.optimizers),
             "train_acc_images": self._acc_images(trainer, found),
             "val_images": val_images(trainer),
             "bn_nonfinite": bn_levels.nonfinite_norms(unwrap_model(pl_module)),

@@ -643,6 +643,22 @@ def test_rules_not_learning_names_a_tiny_clip_and_a_large_eps():
     assert "clipped" not in text and "`eps`" not in text
 
 
+def test_rules_not_learning_names_a_setting_only_where_the_updates_were_small():
+    # hunt 42: permuted labels under Adam `eps=1e-2` and under SGD 3e-3 on a BN net (both
+    # train to 93% with the right labels) were told "the steps are tiny" and "try the rate
+    # 10x higher": their updates read 6e-4 to 2e-3 of the weights, a stuck run's 3e-5
+    rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, lr=1e-3, lr_initial=1e-3))
+            for i in range(3)]  # fmt: skip
+    for setting, said in (({"eps": 1e-2}, "`eps`"), ({"lr": 3e-4, "lr_initial": 3e-4},
+                          "has been"), ({"grad_clip": 1e-4, "lr": 0.05, "lr_initial": 0.05},
+                          "clipped")):  # fmt: skip
+        stuck = [replace(e, **setting, update_ratio=3e-5) for e in rows]
+        text = headline(first(levels.not_learning, stuck))
+        assert said in text and "(its last update moved the weights 3e-05 of their size)" in text
+        moving = [replace(e, **setting, update_ratio=1.5e-3) for e in rows]
+        assert said not in headline(first(levels.not_learning, moving)), setting
+
+
 def test_rules_not_learning_names_gradient_hooks():
     # hunt 40: a hook negating fc1's gradient, told "not learning" with no cause
     rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, lr=0.05, lr_initial=0.05))

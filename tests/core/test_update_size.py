@@ -1,0 +1,60 @@
+"""The optimiser's last update against the weights, read from its state."""
+
+import copy
+
+import pytest
+import torch
+
+from lightning_cnnviz.core.update_size import update_ratio
+
+OPTIMISERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.05),
+    "sgd_momentum": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, dampening=0.5),
+    "adam": lambda p: torch.optim.Adam(p, lr=1e-3),
+    "adam_eps": lambda p: torch.optim.Adam(p, lr=1e-3, eps=1.0),
+    "amsgrad": lambda p: torch.optim.Adam(p, lr=1e-3, amsgrad=True),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.0),
+    "adamax": lambda p: torch.optim.Adamax(p, lr=2e-3),
+    "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-3),
+    "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.01),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMISERS))
+def test_update_size_equals_the_step_the_optimiser_took(name):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    optimiser = OPTIMISERS[name](net.parameters())
+    x, y = torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,))
+    for _ in range(3):  # a few steps: the moments are under way
+        before = copy.deepcopy(net)
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        optimiser.step()
+    pairs = zip(net.parameters(), before.parameters(), strict=True)
+    moved = sum(float((p - q).pow(2).sum()) for p, q in pairs)
+    size = sum(float(p.pow(2).sum()) for p in net.parameters())
+    assert update_ratio([optimiser]) == pytest.approx((moved / size) ** 0.5, rel=1e-3)
+
+
+def test_update_size_unknown_without_an_optimiser_or_for_a_state_it_does_not_know():
+    w = torch.nn.Parameter(torch.ones(3))
+    assert update_ratio([]) is None
+    lbfgs = torch.optim.LBFGS([w])
+    w.grad = torch.ones(3)
+    lbfgs.state[w] = {"d": torch.ones(3), "exp_avg": torch.ones(3)}  # a kin of its own
+    assert update_ratio([lbfgs]) is None
+
+
+def test_update_size_read_at_each_evaluation_of_a_run(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from tests.overfitting.runs import fit_monitor, one_hot_set
+    from tests.overfitting.test_monitor_rules import Net
+
+    net = Net(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4)), lr=0.01)
+    train = DataLoader(one_hot_set([16] * 4), batch_size=16, shuffle=True)
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    trainer, _ = fit_monitor(tmp_path, net, train, val, epochs=2)
+    ratios = [e.update_ratio for e in trainer.callbacks[0].detector.history]
+    assert len(ratios) == 2 and all(0 < r < 1 for r in ratios)
