@@ -44,6 +44,7 @@ def divergence_cause(
     maximize: tuple[str, ...] = (),
     zeroed: tuple[tuple[str, str, float, float], ...] = (),
     epoch_start: int | None = None,
+    grown: tuple[float, float | None] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -98,6 +99,12 @@ def divergence_cause(
     the gradient holds them up (held out, hunt 29: `weight_decay` set to 0.5 at step 64
     under SGD 0.05, the loss at chance by step 75, told "the training batches may no
     longer carry the label").
+
+    ``grown``: ``(weight_decay, the share of each weight it adds a step)`` where the
+    weight decay is negative: every step pushes the weights away from 0 (held out, hunt 42:
+    SGD's `weight_decay` set to -0.5 at epoch 3, the loss blown up from step 106, told
+    "the optimiser overshoots, lower the learning rate"); the share ``None`` where the
+    decay is added to the gradient (Adam's L2).
 
     ``dropped``: ``(the model's highest dropout p at the first log, now)`` where it rose
     to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
@@ -157,6 +164,16 @@ def divergence_cause(
             "as a schedule without a floor does once stepped past its end. Try: keep the "
             "rate at 0 or above (`max(0.0, 1 - s / total)`), and step the scheduler as often "
             "as its length assumes."
+        )
+    if grown is not None:
+        decay, share = grown
+        each = f" (by {-share:.2%} of itself a step)" if share is not None else ""
+        return (
+            f"Weight decay is negative ({decay:.3g}): every step pushes each weight away from "
+            f"0 instead of towards it{each}, so the weights and the logits grow until the "
+            "loss blows up, whatever the learning rate. Try: set `weight_decay` to 0 or "
+            "above (1e-4 to 5e-2 is usual); where a schedule or callback sets it, look at "
+            "what it sets."
         )
     if jump is not None:
         a, before, b, after = jump

@@ -41,6 +41,7 @@ class SpikeReadings:
     chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
     log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
     decays: tuple[float | None, float | None]  # decoupled weight decay a step: first log, now
+    decay: tuple[float | None, float | None]  # now: decoupled decay a step, `weight_decay`
     dropouts: tuple[float | None, float | None]  # the model's highest dropout p: likewise
 
     def _decay_raised(self) -> tuple[float, float] | None:
@@ -49,6 +50,13 @@ class SpikeReadings:
         if first is None or now is None or now < DECAY_STALLS or now < RAISED * first:
             return None
         return first, now
+
+    def _decay_negative(self) -> tuple[float, float | None] | None:
+        """``(weight_decay, its share of each weight a step)`` where the decay is negative now."""
+        per_step, decay = self.decay
+        if decay is None or decay >= 0:
+            return None
+        return decay, per_step
 
     def _dropout_raised(self) -> tuple[float, float] | None:
         """``(dropout p at the first log, now)`` where it rose to drop most outputs since."""

@@ -196,6 +196,7 @@ class DivergenceReview(SpikeReadings):
                                    chance=self._at_chance(spike, level),
                                    inputs=self._bad_inputs(nonfinite), flat=flat,
                                    stepped=stepped, decayed=self._decay_raised(),
+                                   grown=self._decay_negative(),
                                    dropped=self._dropout_raised(), hooked=self.hooked,
                                    maximize=self.maximize if first_loss > 0 else (),
                                    zeroed=self.zeroed,

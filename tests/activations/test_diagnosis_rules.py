@@ -764,6 +764,20 @@ def test_divergence_after_the_weight_decay_was_raised_names_it():
     assert "Weight decay rose" not in steady.message
 
 
+def test_divergence_under_a_negative_weight_decay_names_it():
+    # hunt 42: SGD's `weight_decay` set to -0.5 at epoch 3 (the weights grow), the loss
+    # blown up from step 106: told "the optimiser overshoots, lower the learning rate"
+    decay = lambda s: (0.0, 0.0) if s <= 100 else (-0.025, -0.5)  # noqa: E731
+    (told,) = _collapsed(lambda s: 9.0, decay=decay)[:1]
+    assert told.message.count("Weight decay is negative (-0.5)") == 1
+    assert "(by 2.50% of itself a step)" in told.message
+    coupled = lambda s: (None, 0.0) if s <= 100 else (None, -0.5)  # noqa: E731
+    (told,) = _collapsed(lambda s: 9.0, decay=coupled)[:1]  # Adam's L2: no share a step
+    assert "Weight decay is negative (-0.5): every step pushes each weight away" in told.message
+    (usual,) = _collapsed(lambda s: 9.0, decay=(0.0, 0.0))[:1]
+    assert "Weight decay is negative" not in usual.message
+
+
 def test_divergence_after_the_dropout_was_raised_names_it():
     # hunt 29: every Dropout set to p = 0.97 at step 96, the training loss 0.3 -> 3.8 and
     # held: told "the training batches changing at that step"
