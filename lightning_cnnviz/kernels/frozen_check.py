@@ -43,7 +43,9 @@ from lightning_cnnviz.kernels.frozen import (
 from lightning_cnnviz.kernels.frozen_words import frozen_text, moving_text, unoptimised_text
 from lightning_cnnviz.kernels.untrained import untrained_look
 
-__all__ = ["FrozenCheck"]
+__all__ = ["STEP_READS", "FrozenCheck"]
+
+STEP_READS = 2  # the steps before an event whose gradients are read
 
 
 class FrozenCheck:
@@ -60,8 +62,9 @@ class FrozenCheck:
     _frozen_told: bool
     _frozen: Finding | None
     _unoptimised_told: bool
-    _step_grads: str | None  # ``gradient_state`` of the last step before an event
-    _grads_due: bool  # the step after this batch is an event's
+    _step_grads: list[str]  # ``gradient_state`` of the last steps before an event
+    _grads_due: bool  # the step after this batch is one of those
+    _ungraded: bool  # those steps held no gradient at all
     schedule: Schedule
     disabled: bool
     tag: Callable[..., str]  # the monitor's
@@ -71,7 +74,7 @@ class FrozenCheck:
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Note whether the optimizer step after this batch is an event's."""
+        """Note whether the optimizer step after this batch is one of an event's last ones."""
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)  # type: ignore[misc]
         self._grads_due = False
         if self.disabled or not self.selected:
@@ -81,18 +84,19 @@ class FrozenCheck:
             trainer.num_training_batches, self.schedule.next_step(trainer.global_step),
             self.schedule.due_after_epoch(trainer.current_epoch),
         )  # fmt: skip
-        self._grads_due = ahead is not None and ahead[0] == ahead[1]
+        accumulate = trainer.accumulate_grad_batches
+        self._grads_due = ahead is not None and ahead[0] <= STEP_READS * accumulate
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: Any, optimizer: Any) -> None:
-        """Read what the gradients of the step before an event hold (one host read).
+        """Read what the gradients of the last steps before an event hold (one host read).
 
         At the step itself: after it, a run may zero them (``zero_grad(set_to_none=False)``)
-        while it learns.
+        while it learns; before it, a callback may (``on_before_optimizer_step``).
         """
         super().on_before_optimizer_step(trainer, pl_module, optimizer)  # type: ignore[misc]
         if self._grads_due:
             stepped = (p for g in optimizer.param_groups for p in g["params"])
-            self._step_grads = gradient_state(stepped)
+            self._step_grads = [*self._step_grads, gradient_state(stepped)]
 
     def _check_unoptimised(self, trainer: Trainer) -> None:
         """Tell once (a note) of parameters outside the watched layers no optimiser holds."""
@@ -127,13 +131,19 @@ class FrozenCheck:
             # searches for its scale): weights it left as they were are not frozen layers
             changes = {n: c for n, c in changes.items() if c != 0.0}
         self._scale = scale
-        # a step given no gradient learns nothing, whatever still moves the weights: the
+        # steps given no gradient learn nothing, whatever still moves the weights: the
         # optimiser's momentum, weight decay (hunt 41: hooks zeroing every gradient from
-        # epoch 3 under Adam drifted the weights on, val 93% -> 79%, told "updates too large")
-        drifting = self._step_grads == "zero" and any(c > 0 for c in changes.values())
-        if self._step_grads == "zero":
+        # epoch 3 under Adam drifted the weights on, val 93% -> 79%, told "updates too large").
+        # The last two steps, not one: every other batch unlabelled, its loss 0, is a
+        # healthy semi-supervised run (hunt 43: the events fell on those batches)
+        reads, self._step_grads = self._step_grads, []
+        given = set(reads) if len(reads) >= STEP_READS else set()
+        drifting = given == {"zero"} and any(c > 0 for c in changes.values())
+        if given in ({"zero"}, {"none"}):
             changes = dict.fromkeys(changes, 0.0)
-        self._step_grads = None
+        # no gradient at the steps, and one after them: the step runs before the backward
+        # (hunt 43: `zero_grad(); step(); manual_backward(loss)`, told as vanishing)
+        self._ungraded = given == {"none"}
         fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
         module = trainer.lightning_module
         groups = None if module is None else param_groups(trainer.optimizers, module.parameters())
@@ -163,6 +173,8 @@ class FrozenCheck:
         state = gradient_state(trainer.lightning_module.parameters()) if whole else "some"
         if state == "nonfinite":  # every step skipped (a loss scaler), or left unapplied
             reasons = dict.fromkeys(names, "nonfinite_gradient")
+        elif whole and self._ungraded:
+            reasons = dict.fromkeys(names, "nothing_learns")
         elif state != "some":
             # the whole model: the step; gradients there and all 0 are a constant loss
             why = "zero_gradient" if kept_grads else "nothing_learns"

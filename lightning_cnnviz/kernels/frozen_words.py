@@ -47,8 +47,8 @@ REASONS = {
         "no parameter of the model holds a gradient after the backward (every `.grad` is "
         "None or 0), so no step changes anything: the loss `training_step` returns is cut "
         "from the model (`torch.tensor(loss.item())`, a `.detach()`), or, under manual "
-        "optimisation, `zero_grad()` runs between `manual_backward` and `step` (it belongs "
-        "before the backward)"
+        "optimisation, `zero_grad()` runs between `manual_backward` and `step`, or `step` "
+        "before `manual_backward` (the order is `zero_grad`, `manual_backward`, `step`)"
     ),
     "nonfinite_gradient": (
         "their gradients are not finite (NaN or inf) after the backward, and a step that "

@@ -167,6 +167,8 @@ def _zeroed_from(start: int, how: str):
     class Zeroed(TinyCNN):
         def training_step(self, batch, batch_idx):
             loss = super().training_step(batch, batch_idx)
+            if how.startswith("alternate"):  # every other batch unlabelled: a loss of 0
+                return loss * (self.global_step % 2 == int(how[-1]))
             return loss * 0 if how == "loss" and self.global_step >= start else loss
 
         def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
@@ -174,6 +176,19 @@ def _zeroed_from(start: int, how: str):
             if how == "after_step":  # a healthy run zeroing its gradients after each step
                 optimizer.zero_grad(set_to_none=False)
 
+    class Stepped(TinyCNN):  # manual optimisation stepping before the backward
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            optimizer = self.optimizers()
+            optimizer.zero_grad()
+            optimizer.step()
+            self.manual_backward(self._step(batch, "train"))
+
+    if how == "step_first":
+        return Stepped()
     model = Zeroed()
     if how == "hooks":
         for p in model.parameters():
@@ -181,7 +196,8 @@ def _zeroed_from(start: int, how: str):
     return model
 
 
-@pytest.mark.parametrize("how", ["hooks", "loss", "after_step"])
+@pytest.mark.parametrize("how", ["hooks", "loss", "after_step", "alternate0", "alternate1",
+                                 "step_first"])  # fmt: skip
 def test_frozen_every_gradient_zero_mid_run_is_told_while_momentum_moves_the_weights(tmp_path, how):
     # hunt 41: hooks zeroing every gradient from epoch 3 under Adam: its momentum drifted
     # the weights on (val 93% -> 79%), told "the updates have grown too large"
@@ -195,10 +211,17 @@ def test_frozen_every_gradient_zero_mid_run_is_told_while_momentum_moves_the_wei
                            model=_zeroed_from(8, how), max_epochs=3,
                            limit_train_batches=None)  # fmt: skip
     found = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
-    if how == "after_step":  # the steps got their gradients: nothing to tell
+    if how == "after_step" or how.startswith("alternate"):  # steps got gradients: healthy
+        # (hunt 43: every other batch unlabelled, the events on those, told "learnt nothing")
         assert found == []
         return
     (found,) = found
+    if how == "step_first":  # hunt 43: told as a gradient vanishing on its way down
+        assert found.severity == "problem" and "`step` before `manual_backward`" in (
+            found.message
+        )
+        assert "vanishes on the way down" not in found.message
+        return
     assert (found.severity, found.step) == ("problem", 12)
     assert "have learnt nothing (only the optimiser's momentum" in found.message
     hooks = "and gradients pass through a hook (`register_hook`"
