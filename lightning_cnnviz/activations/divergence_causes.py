@@ -45,6 +45,7 @@ def divergence_cause(
     zeroed: tuple[tuple[str, str, float, float], ...] = (),
     epoch_start: int | None = None,
     grown: tuple[float, float | None] | None = None,
+    negated: tuple[int, float] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -99,6 +100,11 @@ def divergence_cause(
     the gradient holds them up (held out, hunt 29: `weight_decay` set to 0.5 at step 64
     under SGD 0.05, the loss at chance by step 75, told "the training batches may no
     longer carry the label").
+
+    ``negated``: ``(the step, the first loss)`` where a loss that started positive went
+    below 0 before it: the loss is negated or a term subtracted outgrew it, and every
+    update climbs the cross-entropy (held out, hunt 43: `training_step` returning -CE from
+    epoch 3 under SGD, NaN 7 steps later, told "lower the learning rate").
 
     ``grown``: ``(weight_decay, the share of each weight it adds a step)`` where the
     weight decay is negative: every step pushes the weights away from 0 (held out, hunt 42:
@@ -164,6 +170,15 @@ def divergence_cause(
             "as a schedule without a floor does once stepped past its end. Try: keep the "
             "rate at 0 or above (`max(0.0, 1 - s / total)`), and step the scheduler as often "
             "as its length assumes."
+        )
+    if negated is not None:
+        at, first_loss = negated
+        return (
+            f"The loss `training_step` returns went below 0 at step {at} (it started at "
+            f"{first_loss:.3g}): a cross-entropy never does, so the loss is negated or a term "
+            "subtracted from it outgrew it, and every update from there climbs the "
+            "cross-entropy. Try: return the loss itself, never below 0; keep any term "
+            "subtracted from it (an entropy bonus) smaller than it."
         )
     if grown is not None:
         decay, share = grown

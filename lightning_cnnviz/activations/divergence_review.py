@@ -46,6 +46,13 @@ RECURRING = 3  # late spikes come back from at an unchanged rate: something the 
 
 __all__ = ["DivergenceReview"]
 
+
+def _went_negative(series: list[tuple[int, float]]) -> tuple[int, float] | None:
+    """``(the first step below 0, the first loss)`` of a loss that started above 0."""
+    if not series or not series[0][1] > 0:
+        return None
+    return next(((s, series[0][1]) for s, v in series if v < 0), None)
+
 SETTLED = 10  # steps a learnt loss has sat at its chance level: confirmed at one log
 
 
@@ -197,6 +204,7 @@ class DivergenceReview(SpikeReadings):
                                    inputs=self._bad_inputs(nonfinite), flat=flat,
                                    stepped=stepped, decayed=self._decay_raised(),
                                    grown=self._decay_negative(),
+                                   negated=_went_negative(series),
                                    dropped=self._dropout_raised(), hooked=self.hooked,
                                    maximize=self.maximize if first_loss > 0 else (),
                                    zeroed=self.zeroed,

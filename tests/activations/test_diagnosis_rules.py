@@ -764,6 +764,19 @@ def test_divergence_after_the_weight_decay_was_raised_names_it():
     assert "Weight decay rose" not in steady.message
 
 
+def test_divergence_after_the_loss_went_below_zero_names_it():
+    # hunt 43: `training_step` returning -CE from epoch 3 under SGD: below 0 at step 96,
+    # NaN by 103, told "the updates are too large ... lower the learning rate"
+    climb = lambda s: -0.2 * 1.5 ** (s - 100) if s < 110 else float("nan")  # noqa: E731
+    (told,) = _collapsed(climb)[:1]
+    assert "The loss `training_step` returns went below 0 at step 101 (it started at" in (
+        told.message
+    )
+    assert "lower the learning rate" not in told.message
+    (usual,) = _collapsed(lambda s: 9.0)[:1]
+    assert "went below 0" not in usual.message
+
+
 def test_divergence_under_a_negative_weight_decay_names_it():
     # hunt 42: SGD's `weight_decay` set to -0.5 at epoch 3 (the weights grow), the loss
     # blown up from step 106: told "the optimiser overshoots, lower the learning rate"
