@@ -67,7 +67,8 @@ def first(v: Verdict) -> list[str]:
         tried.append(
             "**Check what the loss compares the outputs with**: the labels of the batch "
             "(`F.cross_entropy(logits, y)`), not the model's own predictions (`logits.argmax(1)`"
-            ") or another tensor of the batch."
+            ") or another tensor of the batch; and on the outputs `forward` returns, those "
+            "validation reads."
         )
     elif other_outputs(now):
         tried.append(

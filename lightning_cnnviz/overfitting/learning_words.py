@@ -132,7 +132,8 @@ def headline(v: Verdict) -> str:
             f" The loss `training_step` returns is {num(now.returned_loss)}, far below its "
             "chance level, while the model is at chance on the training labels too: the "
             "loss does not measure the labels (targets taken from the model's own output, "
-            "the wrong tensor passed as targets, a term that ignores them)."
+            "the wrong tensor passed as targets, a term that ignores them), or measures other "
+            "outputs than those `forward` returns (a loss on a second head)."
         )
     elif other_outputs(now):
         cut = (

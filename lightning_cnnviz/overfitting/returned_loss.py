@@ -27,6 +27,7 @@ __all__ = [
     "AT_FLOOR",
     "AVOIDED",
     "BLIND_LOSS",
+    "BLIND_RATIO",
     "LOGGED_APART",
     "RANKED",
     "UNBOUNDED",
@@ -173,15 +174,20 @@ def probability_floor(classes: float) -> float:
     return math.log(1.0 + (classes - 1.0) / math.e)
 
 
+LOGGED_APART = 0.4  # a logged train accuracy this far above the train probe's at chance
 BLIND_LOSS = 0.1  # a returned loss under this share of ln K while training images are at chance
+BLIND_RATIO = 4.0  # ... or the model's own cross-entropy on them this many times over it
 
 
 def loss_blind(e: Evaluation) -> bool:
-    """Whether the loss ``training_step`` returns is near 0 while the labels are not learnt.
+    """Whether the loss ``training_step`` returns is low while the labels are not learnt.
 
-    Under ``BLIND_LOSS`` x ``ln K`` with the train probe at chance: the loss measures
-    something else than the labels. Held out (hunt 14): a model trained on its own argmax
-    had a training loss of 0.000 at 9.5% train accuracy, told "not learning" with no cause.
+    Under ``BLIND_LOSS`` x ``ln K``, or the model's own cross-entropy on the training probe
+    ``BLIND_RATIO`` x over it, with the train probe at chance: the loss measures something
+    else than the labels, or other outputs than the model's. Held out (hunt 14): a model
+    trained on its own argmax had a training loss of 0.000 at 9.5% train accuracy, told
+    "not learning" with no cause; (hunt 43) the loss on a second head, 0.37 against 4.4 on
+    the outputs ``forward`` returns, at 8.6%, likewise.
 
     Example::
 
@@ -192,11 +198,20 @@ def loss_blind(e: Evaluation) -> bool:
         False
         >>> loss_blind(Evaluation(90, 2, returned_loss=2.3e-8, first_loss=2.3e-8, **row))
         False
+        >>> loss_blind(Evaluation(90, 2, returned_loss=0.37, probe_loss_train=4.4, **row))
+        True
+        >>> bn = dict(probe_acc_val=0.1, probe_acc_bn=0.9)  # BatchNorm's running statistics
+        >>> loss_blind(Evaluation(90, 2, returned_loss=0.001, **row, **bn))
+        False
     """
     if e.classes is None or e.classes < 2 or not finite(e.returned_loss):
         return False
+    if (e.bn_gap_acc or 0.0) >= LOGGED_APART:  # eval mode at chance, batch statistics not
+        return False
     k = int(e.classes)
-    if e.returned_loss >= BLIND_LOSS * math.log(k):  # type: ignore[operator]
+    own = e.probe_loss_train
+    apart = finite(own) and e.returned_loss > 0 and own >= BLIND_RATIO * e.returned_loss  # type: ignore[operator]
+    if e.returned_loss >= BLIND_LOSS * math.log(k) and not apart:  # type: ignore[operator]
         return False
     if finite(e.first_loss) and e.first_loss < BLIND_LOSS * math.log(k):  # type: ignore[operator]
         # as small before any update: a loss scaled down (``scaled_loss``), not one that
@@ -241,7 +256,6 @@ def at_floor(ev: Evaluation) -> bool:
     return 0.9 * floor <= loss <= AT_FLOOR * floor and own > loss  # type: ignore[operator]
 
 
-LOGGED_APART = 0.4  # a logged train accuracy this far above the train probe's at chance
 
 
 def other_outputs(e: Evaluation) -> bool:

@@ -143,6 +143,23 @@ def test_loss_reads_a_logged_train_accuracy_of_other_targets_is_no_gap():
     assert "the loss does not measure the labels" in text
 
 
+def test_loss_reads_a_loss_falling_far_under_the_outputs_own_is_blind():
+    # hunt 43: the loss on a second head (0.37, falling to 0.08), the accuracy logged on
+    # the head `forward` returns (at chance, its own cross-entropy 4.4): no cause named
+    row = dict(classes=10.0, probe_size=128.0, train_acc=0.09, val_acc=0.08, val_loss=4.3,
+               probe_acc_val=0.094, probe_loss_val=4.3, probe_acc_train=0.086,
+               probe_loss_train=4.4, first_loss=2.31)  # fmt: skip
+    evs = [Evaluation(32 * (i + 1), i, returned_loss=r, **row) for i, r in enumerate((1.4, 0.37))]
+    detector = Detector(patience=2)
+    changes = [c for e in evs for c in detector.update(e)]
+    assert [(c.change, c.verdict.kind) for c in changes] == [("new", "not_learning")]
+    text = headline(detector.reported["not_learning"])
+    assert "or measures other outputs than those `forward` returns" in text
+    # a model at chance whose loss is its own: no such reading
+    level = [replace(e, returned_loss=e.probe_loss_train) for e in evs]
+    assert not any(returned_loss.loss_blind(e) for e in level)
+
+
 class AuxHead(Net):
     """The loss and logged train accuracy on an auxiliary head; ``forward`` returns another."""
 
