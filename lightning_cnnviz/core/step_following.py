@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.items import split_sample
+from lightning_cnnviz.core.own_hooks import drop_copied_hooks
 from lightning_cnnviz.core.probe_pass import follow_step
 from lightning_cnnviz.core.run_datasets import has_val_data
 from lightning_cnnviz.core.selection import unwrap_model
@@ -64,6 +65,7 @@ class StepFollowing:
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
         self.untap_step(trainer)
+        drop_copied_hooks()  # copies a validation step made keep none of the package's hooks
         super().on_validation_batch_end(  # type: ignore[misc]
             trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
         )
@@ -71,6 +73,7 @@ class StepFollowing:
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.untap_step(trainer, drop=True)  # no hook outlives the fit
+        drop_copied_hooks()
         super().teardown(trainer, pl_module, stage)  # type: ignore[misc]
 
     @override

@@ -196,6 +196,7 @@ class Copying(ZOO["bn_dropout"]):
         super().__init__()
         self.copies: list[torch.nn.ModuleList] = []
         self.held_then: list[int] = []
+        self.twins: list[torch.nn.ModuleList] = []
 
     def training_step(self, batch, batch_idx):
         import copy
@@ -208,6 +209,8 @@ class Copying(ZOO["bn_dropout"]):
         made = [copy.deepcopy(layers), torch.load(snapshot, weights_only=False)]
         self.copies += made
         self.held_then += [sum(hook_count(c).values()) for c in made]  # while the step runs
+        twin = copy.deepcopy(made[0])  # a copy of a copy (an average of a teacher)
+        self.twins.append(twin)
         return super().training_step(batch, batch_idx)
 
 
@@ -222,6 +225,13 @@ def test_contract_copies_taken_in_a_step_hold_no_hook(tmp_path, monitor_name):
     assert monitor.events > 0 and len(model.copies) == 2 * len(model.hook_log)
     if any(hooks for _, _, hooks in model.hook_log):  # the monitor hooks some steps
         assert any(model.held_then), "no copy was taken while the monitor's hooks were on"
-    assert [sum(hook_count(c).values()) for c in model.copies] == [0] * len(model.copies)
-    held = model.copies[model.held_then.index(max(model.held_then))]
-    torch.jit.script(held[0])  # a module holding a hook it cannot compile refuses
+    deep = model.copies[::2] + model.twins  # deep copies: none left, run or not
+    assert [sum(hook_count(c).values()) for c in deep] == [0] * len(deep)
+    held = model.held_then[::2]
+    torch.jit.script(model.copies[::2][held.index(max(held))][0])  # no hook it cannot compile
+    for layers in model.copies[1::2]:  # loaded from a save: the stand-in goes where it runs
+        x = torch.zeros(2, 1, 16, 16)
+        for layer in layers[:8]:  # as `BNDropout.forward`
+            x = layer.eval()(x)
+        layers[9](layers[8].eval()(x.flatten(1)))
+        assert sum(hook_count(layers).values()) == 0
