@@ -53,6 +53,7 @@ def _went_negative(series: list[tuple[int, float]]) -> tuple[int, float] | None:
         return None
     return next(((s, series[0][1]) for s, v in series if v < 0), None)
 
+
 SETTLED = 10  # steps a learnt loss has sat at its chance level: confirmed at one log
 
 

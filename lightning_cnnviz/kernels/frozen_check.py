@@ -74,14 +74,14 @@ class FrozenCheck:
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Note whether the optimizer step after this batch is one of an event's last ones."""
+        """For an epoch schedule: whether this batch's steps are among an event's last ones."""
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)  # type: ignore[misc]
         self._grads_due = False
-        if self.disabled or not self.selected:
+        if self.disabled or not self.selected or self.schedule.every_n_epochs is None:
             return
         ahead = batches_to_log(
             trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
-            trainer.num_training_batches, self.schedule.next_step(trainer.global_step),
+            trainer.num_training_batches, None,
             self.schedule.due_after_epoch(trainer.current_epoch),
         )  # fmt: skip
         accumulate = trainer.accumulate_grad_batches
@@ -91,10 +91,15 @@ class FrozenCheck:
         """Read what the gradients of the last steps before an event hold (one host read).
 
         At the step itself: after it, a run may zero them (``zero_grad(set_to_none=False)``)
-        while it learns; before it, a callback may (``on_before_optimizer_step``).
+        while it learns; before it, a callback may (``on_before_optimizer_step``). Counted
+        in steps, not batches: manual optimisation steps several optimisers a batch (setups
+        hunt 43: two of them, the read never ran).
         """
         super().on_before_optimizer_step(trainer, pl_module, optimizer)  # type: ignore[misc]
-        if self._grads_due:
+        if self.disabled or not self.selected:
+            return
+        ahead = self.schedule.next_step(trainer.global_step)
+        if self._grads_due if ahead is None else ahead - trainer.global_step <= STEP_READS:
             stepped = (p for g in optimizer.param_groups for p in g["params"])
             self._step_grads = [*self._step_grads, gradient_state(stepped)]
 

@@ -256,8 +256,6 @@ def at_floor(ev: Evaluation) -> bool:
     return 0.9 * floor <= loss <= AT_FLOOR * floor and own > loss  # type: ignore[operator]
 
 
-
-
 def other_outputs(e: Evaluation) -> bool:
     """Whether the logged train accuracy reads other outputs than those ``forward`` returns.
 

@@ -187,17 +187,35 @@ def _zeroed_from(start: int, how: str):
             optimizer.step()
             self.manual_backward(self._step(batch, "train"))
 
+    class TwoOptimisers(TinyCNN):  # manual optimisation: two steps a batch
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = False
+
+        def configure_optimizers(self):
+            head = list(self.fc.parameters())
+            body = [p for p in self.parameters() if all(p is not q for q in head)]
+            return [torch.optim.SGD(ps, lr=self.lr, momentum=0.9) for ps in (body, head)]
+
+        def training_step(self, batch, batch_idx):
+            optimizers = self.optimizers()
+            for optimizer in optimizers:
+                optimizer.zero_grad()
+            self.manual_backward(self._step(batch, "train"))
+            for optimizer in optimizers:
+                optimizer.step()
+
     if how == "step_first":
         return Stepped()
-    model = Zeroed()
-    if how == "hooks":
+    model = TwoOptimisers() if how == "two_optimisers" else Zeroed()
+    if how in ("hooks", "two_optimisers"):
         for p in model.parameters():
             p.register_hook(lambda g: g * 0 if model.global_step >= start else g)
     return model
 
 
 @pytest.mark.parametrize("how", ["hooks", "loss", "after_step", "alternate0", "alternate1",
-                                 "step_first"])  # fmt: skip
+                                 "step_first", "two_optimisers"])  # fmt: skip
 def test_frozen_every_gradient_zero_mid_run_is_told_while_momentum_moves_the_weights(tmp_path, how):
     # hunt 41: hooks zeroing every gradient from epoch 3 under Adam: its momentum drifted
     # the weights on (val 93% -> 79%), told "the updates have grown too large"
@@ -207,7 +225,9 @@ def test_frozen_every_gradient_zero_mid_run_is_told_while_momentum_moves_the_wei
 
     torch.manual_seed(0)
     data = loaders(n_train=64, n_val=16, batch_size=8)
-    trainer, _, said = fit(tmp_path, [KernelMonitor(every_n_steps=2)], data=data,
+    # two steps a batch (manual optimisation): the automatic schedule's events fall between
+    monitor = KernelMonitor() if how == "two_optimisers" else KernelMonitor(every_n_steps=2)
+    trainer, _, said = fit(tmp_path, [monitor], data=data,
                            model=_zeroed_from(8, how), max_epochs=3,
                            limit_train_batches=None)  # fmt: skip
     found = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
@@ -216,10 +236,11 @@ def test_frozen_every_gradient_zero_mid_run_is_told_while_momentum_moves_the_wei
         assert found == []
         return
     (found,) = found
+    if how == "two_optimisers":  # setups hunt 43: the read never ran, nothing told
+        assert found.severity == "problem" and "have learnt nothing" in found.message
+        return
     if how == "step_first":  # hunt 43: told as a gradient vanishing on its way down
-        assert found.severity == "problem" and "`step` before `manual_backward`" in (
-            found.message
-        )
+        assert found.severity == "problem" and "`step` before `manual_backward`" in (found.message)
         assert "vanishes on the way down" not in found.message
         return
     assert (found.severity, found.step) == ("problem", 12)
