@@ -18,9 +18,10 @@ from lightning_cnnviz.activations.divergence_remedies import (
     REMEDIES,
     SUDDEN_REMEDIES,
 )
+from lightning_cnnviz.activations.divergence_settings import wrong_setting
 from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.settings import DECAY_REMEDIES
-from lightning_cnnviz.core.voice import listed, times
+from lightning_cnnviz.core.voice import times
 
 __all__ = ["RAISED", "divergence_cause"]
 
@@ -56,8 +57,10 @@ def divergence_cause(
     ``sudden``: ``(the step, the loss just before)`` where a learnt, steady loss turned
     non-finite or blew up in one step (a batch or an operation, not the rate), else ``None``.
     ``rates``: ``(the learning rate at the first log, the rate now)``: a rate a schedule
-    raised ``RAISED`` x or more (a warmup to a rate 10x too high) is the cause named; a
-    negative one climbs the loss (hunt 31: told "lower the learning rate").
+    raised ``RAISED`` x or more (a warmup to a rate 10x too high) is the cause named.
+    ``maximize``, a negative rate now, ``negated`` and ``grown``: a setting that makes
+    every update climb the loss or grow the weights, named first
+    (``divergence_settings.wrong_setting``).
     ``start``: ``(the first loss, K)`` where that loss was already ``OVER_CHANCE`` x the
     chance level ``ln K`` or more, before any update: the loss's scale at step 0 (weights
     initialised too large, or a loss summed over the batch), which the updates from there
@@ -101,17 +104,6 @@ def divergence_cause(
     under SGD 0.05, the loss at chance by step 75, told "the training batches may no
     longer carry the label").
 
-    ``negated``: ``(the step, the first loss)`` where a loss that started positive went
-    below 0 before it: the loss is negated or a term subtracted outgrew it, and every
-    update climbs the cross-entropy (held out, hunt 43: `training_step` returning -CE from
-    epoch 3 under SGD, NaN 7 steps later, told "lower the learning rate").
-
-    ``grown``: ``(weight_decay, the share of each weight it adds a step)`` where the
-    weight decay is negative: every step pushes the weights away from 0 (held out, hunt 42:
-    SGD's `weight_decay` set to -0.5 at epoch 3, the loss blown up from step 106, told
-    "the optimiser overshoots, lower the learning rate"); the share ``None`` where the
-    decay is added to the gradient (Adam's L2).
-
     ``dropped``: ``(the model's highest dropout p at the first log, now)`` where it rose
     to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
     training loss 0.3 -> 3.8, told as the training batches changing).
@@ -120,11 +112,6 @@ def divergence_cause(
     were rewritten (``init_weights.rewritten``) outside the optimiser (held out, hunt 34: conv2
     zeroed by a callback at epoch 3 was told "the training batches may no longer carry
     the label"); named after a decay raised during the run, which shrinks weights too.
-
-    ``maximize``: the optimisers set to ``maximize=True`` where the loss started positive
-    (held out, hunt 34: ``AdamW(maximize=True)`` on the cross-entropy, copied from an
-    adversary's optimiser, was told "lower the learning rate"): named first. On a negated
-    loss (negative from the start) it is the right flag, and not named.
 
     ``hooked``: the modules whose gradients pass through a hook, named after the
     remedies where nothing else explains it: the optimiser steps on what the hook returns
@@ -155,41 +142,9 @@ def divergence_cause(
             "initialised to NaN). "
             f"Try: {DATA_REMEDIES}."
         )
-    if maximize:
-        return (
-            f"{listed(list(maximize))} {'is' if len(maximize) == 1 else 'are'} set to "
-            "`maximize=True`: every update climbs the loss it is handed instead of "
-            "descending it (gradient ascent), and this loss is positive, not a negated "
-            "objective. Try: drop `maximize=True` (it is for an objective to maximise, or "
-            "an adversary's perturbation), or return the negated objective."
-        )
-    if rates is not None and rates[1] < 0:
-        return (
-            f"The learning rate is negative ({rates[1]:.3g}; {rates[0]:.3g} at the first "
-            "log): every update climbs the loss instead of descending it (gradient ascent), "
-            "as a schedule without a floor does once stepped past its end. Try: keep the "
-            "rate at 0 or above (`max(0.0, 1 - s / total)`), and step the scheduler as often "
-            "as its length assumes."
-        )
-    if negated is not None:
-        at, first_loss = negated
-        return (
-            f"The loss `training_step` returns went below 0 at step {at} (it started at "
-            f"{first_loss:.3g}): a cross-entropy never does, so the loss is negated or a term "
-            "subtracted from it outgrew it, and every update from there climbs the "
-            "cross-entropy. Try: return the loss itself, never below 0; keep any term "
-            "subtracted from it (an entropy bonus) smaller than it."
-        )
-    if grown is not None:
-        decay, share = grown
-        each = f" (by {-share:.2%} of itself a step)" if share is not None else ""
-        return (
-            f"Weight decay is negative ({decay:.3g}): every step pushes each weight away from "
-            f"0 instead of towards it{each}, so the weights and the logits grow until the "
-            "loss blows up, whatever the learning rate. Try: set `weight_decay` to 0 or "
-            "above (1e-4 to 5e-2 is usual); where a schedule or callback sets it, look at "
-            "what it sets."
-        )
+    told = wrong_setting(maximize, rates, negated, grown)
+    if told is not None:
+        return told
     if jump is not None:
         a, before, b, after = jump
         return (
