@@ -126,7 +126,7 @@ class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
         self._frozen: Finding | None = None  # told in this fit, until its layers move again
         self._unoptimised_told = False
         self._step_grads: list[str] = []
-        self._grads_due = self._ungraded = False
+        self._grads_due = self._ungraded = self._zeroed = False
         self._unit_grid: dict[str, tuple[int, int, int]] = {}
 
     @override

@@ -65,6 +65,7 @@ class FrozenCheck:
     _step_grads: list[str]  # ``gradient_state`` of the last steps before an event
     _grads_due: bool  # the step after this batch is one of those
     _ungraded: bool  # those steps held no gradient at all
+    _zeroed: bool  # ... or gradients of 0 only
     schedule: Schedule
     disabled: bool
     tag: Callable[..., str]  # the monitor's
@@ -148,7 +149,7 @@ class FrozenCheck:
             changes = dict.fromkeys(changes, 0.0)
         # no gradient at the steps, and one after them: the step runs before the backward
         # (hunt 43: `zero_grad(); step(); manual_backward(loss)`, told as vanishing)
-        self._ungraded = given == {"none"}
+        self._ungraded, self._zeroed = given == {"none"}, given == {"zero"}
         fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
         module = trainer.lightning_module
         groups = None if module is None else param_groups(trainer.optimizers, module.parameters())
@@ -162,7 +163,11 @@ class FrozenCheck:
         names = [n for n in names if n not in self._swapped(trainer, names)]
         if not names:
             return
-        kept_grads = any(p.grad is not None for p in trainer.lightning_module.parameters())
+        # what the steps got, where read: at an epoch's end Lightning has set every `.grad`
+        # to None (setups hunt 44: hooks zeroing them told as a loss cut from the model)
+        kept_grads = self._zeroed or any(
+            p.grad is not None for p in trainer.lightning_module.parameters()
+        )
         reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
         order = list(self.selected)
         for n in names:  # a hook on its weights, and a layer before it still learns (the
@@ -176,6 +181,7 @@ class FrozenCheck:
         blocked = set(reasons.values()) <= {"no_gradient", "detached"}
         whole = len(names) == len(self.selected) and blocked
         state = gradient_state(trainer.lightning_module.parameters()) if whole else "some"
+        state = "zero" if whole and self._zeroed else state
         if state == "nonfinite":  # every step skipped (a loss scaler), or left unapplied
             reasons = dict.fromkeys(names, "nonfinite_gradient")
         elif whole and self._ungraded:
