@@ -18,6 +18,7 @@ from lightning_cnnviz.core.selection import evenly_spaced, named_layers, of_type
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.kernels import dense, draw, figures
 from lightning_cnnviz.kernels.frozen_check import FrozenCheck
+from lightning_cnnviz.kernels.step_gradients import StepGradients
 
 
 class _Picture(NamedTuple):
@@ -44,7 +45,7 @@ def filters_of(module: nn.Module) -> Tensor:
     return weight.transpose(0, 1) if isinstance(module, TRANSPOSED) else weight
 
 
-class KernelMonitor(FrozenCheck, Monitor, section="kernels"):
+class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
     """What the convolution filters look like, per layer, as training goes on.
 
     Reads the weights only: no hooks, no forward pass. Per selected conv layer it

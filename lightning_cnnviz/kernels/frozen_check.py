@@ -24,7 +24,6 @@ from lightning_cnnviz.core.layer_calls import swapped_weights
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.say import say
-from lightning_cnnviz.core.schedule import Schedule, batches_to_log
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.kernels.frozen import (
@@ -43,9 +42,7 @@ from lightning_cnnviz.kernels.frozen import (
 from lightning_cnnviz.kernels.frozen_words import frozen_text, moving_text, unoptimised_text
 from lightning_cnnviz.kernels.untrained import untrained_look
 
-__all__ = ["STEP_READS", "FrozenCheck"]
-
-STEP_READS = 2  # the steps before an event whose gradients are read
+__all__ = ["FrozenCheck"]
 
 
 class FrozenCheck:
@@ -62,47 +59,12 @@ class FrozenCheck:
     _frozen_told: bool
     _frozen: Finding | None
     _unoptimised_told: bool
-    _step_grads: list[str]  # ``gradient_state`` of the last steps before an event
-    _grads_due: bool  # the step after this batch is one of those
-    _ungraded: bool  # those steps held no gradient at all
+    _ungraded: bool  # the last steps before the event held no gradient at all
     _zeroed: bool  # ... or gradients of 0 only
-    schedule: Schedule
-    disabled: bool
+    take_step_reads: Callable[[], str | None]  # ``StepGradients``'
     tag: Callable[..., str]  # the monitor's
     probe_input: Callable[..., Tensor]
     warn_once: Callable[[str, str], None]
-
-    def on_train_batch_start(
-        self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int
-    ) -> None:
-        """For an epoch schedule: whether this batch's steps are among an event's last ones."""
-        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)  # type: ignore[misc]
-        self._grads_due = False
-        if self.disabled or not self.selected or self.schedule.every_n_epochs is None:
-            return
-        ahead = batches_to_log(
-            trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
-            trainer.num_training_batches, None,
-            self.schedule.due_after_epoch(trainer.current_epoch),
-        )  # fmt: skip
-        accumulate = trainer.accumulate_grad_batches
-        self._grads_due = ahead is not None and ahead[0] <= STEP_READS * accumulate
-
-    def on_before_optimizer_step(self, trainer: Trainer, pl_module: Any, optimizer: Any) -> None:
-        """Read what the gradients of the last steps before an event hold (one host read).
-
-        At the step itself: after it, a run may zero them (``zero_grad(set_to_none=False)``)
-        while it learns; before it, a callback may (``on_before_optimizer_step``). Counted
-        in steps, not batches: manual optimisation steps several optimisers a batch (setups
-        hunt 43: two of them, the read never ran).
-        """
-        super().on_before_optimizer_step(trainer, pl_module, optimizer)  # type: ignore[misc]
-        if self.disabled or not self.selected:
-            return
-        ahead = self.schedule.next_step(trainer.global_step)
-        if self._grads_due if ahead is None else ahead - trainer.global_step <= STEP_READS:
-            stepped = (p for g in optimizer.param_groups for p in g["params"])
-            self._step_grads = [*self._step_grads, gradient_state(stepped)]
 
     def _check_unoptimised(self, trainer: Trainer) -> None:
         """Tell once (a note) of parameters outside the watched layers no optimiser holds."""
@@ -139,17 +101,14 @@ class FrozenCheck:
         self._scale = scale
         # steps given no gradient learn nothing, whatever still moves the weights: the
         # optimiser's momentum, weight decay (hunt 41: hooks zeroing every gradient from
-        # epoch 3 under Adam drifted the weights on, val 93% -> 79%, told "updates too large").
-        # The last two steps, not one: every other batch unlabelled, its loss 0, is a
-        # healthy semi-supervised run (hunt 43: the events fell on those batches)
-        reads, self._step_grads = self._step_grads, []
-        given = set(reads) if len(reads) >= STEP_READS else set()
-        drifting = given == {"zero"} and any(c > 0 for c in changes.values())
-        if given in ({"zero"}, {"none"}):
+        # epoch 3 under Adam drifted the weights on, val 93% -> 79%, told "updates too large")
+        given = self.take_step_reads()
+        drifting = given == "zero" and any(c > 0 for c in changes.values())
+        if given is not None:
             changes = dict.fromkeys(changes, 0.0)
         # no gradient at the steps, and one after them: the step runs before the backward
         # (hunt 43: `zero_grad(); step(); manual_backward(loss)`, told as vanishing)
-        self._ungraded, self._zeroed = given == {"none"}, given == {"zero"}
+        self._ungraded, self._zeroed = given == "none", given == "zero"
         fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
         module = trainer.lightning_module
         groups = None if module is None else param_groups(trainer.optimizers, module.parameters())

@@ -1,0 +1,89 @@
+"""What the gradients of the last steps before an event held, read at the steps themselves.
+
+``StepGradients`` is a part of ``KernelMonitor`` (a mixin, as the monitors' parts are):
+at each of the ``STEP_READS`` optimizer steps before an event it reads whether every
+gradient the step gets is exactly 0, or absent (one host read a step, at those steps
+only); ``take_step_reads`` hands the frozen-layer check what all of them held. Read at
+the step, not at the event: after a step a run may zero its gradients and still learn
+(``zero_grad(set_to_none=False)``), and by an epoch's end Lightning has set them to None.
+
+Example::
+
+    >>> reads = StepGradients()
+    >>> reads._step_grads = ["zero", "zero"]
+    >>> reads.take_step_reads(), reads.take_step_reads()
+    ('zero', None)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import Trainer
+from torch import nn
+
+from lightning_cnnviz.core.schedule import Schedule, batches_to_log
+from lightning_cnnviz.kernels.frozen import gradient_state
+
+__all__ = ["STEP_READS", "StepGradients"]
+
+# the steps before an event whose gradients are read: two, not one (every other batch
+# unlabelled, its loss 0, is a healthy semi-supervised run: hunt 43, the events fell on
+# those batches)
+STEP_READS = 2
+
+
+class StepGradients:
+    """Reads the gradients of an event's last steps (a part of ``KernelMonitor``).
+
+    Uses the monitor's ``schedule``, ``selected`` and ``disabled``.
+    """
+
+    selected: dict[str, nn.Module]
+    schedule: Schedule
+    disabled: bool
+    _step_grads: list[str]  # ``gradient_state`` of the steps read since the last event
+    _grads_due: bool  # for an epoch schedule: this batch's steps are among them
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """For an epoch schedule: whether this batch's steps are among an event's last ones."""
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)  # type: ignore[misc]
+        self._grads_due = False
+        if self.disabled or not self.selected or self.schedule.every_n_epochs is None:
+            return
+        ahead = batches_to_log(
+            trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
+            trainer.num_training_batches, None,
+            self.schedule.due_after_epoch(trainer.current_epoch),
+        )  # fmt: skip
+        accumulate = trainer.accumulate_grad_batches
+        self._grads_due = ahead is not None and ahead[0] <= STEP_READS * accumulate
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: Any, optimizer: Any) -> None:
+        """Read what the gradients of the last steps before an event hold (one host read).
+
+        At the step itself: after it, a run may zero them (``zero_grad(set_to_none=False)``)
+        while it learns; before it, a callback may (``on_before_optimizer_step``). Counted
+        in steps, not batches: manual optimisation steps several optimisers a batch (setups
+        hunt 43: two of them, the read never ran).
+        """
+        super().on_before_optimizer_step(trainer, pl_module, optimizer)  # type: ignore[misc]
+        if self.disabled or not self.selected:
+            return
+        ahead = self.schedule.next_step(trainer.global_step)
+        if self._grads_due if ahead is None else ahead - trainer.global_step <= STEP_READS:
+            stepped = (p for g in optimizer.param_groups for p in g["params"])
+            self._step_grads = [*self._step_grads, gradient_state(stepped)]
+
+    def take_step_reads(self) -> str | None:
+        """``"zero"`` or ``"none"`` where every step read since the last call held that.
+
+        ``None`` where some held a gradient, or fewer than ``STEP_READS`` were read.
+        """
+        reads, self._step_grads = self._step_grads, []
+        held = set(reads)
+        if len(reads) < STEP_READS or len(held) != 1 or held <= {"some", "nonfinite"}:
+            return None
+        return held.pop()
