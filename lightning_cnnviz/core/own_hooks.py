@@ -34,8 +34,12 @@ Example::
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
+
+from torch import nn
 
 __all__ = ["drop_copied_hooks", "own_hook"]
 
@@ -73,13 +77,22 @@ class _Own:
 class _StandIn:
     """A copied module's stand-in for a package hook: does nothing and removes itself.
 
-    ``memo``: the ``deepcopy`` that made it, which holds the module copies it sits in
-    (``drop_copied_hooks`` takes it out of them); none for an unpickled one.
+    ``memo``: the ``deepcopy`` making it, whose module copies under construction (their
+    attributes not set yet) are the ones it will sit in: kept weakly, for
+    ``drop_copied_hooks`` (a copy the step drops at once is freed at once: setups hunt
+    44, eight copies of a 100 MB model a step kept alive to the batch's end). None for an
+    unpickled one.
     """
 
     def __init__(self, memo: dict[int, Any] | None = None) -> None:
-        if memo is not None:
-            _copied.append((self, memo))
+        if memo is None:
+            return
+        making = [weakref.ref(m) for m in memo.values()
+                  if isinstance(m, nn.Module) and "_forward_hooks" not in vars(m)]  # fmt: skip
+        if making:
+            _copied.append((weakref.ref(self), making))
+        else:  # a module's own `__deepcopy__` copying its hooks with a fresh memo
+            _unplaced.add(self)
 
     def __call__(self, module: Any, *_: Any, **__: Any) -> None:
         _remove(vars(module), {id(self)})
@@ -91,8 +104,10 @@ class _StandIn:
         return (_StandIn, ())
 
 
-# the stand-ins ``deepcopy`` made since the last ``drop_copied_hooks``, with its memo
-_copied: list[tuple[_StandIn, dict[int, Any]]] = []
+# the stand-ins ``deepcopy`` made since the last ``drop_copied_hooks``, with the module
+# copies they may sit in (weakly); those made where no module copy was in the making
+_copied: list[tuple[weakref.ref[_StandIn], list[weakref.ref[nn.Module]]]] = []
+_unplaced: weakref.WeakSet[_StandIn] = weakref.WeakSet()
 
 
 def _remove(attributes: dict[str, Any], standins: set[int]) -> None:
@@ -112,19 +127,25 @@ def _remove(attributes: dict[str, Any], standins: set[int]) -> None:
 
 
 def drop_copied_hooks() -> None:
-    """Take every stand-in ``deepcopy`` made since the last call out of the copies holding it.
+    """Take every stand-in ``deepcopy`` made since the last call out of the copy holding it.
 
-    Each copy's memo holds the objects it made, the module copies among them: one pass
-    over each, as long as the copy took (setups hunt 43: the garbage collector's search of
-    the whole heap for each stand-in made a step copying the net 22-29x slower).
-    Nothing is searched where no copy was made.
+    Each looks in the module copies that were in the making when it was made (a few: the
+    copy's root and the submodules down to it); one made by a module's own
+    ``__deepcopy__`` (no module copy in its memo, setups hunt 44) is found by the garbage
+    collector, whose search of the heap is kept to those (setups hunt 43: searching it
+    for every stand-in made a step that copies the net 22-29x slower).
     """
     made, _copied[:] = list(_copied), []
-    by_memo: dict[int, tuple[dict[int, Any], set[int]]] = {}
-    for standin, memo in made:
-        by_memo.setdefault(id(memo), (memo, set()))[1].add(id(standin))
-    for memo, standins in by_memo.values():
-        for made_object in list(memo.values()):
-            attributes = getattr(made_object, "__dict__", None)
-            if isinstance(attributes, dict) and "_forward_hooks" in attributes:
-                _remove(attributes, standins)
+    for standin_ref, making in made:
+        standin = standin_ref()
+        for module in (ref() for ref in making) if standin is not None else ():
+            if module is not None:
+                _remove(vars(module), {id(standin)})
+    while _unplaced:
+        standin = _unplaced.pop()
+        for hooks in gc.get_referrers(standin):
+            if not isinstance(hooks, dict):
+                continue
+            for owner in gc.get_referrers(hooks):
+                if isinstance(owner, dict) and any(owner.get(n) is hooks for n in _HOOKS):
+                    _remove(owner, {id(standin)})
