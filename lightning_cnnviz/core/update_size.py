@@ -41,11 +41,13 @@ def _update(group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> Tensor |
             return lr * m / (state["exp_inf"] + eps)
         v = state.get("max_exp_avg_sq", state["exp_avg_sq"]) / (1 - b2**t)
         return lr * m / (v.sqrt() + eps)
-    if "square_avg" in state and g is not None:  # RMSprop
-        buf = state.get("momentum_buffer")
-        return lr * buf if buf is not None else lr * g / (state["square_avg"].sqrt() + eps)
-    if "sum" in state and g is not None:  # Adagrad
-        return lr * g / (state["sum"].sqrt() + eps)
+    if "square_avg" in state:  # RMSprop
+        buf, rms = state.get("momentum_buffer"), state["square_avg"].sqrt()
+        # the gradient gone (Lightning sets it to None by an epoch's end): its running RMS
+        return lr * buf if buf is not None else lr * (rms if g is None else g) / (rms + eps)
+    if "sum" in state:  # Adagrad: the gradient gone, the mean square its sum holds
+        t = max(float(state.get("step", 1)), 1.0)
+        return lr * ((state["sum"] / t).sqrt() if g is None else g) / (state["sum"].sqrt() + eps)
     if "exp_avg" in state or "exp_avg_sq" in state:  # a kin this does not know
         return None
     buf = state.get("momentum_buffer")  # SGD, its dampening inside the buffer
@@ -57,7 +59,9 @@ def _update(group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> Tensor |
 def update_ratio(optimizers: Sequence[Any]) -> float | None:
     """``||update|| / ||weights||`` of the first optimiser's last step (``None``: not known).
 
-    Over every parameter it holds that has a gradient or a state; one host read. An Adam
+    Over every parameter it holds that has a gradient or a state; one host read. Plain
+    SGD's update is its gradient's, which Lightning has set to None by an epoch's end:
+    then unknown. An Adam
     at 1e-3 on a small CNN read 7e-3 to 2e-2 a step, SGD 0.05 with momentum 1e-2 to 4e-2,
     a BatchNorm CNN at SGD 3e-3 9e-4 (learning); Adam with ``eps=1.0`` 6.5e-5, SGD at
     3e-4 3e-5, SGD 3e-3 without BatchNorm 3e-4 (at chance, or crawling).

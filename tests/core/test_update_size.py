@@ -58,3 +58,23 @@ def test_update_size_read_at_each_evaluation_of_a_run(tmp_path):
     trainer, _ = fit_monitor(tmp_path, net, train, val, epochs=2)
     ratios = [e.update_ratio for e in trainer.callbacks[0].detector.history]
     assert len(ratios) == 2 and all(0 < r < 1 for r in ratios)
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adagrad", "sgd"])
+def test_update_size_once_lightning_has_dropped_the_gradients(name):
+    # setups hunt 44: by an epoch's end Lightning has set every `.grad` to None, and
+    # RMSprop's and Adagrad's update read as unknown (their running squares stand in)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    optimiser = OPTIMISERS[name](net.parameters())
+    x, y = torch.randn(32, 1, 4, 4), torch.randint(0, 3, (32,))
+    for _ in range(20):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        optimiser.step()
+    with_grads = update_ratio([optimiser])
+    optimiser.zero_grad()  # set to None
+    if name == "sgd":  # its update is its gradient's: unknown
+        assert update_ratio([optimiser]) is None
+        return
+    assert with_grads / 3 < update_ratio([optimiser]) < with_grads * 3
