@@ -42,7 +42,9 @@ from lightning_cnnviz.kernels.frozen import (
 from lightning_cnnviz.kernels.frozen_words import frozen_text, moving_text, unoptimised_text
 from lightning_cnnviz.kernels.untrained import untrained_look
 
-__all__ = ["FrozenCheck"]
+__all__ = ["ZERO_STEPS", "FrozenCheck"]
+
+ZERO_STEPS = 8  # optimizer steps in a row with every gradient 0 that make learning stop
 
 
 class FrozenCheck:
@@ -61,6 +63,8 @@ class FrozenCheck:
     _unoptimised_told: bool
     _ungraded: bool  # the last steps before the event held no gradient at all
     _zeroed: bool  # ... or gradients of 0 only
+    _zero_events: int  # events in a row whose last steps' gradients were all 0
+    zero_run: int  # ``StepGradients``': steps in a row read with every gradient 0
     take_step_reads: Callable[[], str | None]  # ``StepGradients``'
     tag: Callable[..., str]  # the monitor's
     probe_input: Callable[..., Tensor]
@@ -104,7 +108,11 @@ class FrozenCheck:
         # epoch 3 under Adam drifted the weights on, val 93% -> 79%, told "updates too large")
         given = self.take_step_reads()
         drifting = given == "zero" and any(c > 0 for c in changes.values())
-        if given is not None:
+        # a second event confirms only a span of ZERO_STEPS steps at 0: batches without a
+        # labelled item may come in blocks (hunt 44: 4 of every 8 steps, loss 0) and learn
+        held = self._zero_events > 0 and self.zero_run < ZERO_STEPS
+        self._zero_events = self._zero_events + 1 if given == "zero" else 0
+        if given == "none" or (given == "zero" and not held):
             changes = dict.fromkeys(changes, 0.0)
         # no gradient at the steps, and one after them: the step runs before the backward
         # (hunt 43: `zero_grad(); step(); manual_backward(loss)`, told as vanishing)

@@ -3,9 +3,10 @@
 ``StepGradients`` is a part of ``KernelMonitor`` (a mixin, as the monitors' parts are):
 at each of the ``STEP_READS`` optimizer steps before an event it reads whether every
 gradient the step gets is exactly 0, or absent (one host read a step, at those steps
-only); ``take_step_reads`` hands the frozen-layer check what all of them held. Read at
-the step, not at the event: after a step a run may zero its gradients and still learn
-(``zero_grad(set_to_none=False)``), and by an epoch's end Lightning has set them to None.
+only, and at every step up to the next event after steps all at 0); ``take_step_reads``
+hands the frozen-layer check what all of them held. Read at the step, not at the event:
+after a step a run may zero its gradients and still learn (``zero_grad(set_to_none=
+False)``), and by an epoch's end Lightning has set them to None.
 
 Example::
 
@@ -44,6 +45,8 @@ class StepGradients:
     disabled: bool
     _step_grads: list[str]  # ``gradient_state`` of the steps read since the last event
     _grads_due: bool  # for an epoch schedule: this batch's steps are among them
+    _suspect: bool  # the last event's steps were all 0: every step is read until the next
+    zero_run: int  # optimizer steps in a row read with every gradient 0
 
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int
@@ -73,17 +76,25 @@ class StepGradients:
         if self.disabled or not self.selected:
             return
         ahead = self.schedule.next_step(trainer.global_step)
-        if self._grads_due if ahead is None else ahead - trainer.global_step <= STEP_READS:
+        due = self._grads_due if ahead is None else ahead - trainer.global_step <= STEP_READS
+        if due or self._suspect:
             stepped = (p for g in optimizer.param_groups for p in g["params"])
-            self._step_grads = [*self._step_grads, gradient_state(stepped)]
+            state = gradient_state(stepped)
+            self._step_grads = [*self._step_grads, state]
+            self.zero_run = self.zero_run + 1 if state == "zero" else 0
 
     def take_step_reads(self) -> str | None:
         """``"zero"`` or ``"none"`` where every step read since the last call held that.
 
-        ``None`` where some held a gradient, or fewer than ``STEP_READS`` were read.
+        ``None`` where some held a gradient, or fewer than ``STEP_READS`` were read. After
+        steps all at 0, every step up to the next event is read: a run whose batches without
+        a labelled item come in blocks (hunt 44: 4 of every 8 steps, loss 0) had two events
+        in a row fall on them, and learns.
         """
         reads, self._step_grads = self._step_grads, []
         held = set(reads)
         if len(reads) < STEP_READS or len(held) != 1 or held <= {"some", "nonfinite"}:
+            self._suspect = False
             return None
+        self._suspect = held == {"zero"}
         return held.pop()
