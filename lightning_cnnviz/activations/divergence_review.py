@@ -48,10 +48,18 @@ __all__ = ["DivergenceReview"]
 
 
 def _went_negative(series: list[tuple[int, float]]) -> tuple[int, float] | None:
-    """``(the first step below 0, the first loss)`` of a loss that started above 0."""
+    """``(the first step below 0, the first loss)`` of a loss that started above 0.
+
+    As far below 0 as it started above it: a loss offset below 0 on purpose (``CE - 1``,
+    an entropy bonus) stays near 0 (hunt 44: such losses were named as the cause of a
+    divergence a rate raised 30x made).
+    """
     if not series or not series[0][1] > 0:
         return None
-    return next(((s, series[0][1]) for s, v in series if v < 0), None)
+    first = series[0][1]
+    if not any(v <= -first for _, v in series):
+        return None
+    return next((s, first) for s, v in series if v < 0)
 
 
 SETTLED = 10  # steps a learnt loss has sat at its chance level: confirmed at one log
