@@ -145,6 +145,7 @@ class OverfittingMonitor(
     def reset(self) -> None:
         self.detector = Detector(self.tolerance, self.patience)
         self._lr_start: float | None = None  # the learning rate when training started
+        self._update_read: float | None = None  # the update a step before validation made
         self._rates_start: dict[str, float] = {}  # every group's, for a sign turned (ascent)
         self._pending = self._epoch_end = self._layout = self._validated = False
         self._others_told = 0

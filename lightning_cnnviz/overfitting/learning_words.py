@@ -41,6 +41,11 @@ SMALL_STEP = 3e-3  # SGD and its kin: the rate over (1 - momentum), the step it 
 # did runs stuck on permuted labels under those very settings (hunt 42: 6e-4 to 2e-3, told
 # "eps ... the steps are tiny" and "try the rate 10x higher")
 SMALL_UPDATE = 4e-4
+# ... and where the model is at chance (not learning slowly the right way), this small:
+# permuted labels cancel in the momentum, their updates small too (hunt 44: SGD nesterov
+# 3e-4 on a BN net read 1.4e-4, its twin with the right labels 4e-4 at 93%); stuck runs
+# at chance with the rate at fault read 3e-6 to 7e-5
+TINY_UPDATE = 1e-4
 _ROUNDING = 1 + 1e-9  # 1e-4 / (1 - 0.9) is 1.0000000000000002e-3 in floats
 
 
@@ -67,8 +72,15 @@ def _small_rate(now: Evaluation) -> float | None:
 
 
 def _steps_small(now: Evaluation) -> bool:
-    """Whether the last update was ``SMALL_UPDATE`` of the weights or less (unknown: True)."""
-    return now.update_ratio is None or now.update_ratio <= SMALL_UPDATE
+    """Whether the last update was small enough to be why nothing is learnt (unknown: True).
+
+    ``SMALL_UPDATE`` of the weights or less where the model learns the right way, slowly
+    (the val probe above chance), else ``TINY_UPDATE``.
+    """
+    if now.update_ratio is None:
+        return True
+    slowly = chance_levels.stuck(now) is False
+    return now.update_ratio <= (SMALL_UPDATE if slowly else TINY_UPDATE)
 
 
 def _moved(now: Evaluation) -> str:

@@ -52,11 +52,33 @@ class Measures(LoggedReads):
     """
 
     _lr_start: float | None  # the learning rate when training started
+    _update_read: float | None  # ``update_ratio`` at the last step before a validation
     plan: Any
     val_from_loop: bool
     _loop_check: dict[str, float] | None
     _bn_why: str
     scores_misfit: str
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: Any, optimizer: Any) -> None:
+        """Read the update of a step a validation follows (``update_size``; one host read).
+
+        At the step, where its gradient is: by an epoch's end Lightning has set them to
+        None, and plain SGD's update is its gradient's (hunt 44: unknown at every
+        evaluation, a small rate named on its bar alone).
+        """
+        super().on_before_optimizer_step(trainer, pl_module, optimizer)  # type: ignore[misc]
+        optimizers = trainer.optimizers
+        if not optimizers or optimizer is not optimizers[0]:
+            return
+        done = trainer.fit_loop.epoch_loop.batch_idx + 1
+        every = trainer.val_check_batch
+        if done >= trainer.num_training_batches or (isinstance(every, int) and done % every == 0):
+            self._update_read = update_ratio([optimizer])
+
+    def _taken_update(self, trainer: Trainer) -> float | None:
+        """The update read at the step before this validation, else read now (once)."""
+        read, self._update_read = self._update_read, None
+        return read if read is not None else update_ratio(trainer.optimizers)
 
     def _images(self, trainer: Trainer, split: str) -> int:
         """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
@@ -227,7 +249,7 @@ class Measures(LoggedReads):
             host.update(self._restandardised(trainer, pl_module, val_cut, cut["val"]))
         left_out["loop_check"] = check
         counted = {
-            "update_ratio": update_ratio(trainer.optimizers),
+            "update_ratio": self._taken_update(trainer),
             "train_acc_images": self._acc_images(trainer, found),
             "val_images": val_images(trainer),
             "bn_nonfinite": bn_levels.nonfinite_norms(unwrap_model(pl_module)),

@@ -52,12 +52,17 @@ def test_update_size_read_at_each_evaluation_of_a_run(tmp_path):
     from tests.overfitting.runs import fit_monitor, one_hot_set
     from tests.overfitting.test_monitor_rules import Net
 
-    net = Net(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4)), lr=0.01)
-    train = DataLoader(one_hot_set([16] * 4), batch_size=16, shuffle=True)
-    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
-    trainer, _ = fit_monitor(tmp_path, net, train, val, epochs=2)
-    ratios = [e.update_ratio for e in trainer.callbacks[0].detector.history]
-    assert len(ratios) == 2 and all(0 < r < 1 for r in ratios)
+    class Plain(Net):  # plain SGD: its update is its gradient's, gone by the epoch's end
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+    for model in (Net, Plain):
+        net = model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4)), lr=0.01)
+        train = DataLoader(one_hot_set([16] * 4), batch_size=16, shuffle=True)
+        val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+        trainer, _ = fit_monitor(tmp_path / model.__name__, net, train, val, epochs=2)
+        ratios = [e.update_ratio for e in trainer.callbacks[0].detector.history]
+        assert len(ratios) == 2 and all(r is not None and 0 < r < 1 for r in ratios), ratios
 
 
 @pytest.mark.parametrize("name", ["rmsprop", "adagrad", "sgd"])

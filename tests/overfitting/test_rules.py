@@ -657,6 +657,13 @@ def test_rules_not_learning_names_a_setting_only_where_the_updates_were_small():
         assert said in text and "(its last update moved the weights 3e-05 of their size)" in text
         moving = [replace(e, **setting, update_ratio=1.5e-3) for e in rows]
         assert said not in headline(first(levels.not_learning, moving)), setting
+        # hunt 44: permuted labels cancel in SGD's momentum (1.4e-4): at chance, only a
+        # tiny update is the setting's doing; learning the right way slowly, a small one
+        cancelled = [replace(e, **setting, update_ratio=1.4e-4) for e in rows]
+        assert said not in headline(first(levels.not_learning, cancelled)), setting
+        slowly = [replace(e, **setting, update_ratio=1.4e-4, probe_acc_val=0.21,
+                          probe_loss_val=2.28) for e in rows]  # fmt: skip
+        assert said in headline(first(levels.not_learning, slowly)), setting
 
 
 def test_rules_not_learning_names_gradient_hooks():
