@@ -129,6 +129,7 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
         self._step_grads: list[str] = []
         self._grads_due = self._ungraded = self._zeroed = self._suspect = False
         self._zero_events = self.zero_run = 0
+        self.fed_after_backward: set[str] = set()
         self._unit_grid: dict[str, tuple[int, int, int]] = {}
 
     @override

@@ -66,6 +66,7 @@ class FrozenCheck:
     _zero_events: int  # events in a row whose last steps' gradients were all 0
     zero_run: int  # ``StepGradients``': steps in a row read with every gradient 0
     take_step_reads: Callable[[], str | None]  # ``StepGradients``'
+    fed_after_backward: set[str]  # ``StepGradients``': layers with a gradient after it
     tag: Callable[..., str]  # the monitor's
     probe_input: Callable[..., Tensor]
     warn_once: Callable[[str, str], None]
@@ -171,7 +172,11 @@ class FrozenCheck:
             # where each carries a gradient hook, the hooks (hunt 41: `g * 0` on every
             # parameter but the head's, told as `torch.round`)
             hooked = all(gradient_hooked(self.selected[n]) for n in names)
-            reasons = dict.fromkeys(names, "own_gradient_removed" if hooked else "gradient_blocked")
+            why = "own_gradient_removed" if hooked else "gradient_blocked"
+            # a gradient after the backward, 0 after the step: zeroed between them (hunt
+            # 42: a callback's `on_before_optimizer_step`, told as `torch.round`)
+            why = "zeroed_after_backward" if set(names) <= self.fed_after_backward else why
+            reasons = dict.fromkeys(names, why)
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
         span = min(max(self._still[n] for n in names), STILL_EVENTS)
         # a random init kept by the set-up: frozen random features (dead units after a
@@ -188,7 +193,8 @@ class FrozenCheck:
             say(text)
         nothing = set(reasons.values()) in ({"nothing_learns"}, {"zero_gradient"},
                                             {"hooks_zeroed"}, {"nonfinite_gradient"},
-                                            {"gradient_blocked"})  # fmt: skip
+                                            {"gradient_blocked"},
+                                            {"zeroed_after_backward"})  # fmt: skip
         if nothing and untrained is None:
             say(text)
         severity = "note" if untrained is None and not nothing else "problem"

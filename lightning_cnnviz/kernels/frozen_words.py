@@ -62,6 +62,11 @@ REASONS = {
         "estimator: use `x + (q - x).detach()` to pass it through), so only the layers "
         "after it train"
     ),
+    "zeroed_after_backward": (
+        "a gradient after the backward, and 0 after the step: something between them sets it "
+        "to 0 (a callback's `on_before_optimizer_step`, an `optimizer_step` override, a "
+        "mask applied to the gradients), so only the layers it spares train"
+    ),
     "zero_gradient": (
         "every gradient is exactly 0 after the backward (the `.grad` tensors are there, all "
         "zeros), so no step changes anything: the loss does not change with the weights, a "
@@ -87,6 +92,7 @@ ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "zero_gradient": f"{REASONS['zero_gradient']}",
     "hooks_zeroed": f"{REASONS['hooks_zeroed']}",
     "gradient_blocked": f"they get {REASONS['gradient_blocked']}",
+    "zeroed_after_backward": f"they get {REASONS['zeroed_after_backward']}",
     "nonfinite_gradient": f"{REASONS['nonfinite_gradient']}",
 }
 
@@ -167,6 +173,8 @@ def frozen_text(
         f"Frozen layers at step {step} (epoch {epoch}): {len(names)} of {watched} watched "
         f"layers have {moved} since step {since}: {shown}; {why}."
     )
+    if kinds in (["gradient_blocked"], ["zeroed_after_backward"]):  # a problem, not a choice
+        return f"{head} Fix that first: those layers learn nothing."
     if kinds in (["nothing_learns"], ["zero_gradient"], ["hooks_zeroed"]):  # the step is broken
         return f"{head} Fix that first: the model cannot learn at all."
     if kinds == ["nonfinite_gradient"]:

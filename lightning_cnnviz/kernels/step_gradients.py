@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from lightning.pytorch import Trainer
 from torch import nn
 
@@ -47,6 +48,7 @@ class StepGradients:
     _grads_due: bool  # for an epoch schedule: this batch's steps are among them
     _suspect: bool  # the last event's steps were all 0: every step is read until the next
     zero_run: int  # optimizer steps in a row read with every gradient 0
+    fed_after_backward: set[str]  # watched layers whose weights held a gradient after it
 
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int
@@ -64,6 +66,30 @@ class StepGradients:
         accumulate = trainer.accumulate_grad_batches
         self._grads_due = ahead is not None and ahead[0] <= STEP_READS * accumulate
 
+    def _due(self, trainer: Trainer) -> bool:
+        """Whether the step under way is one of the last ``STEP_READS`` before an event."""
+        ahead = self.schedule.next_step(trainer.global_step)
+        due = self._grads_due if ahead is None else ahead - trainer.global_step <= STEP_READS
+        return due or self._suspect
+
+    def on_after_backward(self, trainer: Trainer, pl_module: Any) -> None:
+        """Note the watched layers whose weights hold a gradient after the backward.
+
+        At those steps only (one host read): where it is 0 after the step, something in
+        between set it so.
+        """
+        super().on_after_backward(trainer, pl_module)  # type: ignore[misc]
+        if self.disabled or not self.selected or not self._due(trainer):
+            return
+        names = [n for n, m in self.selected.items() if m.weight.grad is not None]
+        if not names:
+            self.fed_after_backward = set()
+            return
+        grads = [self.selected[n].weight.grad.detach().abs().amax().float() for n in names]
+        device = grads[0].device
+        held = torch.stack([g.to(device) for g in grads]).cpu().tolist()
+        self.fed_after_backward = {n for n, g in zip(names, held, strict=True) if g > 0}
+
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: Any, optimizer: Any) -> None:
         """Read what the gradients of the last steps before an event hold (one host read).
 
@@ -75,9 +101,7 @@ class StepGradients:
         super().on_before_optimizer_step(trainer, pl_module, optimizer)  # type: ignore[misc]
         if self.disabled or not self.selected:
             return
-        ahead = self.schedule.next_step(trainer.global_step)
-        due = self._grads_due if ahead is None else ahead - trainer.global_step <= STEP_READS
-        if due or self._suspect:
+        if self._due(trainer):
             stepped = (p for g in optimizer.param_groups for p in g["params"])
             state = gradient_state(stepped)
             self._step_grads = [*self._step_grads, state]

@@ -259,3 +259,30 @@ def test_frozen_every_gradient_zero_mid_run_is_told_while_momentum_moves_the_wei
     assert (hooks in found.message) is (how == "hooks")
     assert "Fix that first" in found.message and "requires_grad=True" not in found.message
     assert any(found.message in s for s in said)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_frozen_gradients_zeroed_between_backward_and_step_are_named(tmp_path, first):
+    # hunt 42: a callback zeroing every gradient but the head's in `on_before_optimizer_step`
+    # (autograd delivered them) was told "an operation passes no gradient (`torch.round`)"
+    import lightning as L
+
+    from lightning_cnnviz.core.findings import findings_of
+    from lightning_cnnviz.kernels.callback import KernelMonitor
+    from tests.monitors import TinyCNN, fit, loaders
+
+    class ZeroBackbone(L.Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            for conv in (pl_module.conv1, pl_module.conv2):
+                for p in conv.parameters():
+                    p.grad.zero_()
+
+    torch.manual_seed(0)
+    ours = KernelMonitor(every_n_steps=2)
+    callbacks = [ZeroBackbone(), ours] if first else [ours, ZeroBackbone()]
+    data = loaders(n_train=64, n_val=16, batch_size=8)
+    trainer, _, _ = fit(tmp_path, callbacks, model=TinyCNN(), data=data, limit_train_batches=None)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "problem" and found.figures["names"] == ["conv1", "conv2"]
+    assert "a gradient after the backward, and 0 after the step" in found.message
+    assert "torch.round" not in found.message and "Fix that first" in found.message
