@@ -103,10 +103,17 @@ def headline(v: Verdict) -> str:
             f"{num(f['taken_val_share'], True)}: images of class {left} labelled "
             f"{f['taken_for']} in training (wrong labels, not a rare class)? {shown}"
         )
+    cut = ""
+    if f.get("dropped"):  # hunt 43: 16 of a class's 17 items stored last, cut every epoch
+        cut = (
+            f" The training loader reads its items in a fixed order and drops the last "
+            f"{f['dropped']:.0f} every epoch (`drop_last=True`): items of class {left} stored "
+            "last, among them?"
+        )
     return (
         f"Rare classes left out since {when(since)}{end}: the model (almost) never predicts "
         f"{classes} and takes their images for class {f['taken_for']} "
-        f"({num(f['taken_share'], True)}). {shown}"
+        f"({num(f['taken_share'], True)}).{cut} {shown}"
     )
 
 

@@ -234,7 +234,7 @@ class Measures(LoggedReads):
             if ignored:
                 shares = self._train_shares(trainer, len(counts))
             left_out = class_figures.probe_figures(counts, shares)
-            if left_out.get("missing"):  # never read, as a loader cutting its end drops them?
+            if left_out.get("ignored"):  # unread, as a loader cutting its end drops them?
                 left_out["dropped_items"] = float(dropped_items(trainer))
             train = more["train"]
             if train is not None and cut["train"] is not None and train.shape[1] == len(counts):

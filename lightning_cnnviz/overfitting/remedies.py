@@ -217,13 +217,6 @@ def remedies(v: Verdict) -> list[str]:
             "mapping on the training data. Balancing the batches cannot add a class that "
             "is not there.",
         )
-        if v.figures.get("dropped"):
-            generic.insert(
-                0,
-                "**Shuffle the training loader** (`shuffle=True`) or keep its last batch "
-                "(`drop_last=False`): read in a fixed order, the items at its end are never "
-                "trained on.",
-            )
     elif v.kind == "class_imbalance" and v.figures.get("common"):
         left = ", ".join(map(str, v.figures["ignored"]))
         return [
@@ -240,6 +233,13 @@ def remedies(v: Verdict) -> list[str]:
             f"images labelled {taken}; images of {left} given label {taken} (a label mapping "
             "or annotation error) teach the model that they are one class. Balancing the "
             "batches would not fix wrong labels.",
+        )
+    if v.kind == "class_imbalance" and v.figures.get("dropped"):
+        generic.insert(
+            0,
+            "**Shuffle the training loader** (`shuffle=True`) or keep its last batch "
+            "(`drop_last=False`): read in a fixed order, the items at its end are never "
+            "trained on.",
         )
     if v.kind == "bn_mismatch" and v.figures.get("nonfinite"):
         return [

@@ -341,6 +341,21 @@ def test_imbalance_a_class_an_unshuffled_loader_drops_every_epoch_is_missing(tmp
         assert any("1. **Shuffle the training loader**" in t for t in written)
 
 
+def test_imbalance_a_rare_class_an_unshuffled_loader_cuts_names_drop_last(tmp_path):
+    # hunt 43: 16 of class 9's 17 items stored last, cut every epoch: told late as rare,
+    # `drop_last` unnamed. Here 20 of class 3's 21: one is read
+    x, y = one_hot_set([96, 96, 96, 21]).tensors
+    mixed = torch.randperm(289, generator=torch.Generator().manual_seed(0))
+    order = torch.cat([mixed, torch.arange(289, 309)])  # 309 items: the last 21 cut
+    train = DataLoader(TensorDataset(x[order], y[order]), batch_size=32, drop_last=True)
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    linear = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), lr=0.1)
+    trainer, _ = fit_monitor(tmp_path, linear, train, val, epochs=3)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+    assert finding.figures["ignored"] == [3] and not finding.figures["missing"]
+    assert "drops the last 21 every epoch (`drop_last=True`)" in finding.message
+
+
 # f_classw0 (held out): digits, class 3 weighted 0 in the loss: 0% recall, the others 93-99%
 UNWEIGHTED = [[15 if j == i else 0 for j in range(10)] for i in range(10)]
 UNWEIGHTED[3] = [0, 0, 1, 0, 0, 9, 0, 0, 5, 0]
