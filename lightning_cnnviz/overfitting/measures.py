@@ -53,6 +53,7 @@ class Measures(LoggedReads):
 
     _lr_start: float | None  # the learning rate when training started
     _update_read: float | None  # ``update_ratio`` at the last step before a validation
+    disabled: bool
     plan: Any
     val_from_loop: bool
     _loop_check: dict[str, float] | None
@@ -68,7 +69,7 @@ class Measures(LoggedReads):
         """
         super().on_before_optimizer_step(trainer, pl_module, optimizer)  # type: ignore[misc]
         optimizers = trainer.optimizers
-        if not optimizers or optimizer is not optimizers[0]:
+        if self.disabled or not optimizers or optimizer is not optimizers[0]:
             return
         done = trainer.fit_loop.epoch_loop.batch_idx + 1
         every = trainer.val_check_batch
