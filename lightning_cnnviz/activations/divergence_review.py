@@ -213,7 +213,7 @@ class DivergenceReview(SpikeReadings):
                                    inputs=self._bad_inputs(nonfinite), flat=flat,
                                    stepped=stepped, decayed=self._decay_raised(),
                                    grown=self._decay_negative(),
-                                   negated=_went_negative(series),
+                                   negated=self._negated(series, spike, nonfinite),
                                    dropped=self._dropout_raised(), hooked=self.hooked,
                                    maximize=self.maximize if first_loss > 0 else (),
                                    zeroed=self.zeroed,
@@ -235,6 +235,24 @@ class DivergenceReview(SpikeReadings):
         until = spike[0] if spike is not None else nonfinite
         best = spike[2] if spike is not None else None
         return [found, *self._part_of(series, until, best, step, epoch)]  # type: ignore[arg-type]
+
+    def _negated(
+        self,
+        series: list[tuple[int, float]],
+        spike: tuple[int, float, float, float] | None,
+        nonfinite: int | None,
+    ) -> tuple[int, float] | None:
+        """``_went_negative``, where the loss went below 0 since the last log before the blow-up.
+
+        A loss offset below 0 on purpose (``CE - 2``) went there long before a blow-up a
+        rate raised made (hunt 45: named as its cause).
+        """
+        went = _went_negative(series)
+        onset = spike[0] if spike is not None else nonfinite
+        if went is None or onset is None:
+            return went
+        before = [s for s, _ in self.log_rates if s < onset]
+        return went if not before or went[0] >= before[-1] else None
 
     def _part_of(
         self, series: list[tuple[int, float]], until: int, best: float | None, step: int, epoch: int

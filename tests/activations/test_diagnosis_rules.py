@@ -781,6 +781,23 @@ def test_divergence_after_the_loss_went_below_zero_names_it():
     assert "went below 0" not in told.message
 
 
+def test_divergence_after_a_loss_offset_below_zero_long_before_does_not_name_it():
+    # hunt 45: `CE - 2` (below 0 from step ~20, on purpose), the rate raised 30x at step
+    # 100: told "the loss went below 0 ... negated" before the rate
+    series = [(s, v - 2.2) for s, v in healthy_losses(100)] + [(101, 40.0), (102, 400.0)]
+    series += [(s, float("nan")) for s in range(103, 121)]
+    diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+    for step, value in series:
+        diagnosis.loss.add(step, torch.tensor(value))
+        if step in (20, 40, 60, 80, 100, 120):
+            chance = (10, 2.31) if diagnosis.wants_chance() else None
+            rate = 1e-3 if step <= 100 else 3e-2
+            said += diagnosis.review(step, 0, {"relu": figures()}, {"relu": info("rectifier")},
+                                     [], list, chance, lr=rate)  # fmt: skip
+    (told,) = [v for v in said if v.kind == "divergence"][:1]
+    assert "went below 0" not in told.message
+
+
 def test_divergence_under_a_negative_weight_decay_names_it():
     # hunt 42: SGD's `weight_decay` set to -0.5 at epoch 3 (the weights grow), the loss
     # blown up from step 106: told "the optimiser overshoots, lower the learning rate"
