@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -87,11 +88,15 @@ class _StandIn:
     def __init__(self, memo: dict[int, Any] | None = None) -> None:
         if memo is None:
             return
-        making = [weakref.ref(m) for m in memo.values()
-                  if isinstance(m, nn.Module) and "_forward_hooks" not in vars(m)]  # fmt: skip
+        making: list[weakref.ref[Any]] = [
+            weakref.ref(m) for m in memo.values()
+            if isinstance(m, nn.Module) and "_forward_hooks" not in vars(m)
+        ]  # fmt: skip
+        if not making:  # a module's own `__deepcopy__` copying its hook dicts, a fresh memo
+            making = [weakref.ref(d) for d in memo.values() if isinstance(d, OrderedDict)]
         if making:
             _copied.append((weakref.ref(self), making))
-        else:  # a module's own `__deepcopy__` copying its hooks with a fresh memo
+        else:
             _unplaced.add(self)
 
     def __call__(self, module: Any, *_: Any, **__: Any) -> None:
@@ -105,8 +110,8 @@ class _StandIn:
 
 
 # the stand-ins ``deepcopy`` made since the last ``drop_copied_hooks``, with the module
-# copies they may sit in (weakly); those made where no module copy was in the making
-_copied: list[tuple[weakref.ref[_StandIn], list[weakref.ref[nn.Module]]]] = []
+# copies (or hook dicts) they may sit in, weakly; those made where neither was in the making
+_copied: list[tuple[weakref.ref[_StandIn], list[weakref.ref[Any]]]] = []
 _unplaced: weakref.WeakSet[_StandIn] = weakref.WeakSet()
 
 
@@ -130,17 +135,22 @@ def drop_copied_hooks() -> None:
     """Take every stand-in ``deepcopy`` made since the last call out of the copy holding it.
 
     Each looks in the module copies that were in the making when it was made (a few: the
-    copy's root and the submodules down to it); one made by a module's own
-    ``__deepcopy__`` (no module copy in its memo, setups hunt 44) is found by the garbage
-    collector, whose search of the heap is kept to those (setups hunt 43: searching it
-    for every stand-in made a step that copies the net 22-29x slower).
+    copy's root and the submodules down to it), or, made by a module's own
+    ``__deepcopy__`` that copies its hook dicts with a fresh memo (setups hunt 44), in
+    the dicts of that memo (setups hunt 45: the heap searched for them made such a step
+    4x slower). Any other is found by the garbage collector, whose search of the heap
+    is kept to those (setups hunt 43: searching it for every stand-in made a step that
+    copies the net 22-29x slower).
     """
     made, _copied[:] = list(_copied), []
     for standin_ref, making in made:
         standin = standin_ref()
-        for module in (ref() for ref in making) if standin is not None else ():
-            if module is not None:
-                _remove(vars(module), {id(standin)})
+        for held in (ref() for ref in making) if standin is not None else ():
+            if isinstance(held, nn.Module):
+                _remove(vars(held), {id(standin)})
+            elif held is not None:  # a hook dict copied on its own
+                for key in [k for k, hook in held.items() if hook is standin]:
+                    del held[key]
     while _unplaced:
         standin = _unplaced.pop()
         for hooks in gc.get_referrers(standin):
