@@ -607,6 +607,7 @@ def test_rules_val_accuracy_rules_need_a_val_set_that_carries_a_curve():
 def test_rules_not_learning_names_a_rate_small_all_run():
     # hunt 36: OneCycleLR with `max_lr=1e-5` under Adam: "hardly moved", no cause named
     rates = {"lr": 8e-6, "lr_initial": 4e-7, "lr_peak": 1e-5, "eps": 1e-8}  # Adam's
+    rates["update_ratio"] = 3e-5  # what its steps moved, read at the step
     rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, **rates)) for i in range(3)]
     text = headline(first(levels.not_learning, rows))
     assert "The learning rate has been 1e-05 at most (the one-cycle schedule's `max_lr`)" in text
@@ -632,8 +633,12 @@ def test_rules_not_learning_names_a_rate_small_all_run():
 
 def test_rules_not_learning_names_a_tiny_clip_and_a_large_eps():
     # hunt 41: `gradient_clip_val=1e-4` under SGD, and Adam with `eps=1.0`: no cause
-    rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, lr=0.05, lr_initial=0.05))
-            for i in range(3)]  # fmt: skip
+    rows = [
+        Evaluation(
+            step=32 * (i + 1), epoch=i, **probe(0.12, lr=0.05, lr_initial=0.05, update_ratio=4e-6)
+        )
+        for i in range(3)
+    ]
     clipped = [replace(e, grad_clip=1e-4) for e in rows]
     assert "Gradients are clipped to 0.0001" in headline(first(levels.not_learning, clipped))
     wide = [replace(e, lr=1e-3, lr_initial=1e-3, eps=1.0) for e in rows]
@@ -641,6 +646,16 @@ def test_rules_not_learning_names_a_tiny_clip_and_a_large_eps():
     usual = [replace(e, grad_clip=1.0, eps=1e-8, lr=1e-3, lr_initial=1e-3) for e in rows]
     text = headline(first(levels.not_learning, usual))
     assert "clipped" not in text and "`eps`" not in text
+
+
+def test_rules_not_learning_names_no_setting_at_chance_where_the_update_is_unknown():
+    # setups hunt 45: an iterable loader of unknown length (no step known to come before a
+    # validation) under plain SGD 3e-3, permuted labels: "try the rate 10x higher"
+    rows = [Evaluation(step=32 * (i + 1), epoch=i, **probe(0.12, lr=3e-3, lr_initial=3e-3))
+            for i in range(3)]  # fmt: skip
+    assert "has been" not in headline(first(levels.not_learning, rows))
+    slowly = [replace(e, probe_acc_val=0.21, probe_loss_val=2.28) for e in rows]
+    assert "has been 0.003 at most" in headline(first(levels.not_learning, slowly))
 
 
 def test_rules_not_learning_names_a_setting_only_where_the_updates_were_small():
