@@ -2,9 +2,10 @@
 
 Nothing here knows about Lightning. ``SpikeReadings`` reads, for a spike the review
 found, what ``divergence_causes.divergence_cause`` names: the learning rate raised since
-the first log or jumped around the spike, the weight decay or dropout raised, the probe
-accuracy held through it, a learnt loss at its chance level since, the one-step changes of
-``loss_steps.py``, and a batch of NaN/Inf inputs where the loss first turned non-finite.
+the first log or jumped around the spike, the weight decay or dropout raised, a negative
+weight decay, a loss gone below 0 just before it, the probe accuracy held through it, a
+learnt loss at its chance level since, the one-step changes of ``loss_steps.py``, and a
+batch of NaN/Inf inputs where the loss first turned non-finite.
 """
 
 from __future__ import annotations
@@ -179,3 +180,36 @@ class SpikeReadings:
         if nonfinite is None:
             return None
         return next((s for s in self.loss.bad_inputs if nonfinite - SMOOTH <= s <= nonfinite), None)
+
+    def _negated(
+        self,
+        series: list[tuple[int, float]],
+        spike: tuple[int, float, float, float] | None,
+        nonfinite: int | None,
+    ) -> tuple[int, float] | None:
+        """``_went_negative``, where the loss went below 0 since the last log before the blow-up.
+
+        A loss offset below 0 on purpose (``CE - 2``) went there long before a blow-up a
+        rate raised made (hunt 45: named as its cause).
+        """
+        went = _went_negative(series)
+        onset = spike[0] if spike is not None else nonfinite
+        if went is None or onset is None:
+            return went
+        before = [s for s, _ in self.log_rates if s < onset]
+        return went if not before or went[0] >= before[-1] else None
+
+
+def _went_negative(series: list[tuple[int, float]]) -> tuple[int, float] | None:
+    """``(the first step below 0, the first loss)`` of a loss that started above 0.
+
+    As far below 0 as it started above it: a loss offset below 0 on purpose (``CE - 1``,
+    an entropy bonus) stays near 0 (hunt 44: such losses were named as the cause of a
+    divergence a rate raised 30x made).
+    """
+    if not series or not series[0][1] > 0:
+        return None
+    first = series[0][1]
+    if not any(v <= -first for _, v in series):
+        return None
+    return next((s, first) for s, v in series if v < 0)

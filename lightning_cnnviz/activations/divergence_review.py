@@ -47,21 +47,6 @@ RECURRING = 3  # late spikes come back from at an unchanged rate: something the 
 __all__ = ["DivergenceReview"]
 
 
-def _went_negative(series: list[tuple[int, float]]) -> tuple[int, float] | None:
-    """``(the first step below 0, the first loss)`` of a loss that started above 0.
-
-    As far below 0 as it started above it: a loss offset below 0 on purpose (``CE - 1``,
-    an entropy bonus) stays near 0 (hunt 44: such losses were named as the cause of a
-    divergence a rate raised 30x made).
-    """
-    if not series or not series[0][1] > 0:
-        return None
-    first = series[0][1]
-    if not any(v <= -first for _, v in series):
-        return None
-    return next((s, first) for s, v in series if v < 0)
-
-
 SETTLED = 10  # steps a learnt loss has sat at its chance level: confirmed at one log
 
 
@@ -235,24 +220,6 @@ class DivergenceReview(SpikeReadings):
         until = spike[0] if spike is not None else nonfinite
         best = spike[2] if spike is not None else None
         return [found, *self._part_of(series, until, best, step, epoch)]  # type: ignore[arg-type]
-
-    def _negated(
-        self,
-        series: list[tuple[int, float]],
-        spike: tuple[int, float, float, float] | None,
-        nonfinite: int | None,
-    ) -> tuple[int, float] | None:
-        """``_went_negative``, where the loss went below 0 since the last log before the blow-up.
-
-        A loss offset below 0 on purpose (``CE - 2``) went there long before a blow-up a
-        rate raised made (hunt 45: named as its cause).
-        """
-        went = _went_negative(series)
-        onset = spike[0] if spike is not None else nonfinite
-        if went is None or onset is None:
-            return went
-        before = [s for s, _ in self.log_rates if s < onset]
-        return went if not before or went[0] >= before[-1] else None
 
     def _part_of(
         self, series: list[tuple[int, float]], until: int, best: float | None, step: int, epoch: int
