@@ -82,8 +82,8 @@ def update_ratio(optimizers: Sequence[Any]) -> float | None:
                     u = _update(group, p, state)
                     if u is None:
                         return None
-                    moved.append(u.float().pow(2).sum())
-                    sizes.append(p.detach().float().pow(2).sum())
+                    moved.append(u.abs().float().pow(2).sum())  # complex: magnitudes
+                    sizes.append(p.detach().abs().float().pow(2).sum())
     except (RuntimeError, TypeError, KeyError, ValueError):  # a state of its own kind
         return None
     if not moved:

@@ -24,6 +24,7 @@ import torch
 from lightning.pytorch import Trainer
 from torch import nn
 
+from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.schedule import Schedule, batches_to_log
 from lightning_cnnviz.kernels.frozen import gradient_state
 
@@ -81,11 +82,14 @@ class StepGradients:
         super().on_after_backward(trainer, pl_module)  # type: ignore[misc]
         if self.disabled or not self.selected or not self._due(trainer):
             return
-        names = [n for n, m in self.selected.items() if m.weight.grad is not None]
+        # the leaf behind `.weight`: a parametrized one is computed on access, which moves
+        # its buffers or draws random numbers (a spectral norm, a DropConnect)
+        leaves = {n: weight_param(m) for n, m in self.selected.items()}
+        names = [n for n, w in leaves.items() if w is not None and w.grad is not None]
         if not names:
             self.fed_after_backward = set()
             return
-        grads = [self.selected[n].weight.grad.detach().abs().amax().float() for n in names]
+        grads = [leaves[n].grad.detach().abs().amax().float() for n in names]  # type: ignore[union-attr]
         device = grads[0].device
         held = torch.stack([g.to(device) for g in grads]).cpu().tolist()
         self.fed_after_backward = {n for n, g in zip(names, held, strict=True) if g > 0}
