@@ -127,7 +127,7 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
         self._frozen: Finding | None = None  # told in this fit, until its layers move again
         self._unoptimised_told = False
         self._step_grads: list[str] = []
-        self._grads_due = self._ungraded = self._zeroed = self._suspect = False
+        self._grads_due = self._suspect = False
         self._zero_events = self.zero_run = 0
         self.fed_after_backward: set[str] = set()
         self._unit_grid: dict[str, tuple[int, int, int]] = {}

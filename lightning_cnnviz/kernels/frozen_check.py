@@ -61,8 +61,6 @@ class FrozenCheck:
     _frozen_told: bool
     _frozen: Finding | None
     _unoptimised_told: bool
-    _ungraded: bool  # the last steps before the event held no gradient at all
-    _zeroed: bool  # ... or gradients of 0 only
     _zero_events: int  # events in a row whose last steps' gradients were all 0
     zero_run: int  # ``StepGradients``': steps in a row read with every gradient 0
     take_step_reads: Callable[[], str | None]  # ``StepGradients``'
@@ -117,7 +115,7 @@ class FrozenCheck:
             changes = dict.fromkeys(changes, 0.0)
         # no gradient at the steps, and one after them: the step runs before the backward
         # (hunt 43: `zero_grad(); step(); manual_backward(loss)`, told as vanishing)
-        self._ungraded, self._zeroed = given == "none", given == "zero"
+        ungraded, zeroed = given == "none", given == "zero"
         fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
         module = trainer.lightning_module
         groups = None if module is None else param_groups(trainer.optimizers, module.parameters())
@@ -133,7 +131,7 @@ class FrozenCheck:
             return
         # what the steps got, where read: at an epoch's end Lightning has set every `.grad`
         # to None (setups hunt 44: hooks zeroing them told as a loss cut from the model)
-        kept_grads = self._zeroed or any(
+        kept_grads = zeroed or any(
             p.grad is not None for p in trainer.lightning_module.parameters()
         )
         reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
@@ -149,10 +147,10 @@ class FrozenCheck:
         blocked = set(reasons.values()) <= {"no_gradient", "detached"}
         whole = len(names) == len(self.selected) and blocked
         state = gradient_state(trainer.lightning_module.parameters()) if whole else "some"
-        state = "zero" if whole and self._zeroed else state
+        state = "zero" if whole and zeroed else state
         if state == "nonfinite":  # every step skipped (a loss scaler), or left unapplied
             reasons = dict.fromkeys(names, "nonfinite_gradient")
-        elif whole and self._ungraded:
+        elif whole and ungraded:
             reasons = dict.fromkeys(names, "nothing_learns")
         elif state != "some":
             # the whole model: the step; gradients there and all 0 are a constant loss
