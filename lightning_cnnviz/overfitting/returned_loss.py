@@ -179,6 +179,15 @@ BLIND_LOSS = 0.1  # a returned loss under this share of ln K while training imag
 BLIND_RATIO = 4.0  # ... or the model's own cross-entropy on them this many times over it
 
 
+def _batch_stats_explain(e: Evaluation) -> bool:
+    """Whether the val probe with batch statistics stands ``LOGGED_APART`` above eval mode.
+
+    Then BatchNorm's running statistics, not the loss or the logged metrics, put the
+    eval-mode probes at chance (``bn_mismatch`` tells it).
+    """
+    return (e.bn_gap_acc or 0.0) >= LOGGED_APART
+
+
 def loss_blind(e: Evaluation) -> bool:
     """Whether the loss ``training_step`` returns is low while the labels are not learnt.
 
@@ -206,7 +215,7 @@ def loss_blind(e: Evaluation) -> bool:
     """
     if e.classes is None or e.classes < 2 or not finite(e.returned_loss):
         return False
-    if (e.bn_gap_acc or 0.0) >= LOGGED_APART:  # eval mode at chance, batch statistics not
+    if _batch_stats_explain(e):
         return False
     k = int(e.classes)
     own = e.probe_loss_train
@@ -279,7 +288,7 @@ def other_outputs(e: Evaluation) -> bool:
     own, logged = e.probe_acc_train, e.train_acc
     if own is None or logged is None or not e.classes or e.classes < 2:
         return False
-    if (e.bn_gap_acc or 0.0) >= LOGGED_APART:  # batch statistics right, eval mode not: BN's
+    if _batch_stats_explain(e):
         return False
     chance = chance_band(int(e.classes), int(e.probe_size or 0))
     return own <= chance and logged - own >= LOGGED_APART
