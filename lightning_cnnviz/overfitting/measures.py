@@ -73,7 +73,9 @@ class Measures(LoggedReads):
             return
         done = trainer.fit_loop.epoch_loop.batch_idx + 1
         every = trainer.val_check_batch
-        if done >= trainer.num_training_batches or (isinstance(every, int) and done % every == 0):
+        # is_last_batch: a loader of unknown length (num_training_batches inf) is read too
+        last = trainer.is_last_batch or done >= trainer.num_training_batches
+        if last or (isinstance(every, int) and done % every == 0):
             self._update_read = update_ratio([optimizer])
 
     def _taken_update(self, trainer: Trainer) -> float | None:

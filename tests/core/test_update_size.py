@@ -65,6 +65,33 @@ def test_update_size_read_at_each_evaluation_of_a_run(tmp_path):
         assert len(ratios) == 2 and all(r is not None and 0 < r < 1 for r in ratios), ratios
 
 
+def test_update_size_read_where_the_loader_has_no_length(tmp_path):
+    # setups hunt 45: a stream of unknown length (num_training_batches inf) was never read
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from tests.overfitting.runs import fit_monitor, one_hot_set
+    from tests.overfitting.test_monitor_rules import Net
+
+    class Stream(IterableDataset):
+        def __init__(self, data):
+            self.data = data
+
+        def __iter__(self):
+            yield from DataLoader(self.data, batch_size=16, shuffle=True)
+
+    class Plain(Net):
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+    net = Plain(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4)), lr=0.01)
+    train = DataLoader(Stream(one_hot_set([16] * 4)), batch_size=None)
+    val = DataLoader(one_hot_set([16] * 4, seed=1), batch_size=32)
+    trainer, _ = fit_monitor(tmp_path, net, train, val, epochs=2)
+    ratios = [e.update_ratio for e in trainer.callbacks[0].detector.history]
+    assert trainer.num_training_batches == float("inf")
+    assert len(ratios) == 2 and all(r is not None and 0 < r < 1 for r in ratios), ratios
+
+
 @pytest.mark.parametrize("name", ["rmsprop", "adagrad", "sgd"])
 def test_update_size_once_lightning_has_dropped_the_gradients(name):
     # setups hunt 44: by an epoch's end Lightning has set every `.grad` to None, and
