@@ -192,7 +192,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             decay=(settings.decay_per_step, settings.weight_decay),
             clip=(settings.grad_clip, settings.clip_algorithm), momentum=settings.momentum,
             output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),
-            probe_acc=self._probe_accuracy(trainer), clipped=clipped_classes(self._rec.logits),
+            **self._probe_reading(trainer), clipped=clipped_classes(self._rec.logits),
             half=settings.half_weights or str(trainer.precision).startswith("16"),
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
             maximize=settings.maximize, norms=weight_norms(model, self._rec.depth),
@@ -286,10 +286,14 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         logits, labels = read
         return logits.shape[1], float(F.cross_entropy(logits.float(), labels))
 
-    def _probe_accuracy(self, trainer: Trainer) -> float | None:
-        """The model's accuracy on the probe images at this log (``None``: no class labels)."""
+    def _probe_reading(self, trainer: Trainer) -> dict[str, float]:
+        """The model's accuracy and cross-entropy on the probe images (none: no class labels)."""
         read = class_logits(self._rec.logits, self.probe(trainer).labels)
-        return None if read is None else float((read[0].argmax(1) == read[1]).float().mean())
+        if read is None:
+            return {}
+        logits, labels = read[0].float(), read[1]
+        accuracy = float((logits.argmax(1) == labels).float().mean())
+        return {"probe_acc": accuracy, "probe_loss": float(F.cross_entropy(logits, labels))}
 
     def _draw_strips(self, strips: dict[str, Tensor], units: dict[str, int], step: int) -> None:
         for site, history in strips.items():  # on the sink's thread

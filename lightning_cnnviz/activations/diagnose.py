@@ -87,6 +87,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.lr_start: float | None = None  # the rate set (a scheduler's ``initial_lr``)
         self.log_rates: list[tuple[int, float]] = []  # (step, lr) of the latest logs
         self.log_accs: list[tuple[int, float]] = []  # (step, probe accuracy) of the latest logs
+        self.log_losses: list[tuple[int, float]] = []  # (step, probe cross-entropy), likewise
         self.peak_acc: float | None = None  # the best probe accuracy of any log
         self.chance: tuple[int, float] | None = None  # (K, probe cross-entropy): first log
         self.last_epoch = 0
@@ -146,6 +147,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         momentum: float | None = None,
         frozen_head: str | None = None,
         probe_acc: float | None = None,
+        probe_loss: float | None = None,
         clipped: Sequence[int] = (),
         half: bool = False,
         warmup: bool = False,
@@ -176,7 +178,8 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         (``HIGH_MOMENTUM`` or more is named as the cause of silent units). ``frozen_head``:
         the model's first weight layer where it is frozen (no vanishing gradients then).
         ``probe_acc``: the model's accuracy on the probe images now (a loss that steps up
-        while it holds is a harder training target, not a divergence). ``clipped``: the
+        while it holds is a harder training target, not a divergence); ``probe_loss``: its
+        cross-entropy there (a loss that rises while it falls is weighted anew). ``clipped``: the
         classes whose logit is 0 on every probe image, no logit below 0
         (``output_activation.clipped_classes``). ``half``: the run trains in 16-bit
         precision; ``warmup``: its schedule warms the rate up (the remedies fit them).
@@ -195,6 +198,8 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         if probe_acc is not None:
             self.log_accs = [*self.log_accs[-5:], (step, probe_acc)]
             self.peak_acc = max(self.peak_acc or 0.0, probe_acc)
+        if probe_loss is not None:
+            self.log_losses = [*self.log_losses[-5:], (step, probe_loss)]
         kinds = {site: info.kind for site, info in sites.items()}
         self._squeezed = sorted(site for site, info in sites.items() if info.squeezed)
         alerts = self.history.update(figures, kinds)

@@ -36,6 +36,7 @@ class DiagnosisState:
     recurring: list[int]
     log_rates: list[tuple[int, float]]
     log_accs: list[tuple[int, float]]
+    log_losses: list[tuple[int, float]]
     chance: tuple[int, float] | None
     _kinds: dict[str, str | None]
     _squeezed: list[str]
@@ -75,6 +76,7 @@ class DiagnosisState:
             "recurring": list(self.recurring),
             "log_rates": [list(r) for r in self.log_rates],
             "log_accs": [list(r) for r in self.log_accs],
+            "log_losses": [list(r) for r in self.log_losses],
             "chance": list(self.chance) if self.chance else None,
             "kinds": dict(self._kinds),
             "squeezed": list(self._squeezed),
@@ -108,6 +110,7 @@ class DiagnosisState:
         self.recurring = [int(s) for s in state.get("recurring", [])]
         self.log_rates = [(int(a), float(b)) for a, b in state.get("log_rates", [])]
         self.log_accs = [(int(a), float(b)) for a, b in state.get("log_accs", [])]
+        self.log_losses = [(int(a), float(b)) for a, b in state.get("log_losses", [])]
         chance = state.get("chance")
         self.chance = (int(chance[0]), float(chance[1])) if chance else None
         self._kinds = dict(state.get("kinds", {}))  # what ``conclude`` reads for held alerts

@@ -26,6 +26,8 @@ LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had le
 ACC_HELD = 0.05  # probe accuracy no more than this below its value before a spike: held
 ACC_LOST = 0.25  # ...this far below it (4 of the 16 probe images): the spike did harm that stays
 HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
+OWN_FELL = 0.8  # the model's own probe cross-entropy at most this share of it before a spike
+REWEIGHED = 3.0  # ...while the loss returned grew this many times over it: weighted anew
 DROPOUT_RISE, DROPOUT_HIGH = 0.2, 0.5  # dropout p raised this much during the run, to this
 
 
@@ -33,7 +35,7 @@ class SpikeReadings:
     """Readings of a spike from the run's record (a part of ``DivergenceReview``).
 
     Uses the diagnosis's ``loss``, ``rates``, ``log_rates``, ``chance``, ``log_accs``,
-    ``decays`` and ``dropouts``.
+    ``log_losses``, ``decays`` and ``dropouts``.
     """
 
     loss: LossTrace
@@ -41,6 +43,7 @@ class SpikeReadings:
     log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
     chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
     log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
+    log_losses: list[tuple[int, float]]  # (step, probe cross-entropy) of the latest logs
     decays: tuple[float | None, float | None]  # decoupled weight decay a step: first log, now
     decay: tuple[float | None, float | None]  # now: decoupled decay a step, `weight_decay`
     dropouts: tuple[float | None, float | None]  # the model's highest dropout p: likewise
@@ -98,6 +101,29 @@ class SpikeReadings:
         if self._raised(spike[0]) or then < 2 / k or now < then - ACC_HELD:
             return None
         return then, now
+
+    def _own_loss_fell(
+        self, spike: tuple[int, float, float, float], level: float | None
+    ) -> tuple[float, float] | None:
+        """``(the model's probe cross-entropy before the spike, now)`` where it fell.
+
+        Fell: to ``OWN_FELL`` x its value at the last log before the spike (``ln K``, an
+        untrained model's with sane logits, for a spike measured against the start with no
+        log before it), while the loss returned grew ``REWEIGHED`` x over it (from its
+        ``level`` before the spike, else its start). The loss rose, the model's own fell:
+        its weight or its target changed, not the model (setups hunt 42: a loss weight
+        ramped 0.1 -> 1 over the first 10 steps lifted it 0.23 -> 0.91, the probe's
+        cross-entropy 2.28 -> 1.61, 86% val at the end; told as updates too large).
+        """
+        k = self.chance[0] if self.chance else None
+        if k is None or k < 2 or not self.log_losses or self.log_losses[-1][0] < spike[0]:
+            return None
+        before = [v for s, v in self.log_losses if s < spike[0]]
+        then = before[-1] if before else math.log(k) if level is None else None
+        now, base = self.log_losses[-1][1], level if level is not None else spike[3]
+        if then is None or not 0 < now <= OWN_FELL * then or base <= 0:
+            return None
+        return (then, now) if spike[1] / now >= REWEIGHED * base / then else None
 
     def _came_back(
         self, series: list[tuple[int, float]], spike: tuple[int, float, float, float]

@@ -152,17 +152,20 @@ class DivergenceReview(SpikeReadings):
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
         level = level_and_now(series, spike) if spike is not None else None
-        held = (
-            self._accuracy_held(spike, level) if nonfinite is None and spike is not None else None
-        )
-        if held and not self._at_chance(spike, level):
+        held = fell = None
+        if nonfinite is None and spike is not None:
+            held = self._accuracy_held(spike, level)
+            fell = None if held else self._own_loss_fell(spike, level_before(series, spike))
+        if (held or fell) and not self._at_chance(spike, level):
             self.transient, self.pending = step, None  # later spikes are searched after it
             self.harder = spike[0]  # the loss's progress is read from there (``_progress``)
             if not self._new("divergence", "note"):
                 return []
-            text = target_text(step, epoch, spike, level_before(series, spike), held)
-            return [Verdict("divergence", "note", text, {"probe_acc_before": held[0],
-                                                         "probe_acc": held[1]})]  # fmt: skip
+            before = level_before(series, spike)
+            text = target_text(step, epoch, spike, before, accuracy=held, own_loss=fell)
+            name, read = ("probe_acc", held) if held else ("probe_loss", fell)
+            figures_held = {f"{name}_before": read[0], name: read[1]}  # type: ignore[index]
+            return [Verdict("divergence", "note", text, figures_held)]
         self.nonfinite_told = self.nonfinite_told or nonfinite is not None
         self.diverged = step if self.diverged is None else self.diverged
         self.spike = spike if nonfinite is None else None

@@ -33,25 +33,34 @@ def target_text(
     epoch: int,
     spike: tuple[int, float, float, float],
     level: float | None,
-    accuracy: tuple[float, float],
+    accuracy: tuple[float, float] | None = None,
+    own_loss: tuple[float, float] | None = None,
 ) -> str:
-    """A training loss that stepped up while the model's accuracy held, in words (a note).
+    """A training loss that rose while the model's accuracy held (or its own loss fell): a note.
 
     Example::
 
-        >>> print(target_text(120, 2, (96, 1.61, 0.23, 2.3), 0.25, (0.95, 0.96))[:85])
-        The training loss stepped up at step 96 (to 1.61 from 0.25 just before it), while the
+        >>> print(target_text(120, 2, (96, 1.61, 0.23, 2.3), 0.25, (0.95, 0.96))[:79])
+        The training loss rose at step 96 (to 1.61 from 0.25 just before it), while the
+        >>> print(target_text(20, 0, (5, 0.91, 0.23, 0.23), None, own_loss=(2.3, 0.5))[44:116])
+        while the model's own cross-entropy on the probe images fell (2.3 before
     """
     at, value, _, _ = spike
     frm = f" from {level:.3g} just before it" if level is not None else ""
+    now = f"at step {step}, epoch {epoch}"
+    if own_loss is not None:
+        held = f"own cross-entropy on the probe images fell ({own_loss[0]:.3g} before it, "
+        held += f"{own_loss[1]:.3g} {now})"
+    else:
+        held = f"accuracy on the probe images held ({accuracy[0]:.1%} before it, "  # type: ignore[index]
+        held += f"{accuracy[1]:.1%} {now})"  # type: ignore[index]
     return (
-        f"The training loss stepped up at step {at} (to {value:.3g}{frm}), while the model's "
-        f"accuracy on the probe images held ({accuracy[0]:.1%} before it, {accuracy[1]:.1%} "
-        f"at step {step}, epoch {epoch}): the training target got harder, the model did not "
-        "get worse (label smoothing, CutMix or MixUp, a stronger augmentation, noisier "
-        "labels or another loss switched on?). A note, not a problem: nothing to fix where "
-        "that was meant; "
-        "else look at what the training batches or the loss became at that step."
+        f"The training loss rose at step {at} (to {value:.3g}{frm}), while the model's {held}: "
+        "the training target got harder or the loss's weight grew, the model did not get "
+        "worse (a loss weight ramped up, label smoothing, CutMix or MixUp, a stronger "
+        "augmentation, noisier labels or another loss switched on?). A note, not a problem: "
+        "nothing to fix where that was meant; else look at what the training batches or the "
+        "loss became at that step."
     )
 
 

@@ -905,6 +905,42 @@ def test_divergence_loss_stepping_up_while_the_probe_accuracy_holds_is_a_harder_
     assert scaled.severity == "problem" and "target got harder" not in scaled.message
 
 
+def _ramped(probe_loss, logs=(3, 10, 20, 30)):
+    """The divergence verdicts of a cross-entropy weighted 0.1 -> 1 over its first 10 steps.
+
+    ``probe_loss(step)``: the model's own cross-entropy on the probe images at each log.
+    """
+    rng, diagnosis, said = random.Random(0), TrainingDiagnosis(0.25, 16, 0.025), []
+    for step in range(1, 31):
+        ce = 2.3 * 0.93**step * (1 + 0.05 * rng.uniform(-1, 1))
+        diagnosis.loss.add(step, torch.tensor(ce * min(1.0, step / 10)))
+        if step in logs:
+            chance = (10, 2.28) if diagnosis.wants_chance() else None
+            sites, figs = {"relu": info("rectifier")}, {"relu": figures()}
+            said += diagnosis.review(
+                step, 0, figs, sites, [], list, chance, lr=0.05, probe_loss=probe_loss(step)
+            )
+    return [v for v in said if v.kind == "divergence"]
+
+
+def test_divergence_loss_rising_while_the_models_own_falls_is_a_weight_not_a_divergence():
+    # setups hunt 42: a loss weight ramped 0.1 -> 1 over the first 10 steps lifted the
+    # returned loss 0.23 -> 0.91 while the probe's cross-entropy fell 2.28 -> 1.61 (86%
+    # val at the end): told "Training diverged ... the optimiser overshoots"
+    (note,) = _ramped(lambda s: 2.28 - 0.033 * s)
+    assert note.severity == "note" and "the loss's weight grew" in note.message
+    assert "own cross-entropy on the probe images fell (2.18 before it, 1.62 at step 20" in (
+        note.message
+    )
+    assert note.figures["probe_loss"] == pytest.approx(2.28 - 0.033 * 20)
+    # the same loss with the model's own rising with it is a divergence
+    (rose,) = _ramped(lambda s: 2.28 + 0.05 * s)[:1]
+    assert rose.severity == "problem" and "Training diverged" in rose.message
+    # ...and one that barely fell (0.9x) while the loss returned grew 4x, too
+    (barely,) = _ramped(lambda s: 2.28 - 0.01 * s)[:1]
+    assert barely.severity == "problem"
+
+
 # held out: a healthy 100-class CNN (two-digit images, Adam 1e-3), its training losses at
 # steps 4-23 (flat at ln 100) and 31-50 (leaving it); 2.52 by step 92, 92% val at the end
 FLAT_100 = [4.594, 4.597, 4.616, 4.611, 4.602, 4.58, 4.606, 4.628, 4.611, 4.588, 4.595,
