@@ -12,7 +12,7 @@ keeps (one value per step, on the host at a log):
 * ``nonfinite_parameters``: where non-finite weights sit.
 
 After a spike (the level before it, whether the run came back): ``recovery.py``. Their
-words (``divergence_words.py``): the finding, a transient, a recovery.
+words: the finding (``divergence_words.py``), a transient, a recovery (``recovery_words.py``).
 
 Example::
 

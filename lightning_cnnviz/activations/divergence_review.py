@@ -23,14 +23,7 @@ from lightning_cnnviz.activations.divergence import is_jump, jump_to_chance, los
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.activations.divergence_readings import SpikeReadings
 from lightning_cnnviz.activations.divergence_remedies import fitted
-from lightning_cnnviz.activations.divergence_words import (
-    divergence_text,
-    part_of_text,
-    recovered_text,
-    recurring_text,
-    target_text,
-    transient_text,
-)
+from lightning_cnnviz.activations.divergence_words import divergence_text, part_of_text
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
 from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite
@@ -40,6 +33,12 @@ from lightning_cnnviz.activations.recovery import (
     level_before,
     run_up,
     still_spiked,
+)
+from lightning_cnnviz.activations.recovery_words import (
+    recovered_text,
+    recurring_text,
+    target_text,
+    transient_text,
 )
 
 RECURRING = 3  # late spikes come back from at an unchanged rate: something the run repeats

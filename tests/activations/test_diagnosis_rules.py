@@ -10,10 +10,10 @@ from lightning_cnnviz.activations.dead_rules import dead_severity
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.divergence import jump_to_chance, loss_spike, scatter
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
-from lightning_cnnviz.activations.divergence_words import recovered_text
 from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
 from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite, progress
 from lightning_cnnviz.activations.recovery import level_before, recovered
+from lightning_cnnviz.activations.recovery_words import recovered_text
 from lightning_cnnviz.activations.sites import SiteInfo
 
 

@@ -1,0 +1,211 @@
+"""A spike that was no divergence, or that ended, in words: the notes.
+
+Nothing here knows about Lightning. The texts of ``recovery.py``'s and the review's
+readings: a transient the run came back from on its own, a divergence that ended, late
+spikes that recur, and a loss that rose while the model did not get worse (a harder
+target, a loss weighted anew). The finding itself: ``divergence_words.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+
+from lightning_cnnviz.activations.loss_trace import SMOOTH
+from lightning_cnnviz.activations.recovery import BACK, level_before
+from lightning_cnnviz.core.voice import times
+
+__all__ = ["recovered_text", "recurring_text", "still_in_force", "target_text", "transient_text"]
+
+
+def target_text(
+    step: int,
+    epoch: int,
+    spike: tuple[int, float, float, float],
+    level: float | None,
+    accuracy: tuple[float, float] | None = None,
+    own_loss: tuple[float, float] | None = None,
+) -> str:
+    """A training loss that rose while the model's accuracy held (or its own loss fell): a note.
+
+    Example::
+
+        >>> print(target_text(120, 2, (96, 1.61, 0.23, 2.3), 0.25, (0.95, 0.96))[:79])
+        The training loss rose at step 96 (to 1.61 from 0.25 just before it), while the
+        >>> print(target_text(20, 0, (5, 0.91, 0.23, 0.23), None, own_loss=(2.3, 0.5))[44:116])
+        while the model's own cross-entropy on the probe images fell (2.3 before
+    """
+    at, value, _, _ = spike
+    frm = f" from {level:.3g} just before it" if level is not None else ""
+    now = f"at step {step}, epoch {epoch}"
+    if own_loss is not None:
+        held = f"own cross-entropy on the probe images fell ({own_loss[0]:.3g} before it, "
+        held += f"{own_loss[1]:.3g} {now})"
+    else:
+        held = f"accuracy on the probe images held ({accuracy[0]:.1%} before it, "  # type: ignore[index]
+        held += f"{accuracy[1]:.1%} {now})"  # type: ignore[index]
+    return (
+        f"The training loss rose at step {at} (to {value:.3g}{frm}), while the model's {held}: "
+        "the training target got harder or the loss's weight grew, the model did not get "
+        "worse (a loss weight ramped up, label smoothing, CutMix or MixUp, a stronger "
+        "augmentation, noisier labels or another loss switched on?). A note, not a problem: "
+        "nothing to fix where that was meant; else look at what the training batches or the "
+        "loss became at that step."
+    )
+
+
+def recurring_text(step: int, epoch: int, spikes: Sequence[int]) -> str:
+    """Late spikes the run came back from, again and again, in words (a problem).
+
+    Example::
+
+        >>> print(recurring_text(200, 5, [33, 65, 97])[:71])
+        The loss spiked and came back 3 times, at steps 33, 65 and 97 (every 32
+    """
+    gaps = {b - a for a, b in itertools.pairwise(spikes)}
+    every = f" (every {gaps.pop()} steps)" if len(gaps) == 1 else ""
+    shown = ", ".join(map(str, spikes[:-1])) + f" and {spikes[-1]}"
+    return (
+        f"The loss spiked and came back {len(spikes)} times, at steps {shown}{every}, seen "
+        f"at step {step} (epoch {epoch}), at an unchanged learning rate: one odd batch "
+        "makes one spike; spikes that recur are something the run does again and again, "
+        "undoing part of what was learnt each time (a layer re-initialised, an optimiser "
+        "or its state reset, weights reloaded in a callback at each epoch start; a data "
+        "shard that is corrupt). Try: look at what the code does at those steps (the "
+        "epoch's start, a callback's hook); only if nothing does, lower the learning rate."
+    )
+
+
+def transient_text(
+    step: int,
+    epoch: int,
+    spike: tuple[int, float, float, float],
+    series: Sequence[tuple[int, float]],
+    outside: bool = False,
+    jumped: tuple[float, float] | None = None,
+) -> str:
+    """A spike the run recovered from, in words (a note): early or late, and from what level.
+
+    ``jumped``: ``(the rate before, the rate now)`` where the rate jumped around the spike
+    and is still that high (``still_in_force``).
+
+    ``outside``: a learnt loss went to chance in one step (``divergence.to_chance_at_once``):
+    no overshoot, something changed the model or its batches (hunt 23: a layer zeroed).
+
+    Example::
+
+        >>> series = [(i, 2.3) for i in range(1, 6)] + [(6, 7.0), (7, 0.9)]
+        >>> series += [(i, 0.8) for i in range(8, 13)]
+        >>> print(transient_text(12, 0, (6, 7.0, 2.3, 2.3), series))  # doctest: +ELLIPSIS
+        Loss spike at step 6 (to 7, start 2.3), recovered by step 12 (0.8, below the start)...
+    """
+    at, value, _, start = spike
+    now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
+    level = level_before(series, spike)
+    tail = " A note, not a problem; if spikes recur, add a learning-rate warmup or clip gradients."
+    if level is not None:
+        what = (
+            "the loss went to its chance level in one step at an unchanged learning rate, "
+            "which no update does: something outside the optimiser changed the model or its "
+            "batches then (weights zeroed, re-initialised or loaded; blank images)"
+            if outside
+            else "a brief overshoot (an odd batch, a learning-rate step), not a divergence"
+        )
+        if outside:
+            tail = " A note, not a problem; if it recurs, look at what the code does at that step."
+        elif jumped is not None:
+            what = "a brief overshoot, not a divergence"
+            tail = " " + still_in_force(*jumped)
+        return (
+            f"Loss spike at step {at}, late in training (to {value:.3g} from {level:.3g} just "
+            f"before it; start {start:.3g}), recovered by step {step} ({now:.3g}, within "
+            f"{BACK:g}x its level before the spike): {what}." + tail
+        )
+    before = [v for s, v in series if s < at and math.isfinite(v)][: -(SMOOTH - 1)]
+    if len(before) >= SMOOTH:  # the loss had not yet halved: early in training
+        from_ = statistics.median(before[-SMOOTH:])
+        when = f"early in training (to {value:.3g} from {from_:.3g} just before it; start "
+        what = "an early transient"
+    else:
+        when, what = f"(to {value:.3g}, start ", "a transient of the first steps"
+    return (
+        f"Loss spike at step {at} {when}{start:.3g}), recovered by step {step} ({now:.3g}, "
+        f"below the start): {what} (as Adam's start or a large first learning rate give), "
+        "not a divergence." + tail
+    )
+
+
+def still_in_force(before: float, now: float) -> str:
+    """The note's ending where the rate jumped around the spike and stays there.
+
+    Example::
+
+        >>> print(still_in_force(0.001, 0.05))  # doctest: +NORMALIZE_WHITESPACE
+        It came after the learning rate jumped 50x (from 0.001 to 0.05), which is still in
+        force: the run came back for now, but trains at 50x the rate it learnt at. A note;
+        if the loss spikes again or settles higher than before, lower the rate.
+    """
+    factor = times(now / before)
+    return (
+        f"It came after the learning rate jumped {factor} (from {before:.3g} to {now:.3g}), "
+        f"which is still in force: the run came back for now, but trains at {factor} the "
+        "rate it learnt at. A note; if the loss spikes again or settles higher than before, "
+        "lower the rate."
+    )
+
+
+def recovered_text(
+    step: int,
+    epoch: int,
+    spike: tuple[int, float, float, float],
+    series: Sequence[tuple[int, float]],
+    reported: int | None,
+    rate_rose: bool = False,
+    outside: bool = False,
+    jumped: tuple[float, float] | None = None,
+) -> str:
+    """The note that ends a divergence finding whose loss came back (``recovered``).
+
+    ``rate_rose``: the learning rate was raised before the spike (a warm restart, a cyclic
+    schedule's peak), which the note then names; a constant rate is not said to have risen.
+    ``outside``: the loss changed level in one step at an unchanged rate (``loss_steps``:
+    to chance, or a step up), which no rate or clipping explains. ``jumped``: as
+    ``transient_text``'s.
+
+    Example::
+
+        >>> series = [(i, 2.3) for i in range(1, 11)] + [(i, 0.3) for i in range(11, 41)]
+        >>> series += [(i, 2.0) for i in range(41, 61)] + [(i, 0.4) for i in range(61, 89)]
+        >>> print(recovered_text(88, 1, (44, 2.0, 0.3, 2.3), series, 60))  # doctest: +ELLIPSIS
+        Training recovered from the loss spike at step 44 (to 2, from 0.3 just before it): by...
+    """
+    at, value, _, start = spike
+    now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
+    level = level_before(series, spike)
+    origin = f"from {level:.3g} just before it" if level is not None else f"start {start:.3g}"
+    back = f"within {BACK:g}x its level before" if level is not None else "below the start"
+    if outside:  # not the rate: what changed the model or its batches at that step
+        ending = (
+            "If it recurs, look at what changes the model's weights or its batches at that "
+            "step: the loss changed level in one step at an unchanged learning rate."
+        )
+    elif jumped is not None:
+        ending = still_in_force(*jumped)
+    elif rate_rose:
+        ending = (
+            "It came after the learning rate rose (a warm restart, a cyclic schedule's peak): "
+            "a lower peak avoids it; if spikes recur, clip gradients "
+            "(Trainer(gradient_clip_val=1.0))."
+        )
+    else:
+        ending = (
+            "If spikes recur, add a learning-rate warmup or clip gradients "
+            "(Trainer(gradient_clip_val=1.0))."
+        )
+    return (
+        f"Training recovered from the loss spike at step {at} (to {value:.3g}, {origin}): by "
+        f"step {step} (epoch {epoch}) the loss is back to {now:.3g} ({back}). Reported at step "
+        f"{reported} as a divergence; a note now: the run came back on its own. {ending}"
+    )
