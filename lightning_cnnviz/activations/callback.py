@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
@@ -26,7 +25,7 @@ from lightning_cnnviz.core.input_form import batch_hooks
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.layer_calls import count_call_sites
 from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES
-from lightning_cnnviz.core.logits import class_logits
+from lightning_cnnviz.core.logits import class_scores
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe_pass import follows_step
 from lightning_cnnviz.core.say import say
@@ -184,6 +183,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             schedulers=[c.scheduler for c in trainer.lr_scheduler_configs],
             clip_algorithm=trainer.gradient_clip_algorithm,
         )  # fmt: skip
+        scores = class_scores(self._rec.logits, self.probe(trainer).labels)
         verdicts = self.diagnosis.review(
             step, epoch, figures, self._rec.sites, profile,
             lambda: nonfinite_parameters(list(model.named_parameters())),
@@ -192,11 +192,12 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             decay=(settings.decay_per_step, settings.weight_decay),
             clip=(settings.grad_clip, settings.clip_algorithm), momentum=settings.momentum,
             output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),
-            **self._probe_reading(trainer), clipped=clipped_classes(self._rec.logits),
+            probe_acc=scores and scores[1], probe_loss=scores and scores[2],
+            clipped=clipped_classes(self._rec.logits),
             half=settings.half_weights or str(trainer.precision).startswith("16"),
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
             maximize=settings.maximize, norms=weight_norms(model, self._rec.depth),
-            **self._start(trainer, model),
+            **self._start(trainer, model, scores),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})
         self.sink.scalars(scalars, step)  # the training thread's work first, then the sink's
@@ -262,8 +263,14 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 self.warn_once("no_loss", f"the divergence check did not run: it {why}.")
         super().on_fit_end(trainer, pl_module)
 
-    def _start(self, trainer: Trainer, model: nn.Module) -> dict[str, Any]:
-        """The first log's reads: ``chance``, layers whose init stops learning, input scale."""
+    def _start(
+        self, trainer: Trainer, model: nn.Module, scores: tuple[int, float, float] | None
+    ) -> dict[str, Any]:
+        """The first log's reads: ``chance``, layers whose init stops learning, input scale.
+
+        ``chance``: ``(K, the probe's cross-entropy)`` from ``scores``; without (no class
+        labels) the initial-scale check is skipped.
+        """
         if not self.diagnosis.wants_chance():
             return {}
         # the probes skip the run's batch-transfer hooks: where those scale the inputs, the
@@ -272,28 +279,9 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         outside = batch_hooks(trainer) or follows_step(model)
         scale = None if outside else raw_scale(self.probe(trainer).images)
         norms = frozen_norms(list(named_layers(model).items())) if model.training else []
-        return {"chance": self._chance(trainer), "input_scale": scale, "frozen_norms": norms,
+        chance = None if scores is None else (scores[0], scores[2])
+        return {"chance": chance, "input_scale": scale, "frozen_norms": norms,
                 **init_reads(model, self._rec.depth)}  # fmt: skip
-
-    def _chance(self, trainer: Trainer) -> tuple[int, float] | None:
-        """``(K, cross-entropy of the probe's logits)`` (``core.logits.class_logits``), else None.
-
-        None: the initial-scale check is skipped.
-        """
-        read = class_logits(self._rec.logits, self.probe(trainer).labels)
-        if read is None:
-            return None
-        logits, labels = read
-        return logits.shape[1], float(F.cross_entropy(logits.float(), labels))
-
-    def _probe_reading(self, trainer: Trainer) -> dict[str, float]:
-        """The model's accuracy and cross-entropy on the probe images (none: no class labels)."""
-        read = class_logits(self._rec.logits, self.probe(trainer).labels)
-        if read is None:
-            return {}
-        logits, labels = read[0].float(), read[1]
-        accuracy = float((logits.argmax(1) == labels).float().mean())
-        return {"probe_acc": accuracy, "probe_loss": float(F.cross_entropy(logits, labels))}
 
     def _draw_strips(self, strips: dict[str, Tensor], units: dict[str, int], step: int) -> None:
         for site, history in strips.items():  # on the sink's thread

@@ -27,6 +27,7 @@ __all__ = [
     "SingleLogit",
     "as_logits",
     "class_logits",
+    "class_scores",
     "dense_output",
     "is_simplex",
     "single_logit",
@@ -130,3 +131,21 @@ def class_logits(logits: Tensor | None, labels: Tensor | None) -> tuple[Tensor, 
     if int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]:
         return None
     return logits, labels.to(logits.device)
+
+
+def class_scores(logits: Tensor | None, labels: Tensor | None) -> tuple[int, float, float] | None:
+    """``(K, accuracy, cross-entropy)`` of ``class_logits``' read, else None.
+
+    Example::
+
+        >>> logits, labels = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0])
+        >>> k, accuracy, loss = class_scores(logits, labels)
+        >>> k, accuracy, round(loss, 3)
+        (2, 0.5, 1.127)
+    """
+    read = class_logits(logits, labels)
+    if read is None:
+        return None
+    scores, targets = read[0].float(), read[1]
+    accuracy = float((scores.argmax(1) == targets).float().mean())
+    return scores.shape[1], accuracy, float(torch.nn.functional.cross_entropy(scores, targets))
