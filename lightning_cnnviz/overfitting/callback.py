@@ -34,12 +34,13 @@ from lightning_cnnviz.overfitting.metrics import IntervalLoss
 from lightning_cnnviz.overfitting.run_data import RunData
 from lightning_cnnviz.overfitting.setup_checks import SetupChecks
 from lightning_cnnviz.overfitting.telling import Telling
+from lightning_cnnviz.overfitting.validation_ends import ValidationEnds
 
 _KEYS = tuple(DEFAULT_KEYS)
 
 
 class OverfittingMonitor(
-    Telling, Measures, SetupChecks, RunData, LoopTap, Monitor, section="overfitting"
+    ValidationEnds, Telling, Measures, SetupChecks, RunData, LoopTap, Monitor, section="overfitting"
 ):
     """Tells in plain words when validation shows that training goes wrong, and why.
 
@@ -206,7 +207,6 @@ class OverfittingMonitor(
             with self.phase("setup"):
                 self._check_setup(trainer, told)
 
-    # ------------------------------------------------ schedule: validation ends only
     @override
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -219,31 +219,6 @@ class OverfittingMonitor(
             if self._batch_images is None:
                 self._batch_images = batch_size(batch)
 
-    def _event_due(self, trainer: Trainer) -> bool:
-        """Whether this validation's end brings an evaluation (the same all through it).
-
-        Not ``disabled``: a step-aside in rank zero's probe pass is that rank's alone, and
-        every rank must reach ``_fire`` (its broadcast) on the same validations.
-        """
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return False
-        step, last = trainer.global_step, self.last_logged_step
-        # automatic: every validation (which costs far more than this check)
-        due = self.schedule.automatic or self.schedule.due_on_step(step, last, first_chance=True)
-        return due or self._due_on_epoch(trainer)
-
-    @override
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._loop.stop()  # no tap outlives the validation
-        self._validated = self._validated or not trainer.sanity_checking
-        # evaluated once the train metrics are current (the next batch or the epoch end)
-        self._pending = self._pending or self._event_due(trainer)
-
-    def _flush(self, trainer: Trainer, pl_module: LightningModule, epoch_end: bool) -> None:
-        if self._pending:
-            self._pending, self._epoch_end = False, epoch_end
-            self._fire(trainer, pl_module)
-
     @override
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
@@ -255,10 +230,6 @@ class OverfittingMonitor(
             self._read_items(trainer, batch)
             if batch_idx == 0:  # each epoch's first: a training pipeline changed mid-run
                 self._read_batch(trainer, batch, "train")
-
-    @override
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._flush(trainer, pl_module, epoch_end=True)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -40,6 +40,7 @@ from lightning_cnnviz.overfitting.metrics import (
     figures,
 )
 from lightning_cnnviz.overfitting.val_source import loop_check
+from lightning_cnnviz.overfitting.validation_ends import before_validation
 
 __all__ = ["Measures"]
 
@@ -71,11 +72,7 @@ class Measures(LoggedReads):
         optimizers = trainer.optimizers
         if self.disabled or not optimizers or optimizer is not optimizers[0]:
             return
-        done = trainer.fit_loop.epoch_loop.batch_idx + 1
-        every = trainer.val_check_batch
-        # is_last_batch: a loader of unknown length (num_training_batches inf) is read too
-        last = trainer.is_last_batch or done >= trainer.num_training_batches
-        if last or (isinstance(every, int) and done % every == 0):
+        if before_validation(trainer):
             self._update_read = update_ratio([optimizer])
 
     def _taken_update(self, trainer: Trainer) -> float | None:
