@@ -12,6 +12,7 @@ from typing_extensions import override
 from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.core.layer_types import CONV_TYPES
+from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import evenly_spaced, named_layers, of_type, unwrap_model
@@ -45,6 +46,20 @@ def filters_of(module: nn.Module) -> Tensor:
     return weight.transpose(0, 1) if isinstance(module, TRANSPOSED) else weight
 
 
+def learnt_of(module: nn.Module) -> Tensor:
+    """The weight the optimiser moves, laid out as ``filters_of``'s.
+
+    A parametrized weight's leaf (``core.model_state.weight_param``): its computed weight
+    also moves where nothing is learnt (spectral norm refines its estimate of the largest
+    singular value at every training forward; hunt 46: convs whose gradients hooks zeroed
+    were never seen still).
+    """
+    leaf = weight_param(module)
+    if leaf is None or leaf.shape != module.weight.shape:
+        return filters_of(module)
+    return leaf.detach().transpose(0, 1) if isinstance(module, TRANSPOSED) else leaf.detach()
+
+
 class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
     """What the convolution filters look like, per layer, as training goes on.
 
@@ -54,7 +69,8 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
     input-channel slices per filter (``in_channel_mode="tile"``) or one L2-norm
     map per filter (``"norm"``); Conv3d depth slices side by side, Conv1d a strip
     per filter, dilated kernels at their footprint. Scalars per layer: ``mean_abs``,
-    ``relative_change`` (``||W_t - W_prev|| / ||W_prev||`` since the last log) and
+    ``relative_change`` (``||W_t - W_prev|| / ||W_prev||`` since the last log, of the
+    weight the optimiser moves: a parametrized one's original) and
     ``hf_energy`` (spectral energy share above half the Nyquist frequency, mean over
     filters: noisy, high-frequency kernels are a sign of overfitting). How to read
     them: ``docs/kernels.md``.
@@ -177,7 +193,7 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
             pictures = [_Picture(self.tag(name), "kernels", w[shown], scale, dilation)]
             previous = self._previous.get(name)
             if self.log_delta and previous is not None and previous.shape == w.shape:
-                delta = w - previous
+                delta = learnt_of(module).float() - previous  # what the optimiser changed
                 scale = draw.layer_scale(delta, in_channel_mode=mode)
                 pictures.append(
                     _Picture(self.tag(name, "delta"), "delta", delta[shown], scale, dilation)
@@ -221,23 +237,23 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
                     hf = figures.hf_energy(weight)
                     if hf is not None:
                         values[self.tag(name, "hf_energy")] = hf
-                previous = self._previous.get(name)
-                if previous is not None and previous.shape == weight.shape:
-                    previous = previous.to(weight.device)
+                previous, learnt = self._previous.get(name), learnt_of(module)
+                if previous is not None and previous.shape == learnt.shape:
+                    previous = previous.to(learnt.device)
                     values[self.tag(name, "relative_change")] = figures.relative_change(
-                        weight, previous
+                        learnt, previous
                     )
                     self._previous[name] = previous
         with self.phase("render"):  # only the copies: the drawing runs on the sink's thread
             for name, module in self.selected.items():
-                weight = filters_of(module)
+                weight, learnt = filters_of(module), learnt_of(module)
                 if name in self._drawn:
                     pictures += self._pictures(name, module, weight)
                 kept = self._previous.get(name)
-                if kept is not None and kept.shape == weight.shape and kept.device == weight.device:
-                    kept.copy_(weight)  # reuse the buffer: no allocation of the model's size
+                if kept is not None and kept.shape == learnt.shape and kept.device == learnt.device:
+                    kept.copy_(learnt)  # reuse the buffer: no allocation of the model's size
                 else:
-                    self._previous[name] = weight.to(torch.float32, copy=True)
+                    self._previous[name] = learnt.to(torch.float32, copy=True)
         with self.phase("write"):  # one host transfer for every scalar
             host = torch.stack([v.float() for v in values.values()]).cpu().tolist()
             scalars = dict(zip(values, host, strict=True))

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.core.gradient_hooks import global_backward_hooked, gradient_hooked
 from lightning_cnnviz.core.layer_calls import swapped_weights
+from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.say import say
@@ -116,16 +117,21 @@ class FrozenCheck:
         # no gradient at the steps, and one after them: the step runs before the backward
         # (hunt 43: `zero_grad(); step(); manual_backward(loss)`, told as vanishing)
         ungraded, zeroed = given == "none", given == "zero"
-        fixed = {n for n, m in self.selected.items() if not m.weight.requires_grad}
+        # the leaves the optimiser holds: a parametrized weight is computed on access (hunt
+        # 46: spectral-norm convs whose hooks zeroed every gradient told "left out of the
+        # optimiser's parameter groups")
+        leaves = {n: weight_param(m) for n, m in self.selected.items()}
+        leaves = {n: w for n, w in leaves.items() if w is not None}
+        fixed = {n for n, w in leaves.items() if not w.requires_grad}
         module = trainer.lightning_module
         groups = None if module is None else param_groups(trainer.optimizers, module.parameters())
-        nearly = {n for n, m in self.selected.items() if tiny_rate(m.weight, groups)}
+        nearly = {n for n, w in leaves.items() if tiny_rate(w, groups)}
         reached = still_layers(self._still, changes, fixed, nearly)
         self._check_moving(trainer, changes)
         if not reached or self._frozen_told:
             return
         self._frozen_told = True
-        names = [n for n in self.selected if self._still.get(n, 0) >= events_needed(n, fixed)]
+        names = [n for n in leaves if self._still.get(n, 0) >= events_needed(n, fixed)]
         names = [n for n in names if n not in self._swapped(trainer, names)]
         if not names:
             return
@@ -134,7 +140,7 @@ class FrozenCheck:
         kept_grads = zeroed or any(
             p.grad is not None for p in trainer.lightning_module.parameters()
         )
-        reasons = {n: still_reason(self.selected[n].weight, groups, kept_grads) for n in names}
+        reasons = {n: still_reason(leaves[n], groups, kept_grads) for n in names}
         order = list(self.selected)
         for n in names:  # a hook on its weights, and a layer before it still learns (the
             # gradient passes through it): not dead units after it, which a skip can bypass
@@ -161,7 +167,7 @@ class FrozenCheck:
         elif (
             whole
             and set(reasons.values()) == {"no_gradient"}
-            and gradient_state(self.selected[n].weight for n in names) == "zero"
+            and gradient_state(leaves[n] for n in names) == "zero"
             and self._learners_fed(trainer)
         ):
             # every watched layer gets exactly 0 (not a vanishing trickle) while parameters
@@ -179,7 +185,7 @@ class FrozenCheck:
         span = min(max(self._still[n] for n in names), STILL_EVENTS)
         # a random init kept by the set-up: frozen random features (dead units after a
         # layer also keep it as initialised, and are the thing to fix)
-        kept = [self.selected[n].weight for n in names if reasons[n] in SET_UP]
+        kept = [leaves[n] for n in names if reasons[n] in SET_UP]
         untrained = untrained_look(kept) if kept else None
         since = self._steps[-min(span + 1, len(self._steps))]
         text = frozen_text(names, reasons, watched, since, step, epoch, untrained, scale,

@@ -100,9 +100,11 @@ def test_frozen_a_gradient_hook_on_a_layer_is_named_not_a_vanishing_gradient(tmp
     assert "vanishes on the way down" not in found.message
 
 
-def test_frozen_hooks_zeroing_every_conv_are_named_not_a_blocked_operation(tmp_path):
+@pytest.mark.parametrize("spectral", [False, True])
+def test_frozen_hooks_zeroing_every_conv_are_named_not_a_blocked_operation(tmp_path, spectral):
     # hunt 41: `g * 0` on every parameter but the head's, told "an operation passes no
-    # gradient (`torch.round` ...), use a straight-through estimator"
+    # gradient (`torch.round` ...), use a straight-through estimator"; hunt 46: the same
+    # on spectral-norm convs, told "left out of the optimiser's parameter groups"
     from lightning_cnnviz.core.findings import findings_of
     from lightning_cnnviz.kernels.callback import KernelMonitor
     from tests.monitors import TinyCNN, fit, loaders
@@ -110,6 +112,8 @@ def test_frozen_hooks_zeroing_every_conv_are_named_not_a_blocked_operation(tmp_p
     torch.manual_seed(0)
     model = TinyCNN()
     for conv in (model.conv1, model.conv2):
+        if spectral:
+            nn.utils.parametrizations.spectral_norm(conv)
         for p in conv.parameters():
             p.register_hook(torch.zeros_like)
     data = loaders(n_train=64, n_val=16, batch_size=8)
@@ -118,7 +122,7 @@ def test_frozen_hooks_zeroing_every_conv_are_named_not_a_blocked_operation(tmp_p
     (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
     assert found.figures["names"] == ["conv1", "conv2"]
     assert "whose gradients pass through a hook" in found.message
-    assert "torch.round" not in found.message
+    assert "torch.round" not in found.message and "parameter groups" not in found.message
 
 
 class Rounded(nn.Module):
