@@ -39,6 +39,7 @@ from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_state
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.probe_pass import probe_mode
+from lightning_cnnviz.core.real_values import real_values
 from lightning_cnnviz.core.selection import named_layers
 
 __all__ = [
@@ -121,7 +122,7 @@ def weight_grad_norm(module: nn.Module) -> Tensor | None:
     if not grads:
         return None
     return torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])
+        torch.stack([torch.linalg.vector_norm(real_values(g)) for g in grads])
     )
 
 
@@ -264,7 +265,7 @@ class Recorder:
             grad = None if module is None else weight_param(module)
             grad = grad.grad if isinstance(grad, Tensor) else None
             if grad is not None and grad.numel():
-                rms = torch.linalg.vector_norm(grad.detach().float()) / grad.numel() ** 0.5
+                rms = torch.linalg.vector_norm(real_values(grad.detach())) / grad.numel() ** 0.5
                 self.grad_rms[name] = rms
 
     def frozen_head(self, model: nn.Module) -> str | None:

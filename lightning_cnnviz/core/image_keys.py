@@ -26,6 +26,8 @@ import functools
 import torch
 from torch import Tensor
 
+from lightning_cnnviz.core.real_values import real_values
+
 __all__ = ["DIGITS", "DIRECTIONS", "ImageKey", "image_keys"]
 
 DIRECTIONS = 4  # random directions an image is projected on
@@ -48,7 +50,7 @@ def image_keys(images: Tensor, plain: bool = True) -> list[ImageKey | None]:
     whether two items are one (one host read more).
     """
     x = images.detach()
-    x = (x.abs() if x.is_complex() else x).flatten(1).to(torch.float64)
+    x = real_values(x, torch.float64).flatten(1)
     rows = (x @ _directions(x.shape[1], x.device)).tolist() if x.numel() else [[]] * len(x)
     head = (tuple(images.shape[1:]), str(images.dtype))
     keys: list[ImageKey | None] = [

@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 from torch import Tensor
 
+from lightning_cnnviz.core.real_values import real_values
+
 __all__ = [
     "MILD_MEAN",
     "MILD_SCALE",
@@ -71,7 +73,7 @@ def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     Of the magnitudes of complex values (MRI, radar): a cast would keep the real part.
     """
     x = x.detach()
-    flat = (x.abs() if x.is_complex() else x).float().transpose(0, 1).reshape(x.shape[1], -1)
+    flat = real_values(x).transpose(0, 1).reshape(x.shape[1], -1)
     return flat.mean(1), flat.std(1)
 
 

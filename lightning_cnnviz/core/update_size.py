@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_cnnviz.core.real_values import real_values
+
 __all__ = ["update_ratio"]
 
 
@@ -82,8 +84,8 @@ def update_ratio(optimizers: Sequence[Any]) -> float | None:
                     u = _update(group, p, state)
                     if u is None:
                         return None
-                    moved.append(u.abs().float().pow(2).sum())  # complex: magnitudes
-                    sizes.append(p.detach().abs().float().pow(2).sum())
+                    moved.append(real_values(u).pow(2).sum())
+                    sizes.append(real_values(p.detach()).pow(2).sum())
     except (RuntimeError, TypeError, KeyError, ValueError):  # a state of its own kind
         return None
     if not moved:

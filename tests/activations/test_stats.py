@@ -1,4 +1,6 @@
 import math
+import warnings
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -328,6 +330,21 @@ def test_stats_weight_grad_norm_reads_only():
     expected = torch.cat([p.grad.flatten() for p in lin.parameters()]).norm()
     assert torch.allclose(weight_grad_norm(lin), expected)
     assert all(torch.equal(p.grad, b) for p, b in zip(lin.parameters(), before, strict=True))
+
+
+def test_stats_gradient_sizes_of_a_complex_layer_are_of_magnitudes():
+    # setups hunt 46: a cast to float kept the real part (torch warned from the package);
+    # a gradient all imaginary was logged as 0
+    conv = nn.Conv2d(1, 1, 2, bias=False, dtype=torch.cfloat)
+    conv.weight.grad = 1j * torch.ones_like(conv.weight)
+    rec = Recorder()
+    rec.depth = ["conv"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        norm = weight_grad_norm(conv)
+        rec.read_grads(nn.Sequential(OrderedDict(conv=conv)))
+    assert float(norm) == pytest.approx(2.0)  # four entries of magnitude 1
+    assert float(rec.grad_rms["conv"]) == pytest.approx(1.0)
 
 
 def test_stats_dead_alerts_cross_or_rise():
