@@ -7,7 +7,8 @@ so the first event comes within the first 3% of the run (at most 50 steps in); t
 gaps then double until they reach a steady interval fitted to the run's length (about
 ``EVENTS`` events per run, rounded to 1, 2 or 5 x 10^k steps, so that monitors log at
 the same steps). A run of unknown length (an infinite ``estimated_stepping_batches``,
-or -1, Lightning's answer for an iterable loader stopped by ``max_epochs``) is planned
+or -1, Lightning's answer for an iterable loader stopped by ``max_epochs``; a long one under
+a time limit, ``monitor_events.run_length``) is planned
 as ``UNKNOWN_LENGTH`` steps with its first event at step ``UNKNOWN_FIRST`` (it may be
 short), and keeps its steady interval afterwards.
 The cost budget may then stretch the steady interval (``stretch``): a monitor whose

@@ -21,6 +21,7 @@ from torch import Tensor
 from lightning_cnnviz.core.input_shift import restandardise
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.monitor import with_probe
+from lightning_cnnviz.core.monitor_events import run_length
 from lightning_cnnviz.core.run_datasets import dropped_items, val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import read_settings
@@ -241,7 +242,7 @@ class Measures(LoggedReads):
                 with self.phase("compute"):  # per class: learnt on training images, not on val
                     seen = confusion_counts(train, cut["train"]).tolist()
                 left_out |= class_gap.split_classes(seen, counts)
-        total = trainer.estimated_stepping_batches  # -1 or inf: an unknown length
+        total = run_length(trainer)  # -1 or inf: an unknown length
         share = trainer.global_step / total if 0 < total < float("inf") else None
         left_out["input_shift"] = self._input_shift(trainer)
         left_out["mild_shift"] = self._mild_shift

@@ -90,3 +90,21 @@ def test_schedule_budget_stretches_the_steady_interval_on_its_grid():
     restored.load_state_dict(schedule.state_dict())
     restored.fit_to(10_000)
     assert _steps(restored, 10_000) == steps
+
+
+@pytest.mark.parametrize(
+    ("max_time", "steps", "planned"),
+    [(None, 12_000, 12_000), (600, 12_000, float("inf")), (600, 300, 300), (None, -1, -1)],
+)
+def test_schedule_a_time_limit_makes_a_long_length_unknown(max_time, steps, planned):
+    # setups hunt 46: `max_time` with `max_epochs=1000` planned 12,000 steps (Lightning
+    # sizes the run by its epochs alone); the clock stopped it at 145-277, 2-3 events
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from lightning_cnnviz.core.monitor_events import run_length
+
+    timer = Timer(duration={"seconds": max_time} if max_time else None)
+    run = SimpleNamespace(estimated_stepping_batches=steps, callbacks=[timer])
+    assert run_length(run) == planned
