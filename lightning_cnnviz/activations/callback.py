@@ -101,6 +101,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         self._backward_loss: Tensor | None = None  # this batch's loss, as backward saw it
         # the batch's step and epoch as Lightning logs them (before its optimizer step)
         self._batch_at = (0, 0)
+        self._peak_rate: tuple[int, float] | None = None
         self._findings: dict[str, Finding] = {}  # the last reported finding of each kind
         self._compiled: bool | None = None  # known at the first training batch
 
@@ -188,7 +189,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             step, epoch, figures, self._rec.sites, profile,
             lambda: nonfinite_parameters(list(model.named_parameters())),
             leftover=None if leftover is None else float(leftover),
-            lr=settings.lr, lr_start=settings.lr_initial,
+            lr=settings.lr, lr_start=settings.lr_initial, lr_peak=self.take_peak_rate(),
             decay=(settings.decay_per_step, settings.weight_decay),
             clip=(settings.grad_clip, settings.clip_algorithm), momentum=settings.momentum,
             output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),

@@ -86,6 +86,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.rates: tuple[float | None, float | None] = (None, None)  # lr: first log, now
         self.lr_start: float | None = None  # the rate set (a scheduler's ``initial_lr``)
         self.log_rates: list[tuple[int, float]] = []  # (step, lr) of the latest logs
+        self.peak_rates: list[tuple[int, float]] = []  # (step, lr) above the rate at a log
         self.log_accs: list[tuple[int, float]] = []  # (step, probe accuracy) of the latest logs
         self.log_losses: list[tuple[int, float]] = []  # (step, probe cross-entropy), likewise
         self.peak_acc: float | None = None  # the best probe accuracy of any log
@@ -141,6 +142,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         input_scale: Mapping[str, float] | None = None,
         lr: float | None = None,
         lr_start: float | None = None,
+        lr_peak: tuple[int, float] | None = None,
         output_site: str | None = None,
         decay: tuple[float | None, float | None] = (None, None),
         clip: tuple[float | None, str | None] = (None, None),
@@ -170,7 +172,8 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         (``core.inputs.raw_scale``), read at the first log: a note. ``lr``: the learning
         rate now (a rate a schedule raised before a divergence is named as its cause);
         ``lr_start``: the rate set (a rate cut 10x or more below it is named behind silent
-        units).
+        units); ``lr_peak``: ``(step, rate)``, the highest rate of a step since the last log
+        (one raised between two logs is seen at neither).
         ``output_site``: the activation whose output is the model's (a ReLU on the logits):
         its silent units are classes, told as ``output_activation``, not as dead units.
         ``decay``: the optimiser's decoupled weight decay per step and its ``weight_decay``
@@ -195,6 +198,8 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.lr_start = lr_start if lr_start is not None else self.lr_start
         if lr is not None:  # a divergence is confirmed up to two logs after its spike
             self.log_rates = [*self.log_rates[-5:], (step, lr)]
+            if lr_peak is not None and lr_peak[1] > lr:  # raised between the logs
+                self.peak_rates = [*self.peak_rates[-5:], lr_peak]
         if probe_acc is not None:
             self.log_accs = [*self.log_accs[-5:], (step, probe_acc)]
             self.peak_acc = max(self.peak_acc or 0.0, probe_acc)

@@ -35,6 +35,7 @@ class DiagnosisState:
     dropouts: tuple[float | None, float | None]
     recurring: list[int]
     log_rates: list[tuple[int, float]]
+    peak_rates: list[tuple[int, float]]
     log_accs: list[tuple[int, float]]
     log_losses: list[tuple[int, float]]
     chance: tuple[int, float] | None
@@ -75,6 +76,7 @@ class DiagnosisState:
             "dropouts": list(self.dropouts),
             "recurring": list(self.recurring),
             "log_rates": [list(r) for r in self.log_rates],
+            "peak_rates": [list(r) for r in self.peak_rates],
             "log_accs": [list(r) for r in self.log_accs],
             "log_losses": [list(r) for r in self.log_losses],
             "chance": list(self.chance) if self.chance else None,
@@ -109,6 +111,7 @@ class DiagnosisState:
         self.dropouts = tuple(state.get("dropouts", (None, None)))  # type: ignore[assignment]
         self.recurring = [int(s) for s in state.get("recurring", [])]
         self.log_rates = [(int(a), float(b)) for a, b in state.get("log_rates", [])]
+        self.peak_rates = [(int(a), float(b)) for a, b in state.get("peak_rates", [])]
         self.log_accs = [(int(a), float(b)) for a, b in state.get("log_accs", [])]
         self.log_losses = [(int(a), float(b)) for a, b in state.get("log_losses", [])]
         chance = state.get("chance")

@@ -41,6 +41,7 @@ class SpikeReadings:
     loss: LossTrace
     rates: tuple[float | None, float | None]  # the learning rate at the first log, and now
     log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
+    peak_rates: list[tuple[int, float]]  # (step, rate) of steps above the rate at a log
     chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
     log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
     log_losses: list[tuple[int, float]]  # (step, probe cross-entropy) of the latest logs
@@ -70,7 +71,12 @@ class SpikeReadings:
         return first, now
 
     def _jump(self, at: int | None) -> tuple[int, float, int, float] | None:
-        """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x."""
+        """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x.
+
+        The next: the highest of a step between the two logs, where that was higher (a
+        rate raised for a few steps and put back; hunt 46: x300 for steps 100-104, logs at
+        90 and 120, told as one bad batch).
+        """
         if at is None:
             return None
         before = [(s, lr) for s, lr in self.log_rates if s < at]
@@ -78,6 +84,8 @@ class SpikeReadings:
         if not before or not after or not before[-1][1] > 0:
             return None
         (a, lr_a), (b, lr_b) = before[-1], after[0]
+        between = [(s, lr) for s, lr in self.peak_rates if a <= s < b and lr > lr_b]
+        b, lr_b = max(between, key=lambda r: r[1], default=(b, lr_b))
         return (a, lr_a, b, lr_b) if lr_b >= RAISED * lr_a else None
 
     def _accuracy_held(

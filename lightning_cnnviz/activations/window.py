@@ -50,6 +50,7 @@ class TrainingWindow:
     _backward_loss: Tensor | None
     _compiled: bool | None
     _batch_at: tuple[int, int]
+    _peak_rate: tuple[int, float] | None  # (step, the highest rate of a step since the last log)
 
     def _trace(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._rec.sites:
@@ -140,6 +141,10 @@ class TrainingWindow:
         self, trainer: Trainer, pl_module: LightningModule, optimizer: Any
     ) -> None:
         self._stepped = self._loss_read = True
+        rate = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+        first = trainer.optimizers and optimizer is trainer.optimizers[0]
+        if first and isinstance(rate, float) and rate > (self._peak_rate or (0, -1.0))[1]:
+            self._peak_rate = (trainer.global_step, rate)  # a python float: no sync
         if self._grads_due and not self.disabled:
             self._rec.read_grads(unwrap_model(pl_module))  # leaves only: nothing computed
 
@@ -163,3 +168,12 @@ class TrainingWindow:
             self.budget.add(self._rec.window_seconds)
             self._rec.window_seconds = 0.0
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def take_peak_rate(self) -> tuple[int, float] | None:
+        """``(step, rate)``: the highest learning rate of a step since the last log (then cleared).
+
+        A rate raised for a few steps between two logs is seen at neither (hunt 46: x300
+        for steps 100-104, logs at 90 and 120, told as one bad batch).
+        """
+        peak, self._peak_rate = self._peak_rate, None
+        return peak

@@ -670,14 +670,18 @@ def test_divergence_nan_of_a_model_stuck_at_chance_is_the_rate():
     assert "the optimiser overshoots. Try: lower the learning rate (10x)" in verdict.message
 
 
-def _spiked_at_83(rates):
-    """The divergence verdict of a loss at 9 from step 81, logs at ``rates``' steps."""
+def _spiked_at_83(rates, peaks=None):
+    """The divergence verdict of a loss at 9 from step 81, logs at ``rates``' steps.
+
+    ``peaks``: the highest rate of a step since the last log, at each log's step.
+    """
     series = healthy_losses(80) + [(s, 9.0) for s in range(81, 121)]
-    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    diagnosis, peaks = TrainingDiagnosis(0.25, 16, 0.025), peaks or {}
     for step, value in series:
         diagnosis.loss.add(step, torch.tensor(value))
         if step in rates:
-            verdicts = diagnosis.review(step, 0, {}, {}, [], list, lr=rates[step])
+            peak = peaks.get(step)
+            verdicts = diagnosis.review(step, 0, {}, {}, [], list, lr=rates[step], lr_peak=peak)
     (verdict,) = verdicts
     return verdict
 
@@ -701,6 +705,20 @@ def test_divergence_after_a_rate_jump_between_two_logs_names_the_jump():
     # a rate the logs around the spike share is no jump (the first log's rate was lower)
     verdict = _spiked_at_83({10: 0.05, 80: 1.0, 100: 1.0, 120: 1.0})
     assert "jumped" not in verdict.message and "rose from 0.05 to 1" in verdict.message
+
+
+def test_divergence_after_a_rate_raised_for_a_few_steps_between_two_logs_names_it():
+    # hunt 46: SGD 0.02 x300 for steps 79-83 only, put back before the next log: neither
+    # log saw it, and the blow-up was told as "one batch or one operation"
+    rates = {10: 0.02, 40: 0.02, 70: 0.02, 100: 0.02, 120: 0.02}
+    verdict = _spiked_at_83(rates, peaks={100: (79, 6.0)})
+    assert "The learning rate jumped from 0.02 (step 70) to 6 (step 79) just before it" in (
+        verdict.message
+    )
+    assert "one batch or one operation" not in verdict.message
+    # a peak no higher than the rate at the log is no jump
+    verdict = _spiked_at_83(rates, peaks={100: (79, 0.02)})
+    assert "jumped" not in verdict.message
 
 
 def test_divergence_one_step_blow_up_after_a_raised_rate_names_the_rate():
