@@ -222,9 +222,11 @@ def loss_spike(
         (2, 584.0, 2.3, 2.3)
         >>> loss_spike([(i, -2.3 - i) for i in range(9)]) is None
         True
+        >>> loss_spike([(0, 2.3), (1, 273.0), (2, 2.3)])  # too few for a median: jumps only
+        (1, 273.0, 2.3, 2.3)
     """
     finite = [(s, v) for s, v in series if math.isfinite(v)]
-    if len(finite) < SMOOTH or finite[0][1] <= 0:
+    if len(finite) < 2 or finite[0][1] <= 0:
         # the bars are multiples of the start: a loss that starts at or below 0 (a negated
         # cross-entropy at -2.29 falling to -46) has no spike they could measure
         return None
@@ -233,11 +235,33 @@ def loss_spike(
     start = finite[0][1]  # the untrained model's loss: later blow-ups cannot move it
     jumps = ((steps > since) & (values > JUMP * start)).nonzero().flatten()
     end = int(jumps[0]) if len(jumps) else len(finite)  # a jump ends the search there
+    # too few losses for a median: one step's blow-up only (hunt 46: the loss 100x at step
+    # 1 under NAdam 0.3 went unseen at the first log, at step 4)
+    first = _smoothed_spike(finite, values, since, end) if len(finite) >= SMOOTH else end
+    if first < end:
+        smooth, best = medians(values, SMOOTH), _best(values)
+        return finite[first][0], float(smooth[first]), float(best[first]), start
+    if end < len(finite):
+        return finite[end][0], finite[end][1], float(values[:end].min()) if end else start, start
+    return None
+
+
+def _best(values: Tensor) -> Tensor:
+    """The lowest base before each step: medians of ``BASELINE`` (of ``SMOOTH`` until then)."""
     smooth, long = medians(values, SMOOTH), medians(values, BASELINE)
     base = torch.where(long.isnan(), smooth, long)  # medians of 5 until there are enough steps
-    best = torch.full_like(values, math.inf)  # the lowest base before each step
+    best = torch.full_like(values, math.inf)
     best[SMOOTH:] = base[SMOOTH - 1 : -1].cummin(0).values
-    smooth, best = smooth[:end], best[:end]
+    return best
+
+
+def _smoothed_spike(
+    finite: Sequence[tuple[int, float]], values: Tensor, since: int, end: int
+) -> int:
+    """The index of the first smoothed spike before ``end`` (``loss_spike``'s bars), else end."""
+    steps = torch.tensor([s for s, _ in finite])
+    start = finite[0][1]
+    smooth, best = medians(values, SMOOTH)[:end], _best(values)[:end]
     later = (steps[:end] > since) & best.isfinite()  # from the second median on
     lost = smooth - best > LOST_SHARE * (start - best).clamp_min(0.0)
     over_start = (later & (smooth > SPIKE_OVER_START * start)).nonzero().flatten()
@@ -246,13 +270,8 @@ def loss_spike(
         if i >= first:
             break
         if smooth[i] - best[i] > NOISE * scatter(finite, finite[i][0]):
-            first = i
-            break
-    if first < end:
-        return finite[first][0], float(smooth[first]), float(best[first]), start
-    if end < len(finite):
-        return finite[end][0], finite[end][1], float(values[:end].min()) if end else start, start
-    return None
+            return i
+    return first
 
 
 def nonfinite_parameters(named: Sequence[tuple[str, Tensor]]) -> list[str]:
