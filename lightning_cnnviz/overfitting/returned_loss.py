@@ -177,6 +177,7 @@ def probability_floor(classes: float) -> float:
 LOGGED_APART = 0.4  # a logged train accuracy this far above the train probe's at chance
 BLIND_LOSS = 0.1  # a returned loss under this share of ln K while training images are at chance
 BLIND_RATIO = 4.0  # ... or the model's own cross-entropy on them this many times over it
+BLIND_BELOW = 0.8  # ...itself under this share of ln K: one at chance measures a guess
 
 
 def _batch_stats_explain(e: Evaluation) -> bool:
@@ -192,11 +193,13 @@ def loss_blind(e: Evaluation) -> bool:
     """Whether the loss ``training_step`` returns is low while the labels are not learnt.
 
     Under ``BLIND_LOSS`` x ``ln K``, or the model's own cross-entropy on the training probe
-    ``BLIND_RATIO`` x over it, with the train probe at chance: the loss measures something
-    else than the labels, or other outputs than the model's. Held out (hunt 14): a model
-    trained on its own argmax had a training loss of 0.000 at 9.5% train accuracy, told
-    "not learning" with no cause; (hunt 43) the loss on a second head, 0.37 against 4.4 on
-    the outputs ``forward`` returns, at 8.6%, likewise.
+    ``BLIND_RATIO`` x over it (and the loss under ``BLIND_BELOW`` x ``ln K``: a loss at its
+    chance level measures a model at chance, whatever broke its eval-mode outputs; hunt 46:
+    2.37 against 1.5e8, "far below its chance level"), with the train probe at chance: the
+    loss measures something else than the labels, or other outputs than the model's. Held
+    out (hunt 14): a model trained on its own argmax had a training loss of 0.000 at 9.5%
+    train accuracy, told "not learning" with no cause; (hunt 43) the loss on a second head,
+    0.37 against 4.4 on the outputs ``forward`` returns, at 8.6%, likewise.
 
     Example::
 
@@ -209,6 +212,8 @@ def loss_blind(e: Evaluation) -> bool:
         False
         >>> loss_blind(Evaluation(90, 2, returned_loss=0.37, probe_loss_train=4.4, **row))
         True
+        >>> loss_blind(Evaluation(90, 2, returned_loss=2.37, probe_loss_train=1.5e8, **row))
+        False
         >>> bn = dict(probe_acc_val=0.1, probe_acc_bn=0.9)  # BatchNorm's running statistics
         >>> loss_blind(Evaluation(90, 2, returned_loss=0.001, **row, **bn))
         False
@@ -219,7 +224,8 @@ def loss_blind(e: Evaluation) -> bool:
         return False
     k = int(e.classes)
     own = e.probe_loss_train
-    apart = finite(own) and e.returned_loss > 0 and own >= BLIND_RATIO * e.returned_loss  # type: ignore[operator]
+    apart = finite(own) and 0 < e.returned_loss < BLIND_BELOW * math.log(k)  # type: ignore[operator]
+    apart = apart and own >= BLIND_RATIO * e.returned_loss  # type: ignore[operator]
     if e.returned_loss >= BLIND_LOSS * math.log(k) and not apart:  # type: ignore[operator]
         return False
     if finite(e.first_loss) and e.first_loss < BLIND_LOSS * math.log(k):  # type: ignore[operator]
