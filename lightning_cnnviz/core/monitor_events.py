@@ -24,7 +24,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.budget import Budget
 from lightning_cnnviz.core.model_state import kept_state
-from lightning_cnnviz.core.schedule import UNKNOWN_LENGTH, Schedule
+from lightning_cnnviz.core.schedule import Schedule
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.sinks import Sink
 
@@ -135,7 +135,7 @@ class EventFiring:
 
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.schedule.fit_to(run_length(trainer))
+        self.schedule.fit_to(*run_length(trainer))
         self.budget.start_fit()
         if why := _past_the_run(self.schedule, trainer):
             self.warn_once("past_the_run", why)
@@ -176,14 +176,11 @@ def _past_the_run(schedule: Schedule, trainer: Trainer) -> str:
     return ""
 
 
-def run_length(trainer: Trainer) -> float:
-    """The optimizer steps the run is planned for: inf (or -1) where that is unknown.
+def run_length(trainer: Trainer) -> tuple[float, bool]:
+    """``(steps, bound)``: the optimizer steps the run is planned for, and whether only a bound.
 
-    ``estimated_stepping_batches``; under a time limit (``max_time``, a ``Timer``) that is
-    only a bound, which Lightning reads from ``max_epochs`` alone: past the length an
-    unknown run is planned for, unknown (setups hunt 46: a run the clock stopped at
-    145-277 of 12,000 planned steps logged 2 or 3 times).
+    ``estimated_stepping_batches`` (inf or -1: unknown); under a time limit (``max_time``,
+    a ``Timer``) only a bound, which Lightning reads from ``max_epochs`` alone.
     """
-    steps = trainer.estimated_stepping_batches
     timed = any(isinstance(c, Timer) and c.time_remaining() is not None for c in trainer.callbacks)
-    return float("inf") if timed and steps > UNKNOWN_LENGTH else steps
+    return trainer.estimated_stepping_batches, timed

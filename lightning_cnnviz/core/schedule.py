@@ -8,7 +8,7 @@ gaps then double until they reach a steady interval fitted to the run's length (
 ``EVENTS`` events per run, rounded to 1, 2 or 5 x 10^k steps, so that monitors log at
 the same steps). A run of unknown length (an infinite ``estimated_stepping_batches``,
 or -1, Lightning's answer for an iterable loader stopped by ``max_epochs``; a long one under
-a time limit, ``monitor_events.run_length``) is planned
+a time limit, ``monitor_events.run_length``, whose length is only a bound) is planned
 as ``UNKNOWN_LENGTH`` steps with its first event at step ``UNKNOWN_FIRST`` (it may be
 short), and keeps its steady interval afterwards.
 The cost budget may then stretch the steady interval (``stretch``): a monitor whose
@@ -78,18 +78,27 @@ def _planned(total_steps: float | None) -> int:
     return int(total_steps) if _known(total_steps) else UNKNOWN_LENGTH
 
 
-def plan(total_steps: float | None) -> tuple[int, int]:
+def plan(total_steps: float | None, bound: bool = False) -> tuple[int, int]:
     """``(first, steady)`` steps of the automatic schedule for a run of ``total_steps``.
+
+    ``bound``: ``total_steps`` is only a bound (a time limit may stop the run first): the
+    first event at most ``UNKNOWN_FIRST`` steps in, and past ``UNKNOWN_LENGTH`` steps the
+    plan of a run of unknown length (setups hunts 46-47: runs the clock stopped at
+    100-277 steps logged 1 to 3 times).
 
     Example::
 
         >>> [plan(n) for n in (100, 1_000, 10_000, 1_000_000, None, -1)]
         [(3, 5), (30, 50), (50, 500), (50, 50000), (10, 500), (10, 500)]
+        >>> [plan(n, bound=True) for n in (100, 1_000, 1_000_000)]
+        [(3, 5), (10, 50), (10, 500)]
     """
+    if bound and _known(total_steps) and total_steps > UNKNOWN_LENGTH:  # type: ignore[operator]
+        total_steps = None
     total = _planned(total_steps)
     first = max(1, min(FIRST_STEP_MAX, math.ceil(FIRST_SHARE * total)))
-    if not _known(total_steps):
-        first = UNKNOWN_FIRST
+    if not _known(total_steps) or bound:
+        first = min(first, UNKNOWN_FIRST) if _known(total_steps) else UNKNOWN_FIRST
     return first, max(_nice(total / EVENTS), first)
 
 
@@ -130,9 +139,9 @@ class Schedule:
         """Whether the schedule is the automatic one (no explicit interval)."""
         return self.every_n_steps is None and self.every_n_epochs is None
 
-    def fit_to(self, total_steps: float | None) -> None:
-        """Fit the automatic schedule to a run of ``total_steps`` optimizer steps."""
-        self.first, self.steady = plan(total_steps)
+    def fit_to(self, total_steps: float | None, bound: bool = False) -> None:
+        """Fit the automatic schedule to a run of ``total_steps`` optimizer steps (``plan``)."""
+        self.first, self.steady = plan(total_steps, bound)
         self.max_factor = max(1, _planned(total_steps) // (MIN_STEADY * self.steady))
 
     def stretch(self, event_steps: float, budget: float) -> None:

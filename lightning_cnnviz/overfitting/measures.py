@@ -242,8 +242,8 @@ class Measures(LoggedReads):
                 with self.phase("compute"):  # per class: learnt on training images, not on val
                     seen = confusion_counts(train, cut["train"]).tolist()
                 left_out |= class_gap.split_classes(seen, counts)
-        total = run_length(trainer)  # -1 or inf: an unknown length
-        share = trainer.global_step / total if 0 < total < float("inf") else None
+        total, bound = run_length(trainer)  # -1 or inf: an unknown length
+        share = trainer.global_step / total if 0 < total < float("inf") and not bound else None
         left_out["input_shift"] = self._input_shift(trainer)
         left_out["mild_shift"] = self._mild_shift
         if self._mild_shift and val_cut is not None and cut["val"] is not None:

@@ -93,12 +93,13 @@ def test_schedule_budget_stretches_the_steady_interval_on_its_grid():
 
 
 @pytest.mark.parametrize(
-    ("max_time", "steps", "planned"),
-    [(None, 12_000, 12_000), (600, 12_000, float("inf")), (600, 300, 300), (None, -1, -1)],
+    ("max_time", "steps", "first"),
+    [(None, 12_000, 50), (600, 12_000, 10), (600, 9_600, 10), (600, 30, 1), (None, -1, 10)],
 )
-def test_schedule_a_time_limit_makes_a_long_length_unknown(max_time, steps, planned):
-    # setups hunt 46: `max_time` with `max_epochs=1000` planned 12,000 steps (Lightning
-    # sizes the run by its epochs alone); the clock stopped it at 145-277, 2-3 events
+def test_schedule_a_time_limit_plans_an_early_first_event(max_time, steps, first):
+    # setups hunts 46-47: `max_time` with `max_epochs` 800-1000 planned 9,600-12,000 steps
+    # (Lightning sizes the run by its epochs alone); the clock stopped it at 100-277: 1-3
+    # events
     from types import SimpleNamespace
 
     from lightning.pytorch.callbacks import Timer
@@ -107,4 +108,11 @@ def test_schedule_a_time_limit_makes_a_long_length_unknown(max_time, steps, plan
 
     timer = Timer(duration={"seconds": max_time} if max_time else None)
     run = SimpleNamespace(estimated_stepping_batches=steps, callbacks=[timer])
-    assert run_length(run) == planned
+    assert run_length(run) == (steps, max_time is not None)
+    schedule = Schedule()
+    schedule.fit_to(*run_length(run))
+    assert schedule.first == first
+    stopped = _steps(schedule, 100)  # the clock stops the run at step 100
+    assert len(stopped) >= (4 if max_time else 2), stopped
+    if max_time and steps > 10_000:  # past the unknown length's plan: that plan
+        assert (schedule.first, schedule.steady) == plan(None)
