@@ -8,10 +8,13 @@ the optimizer step a validation follows (``measures.py`` reads the update there)
 Example::
 
     >>> from types import SimpleNamespace as Run
-    >>> loop = Run(epoch_loop=Run(batch_idx=9))
-    >>> before_validation(Run(fit_loop=loop, is_last_batch=False, num_training_batches=40,
-    ...                       val_check_batch=10))
+    >>> loop = Run(epoch_loop=Run(batch_idx=9, total_batch_idx=49))
+    >>> run = dict(enable_validation=True, current_epoch=0, limit_train_batches=1.0,
+    ...            fit_loop=loop, is_last_batch=False, val_check_batch=10)
+    >>> before_validation(Run(check_val_every_n_epoch=1, **run))
     True
+    >>> before_validation(Run(check_val_every_n_epoch=2, **run))  # epoch 0 does not validate
+    False
 """
 
 from __future__ import annotations
@@ -28,17 +31,27 @@ __all__ = ["ValidationEnds", "before_validation"]
 
 
 def before_validation(trainer: Trainer) -> bool:
-    """Whether the training batch now is the last before a validation (Lightning's rule).
+    """Whether a validation follows the training batch now (Lightning's own rule).
 
-    The loader's last batch (``is_last_batch``: a loader of unknown length too, where
-    ``num_training_batches`` is inf), or every ``val_check_batch`` batches where that is
-    a count.
+    Lightning's ``_should_check_val_fx``: in an epoch that validates, every
+    ``val_check_batch`` batches, counted over the run where ``check_val_every_n_epoch`` is
+    None (setups hunt 47: counted within the epoch, step 12's update was read for the
+    validation at step 20); a loader of unknown length at its last batch, or every
+    ``limit_train_batches`` where that is a count. A time interval, or a stop asked for
+    early, cannot be known ahead: the evaluation reads the update then.
     """
-    done = trainer.fit_loop.epoch_loop.batch_idx + 1
-    every = trainer.val_check_batch
-    if trainer.is_last_batch or done >= trainer.num_training_batches:
-        return True
-    return isinstance(every, int) and done % every == 0
+    loop, every = trainer.fit_loop.epoch_loop, trainer.check_val_every_n_epoch
+    if not trainer.enable_validation or (every and (trainer.current_epoch + 1) % every):
+        return False
+    if getattr(trainer, "_val_check_time_interval", None) is not None:
+        return False
+    endless, batches = trainer.val_check_batch == float("inf"), trainer.limit_train_batches
+    if endless and isinstance(batches, int):
+        return (loop.batch_idx + 1) % batches == 0 or trainer.is_last_batch
+    if endless:
+        return trainer.is_last_batch
+    done = (loop.total_batch_idx if every is None else loop.batch_idx) + 1
+    return done % int(trainer.val_check_batch) == 0
 
 
 class ValidationEnds:
