@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.core.real_values import real_values
 from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.voice import listed
 
@@ -154,6 +155,7 @@ def negative_biases(modules: Sequence[tuple[str, nn.Module]]) -> list[str]:
         and isinstance(b := getattr(module, "bias", None), Tensor)
         and w.ndim >= 2
         and b.numel() == len(w)
+        and not b.is_complex()  # no complex bias lies below zero
         and not (i + 1 < len(leaves) and isinstance(leaves[i + 1][1], _NORMS))
     ]
     if not named:
@@ -212,7 +214,8 @@ def weight_norms(model: nn.Module, depth: Sequence[str]) -> dict[str, float]:
     named = [(n, w) for n, w in parts if isinstance(w, Tensor)]
     if not named:
         return {}
-    norms = torch.stack([w.detach().float().norm() for _, w in named]).double().cpu().tolist()
+    norms = [torch.linalg.vector_norm(real_values(w.detach())) for _, w in named]
+    norms = torch.stack(norms).double().cpu().tolist()
     return dict(zip((n for n, _ in named), norms, strict=True))
 
 

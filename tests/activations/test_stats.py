@@ -347,6 +347,22 @@ def test_stats_gradient_sizes_of_a_complex_layer_are_of_magnitudes():
     assert float(rec.grad_rms["conv"]) == pytest.approx(1.0)
 
 
+def test_stats_weight_norms_and_biases_of_a_complex_layer():
+    # setups hunt 47: the norm kept at each log was the real part's (and torch warned)
+    from lightning_cnnviz.activations.init_weights import negative_biases, weight_norms
+
+    conv = nn.Conv2d(1, 1, 2, dtype=torch.cfloat)
+    with torch.no_grad():
+        conv.weight.copy_(1j * torch.ones_like(conv.weight))
+        conv.bias.fill_(-100.0)
+    net = nn.Sequential(OrderedDict(conv=conv))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        norms = weight_norms(net, ["conv"])
+        assert negative_biases(list(net.named_children())) == []
+    assert norms["conv"] == pytest.approx(2.0)
+
+
 def test_stats_dead_alerts_cross_or_rise():
     assert dead_alerts({"a": 0.25}, {}, 0.25) == [("a", 0.25, None)]
     assert dead_alerts({"a": 0.3}, {"a": 0.3}, 0.25) == []  # already above: said once
