@@ -46,18 +46,20 @@ def filters_of(module: nn.Module) -> Tensor:
     return weight.transpose(0, 1) if isinstance(module, TRANSPOSED) else weight
 
 
-def learnt_of(module: nn.Module) -> Tensor:
-    """The weight the optimiser moves, laid out as ``filters_of``'s.
+def learnt_of(module: nn.Module, weight: Tensor) -> Tensor | None:
+    """The weight the optimiser moves, laid out as ``weight`` (``filters_of``'s), else None.
 
     A parametrized weight's leaf (``core.model_state.weight_param``): its computed weight
     also moves where nothing is learnt (spectral norm refines its estimate of the largest
     singular value at every training forward; hunt 46: convs whose gradients hooks zeroed
-    were never seen still).
+    were never seen still). None for a weight computed anew at each access (a property: a
+    Bayesian layer's sample; setups hunt 47: two draws apart read as a change).
     """
     leaf = weight_param(module)
-    if leaf is None or leaf.shape != module.weight.shape:
-        return filters_of(module)
-    return leaf.detach().transpose(0, 1) if isinstance(module, TRANSPOSED) else leaf.detach()
+    if leaf is None:
+        return None
+    leaf = leaf.detach().transpose(0, 1) if isinstance(module, TRANSPOSED) else leaf.detach()
+    return leaf if leaf.shape == weight.shape else weight
 
 
 class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
@@ -192,8 +194,9 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
             scale = draw.layer_scale(w, in_channel_mode=mode) if symmetric else None
             pictures = [_Picture(self.tag(name), "kernels", w[shown], scale, dilation)]
             previous = self._previous.get(name)
-            if self.log_delta and previous is not None and previous.shape == w.shape:
-                delta = learnt_of(module).float() - previous  # what the optimiser changed
+            learnt = learnt_of(module, weight)
+            if self.log_delta and learnt is not None and previous is not None:
+                delta = learnt.float() - previous  # what the optimiser changed
                 scale = draw.layer_scale(delta, in_channel_mode=mode)
                 pictures.append(
                     _Picture(self.tag(name, "delta"), "delta", delta[shown], scale, dilation)
@@ -237,8 +240,12 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
                     hf = figures.hf_energy(weight)
                     if hf is not None:
                         values[self.tag(name, "hf_energy")] = hf
-                previous, learnt = self._previous.get(name), learnt_of(module)
-                if previous is not None and previous.shape == learnt.shape:
+                previous, learnt = self._previous.get(name), learnt_of(module, weight)
+                if learnt is None:
+                    why = f"leaves out `{name}`'s relative_change: its weight is computed anew "
+                    why += "at each access (a property, as a Bayesian layer's sample), not a "
+                    self.warn_once(f"sampled/{name}", why + "parameter it can follow")
+                elif previous is not None and previous.shape == learnt.shape:
                     previous = previous.to(learnt.device)
                     values[self.tag(name, "relative_change")] = figures.relative_change(
                         learnt, previous
@@ -246,10 +253,13 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
                     self._previous[name] = previous
         with self.phase("render"):  # only the copies: the drawing runs on the sink's thread
             for name, module in self.selected.items():
-                weight, learnt = filters_of(module), learnt_of(module)
+                weight = filters_of(module)
+                learnt = learnt_of(module, weight)
                 if name in self._drawn:
                     pictures += self._pictures(name, module, weight)
                 kept = self._previous.get(name)
+                if learnt is None:
+                    continue
                 if kept is not None and kept.shape == learnt.shape and kept.device == learnt.device:
                     kept.copy_(learnt)  # reuse the buffer: no allocation of the model's size
                 else:

@@ -126,3 +126,24 @@ def test_kernels_delta_and_linear_pictures_from_host_copies(tmp_path):
     assert heatmap.kind == "heatmap" and heatmap.tensor.shape == model.fc.weight.shape
     drawn = model.fc.weight.detach().abs().flatten()  # small enough to be drawn unaveraged
     assert float(heatmap.scale) == pytest.approx(float(drawn.quantile(1 - dense.SATURATE)))
+
+
+def test_kernels_change_of_a_weight_computed_on_access_is_left_out_saying_so(tmp_path):
+    # setups hunt 47: a Bayes-by-backprop conv's weight is a new sample at each access: two
+    # draws apart read as a change of 0.14 a log on a conv nothing moved
+    from tests.core.test_model_state import SampledConv
+
+    model = EdgeNet()
+    model.conv1 = SampledConv()
+    model.conv2 = nn.Conv2d(2, 4, 3, padding=1)
+    trainer, monitor = setup_monitor(tmp_path, model)
+    said = []
+    monitor.warn_once = lambda key, text: said.append(text)
+    for _ in range(2):
+        monitor.log_event(trainer, model)
+    monitor.sink.flush()
+    written = events(tmp_path)
+    assert "kernels/conv1/relative_change" not in written.Tags()["scalars"]
+    assert [e.value for e in written.Scalars("kernels/conv2/relative_change")] == [0.0]
+    assert len(said) == 2 and "leaves out `conv1`'s relative_change" in said[0]
+    assert "kernels/conv1" in image_tags(written)  # its samples are still drawn
