@@ -64,6 +64,7 @@ RISEN = 1.25  # the smoothed loss this far over its best: on its way up to a div
 # batch turned it (held out: a NaN pixel in the batch at step 15, the loss falling, was told
 # as updates too large); a model at chance under a rate far too high never gets there
 FALLEN = 0.8
+STEPPED_UP = 5.0  # the loss just before a blow-up this many times its level: it grew first
 UNLEARNT = 0.9  # a smoothed loss never below 0.9x its start: nothing learnt (``recovered``'s)
 
 
@@ -102,6 +103,7 @@ def sudden(series: Sequence[tuple[int, float]], at: int) -> tuple[int, float] | 
         ((60, 0.9), None)
         >>> rising = calm + [(i, 0.9 + 0.05 * (i - 59)) for i in range(60, 80)]
         >>> sudden(rising + [(80, math.nan)], 80)  # a rise to it: the updates, not a batch
+        >>> sudden(calm + [(60, 27.0), (61, math.nan)], 61)  # a loss weighted 30x first
     """
     finite = [(s, v) for s, v in series if s < at and math.isfinite(v)]
     if len(finite) < 2 * SMOOTH:
@@ -119,7 +121,9 @@ def sudden(series: Sequence[tuple[int, float]], at: int) -> tuple[int, float] | 
             return None
     if spiked_before(values):
         return None  # it jumped before: an unsteady run, whose updates are the cause
-    return at, before
+    # the loss stepped up in the step before: its scale grew and the updates with it (hunt
+    # 47: a loss weight x30 under SGD, 0.095 -> 2.85 -> 240, told as one batch)
+    return None if values[-1] > STEPPED_UP * before else (at, before)
 
 
 def spiked_before(values: Sequence[float]) -> bool:

@@ -625,6 +625,11 @@ def test_divergence_nan_after_a_learnt_steady_loss_names_a_batch_not_the_rate():
     assert "steady just before step 60, then blew up in that one step" in verdict.message
     assert "Try: check the training items for NaN/Inf" in verdict.message
     assert "optimiser overshoots" not in verdict.message
+    # hunt 47: a loss weighted 30x one step before the blow-up (SGD: a step 30x larger)
+    # is no batch: its scale grew first
+    learnt = [(s, 0.1 + 2.2 * 0.85**s * (1 + 0.1 * (-1) ** s)) for s in range(1, 59)]
+    verdict = _nan_after([*learnt, (59, 1.5)], 60)  # 15x its level, below the start
+    assert "sudden" not in verdict.figures and "one batch or one operation" not in verdict.message
 
 
 def test_divergence_one_batch_of_wild_values_on_a_noisy_learnt_loss_names_a_batch():
