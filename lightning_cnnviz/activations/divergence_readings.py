@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from lightning_cnnviz.activations.divergence import SPIKE_OVER_START
 from lightning_cnnviz.activations.divergence_causes import RAISED
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
@@ -135,6 +136,20 @@ class SpikeReadings:
         if then is None or not 0 < now <= OWN_FELL * then or base <= 0:
             return None
         return (then, now) if spike[1] / now >= REWEIGHED * base / then else None
+
+    def _own_level(self, spike: tuple[int, float, float, float]) -> bool:
+        """Whether a spike from a start scaled down stays within the model's own level.
+
+        A first loss under half the model's cross-entropy on the probe at the first log
+        (at least ``ln K``) puts the start's bars below the level the loss comes back to as
+        its weight grows: no spike under ``SPIKE_OVER_START`` x that level (hunt 47: loss
+        weights ramped up from 0.1 over the first 5 and 50 steps told as a divergence at
+        step 10, withdrawn by step 90).
+        """
+        if self.chance is None or self.chance[0] < 2:
+            return False
+        level = max(self.chance[1], math.log(self.chance[0]))
+        return 0 < spike[3] < level / 2 and spike[1] <= SPIKE_OVER_START * level
 
     def _came_back(
         self, series: list[tuple[int, float]], spike: tuple[int, float, float, float]

@@ -108,6 +108,10 @@ class DivergenceReview(SpikeReadings):
         spike = loss_spike(series, since=since) if self.diverged is None else None
         if spike is None and dying and self.diverged is None:
             spike = jump_to_chance(series, since)  # units dying, the loss back at chance
+        if spike is not None and level_before(series, spike) is None and self._own_level(spike):
+            # a start scaled down, the loss up to the model's own level: none, and later
+            # spikes are searched after this log
+            self.transient, spike = step, None
         if nonfinite is None and spike is not None:
             if self._came_back(series, spike):
                 # back below its start (and within BACK x its level before, after a late spike)

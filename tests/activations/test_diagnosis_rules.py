@@ -934,40 +934,51 @@ def test_divergence_loss_stepping_up_while_the_probe_accuracy_holds_is_a_harder_
     assert scaled.severity == "problem" and "target got harder" not in scaled.message
 
 
-def _ramped(probe_loss, logs=(3, 10, 20, 30)):
-    """The divergence verdicts of a cross-entropy weighted 0.1 -> 1 over its first 10 steps.
+def _reweighted(
+    probe_loss, weight=lambda s: 0.1 if s <= 100 else 1.0, logs=(20, 60, 100, 120, 140)
+):
+    """The divergence verdicts of a learnt cross-entropy times ``weight(step)``.
 
     ``probe_loss(step)``: the model's own cross-entropy on the probe images at each log.
     """
-    rng, diagnosis, said = random.Random(0), TrainingDiagnosis(0.25, 16, 0.025), []
-    for step in range(1, 31):
-        ce = 2.3 * 0.93**step * (1 + 0.05 * rng.uniform(-1, 1))
-        diagnosis.loss.add(step, torch.tensor(ce * min(1.0, step / 10)))
+    diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+    for step, ce in healthy_losses(140):
+        diagnosis.loss.add(step, torch.tensor(ce * weight(step)))
         if step in logs:
             chance = (10, 2.28) if diagnosis.wants_chance() else None
             sites, figs = {"relu": info("rectifier")}, {"relu": figures()}
             said += diagnosis.review(
-                step, 0, figs, sites, [], list, chance, lr=0.05, probe_loss=probe_loss(step)
+                step, 0, figs, sites, [], list, chance, lr=1e-3, probe_loss=probe_loss(step)
             )
     return [v for v in said if v.kind == "divergence"]
 
 
 def test_divergence_loss_rising_while_the_models_own_falls_is_a_weight_not_a_divergence():
-    # setups hunt 42: a loss weight ramped 0.1 -> 1 over the first 10 steps lifted the
-    # returned loss 0.23 -> 0.91 while the probe's cross-entropy fell 2.28 -> 1.61 (86%
-    # val at the end): told "Training diverged ... the optimiser overshoots"
-    (note,) = _ramped(lambda s: 2.28 - 0.033 * s)
+    # setups hunt 42: a returned loss weighted anew rose while the probe's cross-entropy
+    # fell (86% val at the end): told "Training diverged ... the optimiser overshoots"
+    (note,) = _reweighted(lambda s: 0.5 if s <= 100 else 0.3)
     assert note.severity == "note" and "the loss's weight grew" in note.message
-    assert "own cross-entropy on the probe images fell (2.18 before it, 1.62 at step 20" in (
+    assert "own cross-entropy on the probe images fell (0.5 before it, 0.3 at step 140" in (
         note.message
     )
-    assert note.figures["probe_loss"] == pytest.approx(2.28 - 0.033 * 20)
+    assert note.figures["probe_loss"] == pytest.approx(0.3)
     # the same loss with the model's own rising with it is a divergence
-    (rose,) = _ramped(lambda s: 2.28 + 0.05 * s)[:1]
+    (rose,) = _reweighted(lambda s: 0.5 if s <= 100 else 1.5)[:1]
     assert rose.severity == "problem" and "Training diverged" in rose.message
-    # ...and one that barely fell (0.9x) while the loss returned grew 4x, too
-    (barely,) = _ramped(lambda s: 2.28 - 0.01 * s)[:1]
+    # ...and one that barely fell (0.9x) while the loss returned grew 10x, too
+    (barely,) = _reweighted(lambda s: 0.5 if s <= 100 else 0.45)[:1]
     assert barely.severity == "problem"
+
+
+def test_divergence_a_start_scaled_down_rising_to_the_models_own_level_is_no_spike():
+    # hunt 47: loss weights ramped up from 0.1 over the first 5 and 50 steps were told as a
+    # divergence at step 10 ("lower the learning rate"), withdrawn by step 90
+    ramp = lambda s: min(1.0, 0.1 + 0.09 * s)  # noqa: E731
+    assert _reweighted(lambda s: 2.0, weight=ramp, logs=(10, 20, 40)) == []
+    # a real blow-up from the same start is one
+    blown = lambda s: ramp(s) if s < 30 else 40.0  # noqa: E731
+    (told,) = _reweighted(lambda s: 2.0, weight=blown, logs=(10, 20, 40, 60))[:1]
+    assert told.severity == "problem"
 
 
 # held out: a healthy 100-class CNN (two-digit images, Adam 1e-3), its training losses at
