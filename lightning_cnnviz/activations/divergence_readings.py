@@ -15,6 +15,7 @@ from typing import Any
 
 from lightning_cnnviz.activations.divergence import SPIKE_OVER_START
 from lightning_cnnviz.activations.divergence_causes import RAISED
+from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
 from lightning_cnnviz.activations.recovery import recovered
@@ -144,11 +145,15 @@ class SpikeReadings:
         (at least ``ln K``) puts the start's bars below the level the loss comes back to as
         its weight grows: no spike under ``SPIKE_OVER_START`` x that level (hunt 47: loss
         weights ramped up from 0.1 over the first 5 and 50 steps told as a divergence at
-        step 10, withdrawn by step 90).
+        step 10, withdrawn by step 90). Only where that cross-entropy is sane (``SANE`` x
+        ``ln K`` at most): a model blown up by the first log is no level (hunt 46: 2e21).
         """
         if self.chance is None or self.chance[0] < 2:
             return False
-        level = max(self.chance[1], math.log(self.chance[0]))
+        k, own = self.chance
+        if not own <= SANE * math.log(k):
+            return False
+        level = max(own, math.log(k))
         return 0 < spike[3] < level / 2 and spike[1] <= SPIKE_OVER_START * level
 
     def _came_back(

@@ -1239,14 +1239,16 @@ def test_divergence_a_layer_jumped_under_a_gradient_hook_names_the_hook_first():
     assert "pass through" not in divergence_cause(None, None, zeroed=zeroed)
 
 
-def test_divergence_a_blow_up_before_the_first_median_is_told_at_the_first_log():
+@pytest.mark.parametrize("own", [2.3, 2e21])
+def test_divergence_a_blow_up_before_the_first_median_is_told_at_the_first_log(own):
     # hunt 46: mobilenet_v3 under NAdam 0.3, the loss 2.3 -> 273 at step 1 and at chance
     # after; the first log (step 4) had 4 losses, too few for a median, and told the
-    # saturated squeeze-excite gates first
+    # saturated squeeze-excite gates first. The model's own cross-entropy there was 2e21:
+    # no level a start scaled down is measured against
     diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
     for step, value in enumerate([2.3, 273.0, 2.31, 2.30]):
         diagnosis.loss.add(step, torch.tensor(value))
-    said = diagnosis.review(4, 0, {}, {}, [], list, (10, 2.3), lr=0.3)
+    said = diagnosis.review(4, 0, {}, {}, [], list, (10, own), lr=0.3)
     (told,) = [v for v in said if v.kind == "divergence"]
     assert told.severity == "problem" and told.figures["spike_step"] == 1
     assert "the loss spiked to 273 at step 1" in told.message
