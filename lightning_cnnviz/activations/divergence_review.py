@@ -155,17 +155,16 @@ class DivergenceReview(SpikeReadings):
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
         level = level_and_now(series, spike) if spike is not None else None
-        held = fell = None
+        held = fell = prior = None  # prior: the loss's level before a late spike
         if nonfinite is None and spike is not None:
-            held = self._accuracy_held(spike, level)
-            fell = None if held else self._own_loss_fell(spike, level_before(series, spike))
+            held, prior = self._accuracy_held(spike, level), level_before(series, spike)
+            fell = None if held else self._own_loss_fell(spike, prior)
         if (held or fell) and not self._at_chance(spike, level):
             self.transient, self.pending = step, None  # later spikes are searched after it
             self.harder = spike[0]  # the loss's progress is read from there (``_progress``)
             if not self._new("divergence", "note"):
                 return []
-            before = level_before(series, spike)
-            text = target_text(step, epoch, spike, before, accuracy=held, own_loss=fell)
+            text = target_text(step, epoch, spike, prior, accuracy=held, own_loss=fell)
             name, read = ("probe_acc", held) if held else ("probe_loss", fell)
             figures_held = {f"{name}_before": read[0], name: read[1]}  # type: ignore[index]
             return [Verdict("divergence", "note", text, figures_held)]
