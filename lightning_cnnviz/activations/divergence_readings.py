@@ -126,10 +126,15 @@ class SpikeReadings:
         ``level`` before the spike, else its start). The loss rose, the model's own fell:
         its weight or its target changed, not the model (setups hunt 42: a loss weight
         ramped 0.1 -> 1 over the first 10 steps lifted it 0.23 -> 0.91, the probe's
-        cross-entropy 2.28 -> 1.61, 86% val at the end; told as updates too large).
+        cross-entropy 2.28 -> 1.61, 86% val at the end; told as updates too large). Only at
+        a rate not raised, as ``_accuracy_held``: a log between a rate jump and its spike
+        reads a model already blown up (hunt 48: Adam x10 at step 176, the probe's
+        cross-entropy 69.6 at 180 and 0.74 at 200, told "the target got harder").
         """
         k = self.chance[0] if self.chance else None
         if k is None or k < 2 or not self.log_losses or self.log_losses[-1][0] < spike[0]:
+            return None
+        if self._raised(spike[0]):
             return None
         before = [v for s, v in self.log_losses if s < spike[0]]
         then = before[-1] if before else math.log(k) if level is None else None

@@ -935,11 +935,12 @@ def test_divergence_loss_stepping_up_while_the_probe_accuracy_holds_is_a_harder_
 
 
 def _reweighted(
-    probe_loss, weight=lambda s: 0.1 if s <= 100 else 1.0, logs=(20, 60, 100, 120, 140)
+    probe_loss, weight=lambda s: 0.1 if s <= 100 else 1.0, logs=(20, 60, 100, 120, 140), lr=None
 ):
     """The divergence verdicts of a learnt cross-entropy times ``weight(step)``.
 
-    ``probe_loss(step)``: the model's own cross-entropy on the probe images at each log.
+    ``probe_loss(step)``: the model's own cross-entropy on the probe images at each log;
+    ``lr(step)``: the learning rate there (default 1e-3).
     """
     diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
     for step, ce in healthy_losses(140):
@@ -948,8 +949,9 @@ def _reweighted(
             chance = (10, 2.28) if diagnosis.wants_chance() else None
             sites, figs = {"relu": info("rectifier")}, {"relu": figures()}
             said += diagnosis.review(
-                step, 0, figs, sites, [], list, chance, lr=1e-3, probe_loss=probe_loss(step)
-            )
+                step, 0, figs, sites, [], list, chance, lr=lr(step) if lr else 1e-3,
+                probe_loss=probe_loss(step),
+            )  # fmt: skip
     return [v for v in said if v.kind == "divergence"]
 
 
@@ -968,6 +970,12 @@ def test_divergence_loss_rising_while_the_models_own_falls_is_a_weight_not_a_div
     # ...and one that barely fell (0.9x) while the loss returned grew 10x, too
     (barely,) = _reweighted(lambda s: 0.5 if s <= 100 else 0.45)[:1]
     assert barely.severity == "problem"
+    # ...and one after a raised rate: a log between the jump and the spike reads a model
+    # already blown up (hunt 48: Adam x10 four steps before a log, "the target got harder")
+    (raised,) = _reweighted(
+        lambda s: 0.5 if s <= 100 else 0.3, lr=lambda s: 1e-3 * (1 + 9 * (s > 100))
+    )[:1]
+    assert raised.severity == "problem"
 
 
 def test_divergence_a_start_scaled_down_rising_to_the_models_own_level_is_no_spike():
