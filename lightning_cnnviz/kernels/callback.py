@@ -195,8 +195,9 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
             pictures = [_Picture(self.tag(name), "kernels", w[shown], scale, dilation)]
             previous = self._previous.get(name)
             learnt = learnt_of(module, weight)
-            if self.log_delta and learnt is not None and previous is not None:
-                delta = learnt.float() - previous  # what the optimiser changed
+            same = learnt is not None and previous is not None and previous.shape == learnt.shape
+            if self.log_delta and same:
+                delta = learnt.float() - previous  # type: ignore[union-attr]  # what moved
                 scale = draw.layer_scale(delta, in_channel_mode=mode)
                 pictures.append(
                     _Picture(self.tag(name, "delta"), "delta", delta[shown], scale, dilation)
