@@ -199,6 +199,21 @@ class SpikeReadings:
             return None
         return jump[1], now
 
+    def _lost_at_raised_rate(self, spike: tuple[int, float, float, float]) -> bool:
+        """Whether a learnt model lost accuracy at a rate raised past every rate used before.
+
+        Lost: ``ACC_LOST`` of its probe accuracy; the rate still raised now. A second
+        signal that confirms a smoothed rise at once (held out, hunt 48: Adam's rate raised
+        10x four steps before a log, val 97.7% -> 65%, told one log later). A warm restart
+        goes back to a rate used before, and a healthy one keeps the accuracy.
+        """
+        jumped, read = self._jumped_now(spike), self._accuracy_around(spike)
+        if jumped is None or read is None:
+            return False
+        k, then, now = read
+        used = [lr for s, lr in [*self.log_rates, *self.peak_rates] if s < spike[0]]
+        return then >= 2 / k and now < then - ACC_LOST and jumped[1] > max(used, default=0.0)
+
     def _raised(self, at: int) -> bool | None:
         """Whether the rate rose since the first log or jumped around ``at`` (None: unknown)."""
         if self._jump(at) is not None:

@@ -144,10 +144,12 @@ class DivergenceReview(SpikeReadings):
                 # sat at 5x its level before 40 steps on, far below the start
                 # a learnt loss sitting at its chance level since (``SETTLED`` steps) is
                 # no rise that may still come down (hunt 34: training images blank from
-                # step 66, the loss at ln 10 since, waited for until step 120)
+                # step 66, the loss at ln 10 since, waited for until step 120); nor is
+                # accuracy lost at a rate raised past any used before (``_lost_at_raised_rate``)
                 settled = series[-1][0] - spike[0] >= SETTLED and not early
                 at_chance = settled and self._at_chance(spike, level_and_now(series, spike))
-                if self.pending is None and not at_chance:
+                lost = at_chance or self._lost_at_raised_rate(spike)
+                if self.pending is None and not lost:
                     self.pending = step
                     return []
                 if not still_spiked(series, spike) and early:

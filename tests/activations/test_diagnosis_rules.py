@@ -756,6 +756,26 @@ def _collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0, acc=None, **set
     return [v for v in said if v.kind == "divergence"]
 
 
+def test_divergence_smoothed_rise_with_accuracy_lost_at_a_raised_rate_is_told_at_once():
+    # hunt 48: Adam's rate raised 10x four steps before a log, the loss rising over a few
+    # steps (no one-step jump), val 97.7% -> 65%: confirmed one log later
+    ramp = lambda s: min(0.15 * (s - 100), 1.8)  # noqa: E731
+    raised = lambda s: 1e-3 if s <= 100 else 1e-2  # noqa: E731
+    lost = lambda s: 0.95 if s <= 100 else 0.5  # noqa: E731
+
+    def seen(**kwargs):
+        (told,) = _collapsed(ramp, **kwargs)[:1]
+        assert told.severity == "problem"
+        return int(told.message.split("seen at step ")[1].split(",")[0])
+
+    assert seen(rate=raised, acc=lost) == 120
+    # one signal alone waits a log: the accuracy held, the rate unchanged, or raised back
+    # to a rate used before (a warm restart)
+    assert seen(rate=raised, acc=lambda s: 0.95 if s <= 100 else 0.9) == 140
+    assert seen(rate=1e-3, acc=lost) == 140
+    assert seen(rate=lambda s: 1e-2 if s <= 20 else 1e-4 if s <= 100 else 1e-2, acc=lost) == 140
+
+
 def test_divergence_to_the_chance_level_at_a_steady_rate_points_at_the_batches():
     # hunt 19: training images blanked (or labels drawn at random) from step 100: the loss
     # 0.18 -> exactly ln 10 and flat, Adam 1e-3 unchanged: "the optimiser overshoots"
