@@ -41,7 +41,8 @@ REASONS = {
     "detached": (
         "no gradient at all (`.grad` stays None after the backward: their output does not "
         "reach the loss through autograd, cut off by a `.detach()`, `torch.no_grad()` or a "
-        "non-differentiable step in `forward`, or left unused)"
+        "non-differentiable step in `forward`, run inside `checkpoint(..., use_reentrant=True)` "
+        "whose inputs need no gradient, or left unused)"
     ),
     "nothing_learns": (
         "no parameter of the model holds a gradient after the backward (every `.grad` is "
@@ -239,4 +240,5 @@ def _unfreeze(kinds: Sequence[str]) -> str:
     if "detached" not in kinds:
         return train
     cut = "remove the `.detach()` or `torch.no_grad()` that cuts their output off from the loss"
+    cut += " (or pass `use_reentrant=False` to `checkpoint`)"
     return cut if set(kinds) == {"detached"} else f"{train}; {cut}"

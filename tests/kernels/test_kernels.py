@@ -629,5 +629,9 @@ def test_kernels_frozen_layers_cut_off_by_a_detach_are_a_problem_naming_it(tmp_p
     (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
     assert found.severity == "problem" and "`.grad` stays None" in found.message
     assert found.message.endswith(
-        "remove the `.detach()` or `torch.no_grad()` that cuts their output off from the loss."
+        "remove the `.detach()` or `torch.no_grad()` that cuts their output off from the loss "
+        "(or pass `use_reentrant=False` to `checkpoint`)."
     )
+    # setups hunt 47: a block under reentrant checkpointing over inputs that need no
+    # gradient gets none, told without naming it
+    assert "`checkpoint(..., use_reentrant=True)` whose inputs need no gradient" in found.message
