@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lightning_cnnviz.core.hand_back import take_back
+
 __all__ = [
     "ASIDE",
     "SEVERITIES",
@@ -36,6 +38,7 @@ __all__ = [
     "findings_of",
     "problems",
     "record_check",
+    "records_of",
     "replace",
     "report",
 ]
@@ -109,11 +112,24 @@ def findings_of(trainer: object) -> list[Finding]:
     ``trainer``: the run's ``Trainer``, or the LightningModule it trained.
     """
     trainer = _run_of(trainer)
+    _take_back(trainer)
     found = getattr(trainer, _ATTR, None)
     if found is None:
         found = []
         setattr(trainer, _ATTR, found)
     return found
+
+
+def records_of(trainer: object) -> dict[str, Any]:
+    """The run's findings and checks, as ``hand_back.hand_back`` passes them on."""
+    return {_ATTR: findings_of(trainer), _CHECKS: checks_of(trainer)}
+
+
+def _take_back(trainer: object) -> None:
+    """Put the records a child process handed back on ``trainer`` (``core.hand_back``)."""
+    records = take_back(trainer)
+    for name, value in (records or {}).items():
+        setattr(trainer, name, value)
 
 
 # Problems that make others follow from them: a finding of another kind told later in the
@@ -255,6 +271,7 @@ class Check:
 def checks_of(trainer: object) -> dict[tuple[str, str], Check]:
     """The run's checks by ``(source, name)``, in the order they were first recorded."""
     trainer = _run_of(trainer)
+    _take_back(trainer)
     found = getattr(trainer, _CHECKS, None)
     if found is None:
         found = {}

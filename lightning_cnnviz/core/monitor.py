@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 import weakref
 from collections import defaultdict
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
+from lightning_cnnviz.core.hand_back import HandBack
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.monitor_events import EventFiring
@@ -149,6 +151,7 @@ class Monitor(
         self._warned: set[str] = set()
         self._initial_state: dict[str, Any] | None = None  # state_dict before the first fit
         self._model: weakref.ref[nn.Module] | None = None  # the model of the last fit
+        self.hand_back_to = HandBack.here()  # where a spawned fit leaves its findings
 
     _RUN_OBJECTS = ("_model", "_trainer", "_trainer_ref", "_sink")  # a fit's, set at setup
 
@@ -159,6 +162,8 @@ class Monitor(
         again); they do not pickle, and a monitor handed to a spawned process (a k-fold or
         tuning loop) after a fit raised "cannot pickle 'weakref.ReferenceType' object".
         """
+        if self.hand_back_to.pid != os.getpid():  # a copy sent on again: findings come here
+            self.hand_back_to = HandBack.here()
         state = self.__dict__.copy()
         for name in self._RUN_OBJECTS:
             if name in state:

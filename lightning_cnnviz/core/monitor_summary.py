@@ -4,7 +4,8 @@
 ``monitor.py`` keeps the schedule and the firing of events. Outside ``fit`` the
 monitors log nothing, said once per stage (``say_fit_only``); at the end of fit each
 records whether it ran (or why not), the run's last monitor prints the summary of
-findings and checks once, and ``teardown`` says where the logs are.
+findings and checks once (and hands them back to a process that spawned the fit,
+``hand_back``), and ``teardown`` says where the logs are.
 The summary ends with the monitors' cost where it is large (``budget.cost_text``).
 It reads the monitor's ``disabled``, ``aside_reason``, ``events``, ``tag_prefix``,
 ``budget`` and ``_sink``.
@@ -24,8 +25,10 @@ from lightning_cnnviz.core.findings import (
     checks_of,
     findings_of,
     record_check,
+    records_of,
     report,
 )
+from lightning_cnnviz.core.hand_back import HandBack, hand_back
 from lightning_cnnviz.core.logs import announce_logs
 from lightning_cnnviz.core.say import say, tell
 from lightning_cnnviz.core.summary import summary_text
@@ -46,6 +49,7 @@ class RunSummary:
     budget: Budget
     _sink: Any
     _warned: set[str]
+    hand_back_to: HandBack
     # warnings that already said why the monitor stays silent (no second one at fit end)
     silence_said: ClassVar[tuple[str, ...]] = ("past_the_run",)
 
@@ -90,6 +94,7 @@ class RunSummary:
         record_check(trainer, type(self).__name__, "", ran=not why, why=why)
         if _monitors(trainer)[-1] is not self:
             return
+        hand_back(trainer, records_of(trainer), self.hand_back_to)
         summary = summary_text(findings_of(trainer), checks_of(trainer).values())
         summary += _cost_line(trainer)
         tell(summary)
@@ -106,6 +111,7 @@ class RunSummary:
         fitting = getattr(trainer.state.fn, "value", trainer.state.fn) == "fit"
         if not fitting or not trainer.is_global_zero or _monitors(trainer)[-1] is not self:
             return
+        hand_back(trainer, records_of(trainer), self.hand_back_to)
         ended = f"the fit ended at step {trainer.global_step} with {type(exception).__name__}; "
         tell(summary_text(findings_of(trainer), ended=ended + "before it, "))
         announce_logs(trainer)

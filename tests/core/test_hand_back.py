@@ -1,0 +1,75 @@
+"""Findings of a fit run in processes Lightning started, read back in the one that started them."""
+
+import os
+import pickle
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz import OverfittingMonitor, findings_of
+from lightning_cnnviz.core.findings import checks_of
+
+
+class Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(4 * 64, 3))  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def _fit(tmp_path, **trainer_args):
+    """A short fit whose val loader reads the training tensors (a `val_is_train` problem)."""
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(96, 1, 8, 8), torch.randint(0, 3, (96,)))
+    monitor = OverfittingMonitor()
+    trainer = L.Trainer(
+        max_epochs=1, callbacks=[monitor], default_root_dir=tmp_path, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        **trainer_args,
+    )  # fmt: skip
+    trainer.fit(Tiny(), DataLoader(data, batch_size=16), DataLoader(data, batch_size=32))
+    return trainer, monitor
+
+
+def test_hand_back_forked_fit_findings_reach_the_launching_process(tmp_path):
+    # setups hunt 47: under ddp_spawn / ddp_notebook the launching process (a notebook's)
+    # read no findings; rank 0 had printed two problems
+    trainer, monitor = _fit(tmp_path, strategy="ddp_fork", devices=2, accelerator="cpu")
+    kinds = [(f.kind, f.severity) for f in findings_of(trainer)]
+    assert ("val_is_train", "problem") in kinds
+    assert checks_of(trainer)[("OverfittingMonitor", "")].ran
+    assert not os.path.exists(monitor.hand_back_to.path)  # read once, then removed
+
+
+def test_hand_back_single_process_fit_writes_nothing(tmp_path):
+    trainer, monitor = _fit(tmp_path)
+    assert monitor.hand_back_to.pid == os.getpid()
+    assert not os.path.exists(monitor.hand_back_to.path)
+    assert "val_is_train" in [f.kind for f in findings_of(trainer)]
+
+
+def test_hand_back_copy_pickled_by_another_process_takes_an_address_there(monkeypatch):
+    monitor = OverfittingMonitor()
+    made = monitor.hand_back_to
+    same = pickle.loads(pickle.dumps(monitor))
+    assert same.hand_back_to == made  # pickled where it was made
+    monkeypatch.setattr(os, "getpid", lambda: made.pid + 1)
+    sent_on = pickle.loads(pickle.dumps(monitor))  # a copy that launches a fit of its own
+    assert sent_on.hand_back_to.pid == made.pid + 1 and sent_on.hand_back_to.path != made.path
