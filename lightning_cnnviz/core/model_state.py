@@ -241,10 +241,11 @@ def weight_param(module: nn.Module) -> Tensor | None:
     A weight that is a property is not read (setups hunt 35: a Bayes-by-backprop conv
     sampling ``mu + sigma * eps`` there drew from torch's stream when asked, and training
     was no longer bit-identical). A parametrized weight is computed on access (its
-    ``.grad`` stays empty); its largest
-    original (``original``, or ``weight_norm``'s direction ``original1``) carries the
-    gradient. So does ``torch.nn.utils.prune``'s ``weight_orig`` (Lightning's
-    ``ModelPruning``): the pruned weight is the original times a mask.
+    ``.grad`` stays empty); its largest original (``original``, or ``weight_norm``'s
+    direction ``original1``) carries the gradient, and where that is frozen, the largest
+    trained parameter of the parametrization (a LoRA adapter's). So does
+    ``torch.nn.utils.prune``'s ``weight_orig`` (Lightning's ``ModelPruning``): the pruned
+    weight is the original times a mask.
 
     Example::
 
@@ -260,8 +261,15 @@ def weight_param(module: nn.Module) -> Tensor | None:
         True
     """
     if parametrize.is_parametrized(module, "weight"):
-        originals = list(module.parametrizations.weight.parameters(recurse=False))  # type: ignore[union-attr]
-        return max(originals, key=Tensor.numel) if originals else None
+        chain = module.parametrizations.weight  # type: ignore[union-attr]
+        originals = list(chain.parameters(recurse=False))
+        original = max(originals, key=Tensor.numel) if originals else None
+        if original is None or original.requires_grad:
+            return original
+        # the original frozen and the parametrization's own parameters trained (a LoRA
+        # adapter, `weight + A @ B`; setups hunt 48: told frozen while the weight moved 65%)
+        trained = [p for p in chain.parameters() if p.requires_grad]
+        return max(trained, key=Tensor.numel) if trained else original
     params = dict(module.named_parameters(recurse=False))  # a ScriptModule's too
     # `weight_v`: the direction of the older `torch.nn.utils.weight_norm`, whose `weight`
     # is recomputed on every forward (no leaf: reading its `.grad` warns)

@@ -72,10 +72,10 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
     map per filter (``"norm"``); Conv3d depth slices side by side, Conv1d a strip
     per filter, dilated kernels at their footprint. Scalars per layer: ``mean_abs``,
     ``relative_change`` (``||W_t - W_prev|| / ||W_prev||`` since the last log, of the
-    weight the optimiser moves: a parametrized one's original) and
-    ``hf_energy`` (spectral energy share above half the Nyquist frequency, mean over
-    filters: noisy, high-frequency kernels are a sign of overfitting). How to read
-    them: ``docs/kernels.md``.
+    weight the optimiser moves: a parametrized one's original, or the computed weight
+    where an adapter learns) and ``hf_energy`` (spectral energy share above half the
+    Nyquist frequency, mean over filters: noisy, high-frequency kernels are a sign of
+    overfitting). How to read them: ``docs/kernels.md``.
 
     Args:
         layers: ``"auto"`` = every Conv1d/2d/3d (plus every Linear with ``linear``).

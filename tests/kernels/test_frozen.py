@@ -125,6 +125,43 @@ def test_frozen_hooks_zeroing_every_conv_are_named_not_a_blocked_operation(tmp_p
     assert "torch.round" not in found.message and "parameter groups" not in found.message
 
 
+class LoRA(nn.Module):
+    """``weight + A @ B``: a low-rank adapter through ``torch.nn.utils.parametrize``."""
+
+    def __init__(self, weight: torch.Tensor, rank: int = 2) -> None:
+        super().__init__()
+        self.shape = weight.shape
+        self.A = nn.Parameter(torch.randn(weight.shape[0], rank))
+        self.B = nn.Parameter(torch.zeros(rank, weight[0].numel()))
+
+    def forward(self, weight):
+        return weight + (self.A @ self.B).view(self.shape)
+
+
+def test_frozen_parametrized_weight_whose_adapter_learns_is_not_frozen(tmp_path):
+    # setups hunt 48: LoRA convs (the original frozen, the adapter trained) logged
+    # `relative_change` 0 and were told frozen while their weights moved 65%
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lightning_cnnviz.core.findings import findings_of
+    from lightning_cnnviz.kernels.callback import KernelMonitor
+    from tests.monitors import TinyCNN, fit, loaders
+
+    torch.manual_seed(0)
+    model = TinyCNN()
+    for conv in (model.conv1, model.conv2):
+        nn.utils.parametrize.register_parametrization(conv, "weight", LoRA(conv.weight))
+        conv.parametrizations.weight.original.requires_grad_(False)
+    data = loaders(n_train=64, n_val=16, batch_size=8)
+    trainer, _, _ = fit(tmp_path, [KernelMonitor(every_n_steps=2)], model=model, data=data,
+                        limit_train_batches=None)  # fmt: skip
+    assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    acc = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents.*")).parent))
+    acc.Reload()
+    changes = [e.value for e in acc.Scalars("kernels/conv2/relative_change")]
+    assert len(changes) >= 3 and min(changes) > 0
+
+
 class Rounded(nn.Module):
     """TinyCNN's features rounded to quarters before the head; ``ste``: gradients pass."""
 
