@@ -78,6 +78,13 @@ def _planned(total_steps: float | None) -> int:
     return int(total_steps) if _known(total_steps) else UNKNOWN_LENGTH
 
 
+def _as_planned(total_steps: float | None, bound: bool) -> float | None:
+    """``total_steps``, or None where it is a bound past ``UNKNOWN_LENGTH`` (``plan``)."""
+    if bound and _known(total_steps) and total_steps > UNKNOWN_LENGTH:  # type: ignore[operator]
+        return None
+    return total_steps
+
+
 def plan(total_steps: float | None, bound: bool = False) -> tuple[int, int]:
     """``(first, steady)`` steps of the automatic schedule for a run of ``total_steps``.
 
@@ -93,8 +100,7 @@ def plan(total_steps: float | None, bound: bool = False) -> tuple[int, int]:
         >>> [plan(n, bound=True) for n in (100, 1_000, 1_000_000)]
         [(3, 5), (10, 50), (10, 500)]
     """
-    if bound and _known(total_steps) and total_steps > UNKNOWN_LENGTH:  # type: ignore[operator]
-        total_steps = None
+    total_steps = _as_planned(total_steps, bound)
     total = _planned(total_steps)
     first = max(1, min(FIRST_STEP_MAX, math.ceil(FIRST_SHARE * total)))
     if not _known(total_steps) or bound:
@@ -142,7 +148,10 @@ class Schedule:
     def fit_to(self, total_steps: float | None, bound: bool = False) -> None:
         """Fit the automatic schedule to a run of ``total_steps`` optimizer steps (``plan``)."""
         self.first, self.steady = plan(total_steps, bound)
-        self.max_factor = max(1, _planned(total_steps) // (MIN_STEADY * self.steady))
+        # a long bound is planned as an unknown length, and stretched as one (setups hunt
+        # 48: `max_time` with `max_epochs=1000` stretched to 5,500 steps, not 1,500)
+        total = _planned(_as_planned(total_steps, bound))
+        self.max_factor = max(1, total // (MIN_STEADY * self.steady))
 
     def stretch(self, event_steps: float, budget: float) -> None:
         """Space the steady events so that each event's cost stays within ``budget``.

@@ -116,3 +116,10 @@ def test_schedule_a_time_limit_plans_an_early_first_event(max_time, steps, first
     assert len(stopped) >= (4 if max_time else 2), stopped
     if max_time and steps > 10_000:  # past the unknown length's plan: that plan
         assert (schedule.first, schedule.steady) == plan(None)
+        # ...and the budget stretches it as far as an unknown length's, no further
+        # (setups hunt 48: to 5,500 steps against 1,500)
+        unknown = Schedule()
+        unknown.fit_to(None)
+        for plans in (schedule, unknown):
+            plans.stretch(event_steps=1e6, budget=0.01)
+        assert schedule.interval == unknown.interval == 3 * plan(None)[1]
