@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_cnnviz.core.real_values import real_values
+
 __all__ = [
     "CHANNEL_KEYS",
     "MAX_KEYS",
@@ -95,8 +97,7 @@ def batch_parts(
         nonnegative: ``x`` is known to be ``>= 0`` wherever finite (the output of a
             ReLU or ReLU6), so no minimum is taken on the fast path.
     """
-    x = x.detach()
-    x = x.float() if x.dtype != torch.float32 else x
+    x = real_values(x.detach())  # complex outputs as magnitudes (setups hunt 48)
     if x.dim() < 2:
         x = x.unsqueeze(0)
     dim = channel_dim % x.dim()

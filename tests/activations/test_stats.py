@@ -129,6 +129,19 @@ def test_stats_finite_fast_path_matches_the_exact_masks(mode, eps, signed, monke
         assert fast["active"][2] == 0 and fast["active"].max() > 0
 
 
+def test_stats_complex_outputs_are_read_as_magnitudes():
+    # setups hunt 48: a Tanh fed complex values logged the real part's mean (0.02 where
+    # the magnitudes' is 0.79), with torch's cast warning from the package
+    z = torch.randn(4, 3, 5, dtype=torch.cfloat, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read = fold(batch_parts(z, mode="magnitude"))
+    expected = fold(batch_parts(z.abs(), mode="magnitude"))
+    for key in expected:
+        torch.testing.assert_close(read[key], expected[key], msg=key)
+    assert float(read["sum"].sum()) == pytest.approx(float(z.abs().sum()), rel=1e-5)
+
+
 def test_stats_fold_adds_many_batches_like_one():
     batches = [torch.randn(5, 3, 7, generator=torch.Generator().manual_seed(i)) for i in range(4)]
     batches[2] = batches[2].relu()
