@@ -232,6 +232,11 @@ def layer_cams(
                 "it on",
                 other_layer=False,
             )
+        if acts.is_complex():  # setups hunt 48: "clamp is not supported for complex types"
+            raise NoMapError(
+                f"the layer's output is complex ({acts.dtype}): Grad-CAM weighs real maps by "
+                "their gradients, and a complex map has no sign to keep"
+            )
         if acts.dim() != x.dim():
             raise NoMapError(
                 f"Grad-CAM needs a layer whose output is {x.dim()}-D like the input "

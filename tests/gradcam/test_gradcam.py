@@ -525,3 +525,27 @@ def test_gradcam_auto_layer_says_a_no_grad_backbone_is_cut_off_from_the_scores()
     calls, shape = trace_calls(model, layers, torch.randn(1, 1, 8, 8), "logits")
     name, note = block_output(calls, layers, shape[1])
     assert name is None and note.startswith("the model's maps (`enc.2`, `enc`) do not reach")
+
+
+class ComplexMaps(nn.Module):
+    """A real conv stem, then a complex conv whose magnitudes feed the head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.inner = nn.Conv2d(4, 4, 3, padding=1, dtype=torch.cfloat)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        z = self.inner(self.stem(x).relu().to(torch.cfloat))
+        return self.head(z.abs().mean((2, 3)))
+
+
+def test_gradcam_complex_maps_are_no_map_with_the_reason():
+    # setups hunt 48: "clamp is not supported for complex types", an internal error (and
+    # with `strict=True` the fit aborted)
+    net, x = ComplexMaps(), torch.randn(2, 1, 8, 8)
+    with pytest.raises(core_cam.NoMapError, match=r"output is complex \(torch.complex64\)"):
+        core_cam.layer_cams(net, net.inner, x)
+    cams, _ = core_cam.layer_cams(net, net.stem, x)  # the real layer before it gives maps
+    assert cams["gradcam"].shape == (2, 8, 8) and cams["gradcam"].dtype == torch.float32
