@@ -221,6 +221,7 @@ class Detector:
             return ev.val_accuracy > best.val_accuracy  # type: ignore[operator]
         if kind == "not_learning":  # off chance, or learning seen elsewhere: not this
             learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
+            learns = learns or chance_levels.scores_elsewhere(ev)  # another loss, learnt
             off = (
                 chance_levels.stuck(ev) is False
                 and not levels.barely(ev)

@@ -83,6 +83,7 @@ class Evaluation:
     bn_only: float | None = None
     eval_only: float | None = None
     classes: float | None = None
+    label_classes: float | None = None  # the val probe's largest label + 1
     probe_size: float | None = None
     bn_size: float | None = None
     bn_screen: float | None = None

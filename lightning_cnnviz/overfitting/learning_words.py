@@ -111,6 +111,15 @@ def headline(v: Verdict) -> str:
             f"{num(now.probe_acc_train, True)}): the model learns; what it learns does "
             "not carry over to validation images."
         )
+    if gone and chance_levels.scores_elsewhere(now):
+        return (
+            f"Outputs at chance on the labels since {when(since)}, but they score something "
+            f"else: {num(now.classes)} wide against labels 0-{num(now.label_classes - 1)}, and "
+            f"the loss `training_step` returns is {num(now.returned_loss)} (first "
+            f"{num(now.first_loss)}) while their cross-entropy over the labels is "
+            f"{num(now.probe_loss_val)}: the run trains a loss that does not use these labels "
+            "(a contrastive or metric objective), which the checks on labels cannot judge."
+        )
     if gone and f.get("climbing"):
         return (
             f"Learning under way at epoch {now.epoch}: the training loss "

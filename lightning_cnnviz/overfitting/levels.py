@@ -157,6 +157,8 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     rate is still rising (``warming_up``), unless that warm-up outlasts the run
     (``warmup_outlasts``).
     """
+    if history and scores_elsewhere(history[-1]):
+        return None  # the outputs score another loss's target now, not the labels
     evs, streak = _trailing(history, stuck)
     slow = streak < patience  # not at chance: maybe barely moved from it (``barely``)
     if slow:

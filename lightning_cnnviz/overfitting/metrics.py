@@ -203,7 +203,8 @@ def figures(
     For each probe pass ``split`` (``"val"``, ``"train"``; ``"bn"`` is the val probe with
     batch statistics) it adds ``ece_{split}``, ``conf_{split}`` (mean top softmax
     probability), ``probe_acc_{split}`` and ``probe_loss_{split}`` (cross-entropy), plus
-    ``classes`` (the logits' width) and, with both val passes, ``bn_only`` / ``eval_only``
+    ``classes`` (the logits' width), ``label_classes`` (the val probe's largest label
+    + 1) and, with both val passes, ``bn_only`` / ``eval_only``
     (shares of the val probe right in one of them only), and the val probe's loss
     candidates (``loss_reads.candidates``); per class only up to ``PER_CLASS_MAX`` classes.
     Outputs that are probabilities (a model that ends in a softmax) are read as their
@@ -216,9 +217,9 @@ def figures(
         >>> logits = {"val": torch.tensor([[2.0, 0.0], [0.0, 1.0]]), "train": None}
         >>> host, per_class, confusion = figures({"val_loss": torch.tensor(0.5)}, logits,
         ...                                      {"val": torch.tensor([0, 0]), "train": None})
-        >>> sorted(host)[:5]
-        ['classes', 'conf_val', 'ece_val', 'probe_acc_val', 'probe_ce_probs_val']
-        >>> sorted(host)[5:]  # doctest: +NORMALIZE_WHITESPACE
+        >>> sorted(host)[:6]
+        ['classes', 'conf_val', 'ece_val', 'label_classes', 'probe_acc_val', 'probe_ce_probs_val']
+        >>> sorted(host)[6:]  # doctest: +NORMALIZE_WHITESPACE
         ['probe_loss_se_val', 'probe_loss_val', 'probe_nll_raw_val', 'probe_outside_val',
          'probe_simplex_val', 'val_loss']
         >>> per_class, confusion
@@ -243,6 +244,7 @@ def figures(
         values.update(discordant_shares(val, logits["bn"], val_labels))  # type: ignore[arg-type]
     if val is not None and val_labels is not None:
         values["classes"] = torch.tensor(float(val.shape[1]), device=device)
+        values["label_classes"] = torch.tensor(float(int(val_labels.max()) + 1), device=device)
         values["probe_outside_val"] = outside_share(val, val_labels)
     # the trailing zero keeps the stack non-empty when nothing was logged
     parts = [

@@ -197,3 +197,33 @@ def test_monitor_rules_embedding_outputs_are_not_judged_as_class_scores(tmp_path
     assert not check.ran and "the model's 32 outputs do not score its labels' classes" in check.why
     (summary,) = texts(events(tmp_path / "tb"), "cnnviz/summary")
     assert "OverfittingMonitor/not learning (the model's 32 outputs" in summary
+
+
+def test_monitor_rules_a_contrastive_loss_falling_on_wide_outputs_withdraws_not_learning():
+    # setups hunt 48: NT-Xent on a 32-wide projection, labels 0-9 in the batches unused:
+    # its largest outputs fell on label indices by chance (23% past them), and the loss,
+    # 4.14 -> 3.50, sits near ln 32, so "not learning" stood as a problem
+    from lightning_cnnviz.overfitting.detector import Detector
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+    from lightning_cnnviz.overfitting.learning_words import headline
+
+    def ev(step, returned, classes=32.0):
+        return Evaluation(step, step // 16, classes=classes, label_classes=10.0, probe_size=128.0,
+                          probe_acc_val=0.0, probe_loss_val=3.47, probe_outside_val=0.2,
+                          returned_loss=returned, first_loss=4.14, run_share=step / 48)  # fmt: skip
+
+    detector = Detector()
+    changes = [c for step, loss in ((16, 4.12), (32, 3.84), (48, 3.50))
+               for c in detector.update(ev(step, loss))]  # fmt: skip
+    assert [(c.change, c.verdict.kind, c.verdict.severity) for c in changes] == [
+        ("new", "not_learning", "problem"),
+        ("gone", "not_learning", "note"),
+    ]
+    text = headline(changes[1].verdict)
+    assert "they score something else: 32 wide against labels 0-9" in text
+    assert "the loss `training_step` returns is 3.5 (first 4.14)" in text
+    # outputs as wide as the labels' classes, the same loss: still not learning
+    narrow = Detector()
+    for step, loss in ((16, 4.12), (32, 3.84), (48, 3.50)):
+        narrow.update(ev(step, loss, classes=10.0))
+    assert narrow.reported["not_learning"].severity == "problem"
