@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -243,8 +244,12 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
                         values[self.tag(name, "hf_energy")] = hf
                 previous, learnt = self._previous.get(name), learnt_of(module, weight)
                 if learnt is None:
-                    why = f"leaves out `{name}`'s relative_change: its weight is computed anew "
-                    why += "at each access (a property, as a Bayesian layer's sample), not a "
+                    how = (
+                        "computed anew at each access (a property, as a Bayesian layer's sample)"
+                        if isinstance(inspect.getattr_static(module, "weight", None), property)
+                        else "a tensor computed from others (set in `forward`)"
+                    )
+                    why = f"leaves out `{name}`'s relative_change: its weight is {how}, not a "
                     self.warn_once(f"sampled/{name}", why + "parameter it can follow")
                 elif previous is not None and previous.shape == learnt.shape:
                     previous = previous.to(learnt.device)

@@ -146,4 +146,21 @@ def test_kernels_change_of_a_weight_computed_on_access_is_left_out_saying_so(tmp
     assert "kernels/conv1/relative_change" not in written.Tags()["scalars"]
     assert [e.value for e in written.Scalars("kernels/conv2/relative_change")] == [0.0]
     assert len(said) == 2 and "leaves out `conv1`'s relative_change" in said[0]
+    assert "computed anew at each access (a property" in said[0]
     assert "kernels/conv1" in image_tags(written)  # its samples are still drawn
+
+
+def test_kernels_change_of_a_weight_set_in_forward_is_left_out_saying_what_it_is(tmp_path):
+    # setups hunt 48: a weight assigned as a plain tensor (in `forward`) was told "a
+    # property, as a Bayesian layer's sample"
+    model = EdgeNet()
+    base = model.conv1._parameters.pop("weight")
+    model.conv1.base = base
+    model.conv1.weight = base * 1.0  # a tensor computed from a parameter, not a leaf
+    trainer, monitor = setup_monitor(tmp_path, model)
+    said = []
+    monitor.warn_once = lambda key, text: said.append(text)
+    monitor.log_event(trainer, model)
+    assert len(said) == 1 and "leaves out `conv1`'s relative_change" in said[0]
+    assert "a tensor computed from others (set in `forward`)" in said[0]
+    assert "property" not in said[0]
