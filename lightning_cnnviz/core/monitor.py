@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import weakref
 from collections import defaultdict
 from typing import Any, ClassVar
@@ -152,23 +151,6 @@ class Monitor(
         self._initial_state: dict[str, Any] | None = None  # state_dict before the first fit
         self._model: weakref.ref[nn.Module] | None = None  # the model of the last fit
         self.hand_back_to = HandBack.here()  # where a spawned fit leaves its findings
-
-    _RUN_OBJECTS = ("_model", "_trainer", "_trainer_ref", "_sink")  # a fit's, set at setup
-
-    def __getstate__(self) -> dict[str, Any]:
-        """What pickling keeps: the configuration and the state, not the last fit's objects.
-
-        The trainer, the model's weak reference and the sink are the fit's (setup sets them
-        again); they do not pickle, and a monitor handed to a spawned process (a k-fold or
-        tuning loop) after a fit raised "cannot pickle 'weakref.ReferenceType' object".
-        """
-        if self.hand_back_to.pid != os.getpid():  # a copy sent on again: findings come here
-            self.hand_back_to = HandBack.here()
-        state = self.__dict__.copy()
-        for name in self._RUN_OBJECTS:
-            if name in state:
-                state[name] = None
-        return state
 
     @property
     def every_n_steps(self) -> int | None:

@@ -1,9 +1,10 @@
-"""What a monitor keeps in a checkpoint, and a fresh start when it meets another model.
+"""What a monitor keeps in a checkpoint and a pickle, and a fresh start with another model.
 
 ``Checkpointed`` is mixed into ``Monitor`` (Lightning calls ``state_dict`` /
 ``load_state_dict`` on callbacks and files what they return under ``state_key``): the
 schedule, the probe indices, the seed, the monitor's own ``extra_state`` and its
-findings, so a resumed run continues the same schedule and keeps what it reported.
+findings, so a resumed run continues the same schedule and keeps what it reported. A
+pickle (a spawned fit's) keeps the configuration and the state, not the last fit's objects.
 
 Example::
 
@@ -16,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -26,6 +28,7 @@ from torch import nn
 from typing_extensions import override
 
 from lightning_cnnviz.core.findings import Finding, findings_of
+from lightning_cnnviz.core.hand_back import HandBack
 from lightning_cnnviz.core.schedule import Schedule
 from lightning_cnnviz.core.selection import LayerSpec
 
@@ -46,6 +49,24 @@ class Checkpointed:
     _model: weakref.ref[nn.Module] | None
     tag_prefix: str
     layers: LayerSpec
+    hand_back_to: HandBack
+
+    _RUN_OBJECTS = ("_model", "_trainer", "_trainer_ref", "_sink")  # a fit's, set at setup
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickling keeps: the configuration and the state, not the last fit's objects.
+
+        The trainer, the model's weak reference and the sink are the fit's (setup sets them
+        again); they do not pickle, and a monitor handed to a spawned process (a k-fold or
+        tuning loop) after a fit raised "cannot pickle 'weakref.ReferenceType' object".
+        """
+        if self.hand_back_to.pid != os.getpid():  # a copy sent on again: findings come here
+            self.hand_back_to = HandBack.here()
+        state = self.__dict__.copy()
+        for name in self._RUN_OBJECTS:
+            if name in state:
+                state[name] = None
+        return state
 
     @property
     @override
