@@ -30,14 +30,11 @@ from lightning_cnnviz.overfitting import (
     chance_levels,
     gap,
     imbalance,
-    levels,
-    loss_climb,
-    loss_reads,
-    lr_decay,
     split_inputs,
     val_source,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.gone import went_away
 from lightning_cnnviz.overfitting.precedence import standing, verdicts
 from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
 from lightning_cnnviz.overfitting.words import finite
@@ -210,39 +207,8 @@ class Detector:
         return Change("gone", Verdict(kind, old.since, ev, old.best, figures, severity="note"))
 
     def _gone(self, kind: str, old: Verdict, ev: Evaluation) -> bool:
-        """Whether a reported failure went away (not only paused for one evaluation)."""
-        best = old.best
-        if kind == "overfitting" and best is not None and ev.val_loss is not None:
-            # a new low, or back within the tolerance of the best once the rule no longer
-            # confirms a rise: a bump (the run ends at +3% after a +39% bump otherwise
-            # keeps "overfitting" as a problem)
-            return ev.val_loss <= best.val_loss * (1 + self.tolerance)  # type: ignore[operator]
-        if kind == "memorisation" and best is not None and ev.val_accuracy is not None:
-            return ev.val_accuracy > best.val_accuracy  # type: ignore[operator]
-        if kind == "not_learning":  # off chance, or learning seen elsewhere: not this
-            learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
-            learns = learns or chance_levels.scores_elsewhere(ev)  # another loss, learnt
-            off = (
-                chance_levels.stuck(ev) is False
-                and not levels.barely(ev)
-                and not levels.climbing(ev)
-            )
-            return off or learns
-        if kind == "bn_mismatch":
-            return bn_levels.parted(ev) is False
-        if kind == "class_imbalance":  # every class of the probe predicted again
-            return ev.ignored is not None and not ev.ignored
-        if kind == "generalisation_gap":
-            return gap.gapped(ev, slack=gap.GAP_SLACK) is False
-        if kind == "loss_mismatch":
-            return loss_reads.misfed(ev) is False
-        if kind == "val_metrics_differ":
-            return val_source.differs(ev) is False
-        if kind in ("weight_decay_too_strong", "unstable_training"):
-            return loss_climb.recovered(old, ev)
-        if kind == "lr_decayed_early":  # the rate raised again
-            return not lr_decay.cut(ev, lr_decay.STOPPED)
-        return False
+        """Whether a reported failure went away (``gone.went_away``)."""
+        return went_away(kind, old, ev, self.tolerance)
 
     def checks_ran(self) -> dict[str, bool]:
         """For each check of ``CHECKS``, whether some evaluation gave it what it needs."""
