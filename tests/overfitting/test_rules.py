@@ -216,6 +216,18 @@ def test_rules_memorisation_needs_train_accuracy_climbing():
     assert first(memorisation.memorisation, run(val_acc=val_acc, train_acc=train_acc)) is None
 
 
+def test_rules_memorisation_quiet_where_train_accuracy_stopped_climbing_after_the_first():
+    # hunt 49: weight decay 0.1 under SGD held the model at 85% (98% without it); the peak
+    # at the first validation, whose train accuracy was the first epoch's mean (75%), and
+    # train accuracy down since: told as memorisation with train and val both at 85%
+    columns = dict(val_acc=[0.889, 0.859, 0.85], val_loss=[0.386, 0.509, 0.498])
+    held = run(**columns, train_acc=[0.745, 0.864, 0.853])
+    assert first(memorisation.memorisation, held) is None
+    # ...still climbing at the latest validation: told
+    climbing = run(**columns, train_acc=[0.745, 0.864, 0.88])
+    assert first(memorisation.memorisation, climbing).best.epoch == 0
+
+
 def test_rules_memorisation_quiet_on_a_first_validation_peak_while_val_loss_falls():
     # held out (hunt 18): 99.0% at the first validation, then 96.3% and 95.8% while the
     # train accuracy's epoch mean climbed 84% -> 99% and the val loss fell 0.42 -> 0.17
