@@ -11,6 +11,7 @@ from typing_extensions import override
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
 from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.divergence_remedies import half_first
+from lightning_cnnviz.activations.divergence_words import no_loss_text
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.frozen_norms import frozen_norms
 from lightning_cnnviz.activations.init_weights import init_reads, weight_norms
@@ -30,7 +31,7 @@ from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe_pass import follows_step
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import named_layers, of_type, unwrap_model
-from lightning_cnnviz.core.settings import read_settings
+from lightning_cnnviz.core.settings import Settings, read_settings
 from lightning_cnnviz.core.voice import listed
 
 
@@ -179,11 +180,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 self.warn_once("nonfinite", f"non-finite activations in `{site}` ({step=})")
         model = unwrap_model(pl_module)
         leftover, self._leftover = self._leftover, None
-        settings = read_settings(
-            trainer.optimizers, model, trainer.gradient_clip_val,
-            schedulers=[c.scheduler for c in trainer.lr_scheduler_configs],
-            clip_algorithm=trainer.gradient_clip_algorithm,
-        )  # fmt: skip
+        settings = _settings(trainer, model)
         scores = class_scores(self._rec.logits, self.probe(trainer).labels)
         verdicts = self.diagnosis.review(
             step, epoch, figures, self._rec.sites, profile,
@@ -244,22 +241,11 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             verdicts = self.diagnosis.conclude(
                 lambda: nonfinite_parameters(list(model.named_parameters())),
                 trainer.global_step, self._batch_at[1],
+                lr=_settings(trainer, model).lr, lr_peak=self.take_peak_rate(),
             )  # fmt: skip
             self._tell(trainer, verdicts, self.diagnosis.last_step, self.diagnosis.last_epoch)
             if self.events and self.fit_batches and not self.diagnosis.loss.series:
-                n = len(trainer.optimizers)
-                backward = (
-                    f"the run has {n} optimizers (one backward's loss stands in for a single one)"
-                    if n != 1
-                    else "the loss its backward saw is not one value (a loss per item, "
-                    "`manual_backward(loss, gradient=...)`)"
-                    if self._backward_seen
-                    else "no `manual_backward` ran (its loss stands in for a returned one)"
-                )
-                why = (
-                    f"needs the training loss: `training_step` returned none, and {backward}; "
-                    "return the loss, e.g. `{'loss': loss.detach()}`"
-                )
+                why = no_loss_text(len(trainer.optimizers), self._backward_seen)
                 record_check(trainer, type(self).__name__, "divergence", False, why)
                 self.warn_once("no_loss", f"the divergence check did not run: it {why}.")
         super().on_fit_end(trainer, pl_module)
@@ -297,3 +283,12 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.diagnosis.load_state_dict(state)
         self._findings = {f.kind: f for f in self._own_findings()}  # the last of each kind
+
+
+def _settings(trainer: Trainer, model: nn.Module) -> Settings:
+    """What the run is set to now (``core.settings``)."""
+    return read_settings(
+        trainer.optimizers, model, trainer.gradient_clip_val,
+        schedulers=[c.scheduler for c in trainer.lr_scheduler_configs],
+        clip_algorithm=trainer.gradient_clip_algorithm,
+    )  # fmt: skip

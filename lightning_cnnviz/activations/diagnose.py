@@ -194,12 +194,8 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         if chance is not None and self.classes is None:  # K, for every rule of this log on
             self.classes = chance[0]
         self.logs = [*self.logs[-3:], step]  # a spike is seen up to two logs on
-        self.rates = _first_and_now(self.rates, lr)
+        self._note_rates(step, lr, lr_peak)
         self.lr_start = lr_start if lr_start is not None else self.lr_start
-        if lr is not None:  # a divergence is confirmed up to two logs after its spike
-            self.log_rates = [*self.log_rates[-5:], (step, lr)]
-            if lr_peak is not None and lr_peak[1] > lr:  # raised between the logs
-                self.peak_rates = [*self.peak_rates[-5:], lr_peak]
         if probe_acc is not None:
             self.log_accs = [*self.log_accs[-5:], (step, probe_acc)]
             self.peak_acc = max(self.peak_acc or 0.0, probe_acc)
@@ -259,11 +255,21 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
             consequence=self.cut is not None,
         )  # fmt: skip
 
+    def _note_rates(self, step: int, lr: float | None, lr_peak: tuple[int, float] | None) -> None:
+        """Keep the rate at this log (and the highest of a step since the last, if higher)."""
+        self.rates = _first_and_now(self.rates, lr)
+        if lr is not None:  # a divergence is confirmed up to two logs after its spike
+            self.log_rates = [*self.log_rates[-5:], (step, lr)]
+            if lr_peak is not None and lr_peak[1] > lr:  # raised between the logs
+                self.peak_rates = [*self.peak_rates[-5:], lr_peak]
+
     def conclude(
         self,
         bad_parameters: Callable[[], list[str]] = list,
         step: int | None = None,
         epoch: int = 0,
+        lr: float | None = None,
+        lr_peak: tuple[int, float] | None = None,
     ) -> list[Verdict]:
         """At the end of fit (``step``, ``epoch``): what the steps since the last log show.
 
@@ -274,11 +280,13 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         Then the alerts held at the last log, judged as they stood there: no later log
         will confirm or clear them (a run whose last log is its first alert, or a spike
         still unconfirmed): the units were silent at the last log, which is all the run
-        has to say.
+        has to say. ``lr`` / ``lr_peak``: the rate now and the highest since, as at a log
+        (hunt 49: raised 100x, then EarlyStopping: told as "one batch or one operation").
         """
         series = self.loss.read()
         out: list[Verdict] = []
         if self.diverged is None and step is not None and step > self.last_step:
+            self._note_rates(step, lr, lr_peak)
             out = self._divergence(step, epoch, series, {}, [], [], bad_parameters, {})
             if out:
                 self.last_step, self.last_epoch = step, epoch

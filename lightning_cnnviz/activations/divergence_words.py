@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from lightning_cnnviz.activations.divergence import EVERY_PARAMETER
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
 
-__all__ = ["divergence_text", "part_of_text"]
+__all__ = ["divergence_text", "no_loss_text", "part_of_text"]
 
 
 def divergence_text(
@@ -104,4 +104,26 @@ def part_of_text(kind: str, since: int, spike: int, rise: int, step: int, epoch:
         f"(epoch {epoch}): they went silent on its way (the loss spiked at step {spike}"
         f"{rising}), with the too-large updates, not on their own. A note now: what to try "
         "is the divergence's."
+    )
+
+
+def no_loss_text(optimizers: int, backward_seen: bool) -> str:
+    """Why the divergence check had no training loss to read, and what to do.
+
+    Example::
+
+        >>> no_loss_text(2, False)[:52]
+        'needs the training loss: `training_step` returned no'
+    """
+    backward = (
+        f"the run has {optimizers} optimizers (one backward's loss stands in for a single one)"
+        if optimizers != 1
+        else "the loss its backward saw is not one value (a loss per item, "
+        "`manual_backward(loss, gradient=...)`)"
+        if backward_seen
+        else "no `manual_backward` ran (its loss stands in for a returned one)"
+    )
+    return (
+        f"needs the training loss: `training_step` returned none, and {backward}; "
+        "return the loss, e.g. `{'loss': loss.detach()}`"
     )

@@ -1062,6 +1062,25 @@ def test_divergence_after_the_last_log_is_told_at_the_end_of_fit():
     assert quiet.conclude(list, 600, 13) == []  # finite to the end: nothing to tell
 
 
+def test_divergence_after_the_last_log_at_a_raised_rate_names_the_rate_at_the_end():
+    # hunt 49: the rate raised 100x at step 210, the loss blown up at 211, EarlyStopping
+    # before the next log: told at the end of fit as "one batch or one operation"
+    def run(lr_now):
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+        for s, value in healthy_losses(200):
+            diagnosis.loss.add(s - 1, torch.tensor(value))
+        assert diagnosis.review(200, 3, {}, {}, [], list, lr=0.01) == []
+        for s in range(200, 250):
+            diagnosis.loss.add(s, torch.tensor(0.1 if s < 211 else 40.0 + s))
+        (verdict,) = diagnosis.conclude(list, 250, 4, lr=lr_now)
+        return verdict.message
+
+    told = run(1.0)
+    assert "The learning rate jumped from 0.01 (step 200) to 1 (step 250)" in told
+    assert "one batch or one operation" not in told
+    assert "one batch or one operation" in run(0.01)  # an unchanged rate: a batch's
+
+
 def test_divergence_from_a_first_loss_far_above_chance_names_the_starting_scale():
     # held out: a 10-conv ReLU net at He init x1.6 started at 138 (60x ln 10), NaN at step 3
     losses = [(0, 138.1), (1, 5.1e4), (2, 3.0e9), (3, math.nan), (4, math.nan)]
