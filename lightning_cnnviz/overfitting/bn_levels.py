@@ -140,12 +140,12 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     and 9 at step 30, and was level at step 45. So does a mismatch whose eval mode has
     never left chance (``_eval_never_learnt``): the running statistics have not caught up
     with the run's first, fastest moves yet, unless they still hold much of their initial
-    values (``init_held``): a small momentum (or none), whose lag lasts (torchvision's MobileNetV3,
-    momentum 0.01: eval mode at chance at steps 47, 94 and 141 while batch statistics
-    read 46-78%; running statistics recomputed on training data gave 76%). Running
-    statistics holding NaN/Inf (``bn_nonfinite``) are told at once (hunt 36: NaN written
-    into a ``running_var``, val NaN from the next validation, told as a mismatch two
-    validations on, the NaN never named).
+    values (``init_held``) or their momentum is small (``_lags_long``), whose lag lasts
+    (torchvision's MobileNetV3, momentum 0.01: eval mode at chance at steps 47, 94 and
+    141 while batch statistics read 46-78%; running statistics recomputed on training
+    data gave 76%). Running statistics holding NaN/Inf (``bn_nonfinite``) are told at
+    once (hunt 36: NaN written into a ``running_var``, val NaN from the next validation,
+    told as a mismatch two validations on, the NaN never named).
     """
     if history and history[-1].bn_nonfinite:  # no waiting: eval mode reads NaN from now on
         since = next(e for e in history if e.bn_nonfinite)
@@ -154,7 +154,7 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     evs, streak = _trailing(history, parted)
     if streak >= patience and evs[-1].bn_gap_acc < CLOSING * evs[-2].bn_gap_acc:  # type: ignore[operator]
         return None  # closing fast: the running statistics catching up; one more evaluation
-    if streak == patience and _eval_never_learnt(history) and not init_held(evs[-1]):
+    if streak == patience and _eval_never_learnt(history) and not _lags_long(evs[-1]):
         return None
     if streak < patience:
         streak = _recurs(evs)
@@ -182,6 +182,26 @@ def init_held(e: Evaluation) -> bool:
     """
     m = e.bn_momentum
     return m is not None and 0 <= m < 1 and (1 - m) ** e.step >= INIT_HELD  # 0: never updated
+
+
+SMALL_MOMENTUM = 0.01
+"""A BatchNorm momentum this small (TF and Keras ports, MobileNetV3) averages over hundreds
+of steps: a lag of the running statistics lasts as long, and waiting does not see it close."""
+
+
+def _lags_long(e: Evaluation) -> bool:
+    """Whether the running statistics' lag is the momentum's, which waiting will not close.
+
+    ``init_held``, or a momentum of at most ``SMALL_MOMENTUM`` (hunt 49: MobileNetV3, eval
+    mode at chance at steps 125, 250, 375, batch statistics at 90%, told at 375).
+
+    Example::
+
+        >>> _lags_long(Evaluation(250, 1, bn_momentum=0.01)), _lags_long(Evaluation(250, 1))
+        (True, False)
+    """
+    m = e.bn_momentum
+    return init_held(e) or (m is not None and 0 < m <= SMALL_MOMENTUM)
 
 
 def _eval_never_learnt(history: Sequence[Evaluation]) -> bool:

@@ -471,6 +471,13 @@ def test_rules_bn_mismatch_waits_while_eval_mode_never_left_chance():
     assert first(bn_levels.bn_mismatch, probe_run(usual)) is None
     frozen = [dict(row, bn_momentum=0.0) for row in young]  # never updated: held for good
     assert first(bn_levels.bn_mismatch, probe_run(frozen)).detected.epoch == 1
+    # nor for a momentum of 0.01 later on, which averages over hundreds of steps (hunt 49:
+    # MobileNetV3 validated every 125 steps, at chance in eval mode at 125, 250, 375; told
+    # at 375)
+    late = [replace(e, step=125 * (i + 1)) for i, e in enumerate(probe_run(lagging))]
+    assert not bn_levels.init_held(late[1])
+    assert first(bn_levels.bn_mismatch, late).detected.step == 250
+    assert first(bn_levels.bn_mismatch, [replace(e, bn_momentum=0.1) for e in late]) is None
 
 
 def test_rules_bn_mismatch_quiet_within_probe_noise():
