@@ -170,6 +170,21 @@ def _lr_decayed_early(v: Verdict) -> str:
     )
 
 
+def _decay_words(f: dict) -> str:
+    """What the decay does to each weight a step: decoupled, or an adaptive optimiser's L2."""
+    if f.get("decay_per_step") is None:
+        return (
+            f"`weight_decay={f['weight_decay']:g}` in an adaptive optimiser (Adam, RMSprop) "
+            "is L2 added to the gradient, and once it outweighs the gradient the optimiser's "
+            f"scaling turns it into steps of about the learning rate ({f['lr']:.3g}) pulling "
+            "every weight to 0"
+        )
+    return (
+        f"{f['weight_decay']:.3g} at learning rate {f['lr']:.3g} takes "
+        f"{100 * f['decay_per_step']:.1f}% off every weight each step"
+    )
+
+
 def _weight_decay_too_strong(v: Verdict) -> str:
     """The training loss climbing back under strong weight decay."""
     f, since = v.figures, v.since
@@ -177,18 +192,16 @@ def _weight_decay_too_strong(v: Verdict) -> str:
         return _loss_back(v)
     if f.get("held_back"):
         return (
-            f"Weight decay too strong: {f['weight_decay']:.3g} at learning rate {f['lr']:.3g} "
-            f"takes {100 * f['decay_per_step']:.1f}% off every weight each step, and the "
-            f"training loss has stayed at {num(f['train_loss'])} since {when(since)} "
+            f"Weight decay too strong: {_decay_words(f)}, and the training loss has stayed "
+            f"at {num(f['train_loss'])} since {when(since)} "
             f"({num(f['train_loss'] / f['chance_loss'], True)} of its chance level "
             f"ln K = {num(f['chance_loss'])}): the decay holds the weights near zero and the "
             f"model cannot fit the training data (train accuracy "
             f"{num(f['train_acc'], True)}, val accuracy {num(f['val_acc'], True)})."
         )
     return (
-        f"Weight decay too strong: {f['weight_decay']:.3g} at learning rate {f['lr']:.3g} "
-        f"takes {100 * f['decay_per_step']:.1f}% off every weight each step, and the "
-        f"training loss has climbed back {num(f['rise'], True)} since {when(since)} "
+        f"Weight decay too strong: {_decay_words(f)}, and the training loss has climbed "
+        f"back {num(f['rise'], True)} since {when(since)} "
         f"({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
         f"{num(f['train_loss'])}) at that rate: the decay undoes what the gradients "
         f"build (val accuracy {num(f['val_acc'], True)})."

@@ -608,6 +608,29 @@ def test_detector_weight_decay_too_strong_when_the_train_loss_is_held_far_up():
     assert run(50.0, (2.1, 0.9, 0.5, 0.45)) == []  # fitting under it: a BatchNorm net
 
 
+def test_detector_weight_decay_too_strong_as_an_adaptive_optimisers_l2():
+    # hunt 49: Adam(weight_decay=1.0) held a GroupNorm CNN at 27% val (84% without it),
+    # train loss 2.18, 2.10, 2.11 at three validations: "no problems found"
+    from lightning_cnnviz.overfitting.remedies import remedies
+
+    def run(wd, losses=(2.18, 2.10, 2.106)):
+        detector, said = Detector(), []
+        for e, train in enumerate(losses):
+            ev = Evaluation(step=125 * (e + 1), epoch=e, train_loss=train, train_acc=0.24,
+                            val_acc=0.27, lr=1e-3, weight_decay=wd, classes=10.0)  # fmt: skip
+            said += [(e, c.change, c.verdict) for c in detector.update(ev)]
+        return said
+
+    ((e, change, verdict),) = run(1.0)
+    assert (e, change, verdict.kind) == (2, "new", "weight_decay_too_strong")
+    assert headline(verdict).startswith(
+        "Weight decay too strong: `weight_decay=1` in an adaptive optimiser (Adam, RMSprop) "
+        "is L2 added to the gradient"
+    )
+    assert remedies(verdict)[0].startswith("**Lower the weight decay, or use AdamW**")
+    assert run(1e-4) == []  # a usual L2
+
+
 # measured (SGD lr 0.01, momentum 0.999, a plain digit CNN): the train loss between two
 # validations fell to 0.25, then climbed 0.41, 0.63, 1.27; val accuracy 92% -> 66%
 CLIMB = [(1.79, 0.47), (0.99, 0.76), (0.38, 0.90), (0.25, 0.93), (0.41, 0.92), (0.63, 0.90),
