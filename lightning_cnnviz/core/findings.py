@@ -208,11 +208,18 @@ def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
         if since is not None and _onset(f) > since:
             continue
         if f.kind in causes and (f.severity == "problem" or f.kind in _NOTED_CAUSES):
+            if kind in _TOO_LARGE and f.kind == "scaled_loss" and f.figures.get("scale", 1) < 1:
+                continue  # a loss scaled down: every step smaller
             return (
                 f"This may follow from a {f.severity} reported first (step {f.step}, "
                 f"`{f.kind}`): {causes[f.kind]}. Fix that first."
             )
     return ""
+
+
+# what updates too large do: a loss scaled down (smaller steps) is no cause of them (hunt 49:
+# a loss weight ramped 0.01 -> 1 under SGD at lr 1.5, told "may follow from `scaled_loss`")
+_TOO_LARGE = ("divergence", "exploding_gradients", "dead_units", "unstable_training")
 
 
 def _onset(f: Finding) -> int:

@@ -107,3 +107,16 @@ def test_findings_earlier_cause_started_before_the_problem_only():
     spiked = Run()  # a divergence found at 60 whose spike came at step 31 precedes step 32
     report(spiked, Finding("activations", "divergence", 60, 1, "spike", {"spike_step": 31}))
     assert "(step 60, `divergence`)" in earlier_cause(spiked, "not_learning", since=32)
+
+
+def test_findings_earlier_cause_a_loss_scaled_down_is_no_cause_of_too_large_updates():
+    # hunt 49: a loss weight ramped 0.01 -> 1 under SGD at lr 1.5; the blow-up (exploding
+    # gradients, dead units) was told "may follow from `scaled_loss`", which makes the
+    # steps smaller
+    down, up = Run(), Run()
+    report(down, Finding("activations", "scaled_loss", 9, 0, "0.031x", {"scale": 0.031}, "note"))
+    report(up, Finding("activations", "scaled_loss", 9, 0, "100x", {"scale": 100.0}, "note"))
+    for kind in ("exploding_gradients", "dead_units", "divergence"):
+        assert earlier_cause(down, kind) == ""
+        assert "`scaled_loss`" in earlier_cause(up, kind)
+    assert "`scaled_loss`" in earlier_cause(down, "not_learning")  # smaller steps: a cause
