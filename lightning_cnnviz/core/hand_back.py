@@ -20,10 +20,12 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +40,20 @@ class HandBack:
     path: str
 
     @classmethod
-    def here(cls) -> HandBack:
-        """An address for this process."""
+    def here(cls, owner: object | None = None) -> HandBack:
+        """An address for this process; a file left there goes when ``owner`` does."""
         name = f"lightning_cnnviz-{os.getpid()}-{uuid.uuid4().hex}.pkl"
-        return cls(os.getpid(), os.path.join(tempfile.gettempdir(), name))
+        to = cls(os.getpid(), os.path.join(tempfile.gettempdir(), name))
+        if owner is not None:  # a fit's records nobody read: not left in the folder
+            weakref.finalize(owner, _discard, to)
+        return to
+
+
+def _discard(to: HandBack) -> None:
+    """Remove the file at ``to`` in the process it belongs to (a forked copy leaves it)."""
+    if os.getpid() == to.pid:
+        with contextlib.suppress(OSError):
+            os.remove(to.path)
 
 
 def _started_by_lightning(trainer: Any) -> bool:

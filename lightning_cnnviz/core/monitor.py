@@ -150,7 +150,7 @@ class Monitor(
         self._warned: set[str] = set()
         self._initial_state: dict[str, Any] | None = None  # state_dict before the first fit
         self._model: weakref.ref[nn.Module] | None = None  # the model of the last fit
-        self.hand_back_to = HandBack.here()  # where a spawned fit leaves its findings
+        self.hand_back_to = HandBack.here(self)  # where a spawned fit leaves its findings
 
     @property
     def every_n_steps(self) -> int | None:

@@ -61,7 +61,7 @@ class Checkpointed:
         tuning loop) after a fit raised "cannot pickle 'weakref.ReferenceType' object".
         """
         if self.hand_back_to.pid != os.getpid():  # a copy sent on again: findings come here
-            self.hand_back_to = HandBack.here()
+            self.hand_back_to = HandBack.here(self)
         state = self.__dict__.copy()
         for name in self._RUN_OBJECTS:
             if name in state:

@@ -58,6 +58,18 @@ def test_hand_back_forked_fit_findings_reach_the_launching_process(tmp_path):
     assert not os.path.exists(monitor.hand_back_to.path)  # read once, then removed
 
 
+def test_hand_back_file_nobody_read_goes_with_its_monitor(tmp_path):
+    import gc
+
+    monitor = OverfittingMonitor()
+    path = monitor.hand_back_to.path
+    with open(path, "wb") as file:  # as a child leaves it, never read by `findings_of`
+        pickle.dump({}, file)
+    del monitor
+    gc.collect()
+    assert not os.path.exists(path)
+
+
 def test_hand_back_single_process_fit_writes_nothing(tmp_path):
     trainer, monitor = _fit(tmp_path)
     assert monitor.hand_back_to.pid == os.getpid()
