@@ -27,6 +27,7 @@ __all__ = [
     "TRAINS",
     "below_chance",
     "chance_band",
+    "chance_classes",
     "clearly_learnt",
     "scores_elsewhere",
     "stuck",
@@ -100,6 +101,21 @@ def scores_elsewhere(e: Evaluation) -> bool:
     return 0 < trained <= FELL * first and own >= BELOW_CHANCE_LOSS * math.log(k)  # type: ignore[operator]
 
 
+def chance_classes(e: Evaluation) -> int:
+    """K of the chance level: the labels' classes, where the outputs are twice as wide.
+
+    Else the outputs' width. A head left at 100 outputs for labels 0-9 (hunt 50): a model
+    at 10% and ln 10 was read as learning against 1% and ln 100.
+
+    Example::
+
+        >>> chance_classes(Evaluation(0, 0, classes=100.0, label_classes=10.0))
+        10
+    """
+    k, labels = int(e.classes or 0), e.label_classes
+    return int(labels) if labels and labels >= 2 and k >= 2 * labels else k
+
+
 def too_small(k: int, band: float) -> bool:
     """A probe too small to tell chance from learning: its band past halfway to 100%."""
     return band > 1 / k + 0.5 * (1 - 1 / k)
@@ -120,7 +136,7 @@ def stuck(e: Evaluation) -> bool | None:
         return None
     if not finite(e.probe_loss_val):
         return True  # non-finite outputs: nothing is learnt any more
-    k = int(e.classes)
+    k = chance_classes(e)
     band = chance_band(k, int(e.probe_size or 0))
     if too_small(k, band):
         return None

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 from lightning_cnnviz.overfitting.chance_levels import (
     chance_band,
+    chance_classes,
     clearly_learnt,
     scores_elsewhere,
     stuck,
@@ -80,7 +81,7 @@ def barely(e: Evaluation) -> bool | None:
     """
     if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
         return None
-    k = int(e.classes)
+    k = chance_classes(e)
     if too_small(k, chance_band(k, int(e.probe_size or 0))):
         return None
     if early(e):
@@ -183,7 +184,7 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         # lr 0.015, 0.029 of 0.05; SGD 0.02 with 12-step epochs), and at 15-26% by step 33-48
         return None
     peak = max(before, key=lambda e: e.probe_acc_val or 0.0) if before else None
-    k = int(now.classes or 0)
+    k = chance_classes(now)
     figures = {
         "probe_acc": now.probe_acc_val,
         "probe_loss": now.probe_loss_val,
@@ -251,5 +252,5 @@ def train_learns(e: Evaluation, share: float = LEARNT) -> bool | None:
     accs = [a for a in (logged, e.probe_acc_train) if a is not None and math.isfinite(a)]
     if not accs or e.classes is None or e.classes < 2:
         return None
-    chance = 1.0 / e.classes
+    chance = 1.0 / chance_classes(e)
     return max(accs) >= chance + share * (1 - chance)

@@ -227,3 +227,23 @@ def test_monitor_rules_a_contrastive_loss_falling_on_wide_outputs_withdraws_not_
     for step, loss in ((16, 4.12), (32, 3.84), (48, 3.50)):
         narrow.update(ev(step, loss, classes=10.0))
     assert narrow.reported["not_learning"].severity == "problem"
+
+
+def test_monitor_rules_not_learning_on_a_head_wider_than_the_labels_reads_their_chance():
+    # hunt 50: a model learning nothing, its head 100 wide for labels 0-9, sat at 10% and
+    # ln 10 (only the 90 unused outputs pushed down): against 1% and ln 100 it read as
+    # learning, and no problem was told
+    from lightning_cnnviz.overfitting import levels
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+    from lightning_cnnviz.overfitting.learning_words import headline
+
+    def history(width):
+        return [Evaluation(step, step // 125, classes=width, label_classes=10.0,
+                           probe_acc_val=0.102, probe_loss_val=2.31, probe_size=128.0,
+                           probe_outside_val=0.0, run_share=step / 375)
+                for step in (125, 250)]  # fmt: skip
+
+    verdict = levels.not_learning(history(100.0))
+    assert verdict is not None and abs(verdict.figures["chance_acc"] - 0.1) < 1e-9
+    assert "is at chance (10.0%); probe loss 2.31, chance level ln(10) = 2.303" in headline(verdict)
+    assert levels.not_learning(history(10.0)) is not None  # as wide as the labels: as before
