@@ -29,6 +29,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from lightning_cnnviz.core.say import say
+
 __all__ = ["HandBack", "hand_back", "take_back"]
 
 
@@ -69,9 +71,12 @@ def hand_back(trainer: Any, records: dict[str, Any], to: HandBack | None) -> Non
     if not getattr(trainer, "is_global_zero", False):
         return
     part = f"{to.path}.{os.getpid()}.part"
-    with open(part, "wb") as file:
-        pickle.dump(records, file)
-    os.replace(part, to.path)  # whole or absent for the reader
+    try:
+        with open(part, "wb") as file:
+            pickle.dump(records, file)
+        os.replace(part, to.path)  # whole or absent for the reader
+    except (OSError, pickle.PicklingError, TypeError) as err:  # never the run's end
+        say(f"lightning-cnnviz could not hand the findings back to the launching process ({err})")
 
 
 def take_back(trainer: Any) -> dict[str, Any] | None:

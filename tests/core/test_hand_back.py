@@ -85,3 +85,21 @@ def test_hand_back_copy_pickled_by_another_process_takes_an_address_there(monkey
     monkeypatch.setattr(os, "getpid", lambda: made.pid + 1)
     sent_on = pickle.loads(pickle.dumps(monitor))  # a copy that launches a fit of its own
     assert sent_on.hand_back_to.pid == made.pid + 1 and sent_on.hand_back_to.path != made.path
+
+
+def test_hand_back_a_file_it_cannot_write_is_said_never_raised(tmp_path):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from lightning_cnnviz.core.hand_back import HandBack, hand_back
+
+    launched = SimpleNamespace(launcher=SimpleNamespace(_start_method="spawn"))
+    trainer = SimpleNamespace(strategy=launched, is_global_zero=True)
+    to = HandBack(os.getppid(), str(tmp_path / "missing" / "records.pkl"))
+    with pytest.warns(UserWarning, match="could not hand the findings back"):
+        hand_back(trainer, {"_cnnviz_findings": []}, to)
+    written = HandBack(os.getppid(), str(tmp_path / "records.pkl"))
+    hand_back(trainer, {"_cnnviz_findings": []}, written)  # as a child of this process
+    with open(written.path, "rb") as file:
+        assert pickle.load(file) == {"_cnnviz_findings": []}
