@@ -144,11 +144,12 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     if train is None or (train_then is not None and not train > train_then + climb):
         return None  # training does not improve either: a collapse, not memorisation
     before = evs[-2].train_accuracy
-    if raw == 0 and len(evs) > 2 and before is not None and train <= before:
+    if raw == 0 and len(evs) > 2 and before is not None and train < before:
         # a peak at the first validation, whose train accuracy is read through the steep
-        # start (an epoch's mean), and training no longer improving since: held out (hunt
-        # 49), weight decay 0.1 under SGD held train and val at 85% (98% without it), its
-        # train accuracy "climbed" from the first epoch's mean of 75%
+        # start (an epoch's mean), and training falling back since: held out (hunt 49),
+        # weight decay 0.1 under SGD held train and val at 85% (98% without it), its train
+        # accuracy "climbed" from the first epoch's mean of 75% (the same value twice is an
+        # epoch's mean read at two validations of that epoch: no fall)
         return None
     figures = {
         "best_epoch": peak.epoch,

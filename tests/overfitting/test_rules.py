@@ -226,6 +226,9 @@ def test_rules_memorisation_quiet_where_train_accuracy_stopped_climbing_after_th
     # ...still climbing at the latest validation: told
     climbing = run(**columns, train_acc=[0.745, 0.864, 0.88])
     assert first(memorisation.memorisation, climbing).best.epoch == 0
+    # ...or read twice from one epoch's mean (validated every half epoch): no fall
+    stale = run(**columns, train_acc=[0.745, 0.864, 0.864])
+    assert first(memorisation.memorisation, stale).best.epoch == 0
 
 
 def test_rules_memorisation_quiet_on_a_first_validation_peak_while_val_loss_falls():
