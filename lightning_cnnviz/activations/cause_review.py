@@ -44,13 +44,8 @@ from lightning_cnnviz.activations.init_weights import SILENT, identical_text, ne
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.activations.output_activation import output_activation_text
-from lightning_cnnviz.core.settings import (
-    DECAY_REMEDIES,
-    DECAY_STALLS,
-    LR_CUT,
-    decay_text,
-    momentum_text,
-)
+from lightning_cnnviz.core.decay import DECAY_REMEDIES, DECAY_STALLS, decay_text
+from lightning_cnnviz.core.settings import LR_CUT, momentum_text
 from lightning_cnnviz.core.voice import listed, times
 
 __all__ = ["CauseReview"]

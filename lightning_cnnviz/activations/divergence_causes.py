@@ -19,8 +19,8 @@ from lightning_cnnviz.activations.divergence_remedies import (
     SUDDEN_REMEDIES,
 )
 from lightning_cnnviz.activations.divergence_settings import wrong_setting
+from lightning_cnnviz.core.decay import DECAY_REMEDIES
 from lightning_cnnviz.core.gradient_hooks import hooked_words
-from lightning_cnnviz.core.settings import DECAY_REMEDIES
 from lightning_cnnviz.core.voice import times
 
 __all__ = ["RAISED", "divergence_cause"]

@@ -20,7 +20,7 @@ from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
 from lightning_cnnviz.activations.recovery import recovered
 from lightning_cnnviz.core.chance import at_chance
-from lightning_cnnviz.core.settings import DECAY_STALLS
+from lightning_cnnviz.core.decay import DECAY_STALLS
 
 __all__ = ["ACC_HELD", "ACC_LOST", "HARDER", "LEARNT", "SpikeReadings"]
 

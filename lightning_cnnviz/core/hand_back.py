@@ -29,8 +29,6 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from lightning_cnnviz.core.say import say
-
 __all__ = ["HandBack", "hand_back", "take_back"]
 
 
@@ -76,6 +74,8 @@ def hand_back(trainer: Any, records: dict[str, Any], to: HandBack | None) -> Non
             pickle.dump(records, file)
         os.replace(part, to.path)  # whole or absent for the reader
     except (OSError, pickle.PicklingError, TypeError) as err:  # never the run's end
+        from lightning_cnnviz.core.say import say  # (Lightning: not where findings are read)
+
         say(f"lightning-cnnviz could not hand the findings back to the launching process ({err})")
 
 

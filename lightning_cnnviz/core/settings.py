@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,12 +32,9 @@ from lightning_cnnviz.core.gradient_hooks import (
 )
 
 __all__ = [
-    "DECAY_REMEDIES",
-    "DECAY_STALLS",
     "HIGH_MOMENTUM",
     "LR_CUT",
     "Settings",
-    "decay_text",
     "momentum_text",
     "read_settings",
 ]
@@ -235,33 +231,4 @@ def _maximizing(optimizers: Sequence[Any], model: nn.Module) -> tuple[str, ...]:
 
     return tuple(
         type(o).__name__ for o in optimizers if any(map(climbs, getattr(o, "param_groups", [])))
-    )
-
-
-DECAY_STALLS = 0.01
-"""Decoupled weight decay taking this share of every weight a step: weights the gradient
-does not hold up halve within 70 steps (SGD 0.05 x ``weight_decay=0.3``: 1.5%)."""
-DECAY_REMEDIES = (
-    "lower the weight decay 10-100x (1e-4 to 5e-4 is usual with SGD, 1e-2 to 5e-2 with "
-    "AdamW; the share a step is the learning rate times it)"
-)
-
-
-def decay_text(per_step: float, weight_decay: float | None, lr: float | None) -> str:
-    """Why decoupled weight decay of ``per_step`` stops learning, in words.
-
-    Example::
-
-        >>> decay_text(0.015, 0.3, 0.05)[:64]
-        'Weight decay takes 1.5% of every weight each step (learning rate'
-    """
-    setting = (
-        f" (learning rate {lr:g} x `weight_decay={weight_decay:g}`)"
-        if weight_decay is not None and lr is not None
-        else ""
-    )
-    return (
-        f"Weight decay takes {per_step:.1%} of every weight each step{setting}: weights the "
-        f"gradient does not hold up halve every {math.log(2) / per_step:.0f} steps, and "
-        "the gradient reaching the first layers shrinks with them"
     )

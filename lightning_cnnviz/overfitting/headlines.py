@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lightning_cnnviz.core.decay import decay_words
 from lightning_cnnviz.core.settings import momentum_text
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import (
@@ -170,19 +171,7 @@ def _lr_decayed_early(v: Verdict) -> str:
     )
 
 
-def _decay_words(f: dict) -> str:
-    """What the decay does to each weight a step: decoupled, or an adaptive optimiser's L2."""
-    if f.get("decay_per_step") is None:
-        return (
-            f"`weight_decay={f['weight_decay']:g}` in an adaptive optimiser (Adam, RMSprop) "
-            "is L2 added to the gradient, and once it outweighs the gradient the optimiser's "
-            f"scaling turns it into steps of about the learning rate ({f['lr']:.3g}) pulling "
-            "every weight to 0"
-        )
-    return (
-        f"{f['weight_decay']:.3g} at learning rate {f['lr']:.3g} takes "
-        f"{100 * f['decay_per_step']:.1f}% off every weight each step"
-    )
+MIXED_GAP = 0.1  # train accuracy this far below val's: read against mixed targets
 
 
 def _weight_decay_too_strong(v: Verdict) -> str:
@@ -190,17 +179,27 @@ def _weight_decay_too_strong(v: Verdict) -> str:
     f, since = v.figures, v.since
     if v.severity == "note":
         return _loss_back(v)
+    decay = decay_words(f["weight_decay"], f["lr"], f.get("decay_per_step"))
     if f.get("held_back"):
+        train, val = f.get("train_acc"), f.get("val_acc")
+        # a train accuracy far below val's is read against targets mixed or softened
+        # (MixUp, CutMix: hunt 50, 54% against 80%): no sign of a model that cannot fit
+        fit = (
+            "the model cannot fit the training data"
+            if train is None or val is None or train >= val - MIXED_GAP
+            else "the model fits its targets no better (a train accuracy far below val's is "
+            "read against targets mixed or softened, as MixUp's and CutMix's are, which keep "
+            "the loss up too)"
+        )
         return (
-            f"Weight decay too strong: {_decay_words(f)}, and the training loss has stayed "
+            f"Weight decay too strong: {decay}, and the training loss has stayed "
             f"at {num(f['train_loss'])} since {when(since)} "
             f"({num(f['train_loss'] / f['chance_loss'], True)} of its chance level "
-            f"ln K = {num(f['chance_loss'])}): the decay holds the weights near zero and the "
-            f"model cannot fit the training data (train accuracy "
-            f"{num(f['train_acc'], True)}, val accuracy {num(f['val_acc'], True)})."
+            f"ln K = {num(f['chance_loss'])}): the decay holds the weights near zero and "
+            f"{fit} (train accuracy {num(train, True)}, val accuracy {num(val, True)})."
         )
     return (
-        f"Weight decay too strong: {_decay_words(f)}, and the training loss has climbed "
+        f"Weight decay too strong: {decay}, and the training loss has climbed "
         f"back {num(f['rise'], True)} since {when(since)} "
         f"({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
         f"{num(f['train_loss'])}) at that rate: the decay undoes what the gradients "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+from lightning_cnnviz.core.decay import L2_ADAPTIVE
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
@@ -30,9 +31,6 @@ __all__ = ["CLIP", "DECAY_PER_STEP", "DROPOUT", "L2_ADAPTIVE", "LR_RAISED", "fir
 # raising it (a warmup to 1.5 meant 0.015 took a CNN from 55% to chance at about 0.13)
 LR_RAISED = 3
 DECAY_PER_STEP = 0.01  # lr x weight decay: decoupled decay removes 1% of each weight a step
-# Adam's L2 (`weight_decay` added to the gradient): at 1.0 a CNN went from 37% to chance,
-# its kernels decayed 3.6e-2 -> 3e-5 (hunt 24); L2 of 1e-5 to 1e-3 is what it is set to
-L2_ADAPTIVE = 0.05
 DROPOUT = 0.5
 # gradient norms of a training CNN run 0.1-10; clipping at 1e-2 or below scales every
 # update down 10-1000x, a learning rate that far too low

@@ -45,21 +45,12 @@ import math
 from collections.abc import Sequence
 
 from lightning_cnnviz.core.chance import at_chance
+from lightning_cnnviz.core.decay import heavy_decay
 from lightning_cnnviz.overfitting.chance_levels import below_chance
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.learning_remedies import DECAY_PER_STEP, L2_ADAPTIVE
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = [
-    "ALONE",
-    "DROP",
-    "FLOOR",
-    "RISE",
-    "decay_too_strong",
-    "heavy_decay",
-    "recovered",
-    "unstable",
-]
+__all__ = ["ALONE", "DROP", "FLOOR", "RISE", "decay_too_strong", "recovered", "unstable"]
 
 RISE = 0.15
 """The train loss this share above its lowest evaluation: climbing back (a healthy run's
@@ -148,27 +139,10 @@ def _verdict(kind: str, evs: list[Evaluation], low: int) -> Verdict:
     return Verdict(kind, evs[low + 1], now, best, figures)
 
 
-def heavy_decay(e: Evaluation) -> bool:
-    """Whether the run's weight decay is heavy enough to hold learning back.
-
-    Decoupled decay of ``DECAY_PER_STEP`` a step or more, or an adaptive optimiser's L2 of
-    ``L2_ADAPTIVE`` or more (hunt 49: Adam's ``weight_decay=1.0`` held a GroupNorm CNN at
-    27% val against 84%, told nothing).
-
-    Example::
-
-        >>> heavy_decay(Evaluation(0, 0, weight_decay=1.0)), heavy_decay(Evaluation(0, 0))
-        (True, False)
-    """
-    if e.decay_per_step is not None:
-        return e.decay_per_step >= DECAY_PER_STEP
-    return e.weight_decay is not None and e.weight_decay >= L2_ADAPTIVE
-
-
 def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """Heavy decay, and the train loss ``RISE`` above its lowest for ``patience`` evaluations.
 
-    The decay heavy now (``heavy_decay``); the last ``patience`` train losses (the
+    The decay heavy now (``core.decay.heavy_decay``); the last ``patience`` train losses (the
     mean of the steps since the evaluation before, where ``training_step`` returns it)
     all more than ``RISE`` above the lowest one before them, at a learning rate no higher
     than it was then, and the train accuracy, where known, ``DROP`` below its value there
@@ -177,7 +151,7 @@ def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdic
     a train loss held far above zero (``_held_back``).
     """
     now = history[-1]
-    if not heavy_decay(now):
+    if not heavy_decay(now.decay_per_step, now.weight_decay):
         return None
     found = _climb(history, patience, RISE)
     if found is None:
@@ -243,7 +217,7 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
     ``DECAY_PER_STEP`` or more: its finding names the cause).
     """
     now = history[-1]
-    if now.decay_per_step is not None and now.decay_per_step >= DECAY_PER_STEP:
+    if heavy_decay(now.decay_per_step, now.weight_decay):
         return None
     found = _climb(history, patience, STEEP)
     if found is None:

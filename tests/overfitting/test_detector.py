@@ -628,7 +628,13 @@ def test_detector_weight_decay_too_strong_as_an_adaptive_optimisers_l2():
         "is L2 added to the gradient"
     )
     assert remedies(verdict)[0].startswith("**Lower the weight decay, or use AdamW**")
+    assert "the model cannot fit the training data (train accuracy 24.0%" in headline(verdict)
     assert run(1e-4) == []  # a usual L2
+    # a train accuracy far below val's (MixUp's mixed targets, hunt 50): no "cannot fit"
+    mixed = dataclasses.replace(
+        verdict, figures={**verdict.figures, "train_acc": 0.54, "val_acc": 0.8}
+    )
+    assert "cannot fit" not in headline(mixed) and "targets mixed or softened" in headline(mixed)
 
 
 # measured (SGD lr 0.01, momentum 0.999, a plain digit CNN): the train loss between two
