@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DECAY_REMEDIES", "DECAY_STALLS", "L2_ADAPTIVE", "decay_text", "decay_words",
-           "heavy_decay"]  # fmt: skip
+__all__ = [
+    "DECAY_REMEDIES",
+    "DECAY_STALLS",
+    "L2_ADAPTIVE",
+    "adaptive_l2_remedy",
+    "adaptive_l2_text",
+    "decay_text",
+    "decay_words",
+    "heavy_decay",
+]
 
 DECAY_STALLS = 0.01
 """Decoupled weight decay taking this share of every weight a step: weights the gradient
@@ -53,15 +61,34 @@ def decay_words(weight_decay: float, lr: float, per_step: float | None) -> str:
         '50 at learning rate 0.001 takes 5.0% off every weight each step'
     """
     if per_step is None:
-        return (
-            f"`weight_decay={weight_decay:g}` in an adaptive optimiser (Adam, RMSprop) is L2 "
-            "added to the gradient, and once it outweighs the gradient the optimiser's scaling "
-            f"turns it into steps of about the learning rate ({lr:.3g}) pulling every weight "
-            "to 0"
-        )
+        return adaptive_l2_text(weight_decay, lr)
     return (
         f"{weight_decay:.3g} at learning rate {lr:.3g} takes {100 * per_step:.1f}% off every "
         "weight each step"
+    )
+
+
+def adaptive_l2_text(weight_decay: float, lr: float | None = None) -> str:
+    """What an adaptive optimiser's L2 of ``weight_decay`` does to every weight, in words."""
+    rate = f" ({lr:.3g})" if lr is not None else ""
+    return (
+        f"`weight_decay={weight_decay:g}` in an adaptive optimiser (Adam, RMSprop) is L2 added "
+        "to the gradient, and once it outweighs the gradient the optimiser's scaling turns it "
+        f"into steps of about the learning rate{rate} pulling every weight to 0"
+    )
+
+
+def adaptive_l2_remedy(weight_decay: float) -> str:
+    """What to try first where an adaptive optimiser's L2 of ``weight_decay`` is too strong.
+
+    Example::
+
+        >>> adaptive_l2_remedy(1.0)[:58]
+        '**Lower the weight decay, or use AdamW**: `weight_decay=1`'
+    """
+    return (
+        f"**Lower the weight decay, or use AdamW**: {adaptive_l2_text(weight_decay)}; AdamW's "
+        "decoupled 1e-2 to 5e-2, or L2 of 1e-5 to 1e-3 here, is usual."
     )
 
 

@@ -95,10 +95,16 @@ def scores_elsewhere(e: Evaluation) -> bool:
         return False
     if share >= OUTSIDE and trained < TRAINS * own:
         return True
-    k, labels, first = e.classes, e.label_classes, e.first_loss
-    if not k or not labels or k < 2 * labels or not finite(first):
+    k, first = e.classes, e.first_loss
+    if not _wide(e) or not finite(first):
         return False
-    return 0 < trained <= FELL * first and own >= BELOW_CHANCE_LOSS * math.log(k)  # type: ignore[operator]
+    return 0 < trained <= FELL * first and own >= BELOW_CHANCE_LOSS * math.log(k)  # type: ignore[arg-type,operator]
+
+
+def _wide(e: Evaluation) -> bool:
+    """Whether the outputs are at least twice as wide as the labels' classes (2 or more)."""
+    labels = e.label_classes
+    return bool(e.classes and labels and labels >= 2 and e.classes >= 2 * labels)
 
 
 def chance_classes(e: Evaluation) -> int:
@@ -112,8 +118,7 @@ def chance_classes(e: Evaluation) -> int:
         >>> chance_classes(Evaluation(0, 0, classes=100.0, label_classes=10.0))
         10
     """
-    k, labels = int(e.classes or 0), e.label_classes
-    return int(labels) if labels and labels >= 2 and k >= 2 * labels else k
+    return int(e.label_classes) if _wide(e) else int(e.classes or 0)  # type: ignore[arg-type]
 
 
 def too_small(k: int, band: float) -> bool:

@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import math
 
-from lightning_cnnviz.core.decay import L2_ADAPTIVE
+from lightning_cnnviz.core.decay import DECAY_STALLS, L2_ADAPTIVE, adaptive_l2_remedy
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["CLIP", "DECAY_PER_STEP", "DROPOUT", "L2_ADAPTIVE", "LR_RAISED", "first", "raised"]
+__all__ = ["CLIP", "DROPOUT", "LR_RAISED", "first", "raised"]
 
 # the rate this many times above the lowest rate it learnt at, before a collapse: a schedule
 # raising it (a warmup to 1.5 meant 0.015 took a CNN from 55% to chance at about 0.13)
 LR_RAISED = 3
-DECAY_PER_STEP = 0.01  # lr x weight decay: decoupled decay removes 1% of each weight a step
 DROPOUT = 0.5
 # gradient norms of a training CNN run 0.1-10; clipping at 1e-2 or below scales every
 # update down 10-1000x, a learning rate that far too low
@@ -118,7 +117,7 @@ def first(v: Verdict) -> list[str]:
             "update shrinks as if the learning rate were 10-1000x lower. 0.5-5 is usual, or "
             "no clipping."
         )
-    if now.decay_per_step is not None and now.decay_per_step >= DECAY_PER_STEP:
+    if now.decay_per_step is not None and now.decay_per_step >= DECAY_STALLS:
         tried.append(
             f"**Lower the weight decay**: {now.weight_decay:.3g} at learning rate {now.lr:.3g} "
             f"takes {100 * now.decay_per_step:.1f}% off every weight each step (decoupled, "
@@ -126,13 +125,7 @@ def first(v: Verdict) -> list[str]:
             "1e-4 to 5e-2 is usual."
         )
     elif now.weight_decay and now.decay_per_step is None and now.weight_decay >= L2_ADAPTIVE:
-        tried.append(
-            f"**Lower the weight decay, or use AdamW**: `weight_decay={now.weight_decay:g}` in "
-            "an adaptive optimiser (Adam, RMSprop) is L2 added to the gradient, and once it "
-            "outweighs the gradient the optimiser's scaling turns it into steps of about the "
-            "learning rate pulling every weight to 0; AdamW's decoupled 1e-2 to 5e-2, or L2 "
-            "of 1e-5 to 1e-3 here, is usual."
-        )
+        tried.append(adaptive_l2_remedy(now.weight_decay))
     if now.dropout is not None and now.dropout >= DROPOUT:
         tried.append(
             f"**Lower the dropout** (p = {now.dropout:.2g}): at this rate most units are "

@@ -9,7 +9,7 @@ model is above chance. Two causes, two findings:
 
 - ``decay_too_strong``: decoupled weight decay (AdamW, SGD) takes ``lr * weight_decay``
   off every weight each step (``decay_per_step``); at 1% a step or more
-  (``learning_remedies.DECAY_PER_STEP``) it undoes what the gradients build. Held out (hunt 11): a
+  (``core.decay.DECAY_STALLS``) it undoes what the gradients build. Held out (hunt 11): a
   plain CNN under AdamW ``weight_decay=20`` at lr 1e-3 (2% a step) fell to a train loss
   of 0.73 by epoch 3, then went 0.78, 0.87, 0.93, 0.92 with val accuracy 85% -> 47%, and
   the run ended "no problems found". The same setting on a BatchNorm net did no harm
@@ -163,7 +163,7 @@ def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdic
 
 
 HELD_BACK = 0.25
-"""Under decay of ``DECAY_PER_STEP`` or more, a train loss still this share of ``ln K`` at
+"""Under decay of ``DECAY_STALLS`` or more, a train loss still this share of ``ln K`` at
 each of the last evaluations, not falling (``STALLED``): the decay holds the model back.
 Held out (hunt 25): AdamW ``weight_decay=20`` at lr 1e-3 (2% a step) held a plain CNN at
 train losses of 0.76-1.0 (0.33-0.43 ``ln 10``; 75-83% val against 95%) on 3 seeds, under
@@ -214,7 +214,7 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
     more where the class count ``K`` is known (without it, both the doubling and the
     accuracy's fall); not while the val accuracy holds (``_val_held``). Not where
     ``decay_too_strong`` could speak (decay of
-    ``DECAY_PER_STEP`` or more: its finding names the cause).
+    ``DECAY_STALLS`` or more: its finding names the cause).
     """
     now = history[-1]
     if heavy_decay(now.decay_per_step, now.weight_decay):

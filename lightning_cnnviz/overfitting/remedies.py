@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+from lightning_cnnviz.core.decay import adaptive_l2_remedy
 from lightning_cnnviz.core.settings import HIGH_MOMENTUM
 from lightning_cnnviz.overfitting import class_figures, learning_remedies
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
@@ -136,12 +137,8 @@ def remedies(v: Verdict) -> list[str]:
     """
     generic = list(REMEDIES[v.kind])
     if v.kind == "weight_decay_too_strong" and v.figures.get("decay_per_step") is None:
-        return [  # an adaptive optimiser's L2 (hunt 49: Adam's `weight_decay=1.0`)
-            "**Lower the weight decay, or use AdamW**: L2 in Adam or RMSprop is scaled like "
-            "the gradient, so a large one pulls every weight to 0 at about the learning "
-            "rate; AdamW's decoupled 1e-2 to 5e-2, or L2 of 1e-5 to 1e-3 here, is usual.",
-            *generic[1:],
-        ]
+        # an adaptive optimiser's L2 (hunt 49: Adam's `weight_decay=1.0`)
+        return [adaptive_l2_remedy(v.figures["weight_decay"]), *generic[1:]]
     if v.kind == "inputs_differ" and (v.figures.get("moved") or v.figures.get("moved_train")):
         split, also = ("val", "") if v.figures.get("moved") else ("training", ", a curriculum step")
         return [
