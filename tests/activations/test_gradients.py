@@ -1,4 +1,4 @@
-"""The gradient rules and the loss's scale at the start, read by TrainingDiagnosis."""
+"""The gradient rules (depth ratios, saturation, vanishing) and the loss's scale at the start."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
-from lightning_cnnviz.activations.gradients import attenuated, gradient_findings
+from lightning_cnnviz.activations.gradients import attenuated, depth_ratio, gradient_findings
+from tests.activations.series import figures, review
 from tests.monitors import TinyCNN, fit, make_monitor
 from tests.tb import events
 
@@ -127,3 +128,92 @@ def test_gradients_grad_rms_of_layers_under_the_older_weight_norm(tmp_path):
     acc = events(tmp_path)
     written = [e.value for e in acc.Scalars("activations/conv1/grad_rms")]
     assert written and all(v > 0 for v in written)
+
+
+def test_gradients_depth_ratio_vanishing_exploding_and_healthy():
+    healthy = [("c1", 2e-3), ("c2", 1e-3), ("c3", 3e-3), ("fc", 5e-3)]
+    assert gradient_findings(healthy, 2e-3, {}, stalled=False) == []
+    vanishing = [("c1", 1e-10), ("c2", 1e-8), ("c3", 1e-6), ("c4", 1e-4), ("fc", 1e-2)]
+    assert depth_ratio(vanishing) == pytest.approx(1e-8)
+    ((kind, severity, message, figures),) = gradient_findings(vanishing, None, {"sig": 0.9}, True)
+    assert (kind, severity) == ("vanishing_gradients", "problem")
+    assert "`c1` 1.0e-10 vs `fc` 1.0e-02" in message and "`sig` 90%" in message
+    assert figures["saturation/sig"] == 0.9
+    assert "instead of Sigmoid/Tanh" in message
+    # the same profile while the loss keeps falling: true, worth knowing, not a problem
+    ((_, severity, message, _),) = gradient_findings(vanishing, None, {}, stalled=False)
+    assert severity == "note"
+    assert "Sigmoid" not in message and "kaiming" in message  # no such layer to swap
+    grown = [(name, 1000 * v) for name, v in healthy]
+    ((kind, severity, message, _),) = gradient_findings(grown, 2e-3, {}, stalled=False)
+    assert kind == "exploding_gradients" and severity == "problem" and "grew" in message
+
+
+def test_gradients_steep_ratio_is_an_explosion_only_where_the_first_layers_are_large():
+    steep = [("c1", 5e-1), ("c2", 1e-2), ("c3", 1e-4), ("fc", 1e-5)]
+    assert [k for k, *_ in gradient_findings(steep, 2e-3, {}, stalled=True)] == [
+        "exploding_gradients"
+    ]
+    # setups hunt 18: a converged two-head model, one head's loss at 0: every gradient tiny
+    converged = [("c1", 8e-6), ("c2", 1e-6), ("head1", 1e-7), ("head2", 1e-9)]
+    assert gradient_findings(converged, 2e-3, {}, stalled=False) == []
+    # hunt 24: timm darknet17 at step 3 (a healthy run, 93% val): each residual branch's
+    # last norm starts at zero, so its convs fill the last third at ~2e-6 (2.3e3x by
+    # thirds) while the stem and the head read 5.8e-2 and 3.9e-2
+    branches = [(f"s{i}.b{j}", v) for i, v in enumerate((1e-5, 7e-6, 4e-6, 2.5e-6, 1.5e-6))
+                for j in (1, 2)]  # fmt: skip
+    darknet = [("stem", 5.8e-2), ("s0.down", 1.2e-2), *branches[:2], ("s1.down", 6.4e-3),
+               *branches[2:], ("s4.down", 1.0e-3), ("head.fc", 3.9e-2)]  # fmt: skip
+    assert depth_ratio(darknet) > 1e3
+    assert gradient_findings(darknet, None, {}, stalled=None) == []
+    # hunt 26: a healthy timm EfficientViT-B0 at step 60 (86% val, loss falling): the stem
+    # flat at 0.13 from step 0, the attention aggregation convs at 3e-5 .. 1e-4 and the head
+    # at 4e-3: steep by thirds and alone, and true, but learning goes on: a note
+    vit = [("stem", 0.13), ("s1", 0.1), ("s2", 0.05), ("s3", 0.02), ("s3.b", 0.01),
+           ("s3.aggreg", 1e-4), ("s4.aggreg", 5e-5), ("s4.proj", 3e-5), ("head", 4e-3)]  # fmt: skip
+    assert depth_ratio(vit) > 1e3
+    ((kind, severity, _, _),) = gradient_findings(vit, 0.02, {}, stalled=False)
+    assert (kind, severity) == ("exploding_gradients", "note")
+    ((kind, severity, _, _),) = gradient_findings(vit, 0.02, {}, stalled=True)
+    assert (kind, severity) == ("exploding_gradients", "problem")  # where learning stalls
+
+
+def test_gradients_saturation_alone_is_its_own_kind():
+    found = gradient_findings([("a", 1e-3)] * 3, None, {"sig": 0.8, "tanh": 0.2}, True)
+    assert [(k, s) for k, s, *_ in found] == [("saturated_activations", "problem")]
+    assert "`tanh`" not in found[0][2]
+
+
+def test_review_vanishing_gradients_with_dying_units_is_the_dead_units_finding():
+    # a ReLU net whose loss was scaled 1000x: 69-94% of three layers dead at step 10, the
+    # first layers at 1e-4 of the last ones' gradient: "use ReLU instead of Sigmoid/Tanh"
+    vanishing = [("c1", 1e-8), ("c2", 1e-6), ("fc", 1e-2)]
+    losses = [(s, 2300.0 + s) for s in range(1, 11)]
+
+    def kinds(first, now):
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+        review(diagnosis, 5, losses[:5], {"relu": figures(dead=first)}, {"relu": "rectifier"},
+               [("c1", 1e-3), ("c2", 1e-3), ("fc", 1e-3)])  # fmt: skip
+        later = review(diagnosis, 10, losses[5:], {"relu": figures(dead=now)},
+                       {"relu": "rectifier"}, vanishing)  # fmt: skip
+        return [v.kind for v in later]
+
+    assert kinds(0.0, 0.875) == ["dead_units"]  # 7 of 8 units died since the last log
+    assert kinds(0.875, 0.875) == ["vanishing_gradients"]  # no die-off at this log
+
+
+def test_review_vanishing_gradients_not_told_behind_frozen_first_layers():
+    # hunt 18: a timm resnet18d frozen up to layer4 by mistake: "the first layers get 4.3e-4
+    # of the last layers' gradient (`layer4.0.conv1` vs `fc`)", warned before frozen_layers
+    profile = [("layer4.0.conv1", 1e-8), ("layer4.0.conv2", 1e-7), ("fc", 1e-2)]
+    losses = [(s, 2.3) for s in range(1, 11)]
+
+    def kinds(frozen_head):
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+        for s, value in losses:
+            diagnosis.loss.add(s, torch.tensor(value))
+        said = diagnosis.review(10, 0, {}, {}, profile, list, frozen_head=frozen_head)
+        return [v.kind for v in said]
+
+    assert "vanishing_gradients" in kinds(None)
+    assert "vanishing_gradients" not in kinds("conv1")

@@ -1,0 +1,273 @@
+"""Divergence causes beyond the settings: loss weights and scales, data, layers, hooks, fit end."""
+
+import math
+
+import pytest
+import torch
+
+from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
+from lightning_cnnviz.activations.divergence_causes import divergence_cause
+from tests.activations.series import collapsed, figures, healthy_losses, info
+
+
+def _reweighted(
+    probe_loss, weight=lambda s: 0.1 if s <= 100 else 1.0, logs=(20, 60, 100, 120, 140), lr=None
+):
+    """The divergence verdicts of a learnt cross-entropy times ``weight(step)``.
+
+    ``probe_loss(step)``: the model's own cross-entropy on the probe images at each log;
+    ``lr(step)``: the learning rate there (default 1e-3).
+    """
+    diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+    for step, ce in healthy_losses(140):
+        diagnosis.loss.add(step, torch.tensor(ce * weight(step)))
+        if step in logs:
+            chance = (10, 2.28) if diagnosis.wants_chance() else None
+            sites, figs = {"relu": info("rectifier")}, {"relu": figures()}
+            said += diagnosis.review(
+                step, 0, figs, sites, [], list, chance, lr=lr(step) if lr else 1e-3,
+                probe_loss=probe_loss(step),
+            )  # fmt: skip
+    return [v for v in said if v.kind == "divergence"]
+
+
+def test_divergence_loss_rising_while_the_models_own_falls_is_a_weight_not_a_divergence():
+    # setups hunt 42: a returned loss weighted anew rose while the probe's cross-entropy
+    # fell (86% val at the end): told "Training diverged ... the optimiser overshoots"
+    (note,) = _reweighted(lambda s: 0.5 if s <= 100 else 0.3)
+    assert note.severity == "note" and "the loss's weight grew" in note.message
+    assert "own cross-entropy on the probe images fell (0.5 before it, 0.3 at step 140" in (
+        note.message
+    )
+    assert note.figures["probe_loss"] == pytest.approx(0.3)
+    # the same loss with the model's own rising with it is a divergence
+    (rose,) = _reweighted(lambda s: 0.5 if s <= 100 else 1.5)[:1]
+    assert rose.severity == "problem" and "Training diverged" in rose.message
+    # ...and one that barely fell (0.9x) while the loss returned grew 10x, too
+    (barely,) = _reweighted(lambda s: 0.5 if s <= 100 else 0.45)[:1]
+    assert barely.severity == "problem"
+    # ...and one after a raised rate: a log between the jump and the spike reads a model
+    # already blown up (hunt 48: Adam x10 four steps before a log, "the target got harder")
+    (raised,) = _reweighted(
+        lambda s: 0.5 if s <= 100 else 0.3, lr=lambda s: 1e-3 * (1 + 9 * (s > 100))
+    )[:1]
+    assert raised.severity == "problem"
+
+
+def test_divergence_a_start_scaled_down_rising_to_the_models_own_level_is_no_spike():
+    # hunt 47: loss weights ramped up from 0.1 over the first 5 and 50 steps were told as a
+    # divergence at step 10 ("lower the learning rate"), withdrawn by step 90
+    ramp = lambda s: min(1.0, 0.1 + 0.09 * s)  # noqa: E731
+    assert _reweighted(lambda s: 2.0, weight=ramp, logs=(10, 20, 40)) == []
+    # a real blow-up from the same start is one
+    blown = lambda s: ramp(s) if s < 30 else 40.0  # noqa: E731
+    (told,) = _reweighted(lambda s: 2.0, weight=blown, logs=(10, 20, 40, 60))[:1]
+    assert told.severity == "problem"
+
+
+def test_divergence_after_the_last_log_is_told_at_the_end_of_fit():
+    # held out: a NaN input batch at step 600 of 644, the last log at 600; the run ended
+    # "no problems found" with NaN weights
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for s, value in healthy_losses(600):
+        diagnosis.loss.add(s - 1, torch.tensor(value))  # the batch's own step, 0-599
+    assert diagnosis.review(600, 13, {}, {}, [], list, lr=1e-3) == []
+    for s in range(600, 644):
+        diagnosis.loss.add(s, torch.tensor(math.nan))
+    (verdict,) = diagnosis.conclude(lambda: ["conv1.weight"], 644, 13)
+    assert (verdict.kind, verdict.severity) == ("divergence", "problem")
+    assert verdict.figures["first_nonfinite_step"] == 600
+    assert verdict.figures["first_nonfinite_parameter"] == "conv1.weight"
+    assert verdict.figures["sudden"] is True and "seen at step 644" in verdict.message
+    assert diagnosis.conclude(list, 644, 13) == []  # told once
+    quiet = TrainingDiagnosis(0.25, 16, 0.025)
+    for s, value in healthy_losses(600):
+        quiet.loss.add(s - 1, torch.tensor(value))
+    assert quiet.conclude(list, 600, 13) == []  # finite to the end: nothing to tell
+
+
+def test_divergence_after_the_last_log_at_a_raised_rate_names_the_rate_at_the_end():
+    # hunt 49: the rate raised 100x at step 210, the loss blown up at 211, EarlyStopping
+    # before the next log: told at the end of fit as "one batch or one operation"
+    def run(lr_now):
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+        for s, value in healthy_losses(200):
+            diagnosis.loss.add(s - 1, torch.tensor(value))
+        assert diagnosis.review(200, 3, {}, {}, [], list, lr=0.01) == []
+        for s in range(200, 250):
+            diagnosis.loss.add(s, torch.tensor(0.1 if s < 211 else 40.0 + s))
+        (verdict,) = diagnosis.conclude(list, 250, 4, lr=lr_now)
+        return verdict.message
+
+    told = run(1.0)
+    assert "The learning rate jumped from 0.01 (step 200) to 1 (step 250)" in told
+    assert "one batch or one operation" not in told
+    assert "one batch or one operation" in run(0.01)  # an unchanged rate: a batch's
+
+
+def test_divergence_from_a_first_loss_far_above_chance_names_the_starting_scale():
+    # held out: a 10-conv ReLU net at He init x1.6 started at 138 (60x ln 10), NaN at step 3
+    losses = [(0, 138.1), (1, 5.1e4), (2, 3.0e9), (3, math.nan), (4, math.nan)]
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for s, value in losses:
+        diagnosis.loss.add(s, torch.tensor(value))
+    found = diagnosis.review(5, 0, {}, {}, [], list, chance=(10, math.nan), lr=0.02)
+    (verdict,) = [v for v in found if v.kind == "divergence"]
+    assert verdict.figures["first_nonfinite_step"] == 3
+    assert "The first loss (138.1, before any update) was already ~60x" in verdict.message
+    assert "Try: a standard initialisation" in verdict.message
+    assert "optimiser overshoots" not in verdict.message
+
+
+def test_divergence_nan_at_step_zero_names_the_data_not_the_rate():
+    # held out: a few NaN pixels in the training images gave a NaN loss at step 0, before
+    # any update, told as "the updates are too large ... lower the learning rate (10x)"
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for s in range(4):
+        diagnosis.loss.add(s, torch.tensor(math.nan))
+    (verdict,) = diagnosis.review(6, 0, {}, {}, [], lambda: ["conv1.weight"], lr=1e-3)
+    assert verdict.figures["first_nonfinite_step"] == 0
+    assert "already NaN/Inf at step 0, before any update" in verdict.message
+    assert "Try: check the training items for NaN/Inf" in verdict.message
+    assert "overshoots" not in verdict.message and "lower the learning rate" not in verdict.message
+
+
+def test_divergence_to_chance_in_one_step_then_back_points_outside_the_optimiser():
+    # hunt 23: a layer zeroed at step 80 under Adam 1e-3: the loss 0.26 -> 2.30 (ln 10) in
+    # one step, relearnt by step 120; told "the optimiser overshoots, lower the rate (10x)"
+    relearn = [math.log(10), 2.2, 2.0, 1.7, 1.4, 1.1, 0.9, 0.7, 0.5, 0.4, 0.3]
+    after = lambda s: relearn[s - 101] if s - 101 < len(relearn) else 0.2  # noqa: E731
+    problem, note = (said := collapsed(after, logs=(100, 104, 108, 140)))[0], said[-1]
+    assert problem.severity == "problem"
+    assert "went to its chance level in that one step" in problem.message
+    assert "something outside the optimiser changed the model or its batches at step 101" in (
+        problem.message
+    )
+    assert "optimiser overshoots" not in problem.message
+    assert note.severity == "note" and "Training recovered" in note.message
+    assert "look at what changes the model's weights or its batches" in note.message
+    assert "learning-rate warmup" not in note.message
+    # back by the next log: a note of its own, with the same cause
+    (brief,) = collapsed(after)
+    assert brief.severity == "note" and "something outside the optimiser" in brief.message
+    assert "brief overshoot" not in brief.message and "warmup" not in brief.message
+    # a climb over a few steps to chance is the updates' doing, as before
+    climb = [0.5, 1.2, 2.31, 2.31, 2.0, 1.5, 1.0, 0.6, 0.4, 0.3]
+    (climbed,) = collapsed(lambda s: climb[s - 101] if s - 101 < len(climb) else 0.2)[:1]
+    assert "outside the optimiser" not in climbed.message
+
+
+def test_divergence_a_learnt_loss_settled_at_chance_is_told_at_the_first_log_after():
+    # hunt 34: training images blank from step 66 (labels kept), the loss at ln 10 since:
+    # the log at 90 waited for a second one, and it was told at 120
+    (problem,) = collapsed(lambda s: math.log(10) * (1 + 0.003 * (-1) ** s), logs=(120, 140))
+    assert problem.severity == "problem" and "seen at step 120" in problem.message
+    # a log only a few steps after the jump still waits for the next one
+    waited = collapsed(lambda s: math.log(10), logs=(105, 140))
+    assert [v.message[:48] for v in waited] == ["Training diverged (seen at step 140, epoch 0): t"]
+
+
+def test_divergence_names_a_layer_whose_weights_collapsed_between_two_logs():
+    # hunt 34: conv2 zeroed (bias -1) by a callback at epoch 3 under Adam: the loss to ln
+    # 10 and every unit after it silent, told "the training batches may no longer carry
+    # the label"; Adam's momentum had moved the weights only a little off zero since
+    norms = lambda s: {"conv1": 4.0, "conv2": 3.2 if s <= 100 else 0.2}  # noqa: E731
+    (problem,) = collapsed(lambda s: math.log(10), norms=norms)[:1]
+    assert "The weights of `conv2` collapsed from norm 3.2 to 0.2 between two logs" in (
+        problem.message
+    )
+    assert "carry the label" not in problem.message
+    # weights that only drift: the batches, as before
+    (kept,) = collapsed(lambda s: math.log(10), norms=lambda s: {"conv2": 3.2 - s / 1000})[:1]
+    assert "collapsed" not in kept.message
+    # hunt 35: conv2's biases set to -100 by a callback, its weights intact
+    biased = lambda s: {"conv2": 3.2, "conv2:bias": 0.4 if s <= 100 else 800.0}  # noqa: E731
+    (problem,) = collapsed(lambda s: math.log(10), norms=biased)[:1]
+    assert "The biases of `conv2` jumped from norm 0.4 to 800 between two logs" in (problem.message)
+
+
+def test_divergence_a_one_step_rise_that_holds_points_at_the_training_batches():
+    # hunt 23: half the labels random from step 101 (Adam 1e-3): 0.2 -> 4.5 in one step,
+    # then 1.9 for good; told "the optimiser overshoots, lower the learning rate (10x)"
+    (noisy,) = collapsed(lambda s: 4.5 if s == 101 else 1.9 + 0.05 * (-1) ** s)[:1]
+    assert "then stepped up to 4.5 in that one step at an unchanged learning rate" in (
+        noisy.message
+    )
+    assert "the training batches changing at that step" in noisy.message
+    assert "optimiser overshoots" not in noisy.message
+    # a loss that climbs on after its step is the updates' doing
+    (climbs,) = collapsed(lambda s: 1.0 + 0.2 * (s - 101))[:1]
+    assert "stepped up" not in climbs.message
+    # a step at a raised rate is the rate's
+    (raised,) = collapsed(lambda s: 1.9, rate=lambda s: 1e-3 if s < 100 else 0.1)[:1]
+    assert "stepped up" not in raised.message
+
+
+def test_divergence_recovered_under_a_jumped_rate_says_the_rate_is_still_in_force():
+    # hunt 23: Adam 1e-3 -> 0.05 at step 100, kept; the spike recovered by the next log was
+    # told "a brief overshoot (an odd batch, a learning-rate step)", the jump not named
+    spiked = lambda s: 3.0 if s in (101, 102, 103) else 0.25  # noqa: E731
+    jumped = lambda s: 1e-3 if s <= 100 else 0.05  # noqa: E731
+    (note,) = collapsed(spiked, rate=jumped)
+    assert note.severity == "note" and "brief overshoot" in note.message
+    assert "the learning rate jumped 50x (from 0.001 to 0.05), which is still in force" in (
+        note.message
+    )
+    assert "lower the rate" in note.message
+    # brought back down by the next log: no such words
+    (back,) = collapsed(spiked, rate=lambda s: 0.05 if 100 < s < 110 else 1e-3)
+    assert "still in force" not in back.message
+
+
+def test_divergence_cause_names_an_optimiser_set_to_maximize_first():
+    # hunt 34: AdamW(maximize=True) on the cross-entropy was told "lower the learning rate"
+    text = divergence_cause(None, None, maximize=("AdamW",))
+    assert text.startswith("`AdamW` is set to `maximize=True`: every update climbs the loss")
+    assert "drop `maximize=True`" in text and "lower the learning rate" not in text
+
+
+def test_divergence_cause_names_gradient_hooks_where_nothing_else_explains_it():
+    # hunt 31: a hook multiplying a conv's gradient by 1000 was told "lower the lr" alone
+    text = divergence_cause(None, None, hooked=("body.0",))
+    assert "Also: the gradients of `body.0` pass through a hook (`register_hook` on a" in text
+    assert text.index("Try: lower the learning rate") < text.index("pass through a hook")
+    assert "pass through a hook" not in divergence_cause(None, None)
+    everywhere = divergence_cause(None, None, hooked=("*",))
+    assert "Also: every module's gradients pass through a global backward hook" in everywhere
+    raised = divergence_cause(None, (0.01, 1.0), hooked=("body.0",))  # another cause: its own
+    assert raised.startswith("The learning rate rose") and "pass through a hook" not in raised
+    # hunt 39: a hook scaling one step's gradient 1e5x left the loss at chance, told as
+    # batches without their label, the hook unnamed
+    for seen in ({"chance": (96, 2.3, 10)}, {"flat": (96, 0.2, 2.3, 10)},
+                 {"stepped": (96, 0.2, 0.9, 0.9)}):  # fmt: skip
+        text = divergence_cause(None, None, hooked=("fc1",), **seen)
+        assert "Also: the gradients of `fc1` pass through a hook" in text
+        assert "pass through a hook" not in divergence_cause(None, None, **seen)
+
+
+def test_divergence_a_layer_jumped_under_a_gradient_hook_names_the_hook_first():
+    # hunt 36: a global hook scaling conv2's gradient x1000 made the optimiser jump its
+    # biases, told "something outside the optimiser rewrote them"
+    from lightning_cnnviz.activations.divergence_causes import divergence_cause
+
+    zeroed = (("conv2", "biases", 0.4, 800.0),)
+    text = divergence_cause(None, None, zeroed=zeroed, hooked=("*",))
+    assert text.startswith("The biases of `conv2` jumped from norm 0.4 to 800 between two logs")
+    assert "every module's gradients pass through a global backward hook" in text
+    assert "check what the hook returns" in text
+    assert "pass through" not in divergence_cause(None, None, zeroed=zeroed)
+
+
+@pytest.mark.parametrize("own", [2.3, 2e21])
+def test_divergence_a_blow_up_before_the_first_median_is_told_at_the_first_log(own):
+    # hunt 46: mobilenet_v3 under NAdam 0.3, the loss 2.3 -> 273 at step 1 and at chance
+    # after; the first log (step 4) had 4 losses, too few for a median, and told the
+    # saturated squeeze-excite gates first. The model's own cross-entropy there was 2e21:
+    # no level a start scaled down is measured against
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    for step, value in enumerate([2.3, 273.0, 2.31, 2.30]):
+        diagnosis.loss.add(step, torch.tensor(value))
+    said = diagnosis.review(4, 0, {}, {}, [], list, (10, own), lr=0.3)
+    (told,) = [v for v in said if v.kind == "divergence"]
+    assert told.severity == "problem" and told.figures["spike_step"] == 1
+    assert "the loss spiked to 273 at step 1" in told.message
