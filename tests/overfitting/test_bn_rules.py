@@ -1,0 +1,110 @@
+"""The BatchNorm train/eval mismatch rule on synthetic evaluations: parted, waiting, in noise."""
+
+from dataclasses import replace
+
+import pytest
+
+from lightning_cnnviz.overfitting import bn_levels
+from tests.overfitting.series import bn, first, probe_run
+
+
+def test_rules_bn_mismatch_when_eval_and_batch_statistics_part():
+    rows = [bn(0.9, 0.91), bn(0.75, 0.95), bn(0.58, 0.97)]
+    verdict = first(bn_levels.bn_mismatch, probe_run(rows))
+    assert (verdict.since.epoch, verdict.detected.epoch) == (1, 2)
+    assert verdict.figures["gap_acc"] == pytest.approx(0.39)
+    # the same accuracy at 5x the loss: running statistics lagging early, harmless
+    loss_only = [bn(0.9, 0.9, 1.5, 0.3), bn(0.9, 0.9, 1.6, 0.3)]
+    assert first(bn_levels.bn_mismatch, probe_run(loss_only)) is None
+
+
+def test_rules_bn_mismatch_that_comes_back_twice_as_far_is_confirmed():
+    # the small ResNet under SGD 0.1 (seed 2): parted at its first validation, within 5
+    # points at its second, parted by 26 points (bar 12.5) at its third and last
+    rows = [
+        dict(bn(0.461, 0.625), bn_only=0.234, eval_only=0.07),
+        dict(bn(0.758, 0.805), bn_only=0.086, eval_only=0.039),
+        dict(bn(0.648, 0.906), bn_only=0.273, eval_only=0.015),
+    ]
+    verdict = first(bn_levels.bn_mismatch, probe_run(rows))
+    assert (verdict.since.epoch, verdict.detected.epoch) == (0, 2)
+    assert verdict.figures["gap_acc"] == pytest.approx(0.258)
+    # back by less than twice its bar: still one parted evaluation, not confirmed
+    weaker = [*rows[:2], dict(bn(0.75, 0.906), bn_only=0.2, eval_only=0.044)]
+    assert bn_levels.parted(probe_run(weaker)[2]) is True
+    assert first(bn_levels.bn_mismatch, probe_run(weaker)) is None
+    # a strong parting with no earlier one in the last three evaluations waits
+    alone = [rows[1], rows[1], rows[2]]
+    assert first(bn_levels.bn_mismatch, probe_run(alone)) is None
+
+
+def test_rules_bn_mismatch_closing_fast_waits_one_more_evaluation():
+    # h_resnet18 SGD, validated every 15 steps: eval 51.8% / 76.5% vs batch statistics
+    # 77.3% / 85.5% at steps 15 / 30 (the running statistics catching up), level at 45
+    catching_up = [
+        dict(bn(0.518, 0.773), bn_only=0.27, eval_only=0.015),
+        dict(bn(0.765, 0.855), bn_only=0.1, eval_only=0.01),
+    ]
+    assert all(bn_levels.parted(e) for e in probe_run(catching_up))
+    assert first(bn_levels.bn_mismatch, probe_run(catching_up)) is None
+    assert first(bn_levels.bn_mismatch, probe_run([*catching_up, bn(0.86, 0.87)])) is None
+    # still parted at the next evaluation: a mismatch that stays, reported then
+    stays = [*catching_up, dict(bn(0.77, 0.86), bn_only=0.1, eval_only=0.01)]
+    assert first(bn_levels.bn_mismatch, probe_run(stays)).detected.epoch == 2
+
+
+def test_rules_bn_mismatch_waits_while_eval_mode_never_left_chance():
+    # timm RepVGG-A0 under Adam, validated every 16 steps: eval mode at chance at steps 16
+    # and 32 while batch statistics learnt, 74% vs 85% at step 63, level at step 79
+    young = [
+        dict(bn(0.102, 0.461), bn_only=0.36, eval_only=0.0, classes=10.0),
+        dict(bn(0.102, 0.727), bn_only=0.625, eval_only=0.0, classes=10.0),
+    ]
+    assert all(bn_levels.parted(e) for e in probe_run(young))
+    assert first(bn_levels.bn_mismatch, probe_run(young)) is None
+    # then closing fast (62 -> 11 points): still waiting; level next
+    closing = [*young, dict(bn(0.742, 0.852), bn_only=0.12, eval_only=0.01, classes=10.0)]
+    assert bn_levels.parted(probe_run(closing)[2]) is True
+    assert first(bn_levels.bn_mismatch, probe_run(closing)) is None
+    # at chance in eval mode for a third evaluation: a mismatch that stays, reported
+    stays = [*young, dict(bn(0.1, 0.8), bn_only=0.7, eval_only=0.0, classes=10.0)]
+    assert first(bn_levels.bn_mismatch, probe_run(stays)).detected.epoch == 2
+    # eval mode off chance at the confirming evaluation: reported there, as before
+    learnt = [young[0], dict(bn(0.62, 0.805), bn_only=0.2, eval_only=0.015, classes=10.0)]
+    assert first(bn_levels.bn_mismatch, probe_run(learnt)).detected.epoch == 1
+    # no wait where the running statistics still hold much of their start: a momentum of
+    # 0.01 (torchvision's MobileNetV3, hunt 20: eval mode at chance at steps 47, 94, 141;
+    # recomputed statistics gave 76%) 50 steps in keeps 60% of it
+    lagging = [dict(row, bn_momentum=0.01) for row in young]
+    assert first(bn_levels.bn_mismatch, probe_run(lagging)).detected.epoch == 1
+    usual = [dict(row, bn_momentum=0.1) for row in young]
+    assert first(bn_levels.bn_mismatch, probe_run(usual)) is None
+    frozen = [dict(row, bn_momentum=0.0) for row in young]  # never updated: held for good
+    assert first(bn_levels.bn_mismatch, probe_run(frozen)).detected.epoch == 1
+    # nor for a momentum of 0.01 later on, which averages over hundreds of steps (hunt 49:
+    # MobileNetV3 validated every 125 steps, at chance in eval mode at 125, 250, 375; told
+    # at 375)
+    late = [replace(e, step=125 * (i + 1)) for i, e in enumerate(probe_run(lagging))]
+    assert not bn_levels.init_held(late[1])
+    assert first(bn_levels.bn_mismatch, late).detected.step == 250
+    assert first(bn_levels.bn_mismatch, [replace(e, bn_momentum=0.1) for e in late]) is None
+
+
+def test_rules_bn_mismatch_quiet_within_probe_noise():
+    rows = [bn(0.96, 0.97), bn(0.95, 0.98), bn(0.97, 0.975), bn(0.9, 0.93)]
+    assert first(bn_levels.bn_mismatch, probe_run(rows)) is None
+    rows = [bn(0.97, 0.9), bn(0.98, 0.85)]  # eval better than batch statistics: no problem
+    assert first(bn_levels.bn_mismatch, probe_run(rows)) is None
+
+
+def test_rules_bn_mismatch_paired_error_sees_a_gap_two_independent_accuracies_miss():
+    # 11 points apart on the same 128 images: 13% right with batch statistics only, 2% in
+    # eval mode only. Independent errors put the bar at 18 points, the paired one at 10
+    rows = [dict(bn(0.50, 0.61), bn_only=0.13, eval_only=0.02)] * 2
+    assert bn_levels.parted(probe_run(rows)[0]) is True
+    assert first(bn_levels.bn_mismatch, probe_run(rows)).detected.epoch == 1
+    unpaired = [bn(0.50, 0.61)] * 2
+    assert bn_levels.parted(probe_run(unpaired)[0]) is False
+    # the same gap from many flips both ways is within the noise
+    noisy = [dict(bn(0.50, 0.61), bn_only=0.40, eval_only=0.29)] * 2
+    assert bn_levels.parted(probe_run(noisy)[0]) is False
