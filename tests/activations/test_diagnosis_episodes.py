@@ -14,7 +14,7 @@ from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.episodes import UnitEpisodes, die_off
 from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
 from lightning_cnnviz.activations.initial_scale import init_explosion
-from tests.activations.test_diagnosis_rules import figures, healthy_losses, info, review
+from tests.activations.series import figures, healthy_losses, info, review
 
 
 def said(verdicts):

@@ -11,7 +11,7 @@ from torch import nn
 from lightning_cnnviz.core.selection import evenly_spaced
 from lightning_cnnviz.kernels import dense, draw
 from lightning_cnnviz.kernels.callback import KernelMonitor
-from tests.kernels.test_kernels import EdgeNet, read_images, run
+from tests.kernels.kernel_nets import EdgeNet, read_images, run
 from tests.tb import events, image_tags
 
 
