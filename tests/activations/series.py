@@ -60,3 +60,13 @@ def collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0, acc=None, **sett
             said += diagnosis.review(step, 0, figs, sites, [], list, chance, lr=lr,
                                      probe_acc=probe_acc, **now)  # fmt: skip
     return [v for v in said if v.kind == "divergence"]
+
+
+def said(verdicts):
+    """The verdicts as ``(kind, severity, change)``."""
+    return [(v.kind, v.severity, v.change) for v in verdicts]
+
+
+def flat(start, stop, value=1.38):
+    """A loss series held at ``value`` from ``start`` to ``stop``."""
+    return [(s, value) for s in range(start, stop)]
