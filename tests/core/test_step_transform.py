@@ -14,8 +14,7 @@ from lightning_cnnviz.core.step_follower import StepFollower, StepTap
 from lightning_cnnviz.core.step_transform import agreed, channel_affine, step_change
 from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
-from tests.overfitting.test_monitor_rules import Net
-from tests.overfitting.test_split_inputs import pictures
+from tests.overfitting.runs import Net, pictures
 from tests.test_no_work_between_logs import global_hooks
 
 MEAN, STD = (0.2, 0.3, 0.4), (0.25, 0.5, 0.2)

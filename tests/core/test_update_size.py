@@ -49,8 +49,7 @@ def test_update_size_unknown_without_an_optimiser_or_for_a_state_it_does_not_kno
 def test_update_size_read_at_each_evaluation_of_a_run(tmp_path):
     from torch.utils.data import DataLoader
 
-    from tests.overfitting.runs import fit_monitor, one_hot_set
-    from tests.overfitting.test_monitor_rules import Net
+    from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 
     class Plain(Net):  # plain SGD: its update is its gradient's, gone by the epoch's end
         def configure_optimizers(self):
@@ -69,8 +68,7 @@ def test_update_size_read_where_the_loader_has_no_length(tmp_path):
     # setups hunt 45: a stream of unknown length (num_training_batches inf) was never read
     from torch.utils.data import DataLoader, IterableDataset
 
-    from tests.overfitting.runs import fit_monitor, one_hot_set
-    from tests.overfitting.test_monitor_rules import Net
+    from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 
     class Stream(IterableDataset):
         def __init__(self, data):

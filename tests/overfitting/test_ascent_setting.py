@@ -9,8 +9,7 @@ from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.overfitting import lr_decay
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from tests.overfitting.runs import fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 
 
 class Climbing(Net):

@@ -10,8 +10,7 @@ from lightning_cnnviz.overfitting.class_gap import split_classes, swapped_pairs
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
-from tests.overfitting.runs import fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 from tests.tb import events, texts
 
 LEARNT = [[16, 0, 0, 0], [0, 15, 1, 0], [0, 0, 16, 0], [0, 1, 0, 15]]

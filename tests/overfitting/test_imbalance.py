@@ -13,8 +13,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.imbalance import class_imbalance, leaves_out, wants_train_loss
 from lightning_cnnviz.overfitting.remedies import remedies
-from tests.overfitting.runs import fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 from tests.tb import events, texts
 
 # 4 classes: class 1 and 2 taken for class 3 (as a CNN on 90% class-0 shapes did)

@@ -16,8 +16,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.metrics import figures
 from lightning_cnnviz.overfitting.remedies import remedies
-from tests.overfitting.runs import fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 from tests.tb import events, texts
 
 

@@ -10,8 +10,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.lr_decay import decayed_early
 from lightning_cnnviz.overfitting.text import diagnosis_text
-from tests.overfitting.runs import fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 from tests.tb import events, texts
 
 

@@ -5,8 +5,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.findings import findings_of
-from tests.overfitting.runs import fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 
 
 class WithMomentum(Net):

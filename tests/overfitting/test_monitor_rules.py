@@ -2,82 +2,16 @@
 and the run-level end-of-fit summary."""
 
 import logging
-import warnings
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+from tests.overfitting.runs import Net, fit
 from tests.tb import events, texts
-
-
-class Net(L.LightningModule):
-    """A small classifier logging loss and accuracy under the monitor's default keys."""
-
-    def __init__(self, net: nn.Module, lr: float) -> None:
-        super().__init__()
-        self.net, self.lr = net, lr
-
-    def forward(self, x):
-        return self.net(x)
-
-    def loss(self, logits, y):
-        return F.cross_entropy(logits, y)
-
-    def _step(self, batch, split):
-        x, y = batch
-        logits = self(x)
-        loss = self.loss(logits, y)
-        self.log(f"{split}/loss", loss, on_epoch=True, on_step=False)
-        self.log(f"{split}/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
-
-
-def blobs(n=64, seed=0, offset=3.0):
-    """Two classes told apart by the sign of one pixel (around a large offset)."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 2
-    x = torch.randn(n, 1, 4, 4, generator=g) + offset
-    x[:, 0, 0, 0] = offset + torch.where(y == 1, 1.0, -1.0) * (1 + torch.rand(n, generator=g))
-    return TensorDataset(x, y)
-
-
-def fit(tmp_path, model, callbacks, epochs=4, val=True, caplog=None):
-    trainer = L.Trainer(
-        default_root_dir=tmp_path,
-        max_epochs=epochs,
-        logger=TensorBoardLogger(tmp_path, name="tb", version=0),
-        callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        log_every_n_steps=1,
-        num_sanity_val_steps=0,
-    )
-    torch.manual_seed(0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        trainer.fit(
-            model,
-            DataLoader(blobs(), batch_size=16, shuffle=False),
-            DataLoader(blobs(seed=1), batch_size=16) if val else None,
-        )
-    return trainer, [str(w.message) for w in caught]
 
 
 def test_monitor_rules_bn_mismatch_found_and_buffers_untouched(tmp_path):

@@ -11,7 +11,7 @@ from lightning_cnnviz.overfitting import bn_levels, passes
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from tests.overfitting.test_monitor_rules import Net, fit
+from tests.overfitting.runs import Net, fit
 from tests.tb import events
 
 

@@ -7,8 +7,7 @@ from torch.utils.data import DataLoader, Sampler, SubsetRandomSampler
 from lightning_cnnviz.core.findings import earlier_cause, findings_of
 from lightning_cnnviz.core.image_keys import image_keys
 from lightning_cnnviz.overfitting.repeated_items import repeated_set
-from tests.overfitting.runs import ItemsMapped, fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import ItemsMapped, Net, fit_monitor, one_hot_set
 
 
 class SameIndices(Sampler):

@@ -13,19 +13,8 @@ from lightning_cnnviz.overfitting import split_inputs
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
-from tests.overfitting.runs import fit_monitor
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import Net, fit_monitor, pictures
 from tests.tb import events, texts
-
-
-def pictures(n=128, seed=0):
-    """Normalised 3-channel pictures: bright squares on a dark ground, per-channel tints."""
-    g = torch.Generator().manual_seed(seed)
-    x = 0.1 * torch.rand(n, 3, 16, 16, generator=g)
-    for i in range(n):
-        r, c = torch.randint(0, 10, (2,), generator=g).tolist()
-        x[i, :, r : r + 6, c : c + 6] += torch.rand(3, 1, 1, generator=g)
-    return x
 
 
 def normalise(x):

@@ -13,9 +13,7 @@ from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.core.input_shift import step_input, step_shift
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.step_inputs import first_layer
-from tests.overfitting.runs import fit_monitor
-from tests.overfitting.test_monitor_rules import Net
-from tests.overfitting.test_split_inputs import pictures
+from tests.overfitting.runs import Net, fit_monitor, pictures
 from tests.tb import events, texts
 
 MEAN, STD = 0.13, 0.31

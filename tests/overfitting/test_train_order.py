@@ -6,8 +6,7 @@ from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.overfitting.train_order import class_runs
-from tests.overfitting.runs import fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 
 
 def test_train_order_class_runs_sorted_not_random_nor_imbalanced():

@@ -6,8 +6,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.overfitting.val_labels import missing_val_classes, missing_val_text
-from tests.overfitting.runs import fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 
 
 def _fit(tmp_path, relabel):

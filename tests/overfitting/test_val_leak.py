@@ -15,8 +15,7 @@ from torch.utils.data import (
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.overfitting.val_leak import COMPARED, same_items
-from tests.overfitting.runs import ItemsMapped, fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import ItemsMapped, Net, fit_monitor, one_hot_set
 from tests.tb import events, texts
 
 

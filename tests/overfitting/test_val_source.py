@@ -13,8 +13,7 @@ from lightning_cnnviz.overfitting import val_source
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
-from tests.overfitting.runs import fit_monitor, one_hot_set
-from tests.overfitting.test_monitor_rules import Net
+from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 
 
 def evaluations(rows):
