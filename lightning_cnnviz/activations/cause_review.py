@@ -27,16 +27,14 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.dead_rules import (
+from lightning_cnnviz.activations.dead_rules import GRAD_BURST, SETTLED, STALLED
+from lightning_cnnviz.activations.dead_words import (
     BLOCKED_REMEDIES,
     CUT_REMEDIES,
     DATA_REMEDIES,
-    GRAD_BURST,
     INIT_REMEDIES,
     MOMENTUM_REMEDIES,
     REMEDIES,
-    SETTLED,
-    STALLED,
     burst_text,
 )
 from lightning_cnnviz.activations.episodes import Verdict

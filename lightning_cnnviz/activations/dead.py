@@ -3,8 +3,8 @@
 A dead unit is active on no entry of a log's window (``stats``). ``DeadHistory``
 keeps, per call site, a strip of per-channel active shares (one column per log,
 ``strip_column`` / ``strip_append``) and the dead fractions of the last log, from
-which ``dead_alerts`` says when units died; whether they hurt, and the words, are
-``dead_rules.py``'s.
+which ``dead_alerts`` says when units died; whether they hurt is
+``dead_rules.py``'s, the words ``dead_words.py``'s.
 
 Example::
 

@@ -1,136 +1,38 @@
-"""When silent units hurt, and how it is said: the severity rules, texts and remedies.
+"""When silent units hurt: the severity rules and their thresholds.
 
 A dead unit (``dead.py``) is a problem only when it hurts (``dead_reason``): a ``LARGE``
 share of a layer, a share rising ``FAST_RISE`` between logs while the loss is not falling
 well (or once the model has learnt) and has not just set a new low, or a share at the
-threshold while learning stalls.
-Otherwise it is a note (``dead_severity``). ``dead_text`` and ``dormant_text`` say it in
-words, with the remedies that fit the cause (``REMEDIES``, ``INIT_REMEDIES`` where the
-weights' scale at initialisation silenced the units, ``DORMANT_REMEDIES`` for
-activations that pass gradient below zero).
+threshold while learning stalls. Otherwise it is a note (``dead_severity``). The words
+and remedies are ``dead_words.py``'s.
 
 Example::
 
     >>> dead_reason(0.8, None, 0.9), dead_severity(0.34, None, 0.9)
     ('large', 'note')
-    >>> print(diagnosis_text([("relu1", 0.5, None)], {"relu1": [0, 2]}, 40, 0)[:66])
-    Dead units at step 40 (epoch 0): `relu1`: 50% of units dead (0, 2)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 __all__ = [
-    "BLOCKED_REMEDIES",
-    "CUT_REMEDIES",
-    "DATA_REMEDIES",
-    "DORMANT_REMEDIES",
     "FAST_RISE",
     "GRAD_BURST",
-    "INIT_REMEDIES",
     "LARGE",
     "LATE",
     "MIN_UNITS",
-    "MOMENTUM_REMEDIES",
-    "REMEDIES",
     "SETTLED",
+    "SLOW",
     "STALLED",
-    "burst_text",
     "dead_reason",
     "dead_severity",
-    "dead_text",
-    "diagnosis_text",
-    "dormant_text",
 ]
 
 
-REMEDIES = (
-    "lower the learning rate (units die after too large an update); use LeakyReLU, ELU or GELU; "
-    "use He (kaiming) initialisation; put BatchNorm before the activation; check the bias "
-    "(a large negative bias switches a unit off for every input)"
-)
-# Where the weights' scale at initialisation is the cause (zero, or far too large), the
-# learning rate is not: a learning-rate remedy reads wrong at lr 1e-4.
-INIT_REMEDIES = (
-    "a standard initialisation (PyTorch's default, or He/Kaiming for ReLU nets, Xavier for "
-    "Sigmoid/Tanh) instead of zero or over-scaled weights; a lower init gain; BatchNorm before "
-    "the activation"
-)
-# Where the optimiser's momentum carries ~1,000 past gradients into each step, that comes first.
-MOMENTUM_REMEDIES = (
-    "lower the momentum to 0.9 (Adam: `betas=(0.9, 0.999)`); then, if units still die, lower "
-    "the learning rate, use LeakyReLU or GELU, put BatchNorm before the activation"
-)
-# Where a schedule cut the rate early, too large an update is not the cause: the schedule is.
-CUT_REMEDIES = (
-    "check the learning-rate schedule: a scheduler stepped every batch where it was meant "
-    "every epoch (`interval`, milestones counted in steps) cuts the rate within the first "
-    "steps; keep the rate near the one set while the model learns; then, if units still "
-    "die, use LeakyReLU or GELU, put BatchNorm before the activation"
-)
-# Where no gradient reaches the layers below (exactly 0), the cut comes first.
-BLOCKED_REMEDIES = (
-    "let the gradient through: a straight-through estimator written `x + (f(x) - x).detach()` "
-    "(without `.detach()` its gradient is exactly 0), no `.detach()` or `torch.no_grad()` on "
-    "the way to the loss"
-)
-# Where the loss never left its chance level, nothing was learnt: the data comes first.
-DATA_REMEDIES = (
-    "check that each label belongs to its input (labels shuffled or misaligned against the "
-    "inputs keep the loss exactly at chance), that the loss reads the model's output and the "
-    "targets, and that the optimiser holds the model's parameters; if the units died with the "
-    "first large updates, lower the learning rate"
-)
 GRAD_BURST = 10.0
 """The gradient's level this many times its first reading, in a model at chance: the units
 died of too large updates, not of the data (hunt 25: a 12-layer plain ReLU net under SGD
 0.1, momentum 0.9, its gradients 20-60x their first level at step 30, 81% of a layer dead
 at step 60, was told to check its labels; at lr 0.01 it learnt, then diverged)."""
-
-
-def burst_text(rise: float) -> str:
-    """The cause of dead units in a model at chance whose gradients burst (``GRAD_BURST``)."""
-    return (
-        f"The gradients rose to {rise:.0f}x their first level while the loss sat at its "
-        "chance level: the updates are too large for this model, and units silenced by "
-        "them follow from it."
-    )
-
-
-# Rectifiers that already pass gradient below zero get the same advice minus the swap.
-DORMANT_REMEDIES = (
-    "lower the learning rate; use He (kaiming) initialisation; put a normalisation layer "
-    "before the activation; for reinforcement-style non-stationary targets, ReDo-style "
-    "re-initialisation of dormant units (Sokar et al. 2023)"
-)
-
-
-def diagnosis_text(
-    alerts: Sequence[tuple[str, float, float | None]],
-    dead: Mapping[str, Sequence[int]],
-    step: int,
-    epoch: int,
-) -> str:
-    """The plain-words diagnosis for ``dead_alerts``: layers, fractions, when, what to do.
-
-    Example::
-
-        >>> print(diagnosis_text([("relu1", 0.5, None)], {"relu1": [0, 2]}, 40, 0)[:66])
-        Dead units at step 40 (epoch 0): `relu1`: 50% of units dead (0, 2)
-    """
-    parts = [
-        f"`{site}`: {fraction:.0%} of units dead ("
-        + ", ".join(map(str, dead[site][:16]))
-        + (", ..." if len(dead[site]) > 16 else "")
-        + ("" if before is None else f"; {'up from' if fraction > before else 'was'} {before:.0%}")
-        + ")"
-        for site, fraction, before in alerts
-    ]
-    return (
-        f"Dead units at step {step} (epoch {epoch}): {'; '.join(parts)}. "
-        f"Units that never activate get no gradient and stop learning. Try: {REMEDIES}."
-    )
 
 
 LARGE = 0.75  # a layer this silent has lost most of its width: a problem whatever the loss
@@ -242,63 +144,3 @@ def dead_severity(
     """
     reason = dead_reason(fraction, before, progress, dead, threshold, falling)
     return "note" if reason is None else "problem"
-
-
-def dead_text(
-    alerts: Sequence[tuple[str, float, float | None]],
-    dead: Mapping[str, Sequence[int]],
-    step: int,
-    epoch: int,
-    severity: str,
-    progress: float | None,
-    cause: str | None = None,
-    remedies: str = INIT_REMEDIES,
-    consequence: bool = False,
-) -> str:
-    """``diagnosis_text`` with the severity's reason: why it hurts, or why it does not.
-
-    ``cause``: what is known to have silenced the units (the weights' scale at
-    initialisation), or to stand behind them (a loss that never left its chance level);
-    said with its ``remedies`` instead of the learning-rate ones. ``consequence``: the
-    cause is another finding's (a note then names it).
-    """
-    text = diagnosis_text(alerts, dead, step, epoch)
-    head = text.split(" Units that never")[0].rstrip(".")
-    if consequence and cause:
-        return f"{head}. A note: {cause} Try: {remedies}."
-    if severity == "problem":
-        if cause:
-            return f"{head}. {cause} Try: {remedies}."
-        return text
-    if progress is None:
-        why = "too few steps yet to tell whether learning suffers"
-    elif progress >= 0.01:
-        why = f"learning goes on (the loss fell {progress:.0%} since the first step)"
-    else:  # "learning goes on (the loss fell 0%)" contradicted itself
-        why = "learning has barely begun (the loss is within 1% of its first step's)"
-
-    return (
-        f"{head}. A note, not a problem: {why}; a layer often keeps a share of silent units "
-        "without harm (in wide layers, dense heads, small gating layers). Watch it if it "
-        "keeps rising."
-    )
-
-
-def dormant_text(
-    alerts: Sequence[tuple[str, float, float | None]], step: int, epoch: int, tau: float
-) -> str:
-    """Dormant units of activations that pass gradient below zero (never called dead).
-
-    Example::
-
-        >>> dormant_text([("act", 0.5, None)], 9, 0, 0.025)[:60]
-        'Dormant units at step 9 (epoch 0): `act`: 50% of units below'
-    """
-    parts = [f"`{site}`: {share:.0%} of units below {tau:g}x the layer's mean activity"
-             + (f" (was {before:.0%})" if before is not None else "")
-             for site, share, before in alerts]  # fmt: skip
-    return (
-        f"Dormant units at step {step} (epoch {epoch}): {'; '.join(parts)}. These activations "
-        "pass gradient below zero, so the units are not dead, only little used (dormant, "
-        f"Sokar et al. 2023). If it keeps rising: {DORMANT_REMEDIES}."
-    )

@@ -49,16 +49,14 @@ from typing import Any
 
 from lightning_cnnviz.activations.dead_rules import (
     FAST_RISE,
-    INIT_REMEDIES,
     LARGE,
     MIN_UNITS,
     SETTLED,
     SLOW,
     STALLED,
     dead_reason,
-    dead_text,
-    dormant_text,
 )
+from lightning_cnnviz.activations.dead_words import INIT_REMEDIES, dead_text, dormant_text
 from lightning_cnnviz.activations.episode_ends import (
     OUTGROWN,
     RECOVERED,

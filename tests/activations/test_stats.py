@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_cnnviz.activations.dead import DeadHistory, dead_alerts, strip_append, strip_column
-from lightning_cnnviz.activations.dead_rules import diagnosis_text
+from lightning_cnnviz.activations.dead_words import diagnosis_text
 from lightning_cnnviz.activations.recorder import Recorder, weight_grad_norm
 from lightning_cnnviz.activations.reductions import _exact_counts, _finite_parts, batch_parts, fold
 from lightning_cnnviz.activations.sites import fallback_layers, trace_sites
