@@ -69,6 +69,8 @@ DATA_REMEDIES = (
     "targets, and that the optimiser holds the model's parameters; if the units died with the "
     "first large updates, lower the learning rate"
 )
+
+
 def burst_text(rise: float) -> str:
     """The cause of dead units in a model at chance whose gradients burst (``GRAD_BURST``)."""
     return (
