@@ -103,6 +103,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         # the batch's step and epoch as Lightning logs them (before its optimizer step)
         self._batch_at = (0, 0)
         self._peak_rate: tuple[int, float] | None = None
+        self._last_rate: float | None = None
         self._findings: dict[str, Finding] = {}  # the last reported finding of each kind
         self._compiled: bool | None = None  # known at the first training batch
 
@@ -238,10 +239,12 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.disabled and not self._mute and trainer.is_global_zero:
             model = unwrap_model(pl_module)  # before the summary: what the last steps show
+            # the rate the last step ran at: a scheduler stepped at the epoch's end already
+            # holds the next epoch's, which no step used (setups hunt 49: a warm restart)
+            lr = self._last_rate if self._last_rate is not None else _settings(trainer, model).lr
             verdicts = self.diagnosis.conclude(
                 lambda: nonfinite_parameters(list(model.named_parameters())),
-                trainer.global_step, self._batch_at[1],
-                lr=_settings(trainer, model).lr, lr_peak=self.take_peak_rate(),
+                trainer.global_step, self._batch_at[1], lr=lr, lr_peak=self.take_peak_rate(),
             )  # fmt: skip
             self._tell(trainer, verdicts, self.diagnosis.last_step, self.diagnosis.last_epoch)
             if self.events and self.fit_batches and not self.diagnosis.loss.series:

@@ -51,6 +51,7 @@ class TrainingWindow:
     _compiled: bool | None
     _batch_at: tuple[int, int]
     _peak_rate: tuple[int, float] | None  # (step, the highest rate of a step since the last log)
+    _last_rate: float | None  # the rate of the last step run
 
     def _trace(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._rec.sites:
@@ -143,8 +144,10 @@ class TrainingWindow:
         self._stepped = self._loss_read = True
         rate = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
         first = trainer.optimizers and optimizer is trainer.optimizers[0]
-        if first and isinstance(rate, float) and rate > (self._peak_rate or (0, -1.0))[1]:
-            self._peak_rate = (trainer.global_step, rate)  # a python float: no sync
+        if first and isinstance(rate, float):  # a python float: no sync
+            self._last_rate = rate
+            if rate > (self._peak_rate or (0, -1.0))[1]:
+                self._peak_rate = (trainer.global_step, rate)
         if self._grads_due and not self.disabled:
             self._rec.read_grads(unwrap_model(pl_module))  # leaves only: nothing computed
 

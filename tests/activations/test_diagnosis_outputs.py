@@ -247,3 +247,45 @@ def test_diagnosis_runs_nan_written_between_epochs_is_told_as_what_runs_between_
     assert "just before step 40, the first step of epoch 2" in diverged.message
     told = texts(events(tmp_path), "activations/diagnosis")
     assert any("what runs between two epochs" in t for t in told)
+
+
+class BlownUpAfterTheLastLog(Net):
+    """A per-epoch warm restart (back to its peak after the last epoch); the loss x1e4 at 33."""
+
+    def __init__(self) -> None:
+        super().__init__(leaky_cnn(), lr=0.05)
+        self.rates: dict[int, float] = {}
+
+    def training_step(self, batch, batch_idx):
+        self.rates[self.global_step] = self.trainer.optimizers[0].param_groups[0]["lr"]
+        loss = super().training_step(batch, batch_idx)
+        return loss * 1e4 if self.global_step == 33 else loss
+
+    def configure_optimizers(self):
+        opt = super().configure_optimizers()
+        restarts = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=3, eta_min=5e-4)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": restarts, "interval": "epoch"}}
+
+
+def test_diagnosis_runs_a_blow_up_after_the_last_log_reads_the_rate_of_the_last_step(tmp_path):
+    # setups hunt 49: Lightning steps a per-epoch scheduler after the last epoch; the rate
+    # it then holds (0.05, the restart) was read as the rate now and told as "The learning
+    # rate jumped from 0.0129 (step 30) to 0.05 (step 36) ... a warm restart": no step ran at it
+    L.seed_everything(0, verbose=False)
+    data = SyntheticDigitsDataModule(train_size=64 * 12, val_size=64, batch_size=64)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=3, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[ActivationMonitor(every_n_steps=10)],
+    )  # fmt: skip
+    model = BlownUpAfterTheLastLog()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, data)
+    after = trainer.optimizers[0].param_groups[0]["lr"]
+    assert max(r for s, r in model.rates.items() if s >= 30) < after / 2  # the restart: unused
+    (diverged,) = [f for f in problems(findings_of(trainer)) if f.kind == "divergence"]
+    assert diverged.step == 36 and "step 33" in diverged.message
+    assert "jumped" not in diverged.message and "warm restart" not in diverged.message
+    assert "one batch or one operation" in diverged.message
