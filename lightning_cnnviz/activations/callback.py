@@ -21,7 +21,7 @@ from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.activations.window import TrainingWindow
 from lightning_cnnviz.core.activation_kind import is_activation
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
-from lightning_cnnviz.core.findings import Finding, earlier_cause, record_check, replace, report
+from lightning_cnnviz.core.findings import Finding, record_check, replace, report
 from lightning_cnnviz.core.input_form import batch_hooks
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.layer_calls import count_call_sites
@@ -29,6 +29,7 @@ from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES
 from lightning_cnnviz.core.logits import class_scores
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe_pass import follows_step
+from lightning_cnnviz.core.root_causes import earlier_cause
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.settings import Settings, read_settings

@@ -15,14 +15,8 @@ from typing import Any
 
 from lightning.pytorch import Trainer
 
-from lightning_cnnviz.core.findings import (
-    Finding,
-    earlier_cause,
-    findings_of,
-    record_check,
-    replace,
-    report,
-)
+from lightning_cnnviz.core.findings import Finding, findings_of, record_check, replace, report
+from lightning_cnnviz.core.root_causes import earlier_cause
 from lightning_cnnviz.core.run_datasets import has_val_data
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import chance_levels

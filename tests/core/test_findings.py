@@ -1,77 +1,10 @@
 """The run's record of findings: a root cause named by the problems told after it."""
 
-from lightning_cnnviz.core.findings import Finding, earlier_cause, findings_of, report
+from lightning_cnnviz.core.findings import Finding, findings_of, report
 
 
 class Run:
     """Anything can hold the record (the trainer, in a run)."""
-
-
-def test_findings_earlier_cause_names_a_standing_root_cause_problem():
-    run = Run()
-    assert earlier_cause(run, "divergence") == ""
-    report(run, Finding("activations", "dead_units", 10, 0, "relu 30% dead", severity="note"))
-    assert earlier_cause(run, "divergence") == ""  # not a root cause
-    report(run, Finding("overfitting", "unshuffled_batches", 0, 0, "in class order"))
-    said = earlier_cause(run, "divergence")
-    assert said.startswith("This may follow from a problem reported first (step 0, `unshuffled")
-    assert "the training batches come in class order. Fix that first." in said
-    assert earlier_cause(run, "unshuffled_batches") == ""  # a root cause is not its own
-    # a root cause told as a note (gone) stands behind nothing
-    findings_of(run)[-1] = Finding("overfitting", "loss_mismatch", 69, 1, "gone", severity="note")
-    assert earlier_cause(run, "not_learning") == ""
-
-
-def test_findings_earlier_cause_names_inputs_far_from_unit_scale_though_a_note():
-    run = Run()
-    report(run, Finding("activations", "unnormalised_inputs", 3, 0, "barely vary", severity="note"))
-    said = earlier_cause(run, "not_learning")
-    assert said.startswith("This may follow from a note reported first (step 3, `unnormalised")
-    assert "the inputs are far from unit scale. Fix that first." in said
-
-
-def test_findings_earlier_cause_inputs_are_named_by_root_causes_too():
-    # held out: inputs divided by 255 twice; vanishing gradients at step 120 (a root cause
-    # itself) was told with init and architecture remedies, the inputs never named
-    run = Run()
-    report(run, Finding("activations", "unnormalised_inputs", 12, 0, "barely vary", {}, "note"))
-    said = earlier_cause(run, "vanishing_gradients")
-    assert "(step 12, `unnormalised_inputs`): the inputs are far from unit scale" in said
-    assert earlier_cause(run, "unnormalised_inputs") == ""
-    report(run, Finding("overfitting", "unshuffled_batches", 0, 0, "in class order"))
-    assert "unshuffled" not in earlier_cause(run, "vanishing_gradients")  # no chain of causes
-
-
-def test_findings_earlier_cause_names_layers_frozen_at_random_init_not_a_frozen_backbone():
-    run = Run()
-    report(run, Finding("kernels", "frozen_layers", 40, 0, "frozen, trained", severity="note"))
-    assert earlier_cause(run, "not_learning") == ""  # frozen on purpose: no cause
-    findings_of(run)[-1] = Finding("kernels", "frozen_layers", 40, 0, "frozen, untrained")
-    said = earlier_cause(run, "generalisation_gap")
-    assert "(step 40, `frozen_layers`): layers learn nothing (frozen at their random" in said
-
-
-def test_findings_earlier_cause_names_standing_vanishing_gradients():
-    # held out: 14 Conv1d + Sigmoid, vanishing at step 7, at chance at step 150 (no cause)
-    run = Run()
-    report(run, Finding("activations", "vanishing_gradients", 7, 0, "1.8e-09 of the last"))
-    said = earlier_cause(run, "not_learning")
-    assert "(step 7, `vanishing_gradients`): the gradient vanishes before it reaches" in said
-    findings_of(run)[-1] = Finding("activations", "vanishing_gradients", 90, 1, "gone", {}, "note")
-    assert earlier_cause(run, "not_learning") == ""  # withdrawn once learning goes on
-
-
-def test_findings_earlier_cause_names_a_gap_behind_later_val_curve_problems_only():
-    # held out: half the val labels wrong; the gap at step 96, then val loss rising as the
-    # model grew sure of the right labels, told "stop at epoch 0"
-    run = Run()
-    report(run, Finding("overfitting", "generalisation_gap", 96, 2, "train 100% vs val 47%"))
-    for kind in ("overfitting", "memorisation"):
-        said = earlier_cause(run, kind)
-        assert "(step 96, `generalisation_gap`): the training and validation images" in said
-    assert earlier_cause(run, "dead_units") == ""  # the gap stands behind val curves only
-    report(run, Finding("activations", "divergence", 120, 3, "diverged"))
-    assert earlier_cause(run, "not_learning").endswith("training diverged. Fix that first.")
 
 
 def test_findings_of_a_lightning_module_are_its_trainers():
@@ -92,31 +25,3 @@ def test_findings_of_a_lightning_module_are_its_trainers():
     assert not hasattr(module, "_cnnviz_findings")
     with pytest.raises(TypeError, match="got None"):
         findings_of(None)
-
-
-def test_findings_earlier_cause_started_before_the_problem_only():
-    # hunt 25: a BatchNorm mismatch standing since step 7, updated at step 126, was told
-    # as following from unstable training found at step 126
-    class Run: ...
-
-    run = Run()
-    report(run, Finding("overfitting", "unstable_training", 126, 3, "the loss climbs",
-                        {"since_step": 94}))  # fmt: skip
-    assert earlier_cause(run, "bn_mismatch", since=7) == ""
-    assert "(step 126, `unstable_training`)" in earlier_cause(run, "bn_mismatch", since=126)
-    spiked = Run()  # a divergence found at 60 whose spike came at step 31 precedes step 32
-    report(spiked, Finding("activations", "divergence", 60, 1, "spike", {"spike_step": 31}))
-    assert "(step 60, `divergence`)" in earlier_cause(spiked, "not_learning", since=32)
-
-
-def test_findings_earlier_cause_a_loss_scaled_down_is_no_cause_of_too_large_updates():
-    # hunt 49: a loss weight ramped 0.01 -> 1 under SGD at lr 1.5; the blow-up (exploding
-    # gradients, dead units) was told "may follow from `scaled_loss`", which makes the
-    # steps smaller
-    down, up = Run(), Run()
-    report(down, Finding("activations", "scaled_loss", 9, 0, "0.031x", {"scale": 0.031}, "note"))
-    report(up, Finding("activations", "scaled_loss", 9, 0, "100x", {"scale": 100.0}, "note"))
-    for kind in ("exploding_gradients", "dead_units", "divergence"):
-        assert earlier_cause(down, kind) == ""
-        assert "`scaled_loss`" in earlier_cause(up, kind)
-    assert "`scaled_loss`" in earlier_cause(down, "not_learning")  # smaller steps: a cause

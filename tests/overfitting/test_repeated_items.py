@@ -4,8 +4,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, SubsetRandomSampler
 
-from lightning_cnnviz.core.findings import earlier_cause, findings_of
+from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.core.image_keys import image_keys
+from lightning_cnnviz.core.root_causes import earlier_cause
 from lightning_cnnviz.overfitting.repeated_items import repeated_set
 from tests.overfitting.runs import ItemsMapped, Net, fit_monitor, one_hot_set
 
