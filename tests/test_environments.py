@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-from lightning_cnnviz.core.findings import checks_of
+from lightning_cnnviz.core.findings import checks_of, findings_of, problems
 from tests.monitors import TinyCNN, fit, loaders, make_monitor, trainer_for
 from tests.tb import events, texts
 
@@ -97,3 +97,24 @@ def test_environments_iterable_datasets_every_monitor_logs(tmp_path):
         assert 1 <= monitor.events <= 3, (name, monitor.events)  # planned as a long run, not 1 step
     images = {t.split("/")[0] for t in acc.Tags()["images"]}
     assert {"kernels", "feature_maps", "activations", "gradcam", "overfitting"} <= images
+
+
+def test_environments_a_second_fit_of_another_model_starts_the_trainers_record_afresh(tmp_path):
+    # setups hunt 49: a second `fit` with another model on the same trainer listed the first
+    # model's problems as "2 problem(s) in this run"
+    monitors = [make_monitor("ActivationMonitor", every_n_steps=2)]
+    torch.manual_seed(0)
+    trainer, diverged, _ = fit(tmp_path, monitors, model=TinyCNN(lr=1e4), max_epochs=2)
+    told = problems(findings_of(trainer))
+    assert told and told[0].kind == "divergence"
+    held = findings_of(trainer)  # a live list: it shows the run's record as it goes
+    for model, epochs in ((diverged, 3), (TinyCNN(), 5)):  # the same model goes on; another not
+        before = trainer.global_step
+        trainer.fit_loop.max_epochs = epochs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.fit(model, *loaders())
+        assert held is findings_of(trainer) and trainer.global_step > before
+        assert (told[0] in held) == (model is diverged)
+    assert not problems(held) and all(f.step > before for f in held)
+    assert checks_of(trainer)  # the last fit's checks

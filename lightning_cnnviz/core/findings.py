@@ -21,6 +21,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,6 +42,7 @@ __all__ = [
     "records_of",
     "replace",
     "report",
+    "start_record",
 ]
 
 Severity = Literal["problem", "note"]
@@ -117,6 +120,38 @@ def findings_of(trainer: object) -> list[Finding]:
         found = []
         setattr(trainer, _ATTR, found)
     return found
+
+
+# the model each trainer's record is about (a trainer pickled for a spawned fit carries no
+# weak reference: this table stays in its process)
+_ABOUT: weakref.WeakKeyDictionary[object, weakref.ref[object]] = weakref.WeakKeyDictionary()
+
+
+def start_record(trainer: object, model: object) -> None:
+    """Start ``trainer``'s record afresh where a fit trains another model than the record's.
+
+    A fit of the same model again goes on adding to it. Emptied in place: the live lists
+    ``findings_of`` handed out show this fit's findings. (Setups hunt 49: a second ``fit``
+    with another model on the same trainer listed the first model's problems as its own.)
+
+    Example::
+
+        >>> class Run: ...
+        >>> run, a, b = Run(), Run(), Run()
+        >>> start_record(run, a)
+        >>> report(run, Finding("activations", "divergence", 9, 0, "the loss spiked"))
+        >>> start_record(run, a); len(findings_of(run))
+        1
+        >>> start_record(run, b); len(findings_of(run))
+        0
+    """
+    about = _ABOUT.get(trainer)
+    if about is not None and about() is model:
+        return
+    findings_of(trainer).clear()
+    checks_of(trainer).clear()
+    with contextlib.suppress(TypeError):  # no weak reference to one: each fit starts afresh
+        _ABOUT[trainer] = weakref.ref(model)
 
 
 def records_of(trainer: object) -> dict[str, Any]:

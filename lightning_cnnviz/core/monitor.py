@@ -25,6 +25,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
+from lightning_cnnviz.core.findings import start_record
 from lightning_cnnviz.core.hand_back import HandBack
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.model_state import kept_state
@@ -208,6 +209,7 @@ class Monitor(
             say_fit_only(trainer, stage)
             return
         self._check_tags_unique(trainer.callbacks)
+        start_record(trainer, pl_module)  # the trainer's record: another model's is not this fit's
         self._start_model(pl_module)
         self._call_counts: dict[str, int] = {}
         self._probes = {}
