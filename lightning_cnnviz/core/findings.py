@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lightning_cnnviz.core.hand_back import take_back
+from lightning_cnnviz.core.hand_back import hand_back_now, take_back
 
 __all__ = [
     "ASIDE",
@@ -169,6 +169,7 @@ def _take_back(trainer: object) -> None:
 def report(trainer: object, finding: Finding) -> None:
     """Add a finding to the run's record."""
     findings_of(trainer).append(finding)
+    hand_back_now(trainer, records_of(trainer))  # in a child process: a fit may yet raise
 
 
 def replace(trainer: object, old: Finding, new: Finding) -> None:
@@ -189,6 +190,7 @@ def replace(trainer: object, old: Finding, new: Finding) -> None:
         found.append(new)
     else:
         found[index] = new
+    hand_back_now(trainer, records_of(trainer))
 
 
 @dataclass(frozen=True)

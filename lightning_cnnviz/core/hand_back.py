@@ -5,22 +5,27 @@ copies of the trainer and its callbacks; the launching process (a notebook's ker
 gets back the weights, the trainer's state and ``callback_metrics`` only, so
 ``findings_of(trainer)`` there read nothing (setups hunt 47). Each monitor carries an
 address (``HandBack``): the launching process's id and a file name in the temporary
-folder. Rank 0's child, whose parent that process is, writes the run's records there at
-the end of fit (``hand_back``); ``findings_of`` in the launching process reads and removes
-the file (``take_back``). Single-process runs and the script launcher's processes (each
-runs its own copy of the script, monitors included) never write.
+folder. Rank 0's child, whose parent that process is, writes the run's records to a file
+of that fit's own beside it at the end of fit (``hand_back``), and names the file on the
+trainer's state, which Lightning sends back to the trainer that ran the fit: two trainers
+sharing monitors (a k-fold loop) each get their own fit's records. A fit that raised sends
+no state back; the launching process's ``on_exception`` names the newest file on its
+trainer then (``claim_failed``). ``findings_of`` there reads and removes the file
+(``take_back``). Single-process runs and the script launcher's processes (each runs its
+own copy of the script, monitors included) never write.
 
 Example::
 
     >>> import os
     >>> to = HandBack.here()
-    >>> to.pid == os.getpid() and to.path.endswith(".pkl")
+    >>> to.pid == os.getpid() and to.holds(to.fit_path())
     True
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import pickle
 import tempfile
@@ -29,31 +34,51 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HandBack", "hand_back", "take_back"]
+__all__ = ["HandBack", "claim_failed", "hand_back", "hand_back_now", "launched_here", "take_back"]
+
+_FIT = "_cnnviz_hand_back"  # on the trainer's state: the file of the fit that state is of
+_UNWRITABLE: set[HandBack] = set()  # addresses said once to be unwritable
 
 
 @dataclass(frozen=True)
 class HandBack:
-    """Where a child process leaves a fit's records for ``pid``, the process that started it."""
+    """Where a child process leaves fits' records for ``pid``, the process that started it.
+
+    ``stem``: the files' common start, in the temporary folder; each fit writes its own.
+    """
 
     pid: int
-    path: str
+    stem: str
 
     @classmethod
     def here(cls, owner: object | None = None) -> HandBack:
-        """An address for this process; a file left there goes when ``owner`` does."""
-        name = f"lightning_cnnviz-{os.getpid()}-{uuid.uuid4().hex}.pkl"
+        """An address for this process; files left there go when ``owner`` does."""
+        name = f"lightning_cnnviz-{os.getpid()}-{uuid.uuid4().hex}"
         to = cls(os.getpid(), os.path.join(tempfile.gettempdir(), name))
         if owner is not None:  # a fit's records nobody read: not left in the folder
             weakref.finalize(owner, _discard, to)
         return to
 
+    def fit_path(self) -> str:
+        """A new file for one fit's records."""
+        return f"{self.stem}-{uuid.uuid4().hex}.pkl"
+
+    def holds(self, path: str) -> bool:
+        """Whether ``path`` is one of this address's files."""
+        return path.startswith(self.stem + "-") and path.endswith(".pkl")
+
+    def files(self) -> list[str]:
+        """This address's files, newest first."""
+        found = glob.glob(glob.escape(self.stem) + "-*.pkl")
+        return sorted(found, key=os.path.getmtime, reverse=True)
+
 
 def _discard(to: HandBack) -> None:
-    """Remove the file at ``to`` in the process it belongs to (a forked copy leaves it)."""
+    """Remove the files at ``to`` in the process they belong to (a forked copy leaves them)."""
     if os.getpid() == to.pid:
-        with contextlib.suppress(OSError):
-            os.remove(to.path)
+        for path in to.files():
+            with contextlib.suppress(OSError):
+                os.remove(path)
 
 
 def _started_by_lightning(trainer: Any) -> bool:
@@ -68,33 +93,74 @@ def hand_back(trainer: Any, records: dict[str, Any], to: HandBack | None) -> Non
         return
     if not getattr(trainer, "is_global_zero", False):
         return
-    part = f"{to.path}.{os.getpid()}.part"
+    state = getattr(trainer, "state", None)
+    path = getattr(state, _FIT, None)
+    if not (isinstance(path, str) and to.holds(path)):  # this fit's file, kept at a second call
+        path = to.fit_path()
+    part = f"{path}.{os.getpid()}.part"
     try:
         with open(part, "wb") as file:
             pickle.dump(records, file)
-        os.replace(part, to.path)  # whole or absent for the reader
-    except (OSError, pickle.PicklingError, TypeError) as err:  # never the run's end
-        from lightning_cnnviz.core.say import say  # (Lightning: not where findings are read)
+        os.replace(part, path)  # whole or absent for the reader
+        setattr(state, _FIT, path)  # sent back with the state to the trainer of this fit
+    except (OSError, pickle.PicklingError, TypeError, AttributeError) as err:  # never the end
+        if to not in _UNWRITABLE:  # said once: each finding recorded tries again
+            _UNWRITABLE.add(to)
+            from lightning_cnnviz.core.say import say  # (Lightning: not where findings are read)
 
-        say(f"lightning-cnnviz could not hand the findings back to the launching process ({err})")
+            say(
+                f"lightning-cnnviz could not hand the findings back to the process that "
+                f"launched the fit ({err})"
+            )
+
+
+def hand_back_now(trainer: Any, records: dict[str, Any]) -> None:
+    """``hand_back`` the record as it stands, to the address of ``trainer``'s last monitor.
+
+    A fit that raises in a child runs no hook there after it (Lightning calls
+    ``on_exception`` in the launching process only): what was found before is left as
+    each finding is recorded.
+    """
+    found = (getattr(c, "hand_back_to", None) for c in reversed(getattr(trainer, "callbacks", ())))
+    hand_back(trainer, records, next((to for to in found if isinstance(to, HandBack)), None))
+
+
+def launched_here(trainer: Any, to: HandBack | None) -> bool:
+    """Whether this process launched ``trainer``'s fit into child processes (it ran none)."""
+    return to is not None and to.pid == os.getpid() and _started_by_lightning(trainer)
+
+
+def _addresses(trainer: Any) -> list[HandBack]:
+    """The addresses of ``trainer``'s callbacks that belong to this process."""
+    found = (getattr(c, "hand_back_to", None) for c in getattr(trainer, "callbacks", ()))
+    return [to for to in found if isinstance(to, HandBack) and to.pid == os.getpid()]
+
+
+def claim_failed(trainer: Any, to: HandBack | None) -> None:
+    """In the launching process, after a fit that raised: name its file on ``trainer``'s state.
+
+    No state comes back from a fit that raised; the child wrote its records before the
+    exception reached this process, so the newest file at ``to`` is that fit's.
+    """
+    if not launched_here(trainer, to):
+        return
+    newest = to.files()[:1]  # type: ignore[union-attr]
+    if newest:
+        with contextlib.suppress(AttributeError):
+            setattr(trainer.state, _FIT, newest[0])
 
 
 def take_back(trainer: Any) -> dict[str, Any] | None:
-    """The records a child left for this process (the file is removed), else None.
-
-    Read from the addresses (``hand_back_to``) of the trainer's callbacks.
-    """
+    """The records a child left for ``trainer``'s last fit (the file is removed), else None."""
     if not _started_by_lightning(trainer):
         return None
-    for callback in getattr(trainer, "callbacks", ()):
-        to = getattr(callback, "hand_back_to", None)
-        if not isinstance(to, HandBack) or to.pid != os.getpid():
-            continue
-        try:
-            with open(to.path, "rb") as file:
-                records = pickle.load(file)
-        except FileNotFoundError:
-            continue
-        os.remove(to.path)
-        return records
-    return None
+    path = getattr(getattr(trainer, "state", None), _FIT, None)
+    if not isinstance(path, str) or not any(to.holds(path) for to in _addresses(trainer)):
+        return None
+    try:
+        with open(path, "rb") as file:
+            records = pickle.load(file)
+    except FileNotFoundError:  # taken already
+        return None
+    os.remove(path)
+    return records

@@ -28,7 +28,7 @@ from lightning_cnnviz.core.findings import (
     records_of,
     report,
 )
-from lightning_cnnviz.core.hand_back import HandBack, hand_back
+from lightning_cnnviz.core.hand_back import HandBack, claim_failed, hand_back, launched_here
 from lightning_cnnviz.core.logs import announce_logs
 from lightning_cnnviz.core.say import say, tell
 from lightning_cnnviz.core.summary import summary_text
@@ -111,8 +111,12 @@ class RunSummary:
         fitting = getattr(trainer.state.fn, "value", trainer.state.fn) == "fit"
         if not fitting or not trainer.is_global_zero or _monitors(trainer)[-1] is not self:
             return
-        hand_back(trainer, records_of(trainer), self.hand_back_to)
-        ended = f"the fit ended at step {trainer.global_step} with {type(exception).__name__}; "
+        if launched_here(trainer, self.hand_back_to):  # the fit ran in child processes
+            claim_failed(trainer, self.hand_back_to)  # what they left: `findings_of` reads it
+            ended = f"the fit (in child processes) ended with {type(exception).__name__}; "
+        else:
+            hand_back(trainer, records_of(trainer), self.hand_back_to)
+            ended = f"the fit ended at step {trainer.global_step} with {type(exception).__name__}; "
         tell(summary_text(findings_of(trainer), ended=ended + "before it, "))
         announce_logs(trainer)
 

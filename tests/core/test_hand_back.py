@@ -55,14 +55,14 @@ def test_hand_back_forked_fit_findings_reach_the_launching_process(tmp_path):
     kinds = [(f.kind, f.severity) for f in findings_of(trainer)]
     assert ("val_is_train", "problem") in kinds
     assert checks_of(trainer)[("OverfittingMonitor", "")].ran
-    assert not os.path.exists(monitor.hand_back_to.path)  # read once, then removed
+    assert not monitor.hand_back_to.files()  # read once, then removed
 
 
 def test_hand_back_file_nobody_read_goes_with_its_monitor(tmp_path):
     import gc
 
     monitor = OverfittingMonitor()
-    path = monitor.hand_back_to.path
+    path = monitor.hand_back_to.fit_path()
     with open(path, "wb") as file:  # as a child leaves it, never read by `findings_of`
         pickle.dump({}, file)
     del monitor
@@ -73,7 +73,7 @@ def test_hand_back_file_nobody_read_goes_with_its_monitor(tmp_path):
 def test_hand_back_single_process_fit_writes_nothing(tmp_path):
     trainer, monitor = _fit(tmp_path)
     assert monitor.hand_back_to.pid == os.getpid()
-    assert not os.path.exists(monitor.hand_back_to.path)
+    assert not monitor.hand_back_to.files()
     assert "val_is_train" in [f.kind for f in findings_of(trainer)]
 
 
@@ -84,7 +84,7 @@ def test_hand_back_copy_pickled_by_another_process_takes_an_address_there(monkey
     assert same.hand_back_to == made  # pickled where it was made
     monkeypatch.setattr(os, "getpid", lambda: made.pid + 1)
     sent_on = pickle.loads(pickle.dumps(monitor))  # a copy that launches a fit of its own
-    assert sent_on.hand_back_to.pid == made.pid + 1 and sent_on.hand_back_to.path != made.path
+    assert sent_on.hand_back_to.pid == made.pid + 1 and sent_on.hand_back_to.stem != made.stem
 
 
 def test_hand_back_a_file_it_cannot_write_is_said_never_raised(tmp_path):
@@ -95,11 +95,61 @@ def test_hand_back_a_file_it_cannot_write_is_said_never_raised(tmp_path):
     from lightning_cnnviz.core.hand_back import HandBack, hand_back
 
     launched = SimpleNamespace(launcher=SimpleNamespace(_start_method="spawn"))
-    trainer = SimpleNamespace(strategy=launched, is_global_zero=True)
-    to = HandBack(os.getppid(), str(tmp_path / "missing" / "records.pkl"))
+    trainer = SimpleNamespace(strategy=launched, is_global_zero=True, state=SimpleNamespace())
+    to = HandBack(os.getppid(), str(tmp_path / "missing" / "records"))
     with pytest.warns(UserWarning, match="could not hand the findings back"):
         hand_back(trainer, {"_cnnviz_findings": []}, to)
-    written = HandBack(os.getppid(), str(tmp_path / "records.pkl"))
+    written = HandBack(os.getppid(), str(tmp_path / "records"))
     hand_back(trainer, {"_cnnviz_findings": []}, written)  # as a child of this process
-    with open(written.path, "rb") as file:
+    assert written.holds(trainer.state._cnnviz_hand_back)  # named on the state sent back
+    with open(trainer.state._cnnviz_hand_back, "rb") as file:
         assert pickle.load(file) == {"_cnnviz_findings": []}
+
+
+def _fit_with(monitor, tmp_path, val_is_train, model=None):
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(96, 1, 8, 8), torch.randint(0, 3, (96,)))
+    other = TensorDataset(torch.randn(64, 1, 8, 8), torch.randint(0, 3, (64,)))
+    trainer = L.Trainer(
+        max_epochs=1, callbacks=[monitor], default_root_dir=tmp_path, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        strategy="ddp_fork", devices=1, accelerator="cpu",
+    )  # fmt: skip
+    val = DataLoader(data if val_is_train else other, batch_size=32)
+    trainer.fit(model or Tiny(), DataLoader(data, batch_size=16), val)
+    return trainer
+
+
+def test_hand_back_two_trainers_sharing_a_monitor_each_get_their_own_fit(tmp_path):
+    # setups hunt 49: one file per monitor: the second fit overwrote the first's, and the
+    # first trainer asked got it (a k-fold loop reusing its callbacks)
+    monitor = OverfittingMonitor()
+    first = _fit_with(monitor, tmp_path / "a", val_is_train=True)
+    second = _fit_with(monitor, tmp_path / "b", val_is_train=False)
+    assert "val_is_train" not in [f.kind for f in findings_of(second)]
+    assert "val_is_train" in [f.kind for f in findings_of(first)]
+    assert checks_of(first) and checks_of(second) and not monitor.hand_back_to.files()
+
+
+class Crashes(Tiny):
+    def training_step(self, batch, batch_idx):
+        if batch_idx == 3:
+            raise RuntimeError("a bad batch")
+        return super().training_step(batch, batch_idx)
+
+
+def test_hand_back_a_fit_that_raised_hands_its_findings_back_too(tmp_path):
+    import pytest
+
+    monitor = OverfittingMonitor()
+    first = _fit_with(monitor, tmp_path / "a", val_is_train=False)
+    findings_of(first)  # read: its file is gone
+    crashed = L.Trainer(max_epochs=1, callbacks=[monitor], default_root_dir=tmp_path / "b",
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, strategy="ddp_fork", devices=1,
+                        accelerator="cpu")  # fmt: skip
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(96, 1, 8, 8), torch.randint(0, 3, (96,)))
+    with pytest.raises(Exception, match="a bad batch"):  # as the child raised it
+        crashed.fit(Crashes(), DataLoader(data, batch_size=16), DataLoader(data, batch_size=32))
+    assert "val_is_train" in [f.kind for f in findings_of(crashed)]
