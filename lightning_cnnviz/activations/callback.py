@@ -197,6 +197,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             half=settings.half_weights or str(trainer.precision).startswith("16"),
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
             maximize=settings.maximize, norms=weight_norms(model, self._rec.depth),
+            before_update=self._rec.before_update,
             **self._start(trainer, model, scores),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

@@ -156,6 +156,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         hooked: tuple[str, ...] = (),
         dropout: float | None = None,
         maximize: tuple[str, ...] = (),
+        before_update: bool = False,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -187,7 +188,9 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         (``output_activation.clipped_classes``). ``half``: the run trains in 16-bit
         precision; ``warmup``: its schedule warms the rate up (the remedies fit them).
         ``hooked``: the modules whose parameters carry gradient hooks (a divergence with no
-        other cause names them).
+        other cause names them). ``before_update``: ``profile`` was read before the fit's
+        first update, where a factor initialised at 0 (LoRA's ``B``, a zero residual gate)
+        holds the gradient of what feeds it at exactly 0: no cut is told from it.
         """
         series = self.loss.read()
         self.chance = self.chance or chance
@@ -247,7 +250,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         if self.pending is not None and self.pending >= previous:
             self.units.hold(alerts)  # a spike waits for its confirmation: maybe part of it
             return out
-        self.cut = gradient_cut(profile, self.history.previous)
+        self.cut = None if before_update else gradient_cut(profile, self.history.previous)
         cause, remedies = self._cause(series, gain)
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,

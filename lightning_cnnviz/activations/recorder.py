@@ -37,7 +37,7 @@ from lightning_cnnviz.activations.output_activation import pools_to
 from lightning_cnnviz.activations.sites import SiteInfo, trace_sites
 from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_states, to_host
 from lightning_cnnviz.core.capture import LayerCapture
-from lightning_cnnviz.core.model_state import weight_param
+from lightning_cnnviz.core.model_state import trained_leaves, weight_param
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.real_values import real_values
 from lightning_cnnviz.core.selection import named_layers
@@ -175,6 +175,7 @@ class Recorder:
         self.grad_norms: dict[str, Tensor] = {}
         self.depth: list[str] = []  # layers with a weight matrix, in forward order
         self.grad_rms: dict[str, Tensor] = {}
+        self.before_update = False  # the profile was read before the fit's first update
         self.root: nn.Module | None = None
         self.failure: Exception | None = None
         self.counts: dict[str, int] = {}
@@ -262,11 +263,14 @@ class Recorder:
                 self.grad_norms[name] = norm
         for name in self.depth:
             module = modules.get(name)
-            grad = None if module is None else weight_param(module)
-            grad = grad.grad if isinstance(grad, Tensor) else None
-            if grad is not None and grad.numel():
-                rms = torch.linalg.vector_norm(real_values(grad.detach())) / grad.numel() ** 0.5
-                self.grad_rms[name] = rms
+            grads = [p.grad for p in trained_leaves(module)] if module is not None else []
+            rms = [
+                torch.linalg.vector_norm(real_values(g.detach())) / g.numel() ** 0.5
+                for g in grads
+                if g is not None and g.numel()
+            ]
+            if rms:  # LoRA's factors: A's gradient is B's scale of the weight's (0 at first)
+                self.grad_rms[name] = rms[0] if len(rms) == 1 else torch.stack(rms).max()
 
     def frozen_head(self, model: nn.Module) -> str | None:
         """The first weight layer in forward order where its weight is frozen, else ``None``."""

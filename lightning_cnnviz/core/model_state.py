@@ -45,7 +45,14 @@ from lightning_cnnviz.core.generators import global_rng_kept
 from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.say import say
 
-__all__ = ["KEPT_NUMEL", "backward_hooks_aside", "buffers_rewound", "kept_state", "weight_param"]
+__all__ = [
+    "KEPT_NUMEL",
+    "backward_hooks_aside",
+    "buffers_rewound",
+    "kept_state",
+    "trained_leaves",
+    "weight_param",
+]
 
 _KEEPING: set[int] = set()  # models inside a ``kept_state`` now: a nested one is a no-op
 
@@ -280,3 +287,34 @@ def weight_param(module: nn.Module) -> Tensor | None:
         return None  # computed on access (a sampled weight): reading it may draw at random
     weight = getattr(module, "weight", None)
     return weight if isinstance(weight, Tensor) and weight.is_leaf else None
+
+
+def trained_leaves(module: nn.Module) -> list[Tensor]:
+    """The leaves behind ``module.weight`` that training moves.
+
+    ``weight_param``'s, or all of a parametrization's trained ones (LoRA's ``A`` and ``B``
+    behind a frozen original).
+
+    Example::
+
+        >>> from torch.nn.utils import parametrize
+        >>> class LoRA(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.A = nn.Parameter(torch.randn(1, 4))
+        ...         self.B = nn.Parameter(torch.zeros(2, 1))
+        ...     def forward(self, w):
+        ...         return w + self.B @ self.A
+        >>> layer = nn.Linear(4, 2)
+        >>> _ = parametrize.register_parametrization(layer, "weight", LoRA())
+        >>> _ = layer.parametrizations.weight.original.requires_grad_(False)
+        >>> [tuple(p.shape) for p in trained_leaves(layer)]
+        [(1, 4), (2, 1)]
+    """
+    if parametrize.is_parametrized(module, "weight"):
+        chain = module.parametrizations.weight  # type: ignore[union-attr]
+        trained = [p for p in chain.parameters() if p.requires_grad]
+        if len(trained) > 1:
+            return trained
+    leaf = weight_param(module)
+    return [] if leaf is None else [leaf]

@@ -33,11 +33,11 @@ def info(kind):
     return SiteInfo("m", "conv", 1, 8, "positive", None, kind == "rectifier", kind)
 
 
-def review(diagnosis, step, losses, figs, kinds, profile=()):
+def review(diagnosis, step, losses, figs, kinds, profile=(), **read):
     for s, value in losses:
         diagnosis.loss.add(s, torch.tensor(value))
     sites = {site: info(kind) for site, kind in kinds.items()}
-    return diagnosis.review(step, 0, figs, sites, list(profile), lambda: ["conv1.weight"])
+    return diagnosis.review(step, 0, figs, sites, list(profile), lambda: ["conv1.weight"], **read)
 
 
 def collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0, acc=None, **settings):

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import warnings
 
+import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_cnnviz.activations.callback import ActivationMonitor
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.gradients import attenuated, depth_ratio, gradient_findings
+from lightning_cnnviz.core.findings import findings_of, problems
 from tests.activations.series import figures, review
 from tests.monitors import TinyCNN, fit, make_monitor
 from tests.tb import events
@@ -217,3 +223,78 @@ def test_review_vanishing_gradients_not_told_behind_frozen_first_layers():
 
     assert "vanishing_gradients" in kinds(None)
     assert "vanishing_gradients" not in kinds("conv1")
+
+
+class ZeroInitLoRA(nn.Module):
+    """PEFT's ``weight + B @ A``: ``A`` random, ``B`` zero, so the adapter starts as nothing."""
+
+    def __init__(self, weight: torch.Tensor, rank: int = 4) -> None:
+        super().__init__()
+        self.shape, fan_in = weight.shape, weight[0].numel()
+        self.A = nn.Parameter(torch.randn(rank, fan_in) / fan_in**0.5)
+        self.B = nn.Parameter(torch.zeros(weight.shape[0], rank))
+
+    def forward(self, weight):
+        return weight + (self.B @ self.A).view(self.shape)
+
+
+class Adapted(L.LightningModule):
+    """A briefly trained base, frozen, with zero-initialised LoRA on both convs and fc1."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(16 * 16, 32), nn.ReLU(), nn.Linear(32, 4),
+        )  # fmt: skip
+        opt = torch.optim.SGD(self.net.parameters(), lr=0.05, momentum=0.9)
+        for i in range(0, len(x), 32):
+            opt.zero_grad()
+            F.cross_entropy(self.net(x[i : i + 32]), y[i : i + 32]).backward()
+            opt.step()
+        for layer in (self.net[0], self.net[3], self.net[7]):
+            nn.utils.parametrize.register_parametrization(
+                layer, "weight", ZeroInitLoRA(layer.weight)
+            )
+            layer.parametrizations.weight.original.requires_grad_(False)
+            layer.bias.requires_grad_(False)
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        trained = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.SGD(trained, lr=0.05, momentum=0.9)
+
+
+def test_gradients_lora_initialised_at_zero_is_no_cut_and_no_vanishing(tmp_path):
+    # setups hunt 49: PEFT's LoRA (B = 0) gets exactly 0 on A before the first update, and a
+    # small gradient while B is small: read from A alone, "No gradient reaches `net.7` ...
+    # they do not learn" and a vanishing-gradients problem, while every adapter learnt
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (256,), generator=g)
+    x = torch.randn(256, 1, 16, 16, generator=g) * 0.3
+    x[torch.arange(256), 0, 4 * y, 4 * y] += 3.0
+    torch.manual_seed(0)
+    model = Adapted(x, y)
+    data = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    trainer, _, _ = fit(tmp_path, [ActivationMonitor()], model=model, data=(data, None),
+                        max_epochs=2, limit_train_batches=None, limit_val_batches=0)  # fmt: skip
+    findings = findings_of(trainer)
+    assert findings and not problems(findings)  # the dead units it finds: notes
+    assert not [f for f in findings if "No gradient reaches" in f.message]
+
+
+def test_gradients_no_cut_is_told_from_gradients_read_before_the_first_update():
+    # a factor initialised at 0 (LoRA's B, a zero residual gate) holds what feeds it at
+    # exactly 0 until the first update: a wrapper-module LoRA's `down` read as cut off
+    losses, profile = [(s, 1.3) for s in range(1, 9)], [("down", 0.0), ("up", 1e-2)]
+    for before, cut in ((True, None), (False, ("down", "up"))):
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.0)
+        review(diagnosis, 8, losses, {"relu": figures(dead=0.5)}, {"relu": "rectifier"}, profile,
+               before_update=before)  # fmt: skip
+        assert diagnosis.cut == cut
