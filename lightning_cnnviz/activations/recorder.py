@@ -37,10 +37,10 @@ from lightning_cnnviz.activations.output_activation import pools_to
 from lightning_cnnviz.activations.sites import SiteInfo, trace_sites
 from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_states, to_host
 from lightning_cnnviz.core.capture import LayerCapture
-from lightning_cnnviz.core.model_state import trained_leaves, weight_param
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.real_values import real_values
 from lightning_cnnviz.core.selection import named_layers
+from lightning_cnnviz.core.weight_leaves import trained_leaves, weight_param
 
 __all__ = [
     "Recorder",

@@ -37,9 +37,9 @@ from lightning_cnnviz.core.activation_kind import (
 )
 from lightning_cnnviz.core.capture import LayerCapture, module_name, site_name
 from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES, CONV_TYPES
-from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.selection import named_layers
+from lightning_cnnviz.core.weight_leaves import weight_param
 
 __all__ = ["SiteInfo", "fallback_layers", "trace_sites"]
 

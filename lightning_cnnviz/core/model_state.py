@@ -11,8 +11,8 @@ duration, and afterwards each buffer and each module's own attributes as they we
 inside too: a random generator the model holds (test-time noise drawn in eval mode), a
 list a ``forward`` appends to, a tensor attribute updated in place, a counter in a
 ``SimpleNamespace`` or dataclass (setups hunt 23: each trained differently; those are
-put back by ``core.attribute_state``). ``weight_param`` gives the leaf parameter behind a
-(parametrized) weight, whose ``.grad`` training fills.
+put back by ``core.attribute_state``). The leaves behind a (parametrized) weight, whose
+``.grad`` training fills, are ``core.weight_leaves``'s.
 
 Example::
 
@@ -25,14 +25,11 @@ Example::
     ...     _ = conv.weight  # training mode: a power-iteration step, undone
     >>> torch.equal(conv.parametrizations.weight[0]._u, u), conv.training
     (True, True)
-    >>> weight_param(conv) is conv.parametrizations.weight.original
-    True
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import weakref
 from collections.abc import Callable, Iterator
 
@@ -50,8 +47,6 @@ __all__ = [
     "backward_hooks_aside",
     "buffers_rewound",
     "kept_state",
-    "trained_leaves",
-    "weight_param",
 ]
 
 _KEEPING: set[int] = set()  # models inside a ``kept_state`` now: a nested one is a no-op
@@ -240,81 +235,3 @@ def _put_back_buffers(saved: list[tuple[nn.Module, str, Tensor, Tensor]]) -> Non
             if buffer.shape != copy.shape:  # grown in place by a pass (a per-channel
                 buffer.resize_(copy.shape)  # quantization observer's empty min/max)
             buffer.copy_(copy)
-
-
-def weight_param(module: nn.Module) -> Tensor | None:
-    """The leaf parameter behind ``module.weight``, without computing a parametrized one.
-
-    A weight that is a property is not read (setups hunt 35: a Bayes-by-backprop conv
-    sampling ``mu + sigma * eps`` there drew from torch's stream when asked, and training
-    was no longer bit-identical). A parametrized weight is computed on access (its
-    ``.grad`` stays empty); its largest original (``original``, or ``weight_norm``'s
-    direction ``original1``) carries the gradient, and where that is frozen, the largest
-    trained parameter of the parametrization (a LoRA adapter's). So does
-    ``torch.nn.utils.prune``'s ``weight_orig`` (Lightning's ``ModelPruning``): the pruned
-    weight is the original times a mask.
-
-    Example::
-
-        >>> from torch.nn.utils import prune
-        >>> layer = prune.l1_unstructured(nn.Linear(4, 2), "weight", amount=0.5)
-        >>> weight_param(layer) is layer.weight_orig
-        True
-        >>> import warnings
-        >>> with warnings.catch_warnings():
-        ...     warnings.simplefilter("ignore")  # deprecated for `parametrizations.weight_norm`
-        ...     old = torch.nn.utils.weight_norm(nn.Linear(4, 2))
-        >>> weight_param(old) is old.weight_v
-        True
-    """
-    if parametrize.is_parametrized(module, "weight"):
-        chain = module.parametrizations.weight  # type: ignore[union-attr]
-        originals = list(chain.parameters(recurse=False))
-        original = max(originals, key=Tensor.numel) if originals else None
-        if original is None or original.requires_grad:
-            return original
-        # the original frozen and the parametrization's own parameters trained (a LoRA
-        # adapter, `weight + A @ B`; setups hunt 48: told frozen while the weight moved 65%)
-        trained = [p for p in chain.parameters() if p.requires_grad]
-        return max(trained, key=Tensor.numel) if trained else original
-    params = dict(module.named_parameters(recurse=False))  # a ScriptModule's too
-    # `weight_v`: the direction of the older `torch.nn.utils.weight_norm`, whose `weight`
-    # is recomputed on every forward (no leaf: reading its `.grad` warns)
-    weight = params.get("weight_orig", params.get("weight", params.get("weight_v")))
-    if isinstance(weight, Tensor):
-        return weight
-    if isinstance(inspect.getattr_static(module, "weight", None), property):
-        return None  # computed on access (a sampled weight): reading it may draw at random
-    weight = getattr(module, "weight", None)
-    return weight if isinstance(weight, Tensor) and weight.is_leaf else None
-
-
-def trained_leaves(module: nn.Module) -> list[Tensor]:
-    """The leaves behind ``module.weight`` that training moves.
-
-    ``weight_param``'s, or all of a parametrization's trained ones (LoRA's ``A`` and ``B``
-    behind a frozen original).
-
-    Example::
-
-        >>> from torch.nn.utils import parametrize
-        >>> class LoRA(nn.Module):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.A = nn.Parameter(torch.randn(1, 4))
-        ...         self.B = nn.Parameter(torch.zeros(2, 1))
-        ...     def forward(self, w):
-        ...         return w + self.B @ self.A
-        >>> layer = nn.Linear(4, 2)
-        >>> _ = parametrize.register_parametrization(layer, "weight", LoRA())
-        >>> _ = layer.parametrizations.weight.original.requires_grad_(False)
-        >>> [tuple(p.shape) for p in trained_leaves(layer)]
-        [(1, 4), (2, 1)]
-    """
-    if parametrize.is_parametrized(module, "weight"):
-        chain = module.parametrizations.weight  # type: ignore[union-attr]
-        trained = [p for p in chain.parameters() if p.requires_grad]
-        if len(trained) > 1:
-            return trained
-    leaf = weight_param(module)
-    return [] if leaf is None else [leaf]

@@ -13,11 +13,11 @@ from typing_extensions import override
 from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.core.layer_types import CONV_TYPES
-from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import evenly_spaced, named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.voice import listed
+from lightning_cnnviz.core.weight_leaves import weight_param
 from lightning_cnnviz.kernels import dense, draw, figures
 from lightning_cnnviz.kernels.frozen_check import FrozenCheck
 from lightning_cnnviz.kernels.step_gradients import StepGradients
@@ -50,7 +50,7 @@ def filters_of(module: nn.Module) -> Tensor:
 def learnt_of(module: nn.Module, weight: Tensor) -> Tensor | None:
     """The weight the optimiser moves, laid out as ``weight`` (``filters_of``'s), else None.
 
-    A parametrized weight's leaf (``core.model_state.weight_param``): its computed weight
+    A parametrized weight's leaf (``core.weight_leaves.weight_param``): its computed weight
     also moves where nothing is learnt (spectral norm refines its estimate of the largest
     singular value at every training forward; hunt 46: convs whose gradients hooks zeroed
     were never seen still). None for a weight computed anew at each access (a property: a

@@ -21,12 +21,12 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.core.gradient_hooks import global_backward_hooked, gradient_hooked
 from lightning_cnnviz.core.layer_calls import swapped_weights
-from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.voice import listed
+from lightning_cnnviz.core.weight_leaves import weight_param
 from lightning_cnnviz.kernels.frozen import (
     SCALE_GAVE_UP,
     SET_UP,

@@ -24,8 +24,8 @@ import torch
 from lightning.pytorch import Trainer
 from torch import nn
 
-from lightning_cnnviz.core.model_state import weight_param
 from lightning_cnnviz.core.schedule import Schedule, batches_to_log
+from lightning_cnnviz.core.weight_leaves import weight_param
 from lightning_cnnviz.kernels.frozen import gradient_state
 
 __all__ = ["STEP_READS", "StepGradients"]

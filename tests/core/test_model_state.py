@@ -3,7 +3,8 @@ from torch import nn
 from torch.ao.quantization import FakeQuantize
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
-from lightning_cnnviz.core.model_state import kept_state, weight_param
+from lightning_cnnviz.core.model_state import kept_state
+from lightning_cnnviz.core.weight_leaves import weight_param
 from tests.monitors import TinyCNN, fit, make_monitor
 
 
