@@ -23,7 +23,7 @@ from lightning_cnnviz.core.settings import read_settings
 from lightning_cnnviz.core.step_loss import step_loss
 from lightning_cnnviz.overfitting import passes
 from lightning_cnnviz.overfitting.ascent_setting import group_rates
-from lightning_cnnviz.overfitting.confusion import confusion_image
+from lightning_cnnviz.overfitting.confusion import MAX_DRAWN, confusion_image
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
@@ -253,8 +253,12 @@ class OverfittingMonitor(
         with self.phase("render"):
             if per_class:
                 images["per_class"] = per_class_image(torch.tensor(per_class), epoch)
-            if counts is not None and len(counts) <= 40:
+            if counts is not None and len(counts) <= MAX_DRAWN:
                 images["confusion"] = confusion_image(counts, epoch)
+            elif counts is not None:
+                self.warn_once("confusion", f"the confusion matrix is not drawn for more than "
+                               f"{MAX_DRAWN} classes ({len(counts)} here); "
+                               "`overfitting/confused_pairs` names the most confused")  # fmt: skip
             if pairs:
                 images["confused_pairs"] = self._pairs_image(trainer, pairs, epoch)
         with self.phase("write"):

@@ -32,7 +32,15 @@ from torch import Tensor
 from lightning_cnnviz.core import labels as text_labels
 from lightning_cnnviz.core import rendering
 
-__all__ = ["Pair", "confused_pairs", "confusion_image", "fit_box", "pairs_image", "pairs_text"]
+__all__ = [
+    "MAX_DRAWN",
+    "Pair",
+    "confused_pairs",
+    "confusion_image",
+    "fit_box",
+    "pairs_image",
+    "pairs_text",
+]
 
 
 @dataclass(frozen=True)
@@ -81,12 +89,26 @@ def pairs_text(pairs: Sequence[Pair]) -> str:
     )
 
 
+MAX_DRAWN = 256  # classes a confusion matrix is drawn for (CIFAR-100's 100 at 4 pixels a cell)
+_SIDE = 480  # pixels the matrix takes at most, 12 a cell up to 40 classes
+
+
 def confusion_image(counts: Sequence[Sequence[float]], epoch: int, cell: int = 12) -> Tensor:
-    """uint8 ``(3, H, W)`` image of the row-normalised confusion matrix (true rows)."""
+    """uint8 ``(3, H, W)`` image of the row-normalised confusion matrix (true rows).
+
+    Cells shrink (to 2 pixels) where ``cell`` pixels a class would pass ``_SIDE``.
+
+    Example::
+
+        >>> confusion_image([[5, 1], [0, 6]], 3).shape[1:] >= (24, 24)
+        True
+        >>> confusion_image(torch.eye(100).tolist(), 3).shape[2]  # 4 pixels a class
+        400
+    """
     matrix = torch.tensor(counts, dtype=torch.float32)
     rows = matrix.sum(dim=1, keepdim=True).clamp_min(1)
     heat = rendering.apply_colormap((matrix / rows) ** 0.5, "viridis")  # sqrt: rare errors show
-    image = rendering.upscale(heat, cell)
+    image = rendering.upscale(heat, max(2, min(cell, _SIDE // max(1, len(matrix)))))
     title = f"val probe confusion (rows: true, columns: predicted), epoch {epoch}"
     return text_labels.caption(image, title)
 
