@@ -91,6 +91,10 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         self.reset()
 
     @override
+    def run_state_dropped(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {**state, "_rec": Recorder(self.eps, self.histograms)}  # it holds the model
+
+    @override
     def reset(self) -> None:
         self._rec = Recorder(self.eps, self.histograms)
         self.diagnosis = TrainingDiagnosis(self.dead_threshold, self.strip_length, self.tau)
