@@ -15,6 +15,7 @@ from typing import Any
 
 from lightning_cnnviz.activations.divergence import SPIKE_OVER_START
 from lightning_cnnviz.activations.divergence_causes import RAISED
+from lightning_cnnviz.activations.divergence_settings import went_negative
 from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
@@ -214,10 +215,26 @@ class SpikeReadings:
         used = [lr for s, lr in [*self.log_rates, *self.peak_rates] if s < spike[0]]
         return then >= 2 / k and now < then - ACC_LOST and jumped[1] > max(used, default=0.0)
 
+    def _rate_held(self, at: int | None) -> bool:
+        """Whether the rate now was in force at two logs or more before ``at``.
+
+        The model trained at it without diverging then: a rise to it (a warm-up that ended
+        long before, a one-cycle's peak passed) is not what broke it at ``at`` (hunt 51:
+        training labels drawn at random from step 300, after a warm-up that ended at 100,
+        were told "the learning rate rose ... too high"). A rate raised just before the
+        spike, read by one log only, is still named.
+        """
+        now = self.rates[1]
+        if at is None or now is None or now <= 0:
+            return False
+        return len([s for s, lr in self.log_rates if s < at and lr >= now]) >= 2
+
     def _raised(self, at: int) -> bool | None:
         """Whether the rate rose since the first log or jumped around ``at`` (None: unknown)."""
         if self._jump(at) is not None:
             return True
+        if self._rate_held(at):
+            return False
         first, now = self.rates
         return None if first is None or now is None else now > first
 
@@ -264,29 +281,14 @@ class SpikeReadings:
         spike: tuple[int, float, float, float] | None,
         nonfinite: int | None,
     ) -> tuple[int, float] | None:
-        """``_went_negative``, where the loss went below 0 since the last log before the blow-up.
+        """``went_negative``, where the loss went below 0 since the last log before the blow-up.
 
         A loss offset below 0 on purpose (``CE - 2``) went there long before a blow-up a
         rate raised made (hunt 45: named as its cause).
         """
-        went = _went_negative(series)
+        went = went_negative(series)
         onset = spike[0] if spike is not None else nonfinite
         if went is None or onset is None:
             return went
         before = [s for s, _ in self.log_rates if s < onset]
         return went if not before or went[0] >= before[-1] else None
-
-
-def _went_negative(series: list[tuple[int, float]]) -> tuple[int, float] | None:
-    """``(the first step below 0, the first loss)`` of a loss that started above 0.
-
-    As far below 0 as it started above it: a loss offset below 0 on purpose (``CE - 1``,
-    an entropy bonus) stays near 0 (hunt 44: such losses were named as the cause of a
-    divergence a rate raised 30x made).
-    """
-    if not series or not series[0][1] > 0:
-        return None
-    first = series[0][1]
-    if not any(v <= -first for _, v in series):
-        return None
-    return next((s, first) for s, v in series if v < 0)

@@ -183,7 +183,8 @@ class DivergenceReview(SpikeReadings):
         at_once = sudden(series, blown) if blown is not None else None
         if at_once is not None and before:
             at_once = (at_once[0], before)  # one figure for "the loss before it" in the text
-        rates = self.rates if None not in self.rates else None
+        until = spike[0] if spike is not None else nonfinite
+        rates = self.rates if None not in self.rates and not self._rate_held(until) else None
         # the first loss far above chance: its scale at step 0 is the cause
         k = self.chance[0] if self.chance else None
         first_loss = series[0][1] if series else math.nan
@@ -221,10 +222,10 @@ class DivergenceReview(SpikeReadings):
         figures_out |= {"first_nonfinite_parameter": weights[0] if weights else None}
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
         figures_out |= {f"died/{site}": f for site, f in died.items()}
-        figures_out |= {"lr_first": rates[0], "lr": rates[1]} if rates else {}
+        known = None not in self.rates
+        figures_out |= dict(zip(("lr_first", "lr"), self.rates, strict=True)) if known else {}
         figures_out |= {"sudden": True} if at_once else {}
         found = Verdict("divergence", "problem", message, figures_out)
-        until = spike[0] if spike is not None else nonfinite
         best = spike[2] if spike is not None else None
         return [found, *self._part_of(series, until, best, step, epoch)]  # type: ignore[arg-type]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from lightning_cnnviz.core.voice import listed
 
-__all__ = ["wrong_setting"]
+__all__ = ["went_negative", "wrong_setting"]
 
 
 def wrong_setting(
@@ -85,3 +85,23 @@ def wrong_setting(
             "what it sets."
         )
     return None
+
+
+def went_negative(series: list[tuple[int, float]]) -> tuple[int, float] | None:
+    """``(the first step below 0, the first loss)`` of a loss that started above 0.
+
+    Example::
+
+        >>> went_negative([(0, 2.3), (1, 0.4), (2, -2.5)]), went_negative([(0, 2.3), (1, -1.0)])
+        ((2, 2.3), None)
+
+    As far below 0 as it started above it: a loss offset below 0 on purpose (``CE - 1``,
+    an entropy bonus) stays near 0 (hunt 44: such losses were named as the cause of a
+    divergence a rate raised 30x made).
+    """
+    if not series or not series[0][1] > 0:
+        return None
+    first = series[0][1]
+    if not any(v <= -first for _, v in series):
+        return None
+    return next((s, first) for s, v in series if v < 0)

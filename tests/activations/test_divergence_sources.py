@@ -271,3 +271,20 @@ def test_divergence_a_blow_up_before_the_first_median_is_told_at_the_first_log(o
     (told,) = [v for v in said if v.kind == "divergence"]
     assert told.severity == "problem" and told.figures["spike_step"] == 1
     assert "the loss spiked to 273 at step 1" in told.message
+
+
+def test_divergence_a_rate_the_model_trained_at_for_two_logs_is_not_named():
+    # hunt 51: labels turned random at step 300, 200 steps after a warm-up ended (or past a
+    # one-cycle's peak): told "the learning rate rose from ... (a warmup ...) too high"
+    def step_up(s):
+        return 4.5 if s == 101 else 1.9 + 0.05 * (-1) ** s
+
+    logs = (60, 80, 100, 120, 140)
+    warmed = collapsed(step_up, logs, rate=lambda s: 1e-4 if s < 40 else 1e-3)[0]
+    past_peak = collapsed(step_up, logs, rate=lambda s: 1e-4 if s < 40 else 0.3 / s)[0]
+    for told in (warmed, past_peak):
+        assert "the training batches changing at that step" in told.message
+        assert "rose from" not in told.message and told.figures["lr_first"] == 1e-4
+    # a rate reached at the last log before the spike, trained at for no log before: named
+    reached = collapsed(step_up, logs, rate=lambda s: 1e-4 if s < 100 else 1e-3)[0]
+    assert "The learning rate rose from 0.0001 to 0.001 before it" in reached.message
