@@ -158,6 +158,8 @@ class Detector:
         found: dict[str, Verdict | None] = {"bn_mismatch": end}
         if self._standing("inputs_differ"):  # eval mode meets unlike inputs: that, told
             found = {}
+        elif self._standing("generalisation_gap") and gap.gapped_on_batch_stats(self.history[-1]):
+            found = {}  # the splits differ on batch statistics too: that, told
         elif end is not None and self.history[-1].mild_shift:  # the same, told now
             found = {"inputs_differ": split_inputs.with_bn_gap(end, self.history[-1])}
         told = self.reported.get("class_imbalance")

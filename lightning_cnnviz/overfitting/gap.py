@@ -28,7 +28,7 @@ from lightning_cnnviz.overfitting.levels import (
 )
 from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
 
-__all__ = ["GAP", "GAP_SLACK", "gapped", "generalisation_gap"]
+__all__ = ["GAP", "GAP_SLACK", "gapped", "gapped_on_batch_stats", "generalisation_gap"]
 
 GAP = 0.4
 """Train accuracy this far above val accuracy is a generalisation gap. Healthy runs stay
@@ -60,6 +60,23 @@ def gapped(e: Evaluation, slack: float = 0.0) -> bool | None:
     return train - val >= GAP - slack or bool(stuck(e) and learnt)
 
 
+def gapped_on_batch_stats(e: Evaluation) -> bool:
+    """Whether train accuracy is ``GAP`` or more above the val probe read on batch statistics.
+
+    Training accuracy is measured on batch statistics too: a gap this size there is the
+    splits', not BatchNorm's running statistics' (hunt 51: a training-only cue on a timm
+    ResNet, train 100% vs val 18% in eval mode and 52% on batch statistics, was told as a
+    BatchNorm mismatch alone, with its remedies).
+
+    Example::
+
+        >>> gapped_on_batch_stats(Evaluation(0, 0, train_acc=1.0, probe_acc_bn=0.52))
+        True
+    """
+    train = train_accuracy(e)
+    return train is not None and e.probe_acc_bn is not None and train - e.probe_acc_bn >= GAP
+
+
 def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """Training images learnt, validation images not, for the last ``patience`` evaluations.
 
@@ -88,5 +105,6 @@ def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verd
         "val_never_learnt": bool(stuck(now)) and all(stuck(e) is not False for e in history),
         "split_classes": list(now.split_classes or ()),
         "split_taken": list(now.split_taken or ()),
+        "val_acc_bn": now.probe_acc_bn,  # the val probe on batch statistics, where read
     }
     return Verdict("generalisation_gap", evs[-streak], now, None, figures)

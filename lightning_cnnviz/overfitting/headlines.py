@@ -123,6 +123,9 @@ def _generalisation_gap(v: Verdict) -> str:
             " (below chance: the model gives the val images other classes than their labels, "
             "as where labels mean different things in the two splits, or were shifted)"
         )
+    on_batch = f.get("val_acc_bn")
+    if on_batch is not None and abs(on_batch - f["val_acc"]) >= GAP_LEFT:
+        chance += f" ({num(on_batch, True)} with BatchNorm on the val batches' own statistics)"
     return (
         f"Training images learnt, validation images not, since {when(since)}: train "
         f"accuracy {train} vs {val} on validation{chance}.{_split_text(f)} Such a gap says "

@@ -10,6 +10,7 @@ from torch import nn
 from lightning_cnnviz.overfitting.batch_stats import batch_norms, batch_stats_logits
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.text import diagnosis_text
@@ -185,3 +186,26 @@ def test_detector_bn_mismatch_remedy_reads_the_models_momentum():
     unknown = dataclasses.replace(ev, bn_momentum=None)
     plain = Verdict("bn_mismatch", unknown, unknown, None, {})
     assert remedies(plain)[0].startswith("**Let the running statistics catch up**: a larger")
+
+
+def _shortcut_rows(detector, bn_acc):
+    """Train 100% vs val 18% in eval mode (hunt 51's cue on training images only)."""
+    kinds = []
+    for e in range(4):
+        ev = Evaluation(step=125 * (e + 1), epoch=e, val_acc=0.18, val_loss=3.0, train_acc=1.0,
+                        train_loss=0.01, probe_acc_val=0.2, probe_acc_bn=bn_acc,
+                        probe_size=128.0, bn_only=bn_acc - 0.2, eval_only=0.0)  # fmt: skip
+        kinds += [(c.verdict.kind, e) for c in detector.update(ev)]
+    return kinds + [(c.verdict.kind, "end") for c in detector.conclude()]
+
+
+def test_detector_a_gap_as_wide_on_batch_statistics_is_the_splits_not_batchnorm():
+    # hunt 51: a timm ResNet with a bright square on training images only: train 100%, val
+    # 18% in eval mode and 52% on batch statistics; told only as a BatchNorm mismatch, with
+    # BatchNorm remedies, the gap never
+    on_batch = Detector()
+    assert _shortcut_rows(on_batch, bn_acc=0.52) == [("generalisation_gap", 1)]
+    (told,) = on_batch.active
+    assert "52.0% with BatchNorm on the val batches' own statistics" in headline(told)
+    # where batch statistics read the val images as well as training ones: BatchNorm's
+    assert _shortcut_rows(Detector(), bn_acc=0.97)[0] == ("bn_mismatch", 1)
