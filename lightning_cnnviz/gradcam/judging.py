@@ -83,6 +83,9 @@ class ShortcutChecks:
         self._record("shortcut train vs val", None not in on_object and not masked,
                      masked or both)  # fmt: skip
         without = (scalars.get(self.tag("train", "right_without_object")), self._classes)
+        removal = area_blocker(areas, both=True) if None not in areas else ""  # reads no map
+        self._record("class kept without the object", without[0] is not None and not removal,
+                     removal or missing)  # fmt: skip
         self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
                               cells=cells, hw=hw, without=without)  # fmt: skip
         self._check_fixed(trainer, scalars)

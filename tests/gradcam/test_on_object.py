@@ -203,3 +203,23 @@ def test_on_object_removal_fills_with_the_background_not_a_frame_round_the_image
     removed = without_object(x, x[:, 0] == 0.8, grow=0)
     assert float(removed[:, :, 6:10, 6:10].abs().max()) == 0.0  # the background's
     assert torch.equal(removed[:, :, :2], x[:, :, :2])  # the frame itself stays
+
+
+def test_on_object_a_map_too_coarse_for_the_cam_still_runs_the_object_removal():
+    # hunt 51: a timm ResNet-10t on 28 px digits (a 2x2 map) whose training images alone
+    # carried a square placed by the label kept 62% of its training probe right with the
+    # digits removed: no shortcut check ran ("the map is too coarse to place the object")
+    state, areas = {}, (0.17, 0.17)
+    found = [on_object_findings(state, 0.3, 0.3, areas, hw=(2, 2), without=(kept, 10))
+             for kept in (0.125, 0.625, 0.625)]  # fmt: skip
+    assert found[:2] == [[], []]
+    ((kind, message, figures),) = found[2]
+    assert kind == "cam_shortcut" and figures["splits"] == "outside"
+    assert "still classifies 62% of them right (chance 10%), 2 logs in a row." in message
+    assert "Grad-CAM puts" not in message and "on_object" not in figures
+    # the CAM's own rules stay off on such a map; so does removal where the object is most
+    # of the image, and a model that needs its object
+    for without, shares in (((0.125, 10), areas), ((0.625, 10), (0.6, 0.6))):
+        state = {}
+        assert not any(on_object_findings(state, 0.05, 0.3, shares, hw=(2, 2), without=without)
+                       for _ in range(4))  # fmt: skip

@@ -219,7 +219,8 @@ def test_shortcut_summary_names_each_check_and_why_one_did_not_run(tmp_path):
     check = checks_of(trainer)[("GradCAMMonitor", "CAM on the object")]
     assert not check.ran and "`foreground_threshold`" in check.why
     (summary,) = texts(events(tmp_path / "off"), "cnnviz/summary")
-    assert "Checks that did not run: GradCAMMonitor/CAM on the object (needs `foreground" in summary
+    said = "Checks that did not run: GradCAMMonitor/CAM on the object, class kept without the "
+    assert said + "object (needs `foreground" in summary
 
 
 class MultiLabel(TinyCNN):
