@@ -32,7 +32,7 @@ from lightning_cnnviz.core.probe_pass import follows_step
 from lightning_cnnviz.core.root_causes import earlier_cause
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import named_layers, of_type, unwrap_model
-from lightning_cnnviz.core.settings import Settings, read_settings
+from lightning_cnnviz.core.settings import read_settings, settings_of
 from lightning_cnnviz.core.voice import listed
 
 
@@ -186,7 +186,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 self.warn_once("nonfinite", f"non-finite activations in `{site}` ({step=})")
         model = unwrap_model(pl_module)
         leftover, self._leftover = self._leftover, None
-        settings = _settings(trainer, model)
+        settings = settings_of(trainer, model)
         scores = class_scores(self._rec.logits, self.probe(trainer).labels)
         verdicts = self.diagnosis.review(
             step, epoch, figures, self._rec.sites, profile,
@@ -247,7 +247,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             model = unwrap_model(pl_module)  # before the summary: what the last steps show
             # the rate the last step ran at: a scheduler stepped at the epoch's end already
             # holds the next epoch's, which no step used (setups hunt 49: a warm restart)
-            lr = self._last_rate if self._last_rate is not None else _settings(trainer, model).lr
+            lr = self._last_rate if self._last_rate is not None else settings_of(trainer, model).lr
             verdicts = self.diagnosis.conclude(
                 lambda: nonfinite_parameters(list(model.named_parameters())),
                 trainer.global_step, self._batch_at[1], lr=lr, lr_peak=self.take_peak_rate(),
@@ -292,12 +292,3 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.diagnosis.load_state_dict(state)
         self._findings = {f.kind: f for f in self._own_findings()}  # the last of each kind
-
-
-def _settings(trainer: Trainer, model: nn.Module) -> Settings:
-    """What the run is set to now (``core.settings``)."""
-    return read_settings(
-        trainer.optimizers, model, trainer.gradient_clip_val,
-        schedulers=[c.scheduler for c in trainer.lr_scheduler_configs],
-        clip_algorithm=trainer.gradient_clip_algorithm,
-    )  # fmt: skip

@@ -37,6 +37,7 @@ __all__ = [
     "Settings",
     "momentum_text",
     "read_settings",
+    "settings_of",
 ]
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
@@ -232,3 +233,11 @@ def _maximizing(optimizers: Sequence[Any], model: nn.Module) -> tuple[str, ...]:
     return tuple(
         type(o).__name__ for o in optimizers if any(map(climbs, getattr(o, "param_groups", [])))
     )
+
+
+def settings_of(trainer: Any, model: nn.Module, start_lr: float | None = None) -> Settings:
+    """``read_settings`` of a run now: ``trainer``'s optimisers, clipping and schedulers."""
+    return read_settings(
+        trainer.optimizers, model, trainer.gradient_clip_val, start_lr,
+        [c.scheduler for c in trainer.lr_scheduler_configs], trainer.gradient_clip_algorithm,
+    )  # fmt: skip

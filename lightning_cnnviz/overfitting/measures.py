@@ -24,7 +24,7 @@ from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.monitor_events import run_length
 from lightning_cnnviz.core.run_datasets import dropped_items, val_images
 from lightning_cnnviz.core.selection import unwrap_model
-from lightning_cnnviz.core.settings import read_settings
+from lightning_cnnviz.core.settings import settings_of
 from lightning_cnnviz.core.update_size import update_ratio
 from lightning_cnnviz.overfitting import bn_levels, class_figures, class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import (
@@ -224,11 +224,7 @@ class Measures(LoggedReads):
         self._say_missing(trainer, logged, found, probes)
         probe = self.probe(trainer, "val")
         size = float(len(probe))
-        clip = trainer.gradient_clip_val
-        schedulers = [c.scheduler for c in trainer.lr_scheduler_configs]
-        settings = read_settings(
-            trainer.optimizers, unwrap_model(pl_module), clip, self._lr_start, schedulers
-        )
+        settings = settings_of(trainer, unwrap_model(pl_module), self._lr_start)
         left_out = {}
         if counts is not None:  # the training labels' shares: read once, when a class is left out
             shares = None
