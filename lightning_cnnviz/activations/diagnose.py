@@ -10,13 +10,11 @@ of their causes:
    and gradients exploding with it, are part of it (no separate dead-unit or gradient
    finding afterwards).
 2. ``vanishing_gradients`` / ``exploding_gradients`` / ``saturated_activations``
-   (``gradients.py``, reviewed by ``gradient_review.py``).
-   An untrained model whose first losses sit far above the chance level ``ln K`` has
-   weights too large from the start (``initial_scale.init_explosion``, once, at the first
-   log that knows ``K``): said as its cause in the dead-unit findings that follow
-   (``cause_review.py``, as are all-zero layers and a loss stuck at chance).
+   (``gradients.py``, reviewed by ``gradient_review.py``). First losses far above the
+   chance level ``ln K`` mean weights too large from the start (``initial_scale``): said as
+   the cause of the dead units that follow (``cause_review.py``, as are all-zero layers).
 3. ``dead_units`` (rectifiers) and ``dormant_units`` (activations that pass gradient
-   below zero), each a problem only when it hurts (``dead.dead_reason``), as episodes
+   below zero), each a problem only when it hurts (``dead_rules.dead_reason``), as episodes
    (``episodes.py``): a note once the units recover, reported anew if they die again.
    Units dying while a loss spike waits for its confirmation are held (part of it if
    it is confirmed); a die-off at the log that first sees a spike confirms it at once.
