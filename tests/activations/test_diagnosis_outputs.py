@@ -213,6 +213,22 @@ def test_diagnosis_runs_a_nan_batch_is_named_as_the_divergence_cause(tmp_path):
     assert "overshoots" not in found[0].message
 
 
+def _three_epochs(tmp_path, model, batches, *callbacks):
+    """Three epochs of ``batches`` synthetic-digit batches, ActivationMonitor every 10 steps."""
+    L.seed_everything(0, verbose=False)
+    data = SyntheticDigitsDataModule(train_size=64 * batches, val_size=64, batch_size=64)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=3, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[ActivationMonitor(every_n_steps=10), *callbacks],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, data)
+    return trainer
+
+
 class NaNWeightsAt(L.Callback):
     """Writes NaN into one weight of the second conv when ``epoch`` begins (a corrupt reload)."""
 
@@ -228,17 +244,7 @@ class NaNWeightsAt(L.Callback):
 def test_diagnosis_runs_nan_written_between_epochs_is_told_as_what_runs_between_them(tmp_path):
     # hunt 35: NaN written into conv2 by a callback at epoch 3 was told "first parameter:
     # `body.0.weight` ... one batch or one operation (a NaN/Inf in an input or label)"
-    L.seed_everything(0, verbose=False)
-    data = SyntheticDigitsDataModule(train_size=64 * 20, val_size=64, batch_size=64)
-    trainer = L.Trainer(
-        default_root_dir=tmp_path, max_epochs=3, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
-        logger=TensorBoardLogger(tmp_path, name="tb"),
-        callbacks=[ActivationMonitor(every_n_steps=10), NaNWeightsAt(2)],
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(Net(leaky_cnn(), lr=0.02), data)
+    trainer = _three_epochs(tmp_path, Net(leaky_cnn(), lr=0.02), 20, NaNWeightsAt(2))
     (diverged,) = [f for f in problems(findings_of(trainer)) if f.kind == "divergence"]
     assert diverged.figures["first_nonfinite_step"] == 40
     assert diverged.figures["first_nonfinite_parameter"] == "*"
@@ -271,18 +277,8 @@ def test_diagnosis_runs_a_blow_up_after_the_last_log_reads_the_rate_of_the_last_
     # setups hunt 49: Lightning steps a per-epoch scheduler after the last epoch; the rate
     # it then holds (0.05, the restart) was read as the rate now and told as "The learning
     # rate jumped from 0.0129 (step 30) to 0.05 (step 36) ... a warm restart": no step ran at it
-    L.seed_everything(0, verbose=False)
-    data = SyntheticDigitsDataModule(train_size=64 * 12, val_size=64, batch_size=64)
-    trainer = L.Trainer(
-        default_root_dir=tmp_path, max_epochs=3, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
-        logger=TensorBoardLogger(tmp_path, name="tb"),
-        callbacks=[ActivationMonitor(every_n_steps=10)],
-    )  # fmt: skip
     model = BlownUpAfterTheLastLog()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(model, data)
+    trainer = _three_epochs(tmp_path, model, 12)
     after = trainer.optimizers[0].param_groups[0]["lr"]
     assert max(r for s, r in model.rates.items() if s >= 30) < after / 2  # the restart: unused
     (diverged,) = [f for f in problems(findings_of(trainer)) if f.kind == "divergence"]
