@@ -34,6 +34,7 @@ ACC_LOST = 0.25  # ...this far below it (4 of the 16 probe images): the spike di
 HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
 OWN_FELL = 0.8  # the model's own probe cross-entropy at most this share of it before a spike
 REWEIGHED = 3.0  # ...while the loss returned grew this many times over it: weighted anew
+LOWERED = 1.2  # the rate at a spike this many times below rates used before: not raised
 DROPOUT_RISE, DROPOUT_HIGH = 0.2, 0.5  # dropout p raised this much during the run, to this
 
 
@@ -218,22 +219,32 @@ class SpikeReadings:
     def _rate_held(self, at: int | None) -> bool:
         """Whether the rate now was in force at two logs or more before ``at``.
 
-        The model trained at it without diverging then: a rise to it (a warm-up that ended
-        long before, a one-cycle's peak passed) is not what broke it at ``at`` (hunt 51:
-        training labels drawn at random from step 300, after a warm-up that ended at 100,
-        were told "the learning rate rose ... too high"). A rate raised just before the
-        spike, read by one log only, is still named.
+        A loss that changed in one step at ``at`` is then not the doing of a rise to it long
+        before (hunt 51: labels random from step 300, a warm-up ended at 100, told "the
+        learning rate rose ... too high"); a slow climb still is (hunt 52: SGD warmed up to
+        0.15 and held, diverging 480 steps on, had been told as the batches).
         """
         now = self.rates[1]
         if at is None or now is None or now <= 0:
             return False
         return len([s for s, lr in self.log_rates if s < at and lr >= now]) >= 2
 
+    def _rate_lowered(self, at: int | None) -> bool:
+        """Whether the rate now is ``LOWERED`` x below one in force at two logs before ``at``.
+
+        Past a one-cycle's peak or down a cosine it is not raised, whatever the first log's
+        (hunt 51: labels random at step 300 of a one-cycle, told as the rate's rise).
+        """
+        now = self.rates[1]
+        if at is None or now is None or now <= 0:
+            return False
+        return len([s for s, lr in self.log_rates if s < at and lr >= LOWERED * now]) >= 2
+
     def _raised(self, at: int) -> bool | None:
         """Whether the rate rose since the first log or jumped around ``at`` (None: unknown)."""
         if self._jump(at) is not None:
             return True
-        if self._rate_held(at):
+        if self._rate_lowered(at):
             return False
         first, now = self.rates
         return None if first is None or now is None else now > first
@@ -257,9 +268,9 @@ class SpikeReadings:
         return (spike[0], now, k) if learnt and at_chance(now, k) else None
 
     def _steps(self, series: list[tuple[int, float]], spike: Any) -> tuple[Any, Any]:
-        """``loss_steps``' one-step changes, at a known, unchanged rate (else None, None)."""
+        """``loss_steps``' one-step changes, at a known rate unchanged or held (else None, None)."""
         k = self.chance[0] if self.chance else None
-        if spike is None or self._raised(spike[0]) is not False:
+        if spike is None or (self._raised(spike[0]) is not False and not self._rate_held(spike[0])):
             return None, None
         return to_chance_at_once(series, spike[0], k), step_up(series, spike[0])
 

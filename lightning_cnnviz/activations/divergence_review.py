@@ -183,8 +183,6 @@ class DivergenceReview(SpikeReadings):
         at_once = sudden(series, blown) if blown is not None else None
         if at_once is not None and before:
             at_once = (at_once[0], before)  # one figure for "the loss before it" in the text
-        until = spike[0] if spike is not None else nonfinite
-        rates = self.rates if None not in self.rates and not self._rate_held(until) else None
         # the first loss far above chance: its scale at step 0 is the cause
         k = self.chance[0] if self.chance else None
         first_loss = series[0][1] if series else math.nan
@@ -194,6 +192,11 @@ class DivergenceReview(SpikeReadings):
             flat = (flat[0], before, *flat[2:])  # one figure for "the loss before it"
         if stepped is not None and before:
             stepped = (stepped[0], before, *stepped[2:])
+        until = spike[0] if spike is not None else nonfinite
+        one_step = at_once is not None or flat is not None or stepped is not None
+        rates = self.rates if None not in self.rates else None
+        if (one_step and self._rate_held(until)) or self._rate_lowered(until):
+            rates = None  # a rate trained at before is not what changed at the spike
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=spike,
             first_weights=weights[0] if weights else None,

@@ -288,3 +288,10 @@ def test_divergence_a_rate_the_model_trained_at_for_two_logs_is_not_named():
     # a rate reached at the last log before the spike, trained at for no log before: named
     reached = collapsed(step_up, logs, rate=lambda s: 1e-4 if s < 100 else 1e-3)[0]
     assert "The learning rate rose from 0.0001 to 0.001 before it" in reached.message
+    # so is a held one under which the loss climbs (hunt 52: SGD warmed up to 0.15 and held,
+    # diverging slowly 480 steps on, was told "the training batches may no longer carry
+    # the label")
+    climbs = collapsed(
+        lambda s: 1.0 + 0.2 * (s - 101), logs, rate=lambda s: 1e-4 if s < 40 else 1e-3
+    )
+    assert "The learning rate rose from 0.0001 to 0.001 before it" in climbs[0].message
