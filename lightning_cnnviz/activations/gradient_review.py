@@ -26,6 +26,7 @@ from lightning_cnnviz.activations.gradients import (
     STUCK_STEPS,
     attenuated,
     depth_ratio,
+    gradient_cut,
     gradient_findings,
     mean_rms,
     saturation_eased,
@@ -117,7 +118,11 @@ class GradientReview:
             # a profile that starts after frozen layers measures no vanishing: its "first
             # layers" are the first trainable ones (a timm resnet18d frozen up to layer4:
             # 4.3e-4 at layer4.0.conv1; the frozen layers are the kernel monitor's finding)
-            if kind == "vanishing_gradients" and (dead_now or self.frozen_head):
+            # nor one cut off: what reaches no layer before a cut is no vanishing gradient (a
+            # `.detach()` in a zero-gated residual net, hunt 52: its gated branches' small
+            # gradients were told as vanishing, with Sigmoid/Tanh remedies)
+            cut = gradient_cut(profile, {}) is not None
+            if kind == "vanishing_gradients" and (dead_now or self.frozen_head or cut):
                 continue
             if self._new(kind, severity):
                 found.append(

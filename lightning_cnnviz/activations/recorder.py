@@ -263,14 +263,16 @@ class Recorder:
                 self.grad_norms[name] = norm
         for name in self.depth:
             module = modules.get(name)
-            grads = [p.grad for p in trained_leaves(module)] if module is not None else []
+            leaves = trained_leaves(module) if module is not None else []
             rms = [
-                torch.linalg.vector_norm(real_values(g.detach())) / g.numel() ** 0.5
-                for g in grads
-                if g is not None and g.numel()
+                torch.linalg.vector_norm(real_values(p.grad.detach())) / p.grad.numel() ** 0.5
+                for p in leaves
+                if p.grad is not None and p.grad.numel()
             ]
             if rms:  # LoRA's factors: A's gradient is B's scale of the weight's (0 at first)
                 self.grad_rms[name] = rms[0] if len(rms) == 1 else torch.stack(rms).max()
+            elif any(p.requires_grad for p in leaves):  # trained, yet no gradient reached it
+                self.grad_rms[name] = torch.zeros((), device=leaves[0].device)  # (a `.detach()`)
 
     def frozen_head(self, model: nn.Module) -> str | None:
         """The first weight layer in forward order where its weight is frozen, else ``None``."""

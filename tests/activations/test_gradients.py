@@ -298,3 +298,47 @@ def test_gradients_no_cut_is_told_from_gradients_read_before_the_first_update():
         review(diagnosis, 8, losses, {"relu": figures(dead=0.5)}, {"relu": "rectifier"}, profile,
                before_update=before)  # fmt: skip
         assert diagnosis.cut == cut
+
+
+class Gated(nn.Module):
+    """ReZero: ``x + alpha * branch(x)`` with ``alpha`` 0 at the start."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv_a, self.conv_b = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
+        self.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x + self.alpha * self.conv_b(F.relu(self.conv_a(x)))
+
+
+class DetachedGates(L.LightningModule):
+    """A zero-gated residual net whose stem and first block a ``.detach()`` cuts off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.b1, self.b2, self.b3 = nn.Conv2d(1, 16, 3, padding=1), *map(Gated, [16] * 3)
+        self.head = nn.Linear(16 * 16, 4)
+
+    def forward(self, x):
+        x = self.b1(F.max_pool2d(F.relu(self.stem(x)), 2)).detach()
+        return self.head(self.b3(F.max_pool2d(self.b2(x), 2)).flatten(1))
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), 1e-3)
+
+
+def test_gradients_layers_cut_off_read_as_zero_and_no_vanishing_told(tmp_path):
+    # hunt 52: layers a `.detach()` cuts off have no `.grad` and fell out of the depth
+    # profile: the gated branches' small gradients after them were told as vanishing, with
+    # Sigmoid/Tanh and initialisation remedies
+    torch.manual_seed(0)
+    monitor = ActivationMonitor(every_n_steps=2)
+    trainer, _, _ = fit(tmp_path, [monitor], model=DetachedGates(), max_epochs=3,
+                        limit_val_batches=0)  # fmt: skip
+    assert not [f for f in findings_of(trainer) if f.kind == "vanishing_gradients"]
+    rms = [e.value for e in events(tmp_path / "tb").Scalars("activations/stem/grad_rms")]
+    assert rms and set(rms) == {0.0}  # read, at exactly 0
