@@ -31,6 +31,7 @@ __all__ = [
     "label_shift",
     "probe_figures",
     "recall",
+    "recognised",
     "relabelled",
     "shifted",
 ]
@@ -70,6 +71,17 @@ def ignored_classes(confusion: Sequence[Sequence[float]]) -> list[int]:
     return [
         k for k, row in enumerate(confusion) if (r := recall(row, k)) is not None and r <= IGNORED
     ]
+
+
+def recognised(confusion: Sequence[Sequence[float]], classes: Sequence[int]) -> list[int]:
+    """Those of ``classes`` whose recall in ``confusion`` is known and above ``IGNORED``.
+
+    Example::
+
+        >>> recognised([[10, 0], [2, 8]], [1]), recognised([[10, 0], [9, 1]], [1])
+        ([1], [])
+    """
+    return [k for k in classes if (r := recall(confusion[k], k)) is not None and r > IGNORED]
 
 
 def recall(row: Sequence[float], k: int) -> float | None:

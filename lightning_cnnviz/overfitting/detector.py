@@ -35,7 +35,7 @@ from lightning_cnnviz.overfitting import (
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.gone import went_away
-from lightning_cnnviz.overfitting.precedence import standing, verdicts
+from lightning_cnnviz.overfitting.precedence import bn_leaves_out, standing, verdicts
 from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
 from lightning_cnnviz.overfitting.words import finite
 
@@ -165,6 +165,7 @@ class Detector:
         told = self.reported.get("class_imbalance")
         left = imbalance.class_imbalance(self.history, self.patience)
         broken = found.get("bn_mismatch") is not None or self._standing("bn_mismatch")
+        broken = broken or bn_leaves_out(self.history[-1])
         if left is not None and left.figures["common"] and broken:
             left = None  # eval mode's stale statistics leave the class out, not the loss
         if told is not None and told.figures.get("early") and left is not None:

@@ -112,6 +112,7 @@ class Evaluation:
     given_only: float | None = None  # right as given only
     restd_size: float | None = None
     ignored: list[int] | None = None
+    recognised_bn: list[int] | None = None  # of those, recognised on batch statistics
     balanced_acc_val: float | None = None
     others_recall_val: float | None = None  # mean recall of the classes not left out
     swapped_val_share: float | None = None  # left-out images taken for another left-out class

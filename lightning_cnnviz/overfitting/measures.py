@@ -233,6 +233,10 @@ class Measures(LoggedReads):
             left_out = class_figures.probe_figures(counts, shares)
             if left_out.get("ignored"):  # unread, as a loader cutting its end drops them?
                 left_out["dropped_items"] = float(dropped_items(trainer))
+            bn = more.get("bn")
+            if ignored and bn is not None and bn.shape[1] == len(counts):  # BatchNorm's doing?
+                rows = confusion_counts(bn, cut["val"]).tolist()  # type: ignore[arg-type]
+                left_out["recognised_bn"] = class_figures.recognised(rows, ignored)
             train = more["train"]
             if train is not None and cut["train"] is not None and train.shape[1] == len(counts):
                 with self.phase("compute"):  # per class: learnt on training images, not on val

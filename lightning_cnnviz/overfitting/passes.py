@@ -166,7 +166,8 @@ def plan(
         probe_size: images the batch-statistics pass sees (``pass_images``).
         batch_norm: whether the model has BatchNorm layers in training mode.
         left_out: whether the val probe leaves a class out (``class_figures.ignored_classes``):
-            the train probe then tells whether training images of it are learnt.
+            the train probe then tells whether training images of it are learnt, and
+            batch statistics whether eval mode's running statistics leave it out.
     """
     why: dict[str, str] = {}
     index = len(history)
@@ -210,4 +211,6 @@ def plan(
             bn, why["batch_stats"] = True, f"screen: estimated gap {screen:.3f} >= {bar:.3f}"
         else:
             bn, why["batch_stats"] = False, f"screen quiet: estimated gap {screen:.3f} < {bar:.3f}"
+    if batch_norm and eval_acc is not None and left_out and not bn:
+        bn, why["batch_stats"] = True, "a class is left out on the val probe: eval mode's doing?"
     return Plan(train, bn, screen, why)
