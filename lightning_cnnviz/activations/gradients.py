@@ -137,12 +137,13 @@ def gradient_cut(
 ) -> tuple[str, str] | None:
     """``(the last layer whose gradient is exactly 0, the first after it that has one)``.
 
-    Layers in depth order (``profile``). Not where a watched layer of units is all dead
-    (``dead``: each site's dead share), which blocks the gradient below it too: that is
-    the dead units' own finding (hunt 33). Held out (hunt 35): a straight-through estimator
-    written without ``.detach()`` (``x + (step(x) - x)``: gradient exactly 0) left the
-    convolutions untrained, and the units after them were told dead with learning-rate
-    remedies.
+    Layers in depth order (``profile``), all before it at 0 too: one a step left out between
+    layers with a gradient cuts nothing (hunt 53: it hid a sigmoid net's vanishing). Not
+    where a watched layer of units is all dead (``dead``: each site's dead share), which
+    blocks the gradient below it too: that is the dead units' own finding (hunt 33). Held
+    out (hunt 35): a straight-through estimator written without ``.detach()`` (``x +
+    (step(x) - x)``: gradient exactly 0) left the convolutions untrained, and the units
+    after them were told dead with learning-rate remedies.
 
     Example::
 
@@ -150,11 +151,15 @@ def gradient_cut(
         ('c2', 'fc')
         >>> gradient_cut([("c1", 0.0), ("fc", 1e-3)], {"relu": 1.0}) is None
         True
+        >>> gradient_cut([("c1", 1e-6), ("c2", 0.0), ("fc", 1e-3)], {}) is None  # c2 skipped
+        True
     """
     if any(share >= 0.999 for share in dead.values()):
         return None
     for (name, rms), (after, later) in itertools.pairwise(profile):
-        if rms == 0.0 and later > 0.0 and math.isfinite(later):
+        if rms != 0.0:  # a layer before it gets a gradient: one left out of a step, no cut
+            return None
+        if later > 0.0 and math.isfinite(later):
             return name, after
     return None
 

@@ -225,6 +225,24 @@ def test_review_vanishing_gradients_not_told_behind_frozen_first_layers():
     assert "vanishing_gradients" not in kinds("conv1")
 
 
+def test_review_vanishing_gradients_told_past_a_layer_one_step_left_out():
+    # hunt 53: a deep sigmoid net whose penultimate conv was skipped on alternate steps
+    # (its `.grad` None, read as 0): the zero was taken for a `.detach()` cut and the
+    # vanishing gradients before it were never told; a cut has every layer before it at 0
+    losses = [(s, 2.3) for s in range(1, 11)]
+
+    def kinds(profile):
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+        for s, value in losses:
+            diagnosis.loss.add(s, torch.tensor(value))
+        return [v.kind for v in diagnosis.review(10, 0, {}, {}, profile, list)], diagnosis.cut
+
+    skipped = [("c1", 1e-8), ("c2", 1e-7), ("c3", 0.0), ("fc", 1e-2)]
+    assert kinds(skipped) == (["vanishing_gradients"], None)
+    cut = [("c1", 0.0), ("c2", 0.0), ("c3", 1e-7), ("fc", 1e-2)]
+    assert kinds(cut)[1] == ("c2", "c3") and "vanishing_gradients" not in kinds(cut)[0]
+
+
 class ZeroInitLoRA(nn.Module):
     """PEFT's ``weight + B @ A``: ``A`` random, ``B`` zero, so the adapter starts as nothing."""
 
