@@ -60,16 +60,16 @@ class HandBack:
         return to
 
     def fit_path(self) -> str:
-        """A new file for one fit's records."""
-        return f"{self.stem}-{uuid.uuid4().hex}.pkl"
+        """A new file for one fit's records, named by the process writing it."""
+        return f"{self.stem}-w{os.getpid()}-{uuid.uuid4().hex}.pkl"
 
     def holds(self, path: str) -> bool:
         """Whether ``path`` is one of this address's files."""
         return path.startswith(self.stem + "-") and path.endswith(".pkl")
 
-    def files(self) -> list[str]:
-        """This address's files, newest first."""
-        found = glob.glob(glob.escape(self.stem) + "-*.pkl")
+    def files(self, pid: int | str = "*") -> list[str]:
+        """This address's files (those process ``pid`` wrote), newest first."""
+        found = glob.glob(f"{glob.escape(self.stem)}-w{pid}-*.pkl")
         return sorted(found, key=os.path.getmtime, reverse=True)
 
 
@@ -136,18 +136,25 @@ def _addresses(trainer: Any) -> list[HandBack]:
     return [to for to in found if isinstance(to, HandBack) and to.pid == os.getpid()]
 
 
-def claim_failed(trainer: Any, to: HandBack | None) -> None:
+def claim_failed(trainer: Any, to: HandBack | None, exception: BaseException) -> bool:
     """In the launching process, after a fit that raised: name its file on ``trainer``'s state.
 
-    No state comes back from a fit that raised; the child wrote its records before the
-    exception reached this process, so the newest file at ``to`` is that fit's.
+    No state comes back from a fit that raised; its child wrote what it found before the
+    exception reached this process, in a file named by its process id, which the
+    exception carries (``ProcessRaisedException.error_pid``): another trainer's unread file is
+    never taken for it (setups hunt 50: a fit that raised before recording anything was
+    handed the other trainer's findings). False where there is none: the fit found
+    nothing, raised on another rank, or never started (Lightning refuses a second spawned
+    fit on one trainer before any child runs).
     """
-    if not launched_here(trainer, to):
-        return
-    newest = to.files()[:1]  # type: ignore[union-attr]
+    pid = getattr(exception, "error_pid", None)
+    if not launched_here(trainer, to) or not isinstance(pid, int):
+        return False
+    newest = to.files(pid)[:1]  # type: ignore[union-attr]
     if newest:
         with contextlib.suppress(AttributeError):
             setattr(trainer.state, _FIT, newest[0])
+    return bool(newest)
 
 
 def take_back(trainer: Any) -> dict[str, Any] | None:

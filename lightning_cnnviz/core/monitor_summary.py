@@ -112,7 +112,11 @@ class RunSummary:
         if not fitting or not trainer.is_global_zero or _monitors(trainer)[-1] is not self:
             return
         if launched_here(trainer, self.hand_back_to):  # the fit ran in child processes
-            claim_failed(trainer, self.hand_back_to)  # what they left: `findings_of` reads it
+            if not claim_failed(trainer, self.hand_back_to, exception):  # for `findings_of`
+                name = type(exception).__name__  # nothing: the record is an earlier fit's
+                tell(f"lightning-cnnviz: the fit (in child processes) ended with {name} before "
+                     "it handed any findings back.")  # fmt: skip
+                return
             ended = f"the fit (in child processes) ended with {type(exception).__name__}; "
         else:
             hand_back(trainer, records_of(trainer), self.hand_back_to)

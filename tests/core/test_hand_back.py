@@ -153,3 +153,25 @@ def test_hand_back_a_fit_that_raised_hands_its_findings_back_too(tmp_path):
     with pytest.raises(Exception, match="a bad batch"):  # as the child raised it
         crashed.fit(Crashes(), DataLoader(data, batch_size=16), DataLoader(data, batch_size=32))
     assert "val_is_train" in [f.kind for f in findings_of(crashed)]
+
+
+def test_hand_back_a_fit_that_raised_having_found_nothing_takes_no_other_fits(tmp_path, caplog):
+    # setups hunt 50: it took "the newest file" at the address: the other trainer's unread
+    # findings, which that trainer then lost
+    import logging
+
+    import pytest
+
+    monitor = OverfittingMonitor()
+    found = _fit_with(monitor, tmp_path / "a", val_is_train=True)  # its file left unread
+    crashed = L.Trainer(max_epochs=1, callbacks=[monitor], default_root_dir=tmp_path / "b",
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, strategy="ddp_fork", devices=1,
+                        accelerator="cpu", num_sanity_val_steps=0)  # fmt: skip
+    other = TensorDataset(torch.randn(64, 1, 8, 8), torch.randint(0, 3, (64,)))
+    data = TensorDataset(torch.randn(96, 1, 8, 8), torch.randint(0, 3, (96,)))
+    with caplog.at_level(logging.INFO), pytest.raises(Exception, match="a bad batch"):
+        crashed.fit(Crashes(), DataLoader(data, batch_size=16), DataLoader(other, batch_size=32))
+    assert "ended with ProcessRaisedException before it handed any findings back" in caplog.text
+    assert findings_of(crashed) == []
+    assert "val_is_train" in [f.kind for f in findings_of(found)]
