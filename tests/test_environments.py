@@ -5,6 +5,8 @@ Each test reads back what was written (TensorBoard, the findings, warning text).
 
 import warnings
 
+import lightning as L
+import pytest
 import torch
 
 from lightning_cnnviz.core.findings import checks_of, findings_of, problems
@@ -118,3 +120,22 @@ def test_environments_a_second_fit_of_another_model_starts_the_trainers_record_a
         assert (told[0] in held) == (model is diverged)
     assert not problems(held) and all(f.step > before for f in held)
     assert checks_of(trainer)  # the last fit's checks
+
+
+class _BrokenSetup(L.LightningDataModule):
+    """A datamodule whose ``setup`` raises: no monitor's ``setup`` runs."""
+
+    def setup(self, stage):
+        raise RuntimeError("no data here")
+
+
+def test_environments_a_failed_fit_of_another_model_lists_none_of_the_last_models(tmp_path):
+    # setups hunt 50: a fit of another model that failed in its datamodule's `setup` was
+    # told with the first model's divergence "before it"
+    monitors = [make_monitor("ActivationMonitor", every_n_steps=2)]
+    torch.manual_seed(0)
+    trainer, _, _ = fit(tmp_path, monitors, model=TinyCNN(lr=1e4), max_epochs=2)
+    assert problems(findings_of(trainer))
+    with pytest.raises(RuntimeError, match="no data here"):
+        trainer.fit(TinyCNN(), datamodule=_BrokenSetup())
+    assert findings_of(trainer) == []

@@ -286,7 +286,7 @@ class Monitor(
         super().on_exception(trainer, pl_module, exception)  # the followed batch let go
         if self._sink is not None:
             self._sink.wait()  # the run's own error is the one to show
-        self._end_of_failed_fit(trainer, exception)
+        self._end_of_failed_fit(trainer, pl_module, exception)
 
 
 def with_probe(

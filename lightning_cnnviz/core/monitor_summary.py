@@ -27,6 +27,7 @@ from lightning_cnnviz.core.findings import (
     record_check,
     records_of,
     report,
+    start_record,
 )
 from lightning_cnnviz.core.hand_back import HandBack, claim_failed, hand_back, launched_here
 from lightning_cnnviz.core.logs import announce_logs
@@ -102,7 +103,9 @@ class RunSummary:
             self._sink.text(self.tag_prefix + "cnnviz/summary", summary, trainer.global_step)
             self._sink.flush()
 
-    def _end_of_failed_fit(self, trainer: Trainer, exception: BaseException) -> None:
+    def _end_of_failed_fit(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
         """What was found before an exception (an interrupt too) ended the fit, said once.
 
         A crashed run is where the diagnosis is wanted most, and ``on_fit_end`` never
@@ -118,7 +121,9 @@ class RunSummary:
                      "it handed any findings back.")  # fmt: skip
                 return
             ended = f"the fit (in child processes) ended with {type(exception).__name__}; "
-        else:
+        else:  # a fit of another model that failed before any setup: its record is empty
+            if pl_module is not None:  # (setups hunt 50: the last model's was listed)
+                start_record(trainer, pl_module)
             hand_back(trainer, records_of(trainer), self.hand_back_to)
             ended = f"the fit ended at step {trainer.global_step} with {type(exception).__name__}; "
         tell(summary_text(findings_of(trainer), ended=ended + "before it, "))
