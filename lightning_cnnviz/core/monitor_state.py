@@ -72,7 +72,19 @@ class Checkpointed:
                 state[name] = None
         for name in self._ATTACHED:
             state.pop(name, None)
+        if "selected" in state:  # the watched modules: resolved again at setup
+            state["selected"] = {}
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A copy made in the process that owns the address gets an address of its own.
+
+        A deep copy shared the original's, whose clean-up then removed the copy's unread
+        findings (setups hunt 50); a spawned child keeps its parent's address to write to.
+        """
+        self.__dict__.update(state)
+        if self.hand_back_to.pid == os.getpid():
+            self.hand_back_to = HandBack.here(self)
 
     def run_state_dropped(self, state: dict[str, Any]) -> dict[str, Any]:
         """``state`` without a subclass's own references to the last fit's model."""

@@ -80,8 +80,8 @@ def test_hand_back_single_process_fit_writes_nothing(tmp_path):
 def test_hand_back_copy_pickled_by_another_process_takes_an_address_there(monkeypatch):
     monitor = OverfittingMonitor()
     made = monitor.hand_back_to
-    same = pickle.loads(pickle.dumps(monitor))
-    assert same.hand_back_to == made  # pickled where it was made
+    same = pickle.loads(pickle.dumps(monitor))  # a copy where it was made: its own address
+    assert same.hand_back_to.pid == made.pid and same.hand_back_to.stem != made.stem
     monkeypatch.setattr(os, "getpid", lambda: made.pid + 1)
     sent_on = pickle.loads(pickle.dumps(monitor))  # a copy that launches a fit of its own
     assert sent_on.hand_back_to.pid == made.pid + 1 and sent_on.hand_back_to.stem != made.stem
@@ -174,4 +174,19 @@ def test_hand_back_a_fit_that_raised_having_found_nothing_takes_no_other_fits(tm
         crashed.fit(Crashes(), DataLoader(data, batch_size=16), DataLoader(other, batch_size=32))
     assert "ended with ProcessRaisedException before it handed any findings back" in caplog.text
     assert findings_of(crashed) == []
+    assert "val_is_train" in [f.kind for f in findings_of(found)]
+
+
+def test_hand_back_a_deep_copy_keeps_its_findings_when_the_original_goes(tmp_path):
+    # setups hunt 50: a deep copy shared the original's address; the original's clean-up
+    # removed the copy's unread file, and the copy's diverged fit read no findings
+    import copy
+    import gc
+
+    original = OverfittingMonitor()
+    twin = copy.deepcopy(original)
+    assert twin.hand_back_to != original.hand_back_to
+    found = _fit_with(twin, tmp_path, val_is_train=True)
+    del original
+    gc.collect()
     assert "val_is_train" in [f.kind for f in findings_of(found)]
