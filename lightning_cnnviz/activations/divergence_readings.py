@@ -1,8 +1,8 @@
 """What the run's own record says about a loss spike: a part of ``DivergenceReview``.
 
 Nothing here knows about Lightning. ``SpikeReadings`` reads, for a spike the review
-found, what ``divergence_causes.divergence_cause`` names: the learning rate raised since
-the first log or jumped around the spike, the weight decay or dropout raised, a negative
+found, what ``divergence_causes.divergence_cause`` names: the learning rate's readings
+(``rate_readings.py``), the weight decay or dropout raised, a negative
 weight decay, a loss gone below 0 just before it, the probe accuracy held through it, a
 learnt loss at its chance level since, the one-step changes of ``loss_steps.py``, and a
 batch of NaN/Inf inputs where the loss first turned non-finite.
@@ -19,6 +19,7 @@ from lightning_cnnviz.activations.divergence_settings import went_negative
 from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
+from lightning_cnnviz.activations.rate_readings import RateReadings
 from lightning_cnnviz.activations.recovery import recovered
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.decay import DECAY_STALLS
@@ -34,11 +35,10 @@ ACC_LOST = 0.25  # ...this far below it (4 of the 16 probe images): the spike di
 HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
 OWN_FELL = 0.8  # the model's own probe cross-entropy at most this share of it before a spike
 REWEIGHED = 3.0  # ...while the loss returned grew this many times over it: weighted anew
-LOWERED = 1.2  # the rate at a spike this many times below rates used before: not raised
 DROPOUT_RISE, DROPOUT_HIGH = 0.2, 0.5  # dropout p raised this much during the run, to this
 
 
-class SpikeReadings:
+class SpikeReadings(RateReadings):
     """Readings of a spike from the run's record (a part of ``DivergenceReview``).
 
     Uses the diagnosis's ``loss``, ``rates``, ``log_rates``, ``chance``, ``log_accs``,
@@ -46,9 +46,6 @@ class SpikeReadings:
     """
 
     loss: LossTrace
-    rates: tuple[float | None, float | None]  # the learning rate at the first log, and now
-    log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
-    peak_rates: list[tuple[int, float]]  # (step, rate) of steps above the rate at a log
     chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
     log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
     log_losses: list[tuple[int, float]]  # (step, probe cross-entropy) of the latest logs
@@ -76,24 +73,6 @@ class SpikeReadings:
         if first is None or now is None or now < DROPOUT_HIGH or now < first + DROPOUT_RISE:
             return None
         return first, now
-
-    def _jump(self, at: int | None) -> tuple[int, float, int, float] | None:
-        """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x.
-
-        The next: the highest of a step between the two logs, where that was higher (a
-        rate raised for a few steps and put back; hunt 46: x300 for steps 100-104, logs at
-        90 and 120, told as one bad batch).
-        """
-        if at is None:
-            return None
-        before = [(s, lr) for s, lr in self.log_rates if s < at]
-        after = [(s, lr) for s, lr in self.log_rates if s >= at]
-        if not before or not after or not before[-1][1] > 0:
-            return None
-        (a, lr_a), (b, lr_b) = before[-1], after[0]
-        between = [(s, lr) for s, lr in self.peak_rates if a <= s < b and lr > lr_b]
-        b, lr_b = max(between, key=lambda r: r[1], default=(b, lr_b))
-        return (a, lr_a, b, lr_b) if lr_b >= RAISED * lr_a else None
 
     def _accuracy_held(
         self, spike: tuple[int, float, float, float], level: tuple[float, float] | None
@@ -190,17 +169,6 @@ class SpikeReadings:
             return None
         return k, before[-1], self.log_accs[-1][1]
 
-    def _jumped_now(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
-        """``(the rate before, the rate now)`` where it jumped around the spike and still is.
-
-        Held out (hunt 23): Adam 1e-3 -> 0.05 at step 80, kept to the end (87% val against
-        94% healthy), was told "recovered ... a brief overshoot" without the jump.
-        """
-        jump, now = self._jump(spike[0]), self.rates[1]
-        if jump is None or now is None or now < RAISED * jump[1]:
-            return None
-        return jump[1], now
-
     def _lost_at_raised_rate(self, spike: tuple[int, float, float, float]) -> bool:
         """Whether a learnt model lost accuracy at a rate raised past every rate used before.
 
@@ -215,39 +183,6 @@ class SpikeReadings:
         k, then, now = read
         used = [lr for s, lr in [*self.log_rates, *self.peak_rates] if s < spike[0]]
         return then >= 2 / k and now < then - ACC_LOST and jumped[1] > max(used, default=0.0)
-
-    def _rate_held(self, at: int | None) -> bool:
-        """Whether the rate now was in force at two logs or more before ``at``.
-
-        A loss that changed in one step at ``at`` is then not the doing of a rise to it long
-        before (hunt 51: labels random from step 300, a warm-up ended at 100, told "the
-        learning rate rose ... too high"); a slow climb still is (hunt 52: SGD warmed up to
-        0.15 and held, diverging 480 steps on, had been told as the batches).
-        """
-        now = self.rates[1]
-        if at is None or now is None or now <= 0:
-            return False
-        return len([s for s, lr in self.log_rates if s < at and lr >= now]) >= 2
-
-    def _rate_lowered(self, at: int | None) -> bool:
-        """Whether the rate now is ``LOWERED`` x below one in force at two logs before ``at``.
-
-        Past a one-cycle's peak or down a cosine it is not raised, whatever the first log's
-        (hunt 51: labels random at step 300 of a one-cycle, told as the rate's rise).
-        """
-        now = self.rates[1]
-        if at is None or now is None or now <= 0:
-            return False
-        return len([s for s, lr in self.log_rates if s < at and lr >= LOWERED * now]) >= 2
-
-    def _raised(self, at: int) -> bool | None:
-        """Whether the rate rose since the first log or jumped around ``at`` (None: unknown)."""
-        if self._jump(at) is not None:
-            return True
-        if self._rate_lowered(at):
-            return False
-        first, now = self.rates
-        return None if first is None or now is None else now > first
 
     def _at_chance(
         self, spike: tuple[int, float, float, float] | None, level: tuple[float, float] | None
@@ -268,9 +203,10 @@ class SpikeReadings:
         return (spike[0], now, k) if learnt and at_chance(now, k) else None
 
     def _steps(self, series: list[tuple[int, float]], spike: Any) -> tuple[Any, Any]:
-        """``loss_steps``' one-step changes, at a known rate unchanged or held (else None, None)."""
+        """``loss_steps``' one-step changes, at a known rate unchanged or steady (else None)."""
         k = self.chance[0] if self.chance else None
-        if spike is None or (self._raised(spike[0]) is not False and not self._rate_held(spike[0])):
+        moved = spike is not None and self._raised(spike[0]) is not False
+        if spike is None or (moved and not self._rate_steady(spike[0])):
             return None, None
         return to_chance_at_once(series, spike[0], k), step_up(series, spike[0])
 

@@ -193,10 +193,11 @@ class DivergenceReview(SpikeReadings):
         if stepped is not None and before:
             stepped = (stepped[0], before, *stepped[2:])
         until = spike[0] if spike is not None else nonfinite
-        one_step = at_once is not None or flat is not None or stepped is not None
         rates = self.rates if None not in self.rates else None
-        if (one_step and self._rate_held(until)) or self._rate_lowered(until):
-            rates = None  # a rate trained at before is not what changed at the spike
+        held = at_once is not None and self._rate_held(until)  # a rate trained at before
+        steady = (flat is not None or stepped is not None) and self._rate_steady(until)
+        if held or steady or self._rate_lowered(until):
+            rates = None  # ... or one moved too little is not what changed at the spike
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=spike,
             first_weights=weights[0] if weights else None,

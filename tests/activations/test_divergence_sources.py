@@ -295,3 +295,8 @@ def test_divergence_a_rate_the_model_trained_at_for_two_logs_is_not_named():
         lambda s: 1.0 + 0.2 * (s - 101), logs, rate=lambda s: 1e-4 if s < 40 else 1e-3
     )
     assert "The learning rate rose from 0.0001 to 0.001 before it" in climbs[0].message
+    # a step up that holds while a warm-up still climbs, under 2x a log: the batches (hunt
+    # 53: labels random from step 250 of an Adam warm-up, told as the rate's rise)
+    (warming,) = collapsed(step_up, logs, rate=lambda s: 1e-5 * s)[:1]
+    assert "the training batches changing at that step" in warming.message
+    assert "rose from" not in warming.message

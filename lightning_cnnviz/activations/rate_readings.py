@@ -1,0 +1,97 @@
+"""What the learning rates read at the logs say about a loss spike: a part of ``SpikeReadings``.
+
+Nothing here knows about Lightning. ``RateReadings`` reads, from the rate at each log and
+the highest of a step between two logs, whether the rate rose or jumped around a spike
+(named as its cause), or was one the model had trained at (not named: held, lowered, or
+moved too little for a loss that changed in one step).
+"""
+
+from __future__ import annotations
+
+from lightning_cnnviz.activations.divergence_causes import RAISED
+
+__all__ = ["LOWERED", "STEADY", "RateReadings"]
+
+LOWERED = 1.2  # the rate at a spike this many times below rates used before: not raised
+STEADY = 2.0  # ...under this many times the rates of the two logs before it: a slope, no jump
+
+
+class RateReadings:
+    """The learning rates around a spike (a part of ``SpikeReadings``)."""
+
+    rates: tuple[float | None, float | None]  # the learning rate at the first log, and now
+    log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
+    peak_rates: list[tuple[int, float]]  # (step, rate) of steps above the rate at a log
+
+    def _jump(self, at: int | None) -> tuple[int, float, int, float] | None:
+        """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x.
+
+        The next: the highest of a step between the two logs, where that was higher (a
+        rate raised for a few steps and put back; hunt 46: x300 for steps 100-104, logs at
+        90 and 120, told as one bad batch).
+        """
+        if at is None:
+            return None
+        before = [(s, lr) for s, lr in self.log_rates if s < at]
+        after = [(s, lr) for s, lr in self.log_rates if s >= at]
+        if not before or not after or not before[-1][1] > 0:
+            return None
+        (a, lr_a), (b, lr_b) = before[-1], after[0]
+        between = [(s, lr) for s, lr in self.peak_rates if a <= s < b and lr > lr_b]
+        b, lr_b = max(between, key=lambda r: r[1], default=(b, lr_b))
+        return (a, lr_a, b, lr_b) if lr_b >= RAISED * lr_a else None
+
+    def _jumped_now(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
+        """``(the rate before, the rate now)`` where it jumped around the spike and still is.
+
+        Held out (hunt 23): Adam 1e-3 -> 0.05 at step 80, kept to the end (87% val against
+        94% healthy), was told "recovered ... a brief overshoot" without the jump.
+        """
+        jump, now = self._jump(spike[0]), self.rates[1]
+        if jump is None or now is None or now < RAISED * jump[1]:
+            return None
+        return jump[1], now
+
+    def _rate_held(self, at: int | None) -> bool:
+        """Whether the rate now was in force at two logs or more before ``at``.
+
+        A loss that changed in one step at ``at`` is then not the doing of a rise to it long
+        before (hunt 51: labels random from step 300, a warm-up ended at 100, told "the
+        learning rate rose ... too high"); a slow climb still is (hunt 52: SGD warmed up to
+        0.15 and held, diverging 480 steps on, had been told as the batches).
+        """
+        now = self.rates[1]
+        if at is None or now is None or now <= 0:
+            return False
+        return len([s for s, lr in self.log_rates if s < at and lr >= now]) >= 2
+
+    def _rate_steady(self, at: int | None) -> bool:
+        """Whether the rate now is under ``STEADY`` x the rate at each of the 2 logs before ``at``.
+
+        A warm-up's slope moves it that little between logs: a loss that stepped up in one
+        step and holds is then the batches' (hunt 53: labels random from step 250 of an
+        Adam warm-up, 0.15 -> 7.2 in one step, told as "the rate it reached is too high").
+        """
+        now = self.rates[1]
+        before = [lr for s, lr in self.log_rates if at is not None and s < at][-2:]
+        return now is not None and len(before) == 2 and all(lr * STEADY > now for lr in before)
+
+    def _rate_lowered(self, at: int | None) -> bool:
+        """Whether the rate now is ``LOWERED`` x below one in force at two logs before ``at``.
+
+        Past a one-cycle's peak or down a cosine it is not raised, whatever the first log's
+        (hunt 51: labels random at step 300 of a one-cycle, told as the rate's rise).
+        """
+        now = self.rates[1]
+        if at is None or now is None or now <= 0:
+            return False
+        return len([s for s, lr in self.log_rates if s < at and lr >= LOWERED * now]) >= 2
+
+    def _raised(self, at: int) -> bool | None:
+        """Whether the rate rose since the first log or jumped around ``at`` (None: unknown)."""
+        if self._jump(at) is not None:
+            return True
+        if self._rate_lowered(at):
+            return False
+        first, now = self.rates
+        return None if first is None or now is None else now > first
