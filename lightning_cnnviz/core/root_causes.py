@@ -7,12 +7,8 @@ only (a model that diverged then sits at chance).
 
 Example::
 
-    >>> from lightning_cnnviz.core.findings import report
-    >>> class Run: ...
-    >>> run = Run()
-    >>> report(run, Finding("overfitting", "unshuffled_batches", 0, 0, "in class order"))
-    >>> print(earlier_cause(run, "divergence")[:66])
-    This may follow from a problem reported first (step 0, `unshuffled
+    >>> sorted(CONSEQUENCES["overfitting"]), ROOT_CAUSES["unshuffled_batches"]
+    (['generalisation_gap', 'repeated_items'], 'the training batches come in class order')
 """
 
 from __future__ import annotations
