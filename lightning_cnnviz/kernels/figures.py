@@ -107,6 +107,9 @@ def hf_energy(weight: Tensor, cutoff: float = HF_CUTOFF) -> Tensor | None:
     form, bins = high_frequency_form(kernel, float(cutoff), weight.device)
     filters, taps = weight.shape[0], math.prod(kernel)
     w = weight.detach().float().reshape(filters, -1, taps)
+    # each filter scaled to a largest tap of 1 (the share is scale-free): squares of large
+    # but finite weights overflow float32 (setups hunt 50: NaN at 1e20)
+    w = w / w.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-30)
     gram = w.transpose(1, 2) @ w  # (filters, taps, taps): summed over the input slices
     high = (gram * form).sum(dim=(1, 2)).clamp_min(0)  # rounding: Q is PSD
     total = gram.diagonal(dim1=1, dim2=2).sum(dim=1) * bins
@@ -115,9 +118,21 @@ def hf_energy(weight: Tensor, cutoff: float = HF_CUTOFF) -> Tensor | None:
 
 
 def relative_change(weight: Tensor, previous: Tensor) -> Tensor:
-    """``||W - W_prev|| / ||W_prev||`` (Frobenius), 0-d float32; 0 when both are zero."""
+    """``||W - W_prev|| / ||W_prev||`` (Frobenius), 0-d float32; 0 when both are zero.
+
+    Both scaled by ``W_prev``'s largest entry first: the squares of large but finite
+    weights overflow float32 (a diverging run's 1e20 read as inf, then NaN).
+
+    Example::
+
+        >>> w = torch.tensor([3.0, 4.0])
+        >>> float(relative_change(2 * w, w)), float(relative_change(2e30 * w, 1e30 * w))
+        (1.0, 1.0)
+    """
     w, p = weight.detach().float(), previous.detach().float()
-    return torch.linalg.vector_norm(w - p) / torch.linalg.vector_norm(p).clamp_min(1e-12)
+    scale = p.abs().amax().clamp_min(1e-30) if p.numel() else torch.ones(())
+    w, p = w / scale, p / scale
+    return torch.linalg.vector_norm(w - p) / torch.linalg.vector_norm(p).clamp_min(1e-12 / scale)
 
 
 def mean_abs(weight: Tensor) -> Tensor:
