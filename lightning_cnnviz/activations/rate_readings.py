@@ -52,6 +52,13 @@ class RateReadings:
             return None
         return jump[1], now
 
+    def _before(self, at: int | None) -> tuple[float, list[float]]:
+        """The rate now and those of the logs before ``at`` (none where either is unknown)."""
+        now = self.rates[1]
+        if at is None or now is None or now <= 0:  # a negative rate is a setting's cause
+            return 0.0, []
+        return now, [lr for s, lr in self.log_rates if s < at]
+
     def _rate_held(self, at: int | None) -> bool:
         """Whether the rate now was in force at two logs or more before ``at``.
 
@@ -60,10 +67,8 @@ class RateReadings:
         learning rate rose ... too high"); a slow climb still is (hunt 52: SGD warmed up to
         0.15 and held, diverging 480 steps on, had been told as the batches).
         """
-        now = self.rates[1]
-        if at is None or now is None or now <= 0:
-            return False
-        return len([s for s, lr in self.log_rates if s < at and lr >= now]) >= 2
+        now, before = self._before(at)
+        return sum(lr >= now for lr in before) >= 2
 
     def _rate_steady(self, at: int | None) -> bool:
         """Whether the rate now is under ``STEADY`` x the rate at each of the 2 logs before ``at``.
@@ -72,9 +77,8 @@ class RateReadings:
         step and holds is then the batches' (hunt 53: labels random from step 250 of an
         Adam warm-up, 0.15 -> 7.2 in one step, told as "the rate it reached is too high").
         """
-        now = self.rates[1]
-        before = [lr for s, lr in self.log_rates if at is not None and s < at][-2:]
-        return now is not None and len(before) == 2 and all(lr * STEADY > now for lr in before)
+        now, before = self._before(at)
+        return len(before) >= 2 and all(lr * STEADY > now for lr in before[-2:])
 
     def _rate_lowered(self, at: int | None) -> bool:
         """Whether the rate now is ``LOWERED`` x below one in force at two logs before ``at``.
@@ -82,10 +86,8 @@ class RateReadings:
         Past a one-cycle's peak or down a cosine it is not raised, whatever the first log's
         (hunt 51: labels random at step 300 of a one-cycle, told as the rate's rise).
         """
-        now = self.rates[1]
-        if at is None or now is None or now <= 0:
-            return False
-        return len([s for s, lr in self.log_rates if s < at and lr >= LOWERED * now]) >= 2
+        now, before = self._before(at)
+        return sum(lr >= LOWERED * now for lr in before) >= 2
 
     def _raised(self, at: int) -> bool | None:
         """Whether the rate rose since the first log or jumped around ``at`` (None: unknown)."""
