@@ -123,3 +123,26 @@ def pictures(n=128, seed=0):
         r, c = torch.randint(0, 10, (2,), generator=g).tolist()
         x[i, :, r : r + 6, c : c + 6] += torch.rand(3, 1, 1, generator=g)
     return x
+
+
+class TakesTwoForThird(nn.Module):
+    """Reads the class from a one-hot pixel, but takes classes 1 and 2 for class 3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = torch.zeros(4, 16)
+        w[0, 0] = w[3, 1] = w[3, 2] = w[3, 3] = 5.0
+        self.register_buffer("w", w)
+        self.unused = nn.Parameter(torch.zeros(1))  # for the optimizer; never moves
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.T + 0 * self.unused
+
+
+def fit_imbalanced(tmp_path, train, sampler=None, model=None):
+    """Fit on ``train`` (4 one-hot classes) against an imbalanced val set, 3 epochs."""
+    val = one_hot_set([60, 8, 8, 8], seed=1)  # imbalanced like training: accuracy hides it
+    loader = DataLoader(train, batch_size=32, shuffle=sampler is None, sampler=sampler)
+    val_loader = DataLoader(val, batch_size=32)
+    model = model if model is not None else Net(TakesTwoForThird(), lr=0.1)
+    return fit_monitor(tmp_path, model, loader, val_loader, epochs=3)
