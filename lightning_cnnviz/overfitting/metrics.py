@@ -96,6 +96,8 @@ class IntervalLoss:
     over those intervals went 0.070 -> 0.098. Each step adds the loss ``training_step``
     returned (no host transfer); ``read`` takes the mean and starts a new interval;
     ``same_as_last`` tells whether a logged value is that loss (the key logs it).
+    ``recent`` is the loss over about the last ``1 / RECENT`` steps, across reads: a
+    figure compared with one read now (the interval's mean still holds its early descent).
 
     Example::
 
@@ -104,14 +106,17 @@ class IntervalLoss:
         ...     interval.add(torch.tensor(loss))
         >>> interval.same_as_last(torch.tensor(3.0)), interval.same_as_last(torch.tensor(0.5))
         (True, False)
-        >>> float(interval.read()), interval.read()
-        (2.0, None)
+        >>> float(interval.read()), interval.read(), round(float(interval.recent), 2)
+        (2.0, None, 1.56)
     """
+
+    RECENT = 0.2  # each step's weight in ``recent``
 
     def __init__(self) -> None:
         self.total: Tensor | None = None
         self.last: Tensor | None = None
         self.first: Tensor | None = None  # the run's first step's: never read off
+        self.recent: Tensor | None = None  # the last steps' (``RECENT``): never read off
         self.steps = 0
 
     def add(self, loss: Tensor | None) -> None:
@@ -122,6 +127,8 @@ class IntervalLoss:
         self.total = loss if self.total is None else self.total + loss
         self.last, self.steps = loss, self.steps + 1
         self.first = loss if self.first is None else self.first
+        recent = self.recent
+        self.recent = loss if recent is None else torch.lerp(recent, loss, self.RECENT)
 
     def same_as_last(self, logged: Tensor) -> bool:
         """Whether ``logged`` is the latest step's loss (one host transfer)."""

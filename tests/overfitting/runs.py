@@ -13,10 +13,13 @@ from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 
 
 def one_hot_set(counts, seed=0, noise=0.05):
-    """Images whose class sits in one pixel (plus ``noise``), ``counts[c]`` of class ``c``."""
+    """Images whose class sits in one pixel (plus ``noise``), ``counts[c]`` of class ``c``.
+
+    4x4 pixels, class ``c`` in the ``c``-th (row by row): up to 16 classes.
+    """
     y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
     x = noise * torch.randn(len(y), 1, 4, 4, generator=torch.Generator().manual_seed(seed))
-    x[torch.arange(len(y)), 0, 0, y] += 1.0
+    x.view(len(y), 16)[torch.arange(len(y)), y] += 1.0
     return TensorDataset(x, y)
 
 

@@ -2,11 +2,16 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
 
+from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.imbalance import class_imbalance, leaves_out, wants_train_loss
 from lightning_cnnviz.overfitting.remedies import remedies
+from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 from tests.overfitting.series import class_ev as ev
 
 UNWEIGHTED = [[15 if j == i else 0 for j in range(10)] for i in range(10)]
@@ -114,3 +119,28 @@ def test_imbalance_a_common_class_recognised_on_batch_statistics_is_no_imbalance
         detector = Detector(patience=2)
         changes = [*(c for e in evs for c in detector.update(e)), *detector.conclude()]
         assert any(c.verdict.kind == "class_imbalance" for c in changes) == told
+
+
+class Ignoring(Net):
+    """A linear classifier whose loss ignores class 0 (``ignore_index=0``), under SGD."""
+
+    def loss(self, logits, y):
+        return F.cross_entropy(logits, y, ignore_index=0)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5, momentum=0.9)
+
+
+def test_imbalance_a_class_the_loss_ignores_is_told_from_the_first_validation(tmp_path):
+    # hunt 53: SGD with class 0 ignored, 0% recall from the first validation: the loss
+    # returned averaged 0.92 over those first steps (their descent from ln 10), 0.9 on the
+    # training probe: not "untaught" there, told a validation late
+    train, val = one_hot_set([40] * 10, noise=0.3), one_hot_set([16] * 10, seed=1, noise=0.3)
+    model = Ignoring(nn.Sequential(nn.Flatten(), nn.Linear(16, 10)), lr=0.5)
+    train_loader = DataLoader(train, batch_size=16, shuffle=True)
+    trainer, _ = fit_monitor(tmp_path, model, train_loader, DataLoader(val, 32), epochs=3)
+    (first, *_) = [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+    assert (first.severity, first.epoch, first.figures["since_epoch"]) == ("problem", 1, 0)
+    assert first.figures["ignored"] == [0] and first.figures["common"]
+    (evaluation, *_) = trainer.callbacks[0].detector.history
+    assert evaluation.returned_loss > 2 * evaluation.recent_loss  # the descent in the mean
