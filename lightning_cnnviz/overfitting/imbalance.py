@@ -45,6 +45,7 @@ __all__ = [
     "STALL",
     "UNTAUGHT",
     "class_imbalance",
+    "explains_val_loss",
     "leaves_out",
     "untaught",
     "wants_train_loss",
@@ -166,6 +167,32 @@ def wants_train_loss(e: Evaluation) -> bool:
         return False
     common = e.ignored_share > RARE / e.classes
     return common and e.probe_loss_train is None and _common_left_out(e, measuring=True)
+
+
+def explains_val_loss(history: Sequence[Evaluation], verdict: Verdict | None) -> bool:
+    """Whether a class the loss does not teach (``verdict``'s) explains a rising val loss.
+
+    The model grows surer of the other classes, so its answers on the left-out class's
+    images grow surer and wrong: held out (hunt 53), the val loss of runs with a class
+    ignored rose 8-17% while val accuracy climbed, told as overfitting ("stop at epoch
+    ..."). Not where val accuracy fell ``STALL`` or more below its best since the class was
+    left out: the classes taught overfit then.
+
+    Example::
+
+        >>> row = dict(train_acc=0.95, train_loss=0.1)
+        >>> v = Verdict("class_imbalance", Evaluation(10, 0), Evaluation(30, 2), None,
+        ...             {"common": True})
+        >>> held = [Evaluation(10 * i, i, val_acc=a, **row) for i, a in ((1, .8), (2, .81))]
+        >>> fell = [*held, Evaluation(30, 3, val_acc=0.7, **row)]
+        >>> explains_val_loss(held, v), explains_val_loss(fell, v)
+        (True, False)
+    """
+    if verdict is None or not verdict.figures.get("common"):
+        return False
+    accs = [e.val_accuracy for e in history if e.step >= verdict.since.step]
+    accs = [a for a in accs if a is not None]
+    return bool(accs) and accs[-1] > max(accs) - STALL
 
 
 def _stalled(streak: Sequence[Evaluation]) -> bool:

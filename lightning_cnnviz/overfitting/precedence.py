@@ -162,6 +162,8 @@ def verdicts(
         # rare classes left out: a balanced val probe at chance or far below training
         # accuracy says that, not "not learning" or splits that differ
         waiting.update(("not_learning", "generalisation_gap"))
+        if imbalance.explains_val_loss(h, found["class_imbalance"] or reported["class_imbalance"]):
+            waiting.update(CURVE_KINDS)  # ... and a class not taught, a rising val loss
     elif imbalance.leaves_out(h[-1]):
         # ... and while it waits for its second evaluation (hunt 24: a long-tailed
         # training set was "the splits differ" one validation before its classes were named)

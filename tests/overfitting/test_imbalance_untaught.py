@@ -9,7 +9,12 @@ from torch.utils.data import DataLoader
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.headlines import headline
-from lightning_cnnviz.overfitting.imbalance import class_imbalance, leaves_out, wants_train_loss
+from lightning_cnnviz.overfitting.imbalance import (
+    STALL,
+    class_imbalance,
+    leaves_out,
+    wants_train_loss,
+)
 from lightning_cnnviz.overfitting.remedies import remedies
 from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 from tests.overfitting.series import class_ev as ev
@@ -122,25 +127,40 @@ def test_imbalance_a_common_class_recognised_on_batch_statistics_is_no_imbalance
 
 
 class Ignoring(Net):
-    """A linear classifier whose loss ignores class 0 (``ignore_index=0``), under SGD."""
+    """A linear classifier whose loss ignores class 0 (``ignore_index=0``), under SGD.
+
+    Its val loss is the cross-entropy over every class, as a user logs it.
+    """
 
     def loss(self, logits, y):
         return F.cross_entropy(logits, y, ignore_index=0)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.log("val/loss", F.cross_entropy(logits, y))
+        self.log("val/acc", (logits.argmax(1) == y).float().mean())
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.5, momentum=0.9)
 
 
-def test_imbalance_a_class_the_loss_ignores_is_told_from_the_first_validation(tmp_path):
+def test_imbalance_a_class_the_loss_ignores_is_told_first_and_its_val_loss_is_no_overfit(
+    tmp_path,
+):
     # hunt 53: SGD with class 0 ignored, 0% recall from the first validation: the loss
     # returned averaged 0.92 over those first steps (their descent from ln 10), 0.9 on the
-    # training probe: not "untaught" there, told a validation late
+    # training probe: not "untaught" there, told a validation late; and the val loss rose
+    # from that class's ever surer wrong answers while val accuracy climbed: "overfitting"
     train, val = one_hot_set([40] * 10, noise=0.3), one_hot_set([16] * 10, seed=1, noise=0.3)
     model = Ignoring(nn.Sequential(nn.Flatten(), nn.Linear(16, 10)), lr=0.5)
     train_loader = DataLoader(train, batch_size=16, shuffle=True)
-    trainer, _ = fit_monitor(tmp_path, model, train_loader, DataLoader(val, 32), epochs=3)
-    (first, *_) = [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
-    assert (first.severity, first.epoch, first.figures["since_epoch"]) == ("problem", 1, 0)
-    assert first.figures["ignored"] == [0] and first.figures["common"]
-    (evaluation, *_) = trainer.callbacks[0].detector.history
-    assert evaluation.returned_loss > 2 * evaluation.recent_loss  # the descent in the mean
+    trainer, _ = fit_monitor(tmp_path, model, train_loader, DataLoader(val, 32), epochs=10)
+    (told,) = [f for f in findings_of(trainer) if f.severity == "problem"]
+    assert (told.kind, told.epoch, told.figures["since_epoch"]) == ("class_imbalance", 1, 0)
+    assert told.figures["ignored"] == [0] and told.figures["common"]
+    history = trainer.callbacks[0].detector.history
+    assert history[0].returned_loss > 2 * history[0].recent_loss  # the descent in the mean
+    best = min(range(10), key=lambda i: history[i].val_loss)
+    assert history[-1].val_loss > 1.05 * history[best].val_loss  # it rose...
+    assert history[-1].val_acc > history[best].val_acc - STALL  # ... as val accuracy held
