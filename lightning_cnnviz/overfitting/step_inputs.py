@@ -60,8 +60,10 @@ def first_layer(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]
     A BatchNorm before the first convolution normalises by the batch in training and by
     its running statistics in eval, which would read as the steps' own difference (held
     out: an input BatchNorm told "`training_step` scales by 3.19x"); its input is the
-    steps'. ``None`` where it does not take ``channels`` channels, or where a dropout or
-    an augmentation module comes first: it changes the images in training only, by design.
+    steps'. ``None`` where it does not take ``channels`` channels, where a dropout or
+    an augmentation module comes first (it changes the images in training only, by
+    design), or another layer with weights (a `Linear` stem: what it makes of the images
+    changes as it learns, read as the steps' doing, setups hunt 35).
 
     Example::
 
@@ -73,6 +75,9 @@ def first_layer(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]
         >>> normed = nn.Sequential(nn.BatchNorm2d(3), *net)
         >>> first_layer(normed, 3)[0] is normed[0]
         True
+        >>> first_layer(nn.Sequential(nn.Flatten(), nn.Linear(12, 12), nn.Unflatten(1, (3, 2, 2)),
+        ...                           *net), 3)[1]
+        'a `Linear` with weights comes before its first convolution'
     """
     for module in model.modules():
         name = type(module).__name__
@@ -90,6 +95,10 @@ def first_layer(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]
                 taken = module.in_channels
                 return None, f"its first convolution takes {taken} channels, not {channels}"
             return module, ""
+        # a layer's own weights (a net's learnt scale holds children: used anywhere)
+        weighted = next(module.parameters(recurse=False), None) is not None
+        if weighted and next(module.children(), None) is None:
+            return None, f"a `{name}` with weights comes before its first convolution"
     return None, "it has no convolution"
 
 

@@ -51,6 +51,13 @@ def test_first_layer_skips_training_only_layers_and_other_channels():
     assert first_layer(nn.Sequential(nn.Conv3d(1, 2, 3)), 1)[1] == ""
     normed = nn.Sequential(nn.BatchNorm2d(3), *net)  # its input is what the steps give
     assert first_layer(normed, 3) == (normed[0], "")
+    # setups hunt 35: a learnt `Linear` stem's output changes as it learns: not the steps'
+    stem = nn.Sequential(nn.Flatten(), nn.Linear(12, 12), nn.Unflatten(1, (3, 2, 2)), *net)
+    layer, why = first_layer(stem, 3)
+    assert layer is None and why == "a `Linear` with weights comes before its first convolution"
+    scaled = nn.Sequential(nn.Sequential(*net))  # a container's own learnt scale: no layer
+    scaled[0].register_parameter("gain", nn.Parameter(torch.ones(1)))
+    assert first_layer(scaled, 3) == (net[0], "")
 
 
 class StepNormalised(Net):
