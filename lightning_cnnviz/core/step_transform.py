@@ -32,7 +32,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core.input_shift import split_shift
 
-__all__ = ["Change", "agreed", "channel_affine", "step_change", "step_text"]
+__all__ = ["Change", "affine_form", "agreed", "channel_affine", "step_change", "step_text"]
 
 _FIT = 1e-3  # a scale and shift fits where what is left is this small against the spread
 _SAME = 1e-5  # inputs this close are alike (float noise of a copy or a cast)
@@ -133,7 +133,7 @@ def step_text(found: Change) -> str:
         scale, offset = found.scale.tolist(), found.offset.tolist()
         mean = [-b / a if a else 0.0 for a, b in zip(scale, offset, strict=True)]
         std = [1 / a if a else float("inf") for a in scale]
-        form = f"`(x - {_values(mean)}) / {_values(std)}`"
+        form = f"`{affine_form(mean, std)}`"
         if found.figures.get("val"):
             return (
                 f"the training step changes the images before {where} in a way no scale "
@@ -168,9 +168,34 @@ def step_text(found: Change) -> str:
     )
 
 
+def affine_form(mean: list[float], std: list[float]) -> str:
+    """``(x - mean) / std`` in words a user wrote, per channel where they differ.
+
+    A shift within float round-off of the spread is none (uint8 images divided by 255
+    read a mean of -8e-07, written ``(x - -8.39e-07) / 255``); a spread of 1 is none.
+
+    Example::
+
+        >>> affine_form([-8.4e-07], [255.0]), affine_form([-0.5], [1.0])
+        ('x / 255', 'x + 0.5')
+        >>> affine_form([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        '(x - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)'
+        >>> affine_form([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+        '(x - 0.5) / 0.5'
+    """
+    mean = [0.0 if abs(m) <= _FIT * abs(s) else m for m, s in zip(mean, std, strict=True)]
+    spread = any(abs(s - 1.0) > _FIT for s in std)
+    x = "x"
+    if any(mean):
+        down = all(m < 0 for m in mean) and len(set(mean)) == 1  # one shift up: x + 0.5
+        sign, shift = ("+", _values([-m for m in mean])) if down else ("-", _values(mean))
+        x = f"(x {sign} {shift})" if spread else f"x {sign} {shift}"
+    return f"{x} / {_values(std)}" if spread else x
+
+
 def _values(values: list[float]) -> str:
-    """One figure, or a tuple of them per channel (the first 4)."""
+    """One figure (for every channel alike), or a tuple of them per channel (the first 4)."""
     shown = [f"{v:.3g}" for v in values[:4]]
-    if len(values) == 1:
+    if len(set(shown)) == 1 and len(values) <= 4:
         return shown[0]
     return "(" + ", ".join(shown) + (", ...)" if len(values) > 4 else ")")

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.probe_pass import follows_step, in_probe_pass
 from lightning_cnnviz.core.step_follower import StepFollower, StepTap
-from lightning_cnnviz.core.step_transform import agreed, channel_affine, step_change
+from lightning_cnnviz.core.step_transform import agreed, channel_affine, step_change, step_text
 from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from tests.overfitting.runs import Net, pictures
@@ -50,6 +50,16 @@ def test_step_change_alike_followed_or_said():
     assert step_change("", resized, x[:4]).figures == {"size": (20, 20), "given": (16, 16)}
     # bfloat16 rounding leaves more than float32's: still the same scale and shift
     assert step_change("", _normalised(x[:4]).bfloat16(), x[:4].bfloat16()).scale is not None
+
+
+def test_step_text_writes_the_change_as_a_user_would():
+    x = pictures(8)
+    said = step_text(step_change("", _normalised(x), x))
+    assert "`(x - (0.2, 0.3, 0.4)) / (0.25, 0.5, 0.2)`" in said
+    # setups hunt 35: uint8 images divided by 255 read "(x - -8.39e-07) / 255"
+    raw = (pictures(8) * 255).round().to(torch.uint8).float()
+    assert "its images as `x / 255`, outside" in step_text(step_change("", raw / 255, raw))
+    assert "its images as `x + 0.5`, outside" in step_text(step_change("", x + 0.5, x))
 
 
 def test_step_change_agreed_only_where_both_batches_show_it():
