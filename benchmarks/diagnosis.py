@@ -42,7 +42,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scenarios import Scenario, scenarios
+from scenarios import Scenario, digits_source, scenarios
 from truth import Truth, onset
 
 from lightning_cnnviz import findings_of
@@ -211,6 +211,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     seeds = [int(s) for s in args.seeds.split(",")]
+    print(f"digits: {digits_source()}", flush=True)  # the onsets differ between the two
     start, results = time.perf_counter(), []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
@@ -225,7 +226,8 @@ def main() -> None:
     minutes = (time.perf_counter() - start) / 60
     print(f"\nall seeds ({', '.join(map(str, seeds))}): {totals(results)}\n{minutes:.1f} min")
     if not args.quick and not args.only:
-        RESULTS.write_text(json.dumps({"seeds": seeds, "minutes": minutes, "runs": results},
+        RESULTS.write_text(json.dumps({"seeds": seeds, "minutes": minutes,
+                                       "digits": digits_source(), "runs": results},
                                       indent=1, default=str))  # fmt: skip
 
 

@@ -10,6 +10,7 @@ how to measure the ground-truth onset from the run itself (``truth.py``).
 from __future__ import annotations
 
 import gzip
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +27,26 @@ from torch.utils.data import DataLoader, Dataset
 from lightning_cnnviz.reference import MNISTClassifier, SyntheticDigitsDataModule
 from lightning_cnnviz.reference.data import add_shortcut_marker
 
-MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+# beside the checkout, or where CNNVIZ_MNIST points (a worktree elsewhere)
+MNIST = Path(
+    os.environ.get("CNNVIZ_MNIST", Path(__file__).resolve().parents[1].parent / "shared/data/mnist")
+)
 MEAN, STD = (0.1307,), (0.3081,)
+
+
+def digits_source(files: Path = MNIST) -> str:
+    """Which digits the runs train on, in words (the scoreboard prints and records it)."""
+    if all((files / name).exists() for name in MNIST_FILES):
+        return "the real MNIST test set"
+    return f"synthetic digits: no MNIST test set at {files} (set CNNVIZ_MNIST)"
+
+
+MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
 def load_digits(files: Path = MNIST) -> tuple[Tensor, Tensor]:
     """The 10,000 MNIST test digits as (N, 1, 28, 28) floats in [0, 1] and labels, or synthetic."""
-    images, labels = files / "t10k-images-idx3-ubyte.gz", files / "t10k-labels-idx1-ubyte.gz"
+    images, labels = (files / name for name in MNIST_FILES)
     if images.exists() and labels.exists():
         with gzip.open(images) as f:
             x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
