@@ -108,6 +108,22 @@ def test_rules_not_learning_waits_while_a_probe_loss_below_chance_keeps_falling(
     assert first(levels.not_learning, stalls).detected.epoch == 2
 
 
+def test_rules_not_learning_judges_a_fall_by_the_steps_between_evaluations():
+    # hunt 54: validated every 10 steps, a CNN in its flat start at chance on 4 classes,
+    # its probe loss 0.4-0.6% of ln 4 lower at each: told at step 40, 100% by step 70
+    losses = (1.393, 1.384, 1.379, 1.371, 1.354)
+    rows = [probe(0.25, v, classes=4) for v in losses]
+    dense = [Evaluation(step=10 * (i + 1), epoch=0, **row) for i, row in enumerate(rows)]
+    assert first(levels.not_learning, dense) is None
+    # as slow a fall between validations 50 steps apart: flat
+    sparse = [Evaluation(step=50 * (i + 1), epoch=i, **row) for i, row in enumerate(rows)]
+    assert first(levels.not_learning, sparse).detected.step == 100
+    # SGD at 1e-5, validated as often: flat
+    slowest = [probe(0.117, v) for v in (2.296, 2.2955, 2.295, 2.2945, 2.294)]
+    flat = [Evaluation(step=10 * (i + 1), epoch=0, **row) for i, row in enumerate(slowest)]
+    assert first(levels.not_learning, flat).detected.step == 40
+
+
 def test_rules_not_learning_leaves_training_images_learnt_to_the_gap_rule():
     # coloured shapes whose cue is on training images only (4 classes, held out): train
     # accuracy 99.9% while the val probe sits in the chance band (35.9% <= 36.4%)
