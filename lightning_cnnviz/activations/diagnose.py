@@ -114,6 +114,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.decays: tuple[float | None, float | None] = (None, None)  # per step: first log, now
         self.dropouts: tuple[float | None, float | None] = (None, None)  # the highest p: likewise
         self.momentum: float | None = None  # SGD's momentum, Adam's first beta
+        self.momenta: tuple[float | None, float | None] = (None, None)  # it: first log, now
 
     def _new(self, kind: str, severity: str) -> bool:
         before = self.reported.get(kind)
@@ -217,10 +218,9 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
             out.append(Verdict("unnormalised_inputs", "note", text, fig))
         # the run's settings, for remedies that fit it (``divergence_remedies.fitted``)
         self.decay, self.clip, self.momentum = decay, clip, momentum
-        if decay[0] is not None:  # raised during the run: a divergence's cause
-            self.decays = _first_and_now(self.decays, decay[0])
-        if dropout is not None:  # likewise
-            self.dropouts = _first_and_now(self.dropouts, dropout)
+        for name, value in (("decays", decay[0]), ("dropouts", dropout), ("momenta", momentum)):
+            if value is not None:  # raised during the run: a divergence's cause
+                setattr(self, name, _first_and_now(getattr(self, name), value))
         self.half, self.warmup, self.hooked, self.maximize = half, warmup, hooked, maximize
         if norms is not None:  # weights collapsed since the last log: rewritten
             self.zeroed = tuple(rewritten(self._norms, norms)) or self.zeroed

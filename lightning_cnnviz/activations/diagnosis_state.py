@@ -74,6 +74,7 @@ class DiagnosisState:
             "rates": list(self.rates),
             "decays": list(self.decays),
             "dropouts": list(self.dropouts),
+            "momenta": list(self.momenta),
             "recurring": list(self.recurring),
             "log_rates": [list(r) for r in self.log_rates],
             "peak_rates": [list(r) for r in self.peak_rates],
@@ -109,6 +110,7 @@ class DiagnosisState:
         self.rates = tuple(state.get("rates", (None, None)))  # type: ignore[assignment]
         self.decays = tuple(state.get("decays", (None, None)))  # type: ignore[assignment]
         self.dropouts = tuple(state.get("dropouts", (None, None)))  # type: ignore[assignment]
+        self.momenta = tuple(state.get("momenta", (None, None)))  # type: ignore[assignment]
         self.recurring = [int(s) for s in state.get("recurring", [])]
         self.log_rates = [(int(a), float(b)) for a, b in state.get("log_rates", [])]
         self.peak_rates = [(int(a), float(b)) for a, b in state.get("peak_rates", [])]

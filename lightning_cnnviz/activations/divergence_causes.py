@@ -21,6 +21,7 @@ from lightning_cnnviz.activations.divergence_remedies import (
 from lightning_cnnviz.activations.divergence_settings import wrong_setting
 from lightning_cnnviz.core.decay import DECAY_REMEDIES
 from lightning_cnnviz.core.gradient_hooks import hooked_words
+from lightning_cnnviz.core.settings import momentum_carries
 from lightning_cnnviz.core.voice import times
 
 __all__ = ["RAISED", "divergence_cause"]
@@ -47,6 +48,7 @@ def divergence_cause(
     epoch_start: int | None = None,
     grown: tuple[float, float | None] | None = None,
     negated: tuple[int, float] | None = None,
+    momentum: tuple[float, float] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -103,6 +105,10 @@ def divergence_cause(
     the gradient holds them up (held out, hunt 29: `weight_decay` set to 0.5 at step 64
     under SGD 0.05, the loss at chance by step 75, told "the training batches may no
     longer carry the label").
+
+    ``momentum``: ``(SGD's momentum or Adam's first beta at the first log, now)`` where it
+    rose to ``HIGH_MOMENTUM`` or more (held out, hunt 54: Adam's betas set to (0.999, 0.999)
+    at step 250, the rate unchanged, told "lower the learning rate").
 
     ``dropped``: ``(the model's highest dropout p at the first log, now)`` where it rose
     to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
@@ -166,6 +172,14 @@ def divergence_cause(
             "it (`weight_decay` raised during the run): weights the gradient does not hold up "
             f"halve every {math.log(2) / now:.0f} steps, and what the model learnt decays "
             f"away. Try: {DECAY_REMEDIES}."
+        )
+    if momentum is not None:
+        before, now = momentum
+        return (
+            f"The momentum (SGD's `momentum`, Adam's first beta) rose from {before:g} to "
+            f"{now:g} before it, set during the run: {momentum_carries(now)}, and the "
+            f"optimiser overshoots. Try: set it back to {before:g}; where a callback or "
+            "schedule sets it, look at what it sets then."
         )
     if zeroed:
         name, part, before, now = zeroed[0]

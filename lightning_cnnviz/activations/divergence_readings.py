@@ -23,6 +23,7 @@ from lightning_cnnviz.activations.rate_readings import RateReadings
 from lightning_cnnviz.activations.recovery import recovered
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.decay import DECAY_STALLS
+from lightning_cnnviz.core.settings import HIGH_MOMENTUM
 
 __all__ = ["ACC_HELD", "ACC_LOST", "HARDER", "LEARNT", "SpikeReadings"]
 
@@ -52,6 +53,7 @@ class SpikeReadings(RateReadings):
     decays: tuple[float | None, float | None]  # decoupled weight decay a step: first log, now
     decay: tuple[float | None, float | None]  # now: decoupled decay a step, `weight_decay`
     dropouts: tuple[float | None, float | None]  # the model's highest dropout p: likewise
+    momenta: tuple[float | None, float | None]  # SGD's momentum, Adam's first beta: likewise
 
     def _decay_raised(self) -> tuple[float, float] | None:
         """``(decay a step at the first log, now)`` where it rose to stall learning since."""
@@ -71,6 +73,13 @@ class SpikeReadings(RateReadings):
         """``(dropout p at the first log, now)`` where it rose to drop most outputs since."""
         first, now = self.dropouts
         if first is None or now is None or now < DROPOUT_HIGH or now < first + DROPOUT_RISE:
+            return None
+        return first, now
+
+    def _momentum_raised(self) -> tuple[float, float] | None:
+        """``(momentum at the first log, now)`` where it rose to ``HIGH_MOMENTUM`` or more since."""
+        first, now = self.momenta
+        if first is None or now is None or not first < HIGH_MOMENTUM <= now < 1:
             return None
         return first, now
 

@@ -212,6 +212,7 @@ class DivergenceReview(SpikeReadings):
                                    grown=self._decay_negative(),
                                    negated=self._negated(series, spike, nonfinite),
                                    dropped=self._dropout_raised(), hooked=self.hooked,
+                                   momentum=self._momentum_raised(),
                                    maximize=self.maximize if first_loss > 0 else (),
                                    zeroed=self.zeroed,
                                    epoch_start=self._epoch_start(at_once)),

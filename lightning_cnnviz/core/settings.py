@@ -35,6 +35,7 @@ __all__ = [
     "HIGH_MOMENTUM",
     "LR_CUT",
     "Settings",
+    "momentum_carries",
     "momentum_text",
     "read_settings",
     "settings_of",
@@ -140,12 +141,24 @@ def momentum_text(momentum: float | None) -> str:
     """
     if momentum is None or not HIGH_MOMENTUM <= momentum < 1:
         return ""
+    return (
+        f" The momentum is {momentum:g} (SGD's `momentum`, Adam's first beta): "
+        f"{momentum_carries(momentum)}; 0.9 is usual."
+    )
+
+
+def momentum_carries(momentum: float) -> str:
+    """What a momentum under 1 does to each update, in words.
+
+    Example::
+
+        >>> momentum_carries(0.99)[:54]
+        'each update keeps going the way of the last ~100 gradi'
+    """
     carried = 1 / (1 - momentum)
     return (
-        f" The momentum is {momentum:g} (SGD's `momentum`, Adam's first beta): each update "
-        f"keeps going the way of the last ~{carried:,.0f} gradients long after the loss "
-        f"surface has turned (under SGD, steps up to {carried:,.0f}x the learning rate); 0.9 "
-        "is usual."
+        f"each update keeps going the way of the last ~{carried:,.0f} gradients long after the "
+        f"loss surface has turned (under SGD, steps up to {carried:,.0f}x the learning rate)"
     )
 
 

@@ -246,6 +246,21 @@ def test_divergence_after_the_dropout_was_raised_names_it():
     assert "Dropout rose" not in steady.message
 
 
+def test_divergence_after_the_momentum_was_raised_names_it():
+    # hunt 54: Adam's betas set to (0.999, 0.999) at step 250, the rate unchanged, the
+    # loss climbing over some steps and val 83% -> 40%: told "lower the learning rate"
+    climb = lambda s: min(0.3 + 0.1 * (s - 100), 2.2)  # noqa: E731
+    raised = lambda s: 0.9 if s <= 100 else 0.999  # noqa: E731
+    (told,) = collapsed(climb, momentum=raised)[:1]
+    assert "The momentum (SGD's `momentum`, Adam's first beta) rose from 0.9 to 0.999" in (
+        told.message
+    )
+    assert "the last ~1,000 gradients" in told.message and "set it back to 0.9" in told.message
+    for steady in (0.9, 0.999):  # unchanged, however high: not what changed
+        (other,) = collapsed(climb, momentum=steady)[:1]
+        assert "momentum" not in other.message.split("Try:")[0].lower()
+
+
 def test_divergence_a_harder_target_resets_where_progress_is_read_from():
     # hunt 29: 60% of the labels random from step 96: the loss 0.2 -> 4.4 -> 1.95 with the
     # probe's accuracy held (a note: the target got harder); half of a layer silent then
