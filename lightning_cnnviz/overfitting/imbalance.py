@@ -262,5 +262,27 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
         "shift": now.shift,
         "shift_share": now.shift_share,
     }
+    figures["predicted_at"] = _predicted_before(history, evs[-streak], now.ignored or ())
     severity = "note" if early else "problem"
     return Verdict("class_imbalance", evs[-streak], now, None, figures, severity)
+
+
+def _predicted_before(
+    history: Sequence[Evaluation], since: Evaluation, classes: Sequence[int]
+) -> int | None:
+    """The last step before ``since`` at which the val probe recognised every one of ``classes``.
+
+    A class learnt, then left out while the others stay learnt, was taught until then:
+    the training labels or the loss changed for it during the run (held out, hunt 54:
+    training labels 1 -> 7, 3 -> 8, 4 -> 9 from step 250 were told "not taught: a
+    `weight=` of 0", the shares read at the start calling them common).
+
+    Example::
+
+        >>> seen = [Evaluation(10, 0, ignored=[]), Evaluation(20, 1, ignored=[3])]
+        >>> _predicted_before(seen, seen[1], [3]), _predicted_before(seen, seen[0], [3])
+        (10, None)
+    """
+    before = [e for e in history if e.step < since.step and e.ignored is not None]
+    known = [e for e in before if not set(classes) & set(e.ignored or ())]
+    return known[-1].step if known else None

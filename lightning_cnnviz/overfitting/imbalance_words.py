@@ -128,11 +128,20 @@ def _unweighted(v: Verdict, left: str) -> str:
         f"predicts {'them' if plural else 'it'} and takes {'their' if plural else 'its'} "
         f"images for class {f['taken_for']}, while the other classes are learnt (mean recall "
         f"{num(f['others_recall'], True)} on the val probe) and class{plural} {left} "
+    )
+    them = "them" if plural else "it"
+    if f.get("predicted_at") is not None:  # learnt before: what changed during the run?
+        return text + (
+            f"{'were' if plural else 'was'} predicted at step {f['predicted_at']}. The training "
+            f"labels or the loss changed for {them} since: a label map, filter or sampler "
+            f"that no longer yields {them}, a `weight=` of 0 or an `ignore_index` set during "
+            "the run?"
+        )
+    text += (
         f"{'are' if plural else 'is'} not rare in training ({num(f['ignored_share'], True)} "
         f"of the labels). {'They are' if plural else 'It is'} not taught: a `weight=` of 0 "
-        f"for {'them' if plural else 'it'} in `cross_entropy`, an `ignore_index` set to "
-        f"{'them' if plural else 'it'}, a mask that drops {'them' if plural else 'it'}, or "
-        "parts of the model that cannot learn?"
+        f"for {them} in `cross_entropy`, an `ignore_index` set to {them}, a mask that drops "
+        f"{them}, or parts of the model that cannot learn?"
     )
     if f.get("early"):
         text += " A note for now; a problem if the balanced accuracy stalls."

@@ -222,7 +222,15 @@ def remedies(v: Verdict) -> list[str]:
             "is not there.",
         )
     elif v.kind == "class_imbalance" and v.figures.get("common"):
-        left = ", ".join(map(str, v.figures["ignored"]))
+        left, at = ", ".join(map(str, v.figures["ignored"])), v.figures.get("predicted_at")
+        if at is not None:  # learnt, then lost: what changed during the run
+            return [
+                f"**Look at what changed for class {left} after step {at}**: training batches "
+                f"from then on beside earlier ones (do they still hold class {left}, labelled "
+                "so?), and any label map, filter, sampler or loss `weight=` / `ignore_index` "
+                "a callback or schedule sets during the run.",
+                generic[1],
+            ]
         return [
             f"**Give class {left} its weight in the loss**: check the `weight=` passed to "
             "`F.cross_entropy` / `nn.CrossEntropyLoss` (no 0 for it), its `ignore_index` (the "

@@ -126,6 +126,22 @@ def test_imbalance_a_common_class_recognised_on_batch_statistics_is_no_imbalance
         assert any(c.verdict.kind == "class_imbalance" for c in changes) == told
 
 
+def test_imbalance_a_common_class_learnt_then_left_out_names_a_change_during_the_run():
+    # hunt 54: training labels 1 -> 7, 3 -> 8, 4 -> 9 from step 250: told "not rare in
+    # training ... not taught: a `weight=` of 0" (the shares read at the start)
+    learnt = [[15 if j == i else 0 for j in range(10)] for i in range(10)]
+    evs = [ev(94, confusion=learnt, shares=EVEN, **UNWEIGHTED_LOSS)]
+    evs += [ev(s, confusion=UNWEIGHTED, shares=EVEN, **UNWEIGHTED_LOSS) for s in (188, 282)]
+    lost = class_imbalance(evs)
+    assert lost.figures["predicted_at"] == 94 and lost.severity == "problem"
+    text = headline(lost)
+    assert "class 3 was predicted at step 94. The training labels or the loss changed" in text
+    assert "not rare in training" not in text
+    assert remedies(lost)[0].startswith("**Look at what changed for class 3 after step 94**")
+    # left out from the first evaluation: not taught
+    assert class_imbalance(evs[1:]).figures["predicted_at"] is None
+
+
 class Ignoring(Net):
     """A linear classifier whose loss ignores class 0 (``ignore_index=0``), under SGD.
 
