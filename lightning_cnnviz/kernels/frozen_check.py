@@ -208,13 +208,14 @@ class FrozenCheck:
         self._frozen = finding
 
     def _learners_fed(self, trainer: Trainer) -> bool:
-        """Whether the layers that learn (a gradient other than 0) get inputs other than 0.
+        """Whether the layers that learn (a gradient other than 0) get inputs that vary.
 
-        Silent units before them (dead ReLUs) hand them zeros and pass no gradient down,
-        as an operation without one does: those are dead units, not a cut. Read here, not
-        from the dead-units findings: a note of a few dead units is on most plain nets
-        (hunt 33: `torch.sign` without a straight-through estimator kept its note). One
-        probe pass.
+        Silent units before them (dead ReLUs) hand them zeros, or the same value for
+        every image (the biases after them: hunt 54, a layer after a dead one learnt its
+        bias and fed the head a constant), and pass no gradient down, as an operation
+        without one does: those are dead units, not a cut. Read here, not from the
+        dead-units findings: a note of a few dead units is on most plain nets (hunt 33:
+        `torch.sign` without a straight-through estimator kept its note). One probe pass.
         """
         model = unwrap_model(trainer.lightning_module)
         learners = [
@@ -225,6 +226,8 @@ class FrozenCheck:
 
         def read(module: nn.Module, args: tuple[Any, ...]) -> None:
             x = next((a for a in args if isinstance(a, Tensor)), None)
+            if x is not None and x.dim() > 0 and len(x) > 1:  # the images' own, not one value
+                x = x.detach().float() - x.detach().float()[:1]
             fed.append(x is not None and bool(x.detach().any()))
 
         handles = [m.register_forward_pre_hook(own_hook(read)) for m in learners]

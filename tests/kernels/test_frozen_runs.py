@@ -254,6 +254,26 @@ def test_kernels_frozen_layers_name_the_reason_and_blame_only_the_set_up(tmp_pat
     assert "no gradient reaches them" in found.message and "dead_strip" in found.message
 
 
+class DeadBeforeBiased(WideNet):
+    """WideNet whose first conv's ReLU is silenced: conv2 learns its bias on zeros alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.conv1.bias.fill_(-100.0)
+            self.conv2.bias.fill_(0.5)  # the head gets the same value for every image
+
+
+def test_kernels_frozen_layers_behind_dead_units_feeding_a_constant_are_no_cut(tmp_path):
+    # hunt 54: conv2's biases shifted -8 killed every unit after it; the next conv learnt
+    # only its bias and fed the head a constant: told "an operation between them and the
+    # loss passes no gradient (`torch.round`, ...)" beside the dead units
+    _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), DeadBeforeBiased(), steps=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "note" and "no gradient reaches them" in found.message
+    assert "torch.round" not in found.message
+
+
 class DetachedConvs(WideNet):
     """WideNet whose forward detaches the convs' output (a user's slip): they never train."""
 
