@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from lightning_cnnviz.activations.divergence_raised import raised_setting
 from lightning_cnnviz.activations.divergence_remedies import (
     DATA_REMEDIES,
     INIT_REMEDIES,
@@ -19,9 +20,7 @@ from lightning_cnnviz.activations.divergence_remedies import (
     SUDDEN_REMEDIES,
 )
 from lightning_cnnviz.activations.divergence_settings import wrong_setting
-from lightning_cnnviz.core.decay import DECAY_REMEDIES
 from lightning_cnnviz.core.gradient_hooks import hooked_words
-from lightning_cnnviz.core.settings import momentum_carries
 from lightning_cnnviz.core.voice import times
 
 __all__ = ["RAISED", "divergence_cause"]
@@ -100,19 +99,8 @@ def divergence_cause(
     climbed since (``loss_steps.step_up``): the training batches changed (held out, hunt
     23: half the labels random from step 64, told "the optimiser overshoots").
 
-    ``decayed``: ``(the decoupled weight decay a step at the first log, now)`` where it
-    rose to ``DECAY_STALLS`` or more since (``RAISED`` x): the weights shrink faster than
-    the gradient holds them up (held out, hunt 29: `weight_decay` set to 0.5 at step 64
-    under SGD 0.05, the loss at chance by step 75, told "the training batches may no
-    longer carry the label").
-
-    ``momentum``: ``(SGD's momentum or Adam's first beta at the first log, now)`` where it
-    rose to ``HIGH_MOMENTUM`` or more (held out, hunt 54: Adam's betas set to (0.999, 0.999)
-    at step 250, the rate unchanged, told "lower the learning rate").
-
-    ``dropped``: ``(the model's highest dropout p at the first log, now)`` where it rose
-    to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
-    training loss 0.3 -> 3.8, told as the training batches changing).
+    ``decayed``, ``momentum``, ``dropped``: a weight decay, a momentum or a dropout raised
+    during the run (``divergence_raised.raised_setting``), named before a layer rewritten.
 
     ``zeroed``: ``(layer, "weights" or "biases", norm at the log before, now)`` where they
     were rewritten (``init_weights.rewritten``) outside the optimiser (held out, hunt 34: conv2
@@ -165,22 +153,8 @@ def divergence_cause(
             "or a schedule raising it): the rate it reached is too high for this model and "
             f"data, and the optimiser overshoots. Try: {RAISED_REMEDIES}."
         )
-    if decayed is not None:
-        before, now = decayed
-        return (
-            f"Weight decay rose from {before:.2%} to {now:.1%} of every weight a step before "
-            "it (`weight_decay` raised during the run): weights the gradient does not hold up "
-            f"halve every {math.log(2) / now:.0f} steps, and what the model learnt decays "
-            f"away. Try: {DECAY_REMEDIES}."
-        )
-    if momentum is not None:
-        before, now = momentum
-        return (
-            f"The momentum (SGD's `momentum`, Adam's first beta) rose from {before:g} to "
-            f"{now:g} before it, set during the run: {momentum_carries(now)}, and the "
-            f"optimiser overshoots. Try: set it back to {before:g}; where a callback or "
-            "schedule sets it, look at what it sets then."
-        )
+    if (raised := raised_setting(decayed, momentum, dropped)) is not None:
+        return raised
     if zeroed:
         name, part, before, now = zeroed[0]
         how = "collapsed" if part == "weights" else "jumped"
@@ -198,15 +172,6 @@ def divergence_cause(
             "the optimiser rewrote them (a callback or hook zeroing or re-initialising it, a "
             "checkpoint loaded without it, a pruning mask), and the units after it went "
             f"silent. Try: find what writes that layer's {part} during training."
-        )
-    if dropped is not None:
-        before, now = dropped
-        return (
-            f"Dropout rose from p = {before:.2g} to p = {now:.2g} before it (set during the "
-            f"run): training now drops {now:.0%} of the outputs of the layers it follows, so "
-            "the training loss climbs while the model in eval mode, without dropout, may "
-            "hold. Try: set the dropout back (p <= 0.5); where a callback or schedule sets it, "
-            "look at what it sets then."
         )
     if chance is not None:
         at, now, k = chance
