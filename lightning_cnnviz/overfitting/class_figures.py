@@ -19,7 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from lightning_cnnviz.core.logits import as_logits
 
 __all__ = [
     "IGNORED",
@@ -29,6 +32,7 @@ __all__ = [
     "class_shares",
     "ignored_classes",
     "label_shift",
+    "left_out_loss",
     "probe_figures",
     "recall",
     "recognised",
@@ -221,3 +225,27 @@ def relabelled(figures: Mapping[str, Any], classes: float | None) -> bool:
         and taken - taken_val >= 0.5 * deficit  # type: ignore[operator]
         and top <= RELABELLED_TOP / classes  # type: ignore[operator]
     )
+
+
+def left_out_loss(logits: Tensor, labels: Tensor, classes: Sequence[int]) -> dict[str, float]:
+    """The cross-entropy over a probe's images of ``classes``, and their share of it.
+
+    What those classes add to the probe's loss (``imbalance.untaught``: a loss that
+    teaches them holds it too). Empty where the probe has none of them.
+
+    Example::
+
+        >>> logits = torch.tensor([[3.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+        >>> f = left_out_loss(logits, torch.tensor([1, 0, 1]), [1])
+        >>> round(f["probe_loss_left_train"], 2), round(f["left_share_train"], 2)
+        (1.55, 0.67)
+    """
+    if not classes or logits.dim() != 2 or logits.shape[1] <= max(classes):
+        return {}
+    labels = labels.to(logits.device).long()
+    mask = torch.isin(labels, torch.tensor(list(classes), device=labels.device))
+    if not bool(mask.any()):
+        return {}
+    loss = F.cross_entropy(as_logits(logits[mask].float()), labels[mask])
+    values = torch.stack([loss, mask.float().mean()]).tolist()
+    return {"probe_loss_left_train": values[0], "left_share_train": values[1]}

@@ -71,6 +71,8 @@ class Evaluation:
     probe_acc_train: float | None = None
     probe_acc_val: float | None = None
     probe_loss_train: float | None = None
+    probe_loss_left_train: float | None = None  # ... on its images of the classes val leaves out
+    left_share_train: float | None = None  # ... their share of the train probe
     probe_loss_val: float | None = None
     probe_ce_probs_val: float | None = None
     probe_simplex_val: float | None = None

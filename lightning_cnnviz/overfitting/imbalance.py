@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -69,6 +70,10 @@ UNTAUGHT = 2.0
 # not learning, unless the loss itself leaves them out (hunt 28: `cross_entropy(...)[y < 5]`
 # returned 0.02-0.8 with classes 5-9 at 0% val recall, the others 95-100%, told nothing)
 FAR_UNTAUGHT = 10.0
+# ... or the model's own above it by this share of what the left-out classes add to it
+MISSING = 0.5
+# an untrained model's loss is about ln K: a first loss under this share of it is scaled
+SCALED_DOWN = 0.5
 
 
 def leaves_out(e: Evaluation) -> bool | None:
@@ -133,7 +138,10 @@ def untaught(e: Evaluation) -> bool | None:
 
     The model's own cross-entropy on the (class-balanced) training probe ``UNTAUGHT`` x or
     more the loss returned (``_returned``): a class weighted 0 or ignored is wrong on the
-    probe and absent from the loss.
+    probe and absent from the loss. Or above it by ``MISSING`` of what the left-out
+    classes add to the probe's loss (their share x their cross-entropy): the loss lacks
+    it (held out, hunt 55: `ignore_index=0` under Adam 1e-3, the others still at a loss of
+    0.4-1.5, read 1.1-1.9x and was never told).
 
     Example::
 
@@ -143,11 +151,18 @@ def untaught(e: Evaluation) -> bool | None:
         False
         >>> untaught(Evaluation(63, 0, returned_loss=0.92, recent_loss=0.3, probe_loss_train=0.9))
         True
+        >>> row = dict(probe_loss_left_train=5.0, left_share_train=0.1)
+        >>> untaught(Evaluation(250, 1, returned_loss=0.92, probe_loss_train=1.3, **row))
+        True
+        >>> untaught(Evaluation(250, 1, returned_loss=1.25, probe_loss_train=1.3, **row))
+        False
     """
     returned, own = _returned(e), e.probe_loss_train
     if returned is None or own is None or not (returned > 0 and own < float("inf")):
         return None
-    return own >= UNTAUGHT * returned
+    left, share = e.probe_loss_left_train, e.left_share_train
+    lacks = left is not None and share is not None and own - returned >= MISSING * share * left
+    return own >= UNTAUGHT * returned or (lacks and own > returned)
 
 
 def _returned(e: Evaluation) -> float | None:
@@ -156,9 +171,25 @@ def _returned(e: Evaluation) -> float | None:
     At a run's first evaluation the mean still holds the descent from ``ln K``: SGD on
     digits with class 0 ignored returned 0.92 on average over its first 63 steps, about
     0.3 over its last ones, against 0.9 on the training probe (told a validation late).
+    A loss returned scaled down (``0.1 * cross_entropy``, divided by the accumulation) is
+    scaled back by its first value, under ``SCALED_DOWN`` x ``ln K`` before any update:
+    held out (hunt 55), Adam on ``0.1 * cross_entropy`` had its slower classes told "not
+    taught".
+
+    Example::
+
+        >>> scaled = Evaluation(94, 1, returned_loss=0.03, first_loss=0.23, classes=10.0)
+        >>> round(_returned(scaled), 2)
+        0.3
     """
     known = [v for v in (e.returned_loss, e.recent_loss) if v is not None]
-    return min(known) if known else None
+    if not known:
+        return None
+    chance = math.log(e.classes) if e.classes and e.classes > 1 else None
+    first = e.first_loss
+    if chance and first is not None and 0 < first < SCALED_DOWN * chance:
+        return min(known) * chance / first
+    return min(known)
 
 
 def wants_train_loss(e: Evaluation) -> bool:
@@ -238,7 +269,9 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
     # comes that late (held out: class 3 weighted 0 at 0% recall, the others at 95-99%)
     common = bool(now.classes and (now.ignored_share or 0.0) > RARE / now.classes)
     clear = common and (now.others_recall_val or 0.0) >= OTHERS_CLEAR
-    waits = not (single or now.missing or clear)
+    # ... or predicted before: a class lost while the loss lacks it is no late learner
+    predicted = _predicted_before(history, evs[-streak], now.ignored or ())
+    waits = not (single or now.missing or clear or (common and predicted is not None))
     early = waits and (streak == patience or not _stalled(evs[-streak:]))
     figures = {
         "ignored": list(now.ignored or ()),
@@ -262,7 +295,7 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
         "shift": now.shift,
         "shift_share": now.shift_share,
     }
-    figures["predicted_at"] = _predicted_before(history, evs[-streak], now.ignored or ())
+    figures["predicted_at"] = predicted
     severity = "note" if early else "problem"
     return Verdict("class_imbalance", evs[-streak], now, None, figures, severity)
 

@@ -215,7 +215,7 @@ class Measures(LoggedReads):
             more["train"] = self._logits(trainer, pl_module, "train", sizes["train"])
         if self.plan.batch_stats:
             more["bn"] = self._batch_stats(trainer, pl_module, sizes["val"])
-        host.update(self._host(more, cut, val_cut))
+        host.update(self._host(more, cut, val_cut, ignored))
         if more.get("bn") is not None:
             host["bn_size"] = float(sizes["val"])
         if self.plan.screen is not None and not self.plan.batch_stats:
@@ -262,7 +262,7 @@ class Measures(LoggedReads):
         cites = imbalance.wants_train_loss(ev) or passes.cites_train(self.detector.dry_run(ev))
         if not self.plan.train and cites:
             train = self._logits(trainer, pl_module, "train", sizes["train"])
-            ev = dataclasses.replace(ev, **self._host({"train": train}, cut))
+            ev = dataclasses.replace(ev, **self._host({"train": train}, cut, left=ignored))
             self.plan = dataclasses.replace(self.plan, train=True)
         pairs = []
         if counts is not None and host.get("probe_acc_val", 1.0) < 1.0 and probe.labels is not None:
@@ -272,12 +272,17 @@ class Measures(LoggedReads):
         return ev, per_class, counts, pairs
 
     def _host(
-        self, logits: dict[str, Tensor | None], labels: dict[str, Any], val: Tensor | None = None
+        self,
+        logits: dict[str, Tensor | None],
+        labels: dict[str, Any],
+        val: Tensor | None = None,
+        left: list[int] | None = None,
     ) -> dict[str, float]:
         """The figures of the extra passes (train probe, batch statistics) on the host.
 
         With ``val`` (the eval-mode val logits) and a batch-statistics pass, also the
-        shares of the probe right in one of the two only (the rule's paired error).
+        shares of the probe right in one of the two only (the rule's paired error); with
+        ``left`` (classes the val probe leaves out), the train probe's loss on them.
         """
         if all(v is None for v in logits.values()):
             return {}
@@ -287,6 +292,9 @@ class Measures(LoggedReads):
             if bn is not None and val is not None and truth is not None:
                 shares = discordant_shares(val, bn, truth)
                 host.update(zip(shares, torch.stack(list(shares.values())).tolist(), strict=True))
+            train, train_labels = logits.get("train"), labels.get("train")
+            if left and train is not None and train_labels is not None:
+                host.update(class_figures.left_out_loss(train, train_labels, left))
             return host
 
     def _pairs_image(self, trainer: Trainer, pairs: list[Any], epoch: int) -> Tensor | None:

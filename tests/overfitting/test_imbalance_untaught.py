@@ -140,6 +140,31 @@ def test_imbalance_a_common_class_learnt_then_left_out_names_a_change_during_the
     assert remedies(lost)[0].startswith("**Look at what changed for class 3 after step 94**")
     # left out from the first evaluation: not taught
     assert class_imbalance(evs[1:]).figures["predicted_at"] is None
+    # hunt 55: learnt, then `ignore_index` set to it: a problem at its first evaluation
+    # left out, with the others not yet clear (82%), no "not predicted yet" note first
+    fair = [row[:] for row in UNWEIGHTED]
+    for i in (0, 1, 2, 4):
+        fair[i][i], fair[i][(i + 1) % 10] = 9, 6
+    evs = [ev(94, confusion=learnt, shares=EVEN, **UNWEIGHTED_LOSS)]
+    evs += [ev(s, confusion=fair, shares=EVEN, **UNWEIGHTED_LOSS) for s in (188, 282)]
+    assert class_imbalance(evs).severity == "problem"
+
+
+def test_imbalance_a_loss_lacking_the_left_out_classes_share_is_untaught():
+    # hunt 55: `ignore_index=0` under Adam 1e-3, the others at a loss of 0.4-1.5: the
+    # model's own 1.1-1.9x the loss returned, never told; the train probe's images of
+    # class 0 read 4.8 (10% of it): the loss returned lacks 0.48, the own is 0.38 above it
+    lacking = dict(returned_loss=0.92, probe_loss_train=1.3, probe_loss_left_train=4.8,
+                   left_share_train=0.1)  # fmt: skip
+    assert leaves_out(ev(250, confusion=UNWEIGHTED, shares=EVEN, **lacking))
+    # a class learnt late, in the loss: the own as high as the loss returned
+    late = dict(lacking, returned_loss=1.28)
+    assert leaves_out(ev(250, confusion=UNWEIGHTED, shares=EVEN, **late)) is False
+    # a loss returned scaled down (0.1 x cross-entropy: its first value 0.23 of ln 10 = 2.3)
+    # is read back at its scale: a late class in it is no class left untaught
+    scaled = dict(returned_loss=0.128, first_loss=0.23, probe_loss_train=1.3)
+    assert leaves_out(ev(250, confusion=UNWEIGHTED, shares=EVEN, **scaled)) is False
+    assert leaves_out(ev(250, confusion=UNWEIGHTED, shares=EVEN, **dict(scaled, first_loss=2.3)))
 
 
 class Ignoring(Net):
@@ -177,6 +202,9 @@ def test_imbalance_a_class_the_loss_ignores_is_told_first_and_its_val_loss_is_no
     assert told.figures["ignored"] == [0] and told.figures["common"]
     history = trainer.callbacks[0].detector.history
     assert history[0].returned_loss > 2 * history[0].recent_loss  # the descent in the mean
+    # the train probe's images of class 0: a tenth of it, their loss far above the rest's
+    assert history[0].left_share_train == pytest.approx(0.1, abs=0.05)
+    assert history[0].probe_loss_left_train > 2 * history[0].probe_loss_train
     best = min(range(10), key=lambda i: history[i].val_loss)
     assert history[-1].val_loss > 1.05 * history[best].val_loss  # it rose...
     assert history[-1].val_acc > history[best].val_acc - STALL  # ... as val accuracy held
