@@ -73,7 +73,7 @@ FAR_UNTAUGHT = 10.0
 # ... or the model's own above it by this share of what the left-out classes add to it
 MISSING = 0.5
 # an untrained model's loss is about ln K: a first loss under this share of it is scaled
-SCALED_DOWN = 0.5
+SCALED_DOWN = 0.75
 
 
 def leaves_out(e: Evaluation) -> bool | None:
@@ -139,9 +139,12 @@ def untaught(e: Evaluation) -> bool | None:
     The model's own cross-entropy on the (class-balanced) training probe ``UNTAUGHT`` x or
     more the loss returned (``_returned``): a class weighted 0 or ignored is wrong on the
     probe and absent from the loss. Or above it by ``MISSING`` of what the left-out
-    classes add to the probe's loss (their share x their cross-entropy): the loss lacks
-    it (held out, hunt 55: `ignore_index=0` under Adam 1e-3, the others still at a loss of
-    0.4-1.5, read 1.1-1.9x and was never told).
+    classes add to the probe's loss (their share x their cross-entropy), where that
+    cross-entropy is above ``ln K``: a class no loss teaches has its score pushed down by
+    every update and sits above chance level, one learnt late near or below it (held out,
+    hunt 55: `ignore_index=0` under Adam 1e-3, the others still at a loss of 0.4-1.5, read
+    1.1-1.9x and was never told, its images at 3.9-5.6; a healthy run's late classes at
+    1.2, its own loss 0.12 above the one returned, were told "not taught").
 
     Example::
 
@@ -151,18 +154,22 @@ def untaught(e: Evaluation) -> bool | None:
         False
         >>> untaught(Evaluation(63, 0, returned_loss=0.92, recent_loss=0.3, probe_loss_train=0.9))
         True
-        >>> row = dict(probe_loss_left_train=5.0, left_share_train=0.1)
+        >>> row = dict(probe_loss_left_train=5.0, left_share_train=0.1, classes=10.0)
         >>> untaught(Evaluation(250, 1, returned_loss=0.92, probe_loss_train=1.3, **row))
         True
         >>> untaught(Evaluation(250, 1, returned_loss=1.25, probe_loss_train=1.3, **row))
+        False
+        >>> late = dict(row, probe_loss_left_train=1.2)  # below ln 10: learnt late
+        >>> untaught(Evaluation(250, 1, returned_loss=0.89, probe_loss_train=1.0, **late))
         False
     """
     returned, own = _returned(e), e.probe_loss_train
     if returned is None or own is None or not (returned > 0 and own < float("inf")):
         return None
-    left, share = e.probe_loss_left_train, e.left_share_train
-    lacks = left is not None and share is not None and own - returned >= MISSING * share * left
-    return own >= UNTAUGHT * returned or (lacks and own > returned)
+    left, share, k = e.probe_loss_left_train, e.left_share_train, e.classes
+    pushed = left is not None and share is not None and bool(k) and left > math.log(k or 1.0)
+    lacks = pushed and own - returned >= MISSING * share * left  # type: ignore[operator]
+    return own >= UNTAUGHT * returned or lacks
 
 
 def _returned(e: Evaluation) -> float | None:

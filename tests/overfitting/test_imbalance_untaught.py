@@ -160,6 +160,11 @@ def test_imbalance_a_loss_lacking_the_left_out_classes_share_is_untaught():
     # a class learnt late, in the loss: the own as high as the loss returned
     late = dict(lacking, returned_loss=1.28)
     assert leaves_out(ev(250, confusion=UNWEIGHTED, shares=EVEN, **late)) is False
+    # ... or its images below chance level (ln 10 = 2.3): a noisy healthy run's late class
+    # at 1.2 with its own loss 0.12 above the one returned was told "not taught"
+    noisy = dict(returned_loss=0.89, probe_loss_train=1.0, probe_loss_left_train=1.2,
+                 left_share_train=0.09)  # fmt: skip
+    assert leaves_out(ev(250, confusion=UNWEIGHTED, shares=EVEN, **noisy)) is False
     # a loss returned scaled down (0.1 x cross-entropy: its first value 0.23 of ln 10 = 2.3)
     # is read back at its scale: a late class in it is no class left untaught
     scaled = dict(returned_loss=0.128, first_loss=0.23, probe_loss_train=1.3)
