@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_cnnviz.core.real_values import real_values
+
 __all__ = [
     "NEARLY_STILL",
     "SCALE_GAVE_UP",
@@ -163,11 +165,17 @@ def gradient_state(parameters: Iterable[Tensor]) -> str:
         >>> gradient_state([w])
         'nonfinite'
     """
-    grads = [p.grad.detach().abs().amax().float() for p in parameters if p.grad is not None]
+    grads = [_top(p.grad.detach()) for p in parameters if p.grad is not None]
     if not grads:
         return "none"
     top = float(torch.stack([g.to(grads[0].device) for g in grads]).amax())
     return "nonfinite" if not math.isfinite(top) else "some" if top > 0 else "zero"
+
+
+def _top(grad: Tensor) -> Tensor:
+    """The largest magnitude in ``grad`` (0 for none stored: a sparse gradient)."""
+    values = real_values(grad).abs()
+    return values.amax() if values.numel() else values.new_zeros(())
 
 
 def loss_scale(precision_plugin: object) -> float | None:

@@ -23,6 +23,7 @@ from lightning_cnnviz.core.gradient_hooks import global_backward_hooked, gradien
 from lightning_cnnviz.core.layer_calls import swapped_weights
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
+from lightning_cnnviz.core.real_values import real_values
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.voice import listed
@@ -220,7 +221,8 @@ class FrozenCheck:
         model = unwrap_model(trainer.lightning_module)
         learners = [
             m for m in model.modules()
-            if any(p.grad is not None and bool(p.grad.any()) for p in m.parameters(recurse=False))
+            if any(p.grad is not None and bool(real_values(p.grad).any())
+                   for p in m.parameters(recurse=False))
         ]  # fmt: skip
         fed: list[bool] = []
 
