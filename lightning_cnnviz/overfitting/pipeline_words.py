@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+from lightning_cnnviz.core.step_transform import affine_form
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
@@ -241,13 +242,17 @@ def _channel_words(f: dict, places: int) -> str:
 
 
 def _step_words(scale: float, offset: float) -> str:
-    """What a step's code does to a channel of the images, in words.
+    """What a step's code does to a channel of the images, in words: as the user wrote it.
 
     Example::
 
         >>> _step_words(3.25, -0.424), _step_words(1.0, 0.0)
-        ('scales by 3.25x and shifts by -0.424', 'leaves')
+        ('makes `(x - 0.13) / 0.308` of', 'leaves')
+        >>> _step_words(1 / 255, 0.0)  # hunt 55: "scales by 0.00392x"
+        'makes `x / 255` of'
     """
     if abs(scale - 1) < 0.01 and abs(offset) < 0.01:
         return "leaves"
-    return f"scales by {scale:.3g}x and shifts by {offset:+.3g}"
+    if not scale:
+        return f"sets to {offset:.3g}"
+    return f"makes `{affine_form([-offset / scale], [1 / scale])}` of"

@@ -105,6 +105,8 @@ def test_step_inputs_told_in_a_run_normalising_in_training_step_only(tmp_path, c
     assert any("by the steps' own code" in m for m in said)
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
     assert "`validation_step` leaves it" in text and "Preprocess in one place" in text
+    # as the step wrote it (hunt 55: "scales by 0.00392x")
+    assert f"`training_step` makes `(x - {MEAN:g}) / {STD:g}` of channel" in text
 
 
 def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
