@@ -215,7 +215,8 @@ class OverfittingMonitor(
         self.find_pending_layers(trainer, pl_module)
         self.budget.step_ended()
         if not trainer.sanity_checking and not self.disabled:
-            self._interval.add(step_loss(outputs, trainer))  # a device op, no sync
+            # a device op, no sync; the first loss only in a run's first step (not resumed)
+            self._interval.add(step_loss(outputs, trainer), start=trainer.global_step <= 1)
             if self._batch_images is None:
                 self._batch_images = batch_size(batch)
 

@@ -119,14 +119,17 @@ class IntervalLoss:
         self.recent: Tensor | None = None  # the last steps' (``RECENT``): never read off
         self.steps = 0
 
-    def add(self, loss: Tensor | None) -> None:
-        """Add one step's loss (``core.step_loss.step_loss``'s; None is skipped)."""
+    def add(self, loss: Tensor | None, start: bool = True) -> None:
+        """Add one step's loss (``core.step_loss.step_loss``'s; None is skipped).
+
+        ``start``: the run's first steps; a resumed run's first loss is no first step's.
+        """
         if loss is None or not loss.is_floating_point():
             return
         loss = loss.detach().float().reshape(())
         self.total = loss if self.total is None else self.total + loss
         self.last, self.steps = loss, self.steps + 1
-        self.first = loss if self.first is None else self.first
+        self.first = loss if self.first is None and start else self.first
         recent = self.recent
         self.recent = loss if recent is None else torch.lerp(recent, loss, self.RECENT)
 

@@ -157,3 +157,33 @@ def test_metrics_figures_skip_per_class_counts_beyond_per_class_max():
     host, per_class, confusion = figures({}, {"val": logits}, {"val": labels})
     assert (per_class, confusion) == ([], None)
     assert host["probe_acc_val"] == pytest.approx(0.75) and host["classes"] == k
+
+
+def test_metrics_interval_loss_keeps_the_first_step_and_the_last_steps(tmp_path):
+    import lightning as L
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+    from lightning_cnnviz.overfitting.metrics import IntervalLoss
+    from tests.overfitting.runs import Net, one_hot_set
+
+    interval = IntervalLoss()
+    for loss in (0.01, 2.0):  # a resumed run's: no first step's
+        interval.add(torch.tensor(loss), start=False)
+    assert interval.first is None and float(interval.recent) == pytest.approx(0.408)
+    # a run resumed from a checkpoint keeps no first loss (setups hunt 36: the resumed
+    # run's 0.0126 read as the run's first, about ln 4 = 1.39)
+    train, val = DataLoader(one_hot_set([16] * 4), 16), DataLoader(one_hot_set([8] * 4), 16)
+    firsts = []
+    for epochs, ckpt in ((1, None), (2, tmp_path / "a.ckpt")):
+        monitor = OverfittingMonitor(num_samples=16)
+        trainer = L.Trainer(default_root_dir=tmp_path, max_epochs=epochs, logger=False,
+                            callbacks=[monitor], enable_progress_bar=False,
+                            enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
+        trainer.fit(
+            Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), 0.1), train, val, ckpt_path=ckpt
+        )
+        trainer.save_checkpoint(tmp_path / "a.ckpt")
+        firsts.append(monitor._interval.first)
+    assert float(firsts[0]) == pytest.approx(math.log(4), rel=0.2) and firsts[1] is None
