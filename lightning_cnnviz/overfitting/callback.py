@@ -26,11 +26,11 @@ from lightning_cnnviz.overfitting.ascent_setting import group_rates
 from lightning_cnnviz.overfitting.confusion import MAX_DRAWN, confusion_image
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.draw import custom_scalars_layout, per_class_image, split_scalars
+from lightning_cnnviz.overfitting.interval_loss import IntervalLoss
 from lightning_cnnviz.overfitting.loop_logits import LoopLogits
 from lightning_cnnviz.overfitting.loop_tap import LoopTap
 from lightning_cnnviz.overfitting.measures import Measures
 from lightning_cnnviz.overfitting.metric_names import DEFAULT_KEYS
-from lightning_cnnviz.overfitting.metrics import IntervalLoss
 from lightning_cnnviz.overfitting.run_data import RunData
 from lightning_cnnviz.overfitting.setup_checks import SetupChecks
 from lightning_cnnviz.overfitting.telling import Telling

@@ -16,8 +16,9 @@ from typing import Any
 from lightning.pytorch import Trainer
 
 from lightning_cnnviz.core.say import tell
+from lightning_cnnviz.overfitting.interval_loss import IntervalLoss
 from lightning_cnnviz.overfitting.metric_names import logged_name, metric_alias
-from lightning_cnnviz.overfitting.metrics import IntervalLoss, pick_metric
+from lightning_cnnviz.overfitting.metrics import pick_metric
 from lightning_cnnviz.overfitting.text import missing_text
 
 __all__ = ["PERCENT", "LoggedReads", "step_only"]

@@ -3,7 +3,7 @@
 Nothing here knows about Lightning. ``pick_metric`` reads a value the module
 logged, ``expected_calibration_error`` and ``per_class_accuracy`` measure the
 probes' logits, ``figures`` moves all of it to the host in one transfer (an
-``evaluation.Evaluation`` holds the result for the rules), and ``IntervalLoss`` keeps
+``evaluation.Evaluation`` holds the result for the rules); ``interval_loss.py`` keeps
 the training loss between evaluations on the device.
 
 Example::
@@ -30,7 +30,6 @@ from lightning_cnnviz.core.logits import as_logits
 from lightning_cnnviz.overfitting.loss_reads import candidates
 
 __all__ = [
-    "IntervalLoss",
     "confusion_counts",
     "discordant_shares",
     "expected_calibration_error",
@@ -85,65 +84,6 @@ def per_class_accuracy(logits: Tensor, labels: Tensor, num_classes: int | None =
     total = correct.new_zeros(num_classes).index_add_(0, labels, torch.ones_like(correct))
     hits = torch.zeros_like(total).index_add_(0, labels, correct)
     return torch.where(total > 0, hits / total.clamp_min(1), torch.full_like(total, math.nan))
-
-
-class IntervalLoss:
-    """The mean training loss over the steps since it was last read, kept on the device.
-
-    A validation in the middle of an epoch finds only one batch's value under a
-    step-logged key: a healthy BatchNorm CNN validated every quarter epoch read 0.057 at
-    its best val loss and 0.054 later ("the train loss still falls") while the means
-    over those intervals went 0.070 -> 0.098. Each step adds the loss ``training_step``
-    returned (no host transfer); ``read`` takes the mean and starts a new interval;
-    ``same_as_last`` tells whether a logged value is that loss (the key logs it).
-    ``recent`` is the loss over about the last ``1 / RECENT`` steps, across reads: a
-    figure compared with one read now (the interval's mean still holds its early descent).
-
-    Example::
-
-        >>> interval = IntervalLoss()
-        >>> for loss in (1.0, 2.0, 3.0):
-        ...     interval.add(torch.tensor(loss))
-        >>> interval.same_as_last(torch.tensor(3.0)), interval.same_as_last(torch.tensor(0.5))
-        (True, False)
-        >>> float(interval.read()), interval.read(), round(float(interval.recent), 2)
-        (2.0, None, 1.56)
-    """
-
-    RECENT = 0.2  # each step's weight in ``recent``
-
-    def __init__(self) -> None:
-        self.total: Tensor | None = None
-        self.last: Tensor | None = None
-        self.first: Tensor | None = None  # the run's first step's: never read off
-        self.recent: Tensor | None = None  # the last steps' (``RECENT``): never read off
-        self.steps = 0
-
-    def add(self, loss: Tensor | None, start: bool = True) -> None:
-        """Add one step's loss (``core.step_loss.step_loss``'s; None is skipped).
-
-        ``start``: the run's first steps; a resumed run's first loss is no first step's.
-        """
-        if loss is None or not loss.is_floating_point():
-            return
-        loss = loss.detach().float().reshape(())
-        self.total = loss if self.total is None else self.total + loss
-        self.last, self.steps = loss, self.steps + 1
-        self.first = loss if self.first is None and start else self.first
-        recent = self.recent
-        self.recent = loss if recent is None else torch.lerp(recent, loss, self.RECENT)
-
-    def same_as_last(self, logged: Tensor) -> bool:
-        """Whether ``logged`` is the latest step's loss (one host transfer)."""
-        if self.last is None:
-            return False
-        return bool(torch.isclose(logged.float(), self.last.to(logged.device), rtol=1e-4))
-
-    def read(self) -> Tensor | None:
-        """The mean since the last read (``None``: no step), and a new interval."""
-        total, steps = self.total, self.steps
-        self.total, self.last, self.steps = None, None, 0
-        return None if total is None else total / steps
 
 
 def pick_metric(metrics: Mapping[str, Any], key: str, epoch_level: bool) -> Tensor | None:
