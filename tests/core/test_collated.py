@@ -154,7 +154,7 @@ def test_collated_channels_last_permuted_in_the_steps_probed_channels_first(tmp_
     monitors = [GradCAMMonitor(every_n_steps=4, num_samples=4), FeatureMapMonitor(every_n_steps=4),
                 OverfittingMonitor()]  # fmt: skip
     said = r"stored channels last, \(24, 24, 3\), and the model's `forward` takes them as"
-    followed = r"the training step hands `forward` its images as `\(x - \(0.5, 0.5, 0.5\)\)"
+    followed = r"the training step hands `forward` its images as `\(x - 0.5\) / 0.25`"
     with pytest.warns(UserWarning, match=followed):  # the normalisation followed too
         trainer, share = stored_fit(tmp_path, PermutedInSteps(), squares, monitors, said)
     assert tuple(monitors[0].probe(trainer).images.shape) == (4, 3, 24, 24)
@@ -182,7 +182,7 @@ def test_collated_grey_images_repeated_in_the_steps_probed_with_three_channels(t
     monitors = [GradCAMMonitor(every_n_steps=4, num_samples=4), FeatureMapMonitor(every_n_steps=4),
                 OverfittingMonitor()]  # fmt: skip
     said = r"stored with one channel, \(1, 24, 24\), and the model's `forward` takes them as"
-    followed = r"the training step hands `forward` its images as `\(x - \(0.5, 0.5, 0.5\)\)"
+    followed = r"the training step hands `forward` its images as `\(x - 0.5\) / 0.25`"
     with pytest.warns(UserWarning, match=followed):
         trainer, share = stored_fit(tmp_path, RepeatedInSteps(), grey, monitors, said)
     assert tuple(monitors[0].probe(trainer).images.shape) == (4, 3, 24, 24)
