@@ -201,6 +201,7 @@ class OverfittingMonitor(
         if self._lr_start is None:  # the start a schedule without `initial_lr` cuts from
             self._lr_start = read_settings(trainer.optimizers, unwrap_model(pl_module)).lr
         self._rates_start = self._rates_start or group_rates(trainer.optimizers)
+        self._interval.fresh = trainer.global_step == 0  # resumed: no first step's loss
         told = {f.kind for f in self._own_findings()}  # a resumed run told them already
         self._say_unvalidated(trainer, ended=False)  # `limit_val_batches=0`, no val loader
         if not self.disabled and trainer.is_global_zero:
@@ -215,8 +216,7 @@ class OverfittingMonitor(
         self.find_pending_layers(trainer, pl_module)
         self.budget.step_ended()
         if not trainer.sanity_checking and not self.disabled:
-            # a device op, no sync; the first loss only in a run's first step (not resumed)
-            self._interval.add(step_loss(outputs, trainer), start=trainer.global_step <= 1)
+            self._interval.add(step_loss(outputs, trainer))  # a device op, no sync
             if self._batch_images is None:
                 self._batch_images = batch_size(batch)
 

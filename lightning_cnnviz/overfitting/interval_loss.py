@@ -40,20 +40,18 @@ class IntervalLoss:
         self.total: Tensor | None = None
         self.last: Tensor | None = None
         self.first: Tensor | None = None  # the run's first step's: never read off
+        self.fresh = True  # a run from its first step (a resumed one keeps no ``first``)
         self.recent: Tensor | None = None  # the last steps' (``RECENT``): never read off
         self.steps = 0
 
-    def add(self, loss: Tensor | None, start: bool = True) -> None:
-        """Add one step's loss (``core.step_loss.step_loss``'s; None is skipped).
-
-        ``start``: the run's first steps; a resumed run's first loss is no first step's.
-        """
+    def add(self, loss: Tensor | None) -> None:
+        """Add one step's loss (``core.step_loss.step_loss``'s; None is skipped)."""
         if loss is None or not loss.is_floating_point():
             return
         loss = loss.detach().float().reshape(())
         self.total = loss if self.total is None else self.total + loss
         self.last, self.steps = loss, self.steps + 1
-        self.first = loss if self.first is None and start else self.first
+        self.first = loss if self.first is None and self.fresh else self.first
         recent = self.recent
         self.recent = loss if recent is None else torch.lerp(recent, loss, self.RECENT)
 

@@ -169,8 +169,9 @@ def test_metrics_interval_loss_keeps_the_first_step_and_the_last_steps(tmp_path)
     from tests.overfitting.runs import Net, one_hot_set
 
     interval = IntervalLoss()
-    for loss in (0.01, 2.0):  # a resumed run's: no first step's
-        interval.add(torch.tensor(loss), start=False)
+    interval.fresh = False  # a resumed run's: no first step's
+    for loss in (0.01, 2.0):
+        interval.add(torch.tensor(loss))
     assert interval.first is None and float(interval.recent) == pytest.approx(0.408)
     # a run resumed from a checkpoint keeps no first loss (setups hunt 36: the resumed
     # run's 0.0126 read as the run's first, about ln 4 = 1.39)
@@ -187,3 +188,29 @@ def test_metrics_interval_loss_keeps_the_first_step_and_the_last_steps(tmp_path)
         trainer.save_checkpoint(tmp_path / "a.ckpt")
         firsts.append(monitor._interval.first)
     assert float(firsts[0]) > 1.0 and firsts[1] is None  # untrained on 4 classes: ~ln 4
+    # setups hunt 37: two optimisers stepped by hand count two steps a batch; a fresh run
+    # keeps its first loss all the same
+
+    class TwoOptimisers(Net):
+        def __init__(self):
+            super().__init__(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), 0.1)
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            loss = self._step(batch, "train")
+            self.manual_backward(loss)
+            for opt in self.optimizers():
+                opt.step()
+                opt.zero_grad()
+            return loss
+
+        def configure_optimizers(self):
+            w, b = self.net[1].parameters()
+            return torch.optim.SGD([w], lr=0.1), torch.optim.SGD([b], lr=0.1)
+
+    monitor = OverfittingMonitor(num_samples=16)
+    trainer = L.Trainer(default_root_dir=tmp_path, max_epochs=1, logger=False, callbacks=[monitor],
+                        enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False)  # fmt: skip
+    trainer.fit(TwoOptimisers(), train, val)
+    assert trainer.global_step == 8 and float(monitor._interval.first) > 1.0
