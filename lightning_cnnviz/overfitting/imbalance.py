@@ -74,6 +74,7 @@ FAR_UNTAUGHT = 10.0
 MISSING = 0.5
 # an untrained model's loss is about ln K: a first loss under this share of it is scaled
 SCALED_DOWN = 0.75
+PREDICTED = 0.5  # a class recognised at a balanced val accuracy this high or more: learnt
 
 
 def leaves_out(e: Evaluation) -> bool | None:
@@ -301,8 +302,8 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
         "others_recall": now.others_recall_val,
         "shift": now.shift,
         "shift_share": now.shift_share,
+        "predicted_at": predicted,  # recognised before: changed during the run
     }
-    figures["predicted_at"] = predicted
     severity = "note" if early else "problem"
     return Verdict("class_imbalance", evs[-streak], now, None, figures, severity)
 
@@ -310,19 +311,24 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
 def _predicted_before(
     history: Sequence[Evaluation], since: Evaluation, classes: Sequence[int]
 ) -> int | None:
-    """The last step before ``since`` at which the val probe recognised every one of ``classes``.
+    """The last step before ``since`` at which a model that had learnt recognised ``classes``.
 
-    A class learnt, then left out while the others stay learnt, was taught until then:
-    the training labels or the loss changed for it during the run (held out, hunt 54:
-    training labels 1 -> 7, 3 -> 8, 4 -> 9 from step 250 were told "not taught: a
-    `weight=` of 0", the shares read at the start calling them common).
+    Learnt: a balanced val accuracy ``PREDICTED`` or more (a start at chance predicts
+    classes by chance). A class learnt, then left out while the others stay learnt, was
+    taught until then: the training labels or the loss changed for it during the run
+    (held out, hunt 54: training labels 1 -> 7, 3 -> 8, 4 -> 9 from step 250 were told
+    "not taught: a `weight=` of 0", the shares read at the start calling them common).
 
     Example::
 
-        >>> seen = [Evaluation(10, 0, ignored=[]), Evaluation(20, 1, ignored=[3])]
+        >>> seen = [Evaluation(10, 0, ignored=[], balanced_acc_val=0.9),
+        ...         Evaluation(20, 1, ignored=[3], balanced_acc_val=0.8)]
         >>> _predicted_before(seen, seen[1], [3]), _predicted_before(seen, seen[0], [3])
         (10, None)
+        >>> _predicted_before([Evaluation(10, 0, ignored=[], balanced_acc_val=0.2), seen[1]],
+        ...                   seen[1], [3])  # a start at chance predicts classes by chance
     """
     before = [e for e in history if e.step < since.step and e.ignored is not None]
-    known = [e for e in before if not set(classes) & set(e.ignored or ())]
+    known = [e for e in before if not set(classes) & set(e.ignored or ())
+             and (e.balanced_acc_val or 0.0) >= PREDICTED]  # fmt: skip
     return known[-1].step if known else None
