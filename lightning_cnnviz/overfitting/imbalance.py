@@ -72,8 +72,6 @@ UNTAUGHT = 2.0
 FAR_UNTAUGHT = 10.0
 # ... or the model's own above it by this share of what the left-out classes add to it
 MISSING = 0.5
-# an untrained model's loss is about ln K: a first loss under this share of it is scaled
-SCALED_DOWN = 0.75
 PREDICTED = 0.5  # a class recognised at a balanced val accuracy this high or more: learnt
 
 
@@ -179,25 +177,13 @@ def _returned(e: Evaluation) -> float | None:
     At a run's first evaluation the mean still holds the descent from ``ln K``: SGD on
     digits with class 0 ignored returned 0.92 on average over its first 63 steps, about
     0.3 over its last ones, against 0.9 on the training probe (told a validation late).
-    A loss returned scaled down (``0.1 * cross_entropy``, divided by the accumulation) is
-    scaled back by its first value, under ``SCALED_DOWN`` x ``ln K`` before any update:
-    held out (hunt 55), Adam on ``0.1 * cross_entropy`` had its slower classes told "not
-    taught".
-
-    Example::
-
-        >>> scaled = Evaluation(94, 1, returned_loss=0.03, first_loss=0.23, classes=10.0)
-        >>> round(_returned(scaled), 2)
-        0.3
+    A loss scaled down is read as it is: its first value cannot tell a scale from a
+    pretrained start (held out, hunt 56: fine-tuning from a trained model, first loss
+    0.02, read as scaled 100x, hid a class weighted 0), so `0.1 * cross_entropy` with
+    classes learnt late can read as "not taught" (hunt 55, left).
     """
     known = [v for v in (e.returned_loss, e.recent_loss) if v is not None]
-    if not known:
-        return None
-    chance = math.log(e.classes) if e.classes and e.classes > 1 else None
-    first = e.first_loss
-    if chance and first is not None and 0 < first < SCALED_DOWN * chance:
-        return min(known) * chance / first
-    return min(known)
+    return min(known) if known else None
 
 
 def wants_train_loss(e: Evaluation) -> bool:
