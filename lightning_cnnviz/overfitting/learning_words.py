@@ -19,6 +19,8 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+
 from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import listed, times
@@ -93,8 +95,20 @@ def _moved(now: Evaluation) -> str:
     return f" (its last update moved the weights {now.update_ratio:.2g} of their size)"
 
 
+EARLY = (
+    " A note for now: a run can sit at chance for its first steps (a flat start); a problem "
+    "if it still does past a quarter of the run."
+)
+
+
 def headline(v: Verdict) -> str:
-    """Accuracy at chance, or barely moved from it: why, and since when."""
+    """Accuracy at chance, or barely moved from it: why, and since when (a note early on)."""
+    if v.severity == "note" and v.figures.get("early"):
+        return _headline(dataclasses.replace(v, severity="problem")) + EARLY
+    return _headline(v)
+
+
+def _headline(v: Verdict) -> str:
     f, now, since = v.figures, v.detected, v.since
     gone = v.severity == "note"
     if gone and chance_levels.stuck(now) and bn_levels.parted(now):

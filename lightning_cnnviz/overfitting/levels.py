@@ -34,7 +34,13 @@ from lightning_cnnviz.overfitting.chance_levels import (
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
-from lightning_cnnviz.overfitting.too_soon import early, falling, warming_up, warmup_outlasts
+from lightning_cnnviz.overfitting.too_soon import (
+    early,
+    falling,
+    warming_up,
+    warmup_outlasts,
+    young,
+)
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["LEARNT", "LEARNT_KEPT", "not_learning", "train_accuracy", "train_learns"]
@@ -201,6 +207,11 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "climbing": slow and not stuck(now) and bool(climbing(now)),
         "first_loss": now.first_loss,
     }
+    # at chance from the start in a run's first quarter: a note, a flat start may still end
+    # (not a loss climbing above its first value: no start is that)
+    flat = plateau and not figures["warmup_outlasts"] and not figures["climbing"]
+    if not before and flat and young(now):
+        return Verdict("not_learning", since, now, peak, {**figures, "early": True}, "note")
     return Verdict("not_learning", since, now, peak, figures)
 
 

@@ -124,6 +124,22 @@ def test_rules_not_learning_judges_a_fall_by_the_steps_between_evaluations():
     assert first(levels.not_learning, flat).detected.step == 40
 
 
+def test_rules_not_learning_at_chance_in_a_runs_first_quarter_is_a_note_first():
+    # hunt 56: five healthy runs validated every 10-20 steps sat at chance for 40-120 steps
+    # of 300-500 and learnt; each was told "not learning" as a problem first
+    rows = [probe(0.1, 2.3026, run_share=s / 400) for s in (40, 80, 120)]
+    evs = [Evaluation(step=40 * (i + 1), epoch=i, **row) for i, row in enumerate(rows)]
+    note = levels.not_learning(evs[:2])
+    assert (note.severity, note.figures["early"]) == ("note", True)
+    assert headline(note).endswith("a problem if it still does past a quarter of the run.")
+    assert headline(note).startswith("Not learning since")
+    assert levels.not_learning(evs).severity == "problem"  # past a quarter: told
+    # a loss climbing above its first value is no flat start: a problem at once
+    climbing = [replace(e, run_share=0.1, returned_loss=11.0, first_loss=7.5, probe_acc_val=0.2,
+                        probe_loss_val=7.2) for e in evs[:2]]  # fmt: skip
+    assert levels.not_learning(climbing).severity == "problem"
+
+
 def test_rules_not_learning_leaves_training_images_learnt_to_the_gap_rule():
     # coloured shapes whose cue is on training images only (4 classes, held out): train
     # accuracy 99.9% while the val probe sits in the chance band (35.9% <= 36.4%)
