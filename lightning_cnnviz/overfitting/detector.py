@@ -148,8 +148,9 @@ class Detector:
     def conclude(self) -> list[Change]:
         """At the end of fit: what the last evaluation shows and no later one can confirm.
 
-        A BatchNorm mismatch (``bn_levels.bn_mismatch_at_end``) and rare classes still left
-        out after the note that told them (``imbalance.class_imbalance``): the model fit
+        A BatchNorm mismatch (``bn_levels.bn_mismatch_at_end``), rare classes still left
+        out after the note that told them (``imbalance.class_imbalance``) and a model still
+        at chance after its flat start's note (``levels.not_learning``): the model fit
         hands back is that much worse. Each reported as a problem unless one stands.
         """
         if not self.history:
@@ -171,6 +172,11 @@ class Detector:
         if told is not None and told.figures.get("early") and left is not None:
             figures = {**left.figures, "early": False, "at_end": True}
             found["class_imbalance"] = replace(left, figures=figures, severity="problem")
+        flat = self.reported.get("not_learning")  # a run ended within its flat start's note
+        still = self._verdicts().get("not_learning") if flat is not None else None
+        if flat is not None and _early(flat) and still is not None:
+            figures = {**still.figures, "early": False, "at_end": True}
+            found["not_learning"] = replace(still, figures=figures, severity="problem")
         changes = []
         for kind, verdict in found.items():
             change = (

@@ -140,6 +140,20 @@ def test_rules_not_learning_at_chance_in_a_runs_first_quarter_is_a_note_first():
     assert levels.not_learning(climbing).severity == "problem"
 
 
+def test_rules_not_learning_a_run_ending_within_its_flat_start_note_ends_with_a_problem():
+    from lightning_cnnviz.overfitting.detector import Detector
+
+    # a run of unknown length (no planned steps) ending at step 120, still at chance: the
+    # note of its first 200 steps is all it said; at the end of fit, a problem
+    detector = Detector(patience=2)
+    for step in (40, 80, 120):
+        detector.update(Evaluation(step=step, epoch=step // 40, **probe(0.1, 2.3026)))
+    assert detector.reported["not_learning"].severity == "note"
+    (end,) = detector.conclude()
+    assert (end.verdict.kind, end.verdict.severity) == ("not_learning", "problem")
+    assert end.verdict.figures["at_end"] and not headline(end.verdict).endswith("the run.")
+
+
 def test_rules_not_learning_leaves_training_images_learnt_to_the_gap_rule():
     # coloured shapes whose cue is on training images only (4 classes, held out): train
     # accuracy 99.9% while the val probe sits in the chance band (35.9% <= 36.4%)
