@@ -140,8 +140,8 @@ def _unweighted(v: Verdict, left: str) -> str:
     text += (
         f"{'are' if plural else 'is'} not rare in training ({num(f['ignored_share'], True)} "
         f"of the labels). {'They are' if plural else 'It is'} not taught: a `weight=` of 0 "
-        f"for {them} in `cross_entropy`, an `ignore_index` set to {them}, a mask that drops "
-        f"{them}, or parts of the model that cannot learn?"
+        f"or near it for {them} in `cross_entropy`, an `ignore_index` set to {them}, a mask "
+        f"that drops {them}, or parts of the model that cannot learn?"
     )
     if f.get("early"):
         text += " A note for now; a problem if the balanced accuracy stalls."

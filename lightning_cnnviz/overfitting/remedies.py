@@ -233,8 +233,9 @@ def remedies(v: Verdict) -> list[str]:
             ]
         return [
             f"**Give class {left} its weight in the loss**: check the `weight=` passed to "
-            "`F.cross_entropy` / `nn.CrossEntropyLoss` (no 0 for it), its `ignore_index` (the "
-            f"default -100, not {left}) and any mask applied to the loss or the labels.",
+            "`F.cross_entropy` / `nn.CrossEntropyLoss` (no 0 or near-0 for it), its "
+            f"`ignore_index` (the default -100, not {left}) and any mask applied to the loss or "
+            "the labels.",
             generic[1],
         ]
     elif v.kind == "class_imbalance" and class_figures.relabelled(v.figures, v.detected.classes):
