@@ -228,9 +228,10 @@ class FrozenCheck:
 
         def read(module: nn.Module, args: tuple[Any, ...]) -> None:
             x = next((a for a in args if isinstance(a, Tensor)), None)
-            if x is not None and x.dim() > 0 and len(x) > 1:  # the images' own, not one value
-                x = x.detach().float() - x.detach().float()[:1]
-            fed.append(x is not None and bool(x.detach().any()))
+            if x is not None:
+                x = x.detach().float()
+                x = x - x[:1] if x.dim() > 0 and len(x) > 1 else x  # the images' own, not one
+            fed.append(x is not None and bool(x.any()))
 
         handles = [m.register_forward_pre_hook(own_hook(read)) for m in learners]
         try:

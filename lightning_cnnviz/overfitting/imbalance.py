@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from lightning_cnnviz.overfitting.chance_levels import chance_classes
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
@@ -165,8 +166,8 @@ def untaught(e: Evaluation) -> bool | None:
     returned, own = _returned(e), e.probe_loss_train
     if returned is None or own is None or not (returned > 0 and own < float("inf")):
         return None
-    left, share, k = e.probe_loss_left_train, e.left_share_train, e.classes
-    pushed = left is not None and share is not None and bool(k) and left > math.log(k or 1.0)
+    left, share, k = e.probe_loss_left_train, e.left_share_train, chance_classes(e)
+    pushed = left is not None and share is not None and k > 1 and left > math.log(k)
     lacks = pushed and own - returned >= MISSING * share * left  # type: ignore[operator]
     return own >= UNTAUGHT * returned or lacks
 
