@@ -230,7 +230,7 @@ def relabelled(figures: Mapping[str, Any], classes: float | None) -> bool:
 def left_out_loss(logits: Tensor, labels: Tensor, classes: Sequence[int]) -> dict[str, float]:
     """The cross-entropy over a probe's images of ``classes``, and their share of it.
 
-    What those classes add to the probe's loss (``imbalance.untaught``: a loss that
+    What those classes add to the probe's loss (``untaught.untaught``: a loss that
     teaches them holds it too). Empty where the probe has none of them.
 
     Example::
