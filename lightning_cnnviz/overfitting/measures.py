@@ -3,7 +3,8 @@
 ``Measures`` is the part of the monitor that runs at a validation's end (on the
 training thread, in probe mode): the val probe's eval-mode logits (read from the
 validation loop, ``loop_logits.py``, or a pass of its own), the passes
-``passes.plan`` picks (train probe, BatchNorm on batch statistics), the logged
+``passes.plan`` picks (train probe, BatchNorm on batch statistics; both got by
+``ProbeLogits``, ``probe_logits.py``), the logged
 metrics (``logged_reads.py``), and the ``Evaluation`` the rules read. The monitor itself
 (``overfitting/callback.py``) schedules and writes; ``Telling`` (``telling.py``) tells
 the findings.
@@ -14,13 +15,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 
-from lightning_cnnviz.core.input_shift import restandardise
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
-from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.monitor_events import run_length
 from lightning_cnnviz.core.run_datasets import dropped_items, val_images
 from lightning_cnnviz.core.selection import unwrap_model
@@ -29,24 +27,22 @@ from lightning_cnnviz.core.update_size import update_ratio
 from lightning_cnnviz.overfitting import bn_levels, class_figures, class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import (
     batch_norms,
-    batch_stats_logits,
     no_batch_norm_why,
 )
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.logged_reads import LoggedReads
 from lightning_cnnviz.overfitting.metrics import (
     confusion_counts,
-    discordant_shares,
     figures,
 )
+from lightning_cnnviz.overfitting.probe_logits import ProbeLogits
 from lightning_cnnviz.overfitting.val_source import loop_check
 from lightning_cnnviz.overfitting.validation_ends import before_validation
 
 __all__ = ["Measures"]
 
 
-class Measures(LoggedReads):
+class Measures(ProbeLogits):
     """Runs one evaluation's passes and figures (a part of ``OverfittingMonitor``).
 
     Reads the monitor's keys, probes, detector, loop tap and phases; sets ``plan``
@@ -59,8 +55,6 @@ class Measures(LoggedReads):
     plan: Any
     val_from_loop: bool
     _loop_check: dict[str, float] | None
-    _bn_why: str
-    scores_misfit: str
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: Any, optimizer: Any) -> None:
         """Read the update of a step a validation follows (``update_size``; one host read).
@@ -80,100 +74,6 @@ class Measures(LoggedReads):
         """The update read at the step before this validation, else read now (once)."""
         read, self._update_read = self._update_read, None
         return read if read is not None else update_ratio(trainer.optimizers)
-
-    def _images(self, trainer: Trainer, split: str) -> int:
-        """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
-        return passes.pass_images(len(self.probe(trainer, split)), self._batch_images)
-
-    def _logits(
-        self, trainer: Trainer, pl_module: LightningModule, split: str, images: int | None = None
-    ) -> Tensor | None:
-        """The ``split`` probe's eval-mode logits, of its first ``images`` (``None``: all)."""
-        labels = self.probe(trainer, split).labels
-        x = self.probe_input(trainer, pl_module, split)[:images]
-        with self.phase("capture"):
-            self.logits_key(trainer, pl_module)
-        if self.scores_misfit:  # the val-curve rules go on without the scores
-            self.warn_once("scores_misfit", f"the checks that read the model's scores do not "
-                           f"run: {self.scores_misfit}.")  # fmt: skip
-            return None
-        with self.phase("capture"), with_probe(pl_module):
-            outputs = [self.logits_of(pl_module(c), image_level=False) for c in x.split(128)]
-            logits = torch.cat([o.float() for o in outputs])
-        if logits.dim() != 2:
-            self.warn_once("dense", "calibration (ECE) and per-class accuracy need one score "
-                           f"per class per sample; the model's logits have shape "
-                           f"{tuple(logits.shape[1:])} per sample ({self.dense_words(logits)}): "
-                           "they are skipped")  # fmt: skip
-            return None
-        ok = labels is not None and logits.shape[1] > int(labels[:images].max())
-        return logits if ok else None
-
-    def _loop_logits(self, trainer: Trainer) -> Tensor | None:
-        """The val probe's logits kept from the validation loop, if they are the probe's."""
-        kept = self._loop.take()
-        # the loop's share, timed there and counted here (validation is no logging event)
-        self.timings["loop"] += self._loop.seconds
-        self.timings["total"] += self._loop.seconds
-        self._loop.seconds = 0.0
-        labels = self.probe(trainer, "val").labels
-        if kept is None or labels is None:
-            return None
-        logits, loop_labels = kept
-        with self.phase("capture"):  # one transfer: the rows must be the probe's images
-            same = torch.equal(loop_labels.cpu(), labels) and logits.shape[1] > int(labels.max())
-        if not same:
-            self._loop.why = "the val loop's labels at the probe's indices differ from the probe's"
-        return logits if same else None
-
-    def _batch_stats(
-        self, trainer: Trainer, pl_module: LightningModule, images: int
-    ) -> Tensor | None:
-        """The val probe's first ``images`` with BatchNorm on batch statistics (or ``None``)."""
-        norms = batch_norms(unwrap_model(pl_module))
-        if not norms or self.scores_misfit:
-            self._bn_why = self.scores_misfit or no_batch_norm_why(unwrap_model(pl_module))
-            return None
-        if trainer.world_size > 1:  # rank zero alone: a training-mode BatchNorm may all-reduce
-            self._bn_why = "distributed run: batch statistics may need every rank"
-            return None
-        x = self.probe_input(trainer, pl_module, "val")[:images]
-        try:
-            with self.phase("capture"), with_probe(pl_module):
-                output = lambda out: self.logits_of(out, image_level=False)  # noqa: E731
-                return batch_stats_logits(pl_module, norms, x, output=output)
-        except Exception as err:  # e.g. a batch of one: the other checks go on
-            self._bn_why = f"batch statistics failed: {type(err).__name__}: {err}"
-            return None
-
-    def _restandardised(
-        self, trainer: Trainer, pl_module: LightningModule, given: Tensor, labels: Tensor
-    ) -> dict[str, float]:
-        """The val probe's first images re-standardised to the train probe's statistics.
-
-        Where the two probes' images part past the milder bars (``mild_shift``): the
-        model's accuracy on them with each channel's mean and spread moved to the training
-        images' (``core.input_shift.restandardise``) against ``given``, its logits on the
-        same images as they are; the paired shares tell a lift from noise
-        (``split_inputs.restandardised``). ``{}`` for inputs that are not float images.
-        """
-        x = self.probe_input(trainer, pl_module, "val")[: len(given)]
-        if not x.is_floating_point():
-            return {}
-        train, val = (self.probe(trainer, s).images for s in ("train", "val"))
-        x = restandardise(x, val.float(), train.float())
-        with self.phase("capture"), with_probe(pl_module):
-            out = [self.logits_of(pl_module(c), image_level=False).float() for c in x.split(128)]
-        logits = torch.cat(out)
-        if logits.shape != given.shape:
-            return {}
-        with self.phase("compute"):
-            truth = labels.to(logits.device)
-            apart = discordant_shares(given, logits, truth)  # right in one pass only
-            accs = [(out.float().argmax(1) == truth).float().mean() for out in (logits, given)]
-            values = torch.stack([*accs, apart["bn_only"], apart["eval_only"]]).tolist()
-        names = ("restd_acc", "given_acc", "restd_only", "given_only")
-        return {**dict(zip(names, values, strict=True)), "restd_size": float(len(given))}
 
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
         """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
@@ -270,32 +170,6 @@ class Measures(LoggedReads):
                 predicted = val.argmax(dim=1).tolist()  # type: ignore[union-attr]
                 pairs = confused_pairs(counts, predicted, probe.labels.tolist(), probe.indices)  # type: ignore[arg-type]
         return ev, per_class, counts, pairs
-
-    def _host(
-        self,
-        logits: dict[str, Tensor | None],
-        labels: dict[str, Any],
-        val: Tensor | None = None,
-        left: list[int] | None = None,
-    ) -> dict[str, float]:
-        """The figures of the extra passes (train probe, batch statistics) on the host.
-
-        With ``val`` (the eval-mode val logits) and a batch-statistics pass, also the
-        shares of the probe right in one of the two only (the rule's paired error); with
-        ``left`` (classes the val probe leaves out), the train probe's loss on them.
-        """
-        if all(v is None for v in logits.values()):
-            return {}
-        with self.phase("compute"):
-            host = figures({}, logits, labels)[0]
-            bn, truth = logits.get("bn"), labels.get("val")
-            if bn is not None and val is not None and truth is not None:
-                shares = discordant_shares(val, bn, truth)
-                host.update(zip(shares, torch.stack(list(shares.values())).tolist(), strict=True))
-            train, train_labels = logits.get("train"), labels.get("train")
-            if left and train is not None and train_labels is not None:
-                host.update(class_figures.left_out_loss(train, train_labels, left))
-            return host
 
     def _pairs_image(self, trainer: Trainer, pairs: list[Any], epoch: int) -> Tensor | None:
         """The most confused pairs with their example val probe images (2-D images only)."""
