@@ -88,6 +88,7 @@ class Evaluation:
     classes: float | None = None
     label_classes: float | None = None  # the val probe's largest label + 1
     probe_size: float | None = None
+    probe_size_train: float | None = None  # the images the train probe's pass saw
     bn_size: float | None = None
     bn_screen: float | None = None
     lr: float | None = None

@@ -157,6 +157,8 @@ class ProbeLogits(LoggedReads):
                 shares = discordant_shares(val, bn, truth)
                 host.update(zip(shares, torch.stack(list(shares.values())).tolist(), strict=True))
             train, train_labels = logits.get("train"), labels.get("train")
+            if train is not None:  # a fixed probe's accuracy: its paired error (memorisation)
+                host["probe_size_train"] = float(len(train))
             if left and train is not None and train_labels is not None:
                 host.update(class_figures.left_out_loss(train, train_labels, left))
             return host

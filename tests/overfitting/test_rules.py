@@ -182,6 +182,22 @@ def test_rules_memorisation_one_batch_train_accuracy_climb_is_batch_noise():
     )
 
 
+def test_rules_memorisation_one_image_of_a_fixed_train_probe_is_no_climb():
+    # hunt 56: a healthy CNN validated every 5 steps on 1000 images, no train accuracy
+    # logged: its 32-image train probe went 31/32 -> 32/32 while val accuracy fell 2.3
+    # points off a single high (a new high 93.7% came one validation later)
+    val_acc = [0.897, 0.905, 0.903, 0.905, 0.905, 0.903, 0.925, 0.923, 0.931, 0.909, 0.908]
+    probe = [0.938, 0.969, 0.938, 0.906, 0.969, 0.969, 0.938, 0.969, 0.969, 0.969, 1.0]
+    val_loss = [0.57, 0.56, 0.55, 0.52, 0.49, 0.5, 0.5, 0.51, 0.48, 0.49, 0.51]
+    columns = dict(val_acc=val_acc, probe_acc_train=probe, val_loss=val_loss)
+    sized = dict(val_images=[1000.0] * 11, probe_size_train=[32.0] * 11)
+    assert first(memorisation.memorisation, run(**columns, val_images=[1000.0] * 11)) is not None
+    assert first(memorisation.memorisation, run(**columns, **sized)) is None
+    # a climb of 4 of the probe's images or more is one (McNemar: 2 standard errors)
+    climbed = [*probe[:8], 27 / 32, 29 / 32, 31 / 32]  # 27/32 at the val peak, 31/32 now
+    assert first(memorisation.memorisation, run(**dict(columns, probe_acc_train=climbed), **sized))
+
+
 def test_rules_memorisation_needs_train_accuracy_climbing():
     val_acc = [0.6, 0.8, 0.9, 0.8, 0.7, 0.6]
     train_acc = [0.6, 0.75, 0.85, 0.75, 0.65, 0.55]  # both fall: a collapse, not memorising
