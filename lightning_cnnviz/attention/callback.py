@@ -13,6 +13,7 @@ from lightning_cnnviz.attention.draw import attention_grid
 from lightning_cnnviz.attention.maps import Sites, attention_maps, attention_sites
 from lightning_cnnviz.attention.rollout import entropy
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
+from lightning_cnnviz.core.hook_guard import ConfigError
 from lightning_cnnviz.core.inputs import norm_stats, to_image01
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
@@ -104,7 +105,7 @@ class AttentionMonitor(Monitor, section="attention"):
         attention = [n for n, m in available.items() if is_attention(m)]
         wrong = [n for n, m in self.selected.items() if not is_attention(m)]
         if wrong:
-            raise ValueError(
+            raise ConfigError(
                 f"`layers` of AttentionMonitor must select attention modules it can read "
                 f"({READ_FORMS}), "
                 f"got {wrong}; such modules in this model: {attention or 'none'}"

@@ -27,6 +27,7 @@ from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.findings import start_record
 from lightning_cnnviz.core.hand_back import HandBack
+from lightning_cnnviz.core.hook_guard import guard_hooks
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.monitor_events import EventFiring
@@ -167,6 +168,7 @@ class Monitor(
         super().__init_subclass__(**kwargs)
         if section is not None:
             cls.section = section
+        guard_hooks(cls)  # a hook's failure steps the monitor aside, never aborts the fit
 
     @classmethod
     def arguments(cls) -> set[str]:

@@ -29,6 +29,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.findings import Finding, findings_of
 from lightning_cnnviz.core.hand_back import HandBack
+from lightning_cnnviz.core.hook_guard import ConfigError
 from lightning_cnnviz.core.schedule import Schedule
 from lightning_cnnviz.core.selection import LayerSpec
 
@@ -111,7 +112,7 @@ class Checkpointed:
         twins = [c for c in callbacks if type(c) is type(self) and c.tag_prefix == self.tag_prefix]
         if len(twins) > 1 and twins[0] is not self:
             name = type(self).__name__
-            raise ValueError(
+            raise ConfigError(
                 f"Two {name}s in this Trainer write under the same TensorBoard tags "
                 f"(`tag_prefix={self.tag_prefix!r}`): give the second one a `tag_prefix` of "
                 f"its own, e.g. `{name}(..., tag_prefix='dense/')`, or leave the first out "

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch._dynamo import OptimizedModule
 
+from lightning_cnnviz.core.hook_guard import ConfigError
+
 __all__ = [
     "AutoRule",
     "LayerNotFoundError",
@@ -187,7 +189,7 @@ def _matches(pattern: str, name: str, module: nn.Module) -> bool:
     return any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(name, pattern)
 
 
-class LayerNotFoundError(ValueError):
+class LayerNotFoundError(ConfigError):
     """A ``layers`` pattern matches no module of the model (a configuration mistake)."""
 
 
@@ -211,7 +213,8 @@ def resolve_layers(
         LayerNotFoundError: a pattern matches nothing (the message suggests the
             closest names and lists the available ones).
         NoAutoLayers: ``"auto"`` found nothing (a monitor steps aside on it).
-        ValueError: ``"auto"`` was asked for with no rule, or an empty list.
+        ConfigError: ``"auto"`` was asked for with no rule, or an empty list (a
+            ``ValueError`` raised through a monitor's guarded hooks, ``core.hook_guard``).
 
     Example::
 
@@ -232,12 +235,12 @@ def resolve_layers(
     available = named_layers(unwrap_model(model))
     patterns = [layers] if isinstance(layers, str) else list(layers)
     if not patterns:
-        raise ValueError("`layers` must name at least one pattern, got an empty list")
+        raise ConfigError("`layers` must name at least one pattern, got an empty list")
     picked: set[str] = set()
     for pattern in patterns:
         if pattern == "auto":
             if auto is None:
-                raise ValueError("`layers='auto'` is not supported by this monitor")
+                raise ConfigError("`layers='auto'` is not supported by this monitor")
             found = auto(unwrap_model(model), available)
             if not found:
                 raise NoAutoLayers(

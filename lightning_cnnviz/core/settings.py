@@ -169,6 +169,21 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _first_beta(betas: Any) -> Any:
+    """Adam's first beta (its momentum) from ``betas``: a pair, or one number kept as it is.
+
+    Example::
+
+        >>> _first_beta((0.9, 0.999)), _first_beta(0.9), _first_beta(None), _first_beta(())
+        (0.9, 0.9, None, None)
+    """
+    if isinstance(betas, tuple | list):
+        return betas[0] if betas else None
+    if isinstance(betas, torch.Tensor):
+        return betas.flatten()[0] if betas.numel() else None
+    return betas
+
+
 def read_settings(
     optimizers: Sequence[Any],
     model: nn.Module,
@@ -200,8 +215,7 @@ def read_settings(
         lr = _number(groups[0].get("lr"))
         initial = _number(groups[0].get("initial_lr", lr if start_lr is None else start_lr))
         decay = _number(groups[0].get("weight_decay"))
-        betas = groups[0].get("betas")
-        momentum = _number(groups[0].get("momentum", betas[0] if betas else None))
+        momentum = _number(groups[0].get("momentum", _first_beta(groups[0].get("betas"))))
         eps = _number(groups[0].get("eps"))
         decoupled = isinstance(optimizer, torch.optim.SGD | torch.optim.AdamW)
         if (

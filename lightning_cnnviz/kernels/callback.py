@@ -12,6 +12,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.findings import Finding
+from lightning_cnnviz.core.hook_guard import ConfigError
 from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.rendering import CMAPS
@@ -163,7 +164,7 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
         ]
         named = {self.layers} if isinstance(self.layers, str) else set(self.layers)
         if wrong and (len(wrong) == len(self.selected) or named & set(wrong)):
-            raise ValueError(
+            raise ConfigError(
                 "`layers` of KernelMonitor must select Conv1d/2d/3d, ConvTranspose1d/2d/3d or "
                 f"Linear modules, got {wrong}"
             )

@@ -134,3 +134,24 @@ def test_settings_read_a_one_cycle_schedules_peak_and_its_warmup_outlasting_the_
     ev = Evaluation(160, 4, lr=s.lr, lr_initial=s.lr_initial, lr_peak=s.lr_peak, run_share=0.83)
     assert warmup_outlasts(ev)
     assert read_settings([torch.optim.SGD(model.parameters(), lr=0.1)], model).lr_peak is None
+
+
+class _OneBeta(torch.optim.SGD):
+    """A custom optimiser whose groups hold ``betas`` as one number, or as a tensor pair."""
+
+    def __init__(self, params, betas):
+        super().__init__(params, lr=0.01)
+        for group in self.param_groups:
+            group.pop("momentum")
+            group["betas"] = betas
+
+
+@pytest.mark.parametrize(
+    ("betas", "momentum"),
+    [(0.9, 0.9), (torch.tensor([0.8, 0.99]), 0.8), ((), None), ("fast", None)],
+)
+def test_settings_read_a_momentum_from_betas_of_any_form(betas, momentum):
+    # setups hunt 54: `betas=0.9` (one float) raised at `betas[0]` and aborted the fit
+    model = net()
+    s = read_settings([_OneBeta(model.parameters(), betas)], model)
+    assert s.momentum == (pytest.approx(momentum) if momentum is not None else None)
