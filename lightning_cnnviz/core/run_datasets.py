@@ -137,7 +137,21 @@ def _val_loaders(trainer: Any) -> Any:
 
 
 def _val_dataset(trainer: Any) -> Any:
-    return _dataset_of(_val_loaders(trainer))
+    """The val loader's dataset; ``None`` where it holds no item (Lightning validates none)."""
+    dataset = _dataset_of(_val_loaders(trainer))
+    return None if _empty(dataset) else dataset
+
+
+def _empty(dataset: Any) -> bool:
+    """Whether ``dataset`` is sized and holds no item.
+
+    Setups hunt 54: an empty val split made three monitors fail drawing a probe of 0
+    images; with no val loader they read the training set, as they now do here.
+    """
+    try:
+        return len(dataset) == 0
+    except TypeError:  # an iterable dataset, or None
+        return False
 
 
 def collate_unread(trainer: Any, split: str) -> bool:
@@ -201,8 +215,9 @@ def has_val_data(trainer: Any) -> bool:
     training set under the name of val (setups hunt 24).
     """
     loaders = _val_loaders(trainer)
-    if _dataset_of(loaders) is not None:
-        return True
+    dataset = _dataset_of(loaders)
+    if dataset is not None:
+        return not _empty(dataset)
     return loaders is not None and not (isinstance(loaders, list | tuple | dict) and not loaders)
 
 

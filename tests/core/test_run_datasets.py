@@ -135,6 +135,27 @@ def test_find_dataset_wrapped_val_loader_is_never_read_as_the_training_set(tmp_p
         find_dataset(trainer, "val")
 
 
+def test_find_dataset_an_empty_val_set_is_no_val_data(tmp_path):
+    # setups hunt 54: three monitors failed drawing a probe of 0 val images; without a val
+    # loader they read the training set, and so they do here
+    from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
+    from lightning_cnnviz.presets import callbacks
+    from tests.monitors import TinyCNN, digits, trainer_for
+    from tests.tb import events
+
+    trainer = trainer_for(tmp_path, callbacks("standard"), max_epochs=2)
+    train = DataLoader(digits(32, seed=1), batch_size=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(TinyCNN(), train, DataLoader(Subset(digits(16, seed=2), []), batch_size=8))
+    assert not [str(w.message) for w in caught if " failed " in str(w.message)]
+    assert not has_val_data(trainer)
+    assert len(find_dataset(trainer, "val")) == len(find_dataset(trainer, "train")) == 32
+    logged = events(tmp_path / "tb").Tags()["images"]
+    for section in ("activations", "feature_maps", "gradcam", "kernels"):
+        assert [t for t in logged if t.startswith(section + "/")], section
+
+
 def test_run_datasets_sampled_indices_of_each_kind_of_sampler():
     from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
     from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
