@@ -1,8 +1,9 @@
 """How the layers are called in one probe pass: how often, and with their own weights.
 
 ``count_call_sites`` counts each layer's calls (a module reused in ``forward`` has
-several call sites, each watched on its own); ``swapped_weights`` finds the layers
-called with other tensors in place of their registered weights (a stateless call).
+several call sites, each watched on its own); ``unused_weights`` finds the layers
+called with other tensors in place of their registered weights (a stateless call), or
+not called at all (a copy of the model kept on it).
 
 Example::
 
@@ -25,7 +26,7 @@ from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 
-__all__ = ["count_call_sites", "swapped_weights"]
+__all__ = ["count_call_sites", "unused_weights"]
 
 
 def count_call_sites(
@@ -46,15 +47,19 @@ def count_call_sites(
     return {name: cap.call_counts.get(name, 0) for name in layers}
 
 
-def swapped_weights(
+def unused_weights(
     model: nn.Module, layers: Mapping[str, nn.Module], run: Callable[[], Any]
-) -> list[str]:
-    """The layers whose ``weight`` is another tensor while ``forward`` calls them.
+) -> dict[str, str]:
+    """The layers whose registered ``weight`` ``forward`` does not use, and why.
 
-    ``torch.func.functional_call`` (a stateless call) puts other tensors in place of the
-    module's own for the call: the registered weights are then never used nor trained
-    (setups hunt 23: they were drawn as kernels and told "frozen, load the pretrained
-    weights"). Parametrized or pruned weights, computed at each call, are not counted.
+    ``"swapped"``: called with another tensor in its place: ``torch.func.functional_call``
+    (a stateless call) puts other tensors in place of the module's own for the call, so
+    the registered weights are never used nor trained (setups hunt 23: they were drawn as
+    kernels and told "frozen, load the pretrained weights"). ``"uncalled"``: ``forward``
+    does not call the layer at all: a copy kept on the module, an
+    ``torch.optim.swa_utils.AveragedModel`` or an EMA, updated apart from the optimiser
+    (setups hunt 54: told "frozen layers, left out of the optimiser"). Parametrized or
+    pruned weights, computed at each call, are not counted.
 
     Example::
 
@@ -62,19 +67,24 @@ def swapped_weights(
         >>> net = nn.Sequential(nn.Conv2d(1, 2, 3))
         >>> params = {k: v.detach().clone() for k, v in net.named_parameters()}
         >>> x = torch.zeros(1, 1, 5, 5)
-        >>> swapped_weights(net, {"0": net[0]}, lambda: torch.func.functional_call(net, params, x))
-        ['0']
-        >>> swapped_weights(net, {"0": net[0]}, lambda: net(x))
-        []
+        >>> unused_weights(net, {"0": net[0]}, lambda: torch.func.functional_call(net, params, x))
+        {'0': 'swapped'}
+        >>> unused_weights(net, {"0": net[0]}, lambda: net(x))
+        {}
+        >>> copy = nn.Conv2d(1, 2, 3)
+        >>> unused_weights(net, {"0": net[0], "copy": copy}, lambda: net(x))
+        {'copy': 'uncalled'}
     """
     own = {name: w for name, m in layers.items()
            if isinstance(w := m._parameters.get("weight"), nn.Parameter)}  # fmt: skip
-    found: list[str] = []
+    found: dict[str, str] = {}
+    called: set[str] = set()
 
     def check(name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any) -> None:
-            if module._parameters.get("weight") is not own[name] and name not in found:
-                found.append(name)
+            called.add(name)
+            if module._parameters.get("weight") is not own[name]:
+                found.setdefault(name, "swapped")
 
         return hook
 
@@ -85,4 +95,5 @@ def swapped_weights(
     finally:
         for handle in handles:
             handle.remove()
-    return found
+    found |= {name: "uncalled" for name in own if name not in called}
+    return {name: found[name] for name in own if name in found}

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.core.gradient_hooks import global_backward_hooked, gradient_hooked
-from lightning_cnnviz.core.layer_calls import swapped_weights
+from lightning_cnnviz.core.layer_calls import unused_weights
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.real_values import real_values
@@ -133,7 +133,7 @@ class FrozenCheck:
             return
         self._frozen_told = True
         names = [n for n in leaves if self._still.get(n, 0) >= events_needed(n, fixed)]
-        names = [n for n in names if n not in self._swapped(trainer, names)]
+        names = [n for n in names if n not in self._unused(trainer, names)]
         if not names:
             return
         # what the steps got, where read: at an epoch's end Lightning has set every `.grad`
@@ -244,20 +244,23 @@ class FrozenCheck:
                 handle.remove()
         return any(fed)
 
-    def _swapped(self, trainer: Trainer, names: list[str]) -> list[str]:
-        """Of ``names``, the layers ``forward`` calls with other weights, said once.
+    def _unused(self, trainer: Trainer, names: list[str]) -> list[str]:
+        """Of ``names``, the layers whose weights ``forward`` does not use, said once each way.
 
-        A model calling ``torch.func.functional_call`` with weights of its own keeps the
-        modules' registered weights unused: still, and no sign of frozen training (setups
-        hunt 23: told "frozen ... load the pretrained weights"). One probe pass, only here.
+        Called with other weights (``torch.func.functional_call`` with weights of its own:
+        the registered ones stay unused, no sign of frozen training; setups hunt 23), or
+        never called (a copy of the model kept on it: setups hunt 54, an ``AveragedModel``
+        told "frozen layers, left out of the optimiser"). One probe pass, only here.
         """
         model = trainer.lightning_module
         try:
             x = self.probe_input(trainer, model)[:1]
             layers = {n: self.selected[n] for n in names}
-            swapped = swapped_weights(model, layers, lambda: model(x))
+            unused = unused_weights(model, layers, lambda: model(x))
         except Exception:  # no probe the forward takes: the weights as they are
             return []
+        swapped = [n for n, why in unused.items() if why == "swapped"]
+        uncalled = [n for n, why in unused.items() if why == "uncalled"]
         if swapped:
             self.warn_once(
                 "swapped",
@@ -267,7 +270,15 @@ class FrozenCheck:
                 "weights, which forward does not use, nor train; name the layers whose weights "
                 "it uses, or register the trained weights in the modules",
             )
-        return swapped
+        if uncalled:
+            self.warn_once(
+                "uncalled",
+                f"`forward` does not call {listed(uncalled)}: they take no part in training, "
+                "so their kernels are drawn but not checked for it (a copy kept on the module, "
+                "as an `AveragedModel` or an EMA, is updated apart from the optimiser); name "
+                "the layers `forward` uses in `layers` to leave them out",
+            )
+        return swapped + uncalled
 
     def _check_moving(self, trainer: Trainer, changes: dict[str, float]) -> None:
         """The told layers changing again (unfrozen by a schedule): the finding becomes a note.

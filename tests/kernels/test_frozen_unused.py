@@ -1,0 +1,59 @@
+"""Layers whose registered weights `forward` does not use are not told as frozen."""
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.kernels.callback import KernelMonitor
+from tests.kernels.kernel_nets import WideNet, run
+
+
+class Stateless(WideNet):
+    """Calls a network of its own with weights it keeps apart (``torch.func.functional_call``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner, self.conv1, self.conv2, self.fc = WideNet(), None, None, None
+        self.weights = nn.ParameterDict(
+            {n.replace(".", "_"): nn.Parameter(p.detach().clone())
+             for n, p in self.inner.named_parameters()}
+        )  # fmt: skip
+        self.inner.requires_grad_(False)  # placeholders: never used, never trained
+
+    def forward(self, x):
+        params = {n: self.weights[n.replace(".", "_")] for n, _ in self.inner.named_parameters()}
+        return torch.func.functional_call(self.inner, params, (x,))
+
+
+def test_kernels_weights_a_stateless_call_replaces_are_not_told_frozen(tmp_path):
+    # setups hunt 23: the placeholders were told "frozen ... load the pretrained weights"
+    with pytest.warns(UserWarning, match="with other weights than their own") as said:
+        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), Stateless(), steps=10)
+    assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    (message,) = [str(w.message) for w in said if "other weights" in str(w.message)]
+    assert "`inner.conv1`, `inner.conv2`" in message and "functional_call" in message
+    # the same layers frozen in a model that calls them with them: told as before
+    model = WideNet()
+    for conv in (model.conv1, model.conv2):
+        conv.weight.requires_grad_(False)
+    _, trainer, _ = run(tmp_path / "frozen", KernelMonitor(every_n_steps=2), model, steps=10)
+    assert [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+
+
+class AveragedCopy(WideNet):
+    """Keeps an ``AveragedModel`` of its convolutions, as SWA by hand does: never called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        convs = nn.Sequential(self.conv1, self.conv2)
+        self.swa = torch.optim.swa_utils.AveragedModel(convs)
+
+
+def test_kernels_layers_forward_never_calls_are_not_told_frozen(tmp_path):
+    # setups hunt 54: the copy's convolutions were told "frozen layers ... untrained"
+    with pytest.warns(UserWarning, match="does not call") as said:
+        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), AveragedCopy(), steps=10)
+    assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    (message,) = [str(w.message) for w in said if "does not call" in str(w.message)]
+    assert "`swa.module.0`, `swa.module.1`" in message and "AveragedModel" in message
