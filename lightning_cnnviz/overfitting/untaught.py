@@ -78,7 +78,10 @@ def untaught(e: Evaluation) -> bool | None:
     every update and sits above chance level, one learnt late near or below it (held out,
     hunt 55: `ignore_index=0` under Adam 1e-3, the others still at a loss of 0.4-1.5, read
     1.1-1.9x and was never told, its images at 3.9-5.6; a healthy run's late classes at
-    1.2, its own loss 0.12 above the one returned, were told "not taught").
+    1.2, its own loss 0.12 above the one returned, were told "not taught"). Where that
+    cross-entropy is measured, at ``ln K`` or below it rules "not taught" out whatever the
+    ratio: a loss that returns less than the cross-entropy (focal loss, a loss scaled by
+    0.1) read 2x on healthy runs whose late classes were at 1.5 (hunt 57, hunt 55).
 
     Example::
 
@@ -96,13 +99,17 @@ def untaught(e: Evaluation) -> bool | None:
         >>> late = dict(row, probe_loss_left_train=1.2)  # below ln 10: learnt late
         >>> untaught(Evaluation(250, 1, returned_loss=0.89, probe_loss_train=1.0, **late))
         False
+        >>> untaught(Evaluation(250, 1, returned_loss=0.3, probe_loss_train=1.0, **late))  # focal
+        False
     """
     returned, own = _returned(e), e.probe_loss_train
     if returned is None or own is None or not (returned > 0 and own < float("inf")):
         return None
     left, share, k = e.probe_loss_left_train, e.left_share_train, chance_classes(e)
-    pushed = left is not None and share is not None and k > 1 and left > math.log(k)
-    lacks = pushed and own - returned >= MISSING * share * left  # type: ignore[operator]
+    measured = left is not None and share is not None and k > 1
+    if measured and not left > math.log(k):  # type: ignore[operator]
+        return False  # near chance level or below it: learnt late, whatever the loss's scale
+    lacks = measured and own - returned >= MISSING * share * left  # type: ignore[operator]
     return own >= UNTAUGHT * returned or lacks
 
 

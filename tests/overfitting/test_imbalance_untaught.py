@@ -171,6 +171,18 @@ def test_imbalance_a_loss_lacking_the_left_out_classes_share_is_untaught():
     assert leaves_out(ev(250, confusion=UNWEIGHTED, shares=EVEN, **pretrained))
 
 
+def test_imbalance_a_loss_below_the_cross_entropy_leaves_classes_near_chance_taught():
+    # hunt 57: focal loss (gamma 3) returned 0.57 while the model's own cross-entropy on
+    # the train probe read 1.34: 2x, told "not taught: a `weight=` of 0" on a healthy run
+    # whose late classes were at 1.53, below ln 10 = 2.3 (likewise `0.1 * cross_entropy`)
+    focal = dict(returned_loss=0.57, probe_loss_train=1.34, probe_loss_left_train=1.53,
+                 left_share_train=0.3)  # fmt: skip
+    assert leaves_out(ev(140, confusion=UNWEIGHTED, shares=EVEN, **focal)) is False
+    # pushed above chance level, the classes are not taught, whatever the loss's scale
+    pushed = dict(focal, probe_loss_left_train=3.5, probe_loss_train=1.9)
+    assert leaves_out(ev(140, confusion=UNWEIGHTED, shares=EVEN, **pushed))
+
+
 class Ignoring(Net):
     """A linear classifier whose loss ignores class 0 (``ignore_index=0``), under SGD.
 
