@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-from lightning_cnnviz.activations.divergence_raised import raised_setting
 from lightning_cnnviz.activations.divergence_remedies import (
     DATA_REMEDIES,
     INIT_REMEDIES,
@@ -21,6 +20,7 @@ from lightning_cnnviz.activations.divergence_remedies import (
 )
 from lightning_cnnviz.activations.divergence_settings import wrong_setting
 from lightning_cnnviz.core.gradient_hooks import hooked_words
+from lightning_cnnviz.core.raised_settings import raised_setting
 from lightning_cnnviz.core.voice import times
 
 __all__ = ["RAISED", "divergence_cause"]
@@ -100,7 +100,7 @@ def divergence_cause(
     23: half the labels random from step 64, told "the optimiser overshoots").
 
     ``decayed``, ``momentum``, ``dropped``: a weight decay, a momentum or a dropout raised
-    during the run (``divergence_raised.raised_setting``), named before a layer rewritten.
+    during the run (``core.raised_settings.raised_setting``), named before a layer rewritten.
 
     ``zeroed``: ``(layer, "weights" or "biases", norm at the log before, now)`` where they
     were rewritten (``init_weights.rewritten``) outside the optimiser (held out, hunt 34: conv2

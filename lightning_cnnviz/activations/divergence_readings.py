@@ -14,7 +14,6 @@ import math
 from typing import Any
 
 from lightning_cnnviz.activations.divergence import SPIKE_OVER_START
-from lightning_cnnviz.activations.divergence_causes import RAISED
 from lightning_cnnviz.activations.divergence_settings import went_negative
 from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
@@ -22,8 +21,7 @@ from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
 from lightning_cnnviz.activations.rate_readings import RateReadings
 from lightning_cnnviz.activations.recovery import recovered
 from lightning_cnnviz.core.chance import at_chance
-from lightning_cnnviz.core.decay import DECAY_STALLS
-from lightning_cnnviz.core.settings import HIGH_MOMENTUM
+from lightning_cnnviz.core.raised_settings import decay_raised, dropout_raised, momentum_raised
 
 __all__ = ["ACC_HELD", "ACC_LOST", "HARDER", "LEARNT", "SpikeReadings"]
 
@@ -36,7 +34,6 @@ ACC_LOST = 0.25  # ...this far below it (4 of the 16 probe images): the spike di
 HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
 OWN_FELL = 0.8  # the model's own probe cross-entropy at most this share of it before a spike
 REWEIGHED = 3.0  # ...while the loss returned grew this many times over it: weighted anew
-DROPOUT_RISE, DROPOUT_HIGH = 0.2, 0.5  # dropout p raised this much during the run, to this
 
 
 class SpikeReadings(RateReadings):
@@ -57,10 +54,7 @@ class SpikeReadings(RateReadings):
 
     def _decay_raised(self) -> tuple[float, float] | None:
         """``(decay a step at the first log, now)`` where it rose to stall learning since."""
-        first, now = self.decays
-        if first is None or now is None or now < DECAY_STALLS or now < RAISED * first:
-            return None
-        return first, now
+        return decay_raised(self.decays)
 
     def _decay_negative(self) -> tuple[float, float | None] | None:
         """``(weight_decay, its share of each weight a step)`` where the decay is negative now."""
@@ -71,17 +65,11 @@ class SpikeReadings(RateReadings):
 
     def _dropout_raised(self) -> tuple[float, float] | None:
         """``(dropout p at the first log, now)`` where it rose to drop most outputs since."""
-        first, now = self.dropouts
-        if first is None or now is None or now < DROPOUT_HIGH or now < first + DROPOUT_RISE:
-            return None
-        return first, now
+        return dropout_raised(self.dropouts)
 
     def _momentum_raised(self) -> tuple[float, float] | None:
         """``(momentum at the first log, now)`` where it rose to ``HIGH_MOMENTUM`` or more since."""
-        first, now = self.momenta
-        if first is None or now is None or not first < HIGH_MOMENTUM <= now < 1:
-            return None
-        return first, now
+        return momentum_raised(self.momenta)
 
     def _accuracy_held(
         self, spike: tuple[int, float, float, float], level: tuple[float, float] | None

@@ -33,6 +33,7 @@ from lightning_cnnviz.overfitting import (
     lr_decay,
     pipeline_words,
 )
+from lightning_cnnviz.overfitting.learning_remedies import settings_raised
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 from lightning_cnnviz.overfitting.words import num, when
 
@@ -221,11 +222,15 @@ def _unstable_training(v: Verdict) -> str:
         if acc is not None and now.train_accuracy is not None
         else ""
     )
-    return (
+    climbed = (
         f"Training unstable: the training loss has climbed back {num(f['rise'], True)} "
         f"since {when(since)} ({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
-        f"{num(f['train_loss'])}{fell}) at a learning rate no higher ({num(f['lr'])}): "
-        "the updates have grown too large for where the model now is (or the training "
+        f"{num(f['train_loss'])}{fell}) at a learning rate no higher ({num(f['lr'])})"
+    )
+    if (said := settings_raised(v)) is not None:  # set during the run: that, not the rate
+        return f"{climbed}, val accuracy {_val_fall(f)}. {said}"
+    return (
+        f"{climbed}: the updates have grown too large for where the model now is (or the training "
         "batches changed from then on: labels noisier, images otherwise; or a part of the "
         "loss works against the task: a gradient-reversal layer, an adversarial term), and "
         f"undo what it learnt (val accuracy {_val_fall(f)})." + momentum_text(f.get("momentum"))

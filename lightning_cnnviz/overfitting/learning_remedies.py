@@ -20,12 +20,13 @@ from __future__ import annotations
 import math
 
 from lightning_cnnviz.core.decay import DECAY_STALLS, L2_ADAPTIVE, adaptive_l2_remedy
+from lightning_cnnviz.core.raised_settings import raised_since
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["CLIP", "DROPOUT", "LR_RAISED", "first", "raised"]
+__all__ = ["CLIP", "DROPOUT", "LR_RAISED", "SET_BACK", "first", "raised", "settings_raised"]
 
 # the rate this many times above the lowest rate it learnt at, before a collapse: a schedule
 # raising it (a warmup to 1.5 meant 0.015 took a CNN from 55% to chance at about 0.13)
@@ -56,6 +57,33 @@ def raised(v: Verdict) -> float | None:
     return ratio if ratio >= LR_RAISED else None
 
 
+SET_BACK = (
+    "**Set back the setting raised during the run** (named above) to its value before "
+    "it; where a callback or schedule sets it, look at what it sets then."
+)
+
+
+def settings_raised(v: Verdict) -> str | None:
+    """A weight decay, momentum or dropout raised between ``v``'s best evaluation and now.
+
+    In words with what to try (``core.raised_settings``), else ``None``: after a collapse
+    (``not_learning``) or a climb back (``unstable_training``), never from the start.
+    Held out (hunt 57): dropout set to 0.97 at step 300 was told "barely learning ... the
+    model has hardly moved from its initialisation"; SGD's momentum 0.5 -> 0.99 "the
+    updates have grown too large", the momentum named only as a value.
+
+    Example::
+
+        >>> from lightning_cnnviz.overfitting.evaluation import Evaluation
+        >>> best, now = Evaluation(300, 3, momentum=0.5), Evaluation(400, 4, momentum=0.99)
+        >>> settings_raised(Verdict("unstable_training", now, now, best, {}))[:30]
+        "The momentum (SGD's `momentum`"
+    """
+    if v.best is None or v.figures.get("from_start"):
+        return None
+    return raised_since(v.best, v.detected)
+
+
 def first(v: Verdict) -> list[str]:
     """What to try first for a ``not_learning`` ``v``, from the run's settings (may be empty)."""
     now, tried = v.detected, []
@@ -73,7 +101,9 @@ def first(v: Verdict) -> list[str]:
             "or return from `forward` the head the loss trains; log the train accuracy of "
             "those same outputs."
         )
-    if (up := raised(v)) is not None:
+    if settings_raised(v) is not None:
+        tried.append(SET_BACK)
+    elif (up := raised(v)) is not None:
         tried.append(
             f"**Lower the peak learning rate** the schedule reaches (10x), or raise it more "
             f"slowly: it rose {up:.0f}x ({v.figures['lr_before']:.3g} -> {now.lr:.3g}) while "

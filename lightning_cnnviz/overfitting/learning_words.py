@@ -26,7 +26,7 @@ from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import listed, times
 from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.learning_remedies import raised
+from lightning_cnnviz.overfitting.learning_remedies import raised, settings_raised
 from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import num, when
@@ -165,6 +165,8 @@ def _headline(v: Verdict) -> str:
             f" The learning rate rose {up:.0f}x before it, from {f['lr_before']:.3g} to "
             f"{now.lr:.3g} (a schedule raising it)."
         )
+    elif (said := settings_raised(v)) is not None:
+        cut = f" {said}"
     elif loss_blind(now):
         cut = (
             f" The loss `training_step` returns is {num(now.returned_loss)}, far below its "
@@ -247,13 +249,18 @@ def _headline(v: Verdict) -> str:
             f"{num(f['chance_acc'], True)}): the updates do not bring the loss down.{cut}"
         )
     if f.get("barely"):
+        moved = (  # after a collapse it moved, away from what it had learnt
+            "model has hardly moved from its initialisation"
+            if f["from_start"]
+            else "model has lost what it had learnt"
+        )
         return (
             f"Barely learning since {when(since)} ({start}{peak}): after {now.step} steps "
             f"the val probe loss {num(now.probe_loss_val)} is still "
             f"{num(now.probe_loss_val / f['chance_loss'], True)} of its chance level "
             f"ln({round(1 / f['chance_acc'])}) = {num(f['chance_loss'])}, with accuracy "
             f"{num(now.probe_acc_val, True)} (chance {num(f['chance_acc'], True)}): the "
-            f"model has hardly moved from its initialisation.{cut}"
+            f"{moved}.{cut}"
         )
     # far under chance is no guess: it predicts other classes than the probe holds (a val
     # set of one class: "0.0% is at chance (25.0%)", setups hunt 22)

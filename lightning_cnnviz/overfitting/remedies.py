@@ -281,7 +281,9 @@ def remedies(v: Verdict) -> list[str]:
             "scaling calibrate the confidences.",
         )
     high = (m := v.detected.momentum) is not None and HIGH_MOMENTUM <= m < 1
-    if v.kind == "unstable_training" and high:
+    if v.kind == "unstable_training" and learning_remedies.settings_raised(v) is not None:
+        generic.insert(0, learning_remedies.SET_BACK)
+    elif v.kind == "unstable_training" and high:
         generic.insert(
             0,
             f"**Lower the momentum** to 0.9 (it is {m:g}; Adam: `betas=(0.9, 0.999)`): at "

@@ -1,0 +1,46 @@
+"""A weight decay, momentum or dropout raised mid-run, named by the rules a collapse sets off."""
+
+from lightning_cnnviz.overfitting import levels
+from lightning_cnnviz.overfitting.detector import Detector
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.headlines import headline
+from lightning_cnnviz.overfitting.learning_remedies import SET_BACK
+from lightning_cnnviz.overfitting.remedies import remedies
+from tests.overfitting.series import first, probe, probe_run
+from tests.overfitting.test_detector_train_loss import CLIMB, CLIMB_VAL, _climb_run
+
+
+def test_raised_settings_dropout_raised_before_a_collapse_is_named_as_its_cause():
+    # hunt 57: dropout 0.1 -> 0.97 at step 300, val 84% -> 20-30%: "barely learning ...
+    # after a collapse ... the model has hardly moved from its initialisation", no cause
+    rows = [probe(0.8, 0.6, dropout=0.1), probe(0.84, 0.5, dropout=0.1),
+            probe(0.25, 2.22, dropout=0.97), probe(0.27, 2.21, dropout=0.97)]  # fmt: skip
+    verdict = first(levels.not_learning, probe_run(rows))
+    assert verdict.figures["from_start"] is False and verdict.figures["barely"] is True
+    text = headline(verdict)
+    assert "the model has lost what it had learnt" in text and "hardly moved" not in text
+    assert "Dropout rose from p = 0.1 to p = 0.97 before it (set during the run)" in text
+    assert remedies(verdict)[0] == SET_BACK
+    # the same collapse at an unchanged dropout: no setting named
+    kept = [dict(row, dropout=0.1) for row in rows]
+    plain = first(levels.not_learning, probe_run(kept))
+    assert "rose from" not in headline(plain) and remedies(plain)[0] != SET_BACK
+
+
+def test_raised_settings_momentum_raised_before_training_climbs_back_is_named():
+    # hunt 57: SGD's momentum 0.5 -> 0.99 at step 300, the rate unchanged: "the updates
+    # have grown too large", the momentum only named as a value
+    told = _climb_run(CLIMB, momentum=0.5)
+    assert told and "rose from" not in headline(told[0][2])
+    detector, said = Detector(), []
+    for e, (train, acc) in enumerate(CLIMB):
+        ev = Evaluation(step=32 * (e + 1), epoch=e, train_loss=train, train_acc=acc,
+                        val_acc=CLIMB_VAL[e], lr=0.01, classes=10.0,
+                        momentum=0.5 if e < 4 else 0.99)  # fmt: skip
+        said += [c.verdict for c in detector.update(ev)]
+    verdict = said[0]
+    assert verdict.kind == "unstable_training"
+    text = headline(verdict)
+    assert "rose from 0.5 to 0.99 before it, set during the run" in text
+    assert "grown too large" not in text
+    assert remedies(verdict)[0] == SET_BACK
