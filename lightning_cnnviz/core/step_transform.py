@@ -182,6 +182,8 @@ def affine_form(mean: list[float], std: list[float]) -> str:
         '(x - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)'
         >>> affine_form([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
         '(x - 0.5) / 0.5'
+        >>> affine_form([127.5], [127.5])  # `(x - 0.5) / 0.5` on uint8 images read as 0-255
+        '(x - 127.5) / 127.5'
     """
     mean = [0.0 if abs(m) <= _FIT * abs(s) else m for m, s in zip(mean, std, strict=True)]
     spread = any(abs(s - 1.0) > _FIT for s in std)
@@ -195,7 +197,7 @@ def affine_form(mean: list[float], std: list[float]) -> str:
 
 def _values(values: list[float]) -> str:
     """One figure (for every channel alike), or a tuple of them per channel (the first 4)."""
-    shown = [f"{v:.3g}" for v in values[:4]]
+    shown = [f"{v:.4g}" for v in values[:4]]  # 127.5 (uint8 at 0.5), not 127
     if len(set(shown)) == 1 and len(values) <= 4:
         return shown[0]
     return "(" + ", ".join(shown) + (", ...)" if len(values) > 4 else ")")

@@ -60,6 +60,9 @@ def test_step_text_writes_the_change_as_a_user_would():
     raw = (pictures(8) * 255).round().to(torch.uint8).float()
     assert "its images as `x / 255`, outside" in step_text(step_change("", raw / 255, raw))
     assert "its images as `x + 0.5`, outside" in step_text(step_change("", x + 0.5, x))
+    # setups hunt 53: `(x - 0.5) / 0.5` on uint8 images read 0-255 written with 127
+    said = step_text(step_change("", (raw / 255 - 0.5) / 0.5, raw))
+    assert "its images as `(x - 127.5) / 127.5`, outside" in said
 
 
 def test_step_change_agreed_only_where_both_batches_show_it():
