@@ -3,7 +3,8 @@
 ``count_call_sites`` counts each layer's calls (a module reused in ``forward`` has
 several call sites, each watched on its own); ``unused_weights`` finds the layers
 called with other tensors in place of their registered weights (a stateless call), or
-not called at all (a copy of the model kept on it).
+not called at all (a copy of the model kept on it); ``apart_from_training`` tells a layer
+an eval-mode pass does not call from a branch run in training mode only.
 
 Example::
 
@@ -17,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,8 +27,9 @@ from torch import nn
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
+from lightning_cnnviz.core.weight_leaves import weight_param
 
-__all__ = ["count_call_sites", "unused_weights"]
+__all__ = ["apart_from_training", "count_call_sites", "unused_weights"]
 
 
 def count_call_sites(
@@ -97,3 +100,36 @@ def unused_weights(
             handle.remove()
     found |= {name: "uncalled" for name in own if name not in called}
     return {name: found[name] for name in own if name in found}
+
+
+# words of a weight average's class name: AveragedModel, timm's ModelEmaV2, EMA, SWA,
+# ExponentialMovingAverage
+_COPIES = frozenset(("averaged", "ema", "swa", "moving"))
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z]*|[a-z]+")  # ModelEmaV2: Model, Ema, V
+
+
+def apart_from_training(model: nn.Module, name: str) -> bool:
+    """Whether layer ``name``, not called in an eval-mode pass, stands apart from training.
+
+    Its weight asks for a gradient (called in training, it would get one: still, it is
+    outside the graph), or it sits in a weight average's copy (by the copy's class name: a
+    timm ``ModelEmaV2`` turns its gradients off). Not a branch frozen by mistake that
+    runs in training mode only (setups hunt 55: an Inception-style auxiliary head whose
+    conv had `requires_grad=False` was said to "take no part in training").
+
+    Example::
+
+        >>> from torch.optim.swa_utils import AveragedModel
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3).requires_grad_(False))
+        >>> net.add_module("swa", AveragedModel(nn.Conv2d(1, 2, 3).requires_grad_(False)))
+        >>> [apart_from_training(net, name) for name in ("0", "1", "swa.module")]
+        [True, False, True]
+    """
+    modules = dict(model.named_modules())
+    weight = weight_param(modules[name]) if name in modules else None
+    if weight is not None and weight.requires_grad:
+        return True
+    parts = name.split(".")
+    owners = [modules.get(".".join(parts[:i])) for i in range(len(parts))]
+    words = {w.lower() for m in owners if m is not None for w in _WORD.findall(type(m).__name__)}
+    return bool(words & _COPIES)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.core.gradient_hooks import global_backward_hooked, gradient_hooked
-from lightning_cnnviz.core.layer_calls import unused_weights
+from lightning_cnnviz.core.layer_calls import apart_from_training, unused_weights
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.real_values import real_values
@@ -249,8 +249,10 @@ class FrozenCheck:
 
         Called with other weights (``torch.func.functional_call`` with weights of its own:
         the registered ones stay unused, no sign of frozen training; setups hunt 23), or
-        never called (a copy of the model kept on it: setups hunt 54, an ``AveragedModel``
-        told "frozen layers, left out of the optimiser"). One probe pass, only here.
+        never called and apart from training (``layer_calls.apart_from_training``: a copy
+        of the model kept on it; setups hunt 54, an ``AveragedModel`` told "frozen layers,
+        left out of the optimiser"). One probe pass, only here: in eval mode, which skips a
+        branch that runs in training mode only (an auxiliary head).
         """
         model = trainer.lightning_module
         try:
@@ -260,7 +262,8 @@ class FrozenCheck:
         except Exception:  # no probe the forward takes: the weights as they are
             return []
         swapped = [n for n, why in unused.items() if why == "swapped"]
-        uncalled = [n for n, why in unused.items() if why == "uncalled"]
+        uncalled = [n for n, why in unused.items()
+                    if why == "uncalled" and apart_from_training(model, n)]  # fmt: skip
         if swapped:
             self.warn_once(
                 "swapped",

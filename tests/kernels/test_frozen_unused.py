@@ -1,5 +1,7 @@
 """Layers whose registered weights `forward` does not use are not told as frozen."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -57,3 +59,29 @@ def test_kernels_layers_forward_never_calls_are_not_told_frozen(tmp_path):
     assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
     (message,) = [str(w.message) for w in said if "does not call" in str(w.message)]
     assert "`swa.module.0`, `swa.module.1`" in message and "AveragedModel" in message
+
+
+class AuxHead(WideNet):
+    """An Inception-style auxiliary head, run in training mode only, its conv frozen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aux = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.AdaptiveAvgPool2d(1),
+                                 nn.Flatten(), nn.Linear(16, 4))  # fmt: skip
+        self.aux[0].requires_grad_(False)  # the mistake: it never trains
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        h = torch.relu(self.conv1(x))
+        loss = super().training_step(batch, batch_idx)
+        return loss + 0.3 * torch.nn.functional.cross_entropy(self.aux(h), y)
+
+
+def test_kernels_a_frozen_branch_run_in_training_only_is_told_frozen(tmp_path):
+    # setups hunt 55: an eval-mode pass does not call it: "takes no part in training"
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), AuxHead(), steps=10)
+    assert not [w for w in said if "does not call" in str(w.message)]
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.figures["names"] == ["aux.0"]
