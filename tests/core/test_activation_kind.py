@@ -69,3 +69,10 @@ def test_activation_kind_a_step_has_no_rails_to_saturate_at():
     assert activation_kind(Step()) == "rectifier" and upper_rail(Step()) is None
     assert activation_kind(Sign()) == "saturating" and saturation_range(Sign()) is None
     assert upper_rail(nn.ReLU6()) == 6.0 and upper_rail(nn.Hardtanh(0.0, 1.0)) == 1.0  # a clamp
+
+
+def test_activation_kind_leaves_the_modules_hooks_alone():
+    # setups hunt 56: another monitor's hook on the module counted the test tensor
+    relu, seen = nn.ReLU(), []
+    relu.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+    assert activation_kind(relu, channels=8) == "rectifier" and seen == []
