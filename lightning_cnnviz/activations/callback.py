@@ -24,7 +24,7 @@ from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, record_check, replace, report
 from lightning_cnnviz.core.input_form import batch_hooks
 from lightning_cnnviz.core.inputs import raw_scale
-from lightning_cnnviz.core.layer_calls import count_call_sites
+from lightning_cnnviz.core.layer_calls import count_call_sites, in_weight_average
 from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES
 from lightning_cnnviz.core.logits import class_scores
 from lightning_cnnviz.core.monitor import Monitor
@@ -275,6 +275,9 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         outside = batch_hooks(trainer) or follows_step(model)
         scale = None if outside else raw_scale(self.probe(trainer).images)
         norms = frozen_norms(list(named_layers(model).items())) if model.training else []
+        # a weight average's copy (timm's ModelEmaV3) is in eval mode by design (setups
+        # hunt 56: its BatchNorm told frozen before the module first updated it)
+        norms = [name for name in norms if not in_weight_average(model, name)]
         chance = None if scores is None else (scores[0], scores[2])
         return {"chance": chance, "input_scale": scale, "frozen_norms": norms,
                 **init_reads(model, self._rec.depth)}  # fmt: skip

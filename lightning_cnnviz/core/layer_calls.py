@@ -29,7 +29,7 @@ from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.weight_leaves import weight_param
 
-__all__ = ["apart_from_training", "count_call_sites", "unused_weights"]
+__all__ = ["apart_from_training", "count_call_sites", "in_weight_average", "unused_weights"]
 
 
 def count_call_sites(
@@ -129,6 +129,24 @@ def apart_from_training(model: nn.Module, name: str) -> bool:
     weight = weight_param(modules[name]) if name in modules else None
     if weight is not None and weight.requires_grad:
         return True
+    return in_weight_average(model, name)
+
+
+def in_weight_average(model: nn.Module, name: str) -> bool:
+    """Whether layer ``name`` sits in a weight average's copy kept on ``model``.
+
+    By the class names of the modules holding it: ``AveragedModel``, timm's
+    ``ModelEmaV2``/``V3``, ``EMA``, ``SWA...``, ``ExponentialMovingAverage``.
+
+    Example::
+
+        >>> from torch.optim.swa_utils import AveragedModel
+        >>> net = nn.Sequential(nn.BatchNorm2d(2))
+        >>> net.add_module("ema", AveragedModel(nn.BatchNorm2d(2)))
+        >>> in_weight_average(net, "0"), in_weight_average(net, "ema.module")
+        (False, True)
+    """
+    modules = dict(model.named_modules())
     parts = name.split(".")
     owners = [modules.get(".".join(parts[:i])) for i in range(len(parts))]
     words = {w.lower() for m in owners if m is not None for w in _WORD.findall(type(m).__name__)}

@@ -1,7 +1,7 @@
 import torch
 
 from lightning_cnnviz.core.findings import findings_of
-from tests.monitors import FrozenNorms, fit, make_monitor
+from tests.monitors import FrozenNorms, TinyCNN, fit, make_monitor
 
 
 def test_frozen_norms_at_their_initial_statistics_are_a_problem(tmp_path):
@@ -21,4 +21,24 @@ def test_frozen_norms_at_their_initial_statistics_are_a_problem(tmp_path):
             bn.running_var.fill_(2.0)
     monitor = make_monitor("ActivationMonitor", every_n_steps=2)
     trainer, _, _ = fit(tmp_path / "pretrained", [monitor], model=model)
+    assert not [f for f in findings_of(trainer) if f.kind == "frozen_batch_norm"]
+
+
+class WithAverage(TinyCNN):
+    """TinyCNN keeping a weight average of itself in eval mode, as timm's ModelEmaV3 does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        copy = TinyCNN()
+        self.ema = torch.optim.swa_utils.AveragedModel(copy).requires_grad_(False)
+
+    def on_train_epoch_start(self):
+        self.ema.eval()  # by design: the average is evaluated, never trained
+
+
+def test_frozen_norms_in_a_weight_average_copy_are_not_told(tmp_path):
+    # setups hunt 56: a timm ModelEmaV3 kept on the module told "BatchNorm frozen" at
+    # step 1, before the module's first update of the average
+    monitor = make_monitor("ActivationMonitor", every_n_steps=2)
+    trainer, _, _ = fit(tmp_path, [monitor], model=WithAverage())
     assert not [f for f in findings_of(trainer) if f.kind == "frozen_batch_norm"]
