@@ -123,9 +123,12 @@ class FrozenCheck:
         # optimiser's parameter groups")
         leaves = {n: weight_param(m) for n, m in self.selected.items()}
         leaves = {n: w for n, w in leaves.items() if w is not None}
-        fixed = {n for n, w in leaves.items() if not w.requires_grad}
         module = trainer.lightning_module
         groups = None if module is None else param_groups(trainer.optimizers, module.parameters())
+        # known not to train: no gradient asked for, or no optimiser holding the weight
+        # (hunt 58: told a log after the same layers with `requires_grad=False`)
+        fixed = {n for n, w in leaves.items() if not w.requires_grad}
+        fixed |= set(unoptimised(leaves.items(), groups))
         nearly = {n for n, w in leaves.items() if tiny_rate(w, groups)}
         reached = still_layers(self._still, changes, fixed, nearly)
         self._check_moving(trainer, changes)

@@ -160,6 +160,10 @@ def test_kernels_parameters_no_optimiser_holds_are_a_note_naming_them(tmp_path):
     for model, name in ((HeadOnly(), "convs"), (WideNet(), "all")):
         _, trainer, _ = run(tmp_path / name, KernelMonitor(every_n_steps=2), model, steps=8)
         assert "not_optimised" not in {f.kind for f in findings_of(trainer)}
+        # ... told at the first unchanged log, as with `requires_grad=False` (hunt 58: a
+        # log later, though the monitor knew no optimiser held them)
+        frozen = [f.step for f in findings_of(trainer) if f.kind == "frozen_layers"]
+        assert frozen == ([4] if name == "convs" else [])
 
 
 class SlowBackbone(WideNet):
@@ -209,7 +213,7 @@ def test_kernels_frozen_layers_name_the_reason_and_blame_only_the_set_up(tmp_pat
     with pytest.warns(UserWarning, match="left out of the optimiser"):
         _, trainer, _ = run(tmp_path / "out", KernelMonitor(every_n_steps=2), HeadOnly(), steps=8)
     (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
-    assert found.severity == "problem" and found.step == 6
+    assert found.severity == "problem" and found.step == 4  # the first unchanged log
     assert "they are left out of the optimiser's parameter groups" in found.message
     # held out: biases of -5 killed every ReLU; the convs stayed at their init, a
     # consequence (a note pointing at the dead units), not "frozen random features"
