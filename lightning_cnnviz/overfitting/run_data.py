@@ -71,14 +71,14 @@ class RunData:
         """
         if self.disabled or (ended and (self._validated or self.events)):
             return
-        if why := (never_validated if ended else validation_off)(trainer):
+        if why := (_never_validated if ended else validation_off)(trainer):
             self.warn_once("no_val", unread(why))  # type: ignore[attr-defined]
 
     def never_logged_reason(self, trainer: Trainer) -> str:
         """Why the monitor never logged, for the summary: mostly, no validation ran."""
         if self._validated:  # one ran, and no evaluation was due (the schedule)
             return super().never_logged_reason(trainer)  # type: ignore[misc]
-        return never_validated(trainer)
+        return _never_validated(trainer)
 
     def _input_shift(self, trainer: Trainer) -> dict[str, float] | None:
         """How the val probe's images differ from the train probe's, compared once per fit.
@@ -220,3 +220,14 @@ def _sampler_weights(loader: Any) -> Tensor | None:
         inner = getattr(sampler, "dataset", None)
         sampler = getattr(inner, "_sampler", None) or getattr(sampler, "sampler", None)
     return None
+
+
+def _never_validated(trainer: Trainer) -> str:
+    """``no_val.never_validated``, or an empty val set where the settings let it validate.
+
+    Lightning skips validation on a val loader of no item, without a word (hunt 58: told
+    "training stopped at `max_steps=60` before the first validation" after 3 epochs).
+    """
+    if not validation_off(trainer) and not has_val_data(trainer):
+        return "the val loader holds no item (an empty val dataset), so no validation ran"
+    return never_validated(trainer)
