@@ -247,7 +247,7 @@ def _step_words(scale: float, offset: float) -> str:
     Example::
 
         >>> _step_words(3.25, -0.424), _step_words(1.0, 0.0)
-        ('makes `(x - 0.13) / 0.308` of', 'leaves')
+        ('makes `(x - 0.1305) / 0.3077` of', 'leaves')
         >>> _step_words(1 / 255, 0.0)  # hunt 55: "scales by 0.00392x"
         'makes `x / 255` of'
     """
