@@ -145,7 +145,7 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
         self._scale: float | None = None  # a 16-bit loss scale at the last event
         self._frozen_told = False
         self._frozen: Finding | None = None  # told in this fit, until its layers move again
-        self._unoptimised_told = False
+        self._unoptimised_told, self._unoptimised = False, None
         self._step_grads: list[str] = []
         self._grads_due = self._suspect = False
         self._zero_events = self.zero_run = 0

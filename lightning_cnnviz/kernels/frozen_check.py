@@ -4,9 +4,9 @@
 each event it tells once, as findings, the watched layers whose weights stopped changing
 (``frozen_layers``: why, from the weights and the optimisers, and a problem where they
 hold their random initialisation) and the parameters outside them that get a gradient and
-that no optimiser holds (``not_optimised``). The pure rules are in ``frozen.py``, their
-words in ``frozen_words.py``. What it keeps across events (``_still``, ``_steps``, the
-told flags) is saved in checkpoints by the monitor.
+that no optimiser holds (``not_optimised``, ``unoptimised_check.py``). The pure rules are
+in ``frozen.py``, their words in ``frozen_words.py``. What it keeps across events
+(``_still``, ``_steps``, the told flags) is saved in checkpoints by the monitor.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from lightning_cnnviz.kernels.frozen import (
     tiny_rate,
     unoptimised,
 )
-from lightning_cnnviz.kernels.frozen_words import frozen_text, moving_text, unoptimised_text
+from lightning_cnnviz.kernels.frozen_words import frozen_text, moving_text
+from lightning_cnnviz.kernels.unoptimised_check import UnoptimisedCheck
 from lightning_cnnviz.kernels.untrained import untrained_look
 
 __all__ = ["ZERO_STEPS", "FrozenCheck"]
@@ -49,7 +50,7 @@ __all__ = ["ZERO_STEPS", "FrozenCheck"]
 ZERO_STEPS = 8  # optimizer steps in a row with every gradient 0 that make learning stop
 
 
-class FrozenCheck:
+class FrozenCheck(UnoptimisedCheck):
     """Layers that stopped changing and parameters no optimiser holds (a part of ``KernelMonitor``).
 
     Uses the monitor's ``selected``, ``section``, ``tag``, ``probe_input`` and ``warn_once``.
@@ -62,7 +63,6 @@ class FrozenCheck:
     _scale: float | None  # the 16-bit loss scale at the last event
     _frozen_told: bool
     _frozen: Finding | None
-    _unoptimised_told: bool
     _zero_events: int  # events in a row whose last steps' gradients were all 0
     zero_run: int  # ``StepGradients``': steps in a row read with every gradient 0
     take_step_reads: Callable[[], str | None]  # ``StepGradients``'
@@ -71,30 +71,11 @@ class FrozenCheck:
     probe_input: Callable[..., Tensor]
     warn_once: Callable[[str, str], None]
 
-    def _check_unoptimised(self, trainer: Trainer) -> None:
-        """Tell once (a note) of parameters outside the watched layers no optimiser holds."""
-        module = trainer.lightning_module
-        if module is None:
-            return
-        watched = {id(p) for m in self.selected.values() for p in m.parameters(recurse=False)}
-        groups = param_groups(trainer.optimizers, module.parameters())
-        named = [(n, p) for n, p in module.named_parameters() if id(p) not in watched]
-        names = unoptimised(named, groups)
-        if not names:
-            return
-        self._unoptimised_told = True
-        text = unoptimised_text(names, trainer.global_step, trainer.current_epoch)
-        numbers = {"parameters": len(names)}
-        finding = Finding(
-            self.section, "not_optimised", trainer.global_step, trainer.current_epoch, text,
-            numbers, "note",
-        )  # fmt: skip
-        report(trainer, finding)
-
     def _check_frozen(self, trainer: Trainer, scalars: dict[str, float]) -> None:
         """Tell once (a note) of the layers whose weights stopped changing (``frozen.py``)."""
         if not self._unoptimised_told:
             self._check_unoptimised(trainer)
+        self._check_held(trainer)
         self._steps = [*self._steps, trainer.global_step][-(STILL_EVENTS + 1) :]
         changes = {n: scalars[t] for n in self.selected
                    if (t := self.tag(n, "relative_change")) in scalars}  # fmt: skip

@@ -117,6 +117,21 @@ def unoptimised_text(names: Sequence[str], step: int, epoch: int) -> str:
     )
 
 
+def held_text(names: Sequence[str], told: int, step: int, epoch: int) -> str:
+    """The ``not_optimised`` note once an optimiser holds its parameters, in words.
+
+    Example::
+
+        >>> held_text(["fc.weight", "fc.bias"], 2, 40, 1)[:72]
+        'Parameters no optimiser held at step 2 are held by one at step 40 (epoch'
+    """
+    return (
+        f"Parameters no optimiser held at step {told} are held by one at step {step} "
+        f"(epoch {epoch}): {listed(names, 6)} (a parameter group added during the run); they "
+        "train from then on, after steps at their initial values."
+    )
+
+
 def moving_text(names: Sequence[str], told: int, step: int, epoch: int) -> str:
     """The layers told frozen at step ``told`` changing again at ``step``, in words.
 

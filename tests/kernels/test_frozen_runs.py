@@ -166,6 +166,24 @@ def test_kernels_parameters_no_optimiser_holds_are_a_note_naming_them(tmp_path):
         assert frozen == ([4] if name == "convs" else [])
 
 
+class AddHead(L.Callback):
+    """Adds the head ``fc`` to the optimiser at step 4 (``optimizer.add_param_group``)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 4 and len(trainer.optimizers[0].param_groups) == 1:
+            trainer.optimizers[0].add_param_group({"params": list(pl_module.fc.parameters())})
+
+
+def test_kernels_parameters_added_to_the_optimiser_later_are_told_held(tmp_path):
+    # setups hunt 57: the head added at epoch 1 trained, and the note kept "they never change"
+    monitor = KernelMonitor(every_n_steps=2)
+    _, trainer, _ = run(tmp_path, [monitor, AddHead()], BackboneOnly(), steps=10)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "not_optimised"]
+    assert found.figures["held_since"] == 6 and found.severity == "note"
+    assert found.message.startswith("Parameters no optimiser held at step 2 are held by one")
+    assert "never change" not in found.message
+
+
 class SlowBackbone(WideNet):
     """WideNet whose convs sit in a parameter group at ``ratio`` of the head's rate (Adam)."""
 
