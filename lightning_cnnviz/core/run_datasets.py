@@ -42,6 +42,7 @@ __all__ = [
     "find_dataset",
     "has_val_data",
     "items_known",
+    "no_val_why",
     "split_collate",
     "train_batch_size",
     "val_images",
@@ -219,6 +220,26 @@ def has_val_data(trainer: Any) -> bool:
     if dataset is not None:
         return not _empty(dataset)
     return loaders is not None and not (isinstance(loaders, list | tuple | dict) and not loaders)
+
+
+def no_val_why(trainer: Any) -> str:
+    """Why the run has no val data to read (``has_val_data`` is false), in words.
+
+    Example::
+
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> class Fitted:  # Lightning's trainer, where `fit` handed it no val loader
+        ...     val_dataloaders = []
+        >>> no_val_why(Fitted())
+        'the run has no validation data'
+        >>> Fitted.val_dataloaders = DataLoader(TensorDataset(torch.zeros(0, 2)))
+        >>> no_val_why(Fitted())
+        'the val loader holds no item (an empty val dataset)'
+    """
+    if _empty(_dataset_of(_val_loaders(trainer))):
+        return "the val loader holds no item (an empty val dataset)"
+    return "the run has no validation data"
 
 
 def val_images(trainer: Any) -> int | None:

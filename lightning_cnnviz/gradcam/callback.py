@@ -16,7 +16,7 @@ from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.probe import Probe
-from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data
+from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data, no_val_why
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.target_layer import auto_cam_layer
@@ -189,8 +189,8 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         splits = ("train", "val", "misclassified")[: 3 if self.misclassified else 2]
         if not has_val_data(trainer):  # never training images under the names val/misclassified
             splits = ("train",)
-            self.warn_once("no_val", "the run has no validation data: only `gradcam/train` is "
-                           "drawn (no `val` or `misclassified` panels)")  # fmt: skip
+            self.warn_once("no_val", f"{no_val_why(trainer)}: only `gradcam/train` is drawn "
+                           "(no `val` or `misclassified` panels)")  # fmt: skip
         for split in splits:
             with self.phase("capture"):
                 probe = self._samples(trainer, model, split)

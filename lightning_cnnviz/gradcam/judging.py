@@ -22,7 +22,7 @@ from lightning_cnnviz.core.findings import (
     replace,
     report,
 )
-from lightning_cnnviz.core.run_datasets import has_val_data
+from lightning_cnnviz.core.run_datasets import has_val_data, no_val_why
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.gradcam.fixed_spot import fixed_blocker, fixed_findings
 from lightning_cnnviz.gradcam.gates import area_blocker
@@ -79,7 +79,7 @@ class ShortcutChecks:
                      masked or missing)  # fmt: skip
         both = f"{missing}, on training and validation images"
         if not has_val_data(trainer):
-            both = "the run has no validation data"
+            both = no_val_why(trainer)
         self._record("shortcut train vs val", None not in on_object and not masked,
                      masked or both)  # fmt: skip
         without = (scalars.get(self.tag("train", "right_without_object")), self._classes)

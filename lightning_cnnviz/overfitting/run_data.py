@@ -26,6 +26,7 @@ from lightning_cnnviz.core.run_datasets import (
     find_dataset,
     has_val_data,
     items_known,
+    no_val_why,
 )
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import class_figures
@@ -229,5 +230,5 @@ def _never_validated(trainer: Trainer) -> str:
     "training stopped at `max_steps=60` before the first validation" after 3 epochs).
     """
     if not validation_off(trainer) and not has_val_data(trainer):
-        return "the val loader holds no item (an empty val dataset), so no validation ran"
+        return f"{no_val_why(trainer)}, so no validation ran"
     return never_validated(trainer)

@@ -17,7 +17,7 @@ from lightning.pytorch import Trainer
 
 from lightning_cnnviz.core.findings import Finding, findings_of, record_check, replace, report
 from lightning_cnnviz.core.root_causes import earlier_cause
-from lightning_cnnviz.core.run_datasets import has_val_data
+from lightning_cnnviz.core.run_datasets import has_val_data, no_val_why
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.overfitting import chance_levels
 from lightning_cnnviz.overfitting.confusion import pairs_text
@@ -112,7 +112,7 @@ class Telling:
         if self.disabled:
             return self.aside_reason or "the monitor stepped aside"
         if not has_val_data(trainer):
-            return "the run has no validation data"
+            return no_val_why(trainer)
         split = "training" if "train" not in self._steps else "validation"
         return self._step_why or f"no {split} batch reached the model's first layer"
 
