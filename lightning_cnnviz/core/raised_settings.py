@@ -25,6 +25,8 @@ from lightning_cnnviz.core.decay import DECAY_REMEDIES, DECAY_STALLS
 from lightning_cnnviz.core.settings import HIGH_MOMENTUM, momentum_carries
 
 __all__ = [
+    "DECAY_FELT",
+    "DECAY_JUMP",
     "DECAY_RAISED",
     "DROPOUT_HIGH",
     "DROPOUT_RISE",
@@ -36,17 +38,30 @@ __all__ = [
 ]
 
 DECAY_RAISED = 3.0  # decoupled decay a step this many times its value then: set anew
+# ... or this many times, to this share a step: weights halve within 350 steps (hunt 59:
+# AdamW's `weight_decay` 0.02 -> 2.0 at a rate of 3e-3, 0.6% a step, val 89% -> 68%)
+DECAY_JUMP, DECAY_FELT = 10.0, 0.002
 DROPOUT_RISE, DROPOUT_HIGH = 0.2, 0.5  # dropout p raised this much during the run, to this
 
 Pair = tuple[float | None, float | None]
 
 
 def decay_raised(pair: Pair) -> tuple[float, float] | None:
-    """``(decay a step then, now)`` where it rose to stall learning (``DECAY_STALLS``) since."""
+    """``(decay a step then, now)`` where it rose to stall learning (``DECAY_STALLS``) since.
+
+    Or jumped ``DECAY_JUMP`` x to ``DECAY_FELT`` or more.
+
+    Example::
+
+        >>> decay_raised((6e-5, 0.006)), decay_raised((6e-5, 0.0006)), decay_raised((0.01, 0.02))
+        ((6e-05, 0.006), None, None)
+    """
     then, now = pair
-    if then is None or now is None or now < DECAY_STALLS or now < DECAY_RAISED * then:
+    if then is None or now is None:
         return None
-    return then, now
+    stalls = now >= DECAY_STALLS and now >= DECAY_RAISED * then
+    jumped = now >= DECAY_FELT and now >= DECAY_JUMP * then
+    return (then, now) if stalls or jumped else None
 
 
 def dropout_raised(pair: Pair) -> tuple[float, float] | None:

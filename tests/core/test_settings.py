@@ -155,3 +155,16 @@ def test_settings_read_a_momentum_from_betas_of_any_form(betas, momentum):
     model = net()
     s = read_settings([_OneBeta(model.parameters(), betas)], model)
     assert s.momentum == (pytest.approx(momentum) if momentum is not None else None)
+
+
+def test_settings_decay_a_step_counts_what_sgds_momentum_carries():
+    # hunt 59: `weight_decay=0.1` at SGD 0.05, momentum 0.9 read as 0.5% a step (under the
+    # 1% bar); the momentum buffer sums the decay too: 5% a step once it is full
+    model = net()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=0.1)
+    assert read_settings([sgd], model).decay_per_step == pytest.approx(0.05)
+    damped = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, dampening=0.5,
+                             weight_decay=0.1)  # fmt: skip
+    assert read_settings([damped], model).decay_per_step == pytest.approx(0.025)
+    adamw = torch.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.1)  # decoupled
+    assert read_settings([adamw], model).decay_per_step == pytest.approx(0.005)

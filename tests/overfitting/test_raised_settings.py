@@ -44,3 +44,17 @@ def test_raised_settings_momentum_raised_before_training_climbs_back_is_named():
     assert "rose from 0.5 to 0.99 before it, set during the run" in text
     assert "grown too large" not in text
     assert remedies(verdict)[0] == SET_BACK
+
+
+def test_raised_settings_a_weight_decay_jump_under_the_stall_bar_is_named():
+    # hunt 59: AdamW's `weight_decay` 0.02 -> 2.0 at a rate of 3e-3 (6e-5 -> 0.6% a step),
+    # val 89% -> 68%, told "the updates have grown too large"
+    detector, said = Detector(), []
+    for e, (train, acc) in enumerate(CLIMB):
+        ev = Evaluation(step=32 * (e + 1), epoch=e, train_loss=train, train_acc=acc,
+                        val_acc=CLIMB_VAL[e], lr=3e-3, classes=10.0, momentum=0.9,
+                        decay_per_step=6e-5 if e < 4 else 6e-3)  # fmt: skip
+        said += [c.verdict for c in detector.update(ev)]
+    text = headline(said[0])
+    assert "Weight decay rose from 0.01% to 0.6% of every weight a step" in text
+    assert remedies(said[0])[0] == SET_BACK
