@@ -196,9 +196,11 @@ def init_reads(model: nn.Module, depth: Sequence[str]) -> dict[str, list[str]]:
 def weight_norms(model: nn.Module, depth: Sequence[str]) -> dict[str, float]:
     """The norm of each ``depth`` layer's ``weight`` and ``bias`` (``init_reads``' layers).
 
-    Keyed by the layer's name, and ``name:bias``; one host read. Read at every log: a
-    layer whose weights collapse, or whose biases jump, between two logs was rewritten
-    outside the optimiser (``rewritten``).
+    And of every normalisation layer's (its scale and shift: hunt 59, a BatchNorm's bias
+    shifted by -6 from a callback silenced the ReLU after it, told "lower the learning
+    rate"). Keyed by the layer's name, and ``name:bias``; one host read. Read at every
+    log: a layer whose weights collapse, or whose biases jump, between two logs was
+    rewritten outside the optimiser (``rewritten``).
 
     Example::
 
@@ -209,7 +211,8 @@ def weight_norms(model: nn.Module, depth: Sequence[str]) -> dict[str, float]:
         {'0': 3.4641, '0:bias': 0.0}
     """
     layers = named_layers(model)
-    parts = [(key, getattr(layers.get(n), attr, None)) for n in depth
+    norms = [n for n, m in layers.items() if isinstance(m, _NORMS) and n not in depth]
+    parts = [(key, getattr(layers.get(n), attr, None)) for n in [*depth, *norms]
              for key, attr in ((n, "weight"), (f"{n}:bias", "bias"))]  # fmt: skip
     named = [(n, w) for n, w in parts if isinstance(w, Tensor)]
     if not named:

@@ -3,6 +3,7 @@
 import warnings
 
 import lightning as L
+import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -13,6 +14,8 @@ from lightning_cnnviz.activations.init_weights import (
     identical_units,
     init_reads,
     negative_biases,
+    rewritten,
+    weight_norms,
     zero_weights,
 )
 from lightning_cnnviz.core.findings import findings_of
@@ -149,3 +152,16 @@ def test_init_weights_every_normalisation_scale_at_zero_is_named_a_residual_one_
     # torchvision's zero_init_residual closes each block's last BatchNorm on purpose
     resnet = torchvision.models.resnet18(weights=None, zero_init_residual=True)
     assert init_reads(resnet, ["conv1", "fc"])["zero_layers"] == []
+
+
+def test_init_weights_a_norm_layers_shift_rewritten_between_logs_is_read():
+    # hunt 59: a callback subtracted 6 from a BatchNorm's bias, every ReLU after it went
+    # silent, and the divergence was told "lower the learning rate"
+    net = nn.Sequential(nn.Conv1d(2, 8, 3), nn.BatchNorm1d(8), nn.ReLU(), nn.Conv1d(8, 4, 3))
+    before = weight_norms(net, ["0", "3"])
+    assert {"1", "1:bias"} <= set(before)  # the norm layer read beside the depth's
+    with torch.no_grad():
+        net[1].bias -= 6.0
+    assert rewritten(before, weight_norms(net, ["0", "3"])) == [
+        ("1", "biases", 0.0, pytest.approx(6.0 * 8**0.5))
+    ]
