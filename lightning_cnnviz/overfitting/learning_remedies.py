@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import math
 
-from lightning_cnnviz.core.decay import DECAY_STALLS, L2_ADAPTIVE, adaptive_l2_remedy
+from lightning_cnnviz.core.decay import (
+    DECAY_STALLS,
+    L2_ADAPTIVE,
+    adaptive_l2_remedy,
+    decay_words,
+)
 from lightning_cnnviz.core.raised_settings import raised_since
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
@@ -149,8 +154,8 @@ def first(v: Verdict) -> list[str]:
         )
     if now.decay_per_step is not None and now.decay_per_step >= DECAY_STALLS:
         tried.append(
-            f"**Lower the weight decay**: {now.weight_decay:.3g} at learning rate {now.lr:.3g} "
-            f"takes {100 * now.decay_per_step:.1f}% off every weight each step (decoupled, "
+            f"**Lower the weight decay**: "
+            f"{decay_words(now.weight_decay, now.lr, now.decay_per_step)} (decoupled, "  # type: ignore[arg-type]
             "as AdamW and SGD apply it), faster than the gradients can build anything up; "
             "1e-4 to 5e-2 is usual."
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from lightning_cnnviz.core.decay import decay_words, heavy_decay
 from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import listed, times
@@ -231,6 +232,10 @@ def _headline(v: Verdict) -> str:
             "that, far above the gradients' scale, so the steps are tiny (1e-8 is usual)"
             f"{_moved(now)}."
         )
+    elif heavy_decay(now.decay_per_step, now.weight_decay) and now.lr:
+        # hunt 59: Adam's `weight_decay=1.0` held a model at chance, told with no cause
+        said = decay_words(now.weight_decay, now.lr, now.decay_per_step)  # type: ignore[arg-type]
+        cut = f" Weight decay: {said}."
     elif now.hooked:
         # hunt 40: a hook negating fc1's gradient (gradient ascent on that layer), told as
         # dead units, then not learning with no cause

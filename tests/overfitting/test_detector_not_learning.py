@@ -4,11 +4,13 @@ import dataclasses
 
 import pytest
 
+from lightning_cnnviz.overfitting import levels
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.text import calibration_text, diagnosis_text
+from tests.overfitting import series
 
 
 def test_detector_eval_mode_at_chance_with_batchnorm_broken_is_no_not_learning():
@@ -231,3 +233,16 @@ def test_detector_not_learning_when_the_training_loss_stays_above_its_first_valu
     # the same loss summed over the batch falls below its first value while it learns
     falls = Evaluation(128, 3, returned_loss=6.0, probe_acc_val=0.3, **row)
     assert [c.change for c in detector.update(falls)] == ["gone"]
+
+
+def test_detector_not_learning_names_a_weight_decay_that_holds_it():
+    # hunt 59: Adam's `weight_decay=1.0` (L2) held a model at chance from the start: told
+    # "not learning" with no cause in its words (the decay only among what to try)
+    rows = [series.probe(0.1, weight_decay=1.0, lr=1e-3) for _ in range(4)]
+    verdict = series.first(levels.not_learning, series.probe_run(rows))
+    text = headline(verdict)
+    assert "Weight decay: `weight_decay=1` in an adaptive optimiser (Adam, RMSprop)" in text
+    # SGD with momentum: the share a step counts what the momentum carries
+    sgd = [series.probe(0.1, weight_decay=0.1, lr=0.05, decay_per_step=0.05) for _ in range(4)]
+    text = headline(series.first(levels.not_learning, series.probe_run(sgd)))
+    assert "0.1 at learning rate 0.05, x10 by SGD's momentum takes 5.0% off" in text
