@@ -11,6 +11,15 @@ from lightning_cnnviz.kernels.callback import KernelMonitor
 from tests.kernels.kernel_nets import WideNet, run
 
 
+def said_unused(tmp_path, model, words):
+    """The one warning holding ``words`` of a fit of ``model``, which tells no frozen layer."""
+    with pytest.warns(UserWarning, match=words) as said:
+        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), model, steps=10)
+    assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    (message,) = [str(w.message) for w in said if words in str(w.message)]
+    return message
+
+
 class Stateless(WideNet):
     """Calls a network of its own with weights it keeps apart (``torch.func.functional_call``)."""
 
@@ -30,10 +39,7 @@ class Stateless(WideNet):
 
 def test_kernels_weights_a_stateless_call_replaces_are_not_told_frozen(tmp_path):
     # setups hunt 23: the placeholders were told "frozen ... load the pretrained weights"
-    with pytest.warns(UserWarning, match="with other weights than their own") as said:
-        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), Stateless(), steps=10)
-    assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
-    (message,) = [str(w.message) for w in said if "other weights" in str(w.message)]
+    message = said_unused(tmp_path, Stateless(), "with other weights than their own")
     assert "`inner.conv1`, `inner.conv2`" in message and "functional_call" in message
     # the same layers frozen in a model that calls them with them: told as before
     model = WideNet()
@@ -54,10 +60,7 @@ class AveragedCopy(WideNet):
 
 def test_kernels_layers_forward_never_calls_are_not_told_frozen(tmp_path):
     # setups hunt 54: the copy's convolutions were told "frozen layers ... untrained"
-    with pytest.warns(UserWarning, match="does not call") as said:
-        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), AveragedCopy(), steps=10)
-    assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
-    (message,) = [str(w.message) for w in said if "does not call" in str(w.message)]
+    message = said_unused(tmp_path, AveragedCopy(), "does not call")
     assert "`swa.module.0`, `swa.module.1`" in message and "AveragedModel" in message
 
 
