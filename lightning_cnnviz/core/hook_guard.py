@@ -46,10 +46,8 @@ def guard_hooks(cls: type) -> None:
     """Guard every hook of ``HOOKS`` that ``cls`` runs from the package's code (in place)."""
     for name in HOOKS:
         hook = getattr(cls, name, None)
-        if hook is None or getattr(hook, "guarded", False):
-            continue
-        if hook is getattr(_LightningCallback, name) or _is_lightning(hook):
-            continue  # Lightning's no-op: nothing of ours runs
+        if hook is None or getattr(hook, "guarded", False) or _is_lightning(hook):
+            continue  # guarded already, or Lightning's no-op: nothing of ours runs
         setattr(cls, name, _guarded(hook))
 
 
