@@ -63,22 +63,9 @@ def decay_words(weight_decay: float, lr: float, per_step: float | None) -> str:
     if per_step is None:
         return adaptive_l2_text(weight_decay, lr)
     return (
-        f"{weight_decay:.3g} at learning rate {lr:.3g}{_carried(per_step, weight_decay, lr)} "
-        f"takes {100 * per_step:.1f}% off every weight each step"
+        f"{weight_decay:.3g} at learning rate {lr:.3g} takes {100 * per_step:.1f}% off every "
+        "weight each step"
     )
-
-
-def _carried(per_step: float, weight_decay: float | None, lr: float | None) -> str:
-    """``", x10 by SGD's momentum"`` where ``per_step`` is more than ``lr * weight_decay``.
-
-    Example::
-
-        >>> _carried(0.05, 0.1, 0.05), _carried(0.005, 0.1, 0.05)
-        (", x10 by SGD's momentum", '')
-    """
-    if not weight_decay or not lr or per_step <= 1.01 * lr * weight_decay:
-        return ""
-    return f", x{per_step / (lr * weight_decay):.3g} by SGD's momentum"
 
 
 def adaptive_l2_text(weight_decay: float, lr: float | None = None) -> str:
@@ -114,8 +101,7 @@ def decay_text(per_step: float, weight_decay: float | None, lr: float | None) ->
         'Weight decay takes 1.5% of every weight each step (learning rate'
     """
     setting = (
-        f" (learning rate {lr:g} x `weight_decay={weight_decay:g}`"
-        f"{_carried(per_step, weight_decay, lr)})"
+        f" (learning rate {lr:g} x `weight_decay={weight_decay:g}`)"
         if weight_decay is not None and lr is not None
         else ""
     )

@@ -18,7 +18,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +55,11 @@ class Settings:
         weight_decay: that group's weight decay.
         decay_per_step: ``lr * weight_decay``, the share of each weight that weight decay
             takes off per step where it is decoupled from the gradient's scale (SGD,
-            AdamW, ``decoupled_weight_decay=True``); under SGD with momentum ``m``, times
-            ``1 / (1 - m)``, what the momentum carries of it; ``None`` elsewhere (Adam's L2).
+            AdamW, ``decoupled_weight_decay=True``); ``None`` elsewhere (Adam's L2). Under
+            SGD with momentum ``m`` the momentum carries ``1 / (1 - m)`` times it, which is
+            not counted: the bars were set on ``lr * weight_decay``, and counted, a rate
+            far too high (SGD warmed up to 4.0 at the usual 5e-4) read as a decay too
+            strong (hunt 60).
         dropout: the largest dropout probability among the model's dropout modules.
         grad_clip: the trainer's ``gradient_clip_val`` (``None``: no clipping).
         clip_algorithm: the trainer's ``gradient_clip_algorithm`` by name (``"norm"``,
@@ -170,31 +173,6 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _carried(optimizer: Any, group: Mapping[str, Any]) -> float:
-    """How many steps' worth of each step's decay SGD's momentum carries: ``1 / (1 - m)``.
-
-    SGD adds the decay to the gradient, which its momentum buffer sums: at momentum 0.9
-    each step takes ten times ``lr * weight_decay`` off the weights once the buffer is
-    full (hunt 59: `weight_decay` 1e-3 -> 0.1 at SGD 0.05, momentum 0.9, read as 0.5% a
-    step, under the 1% bar, while it took 5% and wiped the model out). Its ``dampening``
-    scales the gradient's share alike. 1 for AdamW, whose decay bypasses the moments.
-
-    Example::
-
-        >>> net = nn.Linear(2, 2)
-        >>> sgd = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-        >>> round(_carried(sgd, sgd.param_groups[0]), 6)
-        10.0
-        >>> _carried(torch.optim.AdamW(net.parameters()), {})
-        1.0
-    """
-    if not isinstance(optimizer, torch.optim.SGD):
-        return 1.0
-    momentum = _number(group.get("momentum")) or 0.0
-    dampening = _number(group.get("dampening")) or 0.0
-    return (1.0 - dampening) / (1.0 - momentum) if 0.0 <= momentum < 1.0 else 1.0
-
-
 def _first_beta(betas: Any) -> Any:
     """Adam's first beta (its momentum) from ``betas``: a pair, or one number kept as it is.
 
@@ -249,7 +227,7 @@ def read_settings(
             and decay is not None
             and (decoupled or groups[0].get("decoupled_weight_decay"))
         ):
-            per_step = lr * decay * _carried(optimizer, groups[0])
+            per_step = lr * decay
     rates = [float(m.p) for m in model.modules() if isinstance(m, _DROPOUT)]
     clip = _number(grad_clip) or None  # Lightning's 0 means no clipping
     momenta = [

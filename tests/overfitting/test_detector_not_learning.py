@@ -242,7 +242,7 @@ def test_detector_not_learning_names_a_weight_decay_that_holds_it():
     verdict = series.first(levels.not_learning, series.probe_run(rows))
     text = headline(verdict)
     assert "Weight decay: `weight_decay=1` in an adaptive optimiser (Adam, RMSprop)" in text
-    # SGD with momentum: the share a step counts what the momentum carries
-    sgd = [series.probe(0.1, weight_decay=0.1, lr=0.05, decay_per_step=0.05) for _ in range(4)]
+    # decoupled (SGD, AdamW): its share of every weight a step
+    sgd = [series.probe(0.1, weight_decay=0.3, lr=0.05, decay_per_step=0.015) for _ in range(4)]
     text = headline(series.first(levels.not_learning, series.probe_run(sgd)))
-    assert "0.1 at learning rate 0.05, x10 by SGD's momentum takes 5.0% off" in text
+    assert "Weight decay: 0.3 at learning rate 0.05 takes 1.5% off every weight each step" in text
