@@ -125,8 +125,8 @@ def apart_from_training(model: nn.Module, name: str) -> bool:
         >>> [apart_from_training(net, name) for name in ("0", "1", "swa.module")]
         [True, False, True]
     """
-    modules = dict(model.named_modules())
-    weight = weight_param(modules[name]) if name in modules else None
+    layer = _submodule(model, name)
+    weight = weight_param(layer) if layer is not None else None
     if weight is not None and weight.requires_grad:
         return True
     return in_weight_average(model, name)
@@ -146,8 +146,15 @@ def in_weight_average(model: nn.Module, name: str) -> bool:
         >>> in_weight_average(net, "0"), in_weight_average(net, "ema.module")
         (False, True)
     """
-    modules = dict(model.named_modules())
     parts = name.split(".")
-    owners = [modules.get(".".join(parts[:i])) for i in range(len(parts))]
+    owners = [_submodule(model, ".".join(parts[:i])) for i in range(len(parts))]
     words = {w.lower() for m in owners if m is not None for w in _WORD.findall(type(m).__name__)}
     return bool(words & _COPIES)
+
+
+def _submodule(model: nn.Module, path: str) -> nn.Module | None:
+    """``model``'s module at ``path`` (``""``: the model), ``None`` where there is none."""
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        return None
