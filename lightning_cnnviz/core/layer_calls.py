@@ -133,10 +133,10 @@ def apart_from_training(model: nn.Module, name: str) -> bool:
 
 
 def in_weight_average(model: nn.Module, name: str) -> bool:
-    """Whether layer ``name`` sits in a weight average's copy kept on ``model``.
+    """Whether layer ``name`` is or sits in a weight average's copy kept on ``model``.
 
-    By the class names of the modules holding it: ``AveragedModel``, timm's
-    ``ModelEmaV2``/``V3``, ``EMA``, ``SWA...``, ``ExponentialMovingAverage``.
+    By the class names of the modules holding it (``model``'s own aside): ``AveragedModel``,
+    timm's ``ModelEmaV2``/``V3``, ``EMA``, ``SWA...``, ``ExponentialMovingAverage``.
 
     Example::
 
@@ -146,8 +146,8 @@ def in_weight_average(model: nn.Module, name: str) -> bool:
         >>> in_weight_average(net, "0"), in_weight_average(net, "ema.module")
         (False, True)
     """
-    parts = name.split(".")
-    owners = [_submodule(model, ".".join(parts[:i])) for i in range(len(parts))]
+    parts = name.split(".")  # not the model itself: a LightningModule named `EMAClassifier`
+    owners = [_submodule(model, ".".join(parts[:i])) for i in range(1, len(parts) + 1)]
     words = {w.lower() for m in owners if m is not None for w in _WORD.findall(type(m).__name__)}
     return bool(words & _COPIES)
 

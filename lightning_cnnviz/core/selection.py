@@ -27,6 +27,7 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 
 from lightning_cnnviz.core.hook_guard import ConfigError
+from lightning_cnnviz.core.layer_calls import in_weight_average
 
 __all__ = [
     "AutoRule",
@@ -241,7 +242,12 @@ def resolve_layers(
         if pattern == "auto":
             if auto is None:
                 raise ConfigError("`layers='auto'` is not supported by this monitor")
-            found = auto(unwrap_model(model), available)
+            # not a weight average's copy kept on the model (setups hunt 58: an EMA copy's
+            # ReLUs picked, then told "not called by forward(), e.g. a GAN's generator")
+            own = {
+                n: m for n, m in available.items() if not in_weight_average(unwrap_model(model), n)
+            }
+            found = auto(unwrap_model(model), own or available)
             if not found:
                 raise NoAutoLayers(
                     f"`layers='auto'` found no suitable module. Available: {_listing(available)}"

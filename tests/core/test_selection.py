@@ -64,6 +64,25 @@ def test_selection_auto_uses_the_monitor_rule():
         resolve_layers(net(), "auto", of_type(nn.GELU))
 
 
+def test_selection_auto_leaves_out_a_weight_average_copy_kept_on_the_model():
+    class EMAClassifier(nn.Module):  # its own name says EMA: it is still the model
+        def __init__(self):
+            super().__init__()
+            self.net = net()
+            self.ema = torch.optim.swa_utils.AveragedModel(self.net)
+
+    model = EMAClassifier()
+    assert list(resolve_layers(model, "auto", of_type(nn.ReLU))) == ["net.0.1", "net.1.1"]
+    named = resolve_layers(model, "ema.module.*.1")  # asked for by name: given
+    assert list(named) == ["ema.module.0.1", "ema.module.1.1"]
+    copy_only = nn.Sequential()
+    copy_only.add_module("ema", torch.optim.swa_utils.AveragedModel(net()))
+    assert list(resolve_layers(copy_only, "auto", of_type(nn.ReLU))) == [
+        "ema.module.0.1",
+        "ema.module.1.1",
+    ]  # nothing else to watch: the copy
+
+
 def test_selection_strips_compile_prefix():
     model = net()
     compiled = torch.compile(model, backend="eager")

@@ -58,10 +58,16 @@ class AveragedCopy(WideNet):
         self.swa = torch.optim.swa_utils.AveragedModel(convs)
 
 
-def test_kernels_layers_forward_never_calls_are_not_told_frozen(tmp_path):
-    # setups hunt 54: the copy's convolutions were told "frozen layers ... untrained"
-    message = said_unused(tmp_path, AveragedCopy(), "does not call")
-    assert "`swa.module.0`, `swa.module.1`" in message and "AveragedModel" in message
+def test_kernels_a_weight_average_copy_is_not_watched_nor_told_frozen(tmp_path):
+    # setups hunt 54: the copy's convolutions were told "frozen layers ... untrained";
+    # setups hunt 58: "auto" picks the model's own layers, not its copy's
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        _, trainer, acc = run(tmp_path, KernelMonitor(every_n_steps=2), AveragedCopy(), steps=10)
+    assert not [w for w in said if "swa.module" in str(w.message)]
+    assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    kernels = {t.split("/")[1] for t in acc.Tags()["scalars"] if t.startswith("kernels/")}
+    assert kernels == {"conv1", "conv2"}
 
 
 class AuxHead(WideNet):
