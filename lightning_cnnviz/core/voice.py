@@ -71,7 +71,7 @@ class Voice:
         """
         if key not in self._warned:
             self._warned.add(key)
-            say(f"{type(self).__name__}: {message}")
+            say(f"{self.voice_name}: {message}")
 
     def say_once_per_run(self, key: str, message: str) -> None:
         """Warn ``message`` once per run, whichever monitor comes to it first (e.g. a guess)."""
@@ -84,6 +84,22 @@ class Voice:
             trainer._cnnviz_said = said  # type: ignore[attr-defined]
         say(f"lightning-cnnviz: {message}")
 
+    @property
+    def voice_name(self) -> str:
+        """The monitor's name in its warnings, with its ``tag_prefix`` where it has one.
+
+        Two monitors of one type, set apart by their prefixes, say which of them speaks
+        (setups hunt 58: two FeatureMapMonitors said the same line about a replaced layer).
+
+        Example::
+
+            >>> from lightning_cnnviz import KernelMonitor
+            >>> KernelMonitor().voice_name, KernelMonitor(tag_prefix="b").voice_name
+            ('KernelMonitor', "KernelMonitor (tag_prefix 'b/')")
+        """
+        prefix = getattr(self, "tag_prefix", "")
+        return type(self).__name__ + (f" (tag_prefix {prefix!r})" if prefix else "")
+
     def step_aside(self, reason: str) -> None:
         """Stop for the rest of this run because the model or data do not fit this monitor.
 
@@ -93,8 +109,7 @@ class Voice:
         if self.disabled:
             return
         self.disabled, self.aside_reason = True, f"{ASIDE}{reason}"
-        name = type(self).__name__
-        say(f"{name} steps aside for the rest of this run (training goes on): {reason}")
+        say(f"{self.voice_name} steps aside for the rest of this run (training goes on): {reason}")
 
     def _step_aside(self, err: Exception) -> None:
         # the model cannot take a probe at all (``core.probe_call``), or a gradient pass
@@ -110,7 +125,7 @@ class Voice:
         self.disabled = True
         self.aside_reason = f"{ASIDE}{type(err).__name__}: {err}"
         say(
-            f"{type(self).__name__} failed and steps aside for the rest of this run "
+            f"{self.voice_name} failed and steps aside for the rest of this run "
             f"(training goes on): {type(err).__name__}: {err}. "
             "Pass `strict=True` to raise instead."
         )
