@@ -104,9 +104,10 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
     """The ``Evaluation`` fields of this rule, from the val probe's confusion counts.
 
     ``ignored`` (the left-out classes; ``None`` where no class has ``MIN_IMAGES`` images
-    on the probe), ``balanced_acc_val`` (mean recall over the classes
-    on the probe) and, with the training labels' ``shares``: ``taken_for`` (the class
-    most of the left-out images are predicted as), ``ignored_share`` (the commonest
+    on the probe), ``balanced_acc_val`` (mean recall over the classes on the probe),
+    ``recalls_val`` (each class's recall, ``None`` under ``MIN_IMAGES``), ``class_images_val``
+    (each class's images) and, with the training labels' ``shares``: ``taken_for`` (the
+    class most of the left-out images are predicted as), ``ignored_share`` (the commonest
     left-out class's share of the training labels), ``taken_share`` (``taken_for``'s) and
     ``top_share`` (the commonest class's).
     """
@@ -116,6 +117,8 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
     out: dict[str, Any] = {
         "ignored": ignored_classes(confusion) if judged else None,
         "balanced_acc_val": sum(recalls) / len(recalls) if recalls else None,
+        "recalls_val": [recall(row, i) for i, row in enumerate(confusion)] if judged else None,
+        "class_images_val": [round(sum(row)) for row in confusion] if judged else None,
     }
     left = set(out["ignored"] or ())
     others = [row[i] / sum(row) for i, row in enumerate(confusion) if sum(row) and i not in left]

@@ -116,6 +116,8 @@ class Evaluation:
     given_only: float | None = None  # right as given only
     restd_size: float | None = None
     ignored: list[int] | None = None
+    recalls_val: list[float | None] | None = None  # each class's, val probe (None: too few)
+    class_images_val: list[int] | None = None  # each class's images on the val probe
     recognised_bn: list[int] | None = None  # of those, recognised on batch statistics
     balanced_acc_val: float | None = None
     others_recall_val: float | None = None  # mean recall of the classes not left out

@@ -18,6 +18,7 @@ from __future__ import annotations
 from lightning_cnnviz.overfitting import (
     bn_levels,
     chance_levels,
+    class_fading,
     gap,
     levels,
     loss_climb,
@@ -51,6 +52,8 @@ def went_away(kind: str, old: Verdict, ev: Evaluation, tolerance: float) -> bool
         return off or learns
     if kind == "bn_mismatch":
         return bn_levels.parted(ev) is False
+    if kind == "class_imbalance" and old.figures.get("faded"):  # back near its best
+        return class_fading.recovered(old.figures, ev)
     if kind == "class_imbalance":  # every class of the probe predicted again
         return ev.ignored is not None and not ev.ignored
     if kind == "generalisation_gap":

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lightning_cnnviz.overfitting import class_fading
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.untaught import common_left_out, untaught
@@ -122,6 +123,10 @@ def explains_val_loss(history: Sequence[Evaluation], verdict: Verdict | None) ->
     """
     if verdict is None or not verdict.figures.get("common"):
         return False
+    if verdict.figures.get("faded"):  # the other classes held while it faded
+        f = verdict.figures
+        then = next((e for e in history if e.step == f["predicted_at"]), None)
+        return then is not None and class_fading.others_held(history[-1], f["ignored"], then)
     accs = [e.val_accuracy for e in history if e.step >= verdict.since.step]
     accs = [a for a in accs if a is not None]
     return bool(accs) and accs[-1] > max(accs) - STALL
@@ -152,10 +157,25 @@ def class_imbalance(history: Sequence[Evaluation], patience: int = 2) -> Verdict
     class; held out, digits 8 and 9 left out of training capped val at 76% and the run
     ended "no problems found", the other eight classes' shares being even).
 
+    A class learnt, then fading while the others hold, is told before it is left out
+    (``class_fading.faded``, its figures).
+
     Figures: the left-out classes, the class they are taken for, both training shares,
     the val probe's balanced accuracy beside the plain one, ``early`` (the note) and
     ``one_class``.
     """
+    left = _left_out(history, patience)
+    # ... or learnt, then fading while the others hold: told before it is out (a note on
+    # its way out, or none, says less)
+    lost = class_fading.faded(history, patience)
+    if lost is not None and (left is None or left.severity == "note"):
+        since = next(e for e in history if e.step == lost["since_step"])
+        return Verdict("class_imbalance", since, history[-1], None, lost)
+    return left
+
+
+def _left_out(history: Sequence[Evaluation], patience: int) -> Verdict | None:
+    """``class_imbalance`` for classes left out (``leaves_out``) at the last evaluations."""
     evs = [e for e in history if leaves_out(e) is not None]
     streak = 0
     while streak < len(evs) and leaves_out(evs[-1 - streak]):

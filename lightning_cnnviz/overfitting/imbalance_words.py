@@ -2,8 +2,9 @@
 
 Nothing here knows about Lightning. Rare classes left out (and whether they are learnt
 yet), one class holding every training label, classes with no training label at all,
-training labels moved from one class to another (``class_figures.relabelled``), or a class
-as common as the others left out while they are learnt (no weight in the loss).
+training labels moved from one class to another (``class_figures.relabelled``), a class
+as common as the others left out while they are learnt (no weight in the loss), or one
+learnt and fading during the run (``class_fading``).
 
 Example::
 
@@ -34,6 +35,8 @@ def headline(v: Verdict) -> str:
             f"Classes left out since {when(since)} are predicted again at epoch {now.epoch} "
             f"(balanced accuracy {num(now.balanced_acc_val, True)})."
         )
+    if f.get("faded"):
+        return _faded(v)
     left = ", ".join(map(str, f["ignored"]))
     if f.get("common") and not relabelled(f, now.classes):
         return _unweighted(v, left)
@@ -146,3 +149,22 @@ def _unweighted(v: Verdict, left: str) -> str:
     if f.get("early"):
         text += " A note for now; a problem if the balanced accuracy stalls."
     return text
+
+
+def _faded(v: Verdict) -> str:
+    """Classes learnt, then fading while the others hold (``class_fading.faded``)."""
+    f = v.figures
+    plural = len(f["faded"]) > 1
+    each = "; ".join(f"class {k} {num(best, True)} (step {at}) -> {num(now, True)}"
+                     for k, best, at, now in f["faded"])  # fmt: skip
+    left = ", ".join(str(k) for k, *_ in f["faded"])
+    them = "them" if plural else "it"
+    return (
+        f"Class{'es' if plural else ''} {left} fading since {when(v.since)}: the model "
+        f"learnt {them} and is unlearning {them} while the other classes hold (mean recall "
+        f"{num(f['others_recall'], True)} on the val probe); recall on the val probe: {each}. "
+        f"The training batches or the loss stopped teaching {them} during the run: a "
+        f"sampler, filter or label map that no longer yields {them}, a `weight=` of 0 or an "
+        f"`ignore_index` set to {them}, {'their' if plural else 'its'} labels changed? "
+        f"Val accuracy {num(f['accuracy'], True)}, falling with {them}: not overfitting."
+    )

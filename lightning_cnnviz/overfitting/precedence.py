@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from lightning_cnnviz.overfitting import (
     bn_levels,
     chance_levels,
+    class_fading,
     gap,
     imbalance,
     levels,
@@ -164,6 +165,11 @@ def verdicts(
         waiting.update(("not_learning", "generalisation_gap"))
         if imbalance.explains_val_loss(h, found["class_imbalance"] or reported["class_imbalance"]):
             waiting.update(CURVE_KINDS)  # ... and a class not taught, a rising val loss
+    elif class_fading.fading(h):
+        # a class learnt and fading while the others hold, at one evaluation so far: its
+        # images taken for another class raise the val loss (hunt 57: "overfitting, stop
+        # at epoch 2" for a class given `ignore_index` during the run); the next one tells
+        waiting.update(("generalisation_gap", *CURVE_KINDS))
     elif imbalance.leaves_out(h[-1]):
         # ... and while it waits for its second evaluation (hunt 24: a long-tailed
         # training set was "the splits differ" one validation before its classes were named)

@@ -1,0 +1,173 @@
+"""A class learnt, then unlearnt while the other classes hold: the run stopped teaching it.
+
+Nothing here knows about Lightning. A class dropped from the sampler, given a ``weight=`` of
+0 or an ``ignore_index`` during the run fades over several validations: its val recall
+falls (99% -> 78% -> 46% -> ... -> 0%) while the other classes hold, and its images, taken
+ever more surely for another class, raise the val loss. Held out (hunt 57): a Conv1d net
+given ``ignore_index=4`` at step 300 was told "overfitting, stop at epoch 2" at 380 and the
+class left out (recall 10% or less, ``imbalance.py``) only at 560; a Conv3d net whose
+sampler dropped class 2 the same. ``faded`` reads it from each class's recall on the
+val probe (``Evaluation.recalls_val``) and ``imbalance.class_imbalance`` tells it.
+
+Example::
+
+    >>> row = dict(balanced_acc_val=0.95, class_images_val=[40, 40, 40])
+    >>> seen = [Evaluation(100 * i, i, recalls_val=[0.95, r, 0.95], **row)
+    ...         for i, r in enumerate((0.9, 1.0, 0.5, 0.3))]
+    >>> fading(seen[:3]), faded(seen)["faded"]
+    ({1: (0.9, 100)}, [[1, 0.9, 100, 0.3]])
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+
+__all__ = ["FADE", "HELD", "LEARNT", "SURE", "faded", "fading", "others_held", "recovered"]
+
+FADE = 0.3  # a class's val recall this far below its best since the model learnt ...
+LEARNT = 0.8  # ... a best of this or more, at an evaluation where the model had learnt
+MODEL_LEARNT = 0.5  # (a balanced val accuracy this high or more: a start predicts by chance)
+SURE = 3.0  # ... and this many binomial standard errors of its probe images below it
+HELD = 0.05  # ... while the other classes' mean recall is at most this below theirs then
+OTHERS = 0.7  # ... and this or more: a model that keeps the others (``untaught.OTHERS_LEARNT``)
+
+
+def _sure(best: float, now: float, images: int, span: int) -> bool:
+    """Whether a recall ``best`` (one evaluation) -> ``now`` (``images``, ``span`` of them) is real.
+
+    ``SURE`` standard errors of the difference of two binomial shares at their mean
+    recall, the best's read on one evaluation's images: 13 images of a class (a 128-image
+    probe of 10 classes) at 0.85 move by 0.1 from chance alone, and the best of many
+    evaluations is a lucky one.
+    """
+    p, one = (best + now) / 2, max(images / span, 1.0)
+    return best - now >= SURE * math.sqrt(max(p * (1 - p), 0.0) * (1 / one + 1 / max(images, 1)))
+
+
+def fading(history: Sequence[Evaluation], span: int = 1) -> dict[int, tuple[float, int]]:
+    """The classes whose val recall over the last ``span`` evaluations fell from their best.
+
+    ``{class: (its best recall, the step of it)}``. The best held at two evaluations in a
+    row (early on, a class can top one validation while the model finds its feet) where
+    the model had learnt (balanced accuracy ``MODEL_LEARNT``), at least ``LEARNT``; the
+    recall pooled over the ``span`` evaluations, its fall past ``SURE`` standard errors;
+    the other classes' mean recall at the last ``OTHERS`` or more and at most ``HELD``
+    below theirs at that best (``others_held``); fewer than half of 3 or more classes (most
+    classes falling is a model that stopped learning; of 2, one class taking the other's
+    images is a collapse).
+    """
+    now, recent = history[-1], history[-span:]
+    recalls = now.recalls_val
+    if recalls is None or len(recalls) < 3 or len(recent) < span:
+        return {}
+    if any(e.recalls_val is None or e.class_images_val is None
+           or len(e.recalls_val) != len(recalls) for e in recent):  # fmt: skip
+        return {}
+    before = [e for e in history[: len(history) - span] if e.recalls_val is not None
+              and len(e.recalls_val) == len(recalls)
+              and (e.balanced_acc_val or 0.0) >= MODEL_LEARNT]  # fmt: skip
+    found: dict[int, tuple[float, int]] = {}
+    for k in range(len(recalls)):
+        pairs = [(a.recalls_val[k], b.recalls_val[k], b.step)  # type: ignore[index]
+                 for a, b in itertools.pairwise(before)]  # fmt: skip
+        seen = [(min(x, y), s) for x, y, s in pairs if x is not None and y is not None]
+        read = [(e.recalls_val[k], e.class_images_val[k]) for e in recent]  # type: ignore[index]
+        if not seen or any(r is None for r, _ in read):
+            continue
+        images = sum(n for _, n in read)
+        pooled = sum(r * n for r, n in read) / max(images, 1)  # type: ignore[operator]
+        best, step = max(seen)
+        if best >= LEARNT and best - pooled >= FADE and _sure(best, pooled, images, span):
+            found[k] = (best, step)
+    if not found or 2 * len(found) >= len(recalls):
+        return {}
+    then = {step for _, step in found.values()}
+    held = all(others_held(now, found, e) for e in before if e.step in then)
+    return found if held else {}
+
+
+def others_held(now: Evaluation, classes: Sequence[int], then: Evaluation) -> bool:
+    """Whether the classes other than ``classes`` hold at ``now`` what they had at ``then``.
+
+    Their mean val recall ``OTHERS`` or more, and at most ``HELD`` below its value at ``then``.
+
+    Example::
+
+        >>> then = Evaluation(1, 0, recalls_val=[0.9, 0.9, 1.0])
+        >>> others_held(Evaluation(2, 0, recalls_val=[0.9, 0.2, 0.95]), [1], then)
+        True
+    """
+    keep = [k for k in range(len(now.recalls_val or ())) if k not in classes]
+    pairs = [(now.recalls_val[k], (then.recalls_val or [])[k]) for k in keep]  # type: ignore[index]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if not pairs:
+        return False
+    a, b = (sum(x) / len(pairs) for x in zip(*pairs, strict=True))
+    return a >= OTHERS and a >= b - HELD
+
+
+def faded(history: Sequence[Evaluation], patience: int = 2) -> dict[str, Any] | None:
+    """``class_imbalance``'s figures where classes fade over the last ``patience`` evaluations.
+
+    Fading at the first of them alone, and over all of them pooled (``fading``): one
+    validation's dip is a step's noise (an SGD run at 99% had a class at 65% for one
+    validation, back at 96% the next), and a class unlearnt fades unevenly (100% -> 60% ->
+    76% -> 68%). ``None`` otherwise. Figures as ``imbalance.class_imbalance``'s for a
+    common class lost during the run (``predicted_at``: the step of its best recall), plus
+    ``faded``: ``[class, best recall, its step, recall now]`` for each, and ``since_step``:
+    the first evaluation of the fade.
+    """
+    if len(history) < patience:
+        return None
+    start = fading(history[: len(history) - patience + 1])
+    found = fading(history, patience)
+    last = history[-1].recalls_val or []
+    # ... and still down at the last (a dip to 40% and back to 100% pools to 70%)
+    classes = sorted(k for k in set(start) & set(found) if last[k] <= found[k][0] - FADE / 2)
+    if not classes:
+        return None
+    now, at = history[-1], min(found[k][1] for k in classes)
+    # where the fade began: its first evaluation past the bar after the best, kept as it
+    # deepens (a Conv1d net's class 4: 100% at step 300, 84%, then 60% at 380)
+    since = next(e for i, e in enumerate(history)
+                 if e.step > at and set(classes) <= set(fading(history[: i + 1])))  # fmt: skip
+    depth = sum(1 - (now.recalls_val or [])[k] / found[k][0] for k in classes) / len(classes)
+    others = [r for k, r in enumerate(now.recalls_val or ()) if k not in classes and r is not None]
+    return {
+        "ignored": classes,
+        # worse (``Detector``) as they fade further, and once left out (1 class each)
+        "left_out": len(classes) - 1 + min(depth, 0.99),
+        "common": True,
+        "predicted_at": at,
+        "since_step": since.step,
+        "faded": [[k, found[k][0], found[k][1], (now.recalls_val or [])[k]] for k in classes],
+        "others_recall": sum(others) / len(others) if others else None,
+        "balanced_acc": now.balanced_acc_val,
+        "accuracy": now.val_accuracy,
+        "early": False,
+        "one_class": False,
+        "missing": [],
+        "dropped": 0.0,
+    }
+
+
+def recovered(figures: dict[str, Any], ev: Evaluation) -> bool:
+    """Whether each faded class of ``figures`` is back within ``FADE / 2`` of its best at ``ev``.
+
+    Example::
+
+        >>> f = {"faded": [[1, 1.0, 100, 0.3]]}
+        >>> recovered(f, Evaluation(400, 4, recalls_val=[1.0, 0.9, 1.0]))
+        True
+    """
+    recalls = ev.recalls_val
+    if recalls is None:
+        return False
+    back = [k < len(recalls) and recalls[k] is not None and recalls[k] >= best - FADE / 2
+            for k, best, _, _ in figures["faded"]]  # fmt: skip
+    return all(back)
