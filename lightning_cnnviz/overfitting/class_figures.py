@@ -108,7 +108,8 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
     ``recalls_val`` (each class's recall, ``None`` under ``MIN_IMAGES``), ``class_images_val``
     (each class's images) and, with the training labels' ``shares``: ``taken_for`` (the
     class most of the left-out images are predicted as), ``ignored_share`` (the commonest
-    left-out class's share of the training labels), ``taken_share`` (``taken_for``'s) and
+    left-out class's share of the training labels; ``ignored_min_share`` the rarest's),
+    ``kept_min_share`` (the rarest class not left out), ``taken_share`` (``taken_for``'s) and
     ``top_share`` (the commonest class's).
     """
     k = len(confusion)
@@ -139,6 +140,9 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
     taken_for = max(range(k), key=lambda j: taken[j])
     out["taken_for"] = taken_for
     out["ignored_share"] = round(float(max(shares[i] for i in out["ignored"])), 6)
+    out["ignored_min_share"] = round(float(min(shares[i] for i in out["ignored"])), 6)
+    kept = [float(shares[j]) for j in range(k) if j not in left]
+    out["kept_min_share"] = round(min(kept), 6) if kept else None
     out["taken_share"] = round(float(shares[taken_for]), 6)
     out["top_share"] = round(float(shares.max()), 6)
     total = sum(sum(row) for row in confusion)  # the val probe's own class shares, beside them

@@ -126,6 +126,8 @@ class Evaluation:
     shift_share: float | None = None  # the share of the val probe predicted so
     taken_for: int | None = None
     ignored_share: float | None = None
+    ignored_min_share: float | None = None  # the rarest left-out class's training share
+    kept_min_share: float | None = None  # the rarest predicted class's
     taken_share: float | None = None
     top_share: float | None = None
     ignored_val_share: float | None = None

@@ -45,10 +45,18 @@ def headline(v: Verdict) -> str:
         f"class{plural} {left} ({num(f['ignored_share'], True)} of the training labels or "
         f"less{each}; the commonest class has {num(f['top_share'], True)})"
     )
+    rare = "Rare classes"
+    if f.get("tail"):  # the upper tail is no rarer than 1/K: say where it sits
+        rare = "The tail of a long-tailed training set"
+        classes = (
+            f"classes {left} ({num(f['ignored_share'], True)} down to "
+            f"{num(f['ignored_min_share'], True)} of the training labels; the commonest "
+            f"class has {num(f['top_share'], True)}), only the commonest classes being predicted"
+        )
     balanced = num(f["balanced_acc"], True)
     if f.get("early"):
         return (
-            f"Rare classes not predicted yet since {when(since)}: {classes}, taken for class "
+            f"{rare} not predicted yet since {when(since)}: {classes}, taken for class "
             f"{f['taken_for']}. Common classes are learnt first; the balanced accuracy (mean "
             f"over classes, val probe) went {num(f['balanced_acc_since'], True)} -> "
             f"{balanced}. A note while it rises; a problem if it stalls."
@@ -114,7 +122,7 @@ def headline(v: Verdict) -> str:
             "last, among them?"
         )
     return (
-        f"Rare classes left out since {when(since)}{end}: the model (almost) never predicts "
+        f"{rare} left out since {when(since)}{end}: the model (almost) never predicts "
         f"{classes} and takes their images for class {f['taken_for']} "
         f"({num(f['taken_share'], True)}).{cut} {shown}"
     )
@@ -144,7 +152,8 @@ def _unweighted(v: Verdict, left: str) -> str:
         f"{'are' if plural else 'is'} not rare in training ({num(f['ignored_share'], True)} "
         f"of the labels). {'They are' if plural else 'It is'} not taught: a `weight=` of 0 "
         f"or near it for {them} in `cross_entropy`, an `ignore_index` set to {them}, a mask "
-        f"that drops {them}, or parts of the model that cannot learn?"
+        f"that drops {them}, a sampler of the run's own that never draws {them}, or parts of "
+        "the model that cannot learn?"  # hunt 61: the shares read are the dataset's
     )
     if f.get("early"):
         text += " A note for now; a problem if the balanced accuracy stalls."

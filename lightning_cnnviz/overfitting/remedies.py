@@ -235,7 +235,8 @@ def remedies(v: Verdict) -> list[str]:
             f"**Give class {left} its weight in the loss**: check the `weight=` passed to "
             "`F.cross_entropy` / `nn.CrossEntropyLoss` (no 0 or near-0 for it), its "
             f"`ignore_index` (the default -100, not {left}) and any mask applied to the loss or "
-            "the labels.",
+            f"the labels; and that the training loader draws class {left} at all (count the "
+            "labels of a few hundred training batches: a sampler of your own may skip it).",
             generic[1],
         ]
     elif v.kind == "class_imbalance" and class_figures.relabelled(v.figures, v.detected.classes):

@@ -1,5 +1,7 @@
 """Rare classes left out: the pure rule on synthetic figures, and short real runs read back."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch.utils.data import WeightedRandomSampler
@@ -50,6 +52,39 @@ def test_imbalance_rule_needs_rare_classes_and_patience():
     assert leaves_out(ev(10, shares=None)) is None  # no training labels: the cause is unknown
     all_predicted = ev(10, confusion=[[40, 0], [0, 16]], shares=torch.tensor([0.9, 0.1]))
     assert leaves_out(all_predicted) is False
+
+
+def tail_confusion(predicted):
+    """A 10-class val probe (13 images a class) whose model predicts ``predicted`` only."""
+    return [[13 if j == (i if i in predicted else 0) else 0 for j in range(10)] for i in range(10)]
+
+
+TAIL = torch.tensor([0.29, 0.24, 0.15, 0.09, 0.05, 0.03, 0.02, 0.01, 0.007, 0.004])
+
+
+def test_imbalance_a_long_tail_whose_model_predicts_its_head_only_is_told():
+    # hunt 61: a 100:1 tail (29% .. 0.4%) predicted as classes 0-2 only, val stalled at 30%:
+    # the left-out class 3 at 9% (not RARE) was read as a common class, and nothing was told
+    evs = [ev(s, confusion=tail_confusion({0, 1, 2}), shares=TAIL) for s in (25, 50, 75, 100, 125)]
+    assert evs[0].kept_min_share == pytest.approx(0.15)
+    assert leaves_out(evs[0]) is True
+    # a note while a tail's classes may come late (a healthy 10:1 tail under Adam stalled
+    # at four validations): two evaluations more, and a quarter of a run of known length
+    assert [class_imbalance(evs[:n]).severity for n in (2, 3, 4)] == ["note", "note", "problem"]
+    planned = [dataclasses.replace(e, run_share=e.step / 1000) for e in evs]
+    assert class_imbalance(planned[:4]).severity == "note"  # 75 of 1000 steps
+    assert class_imbalance([*planned, dataclasses.replace(evs[-1], step=300, run_share=0.3)])
+    verdict = class_imbalance(evs)
+    assert verdict.severity == "problem" and verdict.figures["ignored"] == list(range(3, 10))
+    assert verdict.figures["tail"] and not verdict.figures["common"]
+    words = headline(verdict)
+    assert words.startswith("The tail of a long-tailed training set left out since")
+    assert "classes 3, 4, 5, 6, 7, 8, 9 (9.0% down to 0.4% of the training labels" in words
+    # a commoner class left out while a rarer one is predicted: no tail (the rules before)
+    mixed = ev(25, confusion=tail_confusion({0, 1, 3}), shares=TAIL)
+    assert not mixed.kept_min_share >= mixed.ignored_share and leaves_out(mixed) is False
+    # every class predicted: nothing left out
+    assert leaves_out(ev(25, confusion=tail_confusion(set(range(10))), shares=TAIL)) is False
 
 
 def test_imbalance_a_very_rare_class_is_rare_whatever_the_commonest_share():
