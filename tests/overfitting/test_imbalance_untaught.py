@@ -63,6 +63,8 @@ def test_imbalance_a_common_class_left_out_while_the_others_are_learnt_has_no_we
     text = headline(problem)
     assert text.startswith("Class 3 left out since epoch 9 (step 94): the model (almost) never")
     assert "is not rare in training (10.0% of the labels). It is not taught: a `weight=`" in text
+    assert "a sampler of the run's own that never draws it" in text  # hunt 61: shares read
+    # from the dataset, not from what a sampler of one's own draws
     # the others at 82%: a note first, a problem once the balanced accuracy stalls
     fair = [row[:] for row in UNWEIGHTED]
     for i in (0, 1, 2, 4):
@@ -74,6 +76,7 @@ def test_imbalance_a_common_class_left_out_while_the_others_are_learnt_has_no_we
     assert "Class 3 not predicted yet" in headline(note)
     (first, second) = remedies(problem)
     assert first.startswith("**Give class 3 its weight in the loss**")
+    assert "that the training loader draws class 3 at all" in first
     assert "**Judge it per class**" in second
 
 
