@@ -30,8 +30,10 @@ __all__ = [
     "DECAY_RAISED",
     "DROPOUT_HIGH",
     "DROPOUT_RISE",
+    "SETTINGS",
     "decay_raised",
     "dropout_raised",
+    "lowest_settings",
     "momentum_raised",
     "raised_setting",
     "raised_since",
@@ -78,6 +80,27 @@ def momentum_raised(pair: Pair) -> tuple[float, float] | None:
     if then is None or now is None or not then < HIGH_MOMENTUM <= now < 1:
         return None
     return then, now
+
+
+SETTINGS = ("decay_per_step", "momentum", "dropout")  # what ``raised_since`` reads
+
+
+def lowest_settings(records: Any) -> dict[str, float | None]:
+    """Each setting ``raised_since`` reads at its lowest over ``records`` (``None``: unknown).
+
+    The settings before a climb: a decay raised acts slowly, so the training loss may
+    reach its best after it (held out, hunt 61: AdamW's `weight_decay` 0.05 -> 5 at step 300,
+    the best loss at 350, the climb from there told "the updates have grown too large").
+
+    Example::
+
+        >>> from types import SimpleNamespace as At
+        >>> lowest_settings([At(decay_per_step=5e-5, momentum=0.9, dropout=None),
+        ...         At(decay_per_step=5e-3, momentum=0.9, dropout=None)])
+        {'decay_per_step': 5e-05, 'momentum': 0.9, 'dropout': None}
+    """
+    values = {name: [getattr(r, name) for r in records] for name in SETTINGS}
+    return {n: min((x for x in v if x is not None), default=None) for n, v in values.items()}
 
 
 def raised_since(then: Any, now: Any) -> str | None:

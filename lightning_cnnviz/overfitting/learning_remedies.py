@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 from lightning_cnnviz.core.decay import (
     DECAY_STALLS,
@@ -72,7 +73,8 @@ def settings_raised(v: Verdict) -> str | None:
     """A weight decay, momentum or dropout raised between ``v``'s best evaluation and now.
 
     In words with what to try (``core.raised_settings``), else ``None``: after a collapse
-    (``not_learning``) or a climb back (``unstable_training``), never from the start.
+    (``not_learning``) or a climb back (``unstable_training``), never from the start; from
+    each setting's lowest up to the best (``figures["settings_before"]``) where given.
     Held out (hunt 57): dropout set to 0.97 at step 300 was told "barely learning ... the
     model has hardly moved from its initialisation"; SGD's momentum 0.5 -> 0.99 "the
     updates have grown too large", the momentum named only as a value.
@@ -86,7 +88,8 @@ def settings_raised(v: Verdict) -> str | None:
     """
     if v.best is None or v.figures.get("from_start"):
         return None
-    return raised_since(v.best, v.detected)
+    before = v.figures.get("settings_before")  # the lowest up to the best (``lowest_settings``)
+    return raised_since(SimpleNamespace(**before) if before else v.best, v.detected)
 
 
 def first(v: Verdict) -> list[str]:

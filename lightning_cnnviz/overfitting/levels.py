@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+from lightning_cnnviz.core.raised_settings import lowest_settings
 from lightning_cnnviz.overfitting.chance_levels import (
     chance_band,
     chance_classes,
@@ -206,6 +207,7 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "barely": slow and not stuck(now) and not climbing(now),
         "climbing": slow and not stuck(now) and bool(climbing(now)),
         "first_loss": now.first_loss,
+        "settings_before": lowest_settings(before) if before else None,  # ``learning_remedies``
     }
     # at chance from the start in a run's first quarter: a note, a flat start may still end
     # (not a loss climbing above its first value: no start is that)

@@ -46,11 +46,23 @@ from collections.abc import Sequence
 
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.decay import heavy_decay
+from lightning_cnnviz.core.raised_settings import lowest_settings
 from lightning_cnnviz.overfitting.chance_levels import below_chance
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["ALONE", "DROP", "FLOOR", "RISE", "decay_too_strong", "recovered", "unstable"]
+__all__ = [
+    "ALONE",
+    "DROP",
+    "FLOOR",
+    "RISE",
+    "STEEP",
+    "climb",
+    "decay_too_strong",
+    "recovered",
+    "train_below_val",
+    "unstable",
+]
 
 RISE = 0.15
 """The train loss this share above its lowest evaluation: climbing back (a healthy run's
@@ -70,7 +82,7 @@ FLOOR = 0.05
 run is a few hard batches, not a climb."""
 
 
-def _climb(
+def climb(
     history: Sequence[Evaluation], patience: int, rise: float
 ) -> tuple[list[Evaluation], int] | None:
     """The finite train losses and the index of the lowest before the last ``patience``.
@@ -135,6 +147,7 @@ def _verdict(kind: str, evs: list[Evaluation], low: int) -> Verdict:
         "train_acc_at_best": best.train_accuracy,
         "val_acc": now.val_accuracy,
         "val_acc_at_best": best.val_accuracy,
+        "settings_before": lowest_settings(evs[: low + 1]),  # a setting raised before the best too
     }
     return Verdict(kind, evs[low + 1], now, best, figures)
 
@@ -153,7 +166,7 @@ def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdic
     now = history[-1]
     if not heavy_decay(now.decay_per_step, now.weight_decay):
         return None
-    found = _climb(history, patience, RISE)
+    found = climb(history, patience, RISE)
     if found is None:
         return _held_back(history, patience)
     best = found[0][found[1]]
@@ -219,7 +232,7 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
     now = history[-1]
     if heavy_decay(now.decay_per_step, now.weight_decay):
         return None
-    found = _climb(history, patience, STEEP)
+    found = climb(history, patience, STEEP)
     if found is None:
         return None
     evs, low = found
@@ -233,8 +246,8 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
         return None  # nothing learnt was undone: the training target got harder instead
     if known and at_chance(now.train_loss, now.classes):  # type: ignore[arg-type]
         return None  # at its chance level: the batches lost the label, no overshoot (hunt 19)
-    if _train_below_val(best, now) or below_chance(now):
-        return None  # the batches or the labels changed, not the model got worse
+    if train_below_val(best, now) or below_chance(now):
+        return None  # the batches or the labels changed, not the model (``labels_turned``)
     return _verdict("unstable_training", evs, low)
 
 
@@ -260,7 +273,7 @@ APART = 0.15  # train accuracy this far below val accuracy, from level with it..
 LEVEL = 0.05  # ...where it was no more than this below at the lowest train loss
 
 
-def _train_below_val(best: Evaluation, now: Evaluation) -> bool:
+def train_below_val(best: Evaluation, now: Evaluation) -> bool:
     """Whether train accuracy fell ``APART`` below val accuracy, from ``LEVEL`` with it at ``best``.
 
     Updates that undo what the model learnt cost both; the training batches alone turning
@@ -272,7 +285,7 @@ def _train_below_val(best: Evaluation, now: Evaluation) -> bool:
 
         >>> best = Evaluation(step=64, epoch=3, train_acc=0.899, val_acc=0.877)
         >>> now = Evaluation(step=96, epoch=5, train_acc=0.461, val_acc=0.821)
-        >>> _train_below_val(best, now), _train_below_val(best, best)
+        >>> train_below_val(best, now), train_below_val(best, best)
         (True, False)
     """
     accs = (best.train_accuracy, best.val_accuracy, now.train_accuracy, now.val_accuracy)

@@ -58,3 +58,20 @@ def test_raised_settings_a_weight_decay_jump_under_the_stall_bar_is_named():
     text = headline(said[0])
     assert "Weight decay rose from 0.01% to 0.6% of every weight a step" in text
     assert remedies(said[0])[0] == SET_BACK
+
+
+def test_raised_settings_a_decay_raised_before_the_lowest_loss_is_named():
+    # hunt 61: AdamW's `weight_decay` 0.05 -> 5 at step 300 (0.005% -> 0.5% a step); a decay
+    # acts slowly, the lowest training loss came after it, and the climb from there was told
+    # "the updates have grown too large"
+    detector, said = Detector(), []
+    for e, (train, acc) in enumerate(CLIMB):  # the lowest loss at the fourth evaluation
+        ev = Evaluation(step=32 * (e + 1), epoch=e, train_loss=train, train_acc=acc,
+                        val_acc=CLIMB_VAL[e], lr=1e-3, classes=10.0, momentum=0.9,
+                        decay_per_step=5e-5 if e < 2 else 5e-3)  # fmt: skip
+        said += [c.verdict for c in detector.update(ev)]
+    verdict = said[0]
+    assert verdict.kind == "unstable_training" and verdict.best.epoch == 3
+    text = headline(verdict)
+    assert "Weight decay rose from 0.01% to 0.5% of every weight a step" in text
+    assert "grown too large" not in text and remedies(verdict)[0] == SET_BACK
