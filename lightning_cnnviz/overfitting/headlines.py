@@ -29,6 +29,7 @@ from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import (
     class_gap,
     imbalance_words,
+    labels_turned,
     learning_words,
     lr_decay,
     pipeline_words,
@@ -91,6 +92,8 @@ def _memorisation(v: Verdict) -> str:
             f"Val accuracy fell from epoch {since.epoch} but reached a new high "
             f"({num(now.val_accuracy, True)} at epoch {now.epoch}): no lasting memorisation."
         )
+    if v.figures.get("turned"):
+        return labels_turned.headline(v)
     # a value logged per step is the latest batch's (``Evaluation.train_acc_images``)
     batch = " (the latest batch's)" if now.train_acc_images else ""
     return (

@@ -36,6 +36,7 @@ from lightning_cnnviz.overfitting import (
     val_source,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.labels_turned import labels_turned
 from lightning_cnnviz.overfitting.rules import Verdict
 
 __all__ = ["CURVE_KINDS", "EVAL_KINDS", "bn_leaves_out", "split_now", "standing", "verdicts"]
@@ -105,7 +106,7 @@ def verdicts(
         "unstable_training": loss_climb.unstable(h, p),
         "bn_mismatch": bn,
         "generalisation_gap": gap.generalisation_gap(h, p),
-        "memorisation": memorisation.memorisation(curve, p),
+        "memorisation": memorisation.memorisation(curve, p) or labels_turned(h, p),
         "overfitting": rules.overfitting(curve, tolerance, p),
         "lr_decayed_early": lr_decay.decayed_early(h, p),
     }
@@ -174,6 +175,11 @@ def verdicts(
         # ... and while it waits for its second evaluation (hunt 24: a long-tailed
         # training set was "the splits differ" one validation before its classes were named)
         waiting.add("generalisation_gap")
+    turned = found["memorisation"] or reported.get("memorisation")
+    if told("memorisation") and turned is not None and turned.figures.get("turned"):
+        # training labels turned noisy: the training loss climbs on them, not on updates
+        # grown too large (hunt 61: "training unstable" 7 validations after it was told)
+        waiting.add("unstable_training")
     if told("not_learning"):
         # its remedies name the rate's cut and a decay too strong first
         waiting.update(("lr_decayed_early", "weight_decay_too_strong", "unstable_training"))

@@ -186,7 +186,8 @@ def test_detector_unstable_training_quiet_where_the_climb_is_a_schedule_or_noise
     noisy = [(1.4, 0.42), (0.62, 0.73), (0.43, 0.85), (0.35, 0.9), (1.3, 0.9), (1.96, 0.46)]
     noisy += [(1.9, 0.46)]
     noisy_val = [0.62, 0.82, 0.88, 0.88, 0.81, 0.82, 0.88].__getitem__
-    assert _climb_run(noisy, val=noisy_val, lr=lambda e: 0.001) == []
+    said = _climb_run(noisy, val=noisy_val, lr=lambda e: 0.001)  # ... told as noisy labels
+    assert [(v.kind, v.figures.get("turned")) for _, _, v in said] == [("memorisation", True)]
     # hunt 23: labels permuted from epoch 4: val accuracy far below chance is the labels'
     permuted = [0.62, 0.82, 0.88, 0.88, 0.05, 0.017, 0.01].__getitem__
     climb = [(1.4, 0.42), (0.62, 0.73), (0.43, 0.85), (0.25, 0.92), (0.9, 0.5), (0.79, 0.82)]

@@ -1,0 +1,87 @@
+"""Training labels turned noisy during the run: the loss steps up, train accuracy below val.
+
+Nothing here knows about Lightning. Updates that undo what a model learnt cost train and
+val accuracy alike (``loss_climb.unstable``); training batches whose labels turned wrong
+from a step on cost the train accuracy most, and the val accuracy some, which the model
+then loses further as it memorises them. Held out (hunt 61): 40% of the labels random
+from step 150 (train accuracy 97% -> 44-63%, val 96% -> 88%) was told nothing for 9
+validations, then "training unstable: the updates have grown too large". Told as
+``memorisation`` (noisy labels), with its own sentence (``headline``).
+
+Example::
+
+    >>> rows = [(0.2, 0.9, 0.9), (0.05, 0.97, 0.96), (2.4, 0.44, 0.61), (1.8, 0.62, 0.88)]
+    >>> evs = [Evaluation(25 * i, i, train_loss=loss, train_acc=t, val_acc=v, lr=1e-3,
+    ...                   classes=10.0, val_images=1000.0) for i, (loss, t, v) in enumerate(rows)]
+    >>> v = labels_turned(evs)
+    >>> v.kind, v.since.step, v.best.step
+    ('memorisation', 50, 25)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from lightning_cnnviz.core.chance import at_chance
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.loss_climb import DROP, STEEP, climb, train_below_val
+from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.words import num, when
+
+__all__ = ["headline", "labels_turned"]
+
+
+def labels_turned(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """``memorisation`` where the training labels turned noisy during the run.
+
+    The training loss ``STEEP`` above its lowest at each of the last ``patience``
+    evaluations at a learning rate no higher (``loss_climb.climb``), the train accuracy
+    from level with the val accuracy to far below it (``loss_climb.train_below_val``), and
+    the val accuracy ``DROP`` (or 3 standard errors of the val set's) below its value at
+    the lowest loss: a val accuracy that holds is a training target turned harder on
+    purpose (MixUp, label smoothing, an augmentation switched on). Not at the loss's
+    chance level: batches that lost the label altogether are not learning.
+    """
+    found = climb(history, patience, STEEP)
+    if found is None:
+        return None
+    evs, low = found
+    best, now = evs[low], evs[-1]
+    if not train_below_val(best, now) or best.val_accuracy is None or now.val_accuracy is None:
+        return None
+    n, then = now.val_images, best.val_accuracy
+    noise = 3.0 * math.sqrt(max(then * (1 - then), 1e-4) / n) if n else 0.0
+    if now.val_accuracy > then - max(DROP, noise):
+        return None
+    if now.classes and now.classes >= 2 and at_chance(now.train_loss, now.classes):  # type: ignore[arg-type]
+        return None
+    figures = {
+        "turned": True,
+        "best_epoch": best.epoch,
+        "best_step": best.step,
+        "best_val_acc": then,
+        "val_acc": now.val_accuracy,
+        "drop": then - now.val_accuracy,
+        "train_acc": now.train_accuracy,
+        "train_acc_at_best": best.train_accuracy,
+        "best_train_loss": best.train_loss,
+        "train_loss": now.train_loss,
+    }
+    return Verdict("memorisation", evs[low + 1], now, best, figures)
+
+
+def headline(v: Verdict) -> str:
+    """``labels_turned``'s finding in one sentence."""
+    f, best = v.figures, v.best
+    assert best is not None
+    return (
+        f"Training labels turned noisy since {when(v.since)}: the training loss stepped up "
+        f"from {num(f['best_train_loss'])} ({when(best)}) to {num(f['train_loss'])} at an "
+        f"unchanged learning rate, and train accuracy fell to {num(f['train_acc'], True)}, "
+        f"below val accuracy ({num(f['val_acc'], True)}; {num(f['best_val_acc'], True)} "
+        "then): the training batches changed from then on, not the model. A share of their "
+        "labels (or images) wrong or random from that step: a label map or noise applied "
+        "during the run, a corrupted file read from then on? The model will memorise them, "
+        "and val accuracy falls as it does."
+    )
