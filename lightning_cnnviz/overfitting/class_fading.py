@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -52,9 +51,10 @@ def _sure(best: float, now: float, images: int, span: int) -> bool:
 def fading(history: Sequence[Evaluation], span: int = 1) -> dict[int, tuple[float, int]]:
     """The classes whose val recall over the last ``span`` evaluations fell from their best.
 
-    ``{class: (its best recall, the step of it)}``. The best held at two evaluations in a
-    row (early on, a class can top one validation while the model finds its feet) where
-    the model had learnt (balanced accuracy ``MODEL_LEARNT``), at least ``LEARNT``; the
+    ``{class: (its best recall, the step of it)}``. The best reached at two evaluations
+    (early on, a class can top one validation while the model finds its feet; a class
+    learnt unevenly, 94% 60% 80% 67% 83% 41% 89%, still counts) where the model had learnt
+    (balanced accuracy ``MODEL_LEARNT``), at least ``LEARNT``; the
     recall pooled over the ``span`` evaluations, its fall past ``SURE`` standard errors;
     the other classes' mean recall at the last ``OTHERS`` or more and at most ``HELD``
     below theirs at that best (``others_held``); fewer than half of 3 or more classes (most
@@ -73,15 +73,15 @@ def fading(history: Sequence[Evaluation], span: int = 1) -> dict[int, tuple[floa
               and (e.balanced_acc_val or 0.0) >= MODEL_LEARNT]  # fmt: skip
     found: dict[int, tuple[float, int]] = {}
     for k in range(len(recalls)):
-        pairs = [(a.recalls_val[k], b.recalls_val[k], b.step)  # type: ignore[index]
-                 for a, b in itertools.pairwise(before)]  # fmt: skip
-        seen = [(min(x, y), s) for x, y, s in pairs if x is not None and y is not None]
+        column = [(e.recalls_val[k], e.step) for e in before]  # type: ignore[index]
+        seen = sorted(((r, at) for r, at in column if r is not None), reverse=True)
         read = [(e.recalls_val[k], e.class_images_val[k]) for e in recent]  # type: ignore[index]
-        if not seen or any(r is None for r, _ in read):
+        if len(seen) < 2 or any(r is None for r, _ in read):
             continue
         images = sum(n for _, n in read)
         pooled = sum(r * n for r, n in read) / max(images, 1)  # type: ignore[operator]
-        best, step = max(seen)
+        best = seen[1][0]  # reached twice: not one lucky reading
+        step = max(at for r, at in seen if r >= best)
         if best >= LEARNT and best - pooled >= FADE and _sure(best, pooled, images, span):
             found[k] = (best, step)
     if not found or 2 * len(found) >= len(recalls):
@@ -117,7 +117,9 @@ def faded(history: Sequence[Evaluation], patience: int = 2) -> dict[str, Any] | 
     Fading at the first of them alone, and over all of them pooled (``fading``): one
     validation's dip is a step's noise (an SGD run at 99% had a class at 65% for one
     validation, back at 96% the next), and a class unlearnt fades unevenly (100% -> 60% ->
-    76% -> 68%). ``None`` otherwise. Figures as ``imbalance.class_imbalance``'s for a
+    76% -> 68%). Not where the logged val accuracy reaches a new high (hunt 62: an EMA copy
+    validated at 81% -> 93% while the probe's pass of the raw weights had a class at 92%
+    -> 46%). ``None`` otherwise. Figures as ``imbalance.class_imbalance``'s for a
     common class lost during the run (``predicted_at``: the step of its best recall), plus
     ``faded``: ``[class, best recall, its step, recall now]`` for each, and ``since_step``:
     the first evaluation of the fade.
@@ -129,7 +131,9 @@ def faded(history: Sequence[Evaluation], patience: int = 2) -> dict[str, Any] | 
     last = history[-1].recalls_val or []
     # ... and still down at the last (a dip to 40% and back to 100% pools to 70%)
     classes = sorted(k for k in set(start) & set(found) if last[k] <= found[k][0] - FADE / 2)
-    if not classes:
+    accs = [e.val_accuracy for e in history[:-patience] if e.val_accuracy is not None]
+    high = history[-1].val_accuracy is not None and accs and history[-1].val_accuracy > max(accs)
+    if not classes or high:  # the logged val accuracy at a new high: no class lost there
         return None
     now, at = history[-1], min(found[k][1] for k in classes)
     # where the fade began: its first evaluation past the bar after the best, kept as it

@@ -1,5 +1,6 @@
 """A class learnt, then fading while the others hold: told as such, before overfitting."""
 
+import dataclasses
 import math
 
 import lightning as L
@@ -9,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.overfitting.class_fading import fading
+from lightning_cnnviz.overfitting.class_fading import faded, fading
 from lightning_cnnviz.overfitting.class_figures import probe_figures
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -93,6 +94,27 @@ def test_class_fading_is_not_the_early_swings_nor_most_classes_falling():
     assert fading(falling) == {}
     others = [*LEARNT, ev(400, [0.8, 0.8, 1, 1, 0.3])]  # the others fell too
     assert fading(others) == {}
+
+
+def test_class_fading_a_class_learnt_unevenly_counts_once_it_reached_its_best_twice():
+    # hunt 62: class 0 at 94% 60% 80% 67% 83% 41% 89%, then its labels mapped to class 6:
+    # 0% at once; a best held at two validations in a row was never there
+    recalls = (0.94, 0.6, 0.8, 0.67, 0.83, 0.41, 0.88)
+    uneven = [ev(100 * (i + 1), [r, 1, 1, 1, 1]) for i, r in enumerate(recalls)]
+    assert fading([*uneven, ev(800, [0.0, 1, 1, 1, 1])]) == {0: (0.88, 700)}
+    assert fading([*uneven[:1], ev(800, [0.0, 1, 1, 1, 1])]) == {}  # once is one lucky reading
+
+
+def test_class_fading_not_while_the_logged_val_accuracy_reaches_a_new_high():
+    # hunt 62: an EMA copy validated at 81% -> 93% while the probe's pass of the raw,
+    # wobbling weights had a class at 92% -> 46%
+    fade = [ev(400, [1, 1, 1, 1, 0.5]), ev(500, [1, 1, 1, 1, 0.4])]
+    seen = [*LEARNT, *fade]
+    assert faded(seen) is not None
+    logged = [dataclasses.replace(e, val_acc=0.9) for e in LEARNT]  # another model's
+    assert faded([*logged, *fade]) is not None  # 88-90%: no new high
+    higher = [dataclasses.replace(e, val_acc=0.93) for e in fade]
+    assert faded([*logged, *higher]) is None
 
 
 def test_class_fading_goes_away_once_the_class_is_back():
