@@ -69,8 +69,8 @@ def test_attention_monitor_on_hybrids_and_step_aside_without_attention(tmp_path)
     )
     _, _, messages = fit(tmp_path / "c", [convnext], model=Classifier(HYBRIDS["timm_convnext"]()),
                          data=data, limit_train_batches=2)  # fmt: skip
-    said = [m for m in messages if m.startswith("AttentionMonitor steps aside") and
-            "it looks for attention modules" in m]  # fmt: skip
+    said = [m for m in messages if m.startswith("AttentionMonitor (tag_prefix 'c/') steps aside")
+            and "it looks for attention modules" in m]  # fmt: skip
     coatnet = AttentionMonitor(
         every_n_steps=2, num_samples=4, strict=True, layers="net.stages.3.*.attn"
     )
