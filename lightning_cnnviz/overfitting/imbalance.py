@@ -44,8 +44,6 @@ __all__ = [
     "OTHERS_CLEAR",
     "RARE",
     "STALL",
-    "TAIL_SHARE",
-    "TAIL_WAIT",
     "class_imbalance",
     "explains_val_loss",
     "leaves_out",
@@ -61,8 +59,6 @@ VERY_RARE = 0.15
 STALL = 0.05  # balanced accuracy no more than this above its best before: learning has stalled
 ONE_CLASS = 0.999  # the commonest class's share of the training labels: a one-class set
 OTHERS_CLEAR = 0.9  # ... a problem at once (no note first) where it is this or more
-TAIL_WAIT = 2  # more evaluations a long tail's left-out classes wait as a note (``long_tail``)
-TAIL_SHARE = 0.25  # ... and this share of the run, where its length is known
 PREDICTED = 0.5  # a class recognised at a balanced val accuracy this high or more: learnt
 
 
@@ -156,9 +152,8 @@ def explains_val_loss(history: Sequence[Evaluation], verdict: Verdict | None) ->
     if verdict is None or not verdict.figures.get("common"):
         return False
     if verdict.figures.get("faded"):  # the other classes held while it faded
-        f = verdict.figures
-        then = next((e for e in history if e.step == f["predicted_at"]), None)
-        return then is not None and class_fading.others_held(history[-1], f["ignored"], then)
+        before = [e for e in history if e.step <= verdict.figures["predicted_at"]]
+        return class_fading.others_held(history[-1], verdict.figures["ignored"], before)
     accs = [e.val_accuracy for e in history if e.step >= verdict.since.step]
     accs = [a for a in accs if a is not None]
     return bool(accs) and accs[-1] > max(accs) - STALL
@@ -230,13 +225,10 @@ def _left_out(history: Sequence[Evaluation], patience: int) -> Verdict | None:
     # ... or predicted before: a class lost while the loss lacks it is no late learner
     predicted = _predicted_before(history, evs[-streak], now.ignored or ())
     waits = not (single or now.missing or clear or (common and predicted is not None))
-    # a long tail's upper classes come late and unevenly: two more evaluations, and a
-    # quarter of the run where its length is known (hunt 61: a healthy 10:1 tail under Adam
-    # predicted 2 classes for four validations, 100 of 600 steps, 73% at the end)
-    start, spans = evs[-streak].run_share, TAIL_SHARE
-    young = start is not None and now.run_share is not None and now.run_share - start < spans
-    tail_waits = tail and (streak < patience + TAIL_WAIT or young)
-    early = waits and (streak == patience or tail_waits or not stalled)
+    # a long tail's upper classes come late and unevenly: a note for the whole run, a
+    # problem at its end if still left out (``Detector.conclude``; hunt 63: healthy 20:1
+    # tails under SGD learnt theirs over 70% of the run; hunt 61: a 100:1 tail never did)
+    early = waits and (streak == patience or tail or not stalled)
     figures = {
         "ignored": list(now.ignored or ()),
         "left_out": len(now.ignored or ()),

@@ -55,11 +55,17 @@ def headline(v: Verdict) -> str:
         )
     balanced = num(f["balanced_acc"], True)
     if f.get("early"):
+        until = "A note while it rises; a problem if it stalls."
+        if f.get("tail"):  # ``imbalance.class_imbalance``: a note until the end of fit
+            until = (
+                "A note while the run lasts: a long tail's rarer classes come late; a problem "
+                "if they are still left out at the end of fit."
+            )
         return (
             f"{rare} not predicted yet since {when(since)}: {classes}, taken for class "
             f"{f['taken_for']}. Common classes are learnt first; the balanced accuracy (mean "
             f"over classes, val probe) went {num(f['balanced_acc_since'], True)} -> "
-            f"{balanced}. A note while it rises; a problem if it stalls."
+            f"{balanced}. {until}"
         )
     acc = num(f["accuracy"], True)
     if finite(f["accuracy"], f["balanced_acc"]) and f["accuracy"] - f["balanced_acc"] >= 0.1:

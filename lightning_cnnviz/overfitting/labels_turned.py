@@ -39,9 +39,9 @@ def labels_turned(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
     evaluations at a learning rate no higher (``loss_climb.climb``), the train accuracy
     from level with the val accuracy to far below it (``loss_climb.train_below_val``), and
     the val accuracy ``DROP`` (or 3 standard errors of the val set's) below its value at
-    the lowest loss: a val accuracy that holds is a training target turned harder on
-    purpose (MixUp, label smoothing, an augmentation switched on). Not at the loss's
-    chance level: batches that lost the label altogether are not learning.
+    the lowest loss at each of those evaluations: a val accuracy that holds is a training
+    target turned harder on purpose (MixUp, label smoothing, an augmentation switched on).
+    Not at the loss's chance level: batches that lost the label altogether are not learning.
     """
     found = climb(history, patience, STEEP)
     if found is None:
@@ -52,8 +52,9 @@ def labels_turned(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
         return None
     n, then = now.val_images, best.val_accuracy
     noise = 3.0 * math.sqrt(max(then * (1 - then), 1e-4) / n) if n else 0.0
-    if now.val_accuracy > then - max(DROP, noise):
-        return None
+    recent = [e.val_accuracy for e in evs[-patience:]]
+    if any(v is None or v > then - max(DROP, noise) for v in recent):
+        return None  # at each of them: one dip is noise (hunt 63: CutMix switched on)
     if now.classes and now.classes >= 2 and at_chance(now.train_loss, now.classes):  # type: ignore[arg-type]
         return None
     figures = {

@@ -82,6 +82,19 @@ def test_class_fading_needs_a_fall_past_the_probe_noise():
     assert fading([*seen, ev(300, [1.0] * 9 + [3 / 13], images=13)]) == {9: (1.0, 200)}
 
 
+def test_class_fading_one_dip_then_back_within_the_probes_noise_is_not_a_fade():
+    # hunt 63: 10 val images a class; class 8 at 93-100%, one reading of 7%, then 80% (8/10)
+    c8 = [0.93, 0.8, 0.87, 1.0, 1.0, 0.8, 0.67, 0.93, 0.93, 0.93, 0.07, 0.8]
+    val = [0.83, 0.79, 0.73, 0.78, 0.65, 0.76, 0.72, 0.86, 0.83, 0.79, 0.72, 0.82]
+    others = [0.85, 0.95, 0.75, 0.85, 0.8, 0.7, 0.85, 0.85, 0.8]
+    seen = [Evaluation(260 + 10 * i, 2, recalls_val=[*others[:8], r, others[8]],
+                       class_images_val=[10] * 10, balanced_acc_val=0.8, val_acc=v)
+            for i, (r, v) in enumerate(zip(c8, val, strict=True))]  # fmt: skip
+    assert faded(seen) is None
+    gone = [dataclasses.replace(seen[-1], step=380, recalls_val=[*others[:8], 0.1, others[8]])]
+    assert faded([*seen[:-1], *gone])["faded"][0][0] == 8  # 7% then 10%: gone
+
+
 def test_class_fading_is_not_the_early_swings_nor_most_classes_falling():
     # a class at 100% at one early validation only, the model at 55%
     early = [

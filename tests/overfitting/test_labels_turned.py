@@ -42,6 +42,9 @@ def test_labels_turned_not_where_val_accuracy_holds_or_the_loss_is_at_chance():
     # back, val accuracy holds: a harder target on purpose
     mixup = [(1.2, 0.55, 0.95), (1.1, 0.6, 0.96), (1.05, 0.62, 0.96), (1.0, 0.63, 0.96)]
     assert told([*FIT, *mixup]) == []
+    # CutMix switched on (hunt 63): val accuracy holds, dips once (96% -> 90%), then back
+    cutmix = [(1.2, 0.55, 0.95), (1.1, 0.6, 0.90), (1.05, 0.62, 0.96), (1.0, 0.63, 0.96)]
+    assert told([*FIT, *cutmix]) == []
     # every label random: the loss at its chance level is not learning, not noisy labels
     random = [(2.31, 0.1, 0.8), (2.30, 0.11, 0.7), (2.30, 0.1, 0.6)]
     evs = [Evaluation(25 * (i + 1), 0, train_loss=loss, train_acc=t, val_acc=v, lr=1e-3,
