@@ -13,9 +13,9 @@ Example::
 
     >>> row = dict(balanced_acc_val=0.95, class_images_val=[40, 40, 40])
     >>> seen = [Evaluation(100 * i, i, recalls_val=[0.95, r, 0.95], **row)
-    ...         for i, r in enumerate((0.9, 1.0, 0.5, 0.3))]
-    >>> fading(seen[:3]), faded(seen)["faded"]
-    ({1: (0.9, 100)}, [[1, 0.9, 100, 0.3]])
+    ...         for i, r in enumerate((0.9, 1.0, 0.95, 0.5, 0.3))]
+    >>> fading(seen[:4]), faded(seen)["faded"]
+    ({1: (0.95, 200)}, [[1, 0.95, 200, 0.3]])
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ __all__ = ["FADE", "HELD", "LEARNT", "SURE", "faded", "fading", "others_held", "
 
 FADE = 0.3  # a class's val recall this far below its best since the model learnt ...
 LEARNT = 0.8  # ... a best of this or more, at an evaluation where the model had learnt
-MODEL_LEARNT = 0.5  # (a balanced val accuracy this high or more: a start predicts by chance)
+MODEL_LEARNT = 0.5  # (a balanced val accuracy this high or more, and halfway from chance)
+MIN_BEFORE = 3  # ... at this many evaluations before the fade
 SURE = 3.0  # ... and this many binomial standard errors of its probe images below it
 LAST_SURE = 2.0  # ... the latest reading alone this many below it (hunt 63: 7% then 8/10)
 HELD = 0.05  # ... while the other classes' mean recall is at most this below theirs then
@@ -90,9 +91,14 @@ def fading(history: Sequence[Evaluation], span: int = 1) -> dict[int, tuple[floa
     if any(e.recalls_val is None or e.class_images_val is None
            or len(e.recalls_val) != len(recalls) for e in recent):  # fmt: skip
         return {}
+    # learnt: halfway from chance to all right (a 3-class model predicting two of its
+    # classes is at 0.67; hunt 64: its favoured class flipped in the first validations)
+    bar = max(MODEL_LEARNT, (1 + 1 / len(recalls)) / 2)
     before = [e for e in history[: len(history) - span] if e.recalls_val is not None
               and len(e.recalls_val) == len(recalls)
-              and (e.balanced_acc_val or 0.0) >= MODEL_LEARNT]  # fmt: skip
+              and (e.balanced_acc_val or 0.0) >= bar]  # fmt: skip
+    if len(before) < MIN_BEFORE:  # too few to know its level and its swing
+        return {}
     found: dict[int, tuple[float, int]] = {}
     swing = _swing(before)
     for k in range(len(recalls)):

@@ -1,6 +1,5 @@
 """Rare classes left out: the pure rule on synthetic figures, and short real runs read back."""
 
-
 import pytest
 import torch
 from torch.utils.data import WeightedRandomSampler
@@ -9,7 +8,7 @@ from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.overfitting.class_figures import class_shares, ignored_classes, probe_figures
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.headlines import headline
-from lightning_cnnviz.overfitting.imbalance import class_imbalance, leaves_out
+from lightning_cnnviz.overfitting.imbalance import class_imbalance, leaves_out, long_tail
 from lightning_cnnviz.overfitting.remedies import remedies
 from tests.overfitting.runs import fit_imbalanced, one_hot_set
 from tests.overfitting.series import LEFT_OUT, SKEWED
@@ -86,6 +85,12 @@ def test_imbalance_a_long_tail_whose_model_predicts_its_head_only_is_told():
     # a commoner class left out while a rarer one is predicted: no tail (the rules before)
     mixed = ev(25, confusion=tail_confusion({0, 1, 3}), shares=TAIL)
     assert not mixed.kept_min_share >= mixed.ignored_share and leaves_out(mixed) is False
+    # ... unless every left-out class is under 1/K (hunt 64: a healthy 10:1 tail predicting
+    # its class 7 early, not 5, 6, 8, 9 at 6.9% or less, told "not taught" at step 100)
+    shares = torch.tensor([0.3, 0.2, 0.12, 0.1, 0.08, 0.069, 0.06, 0.04, 0.021, 0.01])
+    early = [ev(s, confusion=tail_confusion({0, 1, 2, 3, 4, 7}), shares=shares) for s in (25, 50)]
+    assert early[0].kept_min_share < early[0].ignored_share and long_tail(early[0])
+    assert class_imbalance(early).figures["tail"] and class_imbalance(early).severity == "note"
     # every class predicted: nothing left out
     assert leaves_out(ev(25, confusion=tail_confusion(set(range(10))), shares=TAIL)) is False
 
