@@ -158,10 +158,10 @@ def faded(history: Sequence[Evaluation], patience: int = 2) -> dict[str, Any] | 
     below the best (a class of 10 val images at 100%, 7%, then 80% is back). Not where the
     logged val accuracy reaches a new high (hunt 62: an EMA copy validated at 81% -> 93%
     while the probe's pass of the raw weights had a class at 92% -> 46%). ``None``
-    otherwise. Figures as ``imbalance.class_imbalance``'s for a
-    common class lost during the run (``predicted_at``: the step of its best recall), plus
-    ``faded``: ``[class, best recall, its step, recall now]`` for each, and ``since_step``:
-    the first evaluation of the fade.
+    otherwise. Figures as ``imbalance.class_imbalance``'s for a common class lost during
+    the run (``predicted_at``: the step of its best recall), plus ``faded``: ``[class, best
+    recall, its step, recall now]`` for each, and ``since_step``: the first evaluation of
+    the fade.
     """
     if len(history) < patience:
         return None
@@ -184,8 +184,8 @@ def faded(history: Sequence[Evaluation], patience: int = 2) -> dict[str, Any] | 
     # deepens (a Conv1d net's class 4: 100% at step 300, 84%, then 60% at 380)
     since = next(e for i, e in enumerate(history)
                  if e.step > at and set(classes) <= set(fading(history[: i + 1])))  # fmt: skip
-    depth = sum(1 - (now.recalls_val or [])[k] / found[k][0] for k in classes) / len(classes)
-    others = [r for k, r in enumerate(now.recalls_val or ()) if k not in classes and r is not None]
+    depth = sum(1 - last[k] / found[k][0] for k in classes) / len(classes)  # type: ignore[operator]
+    others = [r for k, r in enumerate(last) if k not in classes and r is not None]
     return {
         "ignored": classes,
         # worse (``Detector``) as they fade further, and once left out (1 class each)
@@ -193,7 +193,7 @@ def faded(history: Sequence[Evaluation], patience: int = 2) -> dict[str, Any] | 
         "common": True,
         "predicted_at": at,
         "since_step": since.step,
-        "faded": [[k, found[k][0], found[k][1], (now.recalls_val or [])[k]] for k in classes],
+        "faded": [[k, found[k][0], found[k][1], last[k]] for k in classes],
         "others_recall": sum(others) / len(others) if others else None,
         "balanced_acc": now.balanced_acc_val,
         "accuracy": now.val_accuracy,
