@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightning_cnnviz.overfitting.chance_levels import stuck
 from lightning_cnnviz.overfitting.curves import episode, held_above, noise, prompt
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.words import finite
@@ -108,7 +109,8 @@ def overfitting(
     the floor and twice the local noise, a step up from the values before them), by
     ``curves.episode`` (past three whole-run noise deviations, or a significant trend),
     or by ``curves.held_above`` (the last ``HELD_AFTER`` values each past the floor and
-    their median ``HELD`` above the best, while the train loss fell ``MEMORISED_FALL`` x), and the
+    their median ``HELD`` above the best, while the train loss fell ``MEMORISED_FALL`` x), the
+    val probe past chance at the best (``chance_levels.stuck``), and the
     train loss (when logged) is below its value at the lowest val loss. The
     onset is the evaluation after the lowest val loss (``best``, what
     ``ModelCheckpoint`` keeps).
@@ -129,6 +131,11 @@ def overfitting(
     raw, _, margin = found
     best, now = evs[raw], evs[-1]
     if held and not _memorised(best, now):
+        return None
+    if stuck(best):
+        # at chance at its best: the model learnt nothing of the val images to overfit (held
+        # out, hunts 63-64: a 100:1 long tail at a rate far too low, val loss 2.305 at its
+        # best (ln 10 = 2.303), 2.465 later at 11-19% val accuracy, told "stop at epoch 0")
         return None
     if now.train_loss is not None:  # training must still improve: else it is no overfitting
         later = (e.train_loss for e in evs[raw:-1] if e.train_loss is not None)

@@ -186,6 +186,22 @@ def test_rules_overfitting_quiet_while_val_accuracy_climbs_far_past_its_value_at
     assert 0.414 - 0.096 >= rules.STILL_LEARNING > 0.97 - 0.955  # the 3,948-step run: told
 
 
+def test_rules_overfitting_needs_a_model_past_chance_at_its_best():
+    # held out (hunts 63-64): a 100:1 long tail at a rate far too low, the val probe at
+    # chance (one class predicted) while the val loss rose 2.305 -> 2.465 from epoch 0,
+    # told "stop at epoch 0"
+    val = [2.305, 2.33, 2.36, 2.40, 2.43, 2.465]
+    evs = run(train_loss=TRAIN[:6], val_loss=val, val_acc=[0.11, 0.12, 0.15, 0.17, 0.19, 0.18])
+    at_chance = [replace(e, classes=10.0, probe_size=64.0, probe_acc_val=0.11,
+                         probe_loss_val=e.val_loss) for e in evs]  # fmt: skip
+    assert first(rules.overfitting, evs) is not None  # no probe figures: the curve alone
+    assert first(rules.overfitting, at_chance) is None
+    # the same curve from a model that had learnt at its best: overfitting
+    learnt = [replace(e, probe_acc_val=0.6, probe_loss_val=1.2) for e in at_chance]
+    found = first(rules.overfitting, learnt)
+    assert found is not None and found.best.epoch == 0
+
+
 def test_rules_overfitting_needs_a_val_set_that_carries_a_curve():
     # setups hunt 25: 3 val images at 0% accuracy, val loss 2.44 -> 2.88 while the train
     # loss fell, told "Overfitting ... stop at epoch 0"
