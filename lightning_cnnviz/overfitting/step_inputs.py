@@ -34,6 +34,7 @@ from lightning_cnnviz.core.input_shift import (
     step_shift,
 )
 from lightning_cnnviz.core.items import integer_dtype, parts, split_sample
+from lightning_cnnviz.core.layer_calls import in_weight_average
 from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.samplers import first_loader, sampler_known
@@ -63,7 +64,9 @@ def first_layer(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]
     steps'. ``None`` where it does not take ``channels`` channels, where a dropout or
     an augmentation module comes first (it changes the images in training only, by
     design), or another layer with weights (a `Linear` stem: what it makes of the images
-    changes as it learns, read as the steps' doing, setups hunt 35).
+    changes as it learns, read as the steps' doing, setups hunt 35). A weight average's copy
+    kept on the model (``core.layer_calls.in_weight_average``) is passed over wherever it is
+    registered.
 
     Example::
 
@@ -78,8 +81,15 @@ def first_layer(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]
         >>> first_layer(nn.Sequential(nn.Flatten(), nn.Linear(12, 12), nn.Unflatten(1, (3, 2, 2)),
         ...                           *net), 3)[1]
         'a `Linear` with weights comes before its first convolution'
+        >>> from torch.optim.swa_utils import AveragedModel
+        >>> held = nn.Module()
+        >>> held.ema, held.net = AveragedModel(net), net  # the copy registered first
+        >>> first_layer(held, 3)[0] is net[0]
+        True
     """
-    for module in model.modules():
+    for path, module in model.named_modules():
+        if path and in_weight_average(model, path):
+            continue  # a weight average's copy, registered before the net: no batch reaches it
         name = type(module).__name__
         if isinstance(module, nn.modules.dropout._DropoutNd) or "augment" in (
             type(module).__module__.lower()

@@ -6,6 +6,7 @@ import lightning as L
 import pytest
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.capture import hook_count
@@ -76,7 +77,20 @@ class StepNormalised(Net):
         self._step(((x - MEAN) / STD if self.both else x, y), "val")
 
 
-def _run(tmp_path, both, compiled=False):
+class HeldWithAverage(nn.Module):
+    """``net`` with an EMA copy of it registered first (setups hunt 59)."""
+
+    def __init__(self, net):
+        super().__init__()
+        net(torch.zeros(1, 3, *pictures(1).shape[-2:]))  # its LazyLinear made, to be copied
+        self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _run(tmp_path, both, compiled=False, averaged=False):
     torch.manual_seed(0)
     x, y = pictures(128), torch.arange(128) % 2
     x[y == 1, 1] += 0.5  # class 1 greener
@@ -86,7 +100,7 @@ def _run(tmp_path, both, compiled=False):
                         nn.LazyLinear(2))  # fmt: skip
     train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
     val = DataLoader(TensorDataset(val_x, val_y), batch_size=32)
-    model = StepNormalised(net, 0.01, both)
+    model = StepNormalised(HeldWithAverage(net) if averaged else net, 0.01, both)
     if compiled:  # hunt 35: a compiled network's steps were not read at all
         torch._dynamo.reset()
         model.net = torch.compile(net, backend="eager")
@@ -107,6 +121,15 @@ def test_step_inputs_told_in_a_run_normalising_in_training_step_only(tmp_path, c
     assert "`validation_step` leaves it" in text and "Preprocess in one place" in text
     # as the step wrote it (hunt 55: "scales by 0.00392x")
     assert f"`training_step` makes `(x - {MEAN:g}) / {STD:g}` of channel" in text
+
+
+def test_step_inputs_read_the_live_net_behind_a_weight_average_registered_first(tmp_path):
+    # setups hunt 59: the copy's first convolution was taken, no batch reached it, and the
+    # check was listed as not run ("no training batch reached the model's first layer")
+    trainer, _ = _run(tmp_path, both=False, averaged=True)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert (finding.severity, finding.step) == ("problem", 4)
+    assert finding.figures["in_steps"] == 1.0 and finding.figures["scale_ratio"] > 2
 
 
 def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
