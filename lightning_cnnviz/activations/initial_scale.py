@@ -31,6 +31,10 @@ INIT_EXPLOSION_REMEDIES = (
 )
 SCALED = 10.0  # a first loss this many times the model's own cross-entropy: scaled
 SANE = 2.0  # ...where that cross-entropy is within this many times ln K (logits near 0)
+# ... and, for a loss scaled down, at least this share of ln K: weights near their start. A
+# trained model's losses both lie near 0 and their ratio is chance (setups hunt 59: a trained
+# model fitted again, mean cross-entropy, was told "~0.096x the model's own cross-entropy")
+FRESH = 0.5
 
 
 def scaled_loss(
@@ -41,7 +45,8 @@ def scaled_loss(
     ``first_losses``: the training loss of the first steps (the very first, before any
     update, and their median); ``probe_loss``: the monitor's cross-entropy of the probe's
     logits, within ``SANE`` x ``ln K`` (else the weights are too large:
-    ``init_explosion``). The loss ``training_step`` returns is then multiplied
+    ``init_explosion``), and for a loss scaled down at least ``FRESH`` x ``ln K`` (weights
+    near their start). The loss ``training_step`` returns is then multiplied
     or summed over the batch: harmless under Adam (its steps do not scale with the
     gradient), while under SGD every step is that much larger (held out: a cross-entropy
     x100 under SGD 0.01 with momentum, first loss 229 against 2.35 on the probe, sat at
@@ -57,6 +62,8 @@ def scaled_loss(
         (None, None)
         >>> scaled_loss([2.3e-4, 2.29e-4], 10, 2.31)[1]["scale"]
         0.0001
+        >>> scaled_loss([0.004, 0.006], 4, 0.05) is None  # a trained model: both near 0
+        True
     """
     finite = [v for v in first_losses[:5] if math.isfinite(v)]
     if classes < 2 or not finite or not math.isfinite(probe_loss) or probe_loss <= 0:
@@ -78,7 +85,7 @@ def scaled_loss(
             'learning rate says. Try: average the loss over the batch (`reduction="mean"`) '
             "and drop the factor, or divide the learning rate by it"
         )
-    elif down > 0 and down * SCALED <= min(probe_loss, chance):
+    elif down > 0 and probe_loss >= FRESH * chance and down * SCALED <= min(probe_loss, chance):
         # the other way: a loss multiplied by a small factor (x1e-4 under SGD 0.01 crawled
         # from 10% to 20% val accuracy in 282 steps, and nothing was said)
         scale = float(f"{down / probe_loss:.2g}")

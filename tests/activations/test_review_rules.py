@@ -276,6 +276,21 @@ def test_review_a_loss_scaled_far_above_the_models_cross_entropy_is_a_note_and_t
     assert [v.kind for v in found] == ["exploding_gradients"]
 
 
+def test_review_a_trained_model_fitted_again_is_no_loss_scaled_down():
+    # setups hunt 59: a model trained in a first fit, fitted again with plain mean
+    # cross-entropy: first losses near 0.005 against the probe's 0.05, told "~0.096x"
+    def review(losses, probe_loss):
+        diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+        for s, value in enumerate(losses):
+            diagnosis.loss.add(s, torch.tensor(value))
+        return diagnosis.review(5, 0, {}, {}, [], list, chance=(4, probe_loss))
+
+    assert review([0.0048, 0.0061, 0.0039, 0.0052, 0.0050], 0.05) == []
+    # the same losses from a model near its start (the probe at ln 4): scaled down
+    (note,) = review([0.0048, 0.0061, 0.0039, 0.0052, 0.0050], 1.39)
+    assert (note.kind, note.severity) == ("scaled_loss", "note")
+
+
 def test_weight_decay_too_strong_while_the_loss_sits_at_its_start():
     # held out: SGD 0.05 with weight_decay=0.3 (1.5% of every weight a step) never left
     # ln 10; it was told as vanishing gradients with init and architecture remedies
