@@ -232,6 +232,8 @@ class StepInputs:
         images = seen_batch(images, getattr(trainer, "_cnnviz_stored", None))
         model = unwrap_model(pl_module)
         layer, why = None, ""
+        if images.dim() >= 3 and integer_dtype(images):
+            images = images.float()  # uint8 pixels the model scales itself (setups hunt 59)
         if images.dim() < 3 or not images.is_floating_point():
             why = "its inputs are not float images"
         elif is_compiled(model):  # the compiled network's entry, outside its graph (hunt 35)

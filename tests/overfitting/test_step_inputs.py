@@ -10,7 +10,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.capture import hook_count
-from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.core.input_shift import step_input, step_shift
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.step_inputs import first_layer
@@ -130,6 +130,39 @@ def test_step_inputs_read_the_live_net_behind_a_weight_average_registered_first(
     (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
     assert (finding.severity, finding.step) == ("problem", 4)
     assert finding.figures["in_steps"] == 1.0 and finding.figures["scale_ratio"] > 2
+
+
+class Pixels(StepNormalised):
+    """uint8 pixels scaled in ``forward``; ``training_step`` normalises too unless ``both``."""
+
+    def forward(self, x):
+        return self.net(x.float() / 255 if not x.is_floating_point() else x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self._step(((x.float() / 255 - MEAN) / STD, y), "train")
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self._step(((x.float() / 255 - MEAN) / STD if self.both else x, y), "val")
+
+
+@pytest.mark.parametrize("both", [True, False])
+def test_step_inputs_read_uint8_pixels_the_model_scales_itself(tmp_path, both):
+    # setups hunt 59: uint8 images scaled in `forward`: the check was listed as not run
+    # ("its inputs are not float images") while the first convolution got floats
+    torch.manual_seed(0)
+    x, y = (pictures(128) * 255).to(torch.uint8), torch.arange(128) % 2
+    x[y == 1, 1] = x[y == 1, 1].clamp(max=127) * 2  # class 1 greener
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    trainer, _ = fit_monitor(tmp_path, Pixels(net, 0.01, both), train,
+                             DataLoader(TensorDataset(x, y), batch_size=32), epochs=2)  # fmt: skip
+    assert checks_of(trainer)[("OverfittingMonitor", "inputs in the steps")].ran
+    told = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert bool(told) is not both
+    if told:
+        assert told[0].figures["in_steps"] == 1.0 and told[0].figures["scale_ratio"] > 2
 
 
 def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
