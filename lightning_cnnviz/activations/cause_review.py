@@ -35,10 +35,16 @@ from lightning_cnnviz.activations.dead_words import (
     INIT_REMEDIES,
     MOMENTUM_REMEDIES,
     REMEDIES,
+    REWRITE_REMEDIES,
     burst_text,
 )
 from lightning_cnnviz.activations.episodes import Verdict
-from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
+from lightning_cnnviz.activations.init_weights import (
+    SILENT,
+    identical_text,
+    negative_text,
+    rewrite_words,
+)
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.activations.output_activation import output_activation_text
@@ -63,6 +69,7 @@ class CauseReview:
     chance_loss: float | None
     init_cause: str | None
     cut: tuple[str, str] | None  # ``gradients.gradient_cut`` at the latest log
+    rewrite: tuple[tuple[str, str, float, float], ...]  # ``init_weights.rewritten``, lately
     init_checked: bool
     classes: int | None
     loss_scale: float | None
@@ -245,11 +252,12 @@ class CauseReview:
     def _cause(self, series: list[tuple[int, float]], gain: float | None) -> tuple[str | None, str]:
         """What stands behind silent units, and its remedies (``None``: the learning rate's).
 
-        The weights' scale at initialisation, when known; a decay or a momentum (``core.
-        settings.HIGH_MOMENTUM``) far too high; a rate cut ``LR_CUT`` x or more below the one
-        set (a rate-remedy reads wrong at 1e-5, a schedule stepped per batch); or a loss that
-        never left its
-        chance level while learning stalls (``LossLevels.at_chance``): the data comes first.
+        The weights' scale at initialisation, when known; a gradient cut; a layer rewritten
+        outside the optimiser at this log or the one before (``init_weights.rewritten``); a
+        decay or a momentum (``core.settings.HIGH_MOMENTUM``) far too high; a rate cut
+        ``LR_CUT`` x or more below the one set (a rate-remedy reads wrong at 1e-5, a schedule
+        stepped per batch); or a loss that never left its chance level while learning stalls
+        (``LossLevels.at_chance``): the data comes first.
         """
         if self.init_cause is not None:
             return self.init_cause, INIT_REMEDIES
@@ -259,6 +267,12 @@ class CauseReview:
                 f"while `{self.cut[1]}` after it gets one): they do not learn, and units fed "
                 "by them stay as they started.",
                 BLOCKED_REMEDIES,
+            )
+        if self.rewrite:  # hunt 65: a GroupNorm's bias shifted by -20, told "lower the rate"
+            return (
+                f"{rewrite_words(self.rewrite[0])}: no update moves a whole layer that fast, "
+                "so something outside the optimiser rewrote it, and units went silent with it.",
+                REWRITE_REMEDIES,
             )
         if self._decay_stalls(gain):
             per_step, weight_decay = self.decay

@@ -25,6 +25,7 @@ __all__ = [
     "INIT_REMEDIES",
     "MOMENTUM_REMEDIES",
     "REMEDIES",
+    "REWRITE_REMEDIES",
     "burst_text",
     "dead_text",
     "diagnosis_text",
@@ -55,6 +56,12 @@ CUT_REMEDIES = (
     "every epoch (`interval`, milestones counted in steps) cuts the rate within the first "
     "steps; keep the rate near the one set while the model learns; then, if units still "
     "die, use LeakyReLU or GELU, put BatchNorm before the activation"
+)
+# Where a layer was rewritten outside the optimiser, what wrote it comes first, not the rate.
+REWRITE_REMEDIES = (
+    "find what writes that layer during training (a callback or hook zeroing, shifting or "
+    "re-initialising it, a checkpoint loaded without it, a pruning mask); the learning rate "
+    "did not do this"
 )
 # Where no gradient reaches the layers below (exactly 0), the cut comes first.
 BLOCKED_REMEDIES = (

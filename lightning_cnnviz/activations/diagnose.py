@@ -101,6 +101,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.maximize: tuple[str, ...] = ()  # optimisers set to climb the loss
         self._norms: dict[str, float] = {}  # the layers' weight norms at the last log
         self.zeroed: tuple[tuple[str, str, float, float], ...] = ()  # rewritten between logs
+        self.rewrite = self._rewrite_before = self.zeroed  # ... at this log or the one before
         self.frozen_head: str | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
@@ -223,7 +224,9 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
                 setattr(self, name, _first_and_now(getattr(self, name), value))
         self.half, self.warmup, self.hooked, self.maximize = half, warmup, hooked, maximize
         if norms is not None:  # weights collapsed since the last log: rewritten
-            self.zeroed = tuple(rewritten(self._norms, norms)) or self.zeroed
+            found = tuple(rewritten(self._norms, norms))
+            self.rewrite, self._rewrite_before = found or self._rewrite_before, found
+            self.zeroed = found or self.zeroed
             self._norms = dict(norms)
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying

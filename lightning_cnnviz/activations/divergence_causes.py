@@ -19,6 +19,7 @@ from lightning_cnnviz.activations.divergence_remedies import (
     SUDDEN_REMEDIES,
 )
 from lightning_cnnviz.activations.divergence_settings import wrong_setting
+from lightning_cnnviz.activations.init_weights import rewrite_words
 from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.raised_settings import raised_setting
 from lightning_cnnviz.core.voice import times
@@ -156,9 +157,7 @@ def divergence_cause(
     if (raised := raised_setting(decayed, momentum, dropped)) is not None:
         return raised
     if zeroed:
-        name, part, before, now = zeroed[0]
-        how = "collapsed" if part == "weights" else "jumped"
-        moved = f"The {part} of `{name}` {how} from norm {before:.3g} to {now:.3g} between two logs"
+        part, moved = zeroed[0][1], rewrite_words(zeroed[0])
         if hooked:  # hunt 36: a global hook x1000 made the optimiser jump conv2's biases
             return (
                 f"{moved}, and {hooked_words(hooked)}: where it returns a changed gradient (a "

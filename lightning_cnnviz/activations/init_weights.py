@@ -54,6 +54,7 @@ __all__ = [
     "init_reads",
     "negative_biases",
     "negative_text",
+    "rewrite_words",
     "rewritten",
     "weight_norms",
     "zero_weights",
@@ -256,6 +257,19 @@ def rewritten(
         elif bias and v > SHRUNK * b and v > now.get(name, float("inf")):
             found.append((name, "biases", b, v))
     return found
+
+
+def rewrite_words(found: tuple[str, str, float, float]) -> str:
+    """One ``rewritten`` layer in words: what moved, and from what norm to what.
+
+    Example::
+
+        >>> rewrite_words(("conv", "biases", 0.4, 800.0))
+        'The biases of `conv` jumped from norm 0.4 to 800 between two logs'
+    """
+    name, part, before, now = found
+    how = "collapsed" if part == "weights" else "jumped"
+    return f"The {part} of `{name}` {how} from norm {before:.3g} to {now:.3g} between two logs"
 
 
 def negative_text(layers: Sequence[str], step: int, epoch: int) -> str:

@@ -291,6 +291,28 @@ def test_review_a_trained_model_fitted_again_is_no_loss_scaled_down():
     assert (note.kind, note.severity) == ("scaled_loss", "note")
 
 
+@pytest.mark.parametrize("jumped", [True, False])
+def test_review_dead_units_after_a_layer_rewritten_name_the_rewrite_not_the_rate(jumped):
+    # hunt 65: a GroupNorm's bias shifted by -20 mid-run under Adam 1e-3 silenced the ReLU
+    # after it, told "Try: lower the learning rate" first and "check the bias" last
+    diagnosis, said, sites = TrainingDiagnosis(0.25, 16, 0.025), [], {"relu": info("rectifier")}
+    for log in (25, 50, 75, 100):
+        for s in range(log - 25, log):
+            diagnosis.loss.add(s, torch.tensor(2.3 * math.exp(-s / 30) + 0.1 if log < 75 else 2.3))
+        chance = (10, 2.31) if diagnosis.wants_chance() else None
+        bias = 113.0 if jumped and log >= 75 else 0.5
+        said += diagnosis.review(log, 0, {"relu": figures(dead=float(log >= 75), width=32)},
+                                 sites, [], list, chance, norms={"gn": 5.6, "gn:bias": bias},
+                                 lr=1e-3)  # fmt: skip
+    (dead,) = [v for v in said if v.kind == "dead_units"]
+    assert dead.severity == "problem"
+    rewrite = "The biases of `gn` jumped from norm 0.5 to 113 between two logs"
+    assert (rewrite in dead.message) is jumped
+    assert ("Try: lower the learning rate" in dead.message) is not jumped
+    if jumped:
+        assert "find what writes that layer during training" in dead.message
+
+
 def test_weight_decay_too_strong_while_the_loss_sits_at_its_start():
     # held out: SGD 0.05 with weight_decay=0.3 (1.5% of every weight a step) never left
     # ln 10; it was told as vanishing gradients with init and architecture remedies
