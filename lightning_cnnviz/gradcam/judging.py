@@ -82,13 +82,30 @@ class ShortcutChecks:
             both = no_val_why(trainer)
         self._record("shortcut train vs val", None not in on_object and not masked,
                      masked or both)  # fmt: skip
-        without = (scalars.get(self.tag("train", "right_without_object")), self._classes)
+        without = (scalars.get(self.tag("train", "right_without_object")), self._probe_classes())
         removal = area_blocker(areas, both=True) if None not in areas else ""  # reads no map
+        if not removal and without[1] is not None and without[1] < 3:
+            removal = (  # a background read as one class is half of two classes' images right
+                f"the training probe holds images of {without[1]} class(es) only: too few to "
+                "tell a cue from chance"
+            )
         self._record("class kept without the object", without[0] is not None and not removal,
                      removal or missing)  # fmt: skip
         self._check_on_object(trainer, *on_object, areas=areas, accuracy=self._probe_acc,
                               cells=cells, hw=hw, without=without)  # fmt: skip
         self._check_fixed(trainer, scalars)
+
+    def _probe_classes(self) -> int | None:
+        """The classes the training probe holds (no more than the logits' width).
+
+        Chance for ``right_without_object`` is the probe's own: a probe shrunk to 4 images
+        of 2 classes (images at their own sizes, setups hunt 60) was judged against 1/4 and
+        a model at 25% on images without an object told "reads the class from outside".
+        """
+        probe = self._probes.get("train")
+        if probe is None or probe.labels is None or not self._classes:
+            return self._classes
+        return min(self._classes, len(probe.labels.unique()))
 
     def _unjudgeable(self) -> str:
         """Why no shortcut can be judged on this model's outputs ("": it can)."""

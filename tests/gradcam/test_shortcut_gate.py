@@ -223,6 +223,23 @@ def test_shortcut_summary_names_each_check_and_why_one_did_not_run(tmp_path):
     assert said + "object (needs `foreground" in summary
 
 
+def test_shortcut_class_kept_without_the_object_needs_a_probe_of_three_classes(tmp_path):
+    # setups hunt 60: a probe of 4 images of 2 classes (of 4 outputs) judged against 1/4: a
+    # model at 25% on images without an object told "reads the class from outside"
+    two = []
+    for loader in loaders():
+        x, y = loader.dataset.tensors
+        keep = y >= 2
+        two.append(DataLoader(TensorDataset(x[keep], y[keep]), batch_size=8))
+    trainer, _, _ = monitors_fit(tmp_path, [GradCAMMonitor(every_n_steps=1)], data=two)
+    check = checks_of(trainer)[("GradCAMMonitor", "class kept without the object")]
+    assert not check.ran
+    assert check.why == (
+        "the training probe holds images of 2 class(es) only: too few to tell a cue from chance"
+    )
+    assert not [f for f in findings_of(trainer) if f.kind == "cam_shortcut"]
+
+
 class MultiLabel(TinyCNN):
     """4 binary attributes with BCE: the data carries no class index."""
 
