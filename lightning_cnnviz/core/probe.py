@@ -263,11 +263,37 @@ def draw_probe(
     picked = _in_turns(by_class, num_samples)
     probe = probe_from_indices(dataset, picked, label_key)
     if len(probe) < len(picked):  # images at their own sizes: the commonest size's, in turns
-        shape, need = tuple(probe.images.shape[1:]), -(-num_samples // len(by_class))
+        shape = tuple(probe.images.shape[1:])  # each class read for all: others may have none
         with rng_untouched(dataset):
-            fits = {c: _of_shape(dataset, q, shape, need, label_key) for c, q in by_class.items()}
+            fits = {c: _of_shape(dataset, q, shape, num_samples, label_key)
+                    for c, q in by_class.items()}  # fmt: skip
         probe = probe_from_indices(dataset, _in_turns(fits, num_samples), label_key)
+        _say_classes_left(dataset, probe, sorted(by_class))
     return probe
+
+
+def _say_classes_left(dataset: Any, probe: Probe, classes: list[int]) -> None:
+    """Say once per dataset which classes a probe of one size leaves out (setups hunt 61)."""
+    held = set(probe.labels.tolist()) if probe.labels is not None else set(classes)
+    left = [c for c in classes if c not in held]
+    try:
+        if not left or dataset in _sizes_told:
+            return
+        _sizes_told.add(dataset)
+    except TypeError:  # unhashable: said each time
+        pass
+    size = "x".join(map(str, probe.images.shape[2:]))
+    say(
+        f"lightning-cnnviz: the images of {type(dataset).__name__} ({len(dataset)} items) come "
+        f"at several sizes and a probe is one batch of one size ({size}, the commonest), "
+        f"which no image of class(es) {', '.join(map(str, left))} has: the probes hold "
+        f"{len(held)} of the {len(classes)} classes, and what the monitors show per class "
+        "leaves those out. Resize the images to one size in the dataset to have every class "
+        "in the probes."
+    )
+
+
+_sizes_told: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 SIZE_READS = 64

@@ -1,4 +1,5 @@
 import time
+import warnings
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from lightning_cnnviz.core.batches import batch_inputs
 from lightning_cnnviz.core.dataset_labels import dataset_labels
 from lightning_cnnviz.core.items import ITERABLE_HEAD, iterable_head, split_sample
 from lightning_cnnviz.core.probe import draw_probe, labels_in_order, probe_from_indices
+from lightning_cnnviz.core.say import CnnvizWarning
 
 
 class DictDataset(Dataset):
@@ -261,6 +263,32 @@ def test_probe_of_images_at_their_own_sizes_keeps_the_commonest_size():
     assert [int(x[0, 0, 0]) for x in probe.images] == probe.indices  # each image its own
     assert probe.labels.tolist() == [i % 4 for i in probe.indices]
     assert probe.labels.bincount().tolist() == [4, 4, 4, 4]
+
+
+class OwnSize(Dataset):
+    """Class 3 at 20 pixels, the others at 16 (a class photographed by another camera)."""
+
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        side = 20 if i % 4 == 3 else 16
+        return torch.full((1, side, side), float(i)), i % 4
+
+
+def test_probe_of_a_class_at_its_own_size_says_once_that_it_is_left_out():
+    # setups hunt 61: every probe lacked class 3, and nothing said so
+    data = OwnSize()
+    with pytest.warns(CnnvizWarning) as said:
+        probe = draw_probe(data, 8, torch.Generator().manual_seed(0))
+    assert sorted(set(probe.labels.tolist())) == [0, 1, 2] and len(probe) == 8
+    (message,) = [str(w.message) for w in said]
+    assert "OwnSize (40 items) come at several sizes" in message
+    assert "one size (16x16, the commonest), which no image of class(es) 3 has" in message
+    assert "the probes hold 3 of the 4 classes" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per dataset
+        draw_probe(data, 8, torch.Generator().manual_seed(1))
 
 
 class NestedItems(Dataset):
