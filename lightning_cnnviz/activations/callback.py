@@ -14,7 +14,7 @@ from lightning_cnnviz.activations.divergence_remedies import half_first
 from lightning_cnnviz.activations.divergence_words import no_loss_text
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.frozen_norms import frozen_norms
-from lightning_cnnviz.activations.init_weights import init_reads, weight_norms
+from lightning_cnnviz.activations.init_weights import init_reads, weight_norms, written_between
 from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.sites import fallback_layers
@@ -111,6 +111,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         self._last_rate: float | None = None
         self._findings: dict[str, Finding] = {}  # the last reported finding of each kind
         self._compiled: bool | None = None  # known at the first training batch
+        self._norms_at_end = self._norms_across = None  # ``TrainingWindow``: written between
 
     @property
     def dead_channels(self) -> dict[str, list[int]]:
@@ -186,6 +187,8 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 self.warn_once("nonfinite", f"non-finite activations in `{site}` ({step=})")
         model = unwrap_model(pl_module)
         leftover, self._leftover = self._leftover, None
+        across, self._norms_across = self._norms_across, None
+        written = written_between(across[0], *(t.tolist() for t in across[1:])) if across else []
         settings = settings_of(trainer, model)
         scores = class_scores(self._rec.logits, self.probe(trainer).labels)
         verdicts = self.diagnosis.review(
@@ -201,6 +204,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             half=settings.half_weights or str(trainer.precision).startswith("16"),
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
             maximize=settings.maximize, norms=weight_norms(model, self._rec.depth),
+            written=written,
             before_update=self._rec.before_update,
             **self._start(trainer, model, scores),
         )  # fmt: skip

@@ -44,6 +44,7 @@ from lightning_cnnviz.activations.init_weights import (
     identical_text,
     negative_text,
     rewrite_words,
+    written_words,
 )
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
@@ -70,6 +71,7 @@ class CauseReview:
     init_cause: str | None
     cut: tuple[str, str] | None  # ``gradients.gradient_cut`` at the latest log
     rewrite: tuple[tuple[str, str, float, float], ...]  # ``init_weights.rewritten``, lately
+    written: tuple[tuple[str, str, float, float], ...]  # ``init_weights.written_between``
     init_checked: bool
     classes: int | None
     loss_scale: float | None
@@ -253,7 +255,8 @@ class CauseReview:
         """What stands behind silent units, and its remedies (``None``: the learning rate's).
 
         The weights' scale at initialisation, when known; a gradient cut; a layer rewritten
-        outside the optimiser at this log or the one before (``init_weights.rewritten``); a
+        outside the optimiser at this log or the one before (``init_weights.rewritten``), or
+        written between a step's update and the next batch (``written_between``); a
         decay or a momentum (``core.settings.HIGH_MOMENTUM``) far too high; a rate cut
         ``LR_CUT`` x or more below the one set (a rate-remedy reads wrong at 1e-5, a schedule
         stepped per batch); or a loss that never left its chance level while learning stalls
@@ -272,6 +275,13 @@ class CauseReview:
             return (
                 f"{rewrite_words(self.rewrite[0])}: no update moves a whole layer that fast, "
                 "so something outside the optimiser rewrote it, and units went silent with it.",
+                REWRITE_REMEDIES,
+            )
+        if self.written:  # setups hunt 60: conv2 clamped at or below 0 after every step
+            return (
+                f"{written_words(self.written[0])}: something outside the optimiser writes "
+                "that layer (a clamp or constraint after each step, a hook), and units went "
+                "silent with it.",
                 REWRITE_REMEDIES,
             )
         if self._decay_stalls(gain):

@@ -102,6 +102,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self._norms: dict[str, float] = {}  # the layers' weight norms at the last log
         self.zeroed: tuple[tuple[str, str, float, float], ...] = ()  # rewritten between logs
         self.rewrite = self._rewrite_before = self.zeroed  # ... at this log or the one before
+        self.written = self.zeroed  # changed between a step's end and the next batch's start
         self.frozen_head: str | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
@@ -135,6 +136,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         chance: tuple[int, float] | None = None,
         zero_layers: Sequence[str] = (),
         norms: Mapping[str, float] | None = None,
+        written: Sequence[tuple[str, str, float, float]] = (),
         identical_layers: Sequence[str] = (),
         negative_layers: Sequence[str] = (),
         frozen_norms: Sequence[str] = (),
@@ -167,7 +169,9 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         weights (``init_weights.identical_units``); ``negative_layers``, those whose biases
         start far below zero (``init_weights.negative_biases``); ``frozen_norms``, the
         BatchNorm layers held in eval mode with their initial statistics
-        (``frozen_norms.py``). ``leftover``: the largest gradient found before this step's
+        (``frozen_norms.py``). ``written``: layers whose norm changed between the last
+        event's update and the next batch (``init_weights.written_between``). ``leftover``:
+        the largest gradient found before this step's
         first backward (``carry_over.py``), where it was looked for. ``input_scale``: the
         probe inputs' figures where they are far from unit scale
         (``core.inputs.raw_scale``), read at the first log: a note. ``lr``: the learning
@@ -226,6 +230,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         if norms is not None:  # weights collapsed since the last log: rewritten
             found = tuple(rewritten(self._norms, norms))
             self.rewrite, self._rewrite_before = found or self._rewrite_before, found
+            self.written = tuple(written)
             self.zeroed = found or self.zeroed
             self._norms = dict(norms)
         out += self._divergence(

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.real_values import real_values
 from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.voice import listed
+from lightning_cnnviz.core.weight_leaves import weight_param
 
 __all__ = [
     "NEG_BIAS",
@@ -54,9 +55,12 @@ __all__ = [
     "init_reads",
     "negative_biases",
     "negative_text",
+    "norm_tensor",
     "rewrite_words",
     "rewritten",
     "weight_norms",
+    "written_between",
+    "written_words",
     "zero_weights",
 ]
 
@@ -211,16 +215,67 @@ def weight_norms(model: nn.Module, depth: Sequence[str]) -> dict[str, float]:
         >>> {n: round(v, 4) for n, v in weight_norms(net, ["0", "1"]).items()}
         {'0': 3.4641, '0:bias': 0.0}
     """
+    names, norms = norm_tensor(model, depth)
+    return dict(zip(names, norms.double().cpu().tolist(), strict=True)) if names else {}
+
+
+def norm_tensor(model: nn.Module, depth: Sequence[str]) -> tuple[list[str], Tensor]:
+    """``weight_norms``' keys and their norms in one tensor, on the model's device (no read).
+
+    Example::
+
+        >>> from torch import nn
+        >>> names, norms = norm_tensor(nn.Sequential(nn.Linear(4, 3)), ["0"])
+        >>> names, tuple(norms.shape)
+        (['0', '0:bias'], (2,))
+    """
     layers = named_layers(model)
     norms = [n for n, m in layers.items() if isinstance(m, _NORMS) and n not in depth]
-    parts = [(key, getattr(layers.get(n), attr, None)) for n in [*depth, *norms]
-             for key, attr in ((n, "weight"), (f"{n}:bias", "bias"))]  # fmt: skip
+    held = [(n, layers[n]) for n in [*depth, *norms] if n in layers]
+    # the leaves: a parametrized weight is computed on access, and spectral norm's power
+    # iteration then moves its vectors in training mode (training no longer bit-identical)
+    parts = [(key, read(m)) for n, m in held
+             for key, read in ((n, weight_param), (f"{n}:bias", _bias))]  # fmt: skip
     named = [(n, w) for n, w in parts if isinstance(w, Tensor)]
     if not named:
-        return {}
-    norms = [torch.linalg.vector_norm(real_values(w.detach())) for _, w in named]
-    norms = torch.stack(norms).double().cpu().tolist()
-    return dict(zip((n for n, _ in named), norms, strict=True))
+        return [], torch.zeros(0)
+    values = [torch.linalg.vector_norm(real_values(w.detach())).float() for _, w in named]
+    return [n for n, _ in named], torch.stack(values)
+
+
+def _bias(module: nn.Module) -> Tensor | None:
+    """``module``'s own ``bias`` parameter, not computed (a property or parametrization)."""
+    return module._parameters.get("bias")
+
+
+WRITTEN = 1e-4  # a norm this much apart (relative) across no update: written outside it
+
+
+def written_between(
+    names: Sequence[str], before: Sequence[float], after: Sequence[float]
+) -> list[tuple[str, str, float, float]]:
+    """``rewritten``'s entries for layers whose norm changed where no update ran.
+
+    ``before``: the norms at a step's end (after its optimizer step), ``after``: at the
+    next batch's start. Nothing of the optimiser's runs between them: a change is a
+    callback's, a hook's or the module's own hooks' (a clamp after every step, a weight
+    written back), which a norm ``SHRUNK`` x apart between two logs does not show (setups
+    hunt 60: conv2 clamped at or below 0 after every step, every unit after it dead, told
+    "lower the learning rate").
+
+    Example::
+
+        >>> written_between(["conv", "conv:bias"], [3.2, 0.4], [1.6, 0.4])
+        [('conv', 'weights', 3.2, 1.6)]
+        >>> [f[1] for f in written_between(["c", "c:bias"], [3.2, 0.4], [3.1, 0.1])]  # most first
+        ['biases', 'weights']
+    """
+    found = []
+    for key, b, a in zip(names, before, after, strict=True):
+        if abs(a - b) > WRITTEN * max(abs(b), 1e-12):
+            name, _, bias = key.partition(":")
+            found.append((name, "biases" if bias else "weights", b, a))
+    return sorted(found, key=lambda f: -abs(f[3] - f[2]) / max(abs(f[2]), 1e-12))
 
 
 SHRUNK = 5.0  # a layer's norm changing this many times between two logs: rewritten
@@ -270,6 +325,24 @@ def rewrite_words(found: tuple[str, str, float, float]) -> str:
     name, part, before, now = found
     how = "collapsed" if part == "weights" else "jumped"
     return f"The {part} of `{name}` {how} from norm {before:.3g} to {now:.3g} between two logs"
+
+
+def written_words(found: tuple[str, str, float, float]) -> str:
+    """One ``written_between`` layer in words.
+
+    Example::
+
+        >>> written_words(("conv", "weights", 3.2, 1.6))[:58]
+        'The weights of `conv` changed from norm 3.2 to 1.6 between'
+        >>> written_words(("conv", "biases", 0.40875, 0.40912))[:60]
+        'The biases of `conv` changed from norm 0.4088 to 0.4091 betw'
+    """
+    name, part, before, now = found
+    digits = next((d for d in range(3, 8) if f"{before:.{d}g}" != f"{now:.{d}g}"), 8)
+    return (
+        f"The {part} of `{name}` changed from norm {before:.{digits}g} to {now:.{digits}g} "
+        "between a step's update and the next batch, where no update runs"
+    )
 
 
 def negative_text(layers: Sequence[str], step: int, epoch: int) -> str:

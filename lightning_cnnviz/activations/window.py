@@ -21,6 +21,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
+from lightning_cnnviz.activations.init_weights import norm_tensor
 from lightning_cnnviz.activations.recorder import Recorder
 from lightning_cnnviz.core.batches import batch_inputs
 from lightning_cnnviz.core.schedule import batches_to_log
@@ -52,6 +53,10 @@ class TrainingWindow:
     _batch_at: tuple[int, int]
     _peak_rate: tuple[int, float] | None  # (step, the highest rate of a step since the last log)
     _last_rate: float | None  # the rate of the last step run
+    events: int
+    # the layers' norms at an event's step end, then with those at the next batch's start
+    _norms_at_end: tuple[list[str], Tensor] | None
+    _norms_across: tuple[list[str], Tensor, Tensor] | None
 
     def _trace(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._rec.sites:
@@ -86,6 +91,11 @@ class TrainingWindow:
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
         self._rec.detach()
         self._batch_at = (trainer.global_step, trainer.current_epoch)
+        if self._norms_at_end is not None:  # no update since the last event's step ended
+            names, before = self._norms_at_end
+            after = norm_tensor(unwrap_model(pl_module), self._rec.depth)[1]
+            self._norms_across = (names, before, after) if after.shape == before.shape else None
+            self._norms_at_end = None
         if self.disabled or trainer.sanity_checking or self._rec.failure is not None:
             return
         if self._layers_pending:  # lazy modules: no pass before the run's first step
@@ -171,7 +181,13 @@ class TrainingWindow:
             self.timings["window"] += self._rec.window_seconds
             self.budget.add(self._rec.window_seconds)
             self._rec.window_seconds = 0.0
+        events = self.events
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.events > events and not self.disabled and self._rec.depth:
+            # the layers' norms after this step's update, against the next batch's start:
+            # what changes between them is written outside the optimiser (on the device,
+            # read at the next event)
+            self._norms_at_end = norm_tensor(unwrap_model(pl_module), self._rec.depth)
 
     def take_peak_rate(self) -> tuple[int, float] | None:
         """``(step, rate)``: the highest learning rate of a step since the last log (then cleared).

@@ -1,5 +1,6 @@
 """Weights whose initialisation stops learning: identical units, zero layers, negative biases."""
 
+import re
 import warnings
 
 import lightning as L
@@ -165,3 +166,43 @@ def test_init_weights_a_norm_layers_shift_rewritten_between_logs_is_read():
     assert rewritten(before, weight_norms(net, ["0", "3"])) == [
         ("1", "biases", 0.0, pytest.approx(6.0 * 8**0.5))
     ]
+
+
+class Clamped(Net):
+    """Holds the second conv's weights at or below 0 after every step (setups hunt 60)."""
+
+    def on_train_batch_end(self, *args):
+        with torch.no_grad():
+            self.net[3].weight.clamp_(max=0.0)
+            self.net[3].bias.clamp_(max=-0.1)
+
+
+def test_init_weights_a_layer_written_after_every_step_is_named_by_the_dead_units(tmp_path):
+    # setups hunt 60: a clamp outside the optimiser (no norm 5x apart between two logs) kept
+    # every unit after conv2 dead, told "Try: lower the learning rate"
+    L.seed_everything(0, verbose=False)
+    data = SyntheticDigitsDataModule(train_size=64 * 12, val_size=64, batch_size=64)
+    monitor = ActivationMonitor(every_n_steps=6)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=12, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+        logger=TensorBoardLogger(tmp_path, name="tb"), callbacks=[monitor],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(Clamped(cnn()), data)
+    (dead,) = [f for f in findings_of(trainer) if f.kind == "dead_units"]
+    assert dead.severity == "problem" and "`net.4`: 100% of units dead" in dead.message
+    changed = r"The biases of `net.3` changed from norm ([\d.]+) to ([\d.]+) between a step's "
+    said = re.search(changed + "update and the next batch, where no update runs", dead.message)
+    assert said and said[1] != said[2]
+    assert "Try: find what writes that layer during training" in dead.message
+    assert "lower the learning rate" not in dead.message
+    (text,) = texts(events(tmp_path / "tb"), "activations/diagnosis")[-1:]
+    assert "The biases of `net.3` changed" in text
+
+
+def test_init_weights_nothing_is_written_between_the_steps_of_a_plain_run(tmp_path):
+    trainer, _ = fit(tmp_path, cnn())
+    monitor = trainer.callbacks[0]
+    assert monitor.events == 2 and monitor.diagnosis.written == ()
