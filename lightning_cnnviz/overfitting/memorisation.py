@@ -53,6 +53,23 @@ def _memorising(evs: Sequence[Evaluation], patience: int) -> bool:
     return bool(earlier) and val[-1] > min(earlier[-LOCAL:])  # type: ignore[operator]
 
 
+def _new_lows(evs: Sequence[Evaluation], raw: int) -> bool:
+    """Whether the val loss reached a new low at every validation after ``evs[raw]``.
+
+    Example::
+
+        >>> evs = [Evaluation(i, 0, val_loss=v) for i, v in enumerate([0.6, 0.485, 0.482, 0.477])]
+        >>> _new_lows(evs, 1), _new_lows(evs[:3] + [Evaluation(3, 0, val_loss=0.49)], 1)
+        (True, False)
+    """
+    low = min((e.val_loss for e in evs[: raw + 1] if finite(e.val_loss)), default=None)
+    for e in evs[raw + 1 :]:
+        if low is None or not finite(e.val_loss) or not e.val_loss < low:  # type: ignore[operator]
+            return False
+        low = e.val_loss
+    return raw + 1 < len(evs)
+
+
 Z_COUNT = 1.5  # a val accuracy drop past 1.5 sigma of two readings' binomial difference
 Z_BATCH = 2.0  # a train accuracy climb past 2 sigma where a reading is one batch's
 
@@ -150,6 +167,12 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         # loss at a new low since: no memorising yet (held out, hunt 18: 99.0% at the first
         # validation, then 96.3% and 95.8% while the val loss went 0.42 -> 0.23 -> 0.17; a
         # 95/5 binary task 92% -> 89% -> 87%, its val loss 0.34 -> 0.19 -> 0.18)
+        return None
+    if _new_lows(evs, raw):
+        # the val loss at a new low at every validation since the peak: the model still
+        # learns, its classes trading places (held out, hunt 66: a 3-class net validated
+        # every 5 steps, 0.485 -> 0.482 -> 0.477 while val accuracy swung 83% -> 63%,
+        # told "noisy or wrong labels"; memorised labels make the val loss climb)
         return None
     train, train_then = now.train_accuracy, peak.train_accuracy
     climb = 0.01 if train_then is None else max(0.01, _climb_error(now, peak))

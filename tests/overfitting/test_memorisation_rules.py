@@ -123,3 +123,20 @@ def test_rules_memorisation_quiet_on_a_first_validation_peak_while_val_loss_fall
     # the same accuracies with the val loss up from its low: told
     verdict = first(memorisation.memorisation, run(**columns, val_loss=[0.42, 0.23, 0.25]))
     assert (verdict.best.epoch, verdict.detected.epoch) == (0, 2)
+
+
+def test_rules_memorisation_quiet_while_the_val_loss_reaches_new_lows_since_the_peak():
+    # held out (hunt 66): a 3-class net validated every 5 steps, its classes trading places:
+    # val accuracy 79.4% -> 68.8% -> 65.1% while the val loss went 0.485 -> 0.482 -> 0.477
+    # (new lows) and train accuracy climbed: told "noisy or wrong labels"; it ended at 97.7%
+    val_acc = [0.367, 0.326, 0.633, 0.633, 0.693, 0.642, 0.67, 0.647, 0.67, 0.711, 0.794, 0.688,
+               0.651]  # fmt: skip
+    val_loss = [1.168, 1.062, 0.952, 0.747, 0.605, 0.569, 0.52, 0.592, 0.508, 0.571, 0.485,
+                0.482, 0.477]  # fmt: skip
+    train_acc = [0.4, 0.35, 0.6, 0.65, 0.7, 0.7, 0.72, 0.7, 0.75, 0.78, 0.8, 0.86, 0.906]
+    columns = dict(val_acc=val_acc, train_acc=train_acc, val_images=[218.0] * 13)
+    assert first(memorisation.memorisation, run(**columns, val_loss=val_loss)) is None
+    # the same accuracies with the val loss up from its low since the peak: told
+    up = [*val_loss[:-2], 0.49, 0.51]
+    verdict = first(memorisation.memorisation, run(**columns, val_loss=up))
+    assert verdict is not None and verdict.best.val_accuracy == 0.794
