@@ -14,9 +14,10 @@ from lightning_cnnviz.activations.divergence_remedies import half_first
 from lightning_cnnviz.activations.divergence_words import no_loss_text
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.frozen_norms import frozen_norms
-from lightning_cnnviz.activations.init_weights import init_reads, weight_norms, written_between
+from lightning_cnnviz.activations.init_weights import init_reads
 from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
+from lightning_cnnviz.activations.rewrites import weight_norms, written_between
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.activations.window import TrainingWindow
 from lightning_cnnviz.core.activation_kind import is_activation

@@ -39,16 +39,11 @@ from lightning_cnnviz.activations.dead_words import (
     burst_text,
 )
 from lightning_cnnviz.activations.episodes import Verdict
-from lightning_cnnviz.activations.init_weights import (
-    SILENT,
-    identical_text,
-    negative_text,
-    rewrite_words,
-    written_words,
-)
+from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.activations.output_activation import output_activation_text
+from lightning_cnnviz.activations.rewrites import rewrite_words, written_words
 from lightning_cnnviz.core.decay import DECAY_REMEDIES, DECAY_STALLS, decay_text
 from lightning_cnnviz.core.settings import LR_CUT, momentum_text
 from lightning_cnnviz.core.voice import listed, times
@@ -70,8 +65,8 @@ class CauseReview:
     chance_loss: float | None
     init_cause: str | None
     cut: tuple[str, str] | None  # ``gradients.gradient_cut`` at the latest log
-    rewrite: tuple[tuple[str, str, float, float], ...]  # ``init_weights.rewritten``, lately
-    written: tuple[tuple[str, str, float, float], ...]  # ``init_weights.written_between``
+    rewrite: tuple[tuple[str, str, float, float], ...]  # ``rewrites.rewritten``, lately
+    written: tuple[tuple[str, str, float, float], ...]  # ``rewrites.written_between``
     init_checked: bool
     classes: int | None
     loss_scale: float | None
@@ -255,7 +250,7 @@ class CauseReview:
         """What stands behind silent units, and its remedies (``None``: the learning rate's).
 
         The weights' scale at initialisation, when known; a gradient cut; a layer rewritten
-        outside the optimiser at this log or the one before (``init_weights.rewritten``), or
+        outside the optimiser at this log or the one before (``rewrites.rewritten``), or
         written between a step's update and the next batch (``written_between``); a
         decay or a momentum (``core.settings.HIGH_MOMENTUM``) far too high; a rate cut
         ``LR_CUT`` x or more below the one set (a rate-remedy reads wrong at 1e-5, a schedule

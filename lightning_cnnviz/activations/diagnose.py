@@ -37,8 +37,8 @@ from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict, die_off
 from lightning_cnnviz.activations.frozen_norms import frozen_norms_text
 from lightning_cnnviz.activations.gradient_review import GradientReview
 from lightning_cnnviz.activations.gradients import gradient_cut
-from lightning_cnnviz.activations.init_weights import rewritten
 from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
+from lightning_cnnviz.activations.rewrites import rewritten
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
 
@@ -170,7 +170,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         start far below zero (``init_weights.negative_biases``); ``frozen_norms``, the
         BatchNorm layers held in eval mode with their initial statistics
         (``frozen_norms.py``). ``written``: layers whose norm changed between the last
-        event's update and the next batch (``init_weights.written_between``). ``leftover``:
+        event's update and the next batch (``rewrites.written_between``). ``leftover``:
         the largest gradient found before this step's
         first backward (``carry_over.py``), where it was looked for. ``input_scale``: the
         probe inputs' figures where they are far from unit scale

@@ -19,7 +19,7 @@ from lightning_cnnviz.activations.divergence_remedies import (
     SUDDEN_REMEDIES,
 )
 from lightning_cnnviz.activations.divergence_settings import wrong_setting
-from lightning_cnnviz.activations.init_weights import rewrite_words
+from lightning_cnnviz.activations.rewrites import rewrite_words
 from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.raised_settings import raised_setting
 from lightning_cnnviz.core.voice import times
@@ -104,7 +104,7 @@ def divergence_cause(
     during the run (``core.raised_settings.raised_setting``), named before a layer rewritten.
 
     ``zeroed``: ``(layer, "weights" or "biases", norm at the log before, now)`` where they
-    were rewritten (``init_weights.rewritten``) outside the optimiser (held out, hunt 34: conv2
+    were rewritten (``rewrites.rewritten``) outside the optimiser (held out, hunt 34: conv2
     zeroed by a callback at epoch 3 was told "the training batches may no longer carry
     the label"); named after a decay raised during the run, which shrinks weights too.
 

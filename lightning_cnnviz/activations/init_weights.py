@@ -35,32 +35,23 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.real_values import real_values
 from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.voice import listed
-from lightning_cnnviz.core.weight_leaves import weight_param
 
 __all__ = [
     "NEG_BIAS",
     "SAME",
-    "SHRUNK",
     "SILENT",
     "identical_text",
     "identical_units",
     "init_reads",
     "negative_biases",
     "negative_text",
-    "norm_tensor",
-    "rewrite_words",
-    "rewritten",
-    "weight_norms",
-    "written_between",
-    "written_words",
     "zero_weights",
 ]
 
@@ -196,153 +187,6 @@ def init_reads(model: nn.Module, depth: Sequence[str]) -> dict[str, list[str]]:
         "identical_layers": identical_units(ordered),
         "negative_layers": negative_biases(list(model.named_modules())),
     }
-
-
-def weight_norms(model: nn.Module, depth: Sequence[str]) -> dict[str, float]:
-    """The norm of each ``depth`` layer's ``weight`` and ``bias`` (``init_reads``' layers).
-
-    And of every normalisation layer's (its scale and shift: hunt 59, a BatchNorm's bias
-    shifted by -6 from a callback silenced the ReLU after it, told "lower the learning
-    rate"). Keyed by the layer's name, and ``name:bias``; one host read. Read at every
-    log: a layer whose weights collapse, or whose biases jump, between two logs was
-    rewritten outside the optimiser (``rewritten``).
-
-    Example::
-
-        >>> from torch import nn
-        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
-        >>> _ = nn.init.ones_(net[0].weight), nn.init.zeros_(net[0].bias)
-        >>> {n: round(v, 4) for n, v in weight_norms(net, ["0", "1"]).items()}
-        {'0': 3.4641, '0:bias': 0.0}
-    """
-    names, norms = norm_tensor(model, depth)
-    return dict(zip(names, norms.double().cpu().tolist(), strict=True)) if names else {}
-
-
-def norm_tensor(model: nn.Module, depth: Sequence[str]) -> tuple[list[str], Tensor]:
-    """``weight_norms``' keys and their norms in one tensor, on the model's device (no read).
-
-    Example::
-
-        >>> from torch import nn
-        >>> names, norms = norm_tensor(nn.Sequential(nn.Linear(4, 3)), ["0"])
-        >>> names, tuple(norms.shape)
-        (['0', '0:bias'], (2,))
-    """
-    layers = named_layers(model)
-    norms = [n for n, m in layers.items() if isinstance(m, _NORMS) and n not in depth]
-    held = [(n, layers[n]) for n in [*depth, *norms] if n in layers]
-    # the leaves: a parametrized weight is computed on access, and spectral norm's power
-    # iteration then moves its vectors in training mode (training no longer bit-identical)
-    parts = [(key, read(m)) for n, m in held
-             for key, read in ((n, weight_param), (f"{n}:bias", _bias))]  # fmt: skip
-    named = [(n, w) for n, w in parts if isinstance(w, Tensor)]
-    if not named:
-        return [], torch.zeros(0)
-    values = [torch.linalg.vector_norm(real_values(w.detach())).float() for _, w in named]
-    return [n for n, _ in named], torch.stack(values)
-
-
-def _bias(module: nn.Module) -> Tensor | None:
-    """``module``'s own ``bias`` parameter, not computed (a property or parametrization)."""
-    return module._parameters.get("bias")
-
-
-WRITTEN = 1e-4  # a norm this much apart (relative) across no update: written outside it
-
-
-def written_between(
-    names: Sequence[str], before: Sequence[float], after: Sequence[float]
-) -> list[tuple[str, str, float, float]]:
-    """``rewritten``'s entries for layers whose norm changed where no update ran.
-
-    ``before``: the norms at a step's end (after its optimizer step), ``after``: at the
-    next batch's start. Nothing of the optimiser's runs between them: a change is a
-    callback's, a hook's or the module's own hooks' (a clamp after every step, a weight
-    written back), which a norm ``SHRUNK`` x apart between two logs does not show (setups
-    hunt 60: conv2 clamped at or below 0 after every step, every unit after it dead, told
-    "lower the learning rate").
-
-    Example::
-
-        >>> written_between(["conv", "conv:bias"], [3.2, 0.4], [1.6, 0.4])
-        [('conv', 'weights', 3.2, 1.6)]
-        >>> [f[1] for f in written_between(["c", "c:bias"], [3.2, 0.4], [3.1, 0.1])]  # most first
-        ['biases', 'weights']
-    """
-    found = []
-    for key, b, a in zip(names, before, after, strict=True):
-        if abs(a - b) > WRITTEN * max(abs(b), 1e-12):
-            name, _, bias = key.partition(":")
-            found.append((name, "biases" if bias else "weights", b, a))
-    return sorted(found, key=lambda f: -abs(f[3] - f[2]) / max(abs(f[2]), 1e-12))
-
-
-SHRUNK = 5.0  # a layer's norm changing this many times between two logs: rewritten
-
-
-def rewritten(
-    before: Mapping[str, float], now: Mapping[str, float]
-) -> list[tuple[str, str, float, float]]:
-    """``(layer, "weights" or "biases", norm before, now)`` for the layers rewritten.
-
-    Weights whose norm fell ``SHRUNK`` x between two logs: no update shrinks a whole
-    layer that fast (decay raised during the run is its own cause, named first); a
-    callback zeroing it does, and the optimiser's momentum then moves it only a little
-    off zero (held out, hunt 34: conv2 zeroed at epoch 3 under Adam, every unit after it
-    silent, told "the training batches may no longer carry the label"). Biases whose
-    norm rose ``SHRUNK`` x, past the weights' own (hunt 35: conv2's biases set to -100,
-    every unit after it silent, told the same).
-
-    Example::
-
-        >>> rewritten({"conv": 3.2, "fc": 1.0}, {"conv": 0.1, "fc": 0.9})
-        [('conv', 'weights', 3.2, 0.1)]
-        >>> rewritten({"conv": 3.2, "conv:bias": 0.4}, {"conv": 3.1, "conv:bias": 800.0})
-        [('conv', 'biases', 0.4, 800.0)]
-    """
-    found = []
-    for key, v in now.items():
-        b = before.get(key)
-        if b is None:
-            continue
-        name, _, bias = key.partition(":")
-        if not bias and b > 0 and v * SHRUNK < b:
-            found.append((name, "weights", b, v))
-        elif bias and v > SHRUNK * b and v > now.get(name, float("inf")):
-            found.append((name, "biases", b, v))
-    return found
-
-
-def rewrite_words(found: tuple[str, str, float, float]) -> str:
-    """One ``rewritten`` layer in words: what moved, and from what norm to what.
-
-    Example::
-
-        >>> rewrite_words(("conv", "biases", 0.4, 800.0))
-        'The biases of `conv` jumped from norm 0.4 to 800 between two logs'
-    """
-    name, part, before, now = found
-    how = "collapsed" if part == "weights" else "jumped"
-    return f"The {part} of `{name}` {how} from norm {before:.3g} to {now:.3g} between two logs"
-
-
-def written_words(found: tuple[str, str, float, float]) -> str:
-    """One ``written_between`` layer in words.
-
-    Example::
-
-        >>> written_words(("conv", "weights", 3.2, 1.6))[:58]
-        'The weights of `conv` changed from norm 3.2 to 1.6 between'
-        >>> written_words(("conv", "biases", 0.40875, 0.40912))[:60]
-        'The biases of `conv` changed from norm 0.4088 to 0.4091 betw'
-    """
-    name, part, before, now = found
-    digits = next((d for d in range(3, 8) if f"{before:.{d}g}" != f"{now:.{d}g}"), 8)
-    return (
-        f"The {part} of `{name}` changed from norm {before:.{digits}g} to {now:.{digits}g} "
-        "between a step's update and the next batch, where no update runs"
-    )
 
 
 def negative_text(layers: Sequence[str], step: int, epoch: int) -> str:

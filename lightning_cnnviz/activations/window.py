@@ -21,8 +21,8 @@ from typing_extensions import override
 
 from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
-from lightning_cnnviz.activations.init_weights import norm_tensor
 from lightning_cnnviz.activations.recorder import Recorder
+from lightning_cnnviz.activations.rewrites import norm_tensor
 from lightning_cnnviz.core.batches import batch_inputs
 from lightning_cnnviz.core.schedule import batches_to_log
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model

@@ -15,10 +15,9 @@ from lightning_cnnviz.activations.init_weights import (
     identical_units,
     init_reads,
     negative_biases,
-    rewritten,
-    weight_norms,
     zero_weights,
 )
+from lightning_cnnviz.activations.rewrites import rewritten, weight_norms
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
 from tests.tb import events, texts

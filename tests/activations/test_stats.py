@@ -362,7 +362,8 @@ def test_stats_gradient_sizes_of_a_complex_layer_are_of_magnitudes():
 
 def test_stats_weight_norms_and_biases_of_a_complex_layer():
     # setups hunt 47: the norm kept at each log was the real part's (and torch warned)
-    from lightning_cnnviz.activations.init_weights import negative_biases, weight_norms
+    from lightning_cnnviz.activations.init_weights import negative_biases
+    from lightning_cnnviz.activations.rewrites import weight_norms
 
     conv = nn.Conv2d(1, 1, 2, dtype=torch.cfloat)
     with torch.no_grad():
