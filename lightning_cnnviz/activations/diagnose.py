@@ -36,7 +36,7 @@ from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict, die_off
 from lightning_cnnviz.activations.frozen_norms import frozen_norms_text
 from lightning_cnnviz.activations.gradient_review import GradientReview
-from lightning_cnnviz.activations.gradients import gradient_cut
+from lightning_cnnviz.activations.gradients import FALLING, gradient_cut
 from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
 from lightning_cnnviz.activations.rewrites import rewritten
 from lightning_cnnviz.activations.sites import SiteInfo
@@ -261,6 +261,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
             cause, falling=falling, remedies=remedies, squeezed=self._squeezed,
+            fell=(self.levels.fall(series, previous) or 0.0) >= FALLING,
             consequence=self.cut is not None,
         )  # fmt: skip
 

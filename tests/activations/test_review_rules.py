@@ -333,3 +333,25 @@ def test_weight_decay_too_strong_while_the_loss_sits_at_its_start():
     assert review((5e-5, 5e-4), flat) == []  # usual SGD decay: not the cause
     falling = [2.3 * math.exp(-s / 15) + 0.1 for s in range(40)]
     assert review((0.015, 0.3), falling) == []  # learning despite it: quiet
+
+
+def test_review_a_dense_head_mostly_silent_while_the_loss_falls_noisily_is_a_note():
+    # hunt 66: a 3136 -> 256 dense head 78% dead at step 20 under SGD momentum while the
+    # loss fell 2.39 -> 0.99, just above its noisy low: told "large" (a problem),
+    # withdrawn by step 80; the run reached 97%
+    def told(losses):
+        diagnosis, said, sites = TrainingDiagnosis(0.25, 16, 0.025), [], {"fc": info("rectifier")}
+        for log, dead in ((10, 0.08), (20, 0.78), (30, 0.78)):
+            for s in range(log - 10, log):
+                diagnosis.loss.add(s, torch.tensor(losses[s]))
+            chance = (10, 2.31) if diagnosis.wants_chance() else None
+            found = diagnosis.review(log, 0, {"fc": figures(dead=dead, width=256)}, sites, [],
+                                     list, chance)  # fmt: skip
+            said += [(log, v.severity) for v in found if v.kind == "dead_units"]
+        return said
+
+    start = [2.39 - 0.12 * s for s in range(10)]
+    noisy = [0.9, 0.75, 0.7, 0.8, 0.95, 1.0, 0.9, 0.98, 1.02, 0.99] + [0.95] * 10
+    assert told(start + noisy) == [(20, "note")]
+    # the same share while the loss rose back over its level at the last log: a problem
+    assert told(start + [1.6] * 20) == [(30, "problem")]
