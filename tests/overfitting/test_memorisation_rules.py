@@ -134,8 +134,15 @@ def test_rules_memorisation_quiet_while_the_val_loss_reaches_new_lows_since_the_
     val_loss = [1.168, 1.062, 0.952, 0.747, 0.605, 0.569, 0.52, 0.592, 0.508, 0.571, 0.485,
                 0.482, 0.477]  # fmt: skip
     train_acc = [0.4, 0.35, 0.6, 0.65, 0.7, 0.7, 0.72, 0.7, 0.75, 0.78, 0.8, 0.86, 0.906]
-    columns = dict(val_acc=val_acc, train_acc=train_acc, val_images=[218.0] * 13)
+    recalls = [[0.9, 0.9, 0.3]] * 10 + [[0.88, 0.98, 0.55], [0.0, 0.98, 1.0], [0.95, 0.98, 0.0]]
+    columns = dict(val_acc=val_acc, train_acc=train_acc, val_images=[218.0] * 13,
+                   recalls_val=recalls)  # fmt: skip
     assert first(memorisation.memorisation, run(**columns, val_loss=val_loss)) is None
+    # ... classes trading places: the same curves with every class falling are memorisation
+    falling = [*recalls[:10], [0.88, 0.98, 0.55], [0.8, 0.9, 0.5], [0.75, 0.85, 0.4]]
+    verdict = first(memorisation.memorisation, run(**columns | {"recalls_val": falling},
+                                                   val_loss=val_loss))  # fmt: skip
+    assert verdict is not None and verdict.best.val_accuracy == 0.794
     # the same accuracies with the val loss up from its low since the peak: told
     up = [*val_loss[:-2], 0.49, 0.51]
     verdict = first(memorisation.memorisation, run(**columns, val_loss=up))
