@@ -286,10 +286,10 @@ def _say_classes_left(dataset: Any, probe: Probe, classes: list[int]) -> None:
     say(
         f"lightning-cnnviz: the images of {type(dataset).__name__} ({len(dataset)} items) come "
         f"at several sizes and a probe is one batch of one size ({size}, the commonest), "
-        f"which no image of class(es) {', '.join(map(str, left))} has: the probes hold "
-        f"{len(held)} of the {len(classes)} classes, and what the monitors show per class "
-        "leaves those out. Resize the images to one size in the dataset to have every class "
-        "in the probes."
+        f"which none of the images of class(es) {', '.join(map(str, left))} read for it had: "
+        f"the probes hold {len(held)} of the {len(classes)} classes, and what the monitors show "
+        "per class leaves those out. Resize the images to one size in the dataset to have "
+        "every class in the probes."
     )
 
 

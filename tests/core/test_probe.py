@@ -284,7 +284,9 @@ def test_probe_of_a_class_at_its_own_size_says_once_that_it_is_left_out():
     assert sorted(set(probe.labels.tolist())) == [0, 1, 2] and len(probe) == 8
     (message,) = [str(w.message) for w in said]
     assert "OwnSize (40 items) come at several sizes" in message
-    assert "one size (16x16, the commonest), which no image of class(es) 3 has" in message
+    assert "one size (16x16, the commonest), which none of the images of class(es) 3 read" in (
+        message
+    )
     assert "the probes hold 3 of the 4 classes" in message
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once per dataset
