@@ -33,6 +33,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core.dataset_labels import dataset_labels
 from lightning_cnnviz.core.items import split_sample
+from lightning_cnnviz.core.probe_sizes import in_turns, of_shape, say_classes_left
 from lightning_cnnviz.core.random_state import rng_untouched
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.targets import target_words
@@ -236,7 +237,7 @@ def draw_probe(
     before any repeats. Labels come from ``dataset.targets`` when available,
     else from reading at most ``label_pool`` items (``label_key`` names the label of a
     dict item). Images at their own sizes: the commonest size among those drawn, each
-    class's turn read again for images of it (``SIZE_READS`` items a class at most).
+    class's turn read again for images of it (``probe_sizes.py``).
 
     Raises:
         ValueError: ``num_samples`` exceeds the dataset size.
@@ -260,70 +261,14 @@ def draw_probe(
     if not by_class:
         return probe_from_indices(dataset, present(dataset, order, num_samples), label_key)
     num_samples = min(num_samples, sum(map(len, by_class.values())))
-    picked = _in_turns(by_class, num_samples)
+    picked = in_turns(by_class, num_samples)
     probe = probe_from_indices(dataset, picked, label_key)
     if len(probe) < len(picked):  # images at their own sizes: the commonest size's, in turns
         shape = tuple(probe.images.shape[1:])  # each class read for all: others may have none
         with rng_untouched(dataset):
-            fits = {c: _of_shape(dataset, q, shape, num_samples, label_key)
+            fits = {c: of_shape(dataset, q, shape, num_samples, label_key)
                     for c, q in by_class.items()}  # fmt: skip
-        probe = probe_from_indices(dataset, _in_turns(fits, num_samples), label_key)
-        _say_classes_left(dataset, probe, sorted(by_class))
+        probe = probe_from_indices(dataset, in_turns(fits, num_samples), label_key)
+        held = set(probe.labels.tolist()) if probe.labels is not None else set(by_class)
+        say_classes_left(dataset, held, sorted(by_class), tuple(probe.images.shape[2:]))
     return probe
-
-
-def _say_classes_left(dataset: Any, probe: Probe, classes: list[int]) -> None:
-    """Say once per dataset which classes a probe of one size leaves out (setups hunt 61)."""
-    held = set(probe.labels.tolist()) if probe.labels is not None else set(classes)
-    left = [c for c in classes if c not in held]
-    try:
-        if not left or dataset in _sizes_told:
-            return
-        _sizes_told.add(dataset)
-    except TypeError:  # unhashable: said each time
-        pass
-    size = "x".join(map(str, probe.images.shape[2:]))
-    say(
-        f"lightning-cnnviz: the images of {type(dataset).__name__} ({len(dataset)} items) come "
-        f"at several sizes and a probe is one batch of one size ({size}, the commonest), "
-        f"which none of the images of class(es) {', '.join(map(str, left))} read for it had: "
-        f"the probes hold {len(held)} of the {len(classes)} classes, and what the monitors show "
-        "per class leaves those out. Resize the images to one size in the dataset to have "
-        "every class in the probes."
-    )
-
-
-_sizes_told: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-SIZE_READS = 64
-"""Items read per class for a probe of one size, where the dataset's images have several
-(setups hunt 60: a probe of 8 shrank to 4 images of 2 classes of the 4, unsaid)."""
-
-
-def _in_turns(by_class: dict[int, list[int]], count: int) -> list[int]:
-    """Up to ``count`` indices, the classes taking turns (0, 1, ..., 0, 1, ...)."""
-    count = min(count, sum(map(len, by_class.values())))
-    picked: list[int] = []
-    turn = 0
-    while len(picked) < count:
-        for queue in by_class.values():
-            if turn < len(queue) and len(picked) < count:
-                picked.append(queue[turn])
-        turn += 1
-    return picked
-
-
-def _of_shape(
-    dataset: Any, queue: list[int], shape: tuple[int, ...], need: int, label_key: Any
-) -> list[int]:
-    """Up to ``need`` of ``queue``'s items whose image has ``shape`` (``SIZE_READS`` read)."""
-    found: list[int] = []
-    for i in queue[:SIZE_READS]:
-        item = dataset[i]
-        image = None if item is None else torch.as_tensor(split_sample(item, label_key)[0])
-        if image is not None and tuple(image.shape) == shape:
-            found.append(i)
-            if len(found) == need:
-                break
-    return found
