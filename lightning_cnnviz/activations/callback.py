@@ -17,7 +17,7 @@ from lightning_cnnviz.activations.frozen_norms import frozen_norms
 from lightning_cnnviz.activations.init_weights import init_reads
 from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
-from lightning_cnnviz.activations.rewrites import weight_norms, written_between
+from lightning_cnnviz.activations.rewrites import held_by, weight_norms, written_between
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.activations.window import TrainingWindow
 from lightning_cnnviz.core.activation_kind import is_activation
@@ -204,8 +204,8 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             clipped=clipped_classes(self._rec.logits),
             half=settings.half_weights or str(trainer.precision).startswith("16"),
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
-            maximize=settings.maximize, norms=weight_norms(model, self._rec.depth),
-            written=written,
+            maximize=settings.maximize, written=written,
+            norms=weight_norms(model, self._rec.depth, held_by(trainer.optimizers)),
             before_update=self._rec.before_update,
             **self._start(trainer, model, scores),
         )  # fmt: skip

@@ -17,7 +17,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +30,7 @@ from lightning_cnnviz.core.weight_leaves import weight_param
 __all__ = [
     "SHRUNK",
     "WRITTEN",
+    "held_by",
     "norm_tensor",
     "rewrite_words",
     "rewritten",
@@ -40,14 +42,19 @@ __all__ = [
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
-def weight_norms(model: nn.Module, depth: Sequence[str]) -> dict[str, float]:
+def weight_norms(
+    model: nn.Module, depth: Sequence[str], held: Collection[int] | None = None
+) -> dict[str, float]:
     """The norm of each ``depth`` layer's ``weight`` and ``bias`` (``init_reads``' layers).
 
     And of every normalisation layer's (its scale and shift: hunt 59, a BatchNorm's bias
     shifted by -6 from a callback silenced the ReLU after it, told "lower the learning
     rate"). Keyed by the layer's name, and ``name:bias``; one host read. Read at every
     log: a layer whose weights collapse, or whose biases jump, between two logs was
-    rewritten outside the optimiser (``rewritten``).
+    rewritten outside the optimiser (``rewritten``). ``held``: the ids of the parameters
+    an optimiser holds (``held_by``), the only ones read where given: a frozen teacher or an
+    EMA copy kept on the module is written apart from the optimiser by design (setups hunt
+    62: a mean teacher's BatchNorm named as what silenced the student's units).
 
     Example::
 
@@ -57,11 +64,27 @@ def weight_norms(model: nn.Module, depth: Sequence[str]) -> dict[str, float]:
         >>> {n: round(v, 4) for n, v in weight_norms(net, ["0", "1"]).items()}
         {'0': 3.4641, '0:bias': 0.0}
     """
-    names, norms = norm_tensor(model, depth)
+    names, norms = norm_tensor(model, depth, held)
     return dict(zip(names, norms.double().cpu().tolist(), strict=True)) if names else {}
 
 
-def norm_tensor(model: nn.Module, depth: Sequence[str]) -> tuple[list[str], Tensor]:
+def held_by(optimizers: Sequence[Any]) -> set[int]:
+    """The ids of the parameters ``optimizers`` hold (``weight_norms``' ``held``).
+
+    Example::
+
+        >>> import torch
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> held_by([torch.optim.SGD([layer.weight], lr=0.1)]) == {id(layer.weight)}
+        True
+    """
+    groups = (g for o in optimizers for g in getattr(o, "param_groups", ()))
+    return {id(p) for g in groups for p in g.get("params", ())}
+
+
+def norm_tensor(
+    model: nn.Module, depth: Sequence[str], held: Collection[int] | None = None
+) -> tuple[list[str], Tensor]:
     """``weight_norms``' keys and their norms in one tensor, on the model's device (no read).
 
     Example::
@@ -78,7 +101,8 @@ def norm_tensor(model: nn.Module, depth: Sequence[str]) -> tuple[list[str], Tens
     # iteration then moves its vectors in training mode (training no longer bit-identical)
     parts = [(key, read(m)) for n, m in held
              for key, read in ((n, weight_param), (f"{n}:bias", _bias))]  # fmt: skip
-    named = [(n, w) for n, w in parts if isinstance(w, Tensor)]
+    named = [(n, w) for n, w in parts
+             if isinstance(w, Tensor) and (held is None or id(w) in held)]  # fmt: skip
     if not named:
         return [], torch.zeros(0)
     values = [torch.linalg.vector_norm(real_values(w.detach())).float() for _, w in named]

@@ -22,7 +22,7 @@ from typing_extensions import override
 from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.recorder import Recorder
-from lightning_cnnviz.activations.rewrites import norm_tensor
+from lightning_cnnviz.activations.rewrites import held_by, norm_tensor
 from lightning_cnnviz.core.batches import batch_inputs
 from lightning_cnnviz.core.schedule import batches_to_log
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
@@ -93,7 +93,8 @@ class TrainingWindow:
         self._batch_at = (trainer.global_step, trainer.current_epoch)
         if self._norms_at_end is not None:  # no update since the last event's step ended
             names, before = self._norms_at_end
-            after = norm_tensor(unwrap_model(pl_module), self._rec.depth)[1]
+            held = held_by(trainer.optimizers)
+            after = norm_tensor(unwrap_model(pl_module), self._rec.depth, held)[1]
             self._norms_across = (names, before, after) if after.shape == before.shape else None
             self._norms_at_end = None
         if self.disabled or trainer.sanity_checking or self._rec.failure is not None:
@@ -187,7 +188,8 @@ class TrainingWindow:
             # the layers' norms after this step's update, against the next batch's start:
             # what changes between them is written outside the optimiser (on the device,
             # read at the next event)
-            self._norms_at_end = norm_tensor(unwrap_model(pl_module), self._rec.depth)
+            held = held_by(trainer.optimizers)
+            self._norms_at_end = norm_tensor(unwrap_model(pl_module), self._rec.depth, held)
 
     def take_peak_rate(self) -> tuple[int, float] | None:
         """``(step, rate)``: the highest learning rate of a step since the last log (then cleared).

@@ -1,5 +1,6 @@
 """Weights whose initialisation stops learning: identical units, zero layers, negative biases."""
 
+import copy
 import re
 import warnings
 
@@ -205,3 +206,37 @@ def test_init_weights_nothing_is_written_between_the_steps_of_a_plain_run(tmp_pa
     trainer, _ = fit(tmp_path, cnn())
     monitor = trainer.callbacks[0]
     assert monitor.events == 2 and monitor.diagnosis.written == ()
+
+
+class WithTeacher(Net):
+    """A frozen mean teacher, moved towards the net after every step (setups hunt 62)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__(net)
+        self.teacher = copy.deepcopy(net).requires_grad_(False)
+
+    def on_train_batch_end(self, *args):
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), self.net.parameters(), strict=True):
+                t.lerp_(s, 0.5)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.net.parameters(), lr=1e-3)
+
+
+def test_init_weights_a_teacher_written_by_design_is_not_read_as_written(tmp_path):
+    # setups hunt 62: a mean teacher's layers, moved after every step, were named as
+    # what silenced the student's units ("changed ... where no update runs")
+    net = nn.Sequential(*cnn()[:3], nn.BatchNorm2d(8), *cnn()[3:])  # a norm layer to read
+    L.seed_everything(0, verbose=False)
+    data = SyntheticDigitsDataModule(train_size=64 * 12, val_size=64, batch_size=64)
+    monitor = ActivationMonitor(every_n_steps=3)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=12, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+        logger=False, callbacks=[monitor],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(WithTeacher(net), data)
+    assert monitor.events == 4 and monitor.diagnosis.written == ()
