@@ -96,10 +96,10 @@ def norm_tensor(
     """
     layers = named_layers(model)
     norms = [n for n, m in layers.items() if isinstance(m, _NORMS) and n not in depth]
-    held = [(n, layers[n]) for n in [*depth, *norms] if n in layers]
+    read_from = [(n, layers[n]) for n in [*depth, *norms] if n in layers]
     # the leaves: a parametrized weight is computed on access, and spectral norm's power
     # iteration then moves its vectors in training mode (training no longer bit-identical)
-    parts = [(key, read(m)) for n, m in held
+    parts = [(key, read(m)) for n, m in read_from
              for key, read in ((n, weight_param), (f"{n}:bias", _bias))]  # fmt: skip
     named = [(n, w) for n, w in parts
              if isinstance(w, Tensor) and (held is None or id(w) in held)]  # fmt: skip
