@@ -55,7 +55,6 @@ def dead_reason(
     falling: bool = False,
     settled: bool = True,
     squeezed: bool = False,
-    fell: bool = False,
 ) -> str | None:
     """Why dead units hurt: ``"large"``, ``"rising"``, ``"stalled"``, or None (they do not).
 
@@ -84,10 +83,11 @@ def dead_reason(
     to one position, its units weigh channels through a gate) is judged by the loss alone:
     ``"large"`` as a small layer, never ``"rising"`` (held out, hunts 25 and 29: CBAM's
     and GhostNet's SE units 30% -> 55% silent on healthy runs, told as problems).
-    ``fell``: the loss fell ``gradients.FALLING`` since the last log, a new low or not: a
-    layer mostly silent while it does is no ``"large"`` problem (held out, hunt 66: a
-    3136 -> 256 dense head 78-85% dead at steps 20-40 under SGD with momentum while the
-    loss went 2.39 -> 0.99 -> 0.68, just above its noisy low; 97% val at the end).
+    The diagnosis reads ``falling`` as a loss that fell ``gradients.FALLING`` since the
+    last log, a new low or not (held out, hunt 66: a 3136 -> 256 dense head 78-85% dead at
+    steps 20-40 under SGD with momentum while the loss went 2.39 -> 0.99 -> 0.68, just
+    above its noisy low, told "large"; hunt 67: a conv 0% -> 22-36% dead at step 60 with
+    the loss 90% down, told "rising"; both runs reached 96-97% val).
 
     Example::
 
@@ -99,15 +99,13 @@ def dead_reason(
         [None, None]
         >>> dead_reason(0.55, 0.3, 0.75, dead=26), dead_reason(0.55, 0.3, 0.75, 26, squeezed=True)
         ('rising', None)
-        >>> dead_reason(0.85, 0.78, 0.72, fell=True), dead_reason(0.85, 0.78, 0.72)
-        (None, 'large')
     """
     if dead is not None and dead < MIN_UNITS:
         return None
     small = squeezed or (dead is not None and fraction > 0 and dead / fraction < SMALL_LAYER)
     if (
         fraction >= LARGE
-        and not (falling or fell)
+        and not falling
         and not (small and progress is not None and progress >= SLOW)
     ):
         return "large"

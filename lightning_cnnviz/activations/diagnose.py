@@ -260,8 +260,9 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         cause, remedies = self._cause(series, gain)
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
-            cause, falling=falling, remedies=remedies, squeezed=self._squeezed,
-            fell=(self.levels.fall(series, previous) or 0.0) >= FALLING,
+            cause, remedies=remedies, squeezed=self._squeezed,
+            # fallen since the last log, a new low or not: silent units did not stop it
+            falling=falling or (self.levels.fall(series, previous) or 0.0) >= FALLING,
             consequence=self.cut is not None,
         )  # fmt: skip
 

@@ -119,7 +119,6 @@ class UnitEpisodes(EpisodeEnds):
         progress: float | None,
         cause: str | None = None,
         falling: bool = False,
-        fell: bool = False,
         remedies: str = INIT_REMEDIES,
         squeezed: Collection[str] = (),
         consequence: bool = False,
@@ -129,8 +128,7 @@ class UnitEpisodes(EpisodeEnds):
         ``fractions``: every site's dead (dormant for leaky sites) share now;
         ``dead_channels``: the dead channels per site; ``cause``: what is known to have silenced
         the units, said with its ``remedies`` instead of the learning-rate ones; ``falling``:
-        the loss fell to a new low since the last log, ``fell``: it fell, a new low or not,
-        ``squeezed``: the sites of squeeze-excite
+        the loss fell since the last log, ``squeezed``: the sites of squeeze-excite
         bottlenecks (``dead_rules.dead_reason``); ``consequence``: ``cause`` is another
         finding's (a gradient cut the frozen layers tell), so dead units are a note.
         """
@@ -145,7 +143,7 @@ class UnitEpisodes(EpisodeEnds):
             count = len(dead_channels[site]) if site in dead_channels else None
             reason = dead_reason(
                 share, before, progress, count, self.threshold, falling, step >= SETTLED,
-                site in squeezed, fell,
+                site in squeezed,
             )  # fmt: skip
             early = reason == "stalled" or (reason == "rising" and progress < SLOW)  # type: ignore[operator]
             # most of a layer silent in the first steps while the loss already moves: the

@@ -355,3 +355,26 @@ def test_review_a_dense_head_mostly_silent_while_the_loss_falls_noisily_is_a_not
     assert told(start + noisy) == [(20, "note")]
     # the same share while the loss rose back over its level at the last log: a problem
     assert told(start + [1.6] * 20) == [(30, "problem")]
+
+
+def test_review_units_dying_late_while_the_loss_falls_noisily_are_a_note():
+    # hunt 67: a conv 0% -> 31% dead at step 60 of a no-norm net under SGD momentum, the
+    # loss 90% down and falling, just above its noisy low: told "rising" ("a late
+    # collapse"), withdrawn at 120; 96-97% val at the end
+    def told(after):
+        diagnosis, said, sites = TrainingDiagnosis(0.25, 16, 0.025), [], {"conv": info("rectifier")}
+        losses = [2.3 * 0.93**s for s in range(40)] + after
+        for log, dead in ((40, 0.0), (60, 0.31), (80, 0.31)):
+            for s in range(log - 20, log):
+                diagnosis.loss.add(s, torch.tensor(losses[s]))
+            chance = (10, 2.31) if diagnosis.wants_chance() else None
+            found = diagnosis.review(log, 0, {"conv": figures(dead=dead, width=64)}, sites, [],
+                                     list, chance)  # fmt: skip
+            said += [(log, v.severity) for v in found if v.kind == "dead_units"]
+        return said
+
+    # down to 0.08 by step 50, back up to 0.11 by the log: fallen since the last one
+    noisy = [0.15 - 0.007 * s for s in range(10)] + [0.085 + 0.003 * s for s in range(10)]
+    assert told(noisy + [0.1] * 20) == [(60, "note")]
+    # the same share while the loss climbs back over its level at the last log: a problem
+    assert "problem" in [severity for _, severity in told([0.2 + 0.01 * s for s in range(40)])]
