@@ -94,8 +94,8 @@ class TrainingWindow:
         if self._norms_at_end is not None:  # no update since the last event's step ended
             names, before = self._norms_at_end
             held = held_by(trainer.optimizers)
-            after = norm_tensor(unwrap_model(pl_module), self._rec.depth, held)[1]
-            self._norms_across = (names, before, after) if after.shape == before.shape else None
+            now, after = norm_tensor(unwrap_model(pl_module), self._rec.depth, held)
+            self._norms_across = (names, before, after) if now == names else None
             self._norms_at_end = None
         if self.disabled or trainer.sanity_checking or self._rec.failure is not None:
             return
