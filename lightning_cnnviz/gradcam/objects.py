@@ -163,15 +163,15 @@ def without_object(x: Tensor, mask: Tensor, grow: int = 1) -> Tensor:
     Each of its pixels takes one of the image's own background pixels within ``RING``
     pixels of the grown object (anywhere outside it where there are none), drawn by a
     generator of its own (the same fill every time, the global random state untouched);
-    the border's median where the object fills the image. Not one flat
-    value: on a noisy background a flat patch marks where the object was, and a model
-    reading that place kept 53% of its class while it scored 22% with the object's place
-    filled by background and 21% on images without an object (setups hunt 61: "reads the
-    class from outside the object" on a healthy run). Not the border's pixels alone: a frame
-    drawn round every image set the fill to its colour and left the object's outline in it
-    (hunt 30), nor pixels drawn from the whole background: the frame's would dot the
-    object's place. A model that reads the object loses its class on such an image; one
-    that reads a cue elsewhere keeps it.
+    the border's median where the object fills the image. Not one flat value: on a noisy
+    background a flat patch marks where the object was, and a model reading that place kept
+    53% of its class while it scored 22% with the object's place filled by background and
+    21% on images without an object (setups hunt 61: "reads the class from outside the
+    object" on a healthy run). Not the border's pixels alone: a frame drawn round every
+    image set the fill to its colour and left the object's outline in it (hunt 30), nor
+    pixels drawn from the whole background: the frame's would dot the object's place. A
+    model that reads the object loses its class on such an image; one that reads a cue
+    elsewhere keeps it.
 
     Example::
 
