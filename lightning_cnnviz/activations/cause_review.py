@@ -43,7 +43,7 @@ from lightning_cnnviz.activations.init_weights import SILENT, identical_text, ne
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.activations.output_activation import output_activation_text
-from lightning_cnnviz.activations.rewrites import rewrite_words, written_words
+from lightning_cnnviz.activations.rewrites import silenced_by
 from lightning_cnnviz.core.decay import DECAY_REMEDIES, DECAY_STALLS, decay_text
 from lightning_cnnviz.core.settings import LR_CUT, momentum_text
 from lightning_cnnviz.core.voice import listed, times
@@ -266,19 +266,8 @@ class CauseReview:
                 "by them stay as they started.",
                 BLOCKED_REMEDIES,
             )
-        if self.rewrite:  # hunt 65: a GroupNorm's bias shifted by -20, told "lower the rate"
-            return (
-                f"{rewrite_words(self.rewrite[0])}: no update moves a whole layer that fast, "
-                "so something outside the optimiser rewrote it, and units went silent with it.",
-                REWRITE_REMEDIES,
-            )
-        if self.written:  # setups hunt 60: conv2 clamped at or below 0 after every step
-            return (
-                f"{written_words(self.written[0])}: something outside the optimiser writes "
-                "that layer (a clamp or constraint after each step, a hook), and units went "
-                "silent with it.",
-                REWRITE_REMEDIES,
-            )
+        if (said := silenced_by(self.rewrite, self.written)) is not None:
+            return said, REWRITE_REMEDIES
         if self._decay_stalls(gain):
             per_step, weight_decay = self.decay
             text = decay_text(per_step, weight_decay, self.rates[1])  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ __all__ = [
     "norm_tensor",
     "rewrite_words",
     "rewritten",
+    "silenced_by",
     "weight_norms",
     "written_between",
     "written_words",
@@ -209,3 +210,32 @@ def written_words(found: tuple[str, str, float, float]) -> str:
         f"The {part} of `{name}` changed from norm {before:.{digits}g} to {now:.{digits}g} "
         "between a step's update and the next batch, where no update runs"
     )
+
+
+def silenced_by(
+    rewrite: Sequence[tuple[str, str, float, float]],
+    written: Sequence[tuple[str, str, float, float]],
+) -> str | None:
+    """A layer rewritten (``rewritten``) or written (``written_between``) as silent units' cause.
+
+    Held out (hunt 65): a GroupNorm's bias shifted by -20 mid-run; (setups hunt 60) conv2
+    clamped at or below 0 after every step: both told "lower the learning rate".
+
+    Example::
+
+        >>> silenced_by([("gn", "biases", 0.16, 113.0)], [])[:47]
+        'The biases of `gn` jumped from norm 0.16 to 113'
+        >>> silenced_by([], []) is None
+        True
+    """
+    if rewrite:
+        return (
+            f"{rewrite_words(rewrite[0])}: no update moves a whole layer that fast, so "
+            "something outside the optimiser rewrote it, and units went silent with it."
+        )
+    if written:
+        return (
+            f"{written_words(written[0])}: something outside the optimiser writes that layer "
+            "(a clamp or constraint after each step, a hook), and units went silent with it."
+        )
+    return None
