@@ -49,18 +49,19 @@ class Net(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-3)
 
 
-def fit(tmp_path, net: nn.Module):
+def fit(tmp_path, net: nn.Module, module: type[Net] = Net, every: int = 6):
+    """12 steps of ``module(net)`` under one ActivationMonitor logging every ``every``."""
     L.seed_everything(0, verbose=False)
     data = SyntheticDigitsDataModule(train_size=64 * 12, val_size=64, batch_size=64)
     trainer = L.Trainer(
         default_root_dir=tmp_path, max_steps=12, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
         logger=TensorBoardLogger(tmp_path, name="tb"),
-        callbacks=[ActivationMonitor(every_n_steps=6)],
+        callbacks=[ActivationMonitor(every_n_steps=every)],
     )  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer.fit(Net(net), data)
+        trainer.fit(module(net), data)
     return trainer, [str(w.message) for w in caught]
 
 
@@ -180,17 +181,7 @@ class Clamped(Net):
 def test_init_weights_a_layer_written_after_every_step_is_named_by_the_dead_units(tmp_path):
     # setups hunt 60: a clamp outside the optimiser (no norm 5x apart between two logs) kept
     # every unit after conv2 dead, told "Try: lower the learning rate"
-    L.seed_everything(0, verbose=False)
-    data = SyntheticDigitsDataModule(train_size=64 * 12, val_size=64, batch_size=64)
-    monitor = ActivationMonitor(every_n_steps=6)
-    trainer = L.Trainer(
-        default_root_dir=tmp_path, max_steps=12, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
-        logger=TensorBoardLogger(tmp_path, name="tb"), callbacks=[monitor],
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(Clamped(cnn()), data)
+    trainer, _ = fit(tmp_path, cnn(), Clamped)
     (dead,) = [f for f in findings_of(trainer) if f.kind == "dead_units"]
     assert dead.severity == "problem" and "`net.4`: 100% of units dead" in dead.message
     changed = r"The biases of `net.3` changed from norm ([\d.]+) to ([\d.]+) between a step's "
@@ -228,15 +219,6 @@ def test_init_weights_a_teacher_written_by_design_is_not_read_as_written(tmp_pat
     # setups hunt 62: a mean teacher's layers, moved after every step, were named as
     # what silenced the student's units ("changed ... where no update runs")
     net = nn.Sequential(*cnn()[:3], nn.BatchNorm2d(8), *cnn()[3:])  # a norm layer to read
-    L.seed_everything(0, verbose=False)
-    data = SyntheticDigitsDataModule(train_size=64 * 12, val_size=64, batch_size=64)
-    monitor = ActivationMonitor(every_n_steps=3)
-    trainer = L.Trainer(
-        default_root_dir=tmp_path, max_steps=12, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
-        logger=False, callbacks=[monitor],
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(WithTeacher(net), data)
+    trainer, _ = fit(tmp_path, net, WithTeacher, every=3)
+    monitor = trainer.callbacks[0]
     assert monitor.events == 4 and monitor.diagnosis.written == ()

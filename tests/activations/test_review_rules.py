@@ -335,26 +335,30 @@ def test_weight_decay_too_strong_while_the_loss_sits_at_its_start():
     assert review((0.015, 0.3), falling) == []  # learning despite it: quiet
 
 
+def _dead_told(losses, logs, width):
+    """``(log, severity)`` of the dead-unit verdicts of one layer whose share is ``logs``'."""
+    diagnosis, said, sites = TrainingDiagnosis(0.25, 16, 0.025), [], {"fc": info("rectifier")}
+    previous = 0
+    for log, dead in logs:
+        for s in range(previous, log):
+            diagnosis.loss.add(s, torch.tensor(losses[s]))
+        previous, chance = log, (10, 2.31) if diagnosis.wants_chance() else None
+        found = diagnosis.review(log, 0, {"fc": figures(dead=dead, width=width)}, sites, [],
+                                 list, chance)  # fmt: skip
+        said += [(log, v.severity) for v in found if v.kind == "dead_units"]
+    return said
+
+
 def test_review_a_dense_head_mostly_silent_while_the_loss_falls_noisily_is_a_note():
     # hunt 66: a 3136 -> 256 dense head 78% dead at step 20 under SGD momentum while the
     # loss fell 2.39 -> 0.99, just above its noisy low: told "large" (a problem),
     # withdrawn by step 80; the run reached 97%
-    def told(losses):
-        diagnosis, said, sites = TrainingDiagnosis(0.25, 16, 0.025), [], {"fc": info("rectifier")}
-        for log, dead in ((10, 0.08), (20, 0.78), (30, 0.78)):
-            for s in range(log - 10, log):
-                diagnosis.loss.add(s, torch.tensor(losses[s]))
-            chance = (10, 2.31) if diagnosis.wants_chance() else None
-            found = diagnosis.review(log, 0, {"fc": figures(dead=dead, width=256)}, sites, [],
-                                     list, chance)  # fmt: skip
-            said += [(log, v.severity) for v in found if v.kind == "dead_units"]
-        return said
-
+    logs = ((10, 0.08), (20, 0.78), (30, 0.78))
     start = [2.39 - 0.12 * s for s in range(10)]
     noisy = [0.9, 0.75, 0.7, 0.8, 0.95, 1.0, 0.9, 0.98, 1.02, 0.99] + [0.95] * 10
-    assert told(start + noisy) == [(20, "note")]
+    assert _dead_told(start + noisy, logs, 256) == [(20, "note")]
     # the same share while the loss rose back over its level at the last log: a problem
-    assert told(start + [1.6] * 20) == [(30, "problem")]
+    assert _dead_told(start + [1.6] * 20, logs, 256) == [(30, "problem")]
 
 
 def test_review_units_dying_late_while_the_loss_falls_noisily_are_a_note():
@@ -362,16 +366,8 @@ def test_review_units_dying_late_while_the_loss_falls_noisily_are_a_note():
     # loss 90% down and falling, just above its noisy low: told "rising" ("a late
     # collapse"), withdrawn at 120; 96-97% val at the end
     def told(after):
-        diagnosis, said, sites = TrainingDiagnosis(0.25, 16, 0.025), [], {"conv": info("rectifier")}
         losses = [2.3 * 0.93**s for s in range(40)] + after
-        for log, dead in ((40, 0.0), (60, 0.31), (80, 0.31)):
-            for s in range(log - 20, log):
-                diagnosis.loss.add(s, torch.tensor(losses[s]))
-            chance = (10, 2.31) if diagnosis.wants_chance() else None
-            found = diagnosis.review(log, 0, {"conv": figures(dead=dead, width=64)}, sites, [],
-                                     list, chance)  # fmt: skip
-            said += [(log, v.severity) for v in found if v.kind == "dead_units"]
-        return said
+        return _dead_told(losses, ((20, 0.0), (40, 0.0), (60, 0.31), (80, 0.31)), 64)
 
     # down to 0.08 by step 50, back up to 0.11 by the log: fallen since the last one
     noisy = [0.15 - 0.007 * s for s in range(10)] + [0.085 + 0.003 * s for s in range(10)]
