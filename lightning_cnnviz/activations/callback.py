@@ -17,7 +17,7 @@ from lightning_cnnviz.activations.frozen_norms import frozen_norms
 from lightning_cnnviz.activations.init_weights import init_reads
 from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
-from lightning_cnnviz.activations.rewrites import held_by, weight_norms, written_between
+from lightning_cnnviz.activations.rewrites import weight_norms, written_between
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.activations.window import TrainingWindow
 from lightning_cnnviz.core.activation_kind import is_activation
@@ -35,6 +35,7 @@ from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import named_layers, of_type, unwrap_model
 from lightning_cnnviz.core.settings import read_settings, settings_of
 from lightning_cnnviz.core.voice import listed
+from lightning_cnnviz.core.weight_leaves import held_by
 
 
 class ActivationMonitor(TrainingWindow, Monitor, section="activations"):

@@ -45,6 +45,7 @@ from lightning_cnnviz.core.voice import listed
 
 __all__ = [
     "NEG_BIAS",
+    "NORM_LAYERS",
     "SAME",
     "SILENT",
     "identical_text",
@@ -61,7 +62,7 @@ SAME = 1e-6  # units this close (relative to the layer's largest weight) are the
 # within 1/sqrt(fan_in), 0.1x that norm or less
 NEG_BIAS = 2.0
 SILENT = 0.5  # ...told where a watched site has this share of its units never positive
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)  # scale and shift
 _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity)
 
 
@@ -91,7 +92,9 @@ def zero_norms(layers: Sequence[tuple[str, nn.Module]]) -> list[str]:
         >>> zero_norms([("bn", bn)]), zero_norms([("bn", bn), ("other", nn.BatchNorm2d(4))])
         (['bn'], [])
     """
-    norms = [(n, m) for n, m in layers if isinstance(m, _NORMS) and isinstance(m.weight, Tensor)]
+    norms = [
+        (n, m) for n, m in layers if isinstance(m, NORM_LAYERS) and isinstance(m.weight, Tensor)
+    ]
     zero = zero_weights(norms)
     return zero if norms and len(zero) == len(norms) else []
 
@@ -152,7 +155,7 @@ def negative_biases(modules: Sequence[tuple[str, nn.Module]]) -> list[str]:
         and w.ndim >= 2
         and b.numel() == len(w)
         and not b.is_complex()  # no complex bias lies below zero
-        and not (i + 1 < len(leaves) and isinstance(leaves[i + 1][1], _NORMS))
+        and not (i + 1 < len(leaves) and isinstance(leaves[i + 1][1], NORM_LAYERS))
     ]
     if not named:
         return []

@@ -18,11 +18,11 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.activations.init_weights import NORM_LAYERS
 from lightning_cnnviz.core.real_values import real_values
 from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.weight_leaves import weight_param
@@ -30,7 +30,6 @@ from lightning_cnnviz.core.weight_leaves import weight_param
 __all__ = [
     "SHRUNK",
     "WRITTEN",
-    "held_by",
     "norm_tensor",
     "rewrite_words",
     "rewritten",
@@ -39,8 +38,6 @@ __all__ = [
     "written_between",
     "written_words",
 ]
-
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def weight_norms(
@@ -53,9 +50,10 @@ def weight_norms(
     rate"). Keyed by the layer's name, and ``name:bias``; one host read. Read at every
     log: a layer whose weights collapse, or whose biases jump, between two logs was
     rewritten outside the optimiser (``rewritten``). ``held``: the ids of the parameters
-    an optimiser holds (``held_by``), the only ones read where given: a frozen teacher or an
-    EMA copy kept on the module is written apart from the optimiser by design (setups hunt
-    62: a mean teacher's BatchNorm named as what silenced the student's units).
+    an optimiser holds (``core.weight_leaves.held_by``), the only ones read where given: a
+    frozen teacher or an EMA copy kept on the module is written apart from the optimiser by
+    design (setups hunt 62: a mean teacher's BatchNorm named as what silenced the student's
+    units).
 
     Example::
 
@@ -67,20 +65,6 @@ def weight_norms(
     """
     names, norms = norm_tensor(model, depth, held)
     return dict(zip(names, norms.double().cpu().tolist(), strict=True)) if names else {}
-
-
-def held_by(optimizers: Sequence[Any]) -> set[int]:
-    """The ids of the parameters ``optimizers`` hold (``weight_norms``' ``held``).
-
-    Example::
-
-        >>> import torch
-        >>> layer = torch.nn.Linear(2, 2)
-        >>> held_by([torch.optim.SGD([layer.weight], lr=0.1)]) == {id(layer.weight)}
-        True
-    """
-    groups = (g for o in optimizers for g in getattr(o, "param_groups", ()))
-    return {id(p) for g in groups for p in g.get("params", ())}
 
 
 def norm_tensor(
@@ -96,7 +80,7 @@ def norm_tensor(
         (['0', '0:bias'], (2,))
     """
     layers = named_layers(model)
-    norms = [n for n, m in layers.items() if isinstance(m, _NORMS) and n not in depth]
+    norms = [n for n, m in layers.items() if isinstance(m, NORM_LAYERS) and n not in depth]
     read_from = [(n, layers[n]) for n in [*depth, *norms] if n in layers]
     # the leaves: a parametrized weight is computed on access, and spectral norm's power
     # iteration then moves its vectors in training mode (training no longer bit-identical)

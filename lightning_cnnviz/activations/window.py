@@ -22,12 +22,13 @@ from typing_extensions import override
 from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.recorder import Recorder
-from lightning_cnnviz.activations.rewrites import held_by, norm_tensor
+from lightning_cnnviz.activations.rewrites import norm_tensor
 from lightning_cnnviz.core.batches import batch_inputs
 from lightning_cnnviz.core.schedule import batches_to_log
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 from lightning_cnnviz.core.step_loss import step_loss
 from lightning_cnnviz.core.voice import listed
+from lightning_cnnviz.core.weight_leaves import held_by
 
 __all__ = ["TrainingWindow"]
 

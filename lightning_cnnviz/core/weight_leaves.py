@@ -17,11 +17,14 @@ Example::
 from __future__ import annotations
 
 import inspect
+import itertools
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-__all__ = ["trained_leaves", "weight_param"]
+__all__ = ["held_by", "trained_leaves", "weight_param"]
 
 
 def weight_param(module: nn.Module) -> Tensor | None:
@@ -101,3 +104,19 @@ def trained_leaves(module: nn.Module) -> list[Tensor]:
             return trained
     leaf = weight_param(module)
     return [] if leaf is None else [leaf]
+
+
+def held_by(optimizers: Iterable[Any] = (), groups: Iterable[Mapping[str, Any]] = ()) -> set[int]:
+    """The ids of the parameters ``optimizers`` hold (or their parameter ``groups``).
+
+    Example::
+
+        >>> import torch
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> held_by([torch.optim.SGD([layer.weight], lr=0.1)]) == {id(layer.weight)}
+        True
+        >>> held_by(groups=[{"params": [layer.bias]}]) == {id(layer.bias)}
+        True
+    """
+    every = itertools.chain(groups, (g for o in optimizers for g in getattr(o, "param_groups", ())))
+    return {id(p) for g in every for p in g.get("params", ())}

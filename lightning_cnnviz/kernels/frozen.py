@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from lightning_cnnviz.core.real_values import real_values
+from lightning_cnnviz.core.weight_leaves import held_by
 
 __all__ = [
     "NEARLY_STILL",
@@ -118,7 +119,7 @@ def param_groups(
     other tensors than the model's: then no layer can be matched to its group.
     """
     groups = [g for opt in optimizers for g in opt.param_groups]
-    held = {id(p) for g in groups for p in g["params"]}
+    held = held_by(groups=groups)
     return groups if any(id(p) in held for p in parameters) else None
 
 
@@ -139,7 +140,7 @@ def unoptimised(
     """
     if groups is None:
         return []
-    held = {id(p) for g in groups for p in g["params"]}
+    held = held_by(groups=groups)
     return [n for n, p in named if p.requires_grad and p.grad is not None and id(p) not in held]
 
 

@@ -14,6 +14,7 @@ from lightning.pytorch import Trainer
 from torch import nn
 
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
+from lightning_cnnviz.core.weight_leaves import held_by
 from lightning_cnnviz.kernels.frozen import param_groups, unoptimised
 from lightning_cnnviz.kernels.frozen_words import held_text, unoptimised_text
 
@@ -61,7 +62,7 @@ class UnoptimisedCheck:
         groups = param_groups(trainer.optimizers, module.parameters())
         if groups is None:
             return
-        held = {id(p) for g in groups for p in g["params"]}
+        held = held_by(groups=groups)
         params = dict(module.named_parameters())
         names = told.figures["names"]
         if not all(n in params and id(params[n]) in held for n in names):
