@@ -129,9 +129,10 @@ class DivergenceReview(SpikeReadings):
                 text = transient_text(step, epoch, spike, series, outside, jumped)
                 return [Verdict("divergence", "note", text)]
             early = level_before(series, spike) is None
-            if self.pending is None and early and coming_back(series):
+            if self.pending is None and early and coming_back(series, spike[0]):
                 # a blow-up the loss is already coming back from (below its start, not yet
-                # by the margin): one more log tells a transient from a dead network
+                # by the margin, or falling fast): one more log tells a transient from a
+                # dead network
                 self.pending = step
                 return []
             if not is_jump(spike) and not dying:

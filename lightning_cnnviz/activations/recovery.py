@@ -61,6 +61,11 @@ BACK_START = 0.25  # ...and, at a later log, no more than this share of the firs
 # (hunt 18: CyclicLR to 0.5 spiked at step 40 from 1.05 and sat at 2.0-2.4 for 190 steps,
 # 2x its level but 0.4 of ln 10 above it, val accuracy 32%, told "recovered")
 
+# the loss falling back from an early spike: its latest median at most half the median
+# before it (a network the spike left dead sits at its chance loss, level; medians of 5
+# of a loss with +-30% batch noise falling 15% per 5 steps read down to 0.7x)
+FALLING_BACK = 0.5
+
 
 def level_and_now(
     series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
@@ -140,7 +145,7 @@ def recovered(
     return now < below * finite[0] and now - level <= NOISE * scatter(series, spike[0])
 
 
-def coming_back(series: Sequence[tuple[int, float]]) -> bool:
+def coming_back(series: Sequence[tuple[int, float]], since: int | None = None) -> bool:
     """Whether the loss is on its way back from an early spike, not yet ``recovered``.
 
     The median of the latest ``SMOOTH`` finite losses below the start and the latest one
@@ -150,18 +155,36 @@ def coming_back(series: Sequence[tuple[int, float]]) -> bool:
     by step 9 (median 1.44, 0.91x the start); it got a `divergence` problem at step 10,
     recovered by step 20.
 
+    Or, after a spike at step ``since``, still well above the start but falling fast: the
+    latest median at most ``FALLING_BACK`` x the one before it, both after the spike,
+    and each of the latest losses below each before them
+    (hunt 67: Adagrad at 0.02 went 2.32 -> 70.3 at step 1 and was at 3.1 by step 11,
+    below its start by step 14 and at 96% val later; a network left dead sits level).
+
     Example::
 
         >>> back = [(1, 1.59), (2, 59.6), (3, 10.9), (4, 1.59), (5, 1.6), (6, 1.57)]
         >>> back += [(7, 1.55), (8, 1.44), (9, 1.27), (10, 0.98)]
         >>> coming_back(back), coming_back(back[:-1] + [(10, 1.6)])
         (True, False)
+        >>> down = [(0, 2.3), (1, 70.0), (2, 17.0), (3, 15.0), (4, 18.0), (5, 11.0)]
+        >>> down += [(6, 15.0), (7, 6.6), (8, 5.3), (9, 4.3), (10, 4.9), (11, 3.1)]
+        >>> coming_back(down, since=1), coming_back(down[:7] + [(i, 2.3) for i in range(7, 12)], 1)
+        (True, False)
     """
     finite = [v for _, v in series if math.isfinite(v)]
     if len(finite) < 2 * SMOOTH:
         return False
-    start = finite[0]
-    return statistics.median(finite[-SMOOTH:]) < start and finite[-1] < UNLEARNT * start
+    start, now = finite[0], statistics.median(finite[-SMOOTH:])
+    if now < start and finite[-1] < UNLEARNT * start:
+        return True
+    after = [v for s, v in series if since is not None and s > since and math.isfinite(v)]
+    if len(after) < 2 * SMOOTH or now <= start / UNLEARNT:
+        return False  # (back about its start: at chance, or learning it again)
+    latest, before = after[-SMOOTH:], after[-2 * SMOOTH : -SMOOTH]
+    # every latest loss below every one before them: a fall, not a bouncing loss (Adam at
+    # 0.1 read 67, 87, 66, 57, 8 then 3.6, 13, 71, 22, 36: its medians fell as much)
+    return now <= FALLING_BACK * statistics.median(before) and max(latest) < min(before)
 
 
 def run_up(series: Sequence[tuple[int, float]], until: int, best: float | None = None) -> int:

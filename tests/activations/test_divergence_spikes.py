@@ -72,6 +72,24 @@ def test_divergence_early_blow_up_coming_back_waits_one_log():
     assert said == {10: [("divergence", "problem")], 20: []}
 
 
+def test_divergence_early_blow_up_falling_fast_waits_one_log():
+    # hunt 67: Adagrad at 0.02, 2.32 -> 70.3 at step 1, still above its start at the first
+    # log (step 12) but falling fast; below it by step 14, 96% val at the end
+    first = [2.32, 70.35, 17.33, 14.87, 18.22, 11.04, 15.17, 6.61, 5.32, 4.26, 4.87, 3.09]
+    then = [2.28, 2.82, 1.87, 2.84, 2.61, 1.73, 1.51, 1.76, 1.67, 1.52]
+    said, messages, diagnosis = reviews(list(enumerate(first + then)), (12, 20))
+    assert said == {12: [], 20: [("divergence", "note")]}
+    assert "recovered by step 20" in messages[0] and diagnosis.diverged is None
+    # the same fall ending at its chance loss, level: told at the next log
+    dead = list(enumerate([*first, 2.33, 2.31, 2.32, 2.3, 2.33, 2.31, 2.32, 2.31, 2.3, 2.32]))
+    said, _, _ = reviews(dead, (12, 20))
+    assert said == {12: [], 20: [("divergence", "problem")]}
+    # already level at its chance loss by the first log: told there
+    level = list(enumerate(first[:7] + [2.33, 2.31, 2.32, 2.3, 2.33] + [2.31] * 10))
+    said, _, _ = reviews(level, (12, 20))
+    assert said == {12: [("divergence", "problem")], 20: []}
+
+
 def late_jump(after):
     """A BN CNN's Adam rate x30 at step 140 (hunt, seed 0): 0.14 -> 3.4, 9.7, 5.8, 4.9, 2.9."""
     series = healthy_losses(140)
