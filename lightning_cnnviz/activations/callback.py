@@ -206,7 +206,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             half=settings.half_weights or str(trainer.precision).startswith("16"),
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
             maximize=settings.maximize, written=written,
-            norms=weight_norms(model, self._rec.depth, held_by(trainer.optimizers)),
+            norms=weight_norms(model, self._rec.depth, held_by(trainer.optimizers, moved=True)),
             before_update=self._rec.before_update,
             **self._start(trainer, model, scores),
         )  # fmt: skip

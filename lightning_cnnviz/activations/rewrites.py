@@ -50,7 +50,8 @@ def weight_norms(
     rate"). Keyed by the layer's name, and ``name:bias``; one host read. Read at every
     log: a layer whose weights collapse, or whose biases jump, between two logs was
     rewritten outside the optimiser (``rewritten``). ``held``: the ids of the parameters
-    an optimiser holds (``core.weight_leaves.held_by``), the only ones read where given: a
+    an optimiser holds and can step (``held_by(..., moved=True)``), the only ones read where
+    given: a
     frozen teacher or an EMA copy kept on the module is written apart from the optimiser by
     design (setups hunt 62: a mean teacher's BatchNorm named as what silenced the student's
     units).

@@ -94,7 +94,7 @@ class TrainingWindow:
         self._batch_at = (trainer.global_step, trainer.current_epoch)
         if self._norms_at_end is not None:  # no update since the last event's step ended
             names, before = self._norms_at_end
-            held = held_by(trainer.optimizers)
+            held = held_by(trainer.optimizers, moved=True)
             now, after = norm_tensor(unwrap_model(pl_module), self._rec.depth, held)
             self._norms_across = (names, before, after) if now == names else None
             self._norms_at_end = None
@@ -189,7 +189,7 @@ class TrainingWindow:
             # the layers' norms after this step's update, against the next batch's start:
             # what changes between them is written outside the optimiser (on the device,
             # read at the next event)
-            held = held_by(trainer.optimizers)
+            held = held_by(trainer.optimizers, moved=True)
             self._norms_at_end = norm_tensor(unwrap_model(pl_module), self._rec.depth, held)
 
     def take_peak_rate(self) -> tuple[int, float] | None:

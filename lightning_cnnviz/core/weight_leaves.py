@@ -106,8 +106,13 @@ def trained_leaves(module: nn.Module) -> list[Tensor]:
     return [] if leaf is None else [leaf]
 
 
-def held_by(optimizers: Iterable[Any] = (), groups: Iterable[Mapping[str, Any]] = ()) -> set[int]:
+def held_by(
+    optimizers: Iterable[Any] = (), groups: Iterable[Mapping[str, Any]] = (), moved: bool = False
+) -> set[int]:
     """The ids of the parameters ``optimizers`` hold (or their parameter ``groups``).
+
+    ``moved``: only those that require a gradient, the ones a step can move (setups hunt
+    63: ``SGD(self.parameters())`` lists a frozen EMA teacher too, which it never steps).
 
     Example::
 
@@ -117,6 +122,9 @@ def held_by(optimizers: Iterable[Any] = (), groups: Iterable[Mapping[str, Any]] 
         True
         >>> held_by(groups=[{"params": [layer.bias]}]) == {id(layer.bias)}
         True
+        >>> _ = layer.bias.requires_grad_(False)
+        >>> held_by(groups=[{"params": [layer.bias]}], moved=True)
+        set()
     """
     every = itertools.chain(groups, (g for o in optimizers for g in getattr(o, "param_groups", ())))
-    return {id(p) for g in every for p in g.get("params", ())}
+    return {id(p) for g in every for p in g.get("params", ()) if p.requires_grad or not moved}

@@ -215,10 +215,19 @@ class WithTeacher(Net):
         return torch.optim.Adam(self.net.parameters(), lr=1e-3)
 
 
-def test_init_weights_a_teacher_written_by_design_is_not_read_as_written(tmp_path):
-    # setups hunt 62: a mean teacher's layers, moved after every step, were named as
-    # what silenced the student's units ("changed ... where no update runs")
+class WithTeacherListed(WithTeacher):
+    """The same, the optimiser given ``self.parameters()``: the frozen teacher's listed too."""
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+@pytest.mark.parametrize("module", [WithTeacher, WithTeacherListed])
+def test_init_weights_a_teacher_written_by_design_is_not_read_as_written(tmp_path, module):
+    # setups hunts 62 and 63: a mean teacher's layers, moved after every step, were named as
+    # what silenced the student's units ("changed ... where no update runs"), also where
+    # the optimiser lists them (it never steps a parameter that requires no gradient)
     net = nn.Sequential(*cnn()[:3], nn.BatchNorm2d(8), *cnn()[3:])  # a norm layer to read
-    trainer, _ = fit(tmp_path, net, WithTeacher, every=3)
+    trainer, _ = fit(tmp_path, net, module, every=3)
     monitor = trainer.callbacks[0]
     assert monitor.events == 4 and monitor.diagnosis.written == ()
