@@ -10,10 +10,12 @@ for ``lightning.pytorch`` and ``pytorch_lightning`` trainers alike:
 * scalars go to every configured logger through Lightning's logger API,
   TensorBoard's from the sink's thread, MLflow's with names it accepts
   (``destinations.mlflow_name``); ``logger=False`` keeps none, said once;
-* histograms and projector embeddings are TensorBoard-only (said once elsewhere);
+* histograms, projector embeddings and chart layouts are TensorBoard-only (said
+  once elsewhere), written to each TensorBoard logger of the run;
 * ``split_scalars`` writes a train or val twin into a TensorBoard run of its own
-  (``<log dir>/train``, ``<log dir>/val``): TensorBoard colours lines by run, so
-  only twins in two runs get two colours in one chart;
+  (``<log dir>/train``, ``<log dir>/val``, under each TensorBoard logger):
+  TensorBoard colours lines by run, so only twins in two runs get two colours in
+  one chart;
 * ``fast_dev_run`` replaces loggers with a ``DummyLogger``: the sink is then
   inactive and monitors step aside, with one warning;
 * only global rank zero writes;
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +86,9 @@ class Sink(SinkThread):
         busy_seconds: time the sink's thread spent on jobs (off the training thread).
         busy_cpu_seconds: the CPU time of those jobs (less than ``busy_seconds`` when the
             thread waited for a core or for the GIL).
-        writer: the TensorBoard ``SummaryWriter`` or ``None``.
-        prefix: what its logger puts before tags (``prefix="ab"``: ``"ab-"``), for what
-            goes to ``writer`` directly (histograms, embeddings, layouts).
+        boards: the run's TensorBoard loggers (their ``SummaryWriter`` and the prefix
+            their logger puts before tags), for what goes to TensorBoard only
+            (histograms, embeddings, layouts, twin runs).
         destinations: where images and text go (TensorBoard, W&B, MLflow or a folder).
         image_dir: the run's own folder, used when no logger takes images.
     """
@@ -99,16 +102,14 @@ class Sink(SinkThread):
         writing = self.active and self.is_writer
         found = [_destination(lg) for lg in self.loggers] if writing else []
         self.destinations: list[Destination] = [d for d in found if d is not None]
-        board = next((d for d in self.destinations if isinstance(d, TensorBoard)), None)
-        self.writer = None if board is None else board.writer
-        self.prefix = "" if board is None else board.prefix
+        self.boards = [d for d in self.destinations if isinstance(d, TensorBoard)]
         base = next((d for lg in self.loggers for d in (lg.log_dir, lg.save_dir) if d), None)
         self.image_dir = Path(base or trainer.default_root_dir) / "cnnviz"
         self._said = WarningCache()
         self._started = False  # whether the loggers' experiments exist
         self._unwritable = False  # no folder of our own could be made: nothing is saved
         self._layers: dict[int, list[str]] = {}  # `cnnviz/layers` entries by step
-        self._split_writers: dict[str, Any] = {}  # TensorBoard runs of their own, by split
+        self._split_writers: dict[tuple[int, str], Any] = {}  # runs of their own, by split
         if not self.active:
             say(
                 "lightning-cnnviz monitors step aside: this run uses a DummyLogger "
@@ -183,9 +184,9 @@ class Sink(SinkThread):
         """Whether ``what`` (histograms, embeddings) can be written; if not, say so once."""
         if not (self.active and self.is_writer):
             return False
-        if self.writer is None:
+        if not self.boards:
             self._said.info(f"lightning-cnnviz: {what} need a TensorBoard logger; skipped")
-        return self.writer is not None
+        return bool(self.boards)
 
     def layers(self, description: str, step: int) -> None:
         """Add a monitor's resolved selection to ``cnnviz/layers`` at ``step``.
@@ -242,18 +243,18 @@ class Sink(SinkThread):
         ``train`` and ``val`` show as two colours in one chart, as Keras's callback
         writes them. Other loggers get the twins under their own names from ``scalars``.
         """
-        if not (self.active and self.is_writer) or self.writer is None or not metrics:
+        if not (self.active and self.is_writer) or not metrics:
             return
-        writer = self._split_writers.get(split)
-        if writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+        for i, board in enumerate(self.boards):
+            writer = self._split_writers.get((i, split))
+            if writer is None:
+                from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(Path(self.writer.get_logdir()) / split))
-            self._split_writers[split] = writer
-        values = [
-            Summary.Value(tag=self.prefix + k, simple_value=float(v)) for k, v in metrics.items()
-        ]
-        self.later(lambda: add_summary(writer, Summary(value=values), step))
+                writer = SummaryWriter(str(Path(board.writer.get_logdir()) / split))
+                self._split_writers[i, split] = writer
+            values = [Summary.Value(tag=board.prefix + k, simple_value=float(v))
+                      for k, v in metrics.items()]  # fmt: skip
+            self.later(lambda w=writer, v=values: add_summary(w, Summary(value=v), step))
 
     def text(self, tag: str, text: str, step: int) -> None:
         """Write a Markdown text entry."""
@@ -266,23 +267,34 @@ class Sink(SinkThread):
         """Write a histogram (TensorBoard only; skipped elsewhere, said once)."""
         if self.tensorboard_only("histograms"):
             host = self._host_copy(values, torch.float32)
-            writer = self.writer
-            self.later(lambda: writer.add_histogram(self.prefix + tag, host, step))
+            for b in self.boards:
+                self.later(lambda b=b: b.writer.add_histogram(b.prefix + tag, host, step))
 
     def embedding(self, tag: str, features: Tensor, step: int, **kwargs: Any) -> None:
         """Write an embedding for TensorBoard's projector (TensorBoard only, said once)."""
-        if self.tensorboard_only("projector embeddings"):
-            self.writer.add_embedding(
-                features.detach().float().cpu(), tag=self.prefix + tag, global_step=step, **kwargs
-            )
-            config = Path(self.writer.get_logdir()) / "projector_config.pbtxt"
+        if not self.tensorboard_only("projector embeddings"):
+            return
+        host = features.detach().float().cpu()
+        for board in self.boards:
+            board.writer.add_embedding(host, tag=board.prefix + tag, global_step=step, **kwargs)
+            config = Path(board.writer.get_logdir()) / "projector_config.pbtxt"
             config.write_text(latest_embedding_first(config.read_text()))
+
+    def layout(self, make: Callable[[str], Any]) -> bool:
+        """Write TensorBoard's custom-scalars layout ``make(prefix)`` to each TensorBoard.
+
+        ``prefix``: what that logger puts before tags, so the charts match the tags as
+        written. False where the run has no TensorBoard logger.
+        """
+        for board in self.boards:
+            board.writer.add_custom_scalars(make(board.prefix))
+        return bool(self.boards)
 
     def flush(self) -> None:
         """Wait for the sink's thread, flush pending records to disk, then ``check``."""
         self.wait()
-        if self.writer is not None:
-            self.writer.flush()
+        for board in self.boards:
+            board.writer.flush()
         for writer in self._split_writers.values():  # closed: their threads end with the fit
             writer.close()
         self._split_writers.clear()

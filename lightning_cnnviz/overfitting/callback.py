@@ -274,11 +274,10 @@ class OverfittingMonitor(
         self._diagnose(trainer, ev, pairs)
 
     def _write_layout(self) -> None:
-        if not self._layout and self.sink.writer is not None:
-            self._layout = True
-            prefix = self.sink.prefix  # the charts match the tags as written
-            layout = custom_scalars_layout(tag=lambda name: prefix + self.tag(name))
-            self.sink.writer.add_custom_scalars(layout)
+        if not self._layout:
+            self._layout = self.sink.layout(
+                lambda prefix: custom_scalars_layout(tag=lambda name: prefix + self.tag(name))
+            )
 
     @override
     def extra_state(self) -> dict[str, Any]:

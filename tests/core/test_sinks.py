@@ -10,7 +10,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from lightning_cnnviz.core.sinks import Sink
-from tests.tb import events, texts
+from lightning_cnnviz.overfitting.draw import custom_scalars_layout
+from tests.tb import events, projector_tags, texts
 
 
 def trainer_with(tmp_path, **kwargs):
@@ -77,6 +78,30 @@ def test_sink_images_text_histograms_and_split_runs_get_the_logger_prefix(tmp_pa
     assert acc.Tags()["histograms"] == ["run-activations/relu"]
     (value,) = events(Path(logger.log_dir) / "val").Scalars("run-overfitting/loss")
     assert (value.step, value.value) == (2, 0.5)
+
+
+def test_sink_tensorboard_only_records_go_to_each_tensorboard_logger(tmp_path):
+    # setups hunt 63: a second TensorBoard logger got images, scalars and text, but no
+    # histograms, embeddings, chart layout or train/val runs, and nothing said so
+    first, second = (
+        TensorBoardLogger(tmp_path, name=n, prefix=p) for n, p in [("a", ""), ("b", "x")]
+    )
+    sink = Sink.of(trainer_with(tmp_path, logger=[first, second]))
+    sink.histogram("activations/relu", torch.arange(10.0), step=2)
+    sink.split_scalars("val", {"overfitting/loss": 0.5}, step=2)
+    sink.embedding("embeddings/pool", torch.eye(4), step=2, metadata=list("abcd"))
+    assert sink.layout(lambda prefix: custom_scalars_layout(tag=lambda n: prefix + n))
+    sink.flush()
+    for logger, prefix in [(first, ""), (second, "x-")]:
+        acc = events(logger.log_dir)
+        assert acc.Tags()["histograms"] == [prefix + "activations/relu"]
+        (value,) = events(Path(logger.log_dir) / "val").Scalars(prefix + "overfitting/loss")
+        assert (value.step, value.value) == (2, 0.5)
+        assert projector_tags(logger.log_dir) == {prefix + "embeddings/pool"}
+        files = Path(logger.log_dir).rglob("events.out.tfevents.*")
+        charts = [v.tag for p in files for e in EventFileLoader(str(p)).Load()
+                  if e.HasField("summary") for v in e.summary.value]  # fmt: skip
+        assert "custom_scalars__config__" in charts
 
 
 def test_sink_falls_back_to_png_without_tensorboard(tmp_path):
