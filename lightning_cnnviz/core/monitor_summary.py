@@ -100,7 +100,11 @@ class RunSummary:
         summary += _cost_line(trainer)
         tell(summary)
         if self._sink is not None and self._sink.active:  # in the Text tab too
-            self._sink.text(self.tag_prefix + "cnnviz/summary", summary, trainer.global_step)
+            # the run's, not this monitor's: a prefix only where every monitor has it
+            # (setups hunt 63: a second KernelMonitor's `second/` took the summary along)
+            prefixes = {m.tag_prefix for m in _monitors(trainer)}
+            prefix = prefixes.pop() if len(prefixes) == 1 else ""
+            self._sink.text(prefix + "cnnviz/summary", summary, trainer.global_step)
             self._sink.flush()
 
     def _end_of_failed_fit(

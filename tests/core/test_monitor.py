@@ -151,6 +151,14 @@ def test_monitor_of_one_type_twice_on_one_tag_prefix_says_what_to_do(tmp_path):
     apart = [Recorder(), Recorder(every_n_steps=2, tag_prefix="dense/")]
     trainer = run(tmp_path, apart, max_epochs=1)
     assert apart[0].steps and apart[1].steps == list(range(2, trainer.global_step + 1, 2))
+    # the run's summary is no one monitor's: it keeps no prefix they do not all share
+    # (setups hunt 63: it went under the last monitor's `second/cnnviz/summary`)
+    acc = events(tmp_path / "tb" / "version_1")
+    (summary,) = texts(acc, "cnnviz/summary")
+    assert "Recorder" in summary and "dense/cnnviz/summary" not in acc.Tags()["tensors"]
+    same = [Recorder(tag_prefix="a/"), KernelMonitor(tag_prefix="a/")]
+    run(tmp_path, same, max_epochs=1)
+    assert texts(events(tmp_path / "tb" / "version_2"), "a/cnnviz/summary")
 
 
 class BackgroundRecorder(Recorder):
