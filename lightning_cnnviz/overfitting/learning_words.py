@@ -26,74 +26,19 @@ from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import listed, times
 from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
-from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learning_remedies import raised, settings_raised
 from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.small_steps import (
+    LARGE_EPS,
+    SMALL_CLIP,
+    small_rate,
+    steps_small,
+    update_clause,
+)
 from lightning_cnnviz.overfitting.words import num, when
 
 __all__ = ["headline"]
-
-
-SMALL_RATE = 1e-4  # Adam and its kin: a highest rate at most this, nothing learnt: the cause
-SMALL_CLIP = 1e-2  # a `gradient_clip_val` this small keeps every step tiny
-LARGE_EPS = 1e-2  # an Adam `eps` this large divides every step far below its rate
-SMALL_STEP = 3e-3  # SGD and its kin: the rate over (1 - momentum), the step it takes
-# ... each named only where the optimiser's last update was this small against the weights
-# (``core.update_size``): stuck runs read 3e-5 to 3e-4; learning ones 9e-4 and up, and so
-# did runs stuck on permuted labels under those very settings (hunt 42: 6e-4 to 2e-3, told
-# "eps ... the steps are tiny" and "try the rate 10x higher")
-SMALL_UPDATE = 4e-4
-# ... and where the model is at chance (not learning slowly the right way), this small:
-# permuted labels cancel in the momentum, their updates small too (hunt 44: SGD nesterov
-# 3e-4 on a BN net read 1.4e-4, its twin with the right labels 4e-4 at 93%); stuck runs
-# at chance with the rate at fault read 3e-6 to 7e-5
-TINY_UPDATE = 1e-4
-_ROUNDING = 1 + 1e-9  # 1e-4 / (1 - 0.9) is 1.0000000000000002e-3 in floats
-
-
-def _small_rate(now: Evaluation) -> float | None:
-    """The run's highest rate where it is small for its optimiser, else None.
-
-    The highest: a one-cycle schedule's peak, else its start or now.
-    Adam and its kin (an ``eps``) normalise their steps: at most ``SMALL_RATE``. SGD's
-    step is its rate times the gradient, over ``1 - momentum`` with momentum: at most
-    ``SMALL_STEP`` (hunt 38: plain SGD at 3e-4, told at chance with no cause; hunt 39:
-    SGD 2e-4 with momentum 0.9, a step of 2e-3, at chance all run): an Adam step of
-    1e-4 moves a weight about as far as an SGD step of 3e-3 on gradients of ~0.03.
-    """
-    rates = [r for r in (now.lr_peak, now.lr_initial, now.lr) if r is not None]
-    top = max(rates) if rates else None
-    if top is None or top <= 0:
-        return None
-    if now.eps is not None:
-        return top if top <= SMALL_RATE * _ROUNDING else None
-    # SGD's `dampening` leaves that share of each gradient out of its momentum (hunt 40:
-    # 5e-4 with momentum 0.9 and dampening 0.9 steps 5e-4, at chance, unnamed)
-    step = top * (1 - (now.dampening or 0.0)) / (1 - min(now.momentum or 0.0, 0.999))
-    return top if step <= SMALL_STEP * _ROUNDING else None
-
-
-def _steps_small(now: Evaluation) -> bool:
-    """Whether the last update was small enough to be why nothing is learnt.
-
-    ``SMALL_UPDATE`` of the weights or less where the model learns the right way, slowly
-    (the val probe above chance), else ``TINY_UPDATE``. Not read (a loader of unknown
-    length, whose last step before a validation is not known ahead: setups hunt 45), the
-    setting's bar alone where it learns slowly, and nothing at chance, where a failure
-    elsewhere (permuted labels) looks the same.
-    """
-    slowly = chance_levels.stuck(now) is False
-    if now.update_ratio is None:
-        return slowly
-    return now.update_ratio <= (SMALL_UPDATE if slowly else TINY_UPDATE)
-
-
-def _moved(now: Evaluation) -> str:
-    """The last update's size against the weights, as a clause (``""``: not known)."""
-    if now.update_ratio is None:
-        return ""
-    return f" (its last update moved the weights {now.update_ratio:.2g} of their size)"
 
 
 EARLY = (
@@ -210,27 +155,27 @@ def _headline(v: Verdict) -> str:
             else f" The learning rate is {now.lr:.3g} now, {times(now.lr_initial / now.lr)} "
             f"below its start ({now.lr_initial:.3g})."
         )
-    elif (top := _small_rate(now)) is not None and _steps_small(now):
+    elif (top := small_rate(now)) is not None and steps_small(now):
         # hunt 36: OneCycleLR with `max_lr=1e-5` under Adam, 31-46% at the end, no cause
         cycle = " (the one-cycle schedule's `max_lr`)" if now.lr_peak else ""
         cut = (
             f" The learning rate has been {top:.3g} at most{cycle}: a rate that small moves "
-            f"the weights little in a run this long{_moved(now)}; try it 10x higher."
+            f"the weights little in a run this long{update_clause(now)}; try it 10x higher."
         )
-    elif now.grad_clip is not None and now.grad_clip <= SMALL_CLIP and _steps_small(now):
+    elif now.grad_clip is not None and now.grad_clip <= SMALL_CLIP and steps_small(now):
         # hunt 41: `gradient_clip_val=1e-4` under SGD, at chance, no cause
         by = f" by {now.clip_algorithm}" if now.clip_algorithm else ""
         cut = (
             f" Gradients are clipped{by} to {now.grad_clip:.3g} (`gradient_clip_val`): every "
-            f"step is that small whatever the loss says{_moved(now)}; clip at 0.5-5, or not "
+            f"step is that small whatever the loss says{update_clause(now)}; clip at 0.5-5, or not "
             "at all."
         )
-    elif now.eps is not None and now.eps >= LARGE_EPS and _steps_small(now):
+    elif now.eps is not None and now.eps >= LARGE_EPS and steps_small(now):
         # hunt 41: Adam with `eps=1.0`, "hardly moved", no cause
         cut = (
             f" The optimiser's `eps` is {now.eps:.3g}: it divides every step by at least "
             "that, far above the gradients' scale, so the steps are tiny (1e-8 is usual)"
-            f"{_moved(now)}."
+            f"{update_clause(now)}."
         )
     elif heavy_decay(now.decay_per_step, now.weight_decay) and now.lr:
         # hunt 59: Adam's `weight_decay=1.0` held a model at chance, told with no cause

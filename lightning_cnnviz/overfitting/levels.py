@@ -35,6 +35,7 @@ from lightning_cnnviz.overfitting.chance_levels import (
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.small_steps import held_back
 from lightning_cnnviz.overfitting.too_soon import (
     early,
     falling,
@@ -210,9 +211,10 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "settings_before": lowest_settings(before) if before else None,  # ``learning_remedies``
     }
     # at chance from the start in a run's first quarter: a note, a flat start may still end
-    # (not a loss climbing above its first value: no start is that)
+    # (not a loss climbing above its first value: no start is that; nor steps a setting
+    # keeps too small to ever end it, ``small_steps.held_back``)
     flat = plateau and not figures["warmup_outlasts"] and not figures["climbing"]
-    if not before and flat and young(now):
+    if not before and flat and young(now) and not held_back(now):
         return Verdict("not_learning", since, now, peak, {**figures, "early": True}, "note")
     return Verdict("not_learning", since, now, peak, figures)
 

@@ -138,6 +138,13 @@ def test_rules_not_learning_at_chance_in_a_runs_first_quarter_is_a_note_first():
     climbing = [replace(e, run_share=0.1, returned_loss=11.0, first_loss=7.5, probe_acc_val=0.2,
                         probe_loss_val=7.2) for e in evs[:2]]  # fmt: skip
     assert levels.not_learning(climbing).severity == "problem"
+    # hunt 68: Adam at 1e-6, each step moving the weights 7e-6 of their size: no flat
+    # start ends at that pace, a problem at once (told at a quarter of 800 steps before)
+    held = [replace(e, lr=1e-6, eps=1e-8, update_ratio=7e-6) for e in evs[:2]]
+    verdict = levels.not_learning(held)
+    assert verdict.severity == "problem" and "has been 1e-06 at most" in headline(verdict)
+    # the rate as small with steps of a healthy size (1e-3): the flat start's note
+    assert levels.not_learning([replace(e, update_ratio=1e-3) for e in held]).severity == "note"
 
 
 def test_rules_not_learning_a_run_ending_within_its_flat_start_note_ends_with_a_problem():
