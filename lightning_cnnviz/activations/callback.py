@@ -17,7 +17,7 @@ from lightning_cnnviz.activations.frozen_norms import frozen_norms
 from lightning_cnnviz.activations.init_weights import init_reads
 from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
-from lightning_cnnviz.activations.rewrites import weight_norms, written_between
+from lightning_cnnviz.activations.rewrites import update_reach, weight_norms, written_between
 from lightning_cnnviz.activations.sites import fallback_layers
 from lightning_cnnviz.activations.window import TrainingWindow
 from lightning_cnnviz.core.activation_kind import is_activation
@@ -193,6 +193,8 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         written = written_between(across[0], *(t.tolist() for t in across[1:])) if across else []
         settings = settings_of(trainer, model)
         scores = class_scores(self._rec.logits, self.probe(trainer).labels)
+        held = held_by(trainer.optimizers, moved=True)  # the layers the optimiser moves
+        reach = update_reach(model, self._rec.depth, trainer.optimizers, held)
         verdicts = self.diagnosis.review(
             step, epoch, figures, self._rec.sites, profile,
             lambda: nonfinite_parameters(list(model.named_parameters())),
@@ -206,7 +208,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             half=settings.half_weights or str(trainer.precision).startswith("16"),
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
             maximize=settings.maximize, written=written,
-            norms=weight_norms(model, self._rec.depth, held_by(trainer.optimizers, moved=True)),
+            norms=weight_norms(model, self._rec.depth, held), reach=reach,
             before_update=self._rec.before_update,
             **self._start(trainer, model, scores),
         )  # fmt: skip

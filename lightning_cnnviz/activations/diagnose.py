@@ -136,6 +136,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         chance: tuple[int, float] | None = None,
         zero_layers: Sequence[str] = (),
         norms: Mapping[str, float] | None = None,
+        reach: Mapping[str, float] | None = None,
         written: Sequence[tuple[str, str, float, float]] = (),
         identical_layers: Sequence[str] = (),
         negative_layers: Sequence[str] = (),
@@ -169,8 +170,10 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         weights (``init_weights.identical_units``); ``negative_layers``, those whose biases
         start far below zero (``init_weights.negative_biases``); ``frozen_norms``, the
         BatchNorm layers held in eval mode with their initial statistics
-        (``frozen_norms.py``). ``written``: layers whose norm changed between the last
-        event's update and the next batch (``rewrites.written_between``). ``leftover``:
+        (``frozen_norms.py``). ``norms``: the layers' norms (``rewrites.weight_norms``), and
+        ``reach``, the norms of the optimiser's update a step (``rewrites.update_reach``);
+        ``written``: layers whose norm changed between the last event's update and the next
+        batch (``rewrites.written_between``). ``leftover``:
         the largest gradient found before this step's
         first backward (``carry_over.py``), where it was looked for. ``input_scale``: the
         probe inputs' figures where they are far from unit scale
@@ -228,7 +231,8 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
                 setattr(self, name, _first_and_now(getattr(self, name), value))
         self.half, self.warmup, self.hooked, self.maximize = half, warmup, hooked, maximize
         if norms is not None:  # weights collapsed since the last log: rewritten
-            found = tuple(rewritten(self._norms, norms))
+            steps = max(step - self.last_step, 1) if self.last_step >= 0 else 1
+            found = tuple(rewritten(self._norms, norms, reach, steps))
             self.rewrite, self._rewrite_before = found or self._rewrite_before, found
             self.written = tuple(written)
             self.zeroed = found or self.zeroed

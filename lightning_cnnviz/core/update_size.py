@@ -20,7 +20,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import torch
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core.real_values import real_values
 
-__all__ = ["update_ratio"]
+__all__ = ["update_norms", "update_ratio"]
 
 
 def _update(group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> Tensor | None:
@@ -93,3 +93,35 @@ def update_ratio(optimizers: Sequence[Any]) -> float | None:
     device = moved[0].device
     num, den = (float(torch.stack([t.to(device) for t in ts]).sum()) for ts in (moved, sizes))
     return math.sqrt(num / den) if den > 0 and math.isfinite(num) else None
+
+
+def update_norms(optimizers: Sequence[Any], wanted: Collection[int]) -> dict[int, Tensor]:
+    """The norm of the update each optimiser now applies to the parameters ``wanted``.
+
+    Keyed by ``id(param)``; scalars on the parameters' devices (no host read). A parameter
+    whose update is not known (no gradient nor state, an optimiser state of its own kind)
+    is left out.
+
+    Example::
+
+        >>> w = torch.nn.Parameter(torch.ones(4))
+        >>> sgd = torch.optim.SGD([w], lr=0.1)
+        >>> w.grad = torch.full((4,), 0.5)
+        >>> [round(float(v), 6) for v in update_norms([sgd], {id(w)}).values()]
+        [0.1]
+    """
+    found: dict[int, Tensor] = {}
+    with torch.no_grad():
+        for optimizer in optimizers:
+            for group in getattr(optimizer, "param_groups", ()):
+                for p in group["params"]:
+                    if id(p) not in wanted or id(p) in found:
+                        continue
+                    state = optimizer.state.get(p, {})
+                    try:
+                        u = _update(group, p, state) if p.grad is not None or state else None
+                    except (RuntimeError, TypeError, KeyError, ValueError):
+                        u = None  # a state of its own kind
+                    if u is not None:
+                        found[id(p)] = torch.linalg.vector_norm(real_values(u)).float()
+    return found

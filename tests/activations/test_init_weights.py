@@ -18,7 +18,7 @@ from lightning_cnnviz.activations.init_weights import (
     negative_biases,
     zero_weights,
 )
-from lightning_cnnviz.activations.rewrites import rewritten, weight_norms
+from lightning_cnnviz.activations.rewrites import rewritten, update_reach, weight_norms
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
 from tests.tb import events, texts
@@ -166,6 +166,33 @@ def test_init_weights_a_norm_layers_shift_rewritten_between_logs_is_read():
         net[1].bias -= 6.0
     assert rewritten(before, weight_norms(net, ["0", "3"])) == [
         ("1", "biases", 0.0, pytest.approx(6.0 * 8**0.5))
+    ]
+
+
+def test_init_weights_a_jump_the_optimisers_own_steps_make_is_no_rewrite():
+    # setups hunt 64: SGD 0.3 with momentum 0.9 on a diverging net moved a BatchNorm's
+    # biases from norm 0.22 to 1.7 in four steps: "something outside the optimiser"
+    net = nn.Sequential(nn.Conv1d(2, 8, 3), nn.BatchNorm1d(8), nn.ReLU(), nn.Conv1d(8, 4, 3))
+    held = {id(p) for p in net.parameters()}
+    sgd = torch.optim.SGD(net.parameters(), lr=0.3, momentum=0.9)
+    before = weight_norms(net, ["0", "3"])
+    for _ in range(4):
+        for p in net.parameters():
+            p.grad = torch.full_like(p, -2.0 if p is net[1].bias else 0.0)
+        sgd.step()
+    now, reach = weight_norms(net, ["0", "3"]), update_reach(net, ["0", "3"], [sgd], held)
+    assert [f[:2] for f in rewritten(before, now)] == [("1", "biases")]  # 0 -> 15.4
+    assert reach["1:bias"] == pytest.approx(0.3 * 6.878 * 8**0.5, rel=1e-3)  # the buffer's
+    assert rewritten(before, now, reach, steps=4) == []
+    # a shift by hand under Adam's small steps is still one
+    adam = torch.optim.Adam(net.parameters(), lr=1e-3)
+    adam.step()
+    before = weight_norms(net, ["0", "3"])
+    with torch.no_grad():
+        net[1].bias -= 60.0
+    reach = update_reach(net, ["0", "3"], [adam], held)
+    assert [f[:2] for f in rewritten(before, weight_norms(net, ["0", "3"]), reach, 50)] == [
+        ("1", "biases")
     ]
 
 
