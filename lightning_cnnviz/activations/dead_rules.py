@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "FAST_RISE",
+    "FIRST_FALL",
     "GRAD_BURST",
     "LARGE",
     "LATE",
@@ -42,6 +43,9 @@ SLOW = 0.3  # the reference model has fallen 45% by step 25 (Adam 1e-3)
 LATE = 0.6  # the loss has fallen this much: units dying now are no early-training transient
 SETTLED = 40  # ...once the run is past this many steps (as `not_learning` waits from the start)
 MIN_UNITS = 4  # fewer dead units (or fewer newly dead) hurt no layer: 2 of a squeeze-excite's 8
+FIRST_FALL = 0.5  # at the first log (no log before it to fall from), a loss this far below
+# its start is falling (hunt 69: a 3136 -> 256 dense head 77% dead at step 27 under SGD
+# with momentum, the loss 75-80% down and 61% val, told "large", withdrawn at the next log)
 SMALL_LAYER = 16  # a layer this narrow (a squeeze-excite bottleneck) is a LARGE problem only
 # while the loss is not falling well: 6 of 8 SE units silent on a healthy mobilenetv3
 

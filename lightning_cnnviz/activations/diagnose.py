@@ -31,6 +31,7 @@ from torch import Tensor
 from lightning_cnnviz.activations.carry_over import carry_over_verdict
 from lightning_cnnviz.activations.cause_review import CauseReview
 from lightning_cnnviz.activations.dead import DeadHistory
+from lightning_cnnviz.activations.dead_rules import FIRST_FALL
 from lightning_cnnviz.activations.diagnosis_state import DiagnosisState
 from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict, die_off
@@ -265,10 +266,18 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         return out + self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
             cause, remedies=remedies, squeezed=self._squeezed,
-            # fallen since the last log, a new low or not: silent units did not stop it
-            falling=falling or (self.levels.fall(series, previous) or 0.0) >= FALLING,
+            falling=falling or self._fell(series, previous, gain),
             consequence=self.cut is not None,
         )  # fmt: skip
+
+    def _fell(self, series: list[tuple[int, float]], previous: int, gain: float | None) -> bool:
+        """Fallen since the last log, a new low or not: silent units did not stop learning.
+
+        ``FALLING`` of it; at the first log, ``FIRST_FALL`` of the loss's start (``gain``).
+        """
+        if previous < 0:
+            return (gain or 0.0) >= FIRST_FALL
+        return (self.levels.fall(series, previous) or 0.0) >= FALLING
 
     def _note_rates(self, step: int, lr: float | None, lr_peak: tuple[int, float] | None) -> None:
         """Keep the rate at this log (and the highest of a step since the last, if higher)."""

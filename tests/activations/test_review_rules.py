@@ -361,6 +361,14 @@ def test_review_a_dense_head_mostly_silent_while_the_loss_falls_noisily_is_a_not
     assert _dead_told(start + [1.6] * 20, logs, 256) == [(30, "problem")]
 
 
+def test_review_a_dense_head_mostly_silent_at_the_first_log_of_a_learning_run_is_a_note():
+    # hunt 69: a 3136 -> 256 dense head 77% dead at the first log (step 27) under SGD
+    # momentum, the loss 75-80% below its start and 61% val: told "large" (no log before
+    # it to have fallen from), withdrawn at the next; the run reached 98%
+    learning = [2.3 * 0.95**s for s in range(20)] + [0.9, 0.75, 0.7, 0.8, 0.95, 1.0, 0.9]
+    assert _dead_told(learning, ((27, 0.77),), 256) == [(27, "note")]
+
+
 def test_review_units_dying_late_while_the_loss_falls_noisily_are_a_note():
     # hunt 67: a conv 0% -> 31% dead at step 60 of a no-norm net under SGD momentum, the
     # loss 90% down and falling, just above its noisy low: told "rising" ("a late
