@@ -35,8 +35,9 @@ from lightning_cnnviz.core.activation_kind import (
     saturation_range,
     upper_rail,
 )
-from lightning_cnnviz.core.capture import LayerCapture, module_name, site_name
+from lightning_cnnviz.core.capture import LayerCapture, first_tensor, module_name, site_name
 from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES, CONV_TYPES
+from lightning_cnnviz.core.outputs import guess_output_key
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.selection import named_layers
 from lightning_cnnviz.core.weight_leaves import weight_param
@@ -162,6 +163,23 @@ def _has_weight_matrix(module: nn.Module) -> bool:
     return isinstance(weight, Tensor) and weight.dim() >= 2
 
 
+def _head(events: list[tuple[str, Any, Any]], result: Any) -> str | None:
+    """The last layer whose output is the model's (its logits, where it returns several).
+
+    Layers called after it feed another output (a side head): the depth profile ends
+    there (setups hunt 64: a ``{"logits", "aux"}`` model whose auxiliary Linear on the raw
+    input ran last was read as the last layer: "vanishing gradients", 1.2e-7 against its
+    6.7e-4, while the main branch's first and last layers got the same gradient).
+    """
+    try:
+        out = first_tensor(result, guess_output_key(result)[0])
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    out = out.detach().float()  # what the capture kept: copies, in float32
+    same = (n for n, kept, _ in reversed(events) if kept.shape == out.shape and kept.equal(out))
+    return next(same, None)
+
+
 def trace_sites(
     model: nn.Module,
     selected: Mapping[str, nn.Module],
@@ -173,7 +191,8 @@ def trace_sites(
     ``run`` performs the forward pass (in eval mode, without gradients). A site's
     producer skips a shortcut conv run between the main path and the activation
     (``_is_branch``). ``order``, if given, receives the layers with a weight matrix
-    in the order of their first call (depth order, for the gradient profile).
+    in the order of their first call (depth order, for the gradient profile), up to
+    the one whose output the model returns (``_head``).
 
     Example::
 
@@ -198,7 +217,9 @@ def trace_sites(
             consumers = first_consumers(fallback, run)
     counts = {name: sum(1 for n, *_ in events if n == name) for name in selected}
     if order is not None:
-        order.extend(dict.fromkeys(n for n, *_ in events if n in weighted))
+        depth = list(dict.fromkeys(n for n, *_ in events if n in weighted))
+        head = _head(events, result)
+        order.extend(depth[: depth.index(head) + 1] if head in depth else depth)
     shared = {name for name, count in counts.items() if count > 1}
     calls = dict.fromkeys(selected, 0)
     sites: dict[str, SiteInfo] = {}
