@@ -38,28 +38,15 @@ from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict, die_off
 from lightning_cnnviz.activations.frozen_norms import frozen_norms_text
 from lightning_cnnviz.activations.gradient_review import GradientReview
 from lightning_cnnviz.activations.gradients import FALLING, gradient_cut
+from lightning_cnnviz.activations.log_readings import LogReadings
 from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
-from lightning_cnnviz.activations.rewrites import rewritten
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
 
 __all__ = ["TrainingDiagnosis", "Verdict"]
 
 
-def _first_and_now(
-    pair: tuple[float | None, float | None], value: float | None
-) -> tuple[float | None, float | None]:
-    """``(the first value read, value)``: a setting at the first log and now.
-
-    Example::
-
-        >>> _first_and_now((None, None), 0.1), _first_and_now((0.1, 0.1), 1.0)
-        ((0.1, 0.1), (0.1, 1.0))
-    """
-    return (pair[0] if pair[0] is not None else value, value)
-
-
-class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientReview):
+class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceReview, GradientReview):
     """Divergence, gradient and dead-unit rules over a run's logs (state across logs).
 
     Args:
@@ -207,11 +194,7 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         self.logs = [*self.logs[-3:], step]  # a spike is seen up to two logs on
         self._note_rates(step, lr, lr_peak)
         self.lr_start = lr_start if lr_start is not None else self.lr_start
-        if probe_acc is not None:
-            self.log_accs = [*self.log_accs[-5:], (step, probe_acc)]
-            self.peak_acc = max(self.peak_acc or 0.0, probe_acc)
-        if probe_loss is not None:
-            self.log_losses = [*self.log_losses[-5:], (step, probe_loss)]
+        self._note_probe(step, probe_acc, probe_loss)
         kinds = {site: info.kind for site, info in sites.items()}
         self._squeezed = sorted(site for site, info in sites.items() if info.squeezed)
         alerts = self.history.update(figures, kinds)
@@ -225,19 +208,9 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         if input_scale and self._new("unnormalised_inputs", "note"):
             text, fig = scale_text(input_scale), dict(input_scale)
             out.append(Verdict("unnormalised_inputs", "note", text, fig))
-        # the run's settings, for remedies that fit it (``divergence_remedies.fitted``)
-        self.decay, self.clip, self.momentum = decay, clip, momentum
-        for name, value in (("decays", decay[0]), ("dropouts", dropout), ("momenta", momentum)):
-            if value is not None:  # raised during the run: a divergence's cause
-                setattr(self, name, _first_and_now(getattr(self, name), value))
-        self.half, self.warmup, self.hooked, self.maximize = half, warmup, hooked, maximize
+        self._note_settings(decay, clip, momentum, dropout, half, warmup, hooked, maximize)
         if norms is not None:  # weights collapsed since the last log: rewritten
-            steps = max(step - self.last_step, 1) if self.last_step >= 0 else 1
-            found = tuple(rewritten(self._norms, norms, reach, steps))
-            self.rewrite, self._rewrite_before = found or self._rewrite_before, found
-            self.written = tuple(written)
-            self.zeroed = found or self.zeroed
-            self._norms = dict(norms)
+            self._note_norms(step, norms, reach, written)
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying
         )
@@ -278,14 +251,6 @@ class TrainingDiagnosis(DiagnosisState, CauseReview, DivergenceReview, GradientR
         if previous < 0:
             return (gain or 0.0) >= FIRST_FALL
         return (self.levels.fall(series, previous) or 0.0) >= FALLING
-
-    def _note_rates(self, step: int, lr: float | None, lr_peak: tuple[int, float] | None) -> None:
-        """Keep the rate at this log (and the highest of a step since the last, if higher)."""
-        self.rates = _first_and_now(self.rates, lr)
-        if lr is not None:  # a divergence is confirmed up to two logs after its spike
-            self.log_rates = [*self.log_rates[-5:], (step, lr)]
-            if lr_peak is not None and lr_peak[1] > lr:  # raised between the logs
-                self.peak_rates = [*self.peak_rates[-5:], lr_peak]
 
     def conclude(
         self,
