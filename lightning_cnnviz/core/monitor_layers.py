@@ -22,6 +22,7 @@ from lightning_cnnviz.core.capture import module_name, site_name
 from lightning_cnnviz.core.inputs import id_inputs
 from lightning_cnnviz.core.layer_calls import count_call_sites
 from lightning_cnnviz.core.layer_types import CONV_TYPES, kernel_weight
+from lightning_cnnviz.core.monitor_summary import run_prefix
 from lightning_cnnviz.core.selection import (
     LayerNotFoundError,
     LayerSpec,
@@ -169,7 +170,8 @@ class LayerWatcher:
                 self.find_call_sites(trainer, pl_module)
                 self._pass_over_uncalled(trainer, pl_module)
             if not self.disabled:
-                self.sink.layers(self.describe_layers(), trainer.global_step)
+                prefix = run_prefix(trainer)  # the run's record, as its summary
+                self.sink.layers(self.describe_layers(), trainer.global_step, prefix)
 
     def _pass_over_uncalled(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Leave out selected layers the probe pass never calls (a training-only head).

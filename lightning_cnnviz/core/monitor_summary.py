@@ -34,7 +34,7 @@ from lightning_cnnviz.core.logs import announce_logs
 from lightning_cnnviz.core.say import say, tell
 from lightning_cnnviz.core.summary import summary_text
 
-__all__ = ["RunSummary", "batches_run", "say_fit_only", "stepless_text"]
+__all__ = ["RunSummary", "batches_run", "run_prefix", "say_fit_only", "stepless_text"]
 
 STEPLESS = 10  # training batches without an optimiser step that make a run stepless
 
@@ -100,11 +100,8 @@ class RunSummary:
         summary += _cost_line(trainer)
         tell(summary)
         if self._sink is not None and self._sink.active:  # in the Text tab too
-            # the run's, not this monitor's: a prefix only where every monitor has it
-            # (setups hunt 63: a second KernelMonitor's `second/` took the summary along)
-            prefixes = {m.tag_prefix for m in _monitors(trainer)}
-            prefix = prefixes.pop() if len(prefixes) == 1 else ""
-            self._sink.text(prefix + "cnnviz/summary", summary, trainer.global_step)
+            text = run_prefix(trainer) + "cnnviz/summary"
+            self._sink.text(text, summary, trainer.global_step)
             self._sink.flush()
 
     def _end_of_failed_fit(
@@ -150,6 +147,16 @@ def say_fit_only(trainer: Trainer, stage: str) -> None:
             f"lightning-cnnviz monitors log during `trainer.fit()` only: {names} "
             f"log nothing in `trainer.{stage}()`."
         )
+
+
+def run_prefix(trainer: Trainer) -> str:
+    """The ``tag_prefix`` of the run's own records (``cnnviz/summary``, ``cnnviz/layers``).
+
+    They are the run's, no one monitor's: a prefix only where every monitor has it
+    (setups hunt 63: a second KernelMonitor's `second/` took the summary along).
+    """
+    prefixes = {m.tag_prefix for m in _monitors(trainer)}
+    return prefixes.pop() if len(prefixes) == 1 else ""
 
 
 def _monitors(trainer: Trainer) -> list[RunSummary]:

@@ -188,15 +188,15 @@ class Sink(SinkThread):
             self._said.info(f"lightning-cnnviz: {what} need a TensorBoard logger; skipped")
         return bool(self.boards)
 
-    def layers(self, description: str, step: int) -> None:
-        """Add a monitor's resolved selection to ``cnnviz/layers`` at ``step``.
+    def layers(self, description: str, step: int, prefix: str = "") -> None:
+        """Add a monitor's resolved selection to ``<prefix>cnnviz/layers`` at ``step``.
 
         TensorBoard shows one text per tag and step, so the entry written last holds
         every monitor's selection made at that step.
         """
         at_step = self._layers.setdefault(step, [])
         at_step.append(description)
-        self.text("cnnviz/layers", "\n\n".join(at_step), step)
+        self.text(prefix + "cnnviz/layers", "\n\n".join(at_step), step)
 
     def image(self, tag: str, image: Tensor, step: int, palette: Tensor | None = None) -> None:
         """Write a uint8 ``(3, H, W)`` image, or ``(H, W)`` uint8 indices into ``palette``.

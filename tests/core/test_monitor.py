@@ -158,7 +158,10 @@ def test_monitor_of_one_type_twice_on_one_tag_prefix_says_what_to_do(tmp_path):
     assert "Recorder" in summary and "dense/cnnviz/summary" not in acc.Tags()["tensors"]
     same = [Recorder(tag_prefix="a/"), KernelMonitor(tag_prefix="a/")]
     run(tmp_path, same, max_epochs=1)
-    assert texts(events(tmp_path / "tb" / "version_2"), "a/cnnviz/summary")
+    acc = events(tmp_path / "tb" / "version_2")
+    assert texts(acc, "a/cnnviz/summary")
+    (layers,) = texts(acc, "a/cnnviz/layers")[-1:]  # the run's selection, as its summary
+    assert "**KernelMonitor**" in layers and "cnnviz/layers" not in acc.Tags()["tensors"]
 
 
 class BackgroundRecorder(Recorder):
