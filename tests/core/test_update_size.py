@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from lightning_cnnviz.core.update_size import update_ratio
+from lightning_cnnviz.core.update_size import update_norms, update_ratio
 
 OPTIMISERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.05),
@@ -108,3 +108,29 @@ def test_update_size_once_lightning_has_dropped_the_gradients(name):
         assert update_ratio([optimiser]) is None
         return
     assert with_grads / 3 < update_ratio([optimiser]) < with_grads * 3
+
+
+class _NormAdagrad(torch.optim.Optimizer):
+    """AdaGrad-Norm: one scalar accumulator per parameter, kept as a Python float."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                state["sum"] = state.get("sum", 0.0) + float(p.grad.pow(2).sum())
+                p.add_(p.grad, alpha=-group["lr"] / (state["sum"] ** 0.5 + 1e-8))
+
+
+def test_update_size_unknown_for_a_state_of_plain_floats():
+    # setups hunt 65: `state["sum"]` a float: "'float' object has no attribute 'sqrt'" made
+    # ActivationMonitor and OverfittingMonitor step aside
+    net = torch.nn.Linear(4, 2)
+    optimiser = _NormAdagrad(net.parameters())
+    net(torch.randn(8, 4)).sum().backward()
+    optimiser.step()
+    assert update_ratio([optimiser]) is None
+    assert update_norms([optimiser], {id(p) for p in net.parameters()}) == {}
