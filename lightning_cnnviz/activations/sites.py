@@ -176,8 +176,44 @@ def _head(events: list[tuple[str, Any, Any]], result: Any) -> str | None:
     except (TypeError, KeyError, IndexError, ValueError):
         return None
     out = out.detach().float()  # what the capture kept: copies, in float32
-    same = (n for n, kept, _ in reversed(events) if kept.shape == out.shape and kept.equal(out))
+    same = (n for n, kept, _ in reversed(events) if _scores_of(kept, out))
     return next(same, None)
+
+
+def _scores_of(kept: Tensor, out: Tensor) -> bool:
+    """Whether ``out`` is ``kept``, or each row of it an affine image of ``kept``'s.
+
+    As ``log_softmax``, a temperature or a scale leave them (setups hunt 65: a
+    ``log_softmax`` on the logits hid their Linear, and the side head run after it was
+    read as the last layer again); a softmax's log is one too. Rows of one value: only
+    ``out`` itself.
+
+    Example::
+
+        >>> x = torch.randn(3, 5)
+        >>> _scores_of(x, x.log_softmax(1)), _scores_of(x, x.softmax(1)), _scores_of(x, x.flip(1))
+        (True, True, False)
+    """
+    if kept.shape != out.shape:
+        return False
+    if kept.equal(out):
+        return True
+    if kept.dim() < 2 or kept[0].numel() < 2 or not out.isfinite().all():
+        return False
+    rows = kept.flatten(1).double()
+    for image in (out, out.log() if (out > 0).all() else None):
+        if image is not None and _correlated(rows, image.flatten(1).double()):
+            return True
+    return False
+
+
+def _correlated(a: Tensor, b: Tensor) -> bool:
+    """Whether every row of ``b`` is an increasing affine image of ``a``'s (correlation ~1)."""
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    spread = a.norm(dim=1) * b.norm(dim=1)
+    if not (spread > 0).all():
+        return False
+    return bool(((a * b).sum(1) / spread).min() > 1 - 1e-6)
 
 
 def trace_sites(
