@@ -196,6 +196,26 @@ def test_init_weights_a_jump_the_optimisers_own_steps_make_is_no_rewrite():
     ]
 
 
+def test_init_weights_weights_a_strong_decay_shrinks_are_no_rewrite():
+    # hunt 70: SGD 0.05, momentum 0.9, weight_decay 0.2 (about 10% a step with the
+    # momentum) took a conv from norm 0.0037 to 0.00019 between two logs: "rewritten"
+    net = nn.Sequential(nn.Conv1d(2, 8, 3), nn.ReLU(), nn.Conv1d(8, 4, 3))
+    held = {id(p) for p in net.parameters()}
+    sgd = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=0.2)
+    before = weight_norms(net, ["0", "2"])
+    for _ in range(60):
+        for p in net.parameters():
+            p.grad = torch.zeros_like(p)
+        sgd.step()
+    now, reach = weight_norms(net, ["0", "2"]), update_reach(net, ["0", "2"], [sgd], held)
+    assert now["0"] * 20 < before["0"]  # collapsed 20x and more
+    assert [f[:2] for f in rewritten(before, now, reach, 60)] == [
+        ("0", "weights"),
+        ("2", "weights"),
+    ]
+    assert rewritten(before, now, reach, 60, decay=0.05 * 0.2 / (1 - 0.9)) == []
+
+
 class Clamped(Net):
     """Holds the second conv's weights at or below 0 after every step (setups hunt 60)."""
 
