@@ -172,12 +172,11 @@ def _head(events: list[tuple[str, Any, Any]], result: Any) -> str | None:
     6.7e-4, while the main branch's first and last layers got the same gradient).
     """
     try:
-        out = first_tensor(result, guess_output_key(result)[0])
-    except (TypeError, KeyError, IndexError, ValueError):
+        out = first_tensor(result, guess_output_key(result)[0]).detach().float()
+        same = (n for n, kept, _ in reversed(events) if _scores_of(kept.float(), out))
+        return next(same, None)
+    except Exception:  # an output of its own kind: the whole call order, as before
         return None
-    out = out.detach().float()  # what the capture kept: copies, in float32
-    same = (n for n, kept, _ in reversed(events) if _scores_of(kept, out))
-    return next(same, None)
 
 
 def _scores_of(kept: Tensor, out: Tensor) -> bool:
