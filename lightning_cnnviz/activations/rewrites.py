@@ -98,7 +98,10 @@ def update_reach(
 
     How far the optimiser itself moves a layer each step (``core.update_size``): a SGD
     rate of 0.3 on a diverging net moved a BatchNorm's biases from norm 0.22 to 1.7 in
-    four steps, which is no write outside it (setups hunt 64). One host read.
+    four steps, which is no write outside it (setups hunt 64). Less the weight decay SGD's
+    momentum carries, which grows with a weight written large and pulls it back (hunt 71:
+    biases set to -20 under a decay of 0.02 read a reach that excused the jump). One host
+    read.
 
     Example::
 
@@ -110,7 +113,7 @@ def update_reach(
         {'0': 0.7071067690849304, '0:bias': 0.5}
     """
     named = _leaves(model, depth, held)
-    steps = update_norms(optimizers, {id(w) for _, w in named})
+    steps = update_norms(optimizers, {id(w) for _, w in named}, less_decay=True)
     known = [(n, steps[id(w)]) for n, w in named if id(w) in steps]
     if not known:
         return {}

@@ -95,12 +95,16 @@ def update_ratio(optimizers: Sequence[Any]) -> float | None:
     return math.sqrt(num / den) if den > 0 and math.isfinite(num) else None
 
 
-def update_norms(optimizers: Sequence[Any], wanted: Collection[int]) -> dict[int, Tensor]:
+def update_norms(
+    optimizers: Sequence[Any], wanted: Collection[int], less_decay: bool = False
+) -> dict[int, Tensor]:
     """The norm of the update each optimiser now applies to the parameters ``wanted``.
 
     Keyed by ``id(param)``; scalars on the parameters' devices (no host read). A parameter
     whose update is not known (no gradient nor state, an optimiser state of its own kind)
-    is left out.
+    is left out. ``less_decay``: without what SGD's momentum buffer holds of the weight
+    decay (``lr * weight_decay * p``, carried ``(1 - dampening) / (1 - momentum)`` times):
+    the gradient's part, which after a weight is written large no longer grows with it.
 
     Example::
 
@@ -120,8 +124,20 @@ def update_norms(optimizers: Sequence[Any], wanted: Collection[int]) -> dict[int
                     state = optimizer.state.get(p, {})
                     try:
                         u = _update(group, p, state) if p.grad is not None or state else None
+                        if u is not None and less_decay:
+                            u = u - _carried_decay(group, p, state)
                     except Exception:  # a state of its own kind
-                        u = None  # a state of its own kind
+                        u = None
                     if u is not None:
                         found[id(p)] = torch.linalg.vector_norm(real_values(u)).float()
     return found
+
+
+def _carried_decay(group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> Tensor | float:
+    """The part of SGD's update its momentum buffer holds of the weight decay (else 0)."""
+    decay = float(group.get("weight_decay") or 0.0)
+    if not decay or "momentum_buffer" not in state or state["momentum_buffer"] is None:
+        return 0.0
+    momentum = min(float(group.get("momentum") or 0.0), 0.99)
+    carried = (1.0 - float(group.get("dampening") or 0.0)) / (1.0 - momentum)
+    return float(group.get("lr", 0.0)) * decay * carried * p.detach()

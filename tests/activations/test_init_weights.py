@@ -216,6 +216,30 @@ def test_init_weights_weights_a_strong_decay_shrinks_are_no_rewrite():
     assert rewritten(before, now, reach, 60, decay=0.05 * 0.2 / (1 - 0.9)) == []
 
 
+def test_init_weights_a_bias_written_large_under_weight_decay_is_still_a_rewrite():
+    # hunt 71: biases set to -20 under SGD momentum 0.9 with `weight_decay=0.02`: the
+    # decay the momentum buffer then carried (of the written biases) read as a reach that
+    # excused the jump, and the divergence blamed the rate
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    held = {id(p) for p in net.parameters()}
+    sgd = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=0.02)
+
+    def steps(k):
+        for _ in range(k):
+            for p in net.parameters():
+                p.grad = torch.zeros_like(p)
+            sgd.step()
+
+    steps(5)
+    before = weight_norms(net, ["0", "2"])
+    with torch.no_grad():
+        net[0].bias -= 20.0
+    steps(50)
+    now, reach = weight_norms(net, ["0", "2"]), update_reach(net, ["0", "2"], [sgd], held)
+    found = rewritten(before, now, reach, 50, decay=0.05 * 0.02 / (1 - 0.9))
+    assert [f[:2] for f in found] == [("0", "biases")]
+
+
 class Clamped(Net):
     """Holds the second conv's weights at or below 0 after every step (setups hunt 60)."""
 
