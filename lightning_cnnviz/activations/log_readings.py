@@ -100,9 +100,8 @@ class LogReadings:
     ) -> None:
         """Keep the layers rewritten since the last log (``rewrites.rewritten``) and between."""
         steps = max(step - self.last_step, 1) if self.last_step >= 0 else 1
-        # the share of every weight the decay takes a step (SGD's momentum carries it on)
-        decay = (self.decay[0] or 0.0) / (1.0 - min(self.momentum or 0.0, 0.99))
-        found = tuple(rewritten(self._norms, norms, reach, steps, decay))
+        # the share of every weight the decay takes a step (``Settings.decay_per_step``)
+        found = tuple(rewritten(self._norms, norms, reach, steps, self.decay[0] or 0.0))
         self.rewrite, self._rewrite_before = found or self._rewrite_before, found
         self.written = tuple(written)
         self.zeroed = found or self.zeroed
