@@ -125,3 +125,29 @@ def test_compile_monitor_matches_uncompiled(runs, name, how):
             assert (math.isnan(got) and math.isnan(value)) or got == pytest.approx(
                 value, rel=1e-4, abs=1e-5
             ), (tag, step, got, value)
+
+
+class CompiledTwin(CompiledInside):
+    """The network kept as ``self.net`` beside its compiled handle, which ``forward`` calls."""
+
+    def __init__(self, net: nn.Module) -> None:
+        L.LightningModule.__init__(self)
+        self.net, self.net_c = net, torch.compile(net, backend="eager")
+
+    def forward(self, x):
+        return self.net_c(x)
+
+
+def test_compile_a_net_held_beside_its_compiled_handle_trains_with_every_monitor(tmp_path):
+    # setups hunt 66: `named_modules` lists the net under its first name, `net.*`, read as
+    # outside the compiled graph: a hook put there was traced by dynamo and the fit
+    # aborted at step 0 ("already tracked for mutation")
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    monitors = [make_monitor(n, every_n_steps=3, window=1) for n in ALL_MONITORS]
+    trainer, _, messages = fit(tmp_path, monitors, model=CompiledTwin(TinyCNN()))
+    assert trainer.state.finished and trainer.global_step == trainer.num_training_batches
+    for monitor in monitors:
+        name = type(monitor).__name__
+        assert not [m for m in messages if m.startswith(f"{name} failed")], name
+        assert monitor.events >= 1 or monitor.disabled, name

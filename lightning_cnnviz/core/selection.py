@@ -116,25 +116,23 @@ def outside_compiled(model: nn.Module) -> dict[str, nn.Module]:
         >>> outer = nn.Sequential(torch.compile(net), nn.Flatten())
         >>> list(outside_compiled(outer))
         ['', '0', '1']
+        >>> list(outside_compiled(nn.ModuleList([net, torch.compile(net)])))  # a twin handle
+        ['', '1']
+
+    By identity: ``named_modules`` lists a module held twice under its first name, so a
+    net kept beside its compiled handle (``self.net_c = torch.compile(self.net)``) reads as
+    outside by name while its hooks run in the graph (setups hunt 66: dynamo aborted the
+    fit at step 0, "already tracked for mutation").
     """
-    found: dict[str, nn.Module] = {}
-    skipped: list[str] = []
-
-    def inside(name: str) -> bool:
-        return any(name == s or name.startswith(f"{s}.") or s == "" for s in skipped)
-
-    for name, module in model.named_modules():
-        if inside(name):
-            continue
+    inside: set[int] = set()  # by identity: a module held under a second name is the same
+    for module in model.modules():
         if getattr(module, "_compiled_call_impl", None) is not None:
-            skipped.append(name)
-            continue
-        found[name] = module
-        if hasattr(module, "_orig_mod"):
-            skipped.append(f"{name}._orig_mod" if name else "_orig_mod")
+            inside.update(id(m) for m in module.modules())
+        elif hasattr(module, "_orig_mod"):
+            inside.update(id(m) for m in module._orig_mod.modules())
         elif getattr(module, "_compiler_ctx", None) is not None:
-            skipped.append(name)
-    return found
+            inside.update(id(m) for m in module.modules() if m is not module)
+    return {name: m for name, m in model.named_modules() if id(m) not in inside}
 
 
 def clean_name(name: str) -> str:
