@@ -60,7 +60,7 @@ class Settings:
         decay_per_step: ``lr * weight_decay``, the share of each weight that weight decay
             takes off per step where it is decoupled from the gradient's scale (SGD,
             AdamW, ``decoupled_weight_decay=True``); ``None`` elsewhere (Adam's L2). Under
-            SGD with momentum ``m`` the momentum carries ``1 / (1 - m)`` times it, counted
+            SGD with momentum ``m`` the momentum carries ``(1 - dampening) / (1 - m)`` times it, counted
             where ``weight_decay`` is ``CARRIED_FROM`` or more, 20x a usual SGD decay:
             counted always, a rate far too high (SGD warmed up to 4.0 at the usual 5e-4)
             read as a decay too strong (hunt 60).
@@ -237,7 +237,8 @@ def read_settings(
                 # momentum 0.9, `weight_decay=0.08`, 8% a step, at 18% val against 88.7%,
                 # unnamed at 0.8%); a usual decay not, so that a rate far too high is not
                 # read as one (hunt 60: SGD warmed up to 4.0 at 5e-4)
-                per_step /= 1.0 - min(momentum, 0.99)
+                damped = 1.0 - float(groups[0].get("dampening") or 0.0)
+                per_step *= damped / (1.0 - min(momentum, 0.99))
     rates = [float(m.p) for m in model.modules() if isinstance(m, _DROPOUT)]
     clip = _number(grad_clip) or None  # Lightning's 0 means no clipping
     momenta = [

@@ -167,5 +167,8 @@ def test_settings_decay_a_step_counts_sgd_momentums_carry_of_a_strong_decay_only
     # 88.7%), read as 0.8% and never named
     sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.08)
     assert read_settings([sgd], model).decay_per_step == pytest.approx(0.08)
+    damped = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.08,
+                             dampening=0.5)  # fmt: skip
+    assert read_settings([damped], model).decay_per_step == pytest.approx(0.04)
     adamw = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.08)  # decoupled
     assert read_settings([adamw], model).decay_per_step == pytest.approx(0.008)
