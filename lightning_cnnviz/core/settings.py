@@ -60,8 +60,9 @@ class Settings:
         decay_per_step: ``lr * weight_decay``, the share of each weight that weight decay
             takes off per step where it is decoupled from the gradient's scale (SGD,
             AdamW, ``decoupled_weight_decay=True``); ``None`` elsewhere (Adam's L2). Under
-            SGD with momentum ``m`` the momentum carries ``(1 - dampening) / (1 - m)`` times it, counted
-            where ``weight_decay`` is ``CARRIED_FROM`` or more, 20x a usual SGD decay:
+            SGD with momentum ``m`` the momentum carries ``(1 - dampening) / (1 - m)``
+            times it, counted where ``weight_decay`` is ``CARRIED_FROM`` or more, 20x a
+            usual SGD decay:
             counted always, a rate far too high (SGD warmed up to 4.0 at the usual 5e-4)
             read as a decay too strong (hunt 60).
         dropout: the largest dropout probability among the model's dropout modules.
