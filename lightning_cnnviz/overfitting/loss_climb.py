@@ -172,6 +172,11 @@ def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdic
     best = found[0][found[1]]
     if _fell(best, now) is False and not _doubled(best, now):
         return None  # the loss climbs, the accuracy holds: no harm done
+    if now.classes is not None and now.classes >= 2 and at_chance(now.train_loss, now.classes):  # type: ignore[arg-type]
+        # a learnt loss back at its chance level: the model or its batches were changed; a
+        # decay undoes a model slowly (hunt 72: biases set to -20 by a callback under SGD
+        # momentum with `weight_decay=0.02`, 1% a step, were told as the decay's doing)
+        return None
     return _verdict("weight_decay_too_strong", *found)
 
 

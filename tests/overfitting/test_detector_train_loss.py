@@ -45,6 +45,23 @@ def test_detector_weight_decay_too_strong_when_the_train_loss_climbs_back():
     assert run(20.0, held=True)[1] == []
 
 
+def test_detector_weight_decay_is_not_what_sent_a_learnt_loss_back_to_chance():
+    # hunt 72: biases set to -20 by a callback at step 250 under SGD 0.05, momentum 0.9,
+    # `weight_decay=0.02` (1% a step): the loss at ln 10 from 0.18, told as the decay's doing
+    from lightning_cnnviz.overfitting import loss_climb
+
+    def evs(after):
+        losses = [1.2, 0.5, 0.3, 0.2, 0.18, *after]
+        return [Evaluation(25 * (i + 1), i, train_loss=t, train_acc=0.95 if t < 1 else 0.1,
+                           lr=0.05, weight_decay=0.02, decay_per_step=0.01, classes=10.0)
+                for i, t in enumerate(losses)]  # fmt: skip
+
+    assert loss_climb.decay_too_strong(evs([2.31, 2.30])) is None
+    # the same decay undoing the model by degrees: told
+    told = loss_climb.decay_too_strong(evs([0.6, 0.9]))
+    assert told is not None and told.kind == "weight_decay_too_strong"
+
+
 def test_detector_weight_decay_too_strong_when_the_train_loss_is_held_far_up():
     # hunt 19: AdamW lr 1e-3, weight_decay=50 (5% a step): train loss 2.12, 1.60, 1.44, 1.55
     # (61-66% val against 96%) with no low to climb back from; "no problems found"
