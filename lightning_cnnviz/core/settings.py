@@ -62,9 +62,8 @@ class Settings:
             AdamW, ``decoupled_weight_decay=True``); ``None`` elsewhere (Adam's L2). Under
             SGD with momentum ``m`` the momentum carries ``(1 - dampening) / (1 - m)``
             times it, counted where ``weight_decay`` is ``CARRIED_FROM`` or more, 20x a
-            usual SGD decay:
-            counted always, a rate far too high (SGD warmed up to 4.0 at the usual 5e-4)
-            read as a decay too strong (hunt 60).
+            usual SGD decay (counted always, a rate far too high, SGD warmed up to 4.0 at
+            the usual 5e-4, read as a decay too strong: hunt 60).
         dropout: the largest dropout probability among the model's dropout modules.
         grad_clip: the trainer's ``gradient_clip_val`` (``None``: no clipping).
         clip_algorithm: the trainer's ``gradient_clip_algorithm`` by name (``"norm"``,
@@ -234,7 +233,7 @@ def read_settings(
         ):
             per_step = lr * decay
             if isinstance(optimizer, torch.optim.SGD) and decay >= CARRIED_FROM and momentum:
-                # the momentum buffer carries the decay 1 / (1 - m) times (hunt 71: SGD 0.1,
+                # the momentum buffer carries the decay (1 - d) / (1 - m) times (hunt 71: SGD 0.1,
                 # momentum 0.9, `weight_decay=0.08`, 8% a step, at 18% val against 88.7%,
                 # unnamed at 0.8%); a usual decay not, so that a rate far too high is not
                 # read as one (hunt 60: SGD warmed up to 4.0 at 5e-4)
