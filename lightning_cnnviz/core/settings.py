@@ -30,6 +30,7 @@ from lightning_cnnviz.core.gradient_hooks import (
     global_backward_hooked,
     gradient_hooked,
 )
+from lightning_cnnviz.core.update_size import momentum_carry
 
 __all__ = [
     "CARRIED_FROM",
@@ -237,8 +238,7 @@ def read_settings(
                 # momentum 0.9, `weight_decay=0.08`, 8% a step, at 18% val against 88.7%,
                 # unnamed at 0.8%); a usual decay not, so that a rate far too high is not
                 # read as one (hunt 60: SGD warmed up to 4.0 at 5e-4)
-                damped = 1.0 - float(groups[0].get("dampening") or 0.0)
-                per_step *= damped / (1.0 - min(momentum, 0.99))
+                per_step *= momentum_carry(groups[0])
     rates = [float(m.p) for m in model.modules() if isinstance(m, _DROPOUT)]
     clip = _number(grad_clip) or None  # Lightning's 0 means no clipping
     momenta = [

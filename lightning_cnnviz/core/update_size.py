@@ -28,7 +28,7 @@ from torch import Tensor
 
 from lightning_cnnviz.core.real_values import real_values
 
-__all__ = ["update_norms", "update_ratio"]
+__all__ = ["momentum_carry", "update_norms", "update_ratio"]
 
 
 def _update(group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> Tensor | None:
@@ -133,11 +133,21 @@ def update_norms(
     return found
 
 
+def momentum_carry(group: dict[str, Any]) -> float:
+    """How many times SGD's momentum buffer carries each gradient term: ``(1 - d) / (1 - m)``.
+
+    Example::
+
+        >>> momentum_carry({"momentum": 0.75, "dampening": 0.5}), momentum_carry({})
+        (2.0, 1.0)
+    """
+    momentum = min(float(group.get("momentum") or 0.0), 0.99)
+    return (1.0 - float(group.get("dampening") or 0.0)) / (1.0 - momentum)
+
+
 def _carried_decay(group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> Tensor | float:
     """The part of SGD's update its momentum buffer holds of the weight decay (else 0)."""
     decay = float(group.get("weight_decay") or 0.0)
     if not decay or "momentum_buffer" not in state or state["momentum_buffer"] is None:
         return 0.0
-    momentum = min(float(group.get("momentum") or 0.0), 0.99)
-    carried = (1.0 - float(group.get("dampening") or 0.0)) / (1.0 - momentum)
-    return float(group.get("lr", 0.0)) * decay * carried * p.detach()
+    return float(group.get("lr", 0.0)) * decay * momentum_carry(group) * p.detach()
