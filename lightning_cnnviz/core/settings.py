@@ -2,8 +2,9 @@
 
 A finding's remedies should follow the evidence: "lower the learning rate" is the
 opposite of the fix when a scheduler already cut it 100x. These are read from the
-first optimiser's first parameter group and the model's dropout and BatchNorm modules,
-on the host, at an evaluation (no device work).
+first optimiser's main parameter group (the one holding most of the weights,
+``main_group``) and the model's dropout and BatchNorm modules, on the host, at an
+evaluation (no device work).
 
 Example::
 
@@ -30,6 +31,7 @@ from lightning_cnnviz.core.gradient_hooks import (
     global_backward_hooked,
     gradient_hooked,
 )
+from lightning_cnnviz.core.main_group import main_group
 from lightning_cnnviz.core.update_size import momentum_carry
 
 __all__ = [
@@ -54,7 +56,7 @@ class Settings:
     """The run's settings at one moment (``None``: not known).
 
     Attributes:
-        lr: the learning rate now (first parameter group of the first optimiser).
+        lr: the learning rate now (of the first optimiser's ``main_group``).
         lr_initial: the rate a scheduler started from (``initial_lr``), else the rate at
             the start of training where known, else ``lr``.
         weight_decay: that group's weight decay.
@@ -219,18 +221,18 @@ def read_settings(
     """
     lr = initial = decay = per_step = momentum = eps = None
     optimizer = optimizers[0] if optimizers else None
-    groups = getattr(optimizer, "param_groups", None)
-    if groups:
-        lr = _number(groups[0].get("lr"))
-        initial = _number(groups[0].get("initial_lr", lr if start_lr is None else start_lr))
-        decay = _number(groups[0].get("weight_decay"))
-        momentum = _number(groups[0].get("momentum", _first_beta(groups[0].get("betas"))))
-        eps = _number(groups[0].get("eps"))
+    group = main_group(optimizer)
+    if group is not None:
+        lr = _number(group.get("lr"))
+        initial = _number(group.get("initial_lr", lr if start_lr is None else start_lr))
+        decay = _number(group.get("weight_decay"))
+        momentum = _number(group.get("momentum", _first_beta(group.get("betas"))))
+        eps = _number(group.get("eps"))
         decoupled = isinstance(optimizer, torch.optim.SGD | torch.optim.AdamW)
         if (
             lr is not None
             and decay is not None
-            and (decoupled or groups[0].get("decoupled_weight_decay"))
+            and (decoupled or group.get("decoupled_weight_decay"))
         ):
             per_step = lr * decay
             if isinstance(optimizer, torch.optim.SGD) and decay >= CARRIED_FROM and momentum:
@@ -238,7 +240,7 @@ def read_settings(
                 # momentum 0.9, `weight_decay=0.08`, 8% a step, at 18% val against 88.7%,
                 # unnamed at 0.8%); a usual decay not, so that a rate far too high is not
                 # read as one (hunt 60: SGD warmed up to 4.0 at 5e-4)
-                per_step *= momentum_carry(groups[0])
+                per_step *= momentum_carry(group)
     rates = [float(m.p) for m in model.modules() if isinstance(m, _DROPOUT)]
     clip = _number(grad_clip) or None  # Lightning's 0 means no clipping
     momenta = [
@@ -259,9 +261,9 @@ def read_settings(
         any(_warms_up(s) for s in schedulers),
         tuple(name for name, m in model.named_modules() if gradient_hooked(m))
         + ((GLOBAL_HOOK,) if global_backward_hooked() else ()),
-        _number(groups[0].get("max_lr")) if groups else None,
+        _number(group.get("max_lr")) if group is not None else None,
         _maximizing(optimizers, model),
-        _number(groups[0].get("dampening")) if groups else None,
+        _number(group.get("dampening")) if group is not None else None,
     )  # fmt: skip
 
 

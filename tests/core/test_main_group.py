@@ -1,0 +1,40 @@
+"""The parameter group the run's settings are read from: the one holding most weights."""
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_cnnviz.core.main_group import main_group
+from lightning_cnnviz.core.settings import read_settings
+
+
+def no_decay_first(net: nn.Module, **kw) -> list[dict]:
+    """The usual recipe: biases and norms without weight decay, that group listed first."""
+    flat = [p for p in net.parameters() if p.ndim <= 1]
+    return [
+        {"params": flat, "weight_decay": 0.0, **kw},
+        {"params": [p for p in net.parameters() if p.ndim > 1]},
+    ]
+
+
+def test_main_group_is_the_one_holding_most_trainable_elements():
+    net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.Flatten(), nn.Linear(16, 4))
+    opt = torch.optim.SGD(no_decay_first(net), lr=0.1, weight_decay=0.05)
+    assert main_group(opt) is opt.param_groups[1]
+    net[0].weight.requires_grad_(False)  # frozen weights count for nothing
+    net[3].weight.requires_grad_(False)
+    assert main_group(opt) is opt.param_groups[0]
+    assert main_group(None) is None and main_group(object()) is None
+
+
+def test_settings_read_the_decay_of_the_weights_not_of_the_biases_listed_first():
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.GroupNorm(2, 8), nn.Flatten(), nn.Linear(8, 10))
+    opt = torch.optim.SGD(no_decay_first(net, lr=0.001), lr=0.05, momentum=0.9, weight_decay=0.05)
+    s = read_settings([opt], net)
+    assert (s.lr, s.weight_decay, s.momentum) == (0.05, 0.05, 0.9)
+    # SGD's momentum carries a decay of 0.05 ten times: 0.05 * 0.05 * 10 a step
+    assert s.decay_per_step == pytest.approx(0.025)
+    one = read_settings(
+        [torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=0.05)], net
+    )
+    assert one.decay_per_step == pytest.approx(s.decay_per_step)
