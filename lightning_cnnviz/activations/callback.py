@@ -282,9 +282,10 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         # there); so where the training step scales them (setups hunt 33)
         outside = batch_hooks(trainer) or follows_step(model)
         scale = None if outside else raw_scale(self.probe(trainer).images)
-        norms = frozen_norms(list(named_layers(model).items())) if model.training else []
-        # a weight average's copy (timm's ModelEmaV3) is in eval mode by design (setups
-        # hunt 56: its BatchNorm told frozen before the module first updated it)
+        # the whole model in eval mode too (setups hunt 68: `model.eval()` before `fit`, kept
+        # by Lightning); a weight average's copy (timm's ModelEmaV3) is in eval mode by
+        # design (setups hunt 56: its BatchNorm told frozen before the module updated it)
+        norms = frozen_norms(list(named_layers(model).items()))
         norms = [name for name in norms if not in_weight_average(model, name)]
         chance = None if scores is None else (scores[0], scores[2])
         return {"chance": chance, "input_scale": scale, "frozen_norms": norms,

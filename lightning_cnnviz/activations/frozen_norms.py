@@ -1,15 +1,15 @@
 """BatchNorm layers held in eval mode from the start: they never normalise.
 
-Nothing here knows about Lightning. Lightning puts the model in training mode before each
-epoch; a ``model.eval()`` or ``.train(False)`` inside training (in ``training_step``, in
-``on_train_epoch_start``), or a freeze meant for pretrained BatchNorm applied to a model
-trained from scratch, leaves BatchNorm layers in eval mode with their initial running
-statistics (mean 0, variance 1, never updated): they pass their input through with only
-their affine scale, in training and in evaluation. Held out (hunt 14): a BatchNorm CNN
-trained so ended at 40-49% val against 93-95% trained normally, and the summary said "no
-problems found" (and "no BatchNorm layer in training mode"). Read at the first log, while
-the model trains. Pretrained statistics frozen on purpose are not at their initial values:
-never named.
+Nothing here knows about Lightning. A ``model.eval()`` before ``fit`` (Lightning keeps the
+mode each module is in when ``fit`` starts), or ``.train(False)`` inside training (in
+``training_step``, in ``on_train_epoch_start``), or a freeze meant for pretrained BatchNorm
+applied to a model trained from scratch, leaves BatchNorm layers in eval mode with their
+initial running statistics (mean 0, variance 1, never updated): they pass their input
+through with only their affine scale, in training and in evaluation. Held out (hunt 14):
+a BatchNorm CNN trained so ended at 40-49% val against 93-95% trained normally, and the
+summary said "no problems found" (and "no BatchNorm layer in training mode"). Read at the
+first log, while the model trains, in eval mode as a whole too (setups hunt 68).
+Pretrained statistics frozen on purpose are not at their initial values: never named.
 
 Example::
 
@@ -67,9 +67,9 @@ def frozen_norms_text(names: Sequence[str], step: int, epoch: int) -> str:
         f"BatchNorm frozen at step {step} (epoch {epoch}): {shown} are in eval mode while "
         "the model trains and hold their initial statistics (running mean 0, variance 1, "
         "never updated): they do not normalise, in training or in evaluation. Usual causes: a "
-        "`model.eval()` or `.train(False)` inside training (`training_step`, "
-        "`on_train_epoch_start`), or a freeze meant for pretrained BatchNorm on a model "
-        "trained from scratch. Try: leave BatchNorm in training mode (Lightning calls "
-        "`model.train()` before each epoch), or freeze it only after loading pretrained "
-        "statistics."
+        "`model.eval()` before `fit` (Lightning keeps the mode each module is in when `fit` "
+        "starts) or inside training (`training_step`, `on_train_epoch_start`), or a freeze "
+        "meant for pretrained BatchNorm on a model trained from scratch. Try: leave BatchNorm "
+        "in training mode (`model.train()` before `fit`), or freeze it only after loading "
+        "pretrained statistics."
     )

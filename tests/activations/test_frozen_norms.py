@@ -24,6 +24,17 @@ def test_frozen_norms_at_their_initial_statistics_are_a_problem(tmp_path):
     assert not [f for f in findings_of(trainer) if f.kind == "frozen_batch_norm"]
 
 
+def test_frozen_norms_of_a_whole_model_left_in_eval_mode_are_a_problem(tmp_path):
+    # setups hunt 68: `model.eval()` before `fit` (Lightning keeps the mode): every step ran
+    # in eval mode, BatchNorm at mean 0 / variance 1 throughout, "no problems found"
+    model = TinyCNN().eval()
+    monitor = make_monitor("ActivationMonitor", every_n_steps=2)
+    trainer, _, _ = fit(tmp_path, [monitor], model=model)
+    assert not model.training and bool((model.bn1.running_var == 1).all())
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_batch_norm"]
+    assert found.severity == "problem" and "`model.eval()` before `fit`" in found.message
+
+
 class WithAverage(TinyCNN):
     """TinyCNN keeping a weight average of itself in eval mode, as timm's ModelEmaV3 does."""
 
