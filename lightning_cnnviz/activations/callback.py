@@ -199,7 +199,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             step, epoch, figures, self._rec.sites, profile,
             lambda: nonfinite_parameters(list(model.named_parameters())),
             leftover=None if leftover is None else float(leftover),
-            lr=settings.lr, lr_start=settings.lr_initial, lr_peak=self.take_peak_rate(),
+            lr=settings.lr_top, lr_start=settings.lr_top_initial, lr_peak=self.take_peak_rate(),
             decay=(settings.decay_per_step, settings.weight_decay),
             clip=(settings.grad_clip, settings.clip_algorithm), momentum=settings.momentum,
             output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),
@@ -255,7 +255,11 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             model = unwrap_model(pl_module)  # before the summary: what the last steps show
             # the rate the last step ran at: a scheduler stepped at the epoch's end already
             # holds the next epoch's, which no step used (setups hunt 49: a warm restart)
-            lr = self._last_rate if self._last_rate is not None else settings_of(trainer, model).lr
+            lr = (
+                self._last_rate
+                if self._last_rate is not None
+                else settings_of(trainer, model).lr_top
+            )
             verdicts = self.diagnosis.conclude(
                 lambda: nonfinite_parameters(list(model.named_parameters())),
                 trainer.global_step, self._batch_at[1], lr=lr, lr_peak=self.take_peak_rate(),

@@ -24,7 +24,7 @@ from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.recorder import Recorder
 from lightning_cnnviz.activations.rewrites import norm_tensor
 from lightning_cnnviz.core.batches import batch_inputs
-from lightning_cnnviz.core.main_group import main_group
+from lightning_cnnviz.core.main_group import fastest_group
 from lightning_cnnviz.core.schedule import batches_to_log
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 from lightning_cnnviz.core.step_loss import step_loss
@@ -155,7 +155,7 @@ class TrainingWindow:
         self, trainer: Trainer, pl_module: LightningModule, optimizer: Any
     ) -> None:
         self._stepped = self._loss_read = True
-        group = main_group(optimizer)  # the rate most weights step at, as ``Settings.lr``
+        group = fastest_group(optimizer)  # the fastest weights' rate, as ``Settings.lr_top``
         rate = group.get("lr") if group is not None else None
         first = trainer.optimizers and optimizer is trainer.optimizers[0]
         if first and isinstance(rate, float):  # a python float: no sync

@@ -18,13 +18,16 @@ Example::
     ...     lr=0.1, weight_decay=5e-4)
     >>> main_group(opt)["weight_decay"]
     0.0005
+    >>> opt.param_groups[0]["lr"] = 10.0  # a rate raised on the biases alone
+    >>> main_group(opt)["lr"], fastest_group(opt)["lr"]
+    (0.1, 10.0)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["main_group"]
+__all__ = ["fastest_group", "main_group"]
 
 
 def main_group(optimizer: Any) -> dict[str, Any] | None:
@@ -41,3 +44,18 @@ def main_group(optimizer: Any) -> dict[str, Any] | None:
         return sum(p.numel() for p in group.get("params", ()) if getattr(p, "requires_grad", 0))
 
     return max(groups, key=size) if len(groups) > 1 else groups[0]
+
+
+def fastest_group(optimizer: Any) -> dict[str, Any] | None:
+    """The group of ``optimizer`` stepping at the highest rate (``None``: no groups).
+
+    What a divergence reads: the weights that move fastest blow up first, and a rate raised
+    on a small group (a head at 200x) is the cause, however few weights it holds. Only
+    rates held as numbers count (a tensor rate would need a device read); a tie, or none,
+    goes to the group listed first. Read at every step: no parameter is visited.
+    """
+    groups = getattr(optimizer, "param_groups", None)
+    if not groups:
+        return None
+    rates = [g.get("lr") if isinstance(g.get("lr"), int | float) else -1.0 for g in groups]
+    return groups[rates.index(max(rates))]

@@ -31,7 +31,7 @@ from lightning_cnnviz.core.gradient_hooks import (
     global_backward_hooked,
     gradient_hooked,
 )
-from lightning_cnnviz.core.main_group import main_group
+from lightning_cnnviz.core.main_group import fastest_group, main_group
 from lightning_cnnviz.core.update_size import momentum_carry
 
 __all__ = [
@@ -93,6 +93,10 @@ class Settings:
             the cause).
         dampening: that group's SGD ``dampening`` (``None``: none): a share of each
             gradient its momentum leaves out, which shrinks the step as much.
+        lr_top: the highest rate among the first optimiser's groups (``fastest_group``):
+            what a divergence reads, a rate raised on a small group included; ``lr`` where
+            there is one group.
+        lr_top_initial: that group's ``initial_lr`` (else ``lr_top``).
     """
 
     lr: float | None = None
@@ -112,6 +116,8 @@ class Settings:
     lr_peak: float | None = None
     maximize: tuple[str, ...] = ()
     dampening: float | None = None
+    lr_top: float | None = None
+    lr_top_initial: float | None = None
 
 
 def _warms_up(scheduler: Any) -> bool:
@@ -264,7 +270,17 @@ def read_settings(
         _number(group.get("max_lr")) if group is not None else None,
         _maximizing(optimizers, model),
         _number(group.get("dampening")) if group is not None else None,
+        *_top_rates(optimizer, lr, initial),
     )  # fmt: skip
+
+
+def _top_rates(optimizer: Any, lr: float | None, initial: float | None) -> tuple[Any, Any]:
+    """``(lr_top, lr_top_initial)``: the ``fastest_group``'s (the main group's if level)."""
+    fast = fastest_group(optimizer)
+    top = _number(fast.get("lr")) if fast is not None else None
+    if top is None or top == lr:
+        return lr, initial
+    return top, _number(fast.get("initial_lr", top))
 
 
 def _maximizing(optimizers: Sequence[Any], model: nn.Module) -> tuple[str, ...]:

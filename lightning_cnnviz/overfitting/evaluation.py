@@ -24,8 +24,8 @@ class Evaluation:
     """What one validation showed. Any figure may be ``None`` (not logged, or not measured).
 
     ``bn_screen`` is set only where the batch-statistics pass was skipped because its screen
-    was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``lr_peak``: the
-    run's settings then (``core.settings.Settings``), which the remedies follow;
+    was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``lr_top_initial``:
+    the run's settings then (``core.settings.Settings``), which the remedies follow;
     ``run_share``: ``step`` over the run's planned steps (``None``: unknown length).
     ``ignored`` to ``missing``: the val probe's left-out classes and the training labels'
     shares, ``missing`` those with no training label (``imbalance.py``); ``split_classes``,
@@ -108,6 +108,8 @@ class Evaluation:
     lr_peak: float | None = None
     maximize: tuple[str, ...] = ()
     dampening: float | None = None
+    lr_top: float | None = None
+    lr_top_initial: float | None = None
     bn_nonfinite: tuple[str, ...] = ()  # BatchNorm layers whose running statistics hold NaN/Inf
     run_share: float | None = None
     restd_acc: float | None = None  # the val probe's first images re-standardised (below)
