@@ -39,7 +39,7 @@ from lightning_cnnviz.activations.frozen_norms import frozen_norms_text
 from lightning_cnnviz.activations.gradient_review import GradientReview
 from lightning_cnnviz.activations.gradients import FALLING, gradient_cut
 from lightning_cnnviz.activations.log_readings import LogReadings
-from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
+from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, LossTrace, progress
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
 
@@ -240,6 +240,7 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
             cause, remedies=remedies, squeezed=self._squeezed,
             falling=falling or self._fell(series, previous, gain),
+            early_fall=progress(series, least=2 * SMOOTH) if gain is None else None,
             consequence=self.cut is not None,
         )  # fmt: skip
 

@@ -26,7 +26,8 @@ Two kinds of alert wait one log (*held*) before they may be a problem:
   on, the share flat at 30-47% while val accuracy reaches 96-99.8%. At the next log the
   alert is judged again from the share before it was held: a problem if learning still
   suffers, a note if it does not; so is most of a layer silent before step ``SETTLED``
-  while the loss already moves (``MOVING`` to ``SLOW``: a hard task's slow start);
+  while the loss already moves (``MOVING``: a hard task's slow start, or a fall read from
+  the few steps before ``progress`` can be);
 * every alert while a loss spike waits for its confirmation (``TrainingDiagnosis``):
   units dying with a divergence are part of it, not a dead-unit finding.
 
@@ -121,6 +122,7 @@ class UnitEpisodes(EpisodeEnds):
         falling: bool = False,
         remedies: str = INIT_REMEDIES,
         squeezed: Collection[str] = (),
+        early_fall: float | None = None,
         consequence: bool = False,
     ) -> list[Verdict]:
         """One log's dead/dormant verdicts: episodes that ended, then new ones.
@@ -130,7 +132,9 @@ class UnitEpisodes(EpisodeEnds):
         the units, said with its ``remedies`` instead of the learning-rate ones; ``falling``:
         the loss fell since the last log, ``squeezed``: the sites of squeeze-excite
         bottlenecks (``dead_rules.dead_reason``); ``consequence``: ``cause`` is another
-        finding's (a gradient cut the frozen layers tell), so dead units are a note.
+        finding's (a gradient cut the frozen layers tell), so dead units are a note;
+        ``early_fall``: the loss's fall since its start where ``progress`` cannot be read yet
+        (``loss_trace.progress`` from ``2 * SMOOTH`` steps).
         """
         out = self._ended(step, epoch, fractions) + self._eased(step, epoch, fractions, progress)
         merged = self._with_held(alerts, fractions)
@@ -150,11 +154,12 @@ class UnitEpisodes(EpisodeEnds):
             # next log tells whether learning goes on (held out: 80% of a dense head at
             # step 20 of a hard task, loss 2.39 -> 2.27, then down 45% and val doubled,
             # as with LeakyReLU everywhere)
+            # so where the loss moves before ``progress`` can be read (``early_fall``; hunt
+            # 72: a 3136 -> 256 head 80% silent at step 12 under SGD 0.1 with momentum, 96%
+            # at step 20 while the loss fell; 96.8% val)
+            moving = progress if progress is not None else early_fall
             early = early or (
-                reason == "large"
-                and step < SETTLED
-                and progress is not None
-                and MOVING <= progress < SLOW
+                reason == "large" and step < SETTLED and moving is not None and moving >= MOVING
             )
             if early and not persisted:
                 self.held[site] = before  # maybe the first steps' transient: wait one log

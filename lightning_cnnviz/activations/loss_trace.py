@@ -124,13 +124,15 @@ def start_loss(finite: Sequence[float]) -> float:
     return statistics.median(finite[:SMOOTH])
 
 
-def progress(series: Sequence[tuple[int, float]], recent: int = SMOOTH) -> float | None:
+def progress(
+    series: Sequence[tuple[int, float]], recent: int = SMOOTH, least: int = MIN_STEPS
+) -> float | None:
     """``1 - loss now / loss at the start`` (medians of the last and first ``recent`` steps).
 
     The loss now is that of the last few steps: a window of 20 still held the flat
     start of a run that had just begun to learn (a Conv3d net at ln 3 for 15 steps,
-    then down 35%, read as "stalled"). None before ``MIN_STEPS`` optimizer steps with a
-    finite loss (too early to tell: the first steps of a healthy run may barely move the
+    then down 35%, read as "stalled"). None before ``least`` (``MIN_STEPS``) optimizer steps
+    with a finite loss (too early to tell: the first steps of a healthy run may barely move the
     loss). Steps, not losses: with gradient accumulation several losses share a step
     (held out, hunt 56: accumulating 4 batches of 8, a healthy CNN had 40 losses by step
     10, its loss down 2%, and a dense layer 45% silent since the start was told
@@ -144,7 +146,7 @@ def progress(series: Sequence[tuple[int, float]], recent: int = SMOOTH) -> float
         0.36
     """
     finite = [v for _, v in series if math.isfinite(v)]
-    if len({s for s, v in series if math.isfinite(v)}) < MIN_STEPS:
+    if len({s for s, v in series if math.isfinite(v)}) < least:
         return None
     start, now = start_loss(finite), statistics.median(finite[-recent:])
     return 1.0 - now / start if start > 0 else None

@@ -282,3 +282,26 @@ def test_episodes_most_of_a_layer_silent_early_waits_a_log_and_eases_as_learning
     (eased,) = episodes.review(200, 2, [], {"fc": 0.82}, kinds, dead, 0.3)
     assert (eased.severity, eased.change) == ("note", "gone")
     assert "Dead units no longer hold learning back" in eased.message
+
+
+def test_episodes_most_of_a_layer_silent_before_the_loss_can_be_read_waits_if_it_moves():
+    # hunt 72: a 3136 -> 256 dense head 80% silent at step 12 under SGD 0.1 with momentum,
+    # too few steps to read the loss's progress (down 9% over them), told a problem; 96% at
+    # step 20 with the loss falling, 96.8% val at the end
+    episodes = UnitEpisodes(0.25)
+    kinds, dead = {"fc": "rectifier"}, {"fc": list(range(206))}
+    alert = [("fc", 0.8, None)]
+    assert episodes.review(12, 0, alert, {"fc": 0.8}, kinds, dead, None, early_fall=0.09) == []
+    (note,) = episodes.review(20, 0, [], {"fc": 0.96}, kinds, dead, 0.19, falling=True)
+    assert (note.kind, note.severity) == ("dead_units", "note")
+    # a loss that has not moved over those steps (a clamp, a loss scaled 1000x): at once
+    for fall in (None, 0.0, -0.5):
+        found = UnitEpisodes(0.25).review(12, 0, alert, {"fc": 0.8}, kinds, dead, None,
+                                          early_fall=fall)  # fmt: skip
+        assert said(found) == [("dead_units", "problem", "new")]
+    # still not falling at the next log: a problem then
+    episodes = UnitEpisodes(0.25)
+    assert episodes.review(12, 0, alert, {"fc": 0.8}, kinds, dead, None, early_fall=0.09) == []
+    assert said(episodes.review(20, 0, [], {"fc": 0.96}, kinds, dead, 0.1)) == [
+        ("dead_units", "problem", "new")
+    ]
