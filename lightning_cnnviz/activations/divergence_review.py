@@ -80,6 +80,7 @@ class DivergenceReview(SpikeReadings):
     hooked: tuple[str, ...]  # the modules whose gradients pass through a hook
     maximize: tuple[str, ...]  # the optimisers set to climb the loss
     zeroed: tuple[tuple[str, str, float, float], ...]  # rewritten layers (``rewritten``)
+    rewrite: tuple[tuple[str, str, float, float], ...]  # ... at this log or the one before
 
     def _new(self, kind: str, severity: str) -> bool:
         raise NotImplementedError  # the diagnosis's
@@ -126,7 +127,8 @@ class DivergenceReview(SpikeReadings):
                 if not self._new("divergence", "note"):
                     return []
                 outside = self._steps(series, spike)[0] is not None
-                text = transient_text(step, epoch, spike, series, outside, jumped)
+                written = self.rewrite[0] if self.rewrite else None
+                text = transient_text(step, epoch, spike, series, outside, jumped, written)
                 return [Verdict("divergence", "note", text)]
             early = level_before(series, spike) is None
             if self.pending is None and early and coming_back(series, spike[0]):

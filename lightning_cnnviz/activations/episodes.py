@@ -124,6 +124,7 @@ class UnitEpisodes(EpisodeEnds):
         squeezed: Collection[str] = (),
         early_fall: float | None = None,
         consequence: bool = False,
+        written: bool = False,
     ) -> list[Verdict]:
         """One log's dead/dormant verdicts: episodes that ended, then new ones.
 
@@ -134,7 +135,8 @@ class UnitEpisodes(EpisodeEnds):
         bottlenecks (``dead_rules.dead_reason``); ``consequence``: ``cause`` is another
         finding's (a gradient cut the frozen layers tell), so dead units are a note;
         ``early_fall``: the loss's fall since its start where ``progress`` cannot be read yet
-        (``loss_trace.progress`` from ``2 * SMOOTH`` steps).
+        (``loss_trace.progress`` from ``2 * SMOOTH`` steps); ``written``: ``cause`` is a
+        layer written outside the optimiser (``rewrites.silenced_by``).
         """
         out = self._ended(step, epoch, fractions) + self._eased(step, epoch, fractions, progress)
         merged = self._with_held(alerts, fractions)
@@ -149,6 +151,12 @@ class UnitEpisodes(EpisodeEnds):
                 share, before, progress, count, self.threshold, falling, step >= SETTLED,
                 site in squeezed,
             )  # fmt: skip
+            risen = before is not None and share - before >= FAST_RISE
+            if reason is None and written and risen and (count or MIN_UNITS) >= MIN_UNITS:
+                # silenced by a write outside the optimiser, which no gradient undoes (hunt 73:
+                # conv2's biases -20 at step 1000, half its channels dead to the end; the loss
+                # at a new low with the units left, told "learning goes on")
+                reason = "written"
             early = reason == "stalled" or (reason == "rising" and progress < SLOW)  # type: ignore[operator]
             # most of a layer silent in the first steps while the loss already moves: the
             # next log tells whether learning goes on (held out: 80% of a dense head at

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 from lightning_cnnviz.activations.recovery import BACK, level_before
+from lightning_cnnviz.activations.rewrites import rewrite_words
 from lightning_cnnviz.core.voice import times
 
 __all__ = ["recovered_text", "recurring_text", "still_in_force", "target_text", "transient_text"]
@@ -85,8 +86,13 @@ def transient_text(
     series: Sequence[tuple[int, float]],
     outside: bool = False,
     jumped: tuple[float, float] | None = None,
+    written: tuple[str, str, float, float] | None = None,
 ) -> str:
     """A spike the run recovered from, in words (a note): early or late, and from what level.
+
+    ``written``: a layer rewritten outside the optimiser since the last log
+    (``rewrites.rewritten``), named as the spike's cause (hunt 73: conv2's biases -20 at
+    step 1000, told "a brief overshoot (an odd batch, a learning-rate step)").
 
     ``jumped``: ``(the rate before, the rate now)`` where the rate jumped around the spike
     and is still that high (``still_in_force``).
@@ -113,7 +119,12 @@ def transient_text(
             if outside
             else "a brief overshoot (an odd batch, a learning-rate step), not a divergence"
         )
-        if outside:
+        if written is not None:
+            what = (
+                f"{rewrite_words(written)}: no update moves a whole layer that fast, so "
+                "something outside the optimiser rewrote it, and the run came back"
+            )
+        if outside or written is not None:
             tail = " A note, not a problem; if it recurs, look at what the code does at that step."
         elif jumped is not None:
             what = "a brief overshoot, not a divergence"
