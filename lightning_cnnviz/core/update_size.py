@@ -43,6 +43,8 @@ def _update(group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> Tensor |
             return lr * m / (state["exp_inf"] + eps)
         v = state.get("max_exp_avg_sq", state["exp_avg_sq"]) / (1 - b2**t)
         return lr * m / (v.sqrt() + eps)
+    if "acc_delta" in state:  # Adadelta (hunt 74: read as RMSprop's, 1000x too large)
+        return lr * _adadelta_step(group, p, state, eps)
     if "square_avg" in state:  # RMSprop
         buf, rms = state.get("momentum_buffer"), state["square_avg"].sqrt()
         # the gradient gone (Lightning sets it to None by an epoch's end): its running RMS
@@ -56,6 +58,20 @@ def _update(group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> Tensor |
     if buf is not None:
         return lr * buf
     return lr * g if g is not None and not state else None
+
+
+def _adadelta_step(group: dict[str, Any], p: Tensor, state: dict[str, Any], eps: float) -> Tensor:
+    """Adadelta's last step before its rate: ``sqrt(acc + eps) / sqrt(square_avg + eps) * g``.
+
+    Its state holds ``acc_delta`` after the step, ``rho * acc + (1 - rho) * step**2``; the
+    ``acc`` before it follows from that exactly. The gradient gone, its running RMS.
+    """
+    rho, square = float(group.get("rho", 0.9)), state["square_avg"]
+    rms = (square + eps).sqrt()
+    g = square.sqrt() if p.grad is None else p.grad + float(group.get("weight_decay") or 0) * p
+    r = (g / rms).pow(2)
+    acc = (state["acc_delta"] - (1 - rho) * eps * r) / (rho + (1 - rho) * r)
+    return (acc.clamp(min=0) + eps).sqrt() / rms * g
 
 
 def update_ratio(optimizers: Sequence[Any]) -> float | None:

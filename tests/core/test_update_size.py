@@ -17,6 +17,7 @@ OPTIMISERS = {
     "adamax": lambda p: torch.optim.Adamax(p, lr=2e-3),
     "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-3),
     "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.01),
+    "adadelta": lambda p: torch.optim.Adadelta(p, lr=1.0, weight_decay=1e-2),
 }
 
 
@@ -90,7 +91,7 @@ def test_update_size_read_where_the_loader_has_no_length(tmp_path):
     assert len(ratios) == 2 and all(r is not None and 0 < r < 1 for r in ratios), ratios
 
 
-@pytest.mark.parametrize("name", ["rmsprop", "adagrad", "sgd"])
+@pytest.mark.parametrize("name", ["rmsprop", "adagrad", "adadelta", "sgd"])
 def test_update_size_once_lightning_has_dropped_the_gradients(name):
     # setups hunt 44: by an epoch's end Lightning has set every `.grad` to None, and
     # RMSprop's and Adagrad's update read as unknown (their running squares stand in)
