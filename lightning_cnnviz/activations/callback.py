@@ -13,8 +13,7 @@ from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.divergence_remedies import half_first
 from lightning_cnnviz.activations.divergence_words import no_loss_text
 from lightning_cnnviz.activations.draw import dead_strip_image
-from lightning_cnnviz.activations.frozen_norms import frozen_norms
-from lightning_cnnviz.activations.init_weights import init_reads
+from lightning_cnnviz.activations.first_log import first_log_reads
 from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.rewrites import update_reach, weight_norms, written_between
@@ -24,15 +23,14 @@ from lightning_cnnviz.core.activation_kind import is_activation
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
 from lightning_cnnviz.core.findings import Finding, record_check, replace, report
 from lightning_cnnviz.core.input_form import batch_hooks
-from lightning_cnnviz.core.inputs import raw_scale
-from lightning_cnnviz.core.layer_calls import count_call_sites, in_weight_average
+from lightning_cnnviz.core.layer_calls import count_call_sites
 from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES
 from lightning_cnnviz.core.logits import class_scores
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe_pass import follows_step
 from lightning_cnnviz.core.root_causes import earlier_cause
 from lightning_cnnviz.core.say import say
-from lightning_cnnviz.core.selection import named_layers, of_type, unwrap_model
+from lightning_cnnviz.core.selection import of_type, unwrap_model
 from lightning_cnnviz.core.settings import read_settings, settings_of
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.core.weight_leaves import held_by
@@ -281,19 +279,11 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         """
         if not self.diagnosis.wants_chance():
             return {}
-        # the probes skip the run's batch-transfer hooks: where those scale the inputs, the
-        # probe's raw pixels are not what training sees (setups hunt 24: uint8 -> float
-        # there); so where the training step scales them (setups hunt 33)
+        # the probes skip the run's batch-transfer hooks and training step: where those scale
+        # the inputs, raw pixels are not what training sees (setups hunts 24 and 33)
         outside = batch_hooks(trainer) or follows_step(model)
-        scale = None if outside else raw_scale(self.probe(trainer).images)
-        # the whole model in eval mode too (setups hunt 68: `model.eval()` before `fit`, kept
-        # by Lightning); a weight average's copy (timm's ModelEmaV3) is in eval mode by
-        # design (setups hunt 56: its BatchNorm told frozen before the module updated it)
-        norms = frozen_norms(list(named_layers(model).items()))
-        norms = [name for name in norms if not in_weight_average(model, name)]
-        chance = None if scores is None else (scores[0], scores[2])
-        return {"chance": chance, "input_scale": scale, "frozen_norms": norms,
-                **init_reads(model, self._rec.depth)}  # fmt: skip
+        images = None if outside else self.probe(trainer).images
+        return first_log_reads(model, self._rec.depth, images, scores)
 
     def _draw_strips(self, strips: dict[str, Tensor], units: dict[str, int], step: int) -> None:
         for site, history in strips.items():  # on the sink's thread
