@@ -45,7 +45,8 @@ from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.activations.output_activation import output_activation_text
 from lightning_cnnviz.activations.rewrites import silenced_by
 from lightning_cnnviz.core.decay import DECAY_REMEDIES, DECAY_STALLS, decay_text
-from lightning_cnnviz.core.settings import LR_CUT, momentum_text
+from lightning_cnnviz.core.momentum_words import momentum_text
+from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import listed, times
 
 __all__ = ["CauseReview"]

@@ -22,7 +22,8 @@ import math
 from typing import Any
 
 from lightning_cnnviz.core.decay import DECAY_REMEDIES, DECAY_STALLS
-from lightning_cnnviz.core.settings import HIGH_MOMENTUM, momentum_carries
+from lightning_cnnviz.core.momentum_words import momentum_carries
+from lightning_cnnviz.core.settings import HIGH_MOMENTUM
 
 __all__ = [
     "DECAY_FELT",

@@ -39,8 +39,6 @@ __all__ = [
     "HIGH_MOMENTUM",
     "LR_CUT",
     "Settings",
-    "momentum_carries",
-    "momentum_text",
     "read_settings",
     "settings_of",
 ]
@@ -144,39 +142,6 @@ that small explain a model that stalls, and never units silenced by too large a 
 HIGH_MOMENTUM = 0.99
 """A momentum (or Adam's first beta) this high carries 100 or more past gradients in each
 update: held out, SGD at 0.999 climbed from a train loss of 0.25 to 1.27 in three epochs."""
-
-
-def momentum_text(momentum: float | None) -> str:
-    """A sentence naming a ``HIGH_MOMENTUM`` or higher as a cause (``""`` below it).
-
-    Example::
-
-        >>> print(momentum_text(0.999)[1:61])
-        The momentum is 0.999 (SGD's `momentum`, Adam's first beta):
-        >>> momentum_text(0.9)
-        ''
-    """
-    if momentum is None or not HIGH_MOMENTUM <= momentum < 1:
-        return ""
-    return (
-        f" The momentum is {momentum:g} (SGD's `momentum`, Adam's first beta): "
-        f"{momentum_carries(momentum)}; 0.9 is usual."
-    )
-
-
-def momentum_carries(momentum: float) -> str:
-    """What a momentum under 1 does to each update, in words.
-
-    Example::
-
-        >>> momentum_carries(0.99)[:54]
-        'each update keeps going the way of the last ~100 gradi'
-    """
-    carried = 1 / (1 - momentum)
-    return (
-        f"each update keeps going the way of the last ~{carried:,.0f} gradients long after the "
-        f"loss surface has turned (under SGD, steps up to {carried:,.0f}x the learning rate)"
-    )
 
 
 def _number(value: Any) -> float | None:

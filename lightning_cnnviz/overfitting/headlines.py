@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lightning_cnnviz.core.decay import decay_words
-from lightning_cnnviz.core.settings import momentum_text
+from lightning_cnnviz.core.momentum_words import momentum_text
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import (
     class_gap,
