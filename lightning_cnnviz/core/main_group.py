@@ -51,11 +51,19 @@ def fastest_group(optimizer: Any) -> dict[str, Any] | None:
 
     What a divergence reads: the weights that move fastest blow up first, and a rate raised
     on a small group (a head at 200x) is the cause, however few weights it holds. Only
-    rates held as numbers count (a tensor rate would need a device read); a tie, or none,
-    goes to the group listed first. Read at every step: no parameter is visited.
+    groups holding a trainable parameter count (setups hunt 69: an empty group at lr 100
+    was read as the rate of a run diverging at 3), and only rates held as numbers (a tensor
+    rate would need a device read); a tie, or none, goes to the group listed first. Read at
+    every step: a group's parameters are visited up to its first trainable one.
     """
     groups = getattr(optimizer, "param_groups", None)
     if not groups:
         return None
-    rates = [g.get("lr") if isinstance(g.get("lr"), int | float) else -1.0 for g in groups]
+
+    def rate(group: dict[str, Any]) -> float:
+        lr = group.get("lr")
+        trains = any(getattr(p, "requires_grad", False) for p in group.get("params", ()))
+        return float(lr) if trains and isinstance(lr, int | float) else -1.0
+
+    rates = [rate(g) for g in groups]
     return groups[rates.index(max(rates))]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_cnnviz.core.main_group import main_group
+from lightning_cnnviz.core.main_group import fastest_group, main_group
 from lightning_cnnviz.core.settings import read_settings
 
 
@@ -38,3 +38,15 @@ def test_settings_read_the_decay_of_the_weights_not_of_the_biases_listed_first()
         [torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=0.05)], net
     )
     assert one.decay_per_step == pytest.approx(s.decay_per_step)
+
+
+def test_fastest_group_leaves_out_groups_that_train_nothing():
+    # setups hunt 69: an empty group at lr 100 listed first was read as the rate of a run
+    # diverging at 3
+    net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    net[1].requires_grad_(False)
+    groups = [{"params": [], "lr": 100.0}, {"params": net[0].parameters(), "lr": 3.0},
+              {"params": net[1].parameters(), "lr": 50.0}]  # fmt: skip
+    opt = torch.optim.SGD(groups, lr=1.0)
+    assert fastest_group(opt)["lr"] == 3.0
+    assert read_settings([opt], net).lr_top == 3.0
