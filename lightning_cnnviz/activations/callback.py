@@ -272,18 +272,15 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     def _start(
         self, trainer: Trainer, model: nn.Module, scores: tuple[int, float, float] | None
     ) -> dict[str, Any]:
-        """The first log's reads: ``chance``, layers whose init stops learning, input scale.
-
-        ``chance``: ``(K, the probe's cross-entropy)`` from ``scores``; without (no class
-        labels) the initial-scale check is skipped.
-        """
+        """The first log's reads (``first_log.first_log_reads``); none without class labels."""
         if not self.diagnosis.wants_chance():
             return {}
         # the probes skip the run's batch-transfer hooks and training step: where those scale
         # the inputs, raw pixels are not what training sees (setups hunts 24 and 33)
         outside = batch_hooks(trainer) or follows_step(model)
         images = None if outside else self.probe(trainer).images
-        return first_log_reads(model, self._rec.depth, images, scores)
+        run = lambda: model(self.probe_input(trainer, model)[:1])  # noqa: E731 (one sample)
+        return first_log_reads(model, self._rec.depth, images, scores, run)
 
     def _draw_strips(self, strips: dict[str, Tensor], units: dict[str, int], step: int) -> None:
         for site, history in strips.items():  # on the sink's thread

@@ -10,14 +10,17 @@ Example::
     >>> import torch
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2).eval())
-    >>> reads = first_log_reads(net, ["0"], torch.rand(4, 1, 8, 8), (10, 0.1, 2.3))
+    >>> x = torch.rand(4, 1, 8, 8)
+    >>> reads = first_log_reads(net, ["0"], x, (10, 0.1, 2.3), run=lambda: net(x))
     >>> reads["chance"], reads["frozen_norms"]
     ((10, 2.3), ['1'])
+    >>> first_log_reads(net, ["0"], x, None, run=lambda: net[0](x))["frozen_norms"]  # uncalled
+    []
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -25,7 +28,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.activations.frozen_norms import frozen_norms
 from lightning_cnnviz.activations.init_weights import init_reads
 from lightning_cnnviz.core.inputs import raw_scale
-from lightning_cnnviz.core.layer_calls import in_weight_average
+from lightning_cnnviz.core.layer_calls import count_call_sites, in_weight_average
 from lightning_cnnviz.core.selection import named_layers
 
 __all__ = ["first_log_reads"]
@@ -36,18 +39,26 @@ def first_log_reads(
     depth: Sequence[str],
     images: Tensor | None,
     scores: tuple[int, float, float] | None,
+    run: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """The first log's reads, as ``TrainingDiagnosis.review`` takes them.
 
     ``images``: the raw probe images (``None`` where the run's hooks or training step
     rescale the inputs, so the probe's pixels are not what training sees); ``scores``:
-    ``(K, probe accuracy, probe cross-entropy)`` (``None``: no class labels).
+    ``(K, probe accuracy, probe cross-entropy)`` (``None``: no class labels); ``run``: one
+    forward pass of the model, which tells the BatchNorm layers it calls.
     """
     # the whole model in eval mode too (setups hunt 68: `model.eval()` before `fit`, kept by
     # Lightning); a weight average's copy (timm's ModelEmaV3) is in eval mode by design
     # (setups hunt 56: its BatchNorm told frozen before the module first updated it)
-    norms = [n for n in frozen_norms(list(named_layers(model).items()))
-             if not in_weight_average(model, n)]  # fmt: skip
+    layers = named_layers(model)
+    norms = [n for n in frozen_norms(list(layers.items())) if not in_weight_average(model, n)]
+    if norms and run is not None:  # nor a spare layer forward never calls (setups hunt 69)
+        try:
+            calls = count_call_sites(model, {n: layers[n] for n in norms}, run)
+            norms = [n for n in norms if calls[n]]
+        except Exception:  # a forward the monitors cannot call: each layer as it stands
+            pass
     return {
         "chance": None if scores is None else (scores[0], scores[2]),
         "input_scale": None if images is None else raw_scale(images),

@@ -35,6 +35,23 @@ def test_frozen_norms_of_a_whole_model_left_in_eval_mode_are_a_problem(tmp_path)
     assert found.severity == "problem" and "`model.eval()` before `fit`" in found.message
 
 
+class WithSpareNorm(TinyCNN):
+    """TinyCNN holding a BatchNorm layer its forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spare = torch.nn.BatchNorm2d(8)
+
+
+def test_frozen_norms_leave_out_a_layer_forward_never_calls(tmp_path):
+    # setups hunt 69: a fine-tune in eval mode with a spare `head_bn` never called was told
+    # "`net.head_bn` are in eval mode ... they do not normalise"
+    monitor = make_monitor("ActivationMonitor", every_n_steps=2)
+    trainer, _, _ = fit(tmp_path, [monitor], model=WithSpareNorm().eval())
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_batch_norm"]
+    assert "`bn1`, `bn2` are in eval mode" in found.message and "spare" not in found.message
+
+
 class WithAverage(TinyCNN):
     """TinyCNN keeping a weight average of itself in eval mode, as timm's ModelEmaV3 does."""
 
