@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,8 @@ class Settings:
             what a divergence reads, a rate raised on a small group included; ``lr`` where
             there is one group.
         lr_top_initial: that group's ``initial_lr`` (else ``lr_top``).
+        lr_default: the rate the optimiser's class takes by default (Adadelta 1.0, Adam
+            1e-3; ``None``: none given), against which a rate is small.
     """
 
     lr: float | None = None
@@ -116,6 +119,7 @@ class Settings:
     dampening: float | None = None
     lr_top: float | None = None
     lr_top_initial: float | None = None
+    lr_default: float | None = None
 
 
 def _warms_up(scheduler: Any) -> bool:
@@ -235,8 +239,17 @@ def read_settings(
         _number(group.get("max_lr")) if group is not None else None,
         _maximizing(optimizers, model),
         _number(group.get("dampening")) if group is not None else None,
-        *_top_rates(optimizer, lr, initial),
+        *_top_rates(optimizer, lr, initial), _default_rate(optimizer),
     )  # fmt: skip
+
+
+def _default_rate(optimizer: Any) -> float | None:
+    """The ``lr`` default of ``optimizer``'s class (``None``: none, or not a number)."""
+    try:
+        default = inspect.signature(type(optimizer).__init__).parameters["lr"].default
+    except (KeyError, TypeError, ValueError):
+        return None
+    return float(default) if isinstance(default, int | float) and default > 0 else None
 
 
 def _top_rates(optimizer: Any, lr: float | None, initial: float | None) -> tuple[Any, Any]:

@@ -24,7 +24,7 @@ class Evaluation:
     """What one validation showed. Any figure may be ``None`` (not logged, or not measured).
 
     ``bn_screen`` is set only where the batch-statistics pass was skipped because its screen
-    was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``lr_top_initial``:
+    was quiet (``passes.py``): the estimated gap it went by. ``lr`` to ``lr_default``:
     the run's settings then (``core.settings.Settings``), which the remedies follow;
     ``run_share``: ``step`` over the run's planned steps (``None``: unknown length).
     ``ignored`` to ``missing``: the val probe's left-out classes and the training labels'
@@ -110,6 +110,7 @@ class Evaluation:
     dampening: float | None = None
     lr_top: float | None = None
     lr_top_initial: float | None = None
+    lr_default: float | None = None
     bn_nonfinite: tuple[str, ...] = ()  # BatchNorm layers whose running statistics hold NaN/Inf
     run_share: float | None = None
     restd_acc: float | None = None  # the val probe's first images re-standardised (below)

@@ -22,6 +22,7 @@ from lightning_cnnviz.overfitting import chance_levels
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 
 __all__ = [
+    "BELOW_DEFAULT",
     "LARGE_EPS",
     "SMALL_CLIP",
     "SMALL_RATE",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 SMALL_RATE = 1e-4  # Adam and its kin: a highest rate at most this, nothing learnt: the cause
+BELOW_DEFAULT = 1e-3  # ... or this share of the optimiser's default rate (Adadelta's 1.0)
 SMALL_CLIP = 1e-2  # a `gradient_clip_val` this small keeps every step tiny
 LARGE_EPS = 1e-2  # an Adam `eps` this large divides every step far below its rate
 SMALL_STEP = 3e-3  # SGD and its kin: the rate over (1 - momentum), the step it takes
@@ -55,7 +57,8 @@ def small_rate(now: Evaluation) -> float | None:
     """The run's highest rate where it is small for its optimiser, else None.
 
     The highest: a one-cycle schedule's peak, else its start or now.
-    Adam and its kin (an ``eps``) normalise their steps: at most ``SMALL_RATE``. SGD's
+    Adam and its kin (an ``eps``) normalise their steps: at most ``SMALL_RATE``, or
+    ``BELOW_DEFAULT`` of their class's default rate where that is higher. SGD's
     step is its rate times the gradient, over ``1 - momentum`` with momentum: at most
     ``SMALL_STEP`` (hunt 38: plain SGD at 3e-4, told at chance with no cause; hunt 39:
     SGD 2e-4 with momentum 0.9, a step of 2e-3, at chance all run): an Adam step of
@@ -66,7 +69,10 @@ def small_rate(now: Evaluation) -> float | None:
     if top is None or top <= 0:
         return None
     if now.eps is not None:
-        return top if top <= SMALL_RATE * _ROUNDING else None
+        # or 1000x below its optimiser's default where that is large (hunts 74 and 75:
+        # Adadelta, default 1.0, at 1e-3 and 1e-4 at chance, named with no cause)
+        bar = max(SMALL_RATE, (now.lr_default or 0.0) * BELOW_DEFAULT)
+        return top if top <= bar * _ROUNDING else None
     # SGD's `dampening` leaves that share of each gradient out of its momentum (hunt 40:
     # 5e-4 with momentum 0.9 and dampening 0.9 steps 5e-4, at chance, unnamed)
     step = top * (1 - (now.dampening or 0.0)) / (1 - min(now.momentum or 0.0, 0.999))
