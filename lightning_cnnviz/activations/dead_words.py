@@ -163,9 +163,16 @@ def dead_text(
 
 
 def dormant_text(
-    alerts: Sequence[tuple[str, float, float | None]], step: int, epoch: int, tau: float
+    alerts: Sequence[tuple[str, float, float | None]],
+    step: int,
+    epoch: int,
+    tau: float,
+    written: str | None = None,
 ) -> str:
     """Dormant units of activations that pass gradient below zero (never called dead).
+
+    ``written``: a layer written outside the optimiser silenced them
+    (``rewrites.silenced_by``), said with its remedies instead of the rate's.
 
     Example::
 
@@ -175,8 +182,10 @@ def dormant_text(
     parts = [f"`{site}`: {share:.0%} of units below {tau:g}x the layer's mean activity"
              + (f" (was {before:.0%})" if before is not None else "")
              for site, share, before in alerts]  # fmt: skip
+    head = f"Dormant units at step {step} (epoch {epoch}): {'; '.join(parts)}."
+    if written is not None:
+        return f"{head} {written} Try: {REWRITE_REMEDIES}."
     return (
-        f"Dormant units at step {step} (epoch {epoch}): {'; '.join(parts)}. These activations "
-        "pass gradient below zero, so the units are not dead, only little used (dormant, "
-        f"Sokar et al. 2023). If it keeps rising: {DORMANT_REMEDIES}."
+        f"{head} These activations pass gradient below zero, so the units are not dead, only "
+        f"little used (dormant, Sokar et al. 2023). If it keeps rising: {DORMANT_REMEDIES}."
     )

@@ -143,19 +143,20 @@ class UnitEpisodes(EpisodeEnds):
         stalled = progress is not None and progress < STALLED
         dead, dormant = [], []
         for site, share, before, persisted in merged:
+            # silenced by a write outside the optimiser, which no gradient undoes (hunt 73:
+            # conv2's biases -20 at step 1000, half its channels dead to the end, the loss at
+            # a new low with the units left, told "learning goes on"; hunt 75: a LayerNorm's
+            # shift -20 before GELU told "dormant ... lower the learning rate")
+            by_write = written and before is not None and share - before >= FAST_RISE
             if kinds.get(site) == "leaky":
-                dormant.append(((site, share, before), stalled and share >= LARGE))
+                dormant.append(((site, share, before), by_write or (stalled and share >= LARGE)))
                 continue
             count = len(dead_channels[site]) if site in dead_channels else None
             reason = dead_reason(
                 share, before, progress, count, self.threshold, falling, step >= SETTLED,
                 site in squeezed,
             )  # fmt: skip
-            risen = before is not None and share - before >= FAST_RISE
-            if reason is None and written and risen and (count or MIN_UNITS) >= MIN_UNITS:
-                # silenced by a write outside the optimiser, which no gradient undoes (hunt 73:
-                # conv2's biases -20 at step 1000, half its channels dead to the end; the loss
-                # at a new low with the units left, told "learning goes on")
+            if reason is None and by_write and (count or MIN_UNITS) >= MIN_UNITS:
                 reason = "written"
             early = reason == "stalled" or (reason == "rising" and progress < SLOW)  # type: ignore[operator]
             # most of a layer silent in the first steps while the loss already moves: the
@@ -184,7 +185,7 @@ class UnitEpisodes(EpisodeEnds):
         if dormant:
             severity = "problem" if any(hurts for _, hurts in dormant) else "note"
             found = [a for a, _ in dormant]
-            text = dormant_text(found, step, epoch, self.tau)
+            text = dormant_text(found, step, epoch, self.tau, cause if written else None)
             out += self._opened("dormant_units", severity, step, found, text, None)
         return out
 
