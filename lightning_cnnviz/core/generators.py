@@ -20,13 +20,19 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["GENERATORS", "generator_state", "global_rng_kept", "set_generator_state"]
+__all__ = [
+    "GENERATORS",
+    "class_generators",
+    "generator_state",
+    "global_rng_kept",
+    "set_generator_state",
+]
 
 GENERATORS = (random.Random, np.random.Generator, np.random.RandomState, torch.Generator)
 
@@ -72,3 +78,25 @@ def global_rng_kept(devices: Sequence[Any] = ()) -> Iterator[None]:
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
+
+
+def class_generators(objects: Iterable[Any]) -> list[Any]:
+    """The random generators (``GENERATORS``) the classes of ``objects`` hold, each once.
+
+    Shared by every instance, so no object's own attributes (setups hunt 70: noise drawn
+    from a module class's generator trained differently with the monitors).
+
+    Example::
+
+        >>> class Noisy:
+        ...     rng = torch.Generator().manual_seed(0)
+        >>> len(class_generators([Noisy(), Noisy()]))
+        1
+    """
+    found: dict[int, Any] = {}
+    for cls in {type(obj) for obj in objects}:
+        for klass in cls.__mro__:
+            for value in vars(klass).values():
+                if isinstance(value, GENERATORS):
+                    found[id(value)] = value
+    return list(found.values())

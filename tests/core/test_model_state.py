@@ -231,3 +231,33 @@ def test_kept_state_removes_parameter_and_global_hooks_a_probe_pass_registered()
     net(torch.ones(1, 2, requires_grad=True)).sum().backward()
     assert calls == [] and net.weight.grad is not None
     assert len(nn.modules.module._global_forward_hooks) == 0
+
+
+class Annealed(nn.Module):
+    """A temperature kept in a frozen parameter and annealed in place at every call; noise
+    drawn from a generator the class holds."""
+
+    rng = torch.Generator().manual_seed(0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.temp = nn.Parameter(torch.ones(()), requires_grad=False)
+        self.body = nn.Linear(3, 3).requires_grad_(False)  # a frozen layer forward never writes
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.temp.mul_(0.5)
+        noise = torch.randn(x.shape, generator=self.rng)
+        return self.fc(self.body(x) + noise) / self.temp
+
+
+def test_kept_state_puts_back_frozen_parameters_and_class_generators_a_pass_moves():
+    # setups hunt 70: both trained differently with the monitors than without
+    net, x = Annealed(), torch.randn(4, 3)
+    rng, version = Annealed.rng.get_state(), net.body.weight._version
+    for _ in range(3):  # the first pass copies every frozen parameter, later ones the written
+        with kept_state(net):
+            net(x)
+        assert float(net.temp) == 1.0 and torch.equal(Annealed.rng.get_state(), rng)
+    assert net.body.weight._version == version  # never written, never put back
