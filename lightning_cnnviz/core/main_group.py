@@ -53,8 +53,9 @@ def fastest_group(optimizer: Any) -> dict[str, Any] | None:
     on a small group (a head at 200x) is the cause, however few weights it holds. Only
     groups holding a trainable parameter count (setups hunt 69: an empty group at lr 100
     was read as the rate of a run diverging at 3), and only rates held as numbers (a tensor
-    rate would need a device read); a tie, or none, goes to the group listed first. Read at
-    every step: a group's parameters are visited up to its first trainable one.
+    rate would need a device read); a tie goes to the group listed first, none to the
+    ``main_group``. Read at every step: a group's parameters are visited up to its first
+    trainable one.
     """
     groups = getattr(optimizer, "param_groups", None)
     if not groups:
@@ -66,4 +67,5 @@ def fastest_group(optimizer: Any) -> dict[str, Any] | None:
         return float(lr) if trains and isinstance(lr, int | float) else -1.0
 
     rates = [rate(g) for g in groups]
-    return groups[rates.index(max(rates))]
+    top = max(rates)  # none held as a number by a trainable group: the main group's
+    return groups[rates.index(top)] if top >= 0 else main_group(optimizer)

@@ -33,7 +33,9 @@ __all__ = ["momentum_carry", "update_norms", "update_ratio"]
 
 def _update(group: dict[str, Any], p: Tensor, state: dict[str, Any]) -> Tensor | None:
     """The update ``group``'s optimiser applies to ``p`` for its state (``None``: not known)."""
-    lr, eps = float(group.get("lr", 0.0)), float(group.get("eps") or 0.0)
+    if group.get("lr") is None:  # a step of its own making (Adafactor's relative steps)
+        return None
+    lr, eps = float(group["lr"]), float(group.get("eps") or 0.0)
     g = p.grad
     if "exp_avg" in state and ("exp_avg_sq" in state or "exp_inf" in state):  # Adam's kin
         t = float(state.get("step", 1)) or 1.0

@@ -99,10 +99,13 @@ def tiny_rate(weight: Tensor, groups: Sequence[Mapping[str, Any]] | None) -> flo
         >>> groups = [{"params": [w], "lr": 1e-7}, {"params": [head], "lr": 1e-3}]
         >>> round(tiny_rate(w, groups), 6), tiny_rate(head, groups)
         (0.0001, None)
+        >>> tiny_rate(w, [{"params": [w], "lr": None}, {"params": [head], "lr": 1e-3}]) is None
+        True
     """
     if groups is None:
         return None
-    rates = [float(g.get("lr", 0.0)) for g in groups]
+    # a rate held as None (Adafactor's relative steps: setups hunt 70, KernelMonitor aborted)
+    rates = [float(g.get("lr") or 0.0) for g in groups]
     held = [r for g, r in zip(groups, rates, strict=True) if any(p is weight for p in g["params"])]
     top = max(rates, default=0.0)
     if not held or top <= 0 or not 0 < max(held) <= TINY_LR * top:
@@ -229,9 +232,12 @@ def still_reason(
     held = [g for g in groups if any(p is weight for p in g["params"])]
     if not held:
         return "not_optimised"
-    if all(g.get("lr", 1.0) == 0 for g in held):
+    rates = [g.get("lr") if g.get("lr") is not None else 1.0 for g in held]  # None: its own
+    if all(r == 0 for r in rates):
         return "lr_zero"
-    if all(g.get("lr", 1.0) * LR_CUT_STILL <= (g.get("initial_lr") or 0.0) for g in held):
+    if all(
+        r * LR_CUT_STILL <= (g.get("initial_lr") or 0.0) for g, r in zip(held, rates, strict=True)
+    ):
         return "lr_cut"  # a schedule's doing (hunt 18: StepLR per batch, 0.05 -> 5e-33)
     if tiny_rate(weight, groups) is not None:
         return "lr_tiny"

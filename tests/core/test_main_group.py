@@ -50,3 +50,13 @@ def test_fastest_group_leaves_out_groups_that_train_nothing():
     opt = torch.optim.SGD(groups, lr=1.0)
     assert fastest_group(opt)["lr"] == 3.0
     assert read_settings([opt], net).lr_top == 3.0
+
+
+def test_fastest_group_with_no_rate_held_as_a_number_is_the_main_group():
+    # setups hunt 70: the weights' group at `lr=torch.tensor(3.0)` beside an empty group at
+    # 100: the empty group was read
+    net = nn.Linear(4, 2)
+    opt = torch.optim.SGD([{"params": [], "lr": 100.0}, {"params": net.parameters()}],
+                          lr=torch.tensor(3.0))  # fmt: skip
+    assert fastest_group(opt) is opt.param_groups[1]
+    assert read_settings([opt], net).lr_top == 3.0

@@ -73,6 +73,16 @@ def test_frozen_tiny_rate_counts_a_barely_moving_layer_as_still():
     assert [still_layers(counts, {"conv": 5e-3}, nearly={"conv"})] == [[]] and counts["conv"] == 0
 
 
+def test_frozen_a_rate_held_as_none_is_its_optimisers_own_step():
+    # setups hunt 70: Adafactor-style groups at `lr=None` made KernelMonitor step aside
+    # ("float() argument must be ... not 'NoneType'") on a healthy run
+    conv = nn.Conv2d(1, 4, 3)
+    conv.weight.grad = torch.ones_like(conv.weight)
+    groups = [{"params": [conv.weight], "lr": None}]
+    assert tiny_rate(conv.weight, groups) is None
+    assert still_reason(conv.weight, groups) not in ("lr_zero", "lr_cut", "lr_tiny")
+
+
 def test_frozen_text_a_tiny_rate_says_barely_and_names_the_group():
     text = frozen_text(["conv1"], {"conv1": "lr_tiny"}, 2, 50, 150, 3, None)
     assert "barely changed (under 0.1% a log)" in text
