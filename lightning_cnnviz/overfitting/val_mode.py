@@ -189,11 +189,11 @@ def stochastic_text(spread: float, step: int, built_in: Sequence[tuple[str, str]
             "max-pooling's paper does."
         )
     return seen + (
-        "Something in `forward` draws random numbers whatever `model.eval()` says: "
-        "`F.dropout(x, p)` (its `training=True` default) instead of `nn.Dropout` or "
-        "`F.dropout(x, p, training=self.training)`, or noise added in `forward`; or state "
-        "that changes with every call (a forward hook or a counter that scales the "
-        "outputs) gives each pass other outputs. Validation "
+        "Something in `forward` draws random numbers, or changes with every call, whatever "
+        "`model.eval()` says: `F.dropout(x, p)` (its `training=True` default) instead of "
+        "`nn.Dropout` or `F.dropout(x, p, training=self.training)`, or noise added in "
+        "`forward`; or state `forward` updates (a counter, an attribute or frozen parameter "
+        "annealed in place, a forward hook) gives each pass other outputs. Validation "
         "and the deployed model then run dropped-out (noisy) models: the logged val metrics "
         "are below the model's own. If you sample predictions on purpose (Monte Carlo "
         "dropout), this is expected."
