@@ -153,8 +153,14 @@ def in_weight_average(model: nn.Module, name: str) -> bool:
 
 
 def _submodule(model: nn.Module, path: str) -> nn.Module | None:
-    """``model``'s module at ``path`` (``""``: the model), ``None`` where there is none."""
-    try:
-        return model.get_submodule(path)
-    except AttributeError:
-        return None
+    """``model``'s module at ``path`` (``""``: the model), ``None`` where there is none.
+
+    Through the registered modules, as ``named_modules`` names them: ``get_submodule``
+    goes by attribute, and a class attribute of the same name hides the module (hunt 76:
+    ``emav3 = None`` on the class, a timm ``ModelEmaV3`` registered under it, whose copy
+    was told frozen).
+    """
+    module: nn.Module | None = model
+    for part in path.split(".") if path else ():
+        module = module._modules.get(part) if module is not None else None
+    return module
