@@ -158,8 +158,8 @@ class TrainingWindow:
         group = fastest_group(optimizer)  # the fastest weights' rate, as ``Settings.lr_top``
         rate = group.get("lr") if group is not None else None
         first = trainer.optimizers and optimizer is trainer.optimizers[0]
-        if first and isinstance(rate, float):  # a python float: no sync
-            self._last_rate = rate
+        if first and isinstance(rate, int | float):  # a number (Adadelta's 1 too): no sync
+            self._last_rate = rate = float(rate)
             if rate > (self._peak_rate or (0, -1.0))[1]:
                 self._peak_rate = (trainer.global_step, rate)
         if self._grads_due and not self.disabled:
