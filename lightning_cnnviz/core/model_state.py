@@ -257,15 +257,19 @@ def _frozen_copies(model: nn.Module) -> list[tuple[str, Tensor, Tensor | None, i
 
     A ``forward`` may keep state in one (a temperature annealed in place at every call,
     ``nn.Parameter(..., requires_grad=False)``: setups hunt 70, trained differently with
-    the monitors). Copied at a model's first pass, then only those a pass was seen to
-    write (``_WRITES``): a frozen backbone is not copied at every pass.
+    the monitors). Copied at a model's first pass, up to ``KEPT_NUMEL`` elements in all
+    (beyond, each write is only said), then only those a pass was seen to write
+    (``_WRITES``): a frozen backbone is not copied at every pass.
     """
+    frozen = [(name, p) for name, p in model.named_parameters()
+              if not p.requires_grad and not nn.parameter.is_lazy(p)]  # fmt: skip
     known = _WRITES.get(model)
+    if known is None and sum(p.numel() for _, p in frozen) > KEPT_NUMEL:
+        known = set()
     return [
         (name, p, p.detach().clone() if (known is None or id(p) in known)
          and p.numel() <= KEPT_NUMEL else None, p._version)
-        for name, p in model.named_parameters()
-        if not p.requires_grad and not nn.parameter.is_lazy(p)
+        for name, p in frozen
     ]  # fmt: skip
 
 
@@ -280,7 +284,7 @@ def _put_back_frozen(model: nn.Module, saved: list[tuple[str, Tensor, Tensor | N
         if copy is None and p._version != version and id(p) not in _WRITES.get(model, ()):
             say(
                 f"lightning-cnnviz: the model's frozen parameter `{name}` was written in a "
-                "monitor's pass after its first: training may differ from a run without the "
-                "monitors from here on; later passes put it back"
+                "monitor's pass, with no copy kept: training may differ from a run without "
+                "the monitors from here on; later passes put it back"
             )
     _WRITES[model] = _WRITES.get(model, set()) | written

@@ -261,3 +261,19 @@ def test_kept_state_puts_back_frozen_parameters_and_class_generators_a_pass_move
             net(x)
         assert float(net.temp) == 1.0 and torch.equal(Annealed.rng.get_state(), rng)
     assert net.body.weight._version == version  # never written, never put back
+
+
+def test_kept_state_frozen_parameters_past_the_copy_bound_are_said_then_kept(monkeypatch):
+    # a frozen model larger than KEPT_NUMEL is not copied whole at the first pass
+    import lightning_cnnviz.core.model_state as model_state
+
+    said = []
+    monkeypatch.setattr(model_state, "KEPT_NUMEL", 4)
+    monkeypatch.setattr(model_state, "say", said.append)
+    net, x = Annealed(), torch.randn(4, 3)
+    with kept_state(net):
+        net(x)
+    assert float(net.temp) == 0.5 and len(said) == 1 and "`temp`" in said[0]
+    with kept_state(net):  # known to be written now: copied and put back
+        net(x)
+    assert float(net.temp) == 0.5 and len(said) == 1
