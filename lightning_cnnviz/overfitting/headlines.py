@@ -4,7 +4,8 @@ Nothing here knows about Lightning. ``headline`` words a ``Verdict`` of any kind
 ``OverfittingMonitor`` finding (a note when it went away); ``text.py`` builds the
 ``overfitting/diagnosis`` entry around it. The val-curve and level kinds are worded here;
 ``learning_words.py`` words a model at chance, ``pipeline_words.py`` the data and loss
-plumbing, ``imbalance_words.py`` left-out classes.
+plumbing, ``imbalance_words.py`` left-out classes, ``climb_words.py`` a training loss
+climbing back.
 
 Example::
 
@@ -23,18 +24,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lightning_cnnviz.core.decay import decay_words
-from lightning_cnnviz.core.momentum_words import momentum_text
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import (
     class_gap,
+    climb_words,
     imbalance_words,
     labels_turned,
     learning_words,
     lr_decay,
     pipeline_words,
 )
-from lightning_cnnviz.overfitting.learning_remedies import settings_raised
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 from lightning_cnnviz.overfitting.words import num, when
 
@@ -178,84 +177,6 @@ def _lr_decayed_early(v: Verdict) -> str:
     )
 
 
-MIXED_GAP = 0.1  # train accuracy this far below val's: read against mixed targets
-
-
-def _weight_decay_too_strong(v: Verdict) -> str:
-    """The training loss climbing back under strong weight decay."""
-    f, since = v.figures, v.since
-    if v.severity == "note":
-        return _loss_back(v)
-    decay = decay_words(f["weight_decay"], f["lr"], f.get("decay_per_step"))
-    if f.get("held_back"):
-        train, val = f.get("train_acc"), f.get("val_acc")
-        # a train accuracy far below val's is read against targets mixed or softened
-        # (MixUp, CutMix: hunt 50, 54% against 80%): no sign of a model that cannot fit
-        fit = (
-            "the model cannot fit the training data"
-            if train is None or val is None or train >= val - MIXED_GAP
-            else "the model fits its targets no better (a train accuracy far below val's is "
-            "read against targets mixed or softened, as MixUp's and CutMix's are, which keep "
-            "the loss up too)"
-        )
-        return (
-            f"Weight decay too strong: {decay}, and the training loss has stayed "
-            f"at {num(f['train_loss'])} since {when(since)} "
-            f"({num(f['train_loss'] / f['chance_loss'], True)} of its chance level "
-            f"ln K = {num(f['chance_loss'])}): the decay holds the weights near zero and "
-            f"{fit} (train accuracy {num(train, True)}, val accuracy {num(val, True)})."
-        )
-    return (
-        f"Weight decay too strong: {decay}, and the training loss has climbed "
-        f"back {num(f['rise'], True)} since {when(since)} "
-        f"({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
-        f"{num(f['train_loss'])}) at that rate: the decay undoes what the gradients "
-        f"build (val accuracy {num(f['val_acc'], True)})."
-    )
-
-
-def _unstable_training(v: Verdict) -> str:
-    """The training loss climbing back at an unchanged learning rate."""
-    f, now, since = v.figures, v.detected, v.since
-    if v.severity == "note":
-        return _loss_back(v)
-    acc = f.get("train_acc_at_best")
-    fell = (
-        f", train accuracy {num(acc, True)} -> {num(now.train_accuracy, True)}"
-        if acc is not None and now.train_accuracy is not None
-        else ""
-    )
-    climbed = (
-        f"Training unstable: the training loss has climbed back {num(f['rise'], True)} "
-        f"since {when(since)} ({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
-        f"{num(f['train_loss'])}{fell}) at a learning rate no higher ({num(f['lr'])})"
-    )
-    if (said := settings_raised(v)) is not None:  # set during the run: that, not the rate
-        return f"{climbed}, val accuracy {_val_fall(f)}. {said}"
-    return (
-        f"{climbed}: the updates have grown too large for where the model now is (or the training "
-        "batches changed from then on: labels noisier, images otherwise; or a part of the "
-        "loss works against the task: a gradient-reversal layer, an adversarial term), and "
-        f"undo what it learnt (val accuracy {_val_fall(f)})." + momentum_text(f.get("momentum"))
-    )
-
-
-def _val_fall(f: Mapping[str, Any]) -> str:
-    """``92.0% -> 66.0%``: the val accuracy at the lowest train loss and now (now alone)."""
-    then = f.get("val_acc_at_best")
-    now = num(f["val_acc"], True)
-    return now if then is None else f"{num(then, True)} -> {now}"
-
-
-def _loss_back(v: Verdict) -> str:
-    """A climbing training loss back near its lowest: the note either climb rule ends in."""
-    f, now = v.figures, v.detected
-    return (
-        f"The training loss is back near its lowest ({num(now.train_loss)} at epoch "
-        f"{now.epoch}; {num(f['best_train_loss'])} at epoch {f['best_epoch']})."
-    )
-
-
 def _split_text(f: Mapping[str, Any]) -> str:
     """The classes learnt on training images and left out on validation ones, in words."""
     classes, taken = f.get("split_classes") or [], f.get("split_taken") or []
@@ -295,8 +216,8 @@ _BY_KIND: dict[str, Callable[[Verdict], str]] = {
     "val_metrics_differ": pipeline_words.val_metrics_differ,
     "inputs_differ": pipeline_words.inputs_differ,
     "lr_decayed_early": _lr_decayed_early,
-    "weight_decay_too_strong": _weight_decay_too_strong,
-    "unstable_training": _unstable_training,
+    "weight_decay_too_strong": climb_words.weight_decay_too_strong,
+    "unstable_training": climb_words.unstable_training,
     "generalisation_gap": _generalisation_gap,
     "bn_mismatch": _bn_mismatch,
 }
