@@ -7,8 +7,8 @@ there, training has turned against itself, and no curve rule sees it: the train 
 does not fall (no overfitting), train accuracy does not climb (no memorisation), the
 model is above chance. Two causes, two findings:
 
-- ``decay_too_strong``: decoupled weight decay (AdamW, SGD) takes ``lr * weight_decay``
-  off every weight each step (``decay_per_step``); at 1% a step or more
+- ``decay_too_strong`` (``decay_rule.py``): decoupled weight decay (AdamW, SGD) takes
+  ``lr * weight_decay`` off every weight each step (``decay_per_step``); at 1% a step or more
   (``core.decay.DECAY_STALLS``) it undoes what the gradients build. Held out (hunt 11): a
   plain CNN under AdamW ``weight_decay=20`` at lr 1e-3 (2% a step) fell to a train loss
   of 0.73 by epoch 3, then went 0.78, 0.87, 0.93, 0.92 with val accuracy 85% -> 47%, and
@@ -24,13 +24,6 @@ model is above chance. Two causes, two findings:
 
 Example::
 
-    >>> rows = [(1.28, 0.001), (0.89, 0.001), (0.76, 0.001), (0.73, 0.001), (0.78, 0.001),
-    ...         (0.87, 0.001), (0.93, 0.001)]
-    >>> evs = [Evaluation(46 * (i + 1), i, train_loss=t, lr=lr, weight_decay=20.0,
-    ...                   decay_per_step=lr * 20.0) for i, (t, lr) in enumerate(rows)]
-    >>> v = decay_too_strong(evs)
-    >>> v.best.epoch, round(v.figures["rise"], 2)
-    (3, 0.27)
     >>> rows = [1.79, 0.99, 0.38, 0.25, 0.41, 0.63]  # SGD momentum 0.999, no decay
     >>> evs = [Evaluation(32 * (i + 2), i + 1, train_loss=t, lr=0.01, momentum=0.999,
     ...                   classes=10.0) for i, t in enumerate(rows)]
@@ -57,8 +50,10 @@ __all__ = [
     "FLOOR",
     "RISE",
     "STEEP",
+    "acc_fell",
     "climb",
-    "decay_too_strong",
+    "climb_verdict",
+    "loss_doubled",
     "recovered",
     "train_below_val",
     "unstable",
@@ -109,7 +104,7 @@ def climb(
     return evs, low
 
 
-def _fell(best: Evaluation, now: Evaluation) -> bool | None:
+def acc_fell(best: Evaluation, now: Evaluation) -> bool | None:
     """Whether train accuracy fell ``DROP`` since ``best``, or val accuracy (``None``: unknown).
 
     The val accuracy by ``DROP`` or 3 standard errors of the val set's, whichever is more:
@@ -125,7 +120,7 @@ def _fell(best: Evaluation, now: Evaluation) -> bool | None:
     return bool(train) or v_now <= v_then - max(DROP, noise)
 
 
-def _doubled(best: Evaluation, now: Evaluation) -> bool:
+def loss_doubled(best: Evaluation, now: Evaluation) -> bool:
     """Whether the train loss rose ``ALONE`` above ``best``'s, by ``FLOOR`` x ln K where known."""
     rise = now.train_loss - best.train_loss  # type: ignore[operator]
     if now.classes is not None and now.classes >= 2 and rise < FLOOR * math.log(now.classes):
@@ -133,7 +128,8 @@ def _doubled(best: Evaluation, now: Evaluation) -> bool:
     return rise >= ALONE * best.train_loss  # type: ignore[operator]
 
 
-def _verdict(kind: str, evs: list[Evaluation], low: int) -> Verdict:
+def climb_verdict(kind: str, evs: list[Evaluation], low: int) -> Verdict:
+    """The ``kind`` finding of a ``climb``: from the lowest evaluation ``evs[low]`` to now."""
     best, now = evs[low], evs[-1]
     figures = {
         "weight_decay": now.weight_decay,
@@ -150,78 +146,6 @@ def _verdict(kind: str, evs: list[Evaluation], low: int) -> Verdict:
         "settings_before": lowest_settings(evs[: low + 1]),  # a setting raised before the best too
     }
     return Verdict(kind, evs[low + 1], now, best, figures)
-
-
-def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
-    """Heavy decay, and the train loss ``RISE`` above its lowest for ``patience`` evaluations.
-
-    The decay heavy now (``core.decay.heavy_decay``); the last ``patience`` train losses (the
-    mean of the steps since the evaluation before, where ``training_step`` returns it)
-    all more than ``RISE`` above the lowest one before them, at a learning rate no higher
-    than it was then, and the train accuracy, where known, ``DROP`` below its value there
-    (or the loss doubled, ``ALONE``: 5x at 4 points of train accuracy is no harmless climb).
-    ``best`` is that lowest evaluation, ``since`` the one after it. Without such a climb,
-    a train loss held far above zero (``_held_back``).
-    """
-    now = history[-1]
-    if not heavy_decay(now.decay_per_step, now.weight_decay):
-        return None
-    found = climb(history, patience, RISE)
-    if found is None:
-        return _held_back(history, patience)
-    best = found[0][found[1]]
-    if _fell(best, now) is False and not _doubled(best, now):
-        return None  # the loss climbs, the accuracy holds: no harm done
-    if now.classes is not None and now.classes >= 2 and at_chance(now.train_loss, now.classes):  # type: ignore[arg-type]
-        # a learnt loss back at its chance level: the model or its batches were changed; a
-        # decay undoes a model slowly (hunt 72: biases set to -20 by a callback under SGD
-        # momentum with `weight_decay=0.02`, 1% a step, were told as the decay's doing)
-        return None
-    return _verdict("weight_decay_too_strong", *found)
-
-
-HELD_BACK = 0.25
-"""Under decay of ``DECAY_STALLS`` or more, a train loss still this share of ``ln K`` at
-each of the last evaluations, not falling (``STALLED``): the decay holds the model back.
-Held out (hunt 25): AdamW ``weight_decay=20`` at lr 1e-3 (2% a step) held a plain CNN at
-train losses of 0.76-1.0 (0.33-0.43 ``ln 10``; 75-83% val against 95%) on 3 seeds, under
-the half of ``ln K`` this was, and the runs ended "no problems found"; a BatchNorm net
-under the same decay sat at 0.22-0.29 (0.1 ``ln K``) at 99.6% train accuracy, harmed by
-nothing."""
-STALLED = 0.05
-
-
-def _held_back(history: Sequence[Evaluation], patience: int) -> Verdict | None:
-    """The train loss held far above zero under heavy decay, with no low to climb back from.
-
-    The last ``patience`` train losses ``HELD_BACK`` x ``ln K`` or more and the latest
-    not ``STALLED`` below the lowest before it: from the second evaluation (the first is
-    a mean through the steep start, which a model learning under the decay leaves far
-    behind; hunt 68: Adamax with an L2 of 0.5 at 2.28, 2.25, was told at the third, two
-    validations after its onset). Held out (hunt 19): AdamW at lr 1e-3 with
-    ``weight_decay=50`` (5% of every weight a step) sat at train losses of 1.60, 1.44,
-    1.55 (61-66% val against 96%), and the run ended "no problems".
-    """
-    evs = [e for e in history if e.train_loss is not None and math.isfinite(e.train_loss)]
-    now = evs[-1] if evs else None
-    if now is None or len(evs) < max(patience, 2) or now.classes is None or now.classes < 2:
-        return None
-    bar = HELD_BACK * math.log(now.classes)
-    recent = evs[-patience:]
-    lowest = min(e.train_loss for e in evs[:-1])  # type: ignore[type-var]
-    if any(e.train_loss < bar for e in recent) or now.train_loss < (1 - STALLED) * lowest:  # type: ignore[operator]
-        return None
-    figures = {
-        "weight_decay": now.weight_decay,
-        "lr": now.lr,
-        "decay_per_step": now.decay_per_step,
-        "train_loss": now.train_loss,
-        "chance_loss": math.log(now.classes),
-        "held_back": True,
-        "train_acc": now.train_accuracy,
-        "val_acc": now.val_accuracy,
-    }
-    return Verdict("weight_decay_too_strong", recent[0], now, None, figures)
 
 
 def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
@@ -243,7 +167,7 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
         return None
     evs, low = found
     best = evs[low]
-    doubled, fell = _doubled(best, now), _fell(best, now)
+    doubled, fell = loss_doubled(best, now), acc_fell(best, now)
     known = now.classes is not None and now.classes >= 2
     floor = not known or now.train_loss - best.train_loss >= FLOOR * math.log(now.classes)  # type: ignore[arg-type,operator]
     if not floor or not ((doubled or fell) if known else (doubled and fell)):
@@ -254,7 +178,7 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
         return None  # at its chance level: the batches lost the label, no overshoot (hunt 19)
     if train_below_val(best, now) or below_chance(now):
         return None  # the batches or the labels changed, not the model (``labels_turned``)
-    return _verdict("unstable_training", evs, low)
+    return climb_verdict("unstable_training", evs, low)
 
 
 VAL_HELD = 0.03  # a val accuracy no more than this below its value at the lowest train loss

@@ -48,7 +48,7 @@ def test_detector_weight_decay_too_strong_when_the_train_loss_climbs_back():
 def test_detector_weight_decay_is_not_what_sent_a_learnt_loss_back_to_chance():
     # hunt 72: biases set to -20 by a callback at step 250 under SGD 0.05, momentum 0.9,
     # `weight_decay=0.02` (1% a step): the loss at ln 10 from 0.18, told as the decay's doing
-    from lightning_cnnviz.overfitting import loss_climb
+    from lightning_cnnviz.overfitting import decay_rule
 
     def evs(after):
         losses = [1.2, 0.5, 0.3, 0.2, 0.18, *after]
@@ -56,9 +56,9 @@ def test_detector_weight_decay_is_not_what_sent_a_learnt_loss_back_to_chance():
                            lr=0.05, weight_decay=0.02, decay_per_step=0.01, classes=10.0)
                 for i, t in enumerate(losses)]  # fmt: skip
 
-    assert loss_climb.decay_too_strong(evs([2.31, 2.30])) is None
+    assert decay_rule.decay_too_strong(evs([2.31, 2.30])) is None
     # the same decay undoing the model by degrees: told
-    told = loss_climb.decay_too_strong(evs([0.6, 0.9]))
+    told = decay_rule.decay_too_strong(evs([0.6, 0.9]))
     assert told is not None and told.kind == "weight_decay_too_strong"
 
 
@@ -230,11 +230,11 @@ def test_detector_unstable_training_quiet_where_the_climb_is_a_schedule_or_noise
     ],
 )
 def test_detector_weight_decay_holding_the_train_loss_back(losses, told):
-    from lightning_cnnviz.overfitting import loss_climb
+    from lightning_cnnviz.overfitting import decay_rule
 
     evs = [Evaluation(32 * (i + 1), i, train_loss=t, lr=1e-3, weight_decay=20.0,
                       decay_per_step=0.02, classes=10.0) for i, t in enumerate(losses)]  # fmt: skip
-    verdict = loss_climb.decay_too_strong(evs)
+    verdict = decay_rule.decay_too_strong(evs)
     assert (verdict is not None) == told
     if told:
         assert verdict.figures["held_back"] and verdict.figures["train_loss"] == 0.84

@@ -1,0 +1,113 @@
+"""Weight decay too strong: the training loss climbing back, or held far up, under it.
+
+Nothing here knows about Lightning. Decoupled weight decay (AdamW, SGD) takes ``lr *
+weight_decay`` off every weight each step (``decay_per_step``); at 1% a step or more
+(``core.decay.DECAY_STALLS``) it undoes what the gradients build: the train loss climbs
+back at an unchanged rate (``loss_climb.climb``), or stays far above zero with no low to
+climb back from (``HELD_BACK``). Held out (hunt 11): a plain CNN under AdamW
+``weight_decay=20`` at lr 1e-3 (2% a step) fell to a train loss of 0.73 by epoch 3, then
+went 0.78, 0.87, 0.93, 0.92 with val accuracy 85% -> 47%, and the run ended "no problems
+found". The same setting on a BatchNorm net did no harm (BatchNorm undoes the weights'
+scale): its train loss climbed 0.22 -> 0.29 with train accuracy held at 99.6-100%.
+
+Example::
+
+    >>> rows = [(1.28, 0.001), (0.89, 0.001), (0.76, 0.001), (0.73, 0.001), (0.78, 0.001),
+    ...         (0.87, 0.001), (0.93, 0.001)]
+    >>> evs = [Evaluation(46 * (i + 1), i, train_loss=t, lr=lr, weight_decay=20.0,
+    ...                   decay_per_step=lr * 20.0) for i, (t, lr) in enumerate(rows)]
+    >>> v = decay_too_strong(evs)
+    >>> v.best.epoch, round(v.figures["rise"], 2)
+    (3, 0.27)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from lightning_cnnviz.core.chance import at_chance
+from lightning_cnnviz.core.decay import heavy_decay
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.loss_climb import (
+    RISE,
+    acc_fell,
+    climb,
+    climb_verdict,
+    loss_doubled,
+)
+from lightning_cnnviz.overfitting.rules import Verdict
+
+__all__ = ["HELD_BACK", "STALLED", "decay_too_strong"]
+
+
+def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """Heavy decay, and the train loss ``RISE`` above its lowest for ``patience`` evaluations.
+
+    The decay heavy now (``core.decay.heavy_decay``); the last ``patience`` train losses (the
+    mean of the steps since the evaluation before, where ``training_step`` returns it)
+    all more than ``RISE`` above the lowest one before them, at a learning rate no higher
+    than it was then, and the train accuracy, where known, ``DROP`` below its value there
+    (or the loss doubled, ``ALONE``: 5x at 4 points of train accuracy is no harmless climb).
+    ``best`` is that lowest evaluation, ``since`` the one after it. Without such a climb,
+    a train loss held far above zero (``_held_back``).
+    """
+    now = history[-1]
+    if not heavy_decay(now.decay_per_step, now.weight_decay):
+        return None
+    found = climb(history, patience, RISE)
+    if found is None:
+        return _held_back(history, patience)
+    best = found[0][found[1]]
+    if acc_fell(best, now) is False and not loss_doubled(best, now):
+        return None  # the loss climbs, the accuracy holds: no harm done
+    if now.classes is not None and now.classes >= 2 and at_chance(now.train_loss, now.classes):  # type: ignore[arg-type]
+        # a learnt loss back at its chance level: the model or its batches were changed; a
+        # decay undoes a model slowly (hunt 72: biases set to -20 by a callback under SGD
+        # momentum with `weight_decay=0.02`, 1% a step, were told as the decay's doing)
+        return None
+    return climb_verdict("weight_decay_too_strong", *found)
+
+
+HELD_BACK = 0.25
+"""Under decay of ``DECAY_STALLS`` or more, a train loss still this share of ``ln K`` at
+each of the last evaluations, not falling (``STALLED``): the decay holds the model back.
+Held out (hunt 25): AdamW ``weight_decay=20`` at lr 1e-3 (2% a step) held a plain CNN at
+train losses of 0.76-1.0 (0.33-0.43 ``ln 10``; 75-83% val against 95%) on 3 seeds, under
+the half of ``ln K`` this was, and the runs ended "no problems found"; a BatchNorm net
+under the same decay sat at 0.22-0.29 (0.1 ``ln K``) at 99.6% train accuracy, harmed by
+nothing."""
+STALLED = 0.05
+
+
+def _held_back(history: Sequence[Evaluation], patience: int) -> Verdict | None:
+    """The train loss held far above zero under heavy decay, with no low to climb back from.
+
+    The last ``patience`` train losses ``HELD_BACK`` x ``ln K`` or more and the latest
+    not ``STALLED`` below the lowest before it: from the second evaluation (the first is
+    a mean through the steep start, which a model learning under the decay leaves far
+    behind; hunt 68: Adamax with an L2 of 0.5 at 2.28, 2.25, was told at the third, two
+    validations after its onset). Held out (hunt 19): AdamW at lr 1e-3 with
+    ``weight_decay=50`` (5% of every weight a step) sat at train losses of 1.60, 1.44,
+    1.55 (61-66% val against 96%), and the run ended "no problems".
+    """
+    evs = [e for e in history if e.train_loss is not None and math.isfinite(e.train_loss)]
+    now = evs[-1] if evs else None
+    if now is None or len(evs) < max(patience, 2) or now.classes is None or now.classes < 2:
+        return None
+    bar = HELD_BACK * math.log(now.classes)
+    recent = evs[-patience:]
+    lowest = min(e.train_loss for e in evs[:-1])  # type: ignore[type-var]
+    if any(e.train_loss < bar for e in recent) or now.train_loss < (1 - STALLED) * lowest:  # type: ignore[operator]
+        return None
+    figures = {
+        "weight_decay": now.weight_decay,
+        "lr": now.lr,
+        "decay_per_step": now.decay_per_step,
+        "train_loss": now.train_loss,
+        "chance_loss": math.log(now.classes),
+        "held_back": True,
+        "train_acc": now.train_accuracy,
+        "val_acc": now.val_accuracy,
+    }
+    return Verdict("weight_decay_too_strong", recent[0], now, None, figures)
