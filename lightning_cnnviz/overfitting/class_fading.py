@@ -27,7 +27,18 @@ from typing import Any
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 
-__all__ = ["FADE", "HELD", "LEARNT", "SURE", "faded", "fading", "others_held", "recovered"]
+__all__ = [
+    "FADE",
+    "GONE",
+    "HELD",
+    "LEARNT",
+    "SURE",
+    "collapsed",
+    "faded",
+    "fading",
+    "others_held",
+    "recovered",
+]
 
 FADE = 0.3  # a class's val recall this far below its best since the model learnt ...
 LEARNT = 0.8  # ... a best of this or more, at an evaluation where the model had learnt
@@ -38,6 +49,8 @@ LAST_SURE = 2.0  # ... the latest reading alone this many below it (hunt 63: 7% 
 HELD = 0.05  # ... while the other classes' mean recall is at most this below theirs then
 SWING_WINDOW = 10  # evaluations a run's class recall swing is read over (``_swing``)
 OTHERS = 0.7  # ... and this or more: a model that keeps the others (``untaught.OTHERS_LEARNT``)
+GONE = 0.05  # a class's val recall at most this at each of the last evaluations: it is gone
+GONE_AFTER = 2  # ... after this many evaluations where the model had learnt
 
 
 def _sure(best: float, now: float, images: int, span: int, swing: float, z: float = SURE) -> bool:
@@ -118,6 +131,56 @@ def fading(history: Sequence[Evaluation], span: int = 1) -> dict[int, tuple[floa
     return found if others_held(now, list(found), before) else {}
 
 
+def collapsed(history: Sequence[Evaluation], patience: int = 2) -> dict[int, tuple[float, int]]:
+    """Classes at ``GONE`` or less at each of the last ``patience`` evaluations, learnt before.
+
+    ``{class: (its best recall, the step of it)}``. A class dropped before it was learnt
+    to ``LEARNT`` twice fades from a best reached once (hunt 77: the sampler stopped
+    drawing class 3 at step 150, its recall 76% then 0% at every validation to step 400,
+    while the other classes rose and the logged val accuracy set new highs: no finding).
+    Gone at each of several evaluations is no noise: its best, at an evaluation where the
+    model had learnt (as ``fading``'s, ``GONE_AFTER`` of them before), ``MODEL_LEARNT`` or
+    more and ``SURE`` standard errors above; fewer than half of 3 or more classes; the
+    others held (``others_held``).
+
+    Example::
+
+        >>> row = dict(balanced_acc_val=0.8, class_images_val=[40, 40, 40])
+        >>> seen = [Evaluation(100 * i, i, recalls_val=[0.9, r, 0.9], **row)
+        ...         for i, r in enumerate((0.5, 0.76, 0.0, 0.02))]
+        >>> collapsed(seen), collapsed(seen[1:])
+        ({1: (0.76, 100)}, {})
+    """
+    now, recent = history[-1], history[-patience:]
+    recalls = now.recalls_val
+    if recalls is None or len(recalls) < 3 or len(history) <= patience:
+        return {}
+    if any(e.recalls_val is None or e.class_images_val is None
+           or len(e.recalls_val) != len(recalls) for e in recent):  # fmt: skip
+        return {}
+    bar = max(MODEL_LEARNT, (1 + 1 / len(recalls)) / 2)
+    before = [e for e in history[:-patience] if e.recalls_val is not None
+              and len(e.recalls_val) == len(recalls)
+              and (e.balanced_acc_val or 0.0) >= bar]  # fmt: skip
+    if len(before) < GONE_AFTER:  # a model finding its feet swings whole classes (hunt 64)
+        return {}
+    found: dict[int, tuple[float, int]] = {}
+    swing = _swing(before)
+    for k in range(len(recalls)):
+        read = [(e.recalls_val[k], e.class_images_val[k]) for e in recent]  # type: ignore[index]
+        column = [(e.recalls_val[k], e.step) for e in before if e.recalls_val[k] is not None]  # type: ignore[index]
+        if not column or any(r is None or r > GONE for r, _ in read):
+            continue
+        best, step = max(column)
+        images = sum(n for _, n in read)
+        pooled = sum(r * n for r, n in read) / max(images, 1)  # type: ignore[operator]
+        if best >= MODEL_LEARNT and _sure(best, pooled, images, patience, swing):
+            found[k] = (best, step)
+    if not found or 2 * len(found) >= len(recalls):
+        return {}
+    return found if others_held(now, list(found), before) else {}
+
+
 def others_held(now: Evaluation, classes: Sequence[int], before: Sequence[Evaluation]) -> bool:
     """Whether the classes other than ``classes`` hold at ``now`` what they had ``before``.
 
@@ -177,13 +240,19 @@ def faded(history: Sequence[Evaluation], patience: int = 2) -> dict[str, Any] | 
     classes = sorted(k for k in set(start) & set(found) if down(k))
     accs = [e.val_accuracy for e in history[:-patience] if e.val_accuracy is not None]
     high = history[-1].val_accuracy is not None and accs and history[-1].val_accuracy > max(accs)
-    if not classes or high:  # the logged val accuracy at a new high: no class lost there
+    if high:  # the logged val accuracy at a new high: no class faded there
+        classes = []
+    gone = collapsed(history, patience)  # ... but a class gone at every one of them is
+    found = {**found, **gone}
+    classes = sorted({*classes, *gone})
+    if not classes:
         return None
     now, at = history[-1], min(found[k][1] for k in classes)
     # where the fade began: its first evaluation past the bar after the best, kept as it
-    # deepens (a Conv1d net's class 4: 100% at step 300, 84%, then 60% at 380)
-    since = next(e for i, e in enumerate(history)
-                 if e.step > at and set(classes) <= set(fading(history[: i + 1])))  # fmt: skip
+    # deepens (a Conv1d net's class 4: 100% at step 300, 84%, then 60% at 380), or gone
+    since = next((e for i, e in enumerate(history) if e.step > at and all(
+        k in fading(history[: i + 1]) or _gone_at(e, k) for k in classes)),
+        history[-patience])  # fmt: skip
     depth = sum(1 - last[k] / found[k][0] for k in classes) / len(classes)  # type: ignore[operator]
     others = [r for k, r in enumerate(last) if k not in classes and r is not None]
     return {
@@ -202,6 +271,12 @@ def faded(history: Sequence[Evaluation], patience: int = 2) -> dict[str, Any] | 
         "missing": [],
         "dropped": 0.0,
     }
+
+
+def _gone_at(e: Evaluation, k: int) -> bool:
+    """Whether class ``k``'s val recall at ``e`` is ``GONE`` or less."""
+    recalls = e.recalls_val or ()
+    return k < len(recalls) and recalls[k] is not None and recalls[k] <= GONE  # type: ignore[operator]
 
 
 def recovered(figures: dict[str, Any], ev: Evaluation) -> bool:

@@ -141,6 +141,23 @@ def test_class_fading_not_while_the_logged_val_accuracy_reaches_a_new_high():
     assert faded([*logged, *higher]) is None
 
 
+def test_class_fading_a_class_gone_from_a_best_reached_once_is_told():
+    # hunt 77: the sampler stopped drawing class 3 at step 150 of a run still learning: its
+    # recall 50%, 76%, then 0% at every validation to step 400, the others rising and the
+    # logged val accuracy at new highs, and nothing was told
+    rising = [ev(100, [0.7, 0.7, 0.7, 0.5, 0.7]), ev(200, [0.8, 0.8, 0.8, 0.76, 0.8])]
+    gone = [ev(s, [r, r, r, 0.0, r]) for s, r in ((300, 0.9), (400, 0.95))]
+    first, detector = told([*rising, *gone])
+    assert first == {"class_imbalance": 400}
+    v = detector.reported["class_imbalance"]
+    assert v.figures["faded"][0] == [3, 0.76, 200, 0.0] and v.since.step == 300
+    assert headline(v).startswith("Class 3 fading since epoch 3 (step 300)")
+    # not for a class never learnt (50% at best), nor one gone at a single evaluation
+    never = [ev(s, [0.8, 0.8, 0.8, r, 0.8]) for s, r in ((100, 0.3), (200, 0.5))]
+    assert faded([*never, *gone]) is None
+    assert faded([*rising, gone[0], ev(400, [0.95, 0.95, 0.95, 0.6, 0.95])]) is None
+
+
 def test_class_fading_goes_away_once_the_class_is_back():
     back = [ev(400, [1, 1, 1, 1, 0.5]), ev(500, [1, 1, 1, 1, 0.5]), ev(600, [1, 1, 1, 1, 0.96])]
     _, detector = told([*LEARNT, *back])
