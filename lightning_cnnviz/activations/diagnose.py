@@ -32,7 +32,6 @@ from lightning_cnnviz.activations.carry_over import carry_over_verdict
 from lightning_cnnviz.activations.cause_review import CauseReview
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.dead_rules import FIRST_FALL
-from lightning_cnnviz.activations.dead_words import REWRITE_REMEDIES
 from lightning_cnnviz.activations.diagnosis_state import DiagnosisState
 from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict, die_off
@@ -242,7 +241,7 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
             cause, remedies=remedies, squeezed=self._squeezed,
             falling=falling or self._fell(series, previous, gain),
             early_fall=progress(series, least=2 * SMOOTH) if gain is None else None,
-            consequence=self.cut is not None, written=remedies is REWRITE_REMEDIES,
+            consequence=self.cut is not None,
         )  # fmt: skip
 
     def _fell(self, series: list[tuple[int, float]], previous: int, gain: float | None) -> bool:

@@ -57,7 +57,12 @@ from lightning_cnnviz.activations.dead_rules import (
     STALLED,
     dead_reason,
 )
-from lightning_cnnviz.activations.dead_words import INIT_REMEDIES, dead_text, dormant_text
+from lightning_cnnviz.activations.dead_words import (
+    INIT_REMEDIES,
+    REWRITE_REMEDIES,
+    dead_text,
+    dormant_text,
+)
 from lightning_cnnviz.activations.episode_ends import (
     OUTGROWN,
     RECOVERED,
@@ -124,7 +129,6 @@ class UnitEpisodes(EpisodeEnds):
         squeezed: Collection[str] = (),
         early_fall: float | None = None,
         consequence: bool = False,
-        written: bool = False,
     ) -> list[Verdict]:
         """One log's dead/dormant verdicts: episodes that ended, then new ones.
 
@@ -135,12 +139,13 @@ class UnitEpisodes(EpisodeEnds):
         bottlenecks (``dead_rules.dead_reason``); ``consequence``: ``cause`` is another
         finding's (a gradient cut the frozen layers tell), so dead units are a note;
         ``early_fall``: the loss's fall since its start where ``progress`` cannot be read yet
-        (``loss_trace.progress`` from ``2 * SMOOTH`` steps); ``written``: ``cause`` is a
-        layer written outside the optimiser (``rewrites.silenced_by``).
+        (``loss_trace.progress`` from ``2 * SMOOTH`` steps). ``REWRITE_REMEDIES`` tell a
+        ``cause`` that is a layer written outside the optimiser (``rewrites.silenced_by``).
         """
         out = self._ended(step, epoch, fractions) + self._eased(step, epoch, fractions, progress)
         merged = self._with_held(alerts, fractions)
         stalled = progress is not None and progress < STALLED
+        written = remedies is REWRITE_REMEDIES
         dead, dormant = [], []
         for site, share, before, persisted in merged:
             # silenced by a write outside the optimiser, which no gradient undoes (hunt 73:
