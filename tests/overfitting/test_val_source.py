@@ -159,3 +159,20 @@ def test_val_source_loop_catching_up_waits_a_gap_that_stays_is_told():
     transformed = [_looped(0.97, 0.63, 32), _looped(0.98, 0.66, 64)]  # a gap that stays
     verdict = val_source.val_metrics_differ(transformed)
     assert verdict.since.step == 32 and verdict.detected.step == 64
+
+
+def test_val_source_average_whose_gap_grows_then_closes_waits():
+    # hunt 77: timm's ModelEmaV3(0.99) validated on a resnet10t under SGD 0.1 trailed the
+    # model by 42 points, then 66 (the model jumped to 99%), 38 and 13; told a problem at
+    # the second validation of a healthy run (98.5% val)
+    rows = [(0.211, 0.633), (0.328, 0.992), (0.587, 0.969), (0.858, 0.984)]
+    ema = evaluations([dict(val_acc=a, probe_acc_val=p) for a, p in rows])
+    assert all(val_source.val_metrics_differ(ema[:n]) is None for n in range(1, 5))
+    # a transform in the step: the logged accuracy rises with the model, its gap stays
+    rows = [(0.3, 0.6), (0.5, 0.9), (0.6, 0.97), (0.62, 0.98)]
+    moved = evaluations([dict(val_acc=a, probe_acc_val=p) for a, p in rows])
+    assert val_source.val_metrics_differ(moved[:2]) is None  # growing with the model
+    assert val_source.val_metrics_differ(moved[:3]).detected.step == 150
+    # an average that does not catch up (its accuracy flat) is told at the second
+    flat = evaluations([dict(val_acc=a, probe_acc_val=p) for a, p in [(0.2, 0.6), (0.22, 0.95)]])
+    assert val_source.val_metrics_differ(flat).detected.step == 100
