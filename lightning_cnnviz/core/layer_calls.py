@@ -25,6 +25,7 @@ from typing import Any
 from torch import nn
 
 from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.core.module_paths import registered
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.weight_leaves import weight_param
@@ -125,7 +126,7 @@ def apart_from_training(model: nn.Module, name: str) -> bool:
         >>> [apart_from_training(net, name) for name in ("0", "1", "swa.module")]
         [True, False, True]
     """
-    layer = _submodule(model, name)
+    layer = registered(model, name)
     weight = weight_param(layer) if layer is not None else None
     if weight is not None and weight.requires_grad:
         return True
@@ -147,20 +148,6 @@ def in_weight_average(model: nn.Module, name: str) -> bool:
         (False, True)
     """
     parts = name.split(".")  # not the model itself: a LightningModule named `EMAClassifier`
-    owners = [_submodule(model, ".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+    owners = [registered(model, ".".join(parts[:i])) for i in range(1, len(parts) + 1)]
     words = {w.lower() for m in owners if m is not None for w in _WORD.findall(type(m).__name__)}
     return bool(words & _COPIES)
-
-
-def _submodule(model: nn.Module, path: str) -> nn.Module | None:
-    """``model``'s module at ``path`` (``""``: the model), ``None`` where there is none.
-
-    Through the registered modules, as ``named_modules`` names them: ``get_submodule``
-    goes by attribute, and a class attribute of the same name hides the module (hunt 76:
-    ``emav3 = None`` on the class, a timm ``ModelEmaV3`` registered under it, whose copy
-    was told frozen).
-    """
-    module: nn.Module | None = model
-    for part in path.split(".") if path else ():
-        module = module._modules.get(part) if module is not None else None
-    return module

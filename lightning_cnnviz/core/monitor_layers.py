@@ -22,6 +22,7 @@ from lightning_cnnviz.core.capture import module_name, site_name
 from lightning_cnnviz.core.inputs import id_inputs
 from lightning_cnnviz.core.layer_calls import count_call_sites
 from lightning_cnnviz.core.layer_types import CONV_TYPES, kernel_weight
+from lightning_cnnviz.core.module_paths import registered
 from lightning_cnnviz.core.monitor_summary import run_prefix
 from lightning_cnnviz.core.selection import (
     LayerNotFoundError,
@@ -96,15 +97,7 @@ def replaced(pl_module: nn.Module, selected: dict[str, nn.Module]) -> list[str]:
         ['0']
     """
     model = unwrap_model(pl_module)
-    gone = []
-    for name, module in selected.items():
-        try:
-            now = model.get_submodule(name) if name else model
-        except AttributeError:
-            now = None
-        if now is not module:
-            gone.append(name)
-    return gone
+    return [name for name, module in selected.items() if registered(model, name) is not module]
 
 
 class LayerWatcher:

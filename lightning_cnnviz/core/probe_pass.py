@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.generators import global_rng_kept
 from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.model_state import backward_hooks_aside, kept_state
+from lightning_cnnviz.core.module_paths import registered
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.stored_form import stored_batch
 
@@ -122,14 +123,6 @@ def follow_step(model: nn.Module, fix: tuple[str, Tensor, Tensor] | None) -> Non
 def follows_step(model: nn.Module) -> bool:
     """Whether ``model``'s probe passes scale and shift as its training step does."""
     return model in _STEP_FIX
-
-
-def _submodule(model: nn.Module, name: str) -> nn.Module | None:
-    """``model``'s module ``name``, or ``None`` where it is gone (network surgery)."""
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        return None
 
 
 def _as_step(scale: Tensor, offset: Tensor, module: nn.Module, args: tuple[Any, ...]) -> Any:
@@ -275,7 +268,7 @@ def probe_mode(
                 handle = model.register_forward_pre_hook(own_hook(functools.partial(_as_item, key)))
                 stack.callback(handle.remove)
             fix = _STEP_FIX.get(model)
-            if fix is not None and (at := _submodule(model, fix[0])) is not None:
+            if fix is not None and (at := registered(model, fix[0])) is not None:
                 handle = at.register_forward_pre_hook(
                     own_hook(functools.partial(_as_step, *fix[1:]))
                 )

@@ -113,3 +113,31 @@ def test_monitor_configure_model_a_layer_replaced_mid_fit_is_followed(tmp_path):
     assert len(said) == 2 and "from step 10" in said[0]  # made at step 8, the next event
     assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
     assert not [m for m in messages if "skipped" in m]
+
+
+class HiddenByClassAttribute(TinyCNN):
+    """TinyCNN whose class holds ``conv1 = None``: ``self.conv1`` reads None, the layer stays."""
+
+    conv1 = None
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self._modules["conv1"](x))))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
+        return self.fc(x.flatten(1))
+
+
+def test_monitor_configure_model_a_class_attribute_named_like_a_layer_is_no_replacement(
+    tmp_path,
+):
+    # setups hunt 55: three monitors said `conv1` was "replaced by a new module" at every
+    # event of a healthy run (the check went by attribute, the class's None)
+    monitors = [
+        make_monitor(name, every_n_steps=2) for name in ("KernelMonitor", "ActivationMonitor")
+    ]
+    _, model, messages = fit(tmp_path, monitors, model=HiddenByClassAttribute())
+    assert model.conv1 is None
+    assert not [m for m in messages if "replaced by a new module" in m]
+    kernels, activations = monitors
+    assert kernels.selected["conv1"] is model._modules["conv1"] and not kernels.disabled
+    assert "relu1" in activations.selected and not activations.disabled
+    assert any(t.startswith("kernels/conv1") for t in written_tags(tmp_path)["images"])

@@ -1,0 +1,35 @@
+"""A model's module at a dotted path, through the modules it registered.
+
+Nothing here knows about Lightning. ``nn.Module.get_submodule`` goes by attribute, and a
+class attribute of the same name hides a registered module: ``emav3 = None`` on a
+``LightningModule`` class beside a timm ``ModelEmaV3`` registered under that name (hunt 76:
+its copy told frozen), ``conv1 = None`` beside the conv (setups hunt 55: three monitors
+said the layer was replaced by a new module at every event). ``named_modules`` names
+layers through ``_modules``; so are they found again here.
+
+Example::
+
+    >>> from torch import nn
+    >>> class Net(nn.Module):
+    ...     conv = None  # a class attribute named like the module registered below
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.conv = nn.Conv2d(1, 2, 3)
+    >>> net = Net()
+    >>> type(registered(net, "conv")).__name__, registered(net, "gone"), net.conv
+    ('Conv2d', None, None)
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["registered"]
+
+
+def registered(model: nn.Module, path: str) -> nn.Module | None:
+    """``model``'s module at ``path`` (``""``: the model), ``None`` where there is none."""
+    module: nn.Module | None = model
+    for part in path.split(".") if path else ():
+        module = module._modules.get(part) if module is not None else None
+    return module
