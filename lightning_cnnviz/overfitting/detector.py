@@ -28,6 +28,7 @@ from typing import Any
 from lightning_cnnviz.overfitting import (
     bn_levels,
     chance_levels,
+    flat_loss,
     gap,
     imbalance,
     split_inputs,
@@ -45,7 +46,8 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "overfitting": "a validation loss",
     "memorisation": "train and val accuracy (logged, or class labels on the probes)",
     "train/val gap": "train and val accuracy (logged, or class labels on the probes)",
-    "not learning": "class labels, (N, classes) logits and enough probe images to tell chance",
+    "not learning": "class labels, (N, classes) logits and enough probe images to tell chance"
+    " (or the loss `training_step` returns from the run's first steps on)",
     "BatchNorm train/eval": (
         "BatchNorm layers in training mode, class labels and (N, classes) logits"
     ),
@@ -230,7 +232,9 @@ class Detector:
             )
             and not tiny_val(h),
             "train/val gap": any(gap.gapped(e) is not None for e in h) and not tiny_val(h),
-            "not learning": any(chance_levels.stuck(e) is not None for e in h),
+            "not learning": any(
+                chance_levels.stuck(e) is not None or flat_loss.judged(e) for e in h
+            ),
             "BatchNorm train/eval": any(bn_levels.parted(e) is not None for e in h),
             "class imbalance": any(e.ignored is not None for e in h),
             "learning rate decayed early": any(e.lr and e.run_share is not None for e in h),

@@ -61,6 +61,7 @@ class Evaluation:
     returned_loss: float | None = None  # training_step's returned loss, mean since the last
     first_loss: float | None = None  # training_step's returned loss at the run's first step
     recent_loss: float | None = None  # ... over about its last 5 steps
+    start_loss: float | None = None  # ... the mean of the run's first 10 steps
     val_loss: float | None = None
     train_acc: float | None = None
     val_acc: float | None = None

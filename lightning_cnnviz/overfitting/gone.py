@@ -19,6 +19,7 @@ from lightning_cnnviz.overfitting import (
     bn_levels,
     chance_levels,
     class_fading,
+    flat_loss,
     gap,
     levels,
     loss_climb,
@@ -45,6 +46,8 @@ def went_away(kind: str, old: Verdict, ev: Evaluation, tolerance: float) -> bool
         return ev.val_loss <= best.val_loss * (1 + tolerance)  # type: ignore[operator]
     if kind == "memorisation" and best is not None and ev.val_accuracy is not None:
         return ev.val_accuracy > best.val_accuracy  # type: ignore[operator]
+    if kind == "not_learning" and old.figures.get("loss_only"):  # the loss moved
+        return flat_loss.flat(ev) is False
     if kind == "not_learning":  # off chance, or learning seen elsewhere: not this
         learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
         learns = learns or chance_levels.scores_elsewhere(ev)  # another loss, learnt

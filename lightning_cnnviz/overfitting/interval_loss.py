@@ -21,7 +21,8 @@ class IntervalLoss:
     returned (no host transfer); ``read`` takes the mean and starts a new interval;
     ``same_as_last`` tells whether a logged value is that loss (the key logs it).
     ``recent`` is the loss over about the last ``1 / RECENT`` steps, across reads: a
-    figure compared with one read now (the interval's mean still holds its early descent).
+    figure compared with one read now (the interval's mean still holds its early descent);
+    ``start`` the mean of the run's first ``START`` steps.
 
     Example::
 
@@ -35,6 +36,7 @@ class IntervalLoss:
     """
 
     RECENT = 0.2  # each step's weight in ``recent``
+    START = 10  # steps in ``start``, the mean the run began at (one batch's loss is noisy)
 
     def __init__(self) -> None:
         self.total: Tensor | None = None
@@ -43,6 +45,8 @@ class IntervalLoss:
         self.fresh = True  # a run from its first step (a resumed one keeps no ``first``)
         self.recent: Tensor | None = None  # the last steps' (``RECENT``): never read off
         self.steps = 0
+        self._start: Tensor | None = None  # the first ``START`` steps' sum: never read off
+        self._started = 0
 
     def add(self, loss: Tensor | None) -> None:
         """Add one step's loss (``core.step_loss.step_loss``'s; None is skipped)."""
@@ -52,8 +56,16 @@ class IntervalLoss:
         self.total = loss if self.total is None else self.total + loss
         self.last, self.steps = loss, self.steps + 1
         self.first = loss if self.first is None and self.fresh else self.first
+        if self.fresh and self._started < self.START:
+            self._start = loss if self._start is None else self._start + loss
+            self._started += 1
         recent = self.recent
         self.recent = loss if recent is None else torch.lerp(recent, loss, self.RECENT)
+
+    @property
+    def start(self) -> Tensor | None:
+        """The mean loss of the run's first ``START`` steps (``None``: fewer, or resumed)."""
+        return None if self._started < self.START else self._start / self._started
 
     def same_as_last(self, logged: Tensor) -> bool:
         """Whether ``logged`` is the latest step's loss (one host transfer)."""

@@ -47,10 +47,17 @@ EARLY = (
 )
 
 
+EARLY_FLAT = (
+    " A note for now: a run's loss can stay flat for its first steps; a problem if it still "
+    "does past a quarter of the run."
+)
+
+
 def headline(v: Verdict) -> str:
     """Accuracy at chance, or barely moved from it: why, and since when (a note early on)."""
     if v.severity == "note" and v.figures.get("early"):
-        return _headline(dataclasses.replace(v, severity="problem")) + EARLY
+        early = EARLY_FLAT if v.figures.get("loss_only") else EARLY
+        return _headline(dataclasses.replace(v, severity="problem")) + early
     return _headline(v)
 
 
@@ -92,6 +99,11 @@ def _headline(v: Verdict) -> str:
             f"{num(now.probe_loss_val)} is below {num(levels.BARELY_LOSS, True)} of its "
             f"chance level, accuracy {num(now.probe_acc_val, True)}."
         )
+    if gone and f.get("loss_only"):
+        return (
+            f"The training loss moves at epoch {now.epoch}: {num(now.returned_loss)} since the "
+            f"validation before, against {num(f['start_loss'])} over the first steps."
+        )
     if gone:
         return (
             f"Accuracy was at chance from {when(since)} and is above it again at "
@@ -100,6 +112,8 @@ def _headline(v: Verdict) -> str:
     start = "from the start" if f["from_start"] else "after a collapse"
     if f["non_finite"]:
         loss = "the model's outputs are not finite (NaN/inf: training diverged)"
+    elif f.get("loss_only"):
+        loss = ""
     else:
         k = round(1 / f["chance_acc"])
         loss = f"probe loss {num(now.probe_loss_val)}, chance level ln({k}) = "
@@ -189,6 +203,8 @@ def _headline(v: Verdict) -> str:
             "flip, a factor, zeros), every update follows that instead of the loss's; check "
             "what it returns."
         )
+    if f.get("loss_only"):
+        return _flat(v, cut)
     if f.get("climbing"):
         return (
             f"Not learning since {when(since)} ({start}{peak}): after {now.step} steps the "
@@ -221,4 +237,19 @@ def _headline(v: Verdict) -> str:
         f"Not learning since {when(since)} ({start}{peak}): val probe accuracy "
         f"{num(now.probe_acc_val, True)} is {where} chance ({num(f['chance_acc'], True)}); "
         f"{loss}.{cut}"
+    )
+
+
+def _flat(v: Verdict, cut: str) -> str:
+    """The loss flat from the start, for targets that are no class labels (``flat_loss``)."""
+    f, now = v.figures, v.detected
+    val = ""
+    if f.get("val_now") is not None:
+        val = f", the val loss {num(f['val_first'])} -> {num(f['val_now'])}"
+    return (
+        f"Not learning since {when(v.since)} (from the start): after {now.step} steps the "
+        f"loss `training_step` returns is {num(now.returned_loss)} on average since the "
+        f"validation before, against {num(f['start_loss'])} over the first steps{val}: it "
+        f"has not moved in {f['evaluations']} validations, the updates too small to bring it "
+        f"down{'' if 'last update' in cut else update_clause(now)}.{cut}"
     )

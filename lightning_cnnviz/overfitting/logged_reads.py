@@ -48,8 +48,8 @@ class LoggedReads:
         The second: ``train_loss`` as the interval's mean where the logged value is one
         batch's. The third: ``seenFalse``/``seenTrue`` (the train accuracy's latest step and
         epoch mean, for the BatchNorm screen), ``returned_loss`` (what the optimiser
-        lowers, logged or not), ``first_loss`` (its first step's) and ``recent_loss``
-        (its last steps').
+        lowers, logged or not), ``first_loss`` (its first step's), ``start_loss`` (its
+        first steps') and ``recent_loss`` (its last steps').
         """
         logged = trainer.callback_metrics  # read once: each read recomputes Lightning's results
         self._adopt_aliases(logged)
@@ -79,7 +79,7 @@ class LoggedReads:
         extra = {f"seen{e}": self._share("train_acc", pick_metric(logged, key, e))
                  for e in (False, True)}  # fmt: skip
         extra["returned_loss"], extra["first_loss"] = mean, interval.first
-        extra["recent_loss"] = interval.recent
+        extra["recent_loss"], extra["start_loss"] = interval.recent, interval.start
         return logged, found, extra
 
     def _acc_images(self, trainer: Trainer, found: Mapping[str, Any]) -> float | None:

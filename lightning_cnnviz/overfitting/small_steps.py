@@ -32,6 +32,7 @@ __all__ = [
     "held_back",
     "small_rate",
     "steps_small",
+    "tiny_steps",
     "update_clause",
 ]
 
@@ -109,7 +110,15 @@ def held_back(now: Evaluation) -> bool:
     1e-6 moved the weights 7e-6 of their size a step, at chance for 800 steps, and was
     told at step 200, a quarter of the run, having been a note at step 100).
     """
-    if chance_levels.stuck(now) is not True or now.update_ratio is None:
+    return chance_levels.stuck(now) is True and tiny_steps(now)
+
+
+def tiny_steps(now: Evaluation) -> bool:
+    """Whether a small rate, a small clip or a large ``eps`` keeps the last update tiny.
+
+    At most ``TINY_UPDATE`` of the weights, read from the optimiser's last update.
+    """
+    if now.update_ratio is None:
         return False
     tiny = (
         small_rate(now) is not None

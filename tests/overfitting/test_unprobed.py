@@ -44,7 +44,8 @@ def test_unprobed_model_is_still_told_overfitting_from_its_logged_curves(tmp_pat
     checks = checks_of(trainer)
     assert checks[("OverfittingMonitor", "overfitting")].ran
     assert checks[("OverfittingMonitor", "memorisation")].ran  # from the logged accuracies
-    for check in ("not learning", "class imbalance", "loss fed probabilities"):
+    assert checks[("OverfittingMonitor", "not learning")].ran  # from the loss it returns
+    for check in ("class imbalance", "loss fed probabilities"):
         assert not checks[("OverfittingMonitor", check)].ran
         assert reason in checks[("OverfittingMonitor", check)].why, check
     assert "OverfittingMonitor (stepped aside" not in caplog.text
