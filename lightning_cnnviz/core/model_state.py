@@ -45,6 +45,7 @@ from lightning_cnnviz.core.generators import (
     set_generator_state,
 )
 from lightning_cnnviz.core.inputs import model_device
+from lightning_cnnviz.core.kept_parameters import parameter_copies, put_back_parameters
 from lightning_cnnviz.core.say import say
 
 __all__ = [
@@ -62,8 +63,8 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     """Parametrizations in eval mode inside; buffers, attributes and random streams kept.
 
     On leaving, every buffer and every attribute a module holds of its own (not torch's or
-    Lightning's) is as it was, and so are the frozen parameters a pass writes
-    (``_frozen_copies``), the generators the modules' classes hold, the global generators
+    Lightning's) is as it was, and so are the parameters a pass writes or replaces
+    (``core.kept_parameters``), the generators the modules' classes hold, the global generators
     (``global_rng_kept``) and the modules' hooks (``_hooks_as_now``).
     Re-entrant: a probe pass inside an event keeps nothing twice (the outer one restores).
     """
@@ -74,7 +75,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     flags = [(m, m.training) for p in lists for m in p.modules()]
     saved = _buffer_copies(model)
     large = _large_buffers(model)
-    frozen = _frozen_copies(model)
+    params = parameter_copies(model)
     shared = [(g, generator_state(g)) for g in class_generators(model.modules())]
     attributes = [attributes_as_now(m) for m in model.modules()]
     hooks = _hooks_as_now(model)
@@ -92,7 +93,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         for module, flag in flags:
             module.training = flag
         _put_back_buffers(saved)
-        _put_back_frozen(model, frozen)
+        put_back_parameters(model, params)
         for generator, state in shared:
             set_generator_state(generator, state)
         for put in attributes:
@@ -246,45 +247,3 @@ def _put_back_buffers(saved: list[tuple[nn.Module, str, Tensor, Tensor]]) -> Non
             if buffer.shape != copy.shape:  # grown in place by a pass (a per-channel
                 buffer.resize_(copy.shape)  # quantization observer's empty min/max)
             buffer.copy_(copy)
-
-
-_WRITES: weakref.WeakKeyDictionary[nn.Module, set[int]] = weakref.WeakKeyDictionary()
-"""Per model, the frozen parameters its passes were seen to write in place (by ``id``)."""
-
-
-def _frozen_copies(model: nn.Module) -> list[tuple[str, Tensor, Tensor | None, int]]:
-    """``(name, parameter, copy, version)`` of each parameter that takes no gradient.
-
-    A ``forward`` may keep state in one (a temperature annealed in place at every call,
-    ``nn.Parameter(..., requires_grad=False)``: setups hunt 70, trained differently with
-    the monitors). Copied at a model's first pass, up to ``KEPT_NUMEL`` elements in all
-    (beyond, each write is only said), then only those a pass was seen to write
-    (``_WRITES``): a frozen backbone is not copied at every pass.
-    """
-    frozen = [(name, p) for name, p in model.named_parameters()
-              if not p.requires_grad and not nn.parameter.is_lazy(p)]  # fmt: skip
-    known = _WRITES.get(model)
-    if known is None and sum(p.numel() for _, p in frozen) > KEPT_NUMEL:
-        known = set()
-    return [
-        (name, p, p.detach().clone() if (known is None or id(p) in known)
-         and p.numel() <= KEPT_NUMEL else None, p._version)
-        for name, p in frozen
-    ]  # fmt: skip
-
-
-def _put_back_frozen(model: nn.Module, saved: list[tuple[str, Tensor, Tensor | None, int]]) -> None:
-    """The frozen parameters a pass wrote as they were; one not copied is said, once."""
-    written = {id(p) for _, p, _, version in saved if p._version != version}
-    with torch.no_grad():
-        for _, p, copy, version in saved:
-            if copy is not None and p._version != version:
-                p.copy_(copy)
-    for name, p, copy, version in saved:
-        if copy is None and p._version != version and id(p) not in _WRITES.get(model, ()):
-            say(
-                f"lightning-cnnviz: the model's frozen parameter `{name}` was written in a "
-                "monitor's pass, with no copy kept: training may differ from a run without "
-                "the monitors from here on; later passes put it back"
-            )
-    _WRITES[model] = _WRITES.get(model, set()) | written

@@ -1,3 +1,6 @@
+import itertools
+
+import pytest
 import torch
 from torch import nn
 from torch.ao.quantization import FakeQuantize
@@ -263,12 +266,13 @@ def test_kept_state_puts_back_frozen_parameters_and_class_generators_a_pass_move
     assert net.body.weight._version == version  # never written, never put back
 
 
-def test_kept_state_frozen_parameters_past_the_copy_bound_are_said_then_kept(monkeypatch):
-    # a frozen model larger than KEPT_NUMEL is not copied whole at the first pass
-    import lightning_cnnviz.core.model_state as model_state
+def test_kept_state_parameters_past_the_copy_bound_are_said_then_kept(monkeypatch):
+    # a model larger than KEPT_NUMEL is not copied whole at the first pass
+    import lightning_cnnviz.core.kept_parameters as model_state
 
     said = []
-    monkeypatch.setattr(model_state, "KEPT_NUMEL", 4)
+    monkeypatch.setattr(model_state, "KEPT_NUMEL", 0)
+    monkeypatch.setattr(model_state, "SMALL_NUMEL", 0)
     monkeypatch.setattr(model_state, "say", said.append)
     net, x = Annealed(), torch.randn(4, 3)
     with kept_state(net):
@@ -277,3 +281,45 @@ def test_kept_state_frozen_parameters_past_the_copy_bound_are_said_then_kept(mon
     with kept_state(net):  # known to be written now: copied and put back
         net(x)
     assert float(net.temp) == 0.5 and len(said) == 1
+
+
+CALLS: dict[str, itertools.count] = {}
+
+
+class WritesItsParameters(nn.Module):
+    """A forward writing its parameters the ways users do, each from call ``start`` on."""
+
+    def __init__(self, how: str, start: int = 0) -> None:
+        super().__init__()
+        self.how, self.start = how, start
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.temp = nn.Parameter(torch.ones(()), requires_grad=False)
+
+    def forward(self, x):
+        late = next(CALLS[self.how]) >= self.start  # counted outside the module's state
+        if late and self.how == "data":  # no version counter moves
+            self.temp.data.mul_(0.5)
+        elif late and self.how == "reassign":
+            self.temp = nn.Parameter(self.temp.detach() * 0.5, requires_grad=False)
+        elif late and self.how == "standardise":  # a trainable weight
+            with torch.no_grad():
+                w = self.conv.weight
+                w.sub_(w.mean()).div_(w.std() + 1e-5).mul_(1.1)
+        return self.conv(x).mean() / self.temp
+
+
+@pytest.mark.parametrize(
+    ("how", "start"), [("data", 0), ("reassign", 0), ("standardise", 0), ("data", 3)]
+)
+def test_kept_state_puts_back_parameters_a_forward_writes_however(how, start):
+    # setups hunt 55: a temperature annealed through `.data` or re-assigned, a trainable
+    # weight standardised in place, a write first made after a warm-up of calls: each
+    # trained differently with the monitors' passes
+    CALLS[how] = itertools.count()
+    net, x = WritesItsParameters(how, start), torch.randn(2, 1, 5, 5)
+    temp, weight = net.temp, net.conv.weight.detach().clone()
+    for _ in range(5):
+        with kept_state(net):
+            net(x)
+        assert net.temp is temp and float(net.temp) == 1.0
+        assert torch.equal(net.conv.weight, weight)
