@@ -30,7 +30,7 @@ import contextlib
 import dataclasses
 import functools
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -112,9 +112,12 @@ def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
     """What puts ``value``'s insides back as they are now, or None (nothing to keep).
 
     A random generator's state; a list's, deque's, dict's or set's entries (the same
-    objects, one level down); a tensor attribute (no buffer, no parameter) written in
-    place, up to ``KEPT_NUMEL`` elements; the attributes of a ``SimpleNamespace`` or a
-    dataclass instance, and what they hold in turn (``nested``: one level only).
+    objects, one level down) and the states of the generators among them (a tuple's
+    too); a tensor attribute (no buffer, no parameter) written in place, up to
+    ``KEPT_NUMEL`` elements; the attributes of a ``SimpleNamespace`` or a dataclass
+    instance, and what they hold in turn (``nested``: one level only); the generators an
+    object of another class holds as attributes (setups hunt 55: a generator in a list,
+    or held by a helper object, advanced by every pass of the monitors).
     """
     if isinstance(value, GENERATORS):
         with contextlib.suppress(Exception):  # a generator without state (SystemRandom)
@@ -134,14 +137,20 @@ def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
                     value.copy_(copy)
 
         return put_tensor
-    if isinstance(value, list | collections.deque | dict | set):
-        return contents_as_now(value)
+    if isinstance(value, list | collections.deque | dict | set | tuple):
+        entries = list(value.values() if isinstance(value, dict) else value)
+        puts = [] if isinstance(value, tuple) else [contents_as_now(value)]
+        return _all(puts + _generator_states(entries))
     if nested:
         return None
     if isinstance(value, types.SimpleNamespace):
         names = list(vars(value))
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = [f.name for f in dataclasses.fields(value)]  # slots or not
+    elif isinstance(getattr(value, "__dict__", None), dict) and not isinstance(value, _NOT_HELPERS):
+        # a helper object of the user's (a noise sampler holding its generator): only the
+        # generators it holds, its other attributes are its own business
+        return _all(_generator_states(vars(value).values()))
     else:
         return None
     before = {name: getattr(value, name) for name in names}
@@ -155,6 +164,28 @@ def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
             put()
 
     return put_attrs
+
+
+_NOT_HELPERS = (type, types.ModuleType, types.FunctionType, types.MethodType, nn.Module)
+
+
+def _generator_states(values: Iterable[object]) -> list[Callable[[], None]]:
+    """What puts back the state of each random generator among ``values``."""
+    return [put for v in values if isinstance(v, GENERATORS) and (put := _inside(v))]
+
+
+def _all(puts: list[Callable[[], None]]) -> Callable[[], None] | None:
+    """One call making each of ``puts`` (``None`` where there is none)."""
+    if not puts:
+        return None
+    if len(puts) == 1:
+        return puts[0]
+
+    def put_each() -> None:
+        for put in puts:
+            put()
+
+    return put_each
 
 
 @functools.cache

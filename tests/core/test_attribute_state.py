@@ -42,3 +42,32 @@ def test_attributes_kept_leaves_objects_without_attributes_alone():
     with attributes_kept(numbers, None, 3):
         pass
     assert numbers == (1, 2)
+
+
+class Sampler:
+    """A helper of the user's holding its own generator."""
+
+    def __init__(self, seed: int) -> None:
+        self.g = torch.Generator().manual_seed(seed)
+        self.drawn = 0
+
+
+def test_attributes_kept_puts_back_generators_in_containers_and_helper_objects():
+    # setups hunt 55: noise drawn from a generator held in a list, a tuple or by a helper
+    # object trained differently with the monitors' passes
+    class Noisy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_list = [torch.Generator().manual_seed(1)]
+            self.in_tuple = (torch.Generator().manual_seed(2),)
+            self.helper = Sampler(3)
+
+    net = Noisy()
+    gens = [net.in_list[0], net.in_tuple[0], net.helper.g]
+    states = [g.get_state() for g in gens]
+    with attributes_kept(net):
+        for g in gens:
+            torch.randn(3, generator=g)
+        net.helper.drawn += 1  # a helper's other attributes are its own
+    assert all(torch.equal(g.get_state(), s) for g, s in zip(gens, states, strict=True))
+    assert net.helper.drawn == 1
