@@ -22,6 +22,7 @@ from lightning_cnnviz.core.weight_leaves import weight_param
 from lightning_cnnviz.kernels import dense, draw, figures
 from lightning_cnnviz.kernels.frozen_check import FrozenCheck
 from lightning_cnnviz.kernels.step_gradients import StepGradients
+from lightning_cnnviz.kernels.weight_copies import WeightCopies
 
 
 class _Picture(NamedTuple):
@@ -62,6 +63,12 @@ def learnt_of(module: nn.Module, weight: Tensor) -> Tensor | None:
         return None
     leaf = leaf.detach().transpose(0, 1) if isinstance(module, TRANSPOSED) else leaf.detach()
     return leaf if leaf.shape == weight.shape else weight
+
+
+def learns(module: nn.Module) -> bool:
+    """Whether the weight ``learnt_of`` reads takes a gradient (or is none to read)."""
+    leaf = weight_param(module)
+    return leaf is None or leaf.requires_grad
 
 
 class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
@@ -139,7 +146,8 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
         self.max_drawn_layers = max_drawn_layers
         self._drawn: set[str] = set()
         self.log_delta, self.linear = log_delta, linear
-        self._previous: dict[str, Tensor] = {}
+        self._weights = WeightCopies()  # each layer's weight at the last event
+        self._hf: dict[str, Tensor] = {}  # hf_energy of weights that take no gradient
         self._still: dict[str, int] = {}  # events in a row without change, per layer
         self._steps: list[int] = []  # the last events' steps
         self._scale: float | None = None  # a 16-bit loss scale at the last event
@@ -195,11 +203,11 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
             symmetric = self.normalization == "layer_symmetric"
             scale = draw.layer_scale(w, in_channel_mode=mode) if symmetric else None
             pictures = [_Picture(self.tag(name), "kernels", w[shown], scale, dilation)]
-            previous = self._previous.get(name)
+            previous = self._weights.copies.get(name)
             learnt = learnt_of(module, weight)
             same = learnt is not None and previous is not None and previous.shape == learnt.shape
             if self.log_delta and same:
-                delta = learnt.float() - previous  # type: ignore[union-attr]  # what moved
+                delta = learnt.float() - previous  # type: ignore[operator]  # what moved
                 scale = draw.layer_scale(delta, in_channel_mode=mode)
                 pictures.append(
                     _Picture(self.tag(name, "delta"), "delta", delta[shown], scale, dilation)
@@ -238,12 +246,15 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
         with self.phase("compute"):
             for name, module in self.selected.items():
                 weight = filters_of(module)
+                learnt, frozen = learnt_of(module, weight), not learns(module)
+                still = learnt is not None and self._weights.follow(name, learnt, frozen)
                 values[self.tag(name, "mean_abs")] = figures.mean_abs(weight)
                 if isinstance(module, KERNEL_TYPES):
-                    hf = figures.hf_energy(weight)
+                    hf = self._hf.get(name) if still else figures.hf_energy(weight)
                     if hf is not None:
                         values[self.tag(name, "hf_energy")] = hf
-                previous, learnt = self._previous.get(name), learnt_of(module, weight)
+                    if hf is not None and learnt is not None and frozen:
+                        self._hf[name] = hf  # unchanged until its weight is written
                 if learnt is None:
                     how = (
                         "computed anew at each access (a property, as a Bayesian layer's sample)"
@@ -252,25 +263,16 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
                     )
                     why = f"leaves out `{name}`'s relative_change: its weight is {how}, not a "
                     self.warn_once(f"sampled/{name}", why + "parameter it can follow")
-                elif previous is not None and previous.shape == learnt.shape:
-                    previous = previous.to(learnt.device)
-                    values[self.tag(name, "relative_change")] = figures.relative_change(
-                        learnt, previous
-                    )
-                    self._previous[name] = previous
+                elif (change := self._weights.change(name, learnt, still)) is not None:
+                    values[self.tag(name, "relative_change")] = change
         with self.phase("render"):  # only the copies: the drawing runs on the sink's thread
             for name, module in self.selected.items():
                 weight = filters_of(module)
                 learnt = learnt_of(module, weight)
                 if name in self._drawn:
                     pictures += self._pictures(name, module, weight)
-                kept = self._previous.get(name)
-                if learnt is None:
-                    continue
-                if kept is not None and kept.shape == learnt.shape and kept.device == learnt.device:
-                    kept.copy_(learnt)  # reuse the buffer: no allocation of the model's size
-                else:
-                    self._previous[name] = learnt.to(torch.float32, copy=True)
+                if learnt is not None:
+                    self._weights.keep(name, learnt, not learns(module))
         with self.phase("write"):  # one host transfer for every scalar
             host = torch.stack([v.float() for v in values.values()]).cpu().tolist()
             scalars = dict(zip(values, host, strict=True))
@@ -280,17 +282,14 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
 
     @override
     def extra_state(self) -> dict[str, Any]:
-        # copies: the buffers are updated in place at the next event
-        previous = {k: v.to("cpu", copy=True) for k, v in self._previous.items()}
-        return {"previous": previous, "still": dict(self._still), "steps": list(self._steps),
+        return {**self._weights.state_dict(), "still": dict(self._still),
+                "steps": list(self._steps),
                 "frozen_told": self._frozen_told,
                 "unoptimised_told": self._unoptimised_told}  # fmt: skip
 
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self._previous = {
-            k: v.to(torch.float32, copy=True) for k, v in state.get("previous", {}).items()
-        }
+        self._weights.load_state_dict(state)
         self._still, self._steps = dict(state.get("still", {})), list(state.get("steps", []))
         self._frozen_told = bool(state.get("frozen_told", False))
         self._unoptimised_told = bool(state.get("unoptimised_told", False))

@@ -108,8 +108,10 @@ def hf_energy(weight: Tensor, cutoff: float = HF_CUTOFF) -> Tensor | None:
     filters, taps = weight.shape[0], math.prod(kernel)
     w = weight.detach().float().reshape(filters, -1, taps)
     # each filter scaled to a largest tap of 1 (the share is scale-free): squares of large
-    # but finite weights overflow float32 (setups hunt 50: NaN at 1e20)
-    w = w / w.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-30)
+    # but finite weights overflow float32 (setups hunt 50: NaN at 1e20); its extremes read
+    # without a temporary of the layer's size
+    low, high = torch.aminmax(w.reshape(filters, -1), dim=1)
+    w = w / torch.maximum(-low, high).clamp_min(1e-30).view(filters, 1, 1)
     gram = w.transpose(1, 2) @ w  # (filters, taps, taps): summed over the input slices
     high = (gram * form).sum(dim=(1, 2)).clamp_min(0)  # rounding: Q is PSD
     total = gram.diagonal(dim1=1, dim2=2).sum(dim=1) * bins
@@ -117,11 +119,16 @@ def hf_energy(weight: Tensor, cutoff: float = HF_CUTOFF) -> Tensor | None:
     return (share * live).sum() / live.sum().clamp_min(1)
 
 
+CHUNK = 1 << 22  # elements per chunk of ``relative_change``'s sums
+
+
 def relative_change(weight: Tensor, previous: Tensor) -> Tensor:
     """``||W - W_prev|| / ||W_prev||`` (Frobenius), 0-d float32; 0 when both are zero.
 
     Both scaled by ``W_prev``'s largest entry first: the squares of large but finite
-    weights overflow float32 (a diverging run's 1e20 read as inf, then NaN).
+    weights overflow float32 (a diverging run's 1e20 read as inf, then NaN). Summed over
+    chunks of ``CHUNK`` elements: a layer-sized temporary per step doubled a frozen
+    backbone's memory.
 
     Example::
 
@@ -129,10 +136,18 @@ def relative_change(weight: Tensor, previous: Tensor) -> Tensor:
         >>> float(relative_change(2 * w, w)), float(relative_change(2e30 * w, 1e30 * w))
         (1.0, 1.0)
     """
-    w, p = weight.detach().float(), previous.detach().float()
-    scale = p.abs().amax().clamp_min(1e-30) if p.numel() else torch.ones(())
-    w, p = w / scale, p / scale
-    return torch.linalg.vector_norm(w - p) / torch.linalg.vector_norm(p).clamp_min(1e-12 / scale)
+    w, p = weight.detach().reshape(-1), previous.detach().reshape(-1)
+    if not p.numel():
+        return torch.zeros((), device=w.device)
+    low, high = torch.aminmax(p)  # no temporary of the layer's size
+    scale = torch.maximum(-low, high).float().clamp_min(1e-30)
+    moved = torch.zeros((), device=w.device)
+    size = torch.zeros((), device=w.device)
+    for at in range(0, p.numel(), CHUNK):  # temporaries of a chunk, not of the layer
+        a, b = w[at : at + CHUNK].float() / scale, p[at : at + CHUNK].float() / scale
+        moved = moved + (a - b).square().sum()
+        size = size + b.square().sum()
+    return moved.sqrt() / size.sqrt().clamp_min(1e-12 / scale)
 
 
 def mean_abs(weight: Tensor) -> Tensor:

@@ -91,18 +91,18 @@ def test_kernels_previous_buffer_reused_and_state_kept_apart(tmp_path):
     model = EdgeNet()
     trainer, monitor = setup_monitor(tmp_path, model)
     monitor.log_event(trainer, model)
-    buffer = monitor._previous["conv2"]
+    buffer = monitor._weights.copies["conv2"]
     state = monitor.state_dict()
     start = model.conv2.weight.detach().clone()
     with torch.no_grad():
         model.conv2.weight.add_(0.5)
     monitor.log_event(trainer, model)
-    assert monitor._previous["conv2"] is buffer  # updated in place
+    assert monitor._weights.copies["conv2"] is buffer  # updated in place
     assert torch.equal(buffer, model.conv2.weight.detach())
     assert torch.equal(state["extra"]["previous"]["conv2"], start)  # the saved state is a copy
     again = KernelMonitor()
     again.load_state_dict(state)
-    assert again._previous["conv2"] is not state["extra"]["previous"]["conv2"]
+    assert again._weights.copies["conv2"] is not state["extra"]["previous"]["conv2"]
     monitor.sink.flush()
     change = events(tmp_path).Scalars("kernels/conv2/relative_change")
     expected = 0.5 * start.numel() ** 0.5 / torch.linalg.vector_norm(start)

@@ -77,7 +77,7 @@ def test_kernels_monitor_resume_keeps_previous(tmp_path):
     assert set(state["extra"]["previous"]) == {"conv1", "conv2"}
     again = KernelMonitor(every_n_steps=2)
     again.load_state_dict(state)
-    assert torch.equal(again._previous["conv1"], model.conv1.weight.detach())
+    assert torch.equal(again._weights.copies["conv1"], model.conv1.weight.detach())
 
 
 def test_kernels_monitor_arguments():
