@@ -63,8 +63,9 @@ def parameter_copies(model: nn.Module) -> list[_Kept]:
     known, room = _WRITES.get(model), KEPT_NUMEL
     kept = []
     for module, key, p in found:
-        keep = p.numel() <= SMALL_NUMEL or (known is not None and id(p) in known)
-        if known is None and p.numel() <= room:
+        strided = p.layout == torch.strided  # a sparse one has no `==`: its version only
+        keep = strided and (p.numel() <= SMALL_NUMEL or (known is not None and id(p) in known))
+        if strided and known is None and p.numel() <= room:
             keep, room = True, room - p.numel()
         kept.append((module, key, p, p.detach().clone() if keep else None, p._version))
     return kept

@@ -9,6 +9,7 @@ layers through ``_modules``; so are they found again here.
 
 Example::
 
+    >>> import torch
     >>> from torch import nn
     >>> class Net(nn.Module):
     ...     conv = None  # a class attribute named like the module registered below
@@ -18,6 +19,10 @@ Example::
     >>> net = Net()
     >>> type(registered(net, "conv")).__name__, registered(net, "gone"), net.conv
     ('Conv2d', None, None)
+    >>> holder = nn.Module()
+    >>> holder.net = torch.compile(Net())  # its layers named without `_orig_mod`
+    >>> registered(holder, "net.conv") is holder.net._orig_mod._modules["conv"]
+    True
 """
 
 from __future__ import annotations
@@ -31,5 +36,10 @@ def registered(model: nn.Module, path: str) -> nn.Module | None:
     """``model``'s module at ``path`` (``""``: the model), ``None`` where there is none."""
     module: nn.Module | None = model
     for part in path.split(".") if path else ():
+        # a `torch.compile`d module: its layers are named without `_orig_mod`
+        while module is not None and part not in module._modules:
+            if "_orig_mod" not in module._modules:
+                break
+            module = module._modules["_orig_mod"]
         module = module._modules.get(part) if module is not None else None
     return module

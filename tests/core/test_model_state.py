@@ -323,3 +323,13 @@ def test_kept_state_puts_back_parameters_a_forward_writes_however(how, start):
             net(x)
         assert net.temp is temp and float(net.temp) == 1.0
         assert torch.equal(net.conv.weight, weight)
+
+
+def test_kept_state_a_sparse_parameter_is_followed_by_its_version_only():
+    # setups hunt 56: comparing a frozen sparse COO parameter with its copy raised, and
+    # every monitor stepped aside
+    net = nn.Linear(3, 2)
+    net.table = nn.Parameter(torch.eye(3).to_sparse(), requires_grad=False)
+    with kept_state(net):
+        net(torch.randn(1, 3))
+    assert net.table.layout == torch.sparse_coo and torch.equal(net.table.to_dense(), torch.eye(3))
