@@ -11,11 +11,12 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from tests.overfitting.runs import Net, fit_monitor
 
 
-def evaluations(losses, update=3e-8, lr=1e-6, start=0.39, every=50, steps=300, **row):
+def evaluations(losses, update=3e-8, lr=1e-6, start=0.39, every=50, steps=300, vals=None, **row):
+    vals = vals or [0.403] * len(losses)
     return [
-        Evaluation(every * (i + 1), i, start_loss=start, returned_loss=loss, val_loss=0.403,
+        Evaluation(every * (i + 1), i, start_loss=start, returned_loss=loss, val_loss=val,
                    run_share=every * (i + 1) / steps, update_ratio=update, lr=lr, **row)
-        for i, loss in enumerate(losses)
+        for i, (loss, val) in enumerate(zip(losses, vals, strict=True))
     ]  # fmt: skip
 
 
@@ -27,6 +28,9 @@ def test_flat_loss_a_regression_at_a_tiny_rate_is_not_learning():
     assert verdict.kind == "not_learning" and verdict.severity == "problem"
     assert verdict.figures["loss_only"] and abs(verdict.figures["fell"]) < flat_loss.FLAT
     assert (verdict.since.step, verdict.detected.step) == (50, 100)
+    # hunt 79: a BatchNorm autoencoder's val loss rose as its running statistics settled
+    assert flat_loss.not_moving(evaluations([0.39, 0.39], vals=[0.143, 0.170])) is not None
+    assert flat_loss.not_moving(evaluations([0.39, 0.39], vals=[0.170, 0.160])) is None
 
 
 def test_flat_loss_waits_where_it_cannot_tell_a_stuck_run():
