@@ -55,6 +55,8 @@ class Measures(ProbeLogits):
     plan: Any
     val_from_loop: bool
     _loop_check: dict[str, float] | None
+    _steps: dict[str, Any]  # the steps' inputs read at the model's first layer, by split
+    _step_why: str  # why they cannot be read
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: Any, optimizer: Any) -> None:
         """Read the update of a step a validation follows (``update_size``; one host read).
@@ -154,6 +156,11 @@ class Measures(ProbeLogits):
             "train_acc_images": self._acc_images(trainer, found),
             "val_images": val_images(trainer),
             "bn_nonfinite": bn_levels.nonfinite_norms(unwrap_model(pl_module)),
+            # validation ran and none of its batches reached the model's first layer (read
+            # on training batches): `validation_step` scores another module (an EMA's copy)
+            "val_elsewhere": "train" in self._steps
+            and "val" not in self._steps
+            and not self._step_why,
         }
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
                         run_share=share, **host, **dataclasses.asdict(settings),

@@ -125,8 +125,25 @@ def loss_mismatch(v: Verdict) -> str:
 def val_metrics_differ(v: Verdict) -> str:
     """Logged val metrics that are not the model's own on the val probe."""
     f, now, since = v.figures, v.detected, v.since
-    if v.severity == "note":
+    if v.severity == "note" and not f.get("early"):
         return f"The logged val metrics agree with the val probe again at {when(now)}."
+    if f.get("elsewhere") and f.get("logged_acc") is not None:
+        return (
+            f"`validation_step` scores another module than the one trained: none of its "
+            f"batches reached the model's first layer, and its logged val accuracy "
+            f"({num(f['logged_acc'], True)}) trails the model's own "
+            f"{num(f['probe_acc'], True)} on the val probe (eval mode) since {when(since)}. "
+            + (
+                "It has not risen since, with half the run gone: it does not catch up in this "
+                "run (an average of the weights whose decay is too slow for a run this long: "
+                "lower it, 0.99-0.999, or validate the model itself); the logged val curves "
+                "say nothing of the model."
+                if f.get("stalled")
+                else "An average of the weights (EMA) or a teacher validated on purpose lags "
+                "like this while the model learns fast; the logged val curves are that "
+                "module's, and the checks judge the model from its own figures."
+            )
+        )
     if "loop_acc" in f:
         return (
             f"`validation_step` does not score the images as the dataset gives them: on "

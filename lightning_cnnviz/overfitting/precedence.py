@@ -143,7 +143,12 @@ def verdicts(
     def told(kind: str) -> bool:  # standing, or found now and not waiting itself
         return standing(reported, kind) or (found[kind] is not None and kind not in waiting)
 
-    if told("val_metrics_differ"):
+    if h[-1].val_elsewhere:
+        # another module validated (an EMA's copy): its logged figures set against the
+        # model's own are no gap and no misfed loss (hunt 79: a lagging EMA was told "the
+        # splits differ" and "the loss is fed probabilities"); its own curves still count
+        waiting.update(("loss_mismatch", "generalisation_gap"))
+    elif told("val_metrics_differ"):
         # the logged val figures are not the model's: the curves and the gap read them
         waiting.update(("loss_mismatch", "generalisation_gap", "lr_decayed_early", *CURVE_KINDS))
     if told("loss_mismatch"):

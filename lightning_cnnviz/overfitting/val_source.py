@@ -64,6 +64,10 @@ CLOSING = 0.75
 RISING = 0.05
 """The logged accuracy up this much at each evaluation: a lagging copy still catching up."""
 
+STALLED_SHARE = 0.5
+"""Half the run gone with the validated copy's accuracy no higher than when they parted: it
+does not catch up in this run (an average whose decay is too slow for its length)."""
+
 
 def loop_check(loop: Tensor, own: Tensor | None, labels: Tensor | None) -> dict[str, float]:
     """The validation loop's logits on the val probe against the monitor's own pass.
@@ -152,6 +156,13 @@ def val_metrics_differ(history: Sequence[Evaluation], patience: int = 2) -> Verd
     up; held out, a timm ResNet under SGD 0.1 trailed by 42, then 66 (the model jumped to
     99%), 38 and 13 points. A transform in ``validation_step`` keeps its gap.
 
+    A note, not a problem, where no validation batch reached the model's first layer
+    (``Evaluation.val_elsewhere``): ``validation_step`` scores another module, an average
+    of the weights validated on purpose (hunt 79: a timm ``ModelEmaV3(0.99)`` over a
+    BatchNorm CNN read 10-17% for four validations while the model learnt, then caught up);
+    a problem where half the run has gone and its accuracy has not risen since they parted
+    (``STALLED_SHARE``: an average at decay 0.9999 over 400 steps read 10% to the end).
+
     Example::
 
         >>> def ev(logged, probe=0.9):
@@ -173,4 +184,12 @@ def val_metrics_differ(history: Sequence[Evaluation], patience: int = 2) -> Verd
         "probe_loss": now.probe_loss_val,
         "non_finite": not finite(now.val_loss) if now.val_loss is not None else False,
     }
+    if now.val_elsewhere:  # another module validated on purpose (an EMA): a fact, a note
+        first = _logged(evs[-streak])
+        stalled = (now.run_share or 0.0) >= STALLED_SHARE and (
+            first is None or (figures["logged_acc"] or 0.0) - first < RISING
+        )
+        figures.update(elsewhere=True, stalled=stalled, early=not stalled)
+        severity = "problem" if stalled else "note"
+        return Verdict("val_metrics_differ", evs[-streak], now, None, figures, severity)
     return Verdict("val_metrics_differ", evs[-streak], now, None, figures)

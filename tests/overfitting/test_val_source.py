@@ -13,6 +13,7 @@ from lightning_cnnviz.overfitting import val_source
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
+from tests.monitors import TinyCNN
 from tests.overfitting.runs import Net, fit_monitor, one_hot_set
 
 
@@ -176,3 +177,62 @@ def test_val_source_average_whose_gap_grows_then_closes_waits():
     # an average that does not catch up (its accuracy flat) is told at the second
     flat = evaluations([dict(val_acc=a, probe_acc_val=p) for a, p in [(0.2, 0.6), (0.22, 0.95)]])
     assert val_source.val_metrics_differ(flat).detected.step == 100
+
+
+def test_val_source_another_module_validated_is_a_note_until_it_stalls():
+    # hunt 79: timm's ModelEmaV3(0.99) over a BatchNorm CNN, validated: 10-17% logged for
+    # four validations while the model learnt, then it caught up; told a problem, and
+    # "the splits differ", "the loss is fed probabilities" before it
+    rows = [(0.104, 0.45, 0.125), (0.094, 0.71, 0.25), (0.168, 0.86, 0.375)]
+    ema = evaluations(
+        [dict(val_acc=a, probe_acc_val=p, run_share=s, val_elsewhere=True) for a, p, s in rows]
+    )
+    verdict = val_source.val_metrics_differ(ema)
+    assert verdict.severity == "note" and verdict.figures["elsewhere"]
+    assert "`validation_step` scores another module than the one trained" in headline(verdict)
+    # half the run gone and no higher than when they parted: it does not catch up
+    late = [*ema, *evaluations([dict(val_acc=0.11, probe_acc_val=0.9, run_share=0.5,
+                                     val_elsewhere=True)])]  # fmt: skip
+    stalled = val_source.val_metrics_differ(late)
+    assert stalled.severity == "problem" and stalled.figures["stalled"]
+    assert "does not catch up in this run" in headline(stalled)
+    # the copy's logged figures set against the model's own: no misfed loss told (the
+    # EMA's near-uniform val loss matched the model's probe loss through a softmax)
+    row = dict(train_acc=0.99, val_acc=0.62, val_loss=1.6, train_loss=0.05, probe_acc_val=0.9,
+               probe_loss_val=0.3, probe_ce_probs_val=1.6)  # fmt: skip
+    for elsewhere, told in ((False, ["loss_mismatch"]), (True, [])):
+        detector = Detector()
+        rows = evaluations([{**row, "val_elsewhere": elsewhere}] * 3)
+        assert [c.verdict.kind for ev in rows for c in detector.update(ev)] == told
+
+
+class ValidatesAnAverage(TinyCNN):
+    """TinyCNN whose ``validation_step`` scores an average of its weights (a copy of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.average = [TinyCNN()]  # held in a list: not a submodule, not trained
+        self.average[0].load_state_dict(self.state_dict())
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        with torch.no_grad():
+            for a, p in zip(self.average[0].parameters(), self.parameters(), strict=True):
+                a.lerp_(p, 0.5)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch[0], batch[1]
+        logits = self.average[0].eval()(x)
+        self.log("val/loss", nn.functional.cross_entropy(logits, y), on_epoch=True)
+        self.log("val/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True)
+
+
+def test_val_source_a_run_validating_another_module_reads_it(tmp_path):
+    from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+    from tests.monitors import fit as fit_tiny
+
+    monitor = OverfittingMonitor(num_samples=32)
+    fit_tiny(tmp_path, [monitor], model=ValidatesAnAverage())
+    history = monitor.detector.history
+    assert history and all(e.val_elsewhere for e in history)
+    fit_tiny(tmp_path / "own", [own := OverfittingMonitor(num_samples=32)], model=TinyCNN())
+    assert own.detector.history and not any(e.val_elsewhere for e in own.detector.history)
