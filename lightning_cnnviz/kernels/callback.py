@@ -149,6 +149,7 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
         self._weights = WeightCopies()  # each layer's weight at the last event
         self._hf: dict[str, Tensor] = {}  # hf_energy of weights that take no gradient
         self._still: dict[str, int] = {}  # events in a row without change, per layer
+        self._moving_run: dict[str, int] = {}  # events in a row with a change, per layer
         self._steps: list[int] = []  # the last events' steps
         self._scale: float | None = None  # a 16-bit loss scale at the last event
         self._frozen_told = False

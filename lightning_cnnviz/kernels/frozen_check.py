@@ -59,6 +59,7 @@ class FrozenCheck(UnoptimisedCheck):
     selected: dict[str, nn.Module]
     section: str
     _still: dict[str, int]
+    _moving_run: dict[str, int]  # events in a row with a change, per layer
     _steps: list[int]
     _scale: float | None  # the 16-bit loss scale at the last event
     _frozen_told: bool
@@ -112,7 +113,7 @@ class FrozenCheck(UnoptimisedCheck):
         fixed |= set(unoptimised(leaves.items(), groups))
         nearly = {n for n, w in leaves.items() if tiny_rate(w, groups)}
         reached = still_layers(self._still, changes, fixed, nearly)
-        self._check_moving(trainer, changes)
+        self._check_moving(trainer, changes, fixed)
         if not reached or self._frozen_told:
             return
         self._frozen_told = True
@@ -267,17 +268,25 @@ class FrozenCheck(UnoptimisedCheck):
             )
         return swapped + uncalled
 
-    def _check_moving(self, trainer: Trainer, changes: dict[str, float]) -> None:
+    def _check_moving(self, trainer: Trainer, changes: dict[str, float], fixed: set[str]) -> None:
         """The told layers changing again (unfrozen by a schedule): the finding becomes a note.
 
         Held out: ``BackboneFinetuning`` froze the convolutions for an epoch, then trained
-        them (relative change 0.02-0.03 an event), and the summary kept the problem.
+        them (relative change 0.02-0.03 an event), and the summary kept the problem. Layers
+        still ``fixed`` (no gradient, or no optimiser) must change at two events in a row:
+        a frozen backbone written once in place (setups hunt 57: a BatchNorm folded into
+        it) does not train.
         """
+        for n in changes:
+            moved = self._still.get(n, 0) == 0
+            self._moving_run[n] = self._moving_run.get(n, 0) + 1 if moved else 0
         told = self._frozen
         if told is None or not any(f is told for f in findings_of(trainer)):
             return  # nothing told, or told in another fit
         names = told.figures["names"]
         if not all(self._still.get(n, 0) == 0 and n in changes for n in names):
+            return
+        if any(n in fixed and self._moving_run.get(n, 0) < 2 for n in names):
             return
         self._frozen = None
         step, epoch = trainer.global_step, trainer.current_epoch

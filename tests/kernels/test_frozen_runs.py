@@ -81,6 +81,31 @@ def test_kernels_frozen_layers_changing_again_become_a_note(tmp_path):
     assert found.message.startswith("Layers change again at step 8 (epoch 0): `conv1`, still at")
 
 
+class WriteOnce(L.Callback):
+    """Scales ``conv1`` in place once at ``step`` (a BatchNorm folded into a frozen conv)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                pl_module.conv1.weight.mul_(0.5)
+
+
+def test_kernels_frozen_layers_written_once_are_still_frozen(tmp_path):
+    # setups hunt 57: a frozen random backbone written once in place at step 13 was told
+    # "Layers change again ... now train" to the end of the fit
+    model = WideNet()
+    model.conv1.weight.requires_grad_(False)
+    monitor = KernelMonitor(every_n_steps=2, layers=["conv1"])
+    _, trainer, acc = run(tmp_path, [monitor, WriteOnce(7)], model, steps=14)
+    changes = [e.value for e in acc.Scalars("kernels/conv1/relative_change")]
+    assert changes.count(0.0) == len(changes) - 1 and max(changes) > 0.4  # the one write
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert "moving_since" not in found.figures and found.message.startswith("Frozen layers")
+
+
 class DetachedLoss(EdgeNet):
     """Returns the loss's value as a new leaf: the backward reaches no parameter."""
 
