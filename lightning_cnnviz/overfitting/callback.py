@@ -166,6 +166,7 @@ class OverfittingMonitor(
         self._loop_check: dict[str, float] | None = None  # loop vs own pass (``val_source.py``)
         self._repeat_checked = False  # two eval-mode passes compared (``val_mode.py``)
         self._reset_steps()  # the first layer's inputs in the steps (``step_inputs.py``)
+        self.val_reached: bool | None = None  # validation calls a trained layer (``val_reach``)
         self._not_accuracy: set[str] = set()  # logged "accuracies" that are none
 
     @override

@@ -34,13 +34,14 @@ from lightning_cnnviz.overfitting.val_mode import (
     train_mode_layers,
     train_mode_text,
 )
+from lightning_cnnviz.overfitting.val_reach import ValReach
 
 __all__ = ["LoopTap"]
 
 REPEAT_IMAGES = 16  # val probe images the two passes of the repeat check read
 
 
-class LoopTap(StepInputs):
+class LoopTap(ValReach, StepInputs):
     """The validation hooks that keep the val probe's logits (a part of the monitor).
 
     They also tap the first validation batch's inputs (``step_inputs.py``).
@@ -100,6 +101,7 @@ class LoopTap(StepInputs):
             self._tap_batch(trainer, pl_module, batch, "val")
             if batch_idx == 0:
                 self._read_batch(trainer, batch, "val")
+                self._tap_reach(trainer, pl_module, batch_idx)
 
     @override
     def on_validation_batch_end(

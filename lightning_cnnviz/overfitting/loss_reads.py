@@ -116,6 +116,10 @@ def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
     }
 
 
+OTHER_MODEL = 0.25
+"""The logged val accuracy this far from the val probe's: the logged loss is another model's."""
+
+
 def reads_logits(ev: Evaluation) -> bool | None:
     """Whether the logged val loss reads the outputs as logits (None: cannot tell).
 
@@ -144,6 +148,13 @@ def reads_logits(ev: Evaluation) -> bool | None:
     if loss is None or own is None or soft is None:
         return None
     if not all(math.isfinite(v) and v > 0 for v in (loss, own, soft)):
+        return None
+    other = ev.val_acc is not None and ev.probe_acc_val is not None
+    if other and abs(ev.val_acc - ev.probe_acc_val) >= OTHER_MODEL:  # type: ignore[operator]
+        # a loss fed probabilities keeps the model's ranking, and its logged accuracy; one
+        # this far from the model's own is another model's (hunt 80: Lightning's
+        # `EMAWeightAveraging` validated, its near-uniform val loss at the model's softmax
+        # cross-entropy early on, told "fed probabilities")
         return None
     acc = ev.val_acc if ev.val_acc is not None else ev.probe_acc_val
     if acc is not None and acc >= RANKED and own * FAR <= loss:

@@ -36,6 +36,7 @@ from lightning_cnnviz.overfitting.metrics import (
     figures,
 )
 from lightning_cnnviz.overfitting.probe_logits import ProbeLogits
+from lightning_cnnviz.overfitting.val_reach import averaged_in
 from lightning_cnnviz.overfitting.val_source import loop_check
 from lightning_cnnviz.overfitting.validation_ends import before_validation
 
@@ -55,8 +56,7 @@ class Measures(ProbeLogits):
     plan: Any
     val_from_loop: bool
     _loop_check: dict[str, float] | None
-    _steps: dict[str, Any]  # the steps' inputs read at the model's first layer, by split
-    _step_why: str  # why they cannot be read
+    val_reached: bool | None  # a validation's first batch reached a trained layer
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: Any, optimizer: Any) -> None:
         """Read the update of a step a validation follows (``update_size``; one host read).
@@ -156,11 +156,8 @@ class Measures(ProbeLogits):
             "train_acc_images": self._acc_images(trainer, found),
             "val_images": val_images(trainer),
             "bn_nonfinite": bn_levels.nonfinite_norms(unwrap_model(pl_module)),
-            # validation ran and none of its batches reached the model's first layer (read
-            # on training batches): `validation_step` scores another module (an EMA's copy)
-            "val_elsewhere": "train" in self._steps
-            and "val" not in self._steps
-            and not self._step_why,
+            # `validation_step` scores another module: an average swapped in, or a copy
+            "val_elsewhere": averaged_in(trainer) or self.val_reached is False,
         }
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
                         run_share=share, **host, **dataclasses.asdict(settings),

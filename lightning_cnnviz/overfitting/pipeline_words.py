@@ -129,8 +129,8 @@ def val_metrics_differ(v: Verdict) -> str:
         return f"The logged val metrics agree with the val probe again at {when(now)}."
     if f.get("elsewhere") and f.get("logged_acc") is not None:
         return (
-            f"`validation_step` scores another module than the one trained: none of its "
-            f"batches reached the model's first layer, and its logged val accuracy "
+            f"`validation_step` scores another module than the one trained (an average of "
+            f"the weights swapped in, or a copy it calls), and its logged val accuracy "
             f"({num(f['logged_acc'], True)}) trails the model's own "
             f"{num(f['probe_acc'], True)} on the val probe (eval mode) since {when(since)}. "
             + (

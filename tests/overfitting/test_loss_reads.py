@@ -482,3 +482,14 @@ def test_loss_reads_a_loss_held_at_chance_while_the_outputs_learn_is_told():
     assert loss_reads.loss_mismatch(untrained) is None
     learning = [replace(e, returned_loss=e.probe_loss_val, val_loss=e.probe_loss_val) for e in evs]
     assert loss_reads.loss_mismatch(learning) is None
+
+
+def test_loss_reads_a_logged_accuracy_far_from_the_model_s_is_another_model_s_loss():
+    # hunt 80: a lagging average validated (Lightning's EMAWeightAveraging), its near-
+    # uniform val loss at the model's softmax cross-entropy: told "fed probabilities"
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+    from lightning_cnnviz.overfitting.loss_reads import reads_logits
+
+    row = dict(val_loss=2.157, probe_loss_val=0.9, probe_ce_probs_val=2.156, probe_acc_val=0.7)
+    assert reads_logits(Evaluation(100, 1, val_acc=0.68, **row)) is False  # the model's
+    assert reads_logits(Evaluation(100, 1, val_acc=0.13, **row)) is None  # another model's

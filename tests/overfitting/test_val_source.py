@@ -104,7 +104,8 @@ def test_val_source_found_in_a_run_that_validates_an_ema(tmp_path):
     assert figures["probe_acc"] - figures["logged_acc"] >= val_source.LOGGED_BELOW
     assert figures["probe_acc"] == pytest.approx(1.0)
     assert "generalisation_gap" not in found and "overfitting" not in found
-    assert any("is not this model's" in m for m in said)
+    # its batches reach no layer the optimiser trains: another module validated, stalled
+    assert any("does not catch up in this run" in m for m in said)
 
 
 def test_val_source_loop_check_is_paired_and_one_sided():
@@ -198,7 +199,7 @@ def test_val_source_another_module_validated_is_a_note_until_it_stalls():
     assert "does not catch up in this run" in headline(stalled)
     # the copy's logged figures set against the model's own: no misfed loss told (the
     # EMA's near-uniform val loss matched the model's probe loss through a softmax)
-    row = dict(train_acc=0.99, val_acc=0.62, val_loss=1.6, train_loss=0.05, probe_acc_val=0.9,
+    row = dict(train_acc=0.99, val_acc=0.62, val_loss=1.6, train_loss=0.05, probe_acc_val=0.7,
                probe_loss_val=0.3, probe_ce_probs_val=1.6)  # fmt: skip
     for elsewhere, told in ((False, ["loss_mismatch"]), (True, [])):
         detector = Detector()
@@ -236,3 +237,33 @@ def test_val_source_a_run_validating_another_module_reads_it(tmp_path):
     assert history and all(e.val_elsewhere for e in history)
     fit_tiny(tmp_path / "own", [own := OverfittingMonitor(num_samples=32)], model=TinyCNN())
     assert own.detector.history and not any(e.val_elsewhere for e in own.detector.history)
+
+
+class TwoStems(TinyCNN):
+    """TinyCNN with an auxiliary stem registered first, used by a training-only loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aux = nn.Conv2d(1, 4, 3, padding=1)
+        self._modules = {"aux": self._modules.pop("aux"), **self._modules}  # registered first
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss + 0.01 * self.aux(batch[0]).square().mean()
+
+
+def test_val_source_averaging_callbacks_and_trained_layers_tell_another_module(tmp_path):
+    # hunt 80: Lightning's EMAWeightAveraging swaps the average into the model itself (told
+    # val_metrics_differ, "fed probabilities", the splits differ); a net whose first conv
+    # serves a training-only head was taken for one validating a copy
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+    from tests.monitors import fit as fit_tiny
+
+    swapped = OverfittingMonitor(num_samples=32)
+    fit_tiny(tmp_path / "ema", [swapped, EMAWeightAveraging(decay=0.9)], model=TinyCNN())
+    assert swapped.detector.history and all(e.val_elsewhere for e in swapped.detector.history)
+    stems = OverfittingMonitor(num_samples=32)
+    fit_tiny(tmp_path / "stems", [stems], model=TwoStems())
+    assert stems.detector.history and not any(e.val_elsewhere for e in stems.detector.history)
