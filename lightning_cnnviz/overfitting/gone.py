@@ -63,6 +63,8 @@ def went_away(kind: str, old: Verdict, ev: Evaluation, tolerance: float) -> bool
         return gap.gapped(ev, slack=gap.GAP_SLACK) is False
     if kind == "loss_mismatch":
         return loss_reads.misfed(ev) is False
+    if kind == "val_metrics_differ" and old.figures.get("unchanged"):  # moves again
+        return ev.val_loss is not None and ev.val_loss != old.figures["logged_loss"]
     if kind == "val_metrics_differ":
         return val_source.differs(ev) is False
     if kind in ("weight_decay_too_strong", "unstable_training"):

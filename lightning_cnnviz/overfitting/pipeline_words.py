@@ -127,6 +127,15 @@ def val_metrics_differ(v: Verdict) -> str:
     f, now, since = v.figures, v.detected, v.since
     if v.severity == "note" and not f.get("early"):
         return f"The logged val metrics agree with the val probe again at {when(now)}."
+    if f.get("unchanged"):
+        return (
+            f"The logged val metrics have not changed at all in {f['evaluations']} "
+            f"validations (val loss {num(f['logged_loss'])} each time) while the model did "
+            f"(its own loss on the val probe {num(f['probe_loss_first'])} -> "
+            f"{num(f['probe_loss'])}), since {when(since)}: `validation_step` scores something "
+            "that does not train (a frozen teacher, a copy never updated, a result cached "
+            "once); every val curve reads that."
+        )
     if f.get("elsewhere") and f.get("logged_acc") is not None:
         return (
             f"`validation_step` scores another module than the one trained (an average of "

@@ -52,7 +52,7 @@ from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
-__all__ = ["CLOSING", "LOGGED_BELOW", "differs", "loop_check", "val_metrics_differ"]
+__all__ = ["CLOSING", "LOGGED_BELOW", "differs", "loop_check", "unchanged", "val_metrics_differ"]
 
 LOGGED_BELOW = 0.3
 """The logged val accuracy this far under the val probe's: not the model's own score."""
@@ -145,6 +145,42 @@ def differs(e: Evaluation) -> bool | None:
     return e.probe_acc_val - e.val_acc >= LOGGED_BELOW
 
 
+UNCHANGED = 3
+"""Validations in a row whose logged val loss and accuracy did not move at all."""
+MOVED = 0.05  # ... while the model's own loss on the val probe moved this share
+
+
+def unchanged(history: Sequence[Evaluation]) -> Verdict | None:
+    """The logged val metrics identical at ``UNCHANGED`` validations while the model moved.
+
+    ``validation_step`` scores something that does not train: a frozen teacher, a copy
+    never updated, a result cached once (hunt 80: a distillation run validating its
+    teacher by mistake logged 0.7730 at all 8 validations while the student's own val
+    accuracy moved, and nothing was told).
+
+    Example::
+
+        >>> evs = [Evaluation(50 * i, i, val_loss=0.81, val_acc=0.773, probe_loss_val=p)
+        ...        for i, p in enumerate((1.4, 1.1, 0.95))]
+        >>> unchanged(evs).figures["logged_loss"], unchanged(evs[:2])
+        (0.81, None)
+    """
+    evs = [e for e in history if e.val_loss is not None and finite(e.val_loss)][-UNCHANGED:]
+    if len(evs) < UNCHANGED or any(e.lr == 0 for e in evs):
+        return None
+    same = all(e.val_loss == evs[0].val_loss and e.val_acc == evs[0].val_acc for e in evs)
+    own = [e.probe_loss_val for e in evs]
+    if not same or None in own or not all(finite(v) and v > 0 for v in own):  # type: ignore[arg-type]
+        return None
+    if max(own) < (1 + MOVED) * min(own):  # type: ignore[type-var, operator]
+        return None  # the model did not move either
+    now = evs[-1]
+    figures = {"unchanged": True, "logged_loss": now.val_loss, "logged_acc": now.val_acc,
+               "probe_loss": own[-1], "probe_loss_first": own[0], "probe_acc": now.probe_acc_val,
+               "evaluations": UNCHANGED, "non_finite": False}  # fmt: skip
+    return Verdict("val_metrics_differ", evs[0], now, None, figures)
+
+
 def val_metrics_differ(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """The logged val metrics parted from the val probe for ``patience`` evaluations.
 
@@ -170,6 +206,8 @@ def val_metrics_differ(history: Sequence[Evaluation], patience: int = 2) -> Verd
         >>> val_metrics_differ([ev(0.1), ev(0.35)]), val_metrics_differ([ev(0.1), ev(0.25)]).kind
         (None, 'val_metrics_differ')
     """
+    if (frozen := unchanged(history)) is not None:
+        return frozen
     evs, streak = _trailing(history, differs)
     if streak < patience:
         return None

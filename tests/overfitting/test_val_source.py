@@ -267,3 +267,23 @@ def test_val_source_averaging_callbacks_and_trained_layers_tell_another_module(t
     stems = OverfittingMonitor(num_samples=32)
     fit_tiny(tmp_path / "stems", [stems], model=TwoStems())
     assert stems.detector.history and not any(e.val_elsewhere for e in stems.detector.history)
+
+
+def test_val_source_logged_metrics_that_never_move_while_the_model_does():
+    # hunt 80: a distillation run validating its frozen teacher by mistake logged 0.7730 at
+    # all 8 validations while the student's own val accuracy moved: nothing was told
+    still = [dict(val_loss=0.709, val_acc=0.773, probe_acc_val=a, probe_loss_val=p)
+             for a, p in ((0.4, 2.16), (0.55, 1.95), (0.62, 1.80), (0.66, 1.70))]  # fmt: skip
+    detector = Detector()
+    changes = [c for ev in evaluations(still) for c in detector.update(ev)]
+    (told,) = [c.verdict for c in changes]
+    assert told.kind == "val_metrics_differ" and told.figures["unchanged"]
+    assert told.detected.step == 150 and told.severity == "problem"
+    assert "have not changed at all in 3 validations" in headline(told)
+    # the same figures from a model that does not move either (a rate of 0): no finding
+    frozen = [{**row, "probe_loss_val": 1.8, "probe_acc_val": 0.62} for row in still]
+    assert val_source.val_metrics_differ(evaluations(frozen)) is None
+    # the logged loss moving again withdraws it
+    moved = evaluations([*still, dict(val_loss=0.65, val_acc=0.7, probe_acc_val=0.7,
+                                      probe_loss_val=1.6)])[-1]  # fmt: skip
+    assert [c.change for c in detector.update(moved)] == ["gone"]
