@@ -32,7 +32,16 @@ from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["CLIP", "DROPOUT", "LR_RAISED", "SET_BACK", "first", "raised", "settings_raised"]
+__all__ = [
+    "CLIP",
+    "DROPOUT",
+    "FLAT_LOSS",
+    "LR_RAISED",
+    "SET_BACK",
+    "first",
+    "raised",
+    "settings_raised",
+]
 
 # the rate this many times above the lowest rate it learnt at, before a collapse: a schedule
 # raising it (a warmup to 1.5 meant 0.015 took a CNN from 55% to chance at about 0.13)
@@ -62,6 +71,15 @@ def raised(v: Verdict) -> float | None:
     ratio = now / before
     return ratio if ratio >= LR_RAISED else None
 
+
+# ``not_learning`` read from a flat loss where the targets are no class labels (``flat_loss``):
+# no chance level, no cross-entropy (then the generic gradients remedy)
+FLAT_LOSS = (
+    "**Raise the learning rate** (10x), or add momentum / use Adam: the loss has not moved "
+    "from where it began, as steps far too small leave it.",
+    "**Check that the loss reaches the weights**: the outputs `forward` returns go into the "
+    "loss with no `.detach()` or `torch.no_grad()` between, against the batch's targets.",
+)
 
 SET_BACK = (
     "**Set back the setting raised during the run** (named above) to its value before "

@@ -124,16 +124,6 @@ REMEDIES = {
 }
 
 
-# ``not_learning`` read from a flat loss where the targets are no class labels (``flat_loss``)
-FLAT_LOSS = (
-    "**Raise the learning rate** (10x), or add momentum / use Adam: the loss has not moved "
-    "from where it began, as steps far too small leave it.",
-    "**Check that the loss reaches the weights**: the outputs `forward` returns go into the "
-    "loss with no `.detach()` or `torch.no_grad()` between, against the batch's targets.",
-    REMEDIES["not_learning"][2],
-)
-
-
 # The run's own settings that keep a model at chance, checked before the generic remedies.
 def remedies(v: Verdict) -> list[str]:
     """What to try for ``v``: for ``not_learning``, the run's settings that explain it first.
@@ -303,5 +293,5 @@ def remedies(v: Verdict) -> list[str]:
     if v.kind != "not_learning" or v.figures.get("non_finite"):
         return generic
     if v.figures.get("loss_only"):  # no class labels: no chance level, no cross-entropy
-        return learning_remedies.first(v) + list(FLAT_LOSS)
+        return [*learning_remedies.first(v), *learning_remedies.FLAT_LOSS, generic[2]]
     return learning_remedies.first(v) + generic

@@ -56,15 +56,24 @@ def test_kernels_frozen_layers_are_a_note_naming_them_and_why(tmp_path):
     assert [f for f in findings_of(trainer) if f.kind == "frozen_layers"] == []
 
 
-class Unfreeze(L.Callback):
-    """Trains ``conv1`` from ``step`` on (as ``BackboneFinetuning`` does at an epoch)."""
+class AtStep(L.Callback):
+    """Calls ``change(model)`` once, before the batch of optimizer step ``step``."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int, change) -> None:
+        self.step, self.change = step, change
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step:
-            pl_module.conv1.weight.requires_grad_(True)
+            with torch.no_grad():
+                self.change(pl_module)
+
+
+def unfreeze(model):  # as `BackboneFinetuning` does at an epoch
+    model.conv1.weight.requires_grad_(True)
+
+
+def halve(model):  # a BatchNorm folded into a frozen conv
+    model.conv1.weight.mul_(0.5)
 
 
 def test_kernels_frozen_layers_changing_again_become_a_note(tmp_path):
@@ -73,24 +82,12 @@ def test_kernels_frozen_layers_changing_again_become_a_note(tmp_path):
     model = WideNet()
     model.conv1.weight.requires_grad_(False)
     monitor = KernelMonitor(every_n_steps=2, layers=["conv1"])
-    _, trainer, acc = run(tmp_path, [monitor, Unfreeze(6)], model, steps=12)
+    _, trainer, acc = run(tmp_path, [monitor, AtStep(6, unfreeze)], model, steps=12)
     changes = [e.value for e in acc.Scalars("kernels/conv1/relative_change")]
     assert changes[:2] == [0.0, 0.0] and all(c > 0 for c in changes[3:])
     (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
     assert found.severity == "note" and found.figures["moving_since"] == 8
     assert found.message.startswith("Layers change again at step 8 (epoch 0): `conv1`, still at")
-
-
-class WriteOnce(L.Callback):
-    """Scales ``conv1`` in place once at ``step`` (a BatchNorm folded into a frozen conv)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            with torch.no_grad():
-                pl_module.conv1.weight.mul_(0.5)
 
 
 def test_kernels_frozen_layers_written_once_are_still_frozen(tmp_path):
@@ -99,7 +96,7 @@ def test_kernels_frozen_layers_written_once_are_still_frozen(tmp_path):
     model = WideNet()
     model.conv1.weight.requires_grad_(False)
     monitor = KernelMonitor(every_n_steps=2, layers=["conv1"])
-    _, trainer, acc = run(tmp_path, [monitor, WriteOnce(7)], model, steps=14)
+    _, trainer, acc = run(tmp_path, [monitor, AtStep(7, halve)], model, steps=14)
     changes = [e.value for e in acc.Scalars("kernels/conv1/relative_change")]
     assert changes.count(0.0) == len(changes) - 1 and max(changes) > 0.4  # the one write
     (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
