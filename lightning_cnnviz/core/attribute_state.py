@@ -169,9 +169,16 @@ def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
 _NOT_HELPERS = (type, types.ModuleType, types.FunctionType, types.MethodType, nn.Module)
 
 
+_PLAIN = frozenset({int, float, bool, str, bytes, type(None)})  # no generator: skipped fast
+
+
 def _generator_states(values: Iterable[object]) -> list[Callable[[], None]]:
     """What puts back the state of each random generator among ``values``."""
-    return [put for v in values if isinstance(v, GENERATORS) and (put := _inside(v))]
+    return [
+        put
+        for v in values
+        if type(v) not in _PLAIN and isinstance(v, GENERATORS) and (put := _inside(v))
+    ]
 
 
 def _all(puts: list[Callable[[], None]]) -> Callable[[], None] | None:
