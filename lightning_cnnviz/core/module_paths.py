@@ -41,5 +41,6 @@ def registered(model: nn.Module, path: str) -> nn.Module | None:
             if "_orig_mod" not in module._modules:
                 break
             module = module._modules["_orig_mod"]
-        module = module._modules.get(part) if module is not None else None
+        # TorchScript keeps its modules in a mapping with `in` and `[]` but no `get`
+        module = module._modules[part] if module is not None and part in module._modules else None
     return module

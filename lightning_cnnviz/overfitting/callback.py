@@ -167,6 +167,7 @@ class OverfittingMonitor(
         self._repeat_checked = False  # two eval-mode passes compared (``val_mode.py``)
         self._reset_steps()  # the first layer's inputs in the steps (``step_inputs.py``)
         self.val_reached: bool | None = None  # validation calls a trained layer (``val_reach``)
+        self.reach_seen: bool | None = None  # ... the taps see a training call at all
         self._not_accuracy: set[str] = set()  # logged "accuracies" that are none
 
     @override
@@ -229,6 +230,7 @@ class OverfittingMonitor(
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
         if not trainer.sanity_checking:
             self._tap_batch(trainer, pl_module, batch, "train")
+            self._tap_reach(trainer, pl_module, "train")
             self._read_items(trainer, batch)
             if batch_idx == 0:  # each epoch's first: a training pipeline changed mid-run
                 self._read_batch(trainer, batch, "train")

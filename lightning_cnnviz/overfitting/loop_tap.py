@@ -101,7 +101,7 @@ class LoopTap(ValReach, StepInputs):
             self._tap_batch(trainer, pl_module, batch, "val")
             if batch_idx == 0:
                 self._read_batch(trainer, batch, "val")
-                self._tap_reach(trainer, pl_module, batch_idx)
+                self._tap_reach(trainer, pl_module, "val")
 
     @override
     def on_validation_batch_end(

@@ -144,10 +144,12 @@ def verdicts(
         return standing(reported, kind) or (found[kind] is not None and kind not in waiting)
 
     if h[-1].val_elsewhere:
-        # another module validated (an EMA's copy): its logged figures set against the
-        # model's own are no gap and no misfed loss (hunt 79: a lagging EMA was told "the
-        # splits differ" and "the loss is fed probabilities"); its own curves still count
-        waiting.update(("loss_mismatch", "generalisation_gap"))
+        # another module validated (an EMA's copy): while its logged accuracy trails the
+        # model's, that is no gap (hunt 79: a lagging EMA was told "the splits differ"; a
+        # misfed loss is not read from another model's figures, ``loss_reads``); once it
+        # caught up, its figures are read (hunt 81: a real misfed loss held all run)
+        if val_source.trails(h[-1]):
+            waiting.add("generalisation_gap")
     elif told("val_metrics_differ"):
         # the logged val figures are not the model's: the curves and the gap read them
         waiting.update(("loss_mismatch", "generalisation_gap", "lr_decayed_early", *CURVE_KINDS))

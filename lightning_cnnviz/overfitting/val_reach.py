@@ -9,20 +9,23 @@ from the validation's first batch, none of whose calls reaches a layer the optim
 trains (the copy's layers take no gradient). ``Evaluation.val_elsewhere`` says either.
 Held out (hunt 80): a two-stem net whose first registered conv serves a training-only
 auxiliary head was taken for one validating a copy, its real ``loss_mismatch`` held back:
-every trained layer is read, not the first.
+every trained layer is read, not the first. Not read inside a compiled graph (TorchScript,
+``torch.compile``: no hook fires there), nor where the taps saw no call of the fit's first
+training batch.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 
 from lightning_cnnviz.core.capture import tap_forward
-from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 
-__all__ = ["ValReach", "averaged_in", "trained_layers"]
+__all__ = ["ValReach", "averaged_in", "tappable", "trained_layers"]
 
 
 def averaged_in(trainer: Trainer) -> bool:
@@ -49,29 +52,54 @@ def trained_layers(model: nn.Module) -> list[nn.Module]:
     ]  # fmt: skip
 
 
-class ValReach:
-    """Taps the trained layers for a validation's first batch (a part of the monitor).
+def tappable(model: nn.Module) -> bool:
+    """Whether forward hooks on ``model``'s layers see their calls (not inside a compiled graph).
 
-    ``val_reached``: whether a call of that batch reached one (``None``: not read yet).
+    Example::
+
+        >>> tappable(nn.Linear(2, 2)), tappable(torch.jit.script(nn.Linear(2, 2)))
+        (True, False)
+    """
+    return not any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()) and not any(
+        is_compiled(m) for m in model.modules()
+    )
+
+
+class ValReach:
+    """Taps the trained layers for a batch (a part of the monitor).
+
+    At the fit's first training batch, whether the taps see the model's calls at all
+    (``reach_seen``: a net calling its weights through ``F.conv2d`` on a ``ParameterList``
+    runs no layer's forward, hunt 81); at each validation's first batch, whether a call
+    reached one (``val_reached``; ``None``: not read, or the taps cannot tell).
     """
 
     val_reached: bool | None
+    reach_seen: bool | None
     _reach_taps: list[Any]
 
-    def _tap_reach(self, trainer: Trainer, pl_module: LightningModule, batch_idx: int) -> None:
-        """At a fit's validation's first batch: tap every trained layer until its end."""
+    def _tap_reach(self, trainer: Trainer, pl_module: LightningModule, split: str) -> None:
+        """Tap every trained layer until the batch's end, where that batch tells something."""
         self._untap_reach()
-        if batch_idx != 0 or trainer.sanity_checking or trainer.state.fn != "fit":
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        self.val_reached = False
+        if split == "train" and getattr(self, "reach_seen", None) is not None:
+            return  # read once per fit
+        model = unwrap_model(pl_module)
+        layers = trained_layers(model) if tappable(model) else []
+        if not layers:  # nothing trains, or compiled: nothing to tell apart
+            self.reach_seen = self.val_reached = None
+            return
+        if split == "val" and not getattr(self, "reach_seen", None):
+            self.val_reached = None  # the taps never saw a training call
+            return
+        attribute = "reach_seen" if split == "train" else "val_reached"
+        setattr(self, attribute, False)
 
         def reached(_args: tuple[Any, ...], _output: Any) -> None:
-            self.val_reached = True
+            setattr(self, attribute, True)
 
-        layers = trained_layers(unwrap_model(pl_module))
         self._reach_taps = [tap_forward(m, reached) for m in layers]
-        if not layers:
-            self.val_reached = None  # nothing trains: nothing to tell apart
 
     def _untap_reach(self) -> None:
         for handle in getattr(self, "_reach_taps", ()):

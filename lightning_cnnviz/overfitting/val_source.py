@@ -49,10 +49,19 @@ from torch import Tensor
 from lightning_cnnviz.overfitting.bn_levels import part_threshold
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
+from lightning_cnnviz.overfitting.loss_reads import OTHER_MODEL
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
-__all__ = ["CLOSING", "LOGGED_BELOW", "differs", "loop_check", "unchanged", "val_metrics_differ"]
+__all__ = [
+    "CLOSING",
+    "LOGGED_BELOW",
+    "differs",
+    "loop_check",
+    "trails",
+    "unchanged",
+    "val_metrics_differ",
+]
 
 LOGGED_BELOW = 0.3
 """The logged val accuracy this far under the val probe's: not the model's own score."""
@@ -94,6 +103,19 @@ def loop_check(loop: Tensor, own: Tensor | None, labels: Tensor | None) -> dict[
         return {}
     return {"loop_acc": float(a.float().mean()), "own_acc": float(b.float().mean()),
             "own_only": own_only, "loop_only": loop_only}  # fmt: skip
+
+
+def trails(e: Evaluation) -> bool:
+    """Whether the logged val accuracy is ``OTHER_MODEL`` or more under the model's own.
+
+    Example::
+
+        >>> trails(Evaluation(0, 0, val_acc=0.3, probe_acc_val=0.9)), trails(Evaluation(0, 0))
+        (True, False)
+    """
+    if e.val_acc is None or e.probe_acc_val is None:
+        return False
+    return e.probe_acc_val - e.val_acc >= OTHER_MODEL
 
 
 def _logged(e: Evaluation) -> float | None:
@@ -156,18 +178,20 @@ def unchanged(history: Sequence[Evaluation]) -> Verdict | None:
     ``validation_step`` scores something that does not train: a frozen teacher, a copy
     never updated, a result cached once (hunt 80: a distillation run validating its
     teacher by mistake logged 0.7730 at all 8 validations while the student's own val
-    accuracy moved, and nothing was told).
+    accuracy moved, and nothing was told). Only where validation reached no trained layer
+    (``val_elsewhere``): Lightning keeps a value a validation did not log, and a step that
+    logs every third validation read as unchanged (hunt 81).
 
     Example::
 
-        >>> evs = [Evaluation(50 * i, i, val_loss=0.81, val_acc=0.773, probe_loss_val=p)
-        ...        for i, p in enumerate((1.4, 1.1, 0.95))]
+        >>> evs = [Evaluation(50 * i, i, val_loss=0.81, val_acc=0.773, probe_loss_val=p,
+        ...                   val_elsewhere=True) for i, p in enumerate((1.4, 1.1, 0.95))]
         >>> unchanged(evs).figures["logged_loss"], unchanged(evs[:2])
         (0.81, None)
     """
     evs = [e for e in history if e.val_loss is not None and finite(e.val_loss)][-UNCHANGED:]
-    if len(evs) < UNCHANGED or any(e.lr == 0 for e in evs):
-        return None
+    if len(evs) < UNCHANGED or any(e.lr == 0 or not e.val_elsewhere for e in evs):
+        return None  # a step scoring the model itself may log only now and then (hunt 81)
     same = all(e.val_loss == evs[0].val_loss and e.val_acc == evs[0].val_acc for e in evs)
     own = [e.probe_loss_val for e in evs]
     if not same or None in own or not all(finite(v) and v > 0 for v in own):  # type: ignore[arg-type]

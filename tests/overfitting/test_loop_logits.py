@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+from lightning_cnnviz.overfitting.val_reach import trained_layers
 from tests.monitors import TinyCNN, digits, fit
 from tests.tb import events
 
@@ -123,8 +124,9 @@ def test_loop_logits_tap_lives_only_during_due_validations(tmp_path):
     assert sources == ["loop"] * EPOCHS
     # the sanity check's 2 batches untapped, then 3 batches per validation, the first included
     assert spy.val == [0] * 2 + [1] * 3 * EPOCHS
-    # on training batches only the first batch's tap on the first convolution (step_inputs)
-    assert spy.train[0] == 1 and set(spy.train[1:]) == {0}
+    # on training batches only the first batch's taps: the first convolution (step_inputs)
+    # and each trained layer (val_reach: do the taps see the model's calls)
+    assert spy.train[0] == 1 + len(trained_layers(model)) and set(spy.train[1:]) == {0}
     assert sum(hook_count(model).values()) == 0 and monitor._loop._handle is None
 
 

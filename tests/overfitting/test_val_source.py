@@ -197,11 +197,11 @@ def test_val_source_another_module_validated_is_a_note_until_it_stalls():
     stalled = val_source.val_metrics_differ(late)
     assert stalled.severity == "problem" and stalled.figures["stalled"]
     assert "does not catch up in this run" in headline(stalled)
-    # the copy's logged figures set against the model's own: no misfed loss told (the
-    # EMA's near-uniform val loss matched the model's probe loss through a softmax)
+    # a copy caught up with the model (its accuracy near the model's): its loss is read,
+    # and a loss fed probabilities told (hunt 81: held back all run under an EMA)
     row = dict(train_acc=0.99, val_acc=0.62, val_loss=1.6, train_loss=0.05, probe_acc_val=0.7,
                probe_loss_val=0.3, probe_ce_probs_val=1.6)  # fmt: skip
-    for elsewhere, told in ((False, ["loss_mismatch"]), (True, [])):
+    for elsewhere, told in ((False, ["loss_mismatch"]), (True, ["loss_mismatch"])):
         detector = Detector()
         rows = evaluations([{**row, "val_elsewhere": elsewhere}] * 3)
         assert [c.verdict.kind for ev in rows for c in detector.update(ev)] == told
@@ -272,7 +272,8 @@ def test_val_source_averaging_callbacks_and_trained_layers_tell_another_module(t
 def test_val_source_logged_metrics_that_never_move_while_the_model_does():
     # hunt 80: a distillation run validating its frozen teacher by mistake logged 0.7730 at
     # all 8 validations while the student's own val accuracy moved: nothing was told
-    still = [dict(val_loss=0.709, val_acc=0.773, probe_acc_val=a, probe_loss_val=p)
+    still = [dict(val_loss=0.709, val_acc=0.773, probe_acc_val=a, probe_loss_val=p,
+                  val_elsewhere=True)
              for a, p in ((0.4, 2.16), (0.55, 1.95), (0.62, 1.80), (0.66, 1.70))]  # fmt: skip
     detector = Detector()
     changes = [c for ev in evaluations(still) for c in detector.update(ev)]
@@ -283,7 +284,39 @@ def test_val_source_logged_metrics_that_never_move_while_the_model_does():
     # the same figures from a model that does not move either (a rate of 0): no finding
     frozen = [{**row, "probe_loss_val": 1.8, "probe_acc_val": 0.62} for row in still]
     assert val_source.val_metrics_differ(evaluations(frozen)) is None
+    # the model itself validated, logging every third validation (Lightning keeps the
+    # value it did not log): no finding (hunt 81)
+    own = [{**row, "val_elsewhere": False} for row in still]
+    assert val_source.val_metrics_differ(evaluations(own)) is None
     # the logged loss moving again withdraws it
     moved = evaluations([*still, dict(val_loss=0.65, val_acc=0.7, probe_acc_val=0.7,
                                       probe_loss_val=1.6)])[-1]  # fmt: skip
     assert [c.change for c in detector.update(moved)] == ["gone"]
+
+
+def test_val_source_compiled_and_functional_nets_are_not_read_as_another_module(tmp_path):
+    # setups hunt 58: a torch.compile'd or TorchScript net's hooks never fire inside its
+    # graph; hunt 81: a net calling its ParameterList through F.conv2d runs no layer's
+    # forward: each read as validating another module, its misfed loss held back
+    from lightning_cnnviz.overfitting.callback import OverfittingMonitor
+    from lightning_cnnviz.overfitting.val_reach import tappable
+    from tests.monitors import fit as fit_tiny
+
+    assert not tappable(torch.jit.script(nn.Linear(2, 2))) and tappable(nn.Linear(2, 2))
+
+    class Functional(TinyCNN):
+        def __init__(self) -> None:
+            super().__init__()
+            conv, fc = self.conv1, self.fc
+            self.w = nn.ParameterList([conv.weight, conv.bias, fc.weight, fc.bias])
+            del self.conv1, self.bn1, self.conv2, self.bn2, self.fc  # their weights in `w`
+
+        def forward(self, x):
+            x = nn.functional.conv2d(x, self.w[0], self.w[1], padding=1)
+            x = nn.functional.max_pool2d(nn.functional.relu(x), 4)
+            return nn.functional.linear(x.flatten(1), self.w[2], self.w[3])
+
+    monitor = OverfittingMonitor(num_samples=32)
+    fit_tiny(tmp_path, [monitor], model=Functional())
+    assert monitor.reach_seen is False  # the taps see no call: they cannot tell
+    assert monitor.detector.history and not any(e.val_elsewhere for e in monitor.detector.history)
