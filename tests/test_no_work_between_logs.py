@@ -21,6 +21,7 @@ import torch
 from torch.nn.modules import module as torch_module
 
 from lightning_cnnviz.core.capture import hook_count
+from lightning_cnnviz.overfitting.val_reach import trained_layers
 from tests.monitors import ALL_MONITORS, TinyCNN, fit, loaders, make_monitor
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -124,8 +125,10 @@ def test_no_work_between_logs_no_hooks_one_forward_frozen_timings(tmp_path, name
     window = getattr(monitor, "window", 0)  # ActivationMonitor hooks the batches before a log
     # the fit's first two batches: one global read-only pre-hook (what the step does to
     # the images, core/step_follower.py), and on the first OverfittingMonitor's tap on the
-    # first layer (step_inputs.py); all off at that batch's end
-    first_taps = 1 + (type(monitor).__name__ == "OverfittingMonitor")
+    # first layer (step_inputs.py) and on each trained layer (val_reach.py: whether taps
+    # see the model's calls); all off at that batch's end
+    overfitting = type(monitor).__name__ == "OverfittingMonitor"
+    first_taps = 1 + overfitting * (1 + len(trained_layers(model)))
     for step, where, extra in spy.hooked:
         if (step, where, extra) in ((0, "start", first_taps), (1, "start", 1)):
             continue

@@ -137,6 +137,8 @@ def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
                     value.copy_(copy)
 
         return put_tensor
+    if isinstance(value, tuple) and all(type(v) in _PLAIN for v in value):
+        return None  # a kernel size, a stride: nothing to keep
     if isinstance(value, list | collections.deque | dict | set | tuple):
         entries = list(value.values() if isinstance(value, dict) else value)
         puts = [] if isinstance(value, tuple) else [contents_as_now(value)]

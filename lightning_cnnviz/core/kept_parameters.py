@@ -23,6 +23,7 @@ import weakref
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parameter import UninitializedParameter
 
 from lightning_cnnviz.core.attribute_state import KEPT_NUMEL
 from lightning_cnnviz.core.say import say
@@ -52,26 +53,39 @@ def parameter_copies(model: nn.Module) -> list[_Kept]:
     then only those a pass was seen to write (``_WRITES``) and the small frozen ones: a
     model is not copied at every pass.
     """
-    seen: set[int] = set()
-    found = []
-    for module in model.modules():
-        if not isinstance(module._parameters, dict):  # TorchScript's wrapper: no Python forward
-            continue
-        for key, p in module._parameters.items():
-            if p is not None and id(p) not in seen and not nn.parameter.is_lazy(p):
-                seen.add(id(p))
-                found.append((module, key, p))
-    found.sort(key=lambda entry: entry[2].requires_grad)  # frozen first
-    known, room = _WRITES.get(model), KEPT_NUMEL
-    kept = []
+    known = _WRITES.get(model)
+    if known is not None:  # a later pass: copy the few written and small frozen ones only
+        kept = []
+        for module, key, p in _parameters(model):
+            keep = p.layout == torch.strided and (
+                id(p) in known or (not p.requires_grad and p.numel() <= SMALL_NUMEL)
+            )
+            kept.append((module, key, p, p.detach().clone() if keep else None, p._version))
+        return kept
+    found = sorted(_parameters(model), key=lambda entry: entry[2].requires_grad)  # frozen first
+    room, kept = KEPT_NUMEL, []
     for module, key, p in found:
         strided = p.layout == torch.strided  # a sparse one has no `==`: its version only
-        small = not p.requires_grad and p.numel() <= SMALL_NUMEL  # state kept by `forward`
-        keep = strided and (small or (known is not None and id(p) in known))
-        if strided and known is None and p.numel() <= room:
+        keep = strided and not p.requires_grad and p.numel() <= SMALL_NUMEL
+        if strided and p.numel() <= room:
             keep, room = True, room - p.numel()
         kept.append((module, key, p, p.detach().clone() if keep else None, p._version))
     return kept
+
+
+def _parameters(model: nn.Module) -> list[tuple[nn.Module, str, nn.Parameter]]:
+    """``(owner, key, parameter)`` of each parameter once (not TorchScript's, not lazy)."""
+    seen: set[int] = set()
+    found = []
+    for module in model.modules():
+        params = module._parameters
+        if not isinstance(params, dict):  # TorchScript's wrapper: no Python forward
+            continue
+        for key, p in params.items():
+            if p is not None and id(p) not in seen and not isinstance(p, UninitializedParameter):
+                seen.add(id(p))
+                found.append((module, key, p))
+    return found
 
 
 def put_back_parameters(model: nn.Module, saved: list[_Kept]) -> None:

@@ -24,7 +24,7 @@ class MonitorCase:
         every_n_steps: its logging period, to know which steps are logging steps.
         window: how many training batches before a logging step may carry hooks
             (the activation monitor samples a window; all others: 0).
-        first_batch: the fit's first training batch may carry one read-only tap
+        first_batch: the fit's first training batch may carry read-only taps
             (``OverfittingMonitor``: what ``training_step`` does to the images).
     """
 
