@@ -72,6 +72,7 @@ class ValReach:
     (``reach_seen``: a net calling its weights through ``F.conv2d`` on a ``ParameterList``
     runs no layer's forward, hunt 81); at each validation's first batch, whether a call
     reached one (``val_reached``; ``None``: not read, or the taps cannot tell).
+    ``reach_seen`` is ``None`` until the first training batch, then read for the fit.
     """
 
     val_reached: bool | None
@@ -84,14 +85,14 @@ class ValReach:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         if split == "train" and getattr(self, "reach_seen", None) is not None:
-            return  # read once per fit
+            return  # read once per fit: nothing on later training batches
         model = unwrap_model(pl_module)
         layers = trained_layers(model) if tappable(model) else []
-        if not layers:  # nothing trains, or compiled: nothing to tell apart
-            self.reach_seen = self.val_reached = None
-            return
-        if split == "val" and not getattr(self, "reach_seen", None):
-            self.val_reached = None  # the taps never saw a training call
+        if not layers or (split == "val" and not getattr(self, "reach_seen", None)):
+            # nothing trains, a compiled graph, or the taps saw no training call: they
+            # cannot tell (``reach_seen`` False: read, so no training batch looks again)
+            self.reach_seen = bool(getattr(self, "reach_seen", None)) and bool(layers)
+            self.val_reached = None
             return
         attribute = "reach_seen" if split == "train" else "val_reached"
         setattr(self, attribute, False)
