@@ -53,15 +53,18 @@ def parameter_copies(model: nn.Module) -> list[_Kept]:
     then only those a pass was seen to write (``_WRITES``) and the small frozen ones: a
     model is not copied at every pass.
     """
-    known = _WRITES.get(model)
-    if known is not None:  # a later pass: copy the few written and small frozen ones only
-        kept = []
-        for module, key, p in _parameters(model):
-            keep = p.layout == torch.strided and (
-                id(p) in known or (not p.requires_grad and p.numel() <= SMALL_NUMEL)
-            )
-            kept.append((module, key, p, p.detach().clone() if keep else None, p._version))
-        return kept
+    known, found = _WRITES.get(model), _parameters(model)
+    if known is None:  # the first pass: frozen ones first into its room
+        found.sort(key=lambda entry: entry[2].requires_grad)
+    room, kept = (KEPT_NUMEL if known is None else 0), []
+    for module, key, p in found:
+        strided = p.layout == torch.strided  # a sparse one has no `==`: its version only
+        small = not p.requires_grad and p.numel() <= SMALL_NUMEL
+        keep = strided and (small or (known is not None and id(p) in known))
+        if strided and p.numel() <= room:
+            keep, room = True, room - p.numel()
+        kept.append((module, key, p, p.detach().clone() if keep else None, p._version))
+    return kept
     found = sorted(_parameters(model), key=lambda entry: entry[2].requires_grad)  # frozen first
     room, kept = KEPT_NUMEL, []
     for module, key, p in found:
