@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from torch import Tensor, nn
-from torch.nn.modules.lazy import LazyModuleMixin
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.capture import tap_forward
 from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.core.image_keys import ImageKey, image_keys
+from lightning_cnnviz.core.input_layer import compiled_entry, first_layer
 from lightning_cnnviz.core.input_shift import (
     StepInput,
     channel_stats,
@@ -34,11 +34,10 @@ from lightning_cnnviz.core.input_shift import (
     step_shift,
 )
 from lightning_cnnviz.core.items import integer_dtype, parts, split_sample
-from lightning_cnnviz.core.layer_calls import in_weight_average
 from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.samplers import first_loader, sampler_known
-from lightning_cnnviz.core.selection import is_compiled, outside_compiled, unwrap_model
+from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 from lightning_cnnviz.core.stored_form import seen_batch
 from lightning_cnnviz.overfitting.repeated_items import (
     BATCHES,
@@ -49,86 +48,7 @@ from lightning_cnnviz.overfitting.repeated_items import (
     repeated_text,
 )
 
-__all__ = ["StepInputs", "first_layer"]
-
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_NORM = nn.modules.batchnorm._BatchNorm
-
-
-def first_layer(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]:
-    """The layer the images reach first: the first convolution, or a norm layer before it.
-
-    A BatchNorm before the first convolution normalises by the batch in training and by
-    its running statistics in eval, which would read as the steps' own difference (held
-    out: an input BatchNorm told "`training_step` scales by 3.19x"); its input is the
-    steps'. ``None`` where it does not take ``channels`` channels, where a dropout or
-    an augmentation module comes first (it changes the images in training only, by
-    design), or another layer with weights (a `Linear` stem: what it makes of the images
-    changes as it learns, read as the steps' doing, setups hunt 35). A weight average's copy
-    kept on the model (``core.layer_calls.in_weight_average``) is passed over wherever it is
-    registered.
-
-    Example::
-
-        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
-        >>> first_layer(net, 3)[0] is net[0]
-        True
-        >>> first_layer(nn.Sequential(nn.Dropout(0.2), *net), 3)[1]
-        'its first layer is a training-only `Dropout`'
-        >>> normed = nn.Sequential(nn.BatchNorm2d(3), *net)
-        >>> first_layer(normed, 3)[0] is normed[0]
-        True
-        >>> first_layer(nn.Sequential(nn.Flatten(), nn.Linear(12, 12), nn.Unflatten(1, (3, 2, 2)),
-        ...                           *net), 3)[1]
-        'a `Linear` with weights comes before its first convolution'
-        >>> from torch.optim.swa_utils import AveragedModel
-        >>> held = nn.Module()
-        >>> held.ema, held.net = AveragedModel(net), net  # the copy registered first
-        >>> first_layer(held, 3)[0] is net[0]
-        True
-    """
-    for path, module in model.named_modules():
-        if path and in_weight_average(model, path):
-            continue  # a weight average's copy, registered before the net: no batch reaches it
-        name = type(module).__name__
-        if isinstance(module, nn.modules.dropout._DropoutNd) or "augment" in (
-            type(module).__module__.lower()
-        ):
-            return None, f"its first layer is a training-only `{name}`"
-        if isinstance(module, _NORM) and module.num_features == channels:
-            return module, ""
-        if isinstance(module, _CONV):
-            # its channels come with this batch (`module.weight` is not read: under a
-            # parametrization, spectral norm's, reading it runs a power iteration)
-            lazy = isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()
-            if module.in_channels != channels and not lazy:
-                taken = module.in_channels
-                return None, f"its first convolution takes {taken} channels, not {channels}"
-            return module, ""
-        # a layer's own weights (a net's learnt scale holds children: used anywhere)
-        weighted = next(module.parameters(recurse=False), None) is not None
-        if weighted and next(module.children(), None) is None:
-            return None, f"a `{name}` with weights comes before its first convolution"
-    return None, "it has no convolution"
-
-
-def compiled_entry(model: nn.Module) -> nn.Module | None:
-    """The module a compiled ``model`` takes its images through, outside the compiled graph.
-
-    The wrapper ``torch.compile(net)`` returns (the first), or ``model`` where Lightning
-    compiled its ``forward``; its input is what the steps hand the network (a hook there
-    changes nothing the graph traced). ``None`` for a network compiled in place.
-
-    Example::
-
-        >>> import torch
-        >>> net = nn.Sequential(torch.compile(nn.Conv2d(3, 4, 3)), nn.ReLU())
-        >>> compiled_entry(net) is net[0]
-        True
-    """
-    if getattr(model, "_compiler_ctx", None) is not None:
-        return model
-    return next((m for m in outside_compiled(model).values() if hasattr(m, "_orig_mod")), None)
+__all__ = ["StepInputs"]
 
 
 def _labels(targets: Any, n: int) -> Tensor | None:
