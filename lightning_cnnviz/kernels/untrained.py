@@ -52,11 +52,12 @@ def neighbour_correlation(weight: Tensor) -> tuple[float, int] | None:
         (0.9, 96)
     """
     w = weight.detach()
-    if w.dim() <= 2:
+    if w.dim() <= 2 or all(k == 1 for k in w.shape[2:]):
         return None
     slices = w.reshape(-1, *w.shape[2:])
     if len(slices) > MAX_SLICES:  # evenly spaced kernels: no copies of a large layer's size
-        at = torch.linspace(0, len(slices) - 1, MAX_SLICES, device=w.device).long()
+        # integer steps: float32 rounds the last index past the end beyond 2**24 kernels
+        at = torch.arange(MAX_SLICES, device=w.device) * (len(slices) - 1) // (MAX_SLICES - 1)
         slices = slices.index_select(0, at)
     w = slices.float().unsqueeze(1)  # (kernels, 1, *kernel): the spatial axes from 2 on
     a, b = [], []

@@ -4,6 +4,7 @@ import lightning as L
 import torch
 
 import lightning_cnnviz.kernels.weight_copies as weight_copies
+from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.kernels.callback import KernelMonitor
 from lightning_cnnviz.kernels.untrained import neighbour_correlation
 from tests.kernels.kernel_nets import EdgeNet, run
@@ -50,3 +51,30 @@ def test_weight_copies_neighbour_correlation_reads_a_bounded_sample(monkeypatch)
     r_sample, pairs_sample = neighbour_correlation(smooth)
     assert pairs == 64 * 32 * 12 and pairs_sample == 256 * 12
     assert abs(r - r_sample) < 0.01 and r > 0.85
+
+
+class DataAveragedConv1(EdgeNet):
+    """``conv1`` frozen and pulled towards ``conv2``'s mean through ``.data`` (a mean teacher)."""
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.conv1.weight.data.mul_(0.9).add_(0.1 * self.conv2.weight.data.mean())
+
+
+def test_weight_copies_a_frozen_layer_written_through_data_is_measured(tmp_path):
+    # setups hunt 75: a mean teacher's `.data` writes move no version counter; its 22% read
+    # as 0 and "Frozen layers ... have not changed at all ... look untrained"
+    model = DataAveragedConv1(lr=0.05)
+    model.conv1.weight.requires_grad_(False)
+    _, trainer, acc = run(tmp_path, KernelMonitor(every_n_steps=2), model, steps=8)
+    changes = [e.value for e in acc.Scalars("kernels/conv1/relative_change")]
+    assert len(changes) == 3 and all(c > 0.05 for c in changes)
+    assert [f for f in findings_of(trainer) if f.kind == "frozen_layers"] == []
+
+
+def test_weight_copies_neighbour_correlation_samples_past_2_to_the_24_kernels():
+    # setups hunt 75: float32 indices rounded past the end ("index out of range") for a
+    # frozen conv of 4608x4608 kernels, and KernelMonitor stepped aside for the run
+    weight = torch.arange(2.0).expand(5000, 4097, 1, 2)  # 1.2 x 2**24 kernels
+    r, pairs = neighbour_correlation(weight)
+    assert pairs == 1 << 14 and r == 0.0  # every kernel (0, 1): one neighbour pair, no spread
+    assert neighbour_correlation(torch.zeros(5000, 4097, 1, 1)) is None  # 1x1: no neighbours
