@@ -287,4 +287,5 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         return self.units.review(
             self.last_step, self.last_epoch, [], self.history.previous, self._kinds,
             self.history.dead, gain, cause, remedies=remedies, squeezed=self._squeezed,
+            final=True,
         )  # fmt: skip

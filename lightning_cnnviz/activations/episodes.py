@@ -27,7 +27,8 @@ Two kinds of alert wait one log (*held*) before they may be a problem:
   alert is judged again from the share before it was held: a problem if learning still
   suffers, a note if it does not; so is most of a layer silent before step ``SETTLED``
   while the loss already moves (``MOVING``: a hard task's slow start, or a fall read from
-  the few steps before ``progress`` can be);
+  the few steps before ``progress`` can be); a stall waits until step ``SETTLED``, as
+  ``not_learning`` does (or the end of fit);
 * every alert while a loss spike waits for its confirmation (``TrainingDiagnosis``):
   units dying with a divergence are part of it, not a dead-unit finding.
 
@@ -129,6 +130,7 @@ class UnitEpisodes(EpisodeEnds):
         squeezed: Collection[str] = (),
         early_fall: float | None = None,
         consequence: bool = False,
+        final: bool = False,
     ) -> list[Verdict]:
         """One log's dead/dormant verdicts: episodes that ended, then new ones.
 
@@ -141,6 +143,7 @@ class UnitEpisodes(EpisodeEnds):
         ``early_fall``: the loss's fall since its start where ``progress`` cannot be read yet
         (``loss_trace.progress`` from ``2 * SMOOTH`` steps). ``REWRITE_REMEDIES`` tell a
         ``cause`` that is a layer written outside the optimiser (``rewrites.silenced_by``).
+        ``final``: the fit has ended, no later log comes: nothing is held any more.
         """
         out = self._ended(step, epoch, fractions) + self._eased(step, epoch, fractions, progress)
         merged = self._with_held(alerts, fractions)
@@ -175,8 +178,11 @@ class UnitEpisodes(EpisodeEnds):
             early = early or (
                 reason == "large" and step < SETTLED and moving is not None and moving >= MOVING
             )
-            if early and not persisted:
-                self.held[site] = before  # maybe the first steps' transient: wait one log
+            if (early and not persisted) or (reason == "stalled" and step < SETTLED and not final):
+                # maybe the first steps' transient: wait one log; a stall, until a slow
+                # start is over (hunt 82: 19-31% silent at step 30 of an 80-step run at
+                # chance since its start, then 46% val by step 80)
+                self.held[site] = before
                 continue
             if reason == "rising" and persisted and progress >= SLOW:  # type: ignore[operator]
                 reason = None  # it rose while the loss fell slowly; it has fallen well since

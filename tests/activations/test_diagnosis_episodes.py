@@ -112,6 +112,23 @@ def test_episodes_an_early_fast_rise_waits_one_log_for_the_loss_to_tell():
     assert early.severity == "note"
 
 
+def test_episodes_a_stall_waits_until_the_slow_start_is_over():
+    # hunt 82: a plain CNN under Adam 3e-3, 19-31% of a layer silent at step 30 of an
+    # 80-step run at chance since its start, told a problem; 46% val by step 80
+    episodes, kinds = UnitEpisodes(0.25), {"conv": "rectifier"}
+    dead = {"conv": list(range(10))}
+    for step in (20, 30):  # held: before step SETTLED a stall may be a slow start
+        assert episodes.review(step, 0, [("conv", 0.31, 0.2)], {"conv": 0.31}, kinds, dead,
+                               0.02) == []  # fmt: skip
+    (verdict,) = episodes.review(40, 0, [], {"conv": 0.31}, kinds, dead, 0.03)
+    assert (verdict.kind, verdict.severity) == ("dead_units", "problem")
+    # the learning resumed by then: a note
+    episodes = UnitEpisodes(0.25)
+    assert episodes.review(30, 0, [("conv", 0.31, 0.2)], {"conv": 0.31}, kinds, dead, 0.02) == []
+    (verdict,) = episodes.review(40, 0, [], {"conv": 0.31}, kinds, dead, 0.3)
+    assert verdict.severity == "note"
+
+
 def test_episodes_an_alert_held_at_the_last_log_is_told_at_the_end_of_fit():
     # configs/dead_relu.yaml in one epoch: its only log (step 25) has relu2 38% dead with
     # the loss at chance; no later log comes to confirm it, so the end of fit does
