@@ -32,6 +32,7 @@ __all__ = [
     "scores_elsewhere",
     "stuck",
     "too_small",
+    "wide",
 ]
 
 
@@ -93,15 +94,15 @@ def scores_elsewhere(e: Evaluation) -> bool:
     share, trained, own = e.probe_outside_val, e.returned_loss, e.probe_loss_val
     if share is None or trained is None or own is None or not finite(trained) or not finite(own):
         return False
-    if share >= OUTSIDE and trained < TRAINS * own:
-        return True
+    if (share >= OUTSIDE or wide(e)) and trained < TRAINS * own:
+        return True  # (setups hunt 76: MoCo, 32 wide against labels 0-3, 4.15 against 5.25)
     k, first = e.classes, e.first_loss
-    if not _wide(e) or not finite(first):
+    if not wide(e) or not finite(first):
         return False
     return 0 < trained <= FELL * first and own >= BELOW_CHANCE_LOSS * math.log(k)  # type: ignore[arg-type,operator]
 
 
-def _wide(e: Evaluation) -> bool:
+def wide(e: Evaluation) -> bool:
     """Whether the outputs are at least twice as wide as the labels' classes (2 or more)."""
     labels = e.label_classes
     return bool(e.classes and labels and labels >= 2 and e.classes >= 2 * labels)
@@ -118,7 +119,7 @@ def chance_classes(e: Evaluation) -> int:
         >>> chance_classes(Evaluation(0, 0, classes=100.0, label_classes=10.0))
         10
     """
-    return int(e.label_classes) if _wide(e) else int(e.classes or 0)  # type: ignore[arg-type]
+    return int(e.label_classes) if wide(e) else int(e.classes or 0)  # type: ignore[arg-type]
 
 
 def too_small(k: int, band: float) -> bool:

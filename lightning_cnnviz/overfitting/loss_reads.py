@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnnviz.core.logits import as_logits, is_simplex
+from lightning_cnnviz.overfitting.chance_levels import wide
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.returned_loss import (
     RANKED,
@@ -243,6 +244,11 @@ def misfed(ev: Evaluation) -> str | bool | None:
     if outputs_scaled(ev):
         return "scaled"
     reads = reads_logits(ev)
+    if reads is False and wide(ev):
+        # outputs twice as wide as the labels' classes score no classes of these labels:
+        # their softmax is flat, its cross-entropy ln K, where a contrastive loss sits too
+        # (setups hunt 76: NT-Xent 3.478 on a 32-wide embedding, told "fed probabilities")
+        return None
     if reads is False and below_floor(ev):
         # the loss training returns is one no loss fed probabilities reaches: training reads
         # the outputs right, and the logged val loss is another one (hunt 28: a temperature

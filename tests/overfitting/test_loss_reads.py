@@ -493,3 +493,13 @@ def test_loss_reads_a_logged_accuracy_far_from_the_model_s_is_another_model_s_lo
     row = dict(val_loss=2.157, probe_loss_val=0.9, probe_ce_probs_val=2.156, probe_acc_val=0.7)
     assert reads_logits(Evaluation(100, 1, val_acc=0.68, **row)) is False  # the model's
     assert reads_logits(Evaluation(100, 1, val_acc=0.13, **row)) is None  # another model's
+
+
+def test_loss_reads_outputs_wider_than_the_labels_are_not_fed_probabilities():
+    # setups hunt 76: NT-Xent (3.478) on a 32-wide embedding, labels 0-3 riding along: the
+    # softmax of 32 flat outputs has a cross-entropy of ln 32 = 3.466 whatever they are
+    wide = Evaluation(64, 1, returned_loss=3.46, classes=32.0, label_classes=4.0,
+                      probe_size=128.0, val_loss=3.478, probe_loss_val=4.285,
+                      probe_ce_probs_val=3.48, probe_acc_val=0.25)  # fmt: skip
+    assert loss_reads.reads_logits(wide) is False and loss_reads.misfed(wide) is None
+    assert loss_reads.misfed(replace(wide, classes=4.0)) == "probabilities"

@@ -2,6 +2,7 @@
 and the run-level end-of-fit summary."""
 
 import logging
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -131,6 +132,19 @@ def test_monitor_rules_embedding_outputs_are_not_judged_as_class_scores(tmp_path
     assert not check.ran and "the model's 32 outputs do not score its labels' classes" in check.why
     (summary,) = texts(events(tmp_path / "tb"), "cnnviz/summary")
     assert "OverfittingMonitor/not learning (the model's 32 outputs" in summary
+
+
+def test_monitor_rules_wide_outputs_trained_by_another_loss_score_elsewhere():
+    # setups hunt 76: MoCo, a 32-wide embedding against labels 0-3, its largest outputs on
+    # label indices by chance: its InfoNCE (4.15) far under their cross-entropy (5.25)
+    from lightning_cnnviz.overfitting.chance_levels import scores_elsewhere
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+
+    moco = Evaluation(64, 1, returned_loss=4.15, classes=32.0, label_classes=4.0,
+                      probe_size=128.0, probe_loss_val=5.25, probe_outside_val=0.2,
+                      probe_acc_val=0.25, first_loss=4.3)  # fmt: skip
+    assert scores_elsewhere(moco)
+    assert not scores_elsewhere(replace(moco, classes=4.0))  # as wide as the labels: judged
 
 
 def test_monitor_rules_a_contrastive_loss_falling_on_wide_outputs_withdraws_not_learning():
