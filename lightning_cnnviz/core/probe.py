@@ -28,11 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from lightning_cnnviz.core.dataset_labels import dataset_labels
-from lightning_cnnviz.core.items import split_sample
+from lightning_cnnviz.core.items import parts, split_sample
 from lightning_cnnviz.core.probe_sizes import in_turns, of_shape, say_classes_left
 from lightning_cnnviz.core.random_state import rng_untouched
 from lightning_cnnviz.core.say import say
@@ -78,13 +79,16 @@ class Probe:
     """Probe samples: ``images`` (N, C, ...) on the CPU, ``labels`` (N,) or ``None``.
 
     ``target``: without labels, what the items' targets are instead, in words
-    (``targets.target_words``: "multi-hot vectors (multi-label)", ...; "" if none).
+    (``targets.target_words``: "multi-hot vectors (multi-label)", ...; "" if none);
+    ``targets``: those targets stacked, where they are tensors of one shape of at most
+    ``KEPT_TARGETS`` elements in all (class maps, masks, multi-hot vectors), else ``None``.
     """
 
     indices: list[int]
     images: Tensor
     labels: Tensor | None
     target: str = ""
+    targets: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -121,8 +125,24 @@ def probe_from_indices(dataset: Any, indices: Sequence[int], label_key: Any = No
         raise ValueError("a probe needs at least one sample")
     images = torch.stack([torch.as_tensor(x) for x in xs]).detach().cpu()
     labels = None if any(y is None for y in ys) else torch.tensor(ys, dtype=torch.long)
-    target = "" if labels is not None else target_words(raw, label_key)
-    return Probe(indices, images, labels, target)
+    if labels is not None:
+        return Probe(indices, images, labels)
+    targets = _stacked([parts(r, label_key)[1] for r in raw])
+    return Probe(indices, images, None, target_words(raw, label_key), targets)
+
+
+KEPT_TARGETS = 1 << 22
+"""Elements of a probe's targets kept beside its images: a few hundred maps at 128x128."""
+
+
+def _stacked(ys: Sequence[Any]) -> Tensor | None:
+    """Targets that are tensors of one shape, stacked on the CPU (``None``: not so, or too many)."""
+    ys = [torch.as_tensor(y) if isinstance(y, np.ndarray) else y for y in ys]
+    if not ys or not all(isinstance(y, Tensor) and y.dim() >= 1 for y in ys):
+        return None
+    if len({tuple(y.shape) for y in ys}) > 1 or len(ys) * ys[0].numel() > KEPT_TARGETS:
+        return None
+    return torch.stack([y.detach().cpu() for y in ys])
 
 
 def labels_in_order(

@@ -31,6 +31,7 @@ from lightning_cnnviz.overfitting import (
     flat_loss,
     gap,
     imbalance,
+    label_prior,
     split_inputs,
     val_source,
 )
@@ -233,7 +234,10 @@ class Detector:
             and not tiny_val(h),
             "train/val gap": any(gap.gapped(e) is not None for e in h) and not tiny_val(h),
             "not learning": any(
-                chance_levels.stuck(e) is not None or flat_loss.judged(e) for e in h
+                chance_levels.stuck(e) is not None
+                or flat_loss.judged(e)
+                or label_prior.alike(e) is not None
+                for e in h
             ),
             "BatchNorm train/eval": any(bn_levels.parted(e) is not None for e in h),
             "class imbalance": any(e.ignored is not None for e in h),

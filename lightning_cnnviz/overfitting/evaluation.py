@@ -71,6 +71,13 @@ class Evaluation:
     conf_val: float | None = None
     probe_acc_train: float | None = None
     probe_acc_val: float | None = None
+    prior_pred: float | None = None  # per pixel or multi-label: the commonest answer's share
+    prior_truth: float | None = None  # ... the targets' share of that answer
+    prior_major: float | None = None  # ... the targets' commonest answer's share
+    prior_answer: float | None = None  # ... the class (multi-label: labels in the set)
+    prior_dense: float | None = None  # ... 1 per pixel, 0 per image
+    prior_obj_acc: float | None = None  # ... the other classes' pixels right
+    prior_obj_major: float | None = None  # ... their commonest class's share among them
     probe_loss_train: float | None = None
     probe_loss_left_train: float | None = None  # ... on its images of the classes val leaves out
     left_share_train: float | None = None  # ... their share of the train probe

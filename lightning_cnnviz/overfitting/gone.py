@@ -21,6 +21,7 @@ from lightning_cnnviz.overfitting import (
     class_fading,
     flat_loss,
     gap,
+    label_prior,
     levels,
     loss_climb,
     loss_reads,
@@ -48,6 +49,8 @@ def went_away(kind: str, old: Verdict, ev: Evaluation, tolerance: float) -> bool
         return ev.val_accuracy > best.val_accuracy  # type: ignore[operator]
     if kind == "not_learning" and old.figures.get("loss_only"):  # the loss moved
         return flat_loss.flat(ev) is False
+    if kind == "not_learning" and old.figures.get("one_answer"):  # answers differ again
+        return label_prior.alike(ev) is False
     if kind == "not_learning":  # off chance, or learning seen elsewhere: not this
         learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
         learns = learns or chance_levels.scores_elsewhere(ev)  # another loss, learnt

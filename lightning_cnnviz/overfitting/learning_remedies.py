@@ -31,6 +31,7 @@ from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.words import num
 
 __all__ = [
     "CLIP",
@@ -197,3 +198,31 @@ def first(v: Verdict) -> list[str]:
             "chance level, as steps far too small leave it."
         )
     return tried
+
+
+def one_answer(v: Verdict) -> list[str]:
+    """What to try for one answer everywhere (``label_prior``): weigh the rare answers."""
+    f = v.figures
+    if f.get("objects"):
+        weigh = (
+            "**Give the model what it needs to tell the classes apart**: it finds the objects "
+            "but not their class; a deeper encoder or a larger receptive field (more "
+            "downsampling, dilation), and class weights where the classes differ in frequency."
+        )
+    elif f["dense"]:
+        weigh = (
+            f"**Weigh the rarer classes**: `weight=` in `cross_entropy` (inverse class "
+            f"frequencies), or a Dice / focal loss: with {num(f['major'], True)} of the target "
+            "pixels one class, answering it everywhere is the loss's easy minimum."
+        )
+    else:
+        weigh = (
+            "**Weigh the positive labels**: `pos_weight=` in `BCEWithLogitsLoss` (negatives / "
+            "positives per label), or a focal loss: with most targets 0, answering 0 "
+            "everywhere is the loss's easy minimum."
+        )
+    return [
+        weigh,
+        "**Check the learning rate and its schedule** (10x higher if the updates are tiny, "
+        "a schedule that decayed it early), and that each target belongs to its image.",
+    ]

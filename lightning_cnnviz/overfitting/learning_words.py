@@ -53,10 +53,17 @@ EARLY_FLAT = (
 )
 
 
+EARLY_ONE = (
+    " A note for now: a model can give the commonest answer everywhere for its first steps; "
+    "a problem if it still does past a quarter of the run."
+)
+
+
 def headline(v: Verdict) -> str:
     """Accuracy at chance, or barely moved from it: why, and since when (a note early on)."""
     if v.severity == "note" and v.figures.get("early"):
         early = EARLY_FLAT if v.figures.get("loss_only") else EARLY
+        early = EARLY_ONE if v.figures.get("one_answer") else early
         return _headline(dataclasses.replace(v, severity="problem")) + early
     return _headline(v)
 
@@ -99,6 +106,12 @@ def _headline(v: Verdict) -> str:
             f"{num(now.probe_loss_val)} is below {num(levels.BARELY_LOSS, True)} of its "
             f"chance level, accuracy {num(now.probe_acc_val, True)}."
         )
+    if gone and f.get("one_answer"):
+        return (
+            f"The model's answers differ again at epoch {now.epoch}: the commonest one is "
+            f"given to {num(now.prior_pred, True)} of the val probe's "
+            f"{'pixels' if f['dense'] else 'images'}."
+        )
     if gone and f.get("loss_only"):
         return (
             f"The training loss moves at epoch {now.epoch}: {num(now.returned_loss)} since the "
@@ -112,7 +125,7 @@ def _headline(v: Verdict) -> str:
     start = "from the start" if f["from_start"] else "after a collapse"
     if f["non_finite"]:
         loss = "the model's outputs are not finite (NaN/inf: training diverged)"
-    elif f.get("loss_only"):
+    elif f.get("loss_only") or f.get("one_answer"):
         loss = ""
     else:
         k = round(1 / f["chance_acc"])
@@ -205,6 +218,8 @@ def _headline(v: Verdict) -> str:
         )
     if f.get("loss_only"):
         return _flat(v, cut)
+    if f.get("one_answer"):
+        return _one_answer(v, cut)
     if f.get("climbing"):
         return (
             f"Not learning since {when(since)} ({start}{peak}): after {now.step} steps the "
@@ -252,4 +267,39 @@ def _flat(v: Verdict, cut: str) -> str:
         f"validation before, against {num(f['start_loss'])} over the first steps{val}: it "
         f"has not moved in {f['evaluations']} validations, the updates too small to bring it "
         f"down{'' if 'last update' in cut else update_clause(now)}.{cut}"
+    )
+
+
+def _one_answer(v: Verdict, cut: str) -> str:
+    """One answer for every pixel or image, dense or multi-label (``label_prior``)."""
+    f, now = v.figures, v.detected
+    if f.get("objects"):
+        given = (
+            f"it tells the objects from the background but not their class: "
+            f"{num(f['object_acc'], True)} of the pixels of the classes other than class "
+            f"{f['answer']} get their class, as answering their commonest class everywhere "
+            f"would ({num(f['object_major'], True)})"
+        )
+    elif f["dense"]:
+        given = (
+            f"it answers class {f['answer']} at {num(f['predicted'], True)} of the val probe's "
+            f"pixels, every image alike, where {num(f['truth'], True)} of the target pixels "
+            f"are class {f['answer']}"
+        )
+    else:
+        labels = "no label" if not f["answer"] else f"the same {f['answer']} label(s)"
+        given = (
+            f"it gives {labels} to {num(f['predicted'], True)} of the val probe's images, "
+            f"where {num(f['truth'], True)} of their targets are that set"
+        )
+    learnt = (
+        "It finds where the objects are, not what they are"
+        if f.get("objects")
+        else "It has learnt how common each answer is, not to tell it from the images"
+    )
+    return (
+        f"Not learning since {when(v.since)}: {given}. {learnt}: so at "
+        f"{f['evaluations']} validations in a row, "
+        f"and the loss `training_step` returns has stopped falling ({num(f['loss_before'])} "
+        f"-> {num(now.returned_loss)} since the validation before).{cut}"
     )

@@ -95,6 +95,8 @@ class Measures(ProbeLogits):
         labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
         with self.phase("compute"):  # one transfer to the host
             host, per_class, counts = figures({**found, **seen}, {"val": val}, labels)
+        host.update(self.prior)  # read by the val pass (``label_prior.prior_figures``)
+        self.prior = {}
         # the extra passes see the probes' first images only (the training batch sets how many)
         sizes = {s: self._images(trainer, s) for s in labels}
         cut = {s: None if v is None else v[: sizes[s]] for s, v in labels.items()}

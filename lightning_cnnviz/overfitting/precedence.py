@@ -28,6 +28,7 @@ from lightning_cnnviz.overfitting import (
     flat_loss,
     gap,
     imbalance,
+    label_prior,
     levels,
     loss_climb,
     loss_reads,
@@ -103,7 +104,9 @@ def verdicts(
         "loss_mismatch": loss_reads.loss_mismatch(h, p),
         "inputs_differ": split_inputs.inputs_differ(h, bn, p),
         "class_imbalance": imbalance.class_imbalance(h, p),
-        "not_learning": levels.not_learning(h, p) or flat_loss.not_moving(h, p),
+        "not_learning": levels.not_learning(h, p)
+        or flat_loss.not_moving(h, p)
+        or label_prior.one_answer(h, p),
         "weight_decay_too_strong": decay_rule.decay_too_strong(h, p),
         "unstable_training": loss_climb.unstable(h, p),
         "bn_mismatch": bn,

@@ -53,9 +53,11 @@ def test_overfitting_multi_label_targets_named_not_asked_for(tmp_path):
     )
     assert "label_key" not in said  # no key would find a class label that is not there
     assert "overfitting/gap_loss" in events(tmp_path / "tb").Tags()["scalars"]  # the loss rule runs
-    unrun = checks_of(trainer)[("OverfittingMonitor", "not learning")]
+    unrun = checks_of(trainer)[("OverfittingMonitor", "class imbalance")]
     assert not unrun.ran
     assert unrun.why.endswith("(the probes' targets are multi-hot vectors (multi-label))")
+    # the model's answers against the multi-hot targets: one label set for every image?
+    assert checks_of(trainer)[("OverfittingMonitor", "not learning")].ran
 
 
 class OneLogit(MultiLabel):

@@ -1,0 +1,196 @@
+"""Not learning for dense and multi-label targets: one answer for every image, the label prior.
+
+Nothing here knows about Lightning. A segmentation net that predicts the commonest class
+at every pixel, or a multi-label net that gives every image the same labels (most often
+none), has learnt how common each answer is and nothing of the images: its loss sits at
+the prior's level, and its pixel or label accuracy at the majority's share, which reads
+as high. Held out (hunt 82): a GroupNorm FCN under SGD with OneCycle answered
+"background" at every pixel from step 100 to 400 (92.3% pixel accuracy, the val loss flat
+at 0.20) and was told nothing; class labels' ``levels.not_learning`` reads no chance level
+there, and ``flat_loss.not_moving`` wants a loss flat from the start.
+
+``prior_figures`` reads one val probe pass against the probe's targets; ``one_answer``
+tells it: the same answer for (nearly) every pixel or image, where the targets hold
+others, at ``patience`` evaluations in a row, the loss `training_step` returns no longer
+falling, past the run's first steps (``too_soon``), and a note in the run's first quarter.
+
+Example::
+
+    >>> logits = torch.zeros(4, 3, 2, 2)
+    >>> logits[:, 0] = 2.0  # class 0 everywhere
+    >>> masks = torch.zeros(4, 2, 2, dtype=torch.long)
+    >>> masks[:, 0, 0] = 2  # a quarter of the pixels are class 2
+    >>> f = prior_figures(logits, masks)
+    >>> f["prior_pred"], f["prior_truth"], f["prior_answer"], f["prior_dense"]
+    (1.0, 0.75, 0.0, 1.0)
+    >>> def ev(step, loss):
+    ...     return Evaluation(step, 0, returned_loss=loss, run_share=step / 400, **f)
+    >>> one_answer([ev(200, 0.201), ev(300, 0.2)]).severity
+    'problem'
+    >>> one_answer([ev(200, 0.3), ev(300, 0.2)]) is None  # the loss still falls
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from lightning_cnnviz.core.items import integer_dtype
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.small_steps import tiny_steps
+from lightning_cnnviz.overfitting.too_soon import early, warming_up, warmup_outlasts, young
+from lightning_cnnviz.overfitting.words import finite
+
+__all__ = ["ALIKE", "FALLING", "MIXED", "OBJECTS", "alike", "one_answer", "prior_figures"]
+
+ALIKE = 0.995
+"""The share of pixels (or images) given one answer past which the model answers alike."""
+MIXED = 0.98  # ... where no more than this share of the targets is that one answer
+OBJECTS = 0.05
+"""The other classes' pixels right no more than this above their commonest class's share:
+their class is not told (the GroupNorm FCN's digits, 6-10% right among 10 classes)."""
+FALLING = 0.05  # the loss returned fell this share since the evaluation before: learning
+
+
+def _predicted(outputs: Tensor) -> Tensor:
+    """Binary answers: probabilities past 0.5 where outputs are in [0, 1], else logits past 0."""
+    probabilities = bool(((outputs >= 0) & (outputs <= 1)).all())
+    return outputs > (0.5 if probabilities else 0.0)
+
+
+def _binary(t: Tensor) -> bool:
+    return bool(((t == 0) | (t == 1)).all())
+
+
+def _dense(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
+    """Per-pixel answers against per-pixel targets (class maps, or binary masks)."""
+    if targets.shape == outputs.shape and outputs.shape[1] == 1:
+        targets = targets[:, 0]  # a (N, 1, ...) binary mask beside one logit a pixel
+    if outputs.shape[2:] != targets.shape[1:] or not (integer_dtype(targets) or _binary(targets)):
+        return None
+    k = outputs.shape[1]
+    pred = outputs.argmax(1) if k > 1 else _predicted(outputs[:, 0]).long()
+    targets = targets.long()
+    valid = (targets >= 0) & (targets < max(k, 2))  # an ignore index (255, -100) left out
+    if not bool(valid.any()):
+        return None
+    p, t = pred[valid], targets[valid]
+    counts = torch.bincount(p, minlength=max(k, 2)).double()
+    truth = torch.bincount(t, minlength=max(k, 2)).double()
+    answer, major = int(counts.argmax()), int(truth.argmax())
+    n = float(len(p))
+    found = {"prior_pred": float(counts[answer]) / n, "prior_truth": float(truth[answer]) / n,
+             "prior_major": float(truth.max()) / n, "prior_answer": float(answer),
+             "prior_dense": 1.0}  # fmt: skip
+    objects = t != major  # the pixels of the other classes: is their class told?
+    kinds = torch.bincount(t[objects], minlength=max(k, 2)).double()
+    if int((kinds > 0).sum()) >= 2:
+        found["prior_obj_acc"] = float((p[objects] == t[objects]).double().mean())
+        found["prior_obj_major"] = float(kinds.max() / kinds.sum())
+    return found
+
+
+def _rows(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
+    """Each image's set of labels (multi-hot) against its targets'."""
+    if targets.shape != outputs.shape or not _binary(targets):
+        return None
+    pred, truth = _predicted(outputs), targets.bool()
+    rows, counts = torch.unique(pred, dim=0, return_counts=True)
+    answer = rows[counts.argmax()]
+    _, truth_counts = torch.unique(truth, dim=0, return_counts=True)
+    n = float(len(pred))
+    return {"prior_pred": float(counts.max()) / n,
+            "prior_truth": float((truth == answer).all(1).double().mean()),
+            "prior_major": float(truth_counts.max()) / n, "prior_answer": float(answer.sum()),
+            "prior_dense": 0.0}  # fmt: skip
+
+
+def prior_figures(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
+    """How alike a probe pass answers, against its targets (``None``: not comparable).
+
+    ``outputs``: (N, K, ...) per-pixel scores against (N, ...) class maps or binary
+    masks, or (N, K) multi-label scores against (N, K) multi-hot targets. Figures:
+    ``prior_pred`` (the share of pixels, or images, given the commonest answer),
+    ``prior_truth`` (the share of the targets that are that answer), ``prior_major``
+    (the share of the targets' commonest answer), ``prior_answer`` (the class; for
+    multi-label, how many labels the commonest set holds), ``prior_dense`` (1 per pixel);
+    per pixel with two classes or more besides the commonest, ``prior_obj_acc`` (the
+    share of their pixels right) and ``prior_obj_major`` (their commonest class's share).
+
+    Example::
+
+        >>> none = prior_figures(torch.full((4, 3), -5.0), torch.eye(3)[[0, 1, 2, 0]])
+        >>> none["prior_pred"], none["prior_truth"], none["prior_answer"]
+        (1.0, 0.0, 0.0)
+    """
+    outputs, targets = outputs.detach().float(), targets.to(outputs.device)
+    if len(outputs) != len(targets) or outputs.dim() < 2:
+        return None
+    if outputs.dim() > 2:
+        return _dense(outputs, targets)
+    return _rows(outputs, targets) if targets.dim() == 2 else None
+
+
+def alike(e: Evaluation) -> bool | None:
+    """Whether ``e``'s val probe answered alike where its targets hold more (``None``: unread).
+
+    One answer nearly everywhere; or, per pixel, the pixels of the classes other than the
+    commonest (the objects) right no more often than answering their commonest class
+    would have them (``OBJECTS``): the objects told from the background, not their class.
+    """
+    if e.prior_pred is None or e.prior_major is None:
+        return None
+    if e.prior_pred >= ALIKE and e.prior_major <= MIXED:
+        return True
+    acc, major = e.prior_obj_acc, e.prior_obj_major
+    return acc is not None and major is not None and acc <= major + OBJECTS
+
+
+def _fell(before: float | None, now: float | None) -> float:
+    if before is None or now is None or not (finite(before) and finite(now)) or before <= 0:
+        return 0.0
+    return 1.0 - now / before
+
+
+def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """The same answer for every pixel or image at ``patience`` evaluations, learning stalled.
+
+    Figures: ``one_answer``, ``dense``, ``answer``, ``predicted`` / ``truth`` / ``major``
+    (``prior_figures``' shares), ``loss_before`` (the returned loss at the evaluation
+    before the latest), ``evaluations`` (alike in a row).
+    """
+    streak = 0
+    for e in reversed(history):
+        if not alike(e):
+            break
+        streak += 1
+    if streak < patience:
+        return None
+    evs = list(history[-streak:])
+    before, now = evs[-2], evs[-1]
+    falling = max(_fell(before.returned_loss, now.returned_loss),
+                  _fell(before.val_loss, now.val_loss))  # fmt: skip
+    if falling >= FALLING or early(now) or (warming_up(evs) and not warmup_outlasts(now)):
+        return None  # still learning: a slow start answers the prior for a while
+    figures = {
+        "one_answer": True,
+        "from_start": streak == len(history),
+        "non_finite": False,
+        "dense": bool(now.prior_dense),
+        "answer": int(now.prior_answer or 0),
+        "predicted": now.prior_pred,
+        "truth": now.prior_truth,
+        "major": now.prior_major,
+        "loss_before": before.returned_loss,
+        "objects": not (now.prior_pred >= ALIKE and now.prior_major <= MIXED),  # type: ignore[operator]
+        "object_acc": now.prior_obj_acc,
+        "object_major": now.prior_obj_major,
+        "evaluations": streak,
+    }
+    if young(now) and not tiny_steps(now):
+        return Verdict("not_learning", evs[0], now, None, {**figures, "early": True}, "note")
+    return Verdict("not_learning", evs[0], now, None, figures)

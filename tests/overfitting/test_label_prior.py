@@ -1,0 +1,117 @@
+"""One answer for every pixel or image (the label prior): the figures, the rule, a run."""
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cnnviz.core.findings import checks_of, findings_of
+from lightning_cnnviz.core.probe import probe_from_indices
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.label_prior import one_answer, prior_figures
+from tests.overfitting.runs import fit_monitor
+
+
+def test_label_prior_figures_read_class_maps_masks_and_label_sets():
+    masks = torch.zeros(4, 3, 3, dtype=torch.long)
+    masks[:, 1, 1] = 2
+    masks[:, 0, 0] = 255  # an ignore index: left out
+    background = torch.zeros(4, 3, 3, 3)
+    background[:, 0] = 1.0
+    f = prior_figures(background, masks)
+    assert (f["prior_pred"], f["prior_truth"], f["prior_answer"]) == (1.0, 0.875, 0.0)
+    assert f["prior_major"] == 0.875 and f["prior_dense"] == 1.0
+    seen = background.clone()
+    seen[:, 2, 1, 1] = 5.0  # the rare class found where it is
+    assert prior_figures(seen, masks)["prior_pred"] == 0.875
+    # a binary mask (N, 1, H, W) beside one sigmoid output a pixel: probabilities at 0.5
+    mask = (torch.arange(16.0).reshape(1, 1, 4, 4) > 11).float().expand(2, 1, 4, 4)
+    f = prior_figures(torch.full((2, 1, 4, 4), 0.2), mask)
+    assert (f["prior_pred"], f["prior_truth"], f["prior_major"]) == (1.0, 0.75, 0.75)
+    # multi-label: every image given no label, though each holds two
+    sets = torch.eye(5)[[0, 1, 2, 3]] + torch.eye(5)[[4, 4, 0, 1]]
+    f = prior_figures(torch.full((4, 5), -2.0), sets)
+    assert (f["prior_pred"], f["prior_truth"], f["prior_answer"], f["prior_dense"]) == (
+        1.0, 0.0, 0.0, 0.0,
+    )  # fmt: skip
+    assert prior_figures(torch.where(sets > 0, 2.0, -2.0), sets)["prior_pred"] == 0.25
+    # regression targets or another shape: nothing to compare
+    assert prior_figures(torch.zeros(4, 5), torch.rand(4, 5)) is None
+    assert prior_figures(torch.zeros(4, 3, 3, 3), torch.zeros(4, 2, 2, dtype=torch.long)) is None
+
+
+def ev(step, loss, pred=1.0, major=0.92, share=None):
+    figures = dict(prior_pred=pred, prior_truth=major, prior_major=major, prior_answer=0.0,
+                   prior_dense=1.0)  # fmt: skip
+    return Evaluation(step, 0, returned_loss=loss, run_share=share or step / 400, **figures)
+
+
+def test_label_prior_one_answer_told_once_the_loss_stops_falling():
+    # hunt 82: a GroupNorm FCN answered background at every pixel from step 100 to 400
+    found = one_answer([ev(100, 0.30), ev(200, 0.205), ev(300, 0.20)])
+    assert found.kind == "not_learning" and found.severity == "problem"
+    assert found.since.step == 100 and found.figures["evaluations"] == 3
+    assert found.figures["from_start"] and found.figures["loss_before"] == 0.205
+    # still falling: a slow start answers the prior for a while
+    assert one_answer([ev(100, 0.3), ev(200, 0.25)]) is None
+    # the rare class answered somewhere, or a target that is one answer itself
+    assert one_answer([ev(100, 0.2), ev(200, 0.2, pred=0.97)]) is None
+    assert one_answer([ev(100, 0.2, major=0.99), ev(200, 0.2, major=0.99)]) is None
+    # the run's first steps wait; its first quarter is a note
+    assert one_answer([ev(10, 0.2), ev(20, 0.2)]) is None
+    assert one_answer([ev(60, 0.2), ev(80, 0.2)]).severity == "note"
+
+
+def blob_masks(n, seed):
+    """Images of bright squares on noise, and their per-pixel class maps (0 background)."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.1 * torch.randn(n, 1, 12, 12, generator=g)
+    masks = torch.zeros(n, 12, 12, dtype=torch.long)
+    for i, (r, c) in enumerate(torch.randint(0, 9, (n, 2), generator=g).tolist()):
+        x[i, 0, r : r + 3, c : c + 3] += 1.0
+        masks[i, r : r + 3, c : c + 3] = 1
+    return TensorDataset(x, masks)
+
+
+class Segmenter(L.LightningModule):
+    """Per-pixel cross-entropy; ``blind``: scores from a bias alone, whatever the image."""
+
+    def __init__(self, blind: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.blind = blind
+
+    def forward(self, x):
+        out = self.conv(x)
+        return self.conv.bias.view(1, 2, 1, 1).expand_as(out) + 0 * out if self.blind else out
+
+    def training_step(self, batch, batch_idx):
+        loss = F.cross_entropy(self(batch[0]), batch[1])
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", F.cross_entropy(self(batch[0]), batch[1]))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=0.05)
+
+
+def test_label_prior_one_answer_told_in_a_run_and_not_for_a_net_that_sees(tmp_path):
+    train = DataLoader(blob_masks(256, 0), batch_size=16, shuffle=True)
+    val = DataLoader(blob_masks(64, 1), batch_size=64)
+    assert probe_from_indices(blob_masks(4, 2), range(4)).targets.shape == (4, 12, 12)
+    L.seed_everything(0)
+    trainer, _ = fit_monitor(tmp_path / "blind", Segmenter(blind=True), train, val, epochs=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "not_learning"]
+    assert found.severity == "problem" and found.figures["answer"] == 0
+    assert found.figures["predicted"] == 1.0 and found.figures["truth"] == 1 - 9 / 144
+    assert (
+        "answers class 0 at 100.0% of the val probe's pixels, every image alike, where 93.8%"
+        in found.message
+    )
+    assert any(c.name == "not learning" and c.ran for c in checks_of(trainer).values())
+    L.seed_everything(0)
+    trainer, _ = fit_monitor(tmp_path / "sees", Segmenter(blind=False), train, val, epochs=8)
+    assert [f.kind for f in findings_of(trainer) if f.severity == "problem"] == []
