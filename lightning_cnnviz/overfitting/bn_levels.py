@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.too_soon import young
 
 __all__ = [
     "CLOSING",
@@ -160,7 +162,13 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
         streak = _recurs(evs)
         if not streak:
             return None
-    return _mismatch(evs, streak)
+    found = _mismatch(evs, streak)
+    if young(evs[-1]) and not _lags_long(evs[-1]):
+        # the run's first quarter: weights that move fast leave running statistics behind,
+        # and they catch up (hunt 83: 7 of 10 healthy BN runs, SGD, Adam, OneCycle, warm
+        # restarts, 15-40 points below batch statistics, level one or two validations on)
+        return dataclasses.replace(found, figures={**found.figures, "early": True}, severity="note")
+    return found
 
 
 INIT_HELD = 0.1

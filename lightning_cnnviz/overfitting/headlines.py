@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -141,6 +142,11 @@ def _generalisation_gap(v: Verdict) -> str:
 def _bn_mismatch(v: Verdict) -> str:
     """Eval mode below the same probe with batch statistics."""
     f, now, since = v.figures, v.detected, v.since
+    if v.severity == "note" and f.get("early"):
+        return _bn_mismatch(dataclasses.replace(v, severity="problem")) + (
+            " A note for now: in a run's first quarter BatchNorm's running statistics often "
+            "trail weights that move fast, and catch up; a problem if the gap lasts past it."
+        )
     if v.severity == "note":
         return f"BatchNorm eval/train mismatch from {when(since)} closed at epoch {now.epoch}."
     if f.get("nonfinite"):

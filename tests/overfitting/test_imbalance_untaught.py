@@ -108,7 +108,8 @@ def test_imbalance_a_common_class_left_out_waits_while_batchnorm_eval_mode_is_br
     others = [row[:] for row in UNWEIGHTED]
     for i in (0, 2, 4):
         others[i][i], others[i][(i + 1) % 10] = 11, 4
-    evs = [ev(s, confusion=others, shares=EVEN, **broken, **UNWEIGHTED_LOSS) for s in (63, 126)]
+    evs = [ev(s, confusion=others, shares=EVEN, run_share=s / 126, **broken, **UNWEIGHTED_LOSS)
+           for s in (63, 126)]  # fmt: skip
     detector = Detector(patience=2)
     told = [c.verdict.kind for e in evs for c in detector.update(e)]
     assert "class_imbalance" not in told and "bn_mismatch" in told
