@@ -28,11 +28,12 @@ from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.rules import Verdict
-from lightning_cnnviz.overfitting.too_soon import young
+from lightning_cnnviz.overfitting.too_soon import START_STEPS
 
 __all__ = [
     "CLOSING",
     "INIT_HELD",
+    "SETTLING",
     "STALE_LOSS",
     "bn_mismatch",
     "bn_mismatch_at_end",
@@ -40,6 +41,7 @@ __all__ = [
     "init_held",
     "part_threshold",
     "parted",
+    "settling",
     "stale",
 ]
 
@@ -163,12 +165,32 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
         if not streak:
             return None
     found = _mismatch(evs, streak)
-    if young(evs[-1]) and not _lags_long(evs[-1]):
-        # the run's first quarter: weights that move fast leave running statistics behind,
-        # and they catch up (hunt 83: 7 of 10 healthy BN runs, SGD, Adam, OneCycle, warm
-        # restarts, 15-40 points below batch statistics, level one or two validations on)
+    if settling(evs[-1]) and not _lags_long(evs[-1]):
         return dataclasses.replace(found, figures={**found.figures, "early": True}, severity="note")
     return found
+
+
+SETTLING = 0.5
+"""The share of a planned run in which a lag of the running statistics is a note at first."""
+
+
+def settling(e: Evaluation) -> bool:
+    """Whether ``e`` is in the run's first half (unknown length: ``2 * START_STEPS`` steps).
+
+    There weights that move fast leave the running statistics behind, and they catch up:
+    held out (hunt 83), 7 of 10 healthy BatchNorm runs (SGD with momentum, Adam, OneCycle,
+    warm restarts) read eval mode 15-40 points below batch statistics for two or three
+    validations within their first half, level after. A lag that lasts into the second
+    half, or to the end of fit, hurts the model fit hands back.
+
+    Example::
+
+        >>> settling(Evaluation(150, 1, run_share=0.3)), settling(Evaluation(94, 1, run_share=0.67))
+        (True, False)
+    """
+    if e.run_share is not None:
+        return e.run_share < SETTLING
+    return e.step < 2 * START_STEPS
 
 
 INIT_HELD = 0.1

@@ -144,7 +144,7 @@ def _bn_mismatch(v: Verdict) -> str:
     f, now, since = v.figures, v.detected, v.since
     if v.severity == "note" and f.get("early"):
         return _bn_mismatch(dataclasses.replace(v, severity="problem")) + (
-            " A note for now: in a run's first quarter BatchNorm's running statistics often "
+            " A note for now: in a run's first half BatchNorm's running statistics often "
             "trail weights that move fast, and catch up; a problem if the gap lasts past it."
         )
     if v.severity == "note":

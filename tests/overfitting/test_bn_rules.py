@@ -110,24 +110,24 @@ def test_rules_bn_mismatch_paired_error_sees_a_gap_two_independent_accuracies_mi
     assert bn_levels.parted(probe_run(noisy)[0]) is False
 
 
-def test_rules_bn_mismatch_in_the_first_quarter_is_a_note_unless_it_lasts():
+def test_rules_bn_mismatch_in_the_first_half_is_a_note_unless_it_lasts():
     # hunt 83: 7 of 10 healthy BatchNorm runs (SGD, Adam, OneCycle, warm restarts) read eval
     # mode 15-40 points below batch statistics early on, level one or two validations later
     from lightning_cnnviz.overfitting.detector import Detector
     from lightning_cnnviz.overfitting.headlines import headline
 
     runs = probe_run([bn(0.75, 0.95), bn(0.58, 0.97), bn(0.6, 0.97)])
-    evs = [replace(e, run_share=share) for e, share in zip(runs, (0.1, 0.2, 0.3), strict=True)]
+    evs = [replace(e, run_share=share) for e, share in zip(runs, (0.2, 0.4, 0.6), strict=True)]
     early = bn_levels.bn_mismatch(evs[:2])
     assert (early.severity, early.figures["early"]) == ("note", True)
     assert headline(early).endswith("a problem if the gap lasts past it.")
-    assert bn_levels.bn_mismatch(evs).severity == "problem"  # past the first quarter
+    assert bn_levels.bn_mismatch(evs).severity == "problem"  # past the first half
     lasting = [replace(e, bn_momentum=0.01) for e in evs[:2]]  # a lag the momentum keeps
     assert bn_levels.bn_mismatch(lasting).severity == "problem"
     detector = Detector(patience=2)
     told = [(c.change, c.verdict.severity) for e in evs for c in detector.update(e)]
     assert told == [("new", "note"), ("new", "problem")]
-    # a run ending within its first quarter's note: told a problem at the end of fit
+    # a run ending within its first half's note: told a problem at the end of fit
     detector = Detector(patience=2)
     for e in evs[:2]:
         detector.update(e)
