@@ -11,6 +11,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,8 +32,12 @@ def target_words(samples: Sequence[Any], label_key: Any = None) -> str:
         'multi-hot vectors (multi-label)'
         >>> target_words([(x, 2.5), (x, 1.0)]), target_words([(x, 3), (x, 1)])
         ('real numbers (regression)', '')
+        >>> import numpy as np
+        >>> target_words([(x, np.zeros((2, 2), np.uint8))] * 2)  # a NumPy mask
+        'per-pixel class maps (segmentation)'
     """
     ys = [parts(sample, label_key)[1] for sample in samples]
+    ys = [torch.as_tensor(y) if isinstance(y, np.ndarray) else y for y in ys]  # as collated
     if not ys or any(y is None or isinstance(y, numbers.Integral) for y in ys):
         return ""  # class indices (or bools), or no target at all
     if all(isinstance(y, numbers.Real) for y in ys):

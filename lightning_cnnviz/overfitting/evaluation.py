@@ -75,7 +75,7 @@ class Evaluation:
     prior_truth: float | None = None  # ... the targets' share of that answer
     prior_major: float | None = None  # ... the targets' commonest answer's share
     prior_answer: float | None = None  # ... the class (multi-label: labels in the set)
-    prior_dense: float | None = None  # ... 1 per pixel, 0 per image
+    prior_task: str | None = None  # ... "pixels", "classes" (one-hot), "labels" (multi-hot)
     prior_obj_acc: float | None = None  # ... the other classes' pixels right
     prior_obj_major: float | None = None  # ... their commonest class's share among them
     probe_loss_train: float | None = None

@@ -21,8 +21,8 @@ Example::
     >>> masks = torch.zeros(4, 2, 2, dtype=torch.long)
     >>> masks[:, 0, 0] = 2  # a quarter of the pixels are class 2
     >>> f = prior_figures(logits, masks)
-    >>> f["prior_pred"], f["prior_truth"], f["prior_answer"], f["prior_dense"]
-    (1.0, 0.75, 0.0, 1.0)
+    >>> f["prior_pred"], f["prior_truth"], f["prior_answer"], f["prior_task"]
+    (1.0, 0.75, 0.0, 'pixels')
     >>> def ev(step, loss):
     ...     return Evaluation(step, 0, returned_loss=loss, run_share=step / 400, **f)
     >>> one_answer([ev(200, 0.201), ev(300, 0.2)]).severity
@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnnviz.core.items import integer_dtype
@@ -66,39 +67,53 @@ def _binary(t: Tensor) -> bool:
     return bool(((t == 0) | (t == 1)).all())
 
 
-def _dense(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
+def _answers(pred: Tensor, truth: Tensor, k: int, task: str) -> dict[str, float | str]:
+    """Class answers (pixels or images) against their classes, as ``prior_figures`` gives them."""
+    counts = torch.bincount(pred, minlength=k).double()
+    classes = torch.bincount(truth, minlength=k).double()
+    answer, major = int(counts.argmax()), int(classes.argmax())
+    n = float(len(pred))
+    found: dict[str, float | str] = {
+        "prior_pred": float(counts[answer]) / n, "prior_truth": float(classes[answer]) / n,
+        "prior_major": float(classes.max()) / n, "prior_answer": float(answer),
+        "prior_task": task,
+    }  # fmt: skip
+    objects = truth != major  # the other classes' pixels: is their class told?
+    kinds = torch.bincount(truth[objects], minlength=k).double()
+    if task == "pixels" and int((kinds > 0).sum()) >= 2:
+        found["prior_obj_acc"] = float((pred[objects] == truth[objects]).double().mean())
+        found["prior_obj_major"] = float(kinds.max() / kinds.sum())
+    return found
+
+
+def _dense(outputs: Tensor, targets: Tensor) -> dict[str, float | str] | None:
     """Per-pixel answers against per-pixel targets (class maps, or binary masks)."""
-    if targets.shape == outputs.shape and outputs.shape[1] == 1:
-        targets = targets[:, 0]  # a (N, 1, ...) binary mask beside one logit a pixel
-    if outputs.shape[2:] != targets.shape[1:] or not (integer_dtype(targets) or _binary(targets)):
+    if targets.dim() == outputs.dim() and targets.shape[1] == 1:
+        targets = targets[:, 0]  # a (N, 1, ...) map or mask
+    if not (integer_dtype(targets) or _binary(targets)) or targets.dim() != outputs.dim() - 1:
         return None
+    size = outputs.shape[2:]
+    if size != targets.shape[1:]:  # scores at a lower resolution: the maps taken to it
+        if any(a > b for a, b in zip(size, targets.shape[1:], strict=True)):
+            return None
+        targets = F.interpolate(targets[:, None].float(), size=size, mode="nearest")[:, 0]
     k = outputs.shape[1]
     pred = outputs.argmax(1) if k > 1 else _predicted(outputs[:, 0]).long()
     targets = targets.long()
     valid = (targets >= 0) & (targets < max(k, 2))  # an ignore index (255, -100) left out
     if not bool(valid.any()):
         return None
-    p, t = pred[valid], targets[valid]
-    counts = torch.bincount(p, minlength=max(k, 2)).double()
-    truth = torch.bincount(t, minlength=max(k, 2)).double()
-    answer, major = int(counts.argmax()), int(truth.argmax())
-    n = float(len(p))
-    found = {"prior_pred": float(counts[answer]) / n, "prior_truth": float(truth[answer]) / n,
-             "prior_major": float(truth.max()) / n, "prior_answer": float(answer),
-             "prior_dense": 1.0}  # fmt: skip
-    objects = t != major  # the pixels of the other classes: is their class told?
-    kinds = torch.bincount(t[objects], minlength=max(k, 2)).double()
-    if int((kinds > 0).sum()) >= 2:
-        found["prior_obj_acc"] = float((p[objects] == t[objects]).double().mean())
-        found["prior_obj_major"] = float(kinds.max() / kinds.sum())
-    return found
+    return _answers(pred[valid], targets[valid], max(k, 2), "pixels")
 
 
-def _rows(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
-    """Each image's set of labels (multi-hot) against its targets'."""
+def _rows(outputs: Tensor, targets: Tensor) -> dict[str, float | str] | None:
+    """Each image's answer against its target: a class (one-hot), or a set of labels."""
     if targets.shape != outputs.shape or not _binary(targets):
         return None
-    pred, truth = _predicted(outputs), targets.bool()
+    truth = targets.bool()
+    if bool((truth.sum(1) == 1).all()):  # one-hot: one class an image, the largest score
+        return _answers(outputs.argmax(1), truth.long().argmax(1), outputs.shape[1], "classes")
+    pred = _predicted(outputs)
     rows, counts = torch.unique(pred, dim=0, return_counts=True)
     answer = rows[counts.argmax()]
     _, truth_counts = torch.unique(truth, dim=0, return_counts=True)
@@ -106,25 +121,30 @@ def _rows(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
     return {"prior_pred": float(counts.max()) / n,
             "prior_truth": float((truth == answer).all(1).double().mean()),
             "prior_major": float(truth_counts.max()) / n, "prior_answer": float(answer.sum()),
-            "prior_dense": 0.0}  # fmt: skip
+            "prior_task": "labels"}  # fmt: skip
 
 
-def prior_figures(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
+def prior_figures(outputs: Tensor, targets: Tensor) -> dict[str, float | str] | None:
     """How alike a probe pass answers, against its targets (``None``: not comparable).
 
-    ``outputs``: (N, K, ...) per-pixel scores against (N, ...) class maps or binary
-    masks, or (N, K) multi-label scores against (N, K) multi-hot targets. Figures:
-    ``prior_pred`` (the share of pixels, or images, given the commonest answer),
-    ``prior_truth`` (the share of the targets that are that answer), ``prior_major``
-    (the share of the targets' commonest answer), ``prior_answer`` (the class; for
-    multi-label, how many labels the commonest set holds), ``prior_dense`` (1 per pixel);
+    ``outputs``: (N, K, ...) per-pixel scores against (N, ...) or (N, 1, ...) class maps
+    or binary masks (at a lower resolution, the maps taken to it), or (N, K) scores against
+    (N, K) multi-hot or one-hot targets. Figures: ``prior_pred`` (the share of pixels, or
+    images, given the commonest answer), ``prior_truth`` (the share of the targets that
+    are that answer), ``prior_major`` (the share of the targets' commonest answer),
+    ``prior_answer`` (the class; for multi-label, how many labels the commonest set
+    holds), ``prior_task`` (``"pixels"``, ``"classes"`` for one-hot, ``"labels"``);
     per pixel with two classes or more besides the commonest, ``prior_obj_acc`` (the
     share of their pixels right) and ``prior_obj_major`` (their commonest class's share).
 
     Example::
 
         >>> none = prior_figures(torch.full((4, 3), -5.0), torch.eye(3)[[0, 1, 2, 0]])
-        >>> none["prior_pred"], none["prior_truth"], none["prior_answer"]
+        >>> none["prior_task"], none["prior_pred"]  # one-hot: the largest score, class 0
+        ('classes', 1.0)
+        >>> sets = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+        >>> none = prior_figures(torch.full((2, 3), -5.0), sets)
+        >>> none["prior_pred"], none["prior_truth"], none["prior_answer"]  # no label at all
         (1.0, 0.0, 0.0)
     """
     outputs, targets = outputs.detach().float(), targets.to(outputs.device)
@@ -159,7 +179,7 @@ def _fell(before: float | None, now: float | None) -> float:
 def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """The same answer for every pixel or image at ``patience`` evaluations, learning stalled.
 
-    Figures: ``one_answer``, ``dense``, ``answer``, ``predicted`` / ``truth`` / ``major``
+    Figures: ``one_answer``, ``task``, ``answer``, ``predicted`` / ``truth`` / ``major``
     (``prior_figures``' shares), ``loss_before`` (the returned loss at the evaluation
     before the latest), ``evaluations`` (alike in a row).
     """
@@ -180,7 +200,7 @@ def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
         "one_answer": True,
         "from_start": streak == len(history),
         "non_finite": False,
-        "dense": bool(now.prior_dense),
+        "task": now.prior_task,
         "answer": int(now.prior_answer or 0),
         "predicted": now.prior_pred,
         "truth": now.prior_truth,

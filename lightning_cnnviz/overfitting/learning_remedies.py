@@ -209,11 +209,11 @@ def one_answer(v: Verdict) -> list[str]:
             "but not their class; a deeper encoder or a larger receptive field (more "
             "downsampling, dilation), and class weights where the classes differ in frequency."
         )
-    elif f["dense"]:
+    elif f["task"] in ("pixels", "classes"):
         weigh = (
             f"**Weigh the rarer classes**: `weight=` in `cross_entropy` (inverse class "
-            f"frequencies), or a Dice / focal loss: with {num(f['major'], True)} of the target "
-            "pixels one class, answering it everywhere is the loss's easy minimum."
+            f"frequencies), or a Dice / focal loss: with {num(f['major'], True)} of the targets "
+            "one class, answering it everywhere is the loss's easy minimum."
         )
     else:
         weigh = (

@@ -110,7 +110,7 @@ def _headline(v: Verdict) -> str:
         return (
             f"The model's answers differ again at epoch {now.epoch}: the commonest one is "
             f"given to {num(now.prior_pred, True)} of the val probe's "
-            f"{'pixels' if f['dense'] else 'images'}."
+            f"{'pixels' if f['task'] == 'pixels' else 'images'}."
         )
     if gone and f.get("loss_only"):
         return (
@@ -280,11 +280,16 @@ def _one_answer(v: Verdict, cut: str) -> str:
             f"{f['answer']} get their class, as answering their commonest class everywhere "
             f"would ({num(f['object_major'], True)})"
         )
-    elif f["dense"]:
+    elif f["task"] == "pixels":
         given = (
             f"it answers class {f['answer']} at {num(f['predicted'], True)} of the val probe's "
             f"pixels, every image alike, where {num(f['truth'], True)} of the target pixels "
             f"are class {f['answer']}"
+        )
+    elif f["task"] == "classes":
+        given = (
+            f"it answers class {f['answer']} for {num(f['predicted'], True)} of the val "
+            f"probe's images, where {num(f['truth'], True)} of them are class {f['answer']}"
         )
     else:
         labels = "no label" if not f["answer"] else f"the same {f['answer']} label(s)"

@@ -21,7 +21,7 @@ def test_label_prior_figures_read_class_maps_masks_and_label_sets():
     background[:, 0] = 1.0
     f = prior_figures(background, masks)
     assert (f["prior_pred"], f["prior_truth"], f["prior_answer"]) == (1.0, 0.875, 0.0)
-    assert f["prior_major"] == 0.875 and f["prior_dense"] == 1.0
+    assert f["prior_major"] == 0.875 and f["prior_task"] == "pixels"
     seen = background.clone()
     seen[:, 2, 1, 1] = 5.0  # the rare class found where it is
     assert prior_figures(seen, masks)["prior_pred"] == 0.875
@@ -32,10 +32,21 @@ def test_label_prior_figures_read_class_maps_masks_and_label_sets():
     # multi-label: every image given no label, though each holds two
     sets = torch.eye(5)[[0, 1, 2, 3]] + torch.eye(5)[[4, 4, 0, 1]]
     f = prior_figures(torch.full((4, 5), -2.0), sets)
-    assert (f["prior_pred"], f["prior_truth"], f["prior_answer"], f["prior_dense"]) == (
-        1.0, 0.0, 0.0, 0.0,
+    assert (f["prior_pred"], f["prior_truth"], f["prior_answer"], f["prior_task"]) == (
+        1.0, 0.0, 0.0, "labels",
     )  # fmt: skip
     assert prior_figures(torch.where(sets > 0, 2.0, -2.0), sets)["prior_pred"] == 0.25
+    # one-hot targets are one class an image: the largest score, log-probabilities too
+    # (setups hunt 77: `log_softmax` outputs at 100% val read as "no label" for every image)
+    onehot = torch.eye(3)[[0, 1, 2, 0]]
+    f = prior_figures(torch.log_softmax(5 * onehot, 1), onehot)
+    assert (f["prior_task"], f["prior_pred"], f["prior_answer"]) == ("classes", 0.5, 0.0)
+    # a (N, 1, H, W) class map beside K outputs, and outputs at half the map's resolution
+    maps = torch.zeros(2, 1, 4, 4, dtype=torch.long)
+    maps[:, 0, :2, :2] = 1
+    maps[1, 0, 2:, 2:] = 2
+    f = prior_figures(torch.zeros(2, 3, 2, 2).index_fill_(1, torch.tensor([0]), 1.0), maps)
+    assert (f["prior_pred"], f["prior_truth"]) == (1.0, 0.625)
     # regression targets or another shape: nothing to compare
     assert prior_figures(torch.zeros(4, 5), torch.rand(4, 5)) is None
     assert prior_figures(torch.zeros(4, 3, 3, 3), torch.zeros(4, 2, 2, dtype=torch.long)) is None
@@ -43,7 +54,7 @@ def test_label_prior_figures_read_class_maps_masks_and_label_sets():
 
 def ev(step, loss, pred=1.0, major=0.92, share=None):
     figures = dict(prior_pred=pred, prior_truth=major, prior_major=major, prior_answer=0.0,
-                   prior_dense=1.0)  # fmt: skip
+                   prior_task="pixels")  # fmt: skip
     return Evaluation(step, 0, returned_loss=loss, run_share=share or step / 400, **figures)
 
 
