@@ -152,7 +152,7 @@ class OverfittingMonitor(
         self._others_told = 0
         self._findings: dict[str, Finding] = {}
         self._bn_why = ""  # why the BatchNorm check could not run
-        self.prior: dict[str, float] = {}
+        self.prior: dict[str, float | str] = {}  # the val pass against non-class targets
         if hasattr(self, "_loop"):
             self._loop.stop()
         self._loop = LoopLogits()  # the val probe's logits from the validation loop

@@ -78,6 +78,8 @@ class Evaluation:
     prior_task: str | None = None  # ... "pixels", "classes" (one-hot), "labels" (multi-hot)
     prior_obj_acc: float | None = None  # ... the other classes' pixels right
     prior_obj_major: float | None = None  # ... their commonest class's share among them
+    blind_mse: float | None = None  # real-valued targets: the MSE of their mean (flat_loss)
+    blind_l1: float | None = None  # ... the mean absolute error of their median
     probe_loss_train: float | None = None
     probe_loss_left_train: float | None = None  # ... on its images of the classes val leaves out
     left_share_train: float | None = None  # ... their share of the train probe

@@ -25,6 +25,7 @@ from lightning_cnnviz.overfitting.batch_stats import (
     batch_stats_logits,
     no_batch_norm_why,
 )
+from lightning_cnnviz.overfitting.flat_loss import blind_losses
 from lightning_cnnviz.overfitting.label_prior import prior_figures
 from lightning_cnnviz.overfitting.logged_reads import LoggedReads
 from lightning_cnnviz.overfitting.metrics import discordant_shares, figures
@@ -40,7 +41,7 @@ class ProbeLogits(LoggedReads):
     """
 
     _bn_why: str
-    prior: dict[str, float]  # the val probe's answers against dense or multi-hot targets
+    prior: dict[str, float | str]  # the val probe against targets that are no class labels
     scores_misfit: str
 
     def _images(self, trainer: Trainer, split: str) -> int:
@@ -63,9 +64,10 @@ class ProbeLogits(LoggedReads):
             outputs = [self.logits_of(pl_module(c), image_level=False) for c in x.split(128)]
             logits = torch.cat([o.float() for o in outputs])
         targets = self.probe(trainer, split).targets
-        if split == "val" and targets is not None:  # dense or multi-label: one answer for all?
+        if split == "val" and targets is not None:  # one answer for all? a blind model's loss?
             with self.phase("compute"):
-                self.prior = prior_figures(logits, targets[: len(logits)]) or {}
+                shown = targets[: len(logits)]
+                self.prior = prior_figures(logits, shown) or blind_losses(logits, shown) or {}
         if logits.dim() != 2:
             self.warn_once("dense", "calibration (ECE) and per-class accuracy need one score "
                            f"per class per sample; the model's logits have shape "
