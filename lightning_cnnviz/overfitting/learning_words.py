@@ -59,11 +59,18 @@ EARLY_ONE = (
 )
 
 
+EARLY_OBJECTS = (
+    " A note for now: a model often finds its objects well before it tells their classes "
+    "apart; a problem if it still cannot in the run's last quarter."
+)
+
+
 def headline(v: Verdict) -> str:
     """Accuracy at chance, or barely moved from it: why, and since when (a note early on)."""
     if v.severity == "note" and v.figures.get("early"):
         early = EARLY_FLAT if v.figures.get("loss_only") else EARLY
         early = EARLY_ONE if v.figures.get("one_answer") else early
+        early = EARLY_OBJECTS if v.figures.get("objects") else early
         return _headline(dataclasses.replace(v, severity="problem")) + early
     return _headline(v)
 
@@ -276,9 +283,9 @@ def _one_answer(v: Verdict, cut: str) -> str:
     if f.get("objects"):
         given = (
             f"it tells the objects from the background but not their class: "
-            f"{num(f['object_acc'], True)} of the pixels of the classes other than class "
-            f"{f['answer']} get their class, as answering their commonest class everywhere "
-            f"would ({num(f['object_major'], True)})"
+            f"{num(f['object_acc'], True)} of the pixels it finds of the classes other than "
+            f"class {f['answer']} get their class, as answering their commonest class "
+            f"everywhere would ({num(f['object_major'], True)})"
         )
     elif f["task"] == "pixels":
         given = (

@@ -1,5 +1,7 @@
 """One answer for every pixel or image (the label prior): the figures, the rule, a run."""
 
+from dataclasses import replace
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -8,7 +10,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.core.probe import probe_from_indices
+from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.label_prior import one_answer, prior_figures
 from tests.overfitting.runs import fit_monitor
 
@@ -72,6 +76,29 @@ def test_label_prior_one_answer_told_once_the_loss_stops_falling():
     # the run's first steps wait; its first quarter is a note
     assert one_answer([ev(10, 0.2), ev(20, 0.2)]) is None
     assert one_answer([ev(60, 0.2), ev(80, 0.2)]).severity == "note"
+
+
+def test_label_prior_objects_found_not_their_class_wait_for_the_last_quarter():
+    # hunt 82: a GroupNorm FCN found the digits but gave 6-10% of their pixels the right
+    # class among 10; hunt 84: three slow GroupNorm FCNs sat there for half their runs
+    def objects(step, loss, acc=0.076, share=None):
+        return replace(ev(step, loss, pred=0.93, share=share), prior_obj_acc=acc,
+                       prior_obj_major=0.167)  # fmt: skip
+
+    slow = one_answer([objects(150, 0.21), objects(200, 0.206)])
+    assert (slow.severity, slow.figures["objects"], slow.figures["early"]) == ("note", True, True)
+    assert "a problem if it still cannot in the run's last quarter" in headline(slow)
+    late = one_answer([objects(300, 0.21, share=0.75), objects(350, 0.206, share=0.8)])
+    assert late.severity == "problem" and "not their class: 7.6% of the pixels it finds" in (
+        headline(late)
+    )
+    # the found objects' classes coming: still learning
+    assert one_answer([objects(300, 0.21, 0.05), objects(350, 0.206, 0.08)]) is None
+    detector = Detector(patience=2)  # a run ending within the note: a problem then
+    for e in (objects(150, 0.21), objects(200, 0.206)):
+        detector.update(e)
+    (end,) = detector.conclude()
+    assert (end.verdict.kind, end.verdict.severity) == ("not_learning", "problem")
 
 
 def blob_masks(n, seed):
