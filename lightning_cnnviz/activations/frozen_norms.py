@@ -38,7 +38,6 @@ def frozen_norms(layers: Sequence[tuple[str, nn.Module]]) -> list[str]:
         (name, m)
         for name, m in layers
         if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        and m.track_running_stats
         and not m.training
         and m.running_mean is not None
         and m.running_var is not None

@@ -218,12 +218,12 @@ def read_settings(
                 per_step *= momentum_carry(group)
     rates = [float(m.p) for m in model.modules() if isinstance(m, _DROPOUT)]
     clip = _number(grad_clip) or None  # Lightning's 0 means no clipping
-    momenta = [
-        float(m.momentum)
+    momenta = [  # statistics kept but no longer tracked (the flag off mid-run): frozen, 0
+        float(m.momentum) if m.track_running_stats else 0.0
         for m in model.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        and m.track_running_stats
-        and m.momentum is not None
+        and m.running_mean is not None
+        and (m.momentum is not None or not m.track_running_stats)
     ]
     cyclic = any(type(s).__name__ in _CYCLIC for s in schedulers)
     algorithm = getattr(clip_algorithm, "value", clip_algorithm)  # Lightning's enum, or a name

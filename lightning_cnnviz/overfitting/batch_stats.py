@@ -34,11 +34,28 @@ __all__ = ["batch_norms", "batch_stats_logits"]
 
 
 def batch_norms(model: nn.Module) -> list[nn.Module]:
-    """The BatchNorm layers of ``model`` that train (training flag set, running statistics)."""
+    """The BatchNorm layers of ``model`` that train (training flag set, running statistics).
+
+    By their buffers, not ``track_running_stats``: eval mode normalises with the running
+    statistics wherever they exist, and a layer whose flag is turned off mid-run keeps them,
+    frozen (hunt 85: eval mode at 12-44% against 77-96% on batch statistics, the check
+    blind, told as a gap, overfitting and rare classes).
+
+    Example::
+
+        >>> frozen = nn.BatchNorm2d(2)
+        >>> frozen.track_running_stats = False  # off after construction: the buffers stay
+        >>> len(batch_norms(nn.Sequential(frozen))), len(batch_norms(
+        ...     nn.Sequential(nn.BatchNorm2d(2, track_running_stats=False))))
+        (1, 0)
+    """
     return [
         m
         for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.training
+        and m.running_mean is not None
+        and m.running_var is not None
     ]
 
 
@@ -55,7 +72,7 @@ def no_batch_norm_why(model: nn.Module) -> str:
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return "no BatchNorm layer"
-    if not any(m.track_running_stats for m in norms):
+    if all(m.running_mean is None for m in norms):
         return "its BatchNorm layers keep no running statistics (`track_running_stats=False`)"
     return "its BatchNorm layers are in eval mode during training: their statistics never move"
 

@@ -39,6 +39,7 @@ __all__ = [
     "bn_mismatch_at_end",
     "discordant",
     "init_held",
+    "norm_states",
     "part_threshold",
     "parted",
     "settling",
@@ -231,7 +232,7 @@ def _lags_long(e: Evaluation) -> bool:
         (True, False)
     """
     m = e.bn_momentum
-    return init_held(e) or (m is not None and 0 < m <= SMALL_MOMENTUM)
+    return init_held(e) or (m is not None and 0 < m <= SMALL_MOMENTUM) or bool(e.bn_initial)
 
 
 def _eval_never_learnt(history: Sequence[Evaluation]) -> bool:
@@ -307,24 +308,39 @@ def _recurs(evs: Sequence[Evaluation], window: int = 3, strength: float = 2.0) -
     return len(evs[-window:]) - earlier[0] if earlier else 0
 
 
-def nonfinite_norms(model: nn.Module) -> tuple[str, ...]:
-    """The BatchNorm layers of ``model`` whose running statistics hold NaN/Inf (one host read).
+def norm_states(model: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """BatchNorm layers whose running statistics hold NaN/Inf, and training ones at their start.
+
+    The second: the layers in training mode where every one's running mean is all 0 and
+    variance all 1, as initialised (reset, or never updated: a lag no waiting closes; hunt
+    85, a callback calling `reset_running_stats()` before each validation was told at half
+    the run). One host read for both.
 
     Example::
 
-        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.BatchNorm2d(2))
+        >>> norm_states(net)
+        ((), ('1', '2'))
         >>> net[1].running_var[0] = float("nan")
-        >>> nonfinite_norms(net)
-        ('1',)
+        >>> norm_states(net)  # one not at its start: no reset
+        (('1',), ())
     """
     norms = [
         (name, m)
         for name, m in model.named_modules()
-        if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_var is not None
+        if isinstance(m, nn.modules.batchnorm._NormBase)
+        and m.running_var is not None
+        and m.running_mean is not None
     ]
     if not norms:
-        return ()
-    kept = [torch.isfinite(m.running_var).all() & torch.isfinite(m.running_mean).all()
+        return (), ()
+    kept = [torch.stack([torch.isfinite(m.running_var).all() & torch.isfinite(m.running_mean).all(),
+                         (m.running_mean == 0).all() & (m.running_var == 1).all()])
             for _, m in norms]  # fmt: skip
-    finite = torch.stack(kept).tolist()
-    return tuple(name for (name, _), ok in zip(norms, finite, strict=True) if not ok)
+    read = torch.stack(kept).tolist()
+    nonfinite = tuple(name for (name, _), (ok, _) in zip(norms, read, strict=True) if not ok)
+    training = [(name, start) for (name, m), (_, start) in zip(norms, read, strict=True)
+                if m.training]  # fmt: skip
+    # every one at its start (a reset): one unused layer alone is no lag
+    initial = tuple(name for name, _ in training) if all(s for _, s in training) else ()
+    return nonfinite, initial

@@ -122,6 +122,7 @@ class Evaluation:
     lr_top_initial: float | None = None
     lr_default: float | None = None
     bn_nonfinite: tuple[str, ...] = ()  # BatchNorm layers whose running statistics hold NaN/Inf
+    bn_initial: tuple[str, ...] = ()  # ... training ones whose statistics are as initialised
     run_share: float | None = None
     restd_acc: float | None = None  # the val probe's first images re-standardised (below)
     given_acc: float | None = None  # the same images as given

@@ -153,11 +153,13 @@ class Measures(ProbeLogits):
         if self._mild_shift and val_cut is not None and cut["val"] is not None:
             host.update(self._restandardised(trainer, pl_module, val_cut, cut["val"]))
         left_out["loop_check"] = check
+        nonfinite, initial = bn_levels.norm_states(unwrap_model(pl_module))
         counted = {
             "update_ratio": self._taken_update(trainer),
             "train_acc_images": self._acc_images(trainer, found),
             "val_images": val_images(trainer),
-            "bn_nonfinite": bn_levels.nonfinite_norms(unwrap_model(pl_module)),
+            "bn_nonfinite": nonfinite,
+            "bn_initial": initial,
             # `validation_step` scores another module: an average swapped in, or a copy
             "val_elsewhere": averaged_in(trainer) or self.val_reached is False,
         }

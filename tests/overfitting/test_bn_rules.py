@@ -124,6 +124,8 @@ def test_rules_bn_mismatch_in_the_first_half_is_a_note_unless_it_lasts():
     assert bn_levels.bn_mismatch(evs).severity == "problem"  # past the first half
     lasting = [replace(e, bn_momentum=0.01) for e in evs[:2]]  # a lag the momentum keeps
     assert bn_levels.bn_mismatch(lasting).severity == "problem"
+    reset = [replace(e, bn_initial=("bn1",)) for e in evs[:2]]  # statistics reset (hunt 85)
+    assert bn_levels.bn_mismatch(reset).severity == "problem"
     detector = Detector(patience=2)
     told = [(c.change, c.verdict.severity) for e in evs for c in detector.update(e)]
     assert told == [("new", "note"), ("new", "problem")]
