@@ -147,6 +147,7 @@ class FrozenCheck(UnoptimisedCheck):
         elif state != "some":
             # the whole model: the step; gradients there and all 0 are a constant loss
             why = "zero_gradient" if kept_grads else "nothing_learns"
+            why = "loss_at_zero" if why == "zero_gradient" and self.loss_at_zero() else why
             hooked = global_backward_hooked() or any(map(gradient_hooked, module.modules()))
             reasons = dict.fromkeys(names, "hooks_zeroed" if why == "zero_gradient" and hooked
                                     else why)  # fmt: skip
@@ -181,7 +182,7 @@ class FrozenCheck(UnoptimisedCheck):
         if untrained is not None:  # frozen random features: a problem
             numbers["neighbour_r"] = untrained
             say(text)
-        nothing = set(reasons.values()) in ({"nothing_learns"}, {"zero_gradient"},
+        nothing = set(reasons.values()) in ({"nothing_learns"}, {"zero_gradient"}, {"loss_at_zero"},
                                             {"hooks_zeroed"}, {"nonfinite_gradient"},
                                             {"gradient_blocked"},
                                             {"zeroed_after_backward"})  # fmt: skip

@@ -74,6 +74,12 @@ REASONS = {
         "constant (cross-entropy over a single class or logit is always 0; a loss multiplied "
         "by 0; targets that are the outputs, detached)"
     ),
+    "loss_at_zero": (
+        "every gradient is exactly 0 and so is the loss `training_step` returns (it was above "
+        "0 at the first step): a margin or hinge loss (triplet, contrastive, SVM) that every "
+        "sample meets has nothing left to teach, or the loss is multiplied by 0 (a mask or "
+        "a weight of 0) from some step on"
+    ),
     "hooks_zeroed": (
         "every gradient is exactly 0 after the backward, and gradients pass through a hook "
         "(`register_hook` on a parameter or tensor, a module's backward hook): a hook that "
@@ -91,6 +97,7 @@ ALL_OF_THEM = {  # the same reason for every layer named, as a clause
     "detached": f"they get {REASONS['detached']}",
     "nothing_learns": f"{REASONS['nothing_learns']}",
     "zero_gradient": f"{REASONS['zero_gradient']}",
+    "loss_at_zero": f"{REASONS['loss_at_zero']}",
     "hooks_zeroed": f"{REASONS['hooks_zeroed']}",
     "gradient_blocked": f"they get {REASONS['gradient_blocked']}",
     "zeroed_after_backward": f"they get {REASONS['zeroed_after_backward']}",
@@ -193,6 +200,12 @@ def frozen_text(
         return f"{head} Fix that first: those layers learn nothing."
     if kinds in (["nothing_learns"], ["zero_gradient"], ["hooks_zeroed"]):  # the step is broken
         return f"{head} Fix that first: the model cannot learn at all."
+    if kinds == ["loss_at_zero"]:
+        return (
+            f"{head} Nothing learns from here: where the samples meet the margin, harder ones "
+            "(mined negatives, a larger margin) give it something to learn; else find what "
+            "turns the loss to 0."
+        )
     if kinds == ["nonfinite_gradient"]:
         scaler = "" if scale is None else (
             f" The loss scaler has lowered its scale to {scale:.3g} without finding a step "

@@ -22,9 +22,10 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
-from torch import nn
+from torch import Tensor, nn
 
 from lightning_cnnviz.core.schedule import Schedule, batches_to_log
+from lightning_cnnviz.core.step_loss import step_loss
 from lightning_cnnviz.core.weight_leaves import weight_param
 from lightning_cnnviz.kernels.frozen import gradient_state
 
@@ -50,6 +51,29 @@ class StepGradients:
     _suspect: bool  # the last event's steps were all 0: every step is read until the next
     zero_run: int  # optimizer steps in a row read with every gradient 0
     fed_after_backward: set[str]  # watched layers whose weights held a gradient after it
+    _losses: tuple[Tensor, Tensor] | None  # the loss returned at the fit's first step, the last
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Keep the loss returned (no host read): the first and the latest."""
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)  # type: ignore[misc]
+        loss = step_loss(outputs, trainer)
+        if loss is not None:
+            loss = loss.detach()
+            self._losses = (loss if self._losses is None else self._losses[0], loss)
+
+    def loss_at_zero(self) -> bool:
+        """Whether the loss returned is exactly 0 now, after one above 0 (one host read).
+
+        A margin or hinge loss every sample meets (setups hunt 76: a triplet loss 0.603,
+        0.149, then 0.0 at every step, told as a constant loss) gives every gradient 0, as
+        a loss multiplied by 0 from some step on does.
+        """
+        if self._losses is None:
+            return False
+        first, last = torch.stack([t.float().reshape(()) for t in self._losses]).cpu().tolist()
+        return last == 0.0 and first > 0.0
 
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int

@@ -137,6 +137,24 @@ def test_kernels_a_constant_loss_is_told_apart_from_a_detached_one(tmp_path):
     assert found.severity == "problem" and "`.detach()`" not in found.message
 
 
+class MarginMet(EdgeNet):
+    """A loss above 0 at the first step, exactly 0 after: a margin every sample meets."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss if self.global_step == 0 else torch.relu(-loss)  # a hinge at 0
+
+
+def test_kernels_a_loss_at_exactly_0_after_a_start_above_it_names_a_met_margin(tmp_path):
+    # setups hunt 76: a triplet loss 0.603, 0.149, then 0.0 (every triplet met) was told
+    # "the loss does not change with the weights, a constant ... the model cannot learn"
+    with pytest.warns(UserWarning, match="and so is the loss `training_step` returns"):
+        _, trainer, _ = run(tmp_path, KernelMonitor(every_n_steps=2), MarginMet(0.05), steps=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "problem" and "a margin or hinge loss" in found.message
+    assert "a constant" not in found.message and "Nothing learns from here" in found.message
+
+
 class BackboneAtZero(WideNet):
     """WideNet whose convs sit in a parameter group at learning rate 0 (the head learns)."""
 
