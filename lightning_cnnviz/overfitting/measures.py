@@ -24,11 +24,12 @@ from lightning_cnnviz.core.run_datasets import dropped_items, val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import settings_of
 from lightning_cnnviz.core.update_size import update_ratio
-from lightning_cnnviz.overfitting import bn_levels, class_figures, class_gap, imbalance, passes
+from lightning_cnnviz.overfitting import class_figures, class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import (
     batch_norms,
     no_batch_norm_why,
 )
+from lightning_cnnviz.overfitting.bn_lag import norm_states
 from lightning_cnnviz.overfitting.confusion import confused_pairs, pairs_image
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.metrics import (
@@ -153,7 +154,7 @@ class Measures(ProbeLogits):
         if self._mild_shift and val_cut is not None and cut["val"] is not None:
             host.update(self._restandardised(trainer, pl_module, val_cut, cut["val"]))
         left_out["loop_check"] = check
-        nonfinite, initial = bn_levels.norm_states(unwrap_model(pl_module))
+        nonfinite, initial = norm_states(unwrap_model(pl_module))
         counted = {
             "update_ratio": self._taken_update(trainer),
             "train_acc_images": self._acc_images(trainer, found),

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from lightning_cnnviz.overfitting import bn_levels
+from lightning_cnnviz.overfitting import bn_lag, bn_levels
 from tests.overfitting.series import bn, first, probe_run
 
 
@@ -85,7 +85,7 @@ def test_rules_bn_mismatch_waits_while_eval_mode_never_left_chance():
     # MobileNetV3 validated every 125 steps, at chance in eval mode at 125, 250, 375; told
     # at 375)
     late = [replace(e, step=125 * (i + 1)) for i, e in enumerate(probe_run(lagging))]
-    assert not bn_levels.init_held(late[1])
+    assert not bn_lag.init_held(late[1])
     assert first(bn_levels.bn_mismatch, late).detected.step == 250
     assert first(bn_levels.bn_mismatch, [replace(e, bn_momentum=0.1) for e in late]) is None
 
