@@ -221,7 +221,7 @@ def read_settings(
     momenta = [  # statistics kept but no longer tracked (the flag off mid-run): frozen, 0
         float(m.momentum) if m.track_running_stats else 0.0
         for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        if isinstance(m, nn.modules.batchnorm._NormBase)
         and m.running_mean is not None
         and (m.momentum is not None or not m.track_running_stats)
     ]

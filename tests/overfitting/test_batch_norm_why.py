@@ -79,3 +79,16 @@ def test_batch_norm_why_statistics_frozen_or_reset_mid_run_are_still_read(tmp_pa
         frozen = how == "untrack"
         assert all((e.bn_momentum == 0.0) == frozen for e in history)  # a lag waits never close
         assert all(e.bn_initial == (() if frozen else ("bn1", "bn2")) for e in history)
+
+
+def test_batch_norm_why_instance_norm_keeping_running_statistics_is_checked(tmp_path):
+    # setups hunt 78: `InstanceNorm2d(track_running_stats=True)`, 28% in eval mode against
+    # 76% in training mode, was told "an auxiliary head ... never trained" and the check
+    # said "no BatchNorm layer"
+    model = TinyCNN()
+    model.bn1 = nn.InstanceNorm2d(8, track_running_stats=True)
+    model.bn2 = nn.InstanceNorm2d(8, track_running_stats=True)
+    monitor = make_monitor("OverfittingMonitor")
+    trainer, _, _ = fit(tmp_path, [monitor], model=model)
+    assert checks_of(trainer)[("OverfittingMonitor", "BatchNorm train/eval")].ran
+    assert monitor.detector.history[0].probe_acc_bn is not None
