@@ -24,6 +24,7 @@ __all__ = [
     "INIT_HELD",
     "SETTLING",
     "SMALL_MOMENTUM",
+    "frozen",
     "init_held",
     "lags_long",
     "norm_states",
@@ -93,6 +94,20 @@ def lags_long(e: Evaluation) -> bool:
     """
     m = e.bn_momentum
     return init_held(e) or (m is not None and 0 < m <= SMALL_MOMENTUM) or bool(e.bn_initial)
+
+
+def frozen(e: Evaluation) -> bool:
+    """Whether the running statistics cannot move: a lag nothing will close.
+
+    As initialised in every training layer (``norm_states``), or their momentum read as 0
+    (``track_running_stats`` turned off).
+
+    Example::
+
+        >>> frozen(Evaluation(200, 2, bn_momentum=0.0)), frozen(Evaluation(200, 2, bn_momentum=0.1))
+        (True, False)
+    """
+    return bool(e.bn_initial) or e.bn_momentum == 0
 
 
 def norm_states(model: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -21,7 +21,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from lightning_cnnviz.overfitting.bn_lag import lags_long, settling
+from lightning_cnnviz.overfitting.bn_lag import frozen, lags_long, settling
 from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
@@ -142,13 +142,17 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     141 while batch statistics read 46-78%; running statistics recomputed on training
     data gave 76%). Running statistics holding NaN/Inf (``bn_nonfinite``) are told at
     once (hunt 36: NaN written into a ``running_var``, val NaN from the next validation,
-    told as a mismatch two validations on, the NaN never named).
+    told as a mismatch two validations on, the NaN never named), and so are statistics
+    frozen or as initialised (``bn_lag.frozen``: hunt 86, frozen at step 150, eval mode
+    41% against 94% at step 200, told at 250).
     """
     if history and history[-1].bn_nonfinite:  # no waiting: eval mode reads NaN from now on
         since = next(e for e in history if e.bn_nonfinite)
         figures = {**_mismatch(history, 1).figures, "nonfinite": list(history[-1].bn_nonfinite)}
         return Verdict("bn_mismatch", since, history[-1], None, figures)
     evs, streak = _trailing(history, parted)
+    if streak and frozen(evs[-1]):  # nothing to catch up: told at its first evaluation
+        return _mismatch(evs, streak)
     if streak >= patience and evs[-1].bn_gap_acc < CLOSING * evs[-2].bn_gap_acc:  # type: ignore[operator]
         return None  # closing fast: the running statistics catching up; one more evaluation
     if streak == patience and _eval_never_learnt(history) and not lags_long(evs[-1]):

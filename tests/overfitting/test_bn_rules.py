@@ -79,8 +79,8 @@ def test_rules_bn_mismatch_waits_while_eval_mode_never_left_chance():
     assert first(bn_levels.bn_mismatch, probe_run(lagging)).detected.epoch == 1
     usual = [dict(row, bn_momentum=0.1) for row in young]
     assert first(bn_levels.bn_mismatch, probe_run(usual)) is None
-    frozen = [dict(row, bn_momentum=0.0) for row in young]  # never updated: held for good
-    assert first(bn_levels.bn_mismatch, probe_run(frozen)).detected.epoch == 1
+    frozen = [dict(row, bn_momentum=0.0) for row in young]  # never updated: held for good,
+    assert first(bn_levels.bn_mismatch, probe_run(frozen)).detected.epoch == 0  # told at once
     # nor for a momentum of 0.01 later on, which averages over hundreds of steps (hunt 49:
     # MobileNetV3 validated every 125 steps, at chance in eval mode at 125, 250, 375; told
     # at 375)
@@ -126,6 +126,12 @@ def test_rules_bn_mismatch_in_the_first_half_is_a_note_unless_it_lasts():
     assert bn_levels.bn_mismatch(lasting).severity == "problem"
     reset = [replace(e, bn_initial=("bn1",)) for e in evs[:2]]  # statistics reset (hunt 85)
     assert bn_levels.bn_mismatch(reset).severity == "problem"
+    # statistics frozen mid-run (hunt 86): nothing to catch up, told at the first parting
+    level = replace(probe_run([bn(0.85, 0.9)])[0], run_share=0.3)
+    frozen = [level, replace(evs[0], bn_momentum=0.0, run_share=0.4)]
+    assert bn_levels.bn_mismatch(frozen[:1]) is None
+    assert bn_levels.bn_mismatch(frozen).severity == "problem"
+    assert bn_levels.bn_mismatch([level, replace(evs[0], run_share=0.4)]) is None  # waits
     detector = Detector(patience=2)
     told = [(c.change, c.verdict.severity) for e in evs for c in detector.update(e)]
     assert told == [("new", "note"), ("new", "problem")]
