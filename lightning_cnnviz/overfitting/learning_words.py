@@ -36,6 +36,7 @@ from lightning_cnnviz.overfitting.small_steps import (
     steps_small,
     update_clause,
 )
+from lightning_cnnviz.overfitting.unlabelled_words import unlabelled_early, unlabelled_headline
 from lightning_cnnviz.overfitting.words import num, when
 
 __all__ = ["headline"]
@@ -47,30 +48,10 @@ EARLY = (
 )
 
 
-EARLY_FLAT = (
-    " A note for now: a run's loss can stay flat for its first steps; a problem if it still "
-    "does past a quarter of the run."
-)
-
-
-EARLY_ONE = (
-    " A note for now: a model can give the commonest answer everywhere for its first steps; "
-    "a problem if it still does past a quarter of the run."
-)
-
-
-EARLY_OBJECTS = (
-    " A note for now: a model often finds its objects well before it tells their classes "
-    "apart; a problem if it still cannot in the run's last quarter."
-)
-
-
 def headline(v: Verdict) -> str:
     """Accuracy at chance, or barely moved from it: why, and since when (a note early on)."""
     if v.severity == "note" and v.figures.get("early"):
-        early = EARLY_FLAT if v.figures.get("loss_only") else EARLY
-        early = EARLY_ONE if v.figures.get("one_answer") else early
-        early = EARLY_OBJECTS if v.figures.get("objects") else early
+        early = unlabelled_early(v) or EARLY
         return _headline(dataclasses.replace(v, severity="problem")) + early
     return _headline(v)
 
@@ -223,10 +204,8 @@ def _headline(v: Verdict) -> str:
             "flip, a factor, zeros), every update follows that instead of the loss's; check "
             "what it returns."
         )
-    if f.get("loss_only"):
-        return _flat(v, cut)
-    if f.get("one_answer"):
-        return _one_answer(v, cut)
+    if (said := unlabelled_headline(v, cut)) is not None:
+        return said
     if f.get("climbing"):
         return (
             f"Not learning since {when(since)} ({start}{peak}): after {now.step} steps the "
@@ -259,59 +238,4 @@ def _headline(v: Verdict) -> str:
         f"Not learning since {when(since)} ({start}{peak}): val probe accuracy "
         f"{num(now.probe_acc_val, True)} is {where} chance ({num(f['chance_acc'], True)}); "
         f"{loss}.{cut}"
-    )
-
-
-def _flat(v: Verdict, cut: str) -> str:
-    """The loss flat from the start, for targets that are no class labels (``flat_loss``)."""
-    f, now = v.figures, v.detected
-    val = ""
-    if f.get("val_now") is not None:
-        val = f", the val loss {num(f['val_first'])} -> {num(f['val_now'])}"
-    return (
-        f"Not learning since {when(v.since)} (from the start): after {now.step} steps the "
-        f"loss `training_step` returns is {num(now.returned_loss)} on average since the "
-        f"validation before, against {num(f['start_loss'])} over the first steps{val}: it "
-        f"has not moved in {f['evaluations']} validations, the updates too small to bring it "
-        f"down{'' if 'last update' in cut else update_clause(now)}.{cut}"
-    )
-
-
-def _one_answer(v: Verdict, cut: str) -> str:
-    """One answer for every pixel or image, dense or multi-label (``label_prior``)."""
-    f, now = v.figures, v.detected
-    if f.get("objects"):
-        given = (
-            f"it tells the objects from the background but not their class: "
-            f"{num(f['object_acc'], True)} of the pixels it finds of the classes other than "
-            f"class {f['answer']} get their class, as answering their commonest class "
-            f"everywhere would ({num(f['object_major'], True)})"
-        )
-    elif f["task"] == "pixels":
-        given = (
-            f"it answers class {f['answer']} at {num(f['predicted'], True)} of the val probe's "
-            f"pixels, every image alike, where {num(f['truth'], True)} of the target pixels "
-            f"are class {f['answer']}"
-        )
-    elif f["task"] == "classes":
-        given = (
-            f"it answers class {f['answer']} for {num(f['predicted'], True)} of the val "
-            f"probe's images, where {num(f['truth'], True)} of them are class {f['answer']}"
-        )
-    else:
-        labels = "no label" if not f["answer"] else f"the same {f['answer']} label(s)"
-        given = (
-            f"it gives {labels} to {num(f['predicted'], True)} of the val probe's images, "
-            f"where {num(f['truth'], True)} of their targets are that set"
-        )
-    learnt = (
-        "It finds where the objects are, not what they are"
-        if f.get("objects")
-        else "It has learnt how common each answer is, not to tell it from the images"
-    )
-    return (
-        f"Not learning since {when(v.since)}: {given}. {learnt}: so at "
-        f"{f['evaluations']} validations in a row, "
-        f"and the loss `training_step` returns has stopped falling ({num(f['loss_before'])} "
-        f"-> {num(now.returned_loss)} since the validation before).{cut}"
     )

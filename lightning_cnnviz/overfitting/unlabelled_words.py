@@ -1,0 +1,107 @@
+"""Not learning in words where the targets are no class labels.
+
+A loss flat from the start (``flat_loss``), one answer for every pixel or image, or the
+objects found but not their class (``label_prior``): the ``not_learning`` headline of
+those verdicts, and the note said while a run is young. ``learning_words.headline`` hands
+them here.
+"""
+
+from __future__ import annotations
+
+from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.small_steps import update_clause
+from lightning_cnnviz.overfitting.words import num, when
+
+__all__ = ["unlabelled_early", "unlabelled_headline"]
+
+
+EARLY_FLAT = (
+    " A note for now: a run's loss can stay flat for its first steps; a problem if it still "
+    "does past a quarter of the run."
+)
+
+
+EARLY_ONE = (
+    " A note for now: a model can give the commonest answer everywhere for its first steps; "
+    "a problem if it still does past a quarter of the run."
+)
+
+
+EARLY_OBJECTS = (
+    " A note for now: a model often finds its objects well before it tells their classes "
+    "apart; a problem if it still cannot in the run's last quarter."
+)
+
+
+def _flat(v: Verdict, cut: str) -> str:
+    """The loss flat from the start, for targets that are no class labels (``flat_loss``)."""
+    f, now = v.figures, v.detected
+    val = ""
+    if f.get("val_now") is not None:
+        val = f", the val loss {num(f['val_first'])} -> {num(f['val_now'])}"
+    return (
+        f"Not learning since {when(v.since)} (from the start): after {now.step} steps the "
+        f"loss `training_step` returns is {num(now.returned_loss)} on average since the "
+        f"validation before, against {num(f['start_loss'])} over the first steps{val}: it "
+        f"has not moved in {f['evaluations']} validations, the updates too small to bring it "
+        f"down{'' if 'last update' in cut else update_clause(now)}.{cut}"
+    )
+
+
+def _one_answer(v: Verdict, cut: str) -> str:
+    """One answer for every pixel or image, dense or multi-label (``label_prior``)."""
+    f, now = v.figures, v.detected
+    if f.get("objects"):
+        given = (
+            f"it tells the objects from the background but not their class: "
+            f"{num(f['object_acc'], True)} of the pixels it finds of the classes other than "
+            f"class {f['answer']} get their class, as answering their commonest class "
+            f"everywhere would ({num(f['object_major'], True)})"
+        )
+    elif f["task"] == "pixels":
+        given = (
+            f"it answers class {f['answer']} at {num(f['predicted'], True)} of the val probe's "
+            f"pixels, every image alike, where {num(f['truth'], True)} of the target pixels "
+            f"are class {f['answer']}"
+        )
+    elif f["task"] == "classes":
+        given = (
+            f"it answers class {f['answer']} for {num(f['predicted'], True)} of the val "
+            f"probe's images, where {num(f['truth'], True)} of them are class {f['answer']}"
+        )
+    else:
+        labels = "no label" if not f["answer"] else f"the same {f['answer']} label(s)"
+        given = (
+            f"it gives {labels} to {num(f['predicted'], True)} of the val probe's images, "
+            f"where {num(f['truth'], True)} of their targets are that set"
+        )
+    learnt = (
+        "It finds where the objects are, not what they are"
+        if f.get("objects")
+        else "It has learnt how common each answer is, not to tell it from the images"
+    )
+    return (
+        f"Not learning since {when(v.since)}: {given}. {learnt}: so at "
+        f"{f['evaluations']} validations in a row, "
+        f"and the loss `training_step` returns has stopped falling ({num(f['loss_before'])} "
+        f"-> {num(now.returned_loss)} since the validation before).{cut}"
+    )
+
+
+def unlabelled_early(v: Verdict) -> str | None:
+    """The young run's note for a verdict read without class labels (``None``: another)."""
+    f = v.figures
+    if f.get("objects"):
+        return EARLY_OBJECTS
+    if f.get("one_answer"):
+        return EARLY_ONE
+    return EARLY_FLAT if f.get("loss_only") else None
+
+
+def unlabelled_headline(v: Verdict, cut: str) -> str | None:
+    """The headline of a verdict read without class labels (``None``: another), ``cut`` after."""
+    if v.figures.get("loss_only"):
+        return _flat(v, cut)
+    if v.figures.get("one_answer"):
+        return _one_answer(v, cut)
+    return None
