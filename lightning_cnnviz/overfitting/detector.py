@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from lightning_cnnviz.overfitting import (
+    blind_level,
     bn_levels,
     chance_levels,
     flat_loss,
@@ -237,6 +238,7 @@ class Detector:
                 chance_levels.stuck(e) is not None
                 or flat_loss.judged(e)
                 or label_prior.alike(e) is not None
+                or blind_level.stuck_at_mean(e) is not None
                 for e in h
             ),
             "BatchNorm train/eval": any(bn_levels.parted(e) is not None for e in h),

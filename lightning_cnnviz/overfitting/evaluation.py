@@ -80,6 +80,7 @@ class Evaluation:
     prior_obj_major: float | None = None  # ... their commonest class's share among them
     blind_mse: float | None = None  # real-valued targets: the MSE of their mean (flat_loss)
     blind_l1: float | None = None  # ... the mean absolute error of their median
+    probe_mse_val: float | None = None  # ... the val probe's predictions' own MSE
     probe_loss_train: float | None = None
     probe_loss_left_train: float | None = None  # ... on its images of the classes val leaves out
     left_share_train: float | None = None  # ... their share of the train probe

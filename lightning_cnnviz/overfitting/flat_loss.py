@@ -32,52 +32,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor
-
+from lightning_cnnviz.overfitting.blind_level import learnt
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import TINY_UPDATE, tiny_steps
 from lightning_cnnviz.overfitting.too_soon import early, warming_up, warmup_outlasts, young
 from lightning_cnnviz.overfitting.words import finite
 
-__all__ = ["FLAT", "LEARNT", "START_BAND", "blind_losses", "flat", "judged", "learnt", "not_moving"]
+__all__ = ["FLAT", "START_BAND", "flat", "judged", "not_moving"]
 
 FLAT = 0.03
 """The mean loss moved less than this share between evaluations: it has not moved."""
 START_BAND = 0.1  # ... and this share of the first steps' mean (ten batches, noisier)
-LEARNT = 0.5
-"""A loss under this share of what a blind model scores (``blind_losses``) has been learnt."""
-
-
-def blind_losses(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
-    """What predicting the same for every image would score on real-valued targets.
-
-    The mean squared error of the targets' mean and the mean absolute error of their
-    median, over the probe (``None`` where the targets are no real values of the outputs'
-    shape). A loss far under both is one the model has learnt, flat or not (hunt 79: a
-    converged autoencoder fine-tuned at Adam 1e-5, its MSE flat at 0.0078 against 0.067
-    for the mean image, was told "not learning").
-
-    Example::
-
-        >>> import torch
-        >>> targets = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
-        >>> blind_losses(torch.zeros(4, 1), targets)
-        {'blind_mse': 1.25, 'blind_l1': 1.0}
-    """
-    if targets.shape != outputs.shape or not targets.is_floating_point() or len(targets) < 2:
-        return None
-    t = targets.to(outputs.device).double().flatten(1)
-    mse = (t - t.mean(0)).pow(2).mean()
-    l1 = (t - t.median(0).values).abs().mean()
-    return {"blind_mse": float(mse), "blind_l1": float(l1)}
-
-
-def learnt(e: Evaluation) -> bool:
-    """Whether the loss returned is under ``LEARNT`` of both blind losses (``blind_losses``)."""
-    blind = [b for b in (e.blind_mse, e.blind_l1) if b is not None and finite(b)]
-    loss = e.returned_loss
-    return bool(blind) and loss is not None and finite(loss) and loss < LEARNT * min(blind)
 
 
 def _fell(before: float | None, now: float | None) -> float | None:

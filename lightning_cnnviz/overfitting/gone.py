@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 from lightning_cnnviz.overfitting import (
+    blind_level,
     bn_levels,
     chance_levels,
     class_fading,
@@ -51,6 +52,8 @@ def went_away(kind: str, old: Verdict, ev: Evaluation, tolerance: float) -> bool
         return flat_loss.flat(ev) is False
     if kind == "not_learning" and old.figures.get("one_answer"):  # answers differ again
         return label_prior.alike(ev) is False
+    if kind == "not_learning" and old.figures.get("at_mean"):  # better than the mean now
+        return blind_level.stuck_at_mean(ev) is False
     if kind == "not_learning":  # off chance, or learning seen elsewhere: not this
         learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
         learns = learns or chance_levels.scores_elsewhere(ev)  # another loss, learnt

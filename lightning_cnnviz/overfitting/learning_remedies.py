@@ -82,6 +82,15 @@ FLAT_LOSS = (
     "loss with no `.detach()` or `torch.no_grad()` between, against the batch's targets.",
 )
 
+# ``not_learning`` read from predictions at the targets' mean (``blind_level``)
+AT_MEAN = (
+    "**Check that the images reach the model and carry the targets**: inputs that are not "
+    "zeroed, masked or detached on the way in, targets that belong to their images (a "
+    "shuffled or misaligned target file), and targets scaled to the outputs' range.",
+    "**Try another learning rate** (10x higher if the loss sits still, 10x lower if it "
+    "jumps) and a model that sees enough of the image to predict its target.",
+)
+
 SET_BACK = (
     "**Set back the setting raised during the run** (named above) to its value before "
     "it; where a callback or schedule sets it, look at what it sets then."

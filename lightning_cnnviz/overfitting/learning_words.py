@@ -113,7 +113,7 @@ def _headline(v: Verdict) -> str:
     start = "from the start" if f["from_start"] else "after a collapse"
     if f["non_finite"]:
         loss = "the model's outputs are not finite (NaN/inf: training diverged)"
-    elif f.get("loss_only") or f.get("one_answer"):
+    elif f.get("loss_only") or f.get("one_answer") or f.get("at_mean"):
         loss = ""
     else:
         k = round(1 / f["chance_acc"])

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from lightning_cnnviz.overfitting import (
+    blind_level,
     bn_levels,
     chance_levels,
     class_fading,
@@ -106,7 +107,8 @@ def verdicts(
         "class_imbalance": imbalance.class_imbalance(h, p),
         "not_learning": levels.not_learning(h, p)
         or flat_loss.not_moving(h, p)
-        or label_prior.one_answer(h, p),
+        or label_prior.one_answer(h, p)
+        or blind_level.at_mean(h, p),
         "weight_decay_too_strong": decay_rule.decay_too_strong(h, p),
         "unstable_training": loss_climb.unstable(h, p),
         "bn_mismatch": bn,

@@ -25,7 +25,7 @@ from lightning_cnnviz.overfitting.batch_stats import (
     batch_stats_logits,
     no_batch_norm_why,
 )
-from lightning_cnnviz.overfitting.flat_loss import blind_losses
+from lightning_cnnviz.overfitting.blind_level import blind_losses
 from lightning_cnnviz.overfitting.label_prior import prior_figures
 from lightning_cnnviz.overfitting.logged_reads import LoggedReads
 from lightning_cnnviz.overfitting.metrics import discordant_shares, figures

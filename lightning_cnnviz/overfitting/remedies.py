@@ -294,6 +294,8 @@ def remedies(v: Verdict) -> list[str]:
         return generic
     if v.figures.get("loss_only"):  # no class labels: no chance level, no cross-entropy
         return [*learning_remedies.first(v), *learning_remedies.FLAT_LOSS, generic[2]]
+    if v.figures.get("at_mean"):  # real-valued targets: nothing read from the images
+        return [*learning_remedies.first(v), *learning_remedies.AT_MEAN, generic[2]]
     if v.figures.get("one_answer"):  # the label prior: the rare answers weigh too little
         return [*learning_remedies.first(v), *learning_remedies.one_answer(v), generic[2]]
     return learning_remedies.first(v) + generic

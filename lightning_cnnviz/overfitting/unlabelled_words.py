@@ -27,6 +27,12 @@ EARLY_ONE = (
 )
 
 
+EARLY_MEAN = (
+    " A note for now: a model can predict the targets' mean for its first steps; a problem "
+    "if it still does past a quarter of the run."
+)
+
+
 EARLY_OBJECTS = (
     " A note for now: a model often finds its objects well before it tells their classes "
     "apart; a problem if it still cannot in the run's last quarter."
@@ -95,6 +101,8 @@ def unlabelled_early(v: Verdict) -> str | None:
         return EARLY_OBJECTS
     if f.get("one_answer"):
         return EARLY_ONE
+    if f.get("at_mean"):
+        return EARLY_MEAN
     return EARLY_FLAT if f.get("loss_only") else None
 
 
@@ -104,4 +112,17 @@ def unlabelled_headline(v: Verdict, cut: str) -> str | None:
         return _flat(v, cut)
     if v.figures.get("one_answer"):
         return _one_answer(v, cut)
+    if v.figures.get("at_mean"):
+        return _at_mean(v, cut)
     return None
+
+
+def _at_mean(v: Verdict, cut: str) -> str:
+    """Predictions scoring no better than the targets' mean (``blind_level``)."""
+    f = v.figures
+    return (
+        f"Not learning since {when(v.since)}: the val probe's predictions score an MSE of "
+        f"{num(f['own_mse'])}, as predicting the targets' mean for every image would "
+        f"({num(f['blind_mse'])}), at {f['evaluations']} validations in a row and not "
+        f"falling: it has learnt their average, not to read them from the images.{cut}"
+    )

@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.overfitting import flat_loss
+from lightning_cnnviz.overfitting import blind_level, flat_loss
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from tests.overfitting.runs import Net, fit_monitor
 
@@ -38,16 +38,16 @@ def test_flat_loss_a_regression_at_a_tiny_rate_is_not_learning():
 def test_flat_loss_quiet_for_a_loss_far_under_what_a_blind_model_scores():
     # hunt 79: a converged autoencoder fine-tuned at Adam 1e-5, its MSE flat at 0.0078
     # against 0.067 for the mean image, was told "not learning ... try it 10x higher"
-    blind = flat_loss.blind_losses(torch.zeros(4, 2), torch.tensor([[0.0, 1], [1, 0]] * 2))
-    assert blind == {"blind_mse": 0.25, "blind_l1": 0.5}
+    blind = blind_level.blind_losses(torch.zeros(4, 2), torch.tensor([[0.0, 1], [1, 0]] * 2))
+    assert blind == {"blind_mse": 0.25, "blind_l1": 0.5, "probe_mse_val": 0.5}
     converged = evaluations([0.0078, 0.0078], start=0.0081, vals=[0.0076, 0.0076],
                             blind_mse=0.067, blind_l1=0.15)  # fmt: skip
-    assert flat_loss.learnt(converged[-1]) and flat_loss.not_moving(converged) is None
+    assert blind_level.learnt(converged[-1]) and flat_loss.not_moving(converged) is None
     # stuck at the blind model's level (the mean image): not learnt, told
     stuck = evaluations([0.066, 0.066], start=0.066, vals=[0.067, 0.067], blind_mse=0.067,
                         blind_l1=0.15)  # fmt: skip
     assert flat_loss.not_moving(stuck).severity == "problem"
-    assert flat_loss.blind_losses(torch.zeros(4, 3), torch.zeros(4, 2)) is None  # no match
+    assert blind_level.blind_losses(torch.zeros(4, 3), torch.zeros(4, 2)) is None  # no match
 
 
 def test_flat_loss_waits_where_it_cannot_tell_a_stuck_run():

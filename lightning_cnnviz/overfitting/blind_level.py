@@ -1,0 +1,115 @@
+"""Real-valued targets: what a blind model scores, and a model that scores no better.
+
+Nothing here knows about Lightning. A regression or an autoencoder has no chance level;
+what predicting the same for every image scores on the val probe's targets stands in for
+one (``blind_losses``: the MSE of their mean, the mean absolute error of their median).
+A loss far under it has been learnt (``learnt``: ``flat_loss.not_moving`` leaves it
+alone); predictions scoring about as much, their MSE not falling, are a model that has
+learnt the targets' mean and not to read them from the images (``at_mean``).
+
+Example::
+
+    >>> def ev(step, own):
+    ...     return Evaluation(step, 0, probe_mse_val=own, blind_mse=0.393, run_share=step / 300)
+    >>> at_mean([ev(150, 0.398), ev(200, 0.395)]).severity
+    'problem'
+    >>> at_mean([ev(150, 0.398), ev(200, 0.2)]) is None  # learning
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.small_steps import tiny_steps
+from lightning_cnnviz.overfitting.too_soon import early, warming_up, warmup_outlasts, young
+from lightning_cnnviz.overfitting.words import finite
+
+__all__ = ["AT_MEAN", "LEARNT", "at_mean", "blind_losses", "learnt", "stuck_at_mean"]
+
+LEARNT = 0.5
+"""A loss under this share of what a blind model scores (``blind_losses``) has been learnt."""
+
+
+def blind_losses(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
+    """What predicting the same for every image would score on real-valued targets.
+
+    The mean squared error of the targets' mean and the mean absolute error of their
+    median, over the probe, and the outputs' own mean squared error (``None`` where the
+    targets are no real values of the outputs' shape). A loss far under both is one the
+    model has learnt, flat or not (hunt 79: a converged autoencoder fine-tuned at Adam
+    1e-5, its MSE flat at 0.0078 against 0.067 for the mean image, was told "not
+    learning").
+
+    Example::
+
+        >>> import torch
+        >>> targets = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+        >>> blind_losses(torch.zeros(4, 1), targets)
+        {'blind_mse': 1.25, 'blind_l1': 1.0, 'probe_mse_val': 3.5}
+    """
+    if targets.shape != outputs.shape or not targets.is_floating_point() or len(targets) < 2:
+        return None
+    t = targets.to(outputs.device).double().flatten(1)
+    mse = (t - t.mean(0)).pow(2).mean()
+    l1 = (t - t.median(0).values).abs().mean()
+    own = (outputs.double().flatten(1) - t).pow(2).mean()
+    return {"blind_mse": float(mse), "blind_l1": float(l1), "probe_mse_val": float(own)}
+
+
+def learnt(e: Evaluation) -> bool:
+    """Whether the loss returned is under ``LEARNT`` of both blind losses (``blind_losses``)."""
+    blind = [b for b in (e.blind_mse, e.blind_l1) if b is not None and finite(b)]
+    loss = e.returned_loss
+    return bool(blind) and loss is not None and finite(loss) and loss < LEARNT * min(blind)
+
+
+AT_MEAN = 0.99
+"""Predictions whose MSE is at least this share of the targets' mean's explain nothing (a
+noisy target's healthy fit explained 3.4% of its variance at step 100: hunt 79)."""
+FALLING = 0.05  # ... unless it fell this share since the evaluation before: learning
+
+
+def stuck_at_mean(e: Evaluation) -> bool | None:
+    """Whether ``e``'s val probe predictions score no better than the targets' mean."""
+    own, blind = e.probe_mse_val, e.blind_mse
+    if own is None or blind is None or not (finite(own) and finite(blind)) or blind <= 0:
+        return None
+    return own >= AT_MEAN * blind
+
+
+def at_mean(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+    """Predictions at the targets' mean at ``patience`` evaluations, their MSE not falling.
+
+    Held out (hunt 86): a regression net that never saw its images (inputs x 0) sat at a
+    val MSE of 0.394-0.398 for 300 steps, the targets' variance 0.393, its weights moving
+    normally: nothing was told (``flat_loss.not_moving`` wants tiny updates). Figures:
+    ``at_mean``, ``own_mse``, ``blind_mse``, ``evaluations``.
+    """
+    streak = 0
+    for e in reversed(history):
+        if not stuck_at_mean(e):
+            break
+        streak += 1
+    if streak < patience:
+        return None
+    evs = list(history[-streak:])
+    before, now = evs[-2], evs[-1]
+    fell = 1.0 - now.probe_mse_val / before.probe_mse_val  # type: ignore[operator]
+    if fell >= FALLING or early(now) or (warming_up(evs) and not warmup_outlasts(now)):
+        return None
+    figures = {
+        "at_mean": True,
+        "from_start": streak == len(history),
+        "non_finite": False,
+        "own_mse": now.probe_mse_val,
+        "blind_mse": now.blind_mse,
+        "evaluations": streak,
+    }
+    if young(now) and not tiny_steps(now):
+        return Verdict("not_learning", evs[0], now, None, {**figures, "early": True}, "note")
+    return Verdict("not_learning", evs[0], now, None, figures)

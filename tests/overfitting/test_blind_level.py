@@ -1,0 +1,60 @@
+"""Real-valued targets: what a blind model scores, and predictions that score no better."""
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.overfitting import blind_level
+from lightning_cnnviz.overfitting.detector import Detector
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.headlines import headline
+from tests.overfitting.runs import fit_monitor
+from tests.overfitting.test_flat_loss import Offsets, offsets
+
+
+def ev(step, own, blind=0.393, share=None):
+    return Evaluation(step, step // 50, probe_mse_val=own, blind_mse=blind,
+                      run_share=share or step / 300)  # fmt: skip
+
+
+def test_blind_level_predictions_at_the_targets_mean_are_not_learning():
+    # hunt 86: a regression net that never saw its images sat at a val MSE of 0.394-0.398
+    # for 300 steps (the targets' variance 0.393), its weights moving: nothing told
+    found = blind_level.at_mean([ev(100, 0.398), ev(150, 0.395)])
+    assert (found.kind, found.severity, found.figures["evaluations"]) == ("not_learning",
+                                                                          "problem", 2)  # fmt: skip
+    said = headline(found)
+    assert "score an MSE of 0.395, as predicting the targets' mean for every image would" in said
+    assert blind_level.at_mean([ev(100, 0.398), ev(150, 0.30)]) is None  # learning
+    assert blind_level.at_mean([ev(100, 0.6), ev(150, 0.55)]) is None  # still falling
+    assert blind_level.at_mean([ev(20, 0.4), ev(30, 0.4)]) is None  # the first steps
+    assert blind_level.at_mean([ev(50, 0.4), ev(60, 0.4)]).severity == "note"  # young
+    detector = Detector(patience=2)  # better than the mean later: gone
+    changes = [c for e in (ev(100, 0.398), ev(150, 0.395), ev(200, 0.2))
+               for c in detector.update(e)]  # fmt: skip
+    assert [(c.change, c.verdict.kind) for c in changes] == [("new", "not_learning"),
+                                                             ("gone", "not_learning")]  # fmt: skip
+    own = blind_level.blind_losses(torch.zeros(4, 1), torch.tensor([[0.0], [1], [2], [3]]))
+    assert own["probe_mse_val"] == 3.5 and own["blind_mse"] == 1.25
+
+
+class Blind(nn.Module):
+    """A regression net whose images are multiplied by 0 on the way in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 2))
+
+    def forward(self, x):
+        return self.net(x * 0)
+
+
+def test_blind_level_told_in_a_run_of_a_model_blind_to_its_images(tmp_path):
+    torch.manual_seed(0)
+    train = DataLoader(offsets(512, 0), batch_size=32, shuffle=True)
+    val = DataLoader(offsets(128, 1), batch_size=64)
+    trainer, _ = fit_monitor(tmp_path, Offsets(Blind(), 0.05), train, val, epochs=8)
+    (found,) = [f for f in findings_of(trainer) if f.kind == "not_learning"]
+    assert found.severity == "problem" and found.figures["at_mean"]
+    assert found.figures["own_mse"] >= blind_level.AT_MEAN * found.figures["blind_mse"]
