@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
-from lightning_cnnviz.overfitting.too_soon import early, warming_up, warmup_outlasts, young
+from lightning_cnnviz.overfitting.too_soon import waits, young
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["AT_MEAN", "LEARNT", "at_mean", "blind_losses", "learnt", "stuck_at_mean"]
@@ -90,21 +91,17 @@ def at_mean(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     normally: nothing was told (``flat_loss.not_moving`` wants tiny updates). Figures:
     ``at_mean``, ``own_mse``, ``blind_mse``, ``evaluations``.
     """
-    streak = 0
-    for e in reversed(history):
-        if not stuck_at_mean(e):
-            break
-        streak += 1
+    judged, streak = _trailing(history, stuck_at_mean)
     if streak < patience:
         return None
-    evs = list(history[-streak:])
+    evs = judged[-streak:]
     before, now = evs[-2], evs[-1]
     fell = 1.0 - now.probe_mse_val / before.probe_mse_val  # type: ignore[operator]
-    if fell >= FALLING or early(now) or (warming_up(evs) and not warmup_outlasts(now)):
+    if fell >= FALLING or waits(evs):
         return None
     figures = {
         "at_mean": True,
-        "from_start": streak == len(history),
+        "from_start": streak == len(judged),
         "non_finite": False,
         "own_mse": now.probe_mse_val,
         "blind_mse": now.blind_mse,

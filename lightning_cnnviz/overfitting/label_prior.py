@@ -41,15 +41,10 @@ from torch import Tensor
 
 from lightning_cnnviz.core.items import integer_dtype
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
-from lightning_cnnviz.overfitting.too_soon import (
-    START_STEPS,
-    early,
-    warming_up,
-    warmup_outlasts,
-    young,
-)
+from lightning_cnnviz.overfitting.too_soon import START_STEPS, waits, young
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
@@ -205,24 +200,20 @@ def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
     (``prior_figures``' shares), ``loss_before`` (the returned loss at the evaluation
     before the latest), ``evaluations`` (alike in a row).
     """
-    streak = 0
-    for e in reversed(history):
-        if not alike(e):
-            break
-        streak += 1
+    judged, streak = _trailing(history, alike)
     if streak < patience:
         return None
-    evs = list(history[-streak:])
+    evs = judged[-streak:]
     before, now = evs[-2], evs[-1]
     falling = max(_fell(before.returned_loss, now.returned_loss),
                   _fell(before.val_loss, now.val_loss))  # fmt: skip
-    if falling >= FALLING or early(now) or (warming_up(evs) and not warmup_outlasts(now)):
+    if falling >= FALLING or waits(evs):
         return None  # still learning: a slow start answers the prior for a while
     if (now.prior_obj_acc or 0.0) - (before.prior_obj_acc or 0.0) >= RISING:
         return None  # the objects' classes coming (hunt 84: GroupNorm FCNs' slow starts)
     figures = {
         "one_answer": True,
-        "from_start": streak == len(history),
+        "from_start": streak == len(judged),
         "non_finite": False,
         "task": now.prior_task,
         "answer": int(now.prior_answer or 0),

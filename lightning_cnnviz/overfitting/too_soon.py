@@ -30,6 +30,7 @@ __all__ = [
     "START_STEPS",
     "early",
     "falling",
+    "waits",
     "warming_up",
     "warmup_outlasts",
     "young",
@@ -155,6 +156,20 @@ of it, in the first half of a run. Held out (hunt 54): validated every 10 steps,
 its flat start fell 0.4-0.6% of ln 4 an evaluation, was told "not learning" at step 40
 of 400 and reached 100% by step 70. Past half the run a slow fall no longer defers (held
 out: whole-set batches, 40 steps in all, fell 0.065% of ln 10 a step, ending at 96%)."""
+
+
+def waits(evs: Sequence[Evaluation]) -> bool:
+    """Whether a streak ending at ``evs[-1]`` is too soon to call.
+
+    The run's first steps, or a warm-up still raising the rate that ends within the run.
+
+    Example::
+
+        >>> waits([Evaluation(20, 0, run_share=0.1)]), waits([Evaluation(200, 2, run_share=0.5)])
+        (True, False)
+    """
+    now = evs[-1]
+    return early(now) or (warming_up(evs) and not warmup_outlasts(now))
 
 
 def falling(evs: Sequence[Evaluation]) -> bool:
