@@ -1,18 +1,21 @@
-"""Not learning for dense and multi-label targets: one answer for every image, the label prior.
+"""Not learning for per-pixel, one-hot and multi-label targets: the label prior.
 
 Nothing here knows about Lightning. A segmentation net that predicts the commonest class
 at every pixel, or a multi-label net that gives every image the same labels (most often
-none), has learnt how common each answer is and nothing of the images: its loss sits at
-the prior's level, and its pixel or label accuracy at the majority's share, which reads
-as high. Held out (hunt 82): a GroupNorm FCN under SGD with OneCycle answered
-"background" at every pixel from step 100 to 400 (92.3% pixel accuracy, the val loss flat
-at 0.20) and was told nothing; class labels' ``levels.not_learning`` reads no chance level
-there, and ``flat_loss.not_moving`` wants a loss flat from the start.
+none), has learnt how common each answer is and nothing of the images: its pixel or
+label accuracy sits at the majority's share, which reads as high. One that finds its
+objects but not their class has learnt where, not what. Held out (hunt 82): a GroupNorm
+FCN under SGD with OneCycle found the digits and gave 6-14% of their pixels the right
+class among 10 from step 100 to 400 (92.2% pixel accuracy, the background's share, the
+val loss flat at 0.20) and was told nothing; class labels' ``levels.not_learning`` reads
+no chance level there, and ``flat_loss.not_moving`` wants a loss flat from the start.
 
 ``prior_figures`` reads one val probe pass against the probe's targets; ``one_answer``
-tells it: the same answer for (nearly) every pixel or image, where the targets hold
-others, at ``patience`` evaluations in a row, the loss `training_step` returns no longer
-falling, past the run's first steps (``too_soon``), and a note in the run's first quarter.
+tells it: the same answer for (nearly) every pixel or image where the targets hold
+others, or the objects' class no better than their commonest (``alike``), at
+``patience`` evaluations in a row, the loss `training_step` returns no longer falling,
+past the run's first steps (``too_soon.waits``); a note in the run's first quarter, and
+for the objects until its last (``before_last_quarter``).
 
 Example::
 
