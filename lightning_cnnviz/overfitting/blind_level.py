@@ -9,8 +9,9 @@ learnt the targets' mean and not to read them from the images (``at_mean``).
 
 Example::
 
-    >>> def ev(step, own):
-    ...     return Evaluation(step, 0, probe_mse_val=own, blind_mse=0.393, run_share=step / 300)
+    >>> def ev(step, own):  # an MSE logged as the val loss; the L1s alike
+    ...     return Evaluation(step, 0, probe_mse_val=own, blind_mse=0.393, probe_l1_val=own,
+    ...                       blind_l1=0.393, val_loss=own, run_share=step / 300)
     >>> at_mean([ev(150, 0.398), ev(200, 0.395)]).severity
     'problem'
     >>> at_mean([ev(150, 0.398), ev(200, 0.2)]) is None  # learning
@@ -19,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch import Tensor
@@ -40,8 +42,8 @@ def blind_losses(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
     """What predicting the same for every image would score on real-valued targets.
 
     The mean squared error of the targets' mean and the mean absolute error of their
-    median, over the probe, and the outputs' own mean squared error (``None`` where the
-    targets are no real values of the outputs' shape). A loss far under both is one the
+    median, over the probe, and the outputs' own two (``None`` where the targets are no
+    real values of the outputs' shape). A loss far under both is one the
     model has learnt, flat or not (hunt 79: a converged autoencoder fine-tuned at Adam
     1e-5, its MSE flat at 0.0078 against 0.067 for the mean image, was told "not
     learning").
@@ -51,15 +53,17 @@ def blind_losses(outputs: Tensor, targets: Tensor) -> dict[str, float] | None:
         >>> import torch
         >>> targets = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
         >>> blind_losses(torch.zeros(4, 1), targets)
-        {'blind_mse': 1.25, 'blind_l1': 1.0, 'probe_mse_val': 3.5}
+        {'blind_mse': 1.25, 'blind_l1': 1.0, 'probe_mse_val': 3.5, 'probe_l1_val': 1.5}
     """
     if targets.shape != outputs.shape or not targets.is_floating_point() or len(targets) < 2:
         return None
     t = targets.to(outputs.device).double().flatten(1)
     mse = (t - t.mean(0)).pow(2).mean()
     l1 = (t - t.median(0).values).abs().mean()
-    own = (outputs.double().flatten(1) - t).pow(2).mean()
-    return {"blind_mse": float(mse), "blind_l1": float(l1), "probe_mse_val": float(own)}
+    miss = outputs.double().flatten(1) - t
+    own_mse, own_l1 = miss.pow(2).mean(), miss.abs().mean()
+    return {"blind_mse": float(mse), "blind_l1": float(l1),
+            "probe_mse_val": float(own_mse), "probe_l1_val": float(own_l1)}  # fmt: skip
 
 
 def learnt(e: Evaluation) -> bool:
@@ -75,12 +79,48 @@ noisy target's healthy fit explained 3.4% of its variance at step 100: hunt 79).
 FALLING = 0.05  # ... unless it fell this share since the evaluation before: learning
 
 
+TRAINED = 0.9  # a training loss under this share of the mean's: the training images fitted
+UNITS = 2.0
+"""The run's own loss within this factor of the outputs' MSE or L1 against the targets:
+the outputs are in the targets' units (not logits under BCE, not standardised targets)."""
+
+
 def stuck_at_mean(e: Evaluation) -> bool | None:
-    """Whether ``e``'s val probe predictions score no better than the targets' mean."""
-    own, blind = e.probe_mse_val, e.blind_mse
-    if own is None or blind is None or not (finite(own) and finite(blind)) or blind <= 0:
+    """Whether ``e``'s val probe predictions score no better than the targets' mean and median.
+
+    ``None`` where not comparable: the figures missing, or the loss the run logs (its val
+    loss, else the one `training_step` returns) not within ``UNITS`` of the outputs' own
+    MSE or L1 against the targets: outputs in other units (held out, hunt 87: logits under
+    BCE against targets in [0, 1]; targets standardised in `training_step`) read as
+    predictions far worse than the mean. Both the MSE (the mean's) and the L1 (the
+    median's) must be no better: an L1 fit of skewed targets learns their median, its MSE
+    above the mean's.
+    """
+    own = [e.probe_mse_val, e.probe_l1_val]
+    blind = [e.blind_mse, e.blind_l1]
+    if any(v is None or not finite(v) for v in own + blind) or min(blind) <= 0:  # type: ignore[operator, arg-type]
         return None
-    return own >= AT_MEAN * blind
+    loss = e.val_loss if e.val_loss is not None and finite(e.val_loss) else e.returned_loss
+    if loss is None or not finite(loss) or loss <= 0:
+        return None
+    if not any(1 / UNITS <= loss / o <= UNITS for o in own if o > 0):  # type: ignore[operator]
+        return None
+    return all(o >= AT_MEAN * b for o, b in zip(own, blind, strict=True))  # type: ignore[operator]
+
+
+def _fits_training(e: Evaluation) -> bool:
+    """Whether the training loss sits well under what the mean scores, in its own units.
+
+    Predictions no better than the mean on validation images while the training images'
+    are fitted: noise learnt, not nothing (hunt 87: a noisy-target regression, R^2 at
+    most 8%, its val MSE 1.256 past the mean's 1.135 at step 350).
+    """
+    loss, val = e.returned_loss, e.val_loss
+    if loss is None or not finite(loss) or val is None or not finite(val):
+        return False
+    mse = abs(math.log(val / e.probe_mse_val)) <= abs(math.log(val / e.probe_l1_val))  # type: ignore[operator]
+    blind = e.blind_mse if mse else e.blind_l1
+    return loss < TRAINED * blind  # type: ignore[operator]
 
 
 def at_mean(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
@@ -97,7 +137,7 @@ def at_mean(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     evs = judged[-streak:]
     before, now = evs[-2], evs[-1]
     fell = 1.0 - now.probe_mse_val / before.probe_mse_val  # type: ignore[operator]
-    if fell >= FALLING or waits(evs):
+    if fell >= FALLING or waits(evs) or _fits_training(now):
         return None
     figures = {
         "at_mean": True,

@@ -81,6 +81,7 @@ class Evaluation:
     blind_mse: float | None = None  # real-valued targets: the MSE of their mean (flat_loss)
     blind_l1: float | None = None  # ... the mean absolute error of their median
     probe_mse_val: float | None = None  # ... the val probe's predictions' own MSE
+    probe_l1_val: float | None = None  # ... and their own mean absolute error
     probe_loss_train: float | None = None
     probe_loss_left_train: float | None = None  # ... on its images of the classes val leaves out
     left_share_train: float | None = None  # ... their share of the train probe

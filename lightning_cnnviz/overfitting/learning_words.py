@@ -119,7 +119,8 @@ def _headline(v: Verdict) -> str:
         k = round(1 / f["chance_acc"])
         loss = f"probe loss {num(now.probe_loss_val)}, chance level ln({k}) = "
         loss += num(f["chance_loss"])
-    peak = f" (it had reached {num(f['peak_acc_before'], True)})" if not f["from_start"] else ""
+    reached = None if f["from_start"] else f.get("peak_acc_before")  # class labels' only
+    peak = f" (it had reached {num(reached, True)})" if reached is not None else ""
     cut = ""  # a schedule that cut the rate before anything was learnt: say it here
     if (up := raised(v)) is not None:  # ...or raised it before a collapse
         cut = (

@@ -13,9 +13,10 @@ from tests.overfitting.runs import fit_monitor
 from tests.overfitting.test_flat_loss import Offsets, offsets
 
 
-def ev(step, own, blind=0.393, share=None):
+def ev(step, own, blind=0.393, share=None, **row):
+    row = {"val_loss": own, "probe_l1_val": 0.5, "blind_l1": 0.5, **row}
     return Evaluation(step, step // 50, probe_mse_val=own, blind_mse=blind,
-                      run_share=share or step / 300)  # fmt: skip
+                      run_share=share or step / 300, **row)  # fmt: skip
 
 
 def test_blind_level_predictions_at_the_targets_mean_are_not_learning():
@@ -37,6 +38,31 @@ def test_blind_level_predictions_at_the_targets_mean_are_not_learning():
                                                              ("gone", "not_learning")]  # fmt: skip
     own = blind_level.blind_losses(torch.zeros(4, 1), torch.tensor([[0.0], [1], [2], [3]]))
     assert own["probe_mse_val"] == 3.5 and own["blind_mse"] == 1.25
+
+
+def test_blind_level_judges_only_outputs_in_the_targets_units_and_both_errors():
+    # hunt 87: logits under BCE against targets in [0, 1] (MSE 2.447 against the mean's
+    # 0.101, val BCE 0.2) and targets standardised in `training_step` were told "as
+    # predicting the targets' mean"; an L1 fit of skewed targets (its L1 0.587 under the
+    # median's 0.632, its MSE above the mean's) too
+    logits = ev(100, 2.447, blind=0.101, val_loss=0.2)
+    assert blind_level.stuck_at_mean(logits) is None
+    assert blind_level.stuck_at_mean(ev(100, 2.447, blind=0.101, val_loss=None)) is None
+    skewed = ev(100, 0.9, blind=0.85, val_loss=0.587, probe_l1_val=0.587, blind_l1=0.632)
+    assert blind_level.stuck_at_mean(skewed) is False
+    assert blind_level.stuck_at_mean(ev(100, 0.398)) is True
+    # the training images fitted while validation scores as the mean: noise learnt (hunt 87)
+    noise = [ev(300, 1.2, blind=1.135, returned_loss=0.5), ev(350, 1.256, blind=1.135,
+                                                             returned_loss=0.45)]  # fmt: skip
+    assert blind_level.at_mean(noise) is None
+    stuck = [ev(300, 1.2, blind=1.135, returned_loss=1.1), ev(350, 1.19, blind=1.135,
+                                                              returned_loss=1.1)]  # fmt: skip
+    assert blind_level.at_mean(stuck).severity == "problem"
+    # a streak after a learning start (not from the start): told, and in words
+    found = blind_level.at_mean([ev(50, 0.2), ev(100, 0.398), ev(150, 0.395)])
+    assert found.figures["from_start"] is False and "predicting the targets' mean" in (
+        headline(found)
+    )
 
 
 class Blind(nn.Module):
