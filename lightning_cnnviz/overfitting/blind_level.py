@@ -29,7 +29,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
-from lightning_cnnviz.overfitting.too_soon import waits, young
+from lightning_cnnviz.overfitting.too_soon import fell, waits, young
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["AT_MEAN", "LEARNT", "at_mean", "blind_losses", "learnt", "stuck_at_mean"]
@@ -136,8 +136,8 @@ def at_mean(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
         return None
     evs = judged[-streak:]
     before, now = evs[-2], evs[-1]
-    fell = 1.0 - now.probe_mse_val / before.probe_mse_val  # type: ignore[operator]
-    if fell >= FALLING or waits(evs) or _fits_training(now):
+    falling = fell(before.probe_mse_val, now.probe_mse_val) or 0.0
+    if falling >= FALLING or waits(evs) or _fits_training(now):
         return None
     figures = {
         "at_mean": True,

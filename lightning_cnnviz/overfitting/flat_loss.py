@@ -36,7 +36,7 @@ from lightning_cnnviz.overfitting.blind_level import learnt
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import TINY_UPDATE, tiny_steps
-from lightning_cnnviz.overfitting.too_soon import early, warming_up, warmup_outlasts, young
+from lightning_cnnviz.overfitting.too_soon import early, fell, warming_up, warmup_outlasts, young
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["FLAT", "START_BAND", "flat", "judged", "not_moving"]
@@ -44,13 +44,6 @@ __all__ = ["FLAT", "START_BAND", "flat", "judged", "not_moving"]
 FLAT = 0.03
 """The mean loss moved less than this share between evaluations: it has not moved."""
 START_BAND = 0.1  # ... and this share of the first steps' mean (ten batches, noisier)
-
-
-def _fell(before: float | None, now: float | None) -> float | None:
-    """The share of ``before`` that ``now`` is below it (``None``: not comparable)."""
-    if before is None or now is None or not (finite(before) and finite(now)) or before <= 0:
-        return None
-    return 1.0 - now / before
 
 
 def flat(e: Evaluation) -> bool | None:
@@ -61,7 +54,7 @@ def flat(e: Evaluation) -> bool | None:
         >>> flat(Evaluation(50, 0, start_loss=2.34, returned_loss=2.35)), flat(Evaluation(50, 0))
         (True, None)
     """
-    moved = _fell(e.start_loss, e.returned_loss)
+    moved = fell(e.start_loss, e.returned_loss)
     return None if moved is None else abs(moved) < START_BAND
 
 
@@ -87,12 +80,12 @@ def not_moving(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
         return None  # the weights move: converged, or a target it cannot fit
     if learnt(now):
         return None  # far under what a blind model scores: learnt (a converged fine-tune)
-    fell = _fell(first.returned_loss, now.returned_loss) or 0.0
+    moved = fell(first.returned_loss, now.returned_loss) or 0.0
     vals = [e.val_loss for e in evs if e.val_loss is not None and finite(e.val_loss)]
-    val_fell = (_fell(vals[0], vals[-1]) or 0.0) if len(vals) >= 2 else 0.0
+    val_fell = (fell(vals[0], vals[-1]) or 0.0) if len(vals) >= 2 else 0.0
     if now.bn_momentum is not None:  # BatchNorm's running statistics settling raise it
         val_fell = max(val_fell, 0.0)  # (hunt 79: an autoencoder at SGD 1e-6, 0.143 -> 0.170)
-    if abs(fell) >= FLAT or abs(val_fell) >= FLAT or early(now):
+    if abs(moved) >= FLAT or abs(val_fell) >= FLAT or early(now):
         return None
     if warming_up(evs) and not warmup_outlasts(now):
         return None
@@ -101,7 +94,7 @@ def not_moving(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
         "from_start": True,
         "non_finite": False,
         "start_loss": now.start_loss,
-        "fell": fell,
+        "fell": moved,
         "val_first": vals[0] if vals else None,
         "val_now": vals[-1] if vals else None,
         "evaluations": len(evs),

@@ -47,8 +47,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
-from lightning_cnnviz.overfitting.too_soon import START_STEPS, waits, young
-from lightning_cnnviz.overfitting.words import finite
+from lightning_cnnviz.overfitting.too_soon import START_STEPS, fell, waits, young
 
 __all__ = [
     "ALIKE",
@@ -190,12 +189,6 @@ def alike(e: Evaluation) -> bool | None:
     return acc is not None and major is not None and acc <= major + OBJECTS
 
 
-def _fell(before: float | None, now: float | None) -> float:
-    if before is None or now is None or not (finite(before) and finite(now)) or before <= 0:
-        return 0.0
-    return 1.0 - now / before
-
-
 def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """The same answer for every pixel or image at ``patience`` evaluations, learning stalled.
 
@@ -208,8 +201,8 @@ def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
         return None
     evs = judged[-streak:]
     before, now = evs[-2], evs[-1]
-    falling = max(_fell(before.returned_loss, now.returned_loss),
-                  _fell(before.val_loss, now.val_loss))  # fmt: skip
+    falling = max(fell(before.returned_loss, now.returned_loss) or 0.0,
+                  fell(before.val_loss, now.val_loss) or 0.0)  # fmt: skip
     if falling >= FALLING or waits(evs):
         return None  # still learning: a slow start answers the prior for a while
     if (now.prior_obj_acc or 0.0) - (before.prior_obj_acc or 0.0) >= RISING:

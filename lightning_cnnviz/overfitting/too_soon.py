@@ -30,6 +30,7 @@ __all__ = [
     "START_STEPS",
     "early",
     "falling",
+    "fell",
     "waits",
     "warming_up",
     "warmup_outlasts",
@@ -156,6 +157,19 @@ of it, in the first half of a run. Held out (hunt 54): validated every 10 steps,
 its flat start fell 0.4-0.6% of ln 4 an evaluation, was told "not learning" at step 40
 of 400 and reached 100% by step 70. Past half the run a slow fall no longer defers (held
 out: whole-set batches, 40 steps in all, fell 0.065% of ln 10 a step, ending at 96%)."""
+
+
+def fell(before: float | None, now: float | None) -> float | None:
+    """The share of ``before`` that ``now`` is below it (``None``: not comparable).
+
+    Example::
+
+        >>> fell(0.4, 0.2), fell(None, 0.3)
+        (0.5, None)
+    """
+    if before is None or now is None or not (finite(before) and finite(now)) or before <= 0:
+        return None
+    return 1.0 - now / before
 
 
 def waits(evs: Sequence[Evaluation]) -> bool:
