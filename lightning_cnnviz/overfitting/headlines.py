@@ -130,12 +130,22 @@ def _generalisation_gap(v: Verdict) -> str:
     on_batch = f.get("val_acc_bn")
     if on_batch is not None and abs(on_batch - f["val_acc"]) >= GAP_LEFT:
         chance += f" ({num(on_batch, True)} with BatchNorm on the val batches' own statistics)"
+    differ = (
+        "the splits differ in what decides the label: a cue only training images carry (a "
+        "shortcut), a different preprocessing or augmentation of the two splits, labels "
+        "that mean different things"
+    )
+    # some classes carry over and some do not: the splits; none does well: either
+    why = (
+        f"{differ}; or the model memorises a small training set"
+        if f.get("split_classes")
+        else "the model memorises its training images and what it learns does not carry over "
+        f"to others: a training set too small or too noisy for the task, or {differ}"
+    )
     return (
         f"Training images learnt, validation images not, since {when(since)}: train "
         f"accuracy {train} vs {val} on validation{chance}.{_split_text(f)} Such a gap says "
-        "the splits differ in what decides the label: a cue only training images carry (a "
-        "shortcut), a different preprocessing or augmentation of the two splits, labels "
-        "that mean different things; or the model memorises a small training set." + _never_text(f)
+        f"{why}." + _never_text(f)
     )
 
 

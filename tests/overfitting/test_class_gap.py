@@ -32,6 +32,35 @@ def test_class_gap_split_classes_need_learnt_train_and_enough_images():
     constant = [[0, 0, 16, 0]] * 4
     assert split_classes(constant, [[16, 0, 0, 0]] * 4)["split_classes"] == []
 
+    # a small training set memorised (held out, hunt 88): every class at 100% on the train
+    # probe, 19-47% on val; its weakest class is no split, nothing carries over well
+    memorised = [[32, 0, 0, 0], [0, 32, 0, 0], [0, 0, 32, 0], [0, 0, 0, 32]]
+    mediocre = [[14, 6, 6, 6], [7, 12, 7, 6], [9, 12, 3, 8], [6, 6, 5, 15]]
+    assert split_classes(memorised, mediocre)["split_classes"] == []
+    # ... while the same weak class beside classes that carry over is one
+    carried = [[30, 1, 1, 0], [1, 29, 1, 1], [9, 12, 3, 8], [1, 1, 1, 29]]
+    assert split_classes(memorised, carried)["split_classes"] == [2]
+
+
+def told_gap(split_figures):
+    """The generalisation gap a detector tells at its second evaluation of these figures."""
+    detector = Detector(patience=2)
+    e = Evaluation(10, 1, train_acc=1.0, val_acc=0.33, **split_figures)
+    detector.update(e)
+    (change,) = detector.update(Evaluation(**{**vars(e), "step": 20, "epoch": 2}))
+    return headline(change.verdict)
+
+
+def test_class_gap_words_lead_with_memorising_where_no_class_carries_over():
+    memorised = [[32, 0, 0, 0], [0, 32, 0, 0], [0, 0, 32, 0], [0, 0, 0, 32]]
+    text = told_gap(
+        split_classes(memorised, [[14, 6, 6, 6], [7, 12, 7, 6], [9, 12, 3, 8], [6, 6, 5, 15]])
+    )
+    assert "Such a gap says the model memorises its training images" in text
+    assert "never recognised" not in text
+    text = told_gap(split_classes(LEARNT, SWAPPED))
+    assert "Such a gap says the splits differ in what decides the label" in text
+
 
 def ev(step, split, train_acc=0.93, val_acc=0.75):
     figures = split_classes(LEARNT, SWAPPED) if split else {"split_classes": []}
