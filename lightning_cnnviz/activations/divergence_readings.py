@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lightning_cnnviz.activations.divergence import SPIKE_OVER_START
+from lightning_cnnviz.activations.divergence import SPIKE_OVER_START, UNLEARNT
 from lightning_cnnviz.activations.divergence_settings import went_negative
 from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
@@ -34,6 +34,7 @@ ACC_LOST = 0.25  # ...this far below it (4 of the 16 probe images): the spike di
 HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
 OWN_FELL = 0.8  # the model's own probe cross-entropy at most this share of it before a spike
 REWEIGHED = 3.0  # ...while the loss returned grew this many times over it: weighted anew
+HIGH_START = 1.5  # a first loss this many times ln K: "below the start" is no way back alone
 
 
 class SpikeReadings(RateReadings):
@@ -119,6 +120,8 @@ class SpikeReadings(RateReadings):
         now, base = self.log_losses[-1][1], level if level is not None else spike[3]
         if then is None or not 0 < now <= OWN_FELL * then or base <= 0:
             return None
+        if now > SANE * math.log(k):
+            return None  # fell from a blow-up, still one (hunt 88: 4e16 -> 9e12 "fell")
         return (then, now) if spike[1] / now >= REWEIGHED * base / then else None
 
     def _own_level(self, spike: tuple[int, float, float, float]) -> bool:
@@ -148,13 +151,34 @@ class SpikeReadings(RateReadings):
         there had its loss back to 2.04 (below its start, 2.31; 1.5 before the spike) and
         was told "recovered", its probe accuracy 62% -> 31% and val 53% -> 27%.
         """
-        if not recovered(series, spike=spike):
+        if not recovered(series, spike=spike) or self._no_better_than_chance(series, spike):
             return False
         read = self._accuracy_around(spike)
         if read is None:
             return True
         k, then, now = read
         return then < 2 / k or now >= then - ACC_LOST  # learnt before, and not lost since
+
+    def _no_better_than_chance(
+        self, series: list[tuple[int, float]], spike: tuple[int, float, float, float]
+    ) -> bool:
+        """Whether a start far above chance makes "back below the start" mean nothing yet.
+
+        The first loss over ``HIGH_START`` x ``ln K`` and the model's own probe
+        cross-entropy at this log (after the spike) not under ``UNLEARNT`` x ``ln K`` (the
+        margin ``recovered`` gives the start): no better than an untrained model with sane
+        logits. Held out (hunt 88): torchvision's
+        efficientnet_b0 on 4 classes started at 5.6-6.3 (ln 4 = 1.39), spiked to 14-38,
+        and was told "recovered: back to 4.13 (below the start)" with its val loss never
+        under ln 4 and val accuracy at chance.
+        """
+        k = self.chance[0] if self.chance else None
+        finite = [v for _, v in series if math.isfinite(v)]
+        if k is None or k < 2 or not finite or finite[0] <= HIGH_START * math.log(k):
+            return False
+        if not self.log_losses or self.log_losses[-1][0] < spike[0]:
+            return False
+        return not self.log_losses[-1][1] < UNLEARNT * math.log(k)
 
     def _accuracy_around(
         self, spike: tuple[int, float, float, float]

@@ -155,7 +155,9 @@ class DivergenceReview(SpikeReadings):
                 if self.pending is None and not lost:
                     self.pending = step
                     return []
-                if not still_spiked(series, spike) and early:
+                # on its way down: a later log tells; unless no better than chance there
+                stuck = self._no_better_than_chance(series, spike)
+                if not still_spiked(series, spike) and early and not stuck:
                     return []
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []

@@ -299,3 +299,37 @@ def test_divergence_spike_at_the_log_step_already_back_is_not_told():
     assert spike is not None and spike[0] == 140 and recovered(series, spike=spike)
     said, _, diagnosis = reviews(series, (140,))
     assert said == {140: []} and diagnosis.transient == 140
+
+
+def test_divergence_start_far_above_chance_is_no_way_back_until_the_model_beats_chance():
+    # held out (hunt 88): efficientnet_b0 on 4 classes starts at 6.3 (ln 4 = 1.39), spikes
+    # and sits at 4.1: below its start, its own probe cross-entropy above ln 4
+    diagnosis = TrainingDiagnosis(0.1, 16, 0.0)
+    said = {}
+    losses = [6.3, 38.0, 30.0, 25.0, 20.0, 18.0, 16.0] + [4.1] * 23 + [0.9] * 20
+    own = {10: 9.0, 20: 1.9, 30: 1.5, 50: 0.8}  # the model's probe cross-entropy
+    for step, value in enumerate(losses, start=1):
+        diagnosis.loss.add(step, torch.tensor(value))
+        if step in own:
+            verdicts = diagnosis.review(
+                step, 0, {}, {}, [], list, chance=(4, 9.0), probe_acc=0.25, probe_loss=own[step]
+            )
+            said[step] = [(v.kind, v.severity) for v in verdicts]
+    # (before: "recovered by step 10 (4.1, below the start): a transient", a note)
+    assert said == {
+        10: [],  # waits a log
+        20: [("divergence", "problem")],  # down, and no better than chance: confirmed
+        30: [],
+        50: [("divergence", "note")],  # better than chance: back
+    }
+
+
+def test_divergence_own_loss_fallen_from_a_blow_up_is_no_harder_target():
+    diagnosis = TrainingDiagnosis(0.1, 16, 0.0)
+    diagnosis.chance = (4, 2.3)
+    # a loss weight ramped up: the model's own cross-entropy fell while the loss rose
+    diagnosis.log_losses = [(3, 2.28), (10, 1.61)]
+    assert diagnosis._own_loss_fell((5, 20.8, 0.23, 0.23), None) == (2.28, 1.61)
+    # held out (hunt 88): 4e16 -> 9e12 "fell", told "the training target got harder"
+    diagnosis.log_losses = [(3, 4.15e16), (10, 9.47e12)]
+    assert diagnosis._own_loss_fell((5, 20.8, 6.0, 6.0), None) is None
