@@ -108,6 +108,18 @@ def test_rules_overfitting_step_that_stays_up_while_training_memorises():
     assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (5, 6, 8)
 
 
+def test_rules_overfitting_large_step_up_wants_a_smaller_train_fall():
+    # hunt 88: 300 clean digits, SGD + cosine; best 0.436 at epoch 5, then +73%, +56%, +61%
+    # while the train loss fell 2.2x, 3.9x, 4.8x: told at the third value, not at 5x
+    vals = [2.078, 0.972, 0.71, 0.507, 0.561, 0.436, 0.754, 0.682, 0.704, 0.609, 0.558]
+    train = [2.2, 1.35, 0.67, 0.441, 0.226, 0.0863, 0.039, 0.0222, 0.0181, 0.0229, 0.016]
+    verdict = first(rules.overfitting, run(val_loss=vals, train_loss=train))
+    assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (5, 6, 8)
+    # the same fall under a step of +12-27% still waits for 5x (as above)
+    small = [*vals[:6], 0.55, 0.56, 0.57]
+    assert first(rules.overfitting, run(val_loss=small, train_loss=train[:9])) is None
+
+
 def test_rules_overfitting_ignores_rises_of_a_loss_near_zero():
     # 100% val accuracy: the val loss doubles from 1e-4, a meaningless rise
     vals = [0.5, 0.05, 0.002, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004]
