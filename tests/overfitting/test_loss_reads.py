@@ -503,3 +503,13 @@ def test_loss_reads_outputs_wider_than_the_labels_are_not_fed_probabilities():
                       probe_ce_probs_val=3.48, probe_acc_val=0.25)  # fmt: skip
     assert loss_reads.reads_logits(wide) is False and loss_reads.misfed(wide) is None
     assert loss_reads.misfed(replace(wide, classes=4.0)) == "probabilities"
+
+
+def test_loss_reads_outputs_above_chance_on_batch_statistics_are_no_other_outputs():
+    # hunt 88: a MobileNetV3 (BatchNorm momentum 0.01) at chance in eval mode on both
+    # probes, logged train accuracy 78%, the val probe 47% on batch statistics (4 classes)
+    row = dict(classes=4.0, probe_size=128.0, bn_size=96.0, train_acc=0.78,
+               probe_acc_train=0.25, probe_acc_val=0.25)  # fmt: skip
+    assert not returned_loss.other_outputs(Evaluation(192, 5, probe_acc_bn=0.47, **row))
+    # a head `forward` returns that never trained stays at chance on batch statistics too
+    assert returned_loss.other_outputs(Evaluation(192, 5, probe_acc_bn=0.27, **row))
