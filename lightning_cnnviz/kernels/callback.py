@@ -150,6 +150,7 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
         self._hf: dict[str, Tensor] = {}  # hf_energy of weights that take no gradient
         self._still: dict[str, int] = {}  # events in a row without change, per layer
         self._moving_run: dict[str, int] = {}  # events in a row with a change, per layer
+        self._trained: set[str] = set()  # layers that changed at two events in a row, ever
         self._steps: list[int] = []  # the last events' steps
         self._scale: float | None = None  # a 16-bit loss scale at the last event
         self._frozen_told = False
@@ -285,7 +286,7 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
     @override
     def extra_state(self) -> dict[str, Any]:
         return {**self._weights.state_dict(), "still": dict(self._still),
-                "steps": list(self._steps),
+                "steps": list(self._steps), "trained": sorted(self._trained),
                 "frozen_told": self._frozen_told,
                 "unoptimised_told": self._unoptimised_told}  # fmt: skip
 
@@ -293,5 +294,6 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._weights.load_state_dict(state)
         self._still, self._steps = dict(state.get("still", {})), list(state.get("steps", []))
+        self._trained = set(state.get("trained", []))
         self._frozen_told = bool(state.get("frozen_told", False))
         self._unoptimised_told = bool(state.get("unoptimised_told", False))

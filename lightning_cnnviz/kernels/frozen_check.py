@@ -60,6 +60,7 @@ class FrozenCheck(UnoptimisedCheck):
     section: str
     _still: dict[str, int]
     _moving_run: dict[str, int]  # events in a row with a change, per layer
+    _trained: set[str]  # layers that changed at two events in a row, at any time
     _steps: list[int]
     _scale: float | None  # the 16-bit loss scale at the last event
     _frozen_told: bool
@@ -171,8 +172,10 @@ class FrozenCheck(UnoptimisedCheck):
         step, epoch, watched = trainer.global_step, trainer.current_epoch, len(self.selected)
         span = min(max(self._still[n] for n in names), STILL_EVENTS)
         # a random init kept by the set-up: frozen random features (dead units after a
-        # layer also keep it as initialised, and are the thing to fix)
-        kept = [leaves[n] for n in names if reasons[n] in SET_UP]
+        # layer also keep it as initialised, and are the thing to fix); not layers seen
+        # training before (hunt 89: a timm resnet10t frozen after 150 steps of training,
+        # its 3x3 kernels still uncorrelated, was told "look untrained", a problem)
+        kept = [leaves[n] for n in names if reasons[n] in SET_UP and n not in self._trained]
         untrained = untrained_look(kept) if kept else None
         since = self._steps[-min(span + 1, len(self._steps))]
         text = frozen_text(names, reasons, watched, since, step, epoch, untrained, scale,
@@ -281,6 +284,8 @@ class FrozenCheck(UnoptimisedCheck):
         for n in changes:
             moved = self._still.get(n, 0) == 0
             self._moving_run[n] = self._moving_run.get(n, 0) + 1 if moved else 0
+            if self._moving_run[n] >= 2:
+                self._trained.add(n)
         told = self._frozen
         if told is None or not any(f is told for f in findings_of(trainer)):
             return  # nothing told, or told in another fit

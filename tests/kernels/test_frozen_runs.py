@@ -90,6 +90,22 @@ def test_kernels_frozen_layers_changing_again_become_a_note(tmp_path):
     assert found.message.startswith("Layers change again at step 8 (epoch 0): `conv1`, still at")
 
 
+def freeze(model):  # "freeze the backbone after warm-up"
+    for conv in (model.conv1, model.conv2):
+        conv.weight.requires_grad_(False)
+
+
+def test_kernels_frozen_after_training_is_a_note_however_random_it_looks(tmp_path):
+    # hunt 89: a timm resnet10t trained 150 steps, then frozen (val rising on), was told
+    # "Their kernels look untrained", a problem: a few steps leave 3x3 kernels uncorrelated
+    monitor = KernelMonitor(every_n_steps=2)
+    _, trainer, acc = run(tmp_path, [monitor, AtStep(8, freeze)], WideNet(), steps=14)
+    assert all(e.value > 0 for e in acc.Scalars("kernels/conv1/relative_change")[:3])
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert found.severity == "note" and "neighbour_r" not in found.figures
+    assert monitor.extra_state()["trained"] == ["conv1", "conv2"]
+
+
 def test_kernels_frozen_layers_written_once_are_still_frozen(tmp_path):
     # setups hunt 57: a frozen random backbone written once in place at step 13 was told
     # "Layers change again ... now train" to the end of the fit
