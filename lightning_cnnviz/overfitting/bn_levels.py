@@ -33,6 +33,7 @@ __all__ = [
     "bn_mismatch",
     "bn_mismatch_at_end",
     "discordant",
+    "no_training_norms",
     "part_threshold",
     "parted",
     "stale",
@@ -150,6 +151,8 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
         since = next(e for e in history if e.bn_nonfinite)
         figures = {**_mismatch(history, 1).figures, "nonfinite": list(history[-1].bn_nonfinite)}
         return Verdict("bn_mismatch", since, history[-1], None, figures)
+    if history and no_training_norms(history[-1]):
+        return None
     evs, streak = _trailing(history, parted)
     if streak and frozen(evs[-1]):  # nothing to catch up: told at its first evaluation
         return _mismatch(evs, streak)
@@ -198,8 +201,30 @@ def bn_mismatch_at_end(history: Sequence[Evaluation]) -> Verdict | None:
     probe accuracy in eval mode vs 100% with batch statistics, its mismatch of the last
     validation still waiting for a second one.
     """
+    if history and no_training_norms(history[-1]):
+        return None
     evs, streak = _trailing(history, parted)
     return _mismatch(evs, streak) if streak else None
+
+
+def no_training_norms(e: Evaluation) -> bool:
+    """Whether no BatchNorm layer trains in training mode at ``e`` (none, or all in eval mode).
+
+    No batch-statistics pass and no screen at an evaluation with val logits: the model held
+    no BatchNorm layer in training mode as the training steps resumed (none at all, or put
+    in eval mode by a callback, frozen on purpose). It trains on its running statistics
+    then, the mode it is validated in: an earlier pass's mismatch no longer describes it
+    (held out, hunt 89: every BatchNorm put in eval mode from step 300, val 84% -> 96%,
+    told at the end of fit from a pass at step 282, before the freeze).
+
+    Example::
+
+        >>> no_training_norms(Evaluation(300, 3, probe_acc_val=0.9))
+        True
+        >>> no_training_norms(Evaluation(300, 3, probe_acc_val=0.9, bn_screen=0.01))
+        False
+    """
+    return e.probe_acc_val is not None and parted(e) is None
 
 
 def _mismatch(evs: Sequence[Evaluation], streak: int) -> Verdict:

@@ -142,3 +142,14 @@ def test_rules_bn_mismatch_in_the_first_half_is_a_note_unless_it_lasts():
     assert [(c.verdict.kind, c.verdict.severity) for c in detector.conclude()] == [
         ("bn_mismatch", "problem")
     ]
+
+
+def test_rules_bn_mismatch_ends_once_no_batch_norm_trains_in_training_mode():
+    # hunt 89: every BatchNorm put in eval mode by a callback after a parted evaluation;
+    # the later ones read no batch-statistics pass (no BatchNorm layer in training mode)
+    parted = probe_run([bn(0.75, 0.95), bn(0.78, 0.96)])
+    assert bn_levels.bn_mismatch_at_end(parted) is not None
+    frozen_since = probe_run([bn(0.75, 0.95), bn(0.78, 0.96), dict(probe_acc_val=0.93)])
+    assert bn_levels.no_training_norms(frozen_since[-1])
+    assert bn_levels.bn_mismatch_at_end(frozen_since) is None
+    assert bn_levels.bn_mismatch(frozen_since) is None
