@@ -50,7 +50,7 @@ SHIFT_SCALE = 2.0  # or channel standard deviations this many times apart
 # mean and spread by a few percent
 MILD_MEAN, MILD_SCALE = 0.25, 1.1
 _FLAT = 1e-6  # a channel whose images spread less than this is constant: nothing to compare
-# a channel spreading less than this share of the widest channel's spread on both splits
+# a channel spreading less than this share of its split's widest channel's spread on both splits
 # is near empty (a border row read as a channel, an alpha plane): its spreads are not compared
 _FAINT = 0.05
 
@@ -108,23 +108,33 @@ def _channel_shift(
     v_mean: float,
     v_std: float,
     bars: tuple[float, float],
-    floor: float = _FLAT,
+    floors: tuple[float, float] = (_FLAT, _FLAT),
 ) -> tuple[float, dict]:
     """How far one channel's training and validation statistics part (badness >= 1: too far).
 
-    ``floor``: the least spread a channel is read at (``_floor``).
+    ``floors``: the least spread a channel of each side is read at (``_floors``).
     """
-    pooled = max(((t_std**2 + v_std**2) / 2) ** 0.5, floor)
+    pooled = max(((t_std**2 + v_std**2) / 2) ** 0.5, *floors)
     gap = abs(t_mean - v_mean) / pooled
-    ratio = max(t_std, v_std, floor) / max(min(t_std, v_std), floor)
+    t_read, v_read = max(t_std, floors[0]), max(v_std, floors[1])
+    ratio = max(t_read, v_read) / min(t_read, v_read)
     figures = {"train_mean": t_mean, "train_std": t_std, "val_mean": v_mean, "val_std": v_std,
                "mean_gap": gap, "scale_ratio": ratio}  # fmt: skip
     return max(gap / bars[0], (ratio - 1) / (bars[1] - 1)), figures
 
 
-def _floor(*stds: list[float]) -> float:
-    """The least spread channels are read at: ``_FAINT`` of the widest channel's."""
-    return max(_FLAT, _FAINT * max((v for s in stds for v in s), default=0.0))
+def _floors(*stds: list[float]) -> tuple[float, ...]:
+    """The least spread each side's channels are read at: ``_FAINT`` of its widest channel's.
+
+    Per side: a floor drawn from both would read a side scaled up 255x at 1/``_FAINT``
+    (hunt 89: "20.0x in spread" told for inputs multiplied by 255 mid-run).
+
+    Example::
+
+        >>> [round(f, 3) for f in _floors([1.2, 0.01], [310.0, 2.0])]
+        [0.06, 15.5]
+    """
+    return tuple(max(_FLAT, _FAINT * max(side, default=0.0)) for side in stds)
 
 
 def _worst(channels: list[tuple[float, dict]]) -> dict[str, float]:
@@ -165,8 +175,8 @@ def split_shift(train: Tensor, val: Tensor, mild: bool = False) -> dict[str, flo
     (t_mean, t_std), (v_mean, v_std) = channel_stats(train), channel_stats(val)
     rows = list(zip(t_mean.tolist(), t_std.tolist(), v_mean.tolist(), v_std.tolist(), strict=True))
     bars = (MILD_MEAN, MILD_SCALE) if mild else (SHIFT_MEAN, SHIFT_SCALE)
-    floor = _floor([r[1] for r in rows], [r[3] for r in rows])
-    return _worst([_channel_shift(*row, bars, floor) for row in rows])
+    floors = _floors([r[1] for r in rows], [r[3] for r in rows])
+    return _worst([_channel_shift(*row, bars, floors) for row in rows])
 
 
 def moved_shift(first: tuple[Tensor, Tensor], now: tuple[Tensor, Tensor]) -> dict[str, float]:
@@ -189,8 +199,8 @@ def moved_shift(first: tuple[Tensor, Tensor], now: tuple[Tensor, Tensor]) -> dic
     if first[0].shape != now[0].shape:
         return {}
     rows = list(zip(*(t.float().tolist() for t in (*first, *now)), strict=True))
-    floor = _floor([r[1] for r in rows], [r[3] for r in rows])
-    found = _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floor) for row in rows])
+    floors = _floors([r[1] for r in rows], [r[3] for r in rows])
+    found = _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floors) for row in rows])
     names = {"train_mean": "first_mean", "train_std": "first_std", "val_mean": "now_mean",
              "val_std": "now_std"}  # fmt: skip
     return {names.get(k, k): v for k, v in found.items()}
@@ -218,8 +228,8 @@ def loaded_shift(train: StepInput, val: StepInput) -> dict[str, float]:
     rows = list(
         zip(*(t.float().tolist() for t in (train[0], train[1], val[0], val[1])), strict=True)
     )
-    floor = _floor([r[1] for r in rows], [r[3] for r in rows])
-    return _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floor) for row in rows])
+    floors = _floors([r[1] for r in rows], [r[3] for r in rows])
+    return _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floors) for row in rows])
 
 
 def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.core.input_shift import split_shift
+from lightning_cnnviz.core.input_shift import moved_shift, split_shift
 from lightning_cnnviz.overfitting import split_inputs
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -47,6 +47,16 @@ def test_split_inputs_shift_quiet_on_a_near_empty_channel_found_on_a_zeroed_one(
     dropped = val.clone()
     dropped[:, 1] = 0.0  # a channel lost on the val images alone is still told
     assert split_shift(train, dropped)["channel"] == 1.0
+
+
+def test_split_inputs_shift_reads_the_true_scale_of_a_split_scaled_up():
+    # hunt 89: inputs x255 from epoch 3, told "20.0x in spread" (a floor drawn from both)
+    moved = moved_shift(
+        (torch.zeros(1), torch.full((1,), 1.216)), (-torch.ones(1), torch.full((1,), 310.7))
+    )
+    assert moved["scale_ratio"] == pytest.approx(310.7 / 1.216)
+    train = normalise(pictures())
+    assert split_shift(train, 255 * train)["scale_ratio"] == pytest.approx(255.0, rel=1e-3)
 
 
 SHIFT = {"channel": 0.0, "train_mean": 0.0, "train_std": 1.0, "val_mean": 0.13,
