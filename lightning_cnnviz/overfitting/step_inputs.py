@@ -8,6 +8,9 @@ logged a val loss 4x its own in silence. ``StepInputs`` reads one batch of each 
 fit: the batch's images as Lightning hands them to the step and what the model's first
 layer (``first_layer``) receives of them (a tap on that layer for the one batch, removed at the
 batch's end; probe passes skipped), compared by ``core.input_shift.step_shift``. The
+training batch is read again at the first batch after each of the monitor's events (its
+own work step): a ``training_step`` that changes what it does mid-run (hunt 89: inputs
+scaled x255 there from step 300, told as a BatchNorm mismatch) is compared as it is now. The
 result stands in for the probes' comparison where that finds nothing (``run_data.py``),
 and the rule ``split_inputs.inputs_differ`` tells it.
 """
@@ -80,6 +83,8 @@ class StepInputs:
     section: str
     _tell_data: Any  # ``RunData``'s
     _steps: dict[str, StepInput]
+    _step_events: int  # the monitor's events when the training batch was last read
+    events: int  # the monitor's
     _step_tap: Any
     _step_why: str
     # per split, a batch's channel statistics: the first read's ("first"), the latest's ("now")
@@ -87,7 +92,7 @@ class StepInputs:
 
     def _reset_steps(self) -> None:
         self._remove_tap()
-        self._steps, self._step_why = {}, ""
+        self._steps, self._step_why, self._step_events = {}, "", 0
         self._reads = {"train": {}, "val": {}}
         self._item_keys: list[list[ImageKey | None]] = []
         self._item_labels: list[Tensor | None] = []  # each batch's classes of its keys
@@ -138,8 +143,14 @@ class StepInputs:
     def _tap_batch(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, split: str
     ) -> None:
-        """Tap the first layer for this batch, where its split is not read yet (not in sanity)."""
-        if split in self._steps or self._step_why or self.disabled or trainer.state.fn != "fit":
+        """Tap the first layer for this batch, where its split is due a read (not in sanity).
+
+        Due: not read yet; the training split also at the first batch after an event.
+        """
+        again = split == "train" and self.events > self._step_events
+        if (split in self._steps and not again) or self._step_why or self.disabled:
+            return
+        if trainer.state.fn != "fit":
             return
         if trainer.sanity_checking:  # the model at its start: an input BatchNorm not yet fitted
             return
@@ -165,13 +176,18 @@ class StepInputs:
             self._step_why = f"the model's first layer cannot be read: {why}"
             return
 
+        events = self.events
+
         def read(args: tuple[Any, ...], _output: Any) -> None:
             x = args[0] if args else None
-            if split in self._steps or in_probe_pass() or not isinstance(x, Tensor):
+            done = split in self._steps and (split != "train" or self._step_events == events)
+            if done or in_probe_pass() or not isinstance(x, Tensor):
                 return
             if x.dim() == images.dim() and x.shape[1] == images.shape[1]:
                 with torch.no_grad():
                     self._steps[split] = step_input(images, x)
+                if split == "train":
+                    self._step_events = events
 
         self._remove_tap()  # a batch Lightning ended without its end hook left one
         self._step_tap = tap_forward(layer, read)

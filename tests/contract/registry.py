@@ -26,12 +26,15 @@ class MonitorCase:
             (the activation monitor samples a window; all others: 0).
         first_batch: the fit's first training batch may carry read-only taps
             (``OverfittingMonitor``: what ``training_step`` does to the images).
+        after_event: the training batch that runs one of its events may carry one
+            read-only tap (``OverfittingMonitor``: what ``training_step`` does to them now).
     """
 
     make: Callable[[], Monitor]
     every_n_steps: int = 2
     window: int = 0
     first_batch: bool = False
+    after_event: bool = False
 
 
 class CaptureOnlyMonitor(Monitor):

@@ -151,7 +151,8 @@ def test_contract_no_hooks_between_logging_steps(tmp_path, monitor_name, model_n
     case = MONITORS[monitor_name]
     model = ZOO[model_name]()
     baseline = sum(hook_count(model).values())
-    fit(tmp_path, model_name, [case.make()], model=model)
+    monitor, events = case.make(), EventsAt()
+    fit(tmp_path, model_name, [monitor, events], model=model)
     assert model.hook_log
     for step, batch_idx, hooks in model.hook_log:
         # The batch runs towards optimizer step `step + 1`; a window of w steps before
@@ -161,10 +162,29 @@ def test_contract_no_hooks_between_logging_steps(tmp_path, monitor_name, model_n
             # read-only taps on this batch only: the first layer's (step_inputs) and one
             # per trained layer (val_reach: whether taps see the model's calls at all)
             assert 0 <= hooks - baseline <= 1 + len(trained_layers(model))
+        elif case.after_event and events.ran_one(step, batch_idx):
+            assert 0 <= hooks - baseline <= 1  # the first layer's tap (step_inputs)
         elif steps_to_log >= case.window:
             assert hooks == baseline, (
                 f"{hooks - baseline} hook(s) attached at global_step={step}, batch {batch_idx}"
             )
+
+
+class EventsAt(L.Callback):
+    """The monitor's events after each training batch's start (put after the monitor)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[tuple[int, int], int]] = []  # ((global_step, batch_idx), events)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        monitor = next(c for c in trainer.callbacks if hasattr(c, "events") and c is not self)
+        self.seen.append(((trainer.global_step, batch_idx), monitor.events))
+
+    def ran_one(self, step: int, batch_idx: int) -> bool:
+        """Whether the monitor's events rose at the start of this batch."""
+        keys = [key for key, _ in self.seen]
+        i = keys.index((step, batch_idx))
+        return i > 0 and self.seen[i][1] > self.seen[i - 1][1]
 
 
 class UserTap:

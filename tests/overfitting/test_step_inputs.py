@@ -70,7 +70,16 @@ class HeldWithAverage(nn.Module):
         return self.net(x)
 
 
-def _run(tmp_path, both, compiled=False, averaged=False):
+class ScaledLater(StepNormalised):
+    """Normalises in both steps; ``training_step`` also scales by 255 from epoch 1 on."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        x = (x - MEAN) / STD
+        return self._step((x * 255 if self.current_epoch >= 1 else x, y), "train")
+
+
+def _run(tmp_path, both, compiled=False, averaged=False, model_type=StepNormalised, epochs=2):
     torch.manual_seed(0)
     x, y = pictures(128), torch.arange(128) % 2
     x[y == 1, 1] += 0.5  # class 1 greener
@@ -80,11 +89,11 @@ def _run(tmp_path, both, compiled=False, averaged=False):
                         nn.LazyLinear(2))  # fmt: skip
     train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
     val = DataLoader(TensorDataset(val_x, val_y), batch_size=32)
-    model = StepNormalised(HeldWithAverage(net) if averaged else net, 0.01, both)
+    model = model_type(HeldWithAverage(net) if averaged else net, 0.01, both)
     if compiled:  # hunt 35: a compiled network's steps were not read at all
         torch._dynamo.reset()
         model.net = torch.compile(net, backend="eager")
-    trainer, said = fit_monitor(tmp_path, model, train, val, epochs=2)
+    trainer, said = fit_monitor(tmp_path, model, train, val, epochs=epochs)
     assert sum(hook_count(model.net).values()) == 0  # the tap lives for one batch only
     return trainer, said
 
@@ -148,6 +157,15 @@ def test_step_inputs_read_uint8_pixels_the_model_scales_itself(tmp_path, both):
 def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
     trainer, _ = _run(tmp_path, both=True)
     assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+
+
+def test_step_inputs_a_training_step_changed_mid_run_is_read_again(tmp_path):
+    # hunt 89: inputs x255 in `training_step` from step 300, told as a BatchNorm mismatch;
+    # the training batch is read again on the batch after each evaluation
+    trainer, _ = _run(tmp_path, both=True, model_type=ScaledLater, epochs=3)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert finding.figures["in_steps"] == 1.0 and finding.step == 8  # the second validation
+    assert finding.figures["train_scale"] == pytest.approx(255 / STD, rel=1e-3)
 
 
 def test_step_inputs_quiet_for_an_input_batchnorm_read_in_the_sanity_check(tmp_path):
