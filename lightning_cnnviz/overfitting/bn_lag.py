@@ -14,6 +14,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -21,6 +23,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.too_soon import START_STEPS
 
 __all__ = [
+    "FADE_STEPS",
     "INIT_HELD",
     "SETTLING",
     "SMALL_MOMENTUM",
@@ -81,19 +84,31 @@ SMALL_MOMENTUM = 0.01
 of steps: a lag of the running statistics lasts as long, and waiting does not see it close."""
 
 
+FADE_STEPS = 100
+"""Steps the initial values take to fade to ``INIT_HELD`` past which ``init_held`` is a long lag."""
+
+
 def lags_long(e: Evaluation) -> bool:
     """Whether the running statistics' lag is the momentum's, which waiting will not close.
 
-    ``init_held``, or a momentum of at most ``SMALL_MOMENTUM`` (hunt 49: MobileNetV3, eval
-    mode at chance at steps 125, 250, 375, batch statistics at 90%, told at 375).
+    ``init_held`` at a momentum whose initial values take ``FADE_STEPS`` or more to fade,
+    or a momentum of at most ``SMALL_MOMENTUM`` (hunt 49: MobileNetV3, eval mode at chance
+    at steps 125, 250, 375, batch statistics at 90%, told at 375). At the default 0.1 the
+    initial values are gone within 22 steps: a lag read then is the run's first moves
+    (hunt 90: validated every 6 steps, a healthy BatchNorm CNN and a timm resnet10t were
+    warned a problem at step 13, level later).
 
     Example::
 
         >>> lags_long(Evaluation(250, 1, bn_momentum=0.01)), lags_long(Evaluation(250, 1))
         (True, False)
+        >>> [lags_long(Evaluation(13, 1, bn_momentum=m)) for m in (0.1, 0.02)]
+        [False, True]
     """
     m = e.bn_momentum
-    return init_held(e) or (m is not None and 0 < m <= SMALL_MOMENTUM) or bool(e.bn_initial)
+    slow = m is not None and 0 < m < 1 and math.log(INIT_HELD) / math.log(1 - m) >= FADE_STEPS
+    held = init_held(e) and slow
+    return held or (m is not None and 0 < m <= SMALL_MOMENTUM) or bool(e.bn_initial)
 
 
 def frozen(e: Evaluation) -> bool:

@@ -153,3 +153,15 @@ def test_rules_bn_mismatch_ends_once_no_batch_norm_trains_in_training_mode():
     assert bn_levels.no_training_norms(frozen_since[-1])
     assert bn_levels.bn_mismatch_at_end(frozen_since) is None
     assert bn_levels.bn_mismatch(frozen_since) is None
+
+
+def test_rules_bn_mismatch_at_the_default_momentum_is_a_note_in_its_first_steps_too():
+    # hunt 90: validated every 6 steps, a healthy BatchNorm CNN parted at steps 7 and 13
+    # (momentum 0.1 keeps 25% of its initial values at 13) and was warned a problem
+    rows = probe_run([bn(0.75, 0.95), bn(0.7, 0.96)])
+    evs = [replace(e, step=step, run_share=step / 120, bn_momentum=0.1)
+           for e, step in zip(rows, (7, 13), strict=True)]  # fmt: skip
+    assert bn_lag.init_held(evs[-1]) and not bn_lag.lags_long(evs[-1])
+    assert bn_levels.bn_mismatch(evs).severity == "note"
+    slow = [replace(e, bn_momentum=0.02) for e in evs]  # fades over 114 steps: a lasting lag
+    assert bn_levels.bn_mismatch(slow).severity == "problem"
