@@ -212,3 +212,25 @@ def test_imbalance_quiet_when_training_is_balanced(tmp_path, balanced):
     # the fixed model never predicts classes 1 and 2 of 4, which training draws as often
     # as the others: not rare, and half the classes (the not-taught branch needs fewer)
     assert not [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+
+
+def test_imbalance_a_model_with_outputs_near_uniform_is_not_learning_not_imbalance():
+    # hunt 90: 5.8% positives at SGD 1e-5, the loss at ln 2 for 282 steps, confidence 0.51
+    from dataclasses import replace
+
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+    from lightning_cnnviz.overfitting.levels import not_learning, train_learns
+
+    row = dict(classes=2.0, probe_size=128.0, ignored=[1], ignored_share=0.058, top_share=0.942,
+               probe_acc_val=0.594, probe_loss_val=0.684, returned_loss=0.672, first_loss=0.672,
+               train_acc=0.82, run_share=0.3)  # fmt: skip
+    unmoved = [Evaluation(47 * (i + 1), i, conf_val=0.512, **row) for i in range(2)]
+    assert leaves_out(unmoved[-1]) is False and class_imbalance(unmoved) is None
+    assert not train_learns(unmoved[-1])  # 82% logged, under the 94% of the common class
+    assert not_learning(unmoved) is not None  # 59% on the balanced probe: at chance
+    # just past the chance band, the loss 0.95 ln 2 (one logit under BCE, Adagrad 1e-5)
+    off = [replace(e, probe_acc_val=0.641, probe_loss_val=0.656, conf_val=0.54) for e in unmoved]
+    assert not_learning(off).figures["barely"]
+    # the same left-out class from a model answering the common one confidently
+    confident = [replace(e, conf_val=0.93, probe_loss_val=1.4) for e in unmoved]
+    assert leaves_out(confident[-1]) is True  # (precedence: the imbalance, not not_learning)
