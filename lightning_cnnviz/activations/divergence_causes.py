@@ -144,15 +144,15 @@ def divergence_cause(
         a, before, b, after = jump
         return (
             f"The learning rate jumped from {before:.3g} (step {a}) to {after:.3g} (step {b}) "
-            f"just before it, {times(after / before)} (a warm restart or a schedule stepping it "
-            "up): the rate it jumped to is too high for this model and data, and the "
+            f"just before it, {times(after / before)} (a warm restart, a schedule or a callback "
+            "stepping it up): the rate it jumped to is too high for this model and data, and the "
             f"optimiser overshoots. Try: {RAISED_REMEDIES}."
         )
     if rates is not None and rates[0] > 0 and rates[1] >= RAISED * rates[0]:
         return (
-            f"The learning rate rose from {rates[0]:.3g} to {rates[1]:.3g} before it (a warmup "
-            "or a schedule raising it): the rate it reached is too high for this model and "
-            f"data, and the optimiser overshoots. Try: {RAISED_REMEDIES}."
+            f"The learning rate rose from {rates[0]:.3g} to {rates[1]:.3g} before it (a warmup, "
+            "a schedule or a callback raising it): the rate it reached is too high for this "
+            f"model and data, and the optimiser overshoots. Try: {RAISED_REMEDIES}."
         )
     if (raised := raised_setting(decayed, momentum, dropped)) is not None:
         return raised

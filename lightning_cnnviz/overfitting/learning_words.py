@@ -125,7 +125,7 @@ def _headline(v: Verdict) -> str:
     if (up := raised(v)) is not None:  # ...or raised it before a collapse
         cut = (
             f" The learning rate rose {up:.0f}x before it, from {f['lr_before']:.3g} to "
-            f"{now.lr:.3g} (a schedule raising it)."
+            f"{now.lr:.3g} (a schedule or a callback raising it)."
         )
     elif (said := settings_raised(v)) is not None:
         cut = f" {said}"
