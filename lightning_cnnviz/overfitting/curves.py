@@ -124,6 +124,24 @@ def prompt(
     return (best, rise, margin) if _slope(v[best:]) > 0 else None
 
 
+def wiggle(values: Sequence[float]) -> float:
+    """The largest jump of ``values`` above their running lowest (0 for fewer than two).
+
+    A curve whose noise comes in single-validation spikes (its median second difference,
+    ``noise``, ignores them) jumps that far and comes back: a rise no higher may be one
+    more of them (``rules.overfitting`` weighs it).
+
+    Example::
+
+        >>> round(wiggle([0.379, 0.451, 0.319, 0.357, 0.336]), 3)
+        0.072
+    """
+    low, jump = math.inf, 0.0
+    for value in values:
+        jump, low = max(jump, value - low), min(low, value)
+    return jump
+
+
 def episode(
     values: Sequence[float], patience: int, floor: float, known: int = 4
 ) -> tuple[int, float, float] | None:

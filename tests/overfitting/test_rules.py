@@ -236,3 +236,20 @@ def test_rules_val_accuracy_rules_need_a_val_set_that_carries_a_curve():
     assert first(memorisation.memorisation, falling) is not None
     tiny = [replace(e, val_images=3.0) for e in falling]
     assert first(memorisation.memorisation, tiny) is None
+
+
+# hunt 91: a healthy GroupNorm CNN validated every quarter epoch (39 validations to step
+# 915), its val loss noisy in single-validation spikes; it fell to 0.173 later
+SPIKY = [2.2847, 2.1504, 1.9441, 1.8331, 1.6829, 1.6272, 1.5244, 1.3636, 1.2453, 1.3186,
+         1.1138, 0.9552, 0.8969, 0.8943, 0.8862, 0.7622, 0.6882, 0.7096, 0.6263, 0.7434,
+         0.5848, 0.8137, 0.5047, 0.4677, 0.4545, 0.4432, 0.5148, 0.3882, 0.4284, 0.3946,
+         0.3793, 0.4509, 0.319, 0.3571, 0.3357, 0.322, 0.3219, 0.3734, 0.4006]  # fmt: skip
+
+
+def test_rules_overfitting_rise_no_higher_than_the_curve_s_spikes_needs_a_memorised_train_set():
+    train = [2.3 * 0.94**i for i in range(len(SPIKY))]  # 2.3 -> 0.22, near the val loss
+    assert first(rules.overfitting, run(val_loss=SPIKY, train_loss=train)) is None
+    # the same curve while the training images are memorised (train loss 0.01): told
+    memorised = [max(t * 0.1, 0.005) for t in train]
+    verdict = first(rules.overfitting, run(val_loss=SPIKY, train_loss=memorised))
+    assert verdict is not None and verdict.best.epoch == 32
