@@ -27,7 +27,7 @@ from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import listed, times
 from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
 from lightning_cnnviz.overfitting.learning_remedies import raised, settings_raised
-from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
+from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import (
     LARGE_EPS,

@@ -34,7 +34,7 @@ from lightning_cnnviz.overfitting.chance_levels import (
     too_small,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.returned_loss import loss_blind, other_outputs
+from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import held_back
 from lightning_cnnviz.overfitting.too_soon import (
@@ -235,8 +235,8 @@ LEARNT_KEPT = 0.3
 def train_accuracy(e: Evaluation) -> float | None:
     """``e.train_accuracy``, the train probe's where the logged one reads other targets.
 
-    Other targets (``returned_loss.loss_blind``), or other outputs than the model's
-    (``returned_loss.other_outputs``).
+    Other targets (``other_targets.loss_blind``), or other outputs than the model's
+    (``other_targets.other_outputs``).
 
     Example::
 
@@ -258,7 +258,7 @@ def train_learns(e: Evaluation, share: float = LEARNT) -> bool | None:
     By the logged train accuracy or the train probe's: early in a run the logged one is
     an epoch's mean, which lags (35.7% while the probe read 72.7%). Not by the logged one
     where the loss ``training_step`` returns is near 0 while the train probe is at chance
-    (``returned_loss.loss_blind``): both read targets other than the labels (hunt 29:
+    (``other_targets.loss_blind``): both read targets other than the labels (hunt 29:
     targets taken from the model's own argmax logged 100% at 10% on the train probe, told
     "training images learnt, validation images not"); nor where it reads other outputs
     (``train_accuracy``). The logged one is measured on the training labels as drawn:

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.overfitting import loss_reads, returned_loss
+from lightning_cnnviz.overfitting import loss_reads, other_targets, returned_loss
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
@@ -156,7 +156,7 @@ def test_loss_reads_a_loss_falling_far_under_the_outputs_own_is_blind():
     assert "or measures other outputs than those `forward` returns" in text
     # a model at chance whose loss is its own: no such reading
     level = [replace(e, returned_loss=e.probe_loss_train) for e in evs]
-    assert not any(returned_loss.loss_blind(e) for e in level)
+    assert not any(other_targets.loss_blind(e) for e in level)
 
 
 class AuxHead(Net):
@@ -510,6 +510,6 @@ def test_loss_reads_outputs_above_chance_on_batch_statistics_are_no_other_output
     # probes, logged train accuracy 78%, the val probe 47% on batch statistics (4 classes)
     row = dict(classes=4.0, probe_size=128.0, bn_size=96.0, train_acc=0.78,
                probe_acc_train=0.25, probe_acc_val=0.25)  # fmt: skip
-    assert not returned_loss.other_outputs(Evaluation(192, 5, probe_acc_bn=0.47, **row))
+    assert not other_targets.other_outputs(Evaluation(192, 5, probe_acc_bn=0.47, **row))
     # a head `forward` returns that never trained stays at chance on batch statistics too
-    assert returned_loss.other_outputs(Evaluation(192, 5, probe_acc_bn=0.27, **row))
+    assert other_targets.other_outputs(Evaluation(192, 5, probe_acc_bn=0.27, **row))
