@@ -116,7 +116,7 @@ def divergence_cause(
     Example::
 
         >>> divergence_cause(None, (0.01, 1.0))[:61]
-        'The learning rate rose from 0.01 to 1 before it (a warmup or '
+        'The learning rate rose from 0.01 to 1 before it (a warmup, a '
         >>> divergence_cause((60, 0.88), None)[:60]
         'The loss was 0.88 and steady just before step 60, then blew '
         >>> divergence_cause((98, 0.11), None, jump=(80, 1e-5, 100, 2.0))[:67]
