@@ -136,7 +136,7 @@ def overfitting(
         return None
     raw, rise, margin = found
     best, now = evs[raw], evs[-1]
-    if not held and _spike_sized(vals, raw, rise, now, patience):
+    if not held and _spike_sized(vals, raw, rise, now):
         return None
     if held:
         step_up = statistics.median(vals[-HELD_AFTER:]) >= (1 + STEP_UP) * vals[raw] > 0
@@ -180,12 +180,10 @@ def overfitting(
 FITTED = 0.5  # a train loss above this share of the best val loss: training images not memorised
 
 
-def _spike_sized(
-    vals: Sequence[float], best_at: int, rise: float, now: Evaluation, patience: int
-) -> bool:
+def _spike_sized(vals: Sequence[float], best_at: int, rise: float, now: Evaluation) -> bool:
     """Whether a rise no higher than the curve's recent spikes comes with nothing memorised.
 
-    The rise at most the largest jump the last ``LOCAL`` values before it made above their
+    The rise at most the largest jump the ``LOCAL`` values up to the best made above their
     running lowest (``curves.wiggle``), while the train loss is above ``FITTED`` x the best
     val loss: no sign of a model fitting its training images past what carries over.
     Held out (hunt 91): a healthy GroupNorm CNN validated every quarter epoch went 0.379,
@@ -195,7 +193,9 @@ def _spike_sized(
     """
     if now.train_loss is not None and now.train_loss <= FITTED * vals[best_at]:
         return False
-    return rise <= wiggle(vals[max(0, best_at - LOCAL) : len(vals) - patience])
+    # up to the best only: what comes after it is the rise itself (hunt 92: a held rise
+    # of 11-20% was read as its own wiggle and never told)
+    return rise <= wiggle(vals[max(0, best_at - LOCAL) : best_at + 1])
 
 
 def _memorised(best: Evaluation, now: Evaluation, fall: float = MEMORISED_FALL) -> bool:

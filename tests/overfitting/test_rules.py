@@ -253,3 +253,7 @@ def test_rules_overfitting_rise_no_higher_than_the_curve_s_spikes_needs_a_memori
     memorised = [max(t * 0.1, 0.005) for t in train]
     verdict = first(rules.overfitting, run(val_loss=SPIKY, train_loss=memorised))
     assert verdict is not None and verdict.best.epoch == 32
+    # hunt 92: the jumps after the best are the rise itself, not a wiggle to measure it by
+    held = [2.0, 1.5, 1.2, 1.05, 0.98, 0.93, 0.90, 1.08, 1.00, 1.02, 1.03, 1.05, 1.04, 1.06]
+    slow = [2.1, 1.6, 1.3, 1.15, 1.05, 0.98, 0.93, 0.88, 0.85, 0.83, 0.81, 0.79, 0.78, 0.77]
+    assert first(rules.overfitting, run(val_loss=held, train_loss=slow)).since.epoch == 7
