@@ -37,6 +37,7 @@ from lightning_cnnviz.overfitting import class_fading
 from lightning_cnnviz.overfitting.chance_levels import near_uniform
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.small_steps import tiny_steps
 from lightning_cnnviz.overfitting.untaught import common_left_out, untaught
 
 __all__ = [
@@ -78,7 +79,9 @@ def leaves_out(e: Evaluation) -> bool | None:
     or learnt on the train probe (``split_classes``): the train/val gap names those. Nor
     where the val probe's outputs are near uniform (``chance_levels.near_uniform``; hunt
     90: 5.8% positives at SGD 1e-5, told "rare classes left out" with sampling remedies):
-    a model leaving rare classes out for their shares answers the common ones confidently.
+    a model leaving rare classes out for their shares answers the common ones confidently;
+    nor where its steps are too small to move it (``small_steps.tiny_steps``; hunt 92: a
+    one-logit head initialised at the prior under Adam 1e-7).
 
     Their images may be taken for another rare class: with 90% of the training labels in
     class 0, a CNN told class 0 from the rest and took classes 1 and 2 (3.3% each) for
@@ -91,8 +94,8 @@ def leaves_out(e: Evaluation) -> bool | None:
         return False
     if e.missing:  # no training label at all: never predicted, whatever the other shares
         return True
-    if near_uniform(e):
-        return False  # a model that has not moved: not one that learnt the shares
+    if near_uniform(e) or tiny_steps(e):
+        return False  # a model that has not moved, or cannot: not one that learnt the shares
     if e.ignored_share is None or e.top_share is None or not e.classes:
         return None
     uniform = 1.0 / e.classes

@@ -22,9 +22,42 @@ from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.words import finite
 
-__all__ = ["BLIND_LOSS", "BLIND_RATIO", "LOGGED_APART", "loss_blind", "other_outputs"]
+__all__ = [
+    "BLIND_LOSS",
+    "BLIND_RATIO",
+    "LOGGED_APART",
+    "loss_blind",
+    "other_outputs",
+    "prior_entropy",
+]
+
+PRIOR_SHARE = 0.9  # a returned loss this share of the labels' least entropy: the prior's
+
+
+def prior_entropy(top_share: float | None) -> float:
+    """The least entropy of training labels whose commonest class holds ``top_share``.
+
+    What a model that knows only the labels' shares returns on training batches: on 4%
+    positives 0.168, while on the class-balanced probe its cross-entropy is 1.57 (hunt 92:
+    a one-logit head initialised at the prior under Adam 1e-7 was told "the loss does not
+    measure the labels"). Shares under a half: 0 (no bound read here).
+
+    Example::
+
+        >>> round(prior_entropy(0.96), 3), prior_entropy(None), prior_entropy(0.3)
+        (0.168, 0.0, 0.0)
+    """
+    t = top_share or 0.0
+    if not 0.5 <= t < 1.0:
+        return 0.0
+    return -(t * math.log(t) + (1.0 - t) * math.log(1.0 - t))
+
 
 LOGGED_APART = 0.4  # a logged train accuracy this far above the train probe's at chance
+# ... and above the commonest training class's share by more than this: on 4% positives a
+# model answering "no" everywhere logs 96% while the class-balanced probe reads 50% (hunt
+# 92: told "the loss and the logged accuracy read other outputs than `forward` returns")
+MAJORITY_SLACK = 0.02
 BLIND_LOSS = 0.1  # a returned loss under this share of ln K while training images are at chance
 BLIND_RATIO = 4.0  # ... or the model's own cross-entropy on them this many times over it
 BLIND_BELOW = 0.8  # ...itself under this share of ln K: one at chance measures a guess
@@ -89,6 +122,9 @@ def loss_blind(e: Evaluation) -> bool:
     if _batch_stats_explain(e):
         return False
     k = int(e.classes)
+    prior = prior_entropy(e.top_share)
+    if prior > 0 and e.returned_loss >= PRIOR_SHARE * prior:  # type: ignore[operator]
+        return False  # what knowing the labels' shares alone scores (hunt 92)
     own = e.probe_loss_train
     apart = finite(own) and 0 < e.returned_loss < BLIND_BELOW * math.log(k)  # type: ignore[operator]
     apart = apart and own >= BLIND_RATIO * e.returned_loss  # type: ignore[operator]
@@ -128,5 +164,7 @@ def other_outputs(e: Evaluation) -> bool:
         return False
     if _batch_stats_explain(e):
         return False
+    if e.top_share is not None and logged <= e.top_share + MAJORITY_SLACK:
+        return False  # answering the commonest training class scores that much (hunt 92)
     chance = chance_band(int(e.classes), int(e.probe_size or 0))
     return own <= chance and logged - own >= LOGGED_APART

@@ -234,3 +234,15 @@ def test_imbalance_a_model_with_outputs_near_uniform_is_not_learning_not_imbalan
     # the same left-out class from a model answering the common one confidently
     confident = [replace(e, conf_val=0.93, probe_loss_val=1.4) for e in unmoved]
     assert leaves_out(confident[-1]) is True  # (precedence: the imbalance, not not_learning)
+
+
+def test_imbalance_a_model_its_rate_keeps_still_is_not_learning_not_imbalance():
+    # hunt 92: one logit initialised at the prior of 4% positives, Adam 1e-7: "rare classes
+    # left out" with sampling remedies, the rate never named
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+
+    row = dict(classes=2.0, probe_size=128.0, ignored=[1], ignored_share=0.04, top_share=0.96,
+               conf_val=0.96, probe_acc_val=0.5, lr=1e-7, lr_initial=1e-7)  # fmt: skip
+    still = Evaluation(234, 1, update_ratio=2.4e-6, **row)
+    assert leaves_out(still) is False
+    assert leaves_out(Evaluation(234, 1, update_ratio=1e-2, **row)) is True

@@ -513,3 +513,17 @@ def test_loss_reads_outputs_above_chance_on_batch_statistics_are_no_other_output
     assert not other_targets.other_outputs(Evaluation(192, 5, probe_acc_bn=0.47, **row))
     # a head `forward` returns that never trained stays at chance on batch statistics too
     assert other_targets.other_outputs(Evaluation(192, 5, probe_acc_bn=0.27, **row))
+
+
+def test_loss_reads_a_model_at_the_label_prior_is_no_other_targets_or_outputs():
+    # hunt 92: a one-logit head on 4% positives under Adam 1e-7 answers "no" everywhere:
+    # logged 96% and a returned loss at the prior's entropy (0.168), 50% and 1.57 on the
+    # class-balanced train probe; told "other outputs" / "the loss does not measure the labels"
+    row = dict(classes=2.0, probe_size=128.0, probe_acc_train=0.5, probe_loss_train=1.566,
+               top_share=0.96)  # fmt: skip
+    assert not other_targets.loss_blind(Evaluation(234, 1, returned_loss=0.168, **row))
+    assert not other_targets.other_outputs(Evaluation(234, 1, train_acc=0.96, **row))
+    # the same figures where the labels are balanced: other targets indeed
+    balanced = {**row, "top_share": None}
+    assert other_targets.loss_blind(Evaluation(234, 1, returned_loss=0.168, **balanced))
+    assert other_targets.other_outputs(Evaluation(234, 1, train_acc=0.96, **balanced))
