@@ -11,8 +11,8 @@ steps), batch by batch, from a spy before and one after all monitors' batch hook
   is attached to any module (``hook_count``), no global module hook exists and no
   parameter carries a tensor hook; the exceptions are ActivationMonitor's sampled
   window, the ``window`` batches just before its logging step (hooked on purpose,
-  detached again at that batch's end), OverfittingMonitor's one tap on the batch that
-  runs its event, and the fit's first two batches, read once.
+  detached again at that batch's end), OverfittingMonitor's one tap on the batch a
+  validation follows, and the fit's first two batches, read once.
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ class Spy:
         self.monitor, self.baseline = monitor, None
         self.intervals: list[dict] = []  # one per batch: batch start to the next batch start
         self.hooked: list[tuple[int, str, int]] = []  # (global_step, where, extra hooks)
-        self.events_at: dict[int, int] = {}  # the monitor's events after each batch start
 
     def snapshot(self, model) -> tuple:
         return len(model.forwards), dict(self.monitor.timings), self.monitor.events
@@ -79,8 +78,6 @@ class Spy:
         extra = hooks(model) - self.baseline
         if extra:
             self.hooked.append((trainer.global_step, where, extra))
-        if where == "start":
-            self.events_at[trainer.global_step] = self.monitor.events
 
 
 def spies(monitor):
@@ -136,10 +133,10 @@ def test_no_work_between_logs_no_hooks_one_forward_frozen_timings(tmp_path, name
     for step, where, extra in spy.hooked:
         if (step, where, extra) in ((0, "start", first_taps), (1, "start", 1)):
             continue
-        # OverfittingMonitor reads the training step's input again on the batch that ran
-        # its event (step_inputs.py: a `training_step` changed mid-run); one tap, off at its end
-        evented = spy.events_at.get(step, 0) > spy.events_at.get(step - 1, 0)
-        if overfitting and (where, extra) == ("start", 1) and evented:
+        # OverfittingMonitor reads the training step's input again on the batch a validation
+        # follows (step_inputs.py: a `training_step` changed mid-run); one tap, off at its end
+        to_validation = (step + 1) % EVERY == 0  # validation every EVERY batches
+        if overfitting and (where, extra) == ("start", 1) and to_validation:
             continue
         to_log = -(step + 1) % EVERY  # batches after this one until the logging step
         assert where == "start" and to_log < window, (

@@ -230,7 +230,7 @@ class OverfittingMonitor(
         self._flush(trainer, pl_module, epoch_end=False)  # after a mid-epoch validation
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
         if not trainer.sanity_checking:
-            self._tap_batch(trainer, pl_module, batch, "train")
+            self._tap_batch(trainer, pl_module, batch, "train", batch_idx)
             self._tap_reach(trainer, pl_module, "train")
             self._read_items(trainer, batch)
             if batch_idx == 0:  # each epoch's first: a training pipeline changed mid-run

@@ -8,9 +8,11 @@ logged a val loss 4x its own in silence. ``StepInputs`` reads one batch of each 
 fit: the batch's images as Lightning hands them to the step and what the model's first
 layer (``first_layer``) receives of them (a tap on that layer for the one batch, removed at the
 batch's end; probe passes skipped), compared by ``core.input_shift.step_shift``. The
-training batch is read again at the first batch after each of the monitor's events (its
-own work step): a ``training_step`` that changes what it does mid-run (hunt 89: inputs
-scaled x255 there from step 300, told as a BatchNorm mismatch) is compared as it is now. The
+training batch is read again on the batch a validation follows (``validates_after``), or
+where Lightning's schedule cannot be read ahead (a time interval, batches counted across
+epochs), on the first batch after each of the monitor's events: a ``training_step`` that
+changes what it does mid-run (hunt 89: inputs scaled x255 there from step 300, told as a
+BatchNorm mismatch) is compared as it is at that validation. The
 result stands in for the probes' comparison where that finds nothing (``run_data.py``),
 and the rule ``split_inputs.inputs_differ`` tells it.
 """
@@ -68,6 +70,34 @@ def _items_known(trainer: Trainer, size: int) -> bool:
 
 
 TRAIN_READ = 16  # training batches of fewer images are not compared across epochs
+
+
+def validates_after(trainer: Trainer, batch_idx: int) -> bool | None:
+    """Whether Lightning validates once this training batch ends (``None``: cannot tell).
+
+    As ``_TrainingEpochLoop`` decides it where the batches are counted within each epoch:
+    every ``val_check_batch`` batches, in an epoch ``check_val_every_n_epoch`` selects.
+
+    Example::
+
+        >>> from types import SimpleNamespace as Run
+        >>> run = Run(check_val_every_n_epoch=1, val_check_batch=4, enable_validation=True,
+        ...           current_epoch=0)
+        >>> [validates_after(run, i) for i in range(4)]
+        [False, False, False, True]
+        >>> validates_after(Run(check_val_every_n_epoch=None, val_check_batch=4), 3) is None
+        True
+    """
+    every, check = trainer.check_val_every_n_epoch, getattr(trainer, "val_check_batch", None)
+    if (
+        every is None
+        or not isinstance(check, int)
+        or getattr(trainer, "_val_check_time_interval", None)
+    ):
+        return None
+    if not trainer.enable_validation or (trainer.current_epoch + 1) % every:
+        return False
+    return (batch_idx + 1) % check == 0
 
 
 class StepInputs:
@@ -141,13 +171,20 @@ class StepInputs:
                                                  text, found, severity="note"))  # fmt: skip
 
     def _tap_batch(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, split: str
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        batch: Any,
+        split: str,
+        batch_idx: int = 0,
     ) -> None:
         """Tap the first layer for this batch, where its split is due a read (not in sanity).
 
-        Due: not read yet; the training split also at the first batch after an event.
+        Due: not read yet; the training split also on the batch a validation follows, or
+        (where that cannot be told) the first batch after an event.
         """
-        again = split == "train" and self.events > self._step_events
+        ahead = validates_after(trainer, batch_idx) if split == "train" else False
+        again = bool(ahead) or (ahead is None and self.events > self._step_events)
         if (split in self._steps and not again) or self._step_why or self.disabled:
             return
         if trainer.state.fn != "fit":
@@ -176,14 +213,14 @@ class StepInputs:
             self._step_why = f"the model's first layer cannot be read: {why}"
             return
 
-        events = self.events
+        events, wanted = self.events, [True]  # the batch's first call only
 
         def read(args: tuple[Any, ...], _output: Any) -> None:
             x = args[0] if args else None
-            done = split in self._steps and (split != "train" or self._step_events == events)
-            if done or in_probe_pass() or not isinstance(x, Tensor):
+            if not wanted[0] or in_probe_pass() or not isinstance(x, Tensor):
                 return
             if x.dim() == images.dim() and x.shape[1] == images.shape[1]:
+                wanted[0] = False
                 with torch.no_grad():
                     self._steps[split] = step_input(images, x)
                 if split == "train":

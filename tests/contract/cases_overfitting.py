@@ -4,8 +4,9 @@ It runs the model on its probes (eval mode, no gradients) once per validation, a
 the validation ends, and taps the module's forward during a validation that brings an
 evaluation only (the val probe's logits, ``loop_logits.py``). One layer tap besides: the
 first convolution for the fit's first training batch and first validation batch, and for
-the training batch that runs each evaluation (``step_inputs.py``: per-channel statistics
-kept on the device, no host sync).
+the training batch a validation follows, or where that cannot be told (here: validation
+every 4 batches counted across epochs) the one that runs each evaluation
+(``step_inputs.py``: per-channel statistics kept on the device, no host sync).
 The zoo models log ``train/loss`` and ``val/loss`` but no accuracy: the monitor says once
 which keys it misses and goes on with what it has (the train probe and the BatchNorm
 pass then run at every evaluation, ``passes.py``: nothing to screen with).

@@ -126,10 +126,10 @@ def test_loop_logits_tap_lives_only_during_due_validations(tmp_path):
     assert spy.val == [0] * 2 + [1] * 3 * EPOCHS
     # on training batches only the first batch's taps: the first convolution (step_inputs)
     # and each trained layer (val_reach: do the taps see the model's calls); and the first
-    # convolution's again on each epoch's first batch, the one after an evaluation (read
+    # convolution's again on each epoch's last batch, the one a validation follows (read
     # at each batch's start and end: 4 batches an epoch)
     assert spy.train[0] == 1 + len(trained_layers(model))
-    assert spy.train[1:] == [1 if i in (7, 15) else 0 for i in range(8 * EPOCHS - 1)]
+    assert spy.train[1:] == [1 if i in (5, 13, 21) else 0 for i in range(8 * EPOCHS - 1)]
     assert sum(hook_count(model).values()) == 0 and monitor._loop._handle is None
 
 

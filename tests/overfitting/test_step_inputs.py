@@ -71,12 +71,12 @@ class HeldWithAverage(nn.Module):
 
 
 class ScaledLater(StepNormalised):
-    """Normalises in both steps; ``training_step`` also scales by 255 from epoch 1 on."""
+    """Normalises in both steps; ``training_step`` also scales by 255 from step 5 on."""
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         x = (x - MEAN) / STD
-        return self._step((x * 255 if self.current_epoch >= 1 else x, y), "train")
+        return self._step((x * 255 if self.global_step >= 5 else x, y), "train")
 
 
 def _run(tmp_path, both, compiled=False, averaged=False, model_type=StepNormalised, epochs=2):
@@ -161,7 +161,9 @@ def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
 
 def test_step_inputs_a_training_step_changed_mid_run_is_read_again(tmp_path):
     # hunt 89: inputs x255 in `training_step` from step 300, told as a BatchNorm mismatch;
-    # the training batch is read again on the batch after each evaluation
+    # the training batch is read again on the batch a validation follows (hunt 92: read on
+    # the batch after each evaluation instead, a change within an epoch was told a
+    # validation late); the change comes at the second batch of epoch 1 (4 batches each)
     trainer, _ = _run(tmp_path, both=True, model_type=ScaledLater, epochs=3)
     (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
     assert finding.figures["in_steps"] == 1.0 and finding.step == 8  # the second validation
