@@ -27,7 +27,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
 from lightning_cnnviz.overfitting.words import finite
 
-__all__ = ["Z_BATCH", "Z_COUNT", "memorisation"]
+__all__ = ["Z_BATCH", "Z_COUNT", "memorisation", "train_acc_error"]
 
 
 def _memorising(evs: Sequence[Evaluation], patience: int) -> bool:
@@ -123,8 +123,8 @@ def _drop_error(evs: Sequence[Evaluation]) -> float:
     return Z_COUNT * math.sqrt(2.0 * _binomial_var(best, images))
 
 
-def _climb_error(now: Evaluation, then: Evaluation) -> float:
-    """``Z_BATCH`` x the error of a train accuracy climb read from one batch each time.
+def train_acc_error(now: Evaluation, then: Evaluation) -> float:
+    """``Z_BATCH`` x the error of a train accuracy change read from one batch each time.
 
     Mid-epoch a logged train accuracy is the latest batch's (``train_acc_images``):
     63/64 -> 64/64 is batch noise, not the model fitting more of its labels. Read from
@@ -137,10 +137,10 @@ def _climb_error(now: Evaluation, then: Evaluation) -> float:
     Example::
 
         >>> then = Evaluation(0, 0, train_acc=0.984, train_acc_images=64.0)
-        >>> round(_climb_error(Evaluation(9, 0, train_acc=1.0, train_acc_images=64.0), then), 3)
+        >>> round(train_acc_error(Evaluation(9, 0, train_acc=1.0, train_acc_images=64.0), then), 3)
         0.031
         >>> probe = dict(probe_size_train=32.0)
-        >>> round(_climb_error(Evaluation(9, 0, probe_acc_train=1.0, **probe),
+        >>> round(train_acc_error(Evaluation(9, 0, probe_acc_train=1.0, **probe),
         ...                    Evaluation(0, 0, probe_acc_train=0.969, **probe)), 3)
         0.109
     """
@@ -164,7 +164,7 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     ``_drop_error``) is confirmed like ``overfitting``'s rise; when the val
     loss and the train accuracy agree (``_memorising``) the prompt check needs only one
     local noise deviation. The train accuracy must be more than a point above its value
-    at the peak (and past a one-batch reading's error, ``_climb_error``). With noisy labels the
+    at the peak (and past a one-batch reading's error, ``train_acc_error``). With noisy labels the
     train accuracy (against those labels) may stay below the val accuracy for long: it
     climbing is the sign, its passing val accuracy comes later.
     """
@@ -199,7 +199,7 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         # recall from every class
         return None
     train, train_then = now.train_accuracy, peak.train_accuracy
-    climb = 0.01 if train_then is None else max(0.01, _climb_error(now, peak))
+    climb = 0.01 if train_then is None else max(0.01, train_acc_error(now, peak))
     if train is None or (train_then is not None and not train > train_then + climb):
         return None  # training does not improve either: a collapse, not memorisation
     before = evs[-2].train_accuracy

@@ -238,3 +238,20 @@ def test_detector_weight_decay_holding_the_train_loss_back(losses, told):
     assert (verdict is not None) == told
     if told:
         assert verdict.figures["held_back"] and verdict.figures["train_loss"] == 0.84
+
+
+def test_unstable_accuracy_fall_read_past_one_batch_s_noise_and_stale_eval_mode():
+    # hunt 92: a timm resnet10t (BatchNorm momentum 0.02) validated every 8 steps, told
+    # "training unstable ... train accuracy 90.6% -> 81.2%" (29/32 -> 26/32 images) while
+    # eval mode read the lagging running statistics; 90% val at the end
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+    from lightning_cnnviz.overfitting.loss_climb import acc_fell
+
+    best = Evaluation(126, 1, train_acc=0.906, train_acc_images=32.0)
+    now = Evaluation(134, 1, train_acc=0.812, train_acc_images=32.0)
+    assert acc_fell(best, now) is False
+    assert acc_fell(Evaluation(126, 1, train_acc=0.906), Evaluation(134, 1, train_acc=0.812))
+    val = dict(val_images=300, probe_size=128.0)
+    fell = Evaluation(134, 1, val_acc=0.27, probe_acc_val=0.27, probe_acc_bn=0.9, **val)
+    assert not acc_fell(Evaluation(126, 1, val_acc=0.5, **val), fell)  # stale: eval mode
+    assert acc_fell(Evaluation(126, 1, val_acc=0.5, **val), Evaluation(134, 1, val_acc=0.27, **val))

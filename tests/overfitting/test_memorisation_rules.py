@@ -73,7 +73,7 @@ def test_rules_memorisation_one_batch_train_accuracy_climb_is_batch_noise():
     # a real climb read from one batch is still one: 70% -> 95% of 64 images
     now = Evaluation(90, 0, train_acc=0.95, train_acc_images=64.0)
     assert (
-        memorisation._climb_error(now, Evaluation(60, 0, train_acc=0.7, train_acc_images=64.0))
+        memorisation.train_acc_error(now, Evaluation(60, 0, train_acc=0.7, train_acc_images=64.0))
         < 0.2
     )
 
