@@ -167,10 +167,9 @@ class SpikeReadings(RateReadings):
         The first loss over ``HIGH_START`` x ``ln K`` and the model's own probe
         cross-entropy at this log (after the spike) not under ``UNLEARNT`` x ``ln K`` (the
         margin ``recovered`` gives the start): no better than an untrained model with sane
-        logits. Held out (hunt 88): torchvision's
-        efficientnet_b0 on 4 classes started at 5.6-6.3 (ln 4 = 1.39), spiked to 14-38,
-        and was told "recovered: back to 4.13 (below the start)" with its val loss never
-        under ln 4 and val accuracy at chance.
+        logits. Held out (hunt 88): torchvision's efficientnet_b0 on 4 classes started at
+        5.6-6.3 (ln 4 = 1.39), spiked to 14-38, and was told "recovered: back to 4.13
+        (below the start)" with its val loss never under ln 4 and val accuracy at chance.
         """
         k = self.chance[0] if self.chance else None
         finite = [v for _, v in series if math.isfinite(v)]
