@@ -183,10 +183,12 @@ class StepInputs:
         Due: not read yet; the training split also on the batch a validation follows, or
         (where that cannot be told) the first batch after an event.
         """
-        ahead = validates_after(trainer, batch_idx) if split == "train" else False
-        again = bool(ahead) or (ahead is None and self.events > self._step_events)
-        if (split in self._steps and not again) or self._step_why or self.disabled:
+        if self._step_why or self.disabled:
             return
+        if split in self._steps:  # read already: again only where due (read ahead once)
+            ahead = validates_after(trainer, batch_idx) if split == "train" else False
+            if not (ahead or (ahead is None and self.events > self._step_events)):
+                return
         if trainer.state.fn != "fit":
             return
         if trainer.sanity_checking:  # the model at its start: an input BatchNorm not yet fitted
