@@ -23,7 +23,7 @@ from lightning_cnnviz.core.decay import decay_words
 from lightning_cnnviz.core.momentum_words import momentum_text
 from lightning_cnnviz.overfitting.learning_remedies import settings_raised
 from lightning_cnnviz.overfitting.rules import Verdict
-from lightning_cnnviz.overfitting.words import num, when
+from lightning_cnnviz.overfitting.words import above, num, when
 
 __all__ = ["MIXED_GAP", "loss_back", "unstable_training", "weight_decay_too_strong"]
 
@@ -57,7 +57,7 @@ def weight_decay_too_strong(v: Verdict) -> str:
         )
     return (
         f"Weight decay too strong: {decay}, and the training loss has climbed "
-        f"back {num(f['rise'], True)} since {when(since)} "
+        f"back to {above(f['rise'])} its lowest since {when(since)} "
         f"({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
         f"{num(f['train_loss'])}) at that rate: the decay undoes what the gradients "
         f"build (val accuracy {num(f['val_acc'], True)})."
@@ -76,7 +76,7 @@ def unstable_training(v: Verdict) -> str:
         else ""
     )
     climbed = (
-        f"Training unstable: the training loss has climbed back {num(f['rise'], True)} "
+        f"Training unstable: the training loss has climbed back to {above(f['rise'])} its lowest "
         f"since {when(since)} ({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
         f"{num(f['train_loss'])}{fell}) at a learning rate no higher ({num(f['lr'])})"
     )

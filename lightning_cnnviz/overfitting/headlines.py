@@ -36,7 +36,7 @@ from lightning_cnnviz.overfitting import (
     pipeline_words,
 )
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
-from lightning_cnnviz.overfitting.words import num, when
+from lightning_cnnviz.overfitting.words import above, num, when
 
 __all__ = ["headline"]
 
@@ -78,7 +78,7 @@ def _overfitting(v: Verdict) -> str:
         stop += f" for the lowest val loss, or at epoch {climbed} for the best val accuracy"
     return (
         f"Overfitting since {when(since)}: val loss {num(now.val_loss)} is "
-        f"{f['rise']:.0%} above its best ({num(best.val_loss)} at epoch {best.epoch}) "
+        f"{above(f['rise'])} its best ({num(best.val_loss)} at epoch {best.epoch}) "
         f"while train loss fell to {num(now.train_loss)}; {stop}{accuracy}."
     )
 
