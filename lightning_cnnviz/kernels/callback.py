@@ -159,6 +159,7 @@ class KernelMonitor(FrozenCheck, StepGradients, Monitor, section="kernels"):
         self._step_grads: list[str] = []
         self._grads_due = self._suspect = False
         self._zero_events = self.zero_run = 0
+        self._rates_set: dict[int, float] = {}
         self.fed_after_backward: set[str] = set()
         self._losses: tuple[Tensor, Tensor] | None = None  # the first and the last returned
         self._unit_grid: dict[str, tuple[int, int, int]] = {}

@@ -202,7 +202,10 @@ def loss_scale(precision_plugin: object) -> float | None:
 
 
 def still_reason(
-    weight: Tensor, groups: Sequence[Mapping[str, Any]] | None, grads_kept: bool = True
+    weight: Tensor,
+    groups: Sequence[Mapping[str, Any]] | None,
+    grads_kept: bool = True,
+    rates_set: Mapping[int, float] | None = None,
 ) -> str:
     """Why ``weight`` stays as it is: a key of ``frozen_words.REASONS``.
 
@@ -210,7 +213,9 @@ def still_reason(
     to the model's weights (a strategy that flattens them): then only ``requires_grad``
     is known. ``grads_kept``: other parameters of the model hold a gradient now (read
     after a training step's backward; Lightning zeroes them before the next one), so a
-    ``weight.grad`` of None means no backward reached it (``"detached"``).
+    ``weight.grad`` of None means no backward reached it (``"detached"``). ``rates_set``:
+    each group's rate when the fit started, by ``id``, the start of a cut by a scheduler
+    that records no ``initial_lr`` (``ReduceLROnPlateau``).
 
     Example::
 
@@ -224,6 +229,9 @@ def still_reason(
         'detached'
         >>> still_reason(w, [{"params": [w], "lr": 5e-33, "initial_lr": 0.05}])
         'lr_cut'
+        >>> plateau = {"params": [w], "lr": 5e-7}
+        >>> still_reason(w, [plateau], rates_set={id(plateau): 0.05})
+        'lr_cut'
     """
     if not weight.requires_grad:
         return "no_grad"
@@ -235,9 +243,8 @@ def still_reason(
     rates = [g.get("lr") if g.get("lr") is not None else 1.0 for g in held]  # None: its own
     if all(r == 0 for r in rates):
         return "lr_zero"
-    if all(
-        r * LR_CUT_STILL <= (g.get("initial_lr") or 0.0) for g, r in zip(held, rates, strict=True)
-    ):
+    starts = [g.get("initial_lr") or (rates_set or {}).get(id(g)) or 0.0 for g in held]
+    if all(r * LR_CUT_STILL <= s for s, r in zip(starts, rates, strict=True)):
         return "lr_cut"  # a schedule's doing (hunt 18: StepLR per batch, 0.05 -> 5e-33)
     if tiny_rate(weight, groups) is not None:
         return "lr_tiny"

@@ -66,12 +66,26 @@ class FrozenCheck(UnoptimisedCheck):
     _frozen_told: bool
     _frozen: Finding | None
     _zero_events: int  # events in a row whose last steps' gradients were all 0
+    _rates_set: dict[int, float]  # each parameter group's rate when the fit started, by id
     zero_run: int  # ``StepGradients``': steps in a row read with every gradient 0
     take_step_reads: Callable[[], str | None]  # ``StepGradients``'
     fed_after_backward: set[str]  # ``StepGradients``': layers with a gradient after it
     tag: Callable[..., str]  # the monitor's
     probe_input: Callable[..., Tensor]
     warn_once: Callable[[str, str], None]
+
+    def on_fit_start(self, trainer: Trainer, pl_module: Any) -> None:
+        """Keep the rates set: what a scheduler recording no ``initial_lr`` cuts them from.
+
+        (Setups hunt 81: ``ReduceLROnPlateau`` at 1e-5x its start was "no gradient reaches them".)
+        """
+        self._rates_set = {
+            id(g): float(g["lr"])
+            for opt in trainer.optimizers
+            for g in opt.param_groups
+            if isinstance(g.get("lr"), (int, float))
+        }
+        super().on_fit_start(trainer, pl_module)  # type: ignore[misc]
 
     def _check_frozen(self, trainer: Trainer, scalars: dict[str, float]) -> None:
         """Tell once (a note) of the layers whose weights stopped changing (``frozen.py``)."""
@@ -127,7 +141,7 @@ class FrozenCheck(UnoptimisedCheck):
         kept_grads = zeroed or any(
             p.grad is not None for p in trainer.lightning_module.parameters()
         )
-        reasons = {n: still_reason(leaves[n], groups, kept_grads) for n in names}
+        reasons = {n: still_reason(leaves[n], groups, kept_grads, self._rates_set) for n in names}
         order = list(self.selected)
         for n in names:  # a hook on its weights, and a layer before it still learns (the
             # gradient passes through it): not dead units after it, which a skip can bypass

@@ -24,7 +24,17 @@ from collections.abc import Sequence
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import Verdict
 
-__all__ = ["CUT", "EARLY", "GAIN", "STOPPED", "cut", "decayed_early"]
+__all__ = [
+    "CUT",
+    "EARLY",
+    "GAIN",
+    "LEARNT_ACC",
+    "LEARNT_LOSS",
+    "STOPPED",
+    "cut",
+    "decayed_early",
+    "learnt",
+]
 
 CUT = 100.0  # the rate this many times below its start: decayed
 EARLY = 0.5  # ... by this share of the run: early (cosine, step and one-cycle schedules
@@ -34,6 +44,11 @@ GAIN = 0.02  # val loss improving by less than this per evaluation since: stalle
 # (ReduceLROnPlateau stepped per batch on the batch loss: 0.05 -> 5e-9 by step 21, val
 # accuracy frozen at 28% and 57% on two seeds): a problem
 STOPPED = 1e4
+# a model this accurate on both splits, or whose val loss fell this far below its first,
+# has nothing left to learn: a plateau scheduler cutting the rate there (a loss of 4e-7
+# no longer improves by its relative threshold) did no harm (setups hunt 81)
+LEARNT_ACC = 0.995
+LEARNT_LOSS = 1e-3
 
 
 def cut(e: Evaluation, factor: float = CUT) -> bool:
@@ -42,6 +57,28 @@ def cut(e: Evaluation, factor: float = CUT) -> bool:
     A negative rate is no decay: the optimiser climbs the loss (``ascent_setting.py``).
     """
     return bool(e.lr is not None and e.lr >= 0 and e.lr_initial and e.lr * factor <= e.lr_initial)
+
+
+def learnt(first: Evaluation, now: Evaluation) -> bool:
+    """Whether nothing is left to learn at ``now``.
+
+    Every known accuracy at ``LEARNT_ACC`` or above, or the val loss ``LEARNT_LOSS`` x the
+    first evaluation's (``first``) or below.
+
+    Example::
+
+        >>> learnt(Evaluation(0, 0, val_loss=2.3), Evaluation(90, 9, val_loss=4e-7))
+        True
+        >>> learnt(Evaluation(0, 0, val_loss=2.3), Evaluation(90, 9, val_loss=0.5, val_acc=1.0))
+        True
+        >>> learnt(Evaluation(0, 0, val_loss=2.3), Evaluation(90, 9, val_loss=0.5, val_acc=0.9))
+        False
+    """
+    accuracies = [a for a in (now.val_accuracy, now.train_accuracy) if a is not None]
+    if accuracies and min(accuracies) >= LEARNT_ACC:
+        return True
+    start, end = _val_loss(first), _val_loss(now)
+    return start is not None and end is not None and 0 <= end <= LEARNT_LOSS * start
 
 
 def _val_loss(e: Evaluation) -> float | None:
@@ -55,9 +92,10 @@ def decayed_early(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
     itself at most ``EARLY`` into the run (``run_share``; ``None``: unknown, no verdict),
     never rising since (a warmup from near zero is no decay), and ``patience``
     evaluations after it whose best val loss is less than ``GAIN`` per evaluation below
-    the best before them. A note (a schedule may mean it), unless the rate is ``STOPPED``
-    x below its start: then learning has stopped, a problem told at the second
-    evaluation that sees the cut, whether the val loss stalled or not.
+    the best before them, on a model with something left to learn (``learnt``). A note
+    (a schedule may mean it), unless the rate is ``STOPPED`` x below its start: then
+    learning has stopped, a problem told at the second evaluation that sees the cut,
+    whether the val loss stalled or not.
     """
     streak = 0
     while streak < len(history) and cut(history[-1 - streak]):
@@ -72,6 +110,8 @@ def decayed_early(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
         return None
     if any(b.lr > a.lr for a, b in itertools.pairwise(kept)):  # type: ignore[operator]
         return None  # rising: a warmup from near zero, not a decay
+    if learnt(history[0], now):
+        return None
     losses = [_val_loss(e) for e in kept]
     if any(v is None for v in losses):
         return None

@@ -90,6 +90,32 @@ def test_kernels_frozen_layers_changing_again_become_a_note(tmp_path):
     assert found.message.startswith("Layers change again at step 8 (epoch 0): `conv1`, still at")
 
 
+class CutRate(L.Callback):
+    """Cuts every group's rate 1e12x at ``step`` as ``ReduceLROnPlateau`` can: no ``initial_lr``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            for group in trainer.optimizers[0].param_groups:
+                assert "initial_lr" not in group
+                group["lr"] *= 1e-12
+
+
+def test_kernels_frozen_by_a_rate_a_plateau_scheduler_cut_names_the_cut(tmp_path):
+    # setups hunt 81: ReduceLROnPlateau cut 0.05 -> 5e-16 (it records no `initial_lr`):
+    # told "no gradient reaches them (it vanishes on the way down ...)"
+    _, trainer, acc = run(tmp_path, [KernelMonitor(every_n_steps=2), CutRate(2)], EdgeNet(0.05), 10)
+    changes = [e.value for e in acc.Scalars("kernels/conv2/relative_change")]
+    assert changes == [0.0] * 4  # from the first event after the cut
+    (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert (
+        "a schedule has cut their learning rate 1,000x or more below the one set" in found.message
+    )
+    assert "no gradient reaches" not in found.message
+
+
 def freeze(model):  # "freeze the backbone after warm-up"
     for conv in (model.conv1, model.conv2):
         conv.weight.requires_grad_(False)

@@ -104,6 +104,18 @@ def test_lr_decay_a_rate_stopped_early_is_a_problem_at_its_second_evaluation():
     assert verdict.severity == "note"
 
 
+def test_lr_decay_quiet_when_nothing_is_left_to_learn():
+    # setups hunt 81: a converged run (100% train and val accuracy, val loss 4e-7) whose
+    # ReduceLROnPlateau(patience=0) kept cutting the rate was told "learning all but stopped"
+    stopped = [0.05, 5e-9, 5e-10, 5e-11]
+    converged = run([0.3, 4e-7, 4e-7, 4e-7], stopped, start=0.05, val_acc=1.0, train_acc=1.0)
+    assert decayed_early(converged) is None
+    tiny = run([0.3, 2e-4, 2e-4, 2e-4], stopped, start=0.05)  # 1e-3 x its first: no accuracy
+    assert decayed_early(tiny) is None
+    left = run([0.3, 0.08, 0.08, 0.08], stopped, start=0.05, val_acc=0.97, train_acc=1.0)
+    assert decayed_early(left).severity == "problem"  # 3% of val still to learn
+
+
 class PlateauPerStep(Net):
     """SGD whose ReduceLROnPlateau (patience 0) is stepped every batch on a batch's figure.
 
