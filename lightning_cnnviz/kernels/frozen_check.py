@@ -14,19 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from lightning.pytorch import Trainer
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.findings import Finding, findings_of, replace, report
 from lightning_cnnviz.core.gradient_hooks import global_backward_hooked, gradient_hooked
-from lightning_cnnviz.core.layer_calls import apart_from_training, unused_weights
-from lightning_cnnviz.core.own_hooks import own_hook
-from lightning_cnnviz.core.probe_pass import probe_mode
-from lightning_cnnviz.core.real_values import real_values
 from lightning_cnnviz.core.say import say
-from lightning_cnnviz.core.selection import unwrap_model
-from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.core.weight_leaves import weight_param
 from lightning_cnnviz.kernels.frozen import (
     SCALE_GAVE_UP,
@@ -41,6 +34,7 @@ from lightning_cnnviz.kernels.frozen import (
     tiny_rate,
     unoptimised,
 )
+from lightning_cnnviz.kernels.frozen_probes import FrozenProbes
 from lightning_cnnviz.kernels.frozen_words import frozen_text, moving_text
 from lightning_cnnviz.kernels.unoptimised_check import UnoptimisedCheck
 from lightning_cnnviz.kernels.untrained import untrained_look
@@ -50,7 +44,7 @@ __all__ = ["ZERO_STEPS", "FrozenCheck"]
 ZERO_STEPS = 8  # optimizer steps in a row with every gradient 0 that make learning stop
 
 
-class FrozenCheck(UnoptimisedCheck):
+class FrozenCheck(FrozenProbes, UnoptimisedCheck):
     """Layers that stopped changing and parameters no optimiser holds (a part of ``KernelMonitor``).
 
     Uses the monitor's ``selected``, ``section``, ``tag``, ``probe_input`` and ``warn_once``.
@@ -210,81 +204,6 @@ class FrozenCheck(UnoptimisedCheck):
         finding = Finding(self.section, "frozen_layers", step, epoch, text, numbers, severity)
         report(trainer, finding)
         self._frozen = finding
-
-    def _learners_fed(self, trainer: Trainer) -> bool:
-        """Whether the layers that learn (a gradient other than 0) get inputs that vary.
-
-        Silent units before them (dead ReLUs) hand them zeros, or the same value for
-        every image (the biases after them: hunt 54, a layer after a dead one learnt its
-        bias and fed the head a constant), and pass no gradient down, as an operation
-        without one does: those are dead units, not a cut. Read here, not from the
-        dead-units findings: a note of a few dead units is on most plain nets (hunt 33:
-        `torch.sign` without a straight-through estimator kept its note). One probe pass.
-        """
-        model = unwrap_model(trainer.lightning_module)
-        learners = [
-            m for m in model.modules()
-            if any(p.grad is not None and bool(real_values(p.grad).any())
-                   for p in m.parameters(recurse=False))
-        ]  # fmt: skip
-        fed: list[bool] = []
-
-        def read(module: nn.Module, args: tuple[Any, ...]) -> None:
-            x = next((a for a in args if isinstance(a, Tensor)), None)
-            if x is not None:
-                x = x.detach().float()
-                x = x - x[:1] if x.dim() > 0 and len(x) > 1 else x  # the images' own, not one
-            fed.append(x is not None and bool(x.any()))
-
-        handles = [m.register_forward_pre_hook(own_hook(read)) for m in learners]
-        try:
-            with probe_mode(model), torch.no_grad():
-                model(self.probe_input(trainer, model)[:8])
-        except Exception:  # no probe the forward takes: no claim
-            return False
-        finally:
-            for handle in handles:
-                handle.remove()
-        return any(fed)
-
-    def _unused(self, trainer: Trainer, names: list[str]) -> list[str]:
-        """Of ``names``, the layers whose weights ``forward`` does not use, said once each way.
-
-        Called with other weights (``torch.func.functional_call`` with weights of its own:
-        the registered ones stay unused, no sign of frozen training; setups hunt 23), or
-        never called and apart from training (``layer_calls.apart_from_training``: a copy
-        of the model kept on it; setups hunt 54, an ``AveragedModel`` told "frozen layers,
-        left out of the optimiser"). One probe pass, only here: in eval mode, which skips a
-        branch that runs in training mode only (an auxiliary head).
-        """
-        model = trainer.lightning_module
-        try:
-            x = self.probe_input(trainer, model)[:1]
-            layers = {n: self.selected[n] for n in names}
-            unused = unused_weights(model, layers, lambda: model(x))
-        except Exception:  # no probe the forward takes: the weights as they are
-            return []
-        swapped = [n for n, why in unused.items() if why == "swapped"]
-        uncalled = [n for n, why in unused.items()
-                    if why == "uncalled" and apart_from_training(model, n)]  # fmt: skip
-        if swapped:
-            self.warn_once(
-                "swapped",
-                f"`forward` calls {listed(swapped)} with other weights than "
-                f"{'its' if len(swapped) == 1 else 'their'} own (`torch.func.functional_call` "
-                "or another stateless call): the kernels drawn of them are the module's own "
-                "weights, which forward does not use, nor train; name the layers whose weights "
-                "it uses, or register the trained weights in the modules",
-            )
-        if uncalled:
-            self.warn_once(
-                "uncalled",
-                f"`forward` does not call {listed(uncalled)}: they take no part in training, "
-                "so their kernels are drawn but not checked for it (a copy kept on the module, "
-                "as an `AveragedModel` or an EMA, is updated apart from the optimiser); name "
-                "the layers `forward` uses in `layers` to leave them out",
-            )
-        return swapped + uncalled
 
     def _check_moving(self, trainer: Trainer, changes: dict[str, float], fixed: set[str]) -> None:
         """The told layers changing again (unfrozen by a schedule): the finding becomes a note.
