@@ -33,6 +33,7 @@ __all__ = [
     "SHIFT_MEAN",
     "SHIFT_SCALE",
     "StepInput",
+    "channel_order",
     "channel_stats",
     "loaded_shift",
     "moved_shift",
@@ -53,6 +54,9 @@ _FLAT = 1e-6  # a channel whose images spread less than this is constant: nothin
 # a channel spreading less than this share of its split's widest channel's spread on both splits
 # is near empty (a border row read as a channel, an alpha plane): its spreads are not compared
 _FAINT = 0.05
+# a layer channel's mean and spread within this share of a loaded channel's: the same values
+# (a step that reorders channels moves them unchanged; float sums differ far less than this)
+_SAME = 1e-4
 
 
 class StepInput(NamedTuple):
@@ -232,6 +236,37 @@ def loaded_shift(train: StepInput, val: StepInput) -> dict[str, float]:
     return _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floors) for row in rows])
 
 
+def channel_order(s: StepInput) -> tuple[int, ...] | None:
+    """Which loaded channel each channel the first layer received is, where a step reorders them.
+
+    Each layer channel whose mean and spread are those of exactly one loaded channel
+    (within ``_SAME``), all of them a permutation: that permutation, the identity where a
+    step leaves the order; ``None`` where a step rescales the channels, or two channels are
+    alike (the order cannot be read).
+
+    Example::
+
+        >>> import torch
+        >>> x = torch.rand(8, 3, 4, 4) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+        >>> channel_order(step_input(x, x[:, [2, 1, 0]])), channel_order(step_input(x, x))
+        ((2, 1, 0), (0, 1, 2))
+        >>> channel_order(step_input(x, x * 2)) is None
+        True
+    """
+    if s.images_mean.shape != s.layer_mean.shape or s.images_mean.numel() < 2:
+        return None
+    i_mean, i_std, l_mean, l_std = (t.float().tolist() for t in s)
+    order = []
+    for m, sd in zip(l_mean, l_std, strict=True):
+        bar = _SAME * max(sd, _FLAT)
+        same = [j for j, (im, isd) in enumerate(zip(i_mean, i_std, strict=True))
+                if abs(im - m) <= bar and abs(isd - sd) <= bar]  # fmt: skip
+        if len(same) != 1:
+            return None
+        order.append(same[0])
+    return tuple(order) if len(set(order)) == len(order) else None
+
+
 def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:
     """Whether the steps' code hands the first layer training and val images differently.
 
@@ -240,7 +275,10 @@ def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:
     gives what the model would meet in validation for those very images, compared with
     what it met in training by ``split_shift``'s bars. Comparing the same images, the
     classes in either batch do not matter. ``{}``: alike; the figures add the two steps'
-    scales (``train_scale``, ``val_scale``) and shifts (``train_offset``, ``val_offset``).
+    scales (``train_scale``, ``val_scale``) and shifts (``train_offset``, ``val_offset``),
+    and where the steps put the channels in two orders (``channel_order``), both orders
+    (``train_order``, ``val_order``): a reordering read as a scale is no rescale (hunt 93:
+    RGB to BGR in `training_step` told as "`(x - 0.038) / 2.325` of channel 0").
     """
     if len({t.numel() for t in (*train, *val)}) != 1:
         return {}
@@ -257,4 +295,8 @@ def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:
         figures |= {"train_scale": t_scale, "val_scale": v_scale, "train_offset": t_offset,
                     "val_offset": v_offset}  # fmt: skip
         channels.append((badness, figures))
-    return _worst(channels)
+    found = _worst(channels)
+    orders = channel_order(train), channel_order(val)
+    if found and None not in orders and orders[0] != orders[1]:
+        found |= {"train_order": list(orders[0]), "val_order": list(orders[1])}  # type: ignore[arg-type]
+    return found

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from lightning_cnnviz.core.step_transform import affine_form
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -181,13 +182,22 @@ def val_metrics_differ(v: Verdict) -> str:
 def _inputs_in_steps(v: Verdict) -> str:
     """The steps' own code preprocesses the two splits differently."""
     f = v.figures
+    if "train_order" in f:  # channels reordered, not rescaled
+        done = (
+            f"`training_step` {_order_words(f['train_order'])} and `validation_step` "
+            f"{_order_words(f['val_order'])}: the model's channel {f['channel']:.0f} is one "
+            "loaded channel in training and another in validation"
+        )
+    else:
+        done = (
+            f"`training_step` {_step_words(f['train_scale'], f['train_offset'])} channel "
+            f"{f['channel']:.0f} of the images as loaded, `validation_step` "
+            f"{_step_words(f['val_scale'], f['val_offset'])} it"
+        )
     return (
         "Training and validation images reach the model preprocessed differently by the "
-        f"steps' own code: before the model's first layer, `training_step` "
-        f"{_step_words(f['train_scale'], f['train_offset'])} channel {f['channel']:.0f} of "
-        f"the images as loaded, `validation_step` "
-        f"{_step_words(f['val_scale'], f['val_offset'])} it. On the same images the model "
-        f"meets mean "
+        f"steps' own code: before the model's first layer, {done}. On the same images the "
+        f"model meets mean "
         f"{num(f['train_mean'])}, std {num(f['train_std'])} in training vs mean "
         f"{num(f['val_mean'])}, std {num(f['val_std'])} in validation ({f['mean_gap']:.1f} "
         f"standard deviations apart, {f['scale_ratio']:.1f}x in spread): every validation "
@@ -265,6 +275,19 @@ def _channel_words(f: dict, places: int) -> str:
         f"{num(f['val_std'])} on the val probe ({f['mean_gap']:.{places}f} standard "
         f"deviations apart, {f['scale_ratio']:.{places}f}x in spread)"
     )
+
+
+def _order_words(order: Sequence[int]) -> str:
+    """What a step does to the order of the channels, in words.
+
+    Example::
+
+        >>> _order_words([2, 1, 0]), _order_words([0, 1, 2])
+        ('reorders the channels as loaded to (2, 1, 0)', 'keeps their order')
+    """
+    if list(order) == sorted(order):
+        return "keeps their order"
+    return f"reorders the channels as loaded to ({', '.join(str(c) for c in order)})"
 
 
 def _step_words(scale: float, offset: float) -> str:

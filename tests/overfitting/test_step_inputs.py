@@ -41,6 +41,16 @@ def test_step_shift_quiet_for_the_same_transform_or_augmentation_on_other_classe
     assert step_shift(step_input(flat, flat), step_input(flat, flat)) == {}
 
 
+def test_step_shift_names_channels_reordered_in_one_step_only():
+    # hunt 93: RGB -> BGR in `training_step` was told "`(x - 0.038) / 2.325` of channel 0"
+    tint = torch.tensor([1.0, 2.0, 5.0]).view(1, 3, 1, 1)
+    x, other = pictures(64) * tint, pictures(64, seed=1) * tint
+    found = step_shift(step_input(x, x[:, [2, 1, 0]]), step_input(other, other))
+    assert (found["train_order"], found["val_order"]) == ([2, 1, 0], [0, 1, 2])
+    normalised = step_shift(step_input(x, (x - MEAN) / STD), step_input(other, other))
+    assert normalised and "train_order" not in normalised  # a rescale, no reordering
+
+
 class StepNormalised(Net):
     """Normalises in ``training_step``; ``validation_step`` too where ``both``."""
 
@@ -79,11 +89,24 @@ class ScaledLater(StepNormalised):
         return self._step((x * 255 if self.global_step >= 5 else x, y), "train")
 
 
-def _run(tmp_path, both, compiled=False, averaged=False, model_type=StepNormalised, epochs=2):
+class Swapped(StepNormalised):
+    """``training_step`` hands the net the channels in BGR order; ``validation_step`` in RGB."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self._step((x[:, [2, 1, 0]], y), "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+
+def _run(tmp_path, both, compiled=False, averaged=False, model_type=StepNormalised, epochs=2,
+         tint=(1.0, 1.0, 1.0)):  # fmt: skip
     torch.manual_seed(0)
-    x, y = pictures(128), torch.arange(128) % 2
+    tint = torch.tensor(tint).view(1, 3, 1, 1)
+    x, y = pictures(128) * tint, torch.arange(128) % 2
     x[y == 1, 1] += 0.5  # class 1 greener
-    val_x, val_y = pictures(128, seed=1), torch.arange(128) % 2
+    val_x, val_y = pictures(128, seed=1) * tint, torch.arange(128) % 2
     val_x[val_y == 1, 1] += 0.5
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
                         nn.LazyLinear(2))  # fmt: skip
@@ -110,6 +133,16 @@ def test_step_inputs_told_in_a_run_normalising_in_training_step_only(tmp_path, c
     assert "`validation_step` leaves it" in text and "Preprocess in one place" in text
     # as the step wrote it (hunt 55: "scales by 0.00392x")
     assert f"`training_step` makes `(x - {MEAN:g}) / {STD:g}` of channel" in text
+
+
+def test_step_inputs_channels_reordered_in_training_step_are_told_as_that(tmp_path):
+    trainer, _ = _run(tmp_path, both=False, model_type=Swapped, tint=(0.5, 1.0, 4.0))
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert (finding.severity, finding.step) == ("problem", 4)
+    assert finding.figures["train_order"] == [2, 1, 0]
+    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
+    assert "`training_step` reorders the channels as loaded to (2, 1, 0) and " in text
+    assert "`validation_step` keeps their order" in text and "makes `(x" not in text
 
 
 def test_step_inputs_read_the_live_net_behind_a_weight_average_registered_first(tmp_path):
