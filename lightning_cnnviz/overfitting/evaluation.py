@@ -158,6 +158,7 @@ class Evaluation:
     input_shift: dict[str, float] | None = None
     mild_shift: dict[str, float] | None = None
     loop_check: dict[str, float] | None = None
+    val_labels_changed: float | None = None  # share of the first val batch's labels changed
     train_acc_images: float | None = None
     val_images: float | None = None
 

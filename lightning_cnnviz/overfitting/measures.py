@@ -154,6 +154,7 @@ class Measures(ProbeLogits):
         if self._mild_shift and val_cut is not None and cut["val"] is not None:
             host.update(self._restandardised(trainer, pl_module, val_cut, cut["val"]))
         left_out["loop_check"] = check
+        left_out["val_labels_changed"] = self._labels_changed()
         nonfinite, initial = norm_states(unwrap_model(pl_module))
         counted = {
             "update_ratio": self._taken_update(trainer),

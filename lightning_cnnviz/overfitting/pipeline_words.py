@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from lightning_cnnviz.core.step_transform import affine_form
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.val_relabelled import changed_text
 from lightning_cnnviz.overfitting.words import num, when
 
 __all__ = ["inputs_differ", "loss_mismatch", "val_metrics_differ"]
@@ -154,6 +155,8 @@ def val_metrics_differ(v: Verdict) -> str:
                 "module's, and the checks judge the model from its own figures."
             )
         )
+    if "labels_changed" in f:
+        return changed_text(f, when(since))
     if "loop_acc" in f:
         return (
             f"`validation_step` does not score the images as the dataset gives them: on "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from lightning_cnnviz.core.decay import adaptive_l2_remedy
 from lightning_cnnviz.core.settings import HIGH_MOMENTUM
-from lightning_cnnviz.overfitting import class_figures, learning_remedies
+from lightning_cnnviz.overfitting import class_figures, learning_remedies, val_relabelled
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
 
 __all__ = ["REMEDIES", "remedies"]
@@ -255,6 +255,8 @@ def remedies(v: Verdict) -> list[str]:
             "(`drop_last=False`): read in a fixed order, the items at its end are never "
             "trained on.",
         )
+    if v.kind == "val_metrics_differ" and v.figures.get("labels_changed"):
+        return [val_relabelled.REMEDY]
     if v.kind == "bn_mismatch" and v.figures.get("nonfinite"):
         return [
             "**Find what writes NaN/Inf into the running statistics**: a batch of NaN/Inf "

@@ -52,6 +52,7 @@ from lightning_cnnviz.overfitting.repeated_items import (
     repeated_items,
     repeated_text,
 )
+from lightning_cnnviz.overfitting.val_relabelled import LabelRead, changed_share, label_read
 
 __all__ = ["StepInputs"]
 
@@ -124,6 +125,7 @@ class StepInputs:
         self._remove_tap()
         self._steps, self._step_why, self._step_events = {}, "", 0
         self._reads = {"train": {}, "val": {}}
+        self._val_labels: dict[str, LabelRead | None] = {}  # the first val batch's, as _reads
         self._item_keys: list[list[ImageKey | None]] = []
         self._item_labels: list[Tensor | None] = []  # each batch's classes of its keys
 
@@ -255,8 +257,17 @@ class StepInputs:
         images = seen_batch(images, getattr(trainer, "_cnnviz_stored", None))
         with torch.no_grad():
             stats = channel_stats(images)
+            if split == "val":  # and its labels, against a label map changed mid-run
+                labels = label_read(images, _labels(parts(batch)[1], len(images)))
+                self._val_labels.setdefault("first", labels)
+                self._val_labels["now"] = labels
         self._reads[split].setdefault("first", stats)
         self._reads[split]["now"] = stats
+
+    def _labels_changed(self) -> float | None:
+        """The share of the first val batch's labels changed since the first validation."""
+        first, now = self._val_labels.get("first"), self._val_labels.get("now")
+        return None if first is now else changed_share(first, now)
 
     def _moved(self, split: str) -> dict[str, float]:
         """How a split's batches moved since its first read (``{}``: they did not)."""

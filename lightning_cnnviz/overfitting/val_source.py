@@ -51,6 +51,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.loss_reads import OTHER_MODEL
 from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.val_relabelled import CHANGED
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
@@ -246,6 +247,8 @@ def val_metrics_differ(history: Sequence[Evaluation], patience: int = 2) -> Verd
         "probe_loss": now.probe_loss_val,
         "non_finite": not finite(now.val_loss) if now.val_loss is not None else False,
     }
+    if (now.val_labels_changed or 0.0) >= CHANGED:  # the same val images, other labels
+        figures["labels_changed"] = now.val_labels_changed
     if now.val_elsewhere:  # another module validated on purpose (an EMA): a fact, a note
         first = _logged(evs[-streak])
         stalled = (now.run_share or 0.0) >= STALLED_SHARE and (
