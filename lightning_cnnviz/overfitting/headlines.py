@@ -36,7 +36,7 @@ from lightning_cnnviz.overfitting import (
     pipeline_words,
 )
 from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
-from lightning_cnnviz.overfitting.words import above, num, when
+from lightning_cnnviz.overfitting.words import above, finite, num, when
 
 __all__ = ["headline"]
 
@@ -161,10 +161,18 @@ def _bn_mismatch(v: Verdict) -> str:
         return f"BatchNorm eval/train mismatch from {when(since)} closed at epoch {now.epoch}."
     if f.get("nonfinite"):
         layers = ", ".join(f"`{n}`" for n in f["nonfinite"])
+        # an infinite variance divides the features to 0: finite outputs, alike for every
+        # image (hunt 93: told "every validation output is NaN" at a val loss of 4.34)
+        outputs = (
+            "every validation output is NaN"
+            if not finite(f.get("eval_loss"))
+            else "each channel whose variance is infinite outputs the same for every image "
+            "(its features divided to 0; the outputs stay finite)"
+        )
         return (
             f"BatchNorm running statistics hold NaN/Inf since {when(since)} ({layers}): eval "
-            f"mode normalises with them, so every validation output is NaN (val probe "
-            f"accuracy {num(f['eval_acc'], True)} in eval mode vs "
+            f"mode normalises with them, so {outputs} (val probe accuracy "
+            f"{num(f['eval_acc'], True)} in eval mode vs "
             f"{num(f['batch_stats_acc'], True)} with batch statistics), while training, on "
             "batch statistics, goes on."
         )

@@ -1,4 +1,5 @@
 import lightning as L
+import pytest
 from torch import nn
 
 from lightning_cnnviz.core.findings import checks_of, findings_of
@@ -27,25 +28,31 @@ def test_batch_norm_why_frozen_and_untracked_layers(tmp_path):
 
 
 class NaNStatisticsAt(L.Callback):
-    """NaN written into the first BatchNorm's running variance after ``step`` steps."""
+    """``value`` written into the first BatchNorm's running variance after ``step`` steps."""
 
-    def __init__(self, step):
-        self.step = step
+    def __init__(self, step, value=float("nan")):
+        self.step, self.value = step, value
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step:
-            pl_module.bn1.running_var[0] = float("nan")
+            pl_module.bn1.running_var[0] = self.value
 
 
-def test_batch_norm_why_running_statistics_holding_nan_are_told_at_once(tmp_path):
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_batch_norm_why_running_statistics_holding_nan_are_told_at_once(tmp_path, value):
     # hunt 36: NaN in a `running_var` from step 96: val NaN from the next validation,
     # told two validations on as a mismatch, the NaN never named
     monitor = make_monitor("OverfittingMonitor")
-    trainer, _, said = fit(tmp_path, [monitor, NaNStatisticsAt(2)], max_epochs=2)
+    trainer, _, said = fit(tmp_path, [monitor, NaNStatisticsAt(2, value)], max_epochs=2)
     (found,) = [f for f in findings_of(trainer) if f.kind == "bn_mismatch"]
     assert found.severity == "problem" and found.figures["nonfinite"] == ["bn1"]
     assert found.message.startswith("BatchNorm running statistics hold NaN/Inf since")
     assert any(m.startswith("BatchNorm running statistics hold NaN/Inf") for m in said)
+    # hunt 93: an infinite variance divides its channel to 0, the outputs stay finite; it
+    # was told "every validation output is NaN" at a val loss of 4.34
+    nan = value != value
+    assert ("every validation output is NaN" in found.message) is nan
+    assert ("outputs the same for every image" in found.message) is not nan
 
 
 class UntrackOrReset(L.Callback):
