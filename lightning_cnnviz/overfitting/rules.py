@@ -105,6 +105,31 @@ MEMORISED_FALL = 5.0
 STEP_UP, STEP_UP_FALL = 0.5, 2.5
 
 
+def _train_reference(e: Evaluation | None) -> float | None:
+    """The train loss at ``e`` that a later one must fall below to be still falling.
+
+    The interval's mean, or its last steps' (``recent_loss``) where lower and the mean is
+    the loss the steps return: a first epoch's mean holds its early descent (hunt 93:
+    masks shuffled against their images, train loss flat at 1.02-1.05 from step 20, read
+    as falling 10% from epoch 0's mean of 1.15, told "overfitting, stop at epoch 0").
+
+    Example::
+
+        >>> _train_reference(Evaluation(35, 0, train_loss=1.15, returned_loss=1.15,
+        ...                             recent_loss=1.05))
+        1.05
+        >>> _train_reference(Evaluation(35, 0, train_loss=0.4, returned_loss=1.15,
+        ...                             recent_loss=1.05))  # another loss logged: its mean
+        0.4
+    """
+    if e is None or e.train_loss is None:
+        return None
+    same = e.returned_loss is not None and math.isclose(e.returned_loss, e.train_loss, rel_tol=0.01)
+    if same and e.recent_loss is not None and 0 < e.recent_loss < e.train_loss:
+        return e.recent_loss
+    return e.train_loss
+
+
 def overfitting(
     history: Sequence[Evaluation], tolerance: float = 0.05, patience: int = 2
 ) -> Verdict | None:
@@ -148,8 +173,8 @@ def overfitting(
         # best (ln 10 = 2.303), 2.465 later at 11-19% val accuracy, told "stop at epoch 0")
         return None
     if now.train_loss is not None:  # training must still improve: else it is no overfitting
-        later = (e.train_loss for e in evs[raw:-1] if e.train_loss is not None)
-        reference = next(later, None)
+        later = (e for e in evs[raw:-1] if e.train_loss is not None)
+        reference = _train_reference(next(later, None))
         # by more than the wiggle of a flat train loss: a healthy BN CNN validated every
         # quarter epoch read 0.070 at its best val loss, then 0.078, 0.098, 0.067 while
         # its eval-mode val loss jumped about; overfitting runs fall 30-80% by the onset

@@ -61,6 +61,19 @@ def test_rules_overfitting_needs_the_train_loss_to_keep_falling():
     assert first(rules.overfitting, run(val_loss=vals)) is not None
 
 
+def test_rules_overfitting_reads_a_first_epoch_from_its_last_steps():
+    # hunt 93: masks shuffled against their images, train loss flat at 1.02-1.05 from step 20
+    # (epoch 0's mean 1.16 holds the descent from 1.4), val loss 0.90 -> 0.97-0.99: read as
+    # a falling train loss, told "overfitting, stop at epoch 0"
+    vals = [0.8998, 0.9733, 0.9870, 0.9859, 0.9522]
+    means = [1.16, 1.05, 1.01, 1.02, 1.0]
+    flat = run(val_loss=vals, train_loss=means, returned_loss=means,
+               recent_loss=[1.06, 1.04, 1.01, 1.02, 1.0])  # fmt: skip
+    assert first(rules.overfitting, flat) is None
+    # without the last steps' loss, the mean decides, as before
+    assert first(rules.overfitting, run(val_loss=vals, train_loss=means)) is not None
+
+
 # A real run (reference CNN, Adam 1e-3, 300 MNIST digits, 2000 val): the val loss has its
 # minimum at epoch 14 (0.427) and creeps up within its noise (0.016 per epoch)
 REAL = [2.1072, 1.7312, 1.2702, 0.8919, 0.7187, 0.6429, 0.584, 0.4947, 0.5062, 0.4523, 0.4785,
