@@ -3,9 +3,9 @@
 Nothing here knows about Lightning. ``headline`` words a ``Verdict`` of any kind of
 ``OverfittingMonitor`` finding (a note when it went away); ``text.py`` builds the
 ``overfitting/diagnosis`` entry around it. The val-curve and level kinds are worded here;
-``learning_words.py`` words a model at chance, ``pipeline_words.py`` the data and loss
-plumbing, ``imbalance_words.py`` left-out classes, ``climb_words.py`` a training loss
-climbing back.
+``learning_words.py`` words a model at chance, ``pipeline_words.py`` and ``input_words.py``
+the data and loss plumbing, ``imbalance_words.py`` left-out classes, ``climb_words.py`` a
+training loss climbing back.
 
 Example::
 
@@ -30,6 +30,7 @@ from lightning_cnnviz.overfitting import (
     class_gap,
     climb_words,
     imbalance_words,
+    input_words,
     labels_turned,
     learning_words,
     lr_decay,
@@ -238,7 +239,7 @@ _BY_KIND: dict[str, Callable[[Verdict], str]] = {
     "class_imbalance": imbalance_words.headline,
     "loss_mismatch": pipeline_words.loss_mismatch,
     "val_metrics_differ": pipeline_words.val_metrics_differ,
-    "inputs_differ": pipeline_words.inputs_differ,
+    "inputs_differ": input_words.inputs_differ,
     "lr_decayed_early": _lr_decayed_early,
     "weight_decay_too_strong": climb_words.weight_decay_too_strong,
     "unstable_training": climb_words.unstable_training,

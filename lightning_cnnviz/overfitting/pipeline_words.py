@@ -1,7 +1,7 @@
 """The data and loss plumbing findings in words.
 
-A loss fed outputs it is not made for, logged val metrics that are not the model's own,
-the two splits preprocessed differently.
+A loss fed outputs it is not made for, logged val metrics that are not the model's own
+(the two splits preprocessed differently: ``input_words.py``).
 
 Part of ``headlines.py`` (each function words one kind's ``Verdict``).
 
@@ -17,14 +17,12 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-from lightning_cnnviz.core.step_transform import affine_form
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.val_relabelled import changed_text
 from lightning_cnnviz.overfitting.words import num, when
 
-__all__ = ["inputs_differ", "loss_mismatch", "val_metrics_differ"]
+__all__ = ["loss_mismatch", "val_metrics_differ"]
 
 
 def loss_mismatch(v: Verdict) -> str:
@@ -180,139 +178,3 @@ def val_metrics_differ(v: Verdict) -> str:
         "weights, a teacher), changes the images before the model sees them, or computes "
         "the metric wrong; every val curve reads that."
     )
-
-
-def _inputs_in_steps(v: Verdict) -> str:
-    """The steps' own code preprocesses the two splits differently."""
-    f = v.figures
-    if "train_order" in f:  # channels reordered, not rescaled
-        done = (
-            f"`training_step` {_order_words(f['train_order'])} and `validation_step` "
-            f"{_order_words(f['val_order'])}: the model's channel {f['channel']:.0f} is one "
-            "loaded channel in training and another in validation"
-        )
-    else:
-        done = (
-            f"`training_step` {_step_words(f['train_scale'], f['train_offset'])} channel "
-            f"{f['channel']:.0f} of the images as loaded, `validation_step` "
-            f"{_step_words(f['val_scale'], f['val_offset'])} it"
-        )
-    return (
-        "Training and validation images reach the model preprocessed differently by the "
-        f"steps' own code: before the model's first layer, {done}. On the same images the "
-        f"model meets mean "
-        f"{num(f['train_mean'])}, std {num(f['train_std'])} in training vs mean "
-        f"{num(f['val_mean'])}, std {num(f['val_std'])} in validation ({f['mean_gap']:.1f} "
-        f"standard deviations apart, {f['scale_ratio']:.1f}x in spread): every validation "
-        "figure measures that."
-    )
-
-
-def inputs_differ(v: Verdict) -> str:
-    """Training and validation images preprocessed differently (by the steps' own code)."""
-    f = v.figures
-    if f.get("in_steps"):
-        return _inputs_in_steps(v)
-    if f.get("as_loaded"):
-        return (
-            f"Training and validation batches come out of their loaders unlike each other: "
-            f"channel {f['channel']:.0f} has mean {num(f['train_mean'])}, std "
-            f"{num(f['train_std'])} in a training batch vs mean {num(f['val_mean'])}, std "
-            f"{num(f['val_std'])} in a val batch ({f['mean_gap']:.1f} standard deviations "
-            f"apart, {f['scale_ratio']:.1f}x in spread), as the loaders' `collate_fn` made "
-            "them (one that draws at random, which the probes do not read through): the "
-            "model meets validation images unlike any it trained on, and every validation "
-            "figure measures that."
-        )
-    if f.get("moved"):
-        return (
-            f"The validation images changed since {when(v.since)}: channel "
-            f"{f['channel']:.0f} of the first val batch has mean {num(f['now_mean'])}, std "
-            f"{num(f['now_std'])} as loaded now vs mean {num(f['first_mean'])}, std "
-            f"{num(f['first_std'])} at the first validation ({f['mean_gap']:.1f} standard "
-            f"deviations apart, {f['scale_ratio']:.1f}x in spread): the val pipeline changed "
-            "mid-run (a transform set anew, a datamodule's `setup` run again, a callback "
-            "that swaps the val set), and every validation figure since measures that."
-        )
-    if f.get("moved_train"):
-        return (
-            f"The training images changed since {when(v.since)}: channel "
-            f"{f['channel']:.0f} of the epoch's first training batch has mean "
-            f"{num(f['now_mean'])}, std {num(f['now_std'])} as loaded now vs mean "
-            f"{num(f['first_mean'])}, std {num(f['first_std'])} in the first epoch's "
-            f"({f['mean_gap']:.1f} standard deviations apart, {f['scale_ratio']:.1f}x in "
-            "spread), and validation got worse with it: the training pipeline changed "
-            "mid-run (a transform set anew, a callback or `setup` swapping or corrupting the "
-            "training set), so the model now learns images unlike the ones it is validated on."
-        )
-    if "batch_stats_acc" in f and v.severity == "note":  # BatchNorm's gap closed since
-        now = v.detected
-        return (
-            f"BatchNorm's eval-mode gap on the val probe closed at {when(now)} (eval mode "
-            f"{num(now.probe_acc_val, True)} vs {num(now.probe_acc_bn, True)} with its own "
-            f"batch statistics): the val images' milder difference ({_channel_words(f, 2)}) "
-            "no longer costs validation anything."
-        )
-    if "batch_stats_acc" in f:  # past the milder bars, with BatchNorm's evidence
-        return (
-            f"Validation images differ from the training images: {_channel_words(f, 2)}, "
-            "and BatchNorm's running statistics, gathered on training images, do not fit "
-            f"them: the val probe reads {num(f['eval_acc'], True)} in eval mode vs "
-            f"{num(f['batch_stats_acc'], True)} with its own batch statistics. Not stale "
-            "statistics: the val inputs are preprocessed or distributed otherwise "
-            "(normalisation, noise, resizing), and every validation figure measures that."
-        )
-    if "restandardised_acc" in f:  # past the milder bars, with the model's own evidence
-        return (
-            f"Validation images differ from the training images: {_channel_words(f, 2)}, "
-            f"and the model reads them far better moved to the training images' statistics: "
-            f"the val probe reads {num(f['restandardised_acc'], True)} with each channel's "
-            f"mean and spread set to the training images' vs {num(f['given_acc'], True)} as "
-            "given. The val inputs are preprocessed or distributed otherwise (normalisation, "
-            "noise, resizing), and every validation figure measures that."
-        )
-    return (
-        f"Training and validation images are preprocessed differently: {_channel_words(f, 1)}."
-        " The model meets validation images unlike any it trained on: every validation figure "
-        "measures that."
-    )
-
-
-def _channel_words(f: dict, places: int) -> str:
-    """The channel whose statistics part most, on the two probes, in words."""
-    return (
-        f"channel {f['channel']:.0f} has mean {num(f['train_mean'])}, std "
-        f"{num(f['train_std'])} on the train probe vs mean {num(f['val_mean'])}, std "
-        f"{num(f['val_std'])} on the val probe ({f['mean_gap']:.{places}f} standard "
-        f"deviations apart, {f['scale_ratio']:.{places}f}x in spread)"
-    )
-
-
-def _order_words(order: Sequence[int]) -> str:
-    """What a step does to the order of the channels, in words.
-
-    Example::
-
-        >>> _order_words([2, 1, 0]), _order_words([0, 1, 2])
-        ('reorders the channels as loaded to (2, 1, 0)', 'keeps their order')
-    """
-    if list(order) == sorted(order):
-        return "keeps their order"
-    return f"reorders the channels as loaded to ({', '.join(str(c) for c in order)})"
-
-
-def _step_words(scale: float, offset: float) -> str:
-    """What a step's code does to a channel of the images, in words: as the user wrote it.
-
-    Example::
-
-        >>> _step_words(3.25, -0.424), _step_words(1.0, 0.0)
-        ('makes `(x - 0.1305) / 0.3077` of', 'leaves')
-        >>> _step_words(1 / 255, 0.0)  # hunt 55: "scales by 0.00392x"
-        'makes `x / 255` of'
-    """
-    if abs(scale - 1) < 0.01 and abs(offset) < 0.01:
-        return "leaves"
-    if not scale:
-        return f"sets to {offset:.3g}"
-    return f"makes `{affine_form([-offset / scale], [1 / scale])}` of"
