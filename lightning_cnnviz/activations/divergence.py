@@ -57,6 +57,10 @@ NOISE, SPREAD = 4.0, 4 * BASELINE
 SPIKE_OVER_START = 1.5  # smoothed loss above 1.5x its start: diverged
 SPIKE_OVER_BEST = 3.0  # ... or 3x its best while having lost half the progress made
 LOST_SHARE = 0.5
+# ... or back above its start having fallen to LEARNT x it: all that was learnt is lost, which
+# near chance no 3x of the best can show (hunt 94: a 100x rate jump took a slow learner from
+# 1.43 to 2.5, ln 10 = 2.30, val 47% -> 11%, and nothing was said for three events)
+LEARNT = 0.7
 JUMP = 10.0  # one step's loss 10x where it started: no batch is that much harder
 LATE = 0.5  # the smoothed loss before a spike at most half its start: a late spike
 RISEN = 1.25  # the smoothed loss this far over its best: on its way up to a divergence
@@ -215,7 +219,8 @@ def loss_spike(
     many: the lowest median of 5 of a noisy loss is a lucky run of batches). A spike:
     smoothed loss above ``SPIKE_OVER_START`` x start, or
     above ``SPIKE_OVER_BEST`` x best having lost over ``LOST_SHARE`` of the progress
-    (start - best) and risen ``NOISE`` x the losses' ``scatter`` above it; or one step's
+    (start - best), or above the start from a best of ``LEARNT`` x it or less, and risen
+    ``NOISE`` x the losses' ``scatter`` above the best; or one step's
     loss above ``JUMP`` x start (a blow-up the optimiser may hide at once by killing the
     network: the loss then sits at chance). Only finite losses count (``first_nonfinite``
     tells the rest). None for a loss that starts at or below 0.
@@ -270,7 +275,10 @@ def _smoothed_spike(
     lost = smooth - best > LOST_SHARE * (start - best).clamp_min(0.0)
     over_start = (later & (smooth > SPIKE_OVER_START * start)).nonzero().flatten()
     first = int(over_start[0]) if len(over_start) else end
-    for i in (later & (smooth > SPIKE_OVER_BEST * best) & lost).nonzero().flatten().tolist():
+    unlearnt = (smooth > start) & (best <= LEARNT * start)
+    for i in (
+        (later & ((smooth > SPIKE_OVER_BEST * best) & lost | unlearnt)).nonzero().flatten().tolist()
+    ):
         if i >= first:
             break
         if smooth[i] - best[i] > NOISE * scatter(finite, finite[i][0]):

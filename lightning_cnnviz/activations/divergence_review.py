@@ -151,13 +151,15 @@ class DivergenceReview(SpikeReadings):
                 # accuracy lost at a rate raised past any used before (``_lost_at_raised_rate``)
                 settled = series[-1][0] - spike[0] >= SETTLED and not early
                 at_chance = settled and self._at_chance(spike, level_and_now(series, spike))
-                lost = at_chance or self._lost_at_raised_rate(spike)
-                if self.pending is None and not lost:
+                raised = self._lost_at_raised_rate(spike)
+                if self.pending is None and not (at_chance or raised):
                     self.pending = step
                     return []
-                # on its way down: a later log tells; unless no better than chance there
+                # on its way down: a later log tells; unless no better than chance there, or
+                # accuracy lost at a rate raised (hunt 94: a slow learner's rate 100x at step
+                # 150, val 47% -> 11%, waited for as "early" until it came back at 280)
                 stuck = self._no_better_than_chance(series, spike)
-                if not still_spiked(series, spike) and early and not stuck:
+                if not still_spiked(series, spike) and early and not (stuck or raised):
                     return []
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []

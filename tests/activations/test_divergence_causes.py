@@ -155,6 +155,43 @@ def test_divergence_smoothed_rise_with_accuracy_lost_at_a_raised_rate_is_told_at
     assert seen(rate=lambda s: 1e-2 if s <= 20 else 1e-4 if s <= 100 else 1e-2, acc=lost) == 140
 
 
+def _slow_learner_jumped(rate_after, acc_after):
+    """A loss falling 2.3 -> ~1.45 by step 150 (never halved), then a jump of the rate.
+
+    The loss rises to ~2.9 over a few steps from 151 and comes back down; logs every 40 steps.
+    """
+    g = torch.Generator().manual_seed(0)
+    noise = 1 + 0.1 * (2 * torch.rand(320, generator=g) - 1)
+    level = [1.4 + 0.9 * math.exp(-s / 60) for s in range(1, 151)]
+    level += [min(1.45 + 0.5 * (s - 150), 2.9) if s < 158 else max(2.9 - 0.012 * (s - 158), 1.6)
+              for s in range(151, 321)]  # fmt: skip
+    diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+    for s, (v, n) in enumerate(zip(level, noise.tolist(), strict=True), start=1):
+        diagnosis.loss.add(s, torch.tensor(v * n))
+        if s in (10, 20, 40, 80, 120, 160, 200, 240, 280, 320):
+            chance = (10, 2.31) if diagnosis.wants_chance() else None
+            lr, acc = (0.01, 0.47) if s <= 150 else (rate_after, acc_after)
+            said += diagnosis.review(s, 0, {}, {}, [], list, chance, lr=lr, probe_acc=acc)
+    return [v for v in said if v.kind == "divergence"]
+
+
+def test_divergence_a_slow_learner_losing_all_at_a_raised_rate_is_told_at_once():
+    # hunt 94: SGD 0.02 -> x100 at step 150 of 320 on a slowly learning BN CNN (the loss
+    # 2.29 -> 1.43, never halved), smoothed back above its start, val 47% -> 11%: nothing
+    # for three logs, then "an early transient (as Adam's start ...)"
+    told = _slow_learner_jumped(1.0, 0.11)
+    assert [(v.severity, v.message.split("seen at step ")[1][:3]) for v in told[:1]] == [
+        ("problem", "160")
+    ]
+    assert "The learning rate jumped from 0.01" in told[0].message
+    # the same rise at an unchanged rate with the accuracy held waits for it to come back,
+    # and is no optimiser's start at step 155
+    (held,) = _slow_learner_jumped(0.01, 0.47)
+    assert held.severity == "note" and "recovered by step 240" in held.message
+    assert "a brief overshoot (an odd batch, a learning-rate step)" in held.message
+    assert "Adam's start" not in held.message and "early in training" not in held.message
+
+
 def test_divergence_to_the_chance_level_at_a_steady_rate_points_at_the_batches():
     # hunt 19: training images blanked (or labels drawn at random) from step 100: the loss
     # 0.18 -> exactly ln 10 and flat, Adam 1e-3 unchanged: "the optimiser overshoots"
