@@ -26,6 +26,7 @@ from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import listed, times
 from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learning_remedies import raised, settings_raised
 from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs
 from lightning_cnnviz.overfitting.rules import Verdict
@@ -197,6 +198,16 @@ def _headline(v: Verdict) -> str:
         # hunt 59: Adam's `weight_decay=1.0` held a model at chance, told with no cause
         said = decay_words(now.weight_decay, now.lr, now.decay_per_step)  # type: ignore[arg-type]
         cut = f" Weight decay: {said}."
+    elif not f["from_start"] and _loss_at_chance(now, f):
+        # hunt 94: labels shuffled from step 160 under label smoothing, the training loss at
+        # ln 10 at an unchanged rate: "after a collapse", no cause
+        cut = (
+            f" The training loss went to its chance level too ({num(now.returned_loss)}) at "
+            "a learning rate not raised: the training batches may no longer carry the label "
+            "(labels shuffled or remapped, images blanked or replaced), something outside "
+            "the optimiser reset the model, or updates too large left it dead (a divergence "
+            "or dead units told beside this)."
+        )
     elif now.hooked:
         # hunt 40: a hook negating fc1's gradient (gradient ascent on that layer), told as
         # dead units, then not learning with no cause
@@ -240,3 +251,12 @@ def _headline(v: Verdict) -> str:
         f"{num(now.probe_acc_val, True)} is {where} chance ({num(f['chance_acc'], True)}); "
         f"{loss}.{cut}"
     )
+
+
+AT_CHANCE_LOSS = 0.1  # a training loss within this share of ln K: at its chance level
+
+
+def _loss_at_chance(now: Evaluation, f: dict) -> bool:
+    """Whether the loss ``training_step`` returns sits at the chance level of the verdict."""
+    loss, chance = now.returned_loss, f.get("chance_loss")
+    return loss is not None and bool(chance) and abs(loss - chance) <= AT_CHANCE_LOSS * chance

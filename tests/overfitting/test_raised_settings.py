@@ -27,6 +27,24 @@ def test_raised_settings_dropout_raised_before_a_collapse_is_named_as_its_cause(
     assert "rose from" not in headline(plain) and remedies(plain)[0] != SET_BACK
 
 
+def test_raised_settings_a_collapse_with_the_training_loss_at_chance_names_the_batches():
+    # hunt 94: labels shuffled from step 160 under label smoothing (the training loss at
+    # ln 10, the rate unchanged): "not learning ... after a collapse", no cause
+    rows = [
+        probe(0.5, 1.4, returned_loss=1.3),
+        probe(0.57, 1.2, returned_loss=1.1),
+        probe(0.09, 2.32, returned_loss=2.39),
+        probe(0.07, 2.29, returned_loss=2.3),
+    ]
+    text = headline(first(levels.not_learning, probe_run(rows)))
+    assert "after a collapse (it had reached 57.0%)" in text
+    assert "The training loss went to its chance level too (2.3) at a learning rate not" in text
+    assert "the training batches may no longer carry the label" in text
+    # the training loss still low (the model fits its batches): no such cause
+    fits = [dict(row, returned_loss=0.4) for row in rows]
+    assert "chance level too" not in headline(first(levels.not_learning, probe_run(fits)))
+
+
 def test_raised_settings_momentum_raised_before_training_climbs_back_is_named():
     # hunt 57: SGD's momentum 0.5 -> 0.99 at step 300, the rate unchanged: "the updates
     # have grown too large", the momentum only named as a value
