@@ -13,6 +13,7 @@ saves it in checkpoints.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ from lightning_cnnviz.activations.divergence_remedies import fitted
 from lightning_cnnviz.activations.divergence_words import divergence_text, part_of_text
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
-from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite
+from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace, first_nonfinite
 from lightning_cnnviz.activations.recovery import (
     coming_back,
     level_and_now,
@@ -130,7 +131,9 @@ class DivergenceReview(SpikeReadings):
                 written = self.rewrite[0] if self.rewrite else None
                 text = transient_text(step, epoch, spike, series, outside, jumped, written)
                 return [Verdict("divergence", "note", text)]
-            early = level_before(series, spike) is None
+            # after a spike told as a harder target the loss had been learnt: no early one
+            after_harder = self.harder is not None and spike[0] > self.harder
+            early = level_before(series, spike) is None and not after_harder
             if self.pending is None and early and coming_back(series, spike[0]):
                 # a blow-up the loss is already coming back from (below its start, not yet
                 # by the margin, or falling fast): one more log tells a transient from a
@@ -164,6 +167,17 @@ class DivergenceReview(SpikeReadings):
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
         level = level_and_now(series, spike) if spike is not None else None
+        if (
+            level is None
+            and spike is not None
+            and self.harder is not None
+            and spike[0] > self.harder
+        ):
+            # after a spike told as a harder target, the level learnt before that one, its
+            # best (hunt 94: labels shuffled, the loss 0.29 -> 3.5, then down to ln 4 and
+            # there, told "the updates are too large" from a "spike" to 1.41 on its way down)
+            recent = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
+            level = (spike[2], statistics.median(recent)) if recent else None
         held = fell = prior = None  # prior: the loss's level before a late spike
         if nonfinite is None and spike is not None:
             held, prior = self._accuracy_held(spike, level), level_before(series, spike)

@@ -192,6 +192,26 @@ def test_divergence_a_slow_learner_losing_all_at_a_raised_rate_is_told_at_once()
     assert "Adam's start" not in held.message and "early in training" not in held.message
 
 
+def test_divergence_after_a_harder_target_the_loss_at_chance_points_at_the_batches():
+    # hunt 94: labels shuffled from step 100 on a Conv1d net: the loss 0.29 -> 3.5 (told as
+    # a harder target while the probe accuracy held), then down to ln 4 and there: told
+    # "the updates are too large ... lower the learning rate" from a "spike" on its way down
+    series = healthy_losses(100) + [(s, 3.5) for s in range(101, 104)]
+    series += [(s, math.log(10) + 1.2 * 0.96 ** (s - 103)) for s in range(104, 241)]
+    diagnosis, told = TrainingDiagnosis(0.25, 16, 0.025), []
+    for step, value in series:
+        diagnosis.loss.add(step, torch.tensor(value))
+        if step in (20, 100, 120, 160, 200, 240):
+            chance = (10, 2.31) if diagnosis.wants_chance() else None
+            acc = 0.95 if step <= 160 else 0.6
+            told += diagnosis.review(step, 0, {}, {}, [], list, chance, lr=1e-3, probe_acc=acc)
+    told = [v for v in told if v.kind == "divergence"]
+    assert told[0].severity == "note" and "the training target got harder" in told[0].message
+    problem = next(v for v in told if v.severity == "problem")
+    assert "the training batches may no longer carry the label" in problem.message
+    assert "optimiser overshoots" not in problem.message
+
+
 def test_divergence_to_the_chance_level_at_a_steady_rate_points_at_the_batches():
     # hunt 19: training images blanked (or labels drawn at random) from step 100: the loss
     # 0.18 -> exactly ln 10 and flat, Adam 1e-3 unchanged: "the optimiser overshoots"
