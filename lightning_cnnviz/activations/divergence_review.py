@@ -5,7 +5,7 @@ Nothing here knows about Lightning. ``DivergenceReview`` is a part of
 reads the loss series, the layers' non-finite counts and the parameters for a divergence
 (``divergence.py``'s and ``recovery.py``'s rules), confirms a smoothed spike at the next
 log, holds the units dying while a spike waits, and ends a finite divergence the run
-came back from with a note (``_spike_over``). What it keeps across logs (``diverged``,
+came back from with a note (``spike_aftermath.py``). What it keeps across logs (``diverged``,
 ``spike``, ``transient``, ``pending``, ``nonfinite_told``) lives on the diagnosis, which
 saves it in checkpoints.
 """
@@ -22,9 +22,8 @@ from torch import Tensor
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.divergence import is_jump, jump_to_chance, loss_spike, sudden
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
-from lightning_cnnviz.activations.divergence_readings import SpikeReadings
 from lightning_cnnviz.activations.divergence_remedies import fitted
-from lightning_cnnviz.activations.divergence_words import divergence_text, part_of_text
+from lightning_cnnviz.activations.divergence_words import divergence_text
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace, first_nonfinite
@@ -32,17 +31,13 @@ from lightning_cnnviz.activations.recovery import (
     coming_back,
     level_and_now,
     level_before,
-    run_up,
     still_spiked,
 )
 from lightning_cnnviz.activations.recovery_words import (
-    recovered_text,
-    recurring_text,
     target_text,
     transient_text,
 )
-
-RECURRING = 3  # late spikes come back from at an unchanged rate: something the run repeats
+from lightning_cnnviz.activations.spike_aftermath import SpikeAftermath
 
 __all__ = ["DivergenceReview"]
 
@@ -50,7 +45,7 @@ __all__ = ["DivergenceReview"]
 SETTLED = 10  # steps a learnt loss has sat at its chance level: confirmed at one log
 
 
-class DivergenceReview(SpikeReadings):
+class DivergenceReview(SpikeAftermath):
     """The divergence rules' review at one log (a part of ``TrainingDiagnosis``).
 
     Uses the diagnosis's ``units``, ``history``, ``loss``, ``reported``, ``logs``, the run's
@@ -82,9 +77,6 @@ class DivergenceReview(SpikeReadings):
     maximize: tuple[str, ...]  # the optimisers set to climb the loss
     zeroed: tuple[tuple[str, str, float, float], ...]  # rewritten layers (``rewritten``)
     rewrite: tuple[tuple[str, str, float, float], ...]  # ... at this log or the one before
-
-    def _new(self, kind: str, severity: str) -> bool:
-        raise NotImplementedError  # the diagnosis's
 
     def _divergence(
         self,
@@ -254,61 +246,3 @@ class DivergenceReview(SpikeReadings):
         found = Verdict("divergence", "problem", message, figures_out)
         best = spike[2] if spike is not None else None
         return [found, *self._part_of(series, until, best, step, epoch)]  # type: ignore[arg-type]
-
-    def _part_of(
-        self, series: list[tuple[int, float]], until: int, best: float | None, step: int, epoch: int
-    ) -> list[Verdict]:
-        """Dead/dormant problems told on the way to this divergence: notes, part of it.
-
-        On the way: at a log after the loss began its rise (``run_up``), or at the last
-        log before the spike (a BN CNN warming up to lr 1.0 lost 38% of a dense layer at
-        step 90, its batch losses scattered 0.2-1.1 about 0.6, and spiked at step 103).
-        Their episodes stay open as notes (``episodes.py``): once the run is back, a new
-        die-off is a problem again.
-        """
-        rise = run_up(series, until, best)
-        # a log at step L has the losses of the steps before L: the last log before the
-        # spike's step, and the logs that saw the rise begin (after its first step)
-        before = max((s for s in self.logs if s <= until), default=until)
-        out = []
-        for kind, episode in self.units.open.items():
-            if episode.severity != "problem" or (episode.since <= rise and episode.since < before):
-                continue
-            episode.severity = "note"
-            text = part_of_text(kind, episode.since, until, rise, step, epoch)
-            figures = {"reported_step": episode.since, "rise_step": rise, "spike_step": until}
-            out.append(Verdict(kind, "note", text, figures, change="gone"))
-        return out
-
-    def _recurring(self, step: int, epoch: int) -> Verdict | None:
-        """Late spikes the run came back from, ``RECURRING`` or more at an unchanged rate.
-
-        One such spike is an odd batch; several are something the run does again and
-        again (held out, hunt 30: the classifier head re-initialised at each epoch start,
-        the loss 0.1 -> 3-4 and back five times, val at 83-90% against 95%, told as one
-        "brief overshoot" note).
-        """
-        if len(self.recurring) < RECURRING or not self._new("divergence", "problem"):
-            return None
-        text = recurring_text(step, epoch, self.recurring)
-        return Verdict("divergence", "problem", text, {"spike_steps": list(self.recurring)})
-
-    def _spike_over(self, step: int, epoch: int, series: list[tuple[int, float]]) -> list[Verdict]:
-        """A finite spike told as a divergence, once the loss is back: a note that ends it.
-
-        ``recovered`` (the rule's own test: below the start, and after a late spike within
-        ``BACK`` x its level before; the probe accuracy not far below its value before,
-        ``_came_back``); the other rules judge again from this log on, and a
-        later spike is a new divergence.
-        """
-        spike = self.spike
-        if spike is None or not self._came_back(series, spike):
-            return []
-        reported, self.diverged, self.spike = self.diverged, None, None
-        self.transient, self.pending, self.reported["divergence"] = step, None, "note"
-        first = self.rates[0]
-        rose = first is not None and any(lr > 1.5 * first for _, lr in self.log_rates)
-        outside = any(step is not None for step in self._steps(series, spike))
-        jumped = self._jumped_now(spike)
-        text = recovered_text(step, epoch, spike, series, reported, rose, outside, jumped)
-        return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]
