@@ -27,7 +27,6 @@ from lightning_cnnviz.overfitting import (
     loss_climb,
     loss_reads,
     lr_decay,
-    split_inputs,
     val_source,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -62,10 +61,6 @@ def went_away(kind: str, old: Verdict, ev: Evaluation, tolerance: float) -> bool
         return off or learns
     if kind == "bn_mismatch":
         return bn_levels.parted(ev) is False
-    if kind == "inputs_differ" and "batch_stats_acc" in old.figures:  # read with BatchNorm's gap
-        return bn_levels.parted(ev) is False
-    if kind == "inputs_differ" and "restandardised_acc" in old.figures:
-        return split_inputs.restandardised(ev) is False
     if kind == "class_imbalance" and old.figures.get("faded"):  # back near its best
         return class_fading.recovered(old.figures, ev)
     if kind == "class_imbalance":  # every class of the probe predicted again

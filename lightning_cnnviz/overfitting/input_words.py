@@ -88,14 +88,6 @@ def inputs_differ(v: Verdict) -> str:
             "mid-run (a transform set anew, a callback or `setup` swapping or corrupting the "
             "training set), so the model now learns images unlike the ones it is validated on."
         )
-    if "batch_stats_acc" in f and v.severity == "note":  # BatchNorm's gap closed since
-        now = v.detected
-        return (
-            f"BatchNorm's eval-mode gap on the val probe closed at {when(now)} (eval mode "
-            f"{num(now.probe_acc_val, True)} vs {num(now.probe_acc_bn, True)} with its own "
-            f"batch statistics): the val images' milder difference ({_channel_words(f, 2)}) "
-            "no longer costs validation anything."
-        )
     if "batch_stats_acc" in f:  # past the milder bars, with BatchNorm's evidence
         return (
             f"Validation images differ from the training images: {_channel_words(f, 2)}, "

@@ -137,18 +137,17 @@ def test_split_inputs_mild_shift_with_a_bn_gap_is_the_inputs_not_stale_statistic
     assert "Not stale statistics" in text
 
 
-def test_split_inputs_read_with_a_bn_gap_goes_once_the_gap_closes():
-    # hunt 94: told beside an early BatchNorm lag, it stood to the end at 99.8% val accuracy
+def test_split_inputs_read_with_a_bn_gap_stays_once_the_gap_closes():
+    # hunt 91: val noise (1.20x in spread) told beside a BatchNorm gap was withdrawn once the
+    # gap fell under its paired noise on 48 images ("no longer costs validation anything")
+    # while the noisy val set scored 19% against 51% clean: the inputs still differ
     parted = {"train_acc": 0.97, "probe_acc_val": 0.64, "probe_acc_bn": 0.93, "bn_only": 0.3,
               "eval_only": 0.01, "probe_size": 128.0, "classes": 10.0}  # fmt: skip
     detector = detector_with(MILD, parted)
     assert "inputs_differ" in detector.reported
     closed = {**parted, "probe_acc_val": 0.93, "bn_only": 0.02, "eval_only": 0.02}
-    (change,) = detector.update(Evaluation(30, 2, mild_shift=MILD, **closed))
-    assert (change.change, change.verdict.kind, change.verdict.severity) == (
-        "gone", "inputs_differ", "note",
-    )  # fmt: skip
-    assert headline(change.verdict).startswith("BatchNorm's eval-mode gap on the val probe closed")
+    assert detector.update(Evaluation(30, 2, mild_shift=MILD, **closed)) == []
+    assert detector.reported["inputs_differ"].severity == "problem"
 
 
 def detector_with(mild, parted):
