@@ -20,7 +20,13 @@ from typing import Any
 from torch import Tensor
 
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.divergence import is_jump, jump_to_chance, loss_spike, sudden
+from lightning_cnnviz.activations.divergence import (
+    LEARNT,
+    is_jump,
+    jump_to_chance,
+    loss_spike,
+    sudden,
+)
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.activations.divergence_remedies import fitted
 from lightning_cnnviz.activations.divergence_words import divergence_text
@@ -123,9 +129,7 @@ class DivergenceReview(SpikeAftermath):
                 written = self.rewrite[0] if self.rewrite else None
                 text = transient_text(step, epoch, spike, series, outside, jumped, written)
                 return [Verdict("divergence", "note", text)]
-            # after a spike told as a harder target the loss had been learnt: no early one
-            after_harder = self.harder is not None and spike[0] > self.harder
-            early = level_before(series, spike) is None and not after_harder
+            early = self._learnt_level(series, spike) is None
             if self.pending is None and early and coming_back(series, spike[0]):
                 # a blow-up the loss is already coming back from (below its start, not yet
                 # by the margin, or falling fast): one more log tells a transient from a
@@ -145,7 +149,7 @@ class DivergenceReview(SpikeAftermath):
                 # step 66, the loss at ln 10 since, waited for until step 120); nor is
                 # accuracy lost at a rate raised past any used before (``_lost_at_raised_rate``)
                 settled = series[-1][0] - spike[0] >= SETTLED and not early
-                at_chance = settled and self._at_chance(spike, level_and_now(series, spike))
+                at_chance = settled and self._at_chance(spike, self._learnt_level(series, spike))
                 raised = self._lost_at_raised_rate(spike)
                 if self.pending is None and not (at_chance or raised):
                     self.pending = step
@@ -158,18 +162,7 @@ class DivergenceReview(SpikeAftermath):
                     return []
         if (nonfinite is None or self.nonfinite_told) and spike is None:
             return []
-        level = level_and_now(series, spike) if spike is not None else None
-        if (
-            level is None
-            and spike is not None
-            and self.harder is not None
-            and spike[0] > self.harder
-        ):
-            # after a spike told as a harder target, the level learnt before that one, its
-            # best (hunt 94: labels shuffled, the loss 0.29 -> 3.5, then down to ln 4 and
-            # there, told "the updates are too large" from a "spike" to 1.41 on its way down)
-            recent = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
-            level = (spike[2], statistics.median(recent)) if recent else None
+        level = self._learnt_level(series, spike) if spike is not None else None
         held = fell = prior = None  # prior: the loss's level before a late spike
         if nonfinite is None and spike is not None:
             held, prior = self._accuracy_held(spike, level), level_before(series, spike)
@@ -246,3 +239,26 @@ class DivergenceReview(SpikeAftermath):
         found = Verdict("divergence", "problem", message, figures_out)
         best = spike[2] if spike is not None else None
         return [found, *self._part_of(series, until, best, step, epoch)]  # type: ignore[arg-type]
+
+    def _learnt_level(
+        self, series: list[tuple[int, float]], spike: tuple[int, float, float, float]
+    ) -> tuple[float, float] | None:
+        """``(the level learnt before a spike, the loss now)``; ``None``: an early spike.
+
+        After a late spike (the loss had halved) its level just before it; else, where the
+        smoothed loss had been learnt before it and the spike passed the start (its best
+        ``LEARNT`` x the start or lower: the bar the spike itself was found by) or the spike
+        follows one told as a harder
+        target, that best: such a spike is no optimiser's start that may still come down
+        (hunts 94 and 95: labels shuffled on a Conv1d net whose loss had fallen to 0.5-0.7x
+        its start, the spike dropped as "early" and told late as updates too large).
+        """
+        level = level_and_now(series, spike)
+        if level is not None:
+            return level
+        after_harder = self.harder is not None and spike[0] > self.harder
+        learnt = not is_jump(spike) and spike[2] <= LEARNT * spike[3] < LEARNT * spike[1]
+        recent = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
+        return (
+            (spike[2], statistics.median(recent)) if (learnt or after_harder) and recent else None
+        )

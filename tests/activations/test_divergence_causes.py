@@ -184,12 +184,11 @@ def test_divergence_a_slow_learner_losing_all_at_a_raised_rate_is_told_at_once()
         ("problem", "160")
     ]
     assert "The learning rate jumped from 0.01" in told[0].message
-    # the same rise at an unchanged rate with the accuracy held waits for it to come back,
-    # and is no optimiser's start at step 155
-    (held,) = _slow_learner_jumped(0.01, 0.47)
-    assert held.severity == "note" and "recovered by step 240" in held.message
-    assert "a brief overshoot (an odd batch, a learning-rate step)" in held.message
-    assert "Adam's start" not in held.message and "early in training" not in held.message
+    # the same rise at an unchanged rate with the accuracy held: a note, and no optimiser's
+    # start at step 155 (a harder target read where the model had learnt before it)
+    held = _slow_learner_jumped(0.01, 0.47)
+    assert held and all(v.severity == "note" for v in held)
+    assert all("Adam's start" not in v.message and "early in" not in v.message for v in held)
 
 
 def test_divergence_after_a_harder_target_the_loss_at_chance_points_at_the_batches():
