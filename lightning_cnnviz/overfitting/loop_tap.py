@@ -98,7 +98,7 @@ class LoopTap(ValReach, StepInputs):
         super().on_validation_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
         self._loop.batch_start(dataloader_idx)
         if dataloader_idx == 0:
-            self._tap_batch(trainer, pl_module, batch, "val")
+            self._tap_batch(trainer, pl_module, batch, "val", batch_idx)
             if batch_idx == 0:
                 self._read_batch(trainer, batch, "val")
                 self._tap_reach(trainer, pl_module, "val")

@@ -183,12 +183,14 @@ class StepInputs:
         """Tap the first layer for this batch, where its split is due a read (not in sanity).
 
         Due: not read yet; the training split also on the batch a validation follows, or
-        (where that cannot be told) the first batch after an event.
+        (where that cannot be told) the first batch after an event; the val split on the
+        first batch of each validation (hunt 91: channels reversed in `validation_step` from
+        epoch 3 were told as memorisation, the val step read at the first validation only).
         """
         if self._step_why or self.disabled:
             return
         if split in self._steps:  # read already: again only where due (read ahead once)
-            ahead = validates_after(trainer, batch_idx) if split == "train" else False
+            ahead = validates_after(trainer, batch_idx) if split == "train" else batch_idx == 0
             if not (ahead or (ahead is None and self.events > self._step_events)):
                 return
         if trainer.state.fn != "fit":

@@ -100,6 +100,17 @@ class Swapped(StepNormalised):
         self._step(batch, "val")
 
 
+class ValSwappedLater(StepNormalised):
+    """``validation_step`` hands the net the channels in BGR order from epoch 1 on."""
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self._step((x[:, [2, 1, 0]] if self.current_epoch >= 1 else x, y), "val")
+
+
 def _run(tmp_path, both, compiled=False, averaged=False, model_type=StepNormalised, epochs=2,
          tint=(1.0, 1.0, 1.0)):  # fmt: skip
     torch.manual_seed(0)
@@ -143,6 +154,16 @@ def test_step_inputs_channels_reordered_in_training_step_are_told_as_that(tmp_pa
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
     assert "`training_step` reorders the channels as loaded to (2, 1, 0) and " in text
     assert "`validation_step` keeps their order" in text and "makes `(x" not in text
+
+
+def test_step_inputs_a_validation_step_changed_mid_run_is_read_again(tmp_path):
+    # hunt 91: channels reversed in `validation_step` from epoch 3 were told as memorisation
+    # (`generalisation_gap`): the val step was read at the first validation only
+    trainer, _ = _run(tmp_path, both=False, model_type=ValSwappedLater, tint=(0.5, 1.0, 4.0),
+                      epochs=3)  # fmt: skip
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert finding.step == 8 and finding.figures["val_order"] == [2, 1, 0]  # the second
+    assert finding.figures["train_order"] == [0, 1, 2]
 
 
 def test_step_inputs_read_the_live_net_behind_a_weight_average_registered_first(tmp_path):
