@@ -51,7 +51,7 @@ def label_read(images: Tensor, labels: Tensor | None) -> LabelRead | None:
     """The fingerprints and labels of a batch (on its device), ``None`` without class labels."""
     if labels is None or labels.shape != (len(images),):
         return None
-    x = images.detach().flatten(1).double()
+    x = images.detach().flatten(1).float()  # float32: every device has it
     return LabelRead(torch.stack([x.sum(1), (x * x).sum(1)], 1), labels.detach().clone())
 
 
@@ -59,7 +59,8 @@ def changed_share(first: LabelRead | None, now: LabelRead | None) -> float | Non
     """The share of labels that differ where both reads hold the same images, else ``None``."""
     if first is None or now is None or first.prints.shape != now.prints.shape:
         return None
-    if not torch.allclose(first.prints, now.prints.to(first.prints), rtol=1e-6, atol=1e-9):
+    # the same images give the same sums up to a reduction's order; others differ far more
+    if not torch.allclose(first.prints, now.prints.to(first.prints), rtol=1e-4, atol=1e-6):
         return None  # other images (a shuffled val loader): nothing to compare
     return float((first.labels != now.labels.to(first.labels)).double().mean())
 
