@@ -55,8 +55,10 @@ SHIFT_SCALE = 2.0  # or channel standard deviations this many times apart
 MILD_MEAN, MILD_SCALE = 0.25, 1.1
 # ... and, so near, past this many standard errors of the probes' own draw (over images):
 # 64-image probes of sparse shapes of random colour from one generator part by 1.1x in
-# spread in a quarter of draws (hunt 94: a standing "preprocessed otherwise" on a healthy run)
-MILD_Z = 3.0
+# spread in a quarter of draws (hunt 94: a standing "preprocessed otherwise" on a healthy
+# run, its 128-image probes 1.14x apart, 3.1 errors); several channels and two figures
+# each are read, and images' spreads have heavy tails, hence well past 3
+MILD_Z = 4.0
 _FLAT = 1e-6  # a channel whose images spread less than this is constant: nothing to compare
 # a channel spreading less than this share of its split's widest channel's spread on both splits
 # is near empty (a border row read as a channel, an alpha plane): its spreads are not compared
