@@ -13,7 +13,6 @@ saves it in checkpoints.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,11 +31,12 @@ from lightning_cnnviz.activations.divergence_remedies import fitted
 from lightning_cnnviz.activations.divergence_words import divergence_text
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
-from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace, first_nonfinite
+from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite
 from lightning_cnnviz.activations.recovery import (
     coming_back,
     level_and_now,
     level_before,
+    loss_now,
     still_spiked,
 )
 from lightning_cnnviz.activations.recovery_words import (
@@ -258,7 +258,5 @@ class DivergenceReview(SpikeAftermath):
             return level
         after_harder = self.harder is not None and spike[0] > self.harder
         learnt = not is_jump(spike) and spike[2] <= LEARNT * spike[3] < LEARNT * spike[1]
-        recent = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
-        return (
-            (spike[2], statistics.median(recent)) if (learnt or after_harder) and recent else None
-        )
+        now = loss_now(series)
+        return (spike[2], now) if (learnt or after_harder) and now is not None else None

@@ -71,9 +71,14 @@ def level_and_now(
     series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
 ) -> tuple[float, float] | None:
     """``(the loss's level before the spike, its median over the last steps)``, where known."""
-    before = level_before(series, spike)
+    before, now = level_before(series, spike), loss_now(series)
+    return (before, now) if before and now is not None else None
+
+
+def loss_now(series: Sequence[tuple[int, float]]) -> float | None:
+    """The median of the last ``SMOOTH`` finite losses, else ``None`` (none finite)."""
     finite = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
-    return (before, statistics.median(finite)) if before and finite else None
+    return statistics.median(finite) if finite else None
 
 
 def level_before(

@@ -139,18 +139,17 @@ def transient_text(
             f"{BACK:g}x its level before the spike): {what}." + tail
         )
     before = [v for s, v in series if s < at and math.isfinite(v)][: -(SMOOTH - 1)]
-    if (jumped is not None or at > START_STEPS) and len(before) >= SMOOTH:  # no start: the
+    from_ = statistics.median(before[-SMOOTH:]) if len(before) >= SMOOTH else None
+    if from_ is not None and (jumped is not None or at > START_STEPS):  # no start: the
         # rate's doing, or an odd batch (hunt 94: a 100x jump at step 150 of 320 was "an
         # early transient (as Adam's start or a large first learning rate give)")
-        from_ = statistics.median(before[-SMOOTH:])
         why = still_in_force(*jumped) if jumped is not None else tail.lstrip()
         return (
             f"Loss spike at step {at} (to {value:.3g} from {from_:.3g} just before it; start "
             f"{start:.3g}), recovered by step {step} ({now:.3g}, below the start): a brief "
             f"overshoot (an odd batch, a learning-rate step), not a divergence. {why}"
         )
-    if len(before) >= SMOOTH:  # the loss had not yet halved: early in training
-        from_ = statistics.median(before[-SMOOTH:])
+    if from_ is not None:  # the loss had not yet halved: early in training
         when = f"early in training (to {value:.3g} from {from_:.3g} just before it; start "
         what = "an early transient"
     else:
