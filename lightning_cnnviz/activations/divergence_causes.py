@@ -222,7 +222,7 @@ def divergence_cause(
             f"The loss was {before:.3g} and steady just before step {at}, then stepped up to "
             f"{then:.3g} in that one step at an unchanged learning rate, and has not climbed "
             f"since (now {now:.3g}): updates grown too large make a loss climb; a step that "
-            "holds is the training batches changing at that step (labels noisier or "
+            "holds is the training batches changing at that step (labels remapped, noisier or "
             "shuffled, inputs corrupted or scaled otherwise, a stronger augmentation, another "
             f"loss). Try: look at a training batch of step {at} beside one from before it, "
             "and at what the code changes then in the data, the augmentation or the loss; "

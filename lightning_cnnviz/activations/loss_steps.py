@@ -75,13 +75,18 @@ def step_up(
     loss stepped to a new level and has not climbed since, as a change of the training
     batches gives (held out, hunt 23: 50% of the labels random from step 64 under Adam
     1e-3, loss 0.3 -> 4.5 -> 1.9 for the rest of the run, told "the optimiser overshoots").
-    Updates too large climb, or blow up and come back.
+    Updates too large climb, or blow up and come back. One hard batch whose next step is
+    back at the level is no step (hunt 95: a batch at 0.54 three steps before labels
+    remapped at step 150, 0.15 -> 10.3, hid the step, told "updates too large").
 
     Example::
 
         >>> calm = [(i, 2.3) for i in range(1, 6)] + [(i, 0.3) for i in range(6, 64)]
         >>> climb = [(64, 1.0)] + [(i, 1.0 + 0.1 * (i - 64)) for i in range(65, 100)]
         >>> step_up(calm + climb, 66)  # not one step, and climbing
+        >>> hard = calm + [(64, 1.2), (65, 0.3), (66, 9.0)] + [(i, 1.9) for i in range(67, 100)]
+        >>> step_up(hard, 68)  # the batch at step 64 alone: the step is at 66
+        (66, 0.3, 9.0, 1.9)
     """
     finite = [(s, v) for s, v in series if math.isfinite(v)]
     for i, (step, value) in enumerate(finite):
@@ -90,6 +95,8 @@ def step_up(
         found = sudden(finite, step)
         if found is None or value < STEP * found[1]:
             continue
+        if i + 1 < len(finite) and finite[i + 1][1] < STEP * found[1]:
+            continue  # one hard batch, the next back at the level: no step (hunt 95)
         if finite[i - 1][1] > 2 * found[1]:
             return None  # it had begun to rise before: a climb
         after = [v for _, v in finite[i:]]

@@ -300,3 +300,18 @@ def test_divergence_a_rate_the_model_trained_at_for_two_logs_is_not_named():
     (warming,) = collapsed(step_up, logs, rate=lambda s: 1e-5 * s)[:1]
     assert "the training batches changing at that step" in warming.message
     assert "rose from" not in warming.message
+
+
+def test_divergence_one_hard_batch_before_a_step_up_does_not_hide_it():
+    # hunt 95, r30: a batch at 0.54 three steps before labels remapped (0.15 -> 10.3, then
+    # relearnt) was taken for the step, which then "climbed on": told "updates too large"
+    def remapped(s):
+        if s < 104:
+            return 1.2 if s == 101 else 0.18 + 0.02 * (-1) ** s
+        return 10.3 if s == 104 else max(2.3 - 0.03 * (s - 105), 1.2)
+
+    (told,) = collapsed(remapped, (100, 120, 140))[:1]
+    assert told.severity == "problem"
+    assert "then stepped up to 10.3 in that one step at an unchanged learning rate" in told.message
+    assert "labels remapped" in told.message
+    assert "The updates are too large" not in told.message
