@@ -128,6 +128,7 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
     among = sum(confusion[i][j] for i in left for j in left if j != i)
     out["swapped_val_share"] = among / images if images else None  # taken for each other
     out["shift"], out["shift_share"] = label_shift(confusion)
+    out["remap_share"] = label_map(confusion)
     if not out["ignored"] or shares is None or len(shares) != k:
         return out
     missing = [i for i in out["ignored"] if float(shares[i]) == 0]
@@ -182,7 +183,34 @@ def label_shift(confusion: Sequence[Sequence[float]]) -> tuple[int | None, float
     return c, round(shares[c], 6)
 
 
+def label_map(confusion: Sequence[Sequence[float]]) -> float | None:
+    """The probe's share predicted as one other class per label, no two labels alike.
+
+    Each class's images predicted as the other class it is most often taken for, counted
+    where no other class is taken for that one: a model that learnt the labels remapped
+    (a permutation, ``(y + 3) % 10``) scores near 1; one collapsed to a class, or whose
+    wrong answers scatter (a loss that rewards any wrong answer), near 0.
+
+    Example::
+
+        >>> label_map([[0, 9, 1], [1, 0, 9], [9, 1, 0]])  # 0 -> 1, 1 -> 2, 2 -> 0
+        0.9
+        >>> label_map([[9, 1, 0], [9, 1, 0], [9, 0, 1]])  # 1 and 2 both taken for 0
+        0.033333
+    """
+    k, total = len(confusion), sum(sum(row) for row in confusion)
+    if k < 3 or not total:
+        return None
+    taken: dict[int, list[float]] = {}
+    for i, row in enumerate(confusion):
+        j = max((j for j in range(k) if j != i), key=lambda j: row[j])
+        if row[j] > 0:
+            taken.setdefault(j, []).append(row[j])
+    return round(sum(v[0] for v in taken.values() if len(v) == 1) / total, 6)
+
+
 SHIFTED = 0.5  # the val probe's share predicted at one offset from its labels: shifted
+REMAPPED = 0.5  # ... predicted one-to-one as other classes (``label_map``): remapped
 
 
 def shifted(figures: Mapping[str, Any]) -> bool:

@@ -140,6 +140,7 @@ class Evaluation:
     swapped_val_share: float | None = None  # left-out images taken for another left-out class
     shift: int | None = None  # the offset c most val probe images are predicted as (true + c)
     shift_share: float | None = None  # the share of the val probe predicted so
+    remap_share: float | None = None  # ... predicted one-to-one as other classes (label_map)
     taken_for: int | None = None
     ignored_share: float | None = None
     ignored_min_share: float | None = None  # the rarest left-out class's training share

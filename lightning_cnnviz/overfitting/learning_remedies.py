@@ -29,7 +29,7 @@ from lightning_cnnviz.core.decay import (
 from lightning_cnnviz.core.raised_settings import raised_since
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
-from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs
+from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs, relabelled
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.words import num
 
@@ -124,7 +124,13 @@ def first(v: Verdict) -> list[str]:
     """What to try first for a ``not_learning`` ``v``, from the run's settings (may be empty)."""
     now, tried = v.detected, []
     chance = v.figures.get("chance_loss")
-    if loss_blind(now):
+    if relabelled(now):
+        tried.append(
+            "**Check the labels the loss is handed against the loader's**: print `y` in "
+            "`training_step` beside the dataset's labels for a few images; undo the mapping "
+            "between them, or apply the same one where validation reads the labels."
+        )
+    elif loss_blind(now):
         tried.append(
             "**Check what the loss compares the outputs with**: the labels of the batch "
             "(`F.cross_entropy(logits, y)`), not the model's own predictions (`logits.argmax(1)`"

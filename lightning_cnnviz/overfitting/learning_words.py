@@ -28,7 +28,7 @@ from lightning_cnnviz.core.voice import listed, times
 from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learning_remedies import raised, settings_raised
-from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs
+from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs, relabelled
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import (
     LARGE_EPS,
@@ -130,6 +130,16 @@ def _headline(v: Verdict) -> str:
         )
     elif (said := settings_raised(v)) is not None:
         cut = f" {said}"
+    elif relabelled(now):
+        cut = (
+            f" The loss `training_step` returns is {num(now.returned_loss)}, far below its "
+            "chance level, while the model answers each class of the val probe with one "
+            f"other class ({num(now.remap_share, True)} of its images; accuracy "
+            f"{num(now.probe_acc_val, True)}, chance {num(f['chance_acc'], True)}): it "
+            "learnt another labelling of the same images, so the loss measures the labels "
+            "remapped (a permutation or an offset such as `(y + 3) % 10` in `training_step` "
+            "or the dataset); a model that learnt nothing scores chance, not below it."
+        )
     elif loss_blind(now):
         cut = (
             f" The loss `training_step` returns is {num(now.returned_loss)}, far below its "

@@ -20,6 +20,7 @@ import math
 
 from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.returned_loss import remapped
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "loss_blind",
     "other_outputs",
     "prior_entropy",
+    "relabelled",
 ]
 
 PRIOR_SHARE = 0.9  # a returned loss this share of the labels' least entropy: the prior's
@@ -168,3 +170,27 @@ def other_outputs(e: Evaluation) -> bool:
         return False  # answering the commonest training class scores that much (hunt 92)
     chance = chance_band(int(e.classes), int(e.probe_size or 0))
     return own <= chance and logged - own >= LOGGED_APART
+
+
+def relabelled(e: Evaluation) -> bool:
+    """Whether a blind loss (``loss_blind``) measures the loader's labels remapped.
+
+    The val probe answered one-to-one with other classes (``returned_loss.remapped``) and
+    under half of chance, ``0.5 / K``: a model that learnt nothing scores chance; one
+    that fits its loss while answering each class with another learnt another labelling
+    of the same images (hunt 95: ``training_step`` mapping ``y -> (y + 3) % 10`` from step
+    150, val 1.6%, told "targets taken from the model's own output").
+
+    Example::
+
+        >>> row = dict(classes=10.0, probe_size=128.0, returned_loss=0.5, probe_loss_train=8.0,
+        ...            probe_acc_train=0.0, probe_acc_val=0.016)
+        >>> relabelled(Evaluation(228, 5, remap_share=0.95, **row))
+        True
+        >>> relabelled(Evaluation(228, 5, remap_share=0.1, **row))
+        False
+    """
+    k, acc = e.classes or 0.0, e.probe_acc_val
+    if not remapped(e) or acc is None or not acc < 0.5 / k:
+        return False
+    return loss_blind(e)

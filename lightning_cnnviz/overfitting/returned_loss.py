@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+from lightning_cnnviz.overfitting.class_figures import REMAPPED
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.words import finite
 
@@ -137,7 +138,25 @@ def maximised(ev: Evaluation) -> bool:
     # returned at 0% train accuracy, was told "a scaled loss: drop the factor")
     acc = ev.probe_acc_train if ev.probe_acc_train is not None else ev.train_acc
     avoided = acc is not None and acc <= AVOIDED / k and loss < own / WORSE
-    return loss < 0 or avoided
+    return loss < 0 or (avoided and not remapped(ev))
+
+
+def remapped(ev: Evaluation) -> bool:
+    """Whether the val probe is answered one-to-one with other classes (``REMAPPED``).
+
+    Of 3 classes or more: a loss that rewards wrong answers scatters them, a model that
+    learnt the labels remapped (``(y + 3) % 10`` in ``training_step``) answers each class
+    with one other class (hunt 95: told "a loss minimised by wrong answers ... targets
+    inverted"). Of 2 classes a remap is the targets inverted, which those words name.
+
+    Example::
+
+        >>> remapped(Evaluation(228, 5, classes=10.0, remap_share=0.94))
+        True
+        >>> remapped(Evaluation(228, 5, classes=10.0, remap_share=0.1))
+        False
+    """
+    return (ev.classes or 0.0) >= 3 and (ev.remap_share or 0.0) >= REMAPPED
 
 
 def below_floor(ev: Evaluation) -> bool:

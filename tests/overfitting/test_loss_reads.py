@@ -142,6 +142,38 @@ def test_loss_reads_a_logged_train_accuracy_of_other_targets_is_no_gap():
     assert "the loss does not measure the labels" in text
 
 
+def test_loss_reads_labels_remapped_in_training_step_are_named():
+    # hunt 95, r30: `training_step` mapped y -> (y + 3) % 10 from step 150; the model learnt
+    # the new labels (loss 0.77) and scored 0-2% on the loader's: told "targets taken from
+    # the model's own output" with no word of a remap
+    row = dict(classes=10.0, probe_size=128.0, val_acc=0.016, val_loss=8.6,
+               probe_acc_val=0.016, probe_loss_val=8.6, probe_acc_train=0.0,
+               probe_loss_train=8.1, first_loss=2.31, returned_loss=0.77,
+               remap_share=0.94)  # fmt: skip
+    evs = [Evaluation(200 + 28 * i, 4 + i, **row) for i in range(2)]
+    detector = Detector(patience=2)
+    changes = [c for e in evs for c in detector.update(e)]
+    assert [(c.change, c.verdict.kind) for c in changes] == [("new", "not_learning")]
+    verdict = detector.reported["not_learning"]
+    text = headline(verdict)
+    assert "answers each class of the val probe with one other class (94.0% of its" in text
+    assert "accuracy 1.6%, chance 10.0%" in text and "the loss measures the labels remapped" in text
+    assert "targets taken from the model's own output" not in text
+    assert remedies(verdict)[0].startswith("**Check the labels the loss is handed")
+    # wrong answers scattered (no one-to-one map): a loss minimised by wrong answers
+    scattered = [replace(e, remap_share=0.2) for e in evs]
+    detector = Detector(patience=2)
+    changes = [c for e in scattered for c in detector.update(e)]
+    assert [(c.change, c.verdict.kind) for c in changes] == [("new", "loss_mismatch")]
+    # at chance (a loss blind to the labels, not a relabelling): the blind words
+    level = [replace(e, probe_acc_train=0.1, probe_acc_val=0.09, remap_share=0.1) for e in evs]
+    detector = Detector(patience=2)
+    for e in level:
+        detector.update(e)
+    text = headline(detector.reported["not_learning"])
+    assert "the loss does not measure the labels" in text and "remapped" not in text
+
+
 def test_loss_reads_a_loss_falling_far_under_the_outputs_own_is_blind():
     # hunt 43: the loss on a second head (0.37, falling to 0.08), the accuracy logged on
     # the head `forward` returns (at chance, its own cross-entropy 4.4): no cause named
