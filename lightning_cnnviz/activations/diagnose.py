@@ -94,6 +94,7 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         self.frozen_head: str | None = None
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
+        self.spike_acc: float | None = None  # the probe accuracy at the last log before it
         self.transient = -1  # the step of the last spike the run recovered from on its own
         self.harder: int | None = None  # the step the training target got harder, if told
         self.recurring: list[int] = []  # late spikes the run came back from (their steps)

@@ -19,11 +19,11 @@ from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
 from lightning_cnnviz.activations.rate_readings import RateReadings
-from lightning_cnnviz.activations.recovery import recovered
+from lightning_cnnviz.activations.recovery import loss_now, recovered
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.raised_settings import decay_raised, dropout_raised, momentum_raised
 
-__all__ = ["ACC_HELD", "ACC_LOST", "HARDER", "LEARNT", "SpikeReadings"]
+__all__ = ["ACC_HELD", "ACC_LOST", "ANEW", "HARDER", "LEARNT", "SpikeReadings"]
 
 LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had learnt
 # probe accuracy no more than this below its value before a spike: held; over one image of
@@ -35,6 +35,7 @@ HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the los
 OWN_FELL = 0.8  # the model's own probe cross-entropy at most this share of it before a spike
 REWEIGHED = 3.0  # ...while the loss returned grew this many times over it: weighted anew
 HIGH_START = 1.5  # a first loss this many times ln K: "below the start" is no way back alone
+ANEW = 0.8  # a loss below this share of ln K after a spike, at an unchanged rate: learning
 
 
 class SpikeReadings(RateReadings):
@@ -52,6 +53,8 @@ class SpikeReadings(RateReadings):
     decay: tuple[float | None, float | None]  # now: decoupled decay a step, `weight_decay`
     dropouts: tuple[float | None, float | None]  # the model's highest dropout p: likewise
     momenta: tuple[float | None, float | None]  # SGD's momentum, Adam's first beta: likewise
+    spike: tuple[int, float, float, float] | None  # a finite spike told as a divergence
+    spike_acc: float | None  # the probe accuracy at the last log before it
 
     def _decay_raised(self) -> tuple[float, float] | None:
         """``(decay a step at the first log, now)`` where it rose to stall learning since."""
@@ -159,6 +162,28 @@ class SpikeReadings(RateReadings):
         k, then, now = read
         return then < 2 / k or now >= then - ACC_LOST  # learnt before, and not lost since
 
+    def _learns_anew(self, series: list[tuple[int, float]]) -> tuple[float, float, float] | None:
+        """``(probe accuracy before the told spike, now, the loss now)`` where it learns anew.
+
+        After a spike told as a divergence and not come back near its level before, at an
+        unchanged (or lowered) rate: the loss now under ``ANEW`` x ``ln K`` and the probe
+        accuracy ``ACC_LOST`` above its value before the spike (``spike_acc``). The batches
+        carry a target the model now learns, which updates that broke it do not give
+        (held out, hunt 95: a curriculum adding 8 classes at step 90, 4e-4 -> 18 -> 2.3 =
+        ln 10 for 50 steps, then 1.0 and val 78%: a standing "labels shuffled" problem).
+        Labels remapped relearn the loss too, but the probe's accuracy falls.
+        """
+        k = self.chance[0] if self.chance else None
+        now, before = loss_now(series), self.spike_acc
+        if k is None or k < 2 or now is None or before is None or not self.log_accs:
+            return None
+        if self.spike is None or self._raised(self.spike[0]) is not False:
+            return None
+        step, acc = self.log_accs[-1]
+        if step <= self.spike[0] or now >= ANEW * math.log(k) or acc < before + ACC_LOST:
+            return None
+        return before, acc, now
+
     def _no_better_than_chance(
         self, series: list[tuple[int, float]], spike: tuple[int, float, float, float]
     ) -> bool:
@@ -185,6 +210,8 @@ class SpikeReadings(RateReadings):
         """``(K, probe accuracy at the last log before the spike, at this log)``, where known."""
         k = self.chance[0] if self.chance else None
         before = [a for s, a in self.log_accs if s < spike[0]]
+        if not before and spike == self.spike and self.spike_acc is not None:
+            before = [self.spike_acc]  # a told spike's, kept past the latest logs
         if k is None or not before or not self.log_accs or self.log_accs[-1][0] < spike[0]:
             return None
         return k, before[-1], self.log_accs[-1][1]

@@ -22,7 +22,14 @@ from lightning_cnnviz.core.voice import times
 # rate): a slow learner whose loss never halved spiked at step 155 of 320 (hunt 94)
 START_STEPS = 100
 
-__all__ = ["recovered_text", "recurring_text", "still_in_force", "target_text", "transient_text"]
+__all__ = [
+    "anew_text",
+    "recovered_text",
+    "recurring_text",
+    "still_in_force",
+    "target_text",
+    "transient_text",
+]
 
 
 def target_text(
@@ -232,4 +239,33 @@ def recovered_text(
         f"Training recovered from the loss spike at step {at} (to {value:.3g}, {origin}): by "
         f"step {step} (epoch {epoch}) the loss is back to {now:.3g} ({back}). Reported at step "
         f"{reported} as a divergence; a note now: the run came back on its own. {ending}"
+    )
+
+
+def anew_text(
+    step: int,
+    epoch: int,
+    spike: tuple[int, float, float, float],
+    reported: int | None,
+    before: float,
+    acc: float,
+    now: float,
+) -> str:
+    """The note that ends a divergence whose loss learns a new target (``_learns_anew``).
+
+    Example::
+
+        >>> print(anew_text(180, 6, (90, 23.9, 4e-5, 2.39), 100, 0.25, 0.56, 1.69))
+        ... # doctest: +ELLIPSIS
+        The divergence told at step 100 is over: the loss learns again at an unchanged...
+    """
+    told = f"told at step {reported} " if reported is not None else ""
+    return (
+        f"The divergence {told}is over: the loss learns again at an unchanged learning rate "
+        f"({now:.3g} now, at step {step}, epoch {epoch}) and the probe's accuracy is "
+        f"{acc:.0%}, above the {before:.0%} it had before the spike at step {spike[0]}: the "
+        f"batches from step {spike[0]} on carry a target the model learns (classes or data "
+        "added, a harder task on purpose), which updates that broke it would not give. The "
+        f"losses before and after step {spike[0]} measure different tasks; if that change "
+        "was not meant, look at what the data does at that step."
     )

@@ -12,7 +12,7 @@ from lightning_cnnviz.activations.divergence_readings import SpikeReadings
 from lightning_cnnviz.activations.divergence_words import part_of_text
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.recovery import run_up
-from lightning_cnnviz.activations.recovery_words import recovered_text, recurring_text
+from lightning_cnnviz.activations.recovery_words import anew_text, recovered_text, recurring_text
 
 __all__ = ["RECURRING", "SpikeAftermath"]
 
@@ -83,14 +83,20 @@ class SpikeAftermath(SpikeReadings):
 
         ``recovered`` (the rule's own test: below the start, and after a late spike within
         ``BACK`` x its level before; the probe accuracy not far below its value before,
-        ``_came_back``); the other rules judge again from this log on, and a
-        later spike is a new divergence.
+        ``_came_back``), or learning a new target (``_learns_anew``); the other rules judge
+        again from this log on, and a later spike is a new divergence.
         """
         spike = self.spike
-        if spike is None or not self._came_back(series, spike):
+        anew = None if spike is None else self._learns_anew(series)
+        if spike is None or not (anew or self._came_back(series, spike)):
             return []
         reported, self.diverged, self.spike = self.diverged, None, None
         self.transient, self.pending, self.reported["divergence"] = step, None, "note"
+        if anew is not None:  # a new target learnt: its level, not the old one, is the bar
+            self.harder = spike[0]
+            text = anew_text(step, epoch, spike, reported, *anew)
+            figures = {"spike_step": spike[0], "probe_acc_before": anew[0], "probe_acc": anew[1]}
+            return [Verdict("divergence", "note", text, figures, change="gone")]
         first = self.rates[0]
         rose = first is not None and any(lr > 1.5 * first for _, lr in self.log_rates)
         outside = any(step is not None for step in self._steps(series, spike))

@@ -333,3 +333,40 @@ def test_divergence_own_loss_fallen_from_a_blow_up_is_no_harder_target():
     # held out (hunt 88): 4e16 -> 9e12 "fell", told "the training target got harder"
     diagnosis.log_losses = [(3, 4.15e16), (10, 9.47e12)]
     assert diagnosis._own_loss_fell((5, 20.8, 6.0, 6.0), None) is None
+
+
+def test_divergence_at_chance_then_learning_a_new_target_ends_with_a_note():
+    # hunt 95, r21: a curriculum adding 8 classes at step 90 (4e-4 -> 18, ln 10 for 50
+    # steps, then 1.0 and val 78%) kept a "labels shuffled" divergence problem to the end
+    def run(after, acc):
+        diagnosis, said = TrainingDiagnosis(0.1, 16, 0.0), {}
+        series = healthy_losses(100) + [(s, after(s)) for s in range(101, 161)]
+        for step, value in series:
+            diagnosis.loss.add(step, torch.tensor(value))
+            if step % 10 == 0:
+                read = {"chance": (10, 2.31), "probe_acc": acc(step), "lr": 1e-3}
+                verdicts = diagnosis.review(step, 0, {}, {}, [], list, **read)
+                said[step] = [(v.kind, v.severity, v.change) for v in verdicts]
+                said[step, "text"] = [v.message for v in verdicts]
+        return said, diagnosis
+
+    def relearnt(s):
+        return 20.0 if s == 101 else 2.3 + 0.02 * (-1) ** s if s <= 125 else 2.3 - 0.06 * (s - 125)
+
+    def gaining(s):
+        return 0.25 if s <= 100 else {140: 0.3, 150: 0.6, 160: 0.7}.get(s, 0.1)
+
+    said, diagnosis = run(relearnt, gaining)
+    told = [s for s in said if isinstance(s, int) and said[s]]
+    assert said[told[0]] == [("divergence", "problem", "new")] and told[0] <= 120
+    assert said[150] == [("divergence", "note", "gone")] and diagnosis.diverged is None
+    (text,) = said[150, "text"]
+    assert "the loss learns again at an unchanged learning rate" in text
+    assert "the probe's accuracy is 60%, above the 25% it had before the spike at step 103" in text
+    # the probe below what it had (labels remapped and relearnt, the loss back at its
+    # level before): the problem stands, past the logs that read the accuracy before it
+    said, diagnosis = run(relearnt, lambda s: 0.3 if s <= 100 else 0.0)
+    assert diagnosis.diverged is not None and not any(said[s] for s in (150, 160))
+    # the loss still at chance (the batches carry no label): the problem stands
+    said, diagnosis = run(lambda s: relearnt(min(s, 125)), gaining)
+    assert diagnosis.diverged is not None
