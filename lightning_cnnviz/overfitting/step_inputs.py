@@ -35,7 +35,6 @@ from lightning_cnnviz.core.input_shift import (
     channel_stats,
     loaded_shift,
     moved_shift,
-    step_input,
     step_shift,
 )
 from lightning_cnnviz.core.items import integer_dtype, parts, split_sample
@@ -220,6 +219,8 @@ class StepInputs:
             return
 
         events, wanted = self.events, [True]  # the batch's first call only
+        with torch.no_grad():  # as loaded: the step's code may change the batch in place
+            loaded = channel_stats(images)  # (setups hunt 82: `x.mul_(2)` read as unchanged)
 
         def read(args: tuple[Any, ...], _output: Any) -> None:
             x = args[0] if args else None
@@ -228,7 +229,7 @@ class StepInputs:
             if x.dim() == images.dim() and x.shape[1] == images.shape[1]:
                 wanted[0] = False
                 with torch.no_grad():
-                    self._steps[split] = step_input(images, x)
+                    self._steps[split] = StepInput(*loaded, *channel_stats(x))
                 if split == "train":
                     self._step_events = events
 

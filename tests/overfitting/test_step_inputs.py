@@ -67,6 +67,15 @@ class StepNormalised(Net):
         self._step(((x - MEAN) / STD if self.both else x, y), "val")
 
 
+class InPlace(StepNormalised):
+    """Normalises in both steps, in place (``sub_``/``div_``) in ``training_step`` only."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        x.sub_(MEAN).div_(STD)
+        return self._step((x, y), "train")
+
+
 class HeldWithAverage(nn.Module):
     """``net`` with an EMA copy of it registered first (setups hunt 59)."""
 
@@ -211,6 +220,20 @@ def test_step_inputs_read_uint8_pixels_the_model_scales_itself(tmp_path, both):
 def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
     trainer, _ = _run(tmp_path, both=True)
     assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+
+
+def test_step_inputs_quiet_when_one_step_normalises_its_batch_in_place(tmp_path):
+    # setups hunt 82: `x.mul_(2)` in `training_step`, `self(x * 2)` in `validation_step`:
+    # the batch read after the step changed it in place, told "training_step leaves
+    # channel 0 as loaded, validation_step makes (x - 0.25) / 0.5 of it"
+    trainer, _ = _run(tmp_path, both=True, model_type=InPlace)
+    assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    (monitor,) = [c for c in trainer.callbacks if isinstance(c, OverfittingMonitor)]
+    steps = monitor._steps  # both steps were read, the training one as loaded
+    assert set(steps) == {"train", "val"}
+    train = steps["train"]
+    normalised = ((train.images_mean - MEAN) / STD).tolist()
+    assert train.layer_mean.tolist() == pytest.approx(normalised, rel=1e-4, abs=1e-5)
 
 
 def test_step_inputs_a_training_step_changed_mid_run_is_read_again(tmp_path):
