@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import numbers
+import re
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -99,6 +100,40 @@ def image_key(sample: Any) -> str | None:
     return next((k for k in _IMAGE_KEYS if k in sample), None)
 
 
+# a key's word that begins or ends so names a target stored beside the input (a mask, a
+# label): never taken for the image
+_TARGET_WORDS = ("mask", "seg", "label", "target", "truth", "gt", "box", "heatmap", "annot")
+
+
+def _names_target(key: str) -> bool:
+    """Whether a dict key names a target (``_TARGET_WORDS``): ``seg_mask``, ``gt_depth``."""
+    words = re.split(r"[^a-z0-9]+", key.lower())
+    return key in _LABEL_KEYS or any(
+        w.startswith(t) or w.endswith(t) for w in words for t in _TARGET_WORDS
+    )
+
+
+def unnamed_input(sample: Mapping) -> Any:
+    """The input of a dict item under no usual image key (``None``: no array of 2+ dims).
+
+    Its tensor of the most dimensions (2 or more), the first of those in order, among
+    those whose key names no target (a mask, a label): ``{"id", "mask", "pixels", "cls"}``
+    items had their 2-D masks read as the images (setups hunt 82: a healthy run told
+    "only 34 different images", its feature maps drawn on the masks).
+
+    Example::
+
+        >>> mask, pixels = torch.zeros(8, 8), torch.ones(1, 8, 8)
+        >>> unnamed_input({"id": 3, "mask": mask, "pixels": pixels, "cls": 1}) is pixels
+        True
+        >>> unnamed_input({"signal": mask, "mask": torch.zeros(8)}) is mask
+        True
+    """
+    arrays = [(str(k), v) for k, v in sample.items() if isinstance(v, Tensor) and v.dim() >= 2]
+    inputs = [(k, v) for k, v in arrays if not _names_target(k)]
+    return max(inputs or arrays, key=lambda kv: kv[1].dim(), default=(None, None))[1]
+
+
 def keyed(entries: Any, key: Any) -> Any:
     """``entries[key]``, a key one level down in a dict entry, or a dotted path (else None).
 
@@ -132,7 +167,7 @@ def parts(sample: Any, label_key: Any = None) -> tuple[Any, Any]:
         if isinstance(x, Mapping):  # {"inputs": {"image": x}, "label": y}: one level down
             x = parts(x)[0]
         if x is None:
-            x = next((v for v in sample.values() if isinstance(v, Tensor) and v.dim() >= 2), None)
+            x = unnamed_input(sample)
         if label_key is not None:
             return x, keyed(sample, label_key)
         return x, next((sample[k] for k in _LABEL_KEYS if k in sample), None)

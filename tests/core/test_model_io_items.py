@@ -201,6 +201,32 @@ def test_model_io_items_an_index_first_is_not_taken_for_the_image(tmp_path):
     assert probe_of(monitors, "GradCAMMonitor").labels is not None
 
 
+class MaskFirst(TinyCNN):
+    """Items ``{"id", "mask", "pixels", "label"}``: the image under a key of its own."""
+
+    def _step(self, batch, stage):
+        return super()._step((batch["pixels"], batch["label"]), stage)
+
+
+def test_model_io_items_a_mask_before_an_image_under_its_own_key_is_not_the_image(tmp_path):
+    # setups hunt 82: the first 2-D entry, the mask, was read as the image: a healthy run
+    # told "only 34 different images" and `val_is_train`, its maps drawn on the masks
+    def keyed(data):
+        def item(i, x, y):
+            return {"id": i, "mask": (x[0] > 0.5).float(), "pixels": x, "label": y}
+
+        return DataLoader(Items(data, item), batch_size=8)
+
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    images = digits(32, seed=1)
+    _, _, messages = fit(tmp_path, monitors, model=MaskFirst(), data=(keyed(images),
+                         keyed(digits(16, seed=2))))  # fmt: skip
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    probe = probe_of(monitors, "FeatureMapMonitor")
+    assert probe.images.shape[1:] == images[0][0].shape  # (1, 16, 16): the pixels
+    assert probe.labels is not None
+
+
 class HookNormalised(TinyCNN):
     """Normalises each batch in ``on_after_batch_transfer``, which the probes skip."""
 
