@@ -158,8 +158,12 @@ class FrozenCheck(FrozenProbes, UnoptimisedCheck):
             why = "zero_gradient" if kept_grads else "nothing_learns"
             why = "loss_at_zero" if why == "zero_gradient" and self.loss_at_zero() else why
             hooked = global_backward_hooked() or any(map(gradient_hooked, module.modules()))
-            reasons = dict.fromkeys(names, "hooks_zeroed" if why == "zero_gradient" and hooked
-                                    else why)  # fmt: skip
+            why = "hooks_zeroed" if why == "zero_gradient" and hooked else why
+            # a gradient after the backward, 0 at the step: zeroed between them, not a
+            # constant loss (hunt 96: a callback zeroing every gradient in
+            # `on_before_optimizer_step`, told "the loss does not change with the weights")
+            fed = why == "zero_gradient" and set(names) <= self.fed_after_backward
+            reasons = dict.fromkeys(names, "zeroed_after_backward" if fed else why)
         elif (
             whole
             and set(reasons.values()) == {"no_gradient"}

@@ -66,7 +66,7 @@ REASONS = {
     "zeroed_after_backward": (
         "a gradient after the backward, and 0 after the step: something between them sets it "
         "to 0 (a callback's `on_before_optimizer_step`, an `optimizer_step` override, a "
-        "mask applied to the gradients), so only the layers it spares train"
+        "mask applied to the gradients), so the layers it zeroes do not train"
     ),
     "zero_gradient": (
         "every gradient is exactly 0 after the backward (the `.grad` tensors are there, all "

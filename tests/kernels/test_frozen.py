@@ -314,10 +314,11 @@ def test_frozen_every_gradient_zero_mid_run_is_told_while_momentum_moves_the_wei
     assert any(found.message in s for s in said)
 
 
-@pytest.mark.parametrize("first", [True, False])
-def test_frozen_gradients_zeroed_between_backward_and_step_are_named(tmp_path, first):
+@pytest.mark.parametrize(("first", "head"), [(True, True), (False, True), (True, False)])
+def test_frozen_gradients_zeroed_between_backward_and_step_are_named(tmp_path, first, head):
     # hunt 42: a callback zeroing every gradient but the head's in `on_before_optimizer_step`
-    # (autograd delivered them) was told "an operation passes no gradient (`torch.round`)"
+    # (autograd delivered them) was told "an operation passes no gradient (`torch.round`)";
+    # hunt 96: every gradient, the head's too, told "the loss does not change with the weights"
     import lightning as L
 
     from lightning_cnnviz.core.findings import findings_of
@@ -326,8 +327,8 @@ def test_frozen_gradients_zeroed_between_backward_and_step_are_named(tmp_path, f
 
     class ZeroBackbone(L.Callback):
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-            for conv in (pl_module.conv1, pl_module.conv2):
-                for p in conv.parameters():
+            for module in (pl_module.conv1, pl_module.conv2) if head else (pl_module,):
+                for p in module.parameters():
                     p.grad.zero_()
 
     torch.manual_seed(0)
@@ -339,3 +340,4 @@ def test_frozen_gradients_zeroed_between_backward_and_step_are_named(tmp_path, f
     assert found.severity == "problem" and found.figures["names"] == ["conv1", "conv2"]
     assert "a gradient after the backward, and 0 after the step" in found.message
     assert "torch.round" not in found.message and "Fix that first" in found.message
+    assert "the loss does not change with the weights" not in found.message
