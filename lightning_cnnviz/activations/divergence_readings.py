@@ -19,11 +19,11 @@ from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
 from lightning_cnnviz.activations.rate_readings import RateReadings
-from lightning_cnnviz.activations.recovery import loss_now, recovered
+from lightning_cnnviz.activations.recovery import level_before, loss_now, recovered
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.raised_settings import decay_raised, dropout_raised, momentum_raised
 
-__all__ = ["ACC_HELD", "ACC_LOST", "ANEW", "HARDER", "LEARNT", "SpikeReadings"]
+__all__ = ["ACC_HELD", "ACC_LOST", "ANEW", "HARDER", "IN_FORCE", "LEARNT", "SpikeReadings"]
 
 LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had learnt
 # probe accuracy no more than this below its value before a spike: held; over one image of
@@ -36,6 +36,7 @@ OWN_FELL = 0.8  # the model's own probe cross-entropy at most this share of it b
 REWEIGHED = 3.0  # ...while the loss returned grew this many times over it: weighted anew
 HIGH_START = 1.5  # a first loss this many times ln K: "below the start" is no way back alone
 ANEW = 0.8  # a loss below this share of ln K after a spike, at an unchanged rate: learning
+IN_FORCE = 1.5  # a loss back within this many times its level before, under a jumped rate
 
 
 class SpikeReadings(RateReadings):
@@ -152,9 +153,15 @@ class SpikeReadings(RateReadings):
 
         Held out (hunt 23): a GroupNorm net whose AdamW rate jumped 2e-3 -> 0.1 and stayed
         there had its loss back to 2.04 (below its start, 2.31; 1.5 before the spike) and
-        was told "recovered", its probe accuracy 62% -> 31% and val 53% -> 27%.
+        was told "recovered", its probe accuracy 62% -> 31% and val 53% -> 27%. Under a
+        jumped rate still in force (``_jumped_now``), back is within ``IN_FORCE`` x the level
+        before: what the loss keeps above it is the raised rate's cost (hunt 96: a timm
+        resnet10t at 30x its rate settled at 1.6x its level, val 53% -> 36%, "recovered").
         """
         if not recovered(series, spike=spike) or self._no_better_than_chance(series, spike):
+            return False
+        level, now = level_before(series, spike), loss_now(series)
+        if self._jumped_now(spike) and level and now is not None and now > IN_FORCE * level:
             return False
         read = self._accuracy_around(spike)
         if read is None:

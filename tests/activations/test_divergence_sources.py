@@ -219,6 +219,25 @@ def test_divergence_recovered_under_a_jumped_rate_says_the_rate_is_still_in_forc
     assert "still in force" not in back.message
 
 
+def test_divergence_under_a_jumped_rate_in_force_a_loss_settled_higher_is_not_back():
+    # hunt 96: a timm resnet10t's rate x30 at step 120, kept; the loss settled at 1.6x its
+    # level before (val 53% -> 36%), "recovered ... within 2.5x its level before"
+    jumped = lambda s: 1e-3 if s <= 100 else 0.03  # noqa: E731
+    level = sum(v for _, v in healthy_losses(100)[-15:]) / 15
+
+    def settled(at):
+        return lambda s: 3.0 if s in (101, 102, 103) else at * level + 0.01 * (-1) ** s
+
+    logs = (100, 110, 120, 130, 140)
+    higher = collapsed(settled(1.7), logs, rate=jumped)
+    assert [(v.severity, v.change) for v in higher] == [("problem", "new")]
+    near = collapsed(settled(1.2), logs, rate=jumped)
+    assert near and near[-1].severity == "note" and "still in force" in near[-1].message
+    # the rate brought back: 1.7x its level is back (within 2.5x), as before
+    back = collapsed(settled(1.7), logs, rate=lambda s: 0.03 if 100 < s < 105 else 1e-3)
+    assert back and back[-1].severity == "note"
+
+
 def test_divergence_cause_names_an_optimiser_set_to_maximize_first():
     # hunt 34: AdamW(maximize=True) on the cross-entropy was told "lower the learning rate"
     text = divergence_cause(None, None, maximize=("AdamW",))
