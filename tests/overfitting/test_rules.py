@@ -173,6 +173,36 @@ def test_rules_overfitting_needs_the_train_loss_clearly_below_its_value_at_the_b
     assert first(rules.overfitting, run(val_loss=val, train_loss=falling)).detected.epoch == 9
 
 
+def test_rules_overfitting_a_train_loss_on_a_noise_floor_falling_steadily_still_falls():
+    # hunt 96: a U-Net on masks with 15% of their pixels flipped (interval means of the
+    # train loss on the labels' noise floor); the val loss stood 57% above its best at the
+    # validation of step 90 and never came back, told at step 156 (TRAIN_FALL's 10%)
+    val = [0.5565, 0.4712, 0.3727, 0.2987, 0.2469, 0.1969, 0.178, 0.1716, 0.1601, 0.1456,
+           0.1918, 0.1379, 0.1718, 0.188, 0.2161, 0.2171]  # fmt: skip
+    train = [0.5689, 0.4984, 0.4688, 0.4468, 0.4345, 0.426, 0.4212, 0.4192, 0.4175, 0.4143,
+             0.4104, 0.4055, 0.4, 0.3919, 0.3811, 0.3744]  # fmt: skip
+    verdict = first(rules.overfitting, run(val_loss=val, train_loss=train))
+    assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (11, 12, 14)
+    # the same val curve over a train loss that wanders as it falls: not yet
+    wander = [*train[:12], 0.4, 0.4031, 0.3833, 0.3759]
+    assert first(rules.overfitting, run(val_loss=val, train_loss=wander)) is None
+
+
+def test_rules_overfitting_a_held_rise_to_twice_the_best_needs_a_falling_train_loss_only():
+    # hunt 96: a CNN regressing a scalar on targets with noise sd 0.7, its early val curve
+    # bumpy; the val MSE from 0.027 to 0.049-0.14 for good while the train loss fell 1.3x:
+    # told 11 validations late (a held rise wanted a train loss 2.5x lower)
+    val = [0.2148, 0.116, 0.1895, 0.1136, 0.0624, 0.0354, 0.0271, 0.0493, 0.0566, 0.128,
+           0.0752, 0.0897]  # fmt: skip
+    train = [1.2652, 0.6393, 0.6861, 0.578, 0.5249, 0.4779, 0.4818, 0.4189, 0.4138, 0.4599,
+             0.3836, 0.3582]  # fmt: skip
+    verdict = first(rules.overfitting, run(val_loss=val, train_loss=train))
+    assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (6, 7, 10)
+    # the same rise with a train loss that stopped falling: none
+    stalled = [*train[:7], 0.47, 0.48, 0.49, 0.47, 0.48]
+    assert first(rules.overfitting, run(val_loss=val, train_loss=stalled)) is None
+
+
 def test_rules_overfitting_offers_the_best_accuracy_epoch_when_accuracy_climbed():
     # held out (a 3,948-step run): the val loss's lowest was a one-validation dip at epoch 3
     # (95.5% val accuracy), then it crept up while the accuracy climbed to 97.0-97.1% from
