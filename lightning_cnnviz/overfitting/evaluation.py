@@ -38,6 +38,8 @@ class Evaluation:
     (``core.input_shift.MILD_MEAN``); ``restd_acc`` to ``restd_size``: where they do,
     the val probe's first images with each channel's mean and spread moved to the train
     probe's (``core.input_shift.restandardise``) against the same images as given;
+    ``noisy_acc`` to ``noisy_size``: the train probe's first images with the val images'
+    extra spread added as noise, against as given (``probe_logits._noised``);
     ``train_acc_images``: the images behind ``train_acc`` where it is one training batch's
     (a validation mid-epoch reads the latest step's value); ``val_images``: the images a
     validation sees (``val_acc``'s binomial error); ``probe_ce_probs_val``,
@@ -131,6 +133,11 @@ class Evaluation:
     restd_only: float | None = None  # right re-standardised only
     given_only: float | None = None  # right as given only
     restd_size: float | None = None
+    noisy_acc: float | None = None  # the train probe with the val images' extra spread as noise
+    clean_acc: float | None = None  # ... the same images as given
+    noisy_only: float | None = None  # right with the noise only
+    clean_only: float | None = None  # right as given only
+    noisy_size: float | None = None
     ignored: list[int] | None = None
     recalls_val: list[float | None] | None = None  # each class's, val probe (None: too few)
     class_images_val: list[int] | None = None  # each class's images on the val probe

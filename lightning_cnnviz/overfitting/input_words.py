@@ -106,6 +106,16 @@ def inputs_differ(v: Verdict) -> str:
             "given. The val inputs are preprocessed or distributed otherwise (normalisation, "
             "noise, resizing), and every validation figure measures that."
         )
+    if "noisy_acc" in f:  # past the milder bars, the val images' extra spread as noise
+        return (
+            f"Validation images differ from the training images: {_channel_words(f, 2)}, "
+            "and that extra spread costs the model what validation loses: the train probe "
+            f"reads {num(f['noisy_acc'], True)} with it added as noise vs "
+            f"{num(f['clean_acc'], True)} as given, and validation "
+            f"{num(f['noisy_val_acc'], True)}. The val inputs carry noise the training images "
+            "lack (added in the val transform, another sensor or compression), and every "
+            "validation figure measures that."
+        )
     return (
         f"Training and validation images are preprocessed differently: {_channel_words(f, 1)}."
         " The model meets validation images unlike any it trained on: every validation figure "

@@ -153,6 +153,7 @@ class Measures(ProbeLogits):
         left_out["mild_shift"] = self._mild_shift
         if self._mild_shift and val_cut is not None and cut["val"] is not None:
             host.update(self._restandardised(trainer, pl_module, val_cut, cut["val"]))
+            host.update(self._noised(trainer, pl_module, cut["train"]))
         left_out["loop_check"] = check
         left_out["val_labels_changed"] = self._labels_changed()
         nonfinite, initial = norm_states(unwrap_model(pl_module))
