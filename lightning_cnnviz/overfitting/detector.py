@@ -96,6 +96,7 @@ _WORSE = {
     "class_imbalance": "left_out",
     "weight_decay_too_strong": "rise",
     "unstable_training": "rise",
+    "not_learning": "relabelled",  # the labels remapped, read once the model learnt them
 }
 
 

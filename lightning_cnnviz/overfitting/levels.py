@@ -34,7 +34,7 @@ from lightning_cnnviz.overfitting.chance_levels import (
     too_small,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs
+from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs, relabelled
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import held_back
 from lightning_cnnviz.overfitting.too_soon import (
@@ -216,6 +216,9 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "climbing": slow and not stuck(now) and bool(climbing(now)),
         "first_loss": now.first_loss,
         "settings_before": lowest_settings(before) if before else None,  # ``learning_remedies``
+        # a relabelling learnt since the first report: its words replace the first ones
+        # (hunt 97: a remap half learnt at the first report read "other outputs" to the end)
+        "relabelled": 1.0 if relabelled(now) else 0.0,
     }
     # at chance from the start in a run's first quarter: a note, a flat start may still end
     # (not a loss climbing above its first value: no start is that; nor steps a setting

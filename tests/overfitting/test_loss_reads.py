@@ -174,6 +174,23 @@ def test_loss_reads_labels_remapped_in_training_step_are_named():
     assert "the loss does not measure the labels" in text and "remapped" not in text
 
 
+def test_loss_reads_a_remap_learnt_after_the_first_report_replaces_its_words():
+    # hunt 97: a remap half learnt at the first report (the logged train accuracy read
+    # other outputs) kept "a loss on an auxiliary head" to the end at 0% val
+    row = dict(classes=10.0, probe_size=128.0, probe_acc_train=0.05, probe_loss_train=4.0,
+               probe_acc_val=0.06, probe_loss_val=4.2, first_loss=2.31, run_share=0.5)  # fmt: skip
+    half = dict(train_acc=0.6, returned_loss=1.3, remap_share=0.3)
+    learnt = dict(train_acc=0.97, returned_loss=0.2, remap_share=0.9, probe_acc_val=0.01,
+                  probe_acc_train=0.0, probe_loss_train=9.0, val_acc=0.01)  # fmt: skip
+    evs = [Evaluation(150 + 20 * i, 3 + i, **{**row, **(half if i < 2 else learnt)})
+           for i in range(4)]  # fmt: skip
+    detector = Detector(patience=2)
+    changes = [(c.change, c.verdict.kind) for e in evs for c in detector.update(e)]
+    assert changes == [("new", "not_learning"), ("worse", "not_learning")]
+    text = headline(detector.reported["not_learning"])
+    assert "the loss measures the labels remapped" in text and "other outputs" not in text
+
+
 def test_loss_reads_a_loss_falling_far_under_the_outputs_own_is_blind():
     # hunt 43: the loss on a second head (0.37, falling to 0.08), the accuracy logged on
     # the head `forward` returns (at chance, its own cross-entropy 4.4): no cause named
