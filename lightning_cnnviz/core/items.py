@@ -87,17 +87,25 @@ def iterable_head(dataset: Any) -> list[Any]:
     return head
 
 
-def image_key(sample: Any) -> str | None:
-    """The key of a dict item's image (``None``: not a dict, or no usual image key).
+def image_key(sample: Any) -> Any:
+    """The key of a dict item's image (``None``: not a dict, or no image found in it).
+
+    A usual image key, else that of its ``unnamed_input`` (setups hunt 83: a `forward`
+    taking the batch dict under `"rgb"` was never probed).
 
     Example::
 
         >>> image_key({"image": 0, "label": 1}), image_key((0, 1))
         ('image', None)
+        >>> image_key({"depth": torch.zeros(1, 4, 4), "rgb": torch.zeros(3, 4, 4), "label": 1})
+        'rgb'
     """
     if not isinstance(sample, Mapping):
         return None
-    return next((k for k in _IMAGE_KEYS if k in sample), None)
+    if (key := next((k for k in _IMAGE_KEYS if k in sample), None)) is not None:
+        return key
+    x = unnamed_input(sample)
+    return next((k for k, v in sample.items() if x is not None and v is x), None)
 
 
 # a key's word that begins or ends so names a target stored beside the input (a mask, a
@@ -116,10 +124,11 @@ def _names_target(key: str) -> bool:
 def unnamed_input(sample: Mapping) -> Any:
     """The input of a dict item under no usual image key (``None``: no array of 2+ dims).
 
-    Its tensor of the most dimensions (2 or more), the first of those in order, among
-    those whose key names no target (a mask, a label): ``{"id", "mask", "pixels", "cls"}``
-    items had their 2-D masks read as the images (setups hunt 82: a healthy run told
-    "only 34 different images", its feature maps drawn on the masks).
+    Its tensor of the most dimensions (2 or more), then of the most values (setups hunt
+    83: a 1-channel `"depth"` before the 3-channel `"rgb"` a model reads), the first of
+    those in order, among those whose key names no target (a mask, a label): ``{"id",
+    "mask", "pixels", "cls"}`` items had their 2-D masks read as the images (setups hunt
+    82: a healthy run told "only 34 different images", its feature maps drawn on the masks).
 
     Example::
 
@@ -131,7 +140,9 @@ def unnamed_input(sample: Mapping) -> Any:
     """
     arrays = [(str(k), v) for k, v in sample.items() if isinstance(v, Tensor) and v.dim() >= 2]
     inputs = [(k, v) for k, v in arrays if not _names_target(k)]
-    return max(inputs or arrays, key=lambda kv: kv[1].dim(), default=(None, None))[1]
+    return max(inputs or arrays, key=lambda kv: (kv[1].dim(), kv[1].numel()), default=(None, None))[
+        1
+    ]
 
 
 def keyed(entries: Any, key: Any) -> Any:

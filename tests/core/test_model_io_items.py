@@ -227,6 +227,41 @@ def test_model_io_items_a_mask_before_an_image_under_its_own_key_is_not_the_imag
     assert probe.labels is not None
 
 
+class RgbForward(TinyCNN):
+    """``forward`` takes the batch dict and reads its ``"rgb"`` entry (a depth map beside it)."""
+
+    def __init__(self) -> None:
+        super().__init__(channels=3)
+
+    def forward(self, batch):
+        return super().forward(batch["rgb"])
+
+    def _step(self, batch, stage):
+        return super()._step((batch, batch["label"]), stage)
+
+
+def test_model_io_items_forward_taking_a_dict_under_its_own_key_gets_it_beside_a_depth_map(
+    tmp_path,
+):
+    # setups hunt 83: `{"depth", "rgb", "label"}` items: the depth map (first, as many
+    # dimensions) was read as the image, and a `forward(batch)` reading `batch["rgb"]`
+    # was never probed (the monitors stepped aside with a TypeError)
+    def keyed(data):
+        def item(i, x, y):
+            return {"depth": x[:1] * 0.5, "rgb": x, "label": y}
+
+        return DataLoader(Items(data, item), batch_size=8)
+
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    images = digits(32, channels=3, seed=1)
+    data = (keyed(images), keyed(digits(16, channels=3, seed=2)))
+    _, _, messages = fit(tmp_path, monitors, model=RgbForward(), data=data)
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    said = [m for m in messages if "forward takes the data item" in m]
+    assert len(said) == 1 and "{'rgb': images}" in said[0]
+    assert probe_of(monitors, "FeatureMapMonitor").images.shape[1:] == (3, 16, 16)
+
+
 class HookNormalised(TinyCNN):
     """Normalises each batch in ``on_after_batch_transfer``, which the probes skip."""
 
