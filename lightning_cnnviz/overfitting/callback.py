@@ -148,6 +148,7 @@ class OverfittingMonitor(
         self._lr_start: float | None = None  # the learning rate when training started
         self._update_read: float | None = None  # the update a step before validation made
         self._rates_start: dict[str, float] = {}  # every group's, for a sign turned (ascent)
+        self._resumed_at: int | None = None  # the step a fit resumed at with no history
         self._pending = self._epoch_end = self._layout = self._validated = False
         self._others_told = 0
         self._findings: dict[str, Finding] = {}
@@ -205,6 +206,9 @@ class OverfittingMonitor(
             self._lr_start = read_settings(trainer.optimizers, unwrap_model(pl_module)).lr
         self._rates_start = self._rates_start or group_rates(trainer.optimizers)
         self._interval.fresh = trainer.global_step == 0  # resumed: no first step's loss
+        # resumed without this monitor's history: "from the start" is from that step
+        history = self.detector.history
+        self._resumed_at = trainer.global_step if trainer.global_step and not history else None
         told = {f.kind for f in self._own_findings()}  # a resumed run told them already
         self._say_unvalidated(trainer, ended=False)  # `limit_val_batches=0`, no val loader
         if not self.disabled and trainer.is_global_zero:

@@ -157,6 +157,7 @@ class Evaluation:
     ignored_val_share: float | None = None
     missing: list[int] | None = None
     update_ratio: float | None = None  # the optimiser's last update / the weights' size
+    resumed_at: int | None = None  # a fit resumed at this step without the monitor's history
     val_elsewhere: bool = False  # no validation batch reached the model: another module scored
     dropped_items: float | None = None  # never read: a fixed order's last part-batch dropped
     taken_val_share: float | None = None

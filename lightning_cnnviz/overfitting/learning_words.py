@@ -112,6 +112,11 @@ def _headline(v: Verdict) -> str:
             f"epoch {now.epoch} ({num(now.probe_acc_val, True)})."
         )
     start = "from the start" if f["from_start"] else "after a collapse"
+    if f["from_start"] and now.resumed_at:  # what came before the resumed fit is unknown
+        start = (
+            f"since the run resumed at step {now.resumed_at}, from a checkpoint without this "
+            "monitor's history"
+        )
     if f["non_finite"]:
         loss = "the model's outputs are not finite (NaN/inf: training diverged)"
     elif f.get("loss_only") or f.get("one_answer") or f.get("at_mean"):

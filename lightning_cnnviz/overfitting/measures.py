@@ -165,6 +165,7 @@ class Measures(ProbeLogits):
             "bn_initial": initial,
             # `validation_step` scores another module: an average swapped in, or a copy
             "val_elsewhere": averaged_in(trainer) or self.val_reached is False,
+            "resumed_at": getattr(self, "_resumed_at", None),
         }
         ev = Evaluation(trainer.global_step, trainer.current_epoch, probe_size=size,
                         run_share=share, **host, **dataclasses.asdict(settings),

@@ -85,6 +85,15 @@ def test_init_explosion_once_and_dead_units_then_name_the_weights_scale():
     assert dead.figures["progress"] < 0  # measured from the chance level, not from 1212
 
 
+def test_init_explosion_not_read_from_losses_after_the_run_s_first_step():
+    # setups hunt 83: a fit resumed at step 33 from a checkpoint without the monitors' state,
+    # its rate raised 50x before: "Exploding activations at initialisation"
+    diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"relu": "rectifier"}
+    losses = [(33, 1212.0), (34, 900.0), (35, 212.0)]
+    assert review_chance(diagnosis, 36, losses, {"relu": figures(width=16)}, kinds) == []
+    assert not diagnosis.wants_chance()  # checked once: not asked again
+
+
 def review_chance(diagnosis, step, losses, figs, kinds):
     for s, value in losses:
         diagnosis.loss.add(s, torch.tensor(value))

@@ -235,6 +235,25 @@ def test_detector_not_learning_when_the_training_loss_stays_above_its_first_valu
     assert [c.change for c in detector.update(falls)] == ["gone"]
 
 
+def test_detector_not_learning_in_a_fit_resumed_without_its_history_says_since_when():
+    # setups hunt 83: resumed at step 33 from a checkpoint saved without the monitors, a
+    # model broken before it was told "from the start" (it had reached 79%)
+    row = {"classes": 4.0, "probe_size": 48.0, "probe_loss_val": 241.7, "probe_acc_val": 0.229,
+           "run_share": 0.8}  # fmt: skip
+    detector, found = Detector(), []
+    for i, step in enumerate((36, 42)):
+        ev = Evaluation(step, 5 + i, resumed_at=33, **row)
+        found += [c.verdict for c in detector.update(ev)]
+    (verdict,) = found
+    text = headline(verdict)
+    assert "(since the run resumed at step 33, from a checkpoint without this monitor's" in text
+    assert "from the start" not in text
+    fresh = Detector()
+    for i, step in enumerate((36, 42)):
+        verdicts = fresh.update(Evaluation(step, 5 + i, **row))
+    assert "(from the start)" in headline(verdicts[0].verdict)
+
+
 def test_detector_not_learning_names_a_weight_decay_that_holds_it():
     # hunt 59: Adam's `weight_decay=1.0` (L2) held a model at chance from the start: told
     # "not learning" with no cause in its words (the decay only among what to try)
