@@ -26,6 +26,7 @@ __all__ = [
     "AT_CHANCE",
     "AT_FLOOR",
     "AVOIDED",
+    "MIRRORED",
     "RANKED",
     "UNBOUNDED",
     "WORSE",
@@ -41,6 +42,7 @@ __all__ = [
 WORSE = 1.5  # the own cross-entropy on training images this many times ln K: worse than a guess
 UNBOUNDED = 1.5  # a returned loss below this many times -ln K: no bounded bonus reaches it
 AVOIDED = 1 / 3  # training accuracy at most this share of chance: the labels avoided
+MIRRORED = 0.1  # a negative loss within this share of the own cross-entropy's negative
 
 
 def own_loss(ev: Evaluation) -> float | None:
@@ -115,12 +117,19 @@ def maximised(ev: Evaluation) -> bool:
     that badly: the model has learnt to be wrong) while the loss ``training_step``
     returned (its mean since the last evaluation, logged or not: a module may log the
     cross-entropy and return its negative) is negative, or far below it with the training
-    labels avoided (accuracy at most ``AVOIDED / K``).
+    labels avoided (accuracy at most ``AVOIDED / K``). Above ``ln K`` only, a negative loss
+    with the labels avoided. At any level, a negative loss within ``MIRRORED`` of the own
+    cross-entropy's negative: that cross-entropy returned with its sign flipped.
 
     Example::
 
         >>> maximised(Evaluation(126, 1, returned_loss=-7.6e4, probe_loss_train=2.4e5,
         ...                      classes=10.0))
+        True
+        >>> maximised(Evaluation(23, 0, returned_loss=-2.6, probe_loss_train=3.1, classes=10.0,
+        ...                      probe_acc_train=0.03))
+        True
+        >>> maximised(Evaluation(23, 0, returned_loss=-2.33, probe_loss_train=2.35, classes=10.0))
         True
         >>> maximised(Evaluation(126, 1, returned_loss=-0.2, probe_loss_val=0.4, classes=10.0))
         False
@@ -131,14 +140,23 @@ def maximised(ev: Evaluation) -> bool:
     loss, k, own = ev.returned_loss, ev.classes, own_loss(ev)
     if loss is None or own is None or k is None or k < 2:
         return False
-    if not (math.isfinite(loss) and math.isfinite(own)) or own <= WORSE * math.log(k):
+    if not (math.isfinite(loss) and math.isfinite(own)):
         return False
+    if loss < 0 < own and abs(loss + own) <= MIRRORED * own:
+        return True  # the model's own cross-entropy, its sign flipped (hunt 97: from step 0)
+    if own <= math.log(k):
+        return False
+    acc = ev.probe_acc_train if ev.probe_acc_train is not None else ev.train_acc
+    avoided = acc is not None and acc <= AVOIDED / k
+    if own <= WORSE * math.log(k):
+        # worse than a guess, not yet far: a negative loss with the labels avoided already
+        # (hunt 97: `-cross_entropy` from step 0 under Adam 1e-4, val 3% at the first
+        # validation, its own cross-entropy 1.1-1.4x ln 10: told 4 validations late)
+        return loss < 0 and avoided
     # a positive loss far below the own one, with the training labels avoided: a loss
     # minimised by wrong answers (hunt 29: a focal loss written `p_t ** 2 * CE`, 0.0001
     # returned at 0% train accuracy, was told "a scaled loss: drop the factor")
-    acc = ev.probe_acc_train if ev.probe_acc_train is not None else ev.train_acc
-    avoided = acc is not None and acc <= AVOIDED / k and loss < own / WORSE
-    return loss < 0 or (avoided and not remapped(ev))
+    return loss < 0 or (avoided and loss < own / WORSE and not remapped(ev))
 
 
 def remapped(ev: Evaluation) -> bool:

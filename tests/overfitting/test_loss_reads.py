@@ -191,6 +191,25 @@ def test_loss_reads_a_remap_learnt_after_the_first_report_replaces_its_words():
     assert "the loss measures the labels remapped" in text and "other outputs" not in text
 
 
+def test_loss_reads_the_own_cross_entropy_returned_negated_is_told_at_once():
+    # hunt 97: `-cross_entropy` from step 0 under Adam 1e-4: returned -2.33 and -2.39 at the
+    # first validations, the own cross-entropy 2.35 and 2.43 (still near ln 10): told
+    # `not_learning` with no cause, `loss_mismatch` 4 validations late
+    row = dict(classes=10.0, probe_size=128.0, first_loss=-2.3)
+    reads = [(-2.328, 2.350, 0.10), (-2.390, 2.428, 0.07)]
+    evs = [Evaluation(23 * (i + 1), i, returned_loss=r, probe_loss_train=own, probe_loss_val=own,
+                      probe_acc_train=acc, probe_acc_val=acc, **row)
+           for i, (r, own, acc) in enumerate(reads)]  # fmt: skip
+    detector = Detector(patience=2)
+    changes = [(c.change, c.verdict.kind) for e in evs for c in detector.update(e)]
+    assert changes == [("new", "loss_mismatch")]
+    assert detector.reported["loss_mismatch"].figures["fed"] == "negated"
+    # a negative term beside a cross-entropy the model lowers (a confidence penalty): none
+    penalty = [replace(e, returned_loss=-0.5, probe_loss_train=0.3, probe_loss_val=0.3,
+                       probe_acc_train=0.9, probe_acc_val=0.9) for e in evs]  # fmt: skip
+    assert not [returned_loss.maximised(e) for e in penalty if returned_loss.maximised(e)]
+
+
 def test_loss_reads_a_loss_falling_far_under_the_outputs_own_is_blind():
     # hunt 43: the loss on a second head (0.37, falling to 0.08), the accuracy logged on
     # the head `forward` returns (at chance, its own cross-entropy 4.4): no cause named
