@@ -189,6 +189,7 @@ def unstable(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None
 
 
 VAL_HELD = 0.03  # a val accuracy no more than this below its value at the lowest train loss
+BN_HELD = 0.1  # ... or on batch statistics no more than this below it (BatchNorm's lag)
 
 
 def _val_held(best: Evaluation, now: Evaluation) -> bool:
@@ -203,7 +204,16 @@ def _val_held(best: Evaluation, now: Evaluation) -> bool:
     """
     if now.val_accuracy is None or best.val_accuracy is None:
         return False
-    return now.val_accuracy >= best.val_accuracy - VAL_HELD
+    if now.val_accuracy >= best.val_accuracy - VAL_HELD:
+        return True
+    # eval mode fell, the val probe on its own batch statistics did not (by half as much,
+    # and BN_HELD at most): BatchNorm's running statistics describe the harder training
+    # inputs (``bn_mismatch`` tells it), the weights were not undone (hunt 97: noise and
+    # shifts switched on in `training_step` of a BN CNN, eval-mode val 93% -> 70-82%, 89-95%
+    # on batch statistics, told "the updates have grown too large")
+    bn = now.probe_acc_bn
+    lost, kept = best.val_accuracy - now.val_accuracy, best.val_accuracy - (bn or 0.0)
+    return bn is not None and kept <= min(BN_HELD, lost / 2)
 
 
 APART = 0.15  # train accuracy this far below val accuracy, from level with it...

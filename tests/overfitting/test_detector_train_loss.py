@@ -257,3 +257,28 @@ def test_unstable_accuracy_fall_read_past_one_batch_s_noise_and_stale_eval_mode(
     fell = Evaluation(134, 1, val_acc=0.27, probe_acc_val=0.27, probe_acc_bn=0.9, **val)
     assert not acc_fell(Evaluation(126, 1, val_acc=0.5, **val), fell)  # stale: eval mode
     assert acc_fell(Evaluation(126, 1, val_acc=0.5, **val), Evaluation(134, 1, val_acc=0.27, **val))
+
+
+def test_detector_train_loss_climb_with_the_val_probe_held_on_batch_statistics_is_no_instability():
+    # hunt 97: noise and shifts switched on in `training_step` of a BN CNN at step 140 (the
+    # rate unchanged): eval-mode val 93% -> 70-82% (BatchNorm's running statistics now
+    # describe noisy inputs), the val probe on batch statistics 89-95%; told "the updates
+    # have grown too large" to the end
+    rows = [(116, 0.188, 0.969, 0.939, None), (127, 0.164, 1.0, 0.934, None),
+            (138, 0.171, 0.9375, 0.934, None), (152, 1.51, 0.25, 0.823, 0.852),
+            (163, 1.54, 0.797, 0.727, 0.945), (174, 1.098, 0.734, 0.706, 0.953)]  # fmt: skip
+
+    def evs(bn_of):
+        return [
+            Evaluation(s, i, train_loss=tl, train_acc=ta, val_acc=va, probe_acc_bn=bn_of(bn),
+                       classes=10.0, lr=1e-3)
+            for i, (s, tl, ta, va, bn) in enumerate(rows)
+        ]  # fmt: skip
+
+    detector = Detector(patience=2)
+    said = [c.verdict.kind for e in evs(lambda bn: bn) for c in detector.update(e)]
+    assert "unstable_training" not in said
+    # the val probe lost as much on batch statistics: the weights were undone
+    detector = Detector(patience=2)
+    said = [c.verdict.kind for e in evs(lambda bn: bn and bn - 0.25) for c in detector.update(e)]
+    assert "unstable_training" in said
