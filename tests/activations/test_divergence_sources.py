@@ -334,3 +334,19 @@ def test_divergence_one_hard_batch_before_a_step_up_does_not_hide_it():
     assert "then stepped up to 10.3 in that one step at an unchanged learning rate" in told.message
     assert "labels remapped" in told.message
     assert "The updates are too large" not in told.message
+
+
+def test_divergence_a_noisy_step_up_crossing_the_bar_steps_later_is_still_a_step():
+    # hunt 97: noise switched on in `training_step` of a BN CNN at step 140, the rate
+    # unchanged: 0.16 -> 1.59, 2.76, 1.06, 0.73, 1.0, 2.0, 2.18, 1.7 (the median crossed
+    # the bar at step 147, 7 steps on): told "the optimiser overshoots, lower the rate"
+    rise = [1.59, 2.76, 1.06, 0.73, 1.0, 2.0, 2.18, 1.7, 1.94, 1.45, 2.16, 2.21, 1.52, 1.68]
+
+    def noisier(s):
+        if s < 104:
+            return 0.18 + 0.02 * (-1) ** s
+        return rise[s - 104] if s - 104 < len(rise) else max(1.6 - 0.05 * (s - 118), 0.7)
+
+    (told,) = collapsed(noisier, (100, 120, 140))[:1]
+    assert "then stepped up to 1.59 in that one step at an unchanged learning rate" in told.message
+    assert "The updates are too large" not in told.message
