@@ -124,7 +124,7 @@ class CauseReview:
         self.init_checked = True  # K unknown at the first log stays unknown: not asked again
         if chance is None or series[0][0] > 0:
             # the first losses seen are not the run's first (a fit resumed from a checkpoint
-            # without this monitor's state: setups hunt 83, a blow-up at step 33 was told
+            # without this monitor's state: setups hunt 67, a blow-up at step 33 was told
             # "exploding activations at initialisation")
             return []
         found = init_explosion([v for _, v in series], *chance)

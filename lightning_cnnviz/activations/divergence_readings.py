@@ -155,7 +155,7 @@ class SpikeReadings(RateReadings):
         there had its loss back to 2.04 (below its start, 2.31; 1.5 before the spike) and
         was told "recovered", its probe accuracy 62% -> 31% and val 53% -> 27%. Under a
         jumped rate still in force (``_jumped_now``), back is within ``IN_FORCE`` x the level
-        before: what the loss keeps above it is the raised rate's cost (hunt 96: a timm
+        before: what the loss keeps above it is the raised rate's cost (hunt 92: a timm
         resnet10t at 30x its rate settled at 1.6x its level, val 53% -> 36%, "recovered").
         """
         if not recovered(series, spike=spike) or self._no_better_than_chance(series, spike):
@@ -176,7 +176,7 @@ class SpikeReadings(RateReadings):
         unchanged (or lowered) rate: the loss now under ``ANEW`` x ``ln K`` and the probe
         accuracy ``ACC_LOST`` above its value before the spike (``spike_acc``). The batches
         carry a target the model now learns, which updates that broke it do not give
-        (held out, hunt 95: a curriculum adding 8 classes at step 90, 4e-4 -> 18 -> 2.3 =
+        (held out, hunt 91: a curriculum adding 8 classes at step 90, 4e-4 -> 18 -> 2.3 =
         ln 10 for 50 steps, then 1.0 and val 78%: a standing "labels shuffled" problem).
         Labels remapped relearn the loss too, but the probe's accuracy falls.
         """

@@ -70,7 +70,7 @@ def step_up(
     """``(step, the loss before, the loss then, the loss now)``: a one-step rise that holds.
 
     The first loss ``STEP`` x or more over a learnt, steady level (``sudden``) in the
-    ``2 * SMOOTH`` steps up to a spike (hunt 97: noise switched on at step 140 took the
+    ``2 * SMOOTH`` steps up to a spike (hunt 93: noise switched on at step 140 took the
     loss 0.16 -> 1.6, 2.8, 1.1, 0.7, 1.0, 2.0: the median crossed the bar at step 147),
     the loss just before it not risen yet, and the median of
     the last ``SMOOTH`` losses no higher than that of the first ``SMOOTH`` from it: the
@@ -78,7 +78,7 @@ def step_up(
     batches gives (held out, hunt 23: 50% of the labels random from step 64 under Adam
     1e-3, loss 0.3 -> 4.5 -> 1.9 for the rest of the run, told "the optimiser overshoots").
     Updates too large climb, or blow up and come back. One hard batch whose next step is
-    back at the level is no step (hunt 95: a batch at 0.54 three steps before labels
+    back at the level is no step (hunt 91: a batch at 0.54 three steps before labels
     remapped at step 150, 0.15 -> 10.3, hid the step, told "updates too large").
 
     Example::
@@ -98,7 +98,7 @@ def step_up(
         if found is None or value < STEP * found[1]:
             continue
         if i + 1 < len(finite) and finite[i + 1][1] < STEP * found[1]:
-            continue  # one hard batch, the next back at the level: no step (hunt 95)
+            continue  # one hard batch, the next back at the level: no step (hunt 91)
         if finite[i - 1][1] > 2 * found[1]:
             return None  # it had begun to rise before: a climb
         after = [v for _, v in finite[i:]]

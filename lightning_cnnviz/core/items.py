@@ -90,7 +90,7 @@ def iterable_head(dataset: Any) -> list[Any]:
 def image_key(sample: Any) -> Any:
     """The key of a dict item's image (``None``: not a dict, or no image found in it).
 
-    A usual image key, else that of its ``unnamed_input`` (setups hunt 83: a `forward`
+    A usual image key, else that of its ``unnamed_input`` (setups hunt 67: a `forward`
     taking the batch dict under `"rgb"` was never probed).
 
     Example::

@@ -160,7 +160,7 @@ class FrozenCheck(FrozenProbes, UnoptimisedCheck):
             hooked = global_backward_hooked() or any(map(gradient_hooked, module.modules()))
             why = "hooks_zeroed" if why == "zero_gradient" and hooked else why
             # a gradient after the backward, 0 at the step: zeroed between them, not a
-            # constant loss (hunt 96: a callback zeroing every gradient in
+            # constant loss (hunt 92: a callback zeroing every gradient in
             # `on_before_optimizer_step`, told "the loss does not change with the weights")
             fed = why == "zero_gradient" and set(names) <= self.fed_after_backward
             reasons = dict.fromkeys(names, "zeroed_after_backward" if fed else why)

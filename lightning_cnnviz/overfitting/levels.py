@@ -217,7 +217,7 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         "first_loss": now.first_loss,
         "settings_before": lowest_settings(before) if before else None,  # ``learning_remedies``
         # a relabelling learnt since the first report: its words replace the first ones
-        # (hunt 97: a remap half learnt at the first report read "other outputs" to the end)
+        # (hunt 93: a remap half learnt at the first report read "other outputs" to the end)
         "relabelled": 1.0 if relabelled(now) else 0.0,
     }
     # at chance from the start in a run's first quarter: a note, a flat start may still end

@@ -208,7 +208,7 @@ def _val_held(best: Evaluation, now: Evaluation) -> bool:
         return True
     # eval mode fell, the val probe on its own batch statistics did not (by half as much,
     # and BN_HELD at most): BatchNorm's running statistics describe the harder training
-    # inputs (``bn_mismatch`` tells it), the weights were not undone (hunt 97: noise and
+    # inputs (``bn_mismatch`` tells it), the weights were not undone (hunt 93: noise and
     # shifts switched on in `training_step` of a BN CNN, eval-mode val 93% -> 70-82%, 89-95%
     # on batch statistics, told "the updates have grown too large")
     bn = now.probe_acc_bn

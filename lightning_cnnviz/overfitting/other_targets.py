@@ -178,7 +178,7 @@ def relabelled(e: Evaluation) -> bool:
     The val probe answered one-to-one with other classes (``returned_loss.remapped``) and
     under half of chance, ``0.5 / K``: a model that learnt nothing scores chance; one
     that fits its loss while answering each class with another learnt another labelling
-    of the same images (hunt 95: ``training_step`` mapping ``y -> (y + 3) % 10`` from step
+    of the same images (hunt 91: ``training_step`` mapping ``y -> (y + 3) % 10`` from step
     150, val 1.6%, told "targets taken from the model's own output").
 
     Example::

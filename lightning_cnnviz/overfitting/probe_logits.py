@@ -155,7 +155,7 @@ class ProbeLogits(LoggedReads):
         ``sqrt(val_std ** 2 - train_std ** 2)``, added to the training images (from a
         generator of its own: the run's random state untouched). What that costs the
         model on images it trained on is what noise in the val images costs it
-        (``split_inputs.noise_costs``), which re-standardising cannot undo (hunt 95: val
+        (``split_inputs.noise_costs``), which re-standardising cannot undo (hunt 91: val
         noise sd 0.8 on a CNN without BatchNorm, 82.6% against 93.4% clean, told nothing).
         ``DRAWS`` draws on each image. ``{}`` where no val channel spreads wider, or the
         images are no float images.

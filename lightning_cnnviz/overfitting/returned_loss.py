@@ -145,7 +145,7 @@ def maximised(ev: Evaluation) -> bool:
     if not (math.isfinite(loss) and math.isfinite(own)):
         return False
     if loss < 0 < own and abs(loss + own) <= MIRRORED * own and own >= UNLEARNT * math.log(k):
-        # the own cross-entropy of a model at chance or worse, its sign flipped (hunt 97:
+        # the own cross-entropy of a model at chance or worse, its sign flipped (hunt 93:
         # from step 0); a model that classifies may return as much by design (hunt 29:
         # `CE - entropy`, -0.895 against its own 0.96 at 94% val)
         return True
@@ -155,7 +155,7 @@ def maximised(ev: Evaluation) -> bool:
     avoided = acc is not None and acc <= AVOIDED / k
     if own <= WORSE * math.log(k):
         # worse than a guess, not yet far: a negative loss with the labels avoided already
-        # (hunt 97: `-cross_entropy` from step 0 under Adam 1e-4, val 3% at the first
+        # (hunt 93: `-cross_entropy` from step 0 under Adam 1e-4, val 3% at the first
         # validation, its own cross-entropy 1.1-1.4x ln 10: told 4 validations late)
         return loss < 0 and avoided
     # a positive loss far below the own one, with the training labels avoided: a loss
@@ -169,7 +169,7 @@ def remapped(ev: Evaluation) -> bool:
 
     Of 3 classes or more: a loss that rewards wrong answers scatters them, a model that
     learnt the labels remapped (``(y + 3) % 10`` in ``training_step``) answers each class
-    with one other class (hunt 95: told "a loss minimised by wrong answers ... targets
+    with one other class (hunt 91: told "a loss minimised by wrong answers ... targets
     inverted"). Of 2 classes a remap is the targets inverted, which those words name.
 
     Example::

@@ -105,12 +105,12 @@ MEMORISED_FALL = 5.0
 # two validations later, when it reached 5x)
 STEP_UP, STEP_UP_FALL = 0.5, 2.5
 # ... or, where the held values' median is this many times the best, a train loss still
-# falling (``_still_falling``) is enough: no plateau wanders to twice its lowest (hunt 96: a
+# falling (``_still_falling``) is enough: no plateau wanders to twice its lowest (hunt 92: a
 # CNN regressing a scalar on targets with noise sd 0.7, val MSE 0.027 at its best, then
 # 0.049-0.14 for good while the train loss fell 0.48 -> 0.38, told 11 validations late)
 DOUBLED = 2.0
 # a train loss that fell at each validation since the best, by this share in all: still
-# falling, however little (hunt 96: a U-Net on masks with 15% of their pixels flipped sits
+# falling, however little (hunt 92: a U-Net on masks with 15% of their pixels flipped sits
 # on the labels' noise floor, 0.406 -> 0.400 -> 0.392 -> 0.381, while its val loss stood
 # 57% above its best; TRAIN_FALL told it 11 validations late)
 STEADY_FALL = 0.05

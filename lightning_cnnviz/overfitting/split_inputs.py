@@ -101,7 +101,7 @@ def noise_costs(e: Evaluation) -> bool | None:
     below itself as given (``clean_acc``) by more than ``bn_levels.part_threshold``, and
     the val accuracy (logged over the val set, else the val probe's) at least half as far
     below it: the val images' noise explains their lower score, which re-standardising
-    cannot undo. Held out (hunt 95): val digits with noise of sd 0.8 on a CNN without
+    cannot undo. Held out (hunt 91): val digits with noise of sd 0.8 on a CNN without
     BatchNorm, 82.6% against 93.4% clean, 1.28x in spread, told nothing. ``None``: not
     measured.
 

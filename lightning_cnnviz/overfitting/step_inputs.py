@@ -220,7 +220,7 @@ class StepInputs:
 
         events, wanted = self.events, [True]  # the batch's first call only
         with torch.no_grad():  # as loaded: the step's code may change the batch in place
-            loaded = channel_stats(images)  # (setups hunt 82: `x.mul_(2)` read as unchanged)
+            loaded = channel_stats(images)  # (setups hunt 66: `x.mul_(2)` read as unchanged)
 
         def read(args: tuple[Any, ...], _output: Any) -> None:
             x = args[0] if args else None

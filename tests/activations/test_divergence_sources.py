@@ -220,7 +220,7 @@ def test_divergence_recovered_under_a_jumped_rate_says_the_rate_is_still_in_forc
 
 
 def test_divergence_under_a_jumped_rate_in_force_a_loss_settled_higher_is_not_back():
-    # hunt 96: a timm resnet10t's rate x30 at step 120, kept; the loss settled at 1.6x its
+    # hunt 92: a timm resnet10t's rate x30 at step 120, kept; the loss settled at 1.6x its
     # level before (val 53% -> 36%), "recovered ... within 2.5x its level before"
     jumped = lambda s: 1e-3 if s <= 100 else 0.03  # noqa: E731
     level = sum(v for _, v in healthy_losses(100)[-15:]) / 15
@@ -322,7 +322,7 @@ def test_divergence_a_rate_the_model_trained_at_for_two_logs_is_not_named():
 
 
 def test_divergence_one_hard_batch_before_a_step_up_does_not_hide_it():
-    # hunt 95, r30: a batch at 0.54 three steps before labels remapped (0.15 -> 10.3, then
+    # hunt 91, r30: a batch at 0.54 three steps before labels remapped (0.15 -> 10.3, then
     # relearnt) was taken for the step, which then "climbed on": told "updates too large"
     def remapped(s):
         if s < 104:
@@ -337,7 +337,7 @@ def test_divergence_one_hard_batch_before_a_step_up_does_not_hide_it():
 
 
 def test_divergence_a_noisy_step_up_crossing_the_bar_steps_later_is_still_a_step():
-    # hunt 97: noise switched on in `training_step` of a BN CNN at step 140, the rate
+    # hunt 93: noise switched on in `training_step` of a BN CNN at step 140, the rate
     # unchanged: 0.16 -> 1.59, 2.76, 1.06, 0.73, 1.0, 2.0, 2.18, 1.7 (the median crossed
     # the bar at step 147, 7 steps on): told "the optimiser overshoots, lower the rate"
     rise = [1.59, 2.76, 1.06, 0.73, 1.0, 2.0, 2.18, 1.7, 1.94, 1.45, 2.16, 2.21, 1.52, 1.68]

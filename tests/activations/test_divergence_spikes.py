@@ -336,7 +336,7 @@ def test_divergence_own_loss_fallen_from_a_blow_up_is_no_harder_target():
 
 
 def test_divergence_at_chance_then_learning_a_new_target_ends_with_a_note():
-    # hunt 95, r21: a curriculum adding 8 classes at step 90 (4e-4 -> 18, ln 10 for 50
+    # hunt 91, r21: a curriculum adding 8 classes at step 90 (4e-4 -> 18, ln 10 for 50
     # steps, then 1.0 and val 78%) kept a "labels shuffled" divergence problem to the end
     def run(after, acc):
         diagnosis, said = TrainingDiagnosis(0.1, 16, 0.0), {}

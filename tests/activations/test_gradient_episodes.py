@@ -86,7 +86,7 @@ def test_init_explosion_once_and_dead_units_then_name_the_weights_scale():
 
 
 def test_init_explosion_not_read_from_losses_after_the_run_s_first_step():
-    # setups hunt 83: a fit resumed at step 33 from a checkpoint without the monitors' state,
+    # setups hunt 67: a fit resumed at step 33 from a checkpoint without the monitors' state,
     # its rate raised 50x before: "Exploding activations at initialisation"
     diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"relu": "rectifier"}
     losses = [(33, 1212.0), (34, 900.0), (35, 212.0)]

@@ -209,7 +209,7 @@ class MaskFirst(TinyCNN):
 
 
 def test_model_io_items_a_mask_before_an_image_under_its_own_key_is_not_the_image(tmp_path):
-    # setups hunt 82: the first 2-D entry, the mask, was read as the image: a healthy run
+    # setups hunt 66: the first 2-D entry, the mask, was read as the image: a healthy run
     # told "only 34 different images" and `val_is_train`, its maps drawn on the masks
     def keyed(data):
         def item(i, x, y):
@@ -243,7 +243,7 @@ class RgbForward(TinyCNN):
 def test_model_io_items_forward_taking_a_dict_under_its_own_key_gets_it_beside_a_depth_map(
     tmp_path,
 ):
-    # setups hunt 83: `{"depth", "rgb", "label"}` items: the depth map (first, as many
+    # setups hunt 67: `{"depth", "rgb", "label"}` items: the depth map (first, as many
     # dimensions) was read as the image, and a `forward(batch)` reading `batch["rgb"]`
     # was never probed (the monitors stepped aside with a TypeError)
     def keyed(data):

@@ -318,7 +318,7 @@ def test_frozen_every_gradient_zero_mid_run_is_told_while_momentum_moves_the_wei
 def test_frozen_gradients_zeroed_between_backward_and_step_are_named(tmp_path, first, head):
     # hunt 42: a callback zeroing every gradient but the head's in `on_before_optimizer_step`
     # (autograd delivered them) was told "an operation passes no gradient (`torch.round`)";
-    # hunt 96: every gradient, the head's too, told "the loss does not change with the weights"
+    # hunt 92: every gradient, the head's too, told "the loss does not change with the weights"
     import lightning as L
 
     from lightning_cnnviz.core.findings import findings_of

@@ -236,7 +236,7 @@ def test_detector_not_learning_when_the_training_loss_stays_above_its_first_valu
 
 
 def test_detector_not_learning_in_a_fit_resumed_without_its_history_says_since_when():
-    # setups hunt 83: resumed at step 33 from a checkpoint saved without the monitors, a
+    # setups hunt 67: resumed at step 33 from a checkpoint saved without the monitors, a
     # model broken before it was told "from the start" (it had reached 79%)
     row = {"classes": 4.0, "probe_size": 48.0, "probe_loss_val": 241.7, "probe_acc_val": 0.229,
            "run_share": 0.8}  # fmt: skip

@@ -260,7 +260,7 @@ def test_unstable_accuracy_fall_read_past_one_batch_s_noise_and_stale_eval_mode(
 
 
 def test_detector_train_loss_climb_with_the_val_probe_held_on_batch_statistics_is_no_instability():
-    # hunt 97: noise and shifts switched on in `training_step` of a BN CNN at step 140 (the
+    # hunt 93: noise and shifts switched on in `training_step` of a BN CNN at step 140 (the
     # rate unchanged): eval-mode val 93% -> 70-82% (BatchNorm's running statistics now
     # describe noisy inputs), the val probe on batch statistics 89-95%; told "the updates
     # have grown too large" to the end

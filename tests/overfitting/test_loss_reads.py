@@ -143,7 +143,7 @@ def test_loss_reads_a_logged_train_accuracy_of_other_targets_is_no_gap():
 
 
 def test_loss_reads_labels_remapped_in_training_step_are_named():
-    # hunt 95, r30: `training_step` mapped y -> (y + 3) % 10 from step 150; the model learnt
+    # hunt 91, r30: `training_step` mapped y -> (y + 3) % 10 from step 150; the model learnt
     # the new labels (loss 0.77) and scored 0-2% on the loader's: told "targets taken from
     # the model's own output" with no word of a remap
     row = dict(classes=10.0, probe_size=128.0, val_acc=0.016, val_loss=8.6,
@@ -175,7 +175,7 @@ def test_loss_reads_labels_remapped_in_training_step_are_named():
 
 
 def test_loss_reads_a_remap_learnt_after_the_first_report_replaces_its_words():
-    # hunt 97: a remap half learnt at the first report (the logged train accuracy read
+    # hunt 93: a remap half learnt at the first report (the logged train accuracy read
     # other outputs) kept "a loss on an auxiliary head" to the end at 0% val
     row = dict(classes=10.0, probe_size=128.0, probe_acc_train=0.05, probe_loss_train=4.0,
                probe_acc_val=0.06, probe_loss_val=4.2, first_loss=2.31, run_share=0.5)  # fmt: skip
@@ -192,7 +192,7 @@ def test_loss_reads_a_remap_learnt_after_the_first_report_replaces_its_words():
 
 
 def test_loss_reads_the_own_cross_entropy_returned_negated_is_told_at_once():
-    # hunt 97: `-cross_entropy` from step 0 under Adam 1e-4: returned -2.33 and -2.39 at the
+    # hunt 93: `-cross_entropy` from step 0 under Adam 1e-4: returned -2.33 and -2.39 at the
     # first validations, the own cross-entropy 2.35 and 2.43 (still near ln 10): told
     # `not_learning` with no cause, `loss_mismatch` 4 validations late
     row = dict(classes=10.0, probe_size=128.0, first_loss=-2.3)

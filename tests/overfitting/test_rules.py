@@ -174,7 +174,7 @@ def test_rules_overfitting_needs_the_train_loss_clearly_below_its_value_at_the_b
 
 
 def test_rules_overfitting_a_train_loss_on_a_noise_floor_falling_steadily_still_falls():
-    # hunt 96: a U-Net on masks with 15% of their pixels flipped (interval means of the
+    # hunt 92: a U-Net on masks with 15% of their pixels flipped (interval means of the
     # train loss on the labels' noise floor); the val loss stood 57% above its best at the
     # validation of step 90 and never came back, told at step 156 (TRAIN_FALL's 10%)
     val = [0.5565, 0.4712, 0.3727, 0.2987, 0.2469, 0.1969, 0.178, 0.1716, 0.1601, 0.1456,
@@ -189,7 +189,7 @@ def test_rules_overfitting_a_train_loss_on_a_noise_floor_falling_steadily_still_
 
 
 def test_rules_overfitting_a_held_rise_to_twice_the_best_needs_a_falling_train_loss_only():
-    # hunt 96: a CNN regressing a scalar on targets with noise sd 0.7, its early val curve
+    # hunt 92: a CNN regressing a scalar on targets with noise sd 0.7, its early val curve
     # bumpy; the val MSE from 0.027 to 0.049-0.14 for good while the train loss fell 1.3x:
     # told 11 validations late (a held rise wanted a train loss 2.5x lower)
     val = [0.2148, 0.116, 0.1895, 0.1136, 0.0624, 0.0354, 0.0271, 0.0493, 0.0566, 0.128,

@@ -363,7 +363,7 @@ def _plain_net():
 def test_split_inputs_val_noise_on_a_net_without_batchnorm_costs_what_validation_loses(
     tmp_path, extra
 ):
-    # hunt 95: val digits with noise of sd 0.8 on a CNN without BatchNorm (82.6% against
+    # hunt 91: val digits with noise of sd 0.8 on a CNN without BatchNorm (82.6% against
     # 93.4% clean, 1.28x in spread): no BatchNorm gap, and re-standardising undoes no noise
     torch.manual_seed(0)
     train = DataLoader(_noisy_digits(512, 1), batch_size=32, shuffle=True)

@@ -223,7 +223,7 @@ def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
 
 
 def test_step_inputs_quiet_when_one_step_normalises_its_batch_in_place(tmp_path):
-    # setups hunt 82: `x.mul_(2)` in `training_step`, `self(x * 2)` in `validation_step`:
+    # setups hunt 66: `x.mul_(2)` in `training_step`, `self(x * 2)` in `validation_step`:
     # the batch read after the step changed it in place, told "training_step leaves
     # channel 0 as loaded, validation_step makes (x - 0.25) / 0.5 of it"
     trainer, _ = _run(tmp_path, both=True, model_type=InPlace)
