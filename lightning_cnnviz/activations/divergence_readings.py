@@ -160,8 +160,8 @@ class SpikeReadings(RateReadings):
         """
         if not recovered(series, spike=spike) or self._no_better_than_chance(series, spike):
             return False
-        level, now = level_before(series, spike), loss_now(series)
-        if self._jumped_now(spike) and level and now is not None and now > IN_FORCE * level:
+        level, loss = level_before(series, spike), loss_now(series)
+        if self._jumped_now(spike) and level and loss is not None and loss > IN_FORCE * level:
             return False
         read = self._accuracy_around(spike)
         if read is None:

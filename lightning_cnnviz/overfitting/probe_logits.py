@@ -160,12 +160,12 @@ class ProbeLogits(LoggedReads):
         ``DRAWS`` draws on each image. ``{}`` where no val channel spreads wider, or the
         images are no float images.
         """
-        x = self.probe_input(trainer, pl_module, "train")
-        train, val = (self.probe(trainer, s).images.float() for s in ("train", "val"))
-        if labels is None or not x.is_floating_point() or train.dim() < 3:
+        # both splits as the model takes them: the spreads in the inputs' own scale
+        x, val = (self.probe_input(trainer, pl_module, s) for s in ("train", "val"))
+        if labels is None or not x.is_floating_point() or x.dim() < 3 or val.dim() != x.dim():
             return {}
-        spread = [s.transpose(0, 1).reshape(s.shape[1], -1).std(1) for s in (train, val)]
-        extra = (spread[1] ** 2 - spread[0] ** 2).clamp_min(0).sqrt()
+        spread = [s.float().transpose(0, 1).reshape(s.shape[1], -1).std(1) for s in (x, val)]
+        extra = (spread[1] ** 2 - spread[0] ** 2).clamp_min(0).sqrt().cpu()
         if not bool((extra > 0).any()) or len(extra) != x.shape[1]:
             return {}
         # several draws of the noise on each image: its cost, not one draw's luck
