@@ -397,3 +397,15 @@ def test_split_inputs_noise_cost_needs_a_cost_past_the_paired_noise_and_a_val_th
     ):
         detector = Detector(patience=2)
         assert [c for e in evs for c in detector.update(replace(e, **quiet))] == []
+
+
+def test_split_inputs_noise_read_only_where_the_extra_spread_sits_between_neighbours():
+    # hunt 94: other writers' digits (more ink, 1.2x the spread) at 93-96% val were told
+    # "the val inputs carry noise": a wider but smooth content is no noise
+    from lightning_cnnviz.overfitting.probe_logits import _noise_like
+
+    x, _ = _noisy_digits(256, 1).tensors
+    smooth = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)  # strokes, no grain
+    g = torch.Generator().manual_seed(4)
+    assert _noise_like(smooth, smooth + 0.3 * torch.randn(smooth.shape, generator=g))
+    assert not _noise_like(smooth, 1.3 * smooth)  # thicker, more contrast: as smooth
