@@ -180,7 +180,10 @@ def fed_scores(ev: Evaluation) -> bool:
     """Whether the logged val loss is ``nll_loss`` of outputs that are no log-probabilities.
 
     Negative (no cross-entropy is) and within a factor ``FAR`` of ``-mean(out[y])`` on
-    the val probe (``probe_nll_raw_val``).
+    the val probe (``probe_nll_raw_val``), of a model that does not classify (its own
+    cross-entropy at least ``ln K``, as ``fed_scores_in_step`` asks): a confidence
+    penalty logged as the val loss (`CE - 1.5 * entropy`, negative by design at 100% val)
+    was told "learns nothing that classifies (val accuracy 100.0%)" (hunt 94).
 
     Example::
 
@@ -188,9 +191,14 @@ def fed_scores(ev: Evaluation) -> bool:
         True
         >>> fed_scores(Evaluation(23, 0, val_loss=0.31, probe_nll_raw_val=-4.2))
         False
+        >>> fed_scores(Evaluation(94, 2, val_loss=-0.9, probe_nll_raw_val=-0.95,
+        ...                       probe_loss_train=0.73, classes=4.0))  # it classifies
+        False
     """
-    loss, raw = ev.val_loss, ev.probe_nll_raw_val
+    loss, raw, own, k = ev.val_loss, ev.probe_nll_raw_val, own_loss(ev), ev.classes
     if loss is None or raw is None or not (math.isfinite(loss) and math.isfinite(raw)):
+        return False
+    if own is not None and k is not None and k >= 2 and own < math.log(k):
         return False
     return loss < 0 and raw < 0 and min(loss, raw) / max(loss, raw) <= FAR  # |ratio|
 

@@ -506,6 +506,15 @@ def test_loss_reads_a_negative_loss_of_a_model_that_classifies_is_no_nll_of_scor
     assert "a penalty is added" in remedies(verdict)[0]
 
 
+def test_loss_reads_a_negative_val_loss_of_a_model_that_classifies_is_no_nll_of_scores():
+    # hunt 94: `CE - 1.5 * entropy` logged as the val loss on a Conv1d net at 100% val (its
+    # own cross-entropy 0.73, ln 4 = 1.39) was told "`nll_loss` fed raw scores ... learns
+    # nothing that classifies (val accuracy 100.0%)"
+    row = dict(val_loss=-0.9, probe_nll_raw_val=-0.95, classes=4.0, val_acc=1.0)
+    assert not loss_reads.fed_scores(Evaluation(94, 2, probe_loss_train=0.73, **row))
+    assert loss_reads.fed_scores(Evaluation(94, 2, probe_loss_train=3.1, **row))
+
+
 def test_loss_reads_nll_of_logits_in_training_step_only_is_not_a_flipped_sign():
     # hunt 25: `F.nll_loss(logits, y)` in `training_step` (the val loss a cross-entropy):
     # told "its sign flipped, or a subtracted term"; the label's logit climbs instead
