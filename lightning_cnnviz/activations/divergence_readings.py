@@ -216,12 +216,17 @@ class SpikeReadings(RateReadings):
     ) -> tuple[int, float, float] | None:
         """``(K, probe accuracy at the last log before the spike, at this log)``, where known."""
         k = self.chance[0] if self.chance else None
-        before = [a for s, a in self.log_accs if s < spike[0]]
-        if not before and spike == self.spike and self.spike_acc is not None:
-            before = [self.spike_acc]  # a told spike's, kept past the latest logs
-        if k is None or not before or not self.log_accs or self.log_accs[-1][0] < spike[0]:
+        before = self._acc_before(spike)
+        if before is None and spike == self.spike:
+            before = self.spike_acc  # a told spike's, kept past the latest logs
+        if k is None or before is None or not self.log_accs or self.log_accs[-1][0] < spike[0]:
             return None
-        return k, before[-1], self.log_accs[-1][1]
+        return k, before, self.log_accs[-1][1]
+
+    def _acc_before(self, spike: tuple[int, float, float, float]) -> float | None:
+        """The probe accuracy at the last of the latest logs before ``spike`` (else None)."""
+        before = [a for s, a in self.log_accs if s < spike[0]]
+        return before[-1] if before else None
 
     def _lost_at_raised_rate(self, spike: tuple[int, float, float, float]) -> bool:
         """Whether a learnt model lost accuracy at a rate raised past every rate used before.

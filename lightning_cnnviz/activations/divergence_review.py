@@ -179,8 +179,7 @@ class DivergenceReview(SpikeAftermath):
         self.nonfinite_told = self.nonfinite_told or nonfinite is not None
         self.diverged = step if self.diverged is None else self.diverged
         self.spike = spike if nonfinite is None else None
-        before = [a for s, a in self.log_accs if spike is not None and s < spike[0]]
-        self.spike_acc = before[-1] if before else None
+        self.spike_acc = self._acc_before(spike) if spike is not None else None
         held = {s: self.history.previous[s] for s in self.units.held if s in self.history.previous}
         died = held | {site: f for site, f, _ in alerts}
         self.units.held = {}

@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 
-from lightning_cnnviz.core.input_shift import restandardise
+from lightning_cnnviz.core.input_shift import channel_stats, restandardise
 from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.overfitting import class_figures, passes
@@ -197,8 +197,8 @@ class ProbeLogits(LoggedReads):
         x, val = (self.probe_input(trainer, pl_module, s) for s in ("train", "val"))
         if labels is None or not x.is_floating_point() or x.dim() < 3 or val.dim() != x.dim():
             return {}
-        spread = [s.float().transpose(0, 1).reshape(s.shape[1], -1).std(1) for s in (x, val)]
-        extra = (spread[1] ** 2 - spread[0] ** 2).clamp_min(0).sqrt().cpu()
+        (_, t_std), (_, v_std) = channel_stats(x.float()), channel_stats(val.float())
+        extra = (v_std**2 - t_std**2).clamp_min(0).sqrt().cpu()
         if not bool((extra > 0).any()) or len(extra) != x.shape[1] or not _noise_like(x, val):
             return {}
         # several draws of the noise on each image: its cost, not one draw's luck
