@@ -1,28 +1,24 @@
 """Whether training and validation images reach the model alike: per-channel mean and spread.
 
 Nothing here knows about Lightning. ``split_shift`` compares two splits' images as their
-datasets give them; ``step_shift`` compares what the steps' own code does to the images
-before the model's first layer (``StepInput``: one batch of each split, as loaded and as
-that layer received it). Both read each channel's mean and standard deviation over
-images and positions, and use the same bars: means ``SHIFT_MEAN`` pooled standard
-deviations apart, or spreads ``SHIFT_SCALE`` times apart.
+datasets give them, ``moved_shift`` two reads of one split; ``core.step_input_shift``
+compares what the steps' own code does to the images, by the same bars. Each channel's
+mean and standard deviation over images and positions is read (``channel_stats``): means
+``SHIFT_MEAN`` pooled standard deviations apart, or spreads ``SHIFT_SCALE`` times apart.
 
 Example::
 
     >>> import torch
     >>> torch.manual_seed(0) is not None
     True
-    >>> x = torch.rand(32, 1, 8, 8)
-    >>> train = step_input(x, (x - 0.13) / 0.31)  # `training_step` normalises
-    >>> val = step_input(x, x)  # `validation_step` does not
-    >>> round(step_shift(train, val)["scale_ratio"], 1)
-    3.2
+    >>> x = torch.rand(64, 1, 8, 8)
+    >>> round(split_shift((x - 0.5) / 0.29, x)["scale_ratio"], 1)  # val left raw
+    3.4
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -30,20 +26,19 @@ from torch import Tensor
 from lightning_cnnviz.core.real_values import real_values
 
 __all__ = [
+    "FLAT",
     "MILD_MEAN",
     "MILD_SCALE",
     "SHIFT_MEAN",
     "SHIFT_SCALE",
-    "StepInput",
-    "channel_order",
+    "channel_shift",
     "channel_stats",
     "draw_noise",
-    "loaded_shift",
+    "faint_floors",
     "moved_shift",
     "restandardise",
     "split_shift",
-    "step_input",
-    "step_shift",
+    "worst_channel",
 ]
 
 SHIFT_MEAN = 1.0  # channel means this many pooled standard deviations apart: inputs differ
@@ -59,25 +54,10 @@ MILD_MEAN, MILD_SCALE = 0.25, 1.1
 # run, its 128-image probes 1.14x apart, 3.1 errors); several channels and two figures
 # each are read, and images' spreads have heavy tails, hence well past 3
 MILD_Z = 4.0
-_FLAT = 1e-6  # a channel whose images spread less than this is constant: nothing to compare
+FLAT = 1e-6  # a channel whose images spread less than this is constant: nothing to compare
 # a channel spreading less than this share of its split's widest channel's spread on both splits
 # is near empty (a border row read as a channel, an alpha plane): its spreads are not compared
 _FAINT = 0.05
-# a layer channel's mean and spread within this share of a loaded channel's: the same values
-# (a step that reorders channels moves them unchanged; float sums differ far less than this)
-_SAME = 1e-4
-
-
-class StepInput(NamedTuple):
-    """One batch's per-channel ``(C,)`` mean and std, as loaded and at the model's first layer.
-
-    Kept on the batch's device until compared (no host synchronisation in a step).
-    """
-
-    images_mean: Tensor
-    images_std: Tensor
-    layer_mean: Tensor
-    layer_std: Tensor
 
 
 def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,26 +86,21 @@ def restandardise(x: Tensor, source: Tensor, target: Tensor) -> Tensor:
     """
     (s_mean, s_std), (t_mean, t_std) = channel_stats(source), channel_stats(target)
     shape = (1, -1, *([1] * (x.dim() - 2)))
-    scale = (t_std / s_std.clamp_min(_FLAT)).to(x).view(shape)
+    scale = (t_std / s_std.clamp_min(FLAT)).to(x).view(shape)
     return (x - s_mean.to(x).view(shape)) * scale + t_mean.to(x).view(shape)
 
 
-def step_input(images: Tensor, layer_input: Tensor) -> StepInput:
-    """A ``StepInput`` from a batch's images and what the first layer received of them."""
-    return StepInput(*channel_stats(images), *channel_stats(layer_input))
-
-
-def _channel_shift(
+def channel_shift(
     t_mean: float,
     t_std: float,
     v_mean: float,
     v_std: float,
     bars: tuple[float, float],
-    floors: tuple[float, float] = (_FLAT, _FLAT),
+    floors: tuple[float, float] = (FLAT, FLAT),
 ) -> tuple[float, dict]:
     """How far one channel's training and validation statistics part (badness >= 1: too far).
 
-    ``floors``: the least spread a channel of each side is read at (``_floors``).
+    ``floors``: the least spread a channel of each side is read at (``faint_floors``).
     """
     pooled = max(((t_std**2 + v_std**2) / 2) ** 0.5, *floors)
     gap = abs(t_mean - v_mean) / pooled
@@ -136,7 +111,7 @@ def _channel_shift(
     return max(gap / bars[0], (ratio - 1) / (bars[1] - 1)), figures
 
 
-def _floors(*stds: list[float]) -> tuple[float, ...]:
+def faint_floors(*stds: list[float]) -> tuple[float, ...]:
     """The least spread each side's channels are read at: ``_FAINT`` of its widest channel's.
 
     Per side: a floor drawn from both would read a side scaled up 255x at 1/``_FAINT``
@@ -144,13 +119,13 @@ def _floors(*stds: list[float]) -> tuple[float, ...]:
 
     Example::
 
-        >>> [round(f, 3) for f in _floors([1.2, 0.01], [310.0, 2.0])]
+        >>> [round(f, 3) for f in faint_floors([1.2, 0.01], [310.0, 2.0])]
         [0.06, 15.5]
     """
-    return tuple(max(_FLAT, _FAINT * max(side, default=0.0)) for side in stds)
+    return tuple(max(FLAT, _FAINT * max(side, default=0.0)) for side in stds)
 
 
-def _worst(channels: list[tuple[float, dict]]) -> dict[str, float]:
+def worst_channel(channels: list[tuple[float, dict]]) -> dict[str, float]:
     """The figures of the channel that parts most, with ``channel``; ``{}`` when none is too far."""
     worst, figures = 0.0, {}
     for c, (badness, found) in enumerate(channels):
@@ -178,7 +153,7 @@ def draw_noise(x: Tensor) -> tuple[list[float], list[float]]:
         return [math.inf] * x.shape[1], [math.inf] * x.shape[1]
     share = ((flat - flat.mean((1, 2), keepdim=True)) ** 2).mean(2)  # (C, n)
     mean_se = flat.mean(2).std(1) / math.sqrt(n)
-    log_std_se = share.std(1) / math.sqrt(n) / share.mean(1).clamp_min(_FLAT**2) / 2
+    log_std_se = share.std(1) / math.sqrt(n) / share.mean(1).clamp_min(FLAT**2) / 2
     return mean_se.tolist(), log_std_se.tolist()
 
 
@@ -224,12 +199,12 @@ def split_shift(train: Tensor, val: Tensor, mild: bool = False) -> dict[str, flo
     (t_mean, t_std), (v_mean, v_std) = channel_stats(train), channel_stats(val)
     rows = list(zip(t_mean.tolist(), t_std.tolist(), v_mean.tolist(), v_std.tolist(), strict=True))
     bars = (MILD_MEAN, MILD_SCALE) if mild else (SHIFT_MEAN, SHIFT_SCALE)
-    floors = _floors([r[1] for r in rows], [r[3] for r in rows])
-    channels = [_channel_shift(*row, bars, floors) for row in rows]
+    floors = faint_floors([r[1] for r in rows], [r[3] for r in rows])
+    channels = [channel_shift(*row, bars, floors) for row in rows]
     if mild:  # so near, only what drawing other images could not give
         noise = zip(*draw_noise(train), *draw_noise(val), strict=True)
         channels = [(_beyond_draw(f, n), f) for (_, f), n in zip(channels, noise, strict=True)]
-    return _worst(channels)
+    return worst_channel(channels)
 
 
 def moved_shift(first: tuple[Tensor, Tensor], now: tuple[Tensor, Tensor]) -> dict[str, float]:
@@ -252,100 +227,8 @@ def moved_shift(first: tuple[Tensor, Tensor], now: tuple[Tensor, Tensor]) -> dic
     if first[0].shape != now[0].shape:
         return {}
     rows = list(zip(*(t.float().tolist() for t in (*first, *now)), strict=True))
-    floors = _floors([r[1] for r in rows], [r[3] for r in rows])
-    found = _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floors) for row in rows])
+    floors = faint_floors([r[1] for r in rows], [r[3] for r in rows])
+    found = worst_channel([channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floors) for row in rows])
     names = {"train_mean": "first_mean", "train_std": "first_std", "val_mean": "now_mean",
              "val_std": "now_std"}  # fmt: skip
     return {names.get(k, k): v for k, v in found.items()}
-
-
-def loaded_shift(train: StepInput, val: StepInput) -> dict[str, float]:
-    """The channel whose statistics differ most between two splits' batches as loaded.
-
-    What the loaders made of the images (their ``collate_fn`` included), by
-    ``split_shift``'s bars: read where a loader's collate draws at random, so the
-    probes, which read the datasets' items, do not show what it does (``{}``: alike).
-
-    Example::
-
-        >>> import torch
-        >>> torch.manual_seed(0) is not None
-        True
-        >>> x = torch.rand(32, 1, 8, 8)
-        >>> normalised = (x - 0.5) / 0.29 + 0.1 * torch.randn_like(x)  # and noise
-        >>> loaded_shift(step_input(normalised, normalised), step_input(x, x))["scale_ratio"] > 2
-        True
-    """
-    if train.images_mean.shape != val.images_mean.shape:
-        return {}
-    rows = list(
-        zip(*(t.float().tolist() for t in (train[0], train[1], val[0], val[1])), strict=True)
-    )
-    floors = _floors([r[1] for r in rows], [r[3] for r in rows])
-    return _worst([_channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floors) for row in rows])
-
-
-def channel_order(s: StepInput) -> tuple[int, ...] | None:
-    """Which loaded channel each channel the first layer received is, where a step reorders them.
-
-    Each layer channel whose mean and spread are those of exactly one loaded channel
-    (within ``_SAME``), all of them a permutation: that permutation, the identity where a
-    step leaves the order; ``None`` where a step rescales the channels, or two channels are
-    alike (the order cannot be read).
-
-    Example::
-
-        >>> import torch
-        >>> x = torch.rand(8, 3, 4, 4) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
-        >>> channel_order(step_input(x, x[:, [2, 1, 0]])), channel_order(step_input(x, x))
-        ((2, 1, 0), (0, 1, 2))
-        >>> channel_order(step_input(x, x * 2)) is None
-        True
-    """
-    if s.images_mean.shape != s.layer_mean.shape or s.images_mean.numel() < 2:
-        return None
-    i_mean, i_std, l_mean, l_std = (t.float().tolist() for t in s)
-    order = []
-    for m, sd in zip(l_mean, l_std, strict=True):
-        bar = _SAME * max(sd, _FLAT)
-        same = [j for j, (im, isd) in enumerate(zip(i_mean, i_std, strict=True))
-                if abs(im - m) <= bar and abs(isd - sd) <= bar]  # fmt: skip
-        if len(same) != 1:
-            return None
-        order.append(same[0])
-    return tuple(order) if len(set(order)) == len(order) else None
-
-
-def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:
-    """Whether the steps' code hands the first layer training and val images differently.
-
-    Each split's step is read as a per-channel scale and shift (the layer's statistics
-    against the batch's own): ``validation_step``'s applied to the training batch's images
-    gives what the model would meet in validation for those very images, compared with
-    what it met in training by ``split_shift``'s bars. Comparing the same images, the
-    classes in either batch do not matter. ``{}``: alike; the figures add the two steps'
-    scales (``train_scale``, ``val_scale``) and shifts (``train_offset``, ``val_offset``),
-    and where the steps put the channels in two orders (``channel_order``), both orders
-    (``train_order``, ``val_order``): a reordering read as a scale is no rescale (hunt 93:
-    RGB to BGR in `training_step` told as "`(x - 0.038) / 2.325` of channel 0").
-    """
-    if len({t.numel() for t in (*train, *val)}) != 1:
-        return {}
-    channels = []
-    for row in zip(*(t.float().tolist() for t in (*train, *val)), strict=True):
-        (tb_mean, tb_std, tl_mean, tl_std, vb_mean, vb_std, vl_mean, vl_std) = row
-        if min(tb_std, vb_std) < _FLAT:  # a constant channel: no scale to read
-            channels.append((0.0, {}))
-            continue
-        t_scale, v_scale = tl_std / tb_std, vl_std / vb_std
-        t_offset, v_offset = tl_mean - t_scale * tb_mean, vl_mean - v_scale * vb_mean
-        badness, figures = _channel_shift(tl_mean, tl_std, v_scale * tb_mean + v_offset,
-                                          v_scale * tb_std, (SHIFT_MEAN, SHIFT_SCALE))  # fmt: skip
-        figures |= {"train_scale": t_scale, "val_scale": v_scale, "train_offset": t_offset,
-                    "val_offset": v_offset}  # fmt: skip
-        channels.append((badness, figures))
-    found = _worst(channels)
-    orders = channel_order(train), channel_order(val)
-    if found and None not in orders and orders[0] != orders[1]:
-        found |= {"train_order": list(orders[0]), "val_order": list(orders[1])}  # type: ignore[arg-type]
-    return found

@@ -7,7 +7,7 @@ told as a BatchNorm mismatch, whose remedies fix nothing, and a net without Batc
 logged a val loss 4x its own in silence. ``StepInputs`` reads one batch of each split, once per
 fit: the batch's images as Lightning hands them to the step and what the model's first
 layer (``first_layer``) receives of them (a tap on that layer for the one batch, removed at the
-batch's end; probe passes skipped), compared by ``core.input_shift.step_shift``. The
+batch's end; probe passes skipped), compared by ``core.step_input_shift.step_shift``. The
 training batch is read again on the batch a validation follows (``validates_after``), or
 where Lightning's schedule cannot be read ahead (a time interval, batches counted across
 epochs), on the first batch after each of the monitor's events: a ``training_step`` that
@@ -30,18 +30,13 @@ from lightning_cnnviz.core.capture import tap_forward
 from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.core.image_keys import ImageKey, image_keys
 from lightning_cnnviz.core.input_layer import compiled_entry, first_layer
-from lightning_cnnviz.core.input_shift import (
-    StepInput,
-    channel_stats,
-    loaded_shift,
-    moved_shift,
-    step_shift,
-)
+from lightning_cnnviz.core.input_shift import channel_stats, moved_shift
 from lightning_cnnviz.core.items import integer_dtype, parts, split_sample
 from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.samplers import first_loader, sampler_known
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
+from lightning_cnnviz.core.step_input_shift import StepInput, loaded_shift, step_shift
 from lightning_cnnviz.core.stored_form import seen_batch
 from lightning_cnnviz.overfitting.repeated_items import (
     BATCHES,

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.findings import checks_of, findings_of
-from lightning_cnnviz.core.input_shift import step_input, step_shift
+from lightning_cnnviz.core.step_input_shift import step_input, step_shift
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from tests.overfitting.runs import Net, fit_monitor, pictures
 from tests.tb import events, texts

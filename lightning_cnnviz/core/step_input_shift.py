@@ -1,0 +1,149 @@
+"""Whether the steps' own code hands the first layer training and val images alike.
+
+``StepInput``: one batch of each split, per channel, as loaded and as the model's first
+layer received it. ``step_shift`` reads each step as a per-channel scale and shift and
+compares them; ``loaded_shift`` compares the batches as loaded; ``channel_order`` reads a
+step that reorders the channels. The bars are ``core.input_shift``'s.
+
+Example::
+
+    >>> import torch
+    >>> torch.manual_seed(0) is not None
+    True
+    >>> x = torch.rand(32, 1, 8, 8)
+    >>> train = step_input(x, (x - 0.13) / 0.31)  # `training_step` normalises
+    >>> val = step_input(x, x)  # `validation_step` does not
+    >>> round(step_shift(train, val)["scale_ratio"], 1)
+    3.2
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor
+
+from lightning_cnnviz.core.input_shift import (
+    FLAT,
+    SHIFT_MEAN,
+    SHIFT_SCALE,
+    channel_shift,
+    channel_stats,
+    faint_floors,
+    worst_channel,
+)
+
+__all__ = ["StepInput", "channel_order", "loaded_shift", "step_input", "step_shift"]
+
+# a layer channel's mean and spread within this share of a loaded channel's: the same values
+# (a step that reorders channels moves them unchanged; float sums differ far less than this)
+_SAME = 1e-4
+
+
+class StepInput(NamedTuple):
+    """One batch's per-channel ``(C,)`` mean and std, as loaded and at the model's first layer.
+
+    Kept on the batch's device until compared (no host synchronisation in a step).
+    """
+
+    images_mean: Tensor
+    images_std: Tensor
+    layer_mean: Tensor
+    layer_std: Tensor
+
+
+def step_input(images: Tensor, layer_input: Tensor) -> StepInput:
+    """A ``StepInput`` from a batch's images and what the first layer received of them."""
+    return StepInput(*channel_stats(images), *channel_stats(layer_input))
+
+
+def loaded_shift(train: StepInput, val: StepInput) -> dict[str, float]:
+    """The channel whose statistics differ most between two splits' batches as loaded.
+
+    What the loaders made of the images (their ``collate_fn`` included), by
+    ``split_shift``'s bars: read where a loader's collate draws at random, so the
+    probes, which read the datasets' items, do not show what it does (``{}``: alike).
+
+    Example::
+
+        >>> import torch
+        >>> torch.manual_seed(0) is not None
+        True
+        >>> x = torch.rand(32, 1, 8, 8)
+        >>> normalised = (x - 0.5) / 0.29 + 0.1 * torch.randn_like(x)  # and noise
+        >>> loaded_shift(step_input(normalised, normalised), step_input(x, x))["scale_ratio"] > 2
+        True
+    """
+    if train.images_mean.shape != val.images_mean.shape:
+        return {}
+    rows = list(
+        zip(*(t.float().tolist() for t in (train[0], train[1], val[0], val[1])), strict=True)
+    )
+    floors = faint_floors([r[1] for r in rows], [r[3] for r in rows])
+    return worst_channel([channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floors) for row in rows])
+
+
+def channel_order(s: StepInput) -> tuple[int, ...] | None:
+    """Which loaded channel each channel the first layer received is, where a step reorders them.
+
+    Each layer channel whose mean and spread are those of exactly one loaded channel
+    (within ``_SAME``), all of them a permutation: that permutation, the identity where a
+    step leaves the order; ``None`` where a step rescales the channels, or two channels are
+    alike (the order cannot be read).
+
+    Example::
+
+        >>> import torch
+        >>> x = torch.rand(8, 3, 4, 4) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+        >>> channel_order(step_input(x, x[:, [2, 1, 0]])), channel_order(step_input(x, x))
+        ((2, 1, 0), (0, 1, 2))
+        >>> channel_order(step_input(x, x * 2)) is None
+        True
+    """
+    if s.images_mean.shape != s.layer_mean.shape or s.images_mean.numel() < 2:
+        return None
+    i_mean, i_std, l_mean, l_std = (t.float().tolist() for t in s)
+    order = []
+    for m, sd in zip(l_mean, l_std, strict=True):
+        bar = _SAME * max(sd, FLAT)
+        same = [j for j, (im, isd) in enumerate(zip(i_mean, i_std, strict=True))
+                if abs(im - m) <= bar and abs(isd - sd) <= bar]  # fmt: skip
+        if len(same) != 1:
+            return None
+        order.append(same[0])
+    return tuple(order) if len(set(order)) == len(order) else None
+
+
+def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:
+    """Whether the steps' code hands the first layer training and val images differently.
+
+    Each split's step is read as a per-channel scale and shift (the layer's statistics
+    against the batch's own): ``validation_step``'s applied to the training batch's images
+    gives what the model would meet in validation for those very images, compared with
+    what it met in training by ``split_shift``'s bars. Comparing the same images, the
+    classes in either batch do not matter. ``{}``: alike; the figures add the two steps'
+    scales (``train_scale``, ``val_scale``) and shifts (``train_offset``, ``val_offset``),
+    and where the steps put the channels in two orders (``channel_order``), both orders
+    (``train_order``, ``val_order``): a reordering read as a scale is no rescale (hunt 93:
+    RGB to BGR in `training_step` told as "`(x - 0.038) / 2.325` of channel 0").
+    """
+    if len({t.numel() for t in (*train, *val)}) != 1:
+        return {}
+    channels = []
+    for row in zip(*(t.float().tolist() for t in (*train, *val)), strict=True):
+        (tb_mean, tb_std, tl_mean, tl_std, vb_mean, vb_std, vl_mean, vl_std) = row
+        if min(tb_std, vb_std) < FLAT:  # a constant channel: no scale to read
+            channels.append((0.0, {}))
+            continue
+        t_scale, v_scale = tl_std / tb_std, vl_std / vb_std
+        t_offset, v_offset = tl_mean - t_scale * tb_mean, vl_mean - v_scale * vb_mean
+        badness, figures = channel_shift(tl_mean, tl_std, v_scale * tb_mean + v_offset,
+                                          v_scale * tb_std, (SHIFT_MEAN, SHIFT_SCALE))  # fmt: skip
+        figures |= {"train_scale": t_scale, "val_scale": v_scale, "train_offset": t_offset,
+                    "val_offset": v_offset}  # fmt: skip
+        channels.append((badness, figures))
+    found = worst_channel(channels)
+    orders = channel_order(train), channel_order(val)
+    if found and None not in orders and orders[0] != orders[1]:
+        found |= {"train_order": list(orders[0]), "val_order": list(orders[1])}  # type: ignore[arg-type]
+    return found
