@@ -113,6 +113,14 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         self._compiled: bool | None = None  # known at the first training batch
         self._norms_at_end = self._norms_across = None  # ``TrainingWindow``: written between
 
+    @override
+    def watched_modules(self) -> dict[str, nn.Module]:
+        return {**self._rec.traced, **self.selected}  # producers, the depth profile's layers
+
+    @override
+    def layers_found(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._rec.forget()  # the call sites, producers and depth order traced anew
+
     @property
     def dead_channels(self) -> dict[str, list[int]]:
         """Dead channels per call site at the last log."""

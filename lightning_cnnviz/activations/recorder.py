@@ -174,6 +174,8 @@ class Recorder:
         self.samples: dict[str, Tensor] = {}
         self.grad_norms: dict[str, Tensor] = {}
         self.depth: list[str] = []  # layers with a weight matrix, in forward order
+        # the modules read by name besides the watched ones: the depth profile's, producers
+        self.traced: dict[str, nn.Module] = {}
         self.grad_rms: dict[str, Tensor] = {}
         self.before_update = False  # the profile was read before the fit's first update
         self.root: nn.Module | None = None
@@ -195,6 +197,12 @@ class Recorder:
         self.depth = []
         self.counts, self.sites = trace_sites(model, selected, lambda: model(x), self.depth)
         self.stats, self.root = make_stats(self.sites, self.eps, x.device), model
+        read = set(self.depth) | {info.producer for info in self.sites.values() if info.producer}
+        self.traced = {name: m for name, m in named_layers(model).items() if name in read}
+
+    def forget(self) -> None:
+        """Drop the traced call sites (the model changed): traced anew before the next read."""
+        self.sites, self.stats, self.depth, self.traced = {}, {}, [], {}
 
     def attach(self, selected: Mapping[str, nn.Module]) -> None:
         """Hook the watched layers for training batches, until ``detach``."""
@@ -258,6 +266,8 @@ class Recorder:
         """
         modules = named_layers(model)
         for name in {info.producer for info in self.sites.values() if info.producer}:
+            if name not in modules:  # renamed mid-fit: traced anew at the event (``traced``)
+                continue
             norm = weight_grad_norm(modules[name])
             if norm is not None:
                 self.grad_norms[name] = norm

@@ -27,7 +27,7 @@ from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.findings import start_record
 from lightning_cnnviz.core.hand_back import HandBack
-from lightning_cnnviz.core.hook_guard import guard_hooks
+from lightning_cnnviz.core.hook_guard import ConfigError, guard_hooks
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.monitor_events import EventFiring
@@ -258,15 +258,21 @@ class Monitor(
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def _event(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.selected and not self.disabled and (gone := replaced(pl_module, self.selected)):
+        watched = self.watched_modules() if self.selected and not self.disabled else {}
+        if gone := replaced(pl_module, watched):
             # a layer re-made mid-fit (re-initialised, network surgery): the old module is
             # called no more, and was told "frozen" with a `.detach()` to remove
+            step = trainer.global_step
+            try:
+                self._find_layers(trainer, pl_module)
+            except ConfigError as err:  # `layers` valid at fit start: the surgery's, not the user's
+                self.step_aside(f"{listed(gone)} replaced by step {step}, and then: {err}")
+                return
             self.warn_once(
                 f"replaced:{','.join(gone)}",
                 f"{listed(gone)} replaced by a new module since the layers were found: "
-                f"it watches the new one from step {trainer.global_step}",
+                f"it watches the new one from step {step}",
             )
-            self._find_layers(trainer, pl_module)
             self._layers_logged = False  # call sites found again, the selection written anew
         super()._event(trainer, pl_module)
 

@@ -146,6 +146,10 @@ class LayerWatcher:
         self._call_counts = counts
         self.shared = {name for name, count in counts.items() if count > 1}
 
+    def watched_modules(self) -> dict[str, nn.Module]:
+        """The modules the monitor reads by name: one replaced mid-fit makes it find them anew."""
+        return self.selected
+
     def module_at(self, site: str) -> nn.Module:
         """The selected module a call site (``relu#1``) is a call of."""
         return self.selected[module_name(site, self.selected)]

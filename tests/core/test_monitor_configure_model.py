@@ -9,6 +9,7 @@ from tests.monitors import (
     failures,
     fit,
     make_monitor,
+    raw_steps,
     section,
     written_tags,
 )
@@ -113,6 +114,51 @@ def test_monitor_configure_model_a_layer_replaced_mid_fit_is_followed(tmp_path):
     assert len(said) == 2 and "from step 10" in said[0]  # made at step 8, the next event
     assert not [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
     assert not [m for m in messages if "skipped" in m]
+
+
+class Renamed(TinyCNN):
+    """TinyCNN whose ``conv2`` moves to ``conv2_new`` at epoch 2 (the same module, renamed)."""
+
+    def forward(self, x):
+        conv2 = self.conv2 if "conv2" in self._modules else self.conv2_new
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.relu2(self.bn2(conv2(x))))
+        return self.fc(x.flatten(1))
+
+    def on_train_epoch_start(self):
+        if self.current_epoch == 2:
+            self.conv2_new = self._modules.pop("conv2")
+
+
+@pytest.mark.parametrize("name", ["KernelMonitor", "FeatureMapMonitor", "GradCAMMonitor"])
+def test_monitor_configure_model_a_named_layer_gone_mid_fit_steps_aside(tmp_path, name):
+    # setups hunt 84: `layers=["conv2"]` renamed mid-fit stopped the fit with
+    # LayerNotFoundError, after saying "it watches the new one"
+    from tests.tb import events, texts
+
+    monitor = make_monitor(name, layers="conv2", every_n_steps=2)
+    trainer, _, messages = fit(tmp_path, [monitor], model=Renamed(), max_epochs=4)
+    assert trainer.global_step == 16 and monitor.disabled
+    assert "`conv2` replaced by step 10, and then: " in monitor.aside_reason
+    assert "matches no module" in monitor.aside_reason
+    assert not [m for m in messages if "watches the new one" in m]
+    (summary,) = texts(events(tmp_path / "tb"), "cnnviz/summary")
+    assert name in summary and "`conv2` replaced by step 10" in summary
+    own = [s for tag, s in raw_steps(tmp_path / "tb").items() if tag.startswith(section(name))]
+    steps = {step for found in own for step in found}
+    assert steps and max(steps) < 10, steps  # wrote until the surgery
+
+
+def test_monitor_configure_model_activations_follow_a_layer_renamed_mid_fit(tmp_path):
+    # setups hunt 84: the gradient read before the event looked `conv2` up by its old name
+    # (KeyError): "ActivationMonitor failed and steps aside"
+    monitor = make_monitor("ActivationMonitor", every_n_steps=2)
+    _, _, messages = fit(tmp_path, [monitor], model=Renamed(), max_epochs=4)
+    assert not monitor.disabled and not failures(messages, "ActivationMonitor"), messages
+    assert [m for m in messages if "`conv2` replaced by a new module" in m]
+    steps = raw_steps(tmp_path / "tb")  # the gradients of the renamed layer read on
+    assert steps["activations/relu2/grad_norm"][-3:] == [12, 14, 16], steps
+    assert steps["activations/conv2_new/grad_rms"] == [12, 14, 16], steps
 
 
 class HiddenByClassAttribute(TinyCNN):
