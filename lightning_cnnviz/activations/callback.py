@@ -227,6 +227,8 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             for site in figures:
                 if (sample := self._rec.samples.pop(site, None)) is not None:
                     self.sink.histogram(self.tag(site, "histogram"), sample, step)
+            if self._rec.histograms and self.sink.without_tensorboard():
+                self.warn_once("histograms", "histograms need a TensorBoard logger: none written")
         self._tell(trainer, verdicts, step, epoch)
 
     def _tell(self, trainer: Trainer, verdicts: list[Verdict], step: int, epoch: int) -> None:

@@ -180,13 +180,17 @@ class Sink(SinkThread):
             )
         return self.destinations
 
-    def tensorboard_only(self, what: str) -> bool:
-        """Whether ``what`` (histograms, embeddings) can be written; if not, say so once."""
-        if not (self.active and self.is_writer):
-            return False
-        if not self.boards:
-            self._said.info(f"lightning-cnnviz: {what} need a TensorBoard logger; skipped")
-        return bool(self.boards)
+    def tensorboard_only(self) -> bool:
+        """Whether TensorBoard-only views (histograms, embeddings) can be written here."""
+        return self.active and self.is_writer and bool(self.boards)
+
+    def without_tensorboard(self) -> bool:
+        """Whether this writer keeps views but has no TensorBoard logger for those only it shows.
+
+        The monitor whose view is lost says so once, naming itself (setups hunt 84: an
+        info line from here, quieted with Lightning's logger, was all a CSV run got).
+        """
+        return self.active and self.is_writer and not self.boards
 
     def layers(self, description: str, step: int, prefix: str = "") -> None:
         """Add a monitor's resolved selection to ``<prefix>cnnviz/layers`` at ``step``.
@@ -264,15 +268,15 @@ class Sink(SinkThread):
             destination.text(tag, text, step)
 
     def histogram(self, tag: str, values: Tensor, step: int) -> None:
-        """Write a histogram (TensorBoard only; skipped elsewhere, said once)."""
-        if self.tensorboard_only("histograms"):
+        """Write a histogram (TensorBoard only; skipped elsewhere)."""
+        if self.tensorboard_only():
             host = self._host_copy(values, torch.float32)
             for b in self.boards:
                 self.later(lambda b=b: b.writer.add_histogram(b.prefix + tag, host, step))
 
     def embedding(self, tag: str, features: Tensor, step: int, **kwargs: Any) -> None:
-        """Write an embedding for TensorBoard's projector (TensorBoard only, said once)."""
-        if not self.tensorboard_only("projector embeddings"):
+        """Write an embedding for TensorBoard's projector (TensorBoard only)."""
+        if not self.tensorboard_only():
             return
         host = features.detach().float().cpu()
         for board in self.boards:

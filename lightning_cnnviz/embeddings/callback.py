@@ -146,6 +146,12 @@ class EmbeddingMonitor(Monitor, section="embeddings"):
         with self.phase("write"):
             scalars = {k: v for k, v in zip(separation, host, strict=True) if v == v}
             self.sink.scalars(scalars, step)
+            if self.sink.without_tensorboard():
+                self.warn_once(
+                    "projector",
+                    "the projector's embeddings need a TensorBoard logger, and this run has "
+                    "none: only the class separation scalars are written",
+                )
             for site, value in feats.items():
                 self.sink.embedding(
                     self.tag(site), value, step,

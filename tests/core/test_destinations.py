@@ -111,20 +111,30 @@ def test_destinations_wandb_images_are_written_on_the_training_thread(tmp_path):
     assert calls == [("gradcam/val", 1, (5, 4), threading.current_thread().name)]
 
 
-def test_destinations_histograms_and_projector_need_tensorboard_said_once(tmp_path, caplog):
+def test_destinations_histograms_and_projector_without_tensorboard_said_by_their_monitor(tmp_path):
+    # setups hunt 84: an info line from the sink, not naming the monitor and quieted with
+    # Lightning's logger, was all a CSV run got
+    import csv
+
+    from lightning_cnnviz import ActivationMonitor, EmbeddingMonitor
+    from tests.monitors import fit
+
+    monitors = [
+        ActivationMonitor(histograms=True, every_n_steps=2),
+        EmbeddingMonitor(every_n_steps=2, max_points=16),
+    ]
     logger = make_logger("csv", "lightning.pytorch", tmp_path)
-    sink = Sink.of(package("lightning.pytorch").Trainer(logger=logger, enable_progress_bar=False))
-    with caplog.at_level("INFO"):
-        for step in range(3):
-            sink.histogram("activations/relu/histogram", torch.rand(50), step)
-            sink.embedding("embeddings/fc", torch.rand(8, 4), step)
-    sink.flush()
-    said = [r.getMessage() for r in caplog.records if "need a TensorBoard logger" in r.getMessage()]
+    _, _, messages = fit(tmp_path, monitors, logger=logger)
+    said = [m for m in messages if "need a TensorBoard logger" in m]
     assert said == [
-        "lightning-cnnviz: histograms need a TensorBoard logger; skipped",
-        "lightning-cnnviz: projector embeddings need a TensorBoard logger; skipped",
+        "ActivationMonitor: histograms need a TensorBoard logger: none written",
+        "EmbeddingMonitor: the projector's embeddings need a TensorBoard logger, and this run "
+        "has none: only the class separation scalars are written",
     ]
     assert not list(tmp_path.rglob("events.out.*")) and not list(tmp_path.rglob("*.tsv"))
+    (metrics,) = tmp_path.rglob("metrics.csv")
+    columns = next(csv.reader(metrics.open()))
+    assert any(c.startswith("embeddings/") and "separation" in c for c in columns), columns
 
 
 def test_destinations_folder_writes_names_past_the_file_name_limit(tmp_path):
