@@ -23,7 +23,17 @@ from lightning_cnnviz.activations.recovery import level_before, loss_now, recove
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.raised_settings import decay_raised, dropout_raised, momentum_raised
 
-__all__ = ["ACC_HELD", "ACC_LOST", "ANEW", "HARDER", "IN_FORCE", "LEARNT", "SpikeReadings"]
+__all__ = [
+    "ACC_HELD",
+    "ACC_LOST",
+    "ANEW",
+    "HARDER",
+    "IN_FORCE",
+    "LEARNT",
+    "SpikeReadings",
+    "learnt",
+    "lost",
+]
 
 LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had learnt
 # probe accuracy no more than this below its value before a spike: held; over one image of
@@ -37,6 +47,35 @@ REWEIGHED = 3.0  # ...while the loss returned grew this many times over it: weig
 HIGH_START = 1.5  # a first loss this many times ln K: "below the start" is no way back alone
 ANEW = 0.8  # a loss below this share of ln K after a spike, at an unchanged rate: learning
 IN_FORCE = 1.5  # a loss back within this many times its level before, under a jumped rate
+
+
+def learnt(acc: float, k: int) -> bool:
+    """Whether a probe accuracy over ``k`` classes shows a model that had learnt.
+
+    Twice chance; with few classes, where twice chance is near or past perfect, a ninth of
+    the way from chance to perfect (held out, hunt 95: a 3-class net at 62.5% before its
+    biases were pushed to -3 and at chance after, told "came back on its own").
+
+    Example::
+
+        >>> learnt(0.2, 10), learnt(0.625, 3), learnt(0.55, 2)
+        (True, True, False)
+    """
+    return acc >= min(2 / k, 1 / k + (1 - 1 / k) / 9)
+
+
+def lost(then: float, now: float, k: int) -> bool:
+    """Whether a model that had ``learnt`` lost ``ACC_LOST`` of its probe accuracy since.
+
+    With fewer than 10 classes, of a share of ``ACC_LOST`` as large as the range above
+    chance (hunt 95: 3 classes, 62.5% -> 37.5%, the chance level, was "not lost").
+
+    Example::
+
+        >>> lost(0.9, 0.7, 10), lost(0.625, 0.375, 3), lost(0.625, 0.5, 3)
+        (False, True, False)
+    """
+    return learnt(then, k) and now < then - ACC_LOST * min(1.0, (1 - 1 / k) / 0.9)
 
 
 class SpikeReadings(RateReadings):
@@ -94,7 +133,7 @@ class SpikeReadings(RateReadings):
         k, then, now = read
         if level is not None and level[1] > HARDER * math.log(k):
             return None  # no harder target scores that: the outputs' scale blew up (hunt 23)
-        if self._raised(spike[0]) or then < 2 / k or now < then - ACC_HELD:
+        if self._raised(spike[0]) or not learnt(then, k) or now < then - ACC_HELD:
             return None
         return then, now
 
@@ -167,7 +206,7 @@ class SpikeReadings(RateReadings):
         if read is None:
             return True
         k, then, now = read
-        return then < 2 / k or now >= then - ACC_LOST  # learnt before, and not lost since
+        return not lost(then, now, k)
 
     def _learns_anew(self, series: list[tuple[int, float]]) -> tuple[float, float, float] | None:
         """``(probe accuracy before the told spike, now, the loss now)`` where it learns anew.
@@ -241,7 +280,7 @@ class SpikeReadings(RateReadings):
             return False
         k, then, now = read
         used = [lr for s, lr in [*self.log_rates, *self.peak_rates] if s < spike[0]]
-        return then >= 2 / k and now < then - ACC_LOST and jumped[1] > max(used, default=0.0)
+        return lost(then, now, k) and jumped[1] > max(used, default=0.0)
 
     def _at_chance(
         self, spike: tuple[int, float, float, float] | None, level: tuple[float, float] | None

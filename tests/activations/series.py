@@ -40,18 +40,21 @@ def review(diagnosis, step, losses, figs, kinds, profile=(), **read):
     return diagnosis.review(step, 0, figs, sites, list(profile), lambda: ["conv1.weight"], **read)
 
 
-def collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0, acc=None, **settings):
+def collapsed(after, logs=(100, 120, 140), rate=1e-3, dead=0.0, acc=None, classes=10, **settings):
     """The divergence verdicts of a learnt loss replaced by ``after(step)`` from step 101.
 
-    ``acc(step)``: the model's accuracy on the probe images at each log (default: unknown).
+    ``acc(step)``: the model's accuracy on the probe images at each log (default: unknown);
+    ``classes``: K, the healthy losses scaled from ``ln 10`` to ``ln K``.
     """
-    series = healthy_losses(100) + [(s, after(s)) for s in range(101, 141)]
+    scale = math.log(classes) / math.log(10)
+    series = [(s, v * scale) for s, v in healthy_losses(100)]
+    series += [(s, after(s)) for s in range(101, 141)]
     diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
     kinds = {"relu": "rectifier"}
     for step, value in series:
         diagnosis.loss.add(step, torch.tensor(value))
         if step in (20, *logs):
-            chance = (10, 2.31) if diagnosis.wants_chance() else None
+            chance = (classes, 1.003 * math.log(classes)) if diagnosis.wants_chance() else None
             sites = {site: info(kind) for site, kind in kinds.items()}
             figs = {"relu": figures(dead=dead if step > 100 else 0.0)}
             lr = rate(step) if callable(rate) else rate

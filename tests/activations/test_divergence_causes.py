@@ -402,3 +402,21 @@ def test_divergence_loss_stepping_up_while_the_probe_accuracy_holds_is_a_harder_
     # scaled 8x at step 80, the loss 0.26 -> 85-460, the accuracy held at 93%)
     (scaled,) = collapsed(lambda s: 85.0 * (1 + 0.1 * (-1) ** s), acc=lambda s: 0.95)[:1]
     assert scaled.severity == "problem" and "target got harder" not in scaled.message
+
+
+def test_divergence_few_classes_back_at_chance_is_no_recovery():
+    # held out (hunt 95): 3 classes at 62.5% before biases pushed to -3, at chance (37.5%)
+    # after with the loss back: "the run came back on its own", no problem at the end
+    def run(acc_after):
+        def back(s):
+            return 3.5 if s <= 106 else 0.11
+
+        def acc(s):
+            return 0.625 if s <= 100 else acc_after
+
+        return collapsed(back, logs=(100, 110, 120, 140), acc=acc, classes=3)
+
+    at_chance = run(0.375)
+    assert [(v.severity, v.change) for v in at_chance] == [("problem", "new")]
+    kept = run(0.5)  # two probe images of 16 fewer: the 3 classes' own bar, not lost
+    assert kept[0].severity == "note" and "recovered" in kept[0].message
