@@ -13,9 +13,9 @@ never left its chance level while learning stalls makes the data the first suspe
 (``_cause``), and progress is measured from the chance level where the start sat far
 above it (``_progress``). Silent units that are the model's outputs (a ReLU on the
 logits) are the classes it cannot score, told as ``output_activation``
-(``_output_activation``), not as dead units. What it keeps across logs
-(``chance_loss``, ``init_cause``, ``init_checked``, ``classes``) lives on the diagnosis,
-which saves it in checkpoints.
+(``_output_activation``), not as dead units, and a note once they all score again. What it
+keeps across logs (``chance_loss``, ``init_cause``, ``init_checked``, ``classes``,
+``output_told``) lives on the diagnosis, which saves it in checkpoints.
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
 from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
-from lightning_cnnviz.activations.output_activation import output_activation_text
+from lightning_cnnviz.activations.output_activation import (
+    QUIET_LOGS,
+    output_activation_gone,
+    output_activation_text,
+)
 from lightning_cnnviz.activations.rewrites import silenced_by
 from lightning_cnnviz.core.decay import DECAY_REMEDIES, DECAY_STALLS, decay_text
 from lightning_cnnviz.core.momentum_words import momentum_text
@@ -74,6 +78,8 @@ class CauseReview:
     peak_acc: float | None
     grad_rise: float
     harder: int | None  # the step the training target got harder (``divergence_review``)
+    output_told: tuple[int, list[int], int] | None  # the problem's step, classes, logs clear
+    reported: dict[str, str]
     history: DeadHistory
 
     def _new(self, kind: str, severity: str) -> bool:
@@ -99,12 +105,22 @@ class CauseReview:
         ):
             return [], False
         dead = self.history.dead.get(site, []) if site is not None else list(clipped)
+        if (told := self.output_told) is not None:  # gone once no class is stuck for a while
+            self.output_told = (*told[:2], 0 if dead else told[2] + 1)
+            if self.output_told[2] >= QUIET_LOGS:
+                self.output_told = None
+                self.reported.pop("output_activation", None)  # a later one is told anew
+                message, figures = output_activation_gone(step, epoch, *told[:2])
+                return [
+                    Verdict("output_activation", "note", message, figures, change="gone")
+                ], False
         if not dead:
             return [], False
         if not self._new("output_activation", "problem"):
             return [], True
         share = self.history.previous.get(site, 0.0) if site else len(dead) / self.classes
         message, figures = output_activation_text(step, epoch, site or "", dead, share)
+        self.output_told = (step, list(dead), 0)
         return [Verdict("output_activation", "problem", message, figures)], True
 
     def wants_chance(self) -> bool:

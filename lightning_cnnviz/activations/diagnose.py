@@ -97,6 +97,7 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         self.spike_acc: float | None = None  # the probe accuracy at the last log before it
         self.transient = -1  # the step of the last spike the run recovered from on its own
         self.harder: int | None = None  # the step the training target got harder, if told
+        self.output_told: tuple[int, list[int], int] | None = None  # ``output_activation`` told
         self.recurring: list[int] = []  # late spikes the run came back from (their steps)
         self.pending: int | None = None  # the log that first saw a smoothed spike
         self.nonfinite_told = False

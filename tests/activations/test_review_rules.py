@@ -382,3 +382,18 @@ def test_review_units_dying_late_while_the_loss_falls_noisily_are_a_note():
     assert told(noisy + [0.1] * 20) == [(60, "note")]
     # the same share while the loss climbs back over its level at the last log: a problem
     assert "problem" in [severity for _, severity in told([0.2 + 0.01 * s for s in range(40)])]
+
+
+def test_review_rules_output_activation_gone_once_its_classes_score_again():
+    # held out (hunt 95): a SqueezeNet's class at 0 at step 40 of a run that ended with every
+    # class recalled stood as a problem to the end, and later problems named it as their cause
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    kinds, losses, said = {"out": "rectifier"}, healthy_losses(140), []
+    steps = ((20, 0.25), (40, 0.25), (60, 0.0), (80, 0.5), (100, 0.0), (120, 0.0), (140, 0.5))
+    for step, dead in steps:  # clear at 60, a class stuck again at 80: clear only from 100
+        chance = (4, 1.39) if diagnosis.wants_chance() else None
+        figs = {"out": figures(dead=dead, width=4)}
+        window = [(s, v) for s, v in losses if step - 20 < s <= step]
+        found = review(diagnosis, step, window, figs, kinds, chance=chance, output_site="out")
+        said += [(step, v.severity, v.change) for v in found if v.kind == "output_activation"]
+    assert said == [(20, "problem", "new"), (120, "note", "gone"), (140, "problem", "new")]
