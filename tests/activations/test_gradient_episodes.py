@@ -7,7 +7,7 @@ import torch
 
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.gradients import depth_ratio, gradient_findings
-from lightning_cnnviz.activations.initial_scale import init_explosion
+from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
 from tests.activations.series import figures, flat, healthy_losses, info, review, said
 
 
@@ -67,6 +67,19 @@ def test_init_explosion_needs_both_the_training_loss_and_the_probe_far_above_cha
     assert init_explosion([1212.0], 1, 300.0) is None  # one output: no chance level
     # div_resnet18_sgd_hi (SGD 4.0): 2.48 before any update, 190 after the first: divergence
     assert init_explosion([2.48, 189.9], 10, 4.3e25) is None
+
+
+def test_init_explosion_brought_down_by_the_first_updates_is_no_scaled_loss():
+    # held out (hunt 95): init gain 2.5, losses 183 -> 2.6 in 3 steps, the probe at 1.6 by the
+    # first log (step 7): told as a loss "scaled or summed", and not_learning named it
+    losses = [183.5, 70.6, 20.1, 2.6, 2.8, 1.9, 1.7, 1.6]
+    kind, severity, message, _ = init_explosion(losses, 4, 1.61)
+    assert (kind, severity) == ("exploding_gradients", "problem")
+    assert "the first updates shrank the weights: the probe's cross-entropy 1.61" in message
+    assert scaled_loss(losses, 4, 1.61) is None
+    summed = [147.0, 150.0, 146.0, 149.0, 148.0, 147.5, 146.5, 148.5]  # stays 64x: summed
+    assert init_explosion(summed, 10, 2.31) is None
+    assert scaled_loss(summed, 10, 2.31)[1]["scale"] == pytest.approx(63.6)
 
 
 def test_init_explosion_once_and_dead_units_then_name_the_weights_scale():
