@@ -55,12 +55,14 @@ def divergence_text(
             else f"start {start:.3g}, and no lower than {best:.3g} after the first steps"
         )
         what.append(f"the loss spiked to {value:.3g} at step {at} ({low})")
-        if level is not None:
-            what[-1] += f" late in training, from {level[0]:.3g} just before it"
+        if level is not None:  # the loss had come down: by half, or learnt below its start
+            what[-1] += f" after the loss had come down, from {level[0]:.3g} just before it"
             if nonfinite_step is None:  # (after a NaN, the last finite losses say nothing now)
-                what[-1] += (
+                what[-1] += (  # (hunt 95: "still 2.73 (0.5x that level)")
                     f", and is still {level[1]:.3g} ({level[1] / level[0]:.1f}x that level) at "
                     f"step {step}"
+                    if level[1] >= level[0]
+                    else f", and is {level[1]:.3g} at step {step} (back below that level)"
                 )
     where = [
         f"{label} `{name}`"
