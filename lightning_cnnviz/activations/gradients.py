@@ -16,7 +16,8 @@ shortcut conv and a 3x3 conv compare fairly). From that profile:
   1.6e-3 .. 3e-3 by thirds; a healthy 8-conv plain ReLU CNN in its flat start 1.4e-3 and
   1.7e-2 at least; or, with the loss at its chance level since the first step, a weaker
   attenuation (``attenuated``: the first layer below ``VANISH_STUCK``, 1e-2, of the last
-  and ``depth_ratio`` below ``THIRDS_STUCK``, 5e-2) at ``STUCK_LOGS`` logs in a row by step
+  and ``depth_ratio`` below ``THIRDS_STUCK``, 5e-2, in ``STUCK_DEPTH`` weight layers or
+  more) at ``STUCK_LOGS`` logs in a row by step
   ``STUCK_STEPS``: plain 8- and 10-conv ReLU/Tanh CNNs at PyTorch's default init under
   SGD sit at chance for the whole run at 1.8e-3 .. 8.5e-3 (1.2e-2 .. 4.8e-2 by thirds),
   while the same nets that leave chance do so by step 120, and healthy nets stay above
@@ -59,6 +60,9 @@ FALLING = 0.03  # the loss fell this much since the previous log, to a new low: 
 VANISH_THIRDS = 5e-3  # by thirds, enough when the first layer alone is below VANISH
 EXPLODE_ALONE = 30.0  # the first layer alone over the last, beside EXPLODE by thirds
 VANISH_STUCK, THIRDS_STUCK = 1e-2, 5e-2  # enough when the loss never left chance ...
+# ... in a net of this many weight layers or more: a 3-conv GroupNorm net on data with no
+# signal settles on a constant output, its first layer at 9e-3 of its head (hunt 95)
+STUCK_DEPTH = 6
 STUCK_LOGS, STUCK_STEPS = 3, 100  # ... at this many logs in a row, by this step
 
 REMEDIES = {
@@ -121,12 +125,15 @@ def attenuated(profile: Sequence[tuple[str, float]]) -> bool:
 
     Example::
 
-        >>> attenuated([("c1", 2e-6), ("c2", 5e-6), ("c3", 4e-5), ("fc", 1e-3)])
-        True
-        >>> attenuated([("c1", 2e-5), ("c2", 5e-5), ("c3", 4e-5), ("fc", 1e-3)])
+        >>> deep = [("c1", 2e-6), ("c2", 5e-6), ("c3", 1e-5), ("c4", 4e-5), ("c5", 1e-4)]
+        >>> attenuated([*deep, ("fc", 1e-3)]), attenuated([*deep[2:], ("fc", 1e-3)])
+        (True, False)
+        >>> attenuated([("c1", 2e-5), ("c2", 5e-5), *deep[2:], ("fc", 1e-3)])
         False
     """
     ratio, alone = depth_ratio(profile), first_last(profile)
+    if len(profile) < STUCK_DEPTH:  # too few layers to fade through
+        return False
     return (
         ratio is not None and alone is not None and alone < VANISH_STUCK and (ratio < THIRDS_STUCK)
     )

@@ -35,6 +35,15 @@ def test_gradients_attenuated_needs_both_bars():
     assert not attenuated(STUCK[:2])  # too few layers for thirds
 
 
+def test_gradients_attenuated_through_few_layers_is_no_vanishing():
+    # held out (hunt 95): a 3-conv GroupNorm ReLU net on data with no signal settled on a
+    # constant output, its first layer at 8.9e-3 of its head: "vanishing gradients"
+    shallow = [("c0", 2.0e-5), ("c1", 1.1e-4), ("c2", 3.9e-4), ("fc", 2.25e-3)]
+    assert not attenuated(shallow)
+    assert gradient_findings(shallow, None, {}, True, stuck=True) == []
+    assert attenuated([*STUCK[:2], *shallow])  # the same fade through six layers
+
+
 def test_gradients_weak_attenuation_is_vanishing_only_when_stuck():
     assert gradient_findings(STUCK, None, {}, stalled=True) == []
     ((kind, severity, message, fig),) = gradient_findings(STUCK, None, {}, True, stuck=True)
