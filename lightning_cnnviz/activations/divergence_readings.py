@@ -2,9 +2,9 @@
 
 Nothing here knows about Lightning. ``SpikeReadings`` reads, for a spike the review
 found, what ``divergence_causes.divergence_cause`` names: the learning rate's readings
-(``rate_readings.py``), the weight decay or dropout raised, a negative
-weight decay, a loss gone below 0 just before it, the probe accuracy held through it, a
-learnt loss at its chance level since, the one-step changes of ``loss_steps.py``, and a
+(``rate_readings.py``), the probe accuracy held or lost through it (``spike_accuracy.py``),
+the weight decay or dropout raised, a negative weight decay, a loss gone below 0 just
+before it, a learnt loss at its chance level since, the one-step changes of ``loss_steps.py``, and a
 batch of NaN/Inf inputs where the loss first turned non-finite.
 """
 
@@ -18,30 +18,14 @@ from lightning_cnnviz.activations.divergence_settings import went_negative
 from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
-from lightning_cnnviz.activations.rate_readings import RateReadings
 from lightning_cnnviz.activations.recovery import level_before, loss_now, recovered
+from lightning_cnnviz.activations.spike_accuracy import ACC_LOST, SpikeAccuracy, lost
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.raised_settings import decay_raised, dropout_raised, momentum_raised
 
-__all__ = [
-    "ACC_HELD",
-    "ACC_LOST",
-    "ANEW",
-    "HARDER",
-    "IN_FORCE",
-    "LEARNT",
-    "SpikeReadings",
-    "learnt",
-    "lost",
-]
+__all__ = ["ANEW", "IN_FORCE", "LEARNT", "SpikeReadings"]
 
 LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had learnt
-# probe accuracy no more than this below its value before a spike: held; over one image of
-# the default 16 (hunt 47: a loss weight raised 10x under Adam, val 94% -> 96%, one probe
-# image flipped, told as a divergence)
-ACC_HELD = 0.07
-ACC_LOST = 0.25  # ...this far below it (4 of the 16 probe images): the spike did harm that stays
-HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
 OWN_FELL = 0.8  # the model's own probe cross-entropy at most this share of it before a spike
 REWEIGHED = 3.0  # ...while the loss returned grew this many times over it: weighted anew
 HIGH_START = 1.5  # a first loss this many times ln K: "below the start" is no way back alone
@@ -49,36 +33,7 @@ ANEW = 0.8  # a loss below this share of ln K after a spike, at an unchanged rat
 IN_FORCE = 1.5  # a loss back within this many times its level before, under a jumped rate
 
 
-def learnt(acc: float, k: int) -> bool:
-    """Whether a probe accuracy over ``k`` classes shows a model that had learnt.
-
-    Twice chance; with few classes, where twice chance is near or past perfect, a ninth of
-    the way from chance to perfect (held out, hunt 95: a 3-class net at 62.5% before its
-    biases were pushed to -3 and at chance after, told "came back on its own").
-
-    Example::
-
-        >>> learnt(0.2, 10), learnt(0.625, 3), learnt(0.55, 2)
-        (True, True, False)
-    """
-    return acc >= min(2 / k, 1 / k + (1 - 1 / k) / 9)
-
-
-def lost(then: float, now: float, k: int) -> bool:
-    """Whether a model that had ``learnt`` lost ``ACC_LOST`` of its probe accuracy since.
-
-    With fewer than 10 classes, of a share of ``ACC_LOST`` as large as the range above
-    chance (hunt 95: 3 classes, 62.5% -> 37.5%, the chance level, was "not lost").
-
-    Example::
-
-        >>> lost(0.9, 0.7, 10), lost(0.625, 0.375, 3), lost(0.625, 0.5, 3)
-        (False, True, False)
-    """
-    return learnt(then, k) and now < then - ACC_LOST * min(1.0, (1 - 1 / k) / 0.9)
-
-
-class SpikeReadings(RateReadings):
+class SpikeReadings(SpikeAccuracy):
     """Readings of a spike from the run's record (a part of ``DivergenceReview``).
 
     Uses the diagnosis's ``loss``, ``rates``, ``log_rates``, ``chance``, ``log_accs``,
@@ -86,15 +41,11 @@ class SpikeReadings(RateReadings):
     """
 
     loss: LossTrace
-    chance: tuple[int, float] | None  # (K, the probe's cross-entropy) from the first log
-    log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
     log_losses: list[tuple[int, float]]  # (step, probe cross-entropy) of the latest logs
     decays: tuple[float | None, float | None]  # decoupled weight decay a step: first log, now
     decay: tuple[float | None, float | None]  # now: decoupled decay a step, `weight_decay`
     dropouts: tuple[float | None, float | None]  # the model's highest dropout p: likewise
     momenta: tuple[float | None, float | None]  # SGD's momentum, Adam's first beta: likewise
-    spike: tuple[int, float, float, float] | None  # a finite spike told as a divergence
-    spike_acc: float | None  # the probe accuracy at the last log before it
 
     def _decay_raised(self) -> tuple[float, float] | None:
         """``(decay a step at the first log, now)`` where it rose to stall learning since."""
@@ -114,28 +65,6 @@ class SpikeReadings(RateReadings):
     def _momentum_raised(self) -> tuple[float, float] | None:
         """``(momentum at the first log, now)`` where it rose to ``HIGH_MOMENTUM`` or more since."""
         return momentum_raised(self.momenta)
-
-    def _accuracy_held(
-        self, spike: tuple[int, float, float, float], level: tuple[float, float] | None
-    ) -> tuple[float, float] | None:
-        """``(probe accuracy before the spike, now)`` where it held (``ACC_HELD``), else None.
-
-        Only after a learnt start (above twice chance before), at a rate not raised (and
-        the caller asks that the loss not sit at its chance level, ``_at_chance``: blanked
-        training images under accumulation, the probe still at 81% 40 steps on, were told
-        "the training target got harder"): label smoothing or CutMix switched on at epoch
-        2 lifted the training loss 0.25 -> 1.6 (a "divergence" told as updates too large)
-        while the model's accuracy held at 95%.
-        """
-        read = self._accuracy_around(spike)
-        if read is None:
-            return None
-        k, then, now = read
-        if level is not None and level[1] > HARDER * math.log(k):
-            return None  # no harder target scores that: the outputs' scale blew up (hunt 23)
-        if self._raised(spike[0]) or not learnt(then, k) or now < then - ACC_HELD:
-            return None
-        return then, now
 
     def _own_loss_fell(
         self, spike: tuple[int, float, float, float], level: float | None
@@ -249,38 +178,6 @@ class SpikeReadings(RateReadings):
         if not self.log_losses or self.log_losses[-1][0] < spike[0]:
             return False
         return not self.log_losses[-1][1] < UNLEARNT * math.log(k)
-
-    def _accuracy_around(
-        self, spike: tuple[int, float, float, float]
-    ) -> tuple[int, float, float] | None:
-        """``(K, probe accuracy at the last log before the spike, at this log)``, where known."""
-        k = self.chance[0] if self.chance else None
-        before = self._acc_before(spike)
-        if before is None and spike == self.spike:
-            before = self.spike_acc  # a told spike's, kept past the latest logs
-        if k is None or before is None or not self.log_accs or self.log_accs[-1][0] < spike[0]:
-            return None
-        return k, before, self.log_accs[-1][1]
-
-    def _acc_before(self, spike: tuple[int, float, float, float]) -> float | None:
-        """The probe accuracy at the last of the latest logs before ``spike`` (else None)."""
-        before = [a for s, a in self.log_accs if s < spike[0]]
-        return before[-1] if before else None
-
-    def _lost_at_raised_rate(self, spike: tuple[int, float, float, float]) -> bool:
-        """Whether a learnt model lost accuracy at a rate raised past every rate used before.
-
-        Lost: ``ACC_LOST`` of its probe accuracy; the rate still raised now. A second
-        signal that confirms a smoothed rise at once (held out, hunt 48: Adam's rate raised
-        10x four steps before a log, val 97.7% -> 65%, told one log later). A warm restart
-        goes back to a rate used before, and a healthy one keeps the accuracy.
-        """
-        jumped, read = self._jumped_now(spike), self._accuracy_around(spike)
-        if jumped is None or read is None:
-            return False
-        k, then, now = read
-        used = [lr for s, lr in [*self.log_rates, *self.peak_rates] if s < spike[0]]
-        return lost(then, now, k) and jumped[1] > max(used, default=0.0)
 
     def _at_chance(
         self, spike: tuple[int, float, float, float] | None, level: tuple[float, float] | None
