@@ -1,14 +1,10 @@
 """The causes part of ``TrainingDiagnosis``: what stands behind units gone silent.
 
 Nothing here knows about Lightning. ``CauseReview`` is a part of
-``diagnose.TrainingDiagnosis`` (a mixin, as the monitors' parts are): at the first log
-it runs the initial-scale check (``initial_scale.init_explosion``: the first losses far
-above the chance level ``ln K``) and reads all-zero layers; either makes the weights'
-scale at initialisation the cause that the dead-unit findings name. Layers whose units
-all hold the same weights are a ``symmetric_weights`` problem, and that cause; biases far
-below zero with units silent, a ``negative_biases`` problem. A first
-loss far above the model's own cross-entropy is a loss scaled in ``training_step``
-(``scaled_loss``, a note that later problems name as their cause). Later, a loss that
+``diagnose.TrainingDiagnosis`` (a mixin, as the monitors' parts are); the checks of the
+weights as initialised, whose cause the dead-unit findings name, are its
+``init_review.InitReview``. Weight decay that stalls learning is a
+``weight_decay_too_strong`` problem, and that cause. Later, a loss that
 never left its chance level while learning stalls makes the data the first suspect
 (``_cause``), and progress is measured from the chance level where the start sat far
 above it (``_progress``). Silent units that are the model's outputs (a ReLU on the
@@ -24,8 +20,6 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 
-from torch import Tensor
-
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.dead_rules import GRAD_BURST, SETTLED, STALLED
 from lightning_cnnviz.activations.dead_words import (
@@ -39,8 +33,7 @@ from lightning_cnnviz.activations.dead_words import (
     burst_text,
 )
 from lightning_cnnviz.activations.episodes import Verdict
-from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
-from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
+from lightning_cnnviz.activations.init_review import InitReview
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.activations.output_activation import (
     QUIET_LOGS,
@@ -51,13 +44,13 @@ from lightning_cnnviz.activations.rewrites import silenced_by
 from lightning_cnnviz.core.decay import DECAY_REMEDIES, DECAY_STALLS, decay_text
 from lightning_cnnviz.core.momentum_words import momentum_text
 from lightning_cnnviz.core.settings import LR_CUT
-from lightning_cnnviz.core.voice import listed, times
+from lightning_cnnviz.core.voice import times
 
 __all__ = ["CauseReview"]
 
 
-class CauseReview:
-    """The initial-scale check and the causes of silent units (a part of ``TrainingDiagnosis``).
+class CauseReview(InitReview):
+    """The causes of silent units (a part of ``TrainingDiagnosis``).
 
     Uses the diagnosis's ``levels`` and ``_new``.
     """
@@ -123,46 +116,6 @@ class CauseReview:
         self.output_told = (step, list(dead), 0)
         return [Verdict("output_activation", "problem", message, figures)], True
 
-    def wants_chance(self) -> bool:
-        """Whether the next ``review`` reads ``chance`` (the initial-scale check is pending)."""
-        return not self.init_checked
-
-    def _initial_scale(
-        self,
-        step: int,
-        epoch: int,
-        series: list[tuple[int, float]],
-        chance: tuple[int, float] | None,
-    ) -> list[Verdict]:
-        """The initial-scale check, once, at the first log with losses (skipped without K)."""
-        if self.init_checked or not series:
-            return []
-        self.init_checked = True  # K unknown at the first log stays unknown: not asked again
-        if chance is None or series[0][0] > 0:
-            # the first losses seen are not the run's first (a fit resumed from a checkpoint
-            # without this monitor's state: setups hunt 67, a blow-up at step 33 was told
-            # "exploding activations at initialisation")
-            return []
-        found = init_explosion([v for _, v in series], *chance)
-        if found is None:
-            scaled = scaled_loss([v for _, v in series], *chance)
-            if scaled is None or not self._new("scaled_loss", "note"):
-                return []
-            text, fig = scaled
-            if fig["scale"] > 1:  # the cause a divergence names (a loss scaled down is not)
-                self.loss_scale = fig["scale"]
-            return [Verdict("scaled_loss", "note", f"At step {step} (epoch {epoch}): {text}.", fig)]
-        if not self._new(found[0], found[1]):
-            return []
-        kind, severity, message, fig = found
-        self.chance_loss = fig["chance_loss"]
-        self.init_cause = (
-            "The weights' scale at initialisation is the cause here, not the learning rate: "
-            f"the first losses sat ~{fig['over_chance']:.0f}x above the chance level "
-            "(see `exploding_gradients`)."
-        )
-        return [Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)]
-
     def _decay_stalls(self, gain: float | None) -> bool:
         """Decoupled weight decay of ``DECAY_STALLS`` or more a step while learning stalls."""
         per_step = self.decay[0]
@@ -191,64 +144,6 @@ class CauseReview:
         )
         figures = {"decay_per_step": per_step, "weight_decay": weight_decay, "lr": lr}
         return [Verdict("weight_decay_too_strong", "problem", text, figures)]
-
-    def _symmetric(self, step: int, epoch: int, layers: Sequence[str]) -> list[Verdict]:
-        """Layers whose units all hold the same weights after the first updates: a problem.
-
-        Also the cause the dead-unit and not-learning findings name.
-        """
-        if not layers or step < 1 or not self._new("symmetric_weights", "problem"):
-            return []
-        held = (
-            f"The weights' initialisation is the cause here, not the learning rate: every "
-            f"unit of {', '.join(f'`{n}`' for n in layers[:4])} holds the same weights"
-        )
-        return self._init_problem(
-            "symmetric_weights", held, identical_text(layers, step, epoch), layers
-        )
-
-    def _init_problem(
-        self, kind: str, cause: str, text: str, layers: Sequence[str]
-    ) -> list[Verdict]:
-        """An initialisation problem told, and its ``cause`` the one later findings name."""
-        if self.init_cause is None:
-            self.init_cause = f"{cause} (see `{kind}`)."
-        return [Verdict(kind, "problem", text, {"layers": float(len(layers))})]
-
-    def _negative_bias(
-        self,
-        step: int,
-        epoch: int,
-        layers: Sequence[str],
-        figures: Mapping[str, Mapping[str, Tensor]],
-    ) -> list[Verdict]:
-        """Layers whose biases start far below zero while units are silent: a problem.
-
-        Silent: a watched site with ``SILENT`` of its units never positive on the probe (a
-        SiLU's too: its dormant share is relative to the layer, all of it equally quiet).
-        Also the cause the dead-unit, gradient and not-learning findings name.
-        """
-        silent = any(float(f["dead_fraction"]) >= SILENT for f in figures.values())
-        if not layers or not silent or not self._new("negative_biases", "problem"):
-            return []
-        held = (
-            "The biases' initialisation is the cause here, not the learning rate: "
-            f"{listed(layers)} {'starts' if len(layers) == 1 else 'start'} with biases far "
-            "below zero"
-        )
-        return self._init_problem(
-            "negative_biases", held, negative_text(layers, step, epoch), layers
-        )
-
-    def _zero_init(self, zero_layers: Sequence[str]) -> None:
-        """The weights' scale as the cause, where layers hold all-zero weights (first log)."""
-        if zero_layers and self.init_cause is None:
-            names = listed(zero_layers)
-            self.init_cause = (
-                f"The weights' scale at initialisation is the cause here, not the learning rate: "
-                f"{names} hold all-zero weights (zero initialisation), so their units "
-                "compute nothing and no gradient reaches the layers below."
-            )
 
     def _progress(self, series: list[tuple[int, float]]) -> float | None:
         """``progress``; measured from the chance level when the start was far above it.
