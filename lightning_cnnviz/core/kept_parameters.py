@@ -42,7 +42,7 @@ cost timm EfficientNet and ConvNeXt runs 3-8% of their time (setups hunt 56)."""
 _Kept = tuple[nn.Module, str, nn.Parameter, "Tensor | None", int]
 
 
-def parameter_copies(model: nn.Module) -> list[_Kept]:
+def parameter_copies(model: nn.Module, every: bool = False) -> list[_Kept]:
     """``(owner, key, parameter, copy, version)`` of each parameter, a copy where kept.
 
     A ``forward`` may write its own parameters: a temperature annealed in place at every
@@ -51,12 +51,14 @@ def parameter_copies(model: nn.Module) -> list[_Kept]:
     and the run trained differently. Every parameter is copied at a model's first pass, up
     to ``KEPT_NUMEL`` elements in all, frozen ones first (beyond, each write is only said);
     then only those a pass was seen to write (``_WRITES``) and the small frozen ones: a
-    model is not copied at every pass.
+    model is not copied at every pass. ``every``: copied as at the first pass, where the
+    user's hooks run in the pass (one may write a weight at any call: a pruning schedule's
+    mask applied at its tenth call, setups hunt 85).
     """
     known, found = _WRITES.get(model), _parameters(model)
-    if known is None:  # the first pass: frozen ones first into its room
+    if known is None or every:  # the first pass: frozen ones first into its room
         found.sort(key=lambda entry: entry[2].requires_grad)
-    room, kept = (KEPT_NUMEL if known is None else 0), []
+    room, kept = (KEPT_NUMEL if known is None or every else 0), []
     for module, key, p in found:
         strided = p.layout == torch.strided  # a sparse one has no `==`: its version only
         small = not p.requires_grad and p.numel() <= SMALL_NUMEL

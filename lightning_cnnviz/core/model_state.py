@@ -37,7 +37,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lightning_cnnviz.core.attribute_state import KEPT_NUMEL, attributes_as_now
+from lightning_cnnviz.core.attribute_state import (
+    KEPT_NUMEL,
+    attributes_as_now,
+    callables_as_now,
+    user_callables,
+)
 from lightning_cnnviz.core.generators import (
     class_generators,
     generator_state,
@@ -65,7 +70,8 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     On leaving, every buffer and every attribute a module holds of its own (not torch's or
     Lightning's) is as it was, and so are the parameters a pass writes or replaces
     (``core.kept_parameters``), the generators the modules' classes hold, the global generators
-    (``global_rng_kept``) and the modules' hooks (``_hooks_as_now``).
+    (``global_rng_kept``), the modules' hooks (``_hooks_as_now``) and the state their
+    callables hold (``core.attribute_state.callables_as_now``).
     Re-entrant: a probe pass inside an event keeps nothing twice (the outer one restores).
     """
     if id(model) in _KEEPING:
@@ -75,10 +81,12 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     flags = [(m, m.training) for p in lists for m in p.modules()]
     saved = _buffer_copies(model)
     large = _large_buffers(model)
-    params = parameter_copies(model)
+    users = user_callables(hook for held in _hook_dicts(model) for hook in held.values())
+    params = parameter_copies(model, every=bool(users))
     shared = [(g, generator_state(g)) for g in class_generators(model.modules())]
     attributes = [attributes_as_now(m) for m in model.modules()]
     hooks = _hooks_as_now(model)
+    callables = callables_as_now(users)
     device = model_device(model)
     _KEEPING.add(id(model))
     try:
@@ -99,6 +107,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         for put in attributes:
             put()
         hooks()
+        callables()
         _say_written(model, large)
 
 
@@ -110,6 +119,15 @@ _GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_
                  "_global_forward_hooks_always_called")  # fmt: skip
 
 
+def _hook_dicts(model: nn.Module) -> list[dict]:
+    """The hook dicts of ``model``'s modules and torch's global ones."""
+    from torch.nn.modules import module as torch_module
+
+    dicts = [getattr(m, name, None) for m in model.modules() for name in _HOOK_DICTS]
+    dicts += [getattr(torch_module, name, None) for name in _GLOBAL_HOOKS]
+    return [hooks for hooks in dicts if isinstance(hooks, dict)]
+
+
 def _hooks_as_now(model: nn.Module) -> Callable[[], None]:
     """What removes the hooks registered since on ``model``'s modules, parameters or globally.
 
@@ -119,11 +137,7 @@ def _hooks_as_now(model: nn.Module) -> Callable[[], None]:
     gradients scaled 0.1 cubed; setups hunt 38: the same with a parameter's hook or a
     global one). The monitors remove their own hooks before this runs.
     """
-    from torch.nn.modules import module as torch_module
-
-    dicts = [getattr(m, name, None) for m in model.modules() for name in _HOOK_DICTS]
-    dicts += [getattr(torch_module, name, None) for name in _GLOBAL_HOOKS]
-    held = [(hooks, set(hooks)) for hooks in dicts if isinstance(hooks, dict)]
+    held = [(hooks, set(hooks)) for hooks in _hook_dicts(model)]
     # a parameter's hook dict is None until its first hook
     tensors = [
         (p, name, getattr(p, name, None)) for p in model.parameters() for name in _TENSOR_HOOKS

@@ -333,3 +333,42 @@ def test_kept_state_a_sparse_parameter_is_followed_by_its_version_only():
     with kept_state(net):
         net(torch.randn(1, 3))
     assert net.table.layout == torch.sparse_coo and torch.equal(net.table.to_dense(), torch.eye(3))
+
+
+class GradualPrune:
+    """A pruning schedule in a forward pre-hook: its mask, made at its 3rd call, written in."""
+
+    def __init__(self):
+        self.calls, self.mask = 0, None
+
+    def __call__(self, module, args):
+        self.calls += 1
+        if self.calls == 3:
+            self.mask = (module.weight.detach().abs() > 0.1).float()
+        if self.mask is not None:
+            with torch.no_grad():
+                module.weight.mul_(self.mask)
+
+
+def test_kept_state_puts_back_what_the_users_hooks_hold_and_the_weights_they_write():
+    # setups hunt 85: a pruning hook's call counter (an object's or a closure's) moved by the
+    # monitors' passes, and the mask it then wrote at a pass's call: weights differed
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3))
+    prune, seen = GradualPrune(), []
+
+    def counted(module, args, out):
+        seen.append(len(seen))
+
+    net[0].register_forward_pre_hook(prune)
+    net[1].register_forward_hook(counted)
+    x = torch.rand(2, 1, 8, 8)
+    net(x)
+    net(x)  # two calls: the next one prunes
+    with kept_state(net):
+        net(x)  # a first pass: every parameter is copied anyway
+    weight = net[0].weight.detach().clone()
+    with kept_state(net):
+        net(x)
+        assert prune.calls == 3 and prune.mask is not None and len(seen) == 3
+    assert prune.calls == 2 and prune.mask is None and seen == [0, 1]
+    assert torch.equal(net[0].weight, weight)  # a trainable weight, copied beside a user hook

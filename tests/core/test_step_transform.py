@@ -87,20 +87,16 @@ def test_step_tap_keeps_the_modules_a_batch_reaches_and_leaves_no_hook():
 
 
 class Stepped(Net):
-    """Changes its images in both steps (``how``); ``probed``: what probe passes hand ``net[0]``.
+    """Changes its images in both steps (``how``); ``PROBED``: what probe passes hand ``net[0]``.
 
-    Kept outside the model: a probe pass restores the model's own attributes.
+    Kept in a module global: a probe pass puts back the model's own attributes and what
+    its hooks hold (their closures' variables).
     """
 
-    def __init__(self, net, how, probed):
+    def __init__(self, net, how):
         super().__init__(net, 0.01)
         self.how = how
-
-        def keep(module, args):
-            if in_probe_pass():
-                probed.append(args[0].detach().clone())
-
-        net[0].register_forward_pre_hook(keep)
+        net[0].register_forward_pre_hook(_keep)
 
     def prep(self, x):
         if self.how == "noise":
@@ -129,6 +125,14 @@ class Stepped(Net):
         self._step((self.prep(x), y), "val")
 
 
+PROBED: list = []
+
+
+def _keep(module, args):
+    if in_probe_pass():
+        PROBED.append(args[0].detach().clone())
+
+
 def _fit(tmp_path, how, extra=()):
     torch.manual_seed(0)
     x, y = pictures(64), torch.arange(64) % 2
@@ -136,8 +140,8 @@ def _fit(tmp_path, how, extra=()):
     if how == "bytes":
         x, val_x = (x * 255).round().byte(), (val_x * 255).round().byte()
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 2))
-    probed = []
-    model = Stepped(net, how, probed)
+    PROBED.clear()
+    model = Stepped(net, how)
     if how == "compiled":  # the step's batches reach the compiled wrapper, not its graph
         torch._dynamo.reset()
         model.net = torch.compile(net, backend="eager")
@@ -153,7 +157,7 @@ def _fit(tmp_path, how, extra=()):
         )
     assert sum(hook_count(net).values()) == 1 and global_hooks() == 0  # the test's own only
     said = [str(w.message) for w in caught if "training step" in str(w.message)]
-    return torch.cat(probed), said, torch.cat([val_x, x])  # the images a probe may hold
+    return torch.cat(PROBED), said, torch.cat([val_x, x])  # the images a probe may hold
 
 
 def _as_val_images(probed, val_x):
