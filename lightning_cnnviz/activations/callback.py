@@ -162,6 +162,13 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._rec.failure is not None:  # a failure inside the window's hooks
             raise self._rec.failure
+        if self._rec.stale:  # a layer re-made at another width: its statistics start anew
+            self.warn_once(
+                f"width:{trainer.global_step}",
+                f"a watched layer changed its number of channels by step {trainer.global_step}:"
+                " the layers are traced anew and their statistics start again there",
+            )
+            self._rec.forget()
         self._trace(trainer, pl_module)
         with self.phase("capture"):
             x = self.probe_input(trainer, pl_module)

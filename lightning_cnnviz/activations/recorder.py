@@ -35,7 +35,12 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.activations.output_activation import pools_to
 from lightning_cnnviz.activations.sites import SiteInfo, trace_sites
-from lightning_cnnviz.activations.stats import ActivationStats, all_reduce_states, to_host
+from lightning_cnnviz.activations.stats import (
+    ActivationStats,
+    WidthChanged,
+    all_reduce_states,
+    to_host,
+)
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.real_values import real_values
@@ -176,6 +181,7 @@ class Recorder:
         self.depth: list[str] = []  # layers with a weight matrix, in forward order
         # the modules read by name besides the watched ones: the depth profile's, producers
         self.traced: dict[str, nn.Module] = {}
+        self.stale = False  # a watched layer's width changed since it was traced
         self.grad_rms: dict[str, Tensor] = {}
         self.before_update = False  # the profile was read before the fit's first update
         self.root: nn.Module | None = None
@@ -203,6 +209,7 @@ class Recorder:
     def forget(self) -> None:
         """Drop the traced call sites (the model changed): traced anew before the next read."""
         self.sites, self.stats, self.depth, self.traced = {}, {}, [], {}
+        self.stale = False
 
     def attach(self, selected: Mapping[str, nn.Module]) -> None:
         """Hook the watched layers for training batches, until ``detach``."""
@@ -222,6 +229,8 @@ class Recorder:
             start = time.perf_counter()
             try:  # reduced at once, so a later in-place op (ReLU(inplace=True)) cannot alter it
                 self.stats[site].update(out)
+            except WidthChanged:  # a layer re-made at another width: traced anew at the event
+                self.stale = True
             except Exception as err:  # never break the user's training step
                 self.failure = err
             self.window_seconds += time.perf_counter() - start

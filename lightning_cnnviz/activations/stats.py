@@ -51,6 +51,7 @@ __all__ = [
     "SUM_KEYS",
     "SYMMETRIC_TYPES",
     "ActivationStats",
+    "WidthChanged",
     "all_reduce_states",
     "batch_stats",
     "compute_stats",
@@ -161,6 +162,10 @@ def compute_stats(state: Mapping[str, Tensor], tau: float) -> dict[str, Tensor]:
 FOLD_EVERY = 32  # batches kept as parts at most: a window's worth, and bounded memory
 
 
+class WidthChanged(ValueError):
+    """A watched layer's output has another channel count than its statistics (surgery)."""
+
+
 class ActivationStats:
     """Running statistics of one layer's output, per channel, on the layer's device.
 
@@ -236,7 +241,7 @@ class ActivationStats:
         if self.channels is None:
             self.channels, self.device = width, x.device
         elif width != self.channels:  # caught here, not later when the parts are added up
-            raise ValueError(f"expected {self.channels} channels, got an output with {width}")
+            raise WidthChanged(f"expected {self.channels} channels, got an output with {width}")
         for key, values in parts.items():
             self._parts.setdefault(key, []).extend(values)
         if self._pending >= FOLD_EVERY:

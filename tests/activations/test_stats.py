@@ -412,8 +412,10 @@ def test_stats_recorder_ignores_eval_passes_and_keeps_failures():
     rec.detach()
     rec.detach()  # idempotent
     assert float(rec.stats["1"].state["count"]) == 4 and not net[1]._forward_hooks
-    rec.record("1", torch.ones(2, 7))  # wrong width: kept, never raised
-    assert isinstance(rec.failure, ValueError)
+    rec.record("1", torch.ones(2, 7))  # another width: traced anew at the event, no failure
+    assert rec.stale and rec.failure is None
+    rec.record("1", None)  # anything else: kept, never raised
+    assert isinstance(rec.failure, AttributeError)
 
 
 @pytest.mark.parametrize("nonnegative", [False, True])
@@ -433,3 +435,17 @@ def test_stats_sliced_batches_match_the_whole_batch(nonnegative):
     assert out["active"][5] == 1
     x[39, 0, 0] = float("inf")  # in the last slice: the whole batch goes the exact way
     assert float(batch_stats(x, nonnegative=nonnegative)["nonfinite"]) == 1.0
+
+
+def test_stats_a_layer_re_made_at_another_width_is_traced_anew_not_a_failure():
+    # setups hunt 85: a conv widened mid-run left its ReLU 24 channels wide; the statistics
+    # kept 16 and the monitor failed, every layer's statistics lost for the rest of the run
+    net = nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 4, 3), relu=nn.ReLU()))
+    rec = Recorder()
+    rec.trace(net, {"relu": net.relu}, torch.rand(1, 1, 6, 6))
+    net.train()
+    rec.record("relu", torch.rand(2, 6, 4, 4))  # the width changed
+    assert rec.failure is None and rec.stale
+    rec.forget()
+    rec.trace(net, {"relu": net.relu}, torch.rand(1, 1, 6, 6))
+    assert not rec.stale and rec.stats["relu"].channels == 4
