@@ -27,7 +27,8 @@ from lightning_cnnviz.core.budget import DEFAULT_SHARE, Budget
 from lightning_cnnviz.core.checks import check_int, check_layers, check_number, check_str
 from lightning_cnnviz.core.findings import start_record
 from lightning_cnnviz.core.hand_back import HandBack
-from lightning_cnnviz.core.hook_guard import ConfigError, guard_hooks
+from lightning_cnnviz.core.hook_guard import guard_hooks
+from lightning_cnnviz.core.layer_changes import LayerChanges
 from lightning_cnnviz.core.model_io import UNSET, ProbeReader
 from lightning_cnnviz.core.model_state import kept_state
 from lightning_cnnviz.core.monitor_events import EventFiring
@@ -35,7 +36,6 @@ from lightning_cnnviz.core.monitor_layers import (
     LayerWatcher,
     builds_late,
     has_lazy_weights,
-    replaced,
 )
 from lightning_cnnviz.core.monitor_state import Checkpointed
 from lightning_cnnviz.core.monitor_summary import RunSummary, say_fit_only
@@ -48,7 +48,7 @@ from lightning_cnnviz.core.schedule import Schedule
 from lightning_cnnviz.core.selection import LayerSpec, unwrap_model
 from lightning_cnnviz.core.sinks import Sink
 from lightning_cnnviz.core.step_following import StepFollowing
-from lightning_cnnviz.core.voice import Voice, listed
+from lightning_cnnviz.core.voice import Voice
 
 __all__ = ["Monitor", "NotApplicable", "with_probe"]
 
@@ -59,6 +59,7 @@ class Monitor(
     ProbeReader,
     StepFollowing,
     LayerWatcher,
+    LayerChanges,
     RunSummary,
     EventFiring,
     Callback,
@@ -238,6 +239,7 @@ class Monitor(
         with kept_state(unwrap_model(pl_module)):
             self.fit_inputs(trainer, pl_module)  # before any probe pass: how forward is called
             self._resolve_layers(pl_module)
+        self.remember_modules(pl_module)
         self.layers_found(trainer, pl_module)
 
     def layers_found(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -258,23 +260,8 @@ class Monitor(
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def _event(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        watched = self.watched_modules() if self.selected and not self.disabled else {}
-        if gone := replaced(pl_module, watched):
-            # a layer re-made mid-fit (re-initialised, network surgery): the old module is
-            # called no more, and was told "frozen" with a `.detach()` to remove
-            step = trainer.global_step
-            try:
-                self._find_layers(trainer, pl_module)
-            except ConfigError as err:  # `layers` valid at fit start: the surgery's, not the user's
-                self.step_aside(f"{listed(gone)} replaced by step {step}, and then: {err}")
-                return
-            self.warn_once(
-                f"replaced:{','.join(gone)}",
-                f"{listed(gone)} replaced by a new module since the layers were found: "
-                f"it watches the new one from step {step}",
-            )
-            self._layers_logged = False  # call sites found again, the selection written anew
-        super()._event(trainer, pl_module)
+        if self.follow_changes(trainer, pl_module):
+            super()._event(trainer, pl_module)
 
     def find_pending_layers(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Layers (and how ``forward`` is called) once the first training step made them.

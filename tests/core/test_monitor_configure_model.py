@@ -161,6 +161,35 @@ def test_monitor_configure_model_activations_follow_a_layer_renamed_mid_fit(tmp_
     assert steps["activations/conv2_new/grad_rms"] == [12, 14, 16], steps
 
 
+class Appended(TinyCNN):
+    """TinyCNN that gains a conv block after ``pool2`` at epoch 2 (a layer added mid-fit)."""
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
+        if "extra" in self._modules:
+            x = self.extra(x)
+        return self.fc(x.flatten(1))
+
+    def on_train_epoch_start(self):
+        if self.current_epoch == 2:
+            self.extra = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+            self.trainer.optimizers[0].add_param_group({"params": list(self.extra.parameters())})
+
+
+def test_monitor_configure_model_layers_added_mid_fit_are_found_under_auto(tmp_path):
+    # setups hunt 85: a block appended at epoch 2 got no kernels, maps or statistics, and
+    # Grad-CAM stayed on the layer before it; nothing was said
+    monitors = [make_monitor(n, every_n_steps=2) for n in ("KernelMonitor", "ActivationMonitor")]
+    _, _, messages = fit(tmp_path, monitors, model=Appended(), max_epochs=4)
+    said = [m for m in messages if "the model's modules changed by step 10" in m]
+    assert len(said) == 2 and "`extra.0`" in said[0], said
+    steps = raw_steps(tmp_path / "tb")
+    assert steps["kernels/extra.0/relative_change"] == [12, 14, 16], steps.keys()
+    assert steps["activations/extra.1/dead_fraction"] == [10, 12, 14, 16]
+    assert all(not m.disabled for m in monitors)
+
+
 class HiddenByClassAttribute(TinyCNN):
     """TinyCNN whose class holds ``conv1 = None``: ``self.conv1`` reads None, the layer stays."""
 
