@@ -90,7 +90,10 @@ def callbacks(preset: Preset = "standard", **shared: Any) -> list[Monitor]:
         **shared: Arguments given to every monitor that accepts them, e.g.
             ``output_key=0`` for a model that returns ``(logits, features)``,
             ``tag_prefix="run_a/"`` or ``strict=True``. A schedule given here
-            (``every_n_steps`` or ``every_n_epochs``) replaces the preset's.
+            (``every_n_steps`` or ``every_n_epochs``) replaces the preset's. ``layers``
+            goes to every monitor but ``AttentionMonitor``, which finds the attention
+            modules itself (setups hunt 85: ``callbacks("full", layers=[...])`` on a CNN
+            stopped the fit); name them on an ``AttentionMonitor`` of your own.
     """
     if preset not in _SETS:
         raise ValueError(f"`preset` must be one of {PRESETS}, got {preset!r}")
@@ -111,6 +114,8 @@ def callbacks(preset: Preset = "standard", **shared: Any) -> list[Monitor]:
     for cls, args in _SETS[preset]:
         args = {"budget": budget, **args}
         extra = {key: value for key, value in shared.items() if key in cls.arguments()}
+        if not cls.others_by_name:  # attention maps come from attention modules it finds:
+            extra.pop("layers", None)  # a CNN's layers named for the others stopped the fit
         if extra.keys() & _SCHEDULE:  # a schedule given replaces the preset's own
             args = {key: value for key, value in args.items() if key not in _SCHEDULE}
         monitors.append(cls(**{**args, **extra}))
