@@ -46,6 +46,7 @@ __all__ = [
 SMOOTH = 5  # steps per median: one odd batch is not a spike
 MIN_STEPS = 20  # steps with a finite loss before ``progress`` says anything
 NEAR_LOW = 1.1  # a loss this close to a low set since the last log is still at its lows
+START_ABOVE = 0.15  # the first median this far above ln K at most is still at chance (the start)
 CLEAR_FALL = 3.0  # ``fell_clearly``: 3 standard errors (one-sided: 0.13% of plateau logs)
 
 
@@ -179,16 +180,21 @@ class LossLevels:
         Every ``SMOOTH``-step median within ``core.chance.AT_CHANCE`` of it (and ``4 * SMOOTH``
         losses at least). Shuffled training labels keep a CNN at 2.29-2.31 (ln 10 =
         2.303) while Adam silences half its dense layer; units killed by too large an
-        update move the loss first (SGD 0.7: 2.30 -> 2.10; SGD 1.0 wanders 2.07-2.67).
+        update move the loss first (SGD 0.7: 2.30 -> 2.10; SGD 1.0 wanders 2.07-2.67). The
+        first median may sit up to ``START_ABOVE`` above it: an untrained net's logits are
+        not all 0 (hunt 96: 2.380 on 10 classes, a net on data without signal read as
+        having left chance, its silent units then blamed on the update size).
         """
         if classes is None or classes < 2 or self._left_chance:
             return False
+        first = self._chance_seen == 0 and not self._chance_rest
         fresh = [v for _, v in series[self._chance_seen :] if math.isfinite(v)]
         finite = self._chance_rest + fresh
         full = len(finite) - len(finite) % SMOOTH
         for i in range(0, full, SMOOTH):
             median = statistics.median(finite[i : i + SMOOTH])
-            self._left_chance |= not at_chance(median, classes)
+            start = first and i == 0 and 0 <= median / math.log(classes) - 1 < START_ABOVE
+            self._left_chance |= not (at_chance(median, classes) or start)
         self._chance_rest, self._chance_seen = finite[full:], len(series)
         return not self._left_chance and len(series) >= 4 * SMOOTH
 
