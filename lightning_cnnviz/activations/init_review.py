@@ -16,7 +16,7 @@ from torch import Tensor
 
 from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
-from lightning_cnnviz.activations.initial_scale import init_explosion, scaled_loss
+from lightning_cnnviz.activations.initial_scale import NEAR, init_explosion, scaled_loss
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["InitReview"]
@@ -60,6 +60,11 @@ class InitReview:
         found = init_explosion([v for _, v in series], *chance)
         if found is None:
             scaled = scaled_loss([v for _, v in series], *chance)
+            if scaled is not None and scaled[1]["scale"] > 1 and len(series) <= NEAR:
+                # a loss scaled up, or an explosion the first updates brought down (hunt 96:
+                # 123, 223 read at step 1): told apart at the next log, by its last losses
+                self.init_checked = False
+                return []
             if scaled is None or not self._new("scaled_loss", "note"):
                 return []
             text, fig = scaled

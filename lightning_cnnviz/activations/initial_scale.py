@@ -12,7 +12,7 @@ Example::
     >>> over_chance(138.1, 10)
     True
     >>> scaled_loss([229.1, 231.0, 228.0], 10, 2.35)[1]["scale"]
-    97.5
+    97.0
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ import math
 import statistics
 from collections.abc import Sequence
 
-__all__ = ["INIT_EXPLOSION_REMEDIES", "OVER_CHANCE", "init_explosion", "over_chance", "scaled_loss"]
+__all__ = [
+    "INIT_EXPLOSION_REMEDIES",
+    "NEAR",
+    "OVER_CHANCE",
+    "init_explosion",
+    "over_chance",
+    "scaled_loss",
+]
 
 OVER_CHANCE = 10.0  # a first loss this many times ln K: the logits are far too large
 INIT_EXPLOSION_REMEDIES = (
@@ -58,7 +65,7 @@ def scaled_loss(
 
         >>> text, figures = scaled_loss([229.1, 231.0, 228.0], 10, 2.35)
         >>> text[:62], figures["scale"]
-        ("The training loss is ~98x the model's own cross-entropy: the f", 97.5)
+        ("The training loss is ~97x the model's own cross-entropy: the f", 97.0)
         >>> scaled_loss([2.31, 2.30], 10, 2.3), scaled_loss([1212.0, 800.0], 10, 150.0)
         (None, None)
         >>> scaled_loss([2.3e-4, 2.29e-4], 10, 2.31)[1]["scale"]
@@ -115,12 +122,12 @@ def _near_probe(losses: Sequence[float]) -> float | None:
     from an exploded start reads near the probe's cross-entropy there, a loss scaled in
     ``training_step`` stays that many times it (held out, hunt 95: a plain net at init gain
     2.5, losses 183 -> 2.6 in 3 steps, the probe at 1.6 by the first log, told as a loss
-    "scaled or summed"). ``None`` where the losses are the first ones.
+    "scaled or summed"). The lower of their median and the last: with a first log a step
+    or two in, the last loss is the only one near the probe's weights (hunt 96: 123 -> 223
+    -> 4.0 read at step 2, told "~31x ... summed"). ``None`` where there is only the first.
     """
-    if len(losses) < 2 * NEAR:
-        return None
-    latest = [v for v in losses[-NEAR:] if math.isfinite(v)]
-    return statistics.median(latest) if latest else None
+    latest = [v for v in losses[max(1, len(losses) - NEAR) :] if math.isfinite(v)]
+    return min(statistics.median(latest), latest[-1]) if latest else None
 
 
 def over_chance(loss: float, classes: int | None) -> bool:
@@ -143,13 +150,15 @@ def init_explosion(
 
     A classifier of ``classes`` outputs with weights at a sane scale starts near the
     chance level ``ln K`` (logits near 0). ``first_losses`` (the training loss of the
-    first steps: the very first, before any update, and their median, so one odd batch
-    does not decide; a resnet18 at SGD 4.0 starts at 2.5 and blows up to 190 at its
-    second step: a divergence, not the init) and ``probe_loss``
-    (the monitor's own cross-entropy of the probe's logits against its labels, in eval
-    mode: so a loss summed over the batch, or not a cross-entropy, cannot pass for it)
-    both over ``OVER_CHANCE`` x ``ln K``: the logits are huge, the initial weights too
-    large (activations grow layer after layer). The divergence rule cannot see it (it
+    steps to the first log: the very first, before any update, and the median of the
+    first three, so one odd batch does not decide, while an explosion the first two
+    updates bring down still counts (hunt 96: 123, 223, 4.0); a resnet18 at SGD 4.0 starts
+    at 2.5 and blows up to 190 at its second step: a divergence, not the init) over
+    ``OVER_CHANCE`` x ``ln K``, and ``probe_loss`` (the monitor's own cross-entropy of the
+    probe's logits against its labels, in eval mode) too, or the last losses near it
+    (``_near_probe``: a loss summed over the batch, or not a cross-entropy, cannot pass for
+    it): the logits are huge, the initial weights too large (activations grow layer after
+    layer). The divergence rule cannot see it (it
     measures from the first loss, and the fall to chance looks like progress).
 
     Example::
@@ -162,7 +171,7 @@ def init_explosion(
     finite = [v for v in first_losses[:5] if math.isfinite(v)]
     if classes < 2 or not finite or not math.isfinite(probe_loss):
         return None
-    chance, start = math.log(classes), statistics.median(finite)
+    chance, start = math.log(classes), statistics.median(finite[:3])
     if not over_chance(min(start, finite[0]), classes):
         return None  # the first loss too: before any update, the weights are the init's
     now = _near_probe(first_losses)

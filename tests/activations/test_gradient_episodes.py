@@ -82,6 +82,25 @@ def test_init_explosion_brought_down_by_the_first_updates_is_no_scaled_loss():
     assert scaled_loss(summed, 10, 2.31)[1]["scale"] == pytest.approx(63.6)
 
 
+def test_init_explosion_brought_down_in_two_updates_read_at_a_log_soon_after():
+    # held out (hunt 96): 123, 223, 4.0 (median of five 7.5-20); read at step 1 of a short run,
+    # 123 and 223 against the probe's 3.9 were told a loss "summed over the batch"
+    assert init_explosion([122.8, 222.9, 3.99, 3.84, 2.62], 10, 3.9)[0] == "exploding_gradients"
+    diagnosis = TrainingDiagnosis(0.25, 16, 0.025)
+    sites = {}
+
+    def log(step, losses):
+        for s, value in losses:
+            diagnosis.loss.add(s, torch.tensor(value))
+        chance = (10, 3.9) if diagnosis.wants_chance() else None
+        return diagnosis.review(step, 0, {}, sites, [], list, chance=chance)
+
+    assert log(1, [(0, 122.8), (1, 222.9)]) == [] and diagnosis.wants_chance()  # too soon
+    (found,) = log(6, [(2, 3.99), (3, 3.84), (4, 2.62), (5, 3.08), (6, 2.9)])
+    assert (found.kind, found.severity) == ("exploding_gradients", "problem")
+    assert not diagnosis.wants_chance()
+
+
 def test_init_explosion_once_and_dead_units_then_name_the_weights_scale():
     diagnosis, kinds = TrainingDiagnosis(0.25, 16, 0.025), {"relu": "rectifier"}
     losses = [(0, 1212.0), (1, 900.0), (2, 212.0)]
