@@ -37,6 +37,7 @@ from lightning_cnnviz.activations.recovery import (
     level_and_now,
     level_before,
     loss_now,
+    peak_since,
     still_spiked,
 )
 from lightning_cnnviz.activations.recovery_words import (
@@ -205,8 +206,9 @@ class DivergenceReview(SpikeAftermath):
         steady = (flat is not None or stepped is not None) and self._rate_steady(until)
         if held or steady or self._rate_lowered(until):
             rates = None  # ... or one moved too little is not what changed at the spike
+        shown = None if spike is None else (spike[0], peak_since(series, spike), *spike[2:])
         message = divergence_text(
-            step, epoch, nonfinite_step=nonfinite, spike=spike,
+            step, epoch, nonfinite_step=nonfinite, spike=shown,
             first_weights=weights[0] if weights else None,
             first_activations=bad_sites[0] if bad_sites else None,
             first_grads=grads, died=died, level=level,

@@ -48,6 +48,7 @@ __all__ = [
     "coming_back",
     "level_and_now",
     "level_before",
+    "peak_since",
     "recovered",
     "run_up",
     "still_spiked",
@@ -79,6 +80,25 @@ def loss_now(series: Sequence[tuple[int, float]]) -> float | None:
     """The median of the last ``SMOOTH`` finite losses, else ``None`` (none finite)."""
     finite = [v for _, v in series if math.isfinite(v)][-SMOOTH:]
     return statistics.median(finite) if finite else None
+
+
+def peak_since(
+    series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
+) -> float:
+    """The highest ``SMOOTH``-step median of the loss from the spike on (its value at least).
+
+    The spike's own value is the first median over the bar, not how high the loss went
+    (hunt 96: "spiked to 0.677" where the medians rose to 3.0 and val loss to 61).
+
+    Example::
+
+        >>> series = [(i, 0.1) for i in range(10)] + [(i, 0.7 + i - 10) for i in range(10, 16)]
+        >>> round(peak_since(series, (10, 0.7, 0.1, 2.3)), 2)
+        3.7
+    """
+    after = [v for s, v in series if s > spike[0] - SMOOTH and math.isfinite(v)]
+    peaks = [statistics.median(after[i : i + SMOOTH]) for i in range(len(after) - SMOOTH + 1)]
+    return max([spike[1], *peaks])
 
 
 def level_before(

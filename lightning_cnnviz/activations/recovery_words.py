@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Sequence
 
 from lightning_cnnviz.activations.loss_trace import SMOOTH
-from lightning_cnnviz.activations.recovery import BACK, level_before
+from lightning_cnnviz.activations.recovery import BACK, level_before, peak_since
 from lightning_cnnviz.activations.rewrites import rewrite_words
 from lightning_cnnviz.core.voice import times
 
@@ -118,7 +118,8 @@ def transient_text(
         >>> print(transient_text(12, 0, (6, 7.0, 2.3, 2.3), series))  # doctest: +ELLIPSIS
         Loss spike at step 6 (to 7, start 2.3), recovered by step 12 (0.8, below the start)...
     """
-    at, value, _, start = spike
+    at, _, _, start = spike
+    value = peak_since(series, spike)  # how high it went, not where it crossed the bar
     now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
     level = level_before(series, spike)
     tail = " A note, not a problem; if spikes recur, add a learning-rate warmup or clip gradients."
@@ -141,7 +142,8 @@ def transient_text(
             what = "a brief overshoot, not a divergence"
             tail = " " + still_in_force(*jumped)
         return (
-            f"Loss spike at step {at}, late in training (to {value:.3g} from {level:.3g} just "
+            f"Loss spike at step {at}, after the loss had come down (to {value:.3g} from "
+            f"{level:.3g} just "
             f"before it; start {start:.3g}), recovered by step {step} ({now:.3g}, within "
             f"{BACK:g}x its level before the spike): {what}." + tail
         )
@@ -212,7 +214,8 @@ def recovered_text(
         >>> print(recovered_text(88, 1, (44, 2.0, 0.3, 2.3), series, 60))  # doctest: +ELLIPSIS
         Training recovered from the loss spike at step 44 (to 2, from 0.3 just before it): by...
     """
-    at, value, _, start = spike
+    at, _, _, start = spike
+    value = peak_since(series, spike)  # how high it went, not where it crossed the bar
     now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
     level = level_before(series, spike)
     origin = f"from {level:.3g} just before it" if level is not None else f"start {start:.3g}"
