@@ -92,7 +92,7 @@ def callbacks(preset: Preset = "standard", **shared: Any) -> list[Monitor]:
             ``tag_prefix="run_a/"`` or ``strict=True``. A schedule given here
             (``every_n_steps`` or ``every_n_epochs``) replaces the preset's. ``layers``
             goes to every monitor but ``AttentionMonitor``, which finds the attention
-            modules itself (setups hunt 85: ``callbacks("full", layers=[...])`` on a CNN
+            modules itself (setups hunt 69: ``callbacks("full", layers=[...])`` on a CNN
             stopped the fit); name them on an ``AttentionMonitor`` of your own.
     """
     if preset not in _SETS:

@@ -22,7 +22,7 @@ def test_presets_argument_no_monitor_takes_raises_with_the_closest_name(typo, hi
 
 
 def test_presets_layers_named_for_a_cnn_leave_the_attention_monitor_finding_its_own(tmp_path):
-    # setups hunt 85: `callbacks("full", layers=[...])` gave a CNN's convs to AttentionMonitor
+    # setups hunt 69: `callbacks("full", layers=[...])` gave a CNN's convs to AttentionMonitor
     # too, which stopped the fit at its start (ConfigError: no attention modules)
     from tests.monitors import fit
 

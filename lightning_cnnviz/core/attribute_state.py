@@ -106,7 +106,7 @@ def callables_as_now(hooks: Iterable[object]) -> Callable[[], None]:
     object a bound method belongs to, a closure's cells (a call count kept with
     ``nonlocal``) and a function's own attributes, each with what they hold
     (``attributes_as_now``). A monitor's pass calls the hooks a module holds, and a hook
-    that counts its calls then acts on other training batches (setups hunt 85: weights
+    that counts its calls then acts on other training batches (setups hunt 69: weights
     differed). Of ``user_callables(hooks)``.
 
     Example::

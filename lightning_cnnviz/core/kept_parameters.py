@@ -53,7 +53,7 @@ def parameter_copies(model: nn.Module, every: bool = False) -> list[_Kept]:
     then only those a pass was seen to write (``_WRITES``) and the small frozen ones: a
     model is not copied at every pass. ``every``: copied as at the first pass, where the
     user's hooks run in the pass (one may write a weight at any call: a pruning schedule's
-    mask applied at its tenth call, setups hunt 85).
+    mask applied at its tenth call, setups hunt 69).
     """
     known, found = _WRITES.get(model), _parameters(model)
     if known is None or every:  # the first pass: frozen ones first into its room

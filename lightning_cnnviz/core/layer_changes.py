@@ -6,7 +6,7 @@ renamed: ``monitor_layers.replaced``), or, where ``layers="auto"``, any module a
 removed since the layers were found (a block appended, a head swapped for one of other
 width) makes it find its layers anew and say so once. Layers named in ``layers`` that
 select nothing any more are the surgery's doing, not a setting to fix: the monitor steps
-aside saying why (setups hunt 84: the fit stopped with ``LayerNotFoundError``).
+aside saying why (setups hunt 68: the fit stopped with ``LayerNotFoundError``).
 
 It reads the monitor's ``selected``, ``disabled`` and ``layers``, and uses its
 ``_find_layers``, ``watched_modules``, ``step_aside`` and ``warn_once``.

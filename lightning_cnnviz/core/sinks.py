@@ -187,7 +187,7 @@ class Sink(SinkThread):
     def without_tensorboard(self) -> bool:
         """Whether this writer keeps views but has no TensorBoard logger for those only it shows.
 
-        The monitor whose view is lost says so once, naming itself (setups hunt 84: an
+        The monitor whose view is lost says so once, naming itself (setups hunt 68: an
         info line from here, quieted with Lightning's logger, was all a CSV run got).
         """
         return self.active and self.is_writer and not self.boards

@@ -438,7 +438,7 @@ def test_stats_sliced_batches_match_the_whole_batch(nonnegative):
 
 
 def test_stats_a_layer_re_made_at_another_width_is_traced_anew_not_a_failure():
-    # setups hunt 85: a conv widened mid-run left its ReLU 24 channels wide; the statistics
+    # setups hunt 69: a conv widened mid-run left its ReLU 24 channels wide; the statistics
     # kept 16 and the monitor failed, every layer's statistics lost for the rest of the run
     net = nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 4, 3), relu=nn.ReLU()))
     rec = Recorder()

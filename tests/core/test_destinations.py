@@ -112,7 +112,7 @@ def test_destinations_wandb_images_are_written_on_the_training_thread(tmp_path):
 
 
 def test_destinations_histograms_and_projector_without_tensorboard_said_by_their_monitor(tmp_path):
-    # setups hunt 84: an info line from the sink, not naming the monitor and quieted with
+    # setups hunt 68: an info line from the sink, not naming the monitor and quieted with
     # Lightning's logger, was all a CSV run got
     import csv
 

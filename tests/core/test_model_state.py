@@ -351,7 +351,7 @@ class GradualPrune:
 
 
 def test_kept_state_puts_back_what_the_users_hooks_hold_and_the_weights_they_write():
-    # setups hunt 85: a pruning hook's call counter (an object's or a closure's) moved by the
+    # setups hunt 69: a pruning hook's call counter (an object's or a closure's) moved by the
     # monitors' passes, and the mask it then wrote at a pass's call: weights differed
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3))
     prune, seen = GradualPrune(), []

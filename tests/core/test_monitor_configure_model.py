@@ -132,7 +132,7 @@ class Renamed(TinyCNN):
 
 @pytest.mark.parametrize("name", ["KernelMonitor", "FeatureMapMonitor", "GradCAMMonitor"])
 def test_monitor_configure_model_a_named_layer_gone_mid_fit_steps_aside(tmp_path, name):
-    # setups hunt 84: `layers=["conv2"]` renamed mid-fit stopped the fit with
+    # setups hunt 68: `layers=["conv2"]` renamed mid-fit stopped the fit with
     # LayerNotFoundError, after saying "it watches the new one"
     from tests.tb import events, texts
 
@@ -150,7 +150,7 @@ def test_monitor_configure_model_a_named_layer_gone_mid_fit_steps_aside(tmp_path
 
 
 def test_monitor_configure_model_activations_follow_a_layer_renamed_mid_fit(tmp_path):
-    # setups hunt 84: the gradient read before the event looked `conv2` up by its old name
+    # setups hunt 68: the gradient read before the event looked `conv2` up by its old name
     # (KeyError): "ActivationMonitor failed and steps aside"
     monitor = make_monitor("ActivationMonitor", every_n_steps=2)
     _, _, messages = fit(tmp_path, [monitor], model=Renamed(), max_epochs=4)
@@ -178,7 +178,7 @@ class Appended(TinyCNN):
 
 
 def test_monitor_configure_model_layers_added_mid_fit_are_found_under_auto(tmp_path):
-    # setups hunt 85: a block appended at epoch 2 got no kernels, maps or statistics, and
+    # setups hunt 69: a block appended at epoch 2 got no kernels, maps or statistics, and
     # Grad-CAM stayed on the layer before it; nothing was said
     monitors = [make_monitor(n, every_n_steps=2) for n in ("KernelMonitor", "ActivationMonitor")]
     _, _, messages = fit(tmp_path, monitors, model=Appended(), max_epochs=4)
