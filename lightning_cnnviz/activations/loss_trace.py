@@ -170,6 +170,7 @@ class LossLevels:
     def __init__(self) -> None:
         # ``at_chance``: left it yet, losses read, the ones short of a full median
         self._left_chance, self._chance_seen, self._chance_rest = False, 0, []
+        self._chance_started = False  # the first median read (the start, ``START_ABOVE``)
         # ``at_new_low``: the latest window, the lowest median, the latest median
         self._low: tuple[list[float], float, float | None] = ([], math.inf, None)
         self._low_seen = 0  # losses read by ``at_new_low``
@@ -187,13 +188,14 @@ class LossLevels:
         """
         if classes is None or classes < 2 or self._left_chance:
             return False
-        first = self._chance_seen == 0 and not self._chance_rest
         fresh = [v for _, v in series[self._chance_seen :] if math.isfinite(v)]
         finite = self._chance_rest + fresh
         full = len(finite) - len(finite) % SMOOTH
         for i in range(0, full, SMOOTH):
             median = statistics.median(finite[i : i + SMOOTH])
-            start = first and i == 0 and 0 <= median / math.log(classes) - 1 < START_ABOVE
+            above = median / math.log(classes) - 1
+            start = not self._chance_started and 0 <= above < START_ABOVE
+            self._chance_started = True
             self._left_chance |= not (at_chance(median, classes) or start)
         self._chance_rest, self._chance_seen = finite[full:], len(series)
         return not self._left_chance and len(series) >= 4 * SMOOTH

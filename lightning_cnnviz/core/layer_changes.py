@@ -72,8 +72,9 @@ class LayerChanges:
         else:
             self.warn_once(
                 "modules_changed",
-                f"the model's modules changed by step {step} (a layer added or removed): its "
-                f"layers are found anew, now {listed(list(self.selected))}",
+                f"the model's modules changed by step {step} (a layer added, removed or "
+                "wrapped, a parametrization registered): its layers are found anew, now "
+                f"{listed(list(self.selected))}",
             )
         self._layers_logged = False  # call sites found again, the selection written anew
         return not self.disabled

@@ -31,3 +31,6 @@ def test_loss_levels_a_start_a_little_above_chance_is_still_at_chance():
     levels, series = LossLevels(), start + flat  # read log by log, the start once
     assert not levels.at_chance(series[:7], classes=10)  # too few losses yet
     assert levels.at_chance(series, classes=10)
+    levels = LossLevels()  # a first log at step 2 (hunt 97): the start read at the next
+    assert not levels.at_chance(series[:3], classes=10)
+    assert levels.at_chance(series, classes=10)
