@@ -19,13 +19,17 @@ from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
 from lightning_cnnviz.activations.recovery import level_before, loss_now, recovered
-from lightning_cnnviz.activations.spike_accuracy import ACC_LOST, SpikeAccuracy, lost
+from lightning_cnnviz.activations.spike_accuracy import ACC_HELD, ACC_LOST, SpikeAccuracy, lost
+from lightning_cnnviz.activations.spike_accuracy import learnt as learnt_before
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.raised_settings import decay_raised, dropout_raised, momentum_raised
 
 __all__ = ["ANEW", "IN_FORCE", "LEARNT", "SpikeReadings"]
 
 LEARNT = 0.5  # a loss below this share of ln K before a spike: the model had learnt
+# ... or below this share where its probe accuracy was lost since: a slow learner (hunt 97:
+# labels shuffled on a BN CNN at 0.59 ln K, told "the updates are too large" two logs late)
+SLOW_LEARNT = 0.8
 OWN_FELL = 0.8  # the model's own probe cross-entropy at most this share of it before a spike
 REWEIGHED = 3.0  # ...while the loss returned grew this many times over it: weighted anew
 HIGH_START = 1.5  # a first loss this many times ln K: "below the start" is no way back alone
@@ -184,7 +188,8 @@ class SpikeReadings(SpikeAccuracy):
     ) -> tuple[int, float, int] | None:
         """``(the spike's step, the loss now, K)``: a learnt loss at its chance level since.
 
-        Learnt: below ``LEARNT`` x ``ln K`` before the spike; at chance now
+        Learnt: below ``LEARNT`` x ``ln K`` before the spike, or ``SLOW_LEARNT`` with the
+        probe accuracy lost since (``spike_accuracy.lost``) or back to chance; at chance now
         (``core.chance``); at an unchanged (or lowered) rate. Units may die with it (labels
         drawn at random from step 120 under Adam silenced 58% of a dense layer).
         """
@@ -195,6 +200,10 @@ class SpikeReadings(SpikeAccuracy):
             return None
         before, now = level
         learnt = before < LEARNT * math.log(k)
+        if not learnt and before < SLOW_LEARNT * math.log(k):
+            read = self._accuracy_around(spike)  # lost, or back to chance (and one image)
+            learnt = read is not None and (lost(*read[1:], k) or read[2] <= 1 / k + ACC_HELD)
+            learnt = learnt and read is not None and learnt_before(read[1], k)
         return (spike[0], now, k) if learnt and at_chance(now, k) else None
 
     def _steps(self, series: list[tuple[int, float]], spike: Any) -> tuple[Any, Any]:

@@ -420,3 +420,25 @@ def test_divergence_few_classes_back_at_chance_is_no_recovery():
     assert [(v.severity, v.change) for v in at_chance] == [("problem", "new")]
     kept = run(0.5)  # two probe images of 16 fewer: the 3 classes' own bar, not lost
     assert kept[0].severity == "note" and "recovered" in kept[0].message
+
+
+def test_divergence_labels_shuffled_on_a_slow_learner_point_at_the_batches():
+    # held out (hunt 97): a BN CNN under Adam at 0.59 ln K, labels shuffled at step 122: the
+    # loss to ln 10 in one step and there, probe accuracy 37.5% -> 12.5%: told "the updates
+    # are too large", two logs late
+    def run(acc_after):
+        series = [(s, 2.3 - 0.0095 * s) for s in range(1, 101)]  # down to 1.35, 0.59 ln 10
+        series += [(s, 2.71) for s in range(101, 104)] + [(s, 2.33) for s in range(104, 161)]
+        diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
+        for step, value in series:
+            diagnosis.loss.add(step, torch.tensor(value))
+            if step in (20, 60, 100, 120, 140, 160):
+                chance = (10, 2.31) if diagnosis.wants_chance() else None
+                acc = 0.375 if step <= 100 else acc_after
+                said += diagnosis.review(step, 0, {}, {}, [], list, chance, lr=1e-3, probe_acc=acc)
+        return [v for v in said if v.kind == "divergence"]
+
+    (told,) = run(0.125)[:1]
+    assert told.severity == "problem" and "the training batches may no longer carry" in told.message
+    held = run(0.375)  # the accuracy held: no reading of the labels
+    assert not any("may no longer carry the label" in v.message for v in held)
