@@ -29,8 +29,6 @@ import collections
 import contextlib
 import dataclasses
 import functools
-import os
-import sys
 import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -41,13 +39,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.generators import GENERATORS, generator_state, set_generator_state
 from lightning_cnnviz.core.put_back import contents_as_now
 
-__all__ = [
-    "KEPT_NUMEL",
-    "attributes_as_now",
-    "attributes_kept",
-    "callables_as_now",
-    "user_callables",
-]
+__all__ = ["KEPT_NUMEL", "attributes_as_now", "attributes_kept", "held_inside"]
 
 KEPT_NUMEL = 1 << 26
 """Buffers and tensor attributes up to this many elements are put back (statistics,
@@ -99,91 +91,6 @@ def attributes_as_now(obj: Any) -> Callable[[], None]:
     return put
 
 
-def callables_as_now(hooks: Iterable[object]) -> Callable[[], None]:
-    """What puts back the state the user's hook callables hold of their own.
-
-    A callable object's attributes (a pruning schedule's call counter and mask), the
-    object a bound method belongs to, a closure's cells (a call count kept with
-    ``nonlocal``) and a function's own attributes, each with what they hold
-    (``attributes_as_now``). A monitor's pass calls the hooks a module holds, and a hook
-    that counts its calls then acts on other training batches (setups hunt 69: weights
-    differed). Of ``user_callables(hooks)``.
-
-    Example::
-
-        >>> def counting():
-        ...     calls = 0
-        ...     def hook(*args):
-        ...         nonlocal calls
-        ...         calls += 1
-        ...         return calls
-        ...     return hook
-        >>> hook = counting()
-        >>> put = callables_as_now([hook])
-        >>> hook(), hook()
-        (1, 2)
-        >>> put()
-        >>> hook()
-        1
-    """
-    puts: list[Callable[[], None]] = []
-    for owner in user_callables(hooks):
-        if isinstance(owner, types.FunctionType):
-            puts += [_cell_as_now(cell) for cell in owner.__closure__ or ()]
-        if isinstance(getattr(owner, "__dict__", None), dict) and vars(owner):
-            puts.append(attributes_as_now(owner))
-    return _all(puts) or (lambda: None)
-
-
-_LIBRARIES = ("lightning_cnnviz", "torch", "lightning", "pytorch_lightning", "captum")
-
-
-def user_callables(hooks: Iterable[object]) -> list[object]:
-    """The objects behind ``hooks`` that are the user's.
-
-    A function, a callable object, the object a bound method belongs to; not a module (kept
-    as modules are), nor the package's, torch's, Lightning's or Captum's.
-    """
-    found = []
-    for hook in hooks:
-        fn = hook.func if isinstance(hook, functools.partial) else hook
-        owner = fn.__self__ if isinstance(fn, types.MethodType) else fn
-        if not _library(owner) and not isinstance(owner, nn.Module):
-            found.append(owner)
-    return found
-
-
-def _library(owner: object) -> bool:
-    """Whether ``owner`` is the package's, torch's, Lightning's or Captum's.
-
-    A function by the file its code is in (a doctest's or a notebook's own function keeps
-    the name of the module it runs in); an object by its class's module.
-    """
-    code = getattr(owner, "__code__", None)
-    if code is None:
-        return (type(owner).__module__ or "").split(".")[0] in _LIBRARIES
-    roots = [sys.modules[name].__file__ for name in _LIBRARIES if name in sys.modules]
-    folders = [os.path.dirname(root) + os.sep for root in roots if root]
-    return code.co_filename.startswith(tuple(folders))
-
-
-def _cell_as_now(cell: types.CellType) -> Callable[[], None]:
-    """What puts a closure cell's value, and its insides, back."""
-    try:
-        value = cell.cell_contents
-    except ValueError:  # empty until the enclosing function assigns it
-        return lambda: None
-    inside = None if isinstance(value, nn.Module) else _inside(value)
-
-    def put() -> None:
-        if cell.cell_contents is not value:
-            cell.cell_contents = value
-        if inside is not None:
-            inside()
-
-    return put
-
-
 _GONE = object()
 
 
@@ -199,6 +106,11 @@ def _put_back(now: dict[str, object], before: dict[str, object], own: frozenset[
     for name, value in before.items():
         if now.get(name, _GONE) is not value:
             now[name] = value
+
+
+def held_inside(value: object) -> Callable[[], None] | None:
+    """What puts a tensor written in place, or a random generator's state, back (else None)."""
+    return _inside(value, nested=True) if isinstance(value, (Tensor, *GENERATORS)) else None
 
 
 def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:

@@ -37,18 +37,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lightning_cnnviz.core.attribute_state import (
-    KEPT_NUMEL,
-    attributes_as_now,
-    callables_as_now,
-    user_callables,
-)
+from lightning_cnnviz.core.attribute_state import KEPT_NUMEL, attributes_as_now
 from lightning_cnnviz.core.generators import (
     class_generators,
     generator_state,
     global_rng_kept,
     set_generator_state,
 )
+from lightning_cnnviz.core.hook_state import callables_as_now, user_callables, user_code
 from lightning_cnnviz.core.inputs import model_device
 from lightning_cnnviz.core.kept_parameters import parameter_copies, put_back_parameters
 from lightning_cnnviz.core.say import say
@@ -71,7 +67,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     Lightning's) is as it was, and so are the parameters a pass writes or replaces
     (``core.kept_parameters``), the generators the modules' classes hold, the global generators
     (``global_rng_kept``), the modules' hooks (``_hooks_as_now``) and the state their
-    callables hold (``core.attribute_state.callables_as_now``).
+    callables hold (``core.hook_state.callables_as_now``).
     Re-entrant: a probe pass inside an event keeps nothing twice (the outer one restores).
     """
     if id(model) in _KEEPING:
@@ -81,12 +77,12 @@ def kept_state(model: nn.Module) -> Iterator[None]:
     flags = [(m, m.training) for p in lists for m in p.modules()]
     saved = _buffer_copies(model)
     large = _large_buffers(model)
-    users = user_callables(hook for held in _hook_dicts(model) for hook in held.values())
-    params = parameter_copies(model, every=bool(users))
+    callables = [h for held in _hook_dicts(model) for h in held.values() if callable(h)]
+    params = parameter_copies(model, every=user_code(callables))
     shared = [(g, generator_state(g)) for g in class_generators(model.modules())]
     attributes = [attributes_as_now(m) for m in model.modules()]
     hooks = _hooks_as_now(model)
-    callables = callables_as_now(users)
+    held = callables_as_now(user_callables(callables))
     device = model_device(model)
     _KEEPING.add(id(model))
     try:
@@ -107,7 +103,7 @@ def kept_state(model: nn.Module) -> Iterator[None]:
         for put in attributes:
             put()
         hooks()
-        callables()
+        held()
         _say_written(model, large)
 
 
