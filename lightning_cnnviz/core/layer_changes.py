@@ -62,19 +62,19 @@ class LayerChanges:
         except ConfigError as err:  # `layers` valid at fit start: the surgery's, not the user's
             self.step_aside(f"{listed(gone)} replaced by step {step}, and then: {err}")
             return False
+        now = listed(list(self.selected)) if self.selected else "none"
         if gone:  # a layer re-made (re-initialised, network surgery): the old one is called
             # no more, and was told "frozen" with a `.detach()` to remove
             self.warn_once(
                 f"replaced:{','.join(gone)}",
-                f"{listed(gone)} replaced by a new module since the layers were found: "
-                f"it watches the new one from step {step}",
+                f"{listed(gone)} replaced or removed since the layers were found: from step "
+                f"{step} it watches {now}",
             )
-        else:
+        else:  # each change said (setups hunt 70: a second one went unsaid)
             self.warn_once(
-                "modules_changed",
+                f"modules_changed:{step}",
                 f"the model's modules changed by step {step} (a layer added, removed or "
-                "wrapped, a parametrization registered): its layers are found anew, now "
-                f"{listed(list(self.selected))}",
+                f"wrapped, a parametrization registered): it now watches {now}",
             )
         self._layers_logged = False  # call sites found again, the selection written anew
         return not self.disabled
