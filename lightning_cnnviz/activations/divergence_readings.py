@@ -4,8 +4,8 @@ Nothing here knows about Lightning. ``SpikeReadings`` reads, for a spike the rev
 found, what ``divergence_causes.divergence_cause`` names: the learning rate's readings
 (``rate_readings.py``), the probe accuracy held or lost through it (``spike_accuracy.py``),
 the weight decay or dropout raised, a negative weight decay, a loss gone below 0 just
-before it, a learnt loss at its chance level since, the one-step changes of ``loss_steps.py``, and a
-batch of NaN/Inf inputs where the loss first turned non-finite.
+before it, a learnt loss at its chance level since, the one-step changes of
+``loss_steps.py``, and a batch of NaN/Inf inputs where the loss first turned non-finite.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
 from lightning_cnnviz.activations.recovery import level_before, loss_now, recovered
-from lightning_cnnviz.activations.spike_accuracy import ACC_HELD, ACC_LOST, SpikeAccuracy, lost
-from lightning_cnnviz.activations.spike_accuracy import learnt as learnt_before
+from lightning_cnnviz.activations.spike_accuracy import ACC_LOST, SpikeAccuracy, fell, lost
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.raised_settings import decay_raised, dropout_raised, momentum_raised
 
@@ -189,7 +188,7 @@ class SpikeReadings(SpikeAccuracy):
         """``(the spike's step, the loss now, K)``: a learnt loss at its chance level since.
 
         Learnt: below ``LEARNT`` x ``ln K`` before the spike, or ``SLOW_LEARNT`` with the
-        probe accuracy lost since (``spike_accuracy.lost``) or back to chance; at chance now
+        probe accuracy fallen since (``spike_accuracy.fell``); at chance now
         (``core.chance``); at an unchanged (or lowered) rate. Units may die with it (labels
         drawn at random from step 120 under Adam silenced 58% of a dense layer).
         """
@@ -199,12 +198,13 @@ class SpikeReadings(SpikeAccuracy):
         if self._raised(spike[0]) is not False:  # known, and not raised
             return None
         before, now = level
-        learnt = before < LEARNT * math.log(k)
-        if not learnt and before < SLOW_LEARNT * math.log(k):
-            read = self._accuracy_around(spike)  # lost, or back to chance (and one image)
-            learnt = read is not None and (lost(*read[1:], k) or read[2] <= 1 / k + ACC_HELD)
-            learnt = learnt and read is not None and learnt_before(read[1], k)
-        return (spike[0], now, k) if learnt and at_chance(now, k) else None
+        if before >= SLOW_LEARNT * math.log(k) or not at_chance(now, k):
+            return None
+        if before >= LEARNT * math.log(k):  # a slow learner: where its probe accuracy fell
+            read = self._accuracy_around(spike)
+            if read is None or not fell(read[1], read[2], k):
+                return None
+        return spike[0], now, k
 
     def _steps(self, series: list[tuple[int, float]], spike: Any) -> tuple[Any, Any]:
         """``loss_steps``' one-step changes, at a known rate unchanged or steady (else None)."""

@@ -17,7 +17,7 @@ import math
 
 from lightning_cnnviz.activations.rate_readings import RateReadings
 
-__all__ = ["ACC_HELD", "ACC_LOST", "HARDER", "SpikeAccuracy", "learnt", "lost"]
+__all__ = ["ACC_HELD", "ACC_LOST", "HARDER", "SpikeAccuracy", "fell", "learnt", "lost"]
 
 # probe accuracy no more than this below its value before a spike: held; over one image of
 # the default 16 (hunt 47: a loss weight raised 10x under Adam, val 94% -> 96%, one probe
@@ -54,6 +54,20 @@ def lost(then: float, now: float, k: int) -> bool:
         (False, True, False)
     """
     return learnt(then, k) and now < then - ACC_LOST * min(1.0, (1 - 1 / k) / 0.9)
+
+
+def fell(then: float, now: float, k: int) -> bool:
+    """Whether a model that had ``learnt`` ``lost`` its probe accuracy, or fell back to chance.
+
+    Back to chance: within ``ACC_HELD`` (one probe image) of ``1 / k`` (hunt 97: 37.5% ->
+    12.5% on 10 classes, exactly the 4 images ``lost`` asks more than).
+
+    Example::
+
+        >>> fell(0.375, 0.125, 10), fell(0.375, 0.3125, 10), fell(0.15, 0.1, 10)
+        (True, False, False)
+    """
+    return learnt(then, k) and (lost(then, now, k) or now <= 1 / k + ACC_HELD)
 
 
 class SpikeAccuracy(RateReadings):
