@@ -39,7 +39,13 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.generators import GENERATORS, generator_state, set_generator_state
 from lightning_cnnviz.core.put_back import contents_as_now
 
-__all__ = ["KEPT_NUMEL", "attributes_as_now", "attributes_kept", "held_inside"]
+__all__ = [
+    "KEPT_NUMEL",
+    "attributes_as_now",
+    "attributes_kept",
+    "held_inside",
+    "put_back_attributes",
+]
 
 KEPT_NUMEL = 1 << 26
 """Buffers and tensor attributes up to this many elements are put back (statistics,
@@ -84,7 +90,7 @@ def attributes_as_now(obj: Any) -> Callable[[], None]:
     insides = [put for v in before.values() if (put := _inside(v))]
 
     def put() -> None:
-        _put_back(now, before, own)
+        put_back_attributes(now, before, own)
         for inside in insides:
             inside()
 
@@ -94,8 +100,12 @@ def attributes_as_now(obj: Any) -> Callable[[], None]:
 _GONE = object()
 
 
-def _put_back(now: dict[str, object], before: dict[str, object], own: frozenset[str]) -> None:
-    """A module's own attributes as they were (those added since removed).
+def put_back_attributes(
+    now: dict[str, object], before: dict[str, object], own: frozenset[str] = frozenset()
+) -> None:
+    """An object's own attributes (``now``, its ``__dict__``) as ``before``, those added removed.
+
+    ``own``: names left as they are (torch's and Lightning's, on a module).
 
     A ``forward`` that keeps ``self._feats = out`` for a hook of the module's (a memory bank
     updated in ``on_train_batch_end``, after the monitors' probe passes) then reads the

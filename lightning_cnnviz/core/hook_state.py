@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable
 
 from torch import nn
 
-from lightning_cnnviz.core.attribute_state import held_inside
+from lightning_cnnviz.core.attribute_state import held_inside, put_back_attributes
 from lightning_cnnviz.core.put_back import contents_as_now
 
 __all__ = ["DEPTH", "callables_as_now", "user_callables", "user_code"]
@@ -152,11 +152,7 @@ def _attributes(value: object, depth: int) -> Callable[[], None] | None:
     inner = _all_held(before.values(), depth - 1)
 
     def put() -> None:
-        for name in [k for k in own if k not in before]:
-            del own[name]
-        for name, kept in before.items():
-            if own.get(name, put) is not kept:
-                own[name] = kept
+        put_back_attributes(own, before)
         for each in inner:
             each()
 
