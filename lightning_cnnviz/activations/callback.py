@@ -14,6 +14,7 @@ from lightning_cnnviz.activations.divergence_remedies import half_first
 from lightning_cnnviz.activations.divergence_words import no_loss_text
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.first_log import first_log_reads
+from lightning_cnnviz.activations.grad_reads import GradReads, frozen_head
 from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.rewrites import update_reach, weight_norms, written_between
@@ -194,7 +195,7 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
         grads: dict,
     ) -> None:
         step, epoch, scalars = trainer.global_step, trainer.current_epoch, {}
-        profile = self._rec.split_profile(grads)
+        profile = GradReads.split_profile(grads)
         for site, f in figures.items():
             values = site_scalars(f, self._rec.sites[site], grads)
             scalars.update({self.tag(site, key): value for key, value in values.items()})
@@ -215,14 +216,14 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
             lr=settings.lr_top, lr_start=settings.lr_top_initial, lr_peak=self.take_peak_rate(),
             decay=(settings.decay_per_step, settings.weight_decay),
             clip=(settings.grad_clip, settings.clip_algorithm), momentum=settings.momentum,
-            output_site=self._rec.output_site, frozen_head=self._rec.frozen_head(model),
+            output_site=self._rec.output_site, frozen_head=frozen_head(model, self._rec.depth),
             probe_acc=scores and scores[1], probe_loss=scores and scores[2],
             clipped=clipped_classes(self._rec.logits),
             half=settings.half_weights or str(trainer.precision).startswith("16"),
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
             maximize=settings.maximize, written=written,
             norms=weight_norms(model, self._rec.depth, held), reach=reach,
-            before_update=self._rec.before_update,
+            before_update=self._rec.grads.before_update,
             **self._start(trainer, model, scores),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

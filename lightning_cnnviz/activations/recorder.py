@@ -33,6 +33,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from lightning_cnnviz.activations.grad_reads import GradReads
 from lightning_cnnviz.activations.output_activation import pools_to
 from lightning_cnnviz.activations.sites import SiteInfo, trace_sites
 from lightning_cnnviz.activations.stats import (
@@ -43,16 +44,13 @@ from lightning_cnnviz.activations.stats import (
 )
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.probe_pass import probe_mode
-from lightning_cnnviz.core.real_values import real_values
 from lightning_cnnviz.core.selection import named_layers
-from lightning_cnnviz.core.weight_leaves import trained_leaves, weight_param
 
 __all__ = [
     "Recorder",
     "gather",
     "make_stats",
     "site_scalars",
-    "weight_grad_norm",
 ]
 
 
@@ -111,27 +109,6 @@ def gather(
     return {s: f for s, f in per_site.items() if float(f["count"]) > 0}, extras
 
 
-def weight_grad_norm(module: nn.Module) -> Tensor | None:
-    """L2 norm of the gradients of ``module``'s own parameters (read only), or None.
-
-    Example::
-
-        >>> lin = nn.Linear(2, 1, bias=False)
-        >>> weight_grad_norm(lin) is None
-        True
-        >>> lin.weight.grad = torch.tensor([[3.0, 4.0]])
-        >>> weight_grad_norm(lin).item()
-        5.0
-    """
-    grads = [p.grad.detach() for p in module.parameters(recurse=False) if p.grad is not None]
-    if not grads:
-        return None
-    return torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(real_values(g)) for g in grads])
-    )
-
-
-_RMS = "rms:"  # the depth profile's keys among gather's extras (module names hold no ':')
 _SCALARS = ("dead_fraction", "dormant_fraction", "zero_fraction", "mean", "std", "max_abs")
 
 
@@ -165,7 +142,8 @@ class Recorder:
     eval-mode probe passes are ignored) and never raises into the training step (a
     failure is kept in ``failure``); ``probe`` feeds the probe pass (and keeps a
     subsample for histograms); ``read_grads`` reads the producers' weight-gradient
-    norms; ``gather`` reduces, computes, moves to the host once, and resets.
+    norms and the depth profile (into ``grads``); ``gather`` reduces, computes, moves
+    to the host once, and resets.
 
     Args:
         eps: activity threshold.
@@ -177,13 +155,11 @@ class Recorder:
         self.sites: dict[str, SiteInfo] = {}
         self.stats: dict[str, ActivationStats] = {}
         self.samples: dict[str, Tensor] = {}
-        self.grad_norms: dict[str, Tensor] = {}
         self.depth: list[str] = []  # layers with a weight matrix, in forward order
         # the modules read by name besides the watched ones: the depth profile's, producers
         self.traced: dict[str, nn.Module] = {}
         self.stale = False  # a watched layer's width changed since it was traced
-        self.grad_rms: dict[str, Tensor] = {}
-        self.before_update = False  # the profile was read before the fit's first update
+        self.grads = GradReads()  # the producers' gradient norms, the depth profile
         self.root: nn.Module | None = None
         self.failure: Exception | None = None
         self.counts: dict[str, int] = {}
@@ -268,49 +244,10 @@ class Recorder:
             self.samples[site] = flat[:: max(1, flat.numel() // 4096)].float().clone()
 
     def read_grads(self, model: nn.Module) -> None:
-        """Keep the weight-gradient norm of every site's producer and the depth profile.
-
-        The profile: the RMS of each weight-matrix layer's weight gradient (``||g|| /
-        sqrt(numel)``), in forward order. Reads ``p.grad`` only, no sync.
-        """
-        modules = named_layers(model)
-        for name in {info.producer for info in self.sites.values() if info.producer}:
-            if name not in modules:  # renamed mid-fit: traced anew at the event (``traced``)
-                continue
-            norm = weight_grad_norm(modules[name])
-            if norm is not None:
-                self.grad_norms[name] = norm
-        for name in self.depth:
-            module = modules.get(name)
-            leaves = trained_leaves(module) if module is not None else []
-            rms = [
-                torch.linalg.vector_norm(real_values(p.grad.detach())) / p.grad.numel() ** 0.5
-                for p in leaves
-                if p.grad is not None and p.grad.numel()
-            ]
-            if rms:  # LoRA's factors: A's gradient is B's scale of the weight's (0 at first)
-                self.grad_rms[name] = rms[0] if len(rms) == 1 else torch.stack(rms).max()
-            elif any(p.requires_grad for p in leaves):  # trained, yet no gradient reached it
-                self.grad_rms[name] = torch.zeros((), device=leaves[0].device)  # (a `.detach()`)
-
-    def frozen_head(self, model: nn.Module) -> str | None:
-        """The first weight layer in forward order where its weight is frozen, else ``None``."""
-        if not self.depth:
-            return None
-        module = named_layers(model).get(self.depth[0])
-        weight = None if module is None else weight_param(module)
-        frozen = isinstance(weight, Tensor) and not weight.requires_grad
-        return self.depth[0] if frozen else None
+        """Keep the producers' weight-gradient norms and the depth profile (``GradReads``)."""
+        producers = {info.producer for info in self.sites.values() if info.producer}
+        self.grads.read(model, producers, self.depth)
 
     def gather(self, tau: float) -> tuple[dict[str, dict[str, Tensor]], dict[str, float]]:
         """``gather`` over the sites and the kept gradient norms (then cleared)."""
-        rms = {f"{_RMS}{name}": value for name, value in self.grad_rms.items()}
-        figures, extras = gather(self.stats, {**self.grad_norms, **rms}, tau)
-        self.grad_norms, self.grad_rms = {}, {}
-        return figures, extras
-
-    @staticmethod
-    def split_profile(extras: dict[str, float]) -> list[tuple[str, float]]:
-        """Take the depth profile out of ``gather``'s extras: ``[(layer, rms)]`` in order."""
-        keys = [key for key in extras if key.startswith(_RMS)]
-        return [(key.removeprefix(_RMS), extras.pop(key)) for key in keys]
+        return gather(self.stats, self.grads.take(), tau)

@@ -164,7 +164,7 @@ class TrainingWindow:
                 self._peak_rate = (trainer.global_step, rate)
         if self._grads_due and not self.disabled:
             self._rec.read_grads(unwrap_model(pl_module))  # leaves only: nothing computed
-            self._rec.before_update = trainer.global_step == 0  # nothing has moved yet
+            self._rec.grads.before_update = trainer.global_step == 0  # nothing has moved yet
 
     @override
     def on_train_batch_end(

@@ -9,7 +9,8 @@ from torch import nn
 
 from lightning_cnnviz.activations.dead import DeadHistory, dead_alerts, strip_append, strip_column
 from lightning_cnnviz.activations.dead_words import diagnosis_text
-from lightning_cnnviz.activations.recorder import Recorder, weight_grad_norm
+from lightning_cnnviz.activations.grad_reads import weight_grad_norm
+from lightning_cnnviz.activations.recorder import Recorder
 from lightning_cnnviz.activations.reductions import _exact_counts, _finite_parts, batch_parts, fold
 from lightning_cnnviz.activations.sites import fallback_layers, trace_sites
 from lightning_cnnviz.activations.stats import (
@@ -357,7 +358,7 @@ def test_stats_gradient_sizes_of_a_complex_layer_are_of_magnitudes():
         norm = weight_grad_norm(conv)
         rec.read_grads(nn.Sequential(OrderedDict(conv=conv)))
     assert float(norm) == pytest.approx(2.0)  # four entries of magnitude 1
-    assert float(rec.grad_rms["conv"]) == pytest.approx(1.0)
+    assert float(rec.grads.rms["conv"]) == pytest.approx(1.0)
 
 
 def test_stats_weight_norms_and_biases_of_a_complex_layer():
