@@ -8,10 +8,8 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_cnnviz.activations.diagnose import TrainingDiagnosis, Verdict
+from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.divergence import nonfinite_parameters
-from lightning_cnnviz.activations.divergence_remedies import half_first
-from lightning_cnnviz.activations.divergence_words import no_loss_text
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.first_log import first_log_reads
 from lightning_cnnviz.activations.grad_reads import GradReads, frozen_head
@@ -19,25 +17,25 @@ from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.rewrites import update_reach, weight_norms, written_between
 from lightning_cnnviz.activations.sites import fallback_layers
+from lightning_cnnviz.activations.telling import Telling
 from lightning_cnnviz.activations.window import TrainingWindow
 from lightning_cnnviz.core.activation_kind import is_activation
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
-from lightning_cnnviz.core.findings import Finding, record_check, replace, report
+from lightning_cnnviz.core.findings import Finding
 from lightning_cnnviz.core.input_form import batch_hooks
 from lightning_cnnviz.core.layer_calls import count_call_sites
 from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES
 from lightning_cnnviz.core.logits import class_scores
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.probe_pass import follows_step
-from lightning_cnnviz.core.root_causes import earlier_cause
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import of_type, unwrap_model
-from lightning_cnnviz.core.settings import read_settings, settings_of
+from lightning_cnnviz.core.settings import settings_of
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.core.weight_leaves import held_by
 
 
-class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
+class ActivationMonitor(Telling, TrainingWindow, Monitor, section="activations"):
     """Per-layer activation statistics with dead- and dormant-unit detection.
 
     A unit (conv channel, linear unit) is dead when it is active (``> eps``; ``|a| > eps``
@@ -239,52 +237,10 @@ class ActivationMonitor(TrainingWindow, Monitor, section="activations"):
                 self.warn_once("histograms", "histograms need a TensorBoard logger: none written")
         self._tell(trainer, verdicts, step, epoch)
 
-    def _tell(self, trainer: Trainer, verdicts: list[Verdict], step: int, epoch: int) -> None:
-        """Write the verdicts' text, warn the problems and report them as findings."""
-        module = getattr(trainer, "lightning_module", None)
-        settings = read_settings(getattr(trainer, "optimizers", []), module or nn.Identity())
-        for v in verdicts:  # in order: a cause told at this log is named by what follows
-            if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind)):
-                v.message = f"{v.message} {cause}"
-            if v.kind == "divergence" and v.severity == "problem" and settings.half_weights:
-                v.message = half_first(v.message, settings.eps)
-            finding = Finding(self.section, v.kind, step, epoch, v.message, v.figures,
-                              severity=v.severity)  # fmt: skip
-            old = self._findings.get(v.kind)
-            # an episode that ended: its note replaces it; a problem that grew while it
-            # stood (a spike, then NaN a log later) is one failure, told at its latest
-            grew = old is not None and old.severity == v.severity == "problem"
-            if old is not None and (v.change == "gone" or grew):
-                replace(trainer, old, finding)
-            else:
-                report(trainer, finding)
-            self._findings[v.kind] = finding
-        if verdicts:  # one text per log: TensorBoard keeps one entry per tag and step
-            self.sink.text(self.tag("diagnosis"), "\n\n".join(v.message for v in verdicts), step)
-        for v in verdicts:
-            if v.severity == "problem":  # notes go to the summary and the text only
-                say(v.message)
-
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.disabled and not self._mute and trainer.is_global_zero:
-            model = unwrap_model(pl_module)  # before the summary: what the last steps show
-            # the rate the last step ran at: a scheduler stepped at the epoch's end already
-            # holds the next epoch's, which no step used (setups hunt 49: a warm restart)
-            lr = (
-                self._last_rate
-                if self._last_rate is not None
-                else settings_of(trainer, model).lr_top
-            )
-            verdicts = self.diagnosis.conclude(
-                lambda: nonfinite_parameters(list(model.named_parameters())),
-                trainer.global_step, self._batch_at[1], lr=lr, lr_peak=self.take_peak_rate(),
-            )  # fmt: skip
-            self._tell(trainer, verdicts, self.diagnosis.last_step, self.diagnosis.last_epoch)
-            if self.events and self.fit_batches and not self.diagnosis.loss.series:
-                why = no_loss_text(len(trainer.optimizers), self._backward_seen)
-                record_check(trainer, type(self).__name__, "divergence", False, why)
-                self.warn_once("no_loss", f"the divergence check did not run: it {why}.")
+            self.conclude(trainer, pl_module)
         super().on_fit_end(trainer, pl_module)
 
     def _start(
