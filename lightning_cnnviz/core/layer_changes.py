@@ -5,8 +5,10 @@ reads anything: a watched module replaced by another object (re-initialised, wra
 renamed: ``monitor_layers.replaced``), or, where ``layers="auto"``, any module added or
 removed since the layers were found (a block appended, a head swapped for one of other
 width) makes it find its layers anew and say so once. Layers named in ``layers`` that
-select nothing any more are the surgery's doing, not a setting to fix: the monitor steps
-aside saying why (setups hunt 68: the fit stopped with ``LayerNotFoundError``).
+select nothing any more are the surgery's doing, not a setting to fix: the monitor goes
+on with the patterns that still select layers (``layers_now``) and says which it lost,
+or, where none does, steps aside saying why (setups hunt 68: the fit stopped with
+``LayerNotFoundError``; setups hunt 70: one named layer of two gone stepped it aside).
 
 It reads the monitor's ``selected``, ``disabled`` and ``layers``, and uses its
 ``_find_layers``, ``watched_modules``, ``step_aside`` and ``warn_once``.
@@ -27,7 +29,12 @@ from torch import nn
 
 from lightning_cnnviz.core.hook_guard import ConfigError
 from lightning_cnnviz.core.monitor_layers import replaced
-from lightning_cnnviz.core.selection import LayerSpec, unwrap_model
+from lightning_cnnviz.core.selection import (
+    LayerNotFoundError,
+    LayerSpec,
+    resolve_layers,
+    unwrap_model,
+)
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["LayerChanges", "module_ids"]
@@ -46,6 +53,13 @@ class LayerChanges:
     layers: LayerSpec
     _layers_logged: bool
     _modules_then: tuple[int, ...]  # ``module_ids`` when the layers were found
+    _patterns_lost: frozenset[str] = frozenset()  # named patterns the model's changes emptied
+
+    def layers_now(self) -> LayerSpec:
+        """``layers``, less the patterns that model changes in this fit left selecting nothing."""
+        if isinstance(self.layers, str) or not self._patterns_lost:
+            return self.layers
+        return [p for p in self.layers if p not in self._patterns_lost]
 
     def follow_changes(self, trainer: Trainer, pl_module: LightningModule) -> bool:
         """Find the layers anew where the model changed; False where the monitor stepped aside."""
@@ -60,8 +74,13 @@ class LayerChanges:
         try:
             self._find_layers(trainer, pl_module)
         except ConfigError as err:  # `layers` valid at fit start: the surgery's, not the user's
-            self.step_aside(f"{listed(gone)} replaced by step {step}, and then: {err}")
-            return False
+            now = self.layers_now()
+            lost = _selecting_nothing(pl_module, now)
+            if not isinstance(err, LayerNotFoundError) or isinstance(now, str) or lost == now:
+                self.step_aside(f"{listed(gone)} replaced by step {step}, and then: {err}")
+                return False
+            self._patterns_lost |= set(lost)
+            return self._go_on_without(trainer, pl_module, lost, step)
         now = listed(list(self.selected)) if self.selected else "none"
         if gone:  # a layer re-made (re-initialised, network surgery): the old one is called
             # no more, and was told "frozen" with a `.detach()` to remove
@@ -79,9 +98,46 @@ class LayerChanges:
         self._layers_logged = False  # call sites found again, the selection written anew
         return not self.disabled
 
+    def _go_on_without(
+        self, trainer: Trainer, pl_module: LightningModule, lost: list[str], step: int
+    ) -> bool:
+        """Find the layers the other patterns select, saying which were lost."""
+        try:
+            self._find_layers(trainer, pl_module)
+        except ConfigError as err:
+            self.step_aside(f"{listed(lost)} gone by step {step}, and then: {err}")
+            return False
+        self.warn_once(
+            f"lost:{','.join(lost)}",
+            f"`layers` {listed(lost)} no longer {'selects' if len(lost) == 1 else 'select'} "
+            f"any module by step {step} (a layer removed, renamed or replaced): it watches "
+            f"{listed(list(self.selected))} from there",
+        )
+        self._layers_logged = False
+        return not self.disabled
+
     def remember_modules(self, pl_module: nn.Module) -> None:
         """Keep ``module_ids`` as the layers are found."""
         self._modules_then = module_ids(pl_module)
 
     def _find_layers(self, trainer: Trainer, pl_module: LightningModule) -> None:
         raise NotImplementedError  # the monitor's
+
+
+def _selecting_nothing(model: nn.Module, layers: LayerSpec) -> list[str]:
+    """The patterns of ``layers`` that select no module of ``model`` now.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+        >>> _selecting_nothing(net, ["0", "head", "ReLU"])
+        ['head']
+    """
+    patterns = [layers] if isinstance(layers, str) else list(layers)
+    lost = []
+    for pattern in patterns:
+        try:
+            resolve_layers(model, [pattern], auto=lambda *_: ["auto"])
+        except LayerNotFoundError:
+            lost.append(pattern)
+    return lost

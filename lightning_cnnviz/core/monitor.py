@@ -217,6 +217,7 @@ class Monitor(
         self._call_counts: dict[str, int] = {}
         self._probes = {}
         self._layers_logged = False
+        self._patterns_lost = frozenset()  # ``LayerChanges``: each fit starts from `layers`
         self._warned.clear()  # each fit says once what it could not do
         self._logits_key = self._label_key = UNSET
         self.scores_misfit = ""

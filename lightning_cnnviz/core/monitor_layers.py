@@ -253,7 +253,7 @@ class LayerWatcher:
         # "auto" finding nothing (a model this monitor cannot read) steps aside, saying why.
         try:
             self.selected = resolve_layers(
-                pl_module, self.layers, self.auto_layers, owner=type(self).__name__
+                pl_module, self.layers_now(), self.auto_layers, owner=type(self).__name__
             )
             if complex_ := [n for n, m in self.selected.items() if _complex_weights(m)]:
                 self.selected = {}  # setups hunt 28: `.float()` drew the real part, unsaid

@@ -149,6 +149,23 @@ def test_monitor_configure_model_a_named_layer_gone_mid_fit_steps_aside(tmp_path
     assert steps and max(steps) < 10, steps  # wrote until the surgery
 
 
+@pytest.mark.parametrize("name", ["KernelMonitor", "FeatureMapMonitor"])
+def test_monitor_configure_model_named_layers_go_on_without_the_one_gone(tmp_path, name):
+    # setups hunt 70: `layers=["conv1", "conv2"]`, `conv2` renamed mid-fit: the whole
+    # monitor stepped aside, though `conv1` was still there to draw
+    monitor = make_monitor(name, layers=["conv1", "conv2"], every_n_steps=2)
+    _, _, messages = fit(tmp_path, [monitor], model=Renamed(), max_epochs=4)
+    assert not monitor.disabled and list(monitor.selected) == ["conv1"]
+    said = [m for m in messages if "no longer selects any module by step 10" in m]
+    assert len(said) == 1 and "`conv2`" in said[0] and "watches `conv1`" in said[0], messages
+    own = raw_steps(tmp_path / "tb")
+    conv1 = {s for tag, found in own.items() if "conv1" in tag for s in found}
+    conv2 = {s for tag, found in own.items() if "conv2" in tag for s in found}
+    assert max(conv1) == 16 and conv2 and max(conv2) < 10, (conv1, conv2)
+    fit(tmp_path / "again", [monitor], max_epochs=1)  # a new fit starts from `layers` again
+    assert list(monitor.selected) == ["conv1", "conv2"]
+
+
 def test_monitor_configure_model_activations_follow_a_layer_renamed_mid_fit(tmp_path):
     # setups hunt 68: the gradient read before the event looked `conv2` up by its old name
     # (KeyError): "ActivationMonitor failed and steps aside"
