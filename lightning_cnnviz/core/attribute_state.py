@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.generators import GENERATORS, generator_state, set_generator_state
-from lightning_cnnviz.core.put_back import contents_as_now
+from lightning_cnnviz.core.put_back import all_of, contents_as_now
 
 __all__ = [
     "KEPT_NUMEL",
@@ -157,7 +157,7 @@ def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
     if isinstance(value, list | collections.deque | dict | set | tuple):
         entries = list(value.values() if isinstance(value, dict) else value)
         puts = [] if isinstance(value, tuple) else [contents_as_now(value)]
-        return _all(puts + _generator_states(entries))
+        return all_of(puts + _generator_states(entries))
     if nested:
         return None
     if isinstance(value, types.SimpleNamespace):
@@ -167,7 +167,7 @@ def _inside(value: object, nested: bool = False) -> Callable[[], None] | None:
     elif isinstance(getattr(value, "__dict__", None), dict) and not isinstance(value, _NOT_HELPERS):
         # a helper object of the user's (a noise sampler holding its generator): only the
         # generators it holds, its other attributes are its own business
-        return _all(_generator_states(vars(value).values()))
+        return all_of(_generator_states(vars(value).values()))
     else:
         return None
     before = {name: getattr(value, name) for name in names}
@@ -196,20 +196,6 @@ def _generator_states(values: Iterable[object]) -> list[Callable[[], None]]:
         for v in values
         if type(v) not in _PLAIN and isinstance(v, GENERATORS) and (put := _inside(v))
     ]
-
-
-def _all(puts: list[Callable[[], None]]) -> Callable[[], None] | None:
-    """One call making each of ``puts`` (``None`` where there is none)."""
-    if not puts:
-        return None
-    if len(puts) == 1:
-        return puts[0]
-
-    def put_each() -> None:
-        for put in puts:
-            put()
-
-    return put_each
 
 
 @functools.cache

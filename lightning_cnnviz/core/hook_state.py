@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable
 from torch import nn
 
 from lightning_cnnviz.core.attribute_state import held_inside, put_back_attributes
-from lightning_cnnviz.core.put_back import contents_as_now
+from lightning_cnnviz.core.put_back import all_of, contents_as_now
 
 __all__ = ["DEPTH", "callables_as_now", "user_callables", "user_code"]
 
@@ -94,7 +94,7 @@ def callables_as_now(owners: Iterable[object]) -> Callable[[], None]:
             puts += [_cell_as_now(cell) for cell in owner.__closure__ or ()]
         if (put := _attributes(owner, DEPTH)) is not None:
             puts.append(put)
-    return _each(puts)
+    return all_of(puts) or _nothing
 
 
 def _library(owner: object) -> bool:
@@ -137,9 +137,9 @@ def _held(value: object, depth: int = DEPTH) -> Callable[[], None] | None:
         return put
     if isinstance(value, list | collections.deque | dict | set):
         entries = list(value.values() if isinstance(value, dict) else value)
-        return _each([contents_as_now(value), *_all_held(entries, depth - 1)])
+        return all_of([contents_as_now(value), *_all_held(entries, depth - 1)])
     if isinstance(value, tuple):
-        return _each(_all_held(value, depth - 1)) if value else None
+        return all_of(_all_held(value, depth - 1))
     return _attributes(value, depth)
 
 
@@ -169,9 +169,5 @@ def _all_held(values: Iterable[object], depth: int) -> list[Callable[[], None]]:
     return [put for v in values if (put := _held(v, depth)) is not None]
 
 
-def _each(puts: list[Callable[[], None]]) -> Callable[[], None]:
-    def put_each() -> None:
-        for put in puts:
-            put()
-
-    return put_each
+def _nothing() -> None:
+    """Where the user's hooks hold nothing to put back."""

@@ -31,6 +31,7 @@ from torch import Tensor
 
 __all__ = [
     "PLAIN",
+    "all_of",
     "array_as_now",
     "attribute_names",
     "attributes_as_now",
@@ -164,3 +165,25 @@ def filled(cell: types.CellType) -> bool:
     except ValueError:
         return False
     return True
+
+
+def all_of(puts: list[Callable[[], None]]) -> Callable[[], None] | None:
+    """One call making each of ``puts`` in turn (``None`` where there is none).
+
+    Example::
+
+        >>> done = []
+        >>> all_of([lambda: done.append(1), lambda: done.append(2)])()
+        >>> done, all_of([]) is None
+        ([1, 2], True)
+    """
+    if not puts:
+        return None
+    if len(puts) == 1:
+        return puts[0]
+
+    def put_each() -> None:
+        for put in puts:
+            put()
+
+    return put_each
