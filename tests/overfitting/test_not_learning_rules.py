@@ -24,6 +24,40 @@ def test_rules_not_learning_from_the_start_and_after_a_collapse():
     assert verdict.figures["from_start"] is False and verdict.figures["peak_acc_before"] == 0.95
 
 
+def test_rules_not_learning_reads_the_logged_accuracy_over_the_whole_val_set():
+    # hunt 98: a slow 3-class learner, 40% -> 45% logged over 1000 val signals (chance
+    # 33.3%, one error 1.5 points), its 128-image probe at 39.8% inside the 45.8% band:
+    # "at chance" for ten validations
+    def row(acc, logged, images=1000.0):
+        return probe(acc, 1.083, classes=3, val_acc=logged, val_images=images,
+                     class_images_val=[43, 43, 42])  # fmt: skip
+
+    slow = probe_run([row(0.398, 0.403), row(0.43, 0.425), row(0.40, 0.451)])
+    assert not [levels.stuck(e) for e in slow if levels.stuck(e)]
+    verdict = first(levels.not_learning, slow)  # hardly moved: "barely", not "at chance"
+    assert verdict.figures["barely"] is True
+    # the same accuracies over 150 val images are within chance's error: at chance
+    few = probe_run([row(0.398, 0.403, 150.0), row(0.43, 0.425, 150.0), row(0.40, 0.42, 150.0)])
+    assert all(levels.stuck(e) for e in few)
+    assert first(levels.not_learning, few).figures["barely"] is False
+    # a logged accuracy far from the probe's is not this model's on these labels (top-5)
+    top5 = probe_run([row(0.35, 0.92), row(0.34, 0.93), row(0.36, 0.93)])
+    assert all(levels.stuck(e) for e in top5)
+
+
+def test_rules_not_learning_near_uniform_outputs_never_learnt_by_accuracy_alone():
+    # hunt 98: a slow binary learner read 78% once at confidence 0.51 (its loss 0.99 ln 2),
+    # then the majority share while its loss kept falling: "not learning after a collapse"
+    near = probe(0.781, 0.686, classes=2, conf_val=0.51)
+    evs = probe_run([near, probe(0.539, 0.684, classes=2, conf_val=0.51),
+                     probe(0.539, 0.684, classes=2, conf_val=0.51)])  # fmt: skip
+    verdict = first(levels.not_learning, evs)
+    assert verdict is None or verdict.figures["from_start"] is True
+    confident = probe(0.781, 0.686, classes=2, conf_val=0.8)  # its outputs did move
+    evs[0] = Evaluation(step=25, epoch=0, **confident)
+    assert first(levels.not_learning, evs).figures["from_start"] is False
+
+
 def test_rules_not_learning_a_noisy_first_validation_is_no_collapse():
     # setups hunt 27: validated every 3 steps, 18.8% (10 classes, 128 images: the chance
     # band reaches 18.0%) at step 3, then chance at steps 6 and 9 of a run that learnt:
