@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import Tensor
 
-from lightning_cnnviz.core.items import LABEL_KEYS, integer_dtype, keyed, parts
+from lightning_cnnviz.core.items import LABEL_KEYS, integer_dtype, keyed, named_fields, parts
 
 __all__ = ["batch_inputs", "batch_labels", "batch_size"]
 
@@ -38,7 +38,10 @@ def batch_labels(batch: Any, label_key: Any = None) -> Tensor | None:
         >>> batch_labels(torch.zeros(2, 1, 4, 4)) is None
         True
     """
-    if isinstance(batch, Mapping):
+    fields = named_fields(batch)
+    if fields is not None and not (isinstance(label_key, int) and isinstance(batch, tuple)):
+        y = parts(batch, label_key)[1]  # read by name (a namedtuple or dataclass batch)
+    elif isinstance(batch, Mapping):
         usual = next((batch[k] for k in LABEL_KEYS if k in batch), None)
         y = keyed(batch, label_key) if label_key is not None else usual
     elif isinstance(batch, Sequence) and not isinstance(batch, str) and batch:

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
-from lightning_cnnviz.core.items import read_item, split_sample
+from lightning_cnnviz.core.items import named_fields, read_item, split_sample
 from lightning_cnnviz.core.random_state import restorable, rng_untouched
 
 __all__ = [
@@ -173,6 +174,15 @@ def _row(batch: Any, i: int) -> Any:
         return {k: _row(v, i) for k, v in batch.items()}
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):
         return type(batch)(*(_row(v, i) for v in batch))
+    if (fields := named_fields(batch)) is not None:  # a dataclass batch, its class kept
+        rows = {k: _row(v, i) for k, v in fields.items()}
+        with contextlib.suppress(TypeError, ValueError):  # fields set outside __init__
+            return (
+                dataclasses.replace(batch, **rows)
+                if dataclasses.is_dataclass(batch)
+                else type(batch)(**rows)
+            )
+        return rows
     if isinstance(batch, Sequence) and not isinstance(batch, str):
         rows = [_row(v, i) for v in batch]
         return tuple(rows) if isinstance(batch, tuple) else rows

@@ -1,3 +1,7 @@
+import collections
+import dataclasses
+
+import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -199,6 +203,49 @@ def test_model_io_items_an_index_first_is_not_taken_for_the_image(tmp_path):
     _, _, messages = fit(tmp_path, monitors, model=IndexFirst(), data=data)
     assert_every_monitor_wrote(tmp_path, monitors, messages)
     assert probe_of(monitors, "GradCAMMonitor").labels is not None
+
+
+@dataclasses.dataclass
+class Item:
+    """A dataset item as a dataclass (its batch collated into one of the same class)."""
+
+    image: torch.Tensor
+    label: torch.Tensor
+
+
+def collate_items(items):
+    return Item(torch.stack([i.image for i in items]), torch.stack([i.label for i in items]))
+
+
+class ItemSteps(TinyCNN):
+    """Steps that read a named batch by its fields."""
+
+    def _step(self, batch, stage):
+        return super()._step((batch.image, batch.label), stage)
+
+
+Sample = collections.namedtuple("Sample", "image mask label")
+
+
+@pytest.mark.parametrize("form", ["dataclass", "namedtuple"])
+def test_model_io_items_named_items_are_read_by_their_fields(tmp_path, form):
+    # setups hunt 71: dataclass items stepped Activation, FeatureMap, GradCAM and Overfitting
+    # aside ("cannot find the input tensor"); a namedtuple (image, mask, label) had its mask
+    # read as the target and every label check skipped
+    def loader(data):
+        if form == "dataclass":
+            return DataLoader(Items(data, lambda i, x, y: Item(x, torch.as_tensor(y))), 8,
+                              collate_fn=collate_items)  # fmt: skip
+        return DataLoader(Items(data, lambda i, x, y: Sample(x, (x[0] > 0.5).float(), y)), 8)
+
+    monitors = [make_monitor(name) for name in ALL_MONITORS]
+    data = (loader(digits(32, seed=1)), loader(digits(16, seed=2)))
+    _, _, messages = fit(tmp_path, monitors, model=ItemSteps(), data=data)
+    assert_every_monitor_wrote(tmp_path, monitors, messages)
+    assert not [m for m in messages if "label_key" in m or "cannot find" in m], messages
+    probe = probe_of(monitors, "GradCAMMonitor")
+    assert probe.labels is not None and probe.images.shape[1:] == (1, 16, 16)
+    assert set(probe.labels.tolist()) == {int(y) for _, y in digits(16, seed=2)}
 
 
 class MaskFirst(TinyCNN):
