@@ -64,3 +64,20 @@ def test_no_val_reasons_from_the_trainer_settings():
     trainer.limit_val_batches = 0.0
     assert validation_off(trainer) == never_validated(trainer)
     assert validation_off(trainer) == "`limit_val_batches=0.0` turns validation off"
+
+
+def test_no_val_an_empty_iterable_val_loader_is_named_not_the_metric_keys(tmp_path):
+    # setups hunt 71: a val loader over an IterableDataset yielding nothing: "cannot find
+    # `val/loss`, `val/acc` ... pass `val_loss_key=`", which could not help
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Nothing(IterableDataset):
+        def __iter__(self):
+            return iter([])
+
+    train, _ = loaders()
+    monitor = make_monitor("OverfittingMonitor")
+    _, _, messages = fit(tmp_path, [monitor], data=(train, DataLoader(Nothing(), 8)))
+    said = [m for m in messages if m.startswith("OverfittingMonitor") and "val/loss" in m]
+    assert len(said) == 1 and "the val loader holds no item" in said[0], said
+    assert "val_loss_key" not in said[0]
