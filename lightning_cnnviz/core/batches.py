@@ -18,7 +18,8 @@ from typing import Any
 
 from torch import Tensor
 
-from lightning_cnnviz.core.items import LABEL_KEYS, integer_dtype, keyed, named_fields, parts
+from lightning_cnnviz.core.item_fields import LABEL_KEYS, keyed, named_fields
+from lightning_cnnviz.core.items import integer_dtype, parts
 
 __all__ = ["batch_inputs", "batch_labels", "batch_size"]
 

@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
-from lightning_cnnviz.core.items import named_fields, read_item, split_sample
+from lightning_cnnviz.core.item_fields import named_fields
+from lightning_cnnviz.core.items import read_item, split_sample
 from lightning_cnnviz.core.random_state import restorable, rng_untouched
 
 __all__ = [

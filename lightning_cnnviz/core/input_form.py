@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from lightning_cnnviz.core import stored_form
 from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.inputs import to_model
-from lightning_cnnviz.core.items import image_key, read_item, split_sample
+from lightning_cnnviz.core.item_fields import image_key
+from lightning_cnnviz.core.items import read_item, split_sample
 from lightning_cnnviz.core.probe_call import (
     REENTRANT,
     call_error,

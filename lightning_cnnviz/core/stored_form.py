@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.collated import View
-from lightning_cnnviz.core.items import image_key, parts
+from lightning_cnnviz.core.item_fields import image_key
+from lightning_cnnviz.core.items import parts
 
 __all__ = [
     "CHANNELS_LAST",
