@@ -27,8 +27,10 @@ from torch import Tensor, nn
 
 from lightning_cnnviz.activations.frozen_norms import frozen_norms
 from lightning_cnnviz.activations.init_weights import init_reads
+from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.layer_calls import count_call_sites, in_weight_average
+from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.selection import named_layers
 
 __all__ = ["first_log_reads"]
@@ -61,7 +63,60 @@ def first_log_reads(
             pass
     return {
         "chance": None if scores is None else (scores[0], scores[2]),
-        "input_scale": None if images is None else raw_scale(images),
+        "input_scale": None if images is None else _input_scale(model, images, run),
         "frozen_norms": norms,
         **init_reads(model, depth),
     }
+
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _input_scale(model: nn.Module, images: Tensor, run: Callable[[], Any] | None) -> Any:
+    """``raw_scale`` of the images, unless the model brings them to unit scale itself.
+
+    What its first convolution takes on one probe image is read where ``run`` is given:
+    a ``forward`` that divides uint8 pixels by 255 and normalises them needs no scaling
+    from the user (setups hunt 71: told "scale them
+    (`x / 255`)" of images the model normalised first).
+
+    Example::
+
+        >>> import torch
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3))
+        >>> raw = torch.randint(0, 256, (2, 1, 6, 6)).float()
+        >>> _input_scale(net, raw, lambda: net(raw[:1]))["input_max"] > 200
+        True
+        >>> class Scaled(nn.Module):  # normalises the pixels itself
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv = nn.Conv2d(1, 2, 3)
+        ...     def forward(self, x):
+        ...         return self.conv((x / 255 - 0.5) / 0.25)
+        >>> scaled = Scaled()
+        >>> _input_scale(scaled, raw, lambda: scaled(raw[:1])) is None
+        True
+    """
+    found = raw_scale(images)
+    if found is None or run is None:
+        return found
+    paths = named_layers(model).items()
+    conv = next(
+        (m for p, m in paths if isinstance(m, _CONV) and not in_weight_average(model, p)), None
+    )
+    if conv is None:
+        return found
+    try:
+        with (
+            probe_mode(model),
+            LayerCapture({"first": conv}, inputs=True, on_output=_ignore) as cap,
+        ):
+            run()
+    except Exception:  # a forward the monitors cannot call: the images as they are
+        return found
+    seen = cap.inputs.get("first")
+    return found if seen is None or raw_scale(seen) is not None else None
+
+
+def _ignore(site: str, output: Tensor) -> None:
+    """The first convolution's output is not read."""

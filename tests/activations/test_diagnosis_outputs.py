@@ -43,6 +43,26 @@ def test_diagnosis_runs_raw_pixels_scaled_in_a_batch_hook_are_no_note(tmp_path):
     assert any("without the run's `module.on_after_batch_transfer`" in m for m in said)
 
 
+class ScaledInForward(TinyCNN):
+    """Raw 0..255 pixels, normalised by ``forward`` before its first convolution."""
+
+    def forward(self, x):
+        return super().forward((x / 255 - 0.5) / 0.25)
+
+
+def test_diagnosis_runs_raw_pixels_a_model_normalises_itself_are_no_note(tmp_path):
+    # setups hunt 71: uint8 images normalised in `forward` got "the probe images reach
+    # |x| = 255 ... scale them (`x / 255`)"
+    data = [
+        DataLoader(TensorDataset(x.abs() * 255, y), batch_size=8)
+        for x, y in (loader.dataset.tensors for loader in loaders())
+    ]
+    monitor = ActivationMonitor(every_n_steps=2)
+    trainer, _, _ = monitors_fit(tmp_path, [monitor], model=ScaledInForward(lr=0.01), data=data)
+    assert monitor.events > 0
+    assert [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"] == []
+
+
 @pytest.mark.parametrize("scale", [1.0, 255.0, 1 / 255])
 def test_diagnosis_runs_raw_pixel_inputs_are_a_note_naming_their_scale(tmp_path, scale):
     data = [
