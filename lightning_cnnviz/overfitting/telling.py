@@ -90,6 +90,13 @@ class Telling:
                 why = f"the val set holds {int(h[-1].val_images)} images, under {MIN_VAL_IMAGES}"
             elif name == "not learning" and any(chance_levels.scores_elsewhere(e) for e in h):
                 why = _ELSEWHERE.format(int(h[-1].classes or 0))
+            elif name == "not learning" and (few := _few_probe_images(h)):
+                n, k = few  # (setups hunt 71: images of several sizes, the probe of one)
+                why = f"the val probe holds {n} images, too few to tell chance on {k} classes"
+                if n < min(self.num_samples, h[-1].val_images or self.num_samples):
+                    why += " (a probe is one batch of one size: the commonest had these)"
+                elif n < (h[-1].val_images or 0):
+                    why += " (raise `num_samples`)"
             elif name == "overfitting" and any(e.val_loss is not None for e in h):
                 key = self.keys["val_loss"]
                 why = f"the validation loss `{key}` was NaN or Inf at every validation"
@@ -147,3 +154,13 @@ class Telling:
             replace(trainer, old, finding)
         if change.change == "new" and v.severity == "problem":  # notes: summary and text only
             say(f"{message} See `{self.tag('diagnosis')}`.")
+
+
+def _few_probe_images(history: list[Evaluation]) -> tuple[int, int] | None:
+    """``(images, classes)`` where the val probe read labels but was too small to tell chance."""
+    for e in reversed(history):
+        if e.probe_acc_val is None or not e.classes or e.classes < 2:
+            continue
+        k, n = chance_levels.chance_classes(e), int(e.probe_size or 0)
+        return (n, k) if chance_levels.too_small(k, chance_levels.chance_band(k, n)) else None
+    return None

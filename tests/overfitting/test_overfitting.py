@@ -180,7 +180,7 @@ def test_overfitting_detects_onset_and_reports_it(tmp_path, caplog):
         ran + "train/val gap, inputs of train vs val, loss fed probabilities, loss negated, val "
         "metrics of this model, training loss climbing, weight decay)." in summary
     )
-    assert "OverfittingMonitor/not learning (needs class labels" in summary  # 4 images: too few
+    assert "OverfittingMonitor/not learning (the val probe holds 4 images, too few" in summary
     assert "OverfittingMonitor/val data apart from training (needs 8 items in each" in summary
     assert "OverfittingMonitor/BatchNorm train/eval (no BatchNorm layer)" in summary
 
