@@ -59,7 +59,7 @@ class ValidationEnds:
 
     Uses the monitor's ``schedule``, ``last_logged_step``, ``_loop`` (the validation
     loop's tap), ``_fire`` and ``_due_on_epoch`` (``core.monitor_events``); sets
-    ``_pending``, ``_epoch_end`` and ``_validated``.
+    ``_pending``, ``_epoch_end`` and ``_validated`` (a validation of at least one batch).
     """
 
     schedule: Schedule
@@ -68,6 +68,7 @@ class ValidationEnds:
     _pending: bool
     _epoch_end: bool
     _validated: bool
+    _val_batches: int = 0  # batches the validation under way ran
     _fire: Callable[[Trainer, LightningModule], None]  # the monitor's
     _due_on_epoch: Callable[[Trainer], bool]
 
@@ -85,11 +86,37 @@ class ValidationEnds:
         return due or self._due_on_epoch(trainer)
 
     @override
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_start(trainer, pl_module)  # type: ignore[misc]
+        self._val_batches = 0
+
+    @override
+    def on_validation_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        super().on_validation_batch_end(  # type: ignore[misc]
+            trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
+        )
+        self._val_batches += 1
+
+    @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._loop.stop()  # no tap outlives the validation
-        self._validated = self._validated or not trainer.sanity_checking
+        ran = self._val_batches > 0 or trainer.sanity_checking
+        due = self._event_due(trainer)
+        if not ran and due and self._validated:
+            # Lightning's logged val metrics still hold the last validation's: read as this
+            # one's, they were a model that never moved (setups hunt 72: a healthy run told
+            # `val_metrics_differ` after its val set emptied)
+            self.warn_once(
+                "empty_validation",
+                f"the validation at step {trainer.global_step} ran no batch (its val loader "
+                "yielded nothing): no evaluation there, nor at any later validation of no batch",
+            )
+        self._validated = self._validated or (ran and not trainer.sanity_checking)
         # evaluated once the train metrics are current (the next batch or the epoch end)
-        self._pending = self._pending or self._event_due(trainer)
+        self._pending = self._pending or (due and ran)
 
     def _flush(self, trainer: Trainer, pl_module: LightningModule, epoch_end: bool) -> None:
         if self._pending:

@@ -8,8 +8,9 @@ only in the end-of-fit summary).
 from types import SimpleNamespace
 
 import pytest
+import torch
 
-from lightning_cnnviz.core.findings import checks_of
+from lightning_cnnviz.core.findings import checks_of, findings_of
 from lightning_cnnviz.overfitting.no_val import never_validated, validation_off
 from tests.monitors import TinyCNN, fit, loaders, make_monitor, written_tags
 
@@ -77,7 +78,45 @@ def test_no_val_an_empty_iterable_val_loader_is_named_not_the_metric_keys(tmp_pa
 
     train, _ = loaders()
     monitor = make_monitor("OverfittingMonitor")
-    _, _, messages = fit(tmp_path, [monitor], data=(train, DataLoader(Nothing(), 8)))
-    said = [m for m in messages if m.startswith("OverfittingMonitor") and "val/loss" in m]
+    trainer, _, messages = fit(tmp_path, [monitor], data=(train, DataLoader(Nothing(), 8)))
+    said = [m for m in messages if m.startswith("OverfittingMonitor")]
     assert len(said) == 1 and "the val loader holds no item" in said[0], said
     assert "val_loss_key" not in said[0]
+    assert checks_of(trainer)[("OverfittingMonitor", "overfitting")].why.startswith(
+        "the val loader holds no item"
+    )
+
+
+class Emptied(torch.utils.data.Dataset):
+    """Its items until ``items`` is emptied (a val set gone after the first validation)."""
+
+    def __init__(self, items) -> None:
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+class EmptiesVal(TinyCNN):
+    def on_train_epoch_start(self):
+        if self.current_epoch == 1:
+            self.trainer.val_dataloaders.dataset.items = []
+
+
+def test_no_val_a_validation_of_no_batch_is_not_evaluated(tmp_path):
+    # setups hunt 72: the val set emptied after epoch 0; Lightning's logged val metrics kept
+    # epoch 0's, read as every later validation's: a healthy run told `val_metrics_differ`
+    from torch.utils.data import DataLoader
+
+    train, val = loaders()
+    val = DataLoader(Emptied(val.dataset), batch_size=8)
+    monitor = make_monitor("OverfittingMonitor", every_n_epochs=1)
+    trainer, _, messages = fit(tmp_path, [monitor], model=EmptiesVal(), data=(train, val),
+                               max_epochs=4, limit_val_batches=1.0)  # fmt: skip
+    assert monitor.events == 1  # epoch 0's validation only
+    said = [m for m in messages if "ran no batch" in m]
+    assert len(said) == 1 and said[0].startswith("OverfittingMonitor: the validation at step")
+    assert not [f for f in findings_of(trainer) if f.kind == "val_metrics_differ"]
