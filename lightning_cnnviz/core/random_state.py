@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lightning_cnnviz.core.code_globals import read_globals, users
 from lightning_cnnviz.core.generators import (
     GENERATORS,
     generator_state,
@@ -184,7 +185,10 @@ def _held(owners: Sequence[Any]) -> _Held:
             held.puts.extend(cell_as_now(c) for c in cells)
             held.puts.append(attributes_as_now(obj, list(vars(obj))))  # `collate.calls += 1`
             defaults = [*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()]
-            return [c.cell_contents for c in cells] + defaults + list(vars(obj).values())
+            # and the module-level objects it reads (setups hunt 72: a running mean a batch
+            # class's `__post_init__` kept at module level, moved by the probes' reads)
+            own = read_globals(obj) if users(obj) else []
+            return [c.cell_contents for c in cells] + defaults + list(vars(obj).values()) + own
         if isinstance(obj, Mapping):
             return obj.values()
         names = attribute_names(obj)

@@ -143,3 +143,43 @@ def test_random_state_a_count_per_item_of_a_large_set_is_put_back():
     with rng_untouched(data):
         _ = [data[i] for i in range(0, 100_000, 997)]
     assert float(data.reads.sum()) == 0.0
+
+
+class Running:
+    """Running statistics a module keeps at module level (the user's own class)."""
+
+    def __init__(self):
+        self.n, self.mean = 0, torch.zeros(())
+
+    def update(self, x):
+        self.n += 1
+        self.mean = self.mean + (x.mean() - self.mean) / self.n
+
+
+STATS = Running()
+SEEN = {"batches": 0}
+
+
+class Standardised:
+    """A batch whose ``__post_init__``-like constructor moves the module's ``STATS``."""
+
+    def __init__(self, image):
+        STATS.update(image)
+        self.image = image - STATS.mean
+
+
+def _module_level_collate(items):
+    SEEN["batches"] += 1
+    return Standardised(torch.stack(items))
+
+
+def test_random_state_module_level_state_a_collate_reads_is_put_back():
+    # setups hunt 72: a batch class standardising by a running mean kept at module level;
+    # the probes' collate calls moved it, and the training batches (and weights) changed
+    STATS.__init__()
+    _module_level_collate([torch.ones(2)])
+    assert restorable(_module_level_collate)
+    with rng_untouched(_module_level_collate):
+        for _ in range(5):
+            _module_level_collate([torch.full((2,), 3.0)])
+    assert (STATS.n, float(STATS.mean), SEEN["batches"]) == (1, 1.0, 1)
