@@ -25,7 +25,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import copy
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -177,13 +177,13 @@ def _row(batch: Any, i: int) -> Any:
         return type(batch)(*(_row(v, i) for v in batch))
     if (fields := named_fields(batch)) is not None:  # a dataclass batch, its class kept
         rows = {k: _row(v, i) for k, v in fields.items()}
-        with contextlib.suppress(TypeError, ValueError):  # fields set outside __init__
-            return (
-                dataclasses.replace(batch, **rows)
-                if dataclasses.is_dataclass(batch)
-                else type(batch)(**rows)
-            )
-        return rows
+        try:  # a copy with the rows set, its `__init__` not run again (setups hunt 72: a
+            row = copy.copy(batch)  # `__post_init__` dividing by 255 divided the probes twice)
+            for name, value in rows.items():
+                object.__setattr__(row, name, value)  # frozen dataclasses too
+        except (TypeError, AttributeError):
+            return rows
+        return row
     if isinstance(batch, Sequence) and not isinstance(batch, str):
         rows = [_row(v, i) for v in batch]
         return tuple(rows) if isinstance(batch, tuple) else rows

@@ -248,6 +248,32 @@ def test_model_io_items_named_items_are_read_by_their_fields(tmp_path, form):
     assert set(probe.labels.tolist()) == {int(y) for _, y in digits(16, seed=2)}
 
 
+@dataclasses.dataclass
+class Halved:
+    """A batch that halves its images as it is made (a `/ 255` in `__post_init__`)."""
+
+    image: torch.Tensor
+    label: torch.Tensor
+
+    def __post_init__(self):
+        self.image = self.image / 2
+
+
+def test_model_io_items_a_batch_converting_as_it_is_made_is_converted_once(tmp_path):
+    # setups hunt 72: each probe row of such a batch was made anew, its `__post_init__` run
+    # again: the probes divided twice, told "the inputs barely vary: scaled twice"
+    def loader(data):
+        collate = lambda b: Halved(torch.stack([x for x, _ in b]), torch.stack([y for _, y in b]))  # noqa: E731
+        return DataLoader(Items(data, lambda i, x, y: (x, y)), 8, collate_fn=collate)
+
+    val = digits(16, seed=2)
+    monitors = [make_monitor("FeatureMapMonitor")]
+    fit(tmp_path, monitors, model=ItemSteps(), data=(loader(digits(32, seed=1)), loader(val)))
+    probe = probe_of(monitors, "FeatureMapMonitor")
+    halved = torch.stack([val[int(i)][0] for i in probe.indices]) / 2
+    assert torch.equal(probe.images, halved)
+
+
 class MaskFirst(TinyCNN):
     """Items ``{"id", "mask", "pixels", "label"}``: the image under a key of its own."""
 
