@@ -27,7 +27,7 @@ from lightning_cnnviz.core.raised_settings import lowest_settings
 from lightning_cnnviz.overfitting.chance_levels import (
     chance_band,
     chance_classes,
-    clearly_learnt,
+    learnt_before,
     near_uniform,
     scores_elsewhere,
     stuck,
@@ -185,7 +185,7 @@ def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
         return None  # learnt in this streak and kept: the train probe's noise around the bar
     since, now = evs[-streak], evs[-1]
     before = evs[: len(evs) - streak]
-    if not any(clearly_learnt(e) for e in before):
+    if not learnt_before(before):
         # evaluations a little off chance are noise, not learning that collapsed since
         # (setups hunt 27: one at 18.8% of 10 classes, step 3 of a run that learnt, made
         # "not learning after a collapse" at step 6): from the start, with its early guard

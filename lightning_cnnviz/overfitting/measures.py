@@ -161,6 +161,7 @@ class Measures(ProbeLogits):
             "update_ratio": self._taken_update(trainer),
             "train_acc_images": self._acc_images(trainer, found),
             "val_images": val_images(trainer),
+            "val_major": self._val_major,
             "bn_nonfinite": nonfinite,
             "bn_initial": initial,
             # `validation_step` scores another module: an average swapped in, or a copy

@@ -29,8 +29,7 @@ def test_rules_not_learning_reads_the_logged_accuracy_over_the_whole_val_set():
     # 33.3%, one error 1.5 points), its 128-image probe at 39.8% inside the 45.8% band:
     # "at chance" for ten validations
     def row(acc, logged, images=1000.0):
-        return probe(acc, 1.083, classes=3, val_acc=logged, val_images=images,
-                     class_images_val=[43, 43, 42])  # fmt: skip
+        return probe(acc, 1.083, classes=3, val_acc=logged, val_images=images, val_major=0.34)
 
     slow = probe_run([row(0.398, 0.403), row(0.43, 0.425), row(0.40, 0.451)])
     assert not [levels.stuck(e) for e in slow if levels.stuck(e)]
@@ -43,6 +42,12 @@ def test_rules_not_learning_reads_the_logged_accuracy_over_the_whole_val_set():
     # a logged accuracy far from the probe's is not this model's on these labels (top-5)
     top5 = probe_run([row(0.35, 0.92), row(0.34, 0.93), row(0.36, 0.93)])
     assert all(levels.stuck(e) for e in top5)
+    # hunt 99: one class answered on a 60/40 val set of 3000 (61% logged, a balanced probe
+    # at 50%) is the val labels' commonest share, not past chance
+    major = probe(0.5, 0.70, classes=2, val_acc=0.61, val_images=3000.0, val_major=0.613)
+    assert levels.stuck(Evaluation(step=50, epoch=1, **major))
+    unknown = probe(0.398, 1.083, classes=3, val_acc=0.45, val_images=1000.0)  # shares unread
+    assert levels.stuck(Evaluation(step=50, epoch=1, **unknown))
 
 
 def test_rules_not_learning_near_uniform_outputs_never_learnt_by_accuracy_alone():
@@ -56,6 +61,11 @@ def test_rules_not_learning_near_uniform_outputs_never_learnt_by_accuracy_alone(
     confident = probe(0.781, 0.686, classes=2, conf_val=0.8)  # its outputs did move
     evs[0] = Evaluation(step=25, epoch=0, **confident)
     assert first(levels.not_learning, evs).figures["from_start"] is False
+    # hunt 99: a bounded head (tanh(logits) / 15, confidence 0.19 of 10 classes) at 70%
+    # for validations in a row, then labels shuffled: a collapse, not "from the start"
+    bounded = [probe(a, 2.22, conf_val=0.19) for a in (0.70, 0.72, 0.75, 0.1, 0.1)]
+    verdict = first(levels.not_learning, probe_run(bounded))
+    assert verdict.figures["from_start"] is False and verdict.figures["peak_acc_before"] == 0.75
 
 
 def test_rules_not_learning_a_noisy_first_validation_is_no_collapse():
