@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from lightning_cnnviz.core.decay import decay_words, heavy_decay
 from lightning_cnnviz.core.gradient_hooks import hooked_words
@@ -38,7 +39,7 @@ from lightning_cnnviz.overfitting.small_steps import (
     update_clause,
 )
 from lightning_cnnviz.overfitting.unlabelled_words import unlabelled_early, unlabelled_headline
-from lightning_cnnviz.overfitting.words import num, when
+from lightning_cnnviz.overfitting.words import finite, num, when
 
 __all__ = ["headline"]
 
@@ -90,11 +91,7 @@ def _headline(v: Verdict) -> str:
             f"val probe accuracy {num(now.probe_acc_val, True)}."
         )
     if gone and f.get("barely"):
-        return (
-            f"Learning under way at epoch {now.epoch}: the val probe loss "
-            f"{num(now.probe_loss_val)} is below {num(levels.BARELY_LOSS, True)} of its "
-            f"chance level, accuracy {num(now.probe_acc_val, True)}."
-        )
+        return f"Learning under way at epoch {now.epoch}: {_moved_off(now)}."
     if gone and f.get("one_answer"):
         return (
             f"The model's answers differ again at epoch {now.epoch}: the commonest one is "
@@ -278,3 +275,24 @@ def _loss_at_chance(now: Evaluation, f: dict) -> bool:
     """Whether the loss ``training_step`` returns sits at the chance level of the verdict."""
     loss, chance = now.returned_loss, f.get("chance_loss")
     return loss is not None and bool(chance) and abs(loss - chance) <= AT_CHANCE_LOSS * chance
+
+
+def _moved_off(now: Evaluation) -> str:
+    """Why a model that had barely moved no longer reads so (``levels.barely``), in words.
+
+    Hunt 99: "the val probe loss 0.6923 is below 95.0% of its chance level" (0.658) where
+    the training loss had come down instead.
+    """
+    k = chance_levels.chance_classes(now)
+    level = levels.BARELY_LOSS * math.log(k)
+    share, acc = num(levels.BARELY_LOSS, True), num(now.probe_acc_val, True)
+    if finite(now.probe_loss_val) and now.probe_loss_val < level:  # type: ignore[operator]
+        loss = num(now.probe_loss_val)
+        return f"the val probe loss {loss} is below {share} of its chance level, accuracy {acc}"
+    if now.probe_acc_val is not None and now.probe_acc_val > levels.barely_bar(k):
+        return f"val probe accuracy {acc} is past {num(levels.barely_bar(k), True)}"
+    return (
+        f"the loss `training_step` returns, {num(now.returned_loss)}, is below {share} of its "
+        f"chance level, while the val probe's is {num(now.probe_loss_val)} (accuracy {acc}): "
+        "what it learns shows on its training images first"
+    )

@@ -106,9 +106,18 @@ def barely(e: Evaluation) -> bool | None:
     near = level <= e.probe_loss_val <= above  # type: ignore[operator]
     first, now = e.first_loss, e.returned_loss
     moved = first is not None and now is not None and first > above and now < MOVED * first
-    # at most BARELY_ACC, or as far from chance for few classes (a coin's 50% is no bar)
-    bar = max(BARELY_ACC, 1 / k + BARELY_SHARE * (1 - 1 / k))
-    return (near or flat) and e.probe_acc_val <= bar and (returned or flat) and not moved
+    return (near or flat) and e.probe_acc_val <= barely_bar(k) and (returned or flat) and not moved
+
+
+def barely_bar(k: int) -> float:
+    """The most accuracy ``barely`` allows: ``BARELY_ACC``, or as far from chance for few classes.
+
+    Example::
+
+        >>> barely_bar(10), round(barely_bar(2), 2)
+        (0.5, 0.72)
+    """
+    return max(BARELY_ACC, 1 / k + BARELY_SHARE * (1 - 1 / k))
 
 
 CLIMBED = 2.0  # a returned loss this many times ln K or more, and not below its first

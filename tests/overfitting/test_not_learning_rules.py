@@ -355,3 +355,21 @@ def test_rules_not_learning_names_gradient_hooks():
     text = headline(first(levels.not_learning, hooked))
     assert "Also: the gradients of `fc1` pass through a hook" in text
     assert "pass through a hook" not in headline(first(levels.not_learning, rows))
+
+
+def test_rules_not_learning_barely_ended_says_what_moved():
+    # hunt 99: "the val probe loss 0.6923 is below 95.0% of its chance level" (0.658),
+    # where the training loss had come down and the val probe's had not
+    from lightning_cnnviz.overfitting.learning_words import headline as learning_headline
+    from lightning_cnnviz.overfitting.rules import Verdict
+
+    def ended(**row):
+        now = Evaluation(step=200, epoch=4, **probe(classes=2, **row))
+        return learning_headline(Verdict("not_learning", now, now, None, {"barely": True},
+                                         "note"))  # fmt: skip
+
+    text = ended(acc=0.65, loss=0.6923, returned_loss=0.41)
+    assert "the loss `training_step` returns, 0.41, is below 95.0% of its chance level" in text
+    assert "while the val probe's is 0.6923" in text
+    assert "val probe loss 0.6 is below" in ended(acc=0.7, loss=0.6, returned_loss=0.5)
+    assert "val probe accuracy 80.0% is past 72.0%" in ended(acc=0.8, loss=0.68)
