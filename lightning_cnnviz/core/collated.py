@@ -226,6 +226,8 @@ def _batches(dataset: Any) -> tuple[int, int] | tuple[()]:
 def _tensors(item: Any) -> list[Tensor]:
     if isinstance(item, Tensor):
         return [item]
+    if (fields := named_fields(item)) is not None:  # a dataclass batch (setups hunt 72)
+        item = fields
     if isinstance(item, Mapping):
         item = list(item.values())
     if isinstance(item, Sequence) and not isinstance(item, str):

@@ -109,7 +109,12 @@ def keyed(entries: Any, key: Any) -> Any:
         >>> item = {"image": 0, "targets": {"digit": 7, "parity": 1}}
         >>> keyed(item, "digit"), keyed(item, "targets.parity"), keyed((0, {"cls": 2}), "cls")
         (7, 1, 2)
+        >>> import types
+        >>> keyed(types.SimpleNamespace(meta=types.SimpleNamespace(cls=4)), "meta.cls")
+        4
     """
+    if isinstance(key, str) and (fields := named_fields(entries)) is not None:
+        entries = fields  # a named item's fields by name (setups hunt 72: a dataclass inside)
     if isinstance(entries, Mapping) and key in entries:
         return entries[key]
     if isinstance(key, str) and "." in key:
@@ -139,12 +144,35 @@ def named_fields(sample: Any) -> dict[str, Any] | None:
         ...     label: int
         >>> named_fields(Item(0, 1))
         {'image': 0, 'label': 1}
+        >>> class Slotted:  # attrs' classes keep their fields so
+        ...     __slots__ = ("pixels", "_cls")
+        ...     def __init__(self):
+        ...         self.pixels, self._cls = 0, 3
+        ...     @property
+        ...     def label(self):
+        ...         return self._cls
+        >>> named_fields(Slotted())
+        {'pixels': 0, '_cls': 3, 'label': 3}
     """
     if isinstance(sample, tuple) and hasattr(sample, "_fields"):
         return dict(zip(sample._fields, sample, strict=False))
     if dataclasses.is_dataclass(sample) and not isinstance(sample, type):
         return {f.name: getattr(sample, f.name) for f in dataclasses.fields(sample)}
     plain = (Tensor, np.ndarray, Mapping, Sequence, numbers.Number, bytes, type(None))
-    if isinstance(sample, plain) or not hasattr(sample, "__dict__"):
+    if isinstance(sample, (*plain, type)):
         return None
-    return dict(vars(sample))  # a SimpleNamespace, a class of the user's own
+    cls = type(sample)
+    # attributes in slots too (attrs' classes, `__slots__` of one's own), and the usual
+    # image and label names where a property gives them (setups hunt 72: both unread)
+    slots = [n for c in cls.__mro__ for n in _slot_names(c) if hasattr(sample, n)]
+    named = [n for n in (*IMAGE_KEYS, *LABEL_KEYS) if isinstance(getattr(cls, n, None), property)]
+    found = {n: getattr(sample, n) for n in slots + named}
+    if not found and not hasattr(sample, "__dict__"):
+        return None
+    return {**getattr(sample, "__dict__", {}), **found}  # a SimpleNamespace, a class of one's own
+
+
+def _slot_names(cls: type) -> list[str]:
+    slots = vars(cls).get("__slots__", ())
+    slots = [slots] if isinstance(slots, str) else list(slots)
+    return [n for n in slots if n not in ("__dict__", "__weakref__")]

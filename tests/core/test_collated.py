@@ -404,3 +404,23 @@ def test_collated_view_leaves_collate_state_anywhere_as_it_was(make):
         _ = [view[i] for i in range(len(view))]
     for _ in range(3):  # the collate goes on as if nothing had read through it
         assert all(torch.equal(a, b) for a, b in zip(read(batch), twin(batch), strict=True))
+
+
+@dataclasses.dataclass
+class Pair:
+    image: torch.Tensor
+    label: torch.Tensor
+
+
+def test_collated_whole_batches_of_a_dataclass_are_read_row_by_row():
+    # setups hunt 72: `batch_size=None` over dataclass batches was not unbatched: three
+    # monitors stepped aside blaming the model's `forward`
+    from lightning_cnnviz.core.collated import unbatched_view
+    from lightning_cnnviz.core.items import split_sample
+
+    batches = [Pair(torch.rand(4, 1, 5, 5), torch.arange(4) + i) for i in range(3)]
+    view = unbatched_view(batches)
+    assert len(view) == 12
+    image, label = split_sample(view[6])
+    assert tuple(image.shape) == (1, 5, 5) and label == 3
+    assert torch.equal(image, batches[1].image[2])
