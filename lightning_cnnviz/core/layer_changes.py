@@ -75,8 +75,10 @@ class LayerChanges:
             self._find_layers(trainer, pl_module)
         except ConfigError as err:  # `layers` valid at fit start: the surgery's, not the user's
             now = self.layers_now()
-            lost = _selecting_nothing(pl_module, now)
-            if not isinstance(err, LayerNotFoundError) or isinstance(now, str) or lost == now:
+            lost = [] if isinstance(now, str) else _selecting_nothing(pl_module, now)
+            if not lost and not isinstance(now, str) and not isinstance(err, LayerNotFoundError):
+                lost = self._failing_alone(trainer, pl_module, now)  # another type now (a wrap)
+            if isinstance(now, str) or not lost or lost == now:
                 self.step_aside(f"{listed(gone)} replaced by step {step}, and then: {err}")
                 return False
             self._patterns_lost |= set(lost)
@@ -98,6 +100,25 @@ class LayerChanges:
         self._layers_logged = False  # call sites found again, the selection written anew
         return not self.disabled
 
+    def _failing_alone(
+        self, trainer: Trainer, pl_module: LightningModule, patterns: list[str]
+    ) -> list[str]:
+        """The patterns whose layers alone the monitor cannot watch now (another type).
+
+        Setups hunt 72: a conv wrapped in a `Sequential` stepped KernelMonitor aside from its
+        other named layer.
+        """
+        kept, failing = self._patterns_lost, []
+        for pattern in patterns:
+            self._patterns_lost = kept | {p for p in patterns if p != pattern}
+            try:
+                self._find_layers(trainer, pl_module)
+            except ConfigError:
+                failing.append(pattern)
+            finally:
+                self._patterns_lost = kept
+        return failing
+
     def _go_on_without(
         self, trainer: Trainer, pl_module: LightningModule, lost: list[str], step: int
     ) -> bool:
@@ -110,8 +131,8 @@ class LayerChanges:
         self.warn_once(
             f"lost:{','.join(lost)}",
             f"`layers` {listed(lost)} no longer {'selects' if len(lost) == 1 else 'select'} "
-            f"any module by step {step} (a layer removed, renamed or replaced): it watches "
-            f"{listed(list(self.selected))} from there",
+            f"a module it can watch by step {step} (a layer removed, renamed, replaced or "
+            f"wrapped): it watches {listed(list(self.selected))} from there",
         )
         self._layers_logged = False
         return not self.disabled

@@ -156,7 +156,7 @@ def test_monitor_configure_model_named_layers_go_on_without_the_one_gone(tmp_pat
     monitor = make_monitor(name, layers=["conv1", "conv2"], every_n_steps=2)
     _, _, messages = fit(tmp_path, [monitor], model=Renamed(), max_epochs=4)
     assert not monitor.disabled and list(monitor.selected) == ["conv1"]
-    said = [m for m in messages if "no longer selects any module by step 10" in m]
+    said = [m for m in messages if "no longer selects a module it can watch by step 10" in m]
     assert len(said) == 1 and "`conv2`" in said[0] and "watches `conv1`" in said[0], messages
     own = raw_steps(tmp_path / "tb")
     conv1 = {s for tag, found in own.items() if "conv1" in tag for s in found}
@@ -164,6 +164,25 @@ def test_monitor_configure_model_named_layers_go_on_without_the_one_gone(tmp_pat
     assert max(conv1) == 16 and conv2 and max(conv2) < 10, (conv1, conv2)
     fit(tmp_path / "again", [monitor], max_epochs=1)  # a new fit starts from `layers` again
     assert list(monitor.selected) == ["conv1", "conv2"]
+
+
+class Wrapped(TinyCNN):
+    """TinyCNN whose ``conv1`` is wrapped in a ``Sequential`` at epoch 2 (an adapter)."""
+
+    def on_train_epoch_start(self):
+        if self.current_epoch == 2:
+            self.conv1 = nn.Sequential(self.conv1, nn.Identity())
+
+
+def test_monitor_configure_model_a_named_layer_wrapped_leaves_the_others_watched(tmp_path):
+    # setups hunt 72: `conv1` wrapped mid-fit ("must select Conv... modules, got ['conv1']")
+    # stepped KernelMonitor aside; `conv2`, untouched, was never drawn again
+    monitor = make_monitor("KernelMonitor", layers=["conv1", "conv2"], every_n_steps=2)
+    _, _, messages = fit(tmp_path, [monitor], model=Wrapped(), max_epochs=4)
+    assert not monitor.disabled and list(monitor.selected) == ["conv2"]
+    said = [m for m in messages if "no longer selects a module it can watch by step 10" in m]
+    assert len(said) == 1 and "`conv1`" in said[0], messages
+    assert max(raw_steps(tmp_path / "tb")["kernels/conv2/relative_change"]) == 16
 
 
 def test_monitor_configure_model_activations_follow_a_layer_renamed_mid_fit(tmp_path):
