@@ -54,11 +54,13 @@ class LoopTap(ValReach, StepInputs):
 
     _loop: LoopLogits
     _repeat_checked: bool
+    _val_batches: int = 0  # batches the validation under way ran
     scores_misfit: str
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_validation_start(trainer, pl_module)
+        self._val_batches = 0  # a validation of no batch is not evaluated (``validation_ends``)
         if self._event_due(trainer) and self._loop_readable(trainer):
             start = time.perf_counter()
             try:  # before the first evaluation: draw the probe, learn where the logits are
@@ -112,6 +114,7 @@ class LoopTap(ValReach, StepInputs):
             trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
         )
         self._remove_tap()
+        self._val_batches += 1
         self._loop.batch_end(batch, dataloader_idx)
         if batch_idx == 0 and dataloader_idx == 0 and not self.disabled:
             self._check_mode(trainer, pl_module)

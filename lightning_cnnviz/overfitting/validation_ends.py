@@ -58,7 +58,7 @@ class ValidationEnds:
     """Evaluations at validation ends only (a part of ``OverfittingMonitor``).
 
     Uses the monitor's ``schedule``, ``last_logged_step``, ``_loop`` (the validation
-    loop's tap), ``_fire`` and ``_due_on_epoch`` (``core.monitor_events``); sets
+    loop's tap), ``_val_batches``, ``_fire`` and ``_due_on_epoch`` (``core.monitor_events``); sets
     ``_pending``, ``_epoch_end`` and ``_validated`` (a validation of at least one batch).
     """
 
@@ -68,7 +68,7 @@ class ValidationEnds:
     _pending: bool
     _epoch_end: bool
     _validated: bool
-    _val_batches: int = 0  # batches the validation under way ran
+    _val_batches: int  # batches the validation under way ran (``loop_tap.py`` counts)
     _fire: Callable[[Trainer, LightningModule], None]  # the monitor's
     _due_on_epoch: Callable[[Trainer], bool]
 
@@ -84,21 +84,6 @@ class ValidationEnds:
         # automatic: every validation (which costs far more than this check)
         due = self.schedule.automatic or self.schedule.due_on_step(step, last, first_chance=True)
         return due or self._due_on_epoch(trainer)
-
-    @override
-    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_validation_start(trainer, pl_module)  # type: ignore[misc]
-        self._val_batches = 0
-
-    @override
-    def on_validation_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-        batch_idx: int, dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        super().on_validation_batch_end(  # type: ignore[misc]
-            trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
-        )
-        self._val_batches += 1
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
