@@ -162,7 +162,6 @@ class OverfittingMonitor(
         self._interval = IntervalLoss()  # the training loss since the last evaluation
         self._batch_images: int | None = None  # sizes the extra passes (``passes.pass_images``)
         self._shares: Any = False  # the training labels' class shares (``imbalance.py``)
-        self._val_major: float | None = None  # the val labels' commonest class's share
         self._shift: Any = False  # how the two probes' inputs differ (``split_inputs.py``)
         self._loaded_only = False  # a collate the probes do not read: the batches compared
         self._mild_shift: dict[str, float] | None = None  # the same past milder bars

@@ -34,6 +34,7 @@ __all__ = [
     "chance_classes",
     "clearly_learnt",
     "learnt_before",
+    "logged_accuracy",
     "logged_past_chance",
     "near_uniform",
     "scores_elsewhere",
@@ -193,10 +194,10 @@ probe's own band allows as many)."""
 def logged_past_chance(e: Evaluation) -> bool:
     """Whether the logged val accuracy is ``LOGGED_PAST`` standard errors above chance.
 
-    Chance is ``1/K``, or the val labels' commonest class's share where higher
-    (``val_major``: a model answering that class scores it; unknown, the logged accuracy
-    is not read: hunt 99, a majority answerer at 61% of a 60/40 val set was past a
-    class-balanced probe's 50%); the logged accuracy counts only where it agrees with the
+    Chance is ``1/K``, or the commonest class's share in the batches validated where
+    higher (``val_major``: a model answering that class scores it; unknown, the logged
+    accuracy is not read: hunt 99, a majority answerer at 61% of a 60/40 val set was past
+    a class-balanced probe's 50%); the logged accuracy counts only where it agrees with the
     probe's within the probe's own error (three of its standard errors): the same model's
     accuracy on the same labels, not top-5 or another model's. Held out (hunt 98):
     a slow 3-class Conv1d learner, 40% -> 53% on 1000 val signals (chance 33.3%, one
@@ -216,15 +217,33 @@ def logged_past_chance(e: Evaluation) -> bool:
         ...                               probe_acc_val=0.398, **row))  # 1.6 errors of 150
         False
     """
-    acc, n, probe = e.val_acc, e.val_images, e.probe_acc_val
-    if acc is None or not n or probe is None or e.val_major is None:
-        return False
-    if not e.classes or e.classes < 2:
+    acc, n = logged_accuracy(e), e.val_images
+    if acc is None or not n or e.val_major is None:
         return False
     p = max(1.0 / chance_classes(e), e.val_major)
+    return acc > p + LOGGED_PAST * math.sqrt(p * (1 - p) / n)
+
+
+def logged_accuracy(e: Evaluation) -> float | None:
+    """The logged val accuracy where it is this model's on these labels, else ``None``.
+
+    It agrees with the val probe's within three of the probe's binomial errors at chance
+    (not top-5, a percentage, or another model's).
+
+    Example::
+
+        >>> row = dict(classes=6.0, probe_size=128.0, probe_acc_val=0.5)
+        >>> logged_accuracy(Evaluation(0, 0, val_acc=0.562, **row))
+        0.562
+        >>> logged_accuracy(Evaluation(0, 0, val_acc=56.2, **row)) is None
+        True
+    """
+    acc, probe = e.val_acc, e.probe_acc_val
+    if acc is None or probe is None or not e.classes or e.classes < 2:
+        return None
+    p = max(1.0 / chance_classes(e), e.val_major or 0.0)
     spread = math.sqrt(p * (1 - p) / max(1.0, e.probe_size or 1.0))
-    same = abs(probe - acc) <= 3 * spread
-    return same and acc > p + LOGGED_PAST * math.sqrt(p * (1 - p) / n)
+    return acc if abs(probe - acc) <= 3 * spread else None
 
 
 def below_chance(now: Evaluation) -> bool:

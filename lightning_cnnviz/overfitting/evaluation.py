@@ -170,7 +170,7 @@ class Evaluation:
     val_labels_changed: float | None = None  # share of the first val batch's labels changed
     train_acc_images: float | None = None
     val_images: float | None = None
-    val_major: float | None = None  # the val labels' commonest class's share (read once)
+    val_major: float | None = None  # the commonest class's share in the batches validated
 
     @property
     def gap_loss(self) -> float | None:

@@ -280,19 +280,28 @@ def _loss_at_chance(now: Evaluation, f: dict) -> bool:
 def _moved_off(now: Evaluation) -> str:
     """Why a model that had barely moved no longer reads so (``levels.barely``), in words.
 
-    Hunt 99: "the val probe loss 0.6923 is below 95.0% of its chance level" (0.658) where
-    the training loss had come down instead.
+    Each reading stated only where it holds (hunt 99: "the val probe loss 0.6923 is below
+    95.0% of its chance level", 0.658; hunt 100: "the loss `training_step` returns, 1.787,
+    is below 95.0%" of ln 6 = 1.792).
     """
     k = chance_levels.chance_classes(now)
-    level = levels.BARELY_LOSS * math.log(k)
-    share, acc = num(levels.BARELY_LOSS, True), num(now.probe_acc_val, True)
-    if finite(now.probe_loss_val) and now.probe_loss_val < level:  # type: ignore[operator]
-        loss = num(now.probe_loss_val)
-        return f"the val probe loss {loss} is below {share} of its chance level, accuracy {acc}"
-    if now.probe_acc_val is not None and now.probe_acc_val > levels.barely_bar(k):
-        return f"val probe accuracy {acc} is past {num(levels.barely_bar(k), True)}"
-    return (
-        f"the loss `training_step` returns, {num(now.returned_loss)}, is below {share} of its "
-        f"chance level, while the val probe's is {num(now.probe_loss_val)} (accuracy {acc}): "
-        "what it learns shows on its training images first"
-    )
+    chance = math.log(k)
+    level, share = levels.BARELY_LOSS * chance, num(levels.BARELY_LOSS, True)
+    loss, returned, first = now.probe_loss_val, now.returned_loss, now.first_loss
+    acc = max(now.probe_acc_val or 0.0, chance_levels.logged_accuracy(now) or 0.0)
+    bar = levels.barely_bar(k)
+    if finite(loss) and loss < level:  # type: ignore[operator]
+        return f"the val probe loss {num(loss)} is below {share} of its chance level"
+    if acc > bar:
+        return f"val accuracy {num(acc, True)} is past {num(bar, True)}"
+    if finite(returned) and returned < level:  # type: ignore[operator]
+        return (
+            f"the loss `training_step` returns, {num(returned)}, is below {share} of its "
+            f"chance level, while the val probe's is {num(loss)}: what it learns shows on its "
+            "training images first"
+        )
+    if finite(first) and finite(returned) and returned < levels.MOVED * first:  # type: ignore[operator]
+        return f"the loss `training_step` returns came down from {num(first)} to {num(returned)}"
+    if finite(loss) and loss > levels.BARELY_ABOVE * chance:  # type: ignore[operator]
+        return f"the val probe loss {num(loss)} is far above its chance level: confidently wrong"
+    return f"its outputs moved off uniform (val probe accuracy {num(acc, True)})"

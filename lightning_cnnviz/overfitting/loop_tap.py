@@ -15,10 +15,13 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from torch import Tensor
 from typing_extensions import override
 
+from lightning_cnnviz.core.batches import batch_labels
 from lightning_cnnviz.core.collated import source_dataset
 from lightning_cnnviz.core.findings import Finding, report
+from lightning_cnnviz.core.model_io import UNSET
 from lightning_cnnviz.core.model_state import buffers_rewound
 from lightning_cnnviz.core.monitor import with_probe
 from lightning_cnnviz.core.run_datasets import find_dataset
@@ -55,12 +58,14 @@ class LoopTap(ValReach, StepInputs):
     _loop: LoopLogits
     _repeat_checked: bool
     _val_batches: int = 0  # batches the validation under way ran
+    _validated_labels: list[Tensor]
     scores_misfit: str
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_validation_start(trainer, pl_module)
         self._val_batches = 0  # a validation of no batch is not evaluated (``validation_ends``)
+        self._validated_labels: list[Tensor] = []  # the labels this validation reads
         if self._event_due(trainer) and self._loop_readable(trainer):
             start = time.perf_counter()
             try:  # before the first evaluation: draw the probe, learn where the logits are
@@ -115,6 +120,11 @@ class LoopTap(ValReach, StepInputs):
         )
         self._remove_tap()
         self._val_batches += 1
+        if dataloader_idx == 0 and self._event_due(trainer):  # references: no host read
+            key = None if self._label_key is UNSET else self._label_key
+            labels = batch_labels(batch, key)
+            if labels is not None:
+                self._validated_labels.append(labels.detach())
         self._loop.batch_end(batch, dataloader_idx)
         if batch_idx == 0 and dataloader_idx == 0 and not self.disabled:
             self._check_mode(trainer, pl_module)

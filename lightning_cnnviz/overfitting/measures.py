@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 
@@ -77,6 +78,23 @@ class Measures(ProbeLogits):
         """The update read at the step before this validation, else read now (once)."""
         read, self._update_read = self._update_read, None
         return read if read is not None else update_ratio(trainer.optimizers)
+
+    def _validated_major(self, trainer: Trainer) -> float | None:
+        """The commonest class's share among the labels the last validation read (one read).
+
+        What a model answering one class scores there: the logged accuracy's chance
+        (``chance_levels.logged_past_chance``). Of the batches validated, not the whole val
+        set (hunt 100: `limit_val_batches=10` read a 60/40 head of a balanced set).
+        ``None`` under several processes (each validates a shard) or without labels.
+        """
+        labels, self._validated_labels = getattr(self, "_validated_labels", []), []
+        if trainer.world_size > 1 or not labels:
+            return None
+        seen = torch.cat([t.reshape(-1) for t in labels])
+        if seen.numel() == 0 or bool(seen.min() < 0):
+            return None
+        counts = torch.bincount(seen)
+        return float(counts.max()) / seen.numel()
 
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
         """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
@@ -161,7 +179,7 @@ class Measures(ProbeLogits):
             "update_ratio": self._taken_update(trainer),
             "train_acc_images": self._acc_images(trainer, found),
             "val_images": val_images(trainer),
-            "val_major": self._val_major,
+            "val_major": self._validated_major(trainer),
             "bn_nonfinite": nonfinite,
             "bn_initial": initial,
             # `validation_step` scores another module: an average swapped in, or a copy

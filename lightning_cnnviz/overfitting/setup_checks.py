@@ -186,10 +186,6 @@ class SetupChecks:
         except Exception:  # no items, no length, items it cannot read: nothing to count
             labels = [None]
         ran = all(t is not None and t.dim() == 1 for t in labels)
-        if ran and len(labels[1]) and int(labels[1].min()) >= 0:  # type: ignore[union-attr,arg-type]
-            # what a model answering one class scores (``chance_levels.logged_past_chance``)
-            counts = torch.bincount(labels[1])  # type: ignore[arg-type]
-            self._val_major = float(counts.max()) / float(counts.sum())
         why = "" if ran else "needs class labels in the items of both splits"
         record_check(trainer, type(self).__name__, "val labels of every class", ran, why)
         if ran and (found := missing_val_classes(*labels)):  # type: ignore[arg-type]

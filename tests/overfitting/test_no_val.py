@@ -120,3 +120,23 @@ def test_no_val_a_validation_of_no_batch_is_not_evaluated(tmp_path):
     said = [m for m in messages if "ran no batch" in m]
     assert len(said) == 1 and said[0].startswith("OverfittingMonitor: the validation at step")
     assert not [f for f in findings_of(trainer) if f.kind == "val_metrics_differ"]
+
+
+def test_no_val_the_commonest_share_is_read_from_the_batches_validated(tmp_path):
+    # hunt 100: `limit_val_batches=10` validated a 60/40 head of a balanced val set; its
+    # commonest share, read from the whole set, let a model answering one class read past
+    # chance
+    from torch.utils.data import DataLoader, TensorDataset
+
+    train, val = loaders()
+    x, y = val.dataset.tensors
+    order = torch.argsort(y, stable=True)  # sorted by class: the first batch all class 0
+    head = DataLoader(TensorDataset(x[order], y[order]), batch_size=4)
+    monitor = make_monitor("OverfittingMonitor", every_n_epochs=1)
+    fit(tmp_path, [monitor], data=(train, head), max_epochs=2, limit_val_batches=1)
+    first = int(y[order][0])
+    assert int((y == first).sum()) < len(y)  # the whole set holds other classes
+    assert [e.val_major for e in monitor.detector.history] == [1.0, 1.0]
+    fit(tmp_path / "all", [monitor], data=(train, head), max_epochs=1, limit_val_batches=1.0)
+    counts = torch.bincount(y)
+    assert monitor.detector.history[-1].val_major == float(counts.max()) / len(y)
