@@ -3,10 +3,10 @@
 Nothing here knows about Lightning. A collate (or what it builds: a dataclass batch whose
 ``__post_init__`` standardises by a running mean) may keep state in an object at module
 level, which a call moves. ``read_globals`` finds those objects, so that what reads the
-data without side effects (``random_state.rng_untouched``) puts them back too: the user's
-objects, and containers and arrays of any kind; modules, builtins and what installed
-libraries define are left out (their state is the global random generators', kept
-apart); a user's class is followed into its own functions.
+data without side effects (``random_state.rng_untouched``) puts them back too: objects of
+any kind (a generator, a counter, a metric: what cannot be put back makes the reader leave
+the collate alone); modules, builtins and the code installed libraries define are left
+out; a user's class is followed into its own functions (``methods``).
 
 Example::
 
@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import collections
 import functools
 import os
 import sys
@@ -28,13 +27,7 @@ import sysconfig
 import types
 from typing import Any
 
-import numpy as np
-import torch
-
-__all__ = ["read_globals", "users"]
-
-# containers and arrays a module keeps its state in, of whichever library their class is
-_STATE = (dict, list, set, collections.deque, types.SimpleNamespace, torch.Tensor, np.ndarray)
+__all__ = ["methods", "read_globals", "users"]
 
 
 def read_globals(fn: types.FunctionType) -> list[Any]:
@@ -45,13 +38,26 @@ def read_globals(fn: types.FunctionType) -> list[Any]:
         if name not in fn.__globals__:
             continue  # a builtin
         value = fn.__globals__[name]
-        if isinstance(value, types.ModuleType) or not (users(value) or isinstance(value, _STATE)):
+        if isinstance(value, types.ModuleType):
             continue
-        if isinstance(value, type):  # its methods read globals too (a `__post_init__`)
-            found += [v for v in vars(value).values() if isinstance(v, types.FunctionType)]
-        else:
+        if isinstance(value, type | types.FunctionType):  # code: the user's own only
+            found += methods(value) if isinstance(value, type) else [value] if users(value) else []
+        else:  # an object of any kind: a generator, a counter, a metric (setups hunt 73)
             found.append(value)
     return found
+
+
+def methods(cls: type) -> list[types.FunctionType]:
+    """The functions the user's classes in ``cls``'s order define (whose globals a call reads).
+
+    Example::
+
+        >>> methods(dict)  # a library's class: none followed
+        []
+    """
+    found = [v.fget if isinstance(v, property) else v for c in cls.__mro__ if users(c)
+             for v in vars(c).values()]  # fmt: skip
+    return [f for f in found if isinstance(f, types.FunctionType)]
 
 
 def _global_names(code: types.CodeType) -> list[str]:

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from lightning_cnnviz.core.random_state import rng_untouched
+
 __all__ = [
     "IMAGE_KEYS",
     "LABEL_KEYS",
@@ -166,7 +168,8 @@ def named_fields(sample: Any) -> dict[str, Any] | None:
     # image and label names where a property gives them (setups hunt 72: both unread)
     slots = [n for c in cls.__mro__ for n in _slot_names(c) if hasattr(sample, n)]
     named = [n for n in (*IMAGE_KEYS, *LABEL_KEYS) if isinstance(getattr(cls, n, None), property)]
-    found = {n: getattr(sample, n) for n in slots + named}
+    with rng_untouched(sample):  # a property may draw, count or load (setups hunt 73)
+        found = {n: getattr(sample, n) for n in slots + named}
     if not found and not hasattr(sample, "__dict__"):
         return None
     return {**getattr(sample, "__dict__", {}), **found}  # a SimpleNamespace, a class of one's own

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lightning_cnnviz.core.code_globals import read_globals, users
+from lightning_cnnviz.core.code_globals import methods, read_globals, users
 from lightning_cnnviz.core.generators import (
     GENERATORS,
     generator_state,
@@ -125,12 +125,15 @@ def _held(owners: Sequence[Any]) -> _Held:
     a bound method's object; a counter in a dict or as a NumPy integer; running
     statistics in tensors or arrays; a deque of recent values: each moved by the probes'
     reads, and training differed; setups hunt 38: defaults, a function's own attributes, a
-    class's counter). A larger tensor or array is taken for data nobody writes. Not
-    searched: a Lightning object's ``trainer``, ``nn.Module``'s own bookkeeping (its
-    submodules' and buffers' are). ``opaque``: state it cannot put back on the way (an
-    iterator, a longer container, an object of no known kind, a function assigning a
-    module global, more than ``_OBJECTS`` objects or ``_DEPTH`` levels): a collate holding
-    such is never called (``restorable``).
+    class's counter). The user's functions, and the user's classes' methods, are followed
+    into the module-level objects they read and the globals they rebind (``global n; n +=
+    1``), put back too (setups hunts 72-73: a running mean, a count per item, a generator
+    at module level, moved by a collate's or a dataset's reads). A larger tensor or array is
+    taken for data nobody writes. Not searched: a Lightning object's ``trainer``,
+    ``nn.Module``'s own bookkeeping (its submodules' and buffers' are). ``opaque``: state
+    it cannot put back on the way (an iterator, a longer container, an object of no known
+    kind, more than ``_OBJECTS`` objects or ``_DEPTH`` levels): a collate holding such is
+    never called (``restorable``).
     """
     held = _Held()
     seen: set[int] = set()
@@ -179,8 +182,8 @@ def _held(owners: Sequence[Any]) -> _Held:
         if isinstance(obj, types.MethodType):
             return [obj.__self__, obj.__func__]
         if isinstance(obj, types.FunctionType):
-            if _writes_globals(obj.__code__):  # a module's counter: out of reach
-                held.opaque = True
+            if written := _written_globals(obj.__code__):  # `global n; n += 1`: rebound after
+                held.puts.append(_bindings_as_now(obj.__globals__, written))
             cells = [c for c in obj.__closure__ or () if filled(c)]
             held.puts.extend(cell_as_now(c) for c in cells)
             held.puts.append(attributes_as_now(obj, list(vars(obj))))  # `collate.calls += 1`
@@ -199,8 +202,9 @@ def _held(owners: Sequence[Any]) -> _Held:
         if isinstance(obj, torch.nn.Module):  # its own attributes, submodules and buffers
             names = [n for n in names if n not in _module_attributes()]
             inside = [*obj._modules.values(), *obj._buffers.values()]
-        else:
-            inside = []
+        else:  # and its class's code: what it reads or binds at module level (setups hunt
+            # 73: a dataset counting reads in a module's dict; a collate object's generator)
+            inside = methods(type(obj))
             held.puts.append(class_values_as_now(type(obj)))  # `type(self).calls += 1`
         held.puts.append(attributes_as_now(obj, names))
         return [getattr(obj, n) for n in names if hasattr(obj, n)] + inside
@@ -232,11 +236,29 @@ def _module_attributes() -> frozenset[str]:
     return frozenset(vars(torch.nn.Module()))
 
 
-def _writes_globals(code: types.CodeType) -> bool:
-    """Whether ``code`` (or a function inside it) assigns a module global."""
-    if any(op.opname in ("STORE_GLOBAL", "DELETE_GLOBAL") for op in dis.get_instructions(code)):
-        return True
-    return any(_writes_globals(c) for c in code.co_consts if isinstance(c, types.CodeType))
+def _written_globals(code: types.CodeType) -> set[str]:
+    """The module globals ``code`` (or a function inside it) assigns or deletes."""
+    ops = ("STORE_GLOBAL", "DELETE_GLOBAL")
+    names = {op.argval for op in dis.get_instructions(code) if op.opname in ops}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _written_globals(const)
+    return names
+
+
+def _bindings_as_now(module: dict[str, Any], names: set[str]) -> Callable[[], None]:
+    """What binds ``names`` in a module's globals to their values now (or unbinds them)."""
+    missing = object()
+    now = {name: module.get(name, missing) for name in names}
+
+    def put() -> None:
+        for name, value in now.items():
+            if value is missing:
+                module.pop(name, None)
+            else:
+                module[name] = value
+
+    return put
 
 
 def restorable(*owners: Any) -> bool:

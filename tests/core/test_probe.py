@@ -1,3 +1,4 @@
+import itertools
 import time
 import warnings
 
@@ -159,21 +160,22 @@ def test_probe_target_says_what_items_carry_instead_of_a_class(target, words):
 def test_probe_labels_read_from_items_once_for_every_monitor():
     # setups hunt 19: GradCAM and Overfitting each read up to 2048 whole training items (a
     # decode and an augmentation each) to find their labels
-    reads: list[int] = []  # outside the dataset: what it holds is put back after a read
+    # an iterator: state no read can put back (a list its code holds is put back after each)
+    reads = itertools.count()
 
     class Counted(Dataset):
         def __len__(self) -> int:
             return 50
 
         def __getitem__(self, i):
-            reads.append(i)
+            next(reads)
             return torch.zeros(1, 2, 2), i % 5
 
     data, order = Counted(), torch.randperm(50, generator=torch.Generator().manual_seed(0))
     first = labels_in_order(data, order, pool=30)
-    assert len(reads) == 30 and first[1].tolist() == [int(i) % 5 for i in order[:30]]
+    assert next(reads) == 30 and first[1].tolist() == [int(i) % 5 for i in order[:30]]
     again = labels_in_order(data, order, pool=40)  # another monitor, a larger pool
-    assert len(reads) == 40 and torch.equal(again[1][:30], first[1])
+    assert next(reads) == 31 + 10 and torch.equal(again[1][:30], first[1])
 
 
 def test_probe_items_with_an_ignored_label_are_left_out_of_a_balanced_probe(tmp_path):
@@ -313,7 +315,8 @@ def test_probe_reads_an_image_one_level_down_in_a_dict_item():
     assert batch_inputs(batch).shape == (4, 1, 4, 4)
 
 
-_SLOW_READS: list[int] = []  # outside the dataset: what it holds is put back after a read
+# an iterator: state no read can put back (a module's list its code holds is put back)
+_SLOW_READS = itertools.count()
 
 
 class Slow(Dataset):
@@ -323,7 +326,7 @@ class Slow(Dataset):
         return 5000
 
     def __getitem__(self, i):
-        _SLOW_READS.append(i)
+        next(_SLOW_READS)
         time.sleep(0.002)
         return torch.full((1, 2, 2), float(i)), i % 4
 
@@ -338,7 +341,7 @@ def test_probe_labels_read_from_slow_items_stop_at_the_time_cap(monkeypatch):
     with pytest.warns(UserWarning, match="Give the dataset a `targets` attribute") as said:
         first = draw_probe(data, 16, torch.Generator().manual_seed(0))
         draw_probe(data, 16, torch.Generator().manual_seed(1))  # the cap holds per dataset
-    assert len(said) == 1 and 16 <= len(_SLOW_READS) < 250  # 2048 before
+    assert len(said) == 1 and 16 <= next(_SLOW_READS) < 250  # 2048 before
     assert (
         len(first) == 16 and sorted(first.labels.tolist()) == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
     )

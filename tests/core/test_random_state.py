@@ -55,7 +55,7 @@ class ClassCounted:
 
 def test_random_state_puts_back_defaults_function_and_class_attributes():
     # setups hunt 38: a default generator or dict, `collate.calls`, a class counter: moved
-    # by the probes' reads; a module global cannot be put back: never called
+    # by the probes' reads; a module global rebound is bound back (setups hunt 73)
     state = _defaults.__defaults__[1].get_state()
     with rng_untouched(_defaults):
         _defaults(None)
@@ -72,7 +72,10 @@ def test_random_state_puts_back_defaults_function_and_class_attributes():
     with rng_untouched(collate):
         collate(None)
     assert ClassCounted.calls == 0
-    assert restorable(_defaults, counted, collate) and not restorable(_global_counting)
+    assert restorable(_defaults, counted, collate, _global_counting)
+    with rng_untouched(_global_counting):
+        _global_counting(None)
+    assert _CALLS == 0
 
 
 def test_random_state_leaves_a_modules_and_a_datamodules_own_bookkeeping():
@@ -183,3 +186,29 @@ def test_random_state_module_level_state_a_collate_reads_is_put_back():
         for _ in range(5):
             _module_level_collate([torch.full((2,), 3.0)])
     assert (STATS.n, float(STATS.mean), SEEN["batches"]) == (1, 1.0, 1)
+
+
+READS = 0
+PER_ITEM: dict[int, int] = {}
+NOISE = torch.Generator().manual_seed(3)
+
+
+class ModuleCounting:
+    """A dataset whose reads rebind a module global, count in a module dict and draw noise."""
+
+    def __getitem__(self, i):
+        global READS
+        READS += 1
+        PER_ITEM[i] = PER_ITEM.get(i, 0) + 1
+        return torch.rand(1, generator=NOISE), i % 3
+
+
+def test_random_state_module_level_state_a_datasets_class_reads_is_put_back():
+    # setups hunt 73: a dataset's `__getitem__` rebinding `global n`, counting reads per item
+    # in a module's dict, drawing from a module's generator: the probes' reads changed them
+    state = NOISE.get_state()
+    data = ModuleCounting()
+    with rng_untouched(data):
+        _ = [data[i] for i in range(5)]
+    assert (READS, PER_ITEM) == (0, {})
+    assert torch.equal(NOISE.get_state(), state)
