@@ -150,17 +150,22 @@ class Detector:
                 changes.append(change)
         return changes
 
-    def conclude(self) -> list[Change]:
+    def conclude(self, end_step: int | None = None) -> list[Change]:
         """At the end of fit: what the last evaluation shows and no later one can confirm.
 
         A BatchNorm mismatch (``bn_levels.bn_mismatch_at_end``), rare classes still left
         out after the note that told them (``imbalance.class_imbalance``) and a model still
         at chance after its flat start's note (``levels.not_learning``): the model fit
         hands back is that much worse. Each reported as a problem unless one stands.
+        ``end_step``: the fit's last step; a BatchNorm reading from the first half of the
+        steps before it is not the model handed back (setups hunt 73: the val set emptied
+        after epoch 0, step 3's reading told at step 9).
         """
         if not self.history:
             return []
-        end = bn_levels.bn_mismatch_at_end(self.history)
+        last = self.history[-1].step
+        stale = end_step is not None and end_step - last > last
+        end = None if stale else bn_levels.bn_mismatch_at_end(self.history)
         found: dict[str, Verdict | None] = {"bn_mismatch": end}
         if self._standing("inputs_differ"):  # eval mode meets unlike inputs: that, told
             found = {}

@@ -66,7 +66,7 @@ class Telling:
 
     def _conclude(self, trainer: Trainer) -> None:
         """The last evaluation's BatchNorm mismatch, confirmed or not (``Detector.conclude``)."""
-        changes, ev = self.detector.conclude(), self.detector.history[-1:]
+        changes, ev = self.detector.conclude(trainer.global_step), self.detector.history[-1:]
         for change in changes:
             self._tell(trainer, change, ev[0], [])
         if changes:

@@ -172,6 +172,13 @@ def test_detector_conclude_reports_a_batchnorm_mismatch_of_the_last_validation()
     for step in (62, 124):
         sound.update(ev(step, 0.99, 1.0))
     assert sound.conclude() == []
+    # setups hunt 73: the last validation at a third of the run (its val set emptied after
+    # it): its reading is not the model handed back
+    stale = Detector()
+    for step, eval_acc, bn_acc in rows:
+        stale.update(ev(step, eval_acc, bn_acc))
+    assert stale.conclude(end_step=558) == []
+    assert stale.conclude(end_step=190)[0].verdict.kind == "bn_mismatch"
 
 
 def test_detector_bn_mismatch_remedy_reads_the_models_momentum():
