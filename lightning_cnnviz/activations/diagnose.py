@@ -64,6 +64,7 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         self.init_cause: str | None = None  # the weights' scale at init, when known the cause
         self.cut: tuple[str, str] | None = None  # a gradient of exactly 0 below a layer
         self.init_checked = False  # the initial-scale check ran (once, when K is known)
+        self.input_scale: Mapping[str, float] | None = None  # raw inputs' figures (first log)
         self.classes: int | None = None  # K, from the first log's output
         self.loss_scale: float | None = None  # the first loss over the model's cross-entropy
         self.levels = LossLevels()  # the loss series' readings at each log, incremental
@@ -207,6 +208,7 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         if leftover and self._new("gradients_not_reset", "problem"):  # the cause of what follows
             kind, message, fig = carry_over_verdict(leftover, step, epoch)
             out.append(Verdict(kind, "problem", message, fig))
+        self.input_scale = input_scale or self.input_scale  # the initial-scale check reads it
         if input_scale and self._new("unnormalised_inputs", "note"):
             text, fig = scale_text(input_scale), dict(input_scale)
             out.append(Verdict("unnormalised_inputs", "note", text, fig))

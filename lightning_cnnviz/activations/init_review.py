@@ -17,6 +17,7 @@ from torch import Tensor
 from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
 from lightning_cnnviz.activations.initial_scale import NEAR, init_explosion, scaled_loss
+from lightning_cnnviz.core.inputs import RAW_SCALE
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["InitReview"]
@@ -30,6 +31,9 @@ class InitReview:
     """
 
     init_checked: bool
+    input_scale: (
+        Mapping[str, float] | None
+    )  # the raw inputs' figures (``core.inputs.raw_scale``), where far off
     init_cause: str | None
     chance_loss: float | None
     loss_scale: float | None
@@ -57,7 +61,9 @@ class InitReview:
             # without this monitor's state: setups hunt 67, a blow-up at step 33 was told
             # "exploding activations at initialisation")
             return []
-        found = init_explosion([v for _, v in series], *chance)
+        raw = (self.input_scale or {}).get("input_max", 0.0)
+        raw = raw if raw > RAW_SCALE else 0.0  # (not the flat inputs `scale_text` tells too)
+        found = init_explosion([v for _, v in series], *chance, raw_inputs=raw)
         if found is None:
             scaled = scaled_loss([v for _, v in series], *chance)
             if scaled is not None and scaled[1]["scale"] > 1 and len(series) <= NEAR:
@@ -75,8 +81,9 @@ class InitReview:
             return []
         kind, severity, message, fig = found
         self.chance_loss = fig["chance_loss"]
+        scale = "inputs'" if "input_max" in fig else "weights'"
         self.init_cause = (
-            "The weights' scale at initialisation is the cause here, not the learning rate: "
+            f"The {scale} scale at initialisation is the cause here, not the learning rate: "
             f"the first losses sat ~{fig['over_chance']:.0f}x above the chance level "
             "(see `exploding_gradients`)."
         )

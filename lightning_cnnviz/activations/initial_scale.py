@@ -36,6 +36,10 @@ INIT_EXPLOSION_REMEDIES = (
     "Xavier for Sigmoid/Tanh) instead of a scaled-up one; a lower init gain; normalisation "
     "layers (BatchNorm/LayerNorm) between layers; a smaller scale on the last layer's weights"
 )
+RAW_INPUTS_REMEDIES = (
+    "the inputs scaled to unit range and normalised (mean 0, std 1 per channel) before the "
+    "first layer; then, if the loss still starts far above chance, a lower init gain"
+)
 SCALED = 10.0  # a first loss this many times the model's own cross-entropy: scaled
 SANE = 2.0  # ...where that cross-entropy is within this many times ln K (logits near 0)
 # ... and, for a loss scaled down, at least this share of ln K: weights near their start. A
@@ -144,7 +148,7 @@ def over_chance(loss: float, classes: int | None) -> bool:
 
 
 def init_explosion(
-    first_losses: Sequence[float], classes: int, probe_loss: float
+    first_losses: Sequence[float], classes: int, probe_loss: float, raw_inputs: float = 0.0
 ) -> tuple[str, str, str, dict[str, float]] | None:
     """``exploding_gradients`` when the untrained model's loss is far above chance.
 
@@ -158,7 +162,8 @@ def init_explosion(
     probe's logits against its labels, in eval mode) too, or the last losses near it
     (``_near_probe``: a loss summed over the batch, or not a cross-entropy, cannot pass for
     it): the logits are huge, the initial weights too large (activations grow layer after
-    layer). The divergence rule cannot see it (it
+    layer), or, where ``raw_inputs`` (the largest input, read by ``unnormalised_inputs``),
+    inputs far from unit scale. The divergence rule cannot see it (it
     measures from the first loss, and the fall to chance looks like progress).
 
     Example::
@@ -180,15 +185,23 @@ def init_explosion(
     probe = f"the probe's cross-entropy {probe_loss:.3g}"
     if not over_chance(probe_loss, classes):
         probe = f"the first updates shrank the weights: {probe} by the first log"
+    # inputs far from unit scale start the logits huge at any sane init (hunt 100: 0-1023
+    # counts into a Conv1d at PyTorch's default init, told "the initial weights are too large")
+    cause = (
+        f"the inputs reach |x| = {raw_inputs:.4g} (`unnormalised_inputs`), so the activations "
+        "start huge at the first layer and the logits with them"
+        if raw_inputs
+        else "the initial weights are too large, so the activations (and the gradients) grow "
+        "with depth and the logits start huge"
+    )
     text = (
         f"Exploding activations at initialisation: the initial loss {finite[0]:.4g} is "
-        f"~{start / chance:.0f}x the chance level ln {classes} = {chance:.2f} ({probe}): "
-        "the initial weights are too large, so the activations (and the gradients) grow "
-        "with depth and the logits start huge"
+        f"~{start / chance:.0f}x the chance level ln {classes} = {chance:.2f} ({probe}): {cause}"
     )
     figures = {
         "first_loss": finite[0], "start_loss": start, "chance_loss": chance,
         "classes": float(classes), "probe_loss": probe_loss, "over_chance": start / chance,
+        **({"input_max": raw_inputs} if raw_inputs else {}),
     }  # fmt: skip
-    text = f"{text}. Try: {INIT_EXPLOSION_REMEDIES}."
+    text = f"{text}. Try: {RAW_INPUTS_REMEDIES if raw_inputs else INIT_EXPLOSION_REMEDIES}."
     return "exploding_gradients", "problem", text, figures

@@ -263,3 +263,14 @@ def test_init_explosion_without_a_class_count_is_skipped_and_not_asked_again():
         diagnosis.loss.add(step, torch.tensor(1212.0))
     assert diagnosis.review(5, 0, {}, {}, [], list, chance=None) == []
     assert not diagnosis.wants_chance()
+
+
+def test_gradient_episodes_an_exploding_start_on_raw_inputs_names_the_inputs():
+    # hunt 100: 0-1023 counts into a Conv1d at PyTorch's default init: "the initial weights
+    # are too large ... Try: a standard initialisation (PyTorch's default ...)"
+    kind, severity, text, figures = init_explosion([95.1, 80.0, 60.0], 5, 52.6, raw_inputs=1023.0)
+    assert (kind, severity, figures["input_max"]) == ("exploding_gradients", "problem", 1023.0)
+    assert "the inputs reach |x| = 1023" in text and "initial weights are too large" not in text
+    assert "Try: the inputs scaled to unit range" in text and "PyTorch's default" not in text
+    _, _, weights, _ = init_explosion([95.1, 80.0, 60.0], 5, 52.6)
+    assert "the initial weights are too large" in weights
