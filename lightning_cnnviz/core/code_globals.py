@@ -60,13 +60,14 @@ def methods(cls: type) -> list[types.FunctionType]:
     return [f for f in found if isinstance(f, types.FunctionType)]
 
 
-def _global_names(code: types.CodeType) -> list[str]:
+@functools.cache  # read at every item a probe reads: the code does not change
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
     """The names ``code`` (and the functions inside it) read as globals or attributes of them."""
     names = list(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names += _global_names(const)
-    return list(dict.fromkeys(names))
+    return tuple(dict.fromkeys(names))
 
 
 def users(value: Any) -> bool:

@@ -21,6 +21,8 @@ Example::
 from __future__ import annotations
 
 import collections
+import itertools
+import operator
 import types
 from collections.abc import Callable
 from typing import Any
@@ -95,9 +97,10 @@ def contents_as_now(value: Any) -> Callable[[], None]:
         now = list(value.items()) if isinstance(value, dict) else list(value)
         if len(now) != len(entries):
             return False
-        if isinstance(value, dict):
-            return all(a is c and b is d for (a, b), (c, d) in zip(now, entries, strict=True))
-        return all(a is b for a, b in zip(now, entries, strict=True))
+        if isinstance(value, dict):  # the same key and value objects, pair by pair
+            return all(map(operator.is_, itertools.chain.from_iterable(now),
+                           itertools.chain.from_iterable(entries)))  # fmt: skip
+        return all(map(operator.is_, now, entries))
 
     def put() -> None:
         if unchanged():
