@@ -21,6 +21,14 @@ from tests.monitors import fit as monitors_fit
 from tests.tb import events, texts
 
 
+def scaled_loaders(scale: float) -> list[DataLoader]:
+    """The test digits' loaders with their pixels (made positive) times ``scale``."""
+    return [
+        DataLoader(TensorDataset(x.abs() * scale, y), batch_size=8)
+        for x, y in (loader.dataset.tensors for loader in loaders())
+    ]
+
+
 class ScaledOnTransfer(TinyCNN):
     """Raw 0..255 pixels, scaled in ``on_after_batch_transfer`` (the probes skip it)."""
 
@@ -32,10 +40,7 @@ class ScaledOnTransfer(TinyCNN):
 def test_diagnosis_runs_raw_pixels_scaled_in_a_batch_hook_are_no_note(tmp_path):
     # setups hunt 24: uint8 images scaled in `on_after_batch_transfer` got "the probe images
     # reach |x| = 255 ... raw pixel values perhaps" though training saw them scaled
-    data = [
-        DataLoader(TensorDataset(x.abs() * 255, y), batch_size=8)
-        for x, y in (loader.dataset.tensors for loader in loaders())
-    ]
+    data = scaled_loaders(255)
     monitor = ActivationMonitor(every_n_steps=2)
     trainer, _, said = monitors_fit(tmp_path, [monitor], model=ScaledOnTransfer(lr=0.01), data=data)
     assert monitor.events > 0
@@ -53,10 +58,7 @@ class ScaledInForward(TinyCNN):
 def test_diagnosis_runs_raw_pixels_a_model_normalises_itself_are_no_note(tmp_path):
     # setups hunt 71: uint8 images normalised in `forward` got "the probe images reach
     # |x| = 255 ... scale them (`x / 255`)"
-    data = [
-        DataLoader(TensorDataset(x.abs() * 255, y), batch_size=8)
-        for x, y in (loader.dataset.tensors for loader in loaders())
-    ]
+    data = scaled_loaders(255)
     monitor = ActivationMonitor(every_n_steps=2)
     trainer, _, _ = monitors_fit(tmp_path, [monitor], model=ScaledInForward(lr=0.01), data=data)
     assert monitor.events > 0
@@ -65,10 +67,7 @@ def test_diagnosis_runs_raw_pixels_a_model_normalises_itself_are_no_note(tmp_pat
 
 @pytest.mark.parametrize("scale", [1.0, 255.0, 1 / 255])
 def test_diagnosis_runs_raw_pixel_inputs_are_a_note_naming_their_scale(tmp_path, scale):
-    data = [
-        DataLoader(TensorDataset(x.abs() * scale, y), batch_size=8)
-        for x, y in (loader.dataset.tensors for loader in loaders())
-    ]
+    data = scaled_loaders(scale)
     monitor = ActivationMonitor(every_n_steps=2)
     trainer, _, _ = monitors_fit(tmp_path, [monitor], model=TinyCNN(lr=0.01), data=data)
     found = [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"]
