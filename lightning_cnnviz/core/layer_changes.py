@@ -29,12 +29,7 @@ from torch import nn
 
 from lightning_cnnviz.core.hook_guard import ConfigError
 from lightning_cnnviz.core.monitor_layers import replaced
-from lightning_cnnviz.core.selection import (
-    LayerNotFoundError,
-    LayerSpec,
-    resolve_layers,
-    unwrap_model,
-)
+from lightning_cnnviz.core.selection import LayerSpec, unwrap_model
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["LayerChanges", "module_ids"]
@@ -74,11 +69,9 @@ class LayerChanges:
         try:
             self._find_layers(trainer, pl_module)
         except ConfigError as err:  # `layers` valid at fit start: the surgery's, not the user's
-            now = self.layers_now()
-            lost = [] if isinstance(now, str) else _selecting_nothing(pl_module, now)
-            if not lost and not isinstance(now, str) and not isinstance(err, LayerNotFoundError):
-                lost = self._failing_alone(trainer, pl_module, now)  # another type now (a wrap)
-            if isinstance(now, str) or not lost or lost == now:
+            now = self.layers_now()  # which named patterns it can no longer watch, if some
+            lost = [] if isinstance(now, str) else self._failing_alone(trainer, pl_module, now)
+            if not lost or lost == now:
                 self.step_aside(f"{listed(gone)} replaced by step {step}, and then: {err}")
                 return False
             self._patterns_lost |= set(lost)
@@ -103,10 +96,10 @@ class LayerChanges:
     def _failing_alone(
         self, trainer: Trainer, pl_module: LightningModule, patterns: list[str]
     ) -> list[str]:
-        """The patterns whose layers alone the monitor cannot watch now (another type).
+        """The patterns whose layers alone the monitor cannot watch now.
 
-        Setups hunt 72: a conv wrapped in a `Sequential` stepped KernelMonitor aside from its
-        other named layer.
+        Gone, renamed, or another type (setups hunt 72: a conv wrapped in a `Sequential`
+        stepped KernelMonitor aside from its other named layer).
         """
         kept, failing = self._patterns_lost, []
         for pattern in patterns:
@@ -143,22 +136,3 @@ class LayerChanges:
 
     def _find_layers(self, trainer: Trainer, pl_module: LightningModule) -> None:
         raise NotImplementedError  # the monitor's
-
-
-def _selecting_nothing(model: nn.Module, layers: LayerSpec) -> list[str]:
-    """The patterns of ``layers`` that select no module of ``model`` now.
-
-    Example::
-
-        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
-        >>> _selecting_nothing(net, ["0", "head", "ReLU"])
-        ['head']
-    """
-    patterns = [layers] if isinstance(layers, str) else list(layers)
-    lost = []
-    for pattern in patterns:
-        try:
-            resolve_layers(model, [pattern], auto=lambda *_: ["auto"])
-        except LayerNotFoundError:
-            lost.append(pattern)
-    return lost
