@@ -18,7 +18,7 @@ from lightning_cnnviz.core.capture import first_tensor
 from lightning_cnnviz.core.dataset_labels import dataset_labels
 from lightning_cnnviz.core.input_form import InputForm
 from lightning_cnnviz.core.inputs import to_model
-from lightning_cnnviz.core.item_fields import LABEL_KEYS
+from lightning_cnnviz.core.item_fields import LABEL_KEYS, named_fields
 from lightning_cnnviz.core.items import label_key_misfit, read_item
 from lightning_cnnviz.core.logits import SingleLogit, single_logit
 from lightning_cnnviz.core.outputs import (
@@ -205,19 +205,25 @@ class ProbeReader(InputForm):
                 said = f"`label_key={key!r}` {why}: the usual places are read"
                 self.say_once_per_run(f"label_key={key!r}/misfit", said)
                 key = None
-            if key is None and isinstance(item, Mapping) and not any(k in item for k in LABEL_KEYS):
-                key, why = guess_label_key(item)
-                keys = list(item)
+            # dict items, or named ones (a dataclass: hunt 100, its label field `cls` unread)
+            fields = item if isinstance(item, Mapping | tuple) else named_fields(item)
+            if (
+                key is None
+                and isinstance(fields, Mapping)
+                and not any(k in fields for k in LABEL_KEYS)
+            ):
+                key, why = guess_label_key(fields)
+                keys, kind = list(fields), "dicts" if fields is item else type(item).__name__
                 if key is not None:
                     self.say_once_per_run(
                         f"label_key={key!r}",
-                        f"the data items are dicts with keys {keys}; the monitors read "
+                        f"the data items are {kind} with keys {keys}; the monitors read "
                         f"{key_name(key)} as the class label ({why}). Pass `label_key` to choose.",
                     )
                 else:
                     self.say_once_per_run(
                         "label_key=None",
-                        f"no class label found in the data items (dicts with keys {keys}); "
+                        f"no class label found in the data items ({kind} with keys {keys}); "
                         "what needs labels is skipped. Pass `label_key` to name it.",
                     )
             self._label_key = key

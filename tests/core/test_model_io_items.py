@@ -448,3 +448,27 @@ def test_model_io_items_a_label_key_one_level_down_is_read(tmp_path):
         labels = probe_of([monitor], "OverfittingMonitor").labels
         assert labels is not None and torch.equal(labels.sort().values.unique(), torch.arange(4))
         assert not [m for m in messages if "label_key" in m and "no key" in m]
+
+
+@dataclasses.dataclass
+class Coded:
+    """A dataset item whose label field has no usual name."""
+
+    image: torch.Tensor
+    cls: int
+
+
+def test_model_io_items_a_named_items_label_under_its_own_name_is_guessed_and_said(tmp_path):
+    # hunt 100: a dataclass item's label field `cls`: every label check skipped, and the
+    # summary did not name `label_key`
+    def loader(data):
+        collate = lambda b: (torch.stack([i.image for i in b]), torch.tensor([i.cls for i in b]))  # noqa: E731
+        return DataLoader(Items(data, lambda i, x, y: Coded(x, int(y))), 8, collate_fn=collate)
+
+    monitors = [make_monitor("GradCAMMonitor")]
+    _, _, messages = fit(
+        tmp_path, monitors, data=(loader(digits(32, seed=1)), loader(digits(16, seed=2)))
+    )
+    said = [m for m in messages if "the data items are Coded with keys ['image', 'cls']" in m]
+    assert len(said) == 1 and "Pass `label_key` to choose" in said[0], messages
+    assert probe_of(monitors, "GradCAMMonitor").labels is not None
