@@ -237,7 +237,11 @@ def no_val_why(trainer: Any) -> str:
         >>> no_val_why(Fitted())
         'the val loader holds no item (an empty val dataset)'
     """
-    if _empty(_dataset_of(_val_loaders(trainer))):
+    loaders = _val_loaders(trainer)
+    if _empty(_dataset_of(loaders)):
+        if isinstance(loaders, list | tuple) and len(loaders) > 1:  # (setups hunt 73)
+            n = len(loaders)
+            return f"the first of the {n} val loaders, the one the monitors read, holds no item"
         return "the val loader holds no item (an empty val dataset)"
     return "the run has no validation data"
 

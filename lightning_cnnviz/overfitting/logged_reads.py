@@ -15,6 +15,7 @@ from typing import Any
 
 from lightning.pytorch import Trainer
 
+from lightning_cnnviz.core.run_datasets import has_val_data, no_val_why
 from lightning_cnnviz.core.say import tell
 from lightning_cnnviz.overfitting.interval_loss import IntervalLoss
 from lightning_cnnviz.overfitting.metric_names import logged_name, metric_alias
@@ -101,6 +102,14 @@ class LoggedReads:
             return
         target = self.probe(trainer, "val").target
         text = missing_text(missing, probes or said, logged, target)
+        val = {n: k for n, k in missing.items() if n.startswith("val")}
+        if val and not has_val_data(trainer):  # a loader of no item validates nothing
+            # (setups hunt 73: an empty first of two val loaders told to pass `val_loss_key`)
+            text = (
+                f"cannot find {', '.join(f'`{k}`' for k in val.values())}: "
+                f"{no_val_why(trainer)}, so nothing it reads was validated; what needs them is "
+                "skipped."
+            )
         if missing and getattr(trainer, "barebones", False):  # `self.log` is off
             text = (
                 f"cannot find {', '.join(f'`{k}`' for k in missing.values())}: "

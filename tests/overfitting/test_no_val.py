@@ -140,3 +140,22 @@ def test_no_val_the_commonest_share_is_read_from_the_batches_validated(tmp_path)
     fit(tmp_path / "all", [monitor], data=(train, head), max_epochs=1, limit_val_batches=1.0)
     counts = torch.bincount(y)
     assert monitor.detector.history[-1].val_major == float(counts.max()) / len(y)
+
+
+class TwoLoaders(TinyCNN):
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self._step(batch, "val")
+
+
+def test_no_val_an_empty_first_of_two_val_loaders_is_named(tmp_path):
+    # setups hunt 73: the first of two val loaders empty: "cannot find `val/loss` ... pass
+    # `val_loss_key`", and GradCAMMonitor "the val loader holds no item" beside a full one
+    from torch.utils.data import DataLoader, Subset
+
+    train, val = loaders()
+    monitor = make_monitor("OverfittingMonitor")
+    empty = DataLoader(Subset(val.dataset, []), batch_size=8)
+    _, _, messages = fit(tmp_path, [monitor], model=TwoLoaders(), data=(train, [empty, val]))
+    said = [m for m in messages if m.startswith("OverfittingMonitor") and "val/loss" in m]
+    assert len(said) == 1 and "val_loss_key" not in said[0], messages
+    assert "the first of the 2 val loaders, the one the monitors read, holds no item" in said[0]
