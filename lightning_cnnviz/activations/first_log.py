@@ -30,6 +30,7 @@ from lightning_cnnviz.activations.init_weights import init_reads
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.inputs import raw_scale
 from lightning_cnnviz.core.layer_calls import count_call_sites, in_weight_average
+from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.selection import named_layers
 
@@ -69,9 +70,6 @@ def first_log_reads(
     }
 
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
 def _input_scale(model: nn.Module, images: Tensor, run: Callable[[], Any] | None) -> Any:
     """``raw_scale`` of the images, unless the model brings them to unit scale itself.
 
@@ -102,7 +100,7 @@ def _input_scale(model: nn.Module, images: Tensor, run: Callable[[], Any] | None
         return found
     paths = named_layers(model).items()
     conv = next(
-        (m for p, m in paths if isinstance(m, _CONV) and not in_weight_average(model, p)), None
+        (m for p, m in paths if isinstance(m, CONV_TYPES) and not in_weight_average(model, p)), None
     )
     if conv is None:
         return found
