@@ -27,7 +27,6 @@ from lightning_cnnviz.core.raised_settings import lowest_settings
 from lightning_cnnviz.overfitting.chance_levels import (
     chance_band,
     chance_classes,
-    learnt_before,
     logged_accuracy,
     near_uniform,
     scores_elsewhere,
@@ -35,6 +34,7 @@ from lightning_cnnviz.overfitting.chance_levels import (
     too_small,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.learnt import learnt_before
 from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs, relabelled
 from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import held_back
