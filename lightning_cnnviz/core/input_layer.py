@@ -12,11 +12,11 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from lightning_cnnviz.core.layer_calls import in_weight_average
+from lightning_cnnviz.core.layer_types import TORCH_CONV_TYPES
 from lightning_cnnviz.core.selection import outside_compiled
 
 __all__ = ["compiled_entry", "first_layer"]
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = nn.modules.batchnorm._BatchNorm
 
 
@@ -62,7 +62,7 @@ def first_layer(model: nn.Module, channels: int) -> tuple[nn.Module | None, str]
             return None, f"its first layer is a training-only `{name}`"
         if isinstance(module, _NORM) and module.num_features == channels:
             return module, ""
-        if isinstance(module, _CONV):
+        if isinstance(module, TORCH_CONV_TYPES):
             # its channels come with this batch (`module.weight` is not read: under a
             # parametrization, spectral norm's, reading it runs a power iteration)
             lazy = isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()

@@ -19,7 +19,9 @@ __all__ = [
     "CONV_TYPES",
     "MAX_KERNEL",
     "POOL_TYPES",
+    "TORCH_CONV_TYPES",
     "ConvLike",
+    "first_torch_conv",
     "kernel_weight",
 ]
 
@@ -73,7 +75,22 @@ class ConvLike(metaclass=_ConvLikeType):
     """
 
 
-CONV_TYPES: tuple[type, ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, ConvLike)
+TORCH_CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+"""torch's own convolutions, whose ``in_channels`` and ``kernel_size`` say what they take."""
+CONV_TYPES: tuple[type, ...] = (*TORCH_CONV_TYPES, ConvLike)
+
+
+def first_torch_conv(model: nn.Module) -> nn.Module | None:
+    """``model``'s first torch convolution in module order, whose input shape it names.
+
+    Example::
+
+        >>> first_torch_conv(nn.Sequential(nn.Linear(2, 2), nn.Conv1d(4, 8, 3))).in_channels
+        4
+    """
+    return next((m for m in model.modules() if isinstance(m, TORCH_CONV_TYPES)), None)
+
+
 POOL_TYPES: tuple[type[nn.Module], ...] = (
     nn.MaxPool1d,
     nn.MaxPool2d,

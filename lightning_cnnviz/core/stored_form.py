@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from lightning_cnnviz.core.collated import View
 from lightning_cnnviz.core.item_fields import image_key
 from lightning_cnnviz.core.items import parts
+from lightning_cnnviz.core.layer_types import first_torch_conv
 
 __all__ = [
     "CHANNELS_LAST",
@@ -66,7 +67,6 @@ _STEPS = {
     GREY_FLAT: ("add", "repeat"),
 }
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _PICTURE_CHANNELS = (1, 2, 3, 4)  # the channels a picture's last axis may hold (grey to RGBA)
 
 
@@ -84,7 +84,7 @@ def channels_last(image: Tensor, model: nn.Module) -> bool:
         >>> channels_last(torch.zeros(28, 28, 3), net), channels_last(torch.zeros(3, 28, 28), net)
         (True, False)
     """
-    first = next((m for m in model.modules() if isinstance(m, _CONV)), None)
+    first = first_torch_conv(model)
     if first is None or image.dim() != len(first.kernel_size) + 1:
         return False
     taken = first.in_channels  # 0 for a lazy one not yet built
@@ -107,7 +107,7 @@ def no_channel_axis(image: Tensor, model: nn.Module) -> bool:
         >>> no_channel_axis(torch.zeros(28, 28), net), no_channel_axis(torch.zeros(1, 28, 28), net)
         (True, False)
     """
-    first = next((m for m in model.modules() if isinstance(m, _CONV)), None)
+    first = first_torch_conv(model)
     return first is not None and image.dim() == len(first.kernel_size) and first.in_channels == 1
 
 
@@ -123,7 +123,7 @@ def grey_for_three(image: Tensor, model: nn.Module) -> bool:
         >>> grey_for_three(torch.zeros(1, 28, 28), nn.Conv2d(3, 8, 3))
         True
     """
-    first = next((m for m in model.modules() if isinstance(m, _CONV)), None)
+    first = first_torch_conv(model)
     if first is None or image.dim() != len(first.kernel_size) + 1:
         return False
     return first.in_channels == 3 and image.shape[0] == 1
@@ -157,7 +157,7 @@ def form_of(image: Tensor, model: nn.Module, converted: bool = False) -> str | N
 
 def _three(model: nn.Module, dims: int) -> bool:
     """Whether ``model``'s first convolution takes 3 channels of ``dims - 1`` spatial dims."""
-    first = next((m for m in model.modules() if isinstance(m, _CONV)), None)
+    first = first_torch_conv(model)
     return first is not None and dims == len(first.kernel_size) + 1 and first.in_channels == 3
 
 
