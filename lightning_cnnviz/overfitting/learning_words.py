@@ -98,6 +98,12 @@ def _headline(v: Verdict) -> str:
             f"given to {num(now.prior_pred, True)} of the val probe's "
             f"{'pixels' if f['task'] == 'pixels' else 'images'}."
         )
+    if gone and f.get("at_mean"):  # not accuracy: real-valued targets (hunt 101)
+        return (
+            f"The val probe's predictions score better than the targets' mean at epoch "
+            f"{now.epoch}: an MSE of {num(now.probe_mse_val)} against the mean's "
+            f"{num(now.blind_mse)}."
+        )
     if gone and f.get("loss_only"):
         return (
             f"The training loss moves at epoch {now.epoch}: {num(now.returned_loss)} since the "

@@ -120,9 +120,18 @@ def unlabelled_headline(v: Verdict, cut: str) -> str | None:
 def _at_mean(v: Verdict, cut: str) -> str:
     """Predictions scoring no better than the targets' mean (``blind_level``)."""
     f = v.figures
+    own, blind = num(f["own_mse"]), num(f["blind_mse"])
+    if f["own_mse"] > WORSE * f["blind_mse"]:  # not even the average (hunt 101: 1.5x it)
+        said = f"above the {blind} that predicting the targets' mean for every image scores"
+        learnt = "not even their average"
+    else:
+        said = f"as predicting the targets' mean for every image would ({blind})"
+        learnt = "their average"
     return (
         f"Not learning since {when(v.since)}: the val probe's predictions score an MSE of "
-        f"{num(f['own_mse'])}, as predicting the targets' mean for every image would "
-        f"({num(f['blind_mse'])}), at {f['evaluations']} validations in a row and not "
-        f"falling: it has learnt their average, not to read them from the images.{cut}"
+        f"{own}, {said}, at {f['evaluations']} validations in a row and not falling: it has "
+        f"learnt {learnt}, not to read them from the images.{cut}"
     )
+
+
+WORSE = 1.1  # an MSE this far over the mean's: the model has not learnt the mean either

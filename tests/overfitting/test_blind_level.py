@@ -36,6 +36,15 @@ def test_blind_level_predictions_at_the_targets_mean_are_not_learning():
                for c in detector.update(e)]  # fmt: skip
     assert [(c.change, c.verdict.kind) for c in changes] == [("new", "not_learning"),
                                                              ("gone", "not_learning")]  # fmt: skip
+    # hunt 101: a U-Net 1.5x worse than the mean was told "as predicting the targets' mean
+    # would ... it has learnt their average"; withdrawn, "Accuracy was at chance ... (n/a)"
+    worse = headline(blind_level.at_mean([ev(100, 0.6), ev(150, 0.59)]))
+    assert "0.59, above the 0.393 that predicting the targets' mean" in worse
+    assert "learnt not even their average" in worse
+    gone = changes[-1].verdict
+    said = headline(gone)
+    assert said.startswith("The val probe's predictions score better than the targets' mean")
+    assert "an MSE of 0.2 against the mean's 0.393" in said and "ccuracy" not in said
     own = blind_level.blind_losses(torch.zeros(4, 1), torch.tensor([[0.0], [1], [2], [3]]))
     assert own["probe_mse_val"] == 3.5 and own["blind_mse"] == 1.25
 
