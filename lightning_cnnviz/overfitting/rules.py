@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_cnnviz.overfitting.chance_levels import stuck
+from lightning_cnnviz.overfitting.chance_levels import scores_elsewhere, stuck
 from lightning_cnnviz.overfitting.curves import LOCAL, episode, held_above, noise, prompt, wiggle
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.words import finite
@@ -180,15 +180,23 @@ def overfitting(
         doubled = median >= DOUBLED * vals[raw] > 0 and _still_falling(evs[raw:])
         if not doubled and not _memorised(best, now, STEP_UP_FALL if step_up else MEMORISED_FALL):
             return None
-    if stuck(best):
+    # outputs that score no classes (an embedding): their argmax is no accuracy (hunt 101:
+    # a triplet-loss overfit told "val accuracy 0.0% then, 3.9% now, its peak 11.7%")
+    classed = not scores_elsewhere(now) and not scores_elsewhere(best)
+    if classed and stuck(best):
         # at chance at its best: the model learnt nothing of the val images to overfit (held
         # out, hunts 63-64: a 100:1 long tail at a rate far too low, val loss 2.305 at its
         # best (ln 10 = 2.303), 2.465 later at 11-19% val accuracy, told "stop at epoch 0")
         return None
     if now.train_loss is not None and not _still_falling(evs[raw:]):
         return None  # training must still improve: else it is no overfitting
-    if finite(best.val_accuracy, now.val_accuracy) and (
-        now.val_accuracy - best.val_accuracy >= STILL_LEARNING  # type: ignore[operator]
+    accuracy = classed or now.val_acc is not None  # a logged one is the user's own
+    if (
+        accuracy
+        and finite(best.val_accuracy, now.val_accuracy)
+        and (
+            now.val_accuracy - best.val_accuracy >= STILL_LEARNING  # type: ignore[operator]
+        )
     ):
         return None  # the val loss rose with confidence while the model learnt: no overfit
     figures = {
@@ -202,7 +210,7 @@ def overfitting(
         "margin": margin,
     }
     accs = [e for e in evs if e.val_accuracy is not None and math.isfinite(e.val_accuracy)]
-    if accs and now.val_accuracy is not None and best.val_accuracy is not None:
+    if accuracy and accs and now.val_accuracy is not None and best.val_accuracy is not None:
         peak = max(accs, key=lambda e: e.val_accuracy)  # type: ignore[arg-type,return-value]
         figures |= {"val_acc": now.val_accuracy, "val_acc_at_best": best.val_accuracy,
                     "peak_val_acc": peak.val_accuracy, "peak_epoch": peak.epoch}  # fmt: skip

@@ -257,6 +257,24 @@ def test_rules_overfitting_needs_a_model_past_chance_at_its_best():
     assert found is not None and found.best.epoch == 0
 
 
+def test_rules_overfitting_on_an_embedding_reads_no_accuracy_from_its_argmax():
+    # hunt 101: a triplet-loss embedding (32 wide, labels 0-9, no accuracy logged) that
+    # overfit was told "val accuracy 0.0% then, 3.9% now, its peak 11.7% ... stop at epoch
+    # 27 for the best val accuracy"; at chance at its best by that argmax, it went untold
+    val = [0.40, 0.25, 0.20, 0.111, 0.14, 0.15, 0.15, 0.16] + [0.16 + 0.002 * i for i in range(20)]
+    evs = run(train_loss=TRAIN[: len(val)], val_loss=val)
+    argmax = [0.0, 0.02, 0.0, 0.0] + [0.04] * 8 + [0.117] + [0.039] * 15
+    embedded = [replace(e, classes=32.0, label_classes=10.0, probe_size=128.0, probe_acc_val=a,
+                        probe_outside_val=0.7, returned_loss=0.05, probe_loss_val=3.6)
+                for e, a in zip(evs, argmax, strict=True)]  # fmt: skip
+    verdict = rules.overfitting(embedded)
+    assert verdict is not None and verdict.best.epoch == 3
+    assert "peak_val_acc" not in verdict.figures and "accuracy" not in headline(verdict)
+    # the same outputs scoring the labels' classes (the loss is their cross-entropy): read
+    classed = [replace(e, returned_loss=3.5) for e in embedded]
+    assert rules.overfitting(classed) is None  # at chance at its best
+
+
 def test_rules_overfitting_needs_a_val_set_that_carries_a_curve():
     # setups hunt 25: 3 val images at 0% accuracy, val loss 2.44 -> 2.88 while the train
     # loss fell, told "Overfitting ... stop at epoch 0"
