@@ -168,6 +168,8 @@ def prior_figures(outputs: Tensor, targets: Tensor) -> dict[str, float | str] | 
     outputs, targets = outputs.detach().float(), targets.to(outputs.device)
     if len(outputs) != len(targets) or outputs.dim() < 2:
         return None
+    if not bool(torch.isfinite(outputs).all()):  # no answers (hunt 101: NaN read as class 0)
+        return None
     if outputs.dim() > 2:
         return _dense(outputs, targets)
     return _rows(outputs, targets) if targets.dim() == 2 else None

@@ -51,6 +51,9 @@ def test_label_prior_figures_read_class_maps_masks_and_label_sets():
     maps[1, 0, 2:, 2:] = 2
     f = prior_figures(torch.zeros(2, 3, 2, 2).index_fill_(1, torch.tensor([0]), 1.0), maps)
     assert (f["prior_pred"], f["prior_truth"]) == (1.0, 0.625)
+    # outputs gone NaN answer nothing (hunt 101: a diverged one-channel Conv3d denoiser of
+    # 0/1 cubes was told "answers class 0 at 100.0% of the val probe's pixels")
+    assert prior_figures(torch.full((2, 1, 4, 4), float("nan")), mask) is None
     # regression targets or another shape: nothing to compare
     assert prior_figures(torch.zeros(4, 5), torch.rand(4, 5)) is None
     assert prior_figures(torch.zeros(4, 3, 3, 3), torch.zeros(4, 2, 2, dtype=torch.long)) is None
