@@ -147,11 +147,12 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     frozen or as initialised (``bn_lag.frozen``: hunt 86, frozen at step 150, eval mode
     41% against 94% at step 200, told at 250).
     """
-    if history and history[-1].bn_nonfinite:  # no waiting: eval mode reads NaN from now on
+    if history and history[-1].bn_nonfinite and not _diverged(history[-1]):
+        # no waiting: eval mode reads NaN from now on
         since = next(e for e in history if e.bn_nonfinite)
         figures = {**_mismatch(history, 1).figures, "nonfinite": list(history[-1].bn_nonfinite)}
         return Verdict("bn_mismatch", since, history[-1], None, figures)
-    if history and no_training_norms(history[-1]):
+    if history and (no_training_norms(history[-1]) or _diverged(history[-1])):
         return None
     evs, streak = _trailing(history, parted)
     if streak and frozen(evs[-1]):  # nothing to catch up: told at its first evaluation
@@ -225,6 +226,17 @@ def no_training_norms(e: Evaluation) -> bool:
         False
     """
     return e.probe_acc_val is not None and parted(e) is None
+
+
+def _diverged(e: Evaluation) -> bool:
+    """Whether training itself gives NaN/Inf: batch statistics too, else the loss returned.
+
+    Running statistics hold NaN then because everything does: no mismatch of the two
+    modes (hunt 101: a diverged Conv1d+BN net, every training loss NaN from step 5, was
+    also told "BatchNorm running statistics hold NaN/Inf ... while training goes on").
+    """
+    loss = e.probe_loss_bn if e.probe_loss_bn is not None else e.returned_loss
+    return loss is not None and not math.isfinite(loss)
 
 
 def _mismatch(evs: Sequence[Evaluation], streak: int) -> Verdict:

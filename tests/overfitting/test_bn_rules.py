@@ -165,3 +165,14 @@ def test_rules_bn_mismatch_at_the_default_momentum_is_a_note_in_its_first_steps_
     assert bn_levels.bn_mismatch(evs).severity == "note"
     slow = [replace(e, bn_momentum=0.02) for e in evs]  # fades over 114 steps: a lasting lag
     assert bn_levels.bn_mismatch(slow).severity == "problem"
+
+
+def test_rules_bn_mismatch_nan_statistics_of_a_model_nan_in_training_too_are_no_mismatch():
+    # hunt 101: a diverged Conv1d+BN net, every training loss NaN from step 5, was told
+    # "BatchNorm running statistics hold NaN/Inf ... while training, on batch statistics,
+    # goes on" beside its divergence; a NaN written into one running_var alone is one
+    nan = float("nan")
+    diverged = probe_run([{**bn(nan, nan, nan, nan), "bn_nonfinite": ("net.1",)}])
+    assert bn_levels.bn_mismatch(diverged) is None
+    alone = probe_run([{**bn(nan, 0.95, nan, 0.2), "bn_nonfinite": ("net.1",)}])
+    assert bn_levels.bn_mismatch(alone).figures["nonfinite"] == ["net.1"]
