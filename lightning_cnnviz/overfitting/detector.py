@@ -33,6 +33,7 @@ from lightning_cnnviz.overfitting import (
     gap,
     imbalance,
     label_prior,
+    same_output,
     split_inputs,
     val_source,
 )
@@ -245,6 +246,7 @@ class Detector:
                 or flat_loss.judged(e)
                 or label_prior.alike(e) is not None
                 or blind_level.stuck_at_mean(e) is not None
+                or same_output.alike(e) is not None
                 for e in h
             ),
             "BatchNorm train/eval": any(bn_levels.parted(e) is not None for e in h),

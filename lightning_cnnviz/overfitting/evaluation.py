@@ -84,6 +84,10 @@ class Evaluation:
     blind_l1: float | None = None  # ... the mean absolute error of their median
     probe_mse_val: float | None = None  # ... the val probe's predictions' own MSE
     probe_l1_val: float | None = None  # ... and their own mean absolute error
+    probe_in_units: float | None = None  # ... 1.0: the predictions sit where the targets do
+    probe_spread_val: float | None = None  # how much val probe outputs vary across images
+    target_spread_val: float | None = None  # ... and their real-valued targets (same_output)
+    probe_unit_rows: float | None = None  # ... 1.0: (N, D) outputs of unit length
     probe_loss_train: float | None = None
     probe_loss_left_train: float | None = None  # ... on its images of the classes val leaves out
     left_share_train: float | None = None  # ... their share of the train probe

@@ -27,6 +27,7 @@ from lightning_cnnviz.overfitting import (
     loss_climb,
     loss_reads,
     lr_decay,
+    same_output,
     val_source,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
@@ -54,6 +55,8 @@ def went_away(kind: str, old: Verdict, ev: Evaluation, tolerance: float) -> bool
         return label_prior.alike(ev) is False
     if kind == "not_learning" and old.figures.get("at_mean"):  # better than the mean now
         return blind_level.stuck_at_mean(ev) is False
+    if kind == "not_learning" and old.figures.get("same_output"):  # outputs differ again
+        return same_output.alike(ev) is False
     if kind == "not_learning":  # off chance, or learning seen elsewhere: not this
         learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
         learns = learns or chance_levels.scores_elsewhere(ev)  # another loss, learnt

@@ -83,6 +83,16 @@ FLAT_LOSS = (
 )
 
 # ``not_learning`` read from predictions at the targets' mean (``blind_level``)
+SAME_OUTPUT = (
+    "**Find what pulls the outputs together**: a VAE's KL weight (warm beta up from 0, or "
+    "give each latent a few free bits), a metric loss with too few negatives or the hardest "
+    "ones from the first step (start with semi-hard ones), a self-supervised pair without "
+    "its stop-gradient or predictor, a last activation that saturates.",
+    "**Try another learning rate** (10x lower if the outputs fell together after a jump "
+    "of the loss) and check that the images reach the model.",
+)
+
+
 AT_MEAN = (
     "**Check that the images reach the model and carry the targets**: inputs that are not "
     "zeroed, masked or detached on the way in, targets that belong to their images (a "

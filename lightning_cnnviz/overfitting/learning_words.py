@@ -104,6 +104,11 @@ def _headline(v: Verdict) -> str:
             f"{now.epoch}: an MSE of {num(now.probe_mse_val)} against the mean's "
             f"{num(now.blind_mse)}."
         )
+    if gone and f.get("same_output"):
+        return (
+            f"The model's outputs differ from image to image again at epoch {now.epoch} "
+            f"(by {num(now.probe_spread_val, True)} of their size)."
+        )
     if gone and f.get("loss_only"):
         return (
             f"The training loss moves at epoch {now.epoch}: {num(now.returned_loss)} since the "
@@ -122,7 +127,7 @@ def _headline(v: Verdict) -> str:
         )
     if f["non_finite"]:
         loss = "the model's outputs are not finite (NaN/inf: training diverged)"
-    elif f.get("loss_only") or f.get("one_answer") or f.get("at_mean"):
+    elif f.get("loss_only") or f.get("one_answer") or f.get("at_mean") or f.get("same_output"):
         loss = ""
     else:
         k = round(1 / f["chance_acc"])

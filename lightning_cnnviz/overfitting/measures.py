@@ -38,6 +38,7 @@ from lightning_cnnviz.overfitting.metrics import (
     figures,
 )
 from lightning_cnnviz.overfitting.probe_logits import ProbeLogits
+from lightning_cnnviz.overfitting.same_output import output_spread
 from lightning_cnnviz.overfitting.val_reach import averaged_in
 from lightning_cnnviz.overfitting.val_source import loop_check
 from lightning_cnnviz.overfitting.validation_ends import before_validation
@@ -114,6 +115,9 @@ class Measures(ProbeLogits):
         labels = {s: self.probe(trainer, s).labels for s in ("val", "train")}
         with self.phase("compute"):  # one transfer to the host
             host, per_class, counts = figures({**found, **seen}, {"val": val}, labels)
+        if val is not None and "probe_spread_val" not in self.prior:  # the loop's logits
+            with self.phase("compute"):
+                host.update(output_spread(val, None))
         host.update(self.prior)  # read by the val pass (``label_prior.prior_figures``)
         self.prior = {}
         # the extra passes see the probes' first images only (the training batch sets how many)

@@ -36,6 +36,7 @@ from lightning_cnnviz.overfitting import (
     lr_decay,
     memorisation,
     rules,
+    same_output,
     split_inputs,
     val_source,
 )
@@ -108,7 +109,8 @@ def verdicts(
         "not_learning": levels.not_learning(h, p)
         or flat_loss.not_moving(h, p)
         or label_prior.one_answer(h, p)
-        or blind_level.at_mean(h, p),
+        or blind_level.at_mean(h, p)
+        or same_output.same_output(h, p),
         "weight_decay_too_strong": decay_rule.decay_too_strong(h, p),
         "unstable_training": loss_climb.unstable(h, p),
         "bn_mismatch": bn,

@@ -29,6 +29,7 @@ from lightning_cnnviz.overfitting.blind_level import blind_losses
 from lightning_cnnviz.overfitting.label_prior import prior_figures
 from lightning_cnnviz.overfitting.logged_reads import LoggedReads
 from lightning_cnnviz.overfitting.metrics import discordant_shares, figures
+from lightning_cnnviz.overfitting.same_output import output_spread
 
 __all__ = ["DRAWS", "NOISE_LIKE", "ProbeLogits"]
 
@@ -103,6 +104,7 @@ class ProbeLogits(LoggedReads):
             with self.phase("compute"):
                 shown = targets[: len(logits)]
                 self.prior = prior_figures(logits, shown) or blind_losses(logits, shown) or {}
+                self.prior |= output_spread(logits, shown)
         if logits.dim() != 2:
             self.warn_once("dense", "calibration (ECE) and per-class accuracy need one score "
                            f"per class per sample; the model's logits have shape "

@@ -298,6 +298,8 @@ def remedies(v: Verdict) -> list[str]:
         return [*learning_remedies.first(v), *learning_remedies.FLAT_LOSS, generic[2]]
     if v.figures.get("at_mean"):  # real-valued targets: nothing read from the images
         return [*learning_remedies.first(v), *learning_remedies.AT_MEAN, generic[2]]
+    if v.figures.get("same_output"):  # a collapse: what pulls the outputs together
+        return [*learning_remedies.first(v), *learning_remedies.SAME_OUTPUT, generic[2]]
     if v.figures.get("one_answer"):  # the label prior: the rare answers weigh too little
         return [*learning_remedies.first(v), *learning_remedies.one_answer(v), generic[2]]
     return learning_remedies.first(v) + generic

@@ -1,9 +1,10 @@
 """Not learning in words where the targets are no class labels.
 
 A loss flat from the start (``flat_loss``), one answer for every pixel or image, or the
-objects found but not their class (``label_prior``): the ``not_learning`` headline of
-those verdicts, and the note said while a run is young. ``learning_words.headline`` hands
-them here.
+objects found but not their class (``label_prior``), predictions at the targets' mean
+(``blind_level``), one output for every image whatever its units (``same_output``): the
+``not_learning`` headline of those verdicts, and the note said while a run is young.
+``learning_words.headline`` hands them here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ EARLY_ONE = (
 EARLY_MEAN = (
     " A note for now: a model can predict the targets' mean for its first steps; a problem "
     "if it still does past a quarter of the run."
+)
+
+
+EARLY_SAME = (
+    " A note for now: a model's outputs can differ little from image to image for its first "
+    "steps; a problem if they still do not past a quarter of the run."
 )
 
 
@@ -103,6 +110,8 @@ def unlabelled_early(v: Verdict) -> str | None:
         return EARLY_ONE
     if f.get("at_mean"):
         return EARLY_MEAN
+    if f.get("same_output"):
+        return EARLY_SAME
     return EARLY_FLAT if f.get("loss_only") else None
 
 
@@ -114,6 +123,8 @@ def unlabelled_headline(v: Verdict, cut: str) -> str | None:
         return _one_answer(v, cut)
     if v.figures.get("at_mean"):
         return _at_mean(v, cut)
+    if v.figures.get("same_output"):
+        return _same_output(v, cut)
     return None
 
 
@@ -135,3 +146,30 @@ def _at_mean(v: Verdict, cut: str) -> str:
 
 
 WORSE = 1.1  # an MSE this far over the mean's: the model has not learnt the mean either
+
+
+def _same_output(v: Verdict, cut: str) -> str:
+    """One output for every image, whatever its units (``same_output``)."""
+    f, now = v.figures, v.detected
+    if f["unit_rows"]:  # a normalised embedding: its distance from its mean point
+        alike = f"the embeddings lie within {num(f['spread'])} of one point of the unit sphere"
+        what = "an embedding drawn to one point (a metric or contrastive loss's collapse)"
+    elif f["target_spread"] is not None:
+        alike = (
+            f"they vary from image to image by {num(f['spread'], True)} of their size, the "
+            f"targets by {num(f['target_spread'], True)} of theirs"
+        )
+        what = (
+            "every prediction the same (a VAE whose KL term outweighs its reconstruction: "
+            "posterior collapse; units that all died or saturated)"
+        )
+    else:
+        alike = f"they vary from image to image by {num(f['spread'], True)} of their size"
+        what = "one output for all (units that all died or saturated; a collapse)"
+    return (
+        f"Not learning since {when(v.since)}: the model gives the same output for every image "
+        f"of the val probe ({alike}) at {f['evaluations']} validations in a row, and the loss "
+        f"`training_step` returns has stopped falling ({num(f['loss_before'])} -> "
+        f"{num(now.returned_loss)} since the validation before): its outputs no longer "
+        f"depend on the images, {what}.{cut}"
+    )

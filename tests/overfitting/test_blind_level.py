@@ -1,5 +1,7 @@
 """Real-valued targets: what a blind model scores, and predictions that score no better."""
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -60,6 +62,18 @@ def test_blind_level_judges_only_outputs_in_the_targets_units_and_both_errors():
     skewed = ev(100, 0.9, blind=0.85, val_loss=0.587, probe_l1_val=0.587, blind_l1=0.632)
     assert blind_level.stuck_at_mean(skewed) is False
     assert blind_level.stuck_at_mean(ev(100, 0.398)) is True
+    # a loss scaled (hunt 101: heatmap MSE x 100, val 1.19-1.40 against the mean's 0.94 x
+    # 100, untold) is read where the outputs sit where the targets do, not logits
+    scaled = ev(100, 0.0121, blind=0.0093, val_loss=1.21, probe_l1_val=0.05, blind_l1=0.04)
+    assert blind_level.stuck_at_mean(scaled) is None
+    assert blind_level.stuck_at_mean(replace(scaled, probe_in_units=1.0)) is True
+    fitted = [replace(scaled, step=s, probe_in_units=1.0, returned_loss=0.5) for s in (300, 350)]
+    assert blind_level.at_mean(fitted) is None  # its training images fitted, in its units
+    stays = [replace(e, returned_loss=1.2) for e in fitted]
+    assert blind_level.at_mean(stays).severity == "problem"
+    targets = torch.rand(8, 1, 4, 4) * 0.3
+    near = blind_losses_units(targets.mean() + 0.01 * torch.randn(8, 1, 4, 4), targets)
+    assert near == 1.0 and blind_losses_units(torch.full((8, 1, 4, 4), -4.0), targets) == 0.0
     # the training images fitted while validation scores as the mean: noise learnt (hunt 87)
     noise = [ev(300, 1.2, blind=1.135, returned_loss=0.5), ev(350, 1.256, blind=1.135,
                                                              returned_loss=0.45)]  # fmt: skip
@@ -72,6 +86,10 @@ def test_blind_level_judges_only_outputs_in_the_targets_units_and_both_errors():
     assert found.figures["from_start"] is False and "predicting the targets' mean" in (
         headline(found)
     )
+
+
+def blind_losses_units(outputs, targets):
+    return blind_level.blind_losses(outputs, targets)["probe_in_units"]
 
 
 class Blind(nn.Module):

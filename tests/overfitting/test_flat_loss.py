@@ -39,7 +39,8 @@ def test_flat_loss_quiet_for_a_loss_far_under_what_a_blind_model_scores():
     # hunt 79: a converged autoencoder fine-tuned at Adam 1e-5, its MSE flat at 0.0078
     # against 0.067 for the mean image, was told "not learning ... try it 10x higher"
     blind = blind_level.blind_losses(torch.zeros(4, 2), torch.tensor([[0.0, 1], [1, 0]] * 2))
-    assert blind == {"blind_mse": 0.25, "blind_l1": 0.5, "probe_mse_val": 0.5, "probe_l1_val": 0.5}
+    assert blind == {"blind_mse": 0.25, "blind_l1": 0.5, "probe_mse_val": 0.5, "probe_l1_val": 0.5,
+                     "probe_in_units": 0.0}  # fmt: skip
     converged = evaluations([0.0078, 0.0078], start=0.0081, vals=[0.0076, 0.0076],
                             blind_mse=0.067, blind_l1=0.15)  # fmt: skip
     assert blind_level.learnt(converged[-1]) and flat_loss.not_moving(converged) is None
