@@ -38,7 +38,11 @@ from lightning_cnnviz.overfitting.small_steps import (
     steps_small,
     update_clause,
 )
-from lightning_cnnviz.overfitting.unlabelled_words import unlabelled_early, unlabelled_headline
+from lightning_cnnviz.overfitting.unlabelled_words import (
+    unlabelled_early,
+    unlabelled_gone,
+    unlabelled_headline,
+)
 from lightning_cnnviz.overfitting.words import finite, num, when
 
 __all__ = ["headline"]
@@ -92,28 +96,8 @@ def _headline(v: Verdict) -> str:
         )
     if gone and f.get("barely"):
         return f"Learning under way at epoch {now.epoch}: {_moved_off(now)}."
-    if gone and f.get("one_answer"):
-        return (
-            f"The model's answers differ again at epoch {now.epoch}: the commonest one is "
-            f"given to {num(now.prior_pred, True)} of the val probe's "
-            f"{'pixels' if f['task'] == 'pixels' else 'images'}."
-        )
-    if gone and f.get("at_mean"):  # not accuracy: real-valued targets (hunt 101)
-        return (
-            f"The val probe's predictions score better than the targets' mean at epoch "
-            f"{now.epoch}: an MSE of {num(now.probe_mse_val)} against the mean's "
-            f"{num(now.blind_mse)}."
-        )
-    if gone and f.get("same_output"):
-        return (
-            f"The model's outputs differ from image to image again at epoch {now.epoch} "
-            f"(by {num(now.probe_spread_val, True)} of their size)."
-        )
-    if gone and f.get("loss_only"):
-        return (
-            f"The training loss moves at epoch {now.epoch}: {num(now.returned_loss)} since the "
-            f"validation before, against {num(f['start_loss'])} over the first steps."
-        )
+    if gone and (withdrawn := unlabelled_gone(v)) is not None:
+        return withdrawn
     if gone:
         return (
             f"Accuracy was at chance from {when(since)} and is above it again at "

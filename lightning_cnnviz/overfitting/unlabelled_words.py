@@ -3,7 +3,8 @@
 A loss flat from the start (``flat_loss``), one answer for every pixel or image, or the
 objects found but not their class (``label_prior``), predictions at the targets' mean
 (``blind_level``), one output for every image whatever its units (``same_output``): the
-``not_learning`` headline of those verdicts, and the note said while a run is young.
+``not_learning`` headline of those verdicts, the note said while a run is young, and the
+words once one is withdrawn.
 ``learning_words.headline`` hands them here.
 """
 
@@ -13,7 +14,7 @@ from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import update_clause
 from lightning_cnnviz.overfitting.words import num, when
 
-__all__ = ["unlabelled_early", "unlabelled_headline"]
+__all__ = ["unlabelled_early", "unlabelled_gone", "unlabelled_headline"]
 
 
 EARLY_FLAT = (
@@ -113,6 +114,34 @@ def unlabelled_early(v: Verdict) -> str | None:
     if f.get("same_output"):
         return EARLY_SAME
     return EARLY_FLAT if f.get("loss_only") else None
+
+
+def unlabelled_gone(v: Verdict) -> str | None:
+    """The words of a verdict read without class labels once withdrawn (``None``: another)."""
+    f, now = v.figures, v.detected
+    if f.get("one_answer"):
+        return (
+            f"The model's answers differ again at epoch {now.epoch}: the commonest one is "
+            f"given to {num(now.prior_pred, True)} of the val probe's "
+            f"{'pixels' if f['task'] == 'pixels' else 'images'}."
+        )
+    if f.get("at_mean"):  # not accuracy: real-valued targets (hunt 101)
+        return (
+            f"The val probe's predictions score better than the targets' mean at epoch "
+            f"{now.epoch}: an MSE of {num(now.probe_mse_val)} against the mean's "
+            f"{num(now.blind_mse)}."
+        )
+    if f.get("same_output"):
+        return (
+            f"The model's outputs differ from image to image again at epoch {now.epoch} "
+            f"(by {num(now.probe_spread_val, True)} of their size)."
+        )
+    if f.get("loss_only"):
+        return (
+            f"The training loss moves at epoch {now.epoch}: {num(now.returned_loss)} since the "
+            f"validation before, against {num(f['start_loss'])} over the first steps."
+        )
+    return None
 
 
 def unlabelled_headline(v: Verdict, cut: str) -> str | None:
