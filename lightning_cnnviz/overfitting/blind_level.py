@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from torch import Tensor
@@ -136,12 +135,11 @@ def _fits_training(e: Evaluation) -> bool:
     are fitted: noise learnt, not nothing (hunt 87: a noisy-target regression, R^2 at
     most 8%, its val MSE 1.256 past the mean's 1.135 at step 350).
     """
-    loss, val = e.returned_loss, e.val_loss
-    if loss is None or not finite(loss) or val is None or not finite(val):
+    loss, pair = e.returned_loss, e.blind_pair
+    if loss is None or not finite(loss) or pair is None:
         return False
-    mse = abs(math.log(val / e.probe_mse_val)) <= abs(math.log(val / e.probe_l1_val))  # type: ignore[operator]
-    blind, own = (e.blind_mse, e.probe_mse_val) if mse else (e.blind_l1, e.probe_l1_val)
-    scale = val / own  # type: ignore[operator]
+    blind, own = pair
+    scale = e.val_loss / own  # type: ignore[operator]
     if 1 / UNITS <= scale <= UNITS:
         scale = 1.0  # the loss in the targets' units; else a loss scaled (x 100) read as such
     return loss < TRAINED * blind * scale  # type: ignore[operator]

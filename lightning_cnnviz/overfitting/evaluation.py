@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 __all__ = ["Evaluation"]
@@ -229,6 +230,32 @@ class Evaluation:
     def bn_eval_acc(self) -> float | None:
         """Eval-mode accuracy on the images the batch-statistics pass saw."""
         return _minus(self.probe_acc_bn, self.bn_gap_acc)
+
+    @property
+    def blind_pair(self) -> tuple[float, float] | None:
+        """Real-valued targets: the blind loss and the outputs' own, the MSEs or the L1s.
+
+        Whichever of the two the logged val loss is nearer (``None``: not read).
+        """
+        val, own, blind = self.val_loss, (self.probe_mse_val, self.probe_l1_val), (
+            self.blind_mse, self.blind_l1)  # fmt: skip
+        if any(v is None or not math.isfinite(v) or v <= 0 for v in (val, *own, *blind)):
+            return None
+        mse = abs(math.log(val / own[0])) <= abs(math.log(val / own[1]))  # type: ignore[operator]
+        return (blind[0], own[0]) if mse else (blind[1], own[1])  # type: ignore[return-value]
+
+    @property
+    def blind_val_loss(self) -> float | None:
+        """What predicting the same for every image scores, in the logged val loss's units.
+
+        Example::
+
+            >>> Evaluation(0, 0, val_loss=0.024, probe_mse_val=0.012, blind_mse=0.0093,
+            ...            probe_l1_val=0.08, blind_l1=0.07).blind_val_loss  # an MSE x 2
+            0.0186
+        """
+        pair = self.blind_pair
+        return None if pair is None else round(pair[0] * self.val_loss / pair[1], 12)  # type: ignore[operator]
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

@@ -275,6 +275,25 @@ def test_rules_overfitting_on_an_embedding_reads_no_accuracy_from_its_argmax():
     assert rules.overfitting(classed) is None  # at chance at its best
 
 
+def test_rules_overfitting_of_real_valued_targets_reads_a_rise_against_the_blind_loss():
+    # hunt 101: a U-Net denoiser's val MSE, best 0.0386 (the mean image scores 0.044), held
+    # 5-15% above it for 20 validations, was told at +31%: the 0.01-nats floor of class
+    # losses is 26% of that MSE
+    val = [0.07, 0.06, 0.05, 0.045, 0.042, 0.040, 0.0386] + [0.0386 * (1 + 0.015 * i)
+                                                            for i in range(1, 11)]  # fmt: skip
+    evs = run(train_loss=TRAIN[: len(val)], val_loss=val)
+    assert rules.overfitting(evs) is None  # in nats: a rise of 0.006 means nothing
+    mse = [replace(e, probe_mse_val=e.val_loss, blind_mse=0.044, probe_l1_val=0.1,
+                   blind_l1=0.12) for e in evs]  # fmt: skip
+    found = first(rules.overfitting, mse)
+    assert found is not None and found.best.val_loss == 0.0386
+    assert found.detected.val_loss <= 0.0386 * 1.1  # within 10% of its best
+    # a converged fit wandering near 0 against the targets' spread: nothing
+    tiny = [replace(e, val_loss=1e-5 * (1 + (i % 3)), probe_mse_val=1e-5 * (1 + (i % 3)))
+            for i, e in enumerate(mse)]  # fmt: skip
+    assert first(rules.overfitting, tiny) is None
+
+
 def test_rules_overfitting_needs_a_val_set_that_carries_a_curve():
     # setups hunt 25: 3 val images at 0% accuracy, val loss 2.44 -> 2.88 while the train
     # loss fell, told "Overfitting ... stop at epoch 0"
