@@ -26,9 +26,9 @@ from torch import Tensor
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
 from lightning_cnnviz.overfitting.too_soon import fell, waits, young
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["AT_MEAN", "LEARNT", "at_mean", "blind_losses", "learnt", "stuck_at_mean"]

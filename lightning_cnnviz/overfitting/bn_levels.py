@@ -25,7 +25,7 @@ from lightning_cnnviz.overfitting.bn_lag import frozen, lags_long, settling
 from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
     "CLOSING",

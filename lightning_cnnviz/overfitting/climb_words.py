@@ -22,7 +22,7 @@ from typing import Any
 from lightning_cnnviz.core.decay import decay_words
 from lightning_cnnviz.core.momentum_words import momentum_text
 from lightning_cnnviz.overfitting.learning_remedies import settings_raised
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import above, num, when
 
 __all__ = ["MIXED_GAP", "loss_back", "unstable_training", "weight_decay_too_strong"]

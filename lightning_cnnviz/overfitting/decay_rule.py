@@ -36,7 +36,7 @@ from lightning_cnnviz.overfitting.loss_climb import (
     climb_verdict,
     loss_doubled,
 )
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = ["HELD_BACK", "STALLED", "decay_too_strong"]
 

@@ -40,7 +40,8 @@ from lightning_cnnviz.overfitting import (
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.gone import went_away
 from lightning_cnnviz.overfitting.precedence import bn_leaves_out, standing, verdicts
-from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
+from lightning_cnnviz.overfitting.rules import tiny_val
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["KINDS", "NOTE_KINDS", "Change", "Detector"]

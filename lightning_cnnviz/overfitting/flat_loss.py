@@ -34,9 +34,9 @@ from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.blind_level import learnt
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import TINY_UPDATE, tiny_steps
 from lightning_cnnviz.overfitting.too_soon import early, fell, warming_up, warmup_outlasts, young
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["FLAT", "START_BAND", "flat", "judged", "not_moving"]

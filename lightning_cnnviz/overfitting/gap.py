@@ -26,7 +26,8 @@ from lightning_cnnviz.overfitting.levels import (
     train_accuracy,
     train_learns,
 )
-from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
+from lightning_cnnviz.overfitting.rules import tiny_val
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = ["GAP", "GAP_SLACK", "gapped", "gapped_on_batch_stats", "generalisation_gap"]
 

@@ -6,7 +6,7 @@ the probe off chance, the gap closed.
 
 Example::
 
-    >>> from lightning_cnnviz.overfitting.rules import Verdict
+    >>> from lightning_cnnviz.overfitting.verdict import Verdict
     >>> best = Evaluation(20, 1, val_loss=0.8)
     >>> old = Verdict("overfitting", best, Evaluation(40, 3, val_loss=1.0), best, {})
     >>> went_away("overfitting", old, Evaluation(60, 5, val_loss=0.79), tolerance=0.05)
@@ -31,7 +31,7 @@ from lightning_cnnviz.overfitting import (
     val_source,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = ["went_away"]
 

@@ -36,7 +36,8 @@ from lightning_cnnviz.overfitting import (
     lr_decay,
     pipeline_words,
 )
-from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
+from lightning_cnnviz.overfitting.rules import accuracy_climbed
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import above, finite, num, when
 
 __all__ = ["headline"]

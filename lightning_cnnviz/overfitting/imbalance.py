@@ -36,9 +36,9 @@ from collections.abc import Sequence
 from lightning_cnnviz.overfitting import class_fading
 from lightning_cnnviz.overfitting.chance_levels import near_uniform
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
 from lightning_cnnviz.overfitting.untaught import common_left_out, untaught
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
     "COMMON",

@@ -21,7 +21,7 @@ Example::
 from __future__ import annotations
 
 from lightning_cnnviz.overfitting.class_figures import relabelled, shifted
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite, num, when
 
 __all__ = ["headline"]

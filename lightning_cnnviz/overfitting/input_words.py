@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lightning_cnnviz.core.step_transform import affine_form
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
 __all__ = ["inputs_differ"]

@@ -45,9 +45,9 @@ from torch import Tensor
 from lightning_cnnviz.core.items import integer_dtype
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
 from lightning_cnnviz.overfitting.too_soon import START_STEPS, fell, waits, young
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
     "ALIKE",

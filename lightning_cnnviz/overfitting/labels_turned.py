@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.loss_climb import DROP, STEEP, climb, train_below_val
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
 __all__ = ["headline", "labels_turned"]

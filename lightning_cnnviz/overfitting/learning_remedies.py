@@ -30,7 +30,7 @@ from lightning_cnnviz.core.raised_settings import raised_since
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs, relabelled
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import num
 
 __all__ = [

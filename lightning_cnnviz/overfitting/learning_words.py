@@ -30,7 +30,6 @@ from lightning_cnnviz.overfitting import bn_levels, chance_levels, levels
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learning_remedies import raised, settings_raised
 from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs, relabelled
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import (
     LARGE_EPS,
     SMALL_CLIP,
@@ -43,6 +42,7 @@ from lightning_cnnviz.overfitting.unlabelled_words import (
     unlabelled_gone,
     unlabelled_headline,
 )
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite, num, when
 
 __all__ = ["headline"]

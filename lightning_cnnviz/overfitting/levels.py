@@ -36,7 +36,6 @@ from lightning_cnnviz.overfitting.chance_levels import (
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learnt import learnt_before
 from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs, relabelled
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import held_back
 from lightning_cnnviz.overfitting.too_soon import (
     early,
@@ -45,6 +44,7 @@ from lightning_cnnviz.overfitting.too_soon import (
     warmup_outlasts,
     young,
 )
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["LEARNT", "LEARNT_KEPT", "not_learning", "train_accuracy", "train_learns"]

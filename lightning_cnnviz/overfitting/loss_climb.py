@@ -44,7 +44,7 @@ from lightning_cnnviz.overfitting import bn_levels
 from lightning_cnnviz.overfitting.chance_levels import below_chance
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.memorisation import train_acc_error
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
     "ALONE",

@@ -63,7 +63,7 @@ from lightning_cnnviz.overfitting.returned_loss import (
     probability_floor,
     unbounded_term,
 )
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
     "CLEAR",

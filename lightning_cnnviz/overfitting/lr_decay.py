@@ -22,7 +22,7 @@ import itertools
 from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
     "CUT",

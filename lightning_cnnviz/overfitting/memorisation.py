@@ -24,7 +24,8 @@ from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.curves import LOCAL, Z_AGREE, episode, noise, prompt
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.rules import Verdict, tiny_val
+from lightning_cnnviz.overfitting.rules import tiny_val
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = ["Z_BATCH", "Z_COUNT", "memorisation", "train_acc_error"]

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.val_relabelled import changed_text
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
 __all__ = ["loss_mismatch", "val_metrics_differ"]

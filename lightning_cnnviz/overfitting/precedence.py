@@ -42,7 +42,7 @@ from lightning_cnnviz.overfitting import (
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.labels_turned import labels_turned
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = ["CURVE_KINDS", "EVAL_KINDS", "bn_leaves_out", "split_now", "standing", "verdicts"]
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 from lightning_cnnviz.core.decay import adaptive_l2_remedy
 from lightning_cnnviz.core.settings import HIGH_MOMENTUM
 from lightning_cnnviz.overfitting import class_figures, learning_remedies, val_relabelled
-from lightning_cnnviz.overfitting.rules import Verdict, accuracy_climbed
+from lightning_cnnviz.overfitting.rules import accuracy_climbed
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = ["REMEDIES", "remedies"]
 

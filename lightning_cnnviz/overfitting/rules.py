@@ -1,7 +1,7 @@
-"""The val-loss curve rule (overfitting) and the ``Verdict`` every val-curve rule returns.
+"""The val-loss curve rule: overfitting.
 
 Nothing here knows about Lightning. Each rule reads the list of ``Evaluation`` s
-(one per validation, oldest first) and returns a ``Verdict`` when its failure is
+(one per validation, oldest first) and returns a ``Verdict`` (``verdict.py``) when its failure is
 present *now*, or ``None``. Memorisation (val accuracy falling while train accuracy
 climbs) is ``memorisation.py``. Rules keep no state of their own: the detector
 (``detector.py``) compares each verdict with what it reported before to tell a new
@@ -25,12 +25,12 @@ import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_cnnviz.overfitting.chance_levels import scores_elsewhere, stuck
 from lightning_cnnviz.overfitting.curves import LOCAL, episode, held_above, noise, prompt, wiggle
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
@@ -40,34 +40,11 @@ __all__ = [
     "MEMORISED_FALL",
     "MIN_VAL_IMAGES",
     "STILL_LEARNING",
-    "Verdict",
     "accuracy_climbed",
     "noise",
     "overfitting",
     "tiny_val",
 ]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What one rule concludes at the latest evaluation.
-
-    Attributes:
-        kind: ``"overfitting"``, ``"memorisation"`` (here), ``"not_learning"``
-            (``levels.py``) or ``"bn_mismatch"`` (``bn_levels.py``).
-        since: the evaluation where the failure began (its onset).
-        detected: the latest evaluation (the one the verdict speaks for).
-        best: the evaluation to go back to (lowest val loss, highest val accuracy), if any.
-        figures: the evidence, by name (see ``docs/diagnosis.md``).
-        severity: ``"problem"``, or ``"note"`` once the failure went away.
-    """
-
-    kind: str
-    since: Evaluation
-    detected: Evaluation
-    best: Evaluation | None
-    figures: dict[str, Any] = field(default_factory=dict)
-    severity: str = "problem"
 
 
 MIN_VAL_IMAGES = 4

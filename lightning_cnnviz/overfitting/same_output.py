@@ -35,9 +35,9 @@ from torch import Tensor
 from lightning_cnnviz.overfitting.chance_levels import scores_elsewhere, wide
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
 from lightning_cnnviz.overfitting.too_soon import fell, waits, young
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = ["ALIKE", "CONSTANT", "FALLING", "UNIT_ROWS", "alike", "output_spread", "same_output"]
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from lightning_cnnviz.overfitting import bn_levels
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = ["inputs_differ", "noise_costs", "restandardised", "with_bn_gap"]
 

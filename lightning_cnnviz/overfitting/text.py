@@ -24,7 +24,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.metric_names import DEFAULT_KEYS, suggested
 from lightning_cnnviz.overfitting.remedies import remedies
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite, num, when
 
 __all__ = ["calibration_text", "diagnosis_text", "finding_of", "missing_text"]

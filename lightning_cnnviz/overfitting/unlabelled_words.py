@@ -10,8 +10,8 @@ words once one is withdrawn.
 
 from __future__ import annotations
 
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.small_steps import update_clause
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
 __all__ = ["unlabelled_early", "unlabelled_gone", "unlabelled_headline"]

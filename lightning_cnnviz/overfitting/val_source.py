@@ -50,8 +50,8 @@ from lightning_cnnviz.overfitting.bn_levels import part_threshold
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.loss_reads import OTHER_MODEL
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.val_relabelled import CHANGED
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [

@@ -12,8 +12,8 @@ from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.remedies import remedies
-from lightning_cnnviz.overfitting.rules import Verdict
 from lightning_cnnviz.overfitting.text import diagnosis_text
+from lightning_cnnviz.overfitting.verdict import Verdict
 
 
 def test_detector_batch_statistics_leave_the_running_buffers_alone():

@@ -361,7 +361,7 @@ def test_rules_not_learning_barely_ended_says_what_moved():
     # hunt 99: "the val probe loss 0.6923 is below 95.0% of its chance level" (0.658),
     # where the training loss had come down and the val probe's had not
     from lightning_cnnviz.overfitting.learning_words import headline as learning_headline
-    from lightning_cnnviz.overfitting.rules import Verdict
+    from lightning_cnnviz.overfitting.verdict import Verdict
 
     def ended(**row):
         now = Evaluation(step=200, epoch=4, **probe(classes=2, **row))

@@ -6,7 +6,7 @@ from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.logged_reads import step_only
-from lightning_cnnviz.overfitting.rules import Verdict
+from lightning_cnnviz.overfitting.verdict import Verdict
 from tests.monitors import TinyCNN, fit
 
 
