@@ -137,8 +137,12 @@ class CamRows:
         ]
 
     def _saliency_rows(self, trainer: Trainer, model: nn.Module, probe: Probe) -> list[Row]:
-        """One captioned row per ``saliency`` method, for the same target as the CAMs."""
-        if not self.saliency:
+        """One captioned row per ``saliency`` method, for the same target as the CAMs.
+
+        None, said once, where the model refuses gradients to its input (reentrant
+        checkpointing): the CAM rows are drawn without them.
+        """
+        if not self.saliency or "saliency_refused" in self._warned:
             return []
         if self.dense_output:
             self.warn_once("saliency_dense", "`saliency` rows need (N, classes) logits; a "
@@ -156,12 +160,22 @@ class CamRows:
                 target = logits.argmax(1)
             bounds = input_bounds(norm, x.shape[1])  # Integrated Gradients from a black image
             black = float(x.min()) if bounds is None else bounds[0].to(x).expand_as(x[:1])
-            maps = {
-                name: as_pictures(x, clip_peaks(input_saliency(
-                    model, x, target, name, output_key=self._logits_key, baseline=black,
-                    smooth=self.smooth, seed=self.seed)))[1]
-                for name in self.saliency
-            }  # fmt: skip
+            try:
+                maps = {
+                    name: as_pictures(x, clip_peaks(input_saliency(
+                        model, x, target, name, output_key=self._logits_key, baseline=black,
+                        smooth=self.smooth, seed=self.seed)))[1]
+                    for name in self.saliency
+                }  # fmt: skip
+            except Exception:
+                # setups hunt 74: reentrant checkpointing refuses the gradient to the images
+                # only; the CAM's, taken at a layer past the checkpoint, never crosses it
+                refused = self.gradients_refused(trainer)
+                if not refused:
+                    raise
+                said = "the `saliency` rows (gradients to the images) are left out, the "
+                self.warn_once("saliency_refused", f"{said}Grad-CAM rows drawn: {refused}")
+                return []
             image01 = to_image01(as_pictures(x)[0], norm)
         with self.phase("render"):
             suffix = " (SmoothGrad)" if self.smooth else ""

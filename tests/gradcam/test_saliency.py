@@ -3,8 +3,13 @@
 import pytest
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from lightning_cnnviz.core.probe_call import REENTRANT
+from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.gradcam.saliency import input_saliency
+from tests.monitors import TinyCNN, fit
+from tests.tb import events
 
 
 def _linear(weight: torch.Tensor) -> nn.Module:
@@ -80,3 +85,26 @@ def test_saliency_leaves_grads_flags_and_buffers_alone_under_inference_mode(meth
 def test_saliency_rejects_unknown_method():
     with pytest.raises(ValueError, match="`method` must be one of"):
         input_saliency(_linear(W), X, torch.tensor([0, 1]), "lime")
+
+
+class MiddleReentrant(TinyCNN):
+    """The second block under ``checkpoint(..., use_reentrant=True)``, the first outside it."""
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        block = lambda h: self.pool2(self.relu2(self.bn2(self.conv2(h))))  # noqa: E731
+        return self.fc(checkpoint(block, x, use_reentrant=True).flatten(1))
+
+
+def test_saliency_rows_left_out_alone_under_reentrant_checkpointing(tmp_path):
+    # setups hunt 74: the saliency rows' refused input gradient made the whole monitor step
+    # aside, so the `full` preset drew no Grad-CAM where the `standard` one drew it
+    monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, saliency=["saliency"])
+    _, _, messages = fit(tmp_path, [monitor], model=MiddleReentrant(), max_steps=4)
+    assert not monitor.disabled and monitor.events == 2
+    said = [m for m in messages if m.startswith("GradCAMMonitor")]
+    assert len(said) == 1 and "the `saliency` rows" in said[0] and REENTRANT in said[0]
+    acc = events(tmp_path)
+    for tag in ("gradcam/train", "gradcam/val"):
+        assert [i.step for i in acc.Images(tag)] == [2, 4]
+    assert [e.step for e in acc.Scalars("gradcam/train/concentration")] == [2, 4]
