@@ -3,13 +3,14 @@
 ``count_call_sites`` counts each layer's calls (a module reused in ``forward`` has
 several call sites, each watched on its own); ``unused_weights`` finds the layers
 called with other tensors in place of their registered weights (a stateless call), or
-not called at all (a copy of the model kept on it); ``apart_from_training`` tells a layer
+not called at all (a copy of the model kept on it); ``called_alone`` finds the branches
+some probe images take alone; ``apart_from_training`` tells a layer
 an eval-mode pass does not call from a branch run in training mode only.
 
 Example::
 
     >>> import torch
-    >>> from torch import nn
+    >>> from torch import Tensor, nn
     >>> relu = nn.ReLU()
     >>> net = nn.Sequential(nn.Linear(2, 2), relu, nn.Linear(2, 2), relu)
     >>> count_call_sites(net, {"1": relu}, lambda: net(torch.zeros(1, 2)))
@@ -22,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.module_paths import registered
@@ -30,7 +31,10 @@ from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.weight_leaves import weight_param
 
-__all__ = ["apart_from_training", "count_call_sites", "in_weight_average", "unused_weights"]
+__all__ = ["ALONE", "apart_from_training", "called_alone", "count_call_sites",
+           "in_weight_average", "unused_weights"]  # fmt: skip
+
+ALONE = 8  # probe images passed one at a time to find a branch some of them take
 
 
 def count_call_sites(
@@ -49,6 +53,39 @@ def count_call_sites(
     with probe_mode(model), LayerCapture(layers, on_output=lambda site, out: None) as cap:
         run()
     return {name: cap.call_counts.get(name, 0) for name in layers}
+
+
+def called_alone(
+    model: nn.Module, layers: Mapping[str, nn.Module], x: Tensor, passes: int = ALONE
+) -> dict[str, int]:
+    """Of ``layers``, those that one of the first ``passes`` images of ``x`` alone calls.
+
+    With the most calls any of those images makes. A branch ``forward`` chooses by its
+    input (``ca(h) if x.mean() > t else cb(h)``) is trained on the batches that take it,
+    which the probe batch may not (setups hunt 74: such a conv was said "not called",
+    "neither shaped like the input" and "no part in training"); a head run in training
+    mode only is called by none.
+
+    Example::
+
+        >>> import torch
+        >>> class Branch(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.a, self.b = nn.Linear(2, 2), nn.Linear(2, 2)
+        ...     def forward(self, x):
+        ...         return self.a(x) if x.mean() > 0 else self.b(x)
+        >>> net, x = Branch(), torch.tensor([[3.0, 3.0], [-1.0, -1.0]])
+        >>> count_call_sites(net, {"b": net.b}, lambda: net(x))  # the batch takes `a`
+        {'b': 0}
+        >>> called_alone(net, {"a": net.a, "b": net.b}, x)
+        {'a': 1, 'b': 1}
+    """
+    found: dict[str, int] = {}
+    for one in x[:passes].split(1):
+        counts = count_call_sites(model, layers, lambda one=one: model(one))
+        found |= {n: max(c, found.get(n, 0)) for n, c in counts.items() if c}
+    return {name: found[name] for name in layers if name in found}
 
 
 def unused_weights(

@@ -14,6 +14,7 @@ from lightning_cnnviz.core.capture import LayerCapture, module_name
 from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.inputs import as_pictures, norm_stats
 from lightning_cnnviz.core.labels import legible_width
+from lightning_cnnviz.core.layer_calls import called_alone
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.rendering import CMAPS
@@ -131,10 +132,14 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         layers = named_layers(model)
         kinds = {n: stage_kind(m) if self.stages else None for n, m in layers.items()}
         watch = {n: m for n, m in layers.items() if n in self.selected or kinds[n]}
-        x = self.probe_input(trainer, pl_module)[:1]
+        # the whole probe, as the events pass it: a branch `forward` chooses by the images
+        # may be taken by one of them alone and not by the batch (setups hunt 74)
+        x = self.probe_input(trainer, pl_module)
         with with_probe(model), LayerCapture(watch, on_output=lambda s, o: order.append(s)):
             model(x)
         counts = Counter(order)
+        missed = {n: m for n, m in self.selected.items() if not counts[n]}
+        counts.update(called_alone(model, missed, x) if missed else {})  # a data-chosen branch
         self._call_counts = {n: counts[n] for n in self.selected}  # 0: never called
         self.shared = {n for n in self.selected if counts[n] > 1}
         pairs = stage_pairs([(n, kinds[n] or "other") for n in order])
@@ -157,9 +162,12 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         # signals: one heat strip per channel; volumes: depth slices side by side
         outs = {s: _pictures(a, x.dim()) for s, a in cap.outputs.items()}
         with self.phase("compute"):
-            plans, skipped = {}, []
+            plans, skipped, untaken = {}, [], []
             for site in self.sites():
-                act = _as_map(outs.get(site), self.module_at(site), model, x)
+                if site not in outs:  # not called in this pass: no claim on its shape
+                    untaken.append(site)
+                    continue
+                act = _as_map(outs[site], self.module_at(site), model, x)
                 if act is None:
                     skipped.append(site)
                     continue
@@ -173,6 +181,14 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
                 plans[site] = (act, chosen)
             flags = [(~torch.isfinite(a).all()).long().view(1) for a, _ in plans.values()]
             host = torch.cat([c for _, c in plans.values()] + flags).tolist() if plans else []
+        if untaken:  # setups hunt 74: a branch `forward` chooses by its input, trained
+            self.warn_once(  # on the batches that take it: drawn where a later pass does
+                "untaken",
+                f"the probe images did not take {listed(untaken)} at step {step} (a branch "
+                "`forward` chooses by its input): not drawn at the events that do not call it",
+            )
+            if not plans:
+                return
         if skipped and not plans:  # nothing to draw, this event or any other
             raise NotApplicable(
                 f"none of its layers gives a map: the output of {listed(skipped)} is neither "

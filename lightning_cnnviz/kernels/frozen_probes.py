@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch import Trainer
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.layer_calls import apart_from_training, unused_weights
+from lightning_cnnviz.core.layer_calls import apart_from_training, called_alone, unused_weights
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.real_values import real_values
@@ -78,16 +78,22 @@ class FrozenProbes:
         the registered ones stay unused, no sign of frozen training; setups hunt 23), or
         never called and apart from training (``layer_calls.apart_from_training``: a copy
         of the model kept on it; setups hunt 54, an ``AveragedModel`` told "frozen layers,
-        left out of the optimiser"). One probe pass, only here: in eval mode, which skips a
-        branch that runs in training mode only (an auxiliary head).
+        left out of the optimiser"), nor a branch `forward` chooses by its input that some
+        probe images take alone (``layer_calls.called_alone``: setups hunt 74, a conv
+        trained on a third of the batches told "no part in training"). Probe passes only
+        here, in eval mode, which skips a branch run in training mode only (an auxiliary head).
         """
         model = trainer.lightning_module
         try:
-            x = self.probe_input(trainer, model)[:1]
+            x = self.probe_input(trainer, model)
             layers = {n: self.selected[n] for n in names}
             unused = unused_weights(model, layers, lambda: model(x))
+            # a branch some probe images take alone is trained (setups hunt 74)
+            missed = {n: layers[n] for n, why in unused.items() if why == "uncalled"}
+            branch = called_alone(model, missed, x) if missed else {}
         except Exception:  # no probe the forward takes: the weights as they are
             return []
+        unused = {n: why for n, why in unused.items() if n not in branch}
         swapped = [n for n, why in unused.items() if why == "swapped"]
         uncalled = [n for n, why in unused.items()
                     if why == "uncalled" and apart_from_training(model, n)]  # fmt: skip

@@ -64,7 +64,7 @@ def loader(n: int = 32) -> DataLoader:
     return DataLoader(data, batch_size=4)
 
 
-def run(tmp_path, monitor, model=None, steps=6, ckpt=None):
+def run(tmp_path, monitor, model=None, steps=6, ckpt=None, data=None):
     model = model or EdgeNet()
     trainer = L.Trainer(
         default_root_dir=tmp_path,
@@ -75,7 +75,7 @@ def run(tmp_path, monitor, model=None, steps=6, ckpt=None):
         logger=TensorBoardLogger(tmp_path, name="tb"),
         callbacks=monitor if isinstance(monitor, list) else [monitor],
     )
-    trainer.fit(model, loader(), ckpt_path=ckpt)
+    trainer.fit(model, data or loader(), ckpt_path=ckpt)
     return model, trainer, events(tmp_path)
 
 

@@ -2,9 +2,12 @@
 
 import warnings
 
+import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.kernels.callback import KernelMonitor
@@ -94,3 +97,42 @@ def test_kernels_a_frozen_branch_run_in_training_only_is_told_frozen(tmp_path):
     assert not [w for w in said if "does not call" in str(w.message)]
     (found,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
     assert found.figures["names"] == ["aux.0"]
+
+
+def bright_first(n: int = 48) -> DataLoader:
+    """The four images of class 2 first and bright (every pixel above 1): one batch in 12.
+
+    The probe's first image is of class 0 (not bright), its third of class 2.
+    """
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, 1, 16, 16, generator=g), torch.arange(n) % 2
+    x[:4], y[:4] = x[:4].abs() + 1.0, 2
+    return DataLoader(TensorDataset(x, y), batch_size=4)
+
+
+class Branch(WideNet):
+    """``conv2b`` in place of ``conv2`` on a batch of bright images only: trained on those."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv2b = nn.Conv2d(16, 4, 3, padding=1)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        h = (self.conv2b if x.amin() > 0.5 else self.conv2)(h)  # chosen by the batch
+        return self.fc(F.max_pool2d(F.relu(h), 2).flatten(1))
+
+
+def test_kernels_a_branch_some_batches_take_is_not_told_apart_from_training(tmp_path):
+    # setups hunt 74: the probe batch (of every class) takes `conv2`, so one pass on one
+    # image said "`forward` does not call `conv2b`: they take no part in training"
+    L.seed_everything(0, verbose=False)
+    model = Branch()
+    before = model.conv2b.weight.detach().clone()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        _, _, acc = run(tmp_path, KernelMonitor(every_n_steps=2), model, steps=24,
+                        data=bright_first())  # fmt: skip
+    assert not torch.equal(model.conv2b.weight, before)  # trained on the bright batches
+    assert not [w for w in said if "does not call" in str(w.message)]
+    assert [e.step for e in acc.Scalars("kernels/conv2b/relative_change")][-1] == 24
