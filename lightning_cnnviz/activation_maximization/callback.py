@@ -18,6 +18,7 @@ from lightning_cnnviz.core.inputs import input_bounds, norm_stats
 from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.monitor import Monitor, NotApplicable, with_probe
 from lightning_cnnviz.core.selection import of_type, unwrap_model
+from lightning_cnnviz.core.voice import listed
 
 _TILE = 56  # tiles are upscaled (nearest) to at least this size
 _MAX_SIDE = 128  # and larger inputs shrunk to at most this
@@ -128,14 +129,20 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
             if not targets:
                 raise NotApplicable("it found no channel or class to optimise an image for")
         with self.phase("compute"):
-            bounds = input_bounds(norm_stats(trainer), x.shape[1])
+            bounds, unreached = input_bounds(norm_stats(trainer), x.shape[1]), set()
             images, scores = feature_vis.maximize(
                 model, self.selected, targets, tuple(x.shape[1:]),
                 steps=self.steps, lr=self.lr, jitter=self.jitter, tv_weight=self.tv_weight,
                 l2_weight=self.l2_weight, seed=self.seed, shared=self.shared, bounds=bounds,
-                output_key=self._logits_key,
+                output_key=self._logits_key, unreached=unreached,
             )  # fmt: skip
             images, scores = images.cpu(), scores.cpu().tolist()
+            if unreached:  # call sites not reached in every pass: left out, said once
+                kept = self._reached(targets, unreached, trainer.global_step)
+                targets, scores = [targets[i] for i in kept], [scores[i] for i in kept]
+                images = images[kept]
+                if not targets:
+                    return  # no call site every pass reached: drawn where a later event does
         with self.phase("render"):
             grids = self.render(targets, images)
         with self.phase("write"):
@@ -145,6 +152,22 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
             self.scores = {}
             for target, score in zip(targets, scores, strict=True):
                 self.scores.setdefault(target.site or "classes", []).append(score)
+
+    def _reached(self, targets: list[Target], unreached: set[str], step: int) -> list[int]:
+        """The targets whose call site every optimisation pass reached; the others said once.
+
+        A module called a number of times its input decides (adaptive computation) runs
+        more or fewer times on the images being optimised than on the probe: a call site
+        the probe had (``rec#1``) is not there in every pass (setups hunt 74).
+        """
+        sites = [s for s in self.sites() if s in unreached]
+        self.warn_once(
+            "unreached",
+            f"leaves out {listed(sites)} at step {step}: the images it optimises change how "
+            "many times the layer runs (a number of calls `forward` decides by its input), "
+            "so some passes do not reach these call sites",
+        )
+        return [i for i, t in enumerate(targets) if t.site not in unreached]
 
     def render(self, targets: list[Target], images: Tensor) -> dict[str, Tensor]:
         """One captioned grid per call site (``ch {c}``) and one for the classes."""

@@ -79,6 +79,7 @@ def maximize(
     shared: Collection[str] = (),
     bounds: tuple[Tensor, Tensor] | None = None,
     output_key: Any = None,
+    unreached: set[str] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Optimise one input per target by regularised gradient ascent.
 
@@ -97,6 +98,9 @@ def maximize(
         bounds: per-channel ``(low, high)`` tensors broadcastable to the input, e.g.
             the normalised images of pixel values 0 and 1 (``core.inputs.input_bounds``).
         output_key: picks the logits from a tuple/dict model output.
+        unreached: filled with the sites some pass did not reach: a module called a number
+            of times its input decides (adaptive computation), which the optimised images
+            change. Their targets score 0 in those passes (only the penalties move them).
 
     Returns:
         ``(images, scores)``: the optimised inputs (float32, detached, on the model's
@@ -143,6 +147,10 @@ def maximize(
                 picked[None] = logits[index, classes].float()
             score = torch.zeros(len(targets), device=device, dtype=torch.float32)
             for site, (index, _) in rows.items():
+                if site not in picked:  # setups hunt 74: a bare KeyError stopped the monitor
+                    if unreached is not None:
+                        unreached.add(site)  # type: ignore[arg-type]  # None: the logits
+                    continue
                 score = score.index_put((index,), picked[site])
             penalty = tv_weight * total_variation(x) + l2_weight * x.pow(2).flatten(1).mean(1)
             (grad,) = torch.autograd.grad((penalty.float() - score).sum(), [x])

@@ -155,3 +155,34 @@ def test_activation_maximization_shared_conv_images_per_call_site(tmp_path):
     tags = set(events(tmp_path).Tags()["images"])
     assert {f"activation_maximization/conv2#{k}" for k in (0, 1)} <= tags
     assert len(monitor.scores["conv2#0"]) == len(monitor.scores["conv2#1"]) == 2
+
+
+class Adaptive(TinyCNN):
+    """``conv2`` runs twice on images with a bright pixel (the probe's), once on others."""
+
+    def forward(self, x):
+        calls = 2 if x.amax() > 0.7 else 1  # a number of calls the input decides
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        for _ in range(calls):
+            x = self.relu2(self.conv2(x))
+        return self.fc(self.pool2(x).flatten(1))
+
+
+def test_activation_maximization_call_site_not_reached_left_out_said_once(tmp_path):
+    # setups hunt 74: the optimised images (faint noise) run `conv2` once, so `conv2#1`,
+    # found on the probe, was missing from their passes: a bare `KeyError: 'conv2#1'`
+    # made the monitor step aside, and stopped the fit under `strict=True`
+    monitor = ActivationMaximizationMonitor(
+        layers="conv2", steps=3, channels=2, classes=2, num_samples=4, every_n_steps=2,
+        strict=True,
+    )  # fmt: skip
+    _, _, messages = fit(tmp_path, [monitor], model=Adaptive())
+    assert not monitor.disabled and monitor.events == 2
+    (said,) = [m for m in messages if m.startswith("ActivationMaximizationMonitor")]
+    assert "leaves out `conv2#1` at step 2" in said and "how many times the layer runs" in said
+    acc = events(tmp_path)
+    tags = set(acc.Tags()["images"])
+    assert "activation_maximization/conv2#1" not in tags
+    for tag in ("activation_maximization/conv2#0", "activation_maximization/classes"):
+        assert [e.step for e in acc.Images(tag)] == [2, 4]
+    assert set(monitor.scores) == {"conv2#0", "classes"}
