@@ -31,6 +31,8 @@ def test_blind_level_predictions_at_the_targets_mean_are_not_learning():
     assert "score an MSE of 0.395, as predicting the targets' mean for every image would" in said
     assert blind_level.at_mean([ev(100, 0.398), ev(150, 0.30)]) is None  # learning
     assert blind_level.at_mean([ev(100, 0.6), ev(150, 0.55)]) is None  # still falling
+    slow = [ev(100, 0.44), ev(150, 0.42), ev(200, 0.40)]  # 4.5% and 4.8% a validation
+    assert blind_level.at_mean(slow) is None
     assert blind_level.at_mean([ev(20, 0.4), ev(30, 0.4)]) is None  # the first steps
     assert blind_level.at_mean([ev(50, 0.4), ev(60, 0.4)]).severity == "note"  # young
     detector = Detector(patience=2)  # better than the mean later: gone
