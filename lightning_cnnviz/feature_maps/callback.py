@@ -20,10 +20,10 @@ from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import named_layers, unwrap_model
 from lightning_cnnviz.core.target_layer import trace_calls
-from lightning_cnnviz.core.tokens import grid_layout, prefix_tokens, to_grid
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.feature_maps import draw as fm
 from lightning_cnnviz.feature_maps.layers import auto_layers, candidates, stage_kind, stage_pairs
+from lightning_cnnviz.feature_maps.maps import as_map, as_map_pictures
 
 
 class FeatureMapMonitor(Monitor, section="feature_maps"):
@@ -160,14 +160,14 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         with self.phase("capture"), with_probe(model), hooks as cap:  # the only hooks
             model(x)
         # signals: one heat strip per channel; volumes: depth slices side by side
-        outs = {s: _pictures(a, x.dim()) for s, a in cap.outputs.items()}
+        outs = {s: as_map_pictures(a, x.dim()) for s, a in cap.outputs.items()}
         with self.phase("compute"):
             plans, skipped, untaken = {}, [], []
             for site in self.sites():
                 if site not in outs:  # not called in this pass: no claim on its shape
                     untaken.append(site)
                     continue
-                act = _as_map(outs[site], self.module_at(site), model, x)
+                act = as_map(outs[site], self.module_at(site), model, x)
                 if act is None:
                     skipped.append(site)
                     continue
@@ -274,34 +274,6 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
     @override
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._ranges = {k: torch.tensor(v) for k, v in state.get("ranges", {}).items()}
-
-
-def _pictures(act: Tensor, ndim: int) -> Tensor:
-    """A signal's (N, C, L) or a volume's (N, C, D, H, W) maps as (N, C, h, w) pictures."""
-    if act.dim() == ndim and ndim in (3, 5):
-        return as_pictures(act, strip=1, stack_channels=False)[0]
-    return act
-
-
-def _as_map(act: Tensor | None, module: nn.Module, model: nn.Module, x: Tensor) -> Tensor | None:
-    """A layer's output as (N, C, h, w): a CNN map as it is, tokens laid on the patch grid.
-
-    Token grids only come from images (4-D ``x``); a signal's or volume's maps are
-    already pictures (``_pictures``). MobileViT attends within groups of pixels (its
-    unfolded patches, (N * P, L, C)): the P groups of an image are averaged.
-    """
-    if act is None:
-        return None
-    if x.dim() != 4:
-        return act if act.dim() == 4 else None
-    batch = len(x)
-    if act.dim() == 3 and act.shape[0] != batch and act.shape[0] % batch == 0:
-        act = act.view(batch, -1, *act.shape[1:]).mean(1)  # MobileViT: pixel groups per image
-    image_hw = (int(x.shape[-2]), int(x.shape[-1]))
-    layout = grid_layout(tuple(act.shape), image_hw, prefix_tokens(model), module, len(x))
-    if layout is None:
-        return act if act.dim() == 4 else None
-    return to_grid(act, layout).contiguous()
 
 
 def _index_list(value: Any) -> bool:
