@@ -26,8 +26,7 @@ from torch import Tensor
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
-from lightning_cnnviz.overfitting.small_steps import tiny_steps
-from lightning_cnnviz.overfitting.too_soon import fell, waits, young
+from lightning_cnnviz.overfitting.too_soon import fell, stalled, waits
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
@@ -171,6 +170,4 @@ def at_mean(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
         "blind_mse": now.blind_mse,
         "evaluations": streak,
     }
-    if young(now) and not tiny_steps(now):
-        return Verdict("not_learning", evs[0], now, None, {**figures, "early": True}, "note")
-    return Verdict("not_learning", evs[0], now, None, figures)
+    return stalled(evs[0], now, figures)

@@ -34,8 +34,14 @@ from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.blind_level import learnt
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.small_steps import TINY_UPDATE, tiny_steps
-from lightning_cnnviz.overfitting.too_soon import early, fell, warming_up, warmup_outlasts, young
+from lightning_cnnviz.overfitting.small_steps import TINY_UPDATE
+from lightning_cnnviz.overfitting.too_soon import (
+    early,
+    fell,
+    stalled,
+    warming_up,
+    warmup_outlasts,
+)
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
@@ -100,6 +106,4 @@ def not_moving(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
         "evaluations": len(evs),
         "warmup_outlasts": warming_up(evs) and warmup_outlasts(now),
     }
-    if young(now) and not tiny_steps(now) and not figures["warmup_outlasts"]:
-        return Verdict("not_learning", first, now, None, {**figures, "early": True}, "note")
-    return Verdict("not_learning", first, now, None, figures)
+    return stalled(first, now, figures, young_note=not figures["warmup_outlasts"])

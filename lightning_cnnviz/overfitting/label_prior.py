@@ -45,8 +45,7 @@ from torch import Tensor
 from lightning_cnnviz.core.items import integer_dtype
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
-from lightning_cnnviz.overfitting.small_steps import tiny_steps
-from lightning_cnnviz.overfitting.too_soon import START_STEPS, fell, waits, young
+from lightning_cnnviz.overfitting.too_soon import START_STEPS, fell, stalled, waits
 from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
@@ -225,9 +224,7 @@ def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
         "evaluations": streak,
     }
     slow = figures["objects"] and before_last_quarter(now)  # classes can come late
-    if slow or (young(now) and not tiny_steps(now)):
-        return Verdict("not_learning", evs[0], now, None, {**figures, "early": True}, "note")
-    return Verdict("not_learning", evs[0], now, None, figures)
+    return stalled(evs[0], now, figures, early=slow)
 
 
 LATE = 0.75

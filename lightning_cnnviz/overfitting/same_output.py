@@ -35,8 +35,7 @@ from torch import Tensor
 from lightning_cnnviz.overfitting.chance_levels import scores_elsewhere, wide
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
-from lightning_cnnviz.overfitting.small_steps import tiny_steps
-from lightning_cnnviz.overfitting.too_soon import fell, waits, young
+from lightning_cnnviz.overfitting.too_soon import fell, stalled, waits
 from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = ["ALIKE", "CONSTANT", "FALLING", "UNIT_ROWS", "alike", "output_spread", "same_output"]
@@ -126,6 +125,4 @@ def same_output(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
         "loss_before": before.returned_loss,
         "evaluations": streak,
     }
-    if young(now) and not tiny_steps(now):
-        return Verdict("not_learning", evs[0], now, None, {**figures, "early": True}, "note")
-    return Verdict("not_learning", evs[0], now, None, figures)
+    return stalled(evs[0], now, figures)

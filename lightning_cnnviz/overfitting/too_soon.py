@@ -19,6 +19,8 @@ import math
 from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.small_steps import tiny_steps
+from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "early",
     "falling",
     "fell",
+    "stalled",
     "waits",
     "warming_up",
     "warmup_outlasts",
@@ -214,3 +217,22 @@ def falling(evs: Sequence[Evaluation]) -> bool:
     apart, young = evs[-1].step - evs[-2].step, (evs[-1].run_share or 0.0) < 0.5
     share = FALLING * (min(1.0, apart / FALLING_STEPS) if apart > 0 and young else 1.0)
     return before < chance and before - now > share * chance  # type: ignore[operator]
+
+
+def stalled(
+    first: Evaluation, now: Evaluation, figures: dict, young_note: bool = True, early: bool = False
+) -> Verdict:
+    """A ``not_learning`` verdict from ``first`` to ``now``: a note while the run is young.
+
+    The rules read without class labels (the loss alone, one answer, the targets' mean,
+    one output) tell a problem only past the run's start (``young``), unless the updates
+    are tiny (``small_steps.tiny_steps``) or not ``young_note``; ``early``: a note anyway.
+
+    Example::
+
+        >>> stalled(Evaluation(40, 0), Evaluation(50, 0, run_share=0.1), {}).severity
+        'note'
+    """
+    if early or (young_note and young(now) and not tiny_steps(now)):
+        return Verdict("not_learning", first, now, None, {**figures, "early": True}, "note")
+    return Verdict("not_learning", first, now, None, figures)
