@@ -118,13 +118,25 @@ def stuck_at_mean(e: Evaluation) -> bool | None:
     blind = [e.blind_mse, e.blind_l1]
     if any(v is None or not finite(v) for v in own + blind) or min(blind) <= 0:  # type: ignore[operator, arg-type]
         return None
-    loss = e.val_loss if e.val_loss is not None and finite(e.val_loss) else e.returned_loss
-    if loss is None or not finite(loss) or loss <= 0:
-        return None
-    scaled = not any(1 / UNITS <= loss / o <= UNITS for o in own if o > 0)  # type: ignore[operator]
-    if scaled and not e.probe_in_units:
+    if not _in_targets_units(e, own):  # type: ignore[arg-type]
         return None
     return all(o >= AT_MEAN * b for o, b in zip(own, blind, strict=True))  # type: ignore[operator]
+
+
+def _in_targets_units(e: Evaluation, own: list[float]) -> bool:
+    """Whether ``e``'s outputs are in the targets' units, read from the outputs themselves.
+
+    Where measured (``probe_in_units``); else by the loss the run logs (its val loss, else
+    the one `training_step` returns), within ``UNITS`` of the outputs' own MSE or L1. The
+    outputs first: a BCE-with-logits autoencoder's loss (0.52) fell within 2x of its logits'
+    MSE (0.92) by chance, and its learning was told "not even the targets' mean" (hunt 102).
+    """
+    if e.probe_in_units is not None:
+        return bool(e.probe_in_units)
+    loss = e.val_loss if e.val_loss is not None and finite(e.val_loss) else e.returned_loss
+    if loss is None or not finite(loss) or loss <= 0:
+        return False
+    return any(1 / UNITS <= loss / o <= UNITS for o in own if o > 0)
 
 
 def _fits_training(e: Evaluation) -> bool:

@@ -73,6 +73,10 @@ def test_blind_level_judges_only_outputs_in_the_targets_units_and_both_errors():
     assert blind_level.at_mean(fitted) is None  # its training images fitted, in its units
     stays = [replace(e, returned_loss=1.2) for e in fitted]
     assert blind_level.at_mean(stays).severity == "problem"
+    # logits under BCE whose loss (0.52) sits within 2x of their MSE (0.92) by chance, its
+    # learning told "not even the targets' mean" (hunt 102): the outputs say their units
+    logits = ev(100, 0.92, blind=0.074, val_loss=0.52, probe_l1_val=0.8, blind_l1=0.15)
+    assert blind_level.stuck_at_mean(replace(logits, probe_in_units=0.0)) is None
     targets = torch.rand(8, 1, 4, 4) * 0.3
     near = blind_losses_units(targets.mean() + 0.01 * torch.randn(8, 1, 4, 4), targets)
     assert near == 1.0 and blind_losses_units(torch.full((8, 1, 4, 4), -4.0), targets) == 0.0
