@@ -87,7 +87,9 @@ class Evaluation:
     probe_l1_val: float | None = None  # ... and their own mean absolute error
     probe_in_units: float | None = None  # ... 1.0: the predictions sit where the targets do
     probe_spread_val: float | None = None  # how much val probe outputs vary across images
+    probe_spread_abs: float | None = None  # ... as values, not over their size
     target_spread_val: float | None = None  # ... and their real-valued targets (same_output)
+    target_spread_abs: float | None = None  # ... as values
     probe_unit_rows: float | None = None  # ... 1.0: (N, D) outputs of unit length
     probe_loss_train: float | None = None
     probe_loss_left_train: float | None = None  # ... on its images of the classes val leaves out

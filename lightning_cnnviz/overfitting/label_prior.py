@@ -201,7 +201,7 @@ def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
     if streak < patience:
         return None
     evs = judged[-streak:]
-    before, now = evs[-2], evs[-1]
+    before, now = evs[-min(2, len(evs))], evs[-1]  # (`patience=1`: one evaluation)
     falling = max(fell(before.returned_loss, now.returned_loss) or 0.0,
                   fell(before.val_loss, now.val_loss) or 0.0)  # fmt: skip
     if falling >= FALLING or waits(evs):

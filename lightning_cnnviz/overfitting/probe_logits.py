@@ -100,11 +100,12 @@ class ProbeLogits(LoggedReads):
             outputs = [self.logits_of(pl_module(c), image_level=False) for c in x.split(128)]
             logits = torch.cat([o.float() for o in outputs])
         targets = self.probe(trainer, split).targets
-        if split == "val" and targets is not None:  # one answer for all? a blind model's loss?
+        if split == "val":  # one answer for all? a blind model's loss? one output for all?
             with self.phase("compute"):
-                shown = targets[: len(logits)]
-                self.prior = prior_figures(logits, shown) or blind_losses(logits, shown) or {}
-                self.prior |= output_spread(logits, shown)
+                shown = None if targets is None else targets[: len(logits)]
+                if shown is not None:
+                    self.prior = prior_figures(logits, shown) or blind_losses(logits, shown) or {}
+                self.prior |= output_spread(logits, shown)  # (maps beside labels too: hunt 102)
         if logits.dim() != 2:
             self.warn_once("dense", "calibration (ECE) and per-class accuracy need one score "
                            f"per class per sample; the model's logits have shape "

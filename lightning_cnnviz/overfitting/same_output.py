@@ -40,31 +40,35 @@ from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = ["ALIKE", "CONSTANT", "FALLING", "UNIT_ROWS", "alike", "output_spread", "same_output"]
 
-ALIKE = 0.05
-"""Outputs varying across images by under this share of what their targets do (each
-measured against its own size, so the units do not matter) give one output for all."""
+ALIKE = 0.01
+"""Outputs varying across images by under this share of what their targets do give one
+output for all, as values and against each one's size: logits beside targets in [0, 1],
+an offset of 300 beside targets 300 +- 1 each misled one reading alone; a slow healthy
+regression's read 2.7% at a third of its run (hunt 102)."""
 UNIT_ROWS = 0.05
 """Embeddings on the unit sphere within this distance of their mean point: one point (a
 healthy one spreads over much of the sphere, 0.5-1)."""
-CONSTANT = 1e-3
+CONSTANT = 1e-5
 """Other outputs (no targets of their shape) varying by under this share of their size:
-one output (an offset a metric loss ignores may dwarf a healthy spread of a few percent)."""
+one output to float precision (an offset a metric loss ignores, + 50, dwarfs a healthy
+spread: a triplet embedding at 96% 1-NN accuracy read 0.1% of its size, hunt 102)."""
 FALLING = 0.05  # the loss returned fell this share since the evaluation before: learning
 
 
-def _relative_spread(x: Tensor) -> float:
-    """How much ``x`` varies across its first axis, over its size (both root mean squares)."""
+def _spreads(x: Tensor) -> tuple[float, float]:
+    """How much ``x`` varies across its first axis, and that over its size (root mean squares)."""
     x = x.flatten(1)
-    size = float(x.pow(2).mean().sqrt())
-    return float(x.std(0).pow(2).mean().sqrt()) / size if size > 0 else 0.0
+    size, spread = float(x.pow(2).mean().sqrt()), float(x.std(0).pow(2).mean().sqrt())
+    return spread, spread / size if size > 0 else 0.0
 
 
 def output_spread(outputs: Tensor, targets: Tensor | None) -> dict[str, float]:
     """How much one probe pass's outputs vary across its images (``{}``: not read).
 
-    ``probe_spread_val``: each output entry's standard deviation across the images, as a
-    root mean square over the entries, over the outputs' own root mean square; for
-    targets that are real values of the outputs' shape, ``target_spread_val``, theirs;
+    ``probe_spread_abs``: each output entry's standard deviation across the images, as a
+    root mean square over the entries; ``probe_spread_val``: that over the outputs' own
+    root mean square; for targets that are real values of the outputs' shape,
+    ``target_spread_abs`` and ``target_spread_val``, theirs;
     for other (N, D) outputs, ``probe_unit_rows`` (1.0: every row of unit length, a
     normalised embedding, whose relative spread is its distance from its mean point).
 
@@ -79,9 +83,11 @@ def output_spread(outputs: Tensor, targets: Tensor | None) -> dict[str, float]:
     o = outputs.detach().double()
     if len(o) < 2 or o.dim() < 2 or not bool(torch.isfinite(o).all()):
         return {}
-    found = {"probe_spread_val": _relative_spread(o)}
+    spread, relative = _spreads(o)
+    found = {"probe_spread_val": relative, "probe_spread_abs": spread}
     if targets is not None and targets.shape == outputs.shape and targets.is_floating_point():
-        found["target_spread_val"] = _relative_spread(targets.to(o.device).double())
+        spread, relative = _spreads(targets.to(o.device).double())
+        found |= {"target_spread_val": relative, "target_spread_abs": spread}
     elif o.dim() == 2:
         unit = bool(((o.norm(dim=1) - 1).abs() < 1e-3).all())
         found["probe_unit_rows"] = float(unit)
@@ -91,15 +97,35 @@ def output_spread(outputs: Tensor, targets: Tensor | None) -> dict[str, float]:
 def alike(e: Evaluation) -> bool | None:
     """Whether ``e``'s val probe outputs are one output for every image (``None``: not judged).
 
-    Judged where no chance level reads them: no class labels, or outputs at least twice
-    as wide as the labels' classes or scoring something else (``chance_levels``).
+    Judged where no chance level reads them: no accuracy read from them (maps beside class
+    labels: a VAE fed ``(image, label)`` batches, hunt 102), no class labels, or outputs at
+    least twice as wide as the labels' classes or scoring something else (``chance_levels``).
     """
     spread = e.probe_spread_val
-    if spread is None or not (e.classes is None or wide(e) or scores_elsewhere(e)):
+    read = e.probe_acc_val is not None and e.classes is not None
+    if spread is None or (read and not wide(e) and not scores_elsewhere(e)):
         return None
-    if e.target_spread_val is not None:
-        return spread < ALIKE * e.target_spread_val if e.target_spread_val > 0 else None
+    if e.target_spread_val is not None and e.target_spread_abs is not None:
+        if not (e.target_spread_val > 0 and e.target_spread_abs > 0):
+            return None  # targets all alike
+        return (
+            spread < ALIKE * e.target_spread_val
+            and (e.probe_spread_abs or 0.0) < ALIKE * e.target_spread_abs
+        )
     return spread < (UNIT_ROWS if e.probe_unit_rows else CONSTANT)
+
+
+GROWING = 1.1  # outputs spreading this much more since the evaluation before: learning
+
+
+def _spreading(before: Evaluation, now: Evaluation) -> bool:
+    """Whether the outputs spread out more since ``before``: a slow start, not a collapse.
+
+    A collapse holds or shrinks its spread (a VAE's 3.5e-4 -> 2.4e-4 of its size); a slow
+    learner's grows (hunt 102: 0.026 -> 0.035 -> 0.054 of its targets' spread).
+    """
+    was, is_ = before.probe_spread_abs, now.probe_spread_abs
+    return was is not None and is_ is not None and is_ > GROWING * was
 
 
 def same_output(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
@@ -112,8 +138,10 @@ def same_output(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     if streak < patience:
         return None
     evs = judged[-streak:]
-    before, now = evs[-2], evs[-1]
-    if (fell(before.returned_loss, now.returned_loss) or 0.0) >= FALLING or waits(evs):
+    before, now = evs[-min(2, len(evs))], evs[-1]  # (`patience=1`: one evaluation)
+    falling = max(fell(before.returned_loss, now.returned_loss) or 0.0,
+                  fell(before.val_loss, now.val_loss) or 0.0)  # fmt: skip
+    if falling >= FALLING or _spreading(before, now) or waits(evs):
         return None
     figures = {
         "same_output": True,
@@ -121,6 +149,8 @@ def same_output(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
         "non_finite": False,
         "spread": now.probe_spread_val,
         "target_spread": now.target_spread_val,
+        "spread_abs": now.probe_spread_abs,
+        "target_spread_abs": now.target_spread_abs,
         "unit_rows": bool(now.probe_unit_rows),
         "loss_before": before.returned_loss,
         "evaluations": streak,

@@ -10,6 +10,7 @@ words once one is withdrawn.
 
 from __future__ import annotations
 
+from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.small_steps import update_clause
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import num, when
@@ -134,7 +135,7 @@ def unlabelled_gone(v: Verdict) -> str | None:
     if f.get("same_output"):
         return (
             f"The model's outputs differ from image to image again at epoch {now.epoch} "
-            f"(by {num(now.probe_spread_val, True)} of their size)."
+            f"({_share(now.probe_spread_val)} of their size{_against(now)})."
         )
     if f.get("loss_only"):
         return (
@@ -185,15 +186,15 @@ def _same_output(v: Verdict, cut: str) -> str:
         what = "an embedding drawn to one point (a metric or contrastive loss's collapse)"
     elif f["target_spread"] is not None:
         alike = (
-            f"they vary from image to image by {num(f['spread'], True)} of their size, the "
-            f"targets by {num(f['target_spread'], True)} of theirs"
+            f"they vary from image to image by {_share(f['spread'])} of their size, the "
+            f"targets by {_share(f['target_spread'])} of theirs"
         )
         what = (
             "every prediction the same (a VAE whose KL term outweighs its reconstruction: "
             "posterior collapse; units that all died or saturated)"
         )
     else:
-        alike = f"they vary from image to image by {num(f['spread'], True)} of their size"
+        alike = f"they vary from image to image by {_share(f['spread'])} of their size"
         what = "one output for all (units that all died or saturated; a collapse)"
     return (
         f"Not learning since {when(v.since)}: the model gives the same output for every image "
@@ -202,3 +203,15 @@ def _same_output(v: Verdict, cut: str) -> str:
         f"{num(now.returned_loss)} since the validation before): its outputs no longer "
         f"depend on the images, {what}.{cut}"
     )
+
+
+def _share(x: float | None) -> str:
+    """A spread over a size: a percentage, or the share itself where under 0.1%."""
+    return num(x, True) if x is None or x >= 1e-3 else num(x)
+
+
+def _against(e: Evaluation) -> str:
+    """The outputs' spread as values beside their targets', where those are read."""
+    if e.probe_spread_abs is None or e.target_spread_abs is None:
+        return ""
+    return f"; {num(e.probe_spread_abs)} as values, the targets {num(e.target_spread_abs)}"

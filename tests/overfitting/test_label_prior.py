@@ -79,6 +79,7 @@ def test_label_prior_one_answer_told_once_the_loss_stops_falling():
     # the run's first steps wait; its first quarter is a note
     assert one_answer([ev(10, 0.2), ev(20, 0.2)]) is None
     assert one_answer([ev(60, 0.2), ev(80, 0.2)]).severity == "note"
+    assert one_answer([ev(300, 0.2)], patience=1).kind == "not_learning"  # one judged
 
 
 def test_label_prior_objects_found_not_their_class_wait_for_the_last_quarter():
