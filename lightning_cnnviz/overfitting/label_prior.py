@@ -44,13 +44,11 @@ from torch import Tensor
 
 from lightning_cnnviz.core.items import integer_dtype
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.levels import _trailing
-from lightning_cnnviz.overfitting.too_soon import START_STEPS, fell, stalled, waits
+from lightning_cnnviz.overfitting.too_soon import START_STEPS, stalled, stalled_streak
 from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
     "ALIKE",
-    "FALLING",
     "LATE",
     "MIXED",
     "OBJECTS",
@@ -67,7 +65,6 @@ MIXED = 0.98  # ... where no more than this share of the targets is that one ans
 OBJECTS = 0.05
 """The other classes' pixels right no more than this above their commonest class's share:
 their class is not told (the GroupNorm FCN's digits, 6-10% right among 10 classes)."""
-FALLING = 0.05  # the loss returned fell this share since the evaluation before: learning
 RISING = 0.02  # ... or the found objects' pixels right rose this much
 
 
@@ -197,20 +194,15 @@ def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
     (``prior_figures``' shares), ``loss_before`` (the returned loss at the evaluation
     before the latest), ``evaluations`` (alike in a row).
     """
-    judged, streak = _trailing(history, alike)
-    if streak < patience:
+    found = stalled_streak(history, alike, patience)  # a slow start answers the prior
+    if found is None:  # for a while, its loss still falling
         return None
-    evs = judged[-streak:]
-    before, now = evs[-min(2, len(evs))], evs[-1]  # (`patience=1`: one evaluation)
-    falling = max(fell(before.returned_loss, now.returned_loss) or 0.0,
-                  fell(before.val_loss, now.val_loss) or 0.0)  # fmt: skip
-    if falling >= FALLING or waits(evs):
-        return None  # still learning: a slow start answers the prior for a while
+    (evs, before), now = found, found[0][-1]
     if (now.prior_obj_acc or 0.0) - (before.prior_obj_acc or 0.0) >= RISING:
         return None  # the objects' classes coming (hunt 84: GroupNorm FCNs' slow starts)
     figures = {
         "one_answer": True,
-        "from_start": streak == len(judged),
+        "from_start": len(evs) == len([e for e in history if alike(e) is not None]),
         "non_finite": False,
         "task": now.prior_task,
         "answer": int(now.prior_answer or 0),
@@ -221,7 +213,7 @@ def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
         "objects": not (now.prior_pred >= ALIKE and now.prior_major <= MIXED),  # type: ignore[operator]
         "object_acc": now.prior_obj_acc,
         "object_major": now.prior_obj_major,
-        "evaluations": streak,
+        "evaluations": len(evs),
     }
     slow = figures["objects"] and before_last_quarter(now)  # classes can come late
     return stalled(evs[0], now, figures, early=slow)

@@ -21,7 +21,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from lightning_cnnviz.core.raised_settings import lowest_settings
 from lightning_cnnviz.overfitting.chance_levels import (
@@ -38,6 +38,7 @@ from lightning_cnnviz.overfitting.learnt import learnt_before
 from lightning_cnnviz.overfitting.other_targets import loss_blind, other_outputs, relabelled
 from lightning_cnnviz.overfitting.small_steps import held_back
 from lightning_cnnviz.overfitting.too_soon import (
+    _trailing,
     early,
     falling,
     warming_up,
@@ -161,17 +162,6 @@ def _not_moving(e: Evaluation) -> bool | None:
         return None
     found = [stuck(e), barely(e), climbing(e)]
     return True if any(found) else (None if all(f is None for f in found[1:]) else False)
-
-
-def _trailing(
-    history: Sequence[Evaluation], test: Callable[[Evaluation], bool | None]
-) -> tuple[list[Evaluation], int]:
-    """The evaluations ``test`` could judge, and how many of the last ones it holds for."""
-    evs = [e for e in history if test(e) is not None]
-    streak = 0
-    while streak < len(evs) and test(evs[-1 - streak]):
-        streak += 1
-    return evs, streak
 
 
 def not_learning(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:

@@ -34,11 +34,10 @@ from torch import Tensor
 
 from lightning_cnnviz.overfitting.chance_levels import scores_elsewhere, wide
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.levels import _trailing
-from lightning_cnnviz.overfitting.too_soon import fell, stalled, waits
+from lightning_cnnviz.overfitting.too_soon import stalled, stalled_streak
 from lightning_cnnviz.overfitting.verdict import Verdict
 
-__all__ = ["ALIKE", "CONSTANT", "FALLING", "UNIT_ROWS", "alike", "output_spread", "same_output"]
+__all__ = ["ALIKE", "CONSTANT", "UNIT_ROWS", "alike", "output_spread", "same_output"]
 
 ALIKE = 0.01
 """Outputs varying across images by under this share of what their targets do give one
@@ -52,7 +51,6 @@ CONSTANT = 1e-5
 """Other outputs (no targets of their shape) varying by under this share of their size:
 one output to float precision (an offset a metric loss ignores, + 50, dwarfs a healthy
 spread: a triplet embedding at 96% 1-NN accuracy read 0.1% of its size, hunt 102)."""
-FALLING = 0.05  # the loss returned fell this share since the evaluation before: learning
 
 
 def _spreads(x: Tensor) -> tuple[float, float]:
@@ -129,23 +127,20 @@ def _spreading(before: Evaluation, now: Evaluation) -> bool:
 
 
 def same_output(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
-    """One output for every image at ``patience`` evaluations, the loss returned not falling.
+    """One output for every image at ``patience`` evaluations, learning stalled.
 
-    Figures: ``same_output``, ``spread``, ``target_spread``, ``unit_rows``,
+    Neither a loss falling (``too_soon.stalled_streak``) nor the outputs spreading out
+    (``_spreading``). Figures: ``same_output``, ``spread``,
+    ``target_spread``, ``spread_abs``, ``target_spread_abs``, ``unit_rows``,
     ``loss_before``, ``evaluations``.
     """
-    judged, streak = _trailing(history, alike)
-    if streak < patience:
+    found = stalled_streak(history, alike, patience)
+    if found is None or _spreading(found[1], found[0][-1]):
         return None
-    evs = judged[-streak:]
-    before, now = evs[-min(2, len(evs))], evs[-1]  # (`patience=1`: one evaluation)
-    falling = max(fell(before.returned_loss, now.returned_loss) or 0.0,
-                  fell(before.val_loss, now.val_loss) or 0.0)  # fmt: skip
-    if falling >= FALLING or _spreading(before, now) or waits(evs):
-        return None
+    (evs, before), now = found, found[0][-1]
     figures = {
         "same_output": True,
-        "from_start": streak == len(judged),
+        "from_start": len(evs) == len([e for e in history if alike(e) is not None]),
         "non_finite": False,
         "spread": now.probe_spread_val,
         "target_spread": now.target_spread_val,
@@ -153,6 +148,6 @@ def same_output(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
         "target_spread_abs": now.target_spread_abs,
         "unit_rows": bool(now.probe_unit_rows),
         "loss_before": before.returned_loss,
-        "evaluations": streak,
+        "evaluations": len(evs),
     }
     return stalled(evs[0], now, figures)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
@@ -34,6 +34,7 @@ __all__ = [
     "falling",
     "fell",
     "stalled",
+    "stalled_streak",
     "waits",
     "warming_up",
     "warmup_outlasts",
@@ -236,3 +237,42 @@ def stalled(
     if early or (young_note and young(now) and not tiny_steps(now)):
         return Verdict("not_learning", first, now, None, {**figures, "early": True}, "note")
     return Verdict("not_learning", first, now, None, figures)
+
+
+def _trailing(
+    history: Sequence[Evaluation], test: Callable[[Evaluation], bool | None]
+) -> tuple[list[Evaluation], int]:
+    """The evaluations ``test`` could judge, and how many of the last ones it holds for."""
+    evs = [e for e in history if test(e) is not None]
+    streak = 0
+    while streak < len(evs) and test(evs[-1 - streak]):
+        streak += 1
+    return evs, streak
+
+
+STALLED = 0.05  # a loss fell this share since the evaluation before: learning
+
+
+def stalled_streak(
+    history: Sequence[Evaluation], test: Callable[[Evaluation], bool | None], patience: int
+) -> tuple[list[Evaluation], Evaluation] | None:
+    """The last evaluations ``test`` holds at, ``patience`` or more, learning stalled.
+
+    Neither the loss returned nor the val loss fell ``STALLED`` since the evaluation
+    before, past the run's first steps (``waits``). ``(streak, before)``: the evaluations
+    and the one before the latest (the latest itself at ``patience=1``), else ``None``.
+
+    Example::
+
+        >>> evs = [Evaluation(s, 0, returned_loss=0.2, run_share=s / 400) for s in (200, 300)]
+        >>> stalled_streak(evs, lambda e: True, 2)[1].step
+        200
+    """
+    judged, streak = _trailing(history, test)
+    if streak < patience:
+        return None
+    evs = judged[-streak:]
+    before, now = evs[-min(2, len(evs))], evs[-1]
+    falling = max(fell(before.returned_loss, now.returned_loss) or 0.0,
+                  fell(before.val_loss, now.val_loss) or 0.0)  # fmt: skip
+    return None if falling >= STALLED or waits(evs) else (evs, before)
