@@ -78,13 +78,13 @@ def output_spread(outputs: Tensor, targets: Tensor | None) -> dict[str, float]:
         >>> f["probe_unit_rows"], f["probe_spread_val"] < UNIT_ROWS
         (1.0, True)
     """
-    o = outputs.detach().double()
+    o = outputs.detach().float()  # (a segmentation probe's maps: no float64 copy of them)
     if len(o) < 2 or o.dim() < 2 or not bool(torch.isfinite(o).all()):
         return {}
     spread, relative = _spreads(o)
     found = {"probe_spread_val": relative, "probe_spread_abs": spread}
     if targets is not None and targets.shape == outputs.shape and targets.is_floating_point():
-        spread, relative = _spreads(targets.to(o.device).double())
+        spread, relative = _spreads(targets.to(o.device).float())
         found |= {"target_spread_val": relative, "target_spread_abs": spread}
     elif o.dim() == 2:
         unit = bool(((o.norm(dim=1) - 1).abs() < 1e-3).all())
