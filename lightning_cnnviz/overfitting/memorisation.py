@@ -22,6 +22,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
+from lightning_cnnviz.overfitting.chance_levels import scores_elsewhere
 from lightning_cnnviz.overfitting.curves import LOCAL, Z_AGREE, episode, noise, prompt
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import tiny_val
@@ -156,6 +157,11 @@ def train_acc_error(now: Evaluation, then: Evaluation) -> float:
     return Z_BATCH * math.sqrt(var)
 
 
+def _unscored(e: Evaluation) -> bool:
+    """Whether ``e``'s val accuracy is the probe's argmax of outputs that score no classes."""
+    return e.val_acc is None and scores_elsewhere(e)
+
+
 def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """Val accuracy falling from its peak while train accuracy climbs past it.
 
@@ -169,7 +175,8 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     train accuracy (against those labels) may stay below the val accuracy for long: it
     climbing is the sign, its passing val accuracy comes later.
     """
-    evs = [e for e in history if finite(e.val_accuracy)]
+    # outputs that score no classes (an embedding): their argmax is no accuracy (hunt 101)
+    evs = [e for e in history if finite(e.val_accuracy) and not _unscored(e)]
     if tiny_val(evs):
         return None
     accs = [-e.val_accuracy for e in evs]  # type: ignore[operator]

@@ -2,6 +2,7 @@
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -37,6 +38,22 @@ def test_rules_memorisation_told_apart_from_overfitting():
     ]
     evs = run(val_acc=flat_acc, train_acc=[0.9 + 0.008 * i for i in range(12)])
     assert first(memorisation.memorisation, evs) is None
+
+
+def test_rules_memorisation_reads_no_accuracy_from_an_embedding_s_argmax():
+    # hunt 101: a triplet-loss embedding (32 wide, labels 0-9, no accuracy logged) had its
+    # argmax read as val and train accuracies, as the overfitting rule did
+    val_acc = [0.6, 0.8, 0.9, 0.93, 0.95, 0.9, 0.84, 0.78, 0.72, 0.7]
+    train_acc = [0.5, 0.7, 0.8, 0.85, 0.88, 0.92, 0.95, 0.97, 0.99, 0.995]
+    val_loss = [1.5, 1.0, 0.8, 0.7, 0.65, 0.62, 0.6, 0.59, 0.58, 0.57]
+    evs = run(val_acc=val_acc, train_acc=train_acc, val_loss=val_loss, train_loss=TRAIN[:10])
+    embedded = [replace(e, probe_acc_val=e.val_acc, val_acc=None, probe_acc_train=e.train_acc,
+                        train_acc=None, classes=32.0, label_classes=10.0, probe_size=128.0,
+                        probe_outside_val=0.7, returned_loss=0.05, probe_loss_val=3.6)
+                for e in evs]  # fmt: skip
+    assert first(memorisation.memorisation, embedded) is None
+    classed = [replace(e, returned_loss=3.5) for e in embedded]  # their cross-entropy trained
+    assert first(memorisation.memorisation, classed).kind == "memorisation"
 
 
 def test_rules_memorisation_on_a_real_noisy_label_run():
