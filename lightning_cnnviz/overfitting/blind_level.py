@@ -182,4 +182,24 @@ def at_mean(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
         "blind_mse": now.blind_mse,
         "evaluations": streak,
     }
-    return stalled(evs[0], now, figures)
+    return stalled(_plateau(evs), now, figures)
+
+
+def _plateau(evs: Sequence[Evaluation]) -> Evaluation:
+    """The first of ``evs`` from which the val probe's MSE no longer fell ``FALLING`` a step.
+
+    The onset: a model coming down to the mean's level scores no better than it on the
+    way (hunt 102: a heatmap net collapsing to zero, 5x the mean's MSE and falling fast at
+    its first validation, was "not learning since" then, its plateau two validations on).
+
+    Example::
+
+        >>> evs = [Evaluation(s, 0, probe_mse_val=v) for s, v in ((32, 0.033), (64, 0.0072),
+        ...                                                      (96, 0.0071), (128, 0.0070))]
+        >>> _plateau(evs).step
+        64
+    """
+    start = len(evs) - 1
+    while start and (fell(evs[start - 1].probe_mse_val, evs[start].probe_mse_val) or 0) < FALLING:
+        start -= 1
+    return evs[start]

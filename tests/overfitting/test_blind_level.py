@@ -87,6 +87,10 @@ def test_blind_level_judges_only_outputs_in_the_targets_units_and_both_errors():
     stuck = [ev(300, 1.2, blind=1.135, returned_loss=1.1), ev(350, 1.19, blind=1.135,
                                                               returned_loss=1.1)]  # fmt: skip
     assert blind_level.at_mean(stuck).severity == "problem"
+    # since its plateau, not since the first evaluation at the mean's level (hunt 102: a
+    # heatmap net 5x the mean's MSE and falling fast at step 32, flat from step 64)
+    falling = [ev(100, 2.0), ev(150, 0.42), ev(200, 0.41), ev(250, 0.405)]
+    assert blind_level.at_mean(falling).since.step == 150
     # a streak after a learning start (not from the start): told, and in words
     found = blind_level.at_mean([ev(50, 0.2), ev(100, 0.398), ev(150, 0.395)])
     assert found.figures["from_start"] is False and "predicting the targets' mean" in (
