@@ -26,6 +26,7 @@ __all__ = [
     "BELOW_CHANCE_LOSS",
     "OUTSIDE",
     "TRAINS",
+    "accuracy_read",
     "below_chance",
     "chance_band",
     "chance_classes",
@@ -129,6 +130,21 @@ def scores_elsewhere(e: Evaluation) -> bool:
     if not wide(e) or not finite(first):
         return False
     return 0 < trained <= FELL * first and own >= BELOW_CHANCE_LOSS * math.log(k)  # type: ignore[arg-type,operator]
+
+
+def accuracy_read(e: Evaluation) -> bool:
+    """Whether ``e``'s val accuracy is one: logged, or the probe's on outputs scoring classes.
+
+    Not the argmax of outputs that score something else (hunt 101: a triplet embedding's
+    read as "val accuracy 0.0% then, 3.9% now, its peak 11.7%").
+
+    Example::
+
+        >>> accuracy_read(Evaluation(10, 0, probe_outside_val=0.84, returned_loss=1.93,
+        ...                          probe_loss_val=4.6, probe_acc_val=0.1))
+        False
+    """
+    return e.val_acc is not None or not scores_elsewhere(e)
 
 
 def wide(e: Evaluation) -> bool:

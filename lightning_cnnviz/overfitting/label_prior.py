@@ -197,12 +197,12 @@ def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
     found = stalled_streak(history, alike, patience)  # a slow start answers the prior
     if found is None:  # for a while, its loss still falling
         return None
-    (evs, before), now = found, found[0][-1]
+    (evs, before, from_start), now = found, found[0][-1]
     if (now.prior_obj_acc or 0.0) - (before.prior_obj_acc or 0.0) >= RISING:
         return None  # the objects' classes coming (hunt 84: GroupNorm FCNs' slow starts)
     figures = {
         "one_answer": True,
-        "from_start": len(evs) == len([e for e in history if alike(e) is not None]),
+        "from_start": from_start,
         "non_finite": False,
         "task": now.prior_task,
         "answer": int(now.prior_answer or 0),

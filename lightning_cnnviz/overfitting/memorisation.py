@@ -22,7 +22,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from lightning_cnnviz.overfitting.chance_levels import scores_elsewhere
+from lightning_cnnviz.overfitting.chance_levels import accuracy_read
 from lightning_cnnviz.overfitting.curves import LOCAL, Z_AGREE, episode, noise, prompt
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.rules import tiny_val
@@ -157,11 +157,6 @@ def train_acc_error(now: Evaluation, then: Evaluation) -> float:
     return Z_BATCH * math.sqrt(var)
 
 
-def _unscored(e: Evaluation) -> bool:
-    """Whether ``e``'s val accuracy is the probe's argmax of outputs that score no classes."""
-    return e.val_acc is None and scores_elsewhere(e)
-
-
 def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """Val accuracy falling from its peak while train accuracy climbs past it.
 
@@ -176,7 +171,7 @@ def memorisation(history: Sequence[Evaluation], patience: int = 2) -> Verdict | 
     climbing is the sign, its passing val accuracy comes later.
     """
     # outputs that score no classes (an embedding): their argmax is no accuracy (hunt 101)
-    evs = [e for e in history if finite(e.val_accuracy) and not _unscored(e)]
+    evs = [e for e in history if finite(e.val_accuracy) and accuracy_read(e)]
     if tiny_val(evs):
         return None
     accs = [-e.val_accuracy for e in evs]  # type: ignore[operator]

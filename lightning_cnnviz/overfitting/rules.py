@@ -27,7 +27,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lightning_cnnviz.overfitting.chance_levels import scores_elsewhere, stuck
+from lightning_cnnviz.overfitting.chance_levels import accuracy_read, scores_elsewhere, stuck
 from lightning_cnnviz.overfitting.curves import LOCAL, episode, held_above, noise, prompt, wiggle
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.verdict import Verdict
@@ -167,7 +167,7 @@ def overfitting(
         return None
     if now.train_loss is not None and not _still_falling(evs[raw:]):
         return None  # training must still improve: else it is no overfitting
-    accuracy = classed or now.val_acc is not None  # a logged one is the user's own
+    accuracy = accuracy_read(now) and accuracy_read(best)
     if (
         accuracy
         and finite(best.val_accuracy, now.val_accuracy)

@@ -137,10 +137,10 @@ def same_output(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     found = stalled_streak(history, alike, patience)
     if found is None or _spreading(found[1], found[0][-1]):
         return None
-    (evs, before), now = found, found[0][-1]
+    (evs, before, from_start), now = found, found[0][-1]
     figures = {
         "same_output": True,
-        "from_start": len(evs) == len([e for e in history if alike(e) is not None]),
+        "from_start": from_start,
         "non_finite": False,
         "spread": now.probe_spread_val,
         "target_spread": now.target_spread_val,

@@ -255,12 +255,13 @@ STALLED = 0.05  # a loss fell this share since the evaluation before: learning
 
 def stalled_streak(
     history: Sequence[Evaluation], test: Callable[[Evaluation], bool | None], patience: int
-) -> tuple[list[Evaluation], Evaluation] | None:
+) -> tuple[list[Evaluation], Evaluation, bool] | None:
     """The last evaluations ``test`` holds at, ``patience`` or more, learning stalled.
 
     Neither the loss returned nor the val loss fell ``STALLED`` since the evaluation
-    before, past the run's first steps (``waits``). ``(streak, before)``: the evaluations
-    and the one before the latest (the latest itself at ``patience=1``), else ``None``.
+    before, past the run's first steps (``waits``). ``(streak, before, from_start)``: the
+    evaluations, the one before the latest (the latest itself at ``patience=1``), and
+    whether ``test`` held at every one it judged; else ``None``.
 
     Example::
 
@@ -275,4 +276,4 @@ def stalled_streak(
     before, now = evs[-min(2, len(evs))], evs[-1]
     falling = max(fell(before.returned_loss, now.returned_loss) or 0.0,
                   fell(before.val_loss, now.val_loss) or 0.0)  # fmt: skip
-    return None if falling >= STALLED or waits(evs) else (evs, before)
+    return None if falling >= STALLED or waits(evs) else (evs, before, streak == len(judged))
