@@ -43,6 +43,7 @@ from lightning_cnnviz.activations.stats import (
     to_host,
 )
 from lightning_cnnviz.core.capture import LayerCapture
+from lightning_cnnviz.core.layer_calls import ALONE
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.selection import named_layers
 
@@ -175,9 +176,24 @@ class Recorder:
         return {name for name, count in self.counts.items() if count > 1}
 
     def trace(self, model: nn.Module, selected: Mapping[str, nn.Module], x: Tensor) -> None:
-        """Learn the call sites with one probe pass on ``x`` (call counts, ``SiteInfo``)."""
+        """Learn the call sites (call counts, ``SiteInfo``) from probe passes on ``x``.
+
+        One pass on the first image; a layer it does not call is looked for in the next
+        images one at a time (up to ``ALONE``): a branch ``forward`` chooses by its input
+        is trained on the batches that take it (it was said "not called ... in eval mode,
+        e.g. a GAN's generator" and never recorded).
+        """
         self.depth = []
-        self.counts, self.sites = trace_sites(model, selected, lambda: model(x), self.depth)
+        self.counts, self.sites = trace_sites(model, selected, lambda: model(x[:1]), self.depth)
+        missed = {n: m for n, m in selected.items() if not self.counts.get(n)}
+        for one in x[1:ALONE].split(1) if missed else ():
+            counts, sites = trace_sites(model, missed, lambda one=one: model(one))
+            taken = {name for name, count in counts.items() if count}
+            self.counts |= {name: counts[name] for name in taken}
+            self.sites |= {s: info for s, info in sites.items() if info.module in taken}
+            missed = {n: m for n, m in missed.items() if n not in taken}
+            if not missed:
+                break
         self.stats, self.root = make_stats(self.sites, self.eps, x.device), model
         read = set(self.depth) | {info.producer for info in self.sites.values() if info.producer}
         self.traced = {name: m for name, m in named_layers(model).items() if name in read}

@@ -24,6 +24,7 @@ from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.recorder import Recorder
 from lightning_cnnviz.activations.rewrites import norm_tensor
 from lightning_cnnviz.core.batches import batch_inputs
+from lightning_cnnviz.core.layer_calls import ALONE
 from lightning_cnnviz.core.main_group import fastest_group
 from lightning_cnnviz.core.schedule import batches_to_log
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
@@ -62,7 +63,7 @@ class TrainingWindow:
 
     def _trace(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._rec.sites:
-            x = self.probe_input(trainer, pl_module)[:1]
+            x = self.probe_input(trainer, pl_module)  # a branch one image takes is traced
             self._rec.trace(unwrap_model(pl_module), self.selected, x)
             self._call_counts, self.shared = self._rec.counts, self._rec.shared
             unused = [name for name in self.selected if not self._call_counts.get(name)]
@@ -70,9 +71,10 @@ class TrainingWindow:
                 names = listed(unused)
                 self.warn_once(
                     "unused",
-                    f"not called by the model's forward() in eval mode (the probe pass), so "
+                    f"not called by the model's forward() in eval mode (the probe passes), so "
                     f"not recorded: {names} (e.g. a GAN's generator when forward() is the "
-                    "discriminator, or a branch taken in training mode only); the monitor "
+                    "discriminator, a branch taken in training mode only, or one none of the "
+                    f"first {ALONE} probe images takes alone); the monitor "
                     "watches what forward() computes",
                 )
 
