@@ -3,7 +3,8 @@
 ``count_call_sites`` counts each layer's calls (a module reused in ``forward`` has
 several call sites, each watched on its own); ``unused_weights`` finds the layers
 called with other tensors in place of their registered weights (a stateless call), or
-not called at all (a copy of the model kept on it); ``called_alone`` finds the branches
+not called at all (a copy of the model kept on it); ``outputs_unused`` those called
+whose output the model's own does not depend on; ``called_alone`` finds the branches
 some probe images take alone; ``apart_from_training`` tells a layer
 an eval-mode pass does not call from a branch run in training mode only.
 
@@ -23,6 +24,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
+from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import LayerCapture
@@ -32,7 +35,7 @@ from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.weight_leaves import weight_param
 
 __all__ = ["ALONE", "apart_from_training", "called_alone", "count_call_sites",
-           "in_weight_average", "unused_weights"]  # fmt: skip
+           "in_weight_average", "outputs_unused", "unused_weights"]  # fmt: skip
 
 ALONE = 8  # probe images passed one at a time to find a branch some of them take
 
@@ -138,6 +141,63 @@ def unused_weights(
             handle.remove()
     found |= {name: "uncalled" for name in own if name not in called}
     return {name: found[name] for name in own if name in found}
+
+
+def outputs_unused(
+    model: nn.Module, layers: Mapping[str, nn.Module], run: Callable[[], Any]
+) -> list[str]:
+    """Of ``layers``, those whose output the model's own output does not depend on.
+
+    Computed by ``forward`` and thrown away: a timm ``features_only`` net hooked
+    (``feature_cls="hook"``) runs its whole backbone and returns the stages asked for
+    (setups hunt 91: the later stages, given no gradient, were told "frozen layers ... look
+    untrained", a problem, on a run at 100% val accuracy). Each output replaced by
+    ``1 - output`` in probe passes (``run`` performs one), a group at a time and halved
+    where the model's output changes; a layer cut off by a ``.detach()`` still changes
+    it, and is kept. Unchanged means equal, and a model random in eval mode is kept too.
+
+    Example::
+
+        >>> class Wasteful(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.a, self.b = nn.Linear(2, 2), nn.Linear(2, 2)
+        ...     def forward(self, x):
+        ...         self.b(x)  # computed, never used
+        ...         return self.a(x).detach() * 2
+        >>> net, x = Wasteful(), torch.ones(1, 2)
+        >>> outputs_unused(net, {"a": net.a, "b": net.b}, lambda: net(x))
+        ['b']
+    """
+
+    def outputs(changed: Mapping[str, nn.Module]) -> list[Tensor]:
+        swap = own_hook(lambda m, a, out: 1 - out if isinstance(out, Tensor) else None)
+        handles = [layer.register_forward_hook(swap) for layer in changed.values()]
+        try:
+            with probe_mode(model), torch.no_grad():
+                found: list[Tensor] = []
+                apply_to_collection(run(), Tensor, found.append)
+                return found
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    clean = outputs({})
+
+    def unused(group: dict[str, nn.Module]) -> list[str]:
+        out = outputs(group)
+        same = len(out) == len(clean) and all(
+            a.shape == b.shape and torch.equal(a, b) for a, b in zip(out, clean, strict=True)
+        )
+        if same or len(group) == 1:
+            return list(group) if same else []
+        names = list(group)
+        half = len(names) // 2
+        return unused({n: group[n] for n in names[:half]}) + unused(
+            {n: group[n] for n in names[half:]}
+        )
+
+    return unused(dict(layers)) if layers and clean else []
 
 
 # words of a weight average's class name: AveragedModel, timm's ModelEmaV2, EMA, SWA,

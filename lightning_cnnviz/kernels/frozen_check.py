@@ -136,6 +136,12 @@ class FrozenCheck(FrozenProbes, UnoptimisedCheck):
             p.grad is not None for p in trainer.lightning_module.parameters()
         )
         reasons = {n: still_reason(leaves[n], groups, kept_grads, self._rates_set) for n in names}
+        ungiven = [n for n in names if reasons[n] in ("detached", "no_gradient")]
+        discarded = self._discarded(trainer, ungiven) if ungiven else []
+        names = [n for n in names if n not in discarded]
+        if not names:
+            return
+        reasons = {n: reasons[n] for n in names}
         order = list(self.selected)
         for n in names:  # a hook on its weights, and a layer before it still learns (the
             # gradient passes through it): not dead units after it, which a skip can bypass

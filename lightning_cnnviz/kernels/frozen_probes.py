@@ -2,7 +2,8 @@
 
 ``FrozenProbes`` is a part of ``FrozenCheck`` (``frozen_check.py``), run only once layers
 look still: ``_unused`` leaves out the layers whose weights ``forward`` does not use (a
-stateless call with other weights, a copy kept on the module), ``_learners_fed`` tells a
+stateless call with other weights, a copy kept on the module), ``_discarded`` those whose
+output it throws away, ``_learners_fed`` tells a
 gradient cut apart from dead units that feed the layers that learn a constant.
 """
 
@@ -15,7 +16,12 @@ import torch
 from lightning.pytorch import Trainer
 from torch import Tensor, nn
 
-from lightning_cnnviz.core.layer_calls import apart_from_training, called_alone, unused_weights
+from lightning_cnnviz.core.layer_calls import (
+    apart_from_training,
+    called_alone,
+    outputs_unused,
+    unused_weights,
+)
 from lightning_cnnviz.core.own_hooks import own_hook
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.real_values import real_values
@@ -34,6 +40,34 @@ class FrozenProbes:
     selected: dict[str, nn.Module]
     probe_input: Callable[..., Tensor]
     warn_once: Callable[[str, str], None]
+
+    def _discarded(self, trainer: Trainer, names: list[str]) -> list[str]:
+        """Of ``names`` (given no gradient), those whose output the model's does not use, said once.
+
+        Computed and thrown away (``layer_calls.outputs_unused``: a timm ``features_only``
+        net hooked runs its later stages for nothing), they are untrained by design, not
+        frozen by a set-up to fix. Probe passes on two images.
+        """
+        model = unwrap_model(trainer.lightning_module)
+        try:
+            x = self.probe_input(trainer, model)[:2]
+            layers = {n: self.selected[n] for n in names}
+            discarded = outputs_unused(model, layers, lambda: model(x))
+        except Exception:  # no probe the forward takes: no claim
+            return []
+        if discarded:
+            one = len(discarded) == 1
+            self.warn_once(
+                "discarded",
+                f"`forward` computes {listed(discarded)} and throws "
+                f"{'its' if one else 'their'} output away (the model's output does not change "
+                f"with {'it' if one else 'them'}): no gradient reaches "
+                f"{'it' if one else 'them'}, so {'it does' if one else 'they do'} not train, "
+                "and the kernels are drawn but not checked for it (a timm `features_only` "
+                "net with `feature_cls='hook'` runs the stages it does not return); leave them "
+                "out of the model, or name the layers it uses in `layers`",
+            )
+        return discarded
 
     def _learners_fed(self, trainer: Trainer) -> bool:
         """Whether the layers that learn (a gradient other than 0) get inputs that vary.

@@ -136,3 +136,30 @@ def test_kernels_a_branch_some_batches_take_is_not_told_apart_from_training(tmp_
     assert not torch.equal(model.conv2b.weight, before)  # trained on the bright batches
     assert not [w for w in said if "does not call" in str(w.message)]
     assert [e.step for e in acc.Scalars("kernels/conv2b/relative_change")][-1] == 24
+
+
+class Wasteful(WideNet):
+    """Computes ``spare`` on conv2's maps and throws it away, or (``cut``) adds it detached."""
+
+    def __init__(self, cut: bool = False) -> None:
+        super().__init__()
+        self.spare, self.cut = nn.Conv2d(4, 4, 3, padding=1), cut
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        spare = self.spare(x)  # a hooked feature net's later stage, as timm's runs it
+        return self.fc((x + spare.detach() if self.cut else x).flatten(1))
+
+
+def test_kernels_a_layer_whose_output_forward_throws_away_is_not_told_frozen(tmp_path):
+    # setups hunt 91: a timm `features_only` net hooked ran its later stages for nothing;
+    # given no gradient, they were told "frozen layers ... look untrained", a problem
+    message = said_unused(tmp_path, Wasteful(), "throws its output away")
+    assert message.startswith("KernelMonitor: `forward` computes `spare` and throws")
+    # its output cut off by a `.detach()` (a bug the user can fix): still told
+    _, trainer, _ = run(
+        tmp_path / "cut", KernelMonitor(every_n_steps=2), Wasteful(cut=True), steps=10
+    )
+    (frozen,) = [f for f in findings_of(trainer) if f.kind == "frozen_layers"]
+    assert frozen.figures["names"] == ["spare"] and "`.detach()`" in frozen.message
