@@ -180,7 +180,11 @@ def episode(
 
 
 def held_above(
-    values: Sequence[float], after: int, floor: float, low: float | None = None
+    values: Sequence[float],
+    after: int,
+    floor: float,
+    low: float | None = None,
+    draws: bool = True,
 ) -> tuple[int, float, float] | None:
     """The last ``after`` values (or more since the best) held above the best.
 
@@ -194,7 +198,8 @@ def held_above(
     ``(best index, rise, floor)`` (``rise``: the mean of the last ``after`` values over the
     best). Their median must also sit half of ``floor`` above the lowest value before the
     best: a converged run's val loss, 0.115-0.125 for 8 validations, drew 0.1026 once and
-    went on at 0.163, 0.119, 0.116, which is no rise.
+    went on at 0.163, 0.119, 0.116, which is no rise. ``draws=False``: the caller knows
+    the best was no low draw (the model trained far beyond it since), and that is not read.
 
     Example::
 
@@ -218,7 +223,7 @@ def held_above(
         return None
     # where the curve now is (a median: one high draw among them is no level) is within
     # half the floor of where it already was before its best: that best was a low draw
-    if best and statistics.median(window) - min(v[:best]) <= floor / 2:
+    if draws and best and statistics.median(window) - min(v[:best]) <= floor / 2:
         return None
     return best, statistics.fmean(window) - v[best], floor
 

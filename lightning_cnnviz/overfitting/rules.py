@@ -35,6 +35,7 @@ from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
     "ACC_CLIMB",
+    "DRAW_FALL",
     "HELD",
     "HELD_AFTER",
     "MEMORISED_FALL",
@@ -81,6 +82,13 @@ MEMORISED_FALL = 5.0
 # 0.436 at its best, then 0.754, 0.682, 0.704 (+61%) while the train loss fell 4.8x, told
 # two validations later, when it reached 5x)
 STEP_UP, STEP_UP_FALL = 0.5, 2.5
+# ... and where the train loss fell this many times since the best, a held level is no
+# return to where the curve stood before its best (``held_above``'s low draw): that stood
+# on a model trained far less (held out, hunt 107: a multi-label net on 64 images, val
+# BCE 0.361 at step 12 of its steep start, 0.295 at its best, then 0.407, 0.359, 0.361
+# while the train loss fell 0.47 -> 0.041, told two validations late; hunt 108: 400
+# digits, +17-24% above the best for ten validations as the train loss fell 78x, never)
+DRAW_FALL = 10.0
 # ... or, where the held values' median is this many times the best, a train loss still
 # falling (``_still_falling``) is enough: no plateau wanders to twice its lowest (hunt 92: a
 # CNN regressing a scalar on targets with noise sd 0.7, val MSE 0.027 at its best, then
@@ -144,7 +152,10 @@ def overfitting(
     found = prompt(vals, patience, floor) or episode(vals, patience, floor)
     held = found is None
     if held:
-        found = held_above(vals, HELD_AFTER, max(HELD * abs(min(vals, default=0.0)), floor), floor)
+        lowest = evs[min(range(len(vals)), key=vals.__getitem__)]
+        draws = not _memorised(lowest, evs[-1], DRAW_FALL)
+        held_floor = max(HELD * abs(min(vals, default=0.0)), floor)
+        found = held_above(vals, HELD_AFTER, held_floor, floor, draws)
     if found is None:
         return None
     raw, rise, margin = found

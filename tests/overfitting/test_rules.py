@@ -121,6 +121,20 @@ def test_rules_overfitting_step_that_stays_up_while_training_memorises():
     assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (5, 6, 8)
 
 
+def test_rules_overfitting_a_level_held_after_training_far_past_the_best_is_no_low_draw():
+    # hunt 107: a multi-label net on 64 images validated every 12 steps; the held values'
+    # median (0.361) was within half the floor of step 12's 0.361 before the best, read as
+    # "the best was a low draw", though that stood on the steep start (told 2 late)
+    vals = [0.6947, 0.3614, 0.2949, 0.4071, 0.3593, 0.3607, 0.3877, 0.4296]
+    train = [None, None, 0.4666, 0.1927, 0.0770, 0.0414, 0.0154, 0.0071]
+    verdict = first(rules.overfitting, run(val_loss=vals, train_loss=train))
+    assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (2, 3, 5)
+    # a train loss that fell less than 10x since the best: the low draw is read as before
+    slow = [None, None, 0.4666, 0.1927, 0.0770, 0.0500, 0.0480, 0.0470]
+    verdict = first(rules.overfitting, run(val_loss=vals, train_loss=slow))
+    assert verdict.detected.epoch == 7  # when the held median (0.388) clears the draw
+
+
 def test_rules_overfitting_large_step_up_wants_a_smaller_train_fall():
     # hunt 88: 300 clean digits, SGD + cosine; best 0.436 at epoch 5, then +73%, +56%, +61%
     # while the train loss fell 2.2x, 3.9x, 4.8x: told at the third value, not at 5x
