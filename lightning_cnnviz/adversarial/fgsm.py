@@ -38,6 +38,7 @@ from lightning_cnnviz.core import labels, rendering
 from lightning_cnnviz.core.guard import grads_untouched
 from lightning_cnnviz.core.inputs import Norm, input_bounds
 from lightning_cnnviz.core.outputs import NotApplicable, logits_from
+from lightning_cnnviz.core.probe_call import CUT_OFF
 from lightning_cnnviz.core.probe_pass import probe_mode
 
 __all__ = ["accuracy", "example_rows", "fgsm"]
@@ -91,11 +92,7 @@ def fgsm(
         except RuntimeError as err:
             if not any(cut in str(err) for cut in _CUT_OFF):
                 raise
-            raise NotApplicable(
-                "the model's outputs carry no gradient back to its input images (a "
-                "`torch.no_grad()`, `.detach()` or `torch.inference_mode()` in `forward` "
-                "between them), and the attack steps along that gradient"
-            ) from err
+            raise NotApplicable(f"{CUT_OFF}, and the attack steps along that gradient") from err
     return adv.detach()
 
 

@@ -4,7 +4,9 @@ Nothing here knows about Lightning. Grad-CAM tells a layer's call that follows f
 first (a module reused down the network) from a parallel one (a flipped copy's) by
 whether one's input comes from the other's output (``comes_from``); the probe-call check
 finds reentrant activation checkpointing among the steps behind the scores
-(``core.probe_call.checkpoints_reentrant``).
+(``core.probe_call.checkpoints_reentrant``); the gradient passes to the input images ask
+whether the scores depend on them at all (``reaches``: a stem under ``torch.no_grad()``
+cuts them off).
 
 Example::
 
@@ -19,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch import Tensor
 
-__all__ = ["MAX_NODES", "comes_from", "nodes_behind"]
+__all__ = ["MAX_NODES", "comes_from", "nodes_behind", "reaches"]
 
 MAX_NODES = 100_000  # graph nodes read at most: a model's graph, not an unbounded walk
 
@@ -50,3 +53,22 @@ def comes_from(tensor: Tensor, earlier: Tensor) -> bool:
     """Whether ``tensor`` is computed from ``earlier`` (its graph holds ``earlier``'s step)."""
     target = earlier.grad_fn
     return target is not None and any(node is target for node in nodes_behind(tensor))
+
+
+def reaches(output: Tensor, leaf: Tensor) -> bool:
+    """Whether a gradient of ``output`` flows back to ``leaf`` (a tensor needing its gradient).
+
+    Exact where a graph walk is not (``allow_unused``: autograd says where ``leaf`` takes no
+    part); the graph is kept for the caller's own gradient pass. Nothing writes ``.grad``.
+
+    Example::
+
+        >>> x = torch.ones(2, requires_grad=True)
+        >>> w = torch.ones(2, requires_grad=True)
+        >>> reaches((x * w).sum(), x), reaches(x.detach() * w, x), reaches(x.detach(), x)
+        (True, False, False)
+    """
+    if not output.requires_grad:
+        return False
+    (grad,) = torch.autograd.grad(output.sum(), [leaf], allow_unused=True, retain_graph=True)
+    return grad is not None

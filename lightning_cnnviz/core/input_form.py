@@ -28,10 +28,12 @@ from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.item_fields import image_key
 from lightning_cnnviz.core.items import read_item, split_sample
 from lightning_cnnviz.core.probe_call import (
+    CUT_OFF,
     REENTRANT,
     call_error,
     checkpoints_reentrant,
     keyword_input,
+    reaches_input,
     why_not,
     why_not_one,
 )
@@ -161,19 +163,29 @@ class InputForm:
             model, x, train_batch_size(trainer)
         )
 
-    def gradients_refused(self, trainer: Any) -> str:
+    def gradients_refused(self, trainer: Any, to_input: bool = False) -> str:
         """Why no gradient pass runs through the model ("" where none is known).
 
         Asked where a monitor whose passes differentiate failed: reentrant activation
         checkpointing (setups hunt 29: Grad-CAM told "a `.detach()` or `torch.no_grad()`
         after the layer", two monitors torch's "incompatible with .grad()").
+
+        Args:
+            trainer: the run's trainer (its module, unwrapped, takes one probe image).
+            to_input: the pass differentiates w.r.t. the input images (saliency), so a
+                ``forward`` that cuts them off (a stem under ``torch.no_grad()``) refuses it
+                too (setups hunt 91: torch's "appears to not have been used in the graph").
         """
         try:
+            model = unwrap_model(trainer.lightning_module)
             x = self.probe_input(trainer, trainer.lightning_module)[:1]
-            refused = checkpoints_reentrant(unwrap_model(trainer.lightning_module), x)
+            if checkpoints_reentrant(model, x):
+                return REENTRANT
+            if to_input and not reaches_input(model, x):
+                return CUT_OFF
         except Exception:
             return ""
-        return REENTRANT if refused else ""
+        return ""
 
     def _stored_form(
         self, trainer: Any, model: nn.Module, x: Tensor, in_steps: bool = False

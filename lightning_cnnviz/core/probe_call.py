@@ -29,11 +29,11 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import first_tensor
-from lightning_cnnviz.core.grad_graph import nodes_behind
+from lightning_cnnviz.core.grad_graph import nodes_behind, reaches
 from lightning_cnnviz.core.probe_pass import probe_mode
 
-__all__ = ["REENTRANT", "call_error", "checkpoints_reentrant", "keyword_input", "why_not",
-           "why_not_one"]  # fmt: skip
+__all__ = ["CUT_CAUSES", "CUT_OFF", "REENTRANT", "call_error", "checkpoints_reentrant",
+           "keyword_input", "reaches_input", "why_not", "why_not_one"]  # fmt: skip
 
 OTHER_SIZES = (1, 2, 3)  # batch sizes a probe may have, tried against the training one
 
@@ -54,6 +54,40 @@ REENTRANT = (
     "this monitor's gradient passes use: checkpoint with `use_reentrant=False` (PyTorch's "
     "recommended mode) for it to work"
 )
+
+
+# Where no gradient reaches the input images, in the words of every monitor that needs one
+# (AdversarialMonitor, Grad-CAM's saliency rows, ActivationMaximizationMonitor).
+CUT_CAUSES = (
+    "(a `torch.no_grad()`, `.detach()` or `torch.inference_mode()` in `forward` between them)"
+)
+CUT_OFF = f"the model's outputs carry no gradient back to its input images {CUT_CAUSES}"
+
+
+def reaches_input(model: nn.Module, x: Tensor) -> bool:
+    """Whether ``model``'s output on ``x`` carries a gradient back to ``x``.
+
+    A frozen stem run under ``torch.no_grad()`` or ``.detach()`` in ``forward`` cuts it:
+    gradients to the layers after the stem (Grad-CAM's) still run, those to the images
+    (saliency, attacks, activation maximisation) do not. ``True`` where it cannot be asked
+    (inputs that are no floating-point tensor).
+
+    Example::
+
+        >>> class Stem(nn.Linear):
+        ...     def forward(self, x):
+        ...         with torch.no_grad():
+        ...             x = x * 2
+        ...         return super().forward(x)
+        >>> x = torch.zeros(1, 3)
+        >>> reaches_input(Stem(3, 2), x), reaches_input(nn.Linear(3, 2), x)
+        (False, True)
+    """
+    if not x.is_floating_point():
+        return True
+    with probe_mode(model, grad=True):
+        x = x.detach().requires_grad_(True)
+        return reaches(first_tensor(model(x)), x)
 
 
 def checkpoints_reentrant(model: nn.Module, x: Tensor) -> bool:

@@ -61,7 +61,7 @@ class Voice:
     aside_reason: str
     _warned: set[str]
     _trainer_ref: Any
-    gradients_refused: Callable[[Any], str]  # ``input_form.InputForm``'s
+    gradients_refused: Callable[..., str]  # ``input_form.InputForm``'s
     needs_gradients: ClassVar[bool] = False  # its passes differentiate (Grad-CAM, attacks)
 
     def warn_once(self, key: str, message: str) -> None:

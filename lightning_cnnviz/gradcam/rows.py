@@ -140,7 +140,8 @@ class CamRows:
         """One captioned row per ``saliency`` method, for the same target as the CAMs.
 
         None, said once, where the model refuses gradients to its input (reentrant
-        checkpointing): the CAM rows are drawn without them.
+        checkpointing, or a ``forward`` that cuts them off: a stem under ``torch.no_grad()``
+        or ``.detach()``): the CAM rows are drawn without them.
         """
         if not self.saliency or "saliency_refused" in self._warned:
             return []
@@ -169,8 +170,9 @@ class CamRows:
                 }  # fmt: skip
             except Exception:
                 # setups hunt 74: reentrant checkpointing refuses the gradient to the images
-                # only; the CAM's, taken at a layer past the checkpoint, never crosses it
-                refused = self.gradients_refused(trainer)
+                # only; the CAM's, taken at a layer past the checkpoint, never crosses it.
+                # Setups hunt 91: so does a frozen stem under `torch.no_grad()`/`.detach()`
+                refused = self.gradients_refused(trainer, to_input=True)
                 if not refused:
                     raise
                 said = "the `saliency` rows (gradients to the images) are left out, the "

@@ -1,11 +1,13 @@
 """Input saliency (Captum Saliency / IntegratedGradients / NoiseTunnel): exact values, safety."""
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from lightning_cnnviz.core.probe_call import REENTRANT
+from lightning_cnnviz.core.probe_call import CUT_OFF, REENTRANT
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.gradcam.saliency import input_saliency
 from tests.monitors import TinyCNN, fit
@@ -104,6 +106,38 @@ def test_saliency_rows_left_out_alone_under_reentrant_checkpointing(tmp_path):
     assert not monitor.disabled and monitor.events == 2
     said = [m for m in messages if m.startswith("GradCAMMonitor")]
     assert len(said) == 1 and "the `saliency` rows" in said[0] and REENTRANT in said[0]
+    acc = events(tmp_path)
+    for tag in ("gradcam/train", "gradcam/val"):
+        assert [i.step for i in acc.Images(tag)] == [2, 4]
+    assert [e.step for e in acc.Scalars("gradcam/train/concentration")] == [2, 4]
+
+
+class FrozenStem(TinyCNN):
+    """The first block cut off from the images (``torch.no_grad()`` or ``.detach()``)."""
+
+    def __init__(self, cut: str) -> None:
+        super().__init__()
+        self.cut = cut
+
+    def forward(self, x):
+        with torch.no_grad() if self.cut == "no_grad" else contextlib.nullcontext():
+            x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = x.detach() if self.cut == "detach" else x
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("cut", ["no_grad", "detach"])
+def test_saliency_rows_left_out_alone_where_forward_cuts_the_input_gradient(tmp_path, cut):
+    # setups hunt 91: a frozen stem under `torch.no_grad()`/`.detach()` stops the saliency
+    # rows' gradient to the images, not the CAM's at `conv2`: the whole monitor stepped
+    # aside with torch's "appears to not have been used in the graph", no Grad-CAM drawn
+    monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, saliency=["saliency"])
+    _, _, messages = fit(tmp_path, [monitor], model=FrozenStem(cut), max_steps=4)
+    assert not monitor.disabled and monitor.events == 2
+    said = [m for m in messages if m.startswith("GradCAMMonitor")]
+    assert len(said) == 1 and "the `saliency` rows" in said[0] and CUT_OFF in said[0]
+    assert not any("used in the graph" in m for m in messages)
     acc = events(tmp_path)
     for tag in ("gradcam/train", "gradcam/val"):
         assert [i.step for i in acc.Images(tag)] == [2, 4]
