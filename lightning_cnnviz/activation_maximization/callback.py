@@ -17,6 +17,7 @@ from lightning_cnnviz.core.checks import check_int, check_number
 from lightning_cnnviz.core.inputs import input_bounds, norm_stats
 from lightning_cnnviz.core.layer_types import CONV_TYPES
 from lightning_cnnviz.core.monitor import Monitor, NotApplicable, with_probe
+from lightning_cnnviz.core.probe_call import CUT_CAUSES, CUT_OFF
 from lightning_cnnviz.core.selection import of_type, unwrap_model
 from lightning_cnnviz.core.voice import listed
 
@@ -130,13 +131,18 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
                 raise NotApplicable("it found no channel or class to optimise an image for")
         with self.phase("compute"):
             bounds, unreached = input_bounds(norm_stats(trainer), x.shape[1]), set()
+            cut: set[str | None] = set()
             images, scores = feature_vis.maximize(
                 model, self.selected, targets, tuple(x.shape[1:]),
                 steps=self.steps, lr=self.lr, jitter=self.jitter, tv_weight=self.tv_weight,
                 l2_weight=self.l2_weight, seed=self.seed, shared=self.shared, bounds=bounds,
-                output_key=self._logits_key, unreached=unreached,
+                output_key=self._logits_key, unreached=unreached, cut=cut,
             )  # fmt: skip
             images, scores = images.cpu(), scores.cpu().tolist()
+            if cut:  # scores the images cannot move: left out, said once (or aside)
+                kept = self._uncut(targets, cut, trainer.global_step)
+                targets, scores = [targets[i] for i in kept], [scores[i] for i in kept]
+                images = images[kept]
             if unreached:  # call sites not reached in every pass: left out, said once
                 kept = self._reached(targets, unreached, trainer.global_step)
                 targets, scores = [targets[i] for i in kept], [scores[i] for i in kept]
@@ -168,6 +174,33 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
             "so some passes do not reach these call sites",
         )
         return [i for i, t in enumerate(targets) if t.site not in unreached]
+
+    def _uncut(self, targets: list[Target], cut: set[str | None], step: int) -> list[int]:
+        """The targets whose score carries a gradient back to the images; the others said once.
+
+        A stem run under ``torch.no_grad()`` or ``.detach()`` in ``forward`` cuts the
+        objective off from the images: only the smoothness and size penalties would move
+        them, and the grids would show the penalties' output (setups hunt 91: written
+        without a word). Every target cut: the monitor steps aside, as AdversarialMonitor
+        does on the same model.
+
+        Raises:
+            NotApplicable: no target's score reaches the images.
+        """
+        if all(t.site in cut for t in targets):
+            raise NotApplicable(
+                f"{CUT_OFF}, and it optimises images along that gradient (without it only "
+                "its smoothness and size penalties move them)"
+            )
+        names = [f"`{s}`" for s in self.sites() if s in cut]
+        names += ["the class logits"] if None in cut else []
+        self.warn_once(
+            "cut",
+            f"leaves out {listed(names, quote=False)} at step {step}: their scores carry no "
+            f"gradient back to the model's input images {CUT_CAUSES}, so only the smoothness "
+            "and size penalties would move their images",
+        )
+        return [i for i, t in enumerate(targets) if t.site not in cut]
 
     def render(self, targets: list[Target], images: Tensor) -> dict[str, Tensor]:
         """One captioned grid per call site (``ch {c}``) and one for the classes."""

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import LayerCapture, module_name
+from lightning_cnnviz.core.grad_graph import reaches
 from lightning_cnnviz.core.guard import grads_untouched
 from lightning_cnnviz.core.inputs import model_device, to_model
 from lightning_cnnviz.core.outputs import logits_from
@@ -80,6 +81,7 @@ def maximize(
     bounds: tuple[Tensor, Tensor] | None = None,
     output_key: Any = None,
     unreached: set[str] | None = None,
+    cut: set[str | None] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Optimise one input per target by regularised gradient ascent.
 
@@ -101,6 +103,10 @@ def maximize(
         unreached: filled with the sites some pass did not reach: a module called a number
             of times its input decides (adaptive computation), which the optimised images
             change. Their targets score 0 in those passes (only the penalties move them).
+        cut: filled with the sites (``None``: the logits) whose score carries no gradient
+            back to the input (a stem under ``torch.no_grad()`` or ``.detach()`` in
+            ``forward``), asked at the first step: only the penalties move their images.
+            Where every target's is cut, the optimisation stops there.
 
     Returns:
         ``(images, scores)``: the optimised inputs (float32, detached, on the model's
@@ -132,7 +138,7 @@ def maximize(
     optimizer = torch.optim.Adam([x], lr=lr)
     score = torch.zeros(len(targets), device=device, dtype=torch.float32)
     with grads_untouched(model), probe_mode(model, grad=True):
-        for dy, dx in shifts:
+        for step, (dy, dx) in enumerate(shifts):
             picked.clear()
             # A fresh capture per forward: a capture numbers the calls of a shared
             # module across its whole life, so a second forward would name `b#2`, not `b#0`.
@@ -152,6 +158,12 @@ def maximize(
                         unreached.add(site)  # type: ignore[arg-type]  # None: the logits
                     continue
                 score = score.index_put((index,), picked[site])
+            if step == 0 and cut is not None:
+                # setups hunt 91: a score cut off from the images would leave their
+                # "maximised" image to the penalties alone, written as if it were one
+                cut.update(site for site, part in picked.items() if not reaches(part, x))
+                if picked and set(picked) <= cut:
+                    break
             penalty = tv_weight * total_variation(x) + l2_weight * x.pow(2).flatten(1).mean(1)
             (grad,) = torch.autograd.grad((penalty.float() - score).sum(), [x])
             x.grad = grad

@@ -1,5 +1,8 @@
+import contextlib
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_cnnviz.activation_maximization.callback import ActivationMaximizationMonitor
@@ -11,6 +14,7 @@ from lightning_cnnviz.activation_maximization.optimize import (
 )
 from lightning_cnnviz.core import labels
 from lightning_cnnviz.core.guard import grads_untouched
+from lightning_cnnviz.core.probe_call import CUT_CAUSES, CUT_OFF
 from tests.monitors import TinyCNN, failures, fit
 from tests.tb import events
 from tests.views_helpers import reference_model, run
@@ -186,3 +190,51 @@ def test_activation_maximization_call_site_not_reached_left_out_said_once(tmp_pa
     for tag in ("activation_maximization/conv2#0", "activation_maximization/classes"):
         assert [e.step for e in acc.Images(tag)] == [2, 4]
     assert set(monitor.scores) == {"conv2#0", "classes"}
+
+
+class FrozenStem(TinyCNN):
+    """The first block cut off from the images; ``skip``: the logits also read them directly."""
+
+    def __init__(self, cut: str = "no_grad", skip: bool = False) -> None:
+        super().__init__()
+        self.cut = cut
+        self.skip = nn.Linear(16, 4) if skip else None
+
+    def forward(self, x):
+        with torch.no_grad() if self.cut == "no_grad" else contextlib.nullcontext():
+            h = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        h = h.detach() if self.cut == "detach" else h
+        out = self.fc(self.pool2(self.relu2(self.bn2(self.conv2(h)))).flatten(1))
+        return out if self.skip is None else out + self.skip(F.avg_pool2d(x, 4).flatten(1))
+
+
+@pytest.mark.parametrize("cut", ["no_grad", "detach"])
+def test_activation_maximization_steps_aside_where_forward_cuts_the_input_gradient(tmp_path, cut):
+    # setups hunt 91: no score reached the images, so only the TV/L2 penalties moved them,
+    # and their output was written as "maximised" images without a word
+    monitor = ActivationMaximizationMonitor(
+        steps=4, channels=2, classes=2, num_samples=4, every_n_steps=2
+    )
+    _, _, messages = fit(tmp_path, [monitor], model=FrozenStem(cut), max_steps=4)
+    assert monitor.disabled and not failures(messages, "ActivationMaximizationMonitor")
+    (said,) = [m for m in messages if m.startswith("ActivationMaximizationMonitor")]
+    assert said.startswith("ActivationMaximizationMonitor steps aside") and CUT_OFF in said
+    tags = events(tmp_path).Tags()["images"]
+    assert not [t for t in tags if t.startswith("activation_maximization/")]
+
+
+def test_activation_maximization_layer_cut_from_the_images_left_out_said_once(tmp_path):
+    # setups hunt 91: `conv2` follows a stem under `torch.no_grad()`, the logits read the
+    # images through a skip too: the class images are made, `conv2`'s left out
+    monitor = ActivationMaximizationMonitor(
+        layers="conv2", steps=4, channels=2, classes=2, num_samples=4, every_n_steps=2,
+        strict=True,
+    )  # fmt: skip
+    _, _, messages = fit(tmp_path, [monitor], model=FrozenStem(skip=True), max_steps=4)
+    assert not monitor.disabled and monitor.events == 2
+    (said,) = [m for m in messages if m.startswith("ActivationMaximizationMonitor")]
+    assert "leaves out `conv2` at step 2" in said and CUT_CAUSES in said
+    acc = events(tmp_path)
+    assert "activation_maximization/conv2" not in acc.Tags()["images"]
+    assert [e.step for e in acc.Images("activation_maximization/classes")] == [2, 4]
+    assert set(monitor.scores) == {"classes"}
