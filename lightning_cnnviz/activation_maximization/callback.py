@@ -180,7 +180,7 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
 
         A stem run under ``torch.no_grad()`` or ``.detach()`` in ``forward`` cuts the
         objective off from the images: only the smoothness and size penalties would move
-        them, and the grids would show the penalties' output (setups hunt 91: written
+        them, and the grids would show the penalties' output (setups hunt 75: written
         without a word). Every target cut: the monitor steps aside, as AdversarialMonitor
         does on the same model.
 

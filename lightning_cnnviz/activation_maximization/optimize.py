@@ -159,7 +159,7 @@ def maximize(
                     continue
                 score = score.index_put((index,), picked[site])
             if step == 0 and cut is not None:
-                # setups hunt 91: a score cut off from the images would leave their
+                # setups hunt 75: a score cut off from the images would leave their
                 # "maximised" image to the penalties alone, written as if it were one
                 cut.update(site for site, part in picked.items() if not reaches(part, x))
                 if picked and set(picked) <= cut:

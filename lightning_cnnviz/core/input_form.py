@@ -174,7 +174,7 @@ class InputForm:
             trainer: the run's trainer (its module, unwrapped, takes one probe image).
             to_input: the pass differentiates w.r.t. the input images (saliency), so a
                 ``forward`` that cuts them off (a stem under ``torch.no_grad()``) refuses it
-                too (setups hunt 91: torch's "appears to not have been used in the graph").
+                too (setups hunt 75: torch's "appears to not have been used in the graph").
         """
         try:
             model = unwrap_model(trainer.lightning_module)

@@ -210,7 +210,7 @@ class FrozenStem(TinyCNN):
 
 @pytest.mark.parametrize("cut", ["no_grad", "detach"])
 def test_activation_maximization_steps_aside_where_forward_cuts_the_input_gradient(tmp_path, cut):
-    # setups hunt 91: no score reached the images, so only the TV/L2 penalties moved them,
+    # setups hunt 75: no score reached the images, so only the TV/L2 penalties moved them,
     # and their output was written as "maximised" images without a word
     monitor = ActivationMaximizationMonitor(
         steps=4, channels=2, classes=2, num_samples=4, every_n_steps=2
@@ -224,7 +224,7 @@ def test_activation_maximization_steps_aside_where_forward_cuts_the_input_gradie
 
 
 def test_activation_maximization_layer_cut_from_the_images_left_out_said_once(tmp_path):
-    # setups hunt 91: `conv2` follows a stem under `torch.no_grad()`, the logits read the
+    # setups hunt 75: `conv2` follows a stem under `torch.no_grad()`, the logits read the
     # images through a skip too: the class images are made, `conv2`'s left out
     monitor = ActivationMaximizationMonitor(
         layers="conv2", steps=4, channels=2, classes=2, num_samples=4, every_n_steps=2,

@@ -129,7 +129,7 @@ class FrozenStem(TinyCNN):
 
 @pytest.mark.parametrize("cut", ["no_grad", "detach"])
 def test_saliency_rows_left_out_alone_where_forward_cuts_the_input_gradient(tmp_path, cut):
-    # setups hunt 91: a frozen stem under `torch.no_grad()`/`.detach()` stops the saliency
+    # setups hunt 75: a frozen stem under `torch.no_grad()`/`.detach()` stops the saliency
     # rows' gradient to the images, not the CAM's at `conv2`: the whole monitor stepped
     # aside with torch's "appears to not have been used in the graph", no Grad-CAM drawn
     monitor = GradCAMMonitor(every_n_steps=2, num_samples=4, saliency=["saliency"])
