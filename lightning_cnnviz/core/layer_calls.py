@@ -150,7 +150,7 @@ def outputs_unused(
 
     Computed by ``forward`` and thrown away: a timm ``features_only`` net hooked
     (``feature_cls="hook"``) runs its whole backbone and returns the stages asked for
-    (setups hunt 91: the later stages, given no gradient, were told "frozen layers ... look
+    (setups hunt 75: the later stages, given no gradient, were told "frozen layers ... look
     untrained", a problem, on a run at 100% val accuracy). Each output replaced by
     ``1 - output`` in probe passes (``run`` performs one), a group at a time and halved
     where the model's output changes; a layer cut off by a ``.detach()`` still changes

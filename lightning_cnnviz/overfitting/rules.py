@@ -84,9 +84,9 @@ MEMORISED_FALL = 5.0
 STEP_UP, STEP_UP_FALL = 0.5, 2.5
 # ... and where the train loss fell this many times since the best, a held level is no
 # return to where the curve stood before its best (``held_above``'s low draw): that stood
-# on a model trained far less (held out, hunt 107: a multi-label net on 64 images, val
+# on a model trained far less (held out, hunt 103: a multi-label net on 64 images, val
 # BCE 0.361 at step 12 of its steep start, 0.295 at its best, then 0.407, 0.359, 0.361
-# while the train loss fell 0.47 -> 0.041, told two validations late; hunt 108: 400
+# while the train loss fell 0.47 -> 0.041, told two validations late; hunt 104: 400
 # digits, +17-24% above the best for ten validations as the train loss fell 78x, never)
 DRAW_FALL = 10.0
 # ... or, where the held values' median is this many times the best, a train loss still

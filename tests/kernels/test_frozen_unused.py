@@ -153,7 +153,7 @@ class Wasteful(WideNet):
 
 
 def test_kernels_a_layer_whose_output_forward_throws_away_is_not_told_frozen(tmp_path):
-    # setups hunt 91: a timm `features_only` net hooked ran its later stages for nothing;
+    # setups hunt 75: a timm `features_only` net hooked ran its later stages for nothing;
     # given no gradient, they were told "frozen layers ... look untrained", a problem
     message = said_unused(tmp_path, Wasteful(), "throws its output away")
     assert message.startswith("KernelMonitor: `forward` computes `spare` and throws")

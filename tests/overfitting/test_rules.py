@@ -122,7 +122,7 @@ def test_rules_overfitting_step_that_stays_up_while_training_memorises():
 
 
 def test_rules_overfitting_a_level_held_after_training_far_past_the_best_is_no_low_draw():
-    # hunt 107: a multi-label net on 64 images validated every 12 steps; the held values'
+    # hunt 103: a multi-label net on 64 images validated every 12 steps; the held values'
     # median (0.361) was within half the floor of step 12's 0.361 before the best, read as
     # "the best was a low draw", though that stood on the steep start (told 2 late)
     vals = [0.6947, 0.3614, 0.2949, 0.4071, 0.3593, 0.3607, 0.3877, 0.4296]
