@@ -44,7 +44,12 @@ from torch import Tensor
 
 from lightning_cnnviz.core.items import integer_dtype
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.too_soon import START_STEPS, stalled, stalled_streak
+from lightning_cnnviz.overfitting.too_soon import (
+    START_STEPS,
+    held_streak,
+    stalled,
+    stalled_streak,
+)
 from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
@@ -53,8 +58,10 @@ __all__ = [
     "MIXED",
     "OBJECTS",
     "RISING",
+    "SURER",
     "alike",
     "before_last_quarter",
+    "label_rank",
     "one_answer",
     "prior_figures",
 ]
@@ -66,6 +73,12 @@ OBJECTS = 0.05
 """The other classes' pixels right no more than this above their commonest class's share:
 their class is not told (the GroupNorm FCN's digits, 6-10% right among 10 classes)."""
 RISING = 0.02  # ... or the found objects' pixels right rose this much
+# one answer at this many evaluations in a row, its loss still falling: a loss that rewards
+# the one answer falls as the model grows surer of it (held out, hunt 103: multi-label BCE
+# with `pos_weight=1e-3`, no label given to any image from the first validation to the
+# last while the val loss fell 0.14 -> 0.018, never told); a note until the run's last
+# quarter (a slow start answers the prior too), a problem there and at its end
+SURER = 3
 
 
 def _predicted(outputs: Tensor) -> Tensor:
@@ -132,10 +145,40 @@ def _rows(outputs: Tensor, targets: Tensor) -> dict[str, float | str] | None:
     answer = rows[counts.argmax()]
     _, truth_counts = torch.unique(truth, dim=0, return_counts=True)
     n = float(len(pred))
-    return {"prior_pred": float(counts.max()) / n,
-            "prior_truth": float((truth == answer).all(1).double().mean()),
-            "prior_major": float(truth_counts.max()) / n, "prior_answer": float(answer.sum()),
-            "prior_task": "labels"}  # fmt: skip
+    found = {"prior_pred": float(counts.max()) / n,
+             "prior_truth": float((truth == answer).all(1).double().mean()),
+             "prior_major": float(truth_counts.max()) / n, "prior_answer": float(answer.sum()),
+             "prior_task": "labels"}  # fmt: skip
+    rank = label_rank(outputs, truth)
+    return found if rank is None else {**found, "prior_rank": rank}
+
+
+def label_rank(scores: Tensor, truth: Tensor) -> float | None:
+    """The labels' mean AUC: how often an image holding a label outscores one that does not.
+
+    Per label (column) with images of both kinds, averaged (a pooled AUC would credit
+    the labels' frequencies, which answering each label's prior learns); ties count half.
+    ``None`` where no label has both. A net that gives every image no label may still rank
+    them (held out, hunt 103: `pos_weight=1e-3`, every score below 0 and an AUC of 0.85):
+    it tells the images apart, the threshold is what it misses.
+
+    Example::
+
+        >>> truth = torch.tensor([[1, 0], [0, 1], [0, 0], [1, 1]]).bool()
+        >>> scores = torch.tensor([[-1.0, -5.0], [-4.0, -2.0], [-3.0, -6.0], [-2.0, -1.0]])
+        >>> label_rank(scores, truth)  # every score below 0, each label's images ranked
+        1.0
+        >>> label_rank(torch.full((4, 2), -3.0), truth)
+        0.5
+    """
+    aucs = []
+    for column, labels in zip(scores.T, truth.T, strict=True):
+        pos, neg = column[labels], column[~labels]
+        if len(pos) and len(neg):
+            above = (pos[:, None] > neg[None, :]).double().mean()
+            ties = (pos[:, None] == neg[None, :]).double().mean()
+            aucs.append(float(above + ties / 2))
+    return sum(aucs) / len(aucs) if aucs else None
 
 
 def prior_figures(outputs: Tensor, targets: Tensor) -> dict[str, float | str] | None:
@@ -190,12 +233,15 @@ def alike(e: Evaluation) -> bool | None:
 def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
     """The same answer for every pixel or image at ``patience`` evaluations, learning stalled.
 
-    Figures: ``one_answer``, ``task``, ``answer``, ``predicted`` / ``truth`` / ``major``
-    (``prior_figures``' shares), ``loss_before`` (the returned loss at the evaluation
-    before the latest), ``evaluations`` (alike in a row).
+    Or at ``SURER`` evaluations, the loss still falling (``surer``: a note until the
+    run's last quarter). Figures: ``one_answer``, ``task``, ``answer``, ``predicted`` /
+    ``truth`` / ``major`` (``prior_figures``' shares), ``loss_before`` (the returned loss
+    at the evaluation before the latest), ``evaluations`` (alike in a row), ``surer``,
+    ``rank`` (multi-label: ``label_rank``).
     """
     found = stalled_streak(history, alike, patience)  # a slow start answers the prior
-    if found is None:  # for a while, its loss still falling
+    surer = found is None  # ... for a while, its loss still falling
+    if surer and (found := held_streak(history, alike, max(patience, SURER))) is None:
         return None
     (evs, before, from_start), now = found, found[0][-1]
     if (now.prior_obj_acc or 0.0) - (before.prior_obj_acc or 0.0) >= RISING:
@@ -214,8 +260,10 @@ def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
         "object_acc": now.prior_obj_acc,
         "object_major": now.prior_obj_major,
         "evaluations": len(evs),
+        "surer": surer,
+        "rank": now.prior_rank,
     }
-    slow = figures["objects"] and before_last_quarter(now)  # classes can come late
+    slow = (figures["objects"] or surer) and before_last_quarter(now)  # classes can come late
     return stalled(evs[0], now, figures, early=slow)
 
 

@@ -243,8 +243,9 @@ def one_answer(v: Verdict) -> list[str]:
     else:
         weigh = (
             "**Weigh the positive labels**: `pos_weight=` in `BCEWithLogitsLoss` (negatives / "
-            "positives per label), or a focal loss: with most targets 0, answering 0 "
-            "everywhere is the loss's easy minimum."
+            "positives per label, above 1 where positives are rare: one below 1 weighs them "
+            "less), or a focal loss: with most targets 0, answering 0 everywhere is the "
+            "loss's easy minimum."
         )
     return [
         weigh,

@@ -33,6 +33,7 @@ __all__ = [
     "early",
     "falling",
     "fell",
+    "held_streak",
     "stalled",
     "stalled_streak",
     "waits",
@@ -269,11 +270,29 @@ def stalled_streak(
         >>> stalled_streak(evs, lambda e: True, 2)[1].step
         200
     """
+    found = held_streak(history, test, patience)
+    if found is None:
+        return None
+    evs, before, _ = found
+    now = evs[-1]
+    falling = max(fell(before.returned_loss, now.returned_loss) or 0.0,
+                  fell(before.val_loss, now.val_loss) or 0.0)  # fmt: skip
+    return None if falling >= STALLED else found
+
+
+def held_streak(
+    history: Sequence[Evaluation], test: Callable[[Evaluation], bool | None], patience: int
+) -> tuple[list[Evaluation], Evaluation, bool] | None:
+    """``stalled_streak`` whatever the losses do: ``test`` held, past the run's first steps.
+
+    Example::
+
+        >>> evs = [Evaluation(s, 0, returned_loss=1 / s, run_share=s / 400) for s in (200, 300)]
+        >>> held_streak(evs, lambda e: True, 2)[1].step
+        200
+    """
     judged, streak = _trailing(history, test)
     if streak < patience:
         return None
     evs = judged[-streak:]
-    before, now = evs[-min(2, len(evs))], evs[-1]
-    falling = max(fell(before.returned_loss, now.returned_loss) or 0.0,
-                  fell(before.val_loss, now.val_loss) or 0.0)  # fmt: skip
-    return None if falling >= STALLED or waits(evs) else (evs, before, streak == len(judged))
+    return None if waits(evs) else (evs, evs[-min(2, len(evs))], streak == len(judged))

@@ -30,6 +30,12 @@ EARLY_ONE = (
 )
 
 
+EARLY_SURER = (
+    " A note for now: a model can give one answer everywhere while its loss falls for a "
+    "while; a problem if it still does in the run's last quarter."
+)
+RANKED = 0.75  # a mean AUC over the labels from which a model tells its images apart
+
 EARLY_MEAN = (
     " A note for now: a model can predict the targets' mean for its first steps; a problem "
     "if it still does past a quarter of the run."
@@ -90,16 +96,26 @@ def _one_answer(v: Verdict, cut: str) -> str:
             f"it gives {labels} to {num(f['predicted'], True)} of the val probe's images, "
             f"where {num(f['truth'], True)} of their targets are that set"
         )
-    learnt = (
-        "It finds where the objects are, not what they are"
-        if f.get("objects")
-        else "It has learnt how common each answer is, not to tell it from the images"
+    if f.get("objects"):
+        learnt = "It finds where the objects are, not what they are"
+    elif (f.get("rank") or 0.0) >= RANKED:  # it tells the images apart below the threshold
+        learnt = (
+            f"Its scores do rank the images holding each label above the others (a mean AUC "
+            f"of {f['rank']:.2f} over the labels), but at the threshold (a logit past 0, a "
+            "probability past 0.5) every image gets the same answer"
+        )
+    else:
+        learnt = "It has learnt how common each answer is, not to tell it from the images"
+    losses = f"{num(f['loss_before'])} -> {num(now.returned_loss)} since the validation before"
+    loss = (
+        f"while the loss `training_step` returns still falls ({losses}): it grows surer of "
+        "that one answer, which the loss rewards"
+        if f.get("surer")
+        else f"and the loss `training_step` returns has stopped falling ({losses})"
     )
     return (
         f"Not learning since {when(v.since)}: {given}. {learnt}: so at "
-        f"{f['evaluations']} validations in a row, "
-        f"and the loss `training_step` returns has stopped falling ({num(f['loss_before'])} "
-        f"-> {num(now.returned_loss)} since the validation before).{cut}"
+        f"{f['evaluations']} validations in a row, {loss}.{cut}"
     )
 
 
@@ -109,7 +125,7 @@ def unlabelled_early(v: Verdict) -> str | None:
     if f.get("objects"):
         return EARLY_OBJECTS
     if f.get("one_answer"):
-        return EARLY_ONE
+        return EARLY_SURER if f.get("surer") else EARLY_ONE
     if f.get("at_mean"):
         return EARLY_MEAN
     if f.get("same_output"):

@@ -82,6 +82,47 @@ def test_label_prior_one_answer_told_once_the_loss_stops_falling():
     assert one_answer([ev(300, 0.2)], patience=1).kind == "not_learning"  # one judged
 
 
+def labels(step, loss, rank=None, share=None):
+    """A multi-label val probe given no label at all, where 29% of the labels are set."""
+    return Evaluation(step, 0, returned_loss=loss, run_share=share or step / 200,
+                      prior_pred=1.0, prior_truth=0.09, prior_major=0.09, prior_answer=0.0,
+                      prior_task="labels", prior_rank=rank)  # fmt: skip
+
+
+def test_label_prior_one_answer_told_while_a_loss_that_rewards_it_falls():
+    # hunt 103: BCE with `pos_weight=1e-3` (inverted) gave no image a label from the first
+    # validation to the last, its loss halving each epoch: the rule waited for it to stall
+    evs = [labels(47, 0.31), labels(94, 0.10), labels(141, 0.045, share=0.75)]
+    assert one_answer(evs[:2]) is None  # two validations: a slow start answers the prior
+    young = one_answer([labels(47, 0.31), labels(94, 0.10), labels(120, 0.06, share=0.6)])
+    assert (young.severity, young.figures["surer"]) == ("note", True)
+    assert "a problem if it still does in the run's last quarter" in headline(young)
+    found = one_answer(evs)
+    assert (found.severity, found.since.step, found.figures["evaluations"]) == ("problem", 47, 3)
+    text = headline(found)
+    assert "while the loss `training_step` returns still falls (0.1 -> 0.045" in text
+    assert "It has learnt how common each answer is" in text  # rank unread: the prior
+    ranked = headline(one_answer([replace(e, prior_rank=0.85) for e in evs]))
+    assert "rank the images holding each label above the others (a mean AUC of 0.85" in ranked
+    assert "how common" not in ranked
+    # the run ending within the note: a problem then
+    detector = Detector(patience=2)
+    for e in (labels(47, 0.31), labels(94, 0.10), labels(120, 0.06, share=0.6)):
+        detector.update(e)
+    (end,) = detector.conclude()
+    assert (end.verdict.kind, end.verdict.severity) == ("not_learning", "problem")
+
+
+def test_label_prior_label_rank_reads_each_label_apart_from_its_frequency():
+    # two labels, one common and one rare: a net answering each label's prior scores the
+    # common one higher everywhere, which a pooled AUC would read as ranking (0.5 each)
+    truth = torch.tensor([[1, 0], [1, 0], [1, 1], [0, 0]]).bool()
+    prior = torch.tensor([[0.0, -4.0]]).expand(4, 2)
+    assert prior_figures(prior, truth.float())["prior_rank"] == 0.5
+    seen = torch.tensor([[-1.0, -6.0], [-1.5, -6.0], [-1.2, -3.0], [-3.0, -5.0]])
+    assert prior_figures(seen, truth.float())["prior_rank"] == 1.0
+
+
 def test_label_prior_objects_found_not_their_class_wait_for_the_last_quarter():
     # hunt 82: a GroupNorm FCN found the digits but gave 6-10% of their pixels the right
     # class among 10; hunt 84: three slow GroupNorm FCNs sat there for half their runs
