@@ -14,6 +14,7 @@ optionally an ``auto`` layer rule, and implements ``log_event``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import weakref
 from collections import defaultdict
@@ -213,17 +214,27 @@ class Monitor(
             return
         self._check_tags_unique(trainer.callbacks)
         start_record(trainer, pl_module)  # the trainer's record: another model's is not this fit's
+        # a second fit of the same model on the same trainer goes on from where the first
+        # ended, as a resumed one does (setups hunt 76: its diagnosis started anew on the
+        # converged model, a gradient of 5e-9 the baseline, and told the loss's first bump
+        # "exploding gradients, grew 402331x")
+        same = self._trainer_ref is trainer and self._model is not None
+        same = same and self._model() is pl_module
+        kept = copy.deepcopy(self.extra_state()) if same and trainer.global_step > 0 else None
         self._start_model(pl_module)
         self._call_counts: dict[str, int] = {}
         self._probes = {}
         self._layers_logged = False
         self._patterns_lost = frozenset()  # ``LayerChanges``: each fit starts from `layers`
-        self._warned.clear()  # each fit says once what it could not do
+        if not same:  # each run says once what it could not do (a Tuner's trial fit, then
+            self._warned.clear()  # the fit: once; setups hunt 76: twice)
         self._logits_key = self._label_key = UNSET
         self.scores_misfit = ""
         self._input_shape = None
         self._trainer_ref = trainer
         self.reset()
+        if kept is not None:
+            self.load_extra_state(kept)
         self.last_logged_step = -1  # a checkpoint restored after setup() overrides this
         self.budget = Budget(self.budget.share)
         self._sink = Sink.of(trainer)

@@ -109,6 +109,9 @@ class Voice:
         if self.disabled:
             return
         self.disabled, self.aside_reason = True, f"{ASIDE}{reason}"
+        if f"aside:{reason}" in self._warned:  # said in this run (a Tuner's trial fit first)
+            return
+        self._warned.add(f"aside:{reason}")
         say(f"{self.voice_name} steps aside for the rest of this run (training goes on): {reason}")
 
     def _step_aside(self, err: Exception) -> None:

@@ -7,6 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz import ActivationMonitor
+from tests.monitors import TinyCNN, loaders, trainer_for
 from tests.tb import events
 
 
@@ -45,3 +46,22 @@ def test_two_monitors_on_one_layer_both_log(tmp_path):
     assert [t for t in scalars if t.startswith("activations/relu1/")]
     assert [t for t in scalars if t.startswith("activations/relu2/")]
     assert [t for t in scalars if t.startswith("mine/activations/relu1/")]
+
+
+def test_activations_second_fit_of_the_same_model_goes_on_from_the_first(tmp_path):
+    # setups hunt 76: a second `fit` on the same trainer started the diagnosis anew on the
+    # converged model (a gradient of 5e-9 its baseline) and told the loss's first bump
+    # "exploding gradients ... grew 402331x"; it goes on from the first fit, as a resumed
+    # run does, and a fit of another model on the trainer starts afresh
+    monitor = ActivationMonitor(every_n_steps=2)
+    trainer, model = trainer_for(tmp_path, [monitor], max_epochs=1), TinyCNN()
+    trainer.fit(model, *loaders())
+    first = monitor.diagnosis.first_rms
+    assert first is not None and monitor.diagnosis.last_step == 4
+    trainer.fit_loop.max_epochs = 2
+    trainer.fit(model, *loaders())
+    assert monitor.diagnosis.last_step == 8 and monitor.diagnosis.first_rms >= first
+    assert [s for s, _ in monitor.diagnosis.log_rates][:2] == [2, 4]  # the first fit's logs
+    trainer.fit_loop.max_epochs = 3
+    trainer.fit(TinyCNN(), *loaders())  # another model: its own baseline
+    assert monitor.diagnosis.first_rms != first

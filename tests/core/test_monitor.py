@@ -434,3 +434,24 @@ def test_monitor_that_never_logged_says_so_where_the_run_length_was_unknown(tmp_
     with pytest.warns(UserWarning, match="KernelMonitor: never logged in this run") as said:
         trainer.fit(BNDropout(), torch.utils.data.DataLoader(Endless(), batch_size=8))
     assert monitor.events == 0 and len([w for w in said if "never logged" in str(w.message)]) == 1
+
+
+def test_monitor_a_tuner_trial_fit_then_the_fit_say_a_step_aside_once(tmp_path):
+    # setups hunt 76: AttentionMonitor on a CNN (no attention) stepped aside saying why in
+    # Tuner.lr_find's trial fit and again in the fit after it: one run, said twice
+    import warnings
+
+    from lightning.pytorch.tuner import Tuner
+
+    from lightning_cnnviz import AttentionMonitor
+    from tests.monitors import TinyCNN, loaders, trainer_for
+
+    monitor = AttentionMonitor()
+    trainer, model, (train, val) = trainer_for(tmp_path, [monitor]), TinyCNN(), loaders()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Tuner(trainer).lr_find(model, train, val, num_training=4, update_attr=False)
+        trainer.fit(model, train, val)
+    said = [str(w.message) for w in caught if "AttentionMonitor steps aside" in str(w.message)]
+    assert len(said) == 1 and monitor.disabled
+    assert monitor.aside_reason and monitor.aside_reason.split(": ", 1)[-1] in said[0]
