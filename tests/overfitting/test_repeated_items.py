@@ -141,6 +141,22 @@ def test_repeated_items_quiet_for_rare_classes_oversampled_by_copies(tmp_path):
     assert repeated_set(image_keys(x[::9, None, None]), 1000)  # as the probe alone reads it
 
 
+def test_repeated_items_one_image_handed_for_half_the_items_is_told(tmp_path):
+    # hunt 106: a `__getitem__` ignoring its index for half of 3,000 items (one digit half
+    # of every batch) went untold: its other classes hardly repeat, as oversampled ones'
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(1000, 16, generator=g), torch.arange(1000) % 10
+    data = ItemsMapped(torch.utils.data.TensorDataset(x, y), lambda d, i: d[0 if i < 500 else i])
+    model = Net(nn.Sequential(nn.Flatten(), nn.Linear(16, 10)), lr=0.01)
+    loader = DataLoader(data, batch_size=16, shuffle=True)
+    val = DataLoader(torch.utils.data.TensorDataset(x[:64], y[:64]), batch_size=32)
+    trainer, _ = fit_monitor(tmp_path, model, loader, val, epochs=1)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "repeated_items"]
+    assert finding.severity == "problem" and 0.4 <= finding.figures["one_image"] <= 0.6
+    assert finding.message.startswith("The training set hands one image for about 5")
+    assert "`__getitem__` (an index ignored, clamped or wrapped" in finding.message
+
+
 class CycledBatches(Sampler):
     """A batch sampler handing the same ``k`` batches again and again."""
 

@@ -188,3 +188,23 @@ def test_val_leak_part_of_the_val_set_from_the_training_set_is_told_at_the_first
     assert any("The validation data hold training images" in m for m in said)
     apart, _ = fit(tmp_path / "apart", fresh, data)
     assert not [f for f in findings_of(apart) if f.kind == "val_is_train"]
+
+
+def test_val_leak_training_images_with_noise_added_are_told_as_near_copies(tmp_path):
+    # held out (hunt 106): 1,000 training digits with noise of sd 0.05 as the val set (99.9%
+    # val accuracy) went untold: only equal images were compared
+    data = one_hot_set([40] * 4)
+    x, y = (t[::2] for t in data.tensors)
+    noise = 0.002 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    trainer, said = fit(tmp_path / "near", TensorDataset(x + noise, y.clone()), data)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "val_is_train"]
+    assert finding.severity == "problem" and finding.figures["near"] == 1.0
+    assert any("nearly equal images" in m for m in said)  # a problem: said aloud
+    assert "images nearly equal images of the train probe (the same image with noise" in (
+        finding.message
+    )
+    assert finding.figures["leaked_share"] >= 0.5  # the whole val set, estimated
+    # a fresh draw of the same classes (its own noise, 0.05): as close as training images
+    # are to each other, no copy
+    apart, _ = fit(tmp_path / "apart", one_hot_set([20] * 4, seed=1), data)
+    assert not [f for f in findings_of(apart) if f.kind == "val_is_train"]
