@@ -154,7 +154,8 @@ def outputs_unused(
     untrained", a problem, on a run at 100% val accuracy). Each output replaced by
     ``1 - output`` in probe passes (``run`` performs one), a group at a time and halved
     where the model's output changes; a layer cut off by a ``.detach()`` still changes
-    it, and is kept. Unchanged means equal, and a model random in eval mode is kept too.
+    it, and is kept; so is one the pass does not call. Unchanged means equal, and a model
+    random in eval mode is kept too.
 
     Example::
 
@@ -168,6 +169,8 @@ def outputs_unused(
         >>> net, x = Wasteful(), torch.ones(1, 2)
         >>> outputs_unused(net, {"a": net.a, "b": net.b}, lambda: net(x))
         ['b']
+        >>> outputs_unused(net, {"spare": nn.Linear(2, 2)}, lambda: net(x))  # never called
+        []
     """
 
     def outputs(changed: Mapping[str, nn.Module]) -> list[Tensor]:
@@ -197,7 +200,11 @@ def outputs_unused(
             {n: group[n] for n in names[half:]}
         )
 
-    return unused(dict(layers)) if layers and clean else []
+    # a layer the pass does not call changes nothing either: not thrown away, not computed
+    # (hunt 105: a branch only training batches take was said "throws its output away")
+    counts = count_call_sites(model, layers, run) if layers and clean else {}
+    called = {name: layer for name, layer in layers.items() if counts.get(name)}
+    return unused(called) if called else []
 
 
 # words of a weight average's class name: AveragedModel, timm's ModelEmaV2, EMA, SWA,
