@@ -45,12 +45,14 @@ from torch import Tensor
 from lightning_cnnviz.core.items import integer_dtype
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.too_soon import (
+    STALLED,
     START_STEPS,
     held_streak,
     stalled,
     stalled_streak,
 )
 from lightning_cnnviz.overfitting.verdict import Verdict
+from lightning_cnnviz.overfitting.words import finite
 
 __all__ = [
     "ALIKE",
@@ -262,8 +264,14 @@ def one_answer(history: Sequence[Evaluation], patience: int = 2) -> Verdict | No
         "evaluations": len(evs),
         "surer": surer,
         "rank": now.prior_rank,
+        "val_first": evs[0].val_loss,
     }
-    slow = (figures["objects"] or surer) and before_last_quarter(now)  # classes can come late
+    # the val loss rising as the training loss falls is no slow start (hunt 105: labels
+    # zeroed in `training_step`, val BCE 0.656 -> 0.906, told a note until step 423 of 564)
+    first, last = evs[0].val_loss, now.val_loss
+    rising = surer and finite(first, last) and last > (1 + STALLED) * first  # type: ignore[operator]
+    figures["val_rising"] = rising
+    slow = (figures["objects"] or (surer and not rising)) and before_last_quarter(now)
     return stalled(evs[0], now, figures, early=slow)
 
 

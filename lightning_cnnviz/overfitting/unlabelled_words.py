@@ -107,12 +107,20 @@ def _one_answer(v: Verdict, cut: str) -> str:
     else:
         learnt = "It has learnt how common each answer is, not to tell it from the images"
     losses = f"{num(f['loss_before'])} -> {num(now.returned_loss)} since the validation before"
-    loss = (
-        f"while the loss `training_step` returns still falls ({losses}): it grows surer of "
-        "that one answer, which the loss rewards"
-        if f.get("surer")
-        else f"and the loss `training_step` returns has stopped falling ({losses})"
-    )
+    if f.get("val_rising"):  # the training targets teach that answer, the val ones others
+        loss = (
+            f"while the loss `training_step` returns still falls ({losses}) and the val loss "
+            f"rises ({num(f['val_first'])} -> {num(now.val_loss)}): what it learns from the "
+            "training targets does not hold for the val ones (targets altered in "
+            "`training_step`, or labels that differ between the splits)"
+        )
+    elif f.get("surer"):
+        loss = (
+            f"while the loss `training_step` returns still falls ({losses}): it grows surer "
+            "of that one answer, which the loss rewards"
+        )
+    else:
+        loss = f"and the loss `training_step` returns has stopped falling ({losses})"
     return (
         f"Not learning since {when(v.since)}: {given}. {learnt}: so at "
         f"{f['evaluations']} validations in a row, {loss}.{cut}"

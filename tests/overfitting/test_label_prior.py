@@ -113,6 +113,20 @@ def test_label_prior_one_answer_told_while_a_loss_that_rewards_it_falls():
     assert (end.verdict.kind, end.verdict.severity) == ("not_learning", "problem")
 
 
+def test_label_prior_one_answer_as_the_val_loss_rises_is_no_slow_start():
+    # hunt 105: labels zeroed in `training_step`: no image given a label, the train BCE
+    # falling to 2e-4 while the val BCE climbed 0.656 -> 0.906, a note until step 423 of 564
+    evs = [replace(labels(47 * k, 0.3 / 4**k, share=0.1 * k), val_loss=v)
+           for k, v in ((1, 0.656), (2, 0.75), (3, 0.82))]  # fmt: skip
+    found = one_answer(evs)
+    assert (found.severity, found.figures["val_rising"]) == ("problem", True)
+    assert "and the val loss rises (0.656 -> 0.82): what it learns from the training" in (
+        headline(found)
+    )
+    falling = one_answer([replace(e, val_loss=1.0 / (i + 1)) for i, e in enumerate(evs)])
+    assert (falling.severity, falling.figures["val_rising"]) == ("note", False)
+
+
 def test_label_prior_label_rank_reads_each_label_apart_from_its_frequency():
     # two labels, one common and one rare: a net answering each label's prior scores the
     # common one higher everywhere, which a pooled AUC would read as ranking (0.5 each)
