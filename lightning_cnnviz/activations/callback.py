@@ -252,9 +252,23 @@ class ActivationMonitor(Telling, TrainingWindow, Monitor, section="activations")
         # the probes skip the run's batch-transfer hooks and training step: where those scale
         # the inputs, raw pixels are not what training sees (setups hunts 24 and 33)
         outside = batch_hooks(trainer) or follows_step(model)
-        images = None if outside else self.probe(trainer).images
-        run = lambda: model(self.probe_input(trainer, model)[:1])  # noqa: E731 (one sample)
+        split = self._training_split(trainer)
+        images = None if outside else self.probe(trainer, split).images
+        run = lambda: model(self.probe_input(trainer, model, split)[:1])  # noqa: E731 (one sample)
         return first_log_reads(model, self._rec.depth, images, scores, run)
+
+    def _training_split(self, trainer: Trainer) -> str:
+        """The train probe's split where it can be read (else the val one's): what training sees.
+
+        The inputs' scale is told of the training inputs (hunt 106: val images left in
+        [0, 255] beside normalised training ones were told "the inputs are far from unit
+        scale ... divergence and dead units likelier", of the training run).
+        """
+        try:
+            self.probe(trainer, "train")
+        except Exception:  # no training set the probes can read (an iterable one)
+            return "val"
+        return "train"
 
     def _draw_strips(self, strips: dict[str, Tensor], units: dict[str, int], step: int) -> None:
         for site, history in strips.items():  # on the sink's thread

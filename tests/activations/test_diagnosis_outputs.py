@@ -65,6 +65,19 @@ def test_diagnosis_runs_raw_pixels_a_model_normalises_itself_are_no_note(tmp_pat
     assert [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"] == []
 
 
+def test_diagnosis_runs_raw_pixels_of_the_val_images_alone_are_no_note_of_the_inputs(tmp_path):
+    # hunt 106: val images left in [0, 255] beside normalised training ones were told "the
+    # inputs are far from unit scale ... divergence and dead units likelier" (the probe's
+    # were val images); the inputs' scale is read from the training images
+    (train, val), (raw_train, raw_val) = scaled_loaders(1.0), scaled_loaders(255.0)
+    for data, told in (((train, raw_val), False), ((raw_train, val), True)):
+        monitor = ActivationMonitor(every_n_steps=2)
+        run = tmp_path / str(told)
+        trainer, _, _ = monitors_fit(run, [monitor], model=TinyCNN(lr=0.01), data=data)
+        found = [f for f in findings_of(trainer) if f.kind == "unnormalised_inputs"]
+        assert monitor.events > 0 and bool(found) is told
+
+
 @pytest.mark.parametrize("scale", [1.0, 255.0, 1 / 255])
 def test_diagnosis_runs_raw_pixel_inputs_are_a_note_naming_their_scale(tmp_path, scale):
     data = scaled_loaders(scale)
