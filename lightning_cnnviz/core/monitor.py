@@ -149,7 +149,7 @@ class Monitor(
         self._probes: dict[str, Probe] = {}
         self._probe_indices: dict[str, list[int]] = {}
         self._sink: Sink | None = None
-        self._layers_logged = False
+        self._layers_logged = self._summarised = False
         self._call_counts: dict[str, int] = {}
         self._warned: set[str] = set()
         self._initial_state: dict[str, Any] | None = None  # state_dict before the first fit
@@ -224,7 +224,7 @@ class Monitor(
         self._start_model(pl_module)
         self._call_counts: dict[str, int] = {}
         self._probes = {}
-        self._layers_logged = False
+        self._layers_logged = self._summarised = False
         self._patterns_lost = frozenset()  # ``LayerChanges``: each fit starts from `layers`
         if not same:  # each run says once what it could not do (a Tuner's trial fit, then
             self._warned.clear()  # the fit: once; setups hunt 76: twice)

@@ -51,6 +51,7 @@ class RunSummary:
     _sink: Any
     _warned: set[str]
     hand_back_to: HandBack
+    _summarised: bool  # this fit's summary said (an instance given twice ends twice)
     # warnings that already said why the monitor stays silent (no second one at fit end)
     silence_said: ClassVar[tuple[str, ...]] = ("past_the_run",)
 
@@ -93,8 +94,9 @@ class RunSummary:
             if not self._warned.intersection(self.silence_said):  # not said before
                 self.warn_once("never_logged", why)  # e.g. an epoch schedule, endless data
         record_check(trainer, type(self).__name__, "", ran=not why, why=why)
-        if _monitors(trainer)[-1] is not self:
-            return
+        if _monitors(trainer)[-1] is not self or self._summarised:
+            return  # setups hunt 76: `configure_callbacks` listing it twice said it twice
+        self._summarised = True
         hand_back(trainer, records_of(trainer), self.hand_back_to)
         summary = summary_text(findings_of(trainer), checks_of(trainer).values())
         summary += _cost_line(trainer)

@@ -455,3 +455,20 @@ def test_monitor_a_tuner_trial_fit_then_the_fit_say_a_step_aside_once(tmp_path):
     said = [str(w.message) for w in caught if "AttentionMonitor steps aside" in str(w.message)]
     assert len(said) == 1 and monitor.disabled
     assert monitor.aside_reason and monitor.aside_reason.split(": ", 1)[-1] in said[0]
+
+
+def test_monitor_given_twice_by_configure_callbacks_summarises_the_fit_once(tmp_path):
+    # setups hunt 76: `configure_callbacks` returning the same monitors twice (the Trainer
+    # refuses that in `callbacks=`, it does not check these) wrote the summary twice
+    from tests.monitors import TinyCNN, loaders, trainer_for
+
+    monitor = KernelMonitor(every_n_steps=2)
+
+    class Twice(TinyCNN):
+        def configure_callbacks(self):
+            return [monitor, monitor]
+
+    trainer = trainer_for(tmp_path, [])
+    trainer.fit(Twice(), *loaders())
+    assert monitor.events == 2
+    assert len(texts(events(tmp_path), "cnnviz/summary")) == 1
