@@ -147,7 +147,11 @@ def repeated_set(
     distinct, pairs = _distinct([k for k, _ in seen], set_size)
     if n < 8 or pairs < PAIRS or distinct * SET_REPEATS > set_size:
         return {}
-    top = max(Counter(k for k, _ in seen).values()) / n
+    counts = Counter(k for k, _ in seen)
+    key, top = max(counts.items(), key=lambda kv: kv[1])
+    top /= n
+    if labels is not None and top >= FLOOD and _one_image_class(seen, key):
+        return {}  # a class that is one image by design (hunt 107: a background class)
     if labels is not None and top < FLOOD:
         for c in {c for _, c in seen}:
             own = [k for k, d in seen if d == c]
@@ -157,6 +161,15 @@ def repeated_set(
                     return {}  # this class hardly repeats: the copies are others' (oversampling)
     return {"distinct": distinct, "set_size": float(set_size), "probe": float(n),
             "pairs": float(pairs), "counted": float(n >= set_size), "one_image": top}  # fmt: skip
+
+
+def _one_image_class(seen: Sequence[tuple[ImageKey, Any]], key: ImageKey) -> bool:
+    """Whether every item of ``key``'s class(es) read is that one image: a class built so.
+
+    An index ignored for part of a set hands one image of a class that holds others too.
+    """
+    classes = {c for k, c in seen if k == key}
+    return None not in classes and all(k == key for k, c in seen if c in classes)
 
 
 def _distinct(keys: Sequence[ImageKey], set_size: int) -> tuple[float, int]:

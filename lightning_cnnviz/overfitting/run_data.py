@@ -37,7 +37,6 @@ from lightning_cnnviz.overfitting.val_leak import (
     LEAKED_SHARE,
     leaked_share,
     leaked_text,
-    near_copies,
     same_items,
     shared_images,
     val_is_train_text,
@@ -176,13 +175,11 @@ class RunData:
         if any(f.kind == "val_is_train" for f in self._own_findings()) or _split_unknown(trainer):
             return
         shared = shared_images(train, val)
-        near = shared < LEAKED_IMAGES  # else equal ones: the same images, said so
-        shared = near_copies(train, val) if near else shared
         size = len(find_dataset(trainer, "train"))
         share = leaked_share(shared, len(val), len(train), size)
         if shared >= LEAKED_IMAGES and share >= LEAKED_SHARE:
-            message = leaked_text(shared, len(val), len(train), size, share, near)
-            figures = {"shared": float(shared), "leaked_share": share, "near": float(near)}
+            message = leaked_text(shared, len(val), len(train), size, share)
+            figures = {"shared": float(shared), "leaked_share": share}
             step, epoch = trainer.global_step, trainer.current_epoch
             self._tell_data(trainer, Finding(self.section, "val_is_train", step, epoch,
                                                  message, figures))  # fmt: skip
