@@ -130,3 +130,20 @@ def test_resume_a_fit_that_runs_no_batch_says_so_not_a_missing_loss(tmp_path):
     (never,) = [s for s in said if "never logged" in s]
     assert "this fit ran no training batch (resumed from a checkpoint" in never
     assert "shorter than its first scheduled event" not in never
+
+
+@pytest.mark.parametrize("name", ["GradCAMMonitor", "OverfittingMonitor"])
+def test_resume_a_fit_of_the_same_model_on_other_data_draws_its_own_probes(tmp_path, name):
+    # setups hunt 77: a model fit on 64/32 items, then on a 12/8-item subset: the kept
+    # probe indices stepped four monitors aside with a bare `IndexError`; a larger second
+    # set kept the first one's images, "of the checkpoint it resumed from"
+    torch.manual_seed(0)
+    monitor, model = make_monitor(name, num_samples=16), TinyCNN()
+    fit(tmp_path / "a", [monitor], model=model, data=loaders(n_train=64, n_val=32))
+    for n_train, n_val in ((12, 8), (48, 24)):
+        _, _, said = fit(tmp_path / str(n_val), [monitor], model=model,
+                         data=loaders(n_train, n_val))  # fmt: skip
+        assert not failures(said, name) and not monitor.disabled and monitor.events > 0
+        assert not [m for m in said if "of the checkpoint it resumed from" in m]
+        indices = monitor.state_dict()["probe_indices"]["val"]
+        assert len(indices) == min(16, n_val) and max(indices) < n_val

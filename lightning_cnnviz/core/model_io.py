@@ -98,6 +98,7 @@ class ProbeReader(InputForm):
     _input_shape: tuple[int, ...] | None
     _probes: dict[str, Probe]
     _probe_indices: dict[str, list[int]]
+    _probe_sizes: dict[str, int]
     _logits_key: Any
     _label_key: Any
 
@@ -245,7 +246,7 @@ class ProbeReader(InputForm):
                     "belongs in the dataset's transform or `on_after_batch_transfer`",
                 )
             label_key = self.probe_label_key(dataset)
-            indices = self._probe_indices.get(split)
+            indices = self.kept_indices(split, dataset)
             if indices:
                 probe = probe_from_indices(dataset, indices, label_key)
                 if len(indices) != min(self.num_samples, len(dataset)):
@@ -269,7 +270,26 @@ class ProbeReader(InputForm):
                 probe = draw_probe(dataset, size, generator, label_key=label_key)
             self._probes[split] = probe
             self._probe_indices[split] = probe.indices
+            self._probe_sizes[split] = len(dataset)
         return self._probes[split]
+
+    def kept_indices(self, split: str, dataset: Any) -> list[int] | None:
+        """The probe indices kept for ``split`` where ``dataset`` is the set they index.
+
+        Kept across fits of one model and a resume; another set under the same model (a
+        subset, a second dataset) draws its own (setups hunt 77: indices of a 640-item set
+        read from a 40-item one stepped four monitors aside with a bare `IndexError`, and a
+        larger set kept the first one's images as if resumed). Told by its length.
+        """
+        indices = self._probe_indices.get(split)
+        try:
+            length = len(dataset)
+        except TypeError:  # no length to tell by: as they are
+            return indices
+        if indices and max(indices) < length and self._probe_sizes.get(split) in (None, length):
+            return indices
+        self._probe_indices.pop(split, None)
+        return None
 
     def probe_input(self, trainer: Any, pl_module: nn.Module, split: str = "val") -> Tensor:
         """The probe images on the model's device, in its parameter dtype."""

@@ -148,6 +148,7 @@ class Monitor(
         self.fit_batches = 0  # training batches this fit (a fit resumed at its end runs none)
         self._probes: dict[str, Probe] = {}
         self._probe_indices: dict[str, list[int]] = {}
+        self._probe_sizes: dict[str, int] = {}  # the sets' lengths the indices were drawn from
         self._sink: Sink | None = None
         self._layers_logged = self._summarised = False
         self._call_counts: dict[str, int] = {}

@@ -45,6 +45,7 @@ class Checkpointed:
     schedule: Schedule
     _probes: dict[str, Any]
     _probe_indices: dict[str, list[int]]
+    _probe_sizes: dict[str, int]
     _trainer_ref: Any
     _initial_state: dict[str, Any] | None
     _model: weakref.ref[nn.Module] | None
@@ -145,6 +146,7 @@ class Checkpointed:
             "seed": self.seed,
             "last_logged_step": self.last_logged_step,
             "probe_indices": {k: list(v) for k, v in self._probe_indices.items()},
+            "probe_sizes": dict(self._probe_sizes),
             "schedule": self.schedule.state_dict(),
             "extra": self.extra_state(),
             "findings": [asdict(f) for f in self._own_findings()],
@@ -155,6 +157,7 @@ class Checkpointed:
         self.seed = state_dict.get("seed", self.seed)
         self.last_logged_step = state_dict.get("last_logged_step", -1)
         self._probe_indices = {k: list(v) for k, v in state_dict.get("probe_indices", {}).items()}
+        self._probe_sizes = dict(state_dict.get("probe_sizes", {}))
         self._probes = {}
         self.schedule.load_state_dict(state_dict.get("schedule", {}))
         if self._trainer_ref is not None:  # restored after setup: the run's record goes on

@@ -186,12 +186,13 @@ class OverfittingMonitor(
 
     def _draw(self, trainer: Trainer, split: str) -> Probe:
         """Draw the probe of ``split`` (untimed: the caller counts it)."""
-        if not self._probe_indices.get(split):
-            data = find_dataset(trainer, split)  # a small set: use all of it
+        data = find_dataset(trainer, split)
+        if not self.kept_indices(split, data):  # a small set: use all of it
             gen = generator_for(self.seed, f"probe/{split}")
             size, key = min(self.num_samples, len(data)), self.probe_label_key(data)
             self._probes[split] = draw_probe(data, size, gen, label_key=key)
             self._probe_indices[split] = self._probes[split].indices
+            self._probe_sizes[split] = len(data)
         return super().probe(trainer, split)
 
     @override
