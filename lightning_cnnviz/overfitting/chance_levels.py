@@ -258,7 +258,11 @@ def logged_accuracy(e: Evaluation) -> float | None:
 
 
 def below_chance(now: Evaluation) -> bool:
-    """Whether val accuracy is below half of chance while train accuracy is over twice it.
+    """Whether val accuracy is below half of chance while train accuracy is well above it.
+
+    Well above: twice chance, or halfway from chance to 100% where that is lower (two
+    classes: over 75%; twice chance there is 100%, never exceeded: hunt 108, 0.0% val
+    accuracy on two classes beside 100% train was said "within chance").
 
     Updates that undo learning leave a model at chance, never far below it; below it, the
     model learnt labels that mean other things on the val set (held out, hunt 23: labels
@@ -270,8 +274,10 @@ def below_chance(now: Evaluation) -> bool:
         >>> now = Evaluation(step=160, epoch=4, train_acc=0.825, val_acc=0.017, classes=10.0)
         >>> below_chance(now)
         True
+        >>> below_chance(Evaluation(step=160, epoch=4, train_acc=1.0, val_acc=0.0, classes=2.0))
+        True
     """
     k, train, val = now.classes, now.train_accuracy, now.val_accuracy
     if k is None or k < 2 or train is None or val is None:
         return False
-    return val < 0.5 / k and train > 2 / k
+    return val < 0.5 / k and train > min(2 / k, (1 + 1 / k) / 2)

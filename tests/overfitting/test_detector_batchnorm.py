@@ -195,13 +195,14 @@ def test_detector_bn_mismatch_remedy_reads_the_models_momentum():
     assert remedies(plain)[0].startswith("**Let the running statistics catch up**: a larger")
 
 
-def _shortcut_rows(detector, bn_acc):
+def _shortcut_rows(detector, bn_acc, val=0.18, classes=None):
     """Train 100% vs val 18% in eval mode (hunt 51's cue on training images only)."""
     kinds = []
     for e in range(4):
-        ev = Evaluation(step=125 * (e + 1), epoch=e, val_acc=0.18, val_loss=3.0, train_acc=1.0,
-                        train_loss=0.01, probe_acc_val=0.2, probe_acc_bn=bn_acc,
-                        probe_size=128.0, bn_only=bn_acc - 0.2, eval_only=0.0)  # fmt: skip
+        ev = Evaluation(step=125 * (e + 1), epoch=e, val_acc=val, val_loss=3.0, train_acc=1.0,
+                        train_loss=0.01, probe_acc_val=val + 0.02, probe_acc_bn=bn_acc,
+                        probe_size=128.0, bn_only=bn_acc - val - 0.02, eval_only=0.0,
+                        classes=classes)  # fmt: skip
         kinds += [(c.verdict.kind, e) for c in detector.update(ev)]
     return kinds + [(c.verdict.kind, "end") for c in detector.conclude()]
 
@@ -216,3 +217,7 @@ def test_detector_a_gap_as_wide_on_batch_statistics_is_the_splits_not_batchnorm(
     assert "52.0% with BatchNorm on the val batches' own statistics" in headline(told)
     # where batch statistics read the val images as well as training ones: BatchNorm's
     assert _shortcut_rows(Detector(), bn_acc=0.97)[0] == ("bn_mismatch", 1)
+    # hunt 108: two classes, val 48% in eval mode and 73% on batch statistics: the bar is
+    # GAP's share of the span above chance (0.22 there), not 0.4
+    two = _shortcut_rows(Detector(), bn_acc=0.73, val=0.48, classes=2.0)
+    assert ("generalisation_gap", 1) in two

@@ -351,3 +351,14 @@ def test_rules_overfitting_rise_no_higher_than_the_curve_s_spikes_needs_a_memori
     held = [2.0, 1.5, 1.2, 1.05, 0.98, 0.93, 0.90, 1.08, 1.00, 1.02, 1.03, 1.05, 1.04, 1.06]
     slow = [2.1, 1.6, 1.3, 1.15, 1.05, 0.98, 0.93, 0.88, 0.85, 0.83, 0.81, 0.79, 0.78, 0.77]
     assert first(rules.overfitting, run(val_loss=held, train_loss=slow)).since.epoch == 7
+
+
+def test_rules_generalisation_gap_on_two_classes_reads_zero_val_accuracy_below_chance():
+    # hunt 108: 100% train and 0.0% val accuracy on two classes was said "within chance"
+    # (below chance wanted train accuracy over twice chance: 100%, never exceeded)
+    e = replace(run(train_acc=[1.0], val_acc=[0.0])[0], classes=2.0)
+    verdict = gap.generalisation_gap([e, e])
+    assert verdict.figures["val_below_chance"] and "(below chance: the model gives" in (
+        headline(verdict)
+    )
+    assert "within chance" not in headline(verdict)
