@@ -2,16 +2,19 @@
 
 ``Checkpointed`` is mixed into ``Monitor`` (Lightning calls ``state_dict`` /
 ``load_state_dict`` on callbacks and files what they return under ``state_key``): the
-schedule, the probe indices, the seed, the monitor's own ``extra_state`` and its
-findings, so a resumed run continues the same schedule and keeps what it reported. A
+schedule, the probe indices (with the sets' lengths they index), the seed, the
+monitor's own ``extra_state`` and its findings, so a resumed run continues the same
+schedule and keeps what it reported. A
 pickle (a spawned fit's) keeps the configuration and the state, not the last fit's objects.
 
 Example::
 
     >>> from lightning_cnnviz import KernelMonitor
     >>> state = KernelMonitor(seed=3).state_dict()
-    >>> sorted(state), state["seed"], state["last_logged_step"]
-    (['extra', 'findings', 'last_logged_step', 'probe_indices', 'schedule', 'seed'], 3, -1)
+    >>> sorted(state)
+    ['extra', 'findings', 'last_logged_step', 'probe_indices', 'probe_sizes', 'schedule', 'seed']
+    >>> state["seed"], state["last_logged_step"]
+    (3, -1)
 """
 
 from __future__ import annotations
