@@ -262,7 +262,8 @@ def below_chance(now: Evaluation) -> bool:
 
     Well above: twice chance, or halfway from chance to 100% where that is lower (two
     classes: over 75%; twice chance there is 100%, never exceeded: hunt 108, 0.0% val
-    accuracy on two classes beside 100% train was said "within chance").
+    accuracy on two classes beside 100% train was said "within chance"). Below: under
+    half of chance, or as far under it as the chance band reaches over it.
 
     Updates that undo learning leave a model at chance, never far below it; below it, the
     model learnt labels that mean other things on the val set (held out, hunt 23: labels
@@ -276,8 +277,15 @@ def below_chance(now: Evaluation) -> bool:
         True
         >>> below_chance(Evaluation(step=160, epoch=4, train_acc=1.0, val_acc=0.0, classes=2.0))
         True
+        >>> from dataclasses import replace
+        >>> two = Evaluation(step=160, epoch=4, train_acc=1.0, val_acc=0.33, classes=2.0)
+        >>> below_chance(two), below_chance(replace(two, probe_size=128.0))
+        (False, True)
     """
     k, train, val = now.classes, now.train_accuracy, now.val_accuracy
     if k is None or k < 2 or train is None or val is None:
         return False
-    return val < 0.5 / k and train > min(2 / k, (1 + 1 / k) / 2)
+    # or as far under chance as the chance band reaches over it, on the probe's images
+    # (hunt 109: 33% of 300 two-class val images, 5.9 standard errors under, "within chance")
+    under = 2 / k - chance_band(int(k), int(now.probe_size or 0))
+    return val < max(0.5 / k, under) and train > min(2 / k, (1 + 1 / k) / 2)
