@@ -219,10 +219,8 @@ class Monitor(
         # ended, as a resumed one does (setups hunt 76: its diagnosis started anew on the
         # converged model, a gradient of 5e-9 the baseline, and told the loss's first bump
         # "exploding gradients, grew 402331x")
-        same = self._trainer_ref is trainer and self._model is not None
-        same = same and self._model() is pl_module
+        same = self._start_model(pl_module) and self._trainer_ref is trainer  # state kept
         kept = copy.deepcopy(self.extra_state()) if same and trainer.global_step > 0 else None
-        self._start_model(pl_module)
         self._call_counts: dict[str, int] = {}
         self._probes = {}
         self._layers_logged = self._summarised = False

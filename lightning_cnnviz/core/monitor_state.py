@@ -130,18 +130,20 @@ class Checkpointed:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what ``extra_state`` returned."""
 
-    def _start_model(self, pl_module: LightningModule) -> None:
+    def _start_model(self, pl_module: LightningModule) -> bool:
         """Start the per-model state afresh when this fit trains another model than the last.
 
         The per-model state is what ``state_dict`` holds (previous kernels and CAMs,
         histories, probe indices): a resumed run, whose checkpoint is loaded after
-        ``setup``, still continues from it.
+        ``setup``, still continues from it. Returns whether the model is the last fit's.
         """
+        same = self._model is not None and self._model() is pl_module
         if self._initial_state is None:
             self._initial_state = copy.deepcopy(self.state_dict())
-        elif self._model is None or self._model() is not pl_module:
+        elif not same:
             self.load_state_dict(copy.deepcopy(self._initial_state))
         self._model = weakref.ref(pl_module)
+        return same
 
     @override
     def state_dict(self) -> dict[str, Any]:
