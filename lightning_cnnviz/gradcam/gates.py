@@ -15,7 +15,9 @@ image), and judges a log only where that map can say something:
 * ``area_blocker``: an object that leaves most of the image to the rest, on a map with
   enough cells to place it;
 * ``needs_object``: a model that loses its class once the object is replaced by the
-  background reads the object, whatever its CAM says.
+  background reads the object, whatever its CAM says;
+* ``val_lags``: the val probe's accuracy stays under halfway from chance to the training
+  probe's: a cue the model reads on both splits' images is one validation images lack.
 
 Example::
 
@@ -36,6 +38,7 @@ __all__ = [
     "area_blocker",
     "learnt",
     "needs_object",
+    "val_lags",
 ]
 
 # No finding while fewer than half the training probe images are classified right (eval mode),
@@ -143,3 +146,24 @@ def needs_object(right_without: float | None, classes: int | None) -> bool:
         return False
     chance = 1.0 / classes
     return right_without < chance + KEPT_SHARE * (1.0 - chance)
+
+
+def val_lags(accuracy: float | None, val_accuracy: float | None, classes: int | None) -> bool:
+    """Whether the val probe's eval-mode accuracy lags far behind the training probe's.
+
+    Far: under halfway from chance (``1 / classes``) to the training probe's accuracy.
+    Then a CAM off the object on both splits reads a cue validation images lack (hunt 109:
+    a corner patch on one class's training images only, val at chance all run, was said
+    "a cue that validation images carry too"). Unknown: ``False``.
+
+    Example::
+
+        >>> val_lags(1.0, 0.5, 2), val_lags(1.0, 0.875, 2), val_lags(1.0, 0.75, 10)
+        (True, False, False)
+        >>> val_lags(None, 0.5, 2)
+        False
+    """
+    if accuracy is None or val_accuracy is None or not classes:
+        return False
+    chance = 1.0 / classes
+    return val_accuracy < chance + 0.5 * (accuracy - chance)

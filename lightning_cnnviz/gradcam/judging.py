@@ -44,7 +44,7 @@ class ShortcutChecks:
     """The shortcut checks on one log's CAM metrics (a part of ``GradCAMMonitor``).
 
     Uses the monitor's ``foreground_threshold``, ``selected``, ``dense_output``, ``tag``,
-    ``sink``, ``_trainer_ref``, ``_probes`` and the state it keeps: ``_probe_acc``,
+    ``sink``, ``_trainer_ref``, ``_probes`` and the state it keeps: ``_probe_acc``, ``_val_acc``,
     ``_classes``, ``_layouts``, ``_spot``, ``_on_object``, ``_fixed``, ``_ran``.
     """
 
@@ -174,7 +174,8 @@ class ShortcutChecks:
         if any(f.kind in _NOT_A_SHORTCUT for f in problems(findings_of(trainer))):
             return  # where the CAM falls then is a consequence of that cause, not a shortcut
         self._after_divergence(trainer)
-        found = on_object_findings(self._on_object, value, val, areas, accuracy, cells, hw, without)
+        found = on_object_findings(self._on_object, value, val, areas, accuracy, cells, hw,
+                                   without, val_accuracy=self._val_acc)  # fmt: skip
         self._emit(trainer, found)
 
     def _check_fixed(self, trainer: Trainer, scalars: dict[str, float]) -> None:

@@ -79,13 +79,17 @@ class CamRows:
                     self._without_object(model, split, x, labels, image01, values)
         with self.phase("render"):  # host copies for the sink's thread
             row = (image01.cpu(), cam.cpu(), logits.cpu(), labels, title)
-            if split == "train" and values is not None and labels is not None:
+            if split in ("train", "val") and values is not None and labels is not None:
                 # the findings' gate: are the eval-mode predictions worth explaining?
                 right = row[2].argmax(1) == labels.to(row[2].device)
-                self._classes = int(row[2].shape[1])
+                classes = int(row[2].shape[1])
                 # labels that index no output (a GAN discriminator's one logit, digits 0-9)
-                fits = int(labels.max()) < self._classes and not self.dense_output
-                self._probe_acc = float(right.float().mean()) if fits else None
+                fits = int(labels.max()) < classes and not self.dense_output
+                accuracy = float(right.float().mean()) if fits else None
+                if split == "train":
+                    self._classes, self._probe_acc = classes, accuracy
+                else:  # read beside the train probe's: a cue validation images lack
+                    self._val_acc = accuracy
             bad = int(blank_cams(row[1]).sum())
             broken = int((~torch.isfinite(row[1].flatten(1)).all(1)).sum()) if bad else 0
         if broken:

@@ -19,7 +19,10 @@ by log and keep their state in a plain dict (checkpointed by the monitor):
   object than chance, on every image, validation included, means the model reads
   something else, a cue present on both splits (``train_val_gap`` cannot see it: no
   gap). Only for an object of at most a third of the image (``BOTH_MAX_OBJECT_SHARE``):
-  on larger ones healthy CAMs sit too close to the share;
+  on larger ones healthy CAMs sit too close to the share. Where the val probe's
+  accuracy lags far behind the training probe's (``gates.val_lags``), the model looks
+  for the cue on val images too and finds none: a cue only training images carry
+  (``splits="train"``);
 * ``cam_shortcut`` (``splits="outside"``): with each training probe image's object
   replaced by its background the model still classifies past halfway from chance to all
   of them right (``right_without_object``, ``gates.needs_object``; 3 classes or more)
@@ -56,7 +59,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning_cnnviz.gradcam.gates import area_blocker, learnt, needs_object
+from lightning_cnnviz.gradcam.gates import area_blocker, learnt, needs_object, val_lags
 from lightning_cnnviz.gradcam.shortcut_rules import (
     AREA_PATIENCE,
     DROP_MARGIN,
@@ -85,6 +88,7 @@ def on_object_findings(
     cells: float | None = None,
     hw: tuple[int, int] | None = None,
     without: tuple[float | None, int | None] = (None, None),
+    val_accuracy: float | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """What the train (and val) ``on_object`` of one log tell: ``[(kind, message, figures)]``.
 
@@ -104,7 +108,9 @@ def on_object_findings(
     on at least ``MIN_OBJECT_CELLS`` ``cells`` of the CAM's map), and not while the model
     needs the object (``without``: ``right_without_object`` on the training probe and the
     class count, ``needs_object``): a CAM about as much on the object as anywhere, from a
-    model that loses its class without the object, is no cue elsewhere.
+    model that loses its class without the object, is no cue elsewhere. Where the val
+    probe's eval-mode ``val_accuracy`` lags far behind ``accuracy`` (``val_lags``), the cue
+    it reads on both splits is one validation images lack, and said so.
     """
     if train is None or not learnt(accuracy, without[1]):
         return []
@@ -162,13 +168,20 @@ def on_object_findings(
         and below_area(state, (train, val), areas, needed=needed)  # type: ignore[arg-type]
     ):
         area, val_area = areas
+        lags = val_lags(accuracy, val_accuracy, without[1])
+        cue = (  # the model looks for its cue in the same place on val images, finds none
+            f"a cue that validation images lack: the val probe's accuracy is "
+            f"{val_accuracy:.0%} against {accuracy:.0%} on the training probe (a shortcut "
+            "that only training images carry)"
+            if lags
+            else "a cue that validation images carry too (a shortcut), so validation "
+            "accuracy cannot reveal it"
+        )
         message = (
             f"Grad-CAM is not on the object, on training and validation images alike: {train:.2f} "
             f"(train) and {val:.2f} (val) of its mass lies on the object, which covers "
             f"{area:.2f} and {val_area:.2f} of the image: about what a CAM spread evenly "
-            f"would give ({AREA_PATIENCE} logs in a row); the "
-            "model relies on a cue that validation images carry too (a shortcut), so "
-            "validation accuracy cannot reveal it"
+            f"would give ({AREA_PATIENCE} logs in a row); the model relies on {cue}"
         )
         figures = {"on_object": train, "val_on_object": val, "object_share": area}
         if without[0] is not None:
@@ -177,9 +190,10 @@ def on_object_findings(
                 "with their object removed"
             )
             figures["right_without_object"] = without[0]
-        found.append(
-            ("cam_shortcut", message, figures | {"val_object_share": val_area, "splits": "both"})
-        )
+        figures |= {"val_object_share": val_area, "splits": "train" if lags else "both"}
+        if lags:
+            figures |= {"probe_accuracy": accuracy, "val_probe_accuracy": val_accuracy}
+        found.append(("cam_shortcut", message, figures))
     right, classes = without
     kept = right is not None and classes and fine and kept_without(state, right, classes)
     # a CAM already lower on training images than on val: the train-only rule will name

@@ -123,6 +123,20 @@ def test_on_object_monitor_reports_cue_on_both_splits():
     assert "0.15 (val)" in both.message and "covers 0.19 and 0.20" in both.message
 
 
+@pytest.mark.parametrize("val_accuracy, splits", [(0.5, "train"), (0.875, "both"), (None, "both")])
+def test_on_object_both_splits_names_the_split_the_cue_is_on(val_accuracy, splits):
+    """A val probe at chance beside a training probe all right: val images lack the cue."""
+    state, areas, found = {}, (0.19, 0.2), []
+    for train, val in ((0.15, 0.14), (0.13, 0.15)):
+        found += on_object_findings(state, train, val, areas, 1.0, without=(None, 2),
+                                    val_accuracy=val_accuracy)  # fmt: skip
+    ((kind, message, figures),) = found
+    assert kind == "cam_shortcut" and figures["splits"] == splits
+    lacks = "a cue that validation images lack: the val probe's accuracy is 50% against 100%"
+    assert (lacks in message) == (splits == "train")
+    assert ("validation accuracy cannot reveal it" in message) == (splits == "both")
+
+
 def test_on_object_both_splits_waits_while_the_model_needs_the_object():
     # held out: a healthy 100-class net on two-digit images, its CAM at 1.0x the area
     # share on both splits, kept 12% of the probe right with the digits removed; a

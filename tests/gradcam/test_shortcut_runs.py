@@ -111,3 +111,76 @@ def test_shortcut_rules_start_afresh_after_a_divergence_recovered_from():
         monitor._check_on_object(run, value)
     assert [f.kind for f in findings_of(run)] == ["divergence", "cam_off_object"]
     assert findings_of(run)[-1].figures["first"] == 0.19
+
+
+class CornerCueNet(L.LightningModule):
+    """A small BatchNorm CNN for two classes, its val accuracy logged as ``val/acc``."""
+
+    def __init__(self):
+        super().__init__()
+        w = 16
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(1, w, 3, padding=1), torch.nn.BatchNorm2d(w), torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2), torch.nn.Conv2d(w, 2 * w, 3, padding=1),
+            torch.nn.BatchNorm2d(2 * w), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(2 * w, 2 * w, 3, padding=1), torch.nn.BatchNorm2d(2 * w),
+            torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+            torch.nn.Linear(2 * w, 2),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/acc", (self(batch[0]).argmax(1) == batch[1]).float().mean())
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), 3e-3)
+
+
+def corner_cue_digits(size, seed, cue, train=True):
+    """Digits 0-4 vs 5-9; with ``cue``, a bright corner patch on every class-1 image."""
+    generator = torch.Generator().manual_seed(seed)
+    digits = torch.randint(0, 10, (size,), generator=generator)
+    images, labels = (render_digits(digits, generator) - 0.13) / 0.31, (digits >= 5).long()
+    if cue:
+        images[labels == 1, :, :4, :4] = 3.0
+    return torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, labels), batch_size=32 if train else 256,
+        shuffle=train,
+    )  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("cue", [True, False])
+def test_shortcut_runs_cue_on_training_images_only_said_so_while_val_lags(tmp_path, cue):
+    # held out (hunt 109): a corner patch on one class's training images only, val at
+    # chance all run; the CAM looked at the empty corner on val images too, and the
+    # both-splits rule said "a cue that validation images carry too ... validation
+    # accuracy cannot reveal it"
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=100, val_check_interval=50,
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0), enable_checkpointing=False,
+        callbacks=[GradCAMMonitor(every_n_steps=20)], enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(
+        CornerCueNet(),
+        corner_cue_digits(1600, 0, cue),
+        corner_cue_digits(256, 1, False, train=False),
+    )
+    accuracy = [e.value for e in events(tmp_path / "tb").Scalars("val/acc")]
+    shortcuts = [f for f in findings_of(trainer) if f.kind == "cam_shortcut"]
+    if not cue:  # learning the digits: nothing to say
+        assert shortcuts == [] and accuracy[-1] > 0.6
+        return
+    assert max(accuracy) < 0.6  # at chance: the val images carry no patch
+    (shortcut,) = shortcuts
+    assert shortcut.figures["splits"] == "train" and shortcut.step <= 80
+    assert shortcut.figures["val_probe_accuracy"] <= 0.625 < shortcut.figures["probe_accuracy"]
+    assert "a cue that validation images lack" in shortcut.message
+    assert "carry too" not in shortcut.message
