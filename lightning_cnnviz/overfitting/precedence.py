@@ -135,9 +135,12 @@ def verdicts(
         waiting.update(EVAL_KINDS)
         if found["class_imbalance"] is not None and found["class_imbalance"].figures["common"]:
             waiting.add("class_imbalance")
-        if found["generalisation_gap"] is not None and gap.gapped_on_batch_stats(h[-1]):
-            # ... but a gap as wide on batch statistics is the splits' (a cue only training
-            # images carry), and eval mode's statistics parted with them: told as the gap
+        if found["generalisation_gap"] is not None and (
+            gap.gapped_on_batch_stats(h[-1]) or gap.held_on_train_images(h[-1])
+        ):
+            # ... but a gap as wide on batch statistics, or one beside eval mode right on
+            # training images, is the splits' (a cue only training images carry), and eval
+            # mode's statistics parted with them: told as the gap
             waiting.discard("generalisation_gap")
             waiting.add("bn_mismatch")
     if bn_leaves_out(h[-1]):

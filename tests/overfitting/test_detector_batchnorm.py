@@ -195,14 +195,14 @@ def test_detector_bn_mismatch_remedy_reads_the_models_momentum():
     assert remedies(plain)[0].startswith("**Let the running statistics catch up**: a larger")
 
 
-def _shortcut_rows(detector, bn_acc, val=0.18, classes=None):
+def _shortcut_rows(detector, bn_acc, val=0.18, classes=None, train_probe=None):
     """Train 100% vs val 18% in eval mode (hunt 51's cue on training images only)."""
     kinds = []
     for e in range(4):
         ev = Evaluation(step=125 * (e + 1), epoch=e, val_acc=val, val_loss=3.0, train_acc=1.0,
                         train_loss=0.01, probe_acc_val=val + 0.02, probe_acc_bn=bn_acc,
                         probe_size=128.0, bn_only=bn_acc - val - 0.02, eval_only=0.0,
-                        classes=classes)  # fmt: skip
+                        classes=classes, probe_acc_train=train_probe)  # fmt: skip
         kinds += [(c.verdict.kind, e) for c in detector.update(ev)]
     return kinds + [(c.verdict.kind, "end") for c in detector.conclude()]
 
@@ -221,3 +221,15 @@ def test_detector_a_gap_as_wide_on_batch_statistics_is_the_splits_not_batchnorm(
     # GAP's share of the span above chance (0.22 there), not 0.4
     two = _shortcut_rows(Detector(), bn_acc=0.73, val=0.48, classes=2.0)
     assert ("generalisation_gap", 1) in two
+
+
+def test_detector_a_gap_beside_eval_mode_right_on_training_images_is_the_splits():
+    # hunt 109: a corner patch on one class's training images only, a binary BatchNorm
+    # net: eval mode 100% on the train probe and 50% on the val probe, 86-88% on it with
+    # batch statistics (under the 0.22 bar), told as a BatchNorm mismatch alone
+    rows = dict(bn_acc=0.87, val=0.49, classes=2.0)
+    assert _shortcut_rows(Detector(), **rows, train_probe=1.0)[0] == ("generalisation_gap", 1)
+    # running statistics that fail training images too in eval mode: BatchNorm's
+    for train_probe in (0.55, None):  # None: unknown, as before
+        told = _shortcut_rows(Detector(), **rows, train_probe=train_probe)
+        assert told[0][0] == "bn_mismatch" and "generalisation_gap" not in dict(told)
