@@ -11,10 +11,12 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import weakref
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import Trainer
 
@@ -79,7 +81,12 @@ def logs_message(trainer: Trainer) -> str | None:
             f"images and text are {'; '.join(elsewhere)}"
         )
     # not trainer.log_dir: it broadcasts, and only rank zero comes here
-    run_dir = Path(getattr(logger, "log_dir", None) or logger.save_dir or trainer.default_root_dir)
+    run_dir = Path(
+        _wandb_dir(logger)
+        or getattr(logger, "log_dir", None)
+        or logger.save_dir
+        or trainer.default_root_dir
+    )
     said = f"lightning-cnnviz: logs of this run are in {shown_path(run_dir)}"
     if elsewhere:  # no TensorBoard logger: its command would open nothing of ours
         return f"{said}\nImages and text: {'; '.join(elsewhere)}"
@@ -88,6 +95,20 @@ def logs_message(trainer: Trainer) -> str | None:
     if shown_path(root) == Path(".") and getattr(logger, "root_dir", None):
         root = Path(logger.root_dir)  # Lightning's default: ./lightning_logs, not all of .
     return f"{said}\nView them with:\n    {tensorboard_command(shown_path(root))}"
+
+
+def _wandb_dir(logger: Any) -> str | None:
+    """The folder a W&B logger's run writes to (``None`` for other loggers).
+
+    Not its ``save_dir``: a second ``WandbLogger`` in one process without
+    ``wandb.finish()`` reuses the first one's run and writes there (setups hunt 78: the
+    summary named the second's empty folder).
+    """
+    if not any(c.__name__ == "WandbLogger" for c in type(logger).__mro__):
+        return None
+    with contextlib.suppress(Exception):  # a run that failed to start, an offline stub
+        return str(Path(logger.experiment.dir).parent)
+    return None
 
 
 def announce_logs(trainer: Trainer) -> None:

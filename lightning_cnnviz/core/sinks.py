@@ -174,10 +174,9 @@ class Sink(SinkThread):
                 )
                 return []
             self.destinations = [Folder(self.image_dir)]
-            self._said.info(
-                f"lightning-cnnviz: no TensorBoard logger in this run (nor W&B or MLflow); "
-                f"images and text go to {self.image_dir}"
-            )
+            # without any logger, `logger=False` was said at the start: the folder is news
+            none = "no TensorBoard logger in this run (nor W&B or MLflow); " if self.loggers else ""
+            self._said.info(f"lightning-cnnviz: {none}images and text go to {self.image_dir}")
         return self.destinations
 
     def tensorboard_only(self) -> bool:

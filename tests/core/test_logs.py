@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -85,3 +88,35 @@ def test_logs_a_tuner_trial_fit_says_nothing_the_fit_after_it_says_where(tmp_pat
     assert "logs of this run are in" not in capsys.readouterr().out
     trainer.fit(model, datamodule=data)
     assert capsys.readouterr().out.count("logs of this run are in") == 1
+
+
+def test_logs_without_a_logger_say_the_folder_once_without_naming_other_loggers(tmp_path, caplog):
+    # setups hunt 78: `logger=False` was said at the start, then again as "no TensorBoard
+    # logger in this run (nor W&B or MLflow)"
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        _fit(tmp_path, logger=False, default_root_dir=tmp_path)
+    said = [r.getMessage() for r in caplog.records if "lightning-cnnviz" in r.getMessage()]
+    assert f"lightning-cnnviz: images and text go to {tmp_path / 'cnnviz'}" in said
+    assert not any("no TensorBoard logger" in message for message in said)
+
+
+def test_logs_a_reused_wandb_run_names_the_folder_it_writes_to(tmp_path, capsys):
+    # setups hunt 78: a second WandbLogger in one process without wandb.finish() reuses the
+    # first one's run; the summary named the second's save_dir, which stays empty
+    pytest.importorskip("wandb")
+    from lightning.pytorch.loggers import WandbLogger
+
+    first = WandbLogger(save_dir=str(tmp_path / "first"), offline=True, project="cnnviz")
+    try:
+        _fit(tmp_path, logger=first)
+        capsys.readouterr()
+        second = WandbLogger(save_dir=str(tmp_path / "second"), offline=True, project="cnnviz")
+        trainer = _fit(tmp_path, logger=second)
+        run = Path(second.experiment.dir).parent
+        assert run.parent.parent == tmp_path / "first"  # the reused run
+        assert f"logs of this run are in {run}" in capsys.readouterr().out
+        assert logs_message(trainer).startswith(f"lightning-cnnviz: logs of this run are in {run}")
+    finally:
+        first.experiment.finish()
