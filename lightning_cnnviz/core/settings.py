@@ -33,7 +33,7 @@ from lightning_cnnviz.core.gradient_hooks import (
     gradient_hooked,
 )
 from lightning_cnnviz.core.main_group import fastest_group, main_group
-from lightning_cnnviz.core.update_size import momentum_carry
+from lightning_cnnviz.core.update_size import carried_shrink
 
 __all__ = [
     "CARRIED_FROM",
@@ -62,8 +62,9 @@ class Settings:
         decay_per_step: ``lr * weight_decay``, the share of each weight that weight decay
             takes off per step where it is decoupled from the gradient's scale (SGD,
             AdamW, ``decoupled_weight_decay=True``); ``None`` elsewhere (Adam's L2). Under
-            SGD with momentum ``m`` the momentum carries ``(1 - dampening) / (1 - m)``
-            times it, counted where ``weight_decay`` is ``CARRIED_FROM`` or more, 20x a
+            SGD with momentum ``m`` the momentum carries about ``(1 - dampening) / (1 - m)``
+            times it (``update_size.carried_shrink``: exactly, never past
+            ``1 - sqrt(m)``), counted where ``weight_decay`` is ``CARRIED_FROM`` or more, 20x a
             usual SGD decay (counted always, a rate far too high, SGD warmed up to 4.0 at
             the usual 5e-4, read as a decay too strong: hunt 60).
         dropout: the largest dropout probability among the model's dropout modules.
@@ -215,7 +216,7 @@ def read_settings(
                 # momentum 0.9, `weight_decay=0.08`, 8% a step, at 18% val against 88.7%,
                 # unnamed at 0.8%); a usual decay not, so that a rate far too high is not
                 # read as one (hunt 60: SGD warmed up to 4.0 at 5e-4)
-                per_step *= momentum_carry(group)
+                per_step = carried_shrink(per_step, group)
     rates = [float(m.p) for m in model.modules() if isinstance(m, _DROPOUT)]
     clip = _number(grad_clip) or None  # Lightning's 0 means no clipping
     momenta = [  # statistics kept but no longer tracked (the flag off mid-run): frozen, 0

@@ -32,8 +32,9 @@ def test_settings_read_the_decay_of_the_weights_not_of_the_biases_listed_first()
     opt = torch.optim.SGD(no_decay_first(net, lr=0.001), lr=0.05, momentum=0.9, weight_decay=0.05)
     s = read_settings([opt], net)
     assert (s.lr, s.weight_decay, s.momentum) == (0.05, 0.05, 0.9)
-    # SGD's momentum carries a decay of 0.05 ten times: 0.05 * 0.05 * 10 a step
-    assert s.decay_per_step == pytest.approx(0.025)
+    # SGD's momentum carries a decay of 0.05 * 0.05 a step: the weight and its momentum
+    # buffer shrink by the recurrence's largest root, 0.96, a step
+    assert s.decay_per_step == pytest.approx(0.04)
     one = read_settings(
         [torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=0.05)], net
     )
