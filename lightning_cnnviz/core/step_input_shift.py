@@ -32,8 +32,16 @@ from lightning_cnnviz.core.input_shift import (
     faint_floors,
     worst_channel,
 )
+from lightning_cnnviz.core.real_values import real_values
 
-__all__ = ["StepInput", "channel_order", "loaded_shift", "step_input", "step_shift"]
+__all__ = [
+    "StepInput",
+    "channel_fit",
+    "channel_order",
+    "loaded_shift",
+    "step_input",
+    "step_shift",
+]
 
 # a layer channel's mean and spread within this share of a loaded channel's: the same values
 # (a step that reorders channels moves them unchanged; float sums differ far less than this)
@@ -43,18 +51,50 @@ _SAME = 1e-4
 class StepInput(NamedTuple):
     """One batch's per-channel ``(C,)`` mean and std, as loaded and at the model's first layer.
 
-    Kept on the batch's device until compared (no host synchronisation in a step).
+    ``fit``: per channel, the correlation of what the layer received with the images as
+    loaded, value by value (1: a scale and shift of them; ``None``: not read, or shapes
+    that differ). Kept on the batch's device until compared (no host synchronisation in a
+    step).
     """
 
     images_mean: Tensor
     images_std: Tensor
     layer_mean: Tensor
     layer_std: Tensor
+    fit: Tensor | None = None
+
+
+def channel_fit(images: Tensor, layer_input: Tensor) -> Tensor | None:
+    """Per channel, the correlation of ``layer_input`` with ``images`` (``None``: shapes differ).
+
+    Example::
+
+        >>> import torch
+        >>> x = torch.rand(8, 2, 4, 4)
+        >>> [round(v, 3) for v in channel_fit(x, 3 * x - 1).tolist()]
+        [1.0, 1.0]
+        >>> bool(channel_fit(x, x + 3 * torch.randn_like(x)).max() < 0.5)  # noise added
+        True
+    """
+    if images.shape != layer_input.shape or images.dim() < 2:
+        return None
+    a, b = (
+        real_values(t.detach()).transpose(0, 1).reshape(t.shape[1], -1)
+        for t in (images, layer_input)
+    )
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).mean(1) / (a.pow(2).mean(1) * b.pow(2).mean(1)).sqrt().clamp_min(1e-12)
 
 
 def step_input(images: Tensor, layer_input: Tensor) -> StepInput:
     """A ``StepInput`` from a batch's images and what the first layer received of them."""
-    return StepInput(*channel_stats(images), *channel_stats(layer_input))
+    fit = channel_fit(images, layer_input)
+    return StepInput(*channel_stats(images), *channel_stats(layer_input), fit)
+
+
+def _fits(s: StepInput) -> list[float | None]:
+    """``s.fit`` per channel on the host (``None`` each where it was not read)."""
+    return [None] * s.images_mean.numel() if s.fit is None else s.fit.float().tolist()
 
 
 def loaded_shift(train: StepInput, val: StepInput) -> dict[str, float]:
@@ -102,7 +142,7 @@ def channel_order(s: StepInput) -> tuple[int, ...] | None:
     """
     if s.images_mean.shape != s.layer_mean.shape or s.images_mean.numel() < 2:
         return None
-    i_mean, i_std, l_mean, l_std = (t.float().tolist() for t in s)
+    i_mean, i_std, l_mean, l_std = (t.float().tolist() for t in s[:4])
     order = []
     for m, sd in zip(l_mean, l_std, strict=True):
         bar = _SAME * max(sd, FLAT)
@@ -127,10 +167,11 @@ def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:
     (``train_order``, ``val_order``): a reordering read as a scale is no rescale (hunt 93:
     RGB to BGR in `training_step` told as "`(x - 0.038) / 2.325` of channel 0").
     """
-    if len({t.numel() for t in (*train, *val)}) != 1:
+    stats = (*train[:4], *val[:4])  # the means and spreads (``fit`` is read below)
+    if len({t.numel() for t in stats}) != 1:
         return {}
     channels = []
-    for row in zip(*(t.float().tolist() for t in (*train, *val)), strict=True):
+    for row in zip(*(t.float().tolist() for t in stats), strict=True):
         (tb_mean, tb_std, tl_mean, tl_std, vb_mean, vb_std, vl_mean, vl_std) = row
         if min(tb_std, vb_std) < FLAT:  # a constant channel: no scale to read
             channels.append((0.0, {}))
@@ -142,6 +183,10 @@ def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:
         figures |= {"train_scale": t_scale, "val_scale": v_scale, "train_offset": t_offset,
                     "val_offset": v_offset}  # fmt: skip
         channels.append((badness, figures))
+    # a step that is no scale and shift of the images (noise added) has no formula
+    for (_, figures), t_fit, v_fit in zip(channels, _fits(train), _fits(val), strict=True):
+        figures |= {"train_fit": t_fit} if t_fit is not None else {}
+        figures |= {"val_fit": v_fit} if v_fit is not None else {}
     found = worst_channel(channels)
     orders = channel_order(train), channel_order(val)
     if found and None not in orders and orders[0] != orders[1]:

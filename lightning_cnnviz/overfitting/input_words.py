@@ -35,10 +35,10 @@ def _inputs_in_steps(v: Verdict) -> str:
             "loaded channel in training and another in validation"
         )
     else:
+        train = _step_words(f["train_scale"], f["train_offset"], f.get("train_fit"))
         done = (
-            f"`training_step` {_step_words(f['train_scale'], f['train_offset'])} channel "
-            f"{f['channel']:.0f} of the images as loaded, `validation_step` "
-            f"{_step_words(f['val_scale'], f['val_offset'])} it"
+            f"`training_step` {train} channel {f['channel']:.0f} of the images as loaded, "
+            f"`validation_step` {_step_words(f['val_scale'], f['val_offset'], f.get('val_fit'))} it"
         )
     return (
         "Training and validation images reach the model preprocessed differently by the "
@@ -146,8 +146,16 @@ def _order_words(order: Sequence[int]) -> str:
     return f"reorders the channels as loaded to ({', '.join(str(c) for c in order)})"
 
 
-def _step_words(scale: float, offset: float) -> str:
+AFFINE_FIT = 0.95
+"""A step's output correlating less than this with its input is no scale and shift of it."""
+
+
+def _step_words(scale: float, offset: float, fit: float | None = None) -> str:
     """What a step's code does to a channel of the images, in words: as the user wrote it.
+
+    ``fit``: the correlation of the step's output with its input, value by value; under
+    ``AFFINE_FIT`` no formula is shown (hunt 111: noise of sd 3 added in `training_step`
+    was said "makes `(x - 0.02458) / 0.1734` of", a formula nowhere in the code).
 
     Example::
 
@@ -155,7 +163,14 @@ def _step_words(scale: float, offset: float) -> str:
         ('makes `(x - 0.1305) / 0.3077` of', 'leaves')
         >>> _step_words(1 / 255, 0.0)  # hunt 55: "scales by 0.00392x"
         'makes `x / 255` of'
+        >>> _step_words(5.77, -0.14, fit=0.17)[:57]
+        'changes, beyond any scale and shift (its values correlate'
     """
+    if fit is not None and fit < AFFINE_FIT:
+        return (
+            f"changes, beyond any scale and shift (its values correlate {fit:.2f} with the "
+            "loaded ones: noise added, a transform per position, or other images),"
+        )
     if abs(scale - 1) < 0.01 and abs(offset) < 0.01:
         return "leaves"
     if not scale:

@@ -36,7 +36,12 @@ from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.samplers import first_loader, sampler_known
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
-from lightning_cnnviz.core.step_input_shift import StepInput, loaded_shift, step_shift
+from lightning_cnnviz.core.step_input_shift import (
+    StepInput,
+    channel_fit,
+    loaded_shift,
+    step_shift,
+)
 from lightning_cnnviz.core.stored_form import seen_batch
 from lightning_cnnviz.overfitting.repeated_items import (
     BATCHES,
@@ -216,6 +221,7 @@ class StepInputs:
         events, wanted = self.events, [True]  # the batch's first call only
         with torch.no_grad():  # as loaded: the step's code may change the batch in place
             loaded = channel_stats(images)  # (setups hunt 66: `x.mul_(2)` read as unchanged)
+            before = images.detach().clone()  # a read is rare: one batch, before a validation
 
         def read(args: tuple[Any, ...], _output: Any) -> None:
             x = args[0] if args else None
@@ -224,7 +230,8 @@ class StepInputs:
             if x.dim() == images.dim() and x.shape[1] == images.shape[1]:
                 wanted[0] = False
                 with torch.no_grad():
-                    self._steps[split] = StepInput(*loaded, *channel_stats(x))
+                    fit = channel_fit(before, x)  # noise added is no scale and shift
+                    self._steps[split] = StepInput(*loaded, *channel_stats(x), fit)
                 if split == "train":
                     self._step_events = events
 

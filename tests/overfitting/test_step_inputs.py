@@ -51,6 +51,17 @@ def test_step_shift_names_channels_reordered_in_one_step_only():
     assert normalised and "train_order" not in normalised  # a rescale, no reordering
 
 
+def test_step_shift_reads_noise_added_as_no_scale_and_shift():
+    # hunt 111: noise of sd 3 added in `training_step` was said "makes `(x - 0.02458) /
+    # 0.1734` of channel 0", a formula nowhere in the code
+    x, other = pictures(64), pictures(64, seed=1)
+    noisy = step_input(x, x + 3 * torch.randn_like(x))
+    found = step_shift(noisy, step_input(other, other))
+    assert found["train_fit"] < 0.5 and found["val_fit"] == pytest.approx(1.0)
+    normalised = step_shift(step_input(x, (x - MEAN) / STD), step_input(other, other))
+    assert normalised["train_fit"] == pytest.approx(1.0, abs=1e-4)
+
+
 class StepNormalised(Net):
     """Normalises in ``training_step``; ``validation_step`` too where ``both``."""
 
@@ -120,6 +131,17 @@ class ValSwappedLater(StepNormalised):
         self._step((x[:, [2, 1, 0]] if self.current_epoch >= 1 else x, y), "val")
 
 
+class NoisyTrainingStep(StepNormalised):
+    """``training_step`` adds noise of sd 3 to the images; ``validation_step`` does not."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self._step((x + 3 * torch.randn_like(x), y), "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+
 def _run(tmp_path, both, compiled=False, averaged=False, model_type=StepNormalised, epochs=2,
          tint=(1.0, 1.0, 1.0)):  # fmt: skip
     torch.manual_seed(0)
@@ -163,6 +185,15 @@ def test_step_inputs_channels_reordered_in_training_step_are_told_as_that(tmp_pa
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
     assert "`training_step` reorders the channels as loaded to (2, 1, 0) and " in text
     assert "`validation_step` keeps their order" in text and "makes `(x" not in text
+
+
+def test_step_inputs_noise_added_in_training_step_is_told_without_a_formula(tmp_path):
+    trainer, _ = _run(tmp_path, both=False, model_type=NoisyTrainingStep)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert finding.figures["train_fit"] < 0.5 and finding.figures["scale_ratio"] > 2
+    text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
+    assert "`training_step` changes, beyond any scale and shift (its values correlate" in text
+    assert "makes `" not in text and "`validation_step` leaves it" in text
 
 
 def test_step_inputs_a_validation_step_changed_mid_run_is_read_again(tmp_path):
