@@ -21,7 +21,9 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+from lightning_cnnviz.overfitting import bn_ranks
 from lightning_cnnviz.overfitting.bn_lag import frozen, lags_long, settling
+from lightning_cnnviz.overfitting.bn_ranks import gap, ranked
 from lightning_cnnviz.overfitting.chance_levels import chance_band
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
@@ -33,6 +35,7 @@ __all__ = [
     "bn_mismatch",
     "bn_mismatch_at_end",
     "discordant",
+    "gap",
     "no_training_norms",
     "part_threshold",
     "parted",
@@ -75,10 +78,11 @@ def parted(e: Evaluation) -> bool | None:
     Both passes read the same images, so the gap's standard error is the paired one
     (McNemar: from the images right in one pass only, ``part_threshold``). An
     evaluation whose batch-statistics pass the screen skipped (``bn_screen`` set,
-    ``passes.py``: the gap cannot be near the threshold) counts as not parted.
+    ``passes.py``: the gap cannot be near the threshold) counts as not parted. Multi-hot
+    targets, which have no class accuracy, part by the labels' AUC (``bn_ranks``, hunt 110).
     """
     if e.probe_acc_val is None:
-        return None
+        return bn_ranks.rank_parted(e)
     if e.probe_acc_bn is None:
         return None if e.bn_screen is None else False
     # accuracy only: early in a run the running statistics always lag (a higher eval loss
@@ -117,6 +121,8 @@ def stale(e: Evaluation) -> bool:
 
 def _bar(e: Evaluation) -> float:
     """``part_threshold`` of an evaluation with a batch-statistics pass, on its images."""
+    if e.probe_acc_val is None:  # multi-hot targets: the AUC bar
+        return bn_ranks.RANK_PART
     gap = e.bn_gap_acc
     return part_threshold(e.probe_acc_bn, e.bn_size or e.probe_size, discordant(e), gap)  # type: ignore[arg-type]
 
@@ -157,7 +163,7 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     evs, streak = _trailing(history, parted)
     if streak and frozen(evs[-1]):  # nothing to catch up: told at its first evaluation
         return _mismatch(evs, streak)
-    if streak >= patience and evs[-1].bn_gap_acc < CLOSING * evs[-2].bn_gap_acc:  # type: ignore[operator]
+    if streak >= patience and gap(evs[-1]) < CLOSING * gap(evs[-2]):  # type: ignore[operator]
         return None  # closing fast: the running statistics catching up; one more evaluation
     if streak == patience and _eval_never_learnt(history) and not lags_long(evs[-1]):
         return None
@@ -188,6 +194,8 @@ def _eval_never_learnt(history: Sequence[Evaluation]) -> bool:
         >>> _eval_never_learnt([ev(0.1), ev(0.12)]), _eval_never_learnt([ev(0.1), ev(0.4)])
         (True, False)
     """
+    if history and all(ranked(e) for e in history):  # multi-hot targets: the labels' AUC
+        return all(bn_ranks.rank_never_learnt(e) for e in history)
     accs = [(e.probe_acc_val, e.classes, e.probe_size) for e in history]
     return all(
         acc is not None and k and acc <= chance_band(int(k), int(n or 0)) for acc, k, n in accs
@@ -225,7 +233,7 @@ def no_training_norms(e: Evaluation) -> bool:
         >>> no_training_norms(Evaluation(300, 3, probe_acc_val=0.9, bn_screen=0.01))
         False
     """
-    return e.probe_acc_val is not None and parted(e) is None
+    return (e.probe_acc_val is not None or ranked(e)) and parted(e) is None
 
 
 def _diverged(e: Evaluation) -> bool:
@@ -241,6 +249,8 @@ def _diverged(e: Evaluation) -> bool:
 
 def _mismatch(evs: Sequence[Evaluation], streak: int) -> Verdict:
     now = evs[-1]
+    if now.probe_acc_val is None and ranked(now):  # multi-hot targets: the labels' AUC
+        return Verdict("bn_mismatch", evs[-streak], now, None, bn_ranks.mismatch_figures(now))
     figures = {
         "eval_acc": now.bn_eval_acc,
         "batch_stats_acc": now.probe_acc_bn,
@@ -271,7 +281,7 @@ def _recurs(evs: Sequence[Evaluation], window: int = 3, strength: float = 2.0) -
     """
     if not evs or not parted(evs[-1]):
         return 0
-    if evs[-1].bn_gap_acc < strength * _bar(evs[-1]):  # type: ignore[operator]
+    if gap(evs[-1]) < strength * _bar(evs[-1]):  # type: ignore[operator]
         return 0
     earlier = [i for i, e in enumerate(evs[-window:-1]) if parted(e)]
     return len(evs[-window:]) - earlier[0] if earlier else 0

@@ -53,7 +53,8 @@ CHECKS = {  # check name -> what it needs, for the end-of-fit summary
     "not learning": "class labels, (N, classes) logits and enough probe images to tell chance"
     " (or the loss `training_step` returns from the run's first steps on)",
     "BatchNorm train/eval": (
-        "BatchNorm layers in training mode, class labels and (N, classes) logits"
+        "BatchNorm layers in training mode, and class labels with (N, classes) logits or "
+        "multi-hot (N, labels) targets"
     ),
     "class imbalance": (
         "class labels and (N, classes) logits on the val probe, 5 or more images of a class"
@@ -217,6 +218,8 @@ class Detector:
             if old is None or old.severity == "note" or old.best is not verdict.best:
                 return Change("new", verdict)  # first time, again after going away, new episode
             key = _WORSE.get(kind)
+            if kind == "bn_mismatch" and "gap_rank" in verdict.figures:  # multi-hot targets
+                key = "gap_rank"
             if key and verdict.figures.get(key, 0.0) > old.figures.get(key, 0.0):
                 return Change("worse", verdict)
             return None

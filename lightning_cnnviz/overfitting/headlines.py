@@ -31,11 +31,13 @@ from lightning_cnnviz.overfitting import (
     climb_words,
     imbalance_words,
     input_words,
+    label_prior,
     labels_turned,
     learning_words,
     lr_decay,
     pipeline_words,
 )
+from lightning_cnnviz.overfitting.bn_ranks import levels_words
 from lightning_cnnviz.overfitting.rules import accuracy_climbed
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import above, finite, num, when
@@ -173,15 +175,24 @@ def _bn_mismatch(v: Verdict) -> str:
         )
         return (
             f"BatchNorm running statistics hold NaN/Inf since {when(since)} ({layers}): eval "
-            f"mode normalises with them, so {outputs} (val probe accuracy "
-            f"{num(f['eval_acc'], True)} in eval mode vs "
-            f"{num(f['batch_stats_acc'], True)} with batch statistics), while training, on "
-            "batch statistics, goes on."
+            f"mode normalises with them, so {outputs} ({levels_words(f)}), while training, "
+            "on batch statistics, goes on."
+        )
+    if "batch_stats_rank" in f:  # multi-hot targets: no accuracy (hunt 110)
+        same = f.get("same_labels") or 0.0
+        alike = (
+            f" In eval mode it gives the same labels to {num(same, True)} of the val probe's "
+            "images: the model learns, the running statistics it is evaluated with do not fit."
+            if same >= label_prior.ALIKE
+            else ""
+        )
+        return (
+            f"BatchNorm running statistics do not match the batches since {when(since)}: "
+            f"{levels_words(f)}.{alike}"
         )
     return (
-        f"BatchNorm running statistics do not match the batches since {when(since)}: val probe "
-        f"accuracy {num(f['eval_acc'], True)} in eval mode vs {num(f['batch_stats_acc'], True)} "
-        f"with batch statistics (loss {num(f['eval_loss'])} vs {num(f['batch_stats_loss'])})."
+        f"BatchNorm running statistics do not match the batches since {when(since)}: "
+        f"{levels_words(f)} (loss {num(f['eval_loss'])} vs {num(f['batch_stats_loss'])})."
     )
 
 

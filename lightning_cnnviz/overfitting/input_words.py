@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lightning_cnnviz.core.step_transform import affine_form
+from lightning_cnnviz.overfitting.bn_ranks import levels_words
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
@@ -88,12 +89,17 @@ def inputs_differ(v: Verdict) -> str:
             "mid-run (a transform set anew, a callback or `setup` swapping or corrupting the "
             "training set), so the model now learns images unlike the ones it is validated on."
         )
-    if "batch_stats_acc" in f:  # past the milder bars, with BatchNorm's evidence
+    if "batch_stats_acc" in f or "batch_stats_rank" in f:  # with BatchNorm's evidence
+        levels = (
+            f"the val probe reads {num(f['eval_acc'], True)} in eval mode vs "
+            f"{num(f['batch_stats_acc'], True)} with its own batch statistics"
+            if "batch_stats_acc" in f
+            else f"{levels_words(f)} (its own)"  # multi-hot targets: the AUCs (hunt 110)
+        )
         return (
             f"Validation images differ from the training images: {_channel_words(f, 2)}, "
             "and BatchNorm's running statistics, gathered on training images, do not fit "
-            f"them: the val probe reads {num(f['eval_acc'], True)} in eval mode vs "
-            f"{num(f['batch_stats_acc'], True)} with its own batch statistics. Not stale "
+            f"them: {levels}. Not stale "
             "statistics: the val inputs are preprocessed or distributed otherwise "
             "(normalisation, noise, resizing), and every validation figure measures that."
         )

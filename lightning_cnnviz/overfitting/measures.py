@@ -25,7 +25,7 @@ from lightning_cnnviz.core.run_datasets import dropped_items, val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import settings_of
 from lightning_cnnviz.core.update_size import update_ratio
-from lightning_cnnviz.overfitting import class_figures, class_gap, imbalance, passes
+from lightning_cnnviz.overfitting import bn_ranks, class_figures, class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import (
     batch_norms,
     no_batch_norm_why,
@@ -119,7 +119,8 @@ class Measures(ProbeLogits):
             with self.phase("compute"):
                 host.update(output_spread(val, None))
         host.update(self.prior)  # read by the val pass (``label_prior.prior_figures``)
-        self.prior = {}
+        self.prior, ranked_val, self.ranked_val = {}, self.ranked_val, None
+        ranked = ranked_val is not None and host.get("prior_rank") is not None  # multi-hot
         # the extra passes see the probes' first images only (the training batch sets how many)
         sizes = {s: self._images(trainer, s) for s in labels}
         cut = {s: None if v is None else v[: sizes[s]] for s, v in labels.items()}
@@ -136,6 +137,7 @@ class Measures(ProbeLogits):
             probe_size=float(sizes["val"]),
             batch_norm=norms,
             left_out=bool(ignored),
+            ranked=ranked,
         )
         more = {"train": None}
         if self.plan.train:
@@ -145,6 +147,10 @@ class Measures(ProbeLogits):
         host.update(self._host(more, cut, val_cut, ignored))
         if more.get("bn") is not None:
             host["bn_size"] = float(sizes["val"])
+            if ranked:  # the labels' AUC in both modes, on the pass's images (hunt 110)
+                with self.phase("compute"):
+                    eval_out, truth = ranked_val  # type: ignore[misc]
+                    host.update(bn_ranks.rank_figures(eval_out, more["bn"], truth))
         if self.plan.screen is not None and not self.plan.batch_stats:
             host["bn_screen"] = self.plan.screen
         probes = val is not None and (more["train"] is not None or not self.plan.train)

@@ -17,7 +17,9 @@ each costing about as much as 0.5 (resnet18) to 2 (resnet50) training steps:
   images the last pass found right in one pass only), when the module logs no train
   accuracy (nothing to screen with), and while the latest measured evaluation was parted (a mismatch
   starting or reported: confirmed, updated or cleared). A skipped evaluation carries the
-  estimate (``Evaluation.bn_screen``) and counts as not parted.
+  estimate (``Evaluation.bn_screen``) and counts as not parted. Multi-hot targets have
+  no accuracy to screen with: the pass runs at every evaluation there (``ranked``; one
+  forward of the probe's first images, as the first pass for class labels; hunt 110).
 * **train probe** (calibration and accuracy on training images, eval mode): every
   evaluation when the module logs no train accuracy (the probe's stands in for it),
   else every ``TRAIN_EVERY``-th evaluation from the second (the first pays for drawing
@@ -156,6 +158,7 @@ def plan(
     probe_size: float,
     batch_norm: bool,
     left_out: bool = False,
+    ranked: bool = False,
 ) -> Plan:
     """The passes of the evaluation that follows ``history``.
 
@@ -168,6 +171,15 @@ def plan(
         left_out: whether the val probe leaves a class out (``class_figures.ignored_classes``):
             the train probe then tells whether training images of it are learnt, and
             batch statistics whether eval mode's running statistics leave it out.
+        ranked: whether the val probe's targets are multi-hot labels whose eval-mode AUC
+            was read (``bn_ranks.ranked``): no accuracy, the batch-statistics pass every time.
+
+    Example::
+
+        >>> p = plan([], train_acc=None, eval_acc=None, probe_size=128, batch_norm=True,
+        ...          ranked=True)
+        >>> p.batch_stats, p.why["batch_stats"]
+        (True, 'multi-hot targets: their AUC on batch statistics, every evaluation')
     """
     why: dict[str, str] = {}
     index = len(history)
@@ -189,7 +201,10 @@ def plan(
             "a class is left out on the val probe: learnt on training images?",
         )
     screen = None
-    if not batch_norm or eval_acc is None:
+    if batch_norm and eval_acc is None and ranked:  # no accuracy to screen with (hunt 110)
+        bn = True
+        why["batch_stats"] = "multi-hot targets: their AUC on batch statistics, every evaluation"
+    elif not batch_norm or eval_acc is None:
         bn = False
         why["batch_stats"] = (
             "no BatchNorm layer in training mode" if not batch_norm else "no val logits"

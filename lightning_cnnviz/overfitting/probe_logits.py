@@ -78,6 +78,7 @@ class ProbeLogits(LoggedReads):
 
     _bn_why: str
     prior: dict[str, float | str]  # the val probe against targets that are no class labels
+    ranked_val: tuple[Tensor, Tensor] | None = None  # its multi-hot outputs and targets
     scores_misfit: str
 
     def _images(self, trainer: Trainer, split: str) -> int:
@@ -105,6 +106,9 @@ class ProbeLogits(LoggedReads):
                 shown = None if targets is None else targets[: len(logits)]
                 if shown is not None:
                     self.prior = prior_figures(logits, shown) or blind_losses(logits, shown) or {}
+                # multi-hot: kept for the batch-statistics pass's paired AUC (hunt 110)
+                labelled = self.prior.get("prior_task") == "labels" and shown is not None
+                self.ranked_val = (logits, shown) if labelled else None  # type: ignore[assignment]
                 self.prior |= output_spread(logits, shown)  # (maps beside labels too: hunt 102)
         if logits.dim() != 2:
             self.warn_once("dense", "calibration (ECE) and per-class accuracy need one score "

@@ -130,6 +130,6 @@ def with_bn_gap(bn: Verdict, now: Evaluation) -> Verdict:
     Also at the end of fit, where the last validation's gap waits for no confirmation
     (``bn_levels.bn_mismatch_at_end``): the unlike inputs are the cause there too.
     """
-    figures = {**now.mild_shift, "eval_acc": bn.figures["eval_acc"],  # type: ignore[dict-item]
-               "batch_stats_acc": bn.figures["batch_stats_acc"]}  # fmt: skip
+    levels = ("eval_acc", "batch_stats_acc", "eval_rank", "batch_stats_rank")  # AUCs: multi-hot
+    figures = {**now.mild_shift, **{k: bn.figures[k] for k in levels if k in bn.figures}}  # type: ignore[dict-item]
     return Verdict("inputs_differ", bn.since, now, None, figures)

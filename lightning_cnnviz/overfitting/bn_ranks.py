@@ -1,0 +1,162 @@
+"""The BatchNorm train/eval check for multi-label targets: the labels' AUC in both modes.
+
+Nothing here knows about Lightning. Multi-hot (N, K) targets give no class accuracy to
+compare, so the check reads how well each mode ranks the labels (``label_prior.label_rank``,
+the labels' mean AUC) on the same val probe images: eval mode (running statistics) against
+batch statistics (``batch_stats.batch_stats_logits``). Held out (hunt 110): a multi-label
+torchvision mobilenet_v3_small, BatchNorm momentum 0.01, gave every val image the same
+outputs in eval mode (AUC 0.56) while its batch statistics ranked the labels (0.78), and was
+told "it has learnt how common each answer is", the BatchNorm check not run ("needs class
+labels"). ``bn_levels.parted`` reads ``rank_parted`` where there is no class accuracy.
+
+Example::
+
+    >>> truth = torch.tensor([[1, 0], [0, 1], [0, 0], [1, 1]]).bool()
+    >>> eval_out, bn_out = torch.zeros(4, 2), truth.float()  # alike for all / each ranked
+    >>> f = rank_figures(eval_out, bn_out, truth)
+    >>> f
+    {'prior_rank_bn': 1.0, 'prior_rank_at_bn': 0.5}
+    >>> e = Evaluation(0, 0, prior_task="labels", prior_rank=0.5, **f)
+    >>> rank_parted(e), round(rank_gap(e), 2)
+    (True, 0.5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.label_prior import label_rank
+from lightning_cnnviz.overfitting.words import num
+
+__all__ = [
+    "RANK_CHANCE",
+    "RANK_PART",
+    "gap",
+    "levels_words",
+    "mismatch_figures",
+    "rank_figures",
+    "rank_gap",
+    "rank_never_learnt",
+    "rank_parted",
+    "ranked",
+]
+
+RANK_PART = 0.1
+"""The AUC gap (batch statistics over eval mode) past which the two modes part.
+
+Measured (hunt 110) on the val probe's first 96 images of five labels: the same
+mobilenet_v3_small at momentum 0.1 read the modes 0.20 apart at its first validation
+under Adam (step 32, the running statistics still catching up: one evaluation, waited
+for) and -0.01 to 0.02 apart at its five later ones, under SGD (momentum 0.9) -0.01 to
+0.05 at all six; at momentum 0.01, 0.19-0.27 at every one. A small BatchNorm CNN on
+three labels read within 0.01 at momentum 0.1 and 0.22-0.48 apart with its running
+statistics held back. A few hundredths are noise there."""
+
+RANK_CHANCE = 0.05
+"""An eval-mode AUC within this of 0.5: the labels not ranked at all (``rank_never_learnt``)."""
+
+
+def ranked(e: Evaluation) -> bool:
+    """Whether ``e``'s val probe has multi-hot targets whose eval-mode AUC was read.
+
+    Example::
+
+        >>> ranked(Evaluation(0, 0, prior_task="labels", prior_rank=0.7)), ranked(
+        ...     Evaluation(0, 0, prior_task="classes"))
+        (True, False)
+    """
+    return e.prior_task == "labels" and e.prior_rank is not None
+
+
+def rank_figures(eval_out: Tensor, bn_out: Tensor, truth: Tensor) -> dict[str, float]:
+    """The labels' mean AUC with batch statistics and in eval mode, on the same images.
+
+    ``bn_out`` may hold the probe's first images only (``passes.pass_images``): eval mode
+    is read on those too, so the two are paired. ``{}`` where a mode ranks nothing (no
+    label with images of both kinds, outputs of another shape, batch statistics giving
+    NaN/Inf: training diverged).
+    """
+    n = len(bn_out)
+    if eval_out.shape[1:] != bn_out.shape[1:] or len(eval_out) < n or len(truth) < n:
+        return {}
+    truth = truth[:n].to(bn_out.device).bool()
+    if not bool(torch.isfinite(bn_out).all()):
+        return {}
+    bn, at = label_rank(bn_out.float(), truth), label_rank(eval_out[:n].float(), truth)
+    return {} if bn is None or at is None else {"prior_rank_bn": bn, "prior_rank_at_bn": at}
+
+
+def rank_gap(e: Evaluation) -> float | None:
+    """Batch statistics' AUC minus eval mode's, on the images the pass saw (``None``: unread)."""
+    if e.prior_rank_bn is None or e.prior_rank_at_bn is None:
+        return None
+    return e.prior_rank_bn - e.prior_rank_at_bn
+
+
+def gap(e: Evaluation) -> float | None:
+    """Batch statistics over eval mode: the accuracy gap, else the labels' AUC gap (``None``).
+
+    Example::
+
+        >>> gap(Evaluation(0, 0, prior_task="labels", prior_rank=0.55, prior_rank_bn=0.8,
+        ...                prior_rank_at_bn=0.55))
+        0.25
+    """
+    return e.bn_gap_acc if e.probe_acc_val is not None else rank_gap(e)
+
+
+def mismatch_figures(e: Evaluation) -> dict[str, float | None]:
+    """A multi-label ``bn_mismatch``'s figures: the two modes' AUCs, their gap, how alike.
+
+    ``same_labels``: the share of the val probe given eval mode's commonest set of labels.
+    """
+    return {
+        "eval_rank": e.prior_rank_at_bn,
+        "batch_stats_rank": e.prior_rank_bn,
+        "gap_rank": rank_gap(e),
+        "same_labels": e.prior_pred,
+    }
+
+
+def rank_parted(e: Evaluation) -> bool | None:
+    """Whether eval mode ranks the labels far worse than batch statistics (``None``: unread).
+
+    ``None`` for targets that are no multi-hot labels, and for a multi-label evaluation
+    without the batch-statistics pass (no BatchNorm in training mode:
+    ``bn_levels.no_training_norms``).
+    """
+    apart = rank_gap(e) if ranked(e) else None
+    return None if apart is None else apart > RANK_PART
+
+
+def rank_never_learnt(e: Evaluation) -> bool:
+    """Whether eval mode ranks the labels no better than chance (``RANK_CHANCE`` of 0.5)."""
+    return ranked(e) and e.prior_rank <= 0.5 + RANK_CHANCE  # type: ignore[operator]
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"  # a few hundredths are noise (RANK_PART)
+
+
+def levels_words(f: Mapping[str, Any]) -> str:
+    """The two modes' levels in a ``bn_mismatch`` finding's figures, in words.
+
+    Example::
+
+        >>> levels_words({"eval_rank": 0.56, "batch_stats_rank": 0.78})
+        "the labels' mean AUC on the val probe 0.56 in eval mode vs 0.78 with batch statistics"
+    """
+    if "batch_stats_rank" in f:  # multi-hot targets (``bn_levels._mismatch``)
+        return (
+            f"the labels' mean AUC on the val probe {_auc(f['eval_rank'])} in eval mode vs "
+            f"{_auc(f['batch_stats_rank'])} with batch statistics"
+        )
+    return (
+        f"val probe accuracy {num(f['eval_acc'], True)} in eval mode vs "
+        f"{num(f['batch_stats_acc'], True)} with batch statistics"
+    )
