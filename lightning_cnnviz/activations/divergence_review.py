@@ -207,8 +207,14 @@ class DivergenceReview(SpikeAftermath):
         if held or steady or self._rate_lowered(until):
             rates = None  # ... or one moved too little is not what changed at the spike
         shown = None if spike is None else (spike[0], peak_since(series, spike), *spike[2:])
+        negated = self._negated(series, spike, nonfinite)
+        # steps on, the model read and still finite (a NaN gradient would have reached every
+        # weight), and the loss not driven there (a negated one climbs until it overflows)
+        loss_only = nonfinite is not None and nonfinite < step and bool(figures)
+        loss_only = loss_only and negated is None and not (weights or bad_sites)
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=shown,
+            loss_only=loss_only and grads is None and spike is None,
             first_weights=weights[0] if weights else None,
             first_activations=bad_sites[0] if bad_sites else None,
             first_grads=grads, died=died, level=level,
@@ -219,7 +225,7 @@ class DivergenceReview(SpikeAftermath):
                                    inputs=self._bad_inputs(nonfinite), flat=flat,
                                    stepped=stepped, decayed=self._decay_raised(),
                                    grown=self._decay_negative(),
-                                   negated=self._negated(series, spike, nonfinite),
+                                   negated=negated,
                                    dropped=self._dropout_raised(), hooked=self.hooked,
                                    momentum=self._momentum_raised(),
                                    maximize=self.maximize if first_loss > 0 else (),

@@ -15,6 +15,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["went_negative", "wrong_setting"]
@@ -97,11 +99,17 @@ def went_negative(series: list[tuple[int, float]]) -> tuple[int, float] | None:
 
     As far below 0 as it started above it: a loss offset below 0 on purpose (``CE - 1``,
     an entropy bonus) stays near 0 (hunt 44: such losses were named as the cause of a
-    divergence a rate raised 30x made).
+    divergence a rate raised 30x made). Finite values only: ``-inf`` is a ``log(0)``, not
+    a negated loss (hunt 111: ``0.01 * log(relu(s))`` hit ``log(0)`` while the model kept
+    learning, said "the loss is negated ... every update climbs the cross-entropy").
+
+        >>> went_negative([(0, 2.3), (1, 0.4), (2, float("-inf"))]) is None
+        True
     """
     if not series or not series[0][1] > 0:
         return None
     first = series[0][1]
-    if not any(v <= -first for _, v in series):
+    finite = [(s, v) for s, v in series if math.isfinite(v)]
+    if not any(v <= -first for _, v in finite):
         return None
-    return next((s, first) for s, v in series if v < 0)
+    return next((s, first) for s, v in finite if v < 0)

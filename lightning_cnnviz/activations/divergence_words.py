@@ -13,7 +13,19 @@ from collections.abc import Mapping
 from lightning_cnnviz.activations.divergence import EVERY_PARAMETER
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
 
-__all__ = ["divergence_text", "no_loss_text", "part_of_text"]
+__all__ = ["LOSS_TERM", "divergence_text", "no_loss_text", "part_of_text"]
+
+LOSS_TERM = (
+    "A term of the loss gives NaN or Inf on some batches (log(0) or the log of a negative "
+    "value, a division by zero, the square root of a negative value) without a NaN gradient "
+    "reaching the weights; the logged loss, and whatever reads it (a checkpoint or early "
+    "stopping on it, a scheduler on plateau), is broken from there. Try: check each term of "
+    "the loss with `torch.isfinite` (or run a step under `torch.autograd.detect_anomaly()`), "
+    "and keep its argument in range (e.g. `x.clamp_min(1e-8).log()`)."
+)
+"""What a loss non-finite in a model that is not says (hunt 111: ``log`` of a negative
+value in an auxiliary term, every weight finite and val loss falling at 100% accuracy,
+was told "Training diverged ... then blew up in that one step")."""
 
 
 def divergence_text(
@@ -28,11 +40,14 @@ def divergence_text(
     died: Mapping[str, float],
     level: tuple[float, float] | None = None,
     cause: str | None = None,
+    loss_only: bool = False,
 ) -> str:
     """The divergence finding in words: what went wrong when, where first, what to try.
 
     ``level``: after a late spike, ``(the loss just before it, the loss now)``.
     ``cause``: ``divergence_cause``'s words (the overshooting optimiser by default).
+    ``loss_only``: the loss non-finite while no weight, activation or gradient is (steps
+    after it): a term of the loss, not training, went wrong (``LOSS_TERM``), said so.
 
     Example::
 
@@ -44,6 +59,12 @@ def divergence_text(
         >>> text[text.index("(start"):].split(")")[0]  # rising from the first step on
         '(start 2.83, and no lower than 9.53 after the first steps'
     """
+    if loss_only and nonfinite_step is not None:
+        return (
+            f"The loss became non-finite (NaN or Inf) at step {nonfinite_step} (seen at step "
+            f"{step}, epoch {epoch}), while no weight, activation or gradient of the model is: "
+            f"the NaN/Inf is in the loss's value, not in the model. {LOSS_TERM}"
+        )
     what = []
     if nonfinite_step is not None:
         what.append(f"the loss became non-finite (NaN or Inf) at step {nonfinite_step}")

@@ -318,3 +318,38 @@ def test_diagnosis_runs_a_blow_up_after_the_last_log_reads_the_rate_of_the_last_
     assert diverged.step == 36 and "step 33" in diverged.message
     assert "jumped" not in diverged.message and "warm restart" not in diverged.message
     assert "one batch or one operation" in diverged.message
+
+
+class LossTermOutOfRange(Net):
+    """An auxiliary loss term out of its domain from step 25: ``log`` of 0 or of a negative.
+
+    Its gradient stays finite (``relu`` masks the ``log(0)`` one; ``1/x`` of a negative x is
+    finite), so the model trains on while the returned loss is -inf or NaN.
+    """
+
+    def __init__(self, negative: bool) -> None:
+        super().__init__(leaky_cnn(), lr=0.02)
+        self.negative = negative
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        if self.global_step < 25:
+            return loss
+        spread = self(batch[0]).std() - 100.0  # far below 0
+        term = spread if self.negative else F.relu(spread)
+        return loss + 0.01 * torch.log(term)
+
+
+@pytest.mark.parametrize("negative", [False, True], ids=["log0", "log_negative"])
+def test_diagnosis_runs_a_loss_term_out_of_range_is_no_divergence_of_the_model(tmp_path, negative):
+    # hunt 111: 0.01 * log(relu(s)) hit log(0) (-inf) on a net still learning, told "the
+    # loss is negated ... every update climbs the cross-entropy"; log of a negative (NaN)
+    # told "Training diverged ... then blew up in that one step"
+    trainer = _three_epochs(tmp_path, LossTermOutOfRange(negative), 12)
+    assert all(torch.isfinite(p).all() for p in trainer.lightning_module.parameters())
+    (found,) = [f for f in problems(findings_of(trainer)) if f.kind == "divergence"]
+    assert found.figures["first_nonfinite_step"] == 25
+    assert found.message.startswith("The loss became non-finite (NaN or Inf) at step 25")
+    assert "no weight, activation or gradient of the model is" in found.message
+    for wrong in ("Training diverged", "negated", "climbs the cross-entropy", "blew up"):
+        assert wrong not in found.message
