@@ -22,7 +22,7 @@ from lightning_cnnviz.activations.divergence_settings import wrong_setting
 from lightning_cnnviz.activations.rewrites import rewrite_words
 from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.raised_settings import raised_setting
-from lightning_cnnviz.core.voice import times
+from lightning_cnnviz.core.voice import listed, times
 
 __all__ = ["RAISED", "divergence_cause"]
 
@@ -158,19 +158,24 @@ def divergence_cause(
         return raised
     if zeroed:
         part, moved = zeroed[0][1], rewrite_words(zeroed[0])
+        # every layer written, not the first alone (hunt 111: BatchNorm biases of 7 layers)
+        for kind in dict.fromkeys(p for _, p, *_ in zeroed[1:]):
+            others = listed([name for name, p, *_ in zeroed[1:] if p == kind])
+            moved += f", and so did {'those' if kind == part else f'the {kind}'} of {others}"
+        whose = "that layer's" if len(zeroed) == 1 else "those layers'"
         if hooked:  # hunt 36: a global hook x1000 made the optimiser jump conv2's biases
             return (
                 f"{moved}, and {hooked_words(hooked)}: where it returns a changed gradient (a "
                 "factor, a sign flip), the optimiser steps on that and writes such a jump "
                 "itself. Try: check what the hook returns (return `None`, or the gradient "
-                "unchanged, to leave it alone); if it changes nothing, find what writes that "
-                f"layer's {part} during training (a callback, a checkpoint loaded, a mask)."
+                "unchanged, to leave it alone); if it changes nothing, find what writes "
+                f"{whose} {part} during training (a callback, a checkpoint loaded, a mask)."
             )
         return (
             f"{moved}: no update moves a whole layer's {part} that fast, so something outside "
             "the optimiser rewrote them (a callback or hook zeroing or re-initialising it, a "
             "checkpoint loaded without it, a pruning mask), and the units after it went "
-            f"silent. Try: find what writes that layer's {part} during training."
+            f"silent. Try: find what writes {whose} {part} during training."
         )
     if chance is not None:
         at, now, k = chance

@@ -44,6 +44,7 @@ from lightning_cnnviz.activations.recovery_words import (
     target_text,
     transient_text,
 )
+from lightning_cnnviz.activations.rewrites import rewrite_words
 from lightning_cnnviz.activations.spike_aftermath import SpikeAftermath
 
 __all__ = ["DivergenceReview"]
@@ -212,25 +213,26 @@ class DivergenceReview(SpikeAftermath):
         # weight), and the loss not driven there (a negated one climbs until it overflows)
         loss_only = nonfinite is not None and nonfinite < step and bool(figures)
         loss_only = loss_only and negated is None and not (weights or bad_sites)
+        cause = divergence_cause(at_once, rates, start, self.loss_scale,  # type: ignore[arg-type]
+                                 self._jump(spike[0] if spike is not None else nonfinite),
+                                 first=nonfinite == 0,
+                                 chance=self._at_chance(spike, level),
+                                 inputs=self._bad_inputs(nonfinite), flat=flat,
+                                 stepped=stepped, decayed=self._decay_raised(),
+                                 grown=self._decay_negative(),
+                                 negated=negated,
+                                 dropped=self._dropout_raised(), hooked=self.hooked,
+                                 momentum=self._momentum_raised(),
+                                 maximize=self.maximize if first_loss > 0 else (),
+                                 zeroed=self.zeroed,
+                                 epoch_start=self._epoch_start(at_once))  # fmt: skip
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=shown,
             loss_only=loss_only and grads is None and spike is None,
             first_weights=weights[0] if weights else None,
             first_activations=bad_sites[0] if bad_sites else None,
             first_grads=grads, died=died, level=level,
-            cause=divergence_cause(at_once, rates, start, self.loss_scale,  # type: ignore[arg-type]
-                                   self._jump(spike[0] if spike is not None else nonfinite),
-                                   first=nonfinite == 0,
-                                   chance=self._at_chance(spike, level),
-                                   inputs=self._bad_inputs(nonfinite), flat=flat,
-                                   stepped=stepped, decayed=self._decay_raised(),
-                                   grown=self._decay_negative(),
-                                   negated=negated,
-                                   dropped=self._dropout_raised(), hooked=self.hooked,
-                                   momentum=self._momentum_raised(),
-                                   maximize=self.maximize if first_loss > 0 else (),
-                                   zeroed=self.zeroed,
-                                   epoch_start=self._epoch_start(at_once)),
+            cause=cause, rewritten=any(rewrite_words(z) in cause for z in self.zeroed[:1]),
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}

@@ -41,6 +41,7 @@ def divergence_text(
     level: tuple[float, float] | None = None,
     cause: str | None = None,
     loss_only: bool = False,
+    rewritten: bool = False,
 ) -> str:
     """The divergence finding in words: what went wrong when, where first, what to try.
 
@@ -48,6 +49,9 @@ def divergence_text(
     ``cause``: ``divergence_cause``'s words (the overshooting optimiser by default).
     ``loss_only``: the loss non-finite while no weight, activation or gradient is (steps
     after it): a term of the loss, not training, went wrong (``LOSS_TERM``), said so.
+    ``rewritten``: the cause is a layer written outside the optimiser, which silenced the
+    ``died`` units itself (hunt 111: BatchNorm biases set to -6, its units said "a
+    consequence, not the cause").
 
     Example::
 
@@ -105,7 +109,9 @@ def divergence_text(
         text += f" {joined[0].upper()}{joined[1:]}."  # names keep their case
     if died:
         dead = ", ".join(f"`{site}` {share:.0%}" for site, share in died.items())
-        text += f" Units that stopped activating with it ({dead}) are a consequence, not the cause."
+        # a layer written outside the optimiser silences them itself: its doing, not the loss's
+        why = "the rewrite's doing (below)" if rewritten else "a consequence, not the cause"
+        text += f" Units that stopped activating with it ({dead}) are {why}."
     return f"{text} {cause or divergence_cause(None, None)}"
 
 

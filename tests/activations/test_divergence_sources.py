@@ -350,3 +350,28 @@ def test_divergence_a_noisy_step_up_crossing_the_bar_steps_later_is_still_a_step
     (told,) = collapsed(noisier, (100, 120, 140))[:1]
     assert "then stepped up to 1.59 in that one step at an unchanged learning rate" in told.message
     assert "The updates are too large" not in told.message
+
+
+def test_divergence_several_layers_rewritten_are_all_named_and_own_the_silent_units():
+    # hunt 111: every BatchNorm bias of a MobileNet-like net set to -6 mid-run: one layer of
+    # 7 named, and the units it silenced said "a consequence, not the cause"
+    from lightning_cnnviz.activations.divergence_causes import divergence_cause
+    from lightning_cnnviz.activations.divergence_words import divergence_text
+
+    zeroed = (("bn1", "biases", 0.24, 29.4), ("bn2", "biases", 0.3, 30.0),
+              ("conv3", "weights", 5.0, 0.0))  # fmt: skip
+    cause = divergence_cause(None, None, zeroed=zeroed)
+    assert cause.startswith(
+        "The biases of `bn1` jumped from norm 0.24 to 29.4 between two logs, and so did "
+        "those of `bn2`, and so did the weights of `conv3`: no update moves"
+    )
+    assert "find what writes those layers' biases" in cause
+    one = divergence_cause(None, None, zeroed=zeroed[:1])
+    assert "and so did" not in one and "find what writes that layer's biases" in one
+    spike = (162, 1.44, 0.109, 1.43)
+    words = dict(nonfinite_step=None, spike=spike, first_weights=None, first_activations=None,
+                 first_grads=None, died={"net.2": 0.62}, cause=cause)  # fmt: skip
+    text = divergence_text(200, 4, rewritten=True, **words)
+    assert "Units that stopped activating with it (`net.2` 62%) are the rewrite's doing" in text
+    assert "a consequence, not the cause" not in text
+    assert "a consequence, not the cause" in divergence_text(200, 4, **words)
