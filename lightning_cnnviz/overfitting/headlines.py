@@ -179,10 +179,12 @@ def _bn_mismatch(v: Verdict) -> str:
             "on batch statistics, goes on."
         )
     if "batch_stats_rank" in f:  # multi-hot targets: no accuracy (hunt 110)
-        same = f.get("same_labels") or 0.0
+        same, apart = f.get("same_labels") or 0.0, f.get("same_labels_bn")
+        with_bn = f" ({num(apart, True)} with batch statistics)" if apart is not None else ""
         alike = (
             f" In eval mode it gives the same labels to {num(same, True)} of the val probe's "
-            "images: the model learns, the running statistics it is evaluated with do not fit."
+            f"images{with_bn}: the model learns, the running statistics it is evaluated with "
+            "do not fit."
             if same >= label_prior.ALIKE
             else ""
         )

@@ -63,6 +63,7 @@ __all__ = [
     "SURER",
     "alike",
     "before_last_quarter",
+    "commonest_share",
     "label_rank",
     "one_answer",
     "prior_figures",
@@ -87,6 +88,18 @@ def _predicted(outputs: Tensor) -> Tensor:
     """Binary answers: probabilities past 0.5 where outputs are in [0, 1], else logits past 0."""
     probabilities = bool(((outputs >= 0) & (outputs <= 1)).all())
     return outputs > (0.5 if probabilities else 0.0)
+
+
+def commonest_share(outputs: Tensor) -> float:
+    """The share of images ``(N, K)`` scores give their commonest set of labels.
+
+    Example::
+
+        >>> commonest_share(torch.tensor([[1.0, -1.0], [2.0, -3.0], [-1.0, 1.0]]))
+        0.6666666666666666
+    """
+    _, counts = torch.unique(_predicted(outputs), dim=0, return_counts=True)
+    return float(counts.max()) / len(outputs)
 
 
 def _binary(t: Tensor) -> bool:

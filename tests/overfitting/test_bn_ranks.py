@@ -178,3 +178,27 @@ def test_bn_ranks_lagging_statistics_told_in_a_run_and_a_healthy_net_not(tmp_pat
     told = [f for f in findings_of(healthy) if f.severity == "problem" or f.kind == "bn_mismatch"]
     assert not told, told
     assert any(c.name == "BatchNorm train/eval" and c.ran for c in checks_of(healthy).values())
+
+
+def test_bn_ranks_a_lag_that_shifts_the_threshold_is_told_not_the_prior():
+    # hunt 110: a lag of inputs offset by 10 left eval mode ranking the labels (AUC 0.91
+    # against 0.985) but giving every image the same labels: told `not_learning`
+    def shifted(step, bn_share, bn_rank=0.985):
+        return replace(labelled(step, 0.91, bn_rank), prior_pred_at_bn=1.0,
+                       prior_pred_bn=bn_share)  # fmt: skip
+
+    detector = Detector()
+    for step in (64, 96, 128, 160):
+        detector.update(shifted(step, 0.35))
+    (found,) = detector.active
+    assert found.kind == "bn_mismatch" and found.since.step == 64
+    assert "same labels to 100.0% of the val probe's images (35.0% with batch statistics)" in (
+        headline(found)
+    )
+    # batch statistics that answer alike too, or tell nothing apart (a blind model whose
+    # batch statistics only spread noise): the label prior, as before
+    for bn_share, bn_rank in ((0.99, 0.985), (0.35, 0.55)):
+        blind = Detector()
+        for step in (64, 96, 128, 160):
+            blind.update(shifted(step, bn_share, bn_rank))
+        assert [v.kind for v in blind.active] == ["not_learning"], (bn_share, bn_rank)
