@@ -86,6 +86,8 @@ class Evaluation:
     prior_rank_at_bn: float | None = None  # ... in eval mode on those images (bn_ranks)
     prior_pred_bn: float | None = None  # ... the share given one set of labels, batch stats
     prior_pred_at_bn: float | None = None  # ... and in eval mode
+    label_acc_bn: float | None = None  # ... the share of (image, label) answers right, batch
+    label_acc_at_bn: float | None = None  # ... and in eval mode
     blind_mse: float | None = None  # real-valued targets: the MSE of their mean (flat_loss)
     blind_l1: float | None = None  # ... the mean absolute error of their median
     probe_mse_val: float | None = None  # ... the val probe's predictions' own MSE

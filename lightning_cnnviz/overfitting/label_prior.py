@@ -64,6 +64,7 @@ __all__ = [
     "alike",
     "before_last_quarter",
     "commonest_share",
+    "label_accuracy",
     "label_rank",
     "one_answer",
     "prior_figures",
@@ -100,6 +101,17 @@ def commonest_share(outputs: Tensor) -> float:
     """
     _, counts = torch.unique(_predicted(outputs), dim=0, return_counts=True)
     return float(counts.max()) / len(outputs)
+
+
+def label_accuracy(outputs: Tensor, truth: Tensor) -> float:
+    """The share of (image, label) answers of ``(N, K)`` scores that match ``truth``.
+
+    Example::
+
+        >>> label_accuracy(torch.tensor([[2.0, -1.0], [3.0, 1.0]]), torch.tensor([[1, 0], [0, 1]]))
+        0.75
+    """
+    return float((_predicted(outputs) == truth.bool()).double().mean())
 
 
 def _binary(t: Tensor) -> bool:

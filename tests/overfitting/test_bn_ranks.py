@@ -202,3 +202,17 @@ def test_bn_ranks_a_lag_that_shifts_the_threshold_is_told_not_the_prior():
         for step in (64, 96, 128, 160):
             blind.update(shifted(step, bn_share, bn_rank))
         assert [v.kind for v in blind.active] == ["not_learning"], (bn_share, bn_rank)
+
+
+def test_bn_ranks_a_lag_that_moves_every_score_past_the_threshold_is_no_overfitting():
+    # hunt 112: a multi-label resnet18 at BatchNorm momentum 5e-4, eval-mode BCE 4.3-13
+    # against 0.001-0.013 on batch statistics, the AUC 0.92-1.0 in both modes: told
+    # overfitting, "stop at epoch 0"
+    detector, kinds = Detector(), []
+    for i, val_loss in enumerate((4.35, 11.45, 9.8, 13.2)):
+        e = replace(labelled(40 * (i + 1), 0.93, 1.0, loss=0.05 / (i + 1)), prior_pred=0.4,
+                    prior_rank_at_bn=0.93, label_acc_at_bn=0.49, label_acc_bn=1.0,
+                    val_loss=val_loss, train_loss=0.05 / (i + 1))  # fmt: skip
+        kinds += [c.verdict.kind for c in detector.update(e)]
+    assert "overfitting" not in kinds and [v.kind for v in detector.active] == ["bn_mismatch"]
+    assert "(49.0% vs 100.0% of its (image, label) answers right)" in headline(detector.active[0])
