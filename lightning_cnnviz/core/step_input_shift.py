@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 
 from lightning_cnnviz.core.input_shift import (
@@ -62,39 +63,53 @@ class StepInput(NamedTuple):
     layer_mean: Tensor
     layer_std: Tensor
     fit: Tensor | None = None
+    moved: Tensor | None = None
 
 
-def channel_fit(images: Tensor, layer_input: Tensor) -> Tensor | None:
-    """Per channel, the correlation of ``layer_input`` with ``images`` (``None``: shapes differ).
+def channel_fit(images: Tensor, layer_input: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """Per channel, how far ``layer_input`` is a scale and shift of ``images``.
+
+    ``(correlation, moved)``: the correlation of the two value by value, and how far apart
+    their values lie once each is standardised, taken in sorted order (the mean absolute
+    difference, in standard deviations). A scale and shift: correlation 1, moved 0; the
+    same values moved about (a flip, a crop): moved 0 at a lower correlation; noise added:
+    both off. ``(None, None)`` where the shapes differ.
 
     Example::
 
         >>> import torch
         >>> x = torch.rand(8, 2, 4, 4)
-        >>> [round(v, 3) for v in channel_fit(x, 3 * x - 1).tolist()]
-        [1.0, 1.0]
-        >>> bool(channel_fit(x, x + 3 * torch.randn_like(x)).max() < 0.5)  # noise added
-        True
+        >>> fit, moved = channel_fit(x, 3 * x.flip(-1) - 1)  # normalised and flipped
+        >>> bool(fit.max() < 0.95), [round(v, 3) for v in moved.tolist()]
+        (True, [0.0, 0.0])
+        >>> fit, moved = channel_fit(x, x + 3 * torch.randn_like(x))  # noise added
+        >>> bool(fit.max() < 0.5), bool(moved.min() > 0.1)
+        (True, True)
     """
     if images.shape != layer_input.shape or images.dim() < 2:
-        return None
+        return None, None
     a, b = (
-        real_values(t.detach()).transpose(0, 1).reshape(t.shape[1], -1)
+        real_values(t.detach()).transpose(0, 1).reshape(t.shape[1], -1).double()
         for t in (images, layer_input)
     )
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).mean(1) / (a.pow(2).mean(1) * b.pow(2).mean(1)).sqrt().clamp_min(1e-12)
+    sa, sb = (t.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12) for t in (a, b))
+    correlation = (a * b).mean(1, keepdim=True) / (sa * sb)
+    b = (b / sb).sort(1).values
+    # either sign of scale (a negative one reverses the order the sorted values come in)
+    moved = torch.minimum(*(((sign * a / sa).sort(1).values - b).abs().mean(1) for sign in (1, -1)))
+    return correlation[:, 0].float(), moved.float()
 
 
 def step_input(images: Tensor, layer_input: Tensor) -> StepInput:
     """A ``StepInput`` from a batch's images and what the first layer received of them."""
     fit = channel_fit(images, layer_input)
-    return StepInput(*channel_stats(images), *channel_stats(layer_input), fit)
+    return StepInput(*channel_stats(images), *channel_stats(layer_input), *fit)
 
 
-def _fits(s: StepInput) -> list[float | None]:
-    """``s.fit`` per channel on the host (``None`` each where it was not read)."""
-    return [None] * s.images_mean.numel() if s.fit is None else s.fit.float().tolist()
+def _fits(values: Tensor | None, channels: int) -> list[float | None]:
+    """A ``StepInput``'s ``fit`` or ``moved`` per channel on the host (``None`` each: unread)."""
+    return [None] * channels if values is None else values.float().tolist()
 
 
 def loaded_shift(train: StepInput, val: StepInput) -> dict[str, float]:
@@ -184,9 +199,12 @@ def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:
                     "val_offset": v_offset}  # fmt: skip
         channels.append((badness, figures))
     # a step that is no scale and shift of the images (noise added) has no formula
-    for (_, figures), t_fit, v_fit in zip(channels, _fits(train), _fits(val), strict=True):
-        figures |= {"train_fit": t_fit} if t_fit is not None else {}
-        figures |= {"val_fit": v_fit} if v_fit is not None else {}
+    k = train.images_mean.numel()
+    steps = (("train", train), ("val", val))
+    reads = {f"{split}_{name}": _fits(getattr(s, name), k)
+             for split, s in steps for name in ("fit", "moved")}  # fmt: skip
+    for c, (_, figures) in enumerate(channels):
+        figures |= {key: v[c] for key, v in reads.items() if v[c] is not None}
     found = worst_channel(channels)
     orders = channel_order(train), channel_order(val)
     if found and None not in orders and orders[0] != orders[1]:

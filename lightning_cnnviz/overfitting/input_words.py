@@ -36,10 +36,13 @@ def _inputs_in_steps(v: Verdict) -> str:
             "loaded channel in training and another in validation"
         )
     else:
-        train = _step_words(f["train_scale"], f["train_offset"], f.get("train_fit"))
+        train, val = (
+            _step_words(f[f"{s}_scale"], f[f"{s}_offset"], f.get(f"{s}_fit"), f.get(f"{s}_moved"))
+            for s in ("train", "val")
+        )
         done = (
             f"`training_step` {train} channel {f['channel']:.0f} of the images as loaded, "
-            f"`validation_step` {_step_words(f['val_scale'], f['val_offset'], f.get('val_fit'))} it"
+            f"`validation_step` {val} it"
         )
     return (
         "Training and validation images reach the model preprocessed differently by the "
@@ -154,14 +157,21 @@ def _order_words(order: Sequence[int]) -> str:
 
 AFFINE_FIT = 0.95
 """A step's output correlating less than this with its input is no scale and shift of it."""
+MOVED = 0.05
+"""... unless its values, standardised, are those of the input within this (in standard
+deviations, sorted): the same values moved about (a flip, a crop) and scaled."""
 
 
-def _step_words(scale: float, offset: float, fit: float | None = None) -> str:
+def _step_words(
+    scale: float, offset: float, fit: float | None = None, moved: float | None = None
+) -> str:
     """What a step's code does to a channel of the images, in words: as the user wrote it.
 
     ``fit``: the correlation of the step's output with its input, value by value; under
     ``AFFINE_FIT`` no formula is shown (hunt 111: noise of sd 3 added in `training_step`
-    was said "makes `(x - 0.02458) / 0.1734` of", a formula nowhere in the code).
+    was said "makes `(x - 0.02458) / 0.1734` of", a formula nowhere in the code), unless
+    ``moved`` says its values are the input's, moved about (hunt 112: a normalisation
+    and a random flip lost the formula that told the splits apart).
 
     Example::
 
@@ -169,14 +179,21 @@ def _step_words(scale: float, offset: float, fit: float | None = None) -> str:
         ('makes `(x - 0.1305) / 0.3077` of', 'leaves')
         >>> _step_words(1 / 255, 0.0)  # hunt 55: "scales by 0.00392x"
         'makes `x / 255` of'
-        >>> _step_words(5.77, -0.14, fit=0.17)[:57]
+        >>> _step_words(5.77, -0.14, fit=0.17, moved=0.3)[:57]
         'changes, beyond any scale and shift (its values correlate'
+        >>> _step_words(3.25, -0.424, fit=0.7, moved=0.0)
+        'makes `(x - 0.1305) / 0.3077` (its pixels moved about: a flip, a crop) of'
     """
-    if fit is not None and fit < AFFINE_FIT:
+    if fit is not None and fit < AFFINE_FIT and (moved is None or moved > MOVED):
         return (
             f"changes, beyond any scale and shift (its values correlate {fit:.2f} with the "
             "loaded ones: noise added, a transform per position, or other images),"
         )
+    if fit is not None and fit < AFFINE_FIT:  # the same values, moved about, then scaled
+        formula = _step_words(scale, offset)
+        if formula == "leaves":
+            return "moves about the pixels (a flip, a crop) of"
+        return formula.replace("` of", "` (its pixels moved about: a flip, a crop) of")
     if abs(scale - 1) < 0.01 and abs(offset) < 0.01:
         return "leaves"
     if not scale:

@@ -231,7 +231,7 @@ class StepInputs:
                 wanted[0] = False
                 with torch.no_grad():
                     fit = channel_fit(before, x)  # noise added is no scale and shift
-                    self._steps[split] = StepInput(*loaded, *channel_stats(x), fit)
+                    self._steps[split] = StepInput(*loaded, *channel_stats(x), *fit)
                 if split == "train":
                     self._step_events = events
 

@@ -57,9 +57,13 @@ def test_step_shift_reads_noise_added_as_no_scale_and_shift():
     x, other = pictures(64), pictures(64, seed=1)
     noisy = step_input(x, x + 3 * torch.randn_like(x))
     found = step_shift(noisy, step_input(other, other))
-    assert found["train_fit"] < 0.5 and found["val_fit"] == pytest.approx(1.0)
+    assert found["train_fit"] < 0.5 and found["train_moved"] > 0.1
+    assert found["val_fit"] == pytest.approx(1.0) and found["val_moved"] < 1e-4
     normalised = step_shift(step_input(x, (x - MEAN) / STD), step_input(other, other))
     assert normalised["train_fit"] == pytest.approx(1.0, abs=1e-4)
+    # hunt 112: normalised and flipped: the same values moved about (the formula kept)
+    flipped = step_shift(step_input(x, ((x - MEAN) / STD).flip(-1)), step_input(other, other))
+    assert flipped["train_fit"] < 0.95 and flipped["train_moved"] < 1e-4
 
 
 class StepNormalised(Net):
@@ -131,6 +135,17 @@ class ValSwappedLater(StepNormalised):
         self._step((x[:, [2, 1, 0]] if self.current_epoch >= 1 else x, y), "val")
 
 
+class FlippedTrainingStep(StepNormalised):
+    """``training_step`` normalises and flips its images; ``validation_step`` does neither."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self._step((((x - MEAN) / STD).flip(-1), y), "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+
 class NoisyTrainingStep(StepNormalised):
     """``training_step`` adds noise of sd 3 to the images; ``validation_step`` does not."""
 
@@ -194,6 +209,12 @@ def test_step_inputs_noise_added_in_training_step_is_told_without_a_formula(tmp_
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[0]
     assert "`training_step` changes, beyond any scale and shift (its values correlate" in text
     assert "makes `" not in text and "`validation_step` leaves it" in text
+    # hunt 112: normalised and flipped in `training_step`: the formula is what parts them
+    flipped, _ = _run(tmp_path / "flip", both=False, model_type=FlippedTrainingStep)
+    (finding,) = [f for f in findings_of(flipped) if f.kind == "inputs_differ"]
+    assert finding.figures["train_fit"] < 0.95 and finding.figures["train_moved"] < 0.05
+    text = texts(events(tmp_path / "flip" / "tb" / "version_0"), "overfitting/diagnosis")[0]
+    assert f"`training_step` makes `(x - {MEAN:g}) / {STD:g}`" in text
 
 
 def test_step_inputs_a_validation_step_changed_mid_run_is_read_again(tmp_path):
