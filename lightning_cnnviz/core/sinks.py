@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ from lightning_cnnviz.core.png import encode_png
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.sink_thread import QUEUE_SIZE, SinkThread
 
-__all__ = ["QUEUE_SIZE", "Sink", "encode_png"]
+__all__ = ["QUEUE_SIZE", "Sink", "encode_png", "wandb_disabled"]
 
 _ATTR = "_cnnviz_sink"
 
@@ -67,12 +68,27 @@ def _write_scalars(logger: Any, metrics: dict[str, float], step: int) -> None:
     add_summary(logger.experiment, Summary(value=values), step)
 
 
+def wandb_disabled(logger: Any) -> bool:
+    """Whether ``logger`` is a ``WandbLogger`` whose run keeps nothing (``mode="disabled"``).
+
+    Passed to it, or set by ``WANDB_MODE``: its run takes images and drops them (setups hunt
+    79: every image of a run lost unsaid, the summary naming a folder never made).
+    """
+    if not is_logger(logger, "WandbLogger"):
+        return False
+    run = getattr(logger, "_experiment", None)
+    mode = (getattr(logger, "_wandb_init", None) or {}).get("mode")
+    return bool(getattr(run, "disabled", False)) or (mode or os.environ.get("WANDB_MODE")) in (
+        "disabled",
+    )
+
+
 def _destination(logger: Any) -> TensorBoard | Wandb | MLflow | None:
     """Where ``logger`` takes images and text, or ``None`` (scalars only, e.g. CSV)."""
     if is_logger(logger, "TensorBoardLogger"):
         return TensorBoard(logger.experiment, tag_prefix(logger))
     if is_logger(logger, "WandbLogger"):
-        return Wandb(logger)
+        return None if wandb_disabled(logger) else Wandb(logger)
     if is_logger(logger, "MLFlowLogger"):
         return MLflow(logger)
     return None
@@ -176,6 +192,8 @@ class Sink(SinkThread):
             self.destinations = [Folder(self.image_dir)]
             # without any logger, `logger=False` was said at the start: the folder is news
             none = "no TensorBoard logger in this run (nor W&B or MLflow); " if self.loggers else ""
+            if any(wandb_disabled(lg) for lg in self.loggers):
+                none = "W&B is disabled in this run (`mode='disabled'`: it keeps nothing); "
             self._said.info(f"lightning-cnnviz: {none}images and text go to {self.image_dir}")
         return self.destinations
 

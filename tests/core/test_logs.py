@@ -120,3 +120,20 @@ def test_logs_a_reused_wandb_run_names_the_folder_it_writes_to(tmp_path, capsys)
         assert logs_message(trainer).startswith(f"lightning-cnnviz: logs of this run are in {run}")
     finally:
         first.experiment.finish()
+
+
+def test_logs_a_disabled_wandb_run_keeps_the_images_in_a_folder_and_names_it(tmp_path, capsys):
+    # setups hunt 79: `WandbLogger(mode="disabled")` dropped every image unsaid, and the
+    # summary named a placeholder run's folder, never made
+    pytest.importorskip("wandb")
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(save_dir=str(tmp_path / "w"), mode="disabled", project="cnnviz")
+    try:
+        trainer = _fit(tmp_path, logger=logger)
+    finally:
+        logger.experiment.finish()  # else the next WandbLogger reuses the disabled run
+    out = capsys.readouterr().out
+    folder = Path(logs_message(trainer).split("PNG and Markdown files in ")[1].strip())
+    assert folder.is_dir() and any((folder / "kernels").rglob("*.png"))
+    assert "the W&B run (its media panels)" not in out and str(folder) in out
