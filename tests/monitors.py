@@ -175,6 +175,26 @@ def trainer_for(tmp_path, callbacks, logger=True, **args):
     )  # fmt: skip
 
 
+class ComplexImages(L.LightningModule):
+    """A complex conv on complex images, then a real conv on their magnitudes."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 3, padding=1, dtype=torch.cfloat)
+        self.c2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(16 * 4 * 4, 4)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.c1(x).abs(), 2)
+        return self.fc(F.max_pool2d(self.c2(x).relu(), 2).flatten(1))
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
 def fit(tmp_path, callbacks, model=None, data=None, logger=True, ckpt_path=None, **args):
     """Fit (default: TinyCNN on quadrant digits); returns (trainer, model, warning texts)."""
     model = model if model is not None else TinyCNN()

@@ -125,6 +125,10 @@ class ActivationMaximizationMonitor(Monitor, section="activation_maximization"):
                     f"it optimises images (N, C, H, W); this model's inputs are "
                     f"{kind or f'{x.dim()}-D'} of shape {tuple(x.shape[1:])} per sample"
                 )
+            if x.is_complex():  # setups hunt 79: a raw "expected ... complex" RuntimeError
+                raise NotApplicable(
+                    f"it optimises real-valued images; this model's inputs are complex ({x.dtype})"
+                )
             self.logits_key(trainer, pl_module)
             targets = self.targets(pl_module, x)
             if not targets:
