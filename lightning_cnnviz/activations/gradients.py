@@ -238,7 +238,10 @@ def gradient_findings(
             text += "; saturated " + ", ".join(f"`{s}` {v:.0%}" for s, v in saturated.items())
         text += "; the loss has stopped falling" if stalled and not told_weak else ""
         fig = figures | {f"saturation/{s}": v for s, v in saturated.items()}
-        remedies = "vanishing_gradients" if saturation else "vanishing_gradients_rectified"
+        # Sigmoid/Tanh remedies where such units are read, not for rectifiers alone (hunt 112:
+        # a ReLU net under crushing weight decay told "use ReLU instead of Sigmoid/Tanh")
+        sigmoid_like = set(saturation) - set(capped)
+        remedies = "vanishing_gradients" if sigmoid_like else "vanishing_gradients_rectified"
         remedies = "saturated_capped" if saturated and set(saturated) <= set(capped) else remedies
         found.append(("vanishing_gradients", severity, _with_remedies(text, remedies), fig))
     elif saturated:

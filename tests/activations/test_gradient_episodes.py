@@ -31,6 +31,19 @@ def test_gradients_vanishing_first_layer_alone_with_thirds_under_5e_3():
     assert depth_ratio(plain) == pytest.approx(1.7e-2, 0.01)
 
 
+def test_gradients_vanishing_in_a_rectifier_net_gets_no_sigmoid_remedies():
+    # hunt 112: a ReLU net under weight decay 1.0, first layers at 3.3e-4 of the last ones'
+    # gradient, told "use ReLU-family activations instead of Sigmoid/Tanh"
+    profile = [("net.0", 1.1e-9), ("net.3", 1e-8), ("net.6", 1e-7), ("net.9", 3.2e-6)]
+    relus = {"net.1": 0.0, "net.4": 0.0}  # rectifiers read for a capped top: none there
+    ((kind, _, message, _),) = gradient_findings(profile, None, relus, True, capped=relus)
+    assert kind == "vanishing_gradients" and "Sigmoid/Tanh" not in message
+    assert "He (kaiming) initialisation" in message
+    tanh = {"net.2": 0.3} | relus
+    ((_, _, message, _),) = gradient_findings(profile, None, tanh, True, capped=relus)
+    assert "instead of Sigmoid/Tanh" in message
+
+
 def test_gradients_growth_while_the_loss_reaches_new_lows_is_no_explosion():
     profile = [("a", 1e-3), ("b", 1e-3), ("c", 1e-3)]
     assert gradient_findings(profile, 1e-6, {}, False, new_low=True) == []
