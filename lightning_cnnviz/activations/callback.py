@@ -31,6 +31,7 @@ from lightning_cnnviz.core.probe_pass import follows_step
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import of_type, unwrap_model
 from lightning_cnnviz.core.settings import settings_of
+from lightning_cnnviz.core.trace_images import trace_images
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.core.weight_leaves import held_by
 
@@ -146,7 +147,7 @@ class ActivationMonitor(Telling, TrainingWindow, Monitor, section="activations")
     def _any_called(self, model: nn.Module, layers: dict[str, nn.Module]) -> bool:
         """Whether one probe sample's forward calls any of ``layers`` (True: cannot tell)."""
         try:
-            x = self.probe_input(self._trainer_ref, model)[:1]
+            x = self.probe_input(self._trainer_ref, model)[: trace_images(model)]
             counts = count_call_sites(model, layers, lambda: model(x))
         except Exception:  # no probe yet, or a forward the monitors cannot call: said later
             return True
@@ -254,7 +255,8 @@ class ActivationMonitor(Telling, TrainingWindow, Monitor, section="activations")
         outside = batch_hooks(trainer) or follows_step(model)
         split = self._training_split(trainer)
         images = None if outside else self.probe(trainer, split).images
-        run = lambda: model(self.probe_input(trainer, model, split)[:1])  # noqa: E731 (one sample)
+        n = trace_images(model)  # one sample, unless a BatchNorm keeps no statistics
+        run = lambda: model(self.probe_input(trainer, model, split)[:n])  # noqa: E731
         return first_log_reads(model, self._rec.depth, images, scores, run)
 
     def _training_split(self, trainer: Trainer) -> str:

@@ -46,6 +46,7 @@ from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.layer_calls import ALONE
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.selection import named_layers
+from lightning_cnnviz.core.trace_images import trace_images
 
 __all__ = [
     "Recorder",
@@ -184,9 +185,10 @@ class Recorder:
         e.g. a GAN's generator" and never recorded).
         """
         self.depth = []
-        self.counts, self.sites = trace_sites(model, selected, lambda: model(x[:1]), self.depth)
+        n = trace_images(model)  # one, unless a BatchNorm keeps no statistics
+        self.counts, self.sites = trace_sites(model, selected, lambda: model(x[:n]), self.depth)
         missed = {n: m for n, m in selected.items() if not self.counts.get(n)}
-        for one in x[1:ALONE].split(1) if missed else ():
+        for one in x[n:ALONE].split(n) if missed else ():
             counts, sites = trace_sites(model, missed, lambda one=one: model(one))
             taken = {name for name, count in counts.items() if count}
             self.counts |= {name: counts[name] for name in taken}

@@ -47,6 +47,7 @@ from lightning_cnnviz.core.probe_pass import (
 )
 from lightning_cnnviz.core.run_datasets import find_dataset, train_batch_size
 from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.core.trace_images import trace_images
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["InputForm", "batch_hooks"]
@@ -178,7 +179,8 @@ class InputForm:
         """
         try:
             model = unwrap_model(trainer.lightning_module)
-            x = self.probe_input(trainer, trainer.lightning_module)[:1]
+            x = self.probe_input(trainer, trainer.lightning_module)
+            x = x[: trace_images(trainer.lightning_module)]
             if checkpoints_reentrant(model, x):
                 return REENTRANT
             if to_input and not reaches_input(model, x):

@@ -33,6 +33,7 @@ from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.random_state import restorable
 from lightning_cnnviz.core.run_datasets import find_dataset, split_collate
 from lightning_cnnviz.core.selection import unwrap_model
+from lightning_cnnviz.core.trace_images import trace_images
 
 __all__ = ["UNSET", "ProbeReader", "scores_misfit"]
 
@@ -126,7 +127,7 @@ class ProbeReader(InputForm):
             self._logits_key, self.scores_misfit = None, unfit
         if self._logits_key is UNSET:
             model = unwrap_model(pl_module)
-            x = self.probe_input(trainer, pl_module)[:1]
+            x = self.probe_input(trainer, pl_module)[: trace_images(pl_module)]
             with probe_mode(model):
                 output = model(x)
             key = self.output_key

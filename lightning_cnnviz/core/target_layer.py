@@ -34,6 +34,7 @@ from lightning_cnnviz.core.capture import LayerCapture, module_name, site_name
 from lightning_cnnviz.core.outputs import logits_from
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.tokens import block_norm, grid_layout, prefix_tokens, transformer_blocks
+from lightning_cnnviz.core.trace_images import trace_images
 from lightning_cnnviz.core.voice import listed
 
 __all__ = [
@@ -253,16 +254,16 @@ def auto_cam_layer(
     """Grad-CAM's ``layers="auto"``: the last conv block's output among ``layers``.
 
     A vision transformer's layer (token grids on an image's patch grid) is
-    ``transformer_cam_layer``'s pick instead. Traces one probe pass on ``x[:1]`` (in the
-    model's dtype, on its device); the model output gives the number of logits (its
-    dim 1: (N, K) or a segmentation net's (N, K, H, W)), so that a 1x1 conv logits head
-    is skipped.
+    ``transformer_cam_layer``'s pick instead. Traces one probe pass on the first image
+    (two where one cannot pass: ``trace_images``; in the model's dtype, on its device);
+    the model output gives the number of logits (its dim 1: (N, K) or a segmentation
+    net's (N, K, H, W)), so that a 1x1 conv logits head is skipped.
 
     Returns:
         ``(name, note)`` as ``block_output``: ``name`` is ``None`` when no module
         has a spatial output; ``note`` explains a poor pick.
     """
-    calls, shape = trace_calls(model, layers, x[:1], output_key)
+    calls, shape = trace_calls(model, layers, x[: trace_images(model)], output_key)
     if x.dim() == 4:  # token grids lie on an image's patch grid
         name = transformer_cam_layer(calls, layers, tuple(x.shape[2:]), prefix_tokens(model))
         if name is not None:

@@ -43,6 +43,7 @@ from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.target_layer import trace_calls
 from lightning_cnnviz.core.tokens import Layout, grid_layout, prefix_tokens, to_grid
+from lightning_cnnviz.core.trace_images import trace_images
 
 __all__ = ["any_grad_cam", "cam_layouts", "token_grad_cam"]
 
@@ -56,7 +57,7 @@ def cam_layouts(
     """How each layer's output lies on the patch grid (its last call), from one traced pass."""
     if x.dim() != 4:  # signals and volumes: no patch grid, every layer is Captum's
         return dict.fromkeys(layers)
-    calls, _ = trace_calls(model, layers, x[:1], output_key)
+    calls, _ = trace_calls(model, layers, x[: trace_images(model)], output_key)
     shapes = {call.name: call.shape for call in calls}
     prefix, image_hw = prefix_tokens(model), (int(x.shape[-2]), int(x.shape[-1]))
     return {

@@ -20,6 +20,7 @@ from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.rendering import CMAPS
 from lightning_cnnviz.core.selection import named_layers, unwrap_model
 from lightning_cnnviz.core.target_layer import trace_calls
+from lightning_cnnviz.core.trace_images import trace_images
 from lightning_cnnviz.core.voice import listed
 from lightning_cnnviz.feature_maps import draw as fm
 from lightning_cnnviz.feature_maps.layers import auto_layers, candidates, stage_kind, stage_pairs
@@ -115,7 +116,7 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
     @override
     def auto_layers(self, model: nn.Module, available: dict[str, nn.Module]) -> list[str]:
         """Conv and pooling modules with maps above one position (traced), transformer blocks."""
-        x = self.probe_input(self._trainer, model)[:1]
+        x = self.probe_input(self._trainer, model)[: trace_images(model)]
         watched = {n: available[n] for n in candidates(model, available)}
         calls, _ = trace_calls(model, watched, x)
         shapes = {call.name: call.shape for call in calls}
