@@ -21,6 +21,7 @@ from typing import Any
 from lightning.pytorch import Trainer
 
 from lightning_cnnviz.core.destinations import shown_path
+from lightning_cnnviz.core.namespaces import is_logger
 from lightning_cnnviz.core.sinks import Sink, wandb_disabled
 
 __all__ = ["announce_logs", "event_folder", "logs_message", "tensorboard_command"]
@@ -104,10 +105,8 @@ def _wandb_dir(logger: Any) -> str | None:
     ``wandb.finish()`` reuses the first one's run and writes there (setups hunt 78: the
     summary named the second's empty folder).
     """
-    if not any(c.__name__ == "WandbLogger" for c in type(logger).__mro__):
-        return None
-    if wandb_disabled(logger):  # a placeholder run: its folder is never made
-        return None
+    if not is_logger(logger, "WandbLogger") or wandb_disabled(logger):
+        return None  # (a disabled run's folder is a placeholder, never made)
     with contextlib.suppress(Exception):  # a run that failed to start, an offline stub
         return str(Path(logger.experiment.dir).parent)
     return None
