@@ -192,21 +192,28 @@ def answers_parted(e: Evaluation) -> bool:
     """Whether eval mode answers alike where batch statistics tell the images apart.
 
     One set of labels for nearly every image in eval mode, ``ANSWERS_PART`` fewer with
-    batch statistics, which rank the labels (``RANK_LEARNT``) no worse than eval mode.
+    batch statistics, which get as many (image, label) answers right or more, the labels
+    ranked in either mode (``RANK_LEARNT``: a blind model's batch statistics spread noise).
+    Held out (hunt 113): momentum 0.01 and label smoothing, eval mode giving no label to
+    every val image at an AUC of 0.85-0.89 and 87% of its answers right, batch statistics
+    none to 58-68% at 0.60-0.76 and 92-97% right, was told `not_learning`.
 
     Example::
 
         >>> from dataclasses import replace
         >>> e = Evaluation(0, 0, prior_task="labels", prior_rank=0.9, prior_rank_bn=0.98,
         ...                prior_rank_at_bn=0.91, prior_pred_bn=0.4, prior_pred_at_bn=1.0)
-        >>> answers_parted(e), answers_parted(replace(e, prior_rank_bn=0.52))
+        >>> blind = replace(e, prior_rank_bn=0.52, prior_rank_at_bn=0.5)  # ranked nowhere
+        >>> answers_parted(e), answers_parted(blind)
         (True, False)
+        >>> answers_parted(replace(e, label_acc_bn=0.8, label_acc_at_bn=0.9))  # fewer right
+        False
     """
     eval_share, bn_share = e.prior_pred_at_bn, e.prior_pred_bn
-    gap = rank_gap(e)
-    if eval_share is None or bn_share is None or gap is None:
+    ranks = [r for r in (e.prior_rank_bn, e.prior_rank_at_bn) if r is not None]
+    if eval_share is None or bn_share is None or not ranks:
         return False
-    learnt = e.prior_rank_bn is not None and e.prior_rank_bn >= RANK_LEARNT and gap >= 0
+    learnt = max(ranks) >= RANK_LEARNT and (hits_gap(e) or 0.0) >= 0
     return learnt and eval_share >= ALIKE and bn_share <= ALIKE - ANSWERS_PART
 
 
