@@ -195,6 +195,14 @@ class ComplexImages(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05)
 
 
+def complex_loader(n: int = 64, batch_size: int = 16) -> torch.utils.data.DataLoader:
+    """Complex-valued (N, 1, 16, 16) images of 4 classes, for ``ComplexImages``."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, 16, 16, generator=g)
+    data = torch.utils.data.TensorDataset(torch.complex(x, 0.5 * x), torch.arange(n) % 4)
+    return torch.utils.data.DataLoader(data, batch_size=batch_size)
+
+
 def fit(tmp_path, callbacks, model=None, data=None, logger=True, ckpt_path=None, **args):
     """Fit (default: TinyCNN on quadrant digits); returns (trainer, model, warning texts)."""
     model = model if model is not None else TinyCNN()

@@ -15,7 +15,7 @@ from lightning_cnnviz.activation_maximization.optimize import (
 from lightning_cnnviz.core import labels
 from lightning_cnnviz.core.guard import grads_untouched
 from lightning_cnnviz.core.probe_call import CUT_CAUSES, CUT_OFF
-from tests.monitors import ComplexImages, TinyCNN, failures, fit
+from tests.monitors import ComplexImages, TinyCNN, complex_loader, failures, fit
 from tests.tb import events
 from tests.views_helpers import reference_model, run
 
@@ -243,10 +243,7 @@ def test_activation_maximization_layer_cut_from_the_images_left_out_said_once(tm
 def test_activation_maximization_steps_aside_on_complex_images_saying_so(tmp_path):
     # setups hunt 79: a complex first layer stepped it aside on a raw RuntimeError ("expected
     # ... complex"), where the other monitors named the complex values
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 1, 16, 16, generator=g)
-    data = torch.utils.data.TensorDataset(torch.complex(x, 0.5 * x), torch.arange(64) % 4)
-    loader = torch.utils.data.DataLoader(data, batch_size=16)
+    loader = complex_loader()
     monitor = ActivationMaximizationMonitor(steps=2, channels=1, classes=1, every_n_steps=2)
     _, _, messages = fit(tmp_path, [monitor], model=ComplexImages(), data=(loader, loader),
                          max_steps=2)  # fmt: skip

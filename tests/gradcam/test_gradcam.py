@@ -23,7 +23,7 @@ from lightning_cnnviz.gradcam import metrics
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.gradcam.draw import cam_grid
 from tests.contract.zoo import ZOO, ZooData
-from tests.monitors import ComplexImages
+from tests.monitors import ComplexImages, complex_loader
 from tests.tb import events, image_tags, texts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
@@ -555,9 +555,6 @@ def test_gradcam_complex_maps_are_no_map_with_the_reason():
 def test_gradcam_complex_images_draw_the_cams_without_saliency_rows(tmp_path):
     # setups hunt 79: `saliency` on complex images raised "min_all" not implemented for
     # ComplexFloat and the monitor stepped aside, its Grad-CAMs lost too
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 1, 16, 16, generator=g)
-    data = torch.utils.data.TensorDataset(torch.complex(x, 0.5 * x), torch.arange(64) % 4)
     monitor = GradCAMMonitor(every_n_steps=2, saliency=("saliency",))
     trainer = L.Trainer(
         default_root_dir=tmp_path, max_steps=4, logger=TensorBoardLogger(tmp_path, name="tb"),
@@ -565,6 +562,6 @@ def test_gradcam_complex_images_draw_the_cams_without_saliency_rows(tmp_path):
         enable_checkpointing=False,
     )  # fmt: skip
     with pytest.warns(UserWarning, match="the `saliency` rows need real-valued images"):
-        trainer.fit(ComplexImages(), torch.utils.data.DataLoader(data, batch_size=16))
+        trainer.fit(ComplexImages(), complex_loader())
     assert not monitor.disabled
     assert any(tag.startswith("gradcam/train") for tag in image_tags(events(tmp_path / "tb")))
