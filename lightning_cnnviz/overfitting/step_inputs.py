@@ -38,9 +38,10 @@ from lightning_cnnviz.core.samplers import first_loader, sampler_known
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
 from lightning_cnnviz.core.step_input_shift import (
     StepInput,
-    channel_fit,
+    channel_values,
     loaded_shift,
     step_shift,
+    values_fit,
 )
 from lightning_cnnviz.core.stored_form import seen_batch
 from lightning_cnnviz.overfitting.repeated_items import (
@@ -221,7 +222,7 @@ class StepInputs:
         events, wanted = self.events, [True]  # the batch's first call only
         with torch.no_grad():  # as loaded: the step's code may change the batch in place
             loaded = channel_stats(images)  # (setups hunt 66: `x.mul_(2)` read as unchanged)
-            before = images.detach().clone()  # a read is rare: one batch, before a validation
+            before = channel_values(images)  # some values of each channel, at set positions
 
         def read(args: tuple[Any, ...], _output: Any) -> None:
             x = args[0] if args else None
@@ -230,7 +231,9 @@ class StepInputs:
             if x.dim() == images.dim() and x.shape[1] == images.shape[1]:
                 wanted[0] = False
                 with torch.no_grad():
-                    fit = channel_fit(before, x)  # noise added is no scale and shift
+                    # noise added is no scale and shift of the images (their formula none)
+                    same = x.shape == images.shape
+                    fit = values_fit(before, channel_values(x)) if same else (None, None)
                     self._steps[split] = StepInput(*loaded, *channel_stats(x), *fit)
                 if split == "train":
                     self._step_events = events
