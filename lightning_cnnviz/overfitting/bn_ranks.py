@@ -176,8 +176,10 @@ def mismatch_figures(e: Evaluation) -> dict[str, float | None]:
 
 
 def rank_parted(e: Evaluation) -> bool | None:
-    """Whether eval mode ranks the labels far worse than batch statistics (``None``: unread).
+    """Whether eval mode reads the labels far worse than batch statistics (``None``: unread).
 
+    Ranks them ``RANK_PART`` worse (AUC), gets ``HITS_PART`` fewer of its (image, label)
+    answers right, or answers alike where batch statistics do not (``answers_parted``).
     ``None`` for targets that are no multi-hot labels, and for a multi-label evaluation
     without the batch-statistics pass (no BatchNorm in training mode:
     ``bn_levels.no_training_norms``).
