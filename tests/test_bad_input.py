@@ -164,8 +164,10 @@ def test_bad_input_environment(env, name):
     # no TensorBoard logger: images and text as files under the run directory, said once
     base = env["dir"] / "csv" / "version_0" if case == "csv_logger_only" else env["dir"]
     out = base / "cnnviz"
-    said = [m for m in env["infos"] if "no TensorBoard logger" in m]
+    said = [m for m in env["infos"] if "images and text go to" in m]
     assert len(said) == 1 and str(out) in said[0], env["infos"]
+    # `logger=False` was said at the start: no "no TensorBoard logger" about a run without any
+    assert ("no TensorBoard logger" in said[0]) == (case == "csv_logger_only"), said
     files = [p for p in out.rglob("*") if p.is_file()]
     mine = [p for p in files if p.relative_to(out).as_posix().startswith(section(name) + "/")]
     if case == "csv_logger_only":
