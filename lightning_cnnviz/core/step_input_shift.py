@@ -68,6 +68,11 @@ class StepInput(NamedTuple):
     fit: Tensor | None = None
     moved: Tensor | None = None
 
+    @property
+    def stats(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The four per-channel means and spreads, as loaded and at the first layer."""
+        return self.images_mean, self.images_std, self.layer_mean, self.layer_std
+
 
 FIT_VALUES = 1 << 16
 """Values per channel ``channel_fit`` reads at most (a 512-pixel batch of 32 holds 8.4M, whose
@@ -157,9 +162,7 @@ def loaded_shift(train: StepInput, val: StepInput) -> dict[str, float]:
     """
     if train.images_mean.shape != val.images_mean.shape:
         return {}
-    rows = list(
-        zip(*(t.float().tolist() for t in (train[0], train[1], val[0], val[1])), strict=True)
-    )
+    rows = list(zip(*(t.float().tolist() for t in (*train.stats[:2], *val.stats[:2])), strict=True))
     floors = faint_floors([r[1] for r in rows], [r[3] for r in rows])
     return worst_channel([channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floors) for row in rows])
 
@@ -183,7 +186,7 @@ def channel_order(s: StepInput) -> tuple[int, ...] | None:
     """
     if s.images_mean.shape != s.layer_mean.shape or s.images_mean.numel() < 2:
         return None
-    i_mean, i_std, l_mean, l_std = (t.float().tolist() for t in s[:4])
+    i_mean, i_std, l_mean, l_std = (t.float().tolist() for t in s.stats)
     order = []
     for m, sd in zip(l_mean, l_std, strict=True):
         bar = _SAME * max(sd, FLAT)
@@ -208,7 +211,7 @@ def step_shift(train: StepInput, val: StepInput) -> dict[str, float]:
     (``train_order``, ``val_order``): a reordering read as a scale is no rescale (hunt 93:
     RGB to BGR in `training_step` told as "`(x - 0.038) / 2.325` of channel 0").
     """
-    stats = (*train[:4], *val[:4])  # the means and spreads (``fit`` is read below)
+    stats = (*train.stats, *val.stats)  # (``fit`` and ``moved`` are read below)
     if len({t.numel() for t in stats}) != 1:
         return {}
     channels = []
