@@ -9,7 +9,9 @@ what a module received from two training batches and from probe passes of the sa
 images; here they are compared (``step_change``): alike, nothing; a per-channel scale and
 shift (``channel_affine``) the same in both batches (``agreed``), to be followed in every
 probe pass; a scale and shift drawn anew per batch (random brightness jitter) is
-augmentation, left alone; another change past ``input_shift``'s bars, or another image
+augmentation, left alone; the same values moved about, then scaled and shifted (a
+random crop or flip, then a normalisation: ``moved_affine``), the scale and shift read from
+the two sides' statistics; another change past ``input_shift``'s bars, or another image
 size, is said, not copied (random augmentation in the step should not reach the probes).
 
 Example::
@@ -30,9 +32,18 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from lightning_cnnviz.core.input_shift import split_shift
+from lightning_cnnviz.core.input_shift import channel_stats, split_shift
+from lightning_cnnviz.core.step_input_shift import FORMULA_MOVED, channel_values, values_fit
 
-__all__ = ["Change", "affine_form", "agreed", "channel_affine", "step_change", "step_text"]
+__all__ = [
+    "Change",
+    "affine_form",
+    "agreed",
+    "channel_affine",
+    "moved_affine",
+    "step_change",
+    "step_text",
+]
 
 _FIT = 1e-3  # a scale and shift fits where what is left is this small against the spread
 _SAME = 1e-5  # inputs this close are alike (float noise of a copy or a cast)
@@ -78,6 +89,39 @@ def channel_affine(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor] | No
     return scale.to(target.dtype), offset.to(target.dtype)
 
 
+def moved_affine(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Per-channel ``(scale, offset)`` where ``target`` is ``source`` moved about, then scaled.
+
+    Each channel's values, standardised and sorted, those of ``source`` within
+    ``FORMULA_MOVED`` standard deviations (a crop, a flip, a rotation: the same values
+    elsewhere): the scale and shift that take ``source``'s mean and spread to
+    ``target``'s. ``None`` otherwise (noise added, a blur: other values). Held out (hunt
+    113): a random crop and flip, then `(x - 0.1307) / 0.3081`, in `training_step` fit no
+    scale and shift value by value, so the probes stayed raw and the training probe read
+    chance on a model 68% right on its batches.
+
+    Example::
+
+        >>> import torch
+        >>> x = torch.rand(4, 1, 8, 8)
+        >>> scale, offset = moved_affine(x, (x.flip(-1) - 0.5) / 0.25)
+        >>> round(float(scale), 3), round(float(offset), 3)
+        (4.0, -2.0)
+        >>> moved_affine(x, x + torch.randn_like(x)) is None
+        True
+    """
+    if source.shape != target.shape or source.dim() < 2:
+        return None
+    moved = values_fit(channel_values(source), channel_values(target))[1]
+    if not bool((moved <= FORMULA_MOVED).all()):  # NaN moves nothing here
+        return None
+    (s_mean, s_std), (t_mean, t_std) = (channel_stats(x.double()) for x in (source, target))
+    if not bool((s_std > 0).all()):
+        return None
+    scale = t_std / s_std
+    return scale.to(target.dtype), (t_mean - scale * s_mean).to(target.dtype)
+
+
 def step_change(name: str, seen: Tensor, given: Tensor) -> Change | None:
     """How the step changed what module ``name`` received (``None``: alike, or unread).
 
@@ -96,6 +140,8 @@ def step_change(name: str, seen: Tensor, given: Tensor) -> Change | None:
     fit, figures = channel_affine(given, seen), split_shift(seen, given)
     if fit is not None:
         return Change(name, *fit, figures)
+    if figures and (fit := moved_affine(given, seen)) is not None:
+        return Change(name, *fit, {**figures, "moved": 1.0})
     if figures:
         return Change(name, None, None, figures)
     return None  # random augmentation in the step: the probes stay as the data gives them
@@ -143,6 +189,8 @@ def step_text(found: Change) -> str:
                 "validation does (move the normalisation into the dataset's transform or "
                 "`forward` to keep it in one place)"
             )
+        if found.figures.get("moved"):
+            form += " after moving its pixels about (a crop, a flip: left out of them)"
         return (
             f"the training step hands {where} its images as {form}, outside what the probe "
             "passes run (they read the images from the datasets): the probe passes do the "

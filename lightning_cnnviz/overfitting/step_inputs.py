@@ -40,6 +40,7 @@ from lightning_cnnviz.core.step_input_shift import (
     StepInput,
     channel_values,
     loaded_shift,
+    same_formula,
     step_shift,
     values_fit,
 )
@@ -114,6 +115,7 @@ class StepInputs:
     section: str
     _tell_data: Any  # ``RunData``'s
     _steps: dict[str, StepInput]
+    _train_before: StepInput | None  # the training batch read before ``_steps["train"]``
     _step_events: int  # the monitor's events when the training batch was last read
     events: int  # the monitor's
     _step_tap: Any
@@ -124,6 +126,7 @@ class StepInputs:
     def _reset_steps(self) -> None:
         self._remove_tap()
         self._steps, self._step_why, self._step_events = {}, "", 0
+        self._train_before = None
         self._reads = {"train": {}, "val": {}}
         self._val_labels: dict[str, LabelRead | None] = {}  # the first val batch's, as _reads
         self._item_keys: list[list[ImageKey | None]] = []
@@ -234,6 +237,8 @@ class StepInputs:
                     # noise added is no scale and shift of the images (their formula none)
                     same = x.shape == images.shape
                     fit = values_fit(before, channel_values(x)) if same else (None, None)
+                    if split == "train":  # the read before: is its formula steady
+                        self._train_before = self._steps.get("train")
                     self._steps[split] = StepInput(*loaded, *channel_stats(x), *fit)
                 if split == "train":
                     self._step_events = events
@@ -299,5 +304,7 @@ class StepInputs:
             loaded := loaded_shift(self._steps["train"], self._steps["val"])
         ):
             return {**loaded, "as_loaded": 1.0}
-        found = step_shift(self._steps["train"], self._steps["val"])
+        train, before = self._steps["train"], self._train_before
+        steady = before is not None and same_formula(before, train)
+        found = step_shift(train, self._steps["val"], steady)
         return {**found, "in_steps": 1.0} if found else {}

@@ -11,7 +11,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.probe_pass import follows_step, in_probe_pass
 from lightning_cnnviz.core.step_follower import StepFollower, StepTap
-from lightning_cnnviz.core.step_transform import agreed, channel_affine, step_change, step_text
+from lightning_cnnviz.core.step_transform import (
+    agreed,
+    channel_affine,
+    moved_affine,
+    step_change,
+    step_text,
+)
 from lightning_cnnviz.feature_maps.callback import FeatureMapMonitor
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from tests.overfitting.runs import Net, pictures
@@ -50,6 +56,21 @@ def test_step_change_alike_followed_or_said():
     assert step_change("", resized, x[:4]).figures == {"size": (20, 20), "given": (16, 16)}
     # bfloat16 rounding leaves more than float32's: still the same scale and shift
     assert step_change("", _normalised(x[:4]).bfloat16(), x[:4].bfloat16()).scale is not None
+
+
+def test_step_change_follows_a_normalisation_after_the_pixels_moved_about():
+    # hunt 113: a random crop and flip, then a normalisation, in `training_step`: no scale
+    # and shift value by value, so the probes stayed raw
+    x = pictures(8)
+    moved = _normalised(x[:4]).roll(3, -1).flip(-2)
+    found = step_change("", moved, x[:4])
+    assert found.figures["moved"] == 1.0
+    assert torch.allclose(found.scale, 1 / torch.tensor(STD), atol=1e-4)
+    assert torch.allclose(found.offset, -torch.tensor(MEAN) / torch.tensor(STD), atol=1e-4)
+    said = step_text(found)
+    assert "`(x - (0.2, 0.3, 0.4)) / (0.25, 0.5, 0.2)` after moving its pixels about" in said
+    noisy = _normalised(x[:4]) + 0.3 * torch.randn_like(x[:4])  # other values: not followed
+    assert moved_affine(x[:4], noisy) is None and step_change("", noisy, x[:4]).scale is None
 
 
 def test_step_text_writes_the_change_as_a_user_would():
@@ -107,6 +128,8 @@ class Stepped(Net):
             return _normalised(x.float() / 255)
         if self.how == "noisy" and self.training:  # augmentation after the normalisation
             return _normalised(x) + 0.3 * torch.randn_like(x)
+        if self.how == "moved" and self.training:  # a random shift and flip, then normalised
+            return _normalised(x.roll(int(torch.randint(1, 8, ())), -1).flip(-2))
         return _normalised(x)
 
     def on_train_batch_start(self, batch, batch_idx):
@@ -209,6 +232,13 @@ def test_step_transform_follows_validation_where_training_adds_noise_after_it(tm
     probed, said, val_x = _fit(tmp_path, "noisy")
     assert len(said) == 1 and "the validation step hands `forward` its images as `(x -" in said[0]
     assert "(0.2, 0.3, 0.4)) / (0.25, 0.5, 0.2)`" in said[0]
+    assert _as_val_images(probed[-16:], val_x)
+
+
+def test_step_transform_followed_where_training_moves_the_pixels_about_first(tmp_path):
+    probed, said, val_x = _fit(tmp_path, "moved")
+    assert len(said) == 1 and "the training step hands `forward` its images as `(x -" in said[0]
+    assert "after moving its pixels about (a crop, a flip: left out of them)" in said[0]
     assert _as_val_images(probed[-16:], val_x)
 
 

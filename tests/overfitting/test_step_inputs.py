@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.capture import hook_count
 from lightning_cnnviz.core.findings import checks_of, findings_of
-from lightning_cnnviz.core.step_input_shift import step_input, step_shift
+from lightning_cnnviz.core.step_input_shift import same_formula, step_input, step_shift
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
 from tests.overfitting.runs import Net, fit_monitor, pictures
 from tests.tb import events, texts
@@ -39,6 +39,29 @@ def test_step_shift_quiet_for_the_same_transform_or_augmentation_on_other_classe
     assert step_shift(step_input(x, flipped), step_input(other, (other - MEAN) / STD)) == {}
     flat = torch.zeros(64, 3, 16, 16)  # a constant channel: no scale to read, nothing said
     assert step_shift(step_input(flat, flat), step_input(flat, flat)) == {}
+
+
+def test_step_shift_parts_two_steady_formulas_at_lower_bars():
+    # hunt 113: `(x - 0.1307) / 0.3081` in training, `(x - 0.5) / 0.5` in validation put
+    # the same digits 0.89 standard deviations apart, 1.6x in spread: val 74% against 93%
+    x, other = pictures(64), pictures(64, seed=1)
+    train, val = step_input(x, (x - MEAN) / STD), step_input(other, (other - 0.25) / 0.4)
+    assert step_shift(train, val) == {}  # under the bars for a change drawn per batch
+    found = step_shift(train, val, steady=True)
+    assert found["mean_gap"] == pytest.approx(0.5, abs=0.05) and found["scale_ratio"] > 1.25
+    flipped = step_input(x, ((x - MEAN) / STD).flip(-1))  # the same values moved about
+    assert step_shift(flipped, val, steady=True)["train_moved"] < 1e-4
+    noisy = step_input(x, (x - MEAN) / STD + 0.1 * torch.randn_like(x))  # no formula
+    assert step_shift(noisy, val, steady=True) == {}
+    alike = step_input(other, (other - 0.14) / 0.32)  # constants rounded otherwise
+    assert step_shift(train, alike, steady=True) == {}
+
+
+def test_same_formula_holds_for_constants_not_for_a_jitter_per_batch():
+    x, other = pictures(64), pictures(64, seed=1)
+    assert same_formula(step_input(x, (x - MEAN) / STD), step_input(other, (other - MEAN) / STD))
+    assert not same_formula(step_input(x, x * 1.1), step_input(other, other * 0.9))
+    assert not same_formula(step_input(x, x + 0.05), step_input(other, other))
 
 
 def test_step_shift_names_channels_reordered_in_one_step_only():
@@ -80,6 +103,22 @@ class StepNormalised(Net):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         self._step(((x - MEAN) / STD if self.both else x, y), "val")
+
+
+class OtherConstants(StepNormalised):
+    """``validation_step`` normalises with other constants than ``training_step``'s."""
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self._step(((x - 0.25) / 0.4, y), "val")
+
+
+class Jittered(StepNormalised):
+    """``training_step`` draws a brightness per batch before normalising, as validation does."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self._step(((x * (0.7 + 0.6 * torch.rand(1)) - MEAN) / STD, y), "train")
 
 
 class InPlace(StepNormalised):
@@ -271,6 +310,20 @@ def test_step_inputs_read_uint8_pixels_the_model_scales_itself(tmp_path, both):
 
 def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
     trainer, _ = _run(tmp_path, both=True)
+    assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+
+
+def test_step_inputs_told_for_two_steps_normalising_with_other_constants(tmp_path):
+    trainer, _ = _run(tmp_path, both=True, model_type=OtherConstants)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    assert (finding.severity, finding.step) == ("problem", 4)  # the first validation
+    assert finding.figures["mean_gap"] < 1 and finding.figures["scale_ratio"] < 2
+    assert finding.figures["val_scale"] == pytest.approx(1 / 0.4, rel=1e-4)
+    assert "`validation_step` makes `(x - 0.25) / 0.4` of it" in finding.message
+
+
+def test_step_inputs_quiet_for_a_brightness_drawn_per_batch_in_training(tmp_path):
+    trainer, _ = _run(tmp_path, both=True, model_type=Jittered, epochs=3)
     assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
 
 
