@@ -83,9 +83,11 @@ def divergence_text(
         if level is not None:  # the loss had come down: by half, or learnt below its start
             what[-1] += f" after the loss had come down, from {level[0]:.3g} just before it"
             if nonfinite_step is None:  # (after a NaN, the last finite losses say nothing now)
-                what[-1] += (  # (hunt 95: "still 2.73 (0.5x that level)")
-                    f", and is still {level[1]:.3g} ({level[1] / level[0]:.1f}x that level) at "
-                    f"step {step}"
+                # (hunt 95: "still 2.73 (0.5x that level)"; hunt 114: "still 0.607 (-0.2x
+                # that level)" of a Poisson NLL learnt below 0: no ratio there)
+                times = f" ({level[1] / level[0]:.1f}x that level)" if level[0] > 0 else ""
+                what[-1] += (
+                    f", and is still {level[1]:.3g}{times} at step {step}"
                     if level[1] >= level[0]
                     else f", and is {level[1]:.3g} at step {step} (back below that level)"
                 )

@@ -277,14 +277,21 @@ def _spike_sized(vals: Sequence[float], best_at: int, rise: float, now: Evaluati
 def _memorised(best: Evaluation, now: Evaluation, fall: float = MEMORISED_FALL) -> bool:
     """Whether the train loss fell ``fall`` x or more since the best val loss.
 
+    A loss at or below 0 (a Gaussian or Poisson NLL, whose offset the targets' units set)
+    has no ratio to fall by: held out (hunt 114), a Gaussian NLL rising
+    from -0.43 to -0.11 read "fell 5x" (-0.11 x 5 <= -0.43), and a noisy val loss was told
+    overfitting "while train loss fell".
+
     Example::
 
         >>> _memorised(Evaluation(60, 5, train_loss=0.075), Evaluation(90, 8, train_loss=0.013))
         True
         >>> _memorised(Evaluation(60, 5, train_loss=0.075), Evaluation(90, 8))
         False
+        >>> _memorised(Evaluation(126, 1, train_loss=-0.43), Evaluation(315, 4, train_loss=-0.11))
+        False
     """
-    if not finite(best.train_loss, now.train_loss):
+    if not finite(best.train_loss, now.train_loss) or min(best.train_loss, now.train_loss) <= 0:  # type: ignore[type-var]
         return False
     return now.train_loss * fall <= best.train_loss  # type: ignore[operator]
 

@@ -390,3 +390,15 @@ def test_divergence_words_a_loss_back_below_its_level_is_not_still_up():
 
     assert "from 5.41 just before it, and is 2.73 at step 60 (back below that level)" in text(2.73)
     assert "and is still 11 (2.0x that level) at step 60" in text(11.0)
+
+
+def test_divergence_words_a_level_below_zero_takes_no_ratio():
+    # hunt 114: a Poisson NLL learnt to -3 was said "is still 0.607 (-0.2x that level)"
+    from lightning_cnnviz.activations.divergence_words import divergence_text
+
+    said = divergence_text(
+        160, 2, nonfinite_step=None, spike=(120, 4.2, -3.1, 1.0), first_weights=None,
+        first_activations=None, first_grads=None, died={}, level=(-3.1, 0.607),
+    )  # fmt: skip
+    assert "from -3.1 just before it, and is still 0.607 at step 160" in said
+    assert "x that level" not in said

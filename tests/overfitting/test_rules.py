@@ -121,6 +121,16 @@ def test_rules_overfitting_step_that_stays_up_while_training_memorises():
     assert (verdict.best.epoch, verdict.since.epoch, verdict.detected.epoch) == (5, 6, 8)
 
 
+def test_rules_overfitting_reads_no_fall_ratio_of_a_loss_below_zero():
+    # hunt 114: a Gaussian NLL rising from -0.43 to -0.11 read "fell 5x" (-0.11 x 5 <= -0.43),
+    # and a noisy val loss was told overfitting "while train loss fell"; below zero, the
+    # targets' units set the offset and no ratio means anything
+    val = [v - 0.5 for v in STEP_VAL]
+    flat = [max(t, 0.02) - 0.5 for t in STEP_TRAIN]  # -0.43 at the best, -0.48 at the end
+    assert first(rules.overfitting, run(val_loss=val, train_loss=flat)) is None
+    assert not rules._memorised(*run(train_loss=[-0.43, -0.11]))
+
+
 def test_rules_overfitting_a_level_held_after_training_far_past_the_best_is_no_low_draw():
     # hunt 103: a multi-label net on 64 images validated every 12 steps; the held values'
     # median (0.361) was within half the floor of step 12's 0.361 before the best, read as
