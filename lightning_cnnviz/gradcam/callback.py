@@ -124,6 +124,7 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         self._previous: dict[str, Tensor] = {}  # last CAM per split/layer (drift), checkpointed
         self._on_object: dict[str, Any] = {}  # first / max / low of train on_object (findings)
         self._probe_acc: float | None = None  # the train probe's eval-mode accuracy (findings)
+        self._probe_commonest: float | None = None  # ... and its commonest class's share
         self._val_acc: float | None = None  # the val probe's (a cue validation images lack)
         self._classes: int | None = None  # the logits' width (chance for `right_without_object`)
         self._ran: dict[str, bool] = {}  # which shortcut checks looked at the run (summary)
@@ -183,7 +184,7 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Grad-CAM of every split and layer: metrics and findings here, grids drawn off-thread."""
         model, values, panels = unwrap_model(pl_module), {}, []
-        self._probe_acc = self._val_acc = None
+        self._probe_acc = self._val_acc = self._probe_commonest = None
         self.logits_key(trainer, model)
         if self.scores_misfit:  # before any pass: its error would name another cause
             raise NotApplicable(self.scores_misfit)

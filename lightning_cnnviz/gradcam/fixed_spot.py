@@ -233,6 +233,7 @@ def fixed_findings(
     accuracy: float | None = None,
     where: str = "",
     classes: int | None = None,
+    commonest: float | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """What one log's agreements tell: ``[(kind, message, figures)]``, as ``on_object_findings``.
 
@@ -247,7 +248,7 @@ def fixed_findings(
         >>> [f[2]["splits"] for a in (0.8, 0.85) for f in fixed_findings(state, (a, 0.1))]
         ['fixed']
     """
-    if train is None or not learnt(accuracy, classes):
+    if train is None or not learnt(accuracy, classes, commonest):
         return []
     cam, content = train
     if where == "centre":  # where centred objects' CAMs all sit: no evidence of a cue

@@ -110,21 +110,29 @@ def area_blocker(
     return ""
 
 
-def learnt(accuracy: float | None, classes: int | None = None) -> bool:
+def learnt(
+    accuracy: float | None, classes: int | None = None, commonest: float | None = None
+) -> bool:
     """Whether the training probe's eval-mode ``accuracy`` lets the shortcut rules judge.
 
-    At least ``MIN_PROBE_ACC`` and ``OVER_CHANCE`` x chance (``1 / classes``); unknown
-    (``None``): judged.
+    At least ``MIN_PROBE_ACC`` and ``OVER_CHANCE`` x chance, or halfway from chance to all
+    right where that is less; chance is ``1 / classes``, or ``commonest``, the probe's
+    commonest class's share, where more: answering that class for every image scores it,
+    and every CAM is then one class's (setups hunt 80: an untrained inception_v3 answering
+    class 3 for all 8 probe images, 5 of them class 3, was told a cue at a fixed place).
+    Unknown (``None``): judged.
 
     Example::
 
         >>> learnt(0.5, 10), learnt(0.5, 2), learnt(0.75, 2), learnt(0.4), learnt(None)
         (True, False, True, False, True)
+        >>> learnt(0.625, 10, commonest=0.625), learnt(0.9, 10, commonest=0.625)
+        (False, True)
     """
     if accuracy is None:
         return True
-    chance = 1.0 / classes if classes else 0.0
-    return accuracy >= max(MIN_PROBE_ACC, OVER_CHANCE * chance)
+    chance = max(1.0 / classes if classes else 0.0, commonest or 0.0)
+    return accuracy >= max(MIN_PROBE_ACC, min(OVER_CHANCE * chance, (1.0 + chance) / 2))
 
 
 def needs_object(right_without: float | None, classes: int | None) -> bool:

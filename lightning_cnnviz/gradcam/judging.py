@@ -44,8 +44,9 @@ class ShortcutChecks:
     """The shortcut checks on one log's CAM metrics (a part of ``GradCAMMonitor``).
 
     Uses the monitor's ``foreground_threshold``, ``selected``, ``dense_output``, ``tag``,
-    ``sink``, ``_trainer_ref``, ``_probes`` and the state it keeps: ``_probe_acc``, ``_val_acc``,
-    ``_classes``, ``_layouts``, ``_spot``, ``_on_object``, ``_fixed``, ``_ran``.
+    ``sink``, ``_trainer_ref``, ``_probes`` and the state it keeps: ``_probe_acc``,
+    ``_val_acc``, ``_probe_commonest``, ``_classes``, ``_layouts``, ``_spot``, ``_on_object``,
+    ``_fixed``, ``_ran``.
     """
 
     def _judge(self, trainer: Trainer, scalars: dict[str, float]) -> None:
@@ -175,7 +176,8 @@ class ShortcutChecks:
             return  # where the CAM falls then is a consequence of that cause, not a shortcut
         self._after_divergence(trainer)
         found = on_object_findings(self._on_object, value, val, areas, accuracy, cells, hw,
-                                   without, val_accuracy=self._val_acc)  # fmt: skip
+                                   without, val_accuracy=self._val_acc,
+                                   commonest=self._probe_commonest)  # fmt: skip
         self._emit(trainer, found)
 
     def _check_fixed(self, trainer: Trainer, scalars: dict[str, float]) -> None:
@@ -190,7 +192,15 @@ class ShortcutChecks:
         if any(f.kind in _NOT_A_SHORTCUT for f in problems(earlier)):
             return
         self._after_divergence(trainer)
-        found = fixed_findings(self._fixed, train, val, self._probe_acc, where, self._classes)  # type: ignore[arg-type]
+        found = fixed_findings(
+            self._fixed,
+            train,
+            val,
+            self._probe_acc,
+            where,
+            self._classes,  # type: ignore[arg-type]
+            self._probe_commonest,
+        )
         if not any(f.kind == "cam_shortcut" for f in earlier):  # one shortcut, told once
             self._emit(trainer, found)
 

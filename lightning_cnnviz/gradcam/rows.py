@@ -88,6 +88,9 @@ class CamRows:
                 accuracy = float(right.float().mean()) if fits else None
                 if split == "train":
                     self._classes, self._probe_acc = classes, accuracy
+                    ok = fits and int(labels.min()) >= 0  # (-100: an ignore index)
+                    shares = labels.bincount().float() / len(labels) if ok else None
+                    self._probe_commonest = None if shares is None else float(shares.max())
                 else:  # read beside the train probe's: a cue validation images lack
                     self._val_acc = accuracy
             bad = int(blank_cams(row[1]).sum())

@@ -89,6 +89,7 @@ def on_object_findings(
     hw: tuple[int, int] | None = None,
     without: tuple[float | None, int | None] = (None, None),
     val_accuracy: float | None = None,
+    commonest: float | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """What the train (and val) ``on_object`` of one log tell: ``[(kind, message, figures)]``.
 
@@ -112,7 +113,7 @@ def on_object_findings(
     probe's eval-mode ``val_accuracy`` lags far behind ``accuracy`` (``val_lags``), the cue
     it reads on both splits is one validation images lack, and said so.
     """
-    if train is None or not learnt(accuracy, without[1]):
+    if train is None or not learnt(accuracy, without[1], commonest):
         return []
     if area_blocker(areas, hw=hw):  # the mask covers most of the image, or the map is too
         # coarse to place the object: on_object means nothing; the object removed reads
