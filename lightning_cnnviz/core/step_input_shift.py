@@ -144,7 +144,7 @@ def same_formula(a: StepInput, b: StepInput) -> bool:
 FIT_VALUES = 1 << 16
 """Values per channel ``channel_fit`` reads at most (a 512-pixel batch of 32 holds 8.4M, whose
 sort took 20 s in a training step); their sampling noise, ~0.005 standard deviations, is
-far under ``input_words.MOVED``."""
+far under ``FORMULA_MOVED``."""
 
 
 def channel_fit(images: Tensor, layer_input: Tensor) -> tuple[Tensor | None, Tensor | None]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lightning_cnnviz.core.step_input_shift import is_formula
 from lightning_cnnviz.core.step_transform import affine_form
 from lightning_cnnviz.overfitting.bn_ranks import levels_words
 from lightning_cnnviz.overfitting.verdict import Verdict
@@ -156,10 +157,8 @@ def _order_words(order: Sequence[int]) -> str:
 
 
 AFFINE_FIT = 0.95
-"""A step's output correlating less than this with its input is no scale and shift of it."""
-MOVED = 0.05
-"""... unless its values, standardised, are those of the input within this (in standard
-deviations, sorted): the same values moved about (a flip, a crop) and scaled."""
+"""A step's output correlating less than this with its input is no scale and shift of it,
+unless its values are the input's moved about (``core.step_input_shift.is_formula``)."""
 
 
 def _step_words(
@@ -171,7 +170,9 @@ def _step_words(
     ``AFFINE_FIT`` no formula is shown (hunt 111: noise of sd 3 added in `training_step`
     was said "makes `(x - 0.02458) / 0.1734` of", a formula nowhere in the code), unless
     ``moved`` says its values are the input's, moved about (hunt 112: a normalisation
-    and a random flip lost the formula that told the splits apart).
+    and a random flip lost the formula that told the splits apart). Past it but short of
+    a formula (``is_formula``), the batch's figures with "about" (hunt 115: each image
+    standardised by its own mean and spread was said "makes `(x - 0.1193) / 0.2948`").
 
     Example::
 
@@ -183,17 +184,27 @@ def _step_words(
         'changes, beyond any scale and shift (its values correlate'
         >>> _step_words(3.25, -0.424, fit=0.7, moved=0.0)
         'makes `(x - 0.1305) / 0.3077` (its pixels moved about: a flip, a crop) of'
+        >>> _step_words(3.39, -0.405, fit=0.976, moved=0.08)[:70]  # each image standardised
+        'makes about `(x - 0.1195) / 0.295` on its batch (a scale and shift of '
     """
-    if fit is not None and fit < AFFINE_FIT and (moved is None or moved > MOVED):
+    if fit is not None and fit < AFFINE_FIT and not is_formula(fit, moved):
         return (
             f"changes, beyond any scale and shift (its values correlate {fit:.2f} with the "
-            "loaded ones: noise added, a transform per position, or other images),"
+            "loaded ones: noise added, each image scaled on its own, a transform per "
+            "position, or other images),"
         )
     if fit is not None and fit < AFFINE_FIT:  # the same values, moved about, then scaled
         formula = _step_words(scale, offset)
         if formula == "leaves":
             return "moves about the pixels (a flip, a crop) of"
         return formula.replace("` of", "` (its pixels moved about: a flip, a crop) of")
+    if fit is not None and not is_formula(fit, moved):  # near one, not one (hunt 115)
+        formula = _step_words(scale, offset)
+        return formula.replace("makes `", "makes about `").replace(
+            "` of",
+            "` on its batch (a scale and shift of each image's own, such as a "
+            "per-image standardisation, or noise beside one) of",
+        )
     if abs(scale - 1) < 0.01 and abs(offset) < 0.01:
         return "leaves"
     if not scale:

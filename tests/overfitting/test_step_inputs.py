@@ -57,6 +57,29 @@ def test_step_shift_parts_two_steady_formulas_at_lower_bars():
     assert step_shift(train, alike, steady=True) == {}
 
 
+def test_step_shift_words_give_no_exact_formula_for_each_image_standardised():
+    # hunt 115: each image standardised by its own mean and spread in `training_step` was
+    # said "makes `(x - 0.1193) / 0.2948`", one formula the user might copy
+    from lightning_cnnviz.overfitting.evaluation import Evaluation
+    from lightning_cnnviz.overfitting.input_words import inputs_differ
+    from lightning_cnnviz.overfitting.verdict import Verdict
+
+    x, other = pictures(64), pictures(64, seed=1)
+    own = (x - x.mean((1, 2, 3), keepdim=True)) / x.std((1, 2, 3), keepdim=True)
+    found = step_shift(step_input(x, own), step_input(other, other))
+    assert 0.9 < found["train_fit"] < 0.95 and 0.02 < found["train_moved"] < 0.05
+    now = Evaluation(40, 3)
+    said = inputs_differ(Verdict("inputs_differ", now, now, None, {**found, "in_steps": 1.0}))
+    assert "`training_step` changes, beyond any scale and shift" in said
+    assert "each image scaled on its own" in said and "pixels moved about" not in said
+    nearly = {**found, "train_fit": 0.976, "train_moved": 0.08, "in_steps": 1.0}  # hunt 115's
+    said = inputs_differ(Verdict("inputs_differ", now, now, None, nearly))
+    assert "`training_step` makes about `(x - " in said and "per-image standardisation" in said
+    exact = step_shift(step_input(x, (x - MEAN) / STD), step_input(other, other))
+    said = inputs_differ(Verdict("inputs_differ", now, now, None, {**exact, "in_steps": 1.0}))
+    assert f"`training_step` makes `(x - {MEAN:g}) / {STD:g}` of channel 0" in said
+
+
 def test_same_formula_holds_for_constants_not_for_a_jitter_per_batch():
     x, other = pictures(64), pictures(64, seed=1)
     assert same_formula(step_input(x, (x - MEAN) / STD), step_input(other, (other - MEAN) / STD))
