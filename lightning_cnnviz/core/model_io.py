@@ -27,6 +27,7 @@ from lightning_cnnviz.core.outputs import (
     guess_output_key,
     key_name,
     logits_from,
+    no_class_scores,
 )
 from lightning_cnnviz.core.probe import Probe, draw_probe, generator_for, probe_from_indices
 from lightning_cnnviz.core.probe_pass import probe_mode
@@ -138,9 +139,11 @@ class ProbeReader(InputForm):
                     f"{tuple(output.shape)}, read as the logits",
                 )
                 key = None
+            unscored = ""
             if key is None:
                 key, why = guess_output_key(output, self.num_classes(trainer))
-                if why:
+                unscored = no_class_scores(output, key, self.num_classes(trainer))
+                if why and not unscored:  # (where none is the logits, the step-aside says so)
                     self.say_once_per_run(
                         f"output_key={key!r}",
                         f"the model returns an object of type `{type(output).__name__}`; the "
@@ -155,10 +158,11 @@ class ProbeReader(InputForm):
                     "monitors read it as two classes' logits [-z/2, z/2] (softmax = "
                     "sigmoid(z); class 0's score is -z).",
                 )
+                unscored = ""
             self._logits_key = key
             logits = logits_from(output, key)
-            self.dense_output = logits.dim() > 2
-            self.scores_misfit = scores_misfit(logits, len(x), key)
+            self.dense_output = logits.dim() > 2 and not unscored
+            self.scores_misfit = unscored or scores_misfit(logits, len(x), key)
             self._input_shape = tuple(x.shape[1:])
         return self._logits_key
 

@@ -34,6 +34,7 @@ __all__ = [
     "guess_output_key",
     "key_name",
     "logits_from",
+    "no_class_scores",
     "one_row_per_image",
     "tensor_entries",
 ]
@@ -136,6 +137,39 @@ def guess_output_key(output: Any, num_classes: int | None = None) -> tuple[Any, 
         return named[0], "named like logits"
     k, v = entries[0]
     return k, f"shape {tuple(v.shape)}: the first tensor"
+
+
+def no_class_scores(output: Any, key: Any, num_classes: int | None) -> str:
+    """Why entry ``key`` of ``output`` holds no classes' scores ("": it may).
+
+    Where ``guess_output_key`` fell back to the first tensor and that has no dim for the
+    ``num_classes`` the labels hold, no entry of the output is the logits (setups hunt
+    80: a `forward` returning timm `features_only` maps, the head applied in the steps;
+    a (N, 64, 8, 8) map was read as four classes' scores, its Grad-CAMs drawn as classes').
+
+    Example::
+
+        >>> import torch
+        >>> maps = [torch.zeros(2, 64, 8, 8), torch.zeros(2, 128, 4, 4)]
+        >>> no_class_scores(maps, 0, 4)[:53]
+        'none of the 2 tensors the model returns is the logits'
+        >>> no_class_scores((torch.zeros(2, 10),), 0, 4)
+        ''
+    """
+    entries = tensor_entries(output)
+    if not entries or not num_classes or key != entries[0][0]:
+        return ""
+    if guess_output_key(output, num_classes)[1].endswith("the first tensor"):
+        first = entries[0][1]
+        width = first.shape[1] if first.dim() >= 2 else 0
+        if width < num_classes or (first.dim() > 2 and width != num_classes):
+            shapes = ", ".join(str(tuple(v.shape)) for _, v in entries[:4])
+            return (
+                f"none of the {len(entries)} tensors the model returns is the logits of the "
+                f"{num_classes} classes its labels hold ({shapes}: features, the head applied "
+                "outside `forward`?): pass `output_key`, or return the logits from `forward`"
+            )
+    return ""
 
 
 def key_name(key: Any) -> str:

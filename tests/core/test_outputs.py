@@ -161,6 +161,34 @@ def test_outputs_a_list_of_one_dict_per_image_is_no_logits_said_why():
     assert logits_from([torch.zeros(3, 2), {"aux": 1}]).shape == (3, 2)  # (logits, extras)
 
 
+class FeatureList(TinyCNN):
+    """Returns its stages' feature maps (timm's ``features_only``); the steps apply the head."""
+
+    def forward(self, x):
+        first = self.relu1(self.bn1(self.conv1(x)))
+        return [first, self.relu2(self.bn2(self.conv2(self.pool1(first))))]
+
+    def _step(self, batch, stage):
+        logits = self.fc(self.pool2(self(batch[0])[1]).flatten(1))
+        loss = F.cross_entropy(logits, batch[1])
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
+def test_outputs_feature_maps_with_no_class_entry_are_no_logits_said_why(tmp_path):
+    # setups hunt 80: a (N, 64, 8, 8) map, "the first tensor", was read as four classes'
+    # scores and its Grad-CAMs drawn as classes'
+    monitors = [make_monitor("GradCAMMonitor"), make_monitor("OverfittingMonitor")]
+    trainer, _, messages = fit(tmp_path, monitors, model=FeatureList())
+    said = [m for m in messages if "none of the 2 tensors the model returns is the logits" in m]
+    assert said and "of the 4 classes its labels hold ((1, 8, 16, 16), (1, 8, 8, 8)" in said[0]
+    assert any(m.startswith("GradCAMMonitor steps aside") for m in said)
+    assert not [m for m in messages if "as the logits (shape" in m]  # no guess said
+    checks = checks_of(trainer)
+    assert not checks[("GradCAMMonitor", "")].ran
+    assert "none of the 2 tensors" in checks[("OverfittingMonitor", "class imbalance")].why
+
+
 class TimeMajor(TinyCNN):
     """A CRNN-style head: the conv features as 4 time steps, scores (T, N, classes)."""
 
