@@ -19,7 +19,7 @@ from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
 from lightning_cnnviz.activations.recovery import level_before, loss_now, recovered
-from lightning_cnnviz.activations.spike_accuracy import ACC_LOST, SpikeAccuracy, fell, lost
+from lightning_cnnviz.activations.spike_accuracy import ACC_LOST, SpikeAccuracy, fell, learnt, lost
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.raised_settings import decay_raised, dropout_raised, momentum_raised
 
@@ -97,6 +97,12 @@ class SpikeReadings(SpikeAccuracy):
             return None
         if now > SANE * math.log(k):
             return None  # fell from a blow-up, still one (hunt 88: 4e16 -> 9e12 "fell")
+        acc = self.log_accs[-1][1] if self.log_accs else None
+        if then > math.log(k) and now >= math.log(k) and acc is not None and not learnt(acc, k):
+            # from above chance to above it still, at chance on the probe: a blow-up
+            # settling, not a model that knows its images (hunt 114: SGD 1.5 under
+            # clipping, 5.6 -> 2.8 on ln 10 = 2.3, told "the training target got harder")
+            return None
         return (then, now) if spike[1] / now >= REWEIGHED * base / then else None
 
     def _own_level(self, spike: tuple[int, float, float, float]) -> bool:

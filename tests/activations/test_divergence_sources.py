@@ -11,12 +11,14 @@ from tests.activations.series import collapsed, figures, healthy_losses, info
 
 
 def _reweighted(
-    probe_loss, weight=lambda s: 0.1 if s <= 100 else 1.0, logs=(20, 60, 100, 120, 140), lr=None
-):
+    probe_loss, weight=lambda s: 0.1 if s <= 100 else 1.0, logs=(20, 60, 100, 120, 140), lr=None,
+    probe_acc=None,
+):  # fmt: skip
     """The divergence verdicts of a learnt cross-entropy times ``weight(step)``.
 
     ``probe_loss(step)``: the model's own cross-entropy on the probe images at each log;
-    ``lr(step)``: the learning rate there (default 1e-3).
+    ``lr(step)``: the learning rate there (default 1e-3); ``probe_acc(step)``: the
+    model's accuracy there (default unknown).
     """
     diagnosis, said = TrainingDiagnosis(0.25, 16, 0.025), []
     for step, ce in healthy_losses(140):
@@ -26,7 +28,7 @@ def _reweighted(
             sites, figs = {"relu": info("rectifier")}, {"relu": figures()}
             said += diagnosis.review(
                 step, 0, figs, sites, [], list, chance, lr=lr(step) if lr else 1e-3,
-                probe_loss=probe_loss(step),
+                probe_loss=probe_loss(step), probe_acc=probe_acc(step) if probe_acc else None,
             )  # fmt: skip
     return [v for v in said if v.kind == "divergence"]
 
@@ -52,6 +54,10 @@ def test_divergence_loss_rising_while_the_models_own_falls_is_a_weight_not_a_div
         lambda s: 0.5 if s <= 100 else 0.3, lr=lambda s: 1e-3 * (1 + 9 * (s > 100))
     )[:1]
     assert raised.severity == "problem"
+    # ...and one whose own cross-entropy fell from above chance to above it still (hunt
+    # 114: SGD 1.5 under clipping, at chance all run, 5.6 -> 2.8 on ln 10 = 2.3)
+    (settling,) = _reweighted(lambda s: 5.6 if s <= 100 else 2.8, probe_acc=lambda s: 0.1)[:1]
+    assert settling.severity == "problem" and "target got harder" not in settling.message
 
 
 def test_divergence_a_start_scaled_down_rising_to_the_models_own_level_is_no_spike():
