@@ -39,7 +39,7 @@ from lightning_cnnviz.overfitting import (
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.gone import went_away
-from lightning_cnnviz.overfitting.precedence import bn_leaves_out, standing, verdicts
+from lightning_cnnviz.overfitting.precedence import beside_inputs, bn_leaves_out, standing, verdicts
 from lightning_cnnviz.overfitting.rules import tiny_val
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
@@ -162,7 +162,9 @@ class Detector:
         hands back is that much worse. Each reported as a problem unless one stands.
         ``end_step``: the fit's last step; a BatchNorm reading from the first half of the
         steps before it is not the model handed back (setups hunt 73: the val set emptied
-        after epoch 0, step 3's reading told at step 9).
+        after epoch 0, step 3's reading told at step 9). Unlike inputs or a gap told before
+        keep the mismatch back unless eval mode fails the training images too
+        (``gap.failed_on_train_images``, hunt 115).
         """
         if not self.history:
             return []
@@ -170,11 +172,15 @@ class Detector:
         stale = end_step is not None and end_step - last > last
         end = None if stale else bn_levels.bn_mismatch_at_end(self.history)
         found: dict[str, Verdict | None] = {"bn_mismatch": end}
-        if self._standing("inputs_differ"):  # eval mode meets unlike inputs: that, told
+        lag = end is not None and gap.failed_on_train_images(self.history[-1])
+        split = gap.gapped_on_batch_stats(self.history[-1])
+        if self._standing("inputs_differ") and lag:  # ... failing training images too (hunt 115)
+            found = {"bn_mismatch": beside_inputs(end)}  # type: ignore[arg-type]
+        elif self._standing("inputs_differ"):  # eval mode meets unlike inputs: that, told
             found = {}
-        elif self._standing("generalisation_gap") and gap.gapped_on_batch_stats(self.history[-1]):
+        elif self._standing("generalisation_gap") and split and not lag:
             found = {}  # the splits differ on batch statistics too: that, told
-        elif end is not None and self.history[-1].mild_shift:  # the same, told now
+        elif end is not None and self.history[-1].mild_shift and not lag:  # the same, told now
             found = {"inputs_differ": split_inputs.with_bn_gap(end, self.history[-1])}
         told = self.reported.get("class_imbalance")
         left = imbalance.class_imbalance(self.history, self.patience)

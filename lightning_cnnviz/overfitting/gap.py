@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lightning_cnnviz.overfitting.bn_levels import part_threshold
 from lightning_cnnviz.overfitting.chance_levels import below_chance, stuck
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import (
@@ -33,6 +34,7 @@ __all__ = [
     "EVAL_HELD",
     "GAP",
     "GAP_SLACK",
+    "failed_on_train_images",
     "gapped",
     "gapped_on_batch_stats",
     "generalisation_gap",
@@ -118,6 +120,37 @@ def held_on_train_images(e: Evaluation) -> bool:
     """
     train, own = e.train_acc, e.probe_acc_train
     return train is not None and own is not None and own >= train - EVAL_HELD
+
+
+def failed_on_train_images(e: Evaluation) -> bool:
+    """Whether eval mode fails the train probe's images that batch statistics get right.
+
+    ``held_on_train_images``' mirror: eval mode on the train probe below the train
+    accuracy (read on batch statistics, ``levels.train_accuracy``) or below the val probe
+    read on batch statistics, by more than ``bn_levels.part_threshold`` on the train
+    probe's images, and not held there. Eval mode wrong on the very images the model
+    trained on is BatchNorm's running statistics, whatever the splits do (held out, hunt
+    119: a MobileNetV3 with momentum 0.01 on val digits with noise of sd 0.6, eval mode at
+    7-9% on training images against 91% on batch statistics, was told as unlike inputs
+    alone; removing the noise left it at chance). ``False`` where unknown.
+
+    Example::
+
+        >>> failed_on_train_images(Evaluation(0, 0, train_acc=0.91, probe_acc_train=0.09,
+        ...                                   probe_size_train=64.0))
+        True
+        >>> failed_on_train_images(Evaluation(0, 0, probe_acc_train=0.09, probe_acc_bn=0.4,
+        ...                                   probe_size=128.0))  # below val's batch stats
+        True
+        >>> failed_on_train_images(Evaluation(0, 0, train_acc=0.91, probe_acc_train=0.88,
+        ...                                   probe_acc_bn=0.4, probe_size=128.0))
+        False
+    """
+    own, size = e.probe_acc_train, e.probe_size_train or e.probe_size
+    if own is None or held_on_train_images(e):
+        return False
+    on_batch_stats = (a for a in (train_accuracy(e), e.probe_acc_bn) if a is not None)
+    return any(a - own > part_threshold(a, size) for a in on_batch_stats)
 
 
 def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:

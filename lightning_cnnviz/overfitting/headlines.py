@@ -195,6 +195,21 @@ def _bn_mismatch(v: Verdict) -> str:
     return (
         f"BatchNorm running statistics do not match the batches since {when(since)}: "
         f"{levels_words(f)} (loss {num(f['eval_loss'])} vs {num(f['batch_stats_loss'])})."
+        + _train_images_text(f)
+    )
+
+
+def _train_images_text(f: dict) -> str:
+    """Eval mode failing training images too, told beside unlike inputs (hunt 115)."""
+    if not f.get("beside_inputs"):
+        return ""
+    train = (
+        f" against {num(f['train_acc'], True)} train accuracy" if finite(f.get("train_acc")) else ""
+    )
+    return (
+        f" Eval mode also reads only {num(f['train_eval_acc'], True)} on the train probe's "
+        f"images{train}: the running statistics fail the images the model trained on, so "
+        "this is not the val images' doing, and making both splits alike will not fix it."
     )
 
 

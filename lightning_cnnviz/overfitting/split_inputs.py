@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lightning_cnnviz.overfitting import bn_levels
+from lightning_cnnviz.overfitting import bn_levels, gap
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.levels import _trailing
 from lightning_cnnviz.overfitting.verdict import Verdict
@@ -52,7 +52,9 @@ def inputs_differ(
         return Verdict("inputs_differ", since, now, None, dict(now.input_shift))
     if not now.mild_shift:
         return None
-    if bn is not None:
+    if bn is not None and not gap.failed_on_train_images(now):
+        # ... not where eval mode fails the training images too: the gap is the running
+        # statistics' then, and no evidence about the inputs (hunt 115)
         return with_bn_gap(bn, now)
     evs, streak = _trailing(history, restandardised)
     if streak >= patience:
