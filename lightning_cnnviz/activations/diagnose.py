@@ -102,6 +102,8 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         self.recurring: list[int] = []  # late spikes the run came back from (their steps)
         self.pending: int | None = None  # the log that first saw a smoothed spike
         self.nonfinite_told = False
+        self.skipped: list[int] = []  # isolated non-finite losses' steps; how many were told:
+        self.skipped_told = 0  # (``skipped_losses.py``: no divergence, hunt 115)
         self.reported: dict[str, str] = {}  # kind -> severity already reported
         self.decay: tuple[float | None, float | None] = (None, None)  # per step, weight_decay
         self.decays: tuple[float | None, float | None] = (None, None)  # per step: first log, now
@@ -190,7 +192,7 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         first update, where a factor initialised at 0 (LoRA's ``B``, a zero residual gate)
         holds the gradient of what feeds it at exactly 0: no cut is told from it.
         """
-        series = self.loss.read()
+        series = self._finite_losses(self.loss.read(), figures, bad_parameters)  # hunt 115
         self.chance = self.chance or chance
         if chance is not None and self.classes is None:  # K, for every rule of this log on
             self.classes = chance[0]
@@ -215,6 +217,7 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         self._note_settings(decay, clip, momentum, dropout, half, warmup, hooked, maximize)
         if norms is not None:  # weights collapsed since the last log: rewritten
             self._note_norms(step, norms, reach, written)
+        out += self._skipped_note(step, epoch)
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying
         )
@@ -277,18 +280,18 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         has to say. ``lr`` / ``lr_peak``: the rate now and the highest since, as at a log
         (hunt 49: raised 100x, then EarlyStopping: told as "one batch or one operation").
         """
-        series = self.loss.read()
-        out: list[Verdict] = []
+        series = self._finite_losses(self.loss.read(), {}, bad_parameters, final=True)
+        out = self._skipped_note(self.last_step if step is None else step, epoch, final=True)
         if self.diverged is None and step is not None and step > self.last_step:
             self._note_rates(step, lr, lr_peak)
-            out = self._divergence(step, epoch, series, {}, [], [], bad_parameters, {})
+            out += self._divergence(step, epoch, series, {}, [], [], bad_parameters, {})
             if out:
                 self.last_step, self.last_epoch = step, epoch
         if not self.units.held or self.diverged is not None:
             return out
         gain = self._progress(series)
         cause, remedies = self._cause(series, gain)
-        return self.units.review(
+        return out + self.units.review(
             self.last_step, self.last_epoch, [], self.history.previous, self._kinds,
             self.history.dead, gain, cause, remedies=remedies, squeezed=self._squeezed,
             final=True,

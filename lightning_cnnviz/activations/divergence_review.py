@@ -5,7 +5,9 @@ Nothing here knows about Lightning. ``DivergenceReview`` is a part of
 reads the loss series, the layers' non-finite counts and the parameters for a divergence
 (``divergence.py``'s and ``recovery.py``'s rules), confirms a smoothed spike at the next
 log, holds the units dying while a spike waits, and ends a finite divergence the run
-came back from with a note (``spike_aftermath.py``). What it keeps across logs (``diverged``,
+came back from with a note (``spike_aftermath.py``); isolated non-finite losses the model
+took no harm from are left out of the series it reads and told as a note
+(``skipped_losses.py``). What it keeps across logs (``diverged``,
 ``spike``, ``transient``, ``pending``, ``nonfinite_told``) lives on the diagnosis, which
 saves it in checkpoints.
 """
@@ -45,6 +47,7 @@ from lightning_cnnviz.activations.recovery_words import (
     transient_text,
 )
 from lightning_cnnviz.activations.rewrites import rewrite_words
+from lightning_cnnviz.activations.skipped_losses import SkippedLosses
 from lightning_cnnviz.activations.spike_aftermath import SpikeAftermath
 
 __all__ = ["DivergenceReview"]
@@ -53,7 +56,7 @@ __all__ = ["DivergenceReview"]
 SETTLED = 10  # steps a learnt loss has sat at its chance level: confirmed at one log
 
 
-class DivergenceReview(SpikeAftermath):
+class DivergenceReview(SkippedLosses, SpikeAftermath):
     """The divergence rules' review at one log (a part of ``TrainingDiagnosis``).
 
     Uses the diagnosis's ``units``, ``history``, ``loss``, ``reported``, ``logs``, the run's

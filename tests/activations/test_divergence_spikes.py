@@ -184,15 +184,18 @@ def test_divergence_loss_back_with_the_probe_accuracy_far_below_is_not_recovered
     assert said[220] == [("divergence", "note")]
 
 
-def test_divergence_non_finite_loss_is_never_withdrawn():
-    diagnosis = TrainingDiagnosis(0.1, 16, 0.0)
+def test_divergence_non_finite_loss_is_never_withdrawn_while_a_weight_is():
+    # hunt 115: with every weight finite and the loss finite after it, one NaN loss is no
+    # divergence but a note (its step's update skipped, as a GradScaler does)
     series = [*healthy_losses(60), (61, float("nan")), *healthy_losses(120)[61:]]
-    for step, value in series:
-        diagnosis.loss.add(step, torch.tensor(value))
-    (verdict,) = diagnosis.review(80, 0, {}, {}, [], list)
-    assert (verdict.kind, verdict.severity) == ("divergence", "problem")
-    assert diagnosis.spike is None
-    assert diagnosis.review(120, 0, {}, {}, [], list) == []
+    for weights, told in ((["conv1.weight"], "problem"), ([], "note")):
+        diagnosis = TrainingDiagnosis(0.1, 16, 0.0)
+        for step, value in series:
+            diagnosis.loss.add(step, torch.tensor(value))
+        (verdict,) = diagnosis.review(80, 0, {}, {}, [], lambda w=weights: w)
+        assert (verdict.kind, verdict.severity) == ("divergence", told)
+        assert diagnosis.spike is None
+        assert diagnosis.review(120, 0, {}, {}, [], lambda w=weights: w) == []
 
 
 def test_divergence_late_spike_back_to_its_level_before_is_a_note():
