@@ -178,7 +178,7 @@ class Measures(ProbeLogits):
         total, bound = run_length(trainer)  # -1 or inf: an unknown length
         share = trainer.global_step / total if 0 < total < float("inf") and not bound else None
         left_out["input_shift"] = self._input_shift(trainer)
-        left_out["mild_shift"] = self._mild_shift
+        left_out["mild_shift"] = None if self._steps_undo_shift() else self._mild_shift
         if self._mild_shift and val_cut is not None and cut["val"] is not None:
             host.update(self._restandardised(trainer, pl_module, val_cut, cut["val"]))
             host.update(self._noised(trainer, pl_module, cut["train"]))

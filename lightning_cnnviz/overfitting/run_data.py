@@ -85,7 +85,9 @@ class RunData:
         """How the val probe's images differ from the train probe's, compared once per fit.
 
         Where they agree, how the val batches moved since the first validation, or how the
-        steps' own code hands them to the model (``step_inputs.py``). ``{}``: they agree;
+        steps' own code hands them to the model (``step_inputs.py``); where they differ and
+        the steps' code makes what the two splits' first layers meet alike
+        (``_steps_undo_shift``), only how the batches moved. ``{}``: they agree;
         ``None``: the run has no val data of its own.
         Past the milder bars too (``_mild_shift``), for a BatchNorm gap to tell.
         """
@@ -111,6 +113,8 @@ class RunData:
                     self._check_shared(trainer, train, val)
         if self._shift == {}:
             return self._moved("val") or self._moved("train") or self._step_shift()
+        if self._steps_undo_shift():  # the steps' code makes what the model meets alike
+            return self._moved("val") or self._moved("train")
         return self._shift  # type: ignore[return-value]
 
     def _train_shares(self, trainer: Trainer, classes: int) -> Tensor | None:

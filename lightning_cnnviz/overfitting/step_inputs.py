@@ -32,6 +32,7 @@ from lightning_cnnviz.core.image_keys import ImageKey, image_keys
 from lightning_cnnviz.core.input_layer import compiled_entry, first_layer
 from lightning_cnnviz.core.input_shift import channel_stats, moved_shift
 from lightning_cnnviz.core.items import integer_dtype, parts, split_sample
+from lightning_cnnviz.core.layer_inputs import changes_inputs, layer_shift
 from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.samplers import first_loader, sampler_known
@@ -294,6 +295,18 @@ class StepInputs:
         if getattr(self, "_step_tap", None) is not None:
             self._step_tap.remove()
         self._step_tap = None
+
+    def _steps_undo_shift(self) -> bool:
+        """Whether the steps change the images and both splits' first layers meet them alike.
+
+        Then the probes' difference, read on the datasets' images, is not what the model
+        meets (``core.layer_inputs``; hunt 116: a normalisation in `training_step`, the
+        val set normalised in its dataset, told "preprocessed differently").
+        """
+        train, val = self._steps.get("train"), self._steps.get("val")
+        if train is None or val is None or not (changes_inputs(train) or changes_inputs(val)):
+            return False
+        return not layer_shift(train, val)
 
     def _step_shift(self) -> dict[str, float]:
         """How the steps' code hands the first layer the two splits' images (``{}``: alike)."""

@@ -220,13 +220,14 @@ class NoisyTrainingStep(StepNormalised):
 
 
 def _run(tmp_path, both, compiled=False, averaged=False, model_type=StepNormalised, epochs=2,
-         tint=(1.0, 1.0, 1.0)):  # fmt: skip
+         tint=(1.0, 1.0, 1.0), val_normalised=False):  # fmt: skip
     torch.manual_seed(0)
     tint = torch.tensor(tint).view(1, 3, 1, 1)
     x, y = pictures(128) * tint, torch.arange(128) % 2
     x[y == 1, 1] += 0.5  # class 1 greener
     val_x, val_y = pictures(128, seed=1) * tint, torch.arange(128) % 2
     val_x[val_y == 1, 1] += 0.5
+    val_x = (val_x - MEAN) / STD if val_normalised else val_x  # in the dataset
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
                         nn.LazyLinear(2))  # fmt: skip
     train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
@@ -334,6 +335,16 @@ def test_step_inputs_read_uint8_pixels_the_model_scales_itself(tmp_path, both):
 def test_step_inputs_quiet_when_both_steps_normalise(tmp_path):
     trainer, _ = _run(tmp_path, both=True)
     assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+
+
+def test_step_inputs_quiet_where_training_step_normalises_what_the_val_set_holds_so(tmp_path):
+    # hunt 116: a normalisation in `training_step`, the val set normalised in its dataset:
+    # told "preprocessed differently" from the raw training probe, both splits reaching the
+    # model at mean near 0 and spread near 1
+    trainer, _ = _run(tmp_path, both=False, val_normalised=True)
+    assert not [f for f in findings_of(trainer) if f.kind == "inputs_differ"]
+    (monitor,) = [c for c in trainer.callbacks if isinstance(c, OverfittingMonitor)]
+    assert monitor._shift and monitor._steps_undo_shift()  # the probes differ, the layers not
 
 
 def test_step_inputs_told_for_two_steps_normalising_with_other_constants(tmp_path):
