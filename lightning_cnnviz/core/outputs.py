@@ -102,8 +102,9 @@ def tensor_entries(output: Any) -> list[tuple[Any, Tensor]]:
 def guess_output_key(output: Any, num_classes: int | None = None) -> tuple[Any, str]:
     """The key of the logits in a tuple/dict ``output``, and why (``(None, "")`` for a tensor).
 
-    In order: the one 2-D entry whose last dim equals ``num_classes`` (else the one at least
-    as wide: the labels seen may miss classes); a dict entry named like logits
+    In order: the one 2-D entry whose last dim equals ``num_classes`` (for two classes, else
+    the one (N, 1) entry: a single logit; else the one at least as wide: the labels seen may
+    miss classes); a dict entry named like logits
     (``"logits"``, ``"out"``, ...); the first tensor.
 
     Example::
@@ -115,6 +116,8 @@ def guess_output_key(output: Any, num_classes: int | None = None) -> tuple[Any, 
         (None, '')
         >>> guess_output_key((torch.zeros(2, 3), torch.zeros(2, 10)), num_classes=8)[0]
         1
+        >>> guess_output_key((torch.zeros(2, 1), torch.zeros(2, 32)), num_classes=2)[0]
+        0
     """
     entries = tensor_entries(output)
     if not entries:
@@ -122,6 +125,11 @@ def guess_output_key(output: Any, num_classes: int | None = None) -> tuple[Any, 
     if num_classes is not None:
         fits = [(k, v) for k, v in entries if v.dim() >= 2 and v.shape[1] == num_classes]
         fits = [(k, v) for k, v in fits if v.dim() == 2] or fits
+        one = [(k, v) for k, v in entries if v.dim() == 2 and v.shape[1] == 1]
+        if not fits and num_classes == 2 and len(one) == 1:
+            # one logit per image for labels 0/1 (BCE's form; hunt 116: `(logit, features)`
+            # had its (N, 32) features read as the logits, "the one entry with room")
+            return one[0][0], f"shape {tuple(one[0][1].shape)}: one logit for labels 0/1"
         if len(fits) == 1:
             k, v = fits[0]
             dim = "last" if v.dim() == 2 else "second"

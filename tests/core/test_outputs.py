@@ -45,6 +45,14 @@ def test_outputs_guess_with_labels_missing_classes_takes_the_one_wide_enough():
     assert guess_output_key((torch.zeros(2, 12), logits), num_classes=8)[0] == 0  # no guess
 
 
+def test_outputs_guess_takes_one_logit_for_labels_0_1_over_wider_features():
+    # hunt 116: `(logit (N, 1), features (N, 32))` under BCE had its features read as the
+    # logits ("the one entry with room for labels 0-1")
+    key, why = guess_output_key((torch.zeros(4, 1), torch.zeros(4, 32)), num_classes=2)
+    assert (key, why) == (0, "shape (4, 1): one logit for labels 0/1")
+    assert guess_output_key((torch.zeros(4, 1), torch.zeros(4, 2)), num_classes=2)[0] == 1
+
+
 def test_outputs_guess_label_only_one_integer_scalar():
     x = torch.zeros(3, 4, 4)
     assert guess_label_key({"pixels": x, "cls": torch.tensor(2)})[0] == "cls"
