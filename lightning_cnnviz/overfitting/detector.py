@@ -22,7 +22,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from lightning_cnnviz.overfitting import (
@@ -31,15 +31,14 @@ from lightning_cnnviz.overfitting import (
     chance_levels,
     flat_loss,
     gap,
-    imbalance,
     label_prior,
     same_output,
-    split_inputs,
     val_source,
 )
+from lightning_cnnviz.overfitting.at_end import early, end_verdicts
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.gone import went_away
-from lightning_cnnviz.overfitting.precedence import beside_inputs, bn_leaves_out, standing, verdicts
+from lightning_cnnviz.overfitting.precedence import standing, verdicts
 from lightning_cnnviz.overfitting.rules import tiny_val
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite
@@ -103,14 +102,9 @@ _WORSE = {
 }
 
 
-def _early(v: Verdict) -> bool:
-    """Whether ``v`` is a note told before its problem (``class_imbalance``'s first one)."""
-    return v.severity == "note" and bool(v.figures.get("early"))
-
-
 def _told(v: Verdict) -> bool:
     """Whether ``v`` is a note told as a finding (not one saying a finding went away)."""
-    return _early(v) or (v.severity == "note" and v.kind in NOTE_KINDS)
+    return early(v) or (v.severity == "note" and v.kind in NOTE_KINDS)
 
 
 @dataclass(frozen=True)
@@ -156,46 +150,12 @@ class Detector:
     def conclude(self, end_step: int | None = None) -> list[Change]:
         """At the end of fit: what the last evaluation shows and no later one can confirm.
 
-        A BatchNorm mismatch (``bn_levels.bn_mismatch_at_end``), rare classes still left
-        out after the note that told them (``imbalance.class_imbalance``) and a model still
-        at chance after its flat start's note (``levels.not_learning``): the model fit
-        hands back is that much worse. Each reported as a problem unless one stands.
-        ``end_step``: the fit's last step; a BatchNorm reading from the first half of the
-        steps before it is not the model handed back (setups hunt 73: the val set emptied
-        after epoch 0, step 3's reading told at step 9). Unlike inputs or a gap told before
-        keep the mismatch back unless eval mode fails the training images too
-        (``gap.failed_on_train_images``, hunt 115).
+        ``at_end.end_verdicts``, each reported as a problem unless one stands. ``end_step``:
+        the fit's last step.
         """
         if not self.history:
             return []
-        last = self.history[-1].step
-        stale = end_step is not None and end_step - last > last
-        end = None if stale else bn_levels.bn_mismatch_at_end(self.history)
-        found: dict[str, Verdict | None] = {"bn_mismatch": end}
-        lag = end is not None and gap.failed_on_train_images(self.history[-1])
-        split = gap.gapped_on_batch_stats(self.history[-1])
-        if self._standing("inputs_differ") and lag:  # ... failing training images too (hunt 115)
-            found = {"bn_mismatch": beside_inputs(end)}  # type: ignore[arg-type]
-        elif self._standing("inputs_differ"):  # eval mode meets unlike inputs: that, told
-            found = {}
-        elif self._standing("generalisation_gap") and split and not lag:
-            found = {}  # the splits differ on batch statistics too: that, told
-        elif end is not None and self.history[-1].mild_shift and not lag:  # the same, told now
-            found = {"inputs_differ": split_inputs.with_bn_gap(end, self.history[-1])}
-        told = self.reported.get("class_imbalance")
-        left = imbalance.class_imbalance(self.history, self.patience)
-        broken = found.get("bn_mismatch") is not None or self._standing("bn_mismatch")
-        broken = broken or bn_leaves_out(self.history[-1])
-        if left is not None and left.figures["common"] and broken:
-            left = None  # eval mode's stale statistics leave the class out, not the loss
-        if told is not None and told.figures.get("early") and left is not None:
-            figures = {**left.figures, "early": False, "at_end": True}
-            found["class_imbalance"] = replace(left, figures=figures, severity="problem")
-        flat = self.reported.get("not_learning")  # a run ended within its flat start's note
-        still = self._verdicts().get("not_learning") if flat is not None else None
-        if flat is not None and _early(flat) and still is not None:
-            figures = {**still.figures, "early": False, "at_end": True}
-            found["not_learning"] = replace(still, figures=figures, severity="problem")
+        found = end_verdicts(self.history, self.reported, self._verdicts, self.patience, end_step)
         changes = []
         for kind, verdict in found.items():
             change = (
@@ -229,11 +189,11 @@ class Detector:
             if key and verdict.figures.get(key, 0.0) > old.figures.get(key, 0.0):
                 return Change("worse", verdict)
             return None
-        if old is None or (old.severity == "note" and not _early(old)):
+        if old is None or (old.severity == "note" and not early(old)):
             return None
         if not self._gone(kind, old, ev):
             return None
-        figures = {**old.figures, "early": False} if _early(old) else old.figures
+        figures = {**old.figures, "early": False} if early(old) else old.figures
         return Change("gone", Verdict(kind, old.since, ev, old.best, figures, severity="note"))
 
     def _gone(self, kind: str, old: Verdict, ev: Evaluation) -> bool:
