@@ -2,8 +2,8 @@
 
 ``StepInput``: one batch of each split, per channel, as loaded and as the model's first
 layer received it. ``step_shift`` reads each step as a per-channel scale and shift and
-compares them; ``loaded_shift`` compares the batches as loaded; ``channel_order`` reads a
-step that reorders the channels. The bars are ``core.input_shift``'s.
+compares them; ``channel_order`` reads a step that reorders the channels. The bars are
+``core.input_shift``'s (``split_batches.py`` compares the two batches as they are).
 
 Example::
 
@@ -30,7 +30,6 @@ from lightning_cnnviz.core.input_shift import (
     SHIFT_SCALE,
     channel_shift,
     channel_stats,
-    faint_floors,
     worst_channel,
 )
 from lightning_cnnviz.core.real_values import real_values
@@ -45,7 +44,6 @@ __all__ = [
     "channel_order",
     "channel_values",
     "is_formula",
-    "loaded_shift",
     "same_formula",
     "step_input",
     "step_shift",
@@ -208,30 +206,6 @@ def step_input(images: Tensor, layer_input: Tensor) -> StepInput:
 def _fits(values: Tensor | None, channels: int) -> list[float | None]:
     """A ``StepInput``'s ``fit`` or ``moved`` per channel on the host (``None`` each: unread)."""
     return [None] * channels if values is None else values.float().tolist()
-
-
-def loaded_shift(train: StepInput, val: StepInput) -> dict[str, float]:
-    """The channel whose statistics differ most between two splits' batches as loaded.
-
-    What the loaders made of the images (their ``collate_fn`` included), by
-    ``split_shift``'s bars: read where a loader's collate draws at random, so the
-    probes, which read the datasets' items, do not show what it does (``{}``: alike).
-
-    Example::
-
-        >>> import torch
-        >>> torch.manual_seed(0) is not None
-        True
-        >>> x = torch.rand(32, 1, 8, 8)
-        >>> normalised = (x - 0.5) / 0.29 + 0.1 * torch.randn_like(x)  # and noise
-        >>> loaded_shift(step_input(normalised, normalised), step_input(x, x))["scale_ratio"] > 2
-        True
-    """
-    if train.images_mean.shape != val.images_mean.shape:
-        return {}
-    rows = list(zip(*(t.float().tolist() for t in (*train.stats[:2], *val.stats[:2])), strict=True))
-    floors = faint_floors([r[1] for r in rows], [r[3] for r in rows])
-    return worst_channel([channel_shift(*row, (SHIFT_MEAN, SHIFT_SCALE), floors) for row in rows])
 
 
 def channel_order(s: StepInput) -> tuple[int, ...] | None:

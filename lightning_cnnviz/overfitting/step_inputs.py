@@ -32,15 +32,14 @@ from lightning_cnnviz.core.image_keys import ImageKey, image_keys
 from lightning_cnnviz.core.input_layer import compiled_entry, first_layer
 from lightning_cnnviz.core.input_shift import channel_stats, moved_shift
 from lightning_cnnviz.core.items import integer_dtype, parts, split_sample
-from lightning_cnnviz.core.layer_inputs import changes_inputs, layer_shift
 from lightning_cnnviz.core.probe_pass import in_probe_pass
 from lightning_cnnviz.core.run_datasets import find_dataset
 from lightning_cnnviz.core.samplers import first_loader, sampler_known
 from lightning_cnnviz.core.selection import is_compiled, unwrap_model
+from lightning_cnnviz.core.split_batches import changes_inputs, layer_shift, loaded_shift
 from lightning_cnnviz.core.step_input_shift import (
     StepInput,
     channel_values,
-    loaded_shift,
     same_formula,
     step_shift,
     values_fit,
@@ -300,7 +299,7 @@ class StepInputs:
         """Whether the steps change the images and both splits' first layers meet them alike.
 
         Then the probes' difference, read on the datasets' images, is not what the model
-        meets (``core.layer_inputs``; hunt 116: a normalisation in `training_step`, the
+        meets (``core.split_batches``; hunt 116: a normalisation in `training_step`, the
         val set normalised in its dataset, told "preprocessed differently").
         """
         train, val = self._steps.get("train"), self._steps.get("val")
