@@ -1,17 +1,12 @@
 """Isolated non-finite losses whose steps were skipped: a note, not a divergence (hunt 115)."""
 
 import math
-import warnings
 
-import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 
-from lightning_cnnviz.activations.callback import ActivationMonitor
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.core.findings import findings_of, problems
-from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
-from tests.activations.diagnosis_nets import Net, leaky_cnn
+from tests.activations.diagnosis_nets import Net, fit, leaky_cnn
 from tests.tb import events, texts
 
 
@@ -39,19 +34,8 @@ class Overflows(Net):
 
 
 def _fit(tmp_path, model):
-    """Three epochs of 12 synthetic-digit batches, ActivationMonitor every 10 steps."""
-    L.seed_everything(0, verbose=False)
-    data = SyntheticDigitsDataModule(train_size=64 * 12, val_size=64, batch_size=64)
-    trainer = L.Trainer(
-        default_root_dir=tmp_path, max_epochs=3, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
-        logger=TensorBoardLogger(tmp_path, name="tb"),
-        callbacks=[ActivationMonitor(every_n_steps=10)],
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(model, data)
-    return trainer
+    """36 steps of synthetic digits, ActivationMonitor every 10 steps."""
+    return fit(tmp_path, model, 36, every=10)[0]
 
 
 def _divergence(trainer):

@@ -23,7 +23,7 @@ from lightning_cnnviz.gradcam import metrics
 from lightning_cnnviz.gradcam.callback import GradCAMMonitor
 from lightning_cnnviz.gradcam.draw import cam_grid
 from tests.contract.zoo import ZOO, ZooData
-from tests.monitors import ComplexImages, complex_loader
+from tests.monitors import ComplexImages, complex_loader, trainer_for
 from tests.tb import events, image_tags, texts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
@@ -556,11 +556,7 @@ def test_gradcam_complex_images_draw_the_cams_without_saliency_rows(tmp_path):
     # setups hunt 79: `saliency` on complex images raised "min_all" not implemented for
     # ComplexFloat and the monitor stepped aside, its Grad-CAMs lost too
     monitor = GradCAMMonitor(every_n_steps=2, saliency=("saliency",))
-    trainer = L.Trainer(
-        default_root_dir=tmp_path, max_steps=4, logger=TensorBoardLogger(tmp_path, name="tb"),
-        callbacks=[monitor], enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=False,
-    )  # fmt: skip
+    trainer = trainer_for(tmp_path, [monitor], max_steps=4)
     with pytest.warns(UserWarning, match="the `saliency` rows need real-valued images"):
         trainer.fit(ComplexImages(), complex_loader())
     assert not monitor.disabled
