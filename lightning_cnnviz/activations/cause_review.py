@@ -4,10 +4,11 @@ Nothing here knows about Lightning. ``CauseReview`` is a part of
 ``diagnose.TrainingDiagnosis`` (a mixin, as the monitors' parts are); the checks of the
 weights as initialised, whose cause the dead-unit findings name, are its
 ``init_review.InitReview``. Weight decay that stalls learning is a
-``weight_decay_too_strong`` problem, and that cause. Later, a loss that
-never left its chance level while learning stalls makes the data the first suspect
-(``_cause``), and progress is measured from the chance level where the start sat far
-above it (``_progress``). Silent units that are the model's outputs (a ReLU on the
+``weight_decay_too_strong`` problem, and that cause. Later, a loss that never left its
+chance level while learning stalls makes the data the first suspect (``_cause``), unless
+the dead layer took the gradients of the layers before it with it (``grad_collapse.py``):
+then the die-off is the cause. Progress is measured from the chance level where the start
+sat far above it (``_progress``). Silent units that are the model's outputs (a ReLU on the
 logits) are the classes it cannot score, told as ``output_activation``
 (``_output_activation``), not as dead units, and a note once they all score again. What it
 keeps across logs (``chance_loss``, ``init_cause``, ``init_checked``, ``classes``,
@@ -21,7 +22,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.dead_rules import GRAD_BURST, SETTLED, STALLED
+from lightning_cnnviz.activations.dead_rules import GRAD_BURST, LARGE, SETTLED, STALLED
 from lightning_cnnviz.activations.dead_words import (
     BLOCKED_REMEDIES,
     CUT_REMEDIES,
@@ -33,6 +34,7 @@ from lightning_cnnviz.activations.dead_words import (
     burst_text,
 )
 from lightning_cnnviz.activations.episodes import Verdict
+from lightning_cnnviz.activations.grad_collapse import collapse_text
 from lightning_cnnviz.activations.init_review import InitReview
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.activations.output_activation import (
@@ -63,6 +65,8 @@ class CauseReview(InitReview):
     chance_loss: float | None
     init_cause: str | None
     cut: tuple[str, str] | None  # ``gradients.gradient_cut`` at the latest log
+    collapse: tuple[tuple[str, ...], float] | None  # ``grad_collapse.collapsed``, likewise
+    _kinds: dict[str, str | None]
     rewrite: tuple[tuple[str, str, float, float], ...]  # ``rewrites.rewritten``, lately
     written: tuple[tuple[str, str, float, float], ...]  # ``rewrites.written_between``
     init_checked: bool
@@ -170,7 +174,8 @@ class CauseReview(InitReview):
         decay or a momentum (``core.settings.HIGH_MOMENTUM``) far too high; a rate cut
         ``LR_CUT`` x or more below the one set (a rate-remedy reads wrong at 1e-5, a schedule
         stepped per batch); or a loss that never left its chance level while learning stalls
-        (``LossLevels.at_chance``): the data comes first.
+        (``LossLevels.at_chance``): the die-off where it took the gradients of the layers
+        before it (``_blocked``), else the data comes first.
         """
         if self.init_cause is not None:
             return self.init_cause, INIT_REMEDIES
@@ -203,6 +208,8 @@ class CauseReview(InitReview):
         learnt = self.peak_acc is not None and self.peak_acc >= 2 / (self.classes or 2)
         at_chance = self.levels.at_chance(series, self.classes)
         if gain is not None and gain < STALLED and at_chance and not learnt:
+            if (blocked := self._blocked()) is not None:
+                return blocked, REMEDIES
             if self.grad_rise >= GRAD_BURST:
                 return burst_text(self.grad_rise), REMEDIES
             chance = math.log(self.classes or 2)
@@ -213,3 +220,29 @@ class CauseReview(InitReview):
                 DATA_REMEDIES,
             )
         return None, INIT_REMEDIES
+
+    def _blocked(self) -> str | None:
+        """The die-off as the cause, in words, or None.
+
+        A rectifier layer ``LARGE`` silent, the gradients of the layers before the last
+        collapsed with it (``grad_collapse.collapsed``).
+        """
+        silent = [
+            site
+            for site, share in self.history.previous.items()
+            if share >= LARGE and self._kinds.get(site) not in ("leaky", "saturating", "linear")
+        ]
+        if self.collapse is None or not silent:
+            return None
+        return collapse_text(silent, *self.collapse)
+
+    def _claim(self, verdicts: list[Verdict], cause: str | None) -> list[Verdict]:
+        """``verdicts``, a dead-units problem told with the collapse as its cause marked.
+
+        ``not_learning`` names it then (``core.root_causes``), as it does a divergence.
+        """
+        if cause is not None and self.collapse is not None and cause == self._blocked():
+            for v in verdicts:
+                if v.kind == "dead_units" and v.severity == "problem" and v.change == "new":
+                    v.figures["gradient_collapse"] = self.collapse[1]
+        return verdicts

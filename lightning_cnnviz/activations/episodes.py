@@ -59,6 +59,7 @@ from lightning_cnnviz.activations.dead_rules import (
     dead_reason,
 )
 from lightning_cnnviz.activations.dead_words import (
+    DATA_REMEDIES,
     INIT_REMEDIES,
     REWRITE_REMEDIES,
     dead_text,
@@ -76,6 +77,7 @@ from lightning_cnnviz.activations.episode_ends import (
 __all__ = ["OUTGROWN", "RECOVERED", "Episode", "UnitEpisodes", "Verdict", "die_off"]
 
 MOVING = 0.03  # the loss fell this much since the start: it moves (a slow start, not stalled)
+RISEN = 0.05  # a standing note's site risen this much while learning stalls: judged again
 
 
 def die_off(alerts: Sequence[Alert], units: Mapping[str, int]) -> dict[str, float]:
@@ -149,6 +151,9 @@ class UnitEpisodes(EpisodeEnds):
         merged = self._with_held(alerts, fractions)
         stalled = progress is not None and progress < STALLED
         written = remedies is REWRITE_REMEDIES
+        data_blamed = remedies is DATA_REMEDIES
+        if stalled and not falling and not data_blamed:  # shuffled labels: the note stands
+            merged += self._risen(fractions, {site for site, *_ in merged})
         dead, dormant = [], []
         for site, share, before, persisted in merged:
             # silenced by a write outside the optimiser, which no gradient undoes (hunt 73:
@@ -178,6 +183,10 @@ class UnitEpisodes(EpisodeEnds):
             early = early or (
                 reason == "large" and step < SETTLED and moving is not None and moving >= MOVING
             )
+            # the data blamed before step SETTLED: the next log's gradients may show the
+            # die-off took those of the layers before it, and was the cause (held-out hunt
+            # 118: 81% silent at step 20, the convolutions' gradients 1/1000 at step 30)
+            early = early or (reason is not None and data_blamed and step < SETTLED)
             if (early and not persisted) or (reason == "stalled" and step < SETTLED and not final):
                 # maybe the first steps' transient: wait one log; a stall, until a slow
                 # start is over (hunt 82: 19-31% silent at step 30 of an 80-step run at
@@ -213,6 +222,26 @@ class UnitEpisodes(EpisodeEnds):
             if share >= self.threshold or (before is not None and share - before > 0.1):
                 merged.append((site, share, before, True))
         return merged
+
+    def _risen(
+        self, fractions: Mapping[str, float], merged: Collection[str]
+    ) -> list[tuple[str, float, float | None, bool]]:
+        """Sites of a standing dead-units note risen ``RISEN`` since it was told, judged again.
+
+        Only while learning stalls and the data are not the suspect (the caller's test: units
+        dying slowly on shuffled labels stay a note, ``not_learning`` tells the stall); their
+        rise raises no alert of its own (held-out hunt 118: a note at 88%, then 97% and 100%
+        with the loss flat at chance and every gradient before the layer gone, never told as a
+        problem).
+        """
+        episode = self.open.get("dead_units")
+        if episode is None or episode.severity != "note":
+            return []
+        return [
+            (site, fractions[site], told, True)
+            for site, told in episode.sites.items()
+            if site not in merged and fractions.get(site, 0.0) - told >= RISEN
+        ]
 
     def _opened(
         self,
