@@ -58,11 +58,19 @@ _SPLITS = "the training and validation images differ in what decides the label"
 # a training loader reaching few of its set's items (a note: a subset may be on purpose)
 _FEW = "training reads few different images, the same ones every epoch"
 CONSEQUENCES = {
-    "not_learning": {"divergence": "training diverged"},
+    "not_learning": {
+        "divergence": "training diverged",
+        "dead_units": "a layer's units died and took the gradients of the layers before it",
+    },
     "overfitting": {"generalisation_gap": _SPLITS, "repeated_items": _FEW},
     "memorisation": {"generalisation_gap": _SPLITS, "repeated_items": _FEW},
     "generalisation_gap": {"repeated_items": _FEW},
 }
+
+
+# causes of a kind only where their figures say so: dead units that took the gradients
+# before them with them (``activations.grad_collapse``), not those of a model at chance
+_WHEN = {"dead_units": "gradient_collapse"}
 
 
 def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
@@ -86,6 +94,14 @@ def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
         (step 15, `divergence`): training diverged. Fix that first.
         >>> earlier_cause(run, "dead_units")  # dead units with a divergence are part of it
         ''
+        >>> run = Run()
+        >>> report(run, Finding("activations", "dead_units", 30, 0, "silent", {"fc": 1.0}))
+        >>> earlier_cause(run, "not_learning")  # silent in a model at chance: no cause named
+        ''
+        >>> report(run, Finding("activations", "dead_units", 30, 0, "silent",
+        ...                     {"fc": 1.0, "gradient_collapse": 0.0}))
+        >>> print(earlier_cause(run, "not_learning")[:63])
+        This may follow from a problem reported first (step 30, `dead_u
     """
     if kind in ROOT_CAUSES:  # a cause names only what comes before any model: its inputs
         causes = {k: ROOT_CAUSES[k] for k in _INPUT_CAUSES if k != kind}
@@ -93,6 +109,8 @@ def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
         causes = ROOT_CAUSES | CONSEQUENCES.get(kind, {})
     for f in findings_of(trainer):
         if since is not None and _onset(f) > since:
+            continue
+        if f.kind in _WHEN and _WHEN[f.kind] not in f.figures:
             continue
         if f.kind in causes and (f.severity == "problem" or f.kind in _NOTED_CAUSES):
             if kind in _TOO_LARGE and f.kind == "scaled_loss" and f.figures.get("scale", 1) < 1:
