@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 SMOOTH = 5  # steps per median: one odd batch is not a spike
+# a start this many times the first loss: a blow-up of the first steps, not a noisy start
+# (a Conv1d BN net under Adam 0.5: 1.39 -> 165 at step 1, the median of 5 at 7x the first)
+BLOWN_UP = 3.0
 MIN_STEPS = 20  # steps with a finite loss before ``progress`` says anything
 NEAR_LOW = 1.1  # a loss this close to a low set since the last log is still at its lows
 START_ABOVE = 0.15  # the first median this far above ln K at most is still at chance (the start)
@@ -115,14 +118,20 @@ def first_nonfinite(series: Sequence[tuple[int, float]]) -> int | None:
 def start_loss(finite: Sequence[float]) -> float:
     """The untrained model's loss: the median of the first ``SMOOTH`` finite losses.
 
-    What ``progress`` measures from: one batch is a noisy start.
+    What ``progress`` measures from: one batch is a noisy start. Not where that median is
+    ``BLOWN_UP`` x the first loss: the first steps blew up, and the first loss is the
+    start (held-out hunt 118: Adam 0.3 took mobilenet_v2 2.33 -> 135 at step 1, down to
+    1.97 later, told "the loss fell 97% since the first step").
 
     Example::
 
         >>> start_loss([2.7, 4.4, 5.1, 4.9, 5.4, 2.1]), start_loss([2.3, 584.0, 48.9, 2.3, 2.3])
         (4.9, 2.3)
+        >>> start_loss([2.33, 135.0, 60.0, 31.0, 15.5, 3.2])
+        2.33
     """
-    return statistics.median(finite[:SMOOTH])
+    median = statistics.median(finite[:SMOOTH])
+    return finite[0] if median > BLOWN_UP * finite[0] > 0 else median
 
 
 def progress(

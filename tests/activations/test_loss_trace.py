@@ -34,3 +34,11 @@ def test_loss_levels_a_start_a_little_above_chance_is_still_at_chance():
     levels = LossLevels()  # a first log at step 2 (hunt 97): the start read at the next
     assert not levels.at_chance(series[:3], classes=10)
     assert levels.at_chance(series, classes=10)
+
+
+def test_loss_trace_progress_after_a_blow_up_of_the_first_steps_is_from_the_first_loss():
+    # held-out hunt 118 (seed 1): 2.33 -> 135 at step 1, 15.5 by step 10, 1.97 at the end;
+    # the dead-units note said "the loss fell 97% since the first step" (from the spike)
+    series = [(0, 2.33), (1, 135.0), (2, 61.0), (3, 40.0), (4, 22.0)]
+    series += [(s, 15.5) for s in range(5, 11)] + [(s, 1.97) for s in range(11, 40)]
+    assert progress(series) == pytest.approx(1 - 1.97 / 2.33)  # -15%, not -97%
