@@ -23,6 +23,7 @@ from lightning_cnnviz.overfitting import (
     flat_loss,
     gap,
     label_prior,
+    learnt,
     levels,
     loss_climb,
     loss_reads,
@@ -61,7 +62,9 @@ def went_away(kind: str, old: Verdict, ev: Evaluation, tolerance: float) -> bool
         learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
         learns = learns or chance_levels.scores_elsewhere(ev)  # another loss, learnt
         off = chance_levels.stuck(ev) is False and not levels.barely(ev) and not levels.climbing(ev)
-        return off or learns
+        # and clearly off, not just out of the band once (held-out hunt 118: Adam 0.3 at
+        # 20% val, 0.9 ln 10, told "above it again"; the run ended at 20%, 76% at 2e-3)
+        return (off and learnt.clearly_learnt(ev, uniform=True, by_loss=False)) or learns
     if kind == "bn_mismatch":
         return bn_levels.parted(ev) is False
     if kind == "class_imbalance" and old.figures.get("faded"):  # back near its best

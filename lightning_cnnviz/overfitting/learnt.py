@@ -23,7 +23,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 __all__ = ["clearly_learnt", "learnt_before"]
 
 
-def clearly_learnt(e: Evaluation, uniform: bool = False) -> bool:
+def clearly_learnt(e: Evaluation, uniform: bool = False, by_loss: bool = True) -> bool:
     """Whether the val probe is clearly past chance: twice as far above it as the band reaches.
 
     Six binomial standard errors (``chance_band`` allows three), or a probe loss below
@@ -33,6 +33,8 @@ def clearly_learnt(e: Evaluation, uniform: bool = False) -> bool:
     binary learner read 78% once at confidence 0.51, then the majority share while its
     loss kept falling, was told "not learning after a collapse" with labels shuffled as
     the cause); ``learnt_before`` reads such outputs past the bar twice in a row.
+    ``by_loss=False``: by accuracy alone (a loss a little below chance is no accuracy
+    clearly past it: held-out hunt 118, 0.9 ln 10 at 20% val).
 
     Example::
 
@@ -44,7 +46,8 @@ def clearly_learnt(e: Evaluation, uniform: bool = False) -> bool:
     if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
         return False
     k = int(e.classes)
-    if e.probe_loss_val is not None and e.probe_loss_val < BELOW_CHANCE_LOSS * math.log(k):
+    loss = e.probe_loss_val if by_loss else None
+    if loss is not None and loss < BELOW_CHANCE_LOSS * math.log(k):
         return True
     past = e.probe_acc_val > 2 * chance_band(k, int(e.probe_size or 0)) - 1 / k
     return past and (uniform or not near_uniform(e))

@@ -265,3 +265,21 @@ def test_detector_not_learning_names_a_weight_decay_that_holds_it():
     sgd = [series.probe(0.1, weight_decay=0.3, lr=0.05, decay_per_step=0.015) for _ in range(4)]
     text = headline(series.first(levels.not_learning, series.probe_run(sgd)))
     assert "Weight decay: 0.3 at learning rate 0.05 takes 1.5% off every weight each step" in text
+
+
+def test_detector_not_learning_stands_while_the_accuracy_is_barely_off_chance():
+    # held-out hunt 118 (mobilenet_v2, Adam 0.3): at chance after a blow-up, then 15% and
+    # 20.3% val at 0.9 ln 10; was withdrawn at 20.3% ("above it again"), the run ended there
+    detector, said = Detector(), []
+    rows = [(0.068, 78.8, 2.3), (0.10, 2.33, 2.31), (0.15, 2.23, 2.25), (0.203, 2.08, 2.05),
+            (0.45, 1.5, 1.6)]  # fmt: skip
+    for e, (acc, loss, train) in enumerate(rows):
+        ev = Evaluation(step=32 * (e + 1), epoch=e, val_acc=acc, val_loss=loss,
+                        train_acc=acc, train_loss=train, probe_acc_val=acc,
+                        probe_loss_val=loss, probe_size=128.0, classes=10.0,
+                        returned_loss=train, first_loss=2.32)  # fmt: skip
+        said += [(e, c.change, c.verdict.kind) for c in detector.update(ev)]
+    assert [s for s in said if s[2] == "not_learning"] == [
+        (1, "new", "not_learning"),
+        (4, "gone", "not_learning"),  # clearly off chance: 45% (not 20.3% at epoch 3)
+    ]
