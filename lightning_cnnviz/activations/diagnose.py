@@ -104,6 +104,7 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         self.output_told: tuple[int, list[int], int] | None = None  # ``output_activation`` told
         self.recurring: list[int] = []  # late spikes the run came back from (their steps)
         self.pending: int | None = None  # the log that first saw a smoothed spike
+        self.crawled = False  # the told spike's loss was told back below its start, unlearnt
         self.nonfinite_told = False
         self.skipped: list[int] = []  # isolated non-finite losses' steps; how many were told:
         self.skipped_told = 0  # (``skipped_losses.py``: no divergence, hunt 115)

@@ -18,8 +18,15 @@ from lightning_cnnviz.activations.divergence_settings import went_negative
 from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
-from lightning_cnnviz.activations.recovery import level_before, loss_now, recovered
-from lightning_cnnviz.activations.spike_accuracy import ACC_LOST, SpikeAccuracy, fell, learnt, lost
+from lightning_cnnviz.activations.recovery import crawling, level_before, loss_now, recovered
+from lightning_cnnviz.activations.spike_accuracy import (
+    ACC_LOST,
+    SpikeAccuracy,
+    fell,
+    learnt,
+    learnt_well,
+    lost,
+)
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.raised_settings import decay_raised, dropout_raised, momentum_raised
 
@@ -134,8 +141,12 @@ class SpikeReadings(SpikeAccuracy):
         jumped rate still in force (``_jumped_now``), back is within ``IN_FORCE`` x the level
         before: what the loss keeps above it is the raised rate's cost (hunt 92: a timm
         resnet10t at 30x its rate settled at 1.6x its level, val 53% -> 36%, "recovered").
+        After a blow-up of the first steps, back only once the loss has learnt since
+        (``recovery.crawling``) or the probe's accuracy says so (``learnt_well``).
         """
         if not recovered(series, spike=spike) or self._no_better_than_chance(series, spike):
+            return False
+        if crawling(series, spike) and not self._learnt_well():
             return False
         level, loss = level_before(series, spike), loss_now(series)
         if self._jumped_now(spike) and level and loss is not None and loss > IN_FORCE * level:
@@ -145,6 +156,20 @@ class SpikeReadings(SpikeAccuracy):
             return True
         k, then, now = read
         return not lost(then, now, k)
+
+    def _learnt_well(self) -> bool:
+        """Whether the probe's accuracy at the latest log is ``learnt_well`` (K known).
+
+        And the model's own cross-entropy on the probe under ``UNLEARNT`` x ``ln K``
+        (where read): better than an untrained model with sane logits. 9 of the 16 probe
+        images right is no recovery alone (held-out hunt 118, seed 2: 56% on the probe at
+        step 80 at 29-39% val, its val loss 3.5 before and 2.07 after).
+        """
+        k = self.chance[0] if self.chance else None
+        if k is None or k < 2 or not self.log_accs or not learnt_well(self.log_accs[-1][1], k):
+            return False
+        own = self.log_losses[-1][1] if self.log_losses else None
+        return own is None or own < UNLEARNT * math.log(k)
 
     def _learns_anew(self, series: list[tuple[int, float]]) -> tuple[float, float, float] | None:
         """``(probe accuracy before the told spike, now, the loss now)`` where it learns anew.

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from lightning_cnnviz.activations.divergence import EVERY_PARAMETER
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
 
-__all__ = ["LOSS_TERM", "divergence_text", "no_loss_text", "part_of_text"]
+__all__ = ["LOSS_TERM", "crawl_text", "divergence_text", "no_loss_text", "part_of_text"]
 
 LOSS_TERM = (
     "A term of the loss gives NaN or Inf on some batches (log(0) or the log of a negative "
@@ -115,6 +115,38 @@ def divergence_text(
         why = "the rewrite's doing (below)" if rewritten else "a consequence, not the cause"
         text += f" Units that stopped activating with it ({dead}) are {why}."
     return f"{text} {cause or divergence_cause(None, None)}"
+
+
+def crawl_text(
+    step: int,
+    epoch: int,
+    spike: tuple[int, float, float, float],
+    peak: float,
+    now: float,
+    acc: float | None = None,
+    lr: float | None = None,
+) -> str:
+    """A blow-up of the first steps the loss came back from only to crawl (``crawling``).
+
+    Told over the divergence finding (held-out hunt 118: Adam 0.3 on mobilenet_v2, 2.32 ->
+    179 at step 1, back to 2.05 by epoch 3 at 20% val, was told "recovered").
+
+    Example::
+
+        >>> print(crawl_text(120, 3, (1, 179.0, 2.32, 2.32), 179.0, 2.05, 0.125, 0.3)[:88])
+        Training diverged (seen at step 120, epoch 3): the loss came back from the spike at step
+    """
+    at, _, _, start = spike
+    probe = f"; the probe's accuracy {acc:.0%}" if acc is not None else ""
+    rate = f" ({lr:.3g})" if lr is not None else ""
+    return (
+        f"Training diverged (seen at step {step}, epoch {epoch}): the loss came back from the "
+        f"spike at step {at} (to {peak:.3g}, start {start:.3g}) but has learnt little since: "
+        f"{now:.3g} now, {1 - now / start:.0%} below its start (a run that learns is soon far "
+        f"below it{probe}). The learning rate{rate} is too high to learn at, though the loss "
+        "no longer blows up. Try: lower the learning rate (10x or more); a warmup keeps the first "
+        "steps from blowing up."
+    )
 
 
 def part_of_text(kind: str, since: int, spike: int, rise: int, step: int, epoch: int) -> str:

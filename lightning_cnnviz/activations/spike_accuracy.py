@@ -17,13 +17,27 @@ import math
 
 from lightning_cnnviz.activations.rate_readings import RateReadings
 
-__all__ = ["ACC_HELD", "ACC_LOST", "HARDER", "SpikeAccuracy", "fell", "learnt", "lost"]
+__all__ = [
+    "ACC_HELD",
+    "ACC_LOST",
+    "HARDER",
+    "LEARNT_WELL",
+    "SpikeAccuracy",
+    "fell",
+    "learnt",
+    "learnt_well",
+    "lost",
+]
 
 # probe accuracy no more than this below its value before a spike: held; over one image of
 # the default 16 (hunt 47: a loss weight raised 10x under Adam, val 94% -> 96%, one probe
 # image flipped, told as a divergence)
 ACC_HELD = 0.07
 ACC_LOST = 0.25  # ...this far below it (4 of the 16 probe images): the spike did harm that stays
+# a probe accuracy this share of the way from chance to 100%: learnt whatever the loss says
+# (the overfitting rules' "training images learnt"). Twice chance is no such bar on the 16
+# probe images: held-out hunt 118's run read 25% (4 of 16) twice with its loss at ln 10
+LEARNT_WELL = 0.5
 HARDER = 3.0  # a harder target (smoothing, MixUp, noisier labels) keeps the loss below 3 ln K
 
 
@@ -40,6 +54,17 @@ def learnt(acc: float, k: int) -> bool:
         (True, True, False)
     """
     return acc >= min(2 / k, 1 / k + (1 - 1 / k) / 9)
+
+
+def learnt_well(acc: float, k: int) -> bool:
+    """Whether a probe accuracy over ``k`` classes is ``LEARNT_WELL`` of the way to 100%.
+
+    Example::
+
+        >>> learnt_well(0.25, 10), learnt_well(0.5625, 10), learnt_well(0.75, 2)
+        (False, True, True)
+    """
+    return acc >= 1 / k + LEARNT_WELL * (1 - 1 / k)
 
 
 def lost(then: float, now: float, k: int) -> bool:

@@ -9,9 +9,15 @@ finite divergence the run came back from ends with a note (``_spike_over``).
 from __future__ import annotations
 
 from lightning_cnnviz.activations.divergence_readings import SpikeReadings
-from lightning_cnnviz.activations.divergence_words import part_of_text
+from lightning_cnnviz.activations.divergence_words import crawl_text, part_of_text
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
-from lightning_cnnviz.activations.recovery import run_up
+from lightning_cnnviz.activations.recovery import (
+    crawling,
+    loss_now,
+    peak_since,
+    recovered,
+    run_up,
+)
 from lightning_cnnviz.activations.recovery_words import anew_text, recovered_text, recurring_text
 
 __all__ = ["RECURRING", "SpikeAftermath"]
@@ -33,6 +39,7 @@ class SpikeAftermath(SpikeReadings):
     diverged: int | None
     transient: int
     pending: int | None
+    crawled: bool
     reported: dict[str, str]
     rates: tuple[float | None, float | None]
     log_rates: list[tuple[int, float]]
@@ -78,6 +85,29 @@ class SpikeAftermath(SpikeReadings):
         text = recurring_text(step, epoch, self.recurring)
         return Verdict("divergence", "problem", text, {"spike_steps": list(self.recurring)})
 
+    def _crawl(
+        self,
+        step: int,
+        epoch: int,
+        series: list[tuple[int, float]],
+        spike: tuple[int, float, float, float],
+    ) -> list[Verdict]:
+        """The told divergence once more where its loss is back below the start but crawls.
+
+        Back by ``recovered``'s margin while ``crawling``: told again in words that say so
+        (the text told at the spike reads as a blow-up that may pass; held-out hunt 118).
+        """
+        now = loss_now(series)
+        if self.crawled or now is None or not recovered(series, spike=spike):
+            return []
+        if not crawling(series, spike):
+            return []
+        self.crawled = True
+        acc = self.log_accs[-1][1] if self.log_accs and self.log_accs[-1][0] >= spike[0] else None
+        text = crawl_text(step, epoch, spike, peak_since(series, spike), now, acc, self.rates[1])
+        figures = {"spike_step": spike[0], "loss_now": now, "start_loss": spike[3]}
+        return [Verdict("divergence", "problem", text, figures)]
+
     def _spike_over(self, step: int, epoch: int, series: list[tuple[int, float]]) -> list[Verdict]:
         """A finite spike told as a divergence, once the loss is back: a note that ends it.
 
@@ -89,7 +119,8 @@ class SpikeAftermath(SpikeReadings):
         spike = self.spike
         anew = None if spike is None else self._learns_anew(series)
         if spike is None or not (anew or self._came_back(series, spike)):
-            return []
+            return [] if spike is None else self._crawl(step, epoch, series, spike)
+        self.crawled = False
         reported, self.diverged, self.spike = self.diverged, None, None
         self.transient, self.pending, self.reported["divergence"] = step, None, "note"
         if anew is not None:  # a new target learnt: its level, not the old one, is the bar
