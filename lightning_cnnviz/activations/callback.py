@@ -172,7 +172,8 @@ class ActivationMonitor(Telling, TrainingWindow, Monitor, section="activations")
         self._trace(trainer, pl_module)
         with self.phase("capture"):
             x = self.probe_input(trainer, pl_module)
-            self._rec.probe(unwrap_model(pl_module), self.selected, x)
+            unscored = self._unscored(trainer, pl_module)
+            self._rec.probe(unwrap_model(pl_module), self.selected, x, scores=not unscored)
         with self.phase("compute"):  # collectives on every rank, then one host transfer
             figures, grads = self._rec.gather(self.tau)
         if not trainer.is_global_zero:
@@ -185,6 +186,23 @@ class ActivationMonitor(Telling, TrainingWindow, Monitor, section="activations")
                     raise
                 self._mute = True  # keep joining the collectives, or the other ranks would wait
                 say(f"ActivationMonitor stops writing (training goes on): {err!r}")
+
+    def _unscored(self, trainer: Trainer, pl_module: LightningModule) -> str:
+        """Why the model's output holds no class scores ("": it may), said once.
+
+        ``ProbeReader.logits_key``'s read, the one every monitor makes: features returned
+        with the head applied in the steps are no logits, their zeros no classes (held-out
+        hunt 117: a ReLU'd (N, 64) feature vector told "6 of its outputs (classes 6, 9, 14,
+        20, 31, 36) are 0", a problem, on a run at 96.6% val accuracy with 10 classes).
+        """
+        try:
+            self.logits_key(trainer, pl_module)
+        except Exception:  # no probe, or a forward the monitors cannot call: as before
+            return ""
+        if self.scores_misfit:
+            self.warn_once("scores_misfit", "the check of an activation on the logits does "
+                           f"not run: {self.scores_misfit}.")  # fmt: skip
+        return self.scores_misfit
 
     def _publish(
         self,

@@ -229,21 +229,29 @@ class Recorder:
                 self.failure = err
             self.window_seconds += time.perf_counter() - start
 
-    def probe(self, model: nn.Module, selected: Mapping[str, nn.Module], x: Tensor) -> None:
-        """One probe pass on ``x`` (eval mode, flags restored), counted like a window batch."""
+    def probe(
+        self, model: nn.Module, selected: Mapping[str, nn.Module], x: Tensor, scores: bool = True
+    ) -> None:
+        """One probe pass on ``x`` (eval mode, flags restored), counted like a window batch.
+
+        ``scores``: whether the model's output may be class scores (``ProbeReader``'s read:
+        not features a head outside ``forward`` reads); where not, no logits are kept and
+        no site's units are the logits.
+        """
         capture = LayerCapture(selected, shared=self.shared, on_output=self.record_probe)
         self._outputs = {}
         with probe_mode(model), capture:
             out = model(x)
         # the logits (N, K), for the monitor's chance-level check; anything else: unknown
-        self.logits = out.detach() if isinstance(out, Tensor) and out.ndim == 2 else None
+        read = scores and isinstance(out, Tensor) and out.ndim == 2
+        self.logits = out.detach() if read else None
         # an activation module that returned the model's output itself (a ReLU after the
         # last Linear), or whose output pooled over its positions is it (SqueezeNet's ReLU
         # on a 1x1 conv's class maps, then a global average pool): its "units" are the logits
         # (a watched layer that computes the logits, or a container ending in one, is no
         # activation: ``SiteInfo.kind`` "linear")
         kept_out = {s: k for s, k in self._outputs.items() if self._kind(s) != "linear"}
-        found = [site for site, kept in kept_out.items() if kept is out]
+        found = [site for site, kept in kept_out.items() if kept is out and scores]
         if not found and self.logits is not None:
             found = [site for site, kept in kept_out.items() if pools_to(kept, self.logits)]
         self.output_site, self._outputs = (found[-1] if found else None), {}

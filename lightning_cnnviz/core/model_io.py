@@ -29,6 +29,7 @@ from lightning_cnnviz.core.outputs import (
     logits_from,
     no_class_scores,
 )
+from lightning_cnnviz.core.outside_head import outside_head
 from lightning_cnnviz.core.probe import Probe, draw_probe, generator_for, probe_from_indices
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.random_state import restorable
@@ -143,6 +144,9 @@ class ProbeReader(InputForm):
             if key is None:
                 key, why = guess_output_key(output, self.num_classes(trainer))
                 unscored = no_class_scores(output, key, self.num_classes(trainer))
+                if isinstance(output, Tensor) and not unscored:  # features, a head outside
+                    run = lambda: model(x)  # noqa: E731
+                    unscored = outside_head(model, output, self.num_classes(trainer), run)
                 if why and not unscored:  # (where none is the logits, the step-aside says so)
                     self.say_once_per_run(
                         f"output_key={key!r}",
