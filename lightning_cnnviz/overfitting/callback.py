@@ -161,6 +161,7 @@ class OverfittingMonitor(
         self.plan: passes.Plan | None = None  # the latest evaluation's passes, and why
         self._interval = IntervalLoss()  # the training loss since the last evaluation
         self._batch_images: int | None = None  # sizes the extra passes (``passes.pass_images``)
+        self._latest_images: int | None = None  # the latest training batch's (a short last one)
         self._shares: Any = False  # the training labels' class shares (``imbalance.py``)
         self._shift: Any = False  # how the two probes' inputs differ (``split_inputs.py``)
         self._loaded_only = False  # a collate the probes do not read: the batches compared
@@ -225,8 +226,9 @@ class OverfittingMonitor(
         self.budget.step_ended()
         if not trainer.sanity_checking and not self.disabled:
             self._interval.add(step_loss(outputs, trainer))  # a device op, no sync
+            self._latest_images = batch_size(batch)
             if self._batch_images is None:
-                self._batch_images = batch_size(batch)
+                self._batch_images = self._latest_images
 
     @override
     def on_train_batch_start(

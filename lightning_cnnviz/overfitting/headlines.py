@@ -40,7 +40,7 @@ from lightning_cnnviz.overfitting import (
 from lightning_cnnviz.overfitting.bn_ranks import levels_words
 from lightning_cnnviz.overfitting.rules import accuracy_climbed
 from lightning_cnnviz.overfitting.verdict import Verdict
-from lightning_cnnviz.overfitting.words import above, finite, num, when
+from lightning_cnnviz.overfitting.words import above, finite, num, train_words, when
 
 __all__ = ["headline"]
 
@@ -98,13 +98,12 @@ def _memorisation(v: Verdict) -> str:
         )
     if v.figures.get("turned"):
         return labels_turned.headline(v)
-    # a value logged per step is the latest batch's (``Evaluation.train_acc_images``)
-    batch = " (the latest batch's)" if now.train_acc_images else ""
+    # a value logged per step is one batch's (``Evaluation.train_acc_images``): said so
     return (
         f"Memorisation since {when(since)}: val accuracy fell from "
         f"{num(best.val_accuracy, True)} (epoch {best.epoch}) to "
-        f"{num(now.val_accuracy, True)} while train accuracy climbed to "
-        f"{num(now.train_accuracy, True)}{batch}: the model fits training labels that do "
+        f"{num(now.val_accuracy, True)} while {train_words(now, verb=' climbed to')}: the "
+        "model fits training labels that do "
         "not generalise (noisy or wrong labels, or too few training images to learn the "
         "classes from?)."
     )
@@ -117,13 +116,13 @@ GAP_LEFT = 0.05  # a train/val gap under this is closed; above it, narrowed (hun
 def _generalisation_gap(v: Verdict) -> str:
     """Training images learnt, validation images not."""
     f, now, since = v.figures, v.detected, v.since
-    train, val = num(f["train_acc"], True), num(f["val_acc"], True)
+    train, val = train_words(now, f["train_acc"]), num(f["val_acc"], True)
     if v.severity == "note":
         left = (now.train_accuracy or 0.0) - (now.val_accuracy or 0.0)
         how = "closed" if left < GAP_LEFT else f"narrowed to {left * 100:.0f} points"
         return (
             f"The train/val accuracy gap from {when(since)} {how} at epoch {now.epoch} "
-            f"(train {num(now.train_accuracy, True)}, val {num(now.val_accuracy, True)})."
+            f"({train_words(now)}, val {num(now.val_accuracy, True)})."
         )
     chance = " (the val probe's is within chance)" if f["val_at_chance"] else ""
     if f.get("val_below_chance"):  # hunt 23: labels permuted mid-run, val 1.0% "within chance"
@@ -147,8 +146,8 @@ def _generalisation_gap(v: Verdict) -> str:
         f"to others: a training set too small or too noisy for the task, or {differ}"
     )
     return (
-        f"Training images learnt, validation images not, since {when(since)}: train "
-        f"accuracy {train} vs {val} on validation{chance}.{_split_text(f)} Such a gap says "
+        f"Training images learnt, validation images not, since {when(since)}: "
+        f"{train} vs {val} on validation{chance}.{_split_text(f)} Such a gap says "
         f"{why}." + _never_text(f)
     )
 

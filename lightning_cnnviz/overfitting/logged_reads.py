@@ -39,6 +39,7 @@ class LoggedReads:
     _epoch_end: bool
     _interval: IntervalLoss
     _batch_images: int | None  # images in a training batch (None: none seen yet)
+    _latest_images: int | None  # images in the latest one (an epoch's last may be short)
     _not_accuracy: set[str]  # logged "accuracies" that are none (``_share``)
 
     def _read_logged(
@@ -84,11 +85,15 @@ class LoggedReads:
         return logged, found, extra
 
     def _acc_images(self, trainer: Trainer, found: Mapping[str, Any]) -> float | None:
-        """Images behind the logged train accuracy where it is one batch's (else ``None``)."""
+        """Images behind the logged train accuracy where it is one batch's (else ``None``).
+
+        The latest batch's: at an epoch's end maybe a short last one
+        (``Evaluation.short_batch_acc``).
+        """
         # mid-epoch the train accuracy is the latest batch's: 63/64 -> 64/64 is no climb; so
         # at the epoch's end where it is logged per step only (the last, maybe short, batch)
         one = not self._epoch_end or step_only(trainer, self.keys["train_acc"])
-        batch = self._batch_images if one and found["train_acc"] is not None else None
+        batch = self._latest_images if one and found["train_acc"] is not None else None
         return float(batch) if batch else None
 
     def _say_missing(

@@ -188,6 +188,7 @@ class Measures(ProbeLogits):
         counted = {
             "update_ratio": self._taken_update(trainer),
             "train_acc_images": self._acc_images(trainer, found),
+            "train_batch_images": self._batch_images and float(self._batch_images),
             "val_images": val_images(trainer),
             "val_major": self._validated_major(trainer),
             "bn_nonfinite": nonfinite,

@@ -25,7 +25,7 @@ from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.metric_names import DEFAULT_KEYS, suggested
 from lightning_cnnviz.overfitting.remedies import remedies
 from lightning_cnnviz.overfitting.verdict import Verdict
-from lightning_cnnviz.overfitting.words import finite, num, when
+from lightning_cnnviz.overfitting.words import finite, num, train_words, when
 
 __all__ = ["calibration_text", "diagnosis_text", "finding_of", "missing_text"]
 
@@ -68,7 +68,7 @@ def _section(v: Verdict, keys: Mapping[str, str]) -> list[str]:
         )
     lines.append(
         f"- Now, {when(now)}: train loss {num(now.train_loss)}, val loss "
-        f"{num(now.val_loss)}; train acc {num(now.train_accuracy, True)}, val acc "
+        f"{num(now.val_loss)}; {train_words(now, name='train acc')}, val acc "
         f"{num(now.val_accuracy, True)}."
     )
     if "noise" in v.figures:

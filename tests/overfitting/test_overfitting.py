@@ -304,7 +304,7 @@ def test_overfitting_missing_keys_said_once(tmp_path):
     assert "overfitting/gap_acc" not in acc.Tags()["scalars"]
     assert [f.kind for f in findings_of(trainer)] == ["overfitting"]  # loss rule still works
     (text,) = texts(acc, "overfitting/diagnosis")
-    assert "train acc 100.0%, val acc 75.0%" in text  # the probes' accuracy stands in
+    assert "train probe acc 100.0%, val acc 75.0%" in text  # the probes' accuracy stands in
 
 
 def test_overfitting_custom_keys(tmp_path):

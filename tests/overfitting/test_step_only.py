@@ -7,7 +7,7 @@ from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.logged_reads import step_only
 from lightning_cnnviz.overfitting.verdict import Verdict
-from tests.monitors import TinyCNN, fit
+from tests.monitors import TinyCNN, fit, loaders
 
 
 class StepLogged(TinyCNN):
@@ -37,7 +37,26 @@ def test_step_only_memorisation_headline_says_a_batch_value_is_one():
     peak = Evaluation(20, 1, val_acc=0.9, train_acc=0.5)
     now = Evaluation(60, 5, val_acc=0.6, train_acc=0.625, train_acc_images=64.0)
     verdict = Verdict("memorisation", now, now, peak, {})
-    assert "train accuracy climbed to 62.5% (the latest batch's):" in headline(verdict)
+    assert "train accuracy climbed to 62.5% (one batch of 64 images):" in headline(verdict)
     epoch = Evaluation(60, 5, val_acc=0.6, train_acc=0.77)
     verdict = Verdict("memorisation", epoch, epoch, peak, {})
     assert "climbed to 77.0%: the model" in headline(verdict)
+
+
+def test_step_only_a_short_last_batch_is_not_quoted_as_the_train_accuracy(tmp_path):
+    # held-out hunt 117: 2500 images in batches of 64, `train_acc` logged per step only:
+    # the last batch's 4 images were told "train accuracy 100.0% vs 52.6% on validation"
+    # (82.5% on the training images in eval mode), another seed's note "(train 50.0%, ...)"
+    monitor = OverfittingMonitor()
+    data = loaders(n_train=35, n_val=16, batch_size=16)  # batches of 16, 16 and 3
+    fit(tmp_path, [monitor], model=StepLogged(), data=data, max_epochs=2, limit_train_batches=None)
+    now = monitor.detector.history[-1]
+    assert (now.train_acc_images, now.train_batch_images) == (3.0, 16.0)
+    assert now.train_acc in (0.0, 1 / 3, 2 / 3, 1.0) and now.probe_acc_train is not None
+    assert now.short_batch_acc and now.train_accuracy == now.probe_acc_train
+    figures = {"train_acc": now.train_accuracy, "val_acc": 0.1, "val_at_chance": False}
+    gap = headline(Verdict("generalisation_gap", now, now, None, figures))
+    assert f"since epoch 1 (step 6): train probe accuracy {now.probe_acc_train:.1%} vs" in gap
+    closed = headline(Verdict("generalisation_gap", now, now, None, figures, severity="note"))
+    assert f"(train probe accuracy {now.probe_acc_train:.1%}, val" in closed
+    assert f"{now.train_acc:.1%}" not in gap + closed or now.train_acc == now.probe_acc_train
