@@ -109,6 +109,7 @@ def _memorisation(v: Verdict) -> str:
     )
 
 
+BACK = 0.1  # the val probe on batch statistics this near the train accuracy: level with it
 GAP_LEFT = 0.05  # a train/val gap under this is closed; above it, narrowed (hunt 21: a
 # 13-point gap of val images normalised otherwise had been told "closed")
 
@@ -145,6 +146,13 @@ def _generalisation_gap(v: Verdict) -> str:
         else "the model memorises its training images and what it learns does not carry over "
         f"to others: a training set too small or too noisy for the task, or {differ}"
     )
+    if on_batch is not None and f["train_acc"] - on_batch < BACK:
+        # the val batches' own statistics undo the gap: no memorising (held-out hunt 117)
+        why = (
+            "the val images differ from the training ones in what BatchNorm's batch "
+            "statistics undo and its running statistics, gathered on training images, do "
+            "not: a different preprocessing, noise, blur or another source of the val images"
+        )
     return (
         f"Training images learnt, validation images not, since {when(since)}: "
         f"{train} vs {val} on validation{chance}.{_split_text(f)} Such a gap says "
