@@ -57,8 +57,8 @@ def end_verdicts(
         found = {}
     elif standing(reported, "generalisation_gap") and gap.gapped_on_batch_stats(now) and not lag:
         found = {}  # the splits differ on batch statistics too: that, told
-    elif end is not None and now.mild_shift and not lag:  # the same, told now
-        found = {"inputs_differ": split_inputs.with_bn_gap(end, now)}
+    elif end is not None and (now.mild_shift or gap.shifted_val_images(now)) and not lag:
+        found = {"inputs_differ": split_inputs.with_bn_gap(end, now)}  # the same, told now
     told = reported.get("class_imbalance")
     left = imbalance.class_imbalance(history, patience)
     broken = found.get("bn_mismatch") is not None or standing(reported, "bn_mismatch")

@@ -100,6 +100,8 @@ def inputs_differ(v: Verdict) -> str:
             if "batch_stats_acc" in f
             else f"{levels_words(f)} (its own)"  # multi-hot targets: the AUCs (hunt 110)
         )
+        if "channel" not in f:  # the per-channel screen saw nothing (held-out hunt 117)
+            return _shift_by_batch_norm(f, levels)
         return (
             f"Validation images differ from the training images: {_channel_words(f, 2)}, "
             "and BatchNorm's running statistics, gathered on training images, do not fit "
@@ -130,6 +132,27 @@ def inputs_differ(v: Verdict) -> str:
         f"Training and validation images are preprocessed differently: {_channel_words(f, 1)}."
         " The model meets validation images unlike any it trained on: every validation figure "
         "measures that."
+    )
+
+
+def _shift_by_batch_norm(f: dict, levels: str) -> str:
+    """Val images unlike the training ones, read from BatchNorm alone (``gap.shifted_val_images``).
+
+    Example::
+
+        >>> f = {"eval_acc": 0.41, "batch_stats_acc": 0.91, "train_eval_acc": 0.89}
+        >>> _shift_by_batch_norm(f, "the val probe reads 41.0% ...")[:60]
+        'Validation images differ from the training images: the val p'
+    """
+    train = f.get("train_eval_acc")
+    kept = f" while eval mode reads {num(train, True)} on the train probe's images" if train else ""
+    return (
+        f"Validation images differ from the training images: {levels}{kept}. BatchNorm's "
+        "running statistics, gathered on training images, fit those and not the val images, "
+        "whose own batch statistics undo the difference: not stale statistics, and not "
+        "memorisation. Each channel's mean and spread match on the two probes, so the "
+        "difference is finer (noise, blur, compression, another resize or source), and every "
+        "validation figure measures it."
     )
 
 

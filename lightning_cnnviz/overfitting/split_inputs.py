@@ -51,7 +51,10 @@ def inputs_differ(
         since = next(e for e in history if e.input_shift)
         return Verdict("inputs_differ", since, now, None, dict(now.input_shift))
     if not now.mild_shift:
-        return None
+        # the screen saw nothing, yet eval mode keeps training images and loses val ones that
+        # their own batch statistics get back: the val images differ (held-out hunt 117)
+        shifted = bn is not None and gap.shifted_val_images(now)
+        return with_bn_gap(bn, now) if shifted else None  # type: ignore[arg-type]
     if bn is not None and not gap.failed_on_train_images(now):
         # ... not where eval mode fails the training images too: the gap is the running
         # statistics' then, and no evidence about the inputs (hunt 115)
@@ -129,9 +132,13 @@ def noise_costs(e: Evaluation) -> bool | None:
 def with_bn_gap(bn: Verdict, now: Evaluation) -> Verdict:
     """``inputs_differ`` from a BatchNorm gap ``bn`` where ``now`` has a ``mild_shift``.
 
+    Or none, where eval mode keeps the training images (``gap.shifted_val_images``).
+
     Also at the end of fit, where the last validation's gap waits for no confirmation
     (``bn_levels.bn_mismatch_at_end``): the unlike inputs are the cause there too.
     """
     levels = ("eval_acc", "batch_stats_acc", "eval_rank", "batch_stats_rank")  # AUCs: multi-hot
-    figures = {**now.mild_shift, **{k: bn.figures[k] for k in levels if k in bn.figures}}  # type: ignore[dict-item]
+    figures = {**(now.mild_shift or {}), **{k: bn.figures[k] for k in levels if k in bn.figures}}
+    if now.probe_acc_train is not None:  # eval mode on training images: the statistics fit
+        figures["train_eval_acc"] = now.probe_acc_train
     return Verdict("inputs_differ", bn.since, now, None, figures)
