@@ -22,7 +22,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.dead_rules import GRAD_BURST, LARGE, SETTLED, STALLED
+from lightning_cnnviz.activations.dead_rules import FIRST_FALL, GRAD_BURST, LARGE, SETTLED, STALLED
 from lightning_cnnviz.activations.dead_words import (
     BLOCKED_REMEDIES,
     CUT_REMEDIES,
@@ -35,6 +35,7 @@ from lightning_cnnviz.activations.dead_words import (
 )
 from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.grad_collapse import collapse_text
+from lightning_cnnviz.activations.gradients import FALLING
 from lightning_cnnviz.activations.init_review import InitReview
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
 from lightning_cnnviz.activations.output_activation import (
@@ -220,6 +221,28 @@ class CauseReview(InitReview):
                 DATA_REMEDIES,
             )
         return None, INIT_REMEDIES
+
+    def _fell(
+        self, series: list[tuple[int, float]], previous: int, gain: float | None, falling: bool
+    ) -> bool:
+        """Fallen since the last log, a new low or not: silent units did not stop learning.
+
+        ``FALLING`` of it; at the first log, ``FIRST_FALL`` of the loss's start (``gain``);
+        ``falling``: the gradients' own reading of it. A loss that never left its chance level
+        falls only beyond its own noise, not by a wobble of 3% (held-out hunt 118: ln 3 "fell
+        3%" while a layer died, told "learning goes on"; a 100-class net leaving chance by
+        2.7%, 3.6 standard errors, does learn).
+        """
+        if previous < 0:
+            fell = (gain or 0.0) >= FIRST_FALL
+        else:
+            fell = (self.levels.fall(series, previous) or 0.0) >= FALLING
+        at_chance = (
+            gain is not None and gain < STALLED and self.levels.at_chance(series, self.classes)
+        )
+        return (falling or fell) and not (
+            at_chance and not self.levels.fell_clearly(series, previous)
+        )
 
     def _blocked(self) -> str | None:
         """The die-off as the cause, in words, or None.

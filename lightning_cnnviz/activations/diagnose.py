@@ -31,14 +31,13 @@ from torch import Tensor
 from lightning_cnnviz.activations.carry_over import carry_over_verdict
 from lightning_cnnviz.activations.cause_review import CauseReview
 from lightning_cnnviz.activations.dead import DeadHistory
-from lightning_cnnviz.activations.dead_rules import FIRST_FALL, STALLED
 from lightning_cnnviz.activations.diagnosis_state import DiagnosisState
 from lightning_cnnviz.activations.divergence_review import DivergenceReview
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict, die_off
 from lightning_cnnviz.activations.frozen_norms import frozen_norms_text
 from lightning_cnnviz.activations.grad_collapse import collapsed, first_readings
 from lightning_cnnviz.activations.gradient_review import GradientReview
-from lightning_cnnviz.activations.gradients import FALLING, gradient_cut
+from lightning_cnnviz.activations.gradients import gradient_cut
 from lightning_cnnviz.activations.log_readings import LogReadings
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, LossTrace, progress
 from lightning_cnnviz.activations.sites import SiteInfo
@@ -249,30 +248,13 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
             return out
         self.cut = None if before_update else gradient_cut(profile, self.history.previous)
         cause, remedies = self._cause(series, gain)
-        # a loss that never left its chance level falls only beyond its own noise, not by a
-        # wobble of 3% (held-out hunt 118: ln 3 "fell 3%" while a layer died, told "learning
-        # goes on"; a 100-class net leaving chance by 2.7%, 3.6 standard errors, does learn)
-        at_chance = (
-            gain is not None and gain < STALLED and self.levels.at_chance(series, self.classes)
-        )
-        falling = (falling or self._fell(series, previous, gain)) and not (
-            at_chance and not self.levels.fell_clearly(series, previous)
-        )
+        falling = self._fell(series, previous, gain, falling)
         return out + self._claim(self.units.review(
             step, epoch, alerts, self.history.previous, kinds, self.history.dead, gain,
             cause, remedies=remedies, squeezed=self._squeezed, falling=falling,
             early_fall=progress(series, least=2 * SMOOTH) if gain is None else None,
             consequence=self.cut is not None,
         ), cause)  # fmt: skip
-
-    def _fell(self, series: list[tuple[int, float]], previous: int, gain: float | None) -> bool:
-        """Fallen since the last log, a new low or not: silent units did not stop learning.
-
-        ``FALLING`` of it; at the first log, ``FIRST_FALL`` of the loss's start (``gain``).
-        """
-        if previous < 0:
-            return (gain or 0.0) >= FIRST_FALL
-        return (self.levels.fall(series, previous) or 0.0) >= FALLING
 
     def conclude(
         self,
