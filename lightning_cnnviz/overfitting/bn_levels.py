@@ -21,7 +21,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from lightning_cnnviz.overfitting import bn_ranks
+from lightning_cnnviz.overfitting import bn_ranks, learnt
 from lightning_cnnviz.overfitting.bn_lag import frozen, lags_long, settling
 from lightning_cnnviz.overfitting.bn_ranks import gap, ranked
 from lightning_cnnviz.overfitting.chance_levels import chance_band
@@ -36,6 +36,7 @@ __all__ = [
     "bn_mismatch_at_end",
     "discordant",
     "gap",
+    "learns_on_batch_stats",
     "no_training_norms",
     "part_threshold",
     "parted",
@@ -88,6 +89,37 @@ def parted(e: Evaluation) -> bool | None:
     # accuracy only: early in a run the running statistics always lag (a higher eval loss
     # at equal accuracy), which harms nothing and passes within a few dozen steps
     return e.bn_gap_acc > _bar(e)  # type: ignore[operator]
+
+
+def learns_on_batch_stats(e: Evaluation) -> bool:
+    """Whether batch statistics show a model that learns where eval mode does not.
+
+    ``parted``, and the val probe on batch statistics clearly past chance itself
+    (``learnt.clearly_learnt``'s bar, on that pass's images): eval mode far below a
+    probe still at chance is a constant wrong answer, not learning (held-out hunt 119:
+    training labels randomised, 15.6% with batch statistics against 6.2% in eval mode
+    on 10 classes, inside the 18% band, told "the model learns").
+
+    Example::
+
+        >>> row = dict(probe_size=128.0, classes=10.0, eval_only=0.0)
+        >>> e = Evaluation(423, 8, probe_acc_val=0.062, probe_acc_bn=0.156, bn_only=0.094,
+        ...                probe_loss_bn=2.32, **row)
+        >>> bool(parted(e)), learns_on_batch_stats(e)
+        (True, False)
+        >>> learns_on_batch_stats(Evaluation(0, 0, probe_acc_val=0.25, probe_acc_bn=0.55,
+        ...                                  bn_only=0.3, **row))
+        True
+    """
+    if not parted(e):
+        return False
+    if e.probe_acc_val is None:  # multi-hot targets: the labels' AUC parted
+        return True
+    bn = dataclasses.replace(  # the batch-statistics pass read as the val probe
+        e, probe_acc_val=e.probe_acc_bn, probe_loss_val=e.probe_loss_bn,
+        probe_size=e.bn_size or e.probe_size,
+    )  # fmt: skip
+    return learnt.clearly_learnt(bn, uniform=True)  # (its confidence is eval mode's)
 
 
 STALE_LOSS = 2.0

@@ -59,7 +59,7 @@ def went_away(kind: str, old: Verdict, ev: Evaluation, tolerance: float) -> bool
     if kind == "not_learning" and old.figures.get("same_output"):  # outputs differ again
         return same_output.alike(ev) is False
     if kind == "not_learning":  # off chance, or learning seen elsewhere: not this
-        learns = bool(levels.train_learns(ev)) or bn_levels.parted(ev) is True
+        learns = bool(levels.train_learns(ev)) or bn_levels.learns_on_batch_stats(ev)
         learns = learns or chance_levels.scores_elsewhere(ev)  # another loss, learnt
         off = chance_levels.stuck(ev) is False and not levels.barely(ev) and not levels.climbing(ev)
         # and clearly off, not just out of the band once (held-out hunt 118: Adam 0.3 at

@@ -65,7 +65,7 @@ def headline(v: Verdict) -> str:
 def _headline(v: Verdict) -> str:
     f, now, since = v.figures, v.detected, v.since
     gone = v.severity == "note"
-    if gone and chance_levels.stuck(now) and bn_levels.parted(now):
+    if gone and chance_levels.stuck(now) and bn_levels.learns_on_batch_stats(now):
         return (
             f"Val accuracy at chance in eval mode since {when(since)}, but with batch "
             f"statistics the same probe reaches {num(now.probe_acc_bn, True)} at epoch "

@@ -145,11 +145,11 @@ def verdicts(
     }
     waiting: set[str] = set()
     parted = bn_levels.parted(h[-1])
-    if parted:
-        # the probe with batch statistics well above eval mode: the model learns, and
-        # eval mode's chance-level figures are BatchNorm's running statistics (a
-        # torchvision MNASNet, momentum 3e-4: 25% in eval mode, 55% with batch
-        # statistics). Even a told "not learning" ends here (`Detector._gone`).
+    if bn_levels.learns_on_batch_stats(h[-1]):
+        # the probe with batch statistics well above eval mode and clearly past chance:
+        # the model learns, and eval mode's chance-level figures are BatchNorm's running
+        # statistics (a torchvision MNASNet, momentum 3e-4: 25% in eval mode, 55% with
+        # batch statistics). Even a told "not learning" ends here (`Detector._gone`).
         found["not_learning"] = None
     if found["bn_mismatch"] is not None or parted:
         # eval-mode val figures now measure BatchNorm's stale running statistics, not
