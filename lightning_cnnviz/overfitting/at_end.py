@@ -17,7 +17,12 @@ from dataclasses import replace
 
 from lightning_cnnviz.overfitting import bn_levels, gap, imbalance, split_inputs
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.precedence import beside_inputs, bn_leaves_out, standing
+from lightning_cnnviz.overfitting.precedence import (
+    beside_inputs,
+    bn_leaves_out,
+    standing,
+    train_moved,
+)
 from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = ["early", "end_verdicts"]
@@ -51,6 +56,8 @@ def end_verdicts(
     end = None if stale else bn_levels.bn_mismatch_at_end(history)
     found: dict[str, Verdict | None] = {"bn_mismatch": end}
     lag = end is not None and gap.failed_on_train_images(now)
+    # not where the training images changed: the running statistics follow them
+    lag = lag and not train_moved(reported.get("inputs_differ"))
     if standing(reported, "inputs_differ") and lag:  # ... failing training images too
         found = {"bn_mismatch": beside_inputs(end)}  # type: ignore[arg-type]
     elif standing(reported, "inputs_differ"):  # eval mode meets unlike inputs: that, told

@@ -52,6 +52,7 @@ __all__ = [
     "bn_leaves_out",
     "split_now",
     "standing",
+    "train_moved",
     "verdicts",
 ]
 
@@ -78,6 +79,22 @@ def bn_leaves_out(e: Evaluation) -> bool:
         True
     """
     return bool(e.recognised_bn) and set(e.ignored or ()) <= set(e.recognised_bn or ())
+
+
+def train_moved(shift: Verdict | None) -> bool:
+    """Whether ``shift`` (an ``inputs_differ``) is the training images changed mid-run.
+
+    BatchNorm's running statistics follow the changed batches then: eval mode failing the
+    train probe's images (as they were) is that change, never a lag beside it (held-out
+    hunt 119: inputs zeroed from epoch 5, told "let the running statistics catch up").
+
+    Example::
+
+        >>> e = Evaluation(282, 5)
+        >>> train_moved(Verdict("inputs_differ", e, e, None, {"moved_train": 1.0}))
+        True
+    """
+    return shift is not None and bool(shift.figures.get("moved_train"))
 
 
 def beside_inputs(bn: Verdict) -> Verdict:
@@ -200,13 +217,13 @@ def verdicts(
         # running statistics' beside the inputs (hunt 115: momentum 0.01 and noisy val
         # digits, eval mode at 7-9% on training images, told as the inputs alone)
         waiting.update(("class_imbalance", *EVAL_KINDS))
-        if found["bn_mismatch"] is not None and gap.failed_on_train_images(h[-1]):
-            found["bn_mismatch"] = beside_inputs(found["bn_mismatch"])
-        else:
-            waiting.add("bn_mismatch")
-        shift = found["inputs_differ"] or reported.get("inputs_differ")
-        if shift is not None and shift.figures.get("moved_train"):
+        moved = train_moved(found["inputs_differ"] or reported.get("inputs_differ"))
+        if moved:
             waiting.add("unstable_training")  # the training loss climbs on its new images
+        if moved or found["bn_mismatch"] is None or not gap.failed_on_train_images(h[-1]):
+            waiting.add("bn_mismatch")  # ... nor where the training images changed
+        else:
+            found["bn_mismatch"] = beside_inputs(found["bn_mismatch"])
     if told("class_imbalance") and split_now(h):
         # ... beside classes learnt on training images and left out on val ones: the splits
         # differ too, and the rising val curve is that (hunt 27: training labels moved for

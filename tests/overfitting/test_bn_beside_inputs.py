@@ -113,3 +113,17 @@ def test_bn_beside_inputs_a_batchnorm_that_keeps_up_on_noisy_val_images_is_the_i
     found = lagging_run(tmp_path, momentum=0.1)  # the same noise, running statistics caught up
     assert found["inputs_differ"].figures["scale_ratio"] > 2
     assert "bn_mismatch" not in found
+
+
+def test_bn_beside_inputs_training_images_changed_leave_the_inputs_alone():
+    # held out (hunt 119): training inputs zeroed from epoch 5; the running statistics
+    # follow the zeroed batches and fail only the train probe's images as they were
+    # (eval mode 19.5% on both probes, 84% on batch statistics): the inputs' cause alone,
+    # no `bn_mismatch` with "let the running statistics catch up"
+    moved = {**SHIFT, "moved_train": 1.0}
+    rows = [{**LAG, "probe_acc_train": 0.195, "val_loss": loss} for loss in (0.6, 5.7, 5.7, 5.7)]
+    kinds, detector = told(rows, shift=moved, end=True)
+    assert kinds == ["inputs_differ"]  # nor at the end of fit
+    assert detector.reported["inputs_differ"].figures["moved_train"] == 1.0
+    kinds, _ = told(rows, shift=SHIFT)  # the val images' shift: told beside, as before
+    assert kinds == ["inputs_differ", "bn_mismatch"]
