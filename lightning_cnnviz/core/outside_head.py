@@ -22,6 +22,9 @@ Example::
     >>> net, x = Net(), torch.ones(2, 4)
     >>> outside_head(net, net(x), 10, lambda: net(x))[:59]
     'the model returns (2, 64): `head` (Linear 64 -> 10), which '
+    >>> net.head = nn.Linear(64, 32)  # a second task's head on 64 logits: no class head
+    >>> outside_head(net, net(x), 10, lambda: net(x))
+    ''
 """
 
 from __future__ import annotations
@@ -42,9 +45,12 @@ def outside_head(
     """Why ``output`` is no class scores: a head ``forward`` never calls reads it ("": none).
 
     Only an (N, W) ``output`` wider than the ``num_classes`` the labels hold is asked (at
-    W = K it is read as the logits); a ``Linear`` with W inputs that the pass ``run``
-    performs does not call, outside a weight average's copy, is the head applied in the
-    steps. One extra pass, on such outputs only.
+    W = K it is read as the logits); a ``Linear`` with W inputs and the labels' K outputs
+    (one for labels 0/1) that the pass ``run`` performs does not call, outside a weight
+    average's copy, is the head applied in the steps. Another width is no class head: an
+    auxiliary or second-task head reading the logits in the steps (held-out hunt 120: (N,
+    1000) logits trained on 10 labels, a ``Linear(1000, 32)`` read in ``training_step``,
+    took the logits for features). One extra pass, on such outputs only.
 
     Example::
 
@@ -61,7 +67,7 @@ def outside_head(
         name: m
         for name, m in model.named_modules()
         if isinstance(m, nn.Linear) and m.in_features == width and name
-        and not in_weight_average(model, name)
+        and _scores(m.out_features, num_classes) and not in_weight_average(model, name)
     }  # fmt: skip
     if not heads:
         return ""
@@ -77,3 +83,8 @@ def outside_head(
         "hold; return the logits from `forward` (the features beside them, "
         "`output_key` naming the logits)"
     )
+
+
+def _scores(outputs: int, num_classes: int) -> bool:
+    """Whether a head of ``outputs`` units scores the labels' classes (one: labels 0/1)."""
+    return outputs == num_classes or (num_classes == 2 and outputs == 1)

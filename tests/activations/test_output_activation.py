@@ -32,3 +32,25 @@ def test_output_activation_features_read_by_a_head_in_the_steps_are_no_logits(tm
     # the ReLU's units are features, recorded as a layer's at every log
     steps = [e.step for e in events(tmp_path).Scalars("activations/net.8/dead_fraction")]
     assert steps == [10, 20, 30, 40, 50]
+
+
+class AuxHeadOnLogits(Net):
+    """``forward`` returns (N, 20) logits for 10 labels; a second task's head reads them."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Sequential(*list(leaky_cnn())[:-1], nn.Linear(64, 20)), lr=0.05)
+        self.add_module("aux", nn.Linear(20, 4))
+
+    def training_step(self, batch, batch_idx):
+        out = self(batch[0])
+        return F.cross_entropy(out, batch[1]) + 1e-3 * self.aux(out).pow(2).mean()
+
+
+def test_output_activation_logits_read_by_another_tasks_head_stay_logits(tmp_path):
+    # held-out hunt 120: (N, 1000) logits trained on 10 labels, a `Linear(1000, 32)` read in
+    # `training_step` only, were taken for features: Grad-CAM and four checks stepped aside
+    _, said = fit(tmp_path, AuxHeadOnLogits(), 20, 10)
+    assert not [m for m in said if "which `forward` never calls" in m]
+    # the monitor read the run at both logs (its last activation, LeakyReLU, dormant units)
+    steps = [e.step for e in events(tmp_path).Scalars("activations/net.8/dormant_fraction")]
+    assert steps == [10, 20]
