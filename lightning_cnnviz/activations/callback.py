@@ -13,6 +13,7 @@ from lightning_cnnviz.activations.divergence import nonfinite_parameters
 from lightning_cnnviz.activations.draw import dead_strip_image
 from lightning_cnnviz.activations.first_log import first_log_reads
 from lightning_cnnviz.activations.grad_reads import GradReads, frozen_head
+from lightning_cnnviz.activations.mode_switch import eval_mode_layers
 from lightning_cnnviz.activations.output_activation import clipped_classes
 from lightning_cnnviz.activations.recorder import Recorder, site_scalars
 from lightning_cnnviz.activations.rewrites import update_reach, weight_norms, written_between
@@ -240,7 +241,7 @@ class ActivationMonitor(Telling, TrainingWindow, Monitor, section="activations")
             warmup=settings.warmup, dropout=settings.dropout, hooked=settings.hooked,
             maximize=settings.maximize, written=written,
             norms=weight_norms(model, self._rec.depth, held), reach=reach,
-            before_update=self._rec.grads.before_update,
+            before_update=self._rec.grads.before_update, modes=eval_mode_layers(model),
             **self._start(trainer, model, scores),
         )  # fmt: skip
         scalars.update({self.tag(name, "grad_rms"): value for name, value in profile})

@@ -40,13 +40,16 @@ from lightning_cnnviz.activations.gradient_review import GradientReview
 from lightning_cnnviz.activations.gradients import gradient_cut
 from lightning_cnnviz.activations.log_readings import LogReadings
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, LossTrace, progress
+from lightning_cnnviz.activations.mode_switch import ModeSwitch
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
 
 __all__ = ["TrainingDiagnosis", "Verdict"]
 
 
-class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceReview, GradientReview):
+class TrainingDiagnosis(
+    DiagnosisState, LogReadings, ModeSwitch, CauseReview, DivergenceReview, GradientReview
+):
     """Divergence, gradient and dead-unit rules over a run's logs (state across logs).
 
     Args:
@@ -113,6 +116,9 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         self.dropouts: tuple[float | None, float | None] = (None, None)  # the highest p: likewise
         self.momentum: float | None = None  # SGD's momentum, Adam's first beta
         self.momenta: tuple[float | None, float | None] = (None, None)  # it: first log, now
+        self.eval_layers: list[str] | None = None  # norm/dropout layers in eval mode at a log
+        self.mode_switch: tuple[int, int, list[str]] | None = None  # ... switched to it
+        self.mode_back: int | None = None  # the log that saw them in training mode again
 
     def _new(self, kind: str, severity: str) -> bool:
         before = self.reported.get(kind)
@@ -156,6 +162,7 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         dropout: float | None = None,
         maximize: tuple[str, ...] = (),
         before_update: bool = False,
+        modes: tuple[list[str], list[str]] | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -193,7 +200,8 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         ``hooked``: the modules whose parameters carry gradient hooks (a divergence with no
         other cause names them). ``before_update``: ``profile`` was read before the fit's
         first update, where a factor initialised at 0 (LoRA's ``B``, a zero residual gate)
-        holds the gradient of what feeds it at exactly 0: no cut is told from it.
+        holds the gradient of what feeds it at exactly 0: no cut is told from it. ``modes``:
+        the norm and dropout layers in eval mode now (``mode_switch.eval_mode_layers``).
         """
         series = self._finite_losses(self.loss.read(), figures, bad_parameters)  # hunt 115
         self.chance = self.chance or chance
@@ -223,9 +231,11 @@ class TrainingDiagnosis(DiagnosisState, LogReadings, CauseReview, DivergenceRevi
         if norms is not None:  # weights collapsed since the last log: rewritten
             self._note_norms(step, norms, reach, written)
         out += self._skipped_note(step, epoch)
+        drops = self._note_modes(step, modes)  # before a divergence, which may follow it
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying
         )
+        out += self._switch_note(step, epoch, drops)
         previous, self.last_step, self.last_epoch, self._kinds = self.last_step, step, epoch, kinds
         if self.diverged is not None:
             return out  # what follows a divergence is its consequence

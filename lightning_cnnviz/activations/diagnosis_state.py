@@ -52,7 +52,8 @@ class DiagnosisState:
         "init_checked": False, "classes": None, "loss_scale": None, "last_step": -1,
         "lr_start": None, "last_epoch": 0, "peak_acc": None, "grad_rise": 1.0, "harder": None,
         "spike_acc": None, "output_told": None, "skipped": [], "skipped_told": 0,
-        "first_grads": {}, "crawled": False,
+        "first_grads": {}, "crawled": False, "eval_layers": None, "mode_switch": None,
+        "mode_back": None,
     }  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:

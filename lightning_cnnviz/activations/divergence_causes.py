@@ -19,6 +19,7 @@ from lightning_cnnviz.activations.divergence_remedies import (
     SUDDEN_REMEDIES,
 )
 from lightning_cnnviz.activations.divergence_settings import wrong_setting
+from lightning_cnnviz.activations.mode_switch import switch_cause
 from lightning_cnnviz.activations.rewrites import rewrite_words
 from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.raised_settings import raised_setting
@@ -49,6 +50,7 @@ def divergence_cause(
     grown: tuple[float, float | None] | None = None,
     negated: tuple[int, float] | None = None,
     momentum: tuple[float, float] | None = None,
+    switched: tuple[int, int, list[str]] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -108,6 +110,11 @@ def divergence_cause(
     zeroed by a callback at epoch 3 was told "the training batches may no longer carry
     the label"); named after a decay raised during the run, which shrinks weights too.
 
+    ``switched``: ``(the last log in training mode, the first in eval mode, the norm
+    layers)`` where BatchNorm layers were switched to eval mode before it
+    (``mode_switch.py``; held-out hunt 119: told "the training batches changing at that
+    step"), named before a layer rewritten and before the data.
+
     ``hooked``: the modules whose gradients pass through a hook, named after the
     remedies where nothing else explains it: the optimiser steps on what the hook returns
     (hunt 31: a hook multiplying a layer's gradient by 1000 was told "lower the learning
@@ -156,6 +163,8 @@ def divergence_cause(
         )
     if (raised := raised_setting(decayed, momentum, dropped)) is not None:
         return raised
+    if switched is not None:
+        return switch_cause(switched)
     if zeroed:
         part, moved = zeroed[0][1], rewrite_words(zeroed[0])
         # every layer written, not the first alone (hunt 111: BatchNorm biases of 7 layers)

@@ -88,6 +88,7 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
     maximize: tuple[str, ...]  # the optimisers set to climb the loss
     zeroed: tuple[tuple[str, str, float, float], ...]  # rewritten layers (``rewritten``)
     rewrite: tuple[tuple[str, str, float, float], ...]  # ... at this log or the one before
+    _switch_before: Callable[[int | None], tuple[int, int, list[str]] | None]  # ``ModeSwitch``
 
     def _divergence(
         self,
@@ -210,6 +211,7 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
         steady = (flat is not None or stepped is not None) and self._rate_steady(until)
         if held or steady or self._rate_lowered(until):
             rates = None  # ... or one moved too little is not what changed at the spike
+        switched = self._switch_before(until)  # BatchNorm switched to eval mode before it
         shown = None if spike is None else (spike[0], peak_since(series, spike), *spike[2:])
         negated = self._negated(series, spike, nonfinite)
         # steps on, the model read and still finite (a NaN gradient would have reached every
@@ -227,7 +229,7 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
                                  dropped=self._dropout_raised(), hooked=self.hooked,
                                  momentum=self._momentum_raised(),
                                  maximize=self.maximize if first_loss > 0 else (),
-                                 zeroed=self.zeroed,
+                                 zeroed=self.zeroed, switched=switched,
                                  epoch_start=self._epoch_start(at_once))  # fmt: skip
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=shown,
@@ -250,6 +252,7 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
         known = None not in self.rates
         figures_out |= dict(zip(("lr_first", "lr"), self.rates, strict=True)) if known else {}
         figures_out |= {"sudden": True} if at_once else {}
+        figures_out |= {"eval_mode_since": switched[0]} if switched else {}  # root_causes
         found = Verdict("divergence", "problem", message, figures_out)
         best = spike[2] if spike is not None else None
         return [found, *self._part_of(series, until, best, step, epoch)]  # type: ignore[arg-type]

@@ -49,7 +49,10 @@ ROOT_CAUSES = {
 # (inputs divided by 255 twice: vanishing gradients at step 120, their cause at step 12)
 _INPUT_CAUSES = ("unnormalised_inputs",)
 # notes (inputs off scale are healthy under BatchNorm, a scaled loss under Adam), yet causes
-_NOTED_CAUSES = ("unnormalised_inputs", "scaled_loss", "clipped_gradients", "repeated_items")
+_NOTED_CAUSES = (
+    "unnormalised_inputs", "scaled_loss", "clipped_gradients", "repeated_items",
+    "eval_mode_switch",
+)  # fmt: skip
 # Problems that are no root cause in general, but one a later finding of a given kind
 # follows from: a model that diverged sits at chance, which is then no separate failure;
 # val curves read across splits that differ (half the val labels wrong: the val loss rose
@@ -61,6 +64,8 @@ CONSEQUENCES = {
     "not_learning": {
         "divergence": "training diverged",
         "dead_units": "a layer's units died and took the gradients of the layers before it",
+        # a note (a freeze may be meant), and still a cause (held-out hunt 119)
+        "eval_mode_switch": "BatchNorm layers were switched to eval mode while the model trains",
     },
     "overfitting": {"generalisation_gap": _SPLITS, "repeated_items": _FEW},
     "memorisation": {"generalisation_gap": _SPLITS, "repeated_items": _FEW},
@@ -70,7 +75,7 @@ CONSEQUENCES = {
 
 # causes of a kind only where their figures say so: dead units that took the gradients
 # before them with them (``activations.grad_collapse``), not those of a model at chance
-_WHEN = {"dead_units": "gradient_collapse"}
+_WHEN = {"dead_units": "gradient_collapse", "eval_mode_switch": "norm_layers"}
 
 
 def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
@@ -115,9 +120,12 @@ def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
         if f.kind in causes and (f.severity == "problem" or f.kind in _NOTED_CAUSES):
             if kind in _TOO_LARGE and f.kind == "scaled_loss" and f.figures.get("scale", 1) < 1:
                 continue  # a loss scaled down: every step smaller
+            why = causes[f.kind]
+            if "eval_mode_since" in f.figures:  # a divergence the switch caused (hunt 119)
+                why += f", after {CONSEQUENCES['not_learning']['eval_mode_switch']}"
             return (
                 f"This may follow from a {f.severity} reported first (step {f.step}, "
-                f"`{f.kind}`): {causes[f.kind]}. Fix that first."
+                f"`{f.kind}`): {why}. Fix that first."
             )
     return ""
 
