@@ -120,6 +120,7 @@ class ModeSwitch:
     eval_layers: list[str] | None
     mode_switch: tuple[int, int, list[str]] | None
     mode_back: int | None
+    diverged: int | None
     _new: Any
 
     def _note_modes(self, step: int, modes: tuple[list[str], list[str]] | None) -> list[str]:
@@ -130,14 +131,13 @@ class ModeSwitch:
         before, self.eval_layers = self.eval_layers, [*norms, *drops]
         if before is None:  # the first log: what is in eval mode there was so from the start
             return []
-        if self.mode_switch is not None:
-            back = not set(self.mode_switch[2]) & set(norms)
-            if back and self.mode_back is None:
-                self.mode_back = step
+        if self.mode_switch is not None and self.mode_switch[2]:
+            if self.mode_back is None and not set(self.mode_switch[2]) & set(norms):
+                self.mode_back = step  # all back in training mode: later spikes are not its
             return []
         new_norms = [n for n in norms if n not in before]
-        new_drops = [n for n in drops if n not in before]
-        if new_norms or new_drops:
+        new_drops = [] if self.mode_switch else [n for n in drops if n not in before]
+        if new_norms or new_drops:  # a dropout-only switch gives way to BatchNorm's
             self.mode_switch = (self.last_step, step, new_norms)
         return new_drops
 
@@ -159,5 +159,3 @@ class ModeSwitch:
         figures = {"since_step": switch[0], "layers": len(switch[2]) + len(drops)}
         figures |= {"norm_layers": len(switch[2])} if switch[2] else {}  # a cause (root_causes)
         return [Verdict("eval_mode_switch", "note", text, figures)]
-
-    diverged: int | None

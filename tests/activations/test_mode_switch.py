@@ -1,3 +1,4 @@
+from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.core.findings import findings_of
 from tests.monitors import TinyCNN, fit, make_monitor
@@ -40,3 +41,17 @@ def test_mode_switch_not_told_on_a_run_in_training_mode(tmp_path):
     monitor = make_monitor("ActivationMonitor", every_n_steps=4)
     trainer, _, _ = fit(tmp_path, [monitor], model=TinyCNN(), max_epochs=5)
     assert not [f for f in findings_of(trainer) if f.kind == "eval_mode_switch"]
+
+
+def test_mode_switch_is_kept_in_checkpoints_and_ends_when_the_layers_train_again():
+    diagnosis = TrainingDiagnosis(0.9, 8, 0.01)
+    for step, modes in ((4, ([], [])), (8, ([], [])), (12, (["bn"], ["drop"]))):
+        diagnosis._note_modes(step, modes)
+        diagnosis.last_step = step
+    assert diagnosis._switch_before(10) == (8, 12, ["bn"])
+    assert diagnosis._switch_before(7) is None  # a spike before it: not its cause
+    resumed = TrainingDiagnosis(0.9, 8, 0.01)
+    resumed.load_state_dict(diagnosis.state_dict())
+    assert resumed.mode_switch == (8, 12, ["bn"]) and resumed.eval_layers == ["bn", "drop"]
+    resumed._note_modes(16, ([], []))  # back in training mode: a spike after it is not its
+    assert resumed._switch_before(14) == (8, 12, ["bn"]) and resumed._switch_before(20) is None
