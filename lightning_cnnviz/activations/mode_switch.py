@@ -35,11 +35,10 @@ from torch import nn
 from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.core.layer_calls import in_weight_average
 from lightning_cnnviz.core.selection import named_layers
+from lightning_cnnviz.core.settings import DROPOUT_LAYERS
 from lightning_cnnviz.core.voice import listed
 
 __all__ = ["ModeSwitch", "eval_mode_layers", "switch_cause"]
-
-_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
 def eval_mode_layers(model: nn.Module) -> tuple[list[str], list[str]]:
@@ -54,7 +53,7 @@ def eval_mode_layers(model: nn.Module) -> tuple[list[str], list[str]]:
             continue
         if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None:
             norms.append(name)
-        elif isinstance(m, _DROPOUTS) and m.p > 0:
+        elif isinstance(m, DROPOUT_LAYERS) and m.p > 0:
             drops.append(name)
     if not norms and not drops:
         return norms, drops

@@ -37,6 +37,7 @@ from lightning_cnnviz.core.update_size import carried_shrink
 
 __all__ = [
     "CARRIED_FROM",
+    "DROPOUT_LAYERS",
     "HIGH_MOMENTUM",
     "LR_CUT",
     "Settings",
@@ -44,7 +45,7 @@ __all__ = [
     "settings_of",
 ]
 
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+DROPOUT_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 CARRIED_FROM = 1e-2
 """A SGD ``weight_decay`` from which its momentum's carry counts in ``decay_per_step``."""
@@ -217,7 +218,7 @@ def read_settings(
                 # unnamed at 0.8%); a usual decay not, so that a rate far too high is not
                 # read as one (hunt 60: SGD warmed up to 4.0 at 5e-4)
                 per_step = carried_shrink(per_step, group)
-    rates = [float(m.p) for m in model.modules() if isinstance(m, _DROPOUT)]
+    rates = [float(m.p) for m in model.modules() if isinstance(m, DROPOUT_LAYERS)]
     clip = _number(grad_clip) or None  # Lightning's 0 means no clipping
     momenta = [  # statistics kept but no longer tracked (the flag off mid-run): frozen, 0
         float(m.momentum) if m.track_running_stats else 0.0
