@@ -196,8 +196,19 @@ class Evaluation:
 
     @property
     def gap_acc(self) -> float | None:
-        """``train_acc - val_acc`` (positive when the model does better on what it trained on)."""
-        return _minus(self.train_acc, self.val_acc)
+        """``train_acc - val_acc`` (positive when the model does better on what it trained on).
+
+        A short last batch's train accuracy gives way to the train probe's, as in
+        ``train_accuracy``; with no probe there is no gap to chart.
+
+        Example::
+
+            >>> short = dict(train_acc_images=2.0, train_batch_images=64.0)
+            >>> Evaluation(0, 0, train_acc=1.0, val_acc=0.5, **short).gap_acc is None
+            True
+        """
+        train = self.train_accuracy if self.short_batch_acc else self.train_acc
+        return _minus(train, self.val_acc)
 
     @property
     def ece_gap(self) -> float | None:
@@ -227,17 +238,19 @@ class Evaluation:
         """The logged train accuracy, else the train probe's (eval mode).
 
         The train probe's too where the logged one is a short last batch's
-        (``short_batch_acc``).
+        (``short_batch_acc``), and none where no probe ran: 2 images read 0, 50 or 100%.
 
         Example::
 
             >>> short = dict(train_acc_images=4.0, train_batch_images=64.0)
             >>> Evaluation(0, 0, train_acc=1.0, probe_acc_train=0.8, **short).train_accuracy
             0.8
+            >>> Evaluation(0, 0, train_acc=1.0, **short).train_accuracy is None
+            True
         """
         if self.train_acc is not None and not self.short_batch_acc:
             return self.train_acc
-        return self.probe_acc_train if self.probe_acc_train is not None else self.train_acc
+        return self.probe_acc_train
 
     @property
     def short_batch_acc(self) -> bool:

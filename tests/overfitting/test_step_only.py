@@ -1,5 +1,6 @@
 """A train accuracy logged per step only is one batch's, also at the epoch's end."""
 
+import pytest
 import torch.nn.functional as F
 
 from lightning_cnnviz.overfitting.callback import OverfittingMonitor
@@ -8,6 +9,7 @@ from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.logged_reads import step_only
 from lightning_cnnviz.overfitting.verdict import Verdict
 from tests.monitors import TinyCNN, fit, loaders
+from tests.tb import events
 
 
 class StepLogged(TinyCNN):
@@ -60,3 +62,16 @@ def test_step_only_a_short_last_batch_is_not_quoted_as_the_train_accuracy(tmp_pa
     closed = headline(Verdict("generalisation_gap", now, now, None, figures, severity="note"))
     assert f"(train probe accuracy {now.probe_acc_train:.1%}, val" in closed
     assert f"{now.train_acc:.1%}" not in gap + closed or now.train_acc == now.probe_acc_train
+
+
+def test_step_only_the_charted_gap_is_not_a_short_batch_s(tmp_path):
+    # held-out hunt 120: a 2-image last batch's 100% charted as `overfitting/gap_acc`
+    monitor = OverfittingMonitor()
+    data = loaders(n_train=33, n_val=16, batch_size=16)  # the last batch holds 1 image
+    fit(tmp_path, [monitor], model=StepLogged(lr=0.0), data=data, max_epochs=2,
+        limit_train_batches=None)  # fmt: skip
+    now = monitor.detector.history[-1]
+    assert now.train_acc in (0.0, 1.0) and 0.0 < now.probe_acc_train < 1.0  # untrained
+    written = events(tmp_path / "tb").Scalars("overfitting/gap_acc")
+    assert written[-1].step == now.step
+    assert written[-1].value == pytest.approx(now.probe_acc_train - now.val_acc)
