@@ -15,10 +15,11 @@ from typing import Any
 
 from lightning_cnnviz.activations.divergence import SPIKE_OVER_START, UNLEARNT
 from lightning_cnnviz.activations.divergence_settings import went_negative
+from lightning_cnnviz.activations.early_spike import crawling
 from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
-from lightning_cnnviz.activations.recovery import crawling, level_before, loss_now, recovered
+from lightning_cnnviz.activations.recovery import level_before, loss_now, recovered
 from lightning_cnnviz.activations.spike_accuracy import (
     ACC_LOST,
     SpikeAccuracy,
@@ -142,7 +143,7 @@ class SpikeReadings(SpikeAccuracy):
         before: what the loss keeps above it is the raised rate's cost (hunt 92: a timm
         resnet10t at 30x its rate settled at 1.6x its level, val 53% -> 36%, "recovered").
         After a blow-up of the first steps, back only once the loss has learnt since
-        (``recovery.crawling``) or the probe's accuracy says so (``learnt_well``).
+        (``early_spike.crawling``) or the probe's accuracy says so (``learnt_well``).
         """
         if not recovered(series, spike=spike) or self._no_better_than_chance(series, spike):
             return False

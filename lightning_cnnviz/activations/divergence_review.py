@@ -31,11 +31,11 @@ from lightning_cnnviz.activations.divergence import (
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.activations.divergence_remedies import fitted
 from lightning_cnnviz.activations.divergence_words import divergence_text
+from lightning_cnnviz.activations.early_spike import coming_back
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
 from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite
 from lightning_cnnviz.activations.recovery import (
-    coming_back,
     level_and_now,
     level_before,
     loss_now,

@@ -9,9 +9,6 @@ loss series:
   transient, as Adam's first steps or a too-warm start give, not a divergence); after a
   late spike, back within ``BACK`` x its level before the spike (and ``BACK_START`` of
   the first loss above it);
-* ``coming_back``: on the way back below the start, not there yet;
-* ``crawling``: back below the start from a blow-up of the first steps, but not by
-  ``RELEARNT`` (no recovery: the run has learnt little since);
 * ``still_spiked``: the latest losses still past the spike's bar;
 * ``run_up``: the step where the rise to a spike began.
 
@@ -39,7 +36,6 @@ from lightning_cnnviz.activations.divergence import (
     SPIKE_OVER_BEST,
     SPIKE_OVER_START,
     UNLEARNT,
-    is_jump,
     medians,
     scatter,
 )
@@ -48,9 +44,6 @@ from lightning_cnnviz.activations.loss_trace import SMOOTH
 __all__ = [
     "BACK",
     "BACK_START",
-    "RELEARNT",
-    "coming_back",
-    "crawling",
     "level_and_now",
     "level_before",
     "peak_since",
@@ -66,19 +59,6 @@ BACK = 2.5  # a late spike recovered: the latest median within 2.5x its level be
 BACK_START = 0.25  # ...and, at a later log, no more than this share of the first loss above it
 # (hunt 18: CyclicLR to 0.5 spiked at step 40 from 1.05 and sat at 2.0-2.4 for 190 steps,
 # 2x its level but 0.4 of ln 10 above it, val accuracy 32%, told "recovered")
-
-# a blow-up of the first steps recovered: the loss a quarter below its start at least.
-# Held out (held-out hunt 118): mobilenet_v2 under Adam 0.3 went 2.32 -> 179 at step 1
-# and crawled back to 0.83-0.90x its start (val 13-20%, 76% at Adam 2e-3), told
-# "recovered"; a Conv1d BN net under RMSprop 0.3 sat at 0.92-1.05x for 100 steps (27-52%
-# val). Healthy runs were at 0.21-0.48x (Conv1d BN nets under Adam 0.5), 0.38x (resnet18,
-# SGD 0.05) and 0.72x (hunt 67: Adagrad 0.02, falling fast, 96% val later) when told back
-RELEARNT = 0.75
-
-# the loss falling back from an early spike: its latest median at most half the median
-# before it (a network the spike left dead sits at its chance loss, level; medians of 5
-# of a loss with +-30% batch noise falling 15% per 5 steps read down to 0.7x)
-FALLING_BACK = 0.5
 
 
 def level_and_now(
@@ -181,72 +161,6 @@ def recovered(
     if level is None or now <= BACK * level:
         return now < below * finite[0]
     return now < below * finite[0] and now - level <= NOISE * scatter(series, spike[0])
-
-
-def crawling(series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]) -> bool:
-    """Whether the loss crawls after a blow-up of the first steps: not ``RELEARNT`` x the start.
-
-    A one-step blow-up (``is_jump``) before the loss had learnt anything (no
-    ``level_before``) leaves nothing to come back to but the start, and an untrained
-    model sits about there: back below it by a few percent (the ``UNLEARNT`` margin
-    ``recovered`` asks is 10%) is no sign of learning at a normal pace again. The caller
-    may accept a probe accuracy clearly above chance instead.
-
-    Example::
-
-        >>> series = [(0, 2.32), (1, 179.0)] + [(i, 2.3) for i in range(2, 110)]
-        >>> series += [(i, 2.05) for i in range(110, 121)]
-        >>> crawling(series, (1, 179.0, 2.32, 2.32))
-        True
-        >>> crawling(series[:-11] + [(i, 0.3) for i in range(110, 121)], (1, 179.0, 2.32, 2.32))
-        False
-    """
-    now = loss_now(series)
-    if now is None or not is_jump(spike) or level_before(series, spike) is not None:
-        return False
-    return now > RELEARNT * spike[3]
-
-
-def coming_back(series: Sequence[tuple[int, float]], since: int | None = None) -> bool:
-    """Whether the loss is on its way back from an early spike, not yet ``recovered``.
-
-    The median of the latest ``SMOOTH`` finite losses below the start and the latest one
-    below ``UNLEARNT`` x the start: a network that the spike left dead sits at its chance
-    loss, about the start, batch after batch. Held out: a 5-class CNN on 64x64 images
-    under Adam 1e-2 went 1.59 -> 59.6 at step 1, was back at 1.59 by step 3 and at 0.98
-    by step 9 (median 1.44, 0.91x the start); it got a `divergence` problem at step 10,
-    recovered by step 20.
-
-    Or, after a spike at step ``since``, still well above the start but falling fast: the
-    latest median at most ``FALLING_BACK`` x the one before it, both after the spike,
-    and each of the latest losses below each before them
-    (hunt 67: Adagrad at 0.02 went 2.32 -> 70.3 at step 1 and was at 3.1 by step 11,
-    below its start by step 14 and at 96% val later; a network left dead sits level).
-
-    Example::
-
-        >>> back = [(1, 1.59), (2, 59.6), (3, 10.9), (4, 1.59), (5, 1.6), (6, 1.57)]
-        >>> back += [(7, 1.55), (8, 1.44), (9, 1.27), (10, 0.98)]
-        >>> coming_back(back), coming_back(back[:-1] + [(10, 1.6)])
-        (True, False)
-        >>> down = [(0, 2.3), (1, 70.0), (2, 17.0), (3, 15.0), (4, 18.0), (5, 11.0)]
-        >>> down += [(6, 15.0), (7, 6.6), (8, 5.3), (9, 4.3), (10, 4.9), (11, 3.1)]
-        >>> coming_back(down, since=1), coming_back(down[:7] + [(i, 2.3) for i in range(7, 12)], 1)
-        (True, False)
-    """
-    finite = [v for _, v in series if math.isfinite(v)]
-    if len(finite) < 2 * SMOOTH:
-        return False
-    start, now = finite[0], statistics.median(finite[-SMOOTH:])
-    if now < start and finite[-1] < UNLEARNT * start:
-        return True
-    after = [v for s, v in series if since is not None and s > since and math.isfinite(v)]
-    if len(after) < 2 * SMOOTH or now <= start / UNLEARNT:
-        return False  # (back about its start: at chance, or learning it again)
-    latest, before = after[-SMOOTH:], after[-2 * SMOOTH : -SMOOTH]
-    # every latest loss below every one before them: a fall, not a bouncing loss (Adam at
-    # 0.1 read 67, 87, 66, 57, 8 then 3.6, 13, 71, 22, 36: its medians fell as much)
-    return now <= FALLING_BACK * statistics.median(before) and max(latest) < min(before)
 
 
 def run_up(series: Sequence[tuple[int, float]], until: int, best: float | None = None) -> int:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from lightning_cnnviz.activations.divergence_readings import SpikeReadings
 from lightning_cnnviz.activations.divergence_words import crawl_text, part_of_text
+from lightning_cnnviz.activations.early_spike import crawling
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.recovery import (
-    crawling,
     loss_now,
     peak_since,
     recovered,
