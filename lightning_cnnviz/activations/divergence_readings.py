@@ -15,7 +15,7 @@ from typing import Any
 
 from lightning_cnnviz.activations.divergence import SPIKE_OVER_START, UNLEARNT
 from lightning_cnnviz.activations.divergence_settings import went_negative
-from lightning_cnnviz.activations.early_spike import crawling
+from lightning_cnnviz.activations.early_spike import crawling, left_at_start
 from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
@@ -212,6 +212,21 @@ class SpikeReadings(SpikeAccuracy):
             return False
         if not self.log_losses or self.log_losses[-1][0] < spike[0]:
             return False
+        return not self.log_losses[-1][1] < UNLEARNT * math.log(k)
+
+    def _left_at_chance(
+        self, series: list[tuple[int, float]], spike: tuple[int, float, float, float]
+    ) -> bool:
+        """``early_spike.left_at_start``, the probe no better than chance where read.
+
+        Where the chance level is known, the model's own probe cross-entropy at this log
+        (after the spike) not under ``UNLEARNT`` x ``ln K`` either.
+        """
+        if not left_at_start(series, spike):
+            return False
+        k = self.chance[0] if self.chance else None
+        if k is None or k < 2 or not self.log_losses or self.log_losses[-1][0] < spike[0]:
+            return True
         return not self.log_losses[-1][1] < UNLEARNT * math.log(k)
 
     def _at_chance(

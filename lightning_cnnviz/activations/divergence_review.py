@@ -162,8 +162,13 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
                     return []
                 # on its way down: a later log tells; unless no better than chance there, or
                 # accuracy lost at a rate raised (hunt 94: a slow learner's rate 100x at step
-                # 150, val 47% -> 11%, waited for as "early" until it came back at 280)
-                stuck = self._no_better_than_chance(series, spike)
+                # 150, val 47% -> 11%, waited for as "early" until it came back at 280), or
+                # back at the start and level since a log that waited (``_left_at_chance``)
+                stuck = self._no_better_than_chance(series, spike) or (
+                    self.pending is not None
+                    and self.pending < step
+                    and self._left_at_chance(series, spike)
+                )
                 if not still_spiked(series, spike) and early and not (stuck or raised):
                     return []
         if (nonfinite is None or self.nonfinite_told) and spike is None:
@@ -238,6 +243,7 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
             first_activations=bad_sites[0] if bad_sites else None,
             first_grads=grads, died=died, level=level,
             cause=cause, rewritten=any(rewrite_words(z) in cause for z in self.zeroed[:1]),
+            sat=loss_now(series) if self._sat(series, spike, nonfinite, level) else None,
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
@@ -256,6 +262,17 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
         found = Verdict("divergence", "problem", message, figures_out)
         best = spike[2] if spike is not None else None
         return [found, *self._part_of(series, until, best, step, epoch)]  # type: ignore[arg-type]
+
+    def _sat(
+        self,
+        series: list[tuple[int, float]],
+        spike: tuple[int, float, float, float] | None,
+        nonfinite: int | None,
+        level: tuple[float, float] | None,
+    ) -> bool:
+        """Whether an early, finite spike left the loss at its start (``_left_at_chance``)."""
+        early = spike is not None and nonfinite is None and level is None
+        return early and self._left_at_chance(series, spike)  # type: ignore[arg-type]
 
     def _learnt_level(
         self, series: list[tuple[int, float]], spike: tuple[int, float, float, float]

@@ -42,10 +42,13 @@ def divergence_text(
     cause: str | None = None,
     loss_only: bool = False,
     rewritten: bool = False,
+    sat: float | None = None,
 ) -> str:
     """The divergence finding in words: what went wrong when, where first, what to try.
 
     ``level``: after a late spike, ``(the loss just before it, the loss now)``.
+    ``sat``: after an early one, the loss now, back at its start and level since
+    (``early_spike.left_at_start``).
     ``cause``: ``divergence_cause``'s words (the overshooting optimiser by default).
     ``loss_only``: the loss non-finite while no weight, activation or gradient is (steps
     after it): a term of the loss, not training, went wrong (``LOSS_TERM``), said so.
@@ -80,6 +83,11 @@ def divergence_text(
             else f"start {start:.3g}, and no lower than {best:.3g} after the first steps"
         )
         what.append(f"the loss spiked to {value:.3g} at step {at} ({low})")
+        if sat is not None:
+            what[-1] += (
+                f", then came back to its start and has sat there since ({sat:.3g} at step "
+                f"{step}): the spike left the network at its chance loss"
+            )
         if level is not None:  # the loss had come down: by half, or learnt below its start
             what[-1] += f" after the loss had come down, from {level[0]:.3g} just before it"
             if nonfinite_step is None:  # (after a NaN, the last finite losses say nothing now)

@@ -6,13 +6,17 @@ nothing to come back to but the start:
 
 * ``coming_back``: on the way back below the start, not there yet;
 * ``crawling``: back below the start from a one-step blow-up, but not by ``RELEARNT``
-  (no recovery: the run has learnt little since).
+  (no recovery: the run has learnt little since);
+* ``left_at_start``: back at the start and sitting there, level: a network the spike
+  left at its chance loss.
 
 Example::
 
     >>> blown = [(0, 2.32), (1, 179.0)] + [(i, 2.3) for i in range(2, 12)]
     >>> coming_back(blown), crawling(blown, (1, 179.0, 2.32, 2.32))
     (False, True)
+    >>> left_at_start(blown, (1, 179.0, 2.32, 2.32))
+    True
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from lightning_cnnviz.activations.divergence import UNLEARNT, is_jump
+from lightning_cnnviz.activations.divergence import SPIKE_OVER_START, UNLEARNT, is_jump
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 from lightning_cnnviz.activations.recovery import level_before, loss_now
 
-__all__ = ["FALLING_BACK", "RELEARNT", "coming_back", "crawling"]
+__all__ = ["FALLING_BACK", "LEVEL", "RELEARNT", "SAT", "coming_back", "crawling", "left_at_start"]
 
 # a blow-up of the first steps recovered: the loss a quarter below its start at least.
 # Held out (held-out hunt 118): mobilenet_v2 under Adam 0.3 went 2.32 -> 179 at step 1
@@ -39,6 +43,11 @@ RELEARNT = 0.75
 # before it (a network the spike left dead sits at its chance loss, level; medians of 5
 # of a loss with +-30% batch noise falling 15% per 5 steps read down to 0.7x)
 FALLING_BACK = 0.5
+
+# a network a spike left at its chance loss: its latest SAT losses past the spike all about
+# the start, never below UNLEARNT x it, the median of the later half at least LEVEL x
+# the earlier's (still coming down to the start, 5.7 -> 4.7 over 10 steps, is no level)
+SAT, LEVEL = 10, 0.97
 
 
 def crawling(series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]) -> bool:
@@ -105,3 +114,34 @@ def coming_back(series: Sequence[tuple[int, float]], since: int | None = None) -
     # every latest loss below every one before them: a fall, not a bouncing loss (Adam at
     # 0.1 read 67, 87, 66, 57, 8 then 3.6, 13, 71, 22, 36: its medians fell as much)
     return now <= FALLING_BACK * statistics.median(before) and max(latest) < min(before)
+
+
+def left_at_start(
+    series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
+) -> bool:
+    """Whether the loss sits at its start after an early spike, level, for ``SAT`` steps.
+
+    Each of the latest ``SAT`` finite losses after the spike's step over ``UNLEARNT`` x
+    the start (no batch learnt) and under the spike's bar, their median within
+    ``1 / UNLEARNT`` of the start, the later half's median at least ``LEVEL`` x the
+    earlier's. Neither back below the start nor still spiked, so a spike waited for would
+    wait for ever: held out (held-out hunt 120), a no-norm CNN on 100 classes whose rate
+    was 20x for its first step went 4.6 -> 14-33, came back to 4.6 by step 20 and sat
+    there for 360 steps, 50-58% of two layers dead, with no divergence told.
+
+    Example::
+
+        >>> blown = [(0, 4.6), (1, 22.0), (2, 21.4), (3, 19.3), (4, 15.0), (5, 15.1)]
+        >>> down = [(i, 4.6 + 0.1 * (16 - i)) for i in range(6, 16)]  # still coming down
+        >>> flat = [(i, 4.61) for i in range(16, 26)]
+        >>> spike = (5, 15.1, 4.6, 4.6)
+        >>> left_at_start(blown + down, spike), left_at_start(blown + down + flat, spike)
+        (False, True)
+    """
+    at, _, _, start = spike
+    after = [v for s, v in series if s > at and math.isfinite(v)][-SAT:]
+    if len(after) < SAT or start <= 0:
+        return False
+    earlier, later = statistics.median(after[: SAT // 2]), statistics.median(after[SAT // 2 :])
+    about = UNLEARNT * start < min(after) and max(after) < SPIKE_OVER_START * start
+    return about and statistics.median(after) <= start / UNLEARNT and later >= LEVEL * earlier

@@ -405,3 +405,40 @@ def test_divergence_words_a_level_below_zero_takes_no_ratio():
     )  # fmt: skip
     assert "from -3.1 just before it, and is still 0.607 at step 160" in said
     assert "x that level" not in said
+
+
+def blown_then(after, probe_loss=4.61):
+    """Held-out hunt 120's run: 100 classes, a 20x rate for the first step, 4.62 -> 13.9.
+
+    The divergence verdicts at logs 12, 20 and 60 (the fitted schedule's), their messages
+    and the diagnosis; the loss after step 20 given by ``after(step)``, the model's probe
+    cross-entropy ``probe_loss``.
+    """
+    first = [4.62, 13.9, 13.62, 12.38, 9.79, 9.74, 8.39, 7.43, 6.17, 6.5, 5.72, 5.33]
+    first += [5.19, 5.09, 4.96, 4.76, 4.67, 4.63, 4.69, 4.67]
+    diagnosis, said, messages = TrainingDiagnosis(0.1, 16, 0.0), {}, []
+    for step in range(60):
+        value = first[step] if step < len(first) else after(step)
+        diagnosis.loss.add(step, torch.tensor(value))
+        if step + 1 in (12, 20, 60):
+            verdicts = diagnosis.review(
+                step + 1, 0, {}, {}, [], list, chance=(100, 4.62), probe_loss=probe_loss
+            )
+            said[step + 1] = [(v.kind, v.severity) for v in verdicts]
+            messages += [v.message for v in verdicts]
+    return said, messages, diagnosis
+
+
+def test_divergence_early_spike_that_left_the_loss_at_its_start_is_told():
+    # the loss came back to its start by step 20 and sat there, level, with the model at
+    # chance: before, the spike waited for ever ("coming back") and was never told
+    said, told, diagnosis = blown_then(lambda s: 4.61 + 0.01 * (s % 3))
+    assert said == {12: [], 20: [], 60: [("divergence", "problem")]}
+    assert diagnosis.diverged == 60 and "the loss spiked to 12.4 at step 5" in told[0]
+    assert "then came back to its start and has sat there since (4.62 at step 60)" in told[0]
+    # learning again past the start: no problem
+    said, _, _ = blown_then(lambda s: 4.6 * (1 - 0.01 * (s - 19)))
+    assert ("divergence", "problem") not in said[60]
+    # at the start, but the probe's own cross-entropy says the model learns
+    said, _, _ = blown_then(lambda s: 4.61 + 0.01 * (s % 3), probe_loss=3.0)
+    assert said[60] == []
