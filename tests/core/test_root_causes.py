@@ -101,3 +101,21 @@ def test_root_causes_earlier_cause_a_loss_scaled_down_is_no_cause_of_too_large_u
         assert earlier_cause(down, kind) == ""
         assert "`scaled_loss`" in earlier_cause(up, kind)
     assert "`scaled_loss`" in earlier_cause(down, "not_learning")  # smaller steps: a cause
+
+
+def test_root_causes_earlier_cause_a_freeze_note_gives_way_to_a_divergence_of_its_own():
+    # held-out hunt 121: BatchNorm frozen on purpose at step 40 (no harm, a note), the rate
+    # raised 30x at step 128: `not_learning` named the freeze over the divergence
+    run = Run()
+    switch = Finding("activations", "eval_mode_switch", 40, 1, "eval", {"norm_layers": 2}, "note")
+    report(run, switch)
+    assert "`eval_mode_switch`" in earlier_cause(run, "not_learning")  # alone: still a cause
+    report(run, Finding("activations", "divergence", 140, 4, "the rate jumped", {"lr": 0.6}))
+    said = earlier_cause(run, "not_learning")
+    assert "(step 140, `divergence`): training diverged. Fix that first." in said
+    # a divergence the switch caused names it still
+    findings_of(run)[-1] = Finding(
+        "activations", "divergence", 140, 4, "switched", {"eval_mode_since": 40}
+    )
+    said = earlier_cause(run, "not_learning")
+    assert "(step 40, `eval_mode_switch`): BatchNorm layers were switched" in said
