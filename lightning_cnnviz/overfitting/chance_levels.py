@@ -72,9 +72,10 @@ def near_uniform(e: Evaluation) -> bool:
         >>> near_uniform(Evaluation(90, 1, conf_val=0.3, classes=10.0))
         False
     """
-    if e.conf_val is None or not e.classes or e.classes < 2:
+    k = chance_classes(e)  # spread over the labels' classes only is no move either
+    if e.conf_val is None or k < 2:
         return False
-    uniform = 1.0 / e.classes
+    uniform = 1.0 / k
     return e.conf_val <= uniform + UNMOVED * (1.0 - uniform)
 
 
@@ -154,10 +155,12 @@ def wide(e: Evaluation) -> bool:
 
 
 def chance_classes(e: Evaluation) -> int:
-    """K of the chance level: the labels' classes, where the outputs are twice as wide.
+    """K of every rule reasoning about classes: the labels', where the outputs are twice as wide.
 
     Else the outputs' width. A head left at 100 outputs for labels 0-9 (hunt 50): a model
-    at 10% and ln 10 was read as learning against 1% and ln 100.
+    at 10% and ln 10 was read as learning against 1% and ln 100. The class-imbalance rules'
+    uniform share 1/K too (held-out hunt 120: 2% of the training labels was "common" on a
+    1000-output head, rare against 1/10).
 
     Example::
 

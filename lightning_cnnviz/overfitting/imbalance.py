@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting import class_fading
-from lightning_cnnviz.overfitting.chance_levels import near_uniform
+from lightning_cnnviz.overfitting.chance_levels import chance_classes, near_uniform
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
 from lightning_cnnviz.overfitting.untaught import common_left_out, untaught
@@ -85,8 +85,9 @@ def leaves_out(e: Evaluation) -> bool | None:
 
     Their images may be taken for another rare class: with 90% of the training labels in
     class 0, a CNN told class 0 from the rest and took classes 1 and 2 (3.3% each) for
-    class 3. Without the training labels'
-    shares it cannot tell the cause.
+    class 3. Without the training labels' shares it cannot tell the cause. K: the labels'
+    classes (``chance_classes``; held-out hunt 120: 2% of the labels was "common" on a
+    1000-output head for labels 0-9, the prior shift told as memorisation).
     """
     if e.ignored is None:
         return None
@@ -96,9 +97,10 @@ def leaves_out(e: Evaluation) -> bool | None:
         return True
     if near_uniform(e) or tiny_steps(e):
         return False  # a model that has not moved, or cannot: not one that learnt the shares
-    if e.ignored_share is None or e.top_share is None or not e.classes:
+    k = chance_classes(e)
+    if e.ignored_share is None or e.top_share is None or not k:
         return None
-    uniform = 1.0 / e.classes
+    uniform = 1.0 / k
     if e.ignored_share > RARE * uniform and not long_tail(e):  # not rare, the others learnt
         return common_left_out(e) and bool(untaught(e))
     return e.top_share >= COMMON * uniform or e.ignored_share <= VERY_RARE * uniform
@@ -122,9 +124,10 @@ def long_tail(e: Evaluation) -> bool:
         True
     """
     shares = (e.ignored_share, e.ignored_min_share, e.kept_min_share, e.top_share)
-    if not e.classes or any(v is None for v in shares):
+    k = chance_classes(e)
+    if not k or any(v is None for v in shares):
         return False
-    uniform = 1.0 / e.classes
+    uniform = 1.0 / k
     # rarer than every class predicted, or each under the uniform share (hunt 64: a healthy
     # 10:1 tail predicting its class 7 early but not 5, 6, 8, 9 at 6.9% or less)
     tail = e.kept_min_share >= e.ignored_share or e.ignored_share < uniform  # type: ignore[operator]
@@ -138,9 +141,10 @@ def long_tail(e: Evaluation) -> bool:
 
 def wants_train_loss(e: Evaluation) -> bool:
     """Whether ``e`` leaves a common class out and needs the training probe's loss to tell why."""
-    if not e.ignored or e.missing or e.ignored_share is None or not e.classes:
+    k = chance_classes(e)
+    if not e.ignored or e.missing or e.ignored_share is None or not k:
         return False
-    common = e.ignored_share > RARE / e.classes and not long_tail(e)
+    common = e.ignored_share > RARE / k and not long_tail(e)
     return common and e.probe_loss_train is None and common_left_out(e, measuring=True)
 
 
@@ -234,7 +238,8 @@ def _left_out(history: Sequence[Evaluation], patience: int) -> Verdict | None:
     # balanced accuracy up from 50% to 82% since the last validation; 97% at the end)
     stalled = _stalled(evs[-streak:])
     tail = long_tail(now)
-    common = bool(now.classes and (now.ignored_share or 0.0) > RARE / now.classes) and not tail
+    k = chance_classes(now)
+    common = bool(k and (now.ignored_share or 0.0) > RARE / k) and not tail
     clear = common and (now.others_recall_val or 0.0) >= OTHERS_CLEAR and stalled
     # ... or predicted before: a class lost while the loss lacks it is no late learner
     predicted = _predicted_before(history, evs[-streak], now.ignored or ())

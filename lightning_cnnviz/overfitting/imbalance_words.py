@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+from lightning_cnnviz.overfitting.chance_levels import chance_classes
 from lightning_cnnviz.overfitting.class_figures import relabelled, shifted
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import finite, num, when
@@ -38,7 +39,7 @@ def headline(v: Verdict) -> str:
     if f.get("faded"):
         return _faded(v)
     left = ", ".join(map(str, f["ignored"]))
-    if f.get("common") and not relabelled(f, now.classes):
+    if f.get("common") and not relabelled(f, chance_classes(now)):
         return _unweighted(v, left)
     plural, each = ("es", " each") if len(f["ignored"]) > 1 else ("", "")
     classes = (
@@ -109,7 +110,7 @@ def headline(v: Verdict) -> str:
             f"{f['taken_for']}, and it can never predict {them}. "
             f"{why} {shown}"
         )
-    if relabelled(f, now.classes):
+    if relabelled(f, chance_classes(now)):
         return (
             f"Training labels of class {left} look moved to class {f['taken_for']} since "
             f"{when(since)}{end}: the model (almost) never predicts class {left} and takes "

@@ -16,6 +16,7 @@ from __future__ import annotations
 from lightning_cnnviz.core.decay import adaptive_l2_remedy
 from lightning_cnnviz.core.settings import HIGH_MOMENTUM
 from lightning_cnnviz.overfitting import class_figures, learning_remedies, val_relabelled
+from lightning_cnnviz.overfitting.chance_levels import chance_classes
 from lightning_cnnviz.overfitting.rules import accuracy_climbed
 from lightning_cnnviz.overfitting.verdict import Verdict
 
@@ -240,7 +241,9 @@ def remedies(v: Verdict) -> list[str]:
             "labels of a few hundred training batches: a sampler of your own may skip it).",
             generic[1],
         ]
-    elif v.kind == "class_imbalance" and class_figures.relabelled(v.figures, v.detected.classes):
+    elif v.kind == "class_imbalance" and class_figures.relabelled(
+        v.figures, chance_classes(v.detected)
+    ):
         left, taken = ", ".join(map(str, v.figures["ignored"])), v.figures["taken_for"]
         generic.insert(
             0,

@@ -56,7 +56,7 @@ def common_left_out(e: Evaluation, measuring: bool = False) -> bool:
     swapped = (e.swapped_val_share or 0.0) >= 0.5
     split = bool(set(e.ignored or ()) & set(e.split_classes or ()))
     learnt = e.others_recall_val is not None and e.others_recall_val >= OTHERS_LEARNT
-    k, n = e.classes or 0.0, len(e.ignored or ())
+    k, n = chance_classes(e), len(e.ignored or ())  # the labels' K, not a wider head's
     if k < 3 or n > k - 2 or not learnt or swapped or split:
         return False
     if n < k / 2:

@@ -129,17 +129,22 @@ def pictures(n=128, seed=0):
 
 
 class TakesTwoForThird(nn.Module):
-    """Reads the class from a one-hot pixel, but takes classes 1 and 2 for class 3."""
+    """Reads the class from a one-hot pixel, but takes classes 1 and 2 for class 3.
 
-    def __init__(self) -> None:
+    ``width`` outputs, those past the first 4 held low as training holds a head wider
+    than the labels' classes (never predicted).
+    """
+
+    def __init__(self, width: int = 4) -> None:
         super().__init__()
-        w = torch.zeros(4, 16)
+        w = torch.zeros(width, 16)
         w[0, 0] = w[3, 1] = w[3, 2] = w[3, 3] = 5.0
         self.register_buffer("w", w)
+        self.register_buffer("b", torch.zeros(width).index_fill_(0, torch.arange(4, width), -10))
         self.unused = nn.Parameter(torch.zeros(1))  # for the optimizer; never moves
 
     def forward(self, x):
-        return x.flatten(1) @ self.w.T + 0 * self.unused
+        return x.flatten(1) @ self.w.T + self.b + 0 * self.unused
 
 
 def fit_imbalanced(tmp_path, train, sampler=None, model=None):

@@ -10,7 +10,7 @@ from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.headlines import headline
 from lightning_cnnviz.overfitting.imbalance import class_imbalance, leaves_out, long_tail
 from lightning_cnnviz.overfitting.remedies import remedies
-from tests.overfitting.runs import fit_imbalanced, one_hot_set
+from tests.overfitting.runs import Net, TakesTwoForThird, fit_imbalanced, one_hot_set
 from tests.overfitting.series import LEFT_OUT, SKEWED
 from tests.overfitting.series import class_ev as ev
 from tests.tb import events, texts
@@ -198,6 +198,19 @@ def test_imbalance_found_in_a_run_and_written(tmp_path):
     assert "Rare classes left out since epoch 0" in problem and "WeightedRandomSampler" in problem
     assert sum("Rare classes" in w for w in warned) == 1  # the problem's warning only
     assert checks_of(trainer)[("OverfittingMonitor", "class imbalance")].ran
+
+
+def test_imbalance_counts_the_labels_classes_on_a_head_wider_than_them(tmp_path):
+    # held-out hunt 120: 80% class 1 on a 1000-output head for labels 0-9, the other classes
+    # at 2% each were "common" against 1/1000; the prior shift was told as memorisation
+    wide = Net(TakesTwoForThird(width=1000), lr=0.1)
+    trainer, _ = fit_imbalanced(tmp_path, one_hot_set([270, 10, 10, 10]), model=wide)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "class_imbalance"]
+    assert (finding.severity, finding.figures["ignored"]) == ("problem", [1, 2])
+    assert finding.figures["ignored_share"] == pytest.approx(1 / 30, abs=1e-4)  # not common
+    note, problem = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")
+    assert "Rare classes not predicted yet since epoch 0" in note
+    assert "Rare classes left out since epoch 0" in problem
 
 
 @pytest.mark.parametrize("balanced", ["labels", "sampler"])
