@@ -17,7 +17,12 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from lightning_cnnviz.overfitting.chance_levels import BELOW_CHANCE_LOSS, chance_band, near_uniform
+from lightning_cnnviz.overfitting.chance_levels import (
+    BELOW_CHANCE_LOSS,
+    chance_band,
+    chance_classes,
+    near_uniform,
+)
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 
 __all__ = ["clearly_learnt", "learnt_before"]
@@ -42,10 +47,13 @@ def clearly_learnt(e: Evaluation, uniform: bool = False, by_loss: bool = True) -
         >>> clearly_learnt(e), clearly_learnt(Evaluation(0, 3, classes=10, probe_size=128,
         ...                                              probe_acc_val=0.4))
         (False, True)
+        >>> clearly_learnt(Evaluation(0, 3, classes=1000, label_classes=10, probe_size=128,
+        ...                           probe_acc_val=0.1, probe_loss_val=2.3))  # ln 10: chance
+        False
     """
     if e.classes is None or e.classes < 2 or e.probe_acc_val is None:
         return False
-    k = int(e.classes)
+    k = chance_classes(e)  # a 1000-output head at ln 10 learnt the labels' set, not them
     loss = e.probe_loss_val if by_loss else None
     if loss is not None and loss < BELOW_CHANCE_LOSS * math.log(k):
         return True
