@@ -37,22 +37,31 @@ import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.cam_calls import layer_gradients
+from lightning_cnnviz.core.map_places import one_place
 from lightning_cnnviz.core.outputs import NotApplicable, logits_from, one_row_per_image
 from lightning_cnnviz.core.probe_pass import probe_mode
 
-__all__ = ["CAM_METHODS", "NoMapError", "grad_cam", "layer_cams"]
+__all__ = ["CAM_METHODS", "FlatMapError", "NoMapError", "flat_map", "grad_cam", "layer_cams"]
 
 
 class NoMapError(ValueError):
     """The layer's output is no map over the input's positions (a pooled vector, the logits).
 
     ``other_layer``: whether another layer could give one (not where the inputs have fewer
-    dimensions than the layer's maps: no image to lay a map on).
+    dimensions than the layer's maps: no image to lay a map on), and the message does not
+    already say which (``FlatMapError``'s does).
     """
 
     def __init__(self, message: str, other_layer: bool = True) -> None:
         super().__init__(message)
         self.other_layer = other_layer
+
+
+class FlatMapError(NoMapError):
+    """The layer's map has one position (``flat_map``); the message says what to pick."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, other_layer=False)
 
 
 CAM_METHODS: tuple[str, ...] = ("gradcam", "hirescam", "guided_gradcam")
@@ -169,21 +178,25 @@ def grad_cam(
         target is then the class's score summed over the positions predicted as it).
 
     Raises:
-        NoMapError: the layer's output is not shaped like the input.
+        NoMapError: the layer's output is not shaped like the input, or is 1x1 (``flat_map``).
         ValueError: the logits have no class dim.
     """
     if method != "guided_gradcam":
         cams, logits = layer_cams(model, layer, x, target, output_key=output_key,
                                   methods=(method,))  # fmt: skip
         return cams[method], logits
-    from captum.attr import GuidedGradCam
+    from captum.attr import GuidedBackprop, LayerAttribution, LayerGradCam
 
     score = _Score(model, _targets(target, x), output_key)
     with probe_mode(model, grad=True), warnings.catch_warnings(), _unused_layer(output_key):
         warnings.simplefilter("ignore")  # GuidedBackprop announces its temporary ReLU hooks
         inputs = x.detach().clone().requires_grad_(True)
         mode = _INTERPOLATE.get(x.dim(), "bilinear")
-        attr = GuidedGradCam(score, layer).attribute(inputs, target=0, interpolate_mode=mode)
+        # Captum's GuidedGradCam in its two parts, to see the layer's map before it is spread
+        coarse = LayerGradCam(score, layer).attribute(inputs, target=0, relu_attributions=True)
+        flat_map(tuple(coarse.shape))
+        guided = GuidedBackprop(score).attribute(inputs, target=0)
+        attr = guided * LayerAttribution.interpolate(coarse, tuple(x.shape[2:]), mode)
         cam = attr.detach().float().abs().sum(1)
     assert score.logits is not None
     return cam, score.logits
@@ -242,6 +255,7 @@ def layer_cams(
                 f"Grad-CAM needs a layer whose output is {x.dim()}-D like the input "
                 f"{tuple(x.shape)}; the selected layer gives a map of shape {tuple(acts.shape)}"
             )
+        flat_map(tuple(acts.shape))
         space = tuple(range(2, acts.dim()))
         maps = {
             "gradcam": lambda: (grads.mean(space, keepdim=True) * acts).sum(1, keepdim=True),
@@ -256,6 +270,30 @@ def layer_cams(
         }  # fmt: skip
     assert score.logits is not None
     return cams, score.logits
+
+
+def flat_map(shape: tuple[int, ...]) -> None:
+    """Refuse a layer whose map has one position: its CAM is one value per image.
+
+    Raises:
+        FlatMapError: the map is 1x1 (``core.map_places``), with why and what to pick.
+
+    Example::
+
+        >>> flat_map((2, 4, 3, 3))
+        >>> flat_map((2, 4, 1, 1))
+        Traceback (most recent call last):
+        ...
+        lightning_cnnviz.core.cam.FlatMapError: its output has one position (1x1), ...
+    """
+    size = one_place(shape)
+    if size:
+        raise FlatMapError(
+            f"its output has one position ({size}), so its Grad-CAM is one value per image "
+            "with no place to show (every tile one colour), and the CAM's scores (on the "
+            "object, concentration, drift) would measure nothing; name a layer whose output "
+            "has more positions, or let `'auto'` pick one"
+        )
 
 
 def _targets(target: Tensor | int | None, x: Tensor) -> Tensor | None:

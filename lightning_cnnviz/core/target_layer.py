@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_cnnviz.core.capture import LayerCapture, module_name, site_name
+from lightning_cnnviz.core.map_places import has_places
 from lightning_cnnviz.core.outputs import logits_from
 from lightning_cnnviz.core.probe_pass import probe_mode
 from lightning_cnnviz.core.tokens import block_norm, grid_layout, prefix_tokens, transformer_blocks
@@ -164,11 +164,6 @@ def _reaching(
     return reached
 
 
-def _spatial_size(shape: tuple[int, ...], ndim: int = 4) -> int:
-    """Positions of a map shaped like the input (``ndim``: 3 signals, 4 images, 5 volumes)."""
-    return math.prod(shape[2:]) if len(shape) == ndim else 0
-
-
 def _is_logits_head(module: nn.Module, rest: list[Call], num_logits: int) -> bool:
     """A 1x1 conv to ``num_logits`` channels after which no spatial map has other channels.
 
@@ -181,7 +176,7 @@ def _is_logits_head(module: nn.Module, rest: list[Call], num_logits: int) -> boo
         and module.out_channels == num_logits
     ):
         return False
-    return all(c.shape[1] == num_logits for c in rest if math.prod(c.shape[2:]) > 1)
+    return all(c.shape[1] == num_logits for c in rest if has_places(c.shape))
 
 
 def block_output(
@@ -212,8 +207,8 @@ def block_output(
         module = modules[call.name]
         if num_logits and _is_logits_head(module, calls[k:], num_logits):
             break  # a logits head: nothing from here on explains a class
-        spatial = _spatial_size(call.shape, ndim)
-        if spatial <= 1 or call.index != last_call[call.name] or isinstance(module, SKIP_TYPES):
+        flat = len(call.shape) != ndim or not has_places(call.shape)  # no place for a CAM
+        if flat or call.index != last_call[call.name] or isinstance(module, SKIP_TYPES):
             continue
         if not call.single:  # a list of maps (timm's `features_only`): one of its makers
             continue

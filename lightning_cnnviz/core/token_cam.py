@@ -136,6 +136,7 @@ def any_grad_cam(
     if layout is None and x.dim() == 4:
         layout = cam_layouts(model, {"layer": layer}, x, output_key)["layer"]
     if layout is not None and layout.kind != "nchw":
+        C.flat_map((len(x), 0, *layout.hw))  # a 1x1 token grid: one value per image too
         return token_grad_cam(model, layer, x, layout, target, output_key=output_key,
                               method=method)  # fmt: skip
     return C.grad_cam(model, layer, x, target, output_key=output_key, method=method)

@@ -15,13 +15,13 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 
 from torch import nn
 
 from lightning_cnnviz.core.layer_types import ACTIVATION_TYPES, CONV_TYPES, POOL_TYPES
+from lightning_cnnviz.core.map_places import has_places
 from lightning_cnnviz.core.selection import evenly_spaced, of_type
 from lightning_cnnviz.core.tokens import transformer_blocks
 
@@ -69,7 +69,7 @@ def auto_layers(
         names = [
             n for n in names
             if n in blocks
-            or (n in shapes and len(shapes[n]) == ndim and math.prod(shapes[n][2:]) > 1)
+            or (n in shapes and len(shapes[n]) == ndim and has_places(shapes[n]))
         ]  # fmt: skip
     return evenly_spaced(names, max_layers)
 
