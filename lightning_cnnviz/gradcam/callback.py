@@ -12,6 +12,7 @@ from lightning_cnnviz.core import cam as C
 from lightning_cnnviz.core import rendering as R
 from lightning_cnnviz.core.cam_calls import parallel_calls
 from lightning_cnnviz.core.checks import check_choice, check_int, check_number
+from lightning_cnnviz.core.inputs import to_model
 from lightning_cnnviz.core.labels import caption
 from lightning_cnnviz.core.monitor import Monitor
 from lightning_cnnviz.core.outputs import NotApplicable
@@ -19,8 +20,9 @@ from lightning_cnnviz.core.probe import Probe
 from lightning_cnnviz.core.run_datasets import find_dataset, has_val_data, no_val_why
 from lightning_cnnviz.core.say import say
 from lightning_cnnviz.core.selection import unwrap_model
-from lightning_cnnviz.core.target_layer import auto_cam_layer
+from lightning_cnnviz.core.target_layer import auto_cam_layer, trace_calls
 from lightning_cnnviz.core.tokens import Layout
+from lightning_cnnviz.core.trace_images import trace_images
 from lightning_cnnviz.gradcam.draw import MAX_TILES, cam_grid
 from lightning_cnnviz.gradcam.judging import ShortcutChecks
 from lightning_cnnviz.gradcam.metrics import means_to_host
@@ -133,10 +135,12 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         self._masks: dict[str, tuple[Tensor, Tensor]] = {}  # split -> (images, foreground)
         self._spot: dict[str, tuple[tuple[int, int] | None, str]] = {}  # split -> (map hw, region)
         self._fixed: dict[str, Any] = {}  # the fixed-spot rule's state (findings), checkpointed
+        self._screened = False  # whether this fit's selection was checked for 1x1 maps
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._trainer, self._pool, self._layouts = trainer, None, None  # auto_layers needs data
+        self._screened = False  # the selection's 1x1 maps: left out at the first event
         super().setup(trainer, pl_module, stage)
 
     @override
@@ -193,6 +197,7 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
             splits = ("train",)
             self.warn_once("no_val", f"{no_val_why(trainer)}: only `gradcam/train` is drawn "
                            "(no `val` or `misclassified` panels)")  # fmt: skip
+        self._leave_out_flat(trainer, model)
         for split in splits:
             with self.phase("capture"):
                 probe = self._samples(trainer, model, split)
@@ -213,17 +218,51 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         """``_row``, or ``None`` where the layer gives no map: left out, said once.
 
         A glob (``layers="*"``) or a type name also matches pooled and dense layers; the
-        monitor steps aside only when no selected layer gives a map.
+        monitor steps aside only when no selected layer gives a map. A named layer whose
+        map is 1x1 (setups hunt 98: one flat colour per tile, `on_object` 0.939 at every
+        log) is left out too, before any of its scalars is written, and listed in the
+        end-of-fit summary among the checks that did not run.
         """
         try:
             return self._row(trainer, model, probe, split, name, values)
         except C.NoMapError as err:
-            del self.selected[name]
-            if not self.selected:
-                advice = ": name conv layers with `layers=`" if err.other_layer else ""
-                raise NotApplicable(f"{err}{advice}") from err
-            self.warn_once(f"no_map_{name}", f"leaves out `{name}`: {err}.")
+            self._leave_out(name, err)
             return None
+
+    def _leave_out(self, name: str, err: C.NoMapError) -> None:
+        """Drop ``name`` from the selection, said once; step aside where none is left."""
+        del self.selected[name]
+        flat = isinstance(err, C.FlatMapError)
+        if not self.selected:
+            advice = ": name conv layers with `layers=`" if err.other_layer else ""
+            raise NotApplicable(f"`{name}`: {err}" if flat else f"{err}{advice}") from err
+        if flat:  # the summary's "did not run": its CAM, scores and checks
+            self._record(f"Grad-CAM of `{name}`", False, str(err).split(", so")[0])
+        self.warn_once(f"no_map_{name}", f"leaves out `{name}`: {err}.")
+
+    def _leave_out_flat(self, trainer: Trainer, model: nn.Module) -> None:
+        """Before the fit's first row: leave out the selected layers whose map is 1x1.
+
+        Read from one traced pass on the first train probe image(s), so that the deepest
+        layer left gets the plain tags and the shortcut rules from the first log on (the
+        rows' own check, ``core.cam.flat_map``, would find it only after the layers above).
+        A token layer is checked on its grid when its CAM is taken.
+        """
+        if self._screened or not self.selected:
+            return
+        self._screened = True
+        try:
+            x = to_model(self.probe(trainer, "train").images, model)
+            calls, _ = trace_calls(model, self.selected, x[: trace_images(model)],
+                                   self._logits_key)  # fmt: skip
+        except Exception:  # a pass the rows say why it fails (integer ids, no probe)
+            return
+        shapes = {call.name: call.shape for call in calls if len(call.shape) == x.dim()}
+        for name, shape in shapes.items():
+            try:
+                C.flat_map(shape)
+            except C.FlatMapError as err:
+                self._leave_out(name, err)
 
     def _draw(self, panels: list[tuple[str, list[Row]]], step: int) -> None:
         """On the sink's thread: one image per split, a captioned grid per row."""
