@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.adversarial import fgsm as robustness
 from lightning_cnnviz.core import rendering
+from lightning_cnnviz.core.cam import NoMapError
 from lightning_cnnviz.core.capture import LayerCapture
 from lightning_cnnviz.core.checks import check_int, check_number
 from lightning_cnnviz.core.inputs import (
@@ -196,7 +197,14 @@ class AdversarialMonitor(Monitor, section="adversarial"):
             fmap = one_row_per_image(f"`{site}`", cap.outputs[site], 2 * k).float()
             fmap = fmap.flatten(1, -3).mean(1) if fmap.dim() > 3 else fmap
             key = self._logits_key
-            cams = tuple(any_grad_cam(model, cam[1], t[:k], output_key=key)[0] for t in (x, adv))
+            try:
+                cams = tuple(any_grad_cam(model, cam[1], t[:k], output_key=key)[0]
+                             for t in (x, adv))  # fmt: skip
+            except NoMapError as err:  # a named 1x1 layer (setups hunt 98): the scalars go on
+                self.selected = {}
+                self.warn_once("no_cam", f"no `examples` image: the Grad-CAM layer "
+                               f"`{cam[0]}` gives no CAM: {err}")  # fmt: skip
+                return None
         with self.phase("render"):
             if norm is not None:  # de-normalised pictures; epsilon is in their units
                 epsilon = self.epsilon

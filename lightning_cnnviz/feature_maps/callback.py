@@ -15,6 +15,7 @@ from lightning_cnnviz.core.checks import check_choice, check_int
 from lightning_cnnviz.core.inputs import as_pictures, norm_stats
 from lightning_cnnviz.core.labels import legible_width
 from lightning_cnnviz.core.layer_calls import called_alone
+from lightning_cnnviz.core.map_places import one_place
 from lightning_cnnviz.core.monitor import Monitor, with_probe
 from lightning_cnnviz.core.outputs import NotApplicable
 from lightning_cnnviz.core.rendering import CMAPS
@@ -160,6 +161,14 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         hooks = LayerCapture(self._hooked, shared=self._hook_shared)
         with self.phase("capture"), with_probe(model), hooks as cap:  # the only hooks
             model(x)
+        # setups hunt 98: a named layer whose map is 1x1 is drawn, one colour a tile: said once
+        flat = {s: size for s, a in cap.outputs.items() if s in self.sites()
+                and a.dim() == x.dim() and (size := one_place(tuple(a.shape)))}  # fmt: skip
+        if flat:
+            self.warn_once("one_place", f"the output of {listed(list(flat))} has one "
+                           f"position ({', '.join(sorted(set(flat.values())))}): each tile is one "
+                           "colour (the channel's value for that image), with no place to "
+                           "show; a layer with a larger output shows where")  # fmt: skip
         # signals: one heat strip per channel; volumes: depth slices side by side
         outs = {s: as_map_pictures(a, x.dim()) for s, a in cap.outputs.items()}
         with self.phase("compute"):
