@@ -200,7 +200,7 @@ class AdversarialMonitor(Monitor, section="adversarial"):
             try:
                 cams = tuple(any_grad_cam(model, cam[1], t[:k], output_key=key)[0]
                              for t in (x, adv))  # fmt: skip
-            except NoMapError as err:  # a named 1x1 layer (setups hunt 98): the scalars go on
+            except NoMapError as err:  # a named 1x1 layer (setups hunt 82): the scalars go on
                 self.selected = {}
                 self.warn_once("no_cam", f"no `examples` image: the Grad-CAM layer "
                                f"`{cam[0]}` gives no CAM: {err}")  # fmt: skip

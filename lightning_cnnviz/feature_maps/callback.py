@@ -161,7 +161,7 @@ class FeatureMapMonitor(Monitor, section="feature_maps"):
         hooks = LayerCapture(self._hooked, shared=self._hook_shared)
         with self.phase("capture"), with_probe(model), hooks as cap:  # the only hooks
             model(x)
-        # setups hunt 98: a named layer whose map is 1x1 is drawn, one colour a tile: said once
+        # setups hunt 82: a named layer whose map is 1x1 is drawn, one colour a tile: said once
         flat = {s: size for s, a in cap.outputs.items() if s in self.sites()
                 and a.dim() == x.dim() and (size := one_place(tuple(a.shape)))}  # fmt: skip
         if flat:

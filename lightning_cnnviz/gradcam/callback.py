@@ -219,7 +219,7 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
 
         A glob (``layers="*"``) or a type name also matches pooled and dense layers; the
         monitor steps aside only when no selected layer gives a map. A named layer whose
-        map is 1x1 (setups hunt 98: one flat colour per tile, `on_object` 0.939 at every
+        map is 1x1 (setups hunt 82: one flat colour per tile, `on_object` 0.939 at every
         log) is left out too, before any of its scalars is written, and listed in the
         end-of-fit summary among the checks that did not run.
         """

@@ -1,4 +1,4 @@
-"""AdversarialMonitor with a named Grad-CAM layer whose map has one position (setups hunt 98)."""
+"""AdversarialMonitor with a named Grad-CAM layer whose map has one position (setups hunt 82)."""
 
 from __future__ import annotations
 

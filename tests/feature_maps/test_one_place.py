@@ -1,4 +1,4 @@
-"""FeatureMapMonitor on a named layer whose maps have one position (setups hunt 98)."""
+"""FeatureMapMonitor on a named layer whose maps have one position (setups hunt 82)."""
 
 from __future__ import annotations
 

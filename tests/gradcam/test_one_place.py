@@ -1,4 +1,4 @@
-"""GradCAMMonitor on layers whose maps have one position (setups hunt 98).
+"""GradCAMMonitor on layers whose maps have one position (setups hunt 82).
 
 A named layer whose output is 1x1 (length 1, 1x1x1) gives a CAM of one value per image:
 it is left out, said once, before any of its scalars is written, and the end-of-fit
