@@ -44,7 +44,13 @@ from lightning_cnnviz.activations.output_activation import (
     output_activation_text,
 )
 from lightning_cnnviz.activations.rewrites import silenced_by
-from lightning_cnnviz.core.decay import DECAY_REMEDIES, DECAY_STALLS, decay_text
+from lightning_cnnviz.core.decay import (
+    DECAY_REMEDIES,
+    L2_REMEDIES,
+    adaptive_l2_text,
+    decay_text,
+    heavy_decay,
+)
 from lightning_cnnviz.core.momentum_words import momentum_text
 from lightning_cnnviz.core.settings import LR_CUT
 from lightning_cnnviz.core.voice import times
@@ -122,10 +128,21 @@ class CauseReview(InitReview):
         return [Verdict("output_activation", "problem", message, figures)], True
 
     def _decay_stalls(self, gain: float | None) -> bool:
-        """Decoupled weight decay of ``DECAY_STALLS`` or more a step while learning stalls."""
-        per_step = self.decay[0]
+        """Weight decay that holds learning back (``heavy_decay``) while learning stalls.
+
+        Decoupled of ``DECAY_STALLS`` or more a step, or an adaptive optimiser's L2 of
+        ``L2_ADAPTIVE`` or more (held-out hunt 122: `Adam(weight_decay=1.0)`, its dead units
+        told "check that each label belongs to its input").
+        """
         stalled = gain is not None and gain < STALLED
-        return per_step is not None and per_step >= DECAY_STALLS and stalled
+        return stalled and heavy_decay(*self.decay)
+
+    def _decay_said(self) -> tuple[str, str]:
+        """What the run's weight decay does to every weight, and what to try (``_decay_stalls``)."""
+        per_step, weight_decay = self.decay
+        if per_step is None:  # an adaptive optimiser's L2
+            return adaptive_l2_text(weight_decay, self.rates[1]), L2_REMEDIES  # type: ignore[arg-type]
+        return decay_text(per_step, weight_decay, self.rates[1]), DECAY_REMEDIES
 
     def _weight_decay(
         self, step: int, epoch: int, gain: float | None, lr: float | None
@@ -142,10 +159,10 @@ class CauseReview(InitReview):
         if not self._new("weight_decay_too_strong", "problem"):
             return []
         per_step, weight_decay = self.decay
+        said, remedies = self._decay_said()
         text = (
-            f"Weight decay too strong at step {step} (epoch {epoch}). "
-            f"{decay_text(per_step, weight_decay, lr)}; the loss has fallen "  # type: ignore[arg-type]
-            f"{max(gain or 0.0, 0.0):.0%} since the first step. Try: {DECAY_REMEDIES}."
+            f"Weight decay too strong at step {step} (epoch {epoch}). {said}; the "
+            f"loss has fallen {max(gain or 0.0, 0.0):.0%} since the first step. Try: {remedies}."
         )
         figures = {"decay_per_step": per_step, "weight_decay": weight_decay, "lr": lr}
         return [Verdict("weight_decay_too_strong", "problem", text, figures)]
@@ -190,9 +207,8 @@ class CauseReview(InitReview):
         if (said := silenced_by(self.rewrite, self.written)) is not None:
             return said, REWRITE_REMEDIES
         if self._decay_stalls(gain):
-            per_step, weight_decay = self.decay
-            text = decay_text(per_step, weight_decay, self.rates[1])  # type: ignore[arg-type]
-            return f"{text} (see `weight_decay_too_strong`).", DECAY_REMEDIES
+            said, remedies = self._decay_said()
+            return f"{said} (see `weight_decay_too_strong`).", remedies
         if said := momentum_text(self.momentum):
             return f"{said.strip()} Units silenced by such steps follow from it.", MOMENTUM_REMEDIES
         start, now = self.lr_start, self.rates[1]

@@ -14,6 +14,7 @@ __all__ = [
     "DECAY_REMEDIES",
     "DECAY_STALLS",
     "L2_ADAPTIVE",
+    "L2_REMEDIES",
     "adaptive_l2_remedy",
     "adaptive_l2_text",
     "decay_text",
@@ -27,6 +28,11 @@ does not hold up halve within 70 steps (SGD 0.05 x ``weight_decay=0.3``: 1.5%)."
 DECAY_REMEDIES = (
     "lower the weight decay 10-100x (1e-4 to 5e-4 is usual with SGD, 1e-2 to 5e-2 with "
     "AdamW; the share a step is the learning rate times it)"
+)
+# ... and an adaptive optimiser's L2 (``adaptive_l2_remedy``'s figures, in a sentence's words)
+L2_REMEDIES = (
+    "lower the weight decay (L2 of 1e-5 to 1e-3 is usual with Adam or RMSprop), or use AdamW, "
+    "whose decay is decoupled from the gradient (1e-2 to 5e-2 is usual)"
 )
 
 

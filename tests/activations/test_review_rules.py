@@ -333,6 +333,12 @@ def test_weight_decay_too_strong_while_the_loss_sits_at_its_start():
     assert review((5e-5, 5e-4), flat) == []  # usual SGD decay: not the cause
     falling = [2.3 * math.exp(-s / 15) + 0.1 for s in range(40)]
     assert review((0.015, 0.3), falling) == []  # learning despite it: quiet
+    # held-out hunt 122: Adam's L2 of 1.0 (no share a step: coupled to the gradient)
+    (verdict,) = review((None, 1.0), flat, lr=1e-3)
+    assert (verdict.kind, verdict.severity) == ("weight_decay_too_strong", "problem")
+    assert "`weight_decay=1` in an adaptive optimiser (Adam, RMSprop) is L2" in verdict.message
+    assert "Try: lower the weight decay (L2 of 1e-5 to 1e-3 is usual" in verdict.message
+    assert review((None, 1e-4), flat, lr=1e-3) == []  # a usual L2
 
 
 def _dead_told(losses, logs, width):
