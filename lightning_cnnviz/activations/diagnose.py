@@ -101,6 +101,7 @@ class TrainingDiagnosis(
         self.diverged: int | None = None  # the step of the first divergence finding
         self.spike: tuple[int, float, float, float] | None = None  # a finite spike it told
         self.spike_acc: float | None = None  # the probe accuracy at the last log before it
+        self.spike_rate: float | None = None  # the highest rate of a step before it
         self.transient = -1  # the step of the last spike the run recovered from on its own
         self.harder: int | None = None  # the step the training target got harder, if told
         self.output_told: tuple[int, list[int], int] | None = None  # ``output_activation`` told

@@ -51,9 +51,9 @@ class DiagnosisState:
         "pending": None, "nonfinite_told": False, "chance_loss": None, "init_cause": None,
         "init_checked": False, "classes": None, "loss_scale": None, "last_step": -1,
         "lr_start": None, "last_epoch": 0, "peak_acc": None, "grad_rise": 1.0, "harder": None,
-        "spike_acc": None, "output_told": None, "skipped": [], "skipped_told": 0,
-        "first_grads": {}, "crawled": False, "eval_layers": None, "mode_switch": None,
-        "mode_back": None,
+        "spike_acc": None, "spike_rate": None, "output_told": None, "skipped": [],
+        "skipped_told": 0, "first_grads": {}, "crawled": False, "eval_layers": None,
+        "mode_switch": None, "mode_back": None,
     }  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:

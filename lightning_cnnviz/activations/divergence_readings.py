@@ -15,7 +15,13 @@ from typing import Any
 
 from lightning_cnnviz.activations.divergence import SPIKE_OVER_START, UNLEARNT
 from lightning_cnnviz.activations.divergence_settings import went_negative
-from lightning_cnnviz.activations.early_spike import crawling, left_at_start
+from lightning_cnnviz.activations.early_spike import (
+    blown_from_start,
+    cooled,
+    crawling,
+    left_at_start,
+    past_chance,
+)
 from lightning_cnnviz.activations.initial_scale import SANE
 from lightning_cnnviz.activations.loss_steps import step_up, to_chance_at_once
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
@@ -143,12 +149,16 @@ class SpikeReadings(SpikeAccuracy):
         before: what the loss keeps above it is the raised rate's cost (hunt 92: a timm
         resnet10t at 30x its rate settled at 1.6x its level, val 53% -> 36%, "recovered").
         After a blow-up of the first steps, back only once the loss has learnt since
-        (``early_spike.crawling``) or the probe's accuracy says so (``learnt_well``).
+        (``early_spike.crawling``) or the probe's accuracy says so (``learnt_well``); where
+        the rate that blew it up has ``cooled`` since, once ``past_chance``.
         """
         if not recovered(series, spike=spike) or self._no_better_than_chance(series, spike):
             return False
-        if crawling(series, spike) and not self._learnt_well():
+        rates, k = self._blow_up_rates(), self.chance[0] if self.chance else None
+        if crawling(series, spike, rates) and not self._learnt_well():
             return False
+        if cooled(rates) and blown_from_start(series, spike) and not past_chance(series, spike, k):
+            return False  # (no crawl at a rate cooled since: back once past chance)
         level, loss = level_before(series, spike), loss_now(series)
         if self._jumped_now(spike) and level and loss is not None and loss > IN_FORCE * level:
             return False

@@ -195,6 +195,7 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
         self.diverged = step if self.diverged is None else self.diverged
         self.spike = spike if nonfinite is None else None
         self.spike_acc = self._acc_before(spike) if spike is not None else None
+        self.spike_rate = self._rate_at(spike[0]) if spike is not None else None
         held = {s: self.history.previous[s] for s in self.units.held if s in self.history.previous}
         died = held | {site: f for site, f, _ in alerts}
         self.units.held = {}

@@ -6,7 +6,8 @@ nothing to come back to but the start:
 
 * ``coming_back``: on the way back below the start, not there yet;
 * ``crawling``: back below the start from a one-step blow-up, but not by ``RELEARNT``
-  (no recovery: the run has learnt little since);
+  (no recovery: the run has learnt little since), at a rate not ``cooled`` since the
+  blow-up; where it has, ``past_chance`` says the run is back;
 * ``left_at_start``: back at the start and sitting there, level: a network the spike
   left at its chance loss.
 
@@ -29,7 +30,19 @@ from lightning_cnnviz.activations.divergence import SPIKE_OVER_START, UNLEARNT, 
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 from lightning_cnnviz.activations.recovery import level_before, loss_now
 
-__all__ = ["FALLING_BACK", "LEVEL", "RELEARNT", "SAT", "coming_back", "crawling", "left_at_start"]
+__all__ = [
+    "COOLED",
+    "FALLING_BACK",
+    "LEVEL",
+    "RELEARNT",
+    "SAT",
+    "blown_from_start",
+    "coming_back",
+    "cooled",
+    "crawling",
+    "left_at_start",
+    "past_chance",
+]
 
 # a blow-up of the first steps recovered: the loss a quarter below its start at least.
 # Held out (held-out hunt 118): mobilenet_v2 under Adam 0.3 went 2.32 -> 179 at step 1
@@ -38,6 +51,13 @@ __all__ = ["FALLING_BACK", "LEVEL", "RELEARNT", "SAT", "coming_back", "crawling"
 # val). Healthy runs were at 0.21-0.48x (Conv1d BN nets under Adam 0.5), 0.38x (resnet18,
 # SGD 0.05) and 0.72x (hunt 67: Adagrad 0.02, falling fast, 96% val later) when told back
 RELEARNT = 0.75
+
+# a rate in force this many times below the one that blew the loss up: not the rate it
+# crawls at (held-out hunt 121: SGD's first step at 40x and 80x its rate, then a warm-up
+# to 0.02, on MNIST with half the labels noise: 54 at step 1, back to 0.83x its start by
+# step 120 and to 87% clean val, its noise floor 0.73x the start; told "0.02 is too high
+# to learn at", the rate the same run learns at without the hot step)
+COOLED = 3.0
 
 # the loss falling back from an early spike: its latest median at most half the median
 # before it (a network the spike left dead sits at its chance loss, level; medians of 5
@@ -50,28 +70,92 @@ FALLING_BACK = 0.5
 SAT, LEVEL = 10, 0.97
 
 
-def crawling(series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]) -> bool:
-    """Whether the loss crawls after a blow-up of the first steps: not ``RELEARNT`` x the start.
+def blown_from_start(
+    series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
+) -> bool:
+    """Whether ``spike`` is a one-step blow-up (``is_jump``) before the loss had learnt.
 
-    A one-step blow-up (``is_jump``) before the loss had learnt anything (no
-    ``level_before``) leaves nothing to come back to but the start, and an untrained
-    model sits about there: back below it by a few percent (the ``UNLEARNT`` margin
-    ``recovered`` asks is 10%) is no sign of learning at a normal pace again. The caller
-    may accept a probe accuracy clearly above chance instead.
+    Nothing learnt: no ``level_before`` it, so the start is all there is to come back to.
+
+    Example::
+
+        >>> blown_from_start([(0, 2.32), (1, 179.0), (2, 2.3)], (1, 179.0, 2.32, 2.32))
+        True
+    """
+    return is_jump(spike) and level_before(series, spike) is None
+
+
+def cooled(rates: tuple[float, float] | None) -> bool:
+    """Whether the rate now is ``COOLED`` x below the rate at a blow-up, ``(then, now)``.
+
+    Example::
+
+        >>> cooled((0.8, 0.02)), cooled((0.3, 0.3)), cooled(None)
+        (True, False, False)
+    """
+    return rates is not None and 0 < rates[1] * COOLED <= rates[0]
+
+
+def crawling(
+    series: Sequence[tuple[int, float]],
+    spike: tuple[int, float, float, float],
+    rates: tuple[float, float] | None = None,
+) -> bool:
+    """Whether the loss crawls after a blow-up of the first steps, at the rate that blew it up.
+
+    Crawls: not ``RELEARNT`` x the start. A one-step blow-up (``is_jump``) before the
+    loss had learnt anything (no ``level_before``) leaves nothing to come back to but the
+    start, and an untrained model sits about there: back below it by a few percent (the
+    ``UNLEARNT`` margin ``recovered`` asks is 10%) is no sign of learning at a normal pace
+    again. The caller may accept a probe accuracy clearly above chance instead.
+
+    ``rates``: ``(the rate at the blow-up, the rate now)``. A rate now ``COOLED`` x below
+    the one that blew the loss up (a hot first step, a warm-up restarted) is not the rate
+    that keeps it from learning, and how far below its start a loss learns to says
+    nothing on a hard task (label noise puts its floor near the start): no crawl there.
+    Where the rate is unchanged the loss cannot tell: a mobilenet_v2 at Adam 0.3 went
+    2.32 -> 179 and was falling again (2.26 -> 1.98 over steps 90-120) at 20% val against
+    76% at 2e-3 (held-out hunt 118).
 
     Example::
 
         >>> series = [(0, 2.32), (1, 179.0)] + [(i, 2.3) for i in range(2, 110)]
         >>> series += [(i, 2.05) for i in range(110, 121)]
-        >>> crawling(series, (1, 179.0, 2.32, 2.32))
-        True
-        >>> crawling(series[:-11] + [(i, 0.3) for i in range(110, 121)], (1, 179.0, 2.32, 2.32))
+        >>> spike = (1, 179.0, 2.32, 2.32)
+        >>> crawling(series, spike), crawling(series, spike, (0.3, 0.3))  # the rate held
+        (True, True)
+        >>> crawling(series[:-11] + [(i, 0.3) for i in range(110, 121)], spike)
+        False
+        >>> crawling(series, spike, (0.8, 0.02))  # a hot first step, cooled since
         False
     """
     now = loss_now(series)
-    if now is None or not is_jump(spike) or level_before(series, spike) is not None:
+    if now is None or not blown_from_start(series, spike) or cooled(rates):
         return False
     return now > RELEARNT * spike[3]
+
+
+def past_chance(
+    series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float], k: int | None
+) -> bool:
+    """Whether the loss now is ``UNLEARNT`` x below the start and ``ln K``, whichever is lower.
+
+    What says a blow-up's network learns again where ``crawling`` cannot (the rate that
+    blew it up ``cooled`` since): a BN CNN whose first step ran at 40x started at 2.61,
+    sat at 2.30 = ln 10 after it (0.88x the start) with 78% of a layer dead. ``k``: the
+    number of classes, where known (else the start alone).
+
+    Example::
+
+        >>> blown = [(0, 2.61), (1, 87.5)] + [(i, 2.3) for i in range(2, 40)]
+        >>> spike = (1, 87.5, 2.61, 2.61)
+        >>> learns = blown + [(i, 2.0) for i in range(40, 45)]
+        >>> past_chance(blown, spike, 10), past_chance(learns, spike, 10)
+        (False, True)
+    """
+    now, start = loss_now(series), spike[3]
+    bar = min(start, math.log(k)) if k is not None and k >= 2 else start
+    return now is not None and now < UNLEARNT * bar
 
 
 def coming_back(series: Sequence[tuple[int, float]], since: int | None = None) -> bool:

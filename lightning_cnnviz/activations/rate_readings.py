@@ -22,6 +22,7 @@ class RateReadings:
     rates: tuple[float | None, float | None]  # the learning rate at the first log, and now
     log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
     peak_rates: list[tuple[int, float]]  # (step, rate) of steps above the rate at a log
+    spike_rate: float | None  # the highest rate of a step before the told spike
 
     def _jump(self, at: int | None) -> tuple[int, float, int, float] | None:
         """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x.
@@ -40,6 +41,26 @@ class RateReadings:
         between = [(s, lr) for s, lr in self.peak_rates if a <= s < b and lr > lr_b]
         b, lr_b = max(between, key=lambda r: r[1], default=(b, lr_b))
         return (a, lr_a, b, lr_b) if lr_b >= RAISED * lr_a else None
+
+    def _rate_at(self, at: int) -> float | None:
+        """The highest learning rate of a step before ``at``: of a log, or one between logs.
+
+        Where no log came before ``at``, the first log's rate stands in for the steps
+        before it; a step's rate above it is in ``peak_rates`` (a first step at 40x of a
+        rate then warmed up from 0.1x: 0.8 there, 0.005 at the first log).
+        """
+        used = [lr for s, lr in [*self.log_rates, *self.peak_rates] if s < at]
+        first = self.rates[0]
+        return max(used) if used else first
+
+    def _blow_up_rates(self) -> tuple[float, float] | None:
+        """``(the rate at the told spike, the rate now)``, where both are known.
+
+        The rate at it is kept when the spike is told (``spike_rate``): the latest logs'
+        readings no longer reach it once the run is back (``early_spike.crawling``).
+        """
+        then, now = self.spike_rate, self.rates[1]
+        return None if then is None or now is None else (then, now)
 
     def _jumped_now(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
         """``(the rate before, the rate now)`` where it jumped around the spike and still is.

@@ -198,6 +198,7 @@ def recovered_text(
     rate_rose: bool = False,
     outside: bool = False,
     jumped: tuple[float, float] | None = None,
+    cooled: tuple[float, float] | None = None,
 ) -> str:
     """The note that ends a divergence finding whose loss came back (``recovered``).
 
@@ -205,7 +206,8 @@ def recovered_text(
     schedule's peak), which the note then names; a constant rate is not said to have risen.
     ``outside``: the loss changed level in one step at an unchanged rate (``loss_steps``:
     to chance, or a step up), which no rate or clipping explains. ``jumped``: as
-    ``transient_text``'s.
+    ``transient_text``'s. ``cooled``: ``(the rate at the spike, the rate now)``, far lower
+    now (``early_spike.cooled``): a hot first step, a warm-up restarted, which the note names.
 
     Example::
 
@@ -227,6 +229,12 @@ def recovered_text(
         )
     elif jumped is not None:
         ending = still_in_force(*jumped)
+    elif cooled is not None:  # (held-out hunt 121: a first step at 40x, then a warm-up)
+        ending = (
+            f"It came at a learning rate of {cooled[0]:.3g}, {times(cooled[0] / cooled[1])} the "
+            f"{cooled[1]:.3g} in force now (a hot first step, a warm-up restarted): warming up "
+            "from a lower rate avoids it."
+        )
     elif rate_rose:
         ending = (
             "It came after the learning rate rose (a warm restart, a cyclic schedule's peak): "

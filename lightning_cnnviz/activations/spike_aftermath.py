@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lightning_cnnviz.activations.divergence_readings import SpikeReadings
 from lightning_cnnviz.activations.divergence_words import crawl_text, part_of_text
-from lightning_cnnviz.activations.early_spike import crawling
+from lightning_cnnviz.activations.early_spike import blown_from_start, cooled, crawling
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.recovery import (
     loss_now,
@@ -100,7 +100,7 @@ class SpikeAftermath(SpikeReadings):
         now = loss_now(series)
         if self.crawled or now is None or not recovered(series, spike=spike):
             return []
-        if not crawling(series, spike):
+        if not crawling(series, spike, self._blow_up_rates()):
             return []
         self.crawled = True
         acc = self.log_accs[-1][1] if self.log_accs and self.log_accs[-1][0] >= spike[0] else None
@@ -132,5 +132,7 @@ class SpikeAftermath(SpikeReadings):
         rose = first is not None and any(lr > 1.5 * first for _, lr in self.log_rates)
         outside = any(step is not None for step in self._steps(series, spike))
         jumped = self._jumped_now(spike)
-        text = recovered_text(step, epoch, spike, series, reported, rose, outside, jumped)
+        rates = self._blow_up_rates() if blown_from_start(series, spike) else None
+        hot = rates if cooled(rates) else None  # a hot first step: its rate named
+        text = recovered_text(step, epoch, spike, series, reported, rose, outside, jumped, hot)
         return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]
