@@ -15,7 +15,12 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor
 
 from lightning_cnnviz.activations.episodes import Verdict
-from lightning_cnnviz.activations.init_weights import SILENT, identical_text, negative_text
+from lightning_cnnviz.activations.init_weights import (
+    QUIET,
+    SILENT,
+    identical_text,
+    negative_text,
+)
 from lightning_cnnviz.activations.initial_scale import NEAR, init_explosion, scaled_loss
 from lightning_cnnviz.core.inputs import RAW_SCALE
 from lightning_cnnviz.core.voice import listed
@@ -122,10 +127,14 @@ class InitReview:
         """Layers whose biases start far below zero while units are silent: a problem.
 
         Silent: a watched site with ``SILENT`` of its units never positive on the probe (a
-        SiLU's too: its dormant share is relative to the layer, all of it equally quiet).
+        SiLU's too: its dormant share is relative to the layer, all of it equally quiet), or
+        ``QUIET`` of its outputs not positive (a unit of a map positive at a few places).
         Also the cause the dead-unit, gradient and not-learning findings name.
         """
-        silent = any(float(f["dead_fraction"]) >= SILENT for f in figures.values())
+        silent = any(
+            float(f["dead_fraction"]) >= SILENT or float(f["zero_fraction"]) >= QUIET
+            for f in figures.values()
+        )
         if not layers or not silent or not self._new("negative_biases", "problem"):
             return []
         held = (
