@@ -132,7 +132,7 @@ class InitReview:
         Also the cause the dead-unit, gradient and not-learning findings name.
         """
         silent = any(
-            float(f["dead_fraction"]) >= SILENT or float(f["zero_fraction"]) >= QUIET
+            float(f["dead_fraction"]) >= SILENT or float(f.get("zero_fraction", 0.0)) >= QUIET
             for f in figures.values()
         )
         if not layers or not silent or not self._new("negative_biases", "problem"):
