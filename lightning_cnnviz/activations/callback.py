@@ -113,6 +113,7 @@ class ActivationMonitor(Telling, TrainingWindow, Monitor, section="activations")
         self._findings: dict[str, Finding] = {}  # the last reported finding of each kind
         self._compiled: bool | None = None  # known at the first training batch
         self._norms_at_end = self._norms_across = None  # ``TrainingWindow``: written between
+        self._start_growth: Tensor | None = None  # ``TrainingWindow``: the weights at step 0
 
     @override
     def watched_modules(self) -> dict[str, nn.Module]:
@@ -276,7 +277,8 @@ class ActivationMonitor(Telling, TrainingWindow, Monitor, section="activations")
         images = None if outside else self.probe(trainer, split).images
         n = trace_images(model)  # one sample, unless a BatchNorm keeps no statistics
         run = lambda: model(self.probe_input(trainer, model, split)[:n])  # noqa: E731
-        return first_log_reads(model, self._rec.depth, images, scores, run)
+        growth = self._start_growth  # read at step 0 (``TrainingWindow``)
+        return first_log_reads(model, self._rec.depth, images, scores, run, growth)
 
     def _training_split(self, trainer: Trainer) -> str:
         """The train probe's split where it can be read (else the val one's): what training sees.

@@ -164,6 +164,7 @@ class TrainingDiagnosis(
         maximize: tuple[str, ...] = (),
         before_update: bool = False,
         modes: tuple[list[str], list[str]] | None = None,
+        init_growth: float | None = None,
     ) -> list[Verdict]:
         """One log's verdicts (``bad_parameters`` lists non-finite parameters, when asked).
 
@@ -203,6 +204,9 @@ class TrainingDiagnosis(
         first update, where a factor initialised at 0 (LoRA's ``B``, a zero residual gate)
         holds the gradient of what feeds it at exactly 0: no cut is told from it. ``modes``:
         the norm and dropout layers in eval mode now (``mode_switch.eval_mode_layers``).
+        ``init_growth``: the weights' scale at step 0 (``initial_scale.init_growth``), read
+        with ``chance``: a first loss far above ``ln K`` from weights at a standard scale is
+        a loss scaled, the cause a divergence names.
         """
         series = self._finite_losses(self.loss.read(), figures, bad_parameters)  # hunt 115
         self.chance = self.chance or chance
@@ -233,6 +237,7 @@ class TrainingDiagnosis(
             self._note_norms(step, norms, reach, written)
         out += self._skipped_note(step, epoch)
         drops = self._note_modes(step, modes)  # before a divergence, which may follow it
+        out += self._scaled_start(step, epoch, series, chance, init_growth)  # its cause too
         out += self._divergence(
             step, epoch, series, figures, profile, alerts, bad_parameters, dying
         )

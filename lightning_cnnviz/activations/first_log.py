@@ -2,8 +2,8 @@
 
 Nothing here knows about Lightning. The class count and the probe's cross-entropy (the
 chance level), the scale of the raw probe images, BatchNorm layers held in eval mode with
-their initial statistics (``frozen_norms.py``), and weights whose initialisation stops
-learning (``init_weights.init_reads``).
+their initial statistics (``frozen_norms.py``), weights whose initialisation stops
+learning (``init_weights.init_reads``), and the weights' scale at step 0 (read then).
 
 Example::
 
@@ -43,13 +43,15 @@ def first_log_reads(
     images: Tensor | None,
     scores: tuple[int, float, float] | None,
     run: Callable[[], Any] | None = None,
+    growth: Tensor | None = None,
 ) -> dict[str, Any]:
     """The first log's reads, as ``TrainingDiagnosis.review`` takes them.
 
     ``images``: the raw probe images (``None`` where the run's hooks or training step
     rescale the inputs, so the probe's pixels are not what training sees); ``scores``:
     ``(K, probe accuracy, probe cross-entropy)`` (``None``: no class labels); ``run``: one
-    forward pass of the model, which tells the BatchNorm layers it calls.
+    forward pass of the model, which tells the BatchNorm layers it calls; ``growth``: the
+    weights' scale read at step 0 (``initial_scale.init_growth``), before any update.
     """
     # the whole model in eval mode too (setups hunt 68: `model.eval()` before `fit`, kept by
     # Lightning); a weight average's copy (timm's ModelEmaV3) is in eval mode by design
@@ -66,6 +68,7 @@ def first_log_reads(
         "chance": None if scores is None else (scores[0], scores[2]),
         "input_scale": None if images is None else _input_scale(model, images, run),
         "frozen_norms": norms,
+        "init_growth": None if growth is None else float(growth),
         **init_reads(model, depth),
     }
 

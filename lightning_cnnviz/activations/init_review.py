@@ -21,7 +21,12 @@ from lightning_cnnviz.activations.init_weights import (
     identical_text,
     negative_text,
 )
-from lightning_cnnviz.activations.initial_scale import NEAR, init_explosion, scaled_loss
+from lightning_cnnviz.activations.initial_scale import (
+    NEAR,
+    init_explosion,
+    scaled_at_start,
+    scaled_loss,
+)
 from lightning_cnnviz.core.inputs import RAW_SCALE
 from lightning_cnnviz.core.voice import listed
 
@@ -66,10 +71,9 @@ class InitReview:
             # without this monitor's state: setups hunt 67, a blow-up at step 33 was told
             # "exploding activations at initialisation")
             return []
-        raw = (self.input_scale or {}).get("input_max", 0.0)
-        raw = raw if raw > RAW_SCALE else 0.0  # (not the flat inputs `scale_text` tells too)
+        raw = self._raw_inputs()
         found = init_explosion([v for _, v in series], *chance, raw_inputs=raw)
-        if found is None:
+        if found is None or (self.loss_scale is not None and not raw):  # ``_scaled_start``
             scaled = scaled_loss([v for _, v in series], *chance)
             if scaled is not None and scaled[1]["scale"] > 1 and len(series) <= NEAR:
                 # a loss scaled up, or an explosion the first updates brought down (hunt 96:
@@ -93,6 +97,37 @@ class InitReview:
             "(see `exploding_gradients`)."
         )
         return [Verdict(kind, severity, f"At step {step} (epoch {epoch}): {message}", fig)]
+
+    def _raw_inputs(self) -> float:
+        """The largest raw input where the inputs are far from unit scale, else 0."""
+        raw = (self.input_scale or {}).get("input_max", 0.0)
+        return raw if raw > RAW_SCALE else 0.0  # (not the flat inputs `scale_text` tells too)
+
+    def _scaled_start(
+        self,
+        step: int,
+        epoch: int,
+        series: list[tuple[int, float]],
+        chance: tuple[int, float] | None,
+        growth: float | None,
+    ) -> list[Verdict]:
+        """A loss scaled, read at the first log from step 0 (``scaled_at_start``): a note.
+
+        Before the divergence rules, whose cause it then is: the first updates of a loss
+        scaled up under SGD blow the weights up before the first log, where the probe can
+        no longer read the model's own cross-entropy (held-out hunt 122). ``growth``: the
+        weights' at step 0 (``initial_scale.init_growth``); ``chance``: the first log's.
+        """
+        if self.loss_scale is not None or chance is None or not series or series[0][0] > 0:
+            return []
+        found = None if self._raw_inputs() else scaled_at_start(series[0][1], *chance, growth)
+        if found is None:
+            return []
+        text, fig = found
+        self.loss_scale = fig["scale"]
+        if not self._new("scaled_loss", "note"):
+            return []
+        return [Verdict("scaled_loss", "note", f"At step {step} (epoch {epoch}): {text}.", fig)]
 
     def _symmetric(self, step: int, epoch: int, layers: Sequence[str]) -> list[Verdict]:
         """Layers whose units all hold the same weights after the first updates: a problem.

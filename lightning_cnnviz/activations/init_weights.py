@@ -55,6 +55,7 @@ __all__ = [
     "init_reads",
     "negative_biases",
     "negative_text",
+    "unnormalised",
     "zero_weights",
 ]
 
@@ -69,6 +70,7 @@ SILENT = 0.5  # ...told where a watched site has this share of its units never p
 QUIET = 0.9
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)  # scale and shift
 _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity)
+_TABLES = (nn.Embedding, nn.EmbeddingBag)
 _RECTIFYING = ("rectifier", "leaky")  # silent (ReLU) or dormant (SiLU, GELU) below zero
 
 
@@ -155,17 +157,12 @@ def negative_biases(modules: Sequence[tuple[str, nn.Module]]) -> list[str]:
         >>> negative_biases(list(net.named_modules()))
         ['1', '4']
     """
-    leaves = [(n, m) for n, m in modules if not any(True for _ in m.children())]
-    leaves = [(n, m) for n, m in leaves if not isinstance(m, _PASS_THROUGH)]
     named = [
         (name, w.detach().flatten(1), b.detach())
-        for i, (name, module) in enumerate(leaves)
-        if isinstance(w := getattr(module, "weight", None), Tensor)
-        and isinstance(b := getattr(module, "bias", None), Tensor)
-        and w.ndim >= 2
+        for name, module, w in unnormalised(modules)
+        if isinstance(b := getattr(module, "bias", None), Tensor)
         and b.numel() == len(w)
         and not b.is_complex()  # no complex bias lies below zero
-        and not (i + 1 < len(leaves) and isinstance(leaves[i + 1][1], NORM_LAYERS))
     ]
     low = [
         (name, b.float().median() < -NEG_BIAS * w.float().norm(dim=1).median())
@@ -176,6 +173,32 @@ def negative_biases(modules: Sequence[tuple[str, nn.Module]]) -> list[str]:
     flags = torch.stack([t for _, t in low]).cpu().tolist()
     flags = dict(zip([n for n, _ in low], flags, strict=True))
     return [name for name, _ in modules if flags.get(name)]
+
+
+def unnormalised(modules: Sequence[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module, Tensor]]:
+    """``(name, layer, weight)`` of the layers whose output no normalisation layer takes next.
+
+    ``modules``: a model's ``named_modules()``. Leaf layers with a ``weight`` of two
+    dimensions or more (an ``nn.Embedding``'s is a table, no sum over inputs), but those
+    whose next leaf module (in the order they are defined, past dropout) is a
+    normalisation layer: it takes their scale and their bias out again.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 3))
+        >>> [name for name, _, _ in unnormalised(list(net.named_modules()))]
+        ['2']
+    """
+    leaves = [(n, m) for n, m in modules if not any(True for _ in m.children())]
+    leaves = [(n, m) for n, m in leaves if not isinstance(m, (*_PASS_THROUGH, *_TABLES))]
+    return [
+        (name, module, w)
+        for i, (name, module) in enumerate(leaves)
+        if isinstance(w := getattr(module, "weight", None), Tensor)
+        and w.ndim >= 2
+        and not isinstance(w, nn.parameter.UninitializedParameter)  # a lazy layer, not built
+        and not (i + 1 < len(leaves) and isinstance(leaves[i + 1][1], NORM_LAYERS))
+    ]
 
 
 def _low_shifts(modules: Sequence[tuple[str, nn.Module]]) -> list[tuple[str, Tensor]]:

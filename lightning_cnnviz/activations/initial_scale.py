@@ -5,7 +5,9 @@ classifier of ``K`` outputs with weights at a sane scale starts near the chance 
 ``ln K``. The first training losses and the monitor's own cross-entropy of the probe far
 above it: the initial weights are too large (``init_explosion``). The first losses far
 above or below the model's own cross-entropy while that sits near ``ln K``: the loss
-``training_step`` returns is scaled (``scaled_loss``).
+``training_step`` returns is scaled (``scaled_loss``); or, where the first updates blew
+the weights up before the probe read them, the first loss far above ``ln K`` while the
+weights at step 0 were at a standard scale (``init_growth``, ``scaled_at_start``).
 
 Example::
 
@@ -21,12 +23,19 @@ import math
 import statistics
 from collections.abc import Sequence
 
+import torch
+from torch import Tensor, nn
+
+from lightning_cnnviz.activations.init_weights import unnormalised
+
 __all__ = [
     "INIT_EXPLOSION_REMEDIES",
     "NEAR",
     "OVER_CHANCE",
     "init_explosion",
+    "init_growth",
     "over_chance",
+    "scaled_at_start",
     "scaled_loss",
 ]
 
@@ -47,6 +56,87 @@ SANE = 2.0  # ...where that cross-entropy is within this many times ln K (logits
 # model fitted again, mean cross-entropy, was told "~0.096x the model's own cross-entropy")
 FRESH = 0.5
 NEAR = 3  # the last losses before the first log: a few updates from the probe's weights
+# The layers' gains over He's (a unit's output over its inputs', sqrt(2) for a ReLU net),
+# multiplied over the layers no normalisation follows, at most this: a standard scale.
+# PyTorch's default (0.58 a layer), He, Xavier and a BatchNorm net read 1; He x2 on seven
+# layers reads 128 (the logits too large, ``init_explosion``)
+STANDARD_GROWTH = 4.0
+
+
+def init_growth(modules: Sequence[tuple[str, nn.Module]]) -> Tensor | None:
+    """How much larger than He's the weights make a unit's outputs, layer over layer.
+
+    ``modules``: a model's ``named_modules()``, read before its first update (on its
+    device, no host read: a 0-d tensor, ``None`` without weight layers). Each layer no
+    normalisation follows (``init_weights.unnormalised``) gains the root mean square of
+    its units' weight norms over He's ``sqrt(2)``; gains under 1 count as 1 (a layer that
+    shrinks its outputs is no sign of one too large).
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        >>> float(init_growth(list(net.named_modules())))  # PyTorch's default
+        1.0
+        >>> for layer in (net[0], net[2]):
+        ...     _ = nn.init.normal_(layer.weight, std=1.0)  # unit weights: sqrt(fan_in)
+        >>> float(init_growth(list(net.named_modules()))) > 20  # 5.7 x 4
+        True
+    """
+    gains = [
+        torch.linalg.vector_norm(w.detach().float()) / math.sqrt(2 * len(w))
+        for _, _, w in unnormalised(modules)
+        if not w.is_complex() and len(w)
+    ]
+    if not gains:
+        return None
+    device = gains[0].device
+    return torch.stack([g.to(device) for g in gains]).clamp_min(1.0).prod()
+
+
+def scaled_at_start(
+    first_loss: float, classes: int, probe_loss: float, growth: float | None
+) -> tuple[str, dict[str, float]] | None:
+    """A first loss ``SCALED`` x ``ln K`` from weights at a standard scale: a loss scaled.
+
+    Where the first updates blew the weights up before the first log, the probe's
+    cross-entropy there (``probe_loss``, over ``SANE`` x ``ln K``) no longer says what
+    the model scored at step 0 and ``scaled_loss`` cannot read the loss's scale. The
+    weights' ``growth`` at step 0 (``init_growth``) at most ``STANDARD_GROWTH`` says it:
+    the model started near ``ln K``, so a first loss (before any update) ``SCALED`` x that
+    is the loss ``training_step`` returns, scaled (held-out hunt 122: a cross-entropy
+    x1000 under SGD 0.05 blew up at step 1 and was told as weights initialised too large,
+    with "a standard initialisation instead of a scaled-up one" first, at PyTorch's
+    default init).
+
+    Example::
+
+        >>> text, figures = scaled_at_start(2312.0, 10, 89.4, growth=1.0)
+        >>> text[:58], figures["scale"]
+        ('The training loss is ~1004x the chance level: the first lo', 1004.0)
+        >>> scaled_at_start(2312.0, 10, 89.4, growth=128.0) is None  # weights too large
+        True
+        >>> scaled_at_start(2312.0, 10, 2.31, growth=1.0) is None  # ``scaled_loss`` reads it
+        True
+        >>> scaled_at_start(2312.0, 10, math.nan, growth=1.0)[1]["scale"]  # blown up to NaN
+        1004.0
+    """
+    chance = math.log(classes) if classes >= 2 else math.nan
+    if growth is None or not growth <= STANDARD_GROWTH or not first_loss >= SCALED * chance:
+        return None
+    blown = not math.isfinite(probe_loss) or probe_loss > SANE * chance  # NaN: blown up too
+    if not (math.isfinite(first_loss) and blown):
+        return None
+    scale = round(first_loss / chance)
+    text = (
+        f"The training loss is ~{scale:.0f}x the chance level: the first loss "
+        f"{first_loss:.4g} (before any update) against ln {classes} = {chance:.2f}, where a "
+        "model with its weights at a standard scale starts (theirs were at step 0). The loss "
+        "`training_step` returns is scaled (multiplied, or summed over the batch instead of "
+        f"averaged): under SGD every step is ~{scale:.0f}x larger than the learning rate "
+        "says, and the first updates blew the weights up. Try: average the loss over the "
+        'batch (`reduction="mean"`) and drop the factor, or divide the learning rate by it'
+    )
+    return text, {"first_loss": first_loss, "chance_loss": chance, "scale": float(scale)}
 
 
 def scaled_loss(

@@ -6,9 +6,10 @@ before the next log has opened, traces the call sites before the first one and h
 the watched layers for that batch only (``recorder.Recorder``; not under
 ``torch.compile``, where the probe pass stands alone). It keeps the loss each backward
 saw (for a ``training_step`` that returns none), reads the gradients left from before
-the logging step's first backward (``carry_over.py``) and the weight gradients before
-its optimizer step, and hands each batch's loss to the diagnosis. Hooks come off after
-every batch, on an exception and at teardown.
+the logging step's first backward (``carry_over.py``), the weight gradients before
+its optimizer step and the weights' scale before the fit's first update
+(``initial_scale.init_growth``), and hands each batch's loss to the diagnosis. Hooks come
+off after every batch, on an exception and at teardown.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing_extensions import override
 
 from lightning_cnnviz.activations.carry_over import leftover_gradient
 from lightning_cnnviz.activations.diagnose import TrainingDiagnosis
+from lightning_cnnviz.activations.initial_scale import init_growth
 from lightning_cnnviz.activations.recorder import Recorder
 from lightning_cnnviz.activations.rewrites import norm_tensor
 from lightning_cnnviz.core.batches import batch_inputs
@@ -60,6 +62,7 @@ class TrainingWindow:
     # the layers' norms at an event's step end, then with those at the next batch's start
     _norms_at_end: tuple[list[str], Tensor] | None
     _norms_across: tuple[list[str], Tensor, Tensor] | None
+    _start_growth: Tensor | None  # the weights' scale before the fit's first update
 
     def _trace(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._rec.sites:
@@ -105,6 +108,11 @@ class TrainingWindow:
             return
         if self._layers_pending:  # lazy modules: no pass before the run's first step
             return
+        if trainer.global_step == 0 and batch_idx == 0 and not trainer.current_epoch:
+            # before any update, on the device (read at the first log): a first loss far
+            # above chance from weights at a standard scale is a loss scaled (held-out hunt
+            # 122: SGD blew the weights up at step 1, before the first log could read them)
+            self._start_growth = init_growth(list(unwrap_model(pl_module).named_modules()))
         ahead = batches_to_log(
             trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
             trainer.num_training_batches, self.schedule.next_step(trainer.global_step),
