@@ -85,7 +85,7 @@ def init_growth(modules: Sequence[tuple[str, nn.Module]]) -> Tensor | None:
     gains = [
         torch.linalg.vector_norm(w.detach().float()) / math.sqrt(2 * len(w))
         for _, _, w in unnormalised(modules)
-        if not w.is_complex() and len(w)
+        if not w.is_complex() and not w.is_meta and len(w)
     ]
     if not gains:
         return None
@@ -129,12 +129,13 @@ def scaled_at_start(
     scale = round(first_loss / chance)
     text = (
         f"The training loss is ~{scale:.0f}x the chance level: the first loss "
-        f"{first_loss:.4g} (before any update) against ln {classes} = {chance:.2f}, where a "
-        "model with its weights at a standard scale starts (theirs were at step 0). The loss "
-        "`training_step` returns is scaled (multiplied, or summed over the batch instead of "
-        f"averaged): under SGD every step is ~{scale:.0f}x larger than the learning rate "
-        "says, and the first updates blew the weights up. Try: average the loss over the "
-        'batch (`reduction="mean"`) and drop the factor, or divide the learning rate by it'
+        f"{first_loss:.4g} (before any update) against ln {classes} = {chance:.2f}, near "
+        "which a model starts with its weights at a standard scale, as this one's were at "
+        "step 0. The loss `training_step` returns is scaled (multiplied, or summed over the "
+        f"batch instead of averaged): under SGD every step is ~{scale:.0f}x larger than the "
+        "learning rate says, and the first updates blew the weights up. Try: average the "
+        'loss over the batch (`reduction="mean"`) and drop the factor, or divide the learning '
+        "rate by it"
     )
     return text, {"first_loss": first_loss, "chance_loss": chance, "scale": float(scale)}
 

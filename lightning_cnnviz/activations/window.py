@@ -112,7 +112,10 @@ class TrainingWindow:
             # before any update, on the device (read at the first log): a first loss far
             # above chance from weights at a standard scale is a loss scaled (held-out hunt
             # 122: SGD blew the weights up at step 1, before the first log could read them)
-            self._start_growth = init_growth(list(unwrap_model(pl_module).named_modules()))
+            try:
+                self._start_growth = init_growth(list(unwrap_model(pl_module).named_modules()))
+            except Exception:  # weights the read cannot take: the loss's scale is read as before
+                self._start_growth = None
         ahead = batches_to_log(
             trainer.global_step, batch_idx, trainer.accumulate_grad_batches,
             trainer.num_training_batches, self.schedule.next_step(trainer.global_step),
