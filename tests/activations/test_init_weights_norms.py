@@ -56,3 +56,7 @@ def test_negative_biases_a_norm_layers_small_or_default_shift_says_nothing(tmp_p
     net = nn.Sequential(nn.Conv1d(1, 4, 3), nn.LayerNorm(6), nn.GELU())
     nn.init.constant_(net[1].bias, -3.0)
     assert negative_biases(list(net.named_modules())) == ["1"]
+    # every bias at -3: the output layer's are the classes' priors, no silenced unit
+    net = bn_cnn(-3.0)
+    nn.init.constant_(net[9].bias, -3.0)
+    assert negative_biases(list(net.named_modules())) == ["1", "5"]
