@@ -50,7 +50,8 @@ class Evaluation:
     whether its outputs are probabilities;
     ``probe_nll_raw_val``: what ``nll_loss`` fed the outputs as they are would log
     (``loss_reads.candidates``; the loss they are made for is ``probe_loss_val``, its
-    standard error ``probe_loss_se_val``); ``probe_outside_val``: the share of val probe
+    standard error ``probe_loss_se_val``, ``probe_ce_probs_val``'s
+    ``probe_ce_probs_se_val``); ``probe_outside_val``: the share of val probe
     images whose largest output is at an index no label reaches, where the outputs are at
     least twice as wide as the labels' classes (``chance_levels.scores_elsewhere``).
 
@@ -108,6 +109,7 @@ class Evaluation:
     probe_simplex_val: float | None = None
     probe_nll_raw_val: float | None = None
     probe_loss_se_val: float | None = None
+    probe_ce_probs_se_val: float | None = None
     probe_outside_val: float | None = None
     conf_bn: float | None = None
     probe_acc_bn: float | None = None

@@ -77,6 +77,7 @@ __all__ = [
     "loss_mismatch",
     "misfed",
     "reads_logits",
+    "softmax_exact",
 ]
 
 MATCH = 0.1  # the logged val loss within 10% of the softmax's cross-entropy on the probe
@@ -94,7 +95,7 @@ def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
     the outputs themselves where they are probabilities already; ``probe_simplex_val``:
     1 where they are; ``probe_nll_raw_val``: ``F.nll_loss`` of the outputs as they are;
     ``probe_loss_se_val``: the standard error of the probe's own cross-entropy (its mean
-    over the probe's images).
+    over the probe's images); ``probe_ce_probs_se_val``: that of ``probe_ce_probs_val``.
     The loss the outputs are made for is the probe's own cross-entropy
     (``probe_loss_val``: read through ``core.logits.as_logits``, the negative
     log-likelihood of a softmax model's probabilities).
@@ -109,16 +110,47 @@ def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
     out, labels = outputs.float(), labels.to(outputs.device).long()  # probe labels: on the CPU
     simplex = is_simplex(out)  # a softmax's rows: non-negative, summing to one
     own = F.cross_entropy(as_logits(out), labels, reduction="none")
+    fed = F.cross_entropy(torch.where(simplex, out, out.softmax(1)), labels, reduction="none")
     return {
-        "probe_ce_probs_val": F.cross_entropy(torch.where(simplex, out, out.softmax(1)), labels),
+        "probe_ce_probs_val": fed.mean(),
         "probe_simplex_val": simplex.float(),
         "probe_nll_raw_val": F.nll_loss(out, labels),
-        "probe_loss_se_val": own.std() / len(own) ** 0.5 if len(own) > 1 else own.sum() * 0,
+        "probe_loss_se_val": _standard_error(own),
+        "probe_ce_probs_se_val": _standard_error(fed),
     }
+
+
+def _standard_error(per_image: Tensor) -> Tensor:
+    """The standard error of a mean over the probe's images (0 for a single image)."""
+    n = len(per_image)
+    return per_image.std() / n**0.5 if n > 1 else per_image.sum() * 0
 
 
 OTHER_MODEL = 0.25
 """The logged val accuracy this far from the val probe's: the logged loss is another model's."""
+
+
+def softmax_exact(ev: Evaluation) -> bool:
+    """Whether the logged val loss is the softmax's cross-entropy on the val probe, exactly.
+
+    Within ``SAMPLED`` standard errors of that candidate's mean over the probe's images
+    (``probe_ce_probs_se_val``: the probe samples the val set the loss is logged on) and
+    ``CLEAR`` of it. Held-out hunt 122: softmax before `cross_entropy` logged it to 0.2-2%
+    (about one standard error) at every validation of runs past 80% val, untold or told and
+    withdrawn; label smoothing 0.5 sits 8% (6 standard errors) under it.
+
+    Example::
+
+        >>> row = dict(val_loss=1.157, probe_loss_val=0.375, probe_ce_probs_val=1.142)
+        >>> softmax_exact(Evaluation(282, 5, probe_ce_probs_se_val=0.0136, **row))
+        True
+        >>> softmax_exact(Evaluation(282, 5, probe_ce_probs_se_val=0.003, **row))
+        False
+    """
+    loss, soft, se = ev.val_loss, ev.probe_ce_probs_val, ev.probe_ce_probs_se_val
+    if loss is None or soft is None or se is None:
+        return False
+    return abs(loss - soft) <= min(SAMPLED * se, CLEAR * soft)
 
 
 def reads_logits(ev: Evaluation) -> bool | None:
@@ -132,6 +164,8 @@ def reads_logits(ev: Evaluation) -> bool | None:
     held out (hunt 22), a model ending in a softmax trained through the bug kept its
     probabilities near uniform (88% accuracy, its own NLL 2.10) while the logged val loss
     was the cross-entropy of its probabilities to 4 decimals (1.58), on 2 of 3 seeds unsaid.
+    True where the model ranks its labels ``RANKED`` right and the loss is ``FAR`` over the
+    own cross-entropy (a label-smoothed loss's level), unless ``softmax_exact``.
 
     Example::
 
@@ -158,10 +192,11 @@ def reads_logits(ev: Evaluation) -> bool | None:
         # cross-entropy early on, told "fed probabilities")
         return None
     acc = ev.val_acc if ev.val_acc is not None else ev.probe_acc_val
-    if acc is not None and acc >= RANKED and own * FAR <= loss:
+    if acc is not None and acc >= RANKED and own * FAR <= loss and not softmax_exact(ev):
         # the model ranks its labels right and the loss sits far above its own cross-
         # entropy: the loss's own level (hunt 40: label smoothing 0.5 logs 1.79 at 93% val,
-        # the outputs' own 0.82, within 10% of the softmax's 1.95), whichever it matches
+        # the outputs' own 0.82, within 10% of the softmax's 1.95), unless it is the
+        # softmax's to the probe's sampling error: then the bug, at any accuracy
         return True
     matches_softmax = abs(loss - soft) <= MATCH * soft
     if max(own, soft) / min(own, soft) < FAR:  # the candidates close: unless unmistakable

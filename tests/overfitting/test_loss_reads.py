@@ -295,6 +295,34 @@ def test_loss_reads_found_in_a_run_fed_probabilities(tmp_path, in_net):
     assert text and "Pass the raw logits" in text[0]
 
 
+@pytest.mark.parametrize("in_net", [False, True])
+def test_loss_reads_fed_probabilities_stays_told_past_80_percent(tmp_path, in_net):
+    # held-out hunt 122: softmax before `cross_entropy` on runs passing 80% val (digits under
+    # Adam, a Conv1d net under SGD) logged the softmax's cross-entropy to 1-2% at every
+    # validation; read as a label-smoothed loss's own level, it went untold or was withdrawn
+    torch.manual_seed(0)
+    train = DataLoader(one_hot_set([128] * 4, seed=0, noise=0.3), batch_size=32, shuffle=True)
+    val = DataLoader(one_hot_set([64] * 4, seed=1, noise=0.3), batch_size=64)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    if in_net:
+        net.append(nn.Softmax(dim=1))
+    trainer, said = fit_monitor(tmp_path, Softmaxed(net, lr=0.01), train, val, epochs=6)
+    (finding,) = [f for f in findings_of(trainer) if f.kind == "loss_mismatch"]
+    assert finding.severity == "problem" and finding.figures["in_model"] is in_net
+    assert finding.figures["val_acc"] >= 0.9  # past 80% when told, the own loss far under it
+    assert finding.figures["own_loss"] * loss_reads.FAR <= finding.figures["val_loss"]
+    run = events(tmp_path / "tb" / "version_0")
+    logged = {e.step: e.value for e in run.Scalars("val/loss")}
+    assert logged[finding.step - 1] == pytest.approx(finding.figures["val_loss"], rel=1e-5)
+    monitor = next(c for c in trainer.callbacks if type(c).__name__ == "OverfittingMonitor")
+    last = monitor.detector.history[-1]
+    assert last.val_acc >= 0.9 and loss_reads.misfed(last) == "probabilities"
+    written = texts(run, "overfitting/diagnosis")
+    assert any("The loss is fed probabilities" in t for t in written)
+    assert not any("as what they are again" in t for t in written)  # never withdrawn
+    assert any("The loss is fed probabilities" in m for m in said)
+
+
 def test_loss_reads_probabilities_read_as_their_logarithms_give_the_logits_figures():
     logits, labels = torch.randn(64, 5) * 3, torch.randint(0, 5, (64,))
     as_logits, _, _ = figures({}, {"val": logits}, {"val": labels})
