@@ -63,6 +63,7 @@ from lightning_cnnviz.overfitting.returned_loss import (
     probability_floor,
     unbounded_term,
 )
+from lightning_cnnviz.overfitting.softmax_match import smoothing_alike, softmax_exact
 from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
@@ -77,7 +78,6 @@ __all__ = [
     "loss_mismatch",
     "misfed",
     "reads_logits",
-    "softmax_exact",
 ]
 
 MATCH = 0.1  # the logged val loss within 10% of the softmax's cross-entropy on the probe
@@ -130,29 +130,6 @@ OTHER_MODEL = 0.25
 """The logged val accuracy this far from the val probe's: the logged loss is another model's."""
 
 
-def softmax_exact(ev: Evaluation) -> bool:
-    """Whether the logged val loss is the softmax's cross-entropy on the val probe, exactly.
-
-    Within ``SAMPLED`` standard errors of that candidate's mean over the probe's images
-    (``probe_ce_probs_se_val``: the probe samples the val set the loss is logged on) and
-    ``CLEAR`` of it. Held-out hunt 122: softmax before `cross_entropy` logged it to 0.2-2%
-    (about one standard error) at every validation of runs past 80% val, untold or told and
-    withdrawn; label smoothing 0.5 sits 8% (6 standard errors) under it.
-
-    Example::
-
-        >>> row = dict(val_loss=1.157, probe_loss_val=0.375, probe_ce_probs_val=1.142)
-        >>> softmax_exact(Evaluation(282, 5, probe_ce_probs_se_val=0.0136, **row))
-        True
-        >>> softmax_exact(Evaluation(282, 5, probe_ce_probs_se_val=0.003, **row))
-        False
-    """
-    loss, soft, se = ev.val_loss, ev.probe_ce_probs_val, ev.probe_ce_probs_se_val
-    if loss is None or soft is None or se is None:
-        return False
-    return abs(loss - soft) <= min(SAMPLED * se, CLEAR * soft)
-
-
 def reads_logits(ev: Evaluation) -> bool | None:
     """Whether the logged val loss reads the outputs as logits (None: cannot tell).
 
@@ -192,12 +169,16 @@ def reads_logits(ev: Evaluation) -> bool | None:
         # cross-entropy early on, told "fed probabilities")
         return None
     acc = ev.val_acc if ev.val_acc is not None else ev.probe_acc_val
-    if acc is not None and acc >= RANKED and own * FAR <= loss and not softmax_exact(ev):
+    if acc is not None and acc >= RANKED and own * FAR <= loss:
         # the model ranks its labels right and the loss sits far above its own cross-
         # entropy: the loss's own level (hunt 40: label smoothing 0.5 logs 1.79 at 93% val,
         # the outputs' own 0.82, within 10% of the softmax's 1.95), unless it is the
-        # softmax's to the probe's sampling error: then the bug, at any accuracy
-        return True
+        # softmax's to the probe's sampling error: then the bug, at any accuracy, where
+        # smoothing at this confidence could not log it too
+        if not softmax_exact(ev):
+            return True
+        if smoothing_alike(ev):
+            return None
     matches_softmax = abs(loss - soft) <= MATCH * soft
     if max(own, soft) / min(own, soft) < FAR:  # the candidates close: unless unmistakable
         off = abs(loss - own)

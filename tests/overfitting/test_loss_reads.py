@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_cnnviz.core.findings import findings_of
-from lightning_cnnviz.overfitting import loss_reads, other_targets, returned_loss
+from lightning_cnnviz.overfitting import loss_reads, other_targets, returned_loss, softmax_match
 from lightning_cnnviz.overfitting.detector import Detector
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.headlines import headline
@@ -321,6 +321,27 @@ def test_loss_reads_fed_probabilities_stays_told_past_80_percent(tmp_path, in_ne
     assert any("The loss is fed probabilities" in t for t in written)
     assert not any("as what they are again" in t for t in written)  # never withdrawn
     assert any("The loss is fed probabilities" in m for m in said)
+
+
+def test_loss_reads_heavy_label_smoothing_at_its_optimum_is_not_told():
+    # label smoothing 0.5 on 5 classes (a Conv1d net, 100% val, seed 1): at its optimum the
+    # loss (the targets' entropy) meets their softmax's cross-entropy, 0.3-1.3 standard
+    # errors of the probe from the logged one: no probe tells it from the bug
+    # the logged val loss, the own cross-entropy, the softmax's, its standard error, conf
+    reads = [
+        (1.2870, 0.6742, 1.3086, 0.0065, 0.516), (1.2789, 0.6411, 1.2933, 0.0063, 0.533),
+        (1.2754, 0.6093, 1.2789, 0.0057, 0.548), (1.2701, 0.6056, 1.2772, 0.0055, 0.550),
+    ]  # fmt: skip
+    evs = [Evaluation(141 + 47 * i, 2 + i, val_loss=a, probe_loss_val=b, probe_ce_probs_val=c,
+                      probe_ce_probs_se_val=d, conf_val=q, val_acc=1.0, classes=5.0)
+           for i, (a, b, c, d, q) in enumerate(reads)]  # fmt: skip
+    assert [softmax_match.softmax_exact(e) for e in evs] == [False, False, True, True]
+    assert [loss_reads.reads_logits(e) for e in evs] == [True, True, None, None]
+    assert loss_reads.loss_mismatch(evs) is None
+    # the bug at a confidence no smoothing at its optimum logs it at (held-out hunt 122)
+    bug = replace(evs[-1], val_loss=1.1574, probe_loss_val=0.3753, probe_ce_probs_val=1.1423,
+                  probe_ce_probs_se_val=0.0136, conf_val=0.711)  # fmt: skip
+    assert loss_reads.reads_logits(bug) is False
 
 
 def test_loss_reads_probabilities_read_as_their_logarithms_give_the_logits_figures():
