@@ -43,6 +43,7 @@ from lightning_cnnviz.activations.output_activation import (
     output_activation_gone,
     output_activation_text,
 )
+from lightning_cnnviz.activations.probe_learning import probe_falling
 from lightning_cnnviz.activations.rewrites import silenced_by
 from lightning_cnnviz.core.decay import (
     DECAY_REMEDIES,
@@ -80,6 +81,9 @@ class CauseReview(InitReview):
     classes: int | None
     loss_scale: float | None
     peak_acc: float | None
+    log_accs: list[tuple[int, float]]  # (step, probe accuracy) of the latest logs
+    log_losses: list[tuple[int, float]]  # (step, probe cross-entropy), likewise
+    logs: list[int]  # the steps of the latest logs, this one's last
     grad_rise: float
     harder: int | None  # the step the training target got harder (``divergence_review``)
     output_told: tuple[int, list[int], int] | None  # the problem's step, classes, logs clear
@@ -247,7 +251,8 @@ class CauseReview(InitReview):
         ``falling``: the gradients' own reading of it. A loss that never left its chance level
         falls only beyond its own noise, not by a wobble of 3% (held-out hunt 118: ln 3 "fell
         3%" while a layer died, told "learning goes on"; a 100-class net leaving chance by
-        2.7%, 3.6 standard errors, does learn).
+        2.7%, 3.6 standard errors, does learn). Or the probe's own cross-entropy, read in
+        eval mode, at a new low with its accuracy past chance (``probe_learning.py``).
         """
         if previous < 0:
             fell = (gain or 0.0) >= FIRST_FALL
@@ -256,8 +261,11 @@ class CauseReview(InitReview):
         at_chance = (
             gain is not None and gain < STALLED and self.levels.at_chance(series, self.classes)
         )
-        return (falling or fell) and not (
-            at_chance and not self.levels.fell_clearly(series, previous)
+        # read in eval mode too: dropout 0.9 keeps the training loss near its start while
+        # the model learns (``probe_learning.py``; held-out hunt 122)
+        eval_mode = probe_falling(self.log_losses, self.log_accs, self.logs[-1], self.classes)
+        return eval_mode or (
+            (falling or fell) and not (at_chance and not self.levels.fell_clearly(series, previous))
         )
 
     def _blocked(self) -> str | None:

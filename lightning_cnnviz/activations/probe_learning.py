@@ -1,0 +1,61 @@
+"""Learning read where dropout is off: the probe's own cross-entropy, in eval mode.
+
+Nothing here knows about Lightning. The training loss is read in training mode: heavy
+dropout, strong augmentation, MixUp, label smoothing or stochastic depth keep it high
+while the model learns. The monitor's probe pass runs in eval mode at each log (no
+dropout, plain cross-entropy on the labels), so its loss falling shows learning going on
+that the training loss hides. Held-out hunt 122: ``Dropout(0.9)`` before the last Linear
+of a CNN under Adam 1e-3, val 64% -> 89% and the val loss 2.04 -> 0.86 falling at every
+validation, while the training loss stayed at 1.65-1.9 (17% below its start): a dense
+layer 53% silent was told "learning has stalled ... lower the learning rate", where the
+probe's cross-entropy had fallen 2.30 -> 1.39 with 14 of its 16 images right.
+
+Example::
+
+    >>> probe_falling([(20, 2.28), (40, 2.13)], [(20, 0.25), (40, 0.44)], 40, classes=10)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from lightning_cnnviz.activations.gradients import FALLING
+from lightning_cnnviz.activations.spike_accuracy import learnt
+
+__all__ = ["probe_falling"]
+
+
+def probe_falling(
+    losses: Sequence[tuple[int, float]],
+    accs: Sequence[tuple[int, float]],
+    step: int,
+    classes: int | None,
+) -> bool:
+    """Whether the probe shows learning going on at the log of ``step``, read in eval mode.
+
+    Its cross-entropy at ``step`` (the last of ``losses``, ``(step, loss)`` of the latest
+    logs) ``FALLING`` below the lowest of the earlier ones: a new low, not a wobble back
+    (a model stuck at some level moves its fixed probe up and down between logs); and its
+    accuracy at ``step`` past chance (``spike_accuracy.learnt``): a model at chance may
+    read 4 of the 16 probe images right, its loss drifting at ``ln K``. False where either
+    was not read at ``step`` (no class labels, or no earlier log to fall from).
+
+    Example::
+
+        >>> losses, accs = [(20, 2.28), (40, 2.13)], [(40, 0.44)]
+        >>> probe_falling(losses, accs, 40, 10), probe_falling(losses, [(40, 0.125)], 40, 10)
+        (True, False)
+        >>> probe_falling([(20, 1.20), (40, 0.90), (60, 0.89)], [(60, 0.8)], 60, 10)  # flat
+        False
+        >>> probe_falling(losses, accs, 60, 10)  # not read at this log
+        False
+    """
+    if not classes or classes < 2 or len(losses) < 2 or not accs:
+        return False
+    (at, now), (acc_at, acc) = losses[-1], accs[-1]
+    if at != step or acc_at != step or not math.isfinite(now) or not learnt(acc, classes):
+        return False
+    earlier = [v for _, v in losses[:-1] if math.isfinite(v)]
+    return bool(earlier) and now <= (1.0 - FALLING) * min(earlier)
