@@ -272,15 +272,20 @@ class Softmaxed(Net):
         return F.cross_entropy(logits if in_net else logits.softmax(1), y)
 
 
-@pytest.mark.parametrize("in_net", [False, True])
-def test_loss_reads_found_in_a_run_fed_probabilities(tmp_path, in_net):
+def fed_probabilities(tmp_path, in_net, noise, lr, epochs):
+    """A 4-class MLP on one-hot digits whose loss is fed its softmax (in the net or the loss)."""
     torch.manual_seed(0)
-    train = DataLoader(one_hot_set([128] * 4, seed=0, noise=1.0), batch_size=32, shuffle=True)
-    val = DataLoader(one_hot_set([64] * 4, seed=1, noise=1.0), batch_size=64)
+    train = DataLoader(one_hot_set([128] * 4, seed=0, noise=noise), batch_size=32, shuffle=True)
+    val = DataLoader(one_hot_set([64] * 4, seed=1, noise=noise), batch_size=64)
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
     if in_net:
         net.append(nn.Softmax(dim=1))
-    trainer, said = fit_monitor(tmp_path, Softmaxed(net, lr=0.05), train, val, epochs=8)
+    return fit_monitor(tmp_path, Softmaxed(net, lr=lr), train, val, epochs=epochs)
+
+
+@pytest.mark.parametrize("in_net", [False, True])
+def test_loss_reads_found_in_a_run_fed_probabilities(tmp_path, in_net):
+    trainer, said = fed_probabilities(tmp_path, in_net, noise=1.0, lr=0.05, epochs=8)
     (finding,) = [f for f in findings_of(trainer) if f.kind == "loss_mismatch"]
     assert finding.severity == "problem" and finding.figures["in_model"] is in_net
     assert ("the model ends in a softmax" in finding.message) is in_net
@@ -300,13 +305,7 @@ def test_loss_reads_fed_probabilities_stays_told_past_80_percent(tmp_path, in_ne
     # held-out hunt 122: softmax before `cross_entropy` on runs passing 80% val (digits under
     # Adam, a Conv1d net under SGD) logged the softmax's cross-entropy to 1-2% at every
     # validation; read as a label-smoothed loss's own level, it went untold or was withdrawn
-    torch.manual_seed(0)
-    train = DataLoader(one_hot_set([128] * 4, seed=0, noise=0.3), batch_size=32, shuffle=True)
-    val = DataLoader(one_hot_set([64] * 4, seed=1, noise=0.3), batch_size=64)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    if in_net:
-        net.append(nn.Softmax(dim=1))
-    trainer, said = fit_monitor(tmp_path, Softmaxed(net, lr=0.01), train, val, epochs=6)
+    trainer, said = fed_probabilities(tmp_path, in_net, noise=0.3, lr=0.01, epochs=6)
     (finding,) = [f for f in findings_of(trainer) if f.kind == "loss_mismatch"]
     assert finding.severity == "problem" and finding.figures["in_model"] is in_net
     assert finding.figures["val_acc"] >= 0.9  # past 80% when told, the own loss far under it
