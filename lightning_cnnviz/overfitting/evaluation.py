@@ -49,7 +49,7 @@ class Evaluation:
     ``probe_simplex_val``: what a loss fed probabilities would log on the val probe, and
     whether its outputs are probabilities;
     ``probe_nll_raw_val``: what ``nll_loss`` fed the outputs as they are would log
-    (``loss_reads.candidates``; the loss they are made for is ``probe_loss_val``, its
+    (``softmax_match.candidates``; the loss they are made for is ``probe_loss_val``, its
     standard error ``probe_loss_se_val``, ``probe_ce_probs_val``'s
     ``probe_ce_probs_se_val``); ``probe_outside_val``: the share of val probe
     images whose largest output is at an index no label reaches, where the outputs are at

@@ -9,8 +9,8 @@ logged val loss (1.9) said little: it matched the softmax's cross-entropy on the
 probe to 1-3%, while the outputs' own was 1.7-3.7x higher.
 
 The monitor has the val probe's outputs, so it computes both candidates
-(``candidates``): the loss the outputs are made for (their cross-entropy as logits) and
-what a loss fed probabilities logs (the cross-entropy of their softmax). A model that
+(``softmax_match.candidates``): the loss the outputs are made for (their cross-entropy as
+logits) and what a loss fed probabilities logs (the cross-entropy of their softmax). A model that
 ends in a softmax itself is read the other way round: its outputs are probabilities, so
 ``cross_entropy`` on them is the bug and their negative log-likelihood the loss they are
 made for. A logged val loss that matches the second within ``MATCH`` while the first is
@@ -46,11 +46,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
-
-from lightning_cnnviz.core.logits import as_logits, is_simplex
 from lightning_cnnviz.overfitting.chance_levels import wide
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.returned_loss import (
@@ -72,7 +67,6 @@ __all__ = [
     "FAR",
     "MATCH",
     "SAMPLED",
-    "candidates",
     "fed_scores",
     "fed_scores_in_step",
     "loss_mismatch",
@@ -86,44 +80,6 @@ FAR = 1.5  # ...and the outputs' own cross-entropy at least 1.5x away from it
 # entropy than to the own one, which is at least 5% away from it
 CLOSER, CLEAR = 0.1, 0.05
 SAMPLED = 3.0  # ...and that one this many standard errors of the probe's mean away
-
-
-def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
-    """What a loss fed probabilities logs on the outputs, 0-dim tensors (no host transfer).
-
-    ``probe_ce_probs_val``: ``F.cross_entropy(p, y)`` with ``p`` the outputs' softmax, or
-    the outputs themselves where they are probabilities already; ``probe_simplex_val``:
-    1 where they are; ``probe_nll_raw_val``: ``F.nll_loss`` of the outputs as they are;
-    ``probe_loss_se_val``: the standard error of the probe's own cross-entropy (its mean
-    over the probe's images); ``probe_ce_probs_se_val``: that of ``probe_ce_probs_val``.
-    The loss the outputs are made for is the probe's own cross-entropy
-    (``probe_loss_val``: read through ``core.logits.as_logits``, the negative
-    log-likelihood of a softmax model's probabilities).
-
-    Example::
-
-        >>> import torch
-        >>> round(float(candidates(torch.tensor([[50.0, 0.0, 0.0]]), torch.tensor([0]))[
-        ...     "probe_ce_probs_val"]), 3)
-        0.551
-    """
-    out, labels = outputs.float(), labels.to(outputs.device).long()  # probe labels: on the CPU
-    simplex = is_simplex(out)  # a softmax's rows: non-negative, summing to one
-    own = F.cross_entropy(as_logits(out), labels, reduction="none")
-    fed = F.cross_entropy(torch.where(simplex, out, out.softmax(1)), labels, reduction="none")
-    return {
-        "probe_ce_probs_val": fed.mean(),
-        "probe_simplex_val": simplex.float(),
-        "probe_nll_raw_val": F.nll_loss(out, labels),
-        "probe_loss_se_val": _standard_error(own),
-        "probe_ce_probs_se_val": _standard_error(fed),
-    }
-
-
-def _standard_error(per_image: Tensor) -> Tensor:
-    """The standard error of a mean over the probe's images (0 for a single image)."""
-    n = len(per_image)
-    return per_image.std() / n**0.5 if n > 1 else per_image.sum() * 0
 
 
 OTHER_MODEL = 0.25

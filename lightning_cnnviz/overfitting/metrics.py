@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from lightning_cnnviz.core.logits import as_logits
-from lightning_cnnviz.overfitting.loss_reads import candidates
+from lightning_cnnviz.overfitting.softmax_match import candidates
 
 __all__ = [
     "confusion_counts",
@@ -156,7 +156,7 @@ def figures(
     ``classes`` (the logits' width), ``label_classes`` (the val probe's largest label
     + 1) and, with both val passes, ``bn_only`` / ``eval_only``
     (shares of the val probe right in one of them only), and the val probe's loss
-    candidates (``loss_reads.candidates``); per class only up to ``PER_CLASS_MAX`` classes.
+    candidates (``softmax_match.candidates``); per class only up to ``PER_CLASS_MAX`` classes.
     Outputs that are probabilities (a model that ends in a softmax) are read as their
     logarithms (``core.logits.as_logits``). Everything is reduced where the logits live
     and moved to the host in one transfer. A ``None`` entry (not logged, no usable logits)

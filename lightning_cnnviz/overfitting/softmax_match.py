@@ -1,12 +1,15 @@
-"""The logged val loss that is exactly what a loss fed probabilities logs, or could be smoothing's.
+"""What a loss fed probabilities logs on the val probe, and a logged val loss that is exactly it.
 
-Nothing here knows about Lightning. ``loss_reads.reads_logits`` reads a loss 1.5x over
-the outputs' own cross-entropy, on a model ranking its labels 80% right, as the loss's
-own level (label smoothing), whichever candidate it matches. Held-out hunt 122: softmax
-before `cross_entropy` on runs past 80% val logged the softmax's cross-entropy on the
-val probe to 0.2-2% at every validation, and went untold, or told and withdrawn as fixed.
-A match to the probe's sampling error (``softmax_exact``) is that bug at any accuracy,
-except where label smoothing at its optimum logs the same (``smoothing_alike``).
+Nothing here knows about Lightning. ``candidates`` computes, from the val probe's
+outputs, what each way a loss could take them logs (their softmax's cross-entropy, their
+negative log-likelihood as they are) with its standard error.
+``loss_reads.reads_logits`` reads a loss 1.5x over the outputs' own cross-entropy, on a
+model ranking its labels 80% right, as the loss's own level (label smoothing), whichever
+candidate it matches. Held-out hunt 122: softmax before `cross_entropy` on runs past 80%
+val logged the softmax's cross-entropy on the val probe to 0.2-2% at every validation,
+and went untold, or told and withdrawn as fixed. A match to the probe's sampling error
+(``softmax_exact``) is that bug at any accuracy, except where label smoothing at its
+optimum logs the same (``smoothing_alike``).
 
 Example::
 
@@ -20,9 +23,14 @@ from __future__ import annotations
 
 import math
 
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lightning_cnnviz.core.logits import as_logits, is_simplex
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 
-__all__ = ["EXACT", "NEAR", "smoothing_alike", "softmax_exact"]
+__all__ = ["EXACT", "NEAR", "candidates", "smoothing_alike", "softmax_exact"]
 
 # the logged loss this many standard errors of the probe's mean from the softmax's: that
 # loss exactly; the bug logged it within 0.2-1.3 (held-out hunt 122)
@@ -77,3 +85,41 @@ def smoothing_alike(ev: Evaluation) -> bool:
     entropy = -(q * math.log(q) + (k - 1.0) * rest * math.log(rest))
     soft = -q + math.log(math.exp(q) + (k - 1.0) * math.exp(rest))
     return abs(entropy - soft) <= NEAR * soft
+
+
+def candidates(outputs: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    """What a loss fed probabilities logs on the outputs, 0-dim tensors (no host transfer).
+
+    ``probe_ce_probs_val``: ``F.cross_entropy(p, y)`` with ``p`` the outputs' softmax, or
+    the outputs themselves where they are probabilities already; ``probe_simplex_val``:
+    1 where they are; ``probe_nll_raw_val``: ``F.nll_loss`` of the outputs as they are;
+    ``probe_loss_se_val``: the standard error of the probe's own cross-entropy (its mean
+    over the probe's images); ``probe_ce_probs_se_val``: that of ``probe_ce_probs_val``.
+    The loss the outputs are made for is the probe's own cross-entropy
+    (``probe_loss_val``: read through ``core.logits.as_logits``, the negative
+    log-likelihood of a softmax model's probabilities).
+
+    Example::
+
+        >>> import torch
+        >>> round(float(candidates(torch.tensor([[50.0, 0.0, 0.0]]), torch.tensor([0]))[
+        ...     "probe_ce_probs_val"]), 3)
+        0.551
+    """
+    out, labels = outputs.float(), labels.to(outputs.device).long()  # probe labels: on the CPU
+    simplex = is_simplex(out)  # a softmax's rows: non-negative, summing to one
+    own = F.cross_entropy(as_logits(out), labels, reduction="none")
+    fed = F.cross_entropy(torch.where(simplex, out, out.softmax(1)), labels, reduction="none")
+    return {
+        "probe_ce_probs_val": fed.mean(),
+        "probe_simplex_val": simplex.float(),
+        "probe_nll_raw_val": F.nll_loss(out, labels),
+        "probe_loss_se_val": _standard_error(own),
+        "probe_ce_probs_se_val": _standard_error(fed),
+    }
+
+
+def _standard_error(per_image: Tensor) -> Tensor:
+    """The standard error of a mean over the probe's images (0 for a single image)."""
+    n = len(per_image)
+    return per_image.std() / n**0.5 if n > 1 else per_image.sum() * 0

@@ -44,23 +44,23 @@ def test_loss_reads_candidates_of_logits_and_of_a_model_ending_in_softmax():
     # seeded, and spread so that no probability underflows `as_logits`'s 1e-12 floor
     g = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(32, 10, generator=g) * 3, torch.randint(0, 10, (32,), generator=g)
-    got = loss_reads.candidates(logits, labels)
+    got = softmax_match.candidates(logits, labels)
     fed = F.cross_entropy(logits.softmax(1), labels)
     assert float(got["probe_ce_probs_val"]) == pytest.approx(float(fed))
     own = figures({}, {"val": logits}, {"val": labels})[0]["probe_loss_val"]
     assert own == pytest.approx(float(F.cross_entropy(logits, labels)))
     assert float(got["probe_simplex_val"]) == 0.0
-    same = loss_reads.candidates(logits, labels.int())  # labels as a dataset may give them
+    same = softmax_match.candidates(logits, labels.int())  # labels as a dataset may give them
     assert float(same["probe_ce_probs_val"]) == pytest.approx(float(fed))
     # the outputs are probabilities already: cross-entropy on them is the bug, NLL the loss
     probs = logits.softmax(1)
-    got = loss_reads.candidates(probs, labels)
+    got = softmax_match.candidates(probs, labels)
     assert float(got["probe_ce_probs_val"]) == pytest.approx(float(fed))
     own = figures({}, {"val": probs}, {"val": labels})[0]["probe_loss_val"]
     assert own == pytest.approx(float(F.cross_entropy(logits, labels)), rel=1e-4)
     assert float(got["probe_simplex_val"]) == 1.0
     # the floor of a loss fed probabilities: a one-hot softmax gives ln(1 + (K - 1) / e)
-    floor = loss_reads.candidates(torch.tensor([[80.0] + [0.0] * 9]), torch.tensor([0]))
+    floor = softmax_match.candidates(torch.tensor([[80.0] + [0.0] * 9]), torch.tensor([0]))
     assert float(floor["probe_ce_probs_val"]) == pytest.approx(math.log(1 + 9 / math.e), rel=1e-4)
 
 
@@ -492,7 +492,7 @@ def test_loss_reads_a_match_within_the_probes_sampling_error_is_no_bug():
     y = torch.arange(10).repeat(13)[:128]
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(128, 10, generator=g) * 4  # confident, often wrong: losses 0-10
-    found = loss_reads.candidates(logits, y)
+    found = softmax_match.candidates(logits, y)
     own = float(torch.nn.functional.cross_entropy(logits, y))
     se = float(found["probe_loss_se_val"])
     per_image = torch.nn.functional.cross_entropy(logits, y, reduction="none")
