@@ -47,6 +47,9 @@ SMOOTH = 5  # steps per median: one odd batch is not a spike
 # a start this many times the first loss: a blow-up of the first steps, not a noisy start
 # (a Conv1d BN net under Adam 0.5: 1.39 -> 165 at step 1, the median of 5 at 7x the first)
 BLOWN_UP = 3.0
+# ...or one of the first losses this many times their median: a one-step blow-up (as
+# ``divergence.SPIKE_OVER_START``'s), whose aftermath lifts the median above the first loss
+ONE_STEP = 1.5
 MIN_STEPS = 20  # steps with a finite loss before ``progress`` says anything
 NEAR_LOW = 1.1  # a loss this close to a low set since the last log is still at its lows
 START_ABOVE = 0.15  # the first median this far above ln K at most is still at chance (the start)
@@ -129,9 +132,18 @@ def start_loss(finite: Sequence[float]) -> float:
         (4.9, 2.3)
         >>> start_loss([2.33, 135.0, 60.0, 31.0, 15.5, 3.2])
         2.33
+
+    Nor where one of them is ``ONE_STEP`` x their median: held-out hunt 123's SGD at 150x
+    for two steps read 2.29, 13.07, 2.88, 3.35, 3.29 and 2.45-2.9 after, with a layer
+    dead: "the loss fell 20% since the first step", from a start of 3.29.
+
+        >>> start_loss([2.29, 13.07, 2.88, 3.35, 3.29])
+        2.29
     """
-    median = statistics.median(finite[:SMOOTH])
-    return finite[0] if median > BLOWN_UP * finite[0] > 0 else median
+    head = finite[:SMOOTH]
+    median = statistics.median(head)
+    jumped = max(head) > ONE_STEP * median and median > finite[0]
+    return finite[0] if median > BLOWN_UP * finite[0] > 0 or jumped else median
 
 
 def progress(
