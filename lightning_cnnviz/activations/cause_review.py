@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.dead_rules import FIRST_FALL, GRAD_BURST, LARGE, SETTLED, STALLED
@@ -33,6 +33,7 @@ from lightning_cnnviz.activations.dead_words import (
     REWRITE_REMEDIES,
     burst_text,
 )
+from lightning_cnnviz.activations.divergence_remedies import HOT_REMEDIES, hot_start_text
 from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.grad_collapse import collapse_text
 from lightning_cnnviz.activations.gradients import FALLING
@@ -75,6 +76,7 @@ class CauseReview(InitReview):
     cut: tuple[str, str] | None  # ``gradients.gradient_cut`` at the latest log
     collapse: tuple[tuple[str, ...], float] | None  # ``grad_collapse.collapsed``, likewise
     _kinds: dict[str, str | None]
+    _hot_start: Callable[..., tuple[int, float, float | None] | None]  # ``RateReadings``
     rewrite: tuple[tuple[str, str, float, float], ...]  # ``rewrites.rewritten``, lately
     written: tuple[tuple[str, str, float, float], ...]  # ``rewrites.written_between``
     init_checked: bool
@@ -190,8 +192,9 @@ class CauseReview(InitReview):
     def _cause(self, series: list[tuple[int, float]], gain: float | None) -> tuple[str | None, str]:
         """What stands behind silent units, and its remedies (``None``: the learning rate's).
 
-        The weights' scale at initialisation, when known; a gradient cut; a layer rewritten
-        outside the optimiser at this log or the one before (``rewrites.rewritten``), or
+        The weights' scale at initialisation, when known; a blow-up of the first steps in a
+        run that never learnt (``RateReadings._hot_start``: its rate); a gradient cut; a
+        layer rewritten outside the optimiser at this log or the one before (``rewritten``), or
         written between a step's update and the next batch (``written_between``); a
         decay or a momentum (``core.settings.HIGH_MOMENTUM``) far too high; a rate cut
         ``LR_CUT`` x or more below the one set (a rate-remedy reads wrong at 1e-5, a schedule
@@ -201,6 +204,8 @@ class CauseReview(InitReview):
         """
         if self.init_cause is not None:
             return self.init_cause, INIT_REMEDIES
+        if (hot := self._hot_start(series)) is not None:  # before a cut it explains
+            return hot_start_text(*hot), HOT_REMEDIES
         if self.cut is not None:  # ``gradients.gradient_cut``
             return (
                 f"No gradient reaches `{self.cut[0]}` and the layers before it (exactly 0, "

@@ -13,10 +13,12 @@ import math
 
 from lightning_cnnviz.activations.divergence_remedies import (
     DATA_REMEDIES,
+    HOT_REMEDIES,
     INIT_REMEDIES,
     RAISED_REMEDIES,
     REMEDIES,
     SUDDEN_REMEDIES,
+    hot_start_text,
 )
 from lightning_cnnviz.activations.divergence_settings import wrong_setting
 from lightning_cnnviz.activations.mode_switch import switch_cause
@@ -51,6 +53,7 @@ def divergence_cause(
     negated: tuple[int, float] | None = None,
     momentum: tuple[float, float] | None = None,
     switched: tuple[int, int, list[str]] | None = None,
+    hot: tuple[int, float, float | None] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -77,6 +80,10 @@ def divergence_cause(
     loss 0.14 -> 20 -> 27,000 -> NaN, was told as "one batch or one operation"), as is a
     rate ``rates`` shows raised (hunt 19: a 100x step at step 100, which the log at step 100
     already read, and the blow-up at 101).
+
+    ``hot``: ``(the step, the rate of the steps up to it, the rate now)`` of an early blow-up
+    that left the network at its chance loss: that rate (``hot_start_text``), not one a
+    schedule reached after it.
 
     ``epoch_start``: the epoch whose first step the ``sudden`` blow-up was (0 excluded):
     what runs between two epochs is likelier than one batch there (hunt 35: NaN written
@@ -155,6 +162,8 @@ def divergence_cause(
             "stepping it up): the rate it jumped to is too high for this model and data, and the "
             f"optimiser overshoots. Try: {RAISED_REMEDIES}."
         )
+    if hot is not None:
+        return f"{hot_start_text(*hot)} Try: {HOT_REMEDIES}."
     if rates is not None and rates[0] > 0 and rates[1] >= RAISED * rates[0]:
         return (
             f"The learning rate rose from {rates[0]:.3g} to {rates[1]:.3g} before it (a warmup, "

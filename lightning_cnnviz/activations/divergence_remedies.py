@@ -2,25 +2,36 @@
 
 Nothing here knows about Lightning. ``divergence_causes.divergence_cause`` picks the
 remedies for the cause it names; ``fitted`` drops those the run already has or cannot
-use; ``half_first`` puts float32 weights first under float16 weights.
+use; ``half_first`` puts float32 weights first under float16 weights; ``hot_start_text``
+names the rate of a blow-up of the first steps, with its remedies.
 """
 
 from __future__ import annotations
 
+from lightning_cnnviz.core.voice import times
+
 __all__ = [
     "DATA_REMEDIES",
+    "HOT_REMEDIES",
     "INIT_REMEDIES",
     "RAISED_REMEDIES",
     "REMEDIES",
     "SUDDEN_REMEDIES",
     "fitted",
     "half_first",
+    "hot_start_text",
 ]
 
 REMEDIES = (
     "lower the learning rate (10x); clip gradients (Trainer(gradient_clip_val=1.0)); add a "
     "learning-rate warmup; check the inputs and labels for NaN/Inf and the loss for log(0) or "
     "division by zero; under 16-bit precision use bf16 or keep the loss scaler"
+)
+# A blow-up of the first steps under too high a rate, the network left dead at its chance loss.
+HOT_REMEDIES = (
+    "lower the learning rate of the first steps (10x), or warm it up from a small value over "
+    "the first few hundred steps; clip gradients (Trainer(gradient_clip_val=1.0)); then "
+    "train again from a fresh initialisation (units silenced this way rarely come back)"
 )
 # A rate a schedule raised (a warmup) is the cause: another warmup is no remedy.
 RAISED_REMEDIES = (
@@ -104,4 +115,33 @@ def half_first(message: str, eps: float | None = None) -> str:
         '`"16-true"`): the weights are float16, whose range (6e-8 to 65504) updates and '
         f"gradients leave easily{adam}; then ",
         1,
+    )
+
+
+def hot_start_text(step: int, then: float, now: float | None) -> str:
+    """The rate of the steps up to a blow-up at ``step`` before anything was learnt, and now.
+
+    The cause in words; what to try is ``HOT_REMEDIES``.
+
+    The cause of a network such a blow-up left at its chance loss (``early_spike``), and
+    of the units it silenced (held-out hunt 123: SGD's first two steps at 150x, 4.5 against
+    0.03, told "learning goes on"; Adam 1e-2 on 100 classes told as a `.detach()`).
+
+    Example::
+
+        >>> hot_start_text(1, 4.5, 0.03)[:68]
+        'The learning rate was 4.5 up to step 1, 150x the 0.03 in force now: '
+        >>> hot_start_text(1, 0.01, 0.01)[:53]
+        'The learning rate was 0.01 up to step 1 (as now): the'
+    """
+    rate = f"{then:.3g} up to step {step}"
+    if now is not None and 0 < now * 1.5 < then:
+        rate += f", {times(then / now)} the {now:.3g} in force now"
+    elif now is not None and now == then:
+        rate += " (as now)"
+    return (
+        f"The learning rate was {rate}: the first updates were too large for this model and "
+        "data, threw the weights far off before anything was learnt, and silenced the units "
+        "they pushed below zero, which pass no gradient back; the network has learnt nothing "
+        "since."
     )

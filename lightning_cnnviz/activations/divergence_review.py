@@ -31,7 +31,7 @@ from lightning_cnnviz.activations.divergence import (
 from lightning_cnnviz.activations.divergence_causes import divergence_cause
 from lightning_cnnviz.activations.divergence_remedies import fitted
 from lightning_cnnviz.activations.divergence_words import divergence_text
-from lightning_cnnviz.activations.early_spike import coming_back
+from lightning_cnnviz.activations.early_spike import coming_back, jumped_at_start
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
 from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite
@@ -114,6 +114,15 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
         spike = loss_spike(series, since=since) if self.diverged is None else None
         if spike is None and dying and self.diverged is None:
             spike = jump_to_chance(series, since)  # units dying, the loss back at chance
+        waits = (dying or self.pending is not None) and self.diverged is None
+        if spike is None and nonfinite is None and waits:
+            # a hot first step in a run that never learnt waits a log, as a smoothed rise does:
+            # a net that learns leaves its start (or its probe does), one the jump killed sits
+            spike = jumped_at_start(series, since)
+            spike = spike if spike is not None and self._probe_unlearnt(spike) else None
+            if spike is None or self.pending is None:
+                self.pending = None if spike is None else step  # (gone: no later one waits)
+                return []
         if spike is not None and level_before(series, spike) is None and self._own_level(spike):
             # a start scaled down, the loss up to the model's own level: none, and later
             # spikes are searched after this log
@@ -224,6 +233,8 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
         switched = self._switch_before(until)  # BatchNorm switched to eval mode before it
         shown = None if spike is None else (spike[0], peak_since(series, spike), *spike[2:])
         negated = self._negated(series, spike, nonfinite)
+        first_steps = spike is not None and nonfinite is None and level is None
+        hot = self._hot_start(series, spike) if first_steps else None  # their rate: the cause
         # steps on, the model read and still finite (a NaN gradient would have reached every
         # weight), and the loss not driven there (a negated one climbs until it overflows)
         loss_only = nonfinite is not None and nonfinite < step and bool(figures)
@@ -239,7 +250,7 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
                                  dropped=self._dropout_raised(), hooked=self.hooked,
                                  momentum=self._momentum_raised(),
                                  maximize=self.maximize if first_loss > 0 else (),
-                                 zeroed=self.zeroed, switched=switched,
+                                 zeroed=self.zeroed, switched=switched, hot=hot,
                                  epoch_start=self._epoch_start(at_once))  # fmt: skip
         message = divergence_text(
             step, epoch, nonfinite_step=nonfinite, spike=shown,

@@ -9,7 +9,9 @@ nothing to come back to but the start:
   (no recovery: the run has learnt little since), at a rate not ``cooled`` since the
   blow-up; where it has, ``past_chance`` says the run is back;
 * ``left_at_start``: back at the start and sitting there, level: a network the spike
-  left at its chance loss.
+  left at its chance loss;
+* ``jumped_at_start``: a one-step jump in a run that never learnt, under the bars
+  ``loss_spike`` and ``divergence.jump_to_chance`` read (a hot first step).
 
 Example::
 
@@ -26,7 +28,9 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from lightning_cnnviz.activations.divergence import SPIKE_OVER_START, UNLEARNT, is_jump
+import torch
+
+from lightning_cnnviz.activations.divergence import SPIKE_OVER_START, UNLEARNT, is_jump, medians
 from lightning_cnnviz.activations.loss_trace import SMOOTH
 from lightning_cnnviz.activations.recovery import level_before, loss_now
 
@@ -40,6 +44,7 @@ __all__ = [
     "coming_back",
     "cooled",
     "crawling",
+    "jumped_at_start",
     "left_at_start",
     "past_chance",
 ]
@@ -229,3 +234,43 @@ def left_at_start(
     earlier, later = statistics.median(after[: SAT // 2]), statistics.median(after[SAT // 2 :])
     about = UNLEARNT * start < min(after) and max(after) < SPIKE_OVER_START * start
     return about and statistics.median(after) <= start / UNLEARNT and later >= LEVEL * earlier
+
+
+def jumped_at_start(
+    series: Sequence[tuple[int, float]], since: int = -1
+) -> tuple[int, float, float, float] | None:
+    """A one-step jump over ``SPIKE_OVER_START`` x the start in a run that never learnt.
+
+    ``(step, that loss, the lowest loss before it, start)`` of the first such step after
+    ``since``, else None. Never learnt: no median of ``SMOOTH`` finite losses ever below
+    ``UNLEARNT`` x the start.
+    ``divergence.jump_to_chance`` reads a jump after the lowest median; a hot first step
+    comes before it, the loss then a little above or about its start for good (held-out
+    hunt 123: SGD's first two steps at 150x, 2.29 -> 13.07 at step 1 and 2.45-2.9 since,
+    a conv layer 100% dead by step 20, told "learning goes on (the loss fell 20%)"; Adam
+    1e-2 on 100 classes, 4.64 -> 9.24 at step 1, at ln 100 since, two layers silenced).
+    Read with units dying (``TrainingDiagnosis``) and confirmed a log later
+    (``left_at_start``): Adam 1e-2 on noisy MNIST jumped 2.28 -> 3.78 at step 1, lost 97%
+    of a layer by step 20 at 0.97x its start, then learnt (85% val).
+
+    Example::
+
+        >>> hot = [2.29, 13.07, 2.88, 3.35, 3.29, 3.27, 3.17, 2.94, 2.71, 2.8] + [2.5] * 10
+        >>> jumped_at_start(list(enumerate(hot)))
+        (1, 13.07, 2.29, 2.29)
+        >>> jumped_at_start(list(enumerate(hot[:10] + [1.9] * 10)))  # learning since
+        >>> jumped_at_start(list(enumerate([2.3] * 20)))  # at chance, no jump: the data's
+    """
+    finite = [(s, v) for s, v in series if math.isfinite(v)]
+    if len(finite) < 2 * SMOOTH or finite[0][1] <= 0:
+        return None
+    start = finite[0][1]
+    smooth = medians(torch.tensor([v for _, v in finite], dtype=torch.float64), SMOOTH)
+    if float(smooth[SMOOTH - 1 :].min()) < UNLEARNT * start:
+        return None  # learnt at some point: ``jump_to_chance``'s, or no blow-up at all
+    at = next(
+        (i for i, (s, v) in enumerate(finite) if s > since and v > SPIKE_OVER_START * start), None
+    )
+    if at is None:
+        return None
+    return finite[at][0], finite[at][1], min(v for _, v in finite[: at or 1]), start

@@ -3,12 +3,16 @@
 Nothing here knows about Lightning. ``RateReadings`` reads, from the rate at each log and
 the highest of a step between two logs, whether the rate rose or jumped around a spike
 (named as its cause), or was one the model had trained at (not named: held, lowered, or
-moved too little for a loss that changed in one step).
+moved too little for a loss that changed in one step), and the rate of a blow-up of the
+first steps that left the network at its chance loss (``_hot_start``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from lightning_cnnviz.activations.divergence_causes import RAISED
+from lightning_cnnviz.activations.early_spike import jumped_at_start
 
 __all__ = ["LOWERED", "STEADY", "RateReadings"]
 
@@ -23,6 +27,7 @@ class RateReadings:
     log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
     peak_rates: list[tuple[int, float]]  # (step, rate) of steps above the rate at a log
     spike_rate: float | None  # the highest rate of a step before the told spike
+    _probe_unlearnt: Callable[[tuple[int, float, float, float]], bool]  # ``SpikeReadings``
 
     def _jump(self, at: int | None) -> tuple[int, float, int, float] | None:
         """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x.
@@ -52,6 +57,26 @@ class RateReadings:
         used = [lr for s, lr in [*self.log_rates, *self.peak_rates] if s < at]
         first = self.rates[0]
         return max(used) if used else first
+
+    def _hot_start(
+        self,
+        series: Sequence[tuple[int, float]],
+        spike: tuple[int, float, float, float] | None = None,
+    ) -> tuple[int, float, float | None] | None:
+        """``(the step, the rate up to it, the rate now)`` of a blow-up in a run that never learnt.
+
+        ``early_spike.jumped_at_start`` finds one, ``spike`` (else that one) is named; not
+        where the model's probe learns (``_probe_unlearnt``). That rate is the cause, not one
+        a warm-up reached after it (held-out hunt 123: SGD's first two steps at 150x, 4.5,
+        told "the learning rate rose from 0.00525 to 0.0292"; Adam 1e-2's units silenced by
+        step 10 told as a `.detach()`).
+        """
+        found = jumped_at_start(series)
+        spike = spike or found
+        if found is None or spike is None or not self._probe_unlearnt(spike):
+            return None
+        then = self._rate_at(spike[0])
+        return (spike[0], then, self.rates[1]) if then else None
 
     def _blow_up_rates(self) -> tuple[float, float] | None:
         """``(the rate at the told spike, the rate now)``, where both are known.
