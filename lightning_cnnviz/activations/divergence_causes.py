@@ -22,14 +22,13 @@ from lightning_cnnviz.activations.divergence_remedies import (
 )
 from lightning_cnnviz.activations.divergence_settings import wrong_setting
 from lightning_cnnviz.activations.mode_switch import switch_cause
+from lightning_cnnviz.activations.rate_readings import RAISED, rate_rise
 from lightning_cnnviz.activations.rewrites import rewrite_words
 from lightning_cnnviz.core.gradient_hooks import hooked_words
 from lightning_cnnviz.core.raised_settings import raised_setting
 from lightning_cnnviz.core.voice import listed, times
 
 __all__ = ["RAISED", "divergence_cause"]
-
-RAISED = 3.0  # the rate at the divergence this many times its first: a schedule raised it
 
 
 def divergence_cause(
@@ -164,7 +163,7 @@ def divergence_cause(
         )
     if hot is not None:
         return f"{hot_start_text(*hot)} Try: {HOT_REMEDIES}."
-    if rates is not None and rates[0] > 0 and rates[1] >= RAISED * rates[0]:
+    if rates is not None and rate_rise(None, rates) is not None:
         return (
             f"The learning rate rose from {rates[0]:.3g} to {rates[1]:.3g} before it (a warmup, "
             "a schedule or a callback raising it): the rate it reached is too high for this "

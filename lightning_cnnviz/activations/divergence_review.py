@@ -239,8 +239,9 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
         # weight), and the loss not driven there (a negated one climbs until it overflows)
         loss_only = nonfinite is not None and nonfinite < step and bool(figures)
         loss_only = loss_only and negated is None and not (weights or bad_sites)
+        jump = self._jump(spike[0] if spike is not None else nonfinite)
         cause = divergence_cause(at_once, rates, start, self.loss_scale,  # type: ignore[arg-type]
-                                 self._jump(spike[0] if spike is not None else nonfinite),
+                                 jump,
                                  first=nonfinite == 0,
                                  chance=self._at_chance(spike, level),
                                  inputs=self._bad_inputs(nonfinite), flat=flat,
@@ -271,8 +272,7 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
         figures_out |= {"first_nonfinite_parameter": weights[0] if weights else None}
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
         figures_out |= {f"died/{site}": f for site, f in died.items()}
-        known = None not in self.rates
-        figures_out |= dict(zip(("lr_first", "lr"), self.rates, strict=True)) if known else {}
+        figures_out |= self._rate_figures(jump, rates)
         figures_out |= {"sudden": True} if at_once else {}
         figures_out |= {"eval_mode_since": switched[0]} if switched else {}  # root_causes
         found = Verdict("divergence", "problem", message, figures_out)

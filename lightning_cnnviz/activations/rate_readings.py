@@ -11,13 +11,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from lightning_cnnviz.activations.divergence_causes import RAISED
 from lightning_cnnviz.activations.early_spike import jumped_at_start
 
-__all__ = ["LOWERED", "STEADY", "RateReadings"]
+__all__ = ["LOWERED", "RAISED", "STEADY", "RateReadings", "rate_rise"]
 
+RAISED = 3.0  # the rate at the divergence this many times its first: a schedule raised it
 LOWERED = 1.2  # the rate at a spike this many times below rates used before: not raised
 STEADY = 2.0  # ...under this many times the rates of the two logs before it: a slope, no jump
+
+
+def rate_rise(
+    jump: tuple[int, float, int, float] | None, rates: tuple[float, float] | None
+) -> float | None:
+    """How many times the rate jumped (``jump``) or rose (``rates``) before it, else ``None``.
+
+    A cause of the divergence's own, which no standing problem made (``core.root_causes``).
+
+    Example::
+
+        >>> rate_rise((140, 0.01, 160, 3.0), None), rate_rise(None, (0.1, 0.2))
+        (300.0, None)
+    """
+    if jump is not None:
+        return jump[3] / jump[1]
+    if rates is not None and rates[0] > 0 and rates[1] >= RAISED * rates[0]:
+        return rates[1] / rates[0]
+    return None
 
 
 class RateReadings:
@@ -28,6 +47,20 @@ class RateReadings:
     peak_rates: list[tuple[int, float]]  # (step, rate) of steps above the rate at a log
     spike_rate: float | None  # the highest rate of a step before the told spike
     _probe_unlearnt: Callable[[tuple[int, float, float, float]], bool]  # ``SpikeReadings``
+
+    def _rate_figures(
+        self,
+        jump: tuple[int, float, int, float] | None,
+        rates: tuple[float, float] | None,
+    ) -> dict[str, float]:
+        """A divergence's rate figures: at the first log and now, and what they say of it.
+
+        The rise that caused it: a cause of its own, which no standing problem made
+        (``core.root_causes``).
+        """
+        known = None not in self.rates
+        figures = dict(zip(("lr_first", "lr"), self.rates, strict=True)) if known else {}
+        return figures | ({"rate_rise": rise} if (rise := rate_rise(jump, rates)) else {})
 
     def _jump(self, at: int | None) -> tuple[int, float, int, float] | None:
         """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x.

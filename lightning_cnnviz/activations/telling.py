@@ -66,7 +66,9 @@ class Telling:
         module = getattr(trainer, "lightning_module", None)
         settings = read_settings(getattr(trainer, "optimizers", []), module or nn.Identity())
         for v in verdicts:  # in order: a cause told at this log is named by what follows
-            if v.severity == "problem" and (cause := earlier_cause(trainer, v.kind)):
+            if v.severity == "problem" and (
+                cause := earlier_cause(trainer, v.kind, figures=v.figures)
+            ):
                 v.message = f"{v.message} {cause}"
             if v.kind == "divergence" and v.severity == "problem" and settings.half_weights:
                 v.message = half_first(v.message, settings.eps)

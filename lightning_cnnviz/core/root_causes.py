@@ -13,6 +13,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 from lightning_cnnviz.core.findings import Finding, findings_of
 
 __all__ = ["CONSEQUENCES", "ROOT_CAUSES", "earlier_cause"]
@@ -88,14 +90,28 @@ _WHEN = {"dead_units": "gradient_collapse", "eval_mode_switch": "norm_layers"}
 # without the figure that names the note's): a BatchNorm freeze 90 steps before a 30x rate
 # jump was named behind `not_learning` over the divergence the jump caused (held-out hunt 121)
 _YIELDS = {"eval_mode_switch": ("divergence", "eval_mode_since")}
+# figures by which a problem names a cause of its own: a rate raised or jumped before it
+_OWN_CAUSES = ("rate_rise",)
+# the root causes that make no such cause: not those that make every update larger, which
+# still stand behind a rate raised (the rate and the scale multiply)
+_STEP_CAUSES = ("scaled_loss", "unnormalised_inputs", "weight_decay_too_strong")
+_GIVE_WAY = tuple(k for k in ROOT_CAUSES if k not in _STEP_CAUSES)
 
 
-def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
+def earlier_cause(
+    trainer: object, kind: str, since: int | None = None, figures: dict[str, Any] | None = None
+) -> str:
     """A sentence naming a standing root cause a ``kind`` problem may follow from.
 
     ``""`` where none stands (or ``kind`` is one of them). With ``since`` (the step the
     problem started at), not a cause that started after it: a BatchNorm mismatch since
     step 7 was told at step 126 as following from unstable training found at 126.
+
+    A problem whose ``figures`` name a cause of its own (``_OWN_CAUSES``: the rate raised
+    300x before a divergence) names no root cause that did not make it, and a later one
+    names that problem before such a root cause (held-out hunt 123: BatchNorm frozen on
+    purpose, the run at 94%, then the rate raised 300x: the divergence and the model at
+    chance after it were told "may follow from `frozen_batch_norm` ... Fix that first").
 
     Example::
 
@@ -125,6 +141,13 @@ def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
         >>> report(run, Finding("activations", "divergence", 140, 4, "the rate jumped 30x"))
         >>> print(earlier_cause(run, "not_learning")[-60:])
         (step 140, `divergence`): training diverged. Fix that first.
+        >>> run = Run()  # a freeze told as a problem, then the rate raised 300x
+        >>> report(run, Finding("activations", "frozen_batch_norm", 8, 0, "BatchNorm frozen"))
+        >>> earlier_cause(run, "divergence", figures={"rate_rise": 300.0})
+        ''
+        >>> report(run, Finding("activations", "divergence", 160, 3, "300x", {"rate_rise": 300.0}))
+        >>> print(earlier_cause(run, "not_learning")[-60:])
+        (step 160, `divergence`): training diverged. Fix that first.
     """
     if kind in ROOT_CAUSES:  # a cause names what comes before any model (its inputs) and
         # what it is known to follow from
@@ -137,6 +160,8 @@ def earlier_cause(trainer: object, kind: str, since: int | None = None) -> str:
         if f.kind in _WHEN and _WHEN[f.kind] not in f.figures:
             continue
         if f.severity == "note" and _yields(f, found):
+            continue
+        if f.kind in _GIVE_WAY and _own_cause(f, figures, found, causes):
             continue
         if f.kind in causes and (f.severity == "problem" or f.kind in _NOTED_CAUSES):
             if kind in _TOO_LARGE and f.kind == "scaled_loss" and f.figures.get("scale", 1) < 1:
@@ -157,6 +182,23 @@ def _yields(note: Finding, found: list[Finding]) -> bool:
     return any(
         f.kind == kind and f.severity == "problem" and names_it not in f.figures for f in found
     )
+
+
+def _own_cause(
+    f: Finding, figures: dict[str, Any] | None, found: list[Finding], causes: dict[str, str]
+) -> bool:
+    """Whether root cause ``f`` gives way to a cause of its own (``_OWN_CAUSES``) found since.
+
+    Of the problem asked about (its ``figures``), or of a later problem it names instead.
+    """
+    if figures is not None and any(k in figures for k in _OWN_CAUSES):
+        return True
+    return any(
+        g.kind in causes and g.kind not in ROOT_CAUSES and g.severity == "problem"
+        and g.step >= f.step
+        and any(k in g.figures for k in _OWN_CAUSES)
+        for g in found
+    )  # fmt: skip
 
 
 # what updates too large do: a loss scaled down (smaller steps) is no cause of them (hunt 49:

@@ -134,3 +134,24 @@ def test_root_causes_earlier_cause_a_root_cause_names_what_it_is_known_to_follow
     report(run, switch)
     said = earlier_cause(run, "unstable_training")
     assert "(step 80, `eval_mode_switch`): BatchNorm layers were switched to eval mode" in said
+
+
+def test_root_causes_earlier_cause_a_cause_of_its_own_names_no_root_cause_it_did_not_follow():
+    # held-out hunt 123: BatchNorm frozen on purpose (a problem, the run at 94%), the rate
+    # raised 300x at step 140: the divergence and `not_learning` named the freeze
+    run = Run()
+    report(run, Finding("activations", "frozen_batch_norm", 8, 0, "BatchNorm frozen"))
+    jumped = {"rate_rise": 300.0, "sudden": True, "lr": 3.0, "spike_step": 141}
+    assert earlier_cause(run, "divergence", figures=jumped) == ""
+    assert "`frozen_batch_norm`" in earlier_cause(run, "divergence", figures={"lr": 3.0})
+    report(run, Finding("activations", "divergence", 160, 3, "300x", jumped))
+    said = earlier_cause(run, "not_learning", since=141)
+    assert "(step 160, `divergence`): training diverged. Fix that first." in said
+    # what makes every update larger still stands behind a rate raised
+    report(run, Finding("activations", "scaled_loss", 9, 0, "100x", {"scale": 100.0}, "note"))
+    assert "`scaled_loss`" in earlier_cause(run, "divergence", figures=jumped)
+    # a divergence without a cause of its own still names the freeze behind it
+    plain = Run()
+    report(plain, Finding("activations", "frozen_batch_norm", 8, 0, "BatchNorm frozen"))
+    report(plain, Finding("activations", "divergence", 160, 3, "overshoots", {"lr": 0.5}))
+    assert "`frozen_batch_norm`" in earlier_cause(plain, "not_learning")

@@ -1,0 +1,65 @@
+"""The rates a divergence reads: a rate raised, a cause of its own."""
+
+import warnings
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+
+from lightning_cnnviz import ActivationMonitor, OverfittingMonitor
+from lightning_cnnviz.core.findings import findings_of
+from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
+from tests.activations.diagnosis_nets import Net
+
+
+class FrozenThenJumped(Net):
+    """A BatchNorm CNN frozen on purpose from the start (it learns); SGD 0.01 x300 from step 60."""
+
+    def __init__(self) -> None:
+        net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(16 * 49, 10),
+        )  # fmt: skip
+        super().__init__(net, lr=0.01)
+
+    def on_train_epoch_start(self):
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+
+    def validation_step(self, batch, batch_idx):
+        out = self(batch[0])
+        self.log("val_loss", F.cross_entropy(out, batch[1]))
+        self.log("val_acc", (out.argmax(1) == batch[1]).float().mean())
+
+    def configure_optimizers(self):
+        opt = super().configure_optimizers()
+        jump = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 300.0 if s >= 60 else 1.0)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": jump, "interval": "step"}}
+
+
+def test_rate_readings_a_rate_jump_names_no_root_cause_it_did_not_follow(tmp_path):
+    # held-out hunt 123: BatchNorm frozen on purpose (the run at 88-94% val), the rate
+    # raised 300x at step 140: the divergence and the model at chance after it were told
+    # "may follow from ... `frozen_batch_norm` ... Fix that first"
+    L.seed_everything(0, verbose=False)
+    data = SyntheticDigitsDataModule(train_size=64 * 30, val_size=256, batch_size=64)
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_steps=120, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=2,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[ActivationMonitor(every_n_steps=10), OverfittingMonitor()],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(FrozenThenJumped(), data)
+    found = {f.kind: f for f in findings_of(trainer)}
+    assert found["frozen_batch_norm"].severity == "problem"  # a freeze from the start: told
+    diverged, stalled = found["divergence"], found["not_learning"]
+    assert diverged.figures["rate_rise"] == 300.0
+    assert "The learning rate rose from 0.01 to 3 before it" in diverged.message
+    assert "frozen_batch_norm" not in diverged.message + stalled.message
+    assert f"(step {diverged.step}, `divergence`): training diverged." in stalled.message
