@@ -52,7 +52,7 @@ def divergence_cause(
     negated: tuple[int, float] | None = None,
     momentum: tuple[float, float] | None = None,
     switched: tuple[int, int, list[str]] | None = None,
-    hot: tuple[int, float, float | None] | None = None,
+    hot: tuple[int, float, float | None, bool] | None = None,
 ) -> str:
     """Why it diverged and what to try, from what came before.
 
@@ -80,9 +80,11 @@ def divergence_cause(
     rate ``rates`` shows raised (hunt 19: a 100x step at step 100, which the log at step 100
     already read, and the blow-up at 101).
 
-    ``hot``: ``(the step, the rate of the steps up to it, the rate now)`` of an early blow-up
-    that left the network at its chance loss: that rate (``hot_start_text``), not one a
-    schedule reached after it.
+    ``hot``: ``(the spike's step, the rate of the steps up to it, the rate now, whether the
+    network learnt nothing since)`` of a blow-up at a rate the schedule lowered since, or of
+    an early one that left the network at its chance loss: that rate (``hot_start_text``),
+    not one a schedule reached after it (held-out hunt 123: 9.0 at steps 0-1, then a warm-up
+    from 0.00525, told "lower the learning rate (10x) ... add a learning-rate warmup").
 
     ``epoch_start``: the epoch whose first step the ``sudden`` blow-up was (0 excluded):
     what runs between two epochs is likelier than one batch there (hunt 35: NaN written

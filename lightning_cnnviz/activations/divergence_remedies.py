@@ -118,8 +118,8 @@ def half_first(message: str, eps: float | None = None) -> str:
     )
 
 
-def hot_start_text(step: int, then: float, now: float | None) -> str:
-    """The rate of the steps up to a blow-up at ``step`` before anything was learnt, and now.
+def hot_start_text(step: int, then: float, now: float | None, dead: bool = True) -> str:
+    """The rate of the steps up to a blow-up at ``step``, and now; ``dead``: nothing learnt since.
 
     The cause in words; what to try is ``HOT_REMEDIES``.
 
@@ -133,12 +133,19 @@ def hot_start_text(step: int, then: float, now: float | None) -> str:
         'The learning rate was 4.5 up to step 1, 150x the 0.03 in force now: '
         >>> hot_start_text(1, 0.01, 0.01)[:53]
         'The learning rate was 0.01 up to step 1 (as now): the'
+        >>> hot_start_text(2, 9.0, 0.00525, dead=False)[38:100]
+        '1714x the 0.00525 in force now: updates too large for this mod'
     """
     rate = f"{then:.3g} up to step {step}"
     if now is not None and 0 < now * 1.5 < then:
         rate += f", {times(then / now)} the {now:.3g} in force now"
     elif now is not None and now == then:
         rate += " (as now)"
+    if not dead:  # the schedule lowered it since; what it did is not undone yet
+        return (
+            f"The learning rate was {rate}: updates too large for this model and data threw "
+            "the weights far off."
+        )
     return (
         f"The learning rate was {rate}: the first updates were too large for this model and "
         "data, threw the weights far off before anything was learnt, and silenced the units "

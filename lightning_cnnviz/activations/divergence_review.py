@@ -35,6 +35,7 @@ from lightning_cnnviz.activations.early_spike import coming_back, jumped_at_star
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
 from lightning_cnnviz.activations.loss_trace import LossTrace, first_nonfinite
+from lightning_cnnviz.activations.rate_readings import lowered_since
 from lightning_cnnviz.activations.recovery import (
     level_and_now,
     level_before,
@@ -234,12 +235,16 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
         shown = None if spike is None else (spike[0], peak_since(series, spike), *spike[2:])
         negated = self._negated(series, spike, nonfinite)
         first_steps = spike is not None and nonfinite is None and level is None
-        hot = self._hot_start(series, spike) if first_steps else None  # their rate: the cause
         # steps on, the model read and still finite (a NaN gradient would have reached every
         # weight), and the loss not driven there (a negated one climbs until it overflows)
         loss_only = nonfinite is not None and nonfinite < step and bool(figures)
         loss_only = loss_only and negated is None and not (weights or bad_sites)
         jump = self._jump(spike[0] if spike is not None else nonfinite)
+        # the rate of the steps up to the blow-up, where the run never learnt since or the
+        # schedule lowered it since: the cause, not a rate a schedule reached after it
+        found = self._hot_start(series, spike) if first_steps else None
+        lowered = lowered_since(spike[0] if spike else None, self.spike_rate, self.rates)
+        hot = (*found, True) if found else (*lowered, False) if lowered else None
         cause = divergence_cause(at_once, rates, start, self.loss_scale,  # type: ignore[arg-type]
                                  jump,
                                  first=nonfinite == 0,
@@ -272,7 +277,7 @@ class DivergenceReview(SkippedLosses, SpikeAftermath):
         figures_out |= {"first_nonfinite_parameter": weights[0] if weights else None}
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}
         figures_out |= {f"died/{site}": f for site, f in died.items()}
-        figures_out |= self._rate_figures(jump, rates)
+        figures_out |= self._rate_figures(jump, rates, hot)
         figures_out |= {"sudden": True} if at_once else {}
         figures_out |= {"eval_mode_since": switched[0]} if switched else {}  # root_causes
         found = Verdict("divergence", "problem", message, figures_out)

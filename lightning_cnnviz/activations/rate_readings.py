@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from lightning_cnnviz.activations.early_spike import jumped_at_start
 
-__all__ = ["LOWERED", "RAISED", "STEADY", "RateReadings", "rate_rise"]
+__all__ = ["LOWERED", "RAISED", "STEADY", "RateReadings", "lowered_since", "rate_rise"]
 
 RAISED = 3.0  # the rate at the divergence this many times its first: a schedule raised it
 LOWERED = 1.2  # the rate at a spike this many times below rates used before: not raised
@@ -39,6 +39,28 @@ def rate_rise(
     return None
 
 
+def lowered_since(
+    at: int | None, then: float | None, rates: tuple[float | None, float | None]
+) -> tuple[int, float, float] | None:
+    """``(the spike's step, the rate of the steps before it, the rate now)``: a hot spell.
+
+    Where that rate was ``RAISED`` x or more both the first log's and the rate now (else
+    ``None``): a rate no log saw and the schedule lowered since, the one to name (held-out
+    hunt 123: 9.0 at steps 0-1, then a warm-up from 0.00525 at the first log, told "lower
+    the learning rate (10x) ... add a learning-rate warmup" from 0.00525). A rate cut
+    after a spike at the rate of the first log (a decay, a plateau scheduler) is not one.
+
+    Example::
+
+        >>> lowered_since(2, 9.0, (0.00525, 0.00525)), lowered_since(40, 0.1, (0.1, 0.01))
+        ((2, 9.0, 0.00525), None)
+    """
+    first, now = rates
+    if at is None or then is None or first is None or now is None or not now > 0:
+        return None
+    return (at, then, now) if then >= RAISED * max(first, now) else None
+
+
 class RateReadings:
     """The learning rates around a spike (a part of ``SpikeReadings``)."""
 
@@ -52,15 +74,17 @@ class RateReadings:
         self,
         jump: tuple[int, float, int, float] | None,
         rates: tuple[float, float] | None,
+        hot: tuple[int, float, float | None, bool] | None,
     ) -> dict[str, float]:
         """A divergence's rate figures: at the first log and now, and what they say of it.
 
-        The rise that caused it: a cause of its own, which no standing problem made
-        (``core.root_causes``).
+        The rise that caused it (a cause of its own, which no standing problem made:
+        ``core.root_causes``); the rate of the steps up to its spike where that is the cause.
         """
         known = None not in self.rates
         figures = dict(zip(("lr_first", "lr"), self.rates, strict=True)) if known else {}
-        return figures | ({"rate_rise": rise} if (rise := rate_rise(jump, rates)) else {})
+        figures |= {"rate_rise": rise} if (rise := rate_rise(jump, rates)) else {}
+        return figures | ({"lr_spike": hot[1]} if hot else {})
 
     def _jump(self, at: int | None) -> tuple[int, float, int, float] | None:
         """The rate at the last log before step ``at`` and the next, where it rose ``RAISED`` x.

@@ -1,4 +1,4 @@
-"""The rates a divergence reads: a rate raised, a cause of its own."""
+"""The rates a divergence reads: a rate raised as a cause of its own, a hot spell no log saw."""
 
 import warnings
 
@@ -11,7 +11,7 @@ from torch import nn
 from lightning_cnnviz import ActivationMonitor, OverfittingMonitor
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
-from tests.activations.diagnosis_nets import Net
+from tests.activations.diagnosis_nets import Net, fit, leaky_cnn
 
 
 class FrozenThenJumped(Net):
@@ -63,3 +63,30 @@ def test_rate_readings_a_rate_jump_names_no_root_cause_it_did_not_follow(tmp_pat
     assert "The learning rate rose from 0.01 to 3 before it" in diverged.message
     assert "frozen_batch_norm" not in diverged.message + stalled.message
     assert f"(step {diverged.step}, `divergence`): training diverged." in stalled.message
+
+
+class HotThenWarmup(Net):
+    """SGD 0.03: its first two steps at 300x (9.0), then a warm-up from 0.025x over 40 steps."""
+
+    def __init__(self) -> None:
+        super().__init__(leaky_cnn(), lr=0.03)
+
+    def configure_optimizers(self):
+        opt = super().configure_optimizers()
+        rule = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 300.0 if s < 2 else min(1.0, (s - 1) / 40)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": rule, "interval": "step"}}
+
+
+def test_rate_readings_a_hot_spell_before_the_first_log_names_its_rate(tmp_path):
+    # held-out hunt 123: the divergence read the rate at its first log (0.00525) and said
+    # "lower the learning rate (10x) ... add a learning-rate warmup" behind a warm-up
+    trainer, _ = fit(tmp_path, HotThenWarmup(), 60, every=10)
+    (diverged,) = [f for f in findings_of(trainer) if f.kind == "divergence"]
+    assert diverged.figures["lr_spike"] == 9.0 and diverged.figures["lr"] < 0.01
+    assert (
+        "The learning rate was 9 up to step 2, 1333x the 0.00675 in force now" in diverged.message
+    )
+    assert "Try: lower the learning rate of the first steps (10x)" in diverged.message
+    assert "add a learning-rate warmup" not in diverged.message
