@@ -26,6 +26,7 @@ __all__ = [
     "STALLED",
     "dead_reason",
     "dead_severity",
+    "lifted",
 ]
 
 
@@ -153,3 +154,22 @@ def dead_severity(
     """
     reason = dead_reason(fraction, before, progress, dead, threshold, falling)
     return "note" if reason is None else "problem"
+
+
+def lifted(progress: float | None, learnt: float | None) -> float | None:
+    """``progress`` as the rules judge it: ``SLOW`` at least where the probe ``learnt`` well.
+
+    ``learnt``: the probe's accuracy where it is far past chance
+    (``probe_learning.probe_learnt``), else None. A loss with a floor above zero (label
+    smoothing 0.9 on 3 classes: at most 0.9% below its start) reads as a stall however well
+    the model learns; its accuracy says learning goes on. Not past ``SLOW``: a "late
+    collapse" (``LATE``) is read from the loss alone. None stays None (too early to tell).
+
+    Example::
+
+        >>> lifted(0.02, 0.94), lifted(0.02, None), lifted(0.8, 0.94), lifted(None, 0.94)
+        (0.3, 0.02, 0.8, None)
+    """
+    if progress is None or learnt is None:
+        return progress
+    return max(progress, SLOW)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from lightning_cnnviz.activations.dead_rules import SLOW
+
 __all__ = [
     "BLOCKED_REMEDIES",
     "CUT_REMEDIES",
@@ -132,13 +134,16 @@ def dead_text(
     cause: str | None = None,
     remedies: str = INIT_REMEDIES,
     consequence: bool = False,
+    learnt: float | None = None,
 ) -> str:
     """``diagnosis_text`` with the severity's reason: why it hurts, or why it does not.
 
     ``cause``: what is known to have silenced the units (the weights' scale at
     initialisation), or to stand behind them (a loss that never left its chance level);
     said with its ``remedies`` instead of the learning-rate ones. ``consequence``: the
-    cause is another finding's (a note then names it).
+    cause is another finding's (a note then names it). ``learnt``: the probe's accuracy
+    where it is far past chance (``probe_learning.probe_learnt``), said where the loss fell
+    less than ``dead_rules.SLOW``: a floor holds it up.
     """
     text = diagnosis_text(alerts, dead, step, epoch)
     head = text.split(" Units that never")[0].rstrip(".")
@@ -150,6 +155,12 @@ def dead_text(
         return text
     if progress is None:
         why = "too few steps yet to tell whether learning suffers"
+    elif learnt is not None and progress < SLOW:
+        why = (
+            f"learning goes on (the probe's images are {learnt:.0%} right; the loss fell "
+            f"{max(progress, 0.0):.0%} since the first step, held up by a floor such as label "
+            "smoothing's or soft targets')"
+        )
     elif progress >= 0.01:
         why = f"learning goes on (the loss fell {progress:.0%} since the first step)"
     else:  # "learning goes on (the loss fell 0%)" contradicted itself

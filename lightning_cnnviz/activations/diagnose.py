@@ -41,6 +41,7 @@ from lightning_cnnviz.activations.gradients import gradient_cut
 from lightning_cnnviz.activations.log_readings import LogReadings
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, LossTrace, progress
 from lightning_cnnviz.activations.mode_switch import ModeSwitch
+from lightning_cnnviz.activations.probe_learning import probe_learnt
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
 
@@ -270,6 +271,7 @@ class TrainingDiagnosis(
             cause, remedies=remedies, squeezed=self._squeezed, falling=falling,
             early_fall=progress(series, least=2 * SMOOTH) if gain is None else None,
             consequence=self.cut is not None,
+            learnt=probe_learnt(self.log_accs, step, self.classes, self.levels.near_low()),
         ), cause)  # fmt: skip
 
     def conclude(
@@ -307,4 +309,7 @@ class TrainingDiagnosis(
             self.last_step, self.last_epoch, [], self.history.previous, self._kinds,
             self.history.dead, gain, cause, remedies=remedies, squeezed=self._squeezed,
             final=True,
+            learnt=probe_learnt(
+                self.log_accs, self.last_step, self.classes, self.levels.near_low()
+            ),
         ), cause)  # fmt: skip

@@ -57,6 +57,7 @@ from lightning_cnnviz.activations.dead_rules import (
     SLOW,
     STALLED,
     dead_reason,
+    lifted,
 )
 from lightning_cnnviz.activations.dead_words import (
     DATA_REMEDIES,
@@ -133,6 +134,7 @@ class UnitEpisodes(EpisodeEnds):
         early_fall: float | None = None,
         consequence: bool = False,
         final: bool = False,
+        learnt: float | None = None,
     ) -> list[Verdict]:
         """One log's dead/dormant verdicts: episodes that ended, then new ones.
 
@@ -146,8 +148,12 @@ class UnitEpisodes(EpisodeEnds):
         (``loss_trace.progress`` from ``2 * SMOOTH`` steps). ``REWRITE_REMEDIES`` tell a
         ``cause`` that is a layer written outside the optimiser (``rewrites.silenced_by``).
         ``final``: the fit has ended, no later log comes: nothing is held any more.
+        ``learnt``: the probe's accuracy where it shows a model that learnt well
+        (``probe_learning.probe_learnt``): learning is read as going on at ``SLOW`` at least,
+        the loss held up by a floor (label smoothing); no "late collapse" is read from it.
         """
         out = self._ended(step, epoch, fractions) + self._eased(step, epoch, fractions, progress)
+        fell, progress = progress, lifted(progress, learnt)
         merged = self._with_held(alerts, fractions)
         stalled = progress is not None and progress < STALLED
         written = remedies is REWRITE_REMEDIES
@@ -199,9 +205,9 @@ class UnitEpisodes(EpisodeEnds):
         if dead:
             severity = "problem" if any(hurts for _, hurts in dead) else "note"
             found = [a for a, _ in dead]
-            text = dead_text(found, dead_channels, step, epoch, severity, progress, cause,
-                             remedies, consequence)  # fmt: skip
-            out += self._opened("dead_units", severity, step, found, text, progress)
+            text = dead_text(found, dead_channels, step, epoch, severity, fell, cause,
+                             remedies, consequence, learnt)  # fmt: skip
+            out += self._opened("dead_units", severity, step, found, text, fell)
         if dormant:
             severity = "problem" if any(hurts for _, hurts in dormant) else "note"
             found = [a for a, _ in dormant]

@@ -221,6 +221,14 @@ class LossLevels:
         self._chance_rest, self._chance_seen = finite[full:], len(series)
         return not self._left_chance and len(series) >= 4 * SMOOTH
 
+    def near_low(self) -> bool:
+        """Whether the latest median ``at_new_low`` read is within ``NEAR_LOW`` of its lowest.
+
+        A loss held up by a floor sits at its lows; one that fell and rose back does not.
+        """
+        _, best, last = self._low
+        return last is not None and last <= NEAR_LOW * best
+
     def at_new_low(self, series: Sequence[tuple[int, float]]) -> bool:
         """Whether the loss is at or near a new low set since the last log.
 

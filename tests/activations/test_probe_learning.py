@@ -54,3 +54,54 @@ def test_probe_learning_a_probe_that_stalls_too_keeps_the_problem():
     # the same run with the probe stuck from step 40 (its loss and accuracy flat): a stall
     stuck = {s: PROBE[min(s, 40)] for s in LOGS}
     assert ("dead_units", "problem", "new") in said(_run(stuck))
+
+
+# held-out hunt 123, seed 1: label smoothing 0.9 on 3 classes; `net.10`'s dead share at each
+# log (TensorBoard `activations/net.10/dead_fraction`; told "55% ... up from 33%" at step 20)
+# and a probe of 16 images (val 86% at step 15, 98% at 30, its cross-entropy under 2% a log)
+SMOOTH_LOGS = (2, 5, 10, 20, 25, 30, 35, 40, 45)
+SMOOTH_DEAD = dict(
+    zip(SMOOTH_LOGS, (0.03, 0.05, 0.33, 0.55, 0.55, 0.59, 0.61, 0.61, 0.58), strict=True)
+)
+SMOOTH_ACC = dict(zip(SMOOTH_LOGS, (0.375, 0.4375, 0.75, 0.9375, 1, 1, 1, 1, 1), strict=True))
+
+
+def _smoothed_losses(seed=0):
+    """A loss held up by its floor: smoothing 0.9 on 3 classes, 1.100 -> 1.092 (floor 1.089)."""
+    g = torch.Generator().manual_seed(seed)
+    noise = 1 + 0.006 * (2 * torch.rand(45, generator=g) - 1)
+    return [(s, (1.100 - 0.008 * s / 45) * float(noise[s - 1])) for s in range(1, 46)]
+
+
+def _smoothed_run(acc, dead=SMOOTH_DEAD):
+    diagnosis, told, done = TrainingDiagnosis(0.25, 16, 0.025), [], 0
+    losses = _smoothed_losses()
+    for step in SMOOTH_LOGS:
+        chance = (3, math.log(3)) if diagnosis.wants_chance() else None
+        figs = {"net.10": figures(dead=dead[step], width=64)}
+        own = 1.097 - 0.002 * step  # the probe's cross-entropy
+        told += review(diagnosis, step, losses[done:step], figs, {"net.10": "rectifier"},
+                       chance=chance, probe_acc=acc[step], probe_loss=own)  # fmt: skip
+        done = step
+    return told
+
+
+def test_probe_learning_label_smoothing_dead_units_stay_a_note():
+    told = _smoothed_run(SMOOTH_ACC)
+    assert [(v.kind, v.severity) for v in told] == [("dead_units", "note")]
+    assert "lower the learning rate" not in told[0].message
+
+
+def test_probe_learning_label_smoothing_note_says_the_probe_learnt():
+    # first told at step 20 (the layer as silent at step 10 as at 5): the note says why
+    told = _smoothed_run(SMOOTH_ACC, SMOOTH_DEAD | {10: 0.05})
+    assert [(v.kind, v.severity) for v in told] == [("dead_units", "note")]
+    assert told[0].message.startswith("Dead units at step 20")
+    assert "the probe's images are 94% right; the loss fell 0%" in told[0].message
+
+
+def test_probe_learning_label_smoothing_at_chance_keeps_the_problem():
+    # the same loss and silent units with the probe at chance (6 of 16 right): no learning
+    # shows anywhere, the units' rise is a problem
+    told = _smoothed_run(dict.fromkeys(SMOOTH_LOGS, 0.375))
+    assert ("dead_units", "problem", "new") in said(told)
