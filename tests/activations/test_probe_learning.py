@@ -105,3 +105,25 @@ def test_probe_learning_label_smoothing_at_chance_keeps_the_problem():
     # shows anywhere, the units' rise is a problem
     told = _smoothed_run(dict.fromkeys(SMOOTH_LOGS, 0.375))
     assert ("dead_units", "problem", "new") in said(told)
+
+
+def test_probe_learning_a_loss_risen_from_its_low_keeps_the_problem():
+    # no floor: a loss that fell to 0.1 and rose back to 1.0 (steps 33-38) while 45% of the
+    # layer fell silent, the probe still 15 of 16 right: the units' rise stays a problem
+    g = torch.Generator().manual_seed(0)
+    noise = 1 + 0.05 * (2 * torch.rand(60, generator=g) - 1)
+    level = [1.1 - min(s, 30) / 30 if s <= 32 else 0.1 + 0.15 * min(s - 32, 6) for s in range(61)]
+    losses = [(s, level[s] * float(noise[s - 1])) for s in range(1, 61)]
+    diagnosis, told, done = TrainingDiagnosis(0.25, 16, 0.025), [], 0
+    for step, dead, acc in zip(
+        (5, 10, 20, 30, 40, 50, 60),
+        (0.05, 0.06, 0.06, 0.06, 0.45, 0.45, 0.45),
+        (0.375, 0.625, 0.9375, 1, 0.9375, 0.9375, 0.9375),
+        strict=True,
+    ):
+        chance = (3, math.log(3)) if diagnosis.wants_chance() else None
+        figs = {"net.10": figures(dead=dead, width=64)}
+        told += review(diagnosis, step, losses[done:step], figs, {"net.10": "rectifier"},
+                       chance=chance, probe_acc=acc, probe_loss=0.3)  # fmt: skip
+        done = step
+    assert ("dead_units", "problem", "new") in said(told)
