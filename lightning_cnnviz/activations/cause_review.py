@@ -38,7 +38,8 @@ from lightning_cnnviz.activations.episodes import Verdict
 from lightning_cnnviz.activations.grad_collapse import collapse_text
 from lightning_cnnviz.activations.gradients import FALLING
 from lightning_cnnviz.activations.init_review import InitReview
-from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, progress
+from lightning_cnnviz.activations.loss_levels import LossLevels
+from lightning_cnnviz.activations.loss_trace import SMOOTH, progress
 from lightning_cnnviz.activations.output_activation import (
     QUIET_LOGS,
     output_activation_gone,

@@ -39,7 +39,8 @@ from lightning_cnnviz.activations.grad_collapse import collapsed, first_readings
 from lightning_cnnviz.activations.gradient_review import GradientReview
 from lightning_cnnviz.activations.gradients import gradient_cut
 from lightning_cnnviz.activations.log_readings import LogReadings
-from lightning_cnnviz.activations.loss_trace import SMOOTH, LossLevels, LossTrace, progress
+from lightning_cnnviz.activations.loss_levels import LossLevels
+from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace, progress
 from lightning_cnnviz.activations.mode_switch import ModeSwitch
 from lightning_cnnviz.activations.probe_learning import probe_learnt
 from lightning_cnnviz.activations.sites import SiteInfo

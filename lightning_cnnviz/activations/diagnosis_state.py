@@ -15,7 +15,8 @@ from typing import Any
 
 from lightning_cnnviz.activations.dead import DeadHistory
 from lightning_cnnviz.activations.episodes import Episode, UnitEpisodes
-from lightning_cnnviz.activations.loss_trace import LossLevels, LossTrace
+from lightning_cnnviz.activations.loss_levels import LossLevels
+from lightning_cnnviz.activations.loss_trace import LossTrace
 
 __all__ = ["DiagnosisState"]
 

@@ -31,7 +31,7 @@ from lightning_cnnviz.activations.gradients import (
     mean_rms,
     saturation_eased,
 )
-from lightning_cnnviz.activations.loss_trace import LossLevels
+from lightning_cnnviz.activations.loss_levels import LossLevels
 
 __all__ = ["GradientReview"]
 
