@@ -26,7 +26,7 @@ from lightning_cnnviz.core.trace_images import trace_images
 from lightning_cnnviz.gradcam.draw import MAX_TILES, cam_grid
 from lightning_cnnviz.gradcam.judging import ShortcutChecks
 from lightning_cnnviz.gradcam.metrics import means_to_host
-from lightning_cnnviz.gradcam.misclassified import draw_pool, misclassified_probe
+from lightning_cnnviz.gradcam.misclassified import Untold, draw_pool, misclassified_probe
 from lightning_cnnviz.gradcam.rows import CamRows, Row
 from lightning_cnnviz.gradcam.saliency import SALIENCY_METHODS
 
@@ -53,7 +53,7 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         method: ``"gradcam"`` (``LayerGradCam``), ``"hirescam"`` (gradient x activation
             per position: shows cues a linear head reads by position, which Grad-CAM
             cannot) or ``"guided_gradcam"``.
-        target: ``"pred"``, ``"true"`` or a class index (int or digit string). For a
+        target: ``"pred"``, ``"true"`` or a class index (int or digit string).  For a
             segmentation net ((N, classes, H, W) logits) the CAM's target is a class's
             score summed over the pixels predicted as that class: ``"pred"`` is the class
             predicted at most pixels, and one more row per class predicted in the probe
@@ -61,6 +61,8 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
             time under each channel's strip, volumes (N, C, D, H, W) on 4 depth slices.
         misclassified: search ``misclassified_pool`` val samples (drawn once, by index;
             one forward pass per log) for ``gradcam/misclassified``; ``False``: no search, no image.
+            Only where the labels index the outputs (a one-logit head's 0/1 by its sign);
+            elsewhere (a discriminator on digits 0-9) no image, said once and in the summary.
         misclassified_pool: how many val samples the search looks at.
         alpha: heatmap opacity over the image. cmap: a colormap of ``rendering.CMAPS``.
         shared_scale: one colour scale per grid instead of one per image.
@@ -136,11 +138,12 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         self._spot: dict[str, tuple[tuple[int, int] | None, str]] = {}  # split -> (map hw, region)
         self._fixed: dict[str, Any] = {}  # the fixed-spot rule's state (findings), checkpointed
         self._screened = False  # whether this fit's selection was checked for 1x1 maps
+        self._untold = ""  # why right and wrong cannot be told (no misclassified search)
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._trainer, self._pool, self._layouts = trainer, None, None  # auto_layers needs data
-        self._screened = False  # the selection's 1x1 maps: left out at the first event
+        self._screened, self._untold = False, ""  # 1x1 maps: left out at the first event
         super().setup(trainer, pl_module, stage)
 
     @override
@@ -176,13 +179,19 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
     def _samples(self, trainer: Trainer, model: nn.Module, split: str) -> Probe | None:
         if split != "misclassified":
             return self.probe(trainer, split)
-        if self.dense_output:  # per-pixel predictions: no image is simply "misclassified"
+        if self.dense_output or self._untold:  # per-pixel, or labels no output index: none wrong
             return None
         if self._pool is None:
             data = find_dataset(trainer, "val")
             key = self.probe_label_key(data)
             self._pool = draw_pool(data, self.misclassified_pool, self.seed, key)
-        return misclassified_probe(model, self._pool, self.num_samples, self._logits_key)
+        try:
+            return misclassified_probe(model, self._pool, self.num_samples, self._logits_key)
+        except Untold as err:  # setups hunt 83: every label but 0 was "misclassified"
+            self._untold = str(err)
+            self._record("misclassified samples", False, self._untold)
+            self.warn_once("untold", f"draws no `gradcam/misclassified` panel: {err}")
+            return None
 
     @override
     def log_event(self, trainer: Trainer, pl_module: LightningModule) -> None:
