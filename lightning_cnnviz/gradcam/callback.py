@@ -53,7 +53,9 @@ class GradCAMMonitor(ShortcutChecks, CamRows, Monitor, section="gradcam"):
         method: ``"gradcam"`` (``LayerGradCam``), ``"hirescam"`` (gradient x activation
             per position: shows cues a linear head reads by position, which Grad-CAM
             cannot) or ``"guided_gradcam"``.
-        target: ``"pred"``, ``"true"`` or a class index (int or digit string).  For a
+        target: ``"pred"``, ``"true"`` or a class index (int or digit string). ``"true"``
+            needs one class label per image: on masks or unlabelled items (an autoencoder,
+            SimCLR views) the CAMs are of ``"pred"``'s class, said once and in the summary. For a
             segmentation net ((N, classes, H, W) logits) the CAM's target is a class's
             score summed over the pixels predicted as that class: ``"pred"`` is the class
             predicted at most pixels, and one more row per class predicted in the probe

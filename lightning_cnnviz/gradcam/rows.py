@@ -53,8 +53,8 @@ class CamRows:
              ) -> Row:  # fmt: skip
         """The CAMs of one layer, their metrics into ``values``, and what ``_draw`` needs."""
         x, labels = to_model(probe.images, model), probe.labels
-        if target is None:
-            target = {"true": labels, "pred": None}.get(self.target, self.target)  # type: ignore[call-overload]
+        if target is None and self.target != "pred":  # "true": its labels, said once if none
+            target = self._true_labels(probe) if self.target == "true" else self.target
         with self.phase("compute"):
             if self._layouts is None:  # one traced pass: which layers output tokens
                 self._layouts = cam_layouts(model, self.selected, x, self._logits_key)
@@ -143,6 +143,21 @@ class CamRows:
             for c in classes
         ]
 
+    def _true_labels(self, probe: Probe) -> Tensor | None:
+        """``target="true"``'s labels; ``None`` (CAMs of the predicted class) said once.
+
+        Setups hunt 83: on masks (a segmentation net) or items without labels (an
+        autoencoder, SimCLR views) ``"true"`` silently acted as ``"pred"``.
+        """
+        if probe.labels is not None:
+            return probe.labels
+        what = f"the items' targets are {probe.target}" if probe.target else "the items have none"
+        why = f"needs one class label per image, and {what}"
+        self._record("`target='true'`", False, why)  # type: ignore[attr-defined]
+        self.warn_once("true_unread", f"`target='true'` {why}: its CAMs are of the "
+                       "predicted class instead, as `target='pred'`'s")  # fmt: skip
+        return None
+
     def _saliency_rows(self, trainer: Trainer, model: nn.Module, probe: Probe) -> list[Row]:
         """One captioned row per ``saliency`` method, for the same target as the CAMs.
 
@@ -154,7 +169,8 @@ class CamRows:
             return []
         if self.dense_output:
             self.warn_once("saliency_dense", "`saliency` rows need (N, classes) logits; a "
-                           "segmentation output gets the Grad-CAM rows only")  # fmt: skip
+                           "per-pixel output (a segmentation's class maps, a reconstruction) "
+                           "gets the Grad-CAM rows only")  # fmt: skip
             return []
         x, labels, norm = to_model(probe.images, model), probe.labels, norm_stats(trainer)
         if x.is_complex():  # setups hunt 79: "min_all" not implemented for complex values
@@ -164,7 +180,7 @@ class CamRows:
         with self.phase("compute"):
             with probe_mode(model):
                 logits = self.logits_of(model(x)).float()
-            if self.target == "true" and labels is not None:
+            if self.target == "true" and self._true_labels(probe) is not None:
                 target = labels
             elif isinstance(self.target, int):
                 target = torch.full((len(x),), self.target, dtype=torch.long)
