@@ -292,7 +292,7 @@ def flat_map(shape: tuple[int, ...]) -> None:
             f"its output has one position ({size}), so its Grad-CAM is one value per image "
             "with no place to show (every tile one colour), and the CAM's scores (on the "
             "object, concentration, drift) would measure nothing; name a layer whose output "
-            "has more positions, or let `'auto'` pick one"
+            "has more positions, or leave the layer setting at `'auto'` to pick one"
         )
 
 
