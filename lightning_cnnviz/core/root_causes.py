@@ -69,6 +69,11 @@ CONSEQUENCES = {
         "dead_units": "a layer's units died and took the gradients of the layers before it",
         # a note (a freeze may be meant), and still a cause (held-out hunt 119)
         "eval_mode_switch": _SWITCHED,
+        # the first loss far above chance at the init's weights (held-out hunt 124: every
+        # weight x5, the first loss 72, the net at chance since, told with no cause)
+        # (or inputs far from unit scale: its own words say which)
+        "exploding_gradients": "the activations started far too large at initialisation (the "
+        "first loss far above chance)",
     },
     "overfitting": {"generalisation_gap": _SPLITS, "repeated_items": _FEW},
     "memorisation": {"generalisation_gap": _SPLITS, "repeated_items": _FEW},
@@ -84,8 +89,14 @@ CONSEQUENCES = {
 
 
 # causes of a kind only where their figures say so: dead units that took the gradients
-# before them with them (``activations.grad_collapse``), not those of a model at chance
-_WHEN = {"dead_units": "gradient_collapse", "eval_mode_switch": "norm_layers"}
+# before them with them
+# (``activations.grad_collapse``), not those of a model at chance; exploding gradients
+# read at initialisation (``initial_scale.init_explosion``), not a growth later in the run
+_WHEN = {
+    "dead_units": "gradient_collapse",
+    "eval_mode_switch": "norm_layers",
+    "exploding_gradients": "over_chance",
+}
 # a noted cause gives way to a problem of the given kind that found another cause (told
 # without the figure that names the note's): a BatchNorm freeze 90 steps before a 30x rate
 # jump was named behind `not_learning` over the divergence the jump caused (held-out hunt 121)

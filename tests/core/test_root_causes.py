@@ -155,3 +155,15 @@ def test_root_causes_earlier_cause_a_cause_of_its_own_names_no_root_cause_it_did
     report(plain, Finding("activations", "frozen_batch_norm", 8, 0, "BatchNorm frozen"))
     report(plain, Finding("activations", "divergence", 160, 3, "overshoots", {"lr": 0.5}))
     assert "`frozen_batch_norm`" in earlier_cause(plain, "not_learning")
+
+
+def test_root_causes_earlier_cause_names_weights_initialised_far_too_large_behind_chance():
+    # held-out hunt 124: every weight x5, the first loss 72 (55x ln 10), the net at chance
+    # since: `not_learning` named no cause; exploding gradients later in a run are no cause
+    run = Run()
+    report(run, Finding("activations", "exploding_gradients", 60, 1, "grew", {"ratio": 1e4}))
+    assert earlier_cause(run, "not_learning") == ""
+    report(run, Finding("activations", "exploding_gradients", 4, 0, "72", {"over_chance": 55.0}))
+    said = earlier_cause(run, "not_learning")
+    assert "(step 4, `exploding_gradients`): the activations started far too large at" in said
+    assert earlier_cause(run, "overfitting") == ""  # a cause of a model at chance only
