@@ -64,7 +64,7 @@ def divergence_text(
         >>> text = divergence_text(10, 0, nonfinite_step=None, spike=(5, 10.1, 9.53, 2.83),
         ...       first_weights=None, first_activations=None, first_grads=None, died={})
         >>> text[text.index("(start"):].split(")")[0]  # rising from the first step on
-        '(start 2.83, and no lower than 9.53 after the first steps'
+        '(start 2.83, the loss above it from the first steps up to this one'
     """
     if loss_only and nonfinite_step is not None:
         return (
@@ -80,7 +80,9 @@ def divergence_text(
         low = (  # a loss that rose from its first step has its lowest median above the start
             f"best {best:.3g}, start {start:.3g}"
             if best < start
-            else f"start {start:.3g}, and no lower than {best:.3g} after the first steps"
+            # (not "no lower than <its median> after": the loss may since be back at its start,
+            # held-out hunt 124: 2.36, 7.09, 5.57, 3.88, 2.76, then 2.30 at every step)
+            else f"start {start:.3g}, the loss above it from the first steps up to this one"
         )
         what.append(f"the loss spiked to {value:.3g} at step {at} ({low})")
         if sat is not None:
