@@ -28,6 +28,7 @@ from lightning_cnnviz.overfitting.batch_stats import (
 from lightning_cnnviz.overfitting.blind_level import blind_losses
 from lightning_cnnviz.overfitting.label_prior import prior_figures
 from lightning_cnnviz.overfitting.logged_reads import LoggedReads
+from lightning_cnnviz.overfitting.loop_logits import items_moved
 from lightning_cnnviz.overfitting.metrics import discordant_shares, figures
 from lightning_cnnviz.overfitting.same_output import output_spread
 
@@ -80,6 +81,10 @@ class ProbeLogits(LoggedReads):
     prior: dict[str, float | str]  # the val probe against targets that are no class labels
     ranked_val: tuple[Tensor, Tensor] | None = None  # its multi-hot outputs and targets
     scores_misfit: str
+    # the loop's input prints at the val probe's positions when it read the probe's images:
+    # (that probe, prints, whether they held at a validation since)
+    _read_prints: tuple[Any, Tensor, bool] | None = None
+    _items_moved = False  # val items that held between validations changed (``run_data``)
 
     def _images(self, trainer: Trainer, split: str) -> int:
         """Images of the ``split`` probe an extra pass sees (``passes.pass_images``)."""
@@ -126,15 +131,49 @@ class ProbeLogits(LoggedReads):
         self.timings["loop"] += self._loop.seconds
         self.timings["total"] += self._loop.seconds
         self._loop.seconds = 0.0
-        labels = self.probe(trainer, "val").labels
-        if kept is None or labels is None:
+        if kept is None:
             return None
-        logits, loop_labels = kept
+        logits, loop_labels, prints = kept
+        self._reread_moved(trainer, prints)
+        labels = self.probe(trainer, "val").labels
+        if labels is None:
+            return None
         with self.phase("capture"):  # one transfer: the rows must be the probe's images
             same = torch.equal(loop_labels.cpu(), labels) and logits.shape[1] > int(labels.max())
         if not same:
             self._loop.why = "the val loop's labels at the probe's indices differ from the probe's"
         return logits if same else None
+
+    def _reread_moved(self, trainer: Trainer, prints: Tensor | None) -> None:
+        """Read the val probe's images again where the loop's at its positions moved.
+
+        The loop's logits are of the images as they are now; the other passes read the
+        probe's, cached when first drawn. A val set whose items change between
+        validations (a transform switched, a val curriculum, a dataset re-made) leaves
+        them apart, and every figure of one evaluation must read the same images
+        (held-out hunt 125: inverted val images read 97% "with their own batch
+        statistics" on the cached clean ones, 8-15% on their own, told as a BatchNorm
+        mismatch). The prints are the model's inputs, which the probe's dataset items
+        are not (a normalisation in the step), so they are compared with the loop's own
+        prints at the validation the probe was read at.
+        """
+        probe = self._probes.get("val")
+        read = self._read_prints
+        if prints is None or probe is None:
+            return
+        if read is None or read[0] is not probe:  # the probe read at this validation
+            self._read_prints = (probe, prints, False)
+            return
+        with self.phase("capture"):  # one small transfer
+            moved = items_moved(prints, read[1])
+        if not moved:
+            self._read_prints = (probe, read[1], True)
+            return
+        # items that held once and changed: the val pipeline changed (a transform drawing
+        # at random moves at every validation, and is no change to tell)
+        self._items_moved = self._items_moved or read[2]
+        self._probes.pop("val")  # same indices (same length), the items as they are now
+        self._read_prints = (self.probe(trainer, "val"), prints, False)
 
     def _batch_stats(
         self, trainer: Trainer, pl_module: LightningModule, images: int
