@@ -82,6 +82,16 @@ def inputs_differ(v: Verdict) -> str:
             "mid-run (a transform set anew, a datamodule's `setup` run again, a callback "
             "that swaps the val set), and every validation figure since measures that."
         )
+    if f.get("items_moved"):  # the loop's inputs moved, not their channels' statistics
+        return (
+            f"The validation images changed since {when(v.since)}: the val images at the "
+            "probe's positions are no longer the ones the validations before read, though "
+            "each channel's mean and spread stay alike (inverted, noised, another source), "
+            f"and the val loss rose with them ({num(f['best_loss'])} at best before, "
+            f"{num(f['moved_loss'])} then): the val pipeline changed mid-run (a transform set "
+            "anew, a datamodule's `setup` run again, a callback that swaps the val set), and "
+            "every validation figure since measures that."
+        )
     if f.get("moved_train"):
         return (
             f"The training images changed since {when(v.since)}: channel "

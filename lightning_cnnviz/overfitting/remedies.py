@@ -141,8 +141,9 @@ def remedies(v: Verdict) -> list[str]:
     if v.kind == "weight_decay_too_strong" and v.figures.get("decay_per_step") is None:
         # an adaptive optimiser's L2 (hunt 49: Adam's `weight_decay=1.0`)
         return [adaptive_l2_remedy(v.figures["weight_decay"]), *generic[1:]]
-    if v.kind == "inputs_differ" and (v.figures.get("moved") or v.figures.get("moved_train")):
-        split, also = ("val", "") if v.figures.get("moved") else ("training", ", a curriculum step")
+    val = v.figures.get("moved") or v.figures.get("items_moved")
+    if v.kind == "inputs_differ" and (val or v.figures.get("moved_train")):
+        split, also = ("val", "") if val else ("training", ", a curriculum step")
         return [
             f"**Find what changes the {split} data mid-run**: a callback or hook that sets "
             f"the {split} dataset's transform or swaps the set, a `setup` that runs again "

@@ -47,9 +47,9 @@ def inputs_differ(
     now = history[-1]
     if (now.input_shift or {}).get("moved_train") and not _worse(history):
         return None  # a training pipeline changed on purpose (a curriculum) and did no harm
-    if now.input_shift:
+    if now.input_shift and (harmed := _items_harmed(history)) is not None:
         since = next(e for e in history if e.input_shift)
-        return Verdict("inputs_differ", since, now, None, dict(now.input_shift))
+        return Verdict("inputs_differ", since, now, None, {**now.input_shift, **harmed})
     if not now.mild_shift:
         # the screen saw nothing, yet eval mode keeps training images and loses val ones that
         # their own batch statistics get back: the val images differ (held-out hunt 117)
@@ -80,6 +80,30 @@ def _worse(history: Sequence[Evaluation]) -> bool:
     now, before = history[-1].val_loss, [e.val_loss for e in history[:-1]]
     best = min((b for b in before if b is not None), default=None)
     return now is not None and best is not None and now > WORSE * best
+
+
+def _items_harmed(history: Sequence[Evaluation]) -> dict[str, float] | None:
+    """The val loss at and before the val items changed (``items_moved``), if it rose.
+
+    The items changing is no harm in itself (a val set re-drawn): only a val loss
+    ``WORSE`` x its best before the change tells it. ``{}`` for any other shift; ``None``
+    where the items changed and the val loss did not rise with them.
+
+    Example::
+
+        >>> moved = {"items_moved": 1.0}
+        >>> h = [Evaluation(32, 0, val_loss=0.5)]
+        >>> h.append(Evaluation(64, 1, val_loss=3.0, input_shift=moved))
+        >>> _items_harmed(h), _items_harmed([Evaluation(32, 0, val_loss=4.0), h[1]])
+        ({'best_loss': 0.5, 'moved_loss': 3.0}, None)
+    """
+    if not (history[-1].input_shift or {}).get("items_moved"):
+        return {}
+    i = next(i for i, e in enumerate(history) if (e.input_shift or {}).get("items_moved"))
+    if not _worse(history[: i + 1]):
+        return None
+    best = min(e.val_loss for e in history[:i] if e.val_loss is not None)
+    return {"best_loss": best, "moved_loss": history[i].val_loss}  # type: ignore[dict-item]
 
 
 def restandardised(e: Evaluation) -> bool | None:
