@@ -87,10 +87,9 @@ def inputs_differ(v: Verdict) -> str:
             f"The validation images changed since {when(v.since)}: the val images at the "
             "probe's positions are no longer the ones the validations before read, though "
             "each channel's mean and spread stay alike (inverted, noised, another source), "
-            f"and the val loss rose with them ({num(f['best_loss'])} at best before, "
-            f"{num(f['moved_loss'])} then): the val pipeline changed mid-run (a transform set "
-            "anew, a datamodule's `setup` run again, a callback that swaps the val set), and "
-            "every validation figure since measures that."
+            f"and validation got worse with them ({_worse_words(f)}): the val pipeline "
+            "changed mid-run (a transform set anew, a datamodule's `setup` run again, a "
+            "callback that swaps the val set), and every validation figure since measures that."
         )
     if f.get("moved_train"):
         return (
@@ -143,6 +142,23 @@ def inputs_differ(v: Verdict) -> str:
         " The model meets validation images unlike any it trained on: every validation figure "
         "measures that."
     )
+
+
+def _worse_words(f: dict) -> str:
+    """The val loss (and accuracy) at the validation before a change and at it.
+
+    Example::
+
+        >>> _worse_words({"before_loss": 0.5, "moved_loss": 12.5, "before_acc": 0.86,
+        ...               "moved_acc": 0.17})
+        'val loss 0.5 at the validation before vs 12.5 then, val accuracy 86.0% vs 17.0%'
+    """
+    text = (
+        f"val loss {num(f['before_loss'])} at the validation before vs {num(f['moved_loss'])} then"
+    )
+    if f.get("before_acc") is None:
+        return text
+    return f"{text}, val accuracy {num(f['before_acc'], True)} vs {num(f['moved_acc'], True)}"
 
 
 def _shift_by_batch_norm(f: dict, levels: str) -> str:

@@ -82,28 +82,45 @@ def _worse(history: Sequence[Evaluation]) -> bool:
     return now is not None and best is not None and now > WORSE * best
 
 
-def _items_harmed(history: Sequence[Evaluation]) -> dict[str, float] | None:
-    """The val loss at and before the val items changed (``items_moved``), if it rose.
+JUMP = 1.5  # val loss this many times the one before the val items changed: they did harm
+DROP = 0.25  # ... or this share of the val accuracy lost with a val loss ``WORSE`` x that one
 
-    The items changing is no harm in itself (a val set re-drawn): only a val loss
-    ``WORSE`` x its best before the change tells it. ``{}`` for any other shift; ``None``
-    where the items changed and the val loss did not rise with them.
+
+def _items_harmed(history: Sequence[Evaluation]) -> dict[str, float] | None:
+    """The val loss and accuracy before and at the val items' change, if they did harm.
+
+    The items changing (``items_moved``) is no harm in itself (a val set re-drawn), and
+    a val loss that was rising already is the model's (overfitting): only a val loss
+    ``JUMP`` x the evaluation's before, or ``WORSE`` x it with ``DROP`` of the val accuracy
+    lost, at the change, tells it. ``{}`` for any other shift; ``None`` where the items
+    changed and validation did not get worse with them.
 
     Example::
 
         >>> moved = {"items_moved": 1.0}
-        >>> h = [Evaluation(32, 0, val_loss=0.5)]
-        >>> h.append(Evaluation(64, 1, val_loss=3.0, input_shift=moved))
-        >>> _items_harmed(h), _items_harmed([Evaluation(32, 0, val_loss=4.0), h[1]])
-        ({'best_loss': 0.5, 'moved_loss': 3.0}, None)
+        >>> h = [Evaluation(32, 0, val_loss=1.8, val_acc=0.4)]
+        >>> h.append(Evaluation(64, 1, val_loss=2.4, val_acc=0.1, input_shift=moved))
+        >>> _items_harmed(h)
+        {'before_loss': 1.8, 'moved_loss': 2.4, 'before_acc': 0.4, 'moved_acc': 0.1}
+        >>> _items_harmed([Evaluation(32, 0, val_loss=2.3, val_acc=0.4), h[1]]) is None
+        True
     """
     if not (history[-1].input_shift or {}).get("items_moved"):
         return {}
     i = next(i for i, e in enumerate(history) if (e.input_shift or {}).get("items_moved"))
-    if not _worse(history[: i + 1]):
+    if i == 0:
         return None
-    best = min(e.val_loss for e in history[:i] if e.val_loss is not None)
-    return {"best_loss": best, "moved_loss": history[i].val_loss}  # type: ignore[dict-item]
+    before, at = history[i - 1], history[i]
+    if before.val_loss is None or at.val_loss is None:
+        return None
+    accs = (before.val_accuracy, at.val_accuracy)
+    fell = None not in accs and accs[1] < (1 - DROP) * accs[0]  # type: ignore[operator]
+    if not (
+        at.val_loss > JUMP * before.val_loss or (fell and at.val_loss > WORSE * before.val_loss)
+    ):
+        return None
+    figures = {"before_loss": before.val_loss, "moved_loss": at.val_loss}
+    return figures | ({"before_acc": accs[0], "moved_acc": accs[1]} if None not in accs else {})
 
 
 def restandardised(e: Evaluation) -> bool | None:

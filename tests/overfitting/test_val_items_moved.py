@@ -83,7 +83,7 @@ def test_val_items_moved_figures_read_the_images_the_loop_read(tmp_path):
     assert "bn_mismatch" not in problems, problems["bn_mismatch"].message
     found = problems["inputs_differ"]
     assert found.figures["items_moved"] == 1.0 and found.step == 4 * steps  # on time
-    assert found.figures["moved_loss"] > 1.1 * found.figures["best_loss"]
+    assert found.figures["moved_acc"] < 0.75 * found.figures["before_acc"]
     text = texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")[-1]
     assert "The validation images changed since epoch 3 (step 80)" in text
     assert "undo the difference" not in text
