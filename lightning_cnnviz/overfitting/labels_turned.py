@@ -29,7 +29,7 @@ from lightning_cnnviz.overfitting.loss_climb import DROP, STEEP, climb, train_be
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
-__all__ = ["headline", "labels_turned"]
+__all__ = ["headline", "labels_turned", "seen_on_batch_stats"]
 
 
 def labels_turned(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
@@ -70,6 +70,30 @@ def labels_turned(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
         "train_loss": now.train_loss,
     }
     return Verdict("memorisation", evs[low + 1], now, best, figures)
+
+
+def seen_on_batch_stats(v: Verdict, history: Sequence[Evaluation], patience: int = 2) -> bool:
+    """Whether ``v``'s val fall (``labels_turned``'s) shows on the probe with batch statistics.
+
+    While BatchNorm's running statistics are off, eval mode's val figures may fall for them
+    alone: MixUp switched on mid-run steps the training loss up and gathers the running
+    statistics on mixed images (a BatchNorm CNN at 96% eval mode, 100% on batch statistics).
+    The val probe with batch statistics ``DROP`` below its value at the lowest loss at each
+    of the last ``patience`` evaluations is the model losing what it learnt, which
+    ``labels_turned`` tells beside a BatchNorm gap (held-out hunt 125: 50% wrong labels from
+    step 128, batch statistics 93% -> 77% -> 87%, told as a BatchNorm lag alone).
+    ``False`` where batch statistics were not read at those evaluations.
+
+    Example::
+
+        >>> evs = [Evaluation(10 * i, i, probe_acc_bn=a) for i, a in enumerate((.93, .77, .87))]
+        >>> v = Verdict("memorisation", evs[1], evs[2], evs[0], {})
+        >>> seen_on_batch_stats(v, evs), seen_on_batch_stats(v, evs[:2] + [evs[0]])
+        (True, False)
+    """
+    then = v.best.probe_acc_bn if v.best is not None else None
+    recent = [e.probe_acc_bn for e in history[-patience:]]
+    return then is not None and all(a is not None and a <= then - DROP for a in recent)
 
 
 def headline(v: Verdict) -> str:

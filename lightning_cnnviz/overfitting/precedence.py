@@ -42,7 +42,7 @@ from lightning_cnnviz.overfitting import (
     val_source,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.labels_turned import labels_turned
+from lightning_cnnviz.overfitting.labels_turned import labels_turned, seen_on_batch_stats
 from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
@@ -142,6 +142,7 @@ def verdicts(
     # such evaluation (batch statistics: 99%), then "overfitting" from that jump
     curve = [e for e in h if not bn_levels.stale(e)]
     bn = bn_levels.bn_mismatch(h, p)
+    turned = labels_turned(h, p)
     found = {
         "val_metrics_differ": val_source.val_metrics_differ(h, p),
         "loss_mismatch": loss_reads.loss_mismatch(h, p),
@@ -156,7 +157,7 @@ def verdicts(
         "unstable_training": loss_climb.unstable(h, p),
         "bn_mismatch": bn,
         "generalisation_gap": gap.generalisation_gap(h, p),
-        "memorisation": memorisation.memorisation(curve, p) or labels_turned(h, p),
+        "memorisation": memorisation.memorisation(curve, p) or turned,
         "overfitting": rules.overfitting(curve, tolerance, p),
         "lr_decayed_early": lr_decay.decayed_early(h, p),
     }
@@ -190,6 +191,13 @@ def verdicts(
         waiting.add("class_imbalance")
     if bn_levels.stale(h[-1]):
         waiting.update(CURVE_KINDS)  # the curves did not move: nothing new from them
+    if turned is not None and "memorisation" in waiting and seen_on_batch_stats(turned, h):
+        # ... but training labels turned noisy read the training loss and accuracy, which
+        # BatchNorm's running statistics do not touch, and a val fall the model shows with
+        # batch statistics too (held-out hunt 125: 50% wrong labels from step 128 were told
+        # as a BatchNorm lag, and never as the labels)
+        found["memorisation"] = turned
+        waiting.discard("memorisation")
     if found["not_learning"] is not None or chance_levels.stuck(h[-1]):
         waiting.update(CURVE_KINDS)  # a model at chance learnt nothing to overfit
 
@@ -244,8 +252,8 @@ def verdicts(
         # ... and while it waits for its second evaluation (hunt 24: a long-tailed
         # training set was "the splits differ" one validation before its classes were named)
         waiting.add("generalisation_gap")
-    turned = found["memorisation"] or reported.get("memorisation")
-    if told("memorisation") and turned is not None and turned.figures.get("turned"):
+    noisy = found["memorisation"] or reported.get("memorisation")
+    if told("memorisation") and noisy is not None and noisy.figures.get("turned"):
         # training labels turned noisy: the training loss climbs on them, not on updates
         # grown too large (hunt 61: "training unstable" 7 validations after it was told)
         waiting.add("unstable_training")

@@ -51,3 +51,46 @@ def test_labels_turned_not_where_val_accuracy_holds_or_the_loss_is_at_chance():
                       classes=10.0, val_images=1000.0)
            for i, (loss, t, v) in enumerate([*FIT, *random])]  # fmt: skip
     assert labels_turned(evs) is None
+
+
+# held-out hunt 125: a BatchNorm CNN under Adam 3e-3, 50% of the training labels wrong from
+# step 128 (validations every 32 steps), its BatchNorm gap a problem from step 160. Per
+# evaluation: train loss, train acc, val acc, val loss, and the val probe in eval mode and
+# with batch statistics (acc, loss), the shares right in one mode only (batch stats, eval)
+BN_NOISY = [
+    (1.832, 0.474, 0.228, 2.094, 0.219, 2.096, 0.727, 1.427, 0.516, 0.008),
+    (1.181, 0.777, 0.612, 1.112, 0.617, 1.108, 0.844, 0.922, 0.242, 0.016),
+    (0.743, 0.867, 0.656, 0.949, 0.734, 0.869, 0.914, 0.549, 0.211, 0.031),
+    (0.471, 0.914, 0.748, 0.75, 0.742, 0.721, 0.93, 0.4, 0.211, 0.023),
+    (2.256, 0.329, 0.61, 1.465, 0.625, 1.434, 0.773, 1.419, 0.195, 0.047),
+    (2.011, 0.407, 0.672, 1.317, 0.703, 1.291, 0.867, 1.165, 0.18, 0.016),
+]
+BN_FIELDS = ("train_loss", "train_acc", "val_acc", "val_loss", "probe_acc_val", "probe_loss_val",
+             "probe_acc_bn", "probe_loss_bn", "bn_only", "eval_only")  # fmt: skip
+
+
+def told_with_bn(rows):
+    """Each (step, kind, severity) the detector tells first on ``BN_FIELDS`` ``rows``."""
+    detector, said = Detector(), []
+    for i, row in enumerate(rows):
+        figures = dict(zip(BN_FIELDS, row, strict=True))
+        ev = Evaluation(32 * (i + 1), i, lr=3e-3, classes=10.0, val_images=500.0,
+                        probe_size=128.0, bn_size=128.0, bn_momentum=0.1,
+                        run_share=(i + 1) / 10, **figures)  # fmt: skip
+        said += [(ev.step, c.verdict.kind, c.verdict.severity) for c in detector.update(ev)
+                 if c.change == "new"]  # fmt: skip
+    return said
+
+
+def test_labels_turned_is_told_beside_a_batch_norm_gap():
+    said = told_with_bn(BN_NOISY)
+    assert (160, "bn_mismatch", "problem") in said
+    # the labels at the second evaluation after they turned, not held by the BatchNorm gap
+    assert (192, "memorisation", "problem") in said
+
+
+def test_labels_turned_waits_on_batch_norm_where_batch_statistics_hold():
+    # the same training figures, the val probe with batch statistics at its level before
+    # (MixUp switched on: running statistics gathered on mixed images fail eval mode alone)
+    held = [(*row[:6], 0.93, 0.4, *row[8:]) if i > 3 else row for i, row in enumerate(BN_NOISY)]
+    assert [kind for _, kind, _ in told_with_bn(held) if kind == "memorisation"] == []
