@@ -109,8 +109,8 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
     (each class's images) and, with the training labels' ``shares``: ``taken_for`` (the
     class most of the left-out images are predicted as), ``ignored_share`` (the commonest
     left-out class's share of the training labels; ``ignored_min_share`` the rarest's),
-    ``kept_min_share`` (the rarest class not left out), ``taken_share`` (``taken_for``'s) and
-    ``top_share`` (the commonest class's).
+    ``kept_min_share`` (the rarest class not left out), ``taken_share`` (``taken_for``'s),
+    ``top_share`` (the commonest class's) and ``class_shares_train`` (each class's).
     """
     k = len(confusion)
     recalls = [row[i] / sum(row) for i, row in enumerate(confusion) if sum(row) > 0]
@@ -129,6 +129,8 @@ def probe_figures(confusion: Sequence[Sequence[float]], shares: Tensor | None) -
     out["swapped_val_share"] = among / images if images else None  # taken for each other
     out["shift"], out["shift_share"] = label_shift(confusion)
     out["remap_share"] = label_map(confusion)
+    if shares is not None and len(shares) == k:  # read again as the draws change (run_data)
+        out["class_shares_train"] = [round(float(v), 6) for v in shares]
     if not out["ignored"] or shares is None or len(shares) != k:
         return out
     missing = [i for i in out["ignored"] if float(shares[i]) == 0]

@@ -172,6 +172,7 @@ class Evaluation:
     kept_min_share: float | None = None  # the rarest predicted class's
     taken_share: float | None = None
     top_share: float | None = None
+    class_shares_train: list[float] | None = None  # each class's, as the training loader draws
     ignored_val_share: float | None = None
     missing: list[int] | None = None
     update_ratio: float | None = None  # the optimiser's last update / the weights' size

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lightning_cnnviz.overfitting import class_fading
+from lightning_cnnviz.overfitting import class_fading, made_rare
 from lightning_cnnviz.overfitting.chance_levels import chance_classes, near_uniform
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.made_rare import RARE  # a rare class: <= RARE x 1/K in training
 from lightning_cnnviz.overfitting.small_steps import tiny_steps
 from lightning_cnnviz.overfitting.untaught import common_left_out, untaught
 from lightning_cnnviz.overfitting.verdict import Verdict
@@ -53,7 +54,6 @@ __all__ = [
     "wants_train_loss",
 ]
 
-RARE = 0.5  # a left-out class is rare: at most this times the uniform share 1/K in training
 COMMON = 1.5  # and the training labels imbalanced: their commonest class this times 1/K or more
 # ... or the left-out class itself this rare, whatever the commonest (hunt 28: two classes
 # of ten at 1:50, the commonest at 12.3%, left out at 1-11% val recall, told nothing)
@@ -155,7 +155,8 @@ def explains_val_loss(history: Sequence[Evaluation], verdict: Verdict | None) ->
     images grow surer and wrong: held out (hunt 53), the val loss of runs with a class
     ignored rose 8-17% while val accuracy climbed, told as overfitting ("stop at epoch
     ..."). Not where val accuracy fell ``STALL`` or more below its best since the class was
-    left out: the classes taught overfit then.
+    left out: the classes taught overfit then. Rare classes explain it where they were made
+    rare during the run and the common ones held (``made_rare.held_common``).
 
     Example::
 
@@ -167,8 +168,10 @@ def explains_val_loss(history: Sequence[Evaluation], verdict: Verdict | None) ->
         >>> explains_val_loss(held, v), explains_val_loss(fell, v)
         (True, False)
     """
-    if verdict is None or not verdict.figures.get("common"):
+    if verdict is None:
         return False
+    if not verdict.figures.get("common"):
+        return made_rare.held_common(history, verdict)
     if verdict.figures.get("faded"):  # the other classes held while it faded
         before = [e for e in history if e.step <= verdict.figures["predicted_at"]]
         return class_fading.others_held(history[-1], verdict.figures["ignored"], before)
@@ -226,8 +229,14 @@ def _left_out(history: Sequence[Evaluation], patience: int) -> Verdict | None:
     while streak < len(evs) and leaves_out(evs[-1 - streak]):
         streak += 1
     now = evs[-1] if evs else None
+    if now is None or not streak:
+        return None
+    predicted = _predicted_before(history, evs[-streak], now.ignored or ())
+    # rare now and not when predicted: the training draws changed (held-out hunt 125: a
+    # sampler set at step 128), no late learner: no waiting, from the first evaluation
+    then = made_rare.share_then(history, evs[-streak], now, predicted)
     # classes with no training label can never be learnt: no waiting
-    if now is None or streak < (1 if now.missing else patience):
+    if streak < (1 if now.missing or then is not None else patience):
         return None
     # one class holds every training label: nothing else can be learnt, so no waiting
     single = now.top_share is not None and now.top_share >= ONE_CLASS
@@ -242,8 +251,8 @@ def _left_out(history: Sequence[Evaluation], patience: int) -> Verdict | None:
     common = bool(k and (now.ignored_share or 0.0) > RARE / k) and not tail
     clear = common and (now.others_recall_val or 0.0) >= OTHERS_CLEAR and stalled
     # ... or predicted before: a class lost while the loss lacks it is no late learner
-    predicted = _predicted_before(history, evs[-streak], now.ignored or ())
-    waits = not (single or now.missing or clear or (common and predicted is not None))
+    changed = then is not None
+    waits = not (single or now.missing or clear or (common and predicted is not None) or changed)
     # a long tail's upper classes come late and unevenly: a note for the whole run, a
     # problem at its end if still left out (``Detector.conclude``; hunt 63: healthy 20:1
     # tails under SGD learnt theirs over 70% of the run; hunt 61: a 100:1 tail never did)
@@ -272,6 +281,7 @@ def _left_out(history: Sequence[Evaluation], patience: int) -> Verdict | None:
         "shift": now.shift,
         "shift_share": now.shift_share,
         "predicted_at": predicted,  # recognised before: changed during the run
+        "share_then": then,  # the left-out classes' least share when predicted, not rare
     }
     severity = "note" if early else "problem"
     return Verdict("class_imbalance", evs[-streak], now, None, figures, severity)

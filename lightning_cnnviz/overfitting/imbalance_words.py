@@ -128,6 +128,14 @@ def headline(v: Verdict) -> str:
             f"{f['dropped']:.0f} every epoch (`drop_last=True`): items of class {left} stored "
             "last, among them?"
         )
+    if f.get("share_then") is not None:  # hunt 125: a sampler set during the run
+        them = "them" if plural else "it"
+        cut += (
+            f" {'They were' if plural else 'It was'} predicted at step {f['predicted_at']}, "
+            f"at {num(f['share_then'], True)} of the training labels or more{each}: the "
+            f"training draws changed since (a sampler, filter or label map that now yields "
+            f"{them} rarely?); the val accuracy falls with {them}, not from overfitting."
+        )
     return (
         f"{rare} left out since {when(since)}{end}: the model (almost) never predicts "
         f"{classes} and takes their images for class {f['taken_for']} "

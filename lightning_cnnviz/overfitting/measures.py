@@ -159,10 +159,9 @@ class Measures(ProbeLogits):
         size = float(len(probe))
         settings = settings_of(trainer, unwrap_model(pl_module), self._lr_start)
         left_out = {}
-        if counts is not None:  # the training labels' shares: read once, when a class is left out
-            shares = None
-            if ignored:
-                shares = self._train_shares(trainer, len(counts))
+        if counts is not None:  # the training labels' shares, at each evaluation: a class
+            # made rare from a step on was common when last predicted (``made_rare``)
+            shares = self._train_shares(trainer, len(counts))
             left_out = class_figures.probe_figures(counts, shares)
             if left_out.get("ignored"):  # unread, as a loader cutting its end drops them?
                 left_out["dropped_items"] = float(dropped_items(trainer))

@@ -3,13 +3,15 @@
 ``RunData`` reads the training labels' class shares as the training loader draws them
 (``class_figures.py``), compares the two probes' images (``split_inputs.py``) and checks
 whether the val data are the training data (``val_leak.py``); what is read before the
-first step is ``setup_checks.py``. Each is read lazily, once per fit, on the training
-thread, with the global random generators untouched.
+first step is ``setup_checks.py``. Each is read lazily, once per fit (the class shares
+again for each new training loader), on the training thread, with the global random
+generators untouched.
 A fit that validates nothing leaves the monitor nothing to read: said once (``no_val.py``).
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, ClassVar
 
 import torch
@@ -50,7 +52,8 @@ class RunData:
 
     Uses the monitor's ``seed``, ``section``, probes, ``phase``, ``sink``, ``tag``,
     ``disabled``, ``events``, ``warn_once`` and ``_validated`` (a validation of this fit
-    ended); keeps ``_shares`` and ``_shift`` (``False`` until read, reset at each fit).
+    ended); keeps ``_shares`` (read again for a new training loader) and ``_shift`` (``False`` until
+    read, reset at each fit).
     """
 
     seed: int
@@ -60,7 +63,7 @@ class RunData:
     # no validation ran, said (``_say_unvalidated``): no second warning at fit end
     silence_said: ClassVar[tuple[str, ...]] = ("past_the_run", "no_val")
     _validated: bool
-    _shares: Tensor | bool | None  # the training labels' class shares (False: not read yet)
+    _shares: _LabelRead | bool  # the training labels as read (False: not read yet)
     _shift: dict[str, float] | bool | None  # ``_input_shift`` (False: not compared yet)
     _mild_shift: dict[str, float] | None  # the same past ``input_shift``'s milder bars
     _items_moved: bool  # the val items changed since the probe read them (``probe_logits``)
@@ -122,28 +125,28 @@ class RunData:
         return self._shift  # type: ignore[return-value]
 
     def _train_shares(self, trainer: Trainer, classes: int) -> Tensor | None:
-        """The training labels' class shares, as the training loader draws them (once per fit).
+        """The training labels' class shares, as the training loader draws them now.
 
         From the dataset's labels where it exposes them, else from up to ``LABEL_POOL``
-        items read in a random order; weighted by a ``WeightedRandomSampler``'s weights.
-        ``None`` where the items carry no class labels.
+        items read in a random order; weighted by a ``WeightedRandomSampler``'s weights as
+        they are now. The labels are read again where the training loader is another one
+        than they were read from: a loader rebuilt with a sampler set from an epoch on draws
+        other shares (held-out hunt 125: classes 5-9 drawn at 1% from step 128, the shares
+        read at step 32 calling them common, told as memorisation). ``None`` where the
+        items carry no class labels.
         """
-        if self._shares is False:
+        loader = trainer.train_dataloader
+        if self._shares is False or not self._shares.read_from(loader):  # type: ignore[union-attr]
             with self.phase("probe"):
                 try:
                     data = find_dataset(trainer, "train")
                 except NoDataset:  # a plain iterable of batches: no items to count
-                    self._shares = None
+                    self._shares = _LabelRead(loader, None, None)
                     return None
                 order = torch.randperm(len(data), generator=generator_for(self.seed, "probe/train"))
                 at, labels = labels_in_order(data, order, LABEL_POOL, self.probe_label_key(data))
-                weights = _sampler_weights(trainer.train_dataloader)
-                if weights is not None:
-                    weights = weights[at] if len(weights) == len(data) else None
-                if labels is not None:
-                    labels = class_figures.class_shares(labels, classes, weights)
-                self._shares = labels
-        return self._shares  # type: ignore[return-value]
+                self._shares = _LabelRead(loader, at, labels, len(data))
+        return self._shares.shares(classes)  # type: ignore[union-attr]
 
     def _check_val_data(self, trainer: Trainer) -> None:
         """Report val data that are the training data (``val_leak.py``), before the first step.
@@ -200,6 +203,46 @@ class RunData:
 
 
 LABEL_POOL = 2048  # training items read for their labels where the dataset exposes none
+
+
+class _LabelRead:
+    """The training labels read from one training loader, and their shares as it draws.
+
+    Holds the loader weakly where it can: a rebuilt loader is another object, read anew.
+
+    Example::
+
+        >>> from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+        >>> data = TensorDataset(torch.zeros(4, 1), torch.tensor([0, 0, 1, 1]))
+        >>> loader = DataLoader(data, sampler=WeightedRandomSampler([1.0, 1, 3, 3], 4))
+        >>> read = _LabelRead(loader, torch.arange(4), torch.tensor([0, 0, 1, 1]), 4)
+        >>> read.shares(2).tolist(), read.read_from(loader), read.read_from(DataLoader(data))
+        ([0.25, 0.75], True, False)
+    """
+
+    def __init__(self, loader: Any, at: Tensor | None, labels: Tensor | None, size: int = 0):
+        try:
+            self._loader: Any = weakref.ref(loader)
+        except TypeError:  # None, a list of loaders: compared by identity while it lives
+            self._loader = lambda: loader
+        self.at, self.labels, self.size = at, labels, size
+
+    def read_from(self, loader: Any) -> bool:
+        """Whether these labels were read from ``loader``."""
+        return self._loader() is loader
+
+    def shares(self, classes: int) -> Tensor | None:
+        """The class shares, weighted by the loader's sampler weights as they are now.
+
+        Read at each call: a sampler's ``weights`` can be set in place during the run.
+        """
+        loader = self._loader()
+        if self.labels is None or self.at is None:
+            return None
+        weights = _sampler_weights(loader)
+        if weights is not None:
+            weights = weights[self.at] if len(weights) == self.size else None
+        return class_figures.class_shares(self.labels, classes, weights)
 
 
 def _split_unknown(trainer: Trainer) -> bool:
