@@ -117,7 +117,8 @@ class DivergenceReview(SkippedLosses, DivergenceFinding):
                     return []
                 outside = self._steps(series, spike)[0] is not None
                 written = self.rewrite[0] if self.rewrite else None
-                text = transient_text(step, epoch, spike, series, outside, jumped, written)
+                hot = None if jumped else self._hot_then(spike)  # the spike's own rate
+                text = transient_text(step, epoch, spike, series, outside, jumped, written, hot)
                 return [Verdict("divergence", "note", text)]
             early = self._learnt_level(series, spike) is None
             if self.pending is None and early and coming_back(series, spike[0]):

@@ -148,12 +148,27 @@ class RateReadings:
         """``(the rate before, the rate now)`` where it jumped around the spike and still is.
 
         Held out (hunt 23): Adam 1e-3 -> 0.05 at step 80, kept to the end (87% val against
-        94% healthy), was told "recovered ... a brief overshoot" without the jump.
+        94% healthy), was told "recovered ... a brief overshoot" without the jump. Not where
+        the rate jumped to is ``RAISED`` x the rate now: a hot step put back (``_hot_then``),
+        whatever a warm-up rose to since.
         """
         jump, now = self._jump(spike[0]), self.rates[1]
-        if jump is None or now is None or now < RAISED * jump[1]:
+        if jump is None or now is None or now < RAISED * jump[1] or jump[3] >= RAISED * now:
             return None
         return jump[1], now
+
+    def _hot_then(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
+        """``(the rate the spike came at, the rate now)`` where that is ``RAISED`` x now.
+
+        A step between the logs around it (``_jump``): the rate to name, not the one a
+        warm-up reached since (held-out hunt 124: Adam warming up to 1e-3, step 13 alone at
+        0.035, told "the learning rate jumped 4x (from 0.00025 to 0.001), which is still in
+        force ... lower the rate"; SGD's 0.93 at step 13 told as "jumped 6x ... to 0.02").
+        """
+        jump, now = self._jump(spike[0]), self.rates[1]
+        if jump is None or now is None or not 0 < RAISED * now <= jump[3]:
+            return None
+        return jump[3], now
 
     def _before(self, at: int | None) -> tuple[float, list[float]]:
         """The rate now and those of the logs before ``at`` (none where either is unknown)."""

@@ -24,6 +24,7 @@ START_STEPS = 100
 
 __all__ = [
     "anew_text",
+    "came_hot",
     "recovered_text",
     "recurring_text",
     "still_in_force",
@@ -98,6 +99,7 @@ def transient_text(
     outside: bool = False,
     jumped: tuple[float, float] | None = None,
     written: tuple[str, str, float, float] | None = None,
+    hot: tuple[float, float] | None = None,
 ) -> str:
     """A spike the run recovered from, in words (a note): early or late, and from what level.
 
@@ -106,7 +108,8 @@ def transient_text(
     step 1000, told "a brief overshoot (an odd batch, a learning-rate step)").
 
     ``jumped``: ``(the rate before, the rate now)`` where the rate jumped around the spike
-    and is still that high (``still_in_force``).
+    and is still that high (``still_in_force``). ``hot``: ``(the rate the spike came at,
+    the rate now)`` where that was far higher (``came_hot``).
 
     ``outside``: a learnt loss went to chance in one step (``divergence.to_chance_at_once``):
     no overshoot, something changed the model or its batches (hunt 23: a layer zeroed).
@@ -122,6 +125,7 @@ def transient_text(
     value = peak_since(series, spike)  # how high it went, not where it crossed the bar
     now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
     level = level_before(series, spike)
+    rate = still_in_force(*jumped) if jumped else came_hot(*hot) if hot else None
     tail = " A note, not a problem; if spikes recur, add a learning-rate warmup or clip gradients."
     if level is not None:
         what = (
@@ -138,9 +142,9 @@ def transient_text(
             )
         if outside or written is not None:
             tail = " A note, not a problem; if it recurs, look at what the code does at that step."
-        elif jumped is not None:
+        elif rate is not None:
             what = "a brief overshoot, not a divergence"
-            tail = " " + still_in_force(*jumped)
+            tail = " " + rate
         return (
             f"Loss spike at step {at}, after the loss had come down (to {value:.3g} from "
             f"{level:.3g} just "
@@ -149,10 +153,10 @@ def transient_text(
         )
     before = [v for s, v in series if s < at and math.isfinite(v)][: -(SMOOTH - 1)]
     from_ = statistics.median(before[-SMOOTH:]) if len(before) >= SMOOTH else None
-    if from_ is not None and (jumped is not None or at > START_STEPS):  # no start: the
+    if from_ is not None and (rate is not None or at > START_STEPS):  # no start: the
         # rate's doing, or an odd batch (hunt 94: a 100x jump at step 150 of 320 was "an
         # early transient (as Adam's start or a large first learning rate give)")
-        why = still_in_force(*jumped) if jumped is not None else tail.lstrip()
+        why = rate if rate is not None else tail.lstrip()
         return (
             f"Loss spike at step {at} (to {value:.3g} from {from_:.3g} just before it; start "
             f"{start:.3g}), recovered by step {step} ({now:.3g}, below the start): a brief "
@@ -189,6 +193,24 @@ def still_in_force(before: float, now: float) -> str:
     )
 
 
+def came_hot(then: float, now: float) -> str:
+    """The note's ending where the spike came at a rate far above the one in force now.
+
+    Example::
+
+        >>> print(came_hot(0.035, 0.001))  # doctest: +NORMALIZE_WHITESPACE
+        It came at a learning rate of 0.035, 35x the 0.001 in force now: a few steps at a
+        far higher rate, put back since. A note; if that rate was not meant, look at what
+        sets it at that step (a scheduler, code that writes the optimiser's `param_groups`).
+    """
+    return (
+        f"It came at a learning rate of {then:.3g}, {times(then / now)} the {now:.3g} in force "
+        "now: a few steps at a far higher rate, put back since. A note; if that rate was not "
+        "meant, look at what sets it at that step (a scheduler, code that writes the "
+        "optimiser's `param_groups`)."
+    )
+
+
 def recovered_text(
     step: int,
     epoch: int,
@@ -199,6 +221,7 @@ def recovered_text(
     outside: bool = False,
     jumped: tuple[float, float] | None = None,
     cooled: tuple[float, float] | None = None,
+    hot: tuple[float, float] | None = None,
 ) -> str:
     """The note that ends a divergence finding whose loss came back (``recovered``).
 
@@ -208,6 +231,7 @@ def recovered_text(
     to chance, or a step up), which no rate or clipping explains. ``jumped``: as
     ``transient_text``'s. ``cooled``: ``(the rate at the spike, the rate now)``, far lower
     now (``early_spike.cooled``): a hot first step, a warm-up restarted, which the note names.
+    ``hot``: as ``transient_text``'s, a hot step between two logs (named before ``cooled``).
 
     Example::
 
@@ -229,6 +253,8 @@ def recovered_text(
         )
     elif jumped is not None:
         ending = still_in_force(*jumped)
+    elif hot is not None:  # (held-out hunt 124: a hot step during a warm-up)
+        ending = came_hot(*hot)
     elif cooled is not None:  # (held-out hunt 121: a first step at 40x, then a warm-up)
         ending = (
             f"It came at a learning rate of {cooled[0]:.3g}, {times(cooled[0] / cooled[1])} the "

@@ -133,6 +133,9 @@ class SpikeAftermath(SpikeReadings):
         outside = any(step is not None for step in self._steps(series, spike))
         jumped = self._jumped_now(spike)
         rates = self._blow_up_rates() if blown_from_start(series, spike) else None
-        hot = rates if cooled(rates) else None  # a hot first step: its rate named
-        text = recovered_text(step, epoch, spike, series, reported, rose, outside, jumped, hot)
+        cool = rates if cooled(rates) else None  # a hot first step: its rate named
+        hot = None if jumped else self._hot_then(spike)  # a hot step between two logs
+        text = recovered_text(
+            step, epoch, spike, series, reported, rose, outside, jumped, cool, hot=hot
+        )
         return [Verdict("divergence", "note", text, {"spike_step": spike[0]}, change="gone")]

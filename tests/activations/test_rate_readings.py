@@ -90,3 +90,32 @@ def test_rate_readings_a_hot_spell_before_the_first_log_names_its_rate(tmp_path)
     )
     assert "Try: lower the learning rate of the first steps (10x)" in diverged.message
     assert "add a learning-rate warmup" not in diverged.message
+
+
+class HotStepInWarmup(Net):
+    """A BatchNorm CNN, Adam 1e-3 warmed up over 40 steps: step 13 alone at 100x (0.035)."""
+
+    def __init__(self) -> None:
+        net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(16 * 49, 64), nn.ReLU(), nn.Linear(64, 10),
+        )  # fmt: skip
+        super().__init__(net, lr=1e-3)
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.lr)
+        rule = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / 40) * (100.0 if s == 13 else 1.0)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": rule, "interval": "step"}}
+
+
+def test_rate_readings_a_hot_step_in_a_warmup_names_its_rate_not_the_warmups_rise(tmp_path):
+    # held-out hunt 124: Adam warming up to 1e-3, step 13 alone at 0.035 (logs at 10 and
+    # 20), the loss 2.0 -> 8.2: the note said "the learning rate jumped 4x (from 0.00025
+    # to 0.001), which is still in force ... lower the rate", the warm-up's healthy target
+    trainer, _ = fit(tmp_path, HotStepInWarmup(), 60, every=10)
+    (told,) = [f for f in findings_of(trainer) if f.kind == "divergence"]
+    assert "It came at a learning rate of 0.035, 35x the 0.001 in force now" in told.message
+    assert "still in force" not in told.message and "jumped" not in told.message
