@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.decay import heavy_decay
 from lightning_cnnviz.overfitting.evaluation import Evaluation
+from lightning_cnnviz.overfitting.learning_remedies import LR_RAISED
 from lightning_cnnviz.overfitting.loss_climb import (
     RISE,
     acc_fell,
@@ -87,9 +88,11 @@ def _held_back(history: Sequence[Evaluation], patience: int) -> Verdict | None:
     not ``STALLED`` below the lowest before it: from the second evaluation (the first is
     a mean through the steep start, which a model learning under the decay leaves far
     behind; hunt 68: Adamax with an L2 of 0.5 at 2.28, 2.25, was told at the third, two
-    validations after its onset). Held out (hunt 19): AdamW at lr 1e-3 with
-    ``weight_decay=50`` (5% of every weight a step) sat at train losses of 1.60, 1.44,
-    1.55 (61-66% val against 96%), and the run ended "no problems".
+    validations after its onset). Not where an earlier evaluation got under that (``_got_low``)
+    or the rate rose ``LR_RAISED`` x since the lowest (``_raised_since_low``): a loss that
+    learnt and climbed back is ``climb``'s, or a raised rate's. Held out (hunt 19): AdamW
+    at lr 1e-3 with ``weight_decay=50`` (5% of every weight a step) sat at train losses of
+    1.60, 1.44, 1.55 (61-66% val against 96%), and the run ended "no problems".
     """
     evs = [e for e in history if e.train_loss is not None and math.isfinite(e.train_loss)]
     now = evs[-1] if evs else None
@@ -100,6 +103,8 @@ def _held_back(history: Sequence[Evaluation], patience: int) -> Verdict | None:
     lowest = min(e.train_loss for e in evs[:-1])  # type: ignore[type-var]
     if any(e.train_loss < bar for e in recent) or now.train_loss < (1 - STALLED) * lowest:  # type: ignore[operator]
         return None
+    if any(_got_low(e, bar) for e in evs[:-1]) or _raised_since_low(evs):
+        return None  # learnt, then climbed back (``climb``'s), or a raised rate's doing
     figures = {
         "weight_decay": now.weight_decay,
         "lr": now.lr,
@@ -111,3 +116,52 @@ def _held_back(history: Sequence[Evaluation], patience: int) -> Verdict | None:
         "val_acc": now.val_accuracy,
     }
     return Verdict("weight_decay_too_strong", recent[0], now, None, figures)
+
+
+def _got_low(e: Evaluation, bar: float) -> bool:
+    """Whether the train loss got under ``bar`` by ``e``: the decay did not hold it back.
+
+    The interval's mean, or its last steps' (``recent_loss``) under half of it (a few
+    steps' mean is noisier): a first epoch's mean holds its steep start. Held-out hunt
+    124: Adam 1e-3 with an L2 of 0.05 learnt to a loss of ~0.2 by step 94 (92.5% val, as
+    without the decay; epoch 0's mean above the bar), collapsed once the rate was raised
+    300x at step 150, and was told "the training loss has stayed at 2.799 since epoch 0
+    ... the decay holds the weights near zero".
+
+    Example::
+
+        >>> _got_low(Evaluation(94, 0, train_loss=0.7, recent_loss=0.2), 0.576)
+        True
+        >>> _got_low(Evaluation(94, 0, train_loss=1.6, recent_loss=1.5), 0.576)
+        False
+    """
+    low = e.recent_loss is not None and math.isfinite(e.recent_loss) and e.recent_loss < bar / 2
+    return (e.train_loss is not None and e.train_loss < bar) or low
+
+
+def _raised_since_low(evs: Sequence[Evaluation]) -> bool:
+    """Whether the rate now is ``LR_RAISED`` x the rate the lowest earlier train loss came at.
+
+    The lower of each evaluation's mean and last steps' (``recent_loss``); the rate read
+    there and at the evaluation before (the one read at it may be the next interval's, as
+    in ``climb``). Then the loss held up is the raised rate's (held-out hunt 124: a loss
+    of 0.41 over epoch 0's last steps, epoch 0's mean 1.09, up to 1.45 and 2.4 once the
+    rate went 0.001 -> 0.3).
+
+    Example::
+
+        >>> evs = [Evaluation(60, 0, train_loss=1.09, recent_loss=0.41, lr=0.001),
+        ...        Evaluation(120, 1, train_loss=1.45, recent_loss=3.4, lr=0.3)]
+        >>> _raised_since_low(evs), _raised_since_low([evs[0], evs[0]])
+        (True, False)
+    """
+    *earlier, now = evs
+    lows = [
+        min(v for v in (e.train_loss, e.recent_loss) if v is not None and math.isfinite(v))
+        for e in earlier
+    ]
+    low = min(range(len(lows)), key=lows.__getitem__, default=None)
+    rates = [e.lr for e in earlier[max(0, (low or 0) - 1) : (low or 0) + 1] if e.lr]
+    return (
+        low is not None and bool(rates) and now.lr is not None and now.lr >= LR_RAISED * min(rates)
+    )
