@@ -158,17 +158,16 @@ class RateReadings:
         return jump[1], now
 
     def _hot_then(self, spike: tuple[int, float, float, float]) -> tuple[float, float] | None:
-        """``(the rate the spike came at, the rate now)`` where that is ``RAISED`` x now.
+        """``(the rate the spike came at, the rate now)``: ``lowered_since`` the hot step.
 
         A step between the logs around it (``_jump``): the rate to name, not the one a
         warm-up reached since (held-out hunt 124: Adam warming up to 1e-3, step 13 alone at
         0.035, told "the learning rate jumped 4x (from 0.00025 to 0.001), which is still in
         force ... lower the rate"; SGD's 0.93 at step 13 told as "jumped 6x ... to 0.02").
         """
-        jump, now = self._jump(spike[0]), self.rates[1]
-        if jump is None or now is None or not 0 < RAISED * now <= jump[3]:
-            return None
-        return jump[3], now
+        jump = self._jump(spike[0])  # its peak is the rate of a hot step between logs
+        hot = None if jump is None else lowered_since(spike[0], jump[3], (jump[1], self.rates[1]))
+        return None if hot is None else (hot[1], hot[2])  # type: ignore[return-value]
 
     def _before(self, at: int | None) -> tuple[float, list[float]]:
         """The rate now and those of the logs before ``at`` (none where either is unknown)."""
