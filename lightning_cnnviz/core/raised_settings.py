@@ -31,6 +31,7 @@ __all__ = [
     "DECAY_RAISED",
     "DROPOUT_HIGH",
     "DROPOUT_RISE",
+    "RATE_RAISED",
     "SETTINGS",
     "decay_raised",
     "dropout_raised",
@@ -38,6 +39,7 @@ __all__ = [
     "momentum_raised",
     "raised_setting",
     "raised_since",
+    "rate_raised",
 ]
 
 DECAY_RAISED = 3.0  # decoupled decay a step this many times its value then: set anew
@@ -45,6 +47,7 @@ DECAY_RAISED = 3.0  # decoupled decay a step this many times its value then: set
 # AdamW's `weight_decay` 0.02 -> 2.0 at a rate of 3e-3, 0.6% a step, val 89% -> 68%)
 DECAY_JUMP, DECAY_FELT = 10.0, 0.002
 DROPOUT_RISE, DROPOUT_HIGH = 0.2, 0.5  # dropout p raised this much during the run, to this
+RATE_RAISED = 3.0  # a learning rate this many times the highest before it: set anew
 
 Pair = tuple[float | None, float | None]
 
@@ -79,6 +82,24 @@ def momentum_raised(pair: Pair) -> tuple[float, float] | None:
     """``(momentum then, now)`` where it rose to ``HIGH_MOMENTUM`` or more since."""
     then, now = pair
     if then is None or now is None or not then < HIGH_MOMENTUM <= now < 1:
+        return None
+    return then, now
+
+
+def rate_raised(pair: Pair) -> tuple[float, float] | None:
+    """``(the highest learning rate before, now)`` where it rose ``RATE_RAISED`` x or more since.
+
+    Against the highest rate before, not the lowest: a warm-up or a schedule's cycle
+    climbs to its peak in steps; a rate set anew jumps past every one the run had
+    (held-out hunt 125: RMSprop's rate raised 30x at step 128).
+
+    Example::
+
+        >>> rate_raised((0.003, 0.09)), rate_raised((0.003, 0.006)), rate_raised((None, 0.1))
+        ((0.003, 0.09), None, None)
+    """
+    then, now = pair
+    if then is None or now is None or then <= 0 or now < RATE_RAISED * then:
         return None
     return then, now
 
@@ -129,6 +150,7 @@ def raised_setting(
     decayed: tuple[float, float] | None,
     momentum: tuple[float, float] | None,
     dropped: tuple[float, float] | None,
+    rate: tuple[float, float] | None = None,
 ) -> str | None:
     """Which setting rose before training went wrong, with what to try, else ``None``.
 
@@ -145,6 +167,9 @@ def raised_setting(
     ``dropped``: ``(the model's highest dropout p at the first log, now)`` where it rose
     to drop most outputs (held out, hunt 29: every ``Dropout`` set to 0.97 at step 96, the
     training loss 0.3 -> 3.8, told as the training batches changing).
+
+    ``rate``: ``(the highest learning rate before, now)`` where it jumped (``rate_raised``),
+    named last: the other settings say more of what the run became.
     """
     if decayed is not None:
         before, now = decayed
@@ -170,5 +195,12 @@ def raised_setting(
             "the training loss climbs while the model in eval mode, without dropout, may "
             "hold. Try: set the dropout back (p <= 0.5); where a callback or schedule sets it, "
             "look at what it sets then."
+        )
+    if rate is not None:
+        before, now = rate
+        return (
+            f"The learning rate rose from {before:.3g} to {now:.3g} ({now / before:.0f}x) "
+            "before it, set during the run: every update is that much larger. Try: set it back to "
+            f"{before:.3g}; where a callback or schedule sets it, look at what it sets then."
         )
     return None

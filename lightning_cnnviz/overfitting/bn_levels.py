@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 
 from lightning_cnnviz.overfitting import bn_ranks, learnt
+from lightning_cnnviz.overfitting.bn_cause import raised_cause
 from lightning_cnnviz.overfitting.bn_lag import frozen, lags_long, settling
 from lightning_cnnviz.overfitting.bn_ranks import gap, ranked
 from lightning_cnnviz.overfitting.chance_levels import chance_band
@@ -183,7 +184,8 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     once (hunt 36: NaN written into a ``running_var``, val NaN from the next validation,
     told as a mismatch two validations on, the NaN never named), and so are statistics
     frozen or as initialised (``bn_lag.frozen``: hunt 86, frozen at step 150, eval mode
-    41% against 94% at step 200, told at 250).
+    41% against 94% at step 200, told at 250), and so is one that a setting raised right
+    before it set off (``bn_cause.raised_cause``, named in ``figures["raised"]``).
     """
     if history and history[-1].bn_nonfinite and not _diverged(history[-1]):
         # no waiting: eval mode reads NaN from now on
@@ -195,6 +197,10 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     evs, streak = _trailing(history, parted)
     if streak and frozen(evs[-1]):  # nothing to catch up: told at its first evaluation
         return _mismatch(evs, streak)
+    if streak and (cause := raised_cause(evs, streak)) is not None:
+        # a setting raised right before it: that is the cause, and no waiting closes it
+        found = _mismatch(evs, streak)
+        return dataclasses.replace(found, figures={**found.figures, "raised": cause})
     if streak >= patience and gap(evs[-1]) < CLOSING * gap(evs[-2]):  # type: ignore[operator]
         return None  # closing fast: the running statistics catching up; one more evaluation
     if streak == patience and _eval_never_learnt(history) and not lags_long(evs[-1]):

@@ -27,6 +27,7 @@ from typing import Any
 
 from lightning_cnnviz.core.voice import times
 from lightning_cnnviz.overfitting import (
+    bn_cause,
     class_gap,
     climb_words,
     imbalance_words,
@@ -203,6 +204,7 @@ def _bn_mismatch(v: Verdict) -> str:
         f"BatchNorm running statistics do not match the batches since {when(since)}: "
         f"{levels_words(f)} (loss {num(f['eval_loss'])} vs {num(f['batch_stats_loss'])})."
         + _train_images_text(f)
+        + (f" {f['raised']} {bn_cause.BN_WORDS}" if f.get("raised") else "")
     )
 
 

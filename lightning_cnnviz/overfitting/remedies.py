@@ -270,6 +270,15 @@ def remedies(v: Verdict) -> list[str]:
             "reset them (`module.reset_running_stats()`) and recompute them on training "
             "batches.",
         ]
+    if v.kind == "bn_mismatch" and v.figures.get("raised"):
+        # a setting raised during the run moves the weights past the running statistics:
+        # set it back; a larger BatchNorm momentum would chase it (held-out hunt 125)
+        return [
+            learning_remedies.SET_BACK,
+            "**Recompute the running statistics** on training batches before evaluating "
+            "where the setting must stay (a forward pass in training mode under "
+            "`torch.no_grad()`).",
+        ]
     if v.kind == "bn_mismatch" and (m := v.detected.bn_momentum) is not None:
         # the run's own momentum: torchvision's MobileNet/EfficientNet use 0.01 (held out:
         # eval mode at 25% vs 90% with batch statistics; the same net at 0.1 was level)
