@@ -64,7 +64,7 @@ def end_verdicts(
         found = {}
     elif standing(reported, "generalisation_gap") and gap.gapped_on_batch_stats(now) and not lag:
         found = {}  # the splits differ on batch statistics too: that, told
-    elif end is not None and (now.mild_shift or gap.shifted_val_images(now)) and not lag:
+    elif end is not None and (now.mild_shift or gap.kept_on_train_images(now)) and not lag:
         found = {"inputs_differ": split_inputs.with_bn_gap(end, now)}  # the same, told now
     told = reported.get("class_imbalance")
     left = imbalance.class_imbalance(history, patience)

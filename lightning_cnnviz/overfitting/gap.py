@@ -39,6 +39,7 @@ __all__ = [
     "gapped_on_batch_stats",
     "generalisation_gap",
     "held_on_train_images",
+    "kept_on_train_images",
     "shifted_val_images",
 ]
 
@@ -189,6 +190,38 @@ def shifted_val_images(e: Evaluation) -> bool:
     n = min(e.probe_size_train or e.probe_size or 0.0, e.bn_size or e.probe_size or 0.0)
     kept = own - val > part_threshold((own + val) / 2, n) and own - val >= bn - own
     return kept and bn >= own - part_threshold((own + bn) / 2, n)
+
+
+def kept_on_train_images(e: Evaluation) -> bool:
+    """Whether eval mode keeps the training images and loses the val images, the splits' doing.
+
+    ``shifted_val_images``, or eval mode holding the train accuracy on the train probe
+    (``held_on_train_images``: the running statistics fit the training images) and far
+    above the val probe in eval mode (``bn_levels.part_threshold`` of two independent
+    accuracies), whatever batch statistics read on the val probe: a cue that only
+    training images carry leaves it short of the train probe too (held-out hunt 125: a
+    class-coded square on training images only, eval mode 94-100% on training batches, the
+    val probe 73-83% in eval mode and 87-90% on batch statistics, told "raise BatchNorm's
+    momentum"). Running statistics that trail the weights fail both probes alike. Not
+    where train accuracy is ``GAP`` above val (``gapped``): the train/val gap tells that
+    (hunt 109, ``precedence``).
+
+    Example::
+
+        >>> row = dict(probe_size=128.0, probe_size_train=128.0, bn_size=128.0, train_acc=0.99)
+        >>> def ev(own, val, bn):
+        ...     return Evaluation(0, 0, probe_acc_train=own, probe_acc_val=val,
+        ...                       probe_acc_bn=bn, **row)
+        >>> kept_on_train_images(ev(0.99, 0.75, 0.88)), kept_on_train_images(ev(0.8, 0.72, 0.9))
+        (True, False)
+    """
+    own, val = e.probe_acc_train, e.probe_acc_val
+    if shifted_val_images(e):
+        return True
+    if own is None or val is None or not held_on_train_images(e) or gapped(e):
+        return False
+    n = min(e.probe_size_train or e.probe_size or 0.0, e.probe_size or 0.0)
+    return own - val > part_threshold((own + val) / 2, n)
 
 
 def generalisation_gap(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from lightning_cnnviz.core.step_input_shift import is_formula
 from lightning_cnnviz.core.step_transform import affine_form
 from lightning_cnnviz.overfitting.bn_ranks import levels_words
+from lightning_cnnviz.overfitting.gap import EVAL_HELD
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
@@ -172,13 +173,22 @@ def _shift_by_batch_norm(f: dict, levels: str) -> str:
     """
     train = f.get("train_eval_acc")
     kept = f" while eval mode reads {num(train, True)} on the train probe's images" if train else ""
+    # batch statistics short of the train probe too: the val images lack what training
+    # images carry (a cue on training images only, held-out hunt 125), not only their spread
+    part = train is not None and f.get("batch_stats_acc", 1.0) < train - EVAL_HELD
+    undo = (
+        "whose own batch statistics undo only part of the difference: not stale statistics "
+        "(a larger BatchNorm momentum would not change it)"
+        if part
+        else "whose own batch statistics undo the difference: not stale statistics"
+    )
+    finer = "a mark or cue only training images carry, " if part else ""
     return (
         f"Validation images differ from the training images: {levels}{kept}. BatchNorm's "
-        "running statistics, gathered on training images, fit those and not the val images, "
-        "whose own batch statistics undo the difference: not stale statistics, and not "
-        "memorisation. Each channel's mean and spread match on the two probes, so the "
-        "difference is finer (noise, blur, compression, another resize or source), and every "
-        "validation figure measures it."
+        f"running statistics, gathered on training images, fit those and not the val images, "
+        f"{undo}, and not memorisation. Each channel's mean and spread match on the two "
+        f"probes, so the difference is finer ({finer}noise, blur, compression, another resize "
+        "or source), and every validation figure measures it."
     )
 
 

@@ -52,8 +52,10 @@ def inputs_differ(
         return Verdict("inputs_differ", since, now, None, {**now.input_shift, **harmed})
     if not now.mild_shift:
         # the screen saw nothing, yet eval mode keeps training images and loses val ones that
-        # their own batch statistics get back: the val images differ (held-out hunt 117)
-        shifted = bn is not None and gap.shifted_val_images(now)
+        # their own batch statistics get back: the val images differ (held-out hunt 117);
+        # or only part of them, a cue on training images only (held-out hunt 125), where no
+        # train/val gap tells it (hunt 109: ``generalisation_gap``, ``precedence``)
+        shifted = bn is not None and gap.kept_on_train_images(now)
         return with_bn_gap(bn, now) if shifted else None  # type: ignore[arg-type]
     if bn is not None and not gap.failed_on_train_images(now):
         # ... not where eval mode fails the training images too: the gap is the running
@@ -173,7 +175,7 @@ def noise_costs(e: Evaluation) -> bool | None:
 def with_bn_gap(bn: Verdict, now: Evaluation) -> Verdict:
     """``inputs_differ`` from a BatchNorm gap ``bn`` where ``now`` has a ``mild_shift``.
 
-    Or none, where eval mode keeps the training images (``gap.shifted_val_images``).
+    Or none, where eval mode keeps the training images (``gap.kept_on_train_images``).
 
     Also at the end of fit, where the last validation's gap waits for no confirmation
     (``bn_levels.bn_mismatch_at_end``): the unlike inputs are the cause there too.
