@@ -16,8 +16,9 @@ Example::
     ...                  decay_per_step=3e-5, **row)
     >>> new = Evaluation(160, 4, probe_acc_val=0.10, probe_acc_bn=0.92, bn_only=0.82,
     ...                  decay_per_step=0.015, **row)
-    >>> raised_cause([old, new], 1)[:40]
-    'Weight decay rose from 0.00% to 1.5% of '
+    >>> since, said = raised_cause([old, new], 1)
+    >>> since.step, said[:40]
+    (160, 'Weight decay rose from 0.00% to 1.5% of ')
     >>> raised_cause([old, old], 1) is None
     True
 """
@@ -72,8 +73,10 @@ def raised_now(before: Sequence[Evaluation], now: Evaluation) -> str | None:
     return raised_setting(None, None, None, rate_raised((top, now.lr)))
 
 
-def raised_cause(evs: Sequence[Evaluation], streak: int) -> str | None:
+def raised_cause(evs: Sequence[Evaluation], streak: int) -> tuple[Evaluation, str] | None:
     """The setting a mismatch of the last ``streak`` of ``evs`` started right after, else ``None``.
+
+    ``(the first evaluation after the raise, the setting in words)``.
 
     Raised at the evaluation before the streak or within it (first seen there, against
     the evaluations before), and, where the streak was parted before the raise already
@@ -89,5 +92,5 @@ def raised_cause(evs: Sequence[Evaluation], streak: int) -> str | None:
             return None  # raised long before the mismatch: not what set it off
         if at > start and not (gap(evs[at]) or 0.0) > (gap(evs[at - 1]) or 0.0):
             return None  # a lag before it that the raise did not widen
-        return said
+        return evs[at], said
     return None

@@ -198,9 +198,11 @@ def bn_mismatch(history: Sequence[Evaluation], patience: int = 2) -> Verdict | N
     if streak and frozen(evs[-1]):  # nothing to catch up: told at its first evaluation
         return _mismatch(evs, streak)
     if streak and (cause := raised_cause(evs, streak)) is not None:
-        # a setting raised right before it: that is the cause, and no waiting closes it
-        found = _mismatch(evs, streak)
-        return dataclasses.replace(found, figures={**found.figures, "raised": cause})
+        # a setting raised right before it: that is the cause, and no waiting closes it;
+        # since the raise (a lag before it was the run's own)
+        found, (after, said) = _mismatch(evs, streak), cause
+        since = max(found.since, after, key=lambda e: e.step)
+        return dataclasses.replace(found, since=since, figures={**found.figures, "raised": said})
     if streak >= patience and gap(evs[-1]) < CLOSING * gap(evs[-2]):  # type: ignore[operator]
         return None  # closing fast: the running statistics catching up; one more evaluation
     if streak == patience and _eval_never_learnt(history) and not lags_long(evs[-1]):
