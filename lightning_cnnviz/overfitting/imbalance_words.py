@@ -138,7 +138,7 @@ def headline(v: Verdict) -> str:
         )
     return (
         f"{rare} left out since {when(since)}{end}: the model (almost) never predicts "
-        f"{classes} and takes their images for class {f['taken_for']} "
+        f"{classes} and takes {'their' if plural else 'its'} images for class {f['taken_for']} "
         f"({num(f['taken_share'], True)}).{cut} {shown}"
     )
 

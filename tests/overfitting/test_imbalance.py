@@ -259,3 +259,11 @@ def test_imbalance_a_model_its_rate_keeps_still_is_not_learning_not_imbalance():
     still = Evaluation(234, 1, update_ratio=2.4e-6, **row)
     assert leaves_out(still) is False
     assert leaves_out(Evaluation(234, 1, update_ratio=1e-2, **row)) is True
+
+
+def test_imbalance_headline_one_rare_class_takes_its_images():
+    # one class left out: "takes its images", not "their" (noticed in held-out hunt 125)
+    one = [[40, 0, 0, 0], [0, 15, 0, 1], [0, 0, 0, 16], [0, 0, 1, 15]]
+    text = headline(class_imbalance([ev(s, confusion=one, val_acc=0.9) for s in (10, 20, 30)]))
+    assert "never predicts class 2 (" in text
+    assert "takes its images for class 3" in text
