@@ -55,15 +55,12 @@ class DivergenceReview(SkippedLosses, DivergenceFinding):
     ``DivergenceFinding`` (``divergence_finding.py``).
     """
 
-    diverged: int | None
-    spike: tuple[int, float, float, float] | None
+    # (``diverged``, ``spike``, ``nonfinite_told``, ``_switch_before``: ``DivergenceFinding``'s)
     transient: int
     harder: int | None
     recurring: list[int]  # the steps of late spikes the run came back from
     pending: int | None
-    nonfinite_told: bool
     rewrite: tuple[tuple[str, str, float, float], ...]  # rewritten at this log or the one before
-    _switch_before: Callable[[int | None], tuple[int, int, list[str]] | None]  # ``ModeSwitch``
 
     def _divergence(
         self,
