@@ -37,6 +37,17 @@ def weight_decay_too_strong(v: Verdict) -> str:
     if v.severity == "note":
         return loss_back(v)
     decay = decay_words(f["weight_decay"], f["lr"], f.get("decay_per_step"))
+    if f.get("raised_from") is not None:  # raised during the run, told at once (decay_rule)
+        return (
+            f"Weight decay too strong since it was raised during the run: {decay} "
+            f"(up from {100 * f['raised_from']:.2g}% at epoch {f['raised_after'][0]}, step "
+            f"{f['raised_after'][1]}). The weights' norm shrank "
+            f"{f['shrunk']:.0%} in the {f['steps']} steps since the evaluation before, the "
+            f"training loss climbed back to {above(f['rise'])} its lowest "
+            f"({num(f['best_train_loss'])} at epoch {f['best_epoch']}, now "
+            f"{num(f['train_loss'])}) and val accuracy went {num(f['val_acc_before'], True)} "
+            f"-> {num(f['val_acc'], True)}: the decay undoes what the gradients build."
+        )
     if f.get("held_back"):
         train, val = f.get("train_acc"), f.get("val_acc")
         # a train accuracy far below val's is read against targets mixed or softened

@@ -28,9 +28,11 @@ from collections.abc import Sequence
 
 from lightning_cnnviz.core.chance import at_chance
 from lightning_cnnviz.core.decay import heavy_decay
+from lightning_cnnviz.core.raised_settings import decay_raised
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.learning_remedies import LR_RAISED
 from lightning_cnnviz.overfitting.loss_climb import (
+    DROP,
     RISE,
     acc_fell,
     climb,
@@ -39,7 +41,7 @@ from lightning_cnnviz.overfitting.loss_climb import (
 )
 from lightning_cnnviz.overfitting.verdict import Verdict
 
-__all__ = ["HELD_BACK", "STALLED", "decay_too_strong"]
+__all__ = ["HELD_BACK", "SHRUNK", "STALLED", "decay_too_strong"]
 
 
 def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
@@ -51,14 +53,15 @@ def decay_too_strong(history: Sequence[Evaluation], patience: int = 2) -> Verdic
     than it was then, and the train accuracy, where known, ``DROP`` below its value there
     (or the loss doubled, ``ALONE``: 5x at 4 points of train accuracy is no harmless climb).
     ``best`` is that lowest evaluation, ``since`` the one after it. Without such a climb,
-    a train loss held far above zero (``_held_back``).
+    a decay raised since the evaluation before and already shrinking the weights
+    (``_raised_now``), or a train loss held far above zero (``_held_back``).
     """
     now = history[-1]
     if not heavy_decay(now.decay_per_step, now.weight_decay):
         return None
     found = climb(history, patience, RISE)
     if found is None:
-        return _held_back(history, patience)
+        return _raised_now(history) or _held_back(history, patience)
     best = found[0][found[1]]
     if acc_fell(best, now) is False and not loss_doubled(best, now):
         return None  # the loss climbs, the accuracy holds: no harm done
@@ -165,3 +168,105 @@ def _raised_since_low(evs: Sequence[Evaluation]) -> bool:
     return (
         low is not None and bool(rates) and now.lr is not None and now.lr >= LR_RAISED * min(rates)
     )
+
+
+SHRUNK = 0.1
+"""A decay raised since the evaluation before, and the trained weights' norm this share
+smaller than there: the decay outweighs the gradients now, not in a while. A healthy run's
+norm grows or drifts a few percent between evaluations (AdamW 0.05 at 1e-3 takes 0.005%
+a step)."""
+
+
+def _raised_now(history: Sequence[Evaluation]) -> Verdict | None:
+    """A decay raised since the evaluation before, told at the first evaluation after it.
+
+    ``patience`` evaluations of a climb wait for a train loss that the decay lifts slowly
+    (held-out hunt 125: AdamW's `weight_decay` 1e-2 -> 5 at step 128, 1.5% of every
+    weight a step; the first validation after it, at 160, had val accuracy 79% -> 10.6%,
+    train accuracy 92-94% and the interval's mean loss only 22% up; told at 224). Where
+    the evidence is already clear, at once: the decay a step raised since the evaluation
+    before (``core.raised_settings.decay_raised``; not by a warm-up's or a cycle's plan,
+    which move it with the rate), the weights' norm ``SHRUNK`` below its value there, the
+    train loss (the interval's mean or its last steps') ``RISE`` above its lowest at a
+    rate no higher, and the val accuracy fallen since (``_val_fell``) or the train
+    accuracy (``loss_climb.acc_fell``).
+
+    Example::
+
+        >>> row = dict(lr=0.003, classes=10.0)
+        >>> old = Evaluation(128, 3, train_loss=0.47, recent_loss=0.44, val_acc=0.79,
+        ...                  train_acc=0.92, weight_decay=0.01, decay_per_step=3e-5,
+        ...                  weight_norm=40.0, **row)
+        >>> new = Evaluation(160, 4, train_loss=0.58, recent_loss=0.7, val_acc=0.11,
+        ...                  train_acc=0.94, weight_decay=5.0, decay_per_step=0.015,
+        ...                  weight_norm=30.0, **row)
+        >>> v = decay_too_strong([Evaluation(96, 2, **row), old, new])
+        >>> v.since.step, round(v.figures["shrunk"], 2), v.figures["raised_from"]
+        (160, 0.25, 3e-05)
+        >>> from dataclasses import replace
+        >>> decay_too_strong([old, replace(new, weight_norm=39.0)]) is None  # 2.5%: not yet
+        True
+    """
+    if len(history) < 2:
+        return None
+    before, now = history[-2], history[-1]
+    planned = now.warmup or before.warmup or now.cyclic_lr
+    raised = None if planned else decay_raised((before.decay_per_step, now.decay_per_step))
+    if raised is None or not before.weight_norm or now.weight_norm is None:
+        return None
+    shrunk = 1.0 - now.weight_norm / before.weight_norm
+    evs = [e for e in history[:-1] if e.train_loss is not None and math.isfinite(e.train_loss)]
+    losses = [v for v in (now.train_loss, now.recent_loss) if v is not None and math.isfinite(v)]
+    if shrunk < SHRUNK or not evs or not losses:
+        return None
+    low = min(range(len(evs)), key=lambda i: evs[i].train_loss)  # type: ignore[arg-type,return-value]
+    best = evs[low]
+    # the rate the lowest loss came at, as in ``climb``: read there or at the one before
+    rates = [e.lr for e in evs[max(0, low - 1) : low + 1] if e.lr is not None]
+    if not rates or now.lr is None or now.lr > min(rates) * (1 + 1e-6):
+        return None  # a rate raised too: not the decay's alone
+    loss = max(losses)
+    if loss <= (1 + RISE) * best.train_loss:  # type: ignore[operator]
+        return None
+    v_then, v_now = before.val_accuracy, now.val_accuracy
+    if not _val_fell(before, now) and acc_fell(best, now) is not True:
+        return None
+    figures = {
+        "weight_decay": now.weight_decay,
+        "lr": now.lr,
+        "decay_per_step": now.decay_per_step,
+        "raised_from": raised[0],
+        "shrunk": shrunk,
+        "steps": now.step - before.step,
+        "raised_after": [before.epoch, before.step],  # the evaluation before the raise
+        "best_epoch": best.epoch,
+        "best_train_loss": best.train_loss,
+        "train_loss": loss,
+        "rise": loss / best.train_loss - 1,  # type: ignore[operator]
+        "train_acc": now.train_accuracy,
+        "val_acc": v_now,
+        "val_acc_before": v_then,
+    }
+    return Verdict("weight_decay_too_strong", now, now, best, figures)
+
+
+def _val_fell(before: Evaluation, now: Evaluation) -> bool:
+    """Whether the val accuracy fell ``DROP``, or 3 standard errors, from ``before`` to ``now``.
+
+    Read in eval mode even where BatchNorm's running statistics lag (``acc_fell`` leaves
+    such a fall out): a decay raised and shrinking the weights is what moves them faster
+    than those statistics follow (``bn_cause``), so that fall is the decay's harm too.
+
+    Example::
+
+        >>> _val_fell(Evaluation(128, 3, val_acc=0.83), Evaluation(160, 4, val_acc=0.70))
+        True
+        >>> _val_fell(Evaluation(128, 3, val_acc=0.83), Evaluation(160, 4, val_acc=0.80))
+        False
+    """
+    v_then, v_now = before.val_accuracy, now.val_accuracy
+    if v_then is None or v_now is None:
+        return False
+    n = now.val_images or 0.0
+    noise = 3.0 * math.sqrt(max(v_then * (1 - v_then), 1e-4) / n) if n else 0.0
+    return v_now <= v_then - max(DROP, noise)

@@ -176,6 +176,7 @@ class Evaluation:
     ignored_val_share: float | None = None
     missing: list[int] | None = None
     update_ratio: float | None = None  # the optimiser's last update / the weights' size
+    weight_norm: float | None = None  # the norm of the weights it trains (``decay_rule``)
     resumed_at: int | None = None  # a fit resumed at this step without the monitor's history
     val_elsewhere: bool = False  # no validation batch reached the model: another module scored
     dropped_items: float | None = None  # never read: a fixed order's last part-batch dropped

@@ -24,7 +24,7 @@ from lightning_cnnviz.core.monitor_events import run_length
 from lightning_cnnviz.core.run_datasets import dropped_items, val_images
 from lightning_cnnviz.core.selection import unwrap_model
 from lightning_cnnviz.core.settings import settings_of
-from lightning_cnnviz.core.update_size import update_ratio
+from lightning_cnnviz.core.update_size import update_ratio, weight_norm
 from lightning_cnnviz.overfitting import bn_ranks, class_figures, class_gap, imbalance, passes
 from lightning_cnnviz.overfitting.batch_stats import (
     batch_norms,
@@ -186,6 +186,7 @@ class Measures(ProbeLogits):
         nonfinite, initial = norm_states(unwrap_model(pl_module))
         counted = {
             "update_ratio": self._taken_update(trainer),
+            "weight_norm": weight_norm(trainer.optimizers),
             "train_acc_images": self._acc_images(trainer, found),
             "train_batch_images": self._batch_images and float(self._batch_images),
             "val_images": val_images(trainer),

@@ -7,6 +7,8 @@ from torch.utils.data import DataLoader
 from lightning_cnnviz.core.findings import findings_of
 from lightning_cnnviz.reference.synthetic import SyntheticDigitsDataModule
 from tests.overfitting.runs import Net, fit_monitor
+from tests.overfitting.test_bn_cause import AdamW, RaiseDecay
+from tests.tb import events, texts
 
 
 class RaisedUnderL2(Net):
@@ -44,3 +46,42 @@ def test_decay_rule_a_loss_that_learnt_and_collapsed_under_a_raised_rate_is_not_
     stalled = told["not_learning"]  # the collapse: the rate's, which it names
     assert "The learning rate rose 300x before it, from 0.001 to 0.3" in stalled.message
     assert "weight_decay_too_strong" not in stalled.message
+
+
+def raised_run(tmp_path, value):
+    """A BatchNorm CNN, AdamW 3e-3, on synthetic digits; its decay set to ``value`` at epoch 4."""
+    torch.manual_seed(0)
+
+    def block(i, o):
+        return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU()]
+
+    net = nn.Sequential(*block(1, 16), nn.MaxPool2d(2), *block(16, 32), nn.MaxPool2d(2),
+                        *block(32, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(64, 10))  # fmt: skip
+    data = SyntheticDigitsDataModule(train_size=64 * 32, val_size=256, batch_size=64)
+    data.setup("fit")
+    train, val = data.train_dataloader(), data.val_dataloader()
+    trainer, _ = fit_monitor(tmp_path, AdamW(net, lr=3e-3), train, val, epochs=6,
+                             callbacks=[RaiseDecay(4, value)])  # fmt: skip
+    return trainer, texts(events(tmp_path / "tb" / "version_0"), "overfitting/diagnosis")
+
+
+def test_decay_rule_decay_raised_mid_run_is_told_at_the_first_validation_after_it(tmp_path):
+    # held-out hunt 125: AdamW's `weight_decay` 1e-2 -> 5 at step 128 on a BatchNorm CNN
+    # (1.5% of every weight a step), val 79% -> 10.6% at the next validation (160) with
+    # train accuracy held, told as the decay only at 224, the train loss's mean rising
+    # slowly; here raised at epoch 4 (step 128), the first validation after it at step 160
+    trainer, told = raised_run(tmp_path, value=5.0)
+    first = next(t for t in told if "Weight decay too strong" in t)
+    assert "Now, epoch 4 (step 160)" in first
+    assert "since it was raised during the run" in first and "(up from 0.003% at epoch 3" in first
+    assert "The weights' norm shrank" in first
+    decay = next(f for f in findings_of(trainer) if f.kind == "weight_decay_too_strong")
+    assert decay.severity == "problem"
+
+
+def test_decay_rule_a_decay_raised_to_a_usual_one_is_not_told(tmp_path):
+    # AdamW's 1e-2 -> 0.1 at 3e-3 (3e-4 a step): a usual decay, raised or not
+    trainer, told = raised_run(tmp_path, value=0.1)
+    assert "weight_decay_too_strong" not in {f.kind for f in findings_of(trainer)}
+    assert not any("Weight decay too strong" in t for t in told)
