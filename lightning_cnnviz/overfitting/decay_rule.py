@@ -206,6 +206,8 @@ def _raised_now(history: Sequence[Evaluation]) -> Verdict | None:
         >>> from dataclasses import replace
         >>> decay_too_strong([old, replace(new, weight_norm=39.0)]) is None  # 2.5%: not yet
         True
+        >>> decay_too_strong([old, replace(new, warmup=True)]) is None  # the rate's plan
+        True
     """
     if len(history) < 2:
         return None
