@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
-from lightning_cnnviz.overfitting import bn_levels, gap, imbalance, split_inputs
+from lightning_cnnviz.overfitting import bn_cause, bn_levels, gap, imbalance, split_inputs
 from lightning_cnnviz.overfitting.evaluation import Evaluation
 from lightning_cnnviz.overfitting.precedence import (
     beside_inputs,
@@ -49,11 +49,14 @@ def end_verdicts(
     the steps before it is not the model handed back (setups hunt 73: the val set emptied
     after epoch 0, step 3's reading told at step 9). Unlike inputs or a gap told before
     keep the mismatch back unless eval mode fails the training images too
-    (``gap.failed_on_train_images``, hunt 115).
+    (``gap.failed_on_train_images``, hunt 115); so do training data changed, told
+    (``bn_cause.data_cause``).
     """
     now = history[-1]
     stale = end_step is not None and end_step - now.step > now.step
     end = None if stale else bn_levels.bn_mismatch_at_end(history)
+    if bn_cause.data_cause(end, [reported.get("memorisation"), reported.get("class_imbalance")]):
+        end = None  # the training data changed, told: theirs (held-out hunt 125)
     found: dict[str, Verdict | None] = {"bn_mismatch": end}
     lag = end is not None and gap.failed_on_train_images(now)
     # not where the training images changed: the running statistics follow them

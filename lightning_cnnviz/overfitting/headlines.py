@@ -48,7 +48,9 @@ __all__ = ["headline"]
 
 def headline(v: Verdict) -> str:
     """One plain sentence for the warning, the ``Finding`` and the end-of-fit summary."""
-    return _BY_KIND.get(v.kind, _bn_mismatch)(v)
+    # a BatchNorm mismatch folded into its cause is told as its evidence (``bn_cause.fold``)
+    beside = bn_cause.beside_words(v.figures) if v.severity == "problem" else ""
+    return _BY_KIND.get(v.kind, _bn_mismatch)(v) + beside
 
 
 def _overfitting(v: Verdict) -> str:

@@ -29,10 +29,12 @@ from lightning_cnnviz.overfitting.loss_climb import DROP, STEEP, climb, train_be
 from lightning_cnnviz.overfitting.verdict import Verdict
 from lightning_cnnviz.overfitting.words import num, when
 
-__all__ = ["headline", "labels_turned", "seen_on_batch_stats"]
+__all__ = ["headline", "labels_turned", "seen_on_batch_stats", "turning"]
 
 
-def labels_turned(history: Sequence[Evaluation], patience: int = 2) -> Verdict | None:
+def labels_turned(
+    history: Sequence[Evaluation], patience: int = 2, to_chance: bool = False
+) -> Verdict | None:
     """``memorisation`` where the training labels turned noisy during the run.
 
     The training loss ``STEEP`` above its lowest at each of the last ``patience``
@@ -41,7 +43,8 @@ def labels_turned(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
     the val accuracy ``DROP`` (or 3 standard errors of the val set's) below its value at
     the lowest loss at each of those evaluations: a val accuracy that holds is a training
     target turned harder on purpose (MixUp, label smoothing, an augmentation switched on).
-    Not at the loss's chance level: batches that lost the label altogether are not learning.
+    Not at the loss's chance level (but with ``to_chance``): batches that lost the label
+    altogether are not learning.
     """
     found = climb(history, patience, STEEP)
     if found is None:
@@ -55,7 +58,8 @@ def labels_turned(history: Sequence[Evaluation], patience: int = 2) -> Verdict |
     recent = [e.val_accuracy for e in evs[-patience:]]
     if any(v is None or v > then - max(DROP, noise) for v in recent):
         return None  # at each of them: one dip is noise (hunt 63: CutMix switched on)
-    if now.classes and now.classes >= 2 and at_chance(now.train_loss, now.classes):  # type: ignore[arg-type]
+    chance = bool(now.classes and now.classes >= 2 and at_chance(now.train_loss, now.classes))  # type: ignore[arg-type]
+    if chance and not to_chance:
         return None
     figures = {
         "turned": True,
@@ -94,6 +98,27 @@ def seen_on_batch_stats(v: Verdict, history: Sequence[Evaluation], patience: int
     then = v.best.probe_acc_bn if v.best is not None else None
     recent = [e.probe_acc_bn for e in history[-patience:]]
     return then is not None and all(a is not None and a <= then - DROP for a in recent)
+
+
+def turning(history: Sequence[Evaluation]) -> Verdict | None:
+    """``labels_turned`` at the latest evaluation alone, its val fall seen on batch statistics.
+
+    One evaluation before ``labels_turned`` can tell: what a BatchNorm mismatch beside it
+    waits for (``bn_cause.data_cause``). Also where the training loss stepped up to its
+    chance level: half the labels wrong took a digit CNN's from 0.47 to 2.26 (ln 10 = 2.30)
+    at the first validation after (held-out hunt 125), 2.01 at the second.
+
+    Example::
+
+        >>> rows = [(0.4, 0.9, 0.88, 0.95), (0.3, 0.92, 0.9, 0.96), (2.26, 0.33, 0.61, 0.77)]
+        >>> evs = [Evaluation(32 * i, i, train_loss=loss, train_acc=t, val_acc=v,
+        ...                   probe_acc_bn=b, lr=3e-3, classes=10.0, val_images=500.0)
+        ...        for i, (loss, t, v, b) in enumerate(rows)]
+        >>> labels_turned(evs, 1), turning(evs).since.step
+        (None, 64)
+    """
+    v = labels_turned(history, 1, to_chance=True)
+    return v if v is not None and seen_on_batch_stats(v, history, 1) else None
 
 
 def headline(v: Verdict) -> str:

