@@ -1,5 +1,7 @@
 """Classes made rare during the run by a sampler: told as the imbalance, not memorisation."""
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -103,3 +105,33 @@ def test_made_rare_training_shares_are_read_again_from_a_reloaded_loader(tmp_pat
     assert shares[0] == [0.25] * 4  # as the shuffled loader drew
     # ... and as the sampler draws from epoch 2: classes 1 and 2 at 0.5% each
     assert [round(s, 3) for s in shares[-1]] == [0.495, 0.005, 0.005, 0.495]
+
+
+def told_beside_bn(momentum):
+    """``told(RUN)`` with eval mode 20 points below batch statistics from the sampler on."""
+    detector, said = Detector(), []
+    for i, row in enumerate(RUN):
+        ev = evaluation(i, row, BALANCED if i < 4 else SAMPLED)
+        if i >= 4:  # as the made-rare run read it: the gap is the new draws'
+            acc = ev.val_accuracy
+            ev = replace(ev, probe_acc_val=acc, probe_acc_bn=acc + 0.2, bn_only=0.22,
+                         eval_only=0.02, probe_size=128.0, bn_size=128.0,
+                         bn_momentum=momentum, run_share=(i + 1) / 10)  # fmt: skip
+        said += [(ev.step, c.verdict.kind, c.verdict.severity) for c in detector.update(ev)
+                 if c.change == "new"]  # fmt: skip
+    said += [(0, c.verdict.kind, c.verdict.severity) for c in detector.conclude()]
+    return said, detector
+
+
+def test_made_rare_holds_the_batch_norm_gap_it_explains():
+    said, detector = told_beside_bn(momentum=0.1)
+    assert (160, "class_imbalance", "problem") in said
+    # no "raise momentum" beside the classes made rare, nor at the end of fit
+    assert [s for s in said if s[1] == "bn_mismatch"] == []
+    # ... its figures are the imbalance's evidence, once it worsens (class 6 out at 256)
+    v = detector.reported["class_imbalance"]
+    assert v.detected.step == 256 and v.figures["left_out"] == 2
+    assert "Eval mode trails batch statistics too (val probe 60.4% vs 80.4%)" in headline(v)
+    # a momentum whose lag lasts is told beside them, at the second evaluation it holds
+    slow, _ = told_beside_bn(momentum=0.001)
+    assert (192, "bn_mismatch", "problem") in slow and (160, "class_imbalance", "problem") in slow
