@@ -103,8 +103,9 @@ def seen_on_batch_stats(v: Verdict, history: Sequence[Evaluation], patience: int
 def turning(history: Sequence[Evaluation]) -> Verdict | None:
     """``labels_turned`` at the latest evaluation alone, its val fall seen on batch statistics.
 
-    One evaluation before ``labels_turned`` can tell: what a BatchNorm mismatch beside it
-    waits for (``bn_cause.data_cause``). Also where the training loss stepped up to its
+    What a BatchNorm mismatch beside it waits on (``bn_cause.data_cause``) where
+    ``labels_turned`` cannot tell yet: at the first evaluation after the turn, or one whose
+    val fall came back for a single evaluation. Also where the training loss stepped up to its
     chance level: half the labels wrong took a digit CNN's from 0.47 to 2.26 (ln 10 = 2.30)
     at the first validation after (held-out hunt 125), 2.01 at the second.
 

@@ -200,8 +200,8 @@ def verdicts(
         found["memorisation"] = turned
         waiting.discard("memorisation")
     # a mismatch the changed training data explain is theirs, folded into their finding
-    # (held-out hunt 125: told "raise momentum" beside labels turned noisy); one evaluation
-    # into labels turning, it waits for the second (``bn_cause.data_cause``)
+    # (held-out hunt 125: told "raise momentum" beside labels turned noisy); where the
+    # labels turn at the latest evaluation alone (``turning``), it waits on them
     data = ("memorisation", "class_imbalance")
     held = [found[k] for k in data if k not in waiting] + [reported.get(k) for k in data]
     cause = bn_cause.data_cause(found["bn_mismatch"], [*held, turning(h)])
