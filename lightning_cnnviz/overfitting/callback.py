@@ -168,6 +168,7 @@ class OverfittingMonitor(
         self._mild_shift: dict[str, float] | None = None  # the same past milder bars
         self._loop_check: dict[str, float] | None = None  # loop vs own pass (``val_source.py``)
         self._read_prints, self._items_moved = None, False  # val items changed (probe_logits)
+        self._train_held, self._train_moved_at = None, None  # training items (train_items)
         self._repeat_checked = False  # two eval-mode passes compared (``val_mode.py``)
         self._reset_steps()  # the first layer's inputs in the steps (``step_inputs.py``)
         self.val_reached: bool | None = None  # validation calls a trained layer (``val_reach``)

@@ -188,6 +188,7 @@ class Evaluation:
     mild_shift: dict[str, float] | None = None
     loop_check: dict[str, float] | None = None
     val_labels_changed: float | None = None  # share of the first val batch's labels changed
+    train_moved_at: int | None = None  # training items changed, read at this step (train_items)
     train_acc_images: float | None = None
     train_batch_images: float | None = None  # a full training batch's images
     val_images: float | None = None

@@ -39,6 +39,7 @@ from lightning_cnnviz.overfitting.metrics import (
 )
 from lightning_cnnviz.overfitting.probe_logits import ProbeLogits
 from lightning_cnnviz.overfitting.same_output import output_spread
+from lightning_cnnviz.overfitting.train_items import TrainItems
 from lightning_cnnviz.overfitting.val_reach import averaged_in
 from lightning_cnnviz.overfitting.val_source import loop_check
 from lightning_cnnviz.overfitting.validation_ends import before_validation
@@ -46,7 +47,7 @@ from lightning_cnnviz.overfitting.validation_ends import before_validation
 __all__ = ["Measures"]
 
 
-class Measures(ProbeLogits):
+class Measures(ProbeLogits, TrainItems):
     """Runs one evaluation's passes and figures (a part of ``OverfittingMonitor``).
 
     Reads the monitor's keys, probes, detector, loop tap and phases; sets ``plan``
@@ -100,6 +101,7 @@ class Measures(ProbeLogits):
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[Any, ...]:
         """Logged metrics and probe figures on the host; the passes ``passes.plan`` picks."""
         logged, found, seen = self._read_logged(trainer)
+        self._reread_train(trainer)  # training items changed since the train probe read them
         loop = val = self._loop_logits(trainer)
         check = None
         # a pass of its own too at the first evaluation, and at each one after the loop
@@ -138,6 +140,7 @@ class Measures(ProbeLogits):
             batch_norm=norms,
             left_out=bool(ignored),
             ranked=ranked,
+            train_moved=self._train_moved_at is not None,
         )
         more = {"train": None}
         if self.plan.train:
@@ -183,6 +186,7 @@ class Measures(ProbeLogits):
             host.update(self._noised(trainer, pl_module, cut["train"]))
         left_out["loop_check"] = check
         left_out["val_labels_changed"] = self._labels_changed()
+        left_out["train_moved_at"] = self._train_moved_at
         nonfinite, initial = norm_states(unwrap_model(pl_module))
         counted = {
             "update_ratio": self._taken_update(trainer),

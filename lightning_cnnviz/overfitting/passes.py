@@ -159,6 +159,7 @@ def plan(
     batch_norm: bool,
     left_out: bool = False,
     ranked: bool = False,
+    train_moved: bool = False,
 ) -> Plan:
     """The passes of the evaluation that follows ``history``.
 
@@ -173,6 +174,9 @@ def plan(
             batch statistics whether eval mode's running statistics leave it out.
         ranked: whether the val probe's targets are multi-hot labels whose eval-mode AUC
             was read (``bn_ranks.ranked``): no accuracy, the batch-statistics pass every time.
+        train_moved: whether the training items changed since the train probe was first
+            read (``train_items.py``): with a batch-statistics pass, the train probe's eval
+            mode tells the splits apart from a lag (``gap.kept_on_train_images``).
 
     Example::
 
@@ -228,4 +232,9 @@ def plan(
             bn, why["batch_stats"] = False, f"screen quiet: estimated gap {screen:.3f} < {bar:.3f}"
     if batch_norm and eval_acc is not None and left_out and not bn:
         bn, why["batch_stats"] = True, "a class is left out on the val probe: eval mode's doing?"
+    if train_moved and bn and not train:  # held-out hunt 125: a cue on training images only
+        train, why["train"] = (
+            True,
+            "the training items changed: eval mode on them, beside BatchNorm's",
+        )
     return Plan(train, bn, screen, why)
