@@ -103,6 +103,8 @@ def inputs_differ(v: Verdict) -> str:
             "mid-run (a transform set anew, a callback or `setup` swapping or corrupting the "
             "training set), so the model now learns images unlike the ones it is validated on."
         )
+    if "train_items_moved" in f:  # the train probe read the changed items (train_items)
+        return _training_items_changed(f)
     if "batch_stats_acc" in f or "batch_stats_rank" in f:  # with BatchNorm's evidence
         levels = (
             f"the val probe reads {num(f['eval_acc'], True)} in eval mode vs "
@@ -142,6 +144,45 @@ def inputs_differ(v: Verdict) -> str:
         f"Training and validation images are preprocessed differently: {_channel_words(f, 1)}."
         " The model meets validation images unlike any it trained on: every validation figure "
         "measures that."
+    )
+
+
+def _training_items_changed(f: dict) -> str:
+    """The training images changed mid-run, read on the train probe (held-out hunt 125).
+
+    Example::
+
+        >>> f = {"train_items_moved": 128.0, "eval_acc": 0.81, "batch_stats_acc": 0.94,
+        ...      "train_eval_acc": 0.99}
+        >>> _training_items_changed(f)[:59]
+        'The training images changed mid-run and differ from the val'
+    """
+    evidence = []
+    if "channel" in f:
+        evidence.append(_channel_words(f, 2))
+    if "batch_stats_acc" in f:
+        train = f.get("train_eval_acc")
+        kept = f" while eval mode reads {num(train, True)} on training images" if train else ""
+        evidence.append(
+            f"the val probe reads {num(f['eval_acc'], True)} in eval mode vs "
+            f"{num(f['batch_stats_acc'], True)} with its own batch statistics{kept}: BatchNorm's "
+            "running statistics fit the training images as they are now, no lag (a larger "
+            "momentum would not change it)"
+        )
+    elif "restandardised_acc" in f:
+        evidence.append(
+            f"the val probe reads {num(f['restandardised_acc'], True)} moved to the training "
+            f"images' statistics vs {num(f['given_acc'], True)} as given"
+        )
+    shown = f": {'; '.join(evidence)}" if evidence else ""
+    return (
+        "The training images changed mid-run and differ from the validation images since: "
+        "the training items at the train probe's positions read at step "
+        f"{f['train_items_moved']:.0f} are not the ones read before{shown}. The training "
+        "pipeline changed (a cue or mark that "
+        "only training images carry, a transform set anew, a callback or `setup` swapping "
+        "the training set), so the model learns from images unlike the ones it is validated "
+        "on, and every validation figure since measures that."
     )
 
 

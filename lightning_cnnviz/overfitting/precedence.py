@@ -94,8 +94,13 @@ def train_moved(shift: Verdict | None) -> bool:
         >>> e = Evaluation(282, 5)
         >>> train_moved(Verdict("inputs_differ", e, e, None, {"moved_train": 1.0}))
         True
+        >>> train_moved(Verdict("inputs_differ", e, e, None, {"train_items_moved": 128.0}))
+        True
     """
-    return shift is not None and bool(shift.figures.get("moved_train"))
+    if shift is None:
+        return False
+    # a batch's statistics moved, or the train probe's items read changed (at a step: 0 too)
+    return bool(shift.figures.get("moved_train")) or "train_items_moved" in shift.figures
 
 
 def beside_inputs(bn: Verdict) -> Verdict:

@@ -142,8 +142,13 @@ def remedies(v: Verdict) -> list[str]:
         # an adaptive optimiser's L2 (hunt 49: Adam's `weight_decay=1.0`)
         return [adaptive_l2_remedy(v.figures["weight_decay"]), *generic[1:]]
     val = v.figures.get("moved") or v.figures.get("items_moved")
-    if v.kind == "inputs_differ" and (val or v.figures.get("moved_train")):
-        split, also = ("val", "") if val else ("training", ", a curriculum step")
+    train = v.figures.get("moved_train") or "train_items_moved" in v.figures
+    if v.kind == "inputs_differ" and (val or train):
+        split, also = (
+            ("val", "")
+            if val
+            else ("training", ", a curriculum step, a cue drawn on training images only")
+        )
         return [
             f"**Find what changes the {split} data mid-run**: a callback or hook that sets "
             f"the {split} dataset's transform or swaps the set, a `setup` that runs again "

@@ -49,7 +49,8 @@ def inputs_differ(
         return None  # a training pipeline changed on purpose (a curriculum) and did no harm
     if now.input_shift and (harmed := _items_harmed(history)) is not None:
         since = next(e for e in history if e.input_shift)
-        return Verdict("inputs_differ", since, now, None, {**now.input_shift, **harmed})
+        figures = _train_side(now, {**now.input_shift, **harmed})
+        return Verdict("inputs_differ", since, now, None, figures)
     if not now.mild_shift:
         # the screen saw nothing, yet eval mode keeps training images and loses val ones that
         # their own batch statistics get back: the val images differ (held-out hunt 117);
@@ -65,13 +66,13 @@ def inputs_differ(
     if streak >= patience:
         figures = {**now.mild_shift, "given_acc": now.given_acc,  # type: ignore[dict-item]
                    "restandardised_acc": now.restd_acc}  # fmt: skip
-        return Verdict("inputs_differ", evs[-streak], now, None, figures)
+        return Verdict("inputs_differ", evs[-streak], now, None, _train_side(now, figures))
     evs, streak = _trailing(history, noise_costs)
     if streak < patience:
         return None
     figures = {**now.mild_shift, "noisy_acc": now.noisy_acc,  # type: ignore[dict-item]
                "clean_acc": now.clean_acc, "noisy_val_acc": now.val_accuracy}  # fmt: skip
-    return Verdict("inputs_differ", evs[-streak], now, None, figures)
+    return Verdict("inputs_differ", evs[-streak], now, None, _train_side(now, figures))
 
 
 WORSE = 1.1  # val loss this many times its best before: the change did harm
@@ -184,4 +185,26 @@ def with_bn_gap(bn: Verdict, now: Evaluation) -> Verdict:
     figures = {**(now.mild_shift or {}), **{k: bn.figures[k] for k in levels if k in bn.figures}}
     if now.probe_acc_train is not None:  # eval mode on training images: the statistics fit
         figures["train_eval_acc"] = now.probe_acc_train
-    return Verdict("inputs_differ", bn.since, now, None, figures)
+    return Verdict("inputs_differ", bn.since, now, None, _train_side(now, figures))
+
+
+def _train_side(now: Evaluation, figures: dict[str, float]) -> dict[str, float]:
+    """``figures``, with the step the training items were read changed at, where they were.
+
+    The train probe then holds the training images as they are now
+    (``train_items.TrainItems``), and the probes part because the training images
+    changed mid-run (held-out hunt 125: a cue on training images only), not because the
+    val set was prepared otherwise; a change on the val side (``moved``, ``items_moved``)
+    or in the steps' own code speaks for itself.
+
+    Example::
+
+        >>> _train_side(Evaluation(160, 4, train_moved_at=128), {"eval_acc": 0.8})
+        {'eval_acc': 0.8, 'train_items_moved': 128.0}
+        >>> _train_side(Evaluation(160, 4), {"eval_acc": 0.8})
+        {'eval_acc': 0.8}
+    """
+    own = ("moved", "items_moved", "moved_train", "in_steps", "as_loaded")
+    if now.train_moved_at is None or any(figures.get(k) for k in own):
+        return figures
+    return {**figures, "train_items_moved": float(now.train_moved_at)}
