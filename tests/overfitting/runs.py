@@ -37,17 +37,26 @@ class ItemsMapped(Dataset):
 
 
 def fit_monitor(
-    tmp_path, model, train: DataLoader, val: DataLoader, epochs: int, callbacks=(), **trainer_args
+    tmp_path,
+    model,
+    train: DataLoader,
+    val: DataLoader,
+    epochs: int,
+    callbacks=(),
+    num_samples=64,
+    **trainer_args,
 ):
     """Fit ``model`` under one ``OverfittingMonitor`` (TensorBoard at ``tmp_path/tb/version_0``).
 
-    ``trainer_args`` go to the ``Trainer``. Returns the trainer and the warnings said.
+    ``num_samples``: the monitor's probe size; ``trainer_args`` go to the ``Trainer``.
+    Returns the trainer and the warnings said.
     """
     trainer = L.Trainer(
         default_root_dir=tmp_path, max_epochs=epochs, log_every_n_steps=1,
         num_sanity_val_steps=0, logger=TensorBoardLogger(tmp_path, name="tb", version=0),
-        callbacks=[OverfittingMonitor(num_samples=64), *callbacks], enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, **trainer_args,
+        callbacks=[OverfittingMonitor(num_samples=num_samples), *callbacks],
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        **trainer_args,
     )  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
