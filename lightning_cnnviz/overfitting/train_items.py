@@ -19,6 +19,7 @@ random state and data order are untouched: items are read by index, never by the
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -110,7 +111,8 @@ class TrainItems:
         if prints is None or prints.shape[1] != min(SENTINELS, len(probe)):
             return
         if items_moved(prints[1], prints[0]):  # drawn at random: changes say nothing
-            random.add(data)
+            with contextlib.suppress(TypeError):  # a plain list holds no weak reference
+                random.add(data)
             return
         if not items_moved(prints[0], fingerprint(probe.images[:SENTINELS])):
             self._train_held = (probe, True)
