@@ -67,6 +67,7 @@ class RunData:
     _shift: dict[str, float] | bool | None  # ``_input_shift`` (False: not compared yet)
     _mild_shift: dict[str, float] | None  # the same past ``input_shift``'s milder bars
     _items_moved: bool  # the val items changed since the probe read them (``probe_logits``)
+    _train_moved_at: int | None  # the training items changed, read at this step (``train_items``)
 
     def _say_unvalidated(self, trainer: Trainer, ended: bool) -> None:
         """Say once that no validation will run (training start) or ran (``ended``: fit end).
@@ -122,6 +123,10 @@ class RunData:
             return self._moved("val") or items or self._moved("train") or self._step_shift()
         if self._steps_undo_shift():  # the steps' code makes what the model meets alike
             return self._moved("val") or self._moved("train")
+        if self._train_moved_at is not None and (moved := self._moved("train")):
+            # the train probe read the changed training items again (``train_items``): the
+            # batches' move says it, a change that did no harm untold (hunt 35)
+            return moved
         return self._shift  # type: ignore[return-value]
 
     def _train_shares(self, trainer: Trainer, classes: int) -> Tensor | None:

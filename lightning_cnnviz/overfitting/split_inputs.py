@@ -47,6 +47,8 @@ def inputs_differ(
     now = history[-1]
     if (now.input_shift or {}).get("moved_train") and not _worse(history):
         return None  # a training pipeline changed on purpose (a curriculum) and did no harm
+    if now.input_shift and _after_train_moved(history) and not _worse(history):
+        return None  # ... the probes parting since the train probe read the changed items
     if now.input_shift and (harmed := _items_harmed(history)) is not None:
         since = next(e for e in history if e.input_shift)
         figures = _train_side(now, {**now.input_shift, **harmed})
@@ -73,6 +75,22 @@ def inputs_differ(
     figures = {**now.mild_shift, "noisy_acc": now.noisy_acc,  # type: ignore[dict-item]
                "clean_acc": now.clean_acc, "noisy_val_acc": now.val_accuracy}  # fmt: skip
     return Verdict("inputs_differ", evs[-streak], now, None, _train_side(now, figures))
+
+
+def _after_train_moved(history: Sequence[Evaluation]) -> bool:
+    """Whether the probes parted only once the train probe read changed training items.
+
+    Example::
+
+        >>> shift = {"channel": 0.0, "mean_gap": 2.0, "scale_ratio": 1.0}
+        >>> h = [Evaluation(10, 0, input_shift={}), Evaluation(20, 1, input_shift=shift,
+        ...                                                    train_moved_at=20)]
+        >>> before = Evaluation(10, 0, input_shift=shift)  # parted before the change
+        >>> _after_train_moved(h), _after_train_moved([before, h[1]])
+        (True, False)
+    """
+    at = history[-1].train_moved_at
+    return at is not None and not any(e.input_shift for e in history if e.step < at)
 
 
 WORSE = 1.1  # val loss this many times its best before: the change did harm
