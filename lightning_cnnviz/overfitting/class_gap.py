@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from lightning_cnnviz.overfitting.class_figures import IGNORED, recall
+from lightning_cnnviz.overfitting.class_figures import IGNORED, MIN_IMAGES, recall
 
-__all__ = ["APART", "LEARNT", "TRANSFER", "split_classes", "swapped_pairs"]
+__all__ = ["APART", "LEARNT", "TRANSFER", "split_classes", "swapped_pairs", "val_only"]
 
 # Train probe recall at least this: the class is learnt on training images. Half: with the
 # swapped digits the train probe's 13 images of a class read 60-75% while the val probe's
@@ -76,6 +76,28 @@ def split_classes(
     if found and not _others_carry_over(train, val, found):
         found, taken = [], []
     return {"split_classes": found, "split_taken": taken}
+
+
+def val_only(train: Sequence[Sequence[float]], val: Sequence[Sequence[float]]) -> list[int]:
+    """Classes with ``MIN_IMAGES`` or more images on the val probe and none on the train probe.
+
+    The train probe is drawn from the training set as it was at setup: a class curriculum
+    (held-out hunt 126: digits 0-4 first, all ten later) leaves it without the later
+    classes, and eval mode's accuracy on it says nothing of val images of those. Classes
+    take turns on a probe (``core.probe``), so a train probe of fewer images than classes
+    lacks some by its size: none then.
+
+    Example::
+
+        >>> val_only([[5, 0, 0], [0, 5, 0], [0, 0, 0]], [[5, 0, 0], [0, 5, 0], [0, 5, 0]])
+        [2]
+        >>> val_only([[1, 0, 0], [0, 1, 0], [0, 0, 0]], [[5, 0, 0], [0, 5, 0], [0, 5, 0]])
+        []
+    """
+    if sum(map(sum, train)) < len(train):
+        return []
+    pairs = zip(train, val, strict=True)
+    return [k for k, (t, v) in enumerate(pairs) if sum(t) == 0 and sum(v) >= MIN_IMAGES]
 
 
 def _others_carry_over(

@@ -184,6 +184,7 @@ class Evaluation:
     over_classes: int | None = None  # classes over 1.5x their val probe share in training
     split_classes: list[int] | None = None
     split_taken: list[int] | None = None
+    val_only: list[int] | None = None  # val probe classes the train probe has no image of
     input_shift: dict[str, float] | None = None
     mild_shift: dict[str, float] | None = None
     loop_check: dict[str, float] | None = None

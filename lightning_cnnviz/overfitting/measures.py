@@ -177,6 +177,7 @@ class Measures(ProbeLogits, TrainItems):
                 with self.phase("compute"):  # per class: learnt on training images, not on val
                     seen = confusion_counts(train, cut["train"]).tolist()
                 left_out |= class_gap.split_classes(seen, counts)
+                left_out["val_only"] = class_gap.val_only(seen, counts)
         total, bound = run_length(trainer)  # -1 or inf: an unknown length
         share = trainer.global_step / total if 0 < total < float("inf") and not bound else None
         left_out["input_shift"] = self._input_shift(trainer)

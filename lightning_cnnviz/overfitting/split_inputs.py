@@ -60,10 +60,10 @@ def inputs_differ(
         # train/val gap tells it (hunt 109: ``generalisation_gap``, ``precedence``)
         shifted = bn is not None and gap.kept_on_train_images(now)
         return with_bn_gap(bn, now) if shifted else None  # type: ignore[arg-type]
-    if bn is not None and not gap.failed_on_train_images(now):
+    if bn is not None and not gap.failed_on_train_images(now) and (v := with_bn_gap(bn, now)):
         # ... not where eval mode fails the training images too: the gap is the running
         # statistics' then, and no evidence about the inputs (hunt 115)
-        return with_bn_gap(bn, now)
+        return v
     evs, streak = _trailing(history, restandardised)
     if streak >= patience:
         figures = {**now.mild_shift, "given_acc": now.given_acc,  # type: ignore[dict-item]
@@ -191,14 +191,31 @@ def noise_costs(e: Evaluation) -> bool | None:
     return e.clean_acc - val >= cost / 2
 
 
-def with_bn_gap(bn: Verdict, now: Evaluation) -> Verdict:
+def with_bn_gap(bn: Verdict, now: Evaluation) -> Verdict | None:
     """``inputs_differ`` from a BatchNorm gap ``bn`` where ``now`` has a ``mild_shift``.
 
     Or none, where eval mode keeps the training images (``gap.kept_on_train_images``).
-
     Also at the end of fit, where the last validation's gap waits for no confirmation
     (``bn_levels.bn_mismatch_at_end``): the unlike inputs are the cause there too.
+
+    ``None`` where the val probe holds classes no training label has (``missing``, told by
+    ``class_imbalance``) or the train probe has no image of (``val_only``: drawn before a
+    class curriculum reached them): eval mode on the train probe then reads other classes
+    than on the val probe, and running statistics gathered on fewer classes than a val
+    batch holds, so neither says anything of the images (held-out hunt 126: digits 0-4
+    first, all ten from epoch 2, val 25% in eval mode and 46% on batch statistics against
+    46% on the train probe, was told "validation images differ" and kept to the end).
+
+    Example::
+
+        >>> bn = Verdict("bn_mismatch", None, None, None, {"eval_acc": 0.25})
+        >>> with_bn_gap(bn, Evaluation(32, 1)).figures["eval_acc"]
+        0.25
+        >>> with_bn_gap(bn, Evaluation(64, 2, val_only=[5, 6, 7, 8, 9])) is None
+        True
     """
+    if now.missing or now.val_only:
+        return None
     levels = ("eval_acc", "batch_stats_acc", "eval_rank", "batch_stats_rank")  # AUCs: multi-hot
     figures = {**(now.mild_shift or {}), **{k: bn.figures[k] for k in levels if k in bn.figures}}
     if now.probe_acc_train is not None:  # eval mode on training images: the statistics fit
