@@ -73,7 +73,11 @@ def find_misclassified(
     with probe_mode(model):
         for start in range(0, len(images), batch_size):
             xb = to_model(images[start : start + batch_size], model)
-            outputs.append(logits_from(model(xb), output_key))
+            # as the model gives them: ``class_logits`` reads one logit as two classes where
+            # the labels are 0/1, and the words of ``Untold`` name the model's own width
+            # (held-out hunt 126: "gives 2 outputs per image" of a one-logit head, -1/+1 labels)
+            out = logits_from(model(xb), output_key, raw=True)
+            outputs.append(out.reshape(-1, 1) if out.dim() < 2 else out)  # (N,): one logit
     if not outputs:
         return torch.zeros(0, dtype=torch.long)
     logits = torch.cat(outputs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cnnviz.core.findings import checks_of
 from lightning_cnnviz.gradcam import misclassified
@@ -78,3 +78,29 @@ def test_misclassified_one_logit_binary_labels_read_by_sign(tmp_path):
     assert not [m for m in messages if "misclassified" in m or "GradCAMMonitor" in m]
     assert ("GradCAMMonitor", "misclassified samples") not in checks_of(trainer)
     assert "gradcam/misclassified" in set(image_tags(events(tmp_path / "tb")))
+
+
+class Hinge(OneLogit):
+    """The same head on items labelled -1/+1 (a hinge loss): the logit's sign is the class."""
+
+    def _step(self, batch, stage):
+        x, y = batch
+        loss = nn.functional.relu(1 - y.float() * self(x)[:, 0]).mean()
+        self.log(f"{stage}/loss", loss)
+        return loss
+
+
+def test_misclassified_one_logit_hinge_labels_say_the_models_own_width(tmp_path):
+    # held-out hunt 126: a one-logit head on -1/+1 labels was said to give "2 outputs per
+    # image", the width of the two classes its logit is read as where labels are 0/1
+    def signed(data):
+        x, y = data.tensors
+        return TensorDataset(x, y * 2 - 1)
+
+    data = (DataLoader(signed(digits(32, classes=2, seed=1)), batch_size=8),
+            DataLoader(signed(digits(16, classes=2, seed=2)), batch_size=8))  # fmt: skip
+    trainer, _, _ = fit(tmp_path, [_monitor()], model=Hinge(), data=data)
+    check = checks_of(trainer)[("GradCAMMonitor", "misclassified samples")]
+    assert not check.ran
+    assert "labels run from -1 to 1 and the model gives 1 output per image" in check.why
+    assert "gradcam/misclassified" not in set(image_tags(events(tmp_path / "tb")))
