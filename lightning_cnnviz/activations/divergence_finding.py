@@ -25,7 +25,7 @@ from lightning_cnnviz.activations.divergence_words import divergence_text
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.initial_scale import over_chance
 from lightning_cnnviz.activations.rate_readings import lowered_since
-from lightning_cnnviz.activations.recovery import loss_now, peak_since
+from lightning_cnnviz.activations.recovery import loss_now, spike_seen
 from lightning_cnnviz.activations.rewrites import rewrite_words
 from lightning_cnnviz.activations.spike_aftermath import SpikeAftermath
 
@@ -83,7 +83,12 @@ class DivergenceFinding(SpikeAftermath):
         held = {s: self.history.previous[s] for s in self.units.held if s in self.history.previous}
         died = held | {site: f for site, f, _ in alerts}
         self.units.held = {}
-        before = level[0] if level else None
+        # the spike as the per-step losses show it: its first step, its peak, the step before
+        seen = spike_seen(series, spike) if spike is not None else None
+        quoted = level  # "from ... just before it": the loss of the step before, in the words
+        if level and seen is not None and seen.before is not None:
+            quoted = (seen.before, level[1])
+        before = quoted[0] if quoted else None
         grads = next((name for name, v in profile if v != v or v in (float("inf"),)), None)
         # one step from a learnt, steady loss to NaN/Inf or a blow-up: one batch, not the rate
         blown = nonfinite if spike is None else spike[0] if is_jump(spike) else None
@@ -106,7 +111,10 @@ class DivergenceFinding(SpikeAftermath):
         if held or steady or self._rate_lowered(until):
             rates = None  # ... or one moved too little is not what changed at the spike
         switched = self._switch_before(until)  # BatchNorm switched to eval mode before it
-        shown = None if spike is None else (spike[0], peak_since(series, spike), *spike[2:])
+        shown = None  # a best above the loss just before it would read as a contradiction
+        if seen is not None and spike is not None:
+            low = spike[2] if seen.before is None else min(spike[2], seen.before)
+            shown = (seen.step, seen.peak, low, spike[3])
         negated = self._negated(series, spike, nonfinite)
         first_steps = spike is not None and nonfinite is None and level is None
         # steps on, the model read and still finite (a NaN gradient would have reached every
@@ -137,16 +145,16 @@ class DivergenceFinding(SpikeAftermath):
             loss_only=loss_only and grads is None and spike is None,
             first_weights=weights[0] if weights else None,
             first_activations=bad_sites[0] if bad_sites else None,
-            first_grads=grads, died=died, level=level,
+            first_grads=grads, died=died, level=quoted,
             cause=cause, rewritten=any(rewrite_words(z) in cause for z in self.zeroed[:1]),
             sat=loss_now(series) if self._sat(series, spike, nonfinite, level) else None,
+            peak_at=seen.peak_step if seen is not None else None,
         )  # fmt: skip
         message = fitted(message, self.clip[0], self.half, self.warmup)
         figures_out: dict[str, Any] = {"first_nonfinite_step": nonfinite}
-        if spike is not None:
-            figures_out |= dict(
-                zip(("spike_step", "spike_loss", "best_loss", "start_loss"), spike, strict=True)
-            )
+        if shown is not None and seen is not None:
+            names = ("spike_step", "spike_loss", "best_loss", "start_loss")
+            figures_out |= dict(zip(names, shown, strict=True)) | {"peak_step": seen.peak_step}
         figures_out |= {"level_before": before} if before else {}
         figures_out |= {"first_nonfinite_parameter": weights[0] if weights else None}
         figures_out |= {"first_nonfinite_layer": bad_sites[0] if bad_sites else None}

@@ -33,6 +33,7 @@ from lightning_cnnviz.activations.recovery import (
     level_and_now,
     level_before,
     loss_now,
+    spike_seen,
     still_spiked,
 )
 from lightning_cnnviz.activations.recovery_words import (
@@ -107,7 +108,8 @@ class DivergenceReview(SkippedLosses, DivergenceFinding):
                     return []  # (a "spike" at this very step already back: nothing to tell)
                 jumped = self._jumped_now(spike)
                 if level_before(series, spike) is not None and jumped is None:
-                    self.recurring = [*self.recurring, spike[0]]  # late, at an unchanged rate
+                    # late, at an unchanged rate: the step the loss went up (as its words say)
+                    self.recurring = [*self.recurring, spike_seen(series, spike).step]
                     if (told := self._recurring(step, epoch)) is not None:
                         return [told]
                 if not self._new("divergence", "note"):
@@ -169,7 +171,10 @@ class DivergenceReview(SkippedLosses, DivergenceFinding):
             self.harder = spike[0]  # the loss's progress is read from there (``_progress``)
             if not self._new("divergence", "note"):
                 return []
-            text = target_text(step, epoch, spike, prior, accuracy=held, own_loss=fell)
+            seen = spike_seen(series, spike)  # the per-step losses, as the finding quotes
+            prior = seen.before if prior is not None and seen.before is not None else prior
+            shown = (seen.step, seen.peak, *spike[2:])
+            text = target_text(step, epoch, shown, prior, accuracy=held, own_loss=fell)
             name, read = ("probe_acc", held) if held else ("probe_loss", fell)
             figures_held = {f"{name}_before": read[0], name: read[1]}  # type: ignore[index]
             return [Verdict("divergence", "note", text, figures_held)]

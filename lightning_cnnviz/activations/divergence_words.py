@@ -43,8 +43,12 @@ def divergence_text(
     loss_only: bool = False,
     rewritten: bool = False,
     sat: float | None = None,
+    peak_at: int | None = None,
 ) -> str:
     """The divergence finding in words: what went wrong when, where first, what to try.
+
+    ``spike``: ``(its first step, its peak loss, best, start)``; ``peak_at``: the step of
+    that peak, where later than the first.
 
     ``level``: after a late spike, ``(the loss just before it, the loss now)``.
     ``sat``: after an early one, the loss now, back at its start and level since
@@ -65,6 +69,11 @@ def divergence_text(
         ...       first_weights=None, first_activations=None, first_grads=None, died={})
         >>> text[text.index("(start"):].split(")")[0]  # rising from the first step on
         '(start 2.83, the loss above it from the first steps up to this one'
+        >>> text = divergence_text(60, 1, nonfinite_step=None, spike=(50, 19.9, 0.4, 2.28),
+        ...       first_weights=None, first_activations=None, first_grads=None, died={},
+        ...       peak_at=51, level=(0.41, 2.3))
+        >>> text[text.index("the loss"):].split(" (")[0]
+        'the loss spiked at step 50, to 19.9 at step 51'
     """
     if loss_only and nonfinite_step is not None:
         return (
@@ -84,7 +93,13 @@ def divergence_text(
             # held-out hunt 124: 2.36, 7.09, 5.57, 3.88, 2.76, then 2.30 at every step)
             else f"start {start:.3g}, the loss above it from the first steps up to this one"
         )
-        what.append(f"the loss spiked to {value:.3g} at step {at} ({low})")
+        # the per-step losses (``recovery.spike_seen``): where it went up, how high, when
+        peak = (
+            f"to {value:.3g} at step {at}"
+            if peak_at in (None, at)
+            else (f"at step {at}, to {value:.3g} at step {peak_at}")
+        )
+        what.append(f"the loss spiked {peak} ({low})")
         if sat is not None:
             what[-1] += (
                 f", then came back to its start and has sat there since ({sat:.3g} at step "

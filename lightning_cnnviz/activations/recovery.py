@@ -10,7 +10,8 @@ loss series:
   late spike, back within ``BACK`` x its level before the spike (and ``BACK_START`` of
   the first loss above it);
 * ``still_spiked``: the latest losses still past the spike's bar;
-* ``run_up``: the step where the rise to a spike began.
+* ``run_up``: the step where the rise to a spike began;
+* ``spike_seen``: the spike as its words quote it, from the per-step losses.
 
 Example::
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -44,11 +46,12 @@ from lightning_cnnviz.activations.loss_trace import SMOOTH
 __all__ = [
     "BACK",
     "BACK_START",
+    "Seen",
     "level_and_now",
     "level_before",
-    "peak_since",
     "recovered",
     "run_up",
+    "spike_seen",
     "still_spiked",
 ]
 
@@ -75,23 +78,45 @@ def loss_now(series: Sequence[tuple[int, float]]) -> float | None:
     return statistics.median(finite) if finite else None
 
 
-def peak_since(
-    series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]
-) -> float:
-    """The highest ``SMOOTH``-step median of the loss from the spike on (its value at least).
+class Seen(NamedTuple):
+    """A spike as the per-step losses show it (``spike_seen``)."""
 
-    The spike's own value is the first median over the bar, not how high the loss went
-    (hunt 96: "spiked to 0.677" where the medians rose to 3.0 and val loss to 61).
+    step: int  # its first step: where the loss went up to the level the spike was found at
+    peak_step: int  # the step of the highest loss from there on
+    peak: float  # that loss
+    before: float | None  # the loss of the step before its first step (None: no such step)
+
+
+def spike_seen(series: Sequence[tuple[int, float]], spike: tuple[int, float, float, float]) -> Seen:
+    """The spike's first step, its per-step peak and the loss just before it, as logged.
+
+    A spike is found on medians of ``SMOOTH`` steps (one odd batch is none), which cross
+    the bar up to ``SMOOTH - 1`` steps after the loss went up and sit below its peak; the
+    words quote the losses themselves (held-out hunt 126: 0.41, 16.1, 19.9, 2.65, 2.83 at
+    steps 49-53 were told "spiked to 2.83 at step 52 ... from 1.12 just before it"). The
+    first step is the first of the crossing median's window with a loss at least that
+    median (a median is one of its window's losses); the peak, the highest finite loss
+    from there on (hunt 96: the median that crossed read 0.677 where the medians rose to
+    3.0 later); ``before``, the finite loss of the step before the first step.
 
     Example::
 
-        >>> series = [(i, 0.1) for i in range(10)] + [(i, 0.7 + i - 10) for i in range(10, 16)]
-        >>> round(peak_since(series, (10, 0.7, 0.1, 2.3)), 2)
-        3.7
+        >>> series = [(i, 0.4) for i in range(40, 50)] + [(50, 16.1), (51, 19.9), (52, 2.65)]
+        >>> spike_seen(series + [(53, 2.83), (54, 2.4)], (52, 2.65, 0.4, 2.3))
+        Seen(step=50, peak_step=51, peak=19.9, before=0.4)
+        >>> spike_seen([(0, 2.3), (1, 273.0), (2, 2.3)], (1, 273.0, 2.3, 2.3))  # one step
+        Seen(step=1, peak_step=1, peak=273.0, before=2.3)
     """
-    after = [v for s, v in series if s > spike[0] - SMOOTH and math.isfinite(v)]
-    peaks = [statistics.median(after[i : i + SMOOTH]) for i in range(len(after) - SMOOTH + 1)]
-    return max([spike[1], *peaks])
+    at, value = spike[0], spike[1]
+    finite = [(s, v) for s, v in series if math.isfinite(v)]
+    if not finite:
+        return Seen(at, at, value, None)
+    end = next((i for i, (s, _) in enumerate(finite) if s >= at), len(finite) - 1)
+    window = range(max(end - SMOOTH + 1, 0), end + 1)
+    first = next((i for i in window if finite[i][1] >= value), end)
+    top = max(range(first, len(finite)), key=lambda i: finite[i][1])  # the first highest
+    before = finite[first - 1][1] if first else None
+    return Seen(finite[first][0], finite[top][0], finite[top][1], before)
 
 
 def level_before(

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Sequence
 
 from lightning_cnnviz.activations.loss_trace import SMOOTH
-from lightning_cnnviz.activations.recovery import BACK, level_before, peak_since
+from lightning_cnnviz.activations.recovery import BACK, level_before, spike_seen
 from lightning_cnnviz.activations.rewrites import rewrite_words
 from lightning_cnnviz.core.voice import times
 
@@ -121,8 +121,9 @@ def transient_text(
         >>> print(transient_text(12, 0, (6, 7.0, 2.3, 2.3), series))  # doctest: +ELLIPSIS
         Loss spike at step 6 (to 7, start 2.3), recovered by step 12 (0.8, below the start)...
     """
-    at, _, _, start = spike
-    value = peak_since(series, spike)  # how high it went, not where it crossed the bar
+    _, _, _, start = spike
+    # the per-step losses: where it went up, how high, the step before (not the medians)
+    at, _, value, just = spike_seen(series, spike)
     now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
     level = level_before(series, spike)
     rate = still_in_force(*jumped) if jumped else came_hot(*hot) if hot else None
@@ -147,12 +148,13 @@ def transient_text(
             tail = " " + rate
         return (
             f"Loss spike at step {at}, after the loss had come down (to {value:.3g} from "
-            f"{level:.3g} just "
+            f"{level if just is None else just:.3g} just "
             f"before it; start {start:.3g}), recovered by step {step} ({now:.3g}, within "
             f"{BACK:g}x its level before the spike): {what}." + tail
         )
-    before = [v for s, v in series if s < at and math.isfinite(v)][: -(SMOOTH - 1)]
+    before = [v for s, v in series if s < spike[0] and math.isfinite(v)][: -(SMOOTH - 1)]
     from_ = statistics.median(before[-SMOOTH:]) if len(before) >= SMOOTH else None
+    from_ = just if from_ is not None and just is not None else from_  # the step before's
     if from_ is not None and (rate is not None or at > START_STEPS):  # no start: the
         # rate's doing, or an odd batch (hunt 94: a 100x jump at step 150 of 320 was "an
         # early transient (as Adam's start or a large first learning rate give)")
@@ -238,12 +240,13 @@ def recovered_text(
         >>> series = [(i, 2.3) for i in range(1, 11)] + [(i, 0.3) for i in range(11, 41)]
         >>> series += [(i, 2.0) for i in range(41, 61)] + [(i, 0.4) for i in range(61, 89)]
         >>> print(recovered_text(88, 1, (44, 2.0, 0.3, 2.3), series, 60))  # doctest: +ELLIPSIS
-        Training recovered from the loss spike at step 44 (to 2, from 0.3 just before it): by...
+        Training recovered from the loss spike at step 41 (to 2, from 0.3 just before it): by...
     """
-    at, _, _, start = spike
-    value = peak_since(series, spike)  # how high it went, not where it crossed the bar
+    _, _, _, start = spike
+    at, _, value, just = spike_seen(series, spike)  # the per-step losses, as the finding's
     now = statistics.median([v for _, v in series if math.isfinite(v)][-SMOOTH:])
     level = level_before(series, spike)
+    level = just if level is not None and just is not None else level
     origin = f"from {level:.3g} just before it" if level is not None else f"start {start:.3g}"
     back = f"within {BACK:g}x its level before" if level is not None else "below the start"
     if outside:  # not the rate: what changed the model or its batches at that step

@@ -14,9 +14,9 @@ from lightning_cnnviz.activations.early_spike import blown_from_start, cooled, c
 from lightning_cnnviz.activations.episodes import UnitEpisodes, Verdict
 from lightning_cnnviz.activations.recovery import (
     loss_now,
-    peak_since,
     recovered,
     run_up,
+    spike_seen,
 )
 from lightning_cnnviz.activations.recovery_words import anew_text, recovered_text, recurring_text
 
@@ -104,8 +104,10 @@ class SpikeAftermath(SpikeReadings):
             return []
         self.crawled = True
         acc = self.log_accs[-1][1] if self.log_accs and self.log_accs[-1][0] >= spike[0] else None
-        text = crawl_text(step, epoch, spike, peak_since(series, spike), now, acc, self.rates[1])
-        figures = {"spike_step": spike[0], "loss_now": now, "start_loss": spike[3]}
+        seen = spike_seen(series, spike)  # the per-step losses, as the finding quotes them
+        shown = (seen.step, seen.peak, *spike[2:])
+        text = crawl_text(step, epoch, shown, seen.peak, now, acc, self.rates[1])
+        figures = {"spike_step": seen.step, "loss_now": now, "start_loss": spike[3]}
         return [Verdict("divergence", "problem", text, figures)]
 
     def _spike_over(self, step: int, epoch: int, series: list[tuple[int, float]]) -> list[Verdict]:
