@@ -94,11 +94,9 @@ def divergence_text(
             else f"start {start:.3g}, the loss above it from the first steps up to this one"
         )
         # the per-step losses (``recovery.spike_seen``): where it went up, how high, when
-        peak = (
-            f"to {value:.3g} at step {at}"
-            if peak_at in (None, at)
-            else (f"at step {at}, to {value:.3g} at step {peak_at}")
-        )
+        peak = f"to {value:.3g} at step {at}"
+        if peak_at not in (None, at):  # it went on rising after its first step
+            peak = f"at step {at}, to {value:.3g} at step {peak_at}"
         what.append(f"the loss spiked {peak} ({low})")
         if sat is not None:
             what[-1] += (
