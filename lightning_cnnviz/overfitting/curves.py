@@ -48,6 +48,25 @@ def noise(values: Sequence[float], window: int = 50) -> float:
     return 1.4826 * statistics.median(d2) / math.sqrt(6)
 
 
+def _descent_end(values: Sequence[float]) -> int:
+    """The index of the lowest value of the run's first descent (0 if it never fell first).
+
+    A run's curve falls at each validation from its first until its steep start ends:
+    the second differences there are its trend bending, not noise (held-out hunt 127: a
+    val loss went 2.12, 1.69, 1.06, 0.72 at its best, and that bend alone put the noise
+    of its last 8 values at 0.12).
+
+    Example::
+
+        >>> _descent_end([2.12, 1.69, 1.06, 0.72, 0.75, 0.82]), _descent_end([2.3, 2.31, 1.9])
+        (3, 0)
+    """
+    end = 0
+    while end + 1 < len(values) and values[end + 1] < values[end]:
+        end += 1
+    return end
+
+
 # How far (in noise standard deviations) the smoothed curve must move past its best.
 # Measured on simulated runs (docs/diagnosis.md): a trade-off between false alarms on
 # long flat noisy plateaus and the delay on slow rises.
@@ -58,6 +77,7 @@ Z_PROMPT = 2.0
 Z_AGREE = 1.0  # val accuracy's fall when val loss and train accuracy agree
 STEP = 4  # values before the latest ones the step up is measured from
 LOCAL = 8  # values the local noise is read from: the curve's wiggle now, not its early bend
+LARGE = 0.25  # a rise this share above the best: no plateau wanders so far on few values
 
 
 def _slope(values: Sequence[float]) -> float:
@@ -79,14 +99,18 @@ def prompt(
 
     With ``sigma`` the noise of the last ``LOCAL`` values only (the steep start of a run
     makes the whole-run estimate several times too large, and a curve's wiggle shrinks
-    as the train loss nears zero), the smaller of the estimates with and without the
-    last ``patience`` values (the turn at the best is itself a large second difference):
+    as the train loss nears zero), the smallest of the estimates with and without the
+    last ``patience`` values (the turn at the best is itself a large second difference)
+    and, where the curve climbed at each validation since the best and the last
+    ``patience`` values stand ``LARGE`` above it, from the end of the run's first descent
+    on (``_descent_end``: the steep start's bending is no noise):
 
     * every one of the last ``patience`` values (all after the best) exceeds the best by
       ``floor``, and their mean by ``margin = max(floor, z * sigma)``;
     * the curve is not falling back (the latest value within ``sigma`` of the one before);
     * a step up: their mean exceeds the mean of the up to ``STEP`` values before them
-      (from the one before the best on) by ``z`` standard errors, and each of them
+      (from the one before the best on, unless, on such a climb, the best ends the first
+      descent and that one stands above them) by ``z`` standard errors, and each of them
       exceeds every one of those values; the slope from the best on is positive.
 
     ``step_up=False`` (the caller has other signals that agree) replaces the step test
@@ -103,13 +127,22 @@ def prompt(
     if best > n - 1 - patience:
         return None
     recent, local = v[-patience:], min(noise(v, LOCAL), noise(v[:-patience], LOCAL) or math.inf)
+    # a steady climb ``LARGE`` above the best: the noise is read past the run's first descent
+    # too (its bending is no noise), and where the best ends it, the values before the best
+    # are that descent, no level (held-out hunt 127: a rise soon after a steep start was told
+    # 3 validations late). Read on so few values, it holds for no smaller rise
+    steady = all(a < b for a, b in zip(v[best:], v[best + 1 :], strict=False))
+    climb = steady and statistics.fmean(recent) > (1 + LARGE) * v[best] > 0
+    start = _descent_end(v) if climb else 0
+    local = min(local, noise(v[start:], LOCAL) or math.inf)
     margin, rise = max(floor, z * local), statistics.fmean(recent) - v[best]
     if min(recent) - v[best] <= floor or rise <= margin:
         return None
     if len(recent) > 1 and v[-1] < v[-2] - local:  # falling back: wait for the next one
         return None
     # a step up from the values just before them, beyond what the local noise moves
-    before = v[max(0, best - 1, n - patience - STEP) : n - patience]
+    descent = 0 < best == start and v[best - 1] > min(recent)  # the one before: still falling
+    before = v[max(0, best - (not descent), n - patience - STEP) : n - patience]
     if len(before) < 2:
         return None
     if not step_up:  # other signals agree: the last ones worse than all since the best

@@ -192,3 +192,25 @@ def test_onset_memorisation_confirms_on_three_values_with_train_accuracy_climbin
     assert (verdict.detected.epoch, verdict.best.epoch) == (2, 0)
     flat = dict(series, train_acc=[0.70, 0.70, 0.70])  # no second signal: no verdict
     assert first(memorisation.memorisation, run(flat)) is None
+
+
+# held-out hunt 127: no BatchNorm, 256 digits, limit_train_batches / limit_val_batches 0.5
+# (4 steps an epoch, 250 val images), seed 0: best 0.7226 at epoch 3 after a steep start;
+# onset epoch 5 (+13%, never back), +47% at epoch 6. The whole curve's noise (0.12, the
+# start's bending) hid the rise until epoch 9
+LIMIT_0 = dict(
+    val_loss=[2.1225, 1.6916, 1.0594, 0.7226, 0.7495, 0.8163, 1.0639, 0.9402, 0.8794, 1.0647],
+    train_loss=[2.3206, 1.9849, 1.3189, 0.7093, 0.3909, 0.2218, 0.1908, 0.1612, 0.141, 0.0535],
+    val_acc=[0.44, 0.564, 0.74, 0.76, 0.8, 0.792, 0.772, 0.76, 0.792, 0.776],
+)  # fmt: skip
+
+
+def test_onset_overfitting_soon_after_a_steep_start_within_one_validation():
+    evs = run(LIMIT_0)
+    verdict = first(rules.overfitting, evs)
+    assert (verdict.detected.epoch, verdict.best.epoch, verdict.since.epoch) == (6, 3, 4)
+    assert verdict.figures["rise"] == pytest.approx(1.0639 / 0.7226 - 1)
+    # the detector tells it as a problem at that validation
+    detector = Detector()
+    told = [(e.epoch, c.change, c.verdict.severity) for e in evs for c in detector.update(e)]
+    assert told[0] == (6, "new", "problem")
