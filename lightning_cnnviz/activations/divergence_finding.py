@@ -108,8 +108,8 @@ class DivergenceFinding(SpikeAftermath):
         rates = self.rates if None not in self.rates else None
         held = at_once is not None and self._rate_held(until)  # a rate trained at before
         steady = (flat is not None or stepped is not None) and self._rate_steady(until)
-        if held or steady or self._rate_lowered(until):
-            rates = None  # ... or one moved too little is not what changed at the spike
+        if held or steady or self._rate_lowered(until) or not self._rose_into(until):
+            rates = None  # ... or one moved too little, or taken, is not what changed then
         switched = self._switch_before(until)  # BatchNorm switched to eval mode before it
         shown = None  # a best above the loss just before it would read as a contradiction
         if seen is not None and spike is not None:

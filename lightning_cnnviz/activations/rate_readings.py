@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from lightning_cnnviz.activations.early_spike import jumped_at_start
+from lightning_cnnviz.activations.loss_trace import LossTrace
+from lightning_cnnviz.activations.rate_taken import STEADY, blow_up_onset, held_rate
 
 __all__ = ["LOWERED", "RAISED", "STEADY", "RateReadings", "lowered_since", "rate_rise"]
 
 RAISED = 3.0  # the rate at the divergence this many times its first: a schedule raised it
 LOWERED = 1.2  # the rate at a spike this many times below rates used before: not raised
-STEADY = 2.0  # ...under this many times the rates of the two logs before it: a slope, no jump
+# STEADY (``rate_taken``): under that many times the rates of the 2 logs before: a slope
 
 
 def rate_rise(
@@ -68,6 +70,7 @@ class RateReadings:
     log_rates: list[tuple[int, float]]  # (step, learning rate) of the latest logs
     peak_rates: list[tuple[int, float]]  # (step, rate) of steps above the rate at a log
     spike_rate: float | None  # the highest rate of a step before the told spike
+    loss: LossTrace  # the run's loss series (``diagnose.TrainingDiagnosis``)
     _probe_unlearnt: Callable[[tuple[int, float, float, float]], bool]  # ``SpikeReadings``
 
     def _rate_figures(
@@ -102,7 +105,30 @@ class RateReadings:
         (a, lr_a), (b, lr_b) = before[-1], after[0]
         between = [(s, lr) for s, lr in self.peak_rates if a <= s < b and lr > lr_b]
         b, lr_b = max(between, key=lambda r: r[1], default=(b, lr_b))
-        return (a, lr_a, b, lr_b) if lr_b >= RAISED * lr_a else None
+        if lr_b < RAISED * lr_a or not self._rose_into(at, lr_b):
+            return None
+        return a, lr_a, b, lr_b
+
+    def _rose_into(self, at: int | None, rate: float | None = None) -> bool:
+        """Whether the blow-up at ``at`` came at a rate above all the run took before it.
+
+        ``rate``: the rate it came at (a jump's), else the highest of a step before it.
+        Taken: the loss fell or held at it for ``HELD`` steps before the blow-up
+        (``rate_taken.held_rate``); under ``STEADY`` x that rate is about it. The one
+        answer to "the rate rose into it": the cause named, its figure
+        (``core.root_causes``), the recovery's words. Held-out hunt 126: a warm-up's loss
+        falling at 0.032-0.038, one batch of inputs x30 at step 50 (0.41 -> 16.1), and an
+        SGDR restart to 0.05 trained at for 6 steps before it, told as the rate's rise.
+        """
+        now = self.rates[1]
+        if at is None or now is None or now <= 0:  # a negative rate is a setting's cause
+            return True
+        series = self.loss.series
+        onset = blow_up_onset(series, at)
+        known = [(s, lr) for s, lr in [*self.log_rates, *self.peak_rates] if s < onset]
+        taken = held_rate(series, known, onset)
+        came = rate if rate is not None else max((lr for _, lr in known), default=now)
+        return taken is None or came >= STEADY * taken
 
     def _rate_at(self, at: int) -> float | None:
         """The highest learning rate of a step before ``at``: of a log, or one between logs.
@@ -213,4 +239,4 @@ class RateReadings:
         if self._rate_lowered(at):
             return False
         first, now = self.rates
-        return None if first is None or now is None else now > first
+        return None if first is None or now is None else now > first and self._rose_into(at)

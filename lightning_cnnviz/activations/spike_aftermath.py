@@ -132,6 +132,7 @@ class SpikeAftermath(SpikeReadings):
             return [Verdict("divergence", "note", text, figures, change="gone")]
         first = self.rates[0]
         rose = first is not None and any(lr > 1.5 * first for _, lr in self.log_rates)
+        rose = rose and self._rose_into(spike[0])  # not a rate the run took before it
         outside = any(step is not None for step in self._steps(series, spike))
         jumped = self._jumped_now(spike)
         rates = self._blow_up_rates() if blown_from_start(series, spike) else None

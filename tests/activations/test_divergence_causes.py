@@ -76,12 +76,15 @@ def test_divergence_nan_of_a_model_stuck_at_chance_is_the_rate():
     assert "the optimiser overshoots. Try: lower the learning rate (10x)" in verdict.message
 
 
-def _spiked_at_83(rates, peaks=None):
+def _spiked_at_83(rates, peaks=None, climb=0):
     """The divergence verdict of a loss at 9 from step 81, logs at ``rates``' steps.
 
-    ``peaks``: the highest rate of a step since the last log, at each log's step.
+    ``peaks``: the highest rate of a step since the last log, at each log's step;
+    ``climb``: the steps up to 81 over which the loss climbs to it (an overshoot).
     """
-    series = healthy_losses(80) + [(s, 9.0) for s in range(81, 121)]
+    ramp = [(80 - climb + k, 0.35 * (9.0 / 0.35) ** (k / climb)) for k in range(1, climb)]
+    series = healthy_losses(80 - climb) + ramp
+    series += [(s, 9.0) for s in range(81, 121)]
     diagnosis, peaks = TrainingDiagnosis(0.25, 16, 0.025), peaks or {}
     for step, value in series:
         diagnosis.loss.add(step, torch.tensor(value))
@@ -93,8 +96,10 @@ def _spiked_at_83(rates, peaks=None):
 
 
 def test_divergence_after_a_raised_rate_names_it_not_a_warmup():
-    # a warmup to lr 1.0 (held out): the spike waits one log for its confirmation
-    verdict = _spiked_at_83({10: 0.01, 40: 0.4, 70: 0.7, 100: 1.0, 120: 1.0})
+    # a warmup to lr 1.0 (held out): the spike waits one log for its confirmation; the loss
+    # climbs as the rate rises past what the model takes (a loss steady at the rate of the
+    # log before is one the run took: held-out hunt 126, ``test_rate_taken.py``)
+    verdict = _spiked_at_83({10: 0.01, 40: 0.4, 70: 0.7, 100: 1.0, 120: 1.0}, climb=12)
     assert verdict.figures["lr_first"] == 0.01 and verdict.figures["lr"] == 1.0
     assert "The learning rate rose from 0.01 to 1 before it" in verdict.message
     assert "add a learning-rate warmup" not in verdict.message
