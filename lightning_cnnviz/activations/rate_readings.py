@@ -9,10 +9,11 @@ first steps that left the network at its chance loss (``_hot_start``).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
 from lightning_cnnviz.activations.early_spike import jumped_at_start
-from lightning_cnnviz.activations.loss_trace import LossTrace
+from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace
 from lightning_cnnviz.activations.rate_taken import STEADY, blow_up_onset, held_rate
 
 __all__ = ["LOWERED", "RAISED", "STEADY", "RateReadings", "lowered_since", "rate_rise"]
@@ -123,9 +124,11 @@ class RateReadings:
         now = self.rates[1]
         if at is None or now is None or now <= 0:  # a negative rate is a setting's cause
             return True
-        series = self.loss.series
+        rated = [*self.log_rates, *self.peak_rates]
+        since = min([at, *(s for s, _ in rated)]) - 2 * SMOOTH  # the steps read: no more
+        series = self.loss.series[bisect_left(self.loss.series, since, key=lambda r: r[0]) :]
         onset = blow_up_onset(series, at)
-        known = [(s, lr) for s, lr in [*self.log_rates, *self.peak_rates] if s < onset]
+        known = [(s, lr) for s, lr in rated if s < onset]
         taken = held_rate(series, known, onset)
         came = rate if rate is not None else max((lr for _, lr in known), default=now)
         return taken is None or came >= STEADY * taken
