@@ -32,7 +32,9 @@ def blow_up_onset(series: Sequence[tuple[int, float]], at: int) -> int:
     A spike is a median of ``SMOOTH`` steps, seen steps after the batch that blew up:
     the first of those steps at that median or above, and ``BLOWN`` x the median of the
     ``SMOOTH`` before them, or non-finite (held-out hunt 126: 0.41 -> 16.1 at step 50,
-    the median over the bar at 52).
+    the median over the bar at 52). The step the words quote (``recovery.spike_seen``)
+    on a told spike; unlike it, a non-finite loss is a first step too, and a step with no
+    blow-up (a rate read at any step) is its own.
 
     Example::
 
