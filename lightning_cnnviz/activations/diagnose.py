@@ -42,7 +42,7 @@ from lightning_cnnviz.activations.log_readings import LogReadings
 from lightning_cnnviz.activations.loss_levels import LossLevels
 from lightning_cnnviz.activations.loss_trace import SMOOTH, LossTrace, progress
 from lightning_cnnviz.activations.mode_switch import ModeSwitch
-from lightning_cnnviz.activations.probe_learning import probe_learnt
+from lightning_cnnviz.activations.probe_learning import probe_learnt, probe_started
 from lightning_cnnviz.activations.sites import SiteInfo
 from lightning_cnnviz.core.inputs import scale_text
 
@@ -273,6 +273,9 @@ class TrainingDiagnosis(
             early_fall=progress(series, least=2 * SMOOTH) if gain is None else None,
             consequence=self.cut is not None,
             learnt=probe_learnt(self.log_accs, step, self.classes, self.levels.near_low()),
+            probe=probe_started(
+                self.log_losses, self.log_accs, step, self.classes, self.levels.near_low()
+            ),
         ), cause)  # fmt: skip
 
     def conclude(
@@ -312,5 +315,9 @@ class TrainingDiagnosis(
             final=True,
             learnt=probe_learnt(
                 self.log_accs, self.last_step, self.classes, self.levels.near_low()
+            ),
+            probe=probe_started(
+                self.log_losses, self.log_accs, self.last_step, self.classes,
+                self.levels.near_low(),
             ),
         ), cause)  # fmt: skip

@@ -101,7 +101,13 @@ class EpisodeEnds:
         return out
 
     def _eased(
-        self, step: int, epoch: int, fractions: Mapping[str, float], progress: float | None
+        self,
+        step: int,
+        epoch: int,
+        fractions: Mapping[str, float],
+        progress: float | None,
+        learnt: float | None = None,
+        probe: tuple[float, float] | None = None,
     ) -> list[Verdict]:
         """A ``dead_units`` problem that learning has outgrown since: a note.
 
@@ -112,7 +118,8 @@ class EpisodeEnds:
         once the model had learnt (a die-off after a rate raised 10x by the schedule), once
         the loss has since lost ``OUTGROWN`` of what was left of it: a collapse that hurt
         keeps the loss where it was (held out: a dense layer 8% -> 43% dead at step 60,
-        loss 0.57, then 0.005 and 96% val with the layer still 40% silent).
+        loss 0.57, then 0.005 and 96% val with the layer still 40% silent). A slow start's
+        problem eases too where the probe shows learning (``_started``).
         """
         episode = self.open.get("dead_units")
         if episode is None or episode.severity != "problem" or progress is None:
@@ -125,23 +132,55 @@ class EpisodeEnds:
             return []
         then = episode.progress
         bar = min(LATE, then + EASED) if then < SLOW else 1 - (1 - then) * (1 - OUTGROWN)
-        if progress is None or progress < bar:
-            return []
         now, parts = _shares(episode, fractions, "dead")
-        if any(
+        grown = any(
             share - then_share >= FAST_RISE or share >= LARGE > then_share
             for site, share in now.items()
             if (then_share := episode.sites[site]) is not None
-        ):  # grown since: a further die-off (a layer silent from the start may stay so)
+        )  # grown since: a further die-off (a layer silent from the start may stay so)
+        when = "then" if episode.read_at is None else f"at step {episode.read_at}, its first read"
+        figures: dict[str, Any] = dict(now) | {"progress": progress, "reported_step": episode.since}
+        if progress >= bar and not grown:
+            said = (
+                f"the loss has fallen {progress:.0%} since the start, and the silent layers "
+                f"have not grown ({parts})"
+            )
+        elif then < SLOW and probe is not None and (learnt is not None or probe[1] >= bar):
+            said = _started(probe, progress, progress < bar, grown, parts)
+            figures |= {"probe_acc": probe[0], "probe_fall": probe[1]}
+        else:
             return []
         episode.severity = "note"  # the episode stays open: a new rise is a problem again
-        when = "then" if episode.read_at is None else f"at step {episode.read_at}, its first read"
         text = (
-            f"Dead units no longer hold learning back (step {step}, epoch {epoch}): the loss "
-            f"has fallen {progress:.0%} since the start, and the silent layers have not grown "
-            f"({parts}). Reported at step {episode.since} as a problem "
-            f"({then:.0%} progress {when}); a note now. The units stay "
-            "silent: a layer this sparse wastes width, and a further rise is reported again."
+            f"Dead units no longer hold learning back (step {step}, epoch {epoch}): {said}. "
+            f"Reported at step {episode.since} as a problem ({max(then, 0.0):.0%} progress "
+            f"{when}); a note now. The units stay silent: a layer this sparse wastes width, and "
+            "a further rise is reported again."
         )
-        figures: dict[str, Any] = dict(now) | {"progress": progress, "reported_step": episode.since}
         return [Verdict("dead_units", "note", text, figures, change="gone")]
+
+
+def _started(probe: tuple[float, float], fell: float, short: bool, grown: bool, parts: str) -> str:
+    """A slow start's problem eased where the probe shows learning: in words.
+
+    Its harm was learning stalled ("nothing has been learnt", where the loss sat at chance),
+    and the model learns since, whatever the training loss says: ``probe``, its accuracy
+    past chance and its cross-entropy, read in eval mode, ``EASED`` below ``ln K`` (or the
+    accuracy ``probe_learnt`` well); ``short``: the training loss's fall (``fell``) short of
+    the bar, held up by a floor (held-out hunt 127: 60% random labels, the loss at chance
+    for 60 steps, then 87% val with `body.6` 50-66% dead throughout, told "nothing has
+    been learnt" to the end). Also where the share grew (``grown``): the model learnt past it.
+
+    Example::
+
+        >>> _started((0.75, 0.4), 0.12, True, False, "`fc` 60% dead (was 62%)")[:60]
+        'learning started after it was reported: 75% of the probe ima'
+    """
+    floor = " (a floor holds it up: noisy labels, label smoothing, heavy augmentation)"
+    grew = "grown, yet the model learnt past them" if grown else "not grown"
+    return (
+        f"learning started after it was reported: {probe[0]:.0%} of the probe images are "
+        f"right and their cross-entropy is {probe[1]:.0%} below the chance level (eval "
+        f"mode), the training loss {max(fell, 0.0):.0%} below its start{floor if short else ''}; "
+        f"the silent layers have {grew} ({parts})"
+    )

@@ -135,6 +135,7 @@ class UnitEpisodes(EpisodeEnds):
         consequence: bool = False,
         final: bool = False,
         learnt: float | None = None,
+        probe: tuple[float, float] | None = None,
     ) -> list[Verdict]:
         """One log's dead/dormant verdicts: episodes that ended, then new ones.
 
@@ -151,8 +152,16 @@ class UnitEpisodes(EpisodeEnds):
         ``learnt``: the probe's accuracy where it shows a model that learnt well
         (``probe_learning.probe_learnt``): learning is read as going on at ``SLOW`` at least,
         the loss held up by a floor (label smoothing); no "late collapse" is read from it.
+        ``probe``: its accuracy past chance and cross-entropy's fall below ``ln K``
+        (``probe_learning.probe_started``): a slow start's problem eases by it, and a loss
+        reading ``STALLED`` while that fall is past it is held up, not stalled: ``learnt``.
         """
-        out = self._ended(step, epoch, fractions) + self._eased(step, epoch, fractions, progress)
+        out = self._ended(step, epoch, fractions)
+        out += self._eased(step, epoch, fractions, progress, learnt, probe)
+        # noisy labels hold the training loss near its start while the probe learns (held-out
+        # hunt 127: `body.6` told again "stop learning" mid-run as val climbed past 60%)
+        if learnt is None and probe and progress is not None and progress < STALLED <= probe[1]:
+            learnt = probe[0]
         fell, progress = progress, lifted(progress, learnt)
         merged = self._with_held(alerts, fractions)
         stalled = progress is not None and progress < STALLED

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from lightning_cnnviz.activations.gradients import FALLING
 from lightning_cnnviz.activations.spike_accuracy import learnt, learnt_well
 
-__all__ = ["probe_falling", "probe_learnt"]
+__all__ = ["probe_falling", "probe_learnt", "probe_started"]
 
 
 def probe_falling(
@@ -95,3 +95,37 @@ def probe_learnt(
         return None
     at, acc = accs[-1]
     return acc if at == step and learnt_well(acc, classes) else None
+
+
+def probe_started(
+    losses: Sequence[tuple[int, float]],
+    accs: Sequence[tuple[int, float]],
+    step: int,
+    classes: int | None,
+    at_low: bool = True,
+) -> tuple[float, float] | None:
+    """``(accuracy, fall below ln K)`` of the probe at ``step`` where it shows learning.
+
+    The probe's cross-entropy read in eval mode against the chance level ``ln K``
+    (``1 - loss / ln K``), with its accuracy past chance (``spike_accuracy.learnt``); None
+    where either was not read at ``step`` or the accuracy is not past chance. A model at
+    chance keeps its held-out probe near ``ln K`` (above it, where it memorises shuffled
+    labels): a fall well below it is learning that noisy labels hide from the training
+    loss (held-out hunt 127: 60% random labels, the training loss near its start while val
+    went 11% -> 87%). ``at_low``: as ``probe_learnt``'s: a training loss that fell and
+    rose back (units killed by too large an update) is no floor: None.
+
+    Example::
+
+        >>> acc, fall = probe_started([(40, 2.3), (60, 1.6)], [(60, 0.5)], 60, classes=10)
+        >>> acc, round(fall, 2)
+        (0.5, 0.31)
+        >>> probe_started([(60, 1.6)], [(60, 0.125)], 60, classes=10) is None  # at chance
+        True
+    """
+    if not classes or classes < 2 or not losses or not accs or not at_low:
+        return None
+    (at, loss), (acc_at, acc) = losses[-1], accs[-1]
+    if at != step or acc_at != step or not math.isfinite(loss) or not learnt(acc, classes):
+        return None
+    return acc, 1.0 - loss / math.log(classes)
