@@ -189,8 +189,28 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def model_dtype(model: nn.Module) -> torch.dtype | None:
-    """The floating dtype of the model's first parameter, ``None`` if it has none."""
-    param = next(model.parameters(), None)
+    """The floating dtype of the model's first layer's parameters, ``None`` if it has none.
+
+    A layer's, not the first parameter's: ``named_parameters`` lists the model's own before
+    its layers', and a float64 temperature scalar beside a float32 CNN (setups hunt 84)
+    cast every probe image to float64, so each image monitor stepped aside saying
+    ``forward`` fails. The model's own parameters only where no layer has any.
+
+    Example::
+
+        >>> class Tempered(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.log_t = nn.Parameter(torch.zeros((), dtype=torch.float64))
+        ...         self.conv = nn.Conv2d(1, 2, 3)
+        >>> model_dtype(Tempered()), model_dtype(nn.ReLU())
+        (torch.float32, None)
+    """
+    layers = (m for m in model.modules() if m is not model)
+    owned = (p for m in layers for p in m.parameters(recurse=False))
+    param = next(owned, None)
+    if param is None:
+        param = next(model.parameters(), None)
     return param.dtype if param is not None and param.is_floating_point() else None
 
 

@@ -46,3 +46,14 @@ def test_inputs_to_model_uses_the_parameter_dtype():
     net = nn.Linear(2, 2).to(torch.float64)
     assert to_model(torch.zeros(1, 2), net).dtype == torch.float64
     assert to_model(torch.zeros(1, 2, dtype=torch.float16), nn.ReLU()).dtype == torch.float16
+
+
+def test_inputs_to_model_takes_the_layers_dtype_not_a_scalar_beside_them():
+    # setups hunt 84: a float64 temperature on the LightningModule beside a float32 CNN
+    net = nn.Module()
+    net.log_t = nn.Parameter(torch.zeros((), dtype=torch.float64))
+    net.conv = nn.Conv2d(1, 2, 3)
+    assert to_model(torch.zeros(1, 1, 4, 4), net).dtype == torch.float32
+    only_own = nn.Module()
+    only_own.w = nn.Parameter(torch.zeros(2, dtype=torch.float16))
+    assert to_model(torch.zeros(1, 2), only_own).dtype == torch.float16
